@@ -1,0 +1,120 @@
+/**
+ * Exact money. Every amount is an integer number of minor units held in a JS number and kept far below
+ * 2^53, so it is exact; no binary fraction ever touches money, prices or quantities.
+ *
+ * Scales: USD in micros (6 decimals); an asset's prices in ticks of 10^-priceDecimals and its quantities in
+ * steps of 10^-quantityDecimals (see markets.ts). On the wire and in JSON every amount is a decimal string.
+ *
+ * Rounding rules (each one tested):
+ * - Parsing never rounds. Digits beyond the scale are refused unless they are zeros ("1.50" at 1 decimal is 1.5).
+ * - A leveraged trade's quantity is margin × leverage / price rounded DOWN to the quantity step: the user never
+ *   holds more than the margin pays for.
+ * - Price × quantity is exact by construction (priceDecimals + quantityDecimals ≤ 6), so notionals, PnL and spot
+ *   totals need no rounding. If a configuration ever needs it, charges use `divCeil` (against the user, by at most
+ *   one minor unit) and payouts `divFloor`.
+ * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly.
+ * - Formatting is exact and trims trailing zeros: 10000000000 micros → "10000", 430393 ticks at 2 → "4303.93".
+ */
+
+export const USD_DECIMALS = 6;
+export const MICROS_PER_USD = 1_000_000;
+
+/** Largest amount any balance, price, quantity or notional may hold, in minor units (1e9 USD in micros). */
+export const MAX_UNITS = 1_000_000_000_000_000;
+
+export type ParseFailure = "MALFORMED" | "TOO_MANY_DECIMALS" | "OUT_OF_RANGE";
+export type ParsedUnits = { readonly ok: true; readonly units: number } | { readonly ok: false; readonly reason: ParseFailure };
+
+const POW10: readonly number[] = Array.from({ length: 19 }, (_, i) => 10 ** i);
+
+/**
+ * Parses a non-negative decimal string ("4303.93", "0.5", "12") into integer units at `decimals`.
+ * Refuses signs, exponents, spaces, "1.", ".5", non-zero digits beyond the scale and values above `max`.
+ */
+export function parseUnits(text: string, decimals: number, max: number = MAX_UNITS): ParsedUnits {
+  const n = text.length;
+  if (n === 0 || n > 40) return text.length === 0 ? MALFORMED : OUT_OF_RANGE_RESULT;
+  let whole = 0;
+  let i = 0;
+  for (; i < n; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    whole = whole * 10 + c;
+  }
+  if (i === 0) return MALFORMED;
+  if (whole > MAX_UNITS) return OUT_OF_RANGE_RESULT;
+  let frac = 0;
+  let fracDigits = 0;
+  if (i < n) {
+    if (text.charCodeAt(i) !== 46 /* . */ || i === n - 1) return MALFORMED;
+    for (i++; i < n; i++) {
+      const c = text.charCodeAt(i) - 48;
+      if (c < 0 || c > 9) return MALFORMED;
+      if (fracDigits < decimals) {
+        frac = frac * 10 + c;
+        fracDigits++;
+      } else if (c !== 0) {
+        return TOO_MANY_DECIMALS;
+      }
+    }
+  }
+  const scale = POW10[decimals] ?? 10 ** decimals;
+  if (whole > Math.floor(max / scale)) return OUT_OF_RANGE_RESULT;
+  const units = whole * scale + frac * (POW10[decimals - fracDigits] ?? 1);
+  return units > max ? OUT_OF_RANGE_RESULT : { ok: true, units };
+}
+
+const MALFORMED: ParsedUnits = { ok: false, reason: "MALFORMED" };
+const TOO_MANY_DECIMALS: ParsedUnits = { ok: false, reason: "TOO_MANY_DECIMALS" };
+const OUT_OF_RANGE_RESULT: ParsedUnits = { ok: false, reason: "OUT_OF_RANGE" };
+
+/** Formats integer units at `decimals` as an exact decimal string, trailing zeros trimmed, never exponent notation. */
+export function formatUnits(units: number, decimals: number): string {
+  if (!Number.isSafeInteger(units)) throw new RangeError(`not a safe integer amount: ${units}`);
+  const negative = units < 0;
+  const digits = String(negative ? -units : units);
+  let text: string;
+  if (decimals === 0) {
+    text = digits;
+  } else {
+    const padded = digits.padStart(decimals + 1, "0");
+    const cut = padded.length - decimals;
+    let end = padded.length;
+    while (end > cut && padded.charCodeAt(end - 1) === 48) end--;
+    text = end === cut ? padded.slice(0, cut) : `${padded.slice(0, cut)}.${padded.slice(cut, end)}`;
+  }
+  return negative && units !== 0 ? `-${text}` : text;
+}
+
+/**
+ * a × b when it does not exceed `limit`, else undefined. Exact for whole numbers: any true product ≤ limit
+ * (≤ 2^53) is computed exactly, and any larger one rounds to a float > limit.
+ */
+export function mulWithin(a: number, b: number, limit: number = MAX_UNITS): number | undefined {
+  const p = a * b;
+  return p <= limit ? p : undefined;
+}
+
+/** ⌊a / b⌋ for safe non-negative integers, corrected for float division rounding. */
+export function divFloor(a: number, b: number): number {
+  let q = Math.floor(a / b);
+  if (q * b > a) q--;
+  else if ((q + 1) * b <= a) q++;
+  return q;
+}
+
+/** ⌈a / b⌉ for safe non-negative integers. */
+export function divCeil(a: number, b: number): number {
+  const q = divFloor(a, b);
+  return q * b === a ? q : q + 1;
+}
+
+/** USD micros from a decimal USD string, or undefined when it is not a valid non-negative amount. */
+export function parseUsd(text: string): number | undefined {
+  const r = parseUnits(text, USD_DECIMALS);
+  return r.ok ? r.units : undefined;
+}
+
+export function formatUsd(micros: number): string {
+  return formatUnits(micros, USD_DECIMALS);
+}

@@ -1,0 +1,36 @@
+/**
+ * The catalogue of reasons the engine refuses an instruction. Refusals are data: every refused instruction yields
+ * an `order_response` with one of these codes and a human message. Codes are stable; messages may improve.
+ */
+
+export const REJECTIONS = {
+  INVALID_INSTRUCTION: "The instruction is malformed.",
+  ACCOUNT_NOT_FOUND: "No trading account exists for this user.",
+  UNKNOWN_ASSET: "The asset is not traded here.",
+  NO_PRICE: "There is no price for this market yet.",
+  STALE_PRICE: "The latest price for this market is too old to trade on.",
+  INVALID_AMOUNT: "The amount is not a valid positive decimal at this asset's precision.",
+  INVALID_LEVERAGE: "Leverage must be a whole number within the allowed range.",
+  INVALID_STOP_LOSS: "The stop-loss is on the wrong side of the current price.",
+  INVALID_TAKE_PROFIT: "The take-profit is on the wrong side of the current price.",
+  INSUFFICIENT_BALANCE: "The balance does not cover this order.",
+  QUANTITY_TOO_SMALL: "The order is smaller than one quantity step of the asset.",
+  NOTIONAL_TOO_LARGE: "The order's size exceeds the per-order limit.",
+  TOO_MANY_OPEN_TRADES: "The account has reached its limit of open trades.",
+  WOULD_LIQUIDATE: "The trade would be liquidated as soon as it opened; lower the leverage.",
+  TRADE_NOT_FOUND: "No open trade with this id belongs to this account.",
+} as const;
+
+export type RejectionCode = keyof typeof REJECTIONS;
+
+export interface Rejection {
+  readonly code: RejectionCode;
+  readonly message: string;
+}
+
+export function rejection(code: RejectionCode, detail?: string): Rejection {
+  return { code, message: detail === undefined ? REJECTIONS[code] : `${REJECTIONS[code]} ${detail}` };
+}
+
+/** Refusals caused by the market rather than the request: a retry with the same request id may act. */
+export const TRANSIENT_REJECTIONS: ReadonlySet<RejectionCode> = new Set<RejectionCode>(["NO_PRICE", "STALE_PRICE"]);

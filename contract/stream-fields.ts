@@ -1,0 +1,46 @@
+/**
+ * Encoding of messages to and from Redis stream entry fields: `type <message type> body <JSON>`.
+ * Decoding validates against the contract and returns a reason instead of throwing, so a consumer can log and
+ * skip (or answer) a bad entry without ever half-applying it.
+ */
+import type { z } from "zod";
+import { engineInputSchema, engineOutputSchema, type EngineInput, type EngineOutput } from "./messages.ts";
+
+export type Decoded<T> = { readonly ok: true; readonly message: T } | { readonly ok: false; readonly reason: string };
+
+export function encodeFields(message: EngineInput | EngineOutput): [string, string, string, string] {
+  return ["type", message.type, "body", JSON.stringify(message)];
+}
+
+export function decodeInputFields(fields: readonly string[]): Decoded<EngineInput> {
+  return decodeWith(engineInputSchema, fields);
+}
+
+export function decodeOutputFields(fields: readonly string[]): Decoded<EngineOutput> {
+  return decodeWith(engineOutputSchema, fields);
+}
+
+function decodeWith<T>(schema: z.ZodType<T>, fields: readonly string[]): Decoded<T> {
+  let type: string | undefined;
+  let body: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === "type") type = fields[i + 1];
+    else if (fields[i] === "body") body = fields[i + 1];
+  }
+  if (body === undefined) return { ok: false, reason: "entry has no body field" };
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    return { ok: false, reason: "body is not valid JSON" };
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join(".")}: ` : "";
+    return { ok: false, reason: `invalid message: ${where}${issue?.message ?? "unknown"}` };
+  }
+  const message = parsed.data as { type?: unknown };
+  if (type !== undefined && message.type !== type) return { ok: false, reason: "type field does not match body" };
+  return { ok: true, message: parsed.data };
+}

@@ -1,0 +1,76 @@
+/**
+ * The engine: `apply(state, input) → outputs`. Pure and deterministic: no I/O, no clock (time is the input id's
+ * milliseconds), no randomness, no environment. Inputs at or below the last applied id are already in the state
+ * and produce nothing, so replaying an overlapping tail is harmless.
+ *
+ * User mistakes come back as rejection codes inside an `order_response`; an exception means a broken invariant
+ * (a bug), and the runner then crashes and recovers from snapshot + log.
+ */
+import type { Answer, EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
+import { rejection } from "../../contract/rejections.ts";
+import { createAccount } from "./accounts.ts";
+import { dedupKey, recall, remember } from "./dedup.ts";
+import { applyPriceUpdate } from "./quotes.ts";
+import { spotOrder } from "./spot.ts";
+import type { EngineState } from "./state.ts";
+import { emit, parseInputId, type Step } from "./step.ts";
+import { closeTradeByUser, openTrade } from "./trading.ts";
+
+export interface LogEntry {
+  /** Stream entry id "<ms>-<seq>". */
+  readonly id: string;
+  readonly message: EngineInput;
+}
+
+export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
+  const { ms, seq } = parseInputId(entry.id);
+  if (ms < state.lastInputMs || (ms === state.lastInputMs && seq <= state.lastInputSeq)) return [];
+  state.lastInputId = entry.id;
+  state.lastInputMs = ms;
+  state.lastInputSeq = seq;
+  const step: Step = { inputId: entry.id, nowMs: ms, outputs: [] };
+  const message = entry.message;
+  switch (message.type) {
+    case "price_update":
+      applyPriceUpdate(state, step, message);
+      break;
+    case "user_instruction":
+      applyInstruction(state, step, message);
+      break;
+    default:
+      return unreachable(message);
+  }
+  return step.outputs;
+}
+
+function applyInstruction(state: EngineState, step: Step, message: UserInstruction): void {
+  const { userId, requestId } = message;
+  const key = dedupKey(userId, requestId);
+  let answer = recall(state, key);
+  if (answer === undefined) {
+    answer = execute(state, step, message);
+    remember(state, key, step.nowMs, answer);
+  }
+  // The response comes last, after the read-model changes it depends on.
+  emit(step, { type: "order_response", requestId, userId, answer });
+}
+
+function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction): Answer {
+  if (instruction.kind === "create_account") return createAccount(state, step, userId);
+  const account = state.accounts.get(userId);
+  if (account === undefined) return { ok: false, error: rejection("ACCOUNT_NOT_FOUND") };
+  switch (instruction.kind) {
+    case "open_trade":
+      return openTrade(state, step, account, instruction);
+    case "close_trade":
+      return closeTradeByUser(state, step, account, instruction.tradeId);
+    case "spot_order":
+      return spotOrder(state, step, account, instruction);
+    default:
+      return unreachable(instruction);
+  }
+}
+
+function unreachable(x: never): never {
+  throw new Error(`unhandled input: ${JSON.stringify(x)}`);
+}

@@ -1,0 +1,70 @@
+/**
+ * Invariants of the engine state, checked after every step in tests (and available to the runner as a
+ * self-check). Any violation is a bug and throws with a description.
+ *
+ * - Conservation: for USD and every asset, users + margin locked in open trades + house = 0.
+ * - No user balance is negative; every amount is an exact integer within range.
+ * - Every open trade is indexed exactly where its levels say; heaps are ordered.
+ * - No open trade should already have fired at the market's current quote.
+ */
+import { MAX_UNITS } from "../../contract/money.ts";
+import type { EngineState, Trade, TriggerBook } from "./state.ts";
+
+export function checkInvariants(state: EngineState): void {
+  const n = state.params.assets.length;
+  let usd = state.house.usd;
+  const holdings = [...state.house.holdings];
+  let openCount = 0;
+  for (const account of state.accounts.values()) {
+    amount(account.usd, `usd of ${account.userId}`, true);
+    usd += account.usd;
+    for (let i = 0; i < n; i++) {
+      const h = account.holdings[i]!;
+      amount(h, `holding ${i} of ${account.userId}`, true);
+      holdings[i]! += h;
+    }
+    for (const [id, t] of account.openTrades) {
+      if (t.id !== id || t.account !== account) throw new Error(`trade ${id} is filed under the wrong account`);
+      amount(t.marginMicros, `margin of ${id}`, true);
+      if (t.quantitySteps <= 0) throw new Error(`trade ${id} has no quantity`);
+      usd += t.marginMicros;
+      openCount++;
+      checkIndexed(state.books[t.assetIndex]!, t);
+    }
+  }
+  if (usd !== 0) throw new Error(`USD is not conserved: off by ${usd} micros`);
+  holdings.forEach((h, i) => {
+    if (h !== 0) throw new Error(`asset ${i} is not conserved: off by ${h}`);
+  });
+  let indexed = 0;
+  state.books.forEach((book, i) => {
+    for (const heap of [book.longExit, book.longProfit, book.shortExit, book.shortProfit]) heap.verify();
+    indexed += book.longExit.size + book.shortExit.size + book.longProfit.size + book.shortProfit.size;
+    const q = state.quotes[i];
+    if (q === undefined) return;
+    const fired =
+      (book.longExit.peek()?.exitTicks ?? -Infinity) >= q.bidTicks ||
+      (book.longProfit.peek()?.takeProfitTicks ?? Infinity) <= q.bidTicks ||
+      (book.shortExit.peek()?.exitTicks ?? Infinity) <= q.askTicks ||
+      (book.shortProfit.peek()?.takeProfitTicks ?? -Infinity) >= q.askTicks;
+    if (fired) throw new Error(`market ${i} has an open trade that should have fired at the current quote`);
+  });
+  let expected = 0;
+  for (const a of state.accounts.values()) {
+    for (const t of a.openTrades.values()) expected += (t.exitTicks !== 0 ? 1 : 0) + (t.takeProfitTicks !== 0 ? 1 : 0);
+  }
+  if (indexed !== expected) throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
+}
+
+function checkIndexed(book: TriggerBook, t: Trade): void {
+  const exitHeap = t.isLong ? book.longExit : book.shortExit;
+  const profitHeap = t.isLong ? book.longProfit : book.shortProfit;
+  if ((t.exitTicks !== 0) !== (t.exitPos >= 0)) throw new Error(`trade ${t.id} exit indexing is wrong`);
+  if ((t.takeProfitTicks !== 0) !== (t.profitPos >= 0)) throw new Error(`trade ${t.id} take-profit indexing is wrong`);
+  if (t.exitPos >= exitHeap.size || t.profitPos >= profitHeap.size) throw new Error(`trade ${t.id} points past its heap`);
+}
+
+function amount(x: number, what: string, nonNegative: boolean): void {
+  if (!Number.isSafeInteger(x) || Math.abs(x) > MAX_UNITS) throw new Error(`${what} is not an exact amount: ${x}`);
+  if (nonNegative && x < 0) throw new Error(`${what} is negative: ${x}`);
+}

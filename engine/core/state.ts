@@ -1,0 +1,131 @@
+/**
+ * The engine's whole state: plain data, owned by `apply`. Amounts are integers in minor units (see
+ * contract/money.ts). The house is an account like the users': every transfer has two sides, so for each asset
+ * the users' balances, the margin locked in open trades and the house balance sum to zero at all times.
+ */
+import type { AssetConfig } from "../../contract/markets.ts";
+import type { Answer } from "../../contract/messages.ts";
+import type { EngineParams } from "./params.ts";
+import { TriggerHeap } from "./trigger-heap.ts";
+
+export interface Account {
+  readonly userId: string;
+  /** Free USD in micros (not locked as margin). */
+  usd: number;
+  /** Spot holdings per asset index, in quantity steps. */
+  readonly holdings: number[];
+  readonly openTrades: Map<string, Trade>;
+}
+
+export interface House {
+  usd: number;
+  readonly holdings: number[];
+}
+
+export interface Trade {
+  readonly seq: number;
+  readonly id: string;
+  readonly account: Account;
+  readonly assetIndex: number;
+  readonly isLong: boolean;
+  readonly marginMicros: number;
+  readonly leverage: number;
+  readonly quantitySteps: number;
+  readonly openPriceTicks: number;
+  /** 0 when not set. */
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+  /** Price at which the trade's equity reaches maintenance margin; 0 when it cannot be reached. */
+  readonly liquidationTicks: number;
+  /** The protective exit level (stop-loss or liquidation, whichever the price reaches first); 0 when none. */
+  readonly exitTicks: number;
+  readonly openedAtMs: number;
+  /** Positions in the trigger heaps, maintained by TriggerHeap; -1 when not in that heap. */
+  exitPos: number;
+  profitPos: number;
+}
+
+export interface Quote {
+  readonly bidTicks: number;
+  readonly askTicks: number;
+  /** Log time (input id ms) at which the quote entered the engine: what staleness is measured against. */
+  readonly atMs: number;
+  readonly exchangeTimeUs: string;
+  readonly source: "backpack" | "sim";
+}
+
+/** Per market: the four trigger indexes, each ordered so the next trade to fire is at the top. */
+export interface TriggerBook {
+  /** Long stop-loss / liquidation: fires when bid ≤ level; highest level first. */
+  readonly longExit: TriggerHeap;
+  /** Long take-profit: fires when bid ≥ level; lowest first. */
+  readonly longProfit: TriggerHeap;
+  /** Short stop-loss / liquidation: fires when ask ≥ level; lowest first. */
+  readonly shortExit: TriggerHeap;
+  /** Short take-profit: fires when ask ≤ level; highest first. */
+  readonly shortProfit: TriggerHeap;
+}
+
+export interface DedupEntry {
+  readonly atMs: number;
+  readonly answer: Answer;
+}
+
+export interface EngineState {
+  readonly params: EngineParams;
+  /** Id of the last input applied ("<ms>-<seq>"), or "0-0" for a fresh state. */
+  lastInputId: string;
+  lastInputMs: number;
+  lastInputSeq: number;
+  /** Next number for a trade or spot order id. */
+  nextSeq: number;
+  /** Price updates refused (unknown market, malformed or crossed quote): counted, never applied. */
+  ignoredPriceUpdates: number;
+  readonly house: House;
+  readonly accounts: Map<string, Account>;
+  readonly quotes: (Quote | undefined)[];
+  readonly books: TriggerBook[];
+  /** `<userId> <requestId>` → first answer, in log order (oldest first). */
+  readonly dedup: Map<string, DedupEntry>;
+  /** Derived from params: asset lookup by symbol and market. */
+  readonly assetBySymbol: ReadonlyMap<string, number>;
+  readonly assetByMarket: ReadonlyMap<string, number>;
+}
+
+export function createState(params: EngineParams): EngineState {
+  const n = params.assets.length;
+  return {
+    params,
+    lastInputId: "0-0",
+    lastInputMs: 0,
+    lastInputSeq: 0,
+    nextSeq: 1,
+    ignoredPriceUpdates: 0,
+    house: { usd: 0, holdings: new Array<number>(n).fill(0) },
+    accounts: new Map(),
+    quotes: new Array<Quote | undefined>(n).fill(undefined),
+    books: Array.from({ length: n }, () => createBook()),
+    dedup: new Map(),
+    assetBySymbol: new Map(params.assets.map((a, i) => [a.symbol, i])),
+    assetByMarket: new Map(params.assets.map((a, i) => [a.market, i])),
+  };
+}
+
+function createBook(): TriggerBook {
+  return {
+    longExit: new TriggerHeap("exit", true),
+    longProfit: new TriggerHeap("profit", false),
+    shortExit: new TriggerHeap("exit", false),
+    shortProfit: new TriggerHeap("profit", true),
+  };
+}
+
+export function newAccount(userId: string, assetCount: number): Account {
+  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map() };
+}
+
+export function assetAt(state: EngineState, index: number): AssetConfig {
+  const a = state.params.assets[index];
+  if (a === undefined) throw new Error(`no asset at index ${index}`);
+  return a;
+}

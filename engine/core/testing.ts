@@ -1,0 +1,53 @@
+/**
+ * Test support for engine specs: a tiny log writer that assigns increasing input ids at a controllable log time,
+ * and applies each input with an invariant check after every step. Used only by tests and benchmarks.
+ */
+import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../../contract/messages.ts";
+import { apply } from "./apply.ts";
+import { checkInvariants } from "./invariants.ts";
+import { makeParams, type EngineParams } from "./params.ts";
+import { createState, type EngineState } from "./state.ts";
+
+export class EngineHarness {
+  readonly state: EngineState;
+  nowMs = 1_700_000_000_000;
+  private seq = 0;
+  private requests = 0;
+  checkEveryStep = true;
+  readonly log: { id: string; message: EngineInput }[] = [];
+
+  constructor(params: Partial<EngineParams> = {}) {
+    this.state = createState(makeParams(params));
+  }
+
+  /** Moves log time forward. */
+  advance(ms: number): this {
+    this.nowMs += ms;
+    this.seq = 0;
+    return this;
+  }
+
+  send(message: EngineInput): EngineOutput[] {
+    const entry = { id: `${this.nowMs}-${this.seq++}`, message };
+    this.log.push(entry);
+    const out = apply(this.state, entry);
+    if (this.checkEveryStep) checkInvariants(this.state);
+    return out;
+  }
+
+  price(market: string, bid: string, ask: string): EngineOutput[] {
+    return this.send({ type: "price_update", market, bid, ask, exchangeTimeUs: String(this.nowMs * 1000), source: "sim" });
+  }
+
+  /** Sends an instruction and returns its order_response's answer plus every output of the step. */
+  instruct(userId: string, instruction: Instruction, requestId = `r${++this.requests}`) {
+    const outputs = this.send({ type: "user_instruction", requestId, userId, instruction });
+    const response = outputs.find((o): o is OutputOf<"order_response"> => o.type === "order_response");
+    if (response === undefined) throw new Error("no order_response for an instruction");
+    return { answer: response.answer, outputs, response };
+  }
+
+  createAccount(userId: string) {
+    return this.instruct(userId, { kind: "create_account" });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Automatic exits. Each market keeps four heaps (state.ts, TriggerBook) whose tops are the next trades to fire,
+ * so a tick costs O(1) when nothing fires and O(log n) per trade that does, never a scan of open trades.
+ *
+ * Rules (DESIGN §4): long SL/liquidation when bid ≤ level, TP when bid ≥ TP; short SL/liquidation when
+ * ask ≥ level, TP when ask ≤ TP. An exit fills at the quote that triggered it. When stop-loss and liquidation
+ * are crossed by the same move, the one the price reached first wins (a tie goes to the stop-loss).
+ * Trades fire in a fixed order: long exits, long profits, short exits, short profits, each by level then age.
+ */
+import type { CloseReason } from "../../contract/messages.ts";
+import type { EngineState, Quote, Trade, TriggerBook } from "./state.ts";
+import type { Step } from "./step.ts";
+import { closeTrade } from "./trading.ts";
+
+export function fireTriggers(state: EngineState, step: Step, assetIndex: number, quote: Quote): void {
+  const book = state.books[assetIndex]!;
+  const { bidTicks: bid, askTicks: ask } = quote;
+  let t: Trade | undefined;
+  while ((t = book.longExit.peek()) !== undefined && t.exitTicks >= bid) {
+    closeTrade(state, step, t, bid, exitReason(t));
+  }
+  while ((t = book.longProfit.peek()) !== undefined && t.takeProfitTicks <= bid) {
+    closeTrade(state, step, t, bid, "take_profit");
+  }
+  while ((t = book.shortExit.peek()) !== undefined && t.exitTicks <= ask) {
+    closeTrade(state, step, t, ask, exitReason(t));
+  }
+  while ((t = book.shortProfit.peek()) !== undefined && t.takeProfitTicks >= ask) {
+    closeTrade(state, step, t, ask, "take_profit");
+  }
+}
+
+function exitReason(t: Trade): CloseReason {
+  return t.stopLossTicks !== 0 && t.exitTicks === t.stopLossTicks ? "stop_loss" : "liquidation";
+}
+
+export function indexTrade(book: TriggerBook, t: Trade): void {
+  if (t.exitTicks !== 0) (t.isLong ? book.longExit : book.shortExit).push(t);
+  if (t.takeProfitTicks !== 0) (t.isLong ? book.longProfit : book.shortProfit).push(t);
+}
+
+export function unindexTrade(book: TriggerBook, t: Trade): void {
+  if (t.exitPos >= 0) (t.isLong ? book.longExit : book.shortExit).remove(t);
+  if (t.profitPos >= 0) (t.isLong ? book.longProfit : book.shortProfit).remove(t);
+}

@@ -1,0 +1,48 @@
+// Type-aware lint. The pure parts (engine core, shared contract) get extra rules that keep them free of
+// I/O, clock, randomness and environment: replay must reproduce the exact same state.
+import tseslint from "typescript-eslint";
+
+const impureSyntax = [
+  { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: "The engine core reads no clock: time comes from the input id." },
+  { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: "The engine core reads no clock: time comes from the input id." },
+  { selector: "MemberExpression[object.name='Math'][property.name='random']", message: "The engine core uses no randomness." },
+  { selector: "MemberExpression[object.name='performance']", message: "The engine core reads no clock." },
+];
+
+export default tseslint.config(
+  { ignores: ["node_modules/**", ".data/**", ".sst/**", "sst-env.d.ts", "coverage/**"] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": "error",
+      "@typescript-eslint/consistent-type-imports": "error",
+      "@typescript-eslint/switch-exhaustiveness-check": "error",
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+      eqeqeq: "error",
+    },
+  },
+  {
+    files: ["engine/core/**/*.ts", "contract/**/*.ts"],
+    ignores: ["**/*.test.ts"],
+    rules: {
+      "no-restricted-imports": ["error", {
+        patterns: [
+          { group: ["node:*", "fs", "net", "http", "crypto", "os", "child_process", "ioredis", "pg", "@neondatabase/*", "@upstash/*", "ws", "hono", "hono/*"], message: "Pure modules do no I/O." },
+        ],
+      }],
+      "no-restricted-globals": ["error",
+        { name: "process", message: "Pure modules read no environment." },
+        { name: "setTimeout", message: "Pure modules schedule nothing." },
+        { name: "setInterval", message: "Pure modules schedule nothing." },
+        { name: "fetch", message: "Pure modules do no I/O." },
+        { name: "crypto", message: "Pure modules use no randomness." },
+        { name: "console", message: "Pure modules do not log; they return outputs." },
+      ],
+      "no-restricted-syntax": ["error", ...impureSyntax],
+    },
+  },
+);
