@@ -4,8 +4,8 @@ export default defineConfig({
   test: {
     include: ["**/*.test.ts"],
     exclude: ["node_modules/**", ".data/**", ".sst/**"],
-    // Integration and end-to-end tests share real Redis/Postgres servers; run files one at a time there.
-    fileParallelism: true,
-    testTimeout: 30_000,
+    testTimeout: 60_000,
+    // The JSON file lets CI print a plain "N passed, N failed" line (scripts/test-summary.mjs).
+    reporters: ["default", ["json", { outputFile: ".data/test-results.json" }]],
   },
 });

@@ -32,8 +32,23 @@ const POW10: readonly number[] = Array.from({ length: 19 }, (_, i) => 10 ** i);
  * Refuses signs, exponents, spaces, "1.", ".5", non-zero digits beyond the scale and values above `max`.
  */
 export function parseUnits(text: string, decimals: number, max: number = MAX_UNITS): ParsedUnits {
+  const units = toUnits(text, decimals, max);
+  if (units >= 0) return { ok: true, units };
+  return units === INVALID_MALFORMED ? MALFORMED : units === INVALID_PRECISION ? TOO_MANY_DECIMALS : OUT_OF_RANGE_RESULT;
+}
+
+const INVALID_MALFORMED = -1;
+const INVALID_PRECISION = -2;
+const INVALID_RANGE = -3;
+const MALFORMED: ParsedUnits = { ok: false, reason: "MALFORMED" };
+const TOO_MANY_DECIMALS: ParsedUnits = { ok: false, reason: "TOO_MANY_DECIMALS" };
+const OUT_OF_RANGE_RESULT: ParsedUnits = { ok: false, reason: "OUT_OF_RANGE" };
+
+/** `parseUnits` for hot paths: the units, or a negative number when the text is not valid. Allocates nothing. */
+export function toUnits(text: string, decimals: number, max: number = MAX_UNITS): number {
   const n = text.length;
-  if (n === 0 || n > 40) return text.length === 0 ? MALFORMED : OUT_OF_RANGE_RESULT;
+  if (n === 0) return INVALID_MALFORMED;
+  if (n > 40) return INVALID_RANGE;
   let whole = 0;
   let i = 0;
   for (; i < n; i++) {
@@ -41,32 +56,28 @@ export function parseUnits(text: string, decimals: number, max: number = MAX_UNI
     if (c < 0 || c > 9) break;
     whole = whole * 10 + c;
   }
-  if (i === 0) return MALFORMED;
-  if (whole > MAX_UNITS) return OUT_OF_RANGE_RESULT;
+  if (i === 0) return INVALID_MALFORMED;
+  if (whole > MAX_UNITS) return INVALID_RANGE;
   let frac = 0;
   let fracDigits = 0;
   if (i < n) {
-    if (text.charCodeAt(i) !== 46 /* . */ || i === n - 1) return MALFORMED;
+    if (text.charCodeAt(i) !== 46 /* . */ || i === n - 1) return INVALID_MALFORMED;
     for (i++; i < n; i++) {
       const c = text.charCodeAt(i) - 48;
-      if (c < 0 || c > 9) return MALFORMED;
+      if (c < 0 || c > 9) return INVALID_MALFORMED;
       if (fracDigits < decimals) {
         frac = frac * 10 + c;
         fracDigits++;
       } else if (c !== 0) {
-        return TOO_MANY_DECIMALS;
+        return INVALID_PRECISION;
       }
     }
   }
   const scale = POW10[decimals] ?? 10 ** decimals;
-  if (whole > Math.floor(max / scale)) return OUT_OF_RANGE_RESULT;
+  if (whole > Math.floor(max / scale)) return INVALID_RANGE;
   const units = whole * scale + frac * (POW10[decimals - fracDigits] ?? 1);
-  return units > max ? OUT_OF_RANGE_RESULT : { ok: true, units };
+  return units > max ? INVALID_RANGE : units;
 }
-
-const MALFORMED: ParsedUnits = { ok: false, reason: "MALFORMED" };
-const TOO_MANY_DECIMALS: ParsedUnits = { ok: false, reason: "TOO_MANY_DECIMALS" };
-const OUT_OF_RANGE_RESULT: ParsedUnits = { ok: false, reason: "OUT_OF_RANGE" };
 
 /** Formats integer units at `decimals` as an exact decimal string, trailing zeros trimmed, never exponent notation. */
 export function formatUnits(units: number, decimals: number): string {
@@ -109,12 +120,12 @@ export function divCeil(a: number, b: number): number {
   return q * b === a ? q : q + 1;
 }
 
-/** USD micros from a decimal USD string, or undefined when it is not a valid non-negative amount. */
-export function parseUsd(text: string): number | undefined {
-  const r = parseUnits(text, USD_DECIMALS);
-  return r.ok ? r.units : undefined;
-}
-
 export function formatUsd(micros: number): string {
   return formatUnits(micros, USD_DECIMALS);
+}
+
+/** USD micros from a decimal USD string, or undefined when it is not a valid non-negative amount. */
+export function parseUsd(text: string): number | undefined {
+  const micros = toUnits(text, USD_DECIMALS);
+  return micros >= 0 ? micros : undefined;
 }

@@ -1,19 +1,27 @@
 /** Accounts: the starting grant, paid by the house exactly once per user. */
-import type { Answer } from "../../contract/messages.ts";
-import { newAccount, type EngineState } from "./state.ts";
+import type { Outcome } from "./receipts.ts";
+import { amountsOf, newAccount, type EngineState } from "./state.ts";
 import { emit, type Step } from "./step.ts";
 import { balancesView } from "./views.ts";
 
-export function createAccount(state: EngineState, step: Step, userId: string): Answer {
+export function createAccount(state: EngineState, step: Step, userId: string): Outcome {
   const existing = state.accounts.get(userId);
   if (existing !== undefined) {
-    return { ok: true, result: { kind: "create_account", granted: false, balances: balancesView(state, existing) } };
+    const amounts = amountsOf(existing);
+    return {
+      receipt: { kind: "create_account", granted: false, balances: amounts },
+      answer: { ok: true, result: { kind: "create_account", granted: false, balances: balancesView(state, amounts) } },
+    };
   }
   const account = newAccount(userId, state.params.assets.length);
   account.usd = state.params.initialBalanceMicros;
   state.house.usd -= state.params.initialBalanceMicros;
   state.accounts.set(userId, account);
-  const balances = balancesView(state, account);
+  const amounts = amountsOf(account);
+  const balances = balancesView(state, amounts);
   emit(step, { type: "balances_changed", userId, balances });
-  return { ok: true, result: { kind: "create_account", granted: true, balances } };
+  return {
+    receipt: { kind: "create_account", granted: true, balances: amounts },
+    answer: { ok: true, result: { kind: "create_account", granted: true, balances } },
+  };
 }

@@ -6,11 +6,11 @@
  * User mistakes come back as rejection codes inside an `order_response`; an exception means a broken invariant
  * (a bug), and the runner then crashes and recovers from snapshot + log.
  */
-import type { Answer, EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
-import { rejection } from "../../contract/rejections.ts";
+import type { EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
 import { createAccount } from "./accounts.ts";
 import { dedupKey, recall, remember } from "./dedup.ts";
 import { applyPriceUpdate } from "./quotes.ts";
+import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
 import type { EngineState } from "./state.ts";
 import { emit, parseInputId, type Step } from "./step.ts";
@@ -46,19 +46,23 @@ export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
 function applyInstruction(state: EngineState, step: Step, message: UserInstruction): void {
   const { userId, requestId } = message;
   const key = dedupKey(userId, requestId);
-  let answer = recall(state, key);
-  if (answer === undefined) {
-    answer = execute(state, step, message);
-    remember(state, key, step.nowMs, answer);
+  const remembered = recall(state, key, step.nowMs);
+  let answer;
+  if (remembered === undefined) {
+    const outcome = execute(state, step, message);
+    remember(state, key, step.nowMs, outcome.receipt);
+    answer = outcome.answer;
+  } else {
+    answer = answerOf(state, remembered);
   }
   // The response comes last, after the read-model changes it depends on.
   emit(step, { type: "order_response", requestId, userId, answer });
 }
 
-function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction): Answer {
+function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction): Outcome {
   if (instruction.kind === "create_account") return createAccount(state, step, userId);
   const account = state.accounts.get(userId);
-  if (account === undefined) return { ok: false, error: rejection("ACCOUNT_NOT_FOUND") };
+  if (account === undefined) return refuse("ACCOUNT_NOT_FOUND");
   switch (instruction.kind) {
     case "open_trade":
       return openTrade(state, step, account, instruction);

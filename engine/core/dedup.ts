@@ -1,10 +1,10 @@
 /**
- * Idempotency: the first answer to each (user, request id) is remembered for `dedupWindowMs` of log time (at most
- * `dedupMaxEntries`), so the same request acts once and gets the same answer, across restarts (it is part of the
- * snapshot). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: retrying them may act.
+ * Idempotency: the first answer to each (user, request id) is remembered, as a receipt, for `dedupWindowMs` of
+ * log time (at most `dedupMaxEntries`), so the same request acts once and gets the same answer, across restarts
+ * (it is part of the snapshot). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
  */
-import type { Answer } from "../../contract/messages.ts";
-import { TRANSIENT_REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
+import { TRANSIENT_REJECTIONS } from "../../contract/rejections.ts";
+import type { Receipt } from "./receipts.ts";
 import type { EngineState } from "./state.ts";
 
 export function dedupKey(userId: string, requestId: string): string {
@@ -12,18 +12,21 @@ export function dedupKey(userId: string, requestId: string): string {
   return `${userId} ${requestId}`;
 }
 
-export function recall(state: EngineState, key: string): Answer | undefined {
-  return state.dedup.get(key)?.answer;
+export function recall(state: EngineState, key: string, nowMs: number): Receipt | undefined {
+  const entry = state.dedup.get(key);
+  // Expiry is applied on insert, so an entry can outlive its window while nothing new arrives: check it here.
+  return entry !== undefined && entry.atMs >= nowMs - state.params.dedupWindowMs ? entry.receipt : undefined;
 }
 
-export function remember(state: EngineState, key: string, nowMs: number, answer: Answer): void {
-  if (!answer.ok && TRANSIENT_REJECTIONS.has(answer.error.code as RejectionCode)) return;
+export function remember(state: EngineState, key: string, nowMs: number, receipt: Receipt): void {
+  if (receipt.kind === "rejected" && TRANSIENT_REJECTIONS.has(receipt.code)) return;
   const { dedupWindowMs, dedupMaxEntries } = state.params;
   if (dedupMaxEntries === 0) return;
-  state.dedup.set(key, { atMs: nowMs, answer });
+  const dedup = state.dedup;
+  dedup.set(key, { atMs: nowMs, receipt });
   const oldestKept = nowMs - dedupWindowMs;
-  for (const [k, entry] of state.dedup) {
-    if (entry.atMs >= oldestKept && state.dedup.size <= dedupMaxEntries) break;
-    state.dedup.delete(k);
+  for (const [k, entry] of dedup) {
+    if (entry.atMs >= oldestKept && dedup.size <= dedupMaxEntries) break;
+    dedup.delete(k);
   }
 }

@@ -47,7 +47,7 @@ export function validateParams(p: EngineParams): void {
   const whole = (name: keyof EngineParams, min: number, max: number) => {
     const v = p[name];
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
-      throw new Error(`engine parameter ${name} must be a whole number from ${min} to ${max}, got ${String(v)}`);
+      throw new Error(`engine parameter ${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
     }
   };
   whole("shard", 0, 1023);

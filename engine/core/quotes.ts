@@ -3,8 +3,8 @@
  * that is malformed, crossed, out of range or for an unknown market is counted and ignored.
  */
 import type { PriceUpdate } from "../../contract/messages.ts";
-import { formatUnits, parseUnits } from "../../contract/money.ts";
-import { rejection, type Rejection } from "../../contract/rejections.ts";
+import { formatUnits, toUnits } from "../../contract/money.ts";
+import { refuse, type Outcome } from "./receipts.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
 import { emit, isoTime, type Step } from "./step.ts";
 import { fireTriggers } from "./triggers.ts";
@@ -16,15 +16,15 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
     return;
   }
   const asset = assetAt(state, index);
-  const bid = parseUnits(update.bid, asset.priceDecimals, asset.maxPriceTicks);
-  const ask = parseUnits(update.ask, asset.priceDecimals, asset.maxPriceTicks);
-  if (!bid.ok || !ask.ok || bid.units === 0 || bid.units > ask.units) {
+  const bid = toUnits(update.bid, asset.priceDecimals, asset.maxPriceTicks);
+  const ask = toUnits(update.ask, asset.priceDecimals, asset.maxPriceTicks);
+  if (bid <= 0 || ask <= 0 || bid > ask) {
     state.ignoredPriceUpdates++;
     return;
   }
   const quote: Quote = {
-    bidTicks: bid.units,
-    askTicks: ask.units,
+    bidTicks: bid,
+    askTicks: ask,
     atMs: step.nowMs,
     exchangeTimeUs: update.exchangeTimeUs,
     source: update.source,
@@ -34,8 +34,8 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
     type: "quote_updated",
     asset: asset.symbol,
     market: asset.market,
-    bid: formatUnits(bid.units, asset.priceDecimals),
-    ask: formatUnits(ask.units, asset.priceDecimals),
+    bid: formatUnits(bid, asset.priceDecimals),
+    ask: formatUnits(ask, asset.priceDecimals),
     updatedAt: isoTime(step.nowMs),
     source: update.source,
   });
@@ -43,16 +43,16 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
 }
 
 /** The quote an order may execute on, or why there is none. */
-export function tradableQuote(state: EngineState, step: Step, assetIndex: number): Quote | Rejection {
+export function tradableQuote(state: EngineState, step: Step, assetIndex: number): Quote | Outcome {
   const quote = state.quotes[assetIndex];
-  if (quote === undefined) return rejection("NO_PRICE");
+  if (quote === undefined) return refuse("NO_PRICE");
   const ageMs = step.nowMs - quote.atMs;
   if (ageMs > state.params.staleQuoteMs) {
-    return rejection("STALE_PRICE", `Last quote is ${ageMs} ms old; the limit is ${state.params.staleQuoteMs} ms.`);
+    return refuse("STALE_PRICE", `Last quote is ${ageMs} ms old; the limit is ${state.params.staleQuoteMs} ms.`);
   }
   return quote;
 }
 
-export function isRejection(x: object): x is Rejection {
-  return "code" in x;
+export function isRejection(x: Quote | Outcome): x is Outcome {
+  return "receipt" in x;
 }

@@ -4,8 +4,8 @@
  * the users' balances, the margin locked in open trades and the house balance sum to zero at all times.
  */
 import type { AssetConfig } from "../../contract/markets.ts";
-import type { Answer } from "../../contract/messages.ts";
 import type { EngineParams } from "./params.ts";
+import type { Receipt } from "./receipts.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
 
 export interface Account {
@@ -22,10 +22,10 @@ export interface House {
   readonly holdings: number[];
 }
 
-export interface Trade {
+/** What a trade is, as numbers: enough to show it, remember it in a receipt, or snapshot it. */
+export interface TradeFacts {
   readonly seq: number;
   readonly id: string;
-  readonly account: Account;
   readonly assetIndex: number;
   readonly isLong: boolean;
   readonly marginMicros: number;
@@ -37,9 +37,14 @@ export interface Trade {
   readonly takeProfitTicks: number;
   /** Price at which the trade's equity reaches maintenance margin; 0 when it cannot be reached. */
   readonly liquidationTicks: number;
+  readonly openedAtMs: number;
+}
+
+/** An open trade: its facts plus where it lives (account, trigger heaps). */
+export interface Trade extends TradeFacts {
+  readonly account: Account;
   /** The protective exit level (stop-loss or liquidation, whichever the price reaches first); 0 when none. */
   readonly exitTicks: number;
-  readonly openedAtMs: number;
   /** Positions in the trigger heaps, maintained by TriggerHeap; -1 when not in that heap. */
   exitPos: number;
   profitPos: number;
@@ -68,7 +73,7 @@ export interface TriggerBook {
 
 export interface DedupEntry {
   readonly atMs: number;
-  readonly answer: Answer;
+  readonly receipt: Receipt;
 }
 
 export interface EngineState {
@@ -85,7 +90,7 @@ export interface EngineState {
   readonly accounts: Map<string, Account>;
   readonly quotes: (Quote | undefined)[];
   readonly books: TriggerBook[];
-  /** `<userId> <requestId>` → first answer, in log order (oldest first). */
+  /** `<userId> <requestId>` → receipt of the first answer, in log order (oldest first). */
   readonly dedup: Map<string, DedupEntry>;
   /** Derived from params: asset lookup by symbol and market. */
   readonly assetBySymbol: ReadonlyMap<string, number>;
@@ -128,4 +133,45 @@ export function assetAt(state: EngineState, index: number): AssetConfig {
   const a = state.params.assets[index];
   if (a === undefined) throw new Error(`no asset at index ${index}`);
   return a;
+}
+
+/** A trade's protective exit: stop-loss or liquidation, whichever the price reaches first; 0 when neither. */
+export function exitLevel(isLong: boolean, stopLossTicks: number, liquidationTicks: number): number {
+  if (stopLossTicks === 0) return liquidationTicks;
+  if (liquidationTicks === 0) return stopLossTicks;
+  return isLong ? Math.max(stopLossTicks, liquidationTicks) : Math.min(stopLossTicks, liquidationTicks);
+}
+
+/** An open trade from its facts; every trade object is built here so all share one shape. */
+export function makeTrade(account: Account, f: TradeFacts): Trade {
+  return {
+    seq: f.seq,
+    id: f.id,
+    assetIndex: f.assetIndex,
+    isLong: f.isLong,
+    marginMicros: f.marginMicros,
+    leverage: f.leverage,
+    quantitySteps: f.quantitySteps,
+    openPriceTicks: f.openPriceTicks,
+    stopLossTicks: f.stopLossTicks,
+    takeProfitTicks: f.takeProfitTicks,
+    liquidationTicks: f.liquidationTicks,
+    openedAtMs: f.openedAtMs,
+    account,
+    exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
+    exitPos: -1,
+    profitPos: -1,
+  };
+}
+
+export function tradeId(shard: number, seq: number): string {
+  return `T${shard}-${seq}`;
+}
+
+/** [free USD, ...holdings]: an account's amounts at this moment, as receipts keep them. */
+export function amountsOf(account: Account): number[] {
+  const amounts = new Array<number>(account.holdings.length + 1);
+  amounts[0] = account.usd;
+  for (let i = 0; i < account.holdings.length; i++) amounts[i + 1] = account.holdings[i]!;
+  return amounts;
 }

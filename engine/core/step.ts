@@ -12,21 +12,68 @@ export interface Step {
 
 type Unnumbered<T> = T extends EngineOutput ? Omit<T, "id" | "inputId"> : never;
 
+/** Appends an output, numbering it. `output` is taken over (ids are written into it), not copied. */
 export function emit(step: Step, output: Unnumbered<EngineOutput>): void {
-  step.outputs.push({ id: `${step.inputId}:${step.outputs.length}`, inputId: step.inputId, ...output } as EngineOutput);
+  const numbered = output as EngineOutput;
+  numbered.id = `${step.inputId}:${step.outputs.length}`;
+  numbered.inputId = step.inputId;
+  step.outputs.push(numbered);
 }
 
 /** Parses a Redis stream entry id "<ms>-<seq>". A malformed id is a runner bug, not user input: it throws. */
 export function parseInputId(id: string): { ms: number; seq: number } {
-  const dash = id.indexOf("-");
-  const ms = Number(id.slice(0, dash));
-  const seq = Number(id.slice(dash + 1));
-  if (dash <= 0 || !/^\d+-\d+$/.test(id) || !Number.isSafeInteger(ms) || !Number.isSafeInteger(seq)) {
+  let ms = 0;
+  let seq = 0;
+  let i = 0;
+  const n = id.length;
+  for (; i < n; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    ms = ms * 10 + c;
+  }
+  const dash = i;
+  for (i++; i < n; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    seq = seq * 10 + c;
+  }
+  if (dash === 0 || dash >= n - 1 || id.charCodeAt(dash) !== 45 || i !== n || !Number.isSafeInteger(ms) || !Number.isSafeInteger(seq)) {
     throw new Error(`malformed input id: ${id}`);
   }
   return { ms, seq };
 }
 
+// Every open, close and quote carries a time; Date#toISOString costs more than the rest of a tick, so times are
+// formatted by integer arithmetic (days → civil date, Hinnant's algorithm) and the last one is memoized.
+let lastIsoMs = Number.NaN;
+let lastIso = "";
+
+/** `new Date(ms).toISOString()` for years 1970–9999, faster. */
 export function isoTime(ms: number): string {
-  return new Date(ms).toISOString();
+  if (ms === lastIsoMs) return lastIso;
+  if (!(ms >= 0 && ms < 253_402_300_800_000)) return new Date(ms).toISOString();
+  const days = Math.floor(ms / 86_400_000);
+  let rest = ms - days * 86_400_000;
+  const z = days + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const day = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const month = mp < 10 ? mp + 3 : mp - 9;
+  const year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+  const hours = Math.floor(rest / 3_600_000);
+  rest -= hours * 3_600_000;
+  const minutes = Math.floor(rest / 60_000);
+  rest -= minutes * 60_000;
+  const seconds = Math.floor(rest / 1000);
+  const millis = rest - seconds * 1000;
+  lastIso = `${year}-${two(month)}-${two(day)}T${two(hours)}:${two(minutes)}:${two(seconds)}.${millis < 10 ? "00" : millis < 100 ? "0" : ""}${millis}Z`;
+  lastIsoMs = ms;
+  return lastIso;
+}
+
+function two(n: number): string {
+  return n < 10 ? `0${n}` : `${n}`;
 }

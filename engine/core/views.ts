@@ -1,23 +1,25 @@
-/** Wire views of engine state: decimal strings at each asset's scale, as the contract and the API show them. */
+/** Wire views of engine facts: decimal strings at each asset's scale, as the contract and the API show them. */
 import { ACCOUNT_CURRENCY } from "../../contract/markets.ts";
-import type { Balances, ClosedTradeView, CloseReason, TradeView } from "../../contract/messages.ts";
+import type { Balances, ClosedTradeView, SpotOrderView, TradeView } from "../../contract/messages.ts";
 import { formatUnits, formatUsd } from "../../contract/money.ts";
-import { assetAt, type Account, type EngineState, type Trade } from "./state.ts";
+import type { CloseFacts, SpotFacts } from "./receipts.ts";
+import { assetAt, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
 
-export function balancesView(state: EngineState, account: Account): Balances {
-  const view: Balances = { [ACCOUNT_CURRENCY]: formatUsd(account.usd) };
+/** `amounts` is [free USD, ...holdings per asset index]. */
+export function balancesView(state: EngineState, amounts: readonly number[]): Balances {
+  const view: Balances = { [ACCOUNT_CURRENCY]: formatUsd(amounts[0]!) };
   const assets = state.params.assets;
   for (let i = 0; i < assets.length; i++) {
     const a = assets[i]!;
-    view[a.symbol] = formatUnits(account.holdings[i]!, a.quantityDecimals);
+    view[a.symbol] = formatUnits(amounts[i + 1]!, a.quantityDecimals);
   }
   return view;
 }
 
-export function tradeView(state: EngineState, t: Trade): TradeView {
+export function tradeView(state: EngineState, t: TradeFacts): TradeView {
   const a = assetAt(state, t.assetIndex);
-  const price = (ticks: number) => (ticks === 0 ? null : formatUnits(ticks, a.priceDecimals));
+  const d = a.priceDecimals;
   return {
     id: t.id,
     asset: a.symbol,
@@ -25,28 +27,32 @@ export function tradeView(state: EngineState, t: Trade): TradeView {
     margin: formatUsd(t.marginMicros),
     leverage: t.leverage,
     quantity: formatUnits(t.quantitySteps, a.quantityDecimals),
-    openPrice: formatUnits(t.openPriceTicks, a.priceDecimals),
-    stopLoss: price(t.stopLossTicks),
-    takeProfit: price(t.takeProfitTicks),
-    liquidationPrice: price(t.liquidationTicks),
+    openPrice: formatUnits(t.openPriceTicks, d),
+    stopLoss: t.stopLossTicks === 0 ? null : formatUnits(t.stopLossTicks, d),
+    takeProfit: t.takeProfitTicks === 0 ? null : formatUnits(t.takeProfitTicks, d),
+    liquidationPrice: t.liquidationTicks === 0 ? null : formatUnits(t.liquidationTicks, d),
     openedAt: isoTime(t.openedAtMs),
   };
 }
 
-export function closedTradeView(
-  state: EngineState,
-  t: Trade,
-  closePriceTicks: number,
-  pnlMicros: number,
-  reason: CloseReason,
-  closedAtMs: number,
-): ClosedTradeView {
-  const a = assetAt(state, t.assetIndex);
+export function closedTradeView(state: EngineState, t: TradeFacts, close: CloseFacts): ClosedTradeView {
+  const view = tradeView(state, t) as ClosedTradeView;
+  view.closePrice = formatUnits(close.priceTicks, assetAt(state, t.assetIndex).priceDecimals);
+  view.pnl = formatUsd(close.pnlMicros);
+  view.closeReason = close.reason;
+  view.closedAt = isoTime(close.atMs);
+  return view;
+}
+
+export function spotOrderView(state: EngineState, o: SpotFacts): SpotOrderView {
+  const a = assetAt(state, o.assetIndex);
   return {
-    ...tradeView(state, t),
-    closePrice: formatUnits(closePriceTicks, a.priceDecimals),
-    pnl: formatUsd(pnlMicros),
-    closeReason: reason,
-    closedAt: isoTime(closedAtMs),
+    id: `O${state.params.shard}-${o.seq}`,
+    asset: a.symbol,
+    side: o.buy ? "buy" : "sell",
+    quantity: formatUnits(o.quantitySteps, a.quantityDecimals),
+    price: formatUnits(o.priceTicks, a.priceDecimals),
+    total: formatUsd(o.totalMicros),
+    executedAt: isoTime(o.atMs),
   };
 }

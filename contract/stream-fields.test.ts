@@ -1,0 +1,170 @@
+import { describe, expect, it } from "vitest";
+import type { EngineInput, EngineOutput, TradeView } from "./messages.ts";
+import { decodeInputFields, decodeOutputFields, encodeFields } from "./stream-fields.ts";
+
+const price: EngineInput = {
+  type: "price_update", market: "ETH_USDC_PERP", bid: "4303.93", ask: "4304.1", exchangeTimeUs: "1700000000000000", source: "backpack",
+};
+const instruction = (i: Extract<EngineInput, { type: "user_instruction" }>["instruction"]): EngineInput => ({
+  type: "user_instruction",
+  requestId: "req-1",
+  userId: "u_1",
+  instruction: i,
+});
+
+const inputs: [string, EngineInput][] = [
+  ["price_update", price],
+  ["create_account", instruction({ kind: "create_account" })],
+  ["open_trade (bare)", instruction({ kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 })],
+  [
+    "open_trade (SL/TP)",
+    instruction({ kind: "open_trade", asset: "BTC", side: "short", margin: "0.5", leverage: 3, stopLoss: "70000.5", takeProfit: "60000" }),
+  ],
+  ["close_trade", instruction({ kind: "close_trade", tradeId: "T0-17" })],
+  ["spot_order", instruction({ kind: "spot_order", asset: "SOL", side: "sell", quantity: "1.25" })],
+];
+
+const trade: TradeView = {
+  id: "T0-1", asset: "ETH", type: "long", margin: "100", leverage: 10, quantity: "0.5", openPrice: "2000",
+  stopLoss: "1900", takeProfit: null, liquidationPrice: "1809.04", openedAt: "2023-11-14T22:13:20.000Z",
+};
+const closed = { ...trade, closePrice: "1900", pnl: "-50", closeReason: "stop_loss" as const, closedAt: "2023-11-14T22:13:21.000Z" };
+const balances = { USD: "9950", ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
+const head = { id: "1700000000000-0:1", inputId: "1700000000000-0" };
+const response = (answer: Extract<EngineOutput, { type: "order_response" }>["answer"]): EngineOutput => ({
+  type: "order_response", ...head, requestId: "req-1", userId: "u_1", answer,
+});
+
+const outputs: [string, EngineOutput][] = [
+  ["order_response create_account", response({ ok: true, result: { kind: "create_account", granted: true, balances } })],
+  ["order_response open_trade", response({ ok: true, result: { kind: "open_trade", trade, balances } })],
+  ["order_response close_trade", response({ ok: true, result: { kind: "close_trade", trade: closed, balances } })],
+  [
+    "order_response spot_order",
+    response({
+      ok: true,
+      result: {
+        kind: "spot_order",
+        order: { id: "O0-2", asset: "SOL", side: "buy", quantity: "1.5", price: "150.25", total: "225.375", executedAt: "2023-11-14T22:13:20.000Z" },
+        balances,
+      },
+    }),
+  ],
+  ["order_response rejection", response({ ok: false, error: { code: "NO_PRICE", message: "There is no price for this market yet." } })],
+  ["closed_order", { type: "closed_order", ...head, userId: "u_1", trade: closed }],
+  ["trade_opened", { type: "trade_opened", ...head, userId: "u_1", trade }],
+  ["balances_changed", { type: "balances_changed", ...head, userId: "u_1", balances }],
+  [
+    "quote_updated",
+    { type: "quote_updated", ...head, asset: "ETH", market: "ETH_USDC_PERP", bid: "2000", ask: "2000.5", updatedAt: "2023-11-14T22:13:20.000Z", source: "sim" },
+  ],
+];
+
+describe("encodeFields / decode round trip", () => {
+  it.each(inputs)("input %s", (_name, message) => {
+    const fields = encodeFields(message);
+    expect(fields[0]).toBe("type");
+    expect(fields[1]).toBe(message.type);
+    expect(fields[2]).toBe("body");
+    expect(decodeInputFields(fields)).toEqual({ ok: true, message });
+  });
+
+  it.each(outputs)("output %s", (_name, message) => {
+    const fields = encodeFields(message);
+    expect(fields[1]).toBe(message.type);
+    expect(decodeOutputFields(fields)).toEqual({ ok: true, message });
+  });
+
+  it("does not accept an output as an input or the reverse", () => {
+    expect(decodeInputFields(encodeFields(outputs[0]![1])).ok).toBe(false);
+    expect(decodeOutputFields(encodeFields(price)).ok).toBe(false);
+  });
+
+  it("finds the fields in any order and without a type field", () => {
+    const body = JSON.stringify(price);
+    expect(decodeInputFields(["body", body, "type", "price_update"])).toEqual({ ok: true, message: price });
+    expect(decodeInputFields(["body", body])).toEqual({ ok: true, message: price });
+  });
+});
+
+describe("decoding refuses bad entries with a reason, never throwing", () => {
+  const withBody = (body: unknown) => ["type", "user_instruction", "body", JSON.stringify(body)];
+  const open = { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 };
+  const valid = { type: "user_instruction", requestId: "req-1", userId: "u_1", instruction: open };
+
+  it("a missing body", () => {
+    expect(decodeInputFields(["type", "price_update"])).toEqual({ ok: false, reason: "entry has no body field" });
+    expect(decodeInputFields([])).toEqual({ ok: false, reason: "entry has no body field" });
+    // a dangling key with no value is not a body
+    expect(decodeInputFields(["type", "price_update", "body"])).toEqual({ ok: false, reason: "entry has no body field" });
+  });
+
+  it("a body that is not JSON", () => {
+    for (const body of ["", "{", "{'a':1}", "undefined", "NaN"]) {
+      expect(decodeInputFields(["type", "price_update", "body", body])).toEqual({ ok: false, reason: "body is not valid JSON" });
+    }
+  });
+
+  it("a type field that does not match the body", () => {
+    const fields = ["type", "user_instruction", "body", JSON.stringify(price)];
+    expect(decodeInputFields(fields)).toEqual({ ok: false, reason: "type field does not match body" });
+  });
+
+  it("an unknown message type", () => {
+    const r = decodeInputFields(["type", "nonsense", "body", JSON.stringify({ ...price, type: "nonsense" })]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/^invalid message: type/);
+  });
+
+  it("JSON that is not an object", () => {
+    for (const body of ["null", "[]", "1", '"price_update"', "true"]) {
+      const r = decodeInputFields(["type", "price_update", "body", body]);
+      expect(r.ok).toBe(false);
+      if (!r.ok) expect(r.reason).toMatch(/^invalid message: /);
+    }
+  });
+
+  it("the valid base message decodes (so the cases below fail on their one field)", () => {
+    expect(decodeInputFields(withBody(valid)).ok).toBe(true);
+  });
+
+  it.each([
+    ["a negative margin", { ...valid, instruction: { ...open, margin: "-100" } }, "instruction.margin"],
+    ["an exponent margin", { ...valid, instruction: { ...open, margin: "1e3" } }, "instruction.margin"],
+    ["a numeric margin", { ...valid, instruction: { ...open, margin: 100 } }, "instruction.margin"],
+    ["a leverage as a string", { ...valid, instruction: { ...open, leverage: "10" } }, "instruction.leverage"],
+    ["a negative stop-loss", { ...valid, instruction: { ...open, stopLoss: "-1" } }, "instruction.stopLoss"],
+    ["an unknown side", { ...valid, instruction: { ...open, side: "up" } }, "instruction.side"],
+    ["an unknown instruction kind", { ...valid, instruction: { kind: "withdraw" } }, "instruction.kind"],
+    ["a user id with a space", { ...valid, userId: "u 1" }, "userId"],
+    ["an empty user id", { ...valid, userId: "" }, "userId"],
+    ["a request id of 129 characters", { ...valid, requestId: "r".repeat(129) }, "requestId"],
+    ["a request id with a space", { ...valid, requestId: "a b" }, "requestId"],
+  ])("%s", (_name, body, path) => {
+    const r = decodeInputFields(withBody(body));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(new RegExp(`^invalid message: ${path.replace(".", "\\.")}\\b`));
+  });
+
+  it("a request id of exactly 128 characters is fine", () => {
+    expect(decodeInputFields(withBody({ ...valid, requestId: "r".repeat(128) })).ok).toBe(true);
+  });
+
+  it.each([
+    ["an exponent bid", { ...price, bid: "4e3" }, "bid"],
+    ["a negative ask", { ...price, ask: "-4304" }, "ask"],
+    ["a numeric exchange time", { ...price, exchangeTimeUs: 1700000000000000 }, "exchangeTimeUs"],
+    ["an unknown source", { ...price, source: "binance" }, "source"],
+  ])("a price update with %s", (_name, body, path) => {
+    const r = decodeInputFields(["type", "price_update", "body", JSON.stringify(body)]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(new RegExp(`^invalid message: ${path}: `));
+  });
+
+  it("an output with a float leverage in its trade", () => {
+    const bad = { type: "trade_opened", ...head, userId: "u_1", trade: { ...trade, leverage: 1.5 } };
+    const r = decodeOutputFields(["type", "trade_opened", "body", JSON.stringify(bad)]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/^invalid message: trade\.leverage: /);
+  });
+});

@@ -1,0 +1,100 @@
+// The engine as a function over the log (DESIGN §6): inputs at or below the last applied id change nothing;
+// outputs carry deterministic ids `<inputId>:<n>`; an instruction's order_response comes last.
+import { describe, expect, it } from "vitest";
+import { engineOutputSchema, type EngineInput, type EngineOutput } from "../../contract/messages.ts";
+import { apply } from "./apply.ts";
+import { ETH, close, given, open, opened, usdOf } from "./spec-support.ts";
+
+const createBob: EngineInput = { type: "user_instruction", requestId: "late", userId: "bob", instruction: { kind: "create_account" } };
+
+describe("input ids", () => {
+  it("an input at or below the last applied id produces nothing and changes nothing", () => {
+    const h = given(); // alice's account at 1700000000000-0, ETH price at 1700000000000-1
+    const last = h.state.lastInputId;
+    expect(last).toBe("1700000000000-1");
+    const dedup = h.state.dedup.size;
+    for (const id of ["1700000000000-1", "1700000000000-0", "1699999999999-5", "0-0", "1699999999999-999999"]) {
+      expect(apply(h.state, { id, message: createBob })).toEqual([]);
+      expect(apply(h.state, { id, message: { type: "price_update", market: ETH, bid: "1", ask: "1", exchangeTimeUs: "1", source: "sim" } })).toEqual([]);
+    }
+    expect(h.state.accounts.has("bob")).toBe(false);
+    expect(h.state.quotes[0]).toMatchObject({ bidTicks: 200_000 });
+    expect(h.state.lastInputId).toBe(last);
+    expect(h.state.dedup.size).toBe(dedup);
+  });
+
+  it("re-applying the log's own entries is a no-op", () => {
+    const h = given();
+    opened(h, "alice");
+    for (const entry of h.log) expect(apply(h.state, entry)).toEqual([]);
+    expect(usdOf(h, "alice")).toBe("9900");
+    expect(h.state.accounts.get("alice")?.openTrades.size).toBe(1);
+  });
+
+  it("the next id after the last is applied, across a millisecond boundary too", () => {
+    const h = given();
+    expect(apply(h.state, { id: "1700000000000-2", message: createBob })).toHaveLength(2);
+    const carol = { ...createBob, userId: "carol" };
+    expect(apply(h.state, { id: "1700000000001-0", message: carol })).toHaveLength(2);
+    expect(h.state.lastInputId).toBe("1700000000001-0");
+    expect(h.state.lastInputMs).toBe(1_700_000_000_001);
+  });
+
+  it("compares ids numerically, not as text", () => {
+    const h = given();
+    apply(h.state, { id: "1700000000000-10", message: createBob });
+    // "…-9" sorts after "…-10" as text, but 9 < 10
+    expect(apply(h.state, { id: "1700000000000-9", message: { ...createBob, userId: "carol" } })).toEqual([]);
+    expect(h.state.accounts.has("carol")).toBe(false);
+  });
+});
+
+describe("outputs", () => {
+  const ids = (outputs: EngineOutput[]) => outputs.map((o) => [o.id, o.inputId, o.type]);
+
+  it("are numbered <inputId>:<n>, with the order_response last", () => {
+    const h = given({ eth: ["2000", "2000"] });
+    const { outputs } = open(h, "alice", { stopLoss: "1900" });
+    const id = h.state.lastInputId;
+    expect(ids(outputs)).toEqual([
+      [`${id}:0`, id, "trade_opened"],
+      [`${id}:1`, id, "balances_changed"],
+      [`${id}:2`, id, "order_response"],
+    ]);
+  });
+
+  it("a rejection is a lone order_response", () => {
+    const h = given();
+    const { outputs } = open(h, "alice", { leverage: 0 });
+    expect(ids(outputs)).toEqual([[`${h.state.lastInputId}:0`, h.state.lastInputId, "order_response"]]);
+  });
+
+  it("a tick that closes a trade numbers its outputs after the quote", () => {
+    const h = given();
+    opened(h, "alice", { stopLoss: "1900" });
+    const outputs = h.price(ETH, "1900", "1900");
+    const id = h.state.lastInputId;
+    expect(ids(outputs)).toEqual([
+      [`${id}:0`, id, "quote_updated"],
+      [`${id}:1`, id, "closed_order"],
+      [`${id}:2`, id, "balances_changed"],
+    ]);
+  });
+
+  it("every output of a busy scenario satisfies the contract", () => {
+    const h = given({ users: ["alice", "bob"] });
+    const all: EngineOutput[] = [];
+    const take = (outputs: EngineOutput[]) => all.push(...outputs);
+    take(h.createAccount("alice").outputs);
+    take(open(h, "alice", { stopLoss: "1900", takeProfit: "2100" }).outputs);
+    take(open(h, "bob", { side: "short", leverage: 100 }).outputs);
+    take(h.instruct("bob", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.0001" }).outputs);
+    take(close(h, "alice", "T0-404").outputs);
+    take(h.price(ETH, "2100", "2100"));
+    take(open(h, "alice").outputs);
+    take(close(h, "alice", "T0-4").outputs);
+    for (const o of all) expect(engineOutputSchema.safeParse(o)).toMatchObject({ success: true });
+    expect(new Set(all.map((o) => o.type))).toEqual(new Set(["balances_changed", "order_response", "trade_opened", "quote_updated", "closed_order"]));
+    expect(new Set(all.map((o) => o.id)).size).toBe(all.length);
+  });
+});

@@ -1,0 +1,124 @@
+// Idempotency (DESIGN §4): the same request id twice gives the same answer and acts once. Transient refusals
+// (NO_PRICE, STALE_PRICE) are not remembered, so a retry may act. The memory is bounded by log time and count.
+import { describe, expect, it } from "vitest";
+import { ETH, SOL, close, codeOf, given, open, opened, resultOf, usdOf } from "./spec-support.ts";
+import { EngineHarness } from "./testing.ts";
+
+describe("the same request id twice", () => {
+  it("gives the same answer and acts once", () => {
+    const h = given();
+    const first = open(h, "alice", {}, "req-1");
+    h.price(ETH, "2100", "2100"); // the market moves in between: a re-execution would answer differently
+    const again = open(h, "alice", {}, "req-1");
+    expect(again.answer).toEqual(first.answer);
+    expect(again.outputs.map((o) => o.type)).toEqual(["order_response"]);
+    expect(again.response.requestId).toBe("req-1");
+    expect(usdOf(h, "alice")).toBe("9900");
+    expect(h.state.accounts.get("alice")?.openTrades.size).toBe(1);
+  });
+
+  it("repeats a close's answer without paying twice", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    h.price(ETH, "2100", "2100");
+    const first = h.instruct("alice", { kind: "close_trade", tradeId: trade.id }, "close-1");
+    h.price(ETH, "2200", "2200");
+    const again = h.instruct("alice", { kind: "close_trade", tradeId: trade.id }, "close-1");
+    expect(again.answer).toEqual(first.answer);
+    expect(resultOf(again.answer, "close_trade").trade.pnl).toBe("50"); // (2100 − 2000) × 0.5, not re-priced
+    expect(usdOf(h, "alice")).toBe("10050");
+  });
+
+  it("repeats a spot order's answer without trading twice", () => {
+    const h = given();
+    const order = { kind: "spot_order", asset: "ETH", side: "buy", quantity: "1" } as const;
+    const first = h.instruct("alice", order, "buy-1");
+    const again = h.instruct("alice", order, "buy-1");
+    expect(again.answer).toEqual(first.answer);
+    expect(usdOf(h, "alice")).toBe("8000");
+  });
+
+  it("repeats a non-transient refusal even when the request would now succeed", () => {
+    const h = given();
+    const big = opened(h, "alice", { margin: "9950", leverage: 1 });
+    expect(codeOf(open(h, "alice", {}, "req-2").answer)).toBe("INSUFFICIENT_BALANCE"); // 50 USD free
+    resultOf(close(h, "alice", big.id).answer, "close_trade");
+    expect(codeOf(open(h, "alice", {}, "req-2").answer)).toBe("INSUFFICIENT_BALANCE");
+    expect(usdOf(h, "alice")).toBe("10000");
+  });
+
+  it("is per user: the same id from another user is a different request", () => {
+    const h = given({ users: ["alice", "bob"] });
+    const a = resultOf(open(h, "alice", {}, "same").answer, "open_trade");
+    const b = resultOf(open(h, "bob", {}, "same").answer, "open_trade");
+    expect(a.trade.id).not.toBe(b.trade.id);
+    expect(usdOf(h, "alice")).toBe("9900");
+    expect(usdOf(h, "bob")).toBe("9900");
+  });
+
+  it("also for create_account: the repeat still says granted", () => {
+    const h = new EngineHarness();
+    h.instruct("alice", { kind: "create_account" }, "signup");
+    const again = h.instruct("alice", { kind: "create_account" }, "signup");
+    expect(resultOf(again.answer, "create_account").granted).toBe(true);
+    expect(h.state.house.usd).toBe(-10_000_000_000);
+  });
+});
+
+describe("transient refusals are not remembered", () => {
+  it("NO_PRICE: a retry with the same id acts once the price arrives", () => {
+    const h = given();
+    expect(codeOf(open(h, "alice", { asset: "SOL" }, "sol-1").answer)).toBe("NO_PRICE");
+    h.price(SOL, "100", "100");
+    // 1e9 micros / (10000 ticks × 100) = 1000 steps = 10 SOL
+    expect(resultOf(open(h, "alice", { asset: "SOL" }, "sol-1").answer, "open_trade").trade.quantity).toBe("10");
+    expect(codeOf(open(h, "alice", { asset: "SOL", margin: "0" }, "sol-2").answer)).toBe("INVALID_AMOUNT");
+  });
+
+  it("STALE_PRICE: a retry with the same id acts once the price is fresh", () => {
+    const h = given();
+    h.advance(30_001);
+    expect(codeOf(open(h, "alice", {}, "eth-1").answer)).toBe("STALE_PRICE");
+    h.price(ETH, "2000", "2000");
+    expect(resultOf(open(h, "alice", {}, "eth-1").answer, "open_trade").trade.quantity).toBe("0.5");
+    // and from then on the success is what is remembered
+    expect(open(h, "alice", {}, "eth-1").outputs.map((o) => o.type)).toEqual(["order_response"]);
+    expect(usdOf(h, "alice")).toBe("9900");
+  });
+});
+
+describe("the memory is bounded", () => {
+  // A forgotten create_account re-runs and answers granted:false, so which ids are remembered is observable.
+  const signup = (h: EngineHarness, user: string) => resultOf(h.instruct(user, { kind: "create_account" }, `signup-${user}`).answer, "create_account");
+
+  it("by log time: kept exactly dedupWindowMs, dropped one ms later", () => {
+    const h = new EngineHarness({ dedupWindowMs: 1000 });
+    signup(h, "alice");
+    h.advance(1000);
+    signup(h, "bob"); // alice's entry is exactly 1000 ms old: kept
+    expect(signup(h, "alice").granted).toBe(true);
+    h.advance(1);
+    signup(h, "carol"); // alice's entry is now 1001 ms old: dropped; bob's (1 ms) kept
+    expect(signup(h, "bob").granted).toBe(true);
+    expect(signup(h, "alice").granted).toBe(false);
+    expect(h.state.house.usd).toBe(-30_000_000_000); // still three grants: re-running did not pay again
+  });
+
+  it("by count: at most dedupMaxEntries, oldest dropped first", () => {
+    const h = new EngineHarness({ dedupMaxEntries: 2 });
+    signup(h, "alice");
+    signup(h, "bob");
+    signup(h, "carol");
+    expect(h.state.dedup.size).toBe(2);
+    expect(signup(h, "carol").granted).toBe(true);
+    expect(signup(h, "alice").granted).toBe(false);
+  });
+
+  it("dedupMaxEntries 0 remembers nothing", () => {
+    const h = given({ params: { dedupMaxEntries: 0 } });
+    open(h, "alice", {}, "again");
+    open(h, "alice", {}, "again");
+    expect(usdOf(h, "alice")).toBe("9800");
+    expect(h.state.dedup.size).toBe(0);
+  });
+});

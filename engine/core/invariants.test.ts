@@ -1,0 +1,76 @@
+// checkInvariants must be able to fail: every engine spec leans on it after each step.
+import { describe, expect, it } from "vitest";
+import { checkInvariants } from "./invariants.ts";
+import { given, opened } from "./spec-support.ts";
+
+const withTrade = () => {
+  const h = given();
+  opened(h, "alice", { stopLoss: "1900", takeProfit: "2100" });
+  const account = h.state.accounts.get("alice");
+  const trade = account?.openTrades.get("T0-1");
+  if (account === undefined || trade === undefined) throw new Error("setup failed");
+  return { state: h.state, account, trade };
+};
+
+describe("checkInvariants", () => {
+  it("passes on a healthy state", () => {
+    expect(() => checkInvariants(withTrade().state)).not.toThrow();
+  });
+
+  it("catches USD created from nothing", () => {
+    const { state, account } = withTrade();
+    account.usd += 1;
+    expect(() => checkInvariants(state)).toThrow("USD is not conserved: off by 1 micros");
+  });
+
+  it("catches an asset created from nothing", () => {
+    const { state, account } = withTrade();
+    account.holdings[2] = 7;
+    expect(() => checkInvariants(state)).toThrow("asset 2 is not conserved: off by 7");
+  });
+
+  it("catches a negative balance even when the books balance", () => {
+    const { state, account } = withTrade();
+    state.house.usd += account.usd + 1;
+    account.usd = -1;
+    expect(() => checkInvariants(state)).toThrow("usd of alice is negative: -1");
+  });
+
+  it("catches a fractional amount", () => {
+    const { state, account } = withTrade();
+    account.usd += 0.5;
+    state.house.usd -= 0.5;
+    expect(() => checkInvariants(state)).toThrow(/usd of alice is not an exact amount/);
+  });
+
+  it("catches margin that vanished with its trade", () => {
+    const { state, account, trade } = withTrade();
+    account.openTrades.delete(trade.id);
+    expect(() => checkInvariants(state)).toThrow("USD is not conserved: off by -100000000 micros");
+  });
+
+  it("catches an open trade missing from its trigger heap", () => {
+    const { state, trade } = withTrade();
+    state.books[0]!.longExit.remove(trade);
+    expect(() => checkInvariants(state)).toThrow(`trade ${trade.id} exit indexing is wrong`);
+  });
+
+  it("catches a trade the current quote should already have closed", () => {
+    const { state } = withTrade();
+    const quote = state.quotes[0]!;
+    state.quotes[0] = { ...quote, bidTicks: 190_000 }; // the stop-loss level, 1900.00
+    expect(() => checkInvariants(state)).toThrow("market 0 has an open trade that should have fired at the current quote");
+  });
+
+  it("catches a broken heap order", () => {
+    const h = given();
+    opened(h, "alice", { stopLoss: "1900" });
+    opened(h, "alice", { stopLoss: "1950" });
+    const [a, b] = [...h.state.accounts.get("alice")!.openTrades.values()];
+    // swap the two trades' heap slots behind the heap's back
+    const heap = h.state.books[0]!.longExit as unknown as { items: unknown[] };
+    [heap.items[0], heap.items[1]] = [heap.items[1], heap.items[0]];
+    [a!.exitPos, b!.exitPos] = [b!.exitPos, a!.exitPos];
+    expect(() => checkInvariants(h.state)).toThrow(/heap order broken/);
+  });
+});

@@ -1,0 +1,66 @@
+/**
+ * Receipts: what an instruction did, as numbers. Handlers return one with the wire answer built from it; the
+ * idempotency window keeps only the receipt (compact in memory and in snapshots) and rebuilds the same answer
+ * from it when a request id comes again. `answerOf(receipt)` must equal the answer first sent — a property test
+ * checks it for every instruction.
+ */
+import type { Answer, CloseReason } from "../../contract/messages.ts";
+import { rejection, type RejectionCode } from "../../contract/rejections.ts";
+import type { EngineState, TradeFacts } from "./state.ts";
+import { balancesView, closedTradeView, spotOrderView, tradeView } from "./views.ts";
+
+export interface CloseFacts {
+  readonly priceTicks: number;
+  readonly pnlMicros: number;
+  readonly reason: CloseReason;
+  readonly atMs: number;
+}
+
+export interface SpotFacts {
+  readonly seq: number;
+  readonly assetIndex: number;
+  readonly buy: boolean;
+  readonly quantitySteps: number;
+  readonly priceTicks: number;
+  readonly totalMicros: number;
+  readonly atMs: number;
+}
+
+/** `balances` is [free USD, ...holdings] right after the instruction. */
+export type Receipt =
+  | { readonly kind: "rejected"; readonly code: RejectionCode; readonly message: string }
+  | { readonly kind: "create_account"; readonly granted: boolean; readonly balances: readonly number[] }
+  | { readonly kind: "open_trade"; readonly trade: TradeFacts; readonly balances: readonly number[] }
+  | { readonly kind: "close_trade"; readonly trade: TradeFacts; readonly close: CloseFacts; readonly balances: readonly number[] }
+  | { readonly kind: "spot_order"; readonly order: SpotFacts; readonly balances: readonly number[] };
+
+/** A handler's result: the receipt and the answer built from it (views shared with the step's other outputs). */
+export interface Outcome {
+  readonly receipt: Receipt;
+  readonly answer: Answer;
+}
+
+export function refuse(code: RejectionCode, detail?: string): Outcome {
+  const r = rejection(code, detail);
+  return { receipt: { kind: "rejected", code, message: r.message }, answer: { ok: false, error: r } };
+}
+
+export function answerOf(state: EngineState, receipt: Receipt): Answer {
+  switch (receipt.kind) {
+    case "rejected":
+      return { ok: false, error: { code: receipt.code, message: receipt.message } };
+    case "create_account":
+      return { ok: true, result: { kind: "create_account", granted: receipt.granted, balances: balancesView(state, receipt.balances) } };
+    case "open_trade":
+      return { ok: true, result: { kind: "open_trade", trade: tradeView(state, receipt.trade), balances: balancesView(state, receipt.balances) } };
+    case "close_trade":
+      return {
+        ok: true,
+        result: { kind: "close_trade", trade: closedTradeView(state, receipt.trade, receipt.close), balances: balancesView(state, receipt.balances) },
+      };
+    case "spot_order":
+      return { ok: true, result: { kind: "spot_order", order: spotOrderView(state, receipt.order), balances: balancesView(state, receipt.balances) } };
+    default:
+      throw new Error(`unknown receipt ${JSON.stringify(receipt satisfies never)}`);
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Givens and readers shared by the engine specs (`*.test.ts` in this folder); used only by tests. Every spec starts
+ * from an EngineHarness, so the invariant check runs after each step.
+ */
+import type { Answer, EngineOutput, Instruction, InstructionResult, OutputOf, TradeView } from "../../contract/messages.ts";
+import { formatUsd } from "../../contract/money.ts";
+import type { EngineParams } from "./params.ts";
+import { EngineHarness } from "./testing.ts";
+
+export const ETH = "ETH_USDC_PERP";
+export const SOL = "SOL_USDC_PERP";
+
+type OpenFields = Omit<Extract<Instruction, { kind: "open_trade" }>, "kind">;
+
+/** A harness in which every user has the starting grant and ETH quotes `bid`/`ask`. */
+export function given(opts: { users?: string[]; eth?: [bid: string, ask: string]; params?: Partial<EngineParams> } = {}): EngineHarness {
+  const h = new EngineHarness(opts.params ?? {});
+  for (const user of opts.users ?? ["alice"]) resultOf(h.createAccount(user).answer, "create_account");
+  const [bid, ask] = opts.eth ?? ["2000", "2000"];
+  h.price(ETH, bid, ask);
+  return h;
+}
+
+/** The result of a successful answer of the expected kind; throws (failing the spec) otherwise. */
+export function resultOf<K extends InstructionResult["kind"]>(answer: Answer, kind: K): Extract<InstructionResult, { kind: K }> {
+  if (!answer.ok) throw new Error(`expected ${kind} to succeed, got ${answer.error.code}: ${answer.error.message}`);
+  if (answer.result.kind !== kind) throw new Error(`expected a ${kind} result, got ${answer.result.kind}`);
+  return answer.result as Extract<InstructionResult, { kind: K }>;
+}
+
+/** The rejection code of a refused answer; throws (failing the spec) when it succeeded. */
+export function codeOf(answer: Answer): string {
+  if (answer.ok) throw new Error(`expected a rejection, got a ${answer.result.kind} result`);
+  return answer.error.code;
+}
+
+/** Sends open_trade with defaults: ETH long, margin 100 USD, leverage 10. */
+export function open(h: EngineHarness, user: string, fields: Partial<OpenFields> = {}, requestId?: string) {
+  const instruction = { kind: "open_trade" as const, asset: "ETH", side: "long" as const, margin: "100", leverage: 10, ...fields };
+  return requestId === undefined ? h.instruct(user, instruction) : h.instruct(user, instruction, requestId);
+}
+
+/** Opens a trade that must succeed and returns its view. */
+export function opened(h: EngineHarness, user: string, fields: Partial<OpenFields> = {}): TradeView {
+  return resultOf(open(h, user, fields).answer, "open_trade").trade;
+}
+
+export function close(h: EngineHarness, user: string, tradeId: string) {
+  return h.instruct(user, { kind: "close_trade", tradeId });
+}
+
+/** A user's free USD balance as the wire shows it. */
+export function usdOf(h: EngineHarness, user: string): string {
+  const account = h.state.accounts.get(user);
+  if (account === undefined) throw new Error(`no account for ${user}`);
+  return formatUsd(account.usd);
+}
+
+export function ofType<T extends EngineOutput["type"]>(outputs: readonly EngineOutput[], type: T): OutputOf<T>[] {
+  return outputs.filter((o): o is OutputOf<T> => o.type === type);
+}

@@ -1,0 +1,149 @@
+/**
+ * Compact binary primitives for snapshots: LEB128 varints for whole numbers up to 2^53 (zigzag for signed),
+ * length-prefixed UTF-8 strings. A growable writer and a bounds-checked reader.
+ */
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const TWO_POW_31 = 2 ** 31;
+const TWO_POW_52 = 2 ** 52;
+
+export class ByteWriter {
+  private buf: Uint8Array;
+  private pos = 0;
+
+  constructor(initialBytes = 1 << 16) {
+    this.buf = new Uint8Array(initialBytes);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  finish(): Uint8Array {
+    return this.buf.slice(0, this.pos);
+  }
+
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+
+  /** Unsigned varint of a safe non-negative integer. */
+  uint(v: number): void {
+    if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v))) throw new RangeError(`not a safe unsigned integer: ${v}`);
+    this.ensure(8);
+    const buf = this.buf;
+    let p = this.pos;
+    if (v < TWO_POW_31) {
+      while (v >= 0x80) {
+        buf[p++] = (v & 0x7f) | 0x80;
+        v >>>= 7;
+      }
+    } else {
+      while (v >= 0x80) {
+        buf[p++] = (v % 0x80) | 0x80;
+        v = Math.floor(v / 0x80);
+      }
+    }
+    buf[p++] = v;
+    this.pos = p;
+  }
+
+  /** Signed varint (zigzag) of an integer with −2^52 ≤ v < 2^52 (zigzag maps that range onto 0 … 2^53 − 1). */
+  int(v: number): void {
+    // Checked here, not left to `uint`: v * 2 of a half-integer is a whole number and would encode silently.
+    if (!(Number.isInteger(v) && v >= -TWO_POW_52 && v < TWO_POW_52)) throw new RangeError(`not an integer in [-2^52, 2^52): ${v}`);
+    this.uint(v >= 0 ? v * 2 : -v * 2 - 1);
+  }
+
+  string(s: string): void {
+    const n = s.length;
+    if (n < 128) {
+      // Short ASCII strings (ids, keys, codes) are most of what we write: copy them byte by byte.
+      this.ensure(1 + n);
+      const buf = this.buf;
+      const start = this.pos;
+      let i = 0;
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[start + 1 + i] = c;
+      }
+      if (i === n) {
+        buf[start] = n;
+        this.pos = start + 1 + n;
+        return;
+      }
+    }
+    this.ensure(5 + n * 3);
+    const start = this.pos;
+    // The byte length is known only after encoding: encode 5 bytes ahead (room for any length prefix), then
+    // write the prefix and slide the bytes back to meet it.
+    const { written } = encoder.encodeInto(s, this.buf.subarray(start + 5));
+    this.pos = start;
+    this.uint(written);
+    this.buf.copyWithin(this.pos, start + 5, start + 5 + written);
+    this.pos += written;
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = Math.max(this.buf.length * 2, 16);
+    while (size < this.pos + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.pos));
+    this.buf = next;
+  }
+}
+
+export class ByteReader {
+  private pos = 0;
+
+  constructor(private readonly buf: Uint8Array) {}
+
+  get done(): boolean {
+    return this.pos === this.buf.length;
+  }
+
+  u8(): number {
+    if (this.pos >= this.buf.length) throw new RangeError("snapshot truncated");
+    return this.buf[this.pos++]!;
+  }
+
+  uint(): number {
+    const buf = this.buf;
+    let result = 0;
+    let scale = 1;
+    for (;;) {
+      if (this.pos >= buf.length) throw new RangeError("snapshot truncated");
+      const b = buf[this.pos++]!;
+      result += (b & 0x7f) * scale;
+      if (b < 0x80) break;
+      scale *= 0x80;
+      if (scale > 2 ** 56) throw new RangeError("varint too long");
+    }
+    if (result > Number.MAX_SAFE_INTEGER) throw new RangeError("varint out of range");
+    return result;
+  }
+
+  int(): number {
+    const z = this.uint();
+    return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+  }
+
+  string(): string {
+    const n = this.uint();
+    const buf = this.buf;
+    const start = this.pos;
+    if (start + n > buf.length) throw new RangeError("snapshot truncated");
+    this.pos += n;
+    if (n <= 64) {
+      let ascii = true;
+      for (let i = start; i < start + n; i++) if (buf[i]! >= 0x80) ascii = false;
+      // TextDecoder costs more per call than building a short ASCII string directly.
+      if (ascii) return String.fromCharCode.apply(null, buf.subarray(start, start + n) as unknown as number[]);
+    }
+    return decoder.decode(buf.subarray(start, start + n));
+  }
+}

@@ -1,0 +1,553 @@
+import { describe, expect, it } from "vitest";
+import type { Answer, EngineOutput, Instruction, OutputOf } from "../../contract/messages.ts";
+import { apply } from "../core/apply.ts";
+import { checkInvariants } from "../core/invariants.ts";
+import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
+import { answerOf } from "../core/receipts.ts";
+import { createState, type EngineState, type Trade } from "../core/state.ts";
+import { EngineHarness } from "../core/testing.ts";
+import { ByteWriter } from "./bytes.ts";
+import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot } from "./codec.ts";
+import { hashSnapshot, stateHash } from "./hash.ts";
+
+const USD = 1_000_000; // micros
+const ETH = 0;
+const BTC = 1;
+const SOL = 2;
+const ADA = 3;
+
+/**
+ * A state with a bit of everything, built through the engine (shard 3, so ids read "T3-…"):
+ *   carol, alice, bob, dave created in that (unsorted) order; quotes for ETH and SOL only; three ignored updates;
+ *   T3-1 alice long ETH 100×10, SL 4200, TP 4500        T3-2 alice short SOL 50×5, no SL/TP
+ *   T3-3 bob long ETH 200×1 (no liquidation level)       T3-4 bob short ETH 20×20, SL 4350, TP 4100
+ *   O3-5 carol spot buy 0.5 SOL                          T3-6 carol long SOL 30×3, SL 190
+ *   T3-7 alice long SOL 10×2, opened and closed at once (a gap in the sequence)
+ *   idempotency: every answer above, plus a remembered INVALID_LEVERAGE refusal ("a-bad"), but not the transient
+ *   NO_PRICE refusal on BTC ("a-btc").
+ */
+function richHarness(): EngineHarness {
+  return richSetup().h;
+}
+
+function richSetup() {
+  const h = new EngineHarness({ shard: 3 });
+  /** Every answer sent, by idempotency key (`<userId> <requestId>`). */
+  const answers = new Map<string, Answer>();
+  const ask = (userId: string, instruction: Instruction, requestId?: string) => {
+    const r = requestId === undefined ? h.instruct(userId, instruction) : h.instruct(userId, instruction, requestId);
+    answers.set(`${userId} ${r.response.requestId}`, r.answer);
+    return r.answer;
+  };
+  const ok = (answer: Answer) => expect(answer).toMatchObject({ ok: true });
+
+  for (const u of ["carol", "alice", "bob", "dave"]) ok(ask(u, { kind: "create_account" }));
+  h.price("ETH_USDC_PERP", "4300.00", "4300.10");
+  h.price("SOL_USDC_PERP", "200.00", "200.02");
+  h.price("DOGE_USDC_PERP", "1", "2"); // unknown market
+  h.price("ETH_USDC_PERP", "4301.00", "4300.00"); // crossed
+  h.price("SOL_USDC_PERP", "0", "1"); // zero bid
+  h.advance(100);
+  const firstOpen = ask("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, stopLoss: "4200", takeProfit: "4500" }, "a-open-1");
+  ok(firstOpen);
+  ok(ask("alice", { kind: "open_trade", asset: "SOL", side: "short", margin: "50", leverage: 5 }));
+  ok(ask("bob", { kind: "open_trade", asset: "ETH", side: "long", margin: "200", leverage: 1 }));
+  h.advance(250);
+  ok(ask("bob", { kind: "open_trade", asset: "ETH", side: "short", margin: "20", leverage: 20, stopLoss: "4350", takeProfit: "4100" }));
+  ok(ask("carol", { kind: "spot_order", asset: "SOL", side: "buy", quantity: "0.5" }));
+  ok(ask("carol", { kind: "open_trade", asset: "SOL", side: "long", margin: "30", leverage: 3, stopLoss: "190" }));
+  ok(ask("alice", { kind: "open_trade", asset: "SOL", side: "long", margin: "10", leverage: 2 }));
+  ok(ask("alice", { kind: "close_trade", tradeId: "T3-7" }));
+  const firstBad = ask("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 }, "a-bad");
+  expect(firstBad).toMatchObject({ ok: false, error: { code: "INVALID_LEVERAGE" } });
+  expect(ask("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc")).toMatchObject({ ok: false, error: { code: "NO_PRICE" } });
+  return { h, firstOpen, firstBad, answers };
+}
+
+function expectOk(r: { answer: { ok: boolean } }): void {
+  expect(r.answer).toMatchObject({ ok: true });
+}
+
+function trade(state: EngineState, userId: string, id: string): Trade {
+  const t = state.accounts.get(userId)?.openTrades.get(id);
+  if (t === undefined) throw new Error(`no open trade ${id} for ${userId}`);
+  return t;
+}
+
+/** The stored and derived fields of a trade, without its account reference and heap positions. */
+function tradeFields(t: Trade) {
+  return {
+    seq: t.seq, id: t.id, userId: t.account.userId, assetIndex: t.assetIndex, isLong: t.isLong, marginMicros: t.marginMicros,
+    leverage: t.leverage, quantitySteps: t.quantitySteps, openPriceTicks: t.openPriceTicks, stopLossTicks: t.stopLossTicks,
+    takeProfitTicks: t.takeProfitTicks, liquidationTicks: t.liquidationTicks, exitTicks: t.exitTicks, openedAtMs: t.openedAtMs,
+  };
+}
+
+function allTrades(state: EngineState) {
+  return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()].map(tradeFields)).sort((x, y) => x.seq - y.seq);
+}
+
+function closedOrders(outputs: readonly EngineOutput[]) {
+  return outputs.filter((o): o is OutputOf<"closed_order"> => o.type === "closed_order").map((o) => o.trade);
+}
+
+describe("snapshot codec: round trip", () => {
+  it("encode → decode → encode gives identical bytes", () => {
+    const h = richHarness();
+    const bytes = encodeSnapshot(h.state);
+    const restored = decodeSnapshot(bytes);
+    expect(encodeSnapshot(restored)).toEqual(bytes);
+    // …and the original is unchanged by being encoded.
+    expect(encodeSnapshot(h.state)).toEqual(bytes);
+  });
+
+  it("restores the cursor, counters, balances, holdings and quotes", () => {
+    const h = richHarness();
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    checkInvariants(restored);
+
+    // Seven instructions at t0 + 350 ms: ids …350-0 to …350-6.
+    expect(h.log.at(-1)!.id).toBe("1700000000350-6");
+    expect(restored.lastInputId).toBe("1700000000350-6");
+    expect(restored.lastInputMs).toBe(1_700_000_000_350);
+    expect(restored.lastInputSeq).toBe(6);
+    expect(restored.nextSeq).toBe(8); // T3-1 … T3-7 and O3-5 used 1 … 7
+    expect(restored.ignoredPriceUpdates).toBe(3);
+    expect(restored.params).toEqual(h.state.params);
+    expect(restored.params.shard).toBe(3);
+
+    const usd = (u: string) => restored.accounts.get(u)?.usd;
+    // alice: 10000 − 100 − 50 margins; T3-7 (0.09 SOL bought at 200.02, sold at 200.00) lost 2 ticks × 9 × 100 micros.
+    expect(usd("alice")).toBe(10_000 * USD - 150 * USD - 1_800);
+    expect(usd("bob")).toBe(10_000 * USD - 220 * USD);
+    // carol: 0.5 SOL at 200.02 = 100.01 USD, plus 30 margin.
+    expect(usd("carol")).toBe(10_000 * USD - 100_010_000 - 30 * USD);
+    expect(usd("dave")).toBe(10_000 * USD);
+    expect(restored.accounts.get("carol")?.holdings).toEqual([0, 0, 50, 0]);
+    expect(restored.accounts.get("alice")?.holdings).toEqual([0, 0, 0, 0]);
+    expect(restored.house.holdings).toEqual([0, 0, -50, 0]);
+    expect(restored.house.usd).toBe(h.state.house.usd);
+    expect([...restored.accounts.keys()].sort()).toEqual(["alice", "bob", "carol", "dave"]);
+
+    expect(restored.quotes[ETH]).toEqual({ bidTicks: 430_000, askTicks: 430_010, atMs: 1_700_000_000_000, exchangeTimeUs: "1700000000000000", source: "sim" });
+    expect(restored.quotes[SOL]).toMatchObject({ bidTicks: 20_000, askTicks: 20_002 });
+    expect(restored.quotes[BTC]).toBeUndefined();
+    expect(restored.quotes[ADA]).toBeUndefined();
+    expect(restored.quotes).toEqual(h.state.quotes);
+  });
+
+  it("rebuilds trades with their ids, owners, exit levels and trigger-heap membership", () => {
+    const h = richHarness();
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+
+    expect(allTrades(restored)).toEqual(allTrades(h.state));
+    expect(allTrades(restored).map((t) => t.id)).toEqual(["T3-1", "T3-2", "T3-3", "T3-4", "T3-6"]);
+    for (const account of restored.accounts.values()) {
+      for (const [id, t] of account.openTrades) {
+        expect(t.id).toBe(id);
+        expect(t.account).toBe(account);
+      }
+    }
+
+    // Quantities and levels worked out by hand from the prices above (maintenance margin 0.5%).
+    const a1 = trade(restored, "alice", "T3-1");
+    expect(a1).toMatchObject({ assetIndex: ETH, isLong: true, marginMicros: 100 * USD, leverage: 10, openPriceTicks: 430_010, quantitySteps: 2_325 });
+    expect(a1).toMatchObject({ stopLossTicks: 420_000, takeProfitTicks: 450_000, liquidationTicks: 388_943, exitTicks: 420_000 });
+    expect(a1.exitPos).toBeGreaterThanOrEqual(0);
+    expect(a1.profitPos).toBeGreaterThanOrEqual(0);
+
+    const a2 = trade(restored, "alice", "T3-2");
+    expect(a2).toMatchObject({ assetIndex: SOL, isLong: false, openPriceTicks: 20_000, quantitySteps: 125, stopLossTicks: 0, takeProfitTicks: 0 });
+    expect(a2).toMatchObject({ liquidationTicks: 23_881, exitTicks: 23_881, profitPos: -1 });
+    expect(a2.exitPos).toBeGreaterThanOrEqual(0);
+
+    // A 1× long can never reach maintenance margin: no exit level, in no heap.
+    const b3 = trade(restored, "bob", "T3-3");
+    expect(b3).toMatchObject({ isLong: true, quantitySteps: 465, liquidationTicks: 0, exitTicks: 0, exitPos: -1, profitPos: -1 });
+
+    // Short: the stop-loss (4350) comes before the liquidation level (4492.60), so it is the exit.
+    const b4 = trade(restored, "bob", "T3-4");
+    expect(b4).toMatchObject({ isLong: false, quantitySteps: 930, stopLossTicks: 435_000, takeProfitTicks: 410_000, liquidationTicks: 449_260, exitTicks: 435_000 });
+    expect(b4.openedAtMs).toBe(1_700_000_000_350);
+    expect(a1.openedAtMs).toBe(1_700_000_000_100);
+
+    const c6 = trade(restored, "carol", "T3-6");
+    expect(c6).toMatchObject({ quantitySteps: 44, stopLossTicks: 19_000, liquidationTicks: 13_250, exitTicks: 19_000, profitPos: -1 });
+
+    const book = restored.books[ETH]!;
+    expect([book.longExit.size, book.longProfit.size, book.shortExit.size, book.shortProfit.size]).toEqual([1, 1, 1, 1]);
+    expect(book.longExit.peek()).toBe(a1);
+    expect(book.shortExit.peek()).toBe(b4);
+    const solBook = restored.books[SOL]!;
+    expect([solBook.longExit.size, solBook.longProfit.size, solBook.shortExit.size, solBook.shortProfit.size]).toEqual([1, 0, 1, 0]);
+  });
+
+  it("restores idempotency entries in log order, without the transient refusal", () => {
+    const { h, answers } = richSetup();
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    const keys = [...restored.dedup.keys()];
+    expect(keys).toEqual([...h.state.dedup.keys()]);
+    expect(keys.slice(0, 4)).toEqual(["carol r1", "alice r2", "bob r3", "dave r4"]);
+    expect(keys).toContain("alice a-open-1");
+    expect(keys.at(-1)).toBe("alice a-bad");
+    expect(keys).not.toContain("alice a-btc");
+    expect(keys).toHaveLength(answers.size - 1);
+    expect(restored.dedup.get("alice a-bad")?.receipt).toMatchObject({ kind: "rejected", code: "INVALID_LEVERAGE" });
+    expect(restored.dedup.get("alice a-open-1")?.receipt).toMatchObject({
+      kind: "open_trade", trade: { id: "T3-1", seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 }, balances: [9_900 * USD, 0, 0, 0, 0],
+    });
+    expect(restored.dedup.get("alice a-open-1")?.atMs).toBe(1_700_000_000_100);
+    expect(restored.dedup.get("carol r1")?.atMs).toBe(1_700_000_000_000);
+    // Every kind of receipt (create, open, close, spot, refusal) still rebuilds the exact answer first sent.
+    const kinds = new Set<string>();
+    for (const [key, entry] of restored.dedup) {
+      kinds.add(entry.receipt.kind);
+      expect(answerOf(restored, entry.receipt), key).toEqual(answers.get(key));
+    }
+    expect([...kinds].sort()).toEqual(["close_trade", "create_account", "open_trade", "rejected", "spot_order"]);
+  });
+
+  it("keeps behaving exactly like the original: a stop-loss, a liquidation, a manual close, duplicate requests", () => {
+    const { h, firstOpen, firstBad } = richSetup();
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    const mark = h.log.length;
+    const original: EngineOutput[][] = [];
+    const run = (outputs: EngineOutput[]) => original.push(outputs);
+
+    h.advance(1_000);
+    run(h.price("ETH_USDC_PERP", "4199.00", "4199.10"));
+    run(h.instruct("bob", { kind: "close_trade", tradeId: "T3-4" }).outputs);
+    run(h.price("SOL_USDC_PERP", "240.00", "240.10"));
+    run(h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, stopLoss: "4200", takeProfit: "4500" }, "a-open-1").outputs);
+    run(h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 }, "a-bad").outputs);
+    run(h.instruct("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc").outputs);
+    run(h.instruct("dave", { kind: "open_trade", asset: "ETH", side: "short", margin: "10", leverage: 2 }).outputs);
+
+    const replayed = h.log.slice(mark).map((e) => {
+      const out = apply(restored, e);
+      checkInvariants(restored);
+      return out;
+    });
+    expect(replayed).toEqual(original);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+
+    // What happened, worked out independently:
+    // 1. bid 4199.00 ≤ SL 4200: T3-1 stops out at the bid, (419900 − 430010) × 2325 micros.
+    expect(closedOrders(replayed[0]!)).toEqual([expect.objectContaining({ id: "T3-1", closeReason: "stop_loss", closePrice: "4199", pnl: "-23.50575" })]);
+    // 2. bob closes his short at the ask: (430000 − 419910) × 930 micros.
+    expect(closedOrders(replayed[1]!)).toEqual([expect.objectContaining({ id: "T3-4", closeReason: "manual", closePrice: "4199.1", pnl: "9.3837" })]);
+    // 3. ask 240.10 ≥ 238.81: alice's short is liquidated; the loss stops at its margin.
+    expect(closedOrders(replayed[2]!)).toEqual([expect.objectContaining({ id: "T3-2", closeReason: "liquidation", pnl: "-50" })]);
+    // 4–5. Duplicates get the first answers again and act no more.
+    const response = (outputs: EngineOutput[]) => outputs.find((o): o is OutputOf<"order_response"> => o.type === "order_response")!;
+    expect(replayed[3]).toHaveLength(1);
+    expect(response(replayed[3]!).answer).toEqual(firstOpen);
+    expect(response(replayed[3]!).answer).toMatchObject({ ok: true, result: { trade: { id: "T3-1", stopLoss: "4200" }, balances: { USD: "9900" } } });
+    expect(replayed[4]).toHaveLength(1);
+    expect(response(replayed[4]!).answer).toEqual(firstBad);
+    expect(restored.accounts.get("alice")?.openTrades.size).toBe(0);
+    // 6. Still no BTC quote after the restore.
+    expect(response(replayed[5]!).answer).toMatchObject({ ok: false, error: { code: "NO_PRICE" } });
+    // 7. The sequence continues where it left off.
+    expect(response(replayed[6]!).answer).toMatchObject({ ok: true, result: { trade: { id: "T3-8" } } });
+  });
+
+  it("rebuilds the trigger heaps so triggers fire in the same order as before", () => {
+    // Stop-loss levels scrambled against the (sorted) account order the snapshot stores trades in.
+    const h = new EngineHarness();
+    h.price("ETH_USDC_PERP", "4300.00", "4300.10");
+    const levels: [string, string, string][] = [
+      ["a", "4100", "4500"], ["b", "4290", "4320"], ["c", "4150", "4450"], ["d", "4280", "4350"], ["e", "4200", "4400"], ["f", "4250", "4330"],
+    ];
+    for (const [u, longStop, shortStop] of levels) {
+      h.createAccount(u);
+      expectOk(h.instruct(u, { kind: "open_trade", asset: "ETH", side: "long", margin: "10", leverage: 2, stopLoss: longStop }));
+      expectOk(h.instruct(u, { kind: "open_trade", asset: "ETH", side: "short", margin: "10", leverage: 2, stopLoss: shortStop }));
+    }
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    checkInvariants(restored); // heap order and positions
+    const mark = h.log.length;
+    const down = h.price("ETH_USDC_PERP", "4000.00", "4000.10");
+    const up = h.price("ETH_USDC_PERP", "4600.00", "4600.10");
+    const [downAgain, upAgain] = h.log.slice(mark).map((e) => apply(restored, e));
+    expect(downAgain).toEqual(down);
+    expect(upAgain).toEqual(up);
+    // Long stops fire highest level first: b 4290, d 4280, f 4250, e 4200, c 4150, a 4100 (a = T0-1/2, b = T0-3/4, …).
+    expect(closedOrders(downAgain!).map((t) => t.id)).toEqual(["T0-3", "T0-7", "T0-11", "T0-9", "T0-5", "T0-1"]);
+    // Short stops lowest first: b 4320, f 4330, d 4350, e 4400, c 4450, a 4500.
+    expect(closedOrders(upAgain!).map((t) => t.id)).toEqual(["T0-4", "T0-12", "T0-8", "T0-10", "T0-6", "T0-2"]);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+  });
+
+  it("round-trips a fresh state", () => {
+    const fresh = createState(makeParams());
+    const restored = decodeSnapshot(encodeSnapshot(fresh));
+    expect(restored.lastInputId).toBe("0-0");
+    expect(restored.nextSeq).toBe(1);
+    expect(restored.accounts.size).toBe(0);
+    expect(restored.quotes).toEqual([undefined, undefined, undefined, undefined]);
+    expect(encodeSnapshot(restored)).toEqual(encodeSnapshot(fresh));
+  });
+});
+
+describe("snapshot codec: hash", () => {
+  it("is the SHA-256 of the snapshot bytes and equal for equal states", () => {
+    const a = richHarness();
+    const b = richHarness();
+    const hash = stateHash(a.state);
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(hash).toBe(hashSnapshot(encodeSnapshot(a.state)));
+    expect(stateHash(b.state)).toBe(hash);
+    expect(stateHash(decodeSnapshot(encodeSnapshot(a.state)))).toBe(hash);
+  });
+
+  it("changes when one balance changes by one micro, and comes back when it is undone", () => {
+    const h = richHarness();
+    const hash = stateHash(h.state);
+    const bob = h.state.accounts.get("bob")!;
+    bob.usd += 1;
+    expect(stateHash(h.state)).not.toBe(hash);
+    bob.usd -= 1;
+    expect(stateHash(h.state)).toBe(hash);
+    h.state.house.usd -= 1;
+    expect(stateHash(h.state)).not.toBe(hash);
+    h.state.house.usd += 1;
+    h.state.accounts.get("carol")!.holdings[SOL]! += 1;
+    expect(stateHash(h.state)).not.toBe(hash);
+  });
+
+  it("differs after any further applied input, even an ignored one", () => {
+    const h = richHarness();
+    const hash = stateHash(h.state);
+    h.price("NOPE_USDC_PERP", "1", "2");
+    expect(stateHash(h.state)).not.toBe(hash);
+  });
+
+  it("does not depend on the order in which accounts were created", () => {
+    // Same content is reachable by different orders once the creation requests have left the idempotency window.
+    const build = (order: string[]) => {
+      const h = new EngineHarness({ dedupWindowMs: 1_000 });
+      for (const u of order) h.createAccount(u);
+      h.advance(5_000);
+      h.createAccount("zoe"); // remembered at the new time; evicts the older entries
+      return h.state;
+    };
+    const a = build(["alice", "bob", "mallory"]);
+    const b = build(["mallory", "bob", "alice"]);
+    expect([...a.accounts.keys()]).not.toEqual([...b.accounts.keys()]);
+    expect([...a.dedup.keys()]).toEqual(["zoe r4"]);
+    expect([...b.dedup.keys()]).toEqual(["zoe r4"]);
+    expect(encodeSnapshot(a)).toEqual(encodeSnapshot(b));
+    expect(stateHash(a)).toBe(stateHash(b));
+  });
+});
+
+describe("snapshot codec: refusals", () => {
+  const good = () => encodeSnapshot(richHarness().state);
+
+  it("refuses a foreign file (wrong magic)", () => {
+    for (const i of [0, 1, 2, 3]) {
+      const bytes = good();
+      bytes[i] = bytes[i]! ^ 0x20;
+      expect(() => decodeSnapshot(bytes)).toThrow("not an engine snapshot");
+    }
+    expect(() => decodeSnapshot(new TextEncoder().encode('{"json":true}'))).toThrow("not an engine snapshot");
+  });
+
+  it("starts with PBSN and the version", () => {
+    const bytes = good();
+    expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe("PBSN");
+    expect(bytes[4]).toBe(SNAPSHOT_VERSION);
+  });
+
+  it("refuses an unsupported version", () => {
+    for (const v of [0, 2, 200]) {
+      const w = new ByteWriter(16);
+      w.uint(v);
+      const versionBytes = w.finish();
+      const bytes = good();
+      const patched = new Uint8Array([...bytes.subarray(0, 4), ...versionBytes, ...bytes.subarray(5)]);
+      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 1)`);
+    }
+  });
+
+  it("refuses truncated bytes wherever they are cut", () => {
+    const bytes = good();
+    expect(bytes.length).toBeGreaterThan(1_000);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      expect(() => decodeSnapshot(bytes.subarray(0, cut)), `cut at ${cut}`).toThrow("snapshot truncated");
+    }
+  });
+
+  it("refuses trailing bytes", () => {
+    const bytes = good();
+    expect(() => decodeSnapshot(new Uint8Array([...bytes, 0]))).toThrow("snapshot has trailing bytes");
+    expect(() => decodeSnapshot(new Uint8Array([...bytes, ...bytes]))).toThrow("snapshot has trailing bytes");
+  });
+
+  it.each<[string, Partial<EngineParams>, string]>([
+    ["a zero max leverage", { maxLeverage: 0 }, "engine parameter maxLeverage must be a whole number from 1 to 1000, got 0"],
+    ["a fractional shard", { shard: 1.5 }, "engine parameter shard"],
+    ["no assets", { assets: [] }, "at least one asset must be configured"],
+    ["a duplicate asset", { assets: [DEFAULT_PARAMS.assets[0]!, DEFAULT_PARAMS.assets[0]!] }, "duplicate asset or market"],
+    ["a max-leverage trade that would open liquidated", { maintenanceMarginPpm: 10_000, maxLeverage: 100 }, "must stay below 100%"],
+  ])("refuses params with %s", (_name, override, message) => {
+    // createState does not validate, so an invalid snapshot can be written; decode must refuse it.
+    const bytes = encodeSnapshot(createState({ ...DEFAULT_PARAMS, ...override }));
+    expect(() => decodeSnapshot(bytes)).toThrow(message);
+  });
+});
+
+/** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
+function handBuilt(options: { assetAndSide?: number; receiptKind?: number; rejectionCode?: string } = {}): Uint8Array {
+  const params = makeParams();
+  const w = new ByteWriter(64);
+  for (const c of "PBSN") w.u8(c.charCodeAt(0));
+  w.uint(1);
+  w.string(JSON.stringify(params));
+  w.string("1700000000123-4"); // lastInputId
+  w.uint(10); // nextSeq
+  w.uint(2); // ignoredPriceUpdates
+  // house: the other side of zed's 9000 USD + 150 USD of margin, and of his 7 ADA steps
+  w.int(-9_150 * USD);
+  for (const h of [0, 0, 0, -7]) w.int(h);
+  // quotes: ETH only
+  w.u8(1);
+  w.uint(430_000);
+  w.uint(430_010);
+  w.uint(1_700_000_000_100);
+  w.string("1700000000100000");
+  w.u8(0); // backpack
+  for (let i = 1; i < 4; i++) w.u8(0);
+  // one account with two trades
+  w.uint(1);
+  w.string("zed");
+  w.uint(9_000 * USD);
+  for (const h of [0, 0, 0, 7]) w.uint(h);
+  w.uint(2);
+  // seq 3: long ETH, 100 USD × 10, SL 4000, no TP, liquidation 3889.43
+  w.uint(3);
+  w.uint(options.assetAndSide ?? ETH * 2 + 1);
+  for (const v of [100 * USD, 10, 2_325, 430_010, 400_000, 0, 388_943]) w.uint(v);
+  w.int(1_700_000_000_050);
+  // seq 7: short SOL, 50 USD × 5, TP 150, liquidation 238.81, opened 20 ms later
+  w.uint(4);
+  w.uint(SOL * 2);
+  for (const v of [50 * USD, 5, 125, 20_000, 0, 15_000, 23_881]) w.uint(v);
+  w.int(20);
+  // two idempotency entries, times as deltas from the previous entry
+  w.uint(2);
+  w.string("zed r1");
+  w.uint(1_700_000_000_000);
+  w.u8(1); // create_account
+  w.u8(1); // granted
+  for (const v of [10_000 * USD, 0, 0, 0, 0]) w.uint(v);
+  w.string("zed req-2");
+  w.uint(50);
+  w.u8(options.receiptKind ?? 0); // rejected
+  w.string(options.rejectionCode ?? "INVALID_AMOUNT");
+  w.string("nope");
+  return w.finish();
+}
+
+describe("snapshot codec: documented layout", () => {
+  it("decodes a snapshot written by hand from the layout", () => {
+    const state = decodeSnapshot(handBuilt());
+    checkInvariants(state);
+    expect(state.lastInputId).toBe("1700000000123-4");
+    expect([state.lastInputMs, state.lastInputSeq, state.nextSeq, state.ignoredPriceUpdates]).toEqual([1_700_000_000_123, 4, 10, 2]);
+    expect(state.house).toEqual({ usd: -9_150 * USD, holdings: [0, 0, 0, -7] });
+    expect(state.quotes).toEqual([
+      { bidTicks: 430_000, askTicks: 430_010, atMs: 1_700_000_000_100, exchangeTimeUs: "1700000000100000", source: "backpack" },
+      undefined, undefined, undefined,
+    ]);
+    const zed = state.accounts.get("zed")!;
+    expect(zed.usd).toBe(9_000 * USD);
+    expect(zed.holdings).toEqual([0, 0, 0, 7]);
+    expect(allTrades(state)).toEqual([
+      { seq: 3, id: "T0-3", userId: "zed", assetIndex: ETH, isLong: true, marginMicros: 100 * USD, leverage: 10, quantitySteps: 2_325, openPriceTicks: 430_010, stopLossTicks: 400_000, takeProfitTicks: 0, liquidationTicks: 388_943, exitTicks: 400_000, openedAtMs: 1_700_000_000_050 },
+      { seq: 7, id: "T0-7", userId: "zed", assetIndex: SOL, isLong: false, marginMicros: 50 * USD, leverage: 5, quantitySteps: 125, openPriceTicks: 20_000, stopLossTicks: 0, takeProfitTicks: 15_000, liquidationTicks: 23_881, exitTicks: 23_881, openedAtMs: 1_700_000_000_070 },
+    ]);
+    expect(state.books[SOL]!.shortProfit.peek()?.id).toBe("T0-7");
+    expect([...state.dedup]).toEqual([
+      ["zed r1", { atMs: 1_700_000_000_000, receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] } }],
+      ["zed req-2", { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } }],
+    ]);
+    // The encoder writes exactly these bytes back.
+    expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it("refuses a trade on an asset the params do not have", () => {
+    expect(() => decodeSnapshot(handBuilt({ assetAndSide: 4 * 2 + 1 }))).toThrow("snapshot names an unknown asset");
+    // Large corrupt values must not wrap around to a valid index through 32-bit arithmetic.
+    expect(() => decodeSnapshot(handBuilt({ assetAndSide: 2 ** 32 + 1 }))).toThrow("snapshot names an unknown asset");
+    expect(() => decodeSnapshot(handBuilt({ assetAndSide: 2 ** 31 }))).toThrow("snapshot names an unknown asset");
+  });
+
+  it("refuses an unknown receipt kind or rejection code", () => {
+    expect(() => decodeSnapshot(handBuilt({ receiptKind: 5 }))).toThrow("snapshot holds an unknown receipt kind");
+    expect(() => decodeSnapshot(handBuilt({ receiptKind: 255 }))).toThrow("snapshot holds an unknown receipt kind");
+    expect(() => decodeSnapshot(handBuilt({ rejectionCode: "NOT_A_CODE" }))).toThrow("unknown rejection code NOT_A_CODE");
+    expect(() => decodeSnapshot(handBuilt({ rejectionCode: "toString" }))).toThrow("unknown rejection code toString");
+  });
+});
+
+describe("snapshot codec: size", () => {
+  it("stores 1,000 open trades in at most 22 bytes each", () => {
+    // Idempotency off so the snapshot holds the trades, not 1,000 remembered answers.
+    const h = new EngineHarness({ dedupMaxEntries: 0, maxOpenTradesPerUser: 1_000 });
+    h.checkEveryStep = false;
+    h.createAccount("whale");
+    h.price("ETH_USDC_PERP", "4300.00", "4300.10");
+    h.price("SOL_USDC_PERP", "200.00", "200.02");
+    const before = encodeSnapshot(h.state).length;
+    for (let i = 0; i < 1_000; i++) {
+      h.advance(1 + (i % 7));
+      const eth = i % 2 === 0;
+      const long = i % 3 !== 0;
+      if (i % 10 === 0 || i % 10 === 5) {
+        const mid = eth ? 430_000 + (i % 50) * 10 : 20_000 + (i % 50);
+        const market = eth ? "ETH_USDC_PERP" : "SOL_USDC_PERP";
+        h.price(market, (mid / 100).toFixed(2), ((mid + 5) / 100).toFixed(2));
+      }
+      const instruction = {
+        kind: "open_trade" as const, asset: eth ? "ETH" : "SOL", side: long ? ("long" as const) : ("short" as const),
+        // Stop-losses only on trades up to 10×, placed inside their liquidation level (~10% away at 10×).
+        margin: `${1 + (i % 9)}.${String(i % 100).padStart(2, "0")}`, leverage: i % 3 === 1 ? 1 + (i % 10) : 1 + (i % 50),
+        ...(i % 3 === 1 ? { stopLoss: eth ? (long ? "4000" : "4600") : long ? "190" : "210" } : {}),
+        ...(i % 5 === 2 ? { takeProfit: eth ? (long ? "6000" : "3000") : long ? "400" : "100" } : {}),
+      };
+      expectOk(h.instruct("whale", instruction));
+    }
+    checkInvariants(h.state);
+    expect(h.state.accounts.get("whale")!.openTrades.size).toBe(1_000);
+    const bytes = encodeSnapshot(h.state);
+    const perTrade = (bytes.length - before) / 1_000;
+    // Varint bytes per trade in this workload (a varint holds 7 bits per byte):
+    //   seq delta 1 · asset·side 1 · margin 1.00–9.99 USD = 1e6–1e7 micros 3–4 · leverage ≤ 50 1 ·
+    //   quantity ≤ 500 USD / price, under 16384 steps 1–2 · open price 20000–430500 ticks 3 ·
+    //   stop-loss and take-profit 1 when absent, 3 when set · liquidation 1 (none) or 3 · time delta ≤ 7 ms 1
+    //   ⇒ between 14 and 22 bytes. Measured: about 18.
+    expect(perTrade).toBeGreaterThanOrEqual(14);
+    expect(perTrade).toBeLessThanOrEqual(22);
+    expect(encodeSnapshot(decodeSnapshot(bytes))).toEqual(bytes);
+  });
+
+  it("stores 1,000 open trades with their idempotency receipts in at most 64 bytes each", () => {
+    const h = new EngineHarness({ maxOpenTradesPerUser: 1_000 });
+    h.checkEveryStep = false;
+    h.createAccount("w");
+    h.price("ETH_USDC_PERP", "4300.00", "4300.10");
+    const before = encodeSnapshot(h.state).length;
+    for (let i = 0; i < 1_000; i++) {
+      expectOk(h.instruct("w", { kind: "open_trade", asset: "ETH", side: "long", margin: "5", leverage: 10, stopLoss: "4000", takeProfit: "4600" }));
+    }
+    expect(h.state.dedup.size).toBe(1_001);
+    const perTrade = (encodeSnapshot(h.state).length - before) / 1_000;
+    // Trade: seq delta 1 · asset·side 1 · margin 5e6 4 · leverage 1 · quantity 1162 2 · price 430010 3 · SL 3 · TP 3 ·
+    //   liquidation 3 · time 1 = 22.
+    // Receipt: key "w r1001" ≤ 8 · time delta 1 · kind 1 · seq ≤ 2 · the trade without its seq delta 21 ·
+    //   balances (USD < 2^35: 5, four zero holdings: 4) 9 = 42.   ⇒ at most 64. Measured: about 61.
+    expect(perTrade).toBeLessThanOrEqual(64);
+  });
+});

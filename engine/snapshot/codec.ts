@@ -1,0 +1,256 @@
+/**
+ * Versioned binary snapshot of the whole engine state, including the id of the last input applied and the
+ * engine parameters. The encoding is canonical — accounts sorted by user id, each account's trades in sequence
+ * order, idempotency entries in log order — so equal states give equal bytes, and the state hash is a hash of
+ * these bytes.
+ *
+ * Layout (version 1), all numbers varints:
+ *   "PBSN" version params(JSON) lastInputId nextSeq ignoredPriceUpdates
+ *   house: usd(signed) holdings(signed)×assets
+ *   quotes: per asset, present? bid ask atMs exchangeTimeUs source
+ *   accounts: count, then per account: userId usd holdings×assets tradeCount
+ *             and per trade: seqDelta TRADE(openedAtMs as a signed delta from the previous trade's)
+ *   dedup: count, then per entry: key atMs(delta from the previous entry) RECEIPT
+ *   TRADE = asset·2+long margin leverage quantity openPrice stopLoss takeProfit liquidation openedAt
+ *   RECEIPT = kind, then: rejected: code message | create_account: granted AMOUNTS
+ *             | open_trade: seq TRADE AMOUNTS | close_trade: seq TRADE price pnl reason AMOUNTS
+ *             | spot_order: seq asset·2+buy quantity price total AMOUNTS;   AMOUNTS = usd holdings×assets
+ *   Times inside a receipt are signed deltas from its entry's time.
+ * Derived data (trade ids, exit levels, trigger heaps, lookups) is rebuilt on decode.
+ */
+import type { CloseReason } from "../../contract/messages.ts";
+import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
+import { validateParams, type EngineParams } from "../core/params.ts";
+import type { Receipt } from "../core/receipts.ts";
+import { createState, makeTrade, newAccount, tradeId, type EngineState, type TradeFacts } from "../core/state.ts";
+import { parseInputId } from "../core/step.ts";
+import { ByteReader, ByteWriter } from "./bytes.ts";
+
+const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
+export const SNAPSHOT_VERSION = 1;
+
+export function encodeSnapshot(state: EngineState): Uint8Array {
+  const w = new ByteWriter(1 << 20);
+  for (const b of MAGIC) w.u8(b);
+  w.uint(SNAPSHOT_VERSION);
+  w.string(JSON.stringify(state.params));
+  w.string(state.lastInputId);
+  w.uint(state.nextSeq);
+  w.uint(state.ignoredPriceUpdates);
+  w.int(state.house.usd);
+  for (const h of state.house.holdings) w.int(h);
+  for (const q of state.quotes) {
+    w.u8(q === undefined ? 0 : 1);
+    if (q === undefined) continue;
+    w.uint(q.bidTicks);
+    w.uint(q.askTicks);
+    w.uint(q.atMs);
+    w.string(q.exchangeTimeUs);
+    w.u8(q.source === "backpack" ? 0 : 1);
+  }
+  const userIds = [...state.accounts.keys()].sort();
+  w.uint(userIds.length);
+  for (const userId of userIds) {
+    const a = state.accounts.get(userId)!;
+    w.string(userId);
+    w.uint(a.usd);
+    for (const h of a.holdings) w.uint(h);
+    w.uint(a.openTrades.size);
+    let prevSeq = 0;
+    let prevAt = 0;
+    for (const t of a.openTrades.values()) {
+      // Trades enter an account in sequence order and the map keeps that order; a restore re-inserts in it.
+      if (t.seq <= prevSeq) throw new Error(`trades of ${userId} are out of sequence order`);
+      w.uint(t.seq - prevSeq);
+      writeTrade(w, t, prevAt);
+      prevSeq = t.seq;
+      prevAt = t.openedAtMs;
+    }
+  }
+  w.uint(state.dedup.size);
+  let prevAt = 0;
+  for (const [key, entry] of state.dedup) {
+    w.string(key);
+    w.uint(entry.atMs - prevAt);
+    writeReceipt(w, entry.receipt, entry.atMs);
+    prevAt = entry.atMs;
+  }
+  return w.finish();
+}
+
+/** Rebuilds a state from `encodeSnapshot` bytes; throws a clear error on a foreign, newer or corrupt snapshot. */
+export function decodeSnapshot(bytes: Uint8Array): EngineState {
+  const r = new ByteReader(bytes);
+  for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
+  const version = r.uint();
+  if (version !== SNAPSHOT_VERSION) throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
+  const params = JSON.parse(r.string()) as EngineParams;
+  validateParams(params);
+  const state = createState(params);
+  const n = params.assets.length;
+  state.lastInputId = r.string();
+  const last = parseInputId(state.lastInputId);
+  state.lastInputMs = last.ms;
+  state.lastInputSeq = last.seq;
+  state.nextSeq = r.uint();
+  state.ignoredPriceUpdates = r.uint();
+  state.house.usd = r.int();
+  for (let i = 0; i < n; i++) state.house.holdings[i] = r.int();
+  for (let i = 0; i < n; i++) {
+    if (r.u8() === 0) continue;
+    const bidTicks = r.uint();
+    const askTicks = r.uint();
+    const atMs = r.uint();
+    const exchangeTimeUs = r.string();
+    const source = r.u8() === 0 ? "backpack" : "sim";
+    state.quotes[i] = { bidTicks, askTicks, atMs, exchangeTimeUs, source };
+  }
+  const accountCount = r.uint();
+  for (let i = 0; i < accountCount; i++) {
+    const account = newAccount(r.string(), n);
+    account.usd = r.uint();
+    for (let j = 0; j < n; j++) account.holdings[j] = r.uint();
+    state.accounts.set(account.userId, account);
+    const tradeCount = r.uint();
+    let seq = 0;
+    let openedAtMs = 0;
+    for (let j = 0; j < tradeCount; j++) {
+      seq += r.uint();
+      const trade = makeTrade(account, readTrade(r, params.shard, seq, openedAtMs, n));
+      openedAtMs = trade.openedAtMs;
+      account.openTrades.set(trade.id, trade);
+      const book = state.books[trade.assetIndex]!;
+      if (trade.exitTicks !== 0) (trade.isLong ? book.longExit : book.shortExit).pushUnordered(trade);
+      if (trade.takeProfitTicks !== 0) (trade.isLong ? book.longProfit : book.shortProfit).pushUnordered(trade);
+    }
+  }
+  for (const book of state.books) {
+    book.longExit.heapify();
+    book.longProfit.heapify();
+    book.shortExit.heapify();
+    book.shortProfit.heapify();
+  }
+  const dedupCount = r.uint();
+  let atMs = 0;
+  for (let i = 0; i < dedupCount; i++) {
+    const key = r.string();
+    atMs += r.uint();
+    state.dedup.set(key, { atMs, receipt: readReceipt(r, params.shard, atMs, n) });
+  }
+  if (!r.done) throw new Error("snapshot has trailing bytes");
+  return state;
+}
+
+const REASONS: readonly CloseReason[] = ["manual", "stop_loss", "take_profit", "liquidation"];
+const RECEIPT_KINDS: readonly Receipt["kind"][] = ["rejected", "create_account", "open_trade", "close_trade", "spot_order"];
+
+function writeTrade(w: ByteWriter, t: TradeFacts, baseMs: number): void {
+  w.uint(t.assetIndex * 2 + (t.isLong ? 1 : 0));
+  w.uint(t.marginMicros);
+  w.uint(t.leverage);
+  w.uint(t.quantitySteps);
+  w.uint(t.openPriceTicks);
+  w.uint(t.stopLossTicks);
+  w.uint(t.takeProfitTicks);
+  w.uint(t.liquidationTicks);
+  w.int(t.openedAtMs - baseMs);
+}
+
+function readTrade(r: ByteReader, shard: number, seq: number, baseMs: number, assetCount: number): TradeFacts {
+  const assetAndSide = r.uint();
+  // Not `>> 1`: that works on 32 bits, so a corrupt value ≥ 2^31 would wrap to some valid (or negative) index.
+  const assetIndex = Math.floor(assetAndSide / 2);
+  if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
+  return {
+    seq,
+    id: tradeId(shard, seq),
+    assetIndex,
+    isLong: (assetAndSide & 1) === 1,
+    marginMicros: r.uint(),
+    leverage: r.uint(),
+    quantitySteps: r.uint(),
+    openPriceTicks: r.uint(),
+    stopLossTicks: r.uint(),
+    takeProfitTicks: r.uint(),
+    liquidationTicks: r.uint(),
+    openedAtMs: baseMs + r.int(),
+  };
+}
+
+function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {
+  w.u8(RECEIPT_KINDS.indexOf(receipt.kind));
+  switch (receipt.kind) {
+    case "rejected":
+      w.string(receipt.code);
+      w.string(receipt.message);
+      return;
+    case "create_account":
+      w.u8(receipt.granted ? 1 : 0);
+      break;
+    case "open_trade":
+      w.uint(receipt.trade.seq);
+      writeTrade(w, receipt.trade, atMs);
+      break;
+    case "close_trade":
+      w.uint(receipt.trade.seq);
+      writeTrade(w, receipt.trade, atMs);
+      w.uint(receipt.close.priceTicks);
+      w.int(receipt.close.pnlMicros);
+      w.u8(REASONS.indexOf(receipt.close.reason));
+      w.int(receipt.close.atMs - atMs);
+      break;
+    case "spot_order": {
+      const o = receipt.order;
+      w.uint(o.seq);
+      w.uint(o.assetIndex * 2 + (o.buy ? 1 : 0));
+      w.uint(o.quantitySteps);
+      w.uint(o.priceTicks);
+      w.uint(o.totalMicros);
+      w.int(o.atMs - atMs);
+      break;
+    }
+  }
+  for (const amount of receipt.balances) w.uint(amount);
+}
+
+function readReceipt(r: ByteReader, shard: number, atMs: number, assetCount: number): Receipt {
+  const kind = RECEIPT_KINDS[r.u8()];
+  switch (kind) {
+    case "rejected": {
+      const code = r.string();
+      if (!Object.hasOwn(REJECTIONS, code)) throw new Error(`snapshot holds an unknown rejection code ${code}`);
+      return { kind, code: code as RejectionCode, message: r.string() };
+    }
+    case "create_account":
+      return { kind, granted: r.u8() === 1, balances: readAmounts(r, assetCount) };
+    case "open_trade":
+      return { kind, trade: readTrade(r, shard, r.uint(), atMs, assetCount), balances: readAmounts(r, assetCount) };
+    case "close_trade": {
+      const trade = readTrade(r, shard, r.uint(), atMs, assetCount);
+      const priceTicks = r.uint();
+      const pnlMicros = r.int();
+      const reason = REASONS[r.u8()];
+      if (reason === undefined) throw new Error("snapshot holds an unknown close reason");
+      return { kind, trade, close: { priceTicks, pnlMicros, reason, atMs: atMs + r.int() }, balances: readAmounts(r, assetCount) };
+    }
+    case "spot_order": {
+      const seq = r.uint();
+      const assetAndBuy = r.uint();
+      const assetIndex = Math.floor(assetAndBuy / 2);
+      if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
+      const order = {
+        seq, assetIndex, buy: (assetAndBuy & 1) === 1, quantitySteps: r.uint(), priceTicks: r.uint(),
+        totalMicros: r.uint(), atMs: atMs + r.int(),
+      };
+      return { kind, order, balances: readAmounts(r, assetCount) };
+    }
+    default:
+      throw new Error("snapshot holds an unknown receipt kind");
+  }
+}
+
+function readAmounts(r: ByteReader, assetCount: number): number[] {
+  const amounts = new Array<number>(assetCount + 1);
+  for (let i = 0; i <= assetCount; i++) amounts[i] = r.uint();
+  return amounts;
+}

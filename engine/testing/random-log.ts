@@ -1,0 +1,104 @@
+/**
+ * fast-check generator of realistic, adversarial engine logs for property tests: a few users (one never
+ * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
+ * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
+ * reused request ids). Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ */
+import fc from "fast-check";
+import type { Instruction, EngineInput } from "../../contract/messages.ts";
+import type { LogEntry } from "../core/apply.ts";
+
+const USERS = ["u1", "u2", "u3", "ghost"];
+const MARKETS = [
+  { market: "ETH_USDC_PERP", asset: "ETH", midTicks: 430_000, decimals: 2 },
+  { market: "SOL_USDC_PERP", asset: "SOL", midTicks: 20_000, decimals: 2 },
+  { market: "ADA_USDC_PERP", asset: "ADA", midTicks: 90_000, decimals: 5 },
+] as const;
+
+type Command =
+  | { c: "tick"; m: number; moveBps: number; spreadBps: number }
+  | { c: "wait"; ms: number }
+  | { c: "create"; u: number }
+  | { c: "open"; u: number; m: number; long: boolean; margin: string; leverage: number; slBps: number | null; tpBps: number | null; req: number | null }
+  | { c: "close"; u: number; trade: number; req: number | null }
+  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
+
+const user = fc.integer({ min: 0, max: USERS.length - 1 });
+const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
+const reqId = fc.option(fc.integer({ min: 0, max: 5 }), { freq: 3 });
+const amount = fc.oneof(
+  fc.integer({ min: 1, max: 5_000 }).map(String),
+  fc.tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 999_999 })).map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
+  fc.constantFrom("0", "0.0000001", "999999999", "12.5", "1"),
+);
+
+const command: fc.Arbitrary<Command> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ c: fc.constant("tick" as const), m: market, moveBps: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: -150, max: 150 }) }, { weight: 1, arbitrary: fc.integer({ min: -3000, max: 3000 }) }), spreadBps: fc.integer({ min: 0, max: 20 }) }) },
+  { weight: 1, arbitrary: fc.record({ c: fc.constant("wait" as const), ms: fc.oneof(fc.integer({ min: 1, max: 2_000 }), fc.constant(31_000)) }) },
+  { weight: 2, arbitrary: fc.record({ c: fc.constant("create" as const), u: fc.integer({ min: 0, max: 2 }) }) },
+  { weight: 6, arbitrary: fc.record({ c: fc.constant("open" as const), u: user, m: market, long: fc.boolean(), margin: amount, leverage: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 1, max: 100 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 101, 2.5, -3) }), slBps: fc.option(fc.integer({ min: -2000, max: 2000 })), tpBps: fc.option(fc.integer({ min: -2000, max: 2000 })), req: reqId }) },
+  { weight: 3, arbitrary: fc.record({ c: fc.constant("close" as const), u: user, trade: fc.integer({ min: 1, max: 12 }), req: reqId }) },
+  { weight: 2, arbitrary: fc.record({ c: fc.constant("spot" as const), u: user, m: market, buy: fc.boolean(), quantity: amount, req: reqId }) },
+);
+
+/** Every log starts with the three real users' accounts and a quote per market, so most orders can act. */
+const PRELUDE: readonly Command[] = [
+  { c: "create", u: 0 },
+  { c: "create", u: 1 },
+  { c: "create", u: 2 },
+  ...MARKETS.map((_, m) => ({ c: "tick" as const, m, moveBps: 0, spreadBps: 2 })),
+];
+
+export const commandsArbitrary = (maxLength = 120) =>
+  fc.array(command, { minLength: 1, maxLength, size: "max" }).map((cmds) => [...PRELUDE, ...cmds]);
+
+/** Turns commands into log entries with increasing ids starting at `startMs`. */
+export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000): LogEntry[] {
+  const mids: number[] = MARKETS.map((m) => m.midTicks);
+  let nowMs = startMs;
+  let seq = 0;
+  let n = 0;
+  const entries: LogEntry[] = [];
+  const push = (message: EngineInput) => entries.push({ id: `${nowMs}-${seq++}`, message });
+  const requestId = (req: number | null) => (req === null ? `auto-${++n}` : `fixed-${req}`);
+  const at = (m: number, bps: number) => Math.max(1, Math.round((mids[m]! * (10_000 + bps)) / 10_000));
+  const price = (m: number, ticks: number) => (ticks / 10 ** MARKETS[m]!.decimals).toFixed(MARKETS[m]!.decimals);
+  for (const cmd of commands) {
+    nowMs += 1 + (cmd.c === "wait" ? cmd.ms : 0);
+    seq = 0;
+    switch (cmd.c) {
+      case "wait":
+        break;
+      case "tick": {
+        mids[cmd.m] = at(cmd.m, cmd.moveBps);
+        const half = Math.max(1, Math.round((mids[cmd.m]! * cmd.spreadBps) / 20_000));
+        const bid = Math.max(1, mids[cmd.m]! - half);
+        push({ type: "price_update", market: MARKETS[cmd.m]!.market, bid: price(cmd.m, bid), ask: price(cmd.m, bid + 2 * half), exchangeTimeUs: `${nowMs}000`, source: "sim" });
+        break;
+      }
+      default: {
+        const instruction = toInstruction(cmd, (m, bps) => price(m, at(m, bps)));
+        const req = cmd.c === "create" ? null : cmd.req;
+        push({ type: "user_instruction", requestId: requestId(req), userId: USERS[cmd.u]!, instruction });
+      }
+    }
+  }
+  return entries;
+}
+
+function toInstruction(cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>, priceAt: (m: number, bps: number) => string): Instruction {
+  switch (cmd.c) {
+    case "create":
+      return { kind: "create_account" };
+    case "open": {
+      const order: Instruction = { kind: "open_trade", asset: MARKETS[cmd.m]!.asset, side: cmd.long ? "long" : "short", margin: cmd.margin, leverage: cmd.leverage };
+      if (cmd.slBps !== null) order.stopLoss = priceAt(cmd.m, cmd.slBps);
+      if (cmd.tpBps !== null) order.takeProfit = priceAt(cmd.m, cmd.tpBps);
+      return order;
+    }
+    case "close":
+      return { kind: "close_trade", tradeId: `T0-${cmd.trade}` };
+    case "spot":
+      return { kind: "spot_order", asset: MARKETS[cmd.m]!.asset, side: cmd.buy ? "buy" : "sell", quantity: cmd.quantity };
+  }
+}
