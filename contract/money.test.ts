@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MAX_UNITS, divCeil, divFloor, formatUnits, formatUsd, mulWithin, parseUnits, parseUsd } from "./money.ts";
 
@@ -179,5 +180,29 @@ describe("mulWithin", () => {
   it("refuses products far beyond 2^53 instead of returning a rounded float", () => {
     expect(mulWithin(2 ** 52, 4)).toBeUndefined();
     expect(mulWithin(MAX_UNITS, 1000)).toBeUndefined();
+  });
+});
+
+describe("formatUnits against an independent reference", () => {
+  // Reference: BigInt division, then trim, no shared code with the implementation.
+  const reference = (units: number, decimals: number): string => {
+    const big = BigInt(units);
+    const neg = big < 0n;
+    const abs = neg ? -big : big;
+    const scale = 10n ** BigInt(decimals);
+    const frac = (abs % scale).toString().padStart(decimals, "0").replace(/0+$/, "");
+    const text = frac === "" ? (abs / scale).toString() : `${abs / scale}.${frac}`;
+    return neg ? `-${text}` : text;
+  };
+
+  it("formats every safe amount at every scale exactly, and parses back to the same units", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: -MAX_UNITS, max: MAX_UNITS }), fc.integer({ min: 0, max: 9 }), (units, decimals) => {
+        const text = formatUnits(units, decimals);
+        expect(text).toBe(reference(units, decimals));
+        if (units >= 0) expect(parseUnits(text, decimals)).toEqual({ ok: true, units });
+      }),
+      { numRuns: 20_000 },
+    );
   });
 });

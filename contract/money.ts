@@ -81,20 +81,26 @@ export function toUnits(text: string, decimals: number, max: number = MAX_UNITS)
 
 /** Formats integer units at `decimals` as an exact decimal string, trailing zeros trimmed, never exponent notation. */
 export function formatUnits(units: number, decimals: number): string {
+  if (units === 0) return "0";
   if (!Number.isSafeInteger(units)) throw new RangeError(`not a safe integer amount: ${units}`);
   const negative = units < 0;
-  const digits = String(negative ? -units : units);
+  const abs = negative ? -units : units;
+  const scale = POW10[decimals] ?? 10 ** decimals;
+  const whole = Math.floor(abs / scale);
+  let frac = abs - whole * scale;
   let text: string;
-  if (decimals === 0) {
-    text = digits;
+  if (frac === 0) {
+    text = `${whole}`;
   } else {
-    const padded = digits.padStart(decimals + 1, "0");
-    const cut = padded.length - decimals;
-    let end = padded.length;
-    while (end > cut && padded.charCodeAt(end - 1) === 48) end--;
-    text = end === cut ? padded.slice(0, cut) : `${padded.slice(0, cut)}.${padded.slice(cut, end)}`;
+    let digits = decimals;
+    while (frac % 10 === 0) {
+      frac /= 10;
+      digits--;
+    }
+    const fracText = `${frac}`;
+    text = fracText.length === digits ? `${whole}.${fracText}` : `${whole}.${"0".repeat(digits - fracText.length)}${fracText}`;
   }
-  return negative && units !== 0 ? `-${text}` : text;
+  return negative ? `-${text}` : text;
 }
 
 /**

@@ -2,7 +2,8 @@
  * Engine core benchmark: `npm run bench:engine`. Prints a table, then one JSON line with the figures.
  *
  * Every rate is the median of several timed batches in this process. The 1M-open state is 100k users × 10
- * trades with stop-loss and take-profit spread 10–50% around the price and leverage 2–20, built through `apply`
+ * trades with leverage 2–20, stop-losses 1.5–40% from the price (inside each trade's liquidation level) and
+ * take-profits 10–50% away, built through `apply`
  * with log time advancing ~0.86 s per open (≈ 10 days for 1M opens, so the 24 h idempotency window holds what it
  * would in steady state). Ticks move within ±1% of the price and fire nothing. The naive-JSON row is the
  * baseline the spec quotes: JSON.stringify of every account and trade view, measured here in the same process.
@@ -11,6 +12,7 @@ import { apply, type LogEntry } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";
 import { amountsOf, createState, type EngineState } from "../core/state.ts";
 import { balancesView, tradeView } from "../core/views.ts";
+import { ByteWriter } from "../snapshot/bytes.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import type { EngineInput, Instruction } from "../../contract/messages.ts";
 
@@ -28,6 +30,23 @@ function heapMB(): number {
   gc?.();
   gc?.();
   return process.memoryUsage().heapUsed / 2 ** 20;
+}
+
+/**
+ * Seconds spent applying `count` entries, built (untimed) and applied in chunks of 1,000, as the runner applies
+ * what one XREAD returns: a whole batch built up front would sit in the young generation and inflate GC.
+ */
+function timeInChunks(count: number, make: (i: number) => LogEntry, applyOne: (e: LogEntry) => unknown): number {
+  let seconds = 0;
+  const chunk: LogEntry[] = [];
+  for (let start = 0; start < count; start += 1000) {
+    chunk.length = 0;
+    for (let i = start; i < Math.min(count, start + 1000); i++) chunk.push(make(i));
+    const t0 = performance.now();
+    for (const e of chunk) applyOne(e);
+    seconds += (performance.now() - t0) / 1000;
+  }
+  return seconds;
 }
 
 /** A log writer with its own clock; ids are pre-built outside timed sections where it matters. */
@@ -58,11 +77,13 @@ function lcg(seed: number) {
 
 function openOrder(rand: () => number): Instruction {
   const long = rand() < 0.5;
-  const sl = 1 + (0.1 + 0.4 * rand()) * (long ? -1 : 1);
+  const leverage = 2 + Math.floor(rand() * 19);
+  // A stop-loss must lie inside the liquidation level (~1/leverage away): place it 30–80% of that distance out.
+  const sl = 1 + ((0.3 + 0.5 * rand()) / leverage) * (long ? -1 : 1);
   const tp = 1 + (0.1 + 0.4 * rand()) * (long ? 1 : -1);
   return {
     kind: "open_trade", asset: "ETH", side: long ? "long" : "short", margin: String(10 + Math.floor(rand() * 90)),
-    leverage: 2 + Math.floor(rand() * 19), stopLoss: price(Math.round(BASE_TICKS * sl)), takeProfit: price(Math.round(BASE_TICKS * tp)),
+    leverage, stopLoss: price(Math.round(BASE_TICKS * sl)), takeProfit: price(Math.round(BASE_TICKS * tp)),
   };
 }
 
@@ -104,13 +125,11 @@ function measureTicks(state: EngineState, batches: number, perBatch: number): nu
   const msgs = Array.from({ length: 1000 }, (_, i) => tick(BASE_TICKS - 4000 + ((i * 37) % 8000)));
   let ms = state.lastInputMs + 1;
   for (let b = 0; b < batches; b++) {
-    const entries: LogEntry[] = Array.from({ length: perBatch }, (_, i) => ({ id: `${ms}-${i}`, message: msgs[i % msgs.length]! }));
-    ms++;
-    const t0 = performance.now();
-    for (const e of entries) {
+    const seconds = timeInChunks(perBatch, (i) => ({ id: `${ms}-${i}`, message: msgs[i % msgs.length]! }), (e) => {
       if (apply(state, e).length !== 1) throw new Error("a bench tick fired a trigger");
-    }
-    rates.push(perBatch / ((performance.now() - t0) / 1000));
+    });
+    ms++;
+    rates.push(perBatch / seconds);
   }
   return median(rates);
 }
@@ -127,36 +146,36 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
   for (let b = 0; b < batches; b++) {
     log.advance(1000);
     apply(state, { id: log.id(), message: tick(BASE_TICKS) });
-    const entries: LogEntry[] = Array.from({ length: perBatch }, (_, i) => ({
+    const openSeconds = timeInChunks(perBatch, (i) => ({
       id: log.id(),
       message: { type: "user_instruction", requestId: `q${++req}`, userId: `user${i % users}`, instruction: openOrder(rand) },
-    }));
-    let t0 = performance.now();
-    for (const e of entries) apply(state, e);
-    opens.push(perBatch / ((performance.now() - t0) / 1000));
+    }), (e) => apply(state, e));
+    opens.push(perBatch / openSeconds);
     if (openTradesCount(state) !== perBatch) throw new Error("bench opens were refused");
 
-    const closeEntries: LogEntry[] = [];
-    for (const a of state.accounts.values()) {
-      for (const id of a.openTrades.keys()) {
-        closeEntries.push({ id: log.id(), message: { type: "user_instruction", requestId: `q${++req}`, userId: a.userId, instruction: { kind: "close_trade", tradeId: id } } });
-      }
-    }
-    t0 = performance.now();
-    for (const e of closeEntries) apply(state, e);
-    closes.push(closeEntries.length / ((performance.now() - t0) / 1000));
+    const toClose: [string, string][] = [];
+    for (const a of state.accounts.values()) for (const id of a.openTrades.keys()) toClose.push([a.userId, id]);
+    const closeSeconds = timeInChunks(toClose.length, (i) => ({
+      id: log.id(),
+      message: { type: "user_instruction", requestId: `q${++req}`, userId: toClose[i]![0], instruction: { kind: "close_trade", tradeId: toClose[i]![1] } },
+    }), (e) => apply(state, e));
+    closes.push(toClose.length / closeSeconds);
     if (openTradesCount(state) !== 0) throw new Error("bench closes were refused");
   }
   return { opensPerSec: median(opens), closesPerSec: median(closes) };
 }
 
-function naiveJson(state: EngineState): { ms: number; bytes: number } {
+function naiveJson(state: EngineState): { ms: number; bytes: number; parseMs: number } {
   const t0 = performance.now();
   const accounts = [...state.accounts.values()].map((a) => ({
     userId: a.userId, balances: balancesView(state, amountsOf(a)), trades: [...a.openTrades.values()].map((t) => tradeView(state, t)),
   }));
   const json = JSON.stringify({ lastInputId: state.lastInputId, accounts, dedup: [...state.dedup] });
-  return { ms: performance.now() - t0, bytes: Buffer.byteLength(json) };
+  const ms = performance.now() - t0;
+  // Only the parse of the naive restore; rebuilding maps and trigger indexes from it would come on top.
+  const t1 = performance.now();
+  JSON.parse(json);
+  return { ms, bytes: Buffer.byteLength(json), parseMs: performance.now() - t1 };
 }
 
 function main(): void {
@@ -183,19 +202,24 @@ function main(): void {
   const ticksPerSecAt1MOpen = measureTicks(big, 7, 200_000);
   row("ticks at 1M open trades", ticksPerSecAt1MOpen, "/s");
 
+  // A snapshotter keeps one writer, so only the first encode allocates the buffer (see codec.ts).
+  const writer = new ByteWriter();
+  let t0 = performance.now();
+  let bytes = encodeSnapshot(big, writer);
+  const firstEncodeMs = performance.now() - t0;
   const encodes: number[] = [];
-  let bytes: Uint8Array = new Uint8Array();
   for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
-    bytes = encodeSnapshot(big);
+    t0 = performance.now();
+    bytes = encodeSnapshot(big, writer);
     encodes.push(performance.now() - t0);
   }
   const snapshotEncodeMsAt1MOpen = median(encodes);
-  row("snapshot encode at 1M open (median of 5)", snapshotEncodeMsAt1MOpen, "ms");
+  row("snapshot encode at 1M open, first (allocates the buffer)", firstEncodeMs, "ms");
+  row("snapshot encode at 1M open, reused buffer (median of 5)", snapshotEncodeMsAt1MOpen, "ms");
   row("snapshot size at 1M open", bytes.length / 2 ** 20, "MB");
   const restores: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const t0 = performance.now();
+    t0 = performance.now();
     const restored = decodeSnapshot(bytes);
     restores.push(performance.now() - t0);
     if (openTradesCount(restored) !== open) throw new Error("restore lost trades");
@@ -205,6 +229,7 @@ function main(): void {
   const naive = naiveJson(big);
   row("baseline: naive JSON.stringify of the same state", naive.ms, "ms");
   row("baseline: naive JSON size", naive.bytes / 2 ** 20, "MB");
+  row("baseline: naive JSON.parse alone (no rebuild)", naive.parseMs, "ms");
 
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log("engine core benchmark (node " + process.version + ")");
@@ -221,6 +246,8 @@ function main(): void {
     openTradesAt1M: open,
     naiveJsonMsAt1MOpen: Math.round(naive.ms),
     naiveJsonBytesAt1MOpen: naive.bytes,
+    naiveJsonParseMsAt1MOpen: Math.round(naive.parseMs),
+    snapshotFirstEncodeMsAt1MOpen: Math.round(firstEncodeMs),
   }));
 }
 

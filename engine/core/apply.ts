@@ -8,11 +8,11 @@
  */
 import type { EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
 import { createAccount } from "./accounts.ts";
-import { dedupKey, recall, remember } from "./dedup.ts";
+import { recall, remember } from "./dedup.ts";
 import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
-import type { EngineState } from "./state.ts";
+import type { Account, EngineState } from "./state.ts";
 import { emit, parseInputId, type Step } from "./step.ts";
 import { closeTradeByUser, openTrade } from "./trading.ts";
 
@@ -45,12 +45,14 @@ export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
 
 function applyInstruction(state: EngineState, step: Step, message: UserInstruction): void {
   const { userId, requestId } = message;
-  const key = dedupKey(userId, requestId);
-  const remembered = recall(state, key, step.nowMs);
+  const account = state.accounts.get(userId);
+  const remembered = account === undefined ? undefined : recall(state, account, requestId, step.nowMs);
   let answer;
   if (remembered === undefined) {
-    const outcome = execute(state, step, message);
-    remember(state, key, step.nowMs, outcome.receipt);
+    const outcome = execute(state, step, message, account);
+    // create_account may just have made the account the answer is remembered on.
+    const owner = account ?? state.accounts.get(userId);
+    if (owner !== undefined) remember(state, owner, requestId, step.nowMs, outcome.receipt);
     answer = outcome.answer;
   } else {
     answer = answerOf(state, remembered);
@@ -59,9 +61,8 @@ function applyInstruction(state: EngineState, step: Step, message: UserInstructi
   emit(step, { type: "order_response", requestId, userId, answer });
 }
 
-function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction): Outcome {
+function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction, account: Account | undefined): Outcome {
   if (instruction.kind === "create_account") return createAccount(state, step, userId);
-  const account = state.accounts.get(userId);
   if (account === undefined) return refuse("ACCOUNT_NOT_FOUND");
   switch (instruction.kind) {
     case "open_trade":

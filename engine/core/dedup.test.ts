@@ -75,6 +75,16 @@ describe("transient refusals are not remembered", () => {
     expect(codeOf(open(h, "alice", { asset: "SOL", margin: "0" }, "sol-2").answer)).toBe("INVALID_AMOUNT");
   });
 
+  it("ACCOUNT_NOT_FOUND: a retry with the same id acts once the account exists", () => {
+    const h = given({ users: [] });
+    const early = { kind: "spot_order" as const, asset: "ETH", side: "buy" as const, quantity: "1" };
+    expect(codeOf(h.instruct("zoe", early, "buy-1").answer)).toBe("ACCOUNT_NOT_FOUND");
+    expect(h.state.dedup.size).toBe(0);
+    h.createAccount("zoe");
+    expect(resultOf(h.instruct("zoe", early, "buy-1").answer, "spot_order").order.total).toBe("2000"); // 1 ETH at the ask 2000
+    expect(usdOf(h, "zoe")).toBe("8000");
+  });
+
   it("STALE_PRICE: a retry with the same id acts once the price is fresh", () => {
     const h = given();
     h.advance(30_001);
@@ -102,6 +112,19 @@ describe("the memory is bounded", () => {
     expect(signup(h, "bob").granted).toBe(true);
     expect(signup(h, "alice").granted).toBe(false);
     expect(h.state.house.usd).toBe(-30_000_000_000); // still three grants: re-running did not pay again
+  });
+
+  it("an expired id seen again with nothing in between acts again, and is then remembered anew", () => {
+    const h = given({ params: { dedupWindowMs: 1000 } });
+    open(h, "alice", {}, "late");
+    h.advance(1001);
+    h.price(ETH, "2000", "2000"); // keep the quote fresh; prices do not touch the window
+    const second = open(h, "alice", {}, "late"); // the old entry is past its window: this acts
+    expect(usdOf(h, "alice")).toBe("9800");
+    const third = open(h, "alice", {}, "late"); // and the new answer is the one remembered
+    expect(third.answer).toEqual(second.answer);
+    expect(usdOf(h, "alice")).toBe("9800");
+    expect([...h.state.dedup.keys()].filter((k) => k === "alice late")).toHaveLength(1);
   });
 
   it("by count: at most dedupMaxEntries, oldest dropped first", () => {

@@ -2,31 +2,24 @@
  * Idempotency: the first answer to each (user, request id) is remembered, as a receipt, for `dedupWindowMs` of
  * log time (at most `dedupMaxEntries`), so the same request acts once and gets the same answer, across restarts
  * (it is part of the snapshot). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
+ * Nor is anything a user without an account sends (ACCOUNT_NOT_FOUND): the same request may act once the
+ * account exists. A create_account is remembered on the account it creates.
  */
 import { TRANSIENT_REJECTIONS } from "../../contract/rejections.ts";
 import type { Receipt } from "./receipts.ts";
-import type { EngineState } from "./state.ts";
+import type { Account, EngineState } from "./state.ts";
 
-export function dedupKey(userId: string, requestId: string): string {
-  // User ids cannot contain a space (contract), so the key is unambiguous.
-  return `${userId} ${requestId}`;
-}
-
-export function recall(state: EngineState, key: string, nowMs: number): Receipt | undefined {
-  const entry = state.dedup.get(key);
+export function recall(state: EngineState, account: Account, requestId: string, nowMs: number): Receipt | undefined {
+  const slot = state.dedup.find(account, requestId);
   // Expiry is applied on insert, so an entry can outlive its window while nothing new arrives: check it here.
-  return entry !== undefined && entry.atMs >= nowMs - state.params.dedupWindowMs ? entry.receipt : undefined;
+  return slot >= 0 && state.dedup.atMs(slot) >= nowMs - state.params.dedupWindowMs ? state.dedup.receipt(slot) : undefined;
 }
 
-export function remember(state: EngineState, key: string, nowMs: number, receipt: Receipt): void {
+export function remember(state: EngineState, account: Account, requestId: string, nowMs: number, receipt: Receipt): void {
   if (receipt.kind === "rejected" && TRANSIENT_REJECTIONS.has(receipt.code)) return;
   const { dedupWindowMs, dedupMaxEntries } = state.params;
   if (dedupMaxEntries === 0) return;
-  const dedup = state.dedup;
-  dedup.set(key, { atMs: nowMs, receipt });
-  const oldestKept = nowMs - dedupWindowMs;
-  for (const [k, entry] of dedup) {
-    if (entry.atMs >= oldestKept && dedup.size <= dedupMaxEntries) break;
-    dedup.delete(k);
-  }
+  // Evict first: an expired entry for this same request (entries are in time order) leaves before it is re-added.
+  state.dedup.evict(nowMs - dedupWindowMs, dedupMaxEntries - 1);
+  state.dedup.add(account, requestId, nowMs, receipt);
 }

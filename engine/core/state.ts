@@ -5,7 +5,7 @@
  */
 import type { AssetConfig } from "../../contract/markets.ts";
 import type { EngineParams } from "./params.ts";
-import type { Receipt } from "./receipts.ts";
+import { RequestWindow } from "./request-window.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
 
 export interface Account {
@@ -15,6 +15,8 @@ export interface Account {
   /** Spot holdings per asset index, in quantity steps. */
   readonly holdings: number[];
   readonly openTrades: Map<string, Trade>;
+  /** Request id → slot in the idempotency window (see request-window.ts). */
+  readonly requests: Map<string, number>;
 }
 
 export interface House {
@@ -71,11 +73,6 @@ export interface TriggerBook {
   readonly shortProfit: TriggerHeap;
 }
 
-export interface DedupEntry {
-  readonly atMs: number;
-  readonly receipt: Receipt;
-}
-
 export interface EngineState {
   readonly params: EngineParams;
   /** Id of the last input applied ("<ms>-<seq>"), or "0-0" for a fresh state. */
@@ -90,8 +87,8 @@ export interface EngineState {
   readonly accounts: Map<string, Account>;
   readonly quotes: (Quote | undefined)[];
   readonly books: TriggerBook[];
-  /** `<userId> <requestId>` → receipt of the first answer, in log order (oldest first). */
-  readonly dedup: Map<string, DedupEntry>;
+  /** Receipts of first answers by (user, request id), in log order (oldest first). */
+  readonly dedup: RequestWindow;
   /** Derived from params: asset lookup by symbol and market. */
   readonly assetBySymbol: ReadonlyMap<string, number>;
   readonly assetByMarket: ReadonlyMap<string, number>;
@@ -99,6 +96,7 @@ export interface EngineState {
 
 export function createState(params: EngineParams): EngineState {
   const n = params.assets.length;
+  const accounts = new Map<string, Account>();
   return {
     params,
     lastInputId: "0-0",
@@ -107,10 +105,10 @@ export function createState(params: EngineParams): EngineState {
     nextSeq: 1,
     ignoredPriceUpdates: 0,
     house: { usd: 0, holdings: new Array<number>(n).fill(0) },
-    accounts: new Map(),
+    accounts,
     quotes: new Array<Quote | undefined>(n).fill(undefined),
     books: Array.from({ length: n }, () => createBook()),
-    dedup: new Map(),
+    dedup: new RequestWindow(accounts),
     assetBySymbol: new Map(params.assets.map((a, i) => [a.symbol, i])),
     assetByMarket: new Map(params.assets.map((a, i) => [a.market, i])),
   };
@@ -126,7 +124,7 @@ function createBook(): TriggerBook {
 }
 
 export function newAccount(userId: string, assetCount: number): Account {
-  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map() };
+  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map() };
 }
 
 export function assetAt(state: EngineState, index: number): AssetConfig {

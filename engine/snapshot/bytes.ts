@@ -20,8 +20,15 @@ export class ByteWriter {
     return this.pos;
   }
 
+  /** Starts over, keeping the buffer (grown to at least `minBytes`): a periodic snapshotter reuses one writer. */
+  reset(minBytes = 0): void {
+    this.pos = 0;
+    this.ensure(minBytes);
+  }
+
+  /** The bytes written: a view of the writer's buffer (no copy; large snapshots are tens of MB). */
   finish(): Uint8Array {
-    return this.buf.slice(0, this.pos);
+    return this.buf.subarray(0, this.pos);
   }
 
   u8(v: number): void {

@@ -29,8 +29,19 @@ import { ByteReader, ByteWriter } from "./bytes.ts";
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
 export const SNAPSHOT_VERSION = 1;
 
-export function encodeSnapshot(state: EngineState): Uint8Array {
-  const w = new ByteWriter(1 << 20);
+/**
+ * Encodes the state. The result is a view of the writer's buffer: pass the same `writer` to every snapshot of a
+ * process (and finish with the bytes before the next) so a large state does not allocate tens of MB each time —
+ * such an allocation forces an old-generation GC of the whole engine heap (measured: +270–370 ms at 1M trades).
+ */
+export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Array {
+  // Sized from the counts (about 20 bytes an open trade, 60 a remembered request) so it is written without
+  // growing the buffer by doubling.
+  let trades = 0;
+  for (const a of state.accounts.values()) trades += a.openTrades.size;
+  const estimate = 4096 + state.accounts.size * 48 + trades * 24 + state.dedup.size * 72;
+  const w = writer ?? new ByteWriter(estimate);
+  w.reset(estimate);
   for (const b of MAGIC) w.u8(b);
   w.uint(SNAPSHOT_VERSION);
   w.string(JSON.stringify(state.params));
@@ -134,8 +145,12 @@ export function decodeSnapshot(bytes: Uint8Array): EngineState {
   let atMs = 0;
   for (let i = 0; i < dedupCount; i++) {
     const key = r.string();
+    const space = key.indexOf(" ");
+    if (space <= 0) throw new Error("snapshot holds a malformed request key");
+    const account = state.accounts.get(key.slice(0, space));
+    if (account === undefined) throw new Error("snapshot remembers a request of an unknown account");
     atMs += r.uint();
-    state.dedup.set(key, { atMs, receipt: readReceipt(r, params.shard, atMs, n) });
+    state.dedup.add(account, key.slice(space + 1), atMs, readReceipt(r, params.shard, atMs, n));
   }
   if (!r.done) throw new Error("snapshot has trailing bytes");
   return state;
