@@ -12,7 +12,7 @@ describe("create_account", () => {
     expect(outputs.map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
     expect(ofType(outputs, "balances_changed")[0]).toMatchObject({ userId: "alice", balances: { USD: "10000", ...zeroAssets } });
     // 10,000 USD = 10,000,000,000 micros left the house
-    expect(h.state.house.usd).toBe(-10_000_000_000);
+    expect(h.state.house.usd).toBe(-10_000_000_000n);
   });
 
   it("grants exactly once: a second create_account changes nothing", () => {
@@ -22,7 +22,7 @@ describe("create_account", () => {
     expect(resultOf(answer, "create_account")).toEqual({ kind: "create_account", granted: false, balances: { USD: "10000", ...zeroAssets } });
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
     expect(usdOf(h, "alice")).toBe("10000");
-    expect(h.state.house.usd).toBe(-10_000_000_000);
+    expect(h.state.house.usd).toBe(-10_000_000_000n);
   });
 
   it("a repeated create_account reports the current balances, not a fresh grant", () => {
@@ -36,7 +36,7 @@ describe("create_account", () => {
     const h = new EngineHarness();
     h.createAccount("alice");
     expect(resultOf(h.createAccount("bob").answer, "create_account").granted).toBe(true);
-    expect(h.state.house.usd).toBe(-20_000_000_000);
+    expect(h.state.house.usd).toBe(-20_000_000_000n);
   });
 
   it("grants the configured starting balance", () => {

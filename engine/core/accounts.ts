@@ -15,7 +15,7 @@ export function createAccount(state: EngineState, step: Step, userId: string): O
   }
   const account = newAccount(userId, state.params.assets.length);
   account.usd = state.params.initialBalanceMicros;
-  state.house.usd -= state.params.initialBalanceMicros;
+  state.house.usd -= BigInt(state.params.initialBalanceMicros);
   state.accounts.set(userId, account);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);

@@ -51,7 +51,7 @@ describe("close_trade", () => {
     expect(before).toBe("9900");
     expect(closed.trade.pnl).toBe("172.795434");
     expect(closed.balances.USD).toBe("10172.795434"); // 9900 + 100 + 172.795434
-    expect(house - h.state.house.usd).toBe(172_795_434);
+    expect(house - h.state.house.usd).toBe(172_795_434n);
   });
 
   it("a closed trade's triggers no longer fire", () => {

@@ -61,7 +61,7 @@ describe("the same request id twice", () => {
     h.instruct("alice", { kind: "create_account" }, "signup");
     const again = h.instruct("alice", { kind: "create_account" }, "signup");
     expect(resultOf(again.answer, "create_account").granted).toBe(true);
-    expect(h.state.house.usd).toBe(-10_000_000_000);
+    expect(h.state.house.usd).toBe(-10_000_000_000n);
   });
 });
 
@@ -111,7 +111,7 @@ describe("the memory is bounded", () => {
     signup(h, "carol"); // alice's entry is now 1001 ms old: dropped; bob's (1 ms) kept
     expect(signup(h, "bob").granted).toBe(true);
     expect(signup(h, "alice").granted).toBe(false);
-    expect(h.state.house.usd).toBe(-30_000_000_000); // still three grants: re-running did not pay again
+    expect(h.state.house.usd).toBe(-30_000_000_000n); // still three grants: re-running did not pay again
   });
 
   it("an expired id seen again with nothing in between acts again, and is then remembered anew", () => {

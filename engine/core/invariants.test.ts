@@ -31,7 +31,7 @@ describe("checkInvariants", () => {
 
   it("catches a negative balance even when the books balance", () => {
     const { state, account } = withTrade();
-    state.house.usd += account.usd + 1;
+    state.house.usd += BigInt(account.usd + 1);
     account.usd = -1;
     expect(() => checkInvariants(state)).toThrow("usd of alice is negative: -1");
   });
@@ -39,7 +39,6 @@ describe("checkInvariants", () => {
   it("catches a fractional amount", () => {
     const { state, account } = withTrade();
     account.usd += 0.5;
-    state.house.usd -= 0.5;
     expect(() => checkInvariants(state)).toThrow(/usd of alice is not an exact amount/);
   });
 

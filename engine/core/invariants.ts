@@ -12,29 +12,30 @@ import type { EngineState, Trade, TriggerBook } from "./state.ts";
 
 export function checkInvariants(state: EngineState): void {
   const n = state.params.assets.length;
+  // Sums in bigint: across many accounts they leave the exact range of a double.
   let usd = state.house.usd;
   const holdings = [...state.house.holdings];
   let openCount = 0;
   for (const account of state.accounts.values()) {
     amount(account.usd, `usd of ${account.userId}`, true);
-    usd += account.usd;
+    usd += BigInt(account.usd);
     for (let i = 0; i < n; i++) {
       const h = account.holdings[i]!;
       amount(h, `holding ${i} of ${account.userId}`, true);
-      holdings[i]! += h;
+      holdings[i]! += BigInt(h);
     }
     for (const [id, t] of account.openTrades) {
       if (t.id !== id || t.account !== account) throw new Error(`trade ${id} is filed under the wrong account`);
       amount(t.marginMicros, `margin of ${id}`, true);
       if (t.quantitySteps <= 0) throw new Error(`trade ${id} has no quantity`);
-      usd += t.marginMicros;
+      usd += BigInt(t.marginMicros);
       openCount++;
       checkIndexed(state.books[t.assetIndex]!, t);
     }
   }
-  if (usd !== 0) throw new Error(`USD is not conserved: off by ${usd} micros`);
+  if (usd !== 0n) throw new Error(`USD is not conserved: off by ${usd} micros`);
   holdings.forEach((h, i) => {
-    if (h !== 0) throw new Error(`asset ${i} is not conserved: off by ${h}`);
+    if (h !== 0n) throw new Error(`asset ${i} is not conserved: off by ${h}`);
   });
   let indexed = 0;
   state.books.forEach((book, i) => {

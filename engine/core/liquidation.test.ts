@@ -70,7 +70,7 @@ describe("negative balance protection", () => {
     // raw pnl (100000 − 200000) × 5000 = −500 USD, capped at −margin
     expect(closed?.trade).toMatchObject({ closeReason: "liquidation", closePrice: "1000", pnl: "-100" });
     expect(usdOf(h, "alice")).toBe("9900");
-    expect(h.state.house.usd - house).toBe(100_000_000);
+    expect(h.state.house.usd - house).toBe(100_000_000n);
   });
 
   it("a short gapping far past liquidation loses exactly the margin", () => {
@@ -80,7 +80,7 @@ describe("negative balance protection", () => {
     const [closed] = ofType(h.price(ETH, "2999", "3000"), "closed_order");
     expect(closed?.trade).toMatchObject({ closeReason: "liquidation", closePrice: "3000", pnl: "-100" });
     expect(usdOf(h, "alice")).toBe("9900");
-    expect(h.state.house.usd - house).toBe(100_000_000);
+    expect(h.state.house.usd - house).toBe(100_000_000n);
   });
 
   it("a stop-loss hit by a gap past liquidation is capped the same way", () => {

@@ -18,7 +18,7 @@ describe("spot_order", () => {
       balances: { USD: "8999.75", ETH: "0.5", BTC: "0", SOL: "0", ADA: "0" },
     });
     expect(outputs.map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
-    expect(h.state.house.holdings[0]).toBe(-5000);
+    expect(h.state.house.holdings[0]).toBe(-5000n);
   });
 
   it("sells at the bid", () => {
@@ -49,7 +49,7 @@ describe("spot_order", () => {
     spot(h, "sell", "1");
     // bought at 2000.01, sold at 1999.99: 1 × 0.02 = 0.02 USD
     expect(usdOf(h, "alice")).toBe("9999.98");
-    expect(h.state.house.holdings[0]).toBe(0);
+    expect(h.state.house.holdings[0]).toBe(0n);
   });
 
   it("spends the whole balance exactly, and not a step more", () => {

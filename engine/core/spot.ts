@@ -35,9 +35,9 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   const signedQty = buy ? quantity : -quantity;
   const signedTotal = buy ? -total : total;
   account.holdings[index] = held + signedQty;
-  state.house.holdings[index]! -= signedQty;
+  state.house.holdings[index]! -= BigInt(signedQty);
   account.usd += signedTotal;
-  state.house.usd -= signedTotal;
+  state.house.usd -= BigInt(signedTotal);
 
   const facts: SpotFacts = { seq: state.nextSeq++, assetIndex: index, buy, quantitySteps: quantity, priceTicks, totalMicros: total, atMs: step.nowMs };
   const amounts = amountsOf(account);

@@ -19,9 +19,13 @@ export interface Account {
   readonly requests: Map<string, number>;
 }
 
+/**
+ * The house: counterparty to every grant, trade and spot order. Its balances are bigints: it pays every user's
+ * starting grant, so its USD goes below −2^53 micros at about 900k users; a bigint add per order is cheap.
+ */
 export interface House {
-  usd: number;
-  readonly holdings: number[];
+  usd: bigint;
+  readonly holdings: bigint[];
 }
 
 /** What a trade is, as numbers: enough to show it, remember it in a receipt, or snapshot it. */
@@ -104,7 +108,7 @@ export function createState(params: EngineParams): EngineState {
     lastInputSeq: 0,
     nextSeq: 1,
     ignoredPriceUpdates: 0,
-    house: { usd: 0, holdings: new Array<number>(n).fill(0) },
+    house: { usd: 0n, holdings: new Array<bigint>(n).fill(0n) },
     accounts,
     quotes: new Array<Quote | undefined>(n).fill(undefined),
     books: Array.from({ length: n }, () => createBook()),

@@ -113,7 +113,7 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
   // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
   const payout = Math.min(Math.max(0, trade.marginMicros + rawPnl), MAX_UNITS - account.usd);
   account.usd += payout;
-  state.house.usd += trade.marginMicros - payout;
+  state.house.usd += BigInt(trade.marginMicros - payout);
   account.openTrades.delete(trade.id);
   unindexTrade(state.books[trade.assetIndex]!, trade);
   const close: CloseFacts = { priceTicks, pnlMicros: payout - trade.marginMicros, reason, atMs: step.nowMs };

@@ -125,7 +125,7 @@ describe("snapshot codec: round trip", () => {
     expect(usd("dave")).toBe(10_000 * USD);
     expect(restored.accounts.get("carol")?.holdings).toEqual([0, 0, 50, 0]);
     expect(restored.accounts.get("alice")?.holdings).toEqual([0, 0, 0, 0]);
-    expect(restored.house.holdings).toEqual([0, 0, -50, 0]);
+    expect(restored.house.holdings).toEqual([0n, 0n, -50n, 0n]);
     expect(restored.house.usd).toBe(h.state.house.usd);
     expect([...restored.accounts.keys()].sort()).toEqual(["alice", "bob", "carol", "dave"]);
 
@@ -309,9 +309,9 @@ describe("snapshot codec: hash", () => {
     expect(stateHash(h.state)).not.toBe(hash);
     bob.usd -= 1;
     expect(stateHash(h.state)).toBe(hash);
-    h.state.house.usd -= 1;
+    h.state.house.usd -= 1n;
     expect(stateHash(h.state)).not.toBe(hash);
-    h.state.house.usd += 1;
+    h.state.house.usd += 1n;
     h.state.accounts.get("carol")!.holdings[SOL]! += 1;
     expect(stateHash(h.state)).not.toBe(hash);
   });
@@ -409,8 +409,8 @@ function handBuilt(options: { assetAndSide?: number; receiptKind?: number; rejec
   w.uint(10); // nextSeq
   w.uint(2); // ignoredPriceUpdates
   // house: the other side of zed's 9000 USD + 150 USD of margin, and of his 7 ADA steps
-  w.int(-9_150 * USD);
-  for (const h of [0, 0, 0, -7]) w.int(h);
+  w.string(String(-9_150 * USD));
+  for (const h of ["0", "0", "0", "-7"]) w.string(h);
   // quotes: ETH only
   w.u8(1);
   w.uint(430_000);
@@ -456,7 +456,7 @@ describe("snapshot codec: documented layout", () => {
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
     expect([state.lastInputMs, state.lastInputSeq, state.nextSeq, state.ignoredPriceUpdates]).toEqual([1_700_000_000_123, 4, 10, 2]);
-    expect(state.house).toEqual({ usd: -9_150 * USD, holdings: [0, 0, 0, -7] });
+    expect(state.house).toEqual({ usd: BigInt(-9_150 * USD), holdings: [0n, 0n, 0n, -7n] });
     expect(state.quotes).toEqual([
       { bidTicks: 430_000, askTicks: 430_010, atMs: 1_700_000_000_100, exchangeTimeUs: "1700000000100000", source: "backpack" },
       undefined, undefined, undefined,
@@ -569,5 +569,18 @@ describe("snapshot codec: a reused writer", () => {
       expect(reused).toEqual(encodeSnapshot(h.state));
       expect(stateHash(decodeSnapshot(reused))).toBe(stateHash(h.state));
     }
+  });
+});
+
+describe("snapshot codec: a house beyond 2^53", () => {
+  it("keeps exact house balances past the range of a double, through a snapshot", () => {
+    // Each account's grant comes from the house: 10 grants of 1e9 USD put it at −1e16 micros, past −2^53.
+    const h = new EngineHarness({ initialBalanceMicros: 1e15 });
+    for (let i = 0; i < 10; i++) h.createAccount(`u${i}`);
+    expect(h.state.house.usd).toBe(-10_000_000_000_000_000n);
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    expect(restored.house.usd).toBe(-10_000_000_000_000_000n);
+    checkInvariants(restored);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
   });
 });

@@ -6,7 +6,7 @@
  *
  * Layout (version 1), all numbers varints:
  *   "PBSN" version params(JSON) lastInputId nextSeq ignoredPriceUpdates
- *   house: usd(signed) holdings(signed)×assets
+ *   house: usd holdings×assets, as decimal strings (bigints: the house can exceed 2^53 micros)
  *   quotes: per asset, present? bid ask atMs exchangeTimeUs source
  *   accounts: count, then per account: userId usd holdings×assets tradeCount
  *             and per trade: seqDelta TRADE(openedAtMs as a signed delta from the previous trade's)
@@ -48,8 +48,8 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
   w.string(state.lastInputId);
   w.uint(state.nextSeq);
   w.uint(state.ignoredPriceUpdates);
-  w.int(state.house.usd);
-  for (const h of state.house.holdings) w.int(h);
+  w.string(state.house.usd.toString());
+  for (const h of state.house.holdings) w.string(h.toString());
   for (const q of state.quotes) {
     w.u8(q === undefined ? 0 : 1);
     if (q === undefined) continue;
@@ -105,8 +105,8 @@ export function decodeSnapshot(bytes: Uint8Array): EngineState {
   state.lastInputSeq = last.seq;
   state.nextSeq = r.uint();
   state.ignoredPriceUpdates = r.uint();
-  state.house.usd = r.int();
-  for (let i = 0; i < n; i++) state.house.holdings[i] = r.int();
+  state.house.usd = readBigInt(r);
+  for (let i = 0; i < n; i++) state.house.holdings[i] = readBigInt(r);
   for (let i = 0; i < n; i++) {
     if (r.u8() === 0) continue;
     const bidTicks = r.uint();
@@ -268,4 +268,10 @@ function readAmounts(r: ByteReader, assetCount: number): number[] {
   const amounts = new Array<number>(assetCount + 1);
   for (let i = 0; i <= assetCount; i++) amounts[i] = r.uint();
   return amounts;
+}
+
+function readBigInt(r: ByteReader): bigint {
+  const text = r.string();
+  if (!/^-?\d{1,40}$/.test(text)) throw new Error("snapshot holds a malformed house balance");
+  return BigInt(text);
 }
