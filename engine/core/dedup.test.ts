@@ -137,6 +137,28 @@ describe("the memory is bounded", () => {
     expect(signup(h, "alice").granted).toBe(false);
   });
 
+  it("per user: another user's traffic never evicts my requests", () => {
+    const h = given({ users: ["victim", "attacker"], params: { dedupMaxPerUser: 3 } });
+    const first = open(h, "victim", {}, "client-order-1");
+    for (let i = 0; i < 20; i++) h.instruct("attacker", { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, `junk-${i}`);
+    const retry = open(h, "victim", {}, "client-order-1");
+    expect(retry.answer).toEqual(first.answer);
+    expect(h.state.accounts.get("victim")?.openTrades.size).toBe(1);
+    expect(h.state.dedup.size).toBe(1 + 1 + 3); // victim's grant and order, the attacker's last three
+  });
+
+  it("per user: past the cap a user forgets their own oldest requests", () => {
+    const h = given({ params: { dedupMaxPerUser: 2 } });
+    open(h, "alice", {}, "a");
+    open(h, "alice", {}, "b"); // alice holds "b" and "a"; her signup entry was her oldest and went first
+    open(h, "alice", {}, "c"); // now "b" and "c": "a" is forgotten
+    expect(usdOf(h, "alice")).toBe("9700");
+    open(h, "alice", {}, "a"); // acts again
+    expect(usdOf(h, "alice")).toBe("9600");
+    open(h, "alice", {}, "c"); // still remembered: no new trade
+    expect(usdOf(h, "alice")).toBe("9600");
+  });
+
   it("dedupMaxEntries 0 remembers nothing", () => {
     const h = given({ params: { dedupMaxEntries: 0 } });
     open(h, "alice", {}, "again");

@@ -1,7 +1,8 @@
 /**
  * Idempotency: the first answer to each (user, request id) is remembered, as a receipt, for `dedupWindowMs` of
- * log time (at most `dedupMaxEntries`), so the same request acts once and gets the same answer, across restarts
- * (it is part of the snapshot). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
+ * log time, so the same request acts once and gets the same answer, across restarts (it is part of the
+ * snapshot). Memory is bounded per user (`dedupMaxPerUser`: a user past it forgets their own oldest requests,
+ * never anyone else's) and in total (`dedupMaxEntries`, a backstop sized well above normal traffic). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
  * Nor is anything a user without an account sends (ACCOUNT_NOT_FOUND): the same request may act once the
  * account exists. A create_account is remembered on the account it creates.
  */
@@ -17,9 +18,10 @@ export function recall(state: EngineState, account: Account, requestId: string, 
 
 export function remember(state: EngineState, account: Account, requestId: string, nowMs: number, receipt: Receipt): void {
   if (receipt.kind === "rejected" && TRANSIENT_REJECTIONS.has(receipt.code)) return;
-  const { dedupWindowMs, dedupMaxEntries } = state.params;
-  if (dedupMaxEntries === 0) return;
+  const { dedupWindowMs, dedupMaxEntries, dedupMaxPerUser } = state.params;
+  if (dedupMaxEntries === 0 || dedupMaxPerUser === 0) return;
   // Evict first: an expired entry for this same request (entries are in time order) leaves before it is re-added.
   state.dedup.evict(nowMs - dedupWindowMs, dedupMaxEntries - 1);
+  state.dedup.evictOwn(account, dedupMaxPerUser - 1);
   state.dedup.add(account, requestId, nowMs, receipt);
 }

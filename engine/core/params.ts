@@ -21,6 +21,8 @@ export interface EngineParams {
   /** How long a request id's first answer is remembered, by log time, and at most how many are kept. */
   readonly dedupWindowMs: number;
   readonly dedupMaxEntries: number;
+  /** Per user, so one user's traffic never evicts another's requests. */
+  readonly dedupMaxPerUser: number;
 }
 
 export const DEFAULT_PARAMS: EngineParams = {
@@ -34,6 +36,7 @@ export const DEFAULT_PARAMS: EngineParams = {
   maxOpenTradesPerUser: 500,
   dedupWindowMs: 24 * 60 * 60 * 1000,
   dedupMaxEntries: 1_000_000,
+  dedupMaxPerUser: 10_000,
 };
 
 export function makeParams(overrides: Partial<EngineParams> = {}): EngineParams {
@@ -59,6 +62,7 @@ export function validateParams(p: EngineParams): void {
   whole("maxOpenTradesPerUser", 1, 100_000);
   whole("dedupWindowMs", 0, 30 * 24 * 3600 * 1000);
   whole("dedupMaxEntries", 0, 10_000_000);
+  whole("dedupMaxPerUser", 0, 10_000_000);
   if (p.maintenanceMarginPpm * p.maxLeverage >= 1_000_000) {
     throw new Error("maintenanceMarginPpm × maxLeverage must stay below 100%: a max-leverage trade would open liquidated");
   }

@@ -1,11 +1,13 @@
 /**
  * The idempotency window's storage: remembered requests in log order, oldest first.
  *
- * Each account maps its request ids to a slot here (a small integer, so the map holds no object per entry);
- * the slots are parallel queue arrays (owner, request id, time, receipt), evicted from the front in O(1) each.
- * Looking up through the account skips a second user lookup and a combined "user request" key, and a queue
- * beside the maps avoids the trap of evicting from a Map's front and iterating it from its start (V8 keeps
- * deleted slots until a rehash, so that walk is quadratic over a full window).
+ * Each account maps its request ids to a slot here (a small integer, so the map holds no object per entry) and
+ * keeps its own slots in order, so a per-account cap evicts that account's oldest entry in O(1): one user's
+ * traffic can never push another user's requests out. The slots are parallel queue arrays (owner, request id,
+ * time, receipt); entries leave from the front by time or global count, or anywhere by their owner's cap
+ * (then the slot is left dead and skipped). Going through the account avoids a second user lookup and a
+ * combined "user request" key; the queue avoids evicting from a Map's front and iterating it from its start
+ * (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
  */
 import type { Receipt } from "./receipts.ts";
 
@@ -13,6 +15,9 @@ export interface RequestOwner {
   readonly userId: string;
   /** Request id → absolute slot in the window. */
   readonly requests: Map<string, number>;
+  /** This owner's slots, oldest first from `requestHead`. */
+  requestSlots: number[];
+  requestHead: number;
 }
 
 export interface DedupEntry {
@@ -25,14 +30,15 @@ export class RequestWindow {
   private requestIds: string[] = [];
   private times: number[] = [];
   private receipts: (Receipt | undefined)[] = [];
-  /** Queue position of the oldest entry, and the absolute slot of position 0. */
+  /** Queue position of the oldest slot, the absolute slot of position 0, and how many slots are alive. */
   private head = 0;
   private base = 0;
+  private live = 0;
 
   constructor(private readonly accounts: ReadonlyMap<string, RequestOwner>) {}
 
   get size(): number {
-    return this.owners.length - this.head;
+    return this.live;
   }
 
   /** The slot of a remembered request, or -1. */
@@ -58,30 +64,46 @@ export class RequestWindow {
   /** Adds a request that is not in the window, as the newest entry. */
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
     if (owner.requests.has(requestId)) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
-    owner.requests.set(requestId, this.base + this.owners.length);
+    const slot = this.base + this.owners.length;
+    owner.requests.set(requestId, slot);
+    owner.requestSlots.push(slot);
     this.owners.push(owner);
     this.requestIds.push(requestId);
     this.times.push(atMs);
     this.receipts.push(receipt);
+    this.live++;
   }
 
   /** Drops the oldest entries until all are at or after `oldestKeptMs` and at most `maxEntries` remain. */
   evict(oldestKeptMs: number, maxEntries: number): void {
-    const { owners, requestIds, times, receipts } = this;
-    while (this.head < owners.length && (times[this.head]! < oldestKeptMs || owners.length - this.head > maxEntries)) {
-      owners[this.head]!.requests.delete(requestIds[this.head]!);
-      owners[this.head] = undefined;
-      receipts[this.head] = undefined;
+    while (this.head < this.owners.length) {
+      const owner = this.owners[this.head];
+      if (owner !== undefined) {
+        if (this.times[this.head]! >= oldestKeptMs && this.live <= maxEntries) break;
+        // Slots are in time order for every owner too, so this is the owner's oldest.
+        owner.requestHead++;
+        this.kill(owner, this.head);
+        compactOwner(owner);
+      }
       this.head++;
     }
-    if (this.head > 4096 && this.head * 2 > owners.length) {
-      this.owners = owners.slice(this.head);
-      this.requestIds = requestIds.slice(this.head);
-      this.times = times.slice(this.head);
-      this.receipts = receipts.slice(this.head);
+    if (this.head > 4096 && this.head * 2 > this.owners.length) {
+      this.owners = this.owners.slice(this.head);
+      this.requestIds = this.requestIds.slice(this.head);
+      this.times = this.times.slice(this.head);
+      this.receipts = this.receipts.slice(this.head);
       this.base += this.head;
       this.head = 0;
     }
+  }
+
+  /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
+  evictOwn(owner: RequestOwner, maxEntries: number): void {
+    while (owner.requests.size > maxEntries) {
+      const slot = owner.requestSlots[owner.requestHead++]!;
+      this.kill(owner, slot - this.base);
+    }
+    compactOwner(owner);
   }
 
   /** Keys as "<userId> <requestId>" (neither contains a space), oldest first. */
@@ -91,7 +113,23 @@ export class RequestWindow {
 
   *[Symbol.iterator](): IterableIterator<[string, DedupEntry]> {
     for (let i = this.head; i < this.owners.length; i++) {
-      yield [`${this.owners[i]!.userId} ${this.requestIds[i]!}`, { atMs: this.times[i]!, receipt: this.receipts[i]! }];
+      const owner = this.owners[i];
+      if (owner === undefined) continue;
+      yield [`${owner.userId} ${this.requestIds[i]!}`, { atMs: this.times[i]!, receipt: this.receipts[i]! }];
     }
+  }
+
+  private kill(owner: RequestOwner, position: number): void {
+    owner.requests.delete(this.requestIds[position]!);
+    this.owners[position] = undefined;
+    this.receipts[position] = undefined;
+    this.live--;
+  }
+}
+
+function compactOwner(owner: RequestOwner): void {
+  if (owner.requestHead > 64 && owner.requestHead * 2 > owner.requestSlots.length) {
+    owner.requestSlots = owner.requestSlots.slice(owner.requestHead);
+    owner.requestHead = 0;
   }
 }

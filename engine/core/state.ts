@@ -15,8 +15,10 @@ export interface Account {
   /** Spot holdings per asset index, in quantity steps. */
   readonly holdings: number[];
   readonly openTrades: Map<string, Trade>;
-  /** Request id → slot in the idempotency window (see request-window.ts). */
+  /** Request id → slot in the idempotency window, and this account's slots in order (see request-window.ts). */
   readonly requests: Map<string, number>;
+  requestSlots: number[];
+  requestHead: number;
 }
 
 /**
@@ -128,7 +130,7 @@ function createBook(): TriggerBook {
 }
 
 export function newAccount(userId: string, assetCount: number): Account {
-  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map() };
+  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map(), requestSlots: [], requestHead: 0 };
 }
 
 export function assetAt(state: EngineState, index: number): AssetConfig {

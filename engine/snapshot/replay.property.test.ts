@@ -13,7 +13,8 @@ describe("snapshot + replay", () => {
       fc.property(commandsArbitrary(), fc.nat(), (commands, cutSeed) => {
         const log = toLog(commands);
         const cut = cutSeed % (log.length + 1);
-        const params = makeParams({ maxOpenTradesPerUser: 8 });
+        // Small idempotency caps, so per-user and global eviction (and the slots they leave) cross snapshots.
+        const params = makeParams({ maxOpenTradesPerUser: 8, dedupMaxPerUser: 4, dedupMaxEntries: 9 });
 
         const reference = createState(params);
         const referenceOutputs = log.map((e) => apply(reference, e));
