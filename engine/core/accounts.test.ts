@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { codeOf, close, given, ofType, open, resultOf, usdOf } from "./spec-support.ts";
-import { EngineHarness } from "./testing.ts";
+import { codeOf, close, given, ofType, open, resultOf, usdOf } from "../testing/spec-support.ts";
+import { EngineHarness } from "../testing/engine-harness.ts";
 
 const zeroAssets = { ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
 

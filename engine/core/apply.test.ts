@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { engineOutputSchema, type EngineInput, type EngineOutput } from "../../contract/messages.ts";
 import { apply } from "./apply.ts";
-import { ETH, close, given, open, opened, usdOf } from "./spec-support.ts";
+import { ETH, close, given, open, opened, usdOf } from "../testing/spec-support.ts";
 
 const createBob: EngineInput = { type: "user_instruction", requestId: "late", userId: "bob", instruction: { kind: "create_account" } };
 

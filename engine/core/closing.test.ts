@@ -1,7 +1,7 @@
 // Closing by the user (DESIGN §4): a long closes at the bid, a short at the ask; the margin plus the realized PnL
 // returns to USD, and pnl is exactly the USD change beyond the margin. Trades: ETH, margin 100 USD, leverage 10.
 import { describe, expect, it } from "vitest";
-import { ETH, close, codeOf, given, ofType, opened, resultOf, usdOf } from "./spec-support.ts";
+import { ETH, close, codeOf, given, ofType, opened, resultOf, usdOf } from "../testing/spec-support.ts";
 
 describe("close_trade", () => {
   it("closes a long at the bid", () => {

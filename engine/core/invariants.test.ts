@@ -1,7 +1,7 @@
 // checkInvariants must be able to fail: every engine spec leans on it after each step.
 import { describe, expect, it } from "vitest";
 import { checkInvariants } from "./invariants.ts";
-import { given, opened } from "./spec-support.ts";
+import { given, opened } from "../testing/spec-support.ts";
 
 const withTrade = () => {
   const h = given();

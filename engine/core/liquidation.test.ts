@@ -6,8 +6,8 @@
 //   short: 100 + (2000 − p)·0.5 ≤ 0.0025p ⇔ 1100 ≤ 0.5025p ⇔ p ≥ 2189.0547… → 2189.06
 //          (at 2189.06: equity 5.47 ≤ mm 5.47265; at 2189.05: equity 5.475 > mm 5.472625)
 import { describe, expect, it } from "vitest";
-import { ETH, close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "./spec-support.ts";
-import { liquidationTicks } from "./trading.ts";
+import { ETH, close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import { liquidationTicks } from "./liquidation.ts";
 
 describe("liquidation price", () => {
   it("is shown on the trade, rounded in the user's favour", () => {

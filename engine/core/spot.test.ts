@@ -1,8 +1,8 @@
 // Spot market orders (DESIGN §4): buy at the ask, sell at the bid, total = quantity × price exactly; the house is
 // the counterparty. ETH: 1 micro per tick × step; SOL: 100 micros per tick × step.
 import { describe, expect, it } from "vitest";
-import { ETH, SOL, codeOf, given, resultOf, usdOf } from "./spec-support.ts";
-import type { EngineHarness } from "./testing.ts";
+import { ETH, SOL, codeOf, given, resultOf, usdOf } from "../testing/spec-support.ts";
+import type { EngineHarness } from "../testing/engine-harness.ts";
 
 const spot = (h: EngineHarness, side: "buy" | "sell", quantity: string, asset = "ETH", user = "alice") =>
   h.instruct(user, { kind: "spot_order", asset, side, quantity });

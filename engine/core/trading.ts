@@ -3,19 +3,19 @@
  *
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it).
- * The margin leaves the free USD balance while the trade is open. Close (by the user or a trigger): long at the
- * bid, short at the ask; the margin plus the PnL returns to USD, never less than zero (a loss is capped at the
- * trade's margin) and the house takes the other side of every amount.
+ * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
-import type { CloseReason, ClosedTradeView, Instruction } from "../../contract/messages.ts";
-import { MAX_UNITS, USD_DECIMALS, divFloor, formatUnits, mulWithin, toUnits } from "../../contract/money.ts";
+import type { Instruction } from "../../contract/messages.ts";
+import { USD_DECIMALS, divFloor, formatUnits, mulWithin, toUnits } from "../../contract/money.ts";
+import { liquidationTicks } from "./liquidation.ts";
 import { isRejection, tradableQuote } from "./quotes.ts";
-import { refuse, type CloseFacts, type Outcome } from "./receipts.ts";
-import { amountsOf, assetAt, makeTrade, tradeId, type Account, type EngineState, type Trade } from "./state.ts";
+import { refuse, type Outcome } from "./receipts.ts";
+import { closeTrade } from "./settlement.ts";
+import { amountsOf, assetAt, makeTrade, tradeId, type Account, type EngineState } from "./state.ts";
 import { emit, type Step } from "./step.ts";
-import { indexTrade, unindexTrade } from "./triggers.ts";
-import { balancesView, closedTradeView, tradeView } from "./views.ts";
+import { indexTrade } from "./trigger-index.ts";
+import { balancesView, tradeView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
@@ -103,56 +103,9 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   };
 }
 
-/** Closes a trade at `priceTicks`: settles margin and PnL against the house, unindexes it, emits the facts. */
-export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTicks: number, reason: CloseReason) {
-  const account = trade.account;
-  const asset = assetAt(state, trade.assetIndex);
-  const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
-  const rawPnl = clampUnits(diff * trade.quantitySteps * microsPerTickStep(asset));
-  // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
-  // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
-  const payout = Math.min(Math.max(0, trade.marginMicros + rawPnl), MAX_UNITS - account.usd);
-  account.usd += payout;
-  state.house.usd += BigInt(trade.marginMicros - payout);
-  account.openTrades.delete(trade.id);
-  unindexTrade(state.books[trade.assetIndex]!, trade);
-  const close: CloseFacts = { priceTicks, pnlMicros: payout - trade.marginMicros, reason, atMs: step.nowMs };
-  const view: ClosedTradeView = closedTradeView(state, trade, close);
-  const amounts = amountsOf(account);
-  const balances = balancesView(state, amounts);
-  emit(step, { type: "closed_order", userId: account.userId, trade: view });
-  emit(step, { type: "balances_changed", userId: account.userId, balances });
-  return { close, view, amounts, balances };
-}
-
-/**
- * The price at which equity (margin + unrealized PnL) falls to maintenance margin (mmr × notional at that
- * price), in ticks, rounded so the rule holds exactly when it fires; 0 when the price can never reach it.
- *   long:  M + (p − e)·q ≤ mmr·q·p  ⇔  p ≤ (e·q − M) / (q·(1 − mmr))
- *   short: M + (e − p)·q ≤ mmr·q·p  ⇔  p ≥ (M + e·q) / (q·(1 + mmr))
- * with q in USD micros per tick (quantity × k). Intermediate products exceed 2^53, hence bigint.
- */
-export function liquidationTicks(isLong: boolean, marginMicros: number, entryTicks: number, qMicrosPerTick: number, mmrPpm: number): number {
-  const M = BigInt(marginMicros);
-  const eq = BigInt(entryTicks) * BigInt(qMicrosPerTick);
-  const million = 1_000_000n;
-  if (isLong) {
-    const num = million * (eq - M);
-    if (num <= 0n) return 0;
-    return Number(num / (BigInt(qMicrosPerTick) * (million - BigInt(mmrPpm))));
-  }
-  const num = million * (M + eq);
-  const den = BigInt(qMicrosPerTick) * (million + BigInt(mmrPpm));
-  return Number((num + den - 1n) / den);
-}
-
 /** A price in ticks: 0 when absent, negative when invalid (malformed, too precise, zero or out of range). */
 function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
   if (text === undefined) return 0;
   const ticks = toUnits(text, decimals, maxTicks);
   return ticks === 0 ? -1 : ticks;
-}
-
-function clampUnits(x: number): number {
-  return x > MAX_UNITS ? MAX_UNITS : x < -MAX_UNITS ? -MAX_UNITS : x;
 }

@@ -2,7 +2,7 @@
 // TP when ask ≤ TP; an exit fills at the quote that triggered it. Every trade: ETH opened at 2000, margin 100,
 // leverage 10 → 0.5 ETH (5000 steps × 1 micro per tick), so pnl = Δticks × 5000 micros = Δprice × 0.5 USD.
 import { describe, expect, it } from "vitest";
-import { ETH, given, ofType, opened, usdOf } from "./spec-support.ts";
+import { ETH, given, ofType, opened, usdOf } from "../testing/spec-support.ts";
 
 const closedBy = (outputs: Parameters<typeof ofType>[0]) => ofType(outputs, "closed_order").map((o) => o.trade);
 

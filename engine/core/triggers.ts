@@ -8,9 +8,9 @@
  * Trades fire in a fixed order: long exits, long profits, short exits, short profits, each by level then age.
  */
 import type { CloseReason } from "../../contract/messages.ts";
-import type { EngineState, Quote, Trade, TriggerBook } from "./state.ts";
+import type { EngineState, Quote, Trade } from "./state.ts";
 import type { Step } from "./step.ts";
-import { closeTrade } from "./trading.ts";
+import { closeTrade } from "./settlement.ts";
 
 export function fireTriggers(state: EngineState, step: Step, assetIndex: number, quote: Quote): void {
   const book = state.books[assetIndex]!;
@@ -32,14 +32,4 @@ export function fireTriggers(state: EngineState, step: Step, assetIndex: number,
 
 function exitReason(t: Trade): CloseReason {
   return t.stopLossTicks !== 0 && t.exitTicks === t.stopLossTicks ? "stop_loss" : "liquidation";
-}
-
-export function indexTrade(book: TriggerBook, t: Trade): void {
-  if (t.exitTicks !== 0) (t.isLong ? book.longExit : book.shortExit).push(t);
-  if (t.takeProfitTicks !== 0) (t.isLong ? book.longProfit : book.shortProfit).push(t);
-}
-
-export function unindexTrade(book: TriggerBook, t: Trade): void {
-  if (t.exitPos >= 0) (t.isLong ? book.longExit : book.shortExit).remove(t);
-  if (t.profitPos >= 0) (t.isLong ? book.longProfit : book.shortProfit).remove(t);
 }

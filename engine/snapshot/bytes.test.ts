@@ -188,7 +188,7 @@ describe("ByteWriter / ByteReader: strings", () => {
 });
 
 describe("ByteWriter: length and finish", () => {
-  it("reports the bytes written and finishes with a copy of exactly those", () => {
+  it("reports the bytes written and finishes with a view of exactly those", () => {
     const w = new ByteWriter(4);
     expect(w.length).toBe(0);
     w.u8(0xab);
@@ -198,7 +198,19 @@ describe("ByteWriter: length and finish", () => {
     const first = w.finish();
     expect([...first]).toEqual([0xab, 0x80, 0x01, 0x03, 0x68, 0xc3, 0xa9]);
     w.u8(1);
-    expect(first.length).toBe(7); // finish() is a snapshot, not a view that later writes change
+    expect(first.length).toBe(7); // the view keeps its length...
+  });
+
+  it("reset starts over in the same buffer: an earlier finish() view then shows the new bytes", () => {
+    const w = new ByteWriter(16);
+    w.u8(1);
+    w.u8(2);
+    const first = w.finish();
+    w.reset();
+    expect(w.length).toBe(0);
+    w.u8(9);
+    expect([...w.finish()]).toEqual([9]);
+    expect([...first]).toEqual([9, 2]); // ...but not its contents: callers finish with the bytes before reusing
   });
 });
 

@@ -5,7 +5,7 @@ import { checkInvariants } from "../core/invariants.ts";
 import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
 import { answerOf } from "../core/receipts.ts";
 import { createState, type EngineState, type Trade } from "../core/state.ts";
-import { EngineHarness } from "../core/testing.ts";
+import { EngineHarness } from "../testing/engine-harness.ts";
 import { ByteWriter } from "./bytes.ts";
 import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";

@@ -24,6 +24,7 @@ import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import { createState, makeTrade, newAccount, tradeId, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
+import { indexTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter } from "./bytes.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
@@ -130,9 +131,7 @@ export function decodeSnapshot(bytes: Uint8Array): EngineState {
       const trade = makeTrade(account, readTrade(r, params.shard, seq, openedAtMs, n));
       openedAtMs = trade.openedAtMs;
       account.openTrades.set(trade.id, trade);
-      const book = state.books[trade.assetIndex]!;
-      if (trade.exitTicks !== 0) (trade.isLong ? book.longExit : book.shortExit).pushUnordered(trade);
-      if (trade.takeProfitTicks !== 0) (trade.isLong ? book.longProfit : book.shortProfit).pushUnordered(trade);
+      indexTrade(state.books[trade.assetIndex]!, trade, false);
     }
   }
   for (const book of state.books) {

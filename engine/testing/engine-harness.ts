@@ -1,12 +1,12 @@
 /**
  * Test support for engine specs: a tiny log writer that assigns increasing input ids at a controllable log time,
- * and applies each input with an invariant check after every step. Used only by tests and benchmarks.
+ * and applies each input with an invariant check after every step. Used only by tests.
  */
 import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../../contract/messages.ts";
-import { apply } from "./apply.ts";
-import { checkInvariants } from "./invariants.ts";
-import { makeParams, type EngineParams } from "./params.ts";
-import { createState, type EngineState } from "./state.ts";
+import { apply } from "../core/apply.ts";
+import { checkInvariants } from "../core/invariants.ts";
+import { makeParams, type EngineParams } from "../core/params.ts";
+import { createState, type EngineState } from "../core/state.ts";
 
 export class EngineHarness {
   readonly state: EngineState;

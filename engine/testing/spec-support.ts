@@ -4,8 +4,8 @@
  */
 import type { Answer, EngineOutput, Instruction, InstructionResult, OutputOf, TradeView } from "../../contract/messages.ts";
 import { formatUsd } from "../../contract/money.ts";
-import type { EngineParams } from "./params.ts";
-import { EngineHarness } from "./testing.ts";
+import type { EngineParams } from "../core/params.ts";
+import { EngineHarness } from "./engine-harness.ts";
 
 export const ETH = "ETH_USDC_PERP";
 export const SOL = "SOL_USDC_PERP";

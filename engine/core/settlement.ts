@@ -1,0 +1,39 @@
+/**
+ * Settlement: closing a trade, by the user or a trigger. Long closes at the bid, short at the ask; the margin plus
+ * the PnL returns to free USD, never less than zero (negative balance protection caps a loss at the margin), and
+ * the house takes the other side of every amount.
+ */
+import { microsPerTickStep } from "../../contract/markets.ts";
+import type { CloseReason, ClosedTradeView } from "../../contract/messages.ts";
+import { MAX_UNITS } from "../../contract/money.ts";
+import type { CloseFacts } from "./receipts.ts";
+import { amountsOf, assetAt, type EngineState, type Trade } from "./state.ts";
+import { emit, type Step } from "./step.ts";
+import { unindexTrade } from "./trigger-index.ts";
+import { balancesView, closedTradeView } from "./views.ts";
+
+/** Closes a trade at `priceTicks`: settles margin and PnL against the house, unindexes it, emits the facts. */
+export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTicks: number, reason: CloseReason) {
+  const account = trade.account;
+  const asset = assetAt(state, trade.assetIndex);
+  const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
+  const rawPnl = clampUnits(diff * trade.quantitySteps * microsPerTickStep(asset));
+  // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
+  // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
+  const payout = Math.min(Math.max(0, trade.marginMicros + rawPnl), MAX_UNITS - account.usd);
+  account.usd += payout;
+  state.house.usd += BigInt(trade.marginMicros - payout);
+  account.openTrades.delete(trade.id);
+  unindexTrade(state.books[trade.assetIndex]!, trade);
+  const close: CloseFacts = { priceTicks, pnlMicros: payout - trade.marginMicros, reason, atMs: step.nowMs };
+  const view: ClosedTradeView = closedTradeView(state, trade, close);
+  const amounts = amountsOf(account);
+  const balances = balancesView(state, amounts);
+  emit(step, { type: "closed_order", userId: account.userId, trade: view });
+  emit(step, { type: "balances_changed", userId: account.userId, balances });
+  return { close, view, amounts, balances };
+}
+
+function clampUnits(x: number): number {
+  return x > MAX_UNITS ? MAX_UNITS : x < -MAX_UNITS ? -MAX_UNITS : x;
+}
