@@ -10,8 +10,8 @@
  * - A leveraged trade's quantity is margin × leverage / price rounded DOWN to the quantity step: the user never
  *   holds more than the margin pays for.
  * - Price × quantity is exact by construction (priceDecimals + quantityDecimals ≤ 6), so notionals, PnL and spot
- *   totals need no rounding. If a configuration ever needs it, charges use `divCeil` (against the user, by at most
- *   one minor unit) and payouts `divFloor`.
+ *   totals need no rounding, and no charge is ever rounded; `validateAssets` refuses a configuration where one
+ *   would have to be (it would then round against the user, by at most one minor unit).
  * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly.
  * - Formatting is exact and trims trailing zeros: 10000000000 micros → "10000", 430393 ticks at 2 → "4303.93".
  */
@@ -104,8 +104,8 @@ export function formatUnits(units: number, decimals: number): string {
 }
 
 /**
- * a × b when it does not exceed `limit`, else undefined. Exact for whole numbers: any true product ≤ limit
- * (≤ 2^53) is computed exactly, and any larger one rounds to a float > limit.
+ * a × b when it does not exceed `limit`, else undefined. Exact for whole numbers and any limit below 2^53: a true
+ * product ≤ limit is computed exactly, and a larger one (≥ limit + 1, itself exact) rounds to a float > limit.
  */
 export function mulWithin(a: number, b: number, limit: number = MAX_UNITS): number | undefined {
   const p = a * b;
@@ -118,12 +118,6 @@ export function divFloor(a: number, b: number): number {
   if (q * b > a) q--;
   else if ((q + 1) * b <= a) q++;
   return q;
-}
-
-/** ⌈a / b⌉ for safe non-negative integers. */
-export function divCeil(a: number, b: number): number {
-  const q = divFloor(a, b);
-  return q * b === a ? q : q + 1;
 }
 
 export function formatUsd(micros: number): string {

@@ -13,7 +13,7 @@ import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
 import type { Account, EngineState } from "./state.ts";
-import { emit, parseInputId, type Step } from "./step.ts";
+import { emit, nextOutputId, parseInputId, type Step } from "./step.ts";
 import { closeTradeByUser, openTrade } from "./trading.ts";
 
 export interface LogEntry {
@@ -58,7 +58,7 @@ function applyInstruction(state: EngineState, step: Step, message: UserInstructi
     answer = answerOf(state, remembered);
   }
   // The response comes last, after the read-model changes it depends on.
-  emit(step, { type: "order_response", requestId, userId, answer });
+  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "order_response", requestId, userId, answer });
 }
 
 function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction, account: Account | undefined): Outcome {

@@ -1,6 +1,7 @@
 // checkInvariants must be able to fail: every engine spec leans on it after each step.
 import { describe, expect, it } from "vitest";
 import { checkInvariants } from "./invariants.ts";
+import { DEFAULT_PARAMS, makeParams, validateParams } from "./params.ts";
 import { given, opened } from "../testing/spec-support.ts";
 
 const withTrade = () => {
@@ -71,5 +72,14 @@ describe("checkInvariants", () => {
     [heap.items[0], heap.items[1]] = [heap.items[1], heap.items[0]];
     [a!.exitPos, b!.exitPos] = [b!.exitPos, a!.exitPos];
     expect(() => checkInvariants(h.state)).toThrow(/heap order broken/);
+  });
+});
+
+describe("engine params", () => {
+  it("keep only known keys, so nothing else can ride into a snapshot", () => {
+    const p = makeParams({ shard: 2, ...({ redisUrl: "redis://secret@host" } as object) });
+    expect(p.shard).toBe(2);
+    expect(Object.keys(p)).toEqual(Object.keys(DEFAULT_PARAMS));
+    expect(() => validateParams({ ...p, ...({ extra: 1 } as object) })).toThrow("unknown engine parameter(s): extra");
   });
 });

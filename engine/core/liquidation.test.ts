@@ -5,6 +5,7 @@
 //          (at 1809.04: equity 4.52 ≤ mm 4.5226; at 1809.05: equity 4.525 > mm 4.522625)
 //   short: 100 + (2000 − p)·0.5 ≤ 0.0025p ⇔ 1100 ≤ 0.5025p ⇔ p ≥ 2189.0547… → 2189.06
 //          (at 2189.06: equity 5.47 ≤ mm 5.47265; at 2189.05: equity 5.475 > mm 5.472625)
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ETH, close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
 import { liquidationTicks } from "./liquidation.ts";
@@ -132,5 +133,39 @@ describe("stop-loss versus liquidation", () => {
     const c = opened(h, "alice", { stopLoss: "1809.04" });
     const closed = ofType(h.price(ETH, "1800", "1800"), "closed_order").map((o) => [o.trade.id, o.trade.closeReason]);
     expect(closed).toEqual([[a.id, "liquidation"], [b.id, "stop_loss"], [c.id, "stop_loss"]]);
+  });
+});
+
+describe("liquidationTicks against a bigint reference", () => {
+  // Independent restatement of the rule, all in bigint: the largest long price / smallest short price at which
+  // margin + PnL ≤ mmr × notional(p).
+  const reference = (isLong: boolean, M: bigint, e: bigint, q: bigint, mmr: bigint): bigint => {
+    if (isLong) {
+      const num = (e * q - M) * 1_000_000n;
+      return num <= 0n ? 0n : num / (q * (1_000_000n - mmr));
+    }
+    const num = (M + e * q) * 1_000_000n;
+    const den = q * (1_000_000n + mmr);
+    return (num + den - 1n) / den;
+  };
+
+  it("matches exactly, on both the double fast path and the bigint path", () => {
+    fc.assert(
+      fc.property(
+        fc.boolean(),
+        // margins that keep to the double fast path, and any up to the 10M USD order limit (the bigint path)
+        fc.oneof(fc.integer({ min: 1, max: 100_000_000 }), fc.integer({ min: 1, max: 10_000_000_000_000 })),
+        fc.integer({ min: 1, max: 100_000_000 }), // entry price in ticks
+        fc.integer({ min: 1, max: 100 }), // leverage
+        fc.integer({ min: 0, max: 9_999 }), // mmr ppm (below 1/maxLeverage)
+        (isLong, margin, entry, leverage, mmr) => {
+          const q = Math.floor((margin * leverage) / entry); // micros per tick, as openTrade derives it (k folded in)
+          fc.pre(q > 0 && entry * q <= 10_000_000_000_000);
+          const expected = reference(isLong, BigInt(margin), BigInt(entry), BigInt(q), BigInt(mmr));
+          expect(BigInt(liquidationTicks(isLong, margin, entry, q, mmr))).toBe(expected);
+        },
+      ),
+      { numRuns: 20_000 },
+    );
   });
 });

@@ -39,13 +39,20 @@ export const DEFAULT_PARAMS: EngineParams = {
   dedupMaxPerUser: 10_000,
 };
 
+/** Defaults plus overrides; only known keys, so nothing else (a URL, a secret) can ride into snapshots. */
 export function makeParams(overrides: Partial<EngineParams> = {}): EngineParams {
-  const p = { ...DEFAULT_PARAMS, ...overrides };
+  const p = { ...DEFAULT_PARAMS };
+  for (const key of Object.keys(DEFAULT_PARAMS) as (keyof EngineParams)[]) {
+    if (overrides[key] !== undefined) Object.assign(p, { [key]: overrides[key] });
+  }
   validateParams(p);
   return p;
 }
 
+/** Throws unless `p` has exactly the known keys, each in range (also checks params read from a snapshot). */
 export function validateParams(p: EngineParams): void {
+  const unknown = Object.keys(p).filter((k) => !(k in DEFAULT_PARAMS));
+  if (unknown.length > 0) throw new Error(`unknown engine parameter(s): ${unknown.join(", ")}`);
   validateAssets(p.assets);
   const whole = (name: keyof EngineParams, min: number, max: number) => {
     const v = p[name];

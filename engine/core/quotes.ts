@@ -6,7 +6,7 @@ import type { PriceUpdate } from "../../contract/messages.ts";
 import { formatUnits, toUnits } from "../../contract/money.ts";
 import { refuse, type Outcome } from "./receipts.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
-import { emit, isoTime, type Step } from "./step.ts";
+import { emit, nextOutputId, isoTime, type Step } from "./step.ts";
 import { fireTriggers } from "./triggers.ts";
 
 export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUpdate): void {
@@ -31,6 +31,8 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
   };
   state.quotes[index] = quote;
   emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
     type: "quote_updated",
     asset: asset.symbol,
     market: asset.market,
@@ -51,8 +53,4 @@ export function tradableQuote(state: EngineState, step: Step, assetIndex: number
     return refuse("STALE_PRICE", `Last quote is ${ageMs} ms old; the limit is ${state.params.staleQuoteMs} ms.`);
   }
   return quote;
-}
-
-export function isRejection(x: Quote | Outcome): x is Outcome {
-  return "receipt" in x;
 }

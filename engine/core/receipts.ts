@@ -45,6 +45,15 @@ export function refuse(code: RejectionCode, detail?: string): Outcome {
   return { receipt: { kind: "rejected", code, message: r.message }, answer: { ok: false, error: r } };
 }
 
+export function refuseUnknownAsset(state: EngineState): Outcome {
+  return refuse("UNKNOWN_ASSET", `Supported: ${state.params.assets.map((a) => a.symbol).join(", ")}.`);
+}
+
+/** Narrows "a value or a refusal" (handlers' intermediate results) to the refusal. */
+export function isRefusal<T extends object>(x: T | Outcome): x is Outcome {
+  return "receipt" in x && "answer" in x;
+}
+
 export function answerOf(state: EngineState, receipt: Receipt): Answer {
   switch (receipt.kind) {
     case "rejected":

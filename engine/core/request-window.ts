@@ -63,9 +63,11 @@ export class RequestWindow {
 
   /** Adds a request that is not in the window, as the newest entry. */
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
-    if (owner.requests.has(requestId)) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
     const slot = this.base + this.owners.length;
+    const before = owner.requests.size;
     owner.requests.set(requestId, slot);
+    // One map operation, not has() + set(): a set that added nothing replaced an entry, which is a bug upstream.
+    if (owner.requests.size === before) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
     owner.requestSlots.push(slot);
     this.owners.push(owner);
     this.requestIds.push(requestId);

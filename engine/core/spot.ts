@@ -4,11 +4,11 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
-import { MAX_UNITS, mulWithin, toUnits } from "../../contract/money.ts";
-import { isRejection, tradableQuote } from "./quotes.ts";
-import { refuse, type Outcome, type SpotFacts } from "./receipts.ts";
+import { MAX_UNITS, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
+import { tradableQuote } from "./quotes.ts";
+import { isRefusal, refuse, refuseUnknownAsset, type Outcome, type SpotFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type Account, type EngineState } from "./state.ts";
-import { emit, type Step } from "./step.ts";
+import { emit, nextOutputId, type Step } from "./step.ts";
 import { balancesView, spotOrderView } from "./views.ts";
 
 type SpotOrder = Extract<Instruction, { kind: "spot_order" }>;
@@ -16,16 +16,16 @@ type SpotOrder = Extract<Instruction, { kind: "spot_order" }>;
 export function spotOrder(state: EngineState, step: Step, account: Account, order: SpotOrder): Outcome {
   const p = state.params;
   const index = state.assetBySymbol.get(order.asset);
-  if (index === undefined) return refuse("UNKNOWN_ASSET", `Supported: ${p.assets.map((a) => a.symbol).join(", ")}.`);
+  if (index === undefined) return refuseUnknownAsset(state);
   const asset = assetAt(state, index);
   const quantity = toUnits(order.quantity, asset.quantityDecimals);
   if (quantity <= 0) return refuse("INVALID_AMOUNT", `Quantity must be positive with at most ${asset.quantityDecimals} decimals.`);
   const quote = tradableQuote(state, step, index);
-  if (isRejection(quote)) return quote;
+  if (isRefusal(quote)) return quote;
   const buy = order.side === "buy";
   const priceTicks = buy ? quote.askTicks : quote.bidTicks;
   const total = mulWithin(quantity, priceTicks * microsPerTickStep(asset), p.maxNotionalMicros);
-  if (total === undefined) return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${p.maxNotionalMicros / 1e6} USD.`);
+  if (total === undefined) return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const held = account.holdings[index]!;
   if (buy ? total > account.usd : quantity > held) return refuse("INSUFFICIENT_BALANCE");
   if (buy ? held + quantity > MAX_UNITS : account.usd + total > MAX_UNITS) {
@@ -42,7 +42,7 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   const facts: SpotFacts = { seq: state.nextSeq++, assetIndex: index, buy, quantitySteps: quantity, priceTicks, totalMicros: total, atMs: step.nowMs };
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, { type: "balances_changed", userId: account.userId, balances });
+  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId: account.userId, balances });
   return {
     receipt: { kind: "spot_order", order: facts, balances: amounts },
     answer: { ok: true, result: { kind: "spot_order", order: spotOrderView(state, facts), balances } },

@@ -168,8 +168,13 @@ export function makeTrade(account: Account, f: TradeFacts): Trade {
   };
 }
 
+/** Trade and spot order ids: shard-aware, from the state's sequence, so a replay assigns the same ones. */
 export function tradeId(shard: number, seq: number): string {
   return `T${shard}-${seq}`;
+}
+
+export function orderId(shard: number, seq: number): string {
+  return `O${shard}-${seq}`;
 }
 
 /** [free USD, ...holdings]: an account's amounts at this moment, as receipts keep them. */

@@ -31,3 +31,11 @@ describe("parseInputId", () => {
     }
   });
 });
+
+describe("parseInputId bounds", () => {
+  it("refuses log times past year 9999, which no clock gives and ISO 8601 cannot show", () => {
+    expect(parseInputId("253402300799999-0")).toEqual({ ms: 253_402_300_799_999, seq: 0 });
+    expect(() => parseInputId("253402300800000-0")).toThrow(/malformed input id/);
+    expect(() => parseInputId("8640000000000001-0")).toThrow(/malformed input id/);
+  });
+});

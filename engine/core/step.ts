@@ -10,15 +10,20 @@ export interface Step {
   readonly outputs: EngineOutput[];
 }
 
-type Unnumbered<T> = T extends EngineOutput ? Omit<T, "id" | "inputId"> : never;
-
-/** Appends an output, numbering it. `output` is taken over (ids are written into it), not copied. */
-export function emit(step: Step, output: Unnumbered<EngineOutput>): void {
-  const numbered = output as EngineOutput;
-  numbered.id = `${step.inputId}:${step.outputs.length}`;
-  numbered.inputId = step.inputId;
-  step.outputs.push(numbered);
+/**
+ * The id the next output of this step gets. Outputs are built with their ids in the literal (not added after),
+ * so each is one allocation of one shape: this is the hot path of every tick and order.
+ */
+export function nextOutputId(step: Step): string {
+  return `${step.inputId}:${step.outputs.length}`;
 }
+
+/** Appends an output built with `id: nextOutputId(step)` and `inputId: step.inputId` (the apply specs check the sequence). */
+export function emit(step: Step, output: EngineOutput): void {
+  step.outputs.push(output);
+}
+
+const MAX_LOG_MS = 253_402_300_799_999;
 
 /** Parses a Redis stream entry id "<ms>-<seq>". A malformed id is a runner bug, not user input: it throws. */
 export function parseInputId(id: string): { ms: number; seq: number } {
@@ -37,7 +42,8 @@ export function parseInputId(id: string): { ms: number; seq: number } {
     if (c < 0 || c > 9) break;
     seq = seq * 10 + c;
   }
-  if (dash === 0 || dash >= n - 1 || id.charCodeAt(dash) !== 45 || i !== n || !Number.isSafeInteger(ms) || !Number.isSafeInteger(seq)) {
+  // Times past year 9999 are refused too: they are no clock's, and could not be shown as ISO 8601.
+  if (dash === 0 || dash >= n - 1 || id.charCodeAt(dash) !== 45 || i !== n || ms > MAX_LOG_MS || !Number.isSafeInteger(seq)) {
     throw new Error(`malformed input id: ${id}`);
   }
   return { ms, seq };

@@ -7,87 +7,112 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
-import { USD_DECIMALS, divFloor, formatUnits, mulWithin, toUnits } from "../../contract/money.ts";
+import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
-import { isRejection, tradableQuote } from "./quotes.ts";
-import { refuse, type Outcome } from "./receipts.ts";
+import { tradableQuote } from "./quotes.ts";
+import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeId, type Account, type EngineState } from "./state.ts";
-import { emit, type Step } from "./step.ts";
+import { amountsOf, assetAt, makeTrade, tradeId, type Account, type EngineState, type Quote } from "./state.ts";
+import { emit, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
-export function openTrade(state: EngineState, step: Step, account: Account, order: OpenTrade): Outcome {
+/** An open_trade instruction read into numbers; 0 for an absent stop-loss or take-profit. */
+interface OpenOrder {
+  readonly assetIndex: number;
+  readonly isLong: boolean;
+  readonly leverage: number;
+  readonly marginMicros: number;
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+}
+
+export function openTrade(state: EngineState, step: Step, account: Account, instruction: OpenTrade): Outcome {
+  const order = readOrder(state, instruction);
+  if (isRefusal(order)) return order;
+  const quote = tradableQuote(state, step, order.assetIndex);
+  if (isRefusal(quote)) return quote;
   const p = state.params;
-  const index = state.assetBySymbol.get(order.asset);
-  if (index === undefined) return refuse("UNKNOWN_ASSET", `Supported: ${p.assets.map((a) => a.symbol).join(", ")}.`);
-  const asset = assetAt(state, index);
-  const isLong = order.side === "long";
-  if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > p.maxLeverage) {
-    return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${p.maxLeverage}.`);
-  }
-  const margin = toUnits(order.margin, USD_DECIMALS);
-  if (margin <= 0) return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
-  const stopLoss = optionalPrice(order.stopLoss, asset.priceDecimals, asset.maxPriceTicks);
-  if (stopLoss < 0) return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${asset.priceDecimals} decimals.`);
-  const takeProfit = optionalPrice(order.takeProfit, asset.priceDecimals, asset.maxPriceTicks);
-  if (takeProfit < 0) return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${asset.priceDecimals} decimals.`);
-
-  const quote = tradableQuote(state, step, index);
-  if (isRejection(quote)) return quote;
   if (account.openTrades.size >= p.maxOpenTradesPerUser) return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${p.maxOpenTradesPerUser}.`);
-  if (margin > account.usd) return refuse("INSUFFICIENT_BALANCE");
-  const notional = mulWithin(margin, order.leverage, p.maxNotionalMicros);
-  if (notional === undefined) return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${p.maxNotionalMicros / 1e6} USD.`);
-
-  const fillTicks = isLong ? quote.askTicks : quote.bidTicks;
-  const k = microsPerTickStep(asset);
+  if (order.marginMicros > account.usd) return refuse("INSUFFICIENT_BALANCE");
+  const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
+  if (notional === undefined) return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
+  const k = microsPerTickStep(assetAt(state, order.assetIndex));
   const quantity = divFloor(notional, fillTicks * k);
   if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
-  if (stopLoss !== 0 && (isLong ? stopLoss >= quote.bidTicks : stopLoss <= quote.askTicks)) {
-    return refuse("INVALID_STOP_LOSS", isLong ? "A long's stop-loss must be below the bid." : "A short's stop-loss must be above the ask.");
-  }
-  if (takeProfit !== 0 && (isLong ? takeProfit <= quote.bidTicks : takeProfit >= quote.askTicks)) {
-    return refuse("INVALID_TAKE_PROFIT", isLong ? "A long's take-profit must be above the bid." : "A short's take-profit must be below the ask.");
-  }
-  const liquidation = liquidationTicks(isLong, margin, fillTicks, quantity * k, p.maintenanceMarginPpm);
-  if (liquidation !== 0 && (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation)) {
-    return refuse("WOULD_LIQUIDATE");
-  }
-  if (stopLoss !== 0 && liquidation !== 0 && (isLong ? stopLoss < liquidation : stopLoss > liquidation)) {
-    const at = formatUnits(liquidation, asset.priceDecimals);
-    return refuse("INVALID_STOP_LOSS", `It lies beyond the liquidation price ${at}, so it could never fire.`);
-  }
+  const liquidation = liquidationTicks(order.isLong, order.marginMicros, fillTicks, quantity * k, p.maintenanceMarginPpm);
+  const misplaced = checkLevels(state, order, quote, liquidation);
+  if (misplaced !== undefined) return misplaced;
 
   const seq = state.nextSeq++;
   const trade = makeTrade(account, {
     seq,
     id: tradeId(p.shard, seq),
-    assetIndex: index,
-    isLong,
-    marginMicros: margin,
+    assetIndex: order.assetIndex,
+    isLong: order.isLong,
+    marginMicros: order.marginMicros,
     leverage: order.leverage,
     quantitySteps: quantity,
     openPriceTicks: fillTicks,
-    stopLossTicks: stopLoss,
-    takeProfitTicks: takeProfit,
+    stopLossTicks: order.stopLossTicks,
+    takeProfitTicks: order.takeProfitTicks,
     liquidationTicks: liquidation,
     openedAtMs: step.nowMs,
   });
-  account.usd -= margin;
+  account.usd -= order.marginMicros;
   account.openTrades.set(trade.id, trade);
-  indexTrade(state.books[index]!, trade);
+  indexTrade(state.books[order.assetIndex]!, trade);
   const amounts = amountsOf(account);
   const view = tradeView(state, trade);
   const balances = balancesView(state, amounts);
-  emit(step, { type: "trade_opened", userId: account.userId, trade: view });
-  emit(step, { type: "balances_changed", userId: account.userId, balances });
+  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "trade_opened", userId: account.userId, trade: view });
+  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId: account.userId, balances });
   return {
     receipt: { kind: "open_trade", trade, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
   };
+}
+
+/** Checks what needs no market: the asset, leverage and amounts at their precision. */
+function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
+  const assetIndex = state.assetBySymbol.get(order.asset);
+  if (assetIndex === undefined) return refuseUnknownAsset(state);
+  const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
+  const maxLeverage = state.params.maxLeverage;
+  if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > maxLeverage) {
+    return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}.`);
+  }
+  const marginMicros = toUnits(order.margin, USD_DECIMALS);
+  if (marginMicros <= 0) return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
+  const stopLossTicks = optionalPrice(order.stopLoss, priceDecimals, maxPriceTicks);
+  if (stopLossTicks < 0) return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals.`);
+  const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
+  if (takeProfitTicks < 0) return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+  return { assetIndex, isLong: order.side === "long", leverage: order.leverage, marginMicros, stopLossTicks, takeProfitTicks };
+}
+
+/**
+ * Placement rules at the current quote: long SL < bid < TP, short TP < ask < SL; not already liquidatable; and a
+ * stop-loss no further than the liquidation level (beyond it, it could never fire).
+ */
+function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+  if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
+    return refuse("INVALID_STOP_LOSS", isLong ? "A long's stop-loss must be below the bid." : "A short's stop-loss must be above the ask.");
+  }
+  if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
+    return refuse("INVALID_TAKE_PROFIT", isLong ? "A long's take-profit must be above the bid." : "A short's take-profit must be below the ask.");
+  }
+  if (liquidation === 0) return undefined;
+  if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
+  if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
+    const at = formatUnits(liquidation, assetAt(state, order.assetIndex).priceDecimals);
+    return refuse("INVALID_STOP_LOSS", `It lies beyond the liquidation price ${at}, so it could never fire.`);
+  }
+  return undefined;
 }
 
 export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
@@ -95,7 +120,7 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   const trade = account.openTrades.get(id);
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
   const quote = tradableQuote(state, step, trade.assetIndex);
-  if (isRejection(quote)) return quote;
+  if (isRefusal(quote)) return quote;
   const { close, view, amounts, balances } = closeTrade(state, step, trade, trade.isLong ? quote.bidTicks : quote.askTicks, "manual");
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },

@@ -3,7 +3,7 @@ import { ACCOUNT_CURRENCY } from "../../contract/markets.ts";
 import type { Balances, ClosedTradeView, SpotOrderView, TradeView } from "../../contract/messages.ts";
 import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
-import { assetAt, type EngineState, type TradeFacts } from "./state.ts";
+import { assetAt, orderId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
 
 /** `amounts` is [free USD, ...holdings per asset index]. */
@@ -47,7 +47,7 @@ export function closedTradeView(state: EngineState, t: TradeFacts, close: CloseF
 export function spotOrderView(state: EngineState, o: SpotFacts): SpotOrderView {
   const a = assetAt(state, o.assetIndex);
   return {
-    id: `O${state.params.shard}-${o.seq}`,
+    id: orderId(state.params.shard, o.seq),
     asset: a.symbol,
     side: o.buy ? "buy" : "sell",
     quantity: formatUnits(o.quantitySteps, a.quantityDecimals),

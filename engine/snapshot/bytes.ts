@@ -4,7 +4,7 @@
  */
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const TWO_POW_31 = 2 ** 31;
 const TWO_POW_52 = 2 ** 52;
 
