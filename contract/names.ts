@@ -1,9 +1,10 @@
 /**
  * Every Redis stream and key name, in one place. Names carry the engine shard in a hash tag (`{0}`) so that one
- * shard's keys land in one Redis Cluster slot when the engine shards by user (DESIGN §9).
+ * shard's keys land in one Redis Cluster slot when the engine shards by user (DESIGN §9). A `prefix` puts a whole
+ * deployment (or one test run) in its own keyspace on a shared Redis.
  */
 
-export interface ShardNames {
+export interface Keyspace {
   /** The one ordered log: prices and user instructions. Source of truth for replay. */
   readonly input: string;
   /** What the engine decided: responses, closed orders, read-model changes. */
@@ -12,26 +13,30 @@ export interface ShardNames {
   readonly workerGroup: string;
   /** Lease that lets exactly one engine apply `input` (value: holder and fencing token). */
   readonly engineLease: string;
+  /** Counter that issues the lease's fencing tokens. */
+  readonly engineFence: string;
+  /** Id of the last input whose outputs are published; snapshots never go past it. */
+  readonly enginePublished: string;
+  /** Key a worker writes an instruction's answer to; the function that sent it waits on it. */
+  responseKey(userId: string, requestId: string): string;
+  /** Read models the worker keeps current, so queries never enter the log. */
+  balancesKey(userId: string): string;
+  openTradesKey(userId: string): string;
+  readonly quotesKey: string;
 }
 
-export function shardNames(shard = 0): ShardNames {
+export function keyspace(prefix = "", shard = 0): Keyspace {
   const tag = `{${shard}}`;
   return {
-    input: `engine:${tag}:input`,
-    output: `engine:${tag}:output`,
+    input: `${prefix}engine:${tag}:input`,
+    output: `${prefix}engine:${tag}:output`,
     workerGroup: "workers",
-    engineLease: `engine:${tag}:lease`,
+    engineLease: `${prefix}engine:${tag}:lease`,
+    engineFence: `${prefix}engine:${tag}:fence`,
+    enginePublished: `${prefix}engine:${tag}:published`,
+    responseKey: (userId, requestId) => `${prefix}response:{${userId}}:${requestId}`,
+    balancesKey: (userId) => `${prefix}account:{${userId}}:balances`,
+    openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
+    quotesKey: `${prefix}quotes:latest`,
   };
 }
-
-/** Key a worker writes an instruction's answer to; the function that sent the instruction waits on it. */
-export function responseKey(userId: string, requestId: string): string {
-  return `response:${userId}:${requestId}`;
-}
-
-/** Read models the worker keeps current for queries that must not enter the log. */
-export const readModelKeys = {
-  balances: (userId: string) => `account:${userId}:balances`,
-  openTrades: (userId: string) => `account:${userId}:open-trades`,
-  quotes: "quotes:latest",
-} as const;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { EngineInput, EngineOutput, TradeView } from "./messages.ts";
-import { decodeInputFields, decodeOutputFields, encodeFields } from "./stream-fields.ts";
+import { decodeInputFields, decodeOutputFields, encodeFields, senderOf } from "./stream-fields.ts";
 
 const price: EngineInput = {
   type: "price_update", market: "ETH_USDC_PERP", bid: "4303.93", ask: "4304.1", exchangeTimeUs: "1700000000000000", source: "backpack",
@@ -166,5 +166,21 @@ describe("decoding refuses bad entries with a reason, never throwing", () => {
     const r = decodeOutputFields(["type", "trade_opened", "body", JSON.stringify(bad)]);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(/^invalid message: trade\.leverage: /);
+  });
+});
+
+describe("senderOf", () => {
+  it("names the user and request of a malformed instruction, so it can be answered", () => {
+    const body = JSON.stringify({ type: "user_instruction", userId: "alice", requestId: "r-1", instruction: { kind: "teleport" } });
+    expect(decodeInputFields(["type", "user_instruction", "body", body]).ok).toBe(false);
+    expect(senderOf(["type", "user_instruction", "body", body])).toEqual({ userId: "alice", requestId: "r-1" });
+  });
+
+  it("names nobody when the body is not JSON, not an object, or the ids are invalid", () => {
+    expect(senderOf(["type", "x", "body", "{nope"])).toBeUndefined();
+    expect(senderOf(["type", "x", "body", "[1,2]"])).toBeUndefined();
+    expect(senderOf(["type", "x"])).toBeUndefined();
+    expect(senderOf(["type", "x", "body", JSON.stringify({ userId: "has space", requestId: "r" })])).toBeUndefined();
+    expect(senderOf(["type", "x", "body", JSON.stringify({ userId: "alice", requestId: "x".repeat(129) })])).toBeUndefined();
   });
 });

@@ -4,7 +4,7 @@
  * skip (or answer) a bad entry without ever half-applying it.
  */
 import type { z } from "zod";
-import { engineInputSchema, engineOutputSchema, type EngineInput, type EngineOutput } from "./messages.ts";
+import { engineInputSchema, engineOutputSchema, requestIdSchema, userIdSchema, type EngineInput, type EngineOutput } from "./messages.ts";
 
 export type Decoded<T> = { readonly ok: true; readonly message: T } | { readonly ok: false; readonly reason: string };
 
@@ -43,4 +43,24 @@ function decodeWith<T>(schema: z.ZodType<T>, fields: readonly string[]): Decoded
   const message = parsed.data as { type?: unknown };
   if (type !== undefined && message.type !== type) return { ok: false, reason: "type field does not match body" };
   return { ok: true, message: parsed.data };
+}
+
+/**
+ * Who sent an entry that failed to decode, when its body still names a valid user and request id: that sender
+ * can then be answered (INVALID_INSTRUCTION) instead of waiting for a timeout.
+ */
+export function senderOf(fields: readonly string[]): { userId: string; requestId: string } | undefined {
+  const at = fields.indexOf("body");
+  if (at < 0 || at % 2 !== 0) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(fields[at + 1] ?? "");
+  } catch {
+    return undefined;
+  }
+  if (typeof body !== "object" || body === null) return undefined;
+  const { userId, requestId } = body as { userId?: unknown; requestId?: unknown };
+  const user = userIdSchema.safeParse(userId);
+  const request = requestIdSchema.safeParse(requestId);
+  return user.success && request.success ? { userId: user.data, requestId: request.data } : undefined;
 }

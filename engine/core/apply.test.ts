@@ -2,7 +2,9 @@
 // outputs carry deterministic ids `<inputId>:<n>`; an instruction's order_response comes last.
 import { describe, expect, it } from "vitest";
 import { engineOutputSchema, type EngineInput, type EngineOutput } from "../../contract/messages.ts";
-import { apply } from "./apply.ts";
+import { apply, applyMalformed } from "./apply.ts";
+import { makeParams } from "./params.ts";
+import { createState } from "./state.ts";
 import { ETH, close, given, open, opened, usdOf } from "../testing/spec-support.ts";
 
 const createBob: EngineInput = { type: "user_instruction", requestId: "late", userId: "bob", instruction: { kind: "create_account" } };
@@ -96,5 +98,23 @@ describe("outputs", () => {
     for (const o of all) expect(engineOutputSchema.safeParse(o)).toMatchObject({ success: true });
     expect(new Set(all.map((o) => o.type))).toEqual(new Set(["balances_changed", "order_response", "trade_opened", "quote_updated", "closed_order"]));
     expect(new Set(all.map((o) => o.id)).size).toBe(all.length);
+  });
+});
+
+describe("applyMalformed", () => {
+  it("advances the cursor and answers the named sender with INVALID_INSTRUCTION, once", () => {
+    const state = createState(makeParams());
+    const out = applyMalformed(state, "5-0", { userId: "alice", requestId: "r1" }, "instruction.kind: invalid");
+    expect(out).toEqual([
+      {
+        id: "5-0:0", inputId: "5-0", type: "order_response", userId: "alice", requestId: "r1",
+        answer: { ok: false, error: { code: "INVALID_INSTRUCTION", message: "The instruction is malformed. instruction.kind: invalid" } },
+      },
+    ]);
+    expect(state.lastInputId).toBe("5-0");
+    expect(applyMalformed(state, "5-0", { userId: "alice", requestId: "r1" }, "again")).toEqual([]);
+    expect(applyMalformed(state, "6-0", undefined, "no sender")).toEqual([]);
+    expect(state.lastInputId).toBe("6-0");
+    expect(state.dedup.size).toBe(0);
   });
 });

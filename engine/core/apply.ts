@@ -23,12 +23,8 @@ export interface LogEntry {
 }
 
 export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
-  const { ms, seq } = parseInputId(entry.id);
-  if (ms < state.lastInputMs || (ms === state.lastInputMs && seq <= state.lastInputSeq)) return [];
-  state.lastInputId = entry.id;
-  state.lastInputMs = ms;
-  state.lastInputSeq = seq;
-  const step: Step = { inputId: entry.id, nowMs: ms, outputs: [] };
+  if (!advance(state, entry.id)) return [];
+  const step: Step = { inputId: entry.id, nowMs: state.lastInputMs, outputs: [] };
   const message = entry.message;
   switch (message.type) {
     case "price_update":
@@ -41,6 +37,27 @@ export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
       return unreachable(message);
   }
   return step.outputs;
+}
+
+/**
+ * A log entry that failed the contract (see contract/stream-fields.ts): it still advances the cursor, so the log
+ * stays in step with the state, and when it names a user and request id that waiter gets an INVALID_INSTRUCTION
+ * answer instead of a timeout. Deterministic like `apply`: a replay answers it the same way.
+ */
+export function applyMalformed(state: EngineState, id: string, sender: { userId: string; requestId: string } | undefined, reason: string): EngineOutput[] {
+  if (!advance(state, id) || sender === undefined) return [];
+  const answer = refuse("INVALID_INSTRUCTION", reason).answer;
+  return [{ id: `${id}:0`, inputId: id, type: "order_response", userId: sender.userId, requestId: sender.requestId, answer }];
+}
+
+/** Moves the cursor to `id`, or says the entry is already applied. */
+function advance(state: EngineState, id: string): boolean {
+  const { ms, seq } = parseInputId(id);
+  if (ms < state.lastInputMs || (ms === state.lastInputMs && seq <= state.lastInputSeq)) return false;
+  state.lastInputId = id;
+  state.lastInputMs = ms;
+  state.lastInputSeq = seq;
+  return true;
 }
 
 function applyInstruction(state: EngineState, step: Step, message: UserInstruction): void {

@@ -1,0 +1,128 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineInput, EngineOutput, Instruction } from "../../contract/messages.ts";
+import { keyspace, type Keyspace } from "../../contract/names.ts";
+import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.ts";
+import { createLogger } from "../../platform/log.ts";
+import { makeParams } from "../core/params.ts";
+import { createState } from "../core/state.ts";
+import { runLeader } from "./leader.ts";
+import { EngineLease } from "./lease.ts";
+import { FencedError, publishOutputs } from "./publisher.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const log = createLogger("engine-test", { level: "error" });
+let redis: Redis;
+let reader: Redis;
+const prefixes: string[] = [];
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL);
+  reader = new Redis(REDIS_URL);
+});
+
+afterAll(async () => {
+  for (const prefix of prefixes) {
+    const keys = await redis.keys(`${prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  redis.disconnect();
+  reader.disconnect();
+});
+
+function freshKeys(): Keyspace {
+  const prefix = `test:${randomUUID()}:`;
+  prefixes.push(prefix);
+  return keyspace(prefix);
+}
+
+async function send(keys: Keyspace, message: EngineInput): Promise<string> {
+  return (await redis.xadd(keys.input, "*", ...encodeFields(message))) as string;
+}
+
+async function outputs(keys: Keyspace): Promise<EngineOutput[]> {
+  const entries = (await redis.xrange(keys.output, "-", "+")) as [string, string[]][];
+  return entries.map(([, fields]) => {
+    const decoded = decodeOutputFields(fields);
+    if (!decoded.ok) throw new Error(decoded.reason);
+    return decoded.message;
+  });
+}
+
+async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const instruction = (userId: string, requestId: string, body: Instruction): EngineInput => ({ type: "user_instruction", userId, requestId, instruction: body });
+
+describe("engine leader on real Redis", () => {
+  it("replays what is in the log, follows it live, and answers every instruction on engine:output", async () => {
+    const keys = freshKeys();
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    await send(keys, { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" });
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const running = runLeader({ reader, writer: redis, keys, log, lease, state, blockMs: 50 }, stop.signal);
+
+    const openId = await send(keys, instruction("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }));
+    await send(keys, { type: "user_instruction", userId: "alice", requestId: "r3", instruction: { kind: "teleport" } } as unknown as EngineInput);
+    const responses = await until(async () => {
+      const rs = (await outputs(keys)).filter((o) => o.type === "order_response");
+      return rs.length === 3 ? rs : undefined;
+    });
+    stop.abort();
+    expect(await running).toBe("stopped");
+
+    expect(responses.map((r) => [r.requestId, r.answer.ok])).toEqual([["r1", true], ["r2", true], ["r3", false]]);
+    const open = responses[1]!;
+    expect(open.id).toMatch(new RegExp(`^${openId}:\\d+$`));
+    expect(open.answer.ok && open.answer.result.kind === "open_trade" && open.answer.result.trade.quantity).toBe("0.5");
+    expect(!responses[2]!.answer.ok && responses[2]!.answer.error.code).toBe("INVALID_INSTRUCTION");
+    expect(await redis.get(keys.enginePublished)).toBe(state.lastInputId);
+    expect(state.accounts.get("alice")?.openTrades.size).toBe(1);
+  });
+
+  it("lets exactly one engine hold the lease; the standby takes over when it is released", async () => {
+    const keys = freshKeys();
+    const a = new EngineLease(redis, keys, "a", 2000, log);
+    const b = new EngineLease(redis, keys, "b", 2000, log);
+    expect(await a.tryAcquire()).toBe(true);
+    expect(await b.tryAcquire()).toBe(false);
+    const stop = new AbortController();
+    const waiting = b.acquire(stop.signal);
+    await new Promise((r) => setTimeout(r, 100));
+    await a.release();
+    expect(await waiting).toBe(true);
+    expect(await a.renew()).toBe(false);
+    expect(await b.renew()).toBe(true);
+    // Fencing tokens only grow: the newer holder's is larger.
+    expect(Number(b.value!.split(":")[1])).toBeGreaterThan(Number(a.value?.split(":")[1] ?? 0));
+  });
+
+  it("fences off an engine that lost its lease: it can publish nothing and stops", async () => {
+    const keys = freshKeys();
+    const a = new EngineLease(redis, keys, "a", 300, log);
+    expect(await a.tryAcquire()).toBe(true);
+    const stale = a.value!;
+    // a stalls past its TTL; b takes over.
+    await redis.del(keys.engineLease);
+    const b = new EngineLease(redis, keys, "b", 2000, log);
+    expect(await b.tryAcquire()).toBe(true);
+    await expect(publishOutputs(redis, keys, stale, "1-0", [])).rejects.toBeInstanceOf(FencedError);
+    expect(await redis.xlen(keys.output)).toBe(0);
+    expect(await redis.get(keys.enginePublished)).toBeNull();
+
+    const state = createState(makeParams());
+    const ended = await runLeader({ reader, writer: redis, keys, log, lease: a, state, blockMs: 20 }, new AbortController().signal);
+    expect(ended).toBe("lease_lost");
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * The leader: holds the lease, applies `engine:input` strictly after the state's cursor and publishes each
+ * batch's outputs before reading the next. First it replays the tail (logging progress), then it follows the
+ * stream live. It never snapshots (a follower does, see follower.ts), so it never pauses for one.
+ *
+ * Crash-only: if publishing fails or the lease is lost, it stops; the process exits and a restart recovers from
+ * the last snapshot plus the log, re-emitting outputs with the same ids (consumers drop the duplicates).
+ */
+import type { Redis } from "ioredis";
+import type { Keyspace } from "../../contract/names.ts";
+import type { EngineOutput } from "../../contract/messages.ts";
+import type { Logger } from "../../platform/log.ts";
+import type { EngineState } from "../core/state.ts";
+import type { EngineLease } from "./lease.ts";
+import { applyRaw, rangeAfter, readAfter, type RawEntry } from "./log-stream.ts";
+import { publishOutputs } from "./publisher.ts";
+
+export interface LeaderOptions {
+  /** Connection used only for blocking reads (a BLOCK holds its connection). */
+  readonly reader: Redis;
+  /** Connection for publishing and lease renewal. */
+  readonly writer: Redis;
+  readonly keys: Keyspace;
+  readonly log: Logger;
+  readonly lease: EngineLease;
+  readonly state: EngineState;
+  readonly batchSize?: number;
+  readonly blockMs?: number;
+  readonly statsEveryMs?: number;
+}
+
+export type LeaderEnd = "stopped" | "lease_lost";
+
+export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<LeaderEnd> {
+  const { state, log } = o;
+  const batchSize = o.batchSize ?? 1000;
+  const lost = new AbortController();
+  const renewal = setInterval(() => {
+    o.lease.renew().then(
+      (held) => {
+        if (!held) lost.abort();
+      },
+      (err: unknown) => log.warn("lease_renew_failed", { error: err }),
+    );
+  }, Math.max(20, Math.floor(o.lease.ttlMs / 3)));
+  const stop = AbortSignal.any([signal, lost.signal]);
+  let applied = 0;
+  let lastStatsMs = Date.now();
+
+  const applyBatch = async (entries: RawEntry[]) => {
+    const outputs: EngineOutput[] = [];
+    for (const entry of entries) for (const out of applyRaw(state, entry)) outputs.push(out);
+    // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
+    await publishOutputs(o.writer, o.keys, o.lease.value ?? "", state.lastInputId, outputs);
+    applied += entries.length;
+  };
+
+  try {
+    // Replay: everything already in the log after the restored cursor, as fast as it reads.
+    const replayStart = Date.now();
+    let replayed = 0;
+    log.info("replay_start", { from: state.lastInputId });
+    for (;;) {
+      const entries = await rangeAfter(o.writer, o.keys.input, state.lastInputId, batchSize * 10);
+      if (entries.length === 0 || stop.aborted) break;
+      await applyBatch(entries);
+      replayed += entries.length;
+      log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
+    }
+    log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
+
+    while (!stop.aborted) {
+      const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
+      if (entries.length > 0) await applyBatch(entries);
+      if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
+        const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
+        const lastGenerated = head === undefined ? undefined : head[head.indexOf("last-generated-id") + 1];
+        log.info("engine_stats", { applied, lastInputId: state.lastInputId, streamHead: lastGenerated, accounts: state.accounts.size });
+        lastStatsMs = Date.now();
+      }
+    }
+  } finally {
+    clearInterval(renewal);
+  }
+  if (lost.signal.aborted) {
+    log.error("lease_lost", { lastInputId: state.lastInputId });
+    return "lease_lost";
+  }
+  return "stopped";
+}
+
+function rate(n: number, sinceMs: number): number {
+  const ms = Date.now() - sinceMs;
+  return ms === 0 ? n : Math.round((n * 1000) / ms);
+}

@@ -1,0 +1,76 @@
+/**
+ * The engine lease: only its holder may apply the log and publish. Acquiring takes a fencing token from a
+ * counter and sets the lease to "<holder>:<token>" if nobody holds it; the holder renews it well within its TTL.
+ * Every publish checks, atomically in Redis, that the lease still holds exactly that value (see publisher.ts), so
+ * an engine that stalled past its TTL (GC, a stopped VM) and lost the lease cannot write a single output after
+ * its successor started.
+ */
+import type { Redis } from "ioredis";
+import type { Keyspace } from "../../contract/names.ts";
+import type { Logger } from "../../platform/log.ts";
+
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+export class EngineLease {
+  /** "<holder>:<fencing token>" while held. */
+  value: string | undefined;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keyspace,
+    private readonly holder: string,
+    readonly ttlMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Tries once; true when this process now holds the lease. */
+  async tryAcquire(): Promise<boolean> {
+    const token = await this.redis.incr(this.keys.engineFence);
+    const value = `${this.holder}:${token}`;
+    const ok = await this.redis.set(this.keys.engineLease, value, "PX", this.ttlMs, "NX");
+    if (ok !== "OK") return false;
+    this.value = value;
+    this.log.info("lease_acquired", { holder: this.holder, fence: token, ttlMs: this.ttlMs });
+    return true;
+  }
+
+  /** Waits as a standby until the lease is free, then holds it. */
+  async acquire(signal: AbortSignal, onWait?: () => Promise<void>): Promise<boolean> {
+    let logged = false;
+    while (!signal.aborted) {
+      if (await this.tryAcquire()) return true;
+      if (!logged) {
+        this.log.info("standby", { holder: this.holder, leader: await this.redis.get(this.keys.engineLease) });
+        logged = true;
+      }
+      if (onWait !== undefined) await onWait();
+      else await sleep(Math.max(50, Math.floor(this.ttlMs / 4)), signal);
+    }
+    return false;
+  }
+
+  /** Extends the lease; false when it is no longer ours (then the caller must stop applying at once). */
+  async renew(): Promise<boolean> {
+    if (this.value === undefined) return false;
+    const ok = (await this.redis.eval(RENEW, 1, this.keys.engineLease, this.value, this.ttlMs)) as number;
+    return ok === 1;
+  }
+
+  async release(): Promise<void> {
+    if (this.value === undefined) return;
+    await this.redis.eval(RELEASE, 1, this.keys.engineLease, this.value);
+    this.log.info("lease_released", { holder: this.holder });
+    this.value = undefined;
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      resolve();
+    }, { once: true });
+  });
+}

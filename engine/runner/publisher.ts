@@ -1,0 +1,34 @@
+/**
+ * Publishing engine outputs: one atomic Lua call per batch that first checks the lease still holds this
+ * engine's fencing value, then XADDs every output in order and records the batch's last input id as published.
+ * A fenced-off engine gets an error and writes nothing. Output ids are in the bodies (`<input id>:<n>`), so
+ * consumers drop what a replay re-emits. Snapshots never go past the published id: a restart from one must
+ * re-emit every output that was not yet out.
+ */
+import type { Redis } from "ioredis";
+import type { EngineOutput } from "../../contract/messages.ts";
+import type { Keyspace } from "../../contract/names.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
+
+const FENCED_XADD = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED engine lease lost') end
+for i = 3, #ARGV, 2 do redis.call('XADD', KEYS[2], '*', 'type', ARGV[i], 'body', ARGV[i + 1]) end
+redis.call('SET', KEYS[3], ARGV[2])
+return (#ARGV - 2) / 2`;
+
+export class FencedError extends Error {}
+
+/** Publishes a batch's outputs (possibly none) and marks `throughInputId` published, if the lease is ours. */
+export async function publishOutputs(redis: Redis, keys: Keyspace, leaseValue: string, throughInputId: string, outputs: readonly EngineOutput[]): Promise<void> {
+  const args: string[] = [leaseValue, throughInputId];
+  for (const o of outputs) {
+    const [, type, , body] = encodeFields(o);
+    args.push(type, body);
+  }
+  try {
+    await redis.eval(FENCED_XADD, 3, keys.engineLease, keys.output, keys.enginePublished, ...args);
+  } catch (err) {
+    if (err instanceof Error && err.message.includes("FENCED")) throw new FencedError(err.message);
+    throw err;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Redis for the always-on processes (ioredis over TCP). Streams are the log, so the connection retries forever
+ * and commands wait for it instead of failing; a process that cannot reach Redis says so in its logs.
+ */
+import { Redis } from "ioredis";
+import type { Logger } from "./log.ts";
+
+export function connectRedis(url: string, log: Logger, name: string): Redis {
+  const redis = new Redis(url, {
+    connectionName: name,
+    // Blocking reads (XREAD BLOCK) and long outages must not turn into rejected commands.
+    maxRetriesPerRequest: null,
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
+    lazyConnect: false,
+  });
+  let down = false;
+  redis.on("error", (err: Error) => {
+    if (!down) log.warn("redis_error", { error: err.message });
+    down = true;
+  });
+  redis.on("ready", () => {
+    if (down) log.info("redis_reconnected");
+    down = false;
+  });
+  return redis;
+}
+
+/**
+ * Warns loudly when the Redis in use does not persist the log: with AOF off, a Redis restart loses every
+ * instruction since its last RDB save, which recovery (snapshot + log) cannot bring back.
+ */
+export async function checkDurability(redis: Redis, log: Logger): Promise<{ appendonly: boolean; fsync: string }> {
+  const [, appendonly] = (await redis.config("GET", "appendonly")) as [string, string];
+  const [, fsync] = (await redis.config("GET", "appendfsync")) as [string, string];
+  const on = appendonly === "yes";
+  if (!on) {
+    log.warn("redis_aof_off", {
+      message: "Redis runs WITHOUT append-only persistence: a Redis restart loses acknowledged orders. Run it with --appendonly yes (and --appendfsync always for no loss at all).",
+    });
+  } else {
+    log.info("redis_durability", { appendonly: on, appendfsync: fsync });
+  }
+  return { appendonly: on, fsync };
+}
