@@ -37,6 +37,6 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     responseKey: (userId, requestId) => `${prefix}response:{${userId}}:${requestId}`,
     balancesKey: (userId) => `${prefix}account:{${userId}}:balances`,
     openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
-    quotesKey: `${prefix}quotes:latest`,
+    quotesKey: `${prefix}{quotes}:latest`,
   };
 }

@@ -1,0 +1,41 @@
+/**
+ * The follower as a worker thread beside a lone leader: its own Redis and Postgres connections, its own copy of
+ * the state (restored from the latest snapshot), so the encode time of a snapshot never blocks the leader's
+ * event loop. The parent posts "stop"; the thread takes a final snapshot, posts "stopped" and ends.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { keyspace } from "../../contract/names.ts";
+import { createLogger } from "../../platform/log.ts";
+import { connectPostgres } from "../../platform/postgres.ts";
+import { connectRedis } from "../../platform/redis.ts";
+import { makeParams } from "../core/params.ts";
+import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
+import { restoreState } from "./restore.ts";
+import { runFollower } from "./follower.ts";
+
+export interface FollowerThreadData {
+  readonly redisUrl: string;
+  readonly databaseUrl: string;
+  readonly prefix: string;
+  readonly snapshotEveryMs: number;
+  readonly initialBalanceMicros: number;
+}
+
+const data = workerData as FollowerThreadData;
+const log = createLogger("engine", { base: { role: "snapshotter" } });
+const stop = new AbortController();
+parentPort?.on("message", (message) => {
+  if (message === "stop") stop.abort();
+});
+
+const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
+const db = await connectPostgres(data.databaseUrl, log);
+try {
+  const store = new PostgresSnapshotStore(db);
+  const state = await restoreState(store, makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
+  await runFollower({ redis, keys: keyspace(data.prefix), log, state, store, everyMs: data.snapshotEveryMs }, stop.signal);
+} finally {
+  redis.disconnect();
+  await db.close();
+}
+parentPort?.postMessage("stopped");

@@ -1,0 +1,150 @@
+/**
+ * Engine snapshots in Postgres. The head is the seed's single-row `engine_snapshots` table (its JSONB names the
+ * last input applied, the state hash, the size and where the body is); the body — the binary encoding, ~33 MB at
+ * 1M open trades, far beyond what one JSONB value holds — lives in `engine_snapshot_chunks` as 4 MiB bytea rows
+ * under a generation number.
+ *
+ * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
+ * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
+ * A load reads the head and its chunks in one repeatable-read transaction, so a save committing meanwhile cannot
+ * pull the chunks from under it, and it checks the length and SHA-256 against the head before returning anything.
+ */
+import { z } from "zod";
+import type { Postgres, Queryable } from "../../platform/postgres.ts";
+import { hashSnapshot } from "./hash.ts";
+
+export interface SnapshotHead {
+  /** Snapshot encoding version (codec.ts SNAPSHOT_VERSION). */
+  version: number;
+  shard: number;
+  /** Id of the last engine:input entry applied; recovery replays strictly after it. */
+  lastInputId: string;
+  /** hashSnapshot(bytes), hex. */
+  stateHash: string;
+  bytes: number;
+  generation: number;
+  chunks: number;
+  /** ISO time the state was captured. */
+  takenAt: string;
+}
+
+/** What the caller knows about a snapshot; the store fills in its size and where it put it. */
+export type SnapshotHeadInput = Omit<SnapshotHead, "bytes" | "generation" | "chunks">;
+
+export const SNAPSHOT_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Serializes savers (a fenced-out engine finishing a save, a test): each takes the next generation in turn. */
+const SAVE_LOCK_KEY = "7243019188271345002";
+
+const headSchema = z.object({
+  version: z.number().int().nonnegative(),
+  shard: z.number().int().nonnegative(),
+  lastInputId: z.string(),
+  stateHash: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+  generation: z.number().int().positive(),
+  chunks: z.number().int().nonnegative(),
+  takenAt: z.string(),
+});
+
+/** The stored snapshot does not match its head: recovery must not start from it. */
+export class SnapshotIntegrityError extends Error {
+  override name = "SnapshotIntegrityError";
+}
+
+export class PostgresSnapshotStore {
+  private readonly chunkBytes: number;
+
+  constructor(private readonly db: Postgres, options: { chunkBytes?: number } = {}) {
+    this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
+    if (!Number.isInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`bad chunk size ${this.chunkBytes}`);
+  }
+
+  /**
+   * Stores `bytes` as the new snapshot. `head.stateHash` must be hashSnapshot(bytes): it is not recomputed here (a
+   * 33 MB hash would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
+   * until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
+   */
+  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<{ writeMs: number; head: SnapshotHead }> {
+    const started = performance.now();
+    const chunks = Math.ceil(bytes.length / this.chunkBytes);
+    const head = await this.db.transaction(async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
+      const generation = await nextGeneration(tx);
+      for (let idx = 0; idx < chunks; idx++) {
+        const start = idx * this.chunkBytes;
+        const end = Math.min(start + this.chunkBytes, bytes.length);
+        // A Buffer view, not a copy: the driver sends a Buffer parameter as binary, byte for byte.
+        const data = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
+        await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3)", [generation, idx, data]);
+      }
+      const full: SnapshotHead = {
+        version: input.version, shard: input.shard, lastInputId: input.lastInputId, stateHash: input.stateHash,
+        bytes: bytes.length, generation, chunks, takenAt: input.takenAt,
+      };
+      await tx.query(
+        `INSERT INTO engine_snapshots (id, snapshot_data, created_at) VALUES (1, $1::jsonb, NOW())
+         ON CONFLICT (id) DO UPDATE SET snapshot_data = EXCLUDED.snapshot_data, created_at = EXCLUDED.created_at`,
+        [JSON.stringify(full)],
+      );
+      await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> $1", [generation]);
+      return full;
+    });
+    return { writeMs: performance.now() - started, head };
+  }
+
+  /** The latest snapshot, verified against its head; null when none was ever saved. */
+  async load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    return this.db.transaction(async (tx) => {
+      await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+      const headRows = await tx.query<{ snapshot_data: unknown }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
+      const row = headRows.rows[0];
+      if (row === undefined) return null;
+      const parsed = headSchema.safeParse(row.snapshot_data);
+      if (!parsed.success) {
+        throw new SnapshotIntegrityError(`engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`);
+      }
+      const head = parsed.data;
+      const result = await tx.query<{ idx: number; data: Buffer }>(
+        "SELECT idx, data FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
+        [head.generation],
+      );
+      const bytes = assemble(head, result.rows);
+      const hash = hashSnapshot(bytes);
+      if (hash !== head.stateHash) {
+        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} is corrupt: SHA-256 ${hash}, head says ${head.stateHash}`);
+      }
+      return { bytes, head };
+    });
+  }
+}
+
+/** After every generation still stored and the one the head names, so a new save never reuses a number. */
+async function nextGeneration(tx: Queryable): Promise<number> {
+  const result = await tx.query<{ next: string }>(
+    `SELECT (GREATEST(
+       (SELECT MAX(generation) FROM engine_snapshot_chunks),
+       (SELECT (snapshot_data->>'generation')::bigint FROM engine_snapshots WHERE id = 1
+          AND jsonb_typeof(snapshot_data->'generation') = 'number'),
+       0) + 1)::text AS next`,
+  );
+  return Number(result.rows[0]!.next);
+}
+
+function assemble(head: SnapshotHead, rows: { idx: number; data: Buffer }[]): Uint8Array {
+  const where = `snapshot generation ${head.generation}`;
+  if (rows.length !== head.chunks) throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
+  let total = 0;
+  rows.forEach((r, i) => {
+    if (r.idx !== i) throw new SnapshotIntegrityError(`${where} is missing chunk ${i}`);
+    total += r.data.length;
+  });
+  if (total !== head.bytes) throw new SnapshotIntegrityError(`${where} has ${total} bytes, head says ${head.bytes}`);
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const r of rows) {
+    bytes.set(r.data, at);
+    at += r.data.length;
+  }
+  return bytes;
+}

@@ -1,0 +1,23 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, oneOf, text, url, wholeNumber } from "./config.ts";
+
+describe("config readers", () => {
+  it("use the fallback when unset or blank, and the value when set", () => {
+    expect(text({}, "A", "x")).toBe("x");
+    expect(text({ A: "  " }, "A", "x")).toBe("x");
+    expect(text({ A: "y" }, "A", "x")).toBe("y");
+    expect(wholeNumber({ N: "250" }, "N", 10, 1, 1000)).toBe(250);
+    expect(oneOf({ F: "sim" }, "F", ["auto", "sim"], "auto")).toBe("sim");
+    expect(url({}, "U", "redis://127.0.0.1:6379", ["redis:", "rediss:"])).toBe("redis://127.0.0.1:6379");
+  });
+
+  it("refuse bad values with a message that names the variable", () => {
+    expect(() => text({}, "DATABASE_URL")).toThrow(new ConfigError("DATABASE_URL is required"));
+    expect(() => wholeNumber({ N: "1e3" }, "N", 10, 1, 1000)).toThrow('N must be a whole number from 1 to 1000, got "1e3"');
+    expect(() => wholeNumber({ N: "1001" }, "N", 10, 1, 1000)).toThrow(ConfigError);
+    expect(() => wholeNumber({ N: "-1" }, "N", 10, 1, 1000)).toThrow(ConfigError);
+    expect(() => oneOf({ F: "live" }, "F", ["auto", "sim"], "auto")).toThrow('F must be one of auto, sim, got "live"');
+    expect(() => url({ U: "not a url" }, "U", undefined, ["redis:"])).toThrow('U is not a URL: "not a url"');
+    expect(() => url({ U: "http://x" }, "U", undefined, ["redis:"])).toThrow('U must use redis:, got "http:"');
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * Environment configuration, read once by each process's main and validated there: a bad value stops the
+ * process at start with a message naming the variable, never later. Every variable is listed in .env.example.
+ */
+
+export class ConfigError extends Error {}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function text(env: Env, name: string, fallback?: string): string {
+  const value = env[name]?.trim();
+  if (value !== undefined && value !== "") return value;
+  if (fallback !== undefined) return fallback;
+  throw new ConfigError(`${name} is required`);
+}
+
+export function wholeNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw) || Number(raw) < min || Number(raw) > max) {
+    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return Number(raw);
+}
+
+export function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return fallback;
+  if (!(choices as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got "${raw}"`);
+  return raw as T;
+}
+
+export function url(env: Env, name: string, fallback: string | undefined, protocols: readonly string[]): string {
+  const value = text(env, name, fallback);
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} is not a URL: "${value}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
+  return value;
+}
+
+/** Runs a process's main: a configuration error prints one clear line and exits 2; anything else is a crash. */
+export function runMain(component: string, main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${component}: configuration error: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", component, event: "crash", error: String(err instanceof Error ? err.stack : err) })}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,116 @@
+// Migrations: the repository's files apply once and in order, concurrent starters do not double-apply, and a
+// failing file leaves nothing behind. Each test gets its own database: migrations change the whole schema.
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createLogger } from "./log.ts";
+import { migrate, migrationFiles } from "./migrate.ts";
+import { connectPostgres } from "./postgres.ts";
+import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
+
+const quiet = createLogger("test", { sink: () => undefined });
+const REPO_MIGRATIONS = ["001_users.sql", "002_closed_orders.sql", "003_engine_snapshots.sql"];
+const open: TestDatabase[] = [];
+async function freshDatabase() {
+  const t = await createTestDatabase();
+  open.push(t);
+  return t;
+}
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((t) => t.drop()));
+});
+
+async function folder(files: Record<string, string>) {
+  const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+  for (const [name, sql] of Object.entries(files)) await writeFile(join(dir, name), sql);
+  return dir;
+}
+
+describe("migrate", () => {
+  it("applies the repository's migrations once, logging each, and a second run applies nothing", async () => {
+    const t = await freshDatabase();
+    expect(await migrate(t.db, t.log)).toEqual(REPO_MIGRATIONS);
+    const logged = t.logLines.filter((l) => l.event === "migration_applied").map((l) => l.name);
+    expect(logged).toEqual(REPO_MIGRATIONS);
+    expect(await migrate(t.db, t.log)).toEqual([]);
+    const recorded = await t.db.query<{ name: string }>("SELECT name FROM schema_migrations ORDER BY name");
+    expect(recorded.rows.map((r) => r.name)).toEqual(REPO_MIGRATIONS);
+  });
+
+  it("creates tables whose constraints hold the rules", async () => {
+    const t = await freshDatabase();
+    await migrate(t.db, quiet);
+    await t.db.query("INSERT INTO users (email) VALUES ('a@example.com')");
+    await expect(t.db.query("INSERT INTO users (email) VALUES ('B@example.com')")).rejects.toThrow("users_email_lower_case");
+    await expect(t.db.query("INSERT INTO users (email) VALUES ('a@example.com')")).rejects.toThrow(/duplicate key/);
+
+    const order = (id: string, type: string, outputId: string) => t.db.query(
+      `INSERT INTO closed_orders (id, user_id, asset, type, margin, leverage, quantity, open_price, close_price, pnl,
+         close_reason, opened_at, closed_at, output_id)
+       VALUES ($1, 'u1', 'ETH', $2, '100.000001', 10, '0.2325581395', '4300.1', '4310.55', '-1.234567',
+         'manual', now(), now(), $3)`, [id, type, outputId]);
+    await order("T0-1", "long", "o1");
+    await expect(order("T0-2", "sideways", "o2")).rejects.toThrow(/check constraint/);
+    // output_id is the replay guard: the same engine output cannot land twice under another trade id.
+    await expect(order("T0-3", "short", "o1")).rejects.toThrow(/duplicate key/);
+    const stored = await t.db.query("SELECT margin, quantity, pnl FROM closed_orders");
+    expect(stored.rows).toEqual([{ margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" }]);
+
+    await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow("single_row");
+  });
+
+  it("applies in filename order regardless of directory order, each once", async () => {
+    const t = await freshDatabase();
+    // 002 depends on 001 and 010 on 002: out of order, a file would fail.
+    const dir = await folder({
+      "010_c.sql": "ALTER TABLE a ADD COLUMN c int",
+      "001_a.sql": "CREATE TABLE a (x int)",
+      "002_b.sql": "ALTER TABLE a ADD COLUMN b int; CREATE INDEX a_b ON a (b)",
+    });
+    expect(await migrationFiles(dir)).toEqual(["001_a.sql", "002_b.sql", "010_c.sql"]);
+    expect(await migrate(t.db, quiet, dir)).toEqual(["001_a.sql", "002_b.sql", "010_c.sql"]);
+    const cols = await t.db.query<{ column_name: string }>(
+      "SELECT column_name FROM information_schema.columns WHERE table_name = 'a' ORDER BY ordinal_position");
+    expect(cols.rows.map((r) => r.column_name)).toEqual(["x", "b", "c"]);
+  });
+
+  it("refuses misnamed files and mixed number widths rather than skipping them", async () => {
+    await expect(migrationFiles(await folder({ "001_a.sql": "", "2-b.sql": "" }))).rejects.toThrow("2-b.sql");
+    await expect(migrationFiles(await folder({ "001_a.sql": "", "0002_b.sql": "" }))).rejects.toThrow("same width");
+  });
+
+  it("serializes concurrent starters: every file applied exactly once", async () => {
+    const t = await freshDatabase();
+    // Two separate pools stand in for two processes starting at once; each file sleeps so their runs overlap.
+    const other = await connectPostgres(t.url, quiet);
+    try {
+      const dir = await folder({
+        "001_a.sql": "SELECT pg_sleep(0.2); CREATE TABLE a (x int)",
+        "002_b.sql": "SELECT pg_sleep(0.2); CREATE TABLE b (x int)",
+      });
+      const [mine, theirs] = await Promise.all([migrate(t.db, quiet, dir), migrate(other, quiet, dir)]);
+      expect([...mine, ...theirs].sort()).toEqual(["001_a.sql", "002_b.sql"]);
+      const recorded = await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM schema_migrations");
+      expect(recorded.rows[0]?.n).toBe(2);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("rolls a failing file back whole, keeps what came before, and retries it next time", async () => {
+    const t = await freshDatabase();
+    const dir = await folder({
+      "001_ok.sql": "CREATE TABLE ok (x int)",
+      "002_bad.sql": "CREATE TABLE half (x int); SELECT no_such_function()",
+    });
+    await expect(migrate(t.db, quiet, dir)).rejects.toThrow(/migration 002_bad.sql failed: .*no_such_function/);
+    const tables = await t.db.query<{ t: string | null }>("SELECT to_regclass('ok')::text AS t UNION ALL SELECT to_regclass('half')::text");
+    expect(tables.rows.map((r) => r.t)).toEqual(["ok", null]);
+    const recorded = await t.db.query<{ name: string }>("SELECT name FROM schema_migrations");
+    expect(recorded.rows.map((r) => r.name)).toEqual(["001_ok.sql"]);
+
+    await writeFile(join(dir, "002_bad.sql"), "CREATE TABLE half (x int)");
+    expect(await migrate(t.db, quiet, dir)).toEqual(["002_bad.sql"]);
+  });
+});

@@ -1,0 +1,156 @@
+// The Neon driver's Pool reaching a plain local Postgres through the in-process WebSocket→TCP proxy, and the
+// proxy's own contract: only allow-listed addresses, raw bytes both ways, each side closed with the other.
+import { once } from "node:events";
+import { createServer, type Server, type Socket } from "node:net";
+import { neonConfig } from "@neondatabase/serverless";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { createLogger } from "./log.ts";
+import { startPgWsProxy } from "./pg-ws-proxy.ts";
+import { connectPostgres } from "./postgres.ts";
+import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
+
+const quiet = createLogger("test", { sink: () => undefined });
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => {
+  await t?.drop();
+});
+
+describe("Neon Pool through the local proxy", () => {
+  it("runs queries with parameters, exactly typed", async () => {
+    expect(t.db.viaLocalProxy).toBe(true);
+    const r = await t.db.query<{ one: number; sum: number; text: string; amount: string; bytes: Buffer }>(
+      "SELECT 1 AS one, $1::int + $2::int AS sum, $3::text AS text, $4::numeric(30,6) AS amount, $5::bytea AS bytes",
+      [40, 2, "héllo ✓", "12345678901234567890.123456", Buffer.from([0, 255, 7])],
+    );
+    // numeric comes back as a string: money never passes through a float.
+    expect(r.rows).toEqual([{ one: 1, sum: 42, text: "héllo ✓", amount: "12345678901234567890.123456", bytes: Buffer.from([0, 255, 7]) }]);
+  });
+
+  it("commits a transaction, and rolls one back when its function throws", async () => {
+    await t.db.query("CREATE TABLE tx_probe (v int)");
+    await t.db.transaction(async (tx) => {
+      await tx.query("INSERT INTO tx_probe VALUES (1)");
+    });
+    const boom = t.db.transaction(async (tx) => {
+      await tx.query("INSERT INTO tx_probe VALUES (2)");
+      throw new Error("boom");
+    });
+    await expect(boom).rejects.toThrow("boom");
+    const rows = await t.db.query<{ v: number }>("SELECT v FROM tx_probe ORDER BY v");
+    expect(rows.rows).toEqual([{ v: 1 }]);
+  });
+
+  it("sees the transaction's own writes on its one connection, and hides them from others until commit", async () => {
+    await t.db.query("CREATE TABLE tx_iso (v int)");
+    await t.db.transaction(async (tx) => {
+      await tx.query("INSERT INTO tx_iso VALUES (7)");
+      expect((await tx.query("SELECT count(*)::int AS n FROM tx_iso")).rows[0]).toEqual({ n: 1 });
+      expect((await t.db.query("SELECT count(*)::int AS n FROM tx_iso")).rows[0]).toEqual({ n: 0 });
+    });
+    expect((await t.db.query("SELECT count(*)::int AS n FROM tx_iso")).rows[0]).toEqual({ n: 1 });
+  });
+
+  it("runs two pools at once without touching the driver's process-wide config", async () => {
+    const before = { wsProxy: neonConfig.wsProxy, pipelineConnect: neonConfig.pipelineConnect, secure: neonConfig.useSecureWebSocket };
+    const other = await connectPostgres(t.url, quiet);
+    try {
+      const [a, b] = await Promise.all([
+        t.db.query<{ db: string }>("SELECT current_database() AS db"),
+        other.query<{ db: string }>("SELECT current_database() AS db"),
+      ]);
+      expect(a.rows[0]?.db).toBe(t.name);
+      expect(b.rows[0]?.db).toBe(t.name);
+    } finally {
+      await other.close();
+    }
+    expect({ wsProxy: neonConfig.wsProxy, pipelineConnect: neonConfig.pipelineConnect, secure: neonConfig.useSecureWebSocket }).toEqual(before);
+    expect(neonConfig.pipelineConnect).toBe("password");
+  });
+
+  it("fails fast with a clear message when Postgres is not there", async () => {
+    const url = new URL(t.url);
+    url.port = "1"; // nothing listens on port 1
+    await expect(connectPostgres(url.toString(), quiet)).rejects.toThrow(/cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+ \(via the local WebSocket proxy\)/);
+  });
+});
+
+describe("pg ws proxy", () => {
+  let echo: Server;
+  let echoPort: number;
+  const serverSockets: Socket[] = [];
+  beforeAll(async () => {
+    // A TCP echo server stands in for Postgres, so the bytes and closes are ours to control.
+    echo = createServer((s) => {
+      serverSockets.push(s);
+      s.on("data", (d) => s.write(d));
+    });
+    echo.listen(0, "127.0.0.1");
+    await once(echo, "listening");
+    echoPort = (echo.address() as { port: number }).port;
+  });
+  afterAll(() => {
+    echo.close();
+  });
+
+  /** The error a WebSocket client gets for the upgrade; ws reports a non-101 answer as "Unexpected server response". */
+  async function refusal(proxyPort: number, path: string): Promise<string> {
+    const ws = new WebSocket(`ws://127.0.0.1:${proxyPort}${path}`);
+    const [err] = (await once(ws, "error")) as [Error];
+    return err.message;
+  }
+
+  it("refuses addresses outside its allow-list, and malformed requests", async () => {
+    const proxy = await startPgWsProxy({ allow: [`127.0.0.1:${echoPort}`], log: quiet });
+    try {
+      expect(await refusal(proxy.port, "/v1?address=127.0.0.1:22")).toBe("Unexpected server response: 403");
+      // The same server under another name is not on the list: no DNS-based equivalence.
+      expect(await refusal(proxy.port, `/v1?address=localhost:${echoPort}`)).toBe("Unexpected server response: 403");
+      expect(await refusal(proxy.port, "/v1?address=example.com:443")).toBe("Unexpected server response: 403");
+      expect(await refusal(proxy.port, "/v1")).toBe("Unexpected server response: 403");
+      expect(await refusal(proxy.port, `/v2?address=127.0.0.1:${echoPort}`)).toBe("Unexpected server response: 403");
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("pipes binary bytes both ways and closes each side when the other closes", async () => {
+    const proxy = await startPgWsProxy({ allow: [`127.0.0.1:${echoPort}`], log: quiet });
+    try {
+      const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/v1?address=127.0.0.1:${echoPort}`);
+      await once(ws, "open");
+      const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 256));
+      const received: Buffer[] = [];
+      let total = 0;
+      const all = new Promise<void>((resolve) => ws.on("message", (d: Buffer) => {
+        received.push(d);
+        total += d.length;
+        if (total >= payload.length) resolve();
+      }));
+      ws.send(payload);
+      await all;
+      expect(Buffer.concat(received).equals(payload)).toBe(true);
+
+      // The client closes → the upstream TCP socket ends.
+      const upstream = serverSockets.at(-1)!;
+      const upstreamClosed = once(upstream, "close");
+      ws.close();
+      await upstreamClosed;
+
+      // The upstream ends → the client's WebSocket closes.
+      const ws2 = new WebSocket(`ws://127.0.0.1:${proxy.port}/v1?address=127.0.0.1:${echoPort}`);
+      await once(ws2, "open");
+      ws2.send(Buffer.from("x"));
+      await once(ws2, "message");
+      const closed = once(ws2, "close");
+      serverSockets.at(-1)!.end();
+      const [code] = (await closed) as [number];
+      expect(code).toBe(1000);
+    } finally {
+      await proxy.close();
+    }
+  });
+});

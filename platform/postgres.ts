@@ -1,0 +1,140 @@
+/**
+ * Postgres through `@neondatabase/serverless` — its `Pool`, which speaks the wire protocol over a WebSocket — for
+ * Neon in production and for a plain Postgres locally, in CI and in tests.
+ *
+ * Connection rule (`shouldUseLocalProxy`):
+ * - a host ending in `.neon.tech` is Neon: the driver connects straight to it (wss://host/v2, its defaults);
+ * - any other host (localhost, 127.0.0.1, a container name, …) is plain Postgres: this module starts an in-process
+ *   WebSocket→TCP proxy (pg-ws-proxy.ts) on 127.0.0.1, allowed to dial only that host:port, and points the driver
+ *   at it over plain ws:// without connection pipelining (which needs cleartext password auth);
+ * - `viaLocalProxy` overrides the rule: `false` sends even a non-Neon host to the driver's own endpoint (a
+ *   self-hosted Neon proxy at host/v2), `true` proxies a Neon host too. Entry files read it from `PG_VIA_WS_PROXY`
+ *   ("0" / "1"; unset = the rule) with `localProxyFromEnv`.
+ *
+ * The driver's `neonConfig` is a process-wide default, so nothing here touches it: every client of a pool gets its
+ * own settings through the per-client `neonConfig` (a Client subclass set as the pool's `Client`). Two pools in one
+ * process — tests, or Neon plus a local database — cannot disturb each other or other code.
+ */
+import { Client, Pool, type ClientConfig, type QueryResult, type QueryResultRow } from "@neondatabase/serverless";
+import { WebSocket } from "ws";
+import type { Logger } from "./log.ts";
+import { startPgWsProxy, type PgWsProxy } from "./pg-ws-proxy.ts";
+
+/** What both the pool and a transaction's client can do. */
+export interface Queryable {
+  query<R extends QueryResultRow = QueryResultRow>(text: string, params?: unknown[]): Promise<QueryResult<R>>;
+}
+
+export interface Postgres extends Queryable {
+  /** Runs `fn` inside BEGIN … COMMIT on one connection; any throw rolls back and is rethrown. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+  /** True when this pool reaches Postgres through the in-process WebSocket→TCP proxy. */
+  readonly viaLocalProxy: boolean;
+}
+
+export interface PostgresOptions {
+  viaLocalProxy?: boolean;
+  /** Largest number of connections the pool opens. */
+  maxConnections?: number;
+}
+
+export function isNeonHost(host: string): boolean {
+  return /\.neon\.tech$/i.test(host);
+}
+
+export function shouldUseLocalProxy(host: string, override?: boolean): boolean {
+  return override ?? !isNeonHost(host);
+}
+
+/** `PG_VIA_WS_PROXY`: "1" forces the local proxy, "0" disables it, unset or empty leaves it to the host rule. */
+export function localProxyFromEnv(value: string | undefined): boolean | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (value === "1") return true;
+  if (value === "0") return false;
+  throw new Error(`PG_VIA_WS_PROXY must be "0" or "1", got "${value}"`);
+}
+
+export async function connectPostgres(databaseUrl: string, log: Logger, options: PostgresOptions = {}): Promise<Postgres> {
+  const url = new URL(databaseUrl);
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
+  const port = url.port === "" ? 5432 : Number(url.port);
+  const where = { host, port, database: decodeURIComponent(url.pathname.slice(1)) };
+  const viaLocalProxy = shouldUseLocalProxy(host, options.viaLocalProxy);
+
+  let proxy: PgWsProxy | undefined;
+  if (viaLocalProxy) {
+    const key = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    proxy = await startPgWsProxy({ allow: [key], log: log.child({ part: "pg_ws_proxy" }) });
+  }
+  const pool = new Pool({ connectionString: databaseUrl, max: options.maxConnections ?? 10 });
+  pool.Client = clientWithSettings(proxy?.port);
+  // An idle client whose connection dies emits "error" on the pool; unhandled, that would crash the process.
+  pool.on("error", (err: Error) => log.warn("postgres_idle_client_error", { ...where, error: err.message }));
+  // Any listener other than "error" also keeps Pool.query on the WebSocket even if some other code turns on the
+  // process-wide, experimental `poolQueryViaFetch` (HTTP fetch cannot reach a local Postgres).
+  pool.on("connect", () => log.debug("postgres_client_connected", where));
+
+  const close = async () => {
+    await pool.end();
+    await proxy?.close();
+  };
+  try {
+    // Fail fast at start with a clear message rather than on the first real query.
+    await pool.query("select 1");
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw new Error(`cannot reach Postgres at ${host}:${port}/${where.database}${viaLocalProxy ? " (via the local WebSocket proxy)" : ""}: ${(err as Error).message}`, { cause: err });
+  }
+  log.info("postgres_connected", { ...where, viaLocalProxy });
+
+  return {
+    viaLocalProxy,
+    query: <R extends QueryResultRow>(text: string, params?: unknown[]) => pool.query<R>(text, params),
+    transaction: async <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> => {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      try {
+        await client.query("BEGIN");
+        const result = await fn({ query: <R extends QueryResultRow>(text: string, params?: unknown[]) => client.query<R>(text, params) });
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackErr) {
+          // The connection is unusable (e.g. it dropped): release it as broken so the pool discards it.
+          broken = rollbackErr as Error;
+        }
+        throw err;
+      } finally {
+        client.release(broken);
+      }
+    },
+    close,
+  };
+}
+
+/**
+ * A driver Client class whose instances carry this pool's settings. `neonConfig` on an instance is the client's
+ * socket options, created in the constructor and read only when it connects, so setting them here is in time.
+ */
+function clientWithSettings(proxyPort: number | undefined): typeof Client {
+  return class PoolClientWithSettings extends Client {
+    constructor(config?: string | ClientConfig) {
+      super(config);
+      const c = this.neonConfig;
+      // Node 20 has no global WebSocket.
+      c.webSocketConstructor = WebSocket;
+      if (proxyPort === undefined) return;
+      c.wsProxy = (host, port) => `127.0.0.1:${proxyPort}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}`;
+      // The proxy is plain ws:// on loopback; Postgres-level TLS stays off (forceDisablePgSSL, the default).
+      c.useSecureWebSocket = false;
+      c.forceDisablePgSSL = true;
+      // Pipelining sends a cleartext password before the server asks for one; a plain Postgres (trust, SCRAM)
+      // rejects that, so the startup runs as the normal request/response exchange.
+      c.pipelineConnect = false;
+      c.pipelineTLS = false;
+    }
+  };
+}

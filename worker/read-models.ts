@@ -1,0 +1,63 @@
+/**
+ * Read models in Redis, kept current from engine outputs so queries never enter the log: per user the balances
+ * (a hash of decimal strings) and open trades (trade id → JSON), and the latest quote per asset.
+ *
+ * A replay after an engine restart re-emits old outputs (same ids) after newer ones were applied, so every write
+ * is guarded by a watermark: the highest output id applied to that user (or asset). An output at or below it is
+ * skipped, which makes applying idempotent and never lets a read model go back in time.
+ */
+import type { ChainableCommander } from "ioredis";
+import type { EngineOutput } from "../contract/messages.ts";
+import type { Keyspace } from "../contract/names.ts";
+
+/** KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. */
+export const GUARDED_WRITE = `
+local mark = redis.call('GET', KEYS[1])
+if mark then
+  local ms, seq, n = string.match(mark, '^(%d+) (%d+) (%d+)$')
+  ms, seq, n = tonumber(ms), tonumber(seq), tonumber(n)
+  local a, b, c = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+  if a < ms or (a == ms and (b < seq or (b == seq and c <= n))) then return 0 end
+end
+local op = ARGV[4]
+if op == 'hset' then redis.call('DEL', KEYS[2]); redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+elseif op == 'hput' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+elseif op == 'hdel' then redis.call('HDEL', KEYS[2], ARGV[5]) end
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
+return 1`;
+
+/** "1795554219233-0:2" → ["1795554219233", "0", "2"]. */
+export function outputIdParts(id: string): [string, string, string] {
+  const m = /^(\d+)-(\d+):(\d+)$/.exec(id);
+  if (m === null) throw new Error(`malformed output id ${id}`);
+  return [m[1]!, m[2]!, m[3]!];
+}
+
+/** Queues the read-model write an output calls for, if any, on a pipeline. */
+export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
+  const id = outputIdParts(output.id);
+  const write = (mark: string, target: string, ...args: string[]) => pipe.eval(GUARDED_WRITE, 2, mark, target, ...id, ...args);
+  switch (output.type) {
+    case "balances_changed":
+      write(watermark(keys, output.userId, "balances"), keys.balancesKey(output.userId), "hset", ...Object.entries(output.balances).flat());
+      return;
+    case "trade_opened":
+      write(watermark(keys, output.userId, "trades"), keys.openTradesKey(output.userId), "hput", output.trade.id, JSON.stringify(output.trade));
+      return;
+    case "closed_order":
+      write(watermark(keys, output.userId, "trades"), keys.openTradesKey(output.userId), "hdel", output.trade.id);
+      return;
+    case "quote_updated":
+      write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));
+      return;
+    case "order_response":
+      return;
+    default:
+      throw new Error(`unhandled output ${JSON.stringify(output satisfies never)}`);
+  }
+}
+
+function watermark(keys: Keyspace, userId: string, model: string): string {
+  // Beside its model, in the user's hash tag, so one Lua call touches one cluster slot.
+  return `${keys.balancesKey(userId)}:${model}-mark`;
+}

@@ -1,0 +1,158 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Answer, EngineInput, EngineOutput, Instruction } from "../contract/messages.ts";
+import { keyspace, type Keyspace } from "../contract/names.ts";
+import { encodeFields } from "../contract/stream-fields.ts";
+import { apply } from "../engine/core/apply.ts";
+import { makeParams } from "../engine/core/params.ts";
+import { createState } from "../engine/core/state.ts";
+import { EngineLease } from "../engine/runner/lease.ts";
+import { publishOutputs } from "../engine/runner/publisher.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { handleBatch, runWorker } from "./worker.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const log = createLogger("worker-test", { level: "error" });
+let redis: Redis;
+let reader: Redis;
+let pg: TestDatabase;
+let keys: Keyspace;
+let prefix: string;
+
+beforeAll(async () => {
+  redis = new Redis(REDIS_URL);
+  reader = new Redis(REDIS_URL);
+  pg = await createTestDatabase();
+  await migrate(pg.db, log);
+  prefix = `test:${randomUUID()}:`;
+  keys = keyspace(prefix);
+});
+
+afterAll(async () => {
+  const stale = await redis.keys(`${prefix}*`);
+  if (stale.length > 0) await redis.del(...stale);
+  redis.disconnect();
+  reader.disconnect();
+  await pg.drop();
+});
+
+/** An engine in-process: applies inputs and publishes their outputs under a real lease, as the leader does. */
+function engine() {
+  const state = createState(makeParams());
+  const lease = new EngineLease(redis, keys, "test-engine", 60_000, log);
+  let ms = 1_800_000_000_000;
+  const all: EngineOutput[] = [];
+  return {
+    state,
+    all,
+    start: () => lease.tryAcquire(),
+    async send(message: EngineInput) {
+      const id = `${ms++}-0`;
+      const outputs = apply(state, { id, message });
+      all.push(...outputs);
+      await publishOutputs(redis, keys, lease.value!, id, outputs);
+      return outputs;
+    },
+    republish: (outputs: EngineOutput[]) => publishOutputs(redis, keys, lease.value!, state.lastInputId, outputs),
+  };
+}
+
+const instruct = (userId: string, requestId: string, instruction: Instruction): EngineInput => ({ type: "user_instruction", userId, requestId, instruction });
+
+async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs = 5000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== null) return value;
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("worker on real Redis and Postgres", () => {
+  it("delivers answers after the read models they depend on, writes closed orders once, survives replays", async () => {
+    const e = engine();
+    expect(await e.start()).toBe(true);
+    const stop = new AbortController();
+    const running = runWorker({ reader, writer: redis, db: pg.db, keys, log, consumer: "w1", blockMs: 50 }, stop.signal);
+
+    await e.send(instruct("alice", "r1", { kind: "create_account" }));
+    await e.send({ type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" });
+    await e.send(instruct("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, takeProfit: "2100" }));
+    const answer = await until(() => redis.lpop(keys.responseKey("alice", "r2")));
+    const opened = JSON.parse(answer) as Answer;
+    expect(opened.ok && opened.result.kind === "open_trade" && opened.result.trade.id).toBe("T0-1");
+    // The answer is out only after the read models: reading them now shows this very write.
+    expect(await redis.hgetall(keys.balancesKey("alice"))).toEqual({ USD: "9900", ETH: "0", BTC: "0", SOL: "0", ADA: "0" });
+    expect(Object.keys(await redis.hgetall(keys.openTradesKey("alice")))).toEqual(["T0-1"]);
+
+    // A take-profit fires: the closed order lands in Postgres, the open trade leaves the read model.
+    const tick = await e.send({ type: "price_update", market: "ETH_USDC_PERP", bid: "2100", ask: "2100", exchangeTimeUs: "2", source: "sim" });
+    expect(tick.map((o) => o.type)).toEqual(["quote_updated", "closed_order", "balances_changed"]);
+    const rows = await until(async () => {
+      const r = await pg.db.query<{ id: string; pnl: string; close_reason: string; margin: string }>("SELECT id, pnl::text, close_reason, margin::text FROM closed_orders");
+      return r.rows.length > 0 ? r.rows : undefined;
+    });
+    expect(rows).toEqual([{ id: "T0-1", pnl: "50.000000", close_reason: "take_profit", margin: "100.000000" }]); // (2100 − 2000) × 0.5
+    await until(async () => ((await redis.hget(keys.balancesKey("alice"), "USD")) === "10050" ? true : undefined));
+    expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
+    const quote = JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!) as { bid: string };
+    expect(quote.bid).toBe("2100");
+
+    // An engine restart re-emits old outputs (same ids); caught midway (only up to the open, before the close),
+    // unguarded read models would show the trade open and 9900 USD again. Then the rest re-emitted: no new rows.
+    const throughOpen = e.all.findIndex((o) => o.type === "order_response" && o.requestId === "r2") + 1;
+    await e.republish(e.all.slice(0, throughOpen));
+    await until(async () => (((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 ? true : undefined));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await redis.hget(keys.balancesKey("alice"), "USD")).toBe("10050");
+    expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
+    await e.republish(e.all.slice(throughOpen));
+    await until(async () => ((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 && (await redis.xlen(keys.output)) > 0 ? true : undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await pg.db.query("SELECT count(*)::int AS n FROM closed_orders")).rows[0]).toEqual({ n: 1 });
+    expect(await redis.hget(keys.balancesKey("alice"), "USD")).toBe("10050");
+    expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2100" });
+
+    stop.abort();
+    await running;
+  });
+
+  it("leaves a batch unacknowledged when an effect fails, and another worker claims and applies it", async () => {
+    const local = keyspace(`${prefix}claim:`);
+    await redis.xgroup("CREATE", local.output, local.workerGroup, "0", "MKSTREAM");
+    // Shard 1, so its trade ids cannot collide with the first test's rows.
+    const state = createState(makeParams({ shard: 1 }));
+    const inputs: EngineInput[] = [
+      instruct("bob", "b1", { kind: "create_account" }),
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
+      instruct("bob", "b2", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 2, takeProfit: "1900" }),
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "1900", ask: "1900", exchangeTimeUs: "2", source: "sim" },
+    ];
+    const outputs = inputs.flatMap((message, i) => apply(state, { id: `${10 + i}-0`, message }));
+    expect(outputs.some((o) => o.type === "closed_order")).toBe(true);
+    for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
+
+    // Worker w1 takes the batch, then fails on Postgres: it must acknowledge nothing.
+    const read = (await redis.xreadgroup("GROUP", local.workerGroup, "w1", "COUNT", 100, "STREAMS", local.output, ">")) as [string, [string, string[]][]][];
+    const entries = read[0]![1];
+    const brokenDb = { query: () => Promise.reject(new Error("db down")) } as unknown as TestDatabase["db"];
+    await expect(handleBatch({ reader, writer: redis, db: brokenDb, keys: local, log, consumer: "w1" }, entries)).rejects.toThrow("db down");
+    expect(((await redis.xpending(local.output, local.workerGroup)) as [number])[0]).toBe(entries.length);
+    expect(await redis.llen(local.responseKey("bob", "b2"))).toBe(0);
+
+    // w1 is gone; w2 claims what it left pending and applies it.
+    const stop = new AbortController();
+    const running = runWorker({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w2", blockMs: 50, claimIdleMs: 100 }, stop.signal);
+    const row = await until(async () => (await pg.db.query<{ pnl: string }>("SELECT pnl::text FROM closed_orders WHERE id = 'T1-1'")).rows[0]);
+    expect(row.pnl).toBe("5.000000"); // short 0.05 ETH from 2000 to 1900
+    await until(async () => (((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined));
+    expect(await redis.llen(local.responseKey("bob", "b2"))).toBe(1);
+    stop.abort();
+    await running;
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders into
+ * Postgres (ON CONFLICT DO NOTHING: a replay's duplicates insert nothing), read models into Redis (guarded by
+ * watermarks, see read-models.ts), and only then each `order_response` onto its per-request key, so a client
+ * that got its answer reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
+ */
+import type { Redis } from "ioredis";
+import type { ClosedTradeView, EngineOutput } from "../contract/messages.ts";
+import type { Keyspace } from "../contract/names.ts";
+import { decodeOutputFields } from "../contract/stream-fields.ts";
+import type { Logger } from "../platform/log.ts";
+import type { Queryable } from "../platform/postgres.ts";
+import { queueReadModelWrite } from "./read-models.ts";
+
+export interface WorkerOptions {
+  /** Used only for blocking group reads. */
+  readonly reader: Redis;
+  readonly writer: Redis;
+  readonly db: Queryable;
+  readonly keys: Keyspace;
+  readonly log: Logger;
+  readonly consumer: string;
+  readonly batchSize?: number;
+  readonly blockMs?: number;
+  /** Entries pending this long on a consumer that stopped are taken over. */
+  readonly claimIdleMs?: number;
+  readonly responseTtlMs?: number;
+}
+
+type Entry = [id: string, fields: string[]];
+
+export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
+  try {
+    await redis.xgroup("CREATE", keys.output, keys.workerGroup, "0", "MKSTREAM");
+  } catch (err) {
+    if (!(err instanceof Error && err.message.includes("BUSYGROUP"))) throw err;
+  }
+}
+
+export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
+  await ensureGroup(o.writer, o.keys);
+  const batch = o.batchSize ?? 500;
+  let lastClaimMs = 0;
+  while (!signal.aborted) {
+    if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
+      const [, claimed] = (await o.writer.xautoclaim(o.keys.output, o.keys.workerGroup, o.consumer, o.claimIdleMs ?? 30_000, "0-0", "COUNT", batch)) as [string, Entry[]];
+      if (claimed.length > 0) {
+        o.log.info("claimed_pending", { entries: claimed.length });
+        await handleBatch(o, claimed);
+      }
+      lastClaimMs = Date.now();
+    }
+    const reply = (await o.reader.xreadgroup("GROUP", o.keys.workerGroup, o.consumer, "COUNT", batch, "BLOCK", o.blockMs ?? 1000, "STREAMS", o.keys.output, ">")) as [string, Entry[]][] | null;
+    const entries = reply?.[0]?.[1] ?? [];
+    if (entries.length > 0) await handleBatch(o, entries);
+  }
+}
+
+export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<void> {
+  const outputs: EngineOutput[] = [];
+  for (const [id, fields] of entries) {
+    const decoded = decodeOutputFields(fields);
+    if (decoded.ok) outputs.push(decoded.message);
+    else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
+  }
+  await insertClosedOrders(o.db, outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])));
+  const pipe = o.writer.pipeline();
+  for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
+  for (const output of outputs) {
+    if (output.type !== "order_response") continue;
+    const key = o.keys.responseKey(output.userId, output.requestId);
+    pipe.rpush(key, JSON.stringify(output.answer));
+    pipe.pexpire(key, o.responseTtlMs ?? 60_000);
+  }
+  const results = (await pipe.exec()) ?? [];
+  const failed = results.find(([err]) => err !== null);
+  if (failed !== undefined) throw failed[0] as Error; // not acknowledged: the batch is retried, idempotently
+  await o.writer.xack(o.keys.output, o.keys.workerGroup, ...entries.map(([id]) => id));
+}
+
+type ClosedRow = ClosedTradeView & { userId: string; outputId: string };
+
+const COLUMNS = [
+  "id", "user_id", "asset", "type", "margin", "leverage", "quantity", "open_price", "close_price", "stop_loss", "take_profit",
+  "liquidation_price", "pnl", "close_reason", "opened_at", "closed_at", "output_id",
+] as const;
+
+async function insertClosedOrders(db: Queryable, rows: ClosedRow[]): Promise<void> {
+  if (rows.length === 0) return;
+  const params: unknown[] = [];
+  const tuples = rows.map((r) => {
+    const values = [
+      r.id, r.userId, r.asset, r.type, r.margin, r.leverage, r.quantity, r.openPrice, r.closePrice, r.stopLoss, r.takeProfit,
+      r.liquidationPrice, r.pnl, r.closeReason, r.openedAt, r.closedAt, r.outputId,
+    ];
+    const start = params.length;
+    params.push(...values);
+    return `(${values.map((_, i) => `$${start + i + 1}`).join(", ")})`;
+  });
+  await db.query(`INSERT INTO closed_orders (${COLUMNS.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`, params);
+}
