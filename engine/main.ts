@@ -9,7 +9,7 @@ import { Worker } from "node:worker_threads";
 import { keyspace } from "../contract/names.ts";
 import { runMain, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
-import { connectPostgres } from "../platform/postgres.ts";
+import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { makeParams } from "./core/params.ts";
@@ -44,7 +44,8 @@ runMain("engine", async () => {
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log);
+  const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
+  const db = await connectPostgres(config.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
   await migrate(db, log);
   const keys = keyspace(config.prefix);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);

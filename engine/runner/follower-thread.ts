@@ -6,7 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
-import { connectPostgres } from "../../platform/postgres.ts";
+import { connectPostgres, localProxyFromEnv } from "../../platform/postgres.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { makeParams } from "../core/params.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
@@ -29,7 +29,8 @@ parentPort?.on("message", (message) => {
 });
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
-const db = await connectPostgres(data.databaseUrl, log);
+const viaLocalProxy = localProxyFromEnv(process.env.PG_VIA_WS_PROXY);
+const db = await connectPostgres(data.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
 try {
   const store = new PostgresSnapshotStore(db);
   const state = await restoreState(store, makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);

@@ -1,0 +1,44 @@
+/**
+ * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
+ * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
+ * left pending.
+ */
+import { hostname } from "node:os";
+import { keyspace } from "../contract/names.ts";
+import { runMain, text, url } from "../platform/config.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
+import { checkDurability, connectRedis } from "../platform/redis.ts";
+import { runWorker } from "./worker.ts";
+
+runMain("worker", async () => {
+  const env = process.env;
+  const config = {
+    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
+    prefix: text(env, "KEY_PREFIX", ""),
+    consumer: text(env, "WORKER_NAME", `${hostname()}:${process.pid}`),
+  };
+  const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
+  const log = createLogger("worker", { base: { consumer: config.consumer } });
+  log.info("start", { prefix: config.prefix });
+  const stop = new AbortController();
+  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => {
+    log.info("stopping", { signal: sig });
+    stop.abort();
+  });
+  const writer = connectRedis(config.redisUrl, log, "worker-writer");
+  const reader = connectRedis(config.redisUrl, log, "worker-reader");
+  await checkDurability(writer, log);
+  const db = await connectPostgres(config.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
+  try {
+    await migrate(db, log);
+    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer }, stop.signal);
+  } finally {
+    reader.disconnect();
+    writer.disconnect();
+    await db.close();
+  }
+  log.info("stopped");
+});
