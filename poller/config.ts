@@ -1,0 +1,38 @@
+/**
+ * The poller's configuration, read once from the environment by main.ts with the shared readers
+ * (platform/config.ts), so a bad value stops the process at start with a message naming the variable.
+ */
+import { ConfigError, oneOf, text, url } from "../platform/config.ts";
+
+export type FeedMode = "auto" | "backpack" | "sim";
+
+export interface PollerConfig {
+  readonly redisUrl: string;
+  /** Put before every key name (keyspace(prefix)); must match the engine's. */
+  readonly keyPrefix: string;
+  readonly feed: FeedMode;
+  readonly backpackWsUrl: string;
+  /** An external sim feed to use instead of starting one in-process. */
+  readonly simWsUrl: string | undefined;
+}
+
+/** Every variable the poller reads. */
+export const POLLER_ENV = ["REDIS_URL", "KEY_PREFIX", "FEED", "BACKPACK_WS_URL", "SIM_WS_URL"] as const;
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function readPollerConfig(env: Env): PollerConfig {
+  const keyPrefix = text(env, "KEY_PREFIX", "");
+  // The prefix becomes part of every key name, so keep it to characters that are safe in keys and logs.
+  if (!/^[\x21-\x7e]{0,64}$/.test(keyPrefix)) {
+    throw new ConfigError(`KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got ${JSON.stringify(keyPrefix)}`);
+  }
+  const simWsUrlSet = (env.SIM_WS_URL?.trim() ?? "") !== "";
+  return {
+    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    keyPrefix,
+    feed: oneOf(env, "FEED", ["auto", "backpack", "sim"], "auto"),
+    backpackWsUrl: url(env, "BACKPACK_WS_URL", "wss://ws.backpack.exchange", ["ws:", "wss:"]),
+    simWsUrl: simWsUrlSet ? url(env, "SIM_WS_URL", undefined, ["ws:", "wss:"]) : undefined,
+  };
+}

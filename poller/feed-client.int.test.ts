@@ -1,0 +1,116 @@
+// The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
+// dropped frame by reason, detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer, type WebSocket } from "ws";
+import { ASSETS } from "../contract/markets.ts";
+import { FeedClient, type FeedClientOptions } from "./feed-client.ts";
+import { frameText, type FeedQuote } from "./frames.ts";
+import { captureLog, closedPort, waitFor } from "./test-support.ts";
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A server that records what each connection sent and lets the test script what it receives. */
+async function scriptedServer() {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.once("listening", resolve));
+  const sockets: WebSocket[] = [];
+  const received: string[][] = [];
+  server.on("connection", (socket) => {
+    const mine: string[] = [];
+    sockets.push(socket);
+    received.push(mine);
+    socket.on("message", (data) => mine.push(frameText(data)));
+  });
+  cleanups.push(() => {
+    for (const socket of sockets) socket.terminate();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+  return { url: `ws://127.0.0.1:${port}`, sockets, received };
+}
+
+function client(options: Partial<FeedClientOptions> & Pick<FeedClientOptions, "url" | "log">) {
+  const quotes: FeedQuote[] = [];
+  const feed = new FeedClient({ markets: ASSETS, onQuote: (q) => quotes.push(q), backoffBaseMs: 10, backoffCapMs: 50, ...options });
+  cleanups.push(() => feed.stop());
+  feed.start();
+  return { feed, quotes };
+}
+
+const frame = (u: string, bid: string, market = "ETH_USDC_PERP") =>
+  JSON.stringify({ stream: `bookTicker.${market}`, data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u } });
+
+describe("FeedClient", () => {
+  it("subscribes every market on open, publishes in order, and counts every drop by reason", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, quotes } = client({ url: server.url, log });
+    await waitFor("a connection", () => server.sockets[0]);
+    const socket = server.sockets[0]!;
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    expect(JSON.parse(server.received[0]![0]!)).toEqual({
+      method: "SUBSCRIBE",
+      params: ["bookTicker.ETH_USDC_PERP", "bookTicker.BTC_USDC_PERP", "bookTicker.SOL_USDC_PERP", "bookTicker.ADA_USDC_PERP"],
+    });
+    const script = [
+      frame("5", "4000"),
+      frame("4", "4001"), // out of order
+      frame("5", "4002"), // duplicate id
+      "{not json",
+      frame("6", "4000", "DOGE_USDC_PERP"),
+      frame("7", "4000"), // same bid and ask as last published
+      frame("8", "4000.5"),
+      frame("9", "4000.555"), // too many decimals
+      '{"id":null,"error":{"code":4006,"message":"Invalid stream"}}',
+    ];
+    for (const text of script) socket.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(quotes.map((q) => [q.updateId, q.bid])).toEqual([["5", "4000"], ["8", "4000.5"]]);
+    expect(feed.counters.published).toBe(2);
+    expect(feed.counters.control).toBe(1);
+    const dropped = Object.fromEntries(Object.entries(feed.counters.dropped).filter(([, n]) => n > 0));
+    expect(dropped).toEqual({ stale: 2, malformed_json: 1, unknown_market: 1, unchanged: 1, invalid_price: 1 });
+    expect(events("feed_frames_dropped").length).toBeGreaterThan(0);
+    expect(events("feed_error_message")[0]).toMatchObject({ error: '{"code":"4006","message":"Invalid stream"}' });
+  });
+
+  it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed } = client({ url: server.url, log, silenceMs: 150 });
+    await waitFor("a third connection", () => server.sockets.length >= 3);
+    expect(events("feed_silent").length).toBeGreaterThanOrEqual(2);
+    await waitFor("the third subscription", () => server.received[2]?.length === 1);
+    for (const messages of server.received.slice(0, 3)) expect(JSON.parse(messages[0]!)).toMatchObject({ method: "SUBSCRIBE" });
+    expect(feed.counters.connects).toBeGreaterThanOrEqual(3);
+  });
+
+  it("backs off exponentially up to the cap, with full jitter", async () => {
+    const url = `ws://127.0.0.1:${await closedPort()}`;
+    const { log, events } = captureLog();
+    const jitter = [1, 1, 1, 1, 1, 0.5];
+    let i = 0;
+    client({ url, log, backoffBaseMs: 5, backoffCapMs: 20, random: () => jitter[i++ % jitter.length]! });
+    await waitFor("six attempts", () => events("feed_reconnect_scheduled").length >= 6);
+    expect(events("feed_reconnect_scheduled").slice(0, 6).map((l) => l.delayMs)).toEqual([5, 10, 20, 20, 20, 10]);
+    expect(events("feed_connect_failed").length).toBeGreaterThanOrEqual(5);
+  });
+
+  it("stops with a clean close and does not reconnect", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed } = client({ url: server.url, log });
+    await waitFor("a connection", () => server.sockets[0]);
+    const closed = new Promise<number>((resolve) => server.sockets[0]!.once("close", resolve));
+    await feed.stop();
+    expect(await closed).toBe(1000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(server.sockets).toHaveLength(1);
+    expect(events("feed_reconnect_scheduled")).toEqual([]);
+    expect(await feed.firstQuote(10)).toBe(false);
+  });
+});

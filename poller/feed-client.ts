@@ -1,0 +1,198 @@
+/**
+ * One WebSocket to a Backpack-protocol feed (the exchange or the sim), kept alive forever.
+ *
+ * On open it subscribes `bookTicker.<market>` for every configured market. Every text frame is parsed
+ * (frames.ts) and passed through the ordering gate (ordering.ts); accepted quotes go to `onQuote` in arrival
+ * order. A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a
+ * lost subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
+ * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
+ * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
+ * the attempt count resets once a connection delivers a message.
+ */
+import { WebSocket } from "ws";
+import type { AssetConfig } from "../contract/markets.ts";
+import { throttled, type Logger } from "../platform/log.ts";
+import { FRAME_DROP_REASONS, frameText, marketTable, parseFrame, type FeedQuote, type MarketTable } from "./frames.ts";
+import { GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
+
+export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
+
+export interface FeedCounters {
+  /** Text frames received. */
+  received: number;
+  /** Quotes handed to `onQuote`. */
+  published: number;
+  /** Subscription answers and other non-quote messages. */
+  control: number;
+  connects: number;
+  dropped: Record<DropReason, number>;
+}
+
+export interface FeedClientOptions {
+  readonly url: string;
+  readonly markets: readonly AssetConfig[];
+  readonly onQuote: (quote: FeedQuote) => void;
+  readonly log: Logger;
+  readonly silenceMs?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffCapMs?: number;
+  /** At most one log line about dropped frames per this period. */
+  readonly dropLogEveryMs?: number;
+  readonly random?: () => number;
+}
+
+export class FeedClient {
+  readonly counters: FeedCounters = {
+    received: 0,
+    published: 0,
+    control: 0,
+    connects: 0,
+    dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<DropReason, number>,
+  };
+  private readonly markets: MarketTable;
+  private readonly gate = new QuoteGate();
+  private readonly silenceMs: number;
+  private readonly backoffBaseMs: number;
+  private readonly backoffCapMs: number;
+  private readonly random: () => number;
+  private readonly logDrop: ReturnType<typeof throttled>;
+  private readonly logControlError: ReturnType<typeof throttled>;
+  private socket: WebSocket | undefined;
+  private silenceTimer: NodeJS.Timeout | undefined;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private attempt = 0;
+  private stopped = false;
+  private quoteWaiters: ((got: boolean) => void)[] = [];
+
+  constructor(private readonly options: FeedClientOptions) {
+    this.markets = marketTable(options.markets);
+    this.silenceMs = options.silenceMs ?? 15_000;
+    this.backoffBaseMs = options.backoffBaseMs ?? 250;
+    this.backoffCapMs = options.backoffCapMs ?? 10_000;
+    this.random = options.random ?? Math.random;
+    this.logDrop = throttled(options.log, options.dropLogEveryMs ?? 10_000);
+    this.logControlError = throttled(options.log, options.dropLogEveryMs ?? 10_000);
+  }
+
+  start(): void {
+    if (this.socket === undefined && this.reconnectTimer === undefined && !this.stopped) this.connect();
+  }
+
+  /** True once a first quote has been published, false if none came within `timeoutMs` or the client stopped. */
+  firstQuote(timeoutMs: number): Promise<boolean> {
+    if (this.counters.published > 0) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      const settle = (got: boolean) => {
+        clearTimeout(timer);
+        this.quoteWaiters = this.quoteWaiters.filter((w) => w !== settle);
+        resolve(got);
+      };
+      this.quoteWaiters.push(settle);
+    });
+  }
+
+  /** Closes the socket (waiting briefly for the close handshake) and stops reconnecting. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.reconnectTimer);
+    clearTimeout(this.silenceTimer);
+    for (const waiter of [...this.quoteWaiters]) waiter(false);
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket === undefined || socket.readyState === WebSocket.CLOSED) return;
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => socket.terminate(), 1_000);
+      socket.once("close", () => {
+        clearTimeout(force);
+        resolve();
+      });
+      socket.close(1000, "poller stopping");
+    });
+    this.options.log.info("feed_stopped", { url: this.options.url });
+  }
+
+  private connect(): void {
+    this.reconnectTimer = undefined;
+    const { url, log } = this.options;
+    // The handshake gets the same budget as silence: a server that never completes it is just as dead.
+    const socket = new WebSocket(url, { handshakeTimeout: this.silenceMs, maxPayload: 1 << 20 });
+    this.socket = socket;
+    const openedAt = Date.now();
+    let opened = false;
+    socket.on("open", () => {
+      opened = true;
+      this.counters.connects++;
+      this.gate.newConnection();
+      log.info("feed_connected", { url });
+      const streams = this.options.markets.map((m) => `bookTicker.${m.market}`);
+      socket.send(JSON.stringify({ method: "SUBSCRIBE", params: streams }));
+      log.info("feed_subscribed", { url, streams });
+      this.armSilence(socket);
+    });
+    socket.on("message", (data, isBinary) => {
+      if (socket !== this.socket) return;
+      this.attempt = 0;
+      this.armSilence(socket);
+      this.onFrame(isBinary ? "" : frameText(data));
+    });
+    socket.on("error", (err) => {
+      // A close event always follows; it decides about reconnecting. Closing a connecting socket in stop() lands here too.
+      if (this.stopped) return;
+      if (!opened) log.warn("feed_connect_failed", { url, error: err.message });
+      else log.warn("feed_socket_error", { url, error: err.message });
+    });
+    socket.on("close", (code, reason) => {
+      if (socket !== this.socket) return;
+      this.socket = undefined;
+      clearTimeout(this.silenceTimer);
+      if (opened) log.warn("feed_disconnected", { url, code, reason: reason.toString(), connectedMs: Date.now() - openedAt });
+      this.scheduleReconnect();
+    });
+  }
+
+  private armSilence(socket: WebSocket): void {
+    clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => {
+      this.options.log.warn("feed_silent", { url: this.options.url, silenceMs: this.silenceMs });
+      socket.terminate(); // emits close, which reconnects
+    }, this.silenceMs);
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const ceilingMs = Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** Math.min(this.attempt, 30));
+    const delayMs = Math.floor(this.random() * ceilingMs);
+    this.attempt++;
+    this.options.log.info("feed_reconnect_scheduled", { url: this.options.url, attempt: this.attempt, delayMs });
+    this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
+  }
+
+  private onFrame(text: string): void {
+    this.counters.received++;
+    const result = parseFrame(text, this.markets);
+    if (result.kind === "control") {
+      this.counters.control++;
+      if (result.error !== undefined) this.logControlError("warn", "feed_error_message", { url: this.options.url, error: result.error });
+      return;
+    }
+    if (result.kind === "rejected") return this.drop(result.reason, result.detail);
+    const verdict = this.gate.admit(result.quote);
+    if (verdict !== "accept") return this.drop(verdict, `${result.quote.market} u=${result.quote.updateId}`);
+    this.counters.published++;
+    this.options.onQuote(result.quote);
+    for (const waiter of [...this.quoteWaiters]) waiter(true);
+  }
+
+  private drop(reason: DropReason, detail: string): void {
+    this.counters.dropped[reason]++;
+    // Unchanged quotes are routine (size-only updates); only refused or out-of-order frames are worth a line.
+    if (reason === "unchanged") return;
+    this.logDrop("warn", "feed_frames_dropped", { url: this.options.url, reason, detail, dropped: nonZero(this.counters.dropped) });
+  }
+}
+
+function nonZero(counts: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(counts).filter(([, n]) => n > 0));
+}

@@ -1,0 +1,151 @@
+/**
+ * Parsing of one Backpack WebSocket text frame into a quote, or a reason it was refused.
+ *
+ * Envelope: `{"stream":"bookTicker.X","data":{"e":"bookTicker","E":µs,"T":µs,"s":"X","a":"4303.93","A":"..",
+ * "b":"4303.90","B":"..","u":id}}`. Contract of the result:
+ * - prices are checked against the market's `priceDecimals` and `maxPriceTicks` with the money module's rules
+ *   (no sign, no exponent, no non-zero digit beyond the scale; trailing zeros are fine) and returned canonical
+ *   ("4303.90" → "4303.9"), so equal quotes compare equal as strings and the engine parses them to the same ticks;
+ * - `u` and `T` are digit strings taken from the frame's text, never from a JS number (`u` can exceed 2^53);
+ * - messages without `stream`/`data` (subscription answers, errors) are `control`: not quotes, not garbage.
+ * Never throws: the feed is untrusted input.
+ */
+import type { RawData } from "ws";
+import type { AssetConfig } from "../contract/markets.ts";
+import { formatUnits, parseUnits } from "../contract/money.ts";
+import { isLosslessObject, parseLossless, RawNumber, type LosslessObject, type LosslessValue } from "./lossless-json.ts";
+
+export interface FeedQuote {
+  readonly market: string;
+  readonly bid: string;
+  readonly ask: string;
+  /** Backpack's `T` (engine time of the update) in microseconds, as digits. */
+  readonly exchangeTimeUs: string;
+  /** Backpack's `u`, as digits exactly as sent; compare with `BigInt`, never `Number`. */
+  readonly updateId: string;
+}
+
+export const FRAME_DROP_REASONS = [
+  "oversized",
+  "malformed_json",
+  "not_an_object",
+  "missing_field",
+  "invalid_field",
+  "wrong_event",
+  "unknown_market",
+  "stream_mismatch",
+  "invalid_price",
+  "crossed_quote",
+] as const;
+export type FrameDropReason = (typeof FRAME_DROP_REASONS)[number];
+
+export type FrameResult =
+  | { readonly kind: "quote"; readonly quote: FeedQuote }
+  | { readonly kind: "control"; readonly error: string | undefined }
+  | { readonly kind: "rejected"; readonly reason: FrameDropReason; readonly detail: string };
+
+/** Markets by Backpack symbol. */
+export type MarketTable = ReadonlyMap<string, AssetConfig>;
+
+export function marketTable(assets: readonly AssetConfig[]): MarketTable {
+  return new Map(assets.map((a) => [a.market, a]));
+}
+
+/** bookTicker frames are ~250 bytes; anything far larger is not one and is refused before parsing. */
+export const MAX_FRAME_CHARS = 16_384;
+/** Longer than any real id (Backpack's fit in 64 bits: 20 digits) yet bounded, so a hostile frame stays cheap. */
+const MAX_ID_DIGITS = 40;
+/** The contract's limit for `exchangeTimeUs`. */
+const MAX_TIME_DIGITS = 20;
+
+const reject = (reason: FrameDropReason, detail: string): FrameResult => ({ kind: "rejected", reason, detail });
+
+export function parseFrame(text: string, markets: MarketTable): FrameResult {
+  if (text.length > MAX_FRAME_CHARS) return reject("oversized", `${text.length} characters`);
+  const message = parseLossless(text);
+  if (message === undefined) return reject("malformed_json", "not valid JSON");
+  if (!isLosslessObject(message)) return reject("not_an_object", "top level is not an object");
+  if (!("stream" in message) && !("data" in message)) {
+    const error = "error" in message ? JSON.stringify(toPlain(message.error)).slice(0, 300) : undefined;
+    return { kind: "control", error };
+  }
+  const stream = message.stream;
+  const data = message.data;
+  if (typeof stream !== "string") return reject(stream === undefined ? "missing_field" : "invalid_field", "stream");
+  if (!isLosslessObject(data)) return reject(data === undefined ? "missing_field" : "invalid_field", "data");
+  if (data.e === undefined) return reject("missing_field", "e");
+  if (data.e !== "bookTicker") return reject("wrong_event", `e: ${JSON.stringify(toPlain(data.e))}`);
+
+  const symbol = data.s;
+  if (typeof symbol !== "string") return reject(symbol === undefined ? "missing_field" : "invalid_field", "s");
+  const asset = markets.get(symbol);
+  if (asset === undefined) return reject("unknown_market", symbol.slice(0, 40));
+  if (stream !== `bookTicker.${symbol}`) return reject("stream_mismatch", `${stream.slice(0, 60)} carries ${symbol}`);
+
+  const bid = price(data, "b", asset);
+  if (typeof bid !== "number") return bid;
+  const ask = price(data, "a", asset);
+  if (typeof ask !== "number") return ask;
+  if (bid > ask) return reject("crossed_quote", `bid ${data.b as string} > ask ${data.a as string}`);
+
+  const updateId = digits(data, "u", MAX_ID_DIGITS);
+  if (typeof updateId !== "string") return updateId;
+  const exchangeTimeUs = digits(data, "T", MAX_TIME_DIGITS);
+  if (typeof exchangeTimeUs !== "string") return exchangeTimeUs;
+
+  return {
+    kind: "quote",
+    quote: {
+      market: symbol,
+      bid: formatUnits(bid, asset.priceDecimals),
+      ask: formatUnits(ask, asset.priceDecimals),
+      exchangeTimeUs,
+      updateId,
+    },
+  };
+}
+
+/** A price field in ticks, or the rejection. Numbers are refused: a binary float has already lost the decimal. */
+function price(data: LosslessObject, field: "a" | "b", asset: AssetConfig): number | FrameResult {
+  const value = data[field];
+  if (value === undefined) return reject("missing_field", field);
+  if (typeof value !== "string") return reject("invalid_price", `${field}: not a decimal string`);
+  const parsed = parseUnits(value, asset.priceDecimals, asset.maxPriceTicks);
+  const shown = JSON.stringify(value.slice(0, 40));
+  if (!parsed.ok) {
+    const why = {
+      MALFORMED: "is not a decimal string",
+      TOO_MANY_DECIMALS: `has more than ${asset.priceDecimals} decimals`,
+      OUT_OF_RANGE: "is above the market's limit",
+    }[parsed.reason];
+    return reject("invalid_price", `${field}: ${shown} ${why}`);
+  }
+  if (parsed.units === 0) return reject("invalid_price", `${field}: zero`);
+  return parsed.units;
+}
+
+/** A non-negative integer field given as a JSON number or a digit string, returned as its exact digits. */
+function digits(data: LosslessObject, field: string, maxDigits: number): string | FrameResult {
+  const value = data[field];
+  if (value === undefined) return reject("missing_field", field);
+  const text = value instanceof RawNumber ? value.text : typeof value === "string" ? value : undefined;
+  if (text === undefined || text.length > maxDigits || !/^\d+$/.test(text)) {
+    return reject("invalid_field", `${field}: not an integer of at most ${maxDigits} digits`);
+  }
+  return text;
+}
+
+/** The text of a ws message, whichever buffer shape ws delivered it in. */
+export function frameText(data: RawData): string {
+  if (Buffer.isBuffer(data)) return data.toString("utf8");
+  if (Array.isArray(data)) return Buffer.concat(data).toString("utf8");
+  return Buffer.from(data).toString("utf8");
+}
+
+/** For error messages only: the value as plain JSON. */
+function toPlain(value: LosslessValue | undefined): unknown {
+  if (value instanceof RawNumber) return value.text;
+  if (Array.isArray(value)) return value.map(toPlain);
+  if (isLosslessObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]));
+  return value;
+}

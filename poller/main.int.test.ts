@@ -1,0 +1,55 @@
+// The poller process as deployed: reads its env, publishes sim prices to the prefixed input stream, and stops
+// cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable.
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import { keyspace } from "../contract/names.ts";
+import { decodeInputFields } from "../contract/stream-fields.ts";
+import { waitFor } from "./test-support.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const redis = new Redis(REDIS_URL);
+const prefix = `test:${randomUUID()}:`;
+afterAll(async () => {
+  await redis.del(keyspace(prefix).input);
+  redis.disconnect();
+});
+
+function startPoller(env: Record<string, string>) {
+  const child = spawn(process.execPath, ["--import", "tsx", "poller/main.ts"], {
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { ...process.env, REDIS_URL, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, exited, output: () => ({ stdout, stderr }) };
+}
+
+describe("poller/main.ts", () => {
+  it("publishes simulated prices and exits 0 on SIGTERM after a clean stop", async () => {
+    const poller = startPoller({ FEED: "sim", KEY_PREFIX: prefix });
+    const stream = keyspace(prefix).input;
+    const entries = await waitFor("price entries from the process", async () => {
+      const raw = await redis.xrange(stream, "-", "+");
+      return raw.length >= 4 ? raw : undefined;
+    }, 15_000);
+    for (const [, fields] of entries) expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
+    poller.child.kill("SIGTERM");
+    expect(await poller.exited).toBe(0);
+    const events = poller.output().stdout.trim().split("\n").map((line) => (JSON.parse(line) as { event: string }).event);
+    expect(events).toContain("feed_simulated");
+    expect(events).toContain("feed_subscribed");
+    expect(events.slice(-1)).toEqual(["poller_stopped"]);
+  });
+
+  it("refuses a bad FEED at start, naming the variable", async () => {
+    const poller = startPoller({ FEED: "live", KEY_PREFIX: prefix });
+    expect(await poller.exited).toBe(2);
+    expect(poller.output().stderr).toContain('FEED must be one of auto, backpack, sim, got "live"');
+  });
+});

@@ -1,0 +1,67 @@
+/**
+ * The poller process: Backpack (or sim) bookTicker → `price_update` entries on `engine:input`.
+ *
+ * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
+ * SIM_WS_URL (see config.ts). SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
+ */
+import { ASSETS, validateAssets } from "../contract/markets.ts";
+import { keyspace } from "../contract/names.ts";
+import { runMain } from "../platform/config.ts";
+import { createLogger } from "../platform/log.ts";
+import { connectRedis } from "../platform/redis.ts";
+import { readPollerConfig } from "./config.ts";
+import { PriceFeed } from "./price-feed.ts";
+import { PricePublisher } from "./publisher.ts";
+
+const STATS_EVERY_MS = 60_000;
+const SHUTDOWN_BUDGET_MS = 5_000;
+
+runMain("poller", async () => {
+  const config = readPollerConfig(process.env);
+  validateAssets(ASSETS);
+  const log = createLogger("poller");
+  const names = keyspace(config.keyPrefix);
+  log.info("poller_starting", { feed: config.feed, stream: names.input, markets: ASSETS.map((a) => a.market) });
+
+  const redis = connectRedis(config.redisUrl, log, "poller");
+  const publisher = new PricePublisher({ redis, stream: names.input, log });
+  const feed = new PriceFeed({
+    mode: config.feed,
+    backpackWsUrl: config.backpackWsUrl,
+    simWsUrl: config.simWsUrl,
+    markets: ASSETS,
+    log,
+    onUpdate: (update) => publisher.publish(update),
+  });
+
+  // Operators see throughput and drops without debug logs; on sim every line says so again.
+  const stats = setInterval(() => {
+    log.info("poller_stats", { source: feed.source, feed: feed.counters, publisher: publisher.counters, queued: publisher.queued });
+  }, STATS_EVERY_MS);
+  stats.unref();
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) {
+      log.warn("poller_forced_exit", { signal });
+      process.exit(1);
+    }
+    stopping = true;
+    log.info("poller_stopping", { signal });
+    clearInterval(stats);
+    // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop.
+    setTimeout(() => {
+      log.error("poller_stop_timeout", { budgetMs: SHUTDOWN_BUDGET_MS, queued: publisher.queued });
+      process.exit(1);
+    }, SHUTDOWN_BUDGET_MS).unref();
+    await feed.stop();
+    await publisher.flush();
+    await redis.quit();
+    log.info("poller_stopped", { publisher: publisher.counters });
+    process.exit(0);
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void shutdown(signal));
+
+  await feed.start();
+  if (!stopping) log.info("poller_running", { source: feed.source });
+});

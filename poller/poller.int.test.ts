@@ -1,0 +1,161 @@
+// The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
+// contract `price_update`s, including scripted exact quotes; publishing resumes after the feed restarts; `auto`
+// falls back to the sim when Backpack is unreachable.
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { ASSETS } from "../contract/markets.ts";
+import type { PriceUpdate } from "../contract/messages.ts";
+import { keyspace } from "../contract/names.ts";
+import { decodeInputFields } from "../contract/stream-fields.ts";
+import { FeedClient } from "./feed-client.ts";
+import { PriceFeed } from "./price-feed.ts";
+import { PricePublisher, toPriceUpdate } from "./publisher.ts";
+import { startSimFeed } from "./sim-feed.ts";
+import { captureLog, closedPort, waitFor } from "./test-support.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+let redis: Redis;
+const streams: string[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
+
+beforeAll(() => {
+  redis = new Redis(REDIS_URL);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(async () => {
+  if (streams.length > 0) await redis.del(...streams);
+  redis.disconnect();
+});
+
+function freshStream(): string {
+  const stream = keyspace(`test:${randomUUID()}:`).input;
+  streams.push(stream);
+  return stream;
+}
+
+/** Every entry of the stream, decoded; fails the test on one that does not decode. */
+async function entries(stream: string): Promise<PriceUpdate[]> {
+  const raw = await redis.xrange(stream, "-", "+");
+  return raw.map(([id, fields]) => {
+    const decoded = decodeInputFields(fields);
+    if (!decoded.ok) throw new Error(`entry ${id}: ${decoded.reason}`);
+    if (decoded.message.type !== "price_update") throw new Error(`entry ${id} is a ${decoded.message.type}`);
+    return decoded.message;
+  });
+}
+
+/** Sim feed → client → publisher, as main.ts wires them. */
+function pipeline(url: string, stream: string) {
+  const { log, events } = captureLog();
+  const publisher = new PricePublisher({ redis, stream, log });
+  const client = new FeedClient({
+    url, markets: ASSETS, log, silenceMs: 2_000, backoffBaseMs: 10, backoffCapMs: 100,
+    onQuote: (quote) => publisher.publish(toPriceUpdate(quote, "sim")),
+  });
+  cleanups.push(async () => {
+    await client.stop();
+    await publisher.flush();
+  });
+  client.start();
+  return { client, publisher, events };
+}
+
+const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) => list.some((u) => u.market === market && u.bid === bid && u.ask === ask);
+
+describe("poller on Redis", () => {
+  it("writes the sim feed's quotes, walking and scripted, as price_update entries in order", async () => {
+    const sim = await startSimFeed({ intervalMs: 10 });
+    cleanups.push(() => sim.stop());
+    const stream = freshStream();
+    const { client, publisher } = pipeline(sim.url, stream);
+    await waitFor("walking quotes for every market", async () => new Set((await entries(stream)).map((u) => u.market)).size === 4);
+
+    sim.setQuote("ETH_USDC_PERP", "4321.09", "4321.10");
+    sim.setQuote("ADA_USDC_PERP", "0.91234", "0.91240");
+    await waitFor("the scripted quotes", async () => {
+      const list = await entries(stream);
+      return hasQuote(list, "ETH_USDC_PERP", "4321.09", "4321.1") && hasQuote(list, "ADA_USDC_PERP", "0.91234", "0.9124");
+    });
+    await client.stop();
+    await publisher.flush();
+
+    const list = await entries(stream);
+    expect(list.length).toBe(client.counters.published);
+    expect(publisher.counters).toEqual({ written: list.length, failed: 0, shed: 0 });
+    for (const update of list) {
+      expect(update).toMatchObject({ type: "price_update", source: "sim" });
+      expect(update.exchangeTimeUs).toMatch(/^\d{16}$/);
+      expect(Number(update.bid)).toBeLessThanOrEqual(Number(update.ask));
+    }
+    // In order: per market, exchange times never go back, and no quote repeats its predecessor.
+    for (const { market } of ASSETS) {
+      const mine = list.filter((u) => u.market === market);
+      for (let i = 1; i < mine.length; i++) {
+        expect(BigInt(mine[i]!.exchangeTimeUs) >= BigInt(mine[i - 1]!.exchangeTimeUs)).toBe(true);
+        expect([mine[i]!.bid, mine[i]!.ask]).not.toEqual([mine[i - 1]!.bid, mine[i - 1]!.ask]);
+      }
+    }
+  });
+
+  it("reconnects, resubscribes and resumes publishing when the feed restarts on the same port", async () => {
+    const first = await startSimFeed({ walking: false });
+    const stream = freshStream();
+    const { client, events } = pipeline(first.url, stream);
+    first.setQuote("BTC_USDC_PERP", "96000.5", "96001");
+    await waitFor("the first feed's quote", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "96000.5", "96001"));
+
+    await first.stop();
+    await waitFor("the disconnect", () => events("feed_disconnected").length === 1);
+    const second = await startSimFeed({ port: first.port, walking: false });
+    cleanups.push(() => second.stop());
+    // Set before the client is back: it arrives only through the new subscription's first frame.
+    second.setQuote("BTC_USDC_PERP", "95000", "95000.5");
+    await waitFor("the second feed's quote", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "95000", "95000.5"));
+    second.setQuote("BTC_USDC_PERP", "95010", "95010.5");
+    await waitFor("a live quote after the restart", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "95010", "95010.5"));
+    expect(client.counters.connects).toBe(2);
+    expect(events("feed_subscribed")).toHaveLength(2);
+  });
+
+  it("falls back to the sim feed, loudly, when Backpack sends nothing in time (FEED=auto)", async () => {
+    const stream = freshStream();
+    const { log, events } = captureLog();
+    const publisher = new PricePublisher({ redis, stream, log });
+    const feed = new PriceFeed({
+      mode: "auto",
+      backpackWsUrl: `ws://127.0.0.1:${await closedPort()}`,
+      simWsUrl: undefined,
+      markets: ASSETS,
+      log,
+      fallbackAfterMs: 200,
+      client: { backoffBaseMs: 10, backoffCapMs: 50 },
+      onUpdate: (update) => publisher.publish(update),
+    });
+    cleanups.push(() => feed.stop());
+    await feed.start();
+    expect(feed.source).toBe("sim");
+    expect(events("feed_fallback_to_sim")[0]).toMatchObject({ level: "warn", message: expect.stringContaining("PRICES ARE SIMULATED") as unknown });
+    feed.simulator!.setQuote("SOL_USDC_PERP", "201.01", "201.03");
+    await waitFor("the simulated quote", async () => hasQuote(await entries(stream), "SOL_USDC_PERP", "201.01", "201.03"));
+    expect(new Set((await entries(stream)).map((u) => u.source))).toEqual(new Set(["sim"]));
+  });
+
+  it("stays on the live feed when it delivers a quote in time (FEED=auto)", async () => {
+    const exchange = await startSimFeed({ walking: false });
+    cleanups.push(() => exchange.stop());
+    const updates: PriceUpdate[] = [];
+    const { log } = captureLog();
+    const feed = new PriceFeed({
+      mode: "auto", backpackWsUrl: exchange.url, simWsUrl: undefined, markets: ASSETS, log, fallbackAfterMs: 2_000,
+      onUpdate: (update) => updates.push(update),
+    });
+    cleanups.push(() => feed.stop());
+    await feed.start();
+    expect(feed.source).toBe("backpack");
+    expect(feed.simulator).toBeUndefined();
+    expect(updates[0]?.source).toBe("backpack");
+  });
+});

@@ -1,0 +1,103 @@
+/**
+ * Chooses and runs the price source: `backpack` (live), `sim` (an external sim feed at `simWsUrl`, or one started
+ * in-process), or `auto`: live if Backpack delivers a quote within `fallbackAfterMs`, else sim with a loud warning.
+ *
+ * Auto waits for a quote, not just an open socket: a connection that opens but never streams prices (a proxy, a
+ * refused subscription) is no live feed. Once on sim, the process stays on sim until restarted: switching sources
+ * back and forth would interleave two unrelated price series in the log.
+ */
+import type { AssetConfig } from "../contract/markets.ts";
+import type { PriceUpdate } from "../contract/messages.ts";
+import type { Logger } from "../platform/log.ts";
+import type { FeedMode } from "./config.ts";
+import { FeedClient, type FeedClientOptions, type FeedCounters } from "./feed-client.ts";
+import { toPriceUpdate, type PriceSource } from "./publisher.ts";
+import { startSimFeed, type SimFeed } from "./sim-feed.ts";
+
+export interface PriceFeedOptions {
+  readonly mode: FeedMode;
+  readonly backpackWsUrl: string;
+  readonly simWsUrl: string | undefined;
+  readonly markets: readonly AssetConfig[];
+  readonly onUpdate: (update: PriceUpdate) => void;
+  readonly log: Logger;
+  readonly fallbackAfterMs?: number;
+  /** Timing knobs passed to every FeedClient (tests shorten them). */
+  readonly client?: Pick<FeedClientOptions, "silenceMs" | "backoffBaseMs" | "backoffCapMs">;
+}
+
+export class PriceFeed {
+  private client: FeedClient | undefined;
+  private sim: SimFeed | undefined;
+  private current: PriceSource | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: PriceFeedOptions) {}
+
+  get source(): PriceSource | undefined {
+    return this.current;
+  }
+
+  get counters(): FeedCounters | undefined {
+    return this.client?.counters;
+  }
+
+  /** The in-process simulator, when one was started (tests drive it). */
+  get simulator(): SimFeed | undefined {
+    return this.sim;
+  }
+
+  async start(): Promise<void> {
+    const { mode, backpackWsUrl, log } = this.options;
+    if (mode === "backpack") {
+      this.connect(backpackWsUrl, "backpack");
+      return;
+    }
+    if (mode === "auto") {
+      const fallbackAfterMs = this.options.fallbackAfterMs ?? 5_000;
+      const live = this.connect(backpackWsUrl, "backpack");
+      if (await live.firstQuote(fallbackAfterMs)) return;
+      if (this.stopped) return;
+      await live.stop();
+      log.warn("feed_fallback_to_sim", {
+        message: `PRICES ARE SIMULATED: Backpack (${backpackWsUrl}) sent no quote within ${fallbackAfterMs} ms. Every price_update now has source "sim". Restart the poller to try the live feed again.`,
+      });
+    } else {
+      log.warn("feed_simulated", { message: 'FEED=sim: PRICES ARE SIMULATED (source "sim"), not market data.' });
+    }
+    await this.startSim();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client?.stop();
+    await this.sim?.stop();
+  }
+
+  private async startSim(): Promise<void> {
+    let url = this.options.simWsUrl;
+    if (url === undefined) {
+      const sim = await startSimFeed({ markets: this.options.markets });
+      this.sim = sim;
+      if (this.stopped) return void (await sim.stop());
+      url = sim.url;
+      this.options.log.info("sim_feed_started", { url });
+    }
+    if (!this.stopped) this.connect(url, "sim");
+  }
+
+  private connect(url: string, source: PriceSource): FeedClient {
+    const { markets, log, onUpdate } = this.options;
+    const client = new FeedClient({
+      ...this.options.client,
+      url,
+      markets,
+      log: log.child({ source }),
+      onQuote: (quote) => onUpdate(toPriceUpdate(quote, source)),
+    });
+    this.client = client;
+    this.current = source;
+    client.start();
+    return client;
+  }
+}

@@ -1,0 +1,81 @@
+// The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
+// are shed and counted.
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PriceUpdate } from "../contract/messages.ts";
+import { keyspace } from "../contract/names.ts";
+import { decodeInputFields } from "../contract/stream-fields.ts";
+import { PricePublisher } from "./publisher.ts";
+import { captureLog } from "./test-support.ts";
+
+let redis: Redis;
+const streams: string[] = [];
+beforeAll(() => {
+  redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+});
+afterAll(async () => {
+  if (streams.length > 0) await redis.del(...streams);
+  redis.disconnect();
+});
+
+function freshStream(): string {
+  const stream = keyspace(`test:${randomUUID()}:`).input;
+  streams.push(stream);
+  return stream;
+}
+
+const update = (n: number): PriceUpdate => ({
+  type: "price_update", market: "ETH_USDC_PERP", bid: `${4000 + n}`, ask: `${4001 + n}`, exchangeTimeUs: `${n}`, source: "backpack",
+});
+
+async function writtenSequence(stream: string): Promise<string[]> {
+  return (await redis.xrange(stream, "-", "+")).map(([, fields]) => {
+    const decoded = decodeInputFields(fields);
+    if (!decoded.ok || decoded.message.type !== "price_update") throw new Error("bad entry");
+    return decoded.message.exchangeTimeUs;
+  });
+}
+
+describe("PricePublisher", () => {
+  it("writes every update in publish order, in batches, across bursts that arrive mid-flight", async () => {
+    const stream = freshStream();
+    const publisher = new PricePublisher({ redis, stream, log: captureLog().log, maxBatch: 7 });
+    let n = 0;
+    for (let burst = 0; burst < 20; burst++) {
+      for (let i = 0; i < 1 + (burst % 13); i++) publisher.publish(update(n++));
+      if (burst % 3 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await publisher.flush();
+    expect(await writtenSequence(stream)).toEqual(Array.from({ length: n }, (_, i) => `${i}`));
+    expect(publisher.counters).toEqual({ written: n, failed: 0, shed: 0 });
+    expect(publisher.queued).toBe(0);
+  });
+
+  it("sheds the oldest updates beyond maxQueued, keeping the newest", async () => {
+    const stream = freshStream();
+    const { log, events } = captureLog();
+    const publisher = new PricePublisher({ redis, stream, log, maxQueued: 5 });
+    for (let i = 0; i < 20; i++) publisher.publish(update(i));
+    await publisher.flush();
+    expect(await writtenSequence(stream)).toEqual(["15", "16", "17", "18", "19"]);
+    expect(publisher.counters).toEqual({ written: 5, failed: 0, shed: 15 });
+    expect(events("publisher_shedding")).toHaveLength(1);
+  });
+
+  it("counts entries Redis refuses and goes on with later ones", async () => {
+    const stream = freshStream();
+    await redis.set(stream, "not a stream"); // XADD to a string key fails with WRONGTYPE
+    const { log, events } = captureLog();
+    const publisher = new PricePublisher({ redis, stream, log });
+    publisher.publish(update(1));
+    publisher.publish(update(2));
+    await publisher.flush();
+    expect(publisher.counters).toEqual({ written: 0, failed: 2, shed: 0 });
+    expect(events("publisher_write_failed")[0]).toMatchObject({ level: "error", error: expect.stringContaining("WRONGTYPE") as unknown });
+    await redis.del(stream);
+    publisher.publish(update(3));
+    await publisher.flush();
+    expect(await writtenSequence(stream)).toEqual(["3"]);
+  });
+});

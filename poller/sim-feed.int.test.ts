@@ -1,0 +1,107 @@
+// The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
+// market's decimals, and scripted quotes (by method or by control message) arrive at once.
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { ASSETS } from "../contract/markets.ts";
+import { frameText, marketTable, parseFrame, type FeedQuote } from "./frames.ts";
+import { startSimFeed, type SimFeed } from "./sim-feed.ts";
+import { waitFor } from "./test-support.ts";
+
+const ours = marketTable(ASSETS);
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function sim(options: Parameters<typeof startSimFeed>[0] = {}): Promise<SimFeed> {
+  const feed = await startSimFeed(options);
+  cleanups.push(() => feed.stop());
+  return feed;
+}
+
+/** A raw client that keeps every frame, parsed with the poller's own parser. */
+async function connect(url: string) {
+  const socket = new WebSocket(url);
+  cleanups.push(() => socket.terminate());
+  const frames: string[] = [];
+  socket.on("message", (data) => frames.push(frameText(data)));
+  await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
+  const request = (message: unknown) => socket.send(JSON.stringify(message));
+  const quotes = () => frames.map((f) => parseFrame(f, ours)).flatMap((r) => (r.kind === "quote" ? [r.quote] : []));
+  return { socket, frames, request, quotes };
+}
+
+const levels: Record<string, number> = { ETH_USDC_PERP: 4300, BTC_USDC_PERP: 97_000, SOL_USDC_PERP: 200, ADA_USDC_PERP: 0.9 };
+
+describe("sim feed", () => {
+  it("walks realistic prices that the real parser accepts, for subscribed markets only", async () => {
+    const feed = await sim({ intervalMs: 5 });
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP", "bookTicker.BTC_USDC_PERP", "bookTicker.SOL_USDC_PERP", "bookTicker.ADA_USDC_PERP"] });
+    await waitFor("frames for every market", () => new Set(client.quotes().map((q) => q.market)).size === 4 && client.frames.length >= 60);
+    const results = client.frames.map((f) => parseFrame(f, ours));
+    expect(results.filter((r) => r.kind !== "quote")).toEqual([]);
+    for (const q of client.quotes()) {
+      const level = levels[q.market]!;
+      expect(Number(q.bid)).toBeGreaterThan(level * 0.95);
+      expect(Number(q.ask)).toBeLessThan(level * 1.05);
+      expect(Number(q.ask) - Number(q.bid)).toBeLessThan(level * 0.001);
+    }
+    const ids = client.quotes().map((q) => BigInt(q.updateId));
+    expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true);
+
+    const solOnly = await connect(feed.url);
+    solOnly.request({ method: "SUBSCRIBE", params: ["bookTicker.SOL_USDC_PERP"] });
+    await waitFor("a few SOL frames", () => solOnly.frames.length >= 5);
+    expect(new Set(solOnly.quotes().map((q) => q.market))).toEqual(new Set(["SOL_USDC_PERP"]));
+  });
+
+  it("sends a scripted quote at once, set by method or by control message, with the walk paused", async () => {
+    const feed = await sim({ walking: false });
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP"] });
+    await waitFor("the initial ETH quote", () => client.quotes().length === 1);
+    expect(client.quotes()[0]).toMatchObject({ market: "ETH_USDC_PERP" });
+
+    feed.setQuote("ETH_USDC_PERP", "4100.10", "4100.25");
+    await waitFor("the scripted quote", () => client.quotes().length === 2);
+    expect(client.quotes()[1]).toMatchObject<Partial<FeedQuote>>({ bid: "4100.1", ask: "4100.25" });
+
+    const controller = await connect(feed.url);
+    controller.request({ id: 7, method: "SET_QUOTE", params: { market: "ETH_USDC_PERP", bid: "3999.99", ask: "4000.01" } });
+    await waitFor("the quote set by control message", () => client.quotes().length === 3);
+    expect(client.quotes()[2]).toMatchObject<Partial<FeedQuote>>({ bid: "3999.99", ask: "4000.01" });
+    await waitFor("the answer", () => controller.frames[0]);
+    expect(JSON.parse(controller.frames[0]!)).toEqual({ id: 7, result: "ok" });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(client.frames).toHaveLength(3); // paused: nothing but scripted quotes
+  });
+
+  it("refuses bad scripted quotes and unknown streams with an answer", async () => {
+    const feed = await sim({ walking: false });
+    expect(() => feed.setQuote("ETH_USDC_PERP", "4000.001", "4001")).toThrow(/bad price/);
+    expect(() => feed.setQuote("ETH_USDC_PERP", "4002", "4001")).toThrow(/crossed/);
+    expect(() => feed.setQuote("DOGE_USDC_PERP", "1", "2")).toThrow(/unknown market/);
+    const client = await connect(feed.url);
+    client.request({ id: 1, method: "SET_QUOTE", params: { market: "BTC_USDC_PERP", bid: "97000.05", ask: "97001" } });
+    client.request({ method: "SUBSCRIBE", params: ["bookTicker.DOGE_USDC_PERP"] });
+    client.request({ id: 3, method: "FLY" });
+    await waitFor("three answers", () => client.frames.length === 3);
+    const answers = client.frames.map((f) => JSON.parse(f) as { id: unknown; error: { code: number; message: string } });
+    expect(answers.map((a) => [a.id, a.error.code])).toEqual([[1, 400], [null, 4006], [3, 400]]);
+    expect(answers[0]!.error.message).toMatch(/1 decimals/);
+  });
+
+  it("resumes and pauses the walk by control message", async () => {
+    const feed = await sim({ walking: false, intervalMs: 5 });
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: ["bookTicker.ADA_USDC_PERP"] });
+    client.request({ id: 1, method: "RESUME_WALK" });
+    await waitFor("walking ADA quotes", () => client.quotes().length >= 5);
+    client.request({ id: 2, method: "PAUSE_WALK" });
+    await waitFor("the pause answer", () => client.frames.some((f) => f.includes('"id":2')));
+    const count = client.frames.length;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(client.frames).toHaveLength(count);
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * A local feed that speaks Backpack's bookTicker protocol, for tests and for offline local runs.
+ *
+ * Protocol (JSON text frames over one WebSocket):
+ * - `{"method":"SUBSCRIBE","params":["bookTicker.ETH_USDC_PERP",…]}`: the connection then receives
+ *   `{"stream","data":{e,E,T,s,a,A,b,B,u}}` frames for those markets, starting with the current quote;
+ *   `UNSUBSCRIBE` undoes it. Unknown streams get a Backpack-style `{"id":null,"error":{…}}` answer.
+ * - Control, so a test or another process can drive prices: `{"method":"SET_QUOTE","params":{"market","bid","ask"}}`
+ *   sets an exact quote and sends it at once; `PAUSE_WALK` / `RESUME_WALK` stop and restart the random walk
+ *   (scripted-only mode). Answers: `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
+ *
+ * Prices move by a random walk in integer ticks of each market's `priceDecimals` around realistic levels, with a
+ * spread of a few basis points. Update ids start at the wall clock in microseconds, so they keep increasing across
+ * restarts of the simulator, as a real exchange's do.
+ */
+import { WebSocketServer, type WebSocket } from "ws";
+import { ASSETS, type AssetConfig } from "../contract/markets.ts";
+import { formatUnits, parseUnits } from "../contract/money.ts";
+import { frameText } from "./frames.ts";
+
+export interface SimFeedOptions {
+  /** 0 (default) picks a free port. */
+  readonly port?: number;
+  readonly host?: string;
+  readonly markets?: readonly AssetConfig[];
+  readonly intervalMs?: number;
+  /** Start with the random walk running (default) or paused (scripted-only). */
+  readonly walking?: boolean;
+  readonly random?: () => number;
+}
+
+export interface SimFeed {
+  readonly url: string;
+  readonly port: number;
+  /** Sets an exact quote and sends it to subscribers at once. Throws on an invalid or crossed quote. */
+  setQuote(market: string, bid: string, ask: string): void;
+  pauseWalk(): void;
+  resumeWalk(): void;
+  /** Connections currently open. */
+  readonly connections: number;
+  stop(): Promise<void>;
+}
+
+/** Rough mid prices (USD) in early 2025; markets not listed start at 100. */
+const LEVELS: Record<string, number> = { ETH_USDC_PERP: 4300, BTC_USDC_PERP: 97_000, SOL_USDC_PERP: 200, ADA_USDC_PERP: 0.9 };
+/** Per-step volatility of the mid, relative (about 1 bp), and the spread, relative (about 2 bp). */
+const STEP_VOLATILITY = 0.0001;
+const SPREAD = 0.00002;
+
+interface Book {
+  readonly asset: AssetConfig;
+  bidTicks: number;
+  askTicks: number;
+}
+
+export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFeed> {
+  const random = options.random ?? Math.random;
+  const books = new Map<string, Book>();
+  for (const asset of options.markets ?? ASSETS) {
+    const mid = Math.round((LEVELS[asset.market] ?? 100) * 10 ** asset.priceDecimals);
+    const half = Math.max(1, Math.round((mid * SPREAD) / 2));
+    books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half });
+  }
+  const subscriptions = new Map<WebSocket, Set<string>>();
+  let nextUpdateId = Date.now() * 1000;
+
+  const frame = (book: Book): string => {
+    const nowUs = Date.now() * 1000;
+    const { market, priceDecimals, quantityDecimals } = book.asset;
+    const size = () => formatUnits(1 + Math.floor(random() * 500 * 10 ** quantityDecimals), quantityDecimals);
+    const data = {
+      e: "bookTicker", E: nowUs, T: nowUs, s: market,
+      a: formatUnits(book.askTicks, priceDecimals), A: size(),
+      b: formatUnits(book.bidTicks, priceDecimals), B: size(),
+      u: nextUpdateId++,
+    };
+    return JSON.stringify({ stream: `bookTicker.${market}`, data });
+  };
+  const broadcast = (book: Book) => {
+    const text = frame(book);
+    for (const [socket, markets] of subscriptions) if (markets.has(book.asset.market)) socket.send(text);
+  };
+
+  const step = (book: Book) => {
+    const { maxPriceTicks } = book.asset;
+    const mid = (book.bidTicks + book.askTicks) / 2;
+    // Sum of three uniforms: a cheap bell-shaped step. Floats are fine here: the result is rounded to whole ticks.
+    const z = random() + random() + random() - 1.5;
+    const next = Math.min(maxPriceTicks * 0.9, Math.max(100, Math.round(mid + mid * STEP_VOLATILITY * 2 * z)));
+    const spread = Math.max(1, Math.round(next * SPREAD * (0.5 + random())));
+    book.bidTicks = Math.max(1, next - Math.floor(spread / 2));
+    book.askTicks = book.bidTicks + spread;
+  };
+
+  const setQuote = (market: string, bid: string, ask: string) => {
+    const book = books.get(market);
+    if (book === undefined) throw new Error(`unknown market ${market}`);
+    const { priceDecimals, maxPriceTicks } = book.asset;
+    const b = parseUnits(bid, priceDecimals, maxPriceTicks);
+    const a = parseUnits(ask, priceDecimals, maxPriceTicks);
+    if (!b.ok || !a.ok || b.units === 0) throw new Error(`bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`);
+    if (b.units > a.units) throw new Error(`crossed quote for ${market}: bid ${bid} > ask ${ask}`);
+    book.bidTicks = b.units;
+    book.askTicks = a.units;
+    broadcast(book);
+  };
+
+  const server = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 });
+  await new Promise<void>((resolve, reject) => {
+    server.once("listening", resolve);
+    server.once("error", reject);
+  });
+
+  let walkTimer: NodeJS.Timeout | undefined;
+  const resumeWalk = () => {
+    walkTimer ??= setInterval(() => {
+      for (const book of books.values()) {
+        // Not every market moves every step, as on an exchange.
+        if (random() < 0.3) continue;
+        step(book);
+        broadcast(book);
+      }
+    }, options.intervalMs ?? 250);
+  };
+  const pauseWalk = () => {
+    clearInterval(walkTimer);
+    walkTimer = undefined;
+  };
+  if (options.walking ?? true) resumeWalk();
+
+  server.on("connection", (socket) => {
+    subscriptions.set(socket, new Set());
+    socket.on("close", () => subscriptions.delete(socket));
+    socket.on("error", () => socket.terminate());
+    socket.on("message", (data) => {
+      const answer = (id: unknown, error?: string) =>
+        socket.send(JSON.stringify(error === undefined ? { id: id ?? null, result: "ok" } : { id: id ?? null, error: { code: 400, message: error } }));
+      let request: { method?: unknown; params?: unknown; id?: unknown };
+      try {
+        request = JSON.parse(frameText(data)) as typeof request;
+      } catch {
+        return answer(null, "invalid JSON");
+      }
+      const { method, params, id } = request;
+      if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
+        const streams = Array.isArray(params) ? params : [];
+        for (const stream of streams) {
+          const book = typeof stream === "string" && stream.startsWith("bookTicker.") ? books.get(stream.slice(11)) : undefined;
+          if (book === undefined) {
+            socket.send(JSON.stringify({ id: id ?? null, error: { code: 4006, message: `Invalid stream: ${String(stream)}` } }));
+            continue;
+          }
+          if (method === "UNSUBSCRIBE") subscriptions.get(socket)?.delete(book.asset.market);
+          else if (!subscriptions.get(socket)?.has(book.asset.market)) {
+            subscriptions.get(socket)?.add(book.asset.market);
+            socket.send(frame(book));
+          }
+        }
+        return;
+      }
+      if (method === "SET_QUOTE") {
+        const p = (params ?? {}) as { market?: unknown; bid?: unknown; ask?: unknown };
+        try {
+          setQuote(String(p.market), String(p.bid), String(p.ask));
+          return answer(id);
+        } catch (err) {
+          return answer(id, (err as Error).message);
+        }
+      }
+      if (method === "PAUSE_WALK") return pauseWalk(), answer(id);
+      if (method === "RESUME_WALK") return resumeWalk(), answer(id);
+      answer(id, `unknown method ${String(method)}`);
+    });
+  });
+
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : (options.port ?? 0);
+  return {
+    url: `ws://${options.host ?? "127.0.0.1"}:${port}`,
+    port,
+    setQuote,
+    pauseWalk,
+    resumeWalk,
+    get connections() {
+      return subscriptions.size;
+    },
+    stop: async () => {
+      pauseWalk();
+      // ws's close() stops accepting but leaves open connections; end them so the port is free at once.
+      for (const socket of subscriptions.keys()) socket.terminate();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,37 @@
+/** Helpers for the poller's socket and Redis tests. */
+import { createServer } from "node:net";
+import { createLogger, type Logger } from "../platform/log.ts";
+
+/** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 3_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+export interface LogLine {
+  level: string;
+  event: string;
+  [field: string]: unknown;
+}
+
+/** A logger that keeps its lines in memory, for asserting on events. */
+export function captureLog(component = "poller-test"): { log: Logger; lines: LogLine[]; events: (name: string) => LogLine[] } {
+  const lines: LogLine[] = [];
+  const log = createLogger(component, { level: "debug", sink: (line) => lines.push(JSON.parse(line) as LogLine) });
+  return { log, lines, events: (name) => lines.filter((l) => l.event === name) };
+}
+
+/** A TCP port that nothing listens on (bound, then released). */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return address.port;
+}
