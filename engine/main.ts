@@ -56,8 +56,13 @@ runMain("engine", async () => {
     const state = await restoreState(new PostgresSnapshotStore(db), makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
     const follower = startFollower({ ...config, prefix: config.prefix }, log);
     const end = await runLeader({ reader, writer, keys, log, lease, state }, stop.signal);
-    if (end === "lease_lost") exitCode = 1;
-    await follower.stop();
+    if (end === "lease_lost") {
+      // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
+      exitCode = 1;
+      await follower.terminate();
+    } else {
+      await follower.stop();
+    }
   } finally {
     await lease.release().catch(() => undefined);
     reader.disconnect();
@@ -85,9 +90,11 @@ function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLo
     process.kill(process.pid, "SIGTERM");
   });
   return {
+    /** Final snapshot, then the thread ends. */
     stop: async () => {
       worker.postMessage("stop");
       await stopped;
     },
+    terminate: () => worker.terminate(),
   };
 }

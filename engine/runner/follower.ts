@@ -75,7 +75,11 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
     stateHash,
     takenAt: new Date().toISOString(),
   };
-  const { writeMs } = await o.store.save(bytes, head);
+  const { writeMs, skipped } = await o.store.save(bytes, head);
+  if (skipped) {
+    o.log.warn("snapshot_skipped", { lastInputId: head.lastInputId, reason: "a newer snapshot is already saved" });
+    return;
+  }
   // Only now is everything up to the cursor recoverable without the log: trim below it (the cursor entry stays).
   const trimmed = await o.redis.xtrim(o.keys.input, "MINID", head.lastInputId);
   o.log.info("snapshot_saved", {

@@ -75,6 +75,20 @@ describe("PostgresSnapshotStore", () => {
     expect(heads.rows[0]?.n).toBe(1);
   });
 
+  it("never moves the head back: an older (or equal) snapshot is skipped and the newer one stays", async () => {
+    const store = new PostgresSnapshotStore(t.db);
+    const newer = randomBytes(1000);
+    expect((await store.save(newer, headFor(newer, "5-3"))).skipped).toBe(false);
+    const older = randomBytes(1000);
+    const late = await store.save(older, headFor(older, "5-2")); // e.g. a deposed leader's final snapshot
+    expect(late.skipped).toBe(true);
+    expect(late.head.lastInputId).toBe("5-3");
+    expect((await store.save(older, headFor(older, "5-3"))).skipped).toBe(true);
+    const loaded = await store.load();
+    expect(loaded?.head.lastInputId).toBe("5-3");
+    expect(Buffer.from(loaded!.bytes).equals(newer)).toBe(true);
+  });
+
   it("leaves the previous snapshot whole when a save fails midway", async () => {
     const first = new Uint8Array(randomBytes(5 * MiB));
     await store.save(first, headFor(first, "1-0"));

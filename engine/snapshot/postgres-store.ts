@@ -11,6 +11,7 @@
  */
 import { z } from "zod";
 import type { Postgres, Queryable } from "../../platform/postgres.ts";
+import { parseInputId } from "../core/step.ts";
 import { hashSnapshot } from "./hash.ts";
 
 export interface SnapshotHead {
@@ -65,11 +66,20 @@ export class PostgresSnapshotStore {
    * 33 MB hash would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
    * until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
    */
-  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<{ writeMs: number; head: SnapshotHead }> {
+  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<{ writeMs: number; head: SnapshotHead; skipped: boolean }> {
     const started = performance.now();
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
+    let skipped = false;
     const head = await this.db.transaction(async (tx) => {
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
+      // The head never moves back: a snapshot no newer than the saved one is dropped. (A leader that lost its
+      // lease may still try to save; its successor may already have trimmed the log past that older cursor.)
+      const current = await tx.query<{ snapshot_data: SnapshotHead }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
+      const saved = current.rows[0]?.snapshot_data;
+      if (saved !== undefined && !isAfter(input.lastInputId, saved.lastInputId)) {
+        skipped = true;
+        return saved;
+      }
       const generation = await nextGeneration(tx);
       for (let idx = 0; idx < chunks; idx++) {
         const start = idx * this.chunkBytes;
@@ -90,7 +100,7 @@ export class PostgresSnapshotStore {
       await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> $1", [generation]);
       return full;
     });
-    return { writeMs: performance.now() - started, head };
+    return { writeMs: performance.now() - started, head, skipped };
   }
 
   /** The latest snapshot, verified against its head; null when none was ever saved. */
@@ -147,4 +157,10 @@ function assemble(head: SnapshotHead, rows: { idx: number; data: Buffer }[]): Ui
     at += r.data.length;
   }
   return bytes;
+}
+
+function isAfter(a: string, b: string): boolean {
+  const x = parseInputId(a);
+  const y = parseInputId(b);
+  return x.ms > y.ms || (x.ms === y.ms && x.seq > y.seq);
 }
