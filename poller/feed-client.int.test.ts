@@ -89,6 +89,19 @@ describe("FeedClient", () => {
     expect(feed.counters.connects).toBeGreaterThanOrEqual(3);
   });
 
+  it("keeps a connection that only pings: a calm market is not a dead socket", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed } = client({ url: server.url, log, silenceMs: 150 });
+    await waitFor("a connection", () => server.sockets.length === 1 && feed.live);
+    const pinger = setInterval(() => server.sockets[0]?.ping(), 50);
+    cleanups.push(() => clearInterval(pinger));
+    await new Promise((r) => setTimeout(r, 600)); // four silence periods without a single message
+    expect(events("feed_silent")).toEqual([]);
+    expect(server.sockets).toHaveLength(1);
+    expect(feed.live).toBe(true);
+  });
+
   it("backs off exponentially up to the cap, with full jitter", async () => {
     const url = `ws://127.0.0.1:${await closedPort()}`;
     const { log, events } = captureLog();

@@ -93,6 +93,11 @@ export class FeedClient {
     });
   }
 
+  /** True while the socket is open (a silent one is closed within `silenceMs`). */
+  get live(): boolean {
+    return this.socket?.readyState === WebSocket.OPEN;
+  }
+
   /** Closes the socket (waiting briefly for the close handshake) and stops reconnecting. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -136,6 +141,10 @@ export class FeedClient {
       this.attempt = 0;
       this.armSilence(socket);
       this.onFrame(isBinary ? "" : frameText(data));
+    });
+    // Backpack pings a quiet connection: a ping is life too, or a calm market would look like a dead socket.
+    socket.on("ping", () => {
+      if (socket === this.socket) this.armSilence(socket);
     });
     socket.on("error", (err) => {
       // A close event always follows; it decides about reconnecting. Closing a connecting socket in stop() lands here too.

@@ -11,9 +11,11 @@ import { createLogger } from "../platform/log.ts";
 import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
 import { PriceFeed } from "./price-feed.ts";
+import { QuoteHeartbeat } from "./heartbeat.ts";
 import { PricePublisher } from "./publisher.ts";
 
 const STATS_EVERY_MS = 60_000;
+const HEARTBEAT_MS = 5_000;
 const SHUTDOWN_BUDGET_MS = 5_000;
 
 runMain("poller", async () => {
@@ -25,18 +27,25 @@ runMain("poller", async () => {
 
   const redis = connectRedis(config.redisUrl, log, "poller");
   const publisher = new PricePublisher({ redis, stream: names.input, log });
+  // Must be well under the engine's staleQuoteMs (30 s): see heartbeat.ts.
+  const heartbeat = new QuoteHeartbeat({ everyMs: HEARTBEAT_MS, live: () => feed.live, publish: (u) => publisher.publish(u) });
   const feed = new PriceFeed({
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
     simWsUrl: config.simWsUrl,
     markets: ASSETS,
     log,
-    onUpdate: (update) => publisher.publish(update),
+    onUpdate: (update) => {
+      heartbeat.seen(update, Date.now());
+      publisher.publish(update);
+    },
   });
+  const beat = setInterval(() => heartbeat.tick(Date.now()), 1_000);
+  beat.unref();
 
   // Operators see throughput and drops without debug logs; on sim every line says so again.
   const stats = setInterval(() => {
-    log.info("poller_stats", { source: feed.source, feed: feed.counters, publisher: publisher.counters, queued: publisher.queued });
+    log.info("poller_stats", { source: feed.source, feed: feed.counters, publisher: publisher.counters, queued: publisher.queued, heartbeats: heartbeat.republished });
   }, STATS_EVERY_MS);
   stats.unref();
 
@@ -49,6 +58,7 @@ runMain("poller", async () => {
     stopping = true;
     log.info("poller_stopping", { signal });
     clearInterval(stats);
+    clearInterval(beat);
     // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop.
     setTimeout(() => {
       log.error("poller_stop_timeout", { budgetMs: SHUTDOWN_BUDGET_MS, queued: publisher.queued });

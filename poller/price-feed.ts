@@ -38,6 +38,11 @@ export class PriceFeed {
     return this.current;
   }
 
+  /** True while the current source's socket is open. */
+  get live(): boolean {
+    return this.client?.live ?? false;
+  }
+
   get counters(): FeedCounters | undefined {
     return this.client?.counters;
   }
