@@ -5,7 +5,7 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { runMain, text, url } from "../platform/config.ts";
+import { runMain, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
@@ -19,10 +19,12 @@ runMain("worker", async () => {
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     consumer: text(env, "WORKER_NAME", `${hostname()}:${process.pid}`),
+    // How long an entry must sit unacknowledged on another consumer before this one takes it over.
+    claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
   };
   const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
   const log = createLogger("worker", { base: { consumer: config.consumer } });
-  log.info("start", { prefix: config.prefix });
+  log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs });
   const stop = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => {
     log.info("stopping", { signal: sig });
@@ -34,7 +36,7 @@ runMain("worker", async () => {
   const db = await connectPostgres(config.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
   try {
     await migrate(db, log);
-    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer }, stop.signal);
+    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs }, stop.signal);
   } finally {
     reader.disconnect();
     writer.disconnect();

@@ -2,9 +2,11 @@
  * Read models in Redis, kept current from engine outputs so queries never enter the log: per user the balances
  * (a hash of decimal strings) and open trades (trade id → JSON), and the latest quote per asset.
  *
- * A replay after an engine restart re-emits old outputs (same ids) after newer ones were applied, so every write
- * is guarded by a watermark: the highest output id applied to that user (or asset). An output at or below it is
- * skipped, which makes applying idempotent and never lets a read model go back in time.
+ * A replay after an engine restart re-emits old outputs (same ids) after newer ones were applied, and a batch
+ * claimed from a dead worker is applied after newer outputs another worker already applied. Balances and quotes
+ * are written whole, so each write is guarded by a watermark: the highest output id applied to that user (or
+ * asset). An output at or below it is skipped, which makes applying idempotent and never lets a read model go back
+ * in time. Open trades change one trade at a time, so they are guarded per trade instead (see TRADE_WRITE).
  */
 import type { ChainableCommander } from "ioredis";
 import type { EngineOutput } from "../contract/messages.ts";
@@ -21,10 +23,33 @@ if mark then
 end
 local op = ARGV[4]
 if op == 'hset' then redis.call('DEL', KEYS[2]); redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-elseif op == 'hput' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
-elseif op == 'hdel' then redis.call('HDEL', KEYS[2], ARGV[5]) end
+elseif op == 'hput' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 return 1`;
+
+/**
+ * Open trades: a user-wide watermark cannot guard them. When an older output arrives after a newer one of the same
+ * user (a claimed batch), skipping it loses that trade's change for good: a closed trade stays listed, or an open
+ * one never appears. Each trade is guarded on its own instead: closing it leaves a tombstone (trade id scored by
+ * the close's log time), and an `open` applies only when the trade has none. Both writes are idempotent and
+ * commute. Tombstones older than TRADE_TOMBSTONE_MS of log time are dropped as the user's trades close.
+ *
+ * KEYS[1] tombstones (sorted set), KEYS[2] open trades; ARGV[1] 'open' | 'close', ARGV[2] trade id;
+ * open: ARGV[3] the trade's JSON; close: ARGV[3] the close's log time (ms), ARGV[4] the tombstone cutoff (ms).
+ */
+export const TRADE_WRITE = `
+if ARGV[1] == 'open' then
+  if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+  return 1
+end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+return 1`;
+
+/** How long a closed trade's tombstone is kept: far longer than any claimed or replayed output can come late. */
+export const TRADE_TOMBSTONE_MS = 24 * 60 * 60 * 1000;
 
 /** "1795554219233-0:2" → ["1795554219233", "0", "2"]. */
 export function outputIdParts(id: string): [string, string, string] {
@@ -42,10 +67,10 @@ export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, ou
       write(watermark(keys, output.userId, "balances"), keys.balancesKey(output.userId), "hset", ...Object.entries(output.balances).flat());
       return;
     case "trade_opened":
-      write(watermark(keys, output.userId, "trades"), keys.openTradesKey(output.userId), "hput", output.trade.id, JSON.stringify(output.trade));
+      pipe.eval(TRADE_WRITE, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "open", output.trade.id, JSON.stringify(output.trade));
       return;
     case "closed_order":
-      write(watermark(keys, output.userId, "trades"), keys.openTradesKey(output.userId), "hdel", output.trade.id);
+      pipe.eval(TRADE_WRITE, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "close", output.trade.id, id[0], String(Number(id[0]) - TRADE_TOMBSTONE_MS));
       return;
     case "quote_updated":
       write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));
@@ -60,4 +85,8 @@ export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, ou
 function watermark(keys: Keyspace, userId: string, model: string): string {
   // Beside its model, in the user's hash tag, so one Lua call touches one cluster slot.
   return `${keys.balancesKey(userId)}:${model}-mark`;
+}
+
+function closedTrades(keys: Keyspace, userId: string): string {
+  return `${keys.balancesKey(userId)}:closed-trades`;
 }
