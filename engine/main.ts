@@ -54,7 +54,7 @@ runMain("engine", async () => {
     if (!(await lease.acquire(stop.signal))) return;
     // Restore only once leading: a standby's snapshot would be stale by the time it takes over.
     const state = await restoreState(new PostgresSnapshotStore(db), makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
-    const follower = startFollower({ ...config, prefix: config.prefix }, log);
+    const follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
     const end = await runLeader({ reader, writer, keys, log, lease, state }, stop.signal);
     if (end === "lease_lost") {
       // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.

@@ -19,6 +19,8 @@ export interface FollowerThreadData {
   readonly prefix: string;
   readonly snapshotEveryMs: number;
   readonly initialBalanceMicros: number;
+  /** The leader's lease value; the follower's trims are fenced by it. */
+  readonly leaseValue: string;
 }
 
 const data = workerData as FollowerThreadData;
@@ -34,7 +36,7 @@ const db = await connectPostgres(data.databaseUrl, log, viaLocalProxy === undefi
 try {
   const store = new PostgresSnapshotStore(db);
   const state = await restoreState(store, makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
-  await runFollower({ redis, keys: keyspace(data.prefix), log, state, store, everyMs: data.snapshotEveryMs }, stop.signal);
+  await runFollower({ redis, keys: keyspace(data.prefix), log, state, store, leaseValue: data.leaseValue, everyMs: data.snapshotEveryMs }, stop.signal);
 } finally {
   redis.disconnect();
   await db.close();

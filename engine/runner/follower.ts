@@ -16,6 +16,7 @@ import { hashSnapshot } from "../snapshot/hash.ts";
 import type { PostgresSnapshotStore, SnapshotHeadInput } from "../snapshot/postgres-store.ts";
 import { sleep } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
+import { FencedError } from "./publisher.ts";
 
 /** Where snapshots go: Postgres in production (PostgresSnapshotStore). */
 export type SnapshotStore = Pick<PostgresSnapshotStore, "save" | "load">;
@@ -26,6 +27,8 @@ export interface FollowerOptions {
   readonly log: Logger;
   readonly state: EngineState;
   readonly store: SnapshotStore;
+  /** The lease value of the leader this follower serves: trimming the log is fenced by it. */
+  readonly leaseValue: string;
   readonly everyMs: number;
   readonly batchSize?: number;
   readonly pollMs?: number;
@@ -57,9 +60,26 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
 async function catchUp(o: FollowerOptions): Promise<boolean> {
   const published = await o.redis.get(o.keys.enginePublished);
   if (published === null || !isAfter(published, o.state.lastInputId)) return true;
-  const entries = await o.redis.xrange(o.keys.input, `(${o.state.lastInputId}`, published, "COUNT", o.batchSize ?? 5000);
+  const cursor = o.state.lastInputId;
+  const entries = await o.redis.xrange(o.keys.input, `(${cursor}`, published, "COUNT", o.batchSize ?? 5000);
+  // Another follower may have trimmed the log past this one's cursor (a fenced-out engine's, still running while its
+  // leader stalls; or this one, stale, behind the new leader's): what is left would skip entries and the next
+  // snapshot would be a wrong state. A trim keeps its own cursor entry, so while ours is still there (checked after
+  // the read) nothing after it was trimmed before the read.
+  if (entries.length > 0 && cursor !== "0-0" && (await o.redis.xrange(o.keys.input, cursor, cursor)).length === 0) {
+    throw new LogGapError(`engine:input was trimmed past this follower's cursor ${cursor}: refusing to skip entries`);
+  }
   for (const entry of entries) applyRaw(o.state, entry);
   return entries.length === 0;
+}
+
+/** The log no longer holds what this follower must apply next: it stops rather than snapshot a wrong state. */
+const FENCED_TRIM = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2])`;
+
+export class LogGapError extends Error {
+  override name = "LogGapError";
 }
 
 async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<void> {
@@ -81,7 +101,9 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
     return;
   }
   // Only now is everything up to the cursor recoverable without the log: trim below it (the cursor entry stays).
-  const trimmed = await o.redis.xtrim(o.keys.input, "MINID", head.lastInputId);
+  // Fenced: the follower of an engine that lost its lease (its leader stalled) must not trim under the new one.
+  const trimmed = (await o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, head.lastInputId)) as number;
+  if (trimmed < 0) throw new FencedError("engine lease lost: this follower may not trim the log");
   o.log.info("snapshot_saved", {
     lastInputId: head.lastInputId, bytes: bytes.length, encodeMs: round(encodeMs), hashMs: round(hashMs), writeMs: round(writeMs),
     trimmed, accounts: o.state.accounts.size,
