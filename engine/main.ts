@@ -29,11 +29,12 @@ runMain("engine", async () => {
     prefix: text(env, "KEY_PREFIX", ""),
     snapshotEveryMs: wholeNumber(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 3_600_000),
     leaseTtlMs: wholeNumber(env, "ENGINE_LEASE_TTL_MS", 5_000, 300, 60_000),
+    statsEveryMs: wholeNumber(env, "ENGINE_STATS_EVERY_MS", 10_000, 100, 3_600_000),
     initialBalanceMicros: wholeNumber(env, "INITIAL_BALANCE_USD", 10_000, 0, 1_000_000_000) * 1_000_000,
   };
   const holder = `${hostname()}:${process.pid}`;
   const log = createLogger("engine", { base: { holder } });
-  log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, prefix: config.prefix });
+  log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, statsEveryMs: config.statsEveryMs, prefix: config.prefix });
 
   const stop = new AbortController();
   for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => {
@@ -55,7 +56,7 @@ runMain("engine", async () => {
     // Restore only once leading: a standby's snapshot would be stale by the time it takes over.
     const state = await restoreState(new PostgresSnapshotStore(db), makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
     const follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
-    const end = await runLeader({ reader, writer, keys, log, lease, state }, stop.signal);
+    const end = await runLeader({ reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs }, stop.signal);
     if (end === "lease_lost") {
       // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
       exitCode = 1;

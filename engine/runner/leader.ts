@@ -6,6 +6,7 @@
  * Crash-only: if publishing fails or the lease is lost, it stops; the process exits and a restart recovers from
  * the last snapshot plus the log, re-emitting outputs with the same ids (consumers drop the duplicates).
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { EngineOutput } from "../../contract/messages.ts";
@@ -26,6 +27,7 @@ export interface LeaderOptions {
   readonly state: EngineState;
   readonly batchSize?: number;
   readonly blockMs?: number;
+  /** How often the live loop logs `engine_stats` (with the event-loop pauses since the last report). */
   readonly statsEveryMs?: number;
 }
 
@@ -46,6 +48,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const stop = AbortSignal.any([signal, lost.signal]);
   let applied = 0;
   let lastStatsMs = Date.now();
+  // Event-loop pauses of the leader (GC, long batches): max and p99 per stats period, in the engine_stats line.
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
 
   const applyBatch = async (entries: RawEntry[]) => {
     const outputs: EngineOutput[] = [];
@@ -68,6 +73,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
     }
     log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
+    loopDelay.reset(); // the replay's long batches are not live pauses
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
@@ -75,12 +81,17 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
         const lastGenerated = head === undefined ? undefined : head[head.indexOf("last-generated-id") + 1];
-        log.info("engine_stats", { applied, lastInputId: state.lastInputId, streamHead: lastGenerated, accounts: state.accounts.size });
+        log.info("engine_stats", {
+          applied, lastInputId: state.lastInputId, streamHead: lastGenerated, accounts: state.accounts.size,
+          loopDelayMaxMs: nsToMs(loopDelay.max), loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
+        });
+        loopDelay.reset();
         lastStatsMs = Date.now();
       }
     }
   } finally {
     clearInterval(renewal);
+    loopDelay.disable();
   }
   if (lost.signal.aborted) {
     log.error("lease_lost", { lastInputId: state.lastInputId });
@@ -92,4 +103,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
 function rate(n: number, sinceMs: number): number {
   const ms = Date.now() - sinceMs;
   return ms === 0 ? n : Math.round((n * 1000) / ms);
+}
+
+/** The histogram records nanoseconds (0 before any sample); logged as ms with 0.1 ms precision. */
+function nsToMs(ns: number): number {
+  return Number.isFinite(ns) ? Math.round(ns / 1e5) / 10 : 0;
 }

@@ -16,10 +16,11 @@ export interface EngineEnv {
   readonly KEY_PREFIX: string;
   readonly SNAPSHOT_EVERY_MS: string;
   readonly ENGINE_LEASE_TTL_MS: string;
+  readonly ENGINE_STATS_EVERY_MS?: string;
 }
 
 /** Variables the engine reads that a test must not inherit from the shell it runs in. */
-const ENGINE_VARS = ["REDIS_URL", "DATABASE_URL", "KEY_PREFIX", "SNAPSHOT_EVERY_MS", "ENGINE_LEASE_TTL_MS", "INITIAL_BALANCE_USD"];
+const ENGINE_VARS = ["REDIS_URL", "DATABASE_URL", "KEY_PREFIX", "SNAPSHOT_EVERY_MS", "ENGINE_LEASE_TTL_MS", "ENGINE_STATS_EVERY_MS", "INITIAL_BALANCE_USD"];
 
 export class EngineProcess {
   readonly child: ChildProcess;
@@ -32,10 +33,12 @@ export class EngineProcess {
   private ended = false;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly name: string, env: EngineEnv) {
+  /** `options` lets a benchmark add Node flags (a bigger heap) or start another process's main the same way. */
+  constructor(readonly name: string, env: EngineEnv | Record<string, string>, options: { nodeFlags?: string[]; script?: string } = {}) {
     const base: NodeJS.ProcessEnv = { ...process.env };
     for (const key of ENGINE_VARS) delete base[key];
-    this.child = spawn(process.execPath, ["--max-semi-space-size=64", "--import", "tsx", "engine/main.ts"], {
+    const flags = options.nodeFlags ?? ["--max-semi-space-size=64"];
+    this.child = spawn(process.execPath, [...flags, "--import", "tsx", options.script ?? "engine/main.ts"], {
       cwd: REPO_ROOT,
       env: { ...base, ...env },
       stdio: ["ignore", "pipe", "pipe"],
