@@ -12,7 +12,9 @@ import { createLogger } from "../platform/log.ts";
 import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
+import type { Redis } from "ioredis";
 import { makeParams } from "./core/params.ts";
+import { isAfterId } from "./core/step.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
 import { runLeader } from "./runner/leader.ts";
@@ -51,19 +53,40 @@ runMain("engine", async () => {
   const keys = keyspace(config.prefix);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
   let exitCode = 0;
+  const store = new PostgresSnapshotStore(db);
+  const restore = () => restoreState(store, makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
+  let follower: ReturnType<typeof startFollower> | undefined;
   try {
+    // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
+    // could expire before its first renewal.
+    let state = await restore();
     if (!(await lease.acquire(stop.signal))) return;
-    // Restore only once leading: a standby's snapshot would be stale by the time it takes over.
-    const state = await restoreState(new PostgresSnapshotStore(db), makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
-    const follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
-    const end = await runLeader({ reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs }, stop.signal);
-    if (end === "lease_lost") {
+    // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
+    if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
+      log.info("restore_again", { reason: "the log was trimmed past the restored snapshot", lastInputId: state.lastInputId });
+      state = await restore();
+    }
+    if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
+    const end = await runLeader(
+      {
+        reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs,
+        // The follower restores its own copy; started once the leader is live, so recovery has both cores.
+        onLive: () => {
+          follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
+        },
+      },
+      stop.signal,
+    );
+    if (follower === undefined) {
+      // Stopped during replay: nothing to snapshot from this engine.
+    } else if (end === "lease_lost") {
       // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
       exitCode = 1;
       await follower.terminate();
     } else {
       await follower.stop();
     }
+    if (end === "lease_lost") exitCode = 1;
   } finally {
     await lease.release().catch(() => undefined);
     reader.disconnect();
@@ -98,4 +121,19 @@ function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLo
     },
     terminate: () => worker.terminate(),
   };
+}
+
+/**
+ * True when the log may lack entries after `cursor`. Trims remove a prefix (XTRIM MINID), and XTRIM does not move
+ * Redis' max-deleted-entry-id, so: nothing was ever deleted (entries-added = length), or the first entry left is
+ * not after the cursor, means everything after it is there. (Conservative: a trim that stopped exactly at the
+ * cursor's successor also counts, costing one needless restore.)
+ */
+async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
+  const info = (await redis.xinfo("STREAM", stream).catch(() => undefined)) as unknown[] | undefined;
+  if (info === undefined) return false; // no stream yet: nothing was ever trimmed
+  const field = (name: string) => info[info.indexOf(name) + 1];
+  if (Number(field("entries-added")) === Number(field("length"))) return false;
+  const first = field("first-entry") as [string, string[]] | null;
+  return isAfterId(first === null ? String(field("last-generated-id")) : first[0], cursor);
 }

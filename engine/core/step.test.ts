@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { isoTime, parseInputId } from "./step.ts";
+import { isAfterId, isoTime, parseInputId } from "./step.ts";
 
 describe("isoTime", () => {
   it("matches Date#toISOString for any time from 1970 to 9999", () => {
@@ -37,5 +37,15 @@ describe("parseInputId bounds", () => {
     expect(parseInputId("253402300799999-0")).toEqual({ ms: 253_402_300_799_999, seq: 0 });
     expect(() => parseInputId("253402300800000-0")).toThrow(/malformed input id/);
     expect(() => parseInputId("8640000000000001-0")).toThrow(/malformed input id/);
+  });
+});
+
+describe("isAfterId", () => {
+  it("orders stream ids by milliseconds, then sequence, as numbers (not text)", () => {
+    expect(isAfterId("10-0", "9-5")).toBe(true);
+    expect(isAfterId("9-10", "9-9")).toBe(true);
+    expect(isAfterId("9-9", "9-9")).toBe(false);
+    expect(isAfterId("9-9", "10-0")).toBe(false);
+    expect(isAfterId("100-0", "99-999")).toBe(true); // "100-0" < "99-999" as text
   });
 });

@@ -49,6 +49,13 @@ export function parseInputId(id: string): { ms: number; seq: number } {
   return { ms, seq };
 }
 
+/** True when stream id `a` comes after `b`. */
+export function isAfterId(a: string, b: string): boolean {
+  const x = parseInputId(a);
+  const y = parseInputId(b);
+  return x.ms > y.ms || (x.ms === y.ms && x.seq > y.seq);
+}
+
 // Every open, close and quote carries a time; Date#toISOString costs more than the rest of a tick, so times are
 // formatted by integer arithmetic (days → civil date, Hinnant's algorithm) and the last one is memoized.
 let lastIsoMs = Number.NaN;

@@ -9,7 +9,7 @@ import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
-import { parseInputId } from "../core/step.ts";
+import { isAfterId } from "../core/step.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
@@ -59,7 +59,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
 /** Applies one batch up to the published cursor; true when there was nothing left to apply. */
 async function catchUp(o: FollowerOptions): Promise<boolean> {
   const published = await o.redis.get(o.keys.enginePublished);
-  if (published === null || !isAfter(published, o.state.lastInputId)) return true;
+  if (published === null || !isAfterId(published, o.state.lastInputId)) return true;
   const cursor = o.state.lastInputId;
   const entries = await o.redis.xrange(o.keys.input, `(${cursor}`, published, "COUNT", o.batchSize ?? 5000);
   // Another follower may have trimmed the log past this one's cursor (a fenced-out engine's, still running while its
@@ -110,11 +110,6 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
   });
 }
 
-function isAfter(a: string, b: string): boolean {
-  const x = parseInputId(a);
-  const y = parseInputId(b);
-  return x.ms > y.ms || (x.ms === y.ms && x.seq > y.seq);
-}
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;

@@ -29,6 +29,8 @@ export interface LeaderOptions {
   readonly blockMs?: number;
   /** How often the live loop logs `engine_stats` (with the event-loop pauses since the last report). */
   readonly statsEveryMs?: number;
+  /** Called once the replay is done and the leader follows the log live. */
+  readonly onLive?: () => void;
 }
 
 export type LeaderEnd = "stopped" | "lease_lost";
@@ -74,6 +76,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     }
     log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
     loopDelay.reset(); // the replay's long batches are not live pauses
+    o.onLive?.();
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);

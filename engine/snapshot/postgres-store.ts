@@ -11,7 +11,7 @@
  */
 import { z } from "zod";
 import type { Postgres, Queryable } from "../../platform/postgres.ts";
-import { parseInputId } from "../core/step.ts";
+import { isAfterId } from "../core/step.ts";
 import { hashSnapshot } from "./hash.ts";
 
 export interface SnapshotHead {
@@ -76,7 +76,7 @@ export class PostgresSnapshotStore {
       // lease may still try to save; its successor may already have trimmed the log past that older cursor.)
       const current = await tx.query<{ snapshot_data: SnapshotHead }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
       const saved = current.rows[0]?.snapshot_data;
-      if (saved !== undefined && !isAfter(input.lastInputId, saved.lastInputId)) {
+      if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
         skipped = true;
         return saved;
       }
@@ -159,8 +159,3 @@ function assemble(head: SnapshotHead, rows: { idx: number; data: Buffer }[]): Ui
   return bytes;
 }
 
-function isAfter(a: string, b: string): boolean {
-  const x = parseInputId(a);
-  const y = parseInputId(b);
-  return x.ms > y.ms || (x.ms === y.ms && x.seq > y.seq);
-}
