@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+export { seededRandom as prng } from "../../platform/testing/seeded-random.ts";
 
 /** The repository root: processes run from it, as `npm run engine` would. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -138,17 +139,6 @@ export async function startRedisServer(port: number, dir: string, extra: readonl
   return child;
 }
 
-/** mulberry32: a small, seedable PRNG, so a failing run can be repeated with its seed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs: number, what: string, pollMs = 25): Promise<T> {
   const start = Date.now();
