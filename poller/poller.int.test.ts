@@ -1,40 +1,30 @@
 // The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
 // contract `price_update`s, including scripted exact quotes; publishing resumes after the feed restarts; `auto`
 // falls back to the sim when Backpack is unreachable.
-import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
-import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { FeedClient } from "./feed-client.ts";
 import { PriceFeed } from "./price-feed.ts";
 import { PricePublisher, toPriceUpdate } from "./publisher.ts";
 import { startSimFeed } from "./sim-feed.ts";
-import { captureLog, closedPort, waitFor } from "./test-support.ts";
+import { captureLog, closedPort, redisStreams, waitFor } from "./test-support.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+let fixture: ReturnType<typeof redisStreams>;
 let redis: Redis;
-const streams: string[] = [];
+const freshStream = () => fixture.fresh();
 const cleanups: (() => Promise<void> | void)[] = [];
 
 beforeAll(() => {
-  redis = new Redis(REDIS_URL);
+  fixture = redisStreams();
+  redis = fixture.redis;
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-afterAll(async () => {
-  if (streams.length > 0) await redis.del(...streams);
-  redis.disconnect();
-});
-
-function freshStream(): string {
-  const stream = keyspace(`test:${randomUUID()}:`).input;
-  streams.push(stream);
-  return stream;
-}
+afterAll(() => fixture.close());
 
 /** Every entry of the stream, decoded; fails the test on one that does not decode. */
 async function entries(stream: string): Promise<PriceUpdate[]> {

@@ -1,29 +1,20 @@
 // The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
 // are shed and counted.
-import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
-import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { PricePublisher } from "./publisher.ts";
-import { captureLog } from "./test-support.ts";
+import { captureLog, redisStreams } from "./test-support.ts";
 
+let fixture: ReturnType<typeof redisStreams>;
 let redis: Redis;
-const streams: string[] = [];
+const freshStream = () => fixture.fresh();
 beforeAll(() => {
-  redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  fixture = redisStreams();
+  redis = fixture.redis;
 });
-afterAll(async () => {
-  if (streams.length > 0) await redis.del(...streams);
-  redis.disconnect();
-});
-
-function freshStream(): string {
-  const stream = keyspace(`test:${randomUUID()}:`).input;
-  streams.push(stream);
-  return stream;
-}
+afterAll(() => fixture.close());
 
 const update = (n: number): PriceUpdate => ({
   type: "price_update", market: "ETH_USDC_PERP", bid: `${4000 + n}`, ask: `${4001 + n}`, exchangeTimeUs: `${n}`, source: "backpack",

@@ -1,5 +1,8 @@
 /** Helpers for the poller's socket and Redis tests. */
+import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
+import { Redis } from "ioredis";
+import { keyspace } from "../contract/names.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
@@ -34,4 +37,22 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   if (typeof address !== "object" || address === null) throw new Error("no port");
   return address.port;
+}
+
+/** The real Redis, and input streams each under a fresh prefix; `close()` deletes them and disconnects. */
+export function redisStreams() {
+  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const streams: string[] = [];
+  return {
+    redis,
+    fresh(): string {
+      const stream = keyspace(`test:${randomUUID()}:`).input;
+      streams.push(stream);
+      return stream;
+    },
+    async close(): Promise<void> {
+      if (streams.length > 0) await redis.del(...streams);
+      redis.disconnect();
+    },
+  };
 }

@@ -14,10 +14,9 @@ import { amountsOf, createState, type EngineState } from "../core/state.ts";
 import { balancesView, tradeView } from "../core/views.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
-import type { EngineInput, Instruction } from "../../contract/messages.ts";
+import { seededRandom } from "../../platform/testing/seeded-random.ts";
+import { BASE_TICKS, openOrder, tick } from "./workload.ts";
 
-const MARKET = "ETH_USDC_PERP";
-const BASE_TICKS = 400_000; // 4000.00
 const gc = (globalThis as { gc?: () => void }).gc;
 
 function median(xs: number[]): number {
@@ -64,29 +63,6 @@ class Log {
   }
 }
 
-const price = (ticks: number) => `${Math.floor(ticks / 100)}.${String(ticks % 100).padStart(2, "0")}`;
-const tick = (bidTicks: number): EngineInput => ({
-  type: "price_update", market: MARKET, bid: price(bidTicks), ask: price(bidTicks + 10), exchangeTimeUs: "0", source: "sim",
-});
-
-/** Deterministic pseudo-random numbers for spreading levels (the benchmark, not the engine, uses them). */
-function lcg(seed: number) {
-  let x = seed >>> 0;
-  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-function openOrder(rand: () => number): Instruction {
-  const long = rand() < 0.5;
-  const leverage = 2 + Math.floor(rand() * 19);
-  // A stop-loss must lie inside the liquidation level (~1/leverage away): place it 30–80% of that distance out.
-  const sl = 1 + ((0.3 + 0.5 * rand()) / leverage) * (long ? -1 : 1);
-  const tp = 1 + (0.1 + 0.4 * rand()) * (long ? 1 : -1);
-  return {
-    kind: "open_trade", asset: "ETH", side: long ? "long" : "short", margin: String(10 + Math.floor(rand() * 90)),
-    leverage, stopLoss: price(Math.round(BASE_TICKS * sl)), takeProfit: price(Math.round(BASE_TICKS * tp)),
-  };
-}
-
 function createUsers(state: EngineState, log: Log, users: number): void {
   for (let u = 0; u < users; u++) {
     apply(state, { id: log.id(), message: { type: "user_instruction", requestId: "grant", userId: `user${u}`, instruction: { kind: "create_account" } } });
@@ -97,7 +73,7 @@ function createUsers(state: EngineState, log: Log, users: number): void {
 function buildState(users: number, tradesPerUser: number, msPerOpen: number): EngineState {
   const state = createState(makeParams());
   const log = new Log();
-  const rand = lcg(7);
+  const rand = seededRandom(7);
   createUsers(state, log, users);
   apply(state, { id: log.id(), message: tick(BASE_TICKS) });
   let n = 0;
@@ -139,7 +115,7 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
   const log = new Log();
   const users = 10_000;
   createUsers(state, log, users);
-  const rand = lcg(11);
+  const rand = seededRandom(11);
   const opens: number[] = [];
   const closes: number[] = [];
   let req = 0;

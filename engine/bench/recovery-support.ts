@@ -1,44 +1,12 @@
 /**
- * Support for `npm run bench:recovery`: the messages it writes to engine:input, pipelined XADDs, and the
- * arithmetic over the engine's log lines (which stats windows overlap a snapshot, percentiles).
+ * Support for `npm run bench:recovery`: pipelined XADDs and the arithmetic over the engine's log lines (which
+ * stats windows overlap a snapshot, percentiles). The messages themselves come from workload.ts.
  */
 import type { Redis } from "ioredis";
-import type { EngineInput, Instruction } from "../../contract/messages.ts";
+import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import type { LogLine } from "../testing/engine-process.ts";
 
-export const MARKET = "ETH_USDC_PERP";
-export const BASE_TICKS = 400_000; // 4000.00
-
-export const price = (ticks: number) => `${Math.floor(ticks / 100)}.${String(ticks % 100).padStart(2, "0")}`;
-
-export const tick = (bidTicks: number): EngineInput => ({
-  type: "price_update", market: MARKET, bid: price(bidTicks), ask: price(bidTicks + 10), exchangeTimeUs: "0", source: "sim",
-});
-
-/** Deterministic pseudo-random numbers (the benchmark's, not the engine's). */
-export function lcg(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => ((x = (Math.imul(x, 1664525) + 1013904223) >>> 0) / 2 ** 32);
-}
-
-/** As engine.bench.ts: leverage 2–20, stop-loss inside the liquidation level, take-profit 10–50% away: nothing fires. */
-export function openOrder(rand: () => number): Instruction {
-  const long = rand() < 0.5;
-  const leverage = 2 + Math.floor(rand() * 19);
-  const sl = 1 + ((0.3 + 0.5 * rand()) / leverage) * (long ? -1 : 1);
-  const tp = 1 + (0.1 + 0.4 * rand()) * (long ? 1 : -1);
-  return {
-    kind: "open_trade", asset: "ETH", side: long ? "long" : "short", margin: String(10 + Math.floor(rand() * 90)),
-    leverage, stopLoss: price(Math.round(BASE_TICKS * sl)), takeProfit: price(Math.round(BASE_TICKS * tp)),
-  };
-}
-
-export const instruction = (requestId: string, userId: string, instr: Instruction): EngineInput => ({
-  type: "user_instruction", requestId, userId, instruction: instr,
-});
-
-/** XADDs with `*` ids in pipelines of `chunk`; returns the last id. */
 export async function xaddAll(redis: Redis, stream: string, messages: Iterable<EngineInput>, chunk = 5000): Promise<string> {
   let last = "";
   let pipe = redis.pipeline();

@@ -17,11 +17,12 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { keyspace } from "../../contract/names.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { EngineProcess } from "../testing/engine-process.ts";
-import {
-  BASE_TICKS, instruction, lcg, num, openOrder, percentile, price, statsWindows, tick, timeOf, xaddAll,
-} from "./recovery-support.ts";
+import { seededRandom } from "../../platform/testing/seeded-random.ts";
+import { num, percentile, statsWindows, timeOf, xaddAll } from "./recovery-support.ts";
+import { BASE_TICKS, instruction, openOrder, price, tick } from "./workload.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -79,7 +80,7 @@ async function main(): Promise<void> {
     let engine = startEngine("engine-1");
     await engine.waitForEvent("replay_done", 60_000);
     const buildStart = Date.now();
-    const rand = lcg(7);
+    const rand = seededRandom(7);
     function* buildLog(): Generator<EngineInput> {
       let n = 0;
       yield tick(BASE_TICKS);
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
       const pipe = trickleRedis.pipeline();
       for (let i = 0; i < TRICKLE_PER_SEC / 20; i++) {
         trickleBid = BASE_TICKS - 20 + Math.floor(Math.random() * 41);
-        pipe.xadd(keys.input, "*", "type", "price_update", "body", JSON.stringify(tick(trickleBid)));
+        pipe.xadd(keys.input, "*", ...encodeFields(tick(trickleBid)));
       }
       trickleSent += TRICKLE_PER_SEC / 20;
       pipe.exec().catch((err: unknown) => progress(`trickle failed: ${String(err)}`));
@@ -173,7 +174,7 @@ async function main(): Promise<void> {
     for (let k = 0; k * FIRE_PER_TICK < TP_TRADES; k++) {
       const bid = tpTicks(k * FIRE_PER_TICK + FIRE_PER_TICK - 1);
       tickSentAt.push(Date.now());
-      await redis.xadd(keys.input, "*", "type", "price_update", "body", JSON.stringify(tick(bid)));
+      await redis.xadd(keys.input, "*", ...encodeFields(tick(bid)));
       await sleep(40);
     }
     const waitUntil = Date.now() + 15_000;
