@@ -7,9 +7,9 @@
 import { hostname } from "node:os";
 import { Worker } from "node:worker_threads";
 import { keyspace } from "../contract/names.ts";
-import { runMain, text, url, wholeNumber } from "../platform/config.ts";
+import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
-import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
+import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import type { Redis } from "ioredis";
@@ -38,17 +38,12 @@ runMain("engine", async () => {
   const log = createLogger("engine", { base: { holder } });
   log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, statsEveryMs: config.statsEveryMs, prefix: config.prefix });
 
-  const stop = new AbortController();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => {
-    log.info("stopping", { signal: sig });
-    stop.abort();
-  });
+  const stop = stopOnSignals(log);
 
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
   await checkDurability(writer, log);
-  const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
-  const db = await connectPostgres(config.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
+  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   await migrate(db, log);
   const keys = keyspace(config.prefix);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
@@ -60,7 +55,7 @@ runMain("engine", async () => {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
     let state = await restore();
-    if (!(await lease.acquire(stop.signal))) return;
+    if (!(await lease.acquire(stop))) return;
     // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
     if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
       log.info("restore_again", { reason: "the log was trimmed past the restored snapshot", lastInputId: state.lastInputId });
@@ -75,7 +70,7 @@ runMain("engine", async () => {
           follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
         },
       },
-      stop.signal,
+      stop,
     );
     if (follower === undefined) {
       // Stopped during replay: nothing to snapshot from this engine.

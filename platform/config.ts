@@ -2,6 +2,7 @@
  * Environment configuration, read once by each process's main and validated there: a bad value stops the
  * process at start with a message naming the variable, never later. Every variable is listed in .env.example.
  */
+import type { Logger } from "./log.ts";
 
 export class ConfigError extends Error {}
 
@@ -40,6 +41,18 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   }
   if (!protocols.includes(parsed.protocol)) throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
   return value;
+}
+
+/** An abort signal that fires on the first SIGINT or SIGTERM, logged as `stopping`: how every process stops cleanly. */
+export function stopOnSignals(log: Logger): AbortSignal {
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      log.info("stopping", { signal });
+      stop.abort();
+    });
+  }
+  return stop.signal;
 }
 
 /** Runs a process's main: a configuration error prints one clear line and exits 2; anything else is a crash. */

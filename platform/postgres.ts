@@ -55,6 +55,12 @@ export function localProxyFromEnv(value: string | undefined): boolean | undefine
   throw new Error(`PG_VIA_WS_PROXY must be "0" or "1", got "${value}"`);
 }
 
+/** Pool options from an entry's environment (`PG_VIA_WS_PROXY`, see localProxyFromEnv). */
+export function postgresOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): PostgresOptions {
+  const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
+  return viaLocalProxy === undefined ? {} : { viaLocalProxy };
+}
+
 export async function connectPostgres(databaseUrl: string, log: Logger, options: PostgresOptions = {}): Promise<Postgres> {
   const url = new URL(databaseUrl);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");

@@ -5,10 +5,10 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { runMain, text, url, wholeNumber } from "../platform/config.ts";
+import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
-import { connectPostgres, localProxyFromEnv } from "../platform/postgres.ts";
+import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { runWorker } from "./worker.ts";
 
@@ -22,21 +22,16 @@ runMain("worker", async () => {
     // How long an entry must sit unacknowledged on another consumer before this one takes it over.
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
   };
-  const viaLocalProxy = localProxyFromEnv(env.PG_VIA_WS_PROXY);
   const log = createLogger("worker", { base: { consumer: config.consumer } });
   log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs });
-  const stop = new AbortController();
-  for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => {
-    log.info("stopping", { signal: sig });
-    stop.abort();
-  });
+  const stop = stopOnSignals(log);
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   const reader = connectRedis(config.redisUrl, log, "worker-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
+  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   try {
     await migrate(db, log);
-    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs }, stop.signal);
+    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs }, stop);
   } finally {
     reader.disconnect();
     writer.disconnect();

@@ -6,7 +6,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
-import { connectPostgres, localProxyFromEnv } from "../../platform/postgres.ts";
+import { connectPostgres, postgresOptionsFromEnv } from "../../platform/postgres.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { makeParams } from "../core/params.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
@@ -31,8 +31,7 @@ parentPort?.on("message", (message) => {
 });
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
-const viaLocalProxy = localProxyFromEnv(process.env.PG_VIA_WS_PROXY);
-const db = await connectPostgres(data.databaseUrl, log, viaLocalProxy === undefined ? {} : { viaLocalProxy });
+const db = await connectPostgres(data.databaseUrl, log, postgresOptionsFromEnv(process.env));
 try {
   const store = new PostgresSnapshotStore(db);
   const state = await restoreState(store, makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
