@@ -17,8 +17,12 @@ export interface Keyspace {
   readonly engineFence: string;
   /** Id of the last input whose outputs are published; snapshots never go past it. */
   readonly enginePublished: string;
-  /** Key a worker writes an instruction's answer to; the function that sent it waits on it. */
-  responseKey(userId: string, requestId: string): string;
+  /**
+   * Key a worker writes an instruction's answer to; the function that sent it waits on it. Named by the instruction's
+   * input entry id (what XADD returned), not its request id: each attempt gets its own key, so a retry with the same
+   * request id never pops an answer left over from an earlier attempt that timed out.
+   */
+  responseKey(userId: string, inputId: string): string;
   /** Read models the worker keeps current, so queries never enter the log. */
   balancesKey(userId: string): string;
   openTradesKey(userId: string): string;
@@ -34,7 +38,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     engineLease: `${prefix}engine:${tag}:lease`,
     engineFence: `${prefix}engine:${tag}:fence`,
     enginePublished: `${prefix}engine:${tag}:published`,
-    responseKey: (userId, requestId) => `${prefix}response:{${userId}}:${requestId}`,
+    responseKey: (userId, inputId) => `${prefix}response:{${userId}}:${inputId}`,
     balancesKey: (userId) => `${prefix}account:{${userId}}:balances`,
     openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
     quotesKey: `${prefix}{quotes}:latest`,

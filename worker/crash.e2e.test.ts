@@ -228,7 +228,7 @@ describe("crash tests with the real engine and worker processes", () => {
 
     // Answers expire after 60 s: check them first. Every order_response reached its per-request key.
     const pipe = redis.pipeline();
-    for (const r of responses) pipe.llen(keys.responseKey(r.userId, r.requestId));
+    for (const r of responses) pipe.llen(keys.responseKey(r.userId, r.inputId));
     const lengths = ((await pipe.exec()) ?? []).map(([err, n]) => {
       if (err !== null) throw err;
       return n as number;

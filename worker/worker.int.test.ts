@@ -81,8 +81,8 @@ describe("worker on real Redis and Postgres", () => {
 
     await e.send(instruct("alice", "r1", { kind: "create_account" }));
     await e.send({ type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" });
-    await e.send(instruct("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, takeProfit: "2100" }));
-    const answer = await until(() => redis.lpop(keys.responseKey("alice", "r2")));
+    const [openOutput] = await e.send(instruct("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, takeProfit: "2100" }));
+    const answer = await until(() => redis.lpop(keys.responseKey("alice", openOutput!.inputId)));
     const opened = JSON.parse(answer) as Answer;
     expect(opened.ok && opened.result.kind === "open_trade" && opened.result.trade.id).toBe("T0-1");
     // The answer is out only after the read models: reading them now shows this very write.
@@ -134,6 +134,7 @@ describe("worker on real Redis and Postgres", () => {
       { type: "price_update", market: "ETH_USDC_PERP", bid: "1900", ask: "1900", exchangeTimeUs: "2", source: "sim" },
     ];
     const outputs = inputs.flatMap((message, i) => apply(state, { id: `${10 + i}-0`, message }));
+    const b2InputId = "12-0"; // the open's entry id: its answer's key
     expect(outputs.some((o) => o.type === "closed_order")).toBe(true);
     for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
 
@@ -143,7 +144,7 @@ describe("worker on real Redis and Postgres", () => {
     const brokenDb = { query: () => Promise.reject(new Error("db down")) } as unknown as TestDatabase["db"];
     await expect(handleBatch({ reader, writer: redis, db: brokenDb, keys: local, log, consumer: "w1" }, entries)).rejects.toThrow("db down");
     expect(((await redis.xpending(local.output, local.workerGroup)) as [number])[0]).toBe(entries.length);
-    expect(await redis.llen(local.responseKey("bob", "b2"))).toBe(0);
+    expect(await redis.llen(local.responseKey("bob", b2InputId))).toBe(0);
 
     // w1 is gone; w2 claims what it left pending and applies it.
     const stop = new AbortController();
@@ -151,7 +152,7 @@ describe("worker on real Redis and Postgres", () => {
     const row = await until(async () => (await pg.db.query<{ pnl: string }>("SELECT pnl::text FROM closed_orders WHERE id = 'T1-1'")).rows[0]);
     expect(row.pnl).toBe("5.000000"); // short 0.05 ETH from 2000 to 1900
     await until(async () => (((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined));
-    expect(await redis.llen(local.responseKey("bob", "b2"))).toBe(1);
+    expect(await redis.llen(local.responseKey("bob", b2InputId))).toBe(1);
     stop.abort();
     await running;
   });

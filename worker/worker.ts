@@ -69,7 +69,7 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
   for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
-    const key = o.keys.responseKey(output.userId, output.requestId);
+    const key = o.keys.responseKey(output.userId, output.inputId);
     pipe.rpush(key, JSON.stringify(output.answer));
     pipe.pexpire(key, o.responseTtlMs ?? 60_000);
   }
