@@ -27,6 +27,14 @@ export interface Keyspace {
   balancesKey(userId: string): string;
   openTradesKey(userId: string): string;
   readonly quotesKey: string;
+  /** The API's keys. Per-user ones share the user's hash tag, so one script touches one cluster slot. */
+  sessionRevokedKey(userId: string, sessionId: string): string;
+  /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
+  rateLimitKey(scope: string, subject: string): string;
+  /** Remembers which request body an Idempotency-Key (hashed) was first used with. */
+  idempotencyKey(userId: string, keyHash: string): string;
+  /** Sign-in emails kept for local development when no email provider is configured. */
+  readonly devMailbox: string;
 }
 
 export function keyspace(prefix = "", shard = 0): Keyspace {
@@ -42,5 +50,9 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     balancesKey: (userId) => `${prefix}account:{${userId}}:balances`,
     openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
     quotesKey: `${prefix}{quotes}:latest`,
+    sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
+    rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
+    idempotencyKey: (userId, keyHash) => `${prefix}api:{${userId}}:idem:${keyHash}`,
+    devMailbox: `${prefix}api:dev-mailbox`,
   };
 }

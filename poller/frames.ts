@@ -13,7 +13,7 @@
 import type { RawData } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
 import { formatUnits, parseUnits } from "../contract/money.ts";
-import { isLosslessObject, parseLossless, RawNumber, type LosslessObject, type LosslessValue } from "./lossless-json.ts";
+import { isLosslessObject, parseLossless, RawNumber, type LosslessObject, type LosslessValue } from "../platform/lossless-json.ts";
 
 export interface FeedQuote {
   readonly market: string;

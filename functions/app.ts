@@ -1,0 +1,89 @@
+/**
+ * The HTTP API as one Hono app: routes, middleware and the error handler, built from adapters the entry passes in
+ * (server.ts for Node, lambda.ts for AWS Lambda), so tests build a fresh app and call it in-process.
+ *
+ * Every error leaves as `{"error": {"code", "message"}}`. An ApiError carries its own status; anything else is a
+ * bug or an outage: it is logged with the request id, and the client gets a bare 500 (or 503 when a backing
+ * service failed) with no stack trace or internal detail.
+ */
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import { secureHeaders } from "hono/secure-headers";
+import type { ApiDeps, ApiEnv } from "./context.ts";
+import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
+import { checkOrigin } from "./middleware.ts";
+import { DOCS_PAGE, openApiDocument } from "./openapi.ts";
+import { accountRoutes } from "./routes/account.ts";
+import { authRoutes } from "./routes/auth.ts";
+import { tradeRoutes } from "./routes/trade.ts";
+
+export function createApp(deps: ApiDeps): Hono<ApiEnv> {
+  const { settings, log } = deps;
+  const allowedOrigins = new Set([new URL(settings.appUrl).origin, ...settings.corsOrigins]);
+  const app = new Hono<ApiEnv>();
+
+  app.use(async (c, next) => {
+    const requestId = crypto.randomUUID();
+    c.set("requestId", requestId);
+    c.header("X-Request-Id", requestId);
+    await next();
+  });
+  app.use(secureHeaders({ crossOriginResourcePolicy: false, contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'"], styleSrc: ["'unsafe-inline'"] } }));
+  app.use("/api/*", cors({
+    origin: (origin) => (allowedOrigins.has(origin) ? origin : null),
+    credentials: true,
+    allowHeaders: ["Content-Type", "Authorization", "Idempotency-Key"],
+    allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+    exposeHeaders: ["X-Request-Id", "Retry-After"],
+    maxAge: 600,
+  }));
+  app.use("/api/*", checkOrigin(allowedOrigins));
+  app.use("/api/*", bodyLimit({ maxSize: settings.bodyLimitBytes, onError: () => { throw new ApiError("PAYLOAD_TOO_LARGE"); } }));
+
+  app.get("/health", async (c) => {
+    const [redis, postgres, engine] = await Promise.all([
+      deps.redis.ping().then(() => true, () => false),
+      deps.db.query("SELECT 1").then(() => true, () => false),
+      deps.redis.get(deps.keys.engineLease).then((v) => v !== null, () => false),
+    ]);
+    const ok = redis && postgres;
+    return c.json({ status: ok ? "ok" : "unavailable", redis, postgres, engine }, ok ? 200 : 503);
+  });
+
+  app.route("/api/v1/auth", authRoutes(deps));
+  app.route("/api/v1/trade", tradeRoutes(deps));
+  app.route("/api/v1/account", accountRoutes(deps));
+  app.get("/api/v1/openapi.json", (c) => c.json(openApiDocument(new URL(settings.appUrl).origin)));
+  app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
+  if (deps.devMailbox !== undefined) {
+    const mailbox = deps.devMailbox;
+    // Local development only (no email provider configured): the sign-in emails, newest first.
+    app.get("/api/v1/dev/mailbox", async (c) => c.json({ emails: await mailbox.list(20) }));
+  }
+
+  app.notFound((c) => c.json(errorBody("NOT_FOUND", API_ERRORS.NOT_FOUND.message), 404));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
+      return c.json(errorBody(err.code, err.message), err.status);
+    }
+    if (err instanceof HTTPException && err.status < 500) {
+      return c.json(errorBody("INVALID_REQUEST", API_ERRORS.INVALID_REQUEST.message), err.status);
+    }
+    const requestId = c.get("requestId");
+    const unavailable = isBackendFailure(err);
+    log.error(unavailable ? "backend_unavailable" : "request_failed", { requestId, method: c.req.method, path: c.req.path, error: err instanceof Error ? err.stack : String(err) });
+    const code = unavailable ? "UNAVAILABLE" : "INTERNAL";
+    return c.json(errorBody(code, API_ERRORS[code].message), unavailable ? 503 : 500);
+  });
+  return app;
+}
+
+/** Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. */
+function isBackendFailure(err: unknown): boolean {
+  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
+  const text = err instanceof Error ? `${err.name} ${err.message} ${typeof code === "string" ? code : ""}` : "";
+  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|fetch failed|connect|terminat|timeout/i.test(text);
+}

@@ -1,0 +1,53 @@
+/**
+ * Magic-link tokens (DESIGN §5): 256 random bits, base64url, stored only as their SHA-256 in Postgres, valid for
+ * 15 minutes by the database clock, and used at most once. Checking and consuming are separate steps so that the
+ * sign-in can do its work (create the user, have the engine grant the balance) in between: if that fails (engine
+ * down), the link still works on a retry; if two requests race with one link, only one consumes it.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import type { Queryable } from "../../platform/postgres.ts";
+
+export const SIGN_IN_TOKEN_TTL_MINUTES = 15;
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+
+export async function issueSignInToken(db: Queryable, email: string): Promise<string> {
+  const token = randomBytes(32).toString("base64url");
+  await db.query("DELETE FROM sign_in_tokens WHERE expires_at < now() - interval '1 day'");
+  await db.query(
+    `INSERT INTO sign_in_tokens (token_hash, email, expires_at) VALUES ($1, $2, now() + make_interval(mins => $3))`,
+    [hashToken(token), email, SIGN_IN_TOKEN_TTL_MINUTES],
+  );
+  return token;
+}
+
+/** The email a valid, unused, unexpired token was issued for; undefined for anything else. */
+export async function checkSignInToken(db: Queryable, token: string): Promise<string | undefined> {
+  if (!TOKEN_SHAPE.test(token)) return undefined;
+  const { rows } = await db.query<{ email: string }>(
+    "SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
+    [hashToken(token)],
+  );
+  return rows[0]?.email;
+}
+
+/** Marks the token used; false when it was used (or expired) in the meantime. */
+export async function consumeSignInToken(db: Queryable, token: string): Promise<boolean> {
+  const { rows } = await db.query(
+    "UPDATE sign_in_tokens SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING 1",
+    [hashToken(token)],
+  );
+  return rows.length === 1;
+}
+
+/** Finds or creates the user with this (lower-cased) email. */
+export async function ensureUser(db: Queryable, email: string): Promise<{ id: string; email: string }> {
+  const { rows } = await db.query<{ id: string; email: string }>(
+    "INSERT INTO users (email) VALUES ($1) ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email RETURNING id::text, email",
+    [email],
+  );
+  return rows[0]!;
+}
+
+function hashToken(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}

@@ -1,0 +1,91 @@
+/**
+ * The API's configuration (API.md's table), read once by an entry and turned into the app's dependencies. Both
+ * entries share this, so the Node server and the Lambda handler cannot drift apart.
+ */
+import type { Context } from "hono";
+import { keyspace } from "../contract/names.ts";
+import { ConfigError, text, url, wholeNumber } from "../platform/config.ts";
+import type { Logger } from "../platform/log.ts";
+import type { Queryable } from "../platform/postgres.ts";
+import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
+import { Sessions } from "./auth/sessions.ts";
+import type { ApiDeps, ApiSettings } from "./context.ts";
+import { createEngineClient } from "./engine-client.ts";
+import type { ApiRedis } from "./redis/api-redis.ts";
+import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
+import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface ApiConfig {
+  readonly port: number;
+  readonly databaseUrl: string;
+  readonly redis: { readonly kind: "tcp"; readonly url: string } | { readonly kind: "upstash"; readonly url: string; readonly token: string };
+  readonly prefix: string;
+  readonly jwtSecret: string | undefined;
+  readonly resend: { readonly apiKey: string; readonly baseUrl?: string | undefined } | undefined;
+  readonly emailFrom: string;
+  readonly engineTimeoutMs: number;
+  readonly settings: ApiSettings;
+}
+
+export function readApiConfig(env: Env): ApiConfig {
+  const port = wholeNumber(env, "PORT", 3000, 1, 65535);
+  const appUrl = url(env, "APP_URL", `http://localhost:${port}`, ["http:", "https:"]);
+  const upstashUrl = env.UPSTASH_REDIS_REST_URL?.trim();
+  const jwtSecret = env.JWT_SECRET?.trim() || undefined;
+  if (jwtSecret !== undefined && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET must be at least 32 characters");
+  const resendKey = env.RESEND_API_KEY?.trim();
+  const corsOrigins = (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const origin of corsOrigins) {
+    if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
+  }
+  const appRedirectUrl = env.APP_REDIRECT_URL?.trim() ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"]) : undefined;
+  return {
+    port,
+    databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
+    redis: upstashUrl
+      ? { kind: "upstash", url: url(env, "UPSTASH_REDIS_REST_URL", undefined, ["https:", "http:"]), token: text(env, "UPSTASH_REDIS_REST_TOKEN") }
+      : { kind: "tcp", url: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]) },
+    prefix: text(env, "KEY_PREFIX", ""),
+    jwtSecret,
+    resend: resendKey ? { apiKey: resendKey, baseUrl: env.RESEND_BASE_URL?.trim() || undefined } : undefined,
+    emailFrom: text(env, "EMAIL_FROM", "Paper Broker <onboarding@resend.dev>"),
+    engineTimeoutMs: wholeNumber(env, "ENGINE_TIMEOUT_MS", 5_000, 100, 120_000),
+    settings: {
+      appUrl,
+      appRedirectUrl,
+      corsOrigins,
+      secureCookies: appUrl.startsWith("https:") || env.NODE_ENV === "production",
+      bodyLimitBytes: 16 * 1024,
+      tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
+      signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
+      signInPerIp: { limit: wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000), windowMs: 15 * 60_000 },
+    },
+  };
+}
+
+export function connectApiRedis(config: ApiConfig): ApiRedis {
+  return config.redis.kind === "upstash"
+    ? createUpstashApiRedis({ url: config.redis.url, token: config.redis.token })
+    : createIoredisApiRedis(config.redis.url);
+}
+
+export function buildApiDeps(options: {
+  config: ApiConfig; jwtSecret: string; redis: ApiRedis; db: Queryable; log: Logger; clientIp: (c: Context) => string;
+}): ApiDeps {
+  const { config, redis, db, log } = options;
+  const keys = keyspace(config.prefix);
+  const devMailbox = config.resend === undefined ? createDevMailbox({ redis, key: keys.devMailbox, log }) : undefined;
+  const mailer = config.resend === undefined
+    ? devMailbox!
+    : createResendMailer({ apiKey: config.resend.apiKey, baseUrl: config.resend.baseUrl, from: config.emailFrom, log });
+  if (devMailbox !== undefined) log.warn("dev_mailbox", { message: "RESEND_API_KEY is not set: sign-in links are logged and kept in the dev mailbox (GET /api/v1/dev/mailbox) instead of being emailed." });
+  return {
+    redis, db, keys, log, mailer, devMailbox,
+    engine: createEngineClient(redis, keys, config.engineTimeoutMs),
+    sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys),
+    settings: config.settings,
+    clientIp: options.clientIp,
+  };
+}

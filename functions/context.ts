@@ -1,0 +1,46 @@
+/**
+ * What every route gets: the adapters and settings an entry (server.ts, lambda.ts) wires once, and the Hono
+ * environment type with the per-request session.
+ */
+import type { Context } from "hono";
+import type { Keyspace } from "../contract/names.ts";
+import type { Logger } from "../platform/log.ts";
+import type { Queryable } from "../platform/postgres.ts";
+import type { RateLimit } from "./admission.ts";
+import type { DevMail, Mailer } from "./auth/mailer.ts";
+import type { Session, Sessions } from "./auth/sessions.ts";
+import type { EngineClient } from "./engine-client.ts";
+import type { ApiRedis } from "./redis/api-redis.ts";
+
+export interface ApiSettings {
+  /** Public base URL: magic links point at it, and its origin may make state-changing requests. */
+  readonly appUrl: string;
+  /** Where a verified sign-in link redirects (302) instead of answering JSON. */
+  readonly appRedirectUrl?: string | undefined;
+  /** Other origins a browser may call the API from (CORS, Origin check). */
+  readonly corsOrigins: readonly string[];
+  /** Secure cookies: on whenever the API is served over https. */
+  readonly secureCookies: boolean;
+  readonly bodyLimitBytes: number;
+  readonly tradeRate: RateLimit;
+  readonly signInPerEmail: RateLimit;
+  readonly signInPerIp: RateLimit;
+}
+
+export interface ApiDeps {
+  readonly redis: ApiRedis;
+  readonly db: Queryable;
+  readonly keys: Keyspace;
+  readonly engine: EngineClient;
+  readonly sessions: Sessions;
+  readonly mailer: Mailer;
+  /** Present when no email provider is configured: sign-in emails are kept here (local development). */
+  readonly devMailbox?: { list(limit: number): Promise<DevMail[]> } | undefined;
+  readonly log: Logger;
+  readonly settings: ApiSettings;
+  /** The caller's IP address as the entry's platform reports it (socket address, API Gateway source IP). */
+  readonly clientIp: (c: Context) => string;
+}
+
+export type ApiEnv = { Variables: { session: Session; requestId: string } };
+export type ApiContext = Context<ApiEnv>;

@@ -1,0 +1,59 @@
+/**
+ * Every error the API answers with: one catalogue of codes, each mapped to its HTTP status in one table, and one
+ * error type that routes throw. The app's error handler (app.ts) turns an ApiError into
+ * `{"error": {"code", "message"}}` and anything else into a bare 500, so no stack trace or internal detail ever
+ * reaches a client.
+ *
+ * The engine's refusals (contract/rejections.ts) are answered with their own codes: 422, except a trade that is not
+ * the user's, which is a 404 like any other resource that is unknown or not yours.
+ */
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { RejectionCode } from "../contract/rejections.ts";
+
+export const API_ERRORS = {
+  MALFORMED_JSON: { status: 400, message: "The body is not valid JSON." },
+  INVALID_REQUEST: { status: 400, message: "The request does not match the API contract." },
+  INVALID_AMOUNT: { status: 400, message: "The amount is not a valid positive decimal at this asset's precision." },
+  UNKNOWN_ASSET: { status: 400, message: "The asset is not traded here." },
+  INVALID_IDEMPOTENCY_KEY: { status: 400, message: "Idempotency-Key must be 1 to 128 printable ASCII characters." },
+  INVALID_CURSOR: { status: 400, message: "The cursor is not one this API issued." },
+  UNAUTHENTICATED: { status: 401, message: "Sign in first." },
+  INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },
+  FORBIDDEN_ORIGIN: { status: 403, message: "Requests from this origin are not allowed." },
+  NOT_FOUND: { status: 404, message: "Not found." },
+  METHOD_NOT_ALLOWED: { status: 405, message: "Method not allowed." },
+  IDEMPOTENCY_CONFLICT: { status: 409, message: "This Idempotency-Key was used with a different request body." },
+  PAYLOAD_TOO_LARGE: { status: 413, message: "The body is too large." },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },
+  RATE_LIMITED: { status: 429, message: "Too many requests; slow down." },
+  INTERNAL: { status: 500, message: "Something went wrong on our side." },
+  UNAVAILABLE: { status: 503, message: "A backing service is unavailable; try again shortly." },
+  ENGINE_UNAVAILABLE: { status: 503, message: "The trading engine is not running; try again shortly." },
+  ENGINE_TIMEOUT: { status: 504, message: "The trading engine did not answer in time; retry with the same Idempotency-Key." },
+} as const satisfies Record<string, { status: ContentfulStatusCode; message: string }>;
+
+export type ApiErrorCode = keyof typeof API_ERRORS;
+
+export class ApiError extends Error {
+  readonly status: ContentfulStatusCode;
+  constructor(
+    readonly code: ApiErrorCode | RejectionCode,
+    message?: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    const known = code in API_ERRORS ? API_ERRORS[code as ApiErrorCode] : undefined;
+    super(message ?? known?.message ?? code);
+    this.status = known?.status ?? rejectionStatus(code as RejectionCode);
+  }
+}
+
+/** A refusal from the engine: the user's own request was understood but cannot be carried out. */
+export function rejectionStatus(code: RejectionCode): ContentfulStatusCode {
+  if (code === "TRADE_NOT_FOUND" || code === "ACCOUNT_NOT_FOUND") return 404;
+  if (code === "INVALID_INSTRUCTION" || code === "INVALID_AMOUNT" || code === "UNKNOWN_ASSET") return 400;
+  return 422;
+}
+
+export function errorBody(code: string, message: string): { error: { code: string; message: string } } {
+  return { error: { code, message } };
+}

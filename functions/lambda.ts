@@ -1,0 +1,35 @@
+/**
+ * The API on AWS Lambda (behind API Gateway HTTP API, payload v2): the same app as server.ts through Hono's Lambda
+ * adapter. Configuration is read and connections opened once per container, on the first invocation, and reused
+ * by the ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over WebSockets; migrations are run
+ * by the always-on containers, not here.
+ */
+import type { Hono } from "hono";
+import { getConnInfo, handle, type LambdaEvent } from "hono/aws-lambda";
+import { ConfigError } from "../platform/config.ts";
+import { createLogger } from "../platform/log.ts";
+import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
+import { createApp } from "./app.ts";
+import { buildApiDeps, connectApiRedis, readApiConfig } from "./config.ts";
+import type { ApiEnv } from "./context.ts";
+
+let app: Promise<Hono<ApiEnv>> | undefined;
+
+async function buildApp(): Promise<Hono<ApiEnv>> {
+  const config = readApiConfig(process.env);
+  if (config.jwtSecret === undefined) throw new ConfigError("JWT_SECRET is required for the Lambda functions");
+  const log = createLogger("api");
+  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(process.env));
+  return createApp(buildApiDeps({
+    config, jwtSecret: config.jwtSecret, redis: connectApiRedis(config), db, log,
+    clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
+  }));
+}
+
+export const handler = async (event: LambdaEvent, context: unknown) => {
+  app ??= buildApp().catch((err: unknown) => {
+    app = undefined; // a failed start is retried by the next invocation
+    throw err;
+  });
+  return handle(await app)(event, context as never);
+};

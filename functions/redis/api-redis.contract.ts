@@ -1,0 +1,164 @@
+/**
+ * The cases every ApiRedis adapter must pass, on a real Redis (REDIS_URL, default 127.0.0.1:6379): the same calls
+ * must give the same replies whichever adapter makes them. Setup and checks go through a plain ioredis connection,
+ * never the adapter under test. Keys live under a random prefix per run and are deleted afterwards.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiRedis } from "./api-redis.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+/** Values that trip up encodings: JSON look-alikes, base64 look-alikes, Redis status words, whitespace, control and non-ASCII characters. */
+const AWKWARD = ["héllo wörld", "日本語 🚀", "  spaced  out  ", "tab\tnew\nline\r\"quoted\" back\\slash", "nul\u0000byte", "", "OK", "PONG", "null", "42", "[1,2]", "{\"a\":1}", "dGVzdA=="];
+
+export function describeApiRedisContract(name: string, factory: () => Promise<ApiRedis>): void {
+  describe(`ApiRedis contract: ${name}`, () => {
+    let redis: ApiRedis;
+    let plain: Redis;
+    let prefix: string;
+    const key = (suffix: string) => `${prefix}${suffix}`;
+
+    beforeAll(async () => {
+      prefix = `test:api-redis:${randomUUID()}:`;
+      plain = new Redis(REDIS_URL);
+      redis = await factory();
+    });
+
+    afterAll(async () => {
+      await redis.close();
+      const stale = await plain.keys(`${prefix}*`);
+      if (stale.length > 0) await plain.del(...stale);
+      plain.disconnect();
+    });
+
+    describe("eval", () => {
+      it("returns integers, strings, nil, arrays and nested arrays as Redis sends them", async () => {
+        expect(await redis.eval("return 42", [], [])).toBe(42);
+        expect(await redis.eval("return 'hello'", [], [])).toBe("hello");
+        expect(await redis.eval("return nil", [], [])).toBeNull();
+        expect(await redis.eval("return false", [], [])).toBeNull();
+        expect(await redis.eval("return {1, 'two', 3}", [], [])).toEqual([1, "two", 3]);
+        expect(await redis.eval("return {1, {'a', {2, 'b'}}, 'c', {}}", [], [])).toEqual([1, ["a", [2, "b"]], "c", []]);
+        expect(await redis.eval("return redis.call('SET', KEYS[1], 'x')", [key("status")], [])).toBe("OK");
+      });
+
+      it("rejects on a script error", async () => {
+        await expect(redis.eval("return redis.call('NO_SUCH_COMMAND')", [], [])).rejects.toThrow();
+        await expect(redis.eval("error('boom')", [], [])).rejects.toThrow(/boom/);
+        await expect(redis.eval("return redis.error_reply('MY_ERR custom')", [], [])).rejects.toThrow(/MY_ERR custom/);
+      });
+
+      it("passes keys and args", async () => {
+        const script = "redis.call('SET', KEYS[1], ARGV[1]) return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], #KEYS, #ARGV}";
+        expect(await redis.eval(script, [key("k1"), key("k2")], ["v1", "7"])).toEqual([key("k1"), key("k2"), "v1", "7", 2, 2]);
+        expect(await plain.get(key("k1"))).toBe("v1");
+      });
+
+      it("runs a script by its sha once loaded, and again after SCRIPT FLUSH", async () => {
+        // A script text new to the server, so the first call meets NOSCRIPT and falls back to EVAL. MONITOR shows
+        // what reached Redis: the sha alone while the script is loaded, the text only after a NOSCRIPT.
+        const script = `return {ARGV[1], '${prefix}'}`;
+        const sha = createHash("sha1").update(script).digest("hex");
+        const seen: string[] = [];
+        const monitor = await plain.monitor();
+        monitor.on("monitor", (_time: string, args: string[]) => {
+          if (args.includes(sha) || args.includes(script)) seen.push(String(args[0]).toLowerCase());
+        });
+        try {
+          expect(await redis.eval(script, [], ["a"])).toEqual(["a", prefix]);
+          expect(await redis.eval(script, [], ["b"])).toEqual(["b", prefix]);
+          await plain.script("FLUSH");
+          expect(await redis.eval(script, [], ["c"])).toEqual(["c", prefix]);
+          await until(() => seen.length >= 5);
+          expect(seen).toEqual(["evalsha", "eval", "evalsha", "evalsha", "eval"]);
+        } finally {
+          monitor.disconnect();
+        }
+      });
+    });
+
+    describe("blpop", () => {
+      it("pops an element pushed before", async () => {
+        await plain.rpush(key("q:before"), "first", "second");
+        expect(await redis.blpop(key("q:before"), 1_000)).toBe("first");
+        expect(await redis.blpop(key("q:before"), 1_000)).toBe("second");
+      });
+
+      it("pops an element pushed while it waits", async () => {
+        const popped = redis.blpop(key("q:during"), 5_000);
+        await sleep(50);
+        await plain.rpush(key("q:during"), "late");
+        expect(await popped).toBe("late");
+      });
+
+      it("answers null once the timeout has passed", async () => {
+        const started = performance.now();
+        expect(await redis.blpop(key("q:empty"), 300)).toBeNull();
+        expect(performance.now() - started).toBeGreaterThanOrEqual(250);
+      });
+
+      it("serves several waiters on different keys at once, and other calls meanwhile", async () => {
+        // Served in the reverse of the order they started, each while the others still wait: waiters queued behind
+        // one another (one shared blocking connection) would time out instead.
+        const queues = [0, 1, 2, 3, 4, 5].map((i) => key(`q:many:${i}`));
+        const waiters = queues.map((queue) => redis.blpop(queue, 5_000));
+        void Promise.allSettled(waiters); // a failed check below must not leave the rest unhandled
+        await sleep(50);
+        await redis.ping();
+        expect(await redis.get(key("q:many:other"))).toBeNull();
+        for (const [i, queue] of [...queues.entries()].reverse()) {
+          await plain.rpush(queue, `item-${i}`);
+          expect(await waiters[i]).toBe(`item-${i}`);
+        }
+      });
+    });
+
+    it("hgetall: an empty object for a missing hash, all fields for a filled one", async () => {
+      expect(await redis.hgetall(key("h:missing"))).toEqual({});
+      await plain.hset(key("h:filled"), { a: "1", "b c": "é", n: "42" });
+      expect(await redis.hgetall(key("h:filled"))).toEqual({ a: "1", "b c": "é", n: "42" });
+    });
+
+    it("get/set: stores with an expiry in milliseconds, null for a missing key", async () => {
+      expect(await redis.get(key("s:missing"))).toBeNull();
+      await redis.set(key("s:ttl"), "v", 10_000);
+      expect(await redis.get(key("s:ttl"))).toBe("v");
+      const pttl = await plain.pttl(key("s:ttl"));
+      expect(pttl).toBeGreaterThan(0);
+      expect(pttl).toBeLessThanOrEqual(10_000);
+    });
+
+    it("lrange: a range of a list, empty for a missing key", async () => {
+      await plain.rpush(key("l"), "a", "b", "c");
+      expect(await redis.lrange(key("l"), 0, -1)).toEqual(["a", "b", "c"]);
+      expect(await redis.lrange(key("l"), 1, 1)).toEqual(["b"]);
+      expect(await redis.lrange(key("l:missing"), 0, -1)).toEqual([]);
+    });
+
+    it("ping resolves while Redis answers", async () => {
+      await expect(redis.ping()).resolves.toBeUndefined();
+    });
+
+    it("round-trips awkward values unchanged through every call", async () => {
+      for (const [i, value] of AWKWARD.entries()) {
+        await redis.set(key(`awk:${i}`), value, 60_000);
+        expect(await redis.get(key(`awk:${i}`))).toBe(value);
+        expect(await redis.eval("return {ARGV[1], {ARGV[1]}}", [], [value])).toEqual([value, [value]]);
+        await plain.rpush(key(`awk:l:${i}`), value, value);
+        expect(await redis.lrange(key(`awk:l:${i}`), 0, 0)).toEqual([value]);
+        expect(await redis.blpop(key(`awk:l:${i}`), 1_000)).toBe(value);
+      }
+      await plain.hset(key("awk:h"), Object.fromEntries(AWKWARD.map((value) => [value, value])));
+      expect(await redis.hgetall(key("awk:h"))).toEqual(Object.fromEntries(AWKWARD.map((value) => [value, value])));
+    });
+  });
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(done: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const started = Date.now();
+  while (!done() && Date.now() - started < timeoutMs) await sleep(10);
+}

@@ -1,0 +1,36 @@
+/**
+ * The Redis the functions see: the few operations the API needs, behind one small interface with two adapters,
+ * `ioredis` over TCP (local server, containers) and `@upstash/redis` over REST (deployed Lambda functions). One
+ * contract suite (api-redis.contract.ts) runs the same cases against both, the Upstash one through a local
+ * Upstash-REST-compatible bridge in front of the real Redis.
+ *
+ * Replies come back as Redis sends them (strings stay strings, never JSON-decoded), so both adapters answer alike.
+ */
+export interface ApiRedis {
+  /**
+   * Runs a Lua script (EVAL, or EVALSHA where the adapter can cache it). Integer replies are numbers, bulk strings
+   * strings, nil null, arrays arrays; a script error rejects.
+   */
+  eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
+  /**
+   * BLPOP on one key: the popped element, or null when nothing arrived within `timeoutMs`. `timeoutMs` must be
+   * positive: Redis reads 0 as "wait forever", which a function answering HTTP must never do.
+   */
+  blpop(key: string, timeoutMs: number): Promise<string | null>;
+  /** HGETALL: an empty object when the key does not exist. */
+  hgetall(key: string): Promise<Record<string, string>>;
+  get(key: string): Promise<string | null>;
+  /** SET with an expiry in milliseconds. */
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** LRANGE: an empty array when the key does not exist. */
+  lrange(key: string, start: number, stop: number): Promise<string[]>;
+  /** Rejects when Redis does not answer. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** BLPOP's timeout argument: seconds, fractional, from whole milliseconds; a non-positive timeout is a bug. */
+export function blpopTimeoutSeconds(timeoutMs: number): string {
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`blpop: timeoutMs must be positive, got ${timeoutMs}`);
+  return String(Math.ceil(timeoutMs) / 1000);
+}

@@ -1,0 +1,119 @@
+/**
+ * ApiRedis over TCP with ioredis, for the local server and containers. Unlike the always-on processes
+ * (platform/redis.ts), a function must answer 503 rather than wait for Redis, so every call here is bounded:
+ *
+ * - Commands share one connection with a `commandTimeout`. The offline queue stays on, so a command issued while
+ *   the connection is still being made (a cold start) waits for it instead of failing at once; `maxRetriesPerRequest:
+ *   1` fails queued commands after two failed reconnects (milliseconds when nothing listens), and the command timeout
+ *   bounds the rest (a host that swallows packets). Reconnecting goes on in the background.
+ * - A BLPOP holds its connection, so each waiter borrows one of a small pool. Those carry no `commandTimeout` (it
+ *   would cut a long pop short); instead a deadline of the pop's own timeout plus a grace rejects the call and
+ *   discards the connection, whose state is then unknown.
+ * - RESP2 (`protocol: 2`): the reply shapes the Upstash REST side gives, so both adapters answer alike.
+ * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL, which also loads the script, on
+ *   NOSCRIPT. Scripts are constants in code, so the cache stays small.
+ */
+import { createHash } from "node:crypto";
+import { Redis } from "ioredis";
+import type { Logger } from "../../platform/log.ts";
+import { blpopTimeoutSeconds, type ApiRedis } from "./api-redis.ts";
+import { createBlockingConnections } from "./blocking-connections.ts";
+
+export interface IoredisApiRedisOptions {
+  /** Bound on each non-blocking command, waiting for a connection included. Default 2 000 ms. */
+  readonly commandTimeoutMs?: number;
+  /** How long past its own timeout a BLPOP may stay unanswered before it rejects. Default 1 000 ms. */
+  readonly blockingGraceMs?: number;
+  /** Idle blocking connections kept for reuse. Default 4. */
+  readonly maxIdleBlocking?: number;
+  readonly log?: Logger;
+}
+
+export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptions = {}): ApiRedis {
+  const commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
+  const blockingGraceMs = options.blockingGraceMs ?? 1_000;
+  const commands = new Redis(url, {
+    protocol: 2,
+    connectionName: "api",
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: commandTimeoutMs,
+    maxRetriesPerRequest: 1,
+    enableOfflineQueue: true,
+    retryStrategy: (attempt) => Math.min(100 * attempt, 1_000),
+  });
+  watch(commands, options.log);
+  const blocking = createBlockingConnections(() => {
+    const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined });
+    watch(connection, options.log);
+    return connection;
+  }, options.maxIdleBlocking ?? 4);
+  const shas = new Map<string, string>();
+
+  return {
+    async eval(script, keys, args) {
+      let sha = shas.get(script);
+      if (sha === undefined) {
+        sha = createHash("sha1").update(script).digest("hex");
+        shas.set(script, sha);
+      }
+      try {
+        return await commands.evalsha(sha, keys.length, ...keys, ...args);
+      } catch (error) {
+        if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+        return await commands.eval(script, keys.length, ...keys, ...args);
+      }
+    },
+    async blpop(key, timeoutMs) {
+      const seconds = blpopTimeoutSeconds(timeoutMs);
+      const connection = blocking.acquire();
+      let reusable = false;
+      try {
+        const reply = await withDeadline(connection.blpop(key, seconds), timeoutMs + blockingGraceMs);
+        reusable = true;
+        return reply === null ? null : reply[1];
+      } finally {
+        blocking.release(connection, reusable);
+      }
+    },
+    hgetall: (key) => commands.hgetall(key),
+    get: (key) => commands.get(key),
+    async set(key, value, ttlMs) {
+      await commands.set(key, value, "PX", ttlMs);
+    },
+    lrange: (key, start, stop) => commands.lrange(key, start, stop),
+    async ping() {
+      await commands.ping();
+    },
+    async close() {
+      blocking.close();
+      // QUIT lets replies still in flight arrive; when Redis is down it fails (bounded), and disconnect ends it.
+      await commands.quit().catch(() => undefined);
+      commands.disconnect();
+    },
+  };
+}
+
+/** Logs the first error of an outage and the recovery, not every failed reconnect. */
+function watch(connection: Redis, log: Logger | undefined): void {
+  let down = false;
+  connection.on("error", (error: Error) => {
+    if (!down) log?.warn("redis_error", { error: error.message });
+    down = true;
+  });
+  connection.on("ready", () => {
+    if (down) log?.info("redis_reconnected");
+    down = false;
+  });
+}
+
+async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`BLPOP got no reply within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * Sign-in, sessions and the request guards (API.md, DESIGN §5), in-process against real Redis and Postgres with
+ * the real engine and worker running.
+ */
+import { SignJWT, UnsecuredJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../app.ts";
+import { SIGN_IN_MESSAGE } from "./auth.ts";
+import { client } from "../testing/http.ts";
+import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
+
+let stack: ApiStack;
+let anon: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  stack = await startApiStack({ settings: { signInPerEmail: { limit: 5, windowMs: 60_000 }, signInPerIp: { limit: 8, windowMs: 60_000 } } });
+  anon = client(stack.app);
+});
+afterAll(() => stack.close());
+
+async function latestLink(email: string): Promise<string> {
+  const mail = (await stack.deps.devMailbox!.list(50)).find((m) => m.to === email);
+  if (mail === undefined) throw new Error(`no email to ${email}`);
+  const url = new URL(mail.link);
+  return url.pathname + url.search;
+}
+
+const secret = new TextEncoder().encode(TEST_JWT_SECRET);
+
+describe("magic-link sign-in", () => {
+  it("answers the same for a new and a known address, and does the same work for both", async () => {
+    await stack.signIn("known@example.com");
+    const tokensBefore = Number((await stack.pg.db.query("SELECT count(*) AS n FROM sign_in_tokens")).rows[0]!.n);
+    const known = await anon.post("/api/v1/auth", { email: "known@example.com" }, { "x-test-ip": "10.0.0.1" });
+    const unknown = await anon.post("/api/v1/auth", { email: "nobody-yet@example.com" }, { "x-test-ip": "10.0.0.1" });
+    expect(known.status).toBe(200);
+    expect(unknown.status).toBe(200);
+    expect(unknown.body).toEqual(known.body);
+    expect(known.body).toEqual({ message: SIGN_IN_MESSAGE });
+    // Same work: a token stored for each, an email sent to each, and no user created before the link is followed.
+    const tokensAfter = Number((await stack.pg.db.query("SELECT count(*) AS n FROM sign_in_tokens")).rows[0]!.n);
+    expect(tokensAfter - tokensBefore).toBe(2);
+    expect(await latestLink("nobody-yet@example.com")).toMatch(/^\/api\/v1\/auth\/verify\?token=[A-Za-z0-9_-]{43}$/);
+    expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'nobody-yet@example.com'")).rowCount).toBe(0);
+  });
+
+  it("stores only a hash of the token", async () => {
+    await anon.post("/api/v1/auth", { email: "hash@example.com" });
+    const token = new URL(`http://x${await latestLink("hash@example.com")}`).searchParams.get("token")!;
+    const { rows } = await stack.pg.db.query<{ token_hash: Buffer }>("SELECT token_hash FROM sign_in_tokens WHERE email = 'hash@example.com'");
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.token_hash.length).toBe(32);
+    expect(rows[0]!.token_hash.toString("base64url")).not.toBe(token);
+    const all = await stack.pg.db.query("SELECT * FROM sign_in_tokens");
+    expect(JSON.stringify(all.rows)).not.toContain(token);
+  });
+
+  it("first sign-in creates the user, grants the balance before answering and sets the session cookie", async () => {
+    await anon.post("/api/v1/auth", { email: "New.User@Example.com" });
+    const verified = await anon.get(await latestLink("new.user@example.com"));
+    expect(verified.status).toBe(200);
+    const user = verified.body.user as { id: string; email: string };
+    expect(user.email).toBe("new.user@example.com");
+    expect(user.id).toMatch(/^[0-9a-f-]{36}$/);
+    const cookie = verified.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^session=[^;]+;/);
+    expect(cookie).toContain("HttpOnly");
+    expect(cookie).toContain("SameSite=Lax");
+    expect(cookie).toContain("Path=/");
+    expect(cookie).not.toContain("Secure"); // http in tests; https APP_URL turns it on
+    const token = /session=([^;]+)/.exec(cookie)![1]!;
+    // The very next request sees the grant: it was applied before verify answered.
+    const withCookie = await anon.get("/api/v1/account/balance/usd", { cookie: `session=${token}` });
+    expect(withCookie.body).toEqual({ asset: "USD", balance: "10000" });
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toEqual({ user });
+  });
+
+  it("a link works once; a used, expired, unknown or malformed token is 401 INVALID_TOKEN", async () => {
+    await anon.post("/api/v1/auth", { email: "once@example.com" });
+    const link = await latestLink("once@example.com");
+    expect((await anon.get(link)).status).toBe(200);
+    const reused = await anon.get(link);
+    expect([reused.status, reused.body.error?.code]).toEqual([401, "INVALID_TOKEN"]);
+
+    await anon.post("/api/v1/auth", { email: "late@example.com" });
+    const late = await latestLink("late@example.com");
+    await stack.pg.db.query("UPDATE sign_in_tokens SET expires_at = now() - interval '1 second' WHERE email = 'late@example.com'");
+    expect((await anon.get(late)).body.error?.code).toBe("INVALID_TOKEN");
+    expect((await anon.get(`/api/v1/auth/verify?token=${"A".repeat(43)}`)).status).toBe(401);
+    expect((await anon.get("/api/v1/auth/verify?token=short")).status).toBe(401);
+    expect((await anon.get("/api/v1/auth/verify")).status).toBe(400);
+    expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'late@example.com'")).rowCount).toBe(0);
+  });
+
+  it("limits sign-in emails per address and per IP with 429 and Retry-After", async () => {
+    const email = "limited@example.com";
+    for (let i = 0; i < 5; i++) expect((await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.0.0.2" })).status).toBe(200);
+    const sixth = await anon.post("/api/v1/auth", { email: "LIMITED@example.com" }, { "x-test-ip": "10.0.0.3" });
+    expect([sixth.status, sixth.body.error?.code]).toEqual([429, "RATE_LIMITED"]);
+    expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
+    const sent = (await stack.deps.devMailbox!.list(50)).filter((m) => m.to === email);
+    expect(sent).toHaveLength(5);
+
+    for (let i = 0; i < 8; i++) expect((await anon.post("/api/v1/auth", { email: `ip${i}@example.com` }, { "x-test-ip": "10.0.0.9" })).status).toBe(200);
+    expect((await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.9" })).status).toBe(429);
+    expect((await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.10" })).status).toBe(200);
+  });
+
+  it("refuses a malformed email with a 400 naming the field", async () => {
+    const res = await anon.post("/api/v1/auth", { email: "not-an-email" });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    expect(res.body.error?.message).toContain("email");
+  });
+});
+
+describe("sessions", () => {
+  it("accepts the token as a cookie or a Bearer header, and nothing else", async () => {
+    const { token, user } = await stack.signIn("carol@example.com");
+    expect((await anon.get("/api/v1/auth/me", { cookie: `session=${token}` })).body).toEqual({ user });
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toEqual({ user });
+    const none = await anon.get("/api/v1/auth/me");
+    expect([none.status, none.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+    expect((await anon.get("/api/v1/auth/me", { authorization: `Basic ${token}` })).status).toBe(401);
+  });
+
+  it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
+    const { user, token } = await stack.signIn("dave@example.com");
+    const claims = { email: user.email };
+    const forged = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x1").setIssuer("paper-broker").setIssuedAt().setExpirationTime("1h").sign(new TextEncoder().encode("another-secret-that-is-long-enough-000000"));
+    const none = new UnsecuredJWT(claims).setSubject(user.id).setJti("x2").setIssuer("paper-broker").setIssuedAt().setExpirationTime("1h").encode();
+    const expired = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x3").setIssuer("paper-broker").setIssuedAt(Math.floor(Date.now() / 1000) - 7200).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(secret);
+    const wrongIssuer = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x4").setIssuer("someone-else").setIssuedAt().setExpirationTime("1h").sign(secret);
+    const [head, payload, signature] = token.split(".");
+    const other = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
+    const tampered = `${head}.${Buffer.from(JSON.stringify({ ...other, sub: "00000000-0000-0000-0000-000000000000" })).toString("base64url")}.${signature}`;
+    for (const bad of [forged, none, expired, wrongIssuer, tampered, "garbage", `${token}x`]) {
+      const res = await client(stack.app, bad).get("/api/v1/account/balance");
+      expect(res.status, bad).toBe(401);
+      expect(res.body.error?.code).toBe("UNAUTHENTICATED");
+    }
+    expect((await client(stack.app, token).get("/api/v1/account/balance")).status).toBe(200);
+  });
+
+  it("logout clears the cookie and revokes the token everywhere; other sessions keep working", async () => {
+    const first = await stack.signIn("erin@example.com");
+    const second = await stack.signIn("erin@example.com");
+    const out = await client(stack.app, first.token).del("/api/v1/auth/logout");
+    expect(out.status).toBe(200);
+    expect(out.headers.get("set-cookie")).toMatch(/session=;.*Max-Age=0/);
+    expect((await client(stack.app, first.token).get("/api/v1/auth/me")).status).toBe(401);
+    expect((await anon.get("/api/v1/auth/me", { cookie: `session=${first.token}` })).status).toBe(401);
+    expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
+    expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine
+  });
+});
+
+describe("request guards", () => {
+  it("refuses state-changing requests from another origin, allows the app's own and the allow-list", async () => {
+    const { token } = await stack.signIn("frank@example.com");
+    const frank = client(stack.app, token);
+    const evil = await frank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" }, { origin: "https://evil.example" });
+    expect([evil.status, evil.body.error?.code]).toEqual([403, "FORBIDDEN_ORIGIN"]);
+    expect((await frank.del("/api/v1/auth/logout", { origin: "https://evil.example" })).status).toBe(403);
+    expect((await frank.get("/api/v1/auth/me")).status).toBe(200); // the refused logout revoked nothing
+    expect((await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "http://localhost:3000" })).status).toBe(200);
+    expect((await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "https://app.example.com" })).status).toBe(200);
+    const preflight = await stack.app.request("/api/v1/trade/create", { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "POST" } });
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(preflight.headers.get("access-control-allow-credentials")).toBe("true");
+    const foreign = await stack.app.request("/api/v1/trade/create", { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+    expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("answers bad bodies with clear 4xx codes", async () => {
+    const { token } = await stack.signIn("gina@example.com");
+    const gina = client(stack.app, token);
+    const cases: [unknown, number, string][] = [
+      ["{not json", 400, "MALFORMED_JSON"],
+      ["", 400, "MALFORMED_JSON"],
+      [{ asset: "DOGE", type: "long", margin: "1", leverage: 1 }, 400, "UNKNOWN_ASSET"],
+      [{ asset: "ETH", type: "long", margin: "-1", leverage: 1 }, 400, "INVALID_AMOUNT"],
+      [{ asset: "ETH", type: "long", margin: "1e5", leverage: 1 }, 400, "INVALID_AMOUNT"],
+      [{ asset: "ETH", type: "long", margin: "1", leverage: 1.5 }, 400, "INVALID_REQUEST"],
+      [{ asset: "ETH", type: "long", margin: "1", leverage: "10" }, 400, "INVALID_REQUEST"],
+      [{ asset: "ETH", type: "sideways", margin: "1", leverage: 1 }, 400, "INVALID_REQUEST"],
+      [{ asset: "ETH", type: "long", margin: "1", leverage: 1, stoploss: "5" }, 400, "INVALID_REQUEST"],
+      [[1, 2, 3], 400, "INVALID_REQUEST"],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await gina.post("/api/v1/trade/create", body);
+      expect([res.status, res.body.error?.code], JSON.stringify(body)).toEqual([status, code]);
+    }
+    const wrongType = await gina.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
+    expect([wrongType.status, wrongType.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
+    const huge = await gina.post("/api/v1/trade/create", JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) }));
+    expect([huge.status, huge.body.error?.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
+    expect((await gina.get("/api/v1/trade/history?limit=0")).status).toBe(400);
+    expect((await gina.get("/api/v1/trade/history?cursor=bogus")).body.error?.code).toBe("INVALID_CURSOR");
+    expect((await gina.get("/api/v1/nope")).status).toBe(404);
+    expect(((await gina.get("/api/v1/trade/open")).body.trades as unknown[]).length).toBe(0);
+  });
+
+  it("limits trading per user with 429", async () => {
+    const limited = await startApiStack({ settings: { tradeRate: { limit: 3, windowMs: 60_000 } } });
+    try {
+      const { token } = await limited.signIn("hank@example.com");
+      const hank = client(limited.app, token);
+      const codes: number[] = [];
+      for (let i = 0; i < 5; i++) codes.push((await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" })).status);
+      expect(codes).toEqual([422, 422, 422, 429, 429]); // no price yet: refused by the engine, but counted
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("never leaks internals: a failing dependency gives a bare error body, the log keeps the detail", async () => {
+    const { token } = await stack.signIn("ivy@example.com");
+    const broken = createApp({ ...stack.deps, db: { query: () => Promise.reject(new TypeError("relation closed_orders is on fire")) } });
+    const res = await client(broken, token).get("/api/v1/trade/history");
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: { code: "INTERNAL", message: "Something went wrong on our side." } });
+    expect(stack.logLines.some((l) => l.event === "request_failed" && String(l.error).includes("on fire"))).toBe(true);
+    const down = createApp({ ...stack.deps, db: { query: () => Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" })) } });
+    const unavailable = await client(down, token).get("/api/v1/trade/history");
+    expect([unavailable.status, unavailable.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect((await client(down, token).get("/health")).status).toBe(503);
+    expect((await anon.get("/health")).body).toEqual({ status: "ok", redis: true, postgres: true, engine: true });
+  });
+});

@@ -1,0 +1,50 @@
+/**
+ * The API under Node (`npm run api`): the same app the Lambda entry serves, on `PORT`. Runs the migrations (once,
+ * under a lock) so a local stack needs nothing else, and keeps a generated JWT secret in the data folder when
+ * JWT_SECRET is not set, so sessions survive restarts.
+ */
+import { serve } from "@hono/node-server";
+import { getConnInfo } from "@hono/node-server/conninfo";
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { runMain, stopOnSignals, text } from "../platform/config.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
+import { createApp } from "./app.ts";
+import { buildApiDeps, connectApiRedis, readApiConfig } from "./config.ts";
+
+runMain("api", async () => {
+  const env = process.env;
+  const config = readApiConfig(env);
+  const log = createLogger("api");
+  const stop = stopOnSignals(log);
+  const jwtSecret = config.jwtSecret ?? (await keptSecret(text(env, "DATA_DIR", ".data"), log));
+  const redis = connectApiRedis(config);
+  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
+  await migrate(db, log);
+  const deps = buildApiDeps({ config, jwtSecret, redis, db, log, clientIp: (c) => getConnInfo(c).remote.address ?? "unknown" });
+  const app = createApp(deps);
+  const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "0.0.0.0") }, (info) => {
+    log.info("listening", { port: info.port, api: config.settings.appUrl, docs: `${config.settings.appUrl}/api/v1/docs`, devMailbox: deps.devMailbox === undefined ? null : `${config.settings.appUrl}/api/v1/dev/mailbox` });
+  });
+  await new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await Promise.all([redis.close(), db.close()]);
+  log.info("stopped");
+});
+
+async function keptSecret(dataDir: string, log: ReturnType<typeof createLogger>): Promise<string> {
+  const file = join(dataDir, "jwt-secret");
+  try {
+    return (await readFile(file, "utf8")).trim();
+  } catch {
+    await mkdir(dataDir, { recursive: true });
+    const secret = randomBytes(32).toString("base64url");
+    // wx: if another process created it first, keep theirs.
+    await writeFile(file, secret, { mode: 0o600, flag: "wx" }).catch(() => undefined);
+    log.info("jwt_secret_generated", { file });
+    return (await readFile(file, "utf8")).trim();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Test support: the API app wired to real Redis and Postgres with a real engine (the leader loop) and worker
+ * running in this process on a unique key prefix and database, plus the local Resend-compatible recorder or the
+ * dev mailbox. Route tests call `stack.app.request(…)` in-process; `signIn` walks the magic-link flow end to end.
+ */
+import { Redis } from "ioredis";
+import { keyspace, type Keyspace } from "../../contract/names.ts";
+import type { PriceUpdate } from "../../contract/messages.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
+import { makeParams } from "../../engine/core/params.ts";
+import { createState, type EngineState } from "../../engine/core/state.ts";
+import { runLeader } from "../../engine/runner/leader.ts";
+import { EngineLease } from "../../engine/runner/lease.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
+import { migrate } from "../../platform/migrate.ts";
+import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
+import { runWorker } from "../../worker/worker.ts";
+import type { Hono } from "hono";
+import { createApp } from "../app.ts";
+import { createDevMailbox } from "../auth/mailer.ts";
+import { Sessions } from "../auth/sessions.ts";
+import type { ApiDeps, ApiEnv, ApiSettings } from "../context.ts";
+import { createEngineClient } from "../engine-client.ts";
+import type { ApiRedis } from "../redis/api-redis.ts";
+import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
+
+export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+export const TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789";
+
+export interface ApiStack {
+  readonly app: Hono<ApiEnv>;
+  readonly deps: ApiDeps;
+  readonly keys: Keyspace;
+  readonly redis: Redis;
+  readonly pg: TestDatabase;
+  readonly state: EngineState;
+  readonly logLines: Record<string, unknown>[];
+  /** XADDs a quote onto the log, as the poller would, and waits until the read model shows it. */
+  setQuote(market: string, bid: string, ask: string): Promise<void>;
+  /** Signs in through the magic link in the dev mailbox; returns the session token and user. */
+  signIn(email: string): Promise<{ token: string; user: { id: string; email: string } }>;
+  /** Stops (and optionally restarts) the engine's leader loop; the lease is released so the API sees no engine. */
+  stopEngine(): Promise<void>;
+  startEngine(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startApiStack(overrides: { settings?: Partial<ApiSettings>; deps?: Partial<ApiDeps>; engineTimeoutMs?: number } = {}): Promise<ApiStack> {
+  const prefix = `test:api:${crypto.randomUUID()}:`;
+  const keys = keyspace(prefix);
+  const logLines: Record<string, unknown>[] = [];
+  const log: Logger = createLogger("api-test", { level: "debug", sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>) });
+  const pg = await createTestDatabase();
+  await migrate(pg.db, log);
+  const redis = new Redis(REDIS_URL);
+  const engineReader = new Redis(REDIS_URL);
+  const workerReader = new Redis(REDIS_URL);
+  const apiRedis: ApiRedis = createIoredisApiRedis(REDIS_URL);
+
+  const state = createState(makeParams());
+  let engine: { stop: AbortController; done: Promise<unknown>; lease: EngineLease } | undefined;
+  const startEngine = async () => {
+    const lease = new EngineLease(redis, keys, "api-test-engine", 5_000, log);
+    if (!(await lease.tryAcquire())) throw new Error("test engine could not take the lease");
+    const stop = new AbortController();
+    let live!: () => void;
+    const isLive = new Promise<void>((r) => (live = r));
+    const done = runLeader({ reader: engineReader, writer: redis, keys, log, lease, state, blockMs: 50, onLive: live }, stop.signal);
+    await isLive;
+    engine = { stop, done, lease };
+  };
+  const stopEngine = async () => {
+    if (engine === undefined) return;
+    engine.stop.abort();
+    await engine.done;
+    await engine.lease.release();
+    engine = undefined;
+  };
+  await startEngine();
+  const workerStop = new AbortController();
+  const worker = runWorker({ reader: workerReader, writer: redis, db: pg.db, keys, log, consumer: "api-test-worker", blockMs: 50 }, workerStop.signal);
+
+  const settings: ApiSettings = {
+    appUrl: "http://localhost:3000",
+    corsOrigins: ["https://app.example.com"],
+    secureCookies: false,
+    bodyLimitBytes: 16 * 1024,
+    tradeRate: { limit: 1000, windowMs: 1000 },
+    signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
+    signInPerIp: { limit: 1000, windowMs: 15 * 60_000 },
+    ...overrides.settings,
+  };
+  const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });
+  const deps: ApiDeps = {
+    redis: apiRedis, db: pg.db, keys, log, mailer: devMailbox, devMailbox,
+    engine: createEngineClient(apiRedis, keys, overrides.engineTimeoutMs ?? 5_000),
+    sessions: new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), apiRedis, keys),
+    settings,
+    clientIp: (c) => c.req.header("x-test-ip") ?? "127.0.0.1",
+    ...overrides.deps,
+  };
+  const app = createApp(deps);
+
+  return {
+    app, deps, keys, redis, pg, state, logLines, stopEngine, startEngine,
+    async setQuote(market, bid, ask) {
+      const update: PriceUpdate = { type: "price_update", market, bid, ask, exchangeTimeUs: String(Date.now() * 1000), source: "sim" };
+      await redis.xadd(keys.input, "*", ...encodeFields(update));
+      const asset = market.split("_")[0]!;
+      for (let i = 0; i < 500; i++) {
+        const json = await redis.hget(keys.quotesKey, asset);
+        if (json !== null) {
+          const q = JSON.parse(json) as { bid: string; ask: string };
+          if (q.bid === bid && q.ask === ask) return;
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      throw new Error(`quote ${market} ${bid}/${ask} never reached the read model`);
+    },
+    async signIn(email) {
+      const asked = await app.request("/api/v1/auth", { method: "POST", headers: { "content-type": "application/json", "x-test-ip": `signin-${crypto.randomUUID()}` }, body: JSON.stringify({ email }) });
+      if (asked.status !== 200) throw new Error(`sign-in request failed: ${asked.status} ${await asked.text()}`);
+      const mail = (await devMailbox.list(20)).find((m) => m.to === email.toLowerCase());
+      if (mail === undefined) throw new Error(`no sign-in email for ${email}`);
+      const verified = await app.request(new URL(mail.link).pathname + new URL(mail.link).search);
+      if (verified.status !== 200) throw new Error(`verify failed: ${verified.status} ${await verified.text()}`);
+      const cookie = verified.headers.get("set-cookie") ?? "";
+      const token = /session=([^;]+)/.exec(cookie)?.[1];
+      if (token === undefined) throw new Error("no session cookie");
+      const { user } = (await verified.json()) as { user: { id: string; email: string } };
+      return { token, user };
+    },
+    async close() {
+      await stopEngine();
+      workerStop.abort();
+      await worker;
+      const stale = await redis.keys(`${prefix}*`);
+      if (stale.length > 0) await redis.del(...stale);
+      await Promise.all([apiRedis.close(), engineReader.quit(), workerReader.quit()]);
+      await redis.quit();
+      await pg.drop();
+    },
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * Query answers built from the worker's read models (Redis) and the closed-trade history (Postgres): never the log.
+ *
+ * Live PnL is computed exactly, in integers: a long is worth (bid − open) × quantity and a short
+ * (open − ask) × quantity (DESIGN §4), in USD micros, never below −margin (a loss never exceeds the margin; the
+ * engine liquidates before that, and a quote newer than the trade list must not show more).
+ */
+import { ACCOUNT_CURRENCY, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
+import type { ClosedTradeView, TradeView } from "../contract/messages.ts";
+import { toUnits, USD_DECIMALS } from "../contract/money.ts";
+
+export interface Quote {
+  readonly bid: string;
+  readonly ask: string;
+  readonly updatedAt: string;
+  readonly source: "backpack" | "sim";
+}
+
+const BY_SYMBOL = new Map(ASSETS.map((a) => [a.symbol, a]));
+
+export function balancesView(stored: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = { [ACCOUNT_CURRENCY]: stored[ACCOUNT_CURRENCY] ?? "0" };
+  for (const a of ASSETS) out[a.symbol] = stored[a.symbol] ?? "0";
+  return out;
+}
+
+export function quotesView(stored: Record<string, string>): Map<string, Quote> {
+  const quotes = new Map<string, Quote>();
+  for (const [asset, json] of Object.entries(stored)) {
+    const q = JSON.parse(json) as Quote;
+    quotes.set(asset, { bid: q.bid, ask: q.ask, updatedAt: q.updatedAt, source: q.source });
+  }
+  return quotes;
+}
+
+export function assetsView(quotes: Map<string, Quote>) {
+  return ASSETS.map((a) => {
+    const q = quotes.get(a.symbol);
+    return {
+      symbol: a.symbol, name: a.name, market: a.market, priceDecimals: a.priceDecimals, quantityDecimals: a.quantityDecimals,
+      bid: q?.bid ?? null, ask: q?.ask ?? null, updatedAt: q?.updatedAt ?? null, source: q?.source ?? null,
+    };
+  });
+}
+
+/** Open trades, oldest first, each with the price it would close at now and its unrealized PnL. */
+export function openTradesView(stored: Record<string, string>, quotes: Map<string, Quote>) {
+  const trades = Object.values(stored).map((json) => JSON.parse(json) as TradeView);
+  trades.sort((a, b) => (a.openedAt === b.openedAt ? compareIds(a.id, b.id) : a.openedAt < b.openedAt ? -1 : 1));
+  return trades.map((t) => {
+    const asset = BY_SYMBOL.get(t.asset);
+    const quote = quotes.get(t.asset);
+    if (asset === undefined || quote === undefined) return { ...t, currentPrice: null, unrealizedPnl: null };
+    const currentPrice = t.type === "long" ? quote.bid : quote.ask;
+    return { ...t, currentPrice, unrealizedPnl: unrealizedPnl(asset, t, currentPrice) };
+  });
+}
+
+export function unrealizedPnl(asset: AssetConfig, trade: TradeView, closePrice: string): string {
+  const open = BigInt(toUnits(trade.openPrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
+  const close = BigInt(toUnits(closePrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
+  const quantity = BigInt(toUnits(trade.quantity, asset.quantityDecimals, Number.MAX_SAFE_INTEGER));
+  const margin = BigInt(toUnits(trade.margin, USD_DECIMALS, Number.MAX_SAFE_INTEGER));
+  const perTick = trade.type === "long" ? close - open : open - close;
+  const pnl = perTick * quantity * BigInt(microsPerTickStep(asset));
+  return formatMicros(pnl < -margin ? -margin : pnl);
+}
+
+function formatMicros(micros: bigint): string {
+  const negative = micros < 0n;
+  const abs = negative ? -micros : micros;
+  const scale = 10n ** BigInt(USD_DECIMALS);
+  const fraction = (abs % scale).toString().padStart(USD_DECIMALS, "0").replace(/0+$/, "");
+  const text = fraction === "" ? `${abs / scale}` : `${abs / scale}.${fraction}`;
+  return negative ? `-${text}` : text;
+}
+
+/** Trade ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
+function compareIds(a: string, b: string): number {
+  const [sa, na] = a.slice(1).split("-").map(Number);
+  const [sb, nb] = b.slice(1).split("-").map(Number);
+  return sa! - sb! || na! - nb!;
+}
+
+// ---- history (Postgres) ------------------------------------------------------------------------------------------
+
+export interface ClosedOrderRow {
+  id: string; asset: string; type: "long" | "short"; margin: string; leverage: number; quantity: string; open_price: string;
+  close_price: string; stop_loss: string | null; take_profit: string | null; liquidation_price: string | null; pnl: string;
+  close_reason: ClosedTradeView["closeReason"]; opened_at: Date; closed_at: Date;
+}
+
+export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
+  return {
+    id: r.id, asset: r.asset, type: r.type, margin: trimDecimal(r.margin), leverage: r.leverage, quantity: trimDecimal(r.quantity),
+    openPrice: trimDecimal(r.open_price), stopLoss: nullable(r.stop_loss), takeProfit: nullable(r.take_profit),
+    liquidationPrice: nullable(r.liquidation_price), openedAt: r.opened_at.toISOString(), closePrice: trimDecimal(r.close_price),
+    pnl: trimDecimal(r.pnl), closeReason: r.close_reason, closedAt: r.closed_at.toISOString(),
+  };
+}
+
+/** Postgres numerics keep their column's scale ("5.000000"); the API writes the shortest exact form ("5"). */
+function trimDecimal(text: string): string {
+  const trimmed = text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+  return trimmed === "-0" ? "0" : trimmed;
+}
+
+function nullable(text: string | null): string | null {
+  return text === null ? null : trimDecimal(text);
+}
