@@ -30,8 +30,8 @@ export const decimalInput = z
   });
 
 export const wholeNumberInput = jsonNumber.transform((value, ctx) => {
-  if (!/^\d{1,6}$/.test(value.text)) {
-    ctx.addIssue({ code: "custom", message: "expected a whole number" });
+  if (!/^[1-9]\d{0,5}$/.test(value.text)) {
+    ctx.addIssue({ code: "custom", message: "expected a whole number from 1" });
     return z.NEVER;
   }
   return Number(value.text);
@@ -51,7 +51,8 @@ export const createTradeRequest = z.strictObject({
   takeProfit: decimalInput.optional(),
 });
 
-export const closeTradeRequest = z.strictObject({ tradeId: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/) });
+/** Trade ids are the engine's `T<shard>-<n>`; anything else cannot name a trade. */
+export const closeTradeRequest = z.strictObject({ tradeId: z.string().max(32).regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42") });
 
 export const spotOrderRequest = z.strictObject({ asset: assetInput, side: z.enum(["buy", "sell"]), quantity: decimalInput });
 

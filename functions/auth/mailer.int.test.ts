@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
-import type { ApiRedis } from "../redis/api-redis.ts";
+import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
 import { createDevMailbox, createResendMailer, signInEmail } from "./mailer.ts";
 
@@ -15,21 +15,6 @@ function captureLog() {
   const lines: Record<string, unknown>[] = [];
   const log = createLogger("mailer-test", { level: "debug", sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
   return { log, events: (name: string) => lines.filter((l) => l.event === name) };
-}
-
-// The real adapter (functions/redis/) is being written alongside; these two commands are all the mailbox uses.
-function testApiRedis(redis: Redis): ApiRedis {
-  const unused = () => Promise.reject(new Error("not used by the mailer"));
-  return {
-    eval: (script, keys, args) => redis.eval(script, keys.length, ...keys, ...args),
-    lrange: (key, start, stop) => redis.lrange(key, start, stop),
-    blpop: unused,
-    hgetall: unused,
-    get: unused,
-    set: unused,
-    ping: unused,
-    close: unused,
-  };
 }
 
 describe("createResendMailer", () => {
@@ -86,15 +71,17 @@ describe("createResendMailer", () => {
 
 describe("createDevMailbox", () => {
   const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const apiRedis = createIoredisApiRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
   const key = `test:${randomUUID()}:dev-mailbox`;
   afterAll(async () => {
     await redis.del(key);
     redis.disconnect();
+    await apiRedis.close();
   });
 
   it("keeps the newest emails first, trims to `keep`, and logs each link", async () => {
     const { log, events } = captureLog();
-    const mailbox = createDevMailbox({ redis: testApiRedis(redis), key, log, keep: 3 });
+    const mailbox = createDevMailbox({ redis: apiRedis, key, log, keep: 3 });
     const links = Array.from({ length: 5 }, (_, i) => `http://localhost:3000/api/v1/auth/verify?token=t${i}`);
     for (const [i, link] of links.entries()) await mailbox.send(signInEmail({ to: `u${i}@example.com`, link, expiresInMinutes: 15 }));
 

@@ -45,7 +45,15 @@ export interface ApiStack {
   close(): Promise<void>;
 }
 
-export async function startApiStack(overrides: { settings?: Partial<ApiSettings>; deps?: Partial<ApiDeps>; engineTimeoutMs?: number } = {}): Promise<ApiStack> {
+export interface ApiStackOptions {
+  readonly settings?: Partial<ApiSettings>;
+  readonly deps?: Partial<ApiDeps>;
+  readonly engineTimeoutMs?: number;
+  /** The API's Redis adapter; default ioredis. */
+  readonly apiRedis?: ApiRedis;
+}
+
+export async function startApiStack(overrides: ApiStackOptions = {}): Promise<ApiStack> {
   const prefix = `test:api:${crypto.randomUUID()}:`;
   const keys = keyspace(prefix);
   const logLines: Record<string, unknown>[] = [];
@@ -55,7 +63,7 @@ export async function startApiStack(overrides: { settings?: Partial<ApiSettings>
   const redis = new Redis(REDIS_URL);
   const engineReader = new Redis(REDIS_URL);
   const workerReader = new Redis(REDIS_URL);
-  const apiRedis: ApiRedis = createIoredisApiRedis(REDIS_URL);
+  const apiRedis: ApiRedis = overrides.apiRedis ?? createIoredisApiRedis(REDIS_URL);
 
   const state = createState(makeParams());
   let engine: { stop: AbortController; done: Promise<unknown>; lease: EngineLease } | undefined;

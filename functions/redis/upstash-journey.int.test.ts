@@ -1,0 +1,49 @@
+/**
+ * The deployed path's Redis client end to end: the whole app on the `@upstash/redis` adapter, over HTTP to the local
+ * Upstash-REST-compatible bridge in front of the real Redis, with the real engine and worker. Sign-in, a trade opened
+ * and closed, history and balances, and the engine's 503, all through REST.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { client } from "../testing/http.ts";
+import { REDIS_URL, startApiStack, type ApiStack } from "../testing/api-stack.ts";
+import { startUpstashBridge, type UpstashBridge } from "../testing/upstash-bridge.ts";
+import { createUpstashApiRedis } from "./upstash-api-redis.ts";
+
+let bridge: UpstashBridge;
+let stack: ApiStack;
+
+beforeAll(async () => {
+  bridge = await startUpstashBridge({ redisUrl: REDIS_URL, token: "journey-token" });
+  stack = await startApiStack({ apiRedis: createUpstashApiRedis({ url: bridge.url, token: bridge.token }) });
+});
+afterAll(async () => {
+  await stack.close();
+  await bridge.close();
+});
+
+describe("the API on the Upstash REST adapter", () => {
+  it("signs in, trades, reads balances and history, and reports a missing engine", async () => {
+    const { token, user } = await stack.signIn("upstash@example.com");
+    const api = client(stack.app, token);
+    expect((await api.get("/api/v1/auth/me")).body).toEqual({ user });
+    await stack.setQuote("SOL_USDC_PERP", "150.25", "150.3");
+    const opened = await api.post("/api/v1/trade/create", { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" }, { "idempotency-key": "k1" });
+    expect(opened.status).toBe(201);
+    expect(opened.body.trade).toMatchObject({ asset: "SOL", type: "short", openPrice: "150.25", quantity: "0.99", takeProfit: "140" });
+    expect((await api.post("/api/v1/trade/create", { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" }, { "idempotency-key": "k1" })).body).toEqual(opened.body);
+    const open = (await api.get("/api/v1/trade/open")).body.trades as { unrealizedPnl: string }[];
+    expect(open).toHaveLength(1);
+    expect(open[0]!.unrealizedPnl).toBe("-0.0495"); // (150.25 − 150.3) × 0.99
+    const closed = await api.post("/api/v1/trade/close", { tradeId: (opened.body.trade as { id: string }).id });
+    expect(closed.body.trade).toMatchObject({ closePrice: "150.3", pnl: "-0.0495", closeReason: "manual" });
+    expect((await api.get("/api/v1/account/balance/usd")).body).toEqual({ asset: "USD", balance: "9999.9505" });
+    expect(((await api.get("/api/v1/trade/history")).body.trades as unknown[]).length).toBe(1);
+    await stack.stopEngine();
+    try {
+      expect((await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).body.error?.code).toBe("ENGINE_UNAVAILABLE");
+    } finally {
+      await stack.startEngine();
+    }
+    expect((await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).status).toBe(201);
+  });
+});
