@@ -1,0 +1,329 @@
+/**
+ * The Lambda entry invoked with API Gateway v2 events gives the same answers as the Node server.
+ *
+ * Both real entries run against one stack (testing/api-stack.ts: engine and worker in this process, a fresh
+ * database, a unique key prefix): server.ts as a child process on a free port, lambda.ts's `handler` in this
+ * process with the same environment. Every step goes through both, one after the other, and the answers must
+ * match: status, body, headers (less the per-connection ones and the request id) and cookies (less the token).
+ * The sequence acts as one user, so even the bodies that name ids and times are equal: the second sign-in finds the
+ * first's user, and each trade POST is replayed through the other entry with the same Idempotency-Key.
+ */
+import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from "hono/aws-lambda";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyspace } from "../contract/names.ts";
+import { freePort, spawnNode, type Child } from "../worker/testing/processes.ts";
+import { REDIS_URL, startApiStack, TEST_JWT_SECRET, type ApiStack } from "./testing/api-stack.ts";
+
+type V2Event = Extract<LambdaEvent, { rawPath: string }>;
+type Handler = (event: LambdaEvent, context: unknown) => Promise<APIGatewayProxyResult>;
+
+const APP_URL = "http://localhost:3000";
+const EMAIL = "twin@example.com";
+/** Everything readApiConfig and server.ts read: cleared first, so nothing leaks in from the shell running the tests. */
+const API_VARS = [
+  "PORT", "HOST", "APP_URL", "APP_REDIRECT_URL", "CORS_ORIGINS", "DATABASE_URL", "PG_VIA_WS_PROXY", "REDIS_URL",
+  "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "KEY_PREFIX", "JWT_SECRET", "RESEND_API_KEY",
+  "RESEND_BASE_URL", "EMAIL_FROM", "ENGINE_TIMEOUT_MS", "TRADE_RATE_LIMIT_PER_SEC", "SIGN_IN_LIMIT_PER_IP", "DATA_DIR",
+];
+/** Differ per connection or per call by design; API Gateway sets its own transport headers anyway. */
+const UNCOMPARED_HEADERS = new Set(["date", "connection", "keep-alive", "transfer-encoding", "content-length", "x-request-id"]);
+
+interface Request {
+  readonly method: "GET" | "POST" | "DELETE";
+  /** Path and query string, as a browser would send them. */
+  readonly path: string;
+  readonly headers?: Record<string, string>;
+  readonly cookies?: readonly string[];
+  readonly body?: string;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers: Record<string, string>;
+  readonly cookies: string[];
+}
+
+let stack: ApiStack;
+let server: Child | undefined;
+let baseUrl: string;
+let handler: Handler;
+const savedEnv = new Map<string, string | undefined>();
+let invocations = 0;
+
+beforeAll(async () => {
+  stack = await startApiStack();
+  const prefix = stack.keys.input.slice(0, -"engine:{0}:input".length);
+  expect([keyspace(prefix).input, keyspace(prefix).devMailbox]).toEqual([stack.keys.input, stack.keys.devMailbox]);
+  const env: Record<string, string> = {
+    DATABASE_URL: stack.pg.url, REDIS_URL, KEY_PREFIX: prefix, JWT_SECRET: TEST_JWT_SECRET, APP_URL,
+  };
+  for (const name of API_VARS) {
+    savedEnv.set(name, process.env[name]);
+    delete process.env[name]; // RESEND_API_KEY among them: both entries use the dev mailbox
+  }
+  Object.assign(process.env, env);
+  const port = await freePort();
+  // spawnNode passes process.env (already cleared above) plus these.
+  server = spawnNode("api", "functions/server.ts", { ...env, PORT: String(port), HOST: "127.0.0.1" });
+  await server.waitFor("listening", 30_000);
+  baseUrl = `http://127.0.0.1:${port}`;
+  // lambda.ts reads process.env on its first invocation, so the import may come before or after this point.
+  ({ handler } = await import("./lambda.ts"));
+}, 60_000);
+
+afterAll(async () => {
+  if (server !== undefined) expect(await server.stop("SIGTERM")).toBe(0);
+  for (const [name, value] of savedEnv) {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  }
+  await stack?.close();
+}, 30_000);
+
+async function viaNode(req: Request): Promise<Answer> {
+  const cookie = req.cookies === undefined ? {} : { cookie: req.cookies.join("; ") };
+  const res = await fetch(`${baseUrl}${req.path}`, { method: req.method, headers: { ...req.headers, ...cookie }, ...(req.body !== undefined && { body: req.body }) });
+  const headers: Record<string, string> = {};
+  res.headers.forEach((value, name) => {
+    if (name !== "set-cookie") headers[name] = value;
+  });
+  return { status: res.status, body: parse(await res.text()), headers, cookies: res.headers.getSetCookie() };
+}
+
+async function viaLambda(req: Request): Promise<Answer> {
+  const result = await handler(apiGatewayEvent(req), lambdaContext());
+  expect(result.isBase64Encoded).toBe(false);
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+  expect(headers["set-cookie"], "payload v2 returns cookies in `cookies`, not as a header").toBeUndefined();
+  return { status: result.statusCode, body: parse(result.body), headers, cookies: result.cookies ?? [] };
+}
+
+/** An API Gateway HTTP API (payload format 2.0) event, as the `$default` route delivers it. */
+function apiGatewayEvent(req: Request): V2Event {
+  const url = new URL(req.path, "https://placeholder");
+  const domainName = "abc123xyz.execute-api.eu-west-1.amazonaws.com";
+  const userAgent = "lambda-int-test/1.0";
+  const now = new Date();
+  const query: Record<string, string> = {};
+  for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
+  const headers: Record<string, string> = {
+    accept: "*/*", host: domainName, "user-agent": userAgent, "x-amzn-trace-id": `Root=1-${crypto.randomUUID()}`,
+    "x-forwarded-for": "203.0.113.7", "x-forwarded-port": "443", "x-forwarded-proto": "https",
+  };
+  for (const [name, value] of Object.entries(req.headers ?? {})) headers[name.toLowerCase()] = value;
+  if (req.body !== undefined) headers["content-length"] = String(Buffer.byteLength(req.body));
+  invocations++;
+  return {
+    version: "2.0",
+    routeKey: "$default",
+    rawPath: url.pathname,
+    rawQueryString: url.search.slice(1),
+    ...(req.cookies !== undefined && { cookies: [...req.cookies] }),
+    headers,
+    ...(url.search !== "" && { queryStringParameters: query }),
+    requestContext: {
+      accountId: "123456789012", apiId: "abc123xyz", authentication: null, authorizer: {},
+      domainName, domainPrefix: "abc123xyz",
+      http: { method: req.method, path: url.pathname, protocol: "HTTP/1.1", sourceIp: "203.0.113.7", userAgent },
+      requestId: `req-${invocations}`, routeKey: "$default", stage: "$default",
+      time: now.toUTCString(), timeEpoch: now.getTime(),
+    },
+    body: req.body ?? null,
+    isBase64Encoded: false,
+  };
+}
+
+function lambdaContext(): LambdaContext {
+  return {
+    callbackWaitsForEmptyEventLoop: false, functionName: "api", functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:api", memoryLimitInMB: "1024",
+    awsRequestId: crypto.randomUUID(), logGroupName: "/aws/lambda/api", logStreamName: "2024/01/01/[$LATEST]test",
+    getRemainingTimeInMillis: () => 30_000,
+  };
+}
+
+function parse(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return { raw: text };
+  }
+}
+
+/** The same request through the Lambda entry, then the Node server; returns both answers after checking they match. */
+async function both(req: Request): Promise<[lambda: Answer, node: Answer]> {
+  const lambda = await viaLambda(req);
+  const node = await viaNode(req);
+  expectSameAnswer(lambda, node, `${req.method} ${req.path}`);
+  return [lambda, node];
+}
+
+function expectSameAnswer(lambda: Answer, node: Answer, what: string): void {
+  expect(lambda.status, what).toBe(node.status);
+  expect(lambda.body, what).toEqual(node.body);
+  expect(comparable(lambda.headers), what).toEqual(comparable(node.headers));
+  expect(lambda.cookies.map(withoutToken), what).toEqual(node.cookies.map(withoutToken));
+  for (const answer of [lambda, node]) expect(answer.headers["x-request-id"], what).toMatch(/^[0-9a-f-]{36}$/);
+}
+
+function comparable(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([name]) => !UNCOMPARED_HEADERS.has(name)));
+}
+
+function withoutToken(cookie: string): string {
+  return cookie.replace(/^session=[^;]+/, "session=<token>");
+}
+
+function sessionToken(answer: Answer): string {
+  const token = answer.cookies.map((c) => /^session=([^;]+)/.exec(c)?.[1]).find((t) => t !== undefined);
+  if (token === undefined) throw new Error(`no session cookie in ${JSON.stringify(answer.cookies)}`);
+  return token;
+}
+
+const get = (path: string, headers: Record<string, string> = {}, cookies?: string[]): Request =>
+  ({ method: "GET", path, headers, ...(cookies !== undefined && { cookies }) });
+const post = (path: string, body: unknown, headers: Record<string, string> = {}): Request =>
+  ({ method: "POST", path, headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+
+async function linksTo(email: string): Promise<string[]> {
+  const mails = (await stack.deps.devMailbox!.list(20)).filter((m) => m.to === email);
+  return mails.map((m) => {
+    expect(m.link.startsWith(`${APP_URL}/api/v1/auth/verify?token=`)).toBe(true);
+    const url = new URL(m.link);
+    return url.pathname + url.search;
+  });
+}
+
+let lambdaToken: string;
+let nodeToken: string;
+let user: { id: string; email: string };
+
+describe("the Lambda entry and the Node server answer alike", () => {
+  it("GET /health", async () => {
+    const [lambda] = await both(get("/health"));
+    expect(lambda.status).toBe(200);
+    expect(lambda.body).toEqual({ status: "ok", redis: true, postgres: true, engine: true });
+  });
+
+  it("POST /api/v1/auth from the app's origin, with the CORS headers", async () => {
+    const [lambda] = await both(post("/api/v1/auth", { email: EMAIL }, { origin: APP_URL }));
+    expect(lambda.status).toBe(200);
+    expect(lambda.body).toEqual({ message: expect.stringContaining("sign-in link") as unknown });
+    expect(lambda.headers["access-control-allow-origin"]).toBe(APP_URL);
+    expect(lambda.headers["access-control-allow-credentials"]).toBe("true");
+  });
+
+  it("follows each entry's own magic link to the same user and a session cookie", async () => {
+    // Newest first: the Node server's request came second.
+    const [forNode, forLambda, ...older] = await linksTo(EMAIL);
+    expect(older).toEqual([]);
+    expect(forLambda).not.toBe(forNode);
+    const lambda = await viaLambda(get(forLambda!));
+    const node = await viaNode(get(forNode!));
+    expectSameAnswer(lambda, node, "GET /api/v1/auth/verify");
+    expect(lambda.status).toBe(200);
+    user = (lambda.body as { user: typeof user }).user;
+    expect(user).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/) as unknown, email: EMAIL });
+    expect(lambda.cookies).toHaveLength(1);
+    for (const part of ["HttpOnly", "SameSite=Lax", "Path=/"]) expect(lambda.cookies[0]!.split("; ")).toContain(part);
+    lambdaToken = sessionToken(lambda);
+    nodeToken = sessionToken(node);
+    expect(lambdaToken).not.toBe(nodeToken);
+  });
+
+  it("GET /api/v1/auth/me: a session from one entry works on the other, as Bearer or cookie", async () => {
+    const fromNode = await viaLambda(get("/api/v1/auth/me", bearer(nodeToken)));
+    const fromLambda = await viaNode(get("/api/v1/auth/me", bearer(lambdaToken)));
+    expectSameAnswer(fromNode, fromLambda, "GET /api/v1/auth/me (Bearer)");
+    expect([fromNode.status, fromNode.body]).toEqual([200, { user }]);
+    const [byCookie] = await both(get("/api/v1/auth/me", {}, [`theme=dark`, `session=${nodeToken}`]));
+    expect(byCookie.body).toEqual({ user });
+  });
+
+  it("GET /api/v1/account/balance", async () => {
+    const [lambda] = await both(get("/api/v1/account/balance", bearer(lambdaToken)));
+    expect(lambda.body).toEqual({ balances: { USD: "10000", ETH: "0", BTC: "0", SOL: "0", ADA: "0" } });
+  });
+
+  it("GET /api/v1/account/assets after a quote", async () => {
+    await stack.setQuote("ETH_USDC_PERP", "2000", "2001");
+    await stack.setQuote("BTC_USDC_PERP", "60000", "60010.5");
+    const [lambda] = await both(get("/api/v1/account/assets", bearer(nodeToken)));
+    expect(lambda.status).toBe(200);
+    expect((lambda.body as { assets: unknown[] }).assets[0]).toMatchObject({ symbol: "ETH", bid: "2000", ask: "2001" });
+  });
+
+  it("POST /api/v1/trade/create: the same Idempotency-Key and body through either entry acts once", async () => {
+    const eth = post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "100", leverage: 10 }, { ...bearer(lambdaToken), "idempotency-key": "open-eth" });
+    const [lambda] = await both(eth);
+    expect(lambda.status).toBe(201);
+    expect(lambda.body).toMatchObject({ trade: { asset: "ETH", type: "long", margin: "100", openPrice: "2001" } });
+    const [open] = await both(get("/api/v1/trade/open", bearer(nodeToken)));
+    expect((open.body as { trades: { id: string }[] }).trades.map((t) => t.id)).toEqual([(lambda.body as { trade: { id: string } }).trade.id]);
+
+    // The other way round: first through the Node server, replayed through Lambda.
+    const btc = post("/api/v1/trade/create", { asset: "BTC", type: "short", margin: "10", leverage: 2 }, { ...bearer(nodeToken), "idempotency-key": "open-btc" });
+    const node = await viaNode(btc);
+    const replayed = await viaLambda(btc);
+    expectSameAnswer(replayed, node, "POST /api/v1/trade/create (Node first)");
+    expect(node.status).toBe(201);
+    const [bothOpen] = await both(get("/api/v1/trade/open", bearer(lambdaToken)));
+    expect((bothOpen.body as { trades: unknown[] }).trades).toHaveLength(2);
+  });
+
+  it("POST /api/v1/trade/close, then GET /api/v1/trade/history page by page", async () => {
+    const open = (await viaNode(get("/api/v1/trade/open", bearer(nodeToken)))).body as { trades: { id: string; asset: string }[] };
+    const idOf = (asset: string) => open.trades.find((t) => t.asset === asset)!.id;
+    const [closedEth] = await both(post("/api/v1/trade/close", { tradeId: idOf("ETH") }, { ...bearer(nodeToken), "idempotency-key": "close-eth" }));
+    expect([closedEth.status, closedEth.body]).toMatchObject([200, { trade: { id: idOf("ETH"), closePrice: "2000", closeReason: "manual" } }]);
+    const closeBtc = post("/api/v1/trade/close", { tradeId: idOf("BTC") }, { ...bearer(lambdaToken), "idempotency-key": "close-btc" });
+    const node = await viaNode(closeBtc);
+    expectSameAnswer(await viaLambda(closeBtc), node, "POST /api/v1/trade/close (Node first)");
+    expect(node.status).toBe(200);
+    await both(get("/api/v1/trade/open", bearer(lambdaToken)));
+
+    const [first] = await both(get("/api/v1/trade/history?limit=1", bearer(lambdaToken)));
+    const page1 = first.body as { trades: { id: string }[]; nextCursor: string | null };
+    expect(page1.trades.map((t) => t.id)).toEqual([idOf("BTC")]);
+    expect(typeof page1.nextCursor).toBe("string");
+    const [second] = await both(get(`/api/v1/trade/history?limit=1&cursor=${page1.nextCursor!}`, bearer(nodeToken)));
+    expect(second.body).toMatchObject({ trades: [{ id: idOf("ETH") }], nextCursor: null });
+    await both(get("/api/v1/account/balance", bearer(nodeToken)));
+  });
+
+  it("answers errors alike: malformed JSON, no session, unknown trade, too large, foreign origin, unknown route", async () => {
+    const cases: [Request, number, string][] = [
+      [post("/api/v1/trade/create", "{not json", bearer(lambdaToken)), 400, "MALFORMED_JSON"],
+      [get("/api/v1/account/balance"), 401, "UNAUTHENTICATED"],
+      [post("/api/v1/trade/close", { tradeId: "T0-999999" }, bearer(nodeToken)), 404, "TRADE_NOT_FOUND"],
+      [post("/api/v1/trade/create", JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) }), bearer(lambdaToken)), 413, "PAYLOAD_TOO_LARGE"],
+      [post("/api/v1/auth", { email: EMAIL }, { origin: "https://evil.example" }), 403, "FORBIDDEN_ORIGIN"],
+      [get("/api/v1/nope", bearer(nodeToken)), 404, "NOT_FOUND"],
+    ];
+    for (const [req, status, code] of cases) {
+      const [lambda] = await both(req);
+      expect([lambda.status, (lambda.body as { error?: { code: string } }).error?.code], `${req.method} ${req.path}`).toEqual([status, code]);
+    }
+  });
+
+  it("GET /api/v1/openapi.json", async () => {
+    const [lambda] = await both(get("/api/v1/openapi.json"));
+    expect(lambda.status).toBe(200);
+    expect(lambda.body).toMatchObject({ openapi: expect.any(String) as unknown });
+  });
+
+  it("DELETE /api/v1/auth/logout clears the cookie, and the token stops working on both entries", async () => {
+    const lambda = await viaLambda({ method: "DELETE", path: "/api/v1/auth/logout", cookies: [`session=${lambdaToken}`] });
+    const node = await viaNode({ method: "DELETE", path: "/api/v1/auth/logout", cookies: [`session=${nodeToken}`] });
+    expectSameAnswer(lambda, node, "DELETE /api/v1/auth/logout");
+    expect(lambda.status).toBe(200);
+    expect(lambda.cookies).toEqual([expect.stringMatching(/^session=;.*Max-Age=0/) as unknown]);
+    for (const token of [lambdaToken, nodeToken]) {
+      const [gone] = await both(get("/api/v1/auth/me", bearer(token)));
+      expect(gone.status).toBe(401);
+    }
+  });
+});
