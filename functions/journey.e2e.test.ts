@@ -41,19 +41,27 @@ async function start(name: Component): Promise<void> {
   await child.waitFor(READY[name], 30_000);
 }
 
+/** The parts of API answers this test reads. */
+interface ApiBody {
+  [field: string]: unknown;
+  trade: { id: string; [field: string]: unknown };
+  trades: Record<string, string>[];
+  error: { code: string; message: string };
+}
+
 async function http(method: string, path: string, options: { token?: string; body?: unknown } = {}) {
   const headers: Record<string, string> = {};
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   if (options.body !== undefined) headers["content-type"] = "application/json";
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: options.body === undefined ? null : JSON.stringify(options.body), redirect: "manual" });
-  const body = (await res.json()) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const body = (await res.json()) as ApiBody;
   return { status: res.status, body, cookie: res.headers.get("set-cookie") };
 }
 
 async function signIn(email: string): Promise<string> {
   const before = recorder.sent.length;
   expect((await http("POST", "/api/v1/auth", { body: { email } })).status).toBe(200);
-  await until(async () => (recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
+  await until(() => Promise.resolve(recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
   const mail = recorder.sent.at(-1)!;
   expect(mail.body.to).toBe(email);
   const link = /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(mail.body.text))![0];
@@ -114,10 +122,10 @@ describe("a new user's journey through the real processes", () => {
     await quote("ETH_USDC_PERP", "2890", "2890.5");
     const history = await until(async () => {
       const h = await http("GET", "/api/v1/trade/history", { token: alice });
-      return (h.body.trades as unknown[]).length === 1 ? h.body.trades as Record<string, string>[] : undefined;
+      return (h.body.trades as unknown[]).length === 1 ? h.body.trades : undefined;
     }, 10_000, "the stop-loss in the history");
     expect(history[0]).toMatchObject({ id: long.body.trade.id, closeReason: "stop_loss", closePrice: "2890", pnl: "-36.8186" }); // (2890 − 3000.5) × 0.3332
-    const open = (await http("GET", "/api/v1/trade/open", { token: alice })).body.trades as Record<string, string>[];
+    const open = (await http("GET", "/api/v1/trade/open", { token: alice })).body.trades;
     expect(open.map((t) => t.id)).toEqual([short.body.trade.id]);
     expect(open[0]).toMatchObject({ quantity: "0.0666", currentPrice: "2890.5", unrealizedPnl: "7.2927" }); // (3000 − 2890.5) × 0.0666
     const spot = await http("POST", "/api/v1/trade/order", { token: alice, body: { asset: "ETH", side: "buy", quantity: "0.1" } });
