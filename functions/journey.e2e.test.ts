@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
-import { freePort, spawnNode, until, type Child } from "../worker/testing/processes.ts";
+import { freePort, spawnNode, until, type Child } from "../platform/testing/processes.ts";
 import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";

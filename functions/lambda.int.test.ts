@@ -11,7 +11,7 @@
 import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from "hono/aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
-import { freePort, spawnNode, type Child } from "../worker/testing/processes.ts";
+import { freePort, spawnNode, type Child } from "../platform/testing/processes.ts";
 import { REDIS_URL, startApiStack, TEST_JWT_SECRET, type ApiStack } from "./testing/api-stack.ts";
 
 type V2Event = Extract<LambdaEvent, { rawPath: string }>;

@@ -21,7 +21,7 @@ import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../contra
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import { freePort, prng, spawnNode, startRedisServer, until, type Child } from "./testing/processes.ts";
+import { freePort, prng, spawnNode, startRedisServer, until, type Child } from "../platform/testing/processes.ts";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const SEED = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 32);

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-export { seededRandom as prng } from "../../platform/testing/seeded-random.ts";
+export { seededRandom as prng } from "./seeded-random.ts";
 
 /** The repository root: processes run from it, as `npm run engine` would. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));

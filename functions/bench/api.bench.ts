@@ -1,0 +1,283 @@
+/**
+ * HTTP benchmark: `npm run bench:api` (needs Redis and Postgres, ~30 s). Prints a table, then one JSON line with
+ * the figures. Everything runs through the real processes: the engine (`engine/main.ts`), the worker
+ * (`worker/main.ts`) and the API (`functions/server.ts`) on a fresh test database and a unique KEY_PREFIX, all
+ * removed at the end. The load generator shares the machine with them.
+ *
+ * 1. Sign BENCH_CLIENTS users (default 50) in through the real magic-link flow (POST /auth, the dev mailbox, the
+ *    verify link); each client then sends `Authorization: Bearer` on its own keep-alive connection.
+ * 2. A round trip is POST /trade/create (a small ETH long) then POST /trade/close of that trade: HTTP → Redis →
+ *    engine → worker → HTTP, twice. Each POST is one order and one latency sample.
+ * 3. Phases: a warm-up, 1 client in a loop, then every client at once. A client starts no new round trip once its
+ *    phase's time is up; the phase lasts until the last one has finished, and orders/s is over that time.
+ * 4. Correctness: every POST answered 2xx (anything else is counted and printed), no user has an open trade left.
+ *
+ * The ETH quote is re-posted every QUOTE_EVERY_MS: the engine refuses orders on a quote older than 30 s of log time.
+ * BENCH_CPU_PROF_DIR=dir starts the three processes with `--cpu-prof` into that folder (written when they stop).
+ */
+import { randomUUID } from "node:crypto";
+import { Agent, request, type IncomingHttpHeaders } from "node:http";
+import { createServer } from "node:net";
+import { Redis } from "ioredis";
+import type { PriceUpdate } from "../../contract/messages.ts";
+import { keyspace } from "../../contract/names.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
+import { EngineProcess } from "../../engine/testing/engine-process.ts";
+import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
+const WARMUP_MS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3) * 1000;
+const AT_1_MS = Number(process.env.BENCH_SECONDS_AT_1 ?? 5) * 1000;
+const AT_N_MS = Number(process.env.BENCH_SECONDS_AT_N ?? 10) * 1000;
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR;
+const HOST = "127.0.0.1";
+const JWT_SECRET = "bench-secret-that-is-long-enough-0123456789";
+const QUOTE_EVERY_MS = 2_000;
+const MARKET = "ETH_USDC_PERP";
+const BID = "2000";
+const ASK = "2000.5";
+const CREATE_BODY = JSON.stringify({ asset: "ETH", type: "long", margin: "10", leverage: 2 });
+/** The trade's id is the first "id" in a create answer (`{"trade":{"id":"T0-1",…}}`): no JSON.parse per order. */
+const TRADE_ID = /"id":"([^"]+)"/;
+
+interface Reply {
+  readonly status: number;
+  readonly body: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** One POST/GET on `agent`; network errors resolve as status 0 so a client loop never throws. */
+function send(port: number, agent: Agent, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Reply> {
+  return new Promise((resolve) => {
+    const req = request({ host: HOST, port, method, path, agent, headers: body === undefined ? headers : { ...headers, "content-length": String(Buffer.byteLength(body)) } }, (res) => {
+      let text = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => (text += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text, headers: res.headers }));
+      res.on("error", (err) => resolve({ status: 0, body: String(err), headers: {} }));
+    });
+    req.on("error", (err) => resolve({ status: 0, body: String(err), headers: {} }));
+    req.end(body);
+  });
+}
+
+interface Client {
+  readonly agent: Agent;
+  readonly headers: Record<string, string>;
+  readonly email: string;
+}
+
+/** Latencies and failures of one phase. */
+class Phase {
+  readonly samples: number[] = [];
+  readonly failures = new Map<string, number>();
+  elapsedMs = 0;
+  constructor(readonly name: string, readonly clients: number) {}
+
+  record(ms: number, path: string, reply: Reply, ok: number): void {
+    this.samples.push(ms);
+    if (reply.status === ok) return;
+    const what = `${reply.status} ${path} ${reply.body.slice(0, 160)}`;
+    this.failures.set(what, (this.failures.get(what) ?? 0) + 1);
+  }
+
+  get errors(): number {
+    let n = 0;
+    for (const count of this.failures.values()) n += count;
+    return n;
+  }
+}
+
+async function roundTrips(port: number, client: Client, phase: Phase, untilMs: number): Promise<void> {
+  while (performance.now() < untilMs) {
+    let t = performance.now();
+    const opened = await send(port, client.agent, "POST", "/api/v1/trade/create", client.headers, CREATE_BODY);
+    phase.record(performance.now() - t, "create", opened, 201);
+    const id = opened.status === 201 ? TRADE_ID.exec(opened.body)?.[1] : undefined;
+    if (id === undefined) continue;
+    t = performance.now();
+    const closed = await send(port, client.agent, "POST", "/api/v1/trade/close", client.headers, `{"tradeId":"${id}"}`);
+    phase.record(performance.now() - t, "close", closed, 200);
+  }
+}
+
+async function runPhase(port: number, name: string, clients: readonly Client[], ms: number): Promise<Phase> {
+  const phase = new Phase(name, clients.length);
+  const start = performance.now();
+  await Promise.all(clients.map((c) => roundTrips(port, c, phase, start + ms)));
+  phase.elapsedMs = performance.now() - start;
+  return phase;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+function summary(phase: Phase) {
+  const sorted = Float64Array.from(phase.samples).sort();
+  const round = (ms: number) => Math.round(ms * 100) / 100;
+  return {
+    orders: sorted.length,
+    ordersPerSec: Math.round((sorted.length * 1000) / phase.elapsedMs),
+    p50Ms: round(percentile(sorted, 50)),
+    p90Ms: round(percentile(sorted, 90)),
+    p99Ms: round(percentile(sorted, 99)),
+    maxMs: round(sorted.at(-1) ?? NaN),
+    errors: phase.errors,
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, HOST, () => {
+      const address = server.address();
+      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+/** The magic-link flow over HTTP, as a browser would walk it; returns the session token. */
+async function signIn(port: number, agent: Agent, email: string): Promise<string> {
+  const json = { "content-type": "application/json" };
+  const asked = await send(port, agent, "POST", "/api/v1/auth", json, JSON.stringify({ email }));
+  if (asked.status !== 200) throw new Error(`sign-in request for ${email}: ${asked.status} ${asked.body}`);
+  const mailbox = await send(port, agent, "GET", "/api/v1/dev/mailbox", {});
+  const mail = (JSON.parse(mailbox.body) as { emails: { to: string; link: string }[] }).emails.find((m) => m.to === email);
+  if (mail === undefined) throw new Error(`no sign-in email for ${email} in the dev mailbox`);
+  const link = new URL(mail.link);
+  const verified = await send(port, agent, "GET", link.pathname + link.search, {});
+  if (verified.status !== 200) throw new Error(`verify for ${email}: ${verified.status} ${verified.body}`);
+  const token = /session=([^;]+)/.exec((verified.headers["set-cookie"] ?? []).join("\n"))?.[1];
+  if (token === undefined) throw new Error(`no session cookie for ${email}`);
+  return token;
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const progress = (what: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${what}\n`);
+  const prefix = `bench:api:${randomUUID()}:`;
+  const keys = keyspace(prefix);
+  const redis = new Redis(REDIS_URL);
+  const processes: EngineProcess[] = [];
+  const agents: Agent[] = [];
+  let database: TestDatabase | undefined;
+  let quoting: NodeJS.Timeout | undefined;
+  let failed = false;
+  try {
+    const db = (database = await createTestDatabase());
+    const port = await freePort();
+    const profile = (name: string) => (CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`]);
+    const start = (name: string, script: string, flags: string[], env: Record<string, string>) => {
+      const p = new EngineProcess(name, { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, ...env }, { script, nodeFlags: [...flags, ...profile(name)] });
+      processes.push(p);
+      return p;
+    };
+    // Flags as the package scripts start them (`npm run engine`, `npm run worker`).
+    const engine = start("engine", "engine/main.ts", ["--max-semi-space-size=64"], { SNAPSHOT_EVERY_MS: "10000", ENGINE_LEASE_TTL_MS: "5000" });
+    await engine.waitForEvent("replay_done", 60_000);
+    const worker = start("worker", "worker/main.ts", [], {});
+    const api = start("api", "functions/server.ts", [], {
+      PORT: String(port), HOST, APP_URL: `http://${HOST}:${port}`, JWT_SECRET,
+      TRADE_RATE_LIMIT_PER_SEC: "1000000", SIGN_IN_LIMIT_PER_IP: "1000000", ENGINE_TIMEOUT_MS: "5000",
+      // Empty is unset: the dev mailbox, TCP Redis, no redirect after verify, whatever the shell exports.
+      RESEND_API_KEY: "", UPSTASH_REDIS_REST_URL: "", APP_REDIRECT_URL: "", CORS_ORIGINS: "",
+    });
+    await Promise.all([worker.waitForEvent("migrations_done", 60_000), api.waitForEvent("listening", 60_000)]);
+    progress(`engine, worker and API up (API on ${HOST}:${port}); signing in ${CLIENTS} users`);
+
+    const postQuote = async () => {
+      const update: PriceUpdate = { type: "price_update", market: MARKET, bid: BID, ask: ASK, exchangeTimeUs: String(Date.now() * 1000), source: "sim" };
+      await redis.xadd(keys.input, "*", ...encodeFields(update));
+    };
+    await postQuote();
+    for (let i = 0; (await redis.hget(keys.quotesKey, "ETH")) === null; i++) {
+      if (i === 500) throw new Error("the ETH quote never reached the read model");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    quoting = setInterval(() => {
+      postQuote().catch((err: unknown) => progress(`quote failed: ${String(err)}`));
+    }, QUOTE_EVERY_MS);
+
+    const setupAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    agents.push(setupAgent);
+    const clients: Client[] = [];
+    for (let i = 0; i < CLIENTS; i++) {
+      const email = `bench-${i}-${randomUUID().slice(0, 8)}@example.com`;
+      const token = await signIn(port, setupAgent, email);
+      // One connection per client, kept alive: what a busy client does, and no connect cost in the latencies.
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      agents.push(agent);
+      clients.push({ agent, email, headers: { "content-type": "application/json", authorization: `Bearer ${token}` } });
+    }
+
+    progress(`warm-up: ${CLIENTS} clients for ${WARMUP_MS / 1000} s`);
+    const warmup = await runPhase(port, "warm-up", clients, WARMUP_MS);
+    progress(`1 client for ${AT_1_MS / 1000} s`);
+    const at1 = await runPhase(port, "1 client", clients.slice(0, 1), AT_1_MS);
+    progress(`${CLIENTS} clients for ${AT_N_MS / 1000} s`);
+    const atN = await runPhase(port, `${CLIENTS} clients`, clients, AT_N_MS);
+    progress("checking that no trade is left open");
+
+    let openLeft = 0;
+    for (const c of clients) {
+      const open = await send(port, setupAgent, "GET", "/api/v1/trade/open", c.headers);
+      if (open.status !== 200) throw new Error(`GET /trade/open for ${c.email}: ${open.status} ${open.body}`);
+      openLeft += (JSON.parse(open.body) as { trades: unknown[] }).trades.length;
+    }
+
+    // ---- report --------------------------------------------------------------------------------------------
+    const phases = [warmup, at1, atN];
+    const rows = [["phase", "clients", "orders", "orders/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"]];
+    for (const p of phases) {
+      const s = summary(p);
+      rows.push([p.name, String(p.clients), String(s.orders), String(s.ordersPerSec), s.p50Ms.toFixed(2), s.p90Ms.toFixed(2), s.p99Ms.toFixed(2), s.maxMs.toFixed(2), String(s.errors)]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    console.log(`API benchmark: create + close round trips over HTTP (node ${process.version}, real engine, worker and API processes)`);
+    for (const r of rows) console.log(`  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")}`);
+    for (const p of phases) for (const [what, n] of p.failures) console.log(`  ${p.name}: ${n} × ${what}`);
+    console.log(`  open trades left after the run: ${openLeft}`);
+    const s1 = summary(at1);
+    const sN = summary(atN);
+    const errors = phases.reduce((n, p) => n + p.errors, 0);
+    console.log(JSON.stringify({
+      p50MsAt1: s1.p50Ms, p99MsAt1: s1.p99Ms, ordersPerSecAt1: s1.ordersPerSec,
+      ordersPerSecAt50: sN.ordersPerSec, p50MsAt50: sN.p50Ms, p99MsAt50: sN.p99Ms,
+      errors, openTradesLeft: openLeft, clients: CLIENTS,
+      p90MsAt1: s1.p90Ms, maxMsAt1: s1.maxMs, ordersAt1: s1.orders,
+      p90MsAt50: sN.p90Ms, maxMsAt50: sN.maxMs, ordersAt50: sN.orders,
+    }));
+    failed = errors > 0 || openLeft > 0;
+  } catch (err) {
+    for (const p of processes) process.stderr.write(`--- last lines of ${p.name}:\n${p.raw.slice(-12).join("\n")}\n`);
+    throw err;
+  } finally {
+    if (quoting !== undefined) clearInterval(quoting);
+    for (const agent of agents) agent.destroy();
+    // API first, so nothing new reaches the log; SIGTERM lets each stop cleanly (and write a CPU profile).
+    for (const p of [...processes].reverse()) {
+      p.kill("SIGTERM");
+      const killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
+      await p.exited;
+      clearTimeout(killer);
+    }
+    let cursor = "0";
+    do {
+      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
+      if (found.length > 0) await redis.unlink(...found);
+      cursor = next;
+    } while (cursor !== "0");
+    redis.disconnect();
+    await database?.drop();
+  }
+  if (failed) throw new Error("some requests were not answered 2xx, or trades were left open (see above)");
+}
+
+main().then(() => process.exit(0), (err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
