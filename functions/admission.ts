@@ -16,16 +16,17 @@ if n > tonumber(ARGV[1]) then return 0 end
 return n`;
 
 /**
- * KEYS[1] counter, KEYS[2] idempotency record (optional); ARGV[1] limit, ARGV[2] window ms, ARGV[3] body hash,
- * ARGV[4] record ttl ms. Returns 'LIMITED', 'CONFLICT' or 'OK'.
+ * KEYS[1] the session's revocation marker, KEYS[2] counter, KEYS[3] idempotency record (optional); ARGV[1] limit,
+ * ARGV[2] window ms, ARGV[3] body hash, ARGV[4] record ttl ms. Returns 'REVOKED', 'LIMITED', 'CONFLICT' or 'OK'.
  */
 const ADMIT_TRADE = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'REVOKED' end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if n > tonumber(ARGV[1]) then return 'LIMITED' end
-if KEYS[2] then
-  local first = redis.call('GET', KEYS[2])
-  if not first then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+if KEYS[3] then
+  local first = redis.call('GET', KEYS[3])
+  if not first then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
   elseif first ~= ARGV[3] then return 'CONFLICT' end
 end
 return 'OK'`;
@@ -45,18 +46,20 @@ export async function countRequest(redis: ApiRedis, keys: Keyspace, scope: strin
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /**
- * Admits a trade request: counts it against the user's trade limit and, with an Idempotency-Key, checks the body
- * against the key's first use. Returns the engine request id: derived from the key (so a retry acts once), or
- * random without one.
+ * Admits a trade request: checks the session is not revoked, counts the request against the user's trade limit
+ * and, with an Idempotency-Key, checks the body against the key's first use. Returns the engine request id:
+ * derived from the key (so a retry acts once), or random without one.
  */
 export async function admitTrade(
-  redis: ApiRedis, keys: Keyspace, userId: string, rate: RateLimit, idempotencyKey: string | undefined, endpoint: string, body: unknown,
+  redis: ApiRedis, keys: Keyspace, session: { userId: string; revokedKey: string }, rate: RateLimit, idempotencyKey: string | undefined, endpoint: string, body: unknown,
 ): Promise<string> {
+  const { userId } = session;
   const keyHash = idempotencyKey === undefined ? undefined : sha256(idempotencyKey);
   const record = keyHash === undefined ? [] : [keys.idempotencyKey(userId, keyHash)];
   // The validated, normalised body: `"margin": 100` and `"margin": "100"` are the same request.
   const bodyHash = sha256(`${endpoint}\n${canonicalJson(body)}`);
-  const verdict = await redis.eval(ADMIT_TRADE, [keys.rateLimitKey("trade", userId), ...record], [String(rate.limit), String(rate.windowMs), bodyHash, String(IDEMPOTENCY_TTL_MS)]);
+  const verdict = await redis.eval(ADMIT_TRADE, [session.revokedKey, keys.rateLimitKey("trade", userId), ...record], [String(rate.limit), String(rate.windowMs), bodyHash, String(IDEMPOTENCY_TTL_MS)]);
+  if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED");
   if (verdict === "LIMITED") throw limited(rate);
   if (verdict === "CONFLICT") throw new ApiError("IDEMPOTENCY_CONFLICT");
   if (verdict !== "OK") throw new Error(`unexpected admission verdict ${String(verdict)}`);

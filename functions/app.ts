@@ -7,7 +7,6 @@
  * service failed) with no stack trace or internal detail.
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
@@ -40,7 +39,6 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
     maxAge: 600,
   }));
   app.use("/api/*", checkOrigin(allowedOrigins));
-  app.use("/api/*", bodyLimit({ maxSize: settings.bodyLimitBytes, onError: () => { throw new ApiError("PAYLOAD_TOO_LARGE"); } }));
 
   app.get("/health", async (c) => {
     const [redis, postgres, engine] = await Promise.all([

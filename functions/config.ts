@@ -57,7 +57,6 @@ export function readApiConfig(env: Env): ApiConfig {
       appRedirectUrl,
       corsOrigins,
       secureCookies: appUrl.startsWith("https:") || env.NODE_ENV === "production",
-      bodyLimitBytes: 16 * 1024,
       tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
       signInPerIp: { limit: wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000), windowMs: 15 * 60_000 },

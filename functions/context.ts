@@ -21,7 +21,6 @@ export interface ApiSettings {
   readonly corsOrigins: readonly string[];
   /** Secure cookies: on whenever the API is served over https. */
   readonly secureCookies: boolean;
-  readonly bodyLimitBytes: number;
   readonly tradeRate: RateLimit;
   readonly signInPerEmail: RateLimit;
   readonly signInPerIp: RateLimit;

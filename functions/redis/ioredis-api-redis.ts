@@ -24,7 +24,10 @@ export interface IoredisApiRedisOptions {
   readonly commandTimeoutMs?: number;
   /** How long past its own timeout a BLPOP may stay unanswered before it rejects. Default 1 000 ms. */
   readonly blockingGraceMs?: number;
-  /** Idle blocking connections kept for reuse. Default 4. */
+  /**
+   * Idle blocking connections kept for reuse: about as many as requests wait for the engine at once, or each order
+   * under load opens and drops a connection (bench:api at 50 clients: 4 → 128 took 1.2k → 1.7k orders/s). Default 128.
+   */
   readonly maxIdleBlocking?: number;
   readonly log?: Logger;
 }
@@ -46,7 +49,7 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined });
     watch(connection, options.log);
     return connection;
-  }, options.maxIdleBlocking ?? 4);
+  }, options.maxIdleBlocking ?? 128);
   const shas = new Map<string, string>();
 
   return {

@@ -149,6 +149,11 @@ describe("sessions", () => {
     expect(out.headers.get("set-cookie")).toMatch(/session=;.*Max-Age=0/);
     expect((await client(stack.app, first.token).get("/api/v1/auth/me")).status).toBe(401);
     expect((await anon.get("/api/v1/auth/me", { cookie: `session=${first.token}` })).status).toBe(401);
+    // Trade POSTs check revocation inside their admission script: refused there too, before anything is logged.
+    const inputBefore = await stack.redis.xlen(stack.keys.input);
+    const order = await client(stack.app, first.token).post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.1" });
+    expect([order.status, order.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputBefore);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
     expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine
   });

@@ -22,7 +22,9 @@ const BY_SYMBOL = new Map(ASSETS.map((a) => [a.symbol, a]));
 
 export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
-  app.use(requireSession(deps));
+  // The POSTs check revocation in their admission script (see act); the GETs here.
+  app.on("POST", "*", requireSession(deps, { revocation: "in-admission" }));
+  app.on("GET", "*", requireSession(deps));
 
   app.post("/create", async (c) => {
     const body = await readJson(c, createTradeRequest);
@@ -86,9 +88,11 @@ type Instruction = Parameters<ApiDeps["engine"]["send"]>[2];
 
 /** Admits the request, has the engine act, and returns its result; a refusal becomes its API error. */
 async function act(deps: ApiDeps, c: ApiContext, endpoint: string, body: unknown, instruction: Instruction): Promise<InstructionResult> {
-  const { userId } = c.get("session");
+  const session = c.get("session");
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
-  const requestId = await admitTrade(deps.redis, deps.keys, userId, deps.settings.tradeRate, key, endpoint, body);
+  const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
+  const requestId = await admitTrade(deps.redis, deps.keys, admitted, deps.settings.tradeRate, key, endpoint, body);
+  const { userId } = session;
   return resultOf(await deps.engine.send(userId, requestId, instruction));
 }
 

@@ -92,7 +92,6 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     appUrl: "http://localhost:3000",
     corsOrigins: ["https://app.example.com"],
     secureCookies: false,
-    bodyLimitBytes: 16 * 1024,
     tradeRate: { limit: 1000, windowMs: 1000 },
     signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
     signInPerIp: { limit: 1000, windowMs: 15 * 60_000 },
