@@ -8,6 +8,7 @@
  * asset). An output at or below it is skipped, which makes applying idempotent and never lets a read model go back
  * in time. Open trades change one trade at a time, so they are guarded per trade instead (see TRADE_WRITE).
  */
+import { createHash } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
 import type { EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
@@ -58,19 +59,25 @@ export function outputIdParts(id: string): [string, string, string] {
   return [m[1]!, m[2]!, m[3]!];
 }
 
-/** Queues the read-model write an output calls for, if any, on a pipeline. */
+/** SHA-1 of each script: the worker loads them once (SCRIPT LOAD) and sends only the hash with each write. */
+export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, TRADE_WRITE] as const;
+const SHA = new Map(READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]));
+
+/** Queues the read-model write an output calls for, if any, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS first). */
 export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
   const id = outputIdParts(output.id);
-  const write = (mark: string, target: string, ...args: string[]) => pipe.eval(GUARDED_WRITE, 2, mark, target, ...id, ...args);
+  const guarded = SHA.get(GUARDED_WRITE)!;
+  const trade = SHA.get(TRADE_WRITE)!;
+  const write = (mark: string, target: string, ...args: string[]) => pipe.evalsha(guarded, 2, mark, target, ...id, ...args);
   switch (output.type) {
     case "balances_changed":
       write(watermark(keys, output.userId, "balances"), keys.balancesKey(output.userId), "hset", ...Object.entries(output.balances).flat());
       return;
     case "trade_opened":
-      pipe.eval(TRADE_WRITE, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "open", output.trade.id, JSON.stringify(output.trade));
+      pipe.evalsha(trade, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "open", output.trade.id, JSON.stringify(output.trade));
       return;
     case "closed_order":
-      pipe.eval(TRADE_WRITE, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "close", output.trade.id, id[0], String(Number(id[0]) - TRADE_TOMBSTONE_MS));
+      pipe.evalsha(trade, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "close", output.trade.id, id[0], String(Number(id[0]) - TRADE_TOMBSTONE_MS));
       return;
     case "quote_updated":
       write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));

@@ -122,6 +122,21 @@ describe("worker on real Redis and Postgres", () => {
     await running;
   });
 
+  it("writes read models by script hash, and loads the scripts again when Redis has lost them", async () => {
+    const local = keyspace(`${prefix}noscript:`);
+    const state = createState(makeParams({ shard: 2 }));
+    const stop = new AbortController();
+    const running = runWorker({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w1", blockMs: 50 }, stop.signal);
+    await until(async () => ((await redis.exists(local.output)) === 1 ? true : undefined)); // the group exists
+    await redis.script("FLUSH"); // as after a Redis restart without persistence of scripts
+    const outputs = apply(state, { id: "20-0", message: instruct("carol", "c1", { kind: "create_account" }) });
+    for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
+    expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
+    expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
+    stop.abort();
+    await running;
+  });
+
   it("leaves a batch unacknowledged when an effect fails, and another worker claims and applies it", async () => {
     const local = keyspace(`${prefix}claim:`);
     await redis.xgroup("CREATE", local.output, local.workerGroup, "0", "MKSTREAM");

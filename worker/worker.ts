@@ -11,7 +11,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import { queueReadModelWrite } from "./read-models.ts";
+import { queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -40,6 +40,7 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
   await ensureGroup(o.writer, o.keys);
+  await loadScripts(o.writer);
   const batch = o.batchSize ?? 500;
   let lastClaimMs = 0;
   while (!signal.aborted) {
@@ -65,6 +66,17 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   await insertClosedOrders(o.db, outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])));
+  let failed = await writeReadModelsAndAnswers(o, outputs);
+  if (failed?.message.startsWith("NOSCRIPT") === true) {
+    // Redis lost its scripts (a restart): load them and run the batch again; every write in it is idempotent.
+    await loadScripts(o.writer);
+    failed = await writeReadModelsAndAnswers(o, outputs);
+  }
+  if (failed !== undefined) throw failed; // not acknowledged: the batch is retried, idempotently
+  await o.writer.xack(o.keys.output, o.keys.workerGroup, ...entries.map(([id]) => id));
+}
+
+async function writeReadModelsAndAnswers(o: WorkerOptions, outputs: readonly EngineOutput[]): Promise<Error | undefined> {
   const pipe = o.writer.pipeline();
   for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
   for (const output of outputs) {
@@ -74,9 +86,11 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
     pipe.pexpire(key, o.responseTtlMs ?? 60_000);
   }
   const results = (await pipe.exec()) ?? [];
-  const failed = results.find(([err]) => err !== null);
-  if (failed !== undefined) throw failed[0] as Error; // not acknowledged: the batch is retried, idempotently
-  await o.writer.xack(o.keys.output, o.keys.workerGroup, ...entries.map(([id]) => id));
+  return results.find(([err]) => err !== null)?.[0] ?? undefined;
+}
+
+async function loadScripts(redis: Redis): Promise<void> {
+  for (const script of READ_MODEL_SCRIPTS) await redis.script("LOAD", script);
 }
 
 type ClosedRow = ClosedTradeView & { userId: string; outputId: string };

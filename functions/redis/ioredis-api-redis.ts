@@ -42,11 +42,14 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     connectTimeout: commandTimeoutMs,
     maxRetriesPerRequest: 1,
     enableOfflineQueue: true,
+    // Commands issued in the same tick by concurrent requests go out in one write: under load the API spent a
+    // quarter of its CPU in per-command socket writes.
+    enableAutoPipelining: true,
     retryStrategy: (attempt) => Math.min(100 * attempt, 1_000),
   });
   watch(commands, options.log);
   const blocking = createBlockingConnections(() => {
-    const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined });
+    const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined, enableAutoPipelining: false });
     watch(connection, options.log);
     return connection;
   }, options.maxIdleBlocking ?? 128);
