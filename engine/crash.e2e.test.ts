@@ -34,8 +34,9 @@ import { hashSnapshot, stateHash } from "./snapshot/hash.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { EngineProcess, REPO_ROOT, seededRandom, type LogLine } from "./testing/engine-process.ts";
 import { commandsArbitrary, toLog } from "./testing/random-log.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const SEED = Number(process.env.CRASH_SEED ?? 424242);
 const ENTRIES = 2400;
 const ROUNDS = 8;

@@ -11,8 +11,9 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { freePort, spawnNode, until, type Child } from "../platform/testing/processes.ts";
 import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const prefix = `test:journey:${randomUUID()}:`;
 
 let pg: TestDatabase;

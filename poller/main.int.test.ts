@@ -7,8 +7,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { waitFor } from "./test-support.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const redis = new Redis(REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
 afterAll(async () => {

@@ -4,6 +4,7 @@ import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { keyspace } from "../contract/names.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
 export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 3_000): Promise<T> {
@@ -41,7 +42,7 @@ export async function closedPort(): Promise<number> {
 
 /** The real Redis, and input streams each under a fresh prefix; `close()` deletes them and disconnects. */
 export function redisStreams() {
-  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redis = new Redis(TEST_REDIS_URL);
   const streams: string[] = [];
   return {
     redis,

@@ -22,8 +22,9 @@ import { keyspace, type Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { freePort, prng, spawnNode, startRedisServer, until, type Child } from "../platform/testing/processes.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const SEED = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 32);
 const ENGINE_FLAGS = ["--max-semi-space-size=64"];
 

@@ -13,8 +13,9 @@ import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { handleBatch, runWorker } from "./worker.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
 let redis: Redis;
 let reader: Redis;

@@ -24,8 +24,9 @@ import { seededRandom } from "../../platform/testing/seeded-random.ts";
 import { num, percentile, statsWindows, timeOf, xaddAll } from "./recovery-support.ts";
 import { BASE_TICKS, instruction, openOrder, price, tick } from "./workload.ts";
 import type { EngineInput } from "../../contract/messages.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);
 const TRADES_PER_USER = Number(process.env.BENCH_TRADES_PER_USER ?? 10);
 const TAIL = 100_000;

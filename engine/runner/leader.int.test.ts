@@ -10,8 +10,9 @@ import { createState } from "../core/state.ts";
 import { runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("engine-test", { level: "error" });
 let redis: Redis;
 let reader: Redis;

@@ -7,6 +7,7 @@ import { createLogger } from "../../platform/log.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
 import { createDevMailbox, createResendMailer, signInEmail } from "./mailer.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
 const API_KEY = "re_test_0123456789abcdef";
 const FROM = "paper-broker <login@paper-broker.test>";
@@ -70,8 +71,8 @@ describe("createResendMailer", () => {
 });
 
 describe("createDevMailbox", () => {
-  const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
-  const apiRedis = createIoredisApiRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");
+  const redis = new Redis(TEST_REDIS_URL);
+  const apiRedis = createIoredisApiRedis(TEST_REDIS_URL);
   const key = `test:${randomUUID()}:dev-mailbox`;
   afterAll(async () => {
     await redis.del(key);

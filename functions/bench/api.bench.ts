@@ -25,8 +25,9 @@ import { keyspace } from "../../contract/names.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import { EngineProcess } from "../../engine/testing/engine-process.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3) * 1000;
 const AT_1_MS = Number(process.env.BENCH_SECONDS_AT_1 ?? 5) * 1000;

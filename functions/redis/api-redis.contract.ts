@@ -1,5 +1,5 @@
 /**
- * The cases every ApiRedis adapter must pass, on a real Redis (REDIS_URL, default 127.0.0.1:6379): the same calls
+ * The cases every ApiRedis adapter must pass, on a real Redis (the test run's, TEST_REDIS_URL): the same calls
  * must give the same replies whichever adapter makes them. Setup and checks go through a plain ioredis connection,
  * never the adapter under test. Keys live under a random prefix per run and are deleted afterwards.
  */
@@ -7,8 +7,9 @@ import { createHash, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiRedis } from "./api-redis.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 
 /** Values that trip up encodings: JSON look-alikes, base64 look-alikes, Redis status words, whitespace, control and non-ASCII characters. */
 const AWKWARD = ["héllo wörld", "日本語 🚀", "  spaced  out  ", "tab\tnew\nline\r\"quoted\" back\\slash", "nul\u0000byte", "", "OK", "PONG", "null", "42", "[1,2]", "{\"a\":1}", "dGVzdA=="];

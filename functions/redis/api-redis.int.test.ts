@@ -5,8 +5,9 @@ import { startUpstashBridge, type UpstashBridge } from "../testing/upstash-bridg
 import { describeApiRedisContract } from "./api-redis.contract.ts";
 import { createIoredisApiRedis } from "./ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./upstash-api-redis.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const REDIS_URL = TEST_REDIS_URL;
 let bridge: UpstashBridge;
 
 beforeAll(async () => {

@@ -23,8 +23,9 @@ import type { ApiDeps, ApiEnv, ApiSettings } from "../context.ts";
 import { createEngineClient } from "../engine-client.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-export const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+export const REDIS_URL = TEST_REDIS_URL;
 export const TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789";
 
 export interface ApiStack {

@@ -1,12 +1,13 @@
 /**
  * Test support: a fresh, uniquely named Postgres database per test file, created and dropped through the same
  * driver path the app uses (Neon Pool → local WebSocket proxy → Postgres). The server comes from
- * `TEST_DATABASE_ADMIN_URL` (a database the tests may connect to in order to create others), default the local
- * `postgres` database with trust auth, as CI sets it up.
+ * `TEST_DATABASE_ADMIN_URL` (a database the tests may connect to in order to create others), which the test run's
+ * global setup sets: the machine's Postgres, or one it started (global-setup.ts).
  */
 import { randomBytes } from "node:crypto";
 import { createLogger, type Logger } from "../log.ts";
 import { connectPostgres, type Postgres } from "../postgres.ts";
+import { TEST_DATABASE_ADMIN_URL } from "./test-servers.ts";
 
 export interface TestDatabase {
   readonly name: string;
@@ -19,7 +20,7 @@ export interface TestDatabase {
 }
 
 export async function createTestDatabase(): Promise<TestDatabase> {
-  const adminUrl = process.env.TEST_DATABASE_ADMIN_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  const adminUrl = TEST_DATABASE_ADMIN_URL;
   const logLines: Record<string, unknown>[] = [];
   const log = createLogger("test", { level: "debug", sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>) });
   const admin = await connectPostgres(adminUrl, log, { maxConnections: 1 });

@@ -1,0 +1,174 @@
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensurePostgres, ensureRedis, type LocalServer } from "./local-infra.ts";
+import { createLogger } from "./log.ts";
+import { connectPostgres } from "./postgres.ts";
+import { freePort } from "./testing/processes.ts";
+import { TEST_DATABASE_ADMIN_URL, TEST_REDIS_URL } from "./testing/test-servers.ts";
+
+const events: string[] = [];
+const log = createLogger("local-infra-test", { sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)) });
+const PATH = process.env.PATH;
+const dirs: string[] = [];
+let deadUrl: string;
+
+/** A fresh data folder that the `postgres` user can reach (mkdtemp makes it 0700). */
+async function dataDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "local-infra-test-"));
+  await chmod(dir, 0o755);
+  dirs.push(dir);
+  return dir;
+}
+
+async function answersPing(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url);
+  try {
+    return await use(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+beforeAll(async () => {
+  // Nothing listens there: stands for "no Redis at 127.0.0.1:6379" on a machine that has one.
+  deadUrl = `redis://127.0.0.1:${await freePort()}`;
+});
+
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+describe("ensureRedis", () => {
+  it("uses REDIS_URL when it answers, and says so when it does not", async () => {
+    const redis = await ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: TEST_REDIS_URL, LOCAL_REDIS_PROBE_URL: deadUrl } });
+    expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
+    await redis.stop();
+    expect(await answersPing(TEST_REDIS_URL)).toBe(true);
+
+    await expect(ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: deadUrl, PATH } }))
+      .rejects.toThrow(/^REDIS_URL is set \(127\.0\.0\.1:\d+\) but that Redis does not answer PING: .*ECONNREFUSED/);
+  });
+
+  it("uses a Redis answering at the local address without needing redis-server", async () => {
+    const redis = await ensureRedis({ dataDir: await dataDir(), log, env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH: "" } });
+    expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
+  });
+
+  it("starts redis-server with AOF in the data folder when none answers; a rerun reuses its port and data", async () => {
+    const dir = await dataDir();
+    const busyPort = Number(new URL(TEST_REDIS_URL).port);
+    const options = { dataDir: dir, log, env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH }, preferredPort: busyPort };
+    let first: LocalServer | undefined;
+    let second: LocalServer | undefined;
+    try {
+      first = await ensureRedis(options);
+      expect(first.started).toBe(true);
+      const port = Number(new URL(first.url).port);
+      expect(port).not.toBe(busyPort); // the preferred port was taken: any free one, remembered
+      expect(await readFile(join(dir, "redis", "port"), "utf8")).toBe(`${port}\n`);
+      await withRedis(first.url, async (redis) => {
+        expect(await redis.config("GET", "appendonly")).toEqual(["appendonly", "yes"]);
+        expect(await redis.config("GET", "appendfsync")).toEqual(["appendfsync", "always"]);
+        expect(await redis.config("GET", "dir")).toEqual(["dir", join(dir, "redis")]);
+        await redis.set("acknowledged", "order-1");
+      });
+
+      await first.stop();
+      expect(await answersPing(first.url)).toBe(false);
+
+      second = await ensureRedis(options);
+      expect(second).toMatchObject({ url: first.url, started: true });
+      expect(await withRedis(second.url, (redis) => redis.get("acknowledged"))).toBe("order-1");
+
+      // A caller that died left it running: the next call with the same folder adopts it, and can stop it.
+      events.length = 0;
+      const adopted = await ensureRedis(options);
+      expect(adopted).toMatchObject({ url: first.url, started: true });
+      expect(events).toContain("redis_adopted");
+      await adopted.stop();
+      expect(await answersPing(first.url)).toBe(false);
+    } finally {
+      await first?.stop();
+      await second?.stop();
+    }
+  });
+
+  it("says how to install Redis when none answers and redis-server is not on PATH", async () => {
+    const emptyBin = await dataDir();
+    const failure = ensureRedis({ dataDir: await dataDir(), log, env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH: emptyBin } });
+    await expect(failure).rejects.toThrow("redis-server is not on PATH");
+    await expect(failure).rejects.toThrow("Debian/Ubuntu: sudo apt-get install redis-server");
+    await expect(failure).rejects.toThrow("macOS:         brew install redis");
+    await expect(failure).rejects.toThrow("Or set REDIS_URL");
+  });
+});
+
+describe("ensurePostgres", () => {
+  it.runIf(process.getuid?.() === 0)("as root, says so when the postgres user cannot reach the data folder", async () => {
+    const dir = await dataDir();
+    await chmod(dir, 0o700);
+    await expect(ensurePostgres({ dataDir: dir, log, env: { PATH } })).rejects.toThrow(`${dir} is not searchable by other users`);
+  });
+
+  it("uses DATABASE_URL when set", async () => {
+    const pg = await ensurePostgres({ dataDir: await dataDir(), log, env: { DATABASE_URL: TEST_DATABASE_ADMIN_URL } });
+    expect(pg).toMatchObject({ url: TEST_DATABASE_ADMIN_URL, started: false });
+  });
+
+  it("runs embedded Postgres in the data folder: created once, database paper_broker, data kept across stop and start", { timeout: 120_000 }, async () => {
+    const dir = await dataDir();
+    const options = { dataDir: dir, log, env: { PATH }, preferredPort: 0 };
+    let first: LocalServer | undefined;
+    let second: LocalServer | undefined;
+    try {
+      events.length = 0;
+      first = await ensurePostgres(options);
+      expect(first.started).toBe(true);
+      expect(first.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/paper_broker$/);
+      expect(events).toEqual(expect.arrayContaining(["postgres_cluster_created", "postgres_started", "postgres_database_created"]));
+      let db = await connectPostgres(first.url, log);
+      await db.query("CREATE TABLE kept (note text)");
+      await db.query("INSERT INTO kept VALUES ('survives a restart')");
+      await db.close();
+
+      // Adopting the running cluster (a rerun after the caller died) gives the same server.
+      const adopted = await ensurePostgres(options);
+      expect(adopted).toMatchObject({ url: first.url, started: true });
+
+      await first.stop();
+      await expect(connectPostgres(first.url, log)).rejects.toThrow(/cannot reach Postgres/);
+
+      events.length = 0;
+      second = await ensurePostgres(options);
+      expect(second).toMatchObject({ url: first.url, started: true });
+      expect(events).toContain("postgres_started");
+      expect(events).not.toContain("postgres_cluster_created");
+      expect(events).not.toContain("postgres_database_created");
+      db = await connectPostgres(second.url, log);
+      expect((await db.query("SELECT note FROM kept")).rows).toEqual([{ note: "survives a restart" }]);
+      await db.close();
+      await adopted.stop(); // a stale handle: the server it knew is gone, so it leaves the new one alone
+      db = await connectPostgres(second.url, log);
+      await db.close();
+    } finally {
+      await first?.stop();
+      await second?.stop();
+    }
+  });
+});
