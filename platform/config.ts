@@ -43,15 +43,28 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   return value;
 }
 
-/** An abort signal that fires on the first SIGINT or SIGTERM, logged as `stopping`: how every process stops cleanly. */
+/**
+ * Calls `stop` on SIGINT, SIGTERM, or when the supervisor that started this process is gone: `npm start` talks to
+ * its children over an IPC channel, which closes when it dies, even by SIGKILL, so no component outlives it and
+ * keeps ports, the engine lease or the log busy for the next `npm start`.
+ */
+export function onStopRequest(stop: (reason: string) => void): void {
+  // once: a second Ctrl-C gets the default action and ends a process whose clean stop hangs.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop(signal));
+  if (process.channel !== undefined) {
+    process.once("disconnect", () => stop("supervisor_gone"));
+    process.channel.unref(); // the channel alone must not keep a stopped process alive
+  }
+}
+
+/** An abort signal that fires on the first stop request, logged as `stopping`: how every process stops cleanly. */
 export function stopOnSignals(log: Logger): AbortSignal {
   const stop = new AbortController();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      log.info("stopping", { signal });
-      stop.abort();
-    });
-  }
+  onStopRequest((signal) => {
+    if (stop.signal.aborted) return;
+    log.info("stopping", { signal });
+    stop.abort();
+  });
   return stop.signal;
 }
 

@@ -6,7 +6,7 @@
  */
 import { ASSETS, validateAssets } from "../contract/markets.ts";
 import { keyspace } from "../contract/names.ts";
-import { runMain } from "../platform/config.ts";
+import { onStopRequest, runMain } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
@@ -70,7 +70,7 @@ runMain("poller", async () => {
     log.info("poller_stopped", { publisher: publisher.counters });
     process.exit(0);
   };
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void shutdown(signal));
+  onStopRequest((signal) => void shutdown(signal));
 
   await feed.start();
   if (!stopping) log.info("poller_running", { source: feed.source });

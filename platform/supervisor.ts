@@ -1,0 +1,138 @@
+/**
+ * Runs the components (platform/components.ts) as child processes, as production runs them as separate services:
+ * each one's JSON log lines go to this process's stdout and to `<logDir>/<name>.log`; a component that exits on
+ * its own is restarted after a backoff (1 s, doubling to 30 s, back to 1 s after a minute of uptime) and recovers
+ * by itself (the engine from snapshot + log, the worker by claiming what was pending). `stop` stops them in
+ * reverse order with SIGTERM (the engine takes its final snapshot last) and SIGKILLs whatever hangs.
+ *
+ * Each child gets an IPC channel it does not use for messages: when this process dies, even by SIGKILL, the
+ * channel closes and the children stop themselves (platform/config.ts, onStopRequest). Log lines name the child
+ * `child` (the supervisor's own lines carry `component: "start"`).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { nodeArgs, type Component } from "./components.ts";
+import type { Logger } from "./log.ts";
+
+export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
+const STOP_BUDGET_MS = 30_000;
+
+interface Running {
+  readonly component: Component;
+  child: ChildProcess | undefined;
+  readonly file: WriteStream;
+  restarts: number;
+  startedAtMs: number;
+  backoffMs: number;
+  /** Resolves when the component first logs its ready event (in whichever run). */
+  ready: Promise<Record<string, unknown>>;
+  markReady: (line: Record<string, unknown>) => void;
+}
+
+export class Supervisor {
+  private readonly running: Running[] = [];
+  private stopping = false;
+
+  constructor(
+    private readonly components: readonly Component[],
+    private readonly options: { env: NodeJS.ProcessEnv; log: Logger; logDir: string; out?: (line: string) => void },
+  ) {
+    mkdirSync(options.logDir, { recursive: true });
+  }
+
+  /** Starts every component in order, each once the one before is ready; resolves with their ready lines. */
+  async start(): Promise<Record<string, Record<string, unknown>>> {
+    const readyLines: Record<string, Record<string, unknown>> = {};
+    for (const component of this.components) {
+      const entry = this.track(component);
+      this.spawn(entry);
+      readyLines[component.name] = await entry.ready;
+    }
+    return readyLines;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const entry of [...this.running].reverse()) {
+      const child = entry.child;
+      if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => {
+        this.options.log.warn("component_kill", { child: entry.component.name, afterMs: STOP_BUDGET_MS });
+        child.kill("SIGKILL");
+      }, STOP_BUDGET_MS);
+      await exited;
+      clearTimeout(timer);
+    }
+    await Promise.all(this.running.map((e) => new Promise((resolve) => e.file.end(resolve))));
+  }
+
+  /** Pids of the running components, by name (for operators and tests). */
+  pids(): Record<string, number | undefined> {
+    return Object.fromEntries(this.running.map((e) => [e.component.name, e.child?.pid]));
+  }
+
+  private track(component: Component): Running {
+    const entry = {
+      component, child: undefined, restarts: 0, startedAtMs: 0, backoffMs: 1_000,
+      file: createWriteStream(join(this.options.logDir, `${component.name}.log`), { flags: "a" }),
+    } as unknown as Running;
+    entry.ready = new Promise((resolve) => (entry.markReady = resolve));
+    this.running.push(entry);
+    return entry;
+  }
+
+  private spawn(entry: Running): void {
+    const { log } = this.options;
+    // detached: its own process group, so a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
+    // which then stops the components one by one, in order; a signal to all at once would race that order.
+    const child = spawn(process.execPath, nodeArgs(entry.component), { cwd: REPO_ROOT, env: this.options.env, stdio: ["ignore", "pipe", "pipe", "ipc"], detached: true });
+    entry.child = child;
+    entry.startedAtMs = Date.now();
+    const name = entry.component.name;
+    log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
+    this.pipeLines(entry, child.stdout!, true);
+    this.pipeLines(entry, child.stderr!, false);
+    child.once("exit", (code, signal) => {
+      if (this.stopping) {
+        log.info("component_stopped", { child: name, code, signal });
+        return;
+      }
+      const upMs = Date.now() - entry.startedAtMs;
+      if (upMs > 60_000) entry.backoffMs = 1_000;
+      log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: entry.backoffMs });
+      const delay = entry.backoffMs;
+      entry.backoffMs = Math.min(entry.backoffMs * 2, 30_000);
+      entry.restarts++;
+      setTimeout(() => {
+        if (!this.stopping) this.spawn(entry);
+      }, delay);
+    });
+  }
+
+  private pipeLines(entry: Running, stream: NodeJS.ReadableStream, json: boolean): void {
+    const out = this.options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      partial += chunk;
+      const lines = partial.split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        if (line === "") continue;
+        entry.file.write(`${line}\n`);
+        out(line);
+        if (!json || !line.startsWith("{")) continue;
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          if (parsed.event === entry.component.readyEvent) entry.markReady(parsed);
+        } catch {
+          // not a JSON line: printed and kept as it is
+        }
+      }
+    });
+  }
+}

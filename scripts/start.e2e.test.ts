@@ -1,0 +1,131 @@
+/**
+ * `npm start` as a user runs it (scripts/start.mjs), against the machine's Redis and a fresh Postgres database, prices
+ * from a scripted Backpack-protocol feed and email to a local Resend-compatible recorder: it serves a sign-in and a
+ * trade; a component killed with SIGKILL is restarted and recovers; the supervisor killed with SIGKILL takes its
+ * children with it, and `npm start` again resumes the same state; Ctrl-C stops everything cleanly.
+ */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { freePort, spawnChild, until, type Child } from "../platform/testing/processes.ts";
+import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
+import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
+
+const REDIS_URL = TEST_REDIS_URL;
+const prefix = `test:start:${randomUUID()}:`;
+let pg: TestDatabase;
+let sim: SimFeed;
+let recorder: ResendRecorder;
+let dataDir: string;
+let port: number;
+let token: string;
+
+function npmStart(): Child {
+  return spawnChild("npm-start", process.execPath, ["scripts/start.mjs"], {
+    REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, DATA_DIR: dataDir, PORT: String(port), FEED: "backpack",
+    BACKPACK_WS_URL: sim.url, RESEND_API_KEY: "re_start_test", RESEND_BASE_URL: recorder.baseUrl, SNAPSHOT_EVERY_MS: "500",
+    ENGINE_LEASE_TTL_MS: "1500", WORKER_CLAIM_IDLE_MS: "1000", JWT_SECRET: "", APP_URL: "",
+  });
+}
+
+async function api(method: string, path: string, body?: unknown) {
+  const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body) });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown>, cookie: res.headers.get("set-cookie") };
+}
+
+/** The supervisor's `component_started` lines name each child and its pid. */
+function pidsOf(child: Child): Record<string, number> {
+  const pids: Record<string, number> = {};
+  for (const l of child.lines) if (l.event === "component_started") pids[String(l.child)] = Number(l.pid);
+  return pids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  pg = await createTestDatabase();
+  sim = await startSimFeed({ walking: false });
+  recorder = await startResendRecorder();
+  dataDir = mkdtempSync(join(tmpdir(), "paper-broker-start-"));
+  port = await freePort();
+}, 60_000);
+
+afterAll(async () => {
+  await sim.stop();
+  await recorder.close();
+  const redis = new Redis(REDIS_URL);
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+  await pg.drop();
+  rmSync(dataDir, { recursive: true, force: true });
+}, 60_000);
+
+describe("npm start", () => {
+  it("runs the whole stack, restarts what dies, and resumes after its own SIGKILL", { timeout: 180_000 }, async () => {
+    let start = npmStart();
+    try {
+      await start.waitFor("component_started", 60_000, (l) => l.child === "api");
+      await until(() => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined), 60_000, "the banner");
+      expect(start.other.join("\n")).toContain(`http://localhost:${port}/api/v1/docs`);
+
+      expect((await api("POST", "/api/v1/auth", { email: "start@example.com" })).status).toBe(200);
+      await until(() => Promise.resolve(recorder.sent.length > 0 ? true : undefined), 10_000, "the sign-in email");
+      const link = /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(recorder.sent.at(-1)!.body.text))![0];
+      const verified = await fetch(`http://127.0.0.1:${port}${new URL(link).pathname}${new URL(link).search}`);
+      expect(verified.status).toBe(200);
+      token = /session=([^;]+)/.exec(verified.headers.get("set-cookie") ?? "")![1]!;
+      // JWT_SECRET unset: the API generated one and keeps it in the data folder.
+      expect(readFileSync(join(dataDir, "jwt-secret"), "utf8").length).toBeGreaterThanOrEqual(32);
+
+      sim.setQuote("SOL_USDC_PERP", "100", "100.01");
+      await until(async () => ((await api("GET", "/api/v1/account/assets")).body.assets as { symbol: string; bid: string }[]).find((a) => a.symbol === "SOL")?.bid === "100" ? true : undefined, 10_000, "the SOL quote");
+      const opened = await api("POST", "/api/v1/trade/create", { asset: "SOL", type: "long", margin: "50", leverage: 3 });
+      expect(opened.status).toBe(201);
+
+      // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
+      const enginePid = pidsOf(start).engine!;
+      process.kill(enginePid, "SIGKILL");
+      await start.waitFor("component_started", 30_000, (l) => l.child === "engine" && Number(l.pid) !== enginePid);
+      const order = await until(async () => {
+        const r = await api("POST", "/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" });
+        return r.status === 201 ? r : undefined;
+      }, 30_000, "an order after the engine's restart");
+      expect(order.body.order).toMatchObject({ price: "100.01" });
+      const before = { balances: (await api("GET", "/api/v1/account/balance")).body, open: (await api("GET", "/api/v1/trade/open")).body };
+
+      // The supervisor itself killed with SIGKILL: its children notice and stop; npm start again resumes.
+      const children = Object.values(pidsOf(start));
+      start.proc.kill("SIGKILL");
+      await start.exited;
+      await until(() => Promise.resolve(children.every((pid) => !alive(pid)) ? true : undefined), 30_000, "the orphaned components to stop");
+      start = npmStart();
+      await until(() => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined), 90_000, "the banner after restart");
+      expect((await api("GET", "/api/v1/account/balance")).body).toEqual(before.balances);
+      expect((await api("GET", "/api/v1/trade/open")).body).toEqual(before.open);
+
+      // Ctrl-C: everything stops cleanly, the engine with a final snapshot.
+      const pids = Object.values(pidsOf(start)).slice(-4);
+      start.proc.kill("SIGINT");
+      expect(await start.exited).toBe(0);
+      expect(pids.filter(alive)).toEqual([]);
+      expect(start.lines.some((l) => l.component === "engine" && l.event === "stopped")).toBe(true);
+    } finally {
+      if (start.alive()) await start.stop("SIGKILL");
+    }
+  });
+});
