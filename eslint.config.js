@@ -1,5 +1,6 @@
 // Type-aware lint. The pure parts (engine core, shared contract) get extra rules that keep them free of
 // I/O, clock, randomness and environment: replay must reproduce the exact same state.
+import { existsSync } from "node:fs";
 import tseslint from "typescript-eslint";
 
 const impureSyntax = [
@@ -8,6 +9,8 @@ const impureSyntax = [
   { selector: "MemberExpression[object.name='Math'][property.name='random']", message: "The engine core uses no randomness." },
   { selector: "MemberExpression[object.name='performance']", message: "The engine core reads no clock." },
 ];
+
+const sstFiles = ["sst.config.ts", "infra/sst/**/*.ts"];
 
 export default tseslint.config(
   { ignores: ["node_modules/**", ".data/**", ".sst/**", "sst-env.d.ts", "coverage/**"] },
@@ -29,6 +32,12 @@ export default tseslint.config(
     },
   },
   { files: ["**/*.js", "**/*.mjs"], ...tseslint.configs.disableTypeChecked },
+  // sst.config.ts and infra/sst/ use SST's globals, typed only by SST's generated types (tsconfig.infra.json). With
+  // those installed (npm run infra:types) they are linted type-aware against them; without, linted without types,
+  // since every `sst.*` would otherwise read as an error type.
+  existsSync(new URL(".sst/platform/config.d.ts", import.meta.url))
+    ? { files: sstFiles, languageOptions: { parserOptions: { projectService: false, project: "./tsconfig.infra.json" } } }
+    : { files: sstFiles, ...tseslint.configs.disableTypeChecked },
   {
     files: ["engine/core/**/*.ts", "contract/**/*.ts"],
     ignores: ["**/*.test.ts"],

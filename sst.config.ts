@@ -1,13 +1,33 @@
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference -- SST's convention: editors find its globals here.
+/// <reference path="./.sst/platform/config.d.ts" />
 /**
- * SST app definition. The deployed resources (functions, containers, secrets, links) are defined in infra/
- * by the deployment issue; until then this file only names the app, so `sst` commands fail clearly rather than
- * deploying something partial. It is not type-checked until SST's generated platform types exist (.sst/).
+ * The deployed system (DESIGN §2, §8), on AWS with SST v3: the auth, trade and account handlers as Lambda functions
+ * behind an HTTP API, the engine, worker and poller as always-on containers from one Dockerfile, and the managed
+ * services (Upstash Redis, Neon Postgres, Resend) plus the session key as per-stage secrets. infra/README.md says
+ * how to set the secrets and deploy; infra/plan.ts holds the decisions as data.
+ *
+ * Type-checked against SST's own types (generated into .sst/platform by `npm run infra:types`) by
+ * `npm run typecheck`, which skips this file and infra/sst/ with a notice while those types are absent; the root
+ * tsconfig.json excludes them because `$config` and `sst` exist only as SST's globals.
  */
-export default {
-  app() {
-    return { name: "paper-broker", home: "aws" as const };
+export default $config({
+  app(input) {
+    return {
+      name: "paper-broker",
+      home: "aws",
+      // Production keeps its data-bearing resources if the stage is removed, and refuses `sst remove`.
+      removal: input.stage === "prod" ? "retain" : "remove",
+      protect: input.stage === "prod",
+    };
   },
-  run() {
-    throw new Error("Deployment is not defined yet: infra/ is filled by the deployment issue.");
+  async run() {
+    // Imported here, not at the top: SST's globals (`sst`, `$util`) exist only while `run` runs.
+    const { createSecrets } = await import("./infra/sst/secrets.ts");
+    const { createApi } = await import("./infra/sst/api.ts");
+    const { createServices } = await import("./infra/sst/services.ts");
+    const secrets = createSecrets();
+    const api = createApi(secrets);
+    createServices(secrets);
+    return { api: api.url };
   },
-};
+});

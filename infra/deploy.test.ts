@@ -1,0 +1,206 @@
+// What of the deployment can be checked without AWS: the containers and `sst dev` run the commands `npm start` runs,
+// the image holds every file and package those commands load, each process gets the secrets it reads, and the API
+// routes reach the right function. (The Lambda entry itself is tested with API Gateway events in
+// functions/lambda.int.test.ts.)
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { readApiConfig } from "../functions/config.ts";
+import { OPERATIONS } from "../functions/openapi.ts";
+import { COMPONENTS, nodeArgs } from "../platform/components.ts";
+import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
+import {
+  API_ROUTES, CONTAINER_PLANS, CONTAINERS, FUNCTION_SECRET_ENV, LAMBDA_HANDLER, SECRETS, containerCommand, devCommand,
+  type ContainerName, type FunctionName,
+} from "./plan.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const read = (path: string) => readFileSync(resolve(root, path), "utf8");
+const packageJson = JSON.parse(read("package.json")) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+const dockerfile = read("Dockerfile");
+
+/** Variables that hold credentials or point at production data: deployed, each must come from a secret. */
+const SECRET_VARIABLES = ["DATABASE_URL", "REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "JWT_SECRET", "RESEND_API_KEY"];
+
+describe("commands", () => {
+  it("the npm scripts run each component as npm start does", () => {
+    for (const component of COMPONENTS) expect(packageJson.scripts[component.name]).toBe(["node", ...nodeArgs(component)].join(" "));
+  });
+
+  it("each container runs its component's command, and sst dev its npm script", () => {
+    for (const name of CONTAINERS) {
+      const component = COMPONENTS.find((c) => c.name === name)!;
+      expect(containerCommand(name)).toEqual(["node", ...nodeArgs(component)]);
+      expect(devCommand(name)).toBe(`npm run ${name}`);
+    }
+  });
+
+  it("the image's default command is the engine's", () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(dockerfile)?.[1];
+    expect(JSON.parse(cmd ?? "null")).toEqual(containerCommand("engine"));
+  });
+});
+
+describe("the image", () => {
+  const copied = [...dockerfile.matchAll(/^COPY (\S+) \.\/\S*$/gm)].map((m) => m[1]!);
+  const ignored = read(".dockerignore").split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map(globToRegExp);
+
+  it("runs as a non-root user and installs no dev dependencies", () => {
+    expect(dockerfile).toMatch(/^USER node$/m);
+    expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).not.toMatch(/^(ENV|ARG) \S*(SECRET|TOKEN|KEY|PASSWORD)/m);
+  });
+
+  for (const component of COMPONENTS) {
+    it(`holds every file and package ${component.name} loads`, () => {
+      const { files, packages } = loadClosure(component.entry);
+      for (const file of files) {
+        expect(copied.some((dir) => file === dir || file.startsWith(`${dir.replace(/\/$/, "")}/`)), `${file} is copied`).toBe(true);
+        expect(ignored.some((re) => re.test(file)), `${file} is not in .dockerignore`).toBe(false);
+      }
+      // tsx: every command runs with --import tsx.
+      for (const name of [...packages, "tsx"]) expect(packageJson.dependencies, `${name} in dependencies`).toHaveProperty([name]);
+    });
+  }
+});
+
+describe("secrets", () => {
+  const containerSecrets = CONTAINERS.map((name) => CONTAINER_PLANS[name].secretEnv);
+  const mappings = [FUNCTION_SECRET_ENV, ...containerSecrets];
+
+  it("each variable gets the secret of the same name", () => {
+    for (const mapping of mappings) {
+      for (const [variable, secret] of Object.entries(mapping)) expect(secret).toBe(pascalCase(variable));
+    }
+  });
+
+  it("every secret feeds some process", () => {
+    const used = new Set(mappings.flatMap((m) => Object.values(m)));
+    expect([...used].sort()).toEqual(Object.keys(SECRETS).sort());
+  });
+
+  it("the functions' deployed environment is a valid API configuration using Upstash, Resend and a fixed key", () => {
+    const seen = new Set<string>();
+    const env = new Proxy(deployedEnv(FUNCTION_SECRET_ENV, { APP_URL: "https://abc.execute-api.eu-west-1.amazonaws.com", NODE_ENV: "production" }), {
+      get: (target, key: string) => {
+        seen.add(key);
+        return target[key];
+      },
+    });
+    const config = readApiConfig(env);
+    expect(config.redis.kind).toBe("upstash");
+    expect(config.resend).toBeDefined(); // else sign-in links would be readable from the dev mailbox
+    expect(config.jwtSecret).toBeDefined(); // the Lambda entry refuses to start without one
+    expect(config.settings.secureCookies).toBe(true);
+    // REDIS_URL is read only as the fallback when Upstash is not configured.
+    const needed = SECRET_VARIABLES.filter((v) => seen.has(v) && v !== "REDIS_URL");
+    expect(Object.keys(FUNCTION_SECRET_ENV)).toEqual(expect.arrayContaining(needed));
+  });
+
+  it("each container gets every secret variable its entry reads", () => {
+    const reads: Record<ContainerName, readonly string[]> = {
+      engine: variablesRead("engine/main.ts"),
+      worker: variablesRead("worker/main.ts"),
+      poller: POLLER_ENV,
+    };
+    for (const name of CONTAINERS) {
+      expect(reads[name].length, `${name} reads some variables`).toBeGreaterThan(2);
+      const needed = SECRET_VARIABLES.filter((v) => reads[name].includes(v));
+      expect(Object.keys(CONTAINER_PLANS[name].secretEnv), name).toEqual(expect.arrayContaining(needed));
+    }
+    const poller = readPollerConfig(deployedEnv(CONTAINER_PLANS.poller.secretEnv, CONTAINER_PLANS.poller.env));
+    expect(poller.feed).toBe("backpack");
+  });
+});
+
+describe("the API", () => {
+  it("the Lambda handler is an exported function", async () => {
+    const [file, exportName] = LAMBDA_HANDLER.split(".") as [string, string];
+    expect(existsSync(resolve(root, `${file}.ts`))).toBe(true);
+    const module = (await import(resolve(root, `${file}.ts`))) as Record<string, unknown>;
+    expect(typeof module[exportName]).toBe("function");
+  });
+
+  it("routes every documented endpoint to its group's function", () => {
+    const endpoints = [...OPERATIONS, { method: "get", path: "/api/v1/openapi.json" }, { method: "get", path: "/api/v1/docs" }];
+    for (const { method, path } of endpoints) {
+      const group = /^\/api\/v1\/(auth|trade|account)(\/|$)/.exec(path)?.[1];
+      const fn = routeFor(method.toUpperCase(), path);
+      expect(fn, path).toBeDefined();
+      if (group !== undefined) expect(fn, path).toBe(group.charAt(0).toUpperCase() + group.slice(1));
+    }
+    expect(routeFor("POST", "/api/v1/unknown")).toBe("Account"); // the app's JSON 404, not API Gateway's
+  });
+});
+
+/** API Gateway HTTP API route selection: exact routes, then the longest greedy `{proxy+}` prefix, then `$default`. */
+function routeFor(method: string, path: string): FunctionName | undefined {
+  const routes = Object.entries(API_ROUTES).flatMap(([fn, keys]) => keys.map((key) => ({ fn: fn as FunctionName, key })));
+  const parsed = routes.filter((r) => r.key !== "$default").map((r) => {
+    const [m, p] = r.key.split(" ") as [string, string];
+    return { ...r, method: m, path: p, greedy: p.endsWith("/{proxy+}") };
+  });
+  const methodOk = (m: string) => m === "ANY" || m === method;
+  const exact = parsed.find((r) => !r.greedy && methodOk(r.method) && r.path === path);
+  if (exact) return exact.fn;
+  const greedy = parsed
+    .filter((r) => r.greedy && methodOk(r.method) && path.startsWith(r.path.slice(0, -"{proxy+}".length)) && !path.endsWith("/"))
+    .sort((a, b) => b.path.length - a.path.length)[0];
+  return greedy?.fn ?? routes.find((r) => r.key === "$default")?.fn;
+}
+
+/** The environment a process gets deployed, with plausible values standing in for the secrets. */
+function deployedEnv(secretEnv: Readonly<Record<string, string>>, plain: Readonly<Record<string, string>>): Record<string, string> {
+  const samples: Record<string, string> = {
+    DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=require",
+    REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
+    UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
+    UPSTASH_REDIS_REST_TOKEN: "token",
+    JWT_SECRET: "x".repeat(48),
+    RESEND_API_KEY: "re_key",
+    EMAIL_FROM: "Paper Broker <login@example.com>",
+  };
+  return { ...Object.fromEntries(Object.keys(secretEnv).map((v) => [v, samples[v] ?? "value"])), ...plain };
+}
+
+/** Variable names an entry reads through the config readers (`url(env, "NAME", …)`) or as `env.NAME`. */
+function variablesRead(file: string): string[] {
+  const text = read(file);
+  const names = [...text.matchAll(/\b(?:url|text|wholeNumber|oneOf)\(env, "([A-Z][A-Z0-9_]*)"/g), ...text.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)];
+  return [...new Set(names.map((m) => m[1]!))];
+}
+
+/** The project files and npm packages a TypeScript entry loads at run time (`import type` is erased). */
+function loadClosure(entry: string): { files: string[]; packages: Set<string> } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (file: string) => {
+    if (files.has(file)) return;
+    files.add(file);
+    if (!/\.[mc]?ts$|\.mjs$/.test(file)) return; // a directory or data file the code reads (migrations/)
+    const text = read(file);
+    const specifiers = [
+      ...[...text.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^;]*?\sfrom\s+)?"([^"]+)"/gms)].map((m) => m[1]!),
+      ...[...text.matchAll(/\bimport\("([^"]+)"\)/g)].map((m) => m[1]!),
+      ...[...text.matchAll(/new URL\("(\.[^"]+)", import\.meta\.url\)/g)].map((m) => m[1]!),
+    ];
+    for (const specifier of specifiers) {
+      if (specifier.startsWith(".")) visit(relative(root, resolve(root, dirname(file), specifier)));
+      else if (!specifier.startsWith("node:")) packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+    }
+  };
+  visit(entry);
+  expect(files.size).toBeGreaterThan(3);
+  expect(packages.size).toBeGreaterThan(1);
+  return { files: [...files], packages };
+}
+
+/** A .dockerignore line as a RegExp over paths relative to the context (`**`, `*`; a match covers what is below). */
+function globToRegExp(pattern: string): RegExp {
+  const body = pattern.trim().replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*\*\//g, "(?:.*/)?").replace(/\*/g, "[^/]*");
+  return new RegExp(`^${body}(?:/.*)?$`);
+}
+
+function pascalCase(variable: string): string {
+  return variable.toLowerCase().split("_").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("");
+}

@@ -1,0 +1,102 @@
+/**
+ * The deployment as plain data: the secrets, which secret feeds which environment variable of which process, the
+ * containers' commands and sizes, and which Lambda function serves which API route. The SST modules (infra/sst/)
+ * only turn these tables into resources; keeping the decisions here lets infra/deploy.test.ts check them against
+ * the entries, package.json and the Dockerfile without SST's globals or an AWS account.
+ *
+ * The processes read their configuration from the environment (API.md's table), so secrets reach them as
+ * environment variables under those names, not through SST's `Resource` SDK: the same code runs under `npm start`,
+ * in the Docker image and on Lambda.
+ */
+import { COMPONENTS, nodeArgs, type Component } from "../platform/components.ts";
+
+/** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
+export const SECRETS = {
+  DatabaseUrl: "Neon connection string, postgres://…@…neon.tech/…?sslmode=require (functions and containers)",
+  RedisUrl: "Upstash Redis over TCP, rediss://default:<password>@<host>.upstash.io:6379 (containers, ioredis)",
+  UpstashRedisRestUrl: "Upstash Redis REST URL, https://<host>.upstash.io (functions, @upstash/redis)",
+  UpstashRedisRestToken: "Upstash Redis REST token (functions)",
+  JwtSecret: "Session signing key, at least 32 characters, e.g. `openssl rand -base64 48` (functions)",
+  ResendApiKey: "Resend API key; without it sign-in links would go to the dev mailbox (functions)",
+  EmailFrom: "Sender of sign-in emails, on a domain verified in Resend (functions)",
+} as const;
+
+export type SecretName = keyof typeof SECRETS;
+
+/** Placeholders: these secrets need no `sst secret set` unless the default does not fit. */
+export const SECRET_PLACEHOLDERS: Partial<Record<SecretName, string>> = {
+  EmailFrom: "Paper Broker <onboarding@resend.dev>",
+};
+
+/** Environment variable ← secret, for the API functions (functions/config.ts reads these names). */
+export const FUNCTION_SECRET_ENV = {
+  DATABASE_URL: "DatabaseUrl",
+  UPSTASH_REDIS_REST_URL: "UpstashRedisRestUrl",
+  UPSTASH_REDIS_REST_TOKEN: "UpstashRedisRestToken",
+  JWT_SECRET: "JwtSecret",
+  RESEND_API_KEY: "ResendApiKey",
+  EMAIL_FROM: "EmailFrom",
+} as const satisfies Record<string, SecretName>;
+
+export type ContainerName = Exclude<Component["name"], "api">;
+
+/** The always-on containers. The API is not one of them: deployed, it runs as Lambda functions. */
+export const CONTAINERS: readonly ContainerName[] = ["engine", "worker", "poller"];
+
+export interface ContainerPlan {
+  /** Environment variable ← secret. */
+  readonly secretEnv: Readonly<Record<string, SecretName>>;
+  /** Plain settings, the same for every stage. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly cpu: "0.25 vCPU" | "0.5 vCPU" | "1 vCPU" | "2 vCPU";
+  readonly memory: `${number} GB`;
+  /** Tasks kept running (ECS desired count), fixed: none of them scales on load. */
+  readonly tasks: number;
+}
+
+export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
+  // Exactly one task: one engine leads at a time anyway (the Redis lease), and a second task would only wait as a
+  // standby. During a rolling deploy ECS starts the new task before stopping the old one; the new one restores the
+  // snapshot and waits for the lease, which the old one releases on SIGTERM after its final snapshot.
+  // Memory for the in-memory state and snapshot encoding; the follower snapshots on a second thread.
+  engine: { secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" }, env: {}, cpu: "1 vCPU", memory: "2 GB", tasks: 1 },
+  // One is enough for the output rate; more would share the consumer group safely.
+  worker: { secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" }, env: {}, cpu: "0.25 vCPU", memory: "0.5 GB", tasks: 1 },
+  // Deployed, prices must be real: no silent fallback to the simulated feed (FEED=auto is for local runs).
+  poller: { secretEnv: { REDIS_URL: "RedisUrl" }, env: { FEED: "backpack" }, cpu: "0.25 vCPU", memory: "0.5 GB", tasks: 1 },
+};
+
+function component(name: Component["name"]): Component {
+  const found = COMPONENTS.find((c) => c.name === name);
+  if (found === undefined) throw new Error(`no component "${name}" in platform/components.ts`);
+  return found;
+}
+
+/** The container's command: what `npm start` runs for this component (platform/components.ts). */
+export function containerCommand(name: ContainerName): string[] {
+  return ["node", ...nodeArgs(component(name))];
+}
+
+/** What `sst dev` runs locally in place of the container: the component's npm script. */
+export function devCommand(name: ContainerName): string {
+  return `npm run ${name}`;
+}
+
+export type FunctionName = "Auth" | "Trade" | "Account";
+
+/** Every function runs the same Hono app (functions/lambda.ts) and serves the routes given to it below. */
+export const LAMBDA_HANDLER = "functions/lambda.handler";
+
+/**
+ * API Gateway routes (HTTP API, payload v2) → function. `{proxy+}` matches one or more path segments, so a group's
+ * bare path needs its own route. `$default` takes every other path, so unknown paths get the app's JSON 404 rather
+ * than API Gateway's.
+ */
+export const API_ROUTES: Readonly<Record<FunctionName, readonly string[]>> = {
+  Auth: ["ANY /api/v1/auth", "ANY /api/v1/auth/{proxy+}"],
+  Trade: ["ANY /api/v1/trade/{proxy+}"],
+  Account: ["ANY /api/v1/account/{proxy+}", "GET /health", "GET /api/v1/openapi.json", "GET /api/v1/docs", "$default"],
+};
+
+/** A trade request waits up to ENGINE_TIMEOUT_MS (5 s) for the engine; API Gateway gives up at 30 s. */
+export const FUNCTION_TIMEOUT = "15 seconds";

@@ -1,0 +1,31 @@
+/**
+ * The HTTP API: API Gateway (HTTP API, payload v2) in front of three Lambda functions, auth, trade and account,
+ * each running the same Hono app (functions/lambda.ts) for its own route group (infra/plan.ts), so each group has
+ * its own concurrency, logs and cold starts. They are stateless: a trade request XADDs to Redis over Upstash's
+ * REST API and waits for the engine's answer there. Needs SST's globals: import only from sst.config.ts's `run`.
+ */
+import { API_ROUTES, FUNCTION_SECRET_ENV, FUNCTION_TIMEOUT, LAMBDA_HANDLER, type FunctionName } from "../plan.ts";
+import { secretEnv, type Secrets } from "./secrets.ts";
+
+export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
+  // CORS is the app's job (CORS_ORIGINS, and its origin check on state-changing requests): API Gateway's own
+  // handling would answer preflights before the app sees them.
+  const api = new sst.aws.ApiGatewayV2("Api", { cors: false });
+  const environment = {
+    ...secretEnv(FUNCTION_SECRET_ENV, secrets),
+    // Sign-in links point at the API itself (<APP_URL>/api/v1/auth/verify); https also makes the cookie Secure.
+    APP_URL: api.url,
+    NODE_ENV: "production",
+  };
+  for (const [name, routes] of Object.entries(API_ROUTES) as [FunctionName, readonly string[]][]) {
+    const fn = new sst.aws.Function(name, {
+      handler: LAMBDA_HANDLER,
+      runtime: "nodejs20.x",
+      timeout: FUNCTION_TIMEOUT,
+      memory: "512 MB",
+      environment,
+    });
+    for (const route of routes) api.route(route, fn.arn);
+  }
+  return api;
+}

@@ -1,0 +1,34 @@
+/**
+ * The always-on containers: engine, worker and poller as ECS Fargate services in one cluster, all from the one
+ * Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
+ * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack,
+ * and nothing listens, so no load balancer. In `sst dev` nothing is deployed: each runs locally as its npm script
+ * with the same environment. Needs SST's globals: import only from sst.config.ts's `run`.
+ */
+import { CONTAINER_PLANS, CONTAINERS, containerCommand, devCommand, type ContainerName } from "../plan.ts";
+import { secretEnv, type Secrets } from "./secrets.ts";
+
+export function createServices(secrets: Secrets): Record<ContainerName, sst.aws.Service> {
+  const vpc = new sst.aws.Vpc("Vpc");
+  const cluster = new sst.aws.Cluster("Cluster", { vpc });
+  const entries = CONTAINERS.map((name) => {
+    const plan = CONTAINER_PLANS[name];
+    const service = new sst.aws.Service(title(name), {
+      cluster,
+      // The same build context and Dockerfile for all three: Docker's layer cache builds the image once per deploy.
+      image: { context: ".", dockerfile: "Dockerfile" },
+      command: containerCommand(name),
+      environment: { ...secretEnv(plan.secretEnv, secrets), ...plan.env },
+      cpu: plan.cpu,
+      memory: plan.memory,
+      scaling: { min: plan.tasks, max: plan.tasks },
+      dev: { command: devCommand(name), directory: "." },
+    });
+    return [name, service] as const;
+  });
+  return Object.fromEntries(entries) as Record<ContainerName, sst.aws.Service>;
+}
+
+function title(name: string): string {
+  return name.charAt(0).toUpperCase() + name.slice(1);
+}
