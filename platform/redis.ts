@@ -29,9 +29,14 @@ export function connectRedis(url: string, log: Logger, name: string): Redis {
  * Warns loudly when the Redis in use does not persist the log: with AOF off, a Redis restart loses every
  * instruction since its last RDB save, which recovery (snapshot + log) cannot bring back.
  */
-export async function checkDurability(redis: Redis, log: Logger): Promise<{ appendonly: boolean; fsync: string }> {
-  const [, appendonly] = (await redis.config("GET", "appendonly")) as [string, string];
-  const [, fsync] = (await redis.config("GET", "appendfsync")) as [string, string];
+export async function checkDurability(redis: Redis, log: Logger): Promise<{ appendonly: boolean | undefined; fsync: string }> {
+  const [, appendonly] = (await redis.config("GET", "appendonly").catch(() => [])) as [string?, string?];
+  const [, fsync = "unknown"] = (await redis.config("GET", "appendfsync").catch(() => [])) as [string?, string?];
+  if (appendonly === undefined) {
+    // Managed Redis (Upstash) does not expose its configuration; its persistence is the provider's to state.
+    log.info("redis_durability", { appendonly: "not reported by this Redis", appendfsync: fsync });
+    return { appendonly: undefined, fsync };
+  }
   const on = appendonly === "yes";
   if (!on) {
     log.warn("redis_aof_off", {
