@@ -75,6 +75,16 @@ describe("magic-link sign-in", () => {
     expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toEqual({ user });
   });
 
+  it("redirects to APP_REDIRECT_URL after sign-in when it is set, with the cookie", async () => {
+    const redirecting = createApp({ ...stack.deps, settings: { ...stack.deps.settings, appRedirectUrl: "https://app.example.com/welcome" } });
+    await anon.post("/api/v1/auth", { email: "redirect@example.com" });
+    const res = await redirecting.request(await latestLink("redirect@example.com"));
+    expect(res.status).toBe(302);
+    expect(res.headers.get("location")).toBe("https://app.example.com/welcome");
+    const token = /session=([^;]+)/.exec(res.headers.get("set-cookie") ?? "")?.[1];
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toMatchObject({ user: { email: "redirect@example.com" } });
+  });
+
   it("a link works once; a used, expired, unknown or malformed token is 401 INVALID_TOKEN", async () => {
     await anon.post("/api/v1/auth", { email: "once@example.com" });
     const link = await latestLink("once@example.com");
