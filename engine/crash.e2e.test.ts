@@ -32,8 +32,9 @@ import { applyRaw } from "./runner/log-stream.ts";
 import { decodeSnapshot } from "./snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "./snapshot/hash.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
-import { EngineProcess, REPO_ROOT, seededRandom, type LogLine } from "./testing/engine-process.ts";
 import { commandsArbitrary, toLog } from "./testing/random-log.ts";
+import { REPO_ROOT, spawnComponent, until, type Child, type LogLine } from "../platform/testing/processes.ts";
+import { seededRandom } from "../platform/testing/seeded-random.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
@@ -48,15 +49,14 @@ const LEASE_TTL_MS = 1000;
 let redis: Redis;
 const prefixes: string[] = [];
 const databases: TestDatabase[] = [];
-const processes: EngineProcess[] = [];
+const processes: Child[] = [];
 
 beforeAll(() => {
   redis = new Redis(REDIS_URL);
 });
 
 afterAll(async () => {
-  for (const p of processes) p.kill("SIGKILL");
-  await Promise.all(processes.map((p) => p.exited));
+  await Promise.all(processes.map((p) => p.stop("SIGKILL")));
   for (const prefix of prefixes) {
     const keys = await redis.keys(`${prefix}*`);
     if (keys.length > 0) await redis.del(...keys);
@@ -69,7 +69,7 @@ interface Run {
   readonly prefix: string;
   readonly keys: Keyspace;
   readonly db: TestDatabase;
-  start(name: string): EngineProcess;
+  start(name: string): Child;
 }
 
 async function newRun(): Promise<Run> {
@@ -81,7 +81,7 @@ async function newRun(): Promise<Run> {
   return {
     prefix, keys: keyspace(prefix), db,
     start: (name) => {
-      const p = new EngineProcess(name, env);
+      const p = spawnComponent("engine", env, { name });
       processes.push(p);
       return p;
     },
@@ -89,7 +89,7 @@ async function newRun(): Promise<Run> {
 }
 
 /** Runs `body`; if it throws, writes every engine's output to a file and adds where to the error. */
-async function reporting(run: Run, engines: () => EngineProcess[], body: () => Promise<void>): Promise<void> {
+async function reporting(run: Run, engines: () => Child[], body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (err) {
@@ -104,16 +104,6 @@ async function reporting(run: Run, engines: () => EngineProcess[], body: () => P
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 function isAfter(a: string, b: string): boolean {
   const x = parseInputId(a);
@@ -216,7 +206,7 @@ function buildMessages(seed: number, count: number): EngineInput[] {
   return messages.slice(0, count);
 }
 
-const leaderLines = (engines: readonly EngineProcess[], event: string): LogLine[] =>
+const leaderLines = (engines: readonly Child[], event: string): LogLine[] =>
   engines.flatMap((e) => e.events(event).filter((l) => l.holder !== undefined));
 
 describe("engine process: kill -9 and recover", () => {
@@ -224,7 +214,7 @@ describe("engine process: kill -9 and recover", () => {
     // The engine's INITIAL_BALANCE_USD default (10000, unset here) must be the reference's makeParams() default.
     expect(makeParams().initialBalanceMicros).toBe(10_000 * MICROS_PER_USD);
     const run = await newRun();
-    const engines: EngineProcess[] = [];
+    const engines: Child[] = [];
     await reporting(run, () => engines, async () => {
       const messages = buildMessages(SEED, ENTRIES);
       const rand = seededRandom(SEED);
@@ -245,13 +235,12 @@ describe("engine process: kill -9 and recover", () => {
         // Kill a leader, not a standby: count the delay from when it holds the lease (it waits out the last
         // one's TTL first). Restore and replay take milliseconds, so the kill lands while it follows the log live,
         // while its snapshotter starts, or in a snapshot save; recovery is then exercised by the next engine.
-        await engine.waitForEvent("lease_acquired", 15_000);
+        await engine.waitFor("lease_acquired", 15_000);
         const delayMs = 300 + Math.floor(rand() * 1200);
         await sleep(delayMs);
-        expect(engine.running, `engine-${round} was still running when it was to be killed`).toBe(true);
+        expect(engine.alive(), `engine-${round} was still running when it was to be killed`).toBe(true);
         const whileStreaming = streaming;
-        engine.kill("SIGKILL");
-        expect(await engine.exited).toEqual({ code: null, signal: "SIGKILL" });
+        expect(await engine.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
         rounds.push({ delayMs, whileStreaming, restoredFrom: engine.events("restore_snapshot")[0]?.lastInputId ?? "fresh" });
       }
 
@@ -262,10 +251,9 @@ describe("engine process: kill -9 and recover", () => {
 
       const final = run.start("engine-final");
       engines.push(final);
-      await final.waitForEvent("replay_done", 15_000);
-      await until("engine:published to reach the last input", async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 20_000);
-      final.kill("SIGTERM");
-      expect(await final.exited).toEqual({ code: 0, signal: null });
+      await final.waitFor("replay_done", 15_000);
+      await until(async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 20_000, "engine:published to reach the last input");
+      expect(await final.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
       // Nothing went wrong inside any engine (a crash, a lost lease, a snapshotter failure).
       for (const e of engines) expect(e.lines.filter((l) => l.level === "error"), `${e.name} error lines`).toEqual([]);
@@ -306,12 +294,12 @@ describe("engine process: kill -9 and recover", () => {
 describe("engine process: two engines at once", () => {
   it("lets only one apply; the standby takes over when the leader is killed", async () => {
     const run = await newRun();
-    const engines: EngineProcess[] = [];
+    const engines: Child[] = [];
     await reporting(run, () => engines, async () => {
       const a = run.start("engine-a");
       const b = run.start("engine-b");
       engines.push(a, b);
-      const role = (e: EngineProcess) => e.waitFor((l) => l.event === "lease_acquired" || l.event === "standby", 15_000, "lease_acquired or standby");
+      const role = (e: Child) => e.waitFor((l) => l.event === "lease_acquired" || l.event === "standby", 15_000, "lease_acquired or standby");
       await Promise.all([role(a), role(b)]);
       const leaders = engines.filter((e) => e.events("lease_acquired").length > 0);
       expect(leaders).toHaveLength(1);
@@ -325,10 +313,10 @@ describe("engine process: two engines at once", () => {
         ({ type: "user_instruction", userId, requestId, instruction: body });
       const responsesTo = async (inputId: string) => responsesOf(await readOutputs(run.keys)).filter((r) => r.inputId === inputId);
       const answered = (inputIds: string[]) =>
-        until(`answers to ${inputIds.join(", ")}`, async () => {
+        until(async () => {
           const responses = responsesOf(await readOutputs(run.keys));
           return inputIds.every((id) => responses.some((r) => r.inputId === id)) ? responses : undefined;
-        }, 15_000);
+        }, 15_000, `answers to ${inputIds.join(", ")}`);
 
       await send([
         { type: "price_update", market: "ETH_USDC_PERP", bid: "2000.00", ask: "2000.10", exchangeTimeUs: "1", source: "sim" },
@@ -342,7 +330,7 @@ describe("engine process: two engines at once", () => {
       await answered(firstInstructions);
       // Longer than the lease TTL: the standby polled several times meanwhile and must still be waiting.
       await sleep(LEASE_TTL_MS * 1.5);
-      expect(standby.running).toBe(true);
+      expect(standby.alive()).toBe(true);
       expect(standby.events("lease_acquired")).toEqual([]);
       // A warm standby restores at start (before it could hold a lease) but applies nothing until it leads.
       expect(standby.events("restore_snapshot").length + standby.events("restore_fresh").length).toBe(1);
@@ -360,21 +348,19 @@ describe("engine process: two engines at once", () => {
         instruction("alice", "a4", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 3 }),
       ]);
       await answered(log.slice(-2).map((e) => e.id));
-      leader.kill("SIGKILL");
-      expect(await leader.exited).toEqual({ code: null, signal: "SIGKILL" });
-      const takeover = await standby.waitForEvent("lease_acquired", 15_000);
+      expect(await leader.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
+      const takeover = await standby.waitFor("lease_acquired", 15_000);
       expect(Number(takeover.fence)).toBeGreaterThan(Number(leader.events("lease_acquired")[0]!.fence));
-      const replayDone = await standby.waitForEvent("replay_done", 15_000);
+      const replayDone = await standby.waitFor("replay_done", 15_000);
 
       await send([instruction("alice", "a3", { kind: "close_trade", tradeId: "T0-1" }), instruction("dave", "d1", { kind: "create_account" })]);
       const lastInstructions = log.slice(-2).map((e) => e.id);
       await answered(lastInstructions);
       for (const id of lastInstructions) expect(await responsesTo(id)).toHaveLength(1);
       const lastId = log[log.length - 1]!.id;
-      await until("engine:published to reach the last input", async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 15_000);
+      await until(async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 15_000, "engine:published to reach the last input");
 
-      standby.kill("SIGTERM");
-      expect(await standby.exited).toEqual({ code: 0, signal: null });
+      expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
       for (const e of engines) expect(e.lines.filter((l) => l.level === "error"), `${e.name} error lines`).toEqual([]);
 
       // Duplicates only where the takeover replayed: after the snapshot it restored, up to where its replay ended.

@@ -9,7 +9,8 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
-import { freePort, spawnNode, until, type Child } from "../platform/testing/processes.ts";
+import { componentNamed, type Component } from "../platform/components.ts";
+import { freePort, spawnComponent, until, type Child } from "../platform/testing/processes.ts";
 import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
@@ -32,14 +33,11 @@ function env(): Record<string, string> {
   };
 }
 
-const ENTRIES = { engine: "engine/main.ts", worker: "worker/main.ts", poller: "poller/main.ts", api: "functions/server.ts" } as const;
-type Component = keyof typeof ENTRIES;
-const READY: Record<Component, string> = { engine: "replay_done", worker: "start", poller: "poller_running", api: "listening" };
-
-async function start(name: Component): Promise<void> {
-  const child = spawnNode(name, ENTRIES[name], env());
+/** Starts a component as `npm start` does and waits until it says it is serving. */
+async function start(name: Component["name"]): Promise<void> {
+  const child = spawnComponent(name, env());
   children.set(name, child);
-  await child.waitFor(READY[name], 30_000);
+  await child.waitFor(componentNamed(name).readyEvent, 30_000);
 }
 
 /** The parts of API answers this test reads. */

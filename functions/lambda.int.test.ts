@@ -11,7 +11,7 @@
 import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from "hono/aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
-import { freePort, spawnNode, type Child } from "../platform/testing/processes.ts";
+import { freePort, spawnComponent, type Child } from "../platform/testing/processes.ts";
 import { REDIS_URL, startApiStack, TEST_JWT_SECRET, type ApiStack } from "./testing/api-stack.ts";
 
 type V2Event = Extract<LambdaEvent, { rawPath: string }>;
@@ -64,8 +64,8 @@ beforeAll(async () => {
   }
   Object.assign(process.env, env);
   const port = await freePort();
-  // spawnNode passes process.env (already cleared above) plus these.
-  server = spawnNode("api", "functions/server.ts", { ...env, PORT: String(port), HOST: "127.0.0.1" });
+  // spawnComponent passes process.env (already cleared above) plus these.
+  server = spawnComponent("api", { ...env, PORT: String(port), HOST: "127.0.0.1" });
   await server.waitFor("listening", 30_000);
   baseUrl = `http://127.0.0.1:${port}`;
   // lambda.ts reads process.env on its first invocation, so the import may come before or after this point.
@@ -73,7 +73,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  if (server !== undefined) expect(await server.stop("SIGTERM")).toBe(0);
+  if (server !== undefined) expect(await server.stop("SIGTERM")).toEqual({ code: 0, signal: null });
   for (const [name, value] of savedEnv) {
     if (value === undefined) delete process.env[name];
     else process.env[name] = value;

@@ -8,7 +8,7 @@
  * environment variables under those names, not through SST's `Resource` SDK: the same code runs under `npm start`,
  * in the Docker image and on Lambda.
  */
-import { COMPONENTS, nodeArgs, type Component } from "../platform/components.ts";
+import { componentNamed, nodeArgs, type Component } from "../platform/components.ts";
 
 /** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
 export const SECRETS = {
@@ -66,15 +66,9 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   poller: { secretEnv: { REDIS_URL: "RedisUrl" }, env: { FEED: "backpack" }, cpu: "0.25 vCPU", memory: "0.5 GB", tasks: 1 },
 };
 
-function component(name: Component["name"]): Component {
-  const found = COMPONENTS.find((c) => c.name === name);
-  if (found === undefined) throw new Error(`no component "${name}" in platform/components.ts`);
-  return found;
-}
-
 /** The container's command: what `npm start` runs for this component (platform/components.ts). */
 export function containerCommand(name: ContainerName): string[] {
-  return ["node", ...nodeArgs(component(name))];
+  return ["node", ...nodeArgs(componentNamed(name))];
 }
 
 /** What `sst dev` runs locally in place of the container: the component's npm script. */

@@ -20,6 +20,12 @@ export const COMPONENTS: readonly Component[] = [
   { name: "api", entry: "functions/server.ts", nodeFlags: [], readyEvent: "listening" },
 ];
 
+export function componentNamed(name: Component["name"]): Component {
+  const found = COMPONENTS.find((c) => c.name === name);
+  if (found === undefined) throw new Error(`no component "${name}" in platform/components.ts`);
+  return found;
+}
+
 /** The command line a component runs with, after `node`. */
 export function nodeArgs(component: Component): string[] {
   return [...component.nodeFlags, "--import", "tsx", component.entry];

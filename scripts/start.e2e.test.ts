@@ -79,7 +79,7 @@ describe("npm start", () => {
   it("runs the whole stack, restarts what dies, and resumes after its own SIGKILL", { timeout: 180_000 }, async () => {
     let start = npmStart();
     try {
-      await start.waitFor("component_started", 60_000, (l) => l.child === "api");
+      await start.waitFor((l) => l.event === "component_started" && l.child === "api", 60_000, "component_started of the api");
       await until(() => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined), 60_000, "the banner");
       expect(start.other.join("\n")).toContain(`http://localhost:${port}/api/v1/docs`);
 
@@ -100,7 +100,7 @@ describe("npm start", () => {
       // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
       const enginePid = pidsOf(start).engine!;
       process.kill(enginePid, "SIGKILL");
-      await start.waitFor("component_started", 30_000, (l) => l.child === "engine" && Number(l.pid) !== enginePid);
+      await start.waitFor((l) => l.event === "component_started" && l.child === "engine" && Number(l.pid) !== enginePid, 30_000, "component_started of a new engine");
       const order = await until(async () => {
         const r = await api("POST", "/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" });
         return r.status === 201 ? r : undefined;
@@ -121,7 +121,7 @@ describe("npm start", () => {
       // Ctrl-C: everything stops cleanly, the engine with a final snapshot.
       const pids = Object.values(pidsOf(start)).slice(-4);
       start.proc.kill("SIGINT");
-      expect(await start.exited).toBe(0);
+      expect(await start.exited).toEqual({ code: 0, signal: null });
       expect(pids.filter(alive)).toEqual([]);
       expect(start.lines.some((l) => l.component === "engine" && l.event === "stopped")).toBe(true);
     } finally {

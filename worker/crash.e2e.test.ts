@@ -21,12 +21,12 @@ import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../contra
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import { freePort, prng, spawnNode, startRedisServer, until, type Child } from "../platform/testing/processes.ts";
+import { freePort, spawnComponent, startRedisServer, until, type Child } from "../platform/testing/processes.ts";
+import { seededRandom } from "../platform/testing/seeded-random.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const SEED = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 32);
-const ENGINE_FLAGS = ["--max-semi-space-size=64"];
 
 const children: Child[] = [];
 const databases: TestDatabase[] = [];
@@ -162,18 +162,18 @@ async function killMidBatch(worker: Child, keys: Keyspace, consumer: string, ran
 
 describe("crash tests with the real engine and worker processes", () => {
   it("kill -9 of the worker mid-stream: no closed order lost or doubled, every answer delivered, read models current", { timeout: 120_000 }, async () => {
-    const rand = prng(SEED + 1);
+    const rand = seededRandom(SEED + 1);
     const pg = await freshDatabase();
     const prefix = freshPrefix();
     const keys = keyspace(prefix);
     const env = { REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: "500", WORKER_CLAIM_IDLE_MS: "1000" };
 
-    const engine = track(spawnNode("engine", "engine/main.ts", env, ENGINE_FLAGS));
+    const engine = track(spawnComponent("engine", env));
     await engine.waitFor("replay_done", 30_000);
     const workers: { name: string; child: Child }[] = [];
     const startWorker = () => {
       const name = `crash-w${workers.length}`;
-      const child = track(spawnNode(name, "worker/main.ts", { ...env, WORKER_NAME: name }));
+      const child = track(spawnComponent("worker", { ...env, WORKER_NAME: name }, { name }));
       workers.push({ name, child });
       return { name, child };
     };
@@ -189,7 +189,7 @@ describe("crash tests with the real engine and worker processes", () => {
     let killsDone = false;
     const streamer = (async () => {
       let rounds = 0;
-      for (const round of streamRounds(prng(SEED), 20)) {
+      for (const round of streamRounds(seededRandom(SEED), 20)) {
         const pipe = redis.pipeline();
         for (const message of round) pipe.xadd(keys.input, "*", ...encodeFields(message));
         const results = (await pipe.exec()) ?? [];
@@ -286,7 +286,7 @@ describe("crash tests with the real engine and worker processes", () => {
   });
 
   it("a Redis with AOF (appendfsync always) killed mid-write keeps every acknowledged instruction; the engine answers all", { timeout: 120_000 }, async () => {
-    const rand = prng(SEED ^ 0x5eed);
+    const rand = seededRandom(SEED ^ 0x5eed);
     const dir = await mkdtemp(join(tmpdir(), "crash-aof-"));
     tmpDirs.push(dir);
     const port = await freePort();
@@ -354,9 +354,9 @@ describe("crash tests with the real engine and worker processes", () => {
       expect(asked.length).toBeGreaterThan(killAfter / 2);
 
       const pg = await freshDatabase();
-      const engine = track(spawnNode("engine-aof", "engine/main.ts", {
+      const engine = track(spawnComponent("engine", {
         REDIS_URL: `redis://127.0.0.1:${port}`, DATABASE_URL: pg.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: "500",
-      }, ENGINE_FLAGS));
+      }, { name: "engine-aof" }));
       const durability = await engine.waitFor("redis_durability", 30_000);
       expect(durability).toMatchObject({ appendonly: true, appendfsync: "always" });
       expect(engine.lines.some((l) => l.event === "redis_aof_off")).toBe(false);
@@ -366,7 +366,7 @@ describe("crash tests with the real engine and worker processes", () => {
       const answered = outputs.flatMap((o) => (o.type === "order_response" ? [o.requestId] : []));
       expect(answered.sort(), seedNote).toEqual(asked.sort());
       await engine.stop("SIGTERM");
-      expect(await engine.exited).toBe(0);
+      expect(await engine.exited).toEqual({ code: 0, signal: null });
     } finally {
       restarted.disconnect();
     }

@@ -5,7 +5,7 @@
 import type { Redis } from "ioredis";
 import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
-import type { LogLine } from "../testing/engine-process.ts";
+import type { LogLine } from "../../platform/testing/processes.ts";
 
 export async function xaddAll(redis: Redis, stream: string, messages: Iterable<EngineInput>, chunk = 5000): Promise<string> {
   let last = "";

@@ -19,7 +19,7 @@ import { Redis } from "ioredis";
 import { keyspace } from "../../contract/names.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
-import { EngineProcess } from "../testing/engine-process.ts";
+import { spawnComponent, type Child } from "../../platform/testing/processes.ts";
 import { seededRandom } from "../../platform/testing/seeded-random.ts";
 import { num, percentile, statsWindows, timeOf, xaddAll } from "./recovery-support.ts";
 import { BASE_TICKS, instruction, openOrder, price, tick } from "./workload.ts";
@@ -42,7 +42,8 @@ const FIRE_PER_TICK = 5;
  */
 /** The engine default: it restores before taking the lease, so no TTL has to cover a restore. */
 const LEASE_TTL_MS = 5_000;
-const ENGINE_FLAGS = ["--max-semi-space-size=64", "--max-old-space-size=4096"];
+/** Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots. */
+const ENGINE_EXTRA_FLAGS = ["--max-old-space-size=4096"];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const isAtOrAfter = (a: string, b: string) => {
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   const keys = keyspace(prefix);
   const redis = new Redis(REDIS_URL);
   const trickleRedis = new Redis(REDIS_URL);
-  const processes: EngineProcess[] = [];
+  const processes: Child[] = [];
   let database: TestDatabase | undefined;
   let trickle: NodeJS.Timeout | undefined;
   const progress = (what: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${what}\n`);
@@ -72,14 +73,14 @@ async function main(): Promise<void> {
       ENGINE_LEASE_TTL_MS: String(LEASE_TTL_MS), ENGINE_STATS_EVERY_MS: String(STATS_EVERY_MS),
     };
     const startEngine = (name: string) => {
-      const p = new EngineProcess(name, env, { nodeFlags: ENGINE_FLAGS });
+      const p = spawnComponent("engine", env, { name, nodeFlags: ENGINE_EXTRA_FLAGS });
       processes.push(p);
       return p;
     };
 
     // ---- 1. build ----------------------------------------------------------------------------------------
     let engine = startEngine("engine-1");
-    await engine.waitForEvent("replay_done", 60_000);
+    await engine.waitFor("replay_done", 60_000);
     const buildStart = Date.now();
     const rand = seededRandom(7);
     function* buildLog(): Generator<EngineInput> {
@@ -130,8 +131,7 @@ async function main(): Promise<void> {
     if (during.length === 0) throw new Error("no engine_stats window overlapped a snapshot of the full state");
 
     // ---- 3. recovery -------------------------------------------------------------------------------------
-    engine.kill("SIGKILL");
-    await engine.exited;
+    await engine.stop("SIGKILL");
     await redis.del(keys.engineLease);
     function* tailLog(): Generator<EngineInput> {
       for (let i = 0; i < TAIL; i++) {
@@ -142,16 +142,16 @@ async function main(): Promise<void> {
     progress("engine killed, tail written; recovering");
     const restartAt = Date.now();
     engine = startEngine("engine-2");
-    const replayDone = await engine.waitForEvent("replay_done", 120_000);
+    const replayDone = await engine.waitFor("replay_done", 120_000);
     const restore = engine.lines.find((l) => l.event === "restore_snapshot" && l.role === undefined)!;
     const recoveryMs = timeOf(replayDone) - restartAt;
 
     // ---- 4. tick → row ---------------------------------------------------------------------------------
     // The worker starts at the head of engine:output: the build's million answers are not its work here.
     await redis.xgroup("CREATE", keys.output, keys.workerGroup, "$", "MKSTREAM");
-    const worker = new EngineProcess("worker", { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix }, { script: "worker/main.ts", nodeFlags: [] });
+    const worker = spawnComponent("worker", { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix });
     processes.push(worker);
-    await worker.waitForEvent("start", 30_000);
+    await worker.waitFor("start", 30_000);
     const tpTicks = (i: number) => BASE_TICKS + 50 + i * 5; // 4000.50, 4000.55, …: above every trickle price
     await xaddAll(redis, keys.input, (function* () {
       for (let i = 0; i < TP_TRADES; i++) yield instruction(`tpa${i}`, `tp${i}`, { kind: "create_account" });
@@ -254,8 +254,7 @@ async function main(): Promise<void> {
     throw err;
   } finally {
     if (trickle !== undefined) clearInterval(trickle);
-    for (const p of processes) p.kill("SIGKILL");
-    await Promise.all(processes.map((p) => p.exited));
+    await Promise.all(processes.map((p) => p.stop("SIGKILL")));
     let cursor = "0";
     do {
       const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);

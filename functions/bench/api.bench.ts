@@ -18,12 +18,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { Agent, request, type IncomingHttpHeaders } from "node:http";
-import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { keyspace } from "../../contract/names.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
-import { EngineProcess } from "../../engine/testing/engine-process.ts";
+import { freePort, spawnComponent, type Child } from "../../platform/testing/processes.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
@@ -132,17 +131,6 @@ function summary(phase: Phase) {
   };
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
-    });
-  });
-}
-
 /** The magic-link flow over HTTP, as a browser would walk it; returns the session token. */
 async function signIn(port: number, agent: Agent, email: string): Promise<string> {
   const json = { "content-type": "application/json" };
@@ -165,7 +153,7 @@ async function main(): Promise<void> {
   const prefix = `bench:api:${randomUUID()}:`;
   const keys = keyspace(prefix);
   const redis = new Redis(REDIS_URL);
-  const processes: EngineProcess[] = [];
+  const processes: Child[] = [];
   const agents: Agent[] = [];
   let database: TestDatabase | undefined;
   let quoting: NodeJS.Timeout | undefined;
@@ -174,22 +162,22 @@ async function main(): Promise<void> {
     const db = (database = await createTestDatabase());
     const port = await freePort();
     const profile = (name: string) => (CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`]);
-    const start = (name: string, script: string, flags: string[], env: Record<string, string>) => {
-      const p = new EngineProcess(name, { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, ...env }, { script, nodeFlags: [...flags, ...profile(name)] });
+    // Each with the entry and flags `npm start` uses (platform/components.ts).
+    const start = (name: "engine" | "worker" | "api", env: Record<string, string>) => {
+      const p = spawnComponent(name, { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, ...env }, { nodeFlags: profile(name) });
       processes.push(p);
       return p;
     };
-    // Flags as the package scripts start them (`npm run engine`, `npm run worker`).
-    const engine = start("engine", "engine/main.ts", ["--max-semi-space-size=64"], { SNAPSHOT_EVERY_MS: "10000", ENGINE_LEASE_TTL_MS: "5000" });
-    await engine.waitForEvent("replay_done", 60_000);
-    const worker = start("worker", "worker/main.ts", [], {});
-    const api = start("api", "functions/server.ts", [], {
+    const engine = start("engine", { SNAPSHOT_EVERY_MS: "10000", ENGINE_LEASE_TTL_MS: "5000" });
+    await engine.waitFor("replay_done", 60_000);
+    const worker = start("worker", {});
+    const api = start("api", {
       PORT: String(port), HOST, APP_URL: `http://${HOST}:${port}`, JWT_SECRET,
       TRADE_RATE_LIMIT_PER_SEC: "1000000", SIGN_IN_LIMIT_PER_IP: "1000000", ENGINE_TIMEOUT_MS: "5000",
       // Empty is unset: the dev mailbox, TCP Redis, no redirect after verify, whatever the shell exports.
       RESEND_API_KEY: "", UPSTASH_REDIS_REST_URL: "", APP_REDIRECT_URL: "", CORS_ORIGINS: "",
     });
-    await Promise.all([worker.waitForEvent("migrations_done", 60_000), api.waitForEvent("listening", 60_000)]);
+    await Promise.all([worker.waitFor("migrations_done", 60_000), api.waitFor("listening", 60_000)]);
     progress(`engine, worker and API up (API on ${HOST}:${port}); signing in ${CLIENTS} users`);
 
     const postQuote = async () => {
@@ -264,9 +252,8 @@ async function main(): Promise<void> {
     for (const agent of agents) agent.destroy();
     // API first, so nothing new reaches the log; SIGTERM lets each stop cleanly (and write a CPU profile).
     for (const p of [...processes].reverse()) {
-      p.kill("SIGTERM");
-      const killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
-      await p.exited;
+      const killer = setTimeout(() => void p.stop("SIGKILL"), 15_000);
+      await p.stop("SIGTERM");
       clearTimeout(killer);
     }
     let cursor = "0";

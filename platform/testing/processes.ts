@@ -1,105 +1,142 @@
 /**
- * Test support for crash tests that run the real processes: a child Node process (engine, worker) whose JSON log
- * lines are collected and can be waited for, a private `redis-server` child on a free port, and a seeded PRNG.
- * Used only by tests.
+ * Test support for tests and benchmarks that run the real processes: a child process whose stdout JSON log lines
+ * are collected and can be waited for, the system's components started as `npm start` starts them, a private
+ * `redis-server` on a free port, and polling. Used only by tests and benchmarks.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { createServer } from "node:net";
+import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-export { seededRandom as prng } from "./seeded-random.ts";
+import { componentNamed, nodeArgs, type Component } from "../components.ts";
 
 /** The repository root: processes run from it, as `npm run engine` would. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 export type LogLine = Record<string, unknown> & { event?: string };
 
-export interface Child {
-  readonly name: string;
-  readonly proc: ChildProcess;
-  /** Parsed JSON lines from stdout, in order. */
-  readonly lines: LogLine[];
-  /** Everything else it printed (stderr, non-JSON stdout): shown when a wait fails. */
-  readonly other: string[];
-  /** Resolves with the exit code (or the signal) once the process has ended. */
-  readonly exited: Promise<number | NodeJS.Signals>;
-  readonly alive: () => boolean;
-  /** Waits for a log line with this event (and matching `where`, if given). */
-  waitFor(event: string, timeoutMs?: number, where?: (line: LogLine) => boolean): Promise<LogLine>;
-  /** Sends the signal and waits until the process is gone. */
-  stop(signal?: NodeJS.Signals): Promise<number | NodeJS.Signals>;
+/** How a process ended, as Node reports it: an exit code, or the signal that ended it (the other is null). */
+export interface Exit {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
 }
 
-export function spawnChild(name: string, command: string, args: readonly string[], env: Record<string, string>): Child {
-  const proc = spawn(command, args, { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  const lines: LogLine[] = [];
-  const other: string[] = [];
-  const waiters = new Set<() => void>();
-  const notify = () => {
-    for (const w of [...waiters]) w();
-  };
-  let exit: number | NodeJS.Signals | undefined;
-  const exited = new Promise<number | NodeJS.Signals>((resolve) => {
-    proc.once("exit", (code, signal) => {
-      exit = code ?? signal ?? -1;
-      resolve(exit);
-      notify();
-    });
-  });
-  const onText = (stream: "stdout" | "stderr") => {
-    let partial = "";
-    return (chunk: Buffer) => {
-      partial += chunk.toString("utf8");
-      const parts = partial.split("\n");
-      partial = parts.pop() ?? "";
-      for (const raw of parts) {
-        if (raw.trim() === "") continue;
-        if (stream === "stdout" && raw.startsWith("{")) {
-          try {
-            lines.push(JSON.parse(raw) as LogLine);
-            continue;
-          } catch {
-            // not a log line: kept below
-          }
-        }
-        other.push(raw);
-      }
-      notify();
-    };
-  };
-  proc.stdout.on("data", onText("stdout"));
-  proc.stderr.on("data", onText("stderr"));
-  const alive = () => exit === undefined;
+/**
+ * Configuration a child gets from the test or not at all. Tests inherit the developer's shell (and global-setup's
+ * REDIS_URL): a leaked DATABASE_URL or KEY_PREFIX would point a crash test at someone's data.
+ */
+const NOT_INHERITED = ["REDIS_URL", "DATABASE_URL", "KEY_PREFIX", "SNAPSHOT_EVERY_MS", "ENGINE_LEASE_TTL_MS", "ENGINE_STATS_EVERY_MS", "INITIAL_BALANCE_USD"];
 
-  const waitFor = (event: string, timeoutMs = 20_000, where: (line: LogLine) => boolean = () => true) =>
-    new Promise<LogLine>((resolve, reject) => {
+/** A child process and everything it has printed so far. */
+export class Child {
+  /** Parsed JSON lines from stdout, in order. */
+  readonly lines: LogLine[] = [];
+  /** Everything else it printed (stderr, non-JSON stdout). */
+  readonly other: string[] = [];
+  /** Every line of both streams as it came, tagged with the name and stream: for failure reports. */
+  readonly raw: string[] = [];
+  readonly exited: Promise<Exit>;
+  private exit: Exit | undefined;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(readonly name: string, readonly proc: ChildProcessByStdio<null, Readable, Readable>) {
+    this.exited = new Promise((resolve) => {
+      proc.once("exit", (code, signal) => {
+        this.exit = { code, signal };
+        resolve(this.exit);
+        this.notify();
+      });
+    });
+    this.collect(proc.stdout, "out");
+    this.collect(proc.stderr, "err");
+  }
+
+  alive(): boolean {
+    return this.exit === undefined;
+  }
+
+  events(event: string): LogLine[] {
+    return this.lines.filter((l) => l.event === event);
+  }
+
+  /**
+   * Resolves with the first line, already logged or still to come, with this event (or matching this predicate);
+   * rejects, with the last lines printed, if the process exits first or on timeout.
+   */
+  waitFor(match: string | ((line: LogLine) => boolean), timeoutMs = 20_000, what = typeof match === "string" ? match : "a matching line"): Promise<LogLine> {
+    const matches = typeof match === "string" ? (l: LogLine) => l.event === match : match;
+    return new Promise((resolve, reject) => {
       const check = () => {
-        const found = lines.find((l) => l.event === event && where(l));
+        const found = this.lines.find(matches);
         if (found !== undefined) return done(() => resolve(found));
-        if (!alive()) return done(() => reject(new Error(`${name} exited (${String(exit)}) before logging ${event}\n${tail()}`)));
+        const exit = this.exit;
+        if (exit !== undefined) return done(() => reject(this.failure(`exited (${String(exit.code ?? exit.signal)}) before logging ${what}`)));
       };
-      const timer = setTimeout(() => done(() => reject(new Error(`${name}: no ${event} within ${timeoutMs} ms\n${tail()}`))), timeoutMs);
+      const timer = setTimeout(() => done(() => reject(this.failure(`no ${what} within ${timeoutMs} ms`))), timeoutMs);
       const done = (settle: () => void) => {
         clearTimeout(timer);
-        waiters.delete(check);
+        this.waiters.delete(check);
         settle();
       };
-      waiters.add(check);
+      this.waiters.add(check);
       check();
     });
+  }
 
-  const tail = () => [...lines.slice(-15).map((l) => JSON.stringify(l)), ...other.slice(-15)].join("\n");
+  /** Sends the signal, unless the process has already ended, and waits until it is gone. */
+  stop(signal: NodeJS.Signals = "SIGTERM"): Promise<Exit> {
+    if (this.alive()) this.proc.kill(signal);
+    return this.exited;
+  }
 
-  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
-    if (alive()) proc.kill(signal);
-    return exited;
-  };
-  return { name, proc, lines, other, exited, alive, waitFor, stop };
+  private failure(what: string): Error {
+    return new Error(`${this.name}: ${what}\n${this.raw.slice(-15).join("\n")}`);
+  }
+
+  private collect(stream: Readable, tag: "out" | "err"): void {
+    let partial = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      const parts = (partial + chunk).split("\n");
+      partial = parts.pop() ?? "";
+      for (const line of parts) {
+        if (line.trim() === "") continue;
+        this.raw.push(`[${this.name} ${tag}] ${line}`);
+        const parsed = tag === "out" && line.startsWith("{") ? parseLogLine(line) : undefined;
+        if (parsed === undefined) this.other.push(line);
+        else this.lines.push(parsed);
+      }
+      this.notify();
+    });
+  }
+
+  private notify(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
 }
 
-/** A Node process running a TypeScript entry the way the npm scripts do. */
-export function spawnNode(name: string, entry: string, env: Record<string, string>, nodeFlags: readonly string[] = []): Child {
-  return spawnChild(name, process.execPath, [...nodeFlags, "--import", "tsx", entry], env);
+function parseLogLine(line: string): LogLine | undefined {
+  try {
+    return JSON.parse(line) as LogLine;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs `command` from the repository root with the test's `env` over the inherited one (less NOT_INHERITED). */
+export function spawnChild(name: string, command: string, args: readonly string[], env: Record<string, string>): Child {
+  const inherited: NodeJS.ProcessEnv = { ...process.env };
+  for (const key of NOT_INHERITED) delete inherited[key];
+  return new Child(name, spawn(command, args, { cwd: REPO_ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] }));
+}
+
+/**
+ * One of the system's processes, with the entry and Node flags `npm start` uses (platform/components.ts), so a test
+ * runs what production runs; `nodeFlags` adds to them (a bigger heap, a CPU profile). `name` tells apart several.
+ */
+export function spawnComponent(component: Component["name"], env: Record<string, string>, options: { name?: string; nodeFlags?: readonly string[] } = {}): Child {
+  const args = [...(options.nodeFlags ?? []), ...nodeArgs(componentNamed(component))];
+  return spawnChild(options.name ?? component, process.execPath, args, env);
 }
 
 /** A TCP port that was free a moment ago (the kernel picks it). */
@@ -139,7 +176,7 @@ export async function startRedisServer(port: number, dir: string, extra: readonl
   return child;
 }
 
-
+/** Polls `probe` until it returns a value (not undefined or null). */
 export async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs: number, what: string, pollMs = 25): Promise<T> {
   const start = Date.now();
   for (;;) {
