@@ -59,9 +59,24 @@ export function outputIdParts(id: string): [string, string, string] {
   return [m[1]!, m[2]!, m[3]!];
 }
 
+/**
+ * An answer onto its response key, with the key's expiry. A script like the read-model writes, so that if Redis has
+ * lost its scripts, the answers of a batch fail with its read-model writes instead of going out ahead of them
+ * (the worker then reloads the scripts and runs the batch again). KEYS[1] response key; ARGV[1] answer, ARGV[2] ttl ms.
+ */
+export const ANSWER_WRITE = `
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
 /** SHA-1 of each script: the worker loads them once (SCRIPT LOAD) and sends only the hash with each write. */
-export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, TRADE_WRITE] as const;
+export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, TRADE_WRITE, ANSWER_WRITE] as const;
 const SHA = new Map(READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]));
+
+/** Queues an answer for the function waiting on `key` (EVALSHA: load READ_MODEL_SCRIPTS first). */
+export function queueAnswer(pipe: ChainableCommander, key: string, answerJson: string, ttlMs: number): void {
+  pipe.evalsha(SHA.get(ANSWER_WRITE)!, 1, key, answerJson, String(ttlMs));
+}
 
 /** Queues the read-model write an output calls for, if any, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS first). */
 export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {

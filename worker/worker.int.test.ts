@@ -128,12 +128,20 @@ describe("worker on real Redis and Postgres", () => {
     const state = createState(makeParams({ shard: 2 }));
     const stop = new AbortController();
     const running = runWorker({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w1", blockMs: 50 }, stop.signal);
-    await until(async () => ((await redis.exists(local.output)) === 1 ? true : undefined)); // the group exists
+    // A first batch goes through, so the worker has loaded its scripts; then Redis loses them.
+    const warmUp = apply(state, { id: "19-0", message: instruct("dave", "d1", { kind: "create_account" }) });
+    for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
+    await until(() => redis.lpop(local.responseKey("dave", "19-0")));
     await redis.script("FLUSH"); // as after a Redis restart without persistence of scripts
+    // In one transaction, so the worker reads the balances and the answer in one batch.
     const outputs = apply(state, { id: "20-0", message: instruct("carol", "c1", { kind: "create_account" }) });
-    for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
+    const both = redis.multi();
+    for (const o of outputs) both.xadd(local.output, "*", ...encodeFields(o));
+    await both.exec();
     expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
     expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
+    await until(async () => ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined);
+    expect(await redis.lrange(local.responseKey("carol", "20-0"), 0, -1)).toEqual([]); // answered once: the failed attempt pushed nothing
     stop.abort();
     await running;
   });

@@ -11,7 +11,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import { queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -68,7 +68,9 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
   await insertClosedOrders(o.db, outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])));
   let failed = await writeReadModelsAndAnswers(o, outputs);
   if (failed?.message.startsWith("NOSCRIPT") === true) {
-    // Redis lost its scripts (a restart): load them and run the batch again; every write in it is idempotent.
+    // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
+    // writes and no answer went out ahead of its read models; run the batch again after loading them (the
+    // read-model writes are idempotent; an answer pushed twice to its per-attempt key is popped once).
     await loadScripts(o.writer);
     failed = await writeReadModelsAndAnswers(o, outputs);
   }
@@ -81,9 +83,7 @@ async function writeReadModelsAndAnswers(o: WorkerOptions, outputs: readonly Eng
   for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
-    const key = o.keys.responseKey(output.userId, output.inputId);
-    pipe.rpush(key, JSON.stringify(output.answer));
-    pipe.pexpire(key, o.responseTtlMs ?? 60_000);
+    queueAnswer(pipe, o.keys.responseKey(output.userId, output.inputId), JSON.stringify(output.answer), o.responseTtlMs ?? 60_000);
   }
   const results = (await pipe.exec()) ?? [];
   return results.find(([err]) => err !== null)?.[0] ?? undefined;
