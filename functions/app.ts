@@ -57,8 +57,12 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
   app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
-    // Local development only (no email provider configured): the sign-in emails, newest first.
-    app.get("/api/v1/dev/mailbox", async (c) => c.json({ emails: await mailbox.list(20) }));
+    // Local development only (no email provider configured): the sign-in emails, newest first. The links in it
+    // sign anyone in, so it answers only to this machine.
+    app.get("/api/v1/dev/mailbox", async (c) => {
+      if (!isLoopback(deps.clientIp(c))) throw new ApiError("NOT_FOUND");
+      return c.json({ emails: await mailbox.list(20) });
+    });
   }
 
   app.notFound((c) => c.json(errorBody("NOT_FOUND", API_ERRORS.NOT_FOUND.message), 404));
@@ -77,6 +81,10 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
     return c.json(errorBody(code, API_ERRORS[code].message), unavailable ? 503 : 500);
   });
   return app;
+}
+
+function isLoopback(ip: string): boolean {
+  return ip === "::1" || /^(::ffff:)?127\./.test(ip);
 }
 
 /** Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. */

@@ -36,6 +36,9 @@ export function readApiConfig(env: Env): ApiConfig {
   const jwtSecret = env.JWT_SECRET?.trim() || undefined;
   if (jwtSecret !== undefined && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET must be at least 32 characters");
   const resendKey = env.RESEND_API_KEY?.trim();
+  // Without a key, sign-in links go to the dev mailbox: fine on a developer's machine, an account takeover anywhere
+  // else (whoever reads the mailbox can sign in as anyone who asked for a link).
+  if (!resendKey && env.NODE_ENV === "production") throw new ConfigError("RESEND_API_KEY is required when NODE_ENV=production");
   const corsOrigins = (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter((o) => o !== "");
   for (const origin of corsOrigins) {
     if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { freePort, spawnComponent, type Child } from "../platform/testing/processes.ts";
 import { REDIS_URL, startApiStack, TEST_JWT_SECRET, type ApiStack } from "./testing/api-stack.ts";
+import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
 
 type V2Event = Extract<LambdaEvent, { rawPath: string }>;
 type Handler = (event: LambdaEvent, context: unknown) => Promise<APIGatewayProxyResult>;
@@ -45,6 +46,7 @@ interface Answer {
 }
 
 let stack: ApiStack;
+let recorder: ResendRecorder;
 let server: Child | undefined;
 let baseUrl: string;
 let handler: Handler;
@@ -55,12 +57,16 @@ beforeAll(async () => {
   stack = await startApiStack();
   const prefix = stack.keys.input.slice(0, -"engine:{0}:input".length);
   expect([keyspace(prefix).input, keyspace(prefix).devMailbox]).toEqual([stack.keys.input, stack.keys.devMailbox]);
+  recorder = await startResendRecorder();
+  // Both entries email through the real Resend client to the local recorder (the Lambda entry refuses to run
+  // without a Resend key: a deployment has no dev mailbox).
   const env: Record<string, string> = {
     DATABASE_URL: stack.pg.url, REDIS_URL, KEY_PREFIX: prefix, JWT_SECRET: TEST_JWT_SECRET, APP_URL,
+    RESEND_API_KEY: "re_lambda_test", RESEND_BASE_URL: recorder.baseUrl,
   };
   for (const name of API_VARS) {
     savedEnv.set(name, process.env[name]);
-    delete process.env[name]; // RESEND_API_KEY among them: both entries use the dev mailbox
+    delete process.env[name];
   }
   Object.assign(process.env, env);
   const port = await freePort();
@@ -79,6 +85,7 @@ afterAll(async () => {
     else process.env[name] = value;
   }
   await stack?.close();
+  await recorder?.close();
 }, 30_000);
 
 async function viaNode(req: Request): Promise<Answer> {
@@ -188,13 +195,15 @@ const post = (path: string, body: unknown, headers: Record<string, string> = {})
   ({ method: "POST", path, headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
-async function linksTo(email: string): Promise<string[]> {
-  const mails = (await stack.deps.devMailbox!.list(20)).filter((m) => m.to === email);
-  return mails.map((m) => {
-    expect(m.link.startsWith(`${APP_URL}/api/v1/auth/verify?token=`)).toBe(true);
-    const url = new URL(m.link);
+/** The sign-in links sent to `email`, newest first (as the dev mailbox lists them). */
+function linksTo(email: string): Promise<string[]> {
+  const mails = recorder.sent.filter((m) => m.body.to === email).reverse();
+  return Promise.resolve(mails.map((m) => {
+    const link = /http\S+?token=[A-Za-z0-9_-]+/.exec(String(m.body.text))![0];
+    expect(link.startsWith(`${APP_URL}/api/v1/auth/verify?token=`)).toBe(true);
+    const url = new URL(link);
     return url.pathname + url.search;
-  });
+  }));
 }
 
 let lambdaToken: string;

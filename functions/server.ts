@@ -26,7 +26,7 @@ runMain("api", async () => {
   await migrate(db, log);
   const deps = buildApiDeps({ config, jwtSecret, redis, db, log, clientIp: (c) => getConnInfo(c).remote.address ?? "unknown" });
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "0.0.0.0") }, (info) => {
+  const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "127.0.0.1") }, (info) => {
     log.info("listening", { port: info.port, api: config.settings.appUrl, docs: `${config.settings.appUrl}/api/v1/docs`, devMailbox: deps.devMailbox === undefined ? null : `${config.settings.appUrl}/api/v1/dev/mailbox` });
   });
   await new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));

@@ -17,7 +17,7 @@ export const SECRETS = {
   UpstashRedisRestUrl: "Upstash Redis REST URL, https://<host>.upstash.io (functions, @upstash/redis)",
   UpstashRedisRestToken: "Upstash Redis REST token (functions)",
   JwtSecret: "Session signing key, at least 32 characters, e.g. `openssl rand -base64 48` (functions)",
-  ResendApiKey: "Resend API key; without it sign-in links would go to the dev mailbox (functions)",
+  ResendApiKey: "Resend API key: required, the functions refuse to start without it (functions)",
   EmailFrom: "Sender of sign-in emails, on a domain verified in Resend (functions)",
 } as const;
 

@@ -116,6 +116,12 @@ describe("magic-link sign-in", () => {
     expect((await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.10" })).status).toBe(200);
   });
 
+  it("serves the dev mailbox only to this machine: its links sign anyone in", async () => {
+    expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "10.1.2.3" })).status).toBe(404);
+    expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "::1" })).status).toBe(200);
+    expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "::ffff:127.0.0.1" })).status).toBe(200);
+  });
+
   it("refuses a malformed email with a 400 naming the field", async () => {
     const res = await anon.post("/api/v1/auth", { email: "not-an-email" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);

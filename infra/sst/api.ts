@@ -16,6 +16,9 @@ export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
     // Sign-in links point at the API itself (<APP_URL>/api/v1/auth/verify); https also makes the cookie Secure.
     APP_URL: api.url,
     NODE_ENV: "production",
+    // Not secrets: taken from the environment `sst deploy` runs in, e.g. CORS_ORIGINS=https://app.example.com.
+    ...(process.env.CORS_ORIGINS ? { CORS_ORIGINS: process.env.CORS_ORIGINS } : {}),
+    ...(process.env.APP_REDIRECT_URL ? { APP_REDIRECT_URL: process.env.APP_REDIRECT_URL } : {}),
   };
   for (const [name, routes] of Object.entries(API_ROUTES) as [FunctionName, readonly string[]][]) {
     const fn = new sst.aws.Function(name, {
