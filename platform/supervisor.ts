@@ -26,9 +26,11 @@ interface Running {
   restarts: number;
   startedAtMs: number;
   backoffMs: number;
-  /** Resolves when the component first logs its ready event (in whichever run). */
+  /** Resolves when the component first logs its ready event (in whichever run); rejects if it cannot start. */
   ready: Promise<Record<string, unknown>>;
   markReady: (line: Record<string, unknown>) => void;
+  failStart: (error: Error) => void;
+  everReady: boolean;
 }
 
 export class Supervisor {
@@ -42,10 +44,15 @@ export class Supervisor {
     mkdirSync(options.logDir, { recursive: true });
   }
 
-  /** Starts every component in order, each once the one before is ready; resolves with their ready lines. */
+  /**
+   * Starts every component in order, each once the one before is ready; resolves with their ready lines. Rejects
+   * when a component exits with a configuration error (exit code 2) before it was ever ready: restarting it
+   * cannot help. Other early exits (a database still starting) are retried with the backoff.
+   */
   async start(): Promise<Record<string, Record<string, unknown>>> {
     const readyLines: Record<string, Record<string, unknown>> = {};
     for (const component of this.components) {
+      if (this.stopping) break;
       const entry = this.track(component);
       this.spawn(entry);
       readyLines[component.name] = await entry.ready;
@@ -58,7 +65,8 @@ export class Supervisor {
     for (const entry of [...this.running].reverse()) {
       const child = entry.child;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      const exited = new Promise((resolve) => child.once("exit", resolve));
+      // "close", not "exit": its last output is read and written to its log file before the file is ended.
+      const exited = new Promise((resolve) => child.once("close", resolve));
       child.kill("SIGTERM");
       const timer = setTimeout(() => {
         this.options.log.warn("component_kill", { child: entry.component.name, afterMs: STOP_BUDGET_MS });
@@ -77,15 +85,23 @@ export class Supervisor {
 
   private track(component: Component): Running {
     const entry = {
-      component, child: undefined, restarts: 0, startedAtMs: 0, backoffMs: 1_000,
+      component, child: undefined, restarts: 0, startedAtMs: 0, backoffMs: 1_000, everReady: false,
       file: createWriteStream(join(this.options.logDir, `${component.name}.log`), { flags: "a" }),
     } as unknown as Running;
-    entry.ready = new Promise((resolve) => (entry.markReady = resolve));
+    entry.ready = new Promise((resolve, reject) => {
+      entry.markReady = (line) => {
+        entry.everReady = true;
+        resolve(line);
+      };
+      entry.failStart = reject;
+    });
+    entry.ready.catch(() => undefined); // handled by start(); never an unhandled rejection
     this.running.push(entry);
     return entry;
   }
 
   private spawn(entry: Running): void {
+    if (this.stopping) return; // a start-up still in flight must not add a process that stop() has passed over
     const { log } = this.options;
     // detached: its own process group, so a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
     // which then stops the components one by one, in order; a signal to all at once would race that order.
@@ -96,9 +112,15 @@ export class Supervisor {
     log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
     this.pipeLines(entry, child.stdout!, true);
     this.pipeLines(entry, child.stderr!, false);
+    child.once("error", (err) => log.error("component_spawn_failed", { child: entry.component.name, error: err.message }));
     child.once("exit", (code, signal) => {
       if (this.stopping) {
         log.info("component_stopped", { child: name, code, signal });
+        return;
+      }
+      if (code === 2 && !entry.everReady) {
+        log.error("component_config_error", { child: name });
+        entry.failStart(new Error(`${name} stopped with a configuration error (its log above says which)`));
         return;
       }
       const upMs = Date.now() - entry.startedAtMs;
@@ -123,7 +145,7 @@ export class Supervisor {
       partial = lines.pop() ?? "";
       for (const line of lines) {
         if (line === "") continue;
-        entry.file.write(`${line}\n`);
+        if (!entry.file.writableEnded) entry.file.write(`${line}\n`);
         out(line);
         if (!json || !line.startsWith("{")) continue;
         try {

@@ -25,11 +25,11 @@ let dataDir: string;
 let port: number;
 let token: string;
 
-function npmStart(): Child {
+function npmStart(overrides: Record<string, string> = {}): Child {
   return spawnChild("npm-start", process.execPath, ["scripts/start.mjs"], {
     REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, DATA_DIR: dataDir, PORT: String(port), FEED: "backpack",
     BACKPACK_WS_URL: sim.url, RESEND_API_KEY: "re_start_test", RESEND_BASE_URL: recorder.baseUrl, SNAPSHOT_EVERY_MS: "500",
-    ENGINE_LEASE_TTL_MS: "1500", WORKER_CLAIM_IDLE_MS: "1000", JWT_SECRET: "", APP_URL: "",
+    ENGINE_LEASE_TTL_MS: "1500", WORKER_CLAIM_IDLE_MS: "1000", JWT_SECRET: "", APP_URL: "", ...overrides,
   });
 }
 
@@ -76,6 +76,14 @@ afterAll(async () => {
 }, 60_000);
 
 describe("npm start", () => {
+  it("stops with a clear message and exit code 2 when a component's configuration is wrong, leaving nothing running", { timeout: 120_000 }, async () => {
+    const start = npmStart({ JWT_SECRET: "too-short" });
+    expect(await start.exited).toEqual({ code: 2, signal: null });
+    expect(start.raw.join("\n")).toContain("JWT_SECRET must be at least 32 characters");
+    expect(start.raw.join("\n")).toContain("start: configuration error: api stopped with a configuration error");
+    expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
+  });
+
   it("runs the whole stack, restarts what dies, and resumes after its own SIGKILL", { timeout: 180_000 }, async () => {
     let start = npmStart();
     try {
