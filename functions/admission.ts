@@ -42,6 +42,29 @@ export async function countRequest(redis: ApiRedis, keys: Keyspace, scope: strin
   if (n === 0) throw limited(rate);
 }
 
+/**
+ * Who a sign-in limit counts. An address and its `+tag` variants (and, at Gmail, its dotted spellings) reach one
+ * inbox, so they share one budget; otherwise one inbox could be sent links without end. An IPv6 client usually
+ * holds a whole /64, so it is counted per /64, not per address.
+ */
+export function signInEmailSubject(email: string): string {
+  const at = email.lastIndexOf("@");
+  if (at < 0) return email;
+  const domain = email.slice(at + 1);
+  let local = email.slice(0, at).split("+")[0]!;
+  if (domain === "gmail.com" || domain === "googlemail.com") local = local.replaceAll(".", "");
+  return `${local}@${domain === "googlemail.com" ? "gmail.com" : domain}`;
+}
+
+export function signInIpSubject(ip: string): string {
+  if (!ip.includes(":") || /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip)) return ip;
+  const [head = "", tail = ""] = ip.toLowerCase().split("::");
+  const left = head === "" ? [] : head.split(":");
+  const right = tail === "" ? [] : tail.split(":");
+  const groups = ip.includes("::") ? [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+}
+
 /** An Idempotency-Key is remembered as long as the engine remembers request ids (24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 

@@ -87,9 +87,19 @@ function isLoopback(ip: string): boolean {
   return ip === "::1" || /^(::ffff:)?127\./.test(ip);
 }
 
-/** Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. */
+/** System error codes of a connection that failed or was cut. */
+const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+/** What the drivers say when a backing service is unreachable or too slow, by their own error names and messages. */
+const BACKEND_MESSAGES = /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
+
+/**
+ * Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. Decided by error
+ * codes, driver error names and the drivers' known messages, never by loose words, so a bug stays a 500.
+ */
 function isBackendFailure(err: unknown): boolean {
-  const code = err instanceof Error ? (err as { code?: unknown }).code : undefined;
-  const text = err instanceof Error ? `${err.name} ${err.message} ${typeof code === "string" ? code : ""}` : "";
-  return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|Connection is closed|MaxRetriesPerRequest|Stream isn't writeable|fetch failed|connect|terminat|timeout/i.test(text);
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && NETWORK_CODES.has(code)) return true;
+  if (err.name === "MaxRetriesPerRequestError" || err.name === "TimeoutError" || err.name === "AbortError") return true;
+  return BACKEND_MESSAGES.test(err.message) || (err.cause !== undefined && isBackendFailure(err.cause));
 }

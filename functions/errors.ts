@@ -1,8 +1,8 @@
 /**
  * Every error the API answers with: one catalogue of codes, each mapped to its HTTP status in one table, and one
  * error type that routes throw. The app's error handler (app.ts) turns an ApiError into
- * `{"error": {"code", "message"}}` and anything else into a bare 500, so no stack trace or internal detail ever
- * reaches a client.
+ * `{"error": {"code", "message"}}` and anything else into a bare 500 (503 when a backing service is unreachable),
+ * so no stack trace or internal detail ever reaches a client.
  *
  * The engine's refusals (contract/rejections.ts) are answered with their own codes: 422, except a trade that is not
  * the user's, which is a 404 like any other resource that is unknown or not yours.
@@ -21,7 +21,6 @@ export const API_ERRORS = {
   INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },
   FORBIDDEN_ORIGIN: { status: 403, message: "Requests from this origin are not allowed." },
   NOT_FOUND: { status: 404, message: "Not found." },
-  METHOD_NOT_ALLOWED: { status: 405, message: "Method not allowed." },
   IDEMPOTENCY_CONFLICT: { status: 409, message: "This Idempotency-Key was used with a different request body." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The body is too large." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },

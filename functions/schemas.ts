@@ -26,7 +26,8 @@ export const decimalInput = z
       ctx.addIssue({ code: "custom", message: "expected a non-negative decimal such as \"100\" or \"4303.93\"" });
       return z.NEVER;
     }
-    return text;
+    // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
+    return text.replace(/^0+(?=\d)/, "").replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
   });
 
 export const wholeNumberInput = jsonNumber.transform((value, ctx) => {
@@ -56,7 +57,8 @@ export const closeTradeRequest = z.strictObject({ tradeId: z.string().max(32).re
 
 export const spotOrderRequest = z.strictObject({ asset: assetInput, side: z.enum(["buy", "sell"]), quantity: decimalInput });
 
-export const verifyQuery = z.strictObject({ token: z.string().min(1).max(128) });
+/** Not strict, and any token text: an unknown, used or mangled token is the same 401 INVALID_TOKEN (API.md). */
+export const verifyQuery = z.object({ token: z.string().min(1).max(4096) });
 
 export const historyQuery = z.strictObject({
   limit: z.string().regex(/^\d{1,3}$/).transform(Number).pipe(z.number().int().min(1).max(100)).optional(),

@@ -108,6 +108,8 @@ describe("magic-link sign-in", () => {
     const sixth = await anon.post("/api/v1/auth", { email: "LIMITED@example.com" }, { "x-test-ip": "10.0.0.3" });
     expect([sixth.status, sixth.body.error?.code]).toEqual([429, "RATE_LIMITED"]);
     expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
+    // A +tag reaches the same inbox: it shares the budget.
+    expect((await anon.post("/api/v1/auth", { email: "limited+again@example.com" }, { "x-test-ip": "10.0.0.4" })).status).toBe(429);
     const sent = (await stack.deps.devMailbox!.list(50)).filter((m) => m.to === email);
     expect(sent).toHaveLength(5);
 
@@ -236,7 +238,8 @@ describe("request guards", () => {
 
   it("never leaks internals: a failing dependency gives a bare error body, the log keeps the detail", async () => {
     const { token } = await stack.signIn("ivy@example.com");
-    const broken = createApp({ ...stack.deps, db: { query: () => Promise.reject(new TypeError("relation closed_orders is on fire")) } });
+    // A bug whose message happens to mention a connection is still a bug: 500, not "try again" 503.
+    const broken = createApp({ ...stack.deps, db: { query: () => Promise.reject(new TypeError("relation closed_orders is on fire: cannot read 'connection' (timeout)")) } });
     const res = await client(broken, token).get("/api/v1/trade/history");
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: { code: "INTERNAL", message: "Something went wrong on our side." } });

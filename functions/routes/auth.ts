@@ -7,7 +7,7 @@
  */
 import { Hono } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
-import { countRequest } from "../admission.ts";
+import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { checkSignInToken, consumeSignInToken, ensureUser, issueSignInToken, SIGN_IN_TOKEN_TTL_MINUTES } from "../auth/sign-in-tokens.ts";
@@ -25,8 +25,8 @@ export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
 
   app.post("/", async (c) => {
     const { email } = await readJson(c, signInRequest);
-    await countRequest(redis, keys, "sign-in-ip", deps.clientIp(c), settings.signInPerIp);
-    await countRequest(redis, keys, "sign-in-email", email, settings.signInPerEmail);
+    await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
+    await countRequest(redis, keys, "sign-in-email", signInEmailSubject(email), settings.signInPerEmail);
     const token = await issueSignInToken(db, email);
     const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
     await deps.mailer.send(signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }));
