@@ -6,6 +6,8 @@
  *
  * Replies come back as Redis sends them (strings stay strings, never JSON-decoded), so both adapters answer alike.
  */
+import { createHash } from "node:crypto";
+
 export interface ApiRedis {
   /**
    * Runs a Lua script (EVAL, or EVALSHA where the adapter can cache it). Integer replies are numbers, bulk strings
@@ -33,4 +35,27 @@ export interface ApiRedis {
 export function blpopTimeoutSeconds(timeoutMs: number): string {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`blpop: timeoutMs must be positive, got ${timeoutMs}`);
   return String(Math.ceil(timeoutMs) / 1000);
+}
+
+type ScriptCall = (scriptOrSha: string, keys: readonly string[], args: readonly string[]) => Promise<unknown>;
+
+/**
+ * `ApiRedis.eval` for an adapter: EVALSHA with the script's SHA-1 (computed once per script), and EVAL when Redis
+ * does not have it yet (NOSCRIPT), which also caches it there for the next call.
+ */
+export function scriptRunner(evalsha: ScriptCall, evalScript: ScriptCall): ApiRedis["eval"] {
+  const shas = new Map<string, string>();
+  return async (script, keys, args) => {
+    let sha = shas.get(script);
+    if (sha === undefined) {
+      sha = createHash("sha1").update(script).digest("hex");
+      shas.set(script, sha);
+    }
+    try {
+      return await evalsha(sha, keys, args);
+    } catch (error) {
+      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+      return await evalScript(script, keys, args);
+    }
+  };
 }

@@ -13,10 +13,9 @@
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL, which also loads the script, on
  *   NOSCRIPT. Scripts are constants in code, so the cache stays small.
  */
-import { createHash } from "node:crypto";
 import { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
-import { blpopTimeoutSeconds, type ApiRedis } from "./api-redis.ts";
+import { blpopTimeoutSeconds, scriptRunner, type ApiRedis } from "./api-redis.ts";
 import { createBlockingConnections } from "./blocking-connections.ts";
 
 export interface IoredisApiRedisOptions {
@@ -53,22 +52,12 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     watch(connection, options.log);
     return connection;
   }, options.maxIdleBlocking ?? 128);
-  const shas = new Map<string, string>();
 
   return {
-    async eval(script, keys, args) {
-      let sha = shas.get(script);
-      if (sha === undefined) {
-        sha = createHash("sha1").update(script).digest("hex");
-        shas.set(script, sha);
-      }
-      try {
-        return await commands.evalsha(sha, keys.length, ...keys, ...args);
-      } catch (error) {
-        if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
-        return await commands.eval(script, keys.length, ...keys, ...args);
-      }
-    },
+    eval: scriptRunner(
+      (sha, keys, args) => commands.evalsha(sha, keys.length, ...keys, ...args),
+      (script, keys, args) => commands.eval(script, keys.length, ...keys, ...args),
+    ),
     async blpop(key, timeoutMs) {
       const seconds = blpopTimeoutSeconds(timeoutMs);
       const connection = blocking.acquire();

@@ -12,9 +12,8 @@
  *   HTTP cannot tell a lost reply from a lost request: a BLPOP whose response is lost may have popped its element.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
-import { createHash } from "node:crypto";
 import { Redis } from "@upstash/redis";
-import { blpopTimeoutSeconds, type ApiRedis } from "./api-redis.ts";
+import { blpopTimeoutSeconds, scriptRunner, type ApiRedis } from "./api-redis.ts";
 
 export interface UpstashApiRedisOptions {
   readonly url: string;
@@ -39,22 +38,12 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
     });
   const redis = client(options.requestTimeoutMs ?? 2_000);
   const blockingGraceMs = options.blockingGraceMs ?? 1_000;
-  const shas = new Map<string, string>();
 
   return {
-    async eval(script, keys, args) {
-      let sha = shas.get(script);
-      if (sha === undefined) {
-        sha = createHash("sha1").update(script).digest("hex");
-        shas.set(script, sha);
-      }
-      try {
-        return await redis.evalsha(sha, [...keys], [...args]);
-      } catch (error) {
-        if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
-        return await redis.eval(script, [...keys], [...args]);
-      }
-    },
+    eval: scriptRunner(
+      (sha, keys, args) => redis.evalsha(sha, [...keys], [...args]),
+      (script, keys, args) => redis.eval(script, [...keys], [...args]),
+    ),
     async blpop(key, timeoutMs) {
       const seconds = blpopTimeoutSeconds(timeoutMs);
       const reply = await client(timeoutMs + blockingGraceMs).exec<[string, string] | null>(["BLPOP", key, seconds]);
