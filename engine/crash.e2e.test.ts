@@ -36,6 +36,7 @@ import { commandsArbitrary, toLog } from "./testing/random-log.ts";
 import { REPO_ROOT, spawnComponent, until, type Child, type LogLine } from "../platform/testing/processes.ts";
 import { seededRandom } from "../platform/testing/seeded-random.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const SEED = Number(process.env.CRASH_SEED ?? 424242);
@@ -58,8 +59,7 @@ beforeAll(() => {
 afterAll(async () => {
   await Promise.all(processes.map((p) => p.stop("SIGKILL")));
   for (const prefix of prefixes) {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
+    await deleteKeysWithPrefix(redis, prefix);
   }
   redis.disconnect();
   for (const db of databases) await db.drop();

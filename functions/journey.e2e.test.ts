@@ -13,6 +13,7 @@ import { componentNamed, type Component } from "../platform/components.ts";
 import { freePort, spawnComponent, until, type Child } from "../platform/testing/processes.ts";
 import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const prefix = `test:journey:${randomUUID()}:`;
@@ -96,8 +97,7 @@ afterAll(async () => {
   await sim.stop();
   await recorder.close();
   const redis = new Redis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeysWithPrefix(redis, prefix);
   await redis.quit();
   await pg.drop();
 }, 60_000);

@@ -15,6 +15,7 @@ import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { freePort, spawnChild, until, type Child } from "../platform/testing/processes.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const prefix = `test:start:${randomUUID()}:`;
@@ -68,8 +69,7 @@ afterAll(async () => {
   await sim.stop();
   await recorder.close();
   const redis = new Redis(REDIS_URL);
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length > 0) await redis.del(...keys);
+  await deleteKeysWithPrefix(redis, prefix);
   await redis.quit();
   await pg.drop();
   rmSync(dataDir, { recursive: true, force: true });

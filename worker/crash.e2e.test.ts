@@ -24,6 +24,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { freePort, spawnComponent, startRedisServer, until, type Child } from "../platform/testing/processes.ts";
 import { seededRandom } from "../platform/testing/seeded-random.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const SEED = process.env.CRASH_SEED !== undefined ? Number(process.env.CRASH_SEED) : Math.floor(Math.random() * 2 ** 32);
@@ -41,8 +42,7 @@ beforeAll(() => {
 afterAll(async () => {
   await Promise.all(children.map((c) => c.stop("SIGKILL")));
   for (const prefix of prefixes) {
-    const stale = await redis.keys(`${prefix}*`);
-    if (stale.length > 0) await redis.del(...stale);
+    await deleteKeysWithPrefix(redis, prefix);
   }
   redis.disconnect();
   for (const db of databases) await db.drop();

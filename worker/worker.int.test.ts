@@ -14,6 +14,7 @@ import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { handleBatch, runWorker } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
@@ -33,8 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const stale = await redis.keys(`${prefix}*`);
-  if (stale.length > 0) await redis.del(...stale);
+  await deleteKeysWithPrefix(redis, prefix);
   redis.disconnect();
   reader.disconnect();
   await pg.drop();

@@ -25,6 +25,7 @@ import { num, percentile, statsWindows, timeOf, xaddAll } from "./recovery-suppo
 import { BASE_TICKS, instruction, openOrder, price, tick } from "./workload.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const USERS = Number(process.env.BENCH_USERS ?? 100_000);
@@ -255,12 +256,7 @@ async function main(): Promise<void> {
   } finally {
     if (trickle !== undefined) clearInterval(trickle);
     await Promise.all(processes.map((p) => p.stop("SIGKILL")));
-    let cursor = "0";
-    do {
-      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (found.length > 0) await redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     trickleRedis.disconnect();
     await database?.drop();

@@ -11,6 +11,7 @@ import { runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("engine-test", { level: "error" });
@@ -25,8 +26,7 @@ beforeAll(() => {
 
 afterAll(async () => {
   for (const prefix of prefixes) {
-    const keys = await redis.keys(`${prefix}*`);
-    if (keys.length > 0) await redis.del(...keys);
+    await deleteKeysWithPrefix(redis, prefix);
   }
   redis.disconnect();
   reader.disconnect();

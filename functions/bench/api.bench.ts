@@ -25,6 +25,7 @@ import { encodeFields } from "../../contract/stream-fields.ts";
 import { freePort, spawnComponent, type Child } from "../../platform/testing/processes.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
@@ -256,12 +257,7 @@ async function main(): Promise<void> {
       await p.stop("SIGTERM");
       clearTimeout(killer);
     }
-    let cursor = "0";
-    do {
-      const [next, found] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-      if (found.length > 0) await redis.unlink(...found);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     await database?.drop();
   }

@@ -24,6 +24,7 @@ import { createEngineClient } from "../engine-client.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 
 export const REDIS_URL = TEST_REDIS_URL;
 export const TEST_JWT_SECRET = "test-secret-that-is-long-enough-0123456789";
@@ -142,8 +143,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       await stopEngine();
       workerStop.abort();
       await worker;
-      const stale = await redis.keys(`${prefix}*`);
-      if (stale.length > 0) await redis.del(...stale);
+      await deleteKeysWithPrefix(redis, prefix);
       await Promise.all([apiRedis.close(), engineReader.quit(), workerReader.quit()]);
       await redis.quit();
       await pg.drop();
