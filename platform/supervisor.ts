@@ -78,11 +78,6 @@ export class Supervisor {
     await Promise.all(this.running.map((e) => new Promise((resolve) => e.file.end(resolve))));
   }
 
-  /** Pids of the running components, by name (for operators and tests). */
-  pids(): Record<string, number | undefined> {
-    return Object.fromEntries(this.running.map((e) => [e.component.name, e.child?.pid]));
-  }
-
   private track(component: Component): Running {
     const entry = {
       component, child: undefined, restarts: 0, startedAtMs: 0, backoffMs: 1_000, everReady: false,
