@@ -1,14 +1,16 @@
 /**
- * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-infra.ts: the
- * configured URL, else a reachable local server, else one of its own in the data folder), then runs the engine,
- * worker, poller and API as separate processes under a supervisor that restarts any that dies. Ctrl-C stops them
- * all cleanly, in order; running it again resumes the same state from the data folder (`DATA_DIR`, default .data).
+ * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-redis.ts and
+ * platform/local-postgres.ts: the configured URL, else a reachable local server, else one of its own in the data
+ * folder), then runs the engine, worker, poller and API as separate processes under a supervisor that restarts any
+ * that dies. Ctrl-C stops them all cleanly, in order; running it again resumes the same state from the data folder
+ * (`DATA_DIR`, default .data).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { COMPONENTS } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
-import { ensurePostgres, ensureRedis } from "../platform/local-infra.ts";
+import { ensurePostgres } from "../platform/local-postgres.ts";
+import { ensureRedis } from "../platform/local-redis.ts";
 import { createLogger } from "../platform/log.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
 

@@ -1,8 +1,8 @@
 /**
  * vitest globalSetup: finds or starts the Redis and Postgres of a test run, with the logic `npm start` uses
- * (platform/local-infra.ts), so `npm test` works on a machine with neither. It runs before any test worker starts,
- * and the workers (and the processes tests spawn) inherit its environment: it sets `REDIS_URL` and
- * `TEST_DATABASE_ADMIN_URL` there, and also `provide`s them (`inject("testServers")`).
+ * (platform/local-redis.ts and platform/local-postgres.ts), so `npm test` works on a machine with neither. It runs
+ * before any test worker starts, and the workers (and the processes tests spawn) inherit its environment: it sets
+ * `REDIS_URL` and `TEST_DATABASE_ADMIN_URL` there, and also `provide`s them (`inject("testServers")`).
  *
  * - Redis: `REDIS_URL`, else one answering at `LOCAL_REDIS_PROBE_URL` (default 127.0.0.1:6379), else a private
  *   redis-server without persistence on a free port in a temporary folder.
@@ -16,7 +16,9 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
-import { DEFAULT_LOCAL_POSTGRES_ADMIN_URL, ensurePostgres, ensureRedis, postgresProblem, type InfraOptions, type LocalServer } from "../local-infra.ts";
+import { ensurePostgres, postgresProblem } from "../local-postgres.ts";
+import { ensureRedis } from "../local-redis.ts";
+import { DEFAULT_LOCAL_POSTGRES_ADMIN_URL, type InfraOptions, type LocalServer } from "../local-servers.ts";
 import { createLogger } from "../log.ts";
 
 export interface TestServers {
