@@ -7,7 +7,7 @@
 import { hostname } from "node:os";
 import { Worker } from "node:worker_threads";
 import { keyspace } from "../contract/names.ts";
-import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -60,6 +60,14 @@ runMain("engine", async () => {
     if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
       log.info("restore_again", { reason: "the log was trimmed past the restored snapshot", lastInputId: state.lastInputId });
       state = await restore();
+      // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
+      // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
+      if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
+        throw new ConfigError(
+          `${keys.input} was trimmed past the newest snapshot in this database (${state.lastInputId === "0-0" ? "none" : state.lastInputId}): ` +
+          "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
+        );
+      }
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
     const end = await runLeader(
