@@ -8,7 +8,7 @@ import { getConnInfo } from "@hono/node-server/conninfo";
 import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { runMain, stopOnSignals, text } from "../platform/config.ts";
+import { ConfigError, runMain, stopOnSignals, text } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
@@ -29,7 +29,13 @@ runMain("api", async () => {
   const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "127.0.0.1") }, (info) => {
     log.info("listening", { port: info.port, api: config.settings.appUrl, docs: `${config.settings.appUrl}/api/v1/docs`, devMailbox: deps.devMailbox === undefined ? null : `${config.settings.appUrl}/api/v1/dev/mailbox` });
   });
-  await new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));
+  // A port in use is a configuration problem, not a crash to restart from: one clear line and exit 2.
+  const listenFailed = new Promise<never>((_, reject) => {
+    server.once("error", (err: NodeJS.ErrnoException) => {
+      reject(err.code === "EADDRINUSE" ? new ConfigError(`port ${config.port} is already in use (set PORT)`) : err);
+    });
+  });
+  await Promise.race([new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true })), listenFailed]);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.all([redis.close(), db.close()]);
   log.info("stopped");

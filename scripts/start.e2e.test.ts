@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
+import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
@@ -76,6 +77,19 @@ afterAll(async () => {
 }, 60_000);
 
 describe("npm start", () => {
+  it("stops with a clear message and exit code 2 when the API's port is taken", { timeout: 120_000 }, async () => {
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(port, "127.0.0.1", resolve));
+    try {
+      const start = npmStart();
+      expect(await start.exited).toEqual({ code: 2, signal: null });
+      expect(start.raw.join("\n")).toContain(`port ${port} is already in use`);
+      expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+
   it("stops with a clear message and exit code 2 when a component's configuration is wrong, leaving nothing running", { timeout: 120_000 }, async () => {
     const start = npmStart({ JWT_SECRET: "too-short" });
     expect(await start.exited).toEqual({ code: 2, signal: null });
