@@ -53,7 +53,8 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
-  app.get("/api/v1/openapi.json", (c) => c.json(openApiDocument(new URL(settings.appUrl).origin)));
+  let openApi: Record<string, unknown> | undefined; // built once, on first request: it never changes
+  app.get("/api/v1/openapi.json", (c) => c.json((openApi ??= openApiDocument(new URL(settings.appUrl).origin))));
   app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
