@@ -67,9 +67,13 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     const replayStart = Date.now();
     let replayed = 0;
     log.info("replay_start", { from: state.lastInputId });
+    // The next range is read (on the reader connection, idle until live) while this one is applied and published.
+    let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);
     for (;;) {
-      const entries = await rangeAfter(o.writer, o.keys.input, state.lastInputId, batchSize * 10);
+      const entries = await next;
       if (entries.length === 0 || stop.aborted) break;
+      next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], batchSize * 10);
+      next.catch(() => undefined); // awaited on the next turn; a failure there must not go unhandled meanwhile
       await applyBatch(entries);
       replayed += entries.length;
       log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
