@@ -13,16 +13,21 @@ export function connectRedis(url: string, log: Logger, name: string): Redis {
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: false,
   });
+  logOutages(redis, log);
+  return redis;
+}
+
+/** Logs the first error of an outage and the recovery, not every failed reconnect. */
+export function logOutages(redis: Redis, log: Logger | undefined): void {
   let down = false;
   redis.on("error", (err: Error) => {
-    if (!down) log.warn("redis_error", { error: err.message });
+    if (!down) log?.warn("redis_error", { error: err.message });
     down = true;
   });
   redis.on("ready", () => {
-    if (down) log.info("redis_reconnected");
+    if (down) log?.info("redis_reconnected");
     down = false;
   });
-  return redis;
 }
 
 /**

@@ -37,10 +37,6 @@ const MEASURE_MS = 30_000;
 const TRICKLE_PER_SEC = 200;
 const TP_TRADES = 500;
 const FIRE_PER_TICK = 5;
-/**
- * Not the 5 s default: at 1M open trades the restore (load + decode, ~4 s on 2 cores) runs before the leader's
- * first lease renewal, so with 5 s the new engine's lease expires mid-replay and it crashes FENCED.
- */
 /** The engine default: it restores before taking the lease, so no TTL has to cover a restore. */
 const LEASE_TTL_MS = 5_000;
 /** Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots. */

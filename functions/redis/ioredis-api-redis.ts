@@ -17,6 +17,7 @@ import { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
 import { blpopTimeoutSeconds, scriptRunner, type ApiRedis } from "./api-redis.ts";
 import { createBlockingConnections } from "./blocking-connections.ts";
+import { logOutages } from "../../platform/redis.ts";
 
 export interface IoredisApiRedisOptions {
   /** Bound on each non-blocking command, waiting for a connection included. Default 2 000 ms. */
@@ -46,10 +47,10 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     enableAutoPipelining: true,
     retryStrategy: (attempt) => Math.min(100 * attempt, 1_000),
   });
-  watch(commands, options.log);
+  logOutages(commands, options.log);
   const blocking = createBlockingConnections(() => {
     const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined, enableAutoPipelining: false });
-    watch(connection, options.log);
+    logOutages(connection, options.log);
     return connection;
   }, options.maxIdleBlocking ?? 128);
 
@@ -86,19 +87,6 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
       commands.disconnect();
     },
   };
-}
-
-/** Logs the first error of an outage and the recovery, not every failed reconnect. */
-function watch(connection: Redis, log: Logger | undefined): void {
-  let down = false;
-  connection.on("error", (error: Error) => {
-    if (!down) log?.warn("redis_error", { error: error.message });
-    down = true;
-  });
-  connection.on("ready", () => {
-    if (down) log?.info("redis_reconnected");
-    down = false;
-  });
 }
 
 async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
