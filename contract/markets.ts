@@ -29,6 +29,8 @@ export const ASSETS: readonly AssetConfig[] = [
   { symbol: "ADA", name: "Cardano", market: "ADA_USDC_PERP", priceDecimals: 5, quantityDecimals: 1, maxPriceTicks: 1_000_00000 },
 ];
 
+export const ASSET_BY_SYMBOL: ReadonlyMap<string, AssetConfig> = new Map(ASSETS.map((a) => [a.symbol, a]));
+
 /** Throws when a configuration would make money arithmetic inexact; called once at startup and by the engine. */
 export function validateAssets(assets: readonly AssetConfig[]): void {
   if (assets.length === 0) throw new Error("at least one asset must be configured");

@@ -5,7 +5,7 @@
  * (open − ask) × quantity (DESIGN §4), in USD micros, never below −margin (a loss never exceeds the margin; the
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
-import { ACCOUNT_CURRENCY, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
+import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
 import type { ClosedTradeView, TradeView } from "../contract/messages.ts";
 import { toUnits, USD_DECIMALS } from "../contract/money.ts";
 
@@ -16,7 +16,6 @@ export interface Quote {
   readonly source: "backpack" | "sim";
 }
 
-const BY_SYMBOL = new Map(ASSETS.map((a) => [a.symbol, a]));
 
 export function balancesView(stored: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = { [ACCOUNT_CURRENCY]: stored[ACCOUNT_CURRENCY] ?? "0" };
@@ -48,7 +47,7 @@ export function openTradesView(stored: Record<string, string>, quotes: Map<strin
   const trades = Object.values(stored).map((json) => JSON.parse(json) as TradeView);
   trades.sort((a, b) => (a.openedAt === b.openedAt ? compareIds(a.id, b.id) : a.openedAt < b.openedAt ? -1 : 1));
   return trades.map((t) => {
-    const asset = BY_SYMBOL.get(t.asset);
+    const asset = ASSET_BY_SYMBOL.get(t.asset);
     const quote = quotes.get(t.asset);
     if (asset === undefined || quote === undefined) return { ...t, currentPrice: null, unrealizedPnl: null };
     const currentPrice = t.type === "long" ? quote.bid : quote.ask;

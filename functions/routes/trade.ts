@@ -7,7 +7,7 @@
  * engine checks everything again (it trusts nothing on its input stream) and refuses with its own codes (422).
  */
 import { Hono } from "hono";
-import { ASSETS } from "../../contract/markets.ts";
+import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { Answer, InstructionResult } from "../../contract/messages.ts";
 import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
@@ -18,7 +18,6 @@ import { closeTradeRequest, createTradeRequest, historyQuery, spotOrderRequest }
 import { readJson, readQuery } from "../validate.ts";
 import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
 
-const BY_SYMBOL = new Map(ASSETS.map((a) => [a.symbol, a]));
 
 export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -28,7 +27,7 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
 
   app.post("/create", async (c) => {
     const body = await readJson(c, createTradeRequest);
-    const asset = BY_SYMBOL.get(body.asset)!;
+    const asset = ASSET_BY_SYMBOL.get(body.asset)!;
     checkPrecision("margin", body.margin, USD_DECIMALS);
     if (body.stopLoss !== undefined) checkPrecision("stopLoss", body.stopLoss, asset.priceDecimals);
     if (body.takeProfit !== undefined) checkPrecision("takeProfit", body.takeProfit, asset.priceDecimals);
@@ -50,7 +49,7 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
 
   app.post("/order", async (c) => {
     const body = await readJson(c, spotOrderRequest);
-    checkPrecision("quantity", body.quantity, BY_SYMBOL.get(body.asset)!.quantityDecimals);
+    checkPrecision("quantity", body.quantity, ASSET_BY_SYMBOL.get(body.asset)!.quantityDecimals);
     const result = await act(deps, c, "order", body, { kind: "spot_order", asset: body.asset, side: body.side, quantity: body.quantity });
     if (result.kind !== "spot_order") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ order: result.order, balances: result.balances }, 201);
