@@ -39,8 +39,11 @@ const TP_TRADES = 500;
 const FIRE_PER_TICK = 5;
 /** The engine default: it restores before taking the lease, so no TTL has to cover a restore. */
 const LEASE_TTL_MS = 5_000;
-/** Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots. */
-const ENGINE_EXTRA_FLAGS = ["--max-old-space-size=4096"];
+/**
+ * Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots, plus
+ * BENCH_ENGINE_FLAGS (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the engines).
+ */
+const ENGINE_EXTRA_FLAGS = ["--max-old-space-size=4096", ...(process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean)];
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const isAtOrAfter = (a: string, b: string) => {

@@ -8,6 +8,10 @@
  * (then the slot is left dead and skipped). Going through the account avoids a second user lookup and a
  * combined "user request" key; the queue avoids evicting from a Map's front and iterating it from its start
  * (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
+ *
+ * A restored window keeps its receipts packed: as offsets into the snapshot's bytes, decoded on first use (a
+ * repeated request) and copied as bytes by the next snapshot. Most are never asked for again, and decoding a
+ * million receipts into objects was most of a restore's time (and 400 MB of heap at 1M remembered requests).
  */
 import type { Receipt } from "./receipts.ts";
 
@@ -25,11 +29,20 @@ export interface DedupEntry {
   readonly receipt: Receipt;
 }
 
+/** Receipts still in encoded form (see the file comment): the bytes, and how to decode one of them. */
+export interface PackedReceipts {
+  readonly bytes: Uint8Array;
+  /** The receipt encoded at `offset`, remembered at `atMs`. */
+  unpack(offset: number, atMs: number): Receipt;
+}
+
 export class RequestWindow {
   private owners: (RequestOwner | undefined)[] = [];
   private requestIds: string[] = [];
   private times: number[] = [];
-  private receipts: (Receipt | undefined)[] = [];
+  private receipts: (Receipt | number | undefined)[] = [];
+  private packed: PackedReceipts | undefined;
+  private packedLive = 0;
   /** Queue position of the oldest slot, the absolute slot of position 0, and how many slots are alive. */
   private head = 0;
   private base = 0;
@@ -51,7 +64,18 @@ export class RequestWindow {
   }
 
   receipt(slot: number): Receipt {
-    return this.receipts[slot - this.base]!;
+    const position = slot - this.base;
+    const stored = this.receipts[position]!;
+    if (typeof stored !== "number") return stored;
+    const receipt = this.packed!.unpack(stored, this.times[position]!);
+    this.receipts[position] = receipt;
+    this.releasePacked();
+    return receipt;
+  }
+
+  /** The bytes packed receipts point into; undefined once none is left. */
+  get packedBytes(): Uint8Array | undefined {
+    return this.packed?.bytes;
   }
 
   /** Convenience lookup by user id (tests, tools); the engine goes through `find`. */
@@ -63,6 +87,21 @@ export class RequestWindow {
 
   /** Adds a request that is not in the window, as the newest entry. */
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
+    this.push(owner, requestId, atMs, receipt);
+  }
+
+  /**
+   * Adds a restored entry whose receipt stays encoded at `offset` in `packed.bytes`. All packed entries of a
+   * window share one `PackedReceipts` (the snapshot it was restored from).
+   */
+  addPacked(owner: RequestOwner, requestId: string, atMs: number, packed: PackedReceipts, offset: number): void {
+    if (this.packed !== undefined && this.packed !== packed) throw new Error("a request window holds packed receipts of one snapshot only");
+    this.packed = packed;
+    this.packedLive++;
+    this.push(owner, requestId, atMs, offset);
+  }
+
+  private push(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number): void {
     const slot = this.base + this.owners.length;
     const before = owner.requests.size;
     owner.requests.set(requestId, slot);
@@ -113,19 +152,34 @@ export class RequestWindow {
     return [...this].map(([key]) => key);
   }
 
+  /** Entries with their receipts decoded (tests, tools; a snapshot uses `stored`). */
   *[Symbol.iterator](): IterableIterator<[string, DedupEntry]> {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
       if (owner === undefined) continue;
-      yield [`${owner.userId} ${this.requestIds[i]!}`, { atMs: this.times[i]!, receipt: this.receipts[i]! }];
+      yield [`${owner.userId} ${this.requestIds[i]!}`, { atMs: this.times[i]!, receipt: this.receipt(this.base + i) }];
+    }
+  }
+
+  /** Entries as stored, oldest first (a packed receipt stays an offset into `packedBytes`): what a snapshot writes. */
+  forEachStored(visit: (owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number) => void): void {
+    for (let i = this.head; i < this.owners.length; i++) {
+      const owner = this.owners[i];
+      if (owner !== undefined) visit(owner, this.requestIds[i]!, this.times[i]!, this.receipts[i]!);
     }
   }
 
   private kill(owner: RequestOwner, position: number): void {
     owner.requests.delete(this.requestIds[position]!);
+    if (typeof this.receipts[position] === "number") this.releasePacked();
     this.owners[position] = undefined;
     this.receipts[position] = undefined;
     this.live--;
+  }
+
+  /** One packed receipt fewer; the snapshot's bytes go when none is left. */
+  private releasePacked(): void {
+    if (--this.packedLive === 0) this.packed = undefined;
   }
 }
 

@@ -31,6 +31,13 @@ export class ByteWriter {
     return this.buf.subarray(0, this.pos);
   }
 
+  /** Appends bytes as they are (a length, if any, is the caller's). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
+  }
+
   u8(v: number): void {
     this.ensure(1);
     this.buf[this.pos++] = v;
@@ -105,12 +112,19 @@ export class ByteWriter {
 }
 
 export class ByteReader {
-  private pos = 0;
-
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(private readonly buf: Uint8Array, private pos = 0) {}
 
   get done(): boolean {
     return this.pos === this.buf.length;
+  }
+
+  get position(): number {
+    return this.pos;
+  }
+
+  skip(n: number): void {
+    if (this.pos + n > this.buf.length) throw new RangeError("snapshot truncated");
+    this.pos += n;
   }
 
   u8(): number {
@@ -132,6 +146,17 @@ export class ByteReader {
     }
     if (result > Number.MAX_SAFE_INTEGER) throw new RangeError("varint out of range");
     return result;
+  }
+
+  /** Steps over `count` varints (their values unchecked). */
+  skipVarints(count: number): void {
+    const buf = this.buf;
+    let p = this.pos;
+    while (count > 0) {
+      if (p >= buf.length) throw new RangeError("snapshot truncated");
+      if (buf[p++]! < 0x80) count--;
+    }
+    this.pos = p;
   }
 
   int(): number {

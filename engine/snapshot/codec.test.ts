@@ -207,6 +207,23 @@ describe("snapshot codec: round trip", () => {
     expect([...kinds].sort()).toEqual(["close_trade", "create_account", "open_trade", "rejected", "spot_order"]);
   });
 
+  it("leaves restored receipts packed: decoded when asked, copied into the next snapshot, released when all are gone", () => {
+    const { h } = richSetup();
+    const bytes = encodeSnapshot(h.state);
+    const restored = decodeSnapshot(bytes);
+    expect(restored.dedup.packedBytes).toBe(bytes);
+    expect(encodeSnapshot(restored)).toEqual(bytes);
+    // Decoding one (a repeated request) changes nothing in the next snapshot.
+    expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({ kind: "open_trade", trade: { id: "T3-1" } });
+    expect(encodeSnapshot(restored)).toEqual(bytes);
+    expect(restored.dedup.packedBytes).toBe(bytes);
+    // A day later every remembered request has expired: the next one evicts them all, and the bytes go with them.
+    const later = `${restored.lastInputMs + restored.params.dedupWindowMs + 1}-0`;
+    apply(restored, { id: later, message: { type: "user_instruction", requestId: "late", userId: "zed", instruction: { kind: "create_account" } } });
+    expect(restored.dedup.keys()).toEqual(["zed late"]);
+    expect(restored.dedup.packedBytes).toBeUndefined();
+  });
+
   it("keeps behaving exactly like the original: a stop-loss, a liquidation, a manual close, duplicate requests", () => {
     const { h, firstOpen, firstBad } = richSetup();
     const restored = decodeSnapshot(encodeSnapshot(h.state));
@@ -361,13 +378,13 @@ describe("snapshot codec: refusals", () => {
   });
 
   it("refuses an unsupported version", () => {
-    for (const v of [0, 2, 200]) {
+    for (const v of [0, 3, 200]) {
       const w = new ByteWriter(16);
       w.uint(v);
       const versionBytes = w.finish();
       const bytes = good();
       const patched = new Uint8Array([...bytes.subarray(0, 4), ...versionBytes, ...bytes.subarray(5)]);
-      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 1)`);
+      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 2)`);
     }
   });
 
@@ -398,12 +415,23 @@ describe("snapshot codec: refusals", () => {
   });
 });
 
+interface HandBuiltOptions {
+  version?: 1 | 2;
+  assetAndSide?: number;
+  receiptKind?: number;
+  rejectionCode?: string;
+  accountIndex?: number;
+  /** Added to the second receipt's length prefix. */
+  lengthSkew?: number;
+}
+
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
-function handBuilt(options: { assetAndSide?: number; receiptKind?: number; rejectionCode?: string } = {}): Uint8Array {
+function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
+  const version = options.version ?? 2;
   const params = makeParams();
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
-  w.uint(1);
+  w.uint(version);
   w.string(JSON.stringify(params));
   w.string("1700000000123-4"); // lastInputId
   w.uint(10); // nextSeq
@@ -436,23 +464,40 @@ function handBuilt(options: { assetAndSide?: number; receiptKind?: number; rejec
   for (const v of [50 * USD, 5, 125, 20_000, 0, 15_000, 23_881]) w.uint(v);
   w.int(20);
   // two idempotency entries, times as deltas from the previous entry
+  const created = new ByteWriter(16);
+  created.u8(1); // create_account
+  created.u8(1); // granted
+  for (const v of [10_000 * USD, 0, 0, 0, 0]) created.uint(v);
+  const refused = new ByteWriter(16);
+  refused.u8(options.receiptKind ?? 0); // rejected
+  refused.string(options.rejectionCode ?? "INVALID_AMOUNT");
+  refused.string("nope");
   w.uint(2);
-  w.string("zed r1");
-  w.uint(1_700_000_000_000);
-  w.u8(1); // create_account
-  w.u8(1); // granted
-  for (const v of [10_000 * USD, 0, 0, 0, 0]) w.uint(v);
-  w.string("zed req-2");
-  w.uint(50);
-  w.u8(options.receiptKind ?? 0); // rejected
-  w.string(options.rejectionCode ?? "INVALID_AMOUNT");
-  w.string("nope");
+  if (version === 1) {
+    w.string("zed r1");
+    w.uint(1_700_000_000_000);
+    w.raw(created.finish());
+    w.string("zed req-2");
+    w.uint(50);
+    w.raw(refused.finish());
+  } else {
+    w.uint(0); // zed, the first account
+    w.string("r1");
+    w.uint(1_700_000_000_000);
+    w.uint(created.length);
+    w.raw(created.finish());
+    w.uint(options.accountIndex ?? 0);
+    w.string("req-2");
+    w.uint(50);
+    w.uint(refused.length + (options.lengthSkew ?? 0));
+    w.raw(refused.finish());
+  }
   return w.finish();
 }
 
 describe("snapshot codec: documented layout", () => {
-  it("decodes a snapshot written by hand from the layout", () => {
-    const state = decodeSnapshot(handBuilt());
+  it.each([1, 2] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
+    const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
     expect([state.lastInputMs, state.lastInputSeq, state.nextSeq, state.ignoredPriceUpdates]).toEqual([1_700_000_000_123, 4, 10, 2]);
@@ -473,8 +518,15 @@ describe("snapshot codec: documented layout", () => {
       ["zed r1", { atMs: 1_700_000_000_000, receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] } }],
       ["zed req-2", { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } }],
     ]);
-    // The encoder writes exactly these bytes back.
+    // The encoder writes exactly these bytes back, as version 2.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it("refuses a remembered request of an account that is not there, or a receipt of the wrong length", () => {
+    expect(() => decodeSnapshot(handBuilt({ accountIndex: 1 }))).toThrow("snapshot remembers a request of an unknown account");
+    for (const lengthSkew of [-1, 1]) {
+      expect(() => decodeSnapshot(handBuilt({ lengthSkew }))).toThrow("snapshot holds a receipt of the wrong length");
+    }
   });
 
   it("refuses a trade on an asset the params do not have", () => {
@@ -484,11 +536,11 @@ describe("snapshot codec: documented layout", () => {
     expect(() => decodeSnapshot(handBuilt({ assetAndSide: 2 ** 31 }))).toThrow("snapshot names an unknown asset");
   });
 
-  it("refuses an unknown receipt kind or rejection code", () => {
-    expect(() => decodeSnapshot(handBuilt({ receiptKind: 5 }))).toThrow("snapshot holds an unknown receipt kind");
-    expect(() => decodeSnapshot(handBuilt({ receiptKind: 255 }))).toThrow("snapshot holds an unknown receipt kind");
-    expect(() => decodeSnapshot(handBuilt({ rejectionCode: "NOT_A_CODE" }))).toThrow("unknown rejection code NOT_A_CODE");
-    expect(() => decodeSnapshot(handBuilt({ rejectionCode: "toString" }))).toThrow("unknown rejection code toString");
+  it.each([1, 2] as const)("refuses an unknown receipt kind or rejection code (version %i)", (version) => {
+    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 5 }))).toThrow("snapshot holds an unknown receipt kind");
+    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 255 }))).toThrow("snapshot holds an unknown receipt kind");
+    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "NOT_A_CODE" }))).toThrow("unknown rejection code NOT_A_CODE");
+    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "toString" }))).toThrow("unknown rejection code toString");
   });
 });
 
@@ -546,8 +598,8 @@ describe("snapshot codec: size", () => {
     const perTrade = (encodeSnapshot(h.state).length - before) / 1_000;
     // Trade: seq delta 1 · asset·side 1 · margin 5e6 4 · leverage 1 · quantity 1162 2 · price 430010 3 · SL 3 · TP 3 ·
     //   liquidation 3 · time 1 = 22.
-    // Receipt: key "w r1001" ≤ 8 · time delta 1 · kind 1 · seq ≤ 2 · the trade without its seq delta 21 ·
-    //   balances (USD < 2^35: 5, four zero holdings: 4) 9 = 42.   ⇒ at most 64. Measured: about 61.
+    // Receipt: account index 1 · request id "r1001" ≤ 6 · time delta 1 · length 1 · kind 1 · seq ≤ 2 · the trade
+    //   without its seq delta 21 · balances (USD < 2^35: 5, four zero holdings: 4) 9 = 42.   ⇒ at most 64.
     expect(perTrade).toBeLessThanOrEqual(64);
   });
 });
