@@ -9,9 +9,13 @@
  * combined "user request" key; the queue avoids evicting from a Map's front and iterating it from its start
  * (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
  *
- * A restored window keeps its receipts packed: as offsets into the snapshot's bytes, decoded on first use (a
- * repeated request) and copied as bytes by the next snapshot. Most are never asked for again, and decoding a
- * million receipts into objects was most of a restore's time (and 400 MB of heap at 1M remembered requests).
+ * A restored window is built lazily, because most of what it remembers is never asked for again and a restore
+ * must be quick (at 1M remembered requests, decoding every receipt into objects took 2 s and 400 MB of heap, and
+ * filling every account's request map took 0.3 s):
+ * - receipts stay packed, as offsets into the snapshot's bytes: decoded on first use (a repeated request), copied
+ *   as bytes by the next snapshot;
+ * - an account's request map and slot list are filled on its first use. Until then its restored slots are only
+ *   linked into a chain (`requestChain`, then `chainNext`).
  */
 import type { Receipt } from "./receipts.ts";
 
@@ -22,6 +26,8 @@ export interface RequestOwner {
   /** This owner's slots, oldest first from `requestHead`. */
   requestSlots: number[];
   requestHead: number;
+  /** The first of this owner's restored slots not yet in `requests` (relative to the restore), or -1. */
+  requestChain: number;
 }
 
 export interface DedupEntry {
@@ -43,6 +49,12 @@ export class RequestWindow {
   private receipts: (Receipt | number | undefined)[] = [];
   private packed: PackedReceipts | undefined;
   private packedLive = 0;
+  /** Restored entries not linked into their owners' chains yet (see `addPacked`). */
+  private unlinked = 0;
+  /** Per restored entry, the same owner's next one (-1: none); indexes count from the absolute slot `chainFrom`. */
+  private chainNext: Int32Array | undefined;
+  private chainFrom = 0;
+  private chainedOwners = 0;
   /** Queue position of the oldest slot, the absolute slot of position 0, and how many slots are alive. */
   private head = 0;
   private base = 0;
@@ -56,6 +68,7 @@ export class RequestWindow {
 
   /** The slot of a remembered request, or -1. */
   find(owner: RequestOwner, requestId: string): number {
+    this.ensureIndexed(owner);
     return owner.requests.get(requestId) ?? -1;
   }
 
@@ -87,21 +100,7 @@ export class RequestWindow {
 
   /** Adds a request that is not in the window, as the newest entry. */
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
-    this.push(owner, requestId, atMs, receipt);
-  }
-
-  /**
-   * Adds a restored entry whose receipt stays encoded at `offset` in `packed.bytes`. All packed entries of a
-   * window share one `PackedReceipts` (the snapshot it was restored from).
-   */
-  addPacked(owner: RequestOwner, requestId: string, atMs: number, packed: PackedReceipts, offset: number): void {
-    if (this.packed !== undefined && this.packed !== packed) throw new Error("a request window holds packed receipts of one snapshot only");
-    this.packed = packed;
-    this.packedLive++;
-    this.push(owner, requestId, atMs, offset);
-  }
-
-  private push(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number): void {
+    this.ensureIndexed(owner);
     const slot = this.base + this.owners.length;
     const before = owner.requests.size;
     owner.requests.set(requestId, slot);
@@ -115,14 +114,36 @@ export class RequestWindow {
     this.live++;
   }
 
+  /**
+   * Restores an entry whose receipt stays encoded at `offset` in `packed.bytes`, as the newest entry, without
+   * indexing it (see the file comment). For a window being restored: all its restored entries come first, from
+   * one snapshot, and the caller guarantees each is remembered once.
+   */
+  addPacked(owner: RequestOwner, requestId: string, atMs: number, packed: PackedReceipts, offset: number): void {
+    if (this.live !== this.unlinked || (this.packed !== undefined && this.packed !== packed)) {
+      throw new Error("packed entries are restored into a fresh window, from one snapshot");
+    }
+    this.packed = packed;
+    this.packedLive++;
+    this.unlinked++;
+    this.owners.push(owner);
+    this.requestIds.push(requestId);
+    this.times.push(atMs);
+    this.receipts.push(offset);
+    this.live++;
+  }
+
   /** Drops the oldest entries until all are at or after `oldestKeptMs` and at most `maxEntries` remain. */
   evict(oldestKeptMs: number, maxEntries: number): void {
+    if (this.unlinked !== 0) this.link();
     while (this.head < this.owners.length) {
       const owner = this.owners[this.head];
       if (owner !== undefined) {
         if (this.times[this.head]! >= oldestKeptMs && this.live <= maxEntries) break;
-        // Slots are in time order for every owner too, so this is the owner's oldest.
-        owner.requestHead++;
+        // Slots are in time order for every owner too, so this is the owner's oldest: the head of its restored
+        // chain if it was not used since the restore (then its map is empty and stays so), else of its slots.
+        if (owner.requestChain >= 0) this.dropChainHead(owner);
+        else owner.requestHead++;
         this.kill(owner, this.head);
         compactOwner(owner);
       }
@@ -140,6 +161,7 @@ export class RequestWindow {
 
   /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
   evictOwn(owner: RequestOwner, maxEntries: number): void {
+    this.ensureIndexed(owner);
     while (owner.requests.size > maxEntries) {
       const slot = owner.requestSlots[owner.requestHead++]!;
       this.kill(owner, slot - this.base);
@@ -175,6 +197,43 @@ export class RequestWindow {
     this.owners[position] = undefined;
     this.receipts[position] = undefined;
     this.live--;
+  }
+
+  /** Fills `owner`'s request map and slots from its restored entries, on its first use after a restore. */
+  private ensureIndexed(owner: RequestOwner): void {
+    if (this.unlinked !== 0) this.link();
+    if (owner.requestChain < 0) return;
+    // Every restored entry of an owner not indexed yet is still alive: evicting one indexes its owner first.
+    const next = this.chainNext!;
+    for (let i = owner.requestChain; i >= 0; i = next[i]!) {
+      const slot = this.chainFrom + i;
+      owner.requests.set(this.requestIds[slot - this.base]!, slot);
+      owner.requestSlots.push(slot);
+    }
+    owner.requestChain = -1;
+    if (--this.chainedOwners === 0) this.chainNext = undefined;
+  }
+
+  private dropChainHead(owner: RequestOwner): void {
+    const i = owner.requestChain;
+    if (this.chainFrom + i !== this.base + this.head) throw new Error(`restored requests of ${owner.userId} are out of order`);
+    owner.requestChain = this.chainNext![i]!;
+    if (owner.requestChain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
+  }
+
+  /** Links the restored entries into per-owner chains, oldest first (one backwards pass, no maps). */
+  private link(): void {
+    const from = this.owners.length - this.unlinked;
+    const next = new Int32Array(this.unlinked);
+    for (let p = this.owners.length - 1; p >= from; p--) {
+      const owner = this.owners[p]!;
+      if (owner.requestChain < 0) this.chainedOwners++;
+      next[p - from] = owner.requestChain;
+      owner.requestChain = p - from;
+    }
+    this.chainNext = next;
+    this.chainFrom = this.base + from;
+    this.unlinked = 0;
   }
 
   /** One packed receipt fewer; the snapshot's bytes go when none is left. */

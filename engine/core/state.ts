@@ -19,6 +19,7 @@ export interface Account {
   readonly requests: Map<string, number>;
   requestSlots: number[];
   requestHead: number;
+  requestChain: number;
 }
 
 /**
@@ -130,7 +131,7 @@ function createBook(): TriggerBook {
 }
 
 export function newAccount(userId: string, assetCount: number): Account {
-  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map(), requestSlots: [], requestHead: 0 };
+  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map(), requestSlots: [], requestHead: 0, requestChain: -1 };
 }
 
 export function assetAt(state: EngineState, index: number): AssetConfig {

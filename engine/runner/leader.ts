@@ -54,11 +54,18 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
 
+  // One publish may be in flight while the next batch is applied: Redis runs a batch's XADDs while this process
+  // applies the next, and the calls go out on one connection, so they land in log order. The next batch's publish
+  // waits for this one, so a failure (fenced) stops the leader one batch later at most.
+  let publishing: Promise<void> = Promise.resolve();
   const applyBatch = async (entries: RawEntry[]) => {
     const outputs: EngineOutput[] = [];
     for (const entry of entries) for (const out of applyRaw(state, entry)) outputs.push(out);
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
-    await publishOutputs(o.writer, o.keys, o.lease.value ?? "", state.lastInputId, outputs);
+    const previous = publishing;
+    publishing = publishOutputs(o.writer, o.keys, o.lease.value ?? "", state.lastInputId, outputs);
+    publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
+    await previous;
     applied += entries.length;
   };
 
@@ -78,6 +85,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       replayed += entries.length;
       log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
     }
+    await publishing;
     log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
     loopDelay.reset(); // the replay's long batches are not live pauses
     o.onLive?.();
@@ -85,6 +93,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
       if (entries.length > 0) await applyBatch(entries);
+      else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
         const lastGenerated = head === undefined ? undefined : head[head.indexOf("last-generated-id") + 1];
@@ -96,6 +105,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         lastStatsMs = Date.now();
       }
     }
+    await publishing;
   } finally {
     clearInterval(renewal);
     loopDelay.disable();
