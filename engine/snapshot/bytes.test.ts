@@ -214,6 +214,23 @@ describe("ByteWriter: length and finish", () => {
   });
 });
 
+describe("ByteWriter: raw bytes; ByteReader: positions and skips", () => {
+  it("copies raw bytes, starts a reader anywhere, and skips bytes and varints", () => {
+    const w = new ByteWriter(1);
+    w.raw(new Uint8Array([1, 2, 3]));
+    for (const v of [0, 127, 128, 2 ** 40]) w.uint(v);
+    w.u8(42);
+    const bytes = w.finish();
+    const r = new ByteReader(bytes, 1);
+    r.skip(2);
+    r.skipVarints(4);
+    expect(r.u8()).toBe(42);
+    expect(new ByteReader(bytes, 3).uint()).toBe(0);
+    expect(() => new ByteReader(bytes, 3).skipVarints(6)).toThrow("snapshot truncated");
+    expect(() => new ByteReader(bytes).skip(bytes.length + 1)).toThrow("snapshot truncated");
+  });
+});
+
 describe("ByteReader: refusals and the done flag", () => {
   it("is done only once every byte is consumed", () => {
     expect(reader([]).done).toBe(true);
