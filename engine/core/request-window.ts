@@ -207,7 +207,10 @@ export class RequestWindow {
     const next = this.chainNext!;
     for (let i = owner.requestChain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
-      owner.requests.set(this.requestIds[slot - this.base]!, slot);
+      const requestId = this.requestIds[slot - this.base]!;
+      const before = owner.requests.size;
+      owner.requests.set(requestId, slot);
+      if (owner.requests.size === before) throw new Error(`the restored snapshot remembers request ${owner.userId} ${requestId} twice`);
       owner.requestSlots.push(slot);
     }
     owner.requestChain = -1;

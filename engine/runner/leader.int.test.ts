@@ -109,6 +109,30 @@ describe("engine leader on real Redis", () => {
     expect(Number(b.value!.split(":")[1])).toBeGreaterThan(Number(a.value?.split(":")[1] ?? 0));
   });
 
+  it("never publishes a later batch after a publish failed: the leader stops with nothing out of order", async () => {
+    const keys = freshKeys();
+    for (let i = 0; i < 25; i++) await send(keys, instruction(`u${i}`, "r1", { kind: "create_account" }));
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    // A writer whose first publish fails (as under maxmemory) while later ones would succeed.
+    const writer = new Redis(REDIS_URL);
+    let evals = 0;
+    const realEval = writer.eval.bind(writer) as (...args: unknown[]) => Promise<unknown>;
+    (writer as unknown as { eval: (...args: unknown[]) => Promise<unknown> }).eval = (...args) =>
+      ++evals === 1 ? Promise.reject(new Error("simulated publish failure")) : realEval(...args);
+    try {
+      const state = createState(makeParams());
+      // batchSize 1: the replay reads ranges of 10, so the 25 entries are three batches.
+      const running = runLeader({ reader, writer, keys, log, lease, state, batchSize: 1, blockMs: 20 }, new AbortController().signal);
+      await expect(running).rejects.toThrow("simulated publish failure");
+      expect(evals).toBe(1);
+      expect(await redis.xlen(keys.output)).toBe(0);
+      expect(await redis.get(keys.enginePublished)).toBeNull();
+    } finally {
+      writer.disconnect();
+    }
+  });
+
   it("fences off an engine that lost its lease: it can publish nothing and stops", async () => {
     const keys = freshKeys();
     const a = new EngineLease(redis, keys, "a", 300, log);

@@ -55,15 +55,17 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   loopDelay.enable();
 
   // One publish may be in flight while the next batch is applied: Redis runs a batch's XADDs while this process
-  // applies the next, and the calls go out on one connection, so they land in log order. The next batch's publish
-  // waits for this one, so a failure (fenced) stops the leader one batch later at most.
+  // applies the next. A batch is sent only once the previous one succeeded, so a failed publish (fenced, or any
+  // Redis error) is never followed by a later batch or cursor: the leader stops at the next batch with nothing
+  // out of order.
   let publishing: Promise<void> = Promise.resolve();
   const applyBatch = async (entries: RawEntry[]) => {
     const outputs: EngineOutput[] = [];
     for (const entry of entries) for (const out of applyRaw(state, entry)) outputs.push(out);
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
     const previous = publishing;
-    publishing = publishOutputs(o.writer, o.keys, o.lease.value ?? "", state.lastInputId, outputs);
+    const through = state.lastInputId;
+    publishing = previous.then(() => publishOutputs(o.writer, o.keys, o.lease.value ?? "", through, outputs));
     publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
     await previous;
     applied += entries.length;

@@ -229,6 +229,35 @@ describe("ByteWriter: raw bytes; ByteReader: positions and skips", () => {
     expect(() => new ByteReader(bytes, 3).skipVarints(6)).toThrow("snapshot truncated");
     expect(() => new ByteReader(bytes).skip(bytes.length + 1)).toThrow("snapshot truncated");
   });
+
+  it("skips exactly the varints uint reads, and refuses the same ones", () => {
+    const cases: number[][] = [
+      [0x00], [0x7f], [0x80, 0x01], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f], // 2^53 − 1
+      [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10], // 2^53
+      [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], new Array<number>(10).fill(0x80), [0x80, 0x80],
+    ];
+    for (const bytes of cases) {
+      const viaUint = (() => {
+        const r = new ByteReader(new Uint8Array(bytes));
+        try {
+          r.uint();
+          return r.position;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      })();
+      const viaSkip = (() => {
+        const r = new ByteReader(new Uint8Array(bytes));
+        try {
+          r.skipVarints(1);
+          return r.position;
+        } catch (err) {
+          return (err as Error).message;
+        }
+      })();
+      expect(viaSkip, JSON.stringify(bytes)).toBe(viaUint);
+    }
+  });
 });
 
 describe("ByteReader: refusals and the done flag", () => {

@@ -148,13 +148,21 @@ export class ByteReader {
     return result;
   }
 
-  /** Steps over `count` varints (their values unchecked). */
+  /** Steps over `count` varints, refusing what `uint` refuses (more than 8 bytes, above MAX_SAFE_INTEGER). */
   skipVarints(count: number): void {
     const buf = this.buf;
     let p = this.pos;
+    let length = 0;
     while (count > 0) {
       if (p >= buf.length) throw new RangeError("snapshot truncated");
-      if (buf[p++]! < 0x80) count--;
+      const b = buf[p++]!;
+      length++;
+      // 7 bytes hold 49 bits; an 8th may add 4 more (2^53 − 1 at most) and must be the last.
+      if (length === 8 && b >= 0x10) throw new RangeError(b >= 0x80 ? "varint too long" : "varint out of range");
+      if (b < 0x80) {
+        count--;
+        length = 0;
+      }
     }
     this.pos = p;
   }

@@ -423,6 +423,9 @@ interface HandBuiltOptions {
   accountIndex?: number;
   /** Added to the second receipt's length prefix. */
   lengthSkew?: number;
+  /** Raw bytes for the first receipt's USD amount (instead of the varint of 10,000 USD). */
+  grantBytes?: number[];
+  secondRequestId?: string;
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
@@ -467,7 +470,9 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   const created = new ByteWriter(16);
   created.u8(1); // create_account
   created.u8(1); // granted
-  for (const v of [10_000 * USD, 0, 0, 0, 0]) created.uint(v);
+  if (options.grantBytes === undefined) created.uint(10_000 * USD);
+  else created.raw(new Uint8Array(options.grantBytes));
+  for (const v of [0, 0, 0, 0]) created.uint(v);
   const refused = new ByteWriter(16);
   refused.u8(options.receiptKind ?? 0); // rejected
   refused.string(options.rejectionCode ?? "INVALID_AMOUNT");
@@ -487,7 +492,7 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
     w.uint(created.length);
     w.raw(created.finish());
     w.uint(options.accountIndex ?? 0);
-    w.string("req-2");
+    w.string(options.secondRequestId ?? "req-2");
     w.uint(50);
     w.uint(refused.length + (options.lengthSkew ?? 0));
     w.raw(refused.finish());
@@ -520,6 +525,20 @@ describe("snapshot codec: documented layout", () => {
     ]);
     // The encoder writes exactly these bytes back, as version 2.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it("refuses at restore a packed receipt that would fail to decode later (bad UTF-8, an out-of-range number)", () => {
+    const badMessage = handBuilt();
+    badMessage[badMessage.lastIndexOf("nope".charCodeAt(0))] = 0xff;
+    expect(() => decodeSnapshot(badMessage)).toThrow("not valid");
+    // 2^53 as an 8-byte varint, then a 9-byte one.
+    expect(() => decodeSnapshot(handBuilt({ grantBytes: [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10] }))).toThrow("varint out of range");
+    expect(() => decodeSnapshot(handBuilt({ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }))).toThrow("varint too long");
+  });
+
+  it("refuses a snapshot that remembers the same request twice, loudly, when that account is first used", () => {
+    const state = decodeSnapshot(handBuilt({ secondRequestId: "r1" }));
+    expect(() => state.dedup.get("zed", "r1")).toThrow("the restored snapshot remembers request zed r1 twice");
   });
 
   it("refuses a remembered request of an account that is not there, or a receipt of the wrong length", () => {

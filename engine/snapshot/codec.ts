@@ -335,7 +335,7 @@ function checkReceipt(r: ByteReader, assetCount: number): void {
     case "rejected": {
       const code = r.string();
       if (!Object.hasOwn(REJECTIONS, code)) throw new Error(`snapshot holds an unknown rejection code ${code}`);
-      r.skip(r.uint()); // message
+      r.string(); // the message: checked as UTF-8 (refusals are few)
       return;
     }
     case "create_account":
