@@ -171,10 +171,13 @@ export class RequestWindow {
 
   /** Keys as "<userId> <requestId>" (neither contains a space), oldest first. */
   keys(): string[] {
-    return [...this].map(([key]) => key);
+    // Not through the iterator: that would decode every packed receipt just to list the keys.
+    const keys: string[] = [];
+    this.forEachStored((owner, requestId) => keys.push(`${owner.userId} ${requestId}`));
+    return keys;
   }
 
-  /** Entries with their receipts decoded (tests, tools; a snapshot uses `stored`). */
+  /** Entries with their receipts decoded, and kept so (tests, tools; a snapshot uses `forEachStored`). */
   *[Symbol.iterator](): IterableIterator<[string, DedupEntry]> {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
