@@ -1,14 +1,15 @@
 # One image for the always-on components (engine, worker, poller; the Node API too). The component is chosen by
-# the command: each SST service (infra/sst/services.ts) sets the one `npm start` runs for it, `node <flags> --import
-# tsx <entry>` from platform/components.ts; the default below is the engine's. No wrapper script, so the component
-# is PID 1 and gets ECS's SIGTERM directly (each registers its own handler and stops cleanly).
+# the command: each SST service (infra/sst/services.ts) sets the one `npm start` runs for it, `node <flags>
+# dist/<name>.mjs` from platform/components.ts; the default below is the engine's. No wrapper script, so the
+# component is PID 1 and gets ECS's SIGTERM directly (each registers its own handler and stops cleanly).
 #
-# The sources run through tsx as they do locally, so tsx is a runtime dependency (package.json `dependencies`) and
-# the dev tools (TypeScript, ESLint, Vitest, the SST CLI) stay out: `npm ci --omit=dev`. Install scripts are
-# skipped: none is needed at run time (esbuild's platform binary comes as an optional package).
+# The processes run bundles (platform/build.ts), built here from the sources with esbuild (through tsx, which
+# reads the component table), so both are runtime dependencies (package.json `dependencies`) and the dev tools
+# (TypeScript, ESLint, Vitest, the SST CLI) stay out: `npm ci --omit=dev`. Install scripts are skipped: none is
+# needed (esbuild's platform binary comes as an optional package).
 #
 # No secrets here: configuration comes from the environment at run time (see .env.example; SST passes the stage's
-# secrets). .dockerignore keeps .env, .data, .sst and the tests out of the build context.
+# secrets). .dockerignore keeps .env, .data, .sst, dist and the tests out of the build context.
 FROM node:20-slim
 
 ENV NODE_ENV=production
@@ -24,7 +25,9 @@ COPY migrations ./migrations
 COPY platform ./platform
 COPY poller ./poller
 COPY worker ./worker
+COPY scripts ./scripts
+RUN node scripts/build.mjs
 
 # Code owned by root, run as the image's unprivileged `node` user: the process cannot rewrite it.
 USER node
-CMD ["node", "--max-semi-space-size=64", "--import", "tsx", "engine/main.ts"]
+CMD ["node", "--enable-source-maps", "--max-semi-space-size=64", "dist/engine.mjs"]

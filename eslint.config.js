@@ -13,7 +13,7 @@ const impureSyntax = [
 const sstFiles = ["sst.config.ts", "infra/sst/**/*.ts"];
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", ".data/**", ".sst/**", "sst-env.d.ts", "coverage/**"] },
+  { ignores: ["node_modules/**", ".data/**", ".sst/**", "sst-env.d.ts", "coverage/**", "dist/**"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

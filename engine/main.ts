@@ -5,21 +5,22 @@
  * any failure exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
  */
 import { hostname } from "node:os";
-import { Worker } from "node:worker_threads";
 import { keyspace } from "../contract/names.ts";
 import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
+import { startThread } from "../platform/threads.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import type { Redis } from "ioredis";
 import { makeParams } from "./core/params.ts";
 import { isAfterId } from "./core/step.ts";
-import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
 import { runLeader } from "./runner/leader.ts";
 import { EngineLease } from "./runner/lease.ts";
+import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
+import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
 
 let failed = false;
 
@@ -39,6 +40,8 @@ runMain("engine", async () => {
   log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, statsEveryMs: config.statsEveryMs, prefix: config.prefix });
 
   const stop = stopOnSignals(log);
+  // The snapshot loader's thread starts first, so its start-up overlaps the connections and migrations below.
+  const loader = startSnapshotLoader(config.databaseUrl, postgresOptionsFromEnv(env));
 
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
@@ -48,18 +51,19 @@ runMain("engine", async () => {
   const keys = keyspace(config.prefix);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
   let exitCode = 0;
+  const params = makeParams({ initialBalanceMicros: config.initialBalanceMicros });
   const store = new PostgresSnapshotStore(db);
-  const restore = () => restoreState(store, makeParams({ initialBalanceMicros: config.initialBalanceMicros }), log);
   let follower: ReturnType<typeof startFollower> | undefined;
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
-    let state = await restore();
+    let state = await restoreState(() => loader.load(), params, log);
+    void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
     if (!(await lease.acquire(stop))) return;
     // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
     if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
       log.info("restore_again", { reason: "the log was trimmed past the restored snapshot", lastInputId: state.lastInputId });
-      state = await restore();
+      state = await restoreState(() => store.load(), params, log);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
       if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
@@ -90,6 +94,7 @@ runMain("engine", async () => {
     }
     if (end === "lease_lost") exitCode = 1;
   } finally {
+    await loader.close();
     await lease.release().catch(() => undefined);
     reader.disconnect();
     writer.disconnect();
@@ -101,8 +106,7 @@ runMain("engine", async () => {
 });
 
 function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLogger>) {
-  // Workers do not inherit the main thread's module hooks: give the thread the TypeScript loader itself.
-  const worker = new Worker(new URL("./runner/follower-thread.mjs", import.meta.url), { workerData: data });
+  const worker = startThread("engine-follower", data);
   const stopped = new Promise<void>((resolve) => {
     worker.on("message", (m) => {
       if (m === "stopped") resolve();

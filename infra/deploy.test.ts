@@ -1,5 +1,5 @@
 // What of the deployment can be checked without AWS: the containers and `sst dev` run the commands `npm start` runs,
-// the image holds every file and package those commands load, each process gets the secrets it reads, and the API
+// the image holds every file and package the build of those commands' bundles loads, each process gets the secrets it reads, and the API
 // routes reach the right function. (The Lambda entry itself is tested with API Gateway events in
 // functions/lambda.int.test.ts.)
 import { existsSync, readFileSync } from "node:fs";
@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
 import { OPERATIONS } from "../functions/openapi.ts";
 import { COMPONENTS, nodeArgs } from "../platform/components.ts";
+import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
 import {
   API_ROUTES, CONTAINER_PLANS, CONTAINERS, FUNCTION_SECRET_ENV, LAMBDA_HANDLER, SECRETS, containerCommand, devCommand,
@@ -23,8 +24,11 @@ const dockerfile = read("Dockerfile");
 const SECRET_VARIABLES = ["DATABASE_URL", "REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "JWT_SECRET", "RESEND_API_KEY"];
 
 describe("commands", () => {
-  it("the npm scripts run each component as npm start does", () => {
-    for (const component of COMPONENTS) expect(packageJson.scripts[component.name]).toBe(["node", ...nodeArgs(component)].join(" "));
+  it("the npm scripts run each component as npm start does, from a fresh build", () => {
+    for (const component of COMPONENTS) {
+      expect(packageJson.scripts[component.name]).toBe(`npm run -s build && ${["node", ...nodeArgs(component)].join(" ")}`);
+    }
+    expect(packageJson.scripts.build).toBe("node scripts/build.mjs");
   });
 
   it("each container runs its component's command, and sst dev its npm script", () => {
@@ -45,21 +49,23 @@ describe("the image", () => {
   const copied = [...dockerfile.matchAll(/^COPY (\S+) \.\/\S*$/gm)].map((m) => m[1]!);
   const ignored = read(".dockerignore").split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map(globToRegExp);
 
-  it("runs as a non-root user and installs no dev dependencies", () => {
+  it("runs as a non-root user, installs no dev dependencies and builds the bundles the commands run", () => {
     expect(dockerfile).toMatch(/^USER node$/m);
     expect(dockerfile).toMatch(/npm ci --omit=dev/);
+    expect(dockerfile).toMatch(/^RUN node scripts\/build\.mjs$/m);
+    for (const c of COMPONENTS) expect(nodeArgs(c)).toContain(`dist/${c.name}.mjs`);
     expect(dockerfile).not.toMatch(/^(ENV|ARG) \S*(SECRET|TOKEN|KEY|PASSWORD)/m);
   });
 
-  for (const component of COMPONENTS) {
-    it(`holds every file and package ${component.name} loads`, () => {
-      const { files, packages } = loadClosure(component.entry);
+  for (const entry of [...COMPONENTS.map((c) => c.entry), ...Object.values(THREADS), "scripts/build.mjs"]) {
+    it(`holds every file and package ${entry} loads (to build it, or at run time)`, () => {
+      const { files, packages } = loadClosure(entry);
       for (const file of files) {
         expect(copied.some((dir) => file === dir || file.startsWith(`${dir.replace(/\/$/, "")}/`)), `${file} is copied`).toBe(true);
         expect(ignored.some((re) => re.test(file)), `${file} is not in .dockerignore`).toBe(false);
       }
-      // tsx: every command runs with --import tsx.
-      for (const name of [...packages, "tsx"]) expect(packageJson.dependencies, `${name} in dependencies`).toHaveProperty([name]);
+      // tsx and esbuild: the image builds the bundles with them.
+      for (const name of [...packages, "tsx", "esbuild"]) expect(packageJson.dependencies, `${name} in dependencies`).toHaveProperty([name]);
     });
   }
 });

@@ -5,7 +5,7 @@
  */
 export interface Component {
   readonly name: "engine" | "worker" | "poller" | "api";
-  /** TypeScript entry, run through tsx. */
+  /** TypeScript entry; the process runs its bundle, dist/<name>.mjs (build.ts). */
   readonly entry: string;
   readonly nodeFlags: readonly string[];
   /** The JSON log event that says the component is serving. */
@@ -14,10 +14,10 @@ export interface Component {
 
 export const COMPONENTS: readonly Component[] = [
   // A bigger young generation: restores and bursts allocate many objects that survive (−25% restore time).
-  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--max-semi-space-size=64"], readyEvent: "replay_done" },
-  { name: "worker", entry: "worker/main.ts", nodeFlags: [], readyEvent: "start" },
-  { name: "poller", entry: "poller/main.ts", nodeFlags: [], readyEvent: "poller_running" },
-  { name: "api", entry: "functions/server.ts", nodeFlags: [], readyEvent: "listening" },
+  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64"], readyEvent: "replay_done" },
+  { name: "worker", entry: "worker/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "start" },
+  { name: "poller", entry: "poller/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "poller_running" },
+  { name: "api", entry: "functions/server.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "listening" },
 ];
 
 export function componentNamed(name: Component["name"]): Component {
@@ -26,7 +26,7 @@ export function componentNamed(name: Component["name"]): Component {
   return found;
 }
 
-/** The command line a component runs with, after `node`. */
+/** The command line a component runs with, after `node`: its bundle (built by `npm run build`). */
 export function nodeArgs(component: Component): string[] {
-  return [...component.nodeFlags, "--import", "tsx", component.entry];
+  return [...component.nodeFlags, `dist/${component.name}.mjs`];
 }

@@ -1,12 +1,14 @@
 /**
  * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-redis.ts and
  * platform/local-postgres.ts: the configured URL, else a reachable local server, else one of its own in the data
- * folder), then runs the engine, worker, poller and API as separate processes under a supervisor that restarts any
+ * folder), builds the bundles the processes run (platform/build.ts), then runs the engine, worker, poller and API
+ * as separate processes under a supervisor that restarts any
  * that dies. Ctrl-C stops them all cleanly, in order; running it again resumes the same state from the data folder
  * (`DATA_DIR`, default .data).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
@@ -34,6 +36,7 @@ runMain("start", async () => {
     const port = env.PORT?.trim() || "3000";
     const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
     const childEnv: NodeJS.ProcessEnv = { ...env, REDIS_URL: redis.url, DATABASE_URL: postgres.url, DATA_DIR: dataDir, PORT: port, APP_URL: appUrl };
+    log.info("built", { ms: Math.round(await buildBundles()) });
     const supervisor = new Supervisor(COMPONENTS, { env: childEnv, log, logDir: resolve(dataDir, "logs") });
     cleanup.unshift(() => supervisor.stop());
     if (stop.aborted) return;

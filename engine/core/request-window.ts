@@ -13,16 +13,18 @@
  * must be quick (at 1M remembered requests, decoding every receipt into objects took 2 s and 400 MB of heap, and
  * filling every account's request map took 0.3 s):
  * - receipts stay packed, as offsets into the snapshot's bytes: decoded on first use (a repeated request), copied
- *   as bytes by the next snapshot;
- * - an account's request map and slot list are filled on its first use. Until then its restored slots are only
- *   linked into a chain (`requestChain`, then `chainNext`).
+ *   as bytes by the next snapshot; so do request ids, until their account is first used (or a snapshot lists them);
+ * - an account's slot list is filled on its first use. Until then its restored slots are only linked into a chain
+ *   (`requestChain`, then `chainNext`).
+ * An account with few requests has no map at all: its handful of slots is scanned (cheaper than hashing into a map,
+ * and a restore touching 50k accounts builds none); past SMALL_OWNER it gets one.
  */
 import type { Receipt } from "./receipts.ts";
 
 export interface RequestOwner {
   readonly userId: string;
-  /** Request id → absolute slot in the window. */
-  readonly requests: Map<string, number>;
+  /** Request id → absolute slot in the window, once the owner has had more than SMALL_OWNER at a time. */
+  requests: Map<string, number> | undefined;
   /** This owner's slots, oldest first from `requestHead`. */
   requestSlots: number[];
   requestHead: number;
@@ -35,19 +37,26 @@ export interface DedupEntry {
   readonly receipt: Receipt;
 }
 
-/** Receipts still in encoded form (see the file comment): the bytes, and how to decode one of them. */
+/** Receipts and request ids still in encoded form (see the file comment): the bytes, and how to decode them. */
 export interface PackedReceipts {
   readonly bytes: Uint8Array;
   /** The receipt encoded at `offset`, remembered at `atMs`. */
   unpack(offset: number, atMs: number): Receipt;
+  /** The request id encoded at `offset`. */
+  key(offset: number): string;
 }
+
+/** Up to this many remembered requests, an owner's are found by scanning its slots. */
+export const SMALL_OWNER = 16;
 
 export class RequestWindow {
   private owners: (RequestOwner | undefined)[] = [];
-  private requestIds: string[] = [];
+  /** A request id, or the offset of a packed one (only ever of an owner not indexed since the restore). */
+  private requestIds: (string | number)[] = [];
   private times: number[] = [];
   private receipts: (Receipt | number | undefined)[] = [];
   private packed: PackedReceipts | undefined;
+  /** Receipts plus request ids still packed: the snapshot's bytes are kept while any is. */
   private packedLive = 0;
   /** Restored entries not linked into their owners' chains yet (see `addPacked`). */
   private unlinked = 0;
@@ -69,7 +78,7 @@ export class RequestWindow {
   /** The slot of a remembered request, or -1. */
   find(owner: RequestOwner, requestId: string): number {
     this.ensureIndexed(owner);
-    return owner.requests.get(requestId) ?? -1;
+    return this.lookup(owner, requestId);
   }
 
   atMs(slot: number): number {
@@ -101,12 +110,8 @@ export class RequestWindow {
   /** Adds a request that is not in the window, as the newest entry. */
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
     this.ensureIndexed(owner);
-    const slot = this.base + this.owners.length;
-    const before = owner.requests.size;
-    owner.requests.set(requestId, slot);
-    // One map operation, not has() + set(): a set that added nothing replaced an entry, which is a bug upstream.
-    if (owner.requests.size === before) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
-    owner.requestSlots.push(slot);
+    // Adding a request already remembered would be a bug upstream (the caller looks it up first).
+    if (!this.index(owner, requestId, this.base + this.owners.length)) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
     this.owners.push(owner);
     this.requestIds.push(requestId);
     this.times.push(atMs);
@@ -115,16 +120,17 @@ export class RequestWindow {
   }
 
   /**
-   * Restores an entry whose receipt stays encoded at `offset` in `packed.bytes`, as the newest entry, without
-   * indexing it (see the file comment). For a window being restored: all its restored entries come first, from
-   * one snapshot, and the caller guarantees each is remembered once.
+   * Restores an entry whose receipt stays encoded at `offset` in `packed.bytes` (and its request id too, when
+   * given as an offset), as the newest entry, without indexing it (see the file comment). For a window being
+   * restored: all its restored entries come first, from one snapshot, and each is remembered once (checked when
+   * its owner is indexed).
    */
-  addPacked(owner: RequestOwner, requestId: string, atMs: number, packed: PackedReceipts, offset: number): void {
+  addPacked(owner: RequestOwner, requestId: string | number, atMs: number, packed: PackedReceipts, offset: number): void {
     if (this.live !== this.unlinked || (this.packed !== undefined && this.packed !== packed)) {
       throw new Error("packed entries are restored into a fresh window, from one snapshot");
     }
     this.packed = packed;
-    this.packedLive++;
+    this.packedLive += typeof requestId === "number" ? 2 : 1;
     this.unlinked++;
     this.owners.push(owner);
     this.requestIds.push(requestId);
@@ -162,7 +168,7 @@ export class RequestWindow {
   /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
   evictOwn(owner: RequestOwner, maxEntries: number): void {
     this.ensureIndexed(owner);
-    while (owner.requests.size > maxEntries) {
+    while (owner.requestSlots.length - owner.requestHead > maxEntries) {
       const slot = owner.requestSlots[owner.requestHead++]!;
       this.kill(owner, slot - this.base);
     }
@@ -182,7 +188,7 @@ export class RequestWindow {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
       if (owner === undefined) continue;
-      yield [`${owner.userId} ${this.requestIds[i]!}`, { atMs: this.times[i]!, receipt: this.receipt(this.base + i) }];
+      yield [`${owner.userId} ${this.requestIdAt(i)}`, { atMs: this.times[i]!, receipt: this.receipt(this.base + i) }];
     }
   }
 
@@ -190,12 +196,14 @@ export class RequestWindow {
   forEachStored(visit: (owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number) => void): void {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
-      if (owner !== undefined) visit(owner, this.requestIds[i]!, this.times[i]!, this.receipts[i]!);
+      if (owner !== undefined) visit(owner, this.requestIdAt(i), this.times[i]!, this.receipts[i]!);
     }
   }
 
   private kill(owner: RequestOwner, position: number): void {
-    owner.requests.delete(this.requestIds[position]!);
+    const requestId = this.requestIds[position]!;
+    if (typeof requestId === "number") this.releasePacked();
+    else owner.requests?.delete(requestId);
     if (typeof this.receipts[position] === "number") this.releasePacked();
     this.owners[position] = undefined;
     this.receipts[position] = undefined;
@@ -210,14 +218,36 @@ export class RequestWindow {
     const next = this.chainNext!;
     for (let i = owner.requestChain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
-      const requestId = this.requestIds[slot - this.base]!;
-      const before = owner.requests.size;
-      owner.requests.set(requestId, slot);
-      if (owner.requests.size === before) throw new Error(`the restored snapshot remembers request ${owner.userId} ${requestId} twice`);
-      owner.requestSlots.push(slot);
+      const requestId = this.requestIdAt(slot - this.base);
+      if (!this.index(owner, requestId, slot)) throw new Error(`the restored snapshot remembers request ${owner.userId} ${requestId} twice`);
     }
     owner.requestChain = -1;
     if (--this.chainedOwners === 0) this.chainNext = undefined;
+  }
+
+  /** An indexed owner's slot for `requestId`, or -1: from its map, or by scanning its few live slots. */
+  private lookup(owner: RequestOwner, requestId: string): number {
+    if (owner.requests !== undefined) return owner.requests.get(requestId) ?? -1;
+    const slots = owner.requestSlots;
+    for (let i = owner.requestHead; i < slots.length; i++) {
+      // An indexed owner's ids are all decoded (strings).
+      if (this.requestIds[slots[i]! - this.base] === requestId) return slots[i]!;
+    }
+    return -1;
+  }
+
+  /** Files `slot` as `owner`'s newest, for `requestId`; false (and nothing changed) if the owner has that id already. */
+  private index(owner: RequestOwner, requestId: string, slot: number): boolean {
+    if (this.lookup(owner, requestId) >= 0) return false;
+    const slots = owner.requestSlots;
+    if (owner.requests === undefined && slots.length - owner.requestHead >= SMALL_OWNER) {
+      const map = new Map<string, number>();
+      for (let i = owner.requestHead; i < slots.length; i++) map.set(this.requestIds[slots[i]! - this.base] as string, slots[i]!);
+      owner.requests = map;
+    }
+    owner.requests?.set(requestId, slot);
+    slots.push(slot);
+    return true;
   }
 
   private dropChainHead(owner: RequestOwner): void {
@@ -242,7 +272,17 @@ export class RequestWindow {
     this.unlinked = 0;
   }
 
-  /** One packed receipt fewer; the snapshot's bytes go when none is left. */
+  /** The request id at a queue position, decoded (and kept so) if it was still packed. */
+  private requestIdAt(position: number): string {
+    const stored = this.requestIds[position]!;
+    if (typeof stored === "string") return stored;
+    const requestId = this.packed!.key(stored);
+    this.requestIds[position] = requestId;
+    this.releasePacked();
+    return requestId;
+  }
+
+  /** One packed receipt or id fewer; the snapshot's bytes go when none is left. */
   private releasePacked(): void {
     if (--this.packedLive === 0) this.packed = undefined;
   }

@@ -15,8 +15,8 @@ export interface Account {
   /** Spot holdings per asset index, in quantity steps. */
   readonly holdings: number[];
   readonly openTrades: Map<string, Trade>;
-  /** Request id → slot in the idempotency window, and this account's slots in order (see request-window.ts). */
-  readonly requests: Map<string, number>;
+  /** Request id → slot in the idempotency window (past a few requests), and this account's slots in order (see request-window.ts). */
+  requests: Map<string, number> | undefined;
   requestSlots: number[];
   requestHead: number;
   requestChain: number;
@@ -131,7 +131,7 @@ function createBook(): TriggerBook {
 }
 
 export function newAccount(userId: string, assetCount: number): Account {
-  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: new Map(), requestSlots: [], requestHead: 0, requestChain: -1 };
+  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: undefined, requestSlots: [], requestHead: 0, requestChain: -1 };
 }
 
 export function assetAt(state: EngineState, index: number): AssetConfig {
@@ -147,23 +147,27 @@ export function exitLevel(isLong: boolean, stopLossTicks: number, liquidationTic
   return isLong ? Math.max(stopLossTicks, liquidationTicks) : Math.min(stopLossTicks, liquidationTicks);
 }
 
-/** An open trade from its facts; every trade object is built here so all share one shape. */
+/** An open trade from its facts. */
 export function makeTrade(account: Account, f: TradeFacts): Trade {
+  return newTrade(
+    account, f.seq, f.id, f.assetIndex, f.isLong, f.marginMicros, f.leverage, f.quantitySteps, f.openPriceTicks, f.stopLossTicks,
+    f.takeProfitTicks, f.liquidationTicks, f.openedAtMs,
+  );
+}
+
+/**
+ * Every trade object is built here, so all share one shape. Positional, so a restore builds its million trades
+ * without an intermediate facts object each.
+ */
+export function newTrade(
+  account: Account, seq: number, id: string, assetIndex: number, isLong: boolean, marginMicros: number, leverage: number,
+  quantitySteps: number, openPriceTicks: number, stopLossTicks: number, takeProfitTicks: number, liquidationTicks: number,
+  openedAtMs: number,
+): Trade {
   return {
-    seq: f.seq,
-    id: f.id,
-    assetIndex: f.assetIndex,
-    isLong: f.isLong,
-    marginMicros: f.marginMicros,
-    leverage: f.leverage,
-    quantitySteps: f.quantitySteps,
-    openPriceTicks: f.openPriceTicks,
-    stopLossTicks: f.stopLossTicks,
-    takeProfitTicks: f.takeProfitTicks,
-    liquidationTicks: f.liquidationTicks,
-    openedAtMs: f.openedAtMs,
-    account,
-    exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
+    seq, id, assetIndex, isLong, marginMicros, leverage, quantitySteps, openPriceTicks, stopLossTicks, takeProfitTicks,
+    liquidationTicks, openedAtMs, account,
+    exitTicks: exitLevel(isLong, stopLossTicks, liquidationTicks),
     exitPos: -1,
     profitPos: -1,
   };

@@ -34,7 +34,7 @@ const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, postgresOptionsFromEnv(process.env));
 try {
   const store = new PostgresSnapshotStore(db);
-  const state = await restoreState(store, makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
+  const state = await restoreState(() => store.load(), makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
   await runFollower({ redis, keys: keyspace(data.prefix), log, state, store, leaseValue: data.leaseValue, everyMs: data.snapshotEveryMs }, stop.signal);
 } finally {
   redis.disconnect();

@@ -2,24 +2,46 @@
 import type { Logger } from "../../platform/log.ts";
 import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
+import type { ByteSource } from "../snapshot/bytes.ts";
 import { decodeSnapshot } from "../snapshot/codec.ts";
-import type { SnapshotStore } from "./follower.ts";
+import type { SnapshotHead } from "../snapshot/postgres-store.ts";
 
-export async function restoreState(store: SnapshotStore, freshParams: EngineParams, log: Logger): Promise<EngineState> {
+/** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
+export interface LoadedSnapshot {
+  readonly head: SnapshotHead;
+  readonly bytes: Uint8Array;
+  /** Present while `bytes` is still filling: waits for more of them (see ByteReader). */
+  readonly more?: ByteSource;
+  /** Present while the bytes are unverified: resolves once all are there and match the head, rejects if not. */
+  readonly verified?: Promise<void>;
+  /** Figures for the restore log line. */
+  readonly stats?: () => Record<string, number>;
+}
+
+export async function restoreState(load: () => Promise<LoadedSnapshot | null>, freshParams: EngineParams, log: Logger): Promise<EngineState> {
   const t0 = performance.now();
-  const loaded = await store.load();
+  const loaded = await load();
   if (loaded === null) {
     log.info("restore_fresh", { reason: "no snapshot yet" });
     return createState(freshParams);
   }
-  // The store checked the bytes against the head's length and SHA-256.
-  const loadMs = performance.now() - t0;
-  const state = decodeSnapshot(loaded.bytes);
+  const headMs = performance.now() - t0;
+  let state: EngineState;
+  try {
+    state = decodeSnapshot(loaded.bytes, loaded.more);
+  } catch (err) {
+    // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better.
+    await loaded.verified;
+    throw err;
+  }
+  const decodeMs = performance.now() - t0 - headMs;
+  // Nothing decoded is used before every byte is checked against the head's length and SHA-256.
+  await loaded.verified;
   let trades = 0;
   for (const a of state.accounts.values()) trades += a.openTrades.size;
   log.info("restore_snapshot", {
-    lastInputId: state.lastInputId, bytes: loaded.bytes.length, loadMs: Math.round(loadMs), decodeMs: Math.round(performance.now() - t0 - loadMs),
-    accounts: state.accounts.size, openTrades: trades,
+    lastInputId: state.lastInputId, bytes: loaded.bytes.length, headMs: Math.round(headMs), decodeMs: Math.round(decodeMs),
+    ...loaded.stats?.(), accounts: state.accounts.size, openTrades: trades,
   });
   return state;
 }

@@ -299,3 +299,63 @@ describe("ByteReader: refusals and the done flag", () => {
     expect(() => reader([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).int()).toThrow(RangeError);
   });
 });
+
+describe("ByteReader over a buffer still filling", () => {
+  /** A source that hands out the bytes `step` at a time, recording how far the reader asked for. */
+  function trickle(total: number, step: number, stopAt = total) {
+    let filled = 0;
+    const asked: number[] = [];
+    const more = (end: number) => {
+      asked.push(end);
+      while (filled < end && filled < stopAt) filled = Math.min(filled + step, stopAt);
+      return filled;
+    };
+    return { more, asked };
+  }
+
+  it("reads every kind of value across the edges of what has arrived, asking only when it runs out", () => {
+    const w = new ByteWriter(1);
+    const values = [0, 1, 127, 128, 300, 2 ** 40, Number.MAX_SAFE_INTEGER];
+    for (const v of values) w.uint(v);
+    w.int(-12345);
+    w.string("héllo, a string longer than one step");
+    w.string("x".repeat(100));
+    w.u8(7);
+    w.raw(new Uint8Array([1, 2, 3]));
+    w.uint(5);
+    const bytes = w.finish();
+    for (const step of [1, 2, 3, 7, 1000]) {
+      const { more, asked } = trickle(bytes.length, step);
+      const r = new ByteReader(bytes, 0, more);
+      expect(values.map(() => r.uint())).toEqual(values);
+      expect(r.int()).toBe(-12345);
+      expect(r.string()).toBe("héllo, a string longer than one step");
+      expect(r.string()).toBe("x".repeat(100));
+      expect(r.u8()).toBe(7);
+      r.skip(3);
+      r.skipVarints(1);
+      expect(r.done).toBe(true);
+      // Each call asked for more than the reader had: the source is not polled per value.
+      expect(asked.length).toBeLessThanOrEqual(Math.ceil(bytes.length / step) + 1);
+      for (let i = 1; i < asked.length; i++) expect(asked[i]).toBeGreaterThan(asked[i - 1]!);
+    }
+  });
+
+  it("fails as truncated when the source stops short, and never reads past the buffer", () => {
+    const w = new ByteWriter(1);
+    w.uint(2 ** 40);
+    w.string("abcdef");
+    const bytes = w.finish();
+    const cut = trickle(bytes.length, 1, 4);
+    const r = new ByteReader(bytes, 0, cut.more);
+    expect(() => r.uint()).toThrow("snapshot truncated");
+    const short = trickle(bytes.length, 100, bytes.length - 2);
+    const s = new ByteReader(bytes, 0, short.more);
+    expect(s.uint()).toBe(2 ** 40);
+    expect(() => s.string()).toThrow("snapshot truncated");
+    const full = trickle(bytes.length, 100);
+    const past = new ByteReader(bytes, 0, full.more);
+    expect(() => past.skip(bytes.length + 1)).toThrow("snapshot truncated");
+    expect(full.asked).toEqual([]); // beyond the buffer: refused without waiting for bytes that cannot come
+  });
+});

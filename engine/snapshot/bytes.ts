@@ -111,8 +111,23 @@ export class ByteWriter {
   }
 }
 
+/**
+ * Where a streamed buffer's bytes come from: blocks until at least `end` bytes are there (or no more will come) and
+ * returns how many are there now. The reader calls it only when it runs out, so a whole buffer costs nothing.
+ */
+export type ByteSource = (end: number) => number;
+
 export class ByteReader {
-  constructor(private readonly buf: Uint8Array, private pos = 0) {}
+  /** Bytes readable now: the whole buffer, or what a streaming source has delivered so far. */
+  private end: number;
+
+  /**
+   * Reads `buf` from `pos`. With `more`, the buffer fills while it is read (a snapshot still loading) and the
+   * reader asks `more` whenever it reaches the end of what is there.
+   */
+  constructor(private readonly buf: Uint8Array, private pos = 0, private readonly more?: ByteSource) {
+    this.end = more === undefined ? buf.length : 0;
+  }
 
   get done(): boolean {
     return this.pos === this.buf.length;
@@ -123,27 +138,29 @@ export class ByteReader {
   }
 
   skip(n: number): void {
-    if (this.pos + n > this.buf.length) throw new RangeError("snapshot truncated");
+    if (this.pos + n > this.end) this.need(this.pos + n);
     this.pos += n;
   }
 
   u8(): number {
-    if (this.pos >= this.buf.length) throw new RangeError("snapshot truncated");
+    if (this.pos >= this.end) this.need(this.pos + 1);
     return this.buf[this.pos++]!;
   }
 
   uint(): number {
     const buf = this.buf;
+    let p = this.pos;
     let result = 0;
     let scale = 1;
     for (;;) {
-      if (this.pos >= buf.length) throw new RangeError("snapshot truncated");
-      const b = buf[this.pos++]!;
+      if (p >= this.end) this.need(p + 1);
+      const b = buf[p++]!;
       result += (b & 0x7f) * scale;
       if (b < 0x80) break;
       scale *= 0x80;
       if (scale > 2 ** 56) throw new RangeError("varint too long");
     }
+    this.pos = p;
     if (result > Number.MAX_SAFE_INTEGER) throw new RangeError("varint out of range");
     return result;
   }
@@ -154,7 +171,7 @@ export class ByteReader {
     let p = this.pos;
     let length = 0;
     while (count > 0) {
-      if (p >= buf.length) throw new RangeError("snapshot truncated");
+      if (p >= this.end) this.need(p + 1);
       const b = buf[p++]!;
       length++;
       // 7 bytes hold 49 bits; an 8th may add 4 more (2^53 − 1 at most) and must be the last.
@@ -167,6 +184,23 @@ export class ByteReader {
     this.pos = p;
   }
 
+  /**
+   * Steps over a string that must be 1–`maxLength` bytes of printable ASCII without spaces (0x21–0x7e), so that
+   * `string()` at the same place later cannot fail.
+   */
+  skipToken(maxLength: number): void {
+    const n = this.uint();
+    if (n < 1 || n > maxLength) throw new RangeError(`token of ${n} bytes (1–${maxLength} allowed)`);
+    const start = this.pos;
+    if (start + n > this.end) this.need(start + n);
+    const buf = this.buf;
+    for (let i = start; i < start + n; i++) {
+      const b = buf[i]!;
+      if (b < 0x21 || b > 0x7e) throw new RangeError("token holds a byte that is not printable ASCII");
+    }
+    this.pos = start + n;
+  }
+
   int(): number {
     const z = this.uint();
     return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
@@ -176,7 +210,7 @@ export class ByteReader {
     const n = this.uint();
     const buf = this.buf;
     const start = this.pos;
-    if (start + n > buf.length) throw new RangeError("snapshot truncated");
+    if (start + n > this.end) this.need(start + n);
     this.pos += n;
     if (n <= 64) {
       let ascii = true;
@@ -185,5 +219,11 @@ export class ByteReader {
       if (ascii) return String.fromCharCode.apply(null, buf.subarray(start, start + n) as unknown as number[]);
     }
     return decoder.decode(buf.subarray(start, start + n));
+  }
+
+  /** Out of bytes before `end`: wait for a streaming source to deliver them, or fail. */
+  private need(end: number): void {
+    if (end <= this.buf.length && this.more !== undefined) this.end = Math.min(this.more(end), this.buf.length);
+    if (end > this.end) throw new RangeError("snapshot truncated");
   }
 }

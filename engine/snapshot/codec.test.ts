@@ -536,6 +536,14 @@ describe("snapshot codec: documented layout", () => {
     expect(() => decodeSnapshot(handBuilt({ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }))).toThrow("varint too long");
   });
 
+  it("refuses at restore a remembered request id the contract would not allow (left packed, it must decode later)", () => {
+    for (const id of ["", "req 2", "réq", "x".repeat(129), "tab\t"]) {
+      expect(() => decodeSnapshot(handBuilt({ secondRequestId: id })), JSON.stringify(id)).toThrow(/token of|not printable ASCII/);
+    }
+    const longest = decodeSnapshot(handBuilt({ secondRequestId: "~".repeat(128) }));
+    expect(longest.dedup.get("zed", "~".repeat(128))?.receipt).toEqual({ kind: "rejected", code: "INVALID_AMOUNT", message: "nope" });
+  });
+
   it("refuses a snapshot that remembers the same request twice, loudly, when that account is first used", () => {
     const state = decodeSnapshot(handBuilt({ secondRequestId: "r1" }));
     expect(() => state.dedup.get("zed", "r1")).toThrow("the restored snapshot remembers request zed r1 twice");

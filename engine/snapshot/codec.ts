@@ -27,10 +27,10 @@ import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import type { PackedReceipts, RequestOwner } from "../core/request-window.ts";
-import { createState, makeTrade, newAccount, tradeId, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
+import { createState, newAccount, newTrade, tradeId, type Account, type EngineState, type Trade, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { indexTrade } from "../core/trigger-index.ts";
-import { ByteReader, ByteWriter } from "./bytes.ts";
+import { ByteReader, ByteWriter, type ByteSource } from "./bytes.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
 export const SNAPSHOT_VERSION = 2;
@@ -115,10 +115,11 @@ const receiptWriter = new ByteWriter(256);
 
 /**
  * Rebuilds a state from `encodeSnapshot` bytes; throws a clear error on a foreign, newer or corrupt snapshot. The
- * state keeps `bytes` (its remembered requests' receipts stay packed in them): do not reuse the buffer.
+ * state keeps `bytes` (its remembered requests' receipts stay packed in them): do not reuse the buffer. With
+ * `more`, `bytes` is still being filled (a snapshot streaming in from its store) and decoding waits on it.
  */
-export function decodeSnapshot(bytes: Uint8Array): EngineState {
-  const r = new ByteReader(bytes);
+export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource): EngineState {
+  const r = new ByteReader(bytes, 0, more);
   for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
   const version = r.uint();
   if (version !== SNAPSHOT_VERSION && version !== 1) throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
@@ -156,7 +157,7 @@ export function decodeSnapshot(bytes: Uint8Array): EngineState {
     let openedAtMs = 0;
     for (let j = 0; j < tradeCount; j++) {
       seq += r.uint();
-      const trade = makeTrade(account, readTrade(r, params.shard, seq, openedAtMs, n));
+      const trade = readOpenTrade(r, account, params.shard, seq, openedAtMs, n);
       openedAtMs = trade.openedAtMs;
       account.openTrades.set(trade.id, trade);
       indexTrade(state.books[trade.assetIndex]!, trade, false);
@@ -186,13 +187,16 @@ function readDedup(r: ByteReader, state: EngineState, accounts: readonly Account
       if (reader.position !== end) throw new Error("snapshot holds a receipt of the wrong length");
       return receipt;
     },
+    key: (offset) => new ByteReader(bytes, offset).string(),
   };
   const count = r.uint();
   let atMs = 0;
   for (let i = 0; i < count; i++) {
     const account = accounts[r.uint()];
     if (account === undefined) throw new Error("snapshot remembers a request of an unknown account");
-    const requestId = r.string();
+    // Left packed (checked here, so decoding it later cannot fail): most are never looked at again.
+    const requestId = r.position;
+    r.skipToken(MAX_REQUEST_ID_LENGTH);
     atMs += r.uint();
     const offset = r.position;
     const end = r.uint() + r.position;
@@ -216,6 +220,9 @@ function readDedupV1(r: ByteReader, state: EngineState): void {
     state.dedup.add(account, key.slice(space + 1), atMs, readReceipt(r, state.params.shard, atMs, state.params.assets.length));
   }
 }
+
+/** What the contract allows a request id (contract/messages.ts): printable ASCII without spaces, at most this long. */
+const MAX_REQUEST_ID_LENGTH = 128;
 
 const REASONS: readonly CloseReason[] = ["manual", "stop_loss", "take_profit", "liquidation"];
 const RECEIPT_KINDS: readonly Receipt["kind"][] = ["rejected", "create_account", "open_trade", "close_trade", "spot_order"];
@@ -251,6 +258,25 @@ function readTrade(r: ByteReader, shard: number, seq: number, baseMs: number, as
     liquidationTicks: r.uint(),
     openedAtMs: baseMs + r.int(),
   };
+}
+
+/** readTrade for an open trade: the same fields, straight into the Trade (no facts object in between). */
+function readOpenTrade(r: ByteReader, account: Account, shard: number, seq: number, baseMs: number, assetCount: number): Trade {
+  const assetAndSide = r.uint();
+  const assetIndex = Math.floor(assetAndSide / 2);
+  if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
+  const marginMicros = r.uint();
+  const leverage = r.uint();
+  const quantitySteps = r.uint();
+  const openPriceTicks = r.uint();
+  const stopLossTicks = r.uint();
+  const takeProfitTicks = r.uint();
+  const liquidationTicks = r.uint();
+  const openedAtMs = baseMs + r.int();
+  return newTrade(
+    account, seq, tradeId(shard, seq), assetIndex, (assetAndSide & 1) === 1, marginMicros, leverage, quantitySteps, openPriceTicks,
+    stopLossTicks, takeProfitTicks, liquidationTicks, openedAtMs,
+  );
 }
 
 function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {

@@ -75,6 +75,38 @@ describe("PostgresSnapshotStore", () => {
     expect(heads.rows[0]?.n).toBe(1);
   });
 
+  it("streams chunk by chunk into the sink's buffer, telling how much is there after each", async () => {
+    const bytes = new Uint8Array(randomBytes(9 * MiB + 5));
+    const { head } = await store.save(bytes, headFor(bytes));
+    let buffer: Uint8Array | undefined;
+    const seen: { filled: number; matches: boolean }[] = [];
+    const streamed = await store.stream({
+      open: (h) => {
+        expect(h).toEqual(head); // the head comes first, before any byte
+        return (buffer = new Uint8Array(h.bytes));
+      },
+      // What is reported as there is there, already, byte for byte.
+      progress: (filled) => seen.push({ filled, matches: Buffer.from(buffer!.subarray(0, filled)).equals(bytes.subarray(0, filled)) }),
+    });
+    expect(streamed).toEqual(head);
+    expect(seen).toEqual([
+      { filled: SNAPSHOT_CHUNK_BYTES, matches: true },
+      { filled: 2 * SNAPSHOT_CHUNK_BYTES, matches: true },
+      { filled: 9 * MiB + 5, matches: true },
+    ]);
+  });
+
+  it("refuses a chunk whose size is not what the others add up to, before moving any byte", async () => {
+    const bytes = new Uint8Array(randomBytes(5 * MiB));
+    await store.save(bytes, headFor(bytes));
+    await t.db.query("UPDATE engine_snapshot_chunks SET data = substring(data from 1 for 100) WHERE idx = 1");
+    let opened = false;
+    const stream = store.stream({ open: (h) => ((opened = true), new Uint8Array(h.bytes)), progress: () => undefined });
+    await expect(stream).rejects.toThrow(SnapshotIntegrityError);
+    await expect(stream).rejects.toThrow(`has ${4 * MiB + 100} bytes, head says ${5 * MiB}`);
+    expect(opened).toBe(false);
+  });
+
   it("never moves the head back: an older (or equal) snapshot is skipped and the newer one stays", async () => {
     const store = new PostgresSnapshotStore(t.db);
     const newer = randomBytes(1000);

@@ -7,12 +7,13 @@
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
  * A load reads the head and its chunks in one repeatable-read transaction, so a save committing meanwhile cannot
- * pull the chunks from under it, and it checks the length and SHA-256 against the head before returning anything.
+ * pull the chunks from under it, and it checks the length and SHA-256 against the head before it resolves. It can
+ * stream: chunks land in the caller's buffer one by one, so recovery decodes while the rest is still coming.
  */
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Postgres, Queryable } from "../../platform/postgres.ts";
 import { isAfterId } from "../core/step.ts";
-import { hashSnapshot } from "./hash.ts";
 
 export interface SnapshotHead {
   /** Snapshot encoding version (codec.ts SNAPSHOT_VERSION). */
@@ -105,6 +106,18 @@ export class PostgresSnapshotStore {
 
   /** The latest snapshot, verified against its head; null when none was ever saved. */
   async load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    let bytes = new Uint8Array(0);
+    const head = await this.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined });
+    return head === null ? null : { bytes, head };
+  }
+
+  /**
+   * The latest snapshot, chunk by chunk into the sink's buffer, so a caller can decode the start while the rest is
+   * still coming. Resolves with the head once every byte is there and matches the head's length and SHA-256 (null
+   * when no snapshot was ever saved); rejects with SnapshotIntegrityError when they do not: bytes the sink saw
+   * before that are only trustworthy once this resolves.
+   */
+  async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       const headRows = await tx.query<{ snapshot_data: unknown }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
@@ -115,18 +128,43 @@ export class PostgresSnapshotStore {
         throw new SnapshotIntegrityError(`engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`);
       }
       const head = parsed.data;
-      const result = await tx.query<{ idx: number; data: Buffer }>(
-        "SELECT idx, data FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
+      // The sizes first (octet_length reads no chunk data), so a missing or short chunk fails before any byte moves.
+      const layout = await tx.query<{ idx: number; size: number }>(
+        "SELECT idx, octet_length(data) AS size FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
         [head.generation],
       );
-      const bytes = assemble(head, result.rows);
-      const hash = hashSnapshot(bytes);
-      if (hash !== head.stateHash) {
-        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} is corrupt: SHA-256 ${hash}, head says ${head.stateHash}`);
+      checkLayout(head, layout.rows);
+      const bytes = sink.open(head);
+      const hash = createHash("sha256");
+      let at = 0;
+      for (const { idx, size } of layout.rows) {
+        const chunk = await tx.query<{ data: string }>(
+          "SELECT encode(data, 'base64') AS data FROM engine_snapshot_chunks WHERE generation = $1 AND idx = $2",
+          [head.generation, idx],
+        );
+        const text = chunk.rows[0]?.data;
+        const data = text === undefined ? undefined : Buffer.from(text, "base64");
+        if (data?.length !== size) throw new SnapshotIntegrityError(`snapshot generation ${head.generation} chunk ${idx} changed while it was read`);
+        bytes.set(data, at);
+        hash.update(data);
+        at += size;
+        sink.progress(at);
       }
-      return { bytes, head };
+      const digest = hash.digest("hex");
+      if (digest !== head.stateHash) {
+        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`);
+      }
+      return head;
     });
   }
+}
+
+/** Where `stream` puts a snapshot's bytes. */
+export interface SnapshotSink {
+  /** Called once, before any byte: the buffer to fill, `head.bytes` long. */
+  open(head: SnapshotHead): Uint8Array;
+  /** The first `filled` bytes of the buffer are there. */
+  progress(filled: number): void;
 }
 
 /** After every generation still stored and the one the head names, so a new save never reuses a number. */
@@ -141,21 +179,13 @@ async function nextGeneration(tx: Queryable): Promise<number> {
   return Number(result.rows[0]!.next);
 }
 
-function assemble(head: SnapshotHead, rows: { idx: number; data: Buffer }[]): Uint8Array {
+function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: number }[]): void {
   const where = `snapshot generation ${head.generation}`;
   if (rows.length !== head.chunks) throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
   let total = 0;
   rows.forEach((r, i) => {
     if (r.idx !== i) throw new SnapshotIntegrityError(`${where} is missing chunk ${i}`);
-    total += r.data.length;
+    total += r.size;
   });
   if (total !== head.bytes) throw new SnapshotIntegrityError(`${where} has ${total} bytes, head says ${head.bytes}`);
-  const bytes = new Uint8Array(total);
-  let at = 0;
-  for (const r of rows) {
-    bytes.set(r.data, at);
-    at += r.data.length;
-  }
-  return bytes;
 }
-

@@ -1,5 +1,6 @@
 /**
- * vitest globalSetup: finds or starts the Redis and Postgres of a test run, with the logic `npm start` uses
+ * vitest globalSetup: builds the bundles the spawned processes run (platform/build.ts), then finds or starts the
+ * Redis and Postgres of a test run, with the logic `npm start` uses
  * (platform/local-redis.ts and platform/local-postgres.ts), so `npm test` works on a machine with neither. It runs
  * before any test worker starts, and the workers (and the processes tests spawn) inherit its environment: it sets
  * `REDIS_URL` and `TEST_DATABASE_ADMIN_URL` there, and also `provide`s them (`inject("testServers")`).
@@ -16,6 +17,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
+import { buildBundles } from "../build.ts";
 import { ensurePostgres, postgresProblem } from "../local-postgres.ts";
 import { ensureRedis } from "../local-redis.ts";
 import { DEFAULT_LOCAL_POSTGRES_ADMIN_URL, type InfraOptions, type LocalServer } from "../local-servers.ts";
@@ -35,6 +37,8 @@ declare module "vitest" {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // Tests that spawn the processes run their bundles, as `npm start` does: built from the sources under test.
+  await buildBundles();
   const env = process.env;
   const quiet = createLogger("test-servers", { level: "warn" });
   // mkdtemp makes it 0700; as root, the `postgres` user must be able to reach its folder inside.

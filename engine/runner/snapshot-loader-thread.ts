@@ -1,0 +1,53 @@
+/**
+ * The snapshot loader's thread (snapshot-loader.ts): its own Postgres pool (and, for a plain Postgres, its own
+ * WebSocket proxy), so moving and hex-decoding ~70 MB of chunks never runs on the thread that decodes them. For
+ * each "load" it streams the latest snapshot into shared memory and publishes its progress in the control words.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { createLogger } from "../../platform/log.ts";
+import { connectPostgres, type PostgresOptions } from "../../platform/postgres.ts";
+import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
+import { CONTROL_WORDS, DONE, FAILED, FILLED, STATE, VERSION, type FromLoader, type LoaderThreadData } from "./snapshot-loader.ts";
+
+const data = workerData as LoaderThreadData;
+const port = parentPort!;
+const log = createLogger("engine", { base: { role: "snapshot_loader" } });
+const options: PostgresOptions = { ...data.postgres, maxConnections: 1 };
+const connected = connectPostgres(data.databaseUrl, log, options);
+connected.catch(() => undefined); // reported by the load that needs it
+
+port.on("message", (message: "load" | "close") => {
+  if (message === "load") void load();
+  else void connected.then((db) => db.close(), () => undefined).finally(() => port.close());
+});
+
+async function load(): Promise<void> {
+  const post = (m: FromLoader) => port.postMessage(m);
+  let control: Int32Array | undefined;
+  const signal = (word: number, value: number) => {
+    Atomics.store(control!, word, value);
+    Atomics.add(control!, VERSION, 1);
+    Atomics.notify(control!, VERSION);
+  };
+  const started = performance.now();
+  try {
+    const store = new PostgresSnapshotStore(await connected);
+    const head = await store.stream({
+      open: (h) => {
+        const bytes = new SharedArrayBuffer(h.bytes);
+        const words = new SharedArrayBuffer(CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
+        control = new Int32Array(words);
+        post({ type: "head", head: h, bytes, control: words });
+        return new Uint8Array(bytes);
+      },
+      progress: (filled) => signal(FILLED, filled),
+    });
+    if (head === null) return post({ type: "none" });
+    signal(STATE, DONE);
+    post({ type: "done", loadMs: performance.now() - started });
+  } catch (err) {
+    if (control !== undefined) signal(STATE, FAILED);
+    const e = err instanceof Error ? err : new Error(String(err));
+    post({ type: "error", name: e.name, message: e.message });
+  }
+}

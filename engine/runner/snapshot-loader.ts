@@ -1,0 +1,136 @@
+/**
+ * Recovery's snapshot load on the other core. A worker thread (snapshot-loader-thread.ts) reads the latest
+ * snapshot from Postgres chunk by chunk into shared memory; the engine decodes each byte as soon as it lands and
+ * blocks (Atomics.wait) only when it catches up with the load. At 1M open trades the load alone — the transfer,
+ * the driver's hex decoding, the SHA-256 — costs about half as much as the decode, and here it overlaps it.
+ *
+ * The bytes are provisional until `verified` resolves: the thread checks the length and SHA-256 against the head
+ * at the end (PostgresSnapshotStore.stream), and restoreState waits for that before it trusts what it decoded.
+ */
+import type { Worker } from "node:worker_threads";
+import type { PostgresOptions } from "../../platform/postgres.ts";
+import { startThread } from "../../platform/threads.ts";
+import type { ByteSource } from "../snapshot/bytes.ts";
+import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/postgres-store.ts";
+import type { LoadedSnapshot } from "./restore.ts";
+
+export interface LoaderThreadData {
+  readonly databaseUrl: string;
+  readonly postgres: PostgresOptions;
+}
+
+/** Control words (an Int32Array over shared memory): bytes filled so far, load state, a change counter to wait on. */
+export const FILLED = 0;
+export const STATE = 1;
+export const VERSION = 2;
+export const CONTROL_WORDS = 3;
+export const LOADING = 0;
+export const DONE = 1;
+export const FAILED = 2;
+
+export type FromLoader =
+  | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer }
+  | { type: "none" }
+  | { type: "done"; loadMs: number }
+  | { type: "error"; name: string; message: string };
+
+/** A decode blocked this long without a new byte gives up: the load is stuck (a hung connection). */
+const STALL_MS = 30_000;
+
+/**
+ * Blocks this thread until the loader has filled at least `needed` bytes or stopped (done or failed); returns how
+ * many are there. Throws when `stallMs` pass with no change at all.
+ */
+export function waitForBytes(control: Int32Array, needed: number, stallMs: number): number {
+  for (;;) {
+    // The counter first: a change after this read makes the wait return at once.
+    const version = Atomics.load(control, VERSION);
+    const filled = Atomics.load(control, FILLED);
+    if (filled >= needed || Atomics.load(control, STATE) !== LOADING) return filled;
+    if (Atomics.wait(control, VERSION, version, stallMs) === "timed-out") {
+      throw new Error(`snapshot load stalled: no bytes for ${stallMs} ms (${filled} there, ${needed} needed)`);
+    }
+  }
+}
+
+export interface SnapshotLoader {
+  /** The latest snapshot, still streaming in; null when none was ever saved. One load at a time. */
+  load(): Promise<LoadedSnapshot | null>;
+  /** Ends the thread (and its connection); later calls return the same promise. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the loader thread now, so its start-up (module loading, the Postgres connection) overlaps the caller's
+ * own; a `load` waits for it.
+ */
+export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptions, stallMs = STALL_MS): SnapshotLoader {
+  const data: LoaderThreadData = { databaseUrl, postgres };
+  const worker: Worker = startThread("engine-snapshot-loader", data);
+  let onMessage: ((m: FromLoader) => void) | undefined;
+  let ended: Error | undefined;
+  let closing: Promise<void> | undefined;
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  const end = (err: Error) => {
+    ended ??= err;
+    onMessage?.({ type: "error", name: err.name, message: err.message });
+  };
+  worker.on("message", (m: FromLoader) => onMessage?.(m));
+  worker.on("error", (err) => end(new Error(`snapshot loader thread failed: ${err.message}`, { cause: err })));
+  worker.once("exit", (code) => end(new Error(`snapshot loader thread exited (${code})`)));
+
+  const load = () => new Promise<LoadedSnapshot | null>((resolve, reject) => {
+    if (ended !== undefined) return reject(ended);
+    let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
+    let loadMs = NaN;
+    let waitMs = 0;
+    onMessage = (m) => {
+      switch (m.type) {
+        case "none":
+          onMessage = undefined;
+          return resolve(null);
+        case "head": {
+          const control = new Int32Array(m.control);
+          const verified = new Promise<void>((res, rej) => (settle = { resolve: res, reject: rej }));
+          verified.catch(() => undefined); // awaited by restoreState; may settle while the decode blocks
+          const more: ByteSource = (needed) => {
+            const t0 = performance.now();
+            const filled = waitForBytes(control, needed, stallMs);
+            waitMs += performance.now() - t0;
+            return filled;
+          };
+          return resolve({
+            head: m.head, bytes: new Uint8Array(m.bytes), more, verified,
+            stats: () => ({ loadMs: Math.round(loadMs), waitMs: Math.round(waitMs) }),
+          });
+        }
+        case "done":
+          onMessage = undefined;
+          loadMs = m.loadMs;
+          return settle?.resolve();
+        case "error": {
+          onMessage = undefined;
+          const err = m.name === "SnapshotIntegrityError" ? new SnapshotIntegrityError(m.message) : new Error(m.message);
+          if (settle === undefined) return reject(err);
+          return settle.reject(err);
+        }
+      }
+    };
+    worker.postMessage("load");
+  });
+
+  return {
+    load,
+    close: () => {
+      closing ??= (async () => {
+        if (ended !== undefined) return;
+        worker.postMessage("close");
+        // The thread ends once its pool has closed; one that does not is stopped.
+        const timer = setTimeout(() => void worker.terminate(), 2000);
+        await exited;
+        clearTimeout(timer);
+      })();
+      return closing;
+    },
+  };
+}
