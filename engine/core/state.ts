@@ -147,27 +147,23 @@ export function exitLevel(isLong: boolean, stopLossTicks: number, liquidationTic
   return isLong ? Math.max(stopLossTicks, liquidationTicks) : Math.min(stopLossTicks, liquidationTicks);
 }
 
-/** An open trade from its facts. */
+/** An open trade from its facts; every trade object is built here so all share one shape. */
 export function makeTrade(account: Account, f: TradeFacts): Trade {
-  return newTrade(
-    account, f.seq, f.id, f.assetIndex, f.isLong, f.marginMicros, f.leverage, f.quantitySteps, f.openPriceTicks, f.stopLossTicks,
-    f.takeProfitTicks, f.liquidationTicks, f.openedAtMs,
-  );
-}
-
-/**
- * Every trade object is built here, so all share one shape. Positional, so a restore builds its million trades
- * without an intermediate facts object each.
- */
-export function newTrade(
-  account: Account, seq: number, id: string, assetIndex: number, isLong: boolean, marginMicros: number, leverage: number,
-  quantitySteps: number, openPriceTicks: number, stopLossTicks: number, takeProfitTicks: number, liquidationTicks: number,
-  openedAtMs: number,
-): Trade {
   return {
-    seq, id, assetIndex, isLong, marginMicros, leverage, quantitySteps, openPriceTicks, stopLossTicks, takeProfitTicks,
-    liquidationTicks, openedAtMs, account,
-    exitTicks: exitLevel(isLong, stopLossTicks, liquidationTicks),
+    seq: f.seq,
+    id: f.id,
+    assetIndex: f.assetIndex,
+    isLong: f.isLong,
+    marginMicros: f.marginMicros,
+    leverage: f.leverage,
+    quantitySteps: f.quantitySteps,
+    openPriceTicks: f.openPriceTicks,
+    stopLossTicks: f.stopLossTicks,
+    takeProfitTicks: f.takeProfitTicks,
+    liquidationTicks: f.liquidationTicks,
+    openedAtMs: f.openedAtMs,
+    account,
+    exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
     exitPos: -1,
     profitPos: -1,
   };

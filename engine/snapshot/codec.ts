@@ -27,7 +27,7 @@ import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import type { PackedReceipts, RequestOwner } from "../core/request-window.ts";
-import { createState, newAccount, newTrade, tradeId, type Account, type EngineState, type Trade, type TradeFacts } from "../core/state.ts";
+import { createState, makeTrade, newAccount, tradeId, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { indexTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, type ByteSource } from "./bytes.ts";
@@ -157,7 +157,7 @@ export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource): EngineStat
     let openedAtMs = 0;
     for (let j = 0; j < tradeCount; j++) {
       seq += r.uint();
-      const trade = readOpenTrade(r, account, params.shard, seq, openedAtMs, n);
+      const trade = makeTrade(account, readTrade(r, params.shard, seq, openedAtMs, n));
       openedAtMs = trade.openedAtMs;
       account.openTrades.set(trade.id, trade);
       indexTrade(state.books[trade.assetIndex]!, trade, false);
@@ -258,25 +258,6 @@ function readTrade(r: ByteReader, shard: number, seq: number, baseMs: number, as
     liquidationTicks: r.uint(),
     openedAtMs: baseMs + r.int(),
   };
-}
-
-/** readTrade for an open trade: the same fields, straight into the Trade (no facts object in between). */
-function readOpenTrade(r: ByteReader, account: Account, shard: number, seq: number, baseMs: number, assetCount: number): Trade {
-  const assetAndSide = r.uint();
-  const assetIndex = Math.floor(assetAndSide / 2);
-  if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
-  const marginMicros = r.uint();
-  const leverage = r.uint();
-  const quantitySteps = r.uint();
-  const openPriceTicks = r.uint();
-  const stopLossTicks = r.uint();
-  const takeProfitTicks = r.uint();
-  const liquidationTicks = r.uint();
-  const openedAtMs = baseMs + r.int();
-  return newTrade(
-    account, seq, tradeId(shard, seq), assetIndex, (assetAndSide & 1) === 1, marginMicros, leverage, quantitySteps, openPriceTicks,
-    stopLossTicks, takeProfitTicks, liquidationTicks, openedAtMs,
-  );
 }
 
 function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {
