@@ -21,6 +21,7 @@ import { EngineLease } from "./runner/lease.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
+import { startLogPrefetch } from "./runner/log-prefetch.ts";
 
 let failed = false;
 
@@ -40,15 +41,17 @@ runMain("engine", async () => {
   log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, statsEveryMs: config.statsEveryMs, prefix: config.prefix });
 
   const stop = stopOnSignals(log);
-  // The snapshot loader's thread starts first, so its start-up overlaps the connections and migrations below.
+  const keys = keyspace(config.prefix);
+  // The snapshot loader's and the log prefetch's threads start first, so their start-up overlaps the connections
+  // and migrations below. The prefetch reads the log tail once the snapshot's cursor is known.
   const loader = startSnapshotLoader(config.databaseUrl, postgresOptionsFromEnv(env));
+  const prefetch = startLogPrefetch(config.redisUrl, keys.input);
 
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
   await checkDurability(writer, log);
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   await migrate(db, log);
-  const keys = keyspace(config.prefix);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
   let exitCode = 0;
   const params = makeParams({ initialBalanceMicros: config.initialBalanceMicros });
@@ -57,7 +60,11 @@ runMain("engine", async () => {
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
-    let state = await restoreState(() => loader.load(), params, log);
+    let state = await restoreState(async () => {
+      const loaded = await loader.load();
+      prefetch.start(loaded?.head.lastInputId ?? "0-0", loaded?.control);
+      return loaded;
+    }, params, log);
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
     if (!(await lease.acquire(stop))) return;
     // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
@@ -76,9 +83,10 @@ runMain("engine", async () => {
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
     const end = await runLeader(
       {
-        reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs,
+        reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs, prefetched: prefetch,
         // The follower restores its own copy; started once the leader is live, so recovery has both cores.
         onLive: () => {
+          void prefetch.close();
           follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
         },
       },
@@ -94,7 +102,7 @@ runMain("engine", async () => {
     }
     if (end === "lease_lost") exitCode = 1;
   } finally {
-    await loader.close();
+    await Promise.all([loader.close(), prefetch.close()]);
     await lease.release().catch(() => undefined);
     reader.disconnect();
     writer.disconnect();

@@ -9,6 +9,7 @@ import { Worker } from "node:worker_threads";
 export const THREADS = {
   "engine-follower": "engine/runner/follower-thread.ts",
   "engine-snapshot-loader": "engine/runner/snapshot-loader-thread.ts",
+  "engine-log-prefetch": "engine/runner/log-prefetch-thread.ts",
 } as const;
 
 export type ThreadName = keyof typeof THREADS;

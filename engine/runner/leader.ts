@@ -13,7 +13,8 @@ import type { EngineOutput } from "../../contract/messages.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { EngineLease } from "./lease.ts";
-import { applyRaw, rangeAfter, readAfter, type RawEntry } from "./log-stream.ts";
+import type { LogPrefetch } from "./log-prefetch.ts";
+import { applyDecoded, decodeEntry, rangeAfter, readAfter, type DecodedEntry } from "./log-stream.ts";
 import { publishOutputs } from "./publisher.ts";
 
 export interface LeaderOptions {
@@ -29,6 +30,8 @@ export interface LeaderOptions {
   readonly blockMs?: number;
   /** How often the live loop logs `engine_stats` (with the event-loop pauses since the last report). */
   readonly statsEveryMs?: number;
+  /** The tail after the state's cursor, already read and decoded by another thread (log-prefetch.ts). */
+  readonly prefetched?: LogPrefetch;
   /** Called once the replay is done and the leader follows the log live. */
   readonly onLive?: () => void;
 }
@@ -59,9 +62,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // Redis error) is never followed by a later batch or cursor: the leader stops at the next batch with nothing
   // out of order.
   let publishing: Promise<void> = Promise.resolve();
-  const applyBatch = async (entries: RawEntry[]) => {
+  const applyBatch = async (entries: readonly DecodedEntry[]) => {
     const outputs: EngineOutput[] = [];
-    for (const entry of entries) for (const out of applyRaw(state, entry)) outputs.push(out);
+    for (const entry of entries) for (const out of applyDecoded(state, entry)) outputs.push(out);
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
     const previous = publishing;
     const through = state.lastInputId;
@@ -76,6 +79,25 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     const replayStart = Date.now();
     let replayed = 0;
     log.info("replay_start", { from: state.lastInputId });
+    let progressAt = replayStart;
+    const progress = (n: number) => {
+      replayed += n;
+      if (Date.now() - progressAt < 1000) return;
+      progressAt = Date.now();
+      log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
+    };
+    // First what the prefetch thread read and decoded meanwhile, then the rest of the log from here.
+    if (o.prefetched !== undefined) {
+      for (;;) {
+        const entries = await o.prefetched.next(state.lastInputId, stop);
+        if (entries === undefined) break;
+        await applyBatch(entries);
+        progress(entries.length);
+        if (stop.aborted) break;
+      }
+      const end = o.prefetched.ended;
+      log.info("replay_prefetched", { entries: replayed, prefetchMs: end?.ms, ...(end?.error === undefined ? {} : { stoppedBecause: end.error }) });
+    }
     // The next range is read (on the reader connection, idle until live) while this one is applied and published.
     let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);
     for (;;) {
@@ -83,9 +105,8 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (entries.length === 0 || stop.aborted) break;
       next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], batchSize * 10);
       next.catch(() => undefined); // awaited on the next turn; a failure there must not go unhandled meanwhile
-      await applyBatch(entries);
-      replayed += entries.length;
-      log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
+      await applyBatch(entries.map(decodeEntry));
+      progress(entries.length);
     }
     await publishing;
     log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
@@ -94,7 +115,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
-      if (entries.length > 0) await applyBatch(entries);
+      if (entries.length > 0) await applyBatch(entries.map(decodeEntry));
       else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;

@@ -53,9 +53,14 @@ export function waitForBytes(control: Int32Array, needed: number, stallMs: numbe
   }
 }
 
+/** A snapshot still streaming in, with the loader's control words (STATE leaves LOADING when the load ends). */
+export interface StreamingSnapshot extends LoadedSnapshot {
+  readonly control: SharedArrayBuffer;
+}
+
 export interface SnapshotLoader {
   /** The latest snapshot, still streaming in; null when none was ever saved. One load at a time. */
-  load(): Promise<LoadedSnapshot | null>;
+  load(): Promise<StreamingSnapshot | null>;
   /** Ends the thread (and its connection); later calls return the same promise. */
   close(): Promise<void>;
 }
@@ -79,7 +84,7 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
   worker.on("error", (err) => end(new Error(`snapshot loader thread failed: ${err.message}`, { cause: err })));
   worker.once("exit", (code) => end(new Error(`snapshot loader thread exited (${code})`)));
 
-  const load = () => new Promise<LoadedSnapshot | null>((resolve, reject) => {
+  const load = () => new Promise<StreamingSnapshot | null>((resolve, reject) => {
     if (ended !== undefined) return reject(ended);
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
     let loadMs = NaN;
@@ -100,7 +105,7 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
             return filled;
           };
           return resolve({
-            head: m.head, bytes: new Uint8Array(m.bytes), more, verified,
+            head: m.head, bytes: new Uint8Array(m.bytes), more, verified, control: m.control,
             stats: () => ({ loadMs: Math.round(loadMs), waitMs: Math.round(waitMs) }),
           });
         }
