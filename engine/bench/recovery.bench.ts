@@ -211,6 +211,9 @@ async function main(): Promise<void> {
     row("recovery: process start → lease held (start, connect, migrate, load + decode)", timeOf(engine.events("lease_acquired")[0]!) - restartAt, "ms");
     row("recovery: snapshot load from Postgres", num(restore, "loadMs"), "ms");
     row("recovery: snapshot decode + index rebuild", num(restore, "decodeMs"), "ms");
+    const prefetched = engine.lines.find((l) => l.event === "replay_prefetched");
+    row("recovery: entries read and decoded by the log prefetch thread", prefetched === undefined ? "none" : num(prefetched, "entries"), "entries");
+    row("recovery: restore → replay start (prefetched batches handed over, lease)", timeOf(engine.events("replay_start")[0]!) - timeOf(restore), "ms");
     row("recovery: replay of the tail", num(replayDone, "ms"), "ms");
     row("recovery: replay rate", num(replayDone, "perSec"), "entries/s");
     row("recovery: process start → replay_done (live)", recoveryMs, "ms");
@@ -240,6 +243,7 @@ async function main(): Promise<void> {
       restoreLoadMs: num(restore, "loadMs"),
       restoreDecodeMs: num(restore, "decodeMs"),
       replayMs: num(replayDone, "ms"),
+      replayPrefetchedEntries: prefetched === undefined ? 0 : num(prefetched, "entries"),
       snapshotEncodeMs: percentile(snapField("encodeMs"), 50),
       snapshotWriteMs: percentile(snapField("writeMs"), 50),
       snapshotBytes: percentile(snapField("bytes"), 50),
