@@ -23,3 +23,14 @@ export function startThread(name: ThreadName, workerData: unknown): Worker {
   const entry = new URL(`../${THREADS[name]}`, import.meta.url);
   return new Worker(new URL("./ts-thread.mjs", import.meta.url), { argv: [entry.href], workerData });
 }
+
+/**
+ * Asks a thread to end (`message`, which it answers by closing what it holds) and resolves once it has exited
+ * (`exited`, taken from its "exit" event when it started); one still running after `graceMs` is stopped.
+ */
+export async function endThread(worker: Worker, exited: Promise<void>, message: unknown, graceMs = 2000): Promise<void> {
+  worker.postMessage(message);
+  const timer = setTimeout(() => void worker.terminate(), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

@@ -14,7 +14,7 @@ import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { EngineLease } from "./lease.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
-import { applyDecoded, decodeEntry, rangeAfter, readAfter, type DecodedEntry } from "./log-stream.ts";
+import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
 import { publishOutputs } from "./publisher.ts";
 
 export interface LeaderOptions {
@@ -62,9 +62,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // Redis error) is never followed by a later batch or cursor: the leader stops at the next batch with nothing
   // out of order.
   let publishing: Promise<void> = Promise.resolve();
-  const applyBatch = async (entries: readonly DecodedEntry[]) => {
+  const applyBatch = async <E>(entries: readonly E[], applyOne: (state: EngineState, entry: E) => EngineOutput[]) => {
     const outputs: EngineOutput[] = [];
-    for (const entry of entries) for (const out of applyDecoded(state, entry)) outputs.push(out);
+    for (const entry of entries) for (const out of applyOne(state, entry)) outputs.push(out);
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
     const previous = publishing;
     const through = state.lastInputId;
@@ -91,7 +91,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       for (;;) {
         const entries = await o.prefetched.next(state.lastInputId, stop);
         if (entries === undefined) break;
-        await applyBatch(entries);
+        await applyBatch(entries, applyDecoded);
         progress(entries.length);
         if (stop.aborted) break;
       }
@@ -105,7 +105,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (entries.length === 0 || stop.aborted) break;
       next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], batchSize * 10);
       next.catch(() => undefined); // awaited on the next turn; a failure there must not go unhandled meanwhile
-      await applyBatch(entries.map(decodeEntry));
+      await applyBatch(entries, applyRaw);
       progress(entries.length);
     }
     await publishing;
@@ -115,7 +115,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
-      if (entries.length > 0) await applyBatch(entries.map(decodeEntry));
+      if (entries.length > 0) await applyBatch(entries, applyRaw);
       else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;

@@ -14,7 +14,7 @@
  * also proves every prefetched read was gap-free.
  */
 import type { Worker } from "node:worker_threads";
-import { startThread } from "../../platform/threads.ts";
+import { endThread, startThread } from "../../platform/threads.ts";
 import type { DecodedEntry } from "./log-stream.ts";
 
 export interface LogPrefetchThreadData {
@@ -105,13 +105,8 @@ export function startLogPrefetch(redisUrl: string, stream: string, options: { ba
   }
 
   function close(): Promise<void> {
-    closing ??= (async () => {
-      worker.postMessage({ type: "close" } satisfies ToPrefetch);
-      // The thread ends once its connection has closed; one that does not is stopped.
-      const timer = setTimeout(() => void worker.terminate(), 2000);
-      await exited;
-      clearTimeout(timer);
-    })();
+    // The thread ends once its connection has closed.
+    closing ??= endThread(worker, exited, { type: "close" } satisfies ToPrefetch);
     return closing;
   }
 

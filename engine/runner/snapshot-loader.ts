@@ -9,7 +9,7 @@
  */
 import type { Worker } from "node:worker_threads";
 import type { PostgresOptions } from "../../platform/postgres.ts";
-import { startThread } from "../../platform/threads.ts";
+import { endThread, startThread } from "../../platform/threads.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/postgres-store.ts";
 import type { LoadedSnapshot } from "./restore.ts";
@@ -129,11 +129,7 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
     close: () => {
       closing ??= (async () => {
         if (ended !== undefined) return;
-        worker.postMessage("close");
-        // The thread ends once its pool has closed; one that does not is stopped.
-        const timer = setTimeout(() => void worker.terminate(), 2000);
-        await exited;
-        clearTimeout(timer);
+        await endThread(worker, exited, "close"); // the thread ends once its pool has closed
       })();
       return closing;
     },
