@@ -211,6 +211,8 @@ async function main(): Promise<void> {
     row("recovery: process start → lease held (start, connect, migrate, load + decode)", timeOf(engine.events("lease_acquired")[0]!) - restartAt, "ms");
     row("recovery: snapshot load from Postgres", num(restore, "loadMs"), "ms");
     row("recovery: snapshot decode + index rebuild", num(restore, "decodeMs"), "ms");
+    row("recovery: … of which waiting for the load's bytes", num(restore, "waitMs"), "ms");
+    row("recovery: … of which waiting for the loader's dedup scan", num(restore, "scanWaitMs"), "ms");
     const prefetched = engine.lines.find((l) => l.event === "replay_prefetched");
     row("recovery: entries read and decoded by the log prefetch thread", prefetched === undefined ? "none" : num(prefetched, "entries"), "entries");
     row("recovery: restore → replay start (prefetched batches handed over, lease)", timeOf(engine.events("replay_start")[0]!) - timeOf(restore), "ms");
@@ -242,6 +244,7 @@ async function main(): Promise<void> {
       tailEntries: num(replayDone, "entries"),
       restoreLoadMs: num(restore, "loadMs"),
       restoreDecodeMs: num(restore, "decodeMs"),
+      restoreScanWaitMs: num(restore, "scanWaitMs"),
       replayMs: num(replayDone, "ms"),
       replayPrefetchedEntries: prefetched === undefined ? 0 : num(prefetched, "entries"),
       snapshotEncodeMs: percentile(snapField("encodeMs"), 50),

@@ -1,13 +1,18 @@
 /**
  * The snapshot loader's thread (snapshot-loader.ts): its own Postgres pool (and, for a plain Postgres, its own
  * WebSocket proxy), so moving and hex-decoding ~70 MB of chunks never runs on the thread that decodes them. For
- * each "load" it streams the latest snapshot into shared memory and publishes its progress in the control words.
+ * each "load" it streams the latest snapshot into shared memory and publishes its progress in the control words;
+ * then, while the engine still decodes the accounts, it scans the dedup section for it (prescanDedup) and posts
+ * the scan on the head's `dedup` port.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { MessageChannel, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { createLogger } from "../../platform/log.ts";
 import { connectPostgres, type PostgresOptions } from "../../platform/postgres.ts";
+import { prescanDedup, type DedupScan } from "../snapshot/codec.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
-import { CONTROL_WORDS, DONE, FAILED, FILLED, STATE, VERSION, type FromLoader, type LoaderThreadData } from "./snapshot-loader.ts";
+import {
+  CONTROL_WORDS, DONE, FAILED, FILLED, NO_SCAN, PRESCAN, SCANNED, STATE, VERSION, type FromLoader, type LoaderThreadData,
+} from "./snapshot-loader.ts";
 
 const data = workerData as LoaderThreadData;
 const port = parentPort!;
@@ -24,6 +29,8 @@ port.on("message", (message: "load" | "close") => {
 async function load(): Promise<void> {
   const post = (m: FromLoader) => port.postMessage(m);
   let control: Int32Array | undefined;
+  let bytes: Uint8Array | undefined;
+  const channel = new MessageChannel();
   const signal = (word: number, value: number) => {
     Atomics.store(control!, word, value);
     Atomics.add(control!, VERSION, 1);
@@ -34,11 +41,12 @@ async function load(): Promise<void> {
     const store = new PostgresSnapshotStore(await connected);
     const head = await store.stream({
       open: (h) => {
-        const bytes = new SharedArrayBuffer(h.bytes);
+        const shared = new SharedArrayBuffer(h.bytes);
         const words = new SharedArrayBuffer(CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
         control = new Int32Array(words);
-        post({ type: "head", head: h, bytes, control: words });
-        return new Uint8Array(bytes);
+        port.postMessage({ type: "head", head: h, bytes: shared, control: words, dedup: channel.port2 } satisfies FromLoader, [channel.port2]);
+        bytes = new Uint8Array(shared);
+        return bytes;
       },
       progress: (filled) => signal(FILLED, filled),
     });
@@ -49,5 +57,22 @@ async function load(): Promise<void> {
     if (control !== undefined) signal(STATE, FAILED);
     const e = err instanceof Error ? err : new Error(String(err));
     post({ type: "error", name: e.name, message: e.message });
+  } finally {
+    if (control !== undefined) signal(PRESCAN, prescan(channel.port1, Atomics.load(control, STATE) === DONE ? bytes : undefined));
+    channel.port1.close();
   }
+}
+
+/** Scans the dedup section of a loaded (and verified) snapshot and posts the scan; returns the PRESCAN state. */
+function prescan(to: MessagePort, loaded: Uint8Array | undefined): number {
+  let scan: DedupScan | undefined;
+  try {
+    scan = loaded === undefined ? undefined : prescanDedup(loaded);
+  } catch (err) {
+    // The decode meets the same fault and reports it: left to that, with the bytes' check.
+    log.warn("prescan_failed", { error: err });
+  }
+  if (scan === undefined) return NO_SCAN;
+  to.postMessage(scan, [scan.accounts.buffer, scan.requestIds.buffer, scan.receipts.buffer, scan.times.buffer]);
+  return SCANNED;
 }

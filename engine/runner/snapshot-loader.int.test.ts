@@ -5,12 +5,14 @@ import { migrate } from "../../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { makeParams } from "../core/params.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
-import { encodeSnapshot, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
+import { decodeSnapshot, encodeSnapshot, prescanDedup, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "../snapshot/hash.ts";
 import { PostgresSnapshotStore, SnapshotIntegrityError } from "../snapshot/postgres-store.ts";
 import { restoreState } from "./restore.ts";
-import { Worker } from "node:worker_threads";
-import { CONTROL_WORDS, DONE, FAILED, FILLED, STATE, VERSION, startSnapshotLoader, waitForBytes, type SnapshotLoader } from "./snapshot-loader.ts";
+import { MessageChannel, Worker } from "node:worker_threads";
+import {
+  CONTROL_WORDS, DONE, FAILED, FILLED, NO_SCAN, PRESCAN, STATE, VERSION, startSnapshotLoader, waitForBytes, waitForPrescan, type SnapshotLoader,
+} from "./snapshot-loader.ts";
 
 let t: TestDatabase;
 const loaders: SnapshotLoader[] = [];
@@ -71,6 +73,32 @@ describe("startSnapshotLoader + restoreState", () => {
     expect(line).toMatchObject({ lastInputId: state.lastInputId, bytes: bytes.length, accounts: 1_500, openTrades: 90_000 });
     expect(line?.loadMs).toEqual(expect.any(Number));
     expect(line?.waitMs).toEqual(expect.any(Number));
+    expect(line?.scanWaitMs).toEqual(expect.any(Number));
+  });
+
+  it("hands over the thread's scan of the dedup section, as this thread would make it", async () => {
+    const state = bigState();
+    const bytes = encodeSnapshot(state);
+    await save(bytes, state.lastInputId);
+    const loaded = (await loader().load())!;
+    await loaded.verified;
+    const scan = loaded.dedup!();
+    expect(scan).toBeDefined();
+    expect(scan).toEqual(prescanDedup(bytes));
+    expect(scan!.accounts.length).toBe(state.dedup.size);
+    expect(stateHash(decodeSnapshot(loaded.bytes, loaded.more, () => scan))).toBe(stateHash(state));
+  });
+
+  it("makes no scan of a dedup section it cannot read, and the decode reports the fault", async () => {
+    const state = bigState();
+    const bytes = encodeSnapshot(state);
+    // The last receipt's last amount made a varint that runs off the end; saved with its own (matching) hash.
+    bytes[bytes.length - 1] = bytes.at(-1)! | 0x80;
+    await save(bytes, state.lastInputId);
+    const loaded = (await loader().load())!;
+    await loaded.verified;
+    expect(loaded.dedup!()).toBeUndefined();
+    await expect(restoreState(() => loader().load(), fresh, log)).rejects.toThrow("snapshot truncated");
   });
 
   it("starts fresh when no snapshot was ever saved, and serves several loads in turn", async () => {
@@ -113,6 +141,23 @@ describe("startSnapshotLoader + restoreState", () => {
     const l = loader();
     await l.close();
     await expect(l.load()).rejects.toThrow(/snapshot loader thread exited/);
+  });
+});
+
+describe("waitForPrescan", () => {
+  it("returns nothing when the loader made no scan, and gives up after the stall time while it makes none", () => {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_WORDS * 4));
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const started = performance.now();
+      expect(() => waitForPrescan(control, port1, 200)).toThrow("snapshot loader stalled: no dedup scan for 200 ms");
+      expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+      Atomics.store(control, PRESCAN, NO_SCAN);
+      port2.postMessage("not for the decode"); // ignored: only a SCANNED prescan is read from the port
+      expect(waitForPrescan(control, port1, 200)).toBeUndefined();
+    } finally {
+      port1.close();
+    }
   });
 });
 

@@ -7,10 +7,11 @@
  * The bytes are provisional until `verified` resolves: the thread checks the length and SHA-256 against the head
  * at the end (PostgresSnapshotStore.stream), and restoreState waits for that before it trusts what it decoded.
  */
-import type { Worker } from "node:worker_threads";
+import { receiveMessageOnPort, type MessagePort, type Worker } from "node:worker_threads";
 import type { PostgresOptions } from "../../platform/postgres.ts";
 import { endThread, startThread } from "../../platform/threads.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
+import type { DedupScan } from "../snapshot/codec.ts";
 import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/postgres-store.ts";
 import type { LoadedSnapshot } from "./restore.ts";
 
@@ -19,17 +20,26 @@ export interface LoaderThreadData {
   readonly postgres: PostgresOptions;
 }
 
-/** Control words (an Int32Array over shared memory): bytes filled so far, load state, a change counter to wait on. */
+/**
+ * Control words (an Int32Array over shared memory): bytes filled so far, load state, a change counter to wait on,
+ * and the dedup prescan's state.
+ */
 export const FILLED = 0;
 export const STATE = 1;
 export const VERSION = 2;
-export const CONTROL_WORDS = 3;
+export const PRESCAN = 3;
+export const CONTROL_WORDS = 4;
+/** STATE values. */
 export const LOADING = 0;
 export const DONE = 1;
 export const FAILED = 2;
+/** PRESCAN values: running (or not started), its scan posted on the head's `dedup` port, or none coming. */
+export const SCANNING = 0;
+export const SCANNED = 1;
+export const NO_SCAN = 2;
 
 export type FromLoader =
-  | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer }
+  | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer; dedup: MessagePort }
   | { type: "none" }
   | { type: "done"; loadMs: number }
   | { type: "error"; name: string; message: string };
@@ -42,14 +52,28 @@ const STALL_MS = 30_000;
  * many are there. Throws when `stallMs` pass with no change at all.
  */
 export function waitForBytes(control: Int32Array, needed: number, stallMs: number): number {
+  let filled = 0;
+  waitUntil(control, () => (filled = Atomics.load(control, FILLED)) >= needed || Atomics.load(control, STATE) !== LOADING, stallMs,
+    () => `snapshot load stalled: no bytes for ${stallMs} ms (${filled} there, ${needed} needed)`);
+  return filled;
+}
+
+/**
+ * Blocks this thread until the loader's dedup prescan has ended, and returns its scan (undefined when it made none:
+ * a version-1 snapshot, a failed load, bytes it could not read). Throws when `stallMs` pass with no change at all.
+ */
+export function waitForPrescan(control: Int32Array, port: MessagePort, stallMs: number): DedupScan | undefined {
+  waitUntil(control, () => Atomics.load(control, PRESCAN) !== SCANNING, stallMs, () => `snapshot loader stalled: no dedup scan for ${stallMs} ms`);
+  // Posted before PRESCAN was set, so it is in the port's queue now.
+  return Atomics.load(control, PRESCAN) === SCANNED ? (receiveMessageOnPort(port)?.message as DedupScan | undefined) : undefined;
+}
+
+function waitUntil(control: Int32Array, done: () => boolean, stallMs: number, stalled: () => string): void {
   for (;;) {
     // The counter first: a change after this read makes the wait return at once.
     const version = Atomics.load(control, VERSION);
-    const filled = Atomics.load(control, FILLED);
-    if (filled >= needed || Atomics.load(control, STATE) !== LOADING) return filled;
-    if (Atomics.wait(control, VERSION, version, stallMs) === "timed-out") {
-      throw new Error(`snapshot load stalled: no bytes for ${stallMs} ms (${filled} there, ${needed} needed)`);
-    }
+    if (done()) return;
+    if (Atomics.wait(control, VERSION, version, stallMs) === "timed-out") throw new Error(stalled());
   }
 }
 
@@ -89,6 +113,7 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
     let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
     let loadMs = NaN;
     let waitMs = 0;
+    let scanWaitMs = 0;
     onMessage = (m) => {
       switch (m.type) {
         case "none":
@@ -96,6 +121,7 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
           return resolve(null);
         case "head": {
           const control = new Int32Array(m.control);
+          m.dedup.unref(); // read synchronously (waitForPrescan), never listened to
           const verified = new Promise<void>((res, rej) => (settle = { resolve: res, reject: rej }));
           verified.catch(() => undefined); // awaited by restoreState; may settle while the decode blocks
           const more: ByteSource = (needed) => {
@@ -104,9 +130,16 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
             waitMs += performance.now() - t0;
             return filled;
           };
+          const dedup = () => {
+            const t0 = performance.now();
+            const scan = waitForPrescan(control, m.dedup, stallMs);
+            scanWaitMs += performance.now() - t0;
+            m.dedup.close();
+            return scan;
+          };
           return resolve({
-            head: m.head, bytes: new Uint8Array(m.bytes), more, verified, control: m.control,
-            stats: () => ({ loadMs: Math.round(loadMs), waitMs: Math.round(waitMs) }),
+            head: m.head, bytes: new Uint8Array(m.bytes), more, verified, control: m.control, dedup,
+            stats: () => ({ loadMs: Math.round(loadMs), waitMs: Math.round(waitMs), scanWaitMs: Math.round(scanWaitMs) }),
           });
         }
         case "done":

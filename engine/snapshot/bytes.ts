@@ -137,6 +137,11 @@ export class ByteReader {
     return this.pos;
   }
 
+  /** The whole buffer's length, delivered yet or not. */
+  get length(): number {
+    return this.buf.length;
+  }
+
   skip(n: number): void {
     if (this.pos + n > this.end) this.need(this.pos + n);
     this.pos += n;

@@ -7,7 +7,7 @@ import { answerOf } from "../core/receipts.ts";
 import { createState, type EngineState, type Trade } from "../core/state.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { ByteWriter } from "./bytes.ts";
-import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot } from "./codec.ts";
+import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot, prescanDedup } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
 
 const USD = 1_000_000; // micros
@@ -426,6 +426,8 @@ interface HandBuiltOptions {
   /** Raw bytes for the first receipt's USD amount (instead of the varint of 10,000 USD). */
   grantBytes?: number[];
   secondRequestId?: string;
+  /** The dedup section's count (2 entries follow whatever it says). */
+  dedupCount?: number;
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
@@ -477,7 +479,7 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   refused.u8(options.receiptKind ?? 0); // rejected
   refused.string(options.rejectionCode ?? "INVALID_AMOUNT");
   refused.string("nope");
-  w.uint(2);
+  w.uint(options.dedupCount ?? 2);
   if (version === 1) {
     w.string("zed r1");
     w.uint(1_700_000_000_000);
@@ -568,6 +570,71 @@ describe("snapshot codec: documented layout", () => {
     expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 255 }))).toThrow("snapshot holds an unknown receipt kind");
     expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "NOT_A_CODE" }))).toThrow("unknown rejection code NOT_A_CODE");
     expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "toString" }))).toThrow("unknown rejection code toString");
+  });
+});
+
+describe("snapshot codec: the dedup section scanned by another thread (prescanDedup)", () => {
+  it("restores the same state from a prescan, asking for it once, and takes it instead of scanning again", () => {
+    const h = richHarness();
+    const bytes = encodeSnapshot(h.state);
+    const scan = prescanDedup(bytes)!;
+    expect(scan.accounts.length).toBe(h.state.dedup.size);
+    let asked = 0;
+    const restored = decodeSnapshot(bytes, undefined, () => (asked++, scan));
+    expect(asked).toBe(1);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+    expect([...restored.dedup]).toEqual([...decodeSnapshot(bytes).dedup]);
+    expect(encodeSnapshot(restored)).toEqual(bytes);
+    // No scan after all: the decode scans itself.
+    expect(stateHash(decodeSnapshot(bytes, undefined, () => undefined))).toBe(stateHash(h.state));
+    // What is restored is the scan's: times moved in it show up in the window.
+    const moved = { ...scan, times: scan.times.map((t) => t + 1) };
+    const fromMoved = decodeSnapshot(bytes, undefined, () => moved);
+    expect([...fromMoved.dedup].map(([, e]) => e.atMs)).toEqual([...restored.dedup].map(([, e]) => e.atMs + 1));
+  });
+
+  it("refuses a scan that does not start where the dedup section does", () => {
+    const bytes = encodeSnapshot(richHarness().state);
+    const scan = prescanDedup(bytes)!;
+    expect(() => decodeSnapshot(bytes, undefined, () => ({ ...scan, start: scan.start + 1 }))).toThrow(`the dedup scan starts at byte ${scan.start + 1}, but the section does at ${scan.start}`);
+  });
+
+  it("makes no scan of a version-1 snapshot, whose decode never asks for one", () => {
+    const bytes = handBuilt({ version: 1 });
+    expect(prescanDedup(bytes)).toBeUndefined();
+    const state = decodeSnapshot(bytes, undefined, () => {
+      throw new Error("asked for a scan");
+    });
+    expect(state.dedup.size).toBe(2);
+  });
+
+  it("refuses what the decode refuses, with the same error", () => {
+    const cases: [HandBuiltOptions, string | RegExp][] = [
+      [{ accountIndex: 1 }, "snapshot remembers a request of an unknown account"],
+      [{ lengthSkew: 1 }, "snapshot holds a receipt of the wrong length"],
+      [{ receiptKind: 5 }, "snapshot holds an unknown receipt kind"],
+      [{ rejectionCode: "NOT_A_CODE" }, "unknown rejection code NOT_A_CODE"],
+      [{ secondRequestId: "req 2" }, /not printable ASCII/],
+      [{ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }, "varint too long"],
+      [{ dedupCount: 3 }, "snapshot truncated"],
+    ];
+    for (const [options, message] of cases) {
+      const bytes = handBuilt(options);
+      expect(() => decodeSnapshot(bytes), JSON.stringify(options)).toThrow(message);
+      expect(() => prescanDedup(bytes), JSON.stringify(options)).toThrow(message);
+    }
+    const bytes = encodeSnapshot(richHarness().state);
+    for (let cut = 0; cut < bytes.length; cut++) {
+      expect(() => prescanDedup(bytes.subarray(0, cut)), `cut at ${cut}`).toThrow("snapshot truncated");
+    }
+  });
+
+  it("refuses a dedup count the bytes cannot hold before sizing anything by it", () => {
+    // 2^40 entries would not fit in any array: the error must be the snapshot's, not the allocation's.
+    for (const dedupCount of [2 ** 40, 100]) {
+      expect(() => decodeSnapshot(handBuilt({ dedupCount })), String(dedupCount)).toThrow("snapshot truncated");
+      expect(() => prescanDedup(handBuilt({ dedupCount })), String(dedupCount)).toThrow("snapshot truncated");
+    }
   });
 });
 
