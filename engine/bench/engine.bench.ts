@@ -10,7 +10,7 @@
  */
 import { apply, type LogEntry } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";
-import { amountsOf, createState, type EngineState } from "../core/state.ts";
+import { amountsOf, createState, tradeId, type EngineState } from "../core/state.ts";
 import { balancesView, tradeView } from "../core/views.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { decodeSnapshot, encodeSnapshot, prescanDedup } from "../snapshot/codec.ts";
@@ -130,7 +130,7 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
     if (openTradesCount(state) !== perBatch) throw new Error("bench opens were refused");
 
     const toClose: [string, string][] = [];
-    for (const a of state.accounts.values()) for (const id of a.openTrades.keys()) toClose.push([a.userId, id]);
+    for (const a of state.accounts.values()) for (const seq of a.openTrades.keys()) toClose.push([a.userId, tradeId(state.params.shard, seq)]);
     const closeSeconds = timeInChunks(toClose.length, (i) => ({
       id: log.id(),
       message: { type: "user_instruction", requestId: `q${++req}`, userId: toClose[i]![0], instruction: { kind: "close_trade", tradeId: toClose[i]![1] } },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { codeOf, close, given, ofType, open, resultOf, usdOf } from "../testing/spec-support.ts";
+import { codeOf, close, given, isOpen, ofType, open, resultOf, usdOf } from "../testing/spec-support.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 
 const zeroAssets = { ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
@@ -62,6 +62,6 @@ describe("instructions from a user without an account", () => {
     const h = given();
     const trade = resultOf(open(h, "alice").answer, "open_trade").trade;
     expect(codeOf(close(h, "mallory", trade.id).answer)).toBe("ACCOUNT_NOT_FOUND");
-    expect(h.state.accounts.get("alice")?.openTrades.has(trade.id)).toBe(true);
+    expect(isOpen(h, "alice", trade.id)).toBe(true);
   });
 });

@@ -1,7 +1,7 @@
 // Closing by the user (DESIGN §4): a long closes at the bid, a short at the ask; the margin plus the realized PnL
 // returns to USD, and pnl is exactly the USD change beyond the margin. Trades: ETH, margin 100 USD, leverage 10.
 import { describe, expect, it } from "vitest";
-import { ETH, close, codeOf, given, ofType, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import { ETH, close, codeOf, given, isOpen, ofType, opened, resultOf, usdOf } from "../testing/spec-support.ts";
 
 describe("close_trade", () => {
   it("closes a long at the bid", () => {
@@ -82,6 +82,16 @@ describe("close_trade refusals", () => {
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
   });
 
+  it("TRADE_NOT_FOUND for any spelling of an open trade's id but the exact one, or another shard's", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    expect(trade.id).toBe("T0-1");
+    const others = ["T0-01", "T0-1 ", " T0-1", "t0-1", "T1-1", "T0-", "T0-+1", "T0-1.0", "T0-1e0", "T0-0x1", "T0-0", "T0--1", "T00-1", "T0-1".repeat(9)];
+    for (const id of others) expect(codeOf(close(h, "alice", id).answer), id).toBe("TRADE_NOT_FOUND");
+    expect(isOpen(h, "alice", "T0-1")).toBe(true);
+    expect(resultOf(close(h, "alice", "T0-1").answer, "close_trade").trade.id).toBe("T0-1");
+  });
+
   it("TRADE_NOT_FOUND for a trade already closed by the user, with no second payout", () => {
     const h = given();
     const trade = opened(h, "alice");
@@ -104,7 +114,7 @@ describe("close_trade refusals", () => {
     const { answer, outputs } = close(h, "bob", trade.id);
     expect(answer).toEqual({ ok: false, error: { code: "TRADE_NOT_FOUND", message: expect.any(String) as string } });
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
-    expect(h.state.accounts.get("alice")?.openTrades.has(trade.id)).toBe(true);
+    expect(isOpen(h, "alice", trade.id)).toBe(true);
     expect(usdOf(h, "alice")).toBe("9900");
     expect(usdOf(h, "bob")).toBe("10000");
   });
@@ -114,6 +124,6 @@ describe("close_trade refusals", () => {
     const trade = opened(h, "alice");
     h.advance(30_001);
     expect(codeOf(close(h, "alice", trade.id).answer)).toBe("STALE_PRICE");
-    expect(h.state.accounts.get("alice")?.openTrades.has(trade.id)).toBe(true);
+    expect(isOpen(h, "alice", trade.id)).toBe(true);
   });
 });

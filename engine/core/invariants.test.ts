@@ -8,7 +8,7 @@ const withTrade = () => {
   const h = given();
   opened(h, "alice", { stopLoss: "1900", takeProfit: "2100" });
   const account = h.state.accounts.get("alice");
-  const trade = account?.openTrades.get("T0-1");
+  const trade = account?.openTrades.get(1); // T0-1
   if (account === undefined || trade === undefined) throw new Error("setup failed");
   return { state: h.state, account, trade };
 };
@@ -45,14 +45,14 @@ describe("checkInvariants", () => {
 
   it("catches margin that vanished with its trade", () => {
     const { state, account, trade } = withTrade();
-    account.openTrades.delete(trade.id);
+    account.openTrades.delete(trade.seq);
     expect(() => checkInvariants(state)).toThrow("USD is not conserved: off by -100000000 micros");
   });
 
   it("catches an open trade missing from its trigger heap", () => {
     const { state, trade } = withTrade();
     state.books[0]!.longExit.remove(trade);
-    expect(() => checkInvariants(state)).toThrow(`trade ${trade.id} exit indexing is wrong`);
+    expect(() => checkInvariants(state)).toThrow("trade T0-1 exit indexing is wrong");
   });
 
   it("catches a trade the current quote should already have closed", () => {

@@ -8,7 +8,7 @@
  * - No open trade should already have fired at the market's current quote.
  */
 import { MAX_UNITS } from "../../contract/money.ts";
-import type { EngineState, Trade, TriggerBook } from "./state.ts";
+import { tradeId, type EngineState, type Trade, type TriggerBook } from "./state.ts";
 
 export function checkInvariants(state: EngineState): void {
   const n = state.params.assets.length;
@@ -24,13 +24,14 @@ export function checkInvariants(state: EngineState): void {
       amount(h, `holding ${i} of ${account.userId}`, true);
       holdings[i]! += BigInt(h);
     }
-    for (const [id, t] of account.openTrades) {
-      if (t.id !== id || t.account !== account) throw new Error(`trade ${id} is filed under the wrong account`);
+    for (const [seq, t] of account.openTrades) {
+      const id = tradeId(state.params.shard, seq);
+      if (t.seq !== seq || t.account !== account) throw new Error(`trade ${id} is filed under the wrong account`);
       amount(t.marginMicros, `margin of ${id}`, true);
       if (t.quantitySteps <= 0) throw new Error(`trade ${id} has no quantity`);
       usd += BigInt(t.marginMicros);
       openCount++;
-      checkIndexed(state.books[t.assetIndex]!, t);
+      checkIndexed(state.books[t.assetIndex]!, t, id);
     }
   }
   if (usd !== 0n) throw new Error(`USD is not conserved: off by ${usd} micros`);
@@ -57,12 +58,12 @@ export function checkInvariants(state: EngineState): void {
   if (indexed !== expected) throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
 }
 
-function checkIndexed(book: TriggerBook, t: Trade): void {
+function checkIndexed(book: TriggerBook, t: Trade, id: string): void {
   const exitHeap = t.isLong ? book.longExit : book.shortExit;
   const profitHeap = t.isLong ? book.longProfit : book.shortProfit;
-  if ((t.exitTicks !== 0) !== (t.exitPos >= 0)) throw new Error(`trade ${t.id} exit indexing is wrong`);
-  if ((t.takeProfitTicks !== 0) !== (t.profitPos >= 0)) throw new Error(`trade ${t.id} take-profit indexing is wrong`);
-  if (t.exitPos >= exitHeap.size || t.profitPos >= profitHeap.size) throw new Error(`trade ${t.id} points past its heap`);
+  if ((t.exitTicks !== 0) !== (t.exitPos >= 0)) throw new Error(`trade ${id} exit indexing is wrong`);
+  if ((t.takeProfitTicks !== 0) !== (t.profitPos >= 0)) throw new Error(`trade ${id} take-profit indexing is wrong`);
+  if (t.exitPos >= exitHeap.size || t.profitPos >= profitHeap.size) throw new Error(`trade ${id} points past its heap`);
 }
 
 function amount(x: number, what: string, nonNegative: boolean): void {

@@ -23,7 +23,7 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
   const payout = Math.min(Math.max(0, trade.marginMicros + rawPnl), MAX_UNITS - account.usd);
   account.usd += payout;
   state.house.usd += BigInt(trade.marginMicros - payout);
-  account.openTrades.delete(trade.id);
+  account.openTrades.delete(trade.seq);
   unindexTrade(state.books[trade.assetIndex]!, trade);
   const close: CloseFacts = { priceTicks, pnlMicros: payout - trade.marginMicros, reason, atMs: step.nowMs };
   const view: ClosedTradeView = closedTradeView(state, trade, close);

@@ -14,7 +14,8 @@ export interface Account {
   usd: number;
   /** Spot holdings per asset index, in quantity steps. */
   readonly holdings: number[];
-  readonly openTrades: Map<string, Trade>;
+  /** Open trades by sequence number (a trade's id is derived from it: `tradeId`). */
+  readonly openTrades: Map<number, Trade>;
   /** Request id → slot in the idempotency window (past a few requests), and this account's slots in order (see request-window.ts). */
   requests: Map<string, number> | undefined;
   requestSlots: number[];
@@ -33,8 +34,8 @@ export interface House {
 
 /** What a trade is, as numbers: enough to show it, remember it in a receipt, or snapshot it. */
 export interface TradeFacts {
+  /** Its id is `tradeId(shard, seq)`, made only when shown: a restore of 1M trades makes no strings. */
   readonly seq: number;
-  readonly id: string;
   readonly assetIndex: number;
   readonly isLong: boolean;
   readonly marginMicros: number;
@@ -151,7 +152,6 @@ export function exitLevel(isLong: boolean, stopLossTicks: number, liquidationTic
 export function makeTrade(account: Account, f: TradeFacts): Trade {
   return {
     seq: f.seq,
-    id: f.id,
     assetIndex: f.assetIndex,
     isLong: f.isLong,
     marginMicros: f.marginMicros,
@@ -172,6 +172,14 @@ export function makeTrade(account: Account, f: TradeFacts): Trade {
 /** Trade and spot order ids: shard-aware, from the state's sequence, so a replay assigns the same ones. */
 export function tradeId(shard: number, seq: number): string {
   return `T${shard}-${seq}`;
+}
+
+/** The sequence number in a trade id of this shard, exactly as `tradeId` writes it; -1 for any other string. */
+export function tradeSeq(shard: number, id: string): number {
+  const prefix = `T${shard}-`;
+  if (!id.startsWith(prefix) || id.length > prefix.length + 16) return -1;
+  const seq = Number(id.slice(prefix.length));
+  return Number.isSafeInteger(seq) && seq > 0 && tradeId(shard, seq) === id ? seq : -1;
 }
 
 export function orderId(shard: number, seq: number): string {

@@ -12,7 +12,7 @@ import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeId, type Account, type EngineState, type Quote } from "./state.ts";
+import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
 import { emit, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
@@ -50,7 +50,6 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const seq = state.nextSeq++;
   const trade = makeTrade(account, {
     seq,
-    id: tradeId(p.shard, seq),
     assetIndex: order.assetIndex,
     isLong: order.isLong,
     marginMicros: order.marginMicros,
@@ -63,7 +62,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     openedAtMs: step.nowMs,
   });
   account.usd -= order.marginMicros;
-  account.openTrades.set(trade.id, trade);
+  account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
   const amounts = amountsOf(account);
   const view = tradeView(state, trade);
@@ -117,7 +116,7 @@ function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquida
 
 export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
   // Another user's trade is indistinguishable from a missing one.
-  const trade = account.openTrades.get(id);
+  const trade = account.openTrades.get(tradeSeq(state.params.shard, id));
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;

@@ -46,7 +46,7 @@ export class TriggerHeap {
 
   remove(t: Trade): void {
     const i = this.slot === "exit" ? t.exitPos : t.profitPos;
-    if (i < 0 || this.items[i] !== t) throw new Error(`trade ${t.id} is not in this ${this.slot} heap`);
+    if (i < 0 || this.items[i] !== t) throw new Error(`trade #${t.seq} is not in this ${this.slot} heap`);
     this.setPos(t, -1);
     const last = this.items.pop() as Trade;
     if (i === this.items.length) return;
@@ -60,9 +60,9 @@ export class TriggerHeap {
   verify(): void {
     for (let i = 0; i < this.items.length; i++) {
       const t = this.items[i] as Trade;
-      if ((this.slot === "exit" ? t.exitPos : t.profitPos) !== i) throw new Error(`heap position of ${t.id} is stale`);
+      if ((this.slot === "exit" ? t.exitPos : t.profitPos) !== i) throw new Error(`heap position of trade #${t.seq} is stale`);
       const parent = this.items[(i - 1) >> 1];
-      if (i > 0 && parent !== undefined && this.before(t, parent)) throw new Error(`heap order broken at ${t.id}`);
+      if (i > 0 && parent !== undefined && this.before(t, parent)) throw new Error(`heap order broken at trade #${t.seq}`);
     }
   }
 

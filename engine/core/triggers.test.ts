@@ -2,7 +2,8 @@
 // TP when ask ≤ TP; an exit fills at the quote that triggered it. Every trade: ETH opened at 2000, margin 100,
 // leverage 10 → 0.5 ETH (5000 steps × 1 micro per tick), so pnl = Δticks × 5000 micros = Δprice × 0.5 USD.
 import { describe, expect, it } from "vitest";
-import { ETH, given, ofType, opened, usdOf } from "../testing/spec-support.ts";
+import { tradeId } from "./state.ts";
+import { ETH, given, isOpen, ofType, opened, usdOf } from "../testing/spec-support.ts";
 
 const closedBy = (outputs: Parameters<typeof ofType>[0]) => ofType(outputs, "closed_order").map((o) => o.trade);
 
@@ -109,7 +110,7 @@ describe("one tick, many trades", () => {
     expect(outputs.map((o) => o.type)).toEqual(["quote_updated", ...Array<string[]>(5).fill(["closed_order", "balances_changed"]).flat()]);
     expect(ofType(outputs, "balances_changed").map((o) => o.userId)).toEqual(["bob", "alice", "alice", "bob", "alice"]);
 
-    const open = [...h.state.accounts.values()].flatMap((a) => [...a.openTrades.keys()]).sort();
+    const open = [...h.state.accounts.values()].flatMap((a) => [...a.openTrades.keys()].map((seq) => tradeId(h.state.params.shard, seq))).sort();
     expect(open).toEqual([l4.id, s3.id, s4.id, l5.id].sort());
     // alice: 10000 − 5 × 100 margin + (100 − 25) × 2 + (100 + 22.5) = 9772.5
     expect(usdOf(h, "alice")).toBe("9772.5");
@@ -138,6 +139,6 @@ describe("one tick, many trades", () => {
     h.price("SOL_USDC_PERP", "150", "150");
     const sol = opened(h, "alice", { asset: "SOL", stopLoss: "140" });
     expect(closedBy(h.price(ETH, "140", "140"))).toEqual([]);
-    expect(h.state.accounts.get("alice")?.openTrades.has(sol.id)).toBe(true);
+    expect(isOpen(h, "alice", sol.id)).toBe(true);
   });
 });

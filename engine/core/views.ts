@@ -3,7 +3,7 @@ import { ACCOUNT_CURRENCY } from "../../contract/markets.ts";
 import type { Balances, ClosedTradeView, SpotOrderView, TradeView } from "../../contract/messages.ts";
 import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
-import { assetAt, orderId, type EngineState, type TradeFacts } from "./state.ts";
+import { assetAt, orderId, tradeId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
 
 /** `amounts` is [free USD, ...holdings per asset index]. */
@@ -21,7 +21,7 @@ export function tradeView(state: EngineState, t: TradeFacts): TradeView {
   const a = assetAt(state, t.assetIndex);
   const d = a.priceDecimals;
   return {
-    id: t.id,
+    id: tradeId(state.params.shard, t.seq),
     asset: a.symbol,
     type: t.isLong ? "long" : "short",
     margin: formatUsd(t.marginMicros),

@@ -4,7 +4,7 @@ import { apply } from "../core/apply.ts";
 import { checkInvariants } from "../core/invariants.ts";
 import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
 import { answerOf } from "../core/receipts.ts";
-import { createState, type EngineState, type Trade } from "../core/state.ts";
+import { createState, tradeId, tradeSeq, type EngineState, type Trade } from "../core/state.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { ByteWriter } from "./bytes.ts";
 import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot, prescanDedup } from "./codec.ts";
@@ -69,22 +69,22 @@ function expectOk(r: { answer: { ok: boolean } }): void {
 }
 
 function trade(state: EngineState, userId: string, id: string): Trade {
-  const t = state.accounts.get(userId)?.openTrades.get(id);
+  const t = state.accounts.get(userId)?.openTrades.get(tradeSeq(state.params.shard, id));
   if (t === undefined) throw new Error(`no open trade ${id} for ${userId}`);
   return t;
 }
 
-/** The stored and derived fields of a trade, without its account reference and heap positions. */
-function tradeFields(t: Trade) {
+/** The stored and derived fields of a trade (and its id, as shown), without its account reference and heap positions. */
+function tradeFields(shard: number, t: Trade) {
   return {
-    seq: t.seq, id: t.id, userId: t.account.userId, assetIndex: t.assetIndex, isLong: t.isLong, marginMicros: t.marginMicros,
+    seq: t.seq, id: tradeId(shard, t.seq), userId: t.account.userId, assetIndex: t.assetIndex, isLong: t.isLong, marginMicros: t.marginMicros,
     leverage: t.leverage, quantitySteps: t.quantitySteps, openPriceTicks: t.openPriceTicks, stopLossTicks: t.stopLossTicks,
     takeProfitTicks: t.takeProfitTicks, liquidationTicks: t.liquidationTicks, exitTicks: t.exitTicks, openedAtMs: t.openedAtMs,
   };
 }
 
 function allTrades(state: EngineState) {
-  return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()].map(tradeFields)).sort((x, y) => x.seq - y.seq);
+  return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()].map((t) => tradeFields(state.params.shard, t))).sort((x, y) => x.seq - y.seq);
 }
 
 function closedOrders(outputs: readonly EngineOutput[]) {
@@ -143,8 +143,8 @@ describe("snapshot codec: round trip", () => {
     expect(allTrades(restored)).toEqual(allTrades(h.state));
     expect(allTrades(restored).map((t) => t.id)).toEqual(["T3-1", "T3-2", "T3-3", "T3-4", "T3-6"]);
     for (const account of restored.accounts.values()) {
-      for (const [id, t] of account.openTrades) {
-        expect(t.id).toBe(id);
+      for (const [seq, t] of account.openTrades) {
+        expect(t.seq).toBe(seq);
         expect(t.account).toBe(account);
       }
     }
@@ -194,7 +194,7 @@ describe("snapshot codec: round trip", () => {
     expect(keys).toHaveLength(answers.size - 1);
     expect(restored.dedup.get("alice", "a-bad")?.receipt).toMatchObject({ kind: "rejected", code: "INVALID_LEVERAGE" });
     expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({
-      kind: "open_trade", trade: { id: "T3-1", seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 }, balances: [9_900 * USD, 0, 0, 0, 0],
+      kind: "open_trade", trade: { seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 }, balances: [9_900 * USD, 0, 0, 0, 0],
     });
     expect(restored.dedup.get("alice", "a-open-1")?.atMs).toBe(1_700_000_000_100);
     expect(restored.dedup.get("carol", "r1")?.atMs).toBe(1_700_000_000_000);
@@ -214,7 +214,7 @@ describe("snapshot codec: round trip", () => {
     expect(restored.dedup.packedBytes).toBe(bytes);
     expect(encodeSnapshot(restored)).toEqual(bytes);
     // Decoding one (a repeated request) changes nothing in the next snapshot.
-    expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({ kind: "open_trade", trade: { id: "T3-1" } });
+    expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({ kind: "open_trade", trade: { seq: 1 } });
     expect(encodeSnapshot(restored)).toEqual(bytes);
     expect(restored.dedup.packedBytes).toBe(bytes);
     // A day later every remembered request has expired: the next one evicts them all, and the bytes go with them.
@@ -520,7 +520,7 @@ describe("snapshot codec: documented layout", () => {
       { seq: 3, id: "T0-3", userId: "zed", assetIndex: ETH, isLong: true, marginMicros: 100 * USD, leverage: 10, quantitySteps: 2_325, openPriceTicks: 430_010, stopLossTicks: 400_000, takeProfitTicks: 0, liquidationTicks: 388_943, exitTicks: 400_000, openedAtMs: 1_700_000_000_050 },
       { seq: 7, id: "T0-7", userId: "zed", assetIndex: SOL, isLong: false, marginMicros: 50 * USD, leverage: 5, quantitySteps: 125, openPriceTicks: 20_000, stopLossTicks: 0, takeProfitTicks: 15_000, liquidationTicks: 23_881, exitTicks: 23_881, openedAtMs: 1_700_000_000_070 },
     ]);
-    expect(state.books[SOL]!.shortProfit.peek()?.id).toBe("T0-7");
+    expect(state.books[SOL]!.shortProfit.peek()?.seq).toBe(7);
     expect([...state.dedup]).toEqual([
       ["zed r1", { atMs: 1_700_000_000_000, receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] } }],
       ["zed req-2", { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } }],

@@ -27,7 +27,7 @@ import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import type { PackedReceipts, RequestOwner } from "../core/request-window.ts";
-import { createState, makeTrade, newAccount, tradeId, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
+import { createState, makeTrade, newAccount, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { indexTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, type ByteSource } from "./bytes.ts";
@@ -138,9 +138,9 @@ export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource, dedup?: () 
     let openedAtMs = 0;
     for (let j = 0; j < tradeCount; j++) {
       seq += r.uint();
-      const trade = makeTrade(account, readTrade(r, params.shard, seq, openedAtMs, n));
+      const trade = makeTrade(account, readTrade(r, seq, openedAtMs, n));
       openedAtMs = trade.openedAtMs;
-      account.openTrades.set(trade.id, trade);
+      account.openTrades.set(seq, trade);
       indexTrade(state.books[trade.assetIndex]!, trade, false);
     }
   }
@@ -265,14 +265,13 @@ function scanDedup(r: ByteReader, accountCount: number, assetCount: number): Ded
 }
 
 function restoreDedup(state: EngineState, accounts: readonly Account[], bytes: Uint8Array, scan: DedupScan): void {
-  const { shard } = state.params;
   const assetCount = state.params.assets.length;
   const packed: PackedReceipts = {
     bytes,
     unpack(offset, atMs) {
       const reader = new ByteReader(bytes, offset);
       const end = reader.uint() + reader.position;
-      const receipt = readReceipt(reader, shard, atMs, assetCount);
+      const receipt = readReceipt(reader, atMs, assetCount);
       if (reader.position !== end) throw new Error("snapshot holds a receipt of the wrong length");
       return receipt;
     },
@@ -294,7 +293,7 @@ function readDedupV1(r: ByteReader, state: EngineState): void {
     const account = state.accounts.get(key.slice(0, space));
     if (account === undefined) throw new Error("snapshot remembers a request of an unknown account");
     atMs += r.uint();
-    state.dedup.add(account, key.slice(space + 1), atMs, readReceipt(r, state.params.shard, atMs, state.params.assets.length));
+    state.dedup.add(account, key.slice(space + 1), atMs, readReceipt(r, atMs, state.params.assets.length));
   }
 }
 
@@ -316,14 +315,13 @@ function writeTrade(w: ByteWriter, t: TradeFacts, baseMs: number): void {
   w.int(t.openedAtMs - baseMs);
 }
 
-function readTrade(r: ByteReader, shard: number, seq: number, baseMs: number, assetCount: number): TradeFacts {
+function readTrade(r: ByteReader, seq: number, baseMs: number, assetCount: number): TradeFacts {
   const assetAndSide = r.uint();
   // Not `>> 1`: that works on 32 bits, so a corrupt value ≥ 2^31 would wrap to some valid (or negative) index.
   const assetIndex = Math.floor(assetAndSide / 2);
   if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
   return {
     seq,
-    id: tradeId(shard, seq),
     assetIndex,
     isLong: (assetAndSide & 1) === 1,
     marginMicros: r.uint(),
@@ -373,7 +371,7 @@ function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {
   for (const amount of receipt.balances) w.uint(amount);
 }
 
-function readReceipt(r: ByteReader, shard: number, atMs: number, assetCount: number): Receipt {
+function readReceipt(r: ByteReader, atMs: number, assetCount: number): Receipt {
   const kind = RECEIPT_KINDS[r.u8()];
   switch (kind) {
     case "rejected": {
@@ -384,9 +382,9 @@ function readReceipt(r: ByteReader, shard: number, atMs: number, assetCount: num
     case "create_account":
       return { kind, granted: r.u8() === 1, balances: readAmounts(r, assetCount) };
     case "open_trade":
-      return { kind, trade: readTrade(r, shard, r.uint(), atMs, assetCount), balances: readAmounts(r, assetCount) };
+      return { kind, trade: readTrade(r, r.uint(), atMs, assetCount), balances: readAmounts(r, assetCount) };
     case "close_trade": {
-      const trade = readTrade(r, shard, r.uint(), atMs, assetCount);
+      const trade = readTrade(r, r.uint(), atMs, assetCount);
       const priceTicks = r.uint();
       const pnlMicros = r.int();
       const reason = REASONS[r.u8()];

@@ -5,6 +5,7 @@
 import type { Answer, EngineOutput, Instruction, InstructionResult, OutputOf, TradeView } from "../../contract/messages.ts";
 import { formatUsd } from "../../contract/money.ts";
 import type { EngineParams } from "../core/params.ts";
+import { tradeSeq } from "../core/state.ts";
 import { EngineHarness } from "./engine-harness.ts";
 
 export const ETH = "ETH_USDC_PERP";
@@ -47,6 +48,11 @@ export function opened(h: EngineHarness, user: string, fields: Partial<OpenField
 
 export function close(h: EngineHarness, user: string, tradeId: string) {
   return h.instruct(user, { kind: "close_trade", tradeId });
+}
+
+/** Whether `user` has the trade with this (wire) id open. */
+export function isOpen(h: EngineHarness, user: string, tradeId: string): boolean {
+  return h.state.accounts.get(user)?.openTrades.has(tradeSeq(h.state.params.shard, tradeId)) ?? false;
 }
 
 /** A user's free USD balance as the wire shows it. */
