@@ -13,12 +13,10 @@ export interface Component {
 }
 
 export const COMPONENTS: readonly Component[] = [
-  // A bigger young generation, and at its full size from the start: restores and bursts allocate many objects
-  // that survive (−25% restore time from the max; −100..−180 ms decode at 1M open trades from the min, with the
-  // leader's pauses unchanged in bench:recovery).
+  // A bigger young generation: restores and bursts allocate many objects that survive (−25% restore time).
   // Tried and left out: --initial-old-space-size=1024 (no full GC while a restore grows the heap) cut recovery by
-  // another ~0.1–0.3 s but gave the live leader worse pauses in bench:recovery (9–24 ms against 6–7 ms).
-  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--min-semi-space-size=64"], readyEvent: "replay_done" },
+  // ~0.3 s but doubled the live leader's worst pauses in bench:recovery (9–24 ms against 6–7 ms).
+  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64"], readyEvent: "replay_done" },
   { name: "worker", entry: "worker/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "start" },
   { name: "poller", entry: "poller/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "poller_running" },
   { name: "api", entry: "functions/server.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "listening" },
