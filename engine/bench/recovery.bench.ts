@@ -184,6 +184,8 @@ async function main(): Promise<void> {
     await poller;
     const latencies: number[] = [];
     for (const [user, at] of seen) latencies.push(at - tickSentAt[Math.floor(Number(user.slice(2)) / FIRE_PER_TICK)]!);
+    // The recovered leader's own pauses while the ticks ran (its follower restoring and snapshotting meanwhile).
+    const tickWindows = statsWindows(engine.lines, tickSentAt[0]! - STATS_EVERY_MS, Date.now() + STATS_EVERY_MS);
     progress("done measuring; cleaning up");
 
     // ---- report --------------------------------------------------------------------------------------------
@@ -223,6 +225,7 @@ async function main(): Promise<void> {
     row("tick → closed_orders row: p50", tickToRowP50Ms, "ms");
     row("tick → closed_orders row: p99", tickToRowP99Ms, "ms");
     row("tick → closed_orders row: max", Math.max(...latencies), "ms");
+    row(`tick → closed_orders row: the leader's longest pause meanwhile (${tickWindows.length} windows)`, tickWindows.length === 0 ? "n/a" : Math.max(...tickWindows.map((w) => w.maxMs)), "ms");
     row("price trickle during the run", `${TRICKLE_PER_SEC}/s (${trickleSent.toLocaleString("en-US")} sent)`);
     row("engine lease TTL used (the default)", LEASE_TTL_MS, "ms");
     row("benchmark wall time", Date.now() - t0, "ms");
@@ -254,6 +257,7 @@ async function main(): Promise<void> {
       pauseWindowsDuringSnapshot: during.length,
       pauseMaxMsNoSnapshot: outside.length === 0 ? null : Math.max(...outside.map((w) => w.maxMs)),
       tickToRowSamples: latencies.length,
+      tickToRowLeaderPauseMaxMs: tickWindows.length === 0 ? null : Math.max(...tickWindows.map((w) => w.maxMs)),
       leaseTtlMs: LEASE_TTL_MS,
     }));
   } catch (err) {
