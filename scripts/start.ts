@@ -2,9 +2,8 @@
  * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-redis.ts and
  * platform/local-postgres.ts: the configured URL, else a reachable local server, else one of its own in the data
  * folder), builds the bundles the processes run (platform/build.ts), then runs the engine, worker, poller and API
- * as separate processes under a supervisor that restarts any
- * that dies. Ctrl-C stops them all cleanly, in order; running it again resumes the same state from the data folder
- * (`DATA_DIR`, default .data).
+ * as separate processes under a supervisor that restarts any that dies. Ctrl-C stops them all cleanly, in order;
+ * running it again resumes the same state from the data folder (`DATA_DIR`, default .data).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
