@@ -88,15 +88,18 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     };
     // First what the prefetch thread read and decoded meanwhile, then the rest of the log from here.
     if (o.prefetched !== undefined) {
+      let takeMs = 0; // waiting for the batches, and receiving them
       for (;;) {
+        const takeFrom = performance.now();
         const entries = await o.prefetched.next(state.lastInputId, stop);
+        takeMs += performance.now() - takeFrom;
         if (entries === undefined) break;
         await applyBatch(entries, applyDecoded);
         progress(entries.length);
         if (stop.aborted) break;
       }
       const end = o.prefetched.ended;
-      log.info("replay_prefetched", { entries: replayed, prefetchMs: end?.ms, ...(end?.error === undefined ? {} : { stoppedBecause: end.error }) });
+      log.info("replay_prefetched", { entries: replayed, prefetchMs: end?.ms, takeMs: Math.round(takeMs), ...(end?.error === undefined ? {} : { stoppedBecause: end.error }) });
     }
     // The next range is read (on the reader connection, idle until live) while this one is applied and published.
     let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);

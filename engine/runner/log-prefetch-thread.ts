@@ -1,9 +1,9 @@
 /**
  * The log prefetch's thread (log-prefetch.ts): its own Redis connection reads `engine:input` after the cursor it
- * is given, decodes each entry against the contract, and hands the batches over, at most `window` ahead of the
- * leader taking them.
+ * is given, decodes each entry against the contract, and hands the batches over on the port it is given, at most
+ * `window` ahead of the leader taking them.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import type { FromPrefetch, LogPrefetchThreadData, ToPrefetch } from "./log-prefetch.ts";
@@ -17,13 +17,18 @@ const redis = connectRedis(data.redisUrl, log, "engine-log-prefetch");
 let waiting = 0;
 let closed = false;
 let wake: (() => void) | undefined;
+let batches: MessagePort | undefined;
 
 port.on("message", (m: ToPrefetch) => {
-  if (m.type === "start") void loadEnded(m.loading).then(() => prefetch(m.after));
+  if (m.type === "start") {
+    batches = m.batches;
+    void loadEnded(m.loading).then(() => prefetch(m.after));
+  }
   else if (m.type === "taken") waiting--;
   else {
     closed = true;
     redis.disconnect();
+    batches?.close();
     port.close();
   }
   wake?.();
@@ -39,7 +44,9 @@ async function loadEnded(loading: SharedArrayBuffer | undefined): Promise<void> 
 
 async function prefetch(after: string): Promise<void> {
   const post = (m: FromPrefetch) => {
-    if (!closed) port.postMessage(m);
+    if (closed) return;
+    batches!.postMessage(m);
+    port.postMessage("posted");
   };
   const started = performance.now();
   let entries = 0;
