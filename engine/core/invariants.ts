@@ -9,6 +9,7 @@
  */
 import { MAX_UNITS } from "../../contract/money.ts";
 import { tradeId, type EngineState, type Trade, type TriggerBook } from "./state.ts";
+import { heapsOf } from "./trigger-index.ts";
 
 export function checkInvariants(state: EngineState): void {
   const n = state.params.assets.length;
@@ -40,7 +41,7 @@ export function checkInvariants(state: EngineState): void {
   });
   let indexed = 0;
   state.books.forEach((book, i) => {
-    for (const heap of [book.longExit, book.longProfit, book.shortExit, book.shortProfit]) heap.verify();
+    for (const heap of heapsOf(book)) heap.verify();
     indexed += book.longExit.size + book.shortExit.size + book.longProfit.size + book.shortProfit.size;
     const q = state.quotes[i];
     if (q === undefined) return;

@@ -9,7 +9,7 @@
 import type { Trade } from "./state.ts";
 
 export class TriggerHeap {
-  private readonly items: Trade[] = [];
+  private items: Trade[] = [];
 
   constructor(
     readonly slot: "exit" | "profit",
@@ -42,6 +42,29 @@ export class TriggerHeap {
 
   heapify(): void {
     for (let i = (this.items.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  /** Restore: makes this empty heap `size` positions long, for `place` to fill. */
+  reserve(size: number): void {
+    if (this.items.length !== 0) throw new Error("only an empty heap can be reserved");
+    this.items = new Array<Trade>(size);
+  }
+
+  /**
+   * Restore: puts `t` at position `i` of a reserved heap, where the heap it was saved from had it. No ordering work
+   * at all (a heapify of 1M trades costs 0.27 s): the layout is the saved heap's, whose order held.
+   */
+  place(t: Trade, i: number): void {
+    if (!(i >= 0 && i < this.items.length) || this.items[i] !== undefined) {
+      throw new Error(`${this.slot} heap position ${i} is out of range or taken twice`);
+    }
+    this.items[i] = t;
+    this.setPos(t, i);
+  }
+
+  /** Restore: whether every reserved position has been placed. */
+  get full(): boolean {
+    return !this.items.includes(undefined as unknown as Trade);
   }
 
   remove(t: Trade): void {

@@ -1,5 +1,11 @@
 /** Where an open trade sits in its market's trigger heaps (see state.ts, TriggerBook): one routing rule. */
+import type { TriggerHeap } from "./trigger-heap.ts";
 import type { Trade, TriggerBook } from "./state.ts";
+
+/** A book's four heaps, in the one order a snapshot lists them. */
+export function heapsOf(book: TriggerBook): [TriggerHeap, TriggerHeap, TriggerHeap, TriggerHeap] {
+  return [book.longExit, book.longProfit, book.shortExit, book.shortProfit];
+}
 
 /** Adds a trade to the heaps its levels call for; `ordered: false` defers ordering to a later `heapify` (restore). */
 export function indexTrade(book: TriggerBook, t: Trade, ordered = true): void {
@@ -13,6 +19,18 @@ export function indexTrade(book: TriggerBook, t: Trade, ordered = true): void {
     if (ordered) heap.push(t);
     else heap.pushUnordered(t);
   }
+}
+
+/**
+ * Puts a restored trade back where it was in its heaps (positions as saved, -1 for none; see TriggerHeap.place).
+ * Which heaps it is in must follow from its levels, as `indexTrade` routes it.
+ */
+export function placeTrade(book: TriggerBook, t: Trade, exitPos: number, profitPos: number): void {
+  if ((t.exitTicks !== 0) !== exitPos >= 0 || (t.takeProfitTicks !== 0) !== profitPos >= 0) {
+    throw new Error(`trade #${t.seq} is saved in trigger heaps that do not match its levels`);
+  }
+  if (exitPos >= 0) (t.isLong ? book.longExit : book.shortExit).place(t, exitPos);
+  if (profitPos >= 0) (t.isLong ? book.longProfit : book.shortProfit).place(t, profitPos);
 }
 
 export function unindexTrade(book: TriggerBook, t: Trade): void {

@@ -87,6 +87,10 @@ function allTrades(state: EngineState) {
   return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()].map((t) => tradeFields(state.params.shard, t))).sort((x, y) => x.seq - y.seq);
 }
 
+function allTradeObjects(state: EngineState): Trade[] {
+  return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()]).sort((x, y) => x.seq - y.seq);
+}
+
 function closedOrders(outputs: readonly EngineOutput[]) {
   return outputs.filter((o): o is OutputOf<"closed_order"> => o.type === "closed_order").map((o) => o.trade);
 }
@@ -283,6 +287,10 @@ describe("snapshot codec: round trip", () => {
     }
     const restored = decodeSnapshot(encodeSnapshot(h.state));
     checkInvariants(restored); // heap order and positions
+    // Each trade is back where it was in its heaps: the layout, not just the order, is the original's.
+    const positions = (s: EngineState) => allTradeObjects(s).map((t) => [t.seq, t.exitPos, t.profitPos]);
+    expect(positions(restored)).toEqual(positions(h.state));
+    expect(new Set(positions(h.state).map(([, exitPos]) => exitPos))).toEqual(new Set([0, 1, 2, 3, 4, 5]));
     const mark = h.log.length;
     const down = h.price("ETH_USDC_PERP", "4000.00", "4000.10");
     const up = h.price("ETH_USDC_PERP", "4600.00", "4600.10");
@@ -378,13 +386,13 @@ describe("snapshot codec: refusals", () => {
   });
 
   it("refuses an unsupported version", () => {
-    for (const v of [0, 3, 200]) {
+    for (const v of [0, 4, 200]) {
       const w = new ByteWriter(16);
       w.uint(v);
       const versionBytes = w.finish();
       const bytes = good();
       const patched = new Uint8Array([...bytes.subarray(0, 4), ...versionBytes, ...bytes.subarray(5)]);
-      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 2)`);
+      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 3)`);
     }
   });
 
@@ -416,7 +424,7 @@ describe("snapshot codec: refusals", () => {
 });
 
 interface HandBuiltOptions {
-  version?: 1 | 2;
+  version?: 1 | 2 | 3;
   assetAndSide?: number;
   receiptKind?: number;
   rejectionCode?: string;
@@ -428,11 +436,15 @@ interface HandBuiltOptions {
   secondRequestId?: string;
   /** The dedup section's count (2 entries follow whatever it says). */
   dedupCount?: number;
+  /** Version 3: the first heap sizes, instead of the right ones. */
+  heapSizes?: number[];
+  /** Version 3: the first trade's take-profit position, plus one (it has no take-profit: 0). */
+  firstProfitPos?: number;
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
 function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
-  const version = options.version ?? 2;
+  const version = options.version ?? 3;
   const params = makeParams();
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
@@ -452,6 +464,8 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   w.string("1700000000100000");
   w.u8(0); // backpack
   for (let i = 1; i < 4; i++) w.u8(0);
+  // heap sizes per asset (longExit longProfit shortExit shortProfit): zed's long ETH has an exit, his short SOL both
+  if (version >= 3) for (const size of [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]) w.uint(options.heapSizes?.shift() ?? size);
   // one account with two trades
   w.uint(1);
   w.string("zed");
@@ -463,11 +477,19 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   w.uint(options.assetAndSide ?? ETH * 2 + 1);
   for (const v of [100 * USD, 10, 2_325, 430_010, 400_000, 0, 388_943]) w.uint(v);
   w.int(1_700_000_000_050);
+  if (version >= 3) {
+    w.uint(1); // at the top of ETH's longExit
+    w.uint(options.firstProfitPos ?? 0); // no take-profit
+  }
   // seq 7: short SOL, 50 USD × 5, TP 150, liquidation 238.81, opened 20 ms later
   w.uint(4);
   w.uint(SOL * 2);
   for (const v of [50 * USD, 5, 125, 20_000, 0, 15_000, 23_881]) w.uint(v);
   w.int(20);
+  if (version >= 3) {
+    w.uint(1); // at the top of SOL's shortExit...
+    w.uint(1); // ...and of its shortProfit
+  }
   // two idempotency entries, times as deltas from the previous entry
   const created = new ByteWriter(16);
   created.u8(1); // create_account
@@ -503,7 +525,7 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
 }
 
 describe("snapshot codec: documented layout", () => {
-  it.each([1, 2] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
+  it.each([1, 2, 3] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
@@ -525,7 +547,7 @@ describe("snapshot codec: documented layout", () => {
       ["zed r1", { atMs: 1_700_000_000_000, receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] } }],
       ["zed req-2", { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } }],
     ]);
-    // The encoder writes exactly these bytes back, as version 2.
+    // The encoder writes exactly these bytes back, as version 3.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
   });
 
@@ -556,6 +578,28 @@ describe("snapshot codec: documented layout", () => {
     for (const lengthSkew of [-1, 1]) {
       expect(() => decodeSnapshot(handBuilt({ lengthSkew }))).toThrow("snapshot holds a receipt of the wrong length");
     }
+  });
+
+  it("refuses trigger heap positions that do not fit the heaps or the trades (version 3)", () => {
+    // A position the trade's levels do not call for: zed's long ETH has no take-profit.
+    expect(() => decodeSnapshot(handBuilt({ firstProfitPos: 1 }))).toThrow("trade #3 is saved in trigger heaps that do not match its levels");
+    // ETH's longExit saved empty: position 0 is out of range; saved two long: one position stays empty.
+    expect(() => decodeSnapshot(handBuilt({ heapSizes: [0] }))).toThrow("exit heap position 0 is out of range or taken twice");
+    expect(() => decodeSnapshot(handBuilt({ heapSizes: [2] }))).toThrow("snapshot leaves positions of a exit heap empty");
+    // A size no snapshot of this length can fill is refused before anything is sized by it.
+    expect(() => decodeSnapshot(handBuilt({ heapSizes: [2 ** 40] }))).toThrow("snapshot truncated");
+  });
+
+  it("refuses two trades saved at the same heap position", () => {
+    const h = new EngineHarness();
+    h.createAccount("amy");
+    h.price("ETH_USDC_PERP", "4000", "4000.1");
+    for (let i = 0; i < 2; i++) h.instruct("amy", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 });
+    const [first, second] = [...h.state.accounts.get("amy")!.openTrades.values()];
+    expect([first!.exitPos, second!.exitPos].sort()).toEqual([0, 1]);
+    expect(() => decodeSnapshot(encodeSnapshot(h.state))).not.toThrow();
+    second!.exitPos = first!.exitPos; // the encoder writes what the trade says
+    expect(() => decodeSnapshot(encodeSnapshot(h.state))).toThrow(`exit heap position ${first!.exitPos} is out of range or taken twice`);
   });
 
   it("refuses a trade on an asset the params do not have", () => {
@@ -639,7 +683,7 @@ describe("snapshot codec: the dedup section scanned by another thread (prescanDe
 });
 
 describe("snapshot codec: size", () => {
-  it("stores 1,000 open trades in at most 22 bytes each", () => {
+  it("stores 1,000 open trades in at most 26 bytes each", () => {
     // Idempotency off so the snapshot holds the trades, not 1,000 remembered answers.
     const h = new EngineHarness({ dedupMaxEntries: 0, maxOpenTradesPerUser: 1_000 });
     h.checkEveryStep = false;
@@ -672,14 +716,15 @@ describe("snapshot codec: size", () => {
     // Varint bytes per trade in this workload (a varint holds 7 bits per byte):
     //   seq delta 1 · asset·side 1 · margin 1.00–9.99 USD = 1e6–1e7 micros 3–4 · leverage ≤ 50 1 ·
     //   quantity ≤ 500 USD / price, under 16384 steps 1–2 · open price 20000–430500 ticks 3 ·
-    //   stop-loss and take-profit 1 when absent, 3 when set · liquidation 1 (none) or 3 · time delta ≤ 7 ms 1
-    //   ⇒ between 14 and 22 bytes. Measured: about 18.
-    expect(perTrade).toBeGreaterThanOrEqual(14);
-    expect(perTrade).toBeLessThanOrEqual(22);
+    //   stop-loss and take-profit 1 when absent, 3 when set · liquidation 1 (none) or 3 · time delta ≤ 7 ms 1 ·
+    //   exit and take-profit heap positions (plus one) 1 when not in the heap, up to 1,000: 1–2
+    //   ⇒ between 16 and 26 bytes. Measured: about 21.
+    expect(perTrade).toBeGreaterThanOrEqual(16);
+    expect(perTrade).toBeLessThanOrEqual(26);
     expect(encodeSnapshot(decodeSnapshot(bytes))).toEqual(bytes);
   });
 
-  it("stores 1,000 open trades with their idempotency receipts in at most 64 bytes each", () => {
+  it("stores 1,000 open trades with their idempotency receipts in at most 68 bytes each", () => {
     const h = new EngineHarness({ maxOpenTradesPerUser: 1_000 });
     h.checkEveryStep = false;
     h.createAccount("w");
@@ -691,10 +736,10 @@ describe("snapshot codec: size", () => {
     expect(h.state.dedup.size).toBe(1_001);
     const perTrade = (encodeSnapshot(h.state).length - before) / 1_000;
     // Trade: seq delta 1 · asset·side 1 · margin 5e6 4 · leverage 1 · quantity 1162 2 · price 430010 3 · SL 3 · TP 3 ·
-    //   liquidation 3 · time 1 = 22.
+    //   liquidation 3 · time 1 · heap positions (plus one) up to 1,000: 2 + 2 = 26.
     // Receipt: account index 1 · request id "r1001" ≤ 6 · time delta 1 · length 1 · kind 1 · seq ≤ 2 · the trade
-    //   without its seq delta 21 · balances (USD < 2^35: 5, four zero holdings: 4) 9 = 42.   ⇒ at most 64.
-    expect(perTrade).toBeLessThanOrEqual(64);
+    //   without its seq delta or positions 21 · balances (USD < 2^35: 5, four zero holdings: 4) 9 = 42.   ⇒ at most 68.
+    expect(perTrade).toBeLessThanOrEqual(68);
   });
 });
 
