@@ -24,7 +24,9 @@ function owners(n: number): Map<string, RequestOwner> {
 function restored(model: readonly Remembered[], userCount: number) {
   const accounts = owners(userCount);
   const window = new RequestWindow(accounts);
-  const packed: PackedReceipts = { bytes: new Uint8Array(0), unpack: (offset) => receiptFor(model[offset]!), key: (offset) => model[offset]!.id };
+  const packed: PackedReceipts = { bytes: new Uint8Array(0), unpack: (offset) => receiptFor(model[offset]!), key: (offset) => model[offset]!.id,
+    keyEquals: (offset, other) => model[offset]!.id === (typeof other === "string" ? other : model[other]!.id),
+  };
   // Ids packed too (as a snapshot restores them), except every third: the window takes either.
   model.forEach((e, i) => window.addPacked(accounts.get(e.user)!, i % 3 === 0 ? e.id : i, e.atMs, packed, i));
   return { accounts, window };

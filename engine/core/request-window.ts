@@ -13,7 +13,8 @@
  * must be quick (at 1M remembered requests, decoding every receipt into objects took 2 s and 400 MB of heap, and
  * filling every account's request map took 0.3 s):
  * - receipts stay packed, as offsets into the snapshot's bytes: decoded on first use (a repeated request), copied
- *   as bytes by the next snapshot; so do request ids, until their account is first used (or a snapshot lists them);
+ *   as bytes by the next snapshot; so do request ids, compared as bytes when their account is used, until it grows
+ *   a map or a snapshot lists them (decoding the ids of 50k accounts first used in a replay took 0.15 s);
  * - an account's slot list is filled on its first use. Until then its restored slots are only linked into a chain
  *   (`requestChain`, then `chainNext`).
  * An account with few requests has no map at all: its handful of slots is scanned (cheaper than hashing into a map,
@@ -44,6 +45,8 @@ export interface PackedReceipts {
   unpack(offset: number, atMs: number): Receipt;
   /** The request id encoded at `offset`. */
   key(offset: number): string;
+  /** Whether the request id encoded at `offset` is `other` (a request id, or the offset of another), decoding neither. */
+  keyEquals(offset: number, other: string | number): boolean;
 }
 
 /** Up to this many remembered requests, an owner's are found by scanning its slots. */
@@ -210,7 +213,7 @@ export class RequestWindow {
     this.live--;
   }
 
-  /** Fills `owner`'s request map and slots from its restored entries, on its first use after a restore. */
+  /** Fills `owner`'s slots (and map) from its restored entries, on its first use after a restore. */
   private ensureIndexed(owner: RequestOwner): void {
     if (this.unlinked !== 0) this.link();
     if (owner.requestChain < 0) return;
@@ -218,34 +221,43 @@ export class RequestWindow {
     const next = this.chainNext!;
     for (let i = owner.requestChain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
-      const requestId = this.requestIdAt(slot - this.base);
-      if (!this.index(owner, requestId, slot)) throw new Error(`the restored snapshot remembers request ${owner.userId} ${requestId} twice`);
+      if (!this.index(owner, this.requestIds[slot - this.base]!, slot)) {
+        throw new Error(`the restored snapshot remembers request ${owner.userId} ${this.requestIdAt(slot - this.base)} twice`);
+      }
     }
     owner.requestChain = -1;
     if (--this.chainedOwners === 0) this.chainNext = undefined;
   }
 
-  /** An indexed owner's slot for `requestId`, or -1: from its map, or by scanning its few live slots. */
-  private lookup(owner: RequestOwner, requestId: string): number {
-    if (owner.requests !== undefined) return owner.requests.get(requestId) ?? -1;
+  /**
+   * An indexed owner's slot for `requestId` (or for the packed id at that offset), or -1: from its map, or by
+   * scanning its few live slots, whose ids may still be packed.
+   */
+  private lookup(owner: RequestOwner, requestId: string | number): number {
+    if (owner.requests !== undefined) return owner.requests.get(typeof requestId === "string" ? requestId : this.packed!.key(requestId)) ?? -1;
     const slots = owner.requestSlots;
     for (let i = owner.requestHead; i < slots.length; i++) {
-      // An indexed owner's ids are all decoded (strings).
-      if (this.requestIds[slots[i]! - this.base] === requestId) return slots[i]!;
+      const stored = this.requestIds[slots[i]! - this.base]!;
+      const same = typeof stored === "number" ? this.packed!.keyEquals(stored, requestId)
+        : typeof requestId === "number" ? this.packed!.keyEquals(requestId, stored) : stored === requestId;
+      if (same) return slots[i]!;
     }
     return -1;
   }
 
-  /** Files `slot` as `owner`'s newest, for `requestId`; false (and nothing changed) if the owner has that id already. */
-  private index(owner: RequestOwner, requestId: string, slot: number): boolean {
+  /**
+   * Files `slot` as `owner`'s newest, for `requestId` (or the packed id at that offset, the slot's own); false (and
+   * nothing changed) if the owner has that id already. An owner's map holds decoded ids, and so do its slots then.
+   */
+  private index(owner: RequestOwner, requestId: string | number, slot: number): boolean {
     if (this.lookup(owner, requestId) >= 0) return false;
     const slots = owner.requestSlots;
     if (owner.requests === undefined && slots.length - owner.requestHead >= SMALL_OWNER) {
       const map = new Map<string, number>();
-      for (let i = owner.requestHead; i < slots.length; i++) map.set(this.requestIds[slots[i]! - this.base] as string, slots[i]!);
+      for (let i = owner.requestHead; i < slots.length; i++) map.set(this.requestIdAt(slots[i]! - this.base), slots[i]!);
       owner.requests = map;
     }
-    owner.requests?.set(requestId, slot);
+    owner.requests?.set(typeof requestId === "string" ? requestId : this.requestIdAt(slot - this.base), slot);
     slots.push(slot);
     return true;
   }

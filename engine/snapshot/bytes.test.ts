@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ByteReader, ByteWriter } from "./bytes.ts";
+import { ByteReader, ByteWriter, tokenEquals } from "./bytes.ts";
 
 const MAX = Number.MAX_SAFE_INTEGER; // 2^53 − 1
 
@@ -357,5 +357,26 @@ describe("ByteReader over a buffer still filling", () => {
     const past = new ByteReader(bytes, 0, full.more);
     expect(() => past.skip(bytes.length + 1)).toThrow("snapshot truncated");
     expect(full.asked).toEqual([]); // beyond the buffer: refused without waiting for bytes that cannot come
+  });
+});
+
+describe("tokenEquals", () => {
+  it("compares a written token with a string or another token, byte for byte, at every length up to 200", () => {
+    const w = new ByteWriter(16);
+    const tokens = ["a", "b", "ab", "ba", "r1", "r10", "r1 ", "~".repeat(127), "~".repeat(128), "~".repeat(127) + "}", "x".repeat(200)];
+    const offsets = tokens.map((t) => {
+      const at = w.length;
+      w.string(t);
+      return at;
+    });
+    const bytes = w.finish();
+    tokens.forEach((t, i) => {
+      const r = new ByteReader(bytes, offsets[i]);
+      expect(r.string()).toBe(t); // what a decode would give
+      tokens.forEach((u, j) => {
+        expect(tokenEquals(bytes, offsets[i]!, u), `${t} vs "${u}"`).toBe(t === u);
+        expect(tokenEquals(bytes, offsets[i]!, offsets[j]!), `${t} vs token ${u}`).toBe(i === j);
+      });
+    });
   });
 });

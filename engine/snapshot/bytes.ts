@@ -232,3 +232,27 @@ export class ByteReader {
     if (end > this.end) throw new RangeError("snapshot truncated");
   }
 }
+
+/**
+ * Whether the token `skipToken` checked at `offset` in `bytes` (a length, then printable ASCII: one byte per
+ * character) is `other`: a string, or the offset of another such token. Nothing is decoded or allocated.
+ */
+export function tokenEquals(bytes: Uint8Array, offset: number, other: string | number): boolean {
+  const length = tokenLength(bytes, offset);
+  const start = offset + (length < 0x80 ? 1 : 2);
+  if (typeof other === "string") {
+    if (other.length !== length) return false;
+    for (let i = 0; i < length; i++) if (bytes[start + i] !== other.charCodeAt(i)) return false;
+    return true;
+  }
+  if (tokenLength(bytes, other) !== length) return false;
+  const otherStart = other + (length < 0x80 ? 1 : 2);
+  for (let i = 0; i < length; i++) if (bytes[start + i] !== bytes[otherStart + i]) return false;
+  return true;
+}
+
+/** A token's length varint: one byte below 128, two up to 16383 (tokens are at most a few hundred bytes). */
+function tokenLength(bytes: Uint8Array, offset: number): number {
+  const first = bytes[offset]!;
+  return first < 0x80 ? first : (first & 0x7f) | (bytes[offset + 1]! << 7);
+}

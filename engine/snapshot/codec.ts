@@ -35,7 +35,7 @@ import type { PackedReceipts, RequestOwner } from "../core/request-window.ts";
 import { createState, makeTrade, newAccount, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
-import { ByteReader, ByteWriter, type ByteSource } from "./bytes.ts";
+import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
 export const SNAPSHOT_VERSION = 3;
@@ -299,6 +299,7 @@ function restoreDedup(state: EngineState, accounts: readonly Account[], bytes: U
       return receipt;
     },
     key: (offset) => new ByteReader(bytes, offset).string(),
+    keyEquals: (offset, other) => tokenEquals(bytes, offset, other),
   };
   const { times, requestIds, receipts } = scan;
   const owners = scan.accounts;
