@@ -23,8 +23,7 @@ port.on("message", (m: ToPrefetch) => {
   if (m.type === "start") {
     batches = m.batches;
     void loadEnded(m.loading).then(() => prefetch(m.after));
-  }
-  else if (m.type === "taken") waiting--;
+  } else if (m.type === "taken") waiting--;
   else {
     closed = true;
     redis.disconnect();

@@ -38,7 +38,6 @@ export type ToPrefetch =
   | { type: "close" };
 
 /** What the thread posts on the `batches` port; after each, it posts "posted" to the worker. */
-
 export type FromPrefetch =
   | { type: "batch"; after: string; entries: DecodedEntry[] }
   | { type: "end"; entries: number; ms: number; error?: string };
