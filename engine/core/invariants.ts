@@ -41,8 +41,10 @@ export function checkInvariants(state: EngineState): void {
   });
   let indexed = 0;
   state.books.forEach((book, i) => {
-    for (const heap of heapsOf(book)) heap.verify();
-    indexed += book.longExit.size + book.shortExit.size + book.longProfit.size + book.shortProfit.size;
+    for (const heap of heapsOf(book)) {
+      heap.verify();
+      indexed += heap.size;
+    }
     const q = state.quotes[i];
     if (q === undefined) return;
     const fired =

@@ -89,6 +89,9 @@ export function startLogPrefetch(redisUrl: string, stream: string, options: { ba
   };
   worker.on("error", (err) => fail(`log prefetch thread failed: ${err.message}`));
   worker.once("exit", (code) => fail(`log prefetch thread exited (${code})`));
+  const send = (m: ToPrefetch, transfer: MessagePort[] = []) => {
+    if (closing === undefined) worker.postMessage(m, transfer);
+  };
   const finish = (end: PrefetchEnd) => {
     ended ??= end;
     void close(); // nothing more will be taken: free the thread, its connection and what it still holds
@@ -132,10 +135,6 @@ export function startLogPrefetch(redisUrl: string, stream: string, options: { ba
     send({ type: "taken" });
     return m.entries;
   }
-
-  const send = (m: ToPrefetch, transfer: MessagePort[] = []) => {
-    if (closing === undefined) worker.postMessage(m, transfer);
-  };
 
   function close(): Promise<void> {
     // The thread ends once its connection has closed; what it posted and nobody took goes with the port.
