@@ -35,6 +35,7 @@ export async function buildBundles(): Promise<number> {
     format: "esm",
     target: "node20",
     sourcemap: "linked",
+    sourcesContent: false,
     logLevel: "error",
     // Bundled CommonJS packages call require(); an ES module has none of its own.
     banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },

@@ -10,7 +10,7 @@ import { connectPostgres } from "./postgres.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
-const REPO_MIGRATIONS = ["001_users.sql", "002_closed_orders.sql", "003_engine_snapshots.sql", "004_sign_in_tokens.sql", "005_snapshot_chunks_uncompressed.sql"];
+const REPO_MIGRATIONS = ["001_users.sql", "002_closed_orders.sql", "003_engine_snapshots.sql", "004_sign_in_tokens.sql", "005_snapshot_chunks_uncompressed.sql", "006_snapshot_chunks_base64.sql"];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
   const t = await createTestDatabase();

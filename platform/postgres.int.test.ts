@@ -54,6 +54,42 @@ describe("Neon Pool through the local proxy", () => {
     expect((await t.db.query("SELECT count(*)::int AS n FROM tx_iso")).rows[0]).toEqual({ n: 1 });
   });
 
+  it("hands a transaction's rows over one by one as they arrive (eachRow), in order, keeping none", async () => {
+    const seen: { i: number; length: number; at: number }[] = [];
+    const ended = await t.db.transaction(async (tx) => {
+      // Rows of 1 MiB (so Postgres flushes each as it is made), the third one made after a 0.3 s sleep.
+      const count = await tx.eachRow<{ i: number; data: string }>(
+        "SELECT i, repeat('x', 1048576) AS data, CASE WHEN i = 3 THEN pg_sleep(0.3) END AS nap FROM generate_series(1, $1::int) AS i",
+        [3],
+        (row) => seen.push({ i: row.i, length: row.data.length, at: performance.now() }),
+      );
+      expect(count).toBe(3);
+      return performance.now();
+    });
+    expect(seen.map((r) => [r.i, r.length])).toEqual([[1, 1048576], [2, 1048576], [3, 1048576]]);
+    // The first rows were there before the sleep that the last one waited for: they were not held back to the end.
+    expect(ended - seen[0]!.at).toBeGreaterThanOrEqual(250);
+  });
+
+  it("rejects eachRow with the query's error, or with the row callback's first throw, and rolls back", async () => {
+    await t.db.query("CREATE TABLE each_probe (v int)");
+    const failing = t.db.transaction((tx) => tx.eachRow("SELECT 1 / (2 - i) AS v FROM generate_series(1, 3) AS i", [], () => undefined));
+    await expect(failing).rejects.toThrow("division by zero");
+    const calls: number[] = [];
+    const thrown = t.db.transaction(async (tx) => {
+      await tx.query("INSERT INTO each_probe VALUES (1)");
+      await tx.eachRow<{ i: number }>("SELECT i FROM generate_series(1, 5) AS i", [], (row) => {
+        calls.push(row.i);
+        if (row.i === 2) throw new Error("row 2 is bad");
+      });
+    });
+    await expect(thrown).rejects.toThrow("row 2 is bad");
+    expect(calls).toEqual([1, 2]); // nothing after the throw
+    expect((await t.db.query("SELECT count(*)::int AS n FROM each_probe")).rows[0]).toEqual({ n: 0 });
+    // The connection is fine afterwards.
+    expect((await t.db.transaction((tx) => tx.query<{ two: number }>("SELECT 2 AS two"))).rows).toEqual([{ two: 2 }]);
+  });
+
   it("runs two pools at once without touching the driver's process-wide config", async () => {
     const before = { wsProxy: neonConfig.wsProxy, pipelineConnect: neonConfig.pipelineConnect, secure: neonConfig.useSecureWebSocket };
     const other = await connectPostgres(t.url, quiet);

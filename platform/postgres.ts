@@ -15,7 +15,7 @@
  * own settings through the per-client `neonConfig` (a Client subclass set as the pool's `Client`). Two pools in one
  * process — tests, or Neon plus a local database — cannot disturb each other or other code.
  */
-import { Client, Pool, type ClientConfig, type QueryResult, type QueryResultRow } from "@neondatabase/serverless";
+import { Client, Pool, type ClientConfig, type PoolClient, type QueryResult, type QueryResultRow, type Submittable } from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import type { Logger } from "./log.ts";
 import { startPgWsProxy, type PgWsProxy } from "./pg-ws-proxy.ts";
@@ -25,9 +25,19 @@ export interface Queryable {
   query<R extends QueryResultRow = QueryResultRow>(text: string, params?: unknown[]): Promise<QueryResult<R>>;
 }
 
+/** A transaction's connection. */
+export interface Transaction extends Queryable {
+  /**
+   * Runs a query and hands each row to `onRow` as it arrives, keeping none: for a result too big to hold at once,
+   * or worth using before its last row is in (a snapshot's chunks). Resolves with the number of rows when the query
+   * ends; rejects with its error, or with the first throw of `onRow` (the rows after that are dropped).
+   */
+  eachRow<R extends QueryResultRow>(text: string, params: unknown[], onRow: (row: R) => void): Promise<number>;
+}
+
 export interface Postgres extends Queryable {
   /** Runs `fn` inside BEGIN … COMMIT on one connection; any throw rolls back and is rethrown. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   close(): Promise<void>;
   /** True when this pool reaches Postgres through the in-process WebSocket→TCP proxy. */
   readonly viaLocalProxy: boolean;
@@ -97,12 +107,15 @@ export async function connectPostgres(databaseUrl: string, log: Logger, options:
   return {
     viaLocalProxy,
     query: <R extends QueryResultRow>(text: string, params?: unknown[]) => pool.query<R>(text, params),
-    transaction: async <T>(fn: (tx: Queryable) => Promise<T>): Promise<T> => {
+    transaction: async <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
       const client = await pool.connect();
       let broken: Error | undefined;
       try {
         await client.query("BEGIN");
-        const result = await fn({ query: <R extends QueryResultRow>(text: string, params?: unknown[]) => client.query<R>(text, params) });
+        const result = await fn({
+          query: <R extends QueryResultRow>(text: string, params?: unknown[]) => client.query<R>(text, params),
+          eachRow: (text, params, onRow) => eachRow(client, text, params, onRow),
+        });
         await client.query("COMMIT");
         return result;
       } catch (err) {
@@ -119,6 +132,40 @@ export async function connectPostgres(databaseUrl: string, log: Logger, options:
     },
     close,
   };
+}
+
+/**
+ * The driver's Query (node-postgres's, which the driver bundles: a query handed to `client.query` as an object emits
+ * "row" for each row, and keeps no rows when it has a "row" listener and no callback). The package's typings declare
+ * it, but its module exports it only as this static of Client, where node-postgres puts it too.
+ */
+interface RowQuery extends Submittable {
+  on(event: "row", listener: (row: QueryResultRow) => void): this;
+  on(event: "error", listener: (err: Error) => void): this;
+  on(event: "end", listener: () => void): this;
+}
+const RowQuery = (Client as unknown as { Query?: new (text: string, values: unknown[]) => RowQuery }).Query;
+
+function eachRow<R extends QueryResultRow>(client: PoolClient, text: string, params: unknown[], onRow: (row: R) => void): Promise<number> {
+  if (RowQuery === undefined) return Promise.reject(new Error("@neondatabase/serverless no longer has Client.Query: eachRow needs another way to stream rows"));
+  return new Promise<number>((resolve, reject) => {
+    let rows = 0;
+    let failed = false;
+    const query = new RowQuery(text, params);
+    query.on("row", (row) => {
+      if (failed) return;
+      try {
+        onRow(row as R);
+        rows++;
+      } catch (err) {
+        failed = true;
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+    query.on("error", reject);
+    query.on("end", () => resolve(rows));
+    client.query(query);
+  });
 }
 
 /**

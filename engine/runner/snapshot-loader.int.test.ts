@@ -58,6 +58,14 @@ async function save(bytes: Uint8Array, lastInputId: string) {
   return store.save(bytes, { version: SNAPSHOT_VERSION, shard: 0, lastInputId, stateHash: hashSnapshot(bytes), takenAt: new Date().toISOString() });
 }
 
+/** Overwrites the stored snapshot's byte at `at` (chunks are base64 text; Postgres' base64 breaks lines, removed). */
+async function setByte(at: number, char: string) {
+  await t.db.query(
+    `UPDATE engine_snapshot_chunks SET data = translate(encode(set_byte(decode(data, 'base64'), $1, ascii($2)), 'base64'), E'\\n', '') WHERE idx = $3`,
+    [at % CHUNK, char, Math.floor(at / CHUNK)],
+  );
+}
+
 const fresh = makeParams({});
 
 describe("startSnapshotLoader + restoreState", () => {
@@ -116,7 +124,7 @@ describe("startSnapshotLoader + restoreState", () => {
     await save(bytes, state.lastInputId);
     // A byte of a user id: the snapshot still decodes (to another state), but the hash differs.
     const at = Buffer.from(bytes).indexOf("user-7") + 2;
-    await t.db.query("UPDATE engine_snapshot_chunks SET data = set_byte(data, $1, ascii('X')) WHERE idx = $2", [at % CHUNK, Math.floor(at / CHUNK)]);
+    await setByte(at, "X");
     await expect(restoreState(() => loader().load(), fresh, log)).rejects.toThrow(SnapshotIntegrityError);
     expect(lines.some((l) => l.event === "restore_snapshot")).toBe(false);
   });
@@ -124,7 +132,7 @@ describe("startSnapshotLoader + restoreState", () => {
   it("reports the load's failure, not the decode's, when corrupt bytes also fail to decode", async () => {
     const state = bigState();
     await save(encodeSnapshot(state), state.lastInputId);
-    await t.db.query("UPDATE engine_snapshot_chunks SET data = set_byte(data, 0, ascii('X')) WHERE idx = 0"); // the magic
+    await setByte(0, "X"); // the magic
     const restore = restoreState(() => loader().load(), fresh, log);
     await expect(restore).rejects.toThrow(SnapshotIntegrityError);
     await expect(restore).rejects.toThrow(/is corrupt: SHA-256/);

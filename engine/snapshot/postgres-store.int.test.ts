@@ -1,7 +1,10 @@
 // The Postgres snapshot store: chunked bodies under a single-row head, replaced atomically, verified on load.
 import { randomBytes } from "node:crypto";
+import { copyFile, mkdtemp, readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { migrate } from "../../platform/migrate.ts";
+import { DEFAULT_MIGRATIONS_DIR, migrate } from "../../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
@@ -29,7 +32,7 @@ function headFor(bytes: Uint8Array, lastInputId = "1700000000000-0"): SnapshotHe
 
 async function chunkRows() {
   const r = await t.db.query<{ generation: string; idx: number; size: number }>(
-    "SELECT generation::text, idx, length(data) AS size FROM engine_snapshot_chunks ORDER BY generation, idx");
+    "SELECT generation::text, idx, length(decode(data, 'base64')) AS size FROM engine_snapshot_chunks ORDER BY generation, idx");
   return r.rows;
 }
 
@@ -103,7 +106,21 @@ describe("PostgresSnapshotStore", () => {
     let opened = false;
     const stream = store.stream({ open: (h) => ((opened = true), new Uint8Array(h.bytes)), progress: () => undefined });
     await expect(stream).rejects.toThrow(SnapshotIntegrityError);
-    await expect(stream).rejects.toThrow(`has ${4 * MiB + 100} bytes, head says ${5 * MiB}`);
+    // Chunk 0 (4 MiB) is 5592408 base64 characters, 4194306 bytes less its padding (0–2); chunk 1 now 100, 75 bytes less its padding.
+    await expect(stream).rejects.toThrow(`has ${4194306 + 75 - 4} to ${4194306 + 75} bytes, head says ${5 * MiB}`);
+    expect(opened).toBe(false);
+  });
+
+  it("stores chunks as base64 text, and refuses one that is not, before moving any byte", async () => {
+    const bytes = new Uint8Array(randomBytes(5 * MiB));
+    await store.save(bytes, headFor(bytes));
+    const stored = await t.db.query<{ type: string; data: string }>("SELECT pg_typeof(data)::text AS type, data FROM engine_snapshot_chunks WHERE idx = 1");
+    expect(stored.rows[0]?.type).toBe("text");
+    expect(stored.rows[0]?.data).toBe(Buffer.from(bytes.subarray(4 * MiB)).toString("base64"));
+    await t.db.query("UPDATE engine_snapshot_chunks SET data = data || 'AB' WHERE idx = 1");
+    let opened = false;
+    const stream = store.stream({ open: (h) => ((opened = true), new Uint8Array(h.bytes)), progress: () => undefined });
+    await expect(stream).rejects.toThrow(`snapshot generation 1 chunk 1 is not base64 (${Math.ceil(MiB / 3) * 4 + 2} characters)`);
     expect(opened).toBe(false);
   });
 
@@ -139,8 +156,9 @@ describe("PostgresSnapshotStore", () => {
     const bytes = new Uint8Array(randomBytes(9 * MiB));
     await store.save(bytes, headFor(bytes));
     // Flip one byte in the middle chunk; the length stays the same, so only the hash can tell.
-    await t.db.query(`UPDATE engine_snapshot_chunks
-      SET data = set_byte(data, 1000, (get_byte(data, 1000) + 1) % 256) WHERE idx = 1`);
+    // (Postgres' base64 breaks lines; the store writes none.)
+    await t.db.query(`UPDATE engine_snapshot_chunks SET data = translate(encode(set_byte(decode(data, 'base64'), 1000,
+      (get_byte(decode(data, 'base64'), 1000) + 1) % 256), 'base64'), E'\\n', '') WHERE idx = 1`);
     const load = store.load();
     await expect(load).rejects.toThrow(SnapshotIntegrityError);
     await expect(load).rejects.toThrow(/is corrupt: SHA-256 [0-9a-f]{64}, head says/);
@@ -156,6 +174,35 @@ describe("PostgresSnapshotStore", () => {
   it("refuses a head row that is not a chunked snapshot head (e.g. the seed's JSON state)", async () => {
     await t.db.query(`INSERT INTO engine_snapshots (id, snapshot_data) VALUES (1, '{"balances": {}}')`);
     await expect(store.load()).rejects.toThrow(/not a chunked snapshot head/);
+  });
+
+  it("loads a snapshot saved before migration 006, whose chunks it turned from bytea into base64 text", async () => {
+    const old = await createTestDatabase();
+    try {
+      const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+      for (const name of await readdir(DEFAULT_MIGRATIONS_DIR)) {
+        if (name < "006") await copyFile(join(DEFAULT_MIGRATIONS_DIR, name), join(dir, name));
+      }
+      await migrate(old.db, old.log, dir);
+      // Saved as the store did then: bytea chunks (4 MiB + 1 MiB + 3 bytes) under a head.
+      const bytes = new Uint8Array(randomBytes(5 * MiB + 3));
+      const chunks = [bytes.subarray(0, 4 * MiB), bytes.subarray(4 * MiB)];
+      for (const [idx, chunk] of chunks.entries()) {
+        await old.db.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES (1, $1, $2)", [idx, Buffer.from(chunk)]);
+      }
+      const head = { ...headFor(bytes, "9-9"), bytes: bytes.length, generation: 1, chunks: 2 };
+      await old.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (1, $1::jsonb)", [JSON.stringify(head)]);
+
+      expect(await migrate(old.db, old.log)).toEqual(["006_snapshot_chunks_base64.sql"]);
+      const loaded = await new PostgresSnapshotStore(old.db).load();
+      expect(loaded?.head).toEqual(head);
+      expect(Buffer.from(loaded!.bytes).equals(Buffer.from(bytes))).toBe(true);
+      const storage = await old.db.query<{ attstorage: string }>(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'engine_snapshot_chunks'::regclass AND attname = 'data'");
+      expect(storage.rows[0]?.attstorage).toBe("e"); // still stored as it is, uncompressed
+    } finally {
+      await old.drop();
+    }
   });
 
   it("round-trips an engine state: the decoded state has the same hash", async () => {

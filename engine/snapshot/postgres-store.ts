@@ -1,8 +1,8 @@
 /**
  * Engine snapshots in Postgres. The head is the seed's single-row `engine_snapshots` table (its JSONB names the
- * last input applied, the state hash, the size and where the body is); the body — the binary encoding, ~33 MB at
- * 1M open trades, far beyond what one JSONB value holds — lives in `engine_snapshot_chunks` as 4 MiB bytea rows
- * under a generation number.
+ * last input applied, the state hash, the size and where the body is); the body — the binary encoding, ~80 MB at
+ * 1M open trades, far beyond what one JSONB value holds — lives in `engine_snapshot_chunks` as 4 MiB chunks under
+ * a generation number, each stored as base64 text (migrations/006: Postgres sends text as it is stored).
  *
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
@@ -85,8 +85,7 @@ export class PostgresSnapshotStore {
       for (let idx = 0; idx < chunks; idx++) {
         const start = idx * this.chunkBytes;
         const end = Math.min(start + this.chunkBytes, bytes.length);
-        // A Buffer view, not a copy: the driver sends a Buffer parameter as binary, byte for byte.
-        const data = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start);
+        const data = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("base64");
         await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3)", [generation, idx, data]);
       }
       const full: SnapshotHead = {
@@ -134,22 +133,29 @@ export class PostgresSnapshotStore {
         [head.generation],
       );
       checkLayout(head, layout.rows);
-      const bytes = sink.open(head);
+      const target = sink.open(head);
+      const bytes = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
       const hash = createHash("sha256");
+      let next = 0;
       let at = 0;
-      for (const { idx, size } of layout.rows) {
-        const chunk = await tx.query<{ data: string }>(
-          "SELECT encode(data, 'base64') AS data FROM engine_snapshot_chunks WHERE generation = $1 AND idx = $2",
-          [head.generation, idx],
-        );
-        const text = chunk.rows[0]?.data;
-        const data = text === undefined ? undefined : Buffer.from(text, "base64");
-        if (data?.length !== size) throw new SnapshotIntegrityError(`snapshot generation ${head.generation} chunk ${idx} changed while it was read`);
-        bytes.set(data, at);
-        hash.update(data);
-        at += size;
-        sink.progress(at);
-      }
+      // All chunks in one query, each used as it arrives: Postgres reads the next chunk while this one is decoded.
+      await tx.eachRow<{ idx: number; data: string }>(
+        "SELECT idx, data FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
+        [head.generation],
+        ({ idx, data }) => {
+          const size = Buffer.byteLength(data, "base64");
+          if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
+            throw new SnapshotIntegrityError(`snapshot generation ${head.generation} chunk ${next} changed while it was read`);
+          }
+          next++;
+          // Decoded straight into the sink's buffer.
+          bytes.write(data, at, size, "base64");
+          hash.update(bytes.subarray(at, at + size));
+          at += size;
+          sink.progress(at);
+        },
+      );
+      if (at !== head.bytes) throw new SnapshotIntegrityError(`snapshot generation ${head.generation} changed while it was read`);
       const digest = hash.digest("hex");
       if (digest !== head.stateHash) {
         throw new SnapshotIntegrityError(`snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`);
@@ -182,10 +188,15 @@ async function nextGeneration(tx: Queryable): Promise<number> {
 function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: number }[]): void {
   const where = `snapshot generation ${head.generation}`;
   if (rows.length !== head.chunks) throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
-  let total = 0;
+  // Each chunk is base64 on its own: 4 characters per 3 bytes, the last group padded with up to two "=".
+  let most = 0;
   rows.forEach((r, i) => {
     if (r.idx !== i) throw new SnapshotIntegrityError(`${where} is missing chunk ${i}`);
-    total += r.size;
+    if (r.size % 4 !== 0) throw new SnapshotIntegrityError(`${where} chunk ${i} is not base64 (${r.size} characters)`);
+    most += (r.size / 4) * 3;
   });
-  if (total !== head.bytes) throw new SnapshotIntegrityError(`${where} has ${total} bytes, head says ${head.bytes}`);
+  const least = most - 2 * rows.length;
+  if (head.bytes < least || head.bytes > most) {
+    throw new SnapshotIntegrityError(`${where} has ${least === most ? most : `${Math.max(0, least)} to ${most}`} bytes, head says ${head.bytes}`);
+  }
 }
