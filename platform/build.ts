@@ -6,7 +6,8 @@
  *
  * Bundles sit one folder below the root, like the sources they replace, so paths a module resolves from its own
  * URL (`../migrations/`) hold in both. Source maps sit beside them; components run with --enable-source-maps, so
- * stack traces name the TypeScript files.
+ * stack traces name the TypeScript files. The maps leave out the sources' text (stack traces need only the
+ * mappings): a third of the size, and every thread reads and parses its map as it starts.
  */
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
