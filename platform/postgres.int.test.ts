@@ -1,5 +1,6 @@
 // The Neon driver's Pool reaching a plain local Postgres through the in-process WebSocket→TCP proxy, and the
 // proxy's own contract: only allow-listed addresses, raw bytes both ways, each side closed with the other.
+import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { createServer, type Server, type Socket } from "node:net";
 import { neonConfig } from "@neondatabase/serverless";
@@ -7,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { createLogger } from "./log.ts";
 import { startPgWsProxy } from "./pg-ws-proxy.ts";
-import { connectPostgres } from "./postgres.ts";
+import { connectPostgres, LoopbackWebSocket } from "./postgres.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
@@ -185,6 +186,80 @@ describe("pg ws proxy", () => {
       serverSockets.at(-1)!.end();
       const [code] = (await closed) as [number];
       expect(code).toBe(1000);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  /** The first frame a client of this class sends, as a bare WebSocket server reads it off the socket. */
+  async function firstFrame(Socket: new (address: string) => WebSocket, payload: Buffer) {
+    let resolveFrame!: (frame: { masked: boolean; key: Buffer; payload: Buffer }) => void;
+    const frame = new Promise<{ masked: boolean; key: Buffer; payload: Buffer }>((resolve) => (resolveFrame = resolve));
+    const server = createServer((s) => {
+      let pending = Buffer.alloc(0);
+      let upgraded = false;
+      s.on("data", (d: Buffer) => {
+        pending = Buffer.concat([pending, d]);
+        if (!upgraded) {
+          const end = pending.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const key = /sec-websocket-key: *(\S+)/i.exec(pending.subarray(0, end).toString())![1]!;
+          const accept = createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
+          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          upgraded = true;
+          pending = pending.subarray(end + 4);
+        }
+        // Payloads of 126..65535 bytes: 2 header bytes, a 16-bit length, the 4-byte key, then the payload.
+        if (pending.length < 8 || pending.length < 8 + pending.readUInt16BE(2)) return;
+        const key = pending.subarray(4, 8);
+        const body = Buffer.from(pending.subarray(8, 8 + pending.readUInt16BE(2)));
+        for (let i = 0; i < body.length; i++) body[i]! ^= key[i & 3]!;
+        resolveFrame({ masked: (pending[1]! & 0x80) !== 0, key: Buffer.from(key), payload: body });
+        s.destroy();
+      });
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const ws = new Socket(`ws://127.0.0.1:${(server.address() as { port: number }).port}/v1`);
+    ws.on("error", () => undefined); // the server drops it after the frame
+    await once(ws, "open");
+    ws.send(payload);
+    try {
+      return await frame;
+    } finally {
+      ws.terminate();
+      server.close();
+    }
+  }
+
+  it("LoopbackWebSocket sends each frame with a zero masking key, its payload as it is; a plain one masks", async () => {
+    const payload = Buffer.from(Array.from({ length: 1000 }, (_, i) => i % 251));
+    const loopback = await firstFrame(LoopbackWebSocket, payload);
+    expect(loopback.masked).toBe(true); // still a masked frame, as RFC 6455 wants of a client
+    expect(loopback.key.equals(Buffer.alloc(4))).toBe(true);
+    expect(loopback.payload.equals(payload)).toBe(true);
+    const plain = await firstFrame(WebSocket, payload);
+    expect(plain.key.equals(Buffer.alloc(4))).toBe(false);
+    expect(plain.payload.equals(payload)).toBe(true);
+  });
+
+  it("pipes a LoopbackWebSocket's unmasked frames to the upstream intact", async () => {
+    const proxy = await startPgWsProxy({ allow: [`127.0.0.1:${echoPort}`], log: quiet });
+    try {
+      const ws = new LoopbackWebSocket(`ws://127.0.0.1:${proxy.port}/v1?address=127.0.0.1:${echoPort}`);
+      await once(ws, "open");
+      const payload = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7) % 256));
+      const received: Buffer[] = [];
+      let total = 0;
+      const all = new Promise<void>((resolve) => ws.on("message", (d: Buffer) => {
+        received.push(d);
+        total += d.length;
+        if (total >= payload.length) resolve();
+      }));
+      ws.send(payload);
+      await all;
+      expect(Buffer.concat(received).equals(payload)).toBe(true);
+      ws.close();
     } finally {
       await proxy.close();
     }

@@ -14,6 +14,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { Postgres, Queryable } from "../../platform/postgres.ts";
 import { isAfterId } from "../core/step.ts";
+import { Base64Writer } from "./base64.ts";
 
 export interface SnapshotHead {
   /** Snapshot encoding version (codec.ts SNAPSHOT_VERSION). */
@@ -56,6 +57,8 @@ export class SnapshotIntegrityError extends Error {
 
 export class PostgresSnapshotStore {
   private readonly chunkBytes: number;
+  /** One chunk's base64, reused by every save (made on the first). */
+  private base64: Base64Writer | undefined;
 
   constructor(private readonly db: Postgres, options: { chunkBytes?: number } = {}) {
     this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
@@ -82,11 +85,15 @@ export class PostgresSnapshotStore {
         return saved;
       }
       const generation = await nextGeneration(tx);
+      const base64 = (this.base64 ??= new Base64Writer(this.chunkBytes));
       for (let idx = 0; idx < chunks; idx++) {
         const start = idx * this.chunkBytes;
-        const end = Math.min(start + this.chunkBytes, bytes.length);
-        const data = Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString("base64");
-        await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3)", [generation, idx, data]);
+        const text = base64.encode(bytes.subarray(start, Math.min(start + this.chunkBytes, bytes.length)));
+        // A Buffer parameter goes in binary format, which for text is its bytes as they are: the chunk's base64
+        // never becomes a JavaScript string (base64.ts says why that matters). Each insert is awaited before the
+        // buffer is reused.
+        const data = Buffer.from(text.buffer, text.byteOffset, text.length);
+        await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3::text)", [generation, idx, data]);
       }
       const full: SnapshotHead = {
         version: input.version, shard: input.shard, lastInputId: input.lastInputId, stateHash: input.stateHash,
