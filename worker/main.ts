@@ -21,9 +21,10 @@ runMain("worker", async () => {
     consumer: text(env, "WORKER_NAME", `${hostname()}:${process.pid}`),
     // How long an entry must sit unacknowledged on another consumer before this one takes it over.
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
+    statsEveryMs: wholeNumber(env, "WORKER_STATS_EVERY_MS", 10_000, 100, 3_600_000),
   };
   const log = createLogger("worker", { base: { consumer: config.consumer } });
-  log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs });
+  log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs, statsEveryMs: config.statsEveryMs });
   const stop = stopOnSignals(log);
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   const reader = connectRedis(config.redisUrl, log, "worker-reader");
@@ -31,7 +32,7 @@ runMain("worker", async () => {
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   try {
     await migrate(db, log);
-    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs }, stop);
+    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs, statsEveryMs: config.statsEveryMs }, stop);
   } finally {
     reader.disconnect();
     writer.disconnect();

@@ -12,7 +12,7 @@ import { publishOutputs } from "../engine/runner/publisher.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import { handleBatch, runWorker } from "./worker.ts";
+import { ensureGroup, groupBacklog, handleBatch, runWorker } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
@@ -177,6 +177,28 @@ describe("worker on real Redis and Postgres", () => {
     expect(row.pnl).toBe("5.000000"); // short 0.05 ETH from 2000 to 1900
     await until(async () => (((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined));
     expect(await redis.llen(local.responseKey("bob", b2InputId))).toBe(1);
+    stop.abort();
+    await running;
+  });
+
+  it("logs worker_stats: entries handled, and the group's lag and pending count on engine:output", async () => {
+    const own = keyspace(`${prefix}stats:`);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    await ensureGroup(redis, own);
+    const output = (n: number) => ["type", "quote_updated", "body", JSON.stringify({ n })];
+    for (let n = 0; n < 3; n++) await redis.xadd(own.output, "*", ...output(n));
+    expect(await groupBacklog(redis, own)).toEqual({ lag: 3, pending: 0 });
+    await redis.xreadgroup("GROUP", own.workerGroup, "probe", "COUNT", 2, "STREAMS", own.output, ">");
+    expect(await groupBacklog(redis, own)).toEqual({ lag: 1, pending: 2 });
+    await redis.xgroup("DESTROY", own.output, own.workerGroup);
+    expect(await groupBacklog(redis, own)).toBeUndefined();
+
+    // A running worker: everything handled (the bodies are not valid outputs: logged and acknowledged), nothing left.
+    const stop = new AbortController();
+    const running = runWorker({ reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-stats", blockMs: 20, statsEveryMs: 50 }, stop.signal);
+    const stats = await until(() => Promise.resolve(lines.find((l) => l.event === "worker_stats" && l.handled === 3)));
+    expect(stats).toMatchObject({ lag: 0, pending: 0 });
     stop.abort();
     await running;
   });

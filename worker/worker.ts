@@ -26,6 +26,8 @@ export interface WorkerOptions {
   /** Entries pending this long on a consumer that stopped are taken over. */
   readonly claimIdleMs?: number;
   readonly responseTtlMs?: number;
+  /** How often `worker_stats` is logged (entries handled since the last one, the group's lag and pending count). */
+  readonly statsEveryMs?: number;
 }
 
 type Entry = [id: string, fields: string[]];
@@ -43,19 +45,45 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   await loadScripts(o.writer);
   const batch = o.batchSize ?? 500;
   let lastClaimMs = 0;
+  let handled = 0;
+  let lastStatsMs = Date.now();
   while (!signal.aborted) {
     if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
       const [, claimed] = (await o.writer.xautoclaim(o.keys.output, o.keys.workerGroup, o.consumer, o.claimIdleMs ?? 30_000, "0-0", "COUNT", batch)) as [string, Entry[]];
       if (claimed.length > 0) {
         o.log.info("claimed_pending", { entries: claimed.length });
         await handleBatch(o, claimed);
+        handled += claimed.length;
       }
       lastClaimMs = Date.now();
     }
     const reply = (await o.reader.xreadgroup("GROUP", o.keys.workerGroup, o.consumer, "COUNT", batch, "BLOCK", o.blockMs ?? 1000, "STREAMS", o.keys.output, ">")) as [string, Entry[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
-    if (entries.length > 0) await handleBatch(o, entries);
+    if (entries.length > 0) {
+      await handleBatch(o, entries);
+      handled += entries.length;
+    }
+    if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
+      o.log.info("worker_stats", { handled, ...(await groupBacklog(o.writer, o.keys)) });
+      handled = 0;
+      lastStatsMs = Date.now();
+    }
   }
+}
+
+/**
+ * The group's backlog on engine:output (XINFO GROUPS): `lag`, entries not yet delivered to any worker (null when
+ * Redis cannot tell, e.g. after entries were deleted from the middle), and `pending`, delivered but not acknowledged.
+ */
+export async function groupBacklog(redis: Redis, keys: Keyspace): Promise<{ lag: number | null; pending: number } | undefined> {
+  const groups = (await redis.xinfo("GROUPS", keys.output).catch(() => [])) as unknown[][];
+  for (const group of groups) {
+    const field = (name: string) => group[group.indexOf(name) + 1];
+    if (field("name") !== keys.workerGroup) continue;
+    const lag = field("lag");
+    return { lag: lag === null || lag === undefined ? null : Number(lag), pending: Number(field("pending")) };
+  }
+  return undefined;
 }
 
 export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<void> {

@@ -7,7 +7,7 @@ import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.t
 import { createLogger } from "../../platform/log.ts";
 import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
-import { runLeader } from "./leader.ts";
+import { lagMs, runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -149,5 +149,30 @@ describe("engine leader on real Redis", () => {
     const state = createState(makeParams());
     const ended = await runLeader({ reader, writer: redis, keys, log, lease: a, state, blockMs: 20 }, new AbortController().signal);
     expect(ended).toBe("lease_lost");
+  });
+
+  it("logs engine_stats live: what it applied, the stream head and its lag behind it", async () => {
+    const keys = freshKeys();
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("engine-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const running = runLeader({ reader, writer: redis, keys, log: capture, lease, state, blockMs: 20, statsEveryMs: 50 }, stop.signal);
+    const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
+    const stats = await until(() => Promise.resolve(lines.find((l) => l.event === "engine_stats" && l.lastInputId === last)));
+    stop.abort();
+    await running;
+    expect(stats).toMatchObject({ applied: 2, lastInputId: last, streamHead: last, lagMs: 0, accounts: 2 });
+    expect(typeof stats.loopDelayMaxMs).toBe("number");
+  });
+
+  it("measures lag in log time from the stream head's id, never below zero", () => {
+    expect(lagMs("1700000005250-3", 1700000005000)).toBe(250);
+    expect(lagMs("1700000005000-9", 1700000005000)).toBe(0);
+    expect(lagMs("1700000004000-0", 1700000005000)).toBe(0);
+    expect(lagMs(undefined, 1700000005000)).toBeUndefined();
   });
 });

@@ -12,6 +12,7 @@ import type { Keyspace } from "../../contract/names.ts";
 import type { EngineOutput } from "../../contract/messages.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
+import { parseInputId } from "../core/step.ts";
 import type { EngineLease } from "./lease.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
@@ -122,9 +123,10 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
-        const lastGenerated = head === undefined ? undefined : head[head.indexOf("last-generated-id") + 1];
+        const lastGenerated = head === undefined ? undefined : String(head[head.indexOf("last-generated-id") + 1]);
         log.info("engine_stats", {
-          applied, lastInputId: state.lastInputId, streamHead: lastGenerated, accounts: state.accounts.size,
+          applied, lastInputId: state.lastInputId, streamHead: lastGenerated, lagMs: lagMs(lastGenerated, state.lastInputMs),
+          accounts: state.accounts.size,
           loopDelayMaxMs: nsToMs(loopDelay.max), loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
         });
         loopDelay.reset();
@@ -141,6 +143,16 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     return "lease_lost";
   }
   return "stopped";
+}
+
+/**
+ * How far the engine is behind the newest entry of engine:input, in log time: the newest id's milliseconds less
+ * those of the last input applied (0 when caught up; undefined when the head could not be read).
+ */
+export function lagMs(streamHead: string | undefined, lastInputMs: number): number | undefined {
+  if (streamHead === undefined) return undefined;
+  const { ms } = parseInputId(streamHead);
+  return Math.max(0, ms - lastInputMs);
 }
 
 function rate(n: number, sinceMs: number): number {
