@@ -14,11 +14,14 @@ export interface Component {
 
 export const COMPONENTS: readonly Component[] = [
   // A bigger young generation: restores and bursts allocate many objects that survive (−25% restore time).
-  // Tried and left out: --initial-old-space-size=1024 (no full GC while a restore grows the heap) cut recovery by
-  // ~0.3 s but doubled the live leader's worst pauses in bench:recovery (9–24 ms against 6–7 ms); and
-  // --min-semi-space-size=64 (that young generation from the start) cut recovery by ~0.27 s (interleaved runs), but
-  // tick → row in bench:recovery had a long tail with it (p99 24–58 ms in 5 of 19 runs; without, 1 of 26).
-  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64"], readyEvent: "replay_done" },
+  // No full GC before the old generation holds 512 MB: a restore of 1M open trades builds ~300 MB of objects that all
+  // stay alive, and V8 otherwise ran two full collections during it, the second a 145–170 ms pause of the decode
+  // (marking what its starved concurrent markers had not); bench:recovery, 6 interleaved pairs: recovery 2.27 →
+  // 2.14 s median, won 6 of 6, the live leader's pauses no worse.
+  // Tried and left out: --min-semi-space-size=64 (that young generation from the start) cut recovery by ~0.27 s
+  // (interleaved runs), but tick → row in bench:recovery had a long tail with it (p99 24–58 ms in 5 of 19 runs;
+  // without, 1 of 26).
+  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"], readyEvent: "replay_done" },
   { name: "worker", entry: "worker/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "start" },
   { name: "poller", entry: "poller/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "poller_running" },
   { name: "api", entry: "functions/server.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "listening" },
