@@ -44,6 +44,8 @@ const LEASE_TTL_MS = 5_000;
  * BENCH_ENGINE_FLAGS (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the engines).
  */
 const ENGINE_EXTRA_FLAGS = ["--max-old-space-size=4096", ...(process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean)];
+/** Node writes a CPU profile when the process exits, not when it is killed: profiled engines are stopped politely. */
+const FINAL_STOP = ENGINE_EXTRA_FLAGS.some((f) => f.startsWith("--cpu-prof")) ? "SIGTERM" : "SIGKILL";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const isAtOrAfter = (a: string, b: string) => {
@@ -265,7 +267,7 @@ async function main(): Promise<void> {
     throw err;
   } finally {
     if (trickle !== undefined) clearInterval(trickle);
-    await Promise.all(processes.map((p) => p.stop("SIGKILL")));
+    await Promise.all(processes.map((p) => p.stop(FINAL_STOP)));
     await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     trickleRedis.disconnect();
