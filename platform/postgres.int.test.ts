@@ -140,6 +140,19 @@ describe("pg ws proxy", () => {
     return err.message;
   }
 
+  /** Sends `payload` through the proxy to the echo server and resolves with what came back, once as long. */
+  function echoed(ws: WebSocket, payload: Buffer): Promise<Buffer> {
+    const received: Buffer[] = [];
+    let total = 0;
+    const all = new Promise<Buffer>((resolve) => ws.on("message", (d: Buffer) => {
+      received.push(d);
+      total += d.length;
+      if (total >= payload.length) resolve(Buffer.concat(received));
+    }));
+    ws.send(payload);
+    return all;
+  }
+
   it("refuses addresses outside its allow-list, and malformed requests", async () => {
     const proxy = await startPgWsProxy({ allow: [`127.0.0.1:${echoPort}`], log: quiet });
     try {
@@ -160,16 +173,7 @@ describe("pg ws proxy", () => {
       const ws = new WebSocket(`ws://127.0.0.1:${proxy.port}/v1?address=127.0.0.1:${echoPort}`);
       await once(ws, "open");
       const payload = Buffer.from(Array.from({ length: 300_000 }, (_, i) => i % 256));
-      const received: Buffer[] = [];
-      let total = 0;
-      const all = new Promise<void>((resolve) => ws.on("message", (d: Buffer) => {
-        received.push(d);
-        total += d.length;
-        if (total >= payload.length) resolve();
-      }));
-      ws.send(payload);
-      await all;
-      expect(Buffer.concat(received).equals(payload)).toBe(true);
+      expect((await echoed(ws, payload)).equals(payload)).toBe(true);
 
       // The client closes → the upstream TCP socket ends.
       const upstream = serverSockets.at(-1)!;
@@ -249,16 +253,7 @@ describe("pg ws proxy", () => {
       const ws = new LoopbackWebSocket(`ws://127.0.0.1:${proxy.port}/v1?address=127.0.0.1:${echoPort}`);
       await once(ws, "open");
       const payload = Buffer.from(Array.from({ length: 100_000 }, (_, i) => (i * 7) % 256));
-      const received: Buffer[] = [];
-      let total = 0;
-      const all = new Promise<void>((resolve) => ws.on("message", (d: Buffer) => {
-        received.push(d);
-        total += d.length;
-        if (total >= payload.length) resolve();
-      }));
-      ws.send(payload);
-      await all;
-      expect(Buffer.concat(received).equals(payload)).toBe(true);
+      expect((await echoed(ws, payload)).equals(payload)).toBe(true);
       ws.close();
     } finally {
       await proxy.close();
