@@ -4,9 +4,18 @@ import { existsSync } from "node:fs";
 import tseslint from "typescript-eslint";
 
 const impureSyntax = [
-  { selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']", message: "The engine core reads no clock: time comes from the input id." },
-  { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: "The engine core reads no clock: time comes from the input id." },
-  { selector: "MemberExpression[object.name='Math'][property.name='random']", message: "The engine core uses no randomness." },
+  {
+    selector: "CallExpression[callee.object.name='Date'][callee.property.name='now']",
+    message: "The engine core reads no clock: time comes from the input id.",
+  },
+  {
+    selector: "NewExpression[callee.name='Date'][arguments.length=0]",
+    message: "The engine core reads no clock: time comes from the input id.",
+  },
+  {
+    selector: "MemberExpression[object.name='Math'][property.name='random']",
+    message: "The engine core uses no randomness.",
+  },
   { selector: "MemberExpression[object.name='performance']", message: "The engine core reads no clock." },
 ];
 
@@ -36,18 +45,43 @@ export default tseslint.config(
   // those installed (npm run infra:types) they are linted type-aware against them; without, linted without types,
   // since every `sst.*` would otherwise read as an error type.
   existsSync(new URL(".sst/platform/config.d.ts", import.meta.url))
-    ? { files: sstFiles, languageOptions: { parserOptions: { projectService: false, project: "./tsconfig.infra.json" } } }
+    ? {
+        files: sstFiles,
+        languageOptions: { parserOptions: { projectService: false, project: "./tsconfig.infra.json" } },
+      }
     : { files: sstFiles, ...tseslint.configs.disableTypeChecked },
   {
     files: ["engine/core/**/*.ts", "contract/**/*.ts"],
     ignores: ["**/*.test.ts"],
     rules: {
-      "no-restricted-imports": ["error", {
-        patterns: [
-          { group: ["node:*", "fs", "net", "http", "crypto", "os", "child_process", "ioredis", "pg", "@neondatabase/*", "@upstash/*", "ws", "hono", "hono/*"], message: "Pure modules do no I/O." },
-        ],
-      }],
-      "no-restricted-globals": ["error",
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: [
+                "node:*",
+                "fs",
+                "net",
+                "http",
+                "crypto",
+                "os",
+                "child_process",
+                "ioredis",
+                "pg",
+                "@neondatabase/*",
+                "@upstash/*",
+                "ws",
+                "hono",
+                "hono/*",
+              ],
+              message: "Pure modules do no I/O.",
+            },
+          ],
+        },
+      ],
+      "no-restricted-globals": [
+        "error",
         { name: "process", message: "Pure modules read no environment." },
         { name: "setTimeout", message: "Pure modules schedule nothing." },
         { name: "setInterval", message: "Pure modules schedule nothing." },

@@ -23,10 +23,38 @@ export interface AssetConfig {
 export const ACCOUNT_CURRENCY = "USD";
 
 export const ASSETS: readonly AssetConfig[] = [
-  { symbol: "ETH", name: "Ethereum", market: "ETH_USDC_PERP", priceDecimals: 2, quantityDecimals: 4, maxPriceTicks: 1_000_000_00 },
-  { symbol: "BTC", name: "Bitcoin", market: "BTC_USDC_PERP", priceDecimals: 1, quantityDecimals: 5, maxPriceTicks: 10_000_000_0 },
-  { symbol: "SOL", name: "Solana", market: "SOL_USDC_PERP", priceDecimals: 2, quantityDecimals: 2, maxPriceTicks: 100_000_00 },
-  { symbol: "ADA", name: "Cardano", market: "ADA_USDC_PERP", priceDecimals: 5, quantityDecimals: 1, maxPriceTicks: 1_000_00000 },
+  {
+    symbol: "ETH",
+    name: "Ethereum",
+    market: "ETH_USDC_PERP",
+    priceDecimals: 2,
+    quantityDecimals: 4,
+    maxPriceTicks: 1_000_000_00,
+  },
+  {
+    symbol: "BTC",
+    name: "Bitcoin",
+    market: "BTC_USDC_PERP",
+    priceDecimals: 1,
+    quantityDecimals: 5,
+    maxPriceTicks: 10_000_000_0,
+  },
+  {
+    symbol: "SOL",
+    name: "Solana",
+    market: "SOL_USDC_PERP",
+    priceDecimals: 2,
+    quantityDecimals: 2,
+    maxPriceTicks: 100_000_00,
+  },
+  {
+    symbol: "ADA",
+    name: "Cardano",
+    market: "ADA_USDC_PERP",
+    priceDecimals: 5,
+    quantityDecimals: 1,
+    maxPriceTicks: 1_000_00000,
+  },
 ];
 
 export const ASSET_BY_SYMBOL: ReadonlyMap<string, AssetConfig> = new Map(ASSETS.map((a) => [a.symbol, a]));
@@ -38,14 +66,18 @@ export function validateAssets(assets: readonly AssetConfig[]): void {
   for (const a of assets) {
     if (seen.has(a.symbol) || seen.has(a.market)) throw new Error(`duplicate asset or market: ${a.symbol}/${a.market}`);
     seen.add(a.symbol).add(a.market);
-    if (!/^[A-Z][A-Z0-9]{0,15}$/.test(a.symbol) || a.symbol === ACCOUNT_CURRENCY) throw new Error(`bad asset symbol: ${a.symbol}`);
+    if (!/^[A-Z][A-Z0-9]{0,15}$/.test(a.symbol) || a.symbol === ACCOUNT_CURRENCY)
+      throw new Error(`bad asset symbol: ${a.symbol}`);
     for (const d of [a.priceDecimals, a.quantityDecimals]) {
       if (!Number.isInteger(d) || d < 0) throw new Error(`${a.symbol}: decimals must be whole numbers ≥ 0`);
     }
     if (a.priceDecimals + a.quantityDecimals > USD_DECIMALS) {
-      throw new Error(`${a.symbol}: priceDecimals + quantityDecimals must be ≤ ${USD_DECIMALS} so price × quantity is exact in USD micros`);
+      throw new Error(
+        `${a.symbol}: priceDecimals + quantityDecimals must be ≤ ${USD_DECIMALS} so price × quantity is exact in USD micros`,
+      );
     }
-    if (!Number.isSafeInteger(a.maxPriceTicks) || a.maxPriceTicks <= 0) throw new Error(`${a.symbol}: bad maxPriceTicks`);
+    if (!Number.isSafeInteger(a.maxPriceTicks) || a.maxPriceTicks <= 0)
+      throw new Error(`${a.symbol}: bad maxPriceTicks`);
   }
 }
 

@@ -11,10 +11,21 @@
  */
 import { z } from "zod";
 
-const decimal = z.string().max(40).regex(/^\d+(\.\d+)?$/, "expected a non-negative decimal string");
+const decimal = z
+  .string()
+  .max(40)
+  .regex(/^\d+(\.\d+)?$/, "expected a non-negative decimal string");
 /** Printable ASCII without spaces: safe in Redis keys and logs. */
-export const requestIdSchema = z.string().min(1).max(128).regex(/^[\x21-\x7e]+$/, "expected printable ASCII without spaces");
-export const userIdSchema = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -");
+export const requestIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[\x21-\x7e]+$/, "expected printable ASCII without spaces");
+export const userIdSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -");
 const symbol = z.string().min(1).max(32);
 const isoTime = z.string().max(32);
 
@@ -110,7 +121,13 @@ export const answerSchema = z.discriminatedUnion("ok", [
 const outputHead = { id: z.string(), inputId: z.string() };
 
 export const engineOutputSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("order_response"), ...outputHead, requestId: requestIdSchema, userId: userIdSchema, answer: answerSchema }),
+  z.object({
+    type: z.literal("order_response"),
+    ...outputHead,
+    requestId: requestIdSchema,
+    userId: userIdSchema,
+    answer: answerSchema,
+  }),
   z.object({ type: z.literal("closed_order"), ...outputHead, userId: userIdSchema, trade: closedTradeSchema }),
   z.object({ type: z.literal("trade_opened"), ...outputHead, userId: userIdSchema, trade: tradeSchema }),
   z.object({ type: z.literal("balances_changed"), ...outputHead, userId: userIdSchema, balances: balancesSchema }),

@@ -104,7 +104,12 @@ describe("formatUnits", () => {
   });
 
   it("round-trips with parseUnits", () => {
-    for (const [text, decimals] of [["4303.93", 2], ["0.000001", 6], ["1000000000", 6], ["65.6", 1]] as const) {
+    for (const [text, decimals] of [
+      ["4303.93", 2],
+      ["0.000001", 6],
+      ["1000000000", 6],
+      ["65.6", 1],
+    ] as const) {
       const parsed = parseUnits(text, decimals);
       if (!parsed.ok) throw new Error(`did not parse ${text}`);
       expect(formatUnits(parsed.units, decimals)).toBe(text);
@@ -186,11 +191,15 @@ describe("formatUnits against an independent reference", () => {
 
   it("formats every safe amount at every scale exactly, and parses back to the same units", () => {
     fc.assert(
-      fc.property(fc.integer({ min: -MAX_UNITS, max: MAX_UNITS }), fc.integer({ min: 0, max: 9 }), (units, decimals) => {
-        const text = formatUnits(units, decimals);
-        expect(text).toBe(reference(units, decimals));
-        if (units >= 0) expect(parseUnits(text, decimals)).toEqual({ ok: true, units });
-      }),
+      fc.property(
+        fc.integer({ min: -MAX_UNITS, max: MAX_UNITS }),
+        fc.integer({ min: 0, max: 9 }),
+        (units, decimals) => {
+          const text = formatUnits(units, decimals);
+          expect(text).toBe(reference(units, decimals));
+          if (units >= 0) expect(parseUnits(text, decimals)).toEqual({ ok: true, units });
+        },
+      ),
       { numRuns: 20_000 },
     );
   });

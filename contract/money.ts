@@ -23,7 +23,8 @@ export const MICROS_PER_USD = 1_000_000;
 export const MAX_UNITS = 1_000_000_000_000_000;
 
 export type ParseFailure = "MALFORMED" | "TOO_MANY_DECIMALS" | "OUT_OF_RANGE";
-export type ParsedUnits = { readonly ok: true; readonly units: number } | { readonly ok: false; readonly reason: ParseFailure };
+export type ParsedUnits =
+  { readonly ok: true; readonly units: number } | { readonly ok: false; readonly reason: ParseFailure };
 
 const POW10: readonly number[] = Array.from({ length: 19 }, (_, i) => 10 ** i);
 
@@ -34,7 +35,11 @@ const POW10: readonly number[] = Array.from({ length: 19 }, (_, i) => 10 ** i);
 export function parseUnits(text: string, decimals: number, max: number = MAX_UNITS): ParsedUnits {
   const units = toUnits(text, decimals, max);
   if (units >= 0) return { ok: true, units };
-  return units === INVALID_MALFORMED ? MALFORMED : units === INVALID_PRECISION ? TOO_MANY_DECIMALS : OUT_OF_RANGE_RESULT;
+  return units === INVALID_MALFORMED
+    ? MALFORMED
+    : units === INVALID_PRECISION
+      ? TOO_MANY_DECIMALS
+      : OUT_OF_RANGE_RESULT;
 }
 
 const INVALID_MALFORMED = -1;
@@ -98,7 +103,10 @@ export function formatUnits(units: number, decimals: number): string {
       digits--;
     }
     const fracText = `${frac}`;
-    text = fracText.length === digits ? `${whole}.${fracText}` : `${whole}.${"0".repeat(digits - fracText.length)}${fracText}`;
+    text =
+      fracText.length === digits
+        ? `${whole}.${fracText}`
+        : `${whole}.${"0".repeat(digits - fracText.length)}${fracText}`;
   }
   return negative ? `-${text}` : text;
 }

@@ -3,7 +3,12 @@ import type { EngineInput, EngineOutput, TradeView } from "./messages.ts";
 import { decodeInputFields, decodeOutputFields, encodeFields, senderOf } from "./stream-fields.ts";
 
 const price: EngineInput = {
-  type: "price_update", market: "ETH_USDC_PERP", bid: "4303.93", ask: "4304.1", exchangeTimeUs: "1700000000000000", source: "backpack",
+  type: "price_update",
+  market: "ETH_USDC_PERP",
+  bid: "4303.93",
+  ask: "4304.1",
+  exchangeTimeUs: "1700000000000000",
+  source: "backpack",
 };
 const instruction = (i: Extract<EngineInput, { type: "user_instruction" }>["instruction"]): EngineInput => ({
   type: "user_instruction",
@@ -18,25 +23,55 @@ const inputs: [string, EngineInput][] = [
   ["open_trade (bare)", instruction({ kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 })],
   [
     "open_trade (SL/TP)",
-    instruction({ kind: "open_trade", asset: "BTC", side: "short", margin: "0.5", leverage: 3, stopLoss: "70000.5", takeProfit: "60000" }),
+    instruction({
+      kind: "open_trade",
+      asset: "BTC",
+      side: "short",
+      margin: "0.5",
+      leverage: 3,
+      stopLoss: "70000.5",
+      takeProfit: "60000",
+    }),
   ],
   ["close_trade", instruction({ kind: "close_trade", tradeId: "T0-17" })],
   ["spot_order", instruction({ kind: "spot_order", asset: "SOL", side: "sell", quantity: "1.25" })],
 ];
 
 const trade: TradeView = {
-  id: "T0-1", asset: "ETH", type: "long", margin: "100", leverage: 10, quantity: "0.5", openPrice: "2000",
-  stopLoss: "1900", takeProfit: null, liquidationPrice: "1809.04", openedAt: "2023-11-14T22:13:20.000Z",
+  id: "T0-1",
+  asset: "ETH",
+  type: "long",
+  margin: "100",
+  leverage: 10,
+  quantity: "0.5",
+  openPrice: "2000",
+  stopLoss: "1900",
+  takeProfit: null,
+  liquidationPrice: "1809.04",
+  openedAt: "2023-11-14T22:13:20.000Z",
 };
-const closed = { ...trade, closePrice: "1900", pnl: "-50", closeReason: "stop_loss" as const, closedAt: "2023-11-14T22:13:21.000Z" };
+const closed = {
+  ...trade,
+  closePrice: "1900",
+  pnl: "-50",
+  closeReason: "stop_loss" as const,
+  closedAt: "2023-11-14T22:13:21.000Z",
+};
 const balances = { USD: "9950", ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
 const head = { id: "1700000000000-0:1", inputId: "1700000000000-0" };
 const response = (answer: Extract<EngineOutput, { type: "order_response" }>["answer"]): EngineOutput => ({
-  type: "order_response", ...head, requestId: "req-1", userId: "u_1", answer,
+  type: "order_response",
+  ...head,
+  requestId: "req-1",
+  userId: "u_1",
+  answer,
 });
 
 const outputs: [string, EngineOutput][] = [
-  ["order_response create_account", response({ ok: true, result: { kind: "create_account", granted: true, balances } })],
+  [
+    "order_response create_account",
+    response({ ok: true, result: { kind: "create_account", granted: true, balances } }),
+  ],
   ["order_response open_trade", response({ ok: true, result: { kind: "open_trade", trade, balances } })],
   ["order_response close_trade", response({ ok: true, result: { kind: "close_trade", trade: closed, balances } })],
   [
@@ -45,18 +80,38 @@ const outputs: [string, EngineOutput][] = [
       ok: true,
       result: {
         kind: "spot_order",
-        order: { id: "O0-2", asset: "SOL", side: "buy", quantity: "1.5", price: "150.25", total: "225.375", executedAt: "2023-11-14T22:13:20.000Z" },
+        order: {
+          id: "O0-2",
+          asset: "SOL",
+          side: "buy",
+          quantity: "1.5",
+          price: "150.25",
+          total: "225.375",
+          executedAt: "2023-11-14T22:13:20.000Z",
+        },
         balances,
       },
     }),
   ],
-  ["order_response rejection", response({ ok: false, error: { code: "NO_PRICE", message: "There is no price for this market yet." } })],
+  [
+    "order_response rejection",
+    response({ ok: false, error: { code: "NO_PRICE", message: "There is no price for this market yet." } }),
+  ],
   ["closed_order", { type: "closed_order", ...head, userId: "u_1", trade: closed }],
   ["trade_opened", { type: "trade_opened", ...head, userId: "u_1", trade }],
   ["balances_changed", { type: "balances_changed", ...head, userId: "u_1", balances }],
   [
     "quote_updated",
-    { type: "quote_updated", ...head, asset: "ETH", market: "ETH_USDC_PERP", bid: "2000", ask: "2000.5", updatedAt: "2023-11-14T22:13:20.000Z", source: "sim" },
+    {
+      type: "quote_updated",
+      ...head,
+      asset: "ETH",
+      market: "ETH_USDC_PERP",
+      bid: "2000",
+      ask: "2000.5",
+      updatedAt: "2023-11-14T22:13:20.000Z",
+      source: "sim",
+    },
   ],
 ];
 
@@ -96,12 +151,18 @@ describe("decoding refuses bad entries with a reason, never throwing", () => {
     expect(decodeInputFields(["type", "price_update"])).toEqual({ ok: false, reason: "entry has no body field" });
     expect(decodeInputFields([])).toEqual({ ok: false, reason: "entry has no body field" });
     // a dangling key with no value is not a body
-    expect(decodeInputFields(["type", "price_update", "body"])).toEqual({ ok: false, reason: "entry has no body field" });
+    expect(decodeInputFields(["type", "price_update", "body"])).toEqual({
+      ok: false,
+      reason: "entry has no body field",
+    });
   });
 
   it("a body that is not JSON", () => {
     for (const body of ["", "{", "{'a':1}", "undefined", "NaN"]) {
-      expect(decodeInputFields(["type", "price_update", "body", body])).toEqual({ ok: false, reason: "body is not valid JSON" });
+      expect(decodeInputFields(["type", "price_update", "body", body])).toEqual({
+        ok: false,
+        reason: "body is not valid JSON",
+      });
     }
   });
 
@@ -171,7 +232,12 @@ describe("decoding refuses bad entries with a reason, never throwing", () => {
 
 describe("senderOf", () => {
   it("names the user and request of a malformed instruction, so it can be answered", () => {
-    const body = JSON.stringify({ type: "user_instruction", userId: "alice", requestId: "r-1", instruction: { kind: "teleport" } });
+    const body = JSON.stringify({
+      type: "user_instruction",
+      userId: "alice",
+      requestId: "r-1",
+      instruction: { kind: "teleport" },
+    });
     expect(decodeInputFields(["type", "user_instruction", "body", body]).ok).toBe(false);
     expect(senderOf(["type", "user_instruction", "body", body])).toEqual({ userId: "alice", requestId: "r-1" });
   });
@@ -181,6 +247,8 @@ describe("senderOf", () => {
     expect(senderOf(["type", "x", "body", "[1,2]"])).toBeUndefined();
     expect(senderOf(["type", "x"])).toBeUndefined();
     expect(senderOf(["type", "x", "body", JSON.stringify({ userId: "has space", requestId: "r" })])).toBeUndefined();
-    expect(senderOf(["type", "x", "body", JSON.stringify({ userId: "alice", requestId: "x".repeat(129) })])).toBeUndefined();
+    expect(
+      senderOf(["type", "x", "body", JSON.stringify({ userId: "alice", requestId: "x".repeat(129) })]),
+    ).toBeUndefined();
   });
 });

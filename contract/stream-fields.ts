@@ -4,7 +4,14 @@
  * skip (or answer) a bad entry without ever half-applying it.
  */
 import type { z } from "zod";
-import { engineInputSchema, engineOutputSchema, requestIdSchema, userIdSchema, type EngineInput, type EngineOutput } from "./messages.ts";
+import {
+  engineInputSchema,
+  engineOutputSchema,
+  requestIdSchema,
+  userIdSchema,
+  type EngineInput,
+  type EngineOutput,
+} from "./messages.ts";
 
 export type Decoded<T> = { readonly ok: true; readonly message: T } | { readonly ok: false; readonly reason: string };
 

@@ -77,9 +77,17 @@ async function newRun(): Promise<Run> {
   prefixes.push(prefix);
   const db = await createTestDatabase();
   databases.push(db);
-  const env = { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: "200", ENGINE_LEASE_TTL_MS: String(LEASE_TTL_MS) };
+  const env = {
+    REDIS_URL,
+    DATABASE_URL: db.url,
+    KEY_PREFIX: prefix,
+    SNAPSHOT_EVERY_MS: "200",
+    ENGINE_LEASE_TTL_MS: String(LEASE_TTL_MS),
+  };
   return {
-    prefix, keys: keyspace(prefix), db,
+    prefix,
+    keys: keyspace(prefix),
+    db,
     start: (name) => {
       const p = spawnComponent("engine", env, { name });
       processes.push(p);
@@ -96,8 +104,15 @@ async function reporting(run: Run, engines: () => Child[], body: () => Promise<v
     const dir = join(REPO_ROOT, ".data");
     mkdirSync(dir, { recursive: true });
     const file = join(dir, `crash-e2e-${run.prefix.replaceAll(":", "_")}log`);
-    writeFileSync(file, engines().flatMap((e) => e.raw).join("\n"));
-    const tail = engines().flatMap((e) => e.raw.slice(-8)).join("\n");
+    writeFileSync(
+      file,
+      engines()
+        .flatMap((e) => e.raw)
+        .join("\n"),
+    );
+    const tail = engines()
+      .flatMap((e) => e.raw.slice(-8))
+      .join("\n");
     if (err instanceof Error) err.message += `\n(CRASH_SEED=${SEED}; engine logs in ${file}; last lines:\n${tail})`;
     throw err;
   }
@@ -112,7 +127,13 @@ function isAfter(a: string, b: string): boolean {
 }
 
 /** XADDs `messages` in order (paced), returning them with the ids Redis gave them: the test's own copy of the log. */
-async function streamLog(keys: Keyspace, messages: readonly EngineInput[], chunk: number, pauseMs: number, signal?: AbortSignal): Promise<LogEntry[]> {
+async function streamLog(
+  keys: Keyspace,
+  messages: readonly EngineInput[],
+  chunk: number,
+  pauseMs: number,
+  signal?: AbortSignal,
+): Promise<LogEntry[]> {
   const log: LogEntry[] = [];
   for (let i = 0; i < messages.length; i += chunk) {
     if (signal?.aborted) throw new Error("generator cancelled");
@@ -167,7 +188,8 @@ function expectOutputsMatchReference(outputs: readonly EngineOutput[], expected:
   const seen = new Set<string>();
   for (const out of outputs) {
     const ref = expected.get(out.id);
-    if (ref === undefined) throw new Error(`engine:output has ${out.id} (${out.type}), which the reference never produced`);
+    if (ref === undefined)
+      throw new Error(`engine:output has ${out.id} (${out.type}), which the reference never produced`);
     expect(out).toEqual(ref);
     seen.add(out.id);
   }
@@ -185,7 +207,8 @@ function expectEveryInstructionAnswered(log: readonly LogEntry[], outputs: reado
     if (message.type !== "user_instruction") continue;
     instructions++;
     const answers = byInput.get(id) ?? [];
-    if (answers.length === 0) throw new Error(`instruction ${id} (${message.userId}/${message.requestId}) got no order_response`);
+    if (answers.length === 0)
+      throw new Error(`instruction ${id} (${message.userId}/${message.requestId}) got no order_response`);
     for (const a of answers) expect([a.userId, a.requestId]).toEqual([message.userId, message.requestId]);
   }
   expect(instructions).toBeGreaterThan(0);
@@ -215,79 +238,103 @@ describe("engine process: kill -9 and recover", () => {
     expect(makeParams().initialBalanceMicros).toBe(10_000 * MICROS_PER_USD);
     const run = await newRun();
     const engines: Child[] = [];
-    await reporting(run, () => engines, async () => {
-      const messages = buildMessages(SEED, ENTRIES);
-      const rand = seededRandom(SEED);
-      let streaming = true;
-      const cancel = new AbortController();
-      const generating = streamLog(run.keys, messages, CHUNK, CHUNK_PAUSE_MS, cancel.signal).finally(() => {
-        streaming = false;
-      });
-      generating.catch(() => undefined);
-      // If a round fails, the generator stops too (rather than write on after the keys are cleaned up).
-      const stopGenerator = () => cancel.abort();
-      onTestFinished(stopGenerator);
+    await reporting(
+      run,
+      () => engines,
+      async () => {
+        const messages = buildMessages(SEED, ENTRIES);
+        const rand = seededRandom(SEED);
+        let streaming = true;
+        const cancel = new AbortController();
+        const generating = streamLog(run.keys, messages, CHUNK, CHUNK_PAUSE_MS, cancel.signal).finally(() => {
+          streaming = false;
+        });
+        generating.catch(() => undefined);
+        // If a round fails, the generator stops too (rather than write on after the keys are cleaned up).
+        const stopGenerator = () => cancel.abort();
+        onTestFinished(stopGenerator);
 
-      const rounds: { delayMs: number; whileStreaming: boolean; restoredFrom: unknown }[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        const engine = run.start(`engine-${round}`);
-        engines.push(engine);
-        // Kill a leader, not a standby: count the delay from when it holds the lease (it waits out the last
-        // one's TTL first). Restore and replay take milliseconds, so the kill lands while it follows the log live,
-        // while its snapshotter starts, or in a snapshot save; recovery is then exercised by the next engine.
-        await engine.waitFor("lease_acquired", 15_000);
-        const delayMs = 300 + Math.floor(rand() * 1200);
-        await sleep(delayMs);
-        expect(engine.alive(), `engine-${round} was still running when it was to be killed`).toBe(true);
-        const whileStreaming = streaming;
-        expect(await engine.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
-        rounds.push({ delayMs, whileStreaming, restoredFrom: engine.events("restore_snapshot")[0]?.lastInputId ?? "fresh" });
-      }
+        const rounds: { delayMs: number; whileStreaming: boolean; restoredFrom: unknown }[] = [];
+        for (let round = 0; round < ROUNDS; round++) {
+          const engine = run.start(`engine-${round}`);
+          engines.push(engine);
+          // Kill a leader, not a standby: count the delay from when it holds the lease (it waits out the last
+          // one's TTL first). Restore and replay take milliseconds, so the kill lands while it follows the log live,
+          // while its snapshotter starts, or in a snapshot save; recovery is then exercised by the next engine.
+          await engine.waitFor("lease_acquired", 15_000);
+          const delayMs = 300 + Math.floor(rand() * 1200);
+          await sleep(delayMs);
+          expect(engine.alive(), `engine-${round} was still running when it was to be killed`).toBe(true);
+          const whileStreaming = streaming;
+          expect(await engine.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
+          rounds.push({
+            delayMs,
+            whileStreaming,
+            restoredFrom: engine.events("restore_snapshot")[0]?.lastInputId ?? "fresh",
+          });
+        }
 
-      const log = await generating;
-      expect(log).toHaveLength(ENTRIES);
-      for (let i = 1; i < log.length; i++) expect(isAfter(log[i]!.id, log[i - 1]!.id)).toBe(true);
-      const lastId = log[log.length - 1]!.id;
+        const log = await generating;
+        expect(log).toHaveLength(ENTRIES);
+        for (let i = 1; i < log.length; i++) expect(isAfter(log[i]!.id, log[i - 1]!.id)).toBe(true);
+        const lastId = log[log.length - 1]!.id;
 
-      const final = run.start("engine-final");
-      engines.push(final);
-      await final.waitFor("replay_done", 15_000);
-      await until(async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 20_000, "engine:published to reach the last input");
-      expect(await final.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        const final = run.start("engine-final");
+        engines.push(final);
+        await final.waitFor("replay_done", 15_000);
+        await until(
+          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
+          20_000,
+          "engine:published to reach the last input",
+        );
+        expect(await final.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
-      // Nothing went wrong inside any engine (a crash, a lost lease, a snapshotter failure).
-      for (const e of engines) expect(e.lines.filter((l) => l.level === "error"), `${e.name} error lines`).toEqual([]);
-      // Recovery was exercised: restores from a real snapshot, and replays of a non-empty tail.
-      const restores = leaderLines(engines, "restore_snapshot");
-      expect(restores.filter((l) => l.lastInputId !== "0-0").length).toBeGreaterThanOrEqual(1);
-      const replays = leaderLines(engines, "replay_done");
-      expect(replays).toHaveLength(ROUNDS + 1);
-      expect(replays.filter((l) => typeof l.entries === "number" && l.entries > 0).length).toBeGreaterThanOrEqual(1);
-      expect(leaderLines(engines, "lease_acquired")).toHaveLength(ROUNDS + 1);
+        // Nothing went wrong inside any engine (a crash, a lost lease, a snapshotter failure).
+        for (const e of engines)
+          expect(
+            e.lines.filter((l) => l.level === "error"),
+            `${e.name} error lines`,
+          ).toEqual([]);
+        // Recovery was exercised: restores from a real snapshot, and replays of a non-empty tail.
+        const restores = leaderLines(engines, "restore_snapshot");
+        expect(restores.filter((l) => l.lastInputId !== "0-0").length).toBeGreaterThanOrEqual(1);
+        const replays = leaderLines(engines, "replay_done");
+        expect(replays).toHaveLength(ROUNDS + 1);
+        expect(replays.filter((l) => typeof l.entries === "number" && l.entries > 0).length).toBeGreaterThanOrEqual(1);
+        expect(leaderLines(engines, "lease_acquired")).toHaveLength(ROUNDS + 1);
 
-      // The state: the snapshot head the graceful stop left equals the reference's, hash for hash.
-      const ref = reference(log);
-      checkInvariants(ref.state);
-      const loaded = await new PostgresSnapshotStore(run.db.db).load();
-      expect(loaded).not.toBeNull();
-      expect(loaded!.head.lastInputId).toBe(lastId);
-      const restored = decodeSnapshot(loaded!.bytes);
-      const refHash = stateHash(ref.state);
-      expect(stateHash(restored)).toBe(refHash);
-      expect(loaded!.head.stateHash).toBe(refHash);
-      // The comparison can fail: one entry less in the reference gives another hash.
-      expect(stateHash(reference(log.slice(0, -1)).state)).not.toBe(loaded!.head.stateHash);
+        // The state: the snapshot head the graceful stop left equals the reference's, hash for hash.
+        const ref = reference(log);
+        checkInvariants(ref.state);
+        const loaded = await new PostgresSnapshotStore(run.db.db).load();
+        expect(loaded).not.toBeNull();
+        expect(loaded!.head.lastInputId).toBe(lastId);
+        const restored = decodeSnapshot(loaded!.bytes);
+        const refHash = stateHash(ref.state);
+        expect(stateHash(restored)).toBe(refHash);
+        expect(loaded!.head.stateHash).toBe(refHash);
+        // The comparison can fail: one entry less in the reference gives another hash.
+        expect(stateHash(reference(log.slice(0, -1)).state)).not.toBe(loaded!.head.stateHash);
 
-      // The outputs: every instruction answered, replays re-emit identical outputs and invent none.
-      const outputs = await readOutputs(run.keys);
-      expectEveryInstructionAnswered(log, outputs);
-      expectOutputsMatchReference(outputs, ref.outputs);
+        // The outputs: every instruction answered, replays re-emit identical outputs and invent none.
+        const outputs = await readOutputs(run.keys);
+        expectEveryInstructionAnswered(log, outputs);
+        expectOutputsMatchReference(outputs, ref.outputs);
 
-      console.log(JSON.stringify({
-        test: "crash_rounds", seed: SEED, entries: log.length, outputs: outputs.length, distinctOutputs: ref.outputs.size,
-        replayedDuplicates: outputs.length - ref.outputs.size, snapshotRestores: restores.length, rounds,
-      }));
-    });
+        console.log(
+          JSON.stringify({
+            test: "crash_rounds",
+            seed: SEED,
+            entries: log.length,
+            outputs: outputs.length,
+            distinctOutputs: ref.outputs.size,
+            replayedDuplicates: outputs.length - ref.outputs.size,
+            snapshotRestores: restores.length,
+            rounds,
+          }),
+        );
+      },
+    );
   }, 120_000);
 });
 
@@ -295,98 +342,148 @@ describe("engine process: two engines at once", () => {
   it("lets only one apply; the standby takes over when the leader is killed", async () => {
     const run = await newRun();
     const engines: Child[] = [];
-    await reporting(run, () => engines, async () => {
-      const a = run.start("engine-a");
-      const b = run.start("engine-b");
-      engines.push(a, b);
-      const role = (e: Child) => e.waitFor((l) => l.event === "lease_acquired" || l.event === "standby", 15_000, "lease_acquired or standby");
-      await Promise.all([role(a), role(b)]);
-      const leaders = engines.filter((e) => e.events("lease_acquired").length > 0);
-      expect(leaders).toHaveLength(1);
-      const leader = leaders[0]!;
-      const standby = leader === a ? b : a;
-      expect(standby.events("standby")).toHaveLength(1);
+    await reporting(
+      run,
+      () => engines,
+      async () => {
+        const a = run.start("engine-a");
+        const b = run.start("engine-b");
+        engines.push(a, b);
+        const role = (e: Child) =>
+          e.waitFor((l) => l.event === "lease_acquired" || l.event === "standby", 15_000, "lease_acquired or standby");
+        await Promise.all([role(a), role(b)]);
+        const leaders = engines.filter((e) => e.events("lease_acquired").length > 0);
+        expect(leaders).toHaveLength(1);
+        const leader = leaders[0]!;
+        const standby = leader === a ? b : a;
+        expect(standby.events("standby")).toHaveLength(1);
 
-      const log: LogEntry[] = [];
-      const send = async (messages: EngineInput[]) => log.push(...(await streamLog(run.keys, messages, messages.length, 0)));
-      const instruction = (userId: string, requestId: string, body: Extract<EngineInput, { type: "user_instruction" }>["instruction"]): EngineInput =>
-        ({ type: "user_instruction", userId, requestId, instruction: body });
-      const responsesTo = async (inputId: string) => responsesOf(await readOutputs(run.keys)).filter((r) => r.inputId === inputId);
-      const answered = (inputIds: string[]) =>
-        until(async () => {
-          const responses = responsesOf(await readOutputs(run.keys));
-          return inputIds.every((id) => responses.some((r) => r.inputId === id)) ? responses : undefined;
-        }, 15_000, `answers to ${inputIds.join(", ")}`);
+        const log: LogEntry[] = [];
+        const send = async (messages: EngineInput[]) =>
+          log.push(...(await streamLog(run.keys, messages, messages.length, 0)));
+        const instruction = (
+          userId: string,
+          requestId: string,
+          body: Extract<EngineInput, { type: "user_instruction" }>["instruction"],
+        ): EngineInput => ({ type: "user_instruction", userId, requestId, instruction: body });
+        const responsesTo = async (inputId: string) =>
+          responsesOf(await readOutputs(run.keys)).filter((r) => r.inputId === inputId);
+        const answered = (inputIds: string[]) =>
+          until(
+            async () => {
+              const responses = responsesOf(await readOutputs(run.keys));
+              return inputIds.every((id) => responses.some((r) => r.inputId === id)) ? responses : undefined;
+            },
+            15_000,
+            `answers to ${inputIds.join(", ")}`,
+          );
 
-      await send([
-        { type: "price_update", market: "ETH_USDC_PERP", bid: "2000.00", ask: "2000.10", exchangeTimeUs: "1", source: "sim" },
-        instruction("alice", "a1", { kind: "create_account" }),
-        instruction("bob", "b1", { kind: "create_account" }),
-        instruction("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
-        instruction("bob", "b2", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.5" }),
-        instruction("carol", "c1", { kind: "open_trade", asset: "ETH", side: "short", margin: "100", leverage: 5 }),
-      ]);
-      const firstInstructions = log.filter((e) => e.message.type === "user_instruction").map((e) => e.id);
-      await answered(firstInstructions);
-      // Longer than the lease TTL: the standby polled several times meanwhile and must still be waiting.
-      await sleep(LEASE_TTL_MS * 1.5);
-      expect(standby.alive()).toBe(true);
-      expect(standby.events("lease_acquired")).toEqual([]);
-      // A warm standby restores at start (before it could hold a lease) but applies nothing until it leads.
-      expect(standby.events("restore_snapshot").length + standby.events("restore_fresh").length).toBe(1);
-      expect(standby.events("replay_start")).toEqual([]);
-      const before = await readOutputs(run.keys);
-      // No replay has happened yet: every output is on the stream exactly once, each instruction answered once.
-      expect(new Set(before.map((o) => o.id)).size).toBe(before.length);
-      for (const id of firstInstructions) expect(responsesOf(before).filter((r) => r.inputId === id)).toHaveLength(1);
+        await send([
+          {
+            type: "price_update",
+            market: "ETH_USDC_PERP",
+            bid: "2000.00",
+            ask: "2000.10",
+            exchangeTimeUs: "1",
+            source: "sim",
+          },
+          instruction("alice", "a1", { kind: "create_account" }),
+          instruction("bob", "b1", { kind: "create_account" }),
+          instruction("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+          instruction("bob", "b2", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.5" }),
+          instruction("carol", "c1", { kind: "open_trade", asset: "ETH", side: "short", margin: "100", leverage: 5 }),
+        ]);
+        const firstInstructions = log.filter((e) => e.message.type === "user_instruction").map((e) => e.id);
+        await answered(firstInstructions);
+        // Longer than the lease TTL: the standby polled several times meanwhile and must still be waiting.
+        await sleep(LEASE_TTL_MS * 1.5);
+        expect(standby.alive()).toBe(true);
+        expect(standby.events("lease_acquired")).toEqual([]);
+        // A warm standby restores at start (before it could hold a lease) but applies nothing until it leads.
+        expect(standby.events("restore_snapshot").length + standby.events("restore_fresh").length).toBe(1);
+        expect(standby.events("replay_start")).toEqual([]);
+        const before = await readOutputs(run.keys);
+        // No replay has happened yet: every output is on the stream exactly once, each instruction answered once.
+        expect(new Set(before.map((o) => o.id)).size).toBe(before.length);
+        for (const id of firstInstructions) expect(responsesOf(before).filter((r) => r.inputId === id)).toHaveLength(1);
 
-      // A second batch, and the leader dies as soon as it is answered: usually before its follower snapshotted it,
-      // so the takeover replays (and re-emits) it.
-      await send([
-        { type: "price_update", market: "ETH_USDC_PERP", bid: "2010.00", ask: "2010.10", exchangeTimeUs: "2", source: "sim" },
-        instruction("bob", "b3", { kind: "spot_order", asset: "ETH", side: "sell", quantity: "0.25" }),
-        instruction("alice", "a4", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 3 }),
-      ]);
-      await answered(log.slice(-2).map((e) => e.id));
-      expect(await leader.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
-      const takeover = await standby.waitFor("lease_acquired", 15_000);
-      expect(Number(takeover.fence)).toBeGreaterThan(Number(leader.events("lease_acquired")[0]!.fence));
-      const replayDone = await standby.waitFor("replay_done", 15_000);
+        // A second batch, and the leader dies as soon as it is answered: usually before its follower snapshotted it,
+        // so the takeover replays (and re-emits) it.
+        await send([
+          {
+            type: "price_update",
+            market: "ETH_USDC_PERP",
+            bid: "2010.00",
+            ask: "2010.10",
+            exchangeTimeUs: "2",
+            source: "sim",
+          },
+          instruction("bob", "b3", { kind: "spot_order", asset: "ETH", side: "sell", quantity: "0.25" }),
+          instruction("alice", "a4", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 3 }),
+        ]);
+        await answered(log.slice(-2).map((e) => e.id));
+        expect(await leader.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
+        const takeover = await standby.waitFor("lease_acquired", 15_000);
+        expect(Number(takeover.fence)).toBeGreaterThan(Number(leader.events("lease_acquired")[0]!.fence));
+        const replayDone = await standby.waitFor("replay_done", 15_000);
 
-      await send([instruction("alice", "a3", { kind: "close_trade", tradeId: "T0-1" }), instruction("dave", "d1", { kind: "create_account" })]);
-      const lastInstructions = log.slice(-2).map((e) => e.id);
-      await answered(lastInstructions);
-      for (const id of lastInstructions) expect(await responsesTo(id)).toHaveLength(1);
-      const lastId = log[log.length - 1]!.id;
-      await until(async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined), 15_000, "engine:published to reach the last input");
+        await send([
+          instruction("alice", "a3", { kind: "close_trade", tradeId: "T0-1" }),
+          instruction("dave", "d1", { kind: "create_account" }),
+        ]);
+        const lastInstructions = log.slice(-2).map((e) => e.id);
+        await answered(lastInstructions);
+        for (const id of lastInstructions) expect(await responsesTo(id)).toHaveLength(1);
+        const lastId = log[log.length - 1]!.id;
+        await until(
+          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
+          15_000,
+          "engine:published to reach the last input",
+        );
 
-      expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
-      for (const e of engines) expect(e.lines.filter((l) => l.level === "error"), `${e.name} error lines`).toEqual([]);
+        expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        for (const e of engines)
+          expect(
+            e.lines.filter((l) => l.level === "error"),
+            `${e.name} error lines`,
+          ).toEqual([]);
 
-      // Duplicates only where the takeover replayed: after the snapshot it restored, up to where its replay ended.
-      const restore = standby.events("restore_snapshot")[0];
-      const restoredFrom = typeof restore?.lastInputId === "string" ? restore.lastInputId : "0-0";
-      const outputs = await readOutputs(run.keys);
-      const counts = new Map<string, number>();
-      for (const o of outputs) counts.set(o.id, (counts.get(o.id) ?? 0) + 1);
-      for (const o of outputs) {
-        if (counts.get(o.id)! === 1) continue;
-        expect(counts.get(o.id)).toBe(2);
-        expect(isAfter(o.inputId, restoredFrom), `${o.id} duplicated but at or before the restored snapshot ${restoredFrom}`).toBe(true);
-        expect(isAfter(o.inputId, replayDone.lastInputId as string), `${o.id} duplicated after the replay`).toBe(false);
-      }
-      const ref = reference(log);
-      console.log(JSON.stringify({
-        test: "two_engines", entries: log.length, restoredFrom, replayed: replayDone.entries, outputs: outputs.length,
-        replayedDuplicates: outputs.length - counts.size,
-      }));
-      expectEveryInstructionAnswered(log, outputs);
-      expectOutputsMatchReference(outputs, ref.outputs);
-      const loaded = await new PostgresSnapshotStore(run.db.db).load();
-      expect(loaded!.head.lastInputId).toBe(lastId);
-      expect(loaded!.head.stateHash).toBe(stateHash(ref.state));
-      expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
-    });
+        // Duplicates only where the takeover replayed: after the snapshot it restored, up to where its replay ended.
+        const restore = standby.events("restore_snapshot")[0];
+        const restoredFrom = typeof restore?.lastInputId === "string" ? restore.lastInputId : "0-0";
+        const outputs = await readOutputs(run.keys);
+        const counts = new Map<string, number>();
+        for (const o of outputs) counts.set(o.id, (counts.get(o.id) ?? 0) + 1);
+        for (const o of outputs) {
+          if (counts.get(o.id)! === 1) continue;
+          expect(counts.get(o.id)).toBe(2);
+          expect(
+            isAfter(o.inputId, restoredFrom),
+            `${o.id} duplicated but at or before the restored snapshot ${restoredFrom}`,
+          ).toBe(true);
+          expect(isAfter(o.inputId, replayDone.lastInputId as string), `${o.id} duplicated after the replay`).toBe(
+            false,
+          );
+        }
+        const ref = reference(log);
+        console.log(
+          JSON.stringify({
+            test: "two_engines",
+            entries: log.length,
+            restoredFrom,
+            replayed: replayDone.entries,
+            outputs: outputs.length,
+            replayedDuplicates: outputs.length - counts.size,
+          }),
+        );
+        expectEveryInstructionAnswered(log, outputs);
+        expectOutputsMatchReference(outputs, ref.outputs);
+        const loaded = await new PostgresSnapshotStore(run.db.db).load();
+        expect(loaded!.head.lastInputId).toBe(lastId);
+        expect(loaded!.head.stateHash).toBe(stateHash(ref.state));
+        expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
+      },
+    );
   }, 120_000);
 });
 
@@ -396,13 +493,20 @@ describe("snapshotting follower behind a foreign trim", () => {
   // snapshots. The one that lags read (cursor, published] with a hole in it, applied the rest and saved a wrong
   // state as the snapshot head (reproduced with the real processes by pausing one engine's main thread).
   const quiet = createLogger("engine-test", { level: "error" });
-  const recordingStore = (saved: { lastInputId: string; stateHash: string }[], onSave: (lastInputId: string) => void): SnapshotStore => ({
+  const recordingStore = (
+    saved: { lastInputId: string; stateHash: string }[],
+    onSave: (lastInputId: string) => void,
+  ): SnapshotStore => ({
     load: () => Promise.resolve(null),
     save: (bytes, head) => {
       expect(hashSnapshot(bytes)).toBe(head.stateHash);
       saved.push({ lastInputId: head.lastInputId, stateHash: head.stateHash });
       onSave(head.lastInputId);
-      return Promise.resolve({ writeMs: 0, head: { ...head, bytes: bytes.length, generation: saved.length, chunks: 1 }, skipped: false });
+      return Promise.resolve({
+        writeMs: 0,
+        head: { ...head, bytes: bytes.length, generation: saved.length, chunks: 1 },
+        skipped: false,
+      });
     },
   });
   const freshKeys = () => {
@@ -420,7 +524,19 @@ describe("snapshotting follower behind a foreign trim", () => {
     const saved: { lastInputId: string; stateHash: string }[] = [];
     const store = recordingStore(saved, (id) => id === last && stop.abort());
     await redis.set(keys.engineLease, "leader:1");
-    await runFollower({ redis, keys, log: quiet, state: reference(log.slice(0, 20)).state, store, leaseValue: "leader:1", everyMs: 0, pollMs: 5 }, stop.signal);
+    await runFollower(
+      {
+        redis,
+        keys,
+        log: quiet,
+        state: reference(log.slice(0, 20)).state,
+        store,
+        leaseValue: "leader:1",
+        everyMs: 0,
+        pollMs: 5,
+      },
+      stop.signal,
+    );
     expect(saved.at(-1)).toEqual({ lastInputId: last, stateHash: stateHash(reference(log).state) });
   });
 
@@ -431,9 +547,21 @@ describe("snapshotting follower behind a foreign trim", () => {
     await redis.set(keys.engineLease, "new-leader:2"); // the lease moved on
     const saved: { lastInputId: string; stateHash: string }[] = [];
     const outcome = await runFollower(
-      { redis, keys, log: quiet, state: reference([]).state, store: recordingStore(saved, () => undefined), leaseValue: "old-leader:1", everyMs: 0, pollMs: 5 },
+      {
+        redis,
+        keys,
+        log: quiet,
+        state: reference([]).state,
+        store: recordingStore(saved, () => undefined),
+        leaseValue: "old-leader:1",
+        everyMs: 0,
+        pollMs: 5,
+      },
       new AbortController().signal,
-    ).then(() => "ran on", (err: unknown) => err);
+    ).then(
+      () => "ran on",
+      (err: unknown) => err,
+    );
     expect(outcome).toBeInstanceOf(FencedError);
     expect(await redis.xlen(keys.input)).toBe(30); // nothing trimmed
   });
@@ -451,7 +579,13 @@ describe("snapshotting follower behind a foreign trim", () => {
     const backstop = setTimeout(() => stop.abort(), 5000);
     const store = recordingStore(saved, () => stop.abort());
     await redis.set(keys.engineLease, "leader:1");
-    const outcome = await runFollower({ redis, keys, log: quiet, state, store, leaseValue: "leader:1", everyMs: 0, pollMs: 5 }, stop.signal).then(() => "ran on", (err: unknown) => err);
+    const outcome = await runFollower(
+      { redis, keys, log: quiet, state, store, leaseValue: "leader:1", everyMs: 0, pollMs: 5 },
+      stop.signal,
+    ).then(
+      () => "ran on",
+      (err: unknown) => err,
+    );
     clearTimeout(backstop);
     expect(saved, "snapshots saved after skipping trimmed entries").toEqual([]);
     expect(outcome).toBeInstanceOf(LogGapError);

@@ -30,11 +30,26 @@ describe("engine process", () => {
   it("stops with exit 2 when its log was trimmed past every snapshot it can load", async () => {
     const keys = keyspace(prefix);
     for (const bid of ["100", "101", "102"]) {
-      await redis.xadd(keys.input, "*", ...encodeFields({ type: "price_update", market: "SOL_USDC_PERP", bid, ask: "103", exchangeTimeUs: "1", source: "sim" }));
+      await redis.xadd(
+        keys.input,
+        "*",
+        ...encodeFields({
+          type: "price_update",
+          market: "SOL_USDC_PERP",
+          bid,
+          ask: "103",
+          exchangeTimeUs: "1",
+          source: "sim",
+        }),
+      );
     }
     await redis.xtrim(keys.input, "MAXLEN", 1); // the first two entries are gone, and this database has no snapshot
     const engine = spawnComponent("engine", {
-      REDIS_URL: TEST_REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: "1000", ENGINE_LEASE_TTL_MS: "2000",
+      REDIS_URL: TEST_REDIS_URL,
+      DATABASE_URL: pg.url,
+      KEY_PREFIX: prefix,
+      SNAPSHOT_EVERY_MS: "1000",
+      ENGINE_LEASE_TTL_MS: "2000",
     });
     expect(await engine.exited).toEqual({ code: 2, signal: null });
     expect(engine.raw.join("\n")).toContain("do not belong together");

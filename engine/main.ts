@@ -38,7 +38,12 @@ runMain("engine", async () => {
   };
   const holder = `${hostname()}:${process.pid}`;
   const log = createLogger("engine", { base: { holder } });
-  log.info("start", { snapshotEveryMs: config.snapshotEveryMs, leaseTtlMs: config.leaseTtlMs, statsEveryMs: config.statsEveryMs, prefix: config.prefix });
+  log.info("start", {
+    snapshotEveryMs: config.snapshotEveryMs,
+    leaseTtlMs: config.leaseTtlMs,
+    statsEveryMs: config.statsEveryMs,
+    prefix: config.prefix,
+  });
 
   const stop = stopOnSignals(log);
   const keys = keyspace(config.prefix);
@@ -60,30 +65,44 @@ runMain("engine", async () => {
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
-    let state = await restoreState(async () => {
-      const loaded = await loader.load();
-      prefetch.start(loaded?.head.lastInputId ?? "0-0", loaded?.control);
-      return loaded;
-    }, params, log);
+    let state = await restoreState(
+      async () => {
+        const loaded = await loader.load();
+        prefetch.start(loaded?.head.lastInputId ?? "0-0", loaded?.control);
+        return loaded;
+      },
+      params,
+      log,
+    );
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
     if (!(await lease.acquire(stop))) return;
     // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
     if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
-      log.info("restore_again", { reason: "the log was trimmed past the restored snapshot", lastInputId: state.lastInputId });
+      log.info("restore_again", {
+        reason: "the log was trimmed past the restored snapshot",
+        lastInputId: state.lastInputId,
+      });
       state = await restoreState(() => store.load(), params, log);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
       if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
         throw new ConfigError(
           `${keys.input} was trimmed past the newest snapshot in this database (${state.lastInputId === "0-0" ? "none" : state.lastInputId}): ` +
-          "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
+            "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
         );
       }
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
     const end = await runLeader(
       {
-        reader, writer, keys, log, lease, state, statsEveryMs: config.statsEveryMs, prefetched: prefetch,
+        reader,
+        writer,
+        keys,
+        log,
+        lease,
+        state,
+        statsEveryMs: config.statsEveryMs,
+        prefetched: prefetch,
         // The follower restores its own copy; started once the leader is live, so recovery has both cores.
         onLive: () => {
           void prefetch.close();

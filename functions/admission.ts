@@ -37,7 +37,13 @@ export interface RateLimit {
 }
 
 /** Throws RATE_LIMITED when `subject` went over `limit` in the current window of `scope`. */
-export async function countRequest(redis: ApiRedis, keys: Keyspace, scope: string, subject: string, rate: RateLimit): Promise<void> {
+export async function countRequest(
+  redis: ApiRedis,
+  keys: Keyspace,
+  scope: string,
+  subject: string,
+  rate: RateLimit,
+): Promise<void> {
   const n = await redis.eval(COUNT, [keys.rateLimitKey(scope, subject)], [String(rate.limit), String(rate.windowMs)]);
   if (n === 0) throw limited(rate);
 }
@@ -61,8 +67,13 @@ export function signInIpSubject(ip: string): string {
   const [head = "", tail = ""] = ip.toLowerCase().split("::");
   const left = head === "" ? [] : head.split(":");
   const right = tail === "" ? [] : tail.split(":");
-  const groups = ip.includes("::") ? [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right] : left;
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, "")).join(":")}::/64`;
+  const groups = ip.includes("::")
+    ? [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right]
+    : left;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .join(":")}::/64`;
 }
 
 /** An Idempotency-Key is remembered as long as the engine remembers request ids (24 h). */
@@ -74,14 +85,24 @@ export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
  * derived from the key (so a retry acts once), or random without one.
  */
 export async function admitTrade(
-  redis: ApiRedis, keys: Keyspace, session: { userId: string; revokedKey: string }, rate: RateLimit, idempotencyKey: string | undefined, endpoint: string, body: unknown,
+  redis: ApiRedis,
+  keys: Keyspace,
+  session: { userId: string; revokedKey: string },
+  rate: RateLimit,
+  idempotencyKey: string | undefined,
+  endpoint: string,
+  body: unknown,
 ): Promise<string> {
   const { userId } = session;
   const keyHash = idempotencyKey === undefined ? undefined : sha256(idempotencyKey);
   const record = keyHash === undefined ? [] : [keys.idempotencyKey(userId, keyHash)];
   // The validated, normalised body: `"margin": 100` and `"margin": "100"` are the same request.
   const bodyHash = sha256(`${endpoint}\n${canonicalJson(body)}`);
-  const verdict = await redis.eval(ADMIT_TRADE, [session.revokedKey, keys.rateLimitKey("trade", userId), ...record], [String(rate.limit), String(rate.windowMs), bodyHash, String(IDEMPOTENCY_TTL_MS)]);
+  const verdict = await redis.eval(
+    ADMIT_TRADE,
+    [session.revokedKey, keys.rateLimitKey("trade", userId), ...record],
+    [String(rate.limit), String(rate.windowMs), bodyHash, String(IDEMPOTENCY_TTL_MS)],
+  );
   if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED");
   if (verdict === "LIMITED") throw limited(rate);
   if (verdict === "CONFLICT") throw new ApiError("IDEMPOTENCY_CONFLICT");
@@ -107,7 +128,9 @@ function sha256(text: string): string {
 function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
   }
   return JSON.stringify(value);

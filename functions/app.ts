@@ -29,22 +29,43 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
     c.header("X-Request-Id", requestId);
     await next();
   });
-  app.use(secureHeaders({ crossOriginResourcePolicy: false, contentSecurityPolicy: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'"], styleSrc: ["'unsafe-inline'"] } }));
-  app.use("/api/*", cors({
-    origin: (origin) => (allowedOrigins.has(origin) ? origin : null),
-    credentials: true,
-    allowHeaders: ["Content-Type", "Authorization", "Idempotency-Key"],
-    allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
-    exposeHeaders: ["X-Request-Id", "Retry-After"],
-    maxAge: 600,
-  }));
+  app.use(
+    secureHeaders({
+      crossOriginResourcePolicy: false,
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'", "'unsafe-inline'"],
+        styleSrc: ["'unsafe-inline'"],
+      },
+    }),
+  );
+  app.use(
+    "/api/*",
+    cors({
+      origin: (origin) => (allowedOrigins.has(origin) ? origin : null),
+      credentials: true,
+      allowHeaders: ["Content-Type", "Authorization", "Idempotency-Key"],
+      allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+      exposeHeaders: ["X-Request-Id", "Retry-After"],
+      maxAge: 600,
+    }),
+  );
   app.use("/api/*", checkOrigin(allowedOrigins));
 
   app.get("/health", async (c) => {
     const [redis, postgres, engine] = await Promise.all([
-      deps.redis.ping().then(() => true, () => false),
-      deps.db.query("SELECT 1").then(() => true, () => false),
-      deps.redis.get(deps.keys.engineLease).then((v) => v !== null, () => false),
+      deps.redis.ping().then(
+        () => true,
+        () => false,
+      ),
+      deps.db.query("SELECT 1").then(
+        () => true,
+        () => false,
+      ),
+      deps.redis.get(deps.keys.engineLease).then(
+        (v) => v !== null,
+        () => false,
+      ),
     ]);
     const ok = redis && postgres;
     return c.json({ status: ok ? "ok" : "unavailable", redis, postgres, engine }, ok ? 200 : 503);
@@ -77,7 +98,12 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
     }
     const requestId = c.get("requestId");
     const unavailable = isBackendFailure(err);
-    log.error(unavailable ? "backend_unavailable" : "request_failed", { requestId, method: c.req.method, path: c.req.path, error: err instanceof Error ? err.stack : String(err) });
+    log.error(unavailable ? "backend_unavailable" : "request_failed", {
+      requestId,
+      method: c.req.method,
+      path: c.req.path,
+      error: err instanceof Error ? err.stack : String(err),
+    });
     const code = unavailable ? "UNAVAILABLE" : "INTERNAL";
     return c.json(errorBody(code, API_ERRORS[code].message), unavailable ? 503 : 500);
   });
@@ -89,9 +115,19 @@ function isLoopback(ip: string): boolean {
 }
 
 /** System error codes of a connection that failed or was cut. */
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
 /** What the drivers say when a backing service is unreachable or too slow, by their own error names and messages. */
-const BACKEND_MESSAGES = /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
+const BACKEND_MESSAGES =
+  /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
 
 /**
  * Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. Decided by error

@@ -12,13 +12,19 @@ describe("readApiConfig", () => {
   it("refuses to run in production without a Resend key: the dev mailbox would hand out sign-in links", () => {
     expect(() => readApiConfig({ ...base, NODE_ENV: "production" })).toThrow(ConfigError);
     expect(() => readApiConfig({ ...base, NODE_ENV: "production", RESEND_API_KEY: "  " })).toThrow(/RESEND_API_KEY/);
-    expect(readApiConfig({ ...base, NODE_ENV: "production", RESEND_API_KEY: "re_x" }).resend).toEqual({ apiKey: "re_x", baseUrl: undefined });
+    expect(readApiConfig({ ...base, NODE_ENV: "production", RESEND_API_KEY: "re_x" }).resend).toEqual({
+      apiKey: "re_x",
+      baseUrl: undefined,
+    });
   });
 
   it("secure cookies on https or in production; Upstash REST when its URL is set", () => {
     expect(readApiConfig({ ...base, APP_URL: "https://api.example.com" }).settings.secureCookies).toBe(true);
     expect(readApiConfig(base).settings.secureCookies).toBe(false);
-    expect(readApiConfig({ ...base, UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t" }).redis.kind).toBe("upstash");
+    expect(
+      readApiConfig({ ...base, UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t" }).redis
+        .kind,
+    ).toBe("upstash");
   });
 
   it("rejects a short JWT secret and malformed CORS origins", () => {

@@ -20,7 +20,9 @@ type Env = Readonly<Record<string, string | undefined>>;
 export interface ApiConfig {
   readonly port: number;
   readonly databaseUrl: string;
-  readonly redis: { readonly kind: "tcp"; readonly url: string } | { readonly kind: "upstash"; readonly url: string; readonly token: string };
+  readonly redis:
+    | { readonly kind: "tcp"; readonly url: string }
+    | { readonly kind: "upstash"; readonly url: string; readonly token: string };
   readonly prefix: string;
   readonly jwtSecret: string | undefined;
   readonly resend: { readonly apiKey: string; readonly baseUrl?: string | undefined } | undefined;
@@ -34,21 +36,33 @@ export function readApiConfig(env: Env): ApiConfig {
   const appUrl = url(env, "APP_URL", `http://localhost:${port}`, ["http:", "https:"]);
   const upstashUrl = env.UPSTASH_REDIS_REST_URL?.trim();
   const jwtSecret = env.JWT_SECRET?.trim() || undefined;
-  if (jwtSecret !== undefined && jwtSecret.length < 32) throw new ConfigError("JWT_SECRET must be at least 32 characters");
+  if (jwtSecret !== undefined && jwtSecret.length < 32)
+    throw new ConfigError("JWT_SECRET must be at least 32 characters");
   const resendKey = env.RESEND_API_KEY?.trim();
   // Without a key, sign-in links go to the dev mailbox: fine on a developer's machine, an account takeover anywhere
   // else (whoever reads the mailbox can sign in as anyone who asked for a link).
-  if (!resendKey && env.NODE_ENV === "production") throw new ConfigError("RESEND_API_KEY is required when NODE_ENV=production");
-  const corsOrigins = (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter((o) => o !== "");
+  if (!resendKey && env.NODE_ENV === "production")
+    throw new ConfigError("RESEND_API_KEY is required when NODE_ENV=production");
+  const corsOrigins = (env.CORS_ORIGINS ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
   for (const origin of corsOrigins) {
-    if (!/^https?:\/\/[^/]+$/.test(origin)) throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
+    if (!/^https?:\/\/[^/]+$/.test(origin))
+      throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
   }
-  const appRedirectUrl = env.APP_REDIRECT_URL?.trim() ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"]) : undefined;
+  const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
+    ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
+    : undefined;
   return {
     port,
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     redis: upstashUrl
-      ? { kind: "upstash", url: url(env, "UPSTASH_REDIS_REST_URL", undefined, ["https:", "http:"]), token: text(env, "UPSTASH_REDIS_REST_TOKEN") }
+      ? {
+          kind: "upstash",
+          url: url(env, "UPSTASH_REDIS_REST_URL", undefined, ["https:", "http:"]),
+          token: text(env, "UPSTASH_REDIS_REST_TOKEN"),
+        }
       : { kind: "tcp", url: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]) },
     prefix: text(env, "KEY_PREFIX", ""),
     jwtSecret,
@@ -74,17 +88,37 @@ export function connectApiRedis(config: ApiConfig): ApiRedis {
 }
 
 export function buildApiDeps(options: {
-  config: ApiConfig; jwtSecret: string; redis: ApiRedis; db: Queryable; log: Logger; clientIp: (c: Context) => string;
+  config: ApiConfig;
+  jwtSecret: string;
+  redis: ApiRedis;
+  db: Queryable;
+  log: Logger;
+  clientIp: (c: Context) => string;
 }): ApiDeps {
   const { config, redis, db, log } = options;
   const keys = keyspace(config.prefix);
   const devMailbox = config.resend === undefined ? createDevMailbox({ redis, key: keys.devMailbox, log }) : undefined;
-  const mailer = config.resend === undefined
-    ? devMailbox!
-    : createResendMailer({ apiKey: config.resend.apiKey, baseUrl: config.resend.baseUrl, from: config.emailFrom, log });
-  if (devMailbox !== undefined) log.warn("dev_mailbox", { message: "RESEND_API_KEY is not set: sign-in links are logged and kept in the dev mailbox (GET /api/v1/dev/mailbox) instead of being emailed." });
+  const mailer =
+    config.resend === undefined
+      ? devMailbox!
+      : createResendMailer({
+          apiKey: config.resend.apiKey,
+          baseUrl: config.resend.baseUrl,
+          from: config.emailFrom,
+          log,
+        });
+  if (devMailbox !== undefined)
+    log.warn("dev_mailbox", {
+      message:
+        "RESEND_API_KEY is not set: sign-in links are logged and kept in the dev mailbox (GET /api/v1/dev/mailbox) instead of being emailed.",
+    });
   return {
-    redis, db, keys, log, mailer, devMailbox,
+    redis,
+    db,
+    keys,
+    log,
+    mailer,
+    devMailbox,
     engine: createEngineClient(redis, keys, config.engineTimeoutMs),
     sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys),
     settings: config.settings,

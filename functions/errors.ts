@@ -28,7 +28,10 @@ export const API_ERRORS = {
   INTERNAL: { status: 500, message: "Something went wrong on our side." },
   UNAVAILABLE: { status: 503, message: "A backing service is unavailable; try again shortly." },
   ENGINE_UNAVAILABLE: { status: 503, message: "The trading engine is not running; try again shortly." },
-  ENGINE_TIMEOUT: { status: 504, message: "The trading engine did not answer in time; retry with the same Idempotency-Key." },
+  ENGINE_TIMEOUT: {
+    status: 504,
+    message: "The trading engine did not answer in time; retry with the same Idempotency-Key.",
+  },
 } as const satisfies Record<string, { status: ContentfulStatusCode; message: string }>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;

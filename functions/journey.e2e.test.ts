@@ -26,11 +26,24 @@ const children = new Map<string, Child>();
 
 function env(): Record<string, string> {
   return {
-    REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: "500", ENGINE_LEASE_TTL_MS: "1500",
-    WORKER_CLAIM_IDLE_MS: "1000", FEED: "backpack", BACKPACK_WS_URL: sim.url, PORT: String(port), HOST: "127.0.0.1",
-    APP_URL: `http://127.0.0.1:${port}`, JWT_SECRET: "journey-secret-0123456789-0123456789-abcdef", RESEND_API_KEY: "re_journey_key",
-    RESEND_BASE_URL: recorder.baseUrl, EMAIL_FROM: "Paper Broker <login@paper-broker.test>", ENGINE_TIMEOUT_MS: "3000",
-    TRADE_RATE_LIMIT_PER_SEC: "1000", SIGN_IN_LIMIT_PER_IP: "1000",
+    REDIS_URL,
+    DATABASE_URL: pg.url,
+    KEY_PREFIX: prefix,
+    SNAPSHOT_EVERY_MS: "500",
+    ENGINE_LEASE_TTL_MS: "1500",
+    WORKER_CLAIM_IDLE_MS: "1000",
+    FEED: "backpack",
+    BACKPACK_WS_URL: sim.url,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    APP_URL: `http://127.0.0.1:${port}`,
+    JWT_SECRET: "journey-secret-0123456789-0123456789-abcdef",
+    RESEND_API_KEY: "re_journey_key",
+    RESEND_BASE_URL: recorder.baseUrl,
+    EMAIL_FROM: "Paper Broker <login@paper-broker.test>",
+    ENGINE_TIMEOUT_MS: "3000",
+    TRADE_RATE_LIMIT_PER_SEC: "1000",
+    SIGN_IN_LIMIT_PER_IP: "1000",
   };
 }
 
@@ -53,7 +66,12 @@ async function http(method: string, path: string, options: { token?: string; bod
   const headers: Record<string, string> = {};
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
   if (options.body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: options.body === undefined ? null : JSON.stringify(options.body), redirect: "manual" });
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers,
+    body: options.body === undefined ? null : JSON.stringify(options.body),
+    redirect: "manual",
+  });
   const body = (await res.json()) as ApiBody;
   return { status: res.status, body, cookie: res.headers.get("set-cookie") };
 }
@@ -73,11 +91,15 @@ async function signIn(email: string): Promise<string> {
 async function quote(market: string, bid: string, ask: string): Promise<void> {
   sim.setQuote(market, bid, ask);
   const asset = market.split("_")[0];
-  await until(async () => {
-    const { body } = await http("GET", "/api/v1/account/assets", { token: alice });
-    const a = (body.assets as { symbol: string; bid: string; ask: string }[]).find((x) => x.symbol === asset);
-    return a?.bid === bid && a.ask === ask ? true : undefined;
-  }, 10_000, `quote ${market} ${bid}/${ask}`);
+  await until(
+    async () => {
+      const { body } = await http("GET", "/api/v1/account/assets", { token: alice });
+      const a = (body.assets as { symbol: string; bid: string; ask: string }[]).find((x) => x.symbol === asset);
+      return a?.bid === bid && a.ask === ask ? true : undefined;
+    },
+    10_000,
+    `quote ${market} ${bid}/${ask}`,
+  );
 }
 
 let alice: string;
@@ -104,37 +126,71 @@ afterAll(async () => {
 
 describe("a new user's journey through the real processes", () => {
   it("signs in by email, trades on feed prices, hits a stop-loss, buys spot, and is kept apart from another user", async () => {
-    expect((await http("GET", "/health")).body).toMatchObject({ status: "ok", redis: true, postgres: true, engine: true });
+    expect((await http("GET", "/health")).body).toMatchObject({
+      status: "ok",
+      redis: true,
+      postgres: true,
+      engine: true,
+    });
     alice = await signIn("alice@example.com");
-    expect((await http("GET", "/api/v1/account/balance/usd", { token: alice })).body).toEqual({ asset: "USD", balance: "10000" });
+    expect((await http("GET", "/api/v1/account/balance/usd", { token: alice })).body).toEqual({
+      asset: "USD",
+      balance: "10000",
+    });
 
     await quote("ETH_USDC_PERP", "3000", "3000.5");
-    const assets = (await http("GET", "/api/v1/account/assets", { token: alice })).body.assets as { symbol: string; source: string }[];
+    const assets = (await http("GET", "/api/v1/account/assets", { token: alice })).body.assets as {
+      symbol: string;
+      source: string;
+    }[];
     expect(assets.find((a) => a.symbol === "ETH")?.source).toBe("backpack");
-    const long = await http("POST", "/api/v1/trade/create", { token: alice, body: { asset: "ETH", type: "long", margin: "200", leverage: 5, stopLoss: "2900", takeProfit: "3300" } });
+    const long = await http("POST", "/api/v1/trade/create", {
+      token: alice,
+      body: { asset: "ETH", type: "long", margin: "200", leverage: 5, stopLoss: "2900", takeProfit: "3300" },
+    });
     expect(long.status).toBe(201);
     expect(long.body.trade).toMatchObject({ openPrice: "3000.5", quantity: "0.3332", stopLoss: "2900" });
-    const short = await http("POST", "/api/v1/trade/create", { token: alice, body: { asset: "ETH", type: "short", margin: "100", leverage: 2 } });
+    const short = await http("POST", "/api/v1/trade/create", {
+      token: alice,
+      body: { asset: "ETH", type: "short", margin: "100", leverage: 2 },
+    });
     expect(short.status).toBe(201);
 
     // The bid falls through the stop-loss: the long closes at that bid by itself.
     await quote("ETH_USDC_PERP", "2890", "2890.5");
-    const history = await until(async () => {
-      const h = await http("GET", "/api/v1/trade/history", { token: alice });
-      return (h.body.trades as unknown[]).length === 1 ? h.body.trades : undefined;
-    }, 10_000, "the stop-loss in the history");
-    expect(history[0]).toMatchObject({ id: long.body.trade.id, closeReason: "stop_loss", closePrice: "2890", pnl: "-36.8186" }); // (2890 − 3000.5) × 0.3332
+    const history = await until(
+      async () => {
+        const h = await http("GET", "/api/v1/trade/history", { token: alice });
+        return (h.body.trades as unknown[]).length === 1 ? h.body.trades : undefined;
+      },
+      10_000,
+      "the stop-loss in the history",
+    );
+    expect(history[0]).toMatchObject({
+      id: long.body.trade.id,
+      closeReason: "stop_loss",
+      closePrice: "2890",
+      pnl: "-36.8186",
+    }); // (2890 − 3000.5) × 0.3332
     const open = (await http("GET", "/api/v1/trade/open", { token: alice })).body.trades;
     expect(open.map((t) => t.id)).toEqual([short.body.trade.id]);
     expect(open[0]).toMatchObject({ quantity: "0.0666", currentPrice: "2890.5", unrealizedPnl: "7.2927" }); // (3000 − 2890.5) × 0.0666
-    const spot = await http("POST", "/api/v1/trade/order", { token: alice, body: { asset: "ETH", side: "buy", quantity: "0.1" } });
+    const spot = await http("POST", "/api/v1/trade/order", {
+      token: alice,
+      body: { asset: "ETH", side: "buy", quantity: "0.1" },
+    });
     expect(spot.status).toBe(201);
     expect(spot.body.order).toMatchObject({ price: "2890.5", total: "289.05" });
 
-    const bad = await http("POST", "/api/v1/trade/create", { token: alice, body: { asset: "ETH", type: "long", margin: "1.0000001", leverage: 5 } });
+    const bad = await http("POST", "/api/v1/trade/create", {
+      token: alice,
+      body: { asset: "ETH", type: "long", margin: "1.0000001", leverage: 5 },
+    });
     expect([bad.status, bad.body.error.code]).toEqual([400, "INVALID_AMOUNT"]);
     const bob = await signIn("bob@example.com");
-    expect((await http("POST", "/api/v1/trade/close", { token: bob, body: { tradeId: short.body.trade.id } })).status).toBe(404);
+    expect(
+      (await http("POST", "/api/v1/trade/close", { token: bob, body: { tradeId: short.body.trade.id } })).status,
+    ).toBe(404);
     expect((await http("GET", "/api/v1/trade/open", { token: bob })).body.trades).toEqual([]);
   });
 

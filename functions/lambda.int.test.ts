@@ -22,12 +22,35 @@ const APP_URL = "http://localhost:3000";
 const EMAIL = "twin@example.com";
 /** Everything readApiConfig and server.ts read: cleared first, so nothing leaks in from the shell running the tests. */
 const API_VARS = [
-  "PORT", "HOST", "APP_URL", "APP_REDIRECT_URL", "CORS_ORIGINS", "DATABASE_URL", "PG_VIA_WS_PROXY", "REDIS_URL",
-  "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "KEY_PREFIX", "JWT_SECRET", "RESEND_API_KEY",
-  "RESEND_BASE_URL", "EMAIL_FROM", "ENGINE_TIMEOUT_MS", "TRADE_RATE_LIMIT_PER_SEC", "SIGN_IN_LIMIT_PER_IP", "DATA_DIR",
+  "PORT",
+  "HOST",
+  "APP_URL",
+  "APP_REDIRECT_URL",
+  "CORS_ORIGINS",
+  "DATABASE_URL",
+  "PG_VIA_WS_PROXY",
+  "REDIS_URL",
+  "UPSTASH_REDIS_REST_URL",
+  "UPSTASH_REDIS_REST_TOKEN",
+  "KEY_PREFIX",
+  "JWT_SECRET",
+  "RESEND_API_KEY",
+  "RESEND_BASE_URL",
+  "EMAIL_FROM",
+  "ENGINE_TIMEOUT_MS",
+  "TRADE_RATE_LIMIT_PER_SEC",
+  "SIGN_IN_LIMIT_PER_IP",
+  "DATA_DIR",
 ];
 /** Differ per connection or per call by design; API Gateway sets its own transport headers anyway. */
-const UNCOMPARED_HEADERS = new Set(["date", "connection", "keep-alive", "transfer-encoding", "content-length", "x-request-id"]);
+const UNCOMPARED_HEADERS = new Set([
+  "date",
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "x-request-id",
+]);
 
 interface Request {
   readonly method: "GET" | "POST" | "DELETE";
@@ -61,8 +84,13 @@ beforeAll(async () => {
   // Both entries email through the real Resend client to the local recorder (the Lambda entry refuses to run
   // without a Resend key: a deployment has no dev mailbox).
   const env: Record<string, string> = {
-    DATABASE_URL: stack.pg.url, REDIS_URL, KEY_PREFIX: prefix, JWT_SECRET: TEST_JWT_SECRET, APP_URL,
-    RESEND_API_KEY: "re_lambda_test", RESEND_BASE_URL: recorder.baseUrl,
+    DATABASE_URL: stack.pg.url,
+    REDIS_URL,
+    KEY_PREFIX: prefix,
+    JWT_SECRET: TEST_JWT_SECRET,
+    APP_URL,
+    RESEND_API_KEY: "re_lambda_test",
+    RESEND_BASE_URL: recorder.baseUrl,
   };
   for (const name of API_VARS) {
     savedEnv.set(name, process.env[name]);
@@ -90,7 +118,11 @@ afterAll(async () => {
 
 async function viaNode(req: Request): Promise<Answer> {
   const cookie = req.cookies === undefined ? {} : { cookie: req.cookies.join("; ") };
-  const res = await fetch(`${baseUrl}${req.path}`, { method: req.method, headers: { ...req.headers, ...cookie }, ...(req.body !== undefined && { body: req.body }) });
+  const res = await fetch(`${baseUrl}${req.path}`, {
+    method: req.method,
+    headers: { ...req.headers, ...cookie },
+    ...(req.body !== undefined && { body: req.body }),
+  });
   const headers: Record<string, string> = {};
   res.headers.forEach((value, name) => {
     if (name !== "set-cookie") headers[name] = value;
@@ -102,7 +134,8 @@ async function viaLambda(req: Request): Promise<Answer> {
   const result = await handler(apiGatewayEvent(req), lambdaContext());
   expect(result.isBase64Encoded).toBe(false);
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = Array.isArray(value) ? value.join(", ") : value;
+  for (const [name, value] of Object.entries(result.headers ?? {}))
+    headers[name] = Array.isArray(value) ? value.join(", ") : value;
   expect(headers["set-cookie"], "payload v2 returns cookies in `cookies`, not as a header").toBeUndefined();
   return { status: result.statusCode, body: parse(result.body), headers, cookies: result.cookies ?? [] };
 }
@@ -116,8 +149,13 @@ function apiGatewayEvent(req: Request): V2Event {
   const query: Record<string, string> = {};
   for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
   const headers: Record<string, string> = {
-    accept: "*/*", host: domainName, "user-agent": userAgent, "x-amzn-trace-id": `Root=1-${crypto.randomUUID()}`,
-    "x-forwarded-for": "203.0.113.7", "x-forwarded-port": "443", "x-forwarded-proto": "https",
+    accept: "*/*",
+    host: domainName,
+    "user-agent": userAgent,
+    "x-amzn-trace-id": `Root=1-${crypto.randomUUID()}`,
+    "x-forwarded-for": "203.0.113.7",
+    "x-forwarded-port": "443",
+    "x-forwarded-proto": "https",
   };
   for (const [name, value] of Object.entries(req.headers ?? {})) headers[name.toLowerCase()] = value;
   if (req.body !== undefined) headers["content-length"] = String(Buffer.byteLength(req.body));
@@ -131,11 +169,18 @@ function apiGatewayEvent(req: Request): V2Event {
     headers,
     ...(url.search !== "" && { queryStringParameters: query }),
     requestContext: {
-      accountId: "123456789012", apiId: "abc123xyz", authentication: null, authorizer: {},
-      domainName, domainPrefix: "abc123xyz",
+      accountId: "123456789012",
+      apiId: "abc123xyz",
+      authentication: null,
+      authorizer: {},
+      domainName,
+      domainPrefix: "abc123xyz",
       http: { method: req.method, path: url.pathname, protocol: "HTTP/1.1", sourceIp: "203.0.113.7", userAgent },
-      requestId: `req-${invocations}`, routeKey: "$default", stage: "$default",
-      time: now.toUTCString(), timeEpoch: now.getTime(),
+      requestId: `req-${invocations}`,
+      routeKey: "$default",
+      stage: "$default",
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
     },
     body: req.body ?? null,
     isBase64Encoded: false,
@@ -144,9 +189,14 @@ function apiGatewayEvent(req: Request): V2Event {
 
 function lambdaContext(): LambdaContext {
   return {
-    callbackWaitsForEmptyEventLoop: false, functionName: "api", functionVersion: "$LATEST",
-    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:api", memoryLimitInMB: "1024",
-    awsRequestId: crypto.randomUUID(), logGroupName: "/aws/lambda/api", logStreamName: "2024/01/01/[$LATEST]test",
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: "api",
+    functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:api",
+    memoryLimitInMB: "1024",
+    awsRequestId: crypto.randomUUID(),
+    logGroupName: "/aws/lambda/api",
+    logStreamName: "2024/01/01/[$LATEST]test",
     getRemainingTimeInMillis: () => 30_000,
   };
 }
@@ -189,21 +239,31 @@ function sessionToken(answer: Answer): string {
   return token;
 }
 
-const get = (path: string, headers: Record<string, string> = {}, cookies?: string[]): Request =>
-  ({ method: "GET", path, headers, ...(cookies !== undefined && { cookies }) });
-const post = (path: string, body: unknown, headers: Record<string, string> = {}): Request =>
-  ({ method: "POST", path, headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+const get = (path: string, headers: Record<string, string> = {}, cookies?: string[]): Request => ({
+  method: "GET",
+  path,
+  headers,
+  ...(cookies !== undefined && { cookies }),
+});
+const post = (path: string, body: unknown, headers: Record<string, string> = {}): Request => ({
+  method: "POST",
+  path,
+  headers: { "content-type": "application/json", ...headers },
+  body: typeof body === "string" ? body : JSON.stringify(body),
+});
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 /** The sign-in links sent to `email`, newest first (as the dev mailbox lists them). */
 function linksTo(email: string): Promise<string[]> {
   const mails = recorder.sent.filter((m) => m.body.to === email).reverse();
-  return Promise.resolve(mails.map((m) => {
-    const link = /http\S+?token=[A-Za-z0-9_-]+/.exec(String(m.body.text))![0];
-    expect(link.startsWith(`${APP_URL}/api/v1/auth/verify?token=`)).toBe(true);
-    const url = new URL(link);
-    return url.pathname + url.search;
-  }));
+  return Promise.resolve(
+    mails.map((m) => {
+      const link = /http\S+?token=[A-Za-z0-9_-]+/.exec(String(m.body.text))![0];
+      expect(link.startsWith(`${APP_URL}/api/v1/auth/verify?token=`)).toBe(true);
+      const url = new URL(link);
+      return url.pathname + url.search;
+    }),
+  );
 }
 
 let lambdaToken: string;
@@ -266,15 +326,25 @@ describe("the Lambda entry and the Node server answer alike", () => {
   });
 
   it("POST /api/v1/trade/create: the same Idempotency-Key and body through either entry acts once", async () => {
-    const eth = post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "100", leverage: 10 }, { ...bearer(lambdaToken), "idempotency-key": "open-eth" });
+    const eth = post(
+      "/api/v1/trade/create",
+      { asset: "ETH", type: "long", margin: "100", leverage: 10 },
+      { ...bearer(lambdaToken), "idempotency-key": "open-eth" },
+    );
     const [lambda] = await both(eth);
     expect(lambda.status).toBe(201);
     expect(lambda.body).toMatchObject({ trade: { asset: "ETH", type: "long", margin: "100", openPrice: "2001" } });
     const [open] = await both(get("/api/v1/trade/open", bearer(nodeToken)));
-    expect((open.body as { trades: { id: string }[] }).trades.map((t) => t.id)).toEqual([(lambda.body as { trade: { id: string } }).trade.id]);
+    expect((open.body as { trades: { id: string }[] }).trades.map((t) => t.id)).toEqual([
+      (lambda.body as { trade: { id: string } }).trade.id,
+    ]);
 
     // The other way round: first through the Node server, replayed through Lambda.
-    const btc = post("/api/v1/trade/create", { asset: "BTC", type: "short", margin: "10", leverage: 2 }, { ...bearer(nodeToken), "idempotency-key": "open-btc" });
+    const btc = post(
+      "/api/v1/trade/create",
+      { asset: "BTC", type: "short", margin: "10", leverage: 2 },
+      { ...bearer(nodeToken), "idempotency-key": "open-btc" },
+    );
     const node = await viaNode(btc);
     const replayed = await viaLambda(btc);
     expectSameAnswer(replayed, node, "POST /api/v1/trade/create (Node first)");
@@ -284,11 +354,22 @@ describe("the Lambda entry and the Node server answer alike", () => {
   });
 
   it("POST /api/v1/trade/close, then GET /api/v1/trade/history page by page", async () => {
-    const open = (await viaNode(get("/api/v1/trade/open", bearer(nodeToken)))).body as { trades: { id: string; asset: string }[] };
+    const open = (await viaNode(get("/api/v1/trade/open", bearer(nodeToken)))).body as {
+      trades: { id: string; asset: string }[];
+    };
     const idOf = (asset: string) => open.trades.find((t) => t.asset === asset)!.id;
-    const [closedEth] = await both(post("/api/v1/trade/close", { tradeId: idOf("ETH") }, { ...bearer(nodeToken), "idempotency-key": "close-eth" }));
-    expect([closedEth.status, closedEth.body]).toMatchObject([200, { trade: { id: idOf("ETH"), closePrice: "2000", closeReason: "manual" } }]);
-    const closeBtc = post("/api/v1/trade/close", { tradeId: idOf("BTC") }, { ...bearer(lambdaToken), "idempotency-key": "close-btc" });
+    const [closedEth] = await both(
+      post("/api/v1/trade/close", { tradeId: idOf("ETH") }, { ...bearer(nodeToken), "idempotency-key": "close-eth" }),
+    );
+    expect([closedEth.status, closedEth.body]).toMatchObject([
+      200,
+      { trade: { id: idOf("ETH"), closePrice: "2000", closeReason: "manual" } },
+    ]);
+    const closeBtc = post(
+      "/api/v1/trade/close",
+      { tradeId: idOf("BTC") },
+      { ...bearer(lambdaToken), "idempotency-key": "close-btc" },
+    );
     const node = await viaNode(closeBtc);
     expectSameAnswer(await viaLambda(closeBtc), node, "POST /api/v1/trade/close (Node first)");
     expect(node.status).toBe(200);
@@ -308,13 +389,20 @@ describe("the Lambda entry and the Node server answer alike", () => {
       [post("/api/v1/trade/create", "{not json", bearer(lambdaToken)), 400, "MALFORMED_JSON"],
       [get("/api/v1/account/balance"), 401, "UNAUTHENTICATED"],
       [post("/api/v1/trade/close", { tradeId: "T0-999999" }, bearer(nodeToken)), 404, "TRADE_NOT_FOUND"],
-      [post("/api/v1/trade/create", JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) }), bearer(lambdaToken)), 413, "PAYLOAD_TOO_LARGE"],
+      [
+        post("/api/v1/trade/create", JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) }), bearer(lambdaToken)),
+        413,
+        "PAYLOAD_TOO_LARGE",
+      ],
       [post("/api/v1/auth", { email: EMAIL }, { origin: "https://evil.example" }), 403, "FORBIDDEN_ORIGIN"],
       [get("/api/v1/nope", bearer(nodeToken)), 404, "NOT_FOUND"],
     ];
     for (const [req, status, code] of cases) {
       const [lambda] = await both(req);
-      expect([lambda.status, (lambda.body as { error?: { code: string } }).error?.code], `${req.method} ${req.path}`).toEqual([status, code]);
+      expect(
+        [lambda.status, (lambda.body as { error?: { code: string } }).error?.code],
+        `${req.method} ${req.path}`,
+      ).toEqual([status, code]);
     }
   });
 
@@ -325,7 +413,11 @@ describe("the Lambda entry and the Node server answer alike", () => {
   });
 
   it("DELETE /api/v1/auth/logout clears the cookie, and the token stops working on both entries", async () => {
-    const lambda = await viaLambda({ method: "DELETE", path: "/api/v1/auth/logout", cookies: [`session=${lambdaToken}`] });
+    const lambda = await viaLambda({
+      method: "DELETE",
+      path: "/api/v1/auth/logout",
+      cookies: [`session=${lambdaToken}`],
+    });
     const node = await viaNode({ method: "DELETE", path: "/api/v1/auth/logout", cookies: [`session=${nodeToken}`] });
     expectSameAnswer(lambda, node, "DELETE /api/v1/auth/logout");
     expect(lambda.status).toBe(200);

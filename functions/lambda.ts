@@ -18,13 +18,20 @@ let app: Promise<Hono<ApiEnv>> | undefined;
 async function buildApp(): Promise<Hono<ApiEnv>> {
   const config = readApiConfig(process.env);
   if (config.jwtSecret === undefined) throw new ConfigError("JWT_SECRET is required for the Lambda functions");
-  if (config.resend === undefined) throw new ConfigError("RESEND_API_KEY is required for the Lambda functions (no dev mailbox in a deployment)");
+  if (config.resend === undefined)
+    throw new ConfigError("RESEND_API_KEY is required for the Lambda functions (no dev mailbox in a deployment)");
   const log = createLogger("api");
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(process.env));
-  return createApp(buildApiDeps({
-    config, jwtSecret: config.jwtSecret, redis: connectApiRedis(config), db, log,
-    clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
-  }));
+  return createApp(
+    buildApiDeps({
+      config,
+      jwtSecret: config.jwtSecret,
+      redis: connectApiRedis(config),
+      db,
+      log,
+      clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
+    }),
+  );
 }
 
 export const handler = async (event: LambdaEvent, context: unknown) => {

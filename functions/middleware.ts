@@ -33,8 +33,12 @@ export async function currentSession(deps: ApiDeps, c: ApiContext): Promise<Sess
 export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in-admission" } = { revocation: "now" }) {
   return createMiddleware<ApiEnv>(async (c, next) => {
     const token = sessionToken(c);
-    const session = token === undefined ? undefined
-      : options.revocation === "now" ? await deps.sessions.verify(token) : await deps.sessions.authentic(token);
+    const session =
+      token === undefined
+        ? undefined
+        : options.revocation === "now"
+          ? await deps.sessions.verify(token)
+          : await deps.sessions.authentic(token);
     if (session === undefined) throw new ApiError("UNAUTHENTICATED");
     c.set("session", session);
     await next();

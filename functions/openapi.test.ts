@@ -6,11 +6,23 @@ const paths = doc.paths as Record<string, Record<string, unknown>>;
 
 describe("the OpenAPI document", () => {
   it("lists every endpoint of API.md with its method", () => {
-    const operations = Object.entries(paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`));
+    const operations = Object.entries(paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
     expect(operations.sort()).toEqual([
-      "DELETE /api/v1/auth/logout", "GET /api/v1/account/assets", "GET /api/v1/account/balance", "GET /api/v1/account/balance/usd",
-      "GET /api/v1/auth/me", "GET /api/v1/auth/verify", "GET /api/v1/trade/history", "GET /api/v1/trade/open", "GET /health",
-      "POST /api/v1/auth", "POST /api/v1/trade/close", "POST /api/v1/trade/create", "POST /api/v1/trade/order",
+      "DELETE /api/v1/auth/logout",
+      "GET /api/v1/account/assets",
+      "GET /api/v1/account/balance",
+      "GET /api/v1/account/balance/usd",
+      "GET /api/v1/auth/me",
+      "GET /api/v1/auth/verify",
+      "GET /api/v1/trade/history",
+      "GET /api/v1/trade/open",
+      "GET /health",
+      "POST /api/v1/auth",
+      "POST /api/v1/trade/close",
+      "POST /api/v1/trade/create",
+      "POST /api/v1/trade/order",
     ]);
     expect(doc.openapi).toBe("3.1.0");
   });
@@ -38,12 +50,23 @@ describe("the OpenAPI document", () => {
   it("describes the history's query and the shape of a closed trade", () => {
     expect(paths["/api/v1/trade/history"]).toMatchObject({
       get: {
-        parameters: [{ name: "limit", in: "query" }, { name: "cursor", in: "query" }],
+        parameters: [
+          { name: "limit", in: "query" },
+          { name: "cursor", in: "query" },
+        ],
         responses: {
           200: {
             content: {
               "application/json": {
-                schema: { properties: { trades: { items: { required: expect.arrayContaining(["closePrice", "pnl", "closeReason", "closedAt"]) as unknown } } } },
+                schema: {
+                  properties: {
+                    trades: {
+                      items: {
+                        required: expect.arrayContaining(["closePrice", "pnl", "closeReason", "closedAt"]) as unknown,
+                      },
+                    },
+                  },
+                },
               },
             },
           },

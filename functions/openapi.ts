@@ -5,7 +5,15 @@
 import { z } from "zod";
 import { API_ERRORS } from "./errors.ts";
 import {
-  closeTradeRequest, createTradeRequest, errorView, historyQuery, jsonNumber, responses, signInRequest, spotOrderRequest, verifyQuery,
+  closeTradeRequest,
+  createTradeRequest,
+  errorView,
+  historyQuery,
+  jsonNumber,
+  responses,
+  signInRequest,
+  spotOrderRequest,
+  verifyQuery,
 } from "./schemas.ts";
 
 interface Operation {
@@ -23,19 +31,119 @@ interface Operation {
 const TRADE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504];
 
 export const OPERATIONS: readonly Operation[] = [
-  { method: "get", path: "/health", summary: "Liveness, and readiness of Redis and Postgres", auth: false, ok: { status: 200, schema: responses.health }, errors: [503] },
-  { method: "post", path: "/api/v1/auth", summary: "Email a sign-in link (same answer for any address)", auth: false, body: signInRequest, ok: { status: 200, schema: responses.message }, errors: [400, 403, 413, 415, 429, 503] },
-  { method: "get", path: "/api/v1/auth/verify", summary: "Follow a sign-in link: creates the user on first sign-in, sets the session cookie", auth: false, query: verifyQuery, ok: { status: 200, schema: responses.user, description: "Signed in; or 302 to APP_REDIRECT_URL when configured" }, errors: [400, 401, 503, 504] },
-  { method: "get", path: "/api/v1/auth/me", summary: "The signed-in user", auth: true, ok: { status: 200, schema: responses.user }, errors: [401] },
-  { method: "delete", path: "/api/v1/auth/logout", summary: "Sign out: clears the cookie and revokes the session", auth: false, ok: { status: 200, schema: responses.message }, errors: [403] },
-  { method: "post", path: "/api/v1/trade/create", summary: "Open a leveraged trade", auth: true, body: createTradeRequest, idempotent: true, ok: { status: 201, schema: responses.trade }, errors: TRADE_ERRORS },
-  { method: "post", path: "/api/v1/trade/close", summary: "Close one of your open trades", auth: true, body: closeTradeRequest, idempotent: true, ok: { status: 200, schema: responses.closedTrade }, errors: TRADE_ERRORS },
-  { method: "post", path: "/api/v1/trade/order", summary: "Spot market order", auth: true, body: spotOrderRequest, idempotent: true, ok: { status: 201, schema: responses.order }, errors: TRADE_ERRORS },
-  { method: "get", path: "/api/v1/trade/open", summary: "Your open trades with live PnL", auth: true, ok: { status: 200, schema: responses.openTrades }, errors: [401] },
-  { method: "get", path: "/api/v1/trade/history", summary: "Your closed trades, newest first, paginated", auth: true, query: historyQuery, ok: { status: 200, schema: responses.history }, errors: [400, 401] },
-  { method: "get", path: "/api/v1/account/balance/usd", summary: "USD not locked as margin", auth: true, ok: { status: 200, schema: responses.usdBalance }, errors: [401] },
-  { method: "get", path: "/api/v1/account/balance", summary: "All balances", auth: true, ok: { status: 200, schema: responses.balances }, errors: [401] },
-  { method: "get", path: "/api/v1/account/assets", summary: "Tradable assets with decimals and the latest quote", auth: true, ok: { status: 200, schema: responses.assets }, errors: [401] },
+  {
+    method: "get",
+    path: "/health",
+    summary: "Liveness, and readiness of Redis and Postgres",
+    auth: false,
+    ok: { status: 200, schema: responses.health },
+    errors: [503],
+  },
+  {
+    method: "post",
+    path: "/api/v1/auth",
+    summary: "Email a sign-in link (same answer for any address)",
+    auth: false,
+    body: signInRequest,
+    ok: { status: 200, schema: responses.message },
+    errors: [400, 403, 413, 415, 429, 503],
+  },
+  {
+    method: "get",
+    path: "/api/v1/auth/verify",
+    summary: "Follow a sign-in link: creates the user on first sign-in, sets the session cookie",
+    auth: false,
+    query: verifyQuery,
+    ok: { status: 200, schema: responses.user, description: "Signed in; or 302 to APP_REDIRECT_URL when configured" },
+    errors: [400, 401, 503, 504],
+  },
+  {
+    method: "get",
+    path: "/api/v1/auth/me",
+    summary: "The signed-in user",
+    auth: true,
+    ok: { status: 200, schema: responses.user },
+    errors: [401],
+  },
+  {
+    method: "delete",
+    path: "/api/v1/auth/logout",
+    summary: "Sign out: clears the cookie and revokes the session",
+    auth: false,
+    ok: { status: 200, schema: responses.message },
+    errors: [403],
+  },
+  {
+    method: "post",
+    path: "/api/v1/trade/create",
+    summary: "Open a leveraged trade",
+    auth: true,
+    body: createTradeRequest,
+    idempotent: true,
+    ok: { status: 201, schema: responses.trade },
+    errors: TRADE_ERRORS,
+  },
+  {
+    method: "post",
+    path: "/api/v1/trade/close",
+    summary: "Close one of your open trades",
+    auth: true,
+    body: closeTradeRequest,
+    idempotent: true,
+    ok: { status: 200, schema: responses.closedTrade },
+    errors: TRADE_ERRORS,
+  },
+  {
+    method: "post",
+    path: "/api/v1/trade/order",
+    summary: "Spot market order",
+    auth: true,
+    body: spotOrderRequest,
+    idempotent: true,
+    ok: { status: 201, schema: responses.order },
+    errors: TRADE_ERRORS,
+  },
+  {
+    method: "get",
+    path: "/api/v1/trade/open",
+    summary: "Your open trades with live PnL",
+    auth: true,
+    ok: { status: 200, schema: responses.openTrades },
+    errors: [401],
+  },
+  {
+    method: "get",
+    path: "/api/v1/trade/history",
+    summary: "Your closed trades, newest first, paginated",
+    auth: true,
+    query: historyQuery,
+    ok: { status: 200, schema: responses.history },
+    errors: [400, 401],
+  },
+  {
+    method: "get",
+    path: "/api/v1/account/balance/usd",
+    summary: "USD not locked as margin",
+    auth: true,
+    ok: { status: 200, schema: responses.usdBalance },
+    errors: [401],
+  },
+  {
+    method: "get",
+    path: "/api/v1/account/balance",
+    summary: "All balances",
+    auth: true,
+    ok: { status: 200, schema: responses.balances },
+    errors: [401],
+  },
+  {
+    method: "get",
+    path: "/api/v1/account/assets",
+    summary: "Tradable assets with decimals and the latest quote",
+    auth: true,
+    ok: { status: 200, schema: responses.assets },
+    errors: [401],
+  },
 ];
 
 function jsonSchema(schema: z.ZodType, io: "input" | "output"): Record<string, unknown> {
@@ -60,15 +168,30 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
       }
     }
     if (op.idempotent === true) {
-      parameters.push({ name: "Idempotency-Key", in: "header", required: false, schema: { type: "string", maxLength: 128 }, description: "Same key and body: the first answer, acted on once. Same key, other body: 409." });
+      parameters.push({
+        name: "Idempotency-Key",
+        in: "header",
+        required: false,
+        schema: { type: "string", maxLength: 128 },
+        description: "Same key and body: the first answer, acted on once. Same key, other body: 409.",
+      });
     }
     const responseSet: Record<string, unknown> = {
-      [op.ok.status]: { description: op.ok.description ?? "OK", content: { "application/json": { schema: jsonSchema(op.ok.schema, "output") } } },
+      [op.ok.status]: {
+        description: op.ok.description ?? "OK",
+        content: { "application/json": { schema: jsonSchema(op.ok.schema, "output") } },
+      },
     };
     for (const status of op.errors) {
-      const codes = Object.entries(API_ERRORS).filter(([, e]) => e.status === status).map(([code]) => code);
-      const description = status === 422 ? "Refused by the engine (e.g. INSUFFICIENT_BALANCE)" : codes.join(", ") || "Error";
-      responseSet[status] = { description, content: { "application/json": { schema: jsonSchema(errorView, "output") } } };
+      const codes = Object.entries(API_ERRORS)
+        .filter(([, e]) => e.status === status)
+        .map(([code]) => code);
+      const description =
+        status === 422 ? "Refused by the engine (e.g. INSUFFICIENT_BALANCE)" : codes.join(", ") || "Error";
+      responseSet[status] = {
+        description,
+        content: { "application/json": { schema: jsonSchema(errorView, "output") } },
+      };
     }
     paths[op.path] = {
       ...paths[op.path],
@@ -76,14 +199,25 @@ export function openApiDocument(serverUrl: string): Record<string, unknown> {
         summary: op.summary,
         ...(op.auth ? { security: [{ cookie: [] }, { bearer: [] }] } : {}),
         ...(parameters.length > 0 ? { parameters } : {}),
-        ...(op.body !== undefined ? { requestBody: { required: true, content: { "application/json": { schema: jsonSchema(op.body, "input") } } } } : {}),
+        ...(op.body !== undefined
+          ? {
+              requestBody: {
+                required: true,
+                content: { "application/json": { schema: jsonSchema(op.body, "input") } },
+              },
+            }
+          : {}),
         responses: responseSet,
       },
     };
   }
   return {
     openapi: "3.1.0",
-    info: { title: "Paper broker API", version: "1.0.0", description: "Paper/CFD trading on live Backpack prices. Money, prices and quantities are decimal strings." },
+    info: {
+      title: "Paper broker API",
+      version: "1.0.0",
+      description: "Paper/CFD trading on live Backpack prices. Money, prices and quantities are decimal strings.",
+    },
     servers: [{ url: serverUrl }],
     components: {
       securitySchemes: {

@@ -18,17 +18,18 @@ export const jsonNumber = z.instanceof(JsonNumber);
 
 const DECIMAL = /^\d{1,20}(\.\d{1,18})?$/;
 
-export const decimalInput = z
-  .union([z.string(), jsonNumber])
-  .transform((value, ctx) => {
-    const text = typeof value === "string" ? value : value.decimalText();
-    if (text === undefined || !DECIMAL.test(text)) {
-      ctx.addIssue({ code: "custom", message: "expected a non-negative decimal such as \"100\" or \"4303.93\"" });
-      return z.NEVER;
-    }
-    // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
-    return text.replace(/^0+(?=\d)/, "").replace(/(\.\d*?)0+$/, "$1").replace(/\.$/, "");
-  });
+export const decimalInput = z.union([z.string(), jsonNumber]).transform((value, ctx) => {
+  const text = typeof value === "string" ? value : value.decimalText();
+  if (text === undefined || !DECIMAL.test(text)) {
+    ctx.addIssue({ code: "custom", message: 'expected a non-negative decimal such as "100" or "4303.93"' });
+    return z.NEVER;
+  }
+  // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
+  return text
+    .replace(/^0+(?=\d)/, "")
+    .replace(/(\.\d*?)0+$/, "$1")
+    .replace(/\.$/, "");
+});
 
 export const wholeNumberInput = jsonNumber.transform((value, ctx) => {
   if (!/^[1-9]\d{0,5}$/.test(value.text)) {
@@ -53,15 +54,29 @@ export const createTradeRequest = z.strictObject({
 });
 
 /** Trade ids are the engine's `T<shard>-<n>`; anything else cannot name a trade. */
-export const closeTradeRequest = z.strictObject({ tradeId: z.string().max(32).regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42") });
+export const closeTradeRequest = z.strictObject({
+  tradeId: z
+    .string()
+    .max(32)
+    .regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42"),
+});
 
-export const spotOrderRequest = z.strictObject({ asset: assetInput, side: z.enum(["buy", "sell"]), quantity: decimalInput });
+export const spotOrderRequest = z.strictObject({
+  asset: assetInput,
+  side: z.enum(["buy", "sell"]),
+  quantity: decimalInput,
+});
 
 /** Not strict, and any token text: an unknown, used or mangled token is the same 401 INVALID_TOKEN (API.md). */
 export const verifyQuery = z.object({ token: z.string().min(1).max(4096) });
 
 export const historyQuery = z.strictObject({
-  limit: z.string().regex(/^\d{1,3}$/).transform(Number).pipe(z.number().int().min(1).max(100)).optional(),
+  limit: z
+    .string()
+    .regex(/^\d{1,3}$/)
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(100))
+    .optional(),
   cursor: z.string().min(1).max(200).optional(),
 });
 
@@ -79,13 +94,29 @@ export const FIELD_ERRORS: Readonly<Record<string, ApiErrorCode>> = {
 const decimal = z.string().regex(/^-?\d+(\.\d+)?$/);
 export const userView = z.object({ id: z.string(), email: z.string() });
 export const balancesView = z.object(Object.fromEntries(["USD", ...assetSymbols].map((s) => [s, decimal])));
-export const openTradeView = tradeSchema.extend({ currentPrice: decimal.nullable(), unrealizedPnl: decimal.nullable() });
+export const openTradeView = tradeSchema.extend({
+  currentPrice: decimal.nullable(),
+  unrealizedPnl: decimal.nullable(),
+});
 export const spotOrderView = z.object({
-  id: z.string(), asset: z.string(), side: z.enum(["buy", "sell"]), quantity: decimal, price: decimal, total: decimal, executedAt: z.string(),
+  id: z.string(),
+  asset: z.string(),
+  side: z.enum(["buy", "sell"]),
+  quantity: decimal,
+  price: decimal,
+  total: decimal,
+  executedAt: z.string(),
 });
 export const assetView = z.object({
-  symbol: z.string(), name: z.string(), market: z.string(), priceDecimals: z.number().int(), quantityDecimals: z.number().int(),
-  bid: decimal.nullable(), ask: decimal.nullable(), updatedAt: z.string().nullable(), source: z.enum(["backpack", "sim"]).nullable(),
+  symbol: z.string(),
+  name: z.string(),
+  market: z.string(),
+  priceDecimals: z.number().int(),
+  quantityDecimals: z.number().int(),
+  bid: decimal.nullable(),
+  ask: decimal.nullable(),
+  updatedAt: z.string().nullable(),
+  source: z.enum(["backpack", "sim"]).nullable(),
 });
 export const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
@@ -100,5 +131,10 @@ export const responses = {
   usdBalance: z.object({ asset: z.literal("USD"), balance: decimal }),
   balances: z.object({ balances: balancesView }),
   assets: z.object({ assets: z.array(assetView) }),
-  health: z.object({ status: z.enum(["ok", "unavailable"]), redis: z.boolean(), postgres: z.boolean(), engine: z.boolean() }),
+  health: z.object({
+    status: z.enum(["ok", "unavailable"]),
+    redis: z.boolean(),
+    postgres: z.boolean(),
+    engine: z.boolean(),
+  }),
 };

@@ -24,10 +24,22 @@ runMain("api", async () => {
   const redis = connectApiRedis(config);
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   await migrate(db, log);
-  const deps = buildApiDeps({ config, jwtSecret, redis, db, log, clientIp: (c) => getConnInfo(c).remote.address ?? "unknown" });
+  const deps = buildApiDeps({
+    config,
+    jwtSecret,
+    redis,
+    db,
+    log,
+    clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
+  });
   const app = createApp(deps);
   const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "127.0.0.1") }, (info) => {
-    log.info("listening", { port: info.port, api: config.settings.appUrl, docs: `${config.settings.appUrl}/api/v1/docs`, devMailbox: deps.devMailbox === undefined ? null : `${config.settings.appUrl}/api/v1/dev/mailbox` });
+    log.info("listening", {
+      port: info.port,
+      api: config.settings.appUrl,
+      docs: `${config.settings.appUrl}/api/v1/docs`,
+      devMailbox: deps.devMailbox === undefined ? null : `${config.settings.appUrl}/api/v1/dev/mailbox`,
+    });
   });
   // A port in use is a configuration problem, not a crash to restart from: one clear line and exit 2.
   const listenFailed = new Promise<never>((_, reject) => {
@@ -35,7 +47,10 @@ runMain("api", async () => {
       reject(err.code === "EADDRINUSE" ? new ConfigError(`port ${config.port} is already in use (set PORT)`) : err);
     });
   });
-  await Promise.race([new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true })), listenFailed]);
+  await Promise.race([
+    new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true })),
+    listenFailed,
+  ]);
   await new Promise<void>((resolve) => server.close(() => resolve()));
   await Promise.all([redis.close(), db.close()]);
   log.info("stopped");

@@ -63,7 +63,11 @@ function check<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0]!;
   const field = issue.path.map(String).join(".");
-  const code: ApiErrorCode = (typeof issue.path[0] === "string" ? FIELD_ERRORS[issue.path[0]] : undefined) ?? "INVALID_REQUEST";
-  const what = issue.code === "unrecognized_keys" ? `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}` : issue.message;
+  const code: ApiErrorCode =
+    (typeof issue.path[0] === "string" ? FIELD_ERRORS[issue.path[0]] : undefined) ?? "INVALID_REQUEST";
+  const what =
+    issue.code === "unrecognized_keys"
+      ? `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}`
+      : issue.message;
   throw new ApiError(code, field === "" ? `Invalid request: ${what}.` : `Invalid "${field}": ${what}.`);
 }

@@ -16,7 +16,6 @@ export interface Quote {
   readonly source: "backpack" | "sim";
 }
 
-
 export function balancesView(stored: Record<string, string>): Record<string, string> {
   const out: Record<string, string> = { [ACCOUNT_CURRENCY]: stored[ACCOUNT_CURRENCY] ?? "0" };
   for (const a of ASSETS) out[a.symbol] = stored[a.symbol] ?? "0";
@@ -36,8 +35,15 @@ export function assetsView(quotes: Map<string, Quote>) {
   return ASSETS.map((a) => {
     const q = quotes.get(a.symbol);
     return {
-      symbol: a.symbol, name: a.name, market: a.market, priceDecimals: a.priceDecimals, quantityDecimals: a.quantityDecimals,
-      bid: q?.bid ?? null, ask: q?.ask ?? null, updatedAt: q?.updatedAt ?? null, source: q?.source ?? null,
+      symbol: a.symbol,
+      name: a.name,
+      market: a.market,
+      priceDecimals: a.priceDecimals,
+      quantityDecimals: a.quantityDecimals,
+      bid: q?.bid ?? null,
+      ask: q?.ask ?? null,
+      updatedAt: q?.updatedAt ?? null,
+      source: q?.source ?? null,
     };
   });
 }
@@ -84,17 +90,40 @@ function compareIds(a: string, b: string): number {
 // ---- history (Postgres) ------------------------------------------------------------------------------------------
 
 export interface ClosedOrderRow {
-  id: string; asset: string; type: "long" | "short"; margin: string; leverage: number; quantity: string; open_price: string;
-  close_price: string; stop_loss: string | null; take_profit: string | null; liquidation_price: string | null; pnl: string;
-  close_reason: ClosedTradeView["closeReason"]; opened_at: Date; closed_at: Date;
+  id: string;
+  asset: string;
+  type: "long" | "short";
+  margin: string;
+  leverage: number;
+  quantity: string;
+  open_price: string;
+  close_price: string;
+  stop_loss: string | null;
+  take_profit: string | null;
+  liquidation_price: string | null;
+  pnl: string;
+  close_reason: ClosedTradeView["closeReason"];
+  opened_at: Date;
+  closed_at: Date;
 }
 
 export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
   return {
-    id: r.id, asset: r.asset, type: r.type, margin: trimDecimal(r.margin), leverage: r.leverage, quantity: trimDecimal(r.quantity),
-    openPrice: trimDecimal(r.open_price), stopLoss: nullable(r.stop_loss), takeProfit: nullable(r.take_profit),
-    liquidationPrice: nullable(r.liquidation_price), openedAt: r.opened_at.toISOString(), closePrice: trimDecimal(r.close_price),
-    pnl: trimDecimal(r.pnl), closeReason: r.close_reason, closedAt: r.closed_at.toISOString(),
+    id: r.id,
+    asset: r.asset,
+    type: r.type,
+    margin: trimDecimal(r.margin),
+    leverage: r.leverage,
+    quantity: trimDecimal(r.quantity),
+    openPrice: trimDecimal(r.open_price),
+    stopLoss: nullable(r.stop_loss),
+    takeProfit: nullable(r.take_profit),
+    liquidationPrice: nullable(r.liquidation_price),
+    openedAt: r.opened_at.toISOString(),
+    closePrice: trimDecimal(r.close_price),
+    pnl: trimDecimal(r.pnl),
+    closeReason: r.close_reason,
+    closedAt: r.closed_at.toISOString(),
   };
 }
 

@@ -11,22 +11,42 @@ import { COMPONENTS, nodeArgs } from "../platform/components.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
 import {
-  API_ROUTES, CONTAINER_PLANS, CONTAINERS, FUNCTION_SECRET_ENV, LAMBDA_HANDLER, SECRETS, containerCommand, devCommand,
-  type ContainerName, type FunctionName,
+  API_ROUTES,
+  CONTAINER_PLANS,
+  CONTAINERS,
+  FUNCTION_SECRET_ENV,
+  LAMBDA_HANDLER,
+  SECRETS,
+  containerCommand,
+  devCommand,
+  type ContainerName,
+  type FunctionName,
 } from "./plan.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const read = (path: string) => readFileSync(resolve(root, path), "utf8");
-const packageJson = JSON.parse(read("package.json")) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+const packageJson = JSON.parse(read("package.json")) as {
+  scripts: Record<string, string>;
+  dependencies: Record<string, string>;
+};
 const dockerfile = read("Dockerfile");
 
 /** Variables that hold credentials or point at production data: deployed, each must come from a secret. */
-const SECRET_VARIABLES = ["DATABASE_URL", "REDIS_URL", "UPSTASH_REDIS_REST_URL", "UPSTASH_REDIS_REST_TOKEN", "JWT_SECRET", "RESEND_API_KEY"];
+const SECRET_VARIABLES = [
+  "DATABASE_URL",
+  "REDIS_URL",
+  "UPSTASH_REDIS_REST_URL",
+  "UPSTASH_REDIS_REST_TOKEN",
+  "JWT_SECRET",
+  "RESEND_API_KEY",
+];
 
 describe("commands", () => {
   it("the npm scripts run each component as npm start does, from a fresh build", () => {
     for (const component of COMPONENTS) {
-      expect(packageJson.scripts[component.name]).toBe(`npm run -s build && ${["node", ...nodeArgs(component)].join(" ")}`);
+      expect(packageJson.scripts[component.name]).toBe(
+        `npm run -s build && ${["node", ...nodeArgs(component)].join(" ")}`,
+      );
     }
     expect(packageJson.scripts.build).toBe("node scripts/build.mjs");
   });
@@ -47,7 +67,10 @@ describe("commands", () => {
 
 describe("the image", () => {
   const copied = [...dockerfile.matchAll(/^COPY (\S+) \.\/\S*$/gm)].map((m) => m[1]!);
-  const ignored = read(".dockerignore").split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map(globToRegExp);
+  const ignored = read(".dockerignore")
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !l.startsWith("#"))
+    .map(globToRegExp);
 
   it("runs as a non-root user, installs no dev dependencies and builds the bundles the commands run", () => {
     expect(dockerfile).toMatch(/^USER node$/m);
@@ -61,11 +84,18 @@ describe("the image", () => {
     it(`holds every file and package ${entry} loads (to build it, or at run time)`, () => {
       const { files, packages } = loadClosure(entry);
       for (const file of files) {
-        expect(copied.some((dir) => file === dir || file.startsWith(`${dir.replace(/\/$/, "")}/`)), `${file} is copied`).toBe(true);
-        expect(ignored.some((re) => re.test(file)), `${file} is not in .dockerignore`).toBe(false);
+        expect(
+          copied.some((dir) => file === dir || file.startsWith(`${dir.replace(/\/$/, "")}/`)),
+          `${file} is copied`,
+        ).toBe(true);
+        expect(
+          ignored.some((re) => re.test(file)),
+          `${file} is not in .dockerignore`,
+        ).toBe(false);
       }
       // tsx and esbuild: the image builds the bundles with them.
-      for (const name of [...packages, "tsx", "esbuild"]) expect(packageJson.dependencies, `${name} in dependencies`).toHaveProperty([name]);
+      for (const name of [...packages, "tsx", "esbuild"])
+        expect(packageJson.dependencies, `${name} in dependencies`).toHaveProperty([name]);
     });
   }
 });
@@ -87,12 +117,18 @@ describe("secrets", () => {
 
   it("the functions' deployed environment is a valid API configuration using Upstash, Resend and a fixed key", () => {
     const seen = new Set<string>();
-    const env = new Proxy(deployedEnv(FUNCTION_SECRET_ENV, { APP_URL: "https://abc.execute-api.eu-west-1.amazonaws.com", NODE_ENV: "production" }), {
-      get: (target, key: string) => {
-        seen.add(key);
-        return target[key];
+    const env = new Proxy(
+      deployedEnv(FUNCTION_SECRET_ENV, {
+        APP_URL: "https://abc.execute-api.eu-west-1.amazonaws.com",
+        NODE_ENV: "production",
+      }),
+      {
+        get: (target, key: string) => {
+          seen.add(key);
+          return target[key];
+        },
       },
-    });
+    );
     const config = readApiConfig(env);
     expect(config.redis.kind).toBe("upstash");
     expect(config.resend).toBeDefined(); // else sign-in links would be readable from the dev mailbox
@@ -128,7 +164,11 @@ describe("the API", () => {
   });
 
   it("routes every documented endpoint to its group's function", () => {
-    const endpoints = [...OPERATIONS, { method: "get", path: "/api/v1/openapi.json" }, { method: "get", path: "/api/v1/docs" }];
+    const endpoints = [
+      ...OPERATIONS,
+      { method: "get", path: "/api/v1/openapi.json" },
+      { method: "get", path: "/api/v1/docs" },
+    ];
     for (const { method, path } of endpoints) {
       const group = /^\/api\/v1\/(auth|trade|account)(\/|$)/.exec(path)?.[1];
       const fn = routeFor(method.toUpperCase(), path);
@@ -141,22 +181,32 @@ describe("the API", () => {
 
 /** API Gateway HTTP API route selection: exact routes, then the longest greedy `{proxy+}` prefix, then `$default`. */
 function routeFor(method: string, path: string): FunctionName | undefined {
-  const routes = Object.entries(API_ROUTES).flatMap(([fn, keys]) => keys.map((key) => ({ fn: fn as FunctionName, key })));
-  const parsed = routes.filter((r) => r.key !== "$default").map((r) => {
-    const [m, p] = r.key.split(" ") as [string, string];
-    return { ...r, method: m, path: p, greedy: p.endsWith("/{proxy+}") };
-  });
+  const routes = Object.entries(API_ROUTES).flatMap(([fn, keys]) =>
+    keys.map((key) => ({ fn: fn as FunctionName, key })),
+  );
+  const parsed = routes
+    .filter((r) => r.key !== "$default")
+    .map((r) => {
+      const [m, p] = r.key.split(" ") as [string, string];
+      return { ...r, method: m, path: p, greedy: p.endsWith("/{proxy+}") };
+    });
   const methodOk = (m: string) => m === "ANY" || m === method;
   const exact = parsed.find((r) => !r.greedy && methodOk(r.method) && r.path === path);
   if (exact) return exact.fn;
   const greedy = parsed
-    .filter((r) => r.greedy && methodOk(r.method) && path.startsWith(r.path.slice(0, -"{proxy+}".length)) && !path.endsWith("/"))
+    .filter(
+      (r) =>
+        r.greedy && methodOk(r.method) && path.startsWith(r.path.slice(0, -"{proxy+}".length)) && !path.endsWith("/"),
+    )
     .sort((a, b) => b.path.length - a.path.length)[0];
   return greedy?.fn ?? routes.find((r) => r.key === "$default")?.fn;
 }
 
 /** The environment a process gets deployed, with plausible values standing in for the secrets. */
-function deployedEnv(secretEnv: Readonly<Record<string, string>>, plain: Readonly<Record<string, string>>): Record<string, string> {
+function deployedEnv(
+  secretEnv: Readonly<Record<string, string>>,
+  plain: Readonly<Record<string, string>>,
+): Record<string, string> {
   const samples: Record<string, string> = {
     DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=require",
     REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
@@ -172,7 +222,10 @@ function deployedEnv(secretEnv: Readonly<Record<string, string>>, plain: Readonl
 /** Variable names an entry reads through the config readers (`url(env, "NAME", …)`) or as `env.NAME`. */
 function variablesRead(file: string): string[] {
   const text = read(file);
-  const names = [...text.matchAll(/\b(?:url|text|wholeNumber|oneOf)\(env, "([A-Z][A-Z0-9_]*)"/g), ...text.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)];
+  const names = [
+    ...text.matchAll(/\b(?:url|text|wholeNumber|oneOf)\(env, "([A-Z][A-Z0-9_]*)"/g),
+    ...text.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g),
+  ];
   return [...new Set(names.map((m) => m[1]!))];
 }
 
@@ -192,7 +245,8 @@ function loadClosure(entry: string): { files: string[]; packages: Set<string> } 
     ];
     for (const specifier of specifiers) {
       if (specifier.startsWith(".")) visit(relative(root, resolve(root, dirname(file), specifier)));
-      else if (!specifier.startsWith("node:")) packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
+      else if (!specifier.startsWith("node:"))
+        packages.add(specifier.startsWith("@") ? specifier.split("/").slice(0, 2).join("/") : specifier.split("/")[0]!);
     }
   };
   visit(entry);
@@ -203,10 +257,18 @@ function loadClosure(entry: string): { files: string[]; packages: Set<string> } 
 
 /** A .dockerignore line as a RegExp over paths relative to the context (`**`, `*`; a match covers what is below). */
 function globToRegExp(pattern: string): RegExp {
-  const body = pattern.trim().replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*\*\//g, "(?:.*/)?").replace(/\*/g, "[^/]*");
+  const body = pattern
+    .trim()
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*\*\//g, "(?:.*/)?")
+    .replace(/\*/g, "[^/]*");
   return new RegExp(`^${body}(?:/.*)?$`);
 }
 
 function pascalCase(variable: string): string {
-  return variable.toLowerCase().split("_").map((w) => w.charAt(0).toUpperCase() + w.slice(1)).join("");
+  return variable
+    .toLowerCase()
+    .split("_")
+    .map((w) => w.charAt(0).toUpperCase() + w.slice(1))
+    .join("");
 }

@@ -59,11 +59,29 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // standby. During a rolling deploy ECS starts the new task before stopping the old one; the new one restores the
   // snapshot and waits for the lease, which the old one releases on SIGTERM after its final snapshot.
   // Memory for the in-memory state and snapshot encoding; the follower snapshots on a second thread.
-  engine: { secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" }, env: {}, cpu: "1 vCPU", memory: "2 GB", tasks: 1 },
+  engine: {
+    secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
+    env: {},
+    cpu: "1 vCPU",
+    memory: "2 GB",
+    tasks: 1,
+  },
   // One is enough for the output rate; more would share the consumer group safely.
-  worker: { secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" }, env: {}, cpu: "0.25 vCPU", memory: "0.5 GB", tasks: 1 },
+  worker: {
+    secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
+    env: {},
+    cpu: "0.25 vCPU",
+    memory: "0.5 GB",
+    tasks: 1,
+  },
   // Deployed, prices must be real: no silent fallback to the simulated feed (FEED=auto is for local runs).
-  poller: { secretEnv: { REDIS_URL: "RedisUrl" }, env: { FEED: "backpack" }, cpu: "0.25 vCPU", memory: "0.5 GB", tasks: 1 },
+  poller: {
+    secretEnv: { REDIS_URL: "RedisUrl" },
+    env: { FEED: "backpack" },
+    cpu: "0.25 vCPU",
+    memory: "0.5 GB",
+    tasks: 1,
+  },
 };
 
 /** The container's command: what `npm start` runs for this component (platform/components.ts). */

@@ -39,7 +39,9 @@ export async function buildBundles(): Promise<number> {
     sourcesContent: false,
     logLevel: "error",
     // Bundled CommonJS packages call require(); an ES module has none of its own.
-    banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
+    banner: {
+      js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);',
+    },
     write: false,
   });
   // Each file replaced in one rename: a process starting meanwhile (a restart under `npm start` while the tests

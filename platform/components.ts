@@ -21,7 +21,12 @@ export const COMPONENTS: readonly Component[] = [
   // Tried and left out: --min-semi-space-size=64 (that young generation from the start) cut recovery by ~0.27 s
   // (interleaved runs), but tick → row in bench:recovery had a long tail with it (p99 24–58 ms in 5 of 19 runs;
   // without, 1 of 26).
-  { name: "engine", entry: "engine/main.ts", nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"], readyEvent: "replay_done" },
+  {
+    name: "engine",
+    entry: "engine/main.ts",
+    nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"],
+    readyEvent: "replay_done",
+  },
   { name: "worker", entry: "worker/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "start" },
   { name: "poller", entry: "poller/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "poller_running" },
   { name: "api", entry: "functions/server.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "listening" },

@@ -13,7 +13,9 @@ describe("config readers", () => {
 
   it("refuse bad values with a message that names the variable", () => {
     expect(() => text({}, "DATABASE_URL")).toThrow(new ConfigError("DATABASE_URL is required"));
-    expect(() => wholeNumber({ N: "1e3" }, "N", 10, 1, 1000)).toThrow('N must be a whole number from 1 to 1000, got "1e3"');
+    expect(() => wholeNumber({ N: "1e3" }, "N", 10, 1, 1000)).toThrow(
+      'N must be a whole number from 1 to 1000, got "1e3"',
+    );
     expect(() => wholeNumber({ N: "1001" }, "N", 10, 1, 1000)).toThrow(ConfigError);
     expect(() => wholeNumber({ N: "-1" }, "N", 10, 1, 1000)).toThrow(ConfigError);
     expect(() => oneOf({ F: "live" }, "F", ["auto", "sim"], "auto")).toThrow('F must be one of auto, sim, got "live"');

@@ -27,7 +27,8 @@ export function wholeNumber(env: Env, name: string, fallback: number, min: numbe
 export function oneOf<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === "") return fallback;
-  if (!(choices as readonly string[]).includes(raw)) throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got "${raw}"`);
+  if (!(choices as readonly string[]).includes(raw))
+    throw new ConfigError(`${name} must be one of ${choices.join(", ")}, got "${raw}"`);
   return raw as T;
 }
 
@@ -39,7 +40,8 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   } catch {
     throw new ConfigError(`${name} is not a URL: "${value}"`);
   }
-  if (!protocols.includes(parsed.protocol)) throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
+  if (!protocols.includes(parsed.protocol))
+    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
   return value;
 }
 
@@ -75,7 +77,9 @@ export function runMain(component: string, main: () => Promise<void>): void {
       process.stderr.write(`${component}: configuration error: ${err.message}\n`);
       process.exit(2);
     }
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "error", component, event: "crash", error: String(err instanceof Error ? err.stack : err) })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level: "error", component, event: "crash", error: String(err instanceof Error ? err.stack : err) })}\n`,
+    );
     process.exit(1);
   });
 }

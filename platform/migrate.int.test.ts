@@ -10,7 +10,14 @@ import { connectPostgres } from "./postgres.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
-const REPO_MIGRATIONS = ["001_users.sql", "002_closed_orders.sql", "003_engine_snapshots.sql", "004_sign_in_tokens.sql", "005_snapshot_chunks_uncompressed.sql", "006_snapshot_chunks_base64.sql"];
+const REPO_MIGRATIONS = [
+  "001_users.sql",
+  "002_closed_orders.sql",
+  "003_engine_snapshots.sql",
+  "004_sign_in_tokens.sql",
+  "005_snapshot_chunks_uncompressed.sql",
+  "006_snapshot_chunks_base64.sql",
+];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
   const t = await createTestDatabase();
@@ -42,14 +49,19 @@ describe("migrate", () => {
     const t = await freshDatabase();
     await migrate(t.db, quiet);
     await t.db.query("INSERT INTO users (email) VALUES ('a@example.com')");
-    await expect(t.db.query("INSERT INTO users (email) VALUES ('B@example.com')")).rejects.toThrow("users_email_lower_case");
+    await expect(t.db.query("INSERT INTO users (email) VALUES ('B@example.com')")).rejects.toThrow(
+      "users_email_lower_case",
+    );
     await expect(t.db.query("INSERT INTO users (email) VALUES ('a@example.com')")).rejects.toThrow(/duplicate key/);
 
-    const order = (id: string, type: string, outputId: string) => t.db.query(
-      `INSERT INTO closed_orders (id, user_id, asset, type, margin, leverage, quantity, open_price, close_price, pnl,
+    const order = (id: string, type: string, outputId: string) =>
+      t.db.query(
+        `INSERT INTO closed_orders (id, user_id, asset, type, margin, leverage, quantity, open_price, close_price, pnl,
          close_reason, opened_at, closed_at, output_id)
        VALUES ($1, 'u1', 'ETH', $2, '100.000001', 10, '0.2325581395', '4300.1', '4310.55', '-1.234567',
-         'manual', now(), now(), $3)`, [id, type, outputId]);
+         'manual', now(), now(), $3)`,
+        [id, type, outputId],
+      );
     await order("T0-1", "long", "o1");
     await expect(order("T0-2", "sideways", "o2")).rejects.toThrow(/check constraint/);
     // output_id is the replay guard: the same engine output cannot land twice under another trade id.
@@ -57,7 +69,9 @@ describe("migrate", () => {
     const stored = await t.db.query("SELECT margin, quantity, pnl FROM closed_orders");
     expect(stored.rows).toEqual([{ margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" }]);
 
-    await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow("single_row");
+    await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow(
+      "single_row",
+    );
   });
 
   it("applies in filename order regardless of directory order, each once", async () => {
@@ -71,7 +85,8 @@ describe("migrate", () => {
     expect(await migrationFiles(dir)).toEqual(["001_a.sql", "002_b.sql", "010_c.sql"]);
     expect(await migrate(t.db, quiet, dir)).toEqual(["001_a.sql", "002_b.sql", "010_c.sql"]);
     const cols = await t.db.query<{ column_name: string }>(
-      "SELECT column_name FROM information_schema.columns WHERE table_name = 'a' ORDER BY ordinal_position");
+      "SELECT column_name FROM information_schema.columns WHERE table_name = 'a' ORDER BY ordinal_position",
+    );
     expect(cols.rows.map((r) => r.column_name)).toEqual(["x", "b", "c"]);
   });
 
@@ -105,7 +120,9 @@ describe("migrate", () => {
       "002_bad.sql": "CREATE TABLE half (x int); SELECT no_such_function()",
     });
     await expect(migrate(t.db, quiet, dir)).rejects.toThrow(/migration 002_bad.sql failed: .*no_such_function/);
-    const tables = await t.db.query<{ t: string | null }>("SELECT to_regclass('ok')::text AS t UNION ALL SELECT to_regclass('half')::text");
+    const tables = await t.db.query<{ t: string | null }>(
+      "SELECT to_regclass('ok')::text AS t UNION ALL SELECT to_regclass('half')::text",
+    );
     expect(tables.rows.map((r) => r.t)).toEqual(["ok", null]);
     const recorded = await t.db.query<{ name: string }>("SELECT name FROM schema_migrations");
     expect(recorded.rows.map((r) => r.name)).toEqual(["001_ok.sql"]);

@@ -32,19 +32,21 @@ export async function migrate(db: Postgres, log: Logger, dir: string = DEFAULT_M
   for (const name of files) {
     const started = performance.now();
     const sql = await readFile(join(dir, name), "utf8");
-    const didApply = await db.transaction(async (tx) => {
-      // Held until this transaction ends: a concurrent starter waits here, then sees the row written below.
-      await lock(tx);
-      const done = await tx.query("SELECT 1 FROM schema_migrations WHERE name = $1", [name]);
-      if (done.rowCount !== 0) return false;
-      // No parameters: the simple query protocol, which runs a file of several statements.
-      await tx.query(sql);
-      await tx.query("INSERT INTO schema_migrations (name) VALUES ($1)", [name]);
-      return true;
-    }).catch((err: unknown) => {
-      log.error("migration_failed", { name, error: err });
-      throw new Error(`migration ${name} failed: ${(err as Error).message}`, { cause: err });
-    });
+    const didApply = await db
+      .transaction(async (tx) => {
+        // Held until this transaction ends: a concurrent starter waits here, then sees the row written below.
+        await lock(tx);
+        const done = await tx.query("SELECT 1 FROM schema_migrations WHERE name = $1", [name]);
+        if (done.rowCount !== 0) return false;
+        // No parameters: the simple query protocol, which runs a file of several statements.
+        await tx.query(sql);
+        await tx.query("INSERT INTO schema_migrations (name) VALUES ($1)", [name]);
+        return true;
+      })
+      .catch((err: unknown) => {
+        log.error("migration_failed", { name, error: err });
+        throw new Error(`migration ${name} failed: ${(err as Error).message}`, { cause: err });
+      });
     if (didApply) {
       applied.push(name);
       log.info("migration_applied", { name, ms: Math.round(performance.now() - started) });

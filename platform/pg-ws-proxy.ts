@@ -36,11 +36,13 @@ export interface PgWsProxyOptions {
 const WS_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 
 export async function startPgWsProxy(options: PgWsProxyOptions): Promise<PgWsProxy> {
-  const allowed = new Set(options.allow.map((a) => {
-    const parsed = parseAddress(a);
-    if (parsed === undefined) throw new Error(`pg ws proxy: bad allow-list address "${a}" (want host:port)`);
-    return parsed.key;
-  }));
+  const allowed = new Set(
+    options.allow.map((a) => {
+      const parsed = parseAddress(a);
+      if (parsed === undefined) throw new Error(`pg ws proxy: bad allow-list address "${a}" (want host:port)`);
+      return parsed.key;
+    }),
+  );
   const log = options.log;
   const open = new Set<{ ws: WebSocket; tcp: Socket }>();
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 64 * 1024 * 1024 });

@@ -28,7 +28,9 @@ describe("Neon Pool through the local proxy", () => {
       [40, 2, "héllo ✓", "12345678901234567890.123456", Buffer.from([0, 255, 7])],
     );
     // numeric comes back as a string: money never passes through a float.
-    expect(r.rows).toEqual([{ one: 1, sum: 42, text: "héllo ✓", amount: "12345678901234567890.123456", bytes: Buffer.from([0, 255, 7]) }]);
+    expect(r.rows).toEqual([
+      { one: 1, sum: 42, text: "héllo ✓", amount: "12345678901234567890.123456", bytes: Buffer.from([0, 255, 7]) },
+    ]);
   });
 
   it("commits a transaction, and rolls one back when its function throws", async () => {
@@ -67,14 +69,20 @@ describe("Neon Pool through the local proxy", () => {
       expect(count).toBe(3);
       return performance.now();
     });
-    expect(seen.map((r) => [r.i, r.length])).toEqual([[1, 1048576], [2, 1048576], [3, 1048576]]);
+    expect(seen.map((r) => [r.i, r.length])).toEqual([
+      [1, 1048576],
+      [2, 1048576],
+      [3, 1048576],
+    ]);
     // The first rows were there before the sleep that the last one waited for: they were not held back to the end.
     expect(ended - seen[0]!.at).toBeGreaterThanOrEqual(250);
   });
 
   it("rejects eachRow with the query's error, or with the row callback's first throw, and rolls back", async () => {
     await t.db.query("CREATE TABLE each_probe (v int)");
-    const failing = t.db.transaction((tx) => tx.eachRow("SELECT 1 / (2 - i) AS v FROM generate_series(1, 3) AS i", [], () => undefined));
+    const failing = t.db.transaction((tx) =>
+      tx.eachRow("SELECT 1 / (2 - i) AS v FROM generate_series(1, 3) AS i", [], () => undefined),
+    );
     await expect(failing).rejects.toThrow("division by zero");
     const calls: number[] = [];
     const thrown = t.db.transaction(async (tx) => {
@@ -92,7 +100,11 @@ describe("Neon Pool through the local proxy", () => {
   });
 
   it("runs two pools at once without touching the driver's process-wide config", async () => {
-    const before = { wsProxy: neonConfig.wsProxy, pipelineConnect: neonConfig.pipelineConnect, secure: neonConfig.useSecureWebSocket };
+    const before = {
+      wsProxy: neonConfig.wsProxy,
+      pipelineConnect: neonConfig.pipelineConnect,
+      secure: neonConfig.useSecureWebSocket,
+    };
     const other = await connectPostgres(t.url, quiet);
     try {
       const [a, b] = await Promise.all([
@@ -104,14 +116,20 @@ describe("Neon Pool through the local proxy", () => {
     } finally {
       await other.close();
     }
-    expect({ wsProxy: neonConfig.wsProxy, pipelineConnect: neonConfig.pipelineConnect, secure: neonConfig.useSecureWebSocket }).toEqual(before);
+    expect({
+      wsProxy: neonConfig.wsProxy,
+      pipelineConnect: neonConfig.pipelineConnect,
+      secure: neonConfig.useSecureWebSocket,
+    }).toEqual(before);
     expect(neonConfig.pipelineConnect).toBe("password");
   });
 
   it("fails fast with a clear message when Postgres is not there", async () => {
     const url = new URL(t.url);
     url.port = "1"; // nothing listens on port 1
-    await expect(connectPostgres(url.toString(), quiet)).rejects.toThrow(/cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+ \(via the local WebSocket proxy\)/);
+    await expect(connectPostgres(url.toString(), quiet)).rejects.toThrow(
+      /cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+ \(via the local WebSocket proxy\)/,
+    );
   });
 });
 
@@ -144,11 +162,13 @@ describe("pg ws proxy", () => {
   function echoed(ws: WebSocket, payload: Buffer): Promise<Buffer> {
     const received: Buffer[] = [];
     let total = 0;
-    const all = new Promise<Buffer>((resolve) => ws.on("message", (d: Buffer) => {
-      received.push(d);
-      total += d.length;
-      if (total >= payload.length) resolve(Buffer.concat(received));
-    }));
+    const all = new Promise<Buffer>((resolve) =>
+      ws.on("message", (d: Buffer) => {
+        received.push(d);
+        total += d.length;
+        if (total >= payload.length) resolve(Buffer.concat(received));
+      }),
+    );
     ws.send(payload);
     return all;
   }
@@ -209,7 +229,9 @@ describe("pg ws proxy", () => {
           if (end < 0) return;
           const key = /sec-websocket-key: *(\S+)/i.exec(pending.subarray(0, end).toString())![1]!;
           const accept = createHash("sha1").update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest("base64");
-          s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+          s.write(
+            `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+          );
           upgraded = true;
           pending = pending.subarray(end + 4);
         }

@@ -33,7 +33,17 @@ describe("proxy addresses", () => {
   });
 
   it("rejects what is not a plain host:port", () => {
-    for (const bad of ["", "5432", ":5432", "host:", "host:0", "host:65536", "host:54a", "a/b:5432", "user@host:5432"]) {
+    for (const bad of [
+      "",
+      "5432",
+      ":5432",
+      "host:",
+      "host:0",
+      "host:65536",
+      "host:54a",
+      "a/b:5432",
+      "user@host:5432",
+    ]) {
       expect(parseAddress(bad), bad).toBeUndefined();
     }
   });

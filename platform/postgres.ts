@@ -15,7 +15,15 @@
  * own settings through the per-client `neonConfig` (a Client subclass set as the pool's `Client`). Two pools in one
  * process — tests, or Neon plus a local database — cannot disturb each other or other code.
  */
-import { Client, Pool, type ClientConfig, type PoolClient, type QueryResult, type QueryResultRow, type Submittable } from "@neondatabase/serverless";
+import {
+  Client,
+  Pool,
+  type ClientConfig,
+  type PoolClient,
+  type QueryResult,
+  type QueryResultRow,
+  type Submittable,
+} from "@neondatabase/serverless";
 import { WebSocket } from "ws";
 import type { Logger } from "./log.ts";
 import { startPgWsProxy, type PgWsProxy } from "./pg-ws-proxy.ts";
@@ -71,7 +79,11 @@ export function postgresOptionsFromEnv(env: Readonly<Record<string, string | und
   return viaLocalProxy === undefined ? {} : { viaLocalProxy };
 }
 
-export async function connectPostgres(databaseUrl: string, log: Logger, options: PostgresOptions = {}): Promise<Postgres> {
+export async function connectPostgres(
+  databaseUrl: string,
+  log: Logger,
+  options: PostgresOptions = {},
+): Promise<Postgres> {
   const url = new URL(databaseUrl);
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1");
   const port = url.port === "" ? 5432 : Number(url.port);
@@ -100,7 +112,10 @@ export async function connectPostgres(databaseUrl: string, log: Logger, options:
     await pool.query("select 1");
   } catch (err) {
     await close().catch(() => undefined);
-    throw new Error(`cannot reach Postgres at ${host}:${port}/${where.database}${viaLocalProxy ? " (via the local WebSocket proxy)" : ""}: ${(err as Error).message}`, { cause: err });
+    throw new Error(
+      `cannot reach Postgres at ${host}:${port}/${where.database}${viaLocalProxy ? " (via the local WebSocket proxy)" : ""}: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
   log.info("postgres_connected", { ...where, viaLocalProxy });
 
@@ -146,8 +161,16 @@ interface RowQuery extends Submittable {
 }
 const RowQuery = (Client as unknown as { Query?: new (text: string, values: unknown[]) => RowQuery }).Query;
 
-function eachRow<R extends QueryResultRow>(client: PoolClient, text: string, params: unknown[], onRow: (row: R) => void): Promise<number> {
-  if (RowQuery === undefined) return Promise.reject(new Error("@neondatabase/serverless no longer has Client.Query: eachRow needs another way to stream rows"));
+function eachRow<R extends QueryResultRow>(
+  client: PoolClient,
+  text: string,
+  params: unknown[],
+  onRow: (row: R) => void,
+): Promise<number> {
+  if (RowQuery === undefined)
+    return Promise.reject(
+      new Error("@neondatabase/serverless no longer has Client.Query: eachRow needs another way to stream rows"),
+    );
   return new Promise<number>((resolve, reject) => {
     let rows = 0;
     let failed = false;
@@ -197,7 +220,8 @@ function clientWithSettings(proxyPort: number | undefined): typeof Client {
       // message each, so there is nothing to coalesce.
       c.coalesceWrites = false;
       if (proxyPort === undefined) return;
-      c.wsProxy = (host, port) => `127.0.0.1:${proxyPort}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}`;
+      c.wsProxy = (host, port) =>
+        `127.0.0.1:${proxyPort}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}`;
       // The proxy is plain ws:// on loopback; Postgres-level TLS stays off (forceDisablePgSSL, the default).
       c.useSecureWebSocket = false;
       c.webSocketConstructor = LoopbackWebSocket;

@@ -34,7 +34,10 @@ export function logOutages(redis: Redis, log: Logger | undefined): void {
  * Warns loudly when the Redis in use does not persist the log: with AOF off, a Redis restart loses every
  * instruction since its last RDB save, which recovery (snapshot + log) cannot bring back.
  */
-export async function checkDurability(redis: Redis, log: Logger): Promise<{ appendonly: boolean | undefined; fsync: string }> {
+export async function checkDurability(
+  redis: Redis,
+  log: Logger,
+): Promise<{ appendonly: boolean | undefined; fsync: string }> {
   const [, appendonly] = (await redis.config("GET", "appendonly").catch(() => [])) as [string?, string?];
   const [, fsync = "unknown"] = (await redis.config("GET", "appendfsync").catch(() => [])) as [string?, string?];
   if (appendonly === undefined) {
@@ -45,7 +48,8 @@ export async function checkDurability(redis: Redis, log: Logger): Promise<{ appe
   const on = appendonly === "yes";
   if (!on) {
     log.warn("redis_aof_off", {
-      message: "Redis runs WITHOUT append-only persistence: a Redis restart loses acknowledged orders. Run it with --appendonly yes (and --appendfsync always for no loss at all).",
+      message:
+        "Redis runs WITHOUT append-only persistence: a Redis restart loses acknowledged orders. Run it with --appendonly yes (and --appendfsync always for no loss at all).",
     });
   } else {
     log.info("redis_durability", { appendonly: on, appendfsync: fsync });

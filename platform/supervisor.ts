@@ -80,7 +80,12 @@ export class Supervisor {
 
   private track(component: Component): Running {
     const entry = {
-      component, child: undefined, restarts: 0, startedAtMs: 0, backoffMs: 1_000, everReady: false,
+      component,
+      child: undefined,
+      restarts: 0,
+      startedAtMs: 0,
+      backoffMs: 1_000,
+      everReady: false,
       file: createWriteStream(join(this.options.logDir, `${component.name}.log`), { flags: "a" }),
     } as unknown as Running;
     entry.ready = new Promise((resolve, reject) => {
@@ -100,14 +105,21 @@ export class Supervisor {
     const { log } = this.options;
     // detached: its own process group, so a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
     // which then stops the components one by one, in order; a signal to all at once would race that order.
-    const child = spawn(process.execPath, nodeArgs(entry.component), { cwd: REPO_ROOT, env: this.options.env, stdio: ["ignore", "pipe", "pipe", "ipc"], detached: true });
+    const child = spawn(process.execPath, nodeArgs(entry.component), {
+      cwd: REPO_ROOT,
+      env: this.options.env,
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+      detached: true,
+    });
     entry.child = child;
     entry.startedAtMs = Date.now();
     const name = entry.component.name;
     log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
     this.pipeLines(entry, child.stdout!, true);
     this.pipeLines(entry, child.stderr!, false);
-    child.once("error", (err) => log.error("component_spawn_failed", { child: entry.component.name, error: err.message }));
+    child.once("error", (err) =>
+      log.error("component_spawn_failed", { child: entry.component.name, error: err.message }),
+    );
     child.once("exit", (code, signal) => {
       if (this.stopping) {
         log.info("component_stopped", { child: name, code, signal });

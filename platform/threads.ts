@@ -28,7 +28,12 @@ export function startThread(name: ThreadName, workerData: unknown): Worker {
  * Asks a thread to end (`message`, which it answers by closing what it holds) and resolves once it has exited
  * (`exited`, taken from its "exit" event when it started); one still running after `graceMs` is stopped.
  */
-export async function endThread(worker: Worker, exited: Promise<void>, message: unknown, graceMs = 2000): Promise<void> {
+export async function endThread(
+  worker: Worker,
+  exited: Promise<void>,
+  message: unknown,
+  graceMs = 2000,
+): Promise<void> {
   worker.postMessage(message);
   const timer = setTimeout(() => void worker.terminate(), graceMs);
   await exited;

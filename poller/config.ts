@@ -25,7 +25,9 @@ export function readPollerConfig(env: Env): PollerConfig {
   const keyPrefix = text(env, "KEY_PREFIX", "");
   // The prefix becomes part of every key name, so keep it to characters that are safe in keys and logs.
   if (!/^[\x21-\x7e]{0,64}$/.test(keyPrefix)) {
-    throw new ConfigError(`KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got ${JSON.stringify(keyPrefix)}`);
+    throw new ConfigError(
+      `KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got ${JSON.stringify(keyPrefix)}`,
+    );
   }
   const simWsUrlSet = (env.SIM_WS_URL?.trim() ?? "") !== "";
   return {

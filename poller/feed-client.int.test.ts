@@ -35,14 +35,23 @@ async function scriptedServer() {
 
 function client(options: Partial<FeedClientOptions> & Pick<FeedClientOptions, "url" | "log">) {
   const quotes: FeedQuote[] = [];
-  const feed = new FeedClient({ markets: ASSETS, onQuote: (q) => quotes.push(q), backoffBaseMs: 10, backoffCapMs: 50, ...options });
+  const feed = new FeedClient({
+    markets: ASSETS,
+    onQuote: (q) => quotes.push(q),
+    backoffBaseMs: 10,
+    backoffCapMs: 50,
+    ...options,
+  });
   cleanups.push(() => feed.stop());
   feed.start();
   return { feed, quotes };
 }
 
 const frame = (u: string, bid: string, market = "ETH_USDC_PERP") =>
-  JSON.stringify({ stream: `bookTicker.${market}`, data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u } });
+  JSON.stringify({
+    stream: `bookTicker.${market}`,
+    data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u },
+  });
 
 describe("FeedClient", () => {
   it("subscribes every market on open, publishes in order, and counts every drop by reason", async () => {
@@ -54,7 +63,12 @@ describe("FeedClient", () => {
     await waitFor("the subscription", () => server.received[0]?.[0]);
     expect(JSON.parse(server.received[0]![0]!)).toEqual({
       method: "SUBSCRIBE",
-      params: ["bookTicker.ETH_USDC_PERP", "bookTicker.BTC_USDC_PERP", "bookTicker.SOL_USDC_PERP", "bookTicker.ADA_USDC_PERP"],
+      params: [
+        "bookTicker.ETH_USDC_PERP",
+        "bookTicker.BTC_USDC_PERP",
+        "bookTicker.SOL_USDC_PERP",
+        "bookTicker.ADA_USDC_PERP",
+      ],
     });
     const script = [
       frame("5", "4000"),
@@ -69,7 +83,10 @@ describe("FeedClient", () => {
     ];
     for (const text of script) socket.send(text);
     await waitFor("every frame", () => feed.counters.received === script.length);
-    expect(quotes.map((q) => [q.updateId, q.bid])).toEqual([["5", "4000"], ["8", "4000.5"]]);
+    expect(quotes.map((q) => [q.updateId, q.bid])).toEqual([
+      ["5", "4000"],
+      ["8", "4000.5"],
+    ]);
     expect(feed.counters.published).toBe(2);
     expect(feed.counters.control).toBe(1);
     const dropped = Object.fromEntries(Object.entries(feed.counters.dropped).filter(([, n]) => n > 0));
@@ -85,7 +102,8 @@ describe("FeedClient", () => {
     await waitFor("a third connection", () => server.sockets.length >= 3);
     expect(events("feed_silent").length).toBeGreaterThanOrEqual(2);
     await waitFor("the third subscription", () => server.received[2]?.length === 1);
-    for (const messages of server.received.slice(0, 3)) expect(JSON.parse(messages[0]!)).toMatchObject({ method: "SUBSCRIBE" });
+    for (const messages of server.received.slice(0, 3))
+      expect(JSON.parse(messages[0]!)).toMatchObject({ method: "SUBSCRIBE" });
     expect(feed.counters.connects).toBeGreaterThanOrEqual(3);
   });
 
@@ -109,7 +127,11 @@ describe("FeedClient", () => {
     let i = 0;
     client({ url, log, backoffBaseMs: 5, backoffCapMs: 20, random: () => jitter[i++ % jitter.length]! });
     await waitFor("six attempts", () => events("feed_reconnect_scheduled").length >= 6);
-    expect(events("feed_reconnect_scheduled").slice(0, 6).map((l) => l.delayMs)).toEqual([5, 10, 20, 20, 20, 10]);
+    expect(
+      events("feed_reconnect_scheduled")
+        .slice(0, 6)
+        .map((l) => l.delayMs),
+    ).toEqual([5, 10, 20, 20, 20, 10]);
     expect(events("feed_connect_failed").length).toBeGreaterThanOrEqual(5);
   });
 

@@ -47,7 +47,10 @@ export class FeedClient {
     published: 0,
     control: 0,
     connects: 0,
-    dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<DropReason, number>,
+    dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<
+      DropReason,
+      number
+    >,
   };
   private readonly markets: MarketTable;
   private readonly gate = new QuoteGate();
@@ -156,7 +159,8 @@ export class FeedClient {
       if (socket !== this.socket) return;
       this.socket = undefined;
       clearTimeout(this.silenceTimer);
-      if (opened) log.warn("feed_disconnected", { url, code, reason: reason.toString(), connectedMs: Date.now() - openedAt });
+      if (opened)
+        log.warn("feed_disconnected", { url, code, reason: reason.toString(), connectedMs: Date.now() - openedAt });
       this.scheduleReconnect();
     });
   }
@@ -183,7 +187,8 @@ export class FeedClient {
     const result = parseFrame(text, this.markets);
     if (result.kind === "control") {
       this.counters.control++;
-      if (result.error !== undefined) this.logControlError("warn", "feed_error_message", { url: this.options.url, error: result.error });
+      if (result.error !== undefined)
+        this.logControlError("warn", "feed_error_message", { url: this.options.url, error: result.error });
       return;
     }
     if (result.kind === "rejected") return this.drop(result.reason, result.detail);
@@ -198,7 +203,12 @@ export class FeedClient {
     this.counters.dropped[reason]++;
     // Unchanged quotes are routine (size-only updates); only refused or out-of-order frames are worth a line.
     if (reason === "unchanged") return;
-    this.logDrop("warn", "feed_frames_dropped", { url: this.options.url, reason, detail, dropped: nonZero(this.counters.dropped) });
+    this.logDrop("warn", "feed_frames_dropped", {
+      url: this.options.url,
+      reason,
+      detail,
+      dropped: nonZero(this.counters.dropped),
+    });
   }
 }
 

@@ -14,11 +14,21 @@ const realFrames = readFileSync(new URL("./testdata/backpack-bookticker-real.jso
 /** A well-formed ETH_USDC_PERP frame (the seed's sample shape), with raw JSON overrides for `data` fields. */
 function eth(overrides: Record<string, string> = {}, stream = "bookTicker.ETH_USDC_PERP"): string {
   const fields: Record<string, string> = {
-    e: '"bookTicker"', E: "1736172777506225", T: "1736172777497712", s: '"ETH_USDC_PERP"',
-    a: '"4303.93"', A: '"1.2"', b: '"4303.90"', B: '"0.8"', u: "1802083092",
+    e: '"bookTicker"',
+    E: "1736172777506225",
+    T: "1736172777497712",
+    s: '"ETH_USDC_PERP"',
+    a: '"4303.93"',
+    A: '"1.2"',
+    b: '"4303.90"',
+    B: '"0.8"',
+    u: "1802083092",
     ...overrides,
   };
-  const data = Object.entries(fields).filter(([, v]) => v !== "").map(([k, v]) => `"${k}":${v}`).join(",");
+  const data = Object.entries(fields)
+    .filter(([, v]) => v !== "")
+    .map(([k, v]) => `"${k}":${v}`)
+    .join(",");
   return `{"stream":"${stream}","data":{${data}}}`;
 }
 
@@ -38,35 +48,77 @@ describe("parseFrame on real Backpack frames", () => {
   it("parses every fixture frame exactly when SOL_USDC is configured", () => {
     const quotes = realFrames.map((frame) => parseFrame(frame, withSpotSol));
     expect(quotes).toEqual([
-      { kind: "quote", quote: { market: "SOL_USDC", bid: "218.58", ask: "218.61", exchangeTimeUs: "1736172777497712", updateId: "1802083092" } },
-      { kind: "quote", quote: { market: "SOL_USDC", bid: "219.38", ask: "219.42", exchangeTimeUs: "1736189041197902", updateId: "1802736850" } },
-      { kind: "quote", quote: { market: "SOL_USDC", bid: "207.51", ask: "207.52", exchangeTimeUs: "1736269138823600", updateId: "1804072087" } },
+      {
+        kind: "quote",
+        quote: {
+          market: "SOL_USDC",
+          bid: "218.58",
+          ask: "218.61",
+          exchangeTimeUs: "1736172777497712",
+          updateId: "1802083092",
+        },
+      },
+      {
+        kind: "quote",
+        quote: {
+          market: "SOL_USDC",
+          bid: "219.38",
+          ask: "219.42",
+          exchangeTimeUs: "1736189041197902",
+          updateId: "1802736850",
+        },
+      },
+      {
+        kind: "quote",
+        quote: {
+          market: "SOL_USDC",
+          bid: "207.51",
+          ask: "207.52",
+          exchangeTimeUs: "1736269138823600",
+          updateId: "1804072087",
+        },
+      },
     ]);
   });
 
   it("returns canonical prices: trailing zeros trimmed, the same ticks as sent", () => {
     expect(parseFrame(eth(), ours)).toEqual({
       kind: "quote",
-      quote: { market: "ETH_USDC_PERP", bid: "4303.9", ask: "4303.93", exchangeTimeUs: "1736172777497712", updateId: "1802083092" },
+      quote: {
+        market: "ETH_USDC_PERP",
+        bid: "4303.9",
+        ask: "4303.93",
+        exchangeTimeUs: "1736172777497712",
+        updateId: "1802083092",
+      },
     });
-    expect(parseFrame(eth({ b: '"4303.930"' }), ours)).toMatchObject({ kind: "quote", quote: { bid: "4303.93", ask: "4303.93" } });
+    expect(parseFrame(eth({ b: '"4303.930"' }), ours)).toMatchObject({
+      kind: "quote",
+      quote: { bid: "4303.93", ask: "4303.93" },
+    });
   });
 });
 
 describe("parseFrame keeps ids and times as exact digits", () => {
   it("keeps a 25-digit string id", () => {
-    expect(parseFrame(eth({ u: '"1234567890123456789012345"' }), ours)).toMatchObject({ quote: { updateId: "1234567890123456789012345" } });
+    expect(parseFrame(eth({ u: '"1234567890123456789012345"' }), ours)).toMatchObject({
+      quote: { updateId: "1234567890123456789012345" },
+    });
   });
 
   it("keeps a numeric id above 2^53 digit for digit (JSON.parse would round it)", () => {
     const big = "9007199254740993"; // 2^53 + 1
     expect(String(JSON.parse(big))).not.toBe(big);
     expect(parseFrame(eth({ u: big }), ours)).toMatchObject({ quote: { updateId: big } });
-    expect(parseFrame(eth({ u: "123456789012345678901234" }), ours)).toMatchObject({ quote: { updateId: "123456789012345678901234" } });
+    expect(parseFrame(eth({ u: "123456789012345678901234" }), ours)).toMatchObject({
+      quote: { updateId: "123456789012345678901234" },
+    });
   });
 
   it("takes T as the exchange time, as a string or a number", () => {
-    expect(parseFrame(eth({ T: '"1736172777497713"' }), ours)).toMatchObject({ quote: { exchangeTimeUs: "1736172777497713" } });
+    expect(parseFrame(eth({ T: '"1736172777497713"' }), ours)).toMatchObject({
+      quote: { exchangeTimeUs: "1736172777497713" },
+    });
   });
 });
 

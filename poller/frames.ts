@@ -13,7 +13,13 @@
 import type { RawData } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
 import { formatUnits, parseUnits } from "../contract/money.ts";
-import { isLosslessObject, parseLossless, RawNumber, type LosslessObject, type LosslessValue } from "../platform/lossless-json.ts";
+import {
+  isLosslessObject,
+  parseLossless,
+  RawNumber,
+  type LosslessObject,
+  type LosslessValue,
+} from "../platform/lossless-json.ts";
 
 export interface FeedQuote {
   readonly market: string;

@@ -2,7 +2,14 @@ import { describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { QuoteHeartbeat } from "./heartbeat.ts";
 
-const quote = (market: string, bid: string): PriceUpdate => ({ type: "price_update", market, bid, ask: bid, exchangeTimeUs: "1", source: "backpack" });
+const quote = (market: string, bid: string): PriceUpdate => ({
+  type: "price_update",
+  market,
+  bid,
+  ask: bid,
+  exchangeTimeUs: "1",
+  source: "backpack",
+});
 
 describe("QuoteHeartbeat", () => {
   it("re-publishes only the markets quiet for everyMs, and only while the feed is live", () => {

@@ -35,14 +35,23 @@ describe("poller/main.ts", () => {
   it("publishes simulated prices and exits 0 on SIGTERM after a clean stop", async () => {
     const poller = startPoller({ FEED: "sim", KEY_PREFIX: prefix });
     const stream = keyspace(prefix).input;
-    const entries = await waitFor("price entries from the process", async () => {
-      const raw = await redis.xrange(stream, "-", "+");
-      return raw.length >= 4 ? raw : undefined;
-    }, 15_000);
-    for (const [, fields] of entries) expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
+    const entries = await waitFor(
+      "price entries from the process",
+      async () => {
+        const raw = await redis.xrange(stream, "-", "+");
+        return raw.length >= 4 ? raw : undefined;
+      },
+      15_000,
+    );
+    for (const [, fields] of entries)
+      expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
     poller.child.kill("SIGTERM");
     expect(await poller.exited).toBe(0);
-    const events = poller.output().stdout.trim().split("\n").map((line) => (JSON.parse(line) as { event: string }).event);
+    const events = poller
+      .output()
+      .stdout.trim()
+      .split("\n")
+      .map((line) => (JSON.parse(line) as { event: string }).event);
     expect(events).toContain("feed_simulated");
     expect(events).toContain("feed_subscribed");
     expect(events.slice(-1)).toEqual(["poller_stopped"]);

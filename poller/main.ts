@@ -28,7 +28,11 @@ runMain("poller", async () => {
   const redis = connectRedis(config.redisUrl, log, "poller");
   const publisher = new PricePublisher({ redis, stream: names.input, log });
   // Must be well under the engine's staleQuoteMs (30 s): see heartbeat.ts.
-  const heartbeat = new QuoteHeartbeat({ everyMs: HEARTBEAT_MS, live: () => feed.live, publish: (u) => publisher.publish(u) });
+  const heartbeat = new QuoteHeartbeat({
+    everyMs: HEARTBEAT_MS,
+    live: () => feed.live,
+    publish: (u) => publisher.publish(u),
+  });
   const feed = new PriceFeed({
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
@@ -45,7 +49,13 @@ runMain("poller", async () => {
 
   // Operators see throughput and drops without debug logs; on sim every line says so again.
   const stats = setInterval(() => {
-    log.info("poller_stats", { source: feed.source, feed: feed.counters, publisher: publisher.counters, queued: publisher.queued, heartbeats: heartbeat.republished });
+    log.info("poller_stats", {
+      source: feed.source,
+      feed: feed.counters,
+      publisher: publisher.counters,
+      queued: publisher.queued,
+      heartbeats: heartbeat.republished,
+    });
   }, STATS_EVERY_MS);
   stats.unref();
 

@@ -4,7 +4,11 @@ import type { FeedQuote } from "./frames.ts";
 import { QuoteGate } from "./ordering.ts";
 
 const quote = (updateId: string, bid = "100", ask = "101", market = "ETH_USDC_PERP"): FeedQuote => ({
-  market, bid, ask, updateId, exchangeTimeUs: "1",
+  market,
+  bid,
+  ask,
+  updateId,
+  exchangeTimeUs: "1",
 });
 
 describe("QuoteGate", () => {

@@ -42,7 +42,12 @@ function pipeline(url: string, stream: string) {
   const { log, events } = captureLog();
   const publisher = new PricePublisher({ redis, stream, log });
   const client = new FeedClient({
-    url, markets: ASSETS, log, silenceMs: 2_000, backoffBaseMs: 10, backoffCapMs: 100,
+    url,
+    markets: ASSETS,
+    log,
+    silenceMs: 2_000,
+    backoffBaseMs: 10,
+    backoffCapMs: 100,
     onQuote: (quote) => publisher.publish(toPriceUpdate(quote, "sim")),
   });
   cleanups.push(async () => {
@@ -53,7 +58,8 @@ function pipeline(url: string, stream: string) {
   return { client, publisher, events };
 }
 
-const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) => list.some((u) => u.market === market && u.bid === bid && u.ask === ask);
+const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) =>
+  list.some((u) => u.market === market && u.bid === bid && u.ask === ask);
 
 describe("poller on Redis", () => {
   it("writes the sim feed's quotes, walking and scripted, as price_update entries in order", async () => {
@@ -61,13 +67,18 @@ describe("poller on Redis", () => {
     cleanups.push(() => sim.stop());
     const stream = freshStream();
     const { client, publisher } = pipeline(sim.url, stream);
-    await waitFor("walking quotes for every market", async () => new Set((await entries(stream)).map((u) => u.market)).size === 4);
+    await waitFor(
+      "walking quotes for every market",
+      async () => new Set((await entries(stream)).map((u) => u.market)).size === 4,
+    );
 
     sim.setQuote("ETH_USDC_PERP", "4321.09", "4321.10");
     sim.setQuote("ADA_USDC_PERP", "0.91234", "0.91240");
     await waitFor("the scripted quotes", async () => {
       const list = await entries(stream);
-      return hasQuote(list, "ETH_USDC_PERP", "4321.09", "4321.1") && hasQuote(list, "ADA_USDC_PERP", "0.91234", "0.9124");
+      return (
+        hasQuote(list, "ETH_USDC_PERP", "4321.09", "4321.1") && hasQuote(list, "ADA_USDC_PERP", "0.91234", "0.9124")
+      );
     });
     await client.stop();
     await publisher.flush();
@@ -95,7 +106,9 @@ describe("poller on Redis", () => {
     const stream = freshStream();
     const { client, events } = pipeline(first.url, stream);
     first.setQuote("BTC_USDC_PERP", "96000.5", "96001");
-    await waitFor("the first feed's quote", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "96000.5", "96001"));
+    await waitFor("the first feed's quote", async () =>
+      hasQuote(await entries(stream), "BTC_USDC_PERP", "96000.5", "96001"),
+    );
 
     await first.stop();
     await waitFor("the disconnect", () => events("feed_disconnected").length === 1);
@@ -103,9 +116,13 @@ describe("poller on Redis", () => {
     cleanups.push(() => second.stop());
     // Set before the client is back: it arrives only through the new subscription's first frame.
     second.setQuote("BTC_USDC_PERP", "95000", "95000.5");
-    await waitFor("the second feed's quote", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "95000", "95000.5"));
+    await waitFor("the second feed's quote", async () =>
+      hasQuote(await entries(stream), "BTC_USDC_PERP", "95000", "95000.5"),
+    );
     second.setQuote("BTC_USDC_PERP", "95010", "95010.5");
-    await waitFor("a live quote after the restart", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "95010", "95010.5"));
+    await waitFor("a live quote after the restart", async () =>
+      hasQuote(await entries(stream), "BTC_USDC_PERP", "95010", "95010.5"),
+    );
     expect(client.counters.connects).toBe(2);
     expect(events("feed_subscribed")).toHaveLength(2);
   });
@@ -127,9 +144,14 @@ describe("poller on Redis", () => {
     cleanups.push(() => feed.stop());
     await feed.start();
     expect(feed.source).toBe("sim");
-    expect(events("feed_fallback_to_sim")[0]).toMatchObject({ level: "warn", message: expect.stringContaining("PRICES ARE SIMULATED") as unknown });
+    expect(events("feed_fallback_to_sim")[0]).toMatchObject({
+      level: "warn",
+      message: expect.stringContaining("PRICES ARE SIMULATED") as unknown,
+    });
     feed.simulator!.setQuote("SOL_USDC_PERP", "201.01", "201.03");
-    await waitFor("the simulated quote", async () => hasQuote(await entries(stream), "SOL_USDC_PERP", "201.01", "201.03"));
+    await waitFor("the simulated quote", async () =>
+      hasQuote(await entries(stream), "SOL_USDC_PERP", "201.01", "201.03"),
+    );
     expect(new Set((await entries(stream)).map((u) => u.source))).toEqual(new Set(["sim"]));
   });
 
@@ -139,7 +161,12 @@ describe("poller on Redis", () => {
     const updates: PriceUpdate[] = [];
     const { log } = captureLog();
     const feed = new PriceFeed({
-      mode: "auto", backpackWsUrl: exchange.url, simWsUrl: undefined, markets: ASSETS, log, fallbackAfterMs: 2_000,
+      mode: "auto",
+      backpackWsUrl: exchange.url,
+      simWsUrl: undefined,
+      markets: ASSETS,
+      log,
+      fallbackAfterMs: 2_000,
       onUpdate: (update) => updates.push(update),
     });
     cleanups.push(() => feed.stop());

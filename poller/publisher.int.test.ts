@@ -17,7 +17,12 @@ beforeAll(() => {
 afterAll(() => fixture.close());
 
 const update = (n: number): PriceUpdate => ({
-  type: "price_update", market: "ETH_USDC_PERP", bid: `${4000 + n}`, ask: `${4001 + n}`, exchangeTimeUs: `${n}`, source: "backpack",
+  type: "price_update",
+  market: "ETH_USDC_PERP",
+  bid: `${4000 + n}`,
+  ask: `${4001 + n}`,
+  exchangeTimeUs: `${n}`,
+  source: "backpack",
 });
 
 async function writtenSequence(stream: string): Promise<string[]> {
@@ -63,7 +68,10 @@ describe("PricePublisher", () => {
     publisher.publish(update(2));
     await publisher.flush();
     expect(publisher.counters).toEqual({ written: 0, failed: 2, shed: 0 });
-    expect(events("publisher_write_failed")[0]).toMatchObject({ level: "error", error: expect.stringContaining("WRONGTYPE") as unknown });
+    expect(events("publisher_write_failed")[0]).toMatchObject({
+      level: "error",
+      error: expect.stringContaining("WRONGTYPE") as unknown,
+    });
     await redis.del(stream);
     publisher.publish(update(3));
     await publisher.flush();

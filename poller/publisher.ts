@@ -37,7 +37,14 @@ export interface PublisherOptions {
 }
 
 export function toPriceUpdate(quote: FeedQuote, source: PriceSource): PriceUpdate {
-  return { type: "price_update", market: quote.market, bid: quote.bid, ask: quote.ask, exchangeTimeUs: quote.exchangeTimeUs, source };
+  return {
+    type: "price_update",
+    market: quote.market,
+    bid: quote.bid,
+    ask: quote.ask,
+    exchangeTimeUs: quote.exchangeTimeUs,
+    source,
+  };
 }
 
 export class PricePublisher {
@@ -95,7 +102,11 @@ export class PricePublisher {
       for (const [err] of results) {
         if (err) {
           this.counters.failed++;
-          this.logTrouble("error", "publisher_write_failed", { stream: this.options.stream, error: err.message, counters: this.counters });
+          this.logTrouble("error", "publisher_write_failed", {
+            stream: this.options.stream,
+            error: err.message,
+            counters: this.counters,
+          });
         } else {
           this.counters.written++;
         }
@@ -103,7 +114,11 @@ export class PricePublisher {
     } catch (err) {
       // exec rejects only when the whole pipeline could not be queued; its quotes are lost, later ones still go.
       this.counters.failed += size;
-      this.logTrouble("error", "publisher_write_failed", { stream: this.options.stream, error: (err as Error).message, counters: this.counters });
+      this.logTrouble("error", "publisher_write_failed", {
+        stream: this.options.stream,
+        error: (err as Error).message,
+        counters: this.counters,
+      });
     }
   }
 }

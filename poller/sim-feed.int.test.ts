@@ -31,14 +31,30 @@ async function connect(url: string) {
   return { socket, frames, request, quotes };
 }
 
-const levels: Record<string, number> = { ETH_USDC_PERP: 4300, BTC_USDC_PERP: 97_000, SOL_USDC_PERP: 200, ADA_USDC_PERP: 0.9 };
+const levels: Record<string, number> = {
+  ETH_USDC_PERP: 4300,
+  BTC_USDC_PERP: 97_000,
+  SOL_USDC_PERP: 200,
+  ADA_USDC_PERP: 0.9,
+};
 
 describe("sim feed", () => {
   it("walks realistic prices that the real parser accepts, for subscribed markets only", async () => {
     const feed = await sim({ intervalMs: 5 });
     const client = await connect(feed.url);
-    client.request({ method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP", "bookTicker.BTC_USDC_PERP", "bookTicker.SOL_USDC_PERP", "bookTicker.ADA_USDC_PERP"] });
-    await waitFor("frames for every market", () => new Set(client.quotes().map((q) => q.market)).size === 4 && client.frames.length >= 60);
+    client.request({
+      method: "SUBSCRIBE",
+      params: [
+        "bookTicker.ETH_USDC_PERP",
+        "bookTicker.BTC_USDC_PERP",
+        "bookTicker.SOL_USDC_PERP",
+        "bookTicker.ADA_USDC_PERP",
+      ],
+    });
+    await waitFor(
+      "frames for every market",
+      () => new Set(client.quotes().map((q) => q.market)).size === 4 && client.frames.length >= 60,
+    );
     const results = client.frames.map((f) => parseFrame(f, ours));
     expect(results.filter((r) => r.kind !== "quote")).toEqual([]);
     for (const q of client.quotes()) {
@@ -68,7 +84,11 @@ describe("sim feed", () => {
     expect(client.quotes()[1]).toMatchObject<Partial<FeedQuote>>({ bid: "4100.1", ask: "4100.25" });
 
     const controller = await connect(feed.url);
-    controller.request({ id: 7, method: "SET_QUOTE", params: { market: "ETH_USDC_PERP", bid: "3999.99", ask: "4000.01" } });
+    controller.request({
+      id: 7,
+      method: "SET_QUOTE",
+      params: { market: "ETH_USDC_PERP", bid: "3999.99", ask: "4000.01" },
+    });
     await waitFor("the quote set by control message", () => client.quotes().length === 3);
     expect(client.quotes()[2]).toMatchObject<Partial<FeedQuote>>({ bid: "3999.99", ask: "4000.01" });
     await waitFor("the answer", () => controller.frames[0]);
@@ -87,8 +107,14 @@ describe("sim feed", () => {
     client.request({ method: "SUBSCRIBE", params: ["bookTicker.DOGE_USDC_PERP"] });
     client.request({ id: 3, method: "FLY" });
     await waitFor("three answers", () => client.frames.length === 3);
-    const answers = client.frames.map((f) => JSON.parse(f) as { id: unknown; error: { code: number; message: string } });
-    expect(answers.map((a) => [a.id, a.error.code])).toEqual([[1, 400], [null, 4006], [3, 400]]);
+    const answers = client.frames.map(
+      (f) => JSON.parse(f) as { id: unknown; error: { code: number; message: string } },
+    );
+    expect(answers.map((a) => [a.id, a.error.code])).toEqual([
+      [1, 400],
+      [null, 4006],
+      [3, 400],
+    ]);
     expect(answers[0]!.error.message).toMatch(/1 decimals/);
   });
 

@@ -42,7 +42,12 @@ export interface SimFeed {
 }
 
 /** Rough mid prices (USD) in early 2025; markets not listed start at 100. */
-const LEVELS: Record<string, number> = { ETH_USDC_PERP: 4300, BTC_USDC_PERP: 97_000, SOL_USDC_PERP: 200, ADA_USDC_PERP: 0.9 };
+const LEVELS: Record<string, number> = {
+  ETH_USDC_PERP: 4300,
+  BTC_USDC_PERP: 97_000,
+  SOL_USDC_PERP: 200,
+  ADA_USDC_PERP: 0.9,
+};
 /** Per-step volatility of the mid, relative (about 1 bp), and the spread, relative (about 2 bp). */
 const STEP_VOLATILITY = 0.0001;
 const SPREAD = 0.00002;
@@ -69,9 +74,14 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     const { market, priceDecimals, quantityDecimals } = book.asset;
     const size = () => formatUnits(1 + Math.floor(random() * 500 * 10 ** quantityDecimals), quantityDecimals);
     const data = {
-      e: "bookTicker", E: nowUs, T: nowUs, s: market,
-      a: formatUnits(book.askTicks, priceDecimals), A: size(),
-      b: formatUnits(book.bidTicks, priceDecimals), B: size(),
+      e: "bookTicker",
+      E: nowUs,
+      T: nowUs,
+      s: market,
+      a: formatUnits(book.askTicks, priceDecimals),
+      A: size(),
+      b: formatUnits(book.bidTicks, priceDecimals),
+      B: size(),
       u: nextUpdateId++,
     };
     return JSON.stringify({ stream: `bookTicker.${market}`, data });
@@ -98,7 +108,8 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     const { priceDecimals, maxPriceTicks } = book.asset;
     const b = parseUnits(bid, priceDecimals, maxPriceTicks);
     const a = parseUnits(ask, priceDecimals, maxPriceTicks);
-    if (!b.ok || !a.ok || b.units === 0) throw new Error(`bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`);
+    if (!b.ok || !a.ok || b.units === 0)
+      throw new Error(`bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`);
     if (b.units > a.units) throw new Error(`crossed quote for ${market}: bid ${bid} > ask ${ask}`);
     book.bidTicks = b.units;
     book.askTicks = a.units;
@@ -134,7 +145,13 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     socket.on("error", () => socket.terminate());
     socket.on("message", (data) => {
       const answer = (id: unknown, error?: string) =>
-        socket.send(JSON.stringify(error === undefined ? { id: id ?? null, result: "ok" } : { id: id ?? null, error: { code: 400, message: error } }));
+        socket.send(
+          JSON.stringify(
+            error === undefined
+              ? { id: id ?? null, result: "ok" }
+              : { id: id ?? null, error: { code: 400, message: error } },
+          ),
+        );
       let request: { method?: unknown; params?: unknown; id?: unknown };
       try {
         request = JSON.parse(frameText(data)) as typeof request;
@@ -145,9 +162,12 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
       if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
         const streams = Array.isArray(params) ? params : [];
         for (const stream of streams) {
-          const book = typeof stream === "string" && stream.startsWith("bookTicker.") ? books.get(stream.slice(11)) : undefined;
+          const book =
+            typeof stream === "string" && stream.startsWith("bookTicker.") ? books.get(stream.slice(11)) : undefined;
           if (book === undefined) {
-            socket.send(JSON.stringify({ id: id ?? null, error: { code: 4006, message: `Invalid stream: ${String(stream)}` } }));
+            socket.send(
+              JSON.stringify({ id: id ?? null, error: { code: 4006, message: `Invalid stream: ${String(stream)}` } }),
+            );
             continue;
           }
           if (method === "UNSUBSCRIBE") subscriptions.get(socket)?.delete(book.asset.market);
@@ -167,8 +187,8 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
           return answer(id, (err as Error).message);
         }
       }
-      if (method === "PAUSE_WALK") return pauseWalk(), answer(id);
-      if (method === "RESUME_WALK") return resumeWalk(), answer(id);
+      if (method === "PAUSE_WALK") return (pauseWalk(), answer(id));
+      if (method === "RESUME_WALK") return (resumeWalk(), answer(id));
       answer(id, `unknown method ${String(method)}`);
     });
   });

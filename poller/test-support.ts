@@ -7,7 +7,11 @@ import { createLogger, type Logger } from "../platform/log.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 3_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  check: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 3_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -24,7 +28,11 @@ export interface LogLine {
 }
 
 /** A logger that keeps its lines in memory, for asserting on events. */
-export function captureLog(component = "poller-test"): { log: Logger; lines: LogLine[]; events: (name: string) => LogLine[] } {
+export function captureLog(component = "poller-test"): {
+  log: Logger;
+  lines: LogLine[];
+  events: (name: string) => LogLine[];
+} {
   const lines: LogLine[] = [];
   const log = createLogger(component, { level: "debug", sink: (line) => lines.push(JSON.parse(line) as LogLine) });
   return { log, lines, events: (name) => lines.filter((l) => l.event === name) };

@@ -29,17 +29,37 @@ let token: string;
 
 function npmStart(overrides: Record<string, string> = {}): Child {
   return spawnChild("npm-start", process.execPath, ["scripts/start.mjs"], {
-    REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: prefix, DATA_DIR: dataDir, PORT: String(port), FEED: "backpack",
-    BACKPACK_WS_URL: sim.url, RESEND_API_KEY: "re_start_test", RESEND_BASE_URL: recorder.baseUrl, SNAPSHOT_EVERY_MS: "500",
-    ENGINE_LEASE_TTL_MS: "1500", WORKER_CLAIM_IDLE_MS: "1000", JWT_SECRET: "", APP_URL: "", ...overrides,
+    REDIS_URL,
+    DATABASE_URL: pg.url,
+    KEY_PREFIX: prefix,
+    DATA_DIR: dataDir,
+    PORT: String(port),
+    FEED: "backpack",
+    BACKPACK_WS_URL: sim.url,
+    RESEND_API_KEY: "re_start_test",
+    RESEND_BASE_URL: recorder.baseUrl,
+    SNAPSHOT_EVERY_MS: "500",
+    ENGINE_LEASE_TTL_MS: "1500",
+    WORKER_CLAIM_IDLE_MS: "1000",
+    JWT_SECRET: "",
+    APP_URL: "",
+    ...overrides,
   });
 }
 
 async function api(method: string, path: string, body?: unknown) {
   const headers: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body: body === undefined ? null : JSON.stringify(body) });
-  return { status: res.status, body: (await res.json()) as Record<string, unknown>, cookie: res.headers.get("set-cookie") };
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? null : JSON.stringify(body),
+  });
+  return {
+    status: res.status,
+    body: (await res.json()) as Record<string, unknown>,
+    cookie: res.headers.get("set-cookie"),
+  };
 }
 
 /** The supervisor's `component_started` lines name each child and its pid. */
@@ -90,19 +110,31 @@ describe("npm start", () => {
     }
   });
 
-  it("stops with a clear message and exit code 2 when a component's configuration is wrong, leaving nothing running", { timeout: 120_000 }, async () => {
-    const start = npmStart({ JWT_SECRET: "too-short" });
-    expect(await start.exited).toEqual({ code: 2, signal: null });
-    expect(start.raw.join("\n")).toContain("JWT_SECRET must be at least 32 characters");
-    expect(start.raw.join("\n")).toContain("start: configuration error: api stopped with a configuration error");
-    expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
-  });
+  it(
+    "stops with a clear message and exit code 2 when a component's configuration is wrong, leaving nothing running",
+    { timeout: 120_000 },
+    async () => {
+      const start = npmStart({ JWT_SECRET: "too-short" });
+      expect(await start.exited).toEqual({ code: 2, signal: null });
+      expect(start.raw.join("\n")).toContain("JWT_SECRET must be at least 32 characters");
+      expect(start.raw.join("\n")).toContain("start: configuration error: api stopped with a configuration error");
+      expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
+    },
+  );
 
   it("runs the whole stack, restarts what dies, and resumes after its own SIGKILL", { timeout: 180_000 }, async () => {
     let start = npmStart();
     try {
-      await start.waitFor((l) => l.event === "component_started" && l.child === "api", 60_000, "component_started of the api");
-      await until(() => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined), 60_000, "the banner");
+      await start.waitFor(
+        (l) => l.event === "component_started" && l.child === "api",
+        60_000,
+        "component_started of the api",
+      );
+      await until(
+        () => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined),
+        60_000,
+        "the banner",
+      );
       expect(start.other.join("\n")).toContain(`http://localhost:${port}/api/v1/docs`);
 
       expect((await api("POST", "/api/v1/auth", { email: "start@example.com" })).status).toBe(200);
@@ -115,28 +147,61 @@ describe("npm start", () => {
       expect(readFileSync(join(dataDir, "jwt-secret"), "utf8").length).toBeGreaterThanOrEqual(32);
 
       sim.setQuote("SOL_USDC_PERP", "100", "100.01");
-      await until(async () => ((await api("GET", "/api/v1/account/assets")).body.assets as { symbol: string; bid: string }[]).find((a) => a.symbol === "SOL")?.bid === "100" ? true : undefined, 10_000, "the SOL quote");
-      const opened = await api("POST", "/api/v1/trade/create", { asset: "SOL", type: "long", margin: "50", leverage: 3 });
+      await until(
+        async () =>
+          ((await api("GET", "/api/v1/account/assets")).body.assets as { symbol: string; bid: string }[]).find(
+            (a) => a.symbol === "SOL",
+          )?.bid === "100"
+            ? true
+            : undefined,
+        10_000,
+        "the SOL quote",
+      );
+      const opened = await api("POST", "/api/v1/trade/create", {
+        asset: "SOL",
+        type: "long",
+        margin: "50",
+        leverage: 3,
+      });
       expect(opened.status).toBe(201);
 
       // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
       const enginePid = pidsOf(start).engine!;
       process.kill(enginePid, "SIGKILL");
-      await start.waitFor((l) => l.event === "component_started" && l.child === "engine" && Number(l.pid) !== enginePid, 30_000, "component_started of a new engine");
-      const order = await until(async () => {
-        const r = await api("POST", "/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" });
-        return r.status === 201 ? r : undefined;
-      }, 30_000, "an order after the engine's restart");
+      await start.waitFor(
+        (l) => l.event === "component_started" && l.child === "engine" && Number(l.pid) !== enginePid,
+        30_000,
+        "component_started of a new engine",
+      );
+      const order = await until(
+        async () => {
+          const r = await api("POST", "/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" });
+          return r.status === 201 ? r : undefined;
+        },
+        30_000,
+        "an order after the engine's restart",
+      );
       expect(order.body.order).toMatchObject({ price: "100.01" });
-      const before = { balances: (await api("GET", "/api/v1/account/balance")).body, open: (await api("GET", "/api/v1/trade/open")).body };
+      const before = {
+        balances: (await api("GET", "/api/v1/account/balance")).body,
+        open: (await api("GET", "/api/v1/trade/open")).body,
+      };
 
       // The supervisor itself killed with SIGKILL: its children notice and stop; npm start again resumes.
       const children = Object.values(pidsOf(start));
       start.proc.kill("SIGKILL");
       await start.exited;
-      await until(() => Promise.resolve(children.every((pid) => !alive(pid)) ? true : undefined), 30_000, "the orphaned components to stop");
+      await until(
+        () => Promise.resolve(children.every((pid) => !alive(pid)) ? true : undefined),
+        30_000,
+        "the orphaned components to stop",
+      );
       start = npmStart();
-      await until(() => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined), 90_000, "the banner after restart");
+      await until(
+        () => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined),
+        90_000,
+        "the banner after restart",
+      );
       expect((await api("GET", "/api/v1/account/balance")).body).toEqual(before.balances);
       expect((await api("GET", "/api/v1/trade/open")).body).toEqual(before.open);
 

@@ -34,15 +34,25 @@ runMain("start", async () => {
     cleanup.unshift(() => postgres.stop());
     const port = env.PORT?.trim() || "3000";
     const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
-    const childEnv: NodeJS.ProcessEnv = { ...env, REDIS_URL: redis.url, DATABASE_URL: postgres.url, DATA_DIR: dataDir, PORT: port, APP_URL: appUrl };
+    const childEnv: NodeJS.ProcessEnv = {
+      ...env,
+      REDIS_URL: redis.url,
+      DATABASE_URL: postgres.url,
+      DATA_DIR: dataDir,
+      PORT: port,
+      APP_URL: appUrl,
+    };
     log.info("built", { ms: Math.round(await buildBundles()) });
     const supervisor = new Supervisor(COMPONENTS, { env: childEnv, log, logDir: resolve(dataDir, "logs") });
     cleanup.unshift(() => supervisor.stop());
     if (stop.aborted) return;
     const stopped = new Promise<undefined>((r) => stop.addEventListener("abort", () => r(undefined), { once: true }));
-    const ready = await Promise.race([supervisor.start().catch((err: unknown) => {
-      throw new ConfigError(err instanceof Error ? err.message : String(err));
-    }), stopped]);
+    const ready = await Promise.race([
+      supervisor.start().catch((err: unknown) => {
+        throw new ConfigError(err instanceof Error ? err.message : String(err));
+      }),
+      stopped,
+    ]);
     if (ready === undefined) return;
     printBanner(appUrl, dataDir, env, typeof ready.poller?.source === "string" ? ready.poller.source : "unknown");
     await stopped;
@@ -88,7 +98,9 @@ function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, fe
     "  paper-broker is running",
     `    API          ${appUrl}`,
     `    API docs     ${appUrl}/api/v1/docs  (OpenAPI: ${appUrl}/api/v1/openapi.json)`,
-    env.RESEND_API_KEY?.trim() ? "    email        sent through Resend" : `    dev mailbox  ${appUrl}/api/v1/dev/mailbox  (sign-in links; no RESEND_API_KEY set)`,
+    env.RESEND_API_KEY?.trim()
+      ? "    email        sent through Resend"
+      : `    dev mailbox  ${appUrl}/api/v1/dev/mailbox  (sign-in links; no RESEND_API_KEY set)`,
     `    prices       ${feedSource === "sim" ? "SIMULATED (sim feed: Backpack could not be reached or FEED=sim)" : feedSource}`,
     `    data, logs   ${dataDir}`,
     "  Ctrl-C stops everything; npm start again resumes the same state.",

@@ -15,7 +15,7 @@ const root = fileURLToPath(new URL("..", import.meta.url));
 if (!existsSync(resolve(root, ".sst/platform/config.d.ts"))) {
   process.stdout.write(
     "typecheck: sst.config.ts and infra/sst/ NOT type-checked: SST's types are not installed here " +
-    "(npm run infra:types; see infra/README.md)\n",
+      "(npm run infra:types; see infra/README.md)\n",
   );
   process.exit(0);
 }

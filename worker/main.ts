@@ -32,7 +32,19 @@ runMain("worker", async () => {
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   try {
     await migrate(db, log);
-    await runWorker({ reader, writer, db, keys: keyspace(config.prefix), log, consumer: config.consumer, claimIdleMs: config.claimIdleMs, statsEveryMs: config.statsEveryMs }, stop);
+    await runWorker(
+      {
+        reader,
+        writer,
+        db,
+        keys: keyspace(config.prefix),
+        log,
+        consumer: config.consumer,
+        claimIdleMs: config.claimIdleMs,
+        statsEveryMs: config.statsEveryMs,
+      },
+      stop,
+    );
   } finally {
     reader.disconnect();
     writer.disconnect();

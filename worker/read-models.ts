@@ -83,16 +83,39 @@ export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, ou
   const id = outputIdParts(output.id);
   const guarded = SHA.get(GUARDED_WRITE)!;
   const trade = SHA.get(TRADE_WRITE)!;
-  const write = (mark: string, target: string, ...args: string[]) => pipe.evalsha(guarded, 2, mark, target, ...id, ...args);
+  const write = (mark: string, target: string, ...args: string[]) =>
+    pipe.evalsha(guarded, 2, mark, target, ...id, ...args);
   switch (output.type) {
     case "balances_changed":
-      write(watermark(keys, output.userId, "balances"), keys.balancesKey(output.userId), "hset", ...Object.entries(output.balances).flat());
+      write(
+        watermark(keys, output.userId, "balances"),
+        keys.balancesKey(output.userId),
+        "hset",
+        ...Object.entries(output.balances).flat(),
+      );
       return;
     case "trade_opened":
-      pipe.evalsha(trade, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "open", output.trade.id, JSON.stringify(output.trade));
+      pipe.evalsha(
+        trade,
+        2,
+        closedTrades(keys, output.userId),
+        keys.openTradesKey(output.userId),
+        "open",
+        output.trade.id,
+        JSON.stringify(output.trade),
+      );
       return;
     case "closed_order":
-      pipe.evalsha(trade, 2, closedTrades(keys, output.userId), keys.openTradesKey(output.userId), "close", output.trade.id, id[0], String(Number(id[0]) - TRADE_TOMBSTONE_MS));
+      pipe.evalsha(
+        trade,
+        2,
+        closedTrades(keys, output.userId),
+        keys.openTradesKey(output.userId),
+        "close",
+        output.trade.id,
+        id[0],
+        String(Number(id[0]) - TRADE_TOMBSTONE_MS),
+      );
       return;
     case "quote_updated":
       write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));

@@ -61,7 +61,12 @@ function engine() {
   };
 }
 
-const instruct = (userId: string, requestId: string, instruction: Instruction): EngineInput => ({ type: "user_instruction", userId, requestId, instruction });
+const instruct = (userId: string, requestId: string, instruction: Instruction): EngineInput => ({
+  type: "user_instruction",
+  userId,
+  requestId,
+  instruction,
+});
 
 async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs = 5000): Promise<T> {
   const start = Date.now();
@@ -78,23 +83,57 @@ describe("worker on real Redis and Postgres", () => {
     const e = engine();
     expect(await e.start()).toBe(true);
     const stop = new AbortController();
-    const running = runWorker({ reader, writer: redis, db: pg.db, keys, log, consumer: "w1", blockMs: 50 }, stop.signal);
+    const running = runWorker(
+      { reader, writer: redis, db: pg.db, keys, log, consumer: "w1", blockMs: 50 },
+      stop.signal,
+    );
 
     await e.send(instruct("alice", "r1", { kind: "create_account" }));
-    await e.send({ type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" });
-    const [openOutput] = await e.send(instruct("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, takeProfit: "2100" }));
+    await e.send({
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid: "2000",
+      ask: "2000",
+      exchangeTimeUs: "1",
+      source: "sim",
+    });
+    const [openOutput] = await e.send(
+      instruct("alice", "r2", {
+        kind: "open_trade",
+        asset: "ETH",
+        side: "long",
+        margin: "100",
+        leverage: 10,
+        takeProfit: "2100",
+      }),
+    );
     const answer = await until(() => redis.lpop(keys.responseKey("alice", openOutput!.inputId)));
     const opened = JSON.parse(answer) as Answer;
     expect(opened.ok && opened.result.kind === "open_trade" && opened.result.trade.id).toBe("T0-1");
     // The answer is out only after the read models: reading them now shows this very write.
-    expect(await redis.hgetall(keys.balancesKey("alice"))).toEqual({ USD: "9900", ETH: "0", BTC: "0", SOL: "0", ADA: "0" });
+    expect(await redis.hgetall(keys.balancesKey("alice"))).toEqual({
+      USD: "9900",
+      ETH: "0",
+      BTC: "0",
+      SOL: "0",
+      ADA: "0",
+    });
     expect(Object.keys(await redis.hgetall(keys.openTradesKey("alice")))).toEqual(["T0-1"]);
 
     // A take-profit fires: the closed order lands in Postgres, the open trade leaves the read model.
-    const tick = await e.send({ type: "price_update", market: "ETH_USDC_PERP", bid: "2100", ask: "2100", exchangeTimeUs: "2", source: "sim" });
+    const tick = await e.send({
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid: "2100",
+      ask: "2100",
+      exchangeTimeUs: "2",
+      source: "sim",
+    });
     expect(tick.map((o) => o.type)).toEqual(["quote_updated", "closed_order", "balances_changed"]);
     const rows = await until(async () => {
-      const r = await pg.db.query<{ id: string; pnl: string; close_reason: string; margin: string }>("SELECT id, pnl::text, close_reason, margin::text FROM closed_orders");
+      const r = await pg.db.query<{ id: string; pnl: string; close_reason: string; margin: string }>(
+        "SELECT id, pnl::text, close_reason, margin::text FROM closed_orders",
+      );
       return r.rows.length > 0 ? r.rows : undefined;
     });
     expect(rows).toEqual([{ id: "T0-1", pnl: "50.000000", close_reason: "take_profit", margin: "100.000000" }]); // (2100 − 2000) × 0.5
@@ -107,12 +146,19 @@ describe("worker on real Redis and Postgres", () => {
     // unguarded read models would show the trade open and 9900 USD again. Then the rest re-emitted: no new rows.
     const throughOpen = e.all.findIndex((o) => o.type === "order_response" && o.requestId === "r2") + 1;
     await e.republish(e.all.slice(0, throughOpen));
-    await until(async () => (((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 ? true : undefined));
+    await until(async () =>
+      ((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 ? true : undefined,
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect(await redis.hget(keys.balancesKey("alice"), "USD")).toBe("10050");
     expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
     await e.republish(e.all.slice(throughOpen));
-    await until(async () => ((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 && (await redis.xlen(keys.output)) > 0 ? true : undefined);
+    await until(async () =>
+      ((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 &&
+      (await redis.xlen(keys.output)) > 0
+        ? true
+        : undefined,
+    );
     await new Promise((r) => setTimeout(r, 200));
     expect((await pg.db.query("SELECT count(*)::int AS n FROM closed_orders")).rows[0]).toEqual({ n: 1 });
     expect(await redis.hget(keys.balancesKey("alice"), "USD")).toBe("10050");
@@ -127,7 +173,10 @@ describe("worker on real Redis and Postgres", () => {
     const local = keyspace(`${prefix}noscript:`);
     const state = createState(makeParams({ shard: 2 }));
     const stop = new AbortController();
-    const running = runWorker({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w1", blockMs: 50 }, stop.signal);
+    const running = runWorker(
+      { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w1", blockMs: 50 },
+      stop.signal,
+    );
     // A first batch goes through, so the worker has loaded its scripts; then Redis loses them.
     const warmUp = apply(state, { id: "19-0", message: instruct("dave", "d1", { kind: "create_account" }) });
     for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
@@ -140,7 +189,9 @@ describe("worker on real Redis and Postgres", () => {
     await both.exec();
     expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
     expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
-    await until(async () => ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined);
+    await until(async () =>
+      ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
+    );
     expect(await redis.lrange(local.responseKey("carol", "20-0"), 0, -1)).toEqual([]); // answered once: the failed attempt pushed nothing
     stop.abort();
     await running;
@@ -154,7 +205,14 @@ describe("worker on real Redis and Postgres", () => {
     const inputs: EngineInput[] = [
       instruct("bob", "b1", { kind: "create_account" }),
       { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
-      instruct("bob", "b2", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 2, takeProfit: "1900" }),
+      instruct("bob", "b2", {
+        kind: "open_trade",
+        asset: "ETH",
+        side: "short",
+        margin: "50",
+        leverage: 2,
+        takeProfit: "1900",
+      }),
       { type: "price_update", market: "ETH_USDC_PERP", bid: "1900", ask: "1900", exchangeTimeUs: "2", source: "sim" },
     ];
     const outputs = inputs.flatMap((message, i) => apply(state, { id: `${10 + i}-0`, message }));
@@ -163,19 +221,37 @@ describe("worker on real Redis and Postgres", () => {
     for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
 
     // Worker w1 takes the batch, then fails on Postgres: it must acknowledge nothing.
-    const read = (await redis.xreadgroup("GROUP", local.workerGroup, "w1", "COUNT", 100, "STREAMS", local.output, ">")) as [string, [string, string[]][]][];
+    const read = (await redis.xreadgroup(
+      "GROUP",
+      local.workerGroup,
+      "w1",
+      "COUNT",
+      100,
+      "STREAMS",
+      local.output,
+      ">",
+    )) as [string, [string, string[]][]][];
     const entries = read[0]![1];
     const brokenDb = { query: () => Promise.reject(new Error("db down")) } as unknown as TestDatabase["db"];
-    await expect(handleBatch({ reader, writer: redis, db: brokenDb, keys: local, log, consumer: "w1" }, entries)).rejects.toThrow("db down");
+    await expect(
+      handleBatch({ reader, writer: redis, db: brokenDb, keys: local, log, consumer: "w1" }, entries),
+    ).rejects.toThrow("db down");
     expect(((await redis.xpending(local.output, local.workerGroup)) as [number])[0]).toBe(entries.length);
     expect(await redis.llen(local.responseKey("bob", b2InputId))).toBe(0);
 
     // w1 is gone; w2 claims what it left pending and applies it.
     const stop = new AbortController();
-    const running = runWorker({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w2", blockMs: 50, claimIdleMs: 100 }, stop.signal);
-    const row = await until(async () => (await pg.db.query<{ pnl: string }>("SELECT pnl::text FROM closed_orders WHERE id = 'T1-1'")).rows[0]);
+    const running = runWorker(
+      { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w2", blockMs: 50, claimIdleMs: 100 },
+      stop.signal,
+    );
+    const row = await until(
+      async () => (await pg.db.query<{ pnl: string }>("SELECT pnl::text FROM closed_orders WHERE id = 'T1-1'")).rows[0],
+    );
     expect(row.pnl).toBe("5.000000"); // short 0.05 ETH from 2000 to 1900
-    await until(async () => (((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined));
+    await until(async () =>
+      ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
+    );
     expect(await redis.llen(local.responseKey("bob", b2InputId))).toBe(1);
     stop.abort();
     await running;
@@ -184,7 +260,9 @@ describe("worker on real Redis and Postgres", () => {
   it("logs worker_stats: entries handled, and the group's lag and pending count on engine:output", async () => {
     const own = keyspace(`${prefix}stats:`);
     const lines: Record<string, unknown>[] = [];
-    const capture = createLogger("worker-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
     await ensureGroup(redis, own);
     const output = (n: number) => ["type", "quote_updated", "body", JSON.stringify({ n })];
     for (let n = 0; n < 3; n++) await redis.xadd(own.output, "*", ...output(n));
@@ -196,7 +274,10 @@ describe("worker on real Redis and Postgres", () => {
 
     // A running worker: everything handled (the bodies are not valid outputs: logged and acknowledged), nothing left.
     const stop = new AbortController();
-    const running = runWorker({ reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-stats", blockMs: 20, statsEveryMs: 50 }, stop.signal);
+    const running = runWorker(
+      { reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-stats", blockMs: 20, statsEveryMs: 50 },
+      stop.signal,
+    );
     const stats = await until(() => Promise.resolve(lines.find((l) => l.event === "worker_stats" && l.handled === 3)));
     expect(stats).toMatchObject({ lag: 0, pending: 0 });
     stop.abort();

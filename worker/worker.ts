@@ -49,7 +49,15 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   let lastStatsMs = Date.now();
   while (!signal.aborted) {
     if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
-      const [, claimed] = (await o.writer.xautoclaim(o.keys.output, o.keys.workerGroup, o.consumer, o.claimIdleMs ?? 30_000, "0-0", "COUNT", batch)) as [string, Entry[]];
+      const [, claimed] = (await o.writer.xautoclaim(
+        o.keys.output,
+        o.keys.workerGroup,
+        o.consumer,
+        o.claimIdleMs ?? 30_000,
+        "0-0",
+        "COUNT",
+        batch,
+      )) as [string, Entry[]];
       if (claimed.length > 0) {
         o.log.info("claimed_pending", { entries: claimed.length });
         await handleBatch(o, claimed);
@@ -57,7 +65,18 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       }
       lastClaimMs = Date.now();
     }
-    const reply = (await o.reader.xreadgroup("GROUP", o.keys.workerGroup, o.consumer, "COUNT", batch, "BLOCK", o.blockMs ?? 1000, "STREAMS", o.keys.output, ">")) as [string, Entry[]][] | null;
+    const reply = (await o.reader.xreadgroup(
+      "GROUP",
+      o.keys.workerGroup,
+      o.consumer,
+      "COUNT",
+      batch,
+      "BLOCK",
+      o.blockMs ?? 1000,
+      "STREAMS",
+      o.keys.output,
+      ">",
+    )) as [string, Entry[]][] | null;
     const entries = reply?.[0]?.[1] ?? [];
     if (entries.length > 0) {
       await handleBatch(o, entries);
@@ -75,7 +94,10 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
  * The group's backlog on engine:output (XINFO GROUPS): `lag`, entries not yet delivered to any worker (null when
  * Redis cannot tell, e.g. after entries were deleted from the middle), and `pending`, delivered but not acknowledged.
  */
-export async function groupBacklog(redis: Redis, keys: Keyspace): Promise<{ lag: number | null; pending: number } | undefined> {
+export async function groupBacklog(
+  redis: Redis,
+  keys: Keyspace,
+): Promise<{ lag: number | null; pending: number } | undefined> {
   const groups = (await redis.xinfo("GROUPS", keys.output).catch(() => [])) as unknown[][];
   for (const group of groups) {
     const field = (name: string) => group[group.indexOf(name) + 1];
@@ -93,7 +115,10 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  await insertClosedOrders(o.db, outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])));
+  await insertClosedOrders(
+    o.db,
+    outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])),
+  );
   let failed = await writeReadModelsAndAnswers(o, outputs);
   if (failed?.message.startsWith("NOSCRIPT") === true) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
@@ -106,12 +131,20 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
   await o.writer.xack(o.keys.output, o.keys.workerGroup, ...entries.map(([id]) => id));
 }
 
-async function writeReadModelsAndAnswers(o: WorkerOptions, outputs: readonly EngineOutput[]): Promise<Error | undefined> {
+async function writeReadModelsAndAnswers(
+  o: WorkerOptions,
+  outputs: readonly EngineOutput[],
+): Promise<Error | undefined> {
   const pipe = o.writer.pipeline();
   for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
-    queueAnswer(pipe, o.keys.responseKey(output.userId, output.inputId), JSON.stringify(output.answer), o.responseTtlMs ?? 60_000);
+    queueAnswer(
+      pipe,
+      o.keys.responseKey(output.userId, output.inputId),
+      JSON.stringify(output.answer),
+      o.responseTtlMs ?? 60_000,
+    );
   }
   const results = (await pipe.exec()) ?? [];
   return results.find(([err]) => err !== null)?.[0] ?? undefined;
@@ -124,8 +157,23 @@ async function loadScripts(redis: Redis): Promise<void> {
 type ClosedRow = ClosedTradeView & { userId: string; outputId: string };
 
 const COLUMNS = [
-  "id", "user_id", "asset", "type", "margin", "leverage", "quantity", "open_price", "close_price", "stop_loss", "take_profit",
-  "liquidation_price", "pnl", "close_reason", "opened_at", "closed_at", "output_id",
+  "id",
+  "user_id",
+  "asset",
+  "type",
+  "margin",
+  "leverage",
+  "quantity",
+  "open_price",
+  "close_price",
+  "stop_loss",
+  "take_profit",
+  "liquidation_price",
+  "pnl",
+  "close_reason",
+  "opened_at",
+  "closed_at",
+  "output_id",
 ] as const;
 
 async function insertClosedOrders(db: Queryable, rows: ClosedRow[]): Promise<void> {
@@ -133,12 +181,30 @@ async function insertClosedOrders(db: Queryable, rows: ClosedRow[]): Promise<voi
   const params: unknown[] = [];
   const tuples = rows.map((r) => {
     const values = [
-      r.id, r.userId, r.asset, r.type, r.margin, r.leverage, r.quantity, r.openPrice, r.closePrice, r.stopLoss, r.takeProfit,
-      r.liquidationPrice, r.pnl, r.closeReason, r.openedAt, r.closedAt, r.outputId,
+      r.id,
+      r.userId,
+      r.asset,
+      r.type,
+      r.margin,
+      r.leverage,
+      r.quantity,
+      r.openPrice,
+      r.closePrice,
+      r.stopLoss,
+      r.takeProfit,
+      r.liquidationPrice,
+      r.pnl,
+      r.closeReason,
+      r.openedAt,
+      r.closedAt,
+      r.outputId,
     ];
     const start = params.length;
     params.push(...values);
     return `(${values.map((_, i) => `$${start + i + 1}`).join(", ")})`;
   });
-  await db.query(`INSERT INTO closed_orders (${COLUMNS.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`, params);
+  await db.query(
+    `INSERT INTO closed_orders (${COLUMNS.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
+    params,
+  );
 }

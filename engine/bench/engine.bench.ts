@@ -65,7 +65,15 @@ class Log {
 
 function createUsers(state: EngineState, log: Log, users: number): void {
   for (let u = 0; u < users; u++) {
-    apply(state, { id: log.id(), message: { type: "user_instruction", requestId: "grant", userId: `user${u}`, instruction: { kind: "create_account" } } });
+    apply(state, {
+      id: log.id(),
+      message: {
+        type: "user_instruction",
+        requestId: "grant",
+        userId: `user${u}`,
+        instruction: { kind: "create_account" },
+      },
+    });
   }
 }
 
@@ -81,9 +89,13 @@ function buildState(users: number, tradesPerUser: number, msPerOpen: number): En
     for (let u = 0; u < users; u++) {
       log.advance(msPerOpen);
       if (++n % 16 === 0) apply(state, { id: log.id(), message: tick(BASE_TICKS) });
-      const out = apply(state, { id: log.id(), message: { type: "user_instruction", requestId: `o${n}`, userId: `user${u}`, instruction: openOrder(rand) } });
+      const out = apply(state, {
+        id: log.id(),
+        message: { type: "user_instruction", requestId: `o${n}`, userId: `user${u}`, instruction: openOrder(rand) },
+      });
       const last = out[out.length - 1];
-      if (last?.type !== "order_response" || !last.answer.ok) throw new Error(`bench open refused: ${JSON.stringify(last)}`);
+      if (last?.type !== "order_response" || !last.answer.ok)
+        throw new Error(`bench open refused: ${JSON.stringify(last)}`);
     }
   }
   return state;
@@ -101,9 +113,13 @@ function measureTicks(state: EngineState, batches: number, perBatch: number): nu
   const msgs = Array.from({ length: 1000 }, (_, i) => tick(BASE_TICKS - 4000 + ((i * 37) % 8000)));
   let ms = state.lastInputMs + 1;
   for (let b = 0; b < batches; b++) {
-    const seconds = timeInChunks(perBatch, (i) => ({ id: `${ms}-${i}`, message: msgs[i % msgs.length]! }), (e) => {
-      if (apply(state, e).length !== 1) throw new Error("a bench tick fired a trigger");
-    });
+    const seconds = timeInChunks(
+      perBatch,
+      (i) => ({ id: `${ms}-${i}`, message: msgs[i % msgs.length]! }),
+      (e) => {
+        if (apply(state, e).length !== 1) throw new Error("a bench tick fired a trigger");
+      },
+    );
     ms++;
     rates.push(perBatch / seconds);
   }
@@ -122,19 +138,38 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
   for (let b = 0; b < batches; b++) {
     log.advance(1000);
     apply(state, { id: log.id(), message: tick(BASE_TICKS) });
-    const openSeconds = timeInChunks(perBatch, (i) => ({
-      id: log.id(),
-      message: { type: "user_instruction", requestId: `q${++req}`, userId: `user${i % users}`, instruction: openOrder(rand) },
-    }), (e) => apply(state, e));
+    const openSeconds = timeInChunks(
+      perBatch,
+      (i) => ({
+        id: log.id(),
+        message: {
+          type: "user_instruction",
+          requestId: `q${++req}`,
+          userId: `user${i % users}`,
+          instruction: openOrder(rand),
+        },
+      }),
+      (e) => apply(state, e),
+    );
     opens.push(perBatch / openSeconds);
     if (openTradesCount(state) !== perBatch) throw new Error("bench opens were refused");
 
     const toClose: [string, string][] = [];
-    for (const a of state.accounts.values()) for (const seq of a.openTrades.keys()) toClose.push([a.userId, tradeId(state.params.shard, seq)]);
-    const closeSeconds = timeInChunks(toClose.length, (i) => ({
-      id: log.id(),
-      message: { type: "user_instruction", requestId: `q${++req}`, userId: toClose[i]![0], instruction: { kind: "close_trade", tradeId: toClose[i]![1] } },
-    }), (e) => apply(state, e));
+    for (const a of state.accounts.values())
+      for (const seq of a.openTrades.keys()) toClose.push([a.userId, tradeId(state.params.shard, seq)]);
+    const closeSeconds = timeInChunks(
+      toClose.length,
+      (i) => ({
+        id: log.id(),
+        message: {
+          type: "user_instruction",
+          requestId: `q${++req}`,
+          userId: toClose[i]![0],
+          instruction: { kind: "close_trade", tradeId: toClose[i]![1] },
+        },
+      }),
+      (e) => apply(state, e),
+    );
     closes.push(toClose.length / closeSeconds);
     if (openTradesCount(state) !== 0) throw new Error("bench closes were refused");
   }
@@ -144,7 +179,9 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
 function naiveJson(state: EngineState): { ms: number; bytes: number; parseMs: number } {
   const t0 = performance.now();
   const accounts = [...state.accounts.values()].map((a) => ({
-    userId: a.userId, balances: balancesView(state, amountsOf(a)), trades: [...a.openTrades.values()].map((t) => tradeView(state, t)),
+    userId: a.userId,
+    balances: balancesView(state, amountsOf(a)),
+    trades: [...a.openTrades.values()].map((t) => tradeView(state, t)),
   }));
   const json = JSON.stringify({ lastInputId: state.lastInputId, accounts, dedup: [...state.dedup] });
   const ms = performance.now() - t0;
@@ -156,7 +193,8 @@ function naiveJson(state: EngineState): { ms: number; bytes: number; parseMs: nu
 
 function main(): void {
   const rows: [string, string][] = [];
-  const row = (k: string, v: number, unit: string) => rows.push([k, `${Math.round(v).toLocaleString("en-US")} ${unit}`]);
+  const row = (k: string, v: number, unit: string) =>
+    rows.push([k, `${Math.round(v).toLocaleString("en-US")} ${unit}`]);
   const baseHeap = heapMB();
 
   const { opensPerSec, closesPerSec } = measureOpensAndCloses(7, 50_000);
@@ -216,7 +254,11 @@ function main(): void {
     if (restored.dedup.size !== big.dedup.size) throw new Error("restore lost remembered requests");
   }
   const prescannedRestoreMsAt1MOpen = median(prescannedRestores);
-  row(`snapshot restore at 1M open, ${big.dedup.size.toLocaleString("en-US")} remembered requests prescanned (median of 5)`, prescannedRestoreMsAt1MOpen, "ms");
+  row(
+    `snapshot restore at 1M open, ${big.dedup.size.toLocaleString("en-US")} remembered requests prescanned (median of 5)`,
+    prescannedRestoreMsAt1MOpen,
+    "ms",
+  );
   row("dedup prescan on its own (the loader thread's share, median of 5)", median(scans), "ms");
   const naive = naiveJson(big);
   row("baseline: naive JSON.stringify of the same state", naive.ms, "ms");
@@ -226,22 +268,24 @@ function main(): void {
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log("engine core benchmark (node " + process.version + ")");
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v.padStart(14)}`);
-  console.log(JSON.stringify({
-    opensPerSec: Math.round(opensPerSec),
-    closesPerSec: Math.round(closesPerSec),
-    ticksPerSecAt1kOpen: Math.round(ticksPerSecAt1kOpen),
-    ticksPerSecAt1MOpen: Math.round(ticksPerSecAt1MOpen),
-    snapshotEncodeMsAt1MOpen: Math.round(snapshotEncodeMsAt1MOpen),
-    snapshotBytesAt1MOpen: bytes.length,
-    restoreMsAt1MOpen: Math.round(restoreMsAt1MOpen),
-    prescannedRestoreMsAt1MOpen: Math.round(prescannedRestoreMsAt1MOpen),
-    heapMBAt1MOpen: Math.round(heapMBAt1MOpen),
-    openTradesAt1M: open,
-    naiveJsonMsAt1MOpen: Math.round(naive.ms),
-    naiveJsonBytesAt1MOpen: naive.bytes,
-    naiveJsonParseMsAt1MOpen: Math.round(naive.parseMs),
-    snapshotFirstEncodeMsAt1MOpen: Math.round(firstEncodeMs),
-  }));
+  console.log(
+    JSON.stringify({
+      opensPerSec: Math.round(opensPerSec),
+      closesPerSec: Math.round(closesPerSec),
+      ticksPerSecAt1kOpen: Math.round(ticksPerSecAt1kOpen),
+      ticksPerSecAt1MOpen: Math.round(ticksPerSecAt1MOpen),
+      snapshotEncodeMsAt1MOpen: Math.round(snapshotEncodeMsAt1MOpen),
+      snapshotBytesAt1MOpen: bytes.length,
+      restoreMsAt1MOpen: Math.round(restoreMsAt1MOpen),
+      prescannedRestoreMsAt1MOpen: Math.round(prescannedRestoreMsAt1MOpen),
+      heapMBAt1MOpen: Math.round(heapMBAt1MOpen),
+      openTradesAt1M: open,
+      naiveJsonMsAt1MOpen: Math.round(naive.ms),
+      naiveJsonBytesAt1MOpen: naive.bytes,
+      naiveJsonParseMsAt1MOpen: Math.round(naive.parseMs),
+      snapshotFirstEncodeMsAt1MOpen: Math.round(firstEncodeMs),
+    }),
+  );
 }
 
 main();

@@ -7,7 +7,12 @@ import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import type { LogLine } from "../../platform/testing/processes.ts";
 
-export async function xaddAll(redis: Redis, stream: string, messages: Iterable<EngineInput>, chunk = 5000): Promise<string> {
+export async function xaddAll(
+  redis: Redis,
+  stream: string,
+  messages: Iterable<EngineInput>,
+  chunk = 5000,
+): Promise<string> {
   let last = "";
   let pipe = redis.pipeline();
   let n = 0;
@@ -50,10 +55,12 @@ export interface StatsWindow {
  * hash − write) to its saved time; a window overlaps it when the two intervals intersect.
  */
 export function statsWindows(lines: readonly LogLine[], fromMs: number, toMs: number): StatsWindow[] {
-  const snapshots = lines.filter((l) => l.event === "snapshot_saved").map((l) => {
-    const end = timeOf(l);
-    return { start: end - num(l, "encodeMs") - num(l, "hashMs") - num(l, "writeMs"), end };
-  });
+  const snapshots = lines
+    .filter((l) => l.event === "snapshot_saved")
+    .map((l) => {
+      const end = timeOf(l);
+      return { start: end - num(l, "encodeMs") - num(l, "hashMs") - num(l, "writeMs"), end };
+    });
   const windows: StatsWindow[] = [];
   let prev: number | undefined;
   for (const l of lines) {
@@ -62,7 +69,10 @@ export function statsWindows(lines: readonly LogLine[], fromMs: number, toMs: nu
     if (prev !== undefined && prev >= fromMs && end <= toMs) {
       const start = prev;
       windows.push({
-        startMs: start, endMs: end, maxMs: num(l, "loopDelayMaxMs"), p99Ms: num(l, "loopDelayP99Ms"),
+        startMs: start,
+        endMs: end,
+        maxMs: num(l, "loopDelayMaxMs"),
+        p99Ms: num(l, "loopDelayP99Ms"),
         overlapsSnapshot: snapshots.some((s) => s.start < end && s.end > start),
       });
     }

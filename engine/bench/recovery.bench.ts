@@ -43,7 +43,10 @@ const LEASE_TTL_MS = 5_000;
  * Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots, plus
  * BENCH_ENGINE_FLAGS (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the engines).
  */
-const ENGINE_EXTRA_FLAGS = ["--max-old-space-size=4096", ...(process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean)];
+const ENGINE_EXTRA_FLAGS = [
+  "--max-old-space-size=4096",
+  ...(process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean),
+];
 /** Node writes a CPU profile when the process exits, not when it is killed: profiled engines are stopped politely. */
 const FINAL_STOP = ENGINE_EXTRA_FLAGS.some((f) => f.startsWith("--cpu-prof")) ? "SIGTERM" : "SIGKILL";
 
@@ -56,7 +59,12 @@ const isAtOrAfter = (a: string, b: string) => {
 
 const rows: [string, string][] = [];
 const row = (k: string, v: number | string, unit = "") =>
-  rows.push([k, typeof v === "number" ? `${(Number.isInteger(v) || Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1))} ${unit}`.trim() : v]);
+  rows.push([
+    k,
+    typeof v === "number"
+      ? `${Number.isInteger(v) || Math.abs(v) >= 100 ? Math.round(v).toLocaleString("en-US") : v.toFixed(1)} ${unit}`.trim()
+      : v,
+  ]);
 
 async function main(): Promise<void> {
   const t0 = Date.now();
@@ -71,8 +79,12 @@ async function main(): Promise<void> {
   try {
     const db = (database = await createTestDatabase());
     const env = {
-      REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, SNAPSHOT_EVERY_MS: String(SNAPSHOT_EVERY_MS),
-      ENGINE_LEASE_TTL_MS: String(LEASE_TTL_MS), ENGINE_STATS_EVERY_MS: String(STATS_EVERY_MS),
+      REDIS_URL,
+      DATABASE_URL: db.url,
+      KEY_PREFIX: prefix,
+      SNAPSHOT_EVERY_MS: String(SNAPSHOT_EVERY_MS),
+      ENGINE_LEASE_TTL_MS: String(LEASE_TTL_MS),
+      ENGINE_STATS_EVERY_MS: String(STATS_EVERY_MS),
     };
     const startEngine = (name: string) => {
       const p = spawnComponent("engine", env, { name, nodeFlags: ENGINE_EXTRA_FLAGS });
@@ -118,7 +130,10 @@ async function main(): Promise<void> {
     }, 50);
 
     const fullSnapshot = await engine.waitFor(
-      (l) => l.event === "snapshot_saved" && isAtOrAfter(String(l.lastInputId), lastBuildId), 600_000, "a snapshot of the full state");
+      (l) => l.event === "snapshot_saved" && isAtOrAfter(String(l.lastInputId), lastBuildId),
+      600_000,
+      "a snapshot of the full state",
+    );
     const buildMs = Date.now() - buildStart;
     progress(`full state snapshotted after ${buildMs} ms; measuring pauses for ${MEASURE_MS} ms`);
 
@@ -129,7 +144,9 @@ async function main(): Promise<void> {
     const windows = statsWindows(engine.lines, measureFrom, measureTo);
     const during = windows.filter((w) => w.overlapsSnapshot);
     const outside = windows.filter((w) => !w.overlapsSnapshot);
-    const snaps = engine.lines.filter((l) => l.event === "snapshot_saved" && timeOf(l) > measureFrom && timeOf(l) <= measureTo);
+    const snaps = engine.lines.filter(
+      (l) => l.event === "snapshot_saved" && timeOf(l) > measureFrom && timeOf(l) <= measureTo,
+    );
     if (during.length === 0) throw new Error("no engine_stats window overlapped a snapshot of the full state");
 
     // ---- 3. recovery -------------------------------------------------------------------------------------
@@ -137,7 +154,9 @@ async function main(): Promise<void> {
     await redis.del(keys.engineLease);
     function* tailLog(): Generator<EngineInput> {
       for (let i = 0; i < TAIL; i++) {
-        yield i % 2 === 0 ? tick(BASE_TICKS - 20 + (i % 41)) : instruction(`t${i}`, `user${i % USERS}`, { kind: "create_account" });
+        yield i % 2 === 0
+          ? tick(BASE_TICKS - 20 + (i % 41))
+          : instruction(`t${i}`, `user${i % USERS}`, { kind: "create_account" });
       }
     }
     await xaddAll(redis, keys.input, tailLog());
@@ -155,18 +174,31 @@ async function main(): Promise<void> {
     processes.push(worker);
     await worker.waitFor("start", 30_000);
     const tpTicks = (i: number) => BASE_TICKS + 50 + i * 5; // 4000.50, 4000.55, …: above every trickle price
-    await xaddAll(redis, keys.input, (function* () {
-      for (let i = 0; i < TP_TRADES; i++) yield instruction(`tpa${i}`, `tp${i}`, { kind: "create_account" });
-      for (let i = 0; i < TP_TRADES; i++) {
-        yield instruction(`tpo${i}`, `tp${i}`, { kind: "open_trade", asset: "ETH", side: "long", margin: "10", leverage: 2, takeProfit: price(tpTicks(i)) });
-      }
-    })());
+    await xaddAll(
+      redis,
+      keys.input,
+      (function* () {
+        for (let i = 0; i < TP_TRADES; i++) yield instruction(`tpa${i}`, `tp${i}`, { kind: "create_account" });
+        for (let i = 0; i < TP_TRADES; i++) {
+          yield instruction(`tpo${i}`, `tp${i}`, {
+            kind: "open_trade",
+            asset: "ETH",
+            side: "long",
+            margin: "10",
+            leverage: 2,
+            takeProfit: price(tpTicks(i)),
+          });
+        }
+      })(),
+    );
     await sleep(1500);
     const seen = new Map<string, number>();
     let polling = true;
     const poller = (async () => {
       while (polling) {
-        const res = await db.db.query<{ user_id: string }>("SELECT user_id FROM closed_orders WHERE close_reason = 'take_profit' AND user_id LIKE 'tp%'");
+        const res = await db.db.query<{ user_id: string }>(
+          "SELECT user_id FROM closed_orders WHERE close_reason = 'take_profit' AND user_id LIKE 'tp%'",
+        );
         const now = Date.now();
         for (const r of res.rows) if (!seen.has(r.user_id)) seen.set(r.user_id, now);
         await sleep(2);
@@ -199,7 +231,11 @@ async function main(): Promise<void> {
     const snapField = (f: string) => snaps.map((l) => num(l, f));
     const tickToRowP50Ms = percentile(latencies, 50);
     const tickToRowP99Ms = percentile(latencies, 99);
-    row(`state built (${USERS.toLocaleString("en-US")} users × ${TRADES_PER_USER})${scaled ? " — SCALED DOWN" : ""}`, openTrades, "open trades");
+    row(
+      `state built (${USERS.toLocaleString("en-US")} users × ${TRADES_PER_USER})${scaled ? " — SCALED DOWN" : ""}`,
+      openTrades,
+      "open trades",
+    );
     row("build: XADD of the log", xaddMs, "ms");
     row("build: XADD → snapshot of the full state saved", buildMs, "ms");
     row(`snapshots of the full state during the ${MEASURE_MS / 1000} s window`, snaps.length);
@@ -210,16 +246,36 @@ async function main(): Promise<void> {
     row(`leader pause while snapshotting: max (${during.length} windows of ${STATS_EVERY_MS} ms)`, pauseMax, "ms");
     row("leader pause while snapshotting: worst window p99", pauseP99, "ms");
     row("leader pause while snapshotting: median window max", percentile(windowMaxes, 50), "ms");
-    row(`leader pause with no snapshot running: max (${outside.length} windows)`, outside.length === 0 ? "n/a" : Math.max(...outside.map((w) => w.maxMs)), "ms");
-    row(`recovery: tail replayed (${TAIL.toLocaleString("en-US")} written + trickle)`, num(replayDone, "entries"), "entries");
-    row("recovery: process start → lease held (start, connect, migrate, load + decode)", timeOf(engine.events("lease_acquired")[0]!) - restartAt, "ms");
+    row(
+      `leader pause with no snapshot running: max (${outside.length} windows)`,
+      outside.length === 0 ? "n/a" : Math.max(...outside.map((w) => w.maxMs)),
+      "ms",
+    );
+    row(
+      `recovery: tail replayed (${TAIL.toLocaleString("en-US")} written + trickle)`,
+      num(replayDone, "entries"),
+      "entries",
+    );
+    row(
+      "recovery: process start → lease held (start, connect, migrate, load + decode)",
+      timeOf(engine.events("lease_acquired")[0]!) - restartAt,
+      "ms",
+    );
     row("recovery: snapshot load from Postgres", num(restore, "loadMs"), "ms");
     row("recovery: snapshot decode + index rebuild", num(restore, "decodeMs"), "ms");
     row("recovery: … of which waiting for the load's bytes", num(restore, "waitMs"), "ms");
     row("recovery: … of which waiting for the loader's dedup scan", num(restore, "scanWaitMs"), "ms");
     const prefetched = engine.lines.find((l) => l.event === "replay_prefetched");
-    row("recovery: entries read and decoded by the log prefetch thread", prefetched === undefined ? "none" : num(prefetched, "entries"), "entries");
-    row("recovery: restore → replay start (prefetched batches handed over, lease)", timeOf(engine.events("replay_start")[0]!) - timeOf(restore), "ms");
+    row(
+      "recovery: entries read and decoded by the log prefetch thread",
+      prefetched === undefined ? "none" : num(prefetched, "entries"),
+      "entries",
+    );
+    row(
+      "recovery: restore → replay start (prefetched batches handed over, lease)",
+      timeOf(engine.events("replay_start")[0]!) - timeOf(restore),
+      "ms",
+    );
     row("recovery: replay of the tail", num(replayDone, "ms"), "ms");
     row("recovery: replay rate", num(replayDone, "perSec"), "entries/s");
     row("recovery: process start → replay_done (live)", recoveryMs, "ms");
@@ -227,7 +283,11 @@ async function main(): Promise<void> {
     row("tick → closed_orders row: p50", tickToRowP50Ms, "ms");
     row("tick → closed_orders row: p99", tickToRowP99Ms, "ms");
     row("tick → closed_orders row: max", Math.max(...latencies), "ms");
-    row(`tick → closed_orders row: the leader's longest pause meanwhile (${tickWindows.length} windows)`, tickWindows.length === 0 ? "n/a" : Math.max(...tickWindows.map((w) => w.maxMs)), "ms");
+    row(
+      `tick → closed_orders row: the leader's longest pause meanwhile (${tickWindows.length} windows)`,
+      tickWindows.length === 0 ? "n/a" : Math.max(...tickWindows.map((w) => w.maxMs)),
+      "ms",
+    );
     row("price trickle during the run", `${TRICKLE_PER_SEC}/s (${trickleSent.toLocaleString("en-US")} sent)`);
     row("engine lease TTL used (the default)", LEASE_TTL_MS, "ms");
     row("benchmark wall time", Date.now() - t0, "ms");
@@ -235,33 +295,35 @@ async function main(): Promise<void> {
     const width = Math.max(...rows.map(([k]) => k.length));
     console.log(`engine runtime benchmark: snapshots, recovery, tick → row (node ${process.version}, real processes)`);
     for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v.padStart(18)}`);
-    console.log(JSON.stringify({
-      snapshotPauseMaxMsAt1MOpen: pauseMax,
-      snapshotPauseP99MsAt1MOpen: pauseP99,
-      recoveryMsAt1MOpen: recoveryMs,
-      replayEntriesPerSec: num(replayDone, "perSec"),
-      tickToRowP99Ms,
-      tickToRowP50Ms,
-      openTradesMeasured: openTrades,
-      scaledDown: scaled,
-      users: USERS,
-      tradesPerUser: TRADES_PER_USER,
-      tailEntries: num(replayDone, "entries"),
-      restoreLoadMs: num(restore, "loadMs"),
-      restoreDecodeMs: num(restore, "decodeMs"),
-      restoreScanWaitMs: num(restore, "scanWaitMs"),
-      replayMs: num(replayDone, "ms"),
-      replayPrefetchedEntries: prefetched === undefined ? 0 : num(prefetched, "entries"),
-      snapshotEncodeMs: percentile(snapField("encodeMs"), 50),
-      snapshotWriteMs: percentile(snapField("writeMs"), 50),
-      snapshotBytes: percentile(snapField("bytes"), 50),
-      snapshotsMeasured: snaps.length,
-      pauseWindowsDuringSnapshot: during.length,
-      pauseMaxMsNoSnapshot: outside.length === 0 ? null : Math.max(...outside.map((w) => w.maxMs)),
-      tickToRowSamples: latencies.length,
-      tickToRowLeaderPauseMaxMs: tickWindows.length === 0 ? null : Math.max(...tickWindows.map((w) => w.maxMs)),
-      leaseTtlMs: LEASE_TTL_MS,
-    }));
+    console.log(
+      JSON.stringify({
+        snapshotPauseMaxMsAt1MOpen: pauseMax,
+        snapshotPauseP99MsAt1MOpen: pauseP99,
+        recoveryMsAt1MOpen: recoveryMs,
+        replayEntriesPerSec: num(replayDone, "perSec"),
+        tickToRowP99Ms,
+        tickToRowP50Ms,
+        openTradesMeasured: openTrades,
+        scaledDown: scaled,
+        users: USERS,
+        tradesPerUser: TRADES_PER_USER,
+        tailEntries: num(replayDone, "entries"),
+        restoreLoadMs: num(restore, "loadMs"),
+        restoreDecodeMs: num(restore, "decodeMs"),
+        restoreScanWaitMs: num(restore, "scanWaitMs"),
+        replayMs: num(replayDone, "ms"),
+        replayPrefetchedEntries: prefetched === undefined ? 0 : num(prefetched, "entries"),
+        snapshotEncodeMs: percentile(snapField("encodeMs"), 50),
+        snapshotWriteMs: percentile(snapField("writeMs"), 50),
+        snapshotBytes: percentile(snapField("bytes"), 50),
+        snapshotsMeasured: snaps.length,
+        pauseWindowsDuringSnapshot: during.length,
+        pauseMaxMsNoSnapshot: outside.length === 0 ? null : Math.max(...outside.map((w) => w.maxMs)),
+        tickToRowSamples: latencies.length,
+        tickToRowLeaderPauseMaxMs: tickWindows.length === 0 ? null : Math.max(...tickWindows.map((w) => w.maxMs)),
+        leaseTtlMs: LEASE_TTL_MS,
+      }),
+    );
   } catch (err) {
     for (const p of processes) process.stderr.write(`--- last lines of ${p.name}:\n${p.raw.slice(-12).join("\n")}\n`);
     throw err;
@@ -275,7 +337,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

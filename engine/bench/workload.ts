@@ -11,7 +11,12 @@ export const BASE_TICKS = 400_000; // 4000.00
 export const price = (ticks: number) => `${Math.floor(ticks / 100)}.${String(ticks % 100).padStart(2, "0")}`;
 
 export const tick = (bidTicks: number): EngineInput => ({
-  type: "price_update", market: MARKET, bid: price(bidTicks), ask: price(bidTicks + 10), exchangeTimeUs: "0", source: "sim",
+  type: "price_update",
+  market: MARKET,
+  bid: price(bidTicks),
+  ask: price(bidTicks + 10),
+  exchangeTimeUs: "0",
+  source: "sim",
 });
 
 export function openOrder(rand: () => number): Instruction {
@@ -21,11 +26,19 @@ export function openOrder(rand: () => number): Instruction {
   const sl = 1 + ((0.3 + 0.5 * rand()) / leverage) * (long ? -1 : 1);
   const tp = 1 + (0.1 + 0.4 * rand()) * (long ? 1 : -1);
   return {
-    kind: "open_trade", asset: "ETH", side: long ? "long" : "short", margin: String(10 + Math.floor(rand() * 90)),
-    leverage, stopLoss: price(Math.round(BASE_TICKS * sl)), takeProfit: price(Math.round(BASE_TICKS * tp)),
+    kind: "open_trade",
+    asset: "ETH",
+    side: long ? "long" : "short",
+    margin: String(10 + Math.floor(rand() * 90)),
+    leverage,
+    stopLoss: price(Math.round(BASE_TICKS * sl)),
+    takeProfit: price(Math.round(BASE_TICKS * tp)),
   };
 }
 
 export const instruction = (requestId: string, userId: string, instr: Instruction): EngineInput => ({
-  type: "user_instruction", requestId, userId, instruction: instr,
+  type: "user_instruction",
+  requestId,
+  userId,
+  instruction: instr,
 });

@@ -8,9 +8,16 @@ describe("create_account", () => {
   it("grants the starting balance, paid by the house", () => {
     const h = new EngineHarness();
     const { answer, outputs } = h.createAccount("alice");
-    expect(resultOf(answer, "create_account")).toEqual({ kind: "create_account", granted: true, balances: { USD: "10000", ...zeroAssets } });
+    expect(resultOf(answer, "create_account")).toEqual({
+      kind: "create_account",
+      granted: true,
+      balances: { USD: "10000", ...zeroAssets },
+    });
     expect(outputs.map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
-    expect(ofType(outputs, "balances_changed")[0]).toMatchObject({ userId: "alice", balances: { USD: "10000", ...zeroAssets } });
+    expect(ofType(outputs, "balances_changed")[0]).toMatchObject({
+      userId: "alice",
+      balances: { USD: "10000", ...zeroAssets },
+    });
     // 10,000 USD = 10,000,000,000 micros left the house
     expect(h.state.house.usd).toBe(-10_000_000_000n);
   });
@@ -19,7 +26,11 @@ describe("create_account", () => {
     const h = new EngineHarness();
     h.createAccount("alice");
     const { answer, outputs } = h.createAccount("alice");
-    expect(resultOf(answer, "create_account")).toEqual({ kind: "create_account", granted: false, balances: { USD: "10000", ...zeroAssets } });
+    expect(resultOf(answer, "create_account")).toEqual({
+      kind: "create_account",
+      granted: false,
+      balances: { USD: "10000", ...zeroAssets },
+    });
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
     expect(usdOf(h, "alice")).toBe("10000");
     expect(h.state.house.usd).toBe(-10_000_000_000n);

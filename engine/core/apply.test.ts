@@ -7,7 +7,12 @@ import { makeParams } from "./params.ts";
 import { createState } from "./state.ts";
 import { ETH, close, given, open, opened, usdOf } from "../testing/spec-support.ts";
 
-const createBob: EngineInput = { type: "user_instruction", requestId: "late", userId: "bob", instruction: { kind: "create_account" } };
+const createBob: EngineInput = {
+  type: "user_instruction",
+  requestId: "late",
+  userId: "bob",
+  instruction: { kind: "create_account" },
+};
 
 describe("input ids", () => {
   it("an input at or below the last applied id produces nothing and changes nothing", () => {
@@ -17,7 +22,12 @@ describe("input ids", () => {
     const dedup = h.state.dedup.size;
     for (const id of ["1700000000000-1", "1700000000000-0", "1699999999999-5", "0-0", "1699999999999-999999"]) {
       expect(apply(h.state, { id, message: createBob })).toEqual([]);
-      expect(apply(h.state, { id, message: { type: "price_update", market: ETH, bid: "1", ask: "1", exchangeTimeUs: "1", source: "sim" } })).toEqual([]);
+      expect(
+        apply(h.state, {
+          id,
+          message: { type: "price_update", market: ETH, bid: "1", ask: "1", exchangeTimeUs: "1", source: "sim" },
+        }),
+      ).toEqual([]);
     }
     expect(h.state.accounts.has("bob")).toBe(false);
     expect(h.state.quotes[0]).toMatchObject({ bidTicks: 200_000 });
@@ -96,7 +106,9 @@ describe("outputs", () => {
     take(open(h, "alice").outputs);
     take(close(h, "alice", "T0-4").outputs);
     for (const o of all) expect(engineOutputSchema.safeParse(o)).toMatchObject({ success: true });
-    expect(new Set(all.map((o) => o.type))).toEqual(new Set(["balances_changed", "order_response", "trade_opened", "quote_updated", "closed_order"]));
+    expect(new Set(all.map((o) => o.type))).toEqual(
+      new Set(["balances_changed", "order_response", "trade_opened", "quote_updated", "closed_order"]),
+    );
     expect(new Set(all.map((o) => o.id)).size).toBe(all.length);
   });
 });
@@ -107,8 +119,15 @@ describe("applyMalformed", () => {
     const out = applyMalformed(state, "5-0", { userId: "alice", requestId: "r1" }, "instruction.kind: invalid");
     expect(out).toEqual([
       {
-        id: "5-0:0", inputId: "5-0", type: "order_response", userId: "alice", requestId: "r1",
-        answer: { ok: false, error: { code: "INVALID_INSTRUCTION", message: "The instruction is malformed. instruction.kind: invalid" } },
+        id: "5-0:0",
+        inputId: "5-0",
+        type: "order_response",
+        userId: "alice",
+        requestId: "r1",
+        answer: {
+          ok: false,
+          error: { code: "INVALID_INSTRUCTION", message: "The instruction is malformed. instruction.kind: invalid" },
+        },
       },
     ]);
     expect(state.lastInputId).toBe("5-0");

@@ -44,10 +44,17 @@ export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
  * stays in step with the state, and when it names a user and request id that waiter gets an INVALID_INSTRUCTION
  * answer instead of a timeout. Deterministic like `apply`: a replay answers it the same way.
  */
-export function applyMalformed(state: EngineState, id: string, sender: { userId: string; requestId: string } | undefined, reason: string): EngineOutput[] {
+export function applyMalformed(
+  state: EngineState,
+  id: string,
+  sender: { userId: string; requestId: string } | undefined,
+  reason: string,
+): EngineOutput[] {
   if (!advance(state, id) || sender === undefined) return [];
   const answer = refuse("INVALID_INSTRUCTION", reason).answer;
-  return [{ id: `${id}:0`, inputId: id, type: "order_response", userId: sender.userId, requestId: sender.requestId, answer }];
+  return [
+    { id: `${id}:0`, inputId: id, type: "order_response", userId: sender.userId, requestId: sender.requestId, answer },
+  ];
 }
 
 /** Moves the cursor to `id`, or says the entry is already applied. */
@@ -78,7 +85,12 @@ function applyInstruction(state: EngineState, step: Step, message: UserInstructi
   emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "order_response", requestId, userId, answer });
 }
 
-function execute(state: EngineState, step: Step, { userId, instruction }: UserInstruction, account: Account | undefined): Outcome {
+function execute(
+  state: EngineState,
+  step: Step,
+  { userId, instruction }: UserInstruction,
+  account: Account | undefined,
+): Outcome {
   if (instruction.kind === "create_account") return createAccount(state, step, userId);
   if (account === undefined) return refuse("ACCOUNT_NOT_FOUND");
   switch (instruction.kind) {

@@ -12,7 +12,11 @@ describe("close_trade", () => {
     const { trade: closed, balances } = resultOf(answer, "close_trade");
     // (210000 − 200000) × 5000 = 50,000,000 micros; 9900 + 100 + 50 = 10050
     expect(closed).toEqual({
-      ...trade, closePrice: "2100", pnl: "50", closeReason: "manual", closedAt: new Date(h.nowMs).toISOString(),
+      ...trade,
+      closePrice: "2100",
+      pnl: "50",
+      closeReason: "manual",
+      closedAt: new Date(h.nowMs).toISOString(),
     });
     expect(balances.USD).toBe("10050");
     expect(outputs.map((o) => o.type)).toEqual(["closed_order", "balances_changed", "order_response"]);
@@ -86,7 +90,22 @@ describe("close_trade refusals", () => {
     const h = given();
     const trade = opened(h, "alice");
     expect(trade.id).toBe("T0-1");
-    const others = ["T0-01", "T0-1 ", " T0-1", "t0-1", "T1-1", "T0-", "T0-+1", "T0-1.0", "T0-1e0", "T0-0x1", "T0-0", "T0--1", "T00-1", "T0-1".repeat(9)];
+    const others = [
+      "T0-01",
+      "T0-1 ",
+      " T0-1",
+      "t0-1",
+      "T1-1",
+      "T0-",
+      "T0-+1",
+      "T0-1.0",
+      "T0-1e0",
+      "T0-0x1",
+      "T0-0",
+      "T0--1",
+      "T00-1",
+      "T0-1".repeat(9),
+    ];
     for (const id of others) expect(codeOf(close(h, "alice", id).answer), id).toBe("TRADE_NOT_FOUND");
     expect(isOpen(h, "alice", "T0-1")).toBe(true);
     expect(resultOf(close(h, "alice", "T0-1").answer, "close_trade").trade.id).toBe("T0-1");

@@ -30,25 +30,30 @@ describe("engine under random logs", () => {
 
   it("remembers each answer as a receipt that rebuilds exactly the answer first sent", () => {
     fc.assert(
-      fc.property(commandsArbitrary(), fc.constantFrom(makeParams(), makeParams({ dedupMaxPerUser: 3, dedupMaxEntries: 7 })), (commands, params) => {
-        const state = createState(params);
-        for (const entry of toLog(commands)) {
-          const m = entry.message;
-          const before = m.type === "user_instruction" ? state.dedup.get(m.userId, m.requestId) : undefined;
-          const withinWindow = before !== undefined && before.atMs >= parseInputId(entry.id).ms - params.dedupWindowMs;
-          const expected = withinWindow ? answerOf(state, before.receipt) : undefined;
-          const outputs = apply(state, entry);
-          if (m.type !== "user_instruction") continue;
-          const response = outputs.at(-1);
-          expect(response?.type).toBe("order_response");
-          if (response?.type !== "order_response") continue;
-          // A request id still remembered when it comes again gets the very answer it got the first time...
-          if (expected !== undefined) expect(response.answer).toEqual(expected);
-          // ...and what is remembered now rebuilds exactly the answer just sent.
-          const remembered = state.dedup.get(m.userId, m.requestId);
-          if (remembered !== undefined) expect(answerOf(state, remembered.receipt)).toEqual(response.answer);
-        }
-      }),
+      fc.property(
+        commandsArbitrary(),
+        fc.constantFrom(makeParams(), makeParams({ dedupMaxPerUser: 3, dedupMaxEntries: 7 })),
+        (commands, params) => {
+          const state = createState(params);
+          for (const entry of toLog(commands)) {
+            const m = entry.message;
+            const before = m.type === "user_instruction" ? state.dedup.get(m.userId, m.requestId) : undefined;
+            const withinWindow =
+              before !== undefined && before.atMs >= parseInputId(entry.id).ms - params.dedupWindowMs;
+            const expected = withinWindow ? answerOf(state, before.receipt) : undefined;
+            const outputs = apply(state, entry);
+            if (m.type !== "user_instruction") continue;
+            const response = outputs.at(-1);
+            expect(response?.type).toBe("order_response");
+            if (response?.type !== "order_response") continue;
+            // A request id still remembered when it comes again gets the very answer it got the first time...
+            if (expected !== undefined) expect(response.answer).toEqual(expected);
+            // ...and what is remembered now rebuilds exactly the answer just sent.
+            const remembered = state.dedup.get(m.userId, m.requestId);
+            if (remembered !== undefined) expect(answerOf(state, remembered.receipt)).toEqual(response.answer);
+          }
+        },
+      ),
       { numRuns: 200 },
     );
   });

@@ -99,7 +99,8 @@ describe("transient refusals are not remembered", () => {
 
 describe("the memory is bounded", () => {
   // A forgotten create_account re-runs and answers granted:false, so which ids are remembered is observable.
-  const signup = (h: EngineHarness, user: string) => resultOf(h.instruct(user, { kind: "create_account" }, `signup-${user}`).answer, "create_account");
+  const signup = (h: EngineHarness, user: string) =>
+    resultOf(h.instruct(user, { kind: "create_account" }, `signup-${user}`).answer, "create_account");
 
   it("by log time: kept exactly dedupWindowMs, dropped one ms later", () => {
     const h = new EngineHarness({ dedupWindowMs: 1000 });
@@ -140,7 +141,8 @@ describe("the memory is bounded", () => {
   it("per user: another user's traffic never evicts my requests", () => {
     const h = given({ users: ["victim", "attacker"], params: { dedupMaxPerUser: 3 } });
     const first = open(h, "victim", {}, "client-order-1");
-    for (let i = 0; i < 20; i++) h.instruct("attacker", { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, `junk-${i}`);
+    for (let i = 0; i < 20; i++)
+      h.instruct("attacker", { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, `junk-${i}`);
     const retry = open(h, "victim", {}, "client-order-1");
     expect(retry.answer).toEqual(first.answer);
     expect(h.state.accounts.get("victim")?.openTrades.size).toBe(1);

@@ -13,10 +13,18 @@ import type { Account, EngineState } from "./state.ts";
 export function recall(state: EngineState, account: Account, requestId: string, nowMs: number): Receipt | undefined {
   const slot = state.dedup.find(account, requestId);
   // Expiry is applied on insert, so an entry can outlive its window while nothing new arrives: check it here.
-  return slot >= 0 && state.dedup.atMs(slot) >= nowMs - state.params.dedupWindowMs ? state.dedup.receipt(slot) : undefined;
+  return slot >= 0 && state.dedup.atMs(slot) >= nowMs - state.params.dedupWindowMs
+    ? state.dedup.receipt(slot)
+    : undefined;
 }
 
-export function remember(state: EngineState, account: Account, requestId: string, nowMs: number, receipt: Receipt): void {
+export function remember(
+  state: EngineState,
+  account: Account,
+  requestId: string,
+  nowMs: number,
+  receipt: Receipt,
+): void {
   if (receipt.kind === "rejected" && TRANSIENT_REJECTIONS.has(receipt.code)) return;
   const { dedupWindowMs, dedupMaxEntries, dedupMaxPerUser } = state.params;
   if (dedupMaxEntries === 0 || dedupMaxPerUser === 0) return;

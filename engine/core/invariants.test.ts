@@ -59,7 +59,9 @@ describe("checkInvariants", () => {
     const { state } = withTrade();
     const quote = state.quotes[0]!;
     state.quotes[0] = { ...quote, bidTicks: 190_000 }; // the stop-loss level, 1900.00
-    expect(() => checkInvariants(state)).toThrow("market 0 has an open trade that should have fired at the current quote");
+    expect(() => checkInvariants(state)).toThrow(
+      "market 0 has an open trade that should have fired at the current quote",
+    );
   });
 
   it("catches a broken heap order", () => {

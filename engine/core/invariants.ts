@@ -58,14 +58,15 @@ export function checkInvariants(state: EngineState): void {
   for (const a of state.accounts.values()) {
     for (const t of a.openTrades.values()) expected += (t.exitTicks !== 0 ? 1 : 0) + (t.takeProfitTicks !== 0 ? 1 : 0);
   }
-  if (indexed !== expected) throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
+  if (indexed !== expected)
+    throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
 }
 
 function checkIndexed(book: TriggerBook, t: Trade, id: string): void {
   const exitHeap = t.isLong ? book.longExit : book.shortExit;
   const profitHeap = t.isLong ? book.longProfit : book.shortProfit;
-  if ((t.exitTicks !== 0) !== (t.exitPos >= 0)) throw new Error(`trade ${id} exit indexing is wrong`);
-  if ((t.takeProfitTicks !== 0) !== (t.profitPos >= 0)) throw new Error(`trade ${id} take-profit indexing is wrong`);
+  if ((t.exitTicks !== 0) !== t.exitPos >= 0) throw new Error(`trade ${id} exit indexing is wrong`);
+  if ((t.takeProfitTicks !== 0) !== t.profitPos >= 0) throw new Error(`trade ${id} take-profit indexing is wrong`);
   if (t.exitPos >= exitHeap.size || t.profitPos >= profitHeap.size) throw new Error(`trade ${id} points past its heap`);
 }
 

@@ -47,7 +47,12 @@ describe("liquidation fires at the level, at the triggering quote", () => {
     expect(ofType(h.price(ETH, "1809.05", "1809.05"), "closed_order")).toEqual([]);
     const [closed] = ofType(h.price(ETH, "1809.04", "1810"), "closed_order");
     // pnl = (180904 − 200000) × 5000 = −95,480,000 micros; margin 100 − 95.48 = 4.52 returns
-    expect(closed?.trade).toMatchObject({ id: trade.id, closeReason: "liquidation", closePrice: "1809.04", pnl: "-95.48" });
+    expect(closed?.trade).toMatchObject({
+      id: trade.id,
+      closeReason: "liquidation",
+      closePrice: "1809.04",
+      pnl: "-95.48",
+    });
     expect(usdOf(h, "alice")).toBe("9904.52");
   });
 
@@ -57,7 +62,12 @@ describe("liquidation fires at the level, at the triggering quote", () => {
     expect(ofType(h.price(ETH, "2189.05", "2189.05"), "closed_order")).toEqual([]);
     const [closed] = ofType(h.price(ETH, "2189", "2189.06"), "closed_order");
     // pnl = (200000 − 218906) × 5000 = −94,530,000 micros
-    expect(closed?.trade).toMatchObject({ id: trade.id, closeReason: "liquidation", closePrice: "2189.06", pnl: "-94.53" });
+    expect(closed?.trade).toMatchObject({
+      id: trade.id,
+      closeReason: "liquidation",
+      closePrice: "2189.06",
+      pnl: "-94.53",
+    });
     expect(usdOf(h, "alice")).toBe("9905.47");
   });
 });
@@ -132,7 +142,11 @@ describe("stop-loss versus liquidation", () => {
     const b = opened(h, "bob", { stopLoss: "1809.04" });
     const c = opened(h, "alice", { stopLoss: "1809.04" });
     const closed = ofType(h.price(ETH, "1800", "1800"), "closed_order").map((o) => [o.trade.id, o.trade.closeReason]);
-    expect(closed).toEqual([[a.id, "liquidation"], [b.id, "stop_loss"], [c.id, "stop_loss"]]);
+    expect(closed).toEqual([
+      [a.id, "liquidation"],
+      [b.id, "stop_loss"],
+      [c.id, "stop_loss"],
+    ]);
   });
 });
 

@@ -12,7 +12,13 @@ const MILLION = 1_000_000;
  * doubles, exactly, because every intermediate stays below 2^53; larger ones (the scaled numerator passes 2^53
  * beyond ~9,000 USD of notional) take the same formula in bigint.
  */
-export function liquidationTicks(isLong: boolean, marginMicros: number, entryTicks: number, qMicrosPerTick: number, mmrPpm: number): number {
+export function liquidationTicks(
+  isLong: boolean,
+  marginMicros: number,
+  entryTicks: number,
+  qMicrosPerTick: number,
+  mmrPpm: number,
+): number {
   const notional = entryTicks * qMicrosPerTick; // ≤ the per-order notional limit: exact
   if (isLong) {
     const equityAtZero = notional - marginMicros;

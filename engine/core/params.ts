@@ -57,7 +57,9 @@ export function validateParams(p: EngineParams): void {
   const whole = (name: keyof EngineParams, min: number, max: number) => {
     const v = p[name];
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
-      throw new Error(`engine parameter ${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+      throw new Error(
+        `engine parameter ${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`,
+      );
     }
   };
   whole("shard", 0, 1023);
@@ -71,6 +73,8 @@ export function validateParams(p: EngineParams): void {
   whole("dedupMaxEntries", 0, 10_000_000);
   whole("dedupMaxPerUser", 0, 10_000_000);
   if (p.maintenanceMarginPpm * p.maxLeverage >= 1_000_000) {
-    throw new Error("maintenanceMarginPpm × maxLeverage must stay below 100%: a max-leverage trade would open liquidated");
+    throw new Error(
+      "maintenanceMarginPpm × maxLeverage must stay below 100%: a max-leverage trade would open liquidated",
+    );
   }
 }

@@ -11,8 +11,15 @@ describe("price_update", () => {
     const id = h.log.at(-1)?.id;
     expect(outputs).toEqual([
       {
-        type: "quote_updated", id: `${id}:0`, inputId: id, asset: "ETH", market: ETH, bid: "2000.5", ask: "2001",
-        updatedAt: "2023-11-14T22:13:20.000Z", source: "sim",
+        type: "quote_updated",
+        id: `${id}:0`,
+        inputId: id,
+        asset: "ETH",
+        market: ETH,
+        bid: "2000.5",
+        ask: "2001",
+        updatedAt: "2023-11-14T22:13:20.000Z",
+        source: "sim",
       },
     ]);
     expect(h.state.quotes[0]).toMatchObject({ bidTicks: 200_050, askTicks: 200_100, atMs: 1_700_000_000_000 });
@@ -65,7 +72,9 @@ describe("NO_PRICE and UNKNOWN_ASSET", () => {
   it("refuses orders on a market that has never had a price", () => {
     const h = given();
     expect(codeOf(open(h, "alice", { asset: "SOL" }).answer)).toBe("NO_PRICE");
-    expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "SOL", side: "buy", quantity: "1" }).answer)).toBe("NO_PRICE");
+    expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "SOL", side: "buy", quantity: "1" }).answer)).toBe(
+      "NO_PRICE",
+    );
   });
 
   it("an ignored update does not give a market its first price", () => {
@@ -92,7 +101,9 @@ describe("STALE_PRICE (staleQuoteMs = 30000 by default)", () => {
     h.advance(30_001);
     expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
     expect(codeOf(close(h, "alice", trade.id).answer)).toBe("STALE_PRICE");
-    expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "1" }).answer)).toBe("STALE_PRICE");
+    expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "1" }).answer)).toBe(
+      "STALE_PRICE",
+    );
     h.price(ETH, "2000", "2000");
     resultOf(close(h, "alice", trade.id).answer, "close_trade");
   });

@@ -31,7 +31,12 @@ export type Receipt =
   | { readonly kind: "rejected"; readonly code: RejectionCode; readonly message: string }
   | { readonly kind: "create_account"; readonly granted: boolean; readonly balances: readonly number[] }
   | { readonly kind: "open_trade"; readonly trade: TradeFacts; readonly balances: readonly number[] }
-  | { readonly kind: "close_trade"; readonly trade: TradeFacts; readonly close: CloseFacts; readonly balances: readonly number[] }
+  | {
+      readonly kind: "close_trade";
+      readonly trade: TradeFacts;
+      readonly close: CloseFacts;
+      readonly balances: readonly number[];
+    }
   | { readonly kind: "spot_order"; readonly order: SpotFacts; readonly balances: readonly number[] };
 
 /** A handler's result: the receipt and the answer built from it (views shared with the step's other outputs). */
@@ -59,16 +64,37 @@ export function answerOf(state: EngineState, receipt: Receipt): Answer {
     case "rejected":
       return { ok: false, error: { code: receipt.code, message: receipt.message } };
     case "create_account":
-      return { ok: true, result: { kind: "create_account", granted: receipt.granted, balances: balancesView(state, receipt.balances) } };
+      return {
+        ok: true,
+        result: { kind: "create_account", granted: receipt.granted, balances: balancesView(state, receipt.balances) },
+      };
     case "open_trade":
-      return { ok: true, result: { kind: "open_trade", trade: tradeView(state, receipt.trade), balances: balancesView(state, receipt.balances) } };
+      return {
+        ok: true,
+        result: {
+          kind: "open_trade",
+          trade: tradeView(state, receipt.trade),
+          balances: balancesView(state, receipt.balances),
+        },
+      };
     case "close_trade":
       return {
         ok: true,
-        result: { kind: "close_trade", trade: closedTradeView(state, receipt.trade, receipt.close), balances: balancesView(state, receipt.balances) },
+        result: {
+          kind: "close_trade",
+          trade: closedTradeView(state, receipt.trade, receipt.close),
+          balances: balancesView(state, receipt.balances),
+        },
       };
     case "spot_order":
-      return { ok: true, result: { kind: "spot_order", order: spotOrderView(state, receipt.order), balances: balancesView(state, receipt.balances) } };
+      return {
+        ok: true,
+        result: {
+          kind: "spot_order",
+          order: spotOrderView(state, receipt.order),
+          balances: balancesView(state, receipt.balances),
+        },
+      };
     default:
       throw new Error(`unknown receipt ${JSON.stringify(receipt satisfies never)}`);
   }

@@ -12,11 +12,16 @@ interface Remembered {
   readonly atMs: number;
 }
 
-const receiptFor = (e: Remembered): Receipt => ({ kind: "rejected", code: "INVALID_INSTRUCTION", message: `${e.user}/${e.id}@${e.atMs}` });
+const receiptFor = (e: Remembered): Receipt => ({
+  kind: "rejected",
+  code: "INVALID_INSTRUCTION",
+  message: `${e.user}/${e.id}@${e.atMs}`,
+});
 
 function owners(n: number): Map<string, RequestOwner> {
   const m = new Map<string, RequestOwner>();
-  for (let i = 0; i < n; i++) m.set(`u${i}`, { userId: `u${i}`, requests: undefined, requestSlots: [], requestHead: 0, requestChain: -1 });
+  for (let i = 0; i < n; i++)
+    m.set(`u${i}`, { userId: `u${i}`, requests: undefined, requestSlots: [], requestHead: 0, requestChain: -1 });
   return m;
 }
 
@@ -24,7 +29,10 @@ function owners(n: number): Map<string, RequestOwner> {
 function restored(model: readonly Remembered[], userCount: number) {
   const accounts = owners(userCount);
   const window = new RequestWindow(accounts);
-  const packed: PackedReceipts = { bytes: new Uint8Array(0), unpack: (offset) => receiptFor(model[offset]!), key: (offset) => model[offset]!.id,
+  const packed: PackedReceipts = {
+    bytes: new Uint8Array(0),
+    unpack: (offset) => receiptFor(model[offset]!),
+    key: (offset) => model[offset]!.id,
     keyEquals: (offset, other) => model[offset]!.id === (typeof other === "string" ? other : model[other]!.id),
   };
   // Ids packed too (as a snapshot restores them), except every third: the window takes either.
@@ -95,8 +103,10 @@ describe("RequestWindow against a model", () => {
     const { accounts, window } = restored([], 2);
     const big = accounts.get("u0")!;
     const small = accounts.get("u1")!;
-    for (let i = 0; i < SMALL_OWNER * 3; i++) window.add(big, `b${i}`, i, receiptFor({ user: "u0", id: `b${i}`, atMs: i }));
-    for (let i = 0; i < SMALL_OWNER; i++) window.add(small, `s${i}`, i, receiptFor({ user: "u1", id: `s${i}`, atMs: i }));
+    for (let i = 0; i < SMALL_OWNER * 3; i++)
+      window.add(big, `b${i}`, i, receiptFor({ user: "u0", id: `b${i}`, atMs: i }));
+    for (let i = 0; i < SMALL_OWNER; i++)
+      window.add(small, `s${i}`, i, receiptFor({ user: "u1", id: `s${i}`, atMs: i }));
     expect(big.requests?.size).toBe(SMALL_OWNER * 3);
     expect(small.requests).toBeUndefined();
     window.evictOwn(big, 3); // the map stays and shrinks with it

@@ -114,7 +114,8 @@ export class RequestWindow {
   add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
     this.ensureIndexed(owner);
     // Adding a request already remembered would be a bug upstream (the caller looks it up first).
-    if (!this.index(owner, requestId, this.base + this.owners.length)) throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
+    if (!this.index(owner, requestId, this.base + this.owners.length))
+      throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
     this.owners.push(owner);
     this.requestIds.push(requestId);
     this.times.push(atMs);
@@ -128,7 +129,13 @@ export class RequestWindow {
    * restored: all its restored entries come first, from one snapshot, and each is remembered once (checked when
    * its owner is indexed).
    */
-  addPacked(owner: RequestOwner, requestId: string | number, atMs: number, packed: PackedReceipts, offset: number): void {
+  addPacked(
+    owner: RequestOwner,
+    requestId: string | number,
+    atMs: number,
+    packed: PackedReceipts,
+    offset: number,
+  ): void {
     if (this.live !== this.unlinked || (this.packed !== undefined && this.packed !== packed)) {
       throw new Error("packed entries are restored into a fresh window, from one snapshot");
     }
@@ -196,7 +203,9 @@ export class RequestWindow {
   }
 
   /** Entries as stored, oldest first (a packed receipt stays an offset into `packedBytes`): what a snapshot writes. */
-  forEachStored(visit: (owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number) => void): void {
+  forEachStored(
+    visit: (owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number) => void,
+  ): void {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
       if (owner !== undefined) visit(owner, this.requestIdAt(i), this.times[i]!, this.receipts[i]!);
@@ -222,7 +231,9 @@ export class RequestWindow {
     for (let i = owner.requestChain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
       if (!this.index(owner, this.requestIds[slot - this.base]!, slot)) {
-        throw new Error(`the restored snapshot remembers request ${owner.userId} ${this.requestIdAt(slot - this.base)} twice`);
+        throw new Error(
+          `the restored snapshot remembers request ${owner.userId} ${this.requestIdAt(slot - this.base)} twice`,
+        );
       }
     }
     owner.requestChain = -1;
@@ -234,12 +245,17 @@ export class RequestWindow {
    * scanning its few live slots, whose ids may still be packed.
    */
   private lookup(owner: RequestOwner, requestId: string | number): number {
-    if (owner.requests !== undefined) return owner.requests.get(typeof requestId === "string" ? requestId : this.packed!.key(requestId)) ?? -1;
+    if (owner.requests !== undefined)
+      return owner.requests.get(typeof requestId === "string" ? requestId : this.packed!.key(requestId)) ?? -1;
     const slots = owner.requestSlots;
     for (let i = owner.requestHead; i < slots.length; i++) {
       const stored = this.requestIds[slots[i]! - this.base]!;
-      const same = typeof stored === "number" ? this.packed!.keyEquals(stored, requestId)
-        : typeof requestId === "number" ? this.packed!.keyEquals(requestId, stored) : stored === requestId;
+      const same =
+        typeof stored === "number"
+          ? this.packed!.keyEquals(stored, requestId)
+          : typeof requestId === "number"
+            ? this.packed!.keyEquals(requestId, stored)
+            : stored === requestId;
       if (same) return slots[i]!;
     }
     return -1;
@@ -254,7 +270,8 @@ export class RequestWindow {
     const slots = owner.requestSlots;
     if (owner.requests === undefined && slots.length - owner.requestHead >= SMALL_OWNER) {
       const map = new Map<string, number>();
-      for (let i = owner.requestHead; i < slots.length; i++) map.set(this.requestIdAt(slots[i]! - this.base), slots[i]!);
+      for (let i = owner.requestHead; i < slots.length; i++)
+        map.set(this.requestIdAt(slots[i]! - this.base), slots[i]!);
       owner.requests = map;
     }
     owner.requests?.set(typeof requestId === "string" ? requestId : this.requestIdAt(slot - this.base), slot);
@@ -264,7 +281,8 @@ export class RequestWindow {
 
   private dropChainHead(owner: RequestOwner): void {
     const i = owner.requestChain;
-    if (this.chainFrom + i !== this.base + this.head) throw new Error(`restored requests of ${owner.userId} are out of order`);
+    if (this.chainFrom + i !== this.base + this.head)
+      throw new Error(`restored requests of ${owner.userId} are out of order`);
     owner.requestChain = this.chainNext![i]!;
     if (owner.requestChain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
   }

@@ -29,8 +29,20 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
   const view: ClosedTradeView = closedTradeView(state, trade, close);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "closed_order", userId: account.userId, trade: view });
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId: account.userId, balances });
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "closed_order",
+    userId: account.userId,
+    trade: view,
+  });
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "balances_changed",
+    userId: account.userId,
+    balances,
+  });
   return { close, view, amounts, balances };
 }
 

@@ -14,7 +14,15 @@ describe("spot_order", () => {
     // 5000 steps × 200050 ticks = 1,000,250,000 micros
     expect(resultOf(answer, "spot_order")).toEqual({
       kind: "spot_order",
-      order: { id: "O0-1", asset: "ETH", side: "buy", quantity: "0.5", price: "2000.5", total: "1000.25", executedAt: new Date(h.nowMs).toISOString() },
+      order: {
+        id: "O0-1",
+        asset: "ETH",
+        side: "buy",
+        quantity: "0.5",
+        price: "2000.5",
+        total: "1000.25",
+        executedAt: new Date(h.nowMs).toISOString(),
+      },
       balances: { USD: "8999.75", ETH: "0.5", BTC: "0", SOL: "0", ADA: "0" },
     });
     expect(outputs.map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
@@ -103,8 +111,11 @@ describe("spot_order", () => {
   it("spot holdings and leveraged margin draw on the same USD", () => {
     const h = given();
     spot(h, "buy", "4.9"); // 9800 USD
-    expect(codeOf(h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "200.000001", leverage: 2 }).answer)).toBe(
-      "INSUFFICIENT_BALANCE",
-    );
+    expect(
+      codeOf(
+        h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "200.000001", leverage: 2 })
+          .answer,
+      ),
+    ).toBe("INSUFFICIENT_BALANCE");
   });
 });

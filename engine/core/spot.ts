@@ -19,13 +19,15 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   if (index === undefined) return refuseUnknownAsset(state);
   const asset = assetAt(state, index);
   const quantity = toUnits(order.quantity, asset.quantityDecimals);
-  if (quantity <= 0) return refuse("INVALID_AMOUNT", `Quantity must be positive with at most ${asset.quantityDecimals} decimals.`);
+  if (quantity <= 0)
+    return refuse("INVALID_AMOUNT", `Quantity must be positive with at most ${asset.quantityDecimals} decimals.`);
   const quote = tradableQuote(state, step, index);
   if (isRefusal(quote)) return quote;
   const buy = order.side === "buy";
   const priceTicks = buy ? quote.askTicks : quote.bidTicks;
   const total = mulWithin(quantity, priceTicks * microsPerTickStep(asset), p.maxNotionalMicros);
-  if (total === undefined) return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  if (total === undefined)
+    return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const held = account.holdings[index]!;
   if (buy ? total > account.usd : quantity > held) return refuse("INSUFFICIENT_BALANCE");
   if (buy ? held + quantity > MAX_UNITS : account.usd + total > MAX_UNITS) {
@@ -39,10 +41,24 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   account.usd += signedTotal;
   state.house.usd -= BigInt(signedTotal);
 
-  const facts: SpotFacts = { seq: state.nextSeq++, assetIndex: index, buy, quantitySteps: quantity, priceTicks, totalMicros: total, atMs: step.nowMs };
+  const facts: SpotFacts = {
+    seq: state.nextSeq++,
+    assetIndex: index,
+    buy,
+    quantitySteps: quantity,
+    priceTicks,
+    totalMicros: total,
+    atMs: step.nowMs,
+  };
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId: account.userId, balances });
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "balances_changed",
+    userId: account.userId,
+    balances,
+  });
   return {
     receipt: { kind: "spot_order", order: facts, balances: amounts },
     answer: { ok: true, result: { kind: "spot_order", order: spotOrderView(state, facts), balances } },

@@ -132,7 +132,16 @@ function createBook(): TriggerBook {
 }
 
 export function newAccount(userId: string, assetCount: number): Account {
-  return { userId, usd: 0, holdings: new Array<number>(assetCount).fill(0), openTrades: new Map(), requests: undefined, requestSlots: [], requestHead: 0, requestChain: -1 };
+  return {
+    userId,
+    usd: 0,
+    holdings: new Array<number>(assetCount).fill(0),
+    openTrades: new Map(),
+    requests: undefined,
+    requestSlots: [],
+    requestHead: 0,
+    requestChain: -1,
+  };
 }
 
 export function assetAt(state: EngineState, index: number): AssetConfig {

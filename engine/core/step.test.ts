@@ -13,7 +13,13 @@ describe("isoTime", () => {
   });
 
   it("is right at calendar edges: epoch, leap days, century rules, year ends", () => {
-    for (const text of ["1970-01-01T00:00:00.000Z", "2000-02-29T23:59:59.999Z", "2100-03-01T00:00:00.000Z", "2024-12-31T23:59:59.001Z", "9999-12-31T23:59:59.999Z"]) {
+    for (const text of [
+      "1970-01-01T00:00:00.000Z",
+      "2000-02-29T23:59:59.999Z",
+      "2100-03-01T00:00:00.000Z",
+      "2024-12-31T23:59:59.001Z",
+      "9999-12-31T23:59:59.999Z",
+    ]) {
       expect(isoTime(Date.parse(text))).toBe(text);
     }
   });

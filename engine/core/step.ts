@@ -43,7 +43,14 @@ export function parseInputId(id: string): { ms: number; seq: number } {
     seq = seq * 10 + c;
   }
   // Times past year 9999 are refused too: they are no clock's, and could not be shown as ISO 8601.
-  if (dash === 0 || dash >= n - 1 || id.charCodeAt(dash) !== 45 || i !== n || ms > MAX_LOG_MS || !Number.isSafeInteger(seq)) {
+  if (
+    dash === 0 ||
+    dash >= n - 1 ||
+    id.charCodeAt(dash) !== 45 ||
+    i !== n ||
+    ms > MAX_LOG_MS ||
+    !Number.isSafeInteger(seq)
+  ) {
     throw new Error(`malformed input id: ${id}`);
   }
   return { ms, seq };

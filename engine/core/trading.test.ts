@@ -10,8 +10,17 @@ describe("open_trade fills and sizes", () => {
     const { trade, balances } = resultOf(answer, "open_trade");
     // quantity = 1e9 / 200000 ticks = 5000 steps = 0.5 ETH; liquidation: see liquidation.test.ts
     expect(trade).toEqual({
-      id: "T0-1", asset: "ETH", type: "long", margin: "100", leverage: 10, quantity: "0.5", openPrice: "2000",
-      stopLoss: null, takeProfit: null, liquidationPrice: "1809.04", openedAt: new Date(h.nowMs).toISOString(),
+      id: "T0-1",
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      quantity: "0.5",
+      openPrice: "2000",
+      stopLoss: null,
+      takeProfit: null,
+      liquidationPrice: "1809.04",
+      openedAt: new Date(h.nowMs).toISOString(),
     });
     expect(balances.USD).toBe("9900");
     expect(outputs.map((o) => o.type)).toEqual(["trade_opened", "balances_changed", "order_response"]);
@@ -40,11 +49,17 @@ describe("open_trade fills and sizes", () => {
     h.price("SOL_USDC_PERP", "150.2", "150.25");
     h.price("ADA_USDC_PERP", "0.45677", "0.45678");
     // BTC: 5e9 micros / 975432 = 5125.9… → 0.05125 BTC (0.05125 × 97543.2 = 4999.089)
-    expect(opened(h, "alice", { asset: "BTC", margin: "1000", leverage: 5 })).toMatchObject({ quantity: "0.05125", openPrice: "97543.2" });
+    expect(opened(h, "alice", { asset: "BTC", margin: "1000", leverage: 5 })).toMatchObject({
+      quantity: "0.05125",
+      openPrice: "97543.2",
+    });
     // SOL: 1 tick × 1 step = 100 micros; 1e9 / (15025 × 100) = 665.5… → 6.65 SOL (6.65 × 150.25 = 999.1625)
     expect(opened(h, "alice", { asset: "SOL" })).toMatchObject({ quantity: "6.65", openPrice: "150.25" });
     // ADA: 3e7 micros / 45678 = 656.7… → 65.6 ADA (65.6 × 0.45678 = 29.964768 ≤ 30 < 65.7 × 0.45678)
-    expect(opened(h, "alice", { asset: "ADA", margin: "10", leverage: 3 })).toMatchObject({ quantity: "65.6", openPrice: "0.45678" });
+    expect(opened(h, "alice", { asset: "ADA", margin: "10", leverage: 3 })).toMatchObject({
+      quantity: "65.6",
+      openPrice: "0.45678",
+    });
     expect(usdOf(h, "alice")).toBe("8890"); // 10000 − 1000 − 100 − 10
   });
 
@@ -54,7 +69,10 @@ describe("open_trade fills and sizes", () => {
     expect(codeOf(open(h, "alice", { margin: "0.1", leverage: 1 }).answer)).toBe("QUANTITY_TOO_SMALL");
     expect(codeOf(open(h, "alice", { margin: "0.199999", leverage: 1 }).answer)).toBe("QUANTITY_TOO_SMALL");
     // 1 step at leverage 1 can never be liquidated: equity M + (p − 2000)·q reaches 0 only at p = 0
-    expect(opened(h, "alice", { margin: "0.2", leverage: 1 })).toMatchObject({ quantity: "0.0001", liquidationPrice: null });
+    expect(opened(h, "alice", { margin: "0.2", leverage: 1 })).toMatchObject({
+      quantity: "0.0001",
+      liquidationPrice: null,
+    });
   });
 });
 
@@ -78,9 +96,12 @@ describe("open_trade refusals leave the account untouched", () => {
     expect(opened(h, "alice", { leverage: 100 }).quantity).toBe("5"); // 1e10 / 200000 = 50000 steps
   });
 
-  it.each(["0", "0.000000", "0.0000001", "-1", "1e2", "abc", "", "1000000000.000001"])("margin %j → INVALID_AMOUNT", (margin) => {
-    expect(refused({ margin })).toBe("INVALID_AMOUNT");
-  });
+  it.each(["0", "0.000000", "0.0000001", "-1", "1e2", "abc", "", "1000000000.000001"])(
+    "margin %j → INVALID_AMOUNT",
+    (margin) => {
+      expect(refused({ margin })).toBe("INVALID_AMOUNT");
+    },
+  );
 
   it("margin above the free balance → INSUFFICIENT_BALANCE; the whole balance is fine", () => {
     expect(refused({ margin: "10000.000001", leverage: 1 })).toBe("INSUFFICIENT_BALANCE");
@@ -122,7 +143,10 @@ describe("stop-loss and take-profit placement (bid 1999, ask 2000)", () => {
     expect(code({ stopLoss: "2100" })).toBe("INVALID_STOP_LOSS");
     expect(code({ takeProfit: "1999" })).toBe("INVALID_TAKE_PROFIT");
     expect(code({ takeProfit: "1900" })).toBe("INVALID_TAKE_PROFIT");
-    expect(opened(h(), "alice", { stopLoss: "1998.99", takeProfit: "1999.01" })).toMatchObject({ stopLoss: "1998.99", takeProfit: "1999.01" });
+    expect(opened(h(), "alice", { stopLoss: "1998.99", takeProfit: "1999.01" })).toMatchObject({
+      stopLoss: "1998.99",
+      takeProfit: "1999.01",
+    });
   });
 
   it("short: TP must be below the ask, SL above it", () => {
@@ -158,6 +182,9 @@ describe("WOULD_LIQUIDATE", () => {
     const h = given({ eth: ["2000", "2009.96"] });
     expect(codeOf(open(h, "alice", { side: "short", leverage: 100 }).answer)).toBe("WOULD_LIQUIDATE");
     const ok = given({ eth: ["2000", "2009.95"] });
-    expect(opened(ok, "alice", { side: "short", leverage: 100 })).toMatchObject({ quantity: "5", liquidationPrice: "2009.96" });
+    expect(opened(ok, "alice", { side: "short", leverage: 100 })).toMatchObject({
+      quantity: "5",
+      liquidationPrice: "2009.96",
+    });
   });
 });

@@ -35,15 +35,23 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const quote = tradableQuote(state, step, order.assetIndex);
   if (isRefusal(quote)) return quote;
   const p = state.params;
-  if (account.openTrades.size >= p.maxOpenTradesPerUser) return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${p.maxOpenTradesPerUser}.`);
+  if (account.openTrades.size >= p.maxOpenTradesPerUser)
+    return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${p.maxOpenTradesPerUser}.`);
   if (order.marginMicros > account.usd) return refuse("INSUFFICIENT_BALANCE");
   const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
-  if (notional === undefined) return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  if (notional === undefined)
+    return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
   const k = microsPerTickStep(assetAt(state, order.assetIndex));
   const quantity = divFloor(notional, fillTicks * k);
   if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
-  const liquidation = liquidationTicks(order.isLong, order.marginMicros, fillTicks, quantity * k, p.maintenanceMarginPpm);
+  const liquidation = liquidationTicks(
+    order.isLong,
+    order.marginMicros,
+    fillTicks,
+    quantity * k,
+    p.maintenanceMarginPpm,
+  );
   const misplaced = checkLevels(state, order, quote, liquidation);
   if (misplaced !== undefined) return misplaced;
 
@@ -67,8 +75,20 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const amounts = amountsOf(account);
   const view = tradeView(state, trade);
   const balances = balancesView(state, amounts);
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "trade_opened", userId: account.userId, trade: view });
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId: account.userId, balances });
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "trade_opened",
+    userId: account.userId,
+    trade: view,
+  });
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "balances_changed",
+    userId: account.userId,
+    balances,
+  });
   return {
     receipt: { kind: "open_trade", trade, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
@@ -85,12 +105,22 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
     return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}.`);
   }
   const marginMicros = toUnits(order.margin, USD_DECIMALS);
-  if (marginMicros <= 0) return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
+  if (marginMicros <= 0)
+    return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
   const stopLossTicks = optionalPrice(order.stopLoss, priceDecimals, maxPriceTicks);
-  if (stopLossTicks < 0) return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals.`);
+  if (stopLossTicks < 0)
+    return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals.`);
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
-  if (takeProfitTicks < 0) return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
-  return { assetIndex, isLong: order.side === "long", leverage: order.leverage, marginMicros, stopLossTicks, takeProfitTicks };
+  if (takeProfitTicks < 0)
+    return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+  return {
+    assetIndex,
+    isLong: order.side === "long",
+    leverage: order.leverage,
+    marginMicros,
+    stopLossTicks,
+    takeProfitTicks,
+  };
 }
 
 /**
@@ -100,10 +130,16 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
 function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
   const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
-    return refuse("INVALID_STOP_LOSS", isLong ? "A long's stop-loss must be below the bid." : "A short's stop-loss must be above the ask.");
+    return refuse(
+      "INVALID_STOP_LOSS",
+      isLong ? "A long's stop-loss must be below the bid." : "A short's stop-loss must be above the ask.",
+    );
   }
   if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
-    return refuse("INVALID_TAKE_PROFIT", isLong ? "A long's take-profit must be above the bid." : "A short's take-profit must be below the ask.");
+    return refuse(
+      "INVALID_TAKE_PROFIT",
+      isLong ? "A long's take-profit must be above the bid." : "A short's take-profit must be below the ask.",
+    );
   }
   if (liquidation === 0) return undefined;
   if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
@@ -120,7 +156,13 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
-  const { close, view, amounts, balances } = closeTrade(state, step, trade, trade.isLong ? quote.bidTicks : quote.askTicks, "manual");
+  const { close, view, amounts, balances } = closeTrade(
+    state,
+    step,
+    trade,
+    trade.isLong ? quote.bidTicks : quote.askTicks,
+    "manual",
+  );
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, balances } },

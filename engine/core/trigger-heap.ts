@@ -83,9 +83,11 @@ export class TriggerHeap {
   verify(): void {
     for (let i = 0; i < this.items.length; i++) {
       const t = this.items[i] as Trade;
-      if ((this.slot === "exit" ? t.exitPos : t.profitPos) !== i) throw new Error(`heap position of trade #${t.seq} is stale`);
+      if ((this.slot === "exit" ? t.exitPos : t.profitPos) !== i)
+        throw new Error(`heap position of trade #${t.seq} is stale`);
       const parent = this.items[(i - 1) >> 1];
-      if (i > 0 && parent !== undefined && this.before(t, parent)) throw new Error(`heap order broken at trade #${t.seq}`);
+      if (i > 0 && parent !== undefined && this.before(t, parent))
+        throw new Error(`heap order broken at trade #${t.seq}`);
     }
   }
 

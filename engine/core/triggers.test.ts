@@ -77,7 +77,12 @@ describe("short triggers watch the ask", () => {
     opened(h, "alice", { side: "short", takeProfit: "1898" }); // at bid 1899 → ⌊1e9 / 189900⌋ = 5265 steps
     const [gapped] = closedBy(h.price(ETH, "1849.5", "1850"));
     // (189900 − 185000) × 5265 = 25,798,500 micros
-    expect(gapped).toMatchObject({ closeReason: "take_profit", closePrice: "1850", pnl: "25.7985", quantity: "0.5265" });
+    expect(gapped).toMatchObject({
+      closeReason: "take_profit",
+      closePrice: "1850",
+      pnl: "25.7985",
+      quantity: "0.5265",
+    });
     expect(usdOf(h, "alice")).toBe("10075.7985"); // 10000 + 50 + 25.7985
   });
 });
@@ -107,10 +112,15 @@ describe("one tick, many trades", () => {
       ["take_profit", "1955", "22.5"],
     ]);
     // each close is followed by the owner's new balances, after the quote itself
-    expect(outputs.map((o) => o.type)).toEqual(["quote_updated", ...Array<string[]>(5).fill(["closed_order", "balances_changed"]).flat()]);
+    expect(outputs.map((o) => o.type)).toEqual([
+      "quote_updated",
+      ...Array<string[]>(5).fill(["closed_order", "balances_changed"]).flat(),
+    ]);
     expect(ofType(outputs, "balances_changed").map((o) => o.userId)).toEqual(["bob", "alice", "alice", "bob", "alice"]);
 
-    const open = [...h.state.accounts.values()].flatMap((a) => [...a.openTrades.keys()].map((seq) => tradeId(h.state.params.shard, seq))).sort();
+    const open = [...h.state.accounts.values()]
+      .flatMap((a) => [...a.openTrades.keys()].map((seq) => tradeId(h.state.params.shard, seq)))
+      .sort();
     expect(open).toEqual([l4.id, s3.id, s4.id, l5.id].sort());
     // alice: 10000 − 5 × 100 margin + (100 − 25) × 2 + (100 + 22.5) = 9772.5
     expect(usdOf(h, "alice")).toBe("9772.5");
@@ -123,7 +133,10 @@ describe("one tick, many trades", () => {
     const short = opened(h, "alice", { side: "short", stopLoss: "2030" });
     const long = opened(h, "alice", { stopLoss: "1970" });
     const closed = closedBy(h.price(ETH, "1960", "2040"));
-    expect(closed.map((t) => [t.id, t.closePrice])).toEqual([[long.id, "1960"], [short.id, "2040"]]);
+    expect(closed.map((t) => [t.id, t.closePrice])).toEqual([
+      [long.id, "1960"],
+      [short.id, "2040"],
+    ]);
   });
 
   it("a rise closes long take-profits before short stop-losses", () => {
@@ -131,7 +144,10 @@ describe("one tick, many trades", () => {
     const short = opened(h, "alice", { side: "short", stopLoss: "2030" });
     const long = opened(h, "alice", { takeProfit: "2040" });
     const closed = closedBy(h.price(ETH, "2050", "2050.5"));
-    expect(closed.map((t) => [t.id, t.closeReason, t.closePrice])).toEqual([[long.id, "take_profit", "2050"], [short.id, "stop_loss", "2050.5"]]);
+    expect(closed.map((t) => [t.id, t.closeReason, t.closePrice])).toEqual([
+      [long.id, "take_profit", "2050"],
+      [short.id, "stop_loss", "2050.5"],
+    ]);
   });
 
   it("a trigger on one market leaves the others alone", () => {

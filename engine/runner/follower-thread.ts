@@ -34,8 +34,23 @@ const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, postgresOptionsFromEnv(process.env));
 try {
   const store = new PostgresSnapshotStore(db);
-  const state = await restoreState(() => store.load(), makeParams({ initialBalanceMicros: data.initialBalanceMicros }), log);
-  await runFollower({ redis, keys: keyspace(data.prefix), log, state, store, leaseValue: data.leaseValue, everyMs: data.snapshotEveryMs }, stop.signal);
+  const state = await restoreState(
+    () => store.load(),
+    makeParams({ initialBalanceMicros: data.initialBalanceMicros }),
+    log,
+  );
+  await runFollower(
+    {
+      redis,
+      keys: keyspace(data.prefix),
+      log,
+      state,
+      store,
+      leaseValue: data.leaseValue,
+      everyMs: data.snapshotEveryMs,
+    },
+    stop.signal,
+  );
 } finally {
   redis.disconnect();
   await db.close();

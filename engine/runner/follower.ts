@@ -102,14 +102,25 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
   }
   // Only now is everything up to the cursor recoverable without the log: trim below it (the cursor entry stays).
   // Fenced: the follower of an engine that lost its lease (its leader stalled) must not trim under the new one.
-  const trimmed = (await o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, head.lastInputId)) as number;
+  const trimmed = (await o.redis.eval(
+    FENCED_TRIM,
+    2,
+    o.keys.engineLease,
+    o.keys.input,
+    o.leaseValue,
+    head.lastInputId,
+  )) as number;
   if (trimmed < 0) throw new FencedError("engine lease lost: this follower may not trim the log");
   o.log.info("snapshot_saved", {
-    lastInputId: head.lastInputId, bytes: bytes.length, encodeMs: round(encodeMs), hashMs: round(hashMs), writeMs: round(writeMs),
-    trimmed, accounts: o.state.accounts.size,
+    lastInputId: head.lastInputId,
+    bytes: bytes.length,
+    encodeMs: round(encodeMs),
+    hashMs: round(hashMs),
+    writeMs: round(writeMs),
+    trimmed,
+    accounts: o.state.accounts.size,
   });
 }
-
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;

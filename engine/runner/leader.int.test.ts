@@ -61,21 +61,41 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): 
   }
 }
 
-const instruction = (userId: string, requestId: string, body: Instruction): EngineInput => ({ type: "user_instruction", userId, requestId, instruction: body });
+const instruction = (userId: string, requestId: string, body: Instruction): EngineInput => ({
+  type: "user_instruction",
+  userId,
+  requestId,
+  instruction: body,
+});
 
 describe("engine leader on real Redis", () => {
   it("replays what is in the log, follows it live, and answers every instruction on engine:output", async () => {
     const keys = freshKeys();
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));
-    await send(keys, { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" });
+    await send(keys, {
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid: "2000",
+      ask: "2000",
+      exchangeTimeUs: "1",
+      source: "sim",
+    });
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
     expect(await lease.tryAcquire()).toBe(true);
     const state = createState(makeParams());
     const stop = new AbortController();
     const running = runLeader({ reader, writer: redis, keys, log, lease, state, blockMs: 50 }, stop.signal);
 
-    const openId = await send(keys, instruction("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }));
-    await send(keys, { type: "user_instruction", userId: "alice", requestId: "r3", instruction: { kind: "teleport" } } as unknown as EngineInput);
+    const openId = await send(
+      keys,
+      instruction("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+    );
+    await send(keys, {
+      type: "user_instruction",
+      userId: "alice",
+      requestId: "r3",
+      instruction: { kind: "teleport" },
+    } as unknown as EngineInput);
     const responses = await until(async () => {
       const rs = (await outputs(keys)).filter((o) => o.type === "order_response");
       return rs.length === 3 ? rs : undefined;
@@ -83,7 +103,11 @@ describe("engine leader on real Redis", () => {
     stop.abort();
     expect(await running).toBe("stopped");
 
-    expect(responses.map((r) => [r.requestId, r.answer.ok])).toEqual([["r1", true], ["r2", true], ["r3", false]]);
+    expect(responses.map((r) => [r.requestId, r.answer.ok])).toEqual([
+      ["r1", true],
+      ["r2", true],
+      ["r3", false],
+    ]);
     const open = responses[1]!;
     expect(open.id).toMatch(new RegExp(`^${openId}:\\d+$`));
     expect(open.answer.ok && open.answer.result.kind === "open_trade" && open.answer.result.trade.quantity).toBe("0.5");
@@ -123,7 +147,10 @@ describe("engine leader on real Redis", () => {
     try {
       const state = createState(makeParams());
       // batchSize 1: the replay reads ranges of 10, so the 25 entries are three batches.
-      const running = runLeader({ reader, writer, keys, log, lease, state, batchSize: 1, blockMs: 20 }, new AbortController().signal);
+      const running = runLeader(
+        { reader, writer, keys, log, lease, state, batchSize: 1, blockMs: 20 },
+        new AbortController().signal,
+      );
       await expect(running).rejects.toThrow("simulated publish failure");
       expect(evals).toBe(1);
       expect(await redis.xlen(keys.output)).toBe(0);
@@ -147,22 +174,32 @@ describe("engine leader on real Redis", () => {
     expect(await redis.get(keys.enginePublished)).toBeNull();
 
     const state = createState(makeParams());
-    const ended = await runLeader({ reader, writer: redis, keys, log, lease: a, state, blockMs: 20 }, new AbortController().signal);
+    const ended = await runLeader(
+      { reader, writer: redis, keys, log, lease: a, state, blockMs: 20 },
+      new AbortController().signal,
+    );
     expect(ended).toBe("lease_lost");
   });
 
   it("logs engine_stats live: what it applied, the stream head and its lag behind it", async () => {
     const keys = freshKeys();
     const lines: Record<string, unknown>[] = [];
-    const capture = createLogger("engine-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const capture = createLogger("engine-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
     expect(await lease.tryAcquire()).toBe(true);
     const state = createState(makeParams());
     const stop = new AbortController();
-    const running = runLeader({ reader, writer: redis, keys, log: capture, lease, state, blockMs: 20, statsEveryMs: 50 }, stop.signal);
+    const running = runLeader(
+      { reader, writer: redis, keys, log: capture, lease, state, blockMs: 20, statsEveryMs: 50 },
+      stop.signal,
+    );
     const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
-    const stats = await until(() => Promise.resolve(lines.find((l) => l.event === "engine_stats" && l.lastInputId === last)));
+    const stats = await until(() =>
+      Promise.resolve(lines.find((l) => l.event === "engine_stats" && l.lastInputId === last)),
+    );
     stop.abort();
     await running;
     expect(stats).toMatchObject({ applied: 2, lastInputId: last, streamHead: last, lagMs: 0, accounts: 2 });

@@ -43,14 +43,17 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const { state, log } = o;
   const batchSize = o.batchSize ?? 1000;
   const lost = new AbortController();
-  const renewal = setInterval(() => {
-    o.lease.renew().then(
-      (held) => {
-        if (!held) lost.abort();
-      },
-      (err: unknown) => log.warn("lease_renew_failed", { error: err }),
-    );
-  }, Math.max(20, Math.floor(o.lease.ttlMs / 3)));
+  const renewal = setInterval(
+    () => {
+      o.lease.renew().then(
+        (held) => {
+          if (!held) lost.abort();
+        },
+        (err: unknown) => log.warn("lease_renew_failed", { error: err }),
+      );
+    },
+    Math.max(20, Math.floor(o.lease.ttlMs / 3)),
+  );
   const stop = AbortSignal.any([signal, lost.signal]);
   let applied = 0;
   let lastStatsMs = Date.now();
@@ -85,7 +88,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       replayed += n;
       if (Date.now() - progressAt < 1000) return;
       progressAt = Date.now();
-      log.info("replay_progress", { entries: replayed, lastInputId: state.lastInputId, perSec: rate(replayed, replayStart) });
+      log.info("replay_progress", {
+        entries: replayed,
+        lastInputId: state.lastInputId,
+        perSec: rate(replayed, replayStart),
+      });
     };
     // First what the prefetch thread read and decoded meanwhile, then the rest of the log from here.
     if (o.prefetched !== undefined) {
@@ -100,7 +107,12 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         if (stop.aborted) break;
       }
       const end = o.prefetched.ended;
-      log.info("replay_prefetched", { entries: replayed, prefetchMs: end?.ms, takeMs: Math.round(takeMs), ...(end?.error === undefined ? {} : { stoppedBecause: end.error }) });
+      log.info("replay_prefetched", {
+        entries: replayed,
+        prefetchMs: end?.ms,
+        takeMs: Math.round(takeMs),
+        ...(end?.error === undefined ? {} : { stoppedBecause: end.error }),
+      });
     }
     // The next range is read (on the reader connection, idle until live) while this one is applied and published.
     let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);
@@ -113,7 +125,12 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       progress(entries.length);
     }
     await publishing;
-    log.info("replay_done", { entries: replayed, ms: Date.now() - replayStart, perSec: rate(replayed, replayStart), lastInputId: state.lastInputId });
+    log.info("replay_done", {
+      entries: replayed,
+      ms: Date.now() - replayStart,
+      perSec: rate(replayed, replayStart),
+      lastInputId: state.lastInputId,
+    });
     loopDelay.reset(); // the replay's long batches are not live pauses
     o.onLive?.();
 
@@ -125,9 +142,13 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
         const lastGenerated = head === undefined ? undefined : String(head[head.indexOf("last-generated-id") + 1]);
         log.info("engine_stats", {
-          applied, lastInputId: state.lastInputId, streamHead: lastGenerated, lagMs: lagMs(lastGenerated, state.lastInputMs),
+          applied,
+          lastInputId: state.lastInputId,
+          streamHead: lastGenerated,
+          lagMs: lagMs(lastGenerated, state.lastInputMs),
           accounts: state.accounts.size,
-          loopDelayMaxMs: nsToMs(loopDelay.max), loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
+          loopDelayMaxMs: nsToMs(loopDelay.max),
+          loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
         });
         loopDelay.reset();
         lastStatsMs = Date.now();

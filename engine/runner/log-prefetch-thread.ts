@@ -65,6 +65,11 @@ async function prefetch(after: string): Promise<void> {
     }
     post({ type: "end", entries, ms: Math.round(performance.now() - started) });
   } catch (err) {
-    post({ type: "end", entries, ms: Math.round(performance.now() - started), error: err instanceof Error ? err.message : String(err) });
+    post({
+      type: "end",
+      entries,
+      ms: Math.round(performance.now() - started),
+      error: err instanceof Error ? err.message : String(err),
+    });
   }
 }

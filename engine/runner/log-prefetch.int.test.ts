@@ -45,7 +45,12 @@ function prefetch(keys: Keyspace, options: { batch?: number; window?: number } =
   return p;
 }
 
-const create = (i: number): EngineInput => ({ type: "user_instruction", userId: `u${i}`, requestId: "r1", instruction: { kind: "create_account" } });
+const create = (i: number): EngineInput => ({
+  type: "user_instruction",
+  userId: `u${i}`,
+  requestId: "r1",
+  instruction: { kind: "create_account" },
+});
 
 async function fill(keys: Keyspace, from: number, to: number): Promise<string[]> {
   const ids: string[] = [];
@@ -69,7 +74,14 @@ describe("log prefetch thread on real Redis", () => {
     const keys = freshKeys();
     const [first] = await fill(keys, 0, 3);
     // Malformed entries: a body naming its sender (answered) and one that names nobody.
-    await redis.xadd(keys.input, "*", "type", "user_instruction", "body", JSON.stringify({ type: "user_instruction", userId: "u1", requestId: "bad-1", instruction: { kind: "teleport" } }));
+    await redis.xadd(
+      keys.input,
+      "*",
+      "type",
+      "user_instruction",
+      "body",
+      JSON.stringify({ type: "user_instruction", userId: "u1", requestId: "bad-1", instruction: { kind: "teleport" } }),
+    );
     await redis.xadd(keys.input, "*", "type", "price_update", "body", "{not json");
     await fill(keys, 3, 25);
     const p = prefetch(keys, { batch: 4 });
@@ -80,7 +92,10 @@ describe("log prefetch thread on real Redis", () => {
     expect(expected).toHaveLength(26);
     expect(batches.flat()).toEqual(expected);
     expect(batches.map((b) => b.length)).toEqual([4, 4, 4, 4, 4, 4, 2]);
-    expect(expected[2]).toMatchObject({ reason: expect.stringContaining("instruction") as unknown, sender: { userId: "u1", requestId: "bad-1" } });
+    expect(expected[2]).toMatchObject({
+      reason: expect.stringContaining("instruction") as unknown,
+      sender: { userId: "u1", requestId: "bad-1" },
+    });
     expect(expected[3]).toMatchObject({ reason: "body is not valid JSON", sender: undefined });
     expect(p.ended).toMatchObject({ entries: 26 });
     expect(p.ended?.error).toBeUndefined();
@@ -99,7 +114,9 @@ describe("log prefetch thread on real Redis", () => {
     // Added while it waits: had it read on, it would have found the end of the log at entry 45 and stopped there.
     await fill(keys, 45, 75);
     const rest = await takeAll(p, first![9]!.id);
-    const users = [...first!, ...rest.flat()].map((e) => (e.message?.type === "user_instruction" ? e.message.userId : "?"));
+    const users = [...first!, ...rest.flat()].map((e) =>
+      e.message?.type === "user_instruction" ? e.message.userId : "?",
+    );
     expect(users).toEqual(Array.from({ length: 75 }, (_, i) => `u${i}`));
     expect(p.ended).toMatchObject({ entries: 75 });
   });
@@ -153,7 +170,14 @@ describe("log prefetch thread on real Redis", () => {
     const [commands] = fc.sample(commandsArbitrary(400), { numRuns: 1, seed: 42 });
     const entries = toLog(commands!);
     for (const entry of entries) await redis.xadd(keys.input, "*", ...encodeFields(entry.message));
-    await redis.xadd(keys.input, "*", "type", "user_instruction", "body", JSON.stringify({ type: "user_instruction", userId: "u1", requestId: "bad-1", instruction: { kind: "teleport" } }));
+    await redis.xadd(
+      keys.input,
+      "*",
+      "type",
+      "user_instruction",
+      "body",
+      JSON.stringify({ type: "user_instruction", userId: "u1", requestId: "bad-1", instruction: { kind: "teleport" } }),
+    );
     const lease = new EngineLease(redis, keys, "leader", 5000, log);
     expect(await lease.tryAcquire()).toBe(true);
 
@@ -163,7 +187,20 @@ describe("log prefetch thread on real Redis", () => {
       const reader = new Redis(TEST_REDIS_URL);
       const stop = new AbortController();
       try {
-        await runLeader({ reader, writer: redis, keys, log, lease, state, blockMs: 20, ...(prefetched ? { prefetched } : {}), onLive: () => stop.abort() }, stop.signal);
+        await runLeader(
+          {
+            reader,
+            writer: redis,
+            keys,
+            log,
+            lease,
+            state,
+            blockMs: 20,
+            ...(prefetched ? { prefetched } : {}),
+            onLive: () => stop.abort(),
+          },
+          stop.signal,
+        );
       } finally {
         reader.disconnect();
       }

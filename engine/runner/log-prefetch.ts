@@ -66,7 +66,11 @@ export interface LogPrefetch {
   close(): Promise<void>;
 }
 
-export function startLogPrefetch(redisUrl: string, stream: string, options: { batch?: number; window?: number } = {}): LogPrefetch {
+export function startLogPrefetch(
+  redisUrl: string,
+  stream: string,
+  options: { batch?: number; window?: number } = {},
+): LogPrefetch {
   const data: LogPrefetchThreadData = { redisUrl, stream, batch: options.batch ?? 5000, window: options.window ?? 30 };
   const worker: Worker = startThread("engine-log-prefetch", data);
   const { port1: batches, port2: threadEnd } = new MessageChannel();
@@ -131,7 +135,8 @@ export function startLogPrefetch(redisUrl: string, stream: string, options: { ba
     const m = await receive(signal);
     if (m === undefined) return undefined;
     if (!("type" in m) || m.type === "end") return finish(m);
-    if (m.after !== after) return finish({ entries: 0, ms: 0, error: `prefetched after ${m.after}, needed after ${after}` });
+    if (m.after !== after)
+      return finish({ entries: 0, ms: 0, error: `prefetched after ${m.after}, needed after ${after}` });
     send({ type: "taken" });
     return m.entries;
   }

@@ -14,10 +14,21 @@ export type RawEntry = [id: string, fields: string[]];
 /** An entry as the contract reads it: its message, or why it has none (and who sent it, when that is known). */
 export type DecodedEntry =
   | { readonly id: string; readonly message: EngineInput }
-  | { readonly id: string; readonly message?: undefined; readonly reason: string; readonly sender: { userId: string; requestId: string } | undefined };
+  | {
+      readonly id: string;
+      readonly message?: undefined;
+      readonly reason: string;
+      readonly sender: { userId: string; requestId: string } | undefined;
+    };
 
 /** Entries strictly after `afterId`, waiting up to `blockMs` for the first one; [] on timeout. */
-export async function readAfter(redis: Redis, stream: string, afterId: string, count: number, blockMs: number): Promise<RawEntry[]> {
+export async function readAfter(
+  redis: Redis,
+  stream: string,
+  afterId: string,
+  count: number,
+  blockMs: number,
+): Promise<RawEntry[]> {
   const reply = await redis.xread("COUNT", count, "BLOCK", blockMs, "STREAMS", stream, afterId);
   return reply?.[0]?.[1] ?? [];
 }

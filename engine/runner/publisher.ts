@@ -19,7 +19,13 @@ return (#ARGV - 2) / 2`;
 export class FencedError extends Error {}
 
 /** Publishes a batch's outputs (possibly none) and marks `throughInputId` published, if the lease is ours. */
-export async function publishOutputs(redis: Redis, keys: Keyspace, leaseValue: string, throughInputId: string, outputs: readonly EngineOutput[]): Promise<void> {
+export async function publishOutputs(
+  redis: Redis,
+  keys: Keyspace,
+  leaseValue: string,
+  throughInputId: string,
+  outputs: readonly EngineOutput[],
+): Promise<void> {
   const args: string[] = [leaseValue, throughInputId];
   for (const o of outputs) {
     const [, type, , body] = encodeFields(o);

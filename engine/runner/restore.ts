@@ -20,7 +20,11 @@ export interface LoadedSnapshot {
   readonly stats?: () => Record<string, number>;
 }
 
-export async function restoreState(load: () => Promise<LoadedSnapshot | null>, freshParams: EngineParams, log: Logger): Promise<EngineState> {
+export async function restoreState(
+  load: () => Promise<LoadedSnapshot | null>,
+  freshParams: EngineParams,
+  log: Logger,
+): Promise<EngineState> {
   const t0 = performance.now();
   const loaded = await load();
   if (loaded === null) {
@@ -42,8 +46,13 @@ export async function restoreState(load: () => Promise<LoadedSnapshot | null>, f
   let trades = 0;
   for (const a of state.accounts.values()) trades += a.openTrades.size;
   log.info("restore_snapshot", {
-    lastInputId: state.lastInputId, bytes: loaded.bytes.length, headMs: Math.round(headMs), decodeMs: Math.round(decodeMs),
-    ...loaded.stats?.(), accounts: state.accounts.size, openTrades: trades,
+    lastInputId: state.lastInputId,
+    bytes: loaded.bytes.length,
+    headMs: Math.round(headMs),
+    decodeMs: Math.round(decodeMs),
+    ...loaded.stats?.(),
+    accounts: state.accounts.size,
+    openTrades: trades,
   });
   return state;
 }

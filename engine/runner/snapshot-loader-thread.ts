@@ -11,7 +11,17 @@ import { connectPostgres, type PostgresOptions } from "../../platform/postgres.t
 import { prescanDedup, type DedupScan } from "../snapshot/codec.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import {
-  CONTROL_WORDS, DONE, FAILED, FILLED, NO_SCAN, PRESCAN, SCANNED, STATE, VERSION, type FromLoader, type LoaderThreadData,
+  CONTROL_WORDS,
+  DONE,
+  FAILED,
+  FILLED,
+  NO_SCAN,
+  PRESCAN,
+  SCANNED,
+  STATE,
+  VERSION,
+  type FromLoader,
+  type LoaderThreadData,
 } from "./snapshot-loader.ts";
 
 const data = workerData as LoaderThreadData;
@@ -23,7 +33,13 @@ connected.catch(() => undefined); // reported by the load that needs it
 
 port.on("message", (message: "load" | "close") => {
   if (message === "load") void load();
-  else void connected.then((db) => db.close(), () => undefined).finally(() => port.close());
+  else
+    void connected
+      .then(
+        (db) => db.close(),
+        () => undefined,
+      )
+      .finally(() => port.close());
 });
 
 async function load(): Promise<void> {
@@ -44,7 +60,10 @@ async function load(): Promise<void> {
         const shared = new SharedArrayBuffer(h.bytes);
         const words = new SharedArrayBuffer(CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
         control = new Int32Array(words);
-        port.postMessage({ type: "head", head: h, bytes: shared, control: words, dedup: channel.port2 } satisfies FromLoader, [channel.port2]);
+        port.postMessage(
+          { type: "head", head: h, bytes: shared, control: words, dedup: channel.port2 } satisfies FromLoader,
+          [channel.port2],
+        );
         bytes = new Uint8Array(shared);
         return bytes;
       },
@@ -58,7 +77,8 @@ async function load(): Promise<void> {
     const e = err instanceof Error ? err : new Error(String(err));
     post({ type: "error", name: e.name, message: e.message });
   } finally {
-    if (control !== undefined) signal(PRESCAN, prescan(channel.port1, Atomics.load(control, STATE) === DONE ? bytes : undefined));
+    if (control !== undefined)
+      signal(PRESCAN, prescan(channel.port1, Atomics.load(control, STATE) === DONE ? bytes : undefined));
     channel.port1.close();
   }
 }

@@ -11,7 +11,18 @@ import { PostgresSnapshotStore, SnapshotIntegrityError } from "../snapshot/postg
 import { restoreState } from "./restore.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
 import {
-  CONTROL_WORDS, DONE, FAILED, FILLED, NO_SCAN, PRESCAN, STATE, VERSION, startSnapshotLoader, waitForBytes, waitForPrescan, type SnapshotLoader,
+  CONTROL_WORDS,
+  DONE,
+  FAILED,
+  FILLED,
+  NO_SCAN,
+  PRESCAN,
+  STATE,
+  VERSION,
+  startSnapshotLoader,
+  waitForBytes,
+  waitForPrescan,
+  type SnapshotLoader,
 } from "./snapshot-loader.ts";
 
 let t: TestDatabase;
@@ -45,7 +56,14 @@ function bigState() {
   for (let u = 0; u < 1_500; u++) {
     if (u % 100 === 0) h.price("ETH_USDC_PERP", "4300.00", "4300.10");
     h.createAccount(`user-${u}`);
-    for (let i = 0; i < 60; i++) h.instruct(`user-${u}`, { kind: "open_trade", asset: "ETH", side: i % 2 === 0 ? "long" : "short", margin: "10", leverage: 1 + (i % 20) });
+    for (let i = 0; i < 60; i++)
+      h.instruct(`user-${u}`, {
+        kind: "open_trade",
+        asset: "ETH",
+        side: i % 2 === 0 ? "long" : "short",
+        margin: "10",
+        leverage: 1 + (i % 20),
+      });
     h.advance(3);
   }
   return h.state;
@@ -55,7 +73,13 @@ const CHUNK = 256 * 1024;
 
 async function save(bytes: Uint8Array, lastInputId: string) {
   const store = new PostgresSnapshotStore(t.db, { chunkBytes: CHUNK });
-  return store.save(bytes, { version: SNAPSHOT_VERSION, shard: 0, lastInputId, stateHash: hashSnapshot(bytes), takenAt: new Date().toISOString() });
+  return store.save(bytes, {
+    version: SNAPSHOT_VERSION,
+    shard: 0,
+    lastInputId,
+    stateHash: hashSnapshot(bytes),
+    takenAt: new Date().toISOString(),
+  });
 }
 
 /** Overwrites the stored snapshot's byte at `at` (chunks are base64 text; Postgres' base64 breaks lines, removed). */
@@ -78,7 +102,12 @@ describe("startSnapshotLoader + restoreState", () => {
     const restored = await restoreState(() => loader().load(), fresh, log);
     expect(stateHash(restored)).toBe(stateHash(state));
     const line = lines.find((l) => l.event === "restore_snapshot");
-    expect(line).toMatchObject({ lastInputId: state.lastInputId, bytes: bytes.length, accounts: 1_500, openTrades: 90_000 });
+    expect(line).toMatchObject({
+      lastInputId: state.lastInputId,
+      bytes: bytes.length,
+      accounts: 1_500,
+      openTrades: 90_000,
+    });
     expect(line?.loadMs).toEqual(expect.any(Number));
     expect(line?.waitMs).toEqual(expect.any(Number));
     expect(line?.scanWaitMs).toEqual(expect.any(Number));
@@ -189,7 +218,11 @@ describe("waitForBytes: the decoding thread's side of the control words", () => 
 
   it("returns once enough bytes are there, waiting through smaller steps", async () => {
     const control = controlWords();
-    const w = writer(control, [{ afterMs: 20, filled: 10 }, { afterMs: 20, filled: 50 }, { afterMs: 20, filled: 100 }]);
+    const w = writer(control, [
+      { afterMs: 20, filled: 10 },
+      { afterMs: 20, filled: 50 },
+      { afterMs: 20, filled: 100 },
+    ]);
     expect(waitForBytes(new Int32Array(control), 60, 5_000)).toBe(100);
     await new Promise((r) => w.once("exit", r));
   });
@@ -197,7 +230,10 @@ describe("waitForBytes: the decoding thread's side of the control words", () => 
   it("returns what is there when the load ends short (done or failed), for the reader to call it truncated", async () => {
     for (const state of [DONE, FAILED]) {
       const control = controlWords();
-      const w = writer(control, [{ afterMs: 20, filled: 30 }, { afterMs: 20, state }]);
+      const w = writer(control, [
+        { afterMs: 20, filled: 30 },
+        { afterMs: 20, state },
+      ]);
       expect(waitForBytes(new Int32Array(control), 60, 5_000)).toBe(30);
       await new Promise((r) => w.once("exit", r));
     }
@@ -207,7 +243,9 @@ describe("waitForBytes: the decoding thread's side of the control words", () => 
     const control = new Int32Array(controlWords());
     Atomics.store(control, FILLED, 7);
     const started = performance.now();
-    expect(() => waitForBytes(control, 60, 200)).toThrow("snapshot load stalled: no bytes for 200 ms (7 there, 60 needed)");
+    expect(() => waitForBytes(control, 60, 200)).toThrow(
+      "snapshot load stalled: no bytes for 200 ms (7 there, 60 needed)",
+    );
     expect(performance.now() - started).toBeGreaterThanOrEqual(190);
   });
 });

@@ -53,8 +53,12 @@ const STALL_MS = 30_000;
  */
 export function waitForBytes(control: Int32Array, needed: number, stallMs: number): number {
   let filled = 0;
-  waitUntil(control, () => (filled = Atomics.load(control, FILLED)) >= needed || Atomics.load(control, STATE) !== LOADING, stallMs,
-    () => `snapshot load stalled: no bytes for ${stallMs} ms (${filled} there, ${needed} needed)`);
+  waitUntil(
+    control,
+    () => (filled = Atomics.load(control, FILLED)) >= needed || Atomics.load(control, STATE) !== LOADING,
+    stallMs,
+    () => `snapshot load stalled: no bytes for ${stallMs} ms (${filled} there, ${needed} needed)`,
+  );
   return filled;
 }
 
@@ -63,9 +67,16 @@ export function waitForBytes(control: Int32Array, needed: number, stallMs: numbe
  * a version-1 snapshot, a failed load, bytes it could not read). Throws when `stallMs` pass with no change at all.
  */
 export function waitForPrescan(control: Int32Array, port: MessagePort, stallMs: number): DedupScan | undefined {
-  waitUntil(control, () => Atomics.load(control, PRESCAN) !== SCANNING, stallMs, () => `snapshot loader stalled: no dedup scan for ${stallMs} ms`);
+  waitUntil(
+    control,
+    () => Atomics.load(control, PRESCAN) !== SCANNING,
+    stallMs,
+    () => `snapshot loader stalled: no dedup scan for ${stallMs} ms`,
+  );
   // Posted before PRESCAN was set, so it is in the port's queue now.
-  return Atomics.load(control, PRESCAN) === SCANNED ? (receiveMessageOnPort(port)?.message as DedupScan | undefined) : undefined;
+  return Atomics.load(control, PRESCAN) === SCANNED
+    ? (receiveMessageOnPort(port)?.message as DedupScan | undefined)
+    : undefined;
 }
 
 function waitUntil(control: Int32Array, done: () => boolean, stallMs: number, stalled: () => string): void {
@@ -93,7 +104,11 @@ export interface SnapshotLoader {
  * Starts the loader thread now, so its start-up (module loading, the Postgres connection) overlaps the caller's
  * own; a `load` waits for it.
  */
-export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptions, stallMs = STALL_MS): SnapshotLoader {
+export function startSnapshotLoader(
+  databaseUrl: string,
+  postgres: PostgresOptions,
+  stallMs = STALL_MS,
+): SnapshotLoader {
   const data: LoaderThreadData = { databaseUrl, postgres };
   const worker: Worker = startThread("engine-snapshot-loader", data);
   let onMessage: ((m: FromLoader) => void) | undefined;
@@ -108,54 +123,65 @@ export function startSnapshotLoader(databaseUrl: string, postgres: PostgresOptio
   worker.on("error", (err) => end(new Error(`snapshot loader thread failed: ${err.message}`, { cause: err })));
   worker.once("exit", (code) => end(new Error(`snapshot loader thread exited (${code})`)));
 
-  const load = () => new Promise<StreamingSnapshot | null>((resolve, reject) => {
-    if (ended !== undefined) return reject(ended);
-    let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
-    let loadMs = NaN;
-    let waitMs = 0;
-    let scanWaitMs = 0;
-    onMessage = (m) => {
-      switch (m.type) {
-        case "none":
-          onMessage = undefined;
-          return resolve(null);
-        case "head": {
-          const control = new Int32Array(m.control);
-          m.dedup.unref(); // read synchronously (waitForPrescan), never listened to
-          const verified = new Promise<void>((res, rej) => (settle = { resolve: res, reject: rej }));
-          verified.catch(() => undefined); // awaited by restoreState; may settle while the decode blocks
-          const more: ByteSource = (needed) => {
-            const t0 = performance.now();
-            const filled = waitForBytes(control, needed, stallMs);
-            waitMs += performance.now() - t0;
-            return filled;
-          };
-          const dedup = () => {
-            const t0 = performance.now();
-            const scan = waitForPrescan(control, m.dedup, stallMs);
-            scanWaitMs += performance.now() - t0;
-            m.dedup.close();
-            return scan;
-          };
-          return resolve({
-            head: m.head, bytes: new Uint8Array(m.bytes), more, verified, control: m.control, dedup,
-            stats: () => ({ loadMs: Math.round(loadMs), waitMs: Math.round(waitMs), scanWaitMs: Math.round(scanWaitMs) }),
-          });
+  const load = () =>
+    new Promise<StreamingSnapshot | null>((resolve, reject) => {
+      if (ended !== undefined) return reject(ended);
+      let settle: { resolve: () => void; reject: (err: Error) => void } | undefined;
+      let loadMs = NaN;
+      let waitMs = 0;
+      let scanWaitMs = 0;
+      onMessage = (m) => {
+        switch (m.type) {
+          case "none":
+            onMessage = undefined;
+            return resolve(null);
+          case "head": {
+            const control = new Int32Array(m.control);
+            m.dedup.unref(); // read synchronously (waitForPrescan), never listened to
+            const verified = new Promise<void>((res, rej) => (settle = { resolve: res, reject: rej }));
+            verified.catch(() => undefined); // awaited by restoreState; may settle while the decode blocks
+            const more: ByteSource = (needed) => {
+              const t0 = performance.now();
+              const filled = waitForBytes(control, needed, stallMs);
+              waitMs += performance.now() - t0;
+              return filled;
+            };
+            const dedup = () => {
+              const t0 = performance.now();
+              const scan = waitForPrescan(control, m.dedup, stallMs);
+              scanWaitMs += performance.now() - t0;
+              m.dedup.close();
+              return scan;
+            };
+            return resolve({
+              head: m.head,
+              bytes: new Uint8Array(m.bytes),
+              more,
+              verified,
+              control: m.control,
+              dedup,
+              stats: () => ({
+                loadMs: Math.round(loadMs),
+                waitMs: Math.round(waitMs),
+                scanWaitMs: Math.round(scanWaitMs),
+              }),
+            });
+          }
+          case "done":
+            onMessage = undefined;
+            loadMs = m.loadMs;
+            return settle?.resolve();
+          case "error": {
+            onMessage = undefined;
+            const err =
+              m.name === "SnapshotIntegrityError" ? new SnapshotIntegrityError(m.message) : new Error(m.message);
+            if (settle === undefined) return reject(err);
+            return settle.reject(err);
+          }
         }
-        case "done":
-          onMessage = undefined;
-          loadMs = m.loadMs;
-          return settle?.resolve();
-        case "error": {
-          onMessage = undefined;
-          const err = m.name === "SnapshotIntegrityError" ? new SnapshotIntegrityError(m.message) : new Error(m.message);
-          if (settle === undefined) return reject(err);
-          return settle.reject(err);
-        }
-      }
-    };
-    worker.postMessage("load");
-  });
+      };
+      worker.postMessage("load");
+    });
 
   return {
     load,

@@ -41,7 +41,8 @@ export class Base64Writer {
 
   /** Base64 of `bytes` as ASCII: a view of this writer's buffer, valid until the next call. */
   encode(bytes: Uint8Array): Uint8Array {
-    if (bytes.length > this.maxBytes) throw new RangeError(`base64: ${bytes.length} bytes, this writer takes at most ${this.maxBytes}`);
+    if (bytes.length > this.maxBytes)
+      throw new RangeError(`base64: ${bytes.length} bytes, this writer takes at most ${this.maxBytes}`);
     const whole = bytes.length - (bytes.length % 3);
     const pairs = this.pairs;
     let p = 0;

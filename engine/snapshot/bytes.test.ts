@@ -81,8 +81,18 @@ describe("ByteWriter / ByteReader: signed (zigzag) varints", () => {
 
   it("round-trips negatives and positives up to the ±2^52 edge", () => {
     const values = [
-      -1, 1, -(2 ** 31), 2 ** 31, -(2 ** 31) - 1, 2 ** 32 + 7, -(2 ** 40) + 3, 1_000_000_000_000_000, -1_000_000_000_000_000,
-      2 ** 52 - 1, -(2 ** 52) + 1, -(2 ** 52),
+      -1,
+      1,
+      -(2 ** 31),
+      2 ** 31,
+      -(2 ** 31) - 1,
+      2 ** 32 + 7,
+      -(2 ** 40) + 3,
+      1_000_000_000_000_000,
+      -1_000_000_000_000_000,
+      2 ** 52 - 1,
+      -(2 ** 52) + 1,
+      -(2 ** 52),
     ];
     const w = new ByteWriter(1);
     for (const v of values) w.int(v);
@@ -232,9 +242,14 @@ describe("ByteWriter: raw bytes; ByteReader: positions and skips", () => {
 
   it("skips exactly the varints uint reads, and refuses the same ones", () => {
     const cases: number[][] = [
-      [0x00], [0x7f], [0x80, 0x01], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f], // 2^53 − 1
+      [0x00],
+      [0x7f],
+      [0x80, 0x01],
+      [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x0f], // 2^53 − 1
       [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10], // 2^53
-      [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], new Array<number>(10).fill(0x80), [0x80, 0x80],
+      [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f],
+      new Array<number>(10).fill(0x80),
+      [0x80, 0x80],
     ];
     for (const bytes of cases) {
       const viaUint = (() => {
@@ -293,9 +308,13 @@ describe("ByteReader: refusals and the done flag", () => {
 
   it("throws on a varint above MAX_SAFE_INTEGER", () => {
     // 2^53 = 0x10 << 49: seven empty groups, then 0x10.
-    expect(() => reader([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).uint()).toThrow(new RangeError("varint out of range"));
+    expect(() => reader([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).uint()).toThrow(
+      new RangeError("varint out of range"),
+    );
     // 2^56 − 1: eight full groups.
-    expect(() => reader([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).uint()).toThrow(new RangeError("varint out of range"));
+    expect(() => reader([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]).uint()).toThrow(
+      new RangeError("varint out of range"),
+    );
     expect(() => reader([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]).int()).toThrow(RangeError);
   });
 });
@@ -363,7 +382,19 @@ describe("ByteReader over a buffer still filling", () => {
 describe("tokenEquals", () => {
   it("compares a written token with a string or another token, byte for byte, at every length up to 200", () => {
     const w = new ByteWriter(16);
-    const tokens = ["a", "b", "ab", "ba", "r1", "r10", "r1 ", "~".repeat(127), "~".repeat(128), "~".repeat(127) + "}", "x".repeat(200)];
+    const tokens = [
+      "a",
+      "b",
+      "ab",
+      "ba",
+      "r1",
+      "r10",
+      "r1 ",
+      "~".repeat(127),
+      "~".repeat(128),
+      "~".repeat(127) + "}",
+      "x".repeat(200),
+    ];
     const offsets = tokens.map((t) => {
       const at = w.length;
       w.string(t);

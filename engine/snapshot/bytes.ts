@@ -45,7 +45,8 @@ export class ByteWriter {
 
   /** Unsigned varint of a safe non-negative integer. */
   uint(v: number): void {
-    if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v))) throw new RangeError(`not a safe unsigned integer: ${v}`);
+    if (!(v >= 0 && v <= Number.MAX_SAFE_INTEGER && Number.isInteger(v)))
+      throw new RangeError(`not a safe unsigned integer: ${v}`);
     this.ensure(8);
     const buf = this.buf;
     let p = this.pos;
@@ -67,7 +68,8 @@ export class ByteWriter {
   /** Signed varint (zigzag) of an integer with −2^52 ≤ v < 2^52 (zigzag maps that range onto 0 … 2^53 − 1). */
   int(v: number): void {
     // Checked here, not left to `uint`: v * 2 of a half-integer is a whole number and would encode silently.
-    if (!(Number.isInteger(v) && v >= -TWO_POW_52 && v < TWO_POW_52)) throw new RangeError(`not an integer in [-2^52, 2^52): ${v}`);
+    if (!(Number.isInteger(v) && v >= -TWO_POW_52 && v < TWO_POW_52))
+      throw new RangeError(`not an integer in [-2^52, 2^52): ${v}`);
     this.uint(v >= 0 ? v * 2 : -v * 2 - 1);
   }
 
@@ -125,7 +127,11 @@ export class ByteReader {
    * Reads `buf` from `pos`. With `more`, the buffer fills while it is read (a snapshot still loading) and the
    * reader asks `more` whenever it reaches the end of what is there.
    */
-  constructor(private readonly buf: Uint8Array, private pos = 0, private readonly more?: ByteSource) {
+  constructor(
+    private readonly buf: Uint8Array,
+    private pos = 0,
+    private readonly more?: ByteSource,
+  ) {
     this.end = more === undefined ? buf.length : 0;
   }
 

@@ -48,19 +48,47 @@ function richSetup() {
   h.price("ETH_USDC_PERP", "4301.00", "4300.00"); // crossed
   h.price("SOL_USDC_PERP", "0", "1"); // zero bid
   h.advance(100);
-  const firstOpen = ask("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, stopLoss: "4200", takeProfit: "4500" }, "a-open-1");
+  const firstOpen = ask(
+    "alice",
+    {
+      kind: "open_trade",
+      asset: "ETH",
+      side: "long",
+      margin: "100",
+      leverage: 10,
+      stopLoss: "4200",
+      takeProfit: "4500",
+    },
+    "a-open-1",
+  );
   ok(firstOpen);
   ok(ask("alice", { kind: "open_trade", asset: "SOL", side: "short", margin: "50", leverage: 5 }));
   ok(ask("bob", { kind: "open_trade", asset: "ETH", side: "long", margin: "200", leverage: 1 }));
   h.advance(250);
-  ok(ask("bob", { kind: "open_trade", asset: "ETH", side: "short", margin: "20", leverage: 20, stopLoss: "4350", takeProfit: "4100" }));
+  ok(
+    ask("bob", {
+      kind: "open_trade",
+      asset: "ETH",
+      side: "short",
+      margin: "20",
+      leverage: 20,
+      stopLoss: "4350",
+      takeProfit: "4100",
+    }),
+  );
   ok(ask("carol", { kind: "spot_order", asset: "SOL", side: "buy", quantity: "0.5" }));
   ok(ask("carol", { kind: "open_trade", asset: "SOL", side: "long", margin: "30", leverage: 3, stopLoss: "190" }));
   ok(ask("alice", { kind: "open_trade", asset: "SOL", side: "long", margin: "10", leverage: 2 }));
   ok(ask("alice", { kind: "close_trade", tradeId: "T3-7" }));
-  const firstBad = ask("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 }, "a-bad");
+  const firstBad = ask(
+    "alice",
+    { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 },
+    "a-bad",
+  );
   expect(firstBad).toMatchObject({ ok: false, error: { code: "INVALID_LEVERAGE" } });
-  expect(ask("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc")).toMatchObject({ ok: false, error: { code: "NO_PRICE" } });
+  expect(
+    ask("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc"),
+  ).toMatchObject({ ok: false, error: { code: "NO_PRICE" } });
   return { h, firstOpen, firstBad, answers };
 }
 
@@ -77,14 +105,27 @@ function trade(state: EngineState, userId: string, id: string): Trade {
 /** The stored and derived fields of a trade (and its id, as shown), without its account reference and heap positions. */
 function tradeFields(shard: number, t: Trade) {
   return {
-    seq: t.seq, id: tradeId(shard, t.seq), userId: t.account.userId, assetIndex: t.assetIndex, isLong: t.isLong, marginMicros: t.marginMicros,
-    leverage: t.leverage, quantitySteps: t.quantitySteps, openPriceTicks: t.openPriceTicks, stopLossTicks: t.stopLossTicks,
-    takeProfitTicks: t.takeProfitTicks, liquidationTicks: t.liquidationTicks, exitTicks: t.exitTicks, openedAtMs: t.openedAtMs,
+    seq: t.seq,
+    id: tradeId(shard, t.seq),
+    userId: t.account.userId,
+    assetIndex: t.assetIndex,
+    isLong: t.isLong,
+    marginMicros: t.marginMicros,
+    leverage: t.leverage,
+    quantitySteps: t.quantitySteps,
+    openPriceTicks: t.openPriceTicks,
+    stopLossTicks: t.stopLossTicks,
+    takeProfitTicks: t.takeProfitTicks,
+    liquidationTicks: t.liquidationTicks,
+    exitTicks: t.exitTicks,
+    openedAtMs: t.openedAtMs,
   };
 }
 
 function allTrades(state: EngineState) {
-  return [...state.accounts.values()].flatMap((a) => [...a.openTrades.values()].map((t) => tradeFields(state.params.shard, t))).sort((x, y) => x.seq - y.seq);
+  return [...state.accounts.values()]
+    .flatMap((a) => [...a.openTrades.values()].map((t) => tradeFields(state.params.shard, t)))
+    .sort((x, y) => x.seq - y.seq);
 }
 
 function allTradeObjects(state: EngineState): Trade[] {
@@ -133,7 +174,13 @@ describe("snapshot codec: round trip", () => {
     expect(restored.house.usd).toBe(h.state.house.usd);
     expect([...restored.accounts.keys()].sort()).toEqual(["alice", "bob", "carol", "dave"]);
 
-    expect(restored.quotes[ETH]).toEqual({ bidTicks: 430_000, askTicks: 430_010, atMs: 1_700_000_000_000, exchangeTimeUs: "1700000000000000", source: "sim" });
+    expect(restored.quotes[ETH]).toEqual({
+      bidTicks: 430_000,
+      askTicks: 430_010,
+      atMs: 1_700_000_000_000,
+      exchangeTimeUs: "1700000000000000",
+      source: "sim",
+    });
     expect(restored.quotes[SOL]).toMatchObject({ bidTicks: 20_000, askTicks: 20_002 });
     expect(restored.quotes[BTC]).toBeUndefined();
     expect(restored.quotes[ADA]).toBeUndefined();
@@ -155,35 +202,78 @@ describe("snapshot codec: round trip", () => {
 
     // Quantities and levels worked out by hand from the prices above (maintenance margin 0.5%).
     const a1 = trade(restored, "alice", "T3-1");
-    expect(a1).toMatchObject({ assetIndex: ETH, isLong: true, marginMicros: 100 * USD, leverage: 10, openPriceTicks: 430_010, quantitySteps: 2_325 });
-    expect(a1).toMatchObject({ stopLossTicks: 420_000, takeProfitTicks: 450_000, liquidationTicks: 388_943, exitTicks: 420_000 });
+    expect(a1).toMatchObject({
+      assetIndex: ETH,
+      isLong: true,
+      marginMicros: 100 * USD,
+      leverage: 10,
+      openPriceTicks: 430_010,
+      quantitySteps: 2_325,
+    });
+    expect(a1).toMatchObject({
+      stopLossTicks: 420_000,
+      takeProfitTicks: 450_000,
+      liquidationTicks: 388_943,
+      exitTicks: 420_000,
+    });
     expect(a1.exitPos).toBeGreaterThanOrEqual(0);
     expect(a1.profitPos).toBeGreaterThanOrEqual(0);
 
     const a2 = trade(restored, "alice", "T3-2");
-    expect(a2).toMatchObject({ assetIndex: SOL, isLong: false, openPriceTicks: 20_000, quantitySteps: 125, stopLossTicks: 0, takeProfitTicks: 0 });
+    expect(a2).toMatchObject({
+      assetIndex: SOL,
+      isLong: false,
+      openPriceTicks: 20_000,
+      quantitySteps: 125,
+      stopLossTicks: 0,
+      takeProfitTicks: 0,
+    });
     expect(a2).toMatchObject({ liquidationTicks: 23_881, exitTicks: 23_881, profitPos: -1 });
     expect(a2.exitPos).toBeGreaterThanOrEqual(0);
 
     // A 1× long can never reach maintenance margin: no exit level, in no heap.
     const b3 = trade(restored, "bob", "T3-3");
-    expect(b3).toMatchObject({ isLong: true, quantitySteps: 465, liquidationTicks: 0, exitTicks: 0, exitPos: -1, profitPos: -1 });
+    expect(b3).toMatchObject({
+      isLong: true,
+      quantitySteps: 465,
+      liquidationTicks: 0,
+      exitTicks: 0,
+      exitPos: -1,
+      profitPos: -1,
+    });
 
     // Short: the stop-loss (4350) comes before the liquidation level (4492.60), so it is the exit.
     const b4 = trade(restored, "bob", "T3-4");
-    expect(b4).toMatchObject({ isLong: false, quantitySteps: 930, stopLossTicks: 435_000, takeProfitTicks: 410_000, liquidationTicks: 449_260, exitTicks: 435_000 });
+    expect(b4).toMatchObject({
+      isLong: false,
+      quantitySteps: 930,
+      stopLossTicks: 435_000,
+      takeProfitTicks: 410_000,
+      liquidationTicks: 449_260,
+      exitTicks: 435_000,
+    });
     expect(b4.openedAtMs).toBe(1_700_000_000_350);
     expect(a1.openedAtMs).toBe(1_700_000_000_100);
 
     const c6 = trade(restored, "carol", "T3-6");
-    expect(c6).toMatchObject({ quantitySteps: 44, stopLossTicks: 19_000, liquidationTicks: 13_250, exitTicks: 19_000, profitPos: -1 });
+    expect(c6).toMatchObject({
+      quantitySteps: 44,
+      stopLossTicks: 19_000,
+      liquidationTicks: 13_250,
+      exitTicks: 19_000,
+      profitPos: -1,
+    });
 
     const book = restored.books[ETH]!;
-    expect([book.longExit.size, book.longProfit.size, book.shortExit.size, book.shortProfit.size]).toEqual([1, 1, 1, 1]);
+    expect([book.longExit.size, book.longProfit.size, book.shortExit.size, book.shortProfit.size]).toEqual([
+      1, 1, 1, 1,
+    ]);
     expect(book.longExit.peek()).toBe(a1);
     expect(book.shortExit.peek()).toBe(b4);
     const solBook = restored.books[SOL]!;
-    expect([solBook.longExit.size, solBook.longProfit.size, solBook.shortExit.size, solBook.shortProfit.size]).toEqual([1, 0, 1, 0]);
+    expect([solBook.longExit.size, solBook.longProfit.size, solBook.shortExit.size, solBook.shortProfit.size]).toEqual([
+      1, 0, 1, 0,
+    ]);
   });
 
   it("restores idempotency entries in log order, without the transient refusal", () => {
@@ -198,7 +288,9 @@ describe("snapshot codec: round trip", () => {
     expect(keys).toHaveLength(answers.size - 1);
     expect(restored.dedup.get("alice", "a-bad")?.receipt).toMatchObject({ kind: "rejected", code: "INVALID_LEVERAGE" });
     expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({
-      kind: "open_trade", trade: { seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 }, balances: [9_900 * USD, 0, 0, 0, 0],
+      kind: "open_trade",
+      trade: { seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 },
+      balances: [9_900 * USD, 0, 0, 0, 0],
     });
     expect(restored.dedup.get("alice", "a-open-1")?.atMs).toBe(1_700_000_000_100);
     expect(restored.dedup.get("carol", "r1")?.atMs).toBe(1_700_000_000_000);
@@ -223,7 +315,10 @@ describe("snapshot codec: round trip", () => {
     expect(restored.dedup.packedBytes).toBe(bytes);
     // A day later every remembered request has expired: the next one evicts them all, and the bytes go with them.
     const later = `${restored.lastInputMs + restored.params.dedupWindowMs + 1}-0`;
-    apply(restored, { id: later, message: { type: "user_instruction", requestId: "late", userId: "zed", instruction: { kind: "create_account" } } });
+    apply(restored, {
+      id: later,
+      message: { type: "user_instruction", requestId: "late", userId: "zed", instruction: { kind: "create_account" } },
+    });
     expect(restored.dedup.keys()).toEqual(["zed late"]);
     expect(restored.dedup.packedBytes).toBeUndefined();
   });
@@ -239,9 +334,29 @@ describe("snapshot codec: round trip", () => {
     run(h.price("ETH_USDC_PERP", "4199.00", "4199.10"));
     run(h.instruct("bob", { kind: "close_trade", tradeId: "T3-4" }).outputs);
     run(h.price("SOL_USDC_PERP", "240.00", "240.10"));
-    run(h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10, stopLoss: "4200", takeProfit: "4500" }, "a-open-1").outputs);
-    run(h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 }, "a-bad").outputs);
-    run(h.instruct("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc").outputs);
+    run(
+      h.instruct(
+        "alice",
+        {
+          kind: "open_trade",
+          asset: "ETH",
+          side: "long",
+          margin: "100",
+          leverage: 10,
+          stopLoss: "4200",
+          takeProfit: "4500",
+        },
+        "a-open-1",
+      ).outputs,
+    );
+    run(
+      h.instruct("alice", { kind: "open_trade", asset: "ETH", side: "long", margin: "1", leverage: 1000 }, "a-bad")
+        .outputs,
+    );
+    run(
+      h.instruct("alice", { kind: "open_trade", asset: "BTC", side: "long", margin: "1", leverage: 2 }, "a-btc")
+        .outputs,
+    );
     run(h.instruct("dave", { kind: "open_trade", asset: "ETH", side: "short", margin: "10", leverage: 2 }).outputs);
 
     const replayed = h.log.slice(mark).map((e) => {
@@ -254,16 +369,26 @@ describe("snapshot codec: round trip", () => {
 
     // What happened, worked out independently:
     // 1. bid 4199.00 ≤ SL 4200: T3-1 stops out at the bid, (419900 − 430010) × 2325 micros.
-    expect(closedOrders(replayed[0]!)).toEqual([expect.objectContaining({ id: "T3-1", closeReason: "stop_loss", closePrice: "4199", pnl: "-23.50575" })]);
+    expect(closedOrders(replayed[0]!)).toEqual([
+      expect.objectContaining({ id: "T3-1", closeReason: "stop_loss", closePrice: "4199", pnl: "-23.50575" }),
+    ]);
     // 2. bob closes his short at the ask: (430000 − 419910) × 930 micros.
-    expect(closedOrders(replayed[1]!)).toEqual([expect.objectContaining({ id: "T3-4", closeReason: "manual", closePrice: "4199.1", pnl: "9.3837" })]);
+    expect(closedOrders(replayed[1]!)).toEqual([
+      expect.objectContaining({ id: "T3-4", closeReason: "manual", closePrice: "4199.1", pnl: "9.3837" }),
+    ]);
     // 3. ask 240.10 ≥ 238.81: alice's short is liquidated; the loss stops at its margin.
-    expect(closedOrders(replayed[2]!)).toEqual([expect.objectContaining({ id: "T3-2", closeReason: "liquidation", pnl: "-50" })]);
+    expect(closedOrders(replayed[2]!)).toEqual([
+      expect.objectContaining({ id: "T3-2", closeReason: "liquidation", pnl: "-50" }),
+    ]);
     // 4–5. Duplicates get the first answers again and act no more.
-    const response = (outputs: EngineOutput[]) => outputs.find((o): o is OutputOf<"order_response"> => o.type === "order_response")!;
+    const response = (outputs: EngineOutput[]) =>
+      outputs.find((o): o is OutputOf<"order_response"> => o.type === "order_response")!;
     expect(replayed[3]).toHaveLength(1);
     expect(response(replayed[3]!).answer).toEqual(firstOpen);
-    expect(response(replayed[3]!).answer).toMatchObject({ ok: true, result: { trade: { id: "T3-1", stopLoss: "4200" }, balances: { USD: "9900" } } });
+    expect(response(replayed[3]!).answer).toMatchObject({
+      ok: true,
+      result: { trade: { id: "T3-1", stopLoss: "4200" }, balances: { USD: "9900" } },
+    });
     expect(replayed[4]).toHaveLength(1);
     expect(response(replayed[4]!).answer).toEqual(firstBad);
     expect(restored.accounts.get("alice")?.openTrades.size).toBe(0);
@@ -278,12 +403,35 @@ describe("snapshot codec: round trip", () => {
     const h = new EngineHarness();
     h.price("ETH_USDC_PERP", "4300.00", "4300.10");
     const levels: [string, string, string][] = [
-      ["a", "4100", "4500"], ["b", "4290", "4320"], ["c", "4150", "4450"], ["d", "4280", "4350"], ["e", "4200", "4400"], ["f", "4250", "4330"],
+      ["a", "4100", "4500"],
+      ["b", "4290", "4320"],
+      ["c", "4150", "4450"],
+      ["d", "4280", "4350"],
+      ["e", "4200", "4400"],
+      ["f", "4250", "4330"],
     ];
     for (const [u, longStop, shortStop] of levels) {
       h.createAccount(u);
-      expectOk(h.instruct(u, { kind: "open_trade", asset: "ETH", side: "long", margin: "10", leverage: 2, stopLoss: longStop }));
-      expectOk(h.instruct(u, { kind: "open_trade", asset: "ETH", side: "short", margin: "10", leverage: 2, stopLoss: shortStop }));
+      expectOk(
+        h.instruct(u, {
+          kind: "open_trade",
+          asset: "ETH",
+          side: "long",
+          margin: "10",
+          leverage: 2,
+          stopLoss: longStop,
+        }),
+      );
+      expectOk(
+        h.instruct(u, {
+          kind: "open_trade",
+          asset: "ETH",
+          side: "short",
+          margin: "10",
+          leverage: 2,
+          stopLoss: shortStop,
+        }),
+      );
     }
     const restored = decodeSnapshot(encodeSnapshot(h.state));
     checkInvariants(restored); // heap order and positions
@@ -411,11 +559,23 @@ describe("snapshot codec: refusals", () => {
   });
 
   it.each<[string, Partial<EngineParams>, string]>([
-    ["a zero max leverage", { maxLeverage: 0 }, "engine parameter maxLeverage must be a whole number from 1 to 1000, got 0"],
+    [
+      "a zero max leverage",
+      { maxLeverage: 0 },
+      "engine parameter maxLeverage must be a whole number from 1 to 1000, got 0",
+    ],
     ["a fractional shard", { shard: 1.5 }, "engine parameter shard"],
     ["no assets", { assets: [] }, "at least one asset must be configured"],
-    ["a duplicate asset", { assets: [DEFAULT_PARAMS.assets[0]!, DEFAULT_PARAMS.assets[0]!] }, "duplicate asset or market"],
-    ["a max-leverage trade that would open liquidated", { maintenanceMarginPpm: 10_000, maxLeverage: 100 }, "must stay below 100%"],
+    [
+      "a duplicate asset",
+      { assets: [DEFAULT_PARAMS.assets[0]!, DEFAULT_PARAMS.assets[0]!] },
+      "duplicate asset or market",
+    ],
+    [
+      "a max-leverage trade that would open liquidated",
+      { maintenanceMarginPpm: 10_000, maxLeverage: 100 },
+      "must stay below 100%",
+    ],
   ])("refuses params with %s", (_name, override, message) => {
     // createState does not validate, so an invalid snapshot can be written; decode must refuse it.
     const bytes = encodeSnapshot(createState({ ...DEFAULT_PARAMS, ...override }));
@@ -465,7 +625,8 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   w.u8(0); // backpack
   for (let i = 1; i < 4; i++) w.u8(0);
   // heap sizes per asset (longExit longProfit shortExit shortProfit): zed's long ETH has an exit, his short SOL both
-  if (version >= 3) for (const size of [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]) w.uint(options.heapSizes?.shift() ?? size);
+  if (version >= 3)
+    for (const size of [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0]) w.uint(options.heapSizes?.shift() ?? size);
   // one account with two trades
   w.uint(1);
   w.string("zed");
@@ -529,23 +690,72 @@ describe("snapshot codec: documented layout", () => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
-    expect([state.lastInputMs, state.lastInputSeq, state.nextSeq, state.ignoredPriceUpdates]).toEqual([1_700_000_000_123, 4, 10, 2]);
+    expect([state.lastInputMs, state.lastInputSeq, state.nextSeq, state.ignoredPriceUpdates]).toEqual([
+      1_700_000_000_123, 4, 10, 2,
+    ]);
     expect(state.house).toEqual({ usd: BigInt(-9_150 * USD), holdings: [0n, 0n, 0n, -7n] });
     expect(state.quotes).toEqual([
-      { bidTicks: 430_000, askTicks: 430_010, atMs: 1_700_000_000_100, exchangeTimeUs: "1700000000100000", source: "backpack" },
-      undefined, undefined, undefined,
+      {
+        bidTicks: 430_000,
+        askTicks: 430_010,
+        atMs: 1_700_000_000_100,
+        exchangeTimeUs: "1700000000100000",
+        source: "backpack",
+      },
+      undefined,
+      undefined,
+      undefined,
     ]);
     const zed = state.accounts.get("zed")!;
     expect(zed.usd).toBe(9_000 * USD);
     expect(zed.holdings).toEqual([0, 0, 0, 7]);
     expect(allTrades(state)).toEqual([
-      { seq: 3, id: "T0-3", userId: "zed", assetIndex: ETH, isLong: true, marginMicros: 100 * USD, leverage: 10, quantitySteps: 2_325, openPriceTicks: 430_010, stopLossTicks: 400_000, takeProfitTicks: 0, liquidationTicks: 388_943, exitTicks: 400_000, openedAtMs: 1_700_000_000_050 },
-      { seq: 7, id: "T0-7", userId: "zed", assetIndex: SOL, isLong: false, marginMicros: 50 * USD, leverage: 5, quantitySteps: 125, openPriceTicks: 20_000, stopLossTicks: 0, takeProfitTicks: 15_000, liquidationTicks: 23_881, exitTicks: 23_881, openedAtMs: 1_700_000_000_070 },
+      {
+        seq: 3,
+        id: "T0-3",
+        userId: "zed",
+        assetIndex: ETH,
+        isLong: true,
+        marginMicros: 100 * USD,
+        leverage: 10,
+        quantitySteps: 2_325,
+        openPriceTicks: 430_010,
+        stopLossTicks: 400_000,
+        takeProfitTicks: 0,
+        liquidationTicks: 388_943,
+        exitTicks: 400_000,
+        openedAtMs: 1_700_000_000_050,
+      },
+      {
+        seq: 7,
+        id: "T0-7",
+        userId: "zed",
+        assetIndex: SOL,
+        isLong: false,
+        marginMicros: 50 * USD,
+        leverage: 5,
+        quantitySteps: 125,
+        openPriceTicks: 20_000,
+        stopLossTicks: 0,
+        takeProfitTicks: 15_000,
+        liquidationTicks: 23_881,
+        exitTicks: 23_881,
+        openedAtMs: 1_700_000_000_070,
+      },
     ]);
     expect(state.books[SOL]!.shortProfit.peek()?.seq).toBe(7);
     expect([...state.dedup]).toEqual([
-      ["zed r1", { atMs: 1_700_000_000_000, receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] } }],
-      ["zed req-2", { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } }],
+      [
+        "zed r1",
+        {
+          atMs: 1_700_000_000_000,
+          receipt: { kind: "create_account", granted: true, balances: [10_000 * USD, 0, 0, 0, 0] },
+        },
+      ],
+      [
+        "zed req-2",
+        { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } },
+      ],
     ]);
     // The encoder writes exactly these bytes back, as version 3.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
@@ -556,16 +766,26 @@ describe("snapshot codec: documented layout", () => {
     badMessage[badMessage.lastIndexOf("nope".charCodeAt(0))] = 0xff;
     expect(() => decodeSnapshot(badMessage)).toThrow("not valid");
     // 2^53 as an 8-byte varint, then a 9-byte one.
-    expect(() => decodeSnapshot(handBuilt({ grantBytes: [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10] }))).toThrow("varint out of range");
-    expect(() => decodeSnapshot(handBuilt({ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }))).toThrow("varint too long");
+    expect(() => decodeSnapshot(handBuilt({ grantBytes: [0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10] }))).toThrow(
+      "varint out of range",
+    );
+    expect(() => decodeSnapshot(handBuilt({ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }))).toThrow(
+      "varint too long",
+    );
   });
 
   it("refuses at restore a remembered request id the contract would not allow (left packed, it must decode later)", () => {
     for (const id of ["", "req 2", "réq", "x".repeat(129), "tab\t"]) {
-      expect(() => decodeSnapshot(handBuilt({ secondRequestId: id })), JSON.stringify(id)).toThrow(/token of|not printable ASCII/);
+      expect(() => decodeSnapshot(handBuilt({ secondRequestId: id })), JSON.stringify(id)).toThrow(
+        /token of|not printable ASCII/,
+      );
     }
     const longest = decodeSnapshot(handBuilt({ secondRequestId: "~".repeat(128) }));
-    expect(longest.dedup.get("zed", "~".repeat(128))?.receipt).toEqual({ kind: "rejected", code: "INVALID_AMOUNT", message: "nope" });
+    expect(longest.dedup.get("zed", "~".repeat(128))?.receipt).toEqual({
+      kind: "rejected",
+      code: "INVALID_AMOUNT",
+      message: "nope",
+    });
   });
 
   it("refuses a snapshot that remembers the same request twice, loudly, when that account is first used", () => {
@@ -574,7 +794,9 @@ describe("snapshot codec: documented layout", () => {
   });
 
   it("refuses a remembered request of an account that is not there, or a receipt of the wrong length", () => {
-    expect(() => decodeSnapshot(handBuilt({ accountIndex: 1 }))).toThrow("snapshot remembers a request of an unknown account");
+    expect(() => decodeSnapshot(handBuilt({ accountIndex: 1 }))).toThrow(
+      "snapshot remembers a request of an unknown account",
+    );
     for (const lengthSkew of [-1, 1]) {
       expect(() => decodeSnapshot(handBuilt({ lengthSkew }))).toThrow("snapshot holds a receipt of the wrong length");
     }
@@ -582,10 +804,16 @@ describe("snapshot codec: documented layout", () => {
 
   it("refuses trigger heap positions that do not fit the heaps or the trades (version 3)", () => {
     // A position the trade's levels do not call for: zed's long ETH has no take-profit.
-    expect(() => decodeSnapshot(handBuilt({ firstProfitPos: 1 }))).toThrow("trade #3 is saved in trigger heaps that do not match its levels");
+    expect(() => decodeSnapshot(handBuilt({ firstProfitPos: 1 }))).toThrow(
+      "trade #3 is saved in trigger heaps that do not match its levels",
+    );
     // ETH's longExit saved empty: position 0 is out of range; saved two long: one position stays empty.
-    expect(() => decodeSnapshot(handBuilt({ heapSizes: [0] }))).toThrow("exit heap position 0 is out of range or taken twice");
-    expect(() => decodeSnapshot(handBuilt({ heapSizes: [2] }))).toThrow("snapshot leaves positions of a exit heap empty");
+    expect(() => decodeSnapshot(handBuilt({ heapSizes: [0] }))).toThrow(
+      "exit heap position 0 is out of range or taken twice",
+    );
+    expect(() => decodeSnapshot(handBuilt({ heapSizes: [2] }))).toThrow(
+      "snapshot leaves positions of a exit heap empty",
+    );
     // A size no snapshot of this length can fill is refused before anything is sized by it.
     expect(() => decodeSnapshot(handBuilt({ heapSizes: [2 ** 40] }))).toThrow("snapshot truncated");
   });
@@ -594,12 +822,15 @@ describe("snapshot codec: documented layout", () => {
     const h = new EngineHarness();
     h.createAccount("amy");
     h.price("ETH_USDC_PERP", "4000", "4000.1");
-    for (let i = 0; i < 2; i++) h.instruct("amy", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 });
+    for (let i = 0; i < 2; i++)
+      h.instruct("amy", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 });
     const [first, second] = [...h.state.accounts.get("amy")!.openTrades.values()];
     expect([first!.exitPos, second!.exitPos].sort()).toEqual([0, 1]);
     expect(() => decodeSnapshot(encodeSnapshot(h.state))).not.toThrow();
     second!.exitPos = first!.exitPos; // the encoder writes what the trade says
-    expect(() => decodeSnapshot(encodeSnapshot(h.state))).toThrow(`exit heap position ${first!.exitPos} is out of range or taken twice`);
+    expect(() => decodeSnapshot(encodeSnapshot(h.state))).toThrow(
+      `exit heap position ${first!.exitPos} is out of range or taken twice`,
+    );
   });
 
   it("refuses a trade on an asset the params do not have", () => {
@@ -610,10 +841,18 @@ describe("snapshot codec: documented layout", () => {
   });
 
   it.each([1, 2] as const)("refuses an unknown receipt kind or rejection code (version %i)", (version) => {
-    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 5 }))).toThrow("snapshot holds an unknown receipt kind");
-    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 255 }))).toThrow("snapshot holds an unknown receipt kind");
-    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "NOT_A_CODE" }))).toThrow("unknown rejection code NOT_A_CODE");
-    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "toString" }))).toThrow("unknown rejection code toString");
+    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 5 }))).toThrow(
+      "snapshot holds an unknown receipt kind",
+    );
+    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 255 }))).toThrow(
+      "snapshot holds an unknown receipt kind",
+    );
+    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "NOT_A_CODE" }))).toThrow(
+      "unknown rejection code NOT_A_CODE",
+    );
+    expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "toString" }))).toThrow(
+      "unknown rejection code toString",
+    );
   });
 });
 
@@ -640,7 +879,9 @@ describe("snapshot codec: the dedup section scanned by another thread (prescanDe
   it("refuses a scan that does not start where the dedup section does", () => {
     const bytes = encodeSnapshot(richHarness().state);
     const scan = prescanDedup(bytes)!;
-    expect(() => decodeSnapshot(bytes, undefined, () => ({ ...scan, start: scan.start + 1 }))).toThrow(`the dedup scan starts at byte ${scan.start + 1}, but the section does at ${scan.start}`);
+    expect(() => decodeSnapshot(bytes, undefined, () => ({ ...scan, start: scan.start + 1 }))).toThrow(
+      `the dedup scan starts at byte ${scan.start + 1}, but the section does at ${scan.start}`,
+    );
   });
 
   it("makes no scan of a version-1 snapshot, whose decode never asks for one", () => {
@@ -701,9 +942,12 @@ describe("snapshot codec: size", () => {
         h.price(market, (mid / 100).toFixed(2), ((mid + 5) / 100).toFixed(2));
       }
       const instruction = {
-        kind: "open_trade" as const, asset: eth ? "ETH" : "SOL", side: long ? ("long" as const) : ("short" as const),
+        kind: "open_trade" as const,
+        asset: eth ? "ETH" : "SOL",
+        side: long ? ("long" as const) : ("short" as const),
         // Stop-losses only on trades up to 10×, placed inside their liquidation level (~10% away at 10×).
-        margin: `${1 + (i % 9)}.${String(i % 100).padStart(2, "0")}`, leverage: i % 3 === 1 ? 1 + (i % 10) : 1 + (i % 50),
+        margin: `${1 + (i % 9)}.${String(i % 100).padStart(2, "0")}`,
+        leverage: i % 3 === 1 ? 1 + (i % 10) : 1 + (i % 50),
         ...(i % 3 === 1 ? { stopLoss: eth ? (long ? "4000" : "4600") : long ? "190" : "210" } : {}),
         ...(i % 5 === 2 ? { takeProfit: eth ? (long ? "6000" : "3000") : long ? "400" : "100" } : {}),
       };
@@ -731,7 +975,17 @@ describe("snapshot codec: size", () => {
     h.price("ETH_USDC_PERP", "4300.00", "4300.10");
     const before = encodeSnapshot(h.state).length;
     for (let i = 0; i < 1_000; i++) {
-      expectOk(h.instruct("w", { kind: "open_trade", asset: "ETH", side: "long", margin: "5", leverage: 10, stopLoss: "4000", takeProfit: "4600" }));
+      expectOk(
+        h.instruct("w", {
+          kind: "open_trade",
+          asset: "ETH",
+          side: "long",
+          margin: "5",
+          leverage: 10,
+          stopLoss: "4000",
+          takeProfit: "4600",
+        }),
+      );
     }
     expect(h.state.dedup.size).toBe(1_001);
     const perTrade = (encodeSnapshot(h.state).length - before) / 1_000;

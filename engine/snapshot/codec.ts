@@ -180,7 +180,8 @@ export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource, dedup?: () 
     if (scan === undefined) {
       scan = scanDedup(r, accountCount, n);
     } else {
-      if (scan.start !== r.position) throw new Error(`the dedup scan starts at byte ${scan.start}, but the section does at ${r.position}`);
+      if (scan.start !== r.position)
+        throw new Error(`the dedup scan starts at byte ${scan.start}, but the section does at ${r.position}`);
       r.skip(scan.end - scan.start);
     }
     restoreDedup(state, accounts, bytes, scan);
@@ -193,7 +194,8 @@ export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource, dedup?: () 
 function readHead(r: ByteReader): { version: number; state: EngineState } {
   for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
   const version = r.uint();
-  if (version !== SNAPSHOT_VERSION && version !== 2 && version !== 1) throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
+  if (version !== SNAPSHOT_VERSION && version !== 2 && version !== 1)
+    throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
   const params = JSON.parse(r.string()) as EngineParams;
   validateParams(params);
   const state = createState(params);
@@ -305,7 +307,8 @@ function restoreDedup(state: EngineState, accounts: readonly Account[], bytes: U
   };
   const { times, requestIds, receipts } = scan;
   const owners = scan.accounts;
-  for (let i = 0; i < owners.length; i++) state.dedup.addPacked(accounts[owners[i]!]!, requestIds[i]!, times[i]!, packed, receipts[i]!);
+  for (let i = 0; i < owners.length; i++)
+    state.dedup.addPacked(accounts[owners[i]!]!, requestIds[i]!, times[i]!, packed, receipts[i]!);
 }
 
 /** Version 1: "userId requestId" keys, receipts inline without a length, decoded eagerly. */
@@ -327,7 +330,13 @@ function readDedupV1(r: ByteReader, state: EngineState): void {
 const MAX_REQUEST_ID_LENGTH = 128;
 
 const REASONS: readonly CloseReason[] = ["manual", "stop_loss", "take_profit", "liquidation"];
-const RECEIPT_KINDS: readonly Receipt["kind"][] = ["rejected", "create_account", "open_trade", "close_trade", "spot_order"];
+const RECEIPT_KINDS: readonly Receipt["kind"][] = [
+  "rejected",
+  "create_account",
+  "open_trade",
+  "close_trade",
+  "spot_order",
+];
 
 function writeTrade(w: ByteWriter, t: TradeFacts, baseMs: number): void {
   w.uint(t.assetIndex * 2 + (t.isLong ? 1 : 0));
@@ -415,7 +424,12 @@ function readReceipt(r: ByteReader, atMs: number, assetCount: number): Receipt {
       const pnlMicros = r.int();
       const reason = REASONS[r.u8()];
       if (reason === undefined) throw new Error("snapshot holds an unknown close reason");
-      return { kind, trade, close: { priceTicks, pnlMicros, reason, atMs: atMs + r.int() }, balances: readAmounts(r, assetCount) };
+      return {
+        kind,
+        trade,
+        close: { priceTicks, pnlMicros, reason, atMs: atMs + r.int() },
+        balances: readAmounts(r, assetCount),
+      };
     }
     case "spot_order": {
       const seq = r.uint();
@@ -423,8 +437,13 @@ function readReceipt(r: ByteReader, atMs: number, assetCount: number): Receipt {
       const assetIndex = Math.floor(assetAndBuy / 2);
       if (assetIndex >= assetCount) throw new Error("snapshot names an unknown asset");
       const order = {
-        seq, assetIndex, buy: (assetAndBuy & 1) === 1, quantitySteps: r.uint(), priceTicks: r.uint(),
-        totalMicros: r.uint(), atMs: atMs + r.int(),
+        seq,
+        assetIndex,
+        buy: (assetAndBuy & 1) === 1,
+        quantitySteps: r.uint(),
+        priceTicks: r.uint(),
+        totalMicros: r.uint(),
+        atMs: atMs + r.int(),
       };
       return { kind, order, balances: readAmounts(r, assetCount) };
     }

@@ -9,7 +9,12 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
-import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES, SnapshotIntegrityError, type SnapshotHeadInput } from "./postgres-store.ts";
+import {
+  PostgresSnapshotStore,
+  SNAPSHOT_CHUNK_BYTES,
+  SnapshotIntegrityError,
+  type SnapshotHeadInput,
+} from "./postgres-store.ts";
 
 const MiB = 1024 * 1024;
 let t: TestDatabase;
@@ -27,12 +32,19 @@ beforeEach(async () => {
 });
 
 function headFor(bytes: Uint8Array, lastInputId = "1700000000000-0"): SnapshotHeadInput {
-  return { version: SNAPSHOT_VERSION, shard: 0, lastInputId, stateHash: hashSnapshot(bytes), takenAt: new Date(0).toISOString() };
+  return {
+    version: SNAPSHOT_VERSION,
+    shard: 0,
+    lastInputId,
+    stateHash: hashSnapshot(bytes),
+    takenAt: new Date(0).toISOString(),
+  };
 }
 
 async function chunkRows() {
   const r = await t.db.query<{ generation: string; idx: number; size: number }>(
-    "SELECT generation::text, idx, length(decode(data, 'base64')) AS size FROM engine_snapshot_chunks ORDER BY generation, idx");
+    "SELECT generation::text, idx, length(decode(data, 'base64')) AS size FROM engine_snapshot_chunks ORDER BY generation, idx",
+  );
   return r.rows;
 }
 
@@ -89,7 +101,8 @@ describe("PostgresSnapshotStore", () => {
         return (buffer = new Uint8Array(h.bytes));
       },
       // What is reported as there is there, already, byte for byte.
-      progress: (filled) => seen.push({ filled, matches: Buffer.from(buffer!.subarray(0, filled)).equals(bytes.subarray(0, filled)) }),
+      progress: (filled) =>
+        seen.push({ filled, matches: Buffer.from(buffer!.subarray(0, filled)).equals(bytes.subarray(0, filled)) }),
     });
     expect(streamed).toEqual(head);
     expect(seen).toEqual([
@@ -114,13 +127,17 @@ describe("PostgresSnapshotStore", () => {
   it("stores chunks as base64 text, and refuses one that is not, before moving any byte", async () => {
     const bytes = new Uint8Array(randomBytes(5 * MiB));
     await store.save(bytes, headFor(bytes));
-    const stored = await t.db.query<{ type: string; data: string }>("SELECT pg_typeof(data)::text AS type, data FROM engine_snapshot_chunks WHERE idx = 1");
+    const stored = await t.db.query<{ type: string; data: string }>(
+      "SELECT pg_typeof(data)::text AS type, data FROM engine_snapshot_chunks WHERE idx = 1",
+    );
     expect(stored.rows[0]?.type).toBe("text");
     expect(stored.rows[0]?.data).toBe(Buffer.from(bytes.subarray(4 * MiB)).toString("base64"));
     await t.db.query("UPDATE engine_snapshot_chunks SET data = data || 'AB' WHERE idx = 1");
     let opened = false;
     const stream = store.stream({ open: (h) => ((opened = true), new Uint8Array(h.bytes)), progress: () => undefined });
-    await expect(stream).rejects.toThrow(`snapshot generation 1 chunk 1 is not base64 (${Math.ceil(MiB / 3) * 4 + 2} characters)`);
+    await expect(stream).rejects.toThrow(
+      `snapshot generation 1 chunk 1 is not base64 (${Math.ceil(MiB / 3) * 4 + 2} characters)`,
+    );
     expect(opened).toBe(false);
   });
 
@@ -188,17 +205,23 @@ describe("PostgresSnapshotStore", () => {
       const bytes = new Uint8Array(randomBytes(5 * MiB + 3));
       const chunks = [bytes.subarray(0, 4 * MiB), bytes.subarray(4 * MiB)];
       for (const [idx, chunk] of chunks.entries()) {
-        await old.db.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES (1, $1, $2)", [idx, Buffer.from(chunk)]);
+        await old.db.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES (1, $1, $2)", [
+          idx,
+          Buffer.from(chunk),
+        ]);
       }
       const head = { ...headFor(bytes, "9-9"), bytes: bytes.length, generation: 1, chunks: 2 };
-      await old.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (1, $1::jsonb)", [JSON.stringify(head)]);
+      await old.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (1, $1::jsonb)", [
+        JSON.stringify(head),
+      ]);
 
       expect(await migrate(old.db, old.log)).toEqual(["006_snapshot_chunks_base64.sql"]);
       const loaded = await new PostgresSnapshotStore(old.db).load();
       expect(loaded?.head).toEqual(head);
       expect(Buffer.from(loaded!.bytes).equals(Buffer.from(bytes))).toBe(true);
       const storage = await old.db.query<{ attstorage: string }>(
-        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'engine_snapshot_chunks'::regclass AND attname = 'data'");
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'engine_snapshot_chunks'::regclass AND attname = 'data'",
+      );
       expect(storage.rows[0]?.attstorage).toBe("e"); // still stored as it is, uncompressed
     } finally {
       await old.drop();
@@ -220,7 +243,13 @@ describe("PostgresSnapshotStore", () => {
       for (let i = 0; i < 50; i++) {
         const eth = (u + i) % 2 === 0;
         const long = i % 3 !== 0;
-        h.instruct(user, { kind: "open_trade", asset: eth ? "ETH" : "SOL", side: long ? "long" : "short", margin: `${10 + (i % 9)}.25`, leverage: 1 + (i % 20) });
+        h.instruct(user, {
+          kind: "open_trade",
+          asset: eth ? "ETH" : "SOL",
+          side: long ? "long" : "short",
+          margin: `${10 + (i % 9)}.25`,
+          leverage: 1 + (i % 20),
+        });
       }
       h.advance(3);
     }
@@ -231,12 +260,27 @@ describe("PostgresSnapshotStore", () => {
     const hash = stateHash(h.state);
     expect(bytes.length).toBeGreaterThan(SNAPSHOT_CHUNK_BYTES);
 
-    const { writeMs, head } = await store.save(bytes, { version: SNAPSHOT_VERSION, shard: 0, lastInputId: h.state.lastInputId, stateHash: hash, takenAt: new Date().toISOString() });
+    const { writeMs, head } = await store.save(bytes, {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: h.state.lastInputId,
+      stateHash: hash,
+      takenAt: new Date().toISOString(),
+    });
     const readStarted = performance.now();
     const loaded = await store.load();
     const readMs = performance.now() - readStarted;
     // Measured, not asserted: timing depends on the machine.
-    console.log(JSON.stringify({ event: "snapshot_store_timing", bytes: bytes.length, chunks: head.chunks, openTrades, writeMs: Math.round(writeMs), readMs: Math.round(readMs) }));
+    console.log(
+      JSON.stringify({
+        event: "snapshot_store_timing",
+        bytes: bytes.length,
+        chunks: head.chunks,
+        openTrades,
+        writeMs: Math.round(writeMs),
+        readMs: Math.round(readMs),
+      }),
+    );
 
     expect(loaded?.head.stateHash).toBe(hash);
     expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(hash);

@@ -60,7 +60,10 @@ export class PostgresSnapshotStore {
   /** One chunk's base64, reused by every save (made on the first). */
   private base64: Base64Writer | undefined;
 
-  constructor(private readonly db: Postgres, options: { chunkBytes?: number } = {}) {
+  constructor(
+    private readonly db: Postgres,
+    options: { chunkBytes?: number } = {},
+  ) {
     this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
     if (!Number.isInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`bad chunk size ${this.chunkBytes}`);
   }
@@ -70,7 +73,10 @@ export class PostgresSnapshotStore {
    * 33 MB hash would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
    * until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
    */
-  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<{ writeMs: number; head: SnapshotHead; skipped: boolean }> {
+  async save(
+    bytes: Uint8Array,
+    input: SnapshotHeadInput,
+  ): Promise<{ writeMs: number; head: SnapshotHead; skipped: boolean }> {
     const started = performance.now();
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
@@ -78,7 +84,9 @@ export class PostgresSnapshotStore {
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
       // The head never moves back: a snapshot no newer than the saved one is dropped. (A leader that lost its
       // lease may still try to save; its successor may already have trimmed the log past that older cursor.)
-      const current = await tx.query<{ snapshot_data: SnapshotHead }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
+      const current = await tx.query<{ snapshot_data: SnapshotHead }>(
+        "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
+      );
       const saved = current.rows[0]?.snapshot_data;
       if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
         skipped = true;
@@ -93,11 +101,21 @@ export class PostgresSnapshotStore {
         // never becomes a JavaScript string (base64.ts says why that matters). Each insert is awaited before the
         // buffer is reused.
         const data = Buffer.from(text.buffer, text.byteOffset, text.length);
-        await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3::text)", [generation, idx, data]);
+        await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, $2, $3::text)", [
+          generation,
+          idx,
+          data,
+        ]);
       }
       const full: SnapshotHead = {
-        version: input.version, shard: input.shard, lastInputId: input.lastInputId, stateHash: input.stateHash,
-        bytes: bytes.length, generation, chunks, takenAt: input.takenAt,
+        version: input.version,
+        shard: input.shard,
+        lastInputId: input.lastInputId,
+        stateHash: input.stateHash,
+        bytes: bytes.length,
+        generation,
+        chunks,
+        takenAt: input.takenAt,
       };
       await tx.query(
         `INSERT INTO engine_snapshots (id, snapshot_data, created_at) VALUES (1, $1::jsonb, NOW())
@@ -126,12 +144,16 @@ export class PostgresSnapshotStore {
   async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-      const headRows = await tx.query<{ snapshot_data: unknown }>("SELECT snapshot_data FROM engine_snapshots WHERE id = 1");
+      const headRows = await tx.query<{ snapshot_data: unknown }>(
+        "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
+      );
       const row = headRows.rows[0];
       if (row === undefined) return null;
       const parsed = headSchema.safeParse(row.snapshot_data);
       if (!parsed.success) {
-        throw new SnapshotIntegrityError(`engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`);
+        throw new SnapshotIntegrityError(
+          `engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`,
+        );
       }
       const head = parsed.data;
       // The sizes first (octet_length reads no chunk data), so a missing or short chunk fails before any byte moves.
@@ -152,7 +174,9 @@ export class PostgresSnapshotStore {
         ({ idx, data }) => {
           const size = Buffer.byteLength(data, "base64");
           if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
-            throw new SnapshotIntegrityError(`snapshot generation ${head.generation} chunk ${next} changed while it was read`);
+            throw new SnapshotIntegrityError(
+              `snapshot generation ${head.generation} chunk ${next} changed while it was read`,
+            );
           }
           next++;
           // Decoded straight into the sink's buffer.
@@ -162,10 +186,13 @@ export class PostgresSnapshotStore {
           sink.progress(at);
         },
       );
-      if (at !== head.bytes) throw new SnapshotIntegrityError(`snapshot generation ${head.generation} changed while it was read`);
+      if (at !== head.bytes)
+        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} changed while it was read`);
       const digest = hash.digest("hex");
       if (digest !== head.stateHash) {
-        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`);
+        throw new SnapshotIntegrityError(
+          `snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`,
+        );
       }
       return head;
     });
@@ -194,7 +221,8 @@ async function nextGeneration(tx: Queryable): Promise<number> {
 
 function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: number }[]): void {
   const where = `snapshot generation ${head.generation}`;
-  if (rows.length !== head.chunks) throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
+  if (rows.length !== head.chunks)
+    throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
   // Each chunk is base64 on its own: 4 characters per 3 bytes, the last group padded with up to two "=".
   let most = 0;
   rows.forEach((r, i) => {
@@ -204,6 +232,8 @@ function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: num
   });
   const least = most - 2 * rows.length;
   if (head.bytes < least || head.bytes > most) {
-    throw new SnapshotIntegrityError(`${where} has ${least === most ? most : `${Math.max(0, least)} to ${most}`} bytes, head says ${head.bytes}`);
+    throw new SnapshotIntegrityError(
+      `${where} has ${least === most ? most : `${Math.max(0, least)} to ${most}`} bytes, head says ${head.bytes}`,
+    );
   }
 }

@@ -36,7 +36,14 @@ export class EngineHarness {
   }
 
   price(market: string, bid: string, ask: string): EngineOutput[] {
-    return this.send({ type: "price_update", market, bid, ask, exchangeTimeUs: String(this.nowMs * 1000), source: "sim" });
+    return this.send({
+      type: "price_update",
+      market,
+      bid,
+      ask,
+      exchangeTimeUs: String(this.nowMs * 1000),
+      source: "sim",
+    });
   }
 
   /** Sends an instruction and returns its order_response's answer plus every output of the step. */

@@ -19,7 +19,17 @@ type Command =
   | { c: "tick"; m: number; moveBps: number; spreadBps: number }
   | { c: "wait"; ms: number }
   | { c: "create"; u: number }
-  | { c: "open"; u: number; m: number; long: boolean; margin: string; leverage: number; slBps: number | null; tpBps: number | null; req: number | null }
+  | {
+      c: "open";
+      u: number;
+      m: number;
+      long: boolean;
+      margin: string;
+      leverage: number;
+      slBps: number | null;
+      tpBps: number | null;
+      req: number | null;
+    }
   | { c: "close"; u: number; trade: number; req: number | null }
   | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
 
@@ -28,17 +38,70 @@ const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
 const reqId = fc.option(fc.integer({ min: 0, max: 5 }), { freq: 3 });
 const amount = fc.oneof(
   fc.integer({ min: 1, max: 5_000 }).map(String),
-  fc.tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 999_999 })).map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
+  fc
+    .tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 999_999 }))
+    .map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
   fc.constantFrom("0", "0.0000001", "999999999", "12.5", "1"),
 );
 
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 6, arbitrary: fc.record({ c: fc.constant("tick" as const), m: market, moveBps: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: -150, max: 150 }) }, { weight: 1, arbitrary: fc.integer({ min: -3000, max: 3000 }) }), spreadBps: fc.integer({ min: 0, max: 20 }) }) },
-  { weight: 1, arbitrary: fc.record({ c: fc.constant("wait" as const), ms: fc.oneof(fc.integer({ min: 1, max: 2_000 }), fc.constant(31_000)) }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      c: fc.constant("tick" as const),
+      m: market,
+      moveBps: fc.oneof(
+        { weight: 9, arbitrary: fc.integer({ min: -150, max: 150 }) },
+        { weight: 1, arbitrary: fc.integer({ min: -3000, max: 3000 }) },
+      ),
+      spreadBps: fc.integer({ min: 0, max: 20 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      c: fc.constant("wait" as const),
+      ms: fc.oneof(fc.integer({ min: 1, max: 2_000 }), fc.constant(31_000)),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ c: fc.constant("create" as const), u: fc.integer({ min: 0, max: 2 }) }) },
-  { weight: 6, arbitrary: fc.record({ c: fc.constant("open" as const), u: user, m: market, long: fc.boolean(), margin: amount, leverage: fc.oneof({ weight: 9, arbitrary: fc.integer({ min: 1, max: 100 }) }, { weight: 1, arbitrary: fc.constantFrom(0, 101, 2.5, -3) }), slBps: fc.option(fc.integer({ min: -2000, max: 2000 })), tpBps: fc.option(fc.integer({ min: -2000, max: 2000 })), req: reqId }) },
-  { weight: 3, arbitrary: fc.record({ c: fc.constant("close" as const), u: user, trade: fc.integer({ min: 1, max: 12 }), req: reqId }) },
-  { weight: 2, arbitrary: fc.record({ c: fc.constant("spot" as const), u: user, m: market, buy: fc.boolean(), quantity: amount, req: reqId }) },
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      c: fc.constant("open" as const),
+      u: user,
+      m: market,
+      long: fc.boolean(),
+      margin: amount,
+      leverage: fc.oneof(
+        { weight: 9, arbitrary: fc.integer({ min: 1, max: 100 }) },
+        { weight: 1, arbitrary: fc.constantFrom(0, 101, 2.5, -3) },
+      ),
+      slBps: fc.option(fc.integer({ min: -2000, max: 2000 })),
+      tpBps: fc.option(fc.integer({ min: -2000, max: 2000 })),
+      req: reqId,
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      c: fc.constant("close" as const),
+      u: user,
+      trade: fc.integer({ min: 1, max: 12 }),
+      req: reqId,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      c: fc.constant("spot" as const),
+      u: user,
+      m: market,
+      buy: fc.boolean(),
+      quantity: amount,
+      req: reqId,
+    }),
+  },
 );
 
 /** Every log starts with the three real users' accounts and a quote per market, so most orders can act. */
@@ -73,7 +136,14 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
         mids[cmd.m] = at(cmd.m, cmd.moveBps);
         const half = Math.max(1, Math.round((mids[cmd.m]! * cmd.spreadBps) / 20_000));
         const bid = Math.max(1, mids[cmd.m]! - half);
-        push({ type: "price_update", market: MARKETS[cmd.m]!.market, bid: price(cmd.m, bid), ask: price(cmd.m, bid + 2 * half), exchangeTimeUs: `${nowMs}000`, source: "sim" });
+        push({
+          type: "price_update",
+          market: MARKETS[cmd.m]!.market,
+          bid: price(cmd.m, bid),
+          ask: price(cmd.m, bid + 2 * half),
+          exchangeTimeUs: `${nowMs}000`,
+          source: "sim",
+        });
         break;
       }
       default: {
@@ -86,12 +156,21 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
   return entries;
 }
 
-function toInstruction(cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>, priceAt: (m: number, bps: number) => string): Instruction {
+function toInstruction(
+  cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>,
+  priceAt: (m: number, bps: number) => string,
+): Instruction {
   switch (cmd.c) {
     case "create":
       return { kind: "create_account" };
     case "open": {
-      const order: Instruction = { kind: "open_trade", asset: MARKETS[cmd.m]!.asset, side: cmd.long ? "long" : "short", margin: cmd.margin, leverage: cmd.leverage };
+      const order: Instruction = {
+        kind: "open_trade",
+        asset: MARKETS[cmd.m]!.asset,
+        side: cmd.long ? "long" : "short",
+        margin: cmd.margin,
+        leverage: cmd.leverage,
+      };
       if (cmd.slBps !== null) order.stopLoss = priceAt(cmd.m, cmd.slBps);
       if (cmd.tpBps !== null) order.takeProfit = priceAt(cmd.m, cmd.tpBps);
       return order;
@@ -99,6 +178,11 @@ function toInstruction(cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>, pri
     case "close":
       return { kind: "close_trade", tradeId: `T0-${cmd.trade}` };
     case "spot":
-      return { kind: "spot_order", asset: MARKETS[cmd.m]!.asset, side: cmd.buy ? "buy" : "sell", quantity: cmd.quantity };
+      return {
+        kind: "spot_order",
+        asset: MARKETS[cmd.m]!.asset,
+        side: cmd.buy ? "buy" : "sell",
+        quantity: cmd.quantity,
+      };
   }
 }

@@ -2,7 +2,14 @@
  * Givens and readers shared by the engine specs (`*.test.ts` in this folder); used only by tests. Every spec starts
  * from an EngineHarness, so the invariant check runs after each step.
  */
-import type { Answer, EngineOutput, Instruction, InstructionResult, OutputOf, TradeView } from "../../contract/messages.ts";
+import type {
+  Answer,
+  EngineOutput,
+  Instruction,
+  InstructionResult,
+  OutputOf,
+  TradeView,
+} from "../../contract/messages.ts";
 import { formatUsd } from "../../contract/money.ts";
 import type { EngineParams } from "../core/params.ts";
 import { tradeSeq } from "../core/state.ts";
@@ -14,7 +21,9 @@ export const SOL = "SOL_USDC_PERP";
 type OpenFields = Omit<Extract<Instruction, { kind: "open_trade" }>, "kind">;
 
 /** A harness in which every user has the starting grant and ETH quotes `bid`/`ask`. */
-export function given(opts: { users?: string[]; eth?: [bid: string, ask: string]; params?: Partial<EngineParams> } = {}): EngineHarness {
+export function given(
+  opts: { users?: string[]; eth?: [bid: string, ask: string]; params?: Partial<EngineParams> } = {},
+): EngineHarness {
   const h = new EngineHarness(opts.params ?? {});
   for (const user of opts.users ?? ["alice"]) resultOf(h.createAccount(user).answer, "create_account");
   const [bid, ask] = opts.eth ?? ["2000", "2000"];
@@ -23,7 +32,10 @@ export function given(opts: { users?: string[]; eth?: [bid: string, ask: string]
 }
 
 /** The result of a successful answer of the expected kind; throws (failing the spec) otherwise. */
-export function resultOf<K extends InstructionResult["kind"]>(answer: Answer, kind: K): Extract<InstructionResult, { kind: K }> {
+export function resultOf<K extends InstructionResult["kind"]>(
+  answer: Answer,
+  kind: K,
+): Extract<InstructionResult, { kind: K }> {
   if (!answer.ok) throw new Error(`expected ${kind} to succeed, got ${answer.error.code}: ${answer.error.message}`);
   if (answer.result.kind !== kind) throw new Error(`expected a ${kind} result, got ${answer.result.kind}`);
   return answer.result as Extract<InstructionResult, { kind: K }>;
@@ -37,7 +49,14 @@ export function codeOf(answer: Answer): string {
 
 /** Sends open_trade with defaults: ETH long, margin 100 USD, leverage 10. */
 export function open(h: EngineHarness, user: string, fields: Partial<OpenFields> = {}, requestId?: string) {
-  const instruction = { kind: "open_trade" as const, asset: "ETH", side: "long" as const, margin: "100", leverage: 10, ...fields };
+  const instruction = {
+    kind: "open_trade" as const,
+    asset: "ETH",
+    side: "long" as const,
+    margin: "100",
+    leverage: 10,
+    ...fields,
+  };
   return requestId === undefined ? h.instruct(user, instruction) : h.instruct(user, instruction, requestId);
 }
 

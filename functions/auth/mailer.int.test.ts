@@ -14,7 +14,10 @@ const FROM = "paper-broker <login@paper-broker.test>";
 
 function captureLog() {
   const lines: Record<string, unknown>[] = [];
-  const log = createLogger("mailer-test", { level: "debug", sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = createLogger("mailer-test", {
+    level: "debug",
+    sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+  });
   return { log, events: (name: string) => lines.filter((l) => l.event === name) };
 }
 
@@ -25,7 +28,8 @@ describe("createResendMailer", () => {
   });
   afterAll(() => recorder.close());
 
-  const email = () => signInEmail({ to: "ada@example.com", link: `https://app.test/verify?token=${randomUUID()}`, expiresInMinutes: 15 });
+  const email = () =>
+    signInEmail({ to: "ada@example.com", link: `https://app.test/verify?token=${randomUUID()}`, expiresInMinutes: 15 });
 
   it("sends through the real client: sender, recipient, subject, both bodies, the key as Bearer", async () => {
     const { log, events } = captureLog();
@@ -45,8 +49,16 @@ describe("createResendMailer", () => {
   it("turns an API error into a thrown error that names it and never shows the key", async () => {
     const before = recorder.sent.length;
     recorder.failNext(422, { statusCode: 422, name: "validation_error", message: `Bad request for key ${API_KEY}` });
-    const mailer = createResendMailer({ apiKey: API_KEY, baseUrl: recorder.baseUrl, from: FROM, log: captureLog().log });
-    const error = await mailer.send(email()).then(() => undefined, (err: unknown) => err);
+    const mailer = createResendMailer({
+      apiKey: API_KEY,
+      baseUrl: recorder.baseUrl,
+      from: FROM,
+      log: captureLog().log,
+    });
+    const error = await mailer.send(email()).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).message).toMatch(/validation_error \(422\): Bad request/);
     expect((error as Error).message).not.toContain(API_KEY);
@@ -56,7 +68,10 @@ describe("createResendMailer", () => {
   it("rejects a malformed key the way Resend does, without echoing it", async () => {
     const badKey = "sk_live_not_resend";
     const mailer = createResendMailer({ apiKey: badKey, baseUrl: recorder.baseUrl, from: FROM, log: captureLog().log });
-    const error = await mailer.send(email()).then(() => undefined, (err: unknown) => err);
+    const error = await mailer.send(email()).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
     expect((error as Error).message).toMatch(/invalid_api_key \(403\)/);
     expect((error as Error).message).not.toContain(badKey);
   });
@@ -84,7 +99,8 @@ describe("createDevMailbox", () => {
     const { log, events } = captureLog();
     const mailbox = createDevMailbox({ redis: apiRedis, key, log, keep: 3 });
     const links = Array.from({ length: 5 }, (_, i) => `http://localhost:3000/api/v1/auth/verify?token=t${i}`);
-    for (const [i, link] of links.entries()) await mailbox.send(signInEmail({ to: `u${i}@example.com`, link, expiresInMinutes: 15 }));
+    for (const [i, link] of links.entries())
+      await mailbox.send(signInEmail({ to: `u${i}@example.com`, link, expiresInMinutes: 15 }));
 
     expect(await redis.llen(key)).toBe(3);
     const listed = await mailbox.list(10);

@@ -22,7 +22,12 @@ export interface Mailer {
 
 const RESEND_API = "https://api.resend.com";
 
-export function createResendMailer(options: { apiKey: string; baseUrl?: string | undefined; from: string; log: Logger }): Mailer {
+export function createResendMailer(options: {
+  apiKey: string;
+  baseUrl?: string | undefined;
+  from: string;
+  log: Logger;
+}): Mailer {
   const { apiKey, from, log } = options;
   // An empty key would make the client fall back to RESEND_API_KEY, and a missing baseUrl to RESEND_BASE_URL:
   // configuration comes from the entry only.
@@ -30,7 +35,13 @@ export function createResendMailer(options: { apiKey: string; baseUrl?: string |
   const client = new Resend(apiKey, { baseUrl: options.baseUrl ?? RESEND_API });
   return {
     async send(email) {
-      const result = await client.emails.send({ from, to: email.to, subject: email.subject, text: email.text, html: email.html });
+      const result = await client.emails.send({
+        from,
+        to: email.to,
+        subject: email.subject,
+        text: email.text,
+        html: email.html,
+      });
       if (result.error !== null) {
         const { name, statusCode, message } = result.error;
         // The message is the server's; redact the key anyway so it can never reach a log or a response.
@@ -54,7 +65,8 @@ export interface DevMail {
 }
 
 // One round trip, and the list never grows past `keep` even with concurrent senders.
-const PUSH_AND_TRIM = "redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1) return 1";
+const PUSH_AND_TRIM =
+  "redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1) return 1";
 
 /**
  * The mailer when no Resend key is configured. Kept in Redis, not process memory, so a mailbox page served by one
@@ -63,10 +75,18 @@ const PUSH_AND_TRIM = "redis.call('LPUSH', KEYS[1], ARGV[1]) redis.call('LTRIM',
 export function createDevMailbox(options: { redis: ApiRedis; key: string; log: Logger; keep?: number }) {
   const { redis, key, log } = options;
   const keep = options.keep ?? 50;
-  if (!Number.isInteger(keep) || keep < 1) throw new Error(`createDevMailbox: keep must be a positive integer, got ${keep}`);
+  if (!Number.isInteger(keep) || keep < 1)
+    throw new Error(`createDevMailbox: keep must be a positive integer, got ${keep}`);
   return {
     async send(email: SignInEmail): Promise<void> {
-      const mail: DevMail = { to: email.to, subject: email.subject, text: email.text, html: email.html, link: email.link, sentAt: new Date().toISOString() };
+      const mail: DevMail = {
+        to: email.to,
+        subject: email.subject,
+        text: email.text,
+        html: email.html,
+        link: email.link,
+        sentAt: new Date().toISOString(),
+      };
       // Documented local behaviour (DESIGN §5): with no Resend key the link is logged, so a developer can sign in
       // from the terminal. Never used where a key is configured.
       log.info("dev_email", { to: mail.to, subject: mail.subject, link: mail.link });
@@ -94,5 +114,10 @@ export function signInEmail(options: { to: string; link: string; expiresInMinute
 }
 
 function escapeHtml(value: string): string {
-  return value.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;").replaceAll('"', "&quot;").replaceAll("'", "&#39;");
+  return value
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;")
+    .replaceAll("'", "&#39;");
 }

@@ -88,9 +88,19 @@ export class Sessions {
   private async decode(token: string): Promise<Session | undefined> {
     if (token.length > 2048) return undefined;
     try {
-      const { payload } = await jwtVerify(token, await this.key, { algorithms: ["HS256"], issuer: ISSUER, requiredClaims: ["sub", "jti", "exp", "iat"] });
+      const { payload } = await jwtVerify(token, await this.key, {
+        algorithms: ["HS256"],
+        issuer: ISSUER,
+        requiredClaims: ["sub", "jti", "exp", "iat"],
+      });
       const userId = userIdSchema.safeParse(payload.sub);
-      if (!userId.success || typeof payload.email !== "string" || typeof payload.jti !== "string" || typeof payload.exp !== "number") return undefined;
+      if (
+        !userId.success ||
+        typeof payload.email !== "string" ||
+        typeof payload.jti !== "string" ||
+        typeof payload.exp !== "number"
+      )
+        return undefined;
       if (!/^[A-Za-z0-9-]{1,64}$/.test(payload.jti)) return undefined;
       return { userId: userId.data, email: payload.email, sessionId: payload.jti, expiresAt: payload.exp };
     } catch (err) {

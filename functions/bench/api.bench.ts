@@ -50,7 +50,14 @@ interface Reply {
 }
 
 /** One POST/GET on `agent`; network errors resolve as status 0 so a client loop never throws. */
-function send(port: number, agent: Agent, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Reply> {
+function send(
+  port: number,
+  agent: Agent,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<Reply> {
   return new Promise((resolve) => {
     const sized = body === undefined ? headers : { ...headers, "content-length": String(Buffer.byteLength(body)) };
     const req = request({ host: HOST, port, method, path, agent, headers: sized }, (res) => {
@@ -76,7 +83,10 @@ class Phase {
   readonly samples: number[] = [];
   readonly failures = new Map<string, number>();
   elapsedMs = 0;
-  constructor(readonly name: string, readonly clients: number) {}
+  constructor(
+    readonly name: string,
+    readonly clients: number,
+  ) {}
 
   record(ms: number, path: string, reply: Reply, ok: number): void {
     this.samples.push(ms);
@@ -138,7 +148,9 @@ async function signIn(port: number, agent: Agent, email: string): Promise<string
   const asked = await send(port, agent, "POST", "/api/v1/auth", json, JSON.stringify({ email }));
   if (asked.status !== 200) throw new Error(`sign-in request for ${email}: ${asked.status} ${asked.body}`);
   const mailbox = await send(port, agent, "GET", "/api/v1/dev/mailbox", {});
-  const mail = (JSON.parse(mailbox.body) as { emails: { to: string; link: string }[] }).emails.find((m) => m.to === email);
+  const mail = (JSON.parse(mailbox.body) as { emails: { to: string; link: string }[] }).emails.find(
+    (m) => m.to === email,
+  );
   if (mail === undefined) throw new Error(`no sign-in email for ${email} in the dev mailbox`);
   const link = new URL(mail.link);
   const verified = await send(port, agent, "GET", link.pathname + link.search, {});
@@ -162,10 +174,17 @@ async function main(): Promise<void> {
   try {
     const db = (database = await createTestDatabase());
     const port = await freePort();
-    const profile = (name: string) => (CPU_PROF_DIR === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`]);
+    const profile = (name: string) =>
+      CPU_PROF_DIR === undefined
+        ? []
+        : ["--cpu-prof", `--cpu-prof-dir=${CPU_PROF_DIR}`, `--cpu-prof-name=${name}-${process.pid}.cpuprofile`];
     // Each with the entry and flags `npm start` uses (platform/components.ts).
     const start = (name: "engine" | "worker" | "api", env: Record<string, string>) => {
-      const p = spawnComponent(name, { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, ...env }, { nodeFlags: profile(name) });
+      const p = spawnComponent(
+        name,
+        { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix, ...env },
+        { nodeFlags: profile(name) },
+      );
       processes.push(p);
       return p;
     };
@@ -173,16 +192,31 @@ async function main(): Promise<void> {
     await engine.waitFor("replay_done", 60_000);
     const worker = start("worker", {});
     const api = start("api", {
-      PORT: String(port), HOST, APP_URL: `http://${HOST}:${port}`, JWT_SECRET,
-      TRADE_RATE_LIMIT_PER_SEC: "1000000", SIGN_IN_LIMIT_PER_IP: "1000000", ENGINE_TIMEOUT_MS: "5000",
+      PORT: String(port),
+      HOST,
+      APP_URL: `http://${HOST}:${port}`,
+      JWT_SECRET,
+      TRADE_RATE_LIMIT_PER_SEC: "1000000",
+      SIGN_IN_LIMIT_PER_IP: "1000000",
+      ENGINE_TIMEOUT_MS: "5000",
       // Empty is unset: the dev mailbox, TCP Redis, no redirect after verify, whatever the shell exports.
-      RESEND_API_KEY: "", UPSTASH_REDIS_REST_URL: "", APP_REDIRECT_URL: "", CORS_ORIGINS: "",
+      RESEND_API_KEY: "",
+      UPSTASH_REDIS_REST_URL: "",
+      APP_REDIRECT_URL: "",
+      CORS_ORIGINS: "",
     });
     await Promise.all([worker.waitFor("migrations_done", 60_000), api.waitFor("listening", 60_000)]);
     progress(`engine, worker and API up (API on ${HOST}:${port}); signing in ${CLIENTS} users`);
 
     const postQuote = async () => {
-      const update: PriceUpdate = { type: "price_update", market: MARKET, bid: BID, ask: ASK, exchangeTimeUs: String(Date.now() * 1000), source: "sim" };
+      const update: PriceUpdate = {
+        type: "price_update",
+        market: MARKET,
+        bid: BID,
+        ask: ASK,
+        exchangeTimeUs: String(Date.now() * 1000),
+        source: "sim",
+      };
       await redis.xadd(keys.input, "*", ...encodeFields(update));
     };
     await postQuote();
@@ -230,20 +264,37 @@ async function main(): Promise<void> {
       rows.push([p.name, String(p.clients), String(s.orders), String(s.ordersPerSec), ...ms, String(s.errors)]);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-    console.log(`API benchmark: create + close round trips over HTTP (node ${process.version}, real engine, worker and API processes)`);
-    for (const r of rows) console.log(`  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")}`);
+    console.log(
+      `API benchmark: create + close round trips over HTTP (node ${process.version}, real engine, worker and API processes)`,
+    );
+    for (const r of rows)
+      console.log(
+        `  ${r.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")}`,
+      );
     for (const p of phases) for (const [what, n] of p.failures) console.log(`  ${p.name}: ${n} × ${what}`);
     console.log(`  open trades left after the run: ${openLeft}`);
     const s1 = summary(at1);
     const sN = summary(atN);
     const errors = phases.reduce((n, p) => n + p.errors, 0);
-    console.log(JSON.stringify({
-      p50MsAt1: s1.p50Ms, p99MsAt1: s1.p99Ms, ordersPerSecAt1: s1.ordersPerSec,
-      ordersPerSecAt50: sN.ordersPerSec, p50MsAt50: sN.p50Ms, p99MsAt50: sN.p99Ms,
-      errors, openTradesLeft: openLeft, clients: CLIENTS,
-      p90MsAt1: s1.p90Ms, maxMsAt1: s1.maxMs, ordersAt1: s1.orders,
-      p90MsAt50: sN.p90Ms, maxMsAt50: sN.maxMs, ordersAt50: sN.orders,
-    }));
+    console.log(
+      JSON.stringify({
+        p50MsAt1: s1.p50Ms,
+        p99MsAt1: s1.p99Ms,
+        ordersPerSecAt1: s1.ordersPerSec,
+        ordersPerSecAt50: sN.ordersPerSec,
+        p50MsAt50: sN.p50Ms,
+        p99MsAt50: sN.p99Ms,
+        errors,
+        openTradesLeft: openLeft,
+        clients: CLIENTS,
+        p90MsAt1: s1.p90Ms,
+        maxMsAt1: s1.maxMs,
+        ordersAt1: s1.orders,
+        p90MsAt50: sN.p90Ms,
+        maxMsAt50: sN.maxMs,
+        ordersAt50: sN.orders,
+      }),
+    );
     failed = errors > 0 || openLeft > 0;
   } catch (err) {
     for (const p of processes) process.stderr.write(`--- last lines of ${p.name}:\n${p.raw.slice(-12).join("\n")}\n`);
@@ -264,7 +315,10 @@ async function main(): Promise<void> {
   if (failed) throw new Error("some requests were not answered 2xx, or trades were left open (see above)");
 }
 
-main().then(() => process.exit(0), (err: unknown) => {
-  console.error(err);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

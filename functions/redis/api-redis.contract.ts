@@ -12,7 +12,21 @@ import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 const REDIS_URL = TEST_REDIS_URL;
 
 /** Values that trip up encodings: JSON look-alikes, base64 look-alikes, Redis status words, whitespace, control and non-ASCII characters. */
-const AWKWARD = ["héllo wörld", "日本語 🚀", "  spaced  out  ", "tab\tnew\nline\r\"quoted\" back\\slash", "nul\u0000byte", "", "OK", "PONG", "null", "42", "[1,2]", "{\"a\":1}", "dGVzdA=="];
+const AWKWARD = [
+  "héllo wörld",
+  "日本語 🚀",
+  "  spaced  out  ",
+  'tab\tnew\nline\r"quoted" back\\slash',
+  "nul\u0000byte",
+  "",
+  "OK",
+  "PONG",
+  "null",
+  "42",
+  "[1,2]",
+  '{"a":1}',
+  "dGVzdA==",
+];
 
 export function describeApiRedisContract(name: string, factory: () => Promise<ApiRedis>): void {
   describe(`ApiRedis contract: ${name}`, () => {
@@ -53,7 +67,14 @@ export function describeApiRedisContract(name: string, factory: () => Promise<Ap
 
       it("passes keys and args", async () => {
         const script = "redis.call('SET', KEYS[1], ARGV[1]) return {KEYS[1], KEYS[2], ARGV[1], ARGV[2], #KEYS, #ARGV}";
-        expect(await redis.eval(script, [key("k1"), key("k2")], ["v1", "7"])).toEqual([key("k1"), key("k2"), "v1", "7", 2, 2]);
+        expect(await redis.eval(script, [key("k1"), key("k2")], ["v1", "7"])).toEqual([
+          key("k1"),
+          key("k2"),
+          "v1",
+          "7",
+          2,
+          2,
+        ]);
         expect(await plain.get(key("k1"))).toBe("v1");
       });
 

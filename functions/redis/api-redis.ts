@@ -33,7 +33,8 @@ export interface ApiRedis {
 
 /** BLPOP's timeout argument: seconds, fractional, from whole milliseconds; a non-positive timeout is a bug. */
 export function blpopTimeoutSeconds(timeoutMs: number): string {
-  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`blpop: timeoutMs must be positive, got ${timeoutMs}`);
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
+    throw new RangeError(`blpop: timeoutMs must be positive, got ${timeoutMs}`);
   return String(Math.ceil(timeoutMs) / 1000);
 }
 

@@ -49,7 +49,11 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
   });
   logOutages(commands, options.log);
   const blocking = createBlockingConnections(() => {
-    const connection = commands.duplicate({ connectionName: "api-blocking", commandTimeout: undefined, enableAutoPipelining: false });
+    const connection = commands.duplicate({
+      connectionName: "api-blocking",
+      commandTimeout: undefined,
+      enableAutoPipelining: false,
+    });
     logOutages(connection, options.log);
     return connection;
   }, options.maxIdleBlocking ?? 128);

@@ -27,10 +27,28 @@ describe("the API on the Upstash REST adapter", () => {
     const api = client(stack.app, token);
     expect((await api.get("/api/v1/auth/me")).body).toEqual({ user });
     await stack.setQuote("SOL_USDC_PERP", "150.25", "150.3");
-    const opened = await api.post("/api/v1/trade/create", { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" }, { "idempotency-key": "k1" });
+    const opened = await api.post(
+      "/api/v1/trade/create",
+      { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" },
+      { "idempotency-key": "k1" },
+    );
     expect(opened.status).toBe(201);
-    expect(opened.body.trade).toMatchObject({ asset: "SOL", type: "short", openPrice: "150.25", quantity: "0.99", takeProfit: "140" });
-    expect((await api.post("/api/v1/trade/create", { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" }, { "idempotency-key": "k1" })).body).toEqual(opened.body);
+    expect(opened.body.trade).toMatchObject({
+      asset: "SOL",
+      type: "short",
+      openPrice: "150.25",
+      quantity: "0.99",
+      takeProfit: "140",
+    });
+    expect(
+      (
+        await api.post(
+          "/api/v1/trade/create",
+          { asset: "SOL", type: "short", margin: "30", leverage: 5, takeProfit: "140" },
+          { "idempotency-key": "k1" },
+        )
+      ).body,
+    ).toEqual(opened.body);
     const open = (await api.get("/api/v1/trade/open")).body.trades as { unrealizedPnl: string }[];
     expect(open).toHaveLength(1);
     expect(open[0]!.unrealizedPnl).toBe("-0.0495"); // (150.25 − 150.3) × 0.99
@@ -40,7 +58,9 @@ describe("the API on the Upstash REST adapter", () => {
     expect(((await api.get("/api/v1/trade/history")).body.trades as unknown[]).length).toBe(1);
     await stack.stopEngine();
     try {
-      expect((await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).body.error?.code).toBe("ENGINE_UNAVAILABLE");
+      expect(
+        (await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).body.error?.code,
+      ).toBe("ENGINE_UNAVAILABLE");
     } finally {
       await stack.startEngine();
     }

@@ -13,7 +13,9 @@ let stack: ApiStack;
 let anon: ReturnType<typeof client>;
 
 beforeAll(async () => {
-  stack = await startApiStack({ settings: { signInPerEmail: { limit: 5, windowMs: 60_000 }, signInPerIp: { limit: 8, windowMs: 60_000 } } });
+  stack = await startApiStack({
+    settings: { signInPerEmail: { limit: 5, windowMs: 60_000 }, signInPerIp: { limit: 8, windowMs: 60_000 } },
+  });
   anon = client(stack.app);
 });
 afterAll(() => stack.close());
@@ -47,7 +49,9 @@ describe("magic-link sign-in", () => {
   it("stores only a hash of the token", async () => {
     await anon.post("/api/v1/auth", { email: "hash@example.com" });
     const token = new URL(`http://x${await latestLink("hash@example.com")}`).searchParams.get("token")!;
-    const { rows } = await stack.pg.db.query<{ token_hash: Buffer }>("SELECT token_hash FROM sign_in_tokens WHERE email = 'hash@example.com'");
+    const { rows } = await stack.pg.db.query<{ token_hash: Buffer }>(
+      "SELECT token_hash FROM sign_in_tokens WHERE email = 'hash@example.com'",
+    );
     expect(rows).toHaveLength(1);
     expect(rows[0]!.token_hash.length).toBe(32);
     expect(rows[0]!.token_hash.toString("base64url")).not.toBe(token);
@@ -76,13 +80,18 @@ describe("magic-link sign-in", () => {
   });
 
   it("redirects to APP_REDIRECT_URL after sign-in when it is set, with the cookie", async () => {
-    const redirecting = createApp({ ...stack.deps, settings: { ...stack.deps.settings, appRedirectUrl: "https://app.example.com/welcome" } });
+    const redirecting = createApp({
+      ...stack.deps,
+      settings: { ...stack.deps.settings, appRedirectUrl: "https://app.example.com/welcome" },
+    });
     await anon.post("/api/v1/auth", { email: "redirect@example.com" });
     const res = await redirecting.request(await latestLink("redirect@example.com"));
     expect(res.status).toBe(302);
     expect(res.headers.get("location")).toBe("https://app.example.com/welcome");
     const token = /session=([^;]+)/.exec(res.headers.get("set-cookie") ?? "")?.[1];
-    expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toMatchObject({ user: { email: "redirect@example.com" } });
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toMatchObject({
+      user: { email: "redirect@example.com" },
+    });
   });
 
   it("a link works once; a used, expired, unknown or malformed token is 401 INVALID_TOKEN", async () => {
@@ -94,7 +103,9 @@ describe("magic-link sign-in", () => {
 
     await anon.post("/api/v1/auth", { email: "late@example.com" });
     const late = await latestLink("late@example.com");
-    await stack.pg.db.query("UPDATE sign_in_tokens SET expires_at = now() - interval '1 second' WHERE email = 'late@example.com'");
+    await stack.pg.db.query(
+      "UPDATE sign_in_tokens SET expires_at = now() - interval '1 second' WHERE email = 'late@example.com'",
+    );
     expect((await anon.get(late)).body.error?.code).toBe("INVALID_TOKEN");
     expect((await anon.get(`/api/v1/auth/verify?token=${"A".repeat(43)}`)).status).toBe(401);
     expect((await anon.get("/api/v1/auth/verify?token=short")).status).toBe(401);
@@ -104,18 +115,28 @@ describe("magic-link sign-in", () => {
 
   it("limits sign-in emails per address and per IP with 429 and Retry-After", async () => {
     const email = "limited@example.com";
-    for (let i = 0; i < 5; i++) expect((await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.0.0.2" })).status).toBe(200);
+    for (let i = 0; i < 5; i++)
+      expect((await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.0.0.2" })).status).toBe(200);
     const sixth = await anon.post("/api/v1/auth", { email: "LIMITED@example.com" }, { "x-test-ip": "10.0.0.3" });
     expect([sixth.status, sixth.body.error?.code]).toEqual([429, "RATE_LIMITED"]);
     expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
     // A +tag reaches the same inbox: it shares the budget.
-    expect((await anon.post("/api/v1/auth", { email: "limited+again@example.com" }, { "x-test-ip": "10.0.0.4" })).status).toBe(429);
+    expect(
+      (await anon.post("/api/v1/auth", { email: "limited+again@example.com" }, { "x-test-ip": "10.0.0.4" })).status,
+    ).toBe(429);
     const sent = (await stack.deps.devMailbox!.list(50)).filter((m) => m.to === email);
     expect(sent).toHaveLength(5);
 
-    for (let i = 0; i < 8; i++) expect((await anon.post("/api/v1/auth", { email: `ip${i}@example.com` }, { "x-test-ip": "10.0.0.9" })).status).toBe(200);
-    expect((await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.9" })).status).toBe(429);
-    expect((await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.10" })).status).toBe(200);
+    for (let i = 0; i < 8; i++)
+      expect(
+        (await anon.post("/api/v1/auth", { email: `ip${i}@example.com` }, { "x-test-ip": "10.0.0.9" })).status,
+      ).toBe(200);
+    expect(
+      (await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.9" })).status,
+    ).toBe(429);
+    expect(
+      (await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.10" })).status,
+    ).toBe(200);
   });
 
   it("serves the dev mailbox only to this machine: its links sign anyone in", async () => {
@@ -144,10 +165,37 @@ describe("sessions", () => {
   it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
     const { user, token } = await stack.signIn("dave@example.com");
     const claims = { email: user.email };
-    const forged = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x1").setIssuer("paper-broker").setIssuedAt().setExpirationTime("1h").sign(new TextEncoder().encode("another-secret-that-is-long-enough-000000"));
-    const none = new UnsecuredJWT(claims).setSubject(user.id).setJti("x2").setIssuer("paper-broker").setIssuedAt().setExpirationTime("1h").encode();
-    const expired = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x3").setIssuer("paper-broker").setIssuedAt(Math.floor(Date.now() / 1000) - 7200).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(secret);
-    const wrongIssuer = await new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setSubject(user.id).setJti("x4").setIssuer("someone-else").setIssuedAt().setExpirationTime("1h").sign(secret);
+    const forged = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(user.id)
+      .setJti("x1")
+      .setIssuer("paper-broker")
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .sign(new TextEncoder().encode("another-secret-that-is-long-enough-000000"));
+    const none = new UnsecuredJWT(claims)
+      .setSubject(user.id)
+      .setJti("x2")
+      .setIssuer("paper-broker")
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .encode();
+    const expired = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(user.id)
+      .setJti("x3")
+      .setIssuer("paper-broker")
+      .setIssuedAt(Math.floor(Date.now() / 1000) - 7200)
+      .setExpirationTime(Math.floor(Date.now() / 1000) - 60)
+      .sign(secret);
+    const wrongIssuer = await new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(user.id)
+      .setJti("x4")
+      .setIssuer("someone-else")
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .sign(secret);
     const [head, payload, signature] = token.split(".");
     const other = JSON.parse(Buffer.from(payload!, "base64url").toString()) as Record<string, unknown>;
     const tampered = `${head}.${Buffer.from(JSON.stringify({ ...other, sub: "00000000-0000-0000-0000-000000000000" })).toString("base64url")}.${signature}`;
@@ -169,7 +217,11 @@ describe("sessions", () => {
     expect((await anon.get("/api/v1/auth/me", { cookie: `session=${first.token}` })).status).toBe(401);
     // Trade POSTs check revocation inside their admission script: refused there too, before anything is logged.
     const inputBefore = await stack.redis.xlen(stack.keys.input);
-    const order = await client(stack.app, first.token).post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.1" });
+    const order = await client(stack.app, first.token).post("/api/v1/trade/order", {
+      asset: "ETH",
+      side: "buy",
+      quantity: "0.1",
+    });
     expect([order.status, order.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
     expect(await stack.redis.xlen(stack.keys.input)).toBe(inputBefore);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
@@ -181,16 +233,30 @@ describe("request guards", () => {
   it("refuses state-changing requests from another origin, allows the app's own and the allow-list", async () => {
     const { token } = await stack.signIn("frank@example.com");
     const frank = client(stack.app, token);
-    const evil = await frank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" }, { origin: "https://evil.example" });
+    const evil = await frank.post(
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: "1" },
+      { origin: "https://evil.example" },
+    );
     expect([evil.status, evil.body.error?.code]).toEqual([403, "FORBIDDEN_ORIGIN"]);
     expect((await frank.del("/api/v1/auth/logout", { origin: "https://evil.example" })).status).toBe(403);
     expect((await frank.get("/api/v1/auth/me")).status).toBe(200); // the refused logout revoked nothing
-    expect((await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "http://localhost:3000" })).status).toBe(200);
-    expect((await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "https://app.example.com" })).status).toBe(200);
-    const preflight = await stack.app.request("/api/v1/trade/create", { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "POST" } });
+    expect(
+      (await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "http://localhost:3000" })).status,
+    ).toBe(200);
+    expect(
+      (await anon.post("/api/v1/auth", { email: "o@example.com" }, { origin: "https://app.example.com" })).status,
+    ).toBe(200);
+    const preflight = await stack.app.request("/api/v1/trade/create", {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example.com", "access-control-request-method": "POST" },
+    });
     expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
     expect(preflight.headers.get("access-control-allow-credentials")).toBe("true");
-    const foreign = await stack.app.request("/api/v1/trade/create", { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "POST" } });
+    const foreign = await stack.app.request("/api/v1/trade/create", {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+    });
     expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
   });
 
@@ -229,7 +295,8 @@ describe("request guards", () => {
       const { token } = await limited.signIn("hank@example.com");
       const hank = client(limited.app, token);
       const codes: number[] = [];
-      for (let i = 0; i < 5; i++) codes.push((await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" })).status);
+      for (let i = 0; i < 5; i++)
+        codes.push((await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" })).status);
       expect(codes).toEqual([422, 422, 422, 429, 429]); // no price yet: refused by the engine, but counted
     } finally {
       await limited.close();
@@ -239,12 +306,24 @@ describe("request guards", () => {
   it("never leaks internals: a failing dependency gives a bare error body, the log keeps the detail", async () => {
     const { token } = await stack.signIn("ivy@example.com");
     // A bug whose message happens to mention a connection is still a bug: 500, not "try again" 503.
-    const broken = createApp({ ...stack.deps, db: { query: () => Promise.reject(new TypeError("relation closed_orders is on fire: cannot read 'connection' (timeout)")) } });
+    const broken = createApp({
+      ...stack.deps,
+      db: {
+        query: () =>
+          Promise.reject(new TypeError("relation closed_orders is on fire: cannot read 'connection' (timeout)")),
+      },
+    });
     const res = await client(broken, token).get("/api/v1/trade/history");
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: { code: "INTERNAL", message: "Something went wrong on our side." } });
     expect(stack.logLines.some((l) => l.event === "request_failed" && String(l.error).includes("on fire"))).toBe(true);
-    const down = createApp({ ...stack.deps, db: { query: () => Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" })) } });
+    const down = createApp({
+      ...stack.deps,
+      db: {
+        query: () =>
+          Promise.reject(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" })),
+      },
+    });
     const unavailable = await client(down, token).get("/api/v1/trade/history");
     expect([unavailable.status, unavailable.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
     expect((await client(down, token).get("/health")).status).toBe(503);

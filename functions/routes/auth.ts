@@ -10,14 +10,21 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
-import { checkSignInToken, consumeSignInToken, ensureUser, issueSignInToken, SIGN_IN_TOKEN_TTL_MINUTES } from "../auth/sign-in-tokens.ts";
+import {
+  checkSignInToken,
+  consumeSignInToken,
+  ensureUser,
+  issueSignInToken,
+  SIGN_IN_TOKEN_TTL_MINUTES,
+} from "../auth/sign-in-tokens.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { currentSession, requireSession, SESSION_COOKIE } from "../middleware.ts";
 import { signInRequest, verifyQuery } from "../schemas.ts";
 import { readJson, readQuery } from "../validate.ts";
 
-export const SIGN_IN_MESSAGE = "If the address can receive email, a sign-in link is on its way. It expires in 15 minutes.";
+export const SIGN_IN_MESSAGE =
+  "If the address can receive email, a sign-in link is on its way. It expires in 15 minutes.";
 
 export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const { db, keys, redis, settings } = deps;
@@ -44,7 +51,11 @@ export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
     if (!answer.ok) throw new Error(`create_account refused: ${answer.error.code}`);
     if (!(await consumeSignInToken(db, token))) throw new ApiError("INVALID_TOKEN");
     setCookie(c, SESSION_COOKIE, await deps.sessions.issue(user), {
-      httpOnly: true, sameSite: "Lax", path: "/", secure: settings.secureCookies, maxAge: SESSION_TTL_SECONDS,
+      httpOnly: true,
+      sameSite: "Lax",
+      path: "/",
+      secure: settings.secureCookies,
+      maxAge: SESSION_TTL_SECONDS,
     });
     deps.log.info("signed_in", { userId: user.id });
     if (settings.appRedirectUrl !== undefined) return c.redirect(settings.appRedirectUrl, 302);

@@ -29,10 +29,26 @@ const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 describe("trading through the API", () => {
   it("opens a long at the ask: 201 with the Trade shape, margin leaves the USD balance", async () => {
-    const res = await alice.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "100", leverage: 10, stopLoss: "1900", takeProfit: "2200" });
+    const res = await alice.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      stopLoss: "1900",
+      takeProfit: "2200",
+    });
     expect(res.status).toBe(201);
     const trade = res.body.trade as Record<string, unknown>;
-    expect(trade).toMatchObject({ asset: "ETH", type: "long", margin: "100", leverage: 10, openPrice: "2001", quantity: "0.4997", stopLoss: "1900", takeProfit: "2200" });
+    expect(trade).toMatchObject({
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      openPrice: "2001",
+      quantity: "0.4997",
+      stopLoss: "1900",
+      takeProfit: "2200",
+    });
     expect(trade.id).toMatch(/^T0-\d+$/);
     expect(trade.openedAt).toMatch(iso);
     expect((await alice.get("/api/v1/account/balance/usd")).body).toEqual({ asset: "USD", balance: "9900" });
@@ -66,9 +82,16 @@ describe("trading through the API", () => {
 
   it("shows closed trades in the history from Postgres, newest first, with a working cursor", async () => {
     for (let i = 0; i < 3; i++) {
-      const opened = await alice.post("/api/v1/trade/create", { asset: "BTC", type: "short", margin: "10", leverage: 2 });
+      const opened = await alice.post("/api/v1/trade/create", {
+        asset: "BTC",
+        type: "short",
+        margin: "10",
+        leverage: 2,
+      });
       expect(opened.status).toBe(201);
-      expect((await alice.post("/api/v1/trade/close", { tradeId: (opened.body.trade as { id: string }).id })).status).toBe(200);
+      expect(
+        (await alice.post("/api/v1/trade/close", { tradeId: (opened.body.trade as { id: string }).id })).status,
+      ).toBe(200);
     }
     // Closed-order rows are written by the worker before it releases the close's answer.
     const first = await alice.get("/api/v1/trade/history?limit=2");
@@ -90,13 +113,21 @@ describe("trading through the API", () => {
   it("executes a spot buy at the ask and a sell at the bid, answering the order and all balances", async () => {
     const buy = await bob.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.5" });
     expect(buy.status).toBe(201);
-    expect(buy.body.order).toMatchObject({ asset: "ETH", side: "buy", quantity: "0.5", price: "2100.5", total: "1050.25" });
+    expect(buy.body.order).toMatchObject({
+      asset: "ETH",
+      side: "buy",
+      quantity: "0.5",
+      price: "2100.5",
+      total: "1050.25",
+    });
     expect((buy.body.order as { executedAt: string }).executedAt).toMatch(iso);
     expect(buy.body.balances).toEqual({ USD: "8949.75", ETH: "0.5", BTC: "0", SOL: "0", ADA: "0" });
     const sell = await bob.post("/api/v1/trade/order", { asset: "ETH", side: "sell", quantity: 0.25 });
     expect(sell.status).toBe(201);
     expect(sell.body.order).toMatchObject({ price: "2100.37", total: "525.0925" });
-    expect((await bob.get("/api/v1/account/balance")).body).toEqual({ balances: { USD: "9474.8425", ETH: "0.25", BTC: "0", SOL: "0", ADA: "0" } });
+    expect((await bob.get("/api/v1/account/balance")).body).toEqual({
+      balances: { USD: "9474.8425", ETH: "0.25", BTC: "0", SOL: "0", ADA: "0" },
+    });
   });
 
   it("lists the assets with decimals and the latest quote", async () => {
@@ -104,19 +135,43 @@ describe("trading through the API", () => {
     expect(res.status).toBe(200);
     const assets = res.body.assets as Record<string, unknown>[];
     expect(assets.map((a) => a.symbol)).toEqual(["ETH", "BTC", "SOL", "ADA"]);
-    expect(assets[0]).toMatchObject({ name: "Ethereum", market: "ETH_USDC_PERP", priceDecimals: 2, quantityDecimals: 4, bid: "2100.37", ask: "2100.5", source: "sim" });
+    expect(assets[0]).toMatchObject({
+      name: "Ethereum",
+      market: "ETH_USDC_PERP",
+      priceDecimals: 2,
+      quantityDecimals: 4,
+      bid: "2100.37",
+      ask: "2100.5",
+      source: "sim",
+    });
     expect(assets[2]).toMatchObject({ symbol: "SOL", bid: null, ask: null, updatedAt: null });
   });
 
   it("answers engine refusals as 422 with the engine's code, and a trade that is not yours as 404", async () => {
-    const tooBig = await bob.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "1000000", leverage: 1 });
+    const tooBig = await bob.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "1000000",
+      leverage: 1,
+    });
     expect(tooBig.status).toBe(422);
     expect(tooBig.body.error?.code).toBe("INSUFFICIENT_BALANCE");
     const noPrice = await bob.post("/api/v1/trade/create", { asset: "SOL", type: "long", margin: "10", leverage: 1 });
     expect([noPrice.status, noPrice.body.error?.code]).toEqual([422, "NO_PRICE"]);
-    const badStop = await bob.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "10", leverage: 2, stopLoss: "2500" });
+    const badStop = await bob.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "10",
+      leverage: 2,
+      stopLoss: "2500",
+    });
     expect([badStop.status, badStop.body.error?.code]).toEqual([422, "INVALID_STOP_LOSS"]);
-    const leverage = await bob.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "10", leverage: 101 });
+    const leverage = await bob.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "10",
+      leverage: 101,
+    });
     expect([leverage.status, leverage.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
 
     const mine = await alice.post("/api/v1/trade/create", { asset: "ETH", type: "short", margin: "20", leverage: 3 });
@@ -154,7 +209,10 @@ describe("trading through the API", () => {
     const tooFine = await bob.post("/api/v1/trade/order", '{"asset":"ETH","side":"buy","quantity":0.00001}');
     expect([tooFine.status, tooFine.body.error?.code]).toEqual([400, "INVALID_AMOUNT"]);
     expect(tooFine.body.error?.message).toContain("quantity");
-    const margin = await bob.post("/api/v1/trade/create", '{"asset":"ETH","type":"long","margin":10.0000001,"leverage":1}');
+    const margin = await bob.post(
+      "/api/v1/trade/create",
+      '{"asset":"ETH","type":"long","margin":10.0000001,"leverage":1}',
+    );
     expect([margin.status, margin.body.error?.code]).toEqual([400, "INVALID_AMOUNT"]);
   });
 
@@ -168,14 +226,16 @@ describe("trading through the API", () => {
       const lengthBefore = await stack.redis.xlen(stack.keys.input);
       await bob.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.1" });
       expect(await stack.redis.xlen(stack.keys.input)).toBe(lengthBefore); // nothing was written to the log
-
     } finally {
       await stack.startEngine();
     }
   });
 
   it("gives 504 when the engine holds the lease but does not answer; the retry with the same key gets the first answer", async () => {
-    const impatient = client(createApp({ ...stack.deps, engine: createEngineClient(stack.deps.redis, stack.keys, 300) }), bobToken);
+    const impatient = client(
+      createApp({ ...stack.deps, engine: createEngineClient(stack.deps.redis, stack.keys, 300) }),
+      bobToken,
+    );
     const key = { "idempotency-key": `slow-${crypto.randomUUID()}` };
     const order = { asset: "ETH", side: "buy", quantity: "0.01" };
     await stack.stopEngine();

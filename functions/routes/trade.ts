@@ -18,7 +18,6 @@ import { closeTradeRequest, createTradeRequest, historyQuery, spotOrderRequest }
 import { readJson, readQuery } from "../validate.ts";
 import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
 
-
 export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   // The POSTs check revocation in their admission script (see act); the GETs here.
@@ -33,8 +32,13 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
     if (body.takeProfit !== undefined) checkPrecision("takeProfit", body.takeProfit, asset.priceDecimals);
     const { stopLoss, takeProfit } = body;
     const result = await act(deps, c, "create", body, {
-      kind: "open_trade", asset: body.asset, side: body.type, margin: body.margin, leverage: body.leverage,
-      ...(stopLoss !== undefined && { stopLoss }), ...(takeProfit !== undefined && { takeProfit }),
+      kind: "open_trade",
+      asset: body.asset,
+      side: body.type,
+      margin: body.margin,
+      leverage: body.leverage,
+      ...(stopLoss !== undefined && { stopLoss }),
+      ...(takeProfit !== undefined && { takeProfit }),
     });
     if (result.kind !== "open_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 201);
@@ -50,14 +54,22 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
   app.post("/order", async (c) => {
     const body = await readJson(c, spotOrderRequest);
     checkPrecision("quantity", body.quantity, ASSET_BY_SYMBOL.get(body.asset)!.quantityDecimals);
-    const result = await act(deps, c, "order", body, { kind: "spot_order", asset: body.asset, side: body.side, quantity: body.quantity });
+    const result = await act(deps, c, "order", body, {
+      kind: "spot_order",
+      asset: body.asset,
+      side: body.side,
+      quantity: body.quantity,
+    });
     if (result.kind !== "spot_order") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ order: result.order, balances: result.balances }, 201);
   });
 
   app.get("/open", async (c) => {
     const { userId } = c.get("session");
-    const [trades, quotes] = await Promise.all([deps.redis.hgetall(deps.keys.openTradesKey(userId)), deps.redis.hgetall(deps.keys.quotesKey)]);
+    const [trades, quotes] = await Promise.all([
+      deps.redis.hgetall(deps.keys.openTradesKey(userId)),
+      deps.redis.hgetall(deps.keys.quotesKey),
+    ]);
     return c.json({ trades: openTradesView(trades, quotesView(quotes)) });
   });
 
@@ -86,7 +98,13 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
 type Instruction = Parameters<ApiDeps["engine"]["send"]>[2];
 
 /** Admits the request, has the engine act, and returns its result; a refusal becomes its API error. */
-async function act(deps: ApiDeps, c: ApiContext, endpoint: string, body: unknown, instruction: Instruction): Promise<InstructionResult> {
+async function act(
+  deps: ApiDeps,
+  c: ApiContext,
+  endpoint: string,
+  body: unknown,
+  instruction: Instruction,
+): Promise<InstructionResult> {
   const session = c.get("session");
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
   const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
@@ -103,7 +121,12 @@ function resultOf(answer: Answer): InstructionResult {
 function checkPrecision(field: string, text: string, decimals: number): void {
   const parsed = parseUnits(text, decimals);
   if (parsed.ok && parsed.units > 0) return;
-  const why = !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS" ? `at most ${decimals} decimals` : !parsed.ok ? "out of range" : "must be above zero";
+  const why =
+    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
+      ? `at most ${decimals} decimals`
+      : !parsed.ok
+        ? "out of range"
+        : "must be above zero";
   throw new ApiError("INVALID_AMOUNT", `Invalid "${field}": ${why}.`);
 }
 
@@ -114,8 +137,15 @@ function encodeCursor(closedAt: string, id: string): string {
 function decodeCursor(cursor: string): { closedAt: string; id: string } {
   try {
     const value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown;
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === "string" && typeof value[1] === "string"
-      && !Number.isNaN(Date.parse(value[0])) && /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value[0]) && /^[A-Za-z0-9_-]{1,64}$/.test(value[1])) {
+    if (
+      Array.isArray(value) &&
+      value.length === 2 &&
+      typeof value[0] === "string" &&
+      typeof value[1] === "string" &&
+      !Number.isNaN(Date.parse(value[0])) &&
+      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value[0]) &&
+      /^[A-Za-z0-9_-]{1,64}$/.test(value[1])
+    ) {
       return { closedAt: value[0], id: value[1] };
     }
   } catch {

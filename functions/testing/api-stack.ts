@@ -59,7 +59,10 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   const prefix = `test:api:${crypto.randomUUID()}:`;
   const keys = keyspace(prefix);
   const logLines: Record<string, unknown>[] = [];
-  const log: Logger = createLogger("api-test", { level: "debug", sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log: Logger = createLogger("api-test", {
+    level: "debug",
+    sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>),
+  });
   const pg = await createTestDatabase();
   await migrate(pg.db, log);
   const redis = new Redis(REDIS_URL);
@@ -75,7 +78,10 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     const stop = new AbortController();
     let live!: () => void;
     const isLive = new Promise<void>((r) => (live = r));
-    const done = runLeader({ reader: engineReader, writer: redis, keys, log, lease, state, blockMs: 50, onLive: live }, stop.signal);
+    const done = runLeader(
+      { reader: engineReader, writer: redis, keys, log, lease, state, blockMs: 50, onLive: live },
+      stop.signal,
+    );
     await isLive;
     engine = { stop, done, lease };
   };
@@ -88,7 +94,10 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   };
   await startEngine();
   const workerStop = new AbortController();
-  const worker = runWorker({ reader: workerReader, writer: redis, db: pg.db, keys, log, consumer: "api-test-worker", blockMs: 50 }, workerStop.signal);
+  const worker = runWorker(
+    { reader: workerReader, writer: redis, db: pg.db, keys, log, consumer: "api-test-worker", blockMs: 50 },
+    workerStop.signal,
+  );
 
   const settings: ApiSettings = {
     appUrl: "http://localhost:3000",
@@ -101,7 +110,12 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   };
   const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });
   const deps: ApiDeps = {
-    redis: apiRedis, db: pg.db, keys, log, mailer: devMailbox, devMailbox,
+    redis: apiRedis,
+    db: pg.db,
+    keys,
+    log,
+    mailer: devMailbox,
+    devMailbox,
     engine: createEngineClient(apiRedis, keys, overrides.engineTimeoutMs ?? 5_000),
     sessions: new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), apiRedis, keys),
     settings,
@@ -111,9 +125,24 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   const app = createApp(deps);
 
   return {
-    app, deps, keys, redis, pg, state, logLines, stopEngine, startEngine,
+    app,
+    deps,
+    keys,
+    redis,
+    pg,
+    state,
+    logLines,
+    stopEngine,
+    startEngine,
     async setQuote(market, bid, ask) {
-      const update: PriceUpdate = { type: "price_update", market, bid, ask, exchangeTimeUs: String(Date.now() * 1000), source: "sim" };
+      const update: PriceUpdate = {
+        type: "price_update",
+        market,
+        bid,
+        ask,
+        exchangeTimeUs: String(Date.now() * 1000),
+        source: "sim",
+      };
       await redis.xadd(keys.input, "*", ...encodeFields(update));
       const asset = market.split("_")[0]!;
       for (let i = 0; i < 500; i++) {
@@ -127,7 +156,11 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       throw new Error(`quote ${market} ${bid}/${ask} never reached the read model`);
     },
     async signIn(email) {
-      const asked = await app.request("/api/v1/auth", { method: "POST", headers: { "content-type": "application/json", "x-test-ip": `signin-${crypto.randomUUID()}` }, body: JSON.stringify({ email }) });
+      const asked = await app.request("/api/v1/auth", {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-test-ip": `signin-${crypto.randomUUID()}` },
+        body: JSON.stringify({ email }),
+      });
       if (asked.status !== 200) throw new Error(`sign-in request failed: ${asked.status} ${await asked.text()}`);
       const mail = (await devMailbox.list(20)).find((m) => m.to === email.toLowerCase());
       if (mail === undefined) throw new Error(`no sign-in email for ${email}`);

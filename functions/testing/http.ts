@@ -11,7 +11,10 @@ export interface Call {
 export function client(app: Hono<ApiEnv>, token?: string) {
   const auth: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` };
   const call = async (path: string, init: RequestInit = {}): Promise<Call> => {
-    const res = await app.request(path, { ...init, headers: { ...auth, ...(init.headers as Record<string, string> | undefined) } });
+    const res = await app.request(path, {
+      ...init,
+      headers: { ...auth, ...(init.headers as Record<string, string> | undefined) },
+    });
     const text = await res.text();
     let body: Call["body"];
     try {
@@ -24,7 +27,11 @@ export function client(app: Hono<ApiEnv>, token?: string) {
   return {
     get: (path: string, headers: Record<string, string> = {}) => call(path, { headers }),
     post: (path: string, body: unknown, headers: Record<string, string> = {}) =>
-      call(path, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body), headers: { "content-type": "application/json", ...headers } }),
+      call(path, {
+        method: "POST",
+        body: typeof body === "string" ? body : JSON.stringify(body),
+        headers: { "content-type": "application/json", ...headers },
+      }),
     del: (path: string, headers: Record<string, string> = {}) => call(path, { method: "DELETE", headers }),
   };
 }

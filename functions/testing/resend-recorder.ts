@@ -69,11 +69,14 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
 
 function handle(req: IncomingMessage, raw: string, res: ServerResponse, sent: RecordedEmail[]): void {
   const path = new URL(req.url ?? "/", "http://recorder").pathname;
-  if (path !== "/emails") return reply(res, 404, resendError(404, "not_found", "The requested endpoint does not exist."));
-  if (req.method !== "POST") return reply(res, 405, resendError(405, "method_not_allowed", "Method is not allowed for the requested path."));
+  if (path !== "/emails")
+    return reply(res, 404, resendError(404, "not_found", "The requested endpoint does not exist."));
+  if (req.method !== "POST")
+    return reply(res, 405, resendError(405, "method_not_allowed", "Method is not allowed for the requested path."));
 
   const bearer = /^Bearer (\S+)$/.exec(req.headers.authorization ?? "")?.[1];
-  if (bearer === undefined) return reply(res, 401, resendError(401, "missing_api_key", "Missing API key in the authorization header."));
+  if (bearer === undefined)
+    return reply(res, 401, resendError(401, "missing_api_key", "Missing API key in the authorization header."));
   if (!/^re_\w+$/.test(bearer)) return reply(res, 403, resendError(403, "invalid_api_key", "API key is invalid."));
 
   let body: unknown;
@@ -83,7 +86,11 @@ function handle(req: IncomingMessage, raw: string, res: ServerResponse, sent: Re
     return reply(res, 400, resendError(400, "validation_error", "Invalid JSON body."));
   }
   if (!isEmailBody(body)) {
-    return reply(res, 422, resendError(422, "missing_required_field", "Missing `from`, `to`, `subject`, or a `text`/`html` body."));
+    return reply(
+      res,
+      422,
+      resendError(422, "missing_required_field", "Missing `from`, `to`, `subject`, or a `text`/`html` body."),
+    );
   }
   sent.push({ apiKey: bearer, body });
   reply(res, 200, { id: randomUUID() });
@@ -94,7 +101,12 @@ function isEmailBody(body: unknown): body is RecordedEmail["body"] {
   const b = body as Record<string, unknown>;
   const to = b.to;
   const toOk = typeof to === "string" || (Array.isArray(to) && to.length > 0 && to.every((t) => typeof t === "string"));
-  return typeof b.from === "string" && toOk && typeof b.subject === "string" && (typeof b.text === "string" || typeof b.html === "string");
+  return (
+    typeof b.from === "string" &&
+    toOk &&
+    typeof b.subject === "string" &&
+    (typeof b.text === "string" || typeof b.html === "string")
+  );
 }
 
 function resendError(statusCode: number, name: string, message: string) {

@@ -26,7 +26,17 @@ export interface UpstashBridge {
 type Command = [string, ...string[]];
 type Reply = { result: unknown } | { error: string };
 
-const BLOCKING = new Set(["BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT"]);
+const BLOCKING = new Set([
+  "BLPOP",
+  "BRPOP",
+  "BLMOVE",
+  "BRPOPLPUSH",
+  "BLMPOP",
+  "BZPOPMIN",
+  "BZPOPMAX",
+  "BZMPOP",
+  "WAIT",
+]);
 
 export async function startUpstashBridge(options: { redisUrl: string; token: string }): Promise<UpstashBridge> {
   const redis = new Redis(options.redisUrl, { protocol: 2, connectionName: "upstash-bridge" });
@@ -55,7 +65,8 @@ export async function startUpstashBridge(options: { redisUrl: string; token: str
 
   async function answer(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
     if (req.method !== "POST") return { status: 405, body: { error: "Only POST is supported" } };
-    if (req.headers.authorization !== `Bearer ${options.token}`) return { status: 401, body: { error: "Unauthorized" } };
+    if (req.headers.authorization !== `Bearer ${options.token}`)
+      return { status: 401, body: { error: "Unauthorized" } };
     const encoding = req.headers["upstash-encoding"];
     const base64 = typeof encoding === "string" && encoding.toLowerCase() === "base64";
     const body: unknown = JSON.parse(await readBody(req));

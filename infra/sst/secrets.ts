@@ -9,10 +9,16 @@ export type Secrets = Readonly<Record<SecretName, sst.Secret>>;
 
 export function createSecrets(): Secrets {
   const names = Object.keys(SECRETS) as SecretName[];
-  return Object.fromEntries(names.map((name) => [name, new sst.Secret(name, SECRET_PLACEHOLDERS[name])])) as Record<SecretName, sst.Secret>;
+  return Object.fromEntries(names.map((name) => [name, new sst.Secret(name, SECRET_PLACEHOLDERS[name])])) as Record<
+    SecretName,
+    sst.Secret
+  >;
 }
 
 /** Environment variables from secrets, for a function's or a container's `environment`. */
-export function secretEnv(mapping: Readonly<Record<string, SecretName>>, secrets: Secrets): Record<string, $util.Output<string>> {
+export function secretEnv(
+  mapping: Readonly<Record<string, SecretName>>,
+  secrets: Secrets,
+): Record<string, $util.Output<string>> {
   return Object.fromEntries(Object.entries(mapping).map(([variable, secret]) => [variable, secrets[secret].value]));
 }

@@ -64,7 +64,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     process.env.REDIS_URL = provided.redisUrl;
     process.env.TEST_DATABASE_ADMIN_URL = provided.databaseAdminUrl;
     project.provide("testServers", provided);
-    createLogger("test-servers").info("test_servers", { redis: where(provided.redisUrl), postgres: where(provided.databaseAdminUrl), started: provided.started });
+    createLogger("test-servers").info("test_servers", {
+      redis: where(provided.redisUrl),
+      postgres: where(provided.databaseAdminUrl),
+      started: provided.started,
+    });
     return teardown;
   } catch (err) {
     await teardown();
@@ -80,7 +84,8 @@ async function findOrStartPostgres(env: NodeJS.ProcessEnv, ours: Omit<InfraOptio
     return { url: configured, started: false, stop: () => Promise.resolve() };
   }
   const local = env.LOCAL_POSTGRES_PROBE_URL?.trim() || DEFAULT_LOCAL_POSTGRES_ADMIN_URL;
-  if ((await postgresProblem(local, ours.log)) === undefined) return { url: local, started: false, stop: () => Promise.resolve() };
+  if ((await postgresProblem(local, ours.log)) === undefined)
+    return { url: local, started: false, stop: () => Promise.resolve() };
   // Not the app's DATABASE_URL: the tests need a server where they may create databases.
   return ensurePostgres({ ...ours, env: { PATH: env.PATH }, database: "postgres" });
 }

@@ -25,7 +25,15 @@ export interface Exit {
  * Configuration a child gets from the test or not at all. Tests inherit the developer's shell (and global-setup's
  * REDIS_URL): a leaked DATABASE_URL or KEY_PREFIX would point a crash test at someone's data.
  */
-const NOT_INHERITED = ["REDIS_URL", "DATABASE_URL", "KEY_PREFIX", "SNAPSHOT_EVERY_MS", "ENGINE_LEASE_TTL_MS", "ENGINE_STATS_EVERY_MS", "INITIAL_BALANCE_USD"];
+const NOT_INHERITED = [
+  "REDIS_URL",
+  "DATABASE_URL",
+  "KEY_PREFIX",
+  "SNAPSHOT_EVERY_MS",
+  "ENGINE_LEASE_TTL_MS",
+  "ENGINE_STATS_EVERY_MS",
+  "INITIAL_BALANCE_USD",
+];
 
 /** A child process and everything it has printed so far. */
 export class Child {
@@ -39,7 +47,10 @@ export class Child {
   private exit: Exit | undefined;
   private readonly waiters = new Set<() => void>();
 
-  constructor(readonly name: string, readonly proc: ChildProcessByStdio<null, Readable, Readable>) {
+  constructor(
+    readonly name: string,
+    readonly proc: ChildProcessByStdio<null, Readable, Readable>,
+  ) {
     this.exited = new Promise((resolve) => {
       proc.once("exit", (code, signal) => {
         this.exit = { code, signal };
@@ -63,14 +74,21 @@ export class Child {
    * Resolves with the first line, already logged or still to come, with this event (or matching this predicate);
    * rejects, with the last lines printed, if the process exits first or on timeout.
    */
-  waitFor(match: string | ((line: LogLine) => boolean), timeoutMs = 20_000, what = typeof match === "string" ? match : "a matching line"): Promise<LogLine> {
+  waitFor(
+    match: string | ((line: LogLine) => boolean),
+    timeoutMs = 20_000,
+    what = typeof match === "string" ? match : "a matching line",
+  ): Promise<LogLine> {
     const matches = typeof match === "string" ? (l: LogLine) => l.event === match : match;
     return new Promise((resolve, reject) => {
       const check = () => {
         const found = this.lines.find(matches);
         if (found !== undefined) return done(() => resolve(found));
         const exit = this.exit;
-        if (exit !== undefined) return done(() => reject(this.failure(`exited (${String(exit.code ?? exit.signal)}) before logging ${what}`)));
+        if (exit !== undefined)
+          return done(() =>
+            reject(this.failure(`exited (${String(exit.code ?? exit.signal)}) before logging ${what}`)),
+          );
       };
       const timer = setTimeout(() => done(() => reject(this.failure(`no ${what} within ${timeoutMs} ms`))), timeoutMs);
       const done = (settle: () => void) => {
@@ -127,14 +145,21 @@ function parseLogLine(line: string): LogLine | undefined {
 export function spawnChild(name: string, command: string, args: readonly string[], env: Record<string, string>): Child {
   const inherited: NodeJS.ProcessEnv = { ...process.env };
   for (const key of NOT_INHERITED) delete inherited[key];
-  return new Child(name, spawn(command, args, { cwd: REPO_ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] }));
+  return new Child(
+    name,
+    spawn(command, args, { cwd: REPO_ROOT, env: { ...inherited, ...env }, stdio: ["ignore", "pipe", "pipe"] }),
+  );
 }
 
 /**
  * One of the system's processes, with the entry and Node flags `npm start` uses (platform/components.ts), so a test
  * runs what production runs; `nodeFlags` adds to them (a bigger heap, a CPU profile). `name` tells apart several.
  */
-export function spawnComponent(component: Component["name"], env: Record<string, string>, options: { name?: string; nodeFlags?: readonly string[] } = {}): Child {
+export function spawnComponent(
+  component: Component["name"],
+  env: Record<string, string>,
+  options: { name?: string; nodeFlags?: readonly string[] } = {},
+): Child {
   const args = [...(options.nodeFlags ?? []), ...nodeArgs(componentNamed(component))];
   return spawnChild(options.name ?? component, process.execPath, args, env);
 }
@@ -146,15 +171,28 @@ export function freePort(): Promise<number> {
     server.once("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
 
 /** A private redis-server child, persisting to `dir` with the given extra arguments; resolves once it answers PING. */
 export async function startRedisServer(port: number, dir: string, extra: readonly string[]): Promise<Child> {
-  const child = spawnChild(`redis-server:${port}`, "redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...extra], {});
-  const probe = new Redis({ port, host: "127.0.0.1", lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  const child = spawnChild(
+    `redis-server:${port}`,
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--dir", dir, ...extra],
+    {},
+  );
+  const probe = new Redis({
+    port,
+    host: "127.0.0.1",
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
   probe.on("error", () => undefined);
   try {
     const start = Date.now();
@@ -167,7 +205,8 @@ export async function startRedisServer(port: number, dir: string, extra: readonl
       } catch {
         probe.disconnect();
       }
-      if (Date.now() - start > 10_000) throw new Error(`redis-server on ${port} did not come up: ${child.other.join("\n")}`);
+      if (Date.now() - start > 10_000)
+        throw new Error(`redis-server on ${port} did not come up: ${child.other.join("\n")}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   } finally {
@@ -177,7 +216,12 @@ export async function startRedisServer(port: number, dir: string, extra: readonl
 }
 
 /** Polls `probe` until it returns a value (not undefined or null). */
-export async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs: number, what: string, pollMs = 25): Promise<T> {
+export async function until<T>(
+  probe: () => Promise<T | undefined | null>,
+  timeoutMs: number,
+  what: string,
+  pollMs = 25,
+): Promise<T> {
   const start = Date.now();
   for (;;) {
     const value = await probe();

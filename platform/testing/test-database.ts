@@ -22,7 +22,10 @@ export interface TestDatabase {
 export async function createTestDatabase(): Promise<TestDatabase> {
   const adminUrl = TEST_DATABASE_ADMIN_URL;
   const logLines: Record<string, unknown>[] = [];
-  const log = createLogger("test", { level: "debug", sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = createLogger("test", {
+    level: "debug",
+    sink: (line) => logLines.push(JSON.parse(line) as Record<string, unknown>),
+  });
   const admin = await connectPostgres(adminUrl, log, { maxConnections: 1 });
   // Random and lower-case, so the name needs no quoting and parallel test files never collide.
   const name = `t_${randomBytes(6).toString("hex")}`;
@@ -36,7 +39,11 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   url.pathname = `/${name}`;
   const db = await connectPostgres(url.toString(), log);
   return {
-    name, url: url.toString(), db, logLines, log,
+    name,
+    url: url.toString(),
+    db,
+    logLines,
+    log,
     drop: async () => {
       await db.close();
       // FORCE ends connections a failed test may have left behind.

@@ -14,7 +14,9 @@ describe("the test run's servers (global-setup.ts)", () => {
     const redis = new Redis(TEST_REDIS_URL);
     expect(await redis.ping()).toBe("PONG");
     redis.disconnect();
-    const db = await connectPostgres(TEST_DATABASE_ADMIN_URL, createLogger("test", { level: "warn" }), { maxConnections: 1 });
+    const db = await connectPostgres(TEST_DATABASE_ADMIN_URL, createLogger("test", { level: "warn" }), {
+      maxConnections: 1,
+    });
     expect((await db.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
     await db.close();
   });
