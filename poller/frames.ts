@@ -68,7 +68,11 @@ const reject = (reason: FrameDropReason, detail: string): FrameResult => ({ kind
 
 export function parseFrame(text: string, markets: MarketTable): FrameResult {
   if (text.length > MAX_FRAME_CHARS) return reject("oversized", `${text.length} characters`);
-  const message = parseLossless(text);
+  return decodeFrame(parseLossless(text), markets);
+}
+
+/** The frame's parsed JSON (undefined: not JSON) → the result; apart so the bench can time other parsers. */
+export function decodeFrame(message: LosslessValue | undefined, markets: MarketTable): FrameResult {
   if (message === undefined) return reject("malformed_json", "not valid JSON");
   if (!isLosslessObject(message)) return reject("not_an_object", "top level is not an object");
   if (!("stream" in message) && !("data" in message)) {
