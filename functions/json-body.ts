@@ -1,15 +1,16 @@
 /**
- * Request bodies are parsed without losing a number's digits. API.md lets clients send money as a JSON number,
- * "read by its decimal text": `JSON.parse` would turn `0.1000000000000000055` or `12345678901234567890` into a
- * nearby binary double first. The body is parsed with the poller's lossless parser instead, and every number
+ * Request bodies are parsed without losing a number's digits. Clients may send money as a JSON number, "read by
+ * its decimal text": `JSON.parse` would turn `0.1000000000000000055` or `12345678901234567890` into a nearby
+ * binary double first. Bodies go through the exact parser instead (platform/exact-json.ts), and every number
  * arrives as a JsonNumber carrying its source text; the schemas (schemas.ts) decide what a number may be.
  */
-import { parseLossless, RawNumber, type LosslessValue } from "../platform/lossless-json.ts";
+import { parseExactJson, RawNumber, type ExactJson } from "../platform/exact-json.ts";
+
+/** Our bodies are flat objects; the limit only bounds the parser's recursion on hostile ones. */
+export const MAX_BODY_DEPTH = 32;
 
 /** A JSON number from a request body, as written. */
-export class JsonNumber {
-  constructor(readonly text: string) {}
-
+export class JsonNumber extends RawNumber {
   /** The number as a plain decimal ("1.5e3" → "1500"), or undefined when it is negative or absurdly scaled. */
   decimalText(): string | undefined {
     const m = /^(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(this.text);
@@ -26,21 +27,15 @@ export class JsonNumber {
   }
 }
 
-export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue = ExactJson<JsonNumber>;
 
-/** The parsed body, or undefined when the text is not JSON. */
+const toJsonNumber = (text: string) => new JsonNumber(text);
+
+/**
+ * The parsed body, or undefined when the text is not JSON or nests deeper than MAX_BODY_DEPTH. Objects are plain
+ * objects whose keys are all own properties (a `"__proto__"` key included), and a repeated key keeps its last
+ * value, as with `JSON.parse`.
+ */
 export function parseJsonBody(text: string): JsonValue | undefined {
-  const value = parseLossless(text, 32);
-  return value === undefined ? undefined : convert(value);
-}
-
-function convert(value: LosslessValue): JsonValue {
-  if (value instanceof RawNumber) return new JsonNumber(value.text);
-  if (Array.isArray(value)) return value.map(convert);
-  if (value !== null && typeof value === "object") {
-    const out: { [key: string]: JsonValue } = Object.create(null) as { [key: string]: JsonValue };
-    for (const [k, v] of Object.entries(value)) out[k] = convert(v);
-    return out;
-  }
-  return value;
+  return parseExactJson(text, MAX_BODY_DEPTH, toJsonNumber);
 }

@@ -13,13 +13,7 @@
 import type { RawData } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
 import { formatUnits, parseUnits } from "../contract/money.ts";
-import {
-  isLosslessObject,
-  parseLossless,
-  RawNumber,
-  type LosslessObject,
-  type LosslessValue,
-} from "../platform/lossless-json.ts";
+import { isJsonObject, parseExactJson, RawNumber, type ExactJson } from "../platform/exact-json.ts";
 
 export interface FeedQuote {
   readonly market: string;
@@ -45,6 +39,8 @@ export const FRAME_DROP_REASONS = [
 ] as const;
 export type FrameDropReason = (typeof FRAME_DROP_REASONS)[number];
 
+type JsonObject = { readonly [key: string]: ExactJson };
+
 export type FrameResult =
   | { readonly kind: "quote"; readonly quote: FeedQuote }
   | { readonly kind: "control"; readonly error: string | undefined }
@@ -59,6 +55,8 @@ export function marketTable(assets: readonly AssetConfig[]): MarketTable {
 
 /** bookTicker frames are ~250 bytes; anything far larger is not one and is refused before parsing. */
 export const MAX_FRAME_CHARS = 16_384;
+/** A bookTicker frame nests 2 deep; the limit only bounds the parser's recursion on hostile frames. */
+const MAX_FRAME_DEPTH = 16;
 /** Longer than any real id (Backpack's fit in 64 bits: 20 digits) yet bounded, so a hostile frame stays cheap. */
 const MAX_ID_DIGITS = 40;
 /** The contract's limit for `exchangeTimeUs`. */
@@ -68,21 +66,17 @@ const reject = (reason: FrameDropReason, detail: string): FrameResult => ({ kind
 
 export function parseFrame(text: string, markets: MarketTable): FrameResult {
   if (text.length > MAX_FRAME_CHARS) return reject("oversized", `${text.length} characters`);
-  return decodeFrame(parseLossless(text), markets);
-}
-
-/** The frame's parsed JSON (undefined: not JSON) → the result; apart so the bench can time other parsers. */
-export function decodeFrame(message: LosslessValue | undefined, markets: MarketTable): FrameResult {
+  const message = parseExactJson(text, MAX_FRAME_DEPTH);
   if (message === undefined) return reject("malformed_json", "not valid JSON");
-  if (!isLosslessObject(message)) return reject("not_an_object", "top level is not an object");
-  if (!("stream" in message) && !("data" in message)) {
-    const error = "error" in message ? JSON.stringify(toPlain(message.error)).slice(0, 300) : undefined;
+  if (!isJsonObject(message)) return reject("not_an_object", "top level is not an object");
+  if (!Object.hasOwn(message, "stream") && !Object.hasOwn(message, "data")) {
+    const error = Object.hasOwn(message, "error") ? JSON.stringify(toPlain(message.error)).slice(0, 300) : undefined;
     return { kind: "control", error };
   }
   const stream = message.stream;
   const data = message.data;
   if (typeof stream !== "string") return reject(stream === undefined ? "missing_field" : "invalid_field", "stream");
-  if (!isLosslessObject(data)) return reject(data === undefined ? "missing_field" : "invalid_field", "data");
+  if (!isJsonObject(data)) return reject(data === undefined ? "missing_field" : "invalid_field", "data");
   if (data.e === undefined) return reject("missing_field", "e");
   if (data.e !== "bookTicker") return reject("wrong_event", `e: ${JSON.stringify(toPlain(data.e))}`);
 
@@ -116,7 +110,7 @@ export function decodeFrame(message: LosslessValue | undefined, markets: MarketT
 }
 
 /** A price field in ticks, or the rejection. Numbers are refused: a binary float has already lost the decimal. */
-function price(data: LosslessObject, field: "a" | "b", asset: AssetConfig): number | FrameResult {
+function price(data: JsonObject, field: "a" | "b", asset: AssetConfig): number | FrameResult {
   const value = data[field];
   if (value === undefined) return reject("missing_field", field);
   if (typeof value !== "string") return reject("invalid_price", `${field}: not a decimal string`);
@@ -135,7 +129,7 @@ function price(data: LosslessObject, field: "a" | "b", asset: AssetConfig): numb
 }
 
 /** A non-negative integer field given as a JSON number or a digit string, returned as its exact digits. */
-function digits(data: LosslessObject, field: string, maxDigits: number): string | FrameResult {
+function digits(data: JsonObject, field: string, maxDigits: number): string | FrameResult {
   const value = data[field];
   if (value === undefined) return reject("missing_field", field);
   const text = value instanceof RawNumber ? value.text : typeof value === "string" ? value : undefined;
@@ -153,9 +147,9 @@ export function frameText(data: RawData): string {
 }
 
 /** For error messages only: the value as plain JSON. */
-function toPlain(value: LosslessValue | undefined): unknown {
+function toPlain(value: ExactJson | undefined): unknown {
   if (value instanceof RawNumber) return value.text;
   if (Array.isArray(value)) return value.map(toPlain);
-  if (isLosslessObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]));
+  if (isJsonObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toPlain(v)]));
   return value;
 }

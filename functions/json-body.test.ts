@@ -1,0 +1,72 @@
+// Request bodies: money sent as a JSON number is read by its decimal text, never through a binary double; hostile
+// bodies (deep nesting, "__proto__" keys, absurd exponents, repeated keys) are refused or stay harmless.
+import { describe, expect, it } from "vitest";
+import { JsonNumber, MAX_BODY_DEPTH, parseJsonBody } from "./json-body.ts";
+import { BODY_LIMIT_BYTES } from "./validate.ts";
+
+function numberIn(text: string): JsonNumber {
+  const body = parseJsonBody(text) as Record<string, unknown>;
+  expect(body.n).toBeInstanceOf(JsonNumber);
+  return body.n as JsonNumber;
+}
+
+describe("parseJsonBody", () => {
+  it("keeps every digit of a number and reads it as a plain decimal", () => {
+    const cases: [string, string | undefined][] = [
+      ["0.1000000000000000055", "0.1000000000000000055"],
+      ["12345678901234567890", "12345678901234567890"],
+      ["1e-4", "0.0001"],
+      ["1.5e3", "1500"],
+      ["10.0000001", "10.0000001"],
+      ["15.000", "15"],
+      ["0", "0"],
+      ["2E+2", "200"],
+      ["-1", undefined],
+      ["-0.5", undefined],
+    ];
+    for (const [text, decimal] of cases) {
+      const n = numberIn(`{"n":${text}}`);
+      expect(n.text).toBe(text);
+      expect(n.decimalText(), text).toBe(decimal);
+    }
+    expect(Number(numberIn('{"n":0.1000000000000000055}').text)).toBe(0.1); // what JSON.parse would have kept
+  });
+
+  it("does not expand absurd exponents: 1e999999 is refused as a decimal, at once", () => {
+    expect(numberIn('{"n":1e999999}').decimalText()).toBeUndefined();
+    expect(numberIn('{"n":1e-999999}').decimalText()).toBeUndefined();
+    expect(numberIn('{"n":1e41}').decimalText()).toBeUndefined();
+    expect(numberIn('{"n":1e40}').decimalText()).toBe(`1${"0".repeat(40)}`);
+    const long = "9".repeat(BODY_LIMIT_BYTES - 10);
+    expect(numberIn(`{"n":${long}}`).decimalText()).toBe(long);
+  });
+
+  it(`accepts ${MAX_BODY_DEPTH} levels of nesting and refuses one more, or a body-limit's worth`, () => {
+    const nested = (depth: number) => `${"[".repeat(depth - 1)}{"a":1}${"]".repeat(depth - 1)}`;
+    expect(parseJsonBody(nested(MAX_BODY_DEPTH))).toBeDefined();
+    expect(parseJsonBody(nested(MAX_BODY_DEPTH + 1))).toBeUndefined();
+    expect(parseJsonBody("[".repeat(BODY_LIMIT_BYTES))).toBeUndefined();
+    expect(parseJsonBody('{"a":'.repeat(BODY_LIMIT_BYTES / 5))).toBeUndefined();
+  });
+
+  it("keeps '__proto__' and 'constructor' keys as plain own fields, polluting nothing", () => {
+    const body = parseJsonBody('{"__proto__":{"asset":"ETH"},"constructor":{"prototype":{"asset":"ETH"}}}');
+    expect(body).toBeDefined();
+    const fields = body as Record<string, unknown>;
+    expect(Object.keys(fields)).toEqual(["__proto__", "constructor"]);
+    expect(fields.asset).toBeUndefined();
+    expect(Object.getPrototypeOf(fields)).toBe(Object.prototype);
+    expect(({} as Record<string, unknown>).asset).toBeUndefined();
+  });
+
+  it("keeps the last value of a repeated key, as JSON.parse does", () => {
+    expect(parseJsonBody('{"asset":"ETH","asset":1}')).toEqual({ asset: new JsonNumber("1") });
+    expect(parseJsonBody('{"margin":"10","margin":"10"}')).toEqual({ margin: "10" });
+  });
+
+  it("refuses what is not JSON", () => {
+    for (const text of ["", "{not json", "{", '{"a":1}}', '{"a":1,}', "\u0000", "[", "{'a':1}", '{"a":01}']) {
+      expect(parseJsonBody(text), JSON.stringify(text)).toBeUndefined();
+    }
+  });
+});
