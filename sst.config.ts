@@ -1,7 +1,7 @@
 // eslint-disable-next-line @typescript-eslint/triple-slash-reference -- SST's convention: editors find its globals here.
 /// <reference path="./.sst/platform/config.d.ts" />
 /**
- * The deployed system (DESIGN §2, §8), on AWS with SST v3: the auth, trade and account handlers as Lambda functions
+ * The deployed system, on AWS with SST v3: the auth, trade and account handlers as Lambda functions
  * behind an HTTP API, the engine, worker and poller as always-on containers from one Dockerfile, and the managed
  * services (Upstash Redis, Neon Postgres, Resend) plus the session key as per-stage secrets. infra/README.md says
  * how to set the secrets and deploy; infra/plan.ts holds the decisions as data.

@@ -1,6 +1,6 @@
 /**
  * Every Redis stream and key name, in one place. Names carry the engine shard in a hash tag (`{0}`) so that one
- * shard's keys land in one Redis Cluster slot when the engine shards by user (DESIGN §9). A `prefix` puts a whole
+ * shard's keys land in one Redis Cluster slot when the engine shards by user (docs/architecture.md). A `prefix` puts a whole
  * deployment (or one test run) in its own keyspace on a shared Redis.
  */
 

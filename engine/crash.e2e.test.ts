@@ -1,10 +1,10 @@
 /**
- * Crash tests with the real engine process (issue 3): `node --import tsx engine/main.ts` against real Redis and
- * Postgres, killed with SIGKILL at random points while a generator streams a realistic log into engine:input.
- * The final state (the snapshot head a graceful stop leaves in Postgres) must equal, hash for hash, a reference
- * state that applied the same log in-process without ever crashing; every instruction must be answered on
- * engine:output, and every output there must be one the reference produced (replays re-emit, never invent).
- * Then two engines started at once: only one applies; the standby takes over when the leader is killed.
+ * Crash tests with the real engine process: its bundle, `dist/engine.mjs` with the flags of platform/components.ts
+ * (spawnComponent), against real Redis and Postgres, killed with SIGKILL at random points while a generator streams a
+ * realistic log into engine:input. The final state (the snapshot head a graceful stop leaves in Postgres) must equal,
+ * hash for hash, a reference state that applied the same log in-process without ever crashing; every instruction must
+ * be answered on engine:output, and every output there must be one the reference produced (replays re-emit, never
+ * invent). Then two engines started at once: only one applies; the standby takes over when the leader is killed.
  *
  * CRASH_SEED picks the log and the kill delays (printed on failure). Each engine's stdout is kept; on failure all
  * of it is written to .data/crash-e2e-<run>.log.

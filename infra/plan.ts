@@ -4,7 +4,7 @@
  * only turn these tables into resources; keeping the decisions here lets infra/deploy.test.ts check them against
  * the entries, package.json and the Dockerfile without SST's globals or an AWS account.
  *
- * The processes read their configuration from the environment (API.md's table), so secrets reach them as
+ * The processes read their configuration from the environment (.env.example), so secrets reach them as
  * environment variables under those names, not through SST's `Resource` SDK: the same code runs under `npm start`,
  * in the Docker image and on Lambda.
  */

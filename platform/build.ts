@@ -1,7 +1,7 @@
 /**
  * The build: each component (components.ts) and each worker thread (threads.ts) bundled by esbuild into one
  * ES module, `dist/<name>.mjs`, with its npm packages inside. The processes run these, not the TypeScript through
- * tsx: a bundle starts in ~0.15 s instead of ~0.4 s and leaves out tsx's loader thread, which matters most to the
+ * tsx: a bundle starts in well under half the time and leaves out tsx's loader thread, which matters most to the
  * engine's recovery time. `npm start`, the test setup and `npm run build` (the Dockerfile, the npm scripts) call it.
  *
  * Bundles sit one folder below the root, like the sources they replace, so paths a module resolves from its own

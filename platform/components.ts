@@ -13,14 +13,13 @@ export interface Component {
 }
 
 export const COMPONENTS: readonly Component[] = [
-  // A bigger young generation: restores and bursts allocate many objects that survive (−25% restore time).
-  // No full GC before the old generation holds 512 MB: a restore of 1M open trades builds ~300 MB of objects that all
-  // stay alive, and V8 otherwise ran two full collections during it, the second a 145–170 ms pause of the decode
-  // (marking what its starved concurrent markers had not); bench:recovery, 6 interleaved pairs: recovery 2.27 →
-  // 2.14 s median, won 6 of 6, the live leader's pauses no worse.
-  // Tried and left out: --min-semi-space-size=64 (that young generation from the start) cut recovery by ~0.27 s
-  // (interleaved runs), but tick → row in bench:recovery had a long tail with it (p99 24–58 ms in 5 of 19 runs;
-  // without, 1 of 26).
+  // A bigger young generation: restores and bursts allocate many objects that survive, and each scavenge would
+  // otherwise copy them again.
+  // No full GC before the old generation holds 512 MB: a restore of 1M open trades builds a few hundred MB of objects
+  // that all stay alive, so a full collection during it marks all of them for nothing, on the main thread (on a busy
+  // machine the concurrent markers get little CPU), a pause of the order of 100 ms.
+  // Not --min-semi-space-size: a full-size young generation from the start makes recovery faster but the live
+  // leader's tick → closed-order latency worse.
   {
     name: "engine",
     entry: "engine/main.ts",

@@ -103,7 +103,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
       "--save",
       "",
       // `always`: a write is on disk before Redis acknowledges it, so an order the API accepted survives even a crash
-      // of the machine (README, durability); `everysec` could lose the last second. Redis fsyncs once per event-loop
+      // of the machine (docs/operations.md, Durability); `everysec` could lose the last second. Redis fsyncs once per event-loop
       // turn for all the writes of that turn, so the cost is one fsync per batch, not per command.
       ...(durable ? ["--appendonly", "yes", "--appendfsync", "always"] : ["--appendonly", "no"]),
     ],

@@ -9,7 +9,7 @@
  *   never an open proxy that lets a WebSocket client reach arbitrary hosts. Anything else gets HTTP 403.
  * - It listens on 127.0.0.1 by default on an ephemeral port; `close()` ends every open connection.
  * - Back-pressure both ways: a slow Postgres pauses reading the WebSocket, a slow WebSocket pauses the TCP socket,
- *   so a 30 MB snapshot write or read never piles up in the proxy's memory.
+ *   so a snapshot of tens of MB, written or read, never piles up in the proxy's memory.
  */
 import { createServer, type IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";

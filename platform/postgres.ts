@@ -195,8 +195,8 @@ function eachRow<R extends QueryResultRow>(
  * The driver's WebSocket to the in-process proxy. Every frame it sends has an all-zero masking key, which `ws`
  * takes as leave-the-payload-as-it-is, and the proxy's `ws` then skips unmasking. Masking exists for intermediaries
  * between a browser and a server; on loopback to our own proxy there are none. Without `ws`' optional native addon
- * both sides XOR every byte in JavaScript, which was most of the CPU of writing a snapshot (80 MB through the proxy:
- * ~0.9 → ~0.4 s). Connections straight to Neon keep the default random keys.
+ * both sides XOR every byte in JavaScript, which would be most of the CPU of writing a snapshot through the proxy.
+ * Connections straight to Neon keep the default random keys.
  */
 export class LoopbackWebSocket extends WebSocket {
   constructor(address: string | URL) {
@@ -216,7 +216,7 @@ function clientWithSettings(proxyPort: number | undefined): typeof Client {
       // Node 20 has no global WebSocket.
       c.webSocketConstructor = WebSocket;
       // Coalescing buffers each write and flushes it from setTimeout(0), which Node runs after ≥ 1 ms: every query
-      // would wait a millisecond for nothing (a worker's INSERT 1.45 → 0.26 ms without it). Queries here are one
+      // would wait a millisecond for nothing, several times the cost of a worker's INSERT. Queries here are one
       // message each, so there is nothing to coalesce.
       c.coalesceWrites = false;
       if (proxyPort === undefined) return;

@@ -1,4 +1,4 @@
-// The feed parser on real Backpack frames and on garbage (DESIGN §7): every frame is a quote, a control message
+// The feed parser on real Backpack frames and on garbage: every frame is a quote, a control message
 // or a counted rejection with a reason; nothing throws, and ids/times keep their exact digits.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";

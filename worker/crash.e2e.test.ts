@@ -1,6 +1,6 @@
 /**
- * Crash tests with the real processes (issue 3): `node … engine/main.ts` and `node … worker/main.ts` as child
- * processes on real Redis and Postgres.
+ * Crash tests with the real processes: the engine and worker bundles (`dist/engine.mjs`, `dist/worker.mjs`, run by
+ * spawnComponent) as child processes on real Redis and Postgres.
  *
  * 1. The worker is killed with SIGKILL mid-stream, several times, each time while it holds entries it has not
  *    acknowledged; a successor with another consumer name must claim them. At the end nothing is lost or

@@ -1,12 +1,12 @@
 /**
  * Engine core benchmark: `npm run bench:engine`. Prints a table, then one JSON line with the figures.
  *
- * Every rate is the median of several timed batches in this process. The 1M-open state is 100k users × 10
- * trades with leverage 2–20, stop-losses 1.5–40% from the price (inside each trade's liquidation level) and
- * take-profits 10–50% away, built through `apply`
- * with log time advancing ~0.86 s per open (≈ 10 days for 1M opens, so the 24 h idempotency window holds what it
- * would in steady state). Ticks move within ±1% of the price and fire nothing. The naive-JSON row is the
- * baseline the spec quotes: JSON.stringify of every account and trade view, measured here in the same process.
+ * Every rate is the median of several timed batches in this process. The 1M-open state is 100k users × 10 trades with
+ * leverage 2–20, stop-losses 1.5–40% from the price (inside each trade's liquidation level) and take-profits 10–50%
+ * away, built through `apply` with log time advancing ~0.86 s per open (≈ 10 days for 1M opens, so the 24 h idempotency
+ * window holds what it would in steady state). Ticks move within ±1% of the price and fire nothing. The naive-JSON row
+ * is the baseline, and a gauge of the machine's speed that day: JSON.stringify of every account and trade view,
+ * measured here in the same process.
  */
 import { apply, type LogEntry } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";

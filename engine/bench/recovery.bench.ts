@@ -1,5 +1,5 @@
 /**
- * Runtime benchmark of issue 3: `npm run bench:recovery` (needs Redis and Postgres, ~5 GB of memory, a few
+ * Runtime benchmark: `npm run bench:recovery` (needs Redis and Postgres, ~5 GB of memory, a few
  * minutes). Prints a table, then one JSON line with the figures. Everything runs through the real processes
  * (`engine/main.ts`, `worker/main.ts`) on a fresh test database and a unique KEY_PREFIX, all removed at the end.
  *

@@ -1,4 +1,4 @@
-// The engine as a function over the log (DESIGN §6): inputs at or below the last applied id change nothing;
+// The engine as a function over the log: inputs at or below the last applied id change nothing;
 // outputs carry deterministic ids `<inputId>:<n>`; an instruction's order_response comes last.
 import { describe, expect, it } from "vitest";
 import { engineOutputSchema, type EngineInput, type EngineOutput } from "../../contract/messages.ts";

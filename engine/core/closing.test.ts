@@ -1,4 +1,4 @@
-// Closing by the user (DESIGN §4): a long closes at the bid, a short at the ask; the margin plus the realized PnL
+// Closing by the user: a long closes at the bid, a short at the ask; the margin plus the realized PnL
 // returns to USD, and pnl is exactly the USD change beyond the margin. Trades: ETH, margin 100 USD, leverage 10.
 import { describe, expect, it } from "vitest";
 import { ETH, close, codeOf, given, isOpen, ofType, opened, resultOf, usdOf } from "../testing/spec-support.ts";

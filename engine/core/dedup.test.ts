@@ -1,4 +1,4 @@
-// Idempotency (DESIGN §4): the same request id twice gives the same answer and acts once. Transient refusals
+// Idempotency: the same request id twice gives the same answer and acts once. Transient refusals
 // (NO_PRICE, STALE_PRICE) are not remembered, so a retry may act. The memory is bounded by log time and count.
 import { describe, expect, it } from "vitest";
 import { ETH, SOL, close, codeOf, given, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";

@@ -1,4 +1,4 @@
-// Liquidation (DESIGN §4): isolated margin, closed when margin + unrealized PnL falls to maintenance margin
+// Liquidation: isolated margin, closed when margin + unrealized PnL falls to maintenance margin
 // (0.5% of notional by default), loss never beyond the margin. Every trade here: ETH at 2000, margin 100 USD,
 // leverage 10 → q = 0.5 ETH (5000 steps, 1 micro per tick × step).
 //   long:  100 + (p − 2000)·0.5 ≤ 0.005·0.5·p ⇔ 0.4975p ≤ 900  ⇔ p ≤ 1809.0452… → 1809.04

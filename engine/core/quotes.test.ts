@@ -1,4 +1,4 @@
-// Prices (DESIGN §4, §7): a price_update replaces the market's quote; malformed, crossed, out-of-range or
+// Prices: a price_update replaces the market's quote; malformed, crossed, out-of-range or
 // unknown-market updates are counted and ignored. Orders need a quote no older than staleQuoteMs of log time.
 import { describe, expect, it } from "vitest";
 import { ETH, SOL, close, codeOf, given, open, opened, resultOf } from "../testing/spec-support.ts";

@@ -10,11 +10,11 @@
  * (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
  *
  * A restored window is built lazily, because most of what it remembers is never asked for again and a restore
- * must be quick (at 1M remembered requests, decoding every receipt into objects took 2 s and 400 MB of heap, and
- * filling every account's request map took 0.3 s):
+ * must be quick (at 1M remembered requests, decoding every receipt into objects would take seconds and hundreds of
+ * MB of heap, and filling every account's request map a few tenths of a second):
  * - receipts stay packed, as offsets into the snapshot's bytes: decoded on first use (a repeated request), copied
  *   as bytes by the next snapshot; so do request ids, compared as bytes when their account is used, until it grows
- *   a map or a snapshot lists them (decoding the ids of 50k accounts first used in a replay took 0.15 s);
+ *   a map or a snapshot lists them (a replay touches tens of thousands of accounts);
  * - an account's slot list is filled on its first use. Until then its restored slots are only linked into a chain
  *   (`requestChain`, then `chainNext`).
  * An account with few requests has no map at all: its handful of slots is scanned (cheaper than hashing into a map,

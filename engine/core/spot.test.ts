@@ -1,4 +1,4 @@
-// Spot market orders (DESIGN §4): buy at the ask, sell at the bid, total = quantity × price exactly; the house is
+// Spot market orders: buy at the ask, sell at the bid, total = quantity × price exactly; the house is
 // the counterparty. ETH: 1 micro per tick × step; SOL: 100 micros per tick × step.
 import { describe, expect, it } from "vitest";
 import { ETH, SOL, codeOf, given, resultOf, usdOf } from "../testing/spec-support.ts";

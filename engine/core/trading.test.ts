@@ -1,4 +1,4 @@
-// Opening leveraged trades (DESIGN §4). Defaults: ETH (2 price decimals, 4 quantity decimals: 1 micro per
+// Opening leveraged trades. Defaults: ETH (2 price decimals, 4 quantity decimals: 1 micro per
 // tick × step), margin 100 USD, leverage 10 → notional 1000 USD = 1,000,000,000 micros.
 import { describe, expect, it } from "vitest";
 import { close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";

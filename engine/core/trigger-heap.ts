@@ -52,7 +52,7 @@ export class TriggerHeap {
 
   /**
    * Restore: puts `t` at position `i` of a reserved heap, where the heap it was saved from had it. No ordering work
-   * at all (a heapify of 1M trades costs 0.27 s): the layout is the saved heap's, whose order held.
+   * at all (a heapify of 1M trades costs a few tenths of a second): the layout is the saved heap's, whose order held.
    */
   place(t: Trade, i: number): void {
     if (!(i >= 0 && i < this.items.length) || this.items[i] !== undefined) {

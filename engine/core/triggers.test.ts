@@ -1,4 +1,4 @@
-// Stop-loss / take-profit triggers (DESIGN §4): long SL when bid ≤ SL, TP when bid ≥ TP; short SL when ask ≥ SL,
+// Stop-loss / take-profit triggers: long SL when bid ≤ SL, TP when bid ≥ TP; short SL when ask ≥ SL,
 // TP when ask ≤ TP; an exit fills at the quote that triggered it. Every trade: ETH opened at 2000, margin 100,
 // leverage 10 → 0.5 ETH (5000 steps × 1 micro per tick), so pnl = Δticks × 5000 micros = Δprice × 0.5 USD.
 import { describe, expect, it } from "vitest";

@@ -2,7 +2,7 @@
  * Automatic exits. Each market keeps four heaps (state.ts, TriggerBook) whose tops are the next trades to fire,
  * so a tick costs O(1) when nothing fires and O(log n) per trade that does, never a scan of open trades.
  *
- * Rules (DESIGN §4): long SL/liquidation when bid ≤ level, TP when bid ≥ TP; short SL/liquidation when
+ * Rules (docs/trading-rules.md): long SL/liquidation when bid ≤ level, TP when bid ≥ TP; short SL/liquidation when
  * ask ≥ level, TP when ask ≤ TP. An exit fills at the quote that triggered it. When stop-loss and liquidation
  * are crossed by the same move, the one the price reached first wins (a tie goes to the stop-loss).
  * Trades fire in a fixed order: long exits, long profits, short exits, short profits, each by level then age.

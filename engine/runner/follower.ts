@@ -73,11 +73,12 @@ async function catchUp(o: FollowerOptions): Promise<boolean> {
   return entries.length === 0;
 }
 
-/** The log no longer holds what this follower must apply next: it stops rather than snapshot a wrong state. */
+/** Trims the log below a saved snapshot, only while this engine still holds the lease (-1 when it does not). */
 const FENCED_TRIM = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 return redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2])`;
 
+/** The log no longer holds what this follower must apply next: it stops rather than snapshot a wrong state. */
 export class LogGapError extends Error {
   override name = "LogGapError";
 }

@@ -11,9 +11,8 @@
  *
  * The batches wait on a port of their own and are received (deserialized into this thread's heap) one at a time,
  * as the leader takes them. Received as they arrive, the whole window would land at once when the snapshot decode
- * ends (the event loop was blocked meanwhile), and be copied by every young-generation collection until applied:
- * at 1M open trades, restore → replay start fell from ~100 ms to ~15 ms. The thread's message on the worker
- * itself only says that one was posted.
+ * ends (the event loop was blocked meanwhile), and be copied by every young-generation collection until applied,
+ * delaying the replay's start. The thread's message on the worker itself only says that one was posted.
  *
  * Why this is safe before the lease is held: it only reads, and the log only ever loses a prefix (XTRIM MINID).
  * The engine checks, once it holds the lease, that nothing after the restored cursor was trimmed (main.ts), which

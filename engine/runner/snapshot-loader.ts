@@ -1,8 +1,8 @@
 /**
  * Recovery's snapshot load on the other core. A worker thread (snapshot-loader-thread.ts) reads the latest
  * snapshot from Postgres chunk by chunk into shared memory; the engine decodes each byte as soon as it lands and
- * blocks (Atomics.wait) only when it catches up with the load. At 1M open trades the load alone — the transfer,
- * the driver's hex decoding, the SHA-256 — costs about half as much as the decode, and here it overlaps it.
+ * blocks (Atomics.wait) only when it catches up with the load. The load alone — the transfer, decoding each
+ * chunk's base64, the SHA-256 — costs about half as much as the decode, and here it overlaps it.
  *
  * The bytes are provisional until `verified` resolves: the thread checks the length and SHA-256 against the head
  * at the end (PostgresSnapshotStore.stream), and restoreState waits for that before it trusts what it decoded.

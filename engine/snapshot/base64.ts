@@ -1,10 +1,9 @@
 /**
  * Base64 (RFC 4648, with padding, no line breaks) written as ASCII bytes into a caller's buffer, for the snapshot
  * chunks that Postgres stores as text (postgres-store.ts). `Buffer#toString("base64")` is faster on its own, but
- * it makes a JavaScript string per chunk: at 5.6 MB each such string lives in the old generation, and only a full
- * collection frees it, so a snapshot of 20 chunks set off full collections of the snapshotting thread's whole heap
- * (measured, frames unmasked either way: 2.3–3.2 s of CPU per 80 MB save in a thread with a 500 MB heap, against
- * 0.4–0.6 s written as bytes).
+ * it makes a JavaScript string per chunk: a string of several MB lives in the old generation, and only a full
+ * collection frees it, so a snapshot of some 20 chunks sets off full collections of the snapshotting thread's whole
+ * heap, several times the CPU of writing the chunks as bytes.
  */
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -3,7 +3,7 @@
  * engine parameters. The encoding is canonical — accounts sorted by user id, each account's trades in sequence
  * order, idempotency entries in log order — so equal states give equal bytes, and the state hash is a hash of
  * these bytes. "Equal" includes where each trade sits in its trigger heaps: that layout is saved, so a restore
- * needs no heapify (0.27 s at 1M open trades); it follows from the log alone (every heap operation is
+ * needs no heapify (tenths of a second at 1M open trades); it follows from the log alone (every heap operation is
  * deterministic), so an engine restored from a snapshot and one that applied the whole log still hash alike.
  *
  * Layout (version 3), all numbers varints:
@@ -43,7 +43,7 @@ export const SNAPSHOT_VERSION = 3;
 /**
  * Encodes the state. The result is a view of the writer's buffer: pass the same `writer` to every snapshot of a
  * process (and finish with the bytes before the next) so a large state does not allocate tens of MB each time —
- * such an allocation forces an old-generation GC of the whole engine heap (measured: +270–370 ms at 1M trades).
+ * such an allocation forces an old-generation GC of the whole engine heap (tenths of a second at 1M trades).
  */
 export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Array {
   // Sized from the counts (about 20 bytes an open trade, 60 a remembered request) so it is written without
@@ -238,8 +238,8 @@ export interface DedupScan {
 /**
  * For a thread holding a whole snapshot while another decodes it (snapshot-loader-thread.ts): steps over the
  * accounts section and scans the dedup section, which the decode then takes instead of scanning it itself (at 1M
- * remembered requests, 0.13 s of the engine's restore in bench:recovery, 0.27 s of a decode on its own). Undefined for a version-1 snapshot (decoded eagerly); throws
- * on a snapshot it cannot read, as the decode would.
+ * remembered requests, a tenth of a second or more of the restore). Undefined for a version-1 snapshot (decoded
+ * eagerly); throws on a snapshot it cannot read, as the decode would.
  */
 export function prescanDedup(bytes: Uint8Array): DedupScan | undefined {
   const r = new ByteReader(bytes);
@@ -454,7 +454,7 @@ function readReceipt(r: ByteReader, atMs: number, assetCount: number): Receipt {
 
 /**
  * Walks a receipt as `readReceipt` reads it, checking what it checks, without building it: a restore checks every
- * packed receipt this way (decoding a million into objects that are dropped costs 0.3–0.5 s more).
+ * packed receipt this way (decoding a million into objects that are dropped costs tenths of a second more).
  */
 function checkReceipt(r: ByteReader, assetCount: number): void {
   const kind = RECEIPT_KINDS[r.u8()];

@@ -1,8 +1,9 @@
 /**
  * Engine snapshots in Postgres. The head is the seed's single-row `engine_snapshots` table (its JSONB names the
  * last input applied, the state hash, the size and where the body is); the body — the binary encoding, ~80 MB at
- * 1M open trades, far beyond what one JSONB value holds — lives in `engine_snapshot_chunks` as 4 MiB chunks under
- * a generation number, each stored as base64 text (migrations/006: Postgres sends text as it is stored).
+ * 1M open trades and 1M remembered requests, far beyond what one JSONB value holds — lives in
+ * `engine_snapshot_chunks` as 4 MiB chunks under a generation number, each stored as base64 text
+ * (migrations/006: Postgres sends text as it is stored).
  *
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
@@ -70,7 +71,7 @@ export class PostgresSnapshotStore {
 
   /**
    * Stores `bytes` as the new snapshot. `head.stateHash` must be hashSnapshot(bytes): it is not recomputed here (a
-   * 33 MB hash would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
+   * hash of tens of MB would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
    * until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
    */
   async save(

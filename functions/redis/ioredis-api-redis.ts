@@ -26,7 +26,7 @@ export interface IoredisApiRedisOptions {
   readonly blockingGraceMs?: number;
   /**
    * Idle blocking connections kept for reuse: about as many as requests wait for the engine at once, or each order
-   * under load opens and drops a connection (bench:api at 50 clients: 4 → 128 took 1.2k → 1.7k orders/s). Default 128.
+   * under load opens and drops a connection, which costs more than the request itself. Default 128.
    */
   readonly maxIdleBlocking?: number;
   readonly log?: Logger;

@@ -1,0 +1,83 @@
+// The docs a newcomer reads first: every repository path they name exists, and the README stays short.
+import { readFileSync, readdirSync, statSync } from "node:fs";
+import { join, relative, resolve, sep } from "node:path";
+import { describe, expect, it } from "vitest";
+import { missingPaths, namedPaths } from "./doc-paths.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const SKIPPED = new Set([".git", "node_modules", "dist", ".data", ".sst"]);
+
+function repositoryFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    if (SKIPPED.has(name)) return [];
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return repositoryFiles(path);
+    return [relative(root, path).split(sep).join("/")];
+  });
+}
+
+const files = repositoryFiles(root);
+const docs = files.filter((f) => f === "README.md" || /^docs\/[^/]+\.md$/.test(f) || /^[^/]+\/README\.md$/.test(f));
+
+describe("docs", () => {
+  it("covers the README, docs/ and the folder READMEs", () => {
+    expect(docs).toContain("README.md");
+    expect(docs).toContain("docs/architecture.md");
+    expect(docs).toContain("engine/README.md");
+  });
+
+  it.each(docs)("%s names only paths that exist in the repository", (doc) => {
+    const markdown = readFileSync(join(root, doc), "utf8");
+    const missing = missingPaths(markdown, doc, files).map((m) => `${doc}:${m.line} ${m.text} (${m.reason})`);
+    expect(missing).toEqual([]);
+  });
+
+  it("README.md is at most 12 KB", () => {
+    expect(statSync(join(root, "README.md")).size).toBeLessThanOrEqual(12 * 1024);
+  });
+});
+
+describe("path extraction", () => {
+  const files = ["README.md", "docs/a.md", "engine/main.ts", "engine/core/apply.ts", "migrations/001_users.sql"];
+
+  it("finds missing paths in links and code spans, and links that leave the repository", () => {
+    const markdown = [
+      "See [the engine](../engine/main.ts) and [gone](missing.md#part) and [outside](../../shared/API.md).",
+      "In `engine/core/aply.ts`, `engine/nope/`, `migrations/*.ts` and `main.ts`.",
+      "```",
+      "engine/fenced/only.ts is in a code block",
+      "```",
+    ].join("\n");
+    expect(missingPaths(markdown, "docs/a.md", files).map((m) => [m.line, m.text, m.reason])).toEqual([
+      [1, "missing.md", "no such file or folder"],
+      [1, "../../shared/API.md", "points outside the repository"],
+      [2, "engine/core/aply.ts", "no such file or folder"],
+      [2, "engine/nope/", "no such file or folder"],
+      [2, "migrations/*.ts", "no such file or folder"],
+      [2, "main.ts", "no such file or folder"],
+    ]);
+  });
+
+  it("accepts paths from the document's folder or the root, folders, globs and anchors", () => {
+    const markdown = [
+      "[engine](../engine/main.ts) [readme](../README.md#layout) [here](#top) [web](https://example.com/x.ts)",
+      "`engine/core/`, `engine/core/apply.ts`, `migrations/*.sql`, `a.md`, `README.md`, `dist/engine.mjs`, `.data/logs`",
+    ].join("\n");
+    expect(missingPaths(markdown, "docs/a.md", files)).toEqual([]);
+  });
+
+  it("leaves out what is not a path: routes, keys, packages, placeholders, commands, naming patterns", () => {
+    const spans = [
+      "/api/v1/docs",
+      "engine:{0}:input",
+      "@hono/node-server",
+      "dist/<name>.mjs",
+      "npm run bench:engine",
+      "*.int.test.ts",
+      "KEY_PREFIX",
+      "T<shard>-<n>",
+      "--max-semi-space-size=64",
+    ];
+    expect(namedPaths(spans.map((s) => `\`${s}\``).join(" "))).toEqual([]);
+  });
+});
