@@ -1,5 +1,5 @@
 /**
- * Request bodies are parsed without losing a number's digits. API.md lets clients send money as a JSON number,
+ * Request bodies are parsed without losing a number's digits. docs/api.md lets clients send money as a JSON number,
  * "read by its decimal text": `JSON.parse` would turn `0.1000000000000000055` or `12345678901234567890` into a
  * nearby binary double first. The body is parsed with the poller's lossless parser instead, and every number
  * arrives as a JsonNumber carrying its source text; the schemas (schemas.ts) decide what a number may be.
