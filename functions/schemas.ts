@@ -11,6 +11,7 @@
 import { z } from "@hono/zod-openapi";
 import { ASSETS } from "../contract/markets.ts";
 import { closedTradeSchema, tradeSchema } from "../contract/messages.ts";
+import { IDEMPOTENCY_KEY_PATTERN } from "./admission.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { JsonNumber } from "./json-body.ts";
 
@@ -111,13 +112,13 @@ export const historyQuery = z.strictObject({
 });
 
 /**
- * The Idempotency-Key header of the trade POSTs, as documented. It is checked by admission.ts (printable ASCII,
- * INVALID_IDEMPOTENCY_KEY), which the pattern here states.
+ * The Idempotency-Key header of the trade POSTs. Checked by admission.ts with this same pattern (a failure is 400
+ * INVALID_IDEMPOTENCY_KEY), where the rest of the key's handling lives.
  */
 export const idempotencyKeyHeader = z.object({
   "Idempotency-Key": z
     .string()
-    .regex(/^[\x21-\x7e]{1,128}$/)
+    .regex(IDEMPOTENCY_KEY_PATTERN)
     .optional()
     .openapi({
       description:
