@@ -26,6 +26,13 @@ describe("docs/api.md", () => {
     expect(documented.sort()).toEqual(operationsOf(apiDocument()).sort());
   });
 
+  it("keeps the dev mailbox out of the contract: described under Development only, absent from the document", () => {
+    expect(operationsOf(apiDocument(undefined, { devMailbox: true })).sort()).toEqual(
+      operationsOf(apiDocument()).sort(),
+    );
+    expect(section("Development only")).toContain("`GET /api/v1/dev/mailbox`");
+  });
+
   it("lists every error code the API and the engine answer with, with its status", () => {
     const rows = [...section("Error codes").matchAll(/^\| `([A-Z_]+)` +\| (\d{3}) +\|/gm)].map((m) => [
       m[1],

@@ -36,9 +36,17 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
   };
 }
 
-/** The OpenAPI document, as served at /api/v1/openapi.json for an API at `serverUrl`. */
-export function apiDocument(serverUrl = "http://localhost:3000"): Record<string, unknown> {
-  return openApiDocument(createApp(documentOnlyDeps(serverUrl)), new URL(serverUrl).origin);
+/**
+ * The OpenAPI document, as served at /api/v1/openapi.json for an API at `serverUrl`; `devMailbox` builds the app
+ * as local development does, with the dev mailbox route.
+ */
+export function apiDocument(
+  serverUrl = "http://localhost:3000",
+  options: { devMailbox?: boolean } = {},
+): Record<string, unknown> {
+  const deps = documentOnlyDeps(serverUrl);
+  const app = createApp(options.devMailbox === true ? { ...deps, devMailbox: unused as never } : deps);
+  return openApiDocument(app, new URL(serverUrl).origin);
 }
 
 /** Every operation of a document as "METHOD /path". */
