@@ -110,10 +110,12 @@ export async function admitTrade(
   return keyHash === undefined ? `r-${crypto.randomUUID()}` : `k-${keyHash.slice(0, 48)}`;
 }
 
-/** Idempotency-Key: 1–128 printable ASCII characters (API.md). */
+/** Idempotency-Key: 1–128 printable ASCII characters (docs/api.md); the OpenAPI document states the same pattern. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
 export function readIdempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (!/^[\x21-\x7e]{1,128}$/.test(header)) throw new ApiError("INVALID_IDEMPOTENCY_KEY");
+  if (!IDEMPOTENCY_KEY_PATTERN.test(header)) throw new ApiError("INVALID_IDEMPOTENCY_KEY");
   return header;
 }
 

@@ -6,22 +6,24 @@
  * bug or an outage: it is logged with the request id, and the client gets a bare 500 (or 503 when a backing
  * service failed) with no stack trace or internal detail.
  */
-import { Hono } from "hono";
+import type { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { checkOrigin } from "./middleware.ts";
-import { DOCS_PAGE, openApiDocument } from "./openapi.ts";
+import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
+import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { tradeRoutes } from "./routes/trade.ts";
+import { responses } from "./schemas.ts";
 
-export function createApp(deps: ApiDeps): Hono<ApiEnv> {
+export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   const { settings, log } = deps;
   const allowedOrigins = new Set([new URL(settings.appUrl).origin, ...settings.corsOrigins]);
-  const app = new Hono<ApiEnv>();
+  const app = apiRouter();
 
   app.use(async (c, next) => {
     const requestId = crypto.randomUUID();
@@ -29,16 +31,17 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
     c.header("X-Request-Id", requestId);
     await next();
   });
-  app.use(
-    secureHeaders({
-      crossOriginResourcePolicy: false,
-      contentSecurityPolicy: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'", "'unsafe-inline'"],
-        styleSrc: ["'unsafe-inline'"],
-      },
-    }),
-  );
+  const apiHeaders = secureHeaders({
+    crossOriginResourcePolicy: false,
+    contentSecurityPolicy: {
+      defaultSrc: ["'self'"],
+      scriptSrc: ["'self'", "'unsafe-inline'"],
+      styleSrc: ["'unsafe-inline'"],
+    },
+  });
+  // The API reference page loads its stylesheet and scripts from this origin (docs-page.ts).
+  const docsHeaders = secureHeaders({ crossOriginResourcePolicy: false, contentSecurityPolicy: DOCS_CSP });
+  app.use((c, next) => (/^\/api\/v1\/docs(\/|$)/.test(c.req.path) ? docsHeaders : apiHeaders)(c, next));
   app.use(
     "/api/*",
     cors({
@@ -52,7 +55,36 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
   );
   app.use("/api/*", checkOrigin(allowedOrigins));
 
-  app.get("/health", async (c) => {
+  const health = createRoute({
+    method: "get",
+    path: "/health",
+    operationId: "getHealth",
+    tags: ["System"],
+    summary: "Liveness, and readiness of Redis and Postgres",
+    description: "503 when Redis or Postgres cannot be reached. `engine` says whether an engine holds the lease.",
+    security: PUBLIC,
+    responses: {
+      200: {
+        description: "Redis and Postgres answer",
+        content: {
+          "application/json": {
+            schema: responses.health,
+            example: { status: "ok", redis: true, postgres: true, engine: true },
+          },
+        },
+      },
+      503: {
+        description: "Redis or Postgres does not answer",
+        content: {
+          "application/json": {
+            schema: responses.health,
+            example: { status: "unavailable", redis: true, postgres: false, engine: true },
+          },
+        },
+      },
+    },
+  });
+  route(app, health, async (c) => {
     const [redis, postgres, engine] = await Promise.all([
       deps.redis.ping().then(
         () => true,
@@ -74,18 +106,34 @@ export function createApp(deps: ApiDeps): Hono<ApiEnv> {
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
-  let openApi: Record<string, unknown> | undefined; // built once, on first request: it never changes
-  app.get("/api/v1/openapi.json", (c) => c.json((openApi ??= openApiDocument(new URL(settings.appUrl).origin))));
-  app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
     // Local development only (no email provider configured): the sign-in emails, newest first. The links in it
-    // sign anyone in, so it answers only to this machine.
-    app.get("/api/v1/dev/mailbox", async (c) => {
+    // sign anyone in, so it answers only to this machine. Not part of the contract: left out of the document.
+    const devMailbox = createRoute({
+      method: "get",
+      path: "/api/v1/dev/mailbox",
+      hide: true,
+      responses: {
+        200: {
+          description: "The latest sign-in emails",
+          content: { "application/json": { schema: responses.mailbox } },
+        },
+      },
+    });
+    route(app, devMailbox, async (c) => {
       if (!isLoopback(deps.clientIp(c))) throw new ApiError("NOT_FOUND");
       return c.json({ emails: await mailbox.list(20) });
     });
   }
+  let openApi: Record<string, unknown> | undefined; // built once, on first request: it never changes
+  app.get("/api/v1/openapi.json", (c) => c.json((openApi ??= openApiDocument(app, new URL(settings.appUrl).origin))));
+  app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
+  app.get("/api/v1/docs/:file", async (c) => {
+    const asset = await docsAsset(c.req.param("file"));
+    if (asset === undefined) throw new ApiError("NOT_FOUND");
+    return c.body(asset.body, 200, { "Content-Type": asset.type, "Cache-Control": "public, max-age=3600" });
+  });
 
   app.notFound((c) => c.json(errorBody("NOT_FOUND", API_ERRORS.NOT_FOUND.message), 404));
   app.onError((err, c) => {

@@ -1,5 +1,5 @@
 /**
- * The API's configuration (API.md's table), read once by an entry and turned into the app's dependencies. Both
+ * The API's configuration (docs/api.md, Configuration), read once by an entry and turned into the app's dependencies. Both
  * entries share this, so the Node server and the Lambda handler cannot drift apart.
  */
 import type { Context } from "hono";

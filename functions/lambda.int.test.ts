@@ -412,6 +412,23 @@ describe("the Lambda entry and the Node server answer alike", () => {
     expect(lambda.body).toMatchObject({ openapi: expect.any(String) as unknown });
   });
 
+  it("GET /api/v1/docs and its Swagger UI files, read from the installed package by the bundle too", async () => {
+    const [page] = await both(get("/api/v1/docs"));
+    expect(page.status).toBe(200);
+    expect(String((page.body as { raw: string }).raw)).toContain('src="docs/swagger-ui-bundle.js"');
+    for (const [file, type] of [
+      ["swagger-ui-bundle.js", "text/javascript"],
+      ["swagger-ui.css", "text/css"],
+      ["init.js", "text/javascript"],
+    ] as const) {
+      const [lambda] = await both(get(`/api/v1/docs/${file}`));
+      expect(lambda.status, file).toBe(200);
+      expect(lambda.headers["content-type"], file).toContain(type);
+      expect(String((lambda.body as { raw: string }).raw).length, file).toBeGreaterThan(100);
+    }
+    expect((await both(get("/api/v1/docs/nope.js")))[0].status).toBe(404);
+  });
+
   it("DELETE /api/v1/auth/logout clears the cookie, and the token stops working on both entries", async () => {
     const lambda = await viaLambda({
       method: "DELETE",

@@ -1,11 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { openApiDocument } from "./openapi.ts";
+import { apiDocument, dereferenced } from "./testing/document.ts";
 
-const doc = openApiDocument("http://localhost:3000");
+const doc = dereferenced(apiDocument("http://localhost:3000"));
 const paths = doc.paths as Record<string, Record<string, unknown>>;
 
 describe("the OpenAPI document", () => {
-  it("lists every endpoint of API.md with its method", () => {
+  it("lists every endpoint of docs/api.md with its method", () => {
     const operations = Object.entries(paths).flatMap(([path, ops]) =>
       Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
     );

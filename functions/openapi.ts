@@ -1,249 +1,183 @@
 /**
- * The API as an OpenAPI 3.1 document, generated from the zod schemas the routes validate with (schemas.ts) and the
- * error catalogue (errors.ts), plus a small self-contained docs page (no CDN: it renders the document itself).
+ * How a route is declared: one `createRoute` definition per operation (method, path, summary, request schemas,
+ * responses with examples, error codes), passed to `route()`, which both registers it in the app's OpenAPI
+ * registry and serves it. The request schemas in the definition are the ones the handler's input is validated
+ * with, through our own readers (validate.ts): the lossless JSON body parser, the size and media-type checks and
+ * the field → error code table, rather than the library's validator (which would read the body with
+ * `c.req.json()` and lose a number's digits). The OpenAPI 3.1 document is generated from the app's registry.
  */
-import { z } from "zod";
-import { API_ERRORS } from "./errors.ts";
-import {
-  closeTradeRequest,
-  createTradeRequest,
-  errorView,
-  historyQuery,
-  jsonNumber,
-  responses,
-  signInRequest,
-  spotOrderRequest,
-  verifyQuery,
-} from "./schemas.ts";
+import { OpenAPIHono, type RouteConfig, type z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
+import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
+import type { ApiContext, ApiEnv } from "./context.ts";
+import { API_ERRORS, rejectionStatus, type ApiErrorCode } from "./errors.ts";
+import { errorView } from "./schemas.ts";
+import { readJson, readQuery } from "./validate.ts";
 
-interface Operation {
-  readonly method: "get" | "post" | "delete";
-  readonly path: string;
-  readonly summary: string;
-  readonly auth: boolean;
-  readonly body?: z.ZodType;
-  readonly query?: z.ZodType;
-  readonly idempotent?: boolean;
-  readonly ok: { status: number; schema: z.ZodType; description?: string };
-  readonly errors: readonly number[];
+export { createRoute } from "@hono/zod-openapi";
+
+/** A group of routes (or the whole app) whose definitions end up in the OpenAPI document. */
+export function apiRouter(): OpenAPIHono<ApiEnv> {
+  return new OpenAPIHono<ApiEnv>();
 }
 
-const TRADE_ERRORS = [400, 401, 403, 404, 409, 413, 415, 422, 429, 503, 504];
+type BodyOf<R> = R extends { request: { body: { content: { "application/json": { schema: infer S } } } } }
+  ? S extends z.ZodType
+    ? z.output<S>
+    : undefined
+  : undefined;
+type QueryOf<R> = R extends { request: { query: infer S } }
+  ? S extends z.ZodType
+    ? z.output<S>
+    : undefined
+  : undefined;
 
-export const OPERATIONS: readonly Operation[] = [
-  {
-    method: "get",
-    path: "/health",
-    summary: "Liveness, and readiness of Redis and Postgres",
-    auth: false,
-    ok: { status: 200, schema: responses.health },
-    errors: [503],
-  },
-  {
-    method: "post",
-    path: "/api/v1/auth",
-    summary: "Email a sign-in link (same answer for any address)",
-    auth: false,
-    body: signInRequest,
-    ok: { status: 200, schema: responses.message },
-    errors: [400, 403, 413, 415, 429, 503],
-  },
-  {
-    method: "get",
-    path: "/api/v1/auth/verify",
-    summary: "Follow a sign-in link: creates the user on first sign-in, sets the session cookie",
-    auth: false,
-    query: verifyQuery,
-    ok: { status: 200, schema: responses.user, description: "Signed in; or 302 to APP_REDIRECT_URL when configured" },
-    errors: [400, 401, 503, 504],
-  },
-  {
-    method: "get",
-    path: "/api/v1/auth/me",
-    summary: "The signed-in user",
-    auth: true,
-    ok: { status: 200, schema: responses.user },
-    errors: [401],
-  },
-  {
-    method: "delete",
-    path: "/api/v1/auth/logout",
-    summary: "Sign out: clears the cookie and revokes the session",
-    auth: false,
-    ok: { status: 200, schema: responses.message },
-    errors: [403],
-  },
-  {
-    method: "post",
-    path: "/api/v1/trade/create",
-    summary: "Open a leveraged trade",
-    auth: true,
-    body: createTradeRequest,
-    idempotent: true,
-    ok: { status: 201, schema: responses.trade },
-    errors: TRADE_ERRORS,
-  },
-  {
-    method: "post",
-    path: "/api/v1/trade/close",
-    summary: "Close one of your open trades",
-    auth: true,
-    body: closeTradeRequest,
-    idempotent: true,
-    ok: { status: 200, schema: responses.closedTrade },
-    errors: TRADE_ERRORS,
-  },
-  {
-    method: "post",
-    path: "/api/v1/trade/order",
-    summary: "Spot market order",
-    auth: true,
-    body: spotOrderRequest,
-    idempotent: true,
-    ok: { status: 201, schema: responses.order },
-    errors: TRADE_ERRORS,
-  },
-  {
-    method: "get",
-    path: "/api/v1/trade/open",
-    summary: "Your open trades with live PnL",
-    auth: true,
-    ok: { status: 200, schema: responses.openTrades },
-    errors: [401],
-  },
-  {
-    method: "get",
-    path: "/api/v1/trade/history",
-    summary: "Your closed trades, newest first, paginated",
-    auth: true,
-    query: historyQuery,
-    ok: { status: 200, schema: responses.history },
-    errors: [400, 401],
-  },
-  {
-    method: "get",
-    path: "/api/v1/account/balance/usd",
-    summary: "USD not locked as margin",
-    auth: true,
-    ok: { status: 200, schema: responses.usdBalance },
-    errors: [401],
-  },
-  {
-    method: "get",
-    path: "/api/v1/account/balance",
-    summary: "All balances",
-    auth: true,
-    ok: { status: 200, schema: responses.balances },
-    errors: [401],
-  },
-  {
-    method: "get",
-    path: "/api/v1/account/assets",
-    summary: "Tradable assets with decimals and the latest quote",
-    auth: true,
-    ok: { status: 200, schema: responses.assets },
-    errors: [401],
-  },
-];
+export interface RouteInput<R> {
+  readonly body: BodyOf<R>;
+  readonly query: QueryOf<R>;
+}
 
-function jsonSchema(schema: z.ZodType, io: "input" | "output"): Record<string, unknown> {
-  return z.toJSONSchema(schema, {
-    io,
-    unrepresentable: "any",
-    // A JSON number in a body (json-body.ts): money may be sent as one and is read by its decimal text.
-    override: (ctx) => {
-      if (ctx.zodSchema === jsonNumber) Object.assign(ctx.jsonSchema, { type: "number" });
-    },
+/**
+ * Serves `definition` on `app` and adds it to the document (unless `hide`). The definition's middleware runs first
+ * (a session check answers 401 before a bad body's 400), then its body and query are read through its own schemas.
+ */
+export function route<R extends RouteConfig>(
+  app: OpenAPIHono<ApiEnv>,
+  definition: R,
+  handler: (c: ApiContext, input: RouteInput<R>) => Response | Promise<Response>,
+): void {
+  const { middleware, hide, ...operation } = definition;
+  if (hide !== true) app.openAPIRegistry.registerPath(operation as RouteConfig);
+  const json = definition.request?.body?.content["application/json"] as { schema?: z.ZodType } | undefined;
+  const bodySchema = json?.schema;
+  const querySchema = definition.request?.query as z.ZodType | undefined;
+  const before = (middleware === undefined ? [] : [middleware].flat()) as MiddlewareHandler<ApiEnv>[];
+  app.on([definition.method.toUpperCase()], [definition.path], ...before, async (c: ApiContext) => {
+    const input = {
+      body: bodySchema === undefined ? undefined : await readJson(c, bodySchema),
+      query: querySchema === undefined ? undefined : readQuery(c, querySchema),
+    } as RouteInput<R>;
+    return handler(c, input);
   });
 }
 
-export function openApiDocument(serverUrl: string): Record<string, unknown> {
-  const paths: Record<string, Record<string, unknown>> = {};
-  for (const op of OPERATIONS) {
-    const parameters: unknown[] = [];
-    if (op.query !== undefined) {
-      const schema = jsonSchema(op.query, "input") as { properties?: Record<string, unknown>; required?: string[] };
-      for (const [name, s] of Object.entries(schema.properties ?? {})) {
-        parameters.push({ name, in: "query", required: schema.required?.includes(name) ?? false, schema: s });
-      }
-    }
-    if (op.idempotent === true) {
-      parameters.push({
-        name: "Idempotency-Key",
-        in: "header",
-        required: false,
-        schema: { type: "string", maxLength: 128 },
-        description: "Same key and body: the first answer, acted on once. Same key, other body: 409.",
-      });
-    }
-    const responseSet: Record<string, unknown> = {
-      [op.ok.status]: {
-        description: op.ok.description ?? "OK",
-        content: { "application/json": { schema: jsonSchema(op.ok.schema, "output") } },
-      },
-    };
-    for (const status of op.errors) {
-      const codes = Object.entries(API_ERRORS)
-        .filter(([, e]) => e.status === status)
-        .map(([code]) => code);
-      const description =
-        status === 422 ? "Refused by the engine (e.g. INSUFFICIENT_BALANCE)" : codes.join(", ") || "Error";
-      responseSet[status] = {
-        description,
-        content: { "application/json": { schema: jsonSchema(errorView, "output") } },
-      };
-    }
-    paths[op.path] = {
-      ...paths[op.path],
-      [op.method]: {
-        summary: op.summary,
-        ...(op.auth ? { security: [{ cookie: [] }, { bearer: [] }] } : {}),
-        ...(parameters.length > 0 ? { parameters } : {}),
-        ...(op.body !== undefined
-          ? {
-              requestBody: {
-                required: true,
-                content: { "application/json": { schema: jsonSchema(op.body, "input") } },
-              },
-            }
-          : {}),
-        responses: responseSet,
-      },
+/** A JSON request body; required. */
+export function jsonBody<S extends z.ZodType>(schema: S) {
+  return { required: true, content: { "application/json": { schema } } } as const;
+}
+
+/** A JSON success response. */
+export function jsonResponse<S extends z.ZodType>(schema: S, description: string) {
+  return { description, content: { "application/json": { schema } } };
+}
+
+/** Operations that need a session: the cookie set by sign-in, or the same token as a Bearer header. */
+export const SIGNED_IN = [{ cookie: [] }, { bearer: [] }];
+/** Operations anyone may call. */
+export const PUBLIC: never[] = [];
+
+const RETRY_AFTER = {
+  "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer" as const } },
+};
+
+export type ErrorCode = ApiErrorCode | RejectionCode;
+
+/**
+ * The error responses of an operation, one per status, from the codes it can answer with: each status lists its
+ * codes and shows one example body per code. Statuses come from the catalogue (errors.ts) and, for the engine's
+ * refusals, rejectionStatus; 500 INTERNAL is added to every operation.
+ */
+export function errorResponses(codes: readonly ErrorCode[]) {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of [...codes, "INTERNAL" as const]) {
+    const status =
+      code in API_ERRORS ? API_ERRORS[code as ApiErrorCode].status : rejectionStatus(code as RejectionCode);
+    const list = byStatus.get(status) ?? [];
+    if (!list.includes(code)) list.push(code);
+    byStatus.set(status, list);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [status, list] of [...byStatus].sort(([a], [b]) => a - b)) {
+    const examples = Object.fromEntries(
+      list.map((code) => [code, { summary: code, value: { error: { code, message: errorMessage(code) } } }]),
+    );
+    out[String(status)] = {
+      description: `${statusText(status)}: ${list.join(", ")}`,
+      ...(status === 429 ? { headers: RETRY_AFTER } : {}),
+      content: { "application/json": { schema: errorView, examples } },
     };
   }
-  return {
+  return out as Record<string, { description: string; content: { "application/json": { schema: typeof errorView } } }>;
+}
+
+function errorMessage(code: ErrorCode): string {
+  return code in API_ERRORS ? API_ERRORS[code as ApiErrorCode].message : REJECTIONS[code as RejectionCode];
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: "Bad request",
+  401: "Not signed in",
+  403: "Forbidden",
+  404: "Not found",
+  409: "Conflict",
+  413: "Body too large",
+  415: "Not JSON",
+  422: "Refused by the engine",
+  429: "Rate limited",
+  500: "Internal error",
+  503: "Unavailable",
+  504: "Engine timeout",
+};
+
+function statusText(status: number): string {
+  return STATUS_TEXT[status] ?? "Error";
+}
+
+export const API_DESCRIPTION = [
+  "Paper/CFD trading on live Backpack prices. Money, prices and quantities are decimal strings; a request may",
+  "also send money as a JSON number, which is read by its decimal text. Every error is",
+  '`{"error": {"code", "message"}}`: branch on the code, show the message.',
+  "",
+  "Sign in with `POST /api/v1/auth`, follow the emailed link, and the session comes back as an HttpOnly `session`",
+  "cookie; scripts may send the same token as `Authorization: Bearer <token>`.",
+].join("\n");
+
+/** The OpenAPI 3.1 document of every route declared on `app`. */
+export function openApiDocument(app: OpenAPIHono<ApiEnv>, serverUrl: string): Record<string, unknown> {
+  const document = app.getOpenAPI31Document({
     openapi: "3.1.0",
     info: {
       title: "Paper broker API",
       version: "1.0.0",
-      description: "Paper/CFD trading on live Backpack prices. Money, prices and quantities are decimal strings.",
+      description: API_DESCRIPTION,
+      // Not open source: an SPDX reference of our own (the package is private).
+      license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" } as { name: string },
     },
     servers: [{ url: serverUrl }],
-    components: {
-      securitySchemes: {
-        cookie: { type: "apiKey", in: "cookie", name: "session" },
-        bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
-      },
-    },
-    paths,
-  };
+    tags: TAGS,
+  });
+  document.components = { ...document.components, securitySchemes: SECURITY_SCHEMES };
+  return document as unknown as Record<string, unknown>;
 }
 
-export const DOCS_PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Paper broker API</title>
-<style>body{font:14px/1.5 system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}code,pre{background:#f4f4f4;padding:2px 4px}
-pre{padding:8px;overflow:auto}h2{margin-top:2em;border-bottom:1px solid #ddd}.m{font-weight:bold;text-transform:uppercase;margin-right:.5em}</style></head>
-<body><h1>Paper broker API</h1><p>Machine-readable: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a></p><div id="ops"></div>
-<script>
-fetch('/api/v1/openapi.json').then(r=>r.json()).then(doc=>{
-  const root=document.getElementById('ops');
-  for(const [path,ops] of Object.entries(doc.paths)) for(const [method,op] of Object.entries(ops)){
-    const h=document.createElement('h2');const m=document.createElement('span');m.className='m';m.textContent=method;
-    h.append(m,document.createTextNode(path));root.append(h);
-    const p=document.createElement('p');p.textContent=op.summary+(op.security?' (signed in)':'');root.append(p);
-    const body=op.requestBody&&op.requestBody.content['application/json'].schema;
-    if(body){const pre=document.createElement('pre');pre.textContent='Body: '+JSON.stringify(body,null,2);root.append(pre);}
-    const pre=document.createElement('pre');pre.textContent='Responses: '+Object.keys(op.responses).join(', ');root.append(pre);
-  }
-});
-</script></body></html>`;
+const SECURITY_SCHEMES = {
+  cookie: {
+    type: "apiKey" as const,
+    in: "cookie",
+    name: "session",
+    description: "Set by `GET /api/v1/auth/verify`.",
+  },
+  bearer: {
+    type: "http" as const,
+    scheme: "bearer",
+    bearerFormat: "JWT",
+    description: "The session token, for clients that do not keep cookies.",
+  },
+};
+
+export const TAGS = [
+  { name: "Auth", description: "Magic-link sign-in and sessions." },
+  { name: "Trading", description: "Leveraged trades and spot orders; the engine acts on them." },
+  { name: "Account", description: "Balances and the tradable assets." },
+  { name: "System", description: "Health of the API and what it depends on." },
+];

@@ -1,74 +1,101 @@
 /**
- * The API contract (shared/API.md) as zod schemas: requests are validated with them and the OpenAPI document
- * (openapi.ts) is generated from the very same objects, so the description cannot drift from what is enforced.
+ * The API contract (docs/api.md) as zod schemas: each route's definition (routes/) names them, its requests are
+ * validated with them (validate.ts) and its OpenAPI operation is generated from the very same objects, so the
+ * description cannot drift from what is enforced. Responses are documented here and built by the routes.
  *
  * Request objects are strict: an unknown field is a 400, because a misspelt `stoploss` silently ignored would open
  * a trade without the protection its owner asked for. Money may come as a decimal string or a JSON number read by
  * its decimal text (json-body.ts); it leaves validation as a plain decimal string, checked against the asset's
  * precision by the route. Which field failed decides the error code (FIELD_ERRORS).
  */
-import { z } from "zod";
+import { z } from "@hono/zod-openapi";
 import { ASSETS } from "../contract/markets.ts";
 import { closedTradeSchema, tradeSchema } from "../contract/messages.ts";
+import { IDEMPOTENCY_KEY_PATTERN } from "./admission.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { JsonNumber } from "./json-body.ts";
 
-/** A JSON number in a request body. Shared instance: openapi.ts documents it as `number`. */
-export const jsonNumber = z.instanceof(JsonNumber);
+/** A JSON number in a request body. Shared instance: documented as `number`. */
+export const jsonNumber = z.instanceof(JsonNumber).openapi({ type: "number" });
 
 const DECIMAL = /^\d{1,20}(\.\d{1,18})?$/;
 
-export const decimalInput = z.union([z.string(), jsonNumber]).transform((value, ctx) => {
-  const text = typeof value === "string" ? value : value.decimalText();
-  if (text === undefined || !DECIMAL.test(text)) {
-    ctx.addIssue({ code: "custom", message: 'expected a non-negative decimal such as "100" or "4303.93"' });
-    return z.NEVER;
-  }
-  // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
-  return text
-    .replace(/^0+(?=\d)/, "")
-    .replace(/(\.\d*?)0+$/, "$1")
-    .replace(/\.$/, "");
-});
+export const decimalInput = z
+  .union([z.string(), jsonNumber])
+  .transform((value, ctx) => {
+    const text = typeof value === "string" ? value : value.decimalText();
+    if (text === undefined || !DECIMAL.test(text)) {
+      ctx.addIssue({ code: "custom", message: 'expected a non-negative decimal such as "100" or "4303.93"' });
+      return z.NEVER;
+    }
+    // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
+    return text
+      .replace(/^0+(?=\d)/, "")
+      .replace(/(\.\d*?)0+$/, "$1")
+      .replace(/\.$/, "");
+  })
+  .openapi({
+    type: ["string", "number"],
+    description: "A decimal string, or a JSON number read by its decimal text (never through a binary double).",
+  });
 
-export const wholeNumberInput = jsonNumber.transform((value, ctx) => {
-  if (!/^[1-9]\d{0,5}$/.test(value.text)) {
-    ctx.addIssue({ code: "custom", message: "expected a whole number from 1" });
-    return z.NEVER;
-  }
-  return Number(value.text);
-});
+export const wholeNumberInput = jsonNumber
+  .transform((value, ctx) => {
+    if (!/^[1-9]\d{0,5}$/.test(value.text)) {
+      ctx.addIssue({ code: "custom", message: "expected a whole number from 1" });
+      return z.NEVER;
+    }
+    return Number(value.text);
+  })
+  .openapi({ type: "integer", minimum: 1 });
 
 const assetSymbols = ASSETS.map((a) => a.symbol) as [string, ...string[]];
 export const assetInput = z.enum(assetSymbols);
 
-export const signInRequest = z.strictObject({ email: z.string().trim().toLowerCase().max(254).pipe(z.email()) });
+export const signInRequest = z
+  .strictObject({ email: z.string().trim().toLowerCase().max(254).pipe(z.email()) })
+  .openapi("SignInRequest", { example: { email: "ada@example.com" } });
 
-export const createTradeRequest = z.strictObject({
-  asset: assetInput,
-  type: z.enum(["long", "short"]),
-  margin: decimalInput,
-  leverage: wholeNumberInput,
-  stopLoss: decimalInput.optional(),
-  takeProfit: decimalInput.optional(),
-});
+export const createTradeRequest = z
+  .strictObject({
+    asset: assetInput,
+    type: z.enum(["long", "short"]),
+    margin: decimalInput.openapi({ description: "USD locked as margin, at most 6 decimals." }),
+    leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
+    stopLoss: decimalInput
+      .optional()
+      .openapi({ description: "Close when the price reaches this level (at the asset's price decimals)." }),
+    takeProfit: decimalInput.optional().openapi({ description: "Close when the price reaches this level." }),
+  })
+  .openapi("CreateTradeRequest", {
+    example: { asset: "ETH", type: "long", margin: "100", leverage: 10, stopLoss: "3900", takeProfit: "4600" },
+  });
 
 /** Trade ids are the engine's `T<shard>-<n>`; anything else cannot name a trade. */
-export const closeTradeRequest = z.strictObject({
-  tradeId: z
-    .string()
-    .max(32)
-    .regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42"),
-});
+export const closeTradeRequest = z
+  .strictObject({
+    tradeId: z
+      .string()
+      .max(32)
+      .regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42"),
+  })
+  .openapi("CloseTradeRequest", { example: { tradeId: "T0-42" } });
 
-export const spotOrderRequest = z.strictObject({
-  asset: assetInput,
-  side: z.enum(["buy", "sell"]),
-  quantity: decimalInput,
-});
+export const spotOrderRequest = z
+  .strictObject({
+    asset: assetInput,
+    side: z.enum(["buy", "sell"]),
+    quantity: decimalInput.openapi({ description: "Amount of the asset, at most its quantity decimals." }),
+  })
+  .openapi("SpotOrderRequest", { example: { asset: "ETH", side: "buy", quantity: "0.5" } });
 
-/** Not strict, and any token text: an unknown, used or mangled token is the same 401 INVALID_TOKEN (API.md). */
-export const verifyQuery = z.object({ token: z.string().min(1).max(4096) });
+/** Not strict, and any token text: an unknown, used or mangled token is the same 401 INVALID_TOKEN (docs/api.md). */
+export const verifyQuery = z.object({
+  token: z.string().min(1).max(4096).openapi({
+    description: "The token from the emailed link.",
+    example: "q3Jx0v1cR1yH2b9W8mRkq8o0u1f5m3qv7bXy2lKzA4c",
+  }),
+});
 
 export const historyQuery = z.strictObject({
   limit: z
@@ -76,8 +103,29 @@ export const historyQuery = z.strictObject({
     .regex(/^\d{1,3}$/)
     .transform(Number)
     .pipe(z.number().int().min(1).max(100))
-    .optional(),
-  cursor: z.string().min(1).max(200).optional(),
+    .optional()
+    .openapi({ description: "Trades per page, 1 to 100 (default 50).", example: "20" }),
+  cursor: z.string().min(1).max(200).optional().openapi({
+    description: "`nextCursor` of the previous page.",
+    example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
+  }),
+});
+
+/**
+ * The Idempotency-Key header of the trade POSTs. Checked by admission.ts with this same pattern (a failure is 400
+ * INVALID_IDEMPOTENCY_KEY), where the rest of the key's handling lives.
+ */
+export const idempotencyKeyHeader = z.object({
+  "Idempotency-Key": z
+    .string()
+    .regex(IDEMPOTENCY_KEY_PATTERN)
+    .optional()
+    .openapi({
+      description:
+        "Any 1–128 printable ASCII characters, unique per intended action (a UUID). Same key and body within 24 h: " +
+        "the first answer again, acted on once. Same key, other body: 409 IDEMPOTENCY_CONFLICT.",
+      example: "3f6c1a52-8d0e-4b7a-9c1e-2a4b6d8f0e12",
+    }),
 });
 
 /** Which error code a failed field gets; any other failure is INVALID_REQUEST. */
@@ -92,42 +140,110 @@ export const FIELD_ERRORS: Readonly<Record<string, ApiErrorCode>> = {
 // ---- responses (documented; the routes build them from engine answers and read models) -----------------------
 
 const decimal = z.string().regex(/^-?\d+(\.\d+)?$/);
-export const userView = z.object({ id: z.string(), email: z.string() });
-export const balancesView = z.object(Object.fromEntries(["USD", ...assetSymbols].map((s) => [s, decimal])));
-export const openTradeView = tradeSchema.extend({
-  currentPrice: decimal.nullable(),
-  unrealizedPnl: decimal.nullable(),
+const TRADE_EXAMPLE = {
+  id: "T0-42",
+  asset: "ETH",
+  type: "long",
+  margin: "100",
+  leverage: 10,
+  quantity: "0.2325",
+  openPrice: "4300.5",
+  stopLoss: "3900",
+  takeProfit: "4600",
+  liquidationPrice: "3913.46",
+  openedAt: "2026-12-05T10:00:00.000Z",
+} as const;
+const CLOSED_TRADE_EXAMPLE = {
+  ...TRADE_EXAMPLE,
+  closePrice: "4350",
+  pnl: "11.50875",
+  closeReason: "manual",
+  closedAt: "2026-12-05T11:00:00.000Z",
+} as const;
+const BALANCES_EXAMPLE = { USD: "9900", ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
+
+export const userView = z
+  .object({ id: z.string(), email: z.string() })
+  .openapi("User", { example: { id: "5b0e7c1e-3f4a-4c2b-9d8e-1a2b3c4d5e6f", email: "ada@example.com" } });
+export const balancesView = z
+  .object(Object.fromEntries(["USD", ...assetSymbols].map((s) => [s, decimal])))
+  .openapi("Balances", {
+    description: "Free amount of each currency and asset; USD locked as margin is not in it.",
+    example: BALANCES_EXAMPLE,
+  });
+// The engine's own schemas (contract/messages.ts), rebuilt from their shapes with this module's z, which carries
+// the OpenAPI metadata methods whatever the order in which modules were loaded.
+const tradeView = z.object(tradeSchema.shape).openapi("Trade", { example: TRADE_EXAMPLE });
+const closedTradeView = z.object(closedTradeSchema.shape).openapi("ClosedTrade", { example: CLOSED_TRADE_EXAMPLE });
+export const openTradeView = z
+  .object({
+    ...tradeSchema.shape,
+    currentPrice: decimal.nullable(),
+    unrealizedPnl: decimal.nullable(),
+  })
+  .openapi("OpenTrade", {
+    description: "An open trade with the price it would close at now (null while there is no quote) and its PnL.",
+    example: { ...TRADE_EXAMPLE, currentPrice: "4350", unrealizedPnl: "11.50875" },
+  });
+export const spotOrderView = z
+  .object({
+    id: z.string(),
+    asset: z.string(),
+    side: z.enum(["buy", "sell"]),
+    quantity: decimal,
+    price: decimal,
+    total: decimal,
+    executedAt: z.string(),
+  })
+  .openapi("SpotOrder", {
+    example: {
+      id: "S0-7",
+      asset: "ETH",
+      side: "buy",
+      quantity: "0.5",
+      price: "4301",
+      total: "2150.5",
+      executedAt: "2026-12-05T10:00:00.000Z",
+    },
+  });
+export const assetView = z
+  .object({
+    symbol: z.string(),
+    name: z.string(),
+    market: z.string(),
+    priceDecimals: z.number().int(),
+    quantityDecimals: z.number().int(),
+    bid: decimal.nullable(),
+    ask: decimal.nullable(),
+    updatedAt: z.string().nullable(),
+    source: z.enum(["backpack", "sim"]).nullable(),
+  })
+  .openapi("Asset", {
+    example: {
+      symbol: "ETH",
+      name: "Ethereum",
+      market: "ETH_USDC_PERP",
+      priceDecimals: 2,
+      quantityDecimals: 4,
+      bid: "4300.5",
+      ask: "4301",
+      updatedAt: "2026-12-05T10:00:00.000Z",
+      source: "backpack",
+    },
+  });
+export const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error", {
+  description: "Every error: a stable `code` to branch on and a `message` for people.",
+  example: { error: { code: "INSUFFICIENT_BALANCE", message: "The balance does not cover this order." } },
 });
-export const spotOrderView = z.object({
-  id: z.string(),
-  asset: z.string(),
-  side: z.enum(["buy", "sell"]),
-  quantity: decimal,
-  price: decimal,
-  total: decimal,
-  executedAt: z.string(),
-});
-export const assetView = z.object({
-  symbol: z.string(),
-  name: z.string(),
-  market: z.string(),
-  priceDecimals: z.number().int(),
-  quantityDecimals: z.number().int(),
-  bid: decimal.nullable(),
-  ask: decimal.nullable(),
-  updatedAt: z.string().nullable(),
-  source: z.enum(["backpack", "sim"]).nullable(),
-});
-export const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) });
 
 export const responses = {
-  message: z.object({ message: z.string() }),
+  message: z.object({ message: z.string() }).openapi("Message"),
   user: z.object({ user: userView }),
-  trade: z.object({ trade: tradeSchema }),
-  closedTrade: z.object({ trade: closedTradeSchema }),
+  trade: z.object({ trade: tradeView }),
+  closedTrade: z.object({ trade: closedTradeView }),
   order: z.object({ order: spotOrderView, balances: balancesView }),
   openTrades: z.object({ trades: z.array(openTradeView) }),
-  history: z.object({ trades: z.array(closedTradeSchema), nextCursor: z.string().nullable() }),
+  history: z.object({ trades: z.array(closedTradeView), nextCursor: z.string().nullable() }),
   usdBalance: z.object({ asset: z.literal("USD"), balance: decimal }),
   balances: z.object({ balances: balancesView }),
   assets: z.object({ assets: z.array(assetView) }),
@@ -136,5 +252,17 @@ export const responses = {
     redis: z.boolean(),
     postgres: z.boolean(),
     engine: z.boolean(),
+  }),
+  mailbox: z.object({
+    emails: z.array(
+      z.object({
+        to: z.string(),
+        subject: z.string(),
+        text: z.string(),
+        html: z.string(),
+        link: z.string(),
+        sentAt: z.string(),
+      }),
+    ),
   }),
 };

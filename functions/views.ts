@@ -2,7 +2,7 @@
  * Query answers built from the worker's read models (Redis) and the closed-trade history (Postgres): never the log.
  *
  * Live PnL is computed exactly, in integers: a long is worth (bid − open) × quantity and a short
- * (open − ask) × quantity (DESIGN §4), in USD micros, never below −margin (a loss never exceeds the margin; the
+ * (open − ask) × quantity (docs/api.md, open trades), in USD micros, never below −margin (a loss never exceeds the margin; the
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";

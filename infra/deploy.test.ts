@@ -3,16 +3,19 @@
 // routes reach the right function. (The Lambda entry itself is tested with API Gateway events in
 // functions/lambda.int.test.ts.)
 import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
-import { OPERATIONS } from "../functions/openapi.ts";
+import { DOCS_UI_FILES, DOCS_UI_PACKAGE } from "../functions/docs-page.ts";
+import { apiDocument, operationsOf } from "../functions/testing/document.ts";
 import { COMPONENTS, nodeArgs } from "../platform/components.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
 import {
   API_ROUTES,
   CONTAINER_PLANS,
+  FUNCTION_COPY_FILES,
   CONTAINERS,
   FUNCTION_SECRET_ENV,
   LAMBDA_HANDLER,
@@ -163,11 +166,25 @@ describe("the API", () => {
     expect(typeof module[exportName]).toBe("function");
   });
 
+  it("ships the files the API reference page reads beside each function's bundle, where Node resolves them", () => {
+    const require = createRequire(resolve(root, LAMBDA_HANDLER.split(".")[0]!));
+    for (const file of DOCS_UI_FILES) {
+      const resolved = relative(root, require.resolve(`${DOCS_UI_PACKAGE}/${file}`));
+      expect(FUNCTION_COPY_FILES).toContainEqual({ from: resolved, to: resolved });
+      expect(existsSync(resolve(root, resolved)), resolved).toBe(true);
+    }
+    expect(packageJson.dependencies).toHaveProperty([DOCS_UI_PACKAGE]);
+  });
+
   it("routes every documented endpoint to its group's function", () => {
     const endpoints = [
-      ...OPERATIONS,
+      ...operationsOf(apiDocument()).map((op) => {
+        const [method, path] = op.split(" ") as [string, string];
+        return { method, path };
+      }),
       { method: "get", path: "/api/v1/openapi.json" },
       { method: "get", path: "/api/v1/docs" },
+      ...DOCS_UI_FILES.map((file) => ({ method: "get", path: `/api/v1/docs/${file}` })),
     ];
     for (const { method, path } of endpoints) {
       const group = /^\/api\/v1\/(auth|trade|account)(\/|$)/.exec(path)?.[1];

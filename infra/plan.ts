@@ -8,6 +8,7 @@
  * environment variables under those names, not through SST's `Resource` SDK: the same code runs under `npm start`,
  * in the Docker image and on Lambda.
  */
+import { DOCS_UI_FILES, DOCS_UI_PACKAGE } from "../functions/docs-page.ts";
 import { componentNamed, nodeArgs, type Component } from "../platform/components.ts";
 
 /** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
@@ -109,6 +110,15 @@ export const API_ROUTES: Readonly<Record<FunctionName, readonly string[]>> = {
   Trade: ["ANY /api/v1/trade/{proxy+}"],
   Account: ["ANY /api/v1/account/{proxy+}", "GET /health", "GET /api/v1/openapi.json", "GET /api/v1/docs", "$default"],
 };
+
+/**
+ * Files each function needs beside its bundle: the API reference page reads Swagger UI's script and stylesheet
+ * from the installed package (functions/docs-page.ts), where Node's resolution finds them from the bundle.
+ */
+export const FUNCTION_COPY_FILES: readonly { from: string; to: string }[] = DOCS_UI_FILES.map((file) => {
+  const path = `node_modules/${DOCS_UI_PACKAGE}/${file}`;
+  return { from: path, to: path };
+});
 
 /** A trade request waits up to ENGINE_TIMEOUT_MS (5 s) for the engine; API Gateway gives up at 30 s. */
 export const FUNCTION_TIMEOUT = "15 seconds";

@@ -1,5 +1,5 @@
 /**
- * Sending the sign-in email (DESIGN §5). Two mailers behind one interface: Resend when a key is configured, and a
+ * Sending the sign-in email (docs/api.md, sign-in). Two mailers behind one interface: Resend when a key is configured, and a
  * dev mailbox when it is not (local), which logs each email and keeps it in Redis for the local stack to show.
  * Neither reads the environment: the entry passes the key, base URL and sender in.
  */
@@ -87,7 +87,7 @@ export function createDevMailbox(options: { redis: ApiRedis; key: string; log: L
         link: email.link,
         sentAt: new Date().toISOString(),
       };
-      // Documented local behaviour (DESIGN §5): with no Resend key the link is logged, so a developer can sign in
+      // Documented local behaviour (docs/api.md, dev mailbox): with no Resend key the link is logged, so a developer can sign in
       // from the terminal. Never used where a key is configured.
       log.info("dev_email", { to: mail.to, subject: mail.subject, link: mail.link });
       await redis.eval(PUSH_AND_TRIM, [key], [JSON.stringify(mail), String(keep)]);

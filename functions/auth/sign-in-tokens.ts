@@ -1,5 +1,5 @@
 /**
- * Magic-link tokens (DESIGN §5): 256 random bits, base64url, stored only as their SHA-256 in Postgres, valid for
+ * Magic-link tokens (docs/api.md, sign-in): 256 random bits, base64url, stored only as their SHA-256 in Postgres, valid for
  * 15 minutes by the database clock, and used at most once. Checking and consuming are separate steps so that the
  * sign-in can do its work (create the user, have the engine grant the balance) in between: if that fails (engine
  * down), the link still works on a retry; if two requests race with one link, only one consumes it.

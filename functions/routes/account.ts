@@ -1,23 +1,62 @@
-/** Balances and assets (API.md), read from the worker's read models. */
-import { Hono } from "hono";
-import type { ApiDeps, ApiEnv } from "../context.ts";
+/** Balances and assets (docs/api.md), read from the worker's read models. */
+import type { ApiDeps } from "../context.ts";
 import { requireSession } from "../middleware.ts";
+import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
+import { responses } from "../schemas.ts";
 import { assetsView, balancesView, quotesView } from "../views.ts";
 
-export function accountRoutes(deps: ApiDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+export function accountRoutes(deps: ApiDeps) {
+  const app = apiRouter();
   app.use(requireSession(deps));
+  const errors = errorResponses(["UNAUTHENTICATED", "UNAVAILABLE"]);
 
-  app.get("/balance/usd", async (c) => {
+  const usd = createRoute({
+    method: "get",
+    path: "/balance/usd",
+    operationId: "getUsdBalance",
+    tags: ["Account"],
+    summary: "USD not locked as margin",
+    security: SIGNED_IN,
+    responses: {
+      200: {
+        description: "The free USD balance",
+        content: {
+          "application/json": { schema: responses.usdBalance, example: { asset: "USD", balance: "9900" } },
+        },
+      },
+      ...errors,
+    },
+  });
+  route(app, usd, async (c) => {
     const balances = balancesView(await deps.redis.hgetall(deps.keys.balancesKey(c.get("session").userId)));
     return c.json({ asset: "USD", balance: balances.USD });
   });
 
-  app.get("/balance", async (c) => {
+  const all = createRoute({
+    method: "get",
+    path: "/balance",
+    operationId: "getBalances",
+    tags: ["Account"],
+    summary: "All balances",
+    description: "USD and every asset, zero included.",
+    security: SIGNED_IN,
+    responses: { 200: jsonResponse(responses.balances, "Every balance"), ...errors },
+  });
+  route(app, all, async (c) => {
     return c.json({ balances: balancesView(await deps.redis.hgetall(deps.keys.balancesKey(c.get("session").userId))) });
   });
 
-  app.get("/assets", async (c) => {
+  const assets = createRoute({
+    method: "get",
+    path: "/assets",
+    operationId: "listAssets",
+    tags: ["Account"],
+    summary: "Tradable assets with decimals and the latest quote",
+    description: "Quote fields are null until the first price of a market has arrived.",
+    security: SIGNED_IN,
+    responses: { 200: jsonResponse(responses.assets, "Every tradable asset"), ...errors },
+  });
+  route(app, assets, async (c) => {
     return c.json({ assets: assetsView(quotesView(await deps.redis.hgetall(deps.keys.quotesKey))) });
   });
 

@@ -1,5 +1,5 @@
 /**
- * Sign-in, sessions and the request guards (API.md, DESIGN §5), in-process against real Redis and Postgres with
+ * Sign-in, sessions and the request guards (docs/api.md), in-process against real Redis and Postgres with
  * the real engine and worker running.
  */
 import { SignJWT, UnsecuredJWT } from "jose";

@@ -1,11 +1,10 @@
 /**
- * Magic-link sign-in (DESIGN §5, API.md): ask for a link, follow it, who am I, sign out.
+ * Magic-link sign-in (docs/api.md): ask for a link, follow it, who am I, sign out.
  *
  * Asking for a link answers the same, and does the same work, for any address: a token is issued and an email sent
  * whether or not the address has an account (first sign-in creates it), so neither the answer nor its timing tells
  * an attacker which emails are registered. Limits per email and per IP stop mail bombing and guessing.
  */
-import { Hono } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
@@ -17,21 +16,57 @@ import {
   issueSignInToken,
   SIGN_IN_TOKEN_TTL_MINUTES,
 } from "../auth/sign-in-tokens.ts";
-import type { ApiDeps, ApiEnv } from "../context.ts";
+import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { currentSession, requireSession, SESSION_COOKIE } from "../middleware.ts";
-import { signInRequest, verifyQuery } from "../schemas.ts";
-import { readJson, readQuery } from "../validate.ts";
+import {
+  apiRouter,
+  createRoute,
+  errorResponses,
+  jsonBody,
+  jsonResponse,
+  PUBLIC,
+  route,
+  SIGNED_IN,
+} from "../openapi.ts";
+import { responses, signInRequest, verifyQuery } from "../schemas.ts";
 
 export const SIGN_IN_MESSAGE =
   "If the address can receive email, a sign-in link is on its way. It expires in 15 minutes.";
 
-export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
+export function authRoutes(deps: ApiDeps) {
   const { db, keys, redis, settings } = deps;
-  const app = new Hono<ApiEnv>();
+  const app = apiRouter();
 
-  app.post("/", async (c) => {
-    const { email } = await readJson(c, signInRequest);
+  const signIn = createRoute({
+    method: "post",
+    path: "/",
+    operationId: "requestSignInLink",
+    tags: ["Auth"],
+    summary: "Email a sign-in link",
+    description:
+      "Answers the same, and does the same work, for any address: whether it has an account is not revealed. " +
+      "The link signs in (creating the account on first use) and expires in 15 minutes. Limited per address " +
+      "and per IP.",
+    security: PUBLIC,
+    request: { body: jsonBody(signInRequest) },
+    responses: {
+      200: {
+        description: "A link is on its way, if the address can receive email",
+        content: { "application/json": { schema: responses.message, example: { message: SIGN_IN_MESSAGE } } },
+      },
+      ...errorResponses([
+        "MALFORMED_JSON",
+        "INVALID_REQUEST",
+        "FORBIDDEN_ORIGIN",
+        "PAYLOAD_TOO_LARGE",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "RATE_LIMITED",
+        "UNAVAILABLE",
+      ]),
+    },
+  });
+  route(app, signIn, async (c, { body: { email } }) => {
     await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
     await countRequest(redis, keys, "sign-in-email", signInEmailSubject(email), settings.signInPerEmail);
     const token = await issueSignInToken(db, email);
@@ -40,8 +75,34 @@ export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
     return c.json({ message: SIGN_IN_MESSAGE });
   });
 
-  app.get("/verify", async (c) => {
-    const { token } = readQuery(c, verifyQuery);
+  const verify = createRoute({
+    method: "get",
+    path: "/verify",
+    operationId: "verifySignInLink",
+    tags: ["Auth"],
+    summary: "Follow a sign-in link",
+    description:
+      "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
+      "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead.",
+    security: PUBLIC,
+    request: { query: verifyQuery },
+    responses: {
+      200: {
+        description: "Signed in",
+        headers: { "Set-Cookie": { description: "`session=<token>`", schema: { type: "string" } } },
+        content: { "application/json": { schema: responses.user } },
+      },
+      302: {
+        description: "Signed in, and sent on to APP_REDIRECT_URL (when configured)",
+        headers: {
+          Location: { description: "APP_REDIRECT_URL", schema: { type: "string" } },
+          "Set-Cookie": { description: "`session=<token>`", schema: { type: "string" } },
+        },
+      },
+      ...errorResponses(["INVALID_REQUEST", "INVALID_TOKEN", "UNAVAILABLE", "ENGINE_UNAVAILABLE", "ENGINE_TIMEOUT"]),
+    },
+  });
+  route(app, verify, async (c, { query: { token } }) => {
     const email = await checkSignInToken(db, token);
     if (email === undefined) throw new ApiError("INVALID_TOKEN");
     const user = await ensureUser(db, email);
@@ -62,13 +123,44 @@ export function authRoutes(deps: ApiDeps): Hono<ApiEnv> {
     return c.json({ user });
   });
 
-  app.get("/me", requireSession(deps), (c) => {
+  const me = createRoute({
+    method: "get",
+    path: "/me",
+    operationId: "getCurrentUser",
+    tags: ["Auth"],
+    summary: "The signed-in user",
+    security: SIGNED_IN,
+    middleware: requireSession(deps),
+    responses: {
+      200: jsonResponse(responses.user, "The user the session belongs to"),
+      ...errorResponses(["UNAUTHENTICATED", "UNAVAILABLE"]),
+    },
+  });
+  route(app, me, (c) => {
     const session = c.get("session");
     return c.json({ user: { id: session.userId, email: session.email } });
   });
 
   // No session needed: signing out twice, or with an expired token, still clears the cookie.
-  app.delete("/logout", async (c) => {
+  const logout = createRoute({
+    method: "delete",
+    path: "/logout",
+    operationId: "signOut",
+    tags: ["Auth"],
+    summary: "Sign out",
+    description:
+      "Clears the cookie and revokes the session everywhere (cookie and Bearer alike). Needs no valid session: " +
+      "signing out twice is fine.",
+    security: PUBLIC,
+    responses: {
+      200: {
+        description: "Signed out",
+        content: { "application/json": { schema: responses.message, example: { message: "Signed out." } } },
+      },
+      ...errorResponses(["FORBIDDEN_ORIGIN", "UNAVAILABLE"]),
+    },
+  });
+  route(app, logout, async (c) => {
     const session = await currentSession(deps, c);
     if (session !== undefined) await deps.sessions.revoke(session);
     deleteCookie(c, SESSION_COOKIE, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });

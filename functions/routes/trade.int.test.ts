@@ -1,5 +1,5 @@
 /**
- * Every trading and account step of API.md, in-process against real Redis and Postgres with the real engine and
+ * Every trading and account step of docs/api.md, in-process against real Redis and Postgres with the real engine and
  * worker running (testing/api-stack.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

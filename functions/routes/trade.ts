@@ -1,31 +1,95 @@
 /**
- * Trading (API.md): open and close leveraged trades, spot market orders, open trades with live PnL, and the
+ * Trading (docs/api.md): open and close leveraged trades, spot market orders, open trades with live PnL, and the
  * closed-trade history. The three POSTs have the engine act (engine-client.ts) after admission (rate limit and
  * Idempotency-Key, admission.ts); the GETs read the read models and Postgres, never the log.
  *
  * Amounts are checked against the asset's precision here so that "too many decimals" is a 400 naming the field; the
  * engine checks everything again (it trusts nothing on its input stream) and refuses with its own codes (422).
  */
-import { Hono } from "hono";
 import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { Answer, InstructionResult } from "../../contract/messages.ts";
 import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
-import type { ApiContext, ApiDeps, ApiEnv } from "../context.ts";
+import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { requireSession } from "../middleware.ts";
-import { closeTradeRequest, createTradeRequest, historyQuery, spotOrderRequest } from "../schemas.ts";
-import { readJson, readQuery } from "../validate.ts";
+import {
+  apiRouter,
+  createRoute,
+  errorResponses,
+  jsonBody,
+  jsonResponse,
+  route,
+  SIGNED_IN,
+  type ErrorCode,
+} from "../openapi.ts";
+import {
+  closeTradeRequest,
+  createTradeRequest,
+  historyQuery,
+  idempotencyKeyHeader,
+  responses,
+  spotOrderRequest,
+} from "../schemas.ts";
 import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
 
-export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
-  const app = new Hono<ApiEnv>();
+/** What every trade POST can answer besides the engine's own refusals. */
+const POST_ERRORS: readonly ErrorCode[] = [
+  "MALFORMED_JSON",
+  "INVALID_REQUEST",
+  "INVALID_IDEMPOTENCY_KEY",
+  "UNAUTHENTICATED",
+  "FORBIDDEN_ORIGIN",
+  "ACCOUNT_NOT_FOUND",
+  "IDEMPOTENCY_CONFLICT",
+  "PAYLOAD_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
+  "RATE_LIMITED",
+  "UNAVAILABLE",
+  "ENGINE_UNAVAILABLE",
+  "ENGINE_TIMEOUT",
+];
+/** Refusals caused by the market rather than the request; the same request may succeed later. */
+const PRICE_REFUSALS: readonly ErrorCode[] = ["NO_PRICE", "STALE_PRICE"];
+const IDEMPOTENT =
+  "Send an `Idempotency-Key` to retry safely: the same key and body get the first answer, and the engine acts once.";
+
+export function tradeRoutes(deps: ApiDeps) {
+  const app = apiRouter();
   // The POSTs check revocation in their admission script (see act); the GETs here.
   app.on("POST", "*", requireSession(deps, { revocation: "in-admission" }));
   app.on("GET", "*", requireSession(deps));
 
-  app.post("/create", async (c) => {
-    const body = await readJson(c, createTradeRequest);
+  const create = createRoute({
+    method: "post",
+    path: "/create",
+    operationId: "openTrade",
+    tags: ["Trading"],
+    summary: "Open a leveraged trade",
+    description:
+      "Locks `margin` USD and opens a long or short of `margin × leverage` notional at the current ask (long) " +
+      `or bid (short). Optional stop-loss and take-profit close it automatically. ${IDEMPOTENT}`,
+    security: SIGNED_IN,
+    request: { headers: idempotencyKeyHeader, body: jsonBody(createTradeRequest) },
+    responses: {
+      201: jsonResponse(responses.trade, "The opened trade"),
+      ...errorResponses([
+        ...POST_ERRORS,
+        "INVALID_AMOUNT",
+        "UNKNOWN_ASSET",
+        "INVALID_LEVERAGE",
+        "INVALID_STOP_LOSS",
+        "INVALID_TAKE_PROFIT",
+        "INSUFFICIENT_BALANCE",
+        "QUANTITY_TOO_SMALL",
+        "NOTIONAL_TOO_LARGE",
+        "TOO_MANY_OPEN_TRADES",
+        "WOULD_LIQUIDATE",
+        ...PRICE_REFUSALS,
+      ]),
+    },
+  });
+  route(app, create, async (c, { body }) => {
     const asset = ASSET_BY_SYMBOL.get(body.asset)!;
     checkPrecision("margin", body.margin, USD_DECIMALS);
     if (body.stopLoss !== undefined) checkPrecision("stopLoss", body.stopLoss, asset.priceDecimals);
@@ -44,15 +108,48 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
     return c.json({ trade: result.trade }, 201);
   });
 
-  app.post("/close", async (c) => {
-    const body = await readJson(c, closeTradeRequest);
+  const close = createRoute({
+    method: "post",
+    path: "/close",
+    operationId: "closeTrade",
+    tags: ["Trading"],
+    summary: "Close one of your open trades",
+    description: `Closes at the current bid (long) or ask (short) and settles margin plus PnL to USD. ${IDEMPOTENT}`,
+    security: SIGNED_IN,
+    request: { headers: idempotencyKeyHeader, body: jsonBody(closeTradeRequest) },
+    responses: {
+      200: jsonResponse(responses.closedTrade, "The closed trade"),
+      ...errorResponses([...POST_ERRORS, "TRADE_NOT_FOUND", ...PRICE_REFUSALS]),
+    },
+  });
+  route(app, close, async (c, { body }) => {
     const result = await act(deps, c, "close", body, { kind: "close_trade", tradeId: body.tradeId });
     if (result.kind !== "close_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 200);
   });
 
-  app.post("/order", async (c) => {
-    const body = await readJson(c, spotOrderRequest);
+  const order = createRoute({
+    method: "post",
+    path: "/order",
+    operationId: "placeSpotOrder",
+    tags: ["Trading"],
+    summary: "Spot market order",
+    description: `Buys at the ask or sells at the bid, paying or receiving USD at once. ${IDEMPOTENT}`,
+    security: SIGNED_IN,
+    request: { headers: idempotencyKeyHeader, body: jsonBody(spotOrderRequest) },
+    responses: {
+      201: jsonResponse(responses.order, "The filled order and the balances after it"),
+      ...errorResponses([
+        ...POST_ERRORS,
+        "INVALID_AMOUNT",
+        "UNKNOWN_ASSET",
+        "INSUFFICIENT_BALANCE",
+        "NOTIONAL_TOO_LARGE",
+        ...PRICE_REFUSALS,
+      ]),
+    },
+  });
+  route(app, order, async (c, { body }) => {
     checkPrecision("quantity", body.quantity, ASSET_BY_SYMBOL.get(body.asset)!.quantityDecimals);
     const result = await act(deps, c, "order", body, {
       kind: "spot_order",
@@ -64,7 +161,20 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
     return c.json({ order: result.order, balances: result.balances }, 201);
   });
 
-  app.get("/open", async (c) => {
+  const open = createRoute({
+    method: "get",
+    path: "/open",
+    operationId: "listOpenTrades",
+    tags: ["Trading"],
+    summary: "Your open trades with live PnL",
+    description: "Oldest first. PnL is exact, at the price each trade would close at now.",
+    security: SIGNED_IN,
+    responses: {
+      200: jsonResponse(responses.openTrades, "Your open trades"),
+      ...errorResponses(["UNAUTHENTICATED", "UNAVAILABLE"]),
+    },
+  });
+  route(app, open, async (c) => {
     const { userId } = c.get("session");
     const [trades, quotes] = await Promise.all([
       deps.redis.hgetall(deps.keys.openTradesKey(userId)),
@@ -73,9 +183,22 @@ export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
     return c.json({ trades: openTradesView(trades, quotesView(quotes)) });
   });
 
-  app.get("/history", async (c) => {
+  const history = createRoute({
+    method: "get",
+    path: "/history",
+    operationId: "listClosedTrades",
+    tags: ["Trading"],
+    summary: "Your closed trades, newest first, paginated",
+    description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
+    security: SIGNED_IN,
+    request: { query: historyQuery },
+    responses: {
+      200: jsonResponse(responses.history, "One page of closed trades"),
+      ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "UNAVAILABLE"]),
+    },
+  });
+  route(app, history, async (c, { query: { limit = 50, cursor } }) => {
     const { userId } = c.get("session");
-    const { limit = 50, cursor } = readQuery(c, historyQuery);
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const { rows } = await deps.db.query<ClosedOrderRow>(
       `SELECT id, asset, type, margin::text, leverage, quantity::text, open_price::text, close_price::text, stop_loss::text,

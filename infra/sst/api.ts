@@ -4,7 +4,14 @@
  * its own concurrency, logs and cold starts. They are stateless: a trade request XADDs to Redis over Upstash's
  * REST API and waits for the engine's answer there. Needs SST's globals: import only from sst.config.ts's `run`.
  */
-import { API_ROUTES, FUNCTION_SECRET_ENV, FUNCTION_TIMEOUT, LAMBDA_HANDLER, type FunctionName } from "../plan.ts";
+import {
+  API_ROUTES,
+  FUNCTION_COPY_FILES,
+  FUNCTION_SECRET_ENV,
+  FUNCTION_TIMEOUT,
+  LAMBDA_HANDLER,
+  type FunctionName,
+} from "../plan.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
 
 export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
@@ -27,6 +34,8 @@ export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
       timeout: FUNCTION_TIMEOUT,
       memory: "512 MB",
       environment,
+      // The API reference page's Swagger UI files, read at run time from node_modules beside the bundle.
+      copyFiles: FUNCTION_COPY_FILES.map((f) => ({ ...f })),
     });
     for (const route of routes) api.route(route, fn.arn);
   }

@@ -1,0 +1,63 @@
+/**
+ * docs/api.md is the HTTP contract written for people; the OpenAPI document is generated from the routes. They
+ * must not drift: the same operations, every error code with its status, every variable the API reads.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
+import { API_ERRORS, rejectionStatus } from "./errors.ts";
+import { apiDocument, operationsOf } from "./testing/document.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const apiMd = readFileSync(resolve(root, "docs/api.md"), "utf8");
+
+function section(title: string): string {
+  const start = apiMd.indexOf(`\n## ${title}\n`);
+  expect(start, `docs/api.md has a "## ${title}" section`).toBeGreaterThan(0);
+  const end = apiMd.indexOf("\n## ", start + 1);
+  return apiMd.slice(start, end < 0 ? undefined : end);
+}
+
+describe("docs/api.md", () => {
+  it("documents exactly the operations of the OpenAPI document, each under its own heading", () => {
+    const documented = [...section("Endpoints").matchAll(/^### `([A-Z]+) (\/\S*)`$/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(documented.length).toBe(new Set(documented).size);
+    expect(documented.sort()).toEqual(operationsOf(apiDocument()).sort());
+  });
+
+  it("keeps the dev mailbox out of the contract: described under Development only, absent from the document", () => {
+    expect(operationsOf(apiDocument(undefined, { devMailbox: true })).sort()).toEqual(
+      operationsOf(apiDocument()).sort(),
+    );
+    expect(section("Development only")).toContain("`GET /api/v1/dev/mailbox`");
+  });
+
+  it("lists every error code the API and the engine answer with, with its status", () => {
+    const rows = [...section("Error codes").matchAll(/^\| `([A-Z_]+)` +\| (\d{3}) +\|/gm)].map((m) => [
+      m[1],
+      Number(m[2]),
+    ]);
+    const expected = [
+      ...Object.entries(API_ERRORS).map(([code, e]) => [code, e.status]),
+      ...Object.keys(REJECTIONS)
+        .filter((code) => !(code in API_ERRORS))
+        .map((code) => [code, rejectionStatus(code as RejectionCode)]),
+    ];
+    expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(expected));
+    expect(rows.length).toBe(expected.length);
+  });
+
+  it("describes every environment variable the API reads", () => {
+    const config = readFileSync(resolve(root, "functions/config.ts"), "utf8");
+    const read = new Set(
+      [
+        ...config.matchAll(/\b(?:url|text|wholeNumber|oneOf)\(env, "([A-Z][A-Z0-9_]*)"/g),
+        ...config.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g),
+      ].map((m) => m[1]!),
+    );
+    expect(read.size).toBeGreaterThan(10);
+    const table = section("Configuration (environment)");
+    for (const variable of read) expect(table, variable).toContain(`\`${variable}\``);
+  });
+});
