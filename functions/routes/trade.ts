@@ -15,7 +15,7 @@ import type { ApiContext, ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { requireSession } from "../middleware.ts";
 import { closeTradeRequest, createTradeRequest, historyQuery, spotOrderRequest } from "../schemas.ts";
-import { readJson, readQuery } from "../validate.ts";
+import { invalidField, readJson, readQuery } from "../validate.ts";
 import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
 
 export function tradeRoutes(deps: ApiDeps): Hono<ApiEnv> {
@@ -121,13 +121,13 @@ function resultOf(answer: Answer): InstructionResult {
 function checkPrecision(field: string, text: string, decimals: number): void {
   const parsed = parseUnits(text, decimals);
   if (parsed.ok && parsed.units > 0) return;
-  const why =
+  const expected =
     !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
       ? `at most ${decimals} decimals`
       : !parsed.ok
-        ? "out of range"
-        : "must be above zero";
-  throw new ApiError("INVALID_AMOUNT", `Invalid "${field}": ${why}.`);
+        ? "a smaller amount"
+        : "an amount above zero";
+  throw invalidField("INVALID_AMOUNT", field, expected, text);
 }
 
 function encodeCursor(closedAt: string, id: string): string {
