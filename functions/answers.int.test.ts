@@ -119,6 +119,22 @@ describe("validation errors say field, expected and received", () => {
     expect(query.body.error?.message).toBe('limit: expected a whole number from 1 to 100, received "\\u0000".');
   });
 
+  it("a repeated query parameter and a malformed Content-Length say so", async () => {
+    const repeated = await ada.get("/api/v1/trade/history?limit=1&limit=2");
+    expect([repeated.status, repeated.body.error?.message]).toEqual([
+      400,
+      'Query parameter "limit": expected one value, received more than one.',
+    ]);
+    const length = await stack.app.request("/api/v1/auth", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": "ten" },
+      body: "{}",
+    });
+    expect(await length.json()).toEqual({
+      error: { code: "INVALID_REQUEST", message: 'Content-Length: expected a whole number, received "ten".' },
+    });
+  });
+
   it("names the Content-Type it was sent", async () => {
     const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
     expect([res.status, res.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);

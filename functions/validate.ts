@@ -43,7 +43,8 @@ async function readBody(c: Context): Promise<string> {
 async function readBodyText(c: Context): Promise<string> {
   const length = c.req.header("content-length");
   if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
-    if (!/^\d{1,10}$/.test(length)) throw new ApiError("INVALID_REQUEST", "Content-Length is not a number.");
+    if (!/^\d{1,10}$/.test(length))
+      throw new ApiError("INVALID_REQUEST", fieldProblem("Content-Length", "a whole number", length, false));
     if (Number(length) > BODY_LIMIT_BYTES) throw new ApiError("PAYLOAD_TOO_LARGE");
     return c.req.text();
   }
@@ -69,7 +70,10 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<
   const url = new URL(c.req.url);
   const query: Record<string, string> = {};
   for (const [k, v] of url.searchParams) {
-    if (k in query) throw new ApiError("INVALID_REQUEST", `Query parameter "${k}" is repeated.`);
+    if (k in query) {
+      const name = received(k, false);
+      throw new ApiError("INVALID_REQUEST", `Query parameter ${name}: expected one value, received more than one.`);
+    }
     query[k] = v;
   }
   return check(schema, query, "query");
