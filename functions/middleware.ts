@@ -93,7 +93,8 @@ export function checkHost(appUrl: string) {
   const where = app.port === "" ? app.hostname : `${app.hostname}:${port}`;
   return createMiddleware<ApiEnv>(async (c, next) => {
     const host = c.req.header("host");
-    if (host !== undefined && !allowed.has(hostKey(host, schemePort))) {
+    // As browsers and curl send it, Host is already in the set's form: parsed only when it is not.
+    if (host !== undefined && !allowed.has(host) && !allowed.has(hostKey(host, schemePort))) {
       throw new ApiError(
         "FORBIDDEN_HOST",
         `This development server answers only to ${where} (APP_URL) or a loopback address on port ${port}, ` +
