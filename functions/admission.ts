@@ -6,6 +6,7 @@
 import { createHash } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
 import { ApiError } from "./errors.ts";
+import { invalidField } from "./validate.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 
 /** KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Returns 0 when over the limit, else the count. */
@@ -113,7 +114,10 @@ export async function admitTrade(
 /** Idempotency-Key: 1–128 printable ASCII characters (API.md). */
 export function readIdempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (!/^[\x21-\x7e]{1,128}$/.test(header)) throw new ApiError("INVALID_IDEMPOTENCY_KEY");
+  if (!/^[\x21-\x7e]{1,128}$/.test(header)) {
+    const expected = "1 to 128 printable ASCII characters without spaces";
+    throw invalidField("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key", expected, header);
+  }
   return header;
 }
 

@@ -135,6 +135,20 @@ describe("validation errors say field, expected and received", () => {
     });
   });
 
+  it("an Idempotency-Key that is not one says what it must be", async () => {
+    const res = await ada.post(
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: "1" },
+      {
+        "idempotency-key": "my key",
+      },
+    );
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_IDEMPOTENCY_KEY"]);
+    expect(res.body.error?.message).toBe(
+      'Idempotency-Key: expected 1 to 128 printable ASCII characters without spaces, received "my key".',
+    );
+  });
+
   it("names the Content-Type it was sent", async () => {
     const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
     expect([res.status, res.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
