@@ -119,6 +119,13 @@ describe("validation errors say field, expected and received", () => {
     expect(query.body.error?.message).toBe('limit: expected a whole number from 1 to 100, received "\\u0000".');
   });
 
+  it("too_small and an unknown query parameter, in a query string", async () => {
+    const empty = await ada.get("/api/v1/trade/history?cursor=");
+    expect(empty.body.error?.message).toBe('cursor: expected a non-empty string, received "".');
+    const unknown = await ada.get("/api/v1/trade/history?page=2");
+    expect(unknown.body.error?.message).toBe('Unknown query parameter "page"; this request takes limit and cursor.');
+  });
+
   it("a repeated query parameter and a malformed Content-Length say so", async () => {
     const repeated = await ada.get("/api/v1/trade/history?limit=1&limit=2");
     expect([repeated.status, repeated.body.error?.message]).toEqual([
