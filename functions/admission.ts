@@ -6,6 +6,8 @@
 import { createHash } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
 import { ApiError } from "./errors.ts";
+import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
+import { invalidField } from "./validate.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 
 /** KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Returns 0 when over the limit, else the count. */
@@ -110,12 +112,12 @@ export async function admitTrade(
   return keyHash === undefined ? `r-${crypto.randomUUID()}` : `k-${keyHash.slice(0, 48)}`;
 }
 
-/** Idempotency-Key: 1–128 printable ASCII characters (docs/api.md); the OpenAPI document states the same pattern. */
-export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
-
 export function readIdempotencyKey(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
-  if (!IDEMPOTENCY_KEY_PATTERN.test(header)) throw new ApiError("INVALID_IDEMPOTENCY_KEY");
+  if (!IDEMPOTENCY_KEY_PATTERN.test(header)) {
+    const expected = "1 to 128 printable ASCII characters without spaces";
+    throw invalidField("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key", expected, header);
+  }
   return header;
 }
 

@@ -12,8 +12,9 @@ import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
-import { checkOrigin } from "./middleware.ts";
+import { signInIpSubject } from "./admission.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
+import { checkHost, checkOrigin, limitRate, requireSession, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -31,6 +32,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     c.header("X-Request-Id", requestId);
     await next();
   });
+  if (deps.devMailbox !== undefined) app.use(checkHost(settings.appUrl));
   const apiHeaders = secureHeaders({
     crossOriginResourcePolicy: false,
     contentSecurityPolicy: {
@@ -103,6 +105,12 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     return c.json({ status: ok ? "ok" : "unavailable", redis, postgres, engine }, ok ? 200 : 503);
   });
 
+  // Reads that cost a Postgres query are counted too: the history per user, sign-in link checks per IP.
+  const perUser = limitRate(deps, "history", settings.historyRate, (c) => c.get("session").userId);
+  app.on("GET", "/api/v1/trade/history", requireSession(deps), perUser);
+  const perIp = limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c)));
+  app.on("GET", "/api/v1/auth/verify", perIp);
+
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
@@ -135,9 +143,12 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     return c.body(asset.body, 200, { "Content-Type": asset.type, "Cache-Control": "public, max-age=3600" });
   });
 
-  app.notFound((c) => c.json(errorBody("NOT_FOUND", API_ERRORS.NOT_FOUND.message), 404));
+  app.notFound(unknownRoute(app));
   app.onError((err, c) => {
     if (err instanceof ApiError) {
+      // A client that hung up mid-body (or was cut off by the server's timeouts): its business, not an outage.
+      if (err.code === "INCOMPLETE_BODY")
+        log.debug("request_aborted", { requestId: c.get("requestId"), method: c.req.method, path: c.req.path });
       for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
       return c.json(errorBody(err.code, err.message), err.status);
     }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../platform/config.ts";
-import { readApiConfig } from "./config.ts";
+import { nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts";
 
 const base = { DATABASE_URL: "postgres://u@db.example/app" };
 
@@ -30,5 +30,51 @@ describe("readApiConfig", () => {
   it("rejects a short JWT secret and malformed CORS origins", () => {
     expect(() => readApiConfig({ ...base, JWT_SECRET: "short" })).toThrow(/at least 32/);
     expect(() => readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, not a url" })).toThrow(/CORS_ORIGINS/);
+  });
+});
+
+describe("read rate limits", () => {
+  it("history per user per second; verify per IP per 15 minutes, by default the sign-in budget", () => {
+    const { settings } = readApiConfig(base);
+    expect(settings.historyRate).toEqual({ limit: 10, windowMs: 1000 });
+    expect(settings.verifyPerIp).toEqual({ limit: 30, windowMs: 15 * 60_000 });
+    expect(readApiConfig({ ...base, SIGN_IN_LIMIT_PER_IP: "50" }).settings.verifyPerIp.limit).toBe(50);
+    const set = readApiConfig({ ...base, HISTORY_RATE_LIMIT_PER_SEC: "3", VERIFY_LIMIT_PER_IP: "7" }).settings;
+    expect([set.historyRate.limit, set.verifyPerIp.limit]).toEqual([3, 7]);
+    expect(() => readApiConfig({ ...base, HISTORY_RATE_LIMIT_PER_SEC: "0" })).toThrow(/HISTORY_RATE_LIMIT_PER_SEC/);
+  });
+});
+
+describe("readHttpTimeouts", () => {
+  it("defaults that fit an API: seconds, not Node's 300 s for a request", () => {
+    expect(readHttpTimeouts({})).toEqual({
+      headersTimeoutMs: 5_000,
+      requestTimeoutMs: 10_000,
+      keepAliveTimeoutMs: 5_000,
+    });
+    expect(nodeServerOptions(readHttpTimeouts({})).serverOptions).toEqual({
+      headersTimeout: 5_000,
+      requestTimeout: 10_000,
+      keepAliveTimeout: 5_000,
+      connectionsCheckingInterval: 500,
+    });
+  });
+
+  it("reads each from the environment and refuses headers allowed longer than the whole request", () => {
+    expect(readHttpTimeouts({ HTTP_REQUEST_TIMEOUT_MS: "2000" })).toMatchObject({
+      headersTimeoutMs: 2_000,
+      requestTimeoutMs: 2_000,
+    });
+    expect(
+      readHttpTimeouts({
+        HTTP_REQUEST_TIMEOUT_MS: "1000",
+        HTTP_HEADERS_TIMEOUT_MS: "500",
+        HTTP_KEEP_ALIVE_TIMEOUT_MS: "65000",
+      }),
+    ).toEqual({ headersTimeoutMs: 500, requestTimeoutMs: 1_000, keepAliveTimeoutMs: 65_000 });
+    expect(() => readHttpTimeouts({ HTTP_REQUEST_TIMEOUT_MS: "1000", HTTP_HEADERS_TIMEOUT_MS: "2000" })).toThrow(
+      ConfigError,
+    );
+    expect(() => readHttpTimeouts({ HTTP_REQUEST_TIMEOUT_MS: "soon" })).toThrow(/HTTP_REQUEST_TIMEOUT_MS/);
   });
 });

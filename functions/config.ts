@@ -3,6 +3,7 @@
  * entries share this, so the Node server and the Lambda handler cannot drift apart.
  */
 import type { Context } from "hono";
+import type { ServerOptions } from "node:http";
 import { keyspace } from "../contract/names.ts";
 import { ConfigError, text, url, wholeNumber } from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
@@ -51,6 +52,7 @@ export function readApiConfig(env: Env): ApiConfig {
     if (!/^https?:\/\/[^/]+$/.test(origin))
       throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
   }
+  const signInPerIp = wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000);
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
     : undefined;
@@ -76,7 +78,50 @@ export function readApiConfig(env: Env): ApiConfig {
       secureCookies: appUrl.startsWith("https:") || env.NODE_ENV === "production",
       tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
-      signInPerIp: { limit: wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000), windowMs: 15 * 60_000 },
+      signInPerIp: { limit: signInPerIp, windowMs: 15 * 60_000 },
+      historyRate: { limit: wholeNumber(env, "HISTORY_RATE_LIMIT_PER_SEC", 10, 1, 1_000_000), windowMs: 1000 },
+      verifyPerIp: {
+        limit: wholeNumber(env, "VERIFY_LIMIT_PER_IP", signInPerIp, 1, 1_000_000),
+        windowMs: 15 * 60_000,
+      },
+    },
+  };
+}
+
+/** How long the Node server waits on a client (server.ts). */
+export interface HttpTimeouts {
+  /** From a request's first byte until its headers are in. */
+  readonly headersTimeoutMs: number;
+  /** From a request's first byte until its whole body is in; the handler's own time is not counted. */
+  readonly requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open between requests. */
+  readonly keepAliveTimeoutMs: number;
+}
+
+/**
+ * Bodies here are at most 16 KB, so a client that has not sent its request within seconds is stalled or hostile;
+ * Node's defaults (300 s for the request) would let a few thousand such connections pin the server's sockets.
+ */
+export function readHttpTimeouts(env: Env): HttpTimeouts {
+  const requestTimeoutMs = wholeNumber(env, "HTTP_REQUEST_TIMEOUT_MS", 10_000, 100, 600_000);
+  const headersTimeoutMs = wholeNumber(env, "HTTP_HEADERS_TIMEOUT_MS", Math.min(5_000, requestTimeoutMs), 100, 600_000);
+  if (headersTimeoutMs > requestTimeoutMs)
+    throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS");
+  const keepAliveTimeoutMs = wholeNumber(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000);
+  return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs };
+}
+
+/**
+ * The Node server's options for these timeouts. Node checks them on a timer (every 30 s by default), which would
+ * let a stalled request live up to 30 s past its timeout; the check runs at a tenth of the shortest timeout instead.
+ */
+export function nodeServerOptions(t: HttpTimeouts): { serverOptions: ServerOptions } {
+  return {
+    serverOptions: {
+      headersTimeout: t.headersTimeoutMs,
+      requestTimeout: t.requestTimeoutMs,
+      keepAliveTimeout: t.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(t.headersTimeoutMs / 10))),
     },
   };
 }

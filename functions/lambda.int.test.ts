@@ -40,6 +40,11 @@ const API_VARS = [
   "ENGINE_TIMEOUT_MS",
   "TRADE_RATE_LIMIT_PER_SEC",
   "SIGN_IN_LIMIT_PER_IP",
+  "HISTORY_RATE_LIMIT_PER_SEC",
+  "VERIFY_LIMIT_PER_IP",
+  "HTTP_HEADERS_TIMEOUT_MS",
+  "HTTP_REQUEST_TIMEOUT_MS",
+  "HTTP_KEEP_ALIVE_TIMEOUT_MS",
   "DATA_DIR",
 ];
 /** Differ per connection or per call by design; API Gateway sets its own transport headers anyway. */

@@ -1,12 +1,15 @@
 /**
- * Request guards shared by the routes: who is calling (session from the cookie or a Bearer header) and whether a
- * browser on another site is trying to change state (Origin check).
+ * Request guards shared by the routes: who is calling (session from the cookie or a Bearer header), whether a
+ * browser on another site is trying to change state (Origin check), whether a page is reaching a development server
+ * through DNS rebinding (Host check), read rate limits, and the answer for a path or method that has no route.
  */
+import type { Context, Hono } from "hono";
 import { getCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
+import { countRequest, type RateLimit } from "./admission.ts";
 import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, errorBody } from "./errors.ts";
 
 export const SESSION_COOKIE = "session";
 
@@ -32,6 +35,8 @@ export async function currentSession(deps: ApiDeps, c: ApiContext): Promise<Sess
  */
 export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in-admission" } = { revocation: "now" }) {
   return createMiddleware<ApiEnv>(async (c, next) => {
+    // Already checked for this request (a rate limit mounted in front of the route needed the user).
+    if (c.get("session") !== undefined) return next();
     const token = sessionToken(c);
     const session =
       token === undefined
@@ -60,4 +65,103 @@ export function checkOrigin(allowed: ReadonlySet<string>) {
     }
     await next();
   });
+}
+
+/** Counts the request against `rate` for the subject `subjectOf` names (a user, an IP); 429 with Retry-After over it. */
+export function limitRate(deps: ApiDeps, scope: string, rate: RateLimit, subjectOf: (c: ApiContext) => string) {
+  return createMiddleware<ApiEnv>(async (c, next) => {
+    await countRequest(deps.redis, deps.keys, scope, subjectOf(c), rate);
+    await next();
+  });
+}
+
+/** The names a development server on this machine is reached by, besides APP_URL's own host. */
+const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
+
+/**
+ * For development only (the dev mailbox is on): answers a request only when its Host is APP_URL's host, or a
+ * loopback name (localhost, 127.0.0.1, [::1]) on APP_URL's port. A web page the developer visits can point its own
+ * domain name at 127.0.0.1 (DNS rebinding) and then read this server's answers as same-origin, the dev mailbox's
+ * sign-in links among them; the browser still sends that domain as Host, so it is refused here. A request without
+ * Host (HTTP/1.0, in-process calls) comes from no browser and passes.
+ */
+export function checkHost(appUrl: string) {
+  const app = new URL(appUrl);
+  const schemePort = app.protocol === "https:" ? "443" : "80";
+  const port = app.port || schemePort;
+  const allowed = new Set([hostKey(app.host, schemePort), ...LOOPBACK_NAMES.map((name) => `${name}:${port}`)]);
+  const where = app.port === "" ? app.hostname : `${app.hostname}:${port}`;
+  return createMiddleware<ApiEnv>(async (c, next) => {
+    const host = c.req.header("host");
+    // As browsers and curl send it, Host is already in the set's form: parsed only when it is not.
+    if (host !== undefined && !allowed.has(host) && !allowed.has(hostKey(host, schemePort))) {
+      throw new ApiError(
+        "FORBIDDEN_HOST",
+        `This development server answers only to ${where} (APP_URL) or a loopback address on port ${port}, ` +
+          "so that another site cannot reach it through DNS rebinding; set APP_URL to the address you use.",
+      );
+    }
+    await next();
+  });
+}
+
+/** `hostname:port` in lower case (the scheme's port when none is given), or "" when `host` is not host[:port]. */
+function hostKey(host: string, schemePort: string): string {
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$/.test(host)) return "";
+  try {
+    const url = new URL(`http://${host}`);
+    // URL drops an explicit :80 (http's default), which is not necessarily the scheme's.
+    return `${url.hostname}:${url.port || (/:\d+$/.test(host) ? "80" : schemePort)}`;
+  } catch {
+    return "";
+  }
+}
+
+/** Paths are shown up to this length in an answer. */
+const SHOWN_PATH = 100;
+
+/**
+ * The answer when no route matched: 405 with `Allow` when the path exists for other methods, else a 404 that points
+ * to the API reference. The routes are read from the app itself, so every route declared is known here.
+ */
+export function unknownRoute(app: Pick<Hono<ApiEnv>, "routes">) {
+  return (c: Context<ApiEnv>) => {
+    const path = c.req.path.length > SHOWN_PATH ? `${c.req.path.slice(0, SHOWN_PATH)}…` : c.req.path;
+    const methods = allowedMethods(app.routes, c.req.path);
+    if (methods.length > 0) {
+      c.header("Allow", methods.join(", "));
+      const message = `${path} does not take ${c.req.method}; it takes ${methods.join(", ")}. See the API reference at /api/v1/docs.`;
+      return c.json(errorBody("METHOD_NOT_ALLOWED", message), 405);
+    }
+    const message = `There is nothing at ${c.req.method} ${path}. See the API reference at /api/v1/docs.`;
+    return c.json(errorBody("NOT_FOUND", message), 404);
+  };
+}
+
+/** The methods declared for `path` (HEAD goes with GET: Hono answers it from the GET route). */
+function allowedMethods(routes: readonly { method: string; path: string }[], path: string): string[] {
+  const methods = new Set<string>();
+  for (const route of routes) {
+    // Middleware: mounted for every method, or on a wildcard path.
+    if (route.method === "ALL" || route.path.includes("*")) continue;
+    if (routePattern(route.path).test(path)) methods.add(route.method);
+  }
+  if (methods.has("GET")) methods.add("HEAD");
+  return [...methods];
+}
+
+const patterns = new Map<string, RegExp>();
+
+/** A Hono route path as a regular expression: `:name` (or `:name{regex}`) is one segment. */
+function routePattern(path: string): RegExp {
+  let pattern = patterns.get(path);
+  if (pattern === undefined) {
+    const source = path
+      .split("/")
+      .map((segment) => (segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+      .join("/");
+    pattern = new RegExp(`^${source}$`);
+    patterns.set(path, pattern);
+  }
+  return pattern;
 }

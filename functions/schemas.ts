@@ -11,12 +11,16 @@
 import { z } from "@hono/zod-openapi";
 import { ASSETS } from "../contract/markets.ts";
 import { closedTradeSchema, tradeSchema } from "../contract/messages.ts";
-import { IDEMPOTENCY_KEY_PATTERN } from "./admission.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { JsonNumber } from "./json-body.ts";
 
 /** A JSON number in a request body. Shared instance: documented as `number`. */
-export const jsonNumber = z.instanceof(JsonNumber).openapi({ type: "number" });
+export const jsonNumber = z
+  .custom<JsonNumber>((value) => value instanceof JsonNumber, {
+    error: "expected a number",
+    params: { wrongType: true },
+  })
+  .openapi({ type: "number" });
 
 const DECIMAL = /^\d{1,20}(\.\d{1,18})?$/;
 
@@ -110,6 +114,9 @@ export const historyQuery = z.strictObject({
     example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
   }),
 });
+
+/** Idempotency-Key: 1–128 printable ASCII characters (docs/api.md). */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /**
  * The Idempotency-Key header of the trade POSTs. Checked by admission.ts with this same pattern (a failure is 400

@@ -13,11 +13,16 @@ import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { createApp } from "./app.ts";
-import { buildApiDeps, connectApiRedis, readApiConfig } from "./config.ts";
+import { buildApiDeps, connectApiRedis, nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts";
 
 runMain("api", async () => {
   const env = process.env;
   const config = readApiConfig(env);
+  const listen = {
+    port: config.port,
+    hostname: text(env, "HOST", "127.0.0.1"),
+    ...nodeServerOptions(readHttpTimeouts(env)),
+  };
   const log = createLogger("api");
   const stop = stopOnSignals(log);
   const jwtSecret = config.jwtSecret ?? (await keptSecret(text(env, "DATA_DIR", ".data"), log));
@@ -33,7 +38,7 @@ runMain("api", async () => {
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
   });
   const app = createApp(deps);
-  const server = serve({ fetch: app.fetch, port: config.port, hostname: text(env, "HOST", "127.0.0.1") }, (info) => {
+  const server = serve({ fetch: app.fetch, ...listen }, (info) => {
     log.info("listening", {
       port: info.port,
       api: config.settings.appUrl,

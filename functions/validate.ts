@@ -10,23 +10,41 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
-import { parseJsonBody } from "./json-body.ts";
+import { JsonNumber, parseJsonBody } from "./json-body.ts";
 import { FIELD_ERRORS } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
   const type = c.req.header("content-type") ?? "";
-  if (!/^application\/json\s*(;|$)/i.test(type)) throw new ApiError("UNSUPPORTED_MEDIA_TYPE");
-  const body = parseJsonBody(await readBodyText(c));
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
+    const sent = type === "" ? "no Content-Type" : `Content-Type ${received(type, false)}`;
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Send JSON (Content-Type: application/json); received ${sent}.`);
+  }
+  const body = parseJsonBody(await readBody(c));
   if (body === undefined) throw new ApiError("MALFORMED_JSON");
-  return check(schema, body);
+  return check(schema, body, "body");
+}
+
+/**
+ * The body as text. When the client hangs up before its body is complete (or the server's request timeout cuts it
+ * off), Node fails the read with an ECONNRESET "aborted" error: that is the client's doing, not a backing service
+ * failing, so it becomes INCOMPLETE_BODY (the app logs it at debug level), never a 503 with an error logged.
+ */
+async function readBody(c: Context): Promise<string> {
+  try {
+    return await readBodyText(c);
+  } catch (err) {
+    if (err instanceof ApiError || !c.req.raw.signal.aborted) throw err;
+    throw new ApiError("INCOMPLETE_BODY");
+  }
 }
 
 async function readBodyText(c: Context): Promise<string> {
   const length = c.req.header("content-length");
   if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
-    if (!/^\d{1,10}$/.test(length)) throw new ApiError("INVALID_REQUEST", "Content-Length is not a number.");
+    if (!/^\d{1,10}$/.test(length))
+      throw new ApiError("INVALID_REQUEST", fieldProblem("Content-Length", "a whole number", length, false));
     if (Number(length) > BODY_LIMIT_BYTES) throw new ApiError("PAYLOAD_TOO_LARGE");
     return c.req.text();
   }
@@ -52,22 +70,195 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<
   const url = new URL(c.req.url);
   const query: Record<string, string> = {};
   for (const [k, v] of url.searchParams) {
-    if (k in query) throw new ApiError("INVALID_REQUEST", `Query parameter "${k}" is repeated.`);
+    if (k in query) {
+      const name = received(k, false);
+      throw new ApiError("INVALID_REQUEST", `Query parameter ${name}: expected one value, received more than one.`);
+    }
     query[k] = v;
   }
-  return check(schema, query);
+  return check(schema, query, "query");
 }
 
-function check<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const field = issue.path.map(String).join(".");
+  const first = parsed.error.issues[0]!;
   const code: ApiErrorCode =
-    (typeof issue.path[0] === "string" ? FIELD_ERRORS[issue.path[0]] : undefined) ?? "INVALID_REQUEST";
-  const what =
-    issue.code === "unrecognized_keys"
-      ? `unknown field(s) ${issue.keys.map((k) => `"${k}"`).join(", ")}`
-      : issue.message;
-  throw new ApiError(code, field === "" ? `Invalid request: ${what}.` : `Invalid "${field}": ${what}.`);
+    (typeof first.path[0] === "string" ? FIELD_ERRORS[first.path[0]] : undefined) ?? "INVALID_REQUEST";
+  throw new ApiError(code, describeIssues(parsed.error.issues, input, where, fieldsOf(schema)));
+}
+
+/** At most this many problems are spelt out in one answer; the rest are counted. */
+const MAX_DESCRIBED = 3;
+
+/**
+ * One plain message for a failed validation: each problem names the field, what was expected and what was received,
+ * e.g. `limit: expected a whole number from 1 to 100, received "1000".` Missing fields are listed together, and an
+ * unknown field is named with the fields the request does take.
+ */
+export function describeIssues(
+  issues: readonly z.core.$ZodIssue[],
+  input: unknown,
+  where: "body" | "query",
+  fields?: readonly string[],
+): string {
+  const missing: string[] = [];
+  const problems: string[] = [];
+  const told = new Set<string>(); // one problem per field: a value too long and malformed is one mistake
+  for (const issue of issues) {
+    const field = issue.path.map(String).join(".");
+    if (issue.code === "unrecognized_keys") {
+      problems.push(unknownKeys(issue.keys, where, fields));
+      continue;
+    }
+    if (told.has(field)) continue;
+    told.add(field);
+    const value = valueAt(input, issue.path);
+    if (value === undefined && field !== "") missing.push(field);
+    else problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue)));
+  }
+  if (missing.length > 0) problems.unshift(`${listed(missing)} ${missing.length === 1 ? "is" : "are"} required.`);
+  const described = problems.slice(0, MAX_DESCRIBED).join(" ");
+  const more = problems.length - MAX_DESCRIBED;
+  return more > 0 ? `${described} (${more} more problem${more === 1 ? "" : "s"}.)` : described;
+}
+
+/**
+ * Whether the value was of the wrong JSON type, so the answer says which type came ("received the string "5"").
+ * A class check (schemas.ts `jsonNumber`) reports it as a custom issue with `wrongType`: the OpenAPI extension
+ * rebuilds schemas from their definition, which turns zod's own invalid_type for `instanceof` into a custom issue.
+ */
+function isWrongType(issue: z.core.$ZodIssue): boolean {
+  return issue.code === "invalid_type" || (issue.code === "custom" && issue.params?.["wrongType"] === true);
+}
+
+/** A field's value that passed the schema but not a later check (an amount's precision, in the route). */
+export function invalidField(code: ApiErrorCode, field: string, expectedText: string, value: unknown): ApiError {
+  return new ApiError(code, fieldProblem(field, expectedText, value, false));
+}
+
+function fieldProblem(field: string, expectedText: string, value: unknown, withType: boolean): string {
+  return `${field}: expected ${expectedText}, received ${received(value, withType)}.`;
+}
+
+/**
+ * What a field takes, where the schema's own wording would be vague or differ by which rule failed: `limit=1000`
+ * (too many digits) and `limit=101` (too big) are the same mistake. Leverage's range is the engine's
+ * (DEFAULT_PARAMS.maxLeverage in engine/core/params.ts; the engine refuses above it with INVALID_LEVERAGE).
+ */
+const AMOUNT = 'a positive decimal such as "100" or "4303.93"';
+const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+  leverage: "a whole number from 1 to 100, as a JSON number such as 10",
+  limit: "a whole number from 1 to 100",
+  margin: AMOUNT,
+  quantity: AMOUNT,
+  stopLoss: AMOUNT,
+  takeProfit: AMOUNT,
+};
+
+/** zod's type names in words; JsonNumber is how json-body.ts hands over a JSON number. */
+const TYPE_WORDS: Readonly<Record<string, string>> = {
+  string: "a string",
+  number: "a number",
+  int: "a whole number",
+  JsonNumber: "a number",
+  boolean: "true or false",
+  object: "a JSON object",
+  array: "an array",
+  null: "null",
+};
+
+function expected(issue: z.core.$ZodIssue, field: string): string {
+  const forField = FIELD_EXPECTATIONS[field];
+  if (forField !== undefined) return forField;
+  // A schema's own message, where it gave one, is already worded for people ("expected a trade id such as T0-42").
+  if (issue.message.startsWith("expected ")) return issue.message.slice("expected ".length);
+  switch (issue.code) {
+    case "invalid_type":
+      return TYPE_WORDS[issue.expected] ?? issue.expected;
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "invalid_union":
+      return [...new Set(issue.errors.flat().map((sub) => expected(sub, "")))].join(" or ");
+    case "too_big":
+      return bound("at most", "below", issue.origin, issue.maximum, issue.inclusive);
+    case "too_small":
+      return issue.origin === "string" && Number(issue.minimum) === 1
+        ? "a non-empty string"
+        : bound("at least", "above", issue.origin, issue.minimum, issue.inclusive);
+    case "invalid_format":
+      return issue.format === "email"
+        ? "an email address"
+        : issue.format === "regex"
+          ? `text matching ${issue.pattern ?? "the documented pattern"}`
+          : `a valid ${issue.format}`;
+    case "not_multiple_of":
+      return `a multiple of ${issue.divisor}`;
+    default:
+      return issue.message;
+  }
+}
+
+function bound(inclusive: string, exclusive: string, origin: string, limit: number | bigint, isInclusive?: boolean) {
+  const unit = origin === "string" ? " characters" : origin === "array" || origin === "set" ? " items" : "";
+  return `${isInclusive === false ? exclusive : inclusive} ${String(limit)}${unit}`;
+}
+
+function unknownKeys(keys: readonly string[], where: "body" | "query", fields?: readonly string[]): string {
+  const kind = where === "body" ? "field" : "query parameter";
+  const named = `Unknown ${kind}${keys.length === 1 ? "" : "s"} ${listed(keys.map(quoted))}`;
+  return fields === undefined || fields.length === 0 ? `${named}.` : `${named}; this request takes ${listed(fields)}.`;
+}
+
+/** Strings longer than this are cut in an answer: the client knows what it sent, and the answer stays small. */
+const SHOWN_CHARACTERS = 40;
+
+/**
+ * What the client sent, for the answer: short values as JSON text, long ones cut, anything outside printable ASCII
+ * escaped (so control and bidirectional characters cannot disguise the message), structures by their kind.
+ */
+function received(value: unknown, withType: boolean): string {
+  if (value === undefined) return "nothing";
+  if (value instanceof JsonNumber) return shown(value.text).text;
+  if (typeof value === "string") {
+    const { text, cut } = shown(value);
+    const json = JSON.stringify(text).replace(
+      /[^\x20-\x7e]/g,
+      (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, "0")}`,
+    );
+    const quoted = cut ? `${json.slice(0, -1)}…" (${[...value].length} characters)` : json;
+    return withType ? `the string ${quoted}` : quoted;
+  }
+  if (Array.isArray(value)) return "an array";
+  if (value === null || typeof value === "boolean" || typeof value === "number") return String(value);
+  return typeof value === "object" ? "an object" : typeof value;
+}
+
+function shown(text: string): { text: string; cut: boolean } {
+  const chars = [...text];
+  return chars.length <= SHOWN_CHARACTERS
+    ? { text, cut: false }
+    : { text: chars.slice(0, SHOWN_CHARACTERS).join(""), cut: true };
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (value === null || typeof value !== "object" || !Object.hasOwn(value, key)) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+function fieldsOf(schema: z.ZodType): readonly string[] | undefined {
+  const shape = (schema as { shape?: unknown }).shape;
+  return shape !== null && typeof shape === "object" ? Object.keys(shape) : undefined;
+}
+
+function quoted(text: string): string {
+  return received(text, false);
+}
+
+function listed(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)!}`;
 }

@@ -7,7 +7,18 @@
 //          (at 2189.06: equity 5.47 ≤ mm 5.47265; at 2189.05: equity 5.475 > mm 5.472625)
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ETH, close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import {
+  ETH,
+  close,
+  codeOf,
+  given,
+  messageOf,
+  ofType,
+  open,
+  opened,
+  resultOf,
+  usdOf,
+} from "../testing/spec-support.ts";
 import { liquidationTicks } from "./liquidation.ts";
 
 describe("liquidation price", () => {
@@ -124,14 +135,23 @@ describe("stop-loss versus liquidation", () => {
     // liquidation 1809.04; a stop at 1809.03 would always be pre-empted by it
     const { answer } = open(h, "alice", { stopLoss: "1809.03" });
     expect(answer).toMatchObject({ ok: false, error: { code: "INVALID_STOP_LOSS" } });
-    expect(!answer.ok && answer.error.message).toContain("1809.04");
+    expect(!answer.ok && answer.error.message).toBe(
+      "The stop-loss is not valid for this trade. stopLoss 1809.03 is below this long's liquidation price 1809.04, " +
+        "so it could never fire: a long's stop-loss must be at or above the liquidation price 1809.04 and below the " +
+        "current bid 2000.",
+    );
     expect(usdOf(h, "alice")).toBe("10000");
   });
 
   it("a short's stop-loss at its liquidation price fires as a stop-loss; beyond it is refused", () => {
     const h = given();
     opened(h, "alice", { side: "short", stopLoss: "2189.06" });
-    expect(codeOf(open(h, "alice", { side: "short", stopLoss: "2189.07" }).answer)).toBe("INVALID_STOP_LOSS");
+    const beyond = open(h, "alice", { side: "short", stopLoss: "2189.07" }).answer;
+    expect(codeOf(beyond)).toBe("INVALID_STOP_LOSS");
+    expect(messageOf(beyond)).toContain(
+      "stopLoss 2189.07 is above this short's liquidation price 2189.06, so it could never fire: a short's " +
+        "stop-loss must be above the current ask 2000 and at or below the liquidation price 2189.06.",
+    );
     const [closed] = ofType(h.price(ETH, "2189.07", "2189.07"), "closed_order");
     expect(closed?.trade).toMatchObject({ closeReason: "stop_loss", closePrice: "2189.07" });
   });

@@ -1,7 +1,7 @@
 // Spot market orders: buy at the ask, sell at the bid, total = quantity × price exactly; the house is
 // the counterparty. ETH: 1 micro per tick × step; SOL: 100 micros per tick × step.
 import { describe, expect, it } from "vitest";
-import { ETH, SOL, codeOf, given, resultOf, usdOf } from "../testing/spec-support.ts";
+import { ETH, SOL, codeOf, given, messageOf, resultOf, usdOf } from "../testing/spec-support.ts";
 import type { EngineHarness } from "../testing/engine-harness.ts";
 
 const spot = (h: EngineHarness, side: "buy" | "sell", quantity: string, asset = "ETH", user = "alice") =>
@@ -62,7 +62,9 @@ describe("spot_order", () => {
 
   it("spends the whole balance exactly, and not a step more", () => {
     const h = given();
-    expect(codeOf(spot(h, "buy", "5.0001").answer)).toBe("INSUFFICIENT_BALANCE"); // 5.0001 × 2000 = 10000.2
+    const short = spot(h, "buy", "5.0001").answer; // 5.0001 × 2000 = 10000.2
+    expect(codeOf(short)).toBe("INSUFFICIENT_BALANCE");
+    expect(messageOf(short)).toBe("The balance does not cover this order. It costs 10000.2 USD; 10000 USD is free.");
     expect(resultOf(spot(h, "buy", "5").answer, "spot_order").balances).toMatchObject({ USD: "0", ETH: "5" });
   });
 
@@ -71,6 +73,7 @@ describe("spot_order", () => {
     spot(h, "buy", "0.3");
     const { answer, outputs } = spot(h, "sell", "0.3001");
     expect(codeOf(answer)).toBe("INSUFFICIENT_BALANCE");
+    expect(messageOf(answer)).toBe("The balance does not cover this order. It sells 0.3001 ETH; 0.3 ETH is held.");
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
     expect(usdOf(h, "alice")).toBe("9400"); // 10000 − 0.3 × 2000
     expect(codeOf(spot(h, "sell", "0.01", "SOL").answer)).toBe("NO_PRICE");

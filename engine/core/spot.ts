@@ -4,7 +4,7 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
-import { MAX_UNITS, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
+import { MAX_UNITS, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome, type SpotFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type Account, type EngineState } from "./state.ts";
@@ -29,7 +29,15 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   if (total === undefined)
     return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const held = account.holdings[index]!;
-  if (buy ? total > account.usd : quantity > held) return refuse("INSUFFICIENT_BALANCE");
+  if (buy ? total > account.usd : quantity > held) {
+    const amount = (units: number) => `${formatUnits(units, asset.quantityDecimals)} ${asset.symbol}`;
+    return refuse(
+      "INSUFFICIENT_BALANCE",
+      buy
+        ? `It costs ${formatUsd(total)} USD; ${formatUsd(account.usd)} USD is free.`
+        : `It sells ${amount(quantity)}; ${amount(held)} is held.`,
+    );
+  }
   if (buy ? held + quantity > MAX_UNITS : account.usd + total > MAX_UNITS) {
     return refuse("NOTIONAL_TOO_LARGE", "The resulting balance would exceed the account limit.");
   }

@@ -1,7 +1,7 @@
 // Opening leveraged trades. Defaults: ETH (2 price decimals, 4 quantity decimals: 1 micro per
 // tick × step), margin 100 USD, leverage 10 → notional 1000 USD = 1,000,000,000 micros.
 import { describe, expect, it } from "vitest";
-import { close, codeOf, given, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import { close, codeOf, given, messageOf, ofType, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
 
 describe("open_trade fills and sizes", () => {
   it("a long fills at the ask and locks its margin", () => {
@@ -111,6 +111,23 @@ describe("open_trade refusals leave the account untouched", () => {
     expect(codeOf(open(h, "alice", { margin: "0.000001" }).answer)).toBe("INSUFFICIENT_BALANCE");
   });
 
+  it("INSUFFICIENT_BALANCE says, exactly, what the order needs and what is free", () => {
+    const h = given();
+    opened(h, "alice", { margin: "9879.65", leverage: 1 });
+    expect(messageOf(open(h, "alice", { margin: "500" }).answer)).toBe(
+      "The balance does not cover this order. It needs 500 USD of margin; 120.35 USD is free.",
+    );
+    expect(messageOf(open(h, "alice", { margin: "120.350001" }).answer)).toContain(
+      "It needs 120.350001 USD of margin; 120.35 USD is free.",
+    );
+  });
+
+  it("INVALID_LEVERAGE names the allowed range and what was received", () => {
+    expect(messageOf(open(given(), "alice", { leverage: 101 }).answer)).toBe(
+      "Leverage must be a whole number within the allowed range. Allowed: 1 to 100; received 101.",
+    );
+  });
+
   it("NOTIONAL_TOO_LARGE above maxNotionalMicros; exactly at it is fine", () => {
     const h = given({ params: { maxNotionalMicros: 1_000_000_000 } }); // 1000 USD
     expect(codeOf(open(h, "alice", { leverage: 11 }).answer)).toBe("NOTIONAL_TOO_LARGE"); // 100 × 11 = 1100 USD
@@ -164,6 +181,29 @@ describe("stop-loss and take-profit placement (bid 1999, ask 2000)", () => {
     expect(code({ takeProfit: "1e4" })).toBe("INVALID_TAKE_PROFIT");
     expect(code({ takeProfit: "1000000.01" })).toBe("INVALID_TAKE_PROFIT"); // above ETH's max price
     expect(opened(h(), "alice", { stopLoss: "1998.990" }).stopLoss).toBe("1998.99");
+  });
+
+  it("a refusal names the level, the price it was checked against and the side it must be on", () => {
+    const message = (fields: Parameters<typeof open>[2]) => messageOf(open(h(), "alice", fields).answer);
+    expect(message({ stopLoss: "2100" })).toBe(
+      "The stop-loss is not valid for this trade. A long's stop-loss must be below the current bid 1999; " +
+        "stopLoss 2100 is not.",
+    );
+    expect(message({ side: "short", stopLoss: "1900.5" })).toBe(
+      "The stop-loss is not valid for this trade. A short's stop-loss must be above the current ask 2000; " +
+        "stopLoss 1900.5 is not.",
+    );
+    expect(message({ takeProfit: "1900" })).toBe(
+      "The take-profit is not valid for this trade. A long's take-profit must be above the current bid 1999; " +
+        "takeProfit 1900 is not.",
+    );
+    expect(message({ side: "short", takeProfit: "2100" })).toBe(
+      "The take-profit is not valid for this trade. A short's take-profit must be below the current ask 2000; " +
+        "takeProfit 2100 is not.",
+    );
+    expect(message({ stopLoss: "1998.999" })).toBe(
+      "The stop-loss is not valid for this trade. Use a positive price with at most 2 decimals.",
+    );
   });
 });
 

@@ -37,7 +37,10 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const p = state.params;
   if (account.openTrades.size >= p.maxOpenTradesPerUser)
     return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${p.maxOpenTradesPerUser}.`);
-  if (order.marginMicros > account.usd) return refuse("INSUFFICIENT_BALANCE");
+  if (order.marginMicros > account.usd) {
+    const needs = `It needs ${formatUsd(order.marginMicros)} USD of margin; ${formatUsd(account.usd)} USD is free.`;
+    return refuse("INSUFFICIENT_BALANCE", needs);
+  }
   const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
   if (notional === undefined)
     return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
@@ -102,7 +105,7 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
   const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
   const maxLeverage = state.params.maxLeverage;
   if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > maxLeverage) {
-    return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}.`);
+    return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}; received ${order.leverage}.`);
   }
   const marginMicros = toUnits(order.margin, USD_DECIMALS);
   if (marginMicros <= 0)
@@ -125,27 +128,42 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
 
 /**
  * Placement rules at the current quote: long SL < bid < TP, short TP < ask < SL; not already liquidatable; and a
- * stop-loss no further than the liquidation level (beyond it, it could never fire).
+ * stop-loss no further than the liquidation level (beyond it, it could never fire; at it, the tie goes to the stop).
+ * Refusals name the level, the price it was checked against and the range it must lie in.
  */
 function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
   const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+  const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
+  const bid = price(quote.bidTicks);
+  const ask = price(quote.askTicks);
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
     return refuse(
       "INVALID_STOP_LOSS",
-      isLong ? "A long's stop-loss must be below the bid." : "A short's stop-loss must be above the ask.",
+      isLong
+        ? `A long's stop-loss must be below the current bid ${bid}; stopLoss ${price(sl)} is not.`
+        : `A short's stop-loss must be above the current ask ${ask}; stopLoss ${price(sl)} is not.`,
     );
   }
   if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
     return refuse(
       "INVALID_TAKE_PROFIT",
-      isLong ? "A long's take-profit must be above the bid." : "A short's take-profit must be below the ask.",
+      isLong
+        ? `A long's take-profit must be above the current bid ${bid}; takeProfit ${price(tp)} is not.`
+        : `A short's take-profit must be below the current ask ${ask}; takeProfit ${price(tp)} is not.`,
     );
   }
   if (liquidation === 0) return undefined;
   if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
-    const at = formatUnits(liquidation, assetAt(state, order.assetIndex).priceDecimals);
-    return refuse("INVALID_STOP_LOSS", `It lies beyond the liquidation price ${at}, so it could never fire.`);
+    const at = price(liquidation);
+    return refuse(
+      "INVALID_STOP_LOSS",
+      isLong
+        ? `stopLoss ${price(sl)} is below this long's liquidation price ${at}, so it could never fire: a long's ` +
+            `stop-loss must be at or above the liquidation price ${at} and below the current bid ${bid}.`
+        : `stopLoss ${price(sl)} is above this short's liquidation price ${at}, so it could never fire: a short's ` +
+            `stop-loss must be above the current ask ${ask} and at or below the liquidation price ${at}.`,
+    );
   }
   return undefined;
 }

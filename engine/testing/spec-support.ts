@@ -47,6 +47,12 @@ export function codeOf(answer: Answer): string {
   return answer.error.code;
 }
 
+/** The message of a refused answer; throws (failing the spec) when it succeeded. */
+export function messageOf(answer: Answer): string {
+  if (answer.ok) throw new Error(`expected a rejection, got a ${answer.result.kind} result`);
+  return answer.error.message;
+}
+
 /** Sends open_trade with defaults: ETH long, margin 100 USD, leverage 10. */
 export function open(h: EngineHarness, user: string, fields: Partial<OpenFields> = {}, requestId?: string) {
   const instruction = {

@@ -31,6 +31,7 @@ import {
   responses,
   spotOrderRequest,
 } from "../schemas.ts";
+import { invalidField } from "../validate.ts";
 import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
 
 /** What every trade POST can answer besides the engine's own refusals. */
@@ -244,13 +245,13 @@ function resultOf(answer: Answer): InstructionResult {
 function checkPrecision(field: string, text: string, decimals: number): void {
   const parsed = parseUnits(text, decimals);
   if (parsed.ok && parsed.units > 0) return;
-  const why =
+  const expected =
     !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
       ? `at most ${decimals} decimals`
       : !parsed.ok
-        ? "out of range"
-        : "must be above zero";
-  throw new ApiError("INVALID_AMOUNT", `Invalid "${field}": ${why}.`);
+        ? "a smaller amount"
+        : "an amount above zero";
+  throw invalidField("INVALID_AMOUNT", field, expected, text);
 }
 
 function encodeCursor(closedAt: string, id: string): string {

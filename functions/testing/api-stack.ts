@@ -106,6 +106,8 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     tradeRate: { limit: 1000, windowMs: 1000 },
     signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
     signInPerIp: { limit: 1000, windowMs: 15 * 60_000 },
+    historyRate: { limit: 1_000_000, windowMs: 1000 },
+    verifyPerIp: { limit: 1_000_000, windowMs: 15 * 60_000 },
     ...overrides.settings,
   };
   const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });
@@ -164,7 +166,9 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       if (asked.status !== 200) throw new Error(`sign-in request failed: ${asked.status} ${await asked.text()}`);
       const mail = (await devMailbox.list(20)).find((m) => m.to === email.toLowerCase());
       if (mail === undefined) throw new Error(`no sign-in email for ${email}`);
-      const verified = await app.request(new URL(mail.link).pathname + new URL(mail.link).search);
+      const verified = await app.request(new URL(mail.link).pathname + new URL(mail.link).search, {
+        headers: { "x-test-ip": `verify-${crypto.randomUUID()}` }, // its own IP: tests limit verify per IP
+      });
       if (verified.status !== 200) throw new Error(`verify failed: ${verified.status} ${await verified.text()}`);
       const cookie = verified.headers.get("set-cookie") ?? "";
       const token = /session=([^;]+)/.exec(cookie)?.[1];

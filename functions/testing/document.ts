@@ -32,6 +32,8 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
       tradeRate: { limit: 1, windowMs: 1000 },
       signInPerEmail: { limit: 1, windowMs: 1000 },
       signInPerIp: { limit: 1, windowMs: 1000 },
+      historyRate: { limit: 1, windowMs: 1000 },
+      verifyPerIp: { limit: 1, windowMs: 1000 },
     },
   };
 }

@@ -1,0 +1,212 @@
+/**
+ * Answers a person can act on: every validation error names the field, what was expected and what was received;
+ * engine refusals give the numbers behind them; a wrong path points to the API reference and a wrong method says
+ * which methods the path takes. In-process against real Redis and Postgres with the real engine and worker.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_PARAMS } from "../engine/core/params.ts";
+import { client } from "./testing/http.ts";
+import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
+
+let stack: ApiStack;
+let ada: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  stack = await startApiStack();
+  ada = client(stack.app, (await stack.signIn("ada@example.com")).token);
+  await stack.setQuote("ETH_USDC_PERP", "2000", "2001");
+});
+afterAll(() => stack.close());
+
+const create = (fields: Record<string, unknown>) =>
+  ada.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "100", leverage: 10, ...fields });
+
+describe("validation errors say field, expected and received", () => {
+  it('leverage "5" is refused in plain words: a whole number, as a JSON number, and what came instead', async () => {
+    const res = await create({ leverage: "5" });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    expect(res.body.error?.message).toBe(
+      'leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received the string "5".',
+    );
+    expect(res.body.error?.message).toContain(`from 1 to ${DEFAULT_PARAMS.maxLeverage},`); // the engine's limit
+    expect((await create({ leverage: 1.5 })).body.error?.message).toBe(
+      "leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received 1.5.",
+    );
+  });
+
+  it('{"id": …} on close: tradeId is required, and the unknown field is named', async () => {
+    const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    expect(res.body.error?.message).toBe('tradeId is required. Unknown field "id"; this request takes tradeId.');
+  });
+
+  it("limit=1000 and limit=101 get the same kind of message", async () => {
+    for (const limit of ["1000", "101", "0", "ten"]) {
+      const res = await ada.get(`/api/v1/trade/history?limit=${limit}`);
+      expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+      expect(res.body.error?.message).toBe(`limit: expected a whole number from 1 to 100, received "${limit}".`);
+    }
+  });
+
+  it.each([
+    // invalid_type
+    [
+      "/api/v1/trade/create",
+      { asset: "ETH", type: "long", margin: true, leverage: 1 },
+      "INVALID_AMOUNT",
+      'margin: expected a positive decimal such as "100" or "4303.93", received true.',
+    ],
+    ["/api/v1/trade/close", { tradeId: 42 }, "INVALID_REQUEST", "tradeId: expected a string, received 42."],
+    // invalid_value (an enum)
+    [
+      "/api/v1/trade/order",
+      { asset: "DOGE", side: "buy", quantity: "1" },
+      "UNKNOWN_ASSET",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "DOGE".',
+    ],
+    // too_big, and one problem per field even when a second rule fails too
+    [
+      "/api/v1/trade/close",
+      { tradeId: "T".repeat(50) },
+      "INVALID_REQUEST",
+      `tradeId: expected at most 32 characters, received "${"T".repeat(40)}…" (50 characters).`,
+    ],
+    // invalid_format
+    [
+      "/api/v1/auth",
+      { email: "not-an-email" },
+      "INVALID_REQUEST",
+      'email: expected an email address, received "not-an-email".',
+    ],
+    // custom (the schema's own wording)
+    [
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: "-1" },
+      "INVALID_AMOUNT",
+      'quantity: expected a positive decimal such as "100" or "4303.93", received "-1".',
+    ],
+    // unrecognized_keys, with the fields the request takes
+    [
+      "/api/v1/trade/create",
+      { asset: "ETH", type: "long", margin: "1", leverage: 1, stoploss: "5" },
+      "INVALID_REQUEST",
+      'Unknown field "stoploss"; this request takes asset, type, margin, leverage, stopLoss and takeProfit.',
+    ],
+    // missing fields, together
+    ["/api/v1/trade/order", { asset: "ETH" }, "INVALID_REQUEST", "side and quantity are required."],
+    ["/api/v1/auth", {}, "INVALID_REQUEST", "email is required."],
+    // the body itself
+    ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array."],
+    // a value that passed the schema but not the asset's precision
+    [
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: "0.00001" },
+      "INVALID_AMOUNT",
+      'quantity: expected at most 4 decimals, received "0.00001".',
+    ],
+  ])("POST %s %j → %s: %s", async (path, body, code, message) => {
+    const res = await ada.post(path, body, { "x-test-ip": `answers-${crypto.randomUUID()}` });
+    expect([res.status, res.body.error?.code]).toEqual([400, code]);
+    expect(res.body.error?.message).toBe(message);
+  });
+
+  it("shows what was received safely: long values cut, control and bidirectional characters escaped", async () => {
+    const res = await create({ stopLoss: `\u202e${"9".repeat(60)}` });
+    expect(res.body.error?.message).toBe(
+      `stopLoss: expected a positive decimal such as "100" or "4303.93", received "\\u202e${"9".repeat(39)}…" (61 characters).`,
+    );
+    const query = await ada.get(`/api/v1/trade/history?limit=${encodeURIComponent("\u0000")}`);
+    expect(query.body.error?.message).toBe('limit: expected a whole number from 1 to 100, received "\\u0000".');
+  });
+
+  it("too_small and an unknown query parameter, in a query string", async () => {
+    const empty = await ada.get("/api/v1/trade/history?cursor=");
+    expect(empty.body.error?.message).toBe('cursor: expected a non-empty string, received "".');
+    const unknown = await ada.get("/api/v1/trade/history?page=2");
+    expect(unknown.body.error?.message).toBe('Unknown query parameter "page"; this request takes limit and cursor.');
+  });
+
+  it("a repeated query parameter and a malformed Content-Length say so", async () => {
+    const repeated = await ada.get("/api/v1/trade/history?limit=1&limit=2");
+    expect([repeated.status, repeated.body.error?.message]).toEqual([
+      400,
+      'Query parameter "limit": expected one value, received more than one.',
+    ]);
+    const length = await stack.app.request("/api/v1/auth", {
+      method: "POST",
+      headers: { "content-type": "application/json", "content-length": "ten" },
+      body: "{}",
+    });
+    expect(await length.json()).toEqual({
+      error: { code: "INVALID_REQUEST", message: 'Content-Length: expected a whole number, received "ten".' },
+    });
+  });
+
+  it("an Idempotency-Key that is not one says what it must be", async () => {
+    const res = await ada.post(
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: "1" },
+      {
+        "idempotency-key": "my key",
+      },
+    );
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_IDEMPOTENCY_KEY"]);
+    expect(res.body.error?.message).toBe(
+      'Idempotency-Key: expected 1 to 128 printable ASCII characters without spaces, received "my key".',
+    );
+  });
+
+  it("names the Content-Type it was sent", async () => {
+    const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
+    expect([res.status, res.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
+    expect(res.body.error?.message).toBe(
+      'Send JSON (Content-Type: application/json); received Content-Type "text/plain".',
+    );
+  });
+});
+
+describe("engine refusals give the numbers", () => {
+  it("a stop-loss beyond the liquidation price says so, with the range it must lie in", async () => {
+    const res = await create({ stopLoss: "1500" });
+    expect([res.status, res.body.error?.code]).toEqual([422, "INVALID_STOP_LOSS"]);
+    expect(res.body.error?.message).toBe(
+      "The stop-loss is not valid for this trade. stopLoss 1500 is below this long's liquidation price 1809.92, " +
+        "so it could never fire: a long's stop-loss must be at or above the liquidation price 1809.92 and below " +
+        "the current bid 2000.",
+    );
+    expect(res.body.error?.message).not.toContain("wrong side");
+  });
+
+  it("INSUFFICIENT_BALANCE says what the order needs and what is free", async () => {
+    const open = await create({ margin: "9879.65", leverage: 1 });
+    expect(open.status).toBe(201);
+    const res = await create({ margin: "500" });
+    expect([res.status, res.body.error?.code]).toEqual([422, "INSUFFICIENT_BALANCE"]);
+    expect(res.body.error?.message).toBe(
+      "The balance does not cover this order. It needs 500 USD of margin; 120.35 USD is free.",
+    );
+  });
+});
+
+describe("unknown paths and methods", () => {
+  it.each(["/", "/api/v1", "/api/v1/nope", "/api/v1/trade"])("GET %s → 404 pointing to the docs", async (path) => {
+    const res = await ada.get(path);
+    expect([res.status, res.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    expect(res.body.error?.message).toBe(`There is nothing at GET ${path}. See the API reference at /api/v1/docs.`);
+  });
+
+  it("a wrong method on a route that exists → 405 METHOD_NOT_ALLOWED with Allow", async () => {
+    const get = await ada.get("/api/v1/trade/create");
+    expect([get.status, get.body.error?.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);
+    expect(get.headers.get("allow")).toBe("POST");
+    expect(get.body.error?.message).toBe(
+      "/api/v1/trade/create does not take GET; it takes POST. See the API reference at /api/v1/docs.",
+    );
+    const post = await ada.post("/api/v1/trade/history", {});
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "GET, HEAD"]);
+    const anonymous = await client(stack.app).get("/api/v1/auth");
+    expect([anonymous.status, anonymous.headers.get("allow")]).toEqual([405, "POST"]);
+    const logout = await client(stack.app).post("/api/v1/auth/logout", {});
+    expect([logout.status, logout.headers.get("allow")]).toEqual([405, "DELETE"]);
+  });
+});
