@@ -52,9 +52,10 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   const open = new Gauge({ name: "engine_open_trades", help: "Trades open in the engine's state.", registers });
   const lag = new Gauge({
     name: "engine_lag_seconds",
-    help: "Log time between the newest entry of engine:input and the last one applied, as of the last engine_stats report (ENGINE_STATS_EVERY_MS).",
+    help: "Log time between the newest entry of engine:input and the last one applied, as of the last engine_stats report (ENGINE_STATS_EVERY_MS); NaN before the first or when the head could not be read.",
     registers,
   });
+  lag.set(Number.NaN); // unknown until the first report, not 0
   const recovery = new Gauge({
     name: "engine_recovery_duration_seconds",
     help: "The last recovery of this process, by phase: restore (snapshot load and decode) and replay (the log after it). Waiting as a standby is not counted.",

@@ -20,14 +20,17 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   });
   const lag = new Gauge({
     name: "worker_group_lag_entries",
-    help: "Entries of engine:output not yet delivered to any worker of the group, as of the last worker_stats report (NaN when Redis cannot tell).",
+    help: "Entries of engine:output not yet delivered to any worker of the group, as of the last worker_stats report (NaN before the first, or when Redis cannot tell).",
     registers,
   });
   const pending = new Gauge({
     name: "worker_group_pending_entries",
-    help: "Entries delivered to the group's workers but not yet acknowledged, as of the last worker_stats report.",
+    help: "Entries delivered to the group's workers but not yet acknowledged, as of the last worker_stats report (NaN before the first).",
     registers,
   });
+  // Unknown until the first report, not 0.
+  lag.set(Number.NaN);
+  pending.set(Number.NaN);
   const write = new Histogram({
     name: "worker_postgres_write_duration_seconds",
     help: "Time of one batch's insert of closed orders into Postgres.",
