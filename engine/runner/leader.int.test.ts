@@ -247,7 +247,9 @@ describe("engine leader on real Redis", () => {
     const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
     const samples = await until(async () => {
       const s = parseSamples(await registry.metrics());
-      return state.lastInputId === last && s.get("engine_entries_applied_total") === 3 ? s : undefined;
+      // The lag is NaN until the first engine_stats report (every 50 ms here).
+      const reported = !Number.isNaN(s.get("engine_lag_seconds"));
+      return state.lastInputId === last && s.get("engine_entries_applied_total") === 3 && reported ? s : undefined;
     });
     stop.abort();
     await running;
