@@ -8,6 +8,7 @@ import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
 import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
+import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -22,6 +23,7 @@ import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
 import { startLogPrefetch } from "./runner/log-prefetch.ts";
+import { engineMetrics, type EngineMetrics, type SnapshotFigures } from "./metrics.ts";
 
 let failed = false;
 
@@ -36,6 +38,7 @@ runMain("engine", async () => {
     statsEveryMs: wholeNumber(env, "ENGINE_STATS_EVERY_MS", 10_000, 100, 3_600_000),
     initialBalanceMicros: wholeNumber(env, "INITIAL_BALANCE_USD", 10_000, 0, 1_000_000_000) * 1_000_000,
   };
+  const metricsConfig = readMetricsConfig(env, "engine");
   const holder = `${hostname()}:${process.pid}`;
   const log = createLogger("engine", { base: { holder } });
   log.info("start", {
@@ -47,6 +50,9 @@ runMain("engine", async () => {
 
   const stop = stopOnSignals(log);
   const keys = keyspace(config.prefix);
+  const registry = createRegistry("engine");
+  // First, so a slow recovery can be watched.
+  const metricsServer = await serveMetrics(registry, metricsConfig, log);
   // The snapshot loader's and the log prefetch's threads start first, so their start-up overlaps the connections
   // and migrations below. The prefetch reads the log tail once the snapshot's cursor is known.
   const loader = startSnapshotLoader(config.databaseUrl, postgresOptionsFromEnv(env));
@@ -58,6 +64,7 @@ runMain("engine", async () => {
   const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
   await migrate(db, log);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
+  const metrics = engineMetrics(registry, () => lease.value);
   let exitCode = 0;
   const params = makeParams({ initialBalanceMicros: config.initialBalanceMicros });
   const store = new PostgresSnapshotStore(db);
@@ -65,6 +72,7 @@ runMain("engine", async () => {
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
+    let restoreFrom = performance.now();
     let state = await restoreState(
       async () => {
         const loaded = await loader.load();
@@ -74,6 +82,7 @@ runMain("engine", async () => {
       params,
       log,
     );
+    metrics.restored(performance.now() - restoreFrom);
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
     if (!(await lease.acquire(stop))) return;
     // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
@@ -82,7 +91,9 @@ runMain("engine", async () => {
         reason: "the log was trimmed past the restored snapshot",
         lastInputId: state.lastInputId,
       });
+      restoreFrom = performance.now();
       state = await restoreState(() => store.load(), params, log);
+      metrics.restored(performance.now() - restoreFrom);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
       if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
@@ -103,10 +114,11 @@ runMain("engine", async () => {
         state,
         statsEveryMs: config.statsEveryMs,
         prefetched: prefetch,
+        metrics,
         // The follower restores its own copy; started once the leader is live, so recovery has both cores.
         onLive: () => {
           void prefetch.close();
-          follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log);
+          follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log, metrics);
         },
       },
       stop,
@@ -123,6 +135,7 @@ runMain("engine", async () => {
   } finally {
     await Promise.all([loader.close(), prefetch.close()]);
     await lease.release().catch(() => undefined);
+    await metricsServer?.close();
     reader.disconnect();
     writer.disconnect();
     await db.close();
@@ -132,11 +145,12 @@ runMain("engine", async () => {
   process.exit(exitCode);
 });
 
-function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLogger>) {
+function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLogger>, metrics: EngineMetrics) {
   const worker = startThread("engine-follower", data);
   const stopped = new Promise<void>((resolve) => {
-    worker.on("message", (m) => {
+    worker.on("message", (m: unknown) => {
       if (m === "stopped") resolve();
+      else if (isSnapshotSaved(m)) metrics.snapshotSaved(m.figures);
     });
     worker.on("exit", () => resolve());
   });
@@ -154,6 +168,10 @@ function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLo
     },
     terminate: () => worker.terminate(),
   };
+}
+
+function isSnapshotSaved(m: unknown): m is { type: "snapshot_saved"; figures: SnapshotFigures } {
+  return typeof m === "object" && m !== null && (m as { type?: unknown }).type === "snapshot_saved";
 }
 
 /**

@@ -25,6 +25,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   const { settings, log } = deps;
   const allowedOrigins = new Set([new URL(settings.appUrl).origin, ...settings.corsOrigins]);
   const app = apiRouter();
+  if (deps.requestMetrics !== undefined) app.use(deps.requestMetrics); // first: it times everything after it
 
   app.use(async (c, next) => {
     const requestId = crypto.randomUUID();

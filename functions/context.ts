@@ -2,7 +2,7 @@
  * What every route gets: the adapters and settings an entry (server.ts, lambda.ts) wires once, and the Hono
  * environment type with the per-request session.
  */
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { Keyspace } from "../contract/names.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
@@ -43,6 +43,8 @@ export interface ApiDeps {
   readonly settings: ApiSettings;
   /** The caller's IP address as the entry's platform reports it (socket address, API Gateway source IP). */
   readonly clientIp: (c: Context) => string;
+  /** Times each request for the metrics port (functions/metrics.ts); only the Node entry has one. */
+  readonly requestMetrics?: MiddlewareHandler<ApiEnv> | undefined;
 }
 
 export type ApiEnv = { Variables: { session: Session; requestId: string } };

@@ -2,7 +2,8 @@
  * The API on AWS Lambda (behind API Gateway HTTP API, payload v2): the same app as server.ts through Hono's Lambda
  * adapter. Configuration is read and connections opened once per container, on the first invocation, and reused
  * by the ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over WebSockets; migrations are run
- * by the always-on containers, not here.
+ * by the always-on containers, not here. No Prometheus metrics: a function has no port to scrape, and a container
+ * lives too briefly for counters to mean much (API Gateway's and Lambda's own CloudWatch metrics cover it).
  */
 import type { Hono } from "hono";
 import { getConnInfo, handle, type LambdaEvent } from "hono/aws-lambda";

@@ -1,7 +1,8 @@
 /**
  * The API under Node (`npm run api`): the same app the Lambda entry serves, on `PORT`. Runs the migrations (once,
  * under a lock) so a local stack needs nothing else, and keeps a generated JWT secret in the data folder when
- * JWT_SECRET is not set, so sessions survive restarts.
+ * JWT_SECRET is not set, so sessions survive restarts. Serves Prometheus metrics on its own port, API_METRICS_PORT
+ * (functions/metrics.ts), never on PORT.
  */
 import { serve } from "@hono/node-server";
 import { getConnInfo } from "@hono/node-server/conninfo";
@@ -10,10 +11,12 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ConfigError, runMain, stopOnSignals, text } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
+import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { createApp } from "./app.ts";
 import { buildApiDeps, connectApiRedis, nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts";
+import { apiMetrics } from "./metrics.ts";
 
 runMain("api", async () => {
   const env = process.env;
@@ -23,6 +26,7 @@ runMain("api", async () => {
     hostname: text(env, "HOST", "127.0.0.1"),
     ...nodeServerOptions(readHttpTimeouts(env)),
   };
+  const metricsConfig = readMetricsConfig(env, "api");
   const log = createLogger("api");
   const stop = stopOnSignals(log);
   const jwtSecret = config.jwtSecret ?? (await keptSecret(text(env, "DATA_DIR", ".data"), log));
@@ -37,7 +41,10 @@ runMain("api", async () => {
     log,
     clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
   });
-  const app = createApp(deps);
+  const registry = createRegistry("api");
+  const metrics = apiMetrics(registry);
+  const metricsServer = await serveMetrics(registry, metricsConfig, log);
+  const app = createApp({ ...deps, engine: metrics.timedEngine(deps.engine), requestMetrics: metrics.requests });
   const server = serve({ fetch: app.fetch, ...listen }, (info) => {
     log.info("listening", {
       port: info.port,
@@ -57,7 +64,7 @@ runMain("api", async () => {
     listenFailed,
   ]);
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  await Promise.all([redis.close(), db.close()]);
+  await Promise.all([redis.close(), db.close(), metricsServer?.close()]);
   log.info("stopped");
 });
 

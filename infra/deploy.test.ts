@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
 import { DOCS_UI_FILES, DOCS_UI_PACKAGE } from "../functions/docs-page.ts";
 import { apiDocument, operationsOf } from "../functions/testing/document.ts";
-import { COMPONENTS, nodeArgs } from "../platform/components.ts";
+import { COMPONENTS, componentNamed, nodeArgs } from "../platform/components.ts";
+import { metricsPortVariable, readMetricsConfig } from "../platform/metrics.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
 import {
@@ -59,6 +60,16 @@ describe("commands", () => {
       const component = COMPONENTS.find((c) => c.name === name)!;
       expect(containerCommand(name)).toEqual(["node", ...nodeArgs(component)]);
       expect(devCommand(name)).toBe(`npm run ${name}`);
+    }
+  });
+
+  it("each container serves its metrics on its component's port from the table, on the task's loopback only", () => {
+    for (const name of CONTAINERS) {
+      expect(readMetricsConfig(CONTAINER_PLANS[name].env, name)).toEqual({
+        variable: metricsPortVariable(name),
+        port: componentNamed(name).metricsPort,
+        host: "127.0.0.1",
+      });
     }
   });
 

@@ -10,6 +10,8 @@ export interface Component {
   readonly nodeFlags: readonly string[];
   /** The JSON log event that says the component is serving. */
   readonly readyEvent: string;
+  /** Where it serves Prometheus metrics unless `<NAME>_METRICS_PORT` says otherwise (platform/metrics.ts). */
+  readonly metricsPort: number;
 }
 
 export const COMPONENTS: readonly Component[] = [
@@ -25,10 +27,29 @@ export const COMPONENTS: readonly Component[] = [
     entry: "engine/main.ts",
     nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"],
     readyEvent: "replay_done",
+    metricsPort: 9141,
   },
-  { name: "worker", entry: "worker/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "start" },
-  { name: "poller", entry: "poller/main.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "poller_running" },
-  { name: "api", entry: "functions/server.ts", nodeFlags: ["--enable-source-maps"], readyEvent: "listening" },
+  {
+    name: "worker",
+    entry: "worker/main.ts",
+    nodeFlags: ["--enable-source-maps"],
+    readyEvent: "start",
+    metricsPort: 9142,
+  },
+  {
+    name: "poller",
+    entry: "poller/main.ts",
+    nodeFlags: ["--enable-source-maps"],
+    readyEvent: "poller_running",
+    metricsPort: 9143,
+  },
+  {
+    name: "api",
+    entry: "functions/server.ts",
+    nodeFlags: ["--enable-source-maps"],
+    readyEvent: "listening",
+    metricsPort: 9144,
+  },
 ];
 
 export function componentNamed(name: Component["name"]): Component {

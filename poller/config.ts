@@ -17,7 +17,15 @@ export interface PollerConfig {
 }
 
 /** Every variable the poller reads. */
-export const POLLER_ENV = ["REDIS_URL", "KEY_PREFIX", "FEED", "BACKPACK_WS_URL", "SIM_WS_URL"] as const;
+export const POLLER_ENV = [
+  "REDIS_URL",
+  "KEY_PREFIX",
+  "FEED",
+  "BACKPACK_WS_URL",
+  "SIM_WS_URL",
+  "POLLER_METRICS_PORT",
+  "METRICS_HOST",
+] as const;
 
 type Env = Readonly<Record<string, string | undefined>>;
 

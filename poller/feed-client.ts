@@ -17,6 +17,10 @@ import { GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts
 
 export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
 
+/** Where the connection stands: opening a socket, open, closed and waiting to reconnect, or stopped for good. */
+export const FEED_STATES = ["connecting", "connected", "disconnected", "stopped"] as const;
+export type FeedState = (typeof FEED_STATES)[number];
+
 export interface FeedCounters {
   /** Text frames received. */
   received: number;
@@ -39,6 +43,8 @@ export interface FeedClientOptions {
   /** At most one log line about dropped frames per this period. */
   readonly dropLogEveryMs?: number;
   readonly random?: () => number;
+  /** Called each time a reconnect is scheduled (the socket closed, or could not be opened). */
+  readonly onReconnect?: (() => void) | undefined;
 }
 
 export class FeedClient {
@@ -99,6 +105,13 @@ export class FeedClient {
   /** True while the socket is open (a silent one is closed within `silenceMs`). */
   get live(): boolean {
     return this.socket?.readyState === WebSocket.OPEN;
+  }
+
+  get state(): FeedState {
+    if (this.stopped) return "stopped";
+    const ready = this.socket?.readyState;
+    if (ready === WebSocket.OPEN) return "connected";
+    return ready === WebSocket.CONNECTING ? "connecting" : "disconnected";
   }
 
   /** Closes the socket (waiting briefly for the close handshake) and stops reconnecting. */
@@ -178,6 +191,7 @@ export class FeedClient {
     const ceilingMs = Math.min(this.backoffCapMs, this.backoffBaseMs * 2 ** Math.min(this.attempt, 30));
     const delayMs = Math.floor(this.random() * ceilingMs);
     this.attempt++;
+    this.options.onReconnect?.();
     this.options.log.info("feed_reconnect_scheduled", { url: this.options.url, attempt: this.attempt, delayMs });
     this.reconnectTimer = setTimeout(() => this.connect(), delayMs);
   }

@@ -1,5 +1,6 @@
 // The poller process as deployed: reads its env, publishes sim prices to the prefixed input stream, and stops
-// cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable.
+// cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
+// the quotes per market and show the feed's state and source.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -8,6 +9,8 @@ import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { waitFor } from "./test-support.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { sample, scrape } from "../platform/testing/metrics.ts";
+import { ASSETS } from "../contract/markets.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const redis = new Redis(REDIS_URL);
@@ -20,7 +23,7 @@ afterAll(async () => {
 function startPoller(env: Record<string, string>) {
   const child = spawn(process.execPath, ["--import", "tsx", "poller/main.ts"], {
     cwd: new URL("..", import.meta.url).pathname,
-    env: { ...process.env, REDIS_URL, ...env },
+    env: { ...process.env, REDIS_URL, POLLER_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -45,6 +48,16 @@ describe("poller/main.ts", () => {
     );
     for (const [, fields] of entries)
       expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
+    const listening = /"event":"metrics_listening","port":(\d+)/.exec(poller.output().stdout);
+    expect(listening).not.toBeNull();
+    const metrics = await scrape(Number(listening![1]));
+    for (const asset of ASSETS)
+      expect(sample(metrics, "poller_quotes_total", { market: asset.market })).toBeGreaterThanOrEqual(1);
+    expect(sample(metrics, "poller_feed_source", { source: "sim" })).toBe(1);
+    expect(sample(metrics, "poller_feed_source", { source: "backpack" })).toBe(0);
+    expect(sample(metrics, "poller_feed_state", { state: "connected" })).toBe(1);
+    expect(sample(metrics, "poller_feed_reconnects_total")).toBe(0);
+    expect(sample(metrics, "poller_process_cpu_seconds_total")).toBeGreaterThan(0);
     poller.child.kill("SIGTERM");
     expect(await poller.exited).toBe(0);
     const events = poller
@@ -55,6 +68,12 @@ describe("poller/main.ts", () => {
     expect(events).toContain("feed_simulated");
     expect(events).toContain("feed_subscribed");
     expect(events.slice(-1)).toEqual(["poller_stopped"]);
+  });
+
+  it("refuses a bad POLLER_METRICS_PORT at start, naming the variable", async () => {
+    const poller = startPoller({ FEED: "sim", KEY_PREFIX: prefix, POLLER_METRICS_PORT: "metrics" });
+    expect(await poller.exited).toBe(2);
+    expect(poller.output().stderr).toContain("POLLER_METRICS_PORT must be a port number from 0 to 65535");
   });
 
   it("refuses a bad FEED at start, naming the variable", async () => {

@@ -2,16 +2,18 @@
  * The poller process: Backpack (or sim) bookTicker → `price_update` entries on `engine:input`.
  *
  * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
- * SIM_WS_URL (see config.ts). SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
+ * SIM_WS_URL (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts). SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
  */
 import { ASSETS, validateAssets } from "../contract/markets.ts";
 import { keyspace } from "../contract/names.ts";
 import { onStopRequest, runMain } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
+import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
 import { PriceFeed } from "./price-feed.ts";
 import { QuoteHeartbeat } from "./heartbeat.ts";
+import { pollerMetrics } from "./metrics.ts";
 import { PricePublisher } from "./publisher.ts";
 
 const STATS_EVERY_MS = 60_000;
@@ -20,8 +22,11 @@ const SHUTDOWN_BUDGET_MS = 5_000;
 
 runMain("poller", async () => {
   const config = readPollerConfig(process.env);
+  const metricsConfig = readMetricsConfig(process.env, "poller");
   validateAssets(ASSETS);
   const log = createLogger("poller");
+  const registry = createRegistry("poller");
+  const metrics = pollerMetrics(registry, ASSETS, () => feed);
   const names = keyspace(config.keyPrefix);
   log.info("poller_starting", { feed: config.feed, stream: names.input, markets: ASSETS.map((a) => a.market) });
 
@@ -39,11 +44,14 @@ runMain("poller", async () => {
     simWsUrl: config.simWsUrl,
     markets: ASSETS,
     log,
+    onReconnect: () => metrics.reconnect(),
     onUpdate: (update) => {
+      metrics.quote(update.market);
       heartbeat.seen(update, Date.now());
       publisher.publish(update);
     },
   });
+  const metricsServer = await serveMetrics(registry, metricsConfig, log);
   const beat = setInterval(() => heartbeat.tick(Date.now()), 1_000);
   beat.unref();
 
@@ -77,6 +85,7 @@ runMain("poller", async () => {
     await feed.stop();
     await publisher.flush();
     await redis.quit();
+    await metricsServer?.close();
     log.info("poller_stopped", { publisher: publisher.counters });
     process.exit(0);
   };

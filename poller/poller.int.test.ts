@@ -40,6 +40,7 @@ async function entries(stream: string): Promise<PriceUpdate[]> {
 /** Sim feed → client → publisher, as main.ts wires them. */
 function pipeline(url: string, stream: string) {
   const { log, events } = captureLog();
+  let reconnects = 0;
   const publisher = new PricePublisher({ redis, stream, log });
   const client = new FeedClient({
     url,
@@ -48,6 +49,7 @@ function pipeline(url: string, stream: string) {
     silenceMs: 2_000,
     backoffBaseMs: 10,
     backoffCapMs: 100,
+    onReconnect: () => reconnects++,
     onQuote: (quote) => publisher.publish(toPriceUpdate(quote, "sim")),
   });
   cleanups.push(async () => {
@@ -55,7 +57,7 @@ function pipeline(url: string, stream: string) {
     await publisher.flush();
   });
   client.start();
-  return { client, publisher, events };
+  return { client, publisher, events, reconnects: () => reconnects };
 }
 
 const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) =>
@@ -104,14 +106,16 @@ describe("poller on Redis", () => {
   it("reconnects, resubscribes and resumes publishing when the feed restarts on the same port", async () => {
     const first = await startSimFeed({ walking: false });
     const stream = freshStream();
-    const { client, events } = pipeline(first.url, stream);
+    const { client, events, reconnects } = pipeline(first.url, stream);
     first.setQuote("BTC_USDC_PERP", "96000.5", "96001");
     await waitFor("the first feed's quote", async () =>
       hasQuote(await entries(stream), "BTC_USDC_PERP", "96000.5", "96001"),
     );
 
+    expect(client.state).toBe("connected");
     await first.stop();
     await waitFor("the disconnect", () => events("feed_disconnected").length === 1);
+    expect(client.state).not.toBe("connected");
     const second = await startSimFeed({ port: first.port, walking: false });
     cleanups.push(() => second.stop());
     // Set before the client is back: it arrives only through the new subscription's first frame.
@@ -125,6 +129,11 @@ describe("poller on Redis", () => {
     );
     expect(client.counters.connects).toBe(2);
     expect(events("feed_subscribed")).toHaveLength(2);
+    expect(reconnects()).toBe(events("feed_reconnect_scheduled").length);
+    expect(reconnects()).toBeGreaterThanOrEqual(1);
+    expect(client.state).toBe("connected");
+    await client.stop();
+    expect(client.state).toBe("stopped");
   });
 
   it("falls back to the sim feed, loudly, when Backpack sends nothing in time (FEED=auto)", async () => {

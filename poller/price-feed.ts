@@ -10,7 +10,7 @@ import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import type { Logger } from "../platform/log.ts";
 import type { FeedMode } from "./config.ts";
-import { FeedClient, type FeedClientOptions, type FeedCounters } from "./feed-client.ts";
+import { FeedClient, type FeedClientOptions, type FeedCounters, type FeedState } from "./feed-client.ts";
 import { toPriceUpdate, type PriceSource } from "./publisher.ts";
 import { startSimFeed, type SimFeed } from "./sim-feed.ts";
 
@@ -24,6 +24,8 @@ export interface PriceFeedOptions {
   readonly fallbackAfterMs?: number;
   /** Timing knobs passed to every FeedClient (tests shorten them). */
   readonly client?: Pick<FeedClientOptions, "silenceMs" | "backoffBaseMs" | "backoffCapMs">;
+  /** Called each time the current source's connection schedules a reconnect. */
+  readonly onReconnect?: () => void;
 }
 
 export class PriceFeed {
@@ -41,6 +43,12 @@ export class PriceFeed {
   /** True while the current source's socket is open. */
   get live(): boolean {
     return this.client?.live ?? false;
+  }
+
+  /** The current source's connection; "connecting" before the first one (or while the sim starts). */
+  get state(): FeedState {
+    if (this.stopped) return "stopped";
+    return this.client?.state ?? "connecting";
   }
 
   get counters(): FeedCounters | undefined {
@@ -98,6 +106,7 @@ export class PriceFeed {
       url,
       markets,
       log: log.child({ source }),
+      onReconnect: this.options.onReconnect,
       onQuote: (quote) => onUpdate(toPriceUpdate(quote, source)),
     });
     this.client = client;

@@ -2,7 +2,8 @@
  * `npm start` as a user runs it (scripts/start.mjs), against the machine's Redis and a fresh Postgres database, prices
  * from a scripted Backpack-protocol feed and email to a local Resend-compatible recorder: it serves a sign-in and a
  * trade; a component killed with SIGKILL is restarted and recovers; the supervisor killed with SIGKILL takes its
- * children with it, and `npm start` again resumes the same state; Ctrl-C stops everything cleanly.
+ * children with it, and `npm start` again resumes the same state; Ctrl-C stops everything cleanly. Each process
+ * serves its metrics on the port the banner lists.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -17,6 +18,9 @@ import { freePort, spawnChild, until, type Child } from "../platform/testing/pro
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { sample, scrape } from "../platform/testing/metrics.ts";
+import { COMPONENTS, type Component } from "../platform/components.ts";
+import { metricsPortVariable } from "../platform/metrics.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const prefix = `test:start:${randomUUID()}:`;
@@ -25,6 +29,7 @@ let sim: SimFeed;
 let recorder: ResendRecorder;
 let dataDir: string;
 let port: number;
+let metricsPorts: Record<Component["name"], number>;
 let token: string;
 
 function npmStart(overrides: Record<string, string> = {}): Child {
@@ -39,6 +44,9 @@ function npmStart(overrides: Record<string, string> = {}): Child {
     RESEND_API_KEY: "re_start_test",
     RESEND_BASE_URL: recorder.baseUrl,
     SNAPSHOT_EVERY_MS: "500",
+    ENGINE_STATS_EVERY_MS: "200",
+    WORKER_STATS_EVERY_MS: "200",
+    ...Object.fromEntries(COMPONENTS.map((c) => [metricsPortVariable(c.name), String(metricsPorts[c.name])])),
     ENGINE_LEASE_TTL_MS: "1500",
     WORKER_CLAIM_IDLE_MS: "1000",
     JWT_SECRET: "",
@@ -84,6 +92,12 @@ beforeAll(async () => {
   recorder = await startResendRecorder();
   dataDir = mkdtempSync(join(tmpdir(), "paper-broker-start-"));
   port = await freePort();
+  metricsPorts = {
+    engine: await freePort(),
+    worker: await freePort(),
+    poller: await freePort(),
+    api: await freePort(),
+  };
 }, 60_000);
 
 afterAll(async () => {
@@ -164,6 +178,7 @@ describe("npm start", () => {
         leverage: 3,
       });
       expect(opened.status).toBe(201);
+      await checkMetrics(start);
 
       // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
       const enginePid = pidsOf(start).engine!;
@@ -216,3 +231,81 @@ describe("npm start", () => {
     }
   });
 });
+
+/**
+ * The banner lists each process's metrics port, and a scrape of each shows what the stack has done so far: one
+ * trade open (a second is opened and closed here, so the worker writes a closed order to Postgres), quotes for
+ * SOL from the live feed, the API's requests by route.
+ */
+async function checkMetrics(start: Child): Promise<void> {
+  for (const c of COMPONENTS) {
+    expect(start.other.join("\n")).toContain(`${c.name.padEnd(7)}http://127.0.0.1:${metricsPorts[c.name]}/metrics`);
+  }
+  const second = await api("POST", "/api/v1/trade/create", { asset: "SOL", type: "short", margin: "10", leverage: 2 });
+  expect(second.status).toBe(201);
+  const tradeId = (second.body.trade as { id: string }).id;
+  expect((await api("POST", "/api/v1/trade/close", { tradeId })).status).toBe(200);
+
+  const engine = await until(
+    async () => {
+      const s = await scrape(metricsPorts.engine);
+      // A snapshot after the close (SNAPSHOT_EVERY_MS 500), and a lag reported since (ENGINE_STATS_EVERY_MS 200).
+      return sample(s, "engine_snapshot_duration_seconds_count", { phase: "encode" }) >= 2 ? s : undefined;
+    },
+    15_000,
+    "the engine's snapshot metrics",
+  );
+  expect(sample(engine, "engine_entries_applied_total")).toBeGreaterThanOrEqual(4);
+  expect(sample(engine, "engine_apply_batch_duration_seconds_count")).toBeGreaterThan(0);
+  expect(sample(engine, "engine_apply_batch_duration_seconds_sum")).toBeGreaterThan(0);
+  expect(sample(engine, "engine_open_trades")).toBe(1);
+  expect(sample(engine, "engine_lag_seconds")).toBeGreaterThanOrEqual(0);
+  expect(sample(engine, "engine_lag_seconds")).toBeLessThan(60);
+  expect(sample(engine, "engine_recovery_duration_seconds", { phase: "restore" })).toBeGreaterThan(0);
+  expect(sample(engine, "engine_recovery_duration_seconds", { phase: "replay" })).toBeGreaterThanOrEqual(0);
+  expect(sample(engine, "engine_snapshot_duration_seconds_count", { phase: "write" })).toBeGreaterThanOrEqual(2);
+  expect(sample(engine, "engine_snapshot_size_bytes")).toBeGreaterThan(100);
+  expect(sample(engine, "engine_snapshot_last_saved_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
+  expect(sample(engine, "engine_lease_held")).toBe(1);
+  expect(sample(engine, "engine_lease_fencing_token")).toBeGreaterThanOrEqual(1);
+  expect(sample(engine, "engine_process_cpu_seconds_total")).toBeGreaterThan(0);
+
+  const worker = await until(
+    async () => {
+      const s = await scrape(metricsPorts.worker);
+      return sample(s, "worker_postgres_write_duration_seconds_count") >= 1 ? s : undefined;
+    },
+    10_000,
+    "the worker's insert of the closed trade",
+  );
+  expect(sample(worker, "worker_entries_handled_total")).toBeGreaterThanOrEqual(4);
+  expect(sample(worker, "worker_postgres_write_duration_seconds_sum")).toBeGreaterThan(0);
+  expect(sample(worker, "worker_group_pending_entries")).toBeGreaterThanOrEqual(0);
+  expect(sample(worker, "worker_group_lag_entries")).toBeGreaterThanOrEqual(0);
+
+  const poller = await scrape(metricsPorts.poller);
+  expect(sample(poller, "poller_quotes_total", { market: "SOL_USDC_PERP" })).toBeGreaterThanOrEqual(1);
+  expect(sample(poller, "poller_quotes_total", { market: "BTC_USDC_PERP" })).toBeGreaterThanOrEqual(0);
+  expect(sample(poller, "poller_feed_state", { state: "connected" })).toBe(1);
+  expect(sample(poller, "poller_feed_state", { state: "disconnected" })).toBe(0);
+  expect(sample(poller, "poller_feed_source", { source: "backpack" })).toBe(1);
+  expect(sample(poller, "poller_feed_source", { source: "sim" })).toBe(0);
+  expect(sample(poller, "poller_feed_reconnects_total")).toBe(0);
+
+  const apiSamples = await scrape(metricsPorts.api);
+  const created = { method: "POST", route: "/api/v1/trade/create", status: "201" };
+  expect(sample(apiSamples, "api_request_duration_seconds_count", created)).toBe(2);
+  expect(sample(apiSamples, "api_request_duration_seconds_bucket", { le: "+Inf", ...created })).toBe(2);
+  expect(
+    sample(apiSamples, "api_request_duration_seconds_count", {
+      method: "GET",
+      route: "/api/v1/account/assets",
+      status: "200",
+    }),
+  ).toBeGreaterThanOrEqual(1);
+  // The account's creation at sign-in, two opens and a close.
+  expect(sample(apiSamples, "api_engine_round_trip_duration_seconds_count", { outcome: "answered" })).toBe(4);
+  expect(sample(apiSamples, "api_engine_round_trip_duration_seconds_sum", { outcome: "answered" })).toBeGreaterThan(0);
+  // No raw paths as labels: the verify link's token, for one, is not a route.
+  expect([...apiSamples.keys()].filter((k) => k.includes("token="))).toEqual([]);
+}

@@ -13,6 +13,7 @@ import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis } from "../platform/local-redis.ts";
 import { createLogger } from "../platform/log.ts";
+import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
 
 runMain("start", async () => {
@@ -102,6 +103,7 @@ function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, fe
       ? "    email        sent through Resend"
       : `    dev mailbox  ${appUrl}/api/v1/dev/mailbox  (sign-in links; no RESEND_API_KEY set)`,
     `    prices       ${feedSource === "sim" ? "SIMULATED (sim feed: Backpack could not be reached or FEED=sim)" : feedSource}`,
+    ...metricsBannerLines(env, COMPONENTS),
     `    data, logs   ${dataDir}`,
     "  Ctrl-C stops everything; npm start again resumes the same state.",
     "",

@@ -7,9 +7,11 @@ import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
 import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
+import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
+import { workerMetrics } from "./metrics.ts";
 import { runWorker } from "./worker.ts";
 
 runMain("worker", async () => {
@@ -23,7 +25,12 @@ runMain("worker", async () => {
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
     statsEveryMs: wholeNumber(env, "WORKER_STATS_EVERY_MS", 10_000, 100, 3_600_000),
   };
+  const metricsConfig = readMetricsConfig(env, "worker");
   const log = createLogger("worker", { base: { consumer: config.consumer } });
+  // Before "start", which tells npm start the worker is up: a metrics port in use stops it first.
+  const registry = createRegistry("worker");
+  const metrics = workerMetrics(registry);
+  const metricsServer = await serveMetrics(registry, metricsConfig, log);
   log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs, statsEveryMs: config.statsEveryMs });
   const stop = stopOnSignals(log);
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
@@ -42,6 +49,7 @@ runMain("worker", async () => {
         consumer: config.consumer,
         claimIdleMs: config.claimIdleMs,
         statsEveryMs: config.statsEveryMs,
+        metrics,
       },
       stop,
     );
@@ -49,6 +57,7 @@ runMain("worker", async () => {
     reader.disconnect();
     writer.disconnect();
     await db.close();
+    await metricsServer?.close();
   }
   log.info("stopped");
 });

@@ -12,6 +12,9 @@ import { publishOutputs } from "../engine/runner/publisher.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { Registry } from "prom-client";
+import { parseSamples, sample } from "../platform/testing/metrics.ts";
+import { workerMetrics } from "./metrics.ts";
 import { ensureGroup, groupBacklog, handleBatch, runWorker } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -83,10 +86,12 @@ describe("worker on real Redis and Postgres", () => {
     const e = engine();
     expect(await e.start()).toBe(true);
     const stop = new AbortController();
+    const registry = new Registry();
     const running = runWorker(
-      { reader, writer: redis, db: pg.db, keys, log, consumer: "w1", blockMs: 50 },
+      { reader, writer: redis, db: pg.db, keys, log, consumer: "w1", blockMs: 50, metrics: workerMetrics(registry) },
       stop.signal,
     );
+    const samples = async () => parseSamples(await registry.metrics());
 
     await e.send(instruct("alice", "r1", { kind: "create_account" }));
     await e.send({
@@ -137,6 +142,10 @@ describe("worker on real Redis and Postgres", () => {
       return r.rows.length > 0 ? r.rows : undefined;
     });
     expect(rows).toEqual([{ id: "T0-1", pnl: "50.000000", close_reason: "take_profit", margin: "100.000000" }]); // (2100 − 2000) × 0.5
+    await until(async () =>
+      sample(await samples(), "worker_postgres_write_duration_seconds_count") === 1 ? true : undefined,
+    );
+    expect(sample(await samples(), "worker_postgres_write_duration_seconds_sum")).toBeGreaterThan(0);
     await until(async () => ((await redis.hget(keys.balancesKey("alice"), "USD")) === "10050" ? true : undefined));
     expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
     const quote = JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!) as { bid: string };
@@ -164,6 +173,9 @@ describe("worker on real Redis and Postgres", () => {
     expect(await redis.hget(keys.balancesKey("alice"), "USD")).toBe("10050");
     expect(await redis.hlen(keys.openTradesKey("alice"))).toBe(0);
     expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2100" });
+    // Every entry was handled once, the replayed ones included; the replayed close was inserted again (a no-op).
+    expect(sample(await samples(), "worker_entries_handled_total")).toBe(await redis.xlen(keys.output));
+    expect(sample(await samples(), "worker_postgres_write_duration_seconds_count")).toBe(2);
 
     stop.abort();
     await running;
@@ -274,12 +286,28 @@ describe("worker on real Redis and Postgres", () => {
 
     // A running worker: everything handled (the bodies are not valid outputs: logged and acknowledged), nothing left.
     const stop = new AbortController();
+    const registry = new Registry();
     const running = runWorker(
-      { reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-stats", blockMs: 20, statsEveryMs: 50 },
+      {
+        reader,
+        writer: redis,
+        db: pg.db,
+        keys: own,
+        log: capture,
+        consumer: "w-stats",
+        blockMs: 20,
+        statsEveryMs: 50,
+        metrics: workerMetrics(registry),
+      },
       stop.signal,
     );
     const stats = await until(() => Promise.resolve(lines.find((l) => l.event === "worker_stats" && l.handled === 3)));
     expect(stats).toMatchObject({ lag: 0, pending: 0 });
+    // The metrics say the same as the line.
+    const samples = parseSamples(await registry.metrics());
+    expect(sample(samples, "worker_entries_handled_total")).toBe(3);
+    expect(sample(samples, "worker_group_lag_entries")).toBe(0);
+    expect(sample(samples, "worker_group_pending_entries")).toBe(0);
     stop.abort();
     await running;
   });

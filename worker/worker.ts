@@ -11,6 +11,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 
 export interface WorkerOptions {
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   readonly responseTtlMs?: number;
   /** How often `worker_stats` is logged (entries handled since the last one, the group's lag and pending count). */
   readonly statsEveryMs?: number;
+  /** Prometheus metrics (worker/metrics.ts). */
+  readonly metrics?: WorkerMetrics;
 }
 
 type Entry = [id: string, fields: string[]];
@@ -62,6 +65,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         o.log.info("claimed_pending", { entries: claimed.length });
         await handleBatch(o, claimed);
         handled += claimed.length;
+        o.metrics?.handled(claimed.length);
       }
       lastClaimMs = Date.now();
     }
@@ -81,9 +85,12 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
     if (entries.length > 0) {
       await handleBatch(o, entries);
       handled += entries.length;
+      o.metrics?.handled(entries.length);
     }
     if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-      o.log.info("worker_stats", { handled, ...(await groupBacklog(o.writer, o.keys)) });
+      const backlog = await groupBacklog(o.writer, o.keys);
+      o.metrics?.backlog(backlog);
+      o.log.info("worker_stats", { handled, ...backlog });
       handled = 0;
       lastStatsMs = Date.now();
     }
@@ -115,10 +122,14 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  await insertClosedOrders(
-    o.db,
-    outputs.flatMap((x) => (x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [])),
+  const closed = outputs.flatMap((x) =>
+    x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [],
   );
+  if (closed.length > 0) {
+    const startedAt = performance.now();
+    await insertClosedOrders(o.db, closed);
+    o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
+  }
   let failed = await writeReadModelsAndAnswers(o, outputs);
   if (failed?.message.startsWith("NOSCRIPT") === true) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's

@@ -1,7 +1,8 @@
 /**
  * The follower as a worker thread beside a lone leader: its own Redis and Postgres connections, its own copy of
  * the state (restored from the latest snapshot), so the encode time of a snapshot never blocks the leader's
- * event loop. The parent posts "stop"; the thread takes a final snapshot, posts "stopped" and ends.
+ * event loop. It posts each saved snapshot's figures (`{ type: "snapshot_saved" }`) for the engine's metrics. The
+ * parent posts "stop"; the thread takes a final snapshot, posts "stopped" and ends.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
@@ -48,6 +49,8 @@ try {
       store,
       leaseValue: data.leaseValue,
       everyMs: data.snapshotEveryMs,
+      // To the main thread, whose registry serves the engine's metrics.
+      onSaved: (figures) => parentPort?.postMessage({ type: "snapshot_saved", figures }),
     },
     stop.signal,
   );

@@ -4,7 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineInput, EngineOutput, Instruction } from "../../contract/messages.ts";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.ts";
+import { Registry } from "prom-client";
 import { createLogger } from "../../platform/log.ts";
+import { parseSamples, sample } from "../../platform/testing/metrics.ts";
+import { engineMetrics } from "../metrics.ts";
 import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
 import { lagMs, runLeader } from "./leader.ts";
@@ -204,6 +207,64 @@ describe("engine leader on real Redis", () => {
     await running;
     expect(stats).toMatchObject({ applied: 2, lastInputId: last, streamHead: last, lagMs: 0, accounts: 2 });
     expect(typeof stats.loopDelayMaxMs).toBe("number");
+  });
+
+  it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag", async () => {
+    const keys = freshKeys();
+    const eth = (bid: string): EngineInput => ({
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid,
+      ask: bid,
+      exchangeTimeUs: "1",
+      source: "sim",
+    });
+    const open = (user: string, id: string, leverage: number) =>
+      instruction(user, id, { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage });
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    await send(keys, eth("2000"));
+    await send(keys, open("alice", "r2", 10));
+    await send(keys, open("alice", "r3", 2));
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const state = createState(makeParams());
+    // A first run builds the state the second one starts from, as a restored snapshot would be.
+    const first = new AbortController();
+    const firstRun = runLeader({ reader, writer: redis, keys, log, lease, state, blockMs: 20 }, first.signal);
+    await until(() => Promise.resolve(state.accounts.get("alice")?.openTrades.size === 2 ? true : undefined));
+    first.abort();
+    await firstRun;
+
+    const registry = new Registry();
+    const metrics = engineMetrics(registry, () => lease.value);
+    const stop = new AbortController();
+    const running = runLeader(
+      { reader, writer: redis, keys, log, lease, state, blockMs: 20, statsEveryMs: 50, metrics },
+      stop.signal,
+    );
+    await send(keys, open("alice", "r4", 5));
+    await send(keys, eth("1700")); // the 10× long is liquidated; the 2× and 5× stay open
+    const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
+    const samples = await until(async () => {
+      const s = parseSamples(await registry.metrics());
+      // The lag is NaN until the first engine_stats report (every 50 ms here).
+      const reported = !Number.isNaN(s.get("engine_lag_seconds"));
+      return state.lastInputId === last && s.get("engine_entries_applied_total") === 3 && reported ? s : undefined;
+    });
+    stop.abort();
+    await running;
+    const closed = (await outputs(keys)).filter((o) => o.type === "closed_order");
+    expect(closed.map((o) => o.type === "closed_order" && o.trade.closeReason)).toEqual(["liquidation"]);
+    expect(state.accounts.get("alice")!.openTrades.size).toBe(2);
+    expect(sample(samples, "engine_open_trades")).toBe(2);
+    expect(sample(samples, "engine_apply_batch_duration_seconds_count")).toBeGreaterThanOrEqual(1);
+    expect(sample(samples, "engine_apply_batch_duration_seconds_sum")).toBeGreaterThan(0);
+    expect(sample(samples, "engine_recovery_replayed_entries")).toBe(0);
+    expect(sample(samples, "engine_lag_seconds")).toBeGreaterThanOrEqual(0);
+    expect(sample(samples, "engine_lease_held")).toBe(1);
+    expect(sample(samples, "engine_lease_fencing_token")).toBe(Number(lease.value!.split(":").pop()));
+    await lease.release();
+    expect(sample(parseSamples(await registry.metrics()), "engine_lease_held")).toBe(0);
   });
 
   it("measures lag in log time from the stream head's id, never below zero", () => {

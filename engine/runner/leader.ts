@@ -12,6 +12,7 @@ import type { Keyspace } from "../../contract/names.ts";
 import type { EngineOutput } from "../../contract/messages.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
+import type { LeaderMetrics } from "../metrics.ts";
 import { parseInputId } from "../core/step.ts";
 import type { EngineLease } from "./lease.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
@@ -35,12 +36,14 @@ export interface LeaderOptions {
   readonly prefetched?: LogPrefetch;
   /** Called once the replay is done and the leader follows the log live. */
   readonly onLive?: () => void;
+  /** Prometheus metrics (engine/metrics.ts), updated per batch and at each engine_stats report. */
+  readonly metrics?: LeaderMetrics;
 }
 
 export type LeaderEnd = "stopped" | "lease_lost";
 
 export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<LeaderEnd> {
-  const { state, log } = o;
+  const { state, log, metrics } = o;
   const batchSize = o.batchSize ?? 1000;
   const lost = new AbortController();
   const renewal = setInterval(
@@ -66,9 +69,22 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // Redis error) is never followed by a later batch or cursor: the leader stops at the next batch with nothing
   // out of order.
   let publishing: Promise<void> = Promise.resolve();
+  // Kept from the outputs (each open and each close emits exactly one), so no scrape has to count the state.
+  let openTrades = metrics === undefined ? 0 : countOpenTrades(state);
   const applyBatch = async <E>(entries: readonly E[], applyOne: (state: EngineState, entry: E) => EngineOutput[]) => {
+    const startedAt = performance.now();
     const outputs: EngineOutput[] = [];
-    for (const entry of entries) for (const out of applyOne(state, entry)) outputs.push(out);
+    for (const entry of entries) {
+      for (const out of applyOne(state, entry)) {
+        outputs.push(out);
+        if (out.type === "trade_opened") openTrades++;
+        else if (out.type === "closed_order") openTrades--;
+      }
+    }
+    if (metrics !== undefined) {
+      metrics.batchApplied(entries.length, (performance.now() - startedAt) / 1000);
+      metrics.openTrades(openTrades);
+    }
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
     const previous = publishing;
     const through = state.lastInputId;
@@ -132,6 +148,8 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       lastInputId: state.lastInputId,
     });
     loopDelay.reset(); // the replay's long batches are not live pauses
+    metrics?.replayed(replayed, Date.now() - replayStart);
+    metrics?.openTrades(openTrades);
     o.onLive?.();
 
     while (!stop.aborted) {
@@ -141,11 +159,13 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
         const lastGenerated = head === undefined ? undefined : String(head[head.indexOf("last-generated-id") + 1]);
+        const lag = lagMs(lastGenerated, state.lastInputMs);
+        metrics?.lag(lag);
         log.info("engine_stats", {
           applied,
           lastInputId: state.lastInputId,
           streamHead: lastGenerated,
-          lagMs: lagMs(lastGenerated, state.lastInputMs),
+          lagMs: lag,
           accounts: state.accounts.size,
           loopDelayMaxMs: nsToMs(loopDelay.max),
           loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
@@ -174,6 +194,12 @@ export function lagMs(streamHead: string | undefined, lastInputMs: number): numb
   if (streamHead === undefined) return undefined;
   const { ms } = parseInputId(streamHead);
   return Math.max(0, ms - lastInputMs);
+}
+
+function countOpenTrades(state: EngineState): number {
+  let n = 0;
+  for (const account of state.accounts.values()) n += account.openTrades.size;
+  return n;
 }
 
 function rate(n: number, sinceMs: number): number {

@@ -8,7 +8,8 @@ import { createServer } from "node:net";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-import { componentNamed, nodeArgs, type Component } from "../components.ts";
+import { COMPONENTS, componentNamed, nodeArgs, type Component } from "../components.ts";
+import { metricsPortVariable } from "../metrics.ts";
 
 /** The repository root: processes run from it, as `npm run engine` would. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -33,6 +34,8 @@ const NOT_INHERITED = [
   "ENGINE_LEASE_TTL_MS",
   "ENGINE_STATS_EVERY_MS",
   "INITIAL_BALANCE_USD",
+  "METRICS_HOST",
+  ...COMPONENTS.map((c) => metricsPortVariable(c.name)),
 ];
 
 /** A child process and everything it has printed so far. */
@@ -154,6 +157,7 @@ export function spawnChild(name: string, command: string, args: readonly string[
 /**
  * One of the system's processes, with the entry and Node flags `npm start` uses (platform/components.ts), so a test
  * runs what production runs; `nodeFlags` adds to them (a bigger heap, a CPU profile). `name` tells apart several.
+ * Its metrics go on a free port (logged as metrics_listening) unless `env` sets one: tests run many at once.
  */
 export function spawnComponent(
   component: Component["name"],
@@ -161,7 +165,10 @@ export function spawnComponent(
   options: { name?: string; nodeFlags?: readonly string[] } = {},
 ): Child {
   const args = [...(options.nodeFlags ?? []), ...nodeArgs(componentNamed(component))];
-  return spawnChild(options.name ?? component, process.execPath, args, env);
+  return spawnChild(options.name ?? component, process.execPath, args, {
+    [metricsPortVariable(component)]: "0",
+    ...env,
+  });
 }
 
 /** A TCP port that was free a moment ago (the kernel picks it). */

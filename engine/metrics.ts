@@ -1,0 +1,131 @@
+/**
+ * The engine's Prometheus metrics. The leader updates them once per batch with plain numbers (no labels looked up,
+ * nothing allocated per entry), at the same points where it logs engine_stats and replay_done; the snapshot figures
+ * come from the follower thread's snapshot_saved message. What can be read at scrape time (the lease) is read then.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/** What the leader reports (runner/leader.ts); every method is cheap enough to call per batch. */
+export interface LeaderMetrics {
+  /** A batch of `entries` applied in `seconds` (applying only: not reading or publishing). */
+  batchApplied(entries: number, seconds: number): void;
+  /** Trades open now (kept by the leader from its outputs). */
+  openTrades(count: number): void;
+  /** Log time between the stream's newest entry and the last one applied (undefined: the head was not readable). */
+  lag(ms: number | undefined): void;
+  /** The replay after a restore is done: `ms` to apply `entries`. */
+  replayed(entries: number, ms: number): void;
+}
+
+/** What the follower thread posts after each saved snapshot (runner/follower.ts). */
+export interface SnapshotFigures {
+  readonly bytes: number;
+  readonly encodeMs: number;
+  readonly hashMs: number;
+  readonly writeMs: number;
+}
+
+export interface EngineMetrics extends LeaderMetrics {
+  /** The snapshot restore part of a recovery took `ms` (called once per restore, added up). */
+  restored(ms: number): void;
+  snapshotSaved(figures: SnapshotFigures): void;
+}
+
+/** Snapshot phases: a full snapshot of a large state takes seconds. */
+const SNAPSHOT_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+/** A batch of one order applies in microseconds; a replay batch of thousands in milliseconds. */
+const BATCH_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
+
+export function engineMetrics(registry: Registry, lease: () => string | undefined): EngineMetrics {
+  const registers = [registry];
+  const applied = new Counter({
+    name: "engine_entries_applied_total",
+    help: "Entries of engine:input applied by this engine as leader (replay and live).",
+    registers,
+  });
+  const batch = new Histogram({
+    name: "engine_apply_batch_duration_seconds",
+    help: "Time to apply one batch of entries read from engine:input (not reading or publishing it).",
+    buckets: BATCH_BUCKETS,
+    registers,
+  });
+  const open = new Gauge({ name: "engine_open_trades", help: "Trades open in the engine's state.", registers });
+  const lag = new Gauge({
+    name: "engine_lag_seconds",
+    help: "Log time between the newest entry of engine:input and the last one applied, as of the last engine_stats report (ENGINE_STATS_EVERY_MS); NaN before the first or when the head could not be read.",
+    registers,
+  });
+  lag.set(Number.NaN); // unknown until the first report, not 0
+  const recovery = new Gauge({
+    name: "engine_recovery_duration_seconds",
+    help: "The last recovery of this process, by phase: restore (snapshot load and decode) and replay (the log after it). Waiting as a standby is not counted.",
+    labelNames: ["phase"] as const,
+    registers,
+  });
+  const replayedEntries = new Gauge({
+    name: "engine_recovery_replayed_entries",
+    help: "Entries replayed after the snapshot in the last recovery.",
+    registers,
+  });
+  const snapshot = new Histogram({
+    name: "engine_snapshot_duration_seconds",
+    help: "Snapshots saved by the follower thread, by phase: encode, hash, write (to Postgres).",
+    labelNames: ["phase"] as const,
+    buckets: SNAPSHOT_BUCKETS,
+    registers,
+  });
+  const snapshotBytes = new Gauge({
+    name: "engine_snapshot_size_bytes",
+    help: "Size of the last snapshot saved.",
+    registers,
+  });
+  const snapshotAt = new Gauge({
+    name: "engine_snapshot_last_saved_timestamp_seconds",
+    help: "When the last snapshot was saved (Unix time).",
+    registers,
+  });
+  new Gauge({
+    name: "engine_lease_held",
+    help: "1 while this engine holds the engine lease (it leads), 0 while it restores or waits as a standby.",
+    registers,
+    collect() {
+      this.set(lease() === undefined ? 0 : 1);
+    },
+  });
+  new Gauge({
+    name: "engine_lease_fencing_token",
+    help: "The fencing token of the lease this engine holds (0 when it holds none).",
+    registers,
+    collect() {
+      const token = Number(lease()?.split(":").pop());
+      this.set(Number.isSafeInteger(token) ? token : 0);
+    },
+  });
+  const encode = snapshot.labels("encode");
+  const hash = snapshot.labels("hash");
+  const write = snapshot.labels("write");
+  let restoreSeconds = 0;
+  return {
+    batchApplied(entries, seconds) {
+      applied.inc(entries);
+      batch.observe(seconds);
+    },
+    openTrades: (count) => open.set(count),
+    lag: (ms) => lag.set(ms === undefined ? Number.NaN : ms / 1000),
+    restored(ms) {
+      restoreSeconds += ms / 1000;
+      recovery.set({ phase: "restore" }, restoreSeconds);
+    },
+    replayed(entries, ms) {
+      recovery.set({ phase: "replay" }, ms / 1000);
+      replayedEntries.set(entries);
+    },
+    snapshotSaved(f) {
+      encode.observe(f.encodeMs / 1000);
+      hash.observe(f.hashMs / 1000);
+      write.observe(f.writeMs / 1000);
+      snapshotBytes.set(f.bytes);
+      snapshotAt.set(Date.now() / 1000);
+    },
+  };
+}

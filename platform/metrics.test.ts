@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { resolve } from "node:path";
+import { Counter } from "prom-client";
+import { describe, expect, it } from "vitest";
+import { COMPONENTS } from "./components.ts";
+import { ConfigError } from "./config.ts";
+import { createLogger } from "./log.ts";
+import { createRegistry, metricsBannerLines, metricsPortVariable, readMetricsConfig, serveMetrics } from "./metrics.ts";
+
+const log = createLogger("test", { sink: () => undefined });
+
+describe("metrics configuration", () => {
+  it("defaults each component to its port in the components table, on 127.0.0.1", () => {
+    for (const c of COMPONENTS) {
+      expect(readMetricsConfig({}, c.name)).toEqual({
+        variable: metricsPortVariable(c.name),
+        port: c.metricsPort,
+        host: "127.0.0.1",
+      });
+    }
+    expect(new Set(COMPONENTS.map((c) => c.metricsPort)).size).toBe(COMPONENTS.length);
+  });
+
+  it("reads the component's own variable: a port, 0 for a free one, off for none", () => {
+    const env = {
+      ENGINE_METRICS_PORT: "9500",
+      WORKER_METRICS_PORT: "0",
+      API_METRICS_PORT: " off ",
+      METRICS_HOST: "::1",
+    };
+    expect(readMetricsConfig(env, "engine")).toMatchObject({ port: 9500, host: "::1" });
+    expect(readMetricsConfig(env, "worker").port).toBe(0);
+    expect(readMetricsConfig(env, "api").port).toBeUndefined();
+    expect(readMetricsConfig(env, "poller").port).toBe(COMPONENTS.find((c) => c.name === "poller")!.metricsPort);
+  });
+
+  it.each(["abc", "70000", "-1", "9141.5", "offf", "123456"])(
+    "refuses %j, naming the variable and the choices",
+    (raw) => {
+      const read = () => readMetricsConfig({ POLLER_METRICS_PORT: raw }, "poller");
+      expect(read).toThrow(ConfigError);
+      expect(read).toThrow(
+        `POLLER_METRICS_PORT must be a port number from 0 to 65535 (0: a free port) or "off" (no metrics), got "${raw}"`,
+      );
+    },
+  );
+
+  it(".env.example lists every component's variable with its default from the table", () => {
+    const example = readFileSync(resolve(import.meta.dirname, "../.env.example"), "utf8");
+    for (const c of COMPONENTS)
+      expect(example).toMatch(new RegExp(`^${metricsPortVariable(c.name)}=${c.metricsPort}$`, "m"));
+    expect(example).toMatch(/^METRICS_HOST=127\.0\.0\.1$/m);
+  });
+
+  it("the banner lists where each component serves its metrics", () => {
+    const lines = metricsBannerLines({ WORKER_METRICS_PORT: "0", POLLER_METRICS_PORT: "off" }, COMPONENTS);
+    expect(lines).toEqual([
+      "    metrics      engine http://127.0.0.1:9141/metrics",
+      "                 worker a free port: see its metrics_listening log line",
+      "                 poller off (POLLER_METRICS_PORT=off)",
+      "                 api    http://127.0.0.1:9144/metrics",
+    ]);
+  });
+});
+
+describe("the metrics server", () => {
+  it("serves the registry at GET /metrics in Prometheus text format, and nothing else", async () => {
+    const registry = createRegistry("worker");
+    new Counter({ name: "worker_test_things_total", help: "Things.", registers: [registry] }).inc(3);
+    const lines: Record<string, unknown>[] = [];
+    const server = await serveMetrics(
+      registry,
+      { variable: "WORKER_METRICS_PORT", port: 0, host: "127.0.0.1" },
+      createLogger("worker", { sink: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) }),
+    );
+    try {
+      expect(server!.port).toBeGreaterThan(0);
+      expect(lines).toContainEqual(
+        expect.objectContaining({ event: "metrics_listening", port: server!.port, url: server!.url }),
+      );
+      const res = await fetch(server!.url);
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain("text/plain; version=0.0.4");
+      const body = await res.text();
+      expect(body).toContain("# TYPE worker_test_things_total counter\nworker_test_things_total 3\n");
+      // prom-client's process metrics, under the component's name.
+      expect(body).toMatch(/^worker_process_cpu_seconds_total \d/m);
+      expect(body).toMatch(/^worker_nodejs_heap_size_used_bytes \d/m);
+      expect(body).not.toMatch(/^process_/m);
+      expect((await fetch(server!.url.replace("/metrics", "/"))).status).toBe(404);
+      expect((await fetch(server!.url, { method: "POST" })).status).toBe(404);
+    } finally {
+      await server?.close();
+    }
+  });
+
+  it("serves nothing when off", async () => {
+    expect(
+      await serveMetrics(
+        createRegistry("api"),
+        { variable: "API_METRICS_PORT", port: undefined, host: "127.0.0.1" },
+        log,
+      ),
+    ).toBe(undefined);
+  });
+
+  it("a port in use is a configuration error naming the variable", async () => {
+    const squatter = createServer();
+    await new Promise<void>((r) => squatter.listen(0, "127.0.0.1", r));
+    const port = (squatter.address() as { port: number }).port;
+    try {
+      const serving = serveMetrics(
+        createRegistry("engine"),
+        { variable: "ENGINE_METRICS_PORT", port, host: "127.0.0.1" },
+        log,
+      );
+      await expect(serving).rejects.toThrow(ConfigError);
+      await expect(serving).rejects.toThrow(
+        `cannot serve metrics on 127.0.0.1:${port} (EADDRINUSE): set ENGINE_METRICS_PORT to a free port, 0 for any, or off`,
+      );
+    } finally {
+      await new Promise((r) => squatter.close(r));
+    }
+  });
+});

@@ -1,0 +1,135 @@
+/**
+ * Prometheus metrics: each process keeps its own registry (prom-client) and serves it as text at `/metrics` on its
+ * own port, separate from anything else it serves. The port is `<COMPONENT>_METRICS_PORT` (default from
+ * platform/components.ts; 0 takes a free port, `off` serves nothing), so one environment, as `npm start` passes it
+ * to every child, gives each process its own. Every metric of a process starts with its component's name,
+ * prom-client's process and Node.js metrics too (`engine_process_cpu_seconds_total`).
+ *
+ * The listener binds METRICS_HOST, 127.0.0.1 by default: deployed, a collector in the same task scrapes it, and
+ * nothing reaches it from outside.
+ */
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { collectDefaultMetrics, Registry } from "prom-client";
+import { componentNamed, type Component } from "./components.ts";
+import { ConfigError, text } from "./config.ts";
+import type { Logger } from "./log.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface MetricsConfig {
+  /** The variable the port came from, for messages. */
+  readonly variable: string;
+  /** undefined: metrics are off. 0: a free port. */
+  readonly port: number | undefined;
+  readonly host: string;
+}
+
+/** The variable that sets a component's metrics port: ENGINE_METRICS_PORT, … */
+export function metricsPortVariable(component: Component["name"]): string {
+  return `${component.toUpperCase()}_METRICS_PORT`;
+}
+
+export function readMetricsConfig(env: Env, component: Component["name"]): MetricsConfig {
+  const variable = metricsPortVariable(component);
+  const raw = env[variable]?.trim() ?? "";
+  const host = text(env, "METRICS_HOST", "127.0.0.1");
+  if (raw === "") return { variable, port: componentNamed(component).metricsPort, host };
+  if (raw === "off") return { variable, port: undefined, host };
+  if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65_535) {
+    throw new ConfigError(
+      `${variable} must be a port number from 0 to 65535 (0: a free port) or "off" (no metrics), got "${raw}"`,
+    );
+  }
+  return { variable, port: Number(raw), host };
+}
+
+/** A registry with prom-client's process and Node.js metrics, named `<component>_…`. */
+export function createRegistry(component: Component["name"]): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: `${component}_` });
+  return registry;
+}
+
+export interface MetricsServer {
+  /** The port it listens on (the one the kernel picked, for 0). */
+  readonly port: number;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `registry` at `/metrics`; resolves once listening (undefined when the config says off) and logs
+ * `metrics_listening` with the port. A port in use is a configuration error naming the variable.
+ */
+export async function serveMetrics(
+  registry: Registry,
+  config: MetricsConfig,
+  log: Logger,
+): Promise<MetricsServer | undefined> {
+  if (config.port === undefined) {
+    log.info("metrics_off", { variable: config.variable });
+    return undefined;
+  }
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("metrics are at GET /metrics\n");
+      return;
+    }
+    registry.metrics().then(
+      (body) => res.writeHead(200, { "content-type": registry.contentType }).end(req.method === "HEAD" ? "" : body),
+      (err: unknown) => {
+        log.warn("metrics_failed", { error: err });
+        res.writeHead(500, { "content-type": "text/plain" }).end("metrics could not be collected\n");
+      },
+    );
+  });
+  // A scraper keeps its connection open between scrapes; that must not hold the process at exit.
+  server.unref();
+  const port = await listen(server, config);
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}/metrics`;
+  log.info("metrics_listening", { port, url });
+  return {
+    port,
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function listen(server: Server, config: MetricsConfig): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException) => {
+      reject(
+        err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
+          ? new ConfigError(
+              `cannot serve metrics on ${config.host}:${config.port} (${err.code}): set ${config.variable} to a free port, 0 for any, or off`,
+            )
+          : err,
+      );
+    };
+    server.once("error", failed);
+    server.listen(config.port, config.host, () => {
+      server.off("error", failed);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Where each component serves its metrics under this environment, as the `npm start` banner lists them. */
+export function metricsBannerLines(env: Env, components: readonly Component[]): string[] {
+  return components.map((c, i) => {
+    const config = readMetricsConfig(env, c.name);
+    const where =
+      config.port === undefined
+        ? `off (${config.variable}=off)`
+        : config.port === 0
+          ? "a free port: see its metrics_listening log line"
+          : `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}/metrics`;
+    return `    ${i === 0 ? "metrics" : ""}`.padEnd(17) + `${c.name.padEnd(7)}${where}`;
+  });
+}

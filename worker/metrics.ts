@@ -1,0 +1,48 @@
+/**
+ * The worker's Prometheus metrics, updated where the worker already counts for its worker_stats line: entries
+ * handled per batch, the group's backlog at each report, and the time of each Postgres insert.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export interface WorkerMetrics {
+  handled(entries: number): void;
+  /** The group's backlog as worker_stats reports it; undefined when it could not be read. */
+  backlog(backlog: { lag: number | null; pending: number } | undefined): void;
+  postgresWrite(seconds: number): void;
+}
+
+export function workerMetrics(registry: Registry): WorkerMetrics {
+  const registers = [registry];
+  const handled = new Counter({
+    name: "worker_entries_handled_total",
+    help: "Entries of engine:output this worker handled and acknowledged (read or claimed).",
+    registers,
+  });
+  const lag = new Gauge({
+    name: "worker_group_lag_entries",
+    help: "Entries of engine:output not yet delivered to any worker of the group, as of the last worker_stats report (NaN before the first, or when Redis cannot tell).",
+    registers,
+  });
+  const pending = new Gauge({
+    name: "worker_group_pending_entries",
+    help: "Entries delivered to the group's workers but not yet acknowledged, as of the last worker_stats report (NaN before the first).",
+    registers,
+  });
+  // Unknown until the first report, not 0.
+  lag.set(Number.NaN);
+  pending.set(Number.NaN);
+  const write = new Histogram({
+    name: "worker_postgres_write_duration_seconds",
+    help: "Time of one batch's insert of closed orders into Postgres.",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  return {
+    handled: (entries) => handled.inc(entries),
+    backlog(b) {
+      lag.set(b === undefined || b.lag === null ? Number.NaN : b.lag);
+      pending.set(b === undefined ? Number.NaN : b.pending);
+    },
+    postgresWrite: (seconds) => write.observe(seconds),
+  };
+}
