@@ -12,9 +12,8 @@ import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { ApiDeps, ApiEnv } from "./context.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
-import { signInIpSubject } from "./admission.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
-import { checkHost, checkOrigin, limitRate, requireSession, unknownRoute } from "./middleware.ts";
+import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -105,12 +104,6 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     const ok = redis && postgres;
     return c.json({ status: ok ? "ok" : "unavailable", redis, postgres, engine }, ok ? 200 : 503);
   });
-
-  // Reads that cost a Postgres query are counted too: the history per user, sign-in link checks per IP.
-  const perUser = limitRate(deps, "history", settings.historyRate, (c) => c.get("session").userId);
-  app.on("GET", "/api/v1/trade/history", requireSession(deps), perUser);
-  const perIp = limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c)));
-  app.on("GET", "/api/v1/auth/verify", perIp);
 
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));

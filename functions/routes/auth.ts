@@ -18,7 +18,7 @@ import {
 } from "../auth/sign-in-tokens.ts";
 import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { currentSession, requireSession, SESSION_COOKIE } from "../middleware.ts";
+import { currentSession, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
 import {
   apiRouter,
   createRoute,
@@ -61,6 +61,7 @@ export function authRoutes(deps: ApiDeps) {
         "FORBIDDEN_ORIGIN",
         "PAYLOAD_TOO_LARGE",
         "UNSUPPORTED_MEDIA_TYPE",
+        "INCOMPLETE_BODY",
         "RATE_LIMITED",
         "UNAVAILABLE",
       ]),
@@ -85,6 +86,8 @@ export function authRoutes(deps: ApiDeps) {
       "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
       "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead.",
     security: PUBLIC,
+    // Each check costs a Postgres query: counted per IP, so tokens cannot be guessed at speed.
+    middleware: limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c))),
     request: { query: verifyQuery },
     responses: {
       200: {
@@ -99,7 +102,14 @@ export function authRoutes(deps: ApiDeps) {
           "Set-Cookie": { description: "`session=<token>`", schema: { type: "string" } },
         },
       },
-      ...errorResponses(["INVALID_REQUEST", "INVALID_TOKEN", "UNAVAILABLE", "ENGINE_UNAVAILABLE", "ENGINE_TIMEOUT"]),
+      ...errorResponses([
+        "INVALID_REQUEST",
+        "INVALID_TOKEN",
+        "RATE_LIMITED",
+        "UNAVAILABLE",
+        "ENGINE_UNAVAILABLE",
+        "ENGINE_TIMEOUT",
+      ]),
     },
   });
   route(app, verify, async (c, { query: { token } }) => {

@@ -12,7 +12,7 @@ import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { requireSession } from "../middleware.ts";
+import { limitRate, requireSession } from "../middleware.ts";
 import {
   apiRouter,
   createRoute,
@@ -45,6 +45,7 @@ const POST_ERRORS: readonly ErrorCode[] = [
   "IDEMPOTENCY_CONFLICT",
   "PAYLOAD_TOO_LARGE",
   "UNSUPPORTED_MEDIA_TYPE",
+  "INCOMPLETE_BODY",
   "RATE_LIMITED",
   "UNAVAILABLE",
   "ENGINE_UNAVAILABLE",
@@ -192,10 +193,12 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Your closed trades, newest first, paginated",
     description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
     security: SIGNED_IN,
+    // Each page costs a Postgres query: counted per user (after the group's session check).
+    middleware: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
     request: { query: historyQuery },
     responses: {
       200: jsonResponse(responses.history, "One page of closed trades"),
-      ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "UNAVAILABLE"]),
+      ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
