@@ -2,7 +2,8 @@
  * The API reference page in a real browser: Debian's Chromium driven by playwright-core, against a real API on a
  * free port (real Redis, Postgres, engine and worker). The page must render under the app's Content-Security-
  * Policy with nothing from another origin, list every operation of the OpenAPI document, and its "Try it out" must
- * reach this API. Skipped, saying so, where no Chromium is installed (CI installs it: .ci/run).
+ * reach this API. Skipped, saying so, where no Chromium is installed; under CI (CI=true) that is a failure instead,
+ * since .ci/run installs it.
  */
 import { serve, type ServerType } from "@hono/node-server";
 import { existsSync } from "node:fs";
@@ -21,6 +22,11 @@ if (!haveChromium) {
     `docs-page.e2e.test: SKIPPED, no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)\n`,
   );
 }
+
+// CI must run the page, not skip it: .ci/run installs Chromium, so a missing one there is a broken CI setup.
+it.runIf(!haveChromium && process.env.CI === "true")("has Chromium to run with in CI", () => {
+  expect.fail(`no Chromium at ${CHROMIUM}: .ci/run should have installed it`);
+});
 
 describe.skipIf(!haveChromium)("the API reference page at /api/v1/docs", () => {
   let stack: ApiStack;
