@@ -33,6 +33,10 @@ const NOT_INHERITED = [
   "ENGINE_LEASE_TTL_MS",
   "ENGINE_STATS_EVERY_MS",
   "INITIAL_BALANCE_USD",
+  // A child logs JSON lines at info, which the tests wait for: a developer's LOG_FORMAT=pretty or LOG_LEVEL=warn
+  // would hide them.
+  "LOG_FORMAT",
+  "LOG_LEVEL",
 ];
 
 /** A child process and everything it has printed so far. */
