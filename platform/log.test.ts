@@ -120,6 +120,16 @@ describe("child loggers", () => {
     expect(lines()[0]!.role).toBe("b");
   });
 
+  it("write a field once when a call repeats a bound field with the same value", () => {
+    const { log, raw, lines } = capture("engine", { base: { holder: "h:1" } });
+    log.info("lease_released", { holder: "h:1" });
+    log.child({ role: "a" }).info("x", { role: "a", component: "engine", n: 1 });
+    expect(raw[0]!.match(/"holder"/g)).toHaveLength(1);
+    expect(raw[1]!.match(/"role"/g)).toHaveLength(1);
+    expect(raw[1]!.match(/"component"/g)).toHaveLength(1);
+    expect(lines()[1]).toMatchObject({ component: "engine", role: "a", n: 1, event: "x" });
+  });
+
   it("keep their parent's level", () => {
     const { log, lines } = capture("engine", { level: "warn" });
     log.child({ role: "a" }).info("hidden");
@@ -213,6 +223,16 @@ describe("prettyLogLine", () => {
     expect(line).toContain('"lastId":"7-0"');
     expect(line).not.toContain('"component"');
     expect(line).not.toContain('"event"');
+  });
+
+  it("shows fields named like pino's own (pid, name, hostname) among the others, with their names", () => {
+    const pretty = prettyLogLine(false);
+    const line = pretty(
+      json({ component: "start", event: "component_started", child: "api", pid: 42, name: "x.sql", hostname: "vm" }),
+    );
+    expect(line).toMatch(
+      /\] INFO: start {2}component_started \{"child":"api","pid":42,"name":"x.sql","hostname":"vm"\}$/,
+    );
   });
 
   it("shows each level and pads the component so events line up", () => {

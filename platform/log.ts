@@ -43,26 +43,47 @@ export function logFormat(env: Env, isTerminal: boolean): Format {
 export function createLogger(component: string, options: { level?: Level; sink?: Sink; base?: Fields } = {}): Logger {
   const destination: DestinationStream =
     options.sink === undefined ? stdout() : { write: (line: string) => options.sink!(line.slice(0, -1)) };
+  const base = jsonSafe({ component, ...options.base });
   const root = pino(
     {
       level: options.level ?? logLevel(process.env),
-      base: jsonSafe({ component, ...options.base }),
+      base,
       messageKey: "event",
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }), log: jsonSafe },
     },
     destination,
   );
-  return wrap(root);
+  return wrap(root, base);
 }
 
-function wrap(p: Pino): Logger {
+/** `bound`: the fields pino already writes on each line (base and child fields). */
+function wrap(p: Pino, bound: Fields): Logger {
+  const keys = Object.keys(bound);
+  // A call repeating a bound field with the same value (the engine's `holder`) would write the key twice.
+  const own = (fields: Fields | undefined): Fields | undefined => {
+    if (fields === undefined) return fields;
+    let copy: Fields | undefined;
+    for (const key of keys) {
+      if (key in fields && fields[key] === bound[key]) delete (copy ??= { ...fields })[key];
+    }
+    return copy ?? fields;
+  };
+  // Below the level: a function that does nothing, not even look at the fields.
+  const method = (level: Level) => {
+    if (!p.isLevelEnabled(level)) return () => undefined;
+    const write = p[level].bind(p);
+    return (event: string, fields?: Fields) => write(own(fields), event);
+  };
   return {
-    debug: (event, fields) => p.debug(fields, event),
-    info: (event, fields) => p.info(fields, event),
-    warn: (event, fields) => p.warn(fields, event),
-    error: (event, fields) => p.error(fields, event),
-    child: (fields) => wrap(p.child(jsonSafe(fields))),
+    debug: method("debug"),
+    info: method("info"),
+    warn: method("warn"),
+    error: method("error"),
+    child: (fields) => {
+      const safe = jsonSafe(own(fields)!);
+      return wrap(p.child(safe), { ...bound, ...safe });
+    },
   };
 }
 
@@ -75,7 +96,7 @@ function stdout(): DestinationStream {
   const terminal = isatty(1);
   const fd = pino.destination({ dest: 1, sync: true });
   if (logFormat(process.env, terminal) === "json") return (stdoutDestination = fd);
-  const pretty = prettyLogLine(terminal);
+  const pretty = prettyLogLine(terminal && !process.env.NO_COLOR);
   return (stdoutDestination = { write: (line: string) => fd.write(`${pretty(line)}\n`) });
 }
 
@@ -119,10 +140,21 @@ function safeValue(value: unknown, depth: number): unknown {
   return copy ?? value;
 }
 
+/** Each process in its own colour, so the `npm start` terminal reads by process at a glance. */
+const COMPONENT_COLOURS: Record<string, "magenta" | "yellow" | "blue" | "green" | "white"> = {
+  engine: "magenta",
+  worker: "yellow",
+  poller: "blue",
+  api: "green",
+};
+
+/** What a pretty line shows in its own places; every other field follows as compact JSON. */
+const LINE_KEYS = new Set(["level", "time", "component", "event"]);
+
 /**
  * A formatter from a JSON log line (text or parsed) to one readable line, without its newline: local time,
  * level, component, event and the other fields as compact JSON; an error's stack follows on indented lines.
- * Anything that is not a JSON line comes back as it is.
+ * Anything that is not a JSON log line comes back as it is.
  */
 export function prettyLogLine(colors: boolean): (line: string | Fields) => string {
   const format = prettyFactory({
@@ -130,18 +162,42 @@ export function prettyLogLine(colors: boolean): (line: string | Fields) => strin
     messageKey: "event",
     translateTime: "SYS:HH:MM:ss.l",
     singleLine: true,
-    ignore: "component",
+    ignore: "component,fields",
     messageFormat: (log, messageKey, _label, { colors: c }) => {
+      const component = typeof log.component === "string" ? log.component : "";
+      const event = typeof log[messageKey] === "string" ? log[messageKey] : "";
       const error = log.error as { message?: unknown } | undefined;
       const message = typeof error?.message === "string" ? `: ${error.message}` : "";
-      const component = typeof log.component === "string" ? log.component : "";
-      return `${c.bold(component.padEnd(6))} ${String(log[messageKey])}${message}`;
+      const fields = typeof log.fields === "string" ? ` ${c.gray(log.fields)}` : "";
+      const paint = COMPONENT_COLOURS[component] ?? "white";
+      return `${c.bold(c[paint](component.padEnd(6)))} ${event}${message}${fields}`;
     },
   });
   return (line) => {
-    const text = format(line);
+    const log = typeof line === "string" ? parseObject(line) : line;
+    if (log === undefined) return line as string;
+    // pino-pretty gives fields such as pid and name places of their own, nameless: only ours reach it.
+    const shown: Fields = {};
+    const rest: Fields = {};
+    for (const [key, value] of Object.entries(log)) {
+      if (LINE_KEYS.has(key) || (key === "error" && typeof (value as { stack?: unknown })?.stack === "string")) {
+        shown[key] = value;
+      } else rest[key] = value;
+    }
+    if (Object.keys(rest).length > 0) shown.fields = JSON.stringify(rest);
+    const text = format(shown);
     return text.endsWith("\n") ? text.slice(0, -1) : text;
   };
+}
+
+function parseObject(line: string): Fields | undefined {
+  if (!line.startsWith("{")) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(line);
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? (parsed as Fields) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
