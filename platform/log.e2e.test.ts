@@ -7,7 +7,7 @@ import { spawnChild, spawnComponent } from "./testing/processes.ts";
 
 const LINES = 200;
 
-function runFixture(how: "exit" | "throw" | "thread") {
+function runFixture(how: "exit" | "throw" | "thread" | "epipe") {
   return spawnChild(
     `log-${how}`,
     process.execPath,
@@ -39,6 +39,27 @@ describe("log lines when a process ends right after logging", () => {
       if (how === "throw") expect(child.other.join("\n")).toContain("broken invariant");
     });
   }
+});
+
+describe("log lines to a reader", () => {
+  it("wait while it falls behind, and all arrive", { timeout: 30_000 }, async () => {
+    const child = runFixture("exit");
+    child.proc.stdout.pause(); // the pipe fills: the child's writes must wait, not drop or fail
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    child.proc.stdout.resume();
+    expect(await child.exited).toEqual({ code: 3, signal: null });
+    await new Promise((resolve) =>
+      child.proc.stdout.readableEnded ? resolve(undefined) : child.proc.stdout.once("end", resolve),
+    );
+    expect(child.lines.filter((l) => l.component === "fixture")).toHaveLength(LINES + 1);
+  });
+
+  it("are dropped, without failing the process, when the reader is gone", { timeout: 30_000 }, async () => {
+    const child = runFixture("epipe");
+    child.proc.stdout.destroy();
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(child.other).toContain("still running");
+  });
 });
 
 describe("LOG_LEVEL", () => {

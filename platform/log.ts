@@ -7,6 +7,7 @@
  * LOG_LEVEL (debug | info | warn | error, default info) filters; LOG_FORMAT (json | pretty, default pretty when
  * stdout is a terminal, else json) chooses between the JSON lines and one readable line per entry.
  */
+import { writeSync } from "node:fs";
 import { isatty } from "node:tty";
 import { pino, type DestinationStream, type Logger as Pino } from "pino";
 import { prettyFactory } from "pino-pretty";
@@ -94,10 +95,41 @@ function stdout(): DestinationStream {
   if (stdoutDestination !== undefined) return stdoutDestination;
   // isatty, not process.stdout.isTTY: that getter would set up Node's own asynchronous stdout stream.
   const terminal = isatty(1);
-  const fd = pino.destination({ dest: 1, sync: true });
+  const fd = syncWriter(1);
   if (logFormat(process.env, terminal) === "json") return (stdoutDestination = fd);
   const pretty = prettyLogLine(terminal && !process.env.NO_COLOR);
   return (stdoutDestination = { write: (line: string) => fd.write(`${pretty(line)}\n`) });
+}
+
+/**
+ * Writes each line to `fd` before returning. Once anything in the process has touched process.stdout, fd 1 is
+ * non-blocking: a full pipe (its reader behind) answers EAGAIN, and this waits a millisecond and writes the rest,
+ * where pino.destination's sync mode sleeps 100 ms, a stall of the event loop each time. A line that cannot be
+ * written at all (EPIPE: the reader is gone) is dropped: logging must not throw into the code that logs.
+ */
+export function syncWriter(fd: number): DestinationStream {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  return {
+    write(line: string) {
+      let rest: Buffer | undefined;
+      for (;;) {
+        try {
+          if (rest === undefined) {
+            const written = writeSync(fd, line);
+            if (written === Buffer.byteLength(line)) return;
+            rest = Buffer.from(line).subarray(written);
+          } else {
+            rest = rest.subarray(writeSync(fd, rest));
+            if (rest.length === 0) return;
+          }
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "EAGAIN") return;
+          rest ??= Buffer.from(line);
+          Atomics.wait(pause, 0, 0, 1);
+        }
+      }
+    },
+  };
 }
 
 /**

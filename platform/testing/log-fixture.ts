@@ -3,6 +3,7 @@
  * - `exit` logs then calls process.exit; `throw` logs then throws; `thread` has a worker thread log and the main
  *   thread exit the moment the thread says it is done (the engine's threads log, and the engine exits on a broken
  *   invariant). Every line logged before the end must reach the reader.
+ * - `epipe` logs to a reader that is gone, then says on stderr that it is still running.
  * - `serve` stands in for a component under the supervisor: logs a line at each level (`ready` at info), prints a
  *   line that is not JSON, and stops on SIGTERM.
  */
@@ -29,6 +30,9 @@ if (!isMainThread) {
     workerData: [how, count],
   });
   worker.once("message", () => process.exit(0));
+} else if (how === "epipe") {
+  logAll();
+  process.stderr.write("still running\n");
 } else if (how === "serve") {
   const timer = setInterval(() => undefined, 60_000);
   process.once("SIGTERM", () => {
