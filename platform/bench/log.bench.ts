@@ -71,7 +71,7 @@ async function main(): Promise<void> {
   }
   const figures: Record<string, Record<string, number>> = {};
   const rows = [
-    `${"ns per call (median of " + RUNS + " runs)".padEnd(40)} ${"/dev/null".padStart(10)} ${"pipe".padStart(10)}`,
+    `${`ns per call, median of ${RUNS} runs`.padEnd(40)} ${"/dev/null".padStart(10)} ${"pipe".padStart(10)}`,
   ];
   for (const [name, label] of Object.entries(CASES) as [Case, string][]) {
     const devnull = Math.round(median(samples.devnull.map((s) => s[name])));
