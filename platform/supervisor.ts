@@ -8,16 +8,37 @@
  * Each child gets an IPC channel it does not use for messages: when this process dies, even by SIGKILL, the
  * channel closes and the children stop themselves (platform/config.ts, onStopRequest). Log lines name the child
  * `child` (the supervisor's own lines carry `component: "start"`).
+ *
+ * Children always log JSON, at info or below, whatever the environment says: this process reads their ready
+ * events. It applies LOG_LEVEL itself to what it relays, and LOG_FORMAT to its stdout only (logRelay): the files
+ * stay JSON lines.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nodeArgs, type Component } from "./components.ts";
-import type { Logger } from "./log.ts";
+import { LEVELS, logFormat, logLevel, prettyLogLine, type Level, type Logger } from "./log.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
+
+/** Where a child's output goes besides its file: the line, and its JSON parsed when it is a JSON log line. */
+export type Relay = (line: string, parsed?: Record<string, unknown>) => void;
+
+/**
+ * Relays lines to a stream (this process's stdout): as they are for LOG_FORMAT=json, else one readable line
+ * each, coloured when the stream is a terminal. LOG_FORMAT unset: pretty for a terminal, JSON otherwise.
+ */
+export function logRelay(
+  stream: { write(text: string): unknown; isTTY?: boolean },
+  env: Readonly<Record<string, string | undefined>>,
+): Relay {
+  const terminal = stream.isTTY === true;
+  if (logFormat(env, terminal) === "json") return (line) => void stream.write(`${line}\n`);
+  const pretty = prettyLogLine(terminal && !env.NO_COLOR);
+  return (line, parsed) => void stream.write(`${pretty(parsed ?? line)}\n`);
+}
 
 interface Running {
   readonly component: Component;
@@ -39,10 +60,16 @@ export class Supervisor {
 
   constructor(
     private readonly components: readonly Component[],
-    private readonly options: { env: NodeJS.ProcessEnv; log: Logger; logDir: string; out?: (line: string) => void },
+    private readonly options: { env: NodeJS.ProcessEnv; log: Logger; logDir: string; out?: Relay },
   ) {
     mkdirSync(options.logDir, { recursive: true });
+    this.minLevel = LEVELS.indexOf(logLevel(options.env));
+    this.out = options.out ?? logRelay(process.stdout, options.env);
   }
+
+  /** LOG_LEVEL's place in LEVELS: lines below it are not relayed. */
+  private readonly minLevel: number;
+  private readonly out: Relay;
 
   /**
    * Starts every component in order, each once the one before is ready; resolves with their ready lines. Rejects
@@ -105,9 +132,10 @@ export class Supervisor {
     const { log } = this.options;
     // detached: its own process group, so a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
     // which then stops the components one by one, in order; a signal to all at once would race that order.
+    const childLevel: Level = this.minLevel === 0 ? "debug" : "info"; // its ready event is an info line
     const child = spawn(process.execPath, nodeArgs(entry.component), {
       cwd: REPO_ROOT,
-      env: this.options.env,
+      env: { ...this.options.env, LOG_FORMAT: "json", LOG_LEVEL: childLevel },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       detached: true,
     });
@@ -142,8 +170,12 @@ export class Supervisor {
     });
   }
 
+  private belowLevel(level: unknown): boolean {
+    const rank = LEVELS.indexOf(level as Level);
+    return rank !== -1 && rank < this.minLevel;
+  }
+
   private pipeLines(entry: Running, stream: NodeJS.ReadableStream, json: boolean): void {
-    const out = this.options.out ?? ((line: string) => process.stdout.write(`${line}\n`));
     let partial = "";
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => {
@@ -152,16 +184,22 @@ export class Supervisor {
       partial = lines.pop() ?? "";
       for (const line of lines) {
         if (line === "") continue;
+        const parsed = json && line.startsWith("{") ? parseLogLine(line) : undefined;
+        if (parsed?.event === entry.component.readyEvent) entry.markReady(parsed);
+        if (parsed !== undefined && this.belowLevel(parsed.level)) continue;
         if (!entry.file.writableEnded) entry.file.write(`${line}\n`);
-        out(line);
-        if (!json || !line.startsWith("{")) continue;
-        try {
-          const parsed = JSON.parse(line) as Record<string, unknown>;
-          if (parsed.event === entry.component.readyEvent) entry.markReady(parsed);
-        } catch {
-          // not a JSON line: printed and kept as it is
-        }
+        this.out(line, parsed);
       }
     });
+  }
+}
+
+/** A JSON log line's fields; undefined for anything else, which is printed and kept as it is. */
+function parseLogLine(line: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(line);
+    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -48,9 +48,14 @@ describe("poller/main.ts", () => {
     );
     for (const [, fields] of entries)
       expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
-    const listening = /"event":"metrics_listening","port":(\d+)/.exec(poller.output().stdout);
-    expect(listening).not.toBeNull();
-    const metrics = await scrape(Number(listening![1]));
+    const listening = poller
+      .output()
+      .stdout.split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as { event?: string; port?: number })
+      .find((entry) => entry.event === "metrics_listening");
+    expect(listening?.port).toBeGreaterThan(0);
+    const metrics = await scrape(listening!.port!);
     for (const asset of ASSETS)
       expect(sample(metrics, "poller_quotes_total", { market: asset.market })).toBeGreaterThanOrEqual(1);
     expect(sample(metrics, "poller_feed_source", { source: "sim" })).toBe(1);

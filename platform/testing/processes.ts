@@ -36,6 +36,10 @@ const NOT_INHERITED = [
   "INITIAL_BALANCE_USD",
   "METRICS_HOST",
   ...COMPONENTS.map((c) => metricsPortVariable(c.name)),
+  // A child logs JSON lines at info, which the tests wait for: a developer's LOG_FORMAT=pretty or LOG_LEVEL=warn
+  // would hide them.
+  "LOG_FORMAT",
+  "LOG_LEVEL",
 ];
 
 /** A child process and everything it has printed so far. */

@@ -1,0 +1,50 @@
+/**
+ * A process that logs, for platform/log.e2e.test.ts: `node --import tsx log-fixture.ts <how> <lines>`.
+ * - `exit` logs then calls process.exit; `throw` logs then throws; `thread` has a worker thread log and the main
+ *   thread exit the moment the thread says it is done (the engine's threads log, and the engine exits on a broken
+ *   invariant). Every line logged before the end must reach the reader.
+ * - `epipe` logs to a reader that is gone, then says on stderr that it is still running.
+ * - `serve` stands in for a component under the supervisor: logs a line at each level (`ready` at info), prints a
+ *   line that is not JSON, and stops on SIGTERM.
+ */
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { createLogger } from "../log.ts";
+
+const [how, count] = isMainThread ? [process.argv[2], Number(process.argv[3])] : (workerData as [string, number]);
+const log = createLogger("fixture", { base: { thread: isMainThread ? "main" : "worker" } });
+// A line longer than the 4 KiB a pipe writes in one piece, and many of them: more than a pipe holds.
+const padding = "x".repeat(5_000);
+
+function logAll(): void {
+  for (let i = 0; i < count; i++) log.info("line", { i, padding });
+  log.info("last", { i: count });
+}
+
+if (!isMainThread) {
+  logAll();
+  parentPort!.postMessage("done");
+} else if (how === "thread") {
+  // Through ts-thread.mjs, as threads.ts starts a thread from source: a thread does not inherit tsx's loader.
+  const worker = new Worker(new URL("../ts-thread.mjs", import.meta.url), {
+    argv: [import.meta.url],
+    workerData: [how, count],
+  });
+  worker.once("message", () => process.exit(0));
+} else if (how === "epipe") {
+  logAll();
+  process.stderr.write("still running\n");
+} else if (how === "serve") {
+  const timer = setInterval(() => undefined, 60_000);
+  process.once("SIGTERM", () => {
+    clearInterval(timer);
+    log.info("stopped");
+  });
+  log.debug("detail", { logFormat: process.env.LOG_FORMAT, logLevel: process.env.LOG_LEVEL });
+  log.info("ready", { logFormat: process.env.LOG_FORMAT, logLevel: process.env.LOG_LEVEL });
+  log.warn("slow", { ms: 1500 });
+  process.stdout.write("not a JSON line\n");
+} else {
+  logAll();
+  if (how === "exit") process.exit(3);
+  throw new Error("broken invariant");
+}
