@@ -4,8 +4,10 @@
  * `{"error": {"code", "message"}}` and anything else into a bare 500 (503 when a backing service is unreachable),
  * so no stack trace or internal detail ever reaches a client.
  *
- * The engine's refusals (contract/rejections.ts) are answered with their own codes: 422, except a trade that is not
- * the user's, which is a 404 like any other resource that is unknown or not yours.
+ * The engine's refusals (contract/rejections.ts) are answered with their own codes (rejectionStatus): 404 for a
+ * trade or account that is unknown or not the user's, like any other resource; 400 for an instruction the engine
+ * found malformed (INVALID_INSTRUCTION, INVALID_AMOUNT, UNKNOWN_ASSET), as the API's own checks would; 422 for the
+ * rest, requests understood but refused.
  */
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { RejectionCode } from "../contract/rejections.ts";
