@@ -35,7 +35,27 @@ describe("docs", () => {
   it("README.md is at most 12 KB", () => {
     expect(statSync(join(root, "README.md")).size).toBeLessThanOrEqual(12 * 1024);
   });
+
+  // A clone holds the code, its docs and its history, nothing else: a pointer to a design note, an issue tracker or
+  // a folder beside the repository leads a newcomer nowhere.
+  it("no code, test or doc points outside the repository", () => {
+    const text = files.filter((f) => /\.(ts|mjs|js|md|sql|json|example)$|^Dockerfile$|^\.ci\//.test(f));
+    const found = text
+      .filter((f) => f !== "package-lock.json" && f !== "scripts/docs.test.ts")
+      .flatMap((f) => outsideReferences(readFileSync(join(root, f), "utf8")).map((m) => `${f}: ${m}`));
+    expect(found).toEqual([]);
+  });
+
+  it("finds such pointers in a known-bad example", () => {
+    const bad = "see ../shared/API.md, DESIGN §4 and issue 12; Issue #3 too";
+    expect(outsideReferences(bad)).toEqual(["../shared/", "DESIGN §", "issue 12", "Issue #3"]);
+    expect(outsideReferences("a zod issue's path; issues.length")).toEqual([]);
+  });
 });
+
+function outsideReferences(text: string): string[] {
+  return [...text.matchAll(/\.\.\/shared\/|DESIGN §|\b[Ii]ssues? #?\d+/g)].map((m) => m[0]);
+}
 
 describe("path extraction", () => {
   const files = ["README.md", "docs/a.md", "engine/main.ts", "engine/core/apply.ts", "migrations/001_users.sql"];
