@@ -209,4 +209,16 @@ describe("unknown paths and methods", () => {
     const logout = await client(stack.app).post("/api/v1/auth/logout", {});
     expect([logout.status, logout.headers.get("allow")]).toEqual([405, "DELETE"]);
   });
+
+  it("answers 405 and 404 without a session too: no route's session check runs for a path it does not serve", async () => {
+    const anonymous = client(stack.app);
+    const get = await anonymous.get("/api/v1/trade/create");
+    expect([get.status, get.headers.get("allow")]).toEqual([405, "POST"]);
+    const post = await anonymous.post("/api/v1/account/balance", {});
+    expect([post.status, post.headers.get("allow")]).toEqual([405, "GET, HEAD"]);
+    for (const path of ["/api/v1/trade/nope", "/api/v1/account/nope"]) {
+      expect((await anonymous.get(path)).status).toBe(404);
+    }
+    expect((await anonymous.get("/api/v1/trade/open")).status).toBe(401);
+  });
 });

@@ -7,7 +7,8 @@ import { assetsView, balancesView, quotesView } from "../views.ts";
 
 export function accountRoutes(deps: ApiDeps) {
   const app = apiRouter();
-  app.use(requireSession(deps));
+  // On each route, not the group: a wrong method or path answers 405/404 whoever asks.
+  const signedIn = requireSession(deps);
   const errors = errorResponses(["UNAUTHENTICATED", "UNAVAILABLE"]);
 
   const usd = createRoute({
@@ -17,6 +18,7 @@ export function accountRoutes(deps: ApiDeps) {
     tags: ["Account"],
     summary: "USD not locked as margin",
     security: SIGNED_IN,
+    middleware: signedIn,
     responses: {
       200: {
         description: "The free USD balance",
@@ -40,6 +42,7 @@ export function accountRoutes(deps: ApiDeps) {
     summary: "All balances",
     description: "USD and every asset, zero included.",
     security: SIGNED_IN,
+    middleware: signedIn,
     responses: { 200: jsonResponse(responses.balances, "Every balance"), ...errors },
   });
   route(app, all, async (c) => {
@@ -54,6 +57,7 @@ export function accountRoutes(deps: ApiDeps) {
     summary: "Tradable assets with decimals and the latest quote",
     description: "Quote fields are null until the first price of a market has arrived.",
     security: SIGNED_IN,
+    middleware: signedIn,
     responses: { 200: jsonResponse(responses.assets, "Every tradable asset"), ...errors },
   });
   route(app, assets, async (c) => {

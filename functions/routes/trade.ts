@@ -58,9 +58,10 @@ const IDEMPOTENT =
 
 export function tradeRoutes(deps: ApiDeps) {
   const app = apiRouter();
-  // The POSTs check revocation in their admission script (see act); the GETs here.
-  app.on("POST", "*", requireSession(deps, { revocation: "in-admission" }));
-  app.on("GET", "*", requireSession(deps));
+  // Each route checks the session itself, so a wrong method or path answers 405/404 whoever asks. The POSTs check
+  // revocation in their admission script (see act); the GETs here.
+  const signedInPost = requireSession(deps, { revocation: "in-admission" });
+  const signedIn = requireSession(deps);
 
   const create = createRoute({
     method: "post",
@@ -72,6 +73,7 @@ export function tradeRoutes(deps: ApiDeps) {
       "Locks `margin` USD and opens a long or short of `margin × leverage` notional at the current ask (long) " +
       `or bid (short). Optional stop-loss and take-profit close it automatically. ${IDEMPOTENT}`,
     security: SIGNED_IN,
+    middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(createTradeRequest) },
     responses: {
       201: jsonResponse(responses.trade, "The opened trade"),
@@ -118,6 +120,7 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Close one of your open trades",
     description: `Closes at the current bid (long) or ask (short) and settles margin plus PnL to USD. ${IDEMPOTENT}`,
     security: SIGNED_IN,
+    middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(closeTradeRequest) },
     responses: {
       200: jsonResponse(responses.closedTrade, "The closed trade"),
@@ -138,6 +141,7 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Spot market order",
     description: `Buys at the ask or sells at the bid, paying or receiving USD at once. ${IDEMPOTENT}`,
     security: SIGNED_IN,
+    middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(spotOrderRequest) },
     responses: {
       201: jsonResponse(responses.order, "The filled order and the balances after it"),
@@ -171,6 +175,7 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Your open trades with live PnL",
     description: "Oldest first. PnL is exact, at the price each trade would close at now.",
     security: SIGNED_IN,
+    middleware: signedIn,
     responses: {
       200: jsonResponse(responses.openTrades, "Your open trades"),
       ...errorResponses(["UNAUTHENTICATED", "UNAVAILABLE"]),
@@ -193,8 +198,8 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Your closed trades, newest first, paginated",
     description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
     security: SIGNED_IN,
-    // Each page costs a Postgres query: counted per user (after the group's session check).
-    middleware: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
+    // Each page costs a Postgres query: counted per user, once the session is known.
+    middleware: [signedIn, limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId)],
     request: { query: historyQuery },
     responses: {
       200: jsonResponse(responses.history, "One page of closed trades"),
