@@ -15,7 +15,10 @@ import { ASSETS } from "../contract/markets.ts";
 const REDIS_URL = TEST_REDIS_URL;
 const redis = new Redis(REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
+const started: ReturnType<typeof spawn>[] = [];
 afterAll(async () => {
+  // A test that failed before stopping its poller must not leave it publishing.
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   await redis.del(keyspace(prefix).input);
   redis.disconnect();
 });
@@ -26,6 +29,7 @@ function startPoller(env: Record<string, string>) {
     env: { ...process.env, REDIS_URL, POLLER_METRICS_PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  started.push(child);
   let stdout = "";
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
