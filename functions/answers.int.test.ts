@@ -126,6 +126,29 @@ describe("validation errors say field, expected and received", () => {
     expect(unknown.body.error?.message).toBe('Unknown query parameter "page"; this request takes limit and cursor.');
   });
 
+  it("a parameter or field named like an object's own machinery is just unknown, and many unknown fields are counted", async () => {
+    for (const name of ["constructor", "__proto__", "toString"]) {
+      const res = await ada.get(`/api/v1/trade/history?${name}=1`);
+      expect([res.status, res.body.error?.message]).toEqual([
+        400,
+        `Unknown query parameter "${name}"; this request takes limit and cursor.`,
+      ]);
+    }
+    const many = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, 1]));
+    const res = await ada.post("/api/v1/trade/close", { tradeId: "T0-1", ...many });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    expect(res.body.error?.message).toBe(
+      'Unknown fields "k0", "k1", "k2", "k3", "k4" and 995 more; this request takes tradeId.',
+    );
+  });
+
+  it("the docs page's files are looked up by their own names only", async () => {
+    for (const name of ["constructor", "__proto__", "hasOwnProperty", "nope.js"]) {
+      const res = await ada.get(`/api/v1/docs/${name}`);
+      expect([res.status, res.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    }
+  });
+
   it("a repeated query parameter and a malformed Content-Length say so", async () => {
     const repeated = await ada.get("/api/v1/trade/history?limit=1&limit=2");
     expect([repeated.status, repeated.body.error?.message]).toEqual([

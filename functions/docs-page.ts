@@ -72,7 +72,8 @@ const cache = new Map<string, Promise<string>>();
 
 /** One of the page's assets, or undefined for a name it does not have. Read once, then kept. */
 export function docsAsset(name: string): Promise<{ type: string; body: string }> | undefined {
-  const asset = ASSETS[name];
+  // Own names only: "constructor" or "__proto__" must be a 404 like any other unknown file.
+  const asset = Object.hasOwn(ASSETS, name) ? ASSETS[name] : undefined;
   if (asset === undefined) return undefined;
   let body = cache.get(name);
   if (body === undefined) {

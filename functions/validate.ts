@@ -4,8 +4,8 @@
  * without reading the source.
  *
  * Bodies are limited to BODY_LIMIT_BYTES (413). With a Content-Length the limit is checked before reading, and the
- * body is read through the Node server's direct path (no Web stream: a third of the API's CPU per order went to
- * building Request streams when it was read as one); without one, the stream is read and cut off at the limit.
+ * body is read through the Node server's direct path (building a Web stream per request is a large share of the
+ * API's CPU per order); without one, the stream is read and cut off at the limit.
  */
 import type { Context } from "hono";
 import type { z } from "zod";
@@ -68,9 +68,10 @@ async function readBodyText(c: Context): Promise<string> {
 
 export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<S> {
   const url = new URL(c.req.url);
-  const query: Record<string, string> = {};
+  // No prototype: "__proto__" or "constructor" is a key like any other (and so an unknown parameter).
+  const query: Record<string, string> = Object.create(null) as Record<string, string>;
   for (const [k, v] of url.searchParams) {
-    if (k in query) {
+    if (Object.hasOwn(query, k)) {
       const name = received(k, false);
       throw new ApiError("INVALID_REQUEST", `Query parameter ${name}: expected one value, received more than one.`);
     }
@@ -204,9 +205,14 @@ function bound(inclusive: string, exclusive: string, origin: string, limit: numb
   return `${isInclusive === false ? exclusive : inclusive} ${String(limit)}${unit}`;
 }
 
+const MAX_UNKNOWN_SHOWN = 5;
+
 function unknownKeys(keys: readonly string[], where: "body" | "query", fields?: readonly string[]): string {
   const kind = where === "body" ? "field" : "query parameter";
-  const named = `Unknown ${kind}${keys.length === 1 ? "" : "s"} ${listed(keys.map(quoted))}`;
+  // A body may hold thousands of keys: the answer names the first few and counts the rest.
+  const shownKeys = keys.slice(0, MAX_UNKNOWN_SHOWN).map(quoted);
+  if (keys.length > MAX_UNKNOWN_SHOWN) shownKeys.push(`${keys.length - MAX_UNKNOWN_SHOWN} more`);
+  const named = `Unknown ${kind}${keys.length === 1 ? "" : "s"} ${listed(shownKeys)}`;
   return fields === undefined || fields.length === 0 ? `${named}.` : `${named}; this request takes ${listed(fields)}.`;
 }
 

@@ -133,23 +133,22 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
  */
 function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
   const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+  // Prices are formatted only for a refusal: an accepted open formats nothing here.
   const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
-  const bid = price(quote.bidTicks);
-  const ask = price(quote.askTicks);
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
     return refuse(
       "INVALID_STOP_LOSS",
       isLong
-        ? `A long's stop-loss must be below the current bid ${bid}; stopLoss ${price(sl)} is not.`
-        : `A short's stop-loss must be above the current ask ${ask}; stopLoss ${price(sl)} is not.`,
+        ? `A long's stop-loss must be below the current bid ${price(quote.bidTicks)}; stopLoss ${price(sl)} is not.`
+        : `A short's stop-loss must be above the current ask ${price(quote.askTicks)}; stopLoss ${price(sl)} is not.`,
     );
   }
   if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
     return refuse(
       "INVALID_TAKE_PROFIT",
       isLong
-        ? `A long's take-profit must be above the current bid ${bid}; takeProfit ${price(tp)} is not.`
-        : `A short's take-profit must be below the current ask ${ask}; takeProfit ${price(tp)} is not.`,
+        ? `A long's take-profit must be above the current bid ${price(quote.bidTicks)}; takeProfit ${price(tp)} is not.`
+        : `A short's take-profit must be below the current ask ${price(quote.askTicks)}; takeProfit ${price(tp)} is not.`,
     );
   }
   if (liquidation === 0) return undefined;
@@ -160,9 +159,9 @@ function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquida
       "INVALID_STOP_LOSS",
       isLong
         ? `stopLoss ${price(sl)} is below this long's liquidation price ${at}, so it could never fire: a long's ` +
-            `stop-loss must be at or above the liquidation price ${at} and below the current bid ${bid}.`
+            `stop-loss must be at or above the liquidation price ${at} and below the current bid ${price(quote.bidTicks)}.`
         : `stopLoss ${price(sl)} is above this short's liquidation price ${at}, so it could never fire: a short's ` +
-            `stop-loss must be above the current ask ${ask} and at or below the liquidation price ${at}.`,
+            `stop-loss must be above the current ask ${price(quote.askTicks)} and at or below the liquidation price ${at}.`,
     );
   }
   return undefined;
