@@ -5,8 +5,8 @@
  * to every child, gives each process its own. Every metric of a process starts with its component's name,
  * prom-client's process and Node.js metrics too (`engine_process_cpu_seconds_total`).
  *
- * The listener binds METRICS_HOST, 127.0.0.1 by default: deployed, a collector in the same task scrapes it, and
- * nothing reaches it from outside.
+ * The listener binds METRICS_HOST, 127.0.0.1 by default, so nothing reaches it from outside the machine (the
+ * task, deployed): a collector runs beside the process.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";

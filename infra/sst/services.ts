@@ -2,7 +2,7 @@
  * The always-on containers: engine, worker and poller as ECS Fargate services in one cluster, all from the one
  * Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
  * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack,
- * and nothing listens publicly (each process's metrics port binds the task's loopback, for a collector beside it),
+ * and nothing listens publicly (each process's metrics port binds the task's loopback; no collector is defined yet),
  * so no load balancer. In `sst dev` nothing is deployed: each runs locally as its npm script
  * with the same environment. Needs SST's globals: import only from sst.config.ts's `run`.
  */
