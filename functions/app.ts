@@ -35,11 +35,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   if (deps.devMailbox !== undefined) app.use(checkHost(settings.appUrl));
   const apiHeaders = secureHeaders({
     crossOriginResourcePolicy: false,
-    contentSecurityPolicy: {
-      defaultSrc: ["'self'"],
-      scriptSrc: ["'self'", "'unsafe-inline'"],
-      styleSrc: ["'unsafe-inline'"],
-    },
+    // JSON only: nothing in an answer may load or run anything (the docs page has its own policy).
+    contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
   });
   // The API reference page loads its stylesheet and scripts from this origin (docs-page.ts).
   const docsHeaders = secureHeaders({ crossOriginResourcePolicy: false, contentSecurityPolicy: DOCS_CSP });

@@ -19,6 +19,8 @@ export interface ApiMetrics {
 }
 
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]);
+/** Seconds, from a millisecond (a quick read) to the engine timeout's order of magnitude. */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const ENGINE_OUTCOMES = ["answered", "timeout", "unavailable", "error"] as const;
 
 export function apiMetrics(registry: Registry): ApiMetrics {
@@ -27,14 +29,14 @@ export function apiMetrics(registry: Registry): ApiMetrics {
     name: "api_request_duration_seconds",
     help: "HTTP requests from first byte in to the response handed to Node, by method, route pattern and status.",
     labelNames: ["method", "route", "status"] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: LATENCY_BUCKETS,
     registers,
   });
   const engine = new Histogram({
     name: "api_engine_round_trip_duration_seconds",
     help: "A trade request's instruction to the engine until its answer (or the give-up), by outcome: answered, timeout (504), unavailable (no engine: 503), error.",
     labelNames: ["outcome"] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    buckets: LATENCY_BUCKETS,
     registers,
   });
   const outcomes = Object.fromEntries(ENGINE_OUTCOMES.map((o) => [o, engine.labels(o)])) as Record<

@@ -206,7 +206,7 @@ export function prettyLogLine(colors: boolean): (line: string | Fields) => strin
     },
   });
   return (line) => {
-    const log = typeof line === "string" ? parseObject(line) : line;
+    const log = typeof line === "string" ? parseLogLine(line) : line;
     if (log === undefined) return line as string;
     // pino-pretty gives fields such as pid and name places of their own, nameless: only ours reach it.
     const shown: Fields = {};
@@ -222,7 +222,8 @@ export function prettyLogLine(colors: boolean): (line: string | Fields) => strin
   };
 }
 
-function parseObject(line: string): Fields | undefined {
+/** A JSON log line's fields; undefined for anything that is not one (printed and kept as it is). */
+export function parseLogLine(line: string): Fields | undefined {
   if (!line.startsWith("{")) return undefined;
   try {
     const parsed: unknown = JSON.parse(line);

@@ -88,7 +88,7 @@ export async function serveMetrics(
   // A scraper keeps its connection open between scrapes; that must not hold the process at exit.
   server.unref();
   const port = await listen(server, config);
-  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}/metrics`;
+  const url = metricsUrl(config.host, port);
   log.info("metrics_listening", { port, url });
   return {
     port,
@@ -129,7 +129,11 @@ export function metricsBannerLines(env: Env, components: readonly Component[]): 
         ? `off (${config.variable}=off)`
         : config.port === 0
           ? "a free port: see its metrics_listening log line"
-          : `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}/metrics`;
+          : metricsUrl(config.host, config.port);
     return `    ${i === 0 ? "metrics" : ""}`.padEnd(17) + `${c.name.padEnd(7)}${where}`;
   });
+}
+
+function metricsUrl(host: string, port: number): string {
+  return `http://${host.includes(":") ? `[${host}]` : host}:${port}/metrics`;
 }

@@ -18,7 +18,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nodeArgs, type Component } from "./components.ts";
-import { LEVELS, logFormat, logLevel, prettyLogLine, type Level, type Logger } from "./log.ts";
+import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
@@ -191,15 +191,5 @@ export class Supervisor {
         this.out(line, parsed);
       }
     });
-  }
-}
-
-/** A JSON log line's fields; undefined for anything else, which is printed and kept as it is. */
-function parseLogLine(line: string): Record<string, unknown> | undefined {
-  try {
-    const parsed: unknown = JSON.parse(line);
-    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
   }
 }
