@@ -6,10 +6,10 @@
  * What counts as a path:
  * - a link target (`[text](target)`) that is not a URL, a mail address or a bare anchor, resolved from the
  *   document's folder; it must stay inside the repository;
- * - an inline code span that looks like one: no spaces or placeholders (`<name>`), not an npm scope (`@x/y`) or
- *   an absolute URL path (`/api/v1/...`), and either containing a `/` or ending in a file extension the repository
- *   uses. It may be written from the document's folder or from the repository root. `*` is a glob that must match
- *   at least one file. A span with `*` but no `/` is a naming pattern (`*.int.test.ts`), not a path.
+ * - an inline code span that looks like one: no spaces or placeholders (`<name>`), not an npm scope (`@x/y`), a
+ *   media type (`application/json`) or an absolute URL path (`/api/v1/...`), and either containing a `/` or ending
+ *   in a file extension the repository uses. It may be written from the document's folder or from the repository
+ *   root. `*` is a glob that must match at least one file. A span with `*` but no `/` is a naming pattern (`*.int.test.ts`), not a path.
  * Fenced code blocks (diagrams, shell sessions) are left out. Paths that exist only at run time (`dist/`,
  * `.data/`, `.sst/`, `node_modules/`) are not checked.
  */
@@ -30,6 +30,8 @@ export interface MissingPath extends NamedPath {
 const RUNTIME_ONLY = new Set(["dist", ".data", ".sst", "node_modules"]);
 const FILE_EXTENSION = /\.(ts|mjs|cjs|js|json|jsonl|md|sql|yml|yaml|sh|example)$/;
 const EXTENSIONLESS_FILES = new Set(["Dockerfile"]);
+/** `application/json` and its kind name a media type, not a folder and a file. */
+const MEDIA_TYPE = /^(application|text|image|audio|video|multipart|font)\/[\w.+-]+$/;
 
 /** Every path-like reference in `markdown`, fenced code blocks excepted. */
 export function namedPaths(markdown: string): NamedPath[] {
@@ -58,6 +60,7 @@ export function namedPaths(markdown: string): NamedPath[] {
 
 function looksLikePath(span: string): boolean {
   if (/[\s<>:"'=$(){},;|\\]/.test(span) || span.startsWith("@") || span.startsWith("/")) return false;
+  if (MEDIA_TYPE.test(span)) return false;
   if (span.includes("/")) return /[A-Za-z]/.test(span);
   if (span.includes("*")) return false;
   return FILE_EXTENSION.test(span) || EXTENSIONLESS_FILES.has(span);

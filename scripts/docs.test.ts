@@ -97,6 +97,8 @@ describe("path extraction", () => {
       "KEY_PREFIX",
       "T<shard>-<n>",
       "--max-semi-space-size=64",
+      "application/json",
+      "text/html",
     ];
     expect(namedPaths(spans.map((s) => `\`${s}\``).join(" "))).toEqual([]);
   });
