@@ -9,7 +9,8 @@
  * - an inline code span that looks like one: no spaces or placeholders (`<name>`), not an npm scope (`@x/y`), a
  *   media type (`application/json`) or an absolute URL path (`/api/v1/...`), and either containing a `/` or ending
  *   in a file extension the repository uses. It may be written from the document's folder or from the repository
- *   root. `*` is a glob that must match at least one file. A span with `*` but no `/` is a naming pattern (`*.int.test.ts`), not a path.
+ *   root. `*` is a glob that must match at least one file. A span with `*` but no `/` is a naming pattern
+ *   (`*.int.test.ts`), not a path.
  * Fenced code blocks (diagrams, shell sessions) are left out. Paths that exist only at run time (`dist/`,
  * `.data/`, `.sst/`, `node_modules/`) are not checked.
  */
