@@ -1,7 +1,7 @@
 /** Accounts: the starting grant, paid by the house exactly once per user. */
 import type { Outcome } from "./receipts.ts";
 import { amountsOf, newAccount, type EngineState } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emitBalancesChanged, type Step } from "./step.ts";
 import { balancesView } from "./views.ts";
 
 export function createAccount(state: EngineState, step: Step, userId: string): Outcome {
@@ -19,7 +19,7 @@ export function createAccount(state: EngineState, step: Step, userId: string): O
   state.accounts.set(userId, account);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId, balances });
+  emitBalancesChanged(step, userId, balances);
   return {
     receipt: { kind: "create_account", granted: true, balances: amounts },
     answer: { ok: true, result: { kind: "create_account", granted: true, balances } },

@@ -8,7 +8,7 @@ import type { CloseReason, ClosedTradeView } from "../../contract/messages.ts";
 import { MAX_UNITS } from "../../contract/money.ts";
 import type { CloseFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type EngineState, type Trade } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { unindexTrade } from "./trigger-index.ts";
 import { balancesView, closedTradeView } from "./views.ts";
 
@@ -36,13 +36,7 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
     userId: account.userId,
     trade: view,
   });
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "balances_changed",
-    userId: account.userId,
-    balances,
-  });
+  emitBalancesChanged(step, account.userId, balances);
   return { close, view, amounts, balances };
 }
 

@@ -8,7 +8,7 @@ import { MAX_UNITS, formatUnits, formatUsd, mulWithin, toUnits } from "../../con
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome, type SpotFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type Account, type EngineState } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emitBalancesChanged, type Step } from "./step.ts";
 import { balancesView, spotOrderView } from "./views.ts";
 
 type SpotOrder = Extract<Instruction, { kind: "spot_order" }>;
@@ -60,13 +60,7 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   };
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "balances_changed",
-    userId: account.userId,
-    balances,
-  });
+  emitBalancesChanged(step, account.userId, balances);
   return {
     receipt: { kind: "spot_order", order: facts, balances: amounts },
     answer: { ok: true, result: { kind: "spot_order", order: spotOrderView(state, facts), balances } },

@@ -2,7 +2,7 @@
  * One application of one input: its id, its log time and the outputs it produces, in order. Output ids are
  * `<input id>:<n>`, so a replay of the same input re-emits outputs with the same ids.
  */
-import type { EngineOutput } from "../../contract/messages.ts";
+import type { Balances, EngineOutput } from "../../contract/messages.ts";
 
 export interface Step {
   readonly inputId: string;
@@ -21,6 +21,11 @@ export function nextOutputId(step: Step): string {
 /** Appends an output built with `id: nextOutputId(step)` and `inputId: step.inputId` (the apply specs check the sequence). */
 export function emit(step: Step, output: EngineOutput): void {
   step.outputs.push(output);
+}
+
+/** A user's balances after they changed: every handler that moves money ends with one (the worker's read model). */
+export function emitBalancesChanged(step: Step, userId: string, balances: Balances): void {
+  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId, balances });
 }
 
 const MAX_LOG_MS = 253_402_300_799_999;

@@ -13,7 +13,7 @@ import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
 import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
 
@@ -85,13 +85,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     userId: account.userId,
     trade: view,
   });
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "balances_changed",
-    userId: account.userId,
-    balances,
-  });
+  emitBalancesChanged(step, account.userId, balances);
   return {
     receipt: { kind: "open_trade", trade, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
