@@ -127,38 +127,57 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
  */
 function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
   const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
-  // Prices are formatted only for a refusal: an accepted open formats nothing here.
-  const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
-    return refuse(
-      "INVALID_STOP_LOSS",
-      isLong
-        ? `A long's stop-loss must be below the current bid ${price(quote.bidTicks)}; stopLoss ${price(sl)} is not.`
-        : `A short's stop-loss must be above the current ask ${price(quote.askTicks)}; stopLoss ${price(sl)} is not.`,
-    );
+    return misplaced(state, order, quote, liquidation, "stop-loss side");
   }
   if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
-    return refuse(
-      "INVALID_TAKE_PROFIT",
-      isLong
-        ? `A long's take-profit must be above the current bid ${price(quote.bidTicks)}; takeProfit ${price(tp)} is not.`
-        : `A short's take-profit must be below the current ask ${price(quote.askTicks)}; takeProfit ${price(tp)} is not.`,
-    );
+    return misplaced(state, order, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
   if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
-    const at = price(liquidation);
+    return misplaced(state, order, quote, liquidation, "stop-loss beyond liquidation");
+  }
+  return undefined;
+}
+
+/** The refusal of a misplaced level, in numbers. Apart from checkLevels so that an accepted open formats nothing. */
+function misplaced(
+  state: EngineState,
+  order: OpenOrder,
+  quote: Quote,
+  liquidation: number,
+  why: "stop-loss side" | "take-profit side" | "stop-loss beyond liquidation",
+): Outcome {
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+  const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
+  const bid = price(quote.bidTicks);
+  const ask = price(quote.askTicks);
+  if (why === "stop-loss side") {
     return refuse(
       "INVALID_STOP_LOSS",
       isLong
-        ? `stopLoss ${price(sl)} is below this long's liquidation price ${at}, so it could never fire: a long's ` +
-            `stop-loss must be at or above the liquidation price ${at} and below the current bid ${price(quote.bidTicks)}.`
-        : `stopLoss ${price(sl)} is above this short's liquidation price ${at}, so it could never fire: a short's ` +
-            `stop-loss must be above the current ask ${price(quote.askTicks)} and at or below the liquidation price ${at}.`,
+        ? `A long's stop-loss must be below the current bid ${bid}; stopLoss ${price(sl)} is not.`
+        : `A short's stop-loss must be above the current ask ${ask}; stopLoss ${price(sl)} is not.`,
     );
   }
-  return undefined;
+  if (why === "take-profit side") {
+    return refuse(
+      "INVALID_TAKE_PROFIT",
+      isLong
+        ? `A long's take-profit must be above the current bid ${bid}; takeProfit ${price(tp)} is not.`
+        : `A short's take-profit must be below the current ask ${ask}; takeProfit ${price(tp)} is not.`,
+    );
+  }
+  const at = price(liquidation);
+  return refuse(
+    "INVALID_STOP_LOSS",
+    isLong
+      ? `stopLoss ${price(sl)} is below this long's liquidation price ${at}, so it could never fire: a long's ` +
+          `stop-loss must be at or above the liquidation price ${at} and below the current bid ${bid}.`
+      : `stopLoss ${price(sl)} is above this short's liquidation price ${at}, so it could never fire: a short's ` +
+          `stop-loss must be above the current ask ${ask} and at or below the liquidation price ${at}.`,
+  );
 }
 
 export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
