@@ -26,12 +26,13 @@ import { checkInvariants } from "./core/invariants.ts";
 import { makeParams } from "./core/params.ts";
 import { createState, type EngineState } from "./core/state.ts";
 import { parseInputId } from "./core/step.ts";
-import { LogGapError, runFollower, type SnapshotStore } from "./runner/follower.ts";
+import { LogGapError, runFollower } from "./runner/follower.ts";
 import { FencedError } from "./runner/publisher.ts";
 import { applyRaw } from "./runner/log-stream.ts";
 import { decodeSnapshot } from "./snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "./snapshot/hash.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
+import type { SnapshotStore } from "./snapshot/store.ts";
 import { commandsArbitrary, toLog } from "./testing/random-log.ts";
 import { REPO_ROOT, spawnComponent, until, type Child, type LogLine } from "../platform/testing/processes.ts";
 import { seededRandom } from "../platform/testing/seeded-random.ts";
@@ -496,7 +497,7 @@ describe("snapshotting follower behind a foreign trim", () => {
   const recordingStore = (
     saved: { lastInputId: string; stateHash: string }[],
     onSave: (lastInputId: string) => void,
-  ): SnapshotStore => ({
+  ): Pick<SnapshotStore, "save" | "load"> => ({
     load: () => Promise.resolve(null),
     save: (bytes, head) => {
       expect(hashSnapshot(bytes)).toBe(head.stateHash);

@@ -10,7 +10,7 @@ import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
-import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
+import { connectPostgres } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import type { Redis } from "ioredis";
@@ -55,13 +55,13 @@ runMain("engine", async () => {
   const metricsServer = await serveMetrics(registry, metricsConfig, log);
   // The snapshot loader's and the log prefetch's threads start first, so their start-up overlaps the connections
   // and migrations below. The prefetch reads the log tail once the snapshot's cursor is known.
-  const loader = startSnapshotLoader(config.databaseUrl, postgresOptionsFromEnv(env));
+  const loader = startSnapshotLoader(config.databaseUrl);
   const prefetch = startLogPrefetch(config.redisUrl, keys.input);
 
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
+  const db = await connectPostgres(config.databaseUrl, log);
   await migrate(db, log);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
   const metrics = engineMetrics(registry, () => lease.value);

@@ -1,7 +1,7 @@
 /**
  * The API on AWS Lambda (behind API Gateway HTTP API, payload v2): the same app as server.ts through Hono's Lambda
  * adapter. Configuration is read and connections opened once per container, on the first invocation, and reused
- * by the ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over WebSockets; migrations are run
+ * by the ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over HTTP (functions/postgres.ts); migrations are run
  * by the always-on containers, not here. No Prometheus metrics: a function has no port to scrape, and a container
  * lives too briefly for counters to mean much (API Gateway's and Lambda's own CloudWatch metrics cover it).
  */
@@ -9,10 +9,10 @@ import type { Hono } from "hono";
 import { getConnInfo, handle, type LambdaEvent } from "hono/aws-lambda";
 import { ConfigError } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
-import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
 import { createApp } from "./app.ts";
 import { buildApiDeps, connectApiRedis, readApiConfig } from "./config.ts";
 import type { ApiEnv } from "./context.ts";
+import { connectFunctionsPostgres } from "./postgres.ts";
 
 let app: Promise<Hono<ApiEnv>> | undefined;
 
@@ -22,7 +22,7 @@ async function buildApp(): Promise<Hono<ApiEnv>> {
   if (config.resend === undefined)
     throw new ConfigError("RESEND_API_KEY is required for the Lambda functions (no dev mailbox in a deployment)");
   const log = createLogger("api");
-  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(process.env));
+  const db = await connectFunctionsPostgres(config.databaseUrl, log);
   return createApp(
     buildApiDeps({
       config,

@@ -13,10 +13,11 @@ import { ConfigError, runMain, stopOnSignals, text } from "../platform/config.ts
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
-import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
+import { connectPostgres } from "../platform/postgres.ts";
 import { createApp } from "./app.ts";
 import { buildApiDeps, connectApiRedis, nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts";
 import { apiMetrics } from "./metrics.ts";
+import { connectFunctionsPostgres } from "./postgres.ts";
 
 runMain("api", async () => {
   const env = process.env;
@@ -31,8 +32,14 @@ runMain("api", async () => {
   const stop = stopOnSignals(log);
   const jwtSecret = config.jwtSecret ?? (await keptSecret(text(env, "DATA_DIR", ".data"), log));
   const redis = connectApiRedis(config);
-  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
-  await migrate(db, log);
+  // Migrations are a container's job, on its driver (platform/postgres.ts); the requests use the functions' own.
+  const migrations = await connectPostgres(config.databaseUrl, log, { maxConnections: 1 });
+  try {
+    await migrate(migrations, log);
+  } finally {
+    await migrations.close();
+  }
+  const db = await connectFunctionsPostgres(config.databaseUrl, log);
   const deps = buildApiDeps({
     config,
     jwtSecret,

@@ -9,7 +9,7 @@ import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/conf
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
-import { connectPostgres, postgresOptionsFromEnv } from "../platform/postgres.ts";
+import { connectPostgres } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
 import { runWorker } from "./worker.ts";
@@ -36,7 +36,7 @@ runMain("worker", async () => {
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   const reader = connectRedis(config.redisUrl, log, "worker-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log, postgresOptionsFromEnv(env));
+  const db = await connectPostgres(config.databaseUrl, log);
   try {
     await migrate(db, log);
     await runWorker(

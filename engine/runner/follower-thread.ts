@@ -7,7 +7,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
-import { connectPostgres, postgresOptionsFromEnv } from "../../platform/postgres.ts";
+import { connectPostgres } from "../../platform/postgres.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { makeParams } from "../core/params.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
@@ -32,7 +32,7 @@ parentPort?.on("message", (message) => {
 });
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
-const db = await connectPostgres(data.databaseUrl, log, postgresOptionsFromEnv(process.env));
+const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
 try {
   const store = new PostgresSnapshotStore(db);
   const state = await restoreState(

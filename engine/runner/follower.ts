@@ -14,20 +14,18 @@ import { isAfterId } from "../core/step.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
-import type { PostgresSnapshotStore, SnapshotHeadInput } from "../snapshot/postgres-store.ts";
+import type { SnapshotHeadInput, SnapshotStore } from "../snapshot/store.ts";
 import { sleep } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
 import { FencedError } from "./publisher.ts";
-
-/** Where snapshots go: Postgres in production (PostgresSnapshotStore). */
-export type SnapshotStore = Pick<PostgresSnapshotStore, "save" | "load">;
 
 export interface FollowerOptions {
   readonly redis: Redis;
   readonly keys: Keyspace;
   readonly log: Logger;
   readonly state: EngineState;
-  readonly store: SnapshotStore;
+  /** Where snapshots go (PostgresSnapshotStore in production); the follower only saves. */
+  readonly store: Pick<SnapshotStore, "save">;
   /** The lease value of the leader this follower serves: trimming the log is fenced by it. */
   readonly leaseValue: string;
   readonly everyMs: number;

@@ -4,7 +4,7 @@ import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import { decodeSnapshot, type DedupScan } from "../snapshot/codec.ts";
-import type { SnapshotHead } from "../snapshot/postgres-store.ts";
+import type { SnapshotHead } from "../snapshot/store.ts";
 
 /** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
 export interface LoadedSnapshot {

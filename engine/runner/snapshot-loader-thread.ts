@@ -1,13 +1,12 @@
 /**
- * The snapshot loader's thread (snapshot-loader.ts): its own Postgres pool (and, for a plain Postgres, its own
- * WebSocket proxy), so moving the chunks and decoding their base64 (~80 MB at 1M open trades and 1M remembered
+ * The snapshot loader's thread (snapshot-loader.ts): its own Postgres connection, so moving the chunks and decoding their base64 (~80 MB at 1M open trades and 1M remembered
  * requests) never runs on the thread that decodes the snapshot. For each "load" it streams the latest snapshot
  * into shared memory and publishes its progress in the control words; then, while the engine still decodes the
  * accounts, it scans the dedup section for it (prescanDedup) and posts the scan on the head's `dedup` port.
  */
 import { MessageChannel, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { createLogger } from "../../platform/log.ts";
-import { connectPostgres, type PostgresOptions } from "../../platform/postgres.ts";
+import { connectPostgres } from "../../platform/postgres.ts";
 import { prescanDedup, type DedupScan } from "../snapshot/codec.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import {
@@ -27,8 +26,7 @@ import {
 const data = workerData as LoaderThreadData;
 const port = parentPort!;
 const log = createLogger("engine", { base: { role: "snapshot_loader" } });
-const options: PostgresOptions = { ...data.postgres, maxConnections: 1 };
-const connected = connectPostgres(data.databaseUrl, log, options);
+const connected = connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
 connected.catch(() => undefined); // reported by the load that needs it
 
 port.on("message", (message: "load" | "close") => {

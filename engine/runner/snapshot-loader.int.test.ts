@@ -7,7 +7,8 @@ import { makeParams } from "../core/params.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, prescanDedup, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "../snapshot/hash.ts";
-import { PostgresSnapshotStore, SnapshotIntegrityError } from "../snapshot/postgres-store.ts";
+import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
+import { SnapshotIntegrityError } from "../snapshot/store.ts";
 import { restoreState } from "./restore.ts";
 import { MessageChannel, Worker } from "node:worker_threads";
 import {
@@ -44,7 +45,7 @@ beforeEach(async () => {
 });
 
 function loader(): SnapshotLoader {
-  const l = startSnapshotLoader(t.url, {});
+  const l = startSnapshotLoader(t.url);
   loaders.push(l);
   return l;
 }

@@ -8,16 +8,14 @@
  * at the end (PostgresSnapshotStore.stream), and restoreState waits for that before it trusts what it decoded.
  */
 import { receiveMessageOnPort, type MessagePort, type Worker } from "node:worker_threads";
-import type { PostgresOptions } from "../../platform/postgres.ts";
 import { endThread, startThread } from "../../platform/threads.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import type { DedupScan } from "../snapshot/codec.ts";
-import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/postgres-store.ts";
+import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/store.ts";
 import type { LoadedSnapshot } from "./restore.ts";
 
 export interface LoaderThreadData {
   readonly databaseUrl: string;
-  readonly postgres: PostgresOptions;
 }
 
 /**
@@ -104,12 +102,8 @@ export interface SnapshotLoader {
  * Starts the loader thread now, so its start-up (module loading, the Postgres connection) overlaps the caller's
  * own; a `load` waits for it.
  */
-export function startSnapshotLoader(
-  databaseUrl: string,
-  postgres: PostgresOptions,
-  stallMs = STALL_MS,
-): SnapshotLoader {
-  const data: LoaderThreadData = { databaseUrl, postgres };
+export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): SnapshotLoader {
+  const data: LoaderThreadData = { databaseUrl };
   const worker: Worker = startThread("engine-snapshot-loader", data);
   let onMessage: ((m: FromLoader) => void) | undefined;
   let ended: Error | undefined;

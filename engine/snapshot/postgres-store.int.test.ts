@@ -9,12 +9,8 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
-import {
-  PostgresSnapshotStore,
-  SNAPSHOT_CHUNK_BYTES,
-  SnapshotIntegrityError,
-  type SnapshotHeadInput,
-} from "./postgres-store.ts";
+import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
+import { SnapshotIntegrityError, type SnapshotHeadInput } from "./store.ts";
 
 const MiB = 1024 * 1024;
 let t: TestDatabase;

@@ -16,24 +16,14 @@ import { z } from "zod";
 import type { Postgres, Queryable } from "../../platform/postgres.ts";
 import { isAfterId } from "../core/step.ts";
 import { Base64Writer } from "./base64.ts";
-
-export interface SnapshotHead {
-  /** Snapshot encoding version (codec.ts SNAPSHOT_VERSION). */
-  version: number;
-  shard: number;
-  /** Id of the last engine:input entry applied; recovery replays strictly after it. */
-  lastInputId: string;
-  /** hashSnapshot(bytes), hex. */
-  stateHash: string;
-  bytes: number;
-  generation: number;
-  chunks: number;
-  /** ISO time the state was captured. */
-  takenAt: string;
-}
-
-/** What the caller knows about a snapshot; the store fills in its size and where it put it. */
-export type SnapshotHeadInput = Omit<SnapshotHead, "bytes" | "generation" | "chunks">;
+import {
+  SnapshotIntegrityError,
+  type SnapshotHead,
+  type SnapshotHeadInput,
+  type SnapshotSave,
+  type SnapshotSink,
+  type SnapshotStore,
+} from "./store.ts";
 
 export const SNAPSHOT_CHUNK_BYTES = 4 * 1024 * 1024;
 
@@ -51,12 +41,7 @@ const headSchema = z.object({
   takenAt: z.string(),
 });
 
-/** The stored snapshot does not match its head: recovery must not start from it. */
-export class SnapshotIntegrityError extends Error {
-  override name = "SnapshotIntegrityError";
-}
-
-export class PostgresSnapshotStore {
+export class PostgresSnapshotStore implements SnapshotStore {
   private readonly chunkBytes: number;
   /** One chunk's base64, reused by every save (made on the first). */
   private base64: Base64Writer | undefined;
@@ -69,15 +54,7 @@ export class PostgresSnapshotStore {
     if (!Number.isInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`bad chunk size ${this.chunkBytes}`);
   }
 
-  /**
-   * Stores `bytes` as the new snapshot. `head.stateHash` must be hashSnapshot(bytes): it is not recomputed here (a
-   * hash of tens of MB would block the caller's event loop); a wrong one makes the next load fail. The bytes are only read
-   * until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
-   */
-  async save(
-    bytes: Uint8Array,
-    input: SnapshotHeadInput,
-  ): Promise<{ writeMs: number; head: SnapshotHead; skipped: boolean }> {
+  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave> {
     const started = performance.now();
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
@@ -129,19 +106,13 @@ export class PostgresSnapshotStore {
     return { writeMs: performance.now() - started, head, skipped };
   }
 
-  /** The latest snapshot, verified against its head; null when none was ever saved. */
   async load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
     let bytes = new Uint8Array(0);
     const head = await this.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined });
     return head === null ? null : { bytes, head };
   }
 
-  /**
-   * The latest snapshot, chunk by chunk into the sink's buffer, so a caller can decode the start while the rest is
-   * still coming. Resolves with the head once every byte is there and matches the head's length and SHA-256 (null
-   * when no snapshot was ever saved); rejects with SnapshotIntegrityError when they do not: bytes the sink saw
-   * before that are only trustworthy once this resolves.
-   */
+  /** Chunk by chunk, each as it arrives from Postgres. */
   async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
@@ -168,25 +139,26 @@ export class PostgresSnapshotStore {
       const hash = createHash("sha256");
       let next = 0;
       let at = 0;
-      // All chunks in one query, each used as it arrives: Postgres reads the next chunk while this one is decoded.
-      await tx.eachRow<{ idx: number; data: string }>(
+      // A few chunks per fetch, each used as it arrives: Postgres sends the next ones while this one is decoded.
+      const rows = tx.stream<{ idx: number; data: string }>(
         "SELECT idx, data FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
         [head.generation],
-        ({ idx, data }) => {
-          const size = Buffer.byteLength(data, "base64");
-          if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
-            throw new SnapshotIntegrityError(
-              `snapshot generation ${head.generation} chunk ${next} changed while it was read`,
-            );
-          }
-          next++;
-          // Decoded straight into the sink's buffer.
-          bytes.write(data, at, size, "base64");
-          hash.update(bytes.subarray(at, at + size));
-          at += size;
-          sink.progress(at);
-        },
+        { rowsPerFetch: 2 },
       );
+      for await (const { idx, data } of rows) {
+        const size = Buffer.byteLength(data, "base64");
+        if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
+          throw new SnapshotIntegrityError(
+            `snapshot generation ${head.generation} chunk ${next} changed while it was read`,
+          );
+        }
+        next++;
+        // Decoded straight into the sink's buffer.
+        bytes.write(data, at, size, "base64");
+        hash.update(bytes.subarray(at, at + size));
+        at += size;
+        sink.progress(at);
+      }
       if (at !== head.bytes)
         throw new SnapshotIntegrityError(`snapshot generation ${head.generation} changed while it was read`);
       const digest = hash.digest("hex");
@@ -198,14 +170,6 @@ export class PostgresSnapshotStore {
       return head;
     });
   }
-}
-
-/** Where `stream` puts a snapshot's bytes. */
-export interface SnapshotSink {
-  /** Called once, before any byte: the buffer to fill, `head.bytes` long. */
-  open(head: SnapshotHead): Uint8Array;
-  /** The first `filled` bytes of the buffer are there. */
-  progress(filled: number): void;
 }
 
 /** After every generation still stored and the one the head names, so a new save never reuses a number. */

@@ -21,6 +21,7 @@ import { createDevMailbox } from "../auth/mailer.ts";
 import { Sessions } from "../auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "../context.ts";
 import { createEngineClient } from "../engine-client.ts";
+import { connectFunctionsPostgres } from "../postgres.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -65,6 +66,8 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   });
   const pg = await createTestDatabase();
   await migrate(pg.db, log);
+  // The API on its own driver, as deployed code runs it; the worker and the tests' checks on the containers' one.
+  const apiDb = await connectFunctionsPostgres(pg.url, log);
   const redis = new Redis(REDIS_URL);
   const engineReader = new Redis(REDIS_URL);
   const workerReader = new Redis(REDIS_URL);
@@ -113,7 +116,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });
   const deps: ApiDeps = {
     redis: apiRedis,
-    db: pg.db,
+    db: apiDb,
     keys,
     log,
     mailer: devMailbox,
@@ -183,6 +186,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       await deleteKeysWithPrefix(redis, prefix);
       await Promise.all([apiRedis.close(), engineReader.quit(), workerReader.quit()]);
       await redis.quit();
+      await apiDb.close();
       await pg.drop();
     },
   };

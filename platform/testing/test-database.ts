@@ -1,6 +1,6 @@
 /**
- * Test support: a fresh, uniquely named Postgres database per test file, created and dropped through the same
- * driver path the app uses (Neon Pool → local WebSocket proxy → Postgres). The server comes from
+ * Test support: a fresh, uniquely named Postgres database per test file, created and dropped through the
+ * containers' driver (platform/postgres.ts); `url` lets a test connect the functions' driver too. The server comes from
  * `TEST_DATABASE_ADMIN_URL` (a database the tests may connect to in order to create others), which the test run's
  * global setup sets: the machine's Postgres, or one it started (global-setup.ts).
  */

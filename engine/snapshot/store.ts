@@ -1,0 +1,121 @@
+/**
+ * Where snapshots are kept: the interface the engine's runner uses (follower, restore, snapshot loader), its
+ * types, and an in-memory implementation for tests that need no Postgres. The production store is
+ * PostgresSnapshotStore (postgres-store.ts).
+ *
+ * Every store keeps these promises:
+ * - the head never moves back: a save whose last input id is not after the saved one is skipped;
+ * - a save replaces the previous snapshot whole or not at all;
+ * - a load resolves only with bytes that match the head's length and SHA-256, else rejects with
+ *   SnapshotIntegrityError.
+ */
+import { createHash } from "node:crypto";
+import { isAfterId } from "../core/step.ts";
+
+export interface SnapshotHead {
+  /** Snapshot encoding version (codec.ts SNAPSHOT_VERSION). */
+  version: number;
+  shard: number;
+  /** Id of the last engine:input entry applied; recovery replays strictly after it. */
+  lastInputId: string;
+  /** hashSnapshot(bytes), hex. */
+  stateHash: string;
+  bytes: number;
+  generation: number;
+  chunks: number;
+  /** ISO time the state was captured. */
+  takenAt: string;
+}
+
+/** What the caller knows about a snapshot; the store fills in its size and where it put it. */
+export type SnapshotHeadInput = Omit<SnapshotHead, "bytes" | "generation" | "chunks">;
+
+/** The stored snapshot does not match its head: recovery must not start from it. */
+export class SnapshotIntegrityError extends Error {
+  override name = "SnapshotIntegrityError";
+}
+
+/** Where `stream` puts a snapshot's bytes. */
+export interface SnapshotSink {
+  /** Called once, before any byte: the buffer to fill, `head.bytes` long. */
+  open(head: SnapshotHead): Uint8Array;
+  /** The first `filled` bytes of the buffer are there. */
+  progress(filled: number): void;
+}
+
+export interface SnapshotSave {
+  writeMs: number;
+  /** The saved head: the new one, or when skipped the newer one already there. */
+  head: SnapshotHead;
+  skipped: boolean;
+}
+
+export interface SnapshotStore {
+  /**
+   * Stores `bytes` as the new snapshot. `input.stateHash` must be hashSnapshot(bytes): it is not recomputed (a
+   * hash of tens of MB would block the caller's event loop); a wrong one makes the next load fail. The bytes are
+   * only read until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
+   */
+  save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave>;
+  /** The latest snapshot, verified against its head; null when none was ever saved. */
+  load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null>;
+  /**
+   * The latest snapshot into the sink's buffer, piece by piece, so a caller can decode the start while the rest is
+   * still coming. Resolves with the head once every byte is there and matches it (null when none was ever saved);
+   * rejects with SnapshotIntegrityError when they do not: bytes the sink saw before that are only trustworthy once
+   * this resolves.
+   */
+  stream(sink: SnapshotSink): Promise<SnapshotHead | null>;
+}
+
+/** A store in this process's memory: for tests, with the same promises as the Postgres one. */
+export class MemorySnapshotStore implements SnapshotStore {
+  private saved: { bytes: Uint8Array; head: SnapshotHead } | undefined;
+
+  constructor(private readonly chunkBytes = 4 * 1024 * 1024) {}
+
+  save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave> {
+    const started = performance.now();
+    const current = this.saved?.head;
+    if (current !== undefined && !isAfterId(input.lastInputId, current.lastInputId))
+      return Promise.resolve({ writeMs: performance.now() - started, head: current, skipped: true });
+    const head: SnapshotHead = {
+      ...input,
+      bytes: bytes.length,
+      generation: (current?.generation ?? 0) + 1,
+      chunks: Math.ceil(bytes.length / this.chunkBytes),
+    };
+    this.saved = { bytes: bytes.slice(), head };
+    return Promise.resolve({ writeMs: performance.now() - started, head, skipped: false });
+  }
+
+  async load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    let bytes = new Uint8Array(0);
+    const head = await this.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined });
+    return head === null ? null : { bytes, head };
+  }
+
+  async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
+    const saved = this.saved;
+    if (saved === undefined) return null;
+    const { head, bytes } = saved;
+    if (bytes.length !== head.bytes)
+      throw new SnapshotIntegrityError(`snapshot has ${bytes.length} bytes, head says ${head.bytes}`);
+    const target = sink.open(head);
+    const hash = createHash("sha256");
+    for (let at = 0; at < bytes.length;) {
+      const piece = bytes.subarray(at, Math.min(at + this.chunkBytes, bytes.length));
+      target.set(piece, at);
+      hash.update(piece);
+      at += piece.length;
+      sink.progress(at);
+      await Promise.resolve();
+    }
+    const digest = hash.digest("hex");
+    if (digest !== head.stateHash)
+      throw new SnapshotIntegrityError(
+        `snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`,
+      );
+    return head;
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Postgres for the HTTP API's functions, through Neon's serverless driver (`@neondatabase/serverless`), as Neon
+ * advises for serverless code. Every query the functions make is one statement on its own, so:
+ * - a Neon host (`*.neon.tech`, deployed) is queried over HTTP (`neon()`): one request per query, no connection
+ *   to open in a fresh Lambda container or to keep between invocations;
+ * - any other host (localhost, CI, tests: a plain Postgres has no SQL-over-HTTP endpoint) is reached with the
+ *   driver's WebSocket `Pool` through an in-process WebSocket→TCP proxy (platform/pg-ws-proxy.ts) on 127.0.0.1,
+ *   allowed to dial only that host:port.
+ *
+ * The driver's process-wide `neonConfig` is left alone: a pool's clients get their settings through the per-client
+ * `neonConfig` the driver documents, so two pools in one process (tests) cannot disturb each other.
+ */
+import { Client, neon, Pool, type ClientConfig } from "@neondatabase/serverless";
+import { WebSocket } from "ws";
+import type { Logger } from "../platform/log.ts";
+import { startPgWsProxy, type PgWsProxy } from "../platform/pg-ws-proxy.ts";
+import { describeDatabase, type Queryable, type Row, type Rows } from "../platform/postgres.ts";
+
+export interface FunctionsPostgres extends Queryable {
+  /** "http" for Neon, "local-proxy" for any other Postgres. */
+  readonly via: "http" | "local-proxy";
+  close(): Promise<void>;
+}
+
+export function isNeonHost(host: string): boolean {
+  return /\.neon\.tech$/i.test(host);
+}
+
+export async function connectFunctionsPostgres(databaseUrl: string, log: Logger): Promise<FunctionsPostgres> {
+  const where = describeDatabase(databaseUrl);
+  const via = isNeonHost(where.host) ? "http" : "local-proxy";
+  let db: FunctionsPostgres;
+  if (via === "http") {
+    const sql = neon(databaseUrl, { fullResults: true });
+    db = {
+      via,
+      query: async <R extends Row>(text: string, params?: unknown[]) =>
+        (await sql.query(text, params)) as unknown as Rows<R>,
+      close: () => Promise.resolve(),
+    };
+  } else {
+    const key = where.host.includes(":") ? `[${where.host}]:${where.port}` : `${where.host}:${where.port}`;
+    const proxy = await startPgWsProxy({ allow: [key], log: log.child({ part: "pg_ws_proxy" }) });
+    const pool = new Pool({ connectionString: databaseUrl, max: 10 });
+    pool.Client = clientThroughProxy(proxy);
+    // An idle client whose connection dies emits "error" on the pool; unhandled, that would crash the process.
+    pool.on("error", (err: Error) => log.warn("postgres_idle_client_error", { ...where, error: err.message }));
+    db = {
+      via,
+      query: <R extends Row>(text: string, params?: unknown[]) => pool.query<R>(text, params),
+      close: async () => {
+        await pool.end();
+        await proxy.close();
+      },
+    };
+  }
+  try {
+    // Fail fast at start with a clear message rather than on the first request.
+    await db.query("select 1");
+  } catch (err) {
+    await db.close().catch(() => undefined);
+    throw new Error(
+      `cannot reach Postgres at ${where.host}:${where.port}/${where.database} (${via === "http" ? "over HTTP" : "via the local WebSocket proxy"}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  log.info("postgres_connected", { ...where, via });
+  return db;
+}
+
+/**
+ * The driver's Client with its documented per-client `neonConfig` pointed at the proxy. Those settings are read
+ * only when the client connects, so setting them in the constructor is in time.
+ */
+function clientThroughProxy(proxy: PgWsProxy): typeof Client {
+  return class ProxiedClient extends Client {
+    constructor(config?: string | ClientConfig) {
+      super(config);
+      const c = this.neonConfig;
+      // Node 20 has no global WebSocket.
+      c.webSocketConstructor = WebSocket;
+      c.wsProxy = (host, port) =>
+        `127.0.0.1:${proxy.port}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}`;
+      // The proxy is plain ws:// on loopback; Postgres-level TLS stays off.
+      c.useSecureWebSocket = false;
+      c.forceDisablePgSSL = true;
+      // Pipelining sends a cleartext password before the server asks for one; a plain Postgres (trust, SCRAM)
+      // rejects that, so the startup runs as the normal request/response exchange.
+      c.pipelineConnect = false;
+      c.pipelineTLS = false;
+      // Coalescing flushes each write from setTimeout(0), ≥ 1 ms later: every query would wait for nothing.
+      c.coalesceWrites = false;
+    }
+  };
+}
