@@ -1,6 +1,7 @@
 /**
- * A WebSocket→TCP proxy so the Neon driver's `Pool` (which speaks the Postgres wire protocol over a WebSocket) can
- * reach a plain Postgres: the local stack, CI and tests. Each WebSocket to `/v1?address=host:port` gets its own TCP
+ * A WebSocket→TCP proxy so the functions' Neon driver `Pool` (which speaks the Postgres wire protocol over a
+ * WebSocket) can reach a plain Postgres: the local stack, CI and tests (functions/postgres.ts). The containers
+ * connect over TCP and never use it. Each WebSocket to `/v1?address=host:port` gets its own TCP
  * socket to that address; raw bytes flow both ways as binary frames, and when either side closes or fails the
  * other is closed too.
  *
@@ -9,7 +10,7 @@
  *   never an open proxy that lets a WebSocket client reach arbitrary hosts. Anything else gets HTTP 403.
  * - It listens on 127.0.0.1 by default on an ephemeral port; `close()` ends every open connection.
  * - Back-pressure both ways: a slow Postgres pauses reading the WebSocket, a slow WebSocket pauses the TCP socket,
- *   so a snapshot of tens of MB, written or read, never piles up in the proxy's memory.
+ *   so a large result never piles up in the proxy's memory.
  */
 import { createServer, type IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
