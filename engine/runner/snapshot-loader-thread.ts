@@ -1,8 +1,9 @@
 /**
- * The snapshot loader's thread (snapshot-loader.ts): its own Postgres connection, so moving the chunks and decoding their base64 (~80 MB at 1M open trades and 1M remembered
- * requests) never runs on the thread that decodes the snapshot. For each "load" it streams the latest snapshot
- * into shared memory and publishes its progress in the control words; then, while the engine still decodes the
- * accounts, it scans the dedup section for it (prescanDedup) and posts the scan on the head's `dedup` port.
+ * The snapshot loader's thread (snapshot-loader.ts): its own Postgres connection, so moving the chunks and decoding
+ * their base64 (~80 MB at 1M open trades and 1M remembered requests) never runs on the thread that decodes the
+ * snapshot. For each "load" it streams the latest snapshot into shared memory and publishes its progress in the
+ * control words; then, while the engine still decodes the accounts, it scans the dedup section for it
+ * (prescanDedup) and posts the scan on the head's `dedup` port.
  */
 import { MessageChannel, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { createLogger } from "../../platform/log.ts";
