@@ -606,6 +606,8 @@ interface HandBuiltOptions {
   heapSizes?: number[];
   /** Version 3: the first trade's take-profit position, plus one (it has no take-profit: 0). */
   firstProfitPos?: number;
+  /** The params JSON with these values under the idempotency limits' former names. */
+  formerParamNames?: { dedupWindowMs: number; dedupMaxEntries: number; dedupMaxPerUser: number };
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
@@ -615,7 +617,12 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
   w.uint(version);
-  w.string(JSON.stringify(params));
+  if (options.formerParamNames === undefined) w.string(JSON.stringify(params));
+  else {
+    const stored: Record<string, unknown> = { ...params, ...options.formerParamNames };
+    for (const name of ["idempotencyWindowMs", "idempotencyMaxEntries", "idempotencyMaxPerUser"]) delete stored[name];
+    w.string(JSON.stringify(stored));
+  }
   w.string("1700000000123-4"); // lastInputId
   w.uint(10); // nextSeq
   w.uint(2); // ignoredPriceUpdates
@@ -692,6 +699,15 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
 }
 
 describe("snapshot codec: documented layout", () => {
+  it("reads the idempotency limits under their former names (dedup…) as the current ones", () => {
+    const formerParamNames = { dedupWindowMs: 60_000, dedupMaxEntries: 70, dedupMaxPerUser: 7 };
+    const { params } = decodeSnapshot(handBuilt({ formerParamNames }));
+    expect([params.idempotencyWindowMs, params.idempotencyMaxEntries, params.idempotencyMaxPerUser]).toEqual([
+      60_000, 70, 7,
+    ]);
+    expect(Object.keys(params).filter((k) => k.startsWith("dedup"))).toEqual([]);
+  });
+
   it.each([1, 2, 3] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);

@@ -194,13 +194,26 @@ export function decodeSnapshot(
   return state;
 }
 
+/** Parameter names snapshots may still carry (the params are stored as JSON), and their current names. */
+const FORMER_PARAM_NAMES: Readonly<Record<string, keyof EngineParams>> = {
+  dedupWindowMs: "idempotencyWindowMs",
+  dedupMaxEntries: "idempotencyMaxEntries",
+  dedupMaxPerUser: "idempotencyMaxPerUser",
+};
+
+function withCurrentParamNames(stored: Record<string, unknown>): EngineParams {
+  const params: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(stored)) params[FORMER_PARAM_NAMES[name] ?? name] = value;
+  return params as unknown as EngineParams;
+}
+
 /** Everything before the accounts section, into a fresh state; and the snapshot's version. */
 function readHead(r: ByteReader): { version: number; state: EngineState } {
   for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
   const version = r.uint();
   if (version !== SNAPSHOT_VERSION && version !== 2 && version !== 1)
     throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
-  const params = JSON.parse(r.string()) as EngineParams;
+  const params = withCurrentParamNames(JSON.parse(r.string()) as Record<string, unknown>);
   validateParams(params);
   const state = createState(params);
   const n = params.assets.length;
