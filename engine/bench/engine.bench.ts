@@ -13,7 +13,7 @@ import { makeParams } from "../core/params.ts";
 import { amountsOf, createState, tradeId, type EngineState } from "../core/state.ts";
 import { balancesView, tradeView } from "../core/views.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
-import { decodeSnapshot, encodeSnapshot, prescanDedup } from "../snapshot/codec.ts";
+import { decodeSnapshot, encodeSnapshot, prescanIdempotency } from "../snapshot/codec.ts";
 import { seededRandom } from "../../platform/testing/seeded-random.ts";
 import { BASE_TICKS, openOrder, tick } from "./workload.ts";
 
@@ -183,7 +183,7 @@ function naiveJson(state: EngineState): { ms: number; bytes: number; parseMs: nu
     balances: balancesView(state, amountsOf(a)),
     trades: [...a.openTrades.values()].map((t) => tradeView(state, t)),
   }));
-  const json = JSON.stringify({ lastInputId: state.lastInputId, accounts, dedup: [...state.dedup] });
+  const json = JSON.stringify({ lastInputId: state.lastInputId, accounts, idempotency: [...state.idempotency] });
   const ms = performance.now() - t0;
   // Only the parse of the naive restore; rebuilding maps and trigger indexes from it would come on top.
   const t1 = performance.now();
@@ -212,7 +212,7 @@ function main(): void {
   row(`build 100k users × 10 trades via apply (${open.toLocaleString("en-US")} open)`, buildMs, "ms");
   const heapMBAt1MOpen = heapMB() - baseHeap;
   row("heap held by the 1M-open state", heapMBAt1MOpen, "MB");
-  row("idempotency entries held (24 h window)", big.dedup.size, "");
+  row("idempotency entries held (24 h window)", big.idempotency.size, "");
   const ticksPerSecAt1MOpen = measureTicks(big, 7, 200_000);
   row("ticks at 1M open trades", ticksPerSecAt1MOpen, "/s");
 
@@ -240,26 +240,26 @@ function main(): void {
   }
   const restoreMsAt1MOpen = median(restores);
   row("snapshot restore at 1M open (median of 5)", restoreMsAt1MOpen, "ms");
-  // Recovery's loader thread scans the dedup section while the engine decodes the accounts: its share of the
+  // Recovery's loader thread scans the idempotency section while the engine decodes the accounts: its share of the
   // restore is what the engine no longer does (the scan itself is timed too, as that thread would run it).
   const scans: number[] = [];
   const prescannedRestores: number[] = [];
   for (let i = 0; i < 5; i++) {
     t0 = performance.now();
-    const scan = prescanDedup(bytes);
+    const scan = prescanIdempotency(bytes);
     scans.push(performance.now() - t0);
     t0 = performance.now();
     const restored = decodeSnapshot(bytes, undefined, () => scan);
     prescannedRestores.push(performance.now() - t0);
-    if (restored.dedup.size !== big.dedup.size) throw new Error("restore lost remembered requests");
+    if (restored.idempotency.size !== big.idempotency.size) throw new Error("restore lost remembered requests");
   }
   const prescannedRestoreMsAt1MOpen = median(prescannedRestores);
   row(
-    `snapshot restore at 1M open, ${big.dedup.size.toLocaleString("en-US")} remembered requests prescanned (median of 5)`,
+    `snapshot restore at 1M open, ${big.idempotency.size.toLocaleString("en-US")} remembered requests prescanned (median of 5)`,
     prescannedRestoreMsAt1MOpen,
     "ms",
   );
-  row("dedup prescan on its own (the loader thread's share, median of 5)", median(scans), "ms");
+  row("idempotency prescan on its own (the loader thread's share, median of 5)", median(scans), "ms");
   const naive = naiveJson(big);
   row("baseline: naive JSON.stringify of the same state", naive.ms, "ms");
   row("baseline: naive JSON size", naive.bytes / 2 ** 20, "MB");

@@ -264,7 +264,7 @@ async function main(): Promise<void> {
     row("recovery: snapshot load from Postgres", num(restore, "loadMs"), "ms");
     row("recovery: snapshot decode + index rebuild", num(restore, "decodeMs"), "ms");
     row("recovery: … of which waiting for the load's bytes", num(restore, "waitMs"), "ms");
-    row("recovery: … of which waiting for the loader's dedup scan", num(restore, "scanWaitMs"), "ms");
+    row("recovery: … of which waiting for the loader's idempotency scan", num(restore, "scanWaitMs"), "ms");
     const prefetched = engine.lines.find((l) => l.event === "replay_prefetched");
     row(
       "recovery: entries read and decoded by the log prefetch thread",

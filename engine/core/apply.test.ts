@@ -19,7 +19,7 @@ describe("input ids", () => {
     const h = given(); // alice's account at 1700000000000-0, ETH price at 1700000000000-1
     const last = h.state.lastInputId;
     expect(last).toBe("1700000000000-1");
-    const dedup = h.state.dedup.size;
+    const idempotency = h.state.idempotency.size;
     for (const id of ["1700000000000-1", "1700000000000-0", "1699999999999-5", "0-0", "1699999999999-999999"]) {
       expect(apply(h.state, { id, message: createBob })).toEqual([]);
       expect(
@@ -32,7 +32,7 @@ describe("input ids", () => {
     expect(h.state.accounts.has("bob")).toBe(false);
     expect(h.state.quotes[0]).toMatchObject({ bidTicks: 200_000 });
     expect(h.state.lastInputId).toBe(last);
-    expect(h.state.dedup.size).toBe(dedup);
+    expect(h.state.idempotency.size).toBe(idempotency);
   });
 
   it("re-applying the log's own entries is a no-op", () => {
@@ -134,6 +134,6 @@ describe("applyMalformed", () => {
     expect(applyMalformed(state, "5-0", { userId: "alice", requestId: "r1" }, "again")).toEqual([]);
     expect(applyMalformed(state, "6-0", undefined, "no sender")).toEqual([]);
     expect(state.lastInputId).toBe("6-0");
-    expect(state.dedup.size).toBe(0);
+    expect(state.idempotency.size).toBe(0);
   });
 });

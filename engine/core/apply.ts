@@ -8,7 +8,7 @@
  */
 import type { EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
 import { createAccount } from "./accounts.ts";
-import { recall, remember } from "./dedup.ts";
+import { recall, remember } from "./idempotency.ts";
 import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";

@@ -32,14 +32,14 @@ describe("engine under random logs", () => {
     fc.assert(
       fc.property(
         commandsArbitrary(),
-        fc.constantFrom(makeParams(), makeParams({ dedupMaxPerUser: 3, dedupMaxEntries: 7 })),
+        fc.constantFrom(makeParams(), makeParams({ idempotencyMaxPerUser: 3, idempotencyMaxEntries: 7 })),
         (commands, params) => {
           const state = createState(params);
           for (const entry of toLog(commands)) {
             const m = entry.message;
-            const before = m.type === "user_instruction" ? state.dedup.get(m.userId, m.requestId) : undefined;
+            const before = m.type === "user_instruction" ? state.idempotency.get(m.userId, m.requestId) : undefined;
             const withinWindow =
-              before !== undefined && before.atMs >= parseInputId(entry.id).ms - params.dedupWindowMs;
+              before !== undefined && before.atMs >= parseInputId(entry.id).ms - params.idempotencyWindowMs;
             const expected = withinWindow ? answerOf(state, before.receipt) : undefined;
             const outputs = apply(state, entry);
             if (m.type !== "user_instruction") continue;
@@ -49,7 +49,7 @@ describe("engine under random logs", () => {
             // A request id still remembered when it comes again gets the very answer it got the first time...
             if (expected !== undefined) expect(response.answer).toEqual(expected);
             // ...and what is remembered now rebuilds exactly the answer just sent.
-            const remembered = state.dedup.get(m.userId, m.requestId);
+            const remembered = state.idempotency.get(m.userId, m.requestId);
             if (remembered !== undefined) expect(answerOf(state, remembered.receipt)).toEqual(response.answer);
           }
         },

@@ -19,10 +19,10 @@ export interface EngineParams {
   readonly maxNotionalMicros: number;
   readonly maxOpenTradesPerUser: number;
   /** How long a request id's first answer is remembered, by log time, and at most how many are kept. */
-  readonly dedupWindowMs: number;
-  readonly dedupMaxEntries: number;
+  readonly idempotencyWindowMs: number;
+  readonly idempotencyMaxEntries: number;
   /** Per user, so one user's traffic never evicts another's requests. */
-  readonly dedupMaxPerUser: number;
+  readonly idempotencyMaxPerUser: number;
 }
 
 export const DEFAULT_PARAMS: EngineParams = {
@@ -34,9 +34,9 @@ export const DEFAULT_PARAMS: EngineParams = {
   staleQuoteMs: 30_000,
   maxNotionalMicros: 10_000_000 * MICROS_PER_USD,
   maxOpenTradesPerUser: 500,
-  dedupWindowMs: 24 * 60 * 60 * 1000,
-  dedupMaxEntries: 1_000_000,
-  dedupMaxPerUser: 10_000,
+  idempotencyWindowMs: 24 * 60 * 60 * 1000,
+  idempotencyMaxEntries: 1_000_000,
+  idempotencyMaxPerUser: 10_000,
 };
 
 /** Defaults plus overrides; only known keys, so nothing else (a URL, a secret) can ride into snapshots. */
@@ -69,9 +69,9 @@ export function validateParams(p: EngineParams): void {
   whole("staleQuoteMs", 1, 7 * 24 * 3600 * 1000);
   whole("maxNotionalMicros", 1, MAX_UNITS / 100);
   whole("maxOpenTradesPerUser", 1, 100_000);
-  whole("dedupWindowMs", 0, 30 * 24 * 3600 * 1000);
-  whole("dedupMaxEntries", 0, 10_000_000);
-  whole("dedupMaxPerUser", 0, 10_000_000);
+  whole("idempotencyWindowMs", 0, 30 * 24 * 3600 * 1000);
+  whole("idempotencyMaxEntries", 0, 10_000_000);
+  whole("idempotencyMaxPerUser", 0, 10_000_000);
   if (p.maintenanceMarginPpm * p.maxLeverage >= 1_000_000) {
     throw new Error(
       "maintenanceMarginPpm × maxLeverage must stay below 100%: a max-leverage trade would open liquidated",

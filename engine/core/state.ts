@@ -5,7 +5,7 @@
  */
 import type { AssetConfig } from "../../contract/markets.ts";
 import type { EngineParams } from "./params.ts";
-import { RequestWindow } from "./request-window.ts";
+import { IdempotencyWindow } from "./idempotency-window.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
 
 export interface Account {
@@ -16,11 +16,6 @@ export interface Account {
   readonly holdings: number[];
   /** Open trades by sequence number (a trade's id is derived from it: `tradeId`). */
   readonly openTrades: Map<number, Trade>;
-  /** Request id → slot in the idempotency window (past a few requests), and this account's slots in order (see request-window.ts). */
-  requests: Map<string, number> | undefined;
-  requestSlots: number[];
-  requestHead: number;
-  requestChain: number;
 }
 
 /**
@@ -95,8 +90,8 @@ export interface EngineState {
   readonly accounts: Map<string, Account>;
   readonly quotes: (Quote | undefined)[];
   readonly books: TriggerBook[];
-  /** Receipts of first answers by (user, request id), in log order (oldest first). */
-  readonly dedup: RequestWindow;
+  /** Receipts of first answers by (user, request id), in log order (oldest first): see idempotency.ts. */
+  readonly idempotency: IdempotencyWindow;
   /** Derived from params: asset lookup by symbol and market. */
   readonly assetBySymbol: ReadonlyMap<string, number>;
   readonly assetByMarket: ReadonlyMap<string, number>;
@@ -116,7 +111,7 @@ export function createState(params: EngineParams): EngineState {
     accounts,
     quotes: new Array<Quote | undefined>(n).fill(undefined),
     books: Array.from({ length: n }, () => createBook()),
-    dedup: new RequestWindow(accounts),
+    idempotency: new IdempotencyWindow(),
     assetBySymbol: new Map(params.assets.map((a, i) => [a.symbol, i])),
     assetByMarket: new Map(params.assets.map((a, i) => [a.market, i])),
   };
@@ -137,10 +132,6 @@ export function newAccount(userId: string, assetCount: number): Account {
     usd: 0,
     holdings: new Array<number>(assetCount).fill(0),
     openTrades: new Map(),
-    requests: undefined,
-    requestSlots: [],
-    requestHead: 0,
-    requestChain: -1,
   };
 }
 

@@ -3,7 +3,7 @@ import type { Logger } from "../../platform/log.ts";
 import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
-import { decodeSnapshot, type DedupScan } from "../snapshot/codec.ts";
+import { decodeSnapshot, type IdempotencyScan } from "../snapshot/codec.ts";
 import type { SnapshotHead } from "../snapshot/store.ts";
 
 /** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
@@ -14,8 +14,8 @@ export interface LoadedSnapshot {
   readonly more?: ByteSource;
   /** Present while the bytes are unverified: resolves once all are there and match the head, rejects if not. */
   readonly verified?: Promise<void>;
-  /** Present when another thread scans the dedup section (see decodeSnapshot). */
-  readonly dedup?: () => DedupScan | undefined;
+  /** Present when another thread scans the idempotency section (see decodeSnapshot). */
+  readonly idempotency?: () => IdempotencyScan | undefined;
   /** Figures for the restore log line. */
   readonly stats?: () => Record<string, number>;
 }
@@ -34,7 +34,7 @@ export async function restoreState(
   const headMs = performance.now() - t0;
   let state: EngineState;
   try {
-    state = decodeSnapshot(loaded.bytes, loaded.more, loaded.dedup);
+    state = decodeSnapshot(loaded.bytes, loaded.more, loaded.idempotency);
   } catch (err) {
     // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better.
     await loaded.verified;

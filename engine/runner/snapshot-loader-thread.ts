@@ -2,13 +2,13 @@
  * The snapshot loader's thread (snapshot-loader.ts): its own Postgres connection, so moving the chunks and decoding
  * their base64 (~80 MB at 1M open trades and 1M remembered requests) never runs on the thread that decodes the
  * snapshot. For each "load" it streams the latest snapshot into shared memory and publishes its progress in the
- * control words; then, while the engine still decodes the accounts, it scans the dedup section for it
- * (prescanDedup) and posts the scan on the head's `dedup` port.
+ * control words; then, while the engine still decodes the accounts, it scans the idempotency section for it
+ * (prescanIdempotency) and posts the scan on the head's `idempotency` port.
  */
 import { MessageChannel, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { createLogger } from "../../platform/log.ts";
 import { connectPostgres } from "../../platform/postgres.ts";
-import { prescanDedup, type DedupScan } from "../snapshot/codec.ts";
+import { prescanIdempotency, type IdempotencyScan } from "../snapshot/codec.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import {
   CONTROL_WORDS,
@@ -60,7 +60,7 @@ async function load(): Promise<void> {
         const words = new SharedArrayBuffer(CONTROL_WORDS * Int32Array.BYTES_PER_ELEMENT);
         control = new Int32Array(words);
         port.postMessage(
-          { type: "head", head: h, bytes: shared, control: words, dedup: channel.port2 } satisfies FromLoader,
+          { type: "head", head: h, bytes: shared, control: words, idempotency: channel.port2 } satisfies FromLoader,
           [channel.port2],
         );
         bytes = new Uint8Array(shared);
@@ -82,11 +82,11 @@ async function load(): Promise<void> {
   }
 }
 
-/** Scans the dedup section of a loaded (and verified) snapshot and posts the scan; returns the PRESCAN state. */
+/** Scans the idempotency section of a loaded (and verified) snapshot and posts the scan; returns the PRESCAN state. */
 function prescan(to: MessagePort, loaded: Uint8Array | undefined): number {
-  let scan: DedupScan | undefined;
+  let scan: IdempotencyScan | undefined;
   try {
-    scan = loaded === undefined ? undefined : prescanDedup(loaded);
+    scan = loaded === undefined ? undefined : prescanIdempotency(loaded);
   } catch (err) {
     // The decode meets the same fault and reports it: left to that, with the bytes' check.
     log.warn("prescan_failed", { error: err });

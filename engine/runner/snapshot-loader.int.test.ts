@@ -5,7 +5,7 @@ import { migrate } from "../../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { makeParams } from "../core/params.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
-import { decodeSnapshot, encodeSnapshot, prescanDedup, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
+import { decodeSnapshot, encodeSnapshot, prescanIdempotency, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "../snapshot/hash.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import { SnapshotIntegrityError } from "../snapshot/store.ts";
@@ -114,20 +114,20 @@ describe("startSnapshotLoader + restoreState", () => {
     expect(line?.scanWaitMs).toEqual(expect.any(Number));
   });
 
-  it("hands over the thread's scan of the dedup section, as this thread would make it", async () => {
+  it("hands over the thread's scan of the idempotency section, as this thread would make it", async () => {
     const state = bigState();
     const bytes = encodeSnapshot(state);
     await save(bytes, state.lastInputId);
     const loaded = (await loader().load())!;
     await loaded.verified;
-    const scan = loaded.dedup!();
+    const scan = loaded.idempotency!();
     expect(scan).toBeDefined();
-    expect(scan).toEqual(prescanDedup(bytes));
-    expect(scan!.accounts.length).toBe(state.dedup.size);
+    expect(scan).toEqual(prescanIdempotency(bytes));
+    expect(scan!.accounts.length).toBe(state.idempotency.size);
     expect(stateHash(decodeSnapshot(loaded.bytes, loaded.more, () => scan))).toBe(stateHash(state));
   });
 
-  it("makes no scan of a dedup section it cannot read, and the decode reports the fault", async () => {
+  it("makes no scan of a idempotency section it cannot read, and the decode reports the fault", async () => {
     const state = bigState();
     const bytes = encodeSnapshot(state);
     // The last receipt's last amount made a varint that runs off the end; saved with its own (matching) hash.
@@ -135,7 +135,7 @@ describe("startSnapshotLoader + restoreState", () => {
     await save(bytes, state.lastInputId);
     const loaded = (await loader().load())!;
     await loaded.verified;
-    expect(loaded.dedup!()).toBeUndefined();
+    expect(loaded.idempotency!()).toBeUndefined();
     await expect(restoreState(() => loader().load(), fresh, log)).rejects.toThrow("snapshot truncated");
   });
 
@@ -188,7 +188,9 @@ describe("waitForPrescan", () => {
     const { port1, port2 } = new MessageChannel();
     try {
       const started = performance.now();
-      expect(() => waitForPrescan(control, port1, 200)).toThrow("snapshot loader stalled: no dedup scan for 200 ms");
+      expect(() => waitForPrescan(control, port1, 200)).toThrow(
+        "snapshot loader stalled: no idempotency scan for 200 ms",
+      );
       expect(performance.now() - started).toBeGreaterThanOrEqual(190);
       Atomics.store(control, PRESCAN, NO_SCAN);
       port2.postMessage("not for the decode"); // ignored: only a SCANNED prescan is read from the port

@@ -10,7 +10,7 @@
 import { receiveMessageOnPort, type MessagePort, type Worker } from "node:worker_threads";
 import { endThread, startThread } from "../../platform/threads.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
-import type { DedupScan } from "../snapshot/codec.ts";
+import type { IdempotencyScan } from "../snapshot/codec.ts";
 import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/store.ts";
 import type { LoadedSnapshot } from "./restore.ts";
 
@@ -20,7 +20,7 @@ export interface LoaderThreadData {
 
 /**
  * Control words (an Int32Array over shared memory): bytes filled so far, load state, a change counter to wait on,
- * and the dedup prescan's state.
+ * and the idempotency prescan's state.
  */
 export const FILLED = 0;
 export const STATE = 1;
@@ -31,13 +31,13 @@ export const CONTROL_WORDS = 4;
 export const LOADING = 0;
 export const DONE = 1;
 export const FAILED = 2;
-/** PRESCAN values: running (or not started), its scan posted on the head's `dedup` port, or none coming. */
+/** PRESCAN values: running (or not started), its scan posted on the head's `idempotency` port, or none coming. */
 export const SCANNING = 0;
 export const SCANNED = 1;
 export const NO_SCAN = 2;
 
 export type FromLoader =
-  | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer; dedup: MessagePort }
+  | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer; idempotency: MessagePort }
   | { type: "none" }
   | { type: "done"; loadMs: number }
   | { type: "error"; name: string; message: string };
@@ -61,19 +61,19 @@ export function waitForBytes(control: Int32Array, needed: number, stallMs: numbe
 }
 
 /**
- * Blocks this thread until the loader's dedup prescan has ended, and returns its scan (undefined when it made none:
+ * Blocks this thread until the loader's idempotency prescan has ended, and returns its scan (undefined when it made none:
  * a version-1 snapshot, a failed load, bytes it could not read). Throws when `stallMs` pass with no change at all.
  */
-export function waitForPrescan(control: Int32Array, port: MessagePort, stallMs: number): DedupScan | undefined {
+export function waitForPrescan(control: Int32Array, port: MessagePort, stallMs: number): IdempotencyScan | undefined {
   waitUntil(
     control,
     () => Atomics.load(control, PRESCAN) !== SCANNING,
     stallMs,
-    () => `snapshot loader stalled: no dedup scan for ${stallMs} ms`,
+    () => `snapshot loader stalled: no idempotency scan for ${stallMs} ms`,
   );
   // Posted before PRESCAN was set, so it is in the port's queue now.
   return Atomics.load(control, PRESCAN) === SCANNED
-    ? (receiveMessageOnPort(port)?.message as DedupScan | undefined)
+    ? (receiveMessageOnPort(port)?.message as IdempotencyScan | undefined)
     : undefined;
 }
 
@@ -131,7 +131,7 @@ export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): Sn
             return resolve(null);
           case "head": {
             const control = new Int32Array(m.control);
-            m.dedup.unref(); // read synchronously (waitForPrescan), never listened to
+            m.idempotency.unref(); // read synchronously (waitForPrescan), never listened to
             const verified = new Promise<void>((res, rej) => (settle = { resolve: res, reject: rej }));
             verified.catch(() => undefined); // awaited by restoreState; may settle while the decode blocks
             const more: ByteSource = (needed) => {
@@ -140,11 +140,11 @@ export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): Sn
               waitMs += performance.now() - t0;
               return filled;
             };
-            const dedup = () => {
+            const idempotency = () => {
               const t0 = performance.now();
-              const scan = waitForPrescan(control, m.dedup, stallMs);
+              const scan = waitForPrescan(control, m.idempotency, stallMs);
               scanWaitMs += performance.now() - t0;
-              m.dedup.close();
+              m.idempotency.close();
               return scan;
             };
             return resolve({
@@ -153,7 +153,7 @@ export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): Sn
               more,
               verified,
               control: m.control,
-              dedup,
+              idempotency,
               stats: () => ({
                 loadMs: Math.round(loadMs),
                 waitMs: Math.round(waitMs),

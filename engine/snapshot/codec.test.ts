@@ -7,7 +7,7 @@ import { answerOf } from "../core/receipts.ts";
 import { createState, tradeId, tradeSeq, type EngineState, type Trade } from "../core/state.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { ByteWriter } from "./bytes.ts";
-import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot, prescanDedup } from "./codec.ts";
+import { SNAPSHOT_VERSION, decodeSnapshot, encodeSnapshot, prescanIdempotency } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
 
 const USD = 1_000_000; // micros
@@ -279,24 +279,27 @@ describe("snapshot codec: round trip", () => {
   it("restores idempotency entries in log order, without the transient refusal", () => {
     const { h, answers } = richSetup();
     const restored = decodeSnapshot(encodeSnapshot(h.state));
-    const keys = [...restored.dedup.keys()];
-    expect(keys).toEqual([...h.state.dedup.keys()]);
+    const keys = [...restored.idempotency.keys()];
+    expect(keys).toEqual([...h.state.idempotency.keys()]);
     expect(keys.slice(0, 4)).toEqual(["carol r1", "alice r2", "bob r3", "dave r4"]);
     expect(keys).toContain("alice a-open-1");
     expect(keys.at(-1)).toBe("alice a-bad");
     expect(keys).not.toContain("alice a-btc");
     expect(keys).toHaveLength(answers.size - 1);
-    expect(restored.dedup.get("alice", "a-bad")?.receipt).toMatchObject({ kind: "rejected", code: "INVALID_LEVERAGE" });
-    expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({
+    expect(restored.idempotency.get("alice", "a-bad")?.receipt).toMatchObject({
+      kind: "rejected",
+      code: "INVALID_LEVERAGE",
+    });
+    expect(restored.idempotency.get("alice", "a-open-1")?.receipt).toMatchObject({
       kind: "open_trade",
       trade: { seq: 1, openPriceTicks: 430_010, stopLossTicks: 420_000 },
       balances: [9_900 * USD, 0, 0, 0, 0],
     });
-    expect(restored.dedup.get("alice", "a-open-1")?.atMs).toBe(1_700_000_000_100);
-    expect(restored.dedup.get("carol", "r1")?.atMs).toBe(1_700_000_000_000);
+    expect(restored.idempotency.get("alice", "a-open-1")?.atMs).toBe(1_700_000_000_100);
+    expect(restored.idempotency.get("carol", "r1")?.atMs).toBe(1_700_000_000_000);
     // Every kind of receipt (create, open, close, spot, refusal) still rebuilds the exact answer first sent.
     const kinds = new Set<string>();
-    for (const [key, entry] of restored.dedup) {
+    for (const [key, entry] of restored.idempotency) {
       kinds.add(entry.receipt.kind);
       expect(answerOf(restored, entry.receipt), key).toEqual(answers.get(key));
     }
@@ -307,20 +310,23 @@ describe("snapshot codec: round trip", () => {
     const { h } = richSetup();
     const bytes = encodeSnapshot(h.state);
     const restored = decodeSnapshot(bytes);
-    expect(restored.dedup.packedBytes).toBe(bytes);
+    expect(restored.idempotency.packedBytes).toBe(bytes);
     expect(encodeSnapshot(restored)).toEqual(bytes);
     // Decoding one (a repeated request) changes nothing in the next snapshot.
-    expect(restored.dedup.get("alice", "a-open-1")?.receipt).toMatchObject({ kind: "open_trade", trade: { seq: 1 } });
+    expect(restored.idempotency.get("alice", "a-open-1")?.receipt).toMatchObject({
+      kind: "open_trade",
+      trade: { seq: 1 },
+    });
     expect(encodeSnapshot(restored)).toEqual(bytes);
-    expect(restored.dedup.packedBytes).toBe(bytes);
+    expect(restored.idempotency.packedBytes).toBe(bytes);
     // A day later every remembered request has expired: the next one evicts them all, and the bytes go with them.
-    const later = `${restored.lastInputMs + restored.params.dedupWindowMs + 1}-0`;
+    const later = `${restored.lastInputMs + restored.params.idempotencyWindowMs + 1}-0`;
     apply(restored, {
       id: later,
       message: { type: "user_instruction", requestId: "late", userId: "zed", instruction: { kind: "create_account" } },
     });
-    expect(restored.dedup.keys()).toEqual(["zed late"]);
-    expect(restored.dedup.packedBytes).toBeUndefined();
+    expect(restored.idempotency.keys()).toEqual(["zed late"]);
+    expect(restored.idempotency.packedBytes).toBeUndefined();
   });
 
   it("keeps behaving exactly like the original: a stop-loss, a liquidation, a manual close, duplicate requests", () => {
@@ -499,7 +505,7 @@ describe("snapshot codec: hash", () => {
   it("does not depend on the order in which accounts were created", () => {
     // Same content is reachable by different orders once the creation requests have left the idempotency window.
     const build = (order: string[]) => {
-      const h = new EngineHarness({ dedupWindowMs: 1_000 });
+      const h = new EngineHarness({ idempotencyWindowMs: 1_000 });
       for (const u of order) h.createAccount(u);
       h.advance(5_000);
       h.createAccount("zoe"); // remembered at the new time; evicts the older entries
@@ -508,8 +514,8 @@ describe("snapshot codec: hash", () => {
     const a = build(["alice", "bob", "mallory"]);
     const b = build(["mallory", "bob", "alice"]);
     expect([...a.accounts.keys()]).not.toEqual([...b.accounts.keys()]);
-    expect([...a.dedup.keys()]).toEqual(["zoe r4"]);
-    expect([...b.dedup.keys()]).toEqual(["zoe r4"]);
+    expect([...a.idempotency.keys()]).toEqual(["zoe r4"]);
+    expect([...b.idempotency.keys()]).toEqual(["zoe r4"]);
     expect(encodeSnapshot(a)).toEqual(encodeSnapshot(b));
     expect(stateHash(a)).toBe(stateHash(b));
   });
@@ -594,12 +600,14 @@ interface HandBuiltOptions {
   /** Raw bytes for the first receipt's USD amount (instead of the varint of 10,000 USD). */
   grantBytes?: number[];
   secondRequestId?: string;
-  /** The dedup section's count (2 entries follow whatever it says). */
-  dedupCount?: number;
+  /** The idempotency section's count (2 entries follow whatever it says). */
+  idempotencyCount?: number;
   /** Version 3: the first heap sizes, instead of the right ones. */
   heapSizes?: number[];
   /** Version 3: the first trade's take-profit position, plus one (it has no take-profit: 0). */
   firstProfitPos?: number;
+  /** The params JSON with these values under the idempotency limits' former names. */
+  formerParamNames?: { dedupWindowMs: number; dedupMaxEntries: number; dedupMaxPerUser: number };
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
@@ -609,7 +617,12 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
   w.uint(version);
-  w.string(JSON.stringify(params));
+  if (options.formerParamNames === undefined) w.string(JSON.stringify(params));
+  else {
+    const stored: Record<string, unknown> = { ...params, ...options.formerParamNames };
+    for (const name of ["idempotencyWindowMs", "idempotencyMaxEntries", "idempotencyMaxPerUser"]) delete stored[name];
+    w.string(JSON.stringify(stored));
+  }
   w.string("1700000000123-4"); // lastInputId
   w.uint(10); // nextSeq
   w.uint(2); // ignoredPriceUpdates
@@ -662,7 +675,7 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   refused.u8(options.receiptKind ?? 0); // rejected
   refused.string(options.rejectionCode ?? "INVALID_AMOUNT");
   refused.string("nope");
-  w.uint(options.dedupCount ?? 2);
+  w.uint(options.idempotencyCount ?? 2);
   if (version === 1) {
     w.string("zed r1");
     w.uint(1_700_000_000_000);
@@ -686,6 +699,15 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
 }
 
 describe("snapshot codec: documented layout", () => {
+  it("reads the idempotency limits under their former names (dedup…) as the current ones", () => {
+    const formerParamNames = { dedupWindowMs: 60_000, dedupMaxEntries: 70, dedupMaxPerUser: 7 };
+    const { params } = decodeSnapshot(handBuilt({ formerParamNames }));
+    expect([params.idempotencyWindowMs, params.idempotencyMaxEntries, params.idempotencyMaxPerUser]).toEqual([
+      60_000, 70, 7,
+    ]);
+    expect(Object.keys(params).filter((k) => k.startsWith("dedup"))).toEqual([]);
+  });
+
   it.each([1, 2, 3] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
@@ -744,7 +766,7 @@ describe("snapshot codec: documented layout", () => {
       },
     ]);
     expect(state.books[SOL]!.shortProfit.peek()?.seq).toBe(7);
-    expect([...state.dedup]).toEqual([
+    expect([...state.idempotency]).toEqual([
       [
         "zed r1",
         {
@@ -781,7 +803,7 @@ describe("snapshot codec: documented layout", () => {
       );
     }
     const longest = decodeSnapshot(handBuilt({ secondRequestId: "~".repeat(128) }));
-    expect(longest.dedup.get("zed", "~".repeat(128))?.receipt).toEqual({
+    expect(longest.idempotency.get("zed", "~".repeat(128))?.receipt).toEqual({
       kind: "rejected",
       code: "INVALID_AMOUNT",
       message: "nope",
@@ -790,7 +812,7 @@ describe("snapshot codec: documented layout", () => {
 
   it("refuses a snapshot that remembers the same request twice, loudly, when that account is first used", () => {
     const state = decodeSnapshot(handBuilt({ secondRequestId: "r1" }));
-    expect(() => state.dedup.get("zed", "r1")).toThrow("the restored snapshot remembers request zed r1 twice");
+    expect(() => state.idempotency.get("zed", "r1")).toThrow("the restored snapshot remembers request zed r1 twice");
   });
 
   it("refuses a remembered request of an account that is not there, or a receipt of the wrong length", () => {
@@ -856,41 +878,43 @@ describe("snapshot codec: documented layout", () => {
   });
 });
 
-describe("snapshot codec: the dedup section scanned by another thread (prescanDedup)", () => {
+describe("snapshot codec: the idempotency section scanned by another thread (prescanIdempotency)", () => {
   it("restores the same state from a prescan, asking for it once, and takes it instead of scanning again", () => {
     const h = richHarness();
     const bytes = encodeSnapshot(h.state);
-    const scan = prescanDedup(bytes)!;
-    expect(scan.accounts.length).toBe(h.state.dedup.size);
+    const scan = prescanIdempotency(bytes)!;
+    expect(scan.accounts.length).toBe(h.state.idempotency.size);
     let asked = 0;
     const restored = decodeSnapshot(bytes, undefined, () => (asked++, scan));
     expect(asked).toBe(1);
     expect(stateHash(restored)).toBe(stateHash(h.state));
-    expect([...restored.dedup]).toEqual([...decodeSnapshot(bytes).dedup]);
+    expect([...restored.idempotency]).toEqual([...decodeSnapshot(bytes).idempotency]);
     expect(encodeSnapshot(restored)).toEqual(bytes);
     // No scan after all: the decode scans itself.
     expect(stateHash(decodeSnapshot(bytes, undefined, () => undefined))).toBe(stateHash(h.state));
     // What is restored is the scan's: times moved in it show up in the window.
     const moved = { ...scan, times: scan.times.map((t) => t + 1) };
     const fromMoved = decodeSnapshot(bytes, undefined, () => moved);
-    expect([...fromMoved.dedup].map(([, e]) => e.atMs)).toEqual([...restored.dedup].map(([, e]) => e.atMs + 1));
+    expect([...fromMoved.idempotency].map(([, e]) => e.atMs)).toEqual(
+      [...restored.idempotency].map(([, e]) => e.atMs + 1),
+    );
   });
 
-  it("refuses a scan that does not start where the dedup section does", () => {
+  it("refuses a scan that does not start where the idempotency section does", () => {
     const bytes = encodeSnapshot(richHarness().state);
-    const scan = prescanDedup(bytes)!;
+    const scan = prescanIdempotency(bytes)!;
     expect(() => decodeSnapshot(bytes, undefined, () => ({ ...scan, start: scan.start + 1 }))).toThrow(
-      `the dedup scan starts at byte ${scan.start + 1}, but the section does at ${scan.start}`,
+      `the idempotency scan starts at byte ${scan.start + 1}, but the section does at ${scan.start}`,
     );
   });
 
   it("makes no scan of a version-1 snapshot, whose decode never asks for one", () => {
     const bytes = handBuilt({ version: 1 });
-    expect(prescanDedup(bytes)).toBeUndefined();
+    expect(prescanIdempotency(bytes)).toBeUndefined();
     const state = decodeSnapshot(bytes, undefined, () => {
       throw new Error("asked for a scan");
     });
-    expect(state.dedup.size).toBe(2);
+    expect(state.idempotency.size).toBe(2);
   });
 
   it("refuses what the decode refuses, with the same error", () => {
@@ -901,24 +925,28 @@ describe("snapshot codec: the dedup section scanned by another thread (prescanDe
       [{ rejectionCode: "NOT_A_CODE" }, "unknown rejection code NOT_A_CODE"],
       [{ secondRequestId: "req 2" }, /not printable ASCII/],
       [{ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }, "varint too long"],
-      [{ dedupCount: 3 }, "snapshot truncated"],
+      [{ idempotencyCount: 3 }, "snapshot truncated"],
     ];
     for (const [options, message] of cases) {
       const bytes = handBuilt(options);
       expect(() => decodeSnapshot(bytes), JSON.stringify(options)).toThrow(message);
-      expect(() => prescanDedup(bytes), JSON.stringify(options)).toThrow(message);
+      expect(() => prescanIdempotency(bytes), JSON.stringify(options)).toThrow(message);
     }
     const bytes = encodeSnapshot(richHarness().state);
     for (let cut = 0; cut < bytes.length; cut++) {
-      expect(() => prescanDedup(bytes.subarray(0, cut)), `cut at ${cut}`).toThrow("snapshot truncated");
+      expect(() => prescanIdempotency(bytes.subarray(0, cut)), `cut at ${cut}`).toThrow("snapshot truncated");
     }
   });
 
-  it("refuses a dedup count the bytes cannot hold before sizing anything by it", () => {
+  it("refuses a idempotency count the bytes cannot hold before sizing anything by it", () => {
     // 2^40 entries would not fit in any array: the error must be the snapshot's, not the allocation's.
-    for (const dedupCount of [2 ** 40, 100]) {
-      expect(() => decodeSnapshot(handBuilt({ dedupCount })), String(dedupCount)).toThrow("snapshot truncated");
-      expect(() => prescanDedup(handBuilt({ dedupCount })), String(dedupCount)).toThrow("snapshot truncated");
+    for (const idempotencyCount of [2 ** 40, 100]) {
+      expect(() => decodeSnapshot(handBuilt({ idempotencyCount })), String(idempotencyCount)).toThrow(
+        "snapshot truncated",
+      );
+      expect(() => prescanIdempotency(handBuilt({ idempotencyCount })), String(idempotencyCount)).toThrow(
+        "snapshot truncated",
+      );
     }
   });
 });
@@ -926,7 +954,7 @@ describe("snapshot codec: the dedup section scanned by another thread (prescanDe
 describe("snapshot codec: size", () => {
   it("stores 1,000 open trades in at most 26 bytes each", () => {
     // Idempotency off so the snapshot holds the trades, not 1,000 remembered answers.
-    const h = new EngineHarness({ dedupMaxEntries: 0, maxOpenTradesPerUser: 1_000 });
+    const h = new EngineHarness({ idempotencyMaxEntries: 0, maxOpenTradesPerUser: 1_000 });
     h.checkEveryStep = false;
     h.createAccount("whale");
     h.price("ETH_USDC_PERP", "4300.00", "4300.10");
@@ -987,7 +1015,7 @@ describe("snapshot codec: size", () => {
         }),
       );
     }
-    expect(h.state.dedup.size).toBe(1_001);
+    expect(h.state.idempotency.size).toBe(1_001);
     const perTrade = (encodeSnapshot(h.state).length - before) / 1_000;
     // Trade: seq delta 1 · asset·side 1 · margin 5e6 4 · leverage 1 · quantity 1162 2 · price 430010 3 · SL 3 · TP 3 ·
     //   liquidation 3 · time 1 · heap positions (plus one) up to 1,000: 2 + 2 = 26.

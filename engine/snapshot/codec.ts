@@ -14,16 +14,16 @@
  *   accounts: count, then per account: userId usd holdings×assets tradeCount
  *             and per trade: seqDelta TRADE(openedAtMs as a signed delta from the previous trade's)
  *             exitPos profitPos (its positions in its exit and take-profit heaps, plus one; 0: not in that heap)
- *   dedup: count, then per entry: accountIndex requestId atMs(delta from the previous entry) length RECEIPT
+ *   idempotency: count, then per entry: accountIndex requestId atMs(delta from the previous entry) length RECEIPT
  *   TRADE = asset·2+long margin leverage quantity openPrice stopLoss takeProfit liquidation openedAt
  *   RECEIPT = kind, then: rejected: code message | create_account: granted AMOUNTS
  *             | open_trade: seq TRADE AMOUNTS | close_trade: seq TRADE price pnl reason AMOUNTS
  *             | spot_order: seq asset·2+buy quantity price total AMOUNTS;   AMOUNTS = usd holdings×assets
  *   Times inside a receipt are signed deltas from its entry's time. accountIndex is the account's position in
- *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (request-window.ts):
+ *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
- * the dedup entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
+ * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
  * never written.
  * Derived data (trade ids, exit levels, lookups) is rebuilt on decode.
  */
@@ -31,7 +31,7 @@ import type { CloseReason } from "../../contract/messages.ts";
 import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
-import type { PackedReceipts, RequestOwner } from "../core/request-window.ts";
+import type { IdempotencyOwner, PackedReceipts } from "../core/idempotency-window.ts";
 import { createState, makeTrade, newAccount, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
@@ -50,7 +50,7 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
   // growing the buffer by doubling.
   let trades = 0;
   for (const a of state.accounts.values()) trades += a.openTrades.size;
-  const estimate = 4096 + state.accounts.size * 48 + trades * 24 + state.dedup.size * 72;
+  const estimate = 4096 + state.accounts.size * 48 + trades * 24 + state.idempotency.size * 72;
   const w = writer ?? new ByteWriter(estimate);
   w.reset(estimate);
   for (const b of MAGIC) w.u8(b);
@@ -72,11 +72,11 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
   }
   for (const book of state.books) for (const heap of heapsOf(book)) w.uint(heap.size);
   const userIds = [...state.accounts.keys()].sort();
-  const accountIndex = new Map<RequestOwner, number>();
+  const accountIndex = new Map<string, number>();
   w.uint(userIds.length);
   for (const userId of userIds) {
     const a = state.accounts.get(userId)!;
-    accountIndex.set(a, accountIndex.size);
+    accountIndex.set(userId, accountIndex.size);
     w.string(userId);
     w.uint(a.usd);
     for (const h of a.holdings) w.uint(h);
@@ -94,11 +94,11 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
       prevAt = t.openedAtMs;
     }
   }
-  w.uint(state.dedup.size);
-  const packed = state.dedup.packedBytes;
+  w.uint(state.idempotency.size);
+  const packed = state.idempotency.packedBytes;
   let prevAt = 0;
-  state.dedup.forEachStored((owner, requestId, atMs, receipt) => {
-    w.uint(accountIndex.get(owner)!);
+  state.idempotency.forEachStored((userId, requestId, atMs, receipt) => {
+    w.uint(accountIndex.get(userId)!);
     w.string(requestId);
     w.uint(atMs - prevAt);
     prevAt = atMs;
@@ -125,10 +125,14 @@ const receiptWriter = new ByteWriter(256);
  * Rebuilds a state from `encodeSnapshot` bytes; throws a clear error on a foreign, newer or corrupt snapshot. The
  * state keeps `bytes` (its remembered requests' receipts stay packed in them): do not reuse the buffer. With
  * `more`, `bytes` is still being filled (a snapshot streaming in from its store) and decoding waits on it. With
- * `dedup`, another thread has scanned the dedup section already (`prescanDedup`): asked for its scan on reaching
+ * `idempotency`, another thread has scanned the idempotency section already (`prescanIdempotency`): asked for its scan on reaching
  * that section, it returns it, or undefined to have this thread scan it after all.
  */
-export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource, dedup?: () => DedupScan | undefined): EngineState {
+export function decodeSnapshot(
+  bytes: Uint8Array,
+  more?: ByteSource,
+  idempotency?: () => IdempotencyScan | undefined,
+): EngineState {
   const r = new ByteReader(bytes, 0, more);
   const { version, state } = readHead(r);
   const { params } = state;
@@ -174,20 +178,33 @@ export function decodeSnapshot(bytes: Uint8Array, more?: ByteSource, dedup?: () 
     }
   }
   if (version === 1) {
-    readDedupV1(r, state);
+    readIdempotencyV1(r, state);
   } else {
-    let scan = dedup?.();
+    let scan = idempotency?.();
     if (scan === undefined) {
-      scan = scanDedup(r, accountCount, n);
+      scan = scanIdempotency(r, accountCount, n);
     } else {
       if (scan.start !== r.position)
-        throw new Error(`the dedup scan starts at byte ${scan.start}, but the section does at ${r.position}`);
+        throw new Error(`the idempotency scan starts at byte ${scan.start}, but the section does at ${r.position}`);
       r.skip(scan.end - scan.start);
     }
-    restoreDedup(state, accounts, bytes, scan);
+    restoreIdempotency(state, accounts, bytes, scan);
   }
   if (!r.done) throw new Error("snapshot has trailing bytes");
   return state;
+}
+
+/** Parameter names snapshots may still carry (the params are stored as JSON), and their current names. */
+const FORMER_PARAM_NAMES: Readonly<Record<string, keyof EngineParams>> = {
+  dedupWindowMs: "idempotencyWindowMs",
+  dedupMaxEntries: "idempotencyMaxEntries",
+  dedupMaxPerUser: "idempotencyMaxPerUser",
+};
+
+function withCurrentParamNames(stored: Record<string, unknown>): EngineParams {
+  const params: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(stored)) params[FORMER_PARAM_NAMES[name] ?? name] = value;
+  return params as unknown as EngineParams;
 }
 
 /** Everything before the accounts section, into a fresh state; and the snapshot's version. */
@@ -196,7 +213,7 @@ function readHead(r: ByteReader): { version: number; state: EngineState } {
   const version = r.uint();
   if (version !== SNAPSHOT_VERSION && version !== 2 && version !== 1)
     throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
-  const params = JSON.parse(r.string()) as EngineParams;
+  const params = withCurrentParamNames(JSON.parse(r.string()) as Record<string, unknown>);
   validateParams(params);
   const state = createState(params);
   const n = params.assets.length;
@@ -221,11 +238,11 @@ function readHead(r: ByteReader): { version: number; state: EngineState } {
 }
 
 /**
- * The dedup section of a (version 2) snapshot, checked but left packed: per entry, its account's position in the
+ * The idempotency section of a (version 2) snapshot, checked but left packed: per entry, its account's position in the
  * accounts section, where its request id and its receipt start in the snapshot's bytes, and its time. Typed arrays,
  * so a scan made on another thread crosses over without a copy.
  */
-export interface DedupScan {
+export interface IdempotencyScan {
   /** Where the section starts (at its count) and ends, in the snapshot's bytes. */
   readonly start: number;
   readonly end: number;
@@ -237,11 +254,11 @@ export interface DedupScan {
 
 /**
  * For a thread holding a whole snapshot while another decodes it (snapshot-loader-thread.ts): steps over the
- * accounts section and scans the dedup section, which the decode then takes instead of scanning it itself (at 1M
+ * accounts section and scans the idempotency section, which the decode then takes instead of scanning it itself (at 1M
  * remembered requests, a tenth of a second or more of the restore). Undefined for a version-1 snapshot (decoded
  * eagerly); throws on a snapshot it cannot read, as the decode would.
  */
-export function prescanDedup(bytes: Uint8Array): DedupScan | undefined {
+export function prescanIdempotency(bytes: Uint8Array): IdempotencyScan | undefined {
   const r = new ByteReader(bytes);
   const { version, state } = readHead(r);
   if (version === 1) return undefined;
@@ -254,21 +271,21 @@ export function prescanDedup(bytes: Uint8Array): DedupScan | undefined {
     r.skipVarints(1 + n); // usd, holdings
     r.skipVarints(r.uint() * tradeVarints);
   }
-  return scanDedup(r, accountCount, n);
+  return scanIdempotency(r, accountCount, n);
 }
 
 /** Varints per open trade in the accounts section: seqDelta, then TRADE's nine (and from version 3, two positions). */
 const TRADE_VARINTS = 10;
 
-/** The smallest dedup entry: account, a 1-byte request id with its length, atMs, a receipt's length and kind. */
-const MIN_DEDUP_ENTRY_BYTES = 6;
+/** The smallest idempotency entry: account, a 1-byte request id with its length, atMs, a receipt's length and kind. */
+const MIN_IDEMPOTENCY_ENTRY_BYTES = 6;
 
-function scanDedup(r: ByteReader, accountCount: number, assetCount: number): DedupScan {
+function scanIdempotency(r: ByteReader, accountCount: number, assetCount: number): IdempotencyScan {
   const start = r.position;
   const count = r.uint();
   // More entries than the bytes left can hold: the snapshot was cut short (or its count is corrupt). Said before
   // sizing the arrays by it.
-  if (count > (r.length - r.position) / MIN_DEDUP_ENTRY_BYTES) throw new RangeError("snapshot truncated");
+  if (count > (r.length - r.position) / MIN_IDEMPOTENCY_ENTRY_BYTES) throw new RangeError("snapshot truncated");
   const accounts = new Uint32Array(count);
   const requestIds = new Uint32Array(count);
   const receipts = new Uint32Array(count);
@@ -291,7 +308,12 @@ function scanDedup(r: ByteReader, accountCount: number, assetCount: number): Ded
   return { start, end: r.position, accounts, requestIds, receipts, times };
 }
 
-function restoreDedup(state: EngineState, accounts: readonly Account[], bytes: Uint8Array, scan: DedupScan): void {
+function restoreIdempotency(
+  state: EngineState,
+  accounts: readonly Account[],
+  bytes: Uint8Array,
+  scan: IdempotencyScan,
+): void {
   const assetCount = state.params.assets.length;
   const packed: PackedReceipts = {
     bytes,
@@ -307,12 +329,17 @@ function restoreDedup(state: EngineState, accounts: readonly Account[], bytes: U
   };
   const { times, requestIds, receipts } = scan;
   const owners = scan.accounts;
-  for (let i = 0; i < owners.length; i++)
-    state.dedup.addPacked(accounts[owners[i]!]!, requestIds[i]!, times[i]!, packed, receipts[i]!);
+  // One owner record per account with remembered requests, made on its first entry.
+  const ownerOf = new Array<IdempotencyOwner | undefined>(accounts.length);
+  for (let i = 0; i < owners.length; i++) {
+    const index = owners[i]!;
+    const owner = (ownerOf[index] ??= state.idempotency.owner(accounts[index]!.userId));
+    state.idempotency.addPacked(owner, requestIds[i]!, times[i]!, packed, receipts[i]!);
+  }
 }
 
 /** Version 1: "userId requestId" keys, receipts inline without a length, decoded eagerly. */
-function readDedupV1(r: ByteReader, state: EngineState): void {
+function readIdempotencyV1(r: ByteReader, state: EngineState): void {
   const count = r.uint();
   let atMs = 0;
   for (let i = 0; i < count; i++) {
@@ -322,7 +349,7 @@ function readDedupV1(r: ByteReader, state: EngineState): void {
     const account = state.accounts.get(key.slice(0, space));
     if (account === undefined) throw new Error("snapshot remembers a request of an unknown account");
     atMs += r.uint();
-    state.dedup.add(account, key.slice(space + 1), atMs, readReceipt(r, atMs, state.params.assets.length));
+    state.idempotency.add(account.userId, key.slice(space + 1), atMs, readReceipt(r, atMs, state.params.assets.length));
   }
 }
 

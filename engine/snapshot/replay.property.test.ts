@@ -14,7 +14,7 @@ describe("snapshot + replay", () => {
         const log = toLog(commands);
         const cut = cutSeed % (log.length + 1);
         // Small idempotency caps, so per-user and global eviction (and the slots they leave) cross snapshots.
-        const params = makeParams({ maxOpenTradesPerUser: 8, dedupMaxPerUser: 4, dedupMaxEntries: 9 });
+        const params = makeParams({ maxOpenTradesPerUser: 8, idempotencyMaxPerUser: 4, idempotencyMaxEntries: 9 });
 
         const reference = createState(params);
         const referenceOutputs = log.map((e) => apply(reference, e));

@@ -79,7 +79,7 @@ describe("transient refusals are not remembered", () => {
     const h = given({ users: [] });
     const early = { kind: "spot_order" as const, asset: "ETH", side: "buy" as const, quantity: "1" };
     expect(codeOf(h.instruct("zoe", early, "buy-1").answer)).toBe("ACCOUNT_NOT_FOUND");
-    expect(h.state.dedup.size).toBe(0);
+    expect(h.state.idempotency.size).toBe(0);
     h.createAccount("zoe");
     expect(resultOf(h.instruct("zoe", early, "buy-1").answer, "spot_order").order.total).toBe("2000"); // 1 ETH at the ask 2000
     expect(usdOf(h, "zoe")).toBe("8000");
@@ -102,8 +102,8 @@ describe("the memory is bounded", () => {
   const signup = (h: EngineHarness, user: string) =>
     resultOf(h.instruct(user, { kind: "create_account" }, `signup-${user}`).answer, "create_account");
 
-  it("by log time: kept exactly dedupWindowMs, dropped one ms later", () => {
-    const h = new EngineHarness({ dedupWindowMs: 1000 });
+  it("by log time: kept exactly idempotencyWindowMs, dropped one ms later", () => {
+    const h = new EngineHarness({ idempotencyWindowMs: 1000 });
     signup(h, "alice");
     h.advance(1000);
     signup(h, "bob"); // alice's entry is exactly 1000 ms old: kept
@@ -116,7 +116,7 @@ describe("the memory is bounded", () => {
   });
 
   it("an expired id seen again with nothing in between acts again, and is then remembered anew", () => {
-    const h = given({ params: { dedupWindowMs: 1000 } });
+    const h = given({ params: { idempotencyWindowMs: 1000 } });
     open(h, "alice", {}, "late");
     h.advance(1001);
     h.price(ETH, "2000", "2000"); // keep the quote fresh; prices do not touch the window
@@ -125,32 +125,32 @@ describe("the memory is bounded", () => {
     const third = open(h, "alice", {}, "late"); // and the new answer is the one remembered
     expect(third.answer).toEqual(second.answer);
     expect(usdOf(h, "alice")).toBe("9800");
-    expect([...h.state.dedup.keys()].filter((k) => k === "alice late")).toHaveLength(1);
+    expect([...h.state.idempotency.keys()].filter((k) => k === "alice late")).toHaveLength(1);
   });
 
-  it("by count: at most dedupMaxEntries, oldest dropped first", () => {
-    const h = new EngineHarness({ dedupMaxEntries: 2 });
+  it("by count: at most idempotencyMaxEntries, oldest dropped first", () => {
+    const h = new EngineHarness({ idempotencyMaxEntries: 2 });
     signup(h, "alice");
     signup(h, "bob");
     signup(h, "carol");
-    expect(h.state.dedup.size).toBe(2);
+    expect(h.state.idempotency.size).toBe(2);
     expect(signup(h, "carol").granted).toBe(true);
     expect(signup(h, "alice").granted).toBe(false);
   });
 
   it("per user: another user's traffic never evicts my requests", () => {
-    const h = given({ users: ["victim", "attacker"], params: { dedupMaxPerUser: 3 } });
+    const h = given({ users: ["victim", "attacker"], params: { idempotencyMaxPerUser: 3 } });
     const first = open(h, "victim", {}, "client-order-1");
     for (let i = 0; i < 20; i++)
       h.instruct("attacker", { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, `junk-${i}`);
     const retry = open(h, "victim", {}, "client-order-1");
     expect(retry.answer).toEqual(first.answer);
     expect(h.state.accounts.get("victim")?.openTrades.size).toBe(1);
-    expect(h.state.dedup.size).toBe(1 + 1 + 3); // victim's grant and order, the attacker's last three
+    expect(h.state.idempotency.size).toBe(1 + 1 + 3); // victim's grant and order, the attacker's last three
   });
 
   it("per user: past the cap a user forgets their own oldest requests", () => {
-    const h = given({ params: { dedupMaxPerUser: 2 } });
+    const h = given({ params: { idempotencyMaxPerUser: 2 } });
     open(h, "alice", {}, "a");
     open(h, "alice", {}, "b"); // alice holds "b" and "a"; her signup entry was her oldest and went first
     open(h, "alice", {}, "c"); // now "b" and "c": "a" is forgotten
@@ -161,11 +161,11 @@ describe("the memory is bounded", () => {
     expect(usdOf(h, "alice")).toBe("9600");
   });
 
-  it("dedupMaxEntries 0 remembers nothing", () => {
-    const h = given({ params: { dedupMaxEntries: 0 } });
+  it("idempotencyMaxEntries 0 remembers nothing", () => {
+    const h = given({ params: { idempotencyMaxEntries: 0 } });
     open(h, "alice", {}, "again");
     open(h, "alice", {}, "again");
     expect(usdOf(h, "alice")).toBe("9800");
-    expect(h.state.dedup.size).toBe(0);
+    expect(h.state.idempotency.size).toBe(0);
   });
 });

@@ -1,13 +1,13 @@
 /**
  * The idempotency window's storage: remembered requests in log order, oldest first.
  *
- * Each account maps its request ids to a slot here (a small integer, so the map holds no object per entry) and
- * keeps its own slots in order, so a per-account cap evicts that account's oldest entry in O(1): one user's
- * traffic can never push another user's requests out. The slots are parallel queue arrays (owner, request id,
- * time, receipt); entries leave from the front by time or global count, or anywhere by their owner's cap
- * (then the slot is left dead and skipped). Going through the account avoids a second user lookup and a
- * combined "user request" key; the queue avoids evicting from a Map's front and iterating it from its start
- * (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
+ * Each user with remembered requests has an owner record here (by user id; dropped when its last entry leaves),
+ * which maps its request ids to a slot (a small integer, so the map holds no object per entry) and keeps its own
+ * slots in order, so a per-user cap evicts that user's oldest entry in O(1): one user's traffic can never push
+ * another user's requests out. The slots are parallel queue arrays (owner, request id, time, receipt); entries
+ * leave from the front by time or global count, or anywhere by their owner's cap (then the slot is left dead and
+ * skipped). The queue avoids evicting from a Map's front and iterating it from its start (V8 keeps deleted slots
+ * until a rehash, so that walk is quadratic over a full window).
  *
  * A restored window is built lazily, because most of what it remembers is never asked for again and a restore
  * must be quick (at 1M remembered requests, decoding every receipt into objects would take seconds and hundreds of
@@ -16,24 +16,25 @@
  *   as bytes by the next snapshot; so do request ids, compared as bytes when their account is used, until it grows
  *   a map or a snapshot lists them (a replay touches tens of thousands of accounts);
  * - an account's slot list is filled on its first use. Until then its restored slots are only linked into a chain
- *   (`requestChain`, then `chainNext`).
+ *   (`chain`, then `chainNext`).
  * An account with few requests has no map at all: its handful of slots is scanned (cheaper than hashing into a map,
  * and a restore touching 50k accounts builds none); past SMALL_OWNER it gets one.
  */
 import type { Receipt } from "./receipts.ts";
 
-export interface RequestOwner {
+/** One user's remembered requests. Outside this file only a handle: what `owner()` gives for `addPacked`. */
+export interface IdempotencyOwner {
   readonly userId: string;
   /** Request id → absolute slot in the window, once the owner has had more than SMALL_OWNER at a time. */
   requests: Map<string, number> | undefined;
-  /** This owner's slots, oldest first from `requestHead`. */
-  requestSlots: number[];
-  requestHead: number;
+  /** This owner's slots, oldest first from `head`. */
+  slots: number[];
+  head: number;
   /** The first of this owner's restored slots not yet in `requests` (relative to the restore), or -1. */
-  requestChain: number;
+  chain: number;
 }
 
-export interface DedupEntry {
+export interface IdempotencyEntry {
   readonly atMs: number;
   readonly receipt: Receipt;
 }
@@ -52,8 +53,10 @@ export interface PackedReceipts {
 /** Up to this many remembered requests, an owner's are found by scanning its slots. */
 export const SMALL_OWNER = 16;
 
-export class RequestWindow {
-  private owners: (RequestOwner | undefined)[] = [];
+export class IdempotencyWindow {
+  /** Owners by user id: every user with a live entry, and no other. */
+  private readonly byUser = new Map<string, IdempotencyOwner>();
+  private owners: (IdempotencyOwner | undefined)[] = [];
   /** A request id, or the offset of a packed one (only ever of an owner not indexed since the restore). */
   private requestIds: (string | number)[] = [];
   private times: number[] = [];
@@ -72,16 +75,31 @@ export class RequestWindow {
   private base = 0;
   private live = 0;
 
-  constructor(private readonly accounts: ReadonlyMap<string, RequestOwner>) {}
-
   get size(): number {
     return this.live;
   }
 
+  /** Users with at least one remembered request. */
+  get ownerCount(): number {
+    return this.byUser.size;
+  }
+
   /** The slot of a remembered request, or -1. */
-  find(owner: RequestOwner, requestId: string): number {
+  find(userId: string, requestId: string): number {
+    const owner = this.byUser.get(userId);
+    if (owner === undefined) return -1;
     this.ensureIndexed(owner);
     return this.lookup(owner, requestId);
+  }
+
+  /** `userId`'s owner record, made if it has none: the handle `addPacked` takes. */
+  owner(userId: string): IdempotencyOwner {
+    let owner = this.byUser.get(userId);
+    if (owner === undefined) {
+      owner = { userId, requests: undefined, slots: [], head: 0, chain: -1 };
+      this.byUser.set(userId, owner);
+    }
+    return owner;
   }
 
   atMs(slot: number): number {
@@ -103,19 +121,19 @@ export class RequestWindow {
     return this.packed?.bytes;
   }
 
-  /** Convenience lookup by user id (tests, tools); the engine goes through `find`. */
-  get(userId: string, requestId: string): DedupEntry | undefined {
-    const owner = this.accounts.get(userId);
-    const slot = owner === undefined ? -1 : this.find(owner, requestId);
+  /** An entry with its receipt decoded (tests, tools); the engine goes through `find`. */
+  get(userId: string, requestId: string): IdempotencyEntry | undefined {
+    const slot = this.find(userId, requestId);
     return slot < 0 ? undefined : { atMs: this.atMs(slot), receipt: this.receipt(slot) };
   }
 
   /** Adds a request that is not in the window, as the newest entry. */
-  add(owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt): void {
+  add(userId: string, requestId: string, atMs: number, receipt: Receipt): void {
+    const owner = this.owner(userId);
     this.ensureIndexed(owner);
     // Adding a request already remembered would be a bug upstream (the caller looks it up first).
     if (!this.index(owner, requestId, this.base + this.owners.length))
-      throw new Error(`request ${owner.userId} ${requestId} is already remembered`);
+      throw new Error(`request ${userId} ${requestId} is already remembered`);
     this.owners.push(owner);
     this.requestIds.push(requestId);
     this.times.push(atMs);
@@ -130,7 +148,7 @@ export class RequestWindow {
    * its owner is indexed).
    */
   addPacked(
-    owner: RequestOwner,
+    owner: IdempotencyOwner,
     requestId: string | number,
     atMs: number,
     packed: PackedReceipts,
@@ -158,10 +176,10 @@ export class RequestWindow {
         if (this.times[this.head]! >= oldestKeptMs && this.live <= maxEntries) break;
         // Slots are in time order for every owner too, so this is the owner's oldest: the head of its restored
         // chain if it was not used since the restore (then its map is empty and stays so), else of its slots.
-        if (owner.requestChain >= 0) this.dropChainHead(owner);
-        else owner.requestHead++;
+        if (owner.chain >= 0) this.dropChainHead(owner);
+        else owner.head++;
         this.kill(owner, this.head);
-        compactOwner(owner);
+        this.compact(owner);
       }
       this.head++;
     }
@@ -176,25 +194,27 @@ export class RequestWindow {
   }
 
   /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
-  evictOwn(owner: RequestOwner, maxEntries: number): void {
+  evictOwn(userId: string, maxEntries: number): void {
+    const owner = this.byUser.get(userId);
+    if (owner === undefined) return;
     this.ensureIndexed(owner);
-    while (owner.requestSlots.length - owner.requestHead > maxEntries) {
-      const slot = owner.requestSlots[owner.requestHead++]!;
+    while (owner.slots.length - owner.head > maxEntries) {
+      const slot = owner.slots[owner.head++]!;
       this.kill(owner, slot - this.base);
     }
-    compactOwner(owner);
+    this.compact(owner);
   }
 
   /** Keys as "<userId> <requestId>" (neither contains a space), oldest first. */
   keys(): string[] {
     // Not through the iterator: that would decode every packed receipt just to list the keys.
     const keys: string[] = [];
-    this.forEachStored((owner, requestId) => keys.push(`${owner.userId} ${requestId}`));
+    this.forEachStored((userId, requestId) => keys.push(`${userId} ${requestId}`));
     return keys;
   }
 
   /** Entries with their receipts decoded, and kept so (tests, tools; a snapshot uses `forEachStored`). */
-  *[Symbol.iterator](): IterableIterator<[string, DedupEntry]> {
+  *[Symbol.iterator](): IterableIterator<[string, IdempotencyEntry]> {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
       if (owner === undefined) continue;
@@ -203,16 +223,26 @@ export class RequestWindow {
   }
 
   /** Entries as stored, oldest first (a packed receipt stays an offset into `packedBytes`): what a snapshot writes. */
-  forEachStored(
-    visit: (owner: RequestOwner, requestId: string, atMs: number, receipt: Receipt | number) => void,
-  ): void {
+  forEachStored(visit: (userId: string, requestId: string, atMs: number, receipt: Receipt | number) => void): void {
     for (let i = this.head; i < this.owners.length; i++) {
       const owner = this.owners[i];
-      if (owner !== undefined) visit(owner, this.requestIdAt(i), this.times[i]!, this.receipts[i]!);
+      if (owner !== undefined) visit(owner.userId, this.requestIdAt(i), this.times[i]!, this.receipts[i]!);
     }
   }
 
-  private kill(owner: RequestOwner, position: number): void {
+  /** After `owner` lost entries: forgets it when it has none left, else trims its spent slots now and then. */
+  private compact(owner: IdempotencyOwner): void {
+    if (owner.chain < 0 && owner.head === owner.slots.length) {
+      this.byUser.delete(owner.userId);
+      owner.slots = [];
+      owner.head = 0;
+    } else if (owner.head > 64 && owner.head * 2 > owner.slots.length) {
+      owner.slots = owner.slots.slice(owner.head);
+      owner.head = 0;
+    }
+  }
+
+  private kill(owner: IdempotencyOwner, position: number): void {
     const requestId = this.requestIds[position]!;
     if (typeof requestId === "number") this.releasePacked();
     else owner.requests?.delete(requestId);
@@ -223,12 +253,12 @@ export class RequestWindow {
   }
 
   /** Fills `owner`'s slots (and map) from its restored entries, on its first use after a restore. */
-  private ensureIndexed(owner: RequestOwner): void {
+  private ensureIndexed(owner: IdempotencyOwner): void {
     if (this.unlinked !== 0) this.link();
-    if (owner.requestChain < 0) return;
+    if (owner.chain < 0) return;
     // Every restored entry of an owner not indexed yet is still alive: evicting one indexes its owner first.
     const next = this.chainNext!;
-    for (let i = owner.requestChain; i >= 0; i = next[i]!) {
+    for (let i = owner.chain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
       if (!this.index(owner, this.requestIds[slot - this.base]!, slot)) {
         throw new Error(
@@ -236,7 +266,7 @@ export class RequestWindow {
         );
       }
     }
-    owner.requestChain = -1;
+    owner.chain = -1;
     if (--this.chainedOwners === 0) this.chainNext = undefined;
   }
 
@@ -244,11 +274,11 @@ export class RequestWindow {
    * An indexed owner's slot for `requestId` (or for the packed id at that offset), or -1: from its map, or by
    * scanning its few live slots, whose ids may still be packed.
    */
-  private lookup(owner: RequestOwner, requestId: string | number): number {
+  private lookup(owner: IdempotencyOwner, requestId: string | number): number {
     if (owner.requests !== undefined)
       return owner.requests.get(typeof requestId === "string" ? requestId : this.packed!.key(requestId)) ?? -1;
-    const slots = owner.requestSlots;
-    for (let i = owner.requestHead; i < slots.length; i++) {
+    const slots = owner.slots;
+    for (let i = owner.head; i < slots.length; i++) {
       const stored = this.requestIds[slots[i]! - this.base]!;
       const same =
         typeof stored === "number"
@@ -265,13 +295,12 @@ export class RequestWindow {
    * Files `slot` as `owner`'s newest, for `requestId` (or the packed id at that offset, the slot's own); false (and
    * nothing changed) if the owner has that id already. An owner's map holds decoded ids, and so do its slots then.
    */
-  private index(owner: RequestOwner, requestId: string | number, slot: number): boolean {
+  private index(owner: IdempotencyOwner, requestId: string | number, slot: number): boolean {
     if (this.lookup(owner, requestId) >= 0) return false;
-    const slots = owner.requestSlots;
-    if (owner.requests === undefined && slots.length - owner.requestHead >= SMALL_OWNER) {
+    const slots = owner.slots;
+    if (owner.requests === undefined && slots.length - owner.head >= SMALL_OWNER) {
       const map = new Map<string, number>();
-      for (let i = owner.requestHead; i < slots.length; i++)
-        map.set(this.requestIdAt(slots[i]! - this.base), slots[i]!);
+      for (let i = owner.head; i < slots.length; i++) map.set(this.requestIdAt(slots[i]! - this.base), slots[i]!);
       owner.requests = map;
     }
     owner.requests?.set(typeof requestId === "string" ? requestId : this.requestIdAt(slot - this.base), slot);
@@ -279,12 +308,12 @@ export class RequestWindow {
     return true;
   }
 
-  private dropChainHead(owner: RequestOwner): void {
-    const i = owner.requestChain;
+  private dropChainHead(owner: IdempotencyOwner): void {
+    const i = owner.chain;
     if (this.chainFrom + i !== this.base + this.head)
       throw new Error(`restored requests of ${owner.userId} are out of order`);
-    owner.requestChain = this.chainNext![i]!;
-    if (owner.requestChain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
+    owner.chain = this.chainNext![i]!;
+    if (owner.chain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
   }
 
   /** Links the restored entries into per-owner chains, oldest first (one backwards pass, no maps). */
@@ -293,9 +322,9 @@ export class RequestWindow {
     const next = new Int32Array(this.unlinked);
     for (let p = this.owners.length - 1; p >= from; p--) {
       const owner = this.owners[p]!;
-      if (owner.requestChain < 0) this.chainedOwners++;
-      next[p - from] = owner.requestChain;
-      owner.requestChain = p - from;
+      if (owner.chain < 0) this.chainedOwners++;
+      next[p - from] = owner.chain;
+      owner.chain = p - from;
     }
     this.chainNext = next;
     this.chainFrom = this.base + from;
@@ -315,12 +344,5 @@ export class RequestWindow {
   /** One packed receipt or id fewer; the snapshot's bytes go when none is left. */
   private releasePacked(): void {
     if (--this.packedLive === 0) this.packed = undefined;
-  }
-}
-
-function compactOwner(owner: RequestOwner): void {
-  if (owner.requestHead > 64 && owner.requestHead * 2 > owner.requestSlots.length) {
-    owner.requestSlots = owner.requestSlots.slice(owner.requestHead);
-    owner.requestHead = 0;
   }
 }

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { seededRandom } from "../../platform/testing/seeded-random.ts";
 import type { Receipt } from "./receipts.ts";
-import { RequestWindow, SMALL_OWNER, type PackedReceipts, type RequestOwner } from "./request-window.ts";
+import { IdempotencyWindow, SMALL_OWNER, type IdempotencyOwner, type PackedReceipts } from "./idempotency-window.ts";
 
 interface Remembered {
   readonly user: string;
@@ -18,17 +18,10 @@ const receiptFor = (e: Remembered): Receipt => ({
   message: `${e.user}/${e.id}@${e.atMs}`,
 });
 
-function owners(n: number): Map<string, RequestOwner> {
-  const m = new Map<string, RequestOwner>();
-  for (let i = 0; i < n; i++)
-    m.set(`u${i}`, { userId: `u${i}`, requests: undefined, requestSlots: [], requestHead: 0, requestChain: -1 });
-  return m;
-}
-
 /** A window holding the model's entries as a restore builds it: packed receipts, nothing indexed. */
-function restored(model: readonly Remembered[], userCount: number) {
-  const accounts = owners(userCount);
-  const window = new RequestWindow(accounts);
+function restored(model: readonly Remembered[]) {
+  const window = new IdempotencyWindow();
+  const owners = new Map<string, IdempotencyOwner>();
   const packed: PackedReceipts = {
     bytes: new Uint8Array(0),
     unpack: (offset) => receiptFor(model[offset]!),
@@ -36,17 +29,21 @@ function restored(model: readonly Remembered[], userCount: number) {
     keyEquals: (offset, other) => model[offset]!.id === (typeof other === "string" ? other : model[other]!.id),
   };
   // Ids packed too (as a snapshot restores them), except every third: the window takes either.
-  model.forEach((e, i) => window.addPacked(accounts.get(e.user)!, i % 3 === 0 ? e.id : i, e.atMs, packed, i));
-  return { accounts, window };
+  model.forEach((e, i) => {
+    let owner = owners.get(e.user);
+    if (owner === undefined) owners.set(e.user, (owner = window.owner(e.user)));
+    window.addPacked(owner, i % 3 === 0 ? e.id : i, e.atMs, packed, i);
+  });
+  return window;
 }
 
-describe("RequestWindow against a model", () => {
+describe("IdempotencyWindow against a model", () => {
   for (const seed of [1, 2, 3, 4]) {
     it(`agrees on every lookup, the order and the size (seed ${seed})`, () => {
       const rand = seededRandom(seed);
       const userCount = 12;
       const pick = (n: number) => Math.floor(rand() * n);
-      let { accounts, window } = restored([], userCount);
+      let window = restored([]);
       let model: Remembered[] = [];
       let now = 0;
       let ids = 0;
@@ -54,18 +51,20 @@ describe("RequestWindow against a model", () => {
         expect(window.size).toBe(model.length);
         expect(window.keys()).toEqual(model.map((e) => `${e.user} ${e.id}`));
         for (const e of model) {
-          const slot = window.find(accounts.get(e.user)!, e.id);
+          const slot = window.find(e.user, e.id);
           expect(slot).toBeGreaterThanOrEqual(0);
           expect(window.atMs(slot)).toBe(e.atMs);
           expect(window.receipt(slot)).toEqual(receiptFor(e));
         }
-        expect(window.find(accounts.get("u0")!, "never-used")).toBe(-1);
+        expect(window.find("u0", "never-used")).toBe(-1);
+        // An owner record per user with a remembered request, and none for a user whose last one left.
+        expect(window.ownerCount).toBe(new Set(model.map((e) => e.user)).size);
       };
       for (let step = 0; step < 20_000; step++) {
         now += pick(3);
         const r = rand();
         const user = `u${pick(rand() < 0.5 ? 2 : userCount)}`; // two busy users cross the small-owner line often
-        const owner = accounts.get(user)!;
+        const owner = user; // the window is keyed by user id
         if (r < 0.6) {
           const id = rand() < 0.2 && model.length > 0 ? model[pick(model.length)]!.id : `r${++ids}`;
           const known = model.some((e) => e.user === user && e.id === id);
@@ -92,7 +91,7 @@ describe("RequestWindow against a model", () => {
         }
         // Restores from what is remembered now, then traffic goes on against the restored window (long enough for
         // the queue to compact under the restored entries).
-        if (step === 1_000 || step === 2_000 || step === 12_000) ({ accounts, window } = restored(model, userCount));
+        if (step === 1_000 || step === 2_000 || step === 12_000) window = restored(model);
         if (step % 500 === 0) check();
       }
       check();
@@ -100,18 +99,29 @@ describe("RequestWindow against a model", () => {
   }
 
   it("scans small owners and maps big ones, both ways through a restore", () => {
-    const { accounts, window } = restored([], 2);
-    const big = accounts.get("u0")!;
-    const small = accounts.get("u1")!;
+    const window = restored([]);
     for (let i = 0; i < SMALL_OWNER * 3; i++)
-      window.add(big, `b${i}`, i, receiptFor({ user: "u0", id: `b${i}`, atMs: i }));
+      window.add("u0", `b${i}`, i, receiptFor({ user: "u0", id: `b${i}`, atMs: i }));
     for (let i = 0; i < SMALL_OWNER; i++)
-      window.add(small, `s${i}`, i, receiptFor({ user: "u1", id: `s${i}`, atMs: i }));
+      window.add("u1", `s${i}`, i, receiptFor({ user: "u1", id: `s${i}`, atMs: i }));
+    const big = window.owner("u0");
     expect(big.requests?.size).toBe(SMALL_OWNER * 3);
-    expect(small.requests).toBeUndefined();
-    window.evictOwn(big, 3); // the map stays and shrinks with it
+    expect(window.owner("u1").requests).toBeUndefined();
+    window.evictOwn("u0", 3); // the map stays and shrinks with it
     expect(big.requests?.size).toBe(3);
-    expect(window.find(big, `b${SMALL_OWNER * 3 - 1}`)).toBeGreaterThanOrEqual(0);
-    expect(window.find(big, "b0")).toBe(-1);
+    expect(window.find("u0", `b${SMALL_OWNER * 3 - 1}`)).toBeGreaterThanOrEqual(0);
+    expect(window.find("u0", "b0")).toBe(-1);
+  });
+
+  it("forgets an owner whose last entry left, by its cap or by time", () => {
+    const window = restored([{ user: "u0", id: "old", atMs: 1 }]);
+    window.add("u1", "x", 2, receiptFor({ user: "u1", id: "x", atMs: 2 }));
+    expect(window.ownerCount).toBe(2);
+    window.evict(2, 10); // u0's restored entry is older
+    expect(window.ownerCount).toBe(1);
+    expect(window.find("u0", "old")).toBe(-1);
+    window.evictOwn("u1", 0);
+    expect(window.ownerCount).toBe(0);
+    expect(window.size).toBe(0);
   });
 });
