@@ -1,7 +1,8 @@
 /**
  * The deployed path's Redis client end to end: the whole app on the `@upstash/redis` adapter, over HTTP to the local
- * Upstash-REST-compatible bridge in front of the real Redis, with the real engine and worker. Sign-in, a trade opened
- * and closed, history and balances, and the engine's 503, all through REST.
+ * Upstash REST peer in front of the real Redis (which refuses what Upstash refuses, blocking commands among them),
+ * with the real engine and worker. Sign-in, a trade opened and closed, history and balances, the engine's 503, and
+ * the commands one order costs, all through REST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client } from "../testing/http.ts";
@@ -64,6 +65,12 @@ describe("the API on the Upstash REST adapter", () => {
     } finally {
       await stack.startEngine();
     }
+    bridge.resetCommandCounts();
     expect((await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).status).toBe(201);
+    // What an order costs on Upstash: the admission script, the send script, and polls for the answer.
+    const counts = Object.fromEntries(bridge.commandCounts());
+    expect(Object.keys(counts).sort()).toEqual(["EVALSHA", "LPOP"]);
+    expect(counts.EVALSHA).toBe(2);
+    expect(counts.LPOP).toBeGreaterThanOrEqual(1);
   });
 });
