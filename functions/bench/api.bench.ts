@@ -30,6 +30,7 @@ import { fork, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { Agent, request, type IncomingHttpHeaders } from "node:http";
+import { connect } from "node:net";
 import { Redis } from "ioredis";
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { keyspace } from "../../contract/names.ts";
@@ -233,17 +234,32 @@ async function countCommands(
     }
   };
   await learnNames();
+  // A raw socket rather than ioredis' monitor(), whose connection fails with "Command queue state error" when
+  // lines keep coming under load. Each line: +<time> [<db> <client address>|lua] "command" "arg" ...
   const seen = new Map<string, number>();
-  const monitor = await redis.monitor();
-  monitor.on("monitor", (_time: string, args: string[], source: string) => {
-    if (source === "lua" || !args.some((arg) => arg.includes(prefix))) return;
-    seen.set(source, (seen.get(source) ?? 0) + 1);
+  const url = new URL(REDIS_URL);
+  const socket = connect(Number(url.port || 6379), url.hostname);
+  await once(socket, "connect");
+  if (url.password !== "")
+    socket.write(`AUTH ${decodeURIComponent(url.username || "default")} ${decodeURIComponent(url.password)}\r\n`);
+  socket.write("MONITOR\r\n");
+  let rest = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    const lines = (rest + chunk).split("\r\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) {
+      const source = /^\+\d+\.\d+ \[\d+ (\S+)\]/.exec(line)?.[1];
+      if (source === undefined || source === "lua" || !line.includes(prefix)) continue;
+      seen.set(source, (seen.get(source) ?? 0) + 1);
+    }
   });
   try {
+    await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR in effect
     await during();
     await new Promise((resolve) => setTimeout(resolve, 100)); // the last lines of the window
   } finally {
-    monitor.disconnect();
+    socket.destroy();
   }
   await learnNames();
   const byProcess: Record<string, number> = {};
