@@ -20,7 +20,7 @@ import { checkWaitTimeout, scriptRunner, type ApiRedis } from "./api-redis.ts";
 export interface UpstashApiRedisOptions {
   readonly url: string;
   readonly token: string;
-  /** Bound on each non-blocking request, retries excluded. Default 2 000 ms. */
+  /** Bound on each request, retries excluded. Default 2 000 ms. */
   readonly requestTimeoutMs?: number;
   /** `waitPop`'s first pause before polling, and the longest pause it grows to. Defaults 2 and 20 ms. */
   readonly pollMinMs?: number;
@@ -28,18 +28,17 @@ export interface UpstashApiRedisOptions {
 }
 
 export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis {
-  const client = (timeoutMs: number) =>
-    new Redis({
-      url: options.url,
-      token: options.token,
-      automaticDeserialization: false,
-      responseEncoding: "base64",
-      enableAutoPipelining: false,
-      enableTelemetry: false,
-      retry: { retries: 1, backoff: () => 100 },
-      signal: () => AbortSignal.timeout(timeoutMs),
-    });
-  const redis = client(options.requestTimeoutMs ?? 2_000);
+  const requestTimeoutMs = options.requestTimeoutMs ?? 2_000;
+  const redis = new Redis({
+    url: options.url,
+    token: options.token,
+    automaticDeserialization: false,
+    responseEncoding: "base64",
+    enableAutoPipelining: false,
+    enableTelemetry: false,
+    retry: { retries: 1, backoff: () => 100 },
+    signal: () => AbortSignal.timeout(requestTimeoutMs),
+  });
   const pollMinMs = options.pollMinMs ?? 2;
   const pollMaxMs = Math.max(pollMinMs, options.pollMaxMs ?? 20);
   if (!Number.isFinite(pollMinMs) || pollMinMs <= 0)
