@@ -27,6 +27,19 @@ describe("readApiConfig", () => {
     ).toBe("upstash");
   });
 
+  it("Upstash polling pauses: 2 and 20 ms by default, read from the environment, the longest not below the first", () => {
+    const upstash = { ...base, UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t" };
+    expect(readApiConfig(upstash).redis).toMatchObject({ pollMinMs: 2, pollMaxMs: 20 });
+    expect(readApiConfig({ ...upstash, UPSTASH_POLL_MIN_MS: "5", UPSTASH_POLL_MAX_MS: "50" }).redis).toMatchObject({
+      pollMinMs: 5,
+      pollMaxMs: 50,
+    });
+    expect(() => readApiConfig({ ...upstash, UPSTASH_POLL_MIN_MS: "30" })).toThrow(
+      "UPSTASH_POLL_MAX_MS: expected at least UPSTASH_POLL_MIN_MS (30), received 20",
+    );
+    expect(() => readApiConfig({ ...upstash, UPSTASH_POLL_MIN_MS: "0" })).toThrow(/UPSTASH_POLL_MIN_MS/);
+  });
+
   it("rejects a short JWT secret and malformed CORS origins", () => {
     expect(() => readApiConfig({ ...base, JWT_SECRET: "short" })).toThrow(/at least 32/);
     expect(() => readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, not a url" })).toThrow(/CORS_ORIGINS/);

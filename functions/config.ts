@@ -23,7 +23,13 @@ export interface ApiConfig {
   readonly databaseUrl: string;
   readonly redis:
     | { readonly kind: "tcp"; readonly url: string }
-    | { readonly kind: "upstash"; readonly url: string; readonly token: string };
+    | {
+        readonly kind: "upstash";
+        readonly url: string;
+        readonly token: string;
+        readonly pollMinMs: number;
+        readonly pollMaxMs: number;
+      };
   readonly prefix: string;
   readonly jwtSecret: string | undefined;
   readonly resend: { readonly apiKey: string; readonly baseUrl?: string | undefined } | undefined;
@@ -56,6 +62,13 @@ export function readApiConfig(env: Env): ApiConfig {
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
     : undefined;
+  // Over REST, which has no BLPOP, a trade request polls for its answer (functions/redis/upstash-api-redis.ts).
+  const pollMinMs = wholeNumber(env, "UPSTASH_POLL_MIN_MS", 2, 1, 1_000);
+  const pollMaxMs = wholeNumber(env, "UPSTASH_POLL_MAX_MS", 20, 1, 1_000);
+  if (pollMaxMs < pollMinMs)
+    throw new ConfigError(
+      `UPSTASH_POLL_MAX_MS: expected at least UPSTASH_POLL_MIN_MS (${pollMinMs}), received ${pollMaxMs}`,
+    );
   return {
     port,
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
@@ -64,6 +77,8 @@ export function readApiConfig(env: Env): ApiConfig {
           kind: "upstash",
           url: url(env, "UPSTASH_REDIS_REST_URL", undefined, ["https:", "http:"]),
           token: text(env, "UPSTASH_REDIS_REST_TOKEN"),
+          pollMinMs,
+          pollMaxMs,
         }
       : { kind: "tcp", url: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]) },
     prefix: text(env, "KEY_PREFIX", ""),
@@ -128,7 +143,7 @@ export function nodeServerOptions(t: HttpTimeouts): { serverOptions: ServerOptio
 
 export function connectApiRedis(config: ApiConfig): ApiRedis {
   return config.redis.kind === "upstash"
-    ? createUpstashApiRedis({ url: config.redis.url, token: config.redis.token })
+    ? createUpstashApiRedis(config.redis)
     : createIoredisApiRedis(config.redis.url);
 }
 

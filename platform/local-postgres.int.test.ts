@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -14,6 +14,8 @@ const log = createLogger("local-postgres-test", {
 });
 const PATH = process.env.PATH;
 const dirs: string[] = [];
+/** Clusters kept outside a data folder (root, private folder), removed after the run. */
+const shared: string[] = [];
 
 /** A fresh data folder that the `postgres` user can reach (mkdtemp makes it 0700). */
 async function dataDir(): Promise<string> {
@@ -24,32 +26,79 @@ async function dataDir(): Promise<string> {
 }
 
 afterAll(async () => {
-  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  for (const dir of [...dirs, ...shared]) await rm(dir, { recursive: true, force: true });
 });
 
 describe("ensurePostgres", () => {
   it.runIf(process.getuid?.() === 0)(
-    "as root, says so when the postgres user cannot reach the data folder",
+    "as root, in a folder closed to other users: the cluster is kept where the postgres user can reach it, linked from the data folder, and deleting the data folder resets it",
+    { timeout: 120_000 },
     async () => {
-      const dir = await dataDir();
-      await chmod(dir, 0o700);
-      await expect(ensurePostgres({ dataDir: dir, log, env: { PATH } })).rejects.toThrow(
-        `${dir} is not searchable by other users`,
-      );
+      const closed = await dataDir();
+      await chmod(closed, 0o700);
+      const dir = join(closed, "data");
+      const options = { dataDir: dir, log, env: { PATH }, prefer: "own", preferredPort: 0 } as const;
+      let pg: LocalServer | undefined;
+      try {
+        events.length = 0;
+        pg = await ensurePostgres(options);
+        const link = await readlink(join(dir, "postgres"));
+        shared.push(link);
+        expect(link).toMatch(/^\/var\/lib\/paper-broker\/postgres\/[0-9a-f]{16}$/);
+        expect(events).toEqual(expect.arrayContaining(["postgres_home_linked", "postgres_cluster_created"]));
+        let db = await connectPostgres(pg.url, log);
+        await db.query("CREATE TABLE kept (note text)");
+        await db.close();
+        await pg.stop();
+
+        // A reset: the data folder deleted, the next start gets an empty cluster at the same place.
+        await rm(dir, { recursive: true, force: true });
+        events.length = 0;
+        pg = await ensurePostgres(options);
+        expect(await readlink(join(dir, "postgres"))).toBe(link);
+        expect(events).toContain("postgres_cluster_created");
+        db = await connectPostgres(pg.url, log);
+        expect((await db.query("SELECT to_regclass('kept') AS t")).rows).toEqual([{ t: null }]);
+        await db.close();
+      } finally {
+        await pg?.stop();
+      }
     },
   );
 
   it("uses DATABASE_URL when set", async () => {
-    const pg = await ensurePostgres({ dataDir: await dataDir(), log, env: { DATABASE_URL: TEST_DATABASE_ADMIN_URL } });
+    const pg = await ensurePostgres({
+      dataDir: await dataDir(),
+      log,
+      env: { DATABASE_URL: TEST_DATABASE_ADMIN_URL },
+      prefer: "own",
+    });
+    expect(pg).toMatchObject({ url: TEST_DATABASE_ADMIN_URL, started: false });
+  });
+
+  it("prefer running (tests): uses a Postgres answering at the local address", async () => {
+    const pg = await ensurePostgres({
+      dataDir: await dataDir(),
+      log,
+      env: { LOCAL_POSTGRES_PROBE_URL: TEST_DATABASE_ADMIN_URL, PATH },
+      prefer: "running",
+      database: "postgres",
+    });
     expect(pg).toMatchObject({ url: TEST_DATABASE_ADMIN_URL, started: false });
   });
 
   it(
-    "runs embedded Postgres in the data folder: created once, database paper_broker, data kept across stop and start",
+    "prefer own (npm start): runs embedded Postgres in the data folder even when the local address answers: created once, database paper_broker, data kept across stop and start",
     { timeout: 120_000 },
     async () => {
       const dir = await dataDir();
-      const options = { dataDir: dir, log, env: { PATH }, preferredPort: 0 };
+      const options = {
+        dataDir: dir,
+        log,
+        env: { PATH, LOCAL_POSTGRES_PROBE_URL: TEST_DATABASE_ADMIN_URL },
+        prefer: "own",
+        preferredPort: 0,
+      } as const;
       let first: LocalServer | undefined;
       let second: LocalServer | undefined;
       try {

@@ -10,8 +10,12 @@ import { freePort } from "./testing/processes.ts";
 import { TEST_REDIS_URL } from "./testing/test-servers.ts";
 
 const events: string[] = [];
+const lines: Record<string, unknown>[] = [];
 const log = createLogger("local-redis-test", {
-  sink: (line) => events.push(String((JSON.parse(line) as { event: string }).event)),
+  sink: (line) => {
+    lines.push(JSON.parse(line) as Record<string, unknown>);
+    events.push(String(lines.at(-1)!.event));
+  },
 });
 const PATH = process.env.PATH;
 const dirs: string[] = [];
@@ -56,34 +60,84 @@ afterAll(async () => {
 });
 
 describe("ensureRedis", () => {
-  it("uses REDIS_URL when it answers, and says so when it does not", async () => {
+  it("uses REDIS_URL when it answers, even with redis-server on PATH, and says so when it does not", async () => {
     const redis = await ensureRedis({
       dataDir: await dataDir(),
       log,
-      env: { REDIS_URL: TEST_REDIS_URL, LOCAL_REDIS_PROBE_URL: deadUrl },
+      env: { REDIS_URL: TEST_REDIS_URL, LOCAL_REDIS_PROBE_URL: deadUrl, PATH },
+      prefer: "own",
     });
     expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
+    expect(lines.find((l) => l.event === "redis_configured")).toMatchObject({
+      persistence: expect.any(String) as unknown,
+    });
     await redis.stop();
     expect(await answersPing(TEST_REDIS_URL)).toBe(true);
 
-    await expect(ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: deadUrl, PATH } })).rejects.toThrow(
-      /^REDIS_URL is set \(127\.0\.0\.1:\d+\) but that Redis does not answer PING: .*ECONNREFUSED/,
-    );
+    await expect(
+      ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: deadUrl, PATH }, prefer: "own" }),
+    ).rejects.toThrow(/^REDIS_URL is set \(127\.0\.0\.1:\d+\) but that Redis does not answer PING: .*ECONNREFUSED/);
   });
 
-  it("uses a Redis answering at the local address without needing redis-server", async () => {
+  it("prefer running (tests): uses a Redis answering at the local address, even with redis-server on PATH", async () => {
     const redis = await ensureRedis({
       dataDir: await dataDir(),
       log,
-      env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH: "" },
+      env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH },
+      prefer: "running",
     });
     expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
+  });
+
+  it("prefer own (npm start): starts its own redis-server with AOF even when the local address answers", async () => {
+    const dir = await dataDir();
+    const own = await ensureRedis({
+      dataDir: dir,
+      log,
+      env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH },
+      prefer: "own",
+      preferredPort: 0,
+    });
+    try {
+      expect(own.started).toBe(true);
+      expect(own.url).not.toBe(TEST_REDIS_URL);
+      await withRedis(own.url, async (redis) => {
+        expect(await redis.config("GET", "dir")).toEqual(["dir", join(dir, "redis")]);
+        expect(await redis.config("GET", "appendonly")).toEqual(["appendonly", "yes"]);
+      });
+    } finally {
+      await own.stop();
+    }
+    expect(await answersPing(own.url)).toBe(false);
+  });
+
+  it("prefer own without redis-server: uses the local Redis, warning that the data is outside the data folder", async () => {
+    const dir = await dataDir();
+    lines.length = 0;
+    const redis = await ensureRedis({
+      dataDir: dir,
+      log,
+      env: { LOCAL_REDIS_PROBE_URL: TEST_REDIS_URL, PATH: await dataDir() },
+      prefer: "own",
+    });
+    expect(redis).toMatchObject({ url: TEST_REDIS_URL, started: false });
+    const warning = lines.find((l) => l.event === "redis_outside_data_dir");
+    expect(warning).toMatchObject({ level: "warn" });
+    expect(warning?.message).toContain(`outside ${dir}: deleting that folder does not reset them`);
+    const [, appendonly] = await withRedis(TEST_REDIS_URL, (r) => r.config("GET", "appendonly"));
+    expect(warning?.message).toContain(appendonly === "yes" ? "keeps every write" : "a restart of it loses");
   });
 
   it("starts redis-server with AOF in the data folder when none answers; a rerun reuses its port and data", async () => {
     const dir = await dataDir();
     const busyPort = Number(new URL(TEST_REDIS_URL).port);
-    const options = { dataDir: dir, log, env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH }, preferredPort: busyPort };
+    const options = {
+      dataDir: dir,
+      log,
+      env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH },
+      prefer: "own",
+      preferredPort: busyPort,
+    } as const;
     let first: LocalServer | undefined;
     let second: LocalServer | undefined;
     try {
@@ -125,6 +179,7 @@ describe("ensureRedis", () => {
       dataDir: await dataDir(),
       log,
       env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH: emptyBin },
+      prefer: "own",
     });
     await expect(failure).rejects.toThrow("redis-server is not on PATH");
     await expect(failure).rejects.toThrow("Debian/Ubuntu: sudo apt-get install redis-server");

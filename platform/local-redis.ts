@@ -2,11 +2,16 @@
  * Finds or starts the Redis a local run needs (`npm start`, and `npm test` through platform/testing/global-setup.ts).
  *
  * ensureRedis, first that applies:
- * 1. `REDIS_URL` set: that server, which must answer PING (else an error says so).
- * 2. A Redis answering at `LOCAL_REDIS_PROBE_URL` (default redis://127.0.0.1:6379): that one.
- * 3. `redis-server` on `PATH`: started in `<dataDir>/redis`, on 127.0.0.1, port `preferredPort` (6379) if free, else
- *    a free one; the port is remembered in `<dataDir>/redis/port`, so a rerun finds the same server and data.
- * 4. Else an error that says how to install Redis or set REDIS_URL.
+ * 1. `REDIS_URL` set: that server, which must answer PING (else an error says so); logged with its persistence.
+ * 2. `prefer: "running"` (tests): a Redis answering at `LOCAL_REDIS_PROBE_URL` (default redis://127.0.0.1:6379).
+ * 3. This data folder's own redis-server, still running (adopted) or started: `redis-server` on `PATH`, in
+ *    `<dataDir>/redis`, on 127.0.0.1, port `preferredPort` (6380) if free, else a free one; the port is remembered
+ *    in `<dataDir>/redis/port`, so a rerun finds the same server and data.
+ * 4. `prefer: "own"` (`npm start`) without redis-server: a Redis answering at `LOCAL_REDIS_PROBE_URL`, with a warning
+ *    that the data then lives outside the data folder, and whether that Redis persists it.
+ * 5. Else an error that says how to install Redis or set REDIS_URL.
+ *
+ * 6380 rather than 6379: the machine's Redis, and what `npm test` looks for, stay at 6379.
  *
  * A redis-server started here runs daemonized, and one left running by a caller that died is adopted; what `started`
  * and `stop()` mean is at the top of local-servers.ts.
@@ -45,13 +50,13 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
       throw new Error(
         `REDIS_URL is set (${where(configured)}) but that Redis does not answer PING: ${problem.replace(/\.$/, "")}. Fix REDIS_URL, or unset it to use or start a local Redis.`,
       );
-    log.info("redis_configured", { at: where(configured) });
+    log.info("redis_configured", { at: where(configured), persistence: (await redisPersistence(configured)).text });
     return foreign(configured);
   }
   const home = join(resolve(options.dataDir), "redis");
   await mkdir(home, { recursive: true });
   const local = env.LOCAL_REDIS_PROBE_URL?.trim() || DEFAULT_LOCAL_REDIS_URL;
-  if ((await redisProblem(local)) === undefined) {
+  if (options.prefer === "running" && (await redisProblem(local)) === undefined) {
     const pid = await redisPidIfOurs(local, home);
     log.info(pid === undefined ? "redis_found_local" : "redis_adopted", { at: where(local), pid });
     return pid === undefined ? foreign(local) : ownRedis(local, home, log);
@@ -69,6 +74,14 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
   }
 
   const bin = await onPath("redis-server", env.PATH);
+  if (bin === undefined && options.prefer === "own" && (await redisProblem(local)) === undefined) {
+    const persistence = await redisPersistence(local);
+    log.warn("redis_outside_data_dir", {
+      at: where(local),
+      message: `redis-server is not on PATH, so the log and read models are kept in the Redis at ${where(local)}, outside ${resolve(options.dataDir)}: deleting that folder does not reset them, and that Redis ${persistence.text}. Install redis-server to keep them in the data folder, with AOF.`,
+    });
+    return foreign(local);
+  }
   if (bin === undefined) {
     throw new Error(
       [
@@ -80,7 +93,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
       ].join("\n"),
     );
   }
-  const port = await choosePort(home, remembered, options.preferredPort ?? 6379);
+  const port = await choosePort(home, remembered, options.preferredPort ?? 6380);
   const durable = options.durable ?? true;
   const pidFile = join(home, "redis.pid");
   await rm(pidFile, { force: true });
@@ -128,6 +141,26 @@ async function waitForRedis(url: string, alive: () => boolean | Promise<boolean>
     }
     await sleep(50);
   }
+}
+
+/**
+ * Whether a Redis keeps what it acknowledged across its own restart, from its configuration, in words for a log
+ * line; `durable` is undefined when the server does not report it (managed Redis, CONFIG disabled).
+ */
+export async function redisPersistence(url: string): Promise<{ durable: boolean | undefined; text: string }> {
+  const config = await withRedis(url, async (redis) => {
+    const read = async (name: string) => (await redis.config("GET", name))[1];
+    return { appendonly: await read("appendonly"), fsync: await read("appendfsync"), save: await read("save") };
+  }).catch(() => undefined);
+  if (config?.appendonly === undefined) return { durable: undefined, text: "does not report how it persists data" };
+  if (config.appendonly === "yes")
+    return { durable: true, text: `keeps every write in its append-only file (appendfsync ${config.fsync ?? "?"})` };
+  return {
+    durable: false,
+    text: config.save
+      ? `runs without AOF (only snapshots, save "${config.save}"): a restart of it loses acknowledged orders`
+      : "runs without any persistence: a restart of it loses every acknowledged order",
+  };
 }
 
 /** Undefined when the server answers PING with PONG; else what went wrong (refused, LOADING, auth, …). */

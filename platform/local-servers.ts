@@ -19,6 +19,11 @@ export interface InfraOptions {
   readonly dataDir: string;
   readonly log: Logger;
   readonly env: Env;
+  /**
+   * `own` (`npm start`): this data folder's own servers, so all local state is in one folder; `running` (tests): a
+   * server already answering at the usual local address first (local-redis.ts, local-postgres.ts say which).
+   */
+  readonly prefer: "own" | "running";
   /** Port tried first when a server is started here; 0 takes any free port. */
   readonly preferredPort?: number;
   /** Persist to disk (the default). Tests turn it off for speed: no AOF, no Postgres fsync. */

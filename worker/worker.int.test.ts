@@ -15,7 +15,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { workerMetrics } from "./metrics.ts";
-import { ensureGroup, groupBacklog, handleBatch, runWorker } from "./worker.ts";
+import { ensureGroup, groupBacklog, handleBatch, MAX_PENDING_PER_CONSUMER, runWorker } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
@@ -310,5 +310,71 @@ describe("worker on real Redis and Postgres", () => {
     expect(sample(samples, "worker_group_pending_entries")).toBe(0);
     stop.abort();
     await running;
+  });
+
+  it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {
+    const own = keyspace(`${prefix}pel:`);
+    const consumer = "w-pel";
+    const quiet = createLogger("worker-test", { sink: () => undefined });
+    await ensureGroup(redis, own);
+    const add = redis.pipeline();
+    for (let n = 0; n < 2_500; n++) add.xadd(own.output, "*", "type", "quote_updated", "body", JSON.stringify({ n }));
+    await add.exec();
+    // An earlier run under the same name read 900 entries and died before acknowledging them; one of them has been
+    // trimmed from the stream since.
+    const read = (await redis.xreadgroup(
+      "GROUP",
+      own.workerGroup,
+      consumer,
+      "COUNT",
+      900,
+      "STREAMS",
+      own.output,
+      ">",
+    )) as [string, [string, string[]][]][] | null;
+    const [firstId] = read?.[0]?.[1][0] ?? [];
+    expect(read?.[0]?.[1].length).toBe(900);
+    await redis.xdel(own.output, firstId!);
+
+    // Upstash's check, made before each read that adds to the consumer's list: what it holds plus what it asks for.
+    const asked: { command: string; pending: number; count: number }[] = [];
+    const checked = (client: Redis, command: "xreadgroup" | "xautoclaim") => {
+      const original = (client[command] as (...args: unknown[]) => Promise<unknown>).bind(client);
+      const replacement = async (...args: (string | number)[]) => {
+        const summary = await redis.xpending(own.output, own.workerGroup, "-", "+", 10_000, consumer);
+        asked.push({ command, pending: summary.length, count: Number(args[args.indexOf("COUNT") + 1]) });
+        return original(...args);
+      };
+      return Object.assign(client, { [command]: replacement });
+    };
+    const checkedReader = checked(new Redis(REDIS_URL), "xreadgroup");
+    const checkedWriter = checked(new Redis(REDIS_URL), "xautoclaim");
+    const stop = new AbortController();
+    const running = runWorker(
+      { reader: checkedReader, writer: checkedWriter, db: pg.db, keys: own, log: quiet, consumer, blockMs: 20 },
+      stop.signal,
+    );
+    try {
+      await until(async () => {
+        const backlog = await groupBacklog(redis, own);
+        return backlog?.lag === 0 && backlog.pending === 0 ? backlog : undefined;
+      });
+    } finally {
+      stop.abort();
+      await running;
+      checkedReader.disconnect();
+      checkedWriter.disconnect();
+    }
+    expect(asked.filter((a) => a.command === "xreadgroup").length).toBeGreaterThanOrEqual(4); // 1,600 new, 500 a read
+    for (const a of asked) expect(a.pending + a.count, JSON.stringify(a)).toBeLessThanOrEqual(MAX_PENDING_PER_CONSUMER);
+    // Each read starts from an empty list: a batch is acknowledged before the next is read or claimed.
+    expect(asked.every((a) => a.pending === 0)).toBe(true);
+  });
+
+  it("refuses a batch size over Upstash's pending limit", async () => {
+    const options = { reader, writer: redis, db: pg.db, keys: keyspace(`${prefix}big:`), log, consumer: "w-big" };
+    await expect(runWorker({ ...options, batchSize: 1_001 }, new AbortController().signal)).rejects.toThrow(
+      "batchSize: expected a whole number from 1 to 1000, received 1001",
+    );
   });
 });

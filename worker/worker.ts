@@ -4,6 +4,12 @@
  * watermarks, see read-models.ts), and only then each `order_response` onto its per-request key, so a client
  * that got its answer reads its own write next. Entries are acknowledged only after all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
+ *
+ * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
+ * entries list past 1,000 ("ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be
+ * reached", Upstash docs, troubleshooting/stream_pel_limit). So a batch (at most 1,000 entries) is acknowledged
+ * before the next is read or claimed, and a worker restarted under the same consumer name first handles what it
+ * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  */
 import type { Redis } from "ioredis";
 import type { ClosedTradeView, EngineOutput } from "../contract/messages.ts";
@@ -33,7 +39,11 @@ export interface WorkerOptions {
   readonly metrics?: WorkerMetrics;
 }
 
-type Entry = [id: string, fields: string[]];
+/** Fields are null for an entry trimmed from the stream while pending (XCLAIM before Redis 7 answers so). */
+type Entry = [id: string, fields: string[] | null];
+
+/** Upstash's limit on a consumer's pending entries list. */
+export const MAX_PENDING_PER_CONSUMER = 1_000;
 
 export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
   try {
@@ -47,6 +57,9 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   await ensureGroup(o.writer, o.keys);
   await loadScripts(o.writer);
   const batch = o.batchSize ?? 500;
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
+    throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
+  await handleOwnPending(o, batch);
   let lastClaimMs = 0;
   let handled = 0;
   let lastStatsMs = Date.now();
@@ -69,7 +82,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       }
       lastClaimMs = Date.now();
     }
-    const reply = (await o.reader.xreadgroup(
+    const reply = await o.reader.xreadgroup(
       "GROUP",
       o.keys.workerGroup,
       o.consumer,
@@ -80,7 +93,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       "STREAMS",
       o.keys.output,
       ">",
-    )) as [string, Entry[]][] | null;
+    );
     const entries = reply?.[0]?.[1] ?? [];
     if (entries.length > 0) {
       await handleBatch(o, entries);
@@ -115,9 +128,39 @@ export async function groupBacklog(
   return undefined;
 }
 
+/**
+ * Handles and acknowledges, a batch at a time, what this consumer name has pending from an earlier run. XPENDING
+ * lists them and XCLAIM (to itself, so its list does not grow) returns their fields; an entry trimmed from the
+ * stream meanwhile comes back without fields, or not at all, and is acknowledged as is.
+ */
+async function handleOwnPending(o: WorkerOptions, batch: number): Promise<void> {
+  for (;;) {
+    const pending = (await o.writer.xpending(o.keys.output, o.keys.workerGroup, "-", "+", batch, o.consumer)) as [
+      id: string,
+      ...unknown[],
+    ][];
+    if (pending.length === 0) return;
+    const ids = pending.map(([id]) => id);
+    const claimed = (await o.writer.xclaim(
+      o.keys.output,
+      o.keys.workerGroup,
+      o.consumer,
+      0,
+      ...ids,
+    )) as (Entry | null)[];
+    const entries = claimed.filter((entry): entry is Entry => entry !== null);
+    const returned = new Set(entries.map(([id]) => id));
+    const gone = ids.filter((id) => !returned.has(id));
+    o.log.info("handling_own_pending", { entries: entries.length, trimmed: gone.length });
+    if (gone.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone);
+    if (entries.length > 0) await handleBatch(o, entries);
+  }
+}
+
 export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<void> {
   const outputs: EngineOutput[] = [];
   for (const [id, fields] of entries) {
+    if (fields === null) continue; // trimmed from the stream while pending: nothing left to apply
     const decoded = decodeOutputFields(fields);
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it

@@ -13,11 +13,24 @@
  * 4. Correctness: every POST answered 2xx (anything else is counted per phase and printed; the JSON's `errors` is
  *    the total, warm-up included), and no user has an open trade left; either failing makes the exit code 1.
  *
+ * 5. Redis commands, counted with MONITOR after the timed phases (it slows Redis, so it never runs during them):
+ *    top-level commands carrying this run's key prefix (a script counts once, its inner calls not at all), by the
+ *    process that sent them, over a short window each at 1 client, at every client, with the system idle, and
+ *    while price ticks alone flow (TICKS_PER_SEC): per order, per second idle, and per tick.
+ *
+ * BENCH_REDIS=upstash runs the API on its Upstash REST adapter, through the local Upstash REST peer
+ * (functions/testing/upstash-bridge.ts, in a process of its own: upstash-peer.ts) with BENCH_UPSTASH_DELAY_MS
+ * (default 3) added to each request as a network round trip; the peer's own count of the API's commands per order
+ * is then reported for the timed phases too. UPSTASH_POLL_MIN_MS / UPSTASH_POLL_MAX_MS pass through to the API.
+ *
  * The ETH quote is re-posted every QUOTE_EVERY_MS: the engine refuses orders on a quote older than 30 s of log time.
  * BENCH_CPU_PROF_DIR=dir starts the three processes with `--cpu-prof` into that folder (written when they stop).
  */
+import { fork, type ChildProcess } from "node:child_process";
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
 import { Agent, request, type IncomingHttpHeaders } from "node:http";
+import { connect } from "node:net";
 import { Redis } from "ioredis";
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { keyspace } from "../../contract/names.ts";
@@ -26,6 +39,7 @@ import { freePort, spawnComponent, type Child } from "../../platform/testing/pro
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import type { PeerMessage } from "./upstash-peer.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
@@ -33,6 +47,12 @@ const WARMUP_MS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3) * 1000;
 const AT_1_MS = Number(process.env.BENCH_SECONDS_AT_1 ?? 5) * 1000;
 const AT_N_MS = Number(process.env.BENCH_SECONDS_AT_N ?? 10) * 1000;
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR;
+const VIA = process.env.BENCH_REDIS === "upstash" ? "upstash" : "tcp";
+if (process.env.BENCH_REDIS !== undefined && process.env.BENCH_REDIS !== VIA)
+  throw new Error(`BENCH_REDIS: expected "tcp" or "upstash", received "${process.env.BENCH_REDIS}"`);
+const UPSTASH_DELAY_MS = Number(process.env.BENCH_UPSTASH_DELAY_MS ?? 3);
+const COUNT_WINDOW_MS = 2_000;
+const TICKS_PER_SEC = 100;
 const HOST = "127.0.0.1";
 const JWT_SECRET = "bench-secret-that-is-long-enough-0123456789";
 const QUOTE_EVERY_MS = 2_000;
@@ -83,6 +103,8 @@ class Phase {
   readonly samples: number[] = [];
   readonly failures = new Map<string, number>();
   elapsedMs = 0;
+  /** Commands the API sent, as the Upstash peer counted them (BENCH_REDIS=upstash only). */
+  apiCommands: number | undefined;
   constructor(
     readonly name: string,
     readonly clients: number,
@@ -115,11 +137,19 @@ async function roundTrips(port: number, client: Client, phase: Phase, untilMs: n
   }
 }
 
-async function runPhase(port: number, name: string, clients: readonly Client[], ms: number): Promise<Phase> {
+async function runPhase(
+  port: number,
+  name: string,
+  clients: readonly Client[],
+  ms: number,
+  peer?: Peer,
+): Promise<Phase> {
   const phase = new Phase(name, clients.length);
+  peer?.reset();
   const start = performance.now();
   await Promise.all(clients.map((c) => roundTrips(port, c, phase, start + ms)));
   phase.elapsedMs = performance.now() - start;
+  if (peer !== undefined) phase.apiCommands = sum(await peer.counts());
   return phase;
 }
 
@@ -139,8 +169,109 @@ function summary(phase: Phase) {
     p99Ms: round(percentile(sorted, 99)),
     maxMs: round(sorted.at(-1) ?? NaN),
     errors: phase.errors,
+    apiCommandsPerOrder: phase.apiCommands === undefined ? undefined : round(phase.apiCommands / sorted.length),
   };
 }
+
+/** The local Upstash REST peer in its own process, and its command counts. */
+interface Peer {
+  readonly url: string;
+  readonly token: string;
+  counts(): Promise<Record<string, number>>;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+async function startPeer(redisUrl: string, delayMs: number): Promise<Peer> {
+  const child: ChildProcess = fork(new URL("./upstash-peer.ts", import.meta.url), {
+    env: { ...process.env, REDIS_URL: redisUrl, PEER_TOKEN: randomUUID(), PEER_DELAY_MS: String(delayMs) },
+  });
+  const next = async () => ((await once(child, "message")) as [PeerMessage])[0];
+  const ready = await next();
+  if (!("url" in ready)) throw new Error("the Upstash peer did not start");
+  return {
+    url: ready.url,
+    token: ready.token,
+    async counts() {
+      child.send("counts");
+      const reply = await next();
+      if (!("counts" in reply)) throw new Error("unexpected reply from the Upstash peer");
+      return reply.counts;
+    },
+    reset: () => void child.send("reset"),
+    async close() {
+      child.send("close");
+      await once(child, "exit");
+    },
+  };
+}
+
+const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
+
+/** Which process a connection belongs to, from its name (CLIENT SETNAME); the bench's own has none. */
+function processOf(name: string): string {
+  if (name.startsWith("api") || name === "upstash-bridge") return "api";
+  if (name.startsWith("engine")) return "engine";
+  if (name.startsWith("worker")) return "worker";
+  return name === "" ? "bench" : name;
+}
+
+/**
+ * Top-level commands naming a key under `prefix`, by process, while `during` runs (MONITOR; Lua's inner calls are
+ * left out). Connections are told apart by address, named from CLIENT LIST taken before and after.
+ */
+async function countCommands(
+  redis: Redis,
+  prefix: string,
+  during: () => Promise<void>,
+): Promise<Record<string, number>> {
+  const names = new Map<string, string>();
+  const learnNames = async () => {
+    const list = (await redis.client("LIST")) as string;
+    for (const line of list.split("\n")) {
+      const addr = /\baddr=(\S+)/.exec(line)?.[1];
+      if (addr !== undefined) names.set(addr, /\bname=(\S*)/.exec(line)?.[1] ?? "");
+    }
+  };
+  await learnNames();
+  // A raw socket rather than ioredis' monitor(), whose connection fails with "Command queue state error" when
+  // lines keep coming under load. Each line: +<time> [<db> <client address>|lua] "command" "arg" ...
+  const seen = new Map<string, number>();
+  const url = new URL(REDIS_URL);
+  const socket = connect(Number(url.port || 6379), url.hostname);
+  await once(socket, "connect");
+  if (url.password !== "")
+    socket.write(`AUTH ${decodeURIComponent(url.username || "default")} ${decodeURIComponent(url.password)}\r\n`);
+  socket.write("MONITOR\r\n");
+  let rest = "";
+  socket.setEncoding("utf8");
+  socket.on("data", (chunk: string) => {
+    const lines = (rest + chunk).split("\r\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) {
+      const source = /^\+\d+\.\d+ \[\d+ (\S+)\]/.exec(line)?.[1];
+      if (source === undefined || source === "lua" || !line.includes(prefix)) continue;
+      seen.set(source, (seen.get(source) ?? 0) + 1);
+    }
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 100)); // MONITOR in effect
+    await during();
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the last lines of the window
+  } finally {
+    socket.destroy();
+  }
+  await learnNames();
+  const byProcess: Record<string, number> = {};
+  for (const [source, n] of seen) {
+    const who = processOf(names.get(source) ?? "?");
+    byProcess[who] = (byProcess[who] ?? 0) + n;
+  }
+  return byProcess;
+}
+
+const perUnit = (counts: Record<string, number>, units: number) =>
+  Object.fromEntries(Object.entries(counts).map(([who, n]) => [who, Math.round((n / units) * 100) / 100]));
 
 /** The magic-link flow over HTTP, as a browser would walk it; returns the session token. */
 async function signIn(port: number, agent: Agent, email: string): Promise<string> {
@@ -169,6 +300,7 @@ async function main(): Promise<void> {
   const processes: Child[] = [];
   const agents: Agent[] = [];
   let database: TestDatabase | undefined;
+  let peer: Peer | undefined;
   let quoting: NodeJS.Timeout | undefined;
   let failed = false;
   try {
@@ -191,6 +323,13 @@ async function main(): Promise<void> {
     const engine = start("engine", { SNAPSHOT_EVERY_MS: "10000", ENGINE_LEASE_TTL_MS: "5000" });
     await engine.waitFor("replay_done", 60_000);
     const worker = start("worker", {});
+    if (VIA === "upstash") peer = await startPeer(REDIS_URL, UPSTASH_DELAY_MS);
+    const poll = Object.fromEntries(
+      ["UPSTASH_POLL_MIN_MS", "UPSTASH_POLL_MAX_MS"].flatMap((name) => {
+        const value = process.env[name];
+        return value === undefined ? [] : [[name, value]];
+      }),
+    );
     const api = start("api", {
       PORT: String(port),
       HOST,
@@ -199,9 +338,11 @@ async function main(): Promise<void> {
       TRADE_RATE_LIMIT_PER_SEC: "1000000",
       SIGN_IN_LIMIT_PER_IP: "1000000",
       ENGINE_TIMEOUT_MS: "5000",
-      // Empty is unset: the dev mailbox, TCP Redis, no redirect after verify, whatever the shell exports.
+      // Empty is unset: the dev mailbox, no redirect after verify, whatever the shell exports.
       RESEND_API_KEY: "",
-      UPSTASH_REDIS_REST_URL: "",
+      UPSTASH_REDIS_REST_URL: peer?.url ?? "",
+      UPSTASH_REDIS_REST_TOKEN: peer?.token ?? "",
+      ...poll,
       APP_REDIRECT_URL: "",
       CORS_ORIGINS: "",
     });
@@ -241,11 +382,46 @@ async function main(): Promise<void> {
     }
 
     progress(`warm-up: ${CLIENTS} clients for ${WARMUP_MS / 1000} s`);
-    const warmup = await runPhase(port, "warm-up", clients, WARMUP_MS);
+    const warmup = await runPhase(port, "warm-up", clients, WARMUP_MS, peer);
     progress(`1 client for ${AT_1_MS / 1000} s`);
-    const at1 = await runPhase(port, "1 client", clients.slice(0, 1), AT_1_MS);
+    const at1 = await runPhase(port, "1 client", clients.slice(0, 1), AT_1_MS, peer);
     progress(`${CLIENTS} clients for ${AT_N_MS / 1000} s`);
-    const atN = await runPhase(port, `${CLIENTS} clients`, clients, AT_N_MS);
+    const atN = await runPhase(port, `${CLIENTS} clients`, clients, AT_N_MS, peer);
+
+    progress("counting Redis commands (MONITOR): per order, idle, per price tick");
+    const ordersCounted = async (n: number) => {
+      let orders = 0;
+      const byProcess = await countCommands(redis, prefix, async () => {
+        orders = (await runPhase(port, "counted", clients.slice(0, n), COUNT_WINDOW_MS)).samples.length;
+      });
+      return perUnit(byProcess, orders);
+    };
+    const perOrderAt1 = await ordersCounted(1);
+    const perOrderAtN = await ordersCounted(CLIENTS);
+    clearInterval(quoting);
+    await postQuote();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const idle = perUnit(
+      await countCommands(redis, prefix, () => new Promise((resolve) => setTimeout(resolve, COUNT_WINDOW_MS))),
+      COUNT_WINDOW_MS / 1000,
+    );
+    const ticks = (TICKS_PER_SEC * COUNT_WINDOW_MS) / 1000;
+    const duringTicks = await countCommands(redis, prefix, async () => {
+      for (let i = 0; i < ticks; i++) {
+        await postQuote();
+        await new Promise((resolve) => setTimeout(resolve, 1000 / TICKS_PER_SEC));
+      }
+    });
+    // Less what the system spends idle over the same time: what each tick costs on its own.
+    const perTick = perUnit(
+      Object.fromEntries(
+        Object.entries(duringTicks).map(([who, n]) => [
+          who,
+          Math.max(0, n - ((idle[who] ?? 0) * ticks) / TICKS_PER_SEC),
+        ]),
+      ),
+      ticks,
+    );
     progress("checking that no trade is left open");
 
     let openLeft = 0;
@@ -257,15 +433,21 @@ async function main(): Promise<void> {
 
     // ---- report --------------------------------------------------------------------------------------------
     const phases = [warmup, at1, atN];
-    const rows = [["phase", "clients", "orders", "orders/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"]];
+    const header = ["phase", "clients", "orders", "orders/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"];
+    const rows = [VIA === "upstash" ? [...header, "API cmds/order"] : header];
     for (const p of phases) {
       const s = summary(p);
       const ms = [s.p50Ms, s.p90Ms, s.p99Ms, s.maxMs].map((x) => x.toFixed(2));
-      rows.push([p.name, String(p.clients), String(s.orders), String(s.ordersPerSec), ...ms, String(s.errors)]);
+      const row = [p.name, String(p.clients), String(s.orders), String(s.ordersPerSec), ...ms, String(s.errors)];
+      rows.push(VIA === "upstash" ? [...row, String(s.apiCommandsPerOrder)] : row);
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    const via =
+      VIA === "upstash"
+        ? `API on Upstash REST through the local peer, +${UPSTASH_DELAY_MS} ms per request`
+        : "API on Redis over TCP";
     console.log(
-      `API benchmark: create + close round trips over HTTP (node ${process.version}, real engine, worker and API processes)`,
+      `API benchmark: create + close round trips over HTTP (node ${process.version}, real engine, worker and API processes; ${via})`,
     );
     for (const r of rows)
       console.log(
@@ -273,6 +455,19 @@ async function main(): Promise<void> {
       );
     for (const p of phases) for (const [what, n] of p.failures) console.log(`  ${p.name}: ${n} × ${what}`);
     console.log(`  open trades left after the run: ${openLeft}`);
+    const total = (counts: Record<string, number>) => Math.round(sum(counts) * 100) / 100;
+    const show = (counts: Record<string, number>) =>
+      `${total(counts)} (${Object.entries(counts)
+        .sort()
+        .map(([who, n]) => `${who} ${n}`)
+        .join(", ")})`;
+    console.log(`  Redis commands (top-level, this run's keys, MONITOR):`);
+    console.log(`    per order at 1 client          ${show(perOrderAt1)}`);
+    console.log(
+      `    per order at ${CLIENTS} clients${" ".repeat(Math.max(0, 9 - String(CLIENTS).length))}  ${show(perOrderAtN)}`,
+    );
+    console.log(`    per second, idle               ${show(idle)}`);
+    console.log(`    per price tick (${TICKS_PER_SEC}/s, idle deducted) ${show(perTick)}`);
     const s1 = summary(at1);
     const sN = summary(atN);
     const errors = phases.reduce((n, p) => n + p.errors, 0);
@@ -293,6 +488,14 @@ async function main(): Promise<void> {
         p90MsAt50: sN.p90Ms,
         maxMsAt50: sN.maxMs,
         ordersAt50: sN.orders,
+        redis: VIA,
+        upstashDelayMs: VIA === "upstash" ? UPSTASH_DELAY_MS : undefined,
+        apiCommandsPerOrderAt1: s1.apiCommandsPerOrder,
+        apiCommandsPerOrderAt50: sN.apiCommandsPerOrder,
+        commandsPerOrderAt1: total(perOrderAt1),
+        commandsPerOrderAt50: total(perOrderAtN),
+        idleCommandsPerSec: total(idle),
+        commandsPerTick: total(perTick),
       }),
     );
     failed = errors > 0 || openLeft > 0;
@@ -308,6 +511,7 @@ async function main(): Promise<void> {
       await p.stop("SIGTERM");
       clearTimeout(killer);
     }
+    await peer?.close();
     await deleteKeysWithPrefix(redis, prefix);
     redis.disconnect();
     await database?.drop();

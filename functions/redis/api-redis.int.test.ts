@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startUpstashBridge, type UpstashBridge } from "../testing/upstash-bridge.ts";
+import { Redis } from "ioredis";
+import { startUpstashBridge, UPSTASH_MAX_REQUEST_BYTES, type UpstashBridge } from "../testing/upstash-bridge.ts";
 import { describeApiRedisContract } from "./api-redis.contract.ts";
 import { createIoredisApiRedis } from "./ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./upstash-api-redis.ts";
@@ -19,7 +20,9 @@ afterAll(async () => {
 });
 
 describeApiRedisContract("ioredis", () => Promise.resolve(createIoredisApiRedis(REDIS_URL)));
-describeApiRedisContract("upstash (through the local bridge)", () => Promise.resolve(createUpstashApiRedis(bridge)));
+describeApiRedisContract("upstash (through the local Upstash REST peer)", () =>
+  Promise.resolve(createUpstashApiRedis(bridge)),
+);
 
 /** A port nothing listens on: taken from the OS, then released. */
 async function deadPort(): Promise<number> {
@@ -32,22 +35,153 @@ async function deadPort(): Promise<number> {
 }
 
 describe("when Redis cannot be reached", () => {
-  it("ioredis: ping and blpop reject instead of hanging", { timeout: 10_000 }, async () => {
+  it("ioredis: ping and waitPop reject instead of hanging", { timeout: 10_000 }, async () => {
     const redis = createIoredisApiRedis(`redis://127.0.0.1:${await deadPort()}`);
     await expect(redis.ping()).rejects.toThrow();
-    await expect(redis.blpop("any", 30_000)).rejects.toThrow();
+    await expect(redis.waitPop("any", 30_000)).rejects.toThrow();
     await redis.close();
   });
 
-  it("upstash: ping and blpop reject instead of hanging", { timeout: 10_000 }, async () => {
+  it("upstash: ping and waitPop reject instead of hanging", { timeout: 10_000 }, async () => {
     const redis = createUpstashApiRedis({ url: `http://127.0.0.1:${await deadPort()}`, token: "t" });
     await expect(redis.ping()).rejects.toThrow();
-    await expect(redis.blpop("any", 30_000)).rejects.toThrow();
+    await expect(redis.waitPop("any", 30_000)).rejects.toThrow();
   });
 
   it("upstash: a wrong token is refused", async () => {
     const redis = createUpstashApiRedis({ url: bridge.url, token: "not-the-token" });
     await expect(redis.ping()).rejects.toThrow(/Unauthorized/);
     await expect(redis.get("any")).rejects.toThrow(/Unauthorized/);
+  });
+});
+
+describe("the local Upstash peer refuses what Upstash's REST API refuses", () => {
+  let plain: Redis;
+  const prefix = `test:upstash-peer:${randomUUID()}:`;
+  beforeAll(() => {
+    plain = new Redis(REDIS_URL);
+  });
+  afterAll(async () => {
+    const stale = await plain.keys(`${prefix}*`);
+    if (stale.length > 0) await plain.del(...stale);
+    plain.disconnect();
+  });
+
+  /** One raw request, as the REST API takes it. */
+  async function post(path: string, body: unknown, to: UpstashBridge = bridge): Promise<[number, unknown]> {
+    const res = await fetch(`${to.url}${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${to.token}`, "content-type": "application/json" },
+      body: typeof body === "string" ? body : JSON.stringify(body),
+    });
+    return [res.status, await res.json()];
+  }
+
+  it("blocking commands: 400 with Upstash's error shape, the list untouched", async () => {
+    await plain.rpush(`${prefix}list`, "a");
+    for (const command of [
+      ["BLPOP", `${prefix}list`, "1"],
+      ["brpop", `${prefix}list`, "1"],
+      ["BRPOPLPUSH", `${prefix}list`, `${prefix}other`, "1"],
+      ["BLMOVE", `${prefix}list`, `${prefix}other`, "LEFT", "LEFT", "1"],
+      ["BZPOPMIN", `${prefix}zset`, "1"],
+      ["XREAD", "COUNT", "1", "BLOCK", "10", "STREAMS", `${prefix}stream`, "$"],
+      ["XREADGROUP", "GROUP", "g", "c", "block", "10", "STREAMS", `${prefix}stream`, ">"],
+    ]) {
+      const [status, body] = await post("/", command);
+      expect(status).toBe(400);
+      expect(Object.keys(body as object)).toEqual(["error"]);
+      expect((body as { error: string }).error).toMatch(/^ERR \w+ over the REST API: blocking/);
+    }
+    expect(await plain.lrange(`${prefix}list`, 0, -1)).toEqual(["a"]);
+    // The non-blocking forms run.
+    expect(await post("/", ["XREAD", "COUNT", "1", "STREAMS", `${prefix}stream`, "0"])).toEqual([
+      200,
+      { result: null },
+    ]);
+    expect(await post("/", ["LPOP", `${prefix}list`])).toEqual([200, { result: "a" }]);
+  });
+
+  it("Pub/Sub but PUBLISH and PUBSUB, connection commands but PING and ECHO, WATCH: refused", async () => {
+    for (const command of [
+      ["SUBSCRIBE", "c"],
+      ["PSUBSCRIBE", "c*"],
+      ["SELECT", "1"],
+      ["CLIENT", "LIST"],
+      ["WATCH", "k"],
+    ])
+      expect((await post("/", command))[0]).toBe(400);
+    expect(await post("/", ["PUBLISH", `${prefix}channel`, "hi"])).toEqual([200, { result: 0 }]);
+    expect(await post("/", ["ECHO", "hi"])).toEqual([200, { result: "hi" }]);
+  });
+
+  it("a pipeline answers each command; a transaction with a refused command is refused whole", async () => {
+    const [status, replies] = await post("/pipeline", [
+      ["SET", `${prefix}p`, "1"],
+      ["BLPOP", `${prefix}p:list`, "1"],
+      ["GET", `${prefix}p`],
+    ]);
+    expect(status).toBe(200);
+    const [set, blpop, get] = replies as [unknown, { error: string }, unknown];
+    expect([set, get]).toEqual([{ result: "OK" }, { result: "1" }]);
+    expect(blpop.error).toMatch(/^ERR BLPOP/);
+    const refused = await post("/multi-exec", [
+      ["SET", `${prefix}t`, "1"],
+      ["BRPOP", `${prefix}t:list`, "1"],
+    ]);
+    expect(refused[0]).toBe(400);
+    expect((refused[1] as { error: string }).error).toMatch(/^ERR BRPOP/);
+    expect(await plain.exists(`${prefix}t`)).toBe(0);
+  });
+
+  it("a request over the size cap: ERR max request size exceeded, nothing written", async () => {
+    expect(UPSTASH_MAX_REQUEST_BYTES).toBe(10 * 1024 * 1024);
+    const big = "x".repeat(UPSTASH_MAX_REQUEST_BYTES);
+    expect(await post("/", ["SET", `${prefix}big`, big])).toEqual([400, { error: "ERR max request size exceeded" }]);
+    expect(await post("/pipeline", [["SET", `${prefix}big`, big]])).toEqual([
+      400,
+      { error: "ERR max request size exceeded" },
+    ]);
+    expect(await plain.exists(`${prefix}big`)).toBe(0);
+    const small = await startUpstashBridge({ redisUrl: REDIS_URL, token: "t", maxRequestBytes: 100 });
+    try {
+      const command = ["SET", `${prefix}small`, ""];
+      const fits = 100 - JSON.stringify(command).length;
+      command[2] = "y".repeat(fits);
+      expect(await post("/", command, small)).toEqual([200, { result: "OK" }]);
+      command[2] = "y".repeat(fits + 1);
+      expect((await post("/", command, small))[0]).toBe(400);
+    } finally {
+      await small.close();
+    }
+  });
+
+  it("counts the commands it runs, each of a pipeline on its own; delays each request by delayMs", async () => {
+    const slow = await startUpstashBridge({ redisUrl: REDIS_URL, token: "t", delayMs: 40 });
+    try {
+      const started = performance.now();
+      await post("/pipeline", [["PING"], ["GET", `${prefix}none`], ["GET", `${prefix}none`]], slow);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(38);
+      await post("/", ["BLPOP", `${prefix}none`, "1"], slow);
+      expect(Object.fromEntries(slow.commandCounts())).toEqual({ PING: 1, GET: 2 });
+      slow.resetCommandCounts();
+      expect(slow.commandCounts().size).toBe(0);
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("the Upstash adapter waits for an element with non-blocking LPOPs, a few per wait", async () => {
+    const redis = createUpstashApiRedis({ url: bridge.url, token: bridge.token });
+    bridge.resetCommandCounts();
+    const popped = redis.waitPop(`${prefix}answer`, 2_000);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    await plain.rpush(`${prefix}answer`, "done");
+    expect(await popped).toBe("done");
+    const counts = Object.fromEntries(bridge.commandCounts());
+    expect(Object.keys(counts)).toEqual(["LPOP"]);
+    // Pauses of 2, 4, 8, 16, then 20 ms: about ten polls in 100 ms, not one per millisecond.
+    expect(counts.LPOP).toBeGreaterThanOrEqual(4);
+    expect(counts.LPOP).toBeLessThanOrEqual(12);
   });
 });

@@ -2,9 +2,11 @@
  * The Redis the functions see: the few operations the API needs, behind one small interface with two adapters,
  * `ioredis` over TCP (local server, containers) and `@upstash/redis` over REST (deployed Lambda functions). One
  * contract suite (api-redis.contract.ts) runs the same cases against both, the Upstash one through a local
- * Upstash-REST-compatible bridge in front of the real Redis.
+ * peer for Upstash's REST API in front of the real Redis (testing/upstash-bridge.ts).
  *
  * Replies come back as Redis sends them (strings stay strings, never JSON-decoded), so both adapters answer alike.
+ * Where the transports differ, the interface names the outcome and each adapter gets there its own way: `waitPop`
+ * is BLPOP over TCP, and polling LPOP over REST, which has no blocking commands.
  */
 import { createHash } from "node:crypto";
 
@@ -15,10 +17,10 @@ export interface ApiRedis {
    */
   eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /**
-   * BLPOP on one key: the popped element, or null when nothing arrived within `timeoutMs`. `timeoutMs` must be
-   * positive: Redis reads 0 as "wait forever", which a function answering HTTP must never do.
+   * The first element of the list at `key`, popped, once there is one: null when none arrived within `timeoutMs`.
+   * `timeoutMs` must be positive: a function answering HTTP must never wait forever.
    */
-  blpop(key: string, timeoutMs: number): Promise<string | null>;
+  waitPop(key: string, timeoutMs: number): Promise<string | null>;
   /** HGETALL: an empty object when the key does not exist. */
   hgetall(key: string): Promise<Record<string, string>>;
   get(key: string): Promise<string | null>;
@@ -31,10 +33,15 @@ export interface ApiRedis {
   close(): Promise<void>;
 }
 
-/** BLPOP's timeout argument: seconds, fractional, from whole milliseconds; a non-positive timeout is a bug. */
-export function blpopTimeoutSeconds(timeoutMs: number): string {
+/** A `waitPop` timeout: positive and finite, or a bug (Redis reads a BLPOP timeout of 0 as "wait forever"). */
+export function checkWaitTimeout(timeoutMs: number): void {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
-    throw new RangeError(`blpop: timeoutMs must be positive, got ${timeoutMs}`);
+    throw new RangeError(`waitPop: timeoutMs must be a positive number of milliseconds, received ${timeoutMs}`);
+}
+
+/** BLPOP's timeout argument: seconds, fractional, from whole milliseconds. */
+export function blpopTimeoutSeconds(timeoutMs: number): string {
+  checkWaitTimeout(timeoutMs);
   return String(Math.ceil(timeoutMs) / 1000);
 }
 

@@ -5,49 +5,59 @@
  * - `automaticDeserialization: false`: replies stay as Redis sent them, never JSON-parsed.
  * - `responseEncoding: "base64"` (the client's default, stated): the server base64-encodes every string, nested ones
  *   included, and the client decodes the bytes as UTF-8, as ioredis does; any value survives the JSON in between.
- * - No auto-pipelining: each call is its own request, so a failing script or a BLPOP never shares a batch.
+ * - No auto-pipelining: each call is its own request, so a failing script never shares a batch.
  * - Each request carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
  *   signal would make this client *resolve* with "Aborted"). Retries on network errors are few and quick.
- * - BLPOP goes through `exec` on a client made for that call, whose deadline is the pop's timeout plus a grace.
- *   HTTP cannot tell a lost reply from a lost request: a BLPOP whose response is lost may have popped its element.
+ * - `waitPop` polls with LPOP: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first poll comes
+ *   `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, and one last poll goes out at the
+ *   deadline. An answer thus waits at most about one pause plus a round trip; each poll is one command (billed).
+ *   HTTP cannot tell a lost reply from a lost request: an LPOP whose response is lost may have popped its element.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
 import { Redis } from "@upstash/redis";
-import { blpopTimeoutSeconds, scriptRunner, type ApiRedis } from "./api-redis.ts";
+import { checkWaitTimeout, scriptRunner, type ApiRedis } from "./api-redis.ts";
 
 export interface UpstashApiRedisOptions {
   readonly url: string;
   readonly token: string;
-  /** Bound on each non-blocking request, retries excluded. Default 2 000 ms. */
+  /** Bound on each request, retries excluded. Default 2 000 ms. */
   readonly requestTimeoutMs?: number;
-  /** How long past its own timeout a BLPOP may stay unanswered before it rejects. Default 1 000 ms. */
-  readonly blockingGraceMs?: number;
+  /** `waitPop`'s first pause before polling, and the longest pause it grows to. Defaults 2 and 20 ms. */
+  readonly pollMinMs?: number;
+  readonly pollMaxMs?: number;
 }
 
 export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis {
-  const client = (timeoutMs: number) =>
-    new Redis({
-      url: options.url,
-      token: options.token,
-      automaticDeserialization: false,
-      responseEncoding: "base64",
-      enableAutoPipelining: false,
-      enableTelemetry: false,
-      retry: { retries: 1, backoff: () => 100 },
-      signal: () => AbortSignal.timeout(timeoutMs),
-    });
-  const redis = client(options.requestTimeoutMs ?? 2_000);
-  const blockingGraceMs = options.blockingGraceMs ?? 1_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? 2_000;
+  const redis = new Redis({
+    url: options.url,
+    token: options.token,
+    automaticDeserialization: false,
+    responseEncoding: "base64",
+    enableAutoPipelining: false,
+    enableTelemetry: false,
+    retry: { retries: 1, backoff: () => 100 },
+    signal: () => AbortSignal.timeout(requestTimeoutMs),
+  });
+  const pollMinMs = options.pollMinMs ?? 2;
+  const pollMaxMs = Math.max(pollMinMs, options.pollMaxMs ?? 20);
+  if (!Number.isFinite(pollMinMs) || pollMinMs <= 0)
+    throw new RangeError(`pollMinMs: expected a positive number of milliseconds, received ${pollMinMs}`);
 
   return {
     eval: scriptRunner(
       (sha, keys, args) => redis.evalsha(sha, [...keys], [...args]),
       (script, keys, args) => redis.eval(script, [...keys], [...args]),
     ),
-    async blpop(key, timeoutMs) {
-      const seconds = blpopTimeoutSeconds(timeoutMs);
-      const reply = await client(timeoutMs + blockingGraceMs).exec<[string, string] | null>(["BLPOP", key, seconds]);
-      return reply === null ? null : reply[1];
+    async waitPop(key, timeoutMs) {
+      checkWaitTimeout(timeoutMs);
+      const deadline = performance.now() + timeoutMs;
+      for (let pause = pollMinMs; ; pause = Math.min(pause * 2, pollMaxMs)) {
+        const left = deadline - performance.now();
+        if (left > 0) await sleep(Math.min(pause, left));
+        const reply = await redis.exec<string | null>(["LPOP", key]);
+        if (reply !== null || left <= pause) return reply;
+      }
     },
     async hgetall(key) {
       const flat = await redis.exec<string[]>(["HGETALL", key]);
@@ -68,3 +78,5 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
     close: () => Promise.resolve(),
   };
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

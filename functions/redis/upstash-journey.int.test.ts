@@ -1,9 +1,12 @@
 /**
  * The deployed path's Redis client end to end: the whole app on the `@upstash/redis` adapter, over HTTP to the local
- * Upstash-REST-compatible bridge in front of the real Redis, with the real engine and worker. Sign-in, a trade opened
- * and closed, history and balances, and the engine's 503, all through REST.
+ * Upstash REST peer in front of the real Redis (which refuses what Upstash refuses, blocking commands among them),
+ * with the real engine and worker. Sign-in, a trade opened and closed, history and balances, the engine's 503, the
+ * commands one order costs, and a retry after a 504 answered once, all through REST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../app.ts";
+import { createEngineClient } from "../engine-client.ts";
 import { client } from "../testing/http.ts";
 import { REDIS_URL, startApiStack, type ApiStack } from "../testing/api-stack.ts";
 import { startUpstashBridge, type UpstashBridge } from "../testing/upstash-bridge.ts";
@@ -64,6 +67,39 @@ describe("the API on the Upstash REST adapter", () => {
     } finally {
       await stack.startEngine();
     }
+    bridge.resetCommandCounts();
     expect((await api.post("/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" })).status).toBe(201);
+    // What an order costs on Upstash: the admission script, the send script, and polls for the answer.
+    const counts = Object.fromEntries(bridge.commandCounts());
+    expect(Object.keys(counts).sort()).toEqual(["EVALSHA", "LPOP"]);
+    expect(counts.EVALSHA).toBe(2);
+    expect(counts.LPOP).toBeGreaterThanOrEqual(1);
+  });
+
+  it("a request that timed out polling: the retry with the same key gets the first answer, acted on once", async () => {
+    const { token } = await stack.signIn("upstash-retry@example.com");
+    const api = client(stack.app, token);
+    const impatient = client(
+      createApp({ ...stack.deps, engine: createEngineClient(stack.deps.redis, stack.keys, 300) }),
+      token,
+    );
+    await stack.setQuote("SOL_USDC_PERP", "150.25", "150.3");
+    const key = { "idempotency-key": `slow-${crypto.randomUUID()}` };
+    const order = { asset: "SOL", side: "buy", quantity: "1" };
+    await stack.stopEngine();
+    // An engine holding the lease but stuck: the instruction is logged, and the function stops polling in time.
+    await stack.redis.set(stack.keys.engineLease, "stuck:1", "PX", 60_000);
+    try {
+      const slow = await impatient.post("/api/v1/trade/order", order, key);
+      expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
+    } finally {
+      await stack.redis.del(stack.keys.engineLease);
+      await stack.startEngine();
+    }
+    const retried = await api.post("/api/v1/trade/order", order, key);
+    expect(retried.status).toBe(201);
+    expect((await api.post("/api/v1/trade/order", order, key)).body).toEqual(retried.body);
+    const balances = (await api.get("/api/v1/account/balance")).body.balances as Record<string, string>;
+    expect(balances.SOL).toBe("1"); // one order, not two
   });
 });

@@ -1,96 +1,147 @@
 /**
- * A local stand-in for Upstash's REST API in front of a real Redis, so the Upstash adapter runs its contract suite
- * without an account or a network. It speaks the protocol as `@upstash/redis` uses it:
+ * A local peer for Upstash's REST API in front of a real Redis, so the Upstash adapter runs its contract suite and
+ * the app its journey without an account or a network. It serves what Upstash documents and refuses what Upstash
+ * refuses, so code that works here does not meet a refusal only once deployed. Sources (Upstash docs):
  *
- * - `POST /` with a JSON array command, `POST /pipeline` and `POST /multi-exec` with an array of them.
- * - `Authorization: Bearer <token>`, else 401.
- * - Replies `{"result": …}`, or `{"error": "…"}` with status 400 for a single command; a pipeline or transaction
- *   answers 200 with one of those per command. Errors are never encoded.
- * - `Upstash-Encoding: base64`: every string in a result, nested ones included, goes out as the base64 of its bytes
- *   (status replies such as OK too); integers stay numbers, nil stays null.
+ * - "REST API" (upstash.com/docs/redis/features/restapi): `POST /` with a JSON array command, `POST /pipeline`
+ *   (not atomic: one `{result}` or `{error}` per command, status 200) and `POST /multi-exec` (the same, atomic; a
+ *   transaction refused as a whole answers one `{error}`); `Authorization: Bearer <token>`, else 401; 400 with
+ *   `{"error": "…"}` for a syntax error, an unsupported command or a failed one; 405 for a method other than HEAD,
+ *   GET, POST, PUT; `Upstash-Encoding: base64` encodes every string of a result (the client decodes "OK" either
+ *   way). Its table "REST - Redis API Compatibility" refuses: blocking list commands ("BLPOP - BRPOP - BRPOPLPUSH"),
+ *   blocking sorted-set commands ("BZPOPMAX - BZPOPMIN"), the blocking versions of XREAD and XREADGROUP, WATCH /
+ *   UNWATCH / DISCARD, every Pub/Sub command but PUBLISH and PUBSUB (SUBSCRIBE is its own server-sent-events
+ *   endpoint, `/subscribe`, as MONITOR is `/monitor`), every connection command but PING and ECHO, and cluster
+ *   commands. The wording of those refusals is not documented; the shape (400, `{"error": "ERR …"}`) is.
+ * - "ERR max request size exceeded" (upstash.com/docs/redis/troubleshooting/max_request_size_exceeded) and
+ *   "Pricing & Billing" (upstash.com/docs/redis/overall/billing): a request over the plan's max request size (10 MB
+ *   on Free, Pay-As-You-Go and the smaller fixed plans) fails with that error; each command of a pipeline or
+ *   transaction is billed on its own, and every plan caps commands per second (10,000, or 16,000 on the largest).
  *
- * Blocking commands run on a connection of their own each, so a waiting BLPOP holds up no other request. Commands
- * are sent with upper-case names, which keeps ioredis's per-command reply transformers (HGETALL → object) out.
+ * Not served, as nothing here uses them: the path form (`/set/foo/bar`, 404 here), `/subscribe`, `/monitor`,
+ * RESP2 responses. The newer blocking commands (BLMOVE, BLMPOP, BZMPOP) and WAIT/WAITAOF are refused with the
+ * documented ones: they block a connection as those do. MULTI/EXEC as plain commands are refused too (`/multi-exec`
+ * is the transaction); EXEC on a connection shared by every request could not be right.
+ *
+ * `delayMs` adds a round trip's worth of latency to every request (half before the command runs, half after), as a
+ * function's network path to Upstash would; `commandCounts()` counts the commands run, as Upstash bills them.
+ * Commands are sent with upper-case names, which keeps ioredis's per-command reply transformers (HGETALL → object)
+ * out.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
-import { createBlockingConnections } from "../redis/blocking-connections.ts";
+
+export interface UpstashBridgeOptions {
+  readonly redisUrl: string;
+  readonly token: string;
+  /** Added to every request, half before its commands run and half after. Default 0. */
+  readonly delayMs?: number;
+  /** Largest request body accepted, in bytes. Default 10 MB, Upstash's cap on Free and Pay-As-You-Go. */
+  readonly maxRequestBytes?: number;
+}
 
 export interface UpstashBridge {
   readonly url: string;
   readonly token: string;
+  /** Commands run since the start or the last reset, by upper-case name; refused ones are not counted. */
+  commandCounts(): Map<string, number>;
+  resetCommandCounts(): void;
   close(): Promise<void>;
 }
+
+export const UPSTASH_MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 
 type Command = [string, ...string[]];
 type Reply = { result: unknown } | { error: string };
 
-const BLOCKING = new Set([
-  "BLPOP",
-  "BRPOP",
-  "BLMOVE",
-  "BRPOPLPUSH",
-  "BLMPOP",
-  "BZPOPMIN",
-  "BZPOPMAX",
-  "BZMPOP",
-  "WAIT",
-]);
+/** Refused on every endpoint, with the reason given in the error. */
+const REFUSED = new Map<string, string>();
+const refuse = (reason: string, names: string) => {
+  for (const name of names.split(" ")) REFUSED.set(name, reason);
+};
+refuse("blocking commands are not supported", "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP");
+refuse("blocking commands are not supported", "WAIT WAITAOF");
+refuse("only PUBLISH and PUBSUB are supported", "SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE");
+refuse("only PUBLISH and PUBSUB are supported", "SUNSUBSCRIBE");
+refuse("only PING and ECHO are supported", "AUTH CLIENT HELLO QUIT RESET SELECT");
+refuse("not supported", "WATCH UNWATCH DISCARD MONITOR CLUSTER READONLY READWRITE ASKING");
+refuse("send a transaction to /multi-exec", "MULTI EXEC");
 
-export async function startUpstashBridge(options: { redisUrl: string; token: string }): Promise<UpstashBridge> {
+export async function startUpstashBridge(options: UpstashBridgeOptions): Promise<UpstashBridge> {
   const redis = new Redis(options.redisUrl, { protocol: 2, connectionName: "upstash-bridge" });
-  const blocking = createBlockingConnections(() => redis.duplicate({ connectionName: "upstash-bridge-blocking" }), 4);
+  const maxRequestBytes = options.maxRequestBytes ?? UPSTASH_MAX_REQUEST_BYTES;
+  const halfDelayMs = (options.delayMs ?? 0) / 2;
+  const counts = new Map<string, number>();
+  const count = ([name]: Command) => counts.set(name, (counts.get(name) ?? 0) + 1);
 
-  async function run(command: Command): Promise<unknown> {
-    const [name, ...args] = command;
-    if (!isBlocking(command)) return redis.callBuffer(name, ...args);
-    const connection = blocking.acquire();
-    let reusable = false;
+  async function run(command: Command, base64: boolean): Promise<Reply> {
+    const refusal = refusalOf(command);
+    if (refusal !== undefined) return { error: refusal };
+    count(command);
     try {
-      const reply = await connection.callBuffer(name, ...args);
-      reusable = true;
-      return reply;
-    } finally {
-      blocking.release(connection, reusable);
+      const [name, ...args] = command;
+      return { result: encode(await redis.callBuffer(name, ...args), base64) };
+    } catch (error) {
+      return { error: error instanceof Error ? error.message : String(error) };
     }
   }
 
-  async function transaction(commands: Command[], base64: boolean): Promise<Reply[]> {
+  async function transaction(commands: Command[], base64: boolean): Promise<{ status: number; body: unknown }> {
+    for (const command of commands) {
+      const refusal = refusalOf(command);
+      if (refusal !== undefined) return { status: 400, body: { error: refusal } };
+    }
     const multi = redis.multi();
-    for (const [name, ...args] of commands) multi.callBuffer(name, ...args);
+    for (const command of commands) {
+      count(command);
+      const [name, ...args] = command;
+      multi.callBuffer(name, ...args);
+    }
     const results = (await multi.exec()) ?? [];
-    return results.map(([error, result]) => (error ? { error: error.message } : { result: encode(result, base64) }));
+    const body = results.map(([error, result]) =>
+      error ? { error: error.message } : { result: encode(result, base64) },
+    );
+    return { status: 200, body };
   }
 
   async function answer(req: IncomingMessage): Promise<{ status: number; body: unknown }> {
-    if (req.method !== "POST") return { status: 405, body: { error: "Only POST is supported" } };
+    if (!["HEAD", "GET", "POST", "PUT"].includes(req.method ?? ""))
+      return { status: 405, body: { error: "Method not allowed" } };
     if (req.headers.authorization !== `Bearer ${options.token}`)
       return { status: 401, body: { error: "Unauthorized" } };
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method !== "POST" || !["/", "/pipeline", "/multi-exec"].includes(path ?? ""))
+      return { status: 404, body: { error: `The local Upstash peer does not serve ${req.method} ${path}` } };
+    const text = await readBody(req, maxRequestBytes);
+    if (text === undefined) return { status: 400, body: { error: "ERR max request size exceeded" } };
     const encoding = req.headers["upstash-encoding"];
     const base64 = typeof encoding === "string" && encoding.toLowerCase() === "base64";
-    const body: unknown = JSON.parse(await readBody(req));
-    const path = (req.url ?? "/").split("?")[0];
+    const body: unknown = JSON.parse(text);
     if (path === "/") {
-      const reply = await settle(() => run(toCommand(body)), base64);
+      const reply = await run(toCommand(body), base64);
       return { status: "error" in reply ? 400 : 200, body: reply };
     }
-    if (path === "/pipeline" || path === "/multi-exec") {
-      if (!Array.isArray(body)) throw new TypeError("expected an array of commands");
-      const commands = body.map(toCommand);
-      if (path === "/multi-exec") return { status: 200, body: await transaction(commands, base64) };
-      const replies: Reply[] = [];
-      for (const command of commands) replies.push(await settle(() => run(command), base64));
-      return { status: 200, body: replies };
-    }
-    return { status: 404, body: { error: `Unknown endpoint ${path}` } };
+    if (!Array.isArray(body)) throw new TypeError("ERR expected a JSON array of commands");
+    const commands = body.map(toCommand);
+    if (path === "/multi-exec") return transaction(commands, base64);
+    const replies: Reply[] = [];
+    for (const command of commands) replies.push(await run(command, base64));
+    return { status: 200, body: replies };
   }
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    answer(req).then(
-      ({ status, body }) => send(res, status, body),
-      (error: unknown) => send(res, 400, { error: error instanceof Error ? error.message : String(error) }),
-    );
+    const reply = async () => {
+      if (halfDelayMs > 0) await sleep(halfDelayMs);
+      const answered = await answer(req).catch((error: unknown) => ({
+        status: 400,
+        body: { error: error instanceof Error ? error.message : String(error) },
+      }));
+      if (halfDelayMs > 0) await sleep(halfDelayMs);
+      return answered;
+    };
+    void reply().then(({ status, body }) => send(res, status, body));
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
@@ -98,8 +149,9 @@ export async function startUpstashBridge(options: { redisUrl: string; token: str
   return {
     url: `http://127.0.0.1:${port}`,
     token: options.token,
+    commandCounts: () => new Map(counts),
+    resetCommandCounts: () => counts.clear(),
     async close() {
-      blocking.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await redis.quit();
@@ -107,28 +159,25 @@ export async function startUpstashBridge(options: { redisUrl: string; token: str
   };
 }
 
-function isBlocking([name, ...args]: Command): boolean {
-  if (BLOCKING.has(name)) return true;
-  return (name === "XREAD" || name === "XREADGROUP") && args.some((arg) => arg.toUpperCase() === "BLOCK");
+/** Upstash's refusal of a command, or undefined when it runs it. */
+function refusalOf([name, ...args]: Command): string | undefined {
+  const reason =
+    REFUSED.get(name) ??
+    ((name === "XREAD" || name === "XREADGROUP") && args.some((arg) => arg.toUpperCase() === "BLOCK")
+      ? "blocking versions of XREAD and XREADGROUP are not supported"
+      : undefined);
+  return reason === undefined ? undefined : `ERR ${name} over the REST API: ${reason}`;
 }
 
 /** The client sends strings, numbers and booleans; Redis takes them all as strings. */
 function toCommand(value: unknown): Command {
-  if (!Array.isArray(value) || value.length === 0) throw new TypeError("expected a non-empty command array");
+  if (!Array.isArray(value) || value.length === 0) throw new TypeError("ERR expected a non-empty command array");
   const parts = value.map((part: unknown) => {
     if (typeof part === "string" || typeof part === "number" || typeof part === "boolean") return String(part);
-    throw new TypeError(`unsupported command argument ${JSON.stringify(part)}`);
+    throw new TypeError(`ERR unsupported command argument ${JSON.stringify(part)}`);
   });
   const [name, ...args] = parts;
   return [name!.toUpperCase(), ...args];
-}
-
-async function settle(call: () => Promise<unknown>, base64: boolean): Promise<Reply> {
-  try {
-    return { result: encode(await call(), base64) };
-  } catch (error) {
-    return { error: error instanceof Error ? error.message : String(error) };
-  }
 }
 
 /** Redis replies (RESP2 with buffers: Buffer, number, null, arrays, errors nested in arrays) as Upstash sends them. */
@@ -139,10 +188,15 @@ function encode(reply: unknown, base64: boolean): unknown {
   return reply;
 }
 
-async function readBody(req: IncomingMessage): Promise<string> {
+/** The request body, or undefined once it passes `maxBytes` (the rest is drained, not kept). */
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<string | undefined> {
   const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size <= maxBytes) chunks.push(chunk as Buffer);
+  }
+  return size > maxBytes ? undefined : Buffer.concat(chunks).toString("utf8");
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {

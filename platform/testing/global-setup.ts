@@ -5,6 +5,8 @@
  * before any test worker starts, and the workers (and the processes tests spawn) inherit its environment: it sets
  * `REDIS_URL` and `TEST_DATABASE_ADMIN_URL` there, and also `provide`s them (`inject("testServers")`).
  *
+ * Unlike `npm start`, which prefers servers of its own in its data folder, tests prefer the servers already running
+ * (`prefer: "running"`): they are faster to use than to start, and every test keeps to its own key prefix or database.
  * - Redis: `REDIS_URL`, else one answering at `LOCAL_REDIS_PROBE_URL` (default 127.0.0.1:6379), else a private
  *   redis-server without persistence on a free port in a temporary folder.
  * - Postgres: `TEST_DATABASE_ADMIN_URL` (it must answer), else one answering at `LOCAL_POSTGRES_PROBE_URL` (default
@@ -20,7 +22,7 @@ import type { TestProject } from "vitest/node";
 import { buildBundles } from "../build.ts";
 import { ensurePostgres, postgresProblem } from "../local-postgres.ts";
 import { ensureRedis } from "../local-redis.ts";
-import { DEFAULT_LOCAL_POSTGRES_ADMIN_URL, type InfraOptions, type LocalServer } from "../local-servers.ts";
+import type { InfraOptions, LocalServer } from "../local-servers.ts";
 import { createLogger } from "../log.ts";
 
 export interface TestServers {
@@ -44,7 +46,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // mkdtemp makes it 0700; as root, the `postgres` user must be able to reach its folder inside.
   const dataDir = await mkdtemp(join(tmpdir(), "paper-broker-test-"));
   await chmod(dataDir, 0o755);
-  const ours = { dataDir, log: quiet, preferredPort: 0, durable: false } as const;
+  const ours = { dataDir, log: quiet, prefer: "running", preferredPort: 0, durable: false } as const;
   const servers: LocalServer[] = [];
   const teardown = async () => {
     for (const server of servers.reverse()) await server.stop();
@@ -83,11 +85,12 @@ async function findOrStartPostgres(env: NodeJS.ProcessEnv, ours: Omit<InfraOptio
     if (problem !== undefined) throw new Error(`TEST_DATABASE_ADMIN_URL is set but does not answer: ${problem}`);
     return { url: configured, started: false, stop: () => Promise.resolve() };
   }
-  const local = env.LOCAL_POSTGRES_PROBE_URL?.trim() || DEFAULT_LOCAL_POSTGRES_ADMIN_URL;
-  if ((await postgresProblem(local, ours.log)) === undefined)
-    return { url: local, started: false, stop: () => Promise.resolve() };
   // Not the app's DATABASE_URL: the tests need a server where they may create databases.
-  return ensurePostgres({ ...ours, env: { PATH: env.PATH }, database: "postgres" });
+  return ensurePostgres({
+    ...ours,
+    env: { PATH: env.PATH, LOCAL_POSTGRES_PROBE_URL: env.LOCAL_POSTGRES_PROBE_URL },
+    database: "postgres",
+  });
 }
 
 function where(url: string): string {
