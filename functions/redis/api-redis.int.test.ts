@@ -184,4 +184,17 @@ describe("the local Upstash peer refuses what Upstash's REST API refuses", () =>
     expect(counts.LPOP).toBeGreaterThanOrEqual(4);
     expect(counts.LPOP).toBeLessThanOrEqual(12);
   });
+
+  it("a wait that gets no answer polls ever less often: tens of LPOPs in 3 s, not one per 20 ms", async () => {
+    const redis = createUpstashApiRedis({ url: bridge.url, token: bridge.token });
+    bridge.resetCommandCounts();
+    const started = performance.now();
+    expect(await redis.waitPop(`${prefix}never`, 3_000)).toBeNull();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2_990);
+    // 2, 4, 8, 16, 20, 20, 20 ms, then a fifth of the time waited (×1.2 per poll): about 30. At a steady
+    // 20 ms it would be about 150.
+    const lpops = bridge.commandCounts().get("LPOP") ?? 0;
+    expect(lpops).toBeGreaterThanOrEqual(10);
+    expect(lpops).toBeLessThanOrEqual(35);
+  });
 });

@@ -9,8 +9,9 @@
  * - Each request carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
  *   signal would make this client *resolve* with "Aborted"). Retries on network errors are few and quick.
  * - `waitPop` polls with LPOP: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first poll comes
- *   `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, and one last poll goes out at the
- *   deadline. An answer thus waits at most about one pause plus a round trip; each poll is one command (billed).
+ *   `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the time
+ *   waited so far, and one last poll goes out at the deadline. An answer thus waits at most about one pause plus a
+ *   round trip; each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
  *   HTTP cannot tell a lost reply from a lost request: an LPOP whose response is lost may have popped its element.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
@@ -52,11 +53,14 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
     async waitPop(key, timeoutMs) {
       checkWaitTimeout(timeoutMs);
       const deadline = performance.now() + timeoutMs;
-      for (let pause = pollMinMs; ; pause = Math.min(pause * 2, pollMaxMs)) {
+      for (let pause = pollMinMs; ;) {
         const left = deadline - performance.now();
         if (left > 0) await sleep(Math.min(pause, left));
         const reply = await redis.exec<string | null>(["LPOP", key]);
         if (reply !== null || left <= pause) return reply;
+        // Past the cap, a fifth of the time waited so far: an engine that stalls (restart, deploy) with many
+        // requests waiting must not spend the database's command budget, which the engine and worker share.
+        pause = Math.max(Math.min(pause * 2, pollMaxMs), (timeoutMs - left) / 5);
       }
     },
     async hgetall(key) {
