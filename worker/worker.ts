@@ -39,8 +39,14 @@ export interface WorkerOptions {
   readonly metrics?: WorkerMetrics;
 }
 
-/** Fields are null for an entry trimmed from the stream while pending (XCLAIM before Redis 7 answers so). */
+/** Fields are typed nullable as ioredis types a group read's entries. */
 type Entry = [id: string, fields: string[] | null];
+
+/**
+ * What XCLAIM and XAUTOCLAIM return: an entry trimmed from the stream while pending comes back as nil (XCLAIM; and
+ * XAUTOCLAIM before Redis 7, which lists such ids apart and drops them from the pending list instead).
+ */
+type Claimed = Entry | null;
 
 /** Upstash's limit on a consumer's pending entries list. */
 export const MAX_PENDING_PER_CONSUMER = 1_000;
@@ -73,7 +79,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         "0-0",
         "COUNT",
         batch,
-      )) as [string, Entry[]];
+      )) as [string, Claimed[]];
       if (claimed.length > 0) {
         o.log.info("claimed_pending", { entries: claimed.length });
         await handleBatch(o, claimed);
@@ -157,10 +163,11 @@ async function handleOwnPending(o: WorkerOptions, batch: number): Promise<void> 
   }
 }
 
-export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<void> {
+export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[]): Promise<void> {
   const outputs: EngineOutput[] = [];
-  for (const [id, fields] of entries) {
-    if (fields === null) continue; // trimmed from the stream while pending: nothing left to apply
+  for (const entry of entries) {
+    if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
+    const [id, fields] = entry;
     const decoded = decodeOutputFields(fields);
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
@@ -182,7 +189,8 @@ export async function handleBatch(o: WorkerOptions, entries: Entry[]): Promise<v
     failed = await writeReadModelsAndAnswers(o, outputs);
   }
   if (failed !== undefined) throw failed; // not acknowledged: the batch is retried, idempotently
-  await o.writer.xack(o.keys.output, o.keys.workerGroup, ...entries.map(([id]) => id));
+  const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
+  if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
 
 async function writeReadModelsAndAnswers(
