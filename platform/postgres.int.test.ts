@@ -102,6 +102,17 @@ describe("pg Pool over TCP", () => {
       expect((await t.db.transaction((tx) => tx.query<{ two: number }>("SELECT 2 AS two"))).rows).toEqual([{ two: 2 }]);
   });
 
+  it("sends a stream's query only when it is iterated: one made and dropped leaves the rollback unblocked", async () => {
+    const dropped = t.db.transaction((tx) => {
+      tx.stream("SELECT pg_sleep(30)", []);
+      return Promise.reject(new Error("failed before the loop"));
+    });
+    const started = performance.now();
+    await expect(dropped).rejects.toThrow("failed before the loop");
+    expect(performance.now() - started).toBeLessThan(10_000); // a sent query would hold the ROLLBACK for 30 s
+    expect((await t.db.transaction((tx) => tx.query<{ two: number }>("SELECT 2 AS two"))).rows).toEqual([{ two: 2 }]);
+  });
+
   it("fails fast with a clear message when Postgres is not there", async () => {
     const url = new URL(t.url);
     url.port = "1"; // nothing listens on port 1

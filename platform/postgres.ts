@@ -83,7 +83,7 @@ export async function connectPostgres(
         const result = await fn({
           query: <R extends Row>(text: string, params?: unknown[]) => client.query<R>(text, params),
           stream: <R extends Row>(text: string, params: unknown[], o: { rowsPerFetch?: number } = {}) =>
-            client.query(new QueryStream(text, params, { batchSize: o.rowsPerFetch ?? 100 })) as AsyncIterable<R>,
+            streamRows<R>(client, text, params, o.rowsPerFetch ?? 100),
         });
         await client.query("COMMIT");
         return result;
@@ -101,4 +101,22 @@ export async function connectPostgres(
     },
     close: () => pool.end(),
   };
+}
+
+/**
+ * The query goes out on the first `next()`, not before: a stream made and never iterated (its caller threw first)
+ * leaves no open cursor for the ROLLBACK to wait behind. Leaving the loop, by break or throw, destroys it.
+ */
+async function* streamRows<R extends Row>(
+  client: pg.PoolClient,
+  text: string,
+  params: unknown[],
+  rowsPerFetch: number,
+): AsyncGenerator<R> {
+  const rows = client.query(new QueryStream(text, params, { batchSize: rowsPerFetch }));
+  try {
+    for await (const row of rows) yield row as R;
+  } finally {
+    rows.destroy();
+  }
 }
