@@ -39,9 +39,16 @@ export async function connectFunctionsPostgres(databaseUrl: string, log: Logger)
       close: () => Promise.resolve(),
     };
   } else {
+    refuseTlsThroughProxy(databaseUrl, where.host);
     const key = where.host.includes(":") ? `[${where.host}]:${where.port}` : `${where.host}:${where.port}`;
     const proxy = await startPgWsProxy({ allow: [key], log: log.child({ part: "pg_ws_proxy" }) });
-    const pool = new Pool({ connectionString: databaseUrl, max: 10 });
+    let pool: Pool;
+    try {
+      pool = new Pool({ connectionString: databaseUrl, max: 10 });
+    } catch (err) {
+      await proxy.close();
+      throw err;
+    }
     pool.Client = clientThroughProxy(proxy);
     // An idle client whose connection dies emits "error" on the pool; unhandled, that would crash the process.
     pool.on("error", (err: Error) => log.warn("postgres_idle_client_error", { ...where, error: err.message }));
@@ -66,6 +73,20 @@ export async function connectFunctionsPostgres(databaseUrl: string, log: Logger)
   }
   log.info("postgres_connected", { ...where, via });
   return db;
+}
+
+/**
+ * The local proxy carries Postgres without TLS (plain on loopback, then the proxy's own TCP connection): fine for a
+ * Postgres on this machine or a private network, wrong for one that asks for TLS (`sslmode=require` and stricter),
+ * whose traffic would cross the network in the clear. Such a database is refused rather than silently downgraded.
+ */
+function refuseTlsThroughProxy(databaseUrl: string, host: string): void {
+  const sslmode = new URL(databaseUrl).searchParams.get("sslmode");
+  if (sslmode === null || ["disable", "allow", "prefer"].includes(sslmode)) return;
+  throw new Error(
+    `DATABASE_URL: the API reaches a Postgres that is not on Neon (${host}) through a local WebSocket proxy without TLS, ` +
+      `but sslmode=${sslmode} asks for TLS; use a Neon host, or a Postgres reachable without TLS (no sslmode=${sslmode})`,
+  );
 }
 
 /**
