@@ -9,8 +9,9 @@
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
  * the attempt count resets once a connection delivers a message.
  *
- * A host name that does not resolve (ENOTFOUND, or EAI_AGAIN when no resolver answers) is told to `firstQuote`
- * waiters at once: waiting longer cannot bring a first quote from a host this machine cannot look up.
+ * A host name that does not resolve (ENOTFOUND) is told to `firstQuote` waiters at once: waiting longer cannot
+ * bring a first quote from a host this machine cannot look up. A resolver that did not answer (EAI_AGAIN) is
+ * usually passing (a network still coming up), so that one waits like any other failure.
  */
 import { WebSocket } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
@@ -27,8 +28,8 @@ export type FeedState = (typeof FEED_STATES)[number];
 /** How `firstQuote` ended. */
 export type FirstQuote = "quote" | "timeout" | "unresolvable" | "stopped";
 
-/** getaddrinfo's codes for a name that does not resolve (ENOTFOUND) or no resolver answer (EAI_AGAIN). */
-const UNRESOLVABLE = new Set(["ENOTFOUND", "EAI_AGAIN"]);
+/** getaddrinfo's code for a name that does not resolve. */
+const UNRESOLVABLE = new Set(["ENOTFOUND"]);
 
 export interface FeedCounters {
   /** Text frames received. */
