@@ -86,16 +86,9 @@ describe("the API on the Upstash REST adapter", () => {
     await stack.setQuote("SOL_USDC_PERP", "150.25", "150.3");
     const key = { "idempotency-key": `slow-${crypto.randomUUID()}` };
     const order = { asset: "SOL", side: "buy", quantity: "1" };
-    await stack.stopEngine();
     // An engine holding the lease but stuck: the instruction is logged, and the function stops polling in time.
-    await stack.redis.set(stack.keys.engineLease, "stuck:1", "PX", 60_000);
-    try {
-      const slow = await impatient.post("/api/v1/trade/order", order, key);
-      expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
-    } finally {
-      await stack.redis.del(stack.keys.engineLease);
-      await stack.startEngine();
-    }
+    const slow = await stack.withStuckEngine(() => impatient.post("/api/v1/trade/order", order, key));
+    expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
     const retried = await api.post("/api/v1/trade/order", order, key);
     expect(retried.status).toBe(201);
     expect((await api.post("/api/v1/trade/order", order, key)).body).toEqual(retried.body);

@@ -238,16 +238,9 @@ describe("trading through the API", () => {
     );
     const key = { "idempotency-key": `slow-${crypto.randomUUID()}` };
     const order = { asset: "ETH", side: "buy", quantity: "0.01" };
-    await stack.stopEngine();
     // A lease held by an engine that is stuck: the instruction goes into the log, and the API stops waiting in time.
-    await stack.redis.set(stack.keys.engineLease, "stuck:1", "PX", 60_000);
-    try {
-      const slow = await impatient.post("/api/v1/trade/order", order, key);
-      expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
-    } finally {
-      await stack.redis.del(stack.keys.engineLease);
-      await stack.startEngine();
-    }
+    const slow = await stack.withStuckEngine(() => impatient.post("/api/v1/trade/order", order, key));
+    expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
     const retried = await bob.post("/api/v1/trade/order", order, key);
     expect(retried.status).toBe(201);
     const again = await bob.post("/api/v1/trade/order", order, key);

@@ -45,6 +45,11 @@ export interface ApiStack {
   /** Stops (and optionally restarts) the engine's leader loop; the lease is released so the API sees no engine. */
   stopEngine(): Promise<void>;
   startEngine(): Promise<void>;
+  /**
+   * Runs `fn` while an engine holds the lease but does not answer (the leader stopped, a lease of another owner
+   * set): instructions go into the log and wait there. The engine is back, and applies them, when it resolves.
+   */
+  withStuckEngine<T>(fn: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -139,6 +144,16 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     logLines,
     stopEngine,
     startEngine,
+    async withStuckEngine(fn) {
+      await stopEngine();
+      await redis.set(keys.engineLease, "stuck:1", "PX", 60_000);
+      try {
+        return await fn();
+      } finally {
+        await redis.del(keys.engineLease);
+        await startEngine();
+      }
+    },
     async setQuote(market, bid, ask) {
       const update: PriceUpdate = {
         type: "price_update",
