@@ -1,9 +1,8 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureRedis } from "./local-redis.ts";
+import { ensureRedis, redisProblem, withRedis } from "./local-redis.ts";
 import type { LocalServer } from "./local-servers.ts";
 import { createLogger } from "./log.ts";
 import { freePort } from "./testing/processes.ts";
@@ -28,27 +27,7 @@ async function dataDir(): Promise<string> {
   return dir;
 }
 
-async function answersPing(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on("error", () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === "PONG";
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
-
-async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
-  const redis = new Redis(url);
-  try {
-    return await use(redis);
-  } finally {
-    redis.disconnect();
-  }
-}
+const answersPing = async (url: string) => (await redisProblem(url)) === undefined;
 
 beforeAll(async () => {
   // Nothing listens there: stands for "no Redis at 127.0.0.1:6379" on a machine that has one.

@@ -164,7 +164,7 @@ export async function redisPersistence(url: string): Promise<{ durable: boolean 
 }
 
 /** Undefined when the server answers PING with PONG; else what went wrong (refused, LOADING, auth, …). */
-async function redisProblem(url: string): Promise<string | undefined> {
+export async function redisProblem(url: string): Promise<string | undefined> {
   return withRedis(url, async (redis) => {
     await redis.ping();
     return undefined;
@@ -182,7 +182,8 @@ async function redisPidIfOurs(url: string, home: string): Promise<number | undef
   }).catch(() => undefined);
 }
 
-async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
+/** Runs `use` on a one-off connection to `url` that does not retry: a probe, not a client to keep. */
+export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, {
     lazyConnect: true,
     enableReadyCheck: false,

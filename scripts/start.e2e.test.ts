@@ -31,6 +31,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { freePort, spawnChild, until, type Child } from "../platform/testing/processes.ts";
 import { REPO_ROOT } from "../platform/supervisor.ts";
+import { redisProblem } from "../platform/local-redis.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -407,18 +408,7 @@ async function get(session: string, path: string): Promise<unknown> {
   return res.json();
 }
 
-async function answersPing(url: string): Promise<boolean> {
-  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  redis.on("error", () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.ping()) === "PONG";
-  } catch {
-    return false;
-  } finally {
-    redis.disconnect();
-  }
-}
+const answersPing = async (url: string) => (await redisProblem(url)) === undefined;
 
 /**
  * The banner lists each process's metrics port, and a scrape of each shows what the stack has done so far: one

@@ -11,13 +11,12 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { Redis } from "ioredis";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
-import { ensureRedis, redisPersistence } from "../platform/local-redis.ts";
+import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
 import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
 import { createLogger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
@@ -87,21 +86,10 @@ async function logLeftOnLocalRedis(dataDir: string, env: Env): Promise<string | 
   if (env.REDIS_URL?.trim() || (await readPort(join(dataDir, "redis"))) !== undefined) return undefined;
   if (!env.DATABASE_URL?.trim() && !existsSync(join(dataDir, "postgres", "data", "PG_VERSION"))) return undefined;
   const url = env.LOCAL_REDIS_PROBE_URL?.trim() || DEFAULT_LOCAL_REDIS_URL;
-  const redis = new Redis(url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: () => null,
-  });
-  redis.on("error", () => undefined);
-  try {
-    await redis.connect();
-    return (await redis.exists(keyspace(env.KEY_PREFIX ?? "").input)) === 1 ? url : undefined;
-  } catch {
-    return undefined; // nothing answers there: no log to keep
-  } finally {
-    redis.disconnect();
-  }
+  const input = keyspace(env.KEY_PREFIX ?? "").input;
+  // Nothing answering there means no log to keep.
+  const kept = await withRedis(url, async (redis) => (await redis.exists(input)) === 1).catch(() => false);
+  return kept ? url : undefined;
 }
 
 /** One `npm start` per data folder: a second would fight the first over ports and the engine lease. */
