@@ -17,6 +17,7 @@ import type { Postgres, Queryable } from "../../platform/postgres.ts";
 import { isAfterId } from "../core/step.ts";
 import { Base64Writer } from "./base64.ts";
 import {
+  loadWhole,
   SnapshotIntegrityError,
   type SnapshotHead,
   type SnapshotHeadInput,
@@ -106,10 +107,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
     return { writeMs: performance.now() - started, head, skipped };
   }
 
-  async load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
-    let bytes = new Uint8Array(0);
-    const head = await this.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined });
-    return head === null ? null : { bytes, head };
+  load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    return loadWhole(this);
   }
 
   /** Chunk by chunk, each as it arrives from Postgres. */
