@@ -29,7 +29,7 @@ export type FeedState = (typeof FEED_STATES)[number];
 export type FirstQuote = "quote" | "timeout" | "unresolvable" | "stopped";
 
 /** getaddrinfo's code for a name that does not resolve. */
-const UNRESOLVABLE = new Set(["ENOTFOUND"]);
+const UNRESOLVABLE = "ENOTFOUND";
 
 export interface FeedCounters {
   /** Text frames received. */
@@ -189,7 +189,7 @@ export class FeedClient {
       if (this.stopped) return;
       if (opened) return void log.warn("feed_socket_error", { url, error: err.message });
       log.warn("feed_connect_failed", { url, error: err.message });
-      if (UNRESOLVABLE.has((err as NodeJS.ErrnoException).code ?? "")) {
+      if ((err as NodeJS.ErrnoException).code === UNRESOLVABLE) {
         this.unresolvedBy = err.message;
         for (const waiter of [...this.quoteWaiters]) waiter("unresolvable");
       }
