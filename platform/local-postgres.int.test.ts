@@ -1,4 +1,4 @@
-import { chmod, mkdtemp, readlink, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readlink, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -50,6 +50,17 @@ describe("ensurePostgres", () => {
         await db.query("CREATE TABLE kept (note text)");
         await db.close();
         await pg.stop();
+
+        // The data folder moved: its link still leads to the same cluster, with its data.
+        const moved = join(closed, "moved");
+        await rename(dir, moved);
+        pg = await ensurePostgres({ ...options, dataDir: moved });
+        expect(await readlink(join(moved, "postgres"))).toBe(link);
+        db = await connectPostgres(pg.url, log);
+        expect((await db.query("SELECT to_regclass('kept')::text AS t")).rows).toEqual([{ t: "kept" }]);
+        await db.close();
+        await pg.stop();
+        await rename(moved, dir);
 
         // A reset: the data folder deleted, the next start gets an empty cluster at the same place.
         await rm(dir, { recursive: true, force: true });

@@ -253,7 +253,7 @@ async function reachableBinaries(bin: PostgresBinaries, log: Logger): Promise<Po
 
 /**
  * `home` (`<dataDir>/postgres`), or, when the `postgres` user cannot reach it, the folder under SHARED_ROOT that
- * `home` links to. Without the link, that folder belongs to no data folder any more (this one is new, or was
+ * `home` links to (made for the data folder's path; kept by the link when the folder moves). Without the link, that folder belongs to no data folder any more (this one is new, or was
  * deleted to reset), so it is emptied.
  */
 async function reachableHome(home: string, log: Logger): Promise<string> {
@@ -268,7 +268,9 @@ async function reachableHome(home: string, log: Logger): Promise<string> {
     .digest("hex")
     .slice(0, 16);
   const shared = join(SHARED_ROOT, "postgres", key);
-  if ((await readlink(home).catch(() => undefined)) === shared) return shared;
+  const linked = await readlink(home).catch(() => undefined);
+  // A link into SHARED_ROOT names this data folder's cluster, even after the folder moved (its hash changed).
+  if (linked === shared || (linked !== undefined && dirname(linked) === join(SHARED_ROOT, "postgres"))) return linked;
   if (await exists(join(home, "data", "PG_VERSION"))) {
     throw new Error(
       `${home} holds a Postgres cluster that the 'postgres' user (Postgres refuses to run as root) cannot reach: ${closed} is closed to other users. Run chmod o+x ${closed}, or delete ${home} to start an empty one outside it, or set DATABASE_URL.`,
