@@ -3,11 +3,20 @@
  *
  * Each user with remembered requests has an owner record here (by user id; dropped when its last entry leaves),
  * which maps its request ids to a slot (a small integer, so the map holds no object per entry) and keeps its own
- * slots in order, so a per-user cap evicts that user's oldest entry in O(1): one user's traffic can never push
- * another user's requests out. The slots are parallel queue arrays (owner, request id, time, receipt); entries
- * leave from the front by time or global count, or anywhere by their owner's cap (then the slot is left dead and
- * skipped). The queue avoids evicting from a Map's front and iterating it from its start (V8 keeps deleted slots
- * until a rehash, so that walk is quadratic over a full window).
+ * slots in order, so a per-user cap evicts that user's oldest entry in O(1). The slots are parallel queue arrays
+ * (owner, request id, time, receipt); entries leave from the front by time, or anywhere by their owner's cap or
+ * by the total cap (then the slot is left dead and skipped). The queue avoids evicting from a Map's front and
+ * iterating it from its start (V8 keeps deleted slots until a rehash, so that walk is quadratic over a full window).
+ *
+ * The total cap is fair (`evictBusiest`): past it, the entry that leaves is the oldest of the owner holding the most
+ * entries; between owners holding equally many, of the one whose oldest entry is older (so among equals the cap
+ * acts as a plain oldest-first queue). Both keys are facts of the remembered entries in log order, which a snapshot
+ * keeps, so a restored window picks the same entry. Guarantee: an owner loses an entry to the total cap only while
+ * it holds at least as many as every other owner, so one user's volume never shortens the horizon of a user holding
+ * fewer; and with `u` owners and a cap of `E`, the owner that loses one still holds ⌊E / u⌋ after (adds come
+ * before the cap is applied, so `E + 1` entries are shared at that moment): a user at or below the fair share
+ * ⌊E / u⌋ is never touched. Owners sit in a max-heap by (count, oldest entry), each knowing its place in it, so an
+ * add or an eviction costs O(log owners).
  *
  * A restored window is built lazily, because most of what it remembers is never asked for again and a restore
  * must be quick (at 1M remembered requests, decoding every receipt into objects would take seconds and hundreds of
@@ -19,6 +28,8 @@
  *   (`chain`, then `chainNext`).
  * An account with few requests has no map at all: its handful of slots is scanned (cheaper than hashing into a map,
  * and a restore touching 50k accounts builds none); past SMALL_OWNER it gets one.
+ * Per-owner counts come free with the restore (each restored entry adds one to its owner as it is added); the heap
+ * is built once, in the same pass that links the chains, in O(owners).
  */
 import type { Receipt } from "./receipts.ts";
 
@@ -32,6 +43,10 @@ export interface IdempotencyOwner {
   head: number;
   /** The first of this owner's restored slots not yet in `requests` (relative to the restore), or -1. */
   chain: number;
+  /** Live entries: its slots from `head` plus its restored chain. */
+  count: number;
+  /** Its place in the window's heap of owners, or -1 (not in it: no entries, or restored and not linked yet). */
+  heapIndex: number;
 }
 
 export interface IdempotencyEntry {
@@ -70,6 +85,8 @@ export class IdempotencyWindow {
   private chainNext: Int32Array | undefined;
   private chainFrom = 0;
   private chainedOwners = 0;
+  /** Owners with live entries, busiest first (see `busier`); holds every such owner whenever `unlinked` is 0. */
+  private heap: IdempotencyOwner[] = [];
   /** Queue position of the oldest slot, the absolute slot of position 0, and how many slots are alive. */
   private head = 0;
   private base = 0;
@@ -96,7 +113,7 @@ export class IdempotencyWindow {
   owner(userId: string): IdempotencyOwner {
     let owner = this.byUser.get(userId);
     if (owner === undefined) {
-      owner = { userId, requests: undefined, slots: [], head: 0, chain: -1 };
+      owner = { userId, requests: undefined, slots: [], head: 0, chain: -1, count: 0, heapIndex: -1 };
       this.byUser.set(userId, owner);
     }
     return owner;
@@ -139,6 +156,12 @@ export class IdempotencyWindow {
     this.times.push(atMs);
     this.receipts.push(receipt);
     this.live++;
+    owner.count++;
+    if (owner.heapIndex < 0) {
+      owner.heapIndex = this.heap.length;
+      this.heap.push(owner);
+    }
+    this.siftUp(owner.heapIndex);
   }
 
   /**
@@ -165,21 +188,19 @@ export class IdempotencyWindow {
     this.times.push(atMs);
     this.receipts.push(offset);
     this.live++;
+    owner.count++;
   }
 
-  /** Drops the oldest entries until all are at or after `oldestKeptMs` and at most `maxEntries` remain. */
-  evict(oldestKeptMs: number, maxEntries: number): void {
+  /** Drops the entries remembered before `oldestKeptMs` (the oldest first). */
+  evict(oldestKeptMs: number): void {
     if (this.unlinked !== 0) this.link();
     while (this.head < this.owners.length) {
       const owner = this.owners[this.head];
       if (owner !== undefined) {
-        if (this.times[this.head]! >= oldestKeptMs && this.live <= maxEntries) break;
-        // Slots are in time order for every owner too, so this is the owner's oldest: the head of its restored
-        // chain if it was not used since the restore (then its map is empty and stays so), else of its slots.
-        if (owner.chain >= 0) this.dropChainHead(owner);
-        else owner.head++;
-        this.kill(owner, this.head);
-        this.compact(owner);
+        if (this.times[this.head]! >= oldestKeptMs) break;
+        // Slots are in time order for every owner too, so this is the owner's oldest.
+        if (this.dropOldest(owner) !== this.head)
+          throw new Error(`requests of ${owner.userId} are out of order in the window`);
       }
       this.head++;
     }
@@ -193,16 +214,21 @@ export class IdempotencyWindow {
     }
   }
 
+  /**
+   * Drops entries until at most `maxEntries` remain, each the oldest of the owner then holding the most (ties: the
+   * owner whose oldest is older). See the file comment for what this guarantees.
+   */
+  evictBusiest(maxEntries: number): void {
+    if (this.unlinked !== 0) this.link();
+    while (this.live > maxEntries) this.dropOldest(this.heap[0]!);
+  }
+
   /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
   evictOwn(userId: string, maxEntries: number): void {
     const owner = this.byUser.get(userId);
     if (owner === undefined) return;
-    this.ensureIndexed(owner);
-    while (owner.slots.length - owner.head > maxEntries) {
-      const slot = owner.slots[owner.head++]!;
-      this.kill(owner, slot - this.base);
-    }
-    this.compact(owner);
+    if (this.unlinked !== 0) this.link();
+    while (owner.count > maxEntries) this.dropOldest(owner);
   }
 
   /** Keys as "<userId> <requestId>" (neither contains a space), oldest first. */
@@ -230,6 +256,25 @@ export class IdempotencyWindow {
     }
   }
 
+  /**
+   * Drops `owner`'s oldest entry and returns its queue position: the head of its restored chain if it was not used
+   * since the restore (then its map is empty and stays so), else of its slots.
+   */
+  private dropOldest(owner: IdempotencyOwner): number {
+    let position: number;
+    if (owner.chain >= 0) {
+      const i = owner.chain;
+      position = this.chainFrom + i - this.base;
+      owner.chain = this.chainNext![i]!;
+      if (owner.chain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
+    } else {
+      position = owner.slots[owner.head++]! - this.base;
+    }
+    this.kill(owner, position);
+    this.compact(owner);
+    return position;
+  }
+
   /** After `owner` lost entries: forgets it when it has none left, else trims its spent slots now and then. */
   private compact(owner: IdempotencyOwner): void {
     if (owner.chain < 0 && owner.head === owner.slots.length) {
@@ -250,13 +295,16 @@ export class IdempotencyWindow {
     this.owners[position] = undefined;
     this.receipts[position] = undefined;
     this.live--;
+    // It lost its oldest: fewer entries and a newer oldest, so it can only move down the heap (or leave it).
+    if (--owner.count === 0) this.removeFromHeap(owner);
+    else this.siftDown(owner.heapIndex);
   }
 
   /** Fills `owner`'s slots (and map) from its restored entries, on its first use after a restore. */
   private ensureIndexed(owner: IdempotencyOwner): void {
     if (this.unlinked !== 0) this.link();
     if (owner.chain < 0) return;
-    // Every restored entry of an owner not indexed yet is still alive: evicting one indexes its owner first.
+    // Every entry still in an owner's chain is alive: an eviction takes its entry out of the chain (`dropOldest`).
     const next = this.chainNext!;
     for (let i = owner.chain; i >= 0; i = next[i]!) {
       const slot = this.chainFrom + i;
@@ -308,27 +356,82 @@ export class IdempotencyWindow {
     return true;
   }
 
-  private dropChainHead(owner: IdempotencyOwner): void {
-    const i = owner.chain;
-    if (this.chainFrom + i !== this.base + this.head)
-      throw new Error(`restored requests of ${owner.userId} are out of order`);
-    owner.chain = this.chainNext![i]!;
-    if (owner.chain < 0 && --this.chainedOwners === 0) this.chainNext = undefined;
-  }
-
-  /** Links the restored entries into per-owner chains, oldest first (one backwards pass, no maps). */
+  /**
+   * Links the restored entries into per-owner chains, oldest first (one backwards pass, no maps), and puts their
+   * owners in the heap (they all come from one restore into an empty window, so the heap is built from scratch).
+   */
   private link(): void {
     const from = this.owners.length - this.unlinked;
     const next = new Int32Array(this.unlinked);
     for (let p = this.owners.length - 1; p >= from; p--) {
       const owner = this.owners[p]!;
-      if (owner.chain < 0) this.chainedOwners++;
+      if (owner.chain < 0) {
+        this.chainedOwners++;
+        if (owner.heapIndex < 0) {
+          owner.heapIndex = this.heap.length;
+          this.heap.push(owner);
+        }
+      }
       next[p - from] = owner.chain;
       owner.chain = p - from;
     }
     this.chainNext = next;
     this.chainFrom = this.base + from;
     this.unlinked = 0;
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+  }
+
+  /** Absolute slot of `owner`'s oldest live entry. */
+  private oldestSlot(owner: IdempotencyOwner): number {
+    return owner.chain >= 0 ? this.chainFrom + owner.chain : owner.slots[owner.head]!;
+  }
+
+  /** Whether `a` goes before `b` in the heap: more entries, or as many and an older oldest (distinct owners differ). */
+  private busier(a: IdempotencyOwner, b: IdempotencyOwner): boolean {
+    return a.count !== b.count ? a.count > b.count : this.oldestSlot(a) < this.oldestSlot(b);
+  }
+
+  private siftUp(index: number): void {
+    const heap = this.heap;
+    const owner = heap[index]!;
+    while (index > 0) {
+      const parentIndex = (index - 1) >> 1;
+      const parent = heap[parentIndex]!;
+      if (!this.busier(owner, parent)) break;
+      heap[index] = parent;
+      parent.heapIndex = index;
+      index = parentIndex;
+    }
+    heap[index] = owner;
+    owner.heapIndex = index;
+  }
+
+  private siftDown(index: number): void {
+    const heap = this.heap;
+    const owner = heap[index]!;
+    for (;;) {
+      let child = 2 * index + 1;
+      if (child >= heap.length) break;
+      if (child + 1 < heap.length && this.busier(heap[child + 1]!, heap[child]!)) child++;
+      const busiest = heap[child]!;
+      if (!this.busier(busiest, owner)) break;
+      heap[index] = busiest;
+      busiest.heapIndex = index;
+      index = child;
+    }
+    heap[index] = owner;
+    owner.heapIndex = index;
+  }
+
+  private removeFromHeap(owner: IdempotencyOwner): void {
+    const index = owner.heapIndex;
+    const last = this.heap.pop()!;
+    owner.heapIndex = -1;
+    if (last === owner) return;
+    this.heap[index] = last;
+    last.heapIndex = index;
+    this.siftDown(index);
+    this.siftUp(last.heapIndex);
   }
 
   /** The request id at a queue position, decoded (and kept so) if it was still packed. */

@@ -128,7 +128,7 @@ describe("the memory is bounded", () => {
     expect([...h.state.idempotency.keys()].filter((k) => k === "alice late")).toHaveLength(1);
   });
 
-  it("by count: at most idempotencyMaxEntries, oldest dropped first", () => {
+  it("by count: at most idempotencyMaxEntries; among users holding one each, the oldest goes first", () => {
     const h = new EngineHarness({ idempotencyMaxEntries: 2 });
     signup(h, "alice");
     signup(h, "bob");
@@ -159,6 +159,45 @@ describe("the memory is bounded", () => {
     expect(usdOf(h, "alice")).toBe("9600");
     open(h, "alice", {}, "c"); // still remembered: no new trade
     expect(usdOf(h, "alice")).toBe("9600");
+  });
+
+  it("by count, fairly: a flood from one user at the total cap evicts only that user's requests", () => {
+    const h = given({ users: ["victim", "bystander", "flooder"], params: { idempotencyMaxEntries: 6 } });
+    const first = open(h, "victim", {}, "client-order-1");
+    // 3 signups + the victim's order = 4 remembered. junk-0 and junk-1 fill the window to 6; from junk-2 on each
+    // add makes 7 and the flooder, holding the most (4, then 4 again after each add), gives up its oldest.
+    for (let i = 0; i < 20; i++)
+      h.instruct("flooder", { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, `junk-${i}`);
+    expect([...h.state.idempotency.keys()]).toEqual([
+      "victim r1",
+      "bystander r2",
+      "victim client-order-1",
+      "flooder junk-17",
+      "flooder junk-18",
+      "flooder junk-19",
+    ]);
+    // The retry after a lost answer gets the first answer and opens nothing more.
+    const retry = open(h, "victim", {}, "client-order-1");
+    expect(retry.answer).toEqual(first.answer);
+    expect(retry.outputs.map((o) => o.type)).toEqual(["order_response"]);
+    expect(h.state.accounts.get("victim")?.openTrades.size).toBe(1);
+    expect(usdOf(h, "victim")).toBe("9900");
+  });
+
+  it("by count, fairly: between users holding equally many, the one whose oldest is older gives it up", () => {
+    const h = new EngineHarness({ idempotencyMaxEntries: 4 });
+    const junk = (user: string, requestId: string) =>
+      h.instruct(user, { kind: "spot_order", asset: "NOPE", side: "buy", quantity: "1" }, requestId);
+    h.createAccount("alice"); // r1
+    h.createAccount("bob"); // r2
+    junk("alice", "a1");
+    junk("bob", "b1");
+    h.createAccount("carol"); // r3: 5 entries; alice and bob hold 2 each, alice's r1 is the older: it goes
+    expect([...h.state.idempotency.keys()]).toEqual(["bob r2", "alice a1", "bob b1", "carol r3"]);
+    junk("alice", "a2"); // alice and bob hold 2 each again; bob's r2 is now the oldest of the two: it goes
+    expect([...h.state.idempotency.keys()]).toEqual(["alice a1", "bob b1", "carol r3", "alice a2"]);
+    junk("carol", "c1"); // carol holds 2 as alice does, but alice's oldest (a1) is older than carol's (r3): a1 goes
+    expect([...h.state.idempotency.keys()]).toEqual(["bob b1", "carol r3", "alice a2", "carol c1"]);
   });
 
   it("idempotencyMaxEntries 0 remembers nothing", () => {

@@ -2,7 +2,10 @@
  * Idempotency: the first answer to each (user, request id) is remembered, as a receipt, for `idempotencyWindowMs` of
  * log time, so the same request acts once and gets the same answer, across restarts (it is part of the
  * snapshot). Memory is bounded per user (`idempotencyMaxPerUser`: a user past it forgets their own oldest requests,
- * never anyone else's) and in total (`idempotencyMaxEntries`, a backstop sized well above normal traffic). Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
+ * never anyone else's) and in total (`idempotencyMaxEntries`, a backstop sized well above normal traffic, and fair:
+ * past it the user holding the most entries forgets their oldest, so one user's volume never shortens the horizon
+ * of a user holding fewer; with u users remembered, nobody is pushed below ⌊idempotencyMaxEntries / u⌋).
+ * Transient refusals (NO_PRICE, STALE_PRICE) are not remembered: a retry may act.
  * Nor is anything a user without an account sends (ACCOUNT_NOT_FOUND): the same request may act once the
  * account exists. A create_account is remembered on the account it creates.
  */
@@ -28,8 +31,11 @@ export function remember(
   if (receipt.kind === "rejected" && TRANSIENT_REJECTIONS.has(receipt.code)) return;
   const { idempotencyWindowMs, idempotencyMaxEntries, idempotencyMaxPerUser } = state.params;
   if (idempotencyMaxEntries === 0 || idempotencyMaxPerUser === 0) return;
-  // Evict first: an expired entry for this same request (entries are in time order) leaves before it is re-added.
-  state.idempotency.evict(nowMs - idempotencyWindowMs, idempotencyMaxEntries - 1);
+  // Expired entries leave first: one for this same request (entries are in time order) must go before it is re-added.
+  state.idempotency.evict(nowMs - idempotencyWindowMs);
   state.idempotency.evictOwn(account.userId, idempotencyMaxPerUser - 1);
   state.idempotency.add(account.userId, requestId, nowMs, receipt);
+  // The total cap after the add, so the new entry counts towards its owner: the busiest owner (this one included)
+  // gives up its oldest, which is what makes ⌊max / owners⌋ a floor nobody is pushed below (idempotency-window.ts).
+  state.idempotency.evictBusiest(idempotencyMaxEntries);
 }

@@ -18,8 +18,9 @@ export interface EngineParams {
   /** Largest notional (margin × leverage, or a spot total) of a single order. */
   readonly maxNotionalMicros: number;
   readonly maxOpenTradesPerUser: number;
-  /** How long a request id's first answer is remembered, by log time, and at most how many are kept. */
+  /** How long a request id's first answer is remembered, by log time. */
   readonly idempotencyWindowMs: number;
+  /** At most this many are kept in all; past it the user holding the most forgets their oldest (fair share). */
   readonly idempotencyMaxEntries: number;
   /** Per user, so one user's traffic never evicts another's requests. */
   readonly idempotencyMaxPerUser: number;
