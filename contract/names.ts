@@ -31,8 +31,10 @@ export interface Keyspace {
   sessionRevokedKey(userId: string, sessionId: string): string;
   /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
   rateLimitKey(scope: string, subject: string): string;
-  /** Remembers which request body an Idempotency-Key (hashed) was first used with. */
-  idempotencyKey(userId: string, keyHash: string): string;
+  /** A user's Idempotency-Key records: key hash → hash of the body it was first used with. */
+  idempotencyRecords(userId: string): string;
+  /** The same records' key hashes by when each was first used (ms): the oldest go past the per-user cap. */
+  idempotencyOrder(userId: string): string;
   /** Sign-in emails kept for local development when no email provider is configured. */
   readonly devMailbox: string;
 }
@@ -52,7 +54,8 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     quotesKey: `${prefix}{quotes}:latest`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
     rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
-    idempotencyKey: (userId, keyHash) => `${prefix}api:{${userId}}:idem:${keyHash}`,
+    idempotencyRecords: (userId) => `${prefix}api:{${userId}}:idem`,
+    idempotencyOrder: (userId) => `${prefix}api:{${userId}}:idem-order`,
     devMailbox: `${prefix}api:dev-mailbox`,
   };
 }

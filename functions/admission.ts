@@ -1,7 +1,13 @@
 /**
  * What a request must pass in Redis before it may act: fixed-window rate limits, and for trade POSTs the
  * Idempotency-Key check. The trade check is one Lua script in the user's hash tag (one round trip, one cluster
- * slot): count the request, then remember which body the key was first used with, or compare with it.
+ * slot, every key it touches passed in KEYS): count the request, then remember which body the key was first used
+ * with, or compare with it.
+ *
+ * A user's Idempotency-Key records are one hash (key hash → body hash) and one sorted set (key hash by when it was
+ * first used, by the API's clock), so the script can cap them per user without touching keys it was not given:
+ * past the cap it drops that user's oldest, and a record older than the TTL counts as absent. Both keys expire a
+ * TTL after the user's last keyed request, so an idle user's records go as a whole.
  */
 import { createHash } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
@@ -18,8 +24,10 @@ if n > tonumber(ARGV[1]) then return 0 end
 return n`;
 
 /**
- * KEYS[1] the session's revocation marker, KEYS[2] counter, KEYS[3] idempotency record (optional); ARGV[1] limit,
- * ARGV[2] window ms, ARGV[3] body hash, ARGV[4] record ttl ms. Returns 'REVOKED', 'LIMITED', 'CONFLICT' or 'OK'.
+ * KEYS[1] the session's revocation marker, KEYS[2] counter, and with an Idempotency-Key KEYS[3] the user's records
+ * (hash) and KEYS[4] their order (sorted set); ARGV[1] limit, ARGV[2] window ms, ARGV[3] body hash, ARGV[4] record
+ * ttl ms, ARGV[5] key hash, ARGV[6] now ms, ARGV[7] records kept per user. Returns 'REVOKED', 'LIMITED', 'CONFLICT'
+ * or 'OK'.
  */
 const ADMIT_TRADE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'REVOKED' end
@@ -27,9 +35,22 @@ local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if n > tonumber(ARGV[1]) then return 'LIMITED' end
 if KEYS[3] then
-  local first = redis.call('GET', KEYS[3])
-  if not first then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-  elseif first ~= ARGV[3] then return 'CONFLICT' end
+  local now = tonumber(ARGV[6])
+  local first = redis.call('HGET', KEYS[3], ARGV[5])
+  local at = redis.call('ZSCORE', KEYS[4], ARGV[5])
+  if first and at and tonumber(at) > now - tonumber(ARGV[4]) then
+    if first ~= ARGV[3] then return 'CONFLICT' end
+    return 'OK'
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[3])
+  redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
+  local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[7])
+  if over > 0 then
+    local oldest = redis.call('ZPOPMIN', KEYS[4], over)
+    for i = 1, #oldest, 2 do redis.call('HDEL', KEYS[3], oldest[i]) end
+  end
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 return 'OK'`;
 
@@ -82,9 +103,27 @@ export function signInIpSubject(ip: string): string {
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 
 /**
+ * Idempotency-Key records kept per user: the engine's per-user horizon (`idempotencyMaxPerUser`), since a key the
+ * engine has forgotten would act again anyway; and what bounds one user's records in Redis (docs/operations.md),
+ * which a user sending fresh keys at the rate limit would otherwise grow by ~1.7M a day.
+ */
+export const IDEMPOTENCY_KEYS_PER_USER = 10_000;
+
+/** How many Idempotency-Key records a user keeps and for how long (tests lower both). */
+export interface IdempotencyKeyLimits {
+  readonly perUser: number;
+  readonly ttlMs: number;
+}
+
+export const IDEMPOTENCY_KEY_LIMITS: IdempotencyKeyLimits = {
+  perUser: IDEMPOTENCY_KEYS_PER_USER,
+  ttlMs: IDEMPOTENCY_TTL_MS,
+};
+
+/**
  * Admits a trade request: checks the session is not revoked, counts the request against the user's trade limit
- * and, with an Idempotency-Key, checks the body against the key's first use. Returns the engine request id:
- * derived from the key (so a retry acts once), or random without one.
+ * and, with an Idempotency-Key, checks the body against the key's first use (remembered within `limits`).
+ * Returns the engine request id: derived from the key (so a retry acts once), or random without one.
  */
 export async function admitTrade(
   redis: ApiRedis,
@@ -94,16 +133,25 @@ export async function admitTrade(
   idempotencyKey: string | undefined,
   endpoint: string,
   body: unknown,
+  limits: IdempotencyKeyLimits = IDEMPOTENCY_KEY_LIMITS,
 ): Promise<string> {
   const { userId } = session;
   const keyHash = idempotencyKey === undefined ? undefined : sha256(idempotencyKey);
-  const record = keyHash === undefined ? [] : [keys.idempotencyKey(userId, keyHash)];
+  const records = keyHash === undefined ? [] : [keys.idempotencyRecords(userId), keys.idempotencyOrder(userId)];
   // The validated, normalised body: `"margin": 100` and `"margin": "100"` are the same request.
   const bodyHash = sha256(`${endpoint}\n${canonicalJson(body)}`);
   const verdict = await redis.eval(
     ADMIT_TRADE,
-    [session.revokedKey, keys.rateLimitKey("trade", userId), ...record],
-    [String(rate.limit), String(rate.windowMs), bodyHash, String(IDEMPOTENCY_TTL_MS)],
+    [session.revokedKey, keys.rateLimitKey("trade", userId), ...records],
+    [
+      String(rate.limit),
+      String(rate.windowMs),
+      bodyHash,
+      String(limits.ttlMs),
+      keyHash ?? "",
+      String(Date.now()),
+      String(limits.perUser),
+    ],
   );
   if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED");
   if (verdict === "LIMITED") throw limited(rate);

@@ -6,7 +6,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { Keyspace } from "../contract/names.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import type { RateLimit } from "./admission.ts";
+import type { IdempotencyKeyLimits, RateLimit } from "./admission.ts";
 import type { DevMail, Mailer } from "./auth/mailer.ts";
 import type { Session, Sessions } from "./auth/sessions.ts";
 import type { EngineClient } from "./engine-client.ts";
@@ -28,6 +28,8 @@ export interface ApiSettings {
   readonly historyRate: RateLimit;
   /** Sign-in link checks per IP (counted like sign-ins, per /64 for IPv6): each is a Postgres query. */
   readonly verifyPerIp: RateLimit;
+  /** Idempotency-Key records per user and their TTL; absent: IDEMPOTENCY_KEY_LIMITS (tests lower them). */
+  readonly idempotencyKeys?: IdempotencyKeyLimits | undefined;
 }
 
 export interface ApiDeps {

@@ -240,7 +240,8 @@ async function act(
   const session = c.get("session");
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
   const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
-  const requestId = await admitTrade(deps.redis, deps.keys, admitted, deps.settings.tradeRate, key, endpoint, body);
+  const { tradeRate, idempotencyKeys } = deps.settings;
+  const requestId = await admitTrade(deps.redis, deps.keys, admitted, tradeRate, key, endpoint, body, idempotencyKeys);
   const { userId } = session;
   return resultOf(await deps.engine.send(userId, requestId, instruction));
 }
