@@ -135,6 +135,24 @@ describe("IdempotencyWindow against a model", () => {
     expect(window.find("u0", "b0")).toBe(-1);
   });
 
+  it("takes the total cap from a restored owner's chain without indexing it, by counts made at the restore", () => {
+    // u0 holds 20 (past SMALL_OWNER, so indexing it would build its map), u1 holds 2, interleaved at the start.
+    const model: Remembered[] = [
+      { user: "u1", id: "x0", atMs: 0 },
+      ...Array.from({ length: 20 }, (_, i) => ({ user: "u0", id: `b${i}`, atMs: i + 1 })),
+      { user: "u1", id: "x1", atMs: 30 },
+    ];
+    const window = restored(model);
+    window.evictBusiest(19); // 22 → 19: u0 holds the most throughout, so its three oldest go
+    expect(window.owner("u0").requests).toBeUndefined();
+    expect(window.keys()).toEqual(["u1 x0", ...Array.from({ length: 17 }, (_, i) => `u0 b${i + 3}`), "u1 x1"]);
+    window.evictBusiest(4); // 19 → 4: u0 still holds the most until it is down to 2, as u1 holds
+    expect(window.keys()).toEqual(["u1 x0", "u0 b18", "u0 b19", "u1 x1"]);
+    window.evictBusiest(2); // 2 each: u1's x0 is the older oldest and goes; then u0 holds the most: b18 goes
+    expect(window.keys()).toEqual(["u0 b19", "u1 x1"]);
+    expect(window.get("u1", "x1")?.receipt).toEqual(receiptFor(model[21]!));
+  });
+
   it("forgets an owner whose last entry left, by its cap or by time", () => {
     const window = restored([{ user: "u0", id: "old", atMs: 1 }]);
     window.add("u1", "x", 2, receiptFor({ user: "u1", id: "x", atMs: 2 }));
