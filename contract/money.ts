@@ -112,6 +112,19 @@ export function formatUnits(units: number, decimals: number): string {
 }
 
 /**
+ * `formatUnits` for a bigint: sums over an account (its balance plus every trade's margin and PnL) are exact in
+ * bigints whatever their size, and are formatted the same way.
+ */
+export function formatBigUnits(units: bigint, decimals: number): string {
+  const negative = units < 0n;
+  const abs = negative ? -units : units;
+  const scale = 10n ** BigInt(decimals);
+  const fraction = (abs % scale).toString().padStart(decimals, "0").replace(/0+$/, "");
+  const text = fraction === "" ? `${abs / scale}` : `${abs / scale}.${fraction}`;
+  return negative ? `-${text}` : text;
+}
+
+/**
  * a × b when it does not exceed `limit`, else undefined. Exact for whole numbers and any limit below 2^53: a true
  * product ≤ limit is computed exactly, and a larger one (≥ limit + 1, itself exact) rounds to a float > limit.
  */

@@ -14,6 +14,7 @@ describe("the OpenAPI document", () => {
       "GET /api/v1/account/assets",
       "GET /api/v1/account/balance",
       "GET /api/v1/account/balance/usd",
+      "GET /api/v1/account/summary",
       "GET /api/v1/auth/me",
       "GET /api/v1/auth/verify",
       "GET /api/v1/trade/history",

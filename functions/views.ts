@@ -7,7 +7,7 @@
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
 import type { ClosedTradeView, TradeView } from "../contract/messages.ts";
-import { toUnits, USD_DECIMALS } from "../contract/money.ts";
+import { formatBigUnits, toUnits, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
   readonly bid: string;
@@ -62,22 +62,18 @@ export function openTradesView(stored: Record<string, string>, quotes: Map<strin
 }
 
 export function unrealizedPnl(asset: AssetConfig, trade: TradeView, closePrice: string): string {
+  return formatBigUnits(unrealizedPnlMicros(asset, trade, closePrice), USD_DECIMALS);
+}
+
+/** The PnL of `trade` closed at `closePrice`, in USD micros, never below −margin (as settlement caps it). */
+export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closePrice: string): bigint {
   const open = BigInt(toUnits(trade.openPrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
   const close = BigInt(toUnits(closePrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
   const quantity = BigInt(toUnits(trade.quantity, asset.quantityDecimals, Number.MAX_SAFE_INTEGER));
   const margin = BigInt(toUnits(trade.margin, USD_DECIMALS, Number.MAX_SAFE_INTEGER));
   const perTick = trade.type === "long" ? close - open : open - close;
   const pnl = perTick * quantity * BigInt(microsPerTickStep(asset));
-  return formatMicros(pnl < -margin ? -margin : pnl);
-}
-
-function formatMicros(micros: bigint): string {
-  const negative = micros < 0n;
-  const abs = negative ? -micros : micros;
-  const scale = 10n ** BigInt(USD_DECIMALS);
-  const fraction = (abs % scale).toString().padStart(USD_DECIMALS, "0").replace(/0+$/, "");
-  const text = fraction === "" ? `${abs / scale}` : `${abs / scale}.${fraction}`;
-  return negative ? `-${text}` : text;
+  return pnl < -margin ? -margin : pnl;
 }
 
 /** Trade ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
