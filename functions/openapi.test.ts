@@ -19,6 +19,7 @@ describe("the OpenAPI document", () => {
       "GET /api/v1/auth/verify",
       "GET /api/v1/trade/history",
       "GET /api/v1/trade/open",
+      "GET /api/v1/trade/spot-orders",
       "GET /health",
       "POST /api/v1/auth",
       "POST /api/v1/trade/close",

@@ -108,7 +108,7 @@ export const historyQuery = z.strictObject({
     .transform(Number)
     .pipe(z.number().int().min(1).max(100))
     .optional()
-    .openapi({ description: "Trades per page, 1 to 100 (default 50).", example: "20" }),
+    .openapi({ description: "Rows per page, 1 to 100 (default 50).", example: "20" }),
   cursor: z.string().min(1).max(200).optional().openapi({
     description: "`nextCursor` of the previous page.",
     example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
@@ -204,7 +204,7 @@ export const spotOrderView = z
   })
   .openapi("SpotOrder", {
     example: {
-      id: "S0-7",
+      id: "O0-7",
       asset: "ETH",
       side: "buy",
       quantity: "0.5",
@@ -278,6 +278,7 @@ export const responses = {
   order: z.object({ order: spotOrderView, balances: balancesView }),
   openTrades: z.object({ trades: z.array(openTradeView) }),
   history: z.object({ trades: z.array(closedTradeView), nextCursor: z.string().nullable() }),
+  spotOrders: z.object({ orders: z.array(spotOrderView), nextCursor: z.string().nullable() }),
   usdBalance: z.object({ asset: z.literal("USD"), balance: decimal }),
   balances: z.object({ balances: balancesView }),
   assets: z.object({ assets: z.array(assetView) }),

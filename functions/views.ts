@@ -1,12 +1,12 @@
 /**
- * Query answers built from the worker's read models (Redis) and the closed-trade history (Postgres): never the log.
+ * Query answers built from the worker's read models (Redis) and the histories (Postgres): never the log.
  *
  * Live PnL is computed exactly, in integers: a long is worth (bid − open) × quantity and a short
  * (open − ask) × quantity (docs/api.md, open trades), in USD micros, never below −margin (a loss never exceeds the margin; the
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
-import type { ClosedTradeView, TradeView } from "../contract/messages.ts";
+import type { ClosedTradeView, SpotOrderView, TradeView } from "../contract/messages.ts";
 import { formatBigUnits, toUnits, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
@@ -120,6 +120,28 @@ export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
     pnl: trimDecimal(r.pnl),
     closeReason: r.close_reason,
     closedAt: r.closed_at.toISOString(),
+  };
+}
+
+export interface SpotOrderRow {
+  id: string;
+  asset: string;
+  side: "buy" | "sell";
+  quantity: string;
+  price: string;
+  total: string;
+  executed_at: Date;
+}
+
+export function spotOrderRowView(r: SpotOrderRow): SpotOrderView {
+  return {
+    id: r.id,
+    asset: r.asset,
+    side: r.side,
+    quantity: trimDecimal(r.quantity),
+    price: trimDecimal(r.price),
+    total: trimDecimal(r.total),
+    executedAt: r.executed_at.toISOString(),
   };
 }
 
