@@ -1,6 +1,15 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_UNITS, divFloor, formatUnits, formatUsd, mulWithin, parseUnits, parseUsd } from "./money.ts";
+import {
+  MAX_UNITS,
+  divFloor,
+  formatBigUnits,
+  formatUnits,
+  formatUsd,
+  mulWithin,
+  parseUnits,
+  parseUsd,
+} from "./money.ts";
 
 const units = (n: number) => ({ ok: true, units: n });
 const failure = (reason: string) => ({ ok: false, reason });
@@ -201,6 +210,29 @@ describe("formatUnits against an independent reference", () => {
         },
       ),
       { numRuns: 20_000 },
+    );
+  });
+});
+
+describe("formatBigUnits", () => {
+  it("formats past 2^53 exactly, sign and trailing zeros as formatUnits does", () => {
+    expect(formatBigUnits(12_345_678_901_234_567_890n, 6)).toBe("12345678901234.56789");
+    expect(formatBigUnits(-9_007_199_254_740_993_000_000n, 6)).toBe("-9007199254740993");
+    expect(formatBigUnits(-1n, 6)).toBe("-0.000001");
+    expect(formatBigUnits(0n, 6)).toBe("0");
+    expect(formatBigUnits(1_234n, 0)).toBe("1234");
+  });
+
+  it("agrees with formatUnits on every safe amount", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: -MAX_UNITS, max: MAX_UNITS }),
+        fc.integer({ min: 0, max: 9 }),
+        (units, decimals) => {
+          expect(formatBigUnits(BigInt(units), decimals)).toBe(formatUnits(units, decimals));
+        },
+      ),
+      { numRuns: 5_000 },
     );
   });
 });

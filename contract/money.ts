@@ -13,6 +13,8 @@
  *   totals need no rounding, and no charge is ever rounded; `validateAssets` refuses a configuration where one
  *   would have to be (it would then round against the user, by at most one minor unit).
  * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly.
+ * - The account summary's margin level (a percentage) rounds DOWN to 2 decimals, so it never shows an account
+ *   safer than it is (functions/account-summary.ts).
  * - Formatting is exact and trims trailing zeros: 10000000000 micros → "10000", 430393 ticks at 2 → "4303.93".
  */
 
@@ -108,6 +110,19 @@ export function formatUnits(units: number, decimals: number): string {
         ? `${whole}.${fracText}`
         : `${whole}.${"0".repeat(digits - fracText.length)}${fracText}`;
   }
+  return negative ? `-${text}` : text;
+}
+
+/**
+ * `formatUnits` for a bigint: sums over an account (its balance plus every trade's margin and PnL) are exact in
+ * bigints whatever their size, and are formatted the same way.
+ */
+export function formatBigUnits(units: bigint, decimals: number): string {
+  const negative = units < 0n;
+  const abs = negative ? -units : units;
+  const scale = 10n ** BigInt(decimals);
+  const fraction = (abs % scale).toString().padStart(decimals, "0").replace(/0+$/, "");
+  const text = fraction === "" ? `${abs / scale}` : `${abs / scale}.${fraction}`;
   return negative ? `-${text}` : text;
 }
 

@@ -17,6 +17,7 @@ import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { spotOrderRoutes } from "./routes/spot-orders.ts";
 import { tradeRoutes } from "./routes/trade.ts";
 import { responses } from "./schemas.ts";
 
@@ -104,6 +105,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
 
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));
+  app.route("/api/v1/trade", spotOrderRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;

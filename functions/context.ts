@@ -24,7 +24,7 @@ export interface ApiSettings {
   readonly tradeRate: RateLimit;
   readonly signInPerEmail: RateLimit;
   readonly signInPerIp: RateLimit;
-  /** Closed-trade history reads per user: each is a Postgres query. */
+  /** History reads per user, for each history route on its own: each is a Postgres query. */
   readonly historyRate: RateLimit;
   /** Sign-in link checks per IP (counted like sign-ins, per /64 for IPv6): each is a Postgres query. */
   readonly verifyPerIp: RateLimit;

@@ -198,6 +198,16 @@ describe("rate limits on reads", () => {
     expect((await carl.get("/api/v1/trade/open")).status).toBe(200); // a Redis read: not counted
   });
 
+  it("limits the spot order history per user on its own budget, beside the closed-trade history's", async () => {
+    const erin = client(stack.app, (await stack.signIn("erin@example.com")).token);
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) codes.push((await erin.get("/api/v1/trade/history")).status);
+    for (let i = 0; i < 4; i++) codes.push((await erin.get("/api/v1/trade/spot-orders")).status);
+    expect(codes).toEqual([200, 200, 200, 200, 200, 200, 429]);
+    const limited = await erin.get("/api/v1/trade/spot-orders");
+    expect([limited.body.error?.code, limited.headers.get("retry-after")]).toEqual(["RATE_LIMITED", "60"]);
+  });
+
   it("limits sign-in link checks per IP, with 429 and Retry-After", async () => {
     const anon = client(stack.app);
     const from = (ip: string) => anon.get("/api/v1/auth/verify?token=not-a-token", { "x-test-ip": ip });

@@ -108,7 +108,7 @@ export const historyQuery = z.strictObject({
     .transform(Number)
     .pipe(z.number().int().min(1).max(100))
     .optional()
-    .openapi({ description: "Trades per page, 1 to 100 (default 50).", example: "20" }),
+    .openapi({ description: "Rows per page, 1 to 100 (default 50).", example: "20" }),
   cursor: z.string().min(1).max(200).optional().openapi({
     description: "`nextCursor` of the previous page.",
     example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
@@ -204,7 +204,7 @@ export const spotOrderView = z
   })
   .openapi("SpotOrder", {
     example: {
-      id: "S0-7",
+      id: "O0-7",
       asset: "ETH",
       side: "buy",
       quantity: "0.5",
@@ -238,6 +238,33 @@ export const assetView = z
       source: "backpack",
     },
   });
+export const accountSummaryView = z
+  .object({
+    balance: decimal.openapi({ description: "Free USD + margin in open trades + margin reserved by pending orders." }),
+    equity: decimal.openapi({ description: "Balance + unrealized PnL." }),
+    marginUsed: decimal.openapi({ description: "Margin in open trades + margin reserved by pending orders." }),
+    freeMargin: decimal.openapi({ description: "Equity − margin used." }),
+    marginLevel: decimal.nullable().openapi({
+      description: "Equity / margin used × 100, a percentage rounded down to 2 decimals; null without margin used.",
+    }),
+    unrealizedPnl: decimal.openapi({
+      description: "Open trades' PnL at the bid (long) or ask (short), each loss capped at the trade's margin.",
+    }),
+    pricesMissing: z.array(z.string()).openapi({
+      description: "Assets of open trades whose market has no quote yet; those trades count at PnL 0.",
+    }),
+  })
+  .openapi("AccountSummary", {
+    example: {
+      balance: "10000",
+      equity: "10056.245259",
+      marginUsed: "350",
+      freeMargin: "9706.245259",
+      marginLevel: "2873.21",
+      unrealizedPnl: "56.245259",
+      pricesMissing: [],
+    },
+  });
 export const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error", {
   description: "Every error: a stable `code` to branch on and a `message` for people.",
   example: { error: { code: "INSUFFICIENT_BALANCE", message: "The balance does not cover this order." } },
@@ -251,9 +278,11 @@ export const responses = {
   order: z.object({ order: spotOrderView, balances: balancesView }),
   openTrades: z.object({ trades: z.array(openTradeView) }),
   history: z.object({ trades: z.array(closedTradeView), nextCursor: z.string().nullable() }),
+  spotOrders: z.object({ orders: z.array(spotOrderView), nextCursor: z.string().nullable() }),
   usdBalance: z.object({ asset: z.literal("USD"), balance: decimal }),
   balances: z.object({ balances: balancesView }),
   assets: z.object({ assets: z.array(assetView) }),
+  accountSummary: z.object({ summary: accountSummaryView }),
   health: z.object({
     status: z.enum(["ok", "unavailable"]),
     redis: z.boolean(),

@@ -1,13 +1,13 @@
 /**
- * Query answers built from the worker's read models (Redis) and the closed-trade history (Postgres): never the log.
+ * Query answers built from the worker's read models (Redis) and the histories (Postgres): never the log.
  *
  * Live PnL is computed exactly, in integers: a long is worth (bid − open) × quantity and a short
  * (open − ask) × quantity (docs/api.md, open trades), in USD micros, never below −margin (a loss never exceeds the margin; the
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
-import type { ClosedTradeView, TradeView } from "../contract/messages.ts";
-import { toUnits, USD_DECIMALS } from "../contract/money.ts";
+import type { ClosedTradeView, SpotOrderView, TradeView } from "../contract/messages.ts";
+import { formatBigUnits, toUnits, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
   readonly bid: string;
@@ -62,22 +62,18 @@ export function openTradesView(stored: Record<string, string>, quotes: Map<strin
 }
 
 export function unrealizedPnl(asset: AssetConfig, trade: TradeView, closePrice: string): string {
+  return formatBigUnits(unrealizedPnlMicros(asset, trade, closePrice), USD_DECIMALS);
+}
+
+/** The PnL of `trade` closed at `closePrice`, in USD micros, never below −margin (as settlement caps it). */
+export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closePrice: string): bigint {
   const open = BigInt(toUnits(trade.openPrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
   const close = BigInt(toUnits(closePrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
   const quantity = BigInt(toUnits(trade.quantity, asset.quantityDecimals, Number.MAX_SAFE_INTEGER));
   const margin = BigInt(toUnits(trade.margin, USD_DECIMALS, Number.MAX_SAFE_INTEGER));
   const perTick = trade.type === "long" ? close - open : open - close;
   const pnl = perTick * quantity * BigInt(microsPerTickStep(asset));
-  return formatMicros(pnl < -margin ? -margin : pnl);
-}
-
-function formatMicros(micros: bigint): string {
-  const negative = micros < 0n;
-  const abs = negative ? -micros : micros;
-  const scale = 10n ** BigInt(USD_DECIMALS);
-  const fraction = (abs % scale).toString().padStart(USD_DECIMALS, "0").replace(/0+$/, "");
-  const text = fraction === "" ? `${abs / scale}` : `${abs / scale}.${fraction}`;
-  return negative ? `-${text}` : text;
+  return pnl < -margin ? -margin : pnl;
 }
 
 /** Trade ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
@@ -124,6 +120,28 @@ export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
     pnl: trimDecimal(r.pnl),
     closeReason: r.close_reason,
     closedAt: r.closed_at.toISOString(),
+  };
+}
+
+export interface SpotOrderRow {
+  id: string;
+  asset: string;
+  side: "buy" | "sell";
+  quantity: string;
+  price: string;
+  total: string;
+  executed_at: Date;
+}
+
+export function spotOrderRowView(r: SpotOrderRow): SpotOrderView {
+  return {
+    id: r.id,
+    asset: r.asset,
+    side: r.side,
+    quantity: trimDecimal(r.quantity),
+    price: trimDecimal(r.price),
+    total: trimDecimal(r.total),
+    executedAt: r.executed_at.toISOString(),
   };
 }
 

@@ -17,6 +17,7 @@ const REPO_MIGRATIONS = [
   "004_sign_in_tokens.sql",
   "005_snapshot_chunks_uncompressed.sql",
   "006_snapshot_chunks_base64.sql",
+  "007_spot_orders.sql",
 ];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
@@ -68,6 +69,19 @@ describe("migrate", () => {
     await expect(order("T0-3", "short", "o1")).rejects.toThrow(/duplicate key/);
     const stored = await t.db.query("SELECT margin, quantity, pnl FROM closed_orders");
     expect(stored.rows).toEqual([{ margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" }]);
+
+    const spot = (id: string, side: string, outputId: string) =>
+      t.db.query(
+        `INSERT INTO spot_orders (id, user_id, asset, side, quantity, price, total, executed_at, output_id)
+         VALUES ($1, 'u1', 'BTC', $2, '0.00001', '60010.5', '0.600105', now(), $3)`,
+        [id, side, outputId],
+      );
+    await spot("O0-1", "buy", "s1");
+    await expect(spot("O0-2", "hold", "s2")).rejects.toThrow(/check constraint/);
+    await expect(spot("O0-3", "sell", "s1")).rejects.toThrow(/duplicate key/);
+    await expect(spot("O0-1", "sell", "s4")).rejects.toThrow(/duplicate key/);
+    const spotStored = await t.db.query("SELECT quantity, price, total FROM spot_orders");
+    expect(spotStored.rows).toEqual([{ quantity: "0.0000100000", price: "60010.5000000000", total: "0.600105" }]);
 
     await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow(
       "single_row",

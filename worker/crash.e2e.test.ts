@@ -4,8 +4,8 @@
  *
  * 1. The worker is killed with SIGKILL mid-stream, several times, each time while it holds entries it has not
  *    acknowledged; a successor with another consumer name must claim them. At the end nothing is lost or
- *    doubled: one closed_orders row per closed trade, every answer delivered, nothing pending, read models equal
- *    to the engine's last word.
+ *    doubled: one closed_orders row per closed trade and one spot_orders row per filled spot order, every answer
+ *    delivered, nothing pending, read models equal to the engine's last word.
  * 2. A Redis with AOF (`appendfsync always`) is killed with SIGKILL while instructions are being XADDed; after a
  *    restart every acknowledged entry is still there, and the engine answers every instruction in the log.
  *
@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../contract/messages.ts";
+import { toUnits, USD_DECIMALS } from "../contract/money.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../contract/stream-fields.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
@@ -336,6 +337,20 @@ describe("crash tests with the real engine and worker processes", () => {
         );
       });
       expect(mismatched, seedNote).toEqual([]);
+
+      // Spot orders: exactly one row per filled spot order, written from its answer.
+      const filled = responses.flatMap((r) =>
+        r.answer.ok && r.answer.result.kind === "spot_order"
+          ? [[r.answer.result.order.id, r.id, r.userId, toUnits(r.answer.result.order.total, USD_DECIMALS)]]
+          : [],
+      );
+      const spotRows = (
+        await pg.db.query<{ id: string; output_id: string; user_id: string; total: string }>(
+          "SELECT id, output_id, user_id, total::text FROM spot_orders",
+        )
+      ).rows.map((r) => [r.id, r.output_id, r.user_id, toUnits(r.total, USD_DECIMALS)]);
+      expect(filled.length, seedNote).toBeGreaterThan(0);
+      expect(spotRows.sort(), seedNote).toEqual(filled.sort());
 
       // Read models: balances equal each user's last balances_changed; open trades those opened and not closed.
       const lastBalances = new Map<string, Record<string, string>>();

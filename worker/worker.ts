@@ -1,8 +1,8 @@
 /**
- * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders into
- * Postgres (ON CONFLICT DO NOTHING: a replay's duplicates insert nothing), read models into Redis (guarded by
- * watermarks, see read-models.ts), and only then each `order_response` onto its per-request key, so a client
- * that got its answer reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders and filled spot
+ * orders (spot-orders.ts) into Postgres (ON CONFLICT DO NOTHING: a replay's duplicates insert nothing), read
+ * models into Redis (guarded by watermarks, see read-models.ts), and only then each `order_response` onto its
+ * per-request key, so a client that got its answer reads its own write next. Entries are acknowledged only after all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -19,6 +19,7 @@ import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { insertSpotOrders, spotOrderRows } from "./spot-orders.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -175,9 +176,11 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
   const closed = outputs.flatMap((x) =>
     x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [],
   );
-  if (closed.length > 0) {
+  const spot = spotOrderRows(outputs);
+  if (closed.length > 0 || spot.length > 0) {
     const startedAt = performance.now();
     await insertClosedOrders(o.db, closed);
+    await insertSpotOrders(o.db, spot);
     o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
   }
   let failed = await writeReadModelsAndAnswers(o, outputs);

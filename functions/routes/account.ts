@@ -1,4 +1,5 @@
-/** Balances and assets (docs/api.md), read from the worker's read models. */
+/** Balances, the account summary and assets (docs/api.md), read from the worker's read models. */
+import { accountSummary } from "../account-summary.ts";
 import type { ApiDeps } from "../context.ts";
 import { requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
@@ -47,6 +48,30 @@ export function accountRoutes(deps: ApiDeps) {
   });
   route(app, all, async (c) => {
     return c.json({ balances: balancesView(await deps.redis.hgetall(deps.keys.balancesKey(c.get("session").userId))) });
+  });
+
+  const summary = createRoute({
+    method: "get",
+    path: "/summary",
+    operationId: "getAccountSummary",
+    tags: ["Account"],
+    summary: "Balance, equity, margin and unrealized PnL",
+    description:
+      "Exact decimal strings, computed from your balances, open trades, pending orders and the latest quotes. " +
+      "A trade whose market has no quote yet counts at PnL 0 and its asset is listed in `pricesMissing`.",
+    security: SIGNED_IN,
+    middleware: signedIn,
+    responses: { 200: jsonResponse(responses.accountSummary, "The account's figures"), ...errors },
+  });
+  route(app, summary, async (c) => {
+    const { userId } = c.get("session");
+    const [balances, openTrades, pendingOrders, quotes] = await Promise.all([
+      deps.redis.hgetall(deps.keys.balancesKey(userId)),
+      deps.redis.hgetall(deps.keys.openTradesKey(userId)),
+      deps.redis.hgetall(deps.keys.pendingOrdersKey(userId)),
+      deps.redis.hgetall(deps.keys.quotesKey),
+    ]);
+    return c.json({ summary: accountSummary({ balances, openTrades, pendingOrders }, quotesView(quotes)) });
   });
 
   const assets = createRoute({

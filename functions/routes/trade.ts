@@ -12,6 +12,7 @@ import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
+import { decodeCursor, encodeCursor } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
   apiRouter,
@@ -216,7 +217,7 @@ export function tradeRoutes(deps: ApiDeps) {
         WHERE user_id = $1 ${after === undefined ? "" : "AND (closed_at, id) < ($3::timestamptz, $4)"}
         ORDER BY closed_at DESC, id DESC
         LIMIT $2`,
-      after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.closedAt, after.id],
+      after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
     );
     const page = rows.slice(0, limit).map(closedTradeView);
     const last = page.at(-1);
@@ -261,28 +262,4 @@ function checkPrecision(field: string, text: string, decimals: number): void {
         ? "a smaller amount"
         : "an amount above zero";
   throw invalidField("INVALID_AMOUNT", field, expected, text);
-}
-
-function encodeCursor(closedAt: string, id: string): string {
-  return Buffer.from(JSON.stringify([closedAt, id])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): { closedAt: string; id: string } {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown;
-    if (
-      Array.isArray(value) &&
-      value.length === 2 &&
-      typeof value[0] === "string" &&
-      typeof value[1] === "string" &&
-      !Number.isNaN(Date.parse(value[0])) &&
-      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value[0]) &&
-      /^[A-Za-z0-9_-]{1,64}$/.test(value[1])
-    ) {
-      return { closedAt: value[0], id: value[1] };
-    }
-  } catch {
-    // falls through: not a cursor this API issued
-  }
-  throw new ApiError("INVALID_CURSOR");
 }
