@@ -1,0 +1,414 @@
+/**
+ * Test support: a local peer for Neon's SQL-over-HTTP endpoint, so the functions' `neon()` path (functions/postgres.ts,
+ * `via: "http"`) runs in tests exactly as deployed, against the machine's real Postgres through `pg`.
+ *
+ * How it is reached. The driver builds the URL from DATABASE_URL's host (`https://api.<region>.aws.neon.tech/sql`,
+ * its default `fetchEndpoint`) and takes per-call `fetchOptions`; the peer hands out a `dispatcher` for them whose
+ * connections all dial 127.0.0.1:<peer port> (plain HTTP on loopback: no TLS). The URL, headers and body stay the
+ * deployed ones, and the driver's process-wide `neonConfig` is not touched.
+ *
+ * What it speaks, as Neon's proxy does (sources below):
+ * - `POST /sql` only (OPTIONS /sql answers CORS); anything else is 400 with the JSON string "query is not supported".
+ * - The connection string comes from the `Neon-Connection-String` header: missing, not a URL, not postgres(ql)://,
+ *   no user, no password, or an IP instead of a host name → 400. Its first host label is the endpoint id; any
+ *   endpoint other than the peer's is refused as Neon's control plane refuses an unknown one (400).
+ * - No content-type check: the driver sends its JSON as `text/plain;charset=UTF-8`, and Neon reads it anyway.
+ * - Body: `{query, params?, arrayMode?}` or `{queries: [...]}` (a batch, run in one transaction with the
+ *   `Neon-Batch-Isolation-Level` / `-Read-Only` / `-Deferrable` headers; answered as `{results: [...]}`). JSON params
+ *   become Postgres text as Neon converts them (null → NULL, string as is, number/bool/object as JSON text, array →
+ *   array literal). Every statement goes through the extended protocol with text results, so one statement per
+ *   query, as on Neon.
+ * - Limits: a request body over 10 MiB → 413 "request is too large (max is N bytes)"; a result whose rows pass
+ *   10 MiB → 507 "response is too large (max is N bytes)" (the driver reports both as "Server error (HTTP status …)").
+ * - A result: `{fields: [{name, dataTypeID, tableID, columnID, dataTypeSize, dataTypeModifier, format}], rows,
+ *   command, rowCount, rowAsArray}`, values as Postgres text (`Neon-Raw-Text-Output: true`, which the driver always
+ *   sends; the peer refuses a request without it rather than guess Neon's typed JSON).
+ * - Errors: HTTP 400 (507/413 above, 500 when Postgres cannot be reached) with `{message, code, detail, hint,
+ *   position, internalPosition, internalQuery, severity, where, table, column, schema, dataType, constraint, file,
+ *   line, routine}`; a Postgres error fills them from its fields (the driver copies exactly these onto NeonDbError),
+ *   any other error has code and severity "" and the rest null.
+ *
+ * Sources: Neon docs, "Neon serverless driver" (https://neon.com/docs/serverless/serverless-driver: HTTP for one-shot
+ * queries, `transaction()` for a non-interactive batch) and the changelog of 2023-08-16
+ * (https://neon.com/docs/changelog/2023-08-16: "The maximum response size for queries over HTTP was raised from 1 MB to
+ * 10 MB"); Neon's proxy, github.com/neondatabase/neon proxy/src/serverless/ (sql_over_http.rs: payload, headers,
+ * result and error bodies, status codes; http_util.rs: connection-string checks; error.rs: messages; json.rs:
+ * params to text; mod.rs: routing) and proxy/src/binary/proxy.rs (request and response caps, 10 MiB each); the
+ * driver, node_modules/@neondatabase/serverless (index.mjs: request headers, result parsing, NeonDbError fields;
+ * CONFIG.md: `fetchEndpoint` is global only, `fetchOptions` per call).
+ *
+ * Not modelled: Neon's connection pooling and auth broker (JWT `Authorization`), typed (non-raw) JSON output,
+ * query cancellation when the client goes away.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { connect as connectTcp, type AddressInfo } from "node:net";
+import pg from "pg";
+import { Agent, type Dispatcher } from "undici";
+import { describeDatabase } from "../../platform/postgres.ts";
+
+/** Neon's proxy default for both caps (`sql_over_http_max_request_size_bytes` / `…_response_…`): 10 MiB. */
+export const NEON_HTTP_MAX_BYTES = 10 * 1024 * 1024;
+
+export interface NeonHttpPeerOptions {
+  /** The real Postgres queries run on: its host and port (user, password, database come from each request). */
+  readonly postgresUrl: string;
+  /** The Neon host the peer stands in for; its first label is the endpoint id it accepts. */
+  readonly endpointHost?: string;
+  readonly maxRequestBytes?: number;
+  readonly maxResponseBytes?: number;
+}
+
+export interface NeonHttpPeer {
+  /**
+   * `postgresUrl` with the Neon endpoint host in place of its host and port, and `sslmode=require` as Neon's own
+   * strings carry (a password is added when it has none): the functions' DATABASE_URL.
+   */
+  readonly connectionString: string;
+  /** For `neon(…, { fetchOptions })`: carries every request to the peer, whatever host its URL names. */
+  readonly fetchOptions: { dispatcher: Dispatcher };
+  /** Host header and path of each request, in order: what the driver addressed. */
+  readonly requests: readonly { host: string; path: string }[];
+  close(): Promise<void>;
+}
+
+interface QueryData {
+  query: string;
+  params: (string | null)[];
+  arrayMode: boolean | undefined;
+}
+
+interface QueryResultJson {
+  fields: Record<string, unknown>[];
+  rows: unknown[];
+  command: string;
+  rowCount: number | null;
+  rowAsArray: boolean;
+}
+
+/** A refusal the proxy answers itself (no Postgres error behind it). */
+class Refusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const ISOLATION_LEVELS: Record<string, string> = {
+  Serializable: "SERIALIZABLE",
+  ReadUncommitted: "READ UNCOMMITTED",
+  ReadCommitted: "READ COMMITTED",
+  RepeatableRead: "REPEATABLE READ",
+};
+
+/** Text results untouched: the peer answers Postgres's text, as Neon's raw output does. */
+const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
+
+export async function startNeonHttpPeer(options: NeonHttpPeerOptions): Promise<NeonHttpPeer> {
+  const endpointHost = options.endpointHost ?? "ep-local-peer-000000.us-east-2.aws.neon.tech";
+  const endpointId = endpointHost.split(".")[0]!;
+  const maxRequestBytes = options.maxRequestBytes ?? NEON_HTTP_MAX_BYTES;
+  const maxResponseBytes = options.maxResponseBytes ?? NEON_HTTP_MAX_BYTES;
+  const target = describeDatabase(options.postgresUrl);
+  const pools = new Map<string, pg.Pool>();
+  const requests: { host: string; path: string }[] = [];
+
+  const poolFor = (url: URL): pg.Pool => {
+    const config: pg.PoolConfig = {
+      host: target.host,
+      port: target.port,
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.slice(1)),
+      max: 4,
+    };
+    const appName = url.searchParams.get("application_name");
+    if (appName !== null) config.application_name = appName;
+    const key = JSON.stringify(config);
+    let pool = pools.get(key);
+    if (pool === undefined) {
+      pool = new pg.Pool(config);
+      // An idle connection that dies is dropped by the pool; without a listener it would crash the test process.
+      pool.on("error", () => undefined);
+      pools.set(key, pool);
+    }
+    return pool;
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = (req.url ?? "/").split("?")[0]!;
+    requests.push({ host: req.headers.host ?? "", path });
+    if (path === "/sql" && req.method === "OPTIONS") {
+      res.writeHead(200, {
+        allow: "OPTIONS, POST",
+        "access-control-allow-origin": "*",
+        "access-control-allow-headers":
+          "Authorization, Neon-Connection-String, Neon-Raw-Text-Output, Neon-Array-Mode, Neon-Pool-Opt-In, Neon-Batch-Read-Only, Neon-Batch-Isolation-Level",
+        "access-control-max-age": "86400",
+      });
+      res.end();
+      return;
+    }
+    if (path !== "/sql" || req.method !== "POST") {
+      await drain(req);
+      sendJson(res, 400, "query is not supported");
+      return;
+    }
+    try {
+      const url = connectionUrl(req.headers["neon-connection-string"]);
+      const headers = batchHeaders(req);
+      const body = await readBody(req, maxRequestBytes);
+      const payload = parsePayload(body);
+      if (url.hostname.split(".")[0] !== endpointId) {
+        throw new Refusal(400, "Control plane request failed: endpoint cannot be found");
+      }
+      if (req.headers["neon-raw-text-output"] !== "true") {
+        throw new Refusal(
+          400,
+          "neon-http-peer: only Neon-Raw-Text-Output: true is served (what @neondatabase/serverless sends)",
+        );
+      }
+      const arrayMode = req.headers["neon-array-mode"] === "true";
+      const client = await poolFor(url)
+        .connect()
+        .catch((err: unknown) => {
+          throw err instanceof pg.DatabaseError ? err : new Refusal(500, `Couldn't connect to compute node`);
+        });
+      let broken: Error | undefined;
+      try {
+        if (Array.isArray(payload)) {
+          const results: QueryResultJson[] = [];
+          await client.query(beginStatement(headers));
+          try {
+            for (const q of payload) results.push(await run(client, q, arrayMode, maxResponseBytes));
+            await client.query("COMMIT");
+          } catch (err) {
+            await client.query("ROLLBACK").catch((rollbackErr: Error) => (broken = rollbackErr));
+            throw err;
+          }
+          sendJson(res, 200, { results }, headers.echo);
+        } else {
+          sendJson(res, 200, await run(client, payload, arrayMode, maxResponseBytes));
+        }
+      } finally {
+        client.release(broken);
+      }
+    } catch (err) {
+      sendError(res, err);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) sendJson(res, 500, { message: (err as Error).message });
+      else res.destroy();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const dispatcher = new Agent({
+    connect: (_opts, callback) => {
+      const socket = connectTcp(port, "127.0.0.1");
+      socket.once("connect", () => callback(null, socket));
+      socket.once("error", (err) => callback(err, null));
+    },
+  });
+
+  const neonUrl = new URL(options.postgresUrl);
+  neonUrl.protocol = "postgresql:";
+  neonUrl.host = endpointHost;
+  neonUrl.search = "?sslmode=require";
+  // Neon takes no connection string without a password; a local server that trusts loopback ignores this one.
+  if (neonUrl.password === "") neonUrl.password = "local-peer";
+
+  return {
+    connectionString: neonUrl.toString(),
+    fetchOptions: { dispatcher },
+    requests,
+    close: async () => {
+      await dispatcher.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await Promise.all([...pools.values()].map((p) => p.end()));
+    },
+  };
+}
+
+/** One query on its own: extended protocol (so one statement only), text results, cut off past the response cap. */
+async function run(client: pg.PoolClient, q: QueryData, arrayModeDefault: boolean, maxBytes: number) {
+  const config = { text: q.query, values: q.params, rowMode: "array", types: RAW_TEXT, queryMode: "extended" };
+  const result = await client.query<unknown[]>(config as pg.QueryArrayConfig);
+  const arrayMode = q.arrayMode ?? arrayModeDefault;
+  const names = result.fields.map((f) => f.name);
+  const rows: unknown[] = [];
+  // As the proxy does: before each further row, the rows written so far (as JSON) must be within the cap.
+  let bytes = 1;
+  for (const row of result.rows) {
+    if (bytes > maxBytes) throw new Refusal(507, `response is too large (max is ${maxBytes} bytes)`);
+    const json = arrayMode ? row : Object.fromEntries(names.map((name, i) => [name, row[i]]));
+    bytes += Buffer.byteLength(JSON.stringify(json)) + 1;
+    rows.push(json);
+  }
+  return {
+    fields: result.fields.map((f) => ({
+      name: f.name,
+      dataTypeID: f.dataTypeID,
+      tableID: f.tableID,
+      columnID: f.columnID,
+      dataTypeSize: f.dataTypeSize,
+      dataTypeModifier: f.dataTypeModifier,
+      format: f.format,
+    })),
+    rows,
+    command: result.command,
+    rowCount: result.rowCount,
+    rowAsArray: arrayMode,
+  } satisfies QueryResultJson;
+}
+
+function connectionUrl(header: string | string[] | undefined): URL {
+  if (typeof header !== "string") throw new Refusal(400, "invalid header: neon-connection-string");
+  let url: URL;
+  try {
+    url = new URL(header);
+  } catch (err) {
+    throw new Refusal(400, `invalid connection string: ${(err as Error).message}`);
+  }
+  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw new Refusal(400, "incorrect scheme");
+  if (url.pathname.length <= 1) throw new Refusal(400, "missing database name");
+  if (url.username === "") throw new Refusal(400, "missing username");
+  if (url.password === "") throw new Refusal(400, "missing authentication credentials: required password");
+  // Neon routes by the endpoint id in the host name; an IP address names none.
+  if (url.hostname === "" || /^[\d.]+$|^\[/.test(url.hostname)) throw new Refusal(400, "missing hostname");
+  return url;
+}
+
+function batchHeaders(req: IncomingMessage) {
+  const level = req.headers["neon-batch-isolation-level"];
+  if (level !== undefined && (typeof level !== "string" || ISOLATION_LEVELS[level] === undefined)) {
+    throw new Refusal(400, "invalid isolation level");
+  }
+  const readOnly = req.headers["neon-batch-read-only"] === "true";
+  const deferrable = req.headers["neon-batch-deferrable"] === "true";
+  const echo: Record<string, string> = {};
+  if (readOnly) echo["neon-batch-read-only"] = "true";
+  if (deferrable) echo["neon-batch-deferrable"] = "true";
+  if (level !== undefined) echo["neon-batch-isolation-level"] = level;
+  return { level, readOnly, deferrable, echo };
+}
+
+function beginStatement(h: ReturnType<typeof batchHeaders>): string {
+  const modes = [
+    ...(h.level === undefined ? [] : [`ISOLATION LEVEL ${ISOLATION_LEVELS[h.level]!}`]),
+    ...(h.readOnly ? ["READ ONLY"] : []),
+    ...(h.deferrable ? ["DEFERRABLE"] : []),
+  ];
+  return `START TRANSACTION ${modes.join(", ")}`.trim();
+}
+
+/** Reads the whole body, keeping none past the cap; the rest is drained so the client still reads the 413. */
+async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= maxBytes) chunks.push(chunk);
+  }
+  if (size > maxBytes) throw new Refusal(413, `request is too large (max is ${maxBytes} bytes)`);
+  return Buffer.concat(chunks);
+}
+
+async function drain(req: IncomingMessage): Promise<void> {
+  for await (const _ of req as AsyncIterable<Buffer>) void _;
+}
+
+function parsePayload(body: Buffer): QueryData | QueryData[] {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch (err) {
+    throw new Refusal(400, `could not parse the HTTP request body: ${(err as Error).message}`);
+  }
+  const single = queryData(json);
+  if (single !== undefined) return single;
+  const queries = (json as { queries?: unknown } | null)?.queries;
+  if (Array.isArray(queries)) {
+    const batch = queries.map(queryData);
+    if (batch.every((q) => q !== undefined)) return batch;
+  }
+  throw new Refusal(
+    400,
+    "could not parse the HTTP request body: data did not match any variant of untagged enum Payload",
+  );
+}
+
+function queryData(json: unknown): QueryData | undefined {
+  if (typeof json !== "object" || json === null) return undefined;
+  const { query, params, arrayMode } = json as Record<string, unknown>;
+  if (typeof query !== "string") return undefined;
+  if (params !== undefined && !Array.isArray(params)) return undefined;
+  if (arrayMode !== undefined && typeof arrayMode !== "boolean") return undefined;
+  return { query, params: (params ?? []).map(paramText), arrayMode };
+}
+
+/** A JSON parameter as Postgres text, as Neon converts it (proxy/src/serverless/json.rs). */
+function paramText(value: unknown): string | null {
+  if (value === null) return null;
+  if (typeof value === "string") return value;
+  if (Array.isArray(value)) return arrayLiteral(value);
+  return JSON.stringify(value);
+}
+
+function arrayLiteral(value: unknown): string {
+  if (value === null) return "NULL";
+  if (Array.isArray(value)) return `{${value.map(arrayLiteral).join(",")}}`;
+  // Inside an array literal strings are quoted and escaped as JSON strings are; an object goes in as its JSON text.
+  return typeof value === "object" ? JSON.stringify(JSON.stringify(value)) : JSON.stringify(value);
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    "access-control-allow-origin": "*",
+    ...headers,
+  });
+  res.end(text);
+}
+
+const DB_ERROR_FIELDS = [
+  "code",
+  "detail",
+  "hint",
+  "position",
+  "internalPosition",
+  "internalQuery",
+  "severity",
+  "where",
+  "table",
+  "column",
+  "schema",
+  "dataType",
+  "constraint",
+  "file",
+  "line",
+  "routine",
+] as const;
+
+function sendError(res: ServerResponse, err: unknown): void {
+  if (err instanceof pg.DatabaseError) {
+    const body: Record<string, unknown> = { message: err.message };
+    for (const field of DB_ERROR_FIELDS) body[field] = err[field] ?? null;
+    sendJson(res, 400, body);
+    return;
+  }
+  const status = err instanceof Refusal ? err.status : 500;
+  const body: Record<string, unknown> = { message: (err as Error).message };
+  for (const field of DB_ERROR_FIELDS) body[field] = field === "code" || field === "severity" ? "" : null;
+  sendJson(res, status, body);
+}
