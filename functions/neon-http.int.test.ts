@@ -117,15 +117,34 @@ describe("the functions' neon() over HTTP, against the local Neon peer", () => {
     expect((await t.db.query("SELECT count(*)::int AS n FROM notes WHERE id = 3")).rows).toEqual([{ n: 0 }]);
   });
 
-  it("refuses a result whose rows pass 10 MiB with 507", async () => {
-    // 12 rows of 1,000,000 characters: each row is 1,000,004 bytes of JSON (["…"]) plus a comma; past 10 rows
-    // 11,000,056 bytes are written, over 10,485,760, so the 12th row is refused.
+  it("refuses a response that passes 10 MiB with 507", async () => {
+    // 12 rows of 1,000,000 characters: each row is 1,000,004 bytes of JSON (["…"]) and a comma; when the 12th is
+    // due, 11 rows (over 11,000,000 bytes) are written, past 10,485,760, so it is refused.
     const refused = await http
       .query("SELECT repeat('x', 1000000) FROM generate_series(1, 12)")
       .catch((e: unknown) => e as Error);
     expect((refused as Error).message).toMatch(
       /^Server error \(HTTP status 507\): .*"message":"response is too large \(max is 10485760 bytes\)"/,
     );
+  });
+
+  it("checks the response cap before each row, counting the whole response written so far", async () => {
+    // Given a peer capped at 200 bytes; a result of column v (text) starts with its fields,
+    // {"fields":[{"name":"v","dataTypeID":25,"tableID":0,"columnID":0,"dataTypeSize":-1,"dataTypeModifier":-1,
+    // "format":"text"}],"rows":[ = 11+12+16+12+13+18+22+16+10 = 130 bytes; then ["ab"] (6), then ,["ab"] (7) each.
+    // Before row k (k ≥ 1) 129 + 7k bytes are written: row 10 sees 199 (≤ 200), row 11 sees 206 (over).
+    const small = await startNeonHttpPeer({ postgresUrl: t.url, maxResponseBytes: 200 });
+    try {
+      const sql = neon(small.connectionString, { fetchOptions: small.fetchOptions });
+      const q = "SELECT 'ab'::text AS v FROM generate_series(1, $1::int)";
+      // When 11 rows are asked for, then all come back; when 12, the 12th (row 11) is refused
+      expect(await sql.query(q, [11])).toHaveLength(11);
+      await expect(sql.query(q, [12])).rejects.toThrow(
+        /^Server error \(HTTP status 507\): .*"message":"response is too large \(max is 200 bytes\)"/,
+      );
+    } finally {
+      await small.close();
+    }
   });
 
   it("refuses a connection string for an endpoint it does not serve, as Neon's control plane does", async () => {

@@ -18,8 +18,9 @@
  *   become Postgres text as Neon converts them (null → NULL, string as is, number/bool/object as JSON text, array →
  *   array literal). Every statement goes through the extended protocol with text results, so one statement per
  *   query, as on Neon.
- * - Limits: a request body over 10 MiB → 413 "request is too large (max is N bytes)"; a result whose rows pass
- *   10 MiB → 507 "response is too large (max is N bytes)" (the driver reports both as "Server error (HTTP status …)").
+ * - Limits: a request body over 10 MiB → 413 "request is too large (max is N bytes)"; a response that has passed
+ *   10 MiB when its next row is due → 507 "response is too large (max is N bytes)" (the proxy checks the response
+ *   written so far before each row). The driver reports both as "Server error (HTTP status …): <body>".
  * - A result: `{fields: [{name, dataTypeID, tableID, columnID, dataTypeSize, dataTypeModifier, format}], rows,
  *   command, rowCount, rowAsArray}`, values as Postgres text (`Neon-Raw-Text-Output: true`, which the driver always
  *   sends; the peer refuses a request without it rather than guess Neon's typed JSON).
@@ -75,14 +76,6 @@ interface QueryData {
   query: string;
   params: (string | null)[];
   arrayMode: boolean | undefined;
-}
-
-interface QueryResultJson {
-  fields: Record<string, unknown>[];
-  rows: unknown[];
-  command: string;
-  rowCount: number | null;
-  rowAsArray: boolean;
 }
 
 /** A refusal the proxy answers itself (no Postgres error behind it). */
@@ -178,18 +171,24 @@ export async function startNeonHttpPeer(options: NeonHttpPeerOptions): Promise<N
       let broken: Error | undefined;
       try {
         if (Array.isArray(payload)) {
-          const results: QueryResultJson[] = [];
+          let text = `{"results":[`;
+          let bytes = text.length;
           await client.query(beginStatement(headers));
           try {
-            for (const q of payload) results.push(await run(client, q, arrayMode, maxResponseBytes));
+            for (const [i, q] of payload.entries()) {
+              const one =
+                (i === 0 ? "" : ",") + (await run(client, q, arrayMode, maxResponseBytes, bytes + (i === 0 ? 0 : 1)));
+              bytes += Buffer.byteLength(one);
+              text += one;
+            }
             await client.query("COMMIT");
           } catch (err) {
             await client.query("ROLLBACK").catch((rollbackErr: Error) => (broken = rollbackErr));
             throw err;
           }
-          sendJson(res, 200, { results }, headers.echo);
+          sendText(res, 200, `${text}]}`, headers.echo);
         } else {
-          sendJson(res, 200, await run(client, payload, arrayMode, maxResponseBytes));
+          sendText(res, 200, await run(client, payload, arrayMode, maxResponseBytes, 0));
         }
       } finally {
         client.release(broken);
@@ -238,36 +237,41 @@ export async function startNeonHttpPeer(options: NeonHttpPeerOptions): Promise<N
   };
 }
 
-/** One query on its own: extended protocol (so one statement only), text results, cut off past the response cap. */
-async function run(client: pg.PoolClient, q: QueryData, arrayModeDefault: boolean, maxBytes: number) {
+/**
+ * One query on its own: extended protocol (so one statement only), text results, as the JSON text Neon writes (its
+ * key order). As the proxy checks, before each row the whole response written so far (`bytesBefore`: a batch's
+ * earlier results; then this result's own fields and rows) must be within the cap.
+ */
+async function run(
+  client: pg.PoolClient,
+  q: QueryData,
+  arrayModeDefault: boolean,
+  maxBytes: number,
+  bytesBefore: number,
+): Promise<string> {
   const config = { text: q.query, values: q.params, rowMode: "array", types: RAW_TEXT, queryMode: "extended" };
   const result = await client.query<unknown[]>(config as pg.QueryArrayConfig);
   const arrayMode = q.arrayMode ?? arrayModeDefault;
-  const names = result.fields.map((f) => f.name);
-  const rows: unknown[] = [];
-  // As the proxy does: before each further row, the rows written so far (as JSON) must be within the cap.
-  let bytes = 1;
-  for (const row of result.rows) {
+  const fields = result.fields.map((f) => ({
+    name: f.name,
+    dataTypeID: f.dataTypeID,
+    tableID: f.tableID,
+    columnID: f.columnID,
+    dataTypeSize: f.dataTypeSize,
+    dataTypeModifier: f.dataTypeModifier,
+    format: f.format,
+  }));
+  let text = `{"fields":${JSON.stringify(fields)},"rows":[`;
+  let bytes = bytesBefore + Buffer.byteLength(text);
+  result.rows.forEach((row, i) => {
     if (bytes > maxBytes) throw new Refusal(507, `response is too large (max is ${maxBytes} bytes)`);
-    const json = arrayMode ? row : Object.fromEntries(names.map((name, i) => [name, row[i]]));
-    bytes += Buffer.byteLength(JSON.stringify(json)) + 1;
-    rows.push(json);
-  }
-  return {
-    fields: result.fields.map((f) => ({
-      name: f.name,
-      dataTypeID: f.dataTypeID,
-      tableID: f.tableID,
-      columnID: f.columnID,
-      dataTypeSize: f.dataTypeSize,
-      dataTypeModifier: f.dataTypeModifier,
-      format: f.format,
-    })),
-    rows,
-    command: result.command,
-    rowCount: result.rowCount,
-    rowAsArray: arrayMode,
-  } satisfies QueryResultJson;
+    const value = arrayMode ? row : Object.fromEntries(fields.map((f, c) => [f.name, row[c]]));
+    const json = (i === 0 ? "" : ",") + JSON.stringify(value);
+    bytes += Buffer.byteLength(json);
+    text += json;
+  });
+  const command = JSON.stringify(result.command ?? "");
+  return `${text}],"command":${command},"rowCount":${JSON.stringify(result.rowCount)},"rowAsArray":${arrayMode}}`;
 }
 
 function connectionUrl(header: string | string[] | undefined): URL {
@@ -370,8 +374,11 @@ function arrayLiteral(value: unknown): string {
   return typeof value === "object" ? JSON.stringify(JSON.stringify(value)) : JSON.stringify(value);
 }
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(body);
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  sendText(res, status, JSON.stringify(body));
+}
+
+function sendText(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, {
     "content-type": "application/json",
     "content-length": Buffer.byteLength(text),
