@@ -7,7 +7,7 @@
  * connections all dial 127.0.0.1:<peer port> (plain HTTP on loopback: no TLS). The URL, headers and body stay the
  * deployed ones, and the driver's process-wide `neonConfig` is not touched.
  *
- * What it speaks, as Neon's proxy does (sources below):
+ * What it speaks, as Neon's proxy does (sources below; the checks, payload and error body are in neon-http-wire.ts):
  * - `POST /sql` only (OPTIONS /sql answers CORS); anything else is 400 with the JSON string "query is not supported".
  * - The connection string comes from the `Neon-Connection-String` header: missing, not a URL, not postgres(ql)://,
  *   no user, no password, or an IP instead of a host name → 400. Its first host label is the endpoint id; any
@@ -46,6 +46,15 @@ import { connect as connectTcp, type AddressInfo } from "node:net";
 import pg from "pg";
 import { Agent, type Dispatcher } from "undici";
 import { describeDatabase } from "../../platform/postgres.ts";
+import {
+  batchHeaders,
+  beginStatement,
+  connectionUrl,
+  errorBody,
+  parsePayload,
+  Refusal,
+  type QueryData,
+} from "./neon-http-wire.ts";
 
 /** Neon's proxy default for both caps (`sql_over_http_max_request_size_bytes` / `…_response_…`): 10 MiB. */
 export const NEON_HTTP_MAX_BYTES = 10 * 1024 * 1024;
@@ -71,29 +80,6 @@ export interface NeonHttpPeer {
   readonly requests: readonly { host: string; path: string }[];
   close(): Promise<void>;
 }
-
-interface QueryData {
-  query: string;
-  params: (string | null)[];
-  arrayMode: boolean | undefined;
-}
-
-/** A refusal the proxy answers itself (no Postgres error behind it). */
-class Refusal extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-const ISOLATION_LEVELS: Record<string, string> = {
-  Serializable: "SERIALIZABLE",
-  ReadUncommitted: "READ UNCOMMITTED",
-  ReadCommitted: "READ COMMITTED",
-  RepeatableRead: "REPEATABLE READ",
-};
 
 /** Text results untouched: the peer answers Postgres's text, as Neon's raw output does. */
 const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
@@ -150,7 +136,7 @@ export async function startNeonHttpPeer(options: NeonHttpPeerOptions): Promise<N
     }
     try {
       const url = connectionUrl(req.headers["neon-connection-string"]);
-      const headers = batchHeaders(req);
+      const headers = batchHeaders(req.headers);
       const body = await readBody(req, maxRequestBytes);
       const payload = parsePayload(body);
       if (url.hostname.split(".")[0] !== endpointId) {
@@ -274,46 +260,6 @@ async function run(
   return `${text}],"command":${command},"rowCount":${JSON.stringify(result.rowCount)},"rowAsArray":${arrayMode}}`;
 }
 
-function connectionUrl(header: string | string[] | undefined): URL {
-  if (typeof header !== "string") throw new Refusal(400, "invalid header: neon-connection-string");
-  let url: URL;
-  try {
-    url = new URL(header);
-  } catch (err) {
-    throw new Refusal(400, `invalid connection string: ${(err as Error).message}`);
-  }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") throw new Refusal(400, "incorrect scheme");
-  if (url.pathname.length <= 1) throw new Refusal(400, "missing database name");
-  if (url.username === "") throw new Refusal(400, "missing username");
-  if (url.password === "") throw new Refusal(400, "missing authentication credentials: required password");
-  // Neon routes by the endpoint id in the host name; an IP address names none.
-  if (url.hostname === "" || /^[\d.]+$|^\[/.test(url.hostname)) throw new Refusal(400, "missing hostname");
-  return url;
-}
-
-function batchHeaders(req: IncomingMessage) {
-  const level = req.headers["neon-batch-isolation-level"];
-  if (level !== undefined && (typeof level !== "string" || ISOLATION_LEVELS[level] === undefined)) {
-    throw new Refusal(400, "invalid isolation level");
-  }
-  const readOnly = req.headers["neon-batch-read-only"] === "true";
-  const deferrable = req.headers["neon-batch-deferrable"] === "true";
-  const echo: Record<string, string> = {};
-  if (readOnly) echo["neon-batch-read-only"] = "true";
-  if (deferrable) echo["neon-batch-deferrable"] = "true";
-  if (level !== undefined) echo["neon-batch-isolation-level"] = level;
-  return { level, readOnly, deferrable, echo };
-}
-
-function beginStatement(h: ReturnType<typeof batchHeaders>): string {
-  const modes = [
-    ...(h.level === undefined ? [] : [`ISOLATION LEVEL ${ISOLATION_LEVELS[h.level]!}`]),
-    ...(h.readOnly ? ["READ ONLY"] : []),
-    ...(h.deferrable ? ["DEFERRABLE"] : []),
-  ];
-  return `START TRANSACTION ${modes.join(", ")}`.trim();
-}
-
 /** Reads the whole body, keeping none past the cap; the rest is drained so the client still reads the 413. */
 async function readBody(req: IncomingMessage, maxBytes: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -330,50 +276,6 @@ async function drain(req: IncomingMessage): Promise<void> {
   for await (const _ of req as AsyncIterable<Buffer>) void _;
 }
 
-function parsePayload(body: Buffer): QueryData | QueryData[] {
-  let json: unknown;
-  try {
-    json = JSON.parse(body.toString("utf8"));
-  } catch (err) {
-    throw new Refusal(400, `could not parse the HTTP request body: ${(err as Error).message}`);
-  }
-  const single = queryData(json);
-  if (single !== undefined) return single;
-  const queries = (json as { queries?: unknown } | null)?.queries;
-  if (Array.isArray(queries)) {
-    const batch = queries.map(queryData);
-    if (batch.every((q) => q !== undefined)) return batch;
-  }
-  throw new Refusal(
-    400,
-    "could not parse the HTTP request body: data did not match any variant of untagged enum Payload",
-  );
-}
-
-function queryData(json: unknown): QueryData | undefined {
-  if (typeof json !== "object" || json === null) return undefined;
-  const { query, params, arrayMode } = json as Record<string, unknown>;
-  if (typeof query !== "string") return undefined;
-  if (params !== undefined && !Array.isArray(params)) return undefined;
-  if (arrayMode !== undefined && typeof arrayMode !== "boolean") return undefined;
-  return { query, params: (params ?? []).map(paramText), arrayMode };
-}
-
-/** A JSON parameter as Postgres text, as Neon converts it (proxy/src/serverless/json.rs). */
-function paramText(value: unknown): string | null {
-  if (value === null) return null;
-  if (typeof value === "string") return value;
-  if (Array.isArray(value)) return arrayLiteral(value);
-  return JSON.stringify(value);
-}
-
-function arrayLiteral(value: unknown): string {
-  if (value === null) return "NULL";
-  if (Array.isArray(value)) return `{${value.map(arrayLiteral).join(",")}}`;
-  // Inside an array literal strings are quoted and escaped as JSON strings are; an object goes in as its JSON text.
-  return typeof value === "object" ? JSON.stringify(JSON.stringify(value)) : JSON.stringify(value);
-}
-
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   sendText(res, status, JSON.stringify(body));
 }
@@ -388,34 +290,7 @@ function sendText(res: ServerResponse, status: number, text: string, headers: Re
   res.end(text);
 }
 
-const DB_ERROR_FIELDS = [
-  "code",
-  "detail",
-  "hint",
-  "position",
-  "internalPosition",
-  "internalQuery",
-  "severity",
-  "where",
-  "table",
-  "column",
-  "schema",
-  "dataType",
-  "constraint",
-  "file",
-  "line",
-  "routine",
-] as const;
-
 function sendError(res: ServerResponse, err: unknown): void {
-  if (err instanceof pg.DatabaseError) {
-    const body: Record<string, unknown> = { message: err.message };
-    for (const field of DB_ERROR_FIELDS) body[field] = err[field] ?? null;
-    sendJson(res, 400, body);
-    return;
-  }
-  const status = err instanceof Refusal ? err.status : 500;
-  const body: Record<string, unknown> = { message: (err as Error).message };
-  for (const field of DB_ERROR_FIELDS) body[field] = field === "code" || field === "severity" ? "" : null;
+  const { status, body } = errorBody(err);
   sendJson(res, status, body);
 }
