@@ -43,7 +43,7 @@ describe("the functions' neon() over HTTP, against the local Neon peer", () => {
     expect(new URL(peer.connectionString).hostname).toBe("ep-local-peer-000000.us-east-2.aws.neon.tech");
     // When the same query runs through both paths
     const sql =
-      "SELECT $1::int + $2::int AS sum, $3::text AS text, $4::numeric(30,6) AS amount, $5::timestamptz AS at, $6::text AS nothing, $7::bigint AS big";
+      "SELECT $1::int + $2::int AS sum, $3::text AS text, $4::numeric(30,6) AS amount, $5::timestamptz AS at, $6::text AS nothing, $7::bigint AS big, $8::bytea AS bytes, $9::int[] AS list";
     const params = [
       40,
       2,
@@ -52,9 +52,12 @@ describe("the functions' neon() over HTTP, against the local Neon peer", () => {
       "2026-01-02T03:04:05Z",
       null,
       "9007199254740993",
+      Buffer.from([0, 255, 7]),
+      [1, 2],
     ];
     const overHttp = await http.query(sql, params);
-    // Then the values are exact and typed alike (numeric and bigint stay strings: no float on the way)
+    // Then the values are exact and typed alike (numeric and bigint stay strings: no float on the way; bytea a
+    // Buffer, an int[] an array)
     const expected = {
       sum: 42,
       text: "héllo ✓ 💶",
@@ -62,6 +65,8 @@ describe("the functions' neon() over HTTP, against the local Neon peer", () => {
       at: new Date("2026-01-02T03:04:05Z"),
       nothing: null,
       big: "9007199254740993",
+      bytes: Buffer.from([0, 255, 7]),
+      list: [1, 2],
     };
     expect(overHttp.rows).toEqual([expected]);
     expect(overHttp.rowCount).toBe(1);
