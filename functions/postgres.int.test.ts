@@ -1,5 +1,5 @@
 // The functions' Postgres: Neon's serverless driver, its WebSocket Pool reaching the plain local Postgres through
-// the in-process proxy (the HTTP mode needs a Neon endpoint, which no test has).
+// the in-process proxy (the HTTP mode runs against the local Neon peer in neon-http.int.test.ts).
 import { neonConfig } from "@neondatabase/serverless";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";

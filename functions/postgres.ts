@@ -6,6 +6,8 @@
  * - any other host (localhost, CI, tests: a plain Postgres has no SQL-over-HTTP endpoint) is reached with the
  *   driver's WebSocket `Pool` through an in-process WebSocket→TCP proxy (platform/pg-ws-proxy.ts) on 127.0.0.1,
  *   allowed to dial only that host:port.
+ * Tests run the HTTP path too, against a local peer for Neon's SQL-over-HTTP endpoint (functions/testing/
+ * neon-http-peer.ts) reached through `neonFetchOptions`.
  *
  * The driver's process-wide `neonConfig` is left alone: a pool's clients get their settings through the per-client
  * `neonConfig` the driver documents, so two pools in one process (tests) cannot disturb each other.
@@ -26,12 +28,28 @@ export function isNeonHost(host: string): boolean {
   return /\.neon\.tech$/i.test(host);
 }
 
-export async function connectFunctionsPostgres(databaseUrl: string, log: Logger): Promise<FunctionsPostgres> {
+export interface FunctionsPostgresOptions {
+  /**
+   * Merged into every HTTP request `neon()` makes (the driver's per-call `fetchOptions`). Only tests set it: a
+   * dispatcher that carries the requests to the local Neon HTTP peer (functions/testing/neon-http-peer.ts), while the
+   * URL the driver builds from DATABASE_URL's Neon host, the headers and the body stay the deployed ones.
+   */
+  neonFetchOptions?: Record<string, unknown>;
+}
+
+export async function connectFunctionsPostgres(
+  databaseUrl: string,
+  log: Logger,
+  options: FunctionsPostgresOptions = {},
+): Promise<FunctionsPostgres> {
   const where = describeDatabase(databaseUrl);
   const via = isNeonHost(where.host) ? "http" : "local-proxy";
   let db: FunctionsPostgres;
   if (via === "http") {
-    const sql = neon(databaseUrl, { fullResults: true });
+    const sql = neon(databaseUrl, {
+      fullResults: true,
+      ...(options.neonFetchOptions === undefined ? {} : { fetchOptions: options.neonFetchOptions }),
+    });
     db = {
       via,
       query: async <R extends Row>(text: string, params?: unknown[]) =>

@@ -2,6 +2,8 @@
  * Test support: the API app wired to real Redis and Postgres with a real engine (the leader loop) and worker
  * running in this process on a unique key prefix and database, plus the local Resend-compatible recorder or the
  * dev mailbox. Route tests call `stack.app.request(…)` in-process; `signIn` walks the magic-link flow end to end.
+ * The API's Postgres is the functions' driver through the local proxy, or, with `postgres: "neon-http"`, its deployed
+ * path (`neon()` over HTTP) through the local Neon peer.
  */
 import { Redis } from "ioredis";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
@@ -22,6 +24,7 @@ import { Sessions } from "../auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiSettings } from "../context.ts";
 import { createEngineClient } from "../engine-client.ts";
 import { connectFunctionsPostgres } from "../postgres.ts";
+import { startNeonHttpPeer, type NeonHttpPeer } from "./neon-http-peer.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -38,6 +41,8 @@ export interface ApiStack {
   readonly pg: TestDatabase;
   readonly state: EngineState;
   readonly logLines: Record<string, unknown>[];
+  /** The local Neon SQL-over-HTTP peer the API's queries go through, with `postgres: "neon-http"`. */
+  readonly neonPeer: NeonHttpPeer | undefined;
   /** XADDs a quote onto the log, as the poller would, and waits until the read model shows it. */
   setQuote(market: string, bid: string, ask: string): Promise<void>;
   /** Signs in through the magic link in the dev mailbox; returns the session token and user. */
@@ -59,6 +64,8 @@ export interface ApiStackOptions {
   readonly engineTimeoutMs?: number;
   /** The API's Redis adapter; default ioredis. */
   readonly apiRedis?: ApiRedis;
+  /** How the API reaches Postgres: the local WebSocket proxy (default) or `neon()` over HTTP via the local peer. */
+  readonly postgres?: "local-proxy" | "neon-http";
 }
 
 export async function startApiStack(overrides: ApiStackOptions = {}): Promise<ApiStack> {
@@ -72,7 +79,11 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   const pg = await createTestDatabase();
   await migrate(pg.db, log);
   // The API on its own driver, as deployed code runs it; the worker and the tests' checks on the containers' one.
-  const apiDb = await connectFunctionsPostgres(pg.url, log);
+  const neonPeer = overrides.postgres === "neon-http" ? await startNeonHttpPeer({ postgresUrl: pg.url }) : undefined;
+  const apiDb =
+    neonPeer === undefined
+      ? await connectFunctionsPostgres(pg.url, log)
+      : await connectFunctionsPostgres(neonPeer.connectionString, log, { neonFetchOptions: neonPeer.fetchOptions });
   const redis = new Redis(REDIS_URL);
   const engineReader = new Redis(REDIS_URL);
   const workerReader = new Redis(REDIS_URL);
@@ -142,6 +153,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     pg,
     state,
     logLines,
+    neonPeer,
     stopEngine,
     startEngine,
     async withStuckEngine(fn) {
@@ -202,6 +214,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       await Promise.all([apiRedis.close(), engineReader.quit(), workerReader.quit()]);
       await redis.quit();
       await apiDb.close();
+      await neonPeer?.close();
       await pg.drop();
     },
   };
