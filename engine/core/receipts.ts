@@ -83,6 +83,7 @@ export function answerOf(state: EngineState, receipt: Receipt): Answer {
         result: {
           kind: "close_trade",
           trade: closedTradeView(state, receipt.trade, receipt.close),
+          remaining: null,
           balances: balancesView(state, receipt.balances),
         },
       };

@@ -19,6 +19,7 @@ describe("open_trade fills and sizes", () => {
       openPrice: "2000",
       stopLoss: null,
       takeProfit: null,
+      trailingStop: null,
       liquidationPrice: "1809.04",
       openedAt: new Date(h.nowMs).toISOString(),
     });

@@ -195,7 +195,7 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   );
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
-    answer: { ok: true, result: { kind: "close_trade", trade: view, balances } },
+    answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
   };
 }
 
