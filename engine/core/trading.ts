@@ -12,8 +12,18 @@ import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } fr
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import {
+  amountsOf,
+  assetAt,
+  makeTrade,
+  tradeSeq,
+  type Account,
+  type EngineState,
+  type Quote,
+  type TradeFacts,
+} from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
@@ -61,7 +71,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   if (misplaced !== undefined) return misplaced;
 
   const seq = state.nextSeq++;
-  const trade = makeTrade(account, {
+  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
+  const facts: TradeFacts = {
     seq,
     assetIndex: order.assetIndex,
     isLong: order.isLong,
@@ -73,7 +84,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     takeProfitTicks: order.takeProfitTicks,
     liquidationTicks: liquidation,
     openedAtMs: step.nowMs,
-  });
+  };
+  const trade = makeTrade(account, facts);
   account.usd -= order.marginMicros;
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
@@ -89,7 +101,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   });
   emitBalancesChanged(step, account.userId, balances);
   return {
-    receipt: { kind: "open_trade", trade, balances: amounts },
+    receipt: { kind: "open_trade", trade: facts, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
   };
 }
@@ -201,19 +213,20 @@ function misplaced(
   );
 }
 
-export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
+type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
+
+/** Closes all of a trade, or with `quantity` or `percent` part of it (partial-close.ts), at the quote. */
+export function closeTradeByUser(state: EngineState, step: Step, account: Account, instruction: CloseTrade): Outcome {
   // Another user's trade is indistinguishable from a missing one.
-  const trade = account.openTrades.get(tradeSeq(state.params.shard, id));
+  const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  const steps = stepsToClose(state, trade, instruction);
+  if (typeof steps !== "number") return steps;
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
-  const { close, view, amounts, balances } = closeTrade(
-    state,
-    step,
-    trade,
-    trade.isLong ? quote.bidTicks : quote.askTicks,
-    "manual",
-  );
+  const priceTicks = trade.isLong ? quote.bidTicks : quote.askTicks;
+  if (steps < trade.quantitySteps) return closePart(state, step, trade, steps, priceTicks);
+  const { close, view, amounts, balances } = closeTrade(state, step, trade, priceTicks, "manual");
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
