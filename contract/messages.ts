@@ -3,7 +3,7 @@
  *
  * engine:input  — `price_update` (poller) and `user_instruction` (functions), interleaved: the log.
  * engine:output — `order_response` (exactly one per instruction), `closed_order`, and the read-model changes
- *                 `trade_opened`, `balances_changed`, `quote_updated`.
+ *                 `trade_opened`, `trade_updated`, `order_updated`, `balances_changed`, `quote_updated`.
  *
  * Amounts are decimal strings. The schemas check shape only (a decimal string, a bounded id); whether an amount
  * fits an asset's precision, an asset exists or a leverage is allowed is the engine's call, answered as a
@@ -39,6 +39,32 @@ export const priceUpdateSchema = z.object({
   source: z.enum(["backpack", "sim"]),
 });
 
+/** A trailing stop: exactly one of `distance` (price) and `percent` (of the best price since activation). */
+export const trailingStopSpecSchema = z.object({
+  distance: decimal.optional(),
+  percent: decimal.optional(),
+  /** Not trailing until the bid (long) reaches it, or the ask (short) falls to it; absent: trailing at once. */
+  activationPrice: decimal.optional(),
+});
+
+/** An entry order's terms, as `place_order` and each leg of `place_oco` carry them. */
+const entryOrder = {
+  asset: symbol,
+  side: z.enum(["long", "short"]),
+  /** limit: fills at `price` or better; stop: fills once the market reaches `price`, at the quote that did. */
+  type: z.enum(["limit", "stop"]),
+  price: decimal,
+  margin: decimal,
+  leverage: z.number(),
+  stopLoss: decimal.optional(),
+  takeProfit: decimal.optional(),
+  trailingStop: trailingStopSpecSchema.optional(),
+  /** Good till this log time (ms since the epoch); absent: good till cancelled. */
+  expiresAtMs: z.number().optional(),
+};
+
+export const entryOrderSchema = z.object(entryOrder);
+
 export const instructionSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("create_account") }),
   z.object({
@@ -49,9 +75,31 @@ export const instructionSchema = z.discriminatedUnion("kind", [
     leverage: z.number(),
     stopLoss: decimal.optional(),
     takeProfit: decimal.optional(),
+    trailingStop: trailingStopSpecSchema.optional(),
   }),
-  z.object({ kind: z.literal("close_trade"), tradeId: z.string().min(1).max(64) }),
+  /**
+   * Closes the whole trade, or part of it: `quantity` (in the asset's steps as a decimal) or `percent` of the
+   * current quantity (rounded down to the step), never both.
+   */
+  z.object({
+    kind: z.literal("close_trade"),
+    tradeId: z.string().min(1).max(64),
+    quantity: decimal.optional(),
+    percent: decimal.optional(),
+  }),
   z.object({ kind: z.literal("spot_order"), asset: symbol, side: z.enum(["buy", "sell"]), quantity: decimal }),
+  z.object({ kind: z.literal("place_order"), ...entryOrder }),
+  /** Two entry orders linked one-cancels-other: when one fills, the other is cancelled in the same step. */
+  z.object({ kind: z.literal("place_oco"), legs: z.tuple([entryOrderSchema, entryOrderSchema]) }),
+  z.object({ kind: z.literal("cancel_order"), orderId: z.string().min(1).max(64) }),
+  /** Each exit: absent leaves it as it is, null removes it, a value sets or moves it. */
+  z.object({
+    kind: z.literal("modify_trade"),
+    tradeId: z.string().min(1).max(64),
+    stopLoss: decimal.nullable().optional(),
+    takeProfit: decimal.nullable().optional(),
+    trailingStop: trailingStopSpecSchema.nullable().optional(),
+  }),
 ]);
 
 export const userInstructionSchema = z.object({
@@ -72,6 +120,18 @@ export type EngineInput = z.infer<typeof engineInputSchema>;
 
 export const balancesSchema = z.record(z.string(), decimal);
 
+/** A trailing stop as it stands: its terms, whether it is trailing yet, and its current level. */
+export const trailingStopSchema = z.object({
+  distance: decimal.nullable(),
+  percent: decimal.nullable(),
+  activationPrice: decimal.nullable(),
+  activated: z.boolean(),
+  /** Best price since activation (long: highest bid, short: lowest ask); null until activated. */
+  bestPrice: decimal.nullable(),
+  /** Where it fires now; null until activated. */
+  level: decimal.nullable(),
+});
+
 export const tradeSchema = z.object({
   id: z.string(),
   asset: symbol,
@@ -82,16 +142,30 @@ export const tradeSchema = z.object({
   openPrice: decimal,
   stopLoss: decimal.nullable(),
   takeProfit: decimal.nullable(),
+  trailingStop: trailingStopSchema.nullable(),
   liquidationPrice: decimal.nullable(),
   openedAt: isoTime,
 });
 
-export const closeReasonSchema = z.enum(["manual", "stop_loss", "take_profit", "liquidation"]);
+export const closeReasonSchema = z.enum(["manual", "stop_loss", "take_profit", "trailing_stop", "liquidation"]);
 
+/**
+ * One close of a trade: of all of it, or of part (a partial close). `quantity` and `margin` are the part closed;
+ * the trade's other fields are as they stood before this close.
+ */
 export const closedTradeSchema = tradeSchema.extend({
+  /**
+   * Unique per close: the trade id for the close of what remained; `<trade id>.<n>` for a partial close, n the
+   * shard's next sequence number then (unique and increasing, not consecutive per trade).
+   */
+  closeId: z.string(),
   closePrice: decimal,
   /** Exactly what the USD balance changed by beyond the returned margin; never below −margin. */
   pnl: z.string().regex(/^-?\d+(\.\d+)?$/),
+  /** The part of the loss at closePrice beyond the margin, which negative balance protection waived; else null. */
+  lossWaived: decimal.nullable(),
+  /** What stays open after this close; "0" when the trade is closed. */
+  remainingQuantity: decimal,
   closeReason: closeReasonSchema,
   closedAt: isoTime,
 });
@@ -106,11 +180,50 @@ export const spotOrderSchema = z.object({
   executedAt: isoTime,
 });
 
+export const orderStatusSchema = z.enum(["pending", "filled", "cancelled", "expired", "rejected"]);
+
+/** A pending entry order and its life: placed (pending), then filled, cancelled, expired or rejected at fill. */
+export const orderSchema = z.object({
+  id: z.string(),
+  asset: symbol,
+  side: z.enum(["long", "short"]),
+  type: z.enum(["limit", "stop"]),
+  price: decimal,
+  /** Reserved from free USD while pending; returned on cancel, expiry or rejection, locked in the trade on fill. */
+  margin: decimal,
+  leverage: z.number().int(),
+  stopLoss: decimal.nullable(),
+  takeProfit: decimal.nullable(),
+  trailingStop: trailingStopSpecSchema.nullable(),
+  expiresAt: isoTime.nullable(),
+  /** The other leg of its one-cancels-other pair; null when not linked. */
+  ocoWith: z.string().nullable(),
+  status: orderStatusSchema,
+  placedAt: isoTime,
+  /** When the status last changed (the placement, for a pending order). */
+  updatedAt: isoTime,
+  /** Filled: the quote it filled at and the trade it opened. */
+  fillPrice: decimal.nullable(),
+  tradeId: z.string().nullable(),
+  /** Why it left the book when not filled by the market: cancelled by the user or by its OCO leg, or the refusal at fill. */
+  reason: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+
 export const resultSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("create_account"), granted: z.boolean(), balances: balancesSchema }),
   z.object({ kind: z.literal("open_trade"), trade: tradeSchema, balances: balancesSchema }),
-  z.object({ kind: z.literal("close_trade"), trade: closedTradeSchema, balances: balancesSchema }),
+  z.object({
+    kind: z.literal("close_trade"),
+    trade: closedTradeSchema,
+    /** After a partial close, the trade as it stays open; null when it is closed. */
+    remaining: tradeSchema.nullable(),
+    balances: balancesSchema,
+  }),
   z.object({ kind: z.literal("spot_order"), order: spotOrderSchema, balances: balancesSchema }),
+  z.object({ kind: z.literal("place_order"), order: orderSchema, balances: balancesSchema }),
+  z.object({ kind: z.literal("place_oco"), orders: z.tuple([orderSchema, orderSchema]), balances: balancesSchema }),
+  z.object({ kind: z.literal("cancel_order"), order: orderSchema, balances: balancesSchema }),
+  z.object({ kind: z.literal("modify_trade"), trade: tradeSchema }),
 ]);
 
 export const answerSchema = z.discriminatedUnion("ok", [
@@ -130,6 +243,16 @@ export const engineOutputSchema = z.discriminatedUnion("type", [
   }),
   z.object({ type: z.literal("closed_order"), ...outputHead, userId: userIdSchema, trade: closedTradeSchema }),
   z.object({ type: z.literal("trade_opened"), ...outputHead, userId: userIdSchema, trade: tradeSchema }),
+  /** An open trade changed without closing: exits set, moved or removed, a trailing stop activated, or a partial close. */
+  z.object({
+    type: z.literal("trade_updated"),
+    ...outputHead,
+    userId: userIdSchema,
+    change: z.enum(["exits", "trailing_activated", "partial_close"]),
+    trade: tradeSchema,
+  }),
+  /** An entry order was placed or left the book (filled, cancelled, expired, rejected at fill): its whole view. */
+  z.object({ type: z.literal("order_updated"), ...outputHead, userId: userIdSchema, order: orderSchema }),
   z.object({ type: z.literal("balances_changed"), ...outputHead, userId: userIdSchema, balances: balancesSchema }),
   z.object({
     type: z.literal("quote_updated"),
@@ -148,6 +271,11 @@ export type TradeView = z.infer<typeof tradeSchema>;
 export type ClosedTradeView = z.infer<typeof closedTradeSchema>;
 export type CloseReason = z.infer<typeof closeReasonSchema>;
 export type SpotOrderView = z.infer<typeof spotOrderSchema>;
+export type OrderView = z.infer<typeof orderSchema>;
+export type OrderStatus = z.infer<typeof orderStatusSchema>;
+export type TrailingStopSpec = z.infer<typeof trailingStopSpecSchema>;
+export type TrailingStopView = z.infer<typeof trailingStopSchema>;
+export type EntryOrder = z.infer<typeof entryOrderSchema>;
 export type InstructionResult = z.infer<typeof resultSchema>;
 export type Answer = z.infer<typeof answerSchema>;
 export type EngineOutput = z.infer<typeof engineOutputSchema>;

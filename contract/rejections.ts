@@ -19,6 +19,16 @@ export const REJECTIONS = {
   TOO_MANY_OPEN_TRADES: "The account has reached its limit of open trades.",
   WOULD_LIQUIDATE: "The trade would be liquidated as soon as it opened; lower the leverage.",
   TRADE_NOT_FOUND: "No open trade with this id belongs to this account.",
+  INVALID_PRICE: "The order price is not a valid positive price at this asset's precision.",
+  WOULD_FILL_NOW:
+    "The order would fill at once at the current price: a limit or stop must wait on its side of the market.",
+  INVALID_EXPIRY: "The expiry must be a time after now and within the allowed range.",
+  TOO_MANY_PENDING_ORDERS: "The account has reached its limit of pending orders.",
+  ORDER_NOT_FOUND: "No pending order with this id belongs to this account.",
+  INVALID_TRAILING_STOP: "The trailing stop is not valid for this trade.",
+  INVALID_CLOSE_QUANTITY: "The quantity to close is not valid for this trade.",
+  REMAINDER_TOO_SMALL: "What would stay open is below the market's minimum quantity.",
+  NOTHING_TO_MODIFY: "The request changes nothing: set, move or remove at least one exit.",
 } as const;
 
 export type RejectionCode = keyof typeof REJECTIONS;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { EngineInput, EngineOutput, TradeView } from "./messages.ts";
+import type { EngineInput, EngineOutput, OrderView, TradeView } from "./messages.ts";
 import { decodeInputFields, decodeOutputFields, encodeFields, senderOf } from "./stream-fields.ts";
 
 const price: EngineInput = {
@@ -16,6 +16,16 @@ const instruction = (i: Extract<EngineInput, { type: "user_instruction" }>["inst
   userId: "u_1",
   instruction: i,
 });
+
+const entry = {
+  asset: "ETH",
+  side: "long" as const,
+  type: "limit" as const,
+  price: "1950",
+  margin: "100",
+  leverage: 10,
+  stopLoss: "1900",
+};
 
 const inputs: [string, EngineInput][] = [
   ["price_update", price],
@@ -35,6 +45,34 @@ const inputs: [string, EngineInput][] = [
   ],
   ["close_trade", instruction({ kind: "close_trade", tradeId: "T0-17" })],
   ["spot_order", instruction({ kind: "spot_order", asset: "SOL", side: "sell", quantity: "1.25" })],
+  ["close_trade (partial)", instruction({ kind: "close_trade", tradeId: "T0-17", percent: "25" })],
+  [
+    "open_trade (trailing)",
+    instruction({
+      kind: "open_trade",
+      asset: "ETH",
+      side: "long",
+      margin: "100",
+      leverage: 5,
+      trailingStop: { distance: "25.5", activationPrice: "2100" },
+    }),
+  ],
+  ["place_order", instruction({ kind: "place_order", ...entry, expiresAtMs: 1_700_000_060_000 })],
+  [
+    "place_oco",
+    instruction({ kind: "place_oco", legs: [entry, { ...entry, side: "short", type: "stop", price: "1900" }] }),
+  ],
+  ["cancel_order", instruction({ kind: "cancel_order", orderId: "O0-3" })],
+  [
+    "modify_trade",
+    instruction({
+      kind: "modify_trade",
+      tradeId: "T0-1",
+      stopLoss: null,
+      takeProfit: "2300",
+      trailingStop: { percent: "1.5" },
+    }),
+  ],
 ];
 
 const trade: TradeView = {
@@ -47,15 +85,39 @@ const trade: TradeView = {
   openPrice: "2000",
   stopLoss: "1900",
   takeProfit: null,
+  trailingStop: null,
   liquidationPrice: "1809.04",
   openedAt: "2023-11-14T22:13:20.000Z",
 };
 const closed = {
   ...trade,
+  closeId: "T0-1",
+  lossWaived: null,
+  remainingQuantity: "0",
   closePrice: "1900",
   pnl: "-50",
   closeReason: "stop_loss" as const,
   closedAt: "2023-11-14T22:13:21.000Z",
+};
+const order: OrderView = {
+  id: "O0-3",
+  asset: "ETH",
+  side: "long",
+  type: "limit",
+  price: "1950",
+  margin: "100",
+  leverage: 10,
+  stopLoss: "1900",
+  takeProfit: null,
+  trailingStop: null,
+  expiresAt: "2023-11-14T22:14:20.000Z",
+  ocoWith: null,
+  status: "pending",
+  placedAt: "2023-11-14T22:13:20.000Z",
+  updatedAt: "2023-11-14T22:13:20.000Z",
+  fillPrice: null,
+  tradeId: null,
+  reason: null,
 };
 const balances = { USD: "9950", ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
 const head = { id: "1700000000000-0:1", inputId: "1700000000000-0" };
@@ -73,7 +135,51 @@ const outputs: [string, EngineOutput][] = [
     response({ ok: true, result: { kind: "create_account", granted: true, balances } }),
   ],
   ["order_response open_trade", response({ ok: true, result: { kind: "open_trade", trade, balances } })],
-  ["order_response close_trade", response({ ok: true, result: { kind: "close_trade", trade: closed, balances } })],
+  [
+    "order_response close_trade",
+    response({ ok: true, result: { kind: "close_trade", trade: closed, remaining: null, balances } }),
+  ],
+  [
+    "order_response close_trade (partial)",
+    response({
+      ok: true,
+      result: {
+        kind: "close_trade",
+        trade: { ...closed, closeId: "T0-1.1", quantity: "0.2", margin: "40", remainingQuantity: "0.3" },
+        remaining: { ...trade, quantity: "0.3", margin: "60" },
+        balances,
+      },
+    }),
+  ],
+  ["order_response place_order", response({ ok: true, result: { kind: "place_order", order, balances } })],
+  [
+    "order_response place_oco",
+    response({ ok: true, result: { kind: "place_oco", orders: [order, { ...order, id: "O0-4" }], balances } }),
+  ],
+  [
+    "order_response cancel_order",
+    response({ ok: true, result: { kind: "cancel_order", order: { ...order, status: "cancelled" }, balances } }),
+  ],
+  [
+    "order_response modify_trade",
+    response({
+      ok: true,
+      result: {
+        kind: "modify_trade",
+        trade: {
+          ...trade,
+          trailingStop: {
+            distance: null,
+            percent: "1.5",
+            activationPrice: null,
+            activated: true,
+            bestPrice: "2010",
+            level: "1979.85",
+          },
+        },
+      },
+    }),
+  ],
   [
     "order_response spot_order",
     response({
@@ -99,6 +205,11 @@ const outputs: [string, EngineOutput][] = [
   ],
   ["closed_order", { type: "closed_order", ...head, userId: "u_1", trade: closed }],
   ["trade_opened", { type: "trade_opened", ...head, userId: "u_1", trade }],
+  ["trade_updated", { type: "trade_updated", ...head, userId: "u_1", change: "exits", trade }],
+  [
+    "order_updated",
+    { type: "order_updated", ...head, userId: "u_1", order: { ...order, status: "filled", tradeId: "T0-9" } },
+  ],
   ["balances_changed", { type: "balances_changed", ...head, userId: "u_1", balances }],
   [
     "quote_updated",

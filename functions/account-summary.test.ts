@@ -10,6 +10,7 @@ function trade(t: Pick<TradeView, "id" | "asset" | "type" | "margin" | "quantity
     leverage: 10,
     stopLoss: null,
     takeProfit: null,
+    trailingStop: null,
     liquidationPrice: null,
     openedAt: at,
   };

@@ -56,7 +56,7 @@ export class ApiError extends Error {
 
 /** A refusal from the engine: the user's own request was understood but cannot be carried out. */
 export function rejectionStatus(code: RejectionCode): ContentfulStatusCode {
-  if (code === "TRADE_NOT_FOUND" || code === "ACCOUNT_NOT_FOUND") return 404;
+  if (code === "TRADE_NOT_FOUND" || code === "ORDER_NOT_FOUND" || code === "ACCOUNT_NOT_FOUND") return 404;
   if (code === "INVALID_INSTRUCTION" || code === "INVALID_AMOUNT" || code === "UNKNOWN_ASSET") return 400;
   return 422;
 }

@@ -114,8 +114,13 @@ export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
     openPrice: trimDecimal(r.open_price),
     stopLoss: nullable(r.stop_loss),
     takeProfit: nullable(r.take_profit),
+    // CONTRACT BRANCH ONLY: the data side stores these.
+    trailingStop: null,
     liquidationPrice: nullable(r.liquidation_price),
     openedAt: r.opened_at.toISOString(),
+    closeId: r.id,
+    lossWaived: null,
+    remainingQuantity: "0",
     closePrice: trimDecimal(r.close_price),
     pnl: trimDecimal(r.pnl),
     closeReason: r.close_reason,

@@ -120,6 +120,19 @@ export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, ou
     case "quote_updated":
       write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));
       return;
+    case "trade_updated":
+      // CONTRACT BRANCH ONLY: unguarded against a late older update; the data side replaces this.
+      pipe.evalsha(
+        trade,
+        2,
+        closedTrades(keys, output.userId),
+        keys.openTradesKey(output.userId),
+        "open",
+        output.trade.id,
+        JSON.stringify(output.trade),
+      );
+      return;
+    case "order_updated":
     case "order_response":
       return;
     default:

@@ -97,9 +97,15 @@ function execute(
     case "open_trade":
       return openTrade(state, step, account, instruction);
     case "close_trade":
-      return closeTradeByUser(state, step, account, instruction.tradeId);
+      return closeTradeByUser(state, step, account, instruction);
     case "spot_order":
       return spotOrder(state, step, account, instruction);
+    case "place_order":
+    case "place_oco":
+    case "cancel_order":
+    case "modify_trade":
+      // CONTRACT BRANCH ONLY: each kind is replaced by its handler before this reaches main.
+      return refuse("INVALID_INSTRUCTION", `${instruction.kind} is not handled yet.`);
     default:
       return unreachable(instruction);
   }

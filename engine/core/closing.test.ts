@@ -13,8 +13,11 @@ describe("close_trade", () => {
     // (210000 − 200000) × 5000 = 50,000,000 micros; 9900 + 100 + 50 = 10050
     expect(closed).toEqual({
       ...trade,
+      closeId: trade.id,
       closePrice: "2100",
       pnl: "50",
+      lossWaived: null,
+      remainingQuantity: "0",
       closeReason: "manual",
       closedAt: new Date(h.nowMs).toISOString(),
     });

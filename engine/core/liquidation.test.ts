@@ -89,8 +89,13 @@ describe("negative balance protection", () => {
     opened(h, "alice");
     const house = h.state.house.usd;
     const [closed] = ofType(h.price(ETH, "1000", "1000.01"), "closed_order");
-    // raw pnl (100000 − 200000) × 5000 = −500 USD, capped at −margin
-    expect(closed?.trade).toMatchObject({ closeReason: "liquidation", closePrice: "1000", pnl: "-100" });
+    // raw pnl (100000 − 200000) × 5000 = −500 USD, capped at −margin: 400 USD of the loss is waived
+    expect(closed?.trade).toMatchObject({
+      closeReason: "liquidation",
+      closePrice: "1000",
+      pnl: "-100",
+      lossWaived: "400",
+    });
     expect(usdOf(h, "alice")).toBe("9900");
     expect(h.state.house.usd - house).toBe(100_000_000n);
   });

@@ -37,7 +37,9 @@ export type Receipt =
       readonly close: CloseFacts;
       readonly balances: readonly number[];
     }
-  | { readonly kind: "spot_order"; readonly order: SpotFacts; readonly balances: readonly number[] };
+  | { readonly kind: "spot_order"; readonly order: SpotFacts; readonly balances: readonly number[] }
+  /** The answer itself, for instructions rare enough that a compact receipt would not pay for its code. */
+  | { readonly kind: "answer"; readonly answer: Answer };
 
 /** A handler's result: the receipt and the answer built from it (views shared with the step's other outputs). */
 export interface Outcome {
@@ -59,8 +61,15 @@ export function isRefusal<T extends object>(x: T | Outcome): x is Outcome {
   return "receipt" in x && "answer" in x;
 }
 
+/** An outcome remembered as its answer (the `answer` receipt). */
+export function remembered(answer: Answer): Outcome {
+  return { receipt: { kind: "answer", answer }, answer };
+}
+
 export function answerOf(state: EngineState, receipt: Receipt): Answer {
   switch (receipt.kind) {
+    case "answer":
+      return receipt.answer;
     case "rejected":
       return { ok: false, error: { code: receipt.code, message: receipt.message } };
     case "create_account":
@@ -83,6 +92,7 @@ export function answerOf(state: EngineState, receipt: Receipt): Answer {
         result: {
           kind: "close_trade",
           trade: closedTradeView(state, receipt.trade, receipt.close),
+          remaining: null,
           balances: balancesView(state, receipt.balances),
         },
       };

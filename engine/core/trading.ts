@@ -2,17 +2,28 @@
  * Leveraged trades in hedging mode: every trade is its own isolated-margin position.
  *
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
- * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it).
+ * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
+ * take-profit beyond both the price and the entry (checkLevels).
  * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
  */
-import { microsPerTickStep } from "../../contract/markets.ts";
+import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import {
+  amountsOf,
+  assetAt,
+  makeTrade,
+  tradeSeq,
+  type Account,
+  type EngineState,
+  type Quote,
+  type TradeFacts,
+} from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
@@ -45,7 +56,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   if (notional === undefined)
     return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
-  const k = microsPerTickStep(assetAt(state, order.assetIndex));
+  const asset = assetAt(state, order.assetIndex);
+  const k = microsPerTickStep(asset);
   const quantity = divFloor(notional, fillTicks * k);
   if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
   const liquidation = liquidationTicks(
@@ -55,11 +67,12 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     quantity * k,
     p.maintenanceMarginPpm,
   );
-  const misplaced = checkLevels(state, order, quote, liquidation);
+  const misplaced = checkLevels(asset, order, fillTicks, quote, liquidation);
   if (misplaced !== undefined) return misplaced;
 
   const seq = state.nextSeq++;
-  const trade = makeTrade(account, {
+  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
+  const facts: TradeFacts = {
     seq,
     assetIndex: order.assetIndex,
     isLong: order.isLong,
@@ -71,7 +84,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     takeProfitTicks: order.takeProfitTicks,
     liquidationTicks: liquidation,
     openedAtMs: step.nowMs,
-  });
+  };
+  const trade = makeTrade(account, facts);
   account.usd -= order.marginMicros;
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
@@ -87,7 +101,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   });
   emitBalancesChanged(step, account.userId, balances);
   return {
-    receipt: { kind: "open_trade", trade, balances: amounts },
+    receipt: { kind: "open_trade", trade: facts, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
   };
 }
@@ -120,37 +134,53 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
   };
 }
 
+/** The exit levels a placement rule looks at, in ticks (0: not set): an order's, or an open trade's after a change. */
+export interface ExitLevels {
+  readonly isLong: boolean;
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+}
+
 /**
- * Placement rules at the current quote: long SL < bid < TP, short TP < ask < SL; not already liquidatable; and a
- * stop-loss no further than the liquidation level (beyond it, it could never fire; at it, the tie goes to the stop).
- * Refusals name the level, the price it was checked against and the range it must lie in.
+ * Placement rules for exits, at the current quote and the trade's entry price: long SL < bid, TP > bid and
+ * TP > entry; short SL > ask, TP < ask and TP < entry (a take-profit on the losing side of the entry would close
+ * as `take_profit` at a loss); not already liquidatable; and a stop-loss no further than the liquidation level
+ * (beyond it, it could never fire; at it, the tie goes to the stop). Refusals name the level, the prices it was
+ * checked against and the range it must lie in. Used at open and by every later change of a trade's exits.
  */
-function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
-  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+export function checkLevels(
+  asset: AssetConfig,
+  levels: ExitLevels,
+  entryTicks: number,
+  quote: Quote,
+  liquidation: number,
+): Outcome | undefined {
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = levels;
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
-    return misplaced(state, order, quote, liquidation, "stop-loss side");
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss side");
   }
-  if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
-    return misplaced(state, order, quote, liquidation, "take-profit side");
+  if (tp !== 0 && (isLong ? tp <= quote.bidTicks || tp <= entryTicks : tp >= quote.askTicks || tp >= entryTicks)) {
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
   if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
-    return misplaced(state, order, quote, liquidation, "stop-loss beyond liquidation");
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss beyond liquidation");
   }
   return undefined;
 }
 
 /** The refusal of a misplaced level, in numbers. Apart from checkLevels so that an accepted open formats nothing. */
 function misplaced(
-  state: EngineState,
-  order: OpenOrder,
+  asset: AssetConfig,
+  levels: ExitLevels,
+  entryTicks: number,
   quote: Quote,
   liquidation: number,
   why: "stop-loss side" | "take-profit side" | "stop-loss beyond liquidation",
 ): Outcome {
-  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
-  const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = levels;
+  const price = (ticks: number) => formatUnits(ticks, asset.priceDecimals);
   const bid = price(quote.bidTicks);
   const ask = price(quote.askTicks);
   if (why === "stop-loss side") {
@@ -162,11 +192,14 @@ function misplaced(
     );
   }
   if (why === "take-profit side") {
+    const entry = price(entryTicks);
     return refuse(
       "INVALID_TAKE_PROFIT",
       isLong
-        ? `A long's take-profit must be above the current bid ${bid}; takeProfit ${price(tp)} is not.`
-        : `A short's take-profit must be below the current ask ${ask}; takeProfit ${price(tp)} is not.`,
+        ? `A long's take-profit must be above its entry price ${entry} and the current bid ${bid}; ` +
+            `takeProfit ${price(tp)} is not.`
+        : `A short's take-profit must be below its entry price ${entry} and the current ask ${ask}; ` +
+            `takeProfit ${price(tp)} is not.`,
     );
   }
   const at = price(liquidation);
@@ -180,22 +213,23 @@ function misplaced(
   );
 }
 
-export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
+type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
+
+/** Closes all of a trade, or with `quantity` or `percent` part of it (partial-close.ts), at the quote. */
+export function closeTradeByUser(state: EngineState, step: Step, account: Account, instruction: CloseTrade): Outcome {
   // Another user's trade is indistinguishable from a missing one.
-  const trade = account.openTrades.get(tradeSeq(state.params.shard, id));
+  const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  const steps = stepsToClose(state, trade, instruction);
+  if (typeof steps !== "number") return steps;
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
-  const { close, view, amounts, balances } = closeTrade(
-    state,
-    step,
-    trade,
-    trade.isLong ? quote.bidTicks : quote.askTicks,
-    "manual",
-  );
+  const priceTicks = trade.isLong ? quote.bidTicks : quote.askTicks;
+  if (steps < trade.quantitySteps) return closePart(state, step, trade, steps, priceTicks);
+  const { close, view, amounts, balances } = closeTrade(state, step, trade, priceTicks, "manual");
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
-    answer: { ok: true, result: { kind: "close_trade", trade: view, balances } },
+    answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
   };
 }
 

@@ -1,5 +1,5 @@
 /** Wire views of engine facts: decimal strings at each asset's scale, as the contract and the API show them. */
-import { ACCOUNT_CURRENCY } from "../../contract/markets.ts";
+import { ACCOUNT_CURRENCY, microsPerTickStep } from "../../contract/markets.ts";
 import type { Balances, ClosedTradeView, SpotOrderView, TradeView } from "../../contract/messages.ts";
 import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
@@ -30,15 +30,38 @@ export function tradeView(state: EngineState, t: TradeFacts): TradeView {
     openPrice: formatUnits(t.openPriceTicks, d),
     stopLoss: t.stopLossTicks === 0 ? null : formatUnits(t.stopLossTicks, d),
     takeProfit: t.takeProfitTicks === 0 ? null : formatUnits(t.takeProfitTicks, d),
+    trailingStop: null,
     liquidationPrice: t.liquidationTicks === 0 ? null : formatUnits(t.liquidationTicks, d),
     openedAt: isoTime(t.openedAtMs),
   };
 }
 
-export function closedTradeView(state: EngineState, t: TradeFacts, close: CloseFacts): ClosedTradeView {
+/** What a partial close adds to its view: the number in its close id and what stays open. */
+export interface PartFacts {
+  readonly closeSeq: number;
+  readonly remainingSteps: number;
+}
+
+/**
+ * A close of the whole trade, or with `part` of part of it (`t` then holds the quantity and margin closed).
+ * `lossWaived` is derived, not stored: the loss at the close price (exact, in micros) on the quantity closed beyond
+ * the margin closed, which the settlement did not charge (negative balance protection).
+ */
+export function closedTradeView(
+  state: EngineState,
+  t: TradeFacts,
+  close: CloseFacts,
+  part?: PartFacts,
+): ClosedTradeView {
   const view = tradeView(state, t) as ClosedTradeView;
-  view.closePrice = formatUnits(close.priceTicks, assetAt(state, t.assetIndex).priceDecimals);
+  const asset = assetAt(state, t.assetIndex);
+  const diff = t.isLong ? close.priceTicks - t.openPriceTicks : t.openPriceTicks - close.priceTicks;
+  const waived = -(diff * t.quantitySteps * microsPerTickStep(asset)) - t.marginMicros;
+  view.closeId = part === undefined ? view.id : `${view.id}.${part.closeSeq}`;
+  view.closePrice = formatUnits(close.priceTicks, asset.priceDecimals);
   view.pnl = formatUsd(close.pnlMicros);
+  view.lossWaived = waived > 0 ? formatUsd(waived) : null;
+  view.remainingQuantity = part === undefined ? "0" : formatUnits(part.remainingSteps, asset.quantityDecimals);
   view.closeReason = close.reason;
   view.closedAt = isoTime(close.atMs);
   return view;

@@ -3,7 +3,7 @@ import type { Answer, EngineOutput, Instruction, OutputOf } from "../../contract
 import { apply } from "../core/apply.ts";
 import { checkInvariants } from "../core/invariants.ts";
 import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
-import { answerOf } from "../core/receipts.ts";
+import { answerOf, remembered } from "../core/receipts.ts";
 import { createState, tradeId, tradeSeq, type EngineState, type Trade } from "../core/state.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { ByteWriter } from "./bytes.ts";
@@ -540,13 +540,15 @@ describe("snapshot codec: refusals", () => {
   });
 
   it("refuses an unsupported version", () => {
-    for (const v of [0, 4, 200]) {
+    for (const v of [0, SNAPSHOT_VERSION + 1, 200]) {
       const w = new ByteWriter(16);
       w.uint(v);
       const versionBytes = w.finish();
       const bytes = good();
       const patched = new Uint8Array([...bytes.subarray(0, 4), ...versionBytes, ...bytes.subarray(5)]);
-      expect(() => decodeSnapshot(patched)).toThrow(`snapshot version ${v} is not supported (expected 3)`);
+      expect(() => decodeSnapshot(patched)).toThrow(
+        `snapshot version ${v} is not supported (expected ${SNAPSHOT_VERSION})`,
+      );
     }
   });
 
@@ -578,6 +580,11 @@ describe("snapshot codec: refusals", () => {
       "duplicate asset or market",
     ],
     [
+      "an asset whose minimum quantity is below one step",
+      { assets: [{ ...DEFAULT_PARAMS.assets[0]!, minQuantitySteps: 0 }] },
+      "ETH: minQuantitySteps must be a whole number ≥ 1, got 0",
+    ],
+    [
       "a max-leverage trade that would open liquidated",
       { maintenanceMarginPpm: 10_000, maxLeverage: 100 },
       "must stay below 100%",
@@ -590,7 +597,7 @@ describe("snapshot codec: refusals", () => {
 });
 
 interface HandBuiltOptions {
-  version?: 1 | 2 | 3;
+  version?: 1 | 2 | 3 | 4;
   assetAndSide?: number;
   receiptKind?: number;
   rejectionCode?: string;
@@ -608,16 +615,21 @@ interface HandBuiltOptions {
   firstProfitPos?: number;
   /** The params JSON with these values under the idempotency limits' former names. */
   formerParamNames?: { dedupWindowMs: number; dedupMaxEntries: number; dedupMaxPerUser: number };
+  /** The params JSON with assets saved before they had `minQuantitySteps`. */
+  assetsWithoutMinQuantity?: boolean;
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
 function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
-  const version = options.version ?? 3;
+  const version = options.version ?? SNAPSHOT_VERSION;
   const params = makeParams();
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
   w.uint(version);
-  if (options.formerParamNames === undefined) w.string(JSON.stringify(params));
+  if (options.assetsWithoutMinQuantity === true) {
+    const assets = params.assets.map(({ minQuantitySteps: _, ...rest }) => rest);
+    w.string(JSON.stringify({ ...params, assets }));
+  } else if (options.formerParamNames === undefined) w.string(JSON.stringify(params));
   else {
     const stored: Record<string, unknown> = { ...params, ...options.formerParamNames };
     for (const name of ["idempotencyWindowMs", "idempotencyMaxEntries", "idempotencyMaxPerUser"]) delete stored[name];
@@ -708,7 +720,18 @@ describe("snapshot codec: documented layout", () => {
     expect(Object.keys(params).filter((k) => k.startsWith("dedup"))).toEqual([]);
   });
 
-  it.each([1, 2, 3] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
+  it("gives assets saved without a minimum quantity one step, and writes it back", () => {
+    const state = decodeSnapshot(handBuilt({ assetsWithoutMinQuantity: true }));
+    expect(state.params.assets.map((a) => [a.symbol, a.minQuantitySteps])).toEqual([
+      ["ETH", 1],
+      ["BTC", 1],
+      ["SOL", 1],
+      ["ADA", 1],
+    ]);
+    expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it.each([1, 2, 3, 4] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
@@ -779,7 +802,7 @@ describe("snapshot codec: documented layout", () => {
         { atMs: 1_700_000_000_050, receipt: { kind: "rejected", code: "INVALID_AMOUNT", message: "nope" } },
       ],
     ]);
-    // The encoder writes exactly these bytes back, as version 3.
+    // The encoder writes exactly these bytes back, as the current version.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
   });
 
@@ -863,7 +886,7 @@ describe("snapshot codec: documented layout", () => {
   });
 
   it.each([1, 2] as const)("refuses an unknown receipt kind or rejection code (version %i)", (version) => {
-    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 5 }))).toThrow(
+    expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 6 }))).toThrow(
       "snapshot holds an unknown receipt kind",
     );
     expect(() => decodeSnapshot(handBuilt({ version, receiptKind: 255 }))).toThrow(
@@ -875,6 +898,36 @@ describe("snapshot codec: documented layout", () => {
     expect(() => decodeSnapshot(handBuilt({ version, rejectionCode: "toString" }))).toThrow(
       "unknown rejection code toString",
     );
+  });
+});
+
+describe("snapshot codec: answers remembered whole", () => {
+  const answer: Answer = { ok: false, error: { code: "ORDER_NOT_FOUND", message: "No such order «O3-9»." } };
+
+  it("restores an answer receipt that a repeated request then gets back", () => {
+    const h = richHarness();
+    const [userId] = [...h.state.accounts.keys()];
+    h.state.idempotency.add(userId!, "whole-1", h.state.lastInputMs, remembered(answer).receipt);
+    const bytes = encodeSnapshot(h.state);
+    const restored = decodeSnapshot(bytes);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+    const entry = [...restored.idempotency].find(([key]) => key === `${userId} whole-1`);
+    expect(entry?.[1].receipt).toEqual({ kind: "answer", answer });
+    expect(encodeSnapshot(restored)).toEqual(bytes);
+  });
+
+  it("refuses at restore an answer that is not JSON, or not one the contract allows", () => {
+    const h = richHarness();
+    const [userId] = [...h.state.accounts.keys()];
+    h.state.idempotency.add(userId!, "whole-1", h.state.lastInputMs, remembered(answer).receipt);
+    const bytes = encodeSnapshot(h.state).slice();
+    const at = Buffer.from(bytes).indexOf('{"ok":false');
+    const notJson = bytes.slice();
+    notJson[at] = "x".charCodeAt(0);
+    expect(() => decodeSnapshot(notJson)).toThrow("snapshot holds an answer that is not JSON");
+    const notAllowed = bytes.slice();
+    notAllowed.set(Buffer.from('{"ok":    1'), at); // same length; `ok` must be a boolean
+    expect(() => decodeSnapshot(notAllowed)).toThrow("snapshot holds an answer the contract does not allow");
   });
 });
 
@@ -921,7 +974,7 @@ describe("snapshot codec: the idempotency section scanned by another thread (pre
     const cases: [HandBuiltOptions, string | RegExp][] = [
       [{ accountIndex: 1 }, "snapshot remembers a request of an unknown account"],
       [{ lengthSkew: 1 }, "snapshot holds a receipt of the wrong length"],
-      [{ receiptKind: 5 }, "snapshot holds an unknown receipt kind"],
+      [{ receiptKind: 6 }, "snapshot holds an unknown receipt kind"],
       [{ rejectionCode: "NOT_A_CODE" }, "unknown rejection code NOT_A_CODE"],
       [{ secondRequestId: "req 2" }, /not printable ASCII/],
       [{ grantBytes: [...new Array<number>(8).fill(0x80), 0x01] }, "varint too long"],

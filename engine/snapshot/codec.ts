@@ -6,7 +6,7 @@
  * needs no heapify (tenths of a second at 1M open trades); it follows from the log alone (every heap operation is
  * deterministic), so an engine restored from a snapshot and one that applied the whole log still hash alike.
  *
- * Layout (version 3), all numbers varints:
+ * Layout (version 4), all numbers varints:
  *   "PBSN" version params(JSON) lastInputId nextSeq ignoredPriceUpdates
  *   house: usd holdings×assets, as decimal strings (bigints: the house can exceed 2^53 micros)
  *   quotes: per asset, present? bid ask atMs exchangeTimeUs source
@@ -19,15 +19,18 @@
  *   RECEIPT = kind, then: rejected: code message | create_account: granted AMOUNTS
  *             | open_trade: seq TRADE AMOUNTS | close_trade: seq TRADE price pnl reason AMOUNTS
  *             | spot_order: seq asset·2+buy quantity price total AMOUNTS;   AMOUNTS = usd holdings×assets
+ *             | answer: the answer as JSON (instructions rare enough not to need a compact receipt)
  *   Times inside a receipt are signed deltas from its entry's time. accountIndex is the account's position in
  *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
+ * Version 3 is version 4 without the `answer` receipt and the trailing_stop close reason.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
  * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
  * never written.
+ * Params of any version whose assets lack `minQuantitySteps` (saved before it existed) read it as 1.
  * Derived data (trade ids, exit levels, lookups) is rebuilt on decode.
  */
-import type { CloseReason } from "../../contract/messages.ts";
+import { answerSchema, type Answer, type CloseReason } from "../../contract/messages.ts";
 import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
@@ -38,7 +41,7 @@ import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
-export const SNAPSHOT_VERSION = 3;
+export const SNAPSHOT_VERSION = 4;
 
 /**
  * Encodes the state. The result is a view of the writer's buffer: pass the same `writer` to every snapshot of a
@@ -204,14 +207,21 @@ const FORMER_PARAM_NAMES: Readonly<Record<string, keyof EngineParams>> = {
 function withCurrentParamNames(stored: Record<string, unknown>): EngineParams {
   const params: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(stored)) params[FORMER_PARAM_NAMES[name] ?? name] = value;
+  if (Array.isArray(params.assets)) params.assets = params.assets.map(withAssetDefaults);
   return params as unknown as EngineParams;
+}
+
+/** Asset fields a snapshot may predate: an asset saved before markets had a minimum quantity gets one step. */
+function withAssetDefaults(asset: unknown): unknown {
+  if (typeof asset !== "object" || asset === null || "minQuantitySteps" in asset) return asset;
+  return { ...asset, minQuantitySteps: 1 };
 }
 
 /** Everything before the accounts section, into a fresh state; and the snapshot's version. */
 function readHead(r: ByteReader): { version: number; state: EngineState } {
   for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
   const version = r.uint();
-  if (version !== SNAPSHOT_VERSION && version !== 2 && version !== 1)
+  if (version !== SNAPSHOT_VERSION && version !== 3 && version !== 2 && version !== 1)
     throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
   const params = withCurrentParamNames(JSON.parse(r.string()) as Record<string, unknown>);
   validateParams(params);
@@ -356,13 +366,15 @@ function readIdempotencyV1(r: ByteReader, state: EngineState): void {
 /** What the contract allows a request id (contract/messages.ts): printable ASCII without spaces, at most this long. */
 const MAX_REQUEST_ID_LENGTH = 128;
 
-const REASONS: readonly CloseReason[] = ["manual", "stop_loss", "take_profit", "liquidation"];
+/** Indexes are the format: append only. */
+const REASONS: readonly CloseReason[] = ["manual", "stop_loss", "take_profit", "liquidation", "trailing_stop"];
 const RECEIPT_KINDS: readonly Receipt["kind"][] = [
   "rejected",
   "create_account",
   "open_trade",
   "close_trade",
   "spot_order",
+  "answer",
 ];
 
 function writeTrade(w: ByteWriter, t: TradeFacts, baseMs: number): void {
@@ -400,6 +412,9 @@ function readTrade(r: ByteReader, seq: number, baseMs: number, assetCount: numbe
 function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {
   w.u8(RECEIPT_KINDS.indexOf(receipt.kind));
   switch (receipt.kind) {
+    case "answer":
+      w.string(JSON.stringify(receipt.answer));
+      return;
     case "rejected":
       w.string(receipt.code);
       w.string(receipt.message);
@@ -436,6 +451,8 @@ function writeReceipt(w: ByteWriter, receipt: Receipt, atMs: number): void {
 function readReceipt(r: ByteReader, atMs: number, assetCount: number): Receipt {
   const kind = RECEIPT_KINDS[r.u8()];
   switch (kind) {
+    case "answer":
+      return { kind, answer: readAnswer(r) };
     case "rejected": {
       const code = r.string();
       if (!Object.hasOwn(REJECTIONS, code)) throw new Error(`snapshot holds an unknown rejection code ${code}`);
@@ -492,6 +509,9 @@ function checkReceipt(r: ByteReader, assetCount: number): void {
       r.string(); // the message: checked as UTF-8 (refusals are few)
       return;
     }
+    case "answer":
+      readAnswer(r);
+      return;
     case "create_account":
       r.u8();
       break;
@@ -520,6 +540,19 @@ function checkReceipt(r: ByteReader, assetCount: number): void {
 function checkTrade(r: ByteReader, assetCount: number): void {
   if (Math.floor(r.uint() / 2) >= assetCount) throw new Error("snapshot names an unknown asset");
   r.skipVarints(8);
+}
+
+/** An answer kept whole (receipts.ts, `remembered`): checked against the contract, as any input would be. */
+function readAnswer(r: ByteReader): Answer {
+  let json: unknown;
+  try {
+    json = JSON.parse(r.string());
+  } catch {
+    throw new Error("snapshot holds an answer that is not JSON");
+  }
+  const parsed = answerSchema.safeParse(json);
+  if (!parsed.success) throw new Error("snapshot holds an answer the contract does not allow");
+  return parsed.data;
 }
 
 function readAmounts(r: ByteReader, assetCount: number): number[] {

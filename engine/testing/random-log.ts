@@ -2,7 +2,7 @@
  * fast-check generator of realistic, adversarial engine logs for property tests: a few users (one never
  * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
- * reused request ids). Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ * reused request ids). Closes are of all of a trade or of part (a quantity or a percent, sometimes both). Commands are interpreted into concrete `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
 import type { Instruction, EngineInput } from "../../contract/messages.ts";
@@ -30,8 +30,11 @@ type Command =
       tpBps: number | null;
       req: number | null;
     }
-  | { c: "close"; u: number; trade: number; req: number | null }
+  | { c: "close"; u: number; trade: number; part: ClosePart; req: number | null }
   | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
+
+/** What part of a trade a close asks for: all of it (null), a quantity, a percent, or (refused) both. */
+type ClosePart = null | { quantity?: string; percent?: string };
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 });
 const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
@@ -42,6 +45,21 @@ const amount = fc.oneof(
     .tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 999_999 }))
     .map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
   fc.constantFrom("0", "0.0000001", "999999999", "12.5", "1"),
+);
+
+const closeQuantity = fc.oneof(
+  fc.integer({ min: 1, max: 3_000 }).map((n) => (n / 100).toFixed(2)),
+  fc.constantFrom("0.0001", "0.1", "1", "0", "0.00001", "5000"),
+);
+const closePercent = fc.oneof(
+  fc.integer({ min: 1, max: 10_000 }).map((n) => (n / 100).toFixed(2)),
+  fc.constantFrom("50", "100", "99.99", "0.01", "0", "100.01", "12.345"),
+);
+const closePart: fc.Arbitrary<ClosePart> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(null) },
+  { weight: 2, arbitrary: closeQuantity.map((quantity) => ({ quantity })) },
+  { weight: 2, arbitrary: closePercent.map((percent) => ({ percent })) },
+  { weight: 1, arbitrary: fc.record({ quantity: closeQuantity, percent: closePercent }) },
 );
 
 const command: fc.Arbitrary<Command> = fc.oneof(
@@ -88,6 +106,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       c: fc.constant("close" as const),
       u: user,
       trade: fc.integer({ min: 1, max: 12 }),
+      part: closePart,
       req: reqId,
     }),
   },
@@ -176,7 +195,7 @@ function toInstruction(
       return order;
     }
     case "close":
-      return { kind: "close_trade", tradeId: `T0-${cmd.trade}` };
+      return { kind: "close_trade", tradeId: `T0-${cmd.trade}`, ...cmd.part };
     case "spot":
       return {
         kind: "spot_order",
