@@ -385,7 +385,7 @@ describe("engine process: two engines at once", () => {
             market: "ETH_USDC_PERP",
             bid: "2000.00",
             ask: "2000.10",
-            exchangeTimeUs: "1",
+            exchangeTimeUs: `${Date.now()}000`, // the exchange's clock: quotes are judged fresh by it
             source: "sim",
           },
           instruction("alice", "a1", { kind: "create_account" }),
@@ -416,7 +416,7 @@ describe("engine process: two engines at once", () => {
             market: "ETH_USDC_PERP",
             bid: "2010.00",
             ask: "2010.10",
-            exchangeTimeUs: "2",
+            exchangeTimeUs: `${Date.now()}000`,
             source: "sim",
           },
           instruction("bob", "b3", { kind: "spot_order", asset: "ETH", side: "sell", quantity: "0.25" }),
