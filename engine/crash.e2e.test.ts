@@ -138,7 +138,10 @@ async function streamLog(
   const log: LogEntry[] = [];
   for (let i = 0; i < messages.length; i += chunk) {
     if (signal?.aborted) throw new Error("generator cancelled");
-    const batch = messages.slice(i, i + chunk);
+    // Stamped as sent, as the poller would: the engine judges a quote fresh by its exchange time.
+    const batch = messages
+      .slice(i, i + chunk)
+      .map((m) => (m.type === "price_update" ? { ...m, exchangeTimeUs: `${Date.now()}000` } : m));
     const pipe = redis.pipeline();
     for (const m of batch) pipe.xadd(keys.input, "*", ...encodeFields(m));
     const results = (await pipe.exec()) ?? [];

@@ -4,8 +4,10 @@
  * On open it subscribes `bookTicker.<market>` and `markPrice.<market>` for every configured market. Every text
  * frame is parsed (frames.ts); quotes pass the ordering gate (ordering.ts) and accepted ones go to `onQuote` in
  * arrival order; markPrice frames and size-only book frames are evidence of life, and a due heartbeat (the last
- * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`. A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a
- * lost subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
+ * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`.
+ *
+ * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
+ * subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
  * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
  * the attempt count resets once a connection delivers a message.

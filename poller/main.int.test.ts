@@ -62,7 +62,8 @@ describe("poller/main.ts", () => {
     const metrics = await scrape(listening!.port!);
     for (const asset of ASSETS) {
       expect(sample(metrics, "poller_quotes_total", { market: asset.market })).toBeGreaterThanOrEqual(1);
-      expect(sample(metrics, "poller_heartbeats_total", { market: asset.market })).toBeGreaterThanOrEqual(0); // shown from 0
+      // Shown from 0 (a walking market rarely needs a heartbeat).
+      expect(sample(metrics, "poller_heartbeats_total", { market: asset.market })).toBeGreaterThanOrEqual(0);
     }
     expect(sample(metrics, "poller_feed_source", { source: "sim" })).toBe(1);
     expect(sample(metrics, "poller_feed_source", { source: "backpack" })).toBe(0);
