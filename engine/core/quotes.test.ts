@@ -172,6 +172,19 @@ describe("STALE_PRICE: judged by the exchange's time (staleQuoteMs = 5000 by def
     expect(h.state.quotes[2]).toBeUndefined(); // SOL got no first price from it
   });
 
+  it("compares exchange times as numbers: leading zeros and longer digit strings", () => {
+    const h = given();
+    h.advance(3_000);
+    // "0" + T0+3000 ms: newer than T0 as a number, though "0…" sorts first as text.
+    expect(quoteAt(h, ETH, "2000", "2000", `0${us(T0 + 3_000)}`)).toHaveLength(1);
+    expect(h.state.quotes[0]).toMatchObject({ atMs: T0 + 3_000, exchangeTimeUs: `0${us(T0 + 3_000)}` });
+    h.advance(1_000);
+    // 999… µs has fewer digits: older, so the repeat changes nothing.
+    expect(quoteAt(h, ETH, "2000", "2000", "999999999999999")).toEqual([]);
+    h.advance(5_000); // T0+9000: 6000 ms after T0+3000
+    expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
+  });
+
   it("applies to opening, closing and spot orders alike", () => {
     const h = given();
     const trade = opened(h, "alice");
