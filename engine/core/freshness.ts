@@ -9,7 +9,9 @@
  *   an exchange clock running ahead of the log's buys no extra freshness;
  * - an order may use the quote while log time − "live as of" ≤ staleQuoteMs;
  * - an update claiming an exchange time more than staleQuoteMs ahead of log time is a broken (or hostile) clock:
- *   it is ignored and counted, so it cannot pin a market fresh;
+ *   it is ignored and counted, so it cannot pin a market fresh. One up to staleQuoteMs ahead is kept as the
+ *   newest evidence, so later updates count again once they pass it: by then (about its lead after it arrived)
+ *   the market is still inside its limit, unless the lead was nearly the whole limit;
  * - only a strictly newer exchange time is new evidence. A repeat of the same quote with no newer time changes
  *   nothing; a different bid/ask with an older time (another stream's clock, slightly behind) still replaces the
  *   prices but not the evidence.
