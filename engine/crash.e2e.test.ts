@@ -138,7 +138,10 @@ async function streamLog(
   const log: LogEntry[] = [];
   for (let i = 0; i < messages.length; i += chunk) {
     if (signal?.aborted) throw new Error("generator cancelled");
-    const batch = messages.slice(i, i + chunk);
+    // Stamped as sent, as the poller would: the engine judges a quote fresh by its exchange time.
+    const batch = messages
+      .slice(i, i + chunk)
+      .map((m) => (m.type === "price_update" ? { ...m, exchangeTimeUs: `${Date.now()}000` } : m));
     const pipe = redis.pipeline();
     for (const m of batch) pipe.xadd(keys.input, "*", ...encodeFields(m));
     const results = (await pipe.exec()) ?? [];
@@ -385,7 +388,7 @@ describe("engine process: two engines at once", () => {
             market: "ETH_USDC_PERP",
             bid: "2000.00",
             ask: "2000.10",
-            exchangeTimeUs: "1",
+            exchangeTimeUs: `${Date.now()}000`, // the exchange's clock: quotes are judged fresh by it
             source: "sim",
           },
           instruction("alice", "a1", { kind: "create_account" }),
@@ -416,7 +419,7 @@ describe("engine process: two engines at once", () => {
             market: "ETH_USDC_PERP",
             bid: "2010.00",
             ask: "2010.10",
-            exchangeTimeUs: "2",
+            exchangeTimeUs: `${Date.now()}000`,
             source: "sim",
           },
           instruction("bob", "b3", { kind: "spot_order", asset: "ETH", side: "sell", quantity: "0.25" }),

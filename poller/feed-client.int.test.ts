@@ -1,10 +1,11 @@
 // The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
-// dropped frame by reason, detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
+// dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence
+// into none), detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import { FeedClient, type FeedClientOptions } from "./feed-client.ts";
-import { frameText, type FeedQuote } from "./frames.ts";
+import { frameText, type FeedQuote, type TopOfBook } from "./frames.ts";
 import { captureLog, closedPort, waitFor } from "./test-support.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -35,22 +36,35 @@ async function scriptedServer() {
 
 function client(options: Partial<FeedClientOptions> & Pick<FeedClientOptions, "url" | "log">) {
   const quotes: FeedQuote[] = [];
+  const beats: TopOfBook[] = [];
   const feed = new FeedClient({
     markets: ASSETS,
     onQuote: (q) => quotes.push(q),
+    onHeartbeat: (b) => beats.push(b),
     backoffBaseMs: 10,
     backoffCapMs: 50,
     ...options,
   });
   cleanups.push(() => feed.stop());
   feed.start();
-  return { feed, quotes };
+  return { feed, quotes, beats };
 }
 
 const frame = (u: string, bid: string, market = "ETH_USDC_PERP") =>
   JSON.stringify({
     stream: `bookTicker.${market}`,
     data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u },
+  });
+/** A book frame at engine time `tUs`, and a markPrice frame at event time `eUs` (shapes as in frames.ts). */
+const book = (u: number, bid: string, tUs: number, market = "ETH_USDC_PERP") =>
+  JSON.stringify({
+    stream: `bookTicker.${market}`,
+    data: { e: "bookTicker", E: tUs + 9, T: tUs, s: market, a: "95000", A: "1", b: bid, B: "1", u },
+  });
+const mark = (eUs: number, market = "ETH_USDC_PERP") =>
+  JSON.stringify({
+    stream: `markPrice.${market}`,
+    data: { e: "markPrice", E: eUs, s: market, p: "4000", f: "0.0000125", i: "4000", n: 1, T: eUs - 400 },
   });
 
 describe("FeedClient", () => {
@@ -65,9 +79,13 @@ describe("FeedClient", () => {
       method: "SUBSCRIBE",
       params: [
         "bookTicker.ETH_USDC_PERP",
+        "markPrice.ETH_USDC_PERP",
         "bookTicker.BTC_USDC_PERP",
+        "markPrice.BTC_USDC_PERP",
         "bookTicker.SOL_USDC_PERP",
+        "markPrice.SOL_USDC_PERP",
         "bookTicker.ADA_USDC_PERP",
+        "markPrice.ADA_USDC_PERP",
       ],
     });
     const script = [
@@ -93,6 +111,44 @@ describe("FeedClient", () => {
     expect(dropped).toEqual({ stale: 2, malformed_json: 1, unknown_market: 1, unchanged: 1, invalid_price: 1 });
     expect(events("feed_frames_dropped").length).toBeGreaterThan(0);
     expect(events("feed_error_message")[0]).toMatchObject({ error: '{"code":"4006","message":"Invalid stream"}' });
+  });
+
+  it("re-publishes an unchanged top of book on the exchange's heartbeats, at most every 0.9 s of its time; nothing for a halted market", async () => {
+    const server = await scriptedServer();
+    const { log } = captureLog();
+    const { feed, quotes, beats } = client({ url: server.url, log });
+    await waitFor("a connection", () => server.sockets[0]);
+    const S = 1_736_172_778_000_000; // µs
+    const script = [
+      mark(S), // ETH: no quote yet, nothing to vouch for
+      book(5, "4000", S + 100_000), // ETH quote
+      book(6, "90000", S + 150_000, "BTC_USDC_PERP"), // BTC quote; BTC then halts: no frame of it follows
+      mark(S + 600_000), // 0.5 s after ETH's quote: not due
+      mark(S + 1_000_000), // 0.9 s after: heartbeat
+      mark(S + 1_700_000), // 0.7 s after that: not due
+      book(7, "4000", S + 1_900_000), // sizes only: not a quote, but evidence, and due (0.9 s)
+      mark(S + 2_900_000), // due
+    ];
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    const eth = (us: number) => ({ market: "ETH_USDC_PERP", bid: "4000", ask: "95000", exchangeTimeUs: String(us) });
+    expect(quotes.map((q) => [q.market, q.exchangeTimeUs])).toEqual([
+      ["ETH_USDC_PERP", String(S + 100_000)],
+      ["BTC_USDC_PERP", String(S + 150_000)],
+    ]);
+    expect(beats).toEqual([eth(S + 1_000_000), eth(S + 1_900_000), eth(S + 2_900_000)]);
+    expect(feed.counters).toMatchObject({ published: 2, heartbeatFrames: 5, heartbeats: 3 });
+    expect(feed.counters.dropped.unchanged).toBe(1);
+
+    // A new connection: a heartbeat vouches for the book only once this connection has shown it.
+    server.sockets[0]!.terminate();
+    await waitFor("a second connection", () => server.sockets[1]);
+    await waitFor("its subscription", () => server.received[1]?.[0]);
+    const again = [mark(S + 5_000_000), book(1, "4000", S + 5_100_000), mark(S + 6_000_000)];
+    for (const text of again) server.sockets[1]!.send(text);
+    await waitFor("the frames", () => feed.counters.received === script.length + again.length);
+    expect(beats.slice(3)).toEqual([eth(S + 5_100_000), eth(S + 6_000_000)]);
+    expect(quotes).toHaveLength(2);
   });
 
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {

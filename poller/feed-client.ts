@@ -1,10 +1,13 @@
 /**
  * One WebSocket to a Backpack-protocol feed (the exchange or the sim), kept alive forever.
  *
- * On open it subscribes `bookTicker.<market>` for every configured market. Every text frame is parsed
- * (frames.ts) and passed through the ordering gate (ordering.ts); accepted quotes go to `onQuote` in arrival
- * order. A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a
- * lost subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
+ * On open it subscribes `bookTicker.<market>` and `markPrice.<market>` for every configured market. Every text
+ * frame is parsed (frames.ts); quotes pass the ordering gate (ordering.ts) and accepted ones go to `onQuote` in
+ * arrival order; markPrice frames and size-only book frames are evidence of life, and a due heartbeat (the last
+ * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`.
+ *
+ * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
+ * subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
  * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
  * the attempt count resets once a connection delivers a message.
@@ -16,7 +19,17 @@
 import { WebSocket } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
 import { throttled, type Logger } from "../platform/log.ts";
-import { FRAME_DROP_REASONS, frameText, marketTable, parseFrame, type FeedQuote, type MarketTable } from "./frames.ts";
+import {
+  FRAME_DROP_REASONS,
+  frameText,
+  marketTable,
+  parseFrame,
+  streamsFor,
+  type FeedQuote,
+  type MarketTable,
+  type TopOfBook,
+} from "./frames.ts";
+import { Heartbeats } from "./heartbeat.ts";
 import { GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
 
 export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
@@ -36,6 +49,10 @@ export interface FeedCounters {
   received: number;
   /** Quotes handed to `onQuote`. */
   published: number;
+  /** markPrice frames received (valid ones; each is evidence of life, not necessarily a heartbeat). */
+  heartbeatFrames: number;
+  /** Heartbeats handed to `onHeartbeat`: from markPrice frames, or book frames that changed only sizes. */
+  heartbeats: number;
   /** Subscription answers and other non-quote messages. */
   control: number;
   connects: number;
@@ -46,6 +63,8 @@ export interface FeedClientOptions {
   readonly url: string;
   readonly markets: readonly AssetConfig[];
   readonly onQuote: (quote: FeedQuote) => void;
+  /** The market's unchanged top of book, stamped with the exchange's newer time (see heartbeat.ts). */
+  readonly onHeartbeat: (update: TopOfBook) => void;
   readonly log: Logger;
   readonly silenceMs?: number;
   readonly backoffBaseMs?: number;
@@ -61,6 +80,8 @@ export class FeedClient {
   readonly counters: FeedCounters = {
     received: 0,
     published: 0,
+    heartbeatFrames: 0,
+    heartbeats: 0,
     control: 0,
     connects: 0,
     dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<
@@ -70,6 +91,7 @@ export class FeedClient {
   };
   private readonly markets: MarketTable;
   private readonly gate = new QuoteGate();
+  private readonly heartbeats = new Heartbeats();
   private readonly silenceMs: number;
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
@@ -168,8 +190,9 @@ export class FeedClient {
       this.unresolvedBy = undefined;
       this.counters.connects++;
       this.gate.newConnection();
+      this.heartbeats.newConnection();
       log.info("feed_connected", { url });
-      const streams = this.options.markets.map((m) => `bookTicker.${m.market}`);
+      const streams = streamsFor(this.options.markets);
       socket.send(JSON.stringify({ method: "SUBSCRIBE", params: streams }));
       log.info("feed_subscribed", { url, streams });
       this.armSilence(socket);
@@ -232,11 +255,25 @@ export class FeedClient {
       return;
     }
     if (result.kind === "rejected") return this.drop(result.reason, result.detail);
-    const verdict = this.gate.admit(result.quote);
-    if (verdict !== "accept") return this.drop(verdict, `${result.quote.market} u=${result.quote.updateId}`);
+    if (result.kind === "heartbeat") {
+      this.counters.heartbeatFrames++;
+      return this.beat(result.heartbeat.market, result.heartbeat.exchangeTimeUs, false);
+    }
+    const quote = result.quote;
+    const verdict = this.gate.admit(quote);
+    if (verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
+    if (verdict !== "accept") return this.drop(verdict, `${quote.market} u=${quote.updateId}`);
     this.counters.published++;
-    this.options.onQuote(result.quote);
+    this.heartbeats.published(quote);
+    this.options.onQuote(quote);
     for (const waiter of [...this.quoteWaiters]) waiter("quote");
+  }
+
+  private beat(market: string, exchangeTimeUs: string, showsBook: boolean): void {
+    const due = this.heartbeats.evidence(market, exchangeTimeUs, showsBook);
+    if (due === undefined) return;
+    this.counters.heartbeats++;
+    this.options.onHeartbeat(due);
   }
 
   private drop(reason: DropReason, detail: string): void {

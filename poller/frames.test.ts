@@ -1,9 +1,9 @@
-// The feed parser on real Backpack frames and on garbage: every frame is a quote, a control message
+// The feed parser on real Backpack frames and on garbage: every frame is a quote, a heartbeat, a control message
 // or a counted rejection with a reason; nothing throws, and ids/times keep their exact digits.
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
-import { MAX_FRAME_CHARS, marketTable, parseFrame, type FrameResult } from "./frames.ts";
+import { MAX_FRAME_CHARS, marketTable, parseFrame, streamsFor, type FrameResult } from "./frames.ts";
 
 const ours = marketTable(ASSETS);
 const withSpotSol = marketTable([...ASSETS, { ...ASSETS[2]!, symbol: "SOLSPOT", market: "SOL_USDC" }]);
@@ -30,6 +30,31 @@ function eth(overrides: Record<string, string> = {}, stream = "bookTicker.ETH_US
     .map(([k, v]) => `"${k}":${v}`)
     .join(",");
   return `{"stream":"${stream}","data":{${data}}}`;
+}
+
+/** markPrice frames shaped as Backpack's docs give them, not recorded (see README.md, Tests). */
+const markPriceFrames = readFileSync(new URL("./testdata/backpack-markprice-docs.jsonl", import.meta.url), "utf8")
+  .split("\n")
+  .filter((line) => line.trim() !== "");
+
+/** A well-formed ETH_USDC_PERP markPrice frame, with raw JSON overrides for `data` fields. */
+function mark(overrides: Record<string, string> = {}, stream = "markPrice.ETH_USDC_PERP"): string {
+  const fields: Record<string, string> = {
+    E: "1736172778000318",
+    T: "1736172777999871",
+    e: '"markPrice"',
+    f: '"0.0000125"',
+    i: '"3671.84"',
+    n: "1736175600000",
+    p: '"3672.11"',
+    s: '"ETH_USDC_PERP"',
+    ...overrides,
+  };
+  const data = Object.entries(fields)
+    .filter(([, v]) => v !== "")
+    .map(([k, v]) => `"${k}":${v}`)
+    .join(",");
+  return `{"data":{${data}},"stream":"${stream}"}`;
 }
 
 const rejected = (result: FrameResult) => (result.kind === "rejected" ? result.reason : `not rejected: ${result.kind}`);
@@ -96,6 +121,54 @@ describe("parseFrame on real Backpack frames", () => {
       kind: "quote",
       quote: { bid: "4303.93", ask: "4303.93" },
     });
+  });
+});
+
+describe("parseFrame on markPrice frames (the per-market heartbeat)", () => {
+  it("subscribes each market's book ticker and mark price", () => {
+    expect(streamsFor(ASSETS.slice(0, 2))).toEqual([
+      "bookTicker.ETH_USDC_PERP",
+      "markPrice.ETH_USDC_PERP",
+      "bookTicker.BTC_USDC_PERP",
+      "markPrice.BTC_USDC_PERP",
+    ]);
+  });
+
+  it("reads each fixture frame as the exchange's word that the market is live at its event time E", () => {
+    expect(markPriceFrames.map((frame) => parseFrame(frame, ours))).toEqual([
+      { kind: "heartbeat", heartbeat: { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172778000318" } },
+      { kind: "heartbeat", heartbeat: { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172779000402" } },
+      { kind: "heartbeat", heartbeat: { market: "SOL_USDC_PERP", exchangeTimeUs: "1736172778000355" } },
+    ]);
+  });
+
+  it("keeps E's exact digits, given as a string or a number above 2^53", () => {
+    expect(parseFrame(mark({ E: '"1736172778000319"' }), ours)).toEqual({
+      kind: "heartbeat",
+      heartbeat: { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172778000319" },
+    });
+    expect(parseFrame(mark({ E: "9007199254740993" }), ours)).toMatchObject({
+      heartbeat: { exchangeTimeUs: "9007199254740993" },
+    });
+  });
+
+  it("needs only s and E: the mark, index and funding fields may be absent", () => {
+    expect(parseFrame(mark({ p: "", f: "", i: "", n: "", T: "" }), ours)).toMatchObject({ kind: "heartbeat" });
+  });
+
+  it.each([
+    ["event time missing", mark({ E: "" }), "missing_field"],
+    ["event time fractional", mark({ E: "1736172778000318.5" }), "invalid_field"],
+    ["event time of 21 digits", mark({ E: "1".repeat(21) }), "invalid_field"],
+    ["event time with letters", mark({ E: '"17361727780003x8"' }), "invalid_field"],
+    ["symbol missing", mark({ s: "" }), "missing_field"],
+    ["unknown market", mark({ s: '"DOGE_USDC_PERP"' }, "markPrice.DOGE_USDC_PERP"), "unknown_market"],
+    ["stream of another market", mark({}, "markPrice.BTC_USDC_PERP"), "stream_mismatch"],
+    ["a markPrice event on the bookTicker stream", mark({}, "bookTicker.ETH_USDC_PERP"), "stream_mismatch"],
+    ["a bookTicker event on the markPrice stream", eth({}, "markPrice.ETH_USDC_PERP"), "stream_mismatch"],
+    ["another event", mark({ e: '"ticker"' }, "ticker.ETH_USDC_PERP"), "wrong_event"],
+  ])("refuses %s", (_name, frame, reason) => {
+    expect(rejected(parseFrame(frame, ours))).toBe(reason);
   });
 });
 

@@ -1,12 +1,21 @@
 /**
- * Parsing of one Backpack WebSocket text frame into a quote, or a reason it was refused.
+ * Parsing of one Backpack WebSocket text frame into a quote, a heartbeat, or a reason it was refused.
  *
- * Envelope: `{"stream":"bookTicker.X","data":{"e":"bookTicker","E":µs,"T":µs,"s":"X","a":"4303.93","A":"..",
- * "b":"4303.90","B":"..","u":id}}`. Contract of the result:
+ * Two streams per market (Backpack's WebSocket docs, https://docs.backpack.exchange/#tag/Streams, "Book ticker"
+ * and "Mark price"; the same shapes in the AsyncAPI transcription of those docs,
+ * github.com/api-evangelist/backpack asyncapi/backpack-asyncapi.yml; all times in µs):
+ * - `{"stream":"bookTicker.X","data":{"e":"bookTicker","E":µs,"T":µs,"s":"X","a":"4303.93","A":"..",
+ *   "b":"4303.90","B":"..","u":id}}`: the top of the book, pushed when it changes (`T` = engine time);
+ * - `{"stream":"markPrice.X","data":{"e":"markPrice","E":µs,"s":"X","p":"mark","f":"funding","i":"index",
+ *   "n":ms,"T":µs}}`: the mark price, pushed about once a second whether or not the book moves. Only `s` and `E`
+ *   (event time) are read: the frame is the exchange saying "market X is live at E" (heartbeat.ts).
+ *
+ * Contract of the result:
  * - prices are checked against the market's `priceDecimals` and `maxPriceTicks` with the money module's rules
  *   (no sign, no exponent, no non-zero digit beyond the scale; trailing zeros are fine) and returned canonical
  *   ("4303.90" → "4303.9"), so equal quotes compare equal as strings and the engine parses them to the same ticks;
  * - `u` and `T` are digit strings taken from the frame's text, never from a JS number (`u` can exceed 2^53);
+ * - a heartbeat's `E` is a digit string from the frame's text, like `T`;
  * - messages without `stream`/`data` (subscription answers, errors) are `control`: not quotes, not garbage.
  * Never throws: the feed is untrusted input.
  */
@@ -23,6 +32,20 @@ export interface FeedQuote {
   readonly exchangeTimeUs: string;
   /** Backpack's `u`, as digits exactly as sent; compare with `BigInt`, never `Number`. */
   readonly updateId: string;
+}
+
+/** The top of the book as published: a quote without its update id. */
+export type TopOfBook = Omit<FeedQuote, "updateId">;
+
+/** A `markPrice` frame: the exchange's word that `market` is live at `exchangeTimeUs` (its `E`, as digits). */
+export interface FeedHeartbeat {
+  readonly market: string;
+  readonly exchangeTimeUs: string;
+}
+
+/** The streams subscribed for each market: its book top, and its mark price as the market's heartbeat. */
+export function streamsFor(markets: readonly AssetConfig[]): string[] {
+  return markets.flatMap((m) => [`bookTicker.${m.market}`, `markPrice.${m.market}`]);
 }
 
 export const FRAME_DROP_REASONS = [
@@ -43,6 +66,7 @@ type JsonObject = { readonly [key: string]: ExactJson };
 
 export type FrameResult =
   | { readonly kind: "quote"; readonly quote: FeedQuote }
+  | { readonly kind: "heartbeat"; readonly heartbeat: FeedHeartbeat }
   | { readonly kind: "control"; readonly error: string | undefined }
   | { readonly kind: "rejected"; readonly reason: FrameDropReason; readonly detail: string };
 
@@ -53,9 +77,9 @@ export function marketTable(assets: readonly AssetConfig[]): MarketTable {
   return new Map(assets.map((a) => [a.market, a]));
 }
 
-/** bookTicker frames are ~250 bytes; anything far larger is not one and is refused before parsing. */
+/** bookTicker and markPrice frames are ~250 bytes; anything far larger is neither and is refused before parsing. */
 export const MAX_FRAME_CHARS = 16_384;
-/** A bookTicker frame nests 2 deep; the limit only bounds the parser's recursion on hostile frames. */
+/** A frame nests 2 deep; the limit only bounds the parser's recursion on hostile frames. */
 const MAX_FRAME_DEPTH = 16;
 /** Longer than any real id (Backpack's fit in 64 bits: 20 digits) yet bounded, so a hostile frame stays cheap. */
 const MAX_ID_DIGITS = 40;
@@ -78,13 +102,21 @@ export function parseFrame(text: string, markets: MarketTable): FrameResult {
   if (typeof stream !== "string") return reject(stream === undefined ? "missing_field" : "invalid_field", "stream");
   if (!isJsonObject(data)) return reject(data === undefined ? "missing_field" : "invalid_field", "data");
   if (data.e === undefined) return reject("missing_field", "e");
-  if (data.e !== "bookTicker") return reject("wrong_event", `e: ${JSON.stringify(toPlain(data.e))}`);
+  const event = data.e;
+  if (event !== "bookTicker" && event !== "markPrice") {
+    return reject("wrong_event", `e: ${JSON.stringify(toPlain(event))}`);
+  }
 
   const symbol = data.s;
   if (typeof symbol !== "string") return reject(symbol === undefined ? "missing_field" : "invalid_field", "s");
   const asset = markets.get(symbol);
   if (asset === undefined) return reject("unknown_market", symbol.slice(0, 40));
-  if (stream !== `bookTicker.${symbol}`) return reject("stream_mismatch", `${stream.slice(0, 60)} carries ${symbol}`);
+  if (stream !== `${event}.${symbol}`) return reject("stream_mismatch", `${stream.slice(0, 60)} carries ${symbol}`);
+  if (event === "markPrice") {
+    const eventTimeUs = digits(data, "E", MAX_TIME_DIGITS);
+    if (typeof eventTimeUs !== "string") return eventTimeUs;
+    return { kind: "heartbeat", heartbeat: { market: symbol, exchangeTimeUs: eventTimeUs } };
+  }
 
   const bid = price(data, "b", asset);
   if (typeof bid !== "number") return bid;

@@ -1,38 +1,57 @@
 /**
- * Quiet markets. Backpack's bookTicker sends a frame only when the book top changes, so a calm market can stay
- * silent longer than the engine's staleness limit (30 s of log time) while its quote is perfectly current, and
- * every order on it would be refused STALE_PRICE. While the feed's socket is live, the last quote of a market
- * that has not been published for `everyMs` is published again (same bid, ask and exchange time): it says "this
- * is still the top of the book". When the socket is down nothing is re-published, so staleness still means a
- * feed problem.
+ * Heartbeats from the exchange itself. The engine judges a market fresh by the exchange's time of its newest
+ * evidence of life (engine/core/freshness.ts), and Backpack's bookTicker sends a frame only when the top of the
+ * book changes, so a quiet-but-live market needs other evidence: its `markPrice` stream, which Backpack pushes
+ * about once a second per market (frames.ts), and bookTicker frames that changed only the sizes. Each is the
+ * exchange saying "this market is live at time E"; for a market whose top of book is unchanged, that re-publishes
+ * the last bid/ask stamped with E.
+ *
+ * - Rate: at most one heartbeat per market per `HEARTBEAT_GAP_US` (0.9 s) of exchange time, counted from the
+ *   market's last published update of either kind, so the log gets about one entry a second per quiet market and
+ *   none extra for a moving one. (0.9 s, not 1 s: markPrice frames come about 1 s apart, and jitter would
+ *   otherwise skip every other one.)
+ * - Nothing is re-published on a timer: when the exchange stops sending for a market, its exchange time stops
+ *   advancing and the engine refuses orders on it `staleQuoteMs` (5 s) later, whatever else flows.
+ * - After a reconnect a market's heartbeats wait until the new connection has shown its book (a bookTicker frame,
+ *   changed or not), so a heartbeat never vouches for a top of book seen before the gap.
  */
-import type { PriceUpdate } from "../contract/messages.ts";
+import type { TopOfBook } from "./frames.ts";
 
-export interface HeartbeatOptions {
-  readonly everyMs: number;
-  readonly live: () => boolean;
-  readonly publish: (update: PriceUpdate) => void;
-}
+export const HEARTBEAT_GAP_US = 900_000n;
 
-export class QuoteHeartbeat {
-  private readonly last = new Map<string, { update: PriceUpdate; atMs: number }>();
-  republished = 0;
+export class Heartbeats {
+  private readonly last = new Map<string, { quote: TopOfBook; atUs: bigint }>();
+  /** Markets whose book this connection has shown. */
+  private readonly shown = new Set<string>();
 
-  constructor(private readonly options: HeartbeatOptions) {}
-
-  /** Records a quote that was just published. */
-  seen(update: PriceUpdate, nowMs: number): void {
-    this.last.set(update.market, { update, atMs: nowMs });
+  /** A changed top of book was published. */
+  published(quote: TopOfBook): void {
+    const atUs = BigInt(quote.exchangeTimeUs);
+    const before = this.last.get(quote.market)?.atUs;
+    const { market, bid, ask, exchangeTimeUs } = quote; // a FeedQuote's update id is no part of a heartbeat
+    this.last.set(market, {
+      quote: { market, bid, ask, exchangeTimeUs },
+      atUs: before !== undefined && before > atUs ? before : atUs,
+    });
+    this.shown.add(quote.market);
   }
 
-  /** Re-publishes every market quiet for `everyMs`, if the feed is live. Call it on a timer. */
-  tick(nowMs: number): void {
-    if (!this.options.live()) return;
-    for (const entry of this.last.values()) {
-      if (nowMs - entry.atMs < this.options.everyMs) continue;
-      this.options.publish(entry.update);
-      entry.atMs = nowMs;
-      this.republished++;
-    }
+  /**
+   * Evidence that `market` is live at `exchangeTimeUs`: a markPrice frame, or a bookTicker frame whose top is
+   * unchanged (`showsBook`). Returns the update to publish when a heartbeat is due.
+   */
+  evidence(market: string, exchangeTimeUs: string, showsBook: boolean): TopOfBook | undefined {
+    if (showsBook) this.shown.add(market);
+    const last = this.last.get(market);
+    if (last === undefined || !this.shown.has(market)) return undefined;
+    const atUs = BigInt(exchangeTimeUs);
+    if (atUs - last.atUs < HEARTBEAT_GAP_US) return undefined;
+    last.atUs = atUs;
+    return { ...last.quote, exchangeTimeUs };
+  }
+
+  /** A new connection: no market's book is shown on it yet. */
+  newConnection(): void {
+    this.shown.clear();
   }
 }

@@ -60,8 +60,11 @@ describe("poller/main.ts", () => {
       .find((entry) => entry.event === "metrics_listening");
     expect(listening?.port).toBeGreaterThan(0);
     const metrics = await scrape(listening!.port!);
-    for (const asset of ASSETS)
+    for (const asset of ASSETS) {
       expect(sample(metrics, "poller_quotes_total", { market: asset.market })).toBeGreaterThanOrEqual(1);
+      // Shown from 0 (a walking market rarely needs a heartbeat).
+      expect(sample(metrics, "poller_heartbeats_total", { market: asset.market })).toBeGreaterThanOrEqual(0);
+    }
     expect(sample(metrics, "poller_feed_source", { source: "sim" })).toBe(1);
     expect(sample(metrics, "poller_feed_source", { source: "backpack" })).toBe(0);
     expect(sample(metrics, "poller_feed_state", { state: "connected" })).toBe(1);

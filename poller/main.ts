@@ -1,5 +1,6 @@
 /**
- * The poller process: Backpack (or sim) bookTicker → `price_update` entries on `engine:input`.
+ * The poller process: Backpack (or sim) bookTicker changes and per-market heartbeats → `price_update` entries on
+ * `engine:input`.
  *
  * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
  * SIM_WS_URL (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts). SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
@@ -12,12 +13,10 @@ import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/met
 import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
 import { PriceFeed } from "./price-feed.ts";
-import { QuoteHeartbeat } from "./heartbeat.ts";
 import { pollerMetrics } from "./metrics.ts";
 import { PricePublisher } from "./publisher.ts";
 
 const STATS_EVERY_MS = 60_000;
-const HEARTBEAT_MS = 5_000;
 const SHUTDOWN_BUDGET_MS = 5_000;
 
 runMain("poller", async () => {
@@ -32,12 +31,6 @@ runMain("poller", async () => {
 
   const redis = connectRedis(config.redisUrl, log, "poller");
   const publisher = new PricePublisher({ redis, stream: names.input, log });
-  // Must be well under the engine's staleQuoteMs (30 s): see heartbeat.ts.
-  const heartbeat = new QuoteHeartbeat({
-    everyMs: HEARTBEAT_MS,
-    live: () => feed.live,
-    publish: (u) => publisher.publish(u),
-  });
   const feed = new PriceFeed({
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
@@ -45,15 +38,13 @@ runMain("poller", async () => {
     markets: ASSETS,
     log,
     onReconnect: () => metrics.reconnect(),
-    onUpdate: (update) => {
-      metrics.quote(update.market);
-      heartbeat.seen(update, Date.now());
+    onUpdate: (update, kind) => {
+      if (kind === "quote") metrics.quote(update.market);
+      else metrics.heartbeat(update.market);
       publisher.publish(update);
     },
   });
   const metricsServer = await serveMetrics(registry, metricsConfig, log);
-  const beat = setInterval(() => heartbeat.tick(Date.now()), 1_000);
-  beat.unref();
 
   // Operators see throughput and drops without debug logs; on sim every line says so again.
   const stats = setInterval(() => {
@@ -62,7 +53,6 @@ runMain("poller", async () => {
       feed: feed.counters,
       publisher: publisher.counters,
       queued: publisher.queued,
-      heartbeats: heartbeat.republished,
     });
   }, STATS_EVERY_MS);
   stats.unref();
@@ -76,7 +66,6 @@ runMain("poller", async () => {
     stopping = true;
     log.info("poller_stopping", { signal });
     clearInterval(stats);
-    clearInterval(beat);
     // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop.
     setTimeout(() => {
       log.error("poller_stop_timeout", { budgetMs: SHUTDOWN_BUDGET_MS, queued: publisher.queued });

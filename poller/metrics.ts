@@ -1,6 +1,6 @@
 /**
- * The poller's Prometheus metrics: quotes per market (one bound counter per configured market, so a quote costs no
- * label lookup), reconnects, and, read at scrape time, the feed's state and source.
+ * The poller's Prometheus metrics: quotes and heartbeats per market (one bound counter per configured market, so an
+ * update costs no label lookup), reconnects, and, read at scrape time, the feed's state and source.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { AssetConfig } from "../contract/markets.ts";
@@ -10,6 +10,8 @@ import type { PriceSource } from "./publisher.ts";
 export interface PollerMetrics {
   /** A quote accepted from the feed for `market` (one of the configured markets). */
   quote(market: string): void;
+  /** A heartbeat (the unchanged top of book at a newer exchange time) queued for `market`. */
+  heartbeat(market: string): void;
   reconnect(): void;
 }
 
@@ -29,6 +31,14 @@ export function pollerMetrics(
   });
   const byMarket = new Map(markets.map((m) => [m.market, quotes.labels(m.market)]));
   for (const counter of byMarket.values()) counter.inc(0); // every market shows, from 0
+  const heartbeats = new Counter({
+    name: "poller_heartbeats_total",
+    help: "Heartbeats queued for engine:input, by market: the unchanged top of book at the exchange's newer time. A market whose heartbeats stop has halted at the exchange.",
+    labelNames: ["market"] as const,
+    registers,
+  });
+  const beatsByMarket = new Map(markets.map((m) => [m.market, heartbeats.labels(m.market)]));
+  for (const counter of beatsByMarket.values()) counter.inc(0);
   const reconnects = new Counter({
     name: "poller_feed_reconnects_total",
     help: "Reconnects scheduled after the feed's socket closed or could not be opened.",
@@ -56,6 +66,7 @@ export function pollerMetrics(
   });
   return {
     quote: (market) => byMarket.get(market)?.inc(),
+    heartbeat: (market) => beatsByMarket.get(market)?.inc(),
     reconnect: () => reconnects.inc(),
   };
 }

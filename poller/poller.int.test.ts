@@ -1,6 +1,7 @@
 // The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
-// contract `price_update`s, including scripted exact quotes; publishing resumes after the feed restarts; `auto`
-// falls back to the sim when Backpack is unreachable.
+// contract `price_update`s, including scripted exact quotes; a quiet market is re-published on the exchange's
+// heartbeats and a halted one is not; publishing resumes after the feed restarts; `auto` falls back to the sim
+// when Backpack is unreachable.
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
@@ -51,6 +52,7 @@ function pipeline(url: string, stream: string) {
     backoffCapMs: 100,
     onReconnect: () => reconnects++,
     onQuote: (quote) => publisher.publish(toPriceUpdate(quote, "sim")),
+    onHeartbeat: (update) => publisher.publish(toPriceUpdate(update, "sim")),
   });
   cleanups.push(async () => {
     await client.stop();
@@ -86,21 +88,60 @@ describe("poller on Redis", () => {
     await publisher.flush();
 
     const list = await entries(stream);
-    expect(list.length).toBe(client.counters.published);
+    expect(list.length).toBe(client.counters.published + client.counters.heartbeats);
     expect(publisher.counters).toEqual({ written: list.length, failed: 0, shed: 0 });
     for (const update of list) {
       expect(update).toMatchObject({ type: "price_update", source: "sim" });
       expect(update.exchangeTimeUs).toMatch(/^\d{16}$/);
       expect(Number(update.bid)).toBeLessThanOrEqual(Number(update.ask));
     }
-    // In order: per market, exchange times never go back, and no quote repeats its predecessor.
+    // In order: per market, exchange times never go back, and a quote repeats its predecessor only as a heartbeat,
+    // at least 0.9 s of exchange time later.
     for (const { market } of ASSETS) {
       const mine = list.filter((u) => u.market === market);
       for (let i = 1; i < mine.length; i++) {
-        expect(BigInt(mine[i]!.exchangeTimeUs) >= BigInt(mine[i - 1]!.exchangeTimeUs)).toBe(true);
-        expect([mine[i]!.bid, mine[i]!.ask]).not.toEqual([mine[i - 1]!.bid, mine[i - 1]!.ask]);
+        const gapUs = BigInt(mine[i]!.exchangeTimeUs) - BigInt(mine[i - 1]!.exchangeTimeUs);
+        expect(gapUs >= 0n).toBe(true);
+        if (mine[i]!.bid === mine[i - 1]!.bid && mine[i]!.ask === mine[i - 1]!.ask)
+          expect(gapUs >= 900_000n).toBe(true);
       }
     }
+  });
+
+  it("re-publishes quiet markets on the exchange's heartbeats, and stops re-publishing a halted one while others flow", async () => {
+    const sim = await startSimFeed({ walking: false, heartbeatMs: 100 });
+    cleanups.push(() => sim.stop());
+    const stream = freshStream();
+    pipeline(sim.url, stream);
+    sim.setQuote("ETH_USDC_PERP", "4300.5", "4300.6");
+    sim.setQuote("BTC_USDC_PERP", "97000", "97000.5");
+    await waitFor("both quotes", async () => {
+      const list = await entries(stream);
+      return hasQuote(list, "ETH_USDC_PERP", "4300.5", "4300.6") && hasQuote(list, "BTC_USDC_PERP", "97000", "97000.5");
+    });
+    const haltedAtUs = BigInt(Date.now()) * 1000n;
+    const beforeHalt = (await entries(stream)).length;
+    sim.haltMarket("BTC_USDC_PERP"); // no frame of BTC from here on; the walk is paused, so nothing moves at all
+    const after = (list: PriceUpdate[], market: string) =>
+      list.filter((u) => u.market === market && BigInt(u.exchangeTimeUs) > haltedAtUs);
+    const list = await waitFor(
+      "two heartbeats of ETH after the halt",
+      async () => {
+        const all = await entries(stream);
+        return after(all, "ETH_USDC_PERP").length >= 2 ? all : undefined;
+      },
+      6_000,
+    );
+    // ETH: the same top of book, stamped with the exchange's advancing time, at least 0.9 s apart.
+    const eth = after(list, "ETH_USDC_PERP");
+    for (const u of eth) expect([u.bid, u.ask]).toEqual(["4300.5", "4300.6"]);
+    expect(BigInt(eth[1]!.exchangeTimeUs) - BigInt(eth[0]!.exchangeTimeUs) >= 900_000n).toBe(true);
+    // The other quiet markets keep their heartbeats too; the halted one gets nothing after its halt.
+    expect(after(list, "SOL_USDC_PERP").length).toBeGreaterThanOrEqual(1);
+    expect(after(list, "ADA_USDC_PERP").length).toBeGreaterThanOrEqual(1);
+    expect(after(list, "BTC_USDC_PERP")).toEqual([]);
+    expect(list.slice(beforeHalt).filter((u) => u.market === "BTC_USDC_PERP")).toEqual([]); // not even an old quote
+    expect(list.filter((u) => u.market === "BTC_USDC_PERP").at(-1)).toMatchObject({ bid: "97000", ask: "97000.5" });
   });
 
   it("reconnects, resubscribes and resumes publishing when the feed restarts on the same port", async () => {

@@ -20,7 +20,8 @@ export interface PriceFeedOptions {
   readonly backpackWsUrl: string;
   readonly simWsUrl: string | undefined;
   readonly markets: readonly AssetConfig[];
-  readonly onUpdate: (update: PriceUpdate) => void;
+  /** Every update to publish: a changed top of book (`quote`), or the exchange's heartbeat for an unchanged one. */
+  readonly onUpdate: (update: PriceUpdate, kind: "quote" | "heartbeat") => void;
   readonly log: Logger;
   readonly fallbackAfterMs?: number;
   /** Timing knobs passed to every FeedClient (tests shorten them). */
@@ -39,11 +40,6 @@ export class PriceFeed {
 
   get source(): PriceSource | undefined {
     return this.current;
-  }
-
-  /** True while the current source's socket is open. */
-  get live(): boolean {
-    return this.client?.live ?? false;
   }
 
   /** The current source's connection; "connecting" before the first one (or while the sim starts). */
@@ -113,7 +109,8 @@ export class PriceFeed {
       markets,
       log: log.child({ source }),
       onReconnect: this.options.onReconnect,
-      onQuote: (quote) => onUpdate(toPriceUpdate(quote, source)),
+      onQuote: (quote) => onUpdate(toPriceUpdate(quote, source), "quote"),
+      onHeartbeat: (update) => onUpdate(toPriceUpdate(update, source), "heartbeat"),
     });
     this.client = client;
     this.current = source;

@@ -14,7 +14,7 @@ import type { Redis } from "ioredis";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { throttled, type Logger } from "../platform/log.ts";
-import type { FeedQuote } from "./frames.ts";
+import type { TopOfBook } from "./frames.ts";
 
 export type PriceSource = PriceUpdate["source"];
 
@@ -36,7 +36,7 @@ export interface PublisherOptions {
   readonly maxBatch?: number;
 }
 
-export function toPriceUpdate(quote: FeedQuote, source: PriceSource): PriceUpdate {
+export function toPriceUpdate(quote: TopOfBook, source: PriceSource): PriceUpdate {
   return {
     type: "price_update",
     market: quote.market,

@@ -1,5 +1,6 @@
 // The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
-// market's decimals, and scripted quotes (by method or by control message) arrive at once.
+// market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
+// while the walk is paused, and a halted market sends nothing until it resumes.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -28,7 +29,11 @@ async function connect(url: string) {
   await new Promise((resolve, reject) => socket.once("open", resolve).once("error", reject));
   const request = (message: unknown) => socket.send(JSON.stringify(message));
   const quotes = () => frames.map((f) => parseFrame(f, ours)).flatMap((r) => (r.kind === "quote" ? [r.quote] : []));
-  return { socket, frames, request, quotes };
+  const heartbeats = (market: string) =>
+    frames
+      .map((f) => parseFrame(f, ours))
+      .flatMap((r) => (r.kind === "heartbeat" && r.heartbeat.market === market ? [r.heartbeat] : []));
+  return { socket, frames, request, quotes, heartbeats };
 }
 
 const levels: Record<string, number> = {
@@ -116,6 +121,53 @@ describe("sim feed", () => {
       [3, 400],
     ]);
     expect(answers[0]!.error.message).toMatch(/1 decimals/);
+  });
+
+  it("sends markPrice heartbeats with the walk paused; a halted market sends nothing until it resumes", async () => {
+    const feed = await sim({ walking: false, heartbeatMs: 20 });
+    const client = await connect(feed.url);
+    client.request({
+      method: "SUBSCRIBE",
+      params: [
+        "bookTicker.ETH_USDC_PERP",
+        "markPrice.ETH_USDC_PERP",
+        "bookTicker.SOL_USDC_PERP",
+        "markPrice.SOL_USDC_PERP",
+      ],
+    });
+    await waitFor(
+      "heartbeats for both",
+      () => client.heartbeats("ETH_USDC_PERP").length >= 3 && client.heartbeats("SOL_USDC_PERP").length >= 3,
+    );
+    expect(
+      client.frames.map((f) => parseFrame(f, ours).kind).filter((k) => k !== "quote" && k !== "heartbeat"),
+    ).toEqual([]);
+    expect(client.quotes().map((q) => q.market)).toEqual(["ETH_USDC_PERP", "SOL_USDC_PERP"]); // paused: one each
+    const times = client.heartbeats("ETH_USDC_PERP").map((h) => BigInt(h.exchangeTimeUs));
+    expect(times.every((t, i) => i === 0 || t > times[i - 1]!)).toBe(true);
+
+    client.request({ id: 5, method: "HALT_MARKET", params: { market: "SOL_USDC_PERP" } });
+    await waitFor("the halt answer", () => client.frames.some((f) => f.includes('"id":5')));
+    const solFrames = () => client.frames.filter((f) => f.includes("SOL_USDC_PERP")).length;
+    const solBefore = solFrames();
+    const ethBefore = client.heartbeats("ETH_USDC_PERP").length;
+    feed.setQuote("SOL_USDC_PERP", "201.5", "201.52"); // set, but a halted market sends nothing
+    await new Promise((resolve) => setTimeout(resolve, 120)); // six heartbeat periods
+    expect(solFrames()).toBe(solBefore);
+    expect(client.heartbeats("ETH_USDC_PERP").length).toBeGreaterThanOrEqual(ethBefore + 3);
+
+    const solBeats = client.heartbeats("SOL_USDC_PERP").length;
+    feed.resumeMarket("SOL_USDC_PERP");
+    await waitFor("SOL's current quote", () => client.quotes().at(-1)?.bid === "201.5");
+    expect(client.quotes().at(-1)).toMatchObject<Partial<FeedQuote>>({ market: "SOL_USDC_PERP", ask: "201.52" });
+    await waitFor("SOL's heartbeats again", () => client.heartbeats("SOL_USDC_PERP").length > solBeats);
+
+    client.request({ id: 6, method: "HALT_MARKET", params: { market: "DOGE_USDC_PERP" } });
+    await waitFor("the refusal", () => client.frames.some((f) => f.includes('"id":6')));
+    expect(JSON.parse(client.frames.find((f) => f.includes('"id":6'))!)).toEqual({
+      id: 6,
+      error: { code: 400, message: "unknown market DOGE_USDC_PERP" },
+    });
   });
 
   it("resumes and pauses the walk by control message", async () => {

@@ -1,13 +1,17 @@
 /**
- * A local feed that speaks Backpack's bookTicker protocol, for tests and for offline local runs.
+ * A local feed that speaks Backpack's bookTicker and markPrice protocol, for tests and for offline local runs.
  *
  * Protocol (JSON text frames over one WebSocket):
- * - `{"method":"SUBSCRIBE","params":["bookTicker.ETH_USDC_PERP",…]}`: the connection then receives
- *   `{"stream","data":{e,E,T,s,a,A,b,B,u}}` frames for those markets, starting with the current quote;
- *   `UNSUBSCRIBE` undoes it. Unknown streams get a Backpack-style `{"id":null,"error":{…}}` answer.
+ * - `{"method":"SUBSCRIBE","params":["bookTicker.ETH_USDC_PERP","markPrice.ETH_USDC_PERP",…]}`: the connection
+ *   then receives `{"stream","data":{e,E,T,s,a,A,b,B,u}}` book frames for those markets, starting with the current
+ *   quote, and `{"stream","data":{e,E,s,p,f,i,n,T}}` mark price frames every `heartbeatMs` (1 s, as Backpack),
+ *   whether or not the walk moves: a paused walk is a quiet market, still live. `UNSUBSCRIBE` undoes it. Unknown
+ *   streams get a Backpack-style `{"id":null,"error":{…}}` answer.
  * - Control, so a test or another process can drive prices: `{"method":"SET_QUOTE","params":{"market","bid","ask"}}`
  *   sets an exact quote and sends it at once; `PAUSE_WALK` / `RESUME_WALK` stop and restart the random walk
- *   (scripted-only mode). Answers: `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
+ *   (scripted-only mode); `HALT_MARKET` / `RESUME_MARKET` (`params: {"market"}`) stop every frame of one market (a
+ *   market halted at the exchange while others flow) and start them again with its current quote. Answers:
+ *   `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
  *
  * Prices move by a random walk in integer ticks of each market's `priceDecimals` around realistic levels, with a
  * spread of a few basis points. Update ids start at the wall clock in microseconds, so they keep increasing across
@@ -24,6 +28,8 @@ export interface SimFeedOptions {
   readonly host?: string;
   readonly markets?: readonly AssetConfig[];
   readonly intervalMs?: number;
+  /** markPrice frames per market every this many ms (default 1000). */
+  readonly heartbeatMs?: number;
   /** Start with the random walk running (default) or paused (scripted-only). */
   readonly walking?: boolean;
   readonly random?: () => number;
@@ -36,6 +42,10 @@ export interface SimFeed {
   setQuote(market: string, bid: string, ask: string): void;
   pauseWalk(): void;
   resumeWalk(): void;
+  /** Sends nothing more for `market` (book, scripted quotes, heartbeats) until `resumeMarket`. */
+  haltMarket(market: string): void;
+  /** Sends `market`'s current quote and its frames again. */
+  resumeMarket(market: string): void;
   /** Connections currently open. */
   readonly connections: number;
   stop(): Promise<void>;
@@ -66,7 +76,9 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     const half = Math.max(1, Math.round((mid * SPREAD) / 2));
     books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half });
   }
+  /** Stream names per connection. */
   const subscriptions = new Map<WebSocket, Set<string>>();
+  const halted = new Set<string>();
   let nextUpdateId = Date.now() * 1000;
 
   const frame = (book: Book): string => {
@@ -86,9 +98,27 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     };
     return JSON.stringify({ stream: `bookTicker.${market}`, data });
   };
+  const markFrame = (book: Book): string => {
+    const nowMs = Date.now();
+    const { market, priceDecimals } = book.asset;
+    const mark = formatUnits(Math.floor((book.bidTicks + book.askTicks) / 2), priceDecimals);
+    const data = {
+      e: "markPrice",
+      E: nowMs * 1000,
+      s: market,
+      p: mark,
+      f: "0.0000125",
+      i: mark,
+      n: (Math.floor(nowMs / 3_600_000) + 1) * 3_600_000, // next hourly funding, ms
+      T: nowMs * 1000,
+    };
+    return JSON.stringify({ stream: `markPrice.${market}`, data });
+  };
+  const send = (stream: string, text: string) => {
+    for (const [socket, streams] of subscriptions) if (streams.has(stream)) socket.send(text);
+  };
   const broadcast = (book: Book) => {
-    const text = frame(book);
-    for (const [socket, markets] of subscriptions) if (markets.has(book.asset.market)) socket.send(text);
+    if (!halted.has(book.asset.market)) send(`bookTicker.${book.asset.market}`, frame(book));
   };
 
   const step = (book: Book) => {
@@ -116,6 +146,17 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     broadcast(book);
   };
 
+  const bookOf = (market: string): Book => {
+    const book = books.get(market);
+    if (book === undefined) throw new Error(`unknown market ${market}`);
+    return book;
+  };
+  const haltMarket = (market: string) => void halted.add(bookOf(market).asset.market);
+  const resumeMarket = (market: string) => {
+    const book = bookOf(market);
+    if (halted.delete(market)) broadcast(book);
+  };
+
   const server = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 });
   await new Promise<void>((resolve, reject) => {
     server.once("listening", resolve);
@@ -138,6 +179,11 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     walkTimer = undefined;
   };
   if (options.walking ?? true) resumeWalk();
+  const heartbeatTimer = setInterval(() => {
+    for (const book of books.values()) {
+      if (!halted.has(book.asset.market)) send(`markPrice.${book.asset.market}`, markFrame(book));
+    }
+  }, options.heartbeatMs ?? 1_000);
 
   server.on("connection", (socket) => {
     subscriptions.set(socket, new Set());
@@ -161,19 +207,21 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
       const { method, params, id } = request;
       if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
         const streams = Array.isArray(params) ? params : [];
+        const mine = subscriptions.get(socket);
         for (const stream of streams) {
-          const book =
-            typeof stream === "string" && stream.startsWith("bookTicker.") ? books.get(stream.slice(11)) : undefined;
-          if (book === undefined) {
+          const [kind, market] = typeof stream === "string" ? stream.split(".", 2) : [];
+          const book = kind === "bookTicker" || kind === "markPrice" ? books.get(market ?? "") : undefined;
+          if (book === undefined || mine === undefined) {
             socket.send(
               JSON.stringify({ id: id ?? null, error: { code: 4006, message: `Invalid stream: ${String(stream)}` } }),
             );
             continue;
           }
-          if (method === "UNSUBSCRIBE") subscriptions.get(socket)?.delete(book.asset.market);
-          else if (!subscriptions.get(socket)?.has(book.asset.market)) {
-            subscriptions.get(socket)?.add(book.asset.market);
-            socket.send(frame(book));
+          const name = stream as string;
+          if (method === "UNSUBSCRIBE") mine.delete(name);
+          else if (!mine.has(name)) {
+            mine.add(name);
+            if (kind === "bookTicker" && !halted.has(book.asset.market)) socket.send(frame(book));
           }
         }
         return;
@@ -182,6 +230,15 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
         const p = (params ?? {}) as { market?: unknown; bid?: unknown; ask?: unknown };
         try {
           setQuote(String(p.market), String(p.bid), String(p.ask));
+          return answer(id);
+        } catch (err) {
+          return answer(id, (err as Error).message);
+        }
+      }
+      if (method === "HALT_MARKET" || method === "RESUME_MARKET") {
+        const market = String((params as { market?: unknown } | undefined)?.market);
+        try {
+          (method === "HALT_MARKET" ? haltMarket : resumeMarket)(market);
           return answer(id);
         } catch (err) {
           return answer(id, (err as Error).message);
@@ -201,11 +258,14 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     setQuote,
     pauseWalk,
     resumeWalk,
+    haltMarket,
+    resumeMarket,
     get connections() {
       return subscriptions.size;
     },
     stop: async () => {
       pauseWalk();
+      clearInterval(heartbeatTimer);
       // ws's close() stops accepting but leaves open connections; end them so the port is free at once.
       for (const socket of subscriptions.keys()) socket.terminate();
       await new Promise<void>((resolve) => server.close(() => resolve()));

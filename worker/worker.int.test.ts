@@ -99,7 +99,7 @@ describe("worker on real Redis and Postgres", () => {
       market: "ETH_USDC_PERP",
       bid: "2000",
       ask: "2000",
-      exchangeTimeUs: "1",
+      exchangeTimeUs: "1800000000001000", // the exchange's clock, as the log's (ms 1_800_000_000_001): fresh
       source: "sim",
     });
     const [openOutput] = await e.send(
@@ -131,7 +131,7 @@ describe("worker on real Redis and Postgres", () => {
       market: "ETH_USDC_PERP",
       bid: "2100",
       ask: "2100",
-      exchangeTimeUs: "2",
+      exchangeTimeUs: "1800000000003000",
       source: "sim",
     });
     expect(tick.map((o) => o.type)).toEqual(["quote_updated", "closed_order", "balances_changed"]);

@@ -83,12 +83,18 @@ function buildState(users: number, tradesPerUser: number, msPerOpen: number): En
   const log = new Log();
   const rand = seededRandom(7);
   createUsers(state, log, users);
-  apply(state, { id: log.id(), message: tick(BASE_TICKS) });
+  apply(state, { id: log.id(), message: tick(BASE_TICKS, log.ms) });
   let n = 0;
+  let tickedAtMs = log.ms;
   for (let r = 0; r < tradesPerUser; r++) {
     for (let u = 0; u < users; u++) {
       log.advance(msPerOpen);
-      if (++n % 16 === 0) apply(state, { id: log.id(), message: tick(BASE_TICKS) });
+      n++;
+      // A quote (or the exchange's heartbeat) at least once a second of log time, as the poller sends them.
+      if (log.ms - tickedAtMs >= 1_000) {
+        apply(state, { id: log.id(), message: tick(BASE_TICKS, log.ms) });
+        tickedAtMs = log.ms;
+      }
       const out = apply(state, {
         id: log.id(),
         message: { type: "user_instruction", requestId: `o${n}`, userId: `user${u}`, instruction: openOrder(rand) },
@@ -110,8 +116,8 @@ function openTradesCount(state: EngineState): number {
 /** Median ticks/s over batches of ticks that stay within ±1% of the base price. */
 function measureTicks(state: EngineState, batches: number, perBatch: number): number {
   const rates: number[] = [];
-  const msgs = Array.from({ length: 1000 }, (_, i) => tick(BASE_TICKS - 4000 + ((i * 37) % 8000)));
   let ms = state.lastInputMs + 1;
+  const msgs = Array.from({ length: 1000 }, (_, i) => tick(BASE_TICKS - 4000 + ((i * 37) % 8000), ms));
   for (let b = 0; b < batches; b++) {
     const seconds = timeInChunks(
       perBatch,
@@ -137,7 +143,7 @@ function measureOpensAndCloses(batches: number, perBatch: number): { opensPerSec
   let req = 0;
   for (let b = 0; b < batches; b++) {
     log.advance(1000);
-    apply(state, { id: log.id(), message: tick(BASE_TICKS) });
+    apply(state, { id: log.id(), message: tick(BASE_TICKS, log.ms) });
     const openSeconds = timeInChunks(
       perBatch,
       (i) => ({

@@ -99,18 +99,18 @@ async function main(): Promise<void> {
     const rand = seededRandom(7);
     function* buildLog(): Generator<EngineInput> {
       let n = 0;
-      yield tick(BASE_TICKS);
+      yield tick(BASE_TICKS, Date.now());
       for (let u = 0; u < USERS; u++) {
-        if (++n % 1000 === 0) yield tick(BASE_TICKS);
+        if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
         yield instruction(`a${u}`, `user${u}`, { kind: "create_account" });
       }
       for (let r = 0; r < TRADES_PER_USER; r++) {
         for (let u = 0; u < USERS; u++) {
-          if (++n % 1000 === 0) yield tick(BASE_TICKS);
+          if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
           yield instruction(`o${n}`, `user${u}`, openOrder(rand));
         }
       }
-      yield tick(BASE_TICKS);
+      yield tick(BASE_TICKS, Date.now());
     }
     const lastBuildId = await xaddAll(redis, keys.input, buildLog());
     const xaddMs = Date.now() - buildStart;
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
       const pipe = trickleRedis.pipeline();
       for (let i = 0; i < TRICKLE_PER_SEC / 20; i++) {
         trickleBid = BASE_TICKS - 20 + Math.floor(Math.random() * 41);
-        pipe.xadd(keys.input, "*", ...encodeFields(tick(trickleBid)));
+        pipe.xadd(keys.input, "*", ...encodeFields(tick(trickleBid, Date.now())));
       }
       trickleSent += TRICKLE_PER_SEC / 20;
       pipe.exec().catch((err: unknown) => progress(`trickle failed: ${String(err)}`));
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     function* tailLog(): Generator<EngineInput> {
       for (let i = 0; i < TAIL; i++) {
         yield i % 2 === 0
-          ? tick(BASE_TICKS - 20 + (i % 41))
+          ? tick(BASE_TICKS - 20 + (i % 41), Date.now())
           : instruction(`t${i}`, `user${i % USERS}`, { kind: "create_account" });
       }
     }
@@ -209,7 +209,7 @@ async function main(): Promise<void> {
     for (let k = 0; k * FIRE_PER_TICK < TP_TRADES; k++) {
       const bid = tpTicks(k * FIRE_PER_TICK + FIRE_PER_TICK - 1);
       tickSentAt.push(Date.now());
-      await redis.xadd(keys.input, "*", ...encodeFields(tick(bid)));
+      await redis.xadd(keys.input, "*", ...encodeFields(tick(bid, Date.now())));
       await sleep(40);
     }
     const waitUntil = Date.now() + 15_000;

@@ -10,12 +10,13 @@ export const BASE_TICKS = 400_000; // 4000.00
 
 export const price = (ticks: number) => `${Math.floor(ticks / 100)}.${String(ticks % 100).padStart(2, "0")}`;
 
-export const tick = (bidTicks: number): EngineInput => ({
+/** A quote stamped by the exchange at `atMs` (ms): the engine judges a market fresh by that time, not by arrival. */
+export const tick = (bidTicks: number, atMs: number): EngineInput => ({
   type: "price_update",
   market: MARKET,
   bid: price(bidTicks),
   ask: price(bidTicks + 10),
-  exchangeTimeUs: "0",
+  exchangeTimeUs: `${atMs}000`,
   source: "sim",
 });
 

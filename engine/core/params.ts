@@ -13,7 +13,12 @@ export interface EngineParams {
   readonly maxLeverage: number;
   /** Maintenance margin as parts per million of notional: a trade is liquidated when its equity falls to it. */
   readonly maintenanceMarginPpm: number;
-  /** Orders are refused with STALE_PRICE when the market's last quote is older than this (by log time). */
+  /**
+   * Orders are refused with STALE_PRICE when log time is more than this past the exchange's time of the market's
+   * newest evidence of life (freshness.ts); an update claiming an exchange time more than this ahead is ignored.
+   * 5 s: the poller sends a heartbeat per market about once a second, so a live market never comes near it, and
+   * a halted one stops trading within seconds. Saved in snapshots: an old one keeps the limit it ran under.
+   */
   readonly staleQuoteMs: number;
   /** Largest notional (margin × leverage, or a spot total) of a single order. */
   readonly maxNotionalMicros: number;
@@ -32,7 +37,7 @@ export const DEFAULT_PARAMS: EngineParams = {
   initialBalanceMicros: 10_000 * MICROS_PER_USD,
   maxLeverage: 100,
   maintenanceMarginPpm: 5_000,
-  staleQuoteMs: 30_000,
+  staleQuoteMs: 5_000,
   maxNotionalMicros: 10_000_000 * MICROS_PER_USD,
   maxOpenTradesPerUser: 500,
   idempotencyWindowMs: 24 * 60 * 60 * 1000,

@@ -1,5 +1,6 @@
 // Prices: a price_update replaces the market's quote; malformed, crossed, out-of-range or
-// unknown-market updates are counted and ignored. Orders need a quote no older than staleQuoteMs of log time.
+// unknown-market updates are counted and ignored, and so is one from too far in the future. Orders need a market
+// the exchange showed live (its own time) no more than staleQuoteMs of log time ago.
 import { describe, expect, it } from "vitest";
 import { ETH, SOL, close, codeOf, given, open, opened, resultOf } from "../testing/spec-support.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
@@ -84,21 +85,110 @@ describe("NO_PRICE and UNKNOWN_ASSET", () => {
   });
 });
 
-describe("STALE_PRICE (staleQuoteMs = 30000 by default)", () => {
-  it("a quote exactly staleQuoteMs old is still tradable; one ms older is not", () => {
-    const h = given();
-    h.advance(30_000);
+/** A price_update with an explicit exchange time (µs digits), as a feed would send it. */
+const quoteAt = (h: EngineHarness, market: string, bid: string, ask: string, exchangeTimeUs: string) =>
+  h.send({ type: "price_update", market, bid, ask, exchangeTimeUs, source: "backpack" });
+const T0 = 1_700_000_000_000; // the harness's first log time, ms
+const us = (ms: number) => `${ms}000`;
+
+describe("STALE_PRICE: judged by the exchange's time (staleQuoteMs = 5000 by default)", () => {
+  it("a market last shown live exactly staleQuoteMs ago is still tradable; one ms more is not", () => {
+    const h = given(); // ETH at log time T0, exchange time T0
+    h.advance(5_000);
     resultOf(open(h, "alice").answer, "open_trade");
     h.advance(1);
     const { answer } = open(h, "alice");
     expect(codeOf(answer)).toBe("STALE_PRICE");
-    if (!answer.ok) expect(answer.error.message).toContain("30001 ms");
+    if (!answer.ok) expect(answer.error.message).toContain("5001 ms ago; the limit is 5000 ms");
+  });
+
+  it("a halted market is refused once log time passes its exchange time by staleQuoteMs, though the same quote keeps arriving", () => {
+    const h = given();
+    for (let s = 1; s <= 5; s++) {
+      h.advance(1_000);
+      // The feed re-sends the last quote with the exchange time it had: nothing new, so nothing is emitted.
+      expect(quoteAt(h, ETH, "2000", "2000", us(T0))).toEqual([]);
+    }
+    resultOf(open(h, "alice").answer, "open_trade"); // log T0+5000: 5000 ms since the exchange's T0
+    h.advance(1);
+    expect(quoteAt(h, ETH, "2000", "2000", us(T0))).toEqual([]);
+    const { answer } = open(h, "alice");
+    expect(codeOf(answer)).toBe("STALE_PRICE");
+    if (!answer.ok) expect(answer.error.message).toContain("5001 ms ago");
+  });
+
+  it("a quiet market whose heartbeats carry advancing exchange time keeps trading, and stops 5 s after the last", () => {
+    const h = given();
+    for (let s = 1; s <= 60; s++) {
+      h.advance(1_000);
+      // Same top of book each second, stamped by the exchange 200 ms before it reaches the log.
+      const out = quoteAt(h, ETH, "2000", "2000", us(h.nowMs - 200));
+      expect(out).toMatchObject([{ type: "quote_updated", bid: "2000", ask: "2000" }]);
+    }
+    resultOf(open(h, "alice").answer, "open_trade"); // log T0+60000, live as of T0+59800
+    h.advance(4_800);
+    resultOf(open(h, "alice").answer, "open_trade"); // 5000 ms after T0+59800
+    h.advance(1);
+    expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
+  });
+
+  it("a new price with an older exchange time replaces the prices but not the market's evidence of life", () => {
+    const h = given();
+    h.advance(1_000);
+    expect(quoteAt(h, ETH, "2000", "2000", us(T0 + 1_000))).toHaveLength(1); // heartbeat: live as of T0+1000
+    h.advance(500);
+    // A book change stamped by another clock 100 ms behind the heartbeat's: the price is news, the time is not.
+    expect(quoteAt(h, ETH, "2001", "2002", us(T0 + 900))).toMatchObject([{ bid: "2001", ask: "2002" }]);
+    expect(h.state.quotes[0]).toMatchObject({ bidTicks: 200_100, askTicks: 200_200, atMs: T0 + 1_000 });
+    expect(h.state.quotes[0]?.exchangeTimeUs).toBe(us(T0 + 1_000));
+    h.advance(4_500); // log T0+6000
+    const trade = resultOf(open(h, "alice").answer, "open_trade").trade;
+    expect(trade.openPrice).toBe("2002");
+    h.advance(1);
+    expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
+  });
+
+  it("an exchange clock ahead of the log's buys no extra freshness: fresh from the log time it arrived", () => {
+    const h = given();
+    h.advance(1_000); // log T0+1000
+    expect(quoteAt(h, ETH, "2000", "2000", us(T0 + 6_000))).toHaveLength(1); // exactly staleQuoteMs ahead: accepted
+    h.advance(5_000); // log T0+6000: 5000 ms since it arrived
+    resultOf(open(h, "alice").answer, "open_trade");
+    h.advance(1);
+    expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
+  });
+
+  it("an update claiming an exchange time more than staleQuoteMs ahead of log time is ignored and counted", () => {
+    const h = given();
+    // 5000.999 ms ahead truncates to 5000 ms: still inside the bound.
+    expect(quoteAt(h, ETH, "2000.5", "2001", `${T0 + 5_000}999`)).toHaveLength(1);
+    expect(h.state.ignoredPriceUpdates).toBe(0);
+    const accepted = { ...h.state.quotes[0] };
+    expect(accepted).toMatchObject({ bidTicks: 200_050, atMs: T0 });
+    expect(quoteAt(h, SOL, "150", "150", us(T0 + 5_001))).toEqual([]);
+    expect(quoteAt(h, ETH, "2100", "2100", us(T0 + 5_001))).toEqual([]);
+    expect(h.state.ignoredPriceUpdates).toBe(2);
+    expect(h.state.quotes[0]).toEqual(accepted);
+    expect(h.state.quotes[2]).toBeUndefined(); // SOL got no first price from it
+  });
+
+  it("compares exchange times as numbers: leading zeros and longer digit strings", () => {
+    const h = given();
+    h.advance(3_000);
+    // "0" + T0+3000 ms: newer than T0 as a number, though "0…" sorts first as text.
+    expect(quoteAt(h, ETH, "2000", "2000", `0${us(T0 + 3_000)}`)).toHaveLength(1);
+    expect(h.state.quotes[0]).toMatchObject({ atMs: T0 + 3_000, exchangeTimeUs: `0${us(T0 + 3_000)}` });
+    h.advance(1_000);
+    // 999… µs has fewer digits: older, so the repeat changes nothing.
+    expect(quoteAt(h, ETH, "2000", "2000", "999999999999999")).toEqual([]);
+    h.advance(5_000); // T0+9000: 6000 ms after T0+3000
+    expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
   });
 
   it("applies to opening, closing and spot orders alike", () => {
     const h = given();
     const trade = opened(h, "alice");
-    h.advance(30_001);
+    h.advance(5_001);
     expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
     expect(codeOf(close(h, "alice", trade.id).answer)).toBe("STALE_PRICE");
     expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "1" }).answer)).toBe(
@@ -108,18 +198,20 @@ describe("STALE_PRICE (staleQuoteMs = 30000 by default)", () => {
     resultOf(close(h, "alice", trade.id).answer, "close_trade");
   });
 
-  it("is per market", () => {
+  it("is per market: a halted market goes stale while another flows", () => {
     const h = given();
     h.price(SOL, "150", "150");
-    h.advance(30_001);
-    h.price(ETH, "2000", "2000");
+    for (let s = 1; s <= 6; s++) {
+      h.advance(1_000);
+      h.price(ETH, "2000", "2000"); // ETH's heartbeat; SOL sends nothing
+    }
     expect(codeOf(open(h, "alice", { asset: "SOL" }).answer)).toBe("STALE_PRICE");
     resultOf(open(h, "alice").answer, "open_trade");
   });
 
   it("an ignored update does not refresh a stale market", () => {
     const h = given();
-    h.advance(30_001);
+    h.advance(5_001);
     h.price(ETH, "2000.01", "2000");
     expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
   });

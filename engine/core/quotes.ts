@@ -1,10 +1,13 @@
 /**
  * Prices: a `price_update` replaces the market's quote and fires every trade whose trigger it crossed. A quote
- * that is malformed, crossed, out of range or for an unknown market is counted and ignored.
+ * that is malformed, crossed, out of range, for an unknown market or from too far in the future is counted and
+ * ignored. Whether a quote may be traded on is judged by the exchange's time of the market's newest evidence of
+ * life (freshness.ts).
  */
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { formatUnits, toUnits } from "../../contract/money.ts";
 import { refuse, type Outcome } from "./receipts.ts";
+import { compareDigits, fromTheFuture, liveAsOfMs } from "./freshness.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
 import { emit, nextOutputId, isoTime, type Step } from "./step.ts";
 import { fireTriggers } from "./triggers.ts";
@@ -18,15 +21,24 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
   const asset = assetAt(state, index);
   const bid = toUnits(update.bid, asset.priceDecimals, asset.maxPriceTicks);
   const ask = toUnits(update.ask, asset.priceDecimals, asset.maxPriceTicks);
-  if (bid <= 0 || ask <= 0 || bid > ask) {
+  if (
+    bid <= 0 ||
+    ask <= 0 ||
+    bid > ask ||
+    fromTheFuture(update.exchangeTimeUs, step.nowMs, state.params.staleQuoteMs)
+  ) {
     state.ignoredPriceUpdates++;
     return;
   }
+  const last = state.quotes[index];
+  const newEvidence = last === undefined || compareDigits(update.exchangeTimeUs, last.exchangeTimeUs) > 0;
+  // A repeat that brings neither a new price nor a newer exchange time says nothing: it must not refresh.
+  if (!newEvidence && last.bidTicks === bid && last.askTicks === ask) return;
   const quote: Quote = {
     bidTicks: bid,
     askTicks: ask,
-    atMs: step.nowMs,
-    exchangeTimeUs: update.exchangeTimeUs,
+    atMs: newEvidence ? step.nowMs : last.atMs,
+    exchangeTimeUs: newEvidence ? update.exchangeTimeUs : last.exchangeTimeUs,
     source: update.source,
   };
   state.quotes[index] = quote;
@@ -48,9 +60,12 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
 export function tradableQuote(state: EngineState, step: Step, assetIndex: number): Quote | Outcome {
   const quote = state.quotes[assetIndex];
   if (quote === undefined) return refuse("NO_PRICE");
-  const ageMs = step.nowMs - quote.atMs;
+  const ageMs = step.nowMs - liveAsOfMs(quote);
   if (ageMs > state.params.staleQuoteMs) {
-    return refuse("STALE_PRICE", `Last quote is ${ageMs} ms old; the limit is ${state.params.staleQuoteMs} ms.`);
+    return refuse(
+      "STALE_PRICE",
+      `The exchange last showed this market live ${ageMs} ms ago; the limit is ${state.params.staleQuoteMs} ms.`,
+    );
   }
   return quote;
 }

@@ -64,8 +64,9 @@ export interface Trade extends TradeFacts {
 export interface Quote {
   readonly bidTicks: number;
   readonly askTicks: number;
-  /** Log time (input id ms) at which the quote entered the engine: what staleness is measured against. */
+  /** Log time (input id ms) at which the market's newest evidence of life (`exchangeTimeUs`) entered the engine. */
   readonly atMs: number;
+  /** Exchange time (µs digits) of the market's newest evidence of life: what staleness is measured against. */
   readonly exchangeTimeUs: string;
   readonly source: "backpack" | "sim";
 }

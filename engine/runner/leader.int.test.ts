@@ -80,7 +80,7 @@ describe("engine leader on real Redis", () => {
       market: "ETH_USDC_PERP",
       bid: "2000",
       ask: "2000",
-      exchangeTimeUs: "1",
+      exchangeTimeUs: `${Date.now()}000`, // the exchange's clock: quotes are judged fresh by it
       source: "sim",
     });
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
@@ -216,7 +216,7 @@ describe("engine leader on real Redis", () => {
       market: "ETH_USDC_PERP",
       bid,
       ask: bid,
-      exchangeTimeUs: "1",
+      exchangeTimeUs: `${Date.now()}000`,
       source: "sim",
     });
     const open = (user: string, id: string, leverage: number) =>

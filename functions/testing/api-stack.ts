@@ -89,7 +89,9 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
   const workerReader = new Redis(REDIS_URL);
   const apiRedis: ApiRedis = overrides.apiRedis ?? createIoredisApiRedis(REDIS_URL);
 
-  const state = createState(makeParams());
+  // A test file sets its quotes once and trades on them for minutes; live, the poller's per-market heartbeat keeps a
+  // market fresh within the 5 s default. Staleness itself is the engine's specs' subject (engine/core/quotes.test.ts).
+  const state = createState(makeParams({ staleQuoteMs: 10 * 60_000 }));
   let engine: { stop: AbortController; done: Promise<unknown>; lease: EngineLease } | undefined;
   const startEngine = async () => {
     const lease = new EngineLease(redis, keys, "api-test-engine", 5_000, log);
