@@ -6,27 +6,42 @@
  * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
-import type { Instruction } from "../../contract/messages.ts";
+import type { Answer, Instruction } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
+import {
+  amountsOf,
+  assetAt,
+  factsOf,
+  makeTrade,
+  tradeSeq,
+  type Account,
+  type EngineState,
+  type Quote,
+} from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
-/** An open_trade instruction read into numbers; 0 for an absent stop-loss or take-profit. */
-interface OpenOrder {
+/** A trade's exit levels as checkLevels checks them; 0 for an absent stop-loss or take-profit. */
+export interface ExitLevels {
   readonly assetIndex: number;
   readonly isLong: boolean;
-  readonly leverage: number;
-  readonly marginMicros: number;
   readonly stopLossTicks: number;
   readonly takeProfitTicks: number;
+}
+
+/** An open_trade instruction read into numbers. */
+interface OpenOrder extends ExitLevels {
+  readonly leverage: number;
+  readonly marginMicros: number;
+  readonly trailing: TrailingTerms | null;
 }
 
 export function openTrade(state: EngineState, step: Step, account: Account, instruction: OpenTrade): Outcome {
@@ -57,6 +72,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   );
   const misplaced = checkLevels(state, order, quote, liquidation);
   if (misplaced !== undefined) return misplaced;
+  const badTrailing = order.trailing === null ? undefined : checkTrailingTerms(state, order, order.trailing, quote);
+  if (badTrailing !== undefined) return badTrailing;
 
   const seq = state.nextSeq++;
   const trade = makeTrade(account, {
@@ -75,6 +92,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   account.usd -= order.marginMicros;
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
+  if (order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
   const amounts = amountsOf(account);
   const view = tradeView(state, trade);
   const balances = balancesView(state, amounts);
@@ -86,10 +104,10 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     trade: view,
   });
   emitBalancesChanged(step, account.userId, balances);
-  return {
-    receipt: { kind: "open_trade", trade, balances: amounts },
-    answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
-  };
+  const answer: Answer = { ok: true, result: { kind: "open_trade", trade: view, balances } };
+  // The facts are copied: the trade's exits may move later, the answer stays. A compact receipt has no trailing stop.
+  if (trade.trailing !== null) return remembered(answer);
+  return { receipt: { kind: "open_trade", trade: factsOf(trade), balances: amounts }, answer };
 }
 
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */
@@ -110,7 +128,10 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
   if (takeProfitTicks < 0)
     return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+  const trailing = order.trailingStop === undefined ? null : readTrailingTerms(state, assetIndex, order.trailingStop);
+  if (trailing !== null && isRefusal(trailing)) return trailing;
   return {
+    trailing,
     assetIndex,
     isLong: order.side === "long",
     leverage: order.leverage,
@@ -125,7 +146,12 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
  * stop-loss no further than the liquidation level (beyond it, it could never fire; at it, the tie goes to the stop).
  * Refusals name the level, the price it was checked against and the range it must lie in.
  */
-function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
+export function checkLevels(
+  state: EngineState,
+  order: ExitLevels,
+  quote: Quote,
+  liquidation: number,
+): Outcome | undefined {
   const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
     return misplaced(state, order, quote, liquidation, "stop-loss side");
@@ -144,7 +170,7 @@ function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquida
 /** The refusal of a misplaced level, in numbers. Apart from checkLevels so that an accepted open formats nothing. */
 function misplaced(
   state: EngineState,
-  order: OpenOrder,
+  order: ExitLevels,
   quote: Quote,
   liquidation: number,
   why: "stop-loss side" | "take-profit side" | "stop-loss beyond liquidation",
@@ -193,6 +219,9 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
     trade.isLong ? quote.bidTicks : quote.askTicks,
     "manual",
   );
+  // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
+  if (trade.trailing !== null)
+    return remembered({ ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } });
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
@@ -200,7 +229,7 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
 }
 
 /** A price in ticks: 0 when absent, negative when invalid (malformed, too precise, zero or out of range). */
-function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
+export function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
   if (text === undefined) return 0;
   const ticks = toUnits(text, decimals, maxTicks);
   return ticks === 0 ? -1 : ticks;
