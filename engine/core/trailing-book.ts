@@ -26,6 +26,9 @@ import { divFloor } from "../../contract/money.ts";
 import type { Trade } from "./state.ts";
 import { PairingHeap, PosHeap, type PairingNode, type Positioned } from "./trailing-heap.ts";
 
+/** Percents are read and shown with this many decimals: 0.01 % steps, so 1 to 9999 hundredths. */
+export const PERCENT_DECIMALS = 2;
+
 /** One trade's trailing stop. */
 export interface TrailingStop extends PairingNode<TrailingStop>, Positioned {
   readonly trade: Trade;

@@ -21,7 +21,9 @@ import {
   detachStop,
   levelOf,
   newTrailingStop,
+  PERCENT_DECIMALS,
   type TrailSide,
+  type TrailSystem,
   type TrailingStop,
 } from "./trailing-book.ts";
 import { tradeView } from "./views.ts";
@@ -33,9 +35,6 @@ export interface TrailingTerms {
   /** 0 when none. */
   readonly activationTicks: number;
 }
-
-/** Percents are read with this many decimals: 0.01 % steps, so 1 to 9999 hundredths. */
-export const PERCENT_DECIMALS = 2;
 
 /** Checks what needs no market: one kind of distance, each number positive at its precision. */
 export function readTrailingTerms(
@@ -115,31 +114,37 @@ export function stopReason(t: Trade): CloseReason {
 
 /** Closes the trades of one side whose trailing level `price` reached (long: bid ≤ level; short: ask ≥ level). */
 export function fireTrailing(state: EngineState, step: Step, side: TrailSide, isLong: boolean, price: number): void {
-  for (const system of [side.byDistance, side.byPercent]) {
-    let g;
-    while ((g = system.peek()) !== undefined && (isLong ? price <= g.level : price >= g.level)) {
-      const t = g.root!.trade;
-      closeTrade(state, step, t, price, stopReason(t));
-    }
+  fireSystem(state, step, side.byDistance, isLong, price);
+  fireSystem(state, step, side.byPercent, isLong, price);
+}
+
+function fireSystem(state: EngineState, step: Step, system: TrailSystem, isLong: boolean, price: number): void {
+  let g;
+  while ((g = system.peek()) !== undefined && (isLong ? price <= g.level : price >= g.level)) {
+    const t = g.root!.trade;
+    closeTrade(state, step, t, price, stopReason(t));
   }
 }
 
 /** Activates the stops a quote reached, each with a `trade_updated` ("trailing_activated"). */
 export function activateTrailing(state: EngineState, step: Step, assetIndex: number, quote: Quote): void {
   const book = state.books[assetIndex]!.trailing;
-  for (const isLong of [true, false]) {
-    const activated = activateReached(book, isLong, isLong ? quote.bidTicks : quote.askTicks);
-    if (activated === undefined) continue;
-    for (const stop of activated) {
-      emit(step, {
-        id: nextOutputId(step),
-        inputId: step.inputId,
-        type: "trade_updated",
-        userId: stop.trade.account.userId,
-        change: "trailing_activated",
-        trade: tradeView(state, stop.trade),
-      });
-    }
+  const longs = activateReached(book, true, quote.bidTicks);
+  if (longs !== undefined) emitActivated(state, step, longs);
+  const shorts = activateReached(book, false, quote.askTicks);
+  if (shorts !== undefined) emitActivated(state, step, shorts);
+}
+
+function emitActivated(state: EngineState, step: Step, stops: readonly TrailingStop[]): void {
+  for (const stop of stops) {
+    emit(step, {
+      id: nextOutputId(step),
+      inputId: step.inputId,
+      type: "trade_updated",
+      userId: stop.trade.account.userId,
+      change: "trailing_activated",
+      trade: tradeView(state, stop.trade),
+    });
   }
 }
 

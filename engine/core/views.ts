@@ -5,7 +5,7 @@ import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
 import { assetAt, orderId, tradeId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
-import { bestOf, levelAt, type TrailingStop } from "./trailing-book.ts";
+import { PERCENT_DECIMALS, bestOf, levelAt, type TrailingStop } from "./trailing-book.ts";
 
 /** `amounts` is [free USD, ...holdings per asset index]. */
 export function balancesView(state: EngineState, amounts: readonly number[]): Balances {
@@ -43,7 +43,7 @@ function trailingStopView(stop: TrailingStop, decimals: number): TrailingStopVie
   const best = stop.activated ? bestOf(stop) : 0;
   return {
     distance: stop.byPercent ? null : formatUnits(stop.amount, decimals),
-    percent: stop.byPercent ? formatUnits(stop.amount, 2) : null,
+    percent: stop.byPercent ? formatUnits(stop.amount, PERCENT_DECIMALS) : null,
     activationPrice: stop.activationTicks === 0 ? null : formatUnits(stop.activationTicks, decimals),
     activated: stop.activated,
     bestPrice: stop.activated ? formatUnits(best, decimals) : null,
