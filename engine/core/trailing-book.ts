@@ -116,11 +116,18 @@ export function systemOf(book: TrailBook, stop: TrailingStop): TrailSystem {
 
 /** The group a stop is in now (following merges, shortening the path as it goes). */
 export function groupOf(stop: TrailingStop): TrailGroup {
-  let g = stop.group;
-  if (g === null) throw new Error(`trailing stop of trade #${stop.trade.seq} is not active`);
-  while (g.parent !== null) g = g.parent;
-  stop.group = g;
-  return g;
+  const first = stop.group;
+  if (first === null) throw new Error(`trailing stop of trade #${stop.trade.seq} is not active`);
+  let root = first;
+  while (root.parent !== null) root = root.parent;
+  // Path compression: every group passed now links straight to the live one.
+  for (let g = first; g.parent !== null && g.parent !== root; ) {
+    const next: TrailGroup = g.parent;
+    g.parent = root;
+    g = next;
+  }
+  stop.group = root;
+  return root;
 }
 
 /** An active stop's best price; a removed one's at removal. */
