@@ -3,7 +3,8 @@
  *
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it).
- * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
+ * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts. An optional trailing
+ * stop is trailing.ts's; checkLevels is shared with modify_trade (modify.ts).
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Answer, Instruction } from "../../contract/messages.ts";
