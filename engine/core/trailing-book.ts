@@ -121,7 +121,7 @@ export function groupOf(stop: TrailingStop): TrailGroup {
   let root = first;
   while (root.parent !== null) root = root.parent;
   // Path compression: every group passed now links straight to the live one.
-  for (let g = first; g.parent !== null && g.parent !== root; ) {
+  for (let g = first; g.parent !== null && g.parent !== root;) {
     const next: TrailGroup = g.parent;
     g.parent = root;
     g = next;
