@@ -9,6 +9,7 @@
 import type { EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
 import { createAccount } from "./accounts.ts";
 import { recall, remember } from "./idempotency.ts";
+import { modifyTrade } from "./modify.ts";
 import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
@@ -100,10 +101,11 @@ function execute(
       return closeTradeByUser(state, step, account, instruction);
     case "spot_order":
       return spotOrder(state, step, account, instruction);
+    case "modify_trade":
+      return modifyTrade(state, step, account, instruction);
     case "place_order":
     case "place_oco":
     case "cancel_order":
-    case "modify_trade":
       // CONTRACT BRANCH ONLY: each kind is replaced by its handler before this reaches main.
       return refuse("INVALID_INSTRUCTION", `${instruction.kind} is not handled yet.`);
     default:

@@ -83,24 +83,31 @@ describe("engine under random logs", () => {
           for (const o of apply(state, entry)) {
             if (o.type === "trade_opened") seen.add("opened");
             if (o.type === "closed_order") seen.add(o.trade.closeReason);
-            if (o.type === "trade_updated" && o.change === "partial_close") seen.add("partial");
+            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind !== "create_account")
+              seen.add(o.answer.result.kind);
+            if (o.type === "trade_updated") seen.add(o.change);
             if (o.type === "order_response" && !o.answer.ok && o.answer.error.code === "REMAINDER_TOO_SMALL")
               seen.add("remainder refused");
-            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind === "spot_order") seen.add("spot");
           }
         }
       }),
       { numRuns: 300, seed: 42 },
     );
     expect([...seen].sort()).toEqual([
+      "close_trade",
+      "exits",
       "liquidation",
       "manual",
+      "modify_trade",
+      "open_trade",
       "opened",
-      "partial",
+      "partial_close",
       "remainder refused",
-      "spot",
+      "spot_order",
       "stop_loss",
       "take_profit",
+      "trailing_activated",
+      "trailing_stop",
     ]);
   });
 });

@@ -7,6 +7,8 @@ import type { AssetConfig } from "../../contract/markets.ts";
 import type { EngineParams } from "./params.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
+import { createTrailBook, type TrailBook } from "./trailing-book.ts";
+import type { TrailingStop } from "./trailing-stop.ts";
 
 export interface Account {
   readonly userId: string;
@@ -46,16 +48,20 @@ export interface TradeFacts {
 }
 
 /**
- * An open trade: its facts plus where it lives (account, trigger heaps). A partial close (partial-close.ts) shrinks
- * its quantity and margin; nothing else changes, so its heap positions stay valid. Anything that must keep the
- * facts as they were (a receipt) keeps a copy, never the trade.
+ * An open trade: its facts plus where it lives (account, trigger heaps). Its exits can move (modify.ts); a partial
+ * close (partial-close.ts) shrinks its quantity and margin and changes nothing else, so its heap positions stay
+ * valid. Anything that must keep the facts as they were (a receipt) keeps a copy, never the trade.
  */
 export interface Trade extends TradeFacts {
   quantitySteps: number;
   marginMicros: number;
   readonly account: Account;
+  stopLossTicks: number;
+  takeProfitTicks: number;
   /** The protective exit level (stop-loss or liquidation, whichever the price reaches first); 0 when none. */
-  readonly exitTicks: number;
+  exitTicks: number;
+  /** Its trailing stop (trailing.ts); null when none. */
+  trailing: TrailingStop | null;
   /** Positions in the trigger heaps, maintained by TriggerHeap; -1 when not in that heap. */
   exitPos: number;
   profitPos: number;
@@ -81,6 +87,8 @@ export interface TriggerBook {
   readonly shortExit: TriggerHeap;
   /** Short take-profit: fires when ask ≤ level; highest first. */
   readonly shortProfit: TriggerHeap;
+  /** Trailing stops (trailing-book.ts). */
+  readonly trailing: TrailBook;
 }
 
 export interface EngineState {
@@ -130,6 +138,7 @@ function createBook(): TriggerBook {
     longProfit: new TriggerHeap("profit", false),
     shortExit: new TriggerHeap("exit", false),
     shortProfit: new TriggerHeap("profit", true),
+    trailing: createTrailBook(),
   };
 }
 
@@ -171,8 +180,26 @@ export function makeTrade(account: Account, f: TradeFacts): Trade {
     openedAtMs: f.openedAtMs,
     account,
     exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
+    trailing: null,
     exitPos: -1,
     profitPos: -1,
+  };
+}
+
+/** A trade's facts as they are now, apart from the trade (whose exits may still move): what a receipt keeps. */
+export function factsOf(t: TradeFacts): TradeFacts {
+  return {
+    seq: t.seq,
+    assetIndex: t.assetIndex,
+    isLong: t.isLong,
+    marginMicros: t.marginMicros,
+    leverage: t.leverage,
+    quantitySteps: t.quantitySteps,
+    openPriceTicks: t.openPriceTicks,
+    stopLossTicks: t.stopLossTicks,
+    takeProfitTicks: t.takeProfitTicks,
+    liquidationTicks: t.liquidationTicks,
+    openedAtMs: t.openedAtMs,
   };
 }
 

@@ -3,17 +3,19 @@
  *
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
- * take-profit beyond both the price and the entry (checkLevels).
- * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
+ * take-profit beyond both the price and the entry (checkLevels, shared with modify_trade in modify.ts).
+ * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts. An optional trailing
+ * stop is trailing.ts's.
  */
 import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
-import type { Instruction } from "../../contract/messages.ts";
+import type { Answer, Instruction } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
+import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
 import {
   amountsOf,
   assetAt,
@@ -30,14 +32,19 @@ import { balancesView, tradeView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
-/** An open_trade instruction read into numbers; 0 for an absent stop-loss or take-profit. */
-interface OpenOrder {
+/** A trade's exit levels as checkLevels checks them; 0 for an absent stop-loss or take-profit. */
+export interface ExitLevels {
   readonly assetIndex: number;
   readonly isLong: boolean;
-  readonly leverage: number;
-  readonly marginMicros: number;
   readonly stopLossTicks: number;
   readonly takeProfitTicks: number;
+}
+
+/** An open_trade instruction read into numbers. */
+interface OpenOrder extends ExitLevels {
+  readonly leverage: number;
+  readonly marginMicros: number;
+  readonly trailing: TrailingTerms | null;
 }
 
 export function openTrade(state: EngineState, step: Step, account: Account, instruction: OpenTrade): Outcome {
@@ -69,6 +76,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   );
   const misplaced = checkLevels(asset, order, fillTicks, quote, liquidation);
   if (misplaced !== undefined) return misplaced;
+  const badTrailing = order.trailing === null ? undefined : checkTrailingTerms(state, order, order.trailing, quote);
+  if (badTrailing !== undefined) return badTrailing;
 
   const seq = state.nextSeq++;
   // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
@@ -89,6 +98,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   account.usd -= order.marginMicros;
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
+  if (order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
   const amounts = amountsOf(account);
   const view = tradeView(state, trade);
   const balances = balancesView(state, amounts);
@@ -100,10 +110,10 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     trade: view,
   });
   emitBalancesChanged(step, account.userId, balances);
-  return {
-    receipt: { kind: "open_trade", trade: facts, balances: amounts },
-    answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
-  };
+  const answer: Answer = { ok: true, result: { kind: "open_trade", trade: view, balances } };
+  // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
+  if (trade.trailing !== null) return remembered(answer);
+  return { receipt: { kind: "open_trade", trade: facts, balances: amounts }, answer };
 }
 
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */
@@ -124,7 +134,10 @@ function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
   if (takeProfitTicks < 0)
     return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+  const trailing = order.trailingStop === undefined ? null : readTrailingTerms(state, assetIndex, order.trailingStop);
+  if (trailing !== null && isRefusal(trailing)) return trailing;
   return {
+    trailing,
     assetIndex,
     isLong: order.side === "long",
     leverage: order.leverage,
@@ -227,6 +240,9 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   const priceTicks = trade.isLong ? quote.bidTicks : quote.askTicks;
   if (steps < trade.quantitySteps) return closePart(state, step, trade, steps, priceTicks);
   const { close, view, amounts, balances } = closeTrade(state, step, trade, priceTicks, "manual");
+  // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
+  if (trade.trailing !== null)
+    return remembered({ ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } });
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
@@ -234,7 +250,7 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
 }
 
 /** A price in ticks: 0 when absent, negative when invalid (malformed, too precise, zero or out of range). */
-function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
+export function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
   if (text === undefined) return 0;
   const ticks = toUnits(text, decimals, maxTicks);
   return ticks === 0 ? -1 : ticks;
