@@ -9,7 +9,7 @@ import { createState } from "./state.ts";
 import { parseInputId } from "./step.ts";
 
 describe("engine under random logs", () => {
-  it("conserves every asset across users, open margin and the house, and never lets a balance go negative", () => {
+  it("conserves every asset across users, open and reserved margin and the house, and never lets a balance go negative", () => {
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
         const state = createState(makeParams({ maxOpenTradesPerUser: 8 }));
@@ -63,17 +63,33 @@ describe("engine under random logs", () => {
     const seen = new Set<string>();
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
-        const state = createState(makeParams());
+        // A low open-trade limit, so that some pending orders are rejected at fill.
+        const state = createState(makeParams({ maxOpenTradesPerUser: 1 }));
         for (const entry of toLog(commands)) {
           for (const o of apply(state, entry)) {
             if (o.type === "trade_opened") seen.add("opened");
             if (o.type === "closed_order") seen.add(o.trade.closeReason);
             if (o.type === "order_response" && o.answer.ok && o.answer.result.kind === "spot_order") seen.add("spot");
+            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind === "place_oco") seen.add("oco");
+            if (o.type === "order_updated") seen.add(`order ${o.order.status}`);
           }
         }
       }),
       { numRuns: 300, seed: 42 },
     );
-    expect([...seen].sort()).toEqual(["liquidation", "manual", "opened", "spot", "stop_loss", "take_profit"]);
+    expect([...seen].sort()).toEqual([
+      "liquidation",
+      "manual",
+      "oco",
+      "opened",
+      "order cancelled",
+      "order expired",
+      "order filled",
+      "order pending",
+      "order rejected",
+      "spot",
+      "stop_loss",
+      "take_profit",
+    ]);
   });
 });

@@ -2,10 +2,11 @@
  * fast-check generator of realistic, adversarial engine logs for property tests: a few users (one never
  * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
- * reused request ids). Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ * reused request ids), among them pending entry orders and OCO pairs (often on the wrong side of the market, some
+ * expiring) and cancels of them. Commands are interpreted into concrete `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
-import type { Instruction, EngineInput } from "../../contract/messages.ts";
+import type { EntryOrder, Instruction, EngineInput } from "../../contract/messages.ts";
 import type { LogEntry } from "../core/apply.ts";
 
 const USERS = ["u1", "u2", "u3", "ghost"];
@@ -31,7 +32,25 @@ type Command =
       req: number | null;
     }
   | { c: "close"; u: number; trade: number; req: number | null }
-  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
+  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null }
+  | { c: "place"; u: number; leg: Leg; req: number | null }
+  | { c: "oco"; u: number; legs: [Leg, Leg]; req: number | null }
+  | { c: "cancel"; u: number; order: number; req: number | null };
+
+/** A pending entry order, its price (and exits) as offsets from the market's mid; often on the wrong side. */
+interface Leg {
+  m: number;
+  long: boolean;
+  stop: boolean;
+  priceBps: number;
+  margin: string;
+  leverage: number;
+  /** Stop-loss and take-profit as distances from the price, away from it on the user's side when positive. */
+  slBps: number | null;
+  tpBps: number | null;
+  /** Expiry after the log time; null: good till cancelled; ≤ 0: already past (refused). */
+  expiresInMs: number | null;
+}
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 });
 const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
@@ -43,6 +62,25 @@ const amount = fc.oneof(
     .map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
   fc.constantFrom("0", "0.0000001", "999999999", "12.5", "1"),
 );
+
+const leg: fc.Arbitrary<Leg> = fc.record({
+  m: market,
+  long: fc.boolean(),
+  stop: fc.boolean(),
+  priceBps: fc.integer({ min: -400, max: 400 }),
+  margin: fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: 400 }).map(String) },
+    { weight: 1, arbitrary: amount },
+  ),
+  leverage: fc.oneof(
+    { weight: 9, arbitrary: fc.integer({ min: 1, max: 50 }) },
+    { weight: 1, arbitrary: fc.constant(0) },
+  ),
+  // Distances from the order price, on the user's side when positive (so that most legs are valid).
+  slBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  tpBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  expiresInMs: fc.option(fc.oneof(fc.integer({ min: -5, max: 3_000 }), fc.constant(31_000))),
+});
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   {
@@ -102,6 +140,21 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       req: reqId,
     }),
   },
+  { weight: 5, arbitrary: fc.record({ c: fc.constant("place" as const), u: user, leg, req: reqId }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ c: fc.constant("oco" as const), u: user, legs: fc.tuple(leg, leg), req: reqId }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      c: fc.constant("cancel" as const),
+      // Sequence numbers are shared with trades, so many of these name no order of this user.
+      u: user,
+      order: fc.integer({ min: 1, max: 20 }),
+      req: reqId,
+    }),
+  },
 );
 
 /** Every log starts with the three real users' accounts and a quote per market, so most orders can act. */
@@ -147,7 +200,7 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
         break;
       }
       default: {
-        const instruction = toInstruction(cmd, (m, bps) => price(m, at(m, bps)));
+        const instruction = toInstruction(cmd, (m, bps) => price(m, at(m, bps)), nowMs);
         const req = cmd.c === "create" ? null : cmd.req;
         push({ type: "user_instruction", requestId: requestId(req), userId: USERS[cmd.u]!, instruction });
       }
@@ -159,7 +212,23 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
 function toInstruction(
   cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>,
   priceAt: (m: number, bps: number) => string,
+  nowMs: number,
 ): Instruction {
+  const entry = (l: Leg): EntryOrder => {
+    const order: EntryOrder = {
+      asset: MARKETS[l.m]!.asset,
+      side: l.long ? "long" : "short",
+      type: l.stop ? "stop" : "limit",
+      price: priceAt(l.m, l.priceBps),
+      margin: l.margin,
+      leverage: l.leverage,
+    };
+    const away = l.long ? -1 : 1;
+    if (l.slBps !== null) order.stopLoss = priceAt(l.m, l.priceBps + away * l.slBps);
+    if (l.tpBps !== null) order.takeProfit = priceAt(l.m, l.priceBps - away * l.tpBps);
+    if (l.expiresInMs !== null) order.expiresAtMs = nowMs + l.expiresInMs;
+    return order;
+  };
   switch (cmd.c) {
     case "create":
       return { kind: "create_account" };
@@ -184,5 +253,11 @@ function toInstruction(
         side: cmd.buy ? "buy" : "sell",
         quantity: cmd.quantity,
       };
+    case "place":
+      return { kind: "place_order", ...entry(cmd.leg) };
+    case "oco":
+      return { kind: "place_oco", legs: [entry(cmd.legs[0]), entry(cmd.legs[1])] };
+    case "cancel":
+      return { kind: "cancel_order", orderId: `P0-${cmd.order}` };
   }
 }
