@@ -237,4 +237,24 @@ describe("OCO", () => {
     );
     expect(usdOf(h, "alice")).toBe("0");
   });
+  it("an OCO leg and a lone order on another market: the SOL leg fills, the ETH leg is cancelled", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    h.price("SOL_USDC_PERP", "150", "150.05");
+    placed(h, "alice", "1990"); // unrelated, stays
+    resultOf(
+      h.instruct("alice", {
+        kind: "place_oco",
+        legs: [entry("2010", { type: "stop" }), entry("149", { asset: "SOL", margin: "30" })],
+      }).answer,
+      "place_oco",
+    );
+    const outputs = h.price("SOL_USDC_PERP", "148.9", "149");
+    expect(outputs.filter((o) => o.type === "order_updated").map((o) => [o.order.id, o.order.status])).toEqual([
+      ["P0-3", "filled"],
+      ["P0-2", "cancelled"],
+    ]);
+    // 10,000 − 100 (P0-1) − 30 (the SOL trade); the pair's other 70 returned
+    expect(h.state.accounts.get("alice")!.usd).toBe(9_870 * 1_000_000);
+    expect(h.price(ETH, "2010", "2011").some((o) => o.type === "trade_opened")).toBe(false);
+  });
 });
