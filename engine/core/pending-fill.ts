@@ -23,7 +23,7 @@ import type { PositionedHeap } from "./positioned-heap.ts";
 import { isRefusal, refuse, type Outcome } from "./receipts.ts";
 import { amountsOf, type EngineState, type PendingOrder, type Quote } from "./state.ts";
 import { emitBalancesChanged, type Step } from "./step.ts";
-import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./trading.ts";
+import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./opening.ts";
 import { balancesView } from "./views.ts";
 
 /** Fills every pending order of this market the quote reaches; true when at least one trade opened. */
