@@ -15,7 +15,7 @@ const WITH_MINIMUMS = ASSETS.map((a) =>
 );
 
 describe("engine under random logs", () => {
-  it("conserves every asset across users, open margin and the house, and never lets a balance go negative", () => {
+  it("conserves every asset across users, open and reserved margin and the house, and never lets a balance go negative", () => {
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
         // A minimum quantity above one step on two markets, so partial closes meet REMAINDER_TOO_SMALL too.
@@ -78,22 +78,27 @@ describe("engine under random logs", () => {
     const seen = new Set<string>();
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
-        const state = createState(makeParams({ assets: WITH_MINIMUMS }));
-        for (const entry of toLog(commands)) {
-          for (const o of apply(state, entry)) {
-            if (o.type === "trade_opened") seen.add("opened");
-            if (o.type === "closed_order") seen.add(o.trade.closeReason);
-            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind !== "create_account")
-              seen.add(o.answer.result.kind);
-            if (o.type === "trade_updated") seen.add(o.change);
-            if (o.type === "order_response" && !o.answer.ok && o.answer.error.code === "REMAINDER_TOO_SMALL")
-              seen.add("remainder refused");
+        // Also with a low open-trade limit, so that some pending orders are rejected at fill.
+        for (const maxOpenTradesPerUser of [500, 1]) {
+          const state = createState(makeParams({ assets: WITH_MINIMUMS, maxOpenTradesPerUser }));
+          for (const entry of toLog(commands)) {
+            for (const o of apply(state, entry)) {
+              if (o.type === "trade_opened") seen.add("opened");
+              if (o.type === "closed_order") seen.add(o.trade.closeReason);
+              if (o.type === "order_response" && o.answer.ok && o.answer.result.kind !== "create_account")
+                seen.add(o.answer.result.kind);
+              if (o.type === "trade_updated") seen.add(o.change);
+              if (o.type === "order_response" && !o.answer.ok && o.answer.error.code === "REMAINDER_TOO_SMALL")
+                seen.add("remainder refused");
+              if (o.type === "order_updated") seen.add(`order ${o.order.status}`);
+            }
           }
         }
       }),
-      { numRuns: 300, seed: 42 },
+      { numRuns: 1000, seed: 42 },
     );
     expect([...seen].sort()).toEqual([
+      "cancel_order",
       "close_trade",
       "exits",
       "liquidation",
@@ -101,7 +106,14 @@ describe("engine under random logs", () => {
       "modify_trade",
       "open_trade",
       "opened",
+      "order cancelled",
+      "order expired",
+      "order filled",
+      "order pending",
+      "order rejected",
       "partial_close",
+      "place_oco",
+      "place_order",
       "remainder refused",
       "spot_order",
       "stop_loss",

@@ -10,6 +10,7 @@ import { refuse, type Outcome } from "./receipts.ts";
 import { compareDigits, fromTheFuture, liveAsOfMs } from "./freshness.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
 import { emit, nextOutputId, isoTime, type Step } from "./step.ts";
+import { firePending } from "./pending-fill.ts";
 import { fireTriggers } from "./triggers.ts";
 
 export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUpdate): void {
@@ -54,6 +55,8 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
     source: update.source,
   });
   fireTriggers(state, step, index, quote);
+  // Pending fills after the open trades' exits; then the exits of the trades those fills just opened.
+  if (firePending(state, step, index, quote)) fireTriggers(state, step, index, quote);
 }
 
 /** The quote an order may execute on, or why there is none. */

@@ -4,46 +4,32 @@
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
  * take-profit beyond both the price and the entry (checkLevels, shared with modify_trade in modify.ts).
- * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts. An optional trailing
- * stop is trailing.ts's.
+ * The margin leaves the free USD balance while the trade is open. Sizing and opening at a fill price is opening.ts
+ * (shared with pending orders' fills); closing is settlement.ts. An optional trailing stop is trailing.ts's.
  */
-import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
+import type { AssetConfig } from "../../contract/markets.ts";
 import type { Answer, Instruction } from "../../contract/messages.ts";
-import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
-import { liquidationTicks } from "./liquidation.ts";
+import { USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
+import { sizeTrade, startTrade, wouldLiquidate, type OpenOrder as SizedOrder } from "./opening.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
 import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
-import {
-  amountsOf,
-  assetAt,
-  makeTrade,
-  tradeSeq,
-  type Account,
-  type EngineState,
-  type Quote,
-  type TradeFacts,
-} from "./state.ts";
-import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
-import { indexTrade } from "./trigger-index.ts";
-import { balancesView, tradeView } from "./views.ts";
+import { amountsOf, assetAt, factsOf, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import { emitBalancesChanged, type Step } from "./step.ts";
+import { balancesView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
-/** A trade's exit levels as checkLevels checks them; 0 for an absent stop-loss or take-profit. */
-export interface ExitLevels {
-  readonly assetIndex: number;
-  readonly isLong: boolean;
-  readonly stopLossTicks: number;
-  readonly takeProfitTicks: number;
-}
+/** The terms open_trade and a pending entry order share. */
+export type OrderTerms = Pick<
+  OpenTrade,
+  "asset" | "side" | "margin" | "leverage" | "stopLoss" | "takeProfit" | "trailingStop"
+>;
 
-/** An open_trade instruction read into numbers. */
-interface OpenOrder extends ExitLevels {
-  readonly leverage: number;
-  readonly marginMicros: number;
+/** An open_trade instruction (or an entry order's terms) read into numbers, with its trailing stop's terms. */
+interface OpenOrder extends SizedOrder {
   readonly trailing: TrailingTerms | null;
 }
 
@@ -59,65 +45,31 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     const needs = `It needs ${formatUsd(order.marginMicros)} USD of margin; ${formatUsd(account.usd)} USD is free.`;
     return refuse("INSUFFICIENT_BALANCE", needs);
   }
-  const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
-  if (notional === undefined)
-    return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
   const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
-  const asset = assetAt(state, order.assetIndex);
-  const k = microsPerTickStep(asset);
-  const quantity = divFloor(notional, fillTicks * k);
-  if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
-  const liquidation = liquidationTicks(
-    order.isLong,
-    order.marginMicros,
-    fillTicks,
-    quantity * k,
-    p.maintenanceMarginPpm,
-  );
-  const misplaced = checkLevels(asset, order, fillTicks, quote, liquidation);
+  const size = sizeTrade(state, order, fillTicks);
+  if (isRefusal(size)) return size;
+  const misplaced = checkLevels(assetAt(state, order.assetIndex), order, fillTicks, quote, size.liquidationTicks);
   if (misplaced !== undefined) return misplaced;
   const badTrailing = order.trailing === null ? undefined : checkTrailingTerms(state, order, order.trailing, quote);
   if (badTrailing !== undefined) return badTrailing;
 
-  const seq = state.nextSeq++;
-  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
-  const facts: TradeFacts = {
-    seq,
-    assetIndex: order.assetIndex,
-    isLong: order.isLong,
-    marginMicros: order.marginMicros,
-    leverage: order.leverage,
-    quantitySteps: quantity,
-    openPriceTicks: fillTicks,
-    stopLossTicks: order.stopLossTicks,
-    takeProfitTicks: order.takeProfitTicks,
-    liquidationTicks: liquidation,
-    openedAtMs: step.nowMs,
-  };
-  const trade = makeTrade(account, facts);
   account.usd -= order.marginMicros;
-  account.openTrades.set(seq, trade);
-  indexTrade(state.books[order.assetIndex]!, trade);
-  if (order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
-  const amounts = amountsOf(account);
-  const view = tradeView(state, trade);
-  const balances = balancesView(state, amounts);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "trade_opened",
-    userId: account.userId,
-    trade: view,
+  const trailing = order.trailing;
+  const { trade, view } = startTrade(state, step, account, order, fillTicks, size, (t) => {
+    if (trailing !== null) setTrailingStop(state, t, trailing, quote);
   });
+  const amounts = amountsOf(account);
+  const balances = balancesView(state, amounts);
   emitBalancesChanged(step, account.userId, balances);
   const answer: Answer = { ok: true, result: { kind: "open_trade", trade: view, balances } };
   // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
   if (trade.trailing !== null) return remembered(answer);
-  return { receipt: { kind: "open_trade", trade: facts, balances: amounts }, answer };
+  // The receipt keeps the facts as opened: the trade itself shrinks if it is partly closed, its exits may move.
+  return { receipt: { kind: "open_trade", trade: factsOf(trade), balances: amounts }, answer };
 }
 
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */
-function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
+export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Outcome {
   const assetIndex = state.assetBySymbol.get(order.asset);
   if (assetIndex === undefined) return refuseUnknownAsset(state);
   const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
@@ -176,7 +128,7 @@ export function checkLevels(
     return misplaced(asset, levels, entryTicks, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
-  if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
+  if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation)) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
     return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss beyond liquidation");
   }

@@ -3,11 +3,12 @@
  * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
  * reused request ids). Closes are of all of a trade or of part (a quantity or a percent, sometimes both). Trades get
- * trailing stops (at open and by modify_trade) and their exits moved. Commands are interpreted into concrete
+ * trailing stops (at open and by modify_trade) and their exits moved. Pending entry orders and OCO pairs (often on
+ * the wrong side of the market, some expiring) are placed and cancelled. Commands are interpreted into concrete
  * `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
-import type { Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
+import type { EntryOrder, Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
 import type { LogEntry } from "../core/apply.ts";
 
 const USERS = ["u1", "u2", "u3", "ghost"];
@@ -55,7 +56,25 @@ type Command =
       req: number | null;
     }
   | { c: "close"; u: number; trade: number; part: ClosePart; req: number | null }
-  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
+  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null }
+  | { c: "place"; u: number; leg: Leg; req: number | null }
+  | { c: "oco"; u: number; legs: [Leg, Leg]; req: number | null }
+  | { c: "cancel"; u: number; order: number; req: number | null };
+
+/** A pending entry order, its price (and exits) as offsets from the market's mid; often on the wrong side. */
+interface Leg {
+  m: number;
+  long: boolean;
+  stop: boolean;
+  priceBps: number;
+  margin: string;
+  leverage: number;
+  /** Stop-loss and take-profit as distances from the price, away from it on the user's side when positive. */
+  slBps: number | null;
+  tpBps: number | null;
+  /** Expiry after the log time; null: good till cancelled; ≤ 0: already past (refused). */
+  expiresInMs: number | null;
+}
 
 /** What part of a trade a close asks for: all of it (null), a quantity, a percent, or (refused) both. */
 type ClosePart = null | { quantity?: string; percent?: string };
@@ -94,6 +113,30 @@ const exitChange: fc.Arbitrary<ExitChange> = fc.oneof(
   fc.constant(undefined),
   fc.constant(null),
   fc.integer({ min: -2000, max: 2000 }),
+);
+const leg: fc.Arbitrary<Leg> = fc.record({
+  m: market,
+  long: fc.boolean(),
+  stop: fc.boolean(),
+  priceBps: fc.integer({ min: -400, max: 400 }),
+  margin: fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: 400 }).map(String) },
+    { weight: 1, arbitrary: amount },
+  ),
+  leverage: fc.oneof(
+    { weight: 9, arbitrary: fc.integer({ min: 1, max: 50 }) },
+    { weight: 1, arbitrary: fc.constant(0) },
+  ),
+  // Distances from the order price, on the user's side when positive (so that most legs are valid).
+  slBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  tpBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  expiresInMs: fc.option(fc.oneof(fc.integer({ min: -5, max: 3_000 }), fc.constant(31_000))),
+});
+
+/** Trade, order and spot ids share one sequence: low numbers are the ones most likely to name an open trade. */
+const tradeSeqArb = fc.oneof(
+  { weight: 3, arbitrary: fc.integer({ min: 1, max: 8 }) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 30 }) },
 );
 
 const command: fc.Arbitrary<Command> = fc.oneof(
@@ -141,7 +184,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       c: fc.constant("modify" as const),
       u: user,
       m: market,
-      trade: fc.integer({ min: 1, max: 12 }),
+      trade: tradeSeqArb,
       slBps: exitChange,
       tpBps: exitChange,
       trail: fc.oneof(fc.constant(undefined), fc.constant(null), trail),
@@ -153,7 +196,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
     arbitrary: fc.record({
       c: fc.constant("close" as const),
       u: user,
-      trade: fc.integer({ min: 1, max: 12 }),
+      trade: tradeSeqArb,
       part: closePart,
       req: reqId,
     }),
@@ -166,6 +209,21 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       m: market,
       buy: fc.boolean(),
       quantity: amount,
+      req: reqId,
+    }),
+  },
+  { weight: 5, arbitrary: fc.record({ c: fc.constant("place" as const), u: user, leg, req: reqId }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ c: fc.constant("oco" as const), u: user, legs: fc.tuple(leg, leg), req: reqId }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      c: fc.constant("cancel" as const),
+      // Sequence numbers are shared with trades, so many of these name no order of this user.
+      u: user,
+      order: fc.integer({ min: 1, max: 20 }),
       req: reqId,
     }),
   },
@@ -218,6 +276,7 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
           cmd,
           (m, bps) => price(m, at(m, bps)),
           (m, bps) => price(m, Math.round((mids[m]! * bps) / 10_000)),
+          nowMs,
         );
         const req = cmd.c === "create" ? null : cmd.req;
         push({ type: "user_instruction", requestId: requestId(req), userId: USERS[cmd.u]!, instruction });
@@ -231,12 +290,28 @@ function toInstruction(
   cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>,
   priceAt: (m: number, bps: number) => string,
   distanceOf: (m: number, bps: number) => string,
+  nowMs: number,
 ): Instruction {
   const trailingStop = (m: number, t: TrailCommand): TrailingStopSpec => {
     const spec: TrailingStopSpec =
       t.distanceBps === null ? { percent: t.percent } : { distance: distanceOf(m, t.distanceBps) };
     if (t.activationBps !== null) spec.activationPrice = priceAt(m, t.activationBps);
     return spec;
+  };
+  const entry = (l: Leg): EntryOrder => {
+    const order: EntryOrder = {
+      asset: MARKETS[l.m]!.asset,
+      side: l.long ? "long" : "short",
+      type: l.stop ? "stop" : "limit",
+      price: priceAt(l.m, l.priceBps),
+      margin: l.margin,
+      leverage: l.leverage,
+    };
+    const away = l.long ? -1 : 1;
+    if (l.slBps !== null) order.stopLoss = priceAt(l.m, l.priceBps + away * l.slBps);
+    if (l.tpBps !== null) order.takeProfit = priceAt(l.m, l.priceBps - away * l.tpBps);
+    if (l.expiresInMs !== null) order.expiresAtMs = nowMs + l.expiresInMs;
+    return order;
   };
   switch (cmd.c) {
     case "create":
@@ -270,5 +345,11 @@ function toInstruction(
         side: cmd.buy ? "buy" : "sell",
         quantity: cmd.quantity,
       };
+    case "place":
+      return { kind: "place_order", ...entry(cmd.leg) };
+    case "oco":
+      return { kind: "place_oco", legs: [entry(cmd.legs[0]), entry(cmd.legs[1])] };
+    case "cancel":
+      return { kind: "cancel_order", orderId: `P0-${cmd.order}` };
   }
 }
