@@ -7,7 +7,12 @@
  * window holds what it would in steady state). Ticks move within ±1% of the price and fire nothing. The naive-JSON row
  * is the baseline, and a gauge of the machine's speed that day: JSON.stringify of every account and trade view,
  * measured here in the same process.
+ *
+ * The full book then adds to that state 10 pending entry orders per user (1M, 5–30% from the price) and a trailing
+ * stop on every 10th trade (100k, 2–10% behind, a fifth waiting for an activation price), through apply; its ticks
+ * fire nothing either, so their rate against the 1k-open one shows what the indexes cost a tick.
  */
+import type { Instruction } from "../../contract/messages.ts";
 import { apply, type LogEntry } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";
 import { amountsOf, createState, tradeId, type EngineState } from "../core/state.ts";
@@ -15,7 +20,7 @@ import { balancesView, tradeView } from "../core/views.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { decodeSnapshot, encodeSnapshot, prescanIdempotency } from "../snapshot/codec.ts";
 import { seededRandom } from "../../platform/testing/seeded-random.ts";
-import { BASE_TICKS, openOrder, tick } from "./workload.ts";
+import { BASE_TICKS, instruction as userInstruction, openOrder, pendingOrder, tick, trailingStop } from "./workload.ts";
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -105,6 +110,46 @@ function buildState(users: number, tradesPerUser: number, msPerOpen: number): En
     }
   }
   return state;
+}
+
+/**
+ * Adds to a built state `pendingPerUser` pending entry orders per user and a trailing stop on every `trailEvery`-th
+ * open trade (through modify_trade), all through apply, the log advancing `msPerOrder` per instruction.
+ */
+function addOrdersAndTrails(state: EngineState, pendingPerUser: number, trailEvery: number, msPerOrder: number): void {
+  const log = new Log();
+  log.ms = state.lastInputMs;
+  const rand = seededRandom(13);
+  let n = 0;
+  const act = (userId: string, instruction: Instruction) => {
+    log.advance(msPerOrder);
+    if (++n % 16 === 0) apply(state, { id: log.id(), message: tick(BASE_TICKS) });
+    const out = apply(state, { id: log.id(), message: userInstruction(`p${n}`, userId, instruction) });
+    const last = out[out.length - 1];
+    if (last?.type !== "order_response" || !last.answer.ok)
+      throw new Error(`bench ${instruction.kind} refused: ${JSON.stringify(last)}`);
+  };
+  for (let r = 0; r < pendingPerUser; r++) {
+    for (const userId of state.accounts.keys()) act(userId, pendingOrder(rand));
+  }
+  let t = 0;
+  for (const account of [...state.accounts.values()]) {
+    for (const trade of [...account.openTrades.values()]) {
+      if (t++ % trailEvery !== 0) continue;
+      const tradeIdText = tradeId(state.params.shard, trade.seq);
+      act(account.userId, {
+        kind: "modify_trade",
+        tradeId: tradeIdText,
+        trailingStop: trailingStop(rand, trade.isLong),
+      });
+    }
+  }
+}
+
+function pendingOrdersCount(state: EngineState): number {
+  let n = 0;
+  for (const a of state.accounts.values()) n += a.pendingOrders.size;
+  return n;
 }
 
 function openTradesCount(state: EngineState): number {
@@ -271,6 +316,32 @@ function main(): void {
   row("baseline: naive JSON size", naive.bytes / 2 ** 20, "MB");
   row("baseline: naive JSON.parse alone (no rebuild)", naive.parseMs, "ms");
 
+  // The full book: the same 1M open trades, plus 1M pending entry orders and 100k trailing stops.
+  addOrdersAndTrails(big, 10, 10, 432);
+  const pending = pendingOrdersCount(big);
+  row(`pending entry orders added (10 per user)`, pending, "");
+  const ticksPerSecAt1MOpen1MPending = measureTicks(big, 7, 200_000);
+  row("ticks at 1M open + 1M pending + 100k trailing", ticksPerSecAt1MOpen1MPending, "/s");
+  const fullEncodes: number[] = [];
+  let fullBytes = encodeSnapshot(big, writer);
+  for (let i = 0; i < 5; i++) {
+    t0 = performance.now();
+    fullBytes = encodeSnapshot(big, writer);
+    fullEncodes.push(performance.now() - t0);
+  }
+  const snapshotEncodeMsFullBook = median(fullEncodes);
+  row("snapshot encode, full book (median of 5)", snapshotEncodeMsFullBook, "ms");
+  row("snapshot size, full book", fullBytes.length / 2 ** 20, "MB");
+  const fullRestores: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    t0 = performance.now();
+    const restored = decodeSnapshot(fullBytes);
+    fullRestores.push(performance.now() - t0);
+    if (pendingOrdersCount(restored) !== pending) throw new Error("restore lost pending orders");
+  }
+  const restoreMsFullBook = median(fullRestores);
+  row("snapshot restore, full book (median of 5)", restoreMsFullBook, "ms");
+
   const width = Math.max(...rows.map(([k]) => k.length));
   console.log("engine core benchmark (node " + process.version + ")");
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${v.padStart(14)}`);
@@ -290,6 +361,11 @@ function main(): void {
       naiveJsonBytesAt1MOpen: naive.bytes,
       naiveJsonParseMsAt1MOpen: Math.round(naive.parseMs),
       snapshotFirstEncodeMsAt1MOpen: Math.round(firstEncodeMs),
+      ticksPerSecAt1MOpen1MPending: Math.round(ticksPerSecAt1MOpen1MPending),
+      pendingOrdersAt1M: pending,
+      snapshotEncodeMsFullBook: Math.round(snapshotEncodeMsFullBook),
+      snapshotBytesFullBook: fullBytes.length,
+      restoreMsFullBook: Math.round(restoreMsFullBook),
     }),
   );
 }

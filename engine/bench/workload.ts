@@ -1,7 +1,7 @@
 /**
- * The benchmarks' workload, shared by bench:engine and bench:recovery: ETH quotes around 4000.00 and open_trade
- * orders (leverage 2–20, stop-loss inside the liquidation level, take-profit 10–50% away) that ticks within ±1%
- * never fire.
+ * The benchmarks' workload, shared by bench:engine and bench:recovery: ETH quotes around 4000.00, open_trade
+ * orders (leverage 2–20, stop-loss inside the liquidation level, take-profit 10–50% away), pending entry orders
+ * 5–30% from the price and trailing stops 2–10% behind it, none of which ticks within ±1% ever fire.
  */
 import type { EngineInput, Instruction } from "../../contract/messages.ts";
 
@@ -43,3 +43,33 @@ export const instruction = (requestId: string, userId: string, instr: Instructio
   userId,
   instruction: instr,
 });
+
+/** A limit or stop entry 5–30% away on the side where it waits (long limit / short stop below, the others above). */
+export function pendingOrder(rand: () => number): Instruction {
+  const long = rand() < 0.5;
+  const limit = rand() < 0.5;
+  const below = long === limit;
+  const away = 0.05 + 0.25 * rand();
+  return {
+    kind: "place_order",
+    asset: "ETH",
+    side: long ? "long" : "short",
+    type: limit ? "limit" : "stop",
+    price: price(Math.round(BASE_TICKS * (below ? 1 - away : 1 + away))),
+    margin: String(10 + Math.floor(rand() * 90)),
+    leverage: 2 + Math.floor(rand() * 9),
+  };
+}
+
+/**
+ * A trailing stop 2–10% behind the best price, by distance or percent; a fifth wait for an activation price 5%
+ * beyond the price, which ticks within ±1% never reach.
+ */
+export function trailingStop(
+  rand: () => number,
+  long: boolean,
+): { distance?: string; percent?: string; activationPrice?: string } {
+  const pct = 2 + Math.floor(rand() * 9);
+  const spec = rand() < 0.5 ? { percent: String(pct) } : { distance: price(Math.round((BASE_TICKS * pct) / 100)) };
+  return rand() < 0.2 ? { ...spec, activationPrice: price(Math.round(BASE_TICKS * (long ? 1.05 : 0.95))) } : spec;
+}
