@@ -121,9 +121,15 @@ function addOrdersAndTrails(state: EngineState, pendingPerUser: number, trailEve
   log.ms = state.lastInputMs;
   const rand = seededRandom(13);
   let n = 0;
+  let tickedAtMs = 0;
   const act = (userId: string, instruction: Instruction) => {
     log.advance(msPerOrder);
-    if (++n % 16 === 0) apply(state, { id: log.id(), message: tick(BASE_TICKS) });
+    n++;
+    // A quote at least once a second of log time, as the poller sends them.
+    if (log.ms - tickedAtMs >= 1_000) {
+      apply(state, { id: log.id(), message: tick(BASE_TICKS, log.ms) });
+      tickedAtMs = log.ms;
+    }
     const out = apply(state, { id: log.id(), message: userInstruction(`p${n}`, userId, instruction) });
     const last = out[out.length - 1];
     if (last?.type !== "order_response" || !last.answer.ok)
