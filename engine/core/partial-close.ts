@@ -20,7 +20,7 @@ import type { Instruction } from "../../contract/messages.ts";
 import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
 import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
 import { settle } from "./settlement.ts";
-import { amountsOf, assetAt, type EngineState, type Trade, type TradeFacts } from "./state.ts";
+import { amountsOf, assetAt, factsOf, type EngineState, type Trade, type TradeFacts } from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { balancesView, closedTradeView, tradeView } from "./views.ts";
 
@@ -108,21 +108,4 @@ export function closePart(state: EngineState, step: Step, trade: Trade, steps: n
   emit(step, { id: nextOutputId(step), ...head, type: "trade_updated", change: "partial_close", trade: remaining });
   emitBalancesChanged(step, account.userId, balances);
   return remembered({ ok: true, result: { kind: "close_trade", trade: closed, remaining, balances } });
-}
-
-/** A trade's facts as plain data, apart from the live trade. */
-function factsOf(t: Trade): TradeFacts {
-  return {
-    seq: t.seq,
-    assetIndex: t.assetIndex,
-    isLong: t.isLong,
-    marginMicros: t.marginMicros,
-    leverage: t.leverage,
-    quantitySteps: t.quantitySteps,
-    openPriceTicks: t.openPriceTicks,
-    stopLossTicks: t.stopLossTicks,
-    takeProfitTicks: t.takeProfitTicks,
-    liquidationTicks: t.liquidationTicks,
-    openedAtMs: t.openedAtMs,
-  };
 }
