@@ -9,7 +9,7 @@
  * measured here in the same process.
  *
  * The full book then adds to that state 10 pending entry orders per user (1M, 5–30% from the price) and a trailing
- * stop on every 10th trade (100k, 2–10% behind, a fifth waiting for an activation price), through apply; its ticks
+ * stop on every 10th trade (100k, 3–10% behind, a fifth waiting for an activation price), through apply; its ticks
  * fire nothing either, so their rate against the 1k-open one shows what the indexes cost a tick.
  */
 import type { Instruction } from "../../contract/messages.ts";
@@ -174,7 +174,8 @@ function measureTicks(state: EngineState, batches: number, perBatch: number): nu
       perBatch,
       (i) => ({ id: `${ms}-${i}`, message: msgs[i % msgs.length]! }),
       (e) => {
-        if (apply(state, e).length !== 1) throw new Error("a bench tick fired a trigger");
+        const out = apply(state, e);
+        if (out.length !== 1) throw new Error(`a bench tick fired a trigger: ${JSON.stringify(out.slice(1, 3))}`);
       },
     );
     ms++;

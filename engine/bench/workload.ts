@@ -1,7 +1,7 @@
 /**
  * The benchmarks' workload, shared by bench:engine and bench:recovery: ETH quotes around 4000.00, open_trade
  * orders (leverage 2–20, stop-loss inside the liquidation level, take-profit 10–50% away), pending entry orders
- * 5–30% from the price and trailing stops 2–10% behind it, none of which ticks within ±1% ever fire.
+ * 5–30% from the price and trailing stops 3–10% behind it, none of which ticks within ±1% ever fire.
  */
 import type { EngineInput, Instruction } from "../../contract/messages.ts";
 
@@ -62,14 +62,14 @@ export function pendingOrder(rand: () => number): Instruction {
 }
 
 /**
- * A trailing stop 2–10% behind the best price, by distance or percent; a fifth wait for an activation price 5%
- * beyond the price, which ticks within ±1% never reach.
+ * A trailing stop 3–10% behind the best price (more than the 2% the ticks span), by distance or percent; a fifth
+ * wait for an activation price 5% beyond the price, which ticks within ±1% never reach.
  */
 export function trailingStop(
   rand: () => number,
   long: boolean,
 ): { distance?: string; percent?: string; activationPrice?: string } {
-  const pct = 2 + Math.floor(rand() * 9);
+  const pct = 3 + Math.floor(rand() * 8);
   const spec = rand() < 0.5 ? { percent: String(pct) } : { distance: price(Math.round((BASE_TICKS * pct) / 100)) };
   return rand() < 0.2 ? { ...spec, activationPrice: price(Math.round(BASE_TICKS * (long ? 1.05 : 0.95))) } : spec;
 }
