@@ -599,7 +599,7 @@ function checkReceipt(r: ByteReader, assetCount: number): void {
       return;
     }
     case "answer":
-      readAnswer(r);
+      parseAnswerJson(r);
       return;
     case "create_account":
       r.u8();
@@ -631,17 +631,23 @@ function checkTrade(r: ByteReader, assetCount: number): void {
   r.skipVarints(8);
 }
 
-/** An answer kept whole (receipts.ts, `remembered`): checked against the contract, as any input would be. */
+/**
+ * An answer kept whole (receipts.ts, `remembered`), checked against the contract when it is used. A restore only
+ * parses it (`parseAnswerJson`): checking every remembered answer against the schema would cost a restore seconds
+ * at a few hundred thousand of them, and the snapshot's bytes are hash-checked already.
+ */
 function readAnswer(r: ByteReader): Answer {
-  let json: unknown;
+  const parsed = answerSchema.safeParse(parseAnswerJson(r));
+  if (!parsed.success) throw new Error("snapshot holds an answer the contract does not allow");
+  return parsed.data;
+}
+
+function parseAnswerJson(r: ByteReader): unknown {
   try {
-    json = JSON.parse(r.string());
+    return JSON.parse(r.string());
   } catch {
     throw new Error("snapshot holds an answer that is not JSON");
   }
-  const parsed = answerSchema.safeParse(json);
-  if (!parsed.success) throw new Error("snapshot holds an answer the contract does not allow");
-  return parsed.data;
 }
 
 function readAmounts(r: ByteReader, assetCount: number): number[] {
