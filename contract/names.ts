@@ -26,6 +26,8 @@ export interface Keyspace {
   /** Read models the worker keeps current, so queries never enter the log. */
   balancesKey(userId: string): string;
   openTradesKey(userId: string): string;
+  /** A user's pending entry orders: order id → the order's view (JSON), while it is on the book. */
+  pendingOrdersKey(userId: string): string;
   readonly quotesKey: string;
   /** The API's keys. Per-user ones share the user's hash tag, so one script touches one cluster slot. */
   sessionRevokedKey(userId: string, sessionId: string): string;
@@ -49,6 +51,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     responseKey: (userId, inputId) => `${prefix}response:{${userId}}:${inputId}`,
     balancesKey: (userId) => `${prefix}account:{${userId}}:balances`,
     openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
+    pendingOrdersKey: (userId) => `${prefix}account:{${userId}}:pending-orders`,
     quotesKey: `${prefix}{quotes}:latest`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
     rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
