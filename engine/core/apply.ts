@@ -1,7 +1,8 @@
 /**
  * The engine: `apply(state, input) → outputs`. Pure and deterministic: no I/O, no clock (time is the input id's
  * milliseconds), no randomness, no environment. Inputs at or below the last applied id are already in the state
- * and produce nothing, so replaying an overlapping tail is harmless.
+ * and produce nothing, so replaying an overlapping tail is harmless. Before any input (a price, an instruction, even a
+ * malformed entry) is applied, the pending orders its log time has reached expire (pending-fill.ts).
  *
  * User mistakes come back as rejection codes inside an `order_response`; an exception means a broken invariant
  * (a bug), and the runner then crashes and recovers from snapshot + log.
@@ -9,6 +10,8 @@
 import type { EngineInput, EngineOutput, UserInstruction } from "../../contract/messages.ts";
 import { createAccount } from "./accounts.ts";
 import { recall, remember } from "./idempotency.ts";
+import { expireOrders } from "./pending-fill.ts";
+import { cancelOrder, placeOco, placeOrder } from "./pending-place.ts";
 import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
@@ -25,6 +28,7 @@ export interface LogEntry {
 export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
   if (!advance(state, entry.id)) return [];
   const step: Step = { inputId: entry.id, nowMs: state.lastInputMs, outputs: [] };
+  expireOrders(state, step);
   const message = entry.message;
   switch (message.type) {
     case "price_update":
@@ -50,11 +54,14 @@ export function applyMalformed(
   sender: { userId: string; requestId: string } | undefined,
   reason: string,
 ): EngineOutput[] {
-  if (!advance(state, id) || sender === undefined) return [];
+  if (!advance(state, id)) return [];
+  const step: Step = { inputId: id, nowMs: state.lastInputMs, outputs: [] };
+  expireOrders(state, step);
+  if (sender === undefined) return step.outputs;
   const answer = refuse("INVALID_INSTRUCTION", reason).answer;
-  return [
-    { id: `${id}:0`, inputId: id, type: "order_response", userId: sender.userId, requestId: sender.requestId, answer },
-  ];
+  const { userId, requestId } = sender;
+  emit(step, { id: nextOutputId(step), inputId: id, type: "order_response", userId, requestId, answer });
+  return step.outputs;
 }
 
 /** Moves the cursor to `id`, or says the entry is already applied. */
@@ -101,8 +108,11 @@ function execute(
     case "spot_order":
       return spotOrder(state, step, account, instruction);
     case "place_order":
+      return placeOrder(state, step, account, instruction);
     case "place_oco":
+      return placeOco(state, step, account, instruction);
     case "cancel_order":
+      return cancelOrder(state, step, account, instruction.orderId);
     case "modify_trade":
       // CONTRACT BRANCH ONLY: each kind is replaced by its handler before this reaches main.
       return refuse("INVALID_INSTRUCTION", `${instruction.kind} is not handled yet.`);

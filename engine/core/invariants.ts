@@ -2,12 +2,16 @@
  * Invariants of the engine state, checked after every step in tests (and available to the runner as a
  * self-check). Any violation is a bug and throws with a description.
  *
- * - Conservation: for USD and every asset, users + margin locked in open trades + house = 0.
+ * - Conservation: for USD and every asset, users + margin locked in open trades + margin reserved by pending orders
+ *   + house = 0.
  * - No user balance is negative; every amount is an exact integer within range.
  * - Every open trade is indexed exactly where its levels say; heaps are ordered.
  * - No open trade should already have fired at the market's current quote.
+ * - Pending orders: filed, linked and indexed consistently, none left that should have filled or expired
+ *   (pending-invariants.ts).
  */
 import { MAX_UNITS } from "../../contract/money.ts";
+import { checkPendingOrders, reservedMicros } from "./pending-invariants.ts";
 import { tradeId, type EngineState, type Trade, type TriggerBook } from "./state.ts";
 import { heapsOf } from "./trigger-index.ts";
 
@@ -19,7 +23,7 @@ export function checkInvariants(state: EngineState): void {
   let openCount = 0;
   for (const account of state.accounts.values()) {
     amount(account.usd, `usd of ${account.userId}`, true);
-    usd += BigInt(account.usd);
+    usd += BigInt(account.usd) + BigInt(reservedMicros(account));
     for (let i = 0; i < n; i++) {
       const h = account.holdings[i]!;
       amount(h, `holding ${i} of ${account.userId}`, true);
@@ -60,6 +64,7 @@ export function checkInvariants(state: EngineState): void {
   }
   if (indexed !== expected)
     throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
+  checkPendingOrders(state);
 }
 
 function checkIndexed(book: TriggerBook, t: Trade, id: string): void {

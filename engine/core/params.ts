@@ -18,6 +18,10 @@ export interface EngineParams {
   /** Largest notional (margin × leverage, or a spot total) of a single order. */
   readonly maxNotionalMicros: number;
   readonly maxOpenTradesPerUser: number;
+  /** Pending entry orders per user (each leg of an OCO pair counts). */
+  readonly maxPendingOrdersPerUser: number;
+  /** Furthest a pending order's expiry may lie after its placement, in log time. */
+  readonly maxOrderExpiryMs: number;
   /** How long a request id's first answer is remembered, by log time, and at most how many are kept. */
   readonly idempotencyWindowMs: number;
   readonly idempotencyMaxEntries: number;
@@ -34,6 +38,8 @@ export const DEFAULT_PARAMS: EngineParams = {
   staleQuoteMs: 30_000,
   maxNotionalMicros: 10_000_000 * MICROS_PER_USD,
   maxOpenTradesPerUser: 500,
+  maxPendingOrdersPerUser: 200,
+  maxOrderExpiryMs: 90 * 24 * 3600 * 1000,
   idempotencyWindowMs: 24 * 60 * 60 * 1000,
   idempotencyMaxEntries: 1_000_000,
   idempotencyMaxPerUser: 10_000,
@@ -69,6 +75,8 @@ export function validateParams(p: EngineParams): void {
   whole("staleQuoteMs", 1, 7 * 24 * 3600 * 1000);
   whole("maxNotionalMicros", 1, MAX_UNITS / 100);
   whole("maxOpenTradesPerUser", 1, 100_000);
+  whole("maxPendingOrdersPerUser", 0, 100_000);
+  whole("maxOrderExpiryMs", 1, 366 * 24 * 3600 * 1000);
   whole("idempotencyWindowMs", 0, 30 * 24 * 3600 * 1000);
   whole("idempotencyMaxEntries", 0, 10_000_000);
   whole("idempotencyMaxPerUser", 0, 10_000_000);

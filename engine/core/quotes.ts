@@ -7,6 +7,7 @@ import { formatUnits, toUnits } from "../../contract/money.ts";
 import { refuse, type Outcome } from "./receipts.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
 import { emit, nextOutputId, isoTime, type Step } from "./step.ts";
+import { firePending } from "./pending-fill.ts";
 import { fireTriggers } from "./triggers.ts";
 
 export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUpdate): void {
@@ -42,6 +43,8 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
     source: update.source,
   });
   fireTriggers(state, step, index, quote);
+  // Pending fills after the open trades' exits; then the exits of the trades those fills just opened.
+  if (firePending(state, step, index, quote)) fireTriggers(state, step, index, quote);
 }
 
 /** The quote an order may execute on, or why there is none. */

@@ -6,6 +6,7 @@
 import type { AssetConfig } from "../../contract/markets.ts";
 import type { EngineParams } from "./params.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
+import { PositionedHeap } from "./positioned-heap.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
 
 export interface Account {
@@ -16,6 +17,8 @@ export interface Account {
   readonly holdings: number[];
   /** Open trades by sequence number (a trade's id is derived from it: `tradeId`). */
   readonly openTrades: Map<number, Trade>;
+  /** Pending entry orders by sequence number (id: `pendingOrderId`), in placement order; see pending-book.ts. */
+  readonly pendingOrders: Map<number, PendingOrder>;
 }
 
 /**
@@ -55,6 +58,47 @@ export interface Trade extends TradeFacts {
   profitPos: number;
 }
 
+/** What a pending entry order is, as numbers: enough to show it or snapshot it. */
+export interface PendingOrderFacts {
+  readonly seq: number;
+  readonly assetIndex: number;
+  readonly isLong: boolean;
+  /** Stop (fills once the market reaches the price) or limit (fills at the price or better). */
+  readonly isStop: boolean;
+  readonly priceTicks: number;
+  /** The trade's margin on fill; reserved while pending (an OCO pair reserves the larger of its two). */
+  readonly marginMicros: number;
+  readonly leverage: number;
+  /** 0 when not set. */
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+  /** Log time from which it no longer fills; 0: good till cancelled. */
+  readonly expiresAtMs: number;
+  readonly placedAtMs: number;
+}
+
+/** A pending order: its facts plus where it lives (account, OCO partner, heaps). */
+export interface PendingOrder extends PendingOrderFacts {
+  readonly account: Account;
+  /** The other leg of its one-cancels-other pair, while both are pending. */
+  oco: PendingOrder | undefined;
+  /** Positions in its market's fill heap and in the expiry heap; -1 when not in that heap. */
+  heapPos: number;
+  expiryPos: number;
+}
+
+/** Per market: the four fill indexes of pending orders, each with the next order to fill at the top. */
+export interface PendingBook {
+  /** Long limit: fills when ask ≤ price; highest price first. */
+  readonly longLimit: PositionedHeap<PendingOrder>;
+  /** Long stop: fills when ask ≥ price; lowest first. */
+  readonly longStop: PositionedHeap<PendingOrder>;
+  /** Short limit: fills when bid ≥ price; lowest first. */
+  readonly shortLimit: PositionedHeap<PendingOrder>;
+  /** Short stop: fills when bid ≤ price; highest first. */
+  readonly shortStop: PositionedHeap<PendingOrder>;
+}
+
 export interface Quote {
   readonly bidTicks: number;
   readonly askTicks: number;
@@ -90,6 +134,10 @@ export interface EngineState {
   readonly accounts: Map<string, Account>;
   readonly quotes: (Quote | undefined)[];
   readonly books: TriggerBook[];
+  /** Per market: pending entry orders by fill price (pending-book.ts). */
+  readonly pendingBooks: PendingBook[];
+  /** Pending orders with an expiry, soonest first (ties by sequence): only its top is looked at per input. */
+  readonly expiries: PositionedHeap<PendingOrder>;
   /** Receipts of first answers by (user, request id), in log order (oldest first): see idempotency.ts. */
   readonly idempotency: IdempotencyWindow;
   /** Derived from params: asset lookup by symbol and market. */
@@ -111,6 +159,8 @@ export function createState(params: EngineParams): EngineState {
     accounts,
     quotes: new Array<Quote | undefined>(n).fill(undefined),
     books: Array.from({ length: n }, () => createBook()),
+    pendingBooks: Array.from({ length: n }, () => createPendingBook()),
+    expiries: new PositionedHeap<PendingOrder>(expiresBefore, expiryPos),
     idempotency: new IdempotencyWindow(),
     assetBySymbol: new Map(params.assets.map((a, i) => [a.symbol, i])),
     assetByMarket: new Map(params.assets.map((a, i) => [a.market, i])),
@@ -126,12 +176,45 @@ function createBook(): TriggerBook {
   };
 }
 
+/** Orders by price, the highest or lowest first; ties by sequence, so the order of fills never depends on layout. */
+function byPrice(highestFirst: boolean) {
+  return (a: PendingOrder, b: PendingOrder) =>
+    a.priceTicks !== b.priceTicks ? highestFirst === a.priceTicks > b.priceTicks : a.seq < b.seq;
+}
+
+const heapPos = {
+  get: (o: PendingOrder) => o.heapPos,
+  set: (o: PendingOrder, i: number) => {
+    o.heapPos = i;
+  },
+};
+const expiryPos = {
+  get: (o: PendingOrder) => o.expiryPos,
+  set: (o: PendingOrder, i: number) => {
+    o.expiryPos = i;
+  },
+};
+
+function expiresBefore(a: PendingOrder, b: PendingOrder): boolean {
+  return a.expiresAtMs !== b.expiresAtMs ? a.expiresAtMs < b.expiresAtMs : a.seq < b.seq;
+}
+
+function createPendingBook(): PendingBook {
+  return {
+    longLimit: new PositionedHeap(byPrice(true), heapPos),
+    longStop: new PositionedHeap(byPrice(false), heapPos),
+    shortLimit: new PositionedHeap(byPrice(false), heapPos),
+    shortStop: new PositionedHeap(byPrice(true), heapPos),
+  };
+}
+
 export function newAccount(userId: string, assetCount: number): Account {
   return {
     userId,
     usd: 0,
     holdings: new Array<number>(assetCount).fill(0),
     openTrades: new Map(),
+    pendingOrders: new Map(),
   };
 }
 
@@ -176,10 +259,24 @@ export function tradeId(shard: number, seq: number): string {
 
 /** The sequence number in a trade id of this shard, exactly as `tradeId` writes it; -1 for any other string. */
 export function tradeSeq(shard: number, id: string): number {
-  const prefix = `T${shard}-`;
+  return seqOf("T", shard, id);
+}
+
+/** Pending entry order ids: `P<shard>-<seq>`, apart from trades' `T` and spot orders' `O`, from the same sequence. */
+export function pendingOrderId(shard: number, seq: number): string {
+  return `P${shard}-${seq}`;
+}
+
+/** The sequence number in a pending order id of this shard, exactly as `pendingOrderId` writes it; else -1. */
+export function pendingOrderSeq(shard: number, id: string): number {
+  return seqOf("P", shard, id);
+}
+
+function seqOf(letter: string, shard: number, id: string): number {
+  const prefix = `${letter}${shard}-`;
   if (!id.startsWith(prefix) || id.length > prefix.length + 16) return -1;
   const seq = Number(id.slice(prefix.length));
-  return Number.isSafeInteger(seq) && seq > 0 && tradeId(shard, seq) === id ? seq : -1;
+  return Number.isSafeInteger(seq) && seq > 0 && `${prefix}${seq}` === id ? seq : -1;
 }
 
 export function orderId(shard: number, seq: number): string {

@@ -6,21 +6,33 @@
  * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
-import type { Instruction } from "../../contract/messages.ts";
+import type { Instruction, TradeView } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
-import { amountsOf, assetAt, makeTrade, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import {
+  amountsOf,
+  assetAt,
+  makeTrade,
+  tradeSeq,
+  type Account,
+  type EngineState,
+  type Quote,
+  type Trade,
+} from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { balancesView, tradeView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
-/** An open_trade instruction read into numbers; 0 for an absent stop-loss or take-profit. */
-interface OpenOrder {
+/** The terms open_trade and a pending entry order share. */
+export type OrderTerms = Pick<OpenTrade, "asset" | "side" | "margin" | "leverage" | "stopLoss" | "takeProfit">;
+
+/** An open_trade instruction (or an entry order's terms) read into numbers; 0 for an absent stop-loss or take-profit. */
+export interface OpenOrder {
   readonly assetIndex: number;
   readonly isLong: boolean;
   readonly leverage: number;
@@ -41,10 +53,35 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     const needs = `It needs ${formatUsd(order.marginMicros)} USD of margin; ${formatUsd(account.usd)} USD is free.`;
     return refuse("INSUFFICIENT_BALANCE", needs);
   }
+  const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
+  const size = sizeTrade(state, order, fillTicks);
+  if (isRefusal(size)) return size;
+  const misplaced = checkLevels(state, order, quote, size.liquidationTicks);
+  if (misplaced !== undefined) return misplaced;
+
+  account.usd -= order.marginMicros;
+  const { trade, view } = startTrade(state, step, account, order, fillTicks, size);
+  const amounts = amountsOf(account);
+  const balances = balancesView(state, amounts);
+  emitBalancesChanged(step, account.userId, balances);
+  return {
+    receipt: { kind: "open_trade", trade, balances: amounts },
+    answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
+  };
+}
+
+/** A trade's size at a fill price: quantity rounded down to the step, and its liquidation level. */
+export interface TradeSize {
+  readonly quantitySteps: number;
+  readonly liquidationTicks: number;
+}
+
+/** Sizes a trade of this margin and leverage at `fillTicks`, or refuses (NOTIONAL_TOO_LARGE, QUANTITY_TOO_SMALL). */
+export function sizeTrade(state: EngineState, order: OpenOrder, fillTicks: number): TradeSize | Outcome {
+  const p = state.params;
   const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
   if (notional === undefined)
     return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
-  const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
   const k = microsPerTickStep(assetAt(state, order.assetIndex));
   const quantity = divFloor(notional, fillTicks * k);
   if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
@@ -55,9 +92,21 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     quantity * k,
     p.maintenanceMarginPpm,
   );
-  const misplaced = checkLevels(state, order, quote, liquidation);
-  if (misplaced !== undefined) return misplaced;
+  return { quantitySteps: quantity, liquidationTicks: liquidation };
+}
 
+/**
+ * Opens a sized trade at `fillTicks` whose margin the caller has already taken from free USD (open_trade) or from
+ * a reservation (a pending order's fill): files and indexes it and emits trade_opened. The caller emits the balances.
+ */
+export function startTrade(
+  state: EngineState,
+  step: Step,
+  account: Account,
+  order: OpenOrder,
+  fillTicks: number,
+  size: TradeSize,
+): { trade: Trade; view: TradeView } {
   const seq = state.nextSeq++;
   const trade = makeTrade(account, {
     seq,
@@ -65,19 +114,16 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     isLong: order.isLong,
     marginMicros: order.marginMicros,
     leverage: order.leverage,
-    quantitySteps: quantity,
+    quantitySteps: size.quantitySteps,
     openPriceTicks: fillTicks,
     stopLossTicks: order.stopLossTicks,
     takeProfitTicks: order.takeProfitTicks,
-    liquidationTicks: liquidation,
+    liquidationTicks: size.liquidationTicks,
     openedAtMs: step.nowMs,
   });
-  account.usd -= order.marginMicros;
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
-  const amounts = amountsOf(account);
   const view = tradeView(state, trade);
-  const balances = balancesView(state, amounts);
   emit(step, {
     id: nextOutputId(step),
     inputId: step.inputId,
@@ -85,15 +131,16 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
     userId: account.userId,
     trade: view,
   });
-  emitBalancesChanged(step, account.userId, balances);
-  return {
-    receipt: { kind: "open_trade", trade, balances: amounts },
-    answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
-  };
+  return { trade, view };
+}
+
+/** Whether a trade with this liquidation level would be liquidatable at once at this bid and ask. */
+export function wouldLiquidate(isLong: boolean, bidTicks: number, askTicks: number, liquidation: number): boolean {
+  return liquidation !== 0 && (isLong ? bidTicks <= liquidation : askTicks >= liquidation);
 }
 
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */
-function readOrder(state: EngineState, order: OpenTrade): OpenOrder | Outcome {
+export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Outcome {
   const assetIndex = state.assetBySymbol.get(order.asset);
   if (assetIndex === undefined) return refuseUnknownAsset(state);
   const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
@@ -134,7 +181,7 @@ function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquida
     return misplaced(state, order, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
-  if (isLong ? quote.bidTicks <= liquidation : quote.askTicks >= liquidation) return refuse("WOULD_LIQUIDATE");
+  if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation)) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
     return misplaced(state, order, quote, liquidation, "stop-loss beyond liquidation");
   }

@@ -14,6 +14,10 @@
  *   accounts: count, then per account: userId usd holdings×assets tradeCount
  *             and per trade: seqDelta TRADE(openedAtMs as a signed delta from the previous trade's)
  *             exitPos profitPos (its positions in its exit and take-profit heaps, plus one; 0: not in that heap)
+ *   pending orders (pending-codec.ts): per account, in the accounts section's order: orderCount, then per order
+ *             seqDelta asset·4+stop·2+long price margin leverage stopLoss takeProfit expiresAtMs(0: none)
+ *             placedAtMs ocoSeq(the other leg's sequence number; 0: not linked). Their heaps are not saved:
+ *             rebuilt by heapify (their orders are total, so the rebuilt heaps act exactly as the saved ones).
  *   idempotency: count, then per entry: accountIndex requestId atMs(delta from the previous entry) length RECEIPT
  *   TRADE = asset·2+long margin leverage quantity openPrice stopLoss takeProfit liquidation openedAt
  *   RECEIPT = kind, then: rejected: code message | create_account: granted AMOUNTS
@@ -23,7 +27,7 @@
  *   Times inside a receipt are signed deltas from its entry's time. accountIndex is the account's position in
  *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
- * Version 3 is version 4 without the `answer` receipt and the trailing_stop close reason.
+ * Version 3 is version 4 without the `answer` receipt, the trailing_stop close reason and the pending orders.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
  * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
  * never written.
@@ -31,13 +35,14 @@
  */
 import { answerSchema, type Answer, type CloseReason } from "../../contract/messages.ts";
 import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
-import { validateParams, type EngineParams } from "../core/params.ts";
+import { DEFAULT_PARAMS, validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import type { IdempotencyOwner, PackedReceipts } from "../core/idempotency-window.ts";
 import { createState, makeTrade, newAccount, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
 import { parseInputId } from "../core/step.ts";
 import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts";
+import { PENDING_ORDER_VARINTS, readPendingOrders, writePendingOrders } from "./pending-codec.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
 export const SNAPSHOT_VERSION = 4;
@@ -96,6 +101,7 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
       prevAt = t.openedAtMs;
     }
   }
+  writePendingOrders(w, state, userIds);
   w.uint(state.idempotency.size);
   const packed = state.idempotency.packedBytes;
   let prevAt = 0;
@@ -179,6 +185,7 @@ export function decodeSnapshot(
       else if (!heap.full) throw new Error(`snapshot leaves positions of a ${heap.slot} heap empty`);
     }
   }
+  if (version >= 4) readPendingOrders(r, state, accounts);
   if (version === 1) {
     readIdempotencyV1(r, state);
   } else {
@@ -203,9 +210,13 @@ const FORMER_PARAM_NAMES: Readonly<Record<string, keyof EngineParams>> = {
   dedupMaxPerUser: "idempotencyMaxPerUser",
 };
 
+/** Parameters added since snapshots were first written: one that lacks them gets their defaults. */
+const ADDED_PARAMS: readonly (keyof EngineParams)[] = ["maxPendingOrdersPerUser", "maxOrderExpiryMs"];
+
 function withCurrentParamNames(stored: Record<string, unknown>): EngineParams {
   const params: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(stored)) params[FORMER_PARAM_NAMES[name] ?? name] = value;
+  for (const name of ADDED_PARAMS) if (!(name in params)) params[name] = DEFAULT_PARAMS[name];
   return params as unknown as EngineParams;
 }
 
@@ -273,6 +284,7 @@ export function prescanIdempotency(bytes: Uint8Array): IdempotencyScan | undefin
     r.skipVarints(1 + n); // usd, holdings
     r.skipVarints(r.uint() * tradeVarints);
   }
+  if (version >= 4) for (let i = 0; i < accountCount; i++) r.skipVarints(r.uint() * PENDING_ORDER_VARINTS);
   return scanIdempotency(r, accountCount, n);
 }
 

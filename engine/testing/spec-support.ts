@@ -7,6 +7,7 @@ import type {
   EngineOutput,
   Instruction,
   InstructionResult,
+  OrderView,
   OutputOf,
   TradeView,
 } from "../../contract/messages.ts";
@@ -19,6 +20,7 @@ export const ETH = "ETH_USDC_PERP";
 export const SOL = "SOL_USDC_PERP";
 
 type OpenFields = Omit<Extract<Instruction, { kind: "open_trade" }>, "kind">;
+type EntryFields = Omit<Extract<Instruction, { kind: "place_order" }>, "kind">;
 
 /** A harness in which every user has the starting grant and ETH quotes `bid`/`ask`. */
 export function given(
@@ -69,6 +71,31 @@ export function open(h: EngineHarness, user: string, fields: Partial<OpenFields>
 /** Opens a trade that must succeed and returns its view. */
 export function opened(h: EngineHarness, user: string, fields: Partial<OpenFields> = {}): TradeView {
   return resultOf(open(h, user, fields).answer, "open_trade").trade;
+}
+
+/** Sends place_order with defaults: ETH long limit, margin 100 USD, leverage 10, at `price`. */
+export function place(
+  h: EngineHarness,
+  user: string,
+  price: string,
+  fields: Partial<EntryFields> = {},
+  requestId?: string,
+) {
+  const instruction = {
+    kind: "place_order" as const,
+    ...entry(price, fields),
+  };
+  return requestId === undefined ? h.instruct(user, instruction) : h.instruct(user, instruction, requestId);
+}
+
+/** An entry order's terms with place's defaults: ETH long limit, margin 100 USD, leverage 10. */
+export function entry(price: string, fields: Partial<EntryFields> = {}): EntryFields {
+  return { asset: "ETH", side: "long", type: "limit", price, margin: "100", leverage: 10, ...fields };
+}
+
+/** Places an order that must be accepted and returns its view. */
+export function placed(h: EngineHarness, user: string, price: string, fields: Partial<EntryFields> = {}): OrderView {
+  return resultOf(place(h, user, price, fields).answer, "place_order").order;
 }
 
 export function close(h: EngineHarness, user: string, tradeId: string) {
