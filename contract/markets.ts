@@ -18,6 +18,12 @@ export interface AssetConfig {
   readonly quantityDecimals: number;
   /** Highest price accepted from the feed, in ticks; guards every later product against overflow. */
   readonly maxPriceTicks: number;
+  /**
+   * The market's minimum quantity, in steps: a partial close may not leave less than this open. One step for
+   * every asset here: Backpack's market filters give SOL_USDC_PERP minQuantity = stepSize = 0.01; the others'
+   * minimums are taken to equal their step likewise.
+   */
+  readonly minQuantitySteps: number;
 }
 
 export const ACCOUNT_CURRENCY = "USD";
@@ -30,6 +36,7 @@ export const ASSETS: readonly AssetConfig[] = [
     priceDecimals: 2,
     quantityDecimals: 4,
     maxPriceTicks: 1_000_000_00,
+    minQuantitySteps: 1,
   },
   {
     symbol: "BTC",
@@ -38,6 +45,7 @@ export const ASSETS: readonly AssetConfig[] = [
     priceDecimals: 1,
     quantityDecimals: 5,
     maxPriceTicks: 10_000_000_0,
+    minQuantitySteps: 1,
   },
   {
     symbol: "SOL",
@@ -46,6 +54,7 @@ export const ASSETS: readonly AssetConfig[] = [
     priceDecimals: 2,
     quantityDecimals: 2,
     maxPriceTicks: 100_000_00,
+    minQuantitySteps: 1,
   },
   {
     symbol: "ADA",
@@ -54,6 +63,7 @@ export const ASSETS: readonly AssetConfig[] = [
     priceDecimals: 5,
     quantityDecimals: 1,
     maxPriceTicks: 1_000_00000,
+    minQuantitySteps: 1,
   },
 ];
 
@@ -78,6 +88,10 @@ export function validateAssets(assets: readonly AssetConfig[]): void {
     }
     if (!Number.isSafeInteger(a.maxPriceTicks) || a.maxPriceTicks <= 0)
       throw new Error(`${a.symbol}: bad maxPriceTicks`);
+    if (!Number.isSafeInteger(a.minQuantitySteps) || a.minQuantitySteps < 1)
+      throw new Error(
+        `${a.symbol}: minQuantitySteps must be a whole number ≥ 1, got ${JSON.stringify(a.minQuantitySteps)}`,
+      );
   }
 }
 

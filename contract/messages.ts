@@ -154,7 +154,10 @@ export const closeReasonSchema = z.enum(["manual", "stop_loss", "take_profit", "
  * the trade's other fields are as they stood before this close.
  */
 export const closedTradeSchema = tradeSchema.extend({
-  /** Unique per close: the trade id for the close of what remained, `<trade id>.<n>` for its n-th partial close. */
+  /**
+   * Unique per close: the trade id for the close of what remained; `<trade id>.<n>` for a partial close, n the
+   * shard's next sequence number then (unique and increasing, not consecutive per trade).
+   */
   closeId: z.string(),
   closePrice: decimal,
   /** Exactly what the USD balance changed by beyond the returned margin; never below −margin. */

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MAX_UNITS, divFloor, formatUnits, formatUsd, mulWithin, parseUnits, parseUsd } from "./money.ts";
+import { MAX_UNITS, divFloor, formatUnits, formatUsd, mulDivFloor, mulWithin, parseUnits, parseUsd } from "./money.ts";
 
 const units = (n: number) => ({ ok: true, units: n });
 const failure = (reason: string) => ({ ok: false, reason });
@@ -150,6 +150,33 @@ describe("divFloor", () => {
     expect(divFloor(9_007_199_136_250_224, 94_906_264)).toBe(94_906_266);
     expect(divFloor(9_007_199_136_250_223, 94_906_264)).toBe(94_906_265);
     expect(divFloor(9_007_199_136_250_225, 94_906_264)).toBe(94_906_266);
+  });
+});
+
+describe("mulDivFloor", () => {
+  it("is ⌊a·b/d⌋ exactly, below and beyond 2^53", () => {
+    expect(mulDivFloor(100_000_000, 1, 3)).toBe(33_333_333); // 1e8 / 3 = 33,333,333.33…
+    expect(mulDivFloor(100_000_000, 2, 3)).toBe(66_666_666);
+    expect(mulDivFloor(7, 0, 5)).toBe(0);
+    // 1e13 × 9,999,999,999,999 / 1e13 = 9,999,999,999,999: the product (~1e26) is far past 2^53
+    expect(mulDivFloor(10_000_000_000_000, 9_999_999_999_999, 10_000_000_000_000)).toBe(9_999_999_999_999);
+    // (2^53 − 1) × 2 passes 2^53; its third does not, and is the bigint quotient exactly
+    expect(BigInt(mulDivFloor(Number.MAX_SAFE_INTEGER, 2, 3))).toBe(((2n ** 53n - 1n) * 2n) / 3n);
+  });
+
+  it("matches a bigint reference", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 10_000_000_000_000 }),
+        fc.integer({ min: 0, max: 10_000_000_000_000 }),
+        fc.integer({ min: 1, max: 10_000_000_000_000 }),
+        (a, b, d) => {
+          fc.pre((BigInt(a) * BigInt(b)) / BigInt(d) <= BigInt(Number.MAX_SAFE_INTEGER));
+          expect(BigInt(mulDivFloor(a, b, d))).toBe((BigInt(a) * BigInt(b)) / BigInt(d));
+        },
+      ),
+      { numRuns: 5_000 },
+    );
   });
 });
 

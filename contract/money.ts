@@ -13,6 +13,8 @@
  *   totals need no rounding, and no charge is ever rounded; `validateAssets` refuses a configuration where one
  *   would have to be (it would then round against the user, by at most one minor unit).
  * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly.
+ * - A partial close releases ⌊margin × steps closed / quantity⌋ of the margin; the rest of it stays with the open
+ *   part, so every micro stays in exactly one place. A percent to close rounds down to the step.
  * - Formatting is exact and trims trailing zeros: 10000000000 micros → "10000", 430393 ticks at 2 → "4303.93".
  */
 
@@ -126,6 +128,16 @@ export function divFloor(a: number, b: number): number {
   if (q * b > a) q--;
   else if ((q + 1) * b <= a) q++;
   return q;
+}
+
+/**
+ * ⌊a × b / d⌋ for safe non-negative integers (d > 0), exact: in doubles while a × b stays below 2^53 (a float
+ * product ≤ MAX_SAFE_INTEGER is exact, a larger true product rounds to ≥ 2^53 and fails the test), else in bigint.
+ */
+export function mulDivFloor(a: number, b: number, d: number): number {
+  const p = a * b;
+  if (p <= Number.MAX_SAFE_INTEGER) return divFloor(p, d);
+  return Number((BigInt(a) * BigInt(b)) / BigInt(d));
 }
 
 export function formatUsd(micros: number): string {

@@ -104,7 +104,7 @@ function execute(
     case "open_trade":
       return openTrade(state, step, account, instruction);
     case "close_trade":
-      return closeTradeByUser(state, step, account, instruction.tradeId);
+      return closeTradeByUser(state, step, account, instruction);
     case "spot_order":
       return spotOrder(state, step, account, instruction);
     case "place_order":

@@ -15,17 +15,10 @@ import { balancesView, closedTradeView } from "./views.ts";
 /** Closes a trade at `priceTicks`: settles margin and PnL against the house, unindexes it, emits the facts. */
 export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTicks: number, reason: CloseReason) {
   const account = trade.account;
-  const asset = assetAt(state, trade.assetIndex);
-  const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
-  const rawPnl = clampUnits(diff * trade.quantitySteps * microsPerTickStep(asset));
-  // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
-  // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
-  const payout = Math.min(Math.max(0, trade.marginMicros + rawPnl), MAX_UNITS - account.usd);
-  account.usd += payout;
-  state.house.usd += BigInt(trade.marginMicros - payout);
+  const pnlMicros = settle(state, trade, trade.quantitySteps, trade.marginMicros, priceTicks);
   account.openTrades.delete(trade.seq);
   unindexTrade(state.books[trade.assetIndex]!, trade);
-  const close: CloseFacts = { priceTicks, pnlMicros: payout - trade.marginMicros, reason, atMs: step.nowMs };
+  const close: CloseFacts = { priceTicks, pnlMicros, reason, atMs: step.nowMs };
   const view: ClosedTradeView = closedTradeView(state, trade, close);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
@@ -38,6 +31,30 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
   });
   emitBalancesChanged(step, account.userId, balances);
   return { close, view, amounts, balances };
+}
+
+/**
+ * Pays `marginMicros` plus the PnL of `quantitySteps` of the trade closed at `priceTicks` into the owner's free USD,
+ * the house taking the other side; returns the PnL paid (payout − margin). The PnL is price difference × steps ×
+ * micros per tick·step: a product of integers, exact, never rounded.
+ */
+export function settle(
+  state: EngineState,
+  trade: Trade,
+  quantitySteps: number,
+  marginMicros: number,
+  priceTicks: number,
+): number {
+  const account = trade.account;
+  const asset = assetAt(state, trade.assetIndex);
+  const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
+  const rawPnl = clampUnits(diff * quantitySteps * microsPerTickStep(asset));
+  // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
+  // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
+  const payout = Math.min(Math.max(0, marginMicros + rawPnl), MAX_UNITS - account.usd);
+  account.usd += payout;
+  state.house.usd += BigInt(marginMicros - payout);
+  return payout - marginMicros;
 }
 
 function clampUnits(x: number): number {

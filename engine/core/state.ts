@@ -48,8 +48,14 @@ export interface TradeFacts {
   readonly openedAtMs: number;
 }
 
-/** An open trade: its facts plus where it lives (account, trigger heaps). */
+/**
+ * An open trade: its facts plus where it lives (account, trigger heaps). A partial close (partial-close.ts) shrinks
+ * its quantity and margin; nothing else changes, so its heap positions stay valid. Anything that must keep the
+ * facts as they were (a receipt) keeps a copy, never the trade.
+ */
 export interface Trade extends TradeFacts {
+  quantitySteps: number;
+  marginMicros: number;
   readonly account: Account;
   /** The protective exit level (stop-loss or liquidation, whichever the price reaches first); 0 when none. */
   readonly exitTicks: number;

@@ -156,24 +156,53 @@ describe("stop-loss and take-profit placement (bid 1999, ask 2000)", () => {
   const h = () => given({ eth: ["1999", "2000"] });
   const code = (fields: Parameters<typeof open>[2]) => codeOf(open(h(), "alice", fields).answer);
 
-  it("long: SL must be below the bid, TP above it", () => {
+  it("long (entry at the ask 2000): SL must be below the bid, TP above the bid and the entry", () => {
     expect(code({ stopLoss: "1999" })).toBe("INVALID_STOP_LOSS");
     expect(code({ stopLoss: "2100" })).toBe("INVALID_STOP_LOSS");
     expect(code({ takeProfit: "1999" })).toBe("INVALID_TAKE_PROFIT");
     expect(code({ takeProfit: "1900" })).toBe("INVALID_TAKE_PROFIT");
-    expect(opened(h(), "alice", { stopLoss: "1998.99", takeProfit: "1999.01" })).toMatchObject({
+    // Above the bid but not above the entry: it would close as take_profit at a loss.
+    expect(code({ takeProfit: "1999.01" })).toBe("INVALID_TAKE_PROFIT");
+    expect(code({ takeProfit: "2000" })).toBe("INVALID_TAKE_PROFIT");
+    expect(opened(h(), "alice", { stopLoss: "1998.99", takeProfit: "2000.01" })).toMatchObject({
+      openPrice: "2000",
       stopLoss: "1998.99",
-      takeProfit: "1999.01",
+      takeProfit: "2000.01",
     });
   });
 
-  it("short: TP must be below the ask, SL above it", () => {
+  it("short (entry at the bid 1999): SL must be above the ask, TP below the ask and the entry", () => {
     expect(code({ side: "short", stopLoss: "2000" })).toBe("INVALID_STOP_LOSS");
     expect(code({ side: "short", stopLoss: "1900" })).toBe("INVALID_STOP_LOSS");
     expect(code({ side: "short", takeProfit: "2000" })).toBe("INVALID_TAKE_PROFIT");
     expect(code({ side: "short", takeProfit: "2100" })).toBe("INVALID_TAKE_PROFIT");
-    const trade = opened(h(), "alice", { side: "short", stopLoss: "2000.01", takeProfit: "1999.99" });
-    expect(trade).toMatchObject({ stopLoss: "2000.01", takeProfit: "1999.99" });
+    // Below the ask but not below the entry: it would close as take_profit at a loss.
+    expect(code({ side: "short", takeProfit: "1999.99" })).toBe("INVALID_TAKE_PROFIT");
+    expect(code({ side: "short", takeProfit: "1999" })).toBe("INVALID_TAKE_PROFIT");
+    const trade = opened(h(), "alice", { side: "short", stopLoss: "2000.01", takeProfit: "1998.99" });
+    expect(trade).toMatchObject({ openPrice: "1999", stopLoss: "2000.01", takeProfit: "1998.99" });
+  });
+
+  it("a take-profit below a long's entry is refused with the entry price named", () => {
+    // Wide spread: bid 1990, ask (the long's entry) 2000. A TP at 1995 is above the bid but below the entry.
+    const wide = given({ eth: ["1990", "2000"] });
+    const { answer, outputs } = open(wide, "alice", { takeProfit: "1995" });
+    expect(messageOf(answer)).toBe(
+      "The take-profit is not valid for this trade. A long's take-profit must be above its entry price 2000 and " +
+        "the current bid 1990; takeProfit 1995 is not.",
+    );
+    expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
+    expect(usdOf(wide, "alice")).toBe("10000");
+  });
+
+  it("a take-profit above a short's entry is refused with the entry price named", () => {
+    // Wide spread: bid (the short's entry) 2000, ask 2010. A TP at 2005 is below the ask but above the entry.
+    const wide = given({ eth: ["2000", "2010"] });
+    expect(messageOf(open(wide, "alice", { side: "short", takeProfit: "2005" }).answer)).toBe(
+      "The take-profit is not valid for this trade. A short's take-profit must be below its entry price 2000 and " +
+        "the current ask 2010; takeProfit 2005 is not.",
+    );
+    expect(usdOf(wide, "alice")).toBe("10000");
   });
 
   it("levels that are not positive prices at the market's precision are refused", () => {
@@ -195,12 +224,12 @@ describe("stop-loss and take-profit placement (bid 1999, ask 2000)", () => {
         "stopLoss 1900.5 is not.",
     );
     expect(message({ takeProfit: "1900" })).toBe(
-      "The take-profit is not valid for this trade. A long's take-profit must be above the current bid 1999; " +
-        "takeProfit 1900 is not.",
+      "The take-profit is not valid for this trade. A long's take-profit must be above its entry price 2000 and " +
+        "the current bid 1999; takeProfit 1900 is not.",
     );
     expect(message({ side: "short", takeProfit: "2100" })).toBe(
-      "The take-profit is not valid for this trade. A short's take-profit must be below the current ask 2000; " +
-        "takeProfit 2100 is not.",
+      "The take-profit is not valid for this trade. A short's take-profit must be below its entry price 1999 and " +
+        "the current ask 2000; takeProfit 2100 is not.",
     );
     expect(message({ stopLoss: "1998.999" })).toBe(
       "The stop-loss is not valid for this trade. Use a positive price with at most 2 decimals.",

@@ -2,15 +2,17 @@
  * Leveraged trades in hedging mode: every trade is its own isolated-margin position.
  *
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
- * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it).
+ * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
+ * take-profit beyond both the price and the entry (checkLevels).
  * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
  */
-import { microsPerTickStep } from "../../contract/markets.ts";
+import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
 import type { Instruction, TradeView } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
 import {
   amountsOf,
@@ -21,6 +23,7 @@ import {
   type EngineState,
   type Quote,
   type Trade,
+  type TradeFacts,
 } from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
@@ -56,16 +59,16 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const fillTicks = order.isLong ? quote.askTicks : quote.bidTicks;
   const size = sizeTrade(state, order, fillTicks);
   if (isRefusal(size)) return size;
-  const misplaced = checkLevels(state, order, quote, size.liquidationTicks);
+  const misplaced = checkLevels(assetAt(state, order.assetIndex), order, fillTicks, quote, size.liquidationTicks);
   if (misplaced !== undefined) return misplaced;
 
   account.usd -= order.marginMicros;
-  const { trade, view } = startTrade(state, step, account, order, fillTicks, size);
+  const { facts, view } = startTrade(state, step, account, order, fillTicks, size);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
   emitBalancesChanged(step, account.userId, balances);
   return {
-    receipt: { kind: "open_trade", trade, balances: amounts },
+    receipt: { kind: "open_trade", trade: facts, balances: amounts },
     answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
   };
 }
@@ -106,9 +109,10 @@ export function startTrade(
   order: OpenOrder,
   fillTicks: number,
   size: TradeSize,
-): { trade: Trade; view: TradeView } {
+): { trade: Trade; facts: TradeFacts; view: TradeView } {
   const seq = state.nextSeq++;
-  const trade = makeTrade(account, {
+  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
+  const facts: TradeFacts = {
     seq,
     assetIndex: order.assetIndex,
     isLong: order.isLong,
@@ -120,7 +124,8 @@ export function startTrade(
     takeProfitTicks: order.takeProfitTicks,
     liquidationTicks: size.liquidationTicks,
     openedAtMs: step.nowMs,
-  });
+  };
+  const trade = makeTrade(account, facts);
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
   const view = tradeView(state, trade);
@@ -131,7 +136,7 @@ export function startTrade(
     userId: account.userId,
     trade: view,
   });
-  return { trade, view };
+  return { trade, facts, view };
 }
 
 /** Whether a trade with this liquidation level would be liquidatable at once at this bid and ask. */
@@ -167,37 +172,53 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   };
 }
 
+/** The exit levels a placement rule looks at, in ticks (0: not set): an order's, or an open trade's after a change. */
+export interface ExitLevels {
+  readonly isLong: boolean;
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+}
+
 /**
- * Placement rules at the current quote: long SL < bid < TP, short TP < ask < SL; not already liquidatable; and a
- * stop-loss no further than the liquidation level (beyond it, it could never fire; at it, the tie goes to the stop).
- * Refusals name the level, the price it was checked against and the range it must lie in.
+ * Placement rules for exits, at the current quote and the trade's entry price: long SL < bid, TP > bid and
+ * TP > entry; short SL > ask, TP < ask and TP < entry (a take-profit on the losing side of the entry would close
+ * as `take_profit` at a loss); not already liquidatable; and a stop-loss no further than the liquidation level
+ * (beyond it, it could never fire; at it, the tie goes to the stop). Refusals name the level, the prices it was
+ * checked against and the range it must lie in. Used at open and by every later change of a trade's exits.
  */
-function checkLevels(state: EngineState, order: OpenOrder, quote: Quote, liquidation: number): Outcome | undefined {
-  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
+export function checkLevels(
+  asset: AssetConfig,
+  levels: ExitLevels,
+  entryTicks: number,
+  quote: Quote,
+  liquidation: number,
+): Outcome | undefined {
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = levels;
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
-    return misplaced(state, order, quote, liquidation, "stop-loss side");
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss side");
   }
-  if (tp !== 0 && (isLong ? tp <= quote.bidTicks : tp >= quote.askTicks)) {
-    return misplaced(state, order, quote, liquidation, "take-profit side");
+  if (tp !== 0 && (isLong ? tp <= quote.bidTicks || tp <= entryTicks : tp >= quote.askTicks || tp >= entryTicks)) {
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
   if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation)) return refuse("WOULD_LIQUIDATE");
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
-    return misplaced(state, order, quote, liquidation, "stop-loss beyond liquidation");
+    return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss beyond liquidation");
   }
   return undefined;
 }
 
 /** The refusal of a misplaced level, in numbers. Apart from checkLevels so that an accepted open formats nothing. */
 function misplaced(
-  state: EngineState,
-  order: OpenOrder,
+  asset: AssetConfig,
+  levels: ExitLevels,
+  entryTicks: number,
   quote: Quote,
   liquidation: number,
   why: "stop-loss side" | "take-profit side" | "stop-loss beyond liquidation",
 ): Outcome {
-  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = order;
-  const price = (ticks: number) => formatUnits(ticks, assetAt(state, order.assetIndex).priceDecimals);
+  const { isLong, stopLossTicks: sl, takeProfitTicks: tp } = levels;
+  const price = (ticks: number) => formatUnits(ticks, asset.priceDecimals);
   const bid = price(quote.bidTicks);
   const ask = price(quote.askTicks);
   if (why === "stop-loss side") {
@@ -209,11 +230,14 @@ function misplaced(
     );
   }
   if (why === "take-profit side") {
+    const entry = price(entryTicks);
     return refuse(
       "INVALID_TAKE_PROFIT",
       isLong
-        ? `A long's take-profit must be above the current bid ${bid}; takeProfit ${price(tp)} is not.`
-        : `A short's take-profit must be below the current ask ${ask}; takeProfit ${price(tp)} is not.`,
+        ? `A long's take-profit must be above its entry price ${entry} and the current bid ${bid}; ` +
+            `takeProfit ${price(tp)} is not.`
+        : `A short's take-profit must be below its entry price ${entry} and the current ask ${ask}; ` +
+            `takeProfit ${price(tp)} is not.`,
     );
   }
   const at = price(liquidation);
@@ -227,19 +251,20 @@ function misplaced(
   );
 }
 
-export function closeTradeByUser(state: EngineState, step: Step, account: Account, id: string): Outcome {
+type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
+
+/** Closes all of a trade, or with `quantity` or `percent` part of it (partial-close.ts), at the quote. */
+export function closeTradeByUser(state: EngineState, step: Step, account: Account, instruction: CloseTrade): Outcome {
   // Another user's trade is indistinguishable from a missing one.
-  const trade = account.openTrades.get(tradeSeq(state.params.shard, id));
+  const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  const steps = stepsToClose(state, trade, instruction);
+  if (typeof steps !== "number") return steps;
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
-  const { close, view, amounts, balances } = closeTrade(
-    state,
-    step,
-    trade,
-    trade.isLong ? quote.bidTicks : quote.askTicks,
-    "manual",
-  );
+  const priceTicks = trade.isLong ? quote.bidTicks : quote.askTicks;
+  if (steps < trade.quantitySteps) return closePart(state, step, trade, steps, priceTicks);
+  const { close, view, amounts, balances } = closeTrade(state, step, trade, priceTicks, "manual");
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },

@@ -36,20 +36,32 @@ export function tradeView(state: EngineState, t: TradeFacts): TradeView {
   };
 }
 
+/** What a partial close adds to its view: the number in its close id and what stays open. */
+export interface PartFacts {
+  readonly closeSeq: number;
+  readonly remainingSteps: number;
+}
+
 /**
- * A close of the whole trade. `lossWaived` is derived, not stored: the loss at the close price (exact, in micros)
- * beyond the margin, which the settlement did not charge (negative balance protection).
+ * A close of the whole trade, or with `part` of part of it (`t` then holds the quantity and margin closed).
+ * `lossWaived` is derived, not stored: the loss at the close price (exact, in micros) on the quantity closed beyond
+ * the margin closed, which the settlement did not charge (negative balance protection).
  */
-export function closedTradeView(state: EngineState, t: TradeFacts, close: CloseFacts): ClosedTradeView {
+export function closedTradeView(
+  state: EngineState,
+  t: TradeFacts,
+  close: CloseFacts,
+  part?: PartFacts,
+): ClosedTradeView {
   const view = tradeView(state, t) as ClosedTradeView;
   const asset = assetAt(state, t.assetIndex);
   const diff = t.isLong ? close.priceTicks - t.openPriceTicks : t.openPriceTicks - close.priceTicks;
   const waived = -(diff * t.quantitySteps * microsPerTickStep(asset)) - t.marginMicros;
-  view.closeId = view.id;
+  view.closeId = part === undefined ? view.id : `${view.id}.${part.closeSeq}`;
   view.closePrice = formatUnits(close.priceTicks, asset.priceDecimals);
   view.pnl = formatUsd(close.pnlMicros);
   view.lossWaived = waived > 0 ? formatUsd(waived) : null;
-  view.remainingQuantity = "0";
+  view.remainingQuantity = part === undefined ? "0" : formatUnits(part.remainingSteps, asset.quantityDecimals);
   view.closeReason = close.reason;
   view.closedAt = isoTime(close.atMs);
   return view;

@@ -581,6 +581,11 @@ describe("snapshot codec: refusals", () => {
       "duplicate asset or market",
     ],
     [
+      "an asset whose minimum quantity is below one step",
+      { assets: [{ ...DEFAULT_PARAMS.assets[0]!, minQuantitySteps: 0 }] },
+      "ETH: minQuantitySteps must be a whole number ≥ 1, got 0",
+    ],
+    [
       "a max-leverage trade that would open liquidated",
       { maintenanceMarginPpm: 10_000, maxLeverage: 100 },
       "must stay below 100%",
@@ -620,6 +625,8 @@ interface HandBuiltOptions {
   secondLegLink?: number;
   /** The params JSON with these values under the idempotency limits' former names. */
   formerParamNames?: { dedupWindowMs: number; dedupMaxEntries: number; dedupMaxPerUser: number };
+  /** The params JSON with assets saved before they had `minQuantitySteps`. */
+  assetsWithoutMinQuantity?: boolean;
 }
 
 /** A snapshot written by hand from the layout documented in codec.ts, independently of `encodeSnapshot`. */
@@ -629,7 +636,10 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   const w = new ByteWriter(64);
   for (const c of "PBSN") w.u8(c.charCodeAt(0));
   w.uint(version);
-  if (options.formerParamNames === undefined) {
+  if (options.assetsWithoutMinQuantity === true) {
+    const assets = params.assets.map(({ minQuantitySteps: _, ...rest }) => rest);
+    w.string(JSON.stringify({ ...params, assets }));
+  } else if (options.formerParamNames === undefined) {
     const stored: Record<string, unknown> = { ...params };
     for (const name of options.dropParams ?? []) delete stored[name];
     w.string(JSON.stringify(stored));
@@ -733,6 +743,17 @@ describe("snapshot codec: documented layout", () => {
       60_000, 70, 7,
     ]);
     expect(Object.keys(params).filter((k) => k.startsWith("dedup"))).toEqual([]);
+  });
+
+  it("gives assets saved without a minimum quantity one step, and writes it back", () => {
+    const state = decodeSnapshot(handBuilt({ assetsWithoutMinQuantity: true }));
+    expect(state.params.assets.map((a) => [a.symbol, a.minQuantitySteps])).toEqual([
+      ["ETH", 1],
+      ["BTC", 1],
+      ["SOL", 1],
+      ["ADA", 1],
+    ]);
+    expect(encodeSnapshot(state)).toEqual(handBuilt());
   });
 
   it.each([1, 2, 3, 4] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {

@@ -31,6 +31,7 @@
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
  * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
  * never written.
+ * Params of any version whose assets lack `minQuantitySteps` (saved before it existed) read it as 1.
  * Derived data (trade ids, exit levels, lookups) is rebuilt on decode.
  */
 import { answerSchema, type Answer, type CloseReason } from "../../contract/messages.ts";
@@ -217,7 +218,14 @@ function withCurrentParamNames(stored: Record<string, unknown>): EngineParams {
   const params: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(stored)) params[FORMER_PARAM_NAMES[name] ?? name] = value;
   for (const name of ADDED_PARAMS) if (!(name in params)) params[name] = DEFAULT_PARAMS[name];
+  if (Array.isArray(params.assets)) params.assets = params.assets.map(withAssetDefaults);
   return params as unknown as EngineParams;
+}
+
+/** Asset fields a snapshot may predate: an asset saved before markets had a minimum quantity gets one step. */
+function withAssetDefaults(asset: unknown): unknown {
+  if (typeof asset !== "object" || asset === null || "minQuantitySteps" in asset) return asset;
+  return { ...asset, minQuantitySteps: 1 };
 }
 
 /** Everything before the accounts section, into a fresh state; and the snapshot's version. */

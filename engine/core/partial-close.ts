@@ -1,0 +1,128 @@
+/**
+ * Partial close: `close_trade` with `quantity` (at the asset's quantity precision) or `percent` (of the current
+ * quantity, 0 < p ≤ 100 with at most 2 decimals, rounded DOWN to the step), never both. It closes at the quote like
+ * a full close (long at the bid, short at the ask); closing the whole quantity is a full close.
+ *
+ * Money, for c of the trade's q steps closed, with margin M:
+ * - PnL = price difference × c × micros per tick·step: a product of integers (priceDecimals + quantityDecimals ≤
+ *   6), exact, no rounding at all.
+ * - Released margin = ⌊M × c / q⌋; the remainder M − ⌊M × c / q⌋ stays with the open part, so every micro is in
+ *   exactly one place. Closing all but the last step releases ⌊M × (q − 1) / q⌋ and leaves ⌈M / q⌉.
+ * - Negative balance protection applies to the part alone: its loss stops at its released margin.
+ *
+ * The rest keeps its entry price, leverage, exits and liquidation price, so it stays where it is in the trigger
+ * heaps. Keeping the liquidation price is safe: the level depends on margin per unit only, and the rest's is
+ * ⌈M·(q−c)/q⌉ / (q−c) ≥ M / q. At the kept level the rest's equity is ⌈(q−c)/q × the whole trade's equity there⌉:
+ * per unit at least the whole trade's (the house is as covered as before), and at most the rest's maintenance
+ * margin rounded up to the micro (the rest is liquidated only where the rule holds, to the micro).
+ */
+import type { Instruction } from "../../contract/messages.ts";
+import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
+import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
+import { settle } from "./settlement.ts";
+import { amountsOf, assetAt, type EngineState, type Trade, type TradeFacts } from "./state.ts";
+import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
+import { balancesView, closedTradeView, tradeView } from "./views.ts";
+
+type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
+
+/** A percent to close is read in hundredths: "12.5" is 1250, "100" is 10000. */
+const PERCENT_DECIMALS = 2;
+const HUNDRED_PERCENT = 10_000;
+
+/** How many steps the instruction closes (all of them without `quantity` or `percent`), or why it cannot. */
+export function stepsToClose(state: EngineState, trade: Trade, instruction: CloseTrade): number | Outcome {
+  const { quantity, percent } = instruction;
+  const q = trade.quantitySteps;
+  if (quantity === undefined && percent === undefined) return q;
+  const asset = assetAt(state, trade.assetIndex);
+  const amount = (steps: number) => `${formatUnits(steps, asset.quantityDecimals)} ${asset.symbol}`;
+  let steps: number;
+  if (quantity !== undefined && percent !== undefined) {
+    return refuse(
+      "INVALID_CLOSE_QUANTITY",
+      `Give quantity or percent, not both; received quantity ${JSON.stringify(quantity)} and percent ` +
+        `${JSON.stringify(percent)}.`,
+    );
+  } else if (quantity !== undefined) {
+    steps = toUnits(quantity, asset.quantityDecimals);
+    if (steps <= 0) {
+      return refuse(
+        "INVALID_CLOSE_QUANTITY",
+        `quantity must be a positive amount of ${asset.symbol} with at most ${asset.quantityDecimals} decimals; ` +
+          `received ${JSON.stringify(quantity)}.`,
+      );
+    }
+    if (steps > q)
+      return refuse("INVALID_CLOSE_QUANTITY", `quantity ${quantity} is more than the trade's ${amount(q)}.`);
+  } else {
+    const hundredths = toUnits(percent!, PERCENT_DECIMALS, HUNDRED_PERCENT);
+    if (hundredths <= 0) {
+      return refuse(
+        "INVALID_CLOSE_QUANTITY",
+        `percent must be more than 0 and at most 100, with at most ${PERCENT_DECIMALS} decimals; received ` +
+          `${JSON.stringify(percent)}.`,
+      );
+    }
+    // Rounded down to the step: a percent never closes more than it says.
+    steps = mulDivFloor(q, hundredths, HUNDRED_PERCENT);
+    if (steps === 0) {
+      return refuse(
+        "INVALID_CLOSE_QUANTITY",
+        `percent ${percent} of the trade's ${amount(q)} is less than one step (${amount(1)}).`,
+      );
+    }
+  }
+  const rest = q - steps;
+  if (rest > 0 && rest < asset.minQuantitySteps) {
+    return refuse(
+      "REMAINDER_TOO_SMALL",
+      `Closing ${amount(steps)} of ${amount(q)} would leave ${amount(rest)} open; the minimum is ` +
+        `${amount(asset.minQuantitySteps)}. Close all of it, or less.`,
+    );
+  }
+  return steps;
+}
+
+/**
+ * Closes `steps` (fewer than all) of the trade at `priceTicks`. Outputs: `closed_order` for the part (its close id
+ * `<trade id>.<n>`, n from the shard's sequence), `trade_updated` with what stays open, `balances_changed`. The
+ * receipt is the answer itself: partial closes are rare next to opens and full closes.
+ */
+export function closePart(state: EngineState, step: Step, trade: Trade, steps: number, priceTicks: number): Outcome {
+  const account = trade.account;
+  const released = mulDivFloor(trade.marginMicros, steps, trade.quantitySteps);
+  const part: TradeFacts = { ...factsOf(trade), quantitySteps: steps, marginMicros: released };
+  const pnlMicros = settle(state, trade, steps, released, priceTicks);
+  trade.quantitySteps -= steps;
+  trade.marginMicros -= released;
+  const close: CloseFacts = { priceTicks, pnlMicros, reason: "manual", atMs: step.nowMs };
+  const closed = closedTradeView(state, part, close, {
+    closeSeq: state.nextSeq++,
+    remainingSteps: trade.quantitySteps,
+  });
+  const remaining = tradeView(state, trade);
+  const balances = balancesView(state, amountsOf(account));
+  const head = { inputId: step.inputId, userId: account.userId };
+  emit(step, { id: nextOutputId(step), ...head, type: "closed_order", trade: closed });
+  emit(step, { id: nextOutputId(step), ...head, type: "trade_updated", change: "partial_close", trade: remaining });
+  emitBalancesChanged(step, account.userId, balances);
+  return remembered({ ok: true, result: { kind: "close_trade", trade: closed, remaining, balances } });
+}
+
+/** A trade's facts as plain data, apart from the live trade. */
+function factsOf(t: Trade): TradeFacts {
+  return {
+    seq: t.seq,
+    assetIndex: t.assetIndex,
+    isLong: t.isLong,
+    marginMicros: t.marginMicros,
+    leverage: t.leverage,
+    quantitySteps: t.quantitySteps,
+    openPriceTicks: t.openPriceTicks,
+    stopLossTicks: t.stopLossTicks,
+    takeProfitTicks: t.takeProfitTicks,
+    liquidationTicks: t.liquidationTicks,
+    openedAtMs: t.openedAtMs,
+  };
+}
