@@ -1,6 +1,6 @@
 -- One closed_orders row per close of a trade: a partial close is its own row, linked to the trade by `id` (the
 -- trade id, no longer unique), keyed by `close_id` (the engine's closeId: the trade id for the close of what
--- remained, `<trade id>.<n>` for its n-th partial close). Existing rows are whole closes: close_id = id.
+-- remained, `<trade id>.<n>` for a partial close (n unique in the engine)). Existing rows are whole closes: close_id = id.
 -- `remaining_quantity` is what stayed open after the close ("0" closes the trade); `loss_waived` the loss beyond
 -- the margin that negative balance protection waived; `trailing_stop` the trade's trailing stop as it stood
 -- ({"distance", "percent", "activationPrice", "activated", "bestPrice", "level"}), or null.
