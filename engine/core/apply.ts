@@ -12,6 +12,7 @@ import { createAccount } from "./accounts.ts";
 import { recall, remember } from "./idempotency.ts";
 import { expireOrders } from "./pending-fill.ts";
 import { cancelOrder, placeOco, placeOrder } from "./pending-place.ts";
+import { modifyTrade } from "./modify.ts";
 import { applyPriceUpdate } from "./quotes.ts";
 import { answerOf, refuse, type Outcome } from "./receipts.ts";
 import { spotOrder } from "./spot.ts";
@@ -107,15 +108,14 @@ function execute(
       return closeTradeByUser(state, step, account, instruction);
     case "spot_order":
       return spotOrder(state, step, account, instruction);
+    case "modify_trade":
+      return modifyTrade(state, step, account, instruction);
     case "place_order":
       return placeOrder(state, step, account, instruction);
     case "place_oco":
       return placeOco(state, step, account, instruction);
     case "cancel_order":
       return cancelOrder(state, step, account, instruction.orderId);
-    case "modify_trade":
-      // CONTRACT BRANCH ONLY: each kind is replaced by its handler before this reaches main.
-      return refuse("INVALID_INSTRUCTION", `${instruction.kind} is not handled yet.`);
     default:
       return unreachable(instruction);
   }

@@ -68,12 +68,27 @@ describe("engine under random logs", () => {
           for (const o of apply(state, entry)) {
             if (o.type === "trade_opened") seen.add("opened");
             if (o.type === "closed_order") seen.add(o.trade.closeReason);
-            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind === "spot_order") seen.add("spot");
+            if (o.type === "order_response" && o.answer.ok && o.answer.result.kind !== "create_account")
+              seen.add(o.answer.result.kind);
+            if (o.type === "trade_updated") seen.add(o.change);
           }
         }
       }),
       { numRuns: 300, seed: 42 },
     );
-    expect([...seen].sort()).toEqual(["liquidation", "manual", "opened", "spot", "stop_loss", "take_profit"]);
+    expect([...seen].sort()).toEqual([
+      "close_trade",
+      "exits",
+      "liquidation",
+      "manual",
+      "modify_trade",
+      "open_trade",
+      "opened",
+      "spot_order",
+      "stop_loss",
+      "take_profit",
+      "trailing_activated",
+      "trailing_stop",
+    ]);
   });
 });

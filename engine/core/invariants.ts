@@ -5,7 +5,7 @@
  * - Conservation: for USD and every asset, users + margin locked in open trades + margin reserved by pending orders
  *   + house = 0.
  * - No user balance is negative; every amount is an exact integer within range.
- * - Every open trade is indexed exactly where its levels say; heaps are ordered.
+ * - Every open trade is indexed exactly where its levels say; heaps are ordered; every trailing stop is indexed once.
  * - No open trade should already have fired at the market's current quote.
  * - Pending orders: filed, linked and indexed consistently, none left that should have filled or expired
  *   (pending-invariants.ts).
@@ -14,6 +14,7 @@ import { MAX_UNITS } from "../../contract/money.ts";
 import { checkPendingOrders, reservedMicros } from "./pending-invariants.ts";
 import { tradeId, type EngineState, type Trade, type TriggerBook } from "./state.ts";
 import { heapsOf } from "./trigger-index.ts";
+import { verifyTrailBook } from "./trailing-book.ts";
 
 export function checkInvariants(state: EngineState): void {
   const n = state.params.assets.length;
@@ -44,12 +45,14 @@ export function checkInvariants(state: EngineState): void {
     if (h !== 0n) throw new Error(`asset ${i} is not conserved: off by ${h}`);
   });
   let indexed = 0;
+  let trailing = 0;
   state.books.forEach((book, i) => {
     for (const heap of heapsOf(book)) {
       heap.verify();
       indexed += heap.size;
     }
     const q = state.quotes[i];
+    trailing += verifyTrailBook(book.trailing, q?.bidTicks, q?.askTicks);
     if (q === undefined) return;
     const fired =
       (book.longExit.peek()?.exitTicks ?? -Infinity) >= q.bidTicks ||
@@ -59,11 +62,19 @@ export function checkInvariants(state: EngineState): void {
     if (fired) throw new Error(`market ${i} has an open trade that should have fired at the current quote`);
   });
   let expected = 0;
+  let trailingExpected = 0;
   for (const a of state.accounts.values()) {
-    for (const t of a.openTrades.values()) expected += (t.exitTicks !== 0 ? 1 : 0) + (t.takeProfitTicks !== 0 ? 1 : 0);
+    for (const t of a.openTrades.values()) {
+      expected += (t.exitTicks !== 0 ? 1 : 0) + (t.takeProfitTicks !== 0 ? 1 : 0);
+      if (t.trailing === null) continue;
+      if (t.trailing.trade !== t) throw new Error(`trade #${t.seq} holds another trade's trailing stop`);
+      trailingExpected++;
+    }
   }
   if (indexed !== expected)
     throw new Error(`trigger heaps hold ${indexed} entries, open trades need ${expected} (${openCount} open)`);
+  if (trailing !== trailingExpected)
+    throw new Error(`trailing indexes hold ${trailing} stops, open trades have ${trailingExpected}`);
   checkPendingOrders(state);
 }
 

@@ -59,7 +59,7 @@ function fill(state: EngineState, step: Step, o: PendingOrder, quote: Quote): bo
     tradeSeq: state.nextSeq,
   });
   const cancelled = leaveFilled(state, step, o);
-  startTrade(state, step, account, o, fillTicks, size);
+  startTrade(state, step, account, o, fillTicks, size, quote);
   emitOrderUpdated(step, account.userId, filled);
   if (cancelled !== undefined) emitOrderUpdated(step, account.userId, cancelled);
   emitBalancesChanged(step, account.userId, balancesView(state, amountsOf(account)));

@@ -8,6 +8,7 @@ import type { EngineParams } from "./params.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
 import { PositionedHeap } from "./positioned-heap.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
+import { createTrailBook, type TrailBook, type TrailingStop } from "./trailing-book.ts";
 
 export interface Account {
   readonly userId: string;
@@ -49,16 +50,20 @@ export interface TradeFacts {
 }
 
 /**
- * An open trade: its facts plus where it lives (account, trigger heaps). A partial close (partial-close.ts) shrinks
- * its quantity and margin; nothing else changes, so its heap positions stay valid. Anything that must keep the
- * facts as they were (a receipt) keeps a copy, never the trade.
+ * An open trade: its facts plus where it lives (account, trigger heaps). Its exits can move (modify.ts). A partial
+ * close (partial-close.ts) shrinks its quantity and margin; nothing else changes, so its heap positions stay valid.
+ * Anything that must keep the facts as they were (a receipt) keeps a copy, never the trade.
  */
 export interface Trade extends TradeFacts {
   quantitySteps: number;
   marginMicros: number;
   readonly account: Account;
+  stopLossTicks: number;
+  takeProfitTicks: number;
   /** The protective exit level (stop-loss or liquidation, whichever the price reaches first); 0 when none. */
-  readonly exitTicks: number;
+  exitTicks: number;
+  /** Its trailing stop (trailing.ts); null when none. */
+  trailing: TrailingStop | null;
   /** Positions in the trigger heaps, maintained by TriggerHeap; -1 when not in that heap. */
   exitPos: number;
   profitPos: number;
@@ -124,6 +129,8 @@ export interface TriggerBook {
   readonly shortExit: TriggerHeap;
   /** Short take-profit: fires when ask ≤ level; highest first. */
   readonly shortProfit: TriggerHeap;
+  /** Trailing stops (trailing-book.ts). */
+  readonly trailing: TrailBook;
 }
 
 export interface EngineState {
@@ -179,6 +186,7 @@ function createBook(): TriggerBook {
     longProfit: new TriggerHeap("profit", false),
     shortExit: new TriggerHeap("exit", false),
     shortProfit: new TriggerHeap("profit", true),
+    trailing: createTrailBook(),
   };
 }
 
@@ -253,8 +261,26 @@ export function makeTrade(account: Account, f: TradeFacts): Trade {
     openedAtMs: f.openedAtMs,
     account,
     exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
+    trailing: null,
     exitPos: -1,
     profitPos: -1,
+  };
+}
+
+/** A trade's facts as they are now, apart from the trade (whose exits may still move): what a receipt keeps. */
+export function factsOf(t: TradeFacts): TradeFacts {
+  return {
+    seq: t.seq,
+    assetIndex: t.assetIndex,
+    isLong: t.isLong,
+    marginMicros: t.marginMicros,
+    leverage: t.leverage,
+    quantitySteps: t.quantitySteps,
+    openPriceTicks: t.openPriceTicks,
+    stopLossTicks: t.stopLossTicks,
+    takeProfitTicks: t.takeProfitTicks,
+    liquidationTicks: t.liquidationTicks,
+    openedAtMs: t.openedAtMs,
   };
 }
 

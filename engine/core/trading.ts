@@ -4,16 +4,18 @@
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
  * take-profit beyond both the price and the entry (checkLevels).
- * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts.
+ * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts. An optional trailing
+ * stop is trailing.ts's; checkLevels is shared with modify_trade (modify.ts).
  */
 import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
-import type { Instruction, TradeView } from "../../contract/messages.ts";
+import type { Answer, Instruction, TradeView } from "../../contract/messages.ts";
 import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, refuseUnknownAsset, type Outcome } from "./receipts.ts";
+import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
+import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
 import {
   amountsOf,
   assetAt,
@@ -32,16 +34,20 @@ import { balancesView, tradeView } from "./views.ts";
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
 /** The terms open_trade and a pending entry order share. */
-export type OrderTerms = Pick<OpenTrade, "asset" | "side" | "margin" | "leverage" | "stopLoss" | "takeProfit">;
+export type OrderTerms = Pick<
+  OpenTrade,
+  "asset" | "side" | "margin" | "leverage" | "stopLoss" | "takeProfit" | "trailingStop"
+>;
 
-/** An open_trade instruction (or an entry order's terms) read into numbers; 0 for an absent stop-loss or take-profit. */
-export interface OpenOrder {
+/**
+ * An open_trade instruction (or an entry order's terms) read into numbers; 0 for an absent stop-loss or take-profit.
+ * `trailing`: the trailing stop's terms (absent or null: none).
+ */
+export interface OpenOrder extends ExitLevels {
   readonly assetIndex: number;
-  readonly isLong: boolean;
   readonly leverage: number;
   readonly marginMicros: number;
-  readonly stopLossTicks: number;
-  readonly takeProfitTicks: number;
+  readonly trailing?: TrailingTerms | null;
 }
 
 export function openTrade(state: EngineState, step: Step, account: Account, instruction: OpenTrade): Outcome {
@@ -61,16 +67,19 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   if (isRefusal(size)) return size;
   const misplaced = checkLevels(assetAt(state, order.assetIndex), order, fillTicks, quote, size.liquidationTicks);
   if (misplaced !== undefined) return misplaced;
+  const trailing = order.trailing ?? null;
+  const badTrailing = trailing === null ? undefined : checkTrailingTerms(state, order, trailing, quote);
+  if (badTrailing !== undefined) return badTrailing;
 
   account.usd -= order.marginMicros;
-  const { facts, view } = startTrade(state, step, account, order, fillTicks, size);
+  const { trade, facts, view } = startTrade(state, step, account, order, fillTicks, size, quote);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
   emitBalancesChanged(step, account.userId, balances);
-  return {
-    receipt: { kind: "open_trade", trade: facts, balances: amounts },
-    answer: { ok: true, result: { kind: "open_trade", trade: view, balances } },
-  };
+  const answer: Answer = { ok: true, result: { kind: "open_trade", trade: view, balances } };
+  // The facts are copied: the trade's exits may move later, the answer stays. A compact receipt has no trailing stop.
+  if (trade.trailing !== null) return remembered(answer);
+  return { receipt: { kind: "open_trade", trade: facts, balances: amounts }, answer };
 }
 
 /** A trade's size at a fill price: quantity rounded down to the step, and its liquidation level. */
@@ -109,6 +118,7 @@ export function startTrade(
   order: OpenOrder,
   fillTicks: number,
   size: TradeSize,
+  quote: Quote,
 ): { trade: Trade; facts: TradeFacts; view: TradeView } {
   const seq = state.nextSeq++;
   // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
@@ -128,6 +138,7 @@ export function startTrade(
   const trade = makeTrade(account, facts);
   account.openTrades.set(seq, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
+  if (order.trailing !== undefined && order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
   const view = tradeView(state, trade);
   emit(step, {
     id: nextOutputId(step),
@@ -162,7 +173,10 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
   if (takeProfitTicks < 0)
     return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+  const trailing = order.trailingStop === undefined ? null : readTrailingTerms(state, assetIndex, order.trailingStop);
+  if (trailing !== null && isRefusal(trailing)) return trailing;
   return {
+    trailing,
     assetIndex,
     isLong: order.side === "long",
     leverage: order.leverage,
@@ -265,6 +279,9 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
   const priceTicks = trade.isLong ? quote.bidTicks : quote.askTicks;
   if (steps < trade.quantitySteps) return closePart(state, step, trade, steps, priceTicks);
   const { close, view, amounts, balances } = closeTrade(state, step, trade, priceTicks, "manual");
+  // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
+  if (trade.trailing !== null)
+    return remembered({ ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } });
   return {
     receipt: { kind: "close_trade", trade, close, balances: amounts },
     answer: { ok: true, result: { kind: "close_trade", trade: view, remaining: null, balances } },
@@ -272,7 +289,7 @@ export function closeTradeByUser(state: EngineState, step: Step, account: Accoun
 }
 
 /** A price in ticks: 0 when absent, negative when invalid (malformed, too precise, zero or out of range). */
-function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
+export function optionalPrice(text: string | undefined, decimals: number, maxTicks: number): number {
   if (text === undefined) return 0;
   const ticks = toUnits(text, decimals, maxTicks);
   return ticks === 0 ? -1 : ticks;

@@ -1,6 +1,7 @@
 /** Where an open trade sits in its market's trigger heaps (see state.ts, TriggerBook): one routing rule. */
 import type { TriggerHeap } from "./trigger-heap.ts";
-import type { Trade, TriggerBook } from "./state.ts";
+import { exitLevel, type Trade, type TriggerBook } from "./state.ts";
+import { detachStop } from "./trailing-book.ts";
 
 /** A book's four heaps, in the one order a snapshot lists them. */
 export function heapsOf(book: TriggerBook): [TriggerHeap, TriggerHeap, TriggerHeap, TriggerHeap] {
@@ -33,7 +34,22 @@ export function placeTrade(book: TriggerBook, t: Trade, exitPos: number, profitP
   if (profitPos >= 0) (t.isLong ? book.longProfit : book.shortProfit).place(t, profitPos);
 }
 
+/** Takes a closing trade out of every index: its heaps and its trailing stop (which stays on it, for its view). */
 export function unindexTrade(book: TriggerBook, t: Trade): void {
+  unindexExits(book, t);
+  if (t.trailing !== null) detachStop(book.trailing, t.trailing);
+}
+
+/** Moves a trade's stop-loss and take-profit (0: none) and re-files it in its heaps. */
+export function moveExits(book: TriggerBook, t: Trade, stopLossTicks: number, takeProfitTicks: number): void {
+  unindexExits(book, t);
+  t.stopLossTicks = stopLossTicks;
+  t.takeProfitTicks = takeProfitTicks;
+  t.exitTicks = exitLevel(t.isLong, stopLossTicks, t.liquidationTicks);
+  indexTrade(book, t);
+}
+
+function unindexExits(book: TriggerBook, t: Trade): void {
   if (t.exitPos >= 0) (t.isLong ? book.longExit : book.shortExit).remove(t);
   if (t.profitPos >= 0) (t.isLong ? book.longProfit : book.shortProfit).remove(t);
 }

@@ -1,10 +1,11 @@
 /** Wire views of engine facts: decimal strings at each asset's scale, as the contract and the API show them. */
 import { ACCOUNT_CURRENCY, microsPerTickStep } from "../../contract/markets.ts";
-import type { Balances, ClosedTradeView, SpotOrderView, TradeView } from "../../contract/messages.ts";
+import type { Balances, ClosedTradeView, SpotOrderView, TradeView, TrailingStopView } from "../../contract/messages.ts";
 import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
 import { assetAt, orderId, tradeId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
+import { PERCENT_DECIMALS, bestOf, levelAt, type TrailingStop } from "./trailing-book.ts";
 
 /** `amounts` is [free USD, ...holdings per asset index]. */
 export function balancesView(state: EngineState, amounts: readonly number[]): Balances {
@@ -17,7 +18,8 @@ export function balancesView(state: EngineState, amounts: readonly number[]): Ba
   return view;
 }
 
-export function tradeView(state: EngineState, t: TradeFacts): TradeView {
+/** A trade's view; `trailing` is an open trade's trailing stop (facts kept in a receipt have none). */
+export function tradeView(state: EngineState, t: TradeFacts & { readonly trailing?: TrailingStop | null }): TradeView {
   const a = assetAt(state, t.assetIndex);
   const d = a.priceDecimals;
   return {
@@ -30,9 +32,22 @@ export function tradeView(state: EngineState, t: TradeFacts): TradeView {
     openPrice: formatUnits(t.openPriceTicks, d),
     stopLoss: t.stopLossTicks === 0 ? null : formatUnits(t.stopLossTicks, d),
     takeProfit: t.takeProfitTicks === 0 ? null : formatUnits(t.takeProfitTicks, d),
-    trailingStop: null,
+    trailingStop: t.trailing === undefined || t.trailing === null ? null : trailingStopView(t.trailing, d),
     liquidationPrice: t.liquidationTicks === 0 ? null : formatUnits(t.liquidationTicks, d),
     openedAt: isoTime(t.openedAtMs),
+  };
+}
+
+/** A trailing stop as it stands at this output: best price and level move between outputs without one. */
+function trailingStopView(stop: TrailingStop, decimals: number): TrailingStopView {
+  const best = stop.activated ? bestOf(stop) : 0;
+  return {
+    distance: stop.byPercent ? null : formatUnits(stop.amount, decimals),
+    percent: stop.byPercent ? formatUnits(stop.amount, PERCENT_DECIMALS) : null,
+    activationPrice: stop.activationTicks === 0 ? null : formatUnits(stop.activationTicks, decimals),
+    activated: stop.activated,
+    bestPrice: stop.activated ? formatUnits(best, decimals) : null,
+    level: stop.activated ? formatUnits(levelAt(stop.trade.isLong, stop.byPercent, stop.amount, best), decimals) : null,
   };
 }
 

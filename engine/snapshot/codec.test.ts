@@ -4,6 +4,7 @@ import { apply } from "../core/apply.ts";
 import { checkInvariants } from "../core/invariants.ts";
 import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
 import { answerOf, remembered } from "../core/receipts.ts";
+import { tradeView } from "../core/views.ts";
 import { createState, tradeId, tradeSeq, type EngineState, type Trade } from "../core/state.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { entry } from "../testing/spec-support.ts";
@@ -623,6 +624,8 @@ interface HandBuiltOptions {
   /** Params left out of the JSON (as a snapshot written before they existed). */
   dropParams?: string[];
   secondLegLink?: number;
+  /** Version 4: zed's long ETH trails 1.00 from its best bid 4300.00, his short SOL waits to trail 2.5 % from 190. */
+  withTrailing?: boolean;
   /** The params JSON with these values under the idempotency limits' former names. */
   formerParamNames?: { dedupWindowMs: number; dedupMaxEntries: number; dedupMaxPerUser: number };
   /** The params JSON with assets saved before they had `minQuantitySteps`. */
@@ -732,6 +735,16 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
     w.uint(refused.length + (options.lengthSkew ?? 0));
     w.raw(refused.finish());
   }
+  if (version >= 4) {
+    // trailing stops: count, then accountIndex seq percent+2·activated amount activation [best]
+    if (options.withTrailing === true) {
+      w.uint(2);
+      for (const v of [0, 3, 2, 100, 0, 430_000]) w.uint(v); // distance 1.00, active, best 4300
+      for (const v of [0, 7, 1, 250, 19_000]) w.uint(v); // 2.5 %, pending until the ask falls to 190
+    } else {
+      w.uint(0);
+    }
+  }
   return w.finish();
 }
 
@@ -829,6 +842,30 @@ describe("snapshot codec: documented layout", () => {
     ]);
     // The encoder writes exactly these bytes back, as the current version.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it("decodes version 4's trailing stops section written by hand, and writes it back", () => {
+    const bytes = handBuilt({ withTrailing: true });
+    const state = decodeSnapshot(bytes);
+    checkInvariants(state);
+    const zed = state.accounts.get("zed")!;
+    expect(tradeView(state, zed.openTrades.get(3)!).trailingStop).toEqual({
+      distance: "1",
+      percent: null,
+      activationPrice: null,
+      activated: true,
+      bestPrice: "4300",
+      level: "4299", // 4300 − 1
+    });
+    expect(tradeView(state, zed.openTrades.get(7)!).trailingStop).toEqual({
+      distance: null,
+      percent: "2.5",
+      activationPrice: "190",
+      activated: false,
+      bestPrice: null,
+      level: null,
+    });
+    expect(encodeSnapshot(state)).toEqual(bytes);
   });
 
   it("refuses at restore a packed receipt that would fail to decode later (bad UTF-8, an out-of-range number)", () => {

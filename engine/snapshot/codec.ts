@@ -24,10 +24,15 @@
  *             | open_trade: seq TRADE AMOUNTS | close_trade: seq TRADE price pnl reason AMOUNTS
  *             | spot_order: seq asset·2+buy quantity price total AMOUNTS;   AMOUNTS = usd holdings×assets
  *             | answer: the answer as JSON (instructions rare enough not to need a compact receipt)
+ *   trailing stops (version 4; the last section): count, then per stop, in accounts-section order (account, then
+ *             trade sequence): accountIndex seq percent+2·activated amount activation [best, when activated]
+ *             (amount: a distance in price ticks, or a percent in hundredths; activation 0: none). Their groups
+ *             (trailing-book.ts) are not saved: equal best price means the same group, so a restore rebuilds them.
  *   Times inside a receipt are signed deltas from its entry's time. accountIndex is the account's position in
  *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
- * Version 3 is version 4 without the `answer` receipt, the trailing_stop close reason and the pending orders.
+ * Version 3 is version 4 without the `answer` receipt, the trailing_stop close reason, the pending orders and the
+ * trailing stops.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
  * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
  * never written.
@@ -39,7 +44,16 @@ import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
 import { DEFAULT_PARAMS, validateParams, type EngineParams } from "../core/params.ts";
 import type { Receipt } from "../core/receipts.ts";
 import type { IdempotencyOwner, PackedReceipts } from "../core/idempotency-window.ts";
-import { createState, makeTrade, newAccount, type Account, type EngineState, type TradeFacts } from "../core/state.ts";
+import {
+  createState,
+  makeTrade,
+  newAccount,
+  type Account,
+  type EngineState,
+  type Trade,
+  type TradeFacts,
+} from "../core/state.ts";
+import { bestOf, newTrailingStop, systemOf } from "../core/trailing-book.ts";
 import { parseInputId } from "../core/step.ts";
 import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts";
@@ -81,6 +95,7 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
   for (const book of state.books) for (const heap of heapsOf(book)) w.uint(heap.size);
   const userIds = [...state.accounts.keys()].sort();
   const accountIndex = new Map<string, number>();
+  const trailing: Trade[] = [];
   w.uint(userIds.length);
   for (const userId of userIds) {
     const a = state.accounts.get(userId)!;
@@ -98,6 +113,7 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
       writeTrade(w, t, prevAt);
       w.uint(t.exitPos + 1);
       w.uint(t.profitPos + 1);
+      if (t.trailing !== null) trailing.push(t);
       prevSeq = t.seq;
       prevAt = t.openedAtMs;
     }
@@ -124,7 +140,55 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
       w.raw(bytes);
     }
   });
+  writeTrailingStops(w, trailing, accountIndex);
   return w.finish();
+}
+
+function writeTrailingStops(w: ByteWriter, trades: readonly Trade[], accountIndex: ReadonlyMap<string, number>): void {
+  w.uint(trades.length);
+  for (const t of trades) {
+    const stop = t.trailing!;
+    w.uint(accountIndex.get(t.account.userId)!);
+    w.uint(t.seq);
+    w.uint((stop.byPercent ? 1 : 0) + (stop.activated ? 2 : 0));
+    w.uint(stop.amount);
+    w.uint(stop.activationTicks);
+    if (stop.activated) w.uint(bestOf(stop));
+  }
+}
+
+/** Version 4's trailing stops section: back on their trades, active ones regrouped by best price. */
+function readTrailingStops(r: ByteReader, state: EngineState, accounts: readonly Account[]): void {
+  const count = r.uint();
+  for (let i = 0; i < count; i++) {
+    const account = accounts[r.uint()];
+    const trade = account?.openTrades.get(r.uint());
+    if (trade === undefined || trade.trailing !== null)
+      throw new Error("snapshot holds a trailing stop of no open trade, or two for one trade");
+    const flags = r.uint();
+    const amount = r.uint();
+    const activationTicks = r.uint();
+    const byPercent = (flags & 1) === 1;
+    if (flags > 3 || amount === 0 || (byPercent && amount >= 10_000))
+      throw new Error("snapshot holds a malformed trailing stop");
+    const stop = newTrailingStop(trade, byPercent, amount, activationTicks);
+    trade.trailing = stop;
+    const book = state.books[trade.assetIndex]!.trailing;
+    if (flags >= 2) {
+      const best = r.uint();
+      if (best === 0) throw new Error("snapshot holds a trailing stop without a best price");
+      systemOf(book, stop).restore(stop, best);
+    } else {
+      if (activationTicks === 0) throw new Error("snapshot holds a pending trailing stop without an activation price");
+      (trade.isLong ? book.long : book.short).pending.push(stop);
+    }
+  }
+  for (const book of state.books) {
+    for (const side of [book.trailing.long, book.trailing.short]) {
+      side.byDistance.finishRestore();
+      side.byPercent.finishRestore();
+    }
+  }
 }
 
 /** Receipts are written here first, to know their length. */
@@ -200,6 +264,7 @@ export function decodeSnapshot(
     }
     restoreIdempotency(state, accounts, bytes, scan);
   }
+  if (version >= 4) readTrailingStops(r, state, accounts);
   if (!r.done) throw new Error("snapshot has trailing bytes");
   return state;
 }
@@ -293,7 +358,18 @@ export function prescanIdempotency(bytes: Uint8Array): IdempotencyScan | undefin
     r.skipVarints(r.uint() * tradeVarints);
   }
   if (version >= 4) for (let i = 0; i < accountCount; i++) r.skipVarints(r.uint() * PENDING_ORDER_VARINTS);
-  return scanIdempotency(r, accountCount, n);
+  const scan = scanIdempotency(r, accountCount, n);
+  // The sections after it are stepped over too, so a cut snapshot is refused here as the decode would refuse it.
+  if (version >= 4) skipTrailingStops(r);
+  return scan;
+}
+
+function skipTrailingStops(r: ByteReader): void {
+  const count = r.uint();
+  for (let i = 0; i < count; i++) {
+    r.skipVarints(2);
+    r.skipVarints(r.uint() >= 2 ? 3 : 2);
+  }
 }
 
 /** Varints per open trade in the accounts section: seqDelta, then TRADE's nine (and from version 3, two positions). */

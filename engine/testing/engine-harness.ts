@@ -20,6 +20,14 @@ export class EngineHarness {
     this.state = createState(makeParams(params));
   }
 
+  /** A harness that carries on from `state` (a decoded snapshot, say), one millisecond after its last input. */
+  static resume(state: EngineState): EngineHarness {
+    const h = new EngineHarness(state.params);
+    (h as { state: EngineState }).state = state;
+    h.nowMs = state.lastInputMs + 1;
+    return h;
+  }
+
   /** Moves log time forward. */
   advance(ms: number): this {
     this.nowMs += ms;

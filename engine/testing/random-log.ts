@@ -2,10 +2,10 @@
  * fast-check generator of realistic, adversarial engine logs for property tests: a few users (one never
  * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
- * reused request ids). Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ * reused request ids). Trades get trailing stops (at open and by modify_trade) and their exits moved. Commands are interpreted into concrete `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
-import type { Instruction, EngineInput } from "../../contract/messages.ts";
+import type { Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
 import type { LogEntry } from "../core/apply.ts";
 
 const USERS = ["u1", "u2", "u3", "ghost"];
@@ -14,6 +14,16 @@ const MARKETS = [
   { market: "SOL_USDC_PERP", asset: "SOL", midTicks: 20_000, decimals: 2 },
   { market: "ADA_USDC_PERP", asset: "ADA", midTicks: 90_000, decimals: 5 },
 ] as const;
+
+/** A trailing stop as offsets from the market's mid: a distance in basis points, or a percent; maybe an activation. */
+interface TrailCommand {
+  distanceBps: number | null;
+  percent: string;
+  activationBps: number | null;
+}
+
+/** An exit in modify_trade: absent (undefined), removed (null), or set at an offset from the mid in basis points. */
+type ExitChange = number | null | undefined;
 
 type Command =
   | { c: "tick"; m: number; moveBps: number; spreadBps: number }
@@ -28,6 +38,18 @@ type Command =
       leverage: number;
       slBps: number | null;
       tpBps: number | null;
+      trail: TrailCommand | null;
+      req: number | null;
+    }
+  | {
+      c: "modify";
+      u: number;
+      /** The market whose mid prices the levels: when it is not the trade's, the levels are mostly refused. */
+      m: number;
+      trade: number;
+      slBps: ExitChange;
+      tpBps: ExitChange;
+      trail: TrailCommand | null | undefined;
       req: number | null;
     }
   | { c: "close"; u: number; trade: number; req: number | null }
@@ -42,6 +64,17 @@ const amount = fc.oneof(
     .tuple(fc.integer({ min: 0, max: 900 }), fc.integer({ min: 0, max: 999_999 }))
     .map(([a, b]) => `${a}.${String(b).padStart(6, "0")}`),
   fc.constantFrom("0", "0.0000001", "999999999", "12.5", "1"),
+);
+
+const trail: fc.Arbitrary<TrailCommand> = fc.record({
+  distanceBps: fc.option(fc.integer({ min: -5, max: 600 }), { freq: 2 }),
+  percent: fc.constantFrom("0.5", "1", "2.25", "7", "0", "100", "0.001"),
+  activationBps: fc.option(fc.integer({ min: -300, max: 300 })),
+});
+const exitChange: fc.Arbitrary<ExitChange> = fc.oneof(
+  fc.constant(undefined),
+  fc.constant(null),
+  fc.integer({ min: -2000, max: 2000 }),
 );
 
 const command: fc.Arbitrary<Command> = fc.oneof(
@@ -79,6 +112,20 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       ),
       slBps: fc.option(fc.integer({ min: -2000, max: 2000 })),
       tpBps: fc.option(fc.integer({ min: -2000, max: 2000 })),
+      trail: fc.option(trail, { freq: 2 }),
+      req: reqId,
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      c: fc.constant("modify" as const),
+      u: user,
+      m: market,
+      trade: fc.integer({ min: 1, max: 12 }),
+      slBps: exitChange,
+      tpBps: exitChange,
+      trail: fc.oneof(fc.constant(undefined), fc.constant(null), trail),
       req: reqId,
     }),
   },
@@ -147,7 +194,11 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
         break;
       }
       default: {
-        const instruction = toInstruction(cmd, (m, bps) => price(m, at(m, bps)));
+        const instruction = toInstruction(
+          cmd,
+          (m, bps) => price(m, at(m, bps)),
+          (m, bps) => price(m, Math.round((mids[m]! * bps) / 10_000)),
+        );
         const req = cmd.c === "create" ? null : cmd.req;
         push({ type: "user_instruction", requestId: requestId(req), userId: USERS[cmd.u]!, instruction });
       }
@@ -159,7 +210,14 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
 function toInstruction(
   cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>,
   priceAt: (m: number, bps: number) => string,
+  distanceOf: (m: number, bps: number) => string,
 ): Instruction {
+  const trailingStop = (m: number, t: TrailCommand): TrailingStopSpec => {
+    const spec: TrailingStopSpec =
+      t.distanceBps === null ? { percent: t.percent } : { distance: distanceOf(m, t.distanceBps) };
+    if (t.activationBps !== null) spec.activationPrice = priceAt(m, t.activationBps);
+    return spec;
+  };
   switch (cmd.c) {
     case "create":
       return { kind: "create_account" };
@@ -173,7 +231,15 @@ function toInstruction(
       };
       if (cmd.slBps !== null) order.stopLoss = priceAt(cmd.m, cmd.slBps);
       if (cmd.tpBps !== null) order.takeProfit = priceAt(cmd.m, cmd.tpBps);
+      if (cmd.trail !== null) order.trailingStop = trailingStop(cmd.m, cmd.trail);
       return order;
+    }
+    case "modify": {
+      const modify: Instruction = { kind: "modify_trade", tradeId: `T0-${cmd.trade}` };
+      if (cmd.slBps !== undefined) modify.stopLoss = cmd.slBps === null ? null : priceAt(cmd.m, cmd.slBps);
+      if (cmd.tpBps !== undefined) modify.takeProfit = cmd.tpBps === null ? null : priceAt(cmd.m, cmd.tpBps);
+      if (cmd.trail !== undefined) modify.trailingStop = cmd.trail === null ? null : trailingStop(cmd.m, cmd.trail);
+      return modify;
     }
     case "close":
       return { kind: "close_trade", tradeId: `T0-${cmd.trade}` };

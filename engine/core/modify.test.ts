@@ -1,0 +1,166 @@
+// modify_trade: set, move or remove an open trade's exits. Every trade: ETH long opened at 2000 (bid = ask = 2000
+// unless said), margin 100, leverage 10 → 0.5 ETH, liquidation price 1809.04 (a short's: 2189.06).
+import { describe, expect, it } from "vitest";
+import type { EngineOutput, Instruction } from "../../contract/messages.ts";
+import type { EngineHarness } from "../testing/engine-harness.ts";
+import { ETH, close, codeOf, given, messageOf, ofType, opened, resultOf } from "../testing/spec-support.ts";
+
+type ModifyFields = Omit<Extract<Instruction, { kind: "modify_trade" }>, "kind" | "tradeId">;
+
+function modify(h: EngineHarness, user: string, tradeId: string, fields: ModifyFields, requestId?: string) {
+  const instruction = { kind: "modify_trade" as const, tradeId, ...fields };
+  return requestId === undefined ? h.instruct(user, instruction) : h.instruct(user, instruction, requestId);
+}
+
+const closedBy = (outputs: readonly EngineOutput[]) => ofType(outputs, "closed_order").map((o) => o.trade);
+
+describe("modify_trade sets, moves and removes exits", () => {
+  it("sets a stop-loss and take-profit, answers the trade and emits trade_updated before the answer", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    const { answer, outputs } = modify(h, "alice", trade.id, { stopLoss: "1900", takeProfit: "2100" });
+    const modified = resultOf(answer, "modify_trade").trade;
+    expect(modified).toEqual({ ...trade, stopLoss: "1900", takeProfit: "2100" });
+    expect(outputs.map((o) => o.type)).toEqual(["trade_updated", "order_response"]);
+    expect(ofType(outputs, "trade_updated")[0]).toMatchObject({ userId: "alice", change: "exits", trade: modified });
+    // the new levels are live: 1900.01 does nothing, 1900 fires the stop-loss at the bid
+    expect(closedBy(h.price(ETH, "1900.01", "1901"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "1900", "1901"))[0]).toMatchObject({ closeReason: "stop_loss", closePrice: "1900" });
+  });
+
+  it("absent leaves an exit, null removes it, a value moves it", () => {
+    const h = given();
+    const trade = opened(h, "alice", { stopLoss: "1900", takeProfit: "2100" });
+    const moved = resultOf(modify(h, "alice", trade.id, { takeProfit: null, stopLoss: "1950" }).answer, "modify_trade");
+    expect(moved.trade).toMatchObject({ stopLoss: "1950", takeProfit: null });
+    // the removed take-profit no longer fires; the moved stop-loss does at its new level
+    expect(closedBy(h.price(ETH, "2100", "2100"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "1950", "1951"))[0]).toMatchObject({ closeReason: "stop_loss", closePrice: "1950" });
+  });
+
+  it("removing the stop-loss leaves liquidation as the trade's exit", () => {
+    const h = given();
+    const trade = opened(h, "alice", { stopLoss: "1900" });
+    modify(h, "alice", trade.id, { stopLoss: null });
+    expect(closedBy(h.price(ETH, "1850", "1851"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "1809.04", "1810"))[0]).toMatchObject({ closeReason: "liquidation" });
+  });
+
+  it("sets, replaces and removes a trailing stop", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    const set = resultOf(modify(h, "alice", trade.id, { trailingStop: { distance: "40" } }).answer, "modify_trade");
+    expect(set.trade.trailingStop).toMatchObject({ distance: "40", activated: true, bestPrice: "2000", level: "1960" });
+    h.price(ETH, "2050", "2051"); // best 2050, level 2010
+    // replaced: trails again from the current bid 2050
+    const replaced = modify(h, "alice", trade.id, { trailingStop: { percent: "1" } }).answer;
+    // floor(205000 × 0.99) = 202950 → 2029.5
+    expect(resultOf(replaced, "modify_trade").trade.trailingStop).toMatchObject({
+      percent: "1",
+      bestPrice: "2050",
+      level: "2029.5",
+    });
+    const removed = modify(h, "alice", trade.id, { trailingStop: null }).answer;
+    expect(resultOf(removed, "modify_trade").trade.trailingStop).toBeNull();
+    expect(closedBy(h.price(ETH, "2000", "2001"))).toEqual([]);
+  });
+
+  it("the same trailing terms again are no change: the stop keeps its best price", () => {
+    const h = given();
+    const trade = opened(h, "alice", { trailingStop: { distance: "40" } });
+    h.price(ETH, "2050", "2051");
+    expect(codeOf(modify(h, "alice", trade.id, { trailingStop: { distance: "40" } }).answer)).toBe("NOTHING_TO_MODIFY");
+    const withStop = modify(h, "alice", trade.id, { stopLoss: "1990", trailingStop: { distance: "40" } }).answer;
+    expect(resultOf(withStop, "modify_trade").trade.trailingStop).toMatchObject({ bestPrice: "2050", level: "2010" });
+  });
+});
+
+describe("modify_trade refusals", () => {
+  it("TRADE_NOT_FOUND once the trade is closed, and for another user's trade", () => {
+    const h = given({ users: ["alice", "bob"] });
+    const trade = opened(h, "alice");
+    expect(codeOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toBe("TRADE_NOT_FOUND");
+    resultOf(close(h, "alice", trade.id).answer, "close_trade");
+    const { answer, outputs } = modify(h, "alice", trade.id, { stopLoss: "1900" });
+    expect(codeOf(answer)).toBe("TRADE_NOT_FOUND");
+    expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
+  });
+
+  it("a stop-loss beyond liquidation is refused, naming the liquidation price", () => {
+    const h = given();
+    const trade = opened(h, "alice", { stopLoss: "1900" });
+    const answer = modify(h, "alice", trade.id, { stopLoss: "1809.03" }).answer;
+    expect(codeOf(answer)).toBe("INVALID_STOP_LOSS");
+    expect(messageOf(answer)).toContain(
+      "stopLoss 1809.03 is below this long's liquidation price 1809.04, so it could never fire: a long's " +
+        "stop-loss must be at or above the liquidation price 1809.04 and below the current bid 2000.",
+    );
+    // at the liquidation price is fine (the tie goes to the stop-loss)
+    expect(resultOf(modify(h, "alice", trade.id, { stopLoss: "1809.04" }).answer, "modify_trade").trade.stopLoss).toBe(
+      "1809.04",
+    );
+    const short = opened(h, "alice", { side: "short" });
+    expect(messageOf(modify(h, "alice", short.id, { stopLoss: "2189.07" }).answer)).toContain(
+      "above this short's liquidation price 2189.06",
+    );
+  });
+
+  it("levels are checked against the current quote, not the open price", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    h.price(ETH, "2100", "2101");
+    // 2050 was above the open price but is below the bid 2100 now: a valid stop-loss, an invalid take-profit
+    expect(messageOf(modify(h, "alice", trade.id, { takeProfit: "2050" }).answer)).toContain(
+      "A long's take-profit must be above its entry price 2000 and the current bid 2100; takeProfit 2050 is not.",
+    );
+    expect(resultOf(modify(h, "alice", trade.id, { stopLoss: "2050" }).answer, "modify_trade").trade.stopLoss).toBe(
+      "2050",
+    );
+    expect(messageOf(modify(h, "alice", trade.id, { stopLoss: "2100" }).answer)).toContain(
+      "A long's stop-loss must be below the current bid 2100; stopLoss 2100 is not.",
+    );
+  });
+
+  it("NOTHING_TO_MODIFY when every exit stays as it is; malformed levels name the field", () => {
+    const h = given();
+    const trade = opened(h, "alice", { stopLoss: "1900" });
+    expect(codeOf(modify(h, "alice", trade.id, {}).answer)).toBe("NOTHING_TO_MODIFY");
+    expect(codeOf(modify(h, "alice", trade.id, { stopLoss: "1900", takeProfit: null }).answer)).toBe(
+      "NOTHING_TO_MODIFY",
+    );
+    expect(codeOf(modify(h, "alice", trade.id, { trailingStop: null }).answer)).toBe("NOTHING_TO_MODIFY");
+    expect(codeOf(modify(h, "alice", trade.id, { stopLoss: "1900.001" }).answer)).toBe("INVALID_STOP_LOSS");
+    expect(codeOf(modify(h, "alice", trade.id, { takeProfit: "0" }).answer)).toBe("INVALID_TAKE_PROFIT");
+    expect(codeOf(modify(h, "alice", trade.id, { trailingStop: {} }).answer)).toBe("INVALID_TRAILING_STOP");
+  });
+
+  it("a stale quote refuses a modification", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    h.advance(h.state.params.staleQuoteMs + 1);
+    expect(codeOf(modify(h, "alice", trade.id, { stopLoss: "1900" }).answer)).toBe("STALE_PRICE");
+  });
+});
+
+describe("modify_trade and request ids", () => {
+  it("a duplicate request id gets the first answer again and changes nothing", () => {
+    const h = given();
+    const trade = opened(h, "alice");
+    const first = modify(h, "alice", trade.id, { stopLoss: "1900" }, "m-1").answer;
+    modify(h, "alice", trade.id, { stopLoss: "1950" }, "m-2");
+    const again = modify(h, "alice", trade.id, { stopLoss: "1900" }, "m-1");
+    expect(again.answer).toEqual(first);
+    expect(again.outputs.map((o) => o.type)).toEqual(["order_response"]);
+    // the trade keeps the second request's level
+    expect(closedBy(h.price(ETH, "1950", "1951"))[0]).toMatchObject({ closeReason: "stop_loss", stopLoss: "1950" });
+  });
+
+  it("the open_trade answer remembered for a request id keeps the levels it was opened with", () => {
+    const h = given();
+    const opening = { kind: "open_trade" as const, asset: "ETH", side: "long" as const, margin: "100", leverage: 10 };
+    const first = h.instruct("alice", { ...opening, stopLoss: "1900" }, "o-1").answer;
+    const id = resultOf(first, "open_trade").trade.id;
+    modify(h, "alice", id, { stopLoss: "1950" });
+    expect(h.instruct("alice", { ...opening, stopLoss: "1900" }, "o-1").answer).toEqual(first);
+  });
+});

@@ -1,0 +1,74 @@
+/**
+ * modify_trade: sets, moves or removes an open trade's stop-loss, take-profit and trailing stop. Per exit: absent
+ * leaves it, null removes it, a value sets or moves it. The exits the trade would have are checked as at placement
+ * (trading.ts, checkLevels) against the current quote, with the trade's own liquidation price; a trailing stop given
+ * with the terms it already has is kept as it is (its best price too). A request that changes nothing is refused.
+ * The answer is remembered whole (rare instruction: receipts.ts, `remembered`).
+ */
+import type { Answer, Instruction } from "../../contract/messages.ts";
+import { tradableQuote } from "./quotes.ts";
+import { isRefusal, refuse, remembered, type Outcome } from "./receipts.ts";
+import { assetAt, tradeSeq, type Account, type EngineState } from "./state.ts";
+import { emit, nextOutputId, type Step } from "./step.ts";
+import { checkLevels, optionalPrice } from "./trading.ts";
+import { checkTrailingTerms, readTrailingTerms, sameTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
+import { moveExits } from "./trigger-index.ts";
+import { tradeView } from "./views.ts";
+
+type ModifyTrade = Extract<Instruction, { kind: "modify_trade" }>;
+
+export function modifyTrade(state: EngineState, step: Step, account: Account, instruction: ModifyTrade): Outcome {
+  // Another user's trade, or one already closed, is indistinguishable from a missing one.
+  const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
+  if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  const { priceDecimals, maxPriceTicks } = assetAt(state, trade.assetIndex);
+  const stopLossTicks = level(instruction.stopLoss, trade.stopLossTicks, priceDecimals, maxPriceTicks);
+  if (stopLossTicks < 0)
+    return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals, or null.`);
+  const takeProfitTicks = level(instruction.takeProfit, trade.takeProfitTicks, priceDecimals, maxPriceTicks);
+  if (takeProfitTicks < 0)
+    return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals, or null.`);
+  const spec = instruction.trailingStop;
+  let trailing: TrailingTerms | null | undefined;
+  if (spec === null) trailing = null;
+  else if (spec !== undefined) {
+    const terms = readTrailingTerms(state, trade.assetIndex, spec);
+    if (isRefusal(terms)) return terms;
+    trailing = terms;
+  }
+  const trailingChanges = trailing !== undefined && !sameTerms(trade.trailing, trailing);
+  if (stopLossTicks === trade.stopLossTicks && takeProfitTicks === trade.takeProfitTicks && !trailingChanges)
+    return refuse("NOTHING_TO_MODIFY");
+  const quote = tradableQuote(state, step, trade.assetIndex);
+  if (isRefusal(quote)) return quote;
+  const exits = { assetIndex: trade.assetIndex, isLong: trade.isLong, stopLossTicks, takeProfitTicks };
+  const asset = assetAt(state, trade.assetIndex);
+  const misplaced = checkLevels(asset, exits, trade.openPriceTicks, quote, trade.liquidationTicks);
+  if (misplaced !== undefined) return misplaced;
+  if (trailingChanges && trailing !== null) {
+    const bad = checkTrailingTerms(state, trade, trailing!, quote);
+    if (bad !== undefined) return bad;
+  }
+
+  if (stopLossTicks !== trade.stopLossTicks || takeProfitTicks !== trade.takeProfitTicks)
+    moveExits(state.books[trade.assetIndex]!, trade, stopLossTicks, takeProfitTicks);
+  if (trailingChanges) setTrailingStop(state, trade, trailing!, quote);
+  const view = tradeView(state, trade);
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "trade_updated",
+    userId: account.userId,
+    change: "exits",
+    trade: view,
+  });
+  const answer: Answer = { ok: true, result: { kind: "modify_trade", trade: view } };
+  return remembered(answer);
+}
+
+/** The level an exit will have: `current` when absent, 0 for null, else the price (negative when invalid). */
+function level(text: string | null | undefined, current: number, decimals: number, maxTicks: number): number {
+  if (text === undefined) return current;
+  if (text === null) return 0;
+  return optionalPrice(text, decimals, maxTicks);
+}

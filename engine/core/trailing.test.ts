@@ -1,0 +1,241 @@
+// Trailing stops. Every trade: ETH opened at 2000 (bid = ask = 2000 unless said), margin 100, leverage 10 → 0.5 ETH
+// (5000 steps × 1 micro per tick), so pnl = Δprice × 0.5 USD; a long's liquidation price is 1809.04, a short's 2189.06.
+import { describe, expect, it } from "vitest";
+import type { EngineOutput, TradeView } from "../../contract/messages.ts";
+import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
+import { stateHash } from "../snapshot/hash.ts";
+import type { EngineHarness } from "../testing/engine-harness.ts";
+import { ETH, codeOf, given, messageOf, ofType, open, opened } from "../testing/spec-support.ts";
+import { apply } from "./apply.ts";
+import { tradeSeq } from "./state.ts";
+import { tradeView } from "./views.ts";
+
+const closedBy = (outputs: readonly EngineOutput[]) => ofType(outputs, "closed_order").map((o) => o.trade);
+const updatesIn = (outputs: readonly EngineOutput[]) => ofType(outputs, "trade_updated");
+
+/** The trade's trailing stop as the state holds it now (outputs show it only when the trade changes). */
+function trailingNow(h: EngineHarness, user: string, trade: TradeView) {
+  const t = h.state.accounts.get(user)!.openTrades.get(tradeSeq(0, trade.id))!;
+  return tradeView(h.state, t).trailingStop;
+}
+
+describe("a long's trailing stop", () => {
+  it("activates at its activation price, trails the highest bid, and fires on the pull-back at that bid", () => {
+    const h = given();
+    const trade = opened(h, "alice", { trailingStop: { distance: "50", activationPrice: "2100" } });
+    expect(trade.trailingStop).toEqual({
+      distance: "50",
+      percent: null,
+      activationPrice: "2100",
+      activated: false,
+      bestPrice: null,
+      level: null,
+    });
+    // below the activation price: nothing
+    expect(updatesIn(h.price(ETH, "2099.99", "2100.5"))).toEqual([]);
+    // the bid reaches it: activated, best 2100, level 2100 − 50 = 2050
+    const [activated] = updatesIn(h.price(ETH, "2100", "2100.5"));
+    expect(activated).toMatchObject({ change: "trailing_activated", userId: "alice" });
+    expect(activated!.trade.trailingStop).toMatchObject({ activated: true, bestPrice: "2100", level: "2050" });
+    // a new high moves the level (no output: the view is as of the last output) to 2150 − 50 = 2100
+    expect(updatesIn(h.price(ETH, "2150", "2151"))).toEqual([]);
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2150", level: "2100" });
+    expect(closedBy(h.price(ETH, "2100.01", "2101"))).toEqual([]);
+    const [closed] = closedBy(h.price(ETH, "2100", "2101"));
+    // (2100 − 2000) × 0.5 = +50
+    expect(closed).toMatchObject({ id: trade.id, closeReason: "trailing_stop", closePrice: "2100", pnl: "50" });
+    expect(closed!.trailingStop).toMatchObject({ bestPrice: "2150", level: "2100" });
+  });
+
+  it("activation and pull-back on consecutive ticks", () => {
+    const h = given();
+    const trade = opened(h, "alice", { trailingStop: { distance: "50", activationPrice: "2100" } });
+    expect(updatesIn(h.price(ETH, "2120", "2121"))[0]!.trade.trailingStop).toMatchObject({
+      bestPrice: "2120",
+      level: "2070",
+    });
+    const [closed] = closedBy(h.price(ETH, "2070", "2071"));
+    // (2070 − 2000) × 0.5 = 35
+    expect(closed).toMatchObject({ id: trade.id, closeReason: "trailing_stop", closePrice: "2070", pnl: "35" });
+  });
+
+  it("one tick that passes the activation price trails from that tick's bid, not from the activation price", () => {
+    const h = given();
+    const trade = opened(h, "alice", { trailingStop: { distance: "50", activationPrice: "2100" } });
+    const outputs = h.price(ETH, "2130", "2131");
+    expect(closedBy(outputs)).toEqual([]); // the tick that activates never fires it: level 2080 < bid 2130
+    expect(updatesIn(outputs)[0]!.trade.trailingStop).toMatchObject({ bestPrice: "2130", level: "2080" });
+    // from the activation price the level would be 2050 and 2080 would not fire
+    const [closed] = closedBy(h.price(ETH, "2080", "2081"));
+    expect(closed).toMatchObject({ id: trade.id, closeReason: "trailing_stop", closePrice: "2080" });
+  });
+
+  it("without an activation price (or one the bid already passed) trails from the current bid at once", () => {
+    const h = given({ eth: ["2000", "2000.5"] });
+    const plain = opened(h, "alice", { trailingStop: { distance: "20" } });
+    const passed = opened(h, "alice", { trailingStop: { distance: "20", activationPrice: "1990" } });
+    for (const t of [plain, passed])
+      expect(t.trailingStop).toMatchObject({ activated: true, bestPrice: "2000", level: "1980" });
+  });
+
+  it("the level never moves against the user", () => {
+    const h = given();
+    const trade = opened(h, "alice", { trailingStop: { distance: "50" } });
+    h.price(ETH, "2040", "2041");
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040", level: "1990" });
+    h.price(ETH, "2010", "2011"); // falls back: best and level stay
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040", level: "1990" });
+    h.price(ETH, "2039.99", "2040");
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040", level: "1990" });
+    h.price(ETH, "2040.01", "2041");
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040.01", level: "1990.01" });
+  });
+});
+
+describe("a short's trailing stop mirrors on the ask", () => {
+  it("trails the lowest ask and fires when the ask rises to its level, at that ask", () => {
+    const h = given();
+    const trade = opened(h, "alice", { side: "short", trailingStop: { distance: "40", activationPrice: "1950" } });
+    expect(updatesIn(h.price(ETH, "1949", "1950.01"))).toEqual([]);
+    expect(updatesIn(h.price(ETH, "1949", "1950"))[0]!.trade.trailingStop).toMatchObject({
+      bestPrice: "1950",
+      level: "1990",
+    });
+    h.price(ETH, "1900", "1901"); // new low: best 1901, level 1941
+    expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "1901", level: "1941" });
+    h.price(ETH, "1930", "1940.99");
+    const [closed] = closedBy(h.price(ETH, "1930", "1941"));
+    // short: (2000 − 1941) × 0.5 = 29.5
+    expect(closed).toMatchObject({ id: trade.id, closeReason: "trailing_stop", closePrice: "1941", pnl: "29.5" });
+  });
+});
+
+describe("percent trailing stops round away from the price", () => {
+  it("long: floor(best × (1 − p)) to the tick; short: ceil(best × (1 + p))", () => {
+    const h = given({ eth: ["2000.01", "2000.01"] });
+    const long = opened(h, "alice", { trailingStop: { percent: "1.5" } });
+    // 2000.01 × 0.985 = 1970.00985 → 1970.00 (down: never above the exact level)
+    expect(long.trailingStop).toMatchObject({ percent: "1.5", bestPrice: "2000.01", level: "1970" });
+    const short = opened(h, "alice", { side: "short", trailingStop: { percent: "1.5" } });
+    // 2000.01 × 1.015 = 2030.01015 → 2030.02 (up: never below the exact level)
+    expect(short.trailingStop).toMatchObject({ bestPrice: "2000.01", level: "2030.02" });
+    expect(closedBy(h.price(ETH, "1970.01", "2030.01"))).toEqual([]);
+    const closed = closedBy(h.price(ETH, "1970", "2030.02"));
+    expect(closed.map((c) => [c.id, c.closeReason, c.closePrice])).toEqual([
+      [long.id, "trailing_stop", "1970"],
+      [short.id, "trailing_stop", "2030.02"],
+    ]);
+  });
+
+  it("refuses terms that are not exactly one positive distance or percent at its precision", () => {
+    const h = given();
+    const refusal = (trailingStop: { distance?: string; percent?: string; activationPrice?: string }) =>
+      messageOf(open(h, "alice", { trailingStop }).answer);
+    expect(refusal({})).toContain("Give exactly one of distance and percent; received neither.");
+    expect(refusal({ distance: "1", percent: "1" })).toContain("received both");
+    expect(refusal({ distance: "0.001" })).toContain(
+      'distance must be a positive price with at most 2 decimals; received "0.001"',
+    );
+    expect(refusal({ percent: "100" })).toContain("percent must be above 0 and below 100 with at most 2 decimals");
+    expect(refusal({ percent: "0.005" })).toContain('received "0.005"');
+    expect(refusal({ percent: "0" })).toContain('received "0"');
+    expect(refusal({ distance: "2000" })).toContain(
+      "A long's trailing distance must be below the price it trails from, the current bid 2000; distance 2000 is not.",
+    );
+    expect(refusal({ distance: "1", activationPrice: "x" })).toContain(
+      'activationPrice must be a positive price with at most 2 decimals; received "x"',
+    );
+    expect(codeOf(open(h, "alice", { trailingStop: { percent: "-1" } }).answer)).toBe("INVALID_TRAILING_STOP");
+    // the widest allowed: 99.99 % of 2000 → floor(200000 × 1 / 10000) = 20 ticks
+    expect(opened(h, "alice", { trailingStop: { percent: "99.99" } }).trailingStop).toMatchObject({ level: "0.2" });
+  });
+});
+
+describe("trailing stop, stop-loss and liquidation on the same tick", () => {
+  it("the level the bid reached first decides: here the trailing stop (1970 above the stop-loss 1960)", () => {
+    const h = given();
+    opened(h, "alice", { stopLoss: "1960", trailingStop: { distance: "30" } });
+    expect(closedBy(h.price(ETH, "1950", "1951"))[0]).toMatchObject({
+      closeReason: "trailing_stop",
+      closePrice: "1950",
+    });
+  });
+
+  it("the stop-loss when it is above the trailing level, and at a tie", () => {
+    const h = given();
+    opened(h, "alice", { stopLoss: "1980", trailingStop: { distance: "30" } }); // level 1970
+    opened(h, "alice", { stopLoss: "1970", trailingStop: { distance: "30" } }); // tie at 1970
+    const closed = closedBy(h.price(ETH, "1965", "1966"));
+    expect(closed.map((c) => c.closeReason)).toEqual(["stop_loss", "stop_loss"]);
+  });
+
+  it("liquidation when the trailing level is beyond it; the trailing stop at a tie with liquidation", () => {
+    const h = given();
+    opened(h, "alice", { trailingStop: { distance: "250" } }); // level 1750, below liquidation 1809.04
+    opened(h, "alice", { trailingStop: { distance: "190.96" } }); // level 1809.04 = liquidation
+    const closed = closedBy(h.price(ETH, "1800", "1801"));
+    expect(closed.map((c) => c.closeReason).sort()).toEqual(["liquidation", "trailing_stop"]);
+    expect(closed.find((c) => c.closeReason === "trailing_stop")?.trailingStop?.distance).toBe("190.96");
+  });
+});
+
+describe("cost of a tick with many trailing stops", () => {
+  it("a new high merges groups, never touches a stop; a tick that fires nothing does no work at all", () => {
+    const h = given({ users: ["alice", "bob", "carol"] });
+    const work = h.state.books[0]!.trailing.work;
+    // 5 rounds at falling bids 2000, 1999.9, … : each round's 12 trades form one group at that bid
+    for (let round = 0; round < 5; round++) {
+      const bid = (2000 - round / 10).toFixed(1);
+      h.price(ETH, bid, bid);
+      for (const user of ["alice", "bob", "carol"])
+        for (let i = 1; i <= 4; i++) opened(h, user, { margin: "10", trailingStop: { distance: String(20 + i) } });
+    }
+    const longs = h.state.books[0]!.trailing.long.byDistance;
+    expect(longs.groupCount).toBe(5);
+    const before = { ...work };
+    // a new high: the 5 groups become 1 (4 merges), 60 stops move, none is touched
+    h.price(ETH, "2001", "2001");
+    expect(longs.groupCount).toBe(1);
+    expect(work).toEqual({ merges: before.merges + 4, stopTouches: before.stopTouches });
+    // another new high and a pull-back that fires nothing: no merge, no stop touched
+    h.price(ETH, "2002", "2002");
+    h.price(ETH, "1990", "1990");
+    expect(work).toEqual({ merges: before.merges + 4, stopTouches: before.stopTouches });
+    // a pull-back to 1980: only the stops at distance 21 and 22 fire (levels 1981, 1980), each touched once
+    const closed = closedBy(h.price(ETH, "1980", "1980"));
+    expect(closed).toHaveLength(30);
+    expect(closed.every((c) => c.trailingStop?.distance === "21" || c.trailingStop?.distance === "22")).toBe(true);
+    expect(work.stopTouches).toBe(before.stopTouches + 30);
+  });
+});
+
+describe("restore mid-trail", () => {
+  it("encode → decode → continue gives the same closes, outputs and state hash as the engine never restored", () => {
+    const h = given({ users: ["alice", "bob"] });
+    opened(h, "alice", { trailingStop: { distance: "50" } }); // T0-1
+    opened(h, "bob", { trailingStop: { percent: "2" } }); // T0-2
+    opened(h, "bob", { side: "short", trailingStop: { distance: "30", activationPrice: "1980" } }); // T0-3, pending
+    h.price(ETH, "2060", "2061"); // longs' best 2060: alice's level 2010, bob's floor(2060 × 0.98) = 2018.8
+    h.price(ETH, "2030", "2031");
+    const restored = decodeSnapshot(encodeSnapshot(h.state));
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+    const cut = h.log.length;
+    const ticks = [
+      ["2040", "2041"], // no new best, nothing fires
+      ["2015", "2016"], // bob's 2018.8 fires
+      ["2008", "2009"], // alice's 2010 fires (restarted from 2030 or 2040 it would sit at 1980 or 1990)
+      ["1975", "1976"], // the short activates: best 1976, level 2006
+      ["2006", "2007"], // and fires at the ask 2007
+    ] as const;
+    const reference = ticks.map(([bid, ask]) => h.price(ETH, bid, ask));
+    const after = h.log.slice(cut).map((e) => apply(restored, e));
+    expect(after).toEqual(reference);
+    expect(stateHash(restored)).toBe(stateHash(h.state));
+    const closes = after.flatMap((o) => closedBy(o)).map((c) => [c.id, c.closeReason, c.closePrice]);
+    expect(closes).toEqual([
+      ["T0-2", "trailing_stop", "2015"],
+      ["T0-1", "trailing_stop", "2008"],
+      ["T0-3", "trailing_stop", "2007"],
+    ]);
+  });
+});
