@@ -12,6 +12,7 @@ let ann: ReturnType<typeof client>;
 let bob: ReturnType<typeof client>;
 let cy: ReturnType<typeof client>;
 let dee: ReturnType<typeof client>;
+let eve: ReturnType<typeof client>;
 
 beforeAll(async () => {
   stack = await startApiStack();
@@ -19,6 +20,7 @@ beforeAll(async () => {
   bob = client(stack.app, (await stack.signIn("bob@example.com")).token);
   cy = client(stack.app, (await stack.signIn("cy@example.com")).token);
   dee = client(stack.app, (await stack.signIn("dee@example.com")).token);
+  eve = client(stack.app, (await stack.signIn("eve@example.com")).token);
   await stack.setQuote("ETH_USDC_PERP", "2000", "2001");
   await stack.setQuote("BTC_USDC_PERP", "60000", "60010");
   await stack.setQuote("SOL_USDC_PERP", "150", "150.1");
@@ -172,6 +174,13 @@ describe("partial close and trades already closed", () => {
     expect(opened.status).toBe(201);
     const id = (opened.body.trade as { id: string; quantity: string }).id;
     expect((opened.body.trade as { quantity: string }).quantity).toBe("0.01666");
+    // A quantity finer than BTC's 5 decimals is a 400 naming the field
+    const fine = await bob.post("/api/v1/trade/close", { tradeId: id, quantity: "0.000001" });
+    expect(fine.status).toBe(400);
+    expect(fine.body.error).toEqual({
+      code: "INVALID_AMOUNT",
+      message: 'quantity: expected at most 5 decimals, received "0.000001".',
+    });
     // When half is closed at the bid 60000: 0.00833 closed, 0.00833 stays
     const half = await bob.post("/api/v1/trade/close", { tradeId: id, percent: "50" });
     expect(half.status, JSON.stringify(half.body)).toBe(200);
@@ -235,5 +244,43 @@ describe("partial close and trades already closed", () => {
     expect(late.status).toBe(409);
     expect(late.body.error?.code).toBe("TRADE_CLOSED");
     expect(late.body.trade).toMatchObject({ id, stopLoss: "0.45", takeProfit: null, remainingQuantity: "0" });
+  });
+
+  it("opens an ETH long with a trailing stop that follows the bid up and closes it as trailing_stop", async () => {
+    // Given ETH at 1989 / 1989.5 (the first scenario's fill quote), a long trailing 10 below the best bid
+    const opened = await eve.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      trailingStop: { distance: "10" },
+    });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(201);
+    const trade = opened.body.trade as { id: string; quantity: string; trailingStop: unknown };
+    expect(trade.quantity).toBe("0.5026"); // 1000 / 1989.5 = 0.50263… → 0.5026
+    expect(trade.trailingStop).toEqual({
+      distance: "10",
+      percent: null,
+      activationPrice: null,
+      activated: true,
+      bestPrice: "1989",
+      level: "1979",
+    });
+    // When the bid makes a new high at 2010 (the stop moves to 2000), then falls to 1999
+    await stack.setQuote("ETH_USDC_PERP", "2010", "2010.5");
+    await stack.setQuote("ETH_USDC_PERP", "1999", "1999.5");
+    const history = await until(
+      () => eve.get("/api/v1/trade/history"),
+      (r) => (r.body.trades as unknown[]).length === 1,
+    );
+    // Then it closed at that bid: pnl (1999 − 1989.5) × 0.5026 = 4.7747, the stop as it stood kept in the row
+    expect((history.body.trades as Record<string, unknown>[])[0]).toMatchObject({
+      id: trade.id,
+      closeReason: "trailing_stop",
+      closePrice: "1999",
+      pnl: "4.7747",
+      trailingStop: { distance: "10", activated: true, bestPrice: "2010", level: "2000" },
+    });
+    expect((await eve.get("/api/v1/trade/open")).body.trades).toEqual([]);
   });
 });

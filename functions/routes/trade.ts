@@ -147,6 +147,11 @@ export function tradeRoutes(deps: ApiDeps) {
   route(app, close, async (c, { body }) => {
     const { tradeId, quantity, percent } = body;
     if (percent !== undefined) checkPercent("percent", percent);
+    if (quantity !== undefined) {
+      // The trade's asset sets the quantity decimals; an unknown trade gets no check here and the engine's answer.
+      const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
+      if (asset !== undefined) checkPrecision("quantity", quantity, ASSET_BY_SYMBOL.get(asset)!.quantityDecimals);
+    }
     const result = await actOnTrade(deps, c, "close", body, tradeId, {
       kind: "close_trade",
       tradeId,
