@@ -9,7 +9,7 @@ import { createState } from "./state.ts";
 import { parseInputId } from "./step.ts";
 
 describe("engine under random logs", () => {
-  it("conserves every asset across users, open margin and the house, and never lets a balance go negative", () => {
+  it("conserves every asset across users, open and reserved margin and the house, and never lets a balance go negative", () => {
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
         const state = createState(makeParams({ maxOpenTradesPerUser: 8 }));
@@ -63,7 +63,8 @@ describe("engine under random logs", () => {
     const seen = new Set<string>();
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
-        const state = createState(makeParams());
+        // A low open-trade limit, so that some pending orders are rejected at fill.
+        const state = createState(makeParams({ maxOpenTradesPerUser: 1 }));
         for (const entry of toLog(commands)) {
           for (const o of apply(state, entry)) {
             if (o.type === "trade_opened") seen.add("opened");
@@ -71,12 +72,14 @@ describe("engine under random logs", () => {
             if (o.type === "order_response" && o.answer.ok && o.answer.result.kind !== "create_account")
               seen.add(o.answer.result.kind);
             if (o.type === "trade_updated") seen.add(o.change);
+            if (o.type === "order_updated") seen.add(`order ${o.order.status}`);
           }
         }
       }),
       { numRuns: 300, seed: 42 },
     );
     expect([...seen].sort()).toEqual([
+      "cancel_order",
       "close_trade",
       "exits",
       "liquidation",
@@ -84,6 +87,13 @@ describe("engine under random logs", () => {
       "modify_trade",
       "open_trade",
       "opened",
+      "order cancelled",
+      "order expired",
+      "order filled",
+      "order pending",
+      "order rejected",
+      "place_oco",
+      "place_order",
       "spot_order",
       "stop_loss",
       "take_profit",

@@ -1,7 +1,8 @@
 // Pending entry orders filling on price updates. Defaults: ETH long limit, margin 100 USD, leverage 10 (notional
 // 1000 USD = 1e9 micros); ETH quotes bid 2000 / ask 2001 at the start. ETH is 1 micro per tick × step, so
 // quantity = ⌊1e9 / fill price in ticks⌋ steps of 0.0001 ETH.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
+import { PositionedHeap } from "./positioned-heap.ts";
 import { codeOf, entry, ETH, given, ofType, placed, resultOf, usdOf, opened } from "../testing/spec-support.ts";
 
 const orderUpdates = (outputs: Parameters<typeof ofType>[0]) => ofType(outputs, "order_updated").map((o) => o.order);
@@ -67,6 +68,30 @@ describe("fill prices: the quote that triggered the order", () => {
     placed(h, "alice", "1990");
     expect(opens(h.price(ETH, "1989", "1990.01"))).toEqual([]);
     expect(opens(h.price(ETH, "1989", "1990"))).toEqual([expect.objectContaining({ openPrice: "1990" })]);
+  });
+});
+
+describe("cost", () => {
+  it("a tick that fills nothing looks only at the tops of the four fill heaps and the expiry heap", () => {
+    const h = given({ eth: ["2000", "2001"], params: { maxPendingOrdersPerUser: 1_000 } });
+    h.checkEveryStep = false; // the invariant check walks every heap
+    for (let i = 0; i < 250; i++) {
+      const expiresAtMs = h.nowMs + 60_000;
+      placed(h, "alice", (1900 - i / 100).toFixed(2), { margin: "1", expiresAtMs });
+      placed(h, "alice", (2100 + i / 100).toFixed(2), { margin: "1", type: "stop" });
+      placed(h, "alice", (2100 + i / 100).toFixed(2), { margin: "1", side: "short" });
+      placed(h, "alice", (1900 - i / 100).toFixed(2), { margin: "1", side: "short", type: "stop" });
+    }
+    const peek = vi.spyOn(PositionedHeap.prototype, "peek");
+    const remove = vi.spyOn(PositionedHeap.prototype, "remove");
+    try {
+      h.price(ETH, "1999", "2002");
+      expect(peek).toHaveBeenCalledTimes(5);
+      expect(remove).not.toHaveBeenCalled();
+    } finally {
+      peek.mockRestore();
+      remove.mockRestore();
+    }
   });
 });
 
@@ -236,5 +261,25 @@ describe("OCO", () => {
       "place_oco",
     );
     expect(usdOf(h, "alice")).toBe("0");
+  });
+  it("an OCO leg and a lone order on another market: the SOL leg fills, the ETH leg is cancelled", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    h.price("SOL_USDC_PERP", "150", "150.05");
+    placed(h, "alice", "1990"); // unrelated, stays
+    resultOf(
+      h.instruct("alice", {
+        kind: "place_oco",
+        legs: [entry("2010", { type: "stop" }), entry("149", { asset: "SOL", margin: "30" })],
+      }).answer,
+      "place_oco",
+    );
+    const outputs = h.price("SOL_USDC_PERP", "148.9", "149");
+    expect(outputs.filter((o) => o.type === "order_updated").map((o) => [o.order.id, o.order.status])).toEqual([
+      ["P0-3", "filled"],
+      ["P0-2", "cancelled"],
+    ]);
+    // 10,000 − 100 (P0-1) − 30 (the SOL trade); the pair's other 70 returned
+    expect(h.state.accounts.get("alice")!.usd).toBe(9_870 * 1_000_000);
+    expect(h.price(ETH, "2010", "2011").some((o) => o.type === "trade_opened")).toBe(false);
   });
 });

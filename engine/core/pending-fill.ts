@@ -19,24 +19,33 @@
  */
 import { emitOrderUpdated, fillsAt, leaveFilled, leaveUnfilled } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
+import type { PositionedHeap } from "./positioned-heap.ts";
 import { isRefusal, refuse, type Outcome } from "./receipts.ts";
 import { amountsOf, type EngineState, type PendingOrder, type Quote } from "./state.ts";
 import { emitBalancesChanged, type Step } from "./step.ts";
-import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./trading.ts";
+import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./opening.ts";
 import { balancesView } from "./views.ts";
 
 /** Fills every pending order of this market the quote reaches; true when at least one trade opened. */
 export function firePending(state: EngineState, step: Step, assetIndex: number, quote: Quote): boolean {
   const book = state.pendingBooks[assetIndex]!;
+  // Four calls, not a loop over a new array: this runs on every price update.
+  const a = fillFrom(state, step, book.longLimit, quote);
+  const b = fillFrom(state, step, book.longStop, quote);
+  const c = fillFrom(state, step, book.shortLimit, quote);
+  const d = fillFrom(state, step, book.shortStop, quote);
+  return a || b || c || d;
+}
+
+function fillFrom(state: EngineState, step: Step, heap: PositionedHeap<PendingOrder>, quote: Quote): boolean {
   const { bidTicks: bid, askTicks: ask } = quote;
   let opened = false;
-  for (const heap of [book.longLimit, book.longStop, book.shortLimit, book.shortStop]) {
-    let o: PendingOrder | undefined;
-    while ((o = heap.peek()) !== undefined && fillsAt(o, bid, ask)) {
-      const p = o.oco;
-      const first = p !== undefined && p.seq < o.seq && p.assetIndex === assetIndex && fillsAt(p, bid, ask) ? p : o;
-      if (fill(state, step, first, quote)) opened = true;
-    }
+  let o: PendingOrder | undefined;
+  while ((o = heap.peek()) !== undefined && fillsAt(o, bid, ask)) {
+    const p = o.oco;
+    // OCO precedence: the leg placed first fills when this quote fills both.
+    const first = p !== undefined && p.seq < o.seq && p.assetIndex === o.assetIndex && fillsAt(p, bid, ask) ? p : o;
+    if (fill(state, step, first, quote)) opened = true;
   }
   return opened;
 }

@@ -23,7 +23,8 @@ import {
   type PendingOrderFacts,
 } from "./state.ts";
 import { emitBalancesChanged, type Step } from "./step.ts";
-import { readOrder, sizeTrade, wouldLiquidate } from "./trading.ts";
+import { sizeTrade, wouldLiquidate } from "./opening.ts";
+import { readOrder } from "./trading.ts";
 import { balancesView } from "./views.ts";
 
 type PlaceOrder = Extract<Instruction, { kind: "place_order" }>;

@@ -4,32 +4,22 @@
  * Open: long fills at the ask, short at the bid; quantity = margin × leverage / price, rounded down to the step.
  * A stop-loss must sit between the price and the liquidation level (at the level is fine: the tie goes to it); a
  * take-profit beyond both the price and the entry (checkLevels).
- * The margin leaves the free USD balance while the trade is open. Closing is settlement.ts. An optional trailing
- * stop is trailing.ts's; checkLevels is shared with modify_trade (modify.ts).
+ * The margin leaves the free USD balance while the trade is open. Sizing and opening at a fill price is opening.ts
+ * (shared with pending orders' fills); closing is settlement.ts. An optional trailing stop is trailing.ts's;
+ * checkLevels is shared with modify_trade (modify.ts).
  */
-import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
-import type { Answer, Instruction, TradeView } from "../../contract/messages.ts";
-import { USD_DECIMALS, divFloor, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
-import { liquidationTicks } from "./liquidation.ts";
+import type { AssetConfig } from "../../contract/markets.ts";
+import type { Answer, Instruction } from "../../contract/messages.ts";
+import { USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
+import { sizeTrade, startTrade, wouldLiquidate, type OpenOrder } from "./opening.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
-import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
-import {
-  amountsOf,
-  assetAt,
-  makeTrade,
-  tradeSeq,
-  type Account,
-  type EngineState,
-  type Quote,
-  type Trade,
-  type TradeFacts,
-} from "./state.ts";
-import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
-import { indexTrade } from "./trigger-index.ts";
-import { balancesView, tradeView } from "./views.ts";
+import { checkTrailingTerms, readTrailingTerms } from "./trailing.ts";
+import { amountsOf, assetAt, tradeSeq, type Account, type EngineState, type Quote } from "./state.ts";
+import { emitBalancesChanged, type Step } from "./step.ts";
+import { balancesView } from "./views.ts";
 
 type OpenTrade = Extract<Instruction, { kind: "open_trade" }>;
 
@@ -38,17 +28,6 @@ export type OrderTerms = Pick<
   OpenTrade,
   "asset" | "side" | "margin" | "leverage" | "stopLoss" | "takeProfit" | "trailingStop"
 >;
-
-/**
- * An open_trade instruction (or an entry order's terms) read into numbers; 0 for an absent stop-loss or take-profit.
- * `trailing`: the trailing stop's terms (absent or null: none).
- */
-export interface OpenOrder extends ExitLevels {
-  readonly assetIndex: number;
-  readonly leverage: number;
-  readonly marginMicros: number;
-  readonly trailing?: TrailingTerms | null;
-}
 
 export function openTrade(state: EngineState, step: Step, account: Account, instruction: OpenTrade): Outcome {
   const order = readOrder(state, instruction);
@@ -80,79 +59,6 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   // The facts are copied: the trade's exits may move later, the answer stays. A compact receipt has no trailing stop.
   if (trade.trailing !== null) return remembered(answer);
   return { receipt: { kind: "open_trade", trade: facts, balances: amounts }, answer };
-}
-
-/** A trade's size at a fill price: quantity rounded down to the step, and its liquidation level. */
-export interface TradeSize {
-  readonly quantitySteps: number;
-  readonly liquidationTicks: number;
-}
-
-/** Sizes a trade of this margin and leverage at `fillTicks`, or refuses (NOTIONAL_TOO_LARGE, QUANTITY_TOO_SMALL). */
-export function sizeTrade(state: EngineState, order: OpenOrder, fillTicks: number): TradeSize | Outcome {
-  const p = state.params;
-  const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
-  if (notional === undefined)
-    return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
-  const k = microsPerTickStep(assetAt(state, order.assetIndex));
-  const quantity = divFloor(notional, fillTicks * k);
-  if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
-  const liquidation = liquidationTicks(
-    order.isLong,
-    order.marginMicros,
-    fillTicks,
-    quantity * k,
-    p.maintenanceMarginPpm,
-  );
-  return { quantitySteps: quantity, liquidationTicks: liquidation };
-}
-
-/**
- * Opens a sized trade at `fillTicks` whose margin the caller has already taken from free USD (open_trade) or from
- * a reservation (a pending order's fill): files and indexes it and emits trade_opened. The caller emits the balances.
- */
-export function startTrade(
-  state: EngineState,
-  step: Step,
-  account: Account,
-  order: OpenOrder,
-  fillTicks: number,
-  size: TradeSize,
-  quote: Quote,
-): { trade: Trade; facts: TradeFacts; view: TradeView } {
-  const seq = state.nextSeq++;
-  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
-  const facts: TradeFacts = {
-    seq,
-    assetIndex: order.assetIndex,
-    isLong: order.isLong,
-    marginMicros: order.marginMicros,
-    leverage: order.leverage,
-    quantitySteps: size.quantitySteps,
-    openPriceTicks: fillTicks,
-    stopLossTicks: order.stopLossTicks,
-    takeProfitTicks: order.takeProfitTicks,
-    liquidationTicks: size.liquidationTicks,
-    openedAtMs: step.nowMs,
-  };
-  const trade = makeTrade(account, facts);
-  account.openTrades.set(seq, trade);
-  indexTrade(state.books[order.assetIndex]!, trade);
-  if (order.trailing !== undefined && order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
-  const view = tradeView(state, trade);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "trade_opened",
-    userId: account.userId,
-    trade: view,
-  });
-  return { trade, facts, view };
-}
-
-/** Whether a trade with this liquidation level would be liquidatable at once at this bid and ask. */
-export function wouldLiquidate(isLong: boolean, bidTicks: number, askTicks: number, liquidation: number): boolean {
-  return liquidation !== 0 && (isLong ? bidTicks <= liquidation : askTicks >= liquidation);
 }
 
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */

@@ -68,10 +68,10 @@ export const SNAPSHOT_VERSION = 4;
  * such an allocation forces an old-generation GC of the whole engine heap (tenths of a second at 1M trades).
  */
 export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Array {
-  // Sized from the counts (about 20 bytes an open trade, 60 a remembered request) so it is written without
+  // Sized from the counts (about 20 bytes an open trade or pending order, 60 a remembered request) so it is written without
   // growing the buffer by doubling.
   let trades = 0;
-  for (const a of state.accounts.values()) trades += a.openTrades.size;
+  for (const a of state.accounts.values()) trades += a.openTrades.size + a.pendingOrders.size;
   const estimate = 4096 + state.accounts.size * 48 + trades * 24 + state.idempotency.size * 72;
   const w = writer ?? new ByteWriter(estimate);
   w.reset(estimate);

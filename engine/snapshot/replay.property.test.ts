@@ -10,11 +10,12 @@ import { stateHash } from "./hash.ts";
 describe("snapshot + replay", () => {
   it("restoring a snapshot taken at any point and applying the rest equals applying everything", () => {
     fc.assert(
-      fc.property(commandsArbitrary(), fc.nat(), (commands, cutSeed) => {
+      fc.property(commandsArbitrary(), fc.nat(), fc.constantFrom(8, 1), (commands, cutSeed, maxOpenTradesPerUser) => {
         const log = toLog(commands);
         const cut = cutSeed % (log.length + 1);
-        // Small idempotency caps, so per-user and global eviction (and the slots they leave) cross snapshots.
-        const params = makeParams({ maxOpenTradesPerUser: 8, idempotencyMaxPerUser: 4, idempotencyMaxEntries: 9 });
+        // Small idempotency caps, so per-user and global eviction (and the slots they leave) cross snapshots; an
+        // open-trade limit of 1 rejects many pending orders at fill.
+        const params = makeParams({ maxOpenTradesPerUser, idempotencyMaxPerUser: 4, idempotencyMaxEntries: 9 });
 
         const reference = createState(params);
         const referenceOutputs = log.map((e) => apply(reference, e));

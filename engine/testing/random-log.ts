@@ -2,10 +2,12 @@
  * fast-check generator of realistic, adversarial engine logs for property tests: a few users (one never
  * created), prices on a random walk with spreads and sudden gaps, time that sometimes jumps past the staleness
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
- * reused request ids). Trades get trailing stops (at open and by modify_trade) and their exits moved. Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ * reused request ids), among them pending entry orders and OCO pairs (often on the wrong side of the market, some
+ * expiring) and cancels of them. Trades get trailing stops (at open and by modify_trade) and their exits moved.
+ * Commands are interpreted into concrete `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
-import type { Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
+import type { EntryOrder, Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
 import type { LogEntry } from "../core/apply.ts";
 
 const USERS = ["u1", "u2", "u3", "ghost"];
@@ -53,7 +55,25 @@ type Command =
       req: number | null;
     }
   | { c: "close"; u: number; trade: number; req: number | null }
-  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null };
+  | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null }
+  | { c: "place"; u: number; leg: Leg; req: number | null }
+  | { c: "oco"; u: number; legs: [Leg, Leg]; req: number | null }
+  | { c: "cancel"; u: number; order: number; req: number | null };
+
+/** A pending entry order, its price (and exits) as offsets from the market's mid; often on the wrong side. */
+interface Leg {
+  m: number;
+  long: boolean;
+  stop: boolean;
+  priceBps: number;
+  margin: string;
+  leverage: number;
+  /** Stop-loss and take-profit as distances from the price, away from it on the user's side when positive. */
+  slBps: number | null;
+  tpBps: number | null;
+  /** Expiry after the log time; null: good till cancelled; ≤ 0: already past (refused). */
+  expiresInMs: number | null;
+}
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 });
 const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
@@ -76,6 +96,24 @@ const exitChange: fc.Arbitrary<ExitChange> = fc.oneof(
   fc.constant(null),
   fc.integer({ min: -2000, max: 2000 }),
 );
+const leg: fc.Arbitrary<Leg> = fc.record({
+  m: market,
+  long: fc.boolean(),
+  stop: fc.boolean(),
+  priceBps: fc.integer({ min: -400, max: 400 }),
+  margin: fc.oneof(
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: 400 }).map(String) },
+    { weight: 1, arbitrary: amount },
+  ),
+  leverage: fc.oneof(
+    { weight: 9, arbitrary: fc.integer({ min: 1, max: 50 }) },
+    { weight: 1, arbitrary: fc.constant(0) },
+  ),
+  // Distances from the order price, on the user's side when positive (so that most legs are valid).
+  slBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  tpBps: fc.option(fc.integer({ min: -100, max: 600 })),
+  expiresInMs: fc.option(fc.oneof(fc.integer({ min: -5, max: 3_000 }), fc.constant(31_000))),
+});
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   {
@@ -149,6 +187,21 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       req: reqId,
     }),
   },
+  { weight: 5, arbitrary: fc.record({ c: fc.constant("place" as const), u: user, leg, req: reqId }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ c: fc.constant("oco" as const), u: user, legs: fc.tuple(leg, leg), req: reqId }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      c: fc.constant("cancel" as const),
+      // Sequence numbers are shared with trades, so many of these name no order of this user.
+      u: user,
+      order: fc.integer({ min: 1, max: 20 }),
+      req: reqId,
+    }),
+  },
 );
 
 /** Every log starts with the three real users' accounts and a quote per market, so most orders can act. */
@@ -198,6 +251,7 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
           cmd,
           (m, bps) => price(m, at(m, bps)),
           (m, bps) => price(m, Math.round((mids[m]! * bps) / 10_000)),
+          nowMs,
         );
         const req = cmd.c === "create" ? null : cmd.req;
         push({ type: "user_instruction", requestId: requestId(req), userId: USERS[cmd.u]!, instruction });
@@ -211,12 +265,28 @@ function toInstruction(
   cmd: Exclude<Command, { c: "tick" } | { c: "wait" }>,
   priceAt: (m: number, bps: number) => string,
   distanceOf: (m: number, bps: number) => string,
+  nowMs: number,
 ): Instruction {
   const trailingStop = (m: number, t: TrailCommand): TrailingStopSpec => {
     const spec: TrailingStopSpec =
       t.distanceBps === null ? { percent: t.percent } : { distance: distanceOf(m, t.distanceBps) };
     if (t.activationBps !== null) spec.activationPrice = priceAt(m, t.activationBps);
     return spec;
+  };
+  const entry = (l: Leg): EntryOrder => {
+    const order: EntryOrder = {
+      asset: MARKETS[l.m]!.asset,
+      side: l.long ? "long" : "short",
+      type: l.stop ? "stop" : "limit",
+      price: priceAt(l.m, l.priceBps),
+      margin: l.margin,
+      leverage: l.leverage,
+    };
+    const away = l.long ? -1 : 1;
+    if (l.slBps !== null) order.stopLoss = priceAt(l.m, l.priceBps + away * l.slBps);
+    if (l.tpBps !== null) order.takeProfit = priceAt(l.m, l.priceBps - away * l.tpBps);
+    if (l.expiresInMs !== null) order.expiresAtMs = nowMs + l.expiresInMs;
+    return order;
   };
   switch (cmd.c) {
     case "create":
@@ -250,5 +320,11 @@ function toInstruction(
         side: cmd.buy ? "buy" : "sell",
         quantity: cmd.quantity,
       };
+    case "place":
+      return { kind: "place_order", ...entry(cmd.leg) };
+    case "oco":
+      return { kind: "place_oco", legs: [entry(cmd.legs[0]), entry(cmd.legs[1])] };
+    case "cancel":
+      return { kind: "cancel_order", orderId: `P0-${cmd.order}` };
   }
 }

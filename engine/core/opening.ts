@@ -1,0 +1,112 @@
+/**
+ * Opening a sized trade at a fill price: shared by open_trade (trading.ts, at the current quote) and a pending
+ * order's fill (pending-fill.ts, at the quote that triggered it). Quantity = margin × leverage / fill price, rounded
+ * down to the step; the liquidation level is liquidation.ts's. Apart from trading.ts so that the price update's
+ * pending fills need not import the instruction handlers (which import quotes.ts).
+ */
+import { microsPerTickStep } from "../../contract/markets.ts";
+import type { TradeView } from "../../contract/messages.ts";
+import { divFloor, formatUsd, mulWithin } from "../../contract/money.ts";
+import { liquidationTicks } from "./liquidation.ts";
+import { refuse, type Outcome } from "./receipts.ts";
+import {
+  assetAt,
+  makeTrade,
+  type Account,
+  type EngineState,
+  type Quote,
+  type Trade,
+  type TradeFacts,
+} from "./state.ts";
+import { emit, nextOutputId, type Step } from "./step.ts";
+import { setTrailingStop, type TrailingTerms } from "./trailing.ts";
+import { indexTrade } from "./trigger-index.ts";
+import { tradeView } from "./views.ts";
+
+/**
+ * An open_trade instruction (or an entry order's terms) read into numbers; 0 for an absent stop-loss or take-profit.
+ * `trailing`: the trailing stop's terms (absent or null: none).
+ */
+export interface OpenOrder {
+  readonly assetIndex: number;
+  readonly isLong: boolean;
+  readonly leverage: number;
+  readonly marginMicros: number;
+  readonly stopLossTicks: number;
+  readonly takeProfitTicks: number;
+  readonly trailing?: TrailingTerms | null;
+}
+
+/** A trade's size at a fill price: quantity rounded down to the step, and its liquidation level. */
+export interface TradeSize {
+  readonly quantitySteps: number;
+  readonly liquidationTicks: number;
+}
+
+/** Sizes a trade of this margin and leverage at `fillTicks`, or refuses (NOTIONAL_TOO_LARGE, QUANTITY_TOO_SMALL). */
+export function sizeTrade(state: EngineState, order: OpenOrder, fillTicks: number): TradeSize | Outcome {
+  const p = state.params;
+  const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
+  if (notional === undefined)
+    return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  const k = microsPerTickStep(assetAt(state, order.assetIndex));
+  const quantity = divFloor(notional, fillTicks * k);
+  if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
+  const liquidation = liquidationTicks(
+    order.isLong,
+    order.marginMicros,
+    fillTicks,
+    quantity * k,
+    p.maintenanceMarginPpm,
+  );
+  return { quantitySteps: quantity, liquidationTicks: liquidation };
+}
+
+/**
+ * Opens a sized trade at `fillTicks` whose margin the caller has already taken from free USD (open_trade) or from
+ * a reservation (a pending order's fill): files and indexes it, sets its trailing stop from `quote`, and emits
+ * trade_opened. The caller emits the balances.
+ */
+export function startTrade(
+  state: EngineState,
+  step: Step,
+  account: Account,
+  order: OpenOrder,
+  fillTicks: number,
+  size: TradeSize,
+  quote: Quote,
+): { trade: Trade; facts: TradeFacts; view: TradeView } {
+  const seq = state.nextSeq++;
+  // The receipt keeps these facts as opened: the trade itself shrinks if it is partly closed.
+  const facts: TradeFacts = {
+    seq,
+    assetIndex: order.assetIndex,
+    isLong: order.isLong,
+    marginMicros: order.marginMicros,
+    leverage: order.leverage,
+    quantitySteps: size.quantitySteps,
+    openPriceTicks: fillTicks,
+    stopLossTicks: order.stopLossTicks,
+    takeProfitTicks: order.takeProfitTicks,
+    liquidationTicks: size.liquidationTicks,
+    openedAtMs: step.nowMs,
+  };
+  const trade = makeTrade(account, facts);
+  account.openTrades.set(seq, trade);
+  indexTrade(state.books[order.assetIndex]!, trade);
+  if (order.trailing !== undefined && order.trailing !== null) setTrailingStop(state, trade, order.trailing, quote);
+  const view = tradeView(state, trade);
+  emit(step, {
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "trade_opened",
+    userId: account.userId,
+    trade: view,
+  });
+  return { trade, facts, view };
+}
+
+/** Whether a trade with this liquidation level would be liquidatable at once at this bid and ask. */
+export function wouldLiquidate(isLong: boolean, bidTicks: number, askTicks: number, liquidation: number): boolean {
+  return liquidation !== 0 && (isLong ? bidTicks <= liquidation : askTicks >= liquidation);
+}
