@@ -8,7 +8,8 @@ import type { EngineParams } from "./params.ts";
 import { IdempotencyWindow } from "./idempotency-window.ts";
 import { PositionedHeap } from "./positioned-heap.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
-import { createTrailBook, type TrailBook, type TrailingStop } from "./trailing-book.ts";
+import { createTrailBook, type TrailBook } from "./trailing-book.ts";
+import type { TrailingStop } from "./trailing-stop.ts";
 
 export interface Account {
   readonly userId: string;

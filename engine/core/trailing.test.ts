@@ -5,7 +5,7 @@ import type { EngineOutput, TradeView } from "../../contract/messages.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import { stateHash } from "../snapshot/hash.ts";
 import type { EngineHarness } from "../testing/engine-harness.ts";
-import { ETH, codeOf, given, messageOf, ofType, open, opened } from "../testing/spec-support.ts";
+import { ETH, codeOf, given, messageOf, ofType, open, opened, resultOf } from "../testing/spec-support.ts";
 import { apply } from "./apply.ts";
 import { tradeSeq } from "./state.ts";
 import { tradeView } from "./views.ts";
@@ -89,6 +89,26 @@ describe("a long's trailing stop", () => {
     expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040", level: "1990" });
     h.price(ETH, "2040.01", "2041");
     expect(trailingNow(h, "alice", trade)).toMatchObject({ bestPrice: "2040.01", level: "1990.01" });
+  });
+});
+
+describe("request ids of trades with a trailing stop", () => {
+  it("a repeated open or close gets its first answer again, with the trailing stop as it stood then", () => {
+    const h = given();
+    const first = open(h, "alice", { trailingStop: { distance: "50", activationPrice: "2100" } }, "o-1");
+    const trade = resultOf(first.answer, "open_trade").trade;
+    h.price(ETH, "2120", "2121"); // activates: best 2120
+    expect(open(h, "alice", {}, "o-1").answer).toEqual(first.answer); // still pending in that answer
+    const closing = h.instruct("alice", { kind: "close_trade", tradeId: trade.id }, "c-1");
+    // closed by hand at the bid 2120: (2120 − 2000) × 0.5 = 60
+    expect(resultOf(closing.answer, "close_trade").trade).toMatchObject({
+      pnl: "60",
+      trailingStop: { activated: true, bestPrice: "2120", level: "2070" },
+    });
+    h.price(ETH, "2200", "2201");
+    const again = h.instruct("alice", { kind: "close_trade", tradeId: trade.id }, "c-1");
+    expect(again.answer).toEqual(closing.answer);
+    expect(again.outputs.map((o) => o.type)).toEqual(["order_response"]);
   });
 });
 

@@ -15,17 +15,9 @@ import { refuse, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
 import { assetAt, type EngineState, type Quote, type Trade } from "./state.ts";
 import { emit, nextOutputId, type Step } from "./step.ts";
-import {
-  activateReached,
-  attachStop,
-  detachStop,
-  levelOf,
-  newTrailingStop,
-  PERCENT_DECIMALS,
-  type TrailSide,
-  type TrailSystem,
-  type TrailingStop,
-} from "./trailing-book.ts";
+import { activateReached, attachStop, detachStop, type TrailSide } from "./trailing-book.ts";
+import { levelOf, newTrailingStop, PERCENT_DECIMALS, type TrailingStop } from "./trailing-stop.ts";
+import type { TrailSystem } from "./trailing-system.ts";
 import { tradeView } from "./views.ts";
 
 /** Trailing terms read into numbers: `amount` in price ticks, or (byPercent) hundredths of a percent. */

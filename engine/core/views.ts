@@ -5,7 +5,7 @@ import { formatUnits, formatUsd } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
 import { assetAt, orderId, tradeId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
-import { PERCENT_DECIMALS, bestOf, levelAt, type TrailingStop } from "./trailing-book.ts";
+import { PERCENT_DECIMALS, bestOf, levelAt, type TrailingStop } from "./trailing-stop.ts";
 
 /** `amounts` is [free USD, ...holdings per asset index]. */
 export function balancesView(state: EngineState, amounts: readonly number[]): Balances {

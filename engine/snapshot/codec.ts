@@ -53,7 +53,8 @@ import {
   type Trade,
   type TradeFacts,
 } from "../core/state.ts";
-import { bestOf, newTrailingStop, systemOf } from "../core/trailing-book.ts";
+import { systemOf } from "../core/trailing-book.ts";
+import { bestOf, newTrailingStop } from "../core/trailing-stop.ts";
 import { parseInputId } from "../core/step.ts";
 import { heapsOf, indexTrade, placeTrade } from "../core/trigger-index.ts";
 import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts";
