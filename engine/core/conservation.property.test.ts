@@ -1,5 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { ASSETS } from "../../contract/markets.ts";
+import type { Answer } from "../../contract/messages.ts";
 import { commandsArbitrary, toLog } from "../testing/random-log.ts";
 import { apply } from "./apply.ts";
 import { checkInvariants } from "./invariants.ts";
@@ -8,11 +10,16 @@ import { answerOf } from "./receipts.ts";
 import { createState } from "./state.ts";
 import { parseInputId } from "./step.ts";
 
+const WITH_MINIMUMS = ASSETS.map((a) =>
+  a.symbol === "ETH" || a.symbol === "SOL" ? { ...a, minQuantitySteps: 50 } : a,
+);
+
 describe("engine under random logs", () => {
   it("conserves every asset across users, open and reserved margin and the house, and never lets a balance go negative", () => {
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
-        const state = createState(makeParams({ maxOpenTradesPerUser: 8 }));
+        // A minimum quantity above one step on two markets, so partial closes meet REMAINDER_TOO_SMALL too.
+        const state = createState(makeParams({ maxOpenTradesPerUser: 8, assets: WITH_MINIMUMS }));
         let responses = 0;
         let instructions = 0;
         for (const entry of toLog(commands)) {
@@ -35,6 +42,8 @@ describe("engine under random logs", () => {
         fc.constantFrom(makeParams(), makeParams({ idempotencyMaxPerUser: 3, idempotencyMaxEntries: 7 })),
         (commands, params) => {
           const state = createState(params);
+          // The answer each (user, request id) got when it acted: what its duplicates must get, whatever happened since.
+          const firstAnswers = new Map<string, Answer>();
           for (const entry of toLog(commands)) {
             const m = entry.message;
             const before = m.type === "user_instruction" ? state.idempotency.get(m.userId, m.requestId) : undefined;
@@ -47,7 +56,13 @@ describe("engine under random logs", () => {
             expect(response?.type).toBe("order_response");
             if (response?.type !== "order_response") continue;
             // A request id still remembered when it comes again gets the very answer it got the first time...
-            if (expected !== undefined) expect(response.answer).toEqual(expected);
+            const key = `${m.userId} ${m.requestId}`;
+            if (expected !== undefined) {
+              expect(response.answer).toEqual(expected);
+              expect(response.answer).toEqual(firstAnswers.get(key));
+            } else {
+              firstAnswers.set(key, response.answer);
+            }
             // ...and what is remembered now rebuilds exactly the answer just sent.
             const remembered = state.idempotency.get(m.userId, m.requestId);
             if (remembered !== undefined) expect(answerOf(state, remembered.receipt)).toEqual(response.answer);
@@ -63,8 +78,9 @@ describe("engine under random logs", () => {
     const seen = new Set<string>();
     fc.assert(
       fc.property(commandsArbitrary(), (commands) => {
-        // A low open-trade limit, so that some pending orders are rejected at fill.
-        const state = createState(makeParams({ maxOpenTradesPerUser: 1 }));
+        // A low open-trade limit, so that some pending orders are rejected at fill; markets with minimums above one
+        // step, so that some partial closes are refused for what they would leave.
+        const state = createState(makeParams({ maxOpenTradesPerUser: 1, assets: WITH_MINIMUMS }));
         for (const entry of toLog(commands)) {
           for (const o of apply(state, entry)) {
             if (o.type === "trade_opened") seen.add("opened");
@@ -73,10 +89,15 @@ describe("engine under random logs", () => {
               seen.add(o.answer.result.kind);
             if (o.type === "trade_updated") seen.add(o.change);
             if (o.type === "order_updated") seen.add(`order ${o.order.status}`);
+            if (o.type === "trade_updated" && o.change === "partial_close") seen.add("partial");
+            if (o.type === "order_response" && !o.answer.ok && o.answer.error.code === "REMAINDER_TOO_SMALL")
+              seen.add("remainder refused");
           }
         }
       }),
-      { numRuns: 300, seed: 42 },
+      // Commands are spread over many kinds (trades, exits, pending orders, partial closes): enough runs that each
+      // kind's rarer outcomes (a partial close's remainder refused) turn up.
+      { numRuns: 3000, seed: 42 },
     );
     expect([...seen].sort()).toEqual([
       "cancel_order",
@@ -92,8 +113,11 @@ describe("engine under random logs", () => {
       "order filled",
       "order pending",
       "order rejected",
+      "partial",
+      "partial_close",
       "place_oco",
       "place_order",
+      "remainder refused",
       "spot_order",
       "stop_loss",
       "take_profit",

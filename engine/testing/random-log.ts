@@ -4,7 +4,8 @@
  * limit, and instructions that are often invalid (bad amounts, unknown assets, foreign or closed trades,
  * reused request ids), among them pending entry orders and OCO pairs (often on the wrong side of the market, some
  * expiring) and cancels of them. Trades get trailing stops (at open and by modify_trade) and their exits moved.
- * Commands are interpreted into concrete `LogEntry`s with increasing ids.
+ * Closes are of all of a trade or of part (a quantity or a percent, sometimes both). Commands are interpreted into
+ * concrete `LogEntry`s with increasing ids.
  */
 import fc from "fast-check";
 import type { EntryOrder, Instruction, EngineInput, TrailingStopSpec } from "../../contract/messages.ts";
@@ -54,7 +55,7 @@ type Command =
       trail: TrailCommand | null | undefined;
       req: number | null;
     }
-  | { c: "close"; u: number; trade: number; req: number | null }
+  | { c: "close"; u: number; trade: number; part: ClosePart; req: number | null }
   | { c: "spot"; u: number; m: number; buy: boolean; quantity: string; req: number | null }
   | { c: "place"; u: number; leg: Leg; req: number | null }
   | { c: "oco"; u: number; legs: [Leg, Leg]; req: number | null }
@@ -74,6 +75,9 @@ interface Leg {
   /** Expiry after the log time; null: good till cancelled; ≤ 0: already past (refused). */
   expiresInMs: number | null;
 }
+
+/** What part of a trade a close asks for: all of it (null), a quantity, a percent, or (refused) both. */
+type ClosePart = null | { quantity?: string; percent?: string };
 
 const user = fc.integer({ min: 0, max: USERS.length - 1 });
 const market = fc.integer({ min: 0, max: MARKETS.length - 1 });
@@ -114,6 +118,20 @@ const leg: fc.Arbitrary<Leg> = fc.record({
   tpBps: fc.option(fc.integer({ min: -100, max: 600 })),
   expiresInMs: fc.option(fc.oneof(fc.integer({ min: -5, max: 3_000 }), fc.constant(31_000))),
 });
+const closeQuantity = fc.oneof(
+  fc.integer({ min: 1, max: 3_000 }).map((n) => (n / 100).toFixed(2)),
+  fc.constantFrom("0.0001", "0.1", "1", "0", "0.00001", "5000"),
+);
+const closePercent = fc.oneof(
+  fc.integer({ min: 1, max: 10_000 }).map((n) => (n / 100).toFixed(2)),
+  fc.constantFrom("50", "100", "99.99", "0.01", "0", "100.01", "12.345"),
+);
+const closePart: fc.Arbitrary<ClosePart> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(null) },
+  { weight: 2, arbitrary: closeQuantity.map((quantity) => ({ quantity })) },
+  { weight: 2, arbitrary: closePercent.map((percent) => ({ percent })) },
+  { weight: 1, arbitrary: fc.record({ quantity: closeQuantity, percent: closePercent }) },
+);
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   {
@@ -173,6 +191,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       c: fc.constant("close" as const),
       u: user,
       trade: fc.integer({ min: 1, max: 12 }),
+      part: closePart,
       req: reqId,
     }),
   },
@@ -312,7 +331,7 @@ function toInstruction(
       return modify;
     }
     case "close":
-      return { kind: "close_trade", tradeId: `T0-${cmd.trade}` };
+      return { kind: "close_trade", tradeId: `T0-${cmd.trade}`, ...cmd.part };
     case "spot":
       return {
         kind: "spot_order",
