@@ -200,15 +200,15 @@ export const ocoRequest = z
     },
   });
 
-/** Order ids are the engine's; any such text up to 64 characters. */
+/** Entry order ids are the engine's `P<shard>-<n>`; anything else cannot name one. */
 export const cancelOrderRequest = z
   .strictObject({
     orderId: z
       .string()
-      .max(64)
-      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, "expected an order id such as O0-42"),
+      .max(32)
+      .regex(/^P\d{1,6}-\d{1,16}$/, "expected an order id such as P0-42"),
   })
-  .openapi("CancelOrderRequest", { example: { orderId: "O0-42" } });
+  .openapi("CancelOrderRequest", { example: { orderId: "P0-42" } });
 
 export const spotOrderRequest = z
   .strictObject({
@@ -298,7 +298,7 @@ const CLOSED_TRADE_EXAMPLE = {
   closedAt: "2026-12-05T11:00:00.000Z",
 } as const;
 const ORDER_EXAMPLE = {
-  id: "O0-7",
+  id: "P0-7",
   asset: "ETH",
   side: "long",
   type: "limit",
@@ -418,7 +418,7 @@ export const responses = {
     .openapi("OrderNotPending", {
       description: "A cancel of your order that already left the book: its current state.",
       example: {
-        error: { code: "ORDER_NOT_PENDING", message: "Order O0-7 is no longer pending: it is filled." },
+        error: { code: "ORDER_NOT_PENDING", message: "Order P0-7 is no longer pending: it is filled." },
         order: { ...ORDER_EXAMPLE, status: "filled", fillPrice: "4199.5", tradeId: "T0-43" },
       },
     }),

@@ -145,12 +145,12 @@ describe("worker: entry orders", () => {
   it("keeps a pending order in the read model and its row in Postgres, then removes it on fill", async () => {
     const keys = await space("orders-life");
     // Given an order placed
-    await deliver(keys, [orderUpdated(T0, order("O0-1"))]);
+    await deliver(keys, [orderUpdated(T0, order("P0-1"))]);
     // Then it is listed as pending, and its row is pending
     const listed = await redis.hgetall(keys.pendingOrdersKey("ann"));
-    expect(Object.keys(listed)).toEqual(["O0-1"]);
-    expect(JSON.parse(listed["O0-1"]!)).toEqual(order("O0-1"));
-    expect(await orderRow("O0-1")).toEqual({
+    expect(Object.keys(listed)).toEqual(["P0-1"]);
+    expect(JSON.parse(listed["P0-1"]!)).toEqual(order("P0-1"));
+    expect(await orderRow("P0-1")).toEqual({
       status: "pending",
       fill_price: null,
       trade_id: null,
@@ -159,11 +159,11 @@ describe("worker: entry orders", () => {
       trailing_stop: '{"distance": "25", "activationPrice": "2000"}',
     });
     // When it fills
-    const filled = order("O0-1", { status: "filled", fillPrice: "1899.5", tradeId: "T0-9", updatedAt: at(T0 + 5) });
+    const filled = order("P0-1", { status: "filled", fillPrice: "1899.5", tradeId: "T0-9", updatedAt: at(T0 + 5) });
     await deliver(keys, [orderUpdated(T0 + 5, filled)]);
     // Then it leaves the read model and its row says filled, at what price, into which trade
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
-    expect(await orderRow("O0-1")).toMatchObject({
+    expect(await orderRow("P0-1")).toMatchObject({
       status: "filled",
       fill_price: "1899.5000000000",
       trade_id: "T0-9",
@@ -173,14 +173,14 @@ describe("worker: entry orders", () => {
 
   it("never lets a late placement resurrect an order that left the book, nor overwrite its row", async () => {
     const keys = await space("orders-late");
-    const placed = orderUpdated(T0 + 10, order("O0-2", { placedAt: at(T0 + 10), updatedAt: at(T0 + 10) }));
+    const placed = orderUpdated(T0 + 10, order("P0-2", { placedAt: at(T0 + 10), updatedAt: at(T0 + 10) }));
     const cancelled = orderUpdated(
       T0 + 20,
-      order("O0-2", {
+      order("P0-2", {
         status: "cancelled",
         placedAt: at(T0 + 10),
         updatedAt: at(T0 + 20),
-        reason: { code: "CANCELLED", message: "Cancelled by the user." },
+        reason: { code: "USER_CANCELLED", message: "Cancelled by the user." },
       }),
     );
     // Given the cancel applied first (another worker took the newer batch; the older one is claimed later)
@@ -189,26 +189,26 @@ describe("worker: entry orders", () => {
     await deliver(keys, [placed]);
     // Then the order stays off the book and its row stays cancelled
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
-    expect(await orderRow("O0-2")).toMatchObject({
+    expect(await orderRow("P0-2")).toMatchObject({
       status: "cancelled",
-      reason_code: "CANCELLED",
+      reason_code: "USER_CANCELLED",
       last_output_id: `${T0 + 20}-0:0`,
     });
     // And a replay of both, in one batch with the older copy last, changes nothing
     await deliver(keys, [cancelled, placed]);
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
-    expect(await orderRow("O0-2")).toMatchObject({ status: "cancelled", last_output_id: `${T0 + 20}-0:0` });
-    expect((await pg.db.query("SELECT count(*)::int AS n FROM orders WHERE id = 'O0-2'")).rows[0]).toEqual({ n: 1 });
+    expect(await orderRow("P0-2")).toMatchObject({ status: "cancelled", last_output_id: `${T0 + 20}-0:0` });
+    expect((await pg.db.query("SELECT count(*)::int AS n FROM orders WHERE id = 'P0-2'")).rows[0]).toEqual({ n: 1 });
   });
 
   it("applies the newest of one batch's outputs for an order, whatever their order in the batch", async () => {
     const keys = await space("orders-batch");
-    const placed = orderUpdated(T0 + 30, order("O0-3"));
-    const expired = orderUpdated(T0 + 40, order("O0-3", { status: "expired", updatedAt: at(T0 + 40) }));
+    const placed = orderUpdated(T0 + 30, order("P0-3"));
+    const expired = orderUpdated(T0 + 40, order("P0-3", { status: "expired", updatedAt: at(T0 + 40) }));
     // One batch holding the expiry, then a replayed copy of the placement
     await deliver(keys, [expired, placed]);
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
-    expect(await orderRow("O0-3")).toMatchObject({ status: "expired", last_output_id: `${T0 + 40}-0:0` });
+    expect(await orderRow("P0-3")).toMatchObject({ status: "expired", last_output_id: `${T0 + 40}-0:0` });
   });
 });
 

@@ -80,7 +80,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders/cancel",
       { orderId: "O 1" },
       "INVALID_REQUEST",
-      'orderId: expected an order id such as O0-42, received "O 1".',
+      'orderId: expected an order id such as P0-42, received "O 1".',
     );
     await refused(
       "/api/v1/trade/close",
