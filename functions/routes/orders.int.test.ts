@@ -121,6 +121,39 @@ describe("entry orders through the API", () => {
     expect(next.body.nextCursor).toBeNull();
   });
 
+  it("expires an order at its time, decided by the log: the next input after it takes it off the book", async () => {
+    // Good till 2.5 s from now, on BTC (at 60000 / 60010; a long limit at 59000 waits)
+    const expiresAt = new Date(Date.now() + 2500).toISOString();
+    const placed = await dee.post("/api/v1/trade/orders", {
+      asset: "BTC",
+      side: "long",
+      type: "limit",
+      price: "59000",
+      margin: "30",
+      leverage: 3,
+      expiresAt,
+    });
+    expect(placed.status, JSON.stringify(placed.body)).toBe(201);
+    const id = (placed.body.order as Order).id;
+    expect(await usd(dee)).toBe("9970");
+    // When time passes its expiry and the next input (a quote that does not fill it) reaches the engine
+    await new Promise((r) => setTimeout(r, 2600));
+    await stack.setQuote("BTC_USDC_PERP", "60001", "60010");
+    await stack.setQuote("BTC_USDC_PERP", "60000", "60010"); // back, for the partial-close scenario
+    // Then it is off the book, its margin back, and its row says expired at its own time
+    const history = await until(
+      () => dee.get("/api/v1/trade/orders/history"),
+      (r) => (r.body.orders as Order[]).some((o) => o.id === id && o.status === "expired"),
+    );
+    expect((history.body.orders as Order[]).find((o) => o.id === id)).toMatchObject({
+      status: "expired",
+      updatedAt: expiresAt,
+      reason: { code: "EXPIRED" },
+    });
+    expect((await dee.get("/api/v1/trade/orders")).body.orders).toEqual([]);
+    expect(await usd(dee)).toBe("10000");
+  });
+
   it("answers a cancel after the fill with 409 ORDER_NOT_PENDING and the order as it is now", async () => {
     const res = await ann.post("/api/v1/trade/orders/cancel", { orderId: filledId });
     expect(res.status).toBe(409);
