@@ -26,7 +26,7 @@ export interface Keyspace {
   /** Read models the worker keeps current, so queries never enter the log. */
   balancesKey(userId: string): string;
   openTradesKey(userId: string): string;
-  /** The user's pending entry orders (order id → JSON view with its reserved `margin`). */
+  /** A user's pending entry orders: order id → the order's view (JSON), while it is on the book. */
   pendingOrdersKey(userId: string): string;
   readonly quotesKey: string;
   /** The API's keys. Per-user ones share the user's hash tag, so one script touches one cluster slot. */

@@ -37,7 +37,9 @@ describe("validation errors say field, expected and received", () => {
   it('{"id": …} on close: tradeId is required, and the unknown field is named', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
-    expect(res.body.error?.message).toBe('tradeId is required. Unknown field "id"; this request takes tradeId.');
+    expect(res.body.error?.message).toBe(
+      'tradeId is required. Unknown field "id"; this request takes tradeId, quantity and percent.',
+    );
   });
 
   it("limit=1000 and limit=101 get the same kind of message", async () => {
@@ -90,7 +92,7 @@ describe("validation errors say field, expected and received", () => {
       "/api/v1/trade/create",
       { asset: "ETH", type: "long", margin: "1", leverage: 1, stoploss: "5" },
       "INVALID_REQUEST",
-      'Unknown field "stoploss"; this request takes asset, type, margin, leverage, stopLoss and takeProfit.',
+      'Unknown field "stoploss"; this request takes asset, type, margin, leverage, stopLoss, takeProfit and trailingStop.',
     ],
     // missing fields, together
     ["/api/v1/trade/order", { asset: "ETH" }, "INVALID_REQUEST", "side and quantity are required."],
@@ -138,7 +140,7 @@ describe("validation errors say field, expected and received", () => {
     const res = await ada.post("/api/v1/trade/close", { tradeId: "T0-1", ...many });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
     expect(res.body.error?.message).toBe(
-      'Unknown fields "k0", "k1", "k2", "k3", "k4" and 995 more; this request takes tradeId.',
+      'Unknown fields "k0", "k1", "k2", "k3", "k4" and 995 more; this request takes tradeId, quantity and percent.',
     );
   });
 

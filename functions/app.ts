@@ -18,6 +18,7 @@ import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openap
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { spotOrderRoutes } from "./routes/spot-orders.ts";
+import { orderRoutes } from "./routes/orders.ts";
 import { tradeRoutes } from "./routes/trade.ts";
 import { responses } from "./schemas.ts";
 
@@ -106,6 +107,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   app.route("/api/v1/auth", authRoutes(deps));
   app.route("/api/v1/trade", tradeRoutes(deps));
   app.route("/api/v1/trade", spotOrderRoutes(deps));
+  app.route("/api/v1/trade", orderRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
@@ -143,7 +145,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       if (err.code === "INCOMPLETE_BODY")
         log.debug("request_aborted", { requestId: c.get("requestId"), method: c.req.method, path: c.req.path });
       for (const [name, value] of Object.entries(err.headers)) c.header(name, value);
-      return c.json(errorBody(err.code, err.message), err.status);
+      return c.json({ ...err.extra, ...errorBody(err.code, err.message) }, err.status);
     }
     if (err instanceof HTTPException && err.status < 500) {
       return c.json(errorBody("INVALID_REQUEST", API_ERRORS.INVALID_REQUEST.message), err.status);

@@ -1,7 +1,7 @@
 /**
  * Every error the API answers with: one catalogue of codes, each mapped to its HTTP status in one table, and one
  * error type that routes throw. The app's error handler (app.ts) turns an ApiError into
- * `{"error": {"code", "message"}}` and anything else into a bare 500 (503 when a backing service is unreachable),
+ * `{"error": {"code", "message"}}` (plus its `extra` fields: the current state a 409 shows) and anything else into a bare 500 (503 when a backing service is unreachable),
  * so no stack trace or internal detail ever reaches a client.
  *
  * The engine's refusals (contract/rejections.ts) are answered with their own codes (rejectionStatus): 404 for a
@@ -27,6 +27,8 @@ export const API_ERRORS = {
   NOT_FOUND: { status: 404, message: "Not found." },
   METHOD_NOT_ALLOWED: { status: 405, message: "This path does not take this method." },
   IDEMPOTENCY_CONFLICT: { status: 409, message: "This Idempotency-Key was used with a different request body." },
+  ORDER_NOT_PENDING: { status: 409, message: "The order is no longer pending; its current state is in `order`." },
+  TRADE_CLOSED: { status: 409, message: "The trade is already closed; its close is in `trade`." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The body is too large." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },
   RATE_LIMITED: { status: 429, message: "Too many requests; slow down." },
@@ -47,6 +49,8 @@ export class ApiError extends Error {
     readonly code: ApiErrorCode | RejectionCode,
     message?: string,
     readonly headers: Record<string, string> = {},
+    /** Fields the error body carries beside `error` (a 409's current state). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     const known = code in API_ERRORS ? API_ERRORS[code as ApiErrorCode] : undefined;
     super(message ?? known?.message ?? code);

@@ -1,5 +1,5 @@
 /**
- * The keyset cursor of the paginated histories (closed trades, spot orders): the last row's time and id, as
+ * The keyset cursor of the paginated histories (closes, spot orders, entry orders): the last row's time and id, as
  * base64url JSON. The next page is the rows strictly before it in (time, id) order, newest first. Anything this
  * API did not issue is 400 INVALID_CURSOR.
  */
@@ -19,7 +19,7 @@ export function decodeCursor(cursor: string): { at: string; id: string } {
       typeof value[1] === "string" &&
       !Number.isNaN(Date.parse(value[0])) &&
       /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value[0]) &&
-      /^[A-Za-z0-9_-]{1,64}$/.test(value[1])
+      /^[A-Za-z0-9._-]{1,64}$/.test(value[1])
     ) {
       return { at: value[0], id: value[1] };
     }

@@ -20,11 +20,17 @@ describe("the OpenAPI document", () => {
       "GET /api/v1/trade/history",
       "GET /api/v1/trade/open",
       "GET /api/v1/trade/spot-orders",
+      "GET /api/v1/trade/orders",
+      "GET /api/v1/trade/orders/history",
       "GET /health",
       "POST /api/v1/auth",
       "POST /api/v1/trade/close",
       "POST /api/v1/trade/create",
+      "POST /api/v1/trade/modify",
       "POST /api/v1/trade/order",
+      "POST /api/v1/trade/orders",
+      "POST /api/v1/trade/orders/cancel",
+      "POST /api/v1/trade/orders/oco",
     ]);
     expect(doc.openapi).toBe("3.1.0");
   });

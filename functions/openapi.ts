@@ -178,6 +178,7 @@ const SECURITY_SCHEMES = {
 export const TAGS = [
   { name: "Auth", description: "Magic-link sign-in and sessions." },
   { name: "Trading", description: "Leveraged trades and spot orders; the engine acts on them." },
+  { name: "Orders", description: "Pending entry orders (limit, stop, one-cancels-other) and their history." },
   { name: "Account", description: "Balances and the tradable assets." },
   { name: "System", description: "Health of the API and what it depends on." },
 ];

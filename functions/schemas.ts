@@ -10,7 +10,13 @@
  */
 import { z } from "@hono/zod-openapi";
 import { ASSETS } from "../contract/markets.ts";
-import { closedTradeSchema, tradeSchema } from "../contract/messages.ts";
+import {
+  closedTradeSchema,
+  orderSchema,
+  tradeSchema,
+  trailingStopSchema,
+  trailingStopSpecSchema,
+} from "../contract/messages.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { JsonNumber } from "./json-body.ts";
 
@@ -60,6 +66,23 @@ export const signInRequest = z
   .strictObject({ email: z.string().trim().toLowerCase().max(254).pipe(z.email()) })
   .openapi("SignInRequest", { example: { email: "ada@example.com" } });
 
+/** A trailing stop's terms: exactly one of `distance` and `percent`. */
+export const trailingStopInput = z
+  .strictObject({
+    distance: decimalInput.optional().openapi({ description: "Trail by this price distance (price decimals)." }),
+    percent: decimalInput
+      .optional()
+      .openapi({ description: "Trail by this percent of the best price since activation." }),
+    activationPrice: decimalInput.optional().openapi({
+      description: "Start trailing once the bid (long) reaches it or the ask (short) falls to it; absent: at once.",
+    }),
+  })
+  .superRefine((value, ctx) => {
+    if ((value.distance === undefined) === (value.percent === undefined))
+      ctx.addIssue({ code: "custom", message: "expected exactly one of distance and percent" });
+  })
+  .openapi("TrailingStopRequest", { example: { distance: "50", activationPrice: "4400" } });
+
 export const createTradeRequest = z
   .strictObject({
     asset: assetInput,
@@ -70,20 +93,122 @@ export const createTradeRequest = z
       .optional()
       .openapi({ description: "Close when the price reaches this level (at the asset's price decimals)." }),
     takeProfit: decimalInput.optional().openapi({ description: "Close when the price reaches this level." }),
+    trailingStop: trailingStopInput.optional(),
   })
   .openapi("CreateTradeRequest", {
     example: { asset: "ETH", type: "long", margin: "100", leverage: 10, stopLoss: "3900", takeProfit: "4600" },
   });
 
 /** Trade ids are the engine's `T<shard>-<n>`; anything else cannot name a trade. */
+const tradeIdInput = z
+  .string()
+  .max(32)
+  .regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42");
+
 export const closeTradeRequest = z
   .strictObject({
-    tradeId: z
+    tradeId: tradeIdInput,
+    quantity: decimalInput.optional().openapi({ description: "Close this much of the trade (quantity decimals)." }),
+    percent: decimalInput
+      .optional()
+      .openapi({ description: "Close this percent (above 0, at most 100) of the quantity, rounded down to the step." }),
+  })
+  .superRefine((value, ctx) => {
+    if (value.quantity !== undefined && value.percent !== undefined)
+      ctx.addIssue({ code: "custom", path: ["percent"], message: "expected quantity or percent, not both" });
+  })
+  .openapi("CloseTradeRequest", {
+    description: "Without `quantity` or `percent`, closes the whole trade.",
+    example: { tradeId: "T0-42", percent: "50" },
+  });
+
+/** Each exit: absent leaves it as it is, null removes it, a value sets or moves it. */
+export const modifyTradeRequest = z
+  .strictObject({
+    tradeId: tradeIdInput,
+    stopLoss: decimalInput
+      .nullable()
+      .optional()
+      .openapi({ type: ["string", "number", "null"], description: "New stop-loss; null removes it." }),
+    takeProfit: decimalInput
+      .nullable()
+      .optional()
+      .openapi({ type: ["string", "number", "null"], description: "New take-profit; null removes it." }),
+    trailingStop: trailingStopInput.nullable().optional(),
+  })
+  .openapi("ModifyTradeRequest", { example: { tradeId: "T0-42", stopLoss: "4250", takeProfit: null } });
+
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:\d\d)$/;
+
+/** An ISO 8601 time with its offset, converted to ms since the epoch (the engine's log time). */
+export const isoTimeInput = z
+  .string()
+  .max(40)
+  .transform((text, ctx) => {
+    const ms = ISO_TIME.test(text) ? Date.parse(text) : Number.NaN;
+    if (Number.isNaN(ms)) {
+      ctx.addIssue({
+        code: "custom",
+        message: "expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z",
+      });
+      return z.NEVER;
+    }
+    return ms;
+  })
+  .openapi({ type: "string", format: "date-time", example: "2026-12-05T18:00:00Z" });
+
+/** An entry order's terms, as `POST /trade/orders` and each leg of `POST /trade/orders/oco` take them. */
+export const entryOrderRequest = z
+  .strictObject({
+    asset: assetInput,
+    side: z.enum(["long", "short"]),
+    type: z.enum(["limit", "stop"]).openapi({
+      description: "limit: fills at `price` or better; stop: fills once the market reaches `price`, at that quote.",
+    }),
+    price: decimalInput.openapi({ description: "The entry price (price decimals)." }),
+    margin: decimalInput.openapi({
+      description: "USD reserved now and locked in the trade on fill, at most 6 decimals.",
+    }),
+    leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
+    stopLoss: decimalInput.optional().openapi({ description: "The trade's stop-loss on fill." }),
+    takeProfit: decimalInput.optional().openapi({ description: "The trade's take-profit on fill." }),
+    trailingStop: trailingStopInput.optional(),
+    expiresAt: isoTimeInput.optional().openapi({ description: "Good till this time; absent: good till cancelled." }),
+  })
+  .openapi("EntryOrderRequest", {
+    example: {
+      asset: "ETH",
+      side: "long",
+      type: "limit",
+      price: "4200",
+      margin: "100",
+      leverage: 10,
+      stopLoss: "4100",
+    },
+  });
+
+export const ocoRequest = z
+  .strictObject({
+    legs: z.tuple([entryOrderRequest, entryOrderRequest], { error: "expected an array of exactly two orders" }),
+  })
+  .openapi("OcoRequest", {
+    example: {
+      legs: [
+        { asset: "ETH", side: "long", type: "stop", price: "4400", margin: "100", leverage: 10 },
+        { asset: "ETH", side: "short", type: "stop", price: "4200", margin: "100", leverage: 10 },
+      ],
+    },
+  });
+
+/** Entry order ids are the engine's `P<shard>-<n>`; anything else cannot name one. */
+export const cancelOrderRequest = z
+  .strictObject({
+    orderId: z
       .string()
       .max(32)
-      .regex(/^T\d{1,6}-\d{1,16}$/, "expected a trade id such as T0-42"),
+      .regex(/^P\d{1,6}-\d{1,16}$/, "expected an order id such as P0-42"),
   })
-  .openapi("CloseTradeRequest", { example: { tradeId: "T0-42" } });
+  .openapi("CancelOrderRequest", { example: { orderId: "P0-42" } });
 
 export const spotOrderRequest = z
   .strictObject({
@@ -141,6 +266,7 @@ export const FIELD_ERRORS: Readonly<Record<string, ApiErrorCode>> = {
   quantity: "INVALID_AMOUNT",
   stopLoss: "INVALID_AMOUNT",
   takeProfit: "INVALID_AMOUNT",
+  price: "INVALID_AMOUNT",
   asset: "UNKNOWN_ASSET",
 };
 
@@ -157,15 +283,39 @@ const TRADE_EXAMPLE = {
   openPrice: "4300.5",
   stopLoss: "3900",
   takeProfit: "4600",
+  trailingStop: null,
   liquidationPrice: "3913.46",
   openedAt: "2026-12-05T10:00:00.000Z",
 } as const;
 const CLOSED_TRADE_EXAMPLE = {
   ...TRADE_EXAMPLE,
+  closeId: "T0-42",
   closePrice: "4350",
   pnl: "11.50875",
+  lossWaived: null,
+  remainingQuantity: "0",
   closeReason: "manual",
   closedAt: "2026-12-05T11:00:00.000Z",
+} as const;
+const ORDER_EXAMPLE = {
+  id: "P0-7",
+  asset: "ETH",
+  side: "long",
+  type: "limit",
+  price: "4200",
+  margin: "100",
+  leverage: 10,
+  stopLoss: "4100",
+  takeProfit: null,
+  trailingStop: null,
+  expiresAt: null,
+  ocoWith: null,
+  status: "pending",
+  placedAt: "2026-12-05T10:00:00.000Z",
+  updatedAt: "2026-12-05T10:00:00.000Z",
+  fillPrice: null,
+  tradeId: null,
+  reason: null,
 } as const;
 const BALANCES_EXAMPLE = { USD: "9900", ETH: "0", BTC: "0", SOL: "0", ADA: "0" };
 
@@ -180,11 +330,18 @@ export const balancesView = z
   });
 // The engine's own schemas (contract/messages.ts), rebuilt from their shapes with this module's z, which carries
 // the OpenAPI metadata methods whatever the order in which modules were loaded.
-const tradeView = z.object(tradeSchema.shape).openapi("Trade", { example: TRADE_EXAMPLE });
-const closedTradeView = z.object(closedTradeSchema.shape).openapi("ClosedTrade", { example: CLOSED_TRADE_EXAMPLE });
+const trailingStopView = z.object(trailingStopSchema.shape).openapi("TrailingStop");
+const tradeShape = { ...tradeSchema.shape, trailingStop: trailingStopView.nullable() };
+const tradeView = z.object(tradeShape).openapi("Trade", { example: TRADE_EXAMPLE });
+export const closedTradeView = z
+  .object({ ...closedTradeSchema.shape, trailingStop: trailingStopView.nullable() })
+  .openapi("ClosedTrade", { example: CLOSED_TRADE_EXAMPLE });
+export const orderView = z
+  .object({ ...orderSchema.shape, trailingStop: z.object(trailingStopSpecSchema.shape).nullable() })
+  .openapi("Order", { example: ORDER_EXAMPLE });
 export const openTradeView = z
   .object({
-    ...tradeSchema.shape,
+    ...tradeShape,
     currentPrice: decimal.nullable(),
     unrealizedPnl: decimal.nullable(),
   })
@@ -274,7 +431,33 @@ export const responses = {
   message: z.object({ message: z.string() }).openapi("Message"),
   user: z.object({ user: userView }),
   trade: z.object({ trade: tradeView }),
-  closedTrade: z.object({ trade: closedTradeView }),
+  closedTrade: z.object({
+    trade: closedTradeView,
+    remaining: tradeView.nullable().openapi({ description: "After a partial close, what stays open; else null." }),
+  }),
+  placedOrder: z.object({ order: orderView, balances: balancesView }),
+  placedOco: z.object({ orders: z.tuple([orderView, orderView]), balances: balancesView }),
+  cancelledOrder: z.object({ order: orderView, balances: balancesView }),
+  pendingOrders: z.object({ orders: z.array(orderView) }),
+  orderHistory: z.object({ orders: z.array(orderView), nextCursor: z.string().nullable() }),
+  orderNotPending: errorView
+    .extend({ order: orderView.optional().openapi({ description: "With ORDER_NOT_PENDING." }) })
+    .openapi("OrderNotPending", {
+      description: "A cancel of your order that already left the book: its current state.",
+      example: {
+        error: { code: "ORDER_NOT_PENDING", message: "Order P0-7 is no longer pending: it is filled." },
+        order: { ...ORDER_EXAMPLE, status: "filled", fillPrice: "4199.5", tradeId: "T0-43" },
+      },
+    }),
+  tradeClosed: errorView
+    .extend({ trade: closedTradeView.optional().openapi({ description: "With TRADE_CLOSED." }) })
+    .openapi("TradeClosed", {
+      description: "A close or modify of your trade that is already closed: its close.",
+      example: {
+        error: { code: "TRADE_CLOSED", message: "Trade T0-42 is already closed (manual at 4350)." },
+        trade: CLOSED_TRADE_EXAMPLE,
+      },
+    }),
   order: z.object({ order: spotOrderView, balances: balancesView }),
   openTrades: z.object({ trades: z.array(openTradeView) }),
   history: z.object({ trades: z.array(closedTradeView), nextCursor: z.string().nullable() }),

@@ -6,7 +6,14 @@
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
-import type { ClosedTradeView, SpotOrderView, TradeView } from "../contract/messages.ts";
+import type {
+  ClosedTradeView,
+  OrderView,
+  SpotOrderView,
+  TradeView,
+  TrailingStopSpec,
+  TrailingStopView,
+} from "../contract/messages.ts";
 import { formatBigUnits, toUnits, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
@@ -76,17 +83,20 @@ export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closeP
   return pnl < -margin ? -margin : pnl;
 }
 
-/** Trade ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
+/** Trade (order) ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
 function compareIds(a: string, b: string): number {
   const [sa, na] = a.slice(1).split("-").map(Number);
   const [sb, nb] = b.slice(1).split("-").map(Number);
-  return sa! - sb! || na! - nb!;
+  // Other id shapes (NaN above) fall back to text order.
+  return sa! - sb! || na! - nb! || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 // ---- history (Postgres) ------------------------------------------------------------------------------------------
 
+/** A closed_orders row as the history query selects it (numerics and jsonb as text). */
 export interface ClosedOrderRow {
   id: string;
+  close_id: string;
   asset: string;
   type: "long" | "short";
   margin: string;
@@ -97,7 +107,10 @@ export interface ClosedOrderRow {
   stop_loss: string | null;
   take_profit: string | null;
   liquidation_price: string | null;
+  trailing_stop: string | null;
   pnl: string;
+  loss_waived: string | null;
+  remaining_quantity: string;
   close_reason: ClosedTradeView["closeReason"];
   opened_at: Date;
   closed_at: Date;
@@ -114,13 +127,12 @@ export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
     openPrice: trimDecimal(r.open_price),
     stopLoss: nullable(r.stop_loss),
     takeProfit: nullable(r.take_profit),
-    // CONTRACT BRANCH ONLY: the data side stores these.
-    trailingStop: null,
+    trailingStop: r.trailing_stop === null ? null : (JSON.parse(r.trailing_stop) as TrailingStopView),
     liquidationPrice: nullable(r.liquidation_price),
     openedAt: r.opened_at.toISOString(),
-    closeId: r.id,
-    lossWaived: null,
-    remainingQuantity: "0",
+    closeId: r.close_id,
+    lossWaived: nullable(r.loss_waived),
+    remainingQuantity: trimDecimal(r.remaining_quantity),
     closePrice: trimDecimal(r.close_price),
     pnl: trimDecimal(r.pnl),
     closeReason: r.close_reason,
@@ -148,6 +160,69 @@ export function spotOrderRowView(r: SpotOrderRow): SpotOrderView {
     total: trimDecimal(r.total),
     executedAt: r.executed_at.toISOString(),
   };
+}
+
+/** The history query's columns, in the shape ClosedOrderRow names. */
+export const CLOSED_ORDER_COLUMNS = `id, close_id, asset, type, margin::text, leverage, quantity::text, open_price::text,
+  close_price::text, stop_loss::text, take_profit::text, trailing_stop::text, liquidation_price::text, pnl::text,
+  loss_waived::text, remaining_quantity::text, close_reason, opened_at, closed_at`;
+
+// ---- entry orders (Postgres, and the pending-orders read model) ----------------------------------------------------
+
+/** An orders row as ORDER_COLUMNS selects it (numerics and jsonb as text). */
+export interface OrderRow {
+  id: string;
+  asset: string;
+  side: OrderView["side"];
+  type: OrderView["type"];
+  price: string;
+  margin: string;
+  leverage: number;
+  stop_loss: string | null;
+  take_profit: string | null;
+  trailing_stop: string | null;
+  expires_at: Date | null;
+  oco_with: string | null;
+  status: OrderView["status"];
+  reason_code: string | null;
+  reason_message: string | null;
+  fill_price: string | null;
+  trade_id: string | null;
+  placed_at: Date;
+  updated_at: Date;
+}
+
+export const ORDER_COLUMNS = `id, asset, side, type, price::text, margin::text, leverage, stop_loss::text,
+  take_profit::text, trailing_stop::text, expires_at, oco_with, status, reason_code, reason_message,
+  fill_price::text, trade_id, placed_at, updated_at`;
+
+export function orderView(r: OrderRow): OrderView {
+  return {
+    id: r.id,
+    asset: r.asset,
+    side: r.side,
+    type: r.type,
+    price: trimDecimal(r.price),
+    margin: trimDecimal(r.margin),
+    leverage: r.leverage,
+    stopLoss: nullable(r.stop_loss),
+    takeProfit: nullable(r.take_profit),
+    trailingStop: r.trailing_stop === null ? null : (JSON.parse(r.trailing_stop) as TrailingStopSpec),
+    expiresAt: r.expires_at === null ? null : r.expires_at.toISOString(),
+    ocoWith: r.oco_with,
+    status: r.status,
+    placedAt: r.placed_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+    fillPrice: nullable(r.fill_price),
+    tradeId: r.trade_id,
+    reason: r.reason_code === null ? null : { code: r.reason_code, message: r.reason_message ?? "" },
+  };
+}
+
+/** Pending orders from the read model, oldest placed first (ties by id, as trade ids are ordered). */
+export function pendingOrdersView(stored: Record<string, string>): OrderView[] {
+  const orders = Object.values(stored).map((json) => JSON.parse(json) as OrderView);
+  return orders.sort((a, b) => (a.placedAt === b.placedAt ? compareIds(a.id, b.id) : a.placedAt < b.placedAt ? -1 : 1));
 }
 
 /** Postgres numerics keep their column's scale ("5.000000"); the API writes the shortest exact form ("5"). */

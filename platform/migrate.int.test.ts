@@ -1,11 +1,11 @@
 // Migrations: the repository's files apply once and in order, concurrent starters do not double-apply, and a
 // failing file leaves nothing behind. Each test gets its own database: migrations change the whole schema.
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "./log.ts";
-import { migrate, migrationFiles } from "./migrate.ts";
+import { DEFAULT_MIGRATIONS_DIR, migrate, migrationFiles } from "./migrate.ts";
 import { connectPostgres } from "./postgres.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
 
@@ -18,6 +18,8 @@ const REPO_MIGRATIONS = [
   "005_snapshot_chunks_uncompressed.sql",
   "006_snapshot_chunks_base64.sql",
   "007_spot_orders.sql",
+  "008_orders.sql",
+  "009_closed_orders_per_close.sql",
 ];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
@@ -55,20 +57,38 @@ describe("migrate", () => {
     );
     await expect(t.db.query("INSERT INTO users (email) VALUES ('a@example.com')")).rejects.toThrow(/duplicate key/);
 
-    const order = (id: string, type: string, outputId: string) =>
+    const order = (id: string, type: string, outputId: string, closeId = id, reason = "manual") =>
       t.db.query(
-        `INSERT INTO closed_orders (id, user_id, asset, type, margin, leverage, quantity, open_price, close_price, pnl,
-         close_reason, opened_at, closed_at, output_id)
-       VALUES ($1, 'u1', 'ETH', $2, '100.000001', 10, '0.2325581395', '4300.1', '4310.55', '-1.234567',
-         'manual', now(), now(), $3)`,
-        [id, type, outputId],
+        `INSERT INTO closed_orders (close_id, id, user_id, asset, type, margin, leverage, quantity, open_price,
+         close_price, pnl, close_reason, opened_at, closed_at, output_id)
+       VALUES ($4, $1, 'u1', 'ETH', $2, '100.000001', 10, '0.2325581395', '4300.1', '4310.55', '-1.234567',
+         $5, now(), now(), $3)`,
+        [id, type, outputId, closeId, reason],
       );
     await order("T0-1", "long", "o1");
     await expect(order("T0-2", "sideways", "o2")).rejects.toThrow(/check constraint/);
     // output_id is the replay guard: the same engine output cannot land twice under another trade id.
     await expect(order("T0-3", "short", "o1")).rejects.toThrow(/duplicate key/);
-    const stored = await t.db.query("SELECT margin, quantity, pnl FROM closed_orders");
-    expect(stored.rows).toEqual([{ margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" }]);
+    // A trade's partial closes share its id, each under its own close_id; a close_id lands once.
+    await order("T0-1", "long", "o4", "T0-1.1", "trailing_stop");
+    await expect(order("T0-1", "long", "o5", "T0-1.1")).rejects.toThrow(/duplicate key/);
+    await expect(order("T0-6", "long", "o6", "T0-6", "margin_call")).rejects.toThrow(/check constraint/);
+    const stored = await t.db.query("SELECT close_id, margin, quantity, pnl FROM closed_orders ORDER BY close_id");
+    expect(stored.rows).toEqual([
+      { close_id: "T0-1", margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" },
+      { close_id: "T0-1.1", margin: "100.000001", quantity: "0.2325581395", pnl: "-1.234567" },
+    ]);
+
+    const entry = (id: string, status: string) =>
+      t.db.query(
+        `INSERT INTO orders (id, user_id, asset, side, type, price, margin, leverage, status, placed_at, updated_at,
+         last_output_id, last_output_ms, last_output_seq, last_output_n)
+       VALUES ($1, 'u1', 'ETH', 'long', 'limit', '4200.25', '100', 10, $2, now(), now(), '1-0:0', 1, 0, 0)`,
+        [id, status],
+      );
+    await entry("O0-1", "pending");
+    await expect(entry("O0-2", "open")).rejects.toThrow(/check constraint/);
+    await expect(entry("O0-1", "filled")).rejects.toThrow(/duplicate key/);
 
     const spot = (id: string, side: string, outputId: string) =>
       t.db.query(
@@ -86,6 +106,22 @@ describe("migrate", () => {
     await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow(
       "single_row",
     );
+  });
+
+  it("gives closed rows written before per-close rows their trade id as close_id", async () => {
+    const t = await freshDatabase();
+    const before = await folder({});
+    for (const name of REPO_MIGRATIONS.slice(0, REPO_MIGRATIONS.indexOf("009_closed_orders_per_close.sql")))
+      await writeFile(join(before, name), await readFile(join(DEFAULT_MIGRATIONS_DIR, name), "utf8"));
+    await migrate(t.db, quiet, before);
+    await t.db.query(
+      `INSERT INTO closed_orders (id, user_id, asset, type, margin, leverage, quantity, open_price, close_price, pnl,
+       close_reason, opened_at, closed_at, output_id)
+       VALUES ('T0-7', 'u1', 'ETH', 'long', '100', 10, '0.5', '2000', '2100', '50', 'manual', now(), now(), 'o7')`,
+    );
+    expect(await migrate(t.db, quiet)).toEqual(["009_closed_orders_per_close.sql"]);
+    const { rows } = await t.db.query("SELECT close_id, id, remaining_quantity, loss_waived FROM closed_orders");
+    expect(rows).toEqual([{ close_id: "T0-7", id: "T0-7", remaining_quantity: "0.0000000000", loss_waived: null }]);
   });
 
   it("applies in filename order regardless of directory order, each once", async () => {

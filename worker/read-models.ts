@@ -1,12 +1,13 @@
 /**
  * Read models in Redis, kept current from engine outputs so queries never enter the log: per user the balances
- * (a hash of decimal strings) and open trades (trade id → JSON), and the latest quote per asset.
+ * (a hash of decimal strings), open trades (trade id → JSON) and pending entry orders (order id → JSON), and the
+ * latest quote per asset.
  *
  * A replay after an engine restart re-emits old outputs (same ids) after newer ones were applied, and a batch
  * claimed from a dead worker is applied after newer outputs another worker already applied. Balances and quotes
  * are written whole, so each write is guarded by a watermark: the highest output id applied to that user (or
  * asset). An output at or below it is skipped, which makes applying idempotent and never lets a read model go back
- * in time. Open trades change one trade at a time, so they are guarded per trade instead (see TRADE_WRITE).
+ * in time. Open trades and pending orders change one at a time, so they are guarded per trade (order) instead (see ENTITY_WRITE).
  */
 import { createHash } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
@@ -29,27 +30,41 @@ redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 return 1`;
 
 /**
- * Open trades: a user-wide watermark cannot guard them. When an older output arrives after a newer one of the same
- * user (a claimed batch), skipping it loses that trade's change for good: a closed trade stays listed, or an open
- * one never appears. Each trade is guarded on its own instead: closing it leaves a tombstone (trade id scored by
- * the close's log time), and an `open` applies only when the trade has none. Both writes are idempotent and
- * commute. Tombstones older than TRADE_TOMBSTONE_MS of log time are dropped as the user's trades close.
+ * Open trades and pending orders: a user-wide watermark cannot guard them. When an older output arrives after a newer
+ * one of the same user (a claimed batch), skipping it loses that trade's change for good: a closed trade stays
+ * listed, or an open one never appears. Each trade (and each order) is guarded on its own instead, by two marks:
+ * - ending it (a trade closed in full, an order that left the book) leaves a tombstone (its id scored by the
+ *   end's log time), after which nothing about it is written again: no late output resurrects it;
+ * - each write of its view records the output id it came from, and a view from an output at or below that id is
+ *   skipped: no late output regresses it (a trade's exits moved twice, the older move arriving last).
+ * Both writes are idempotent, and a put and an end commute. Tombstones older than TRADE_TOMBSTONE_MS of log time
+ * are dropped as the user's trades (orders) end.
  *
- * KEYS[1] tombstones (sorted set), KEYS[2] open trades; ARGV[1] 'open' | 'close', ARGV[2] trade id;
- * open: ARGV[3] the trade's JSON; close: ARGV[3] the close's log time (ms), ARGV[4] the tombstone cutoff (ms).
+ * KEYS[1] tombstones (sorted set), KEYS[2] the model (hash: id → JSON), KEYS[3] marks (hash: id → "ms seq n");
+ * ARGV[1] 'put' | 'end', ARGV[2] the id, ARGV[3..5] the output id as ms, seq, n;
+ * put: ARGV[6] the view's JSON; end: ARGV[6] the tombstone cutoff (ms).
  */
-export const TRADE_WRITE = `
-if ARGV[1] == 'open' then
-  if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
-  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+export const ENTITY_WRITE = `
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then return 0 end
+if ARGV[1] == 'put' then
+  local mark = redis.call('HGET', KEYS[3], ARGV[2])
+  if mark then
+    local ms, seq, n = string.match(mark, '^(%d+) (%d+) (%d+)$')
+    ms, seq, n = tonumber(ms), tonumber(seq), tonumber(n)
+    local a, b, c = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+    if a < ms or (a == ms and (b < seq or (b == seq and c <= n))) then return 0 end
+  end
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. ARGV[5])
   return 1
 end
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[6])
 return 1`;
 
-/** How long a closed trade's tombstone is kept: far longer than any claimed or replayed output can come late. */
+/** How long a closed trade's (an ended order's) tombstone is kept: far longer than any claimed or replayed output can come late. */
 export const TRADE_TOMBSTONE_MS = 24 * 60 * 60 * 1000;
 
 /** "1795554219233-0:2" → ["1795554219233", "0", "2"]. */
@@ -70,7 +85,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
 /** SHA-1 of each script: the worker loads them once (SCRIPT LOAD) and sends only the hash with each write. */
-export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, TRADE_WRITE, ANSWER_WRITE] as const;
+export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, ENTITY_WRITE, ANSWER_WRITE] as const;
 const SHA = new Map(READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]));
 
 /** Queues an answer for the function waiting on `key` (EVALSHA: load READ_MODEL_SCRIPTS first). */
@@ -82,9 +97,22 @@ export function queueAnswer(pipe: ChainableCommander, key: string, answerJson: s
 export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
   const id = outputIdParts(output.id);
   const guarded = SHA.get(GUARDED_WRITE)!;
-  const trade = SHA.get(TRADE_WRITE)!;
   const write = (mark: string, target: string, ...args: string[]) =>
     pipe.evalsha(guarded, 2, mark, target, ...id, ...args);
+  const cutoff = String(Number(id[0]) - TRADE_TOMBSTONE_MS);
+  const entity = SHA.get(ENTITY_WRITE)!;
+  const trade = (userId: string, op: "put" | "end", tradeId: string, arg: string) =>
+    pipe.evalsha(
+      entity,
+      3,
+      guardKey(keys, userId, "closed-trades"),
+      keys.openTradesKey(userId),
+      guardKey(keys, userId, "trade-marks"),
+      op,
+      tradeId,
+      ...id,
+      arg,
+    );
   switch (output.type) {
     case "balances_changed":
       write(
@@ -95,44 +123,32 @@ export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, ou
       );
       return;
     case "trade_opened":
-      pipe.evalsha(
-        trade,
-        2,
-        closedTrades(keys, output.userId),
-        keys.openTradesKey(output.userId),
-        "open",
-        output.trade.id,
-        JSON.stringify(output.trade),
-      );
+    case "trade_updated":
+      trade(output.userId, "put", output.trade.id, JSON.stringify(output.trade));
       return;
     case "closed_order":
+      // A partial close leaves the trade open; its trade_updated carries what stays.
+      if (output.trade.remainingQuantity === "0") trade(output.userId, "end", output.trade.id, cutoff);
+      return;
+    case "order_updated": {
+      const { order, userId } = output;
+      const ended = order.status !== "pending";
       pipe.evalsha(
-        trade,
-        2,
-        closedTrades(keys, output.userId),
-        keys.openTradesKey(output.userId),
-        "close",
-        output.trade.id,
-        id[0],
-        String(Number(id[0]) - TRADE_TOMBSTONE_MS),
+        entity,
+        3,
+        guardKey(keys, userId, "ended-orders"),
+        keys.pendingOrdersKey(userId),
+        guardKey(keys, userId, "order-marks"),
+        ended ? "end" : "put",
+        order.id,
+        ...id,
+        ended ? cutoff : JSON.stringify(order),
       );
       return;
+    }
     case "quote_updated":
       write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));
       return;
-    case "trade_updated":
-      // CONTRACT BRANCH ONLY: unguarded against a late older update; the data side replaces this.
-      pipe.evalsha(
-        trade,
-        2,
-        closedTrades(keys, output.userId),
-        keys.openTradesKey(output.userId),
-        "open",
-        output.trade.id,
-        JSON.stringify(output.trade),
-      );
-      return;
-    case "order_updated":
     case "order_response":
       return;
     default:
@@ -145,6 +161,7 @@ function watermark(keys: Keyspace, userId: string, model: string): string {
   return `${keys.balancesKey(userId)}:${model}-mark`;
 }
 
-function closedTrades(keys: Keyspace, userId: string): string {
-  return `${keys.balancesKey(userId)}:closed-trades`;
+/** The per-entity guards' keys: beside the user's read models, in the user's hash tag. */
+function guardKey(keys: Keyspace, userId: string, kind: string): string {
+  return `${keys.balancesKey(userId)}:${kind}`;
 }

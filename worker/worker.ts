@@ -1,8 +1,9 @@
 /**
- * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders and filled spot
- * orders (spot-orders.ts) into Postgres (ON CONFLICT DO NOTHING: a replay's duplicates insert nothing), read
- * models into Redis (guarded by watermarks, see read-models.ts), and only then each `order_response` onto its
- * per-request key, so a client that got its answer reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
+ * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
+ * older order view never replaces a newer one), read models into Redis (guarded by watermarks, see
+ * read-models.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
+ * reads its own write next. Entries are acknowledged only after all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -12,14 +13,14 @@
  * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  */
 import type { Redis } from "ioredis";
-import type { ClosedTradeView, EngineOutput } from "../contract/messages.ts";
+import type { EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
-import { insertSpotOrders, spotOrderRows } from "./spot-orders.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -173,16 +174,8 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  const closed = outputs.flatMap((x) =>
-    x.type === "closed_order" ? [{ ...x.trade, userId: x.userId, outputId: x.id }] : [],
-  );
-  const spot = spotOrderRows(outputs);
-  if (closed.length > 0 || spot.length > 0) {
-    const startedAt = performance.now();
-    await insertClosedOrders(o.db, closed);
-    await insertSpotOrders(o.db, spot);
-    o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  }
+  const startedAt = performance.now();
+  if (await writeHistory(o.db, outputs)) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
   let failed = await writeReadModelsAndAnswers(o, outputs);
   if (failed?.message.startsWith("NOSCRIPT") === true) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
@@ -217,59 +210,4 @@ async function writeReadModelsAndAnswers(
 
 async function loadScripts(redis: Redis): Promise<void> {
   for (const script of READ_MODEL_SCRIPTS) await redis.script("LOAD", script);
-}
-
-type ClosedRow = ClosedTradeView & { userId: string; outputId: string };
-
-const COLUMNS = [
-  "id",
-  "user_id",
-  "asset",
-  "type",
-  "margin",
-  "leverage",
-  "quantity",
-  "open_price",
-  "close_price",
-  "stop_loss",
-  "take_profit",
-  "liquidation_price",
-  "pnl",
-  "close_reason",
-  "opened_at",
-  "closed_at",
-  "output_id",
-] as const;
-
-async function insertClosedOrders(db: Queryable, rows: ClosedRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  const params: unknown[] = [];
-  const tuples = rows.map((r) => {
-    const values = [
-      r.id,
-      r.userId,
-      r.asset,
-      r.type,
-      r.margin,
-      r.leverage,
-      r.quantity,
-      r.openPrice,
-      r.closePrice,
-      r.stopLoss,
-      r.takeProfit,
-      r.liquidationPrice,
-      r.pnl,
-      r.closeReason,
-      r.openedAt,
-      r.closedAt,
-      r.outputId,
-    ];
-    const start = params.length;
-    params.push(...values);
-    return `(${values.map((_, i) => `$${start + i + 1}`).join(", ")})`;
-  });
-  await db.query(
-    `INSERT INTO closed_orders (${COLUMNS.join(", ")}) VALUES ${tuples.join(", ")} ON CONFLICT DO NOTHING`,
-    params,
-  );
 }

@@ -8,7 +8,7 @@
  */
 import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { Answer, InstructionResult } from "../../contract/messages.ts";
-import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
+import { USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
@@ -29,14 +29,15 @@ import {
   createTradeRequest,
   historyQuery,
   idempotencyKeyHeader,
+  modifyTradeRequest,
   responses,
   spotOrderRequest,
 } from "../schemas.ts";
-import { invalidField } from "../validate.ts";
-import { closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
+import { CLOSED_ORDER_COLUMNS, closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
+import { checkPercent, checkPrecision, tradeConflict, trailingStopTerms } from "./trade-terms.ts";
 
 /** What every trade POST can answer besides the engine's own refusals. */
-const POST_ERRORS: readonly ErrorCode[] = [
+export const POST_ERRORS: readonly ErrorCode[] = [
   "MALFORMED_JSON",
   "INVALID_REQUEST",
   "INVALID_IDEMPOTENCY_KEY",
@@ -53,8 +54,8 @@ const POST_ERRORS: readonly ErrorCode[] = [
   "ENGINE_TIMEOUT",
 ];
 /** Refusals caused by the market rather than the request; the same request may succeed later. */
-const PRICE_REFUSALS: readonly ErrorCode[] = ["NO_PRICE", "STALE_PRICE"];
-const IDEMPOTENT =
+export const PRICE_REFUSALS: readonly ErrorCode[] = ["NO_PRICE", "STALE_PRICE"];
+export const IDEMPOTENT =
   "Send an `Idempotency-Key` to retry safely: the same key and body get the first answer, and the engine acts once.";
 
 export function tradeRoutes(deps: ApiDeps) {
@@ -72,7 +73,7 @@ export function tradeRoutes(deps: ApiDeps) {
     summary: "Open a leveraged trade",
     description:
       "Locks `margin` USD and opens a long or short of `margin × leverage` notional at the current ask (long) " +
-      `or bid (short). Optional stop-loss and take-profit close it automatically. ${IDEMPOTENT}`,
+      `or bid (short). Optional stop-loss, take-profit and trailing stop close it automatically. ${IDEMPOTENT}`,
     security: SIGNED_IN,
     middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(createTradeRequest) },
@@ -85,6 +86,7 @@ export function tradeRoutes(deps: ApiDeps) {
         "INVALID_LEVERAGE",
         "INVALID_STOP_LOSS",
         "INVALID_TAKE_PROFIT",
+        "INVALID_TRAILING_STOP",
         "INSUFFICIENT_BALANCE",
         "QUANTITY_TOO_SMALL",
         "NOTIONAL_TOO_LARGE",
@@ -100,6 +102,8 @@ export function tradeRoutes(deps: ApiDeps) {
     if (body.stopLoss !== undefined) checkPrecision("stopLoss", body.stopLoss, asset.priceDecimals);
     if (body.takeProfit !== undefined) checkPrecision("takeProfit", body.takeProfit, asset.priceDecimals);
     const { stopLoss, takeProfit } = body;
+    const trailingStop =
+      body.trailingStop === undefined ? undefined : trailingStopTerms("trailingStop", body.asset, body.trailingStop);
     const result = await act(deps, c, "create", body, {
       kind: "open_trade",
       asset: body.asset,
@@ -108,6 +112,7 @@ export function tradeRoutes(deps: ApiDeps) {
       leverage: body.leverage,
       ...(stopLoss !== undefined && { stopLoss }),
       ...(takeProfit !== undefined && { takeProfit }),
+      ...(trailingStop !== undefined && { trailingStop }),
     });
     if (result.kind !== "open_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 201);
@@ -118,19 +123,95 @@ export function tradeRoutes(deps: ApiDeps) {
     path: "/close",
     operationId: "closeTrade",
     tags: ["Trading"],
-    summary: "Close one of your open trades",
-    description: `Closes at the current bid (long) or ask (short) and settles margin plus PnL to USD. ${IDEMPOTENT}`,
+    summary: "Close one of your open trades, or part of it",
+    description:
+      "Closes at the current bid (long) or ask (short) and settles margin plus PnL to USD: all of the trade, or " +
+      "`quantity` of it, or `percent` of it (rounded down to the quantity step); each close is its own row in the " +
+      "history, and `remaining` is what stays open after a partial close. A trade of yours that is already closed " +
+      `answers 409 TRADE_CLOSED with its close. ${IDEMPOTENT}`,
     security: SIGNED_IN,
     middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(closeTradeRequest) },
     responses: {
-      200: jsonResponse(responses.closedTrade, "The closed trade"),
-      ...errorResponses([...POST_ERRORS, "TRADE_NOT_FOUND", ...PRICE_REFUSALS]),
+      200: jsonResponse(responses.closedTrade, "The close, and what stays open"),
+      ...errorResponses([
+        ...POST_ERRORS,
+        "TRADE_NOT_FOUND",
+        "INVALID_AMOUNT",
+        "INVALID_CLOSE_QUANTITY",
+        "REMAINDER_TOO_SMALL",
+        ...PRICE_REFUSALS,
+      ]),
+      409: jsonResponse(responses.tradeClosed, "TRADE_CLOSED (with its close), or IDEMPOTENCY_CONFLICT"),
     },
   });
   route(app, close, async (c, { body }) => {
-    const result = await act(deps, c, "close", body, { kind: "close_trade", tradeId: body.tradeId });
+    const { tradeId, quantity, percent } = body;
+    if (percent !== undefined) checkPercent("percent", percent);
+    if (quantity !== undefined) {
+      // The trade's asset sets the quantity decimals; an unknown trade gets no check here and the engine's answer.
+      const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
+      if (asset !== undefined) checkPrecision("quantity", quantity, ASSET_BY_SYMBOL.get(asset)!.quantityDecimals);
+    }
+    const result = await actOnTrade(deps, c, "close", body, tradeId, {
+      kind: "close_trade",
+      tradeId,
+      ...(quantity !== undefined && { quantity }),
+      ...(percent !== undefined && { percent }),
+    });
     if (result.kind !== "close_trade") throw new Error(`unexpected result ${result.kind}`);
+    return c.json({ trade: result.trade, remaining: result.remaining }, 200);
+  });
+
+  const modify = createRoute({
+    method: "post",
+    path: "/modify",
+    operationId: "modifyTrade",
+    tags: ["Trading"],
+    summary: "Set, move or remove an open trade's exits",
+    description:
+      "`stopLoss`, `takeProfit` and `trailingStop`: absent leaves that exit as it is, null removes it, a value sets " +
+      "or moves it, validated against the current quote as when opening. A trade of yours that is already closed " +
+      `answers 409 TRADE_CLOSED with its close. ${IDEMPOTENT}`,
+    security: SIGNED_IN,
+    middleware: signedInPost,
+    request: { headers: idempotencyKeyHeader, body: jsonBody(modifyTradeRequest) },
+    responses: {
+      200: jsonResponse(responses.trade, "The trade with its new exits"),
+      ...errorResponses([
+        ...POST_ERRORS,
+        "TRADE_NOT_FOUND",
+        "INVALID_AMOUNT",
+        "INVALID_STOP_LOSS",
+        "INVALID_TAKE_PROFIT",
+        "INVALID_TRAILING_STOP",
+        "NOTHING_TO_MODIFY",
+        ...PRICE_REFUSALS,
+      ]),
+      409: jsonResponse(responses.tradeClosed, "TRADE_CLOSED (with its close), or IDEMPOTENCY_CONFLICT"),
+    },
+  });
+  route(app, modify, async (c, { body }) => {
+    const { tradeId, stopLoss, takeProfit, trailingStop } = body;
+    // The trade's asset sets the price decimals; an unknown trade gets no check here and the engine's 404.
+    const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
+    if (asset !== undefined) {
+      const decimals = ASSET_BY_SYMBOL.get(asset)!.priceDecimals;
+      if (typeof stopLoss === "string") checkPrecision("stopLoss", stopLoss, decimals);
+      if (typeof takeProfit === "string") checkPrecision("takeProfit", takeProfit, decimals);
+    }
+    const trailing =
+      trailingStop === undefined || trailingStop === null || asset === undefined
+        ? trailingStop
+        : trailingStopTerms("trailingStop", asset, trailingStop);
+    const result = await actOnTrade(deps, c, "modify", body, tradeId, {
+      kind: "modify_trade",
+      tradeId,
+      ...(stopLoss !== undefined && { stopLoss }),
+      ...(takeProfit !== undefined && { takeProfit }),
+      ...(trailing !== undefined && { trailingStop: trailing }),
+    });
+    if (result.kind !== "modify_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 200);
   });
 
@@ -211,27 +292,26 @@ export function tradeRoutes(deps: ApiDeps) {
     const { userId } = c.get("session");
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const { rows } = await deps.db.query<ClosedOrderRow>(
-      `SELECT id, asset, type, margin::text, leverage, quantity::text, open_price::text, close_price::text, stop_loss::text,
-              take_profit::text, liquidation_price::text, pnl::text, close_reason, opened_at, closed_at
+      `SELECT ${CLOSED_ORDER_COLUMNS}
          FROM closed_orders
-        WHERE user_id = $1 ${after === undefined ? "" : "AND (closed_at, id) < ($3::timestamptz, $4)"}
-        ORDER BY closed_at DESC, id DESC
+        WHERE user_id = $1 ${after === undefined ? "" : "AND (closed_at, close_id) < ($3::timestamptz, $4)"}
+        ORDER BY closed_at DESC, close_id DESC
         LIMIT $2`,
       after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
     );
     const page = rows.slice(0, limit).map(closedTradeView);
     const last = page.at(-1);
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.closedAt, last.id) : null;
+    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.closedAt, last.closeId) : null;
     return c.json({ trades: page, nextCursor });
   });
 
   return app;
 }
 
-type Instruction = Parameters<ApiDeps["engine"]["send"]>[2];
+export type Instruction = Parameters<ApiDeps["engine"]["send"]>[2];
 
 /** Admits the request, has the engine act, and returns its result; a refusal becomes its API error. */
-async function act(
+export async function act(
   deps: ApiDeps,
   c: ApiContext,
   endpoint: string,
@@ -247,19 +327,33 @@ async function act(
   return resultOf(await deps.engine.send(userId, requestId, instruction));
 }
 
+/** `act` on a trade: a refusal because the trade is closed becomes 409 TRADE_CLOSED with its close. */
+async function actOnTrade(
+  deps: ApiDeps,
+  c: ApiContext,
+  endpoint: string,
+  body: unknown,
+  tradeId: string,
+  instruction: Instruction,
+): Promise<InstructionResult> {
+  try {
+    return await act(deps, c, endpoint, body, instruction);
+  } catch (err) {
+    if (!(err instanceof ApiError && err.code === "TRADE_NOT_FOUND")) throw err;
+    throw await tradeConflict(deps, c.get("session").userId, tradeId, err);
+  }
+}
+
+/** One field of a hash (ApiRedis has no HGET of its own). */
+const HGET = "return redis.call('HGET', KEYS[1], ARGV[1])";
+
+/** The asset of one of the user's open trades, from the read model; undefined when it is not open there. */
+async function openTradeAsset(deps: ApiDeps, userId: string, tradeId: string): Promise<string | undefined> {
+  const json = await deps.redis.eval(HGET, [deps.keys.openTradesKey(userId)], [tradeId]);
+  return typeof json === "string" ? (JSON.parse(json) as { asset: string }).asset : undefined;
+}
+
 function resultOf(answer: Answer): InstructionResult {
   if (answer.ok) return answer.result;
   throw new ApiError(answer.error.code as ConstructorParameters<typeof ApiError>[0], answer.error.message);
-}
-
-function checkPrecision(field: string, text: string, decimals: number): void {
-  const parsed = parseUnits(text, decimals);
-  if (parsed.ok && parsed.units > 0) return;
-  const expected =
-    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
-      ? `at most ${decimals} decimals`
-      : !parsed.ok
-        ? "a smaller amount"
-        : "an amount above zero";
-  throw invalidField("INVALID_AMOUNT", field, expected, text);
 }

@@ -1,0 +1,120 @@
+/**
+ * The new trade routes' validation (docs/api.md): a bad field is a 400 that names the field, what was expected and
+ * what was received, before anything reaches the engine. On the real API stack (its session needs Redis).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { client } from "../testing/http.ts";
+import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
+
+let stack: ApiStack;
+let ann: ReturnType<typeof client>;
+let inputsBefore: number;
+
+beforeAll(async () => {
+  stack = await startApiStack();
+  ann = client(stack.app, (await stack.signIn("ann@example.com")).token);
+  inputsBefore = await stack.redis.xlen(stack.keys.input);
+});
+afterAll(() => stack.close());
+
+const ORDER = { asset: "ETH", side: "long", type: "limit", price: "1900", margin: "100", leverage: 10 };
+
+async function refused(path: string, body: unknown, code: string, message: string) {
+  const res = await ann.post(path, body);
+  expect(res.status, JSON.stringify(res.body)).toBe(400);
+  expect(res.body.error).toEqual({ code, message });
+}
+
+describe("validation of the order and trade routes", () => {
+  it("POST /trade/orders: each bad field is named with what was expected and received", async () => {
+    await refused("/api/v1/trade/orders", { ...ORDER, price: undefined }, "INVALID_AMOUNT", "price is required.");
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, price: "1900.125" },
+      "INVALID_AMOUNT",
+      'price: expected at most 2 decimals, received "1900.125".',
+    );
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, type: "market" },
+      "INVALID_REQUEST",
+      'type: expected one of "limit", "stop", received "market".',
+    );
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, expiresAt: "tomorrow" },
+      "INVALID_REQUEST",
+      'expiresAt: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "tomorrow".',
+    );
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, trailingStop: { distance: "10", percent: "1" } },
+      "INVALID_REQUEST",
+      "trailingStop: expected exactly one of distance and percent, received an object.",
+    );
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, trailingStop: { distance: "10.001" } },
+      "INVALID_AMOUNT",
+      'trailingStop.distance: expected at most 2 decimals, received "10.001".',
+    );
+  });
+
+  it("POST /trade/orders/oco: a field error names the leg", async () => {
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER, { ...ORDER, price: "12.345" }] },
+      "INVALID_AMOUNT",
+      'legs.1.price: expected at most 2 decimals, received "12.345".',
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER] },
+      "INVALID_REQUEST",
+      "legs: expected an array of exactly two orders, received an array.",
+    );
+  });
+
+  it("POST /trade/orders/cancel and /trade/close and /trade/modify: ids and amounts", async () => {
+    await refused(
+      "/api/v1/trade/orders/cancel",
+      { orderId: "O 1" },
+      "INVALID_REQUEST",
+      'orderId: expected an order id such as P0-42, received "O 1".',
+    );
+    await refused(
+      "/api/v1/trade/close",
+      { tradeId: "T0-1", quantity: "0.1", percent: "50" },
+      "INVALID_REQUEST",
+      'percent: expected quantity or percent, not both, received "50".',
+    );
+    await refused(
+      "/api/v1/trade/close",
+      { tradeId: "T0-1", percent: "100.5" },
+      "INVALID_AMOUNT",
+      'percent: expected a percent from 0.01 to 100, received "100.5".',
+    );
+    await refused(
+      "/api/v1/trade/modify",
+      { tradeId: "T0-1", stopLoss: "abc" },
+      "INVALID_AMOUNT",
+      'stopLoss: expected a positive decimal such as "100" or "4303.93", received "abc".',
+    );
+    await refused(
+      "/api/v1/trade/modify",
+      { tradeId: "T0-1", trailingStop: {} },
+      "INVALID_REQUEST",
+      "trailingStop: expected exactly one of distance and percent, received an object.",
+    );
+  });
+
+  it("GET /trade/orders/history: a cursor this API did not issue is 400 INVALID_CURSOR", async () => {
+    const res = await ann.get("/api/v1/trade/orders/history?cursor=bm90LWEtY3Vyc29y");
+    expect(res.status).toBe(400);
+    expect(res.body.error?.code).toBe("INVALID_CURSOR");
+  });
+
+  it("sent nothing to the engine for any of them", async () => {
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputsBefore);
+  });
+});

@@ -1,0 +1,128 @@
+/**
+ * What the trade and order routes share beyond admission: the precision checks of an order's or trade's terms
+ * (so "too many decimals" is a 400 naming the field, before the engine sees it), and the 409 answers that show a
+ * request's target as it now stands when the engine refused because it has moved on (an order filled before its
+ * cancel arrived, a trade closed before its modify or close).
+ */
+import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
+import type { TrailingStopSpec } from "../../contract/messages.ts";
+import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
+import type { ApiDeps } from "../context.ts";
+import { ApiError } from "../errors.ts";
+import { invalidField } from "../validate.ts";
+import {
+  CLOSED_ORDER_COLUMNS,
+  closedTradeView,
+  ORDER_COLUMNS,
+  orderView,
+  type ClosedOrderRow,
+  type OrderRow,
+} from "../views.ts";
+
+/** Percents (trailing distance, part of a trade to close) are at most this precise: hundredths of a percent. */
+const PERCENT_DECIMALS = 2;
+
+export function checkPrecision(field: string, text: string, decimals: number): void {
+  const parsed = parseUnits(text, decimals);
+  if (parsed.ok && parsed.units > 0) return;
+  const expected =
+    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
+      ? `at most ${decimals} decimals`
+      : !parsed.ok
+        ? "a smaller amount"
+        : "an amount above zero";
+  throw invalidField("INVALID_AMOUNT", field, expected, text);
+}
+
+/** A percent above 0 and at most 100, with at most two decimals. */
+export function checkPercent(field: string, text: string): void {
+  checkPrecision(field, text, PERCENT_DECIMALS);
+  const parsed = parseUnits(text, PERCENT_DECIMALS);
+  if (parsed.ok && parsed.units > 100 * 10 ** PERCENT_DECIMALS)
+    throw invalidField("INVALID_AMOUNT", field, "a percent from 0.01 to 100", text);
+}
+
+interface TrailingInput {
+  readonly distance?: string | undefined;
+  readonly percent?: string | undefined;
+  readonly activationPrice?: string | undefined;
+}
+
+/** The request's trailing stop as the contract carries it, its amounts checked at the asset's price decimals. */
+export function trailingStopTerms(field: string, asset: string, t: TrailingInput): TrailingStopSpec {
+  const decimals = ASSET_BY_SYMBOL.get(asset)!.priceDecimals;
+  if (t.distance !== undefined) checkPrecision(`${field}.distance`, t.distance, decimals);
+  if (t.percent !== undefined) checkPercent(`${field}.percent`, t.percent);
+  if (t.activationPrice !== undefined) checkPrecision(`${field}.activationPrice`, t.activationPrice, decimals);
+  return {
+    ...(t.distance !== undefined && { distance: t.distance }),
+    ...(t.percent !== undefined && { percent: t.percent }),
+    ...(t.activationPrice !== undefined && { activationPrice: t.activationPrice }),
+  };
+}
+
+/** An entry order's terms from a request, checked, as the contract's place_order (or an OCO leg) carries them. */
+export interface EntryOrderInput {
+  readonly asset: string;
+  readonly side: "long" | "short";
+  readonly type: "limit" | "stop";
+  readonly price: string;
+  readonly margin: string;
+  readonly leverage: number;
+  readonly stopLoss?: string | undefined;
+  readonly takeProfit?: string | undefined;
+  readonly trailingStop?: TrailingInput | undefined;
+  readonly expiresAt?: number | undefined;
+}
+
+export function entryOrderTerms(field: string, o: EntryOrderInput) {
+  const decimals = ASSET_BY_SYMBOL.get(o.asset)!.priceDecimals;
+  checkPrecision(`${field}price`, o.price, decimals);
+  checkPrecision(`${field}margin`, o.margin, USD_DECIMALS);
+  if (o.stopLoss !== undefined) checkPrecision(`${field}stopLoss`, o.stopLoss, decimals);
+  if (o.takeProfit !== undefined) checkPrecision(`${field}takeProfit`, o.takeProfit, decimals);
+  const { stopLoss, takeProfit, trailingStop, expiresAt } = o;
+  return {
+    asset: o.asset,
+    side: o.side,
+    type: o.type,
+    price: o.price,
+    margin: o.margin,
+    leverage: o.leverage,
+    ...(stopLoss !== undefined && { stopLoss }),
+    ...(takeProfit !== undefined && { takeProfit }),
+    ...(trailingStop !== undefined && {
+      trailingStop: trailingStopTerms(`${field}trailingStop`, o.asset, trailingStop),
+    }),
+    ...(expiresAt !== undefined && { expiresAtMs: expiresAt }),
+  };
+}
+
+/**
+ * The engine refused with ORDER_NOT_FOUND: when the order is this user's and no longer pending, a 409 with its
+ * current state. The orders row is already written: the worker writes an output's Postgres rows before it
+ * releases any later answer, and the fill or cancel that ended the order came before this refusal in the log.
+ */
+export async function orderConflict(deps: ApiDeps, userId: string, orderId: string, refusal: ApiError) {
+  const { rows } = await deps.db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2`, [
+    orderId,
+    userId,
+  ]);
+  const row = rows[0];
+  if (row === undefined || row.status === "pending") return refusal;
+  const message = `Order ${orderId} is no longer pending: it is ${row.status}.`;
+  return new ApiError("ORDER_NOT_PENDING", message, {}, { order: orderView(row) });
+}
+
+/** The engine refused with TRADE_NOT_FOUND: when the trade is this user's and closed, a 409 with its close. */
+export async function tradeConflict(deps: ApiDeps, userId: string, tradeId: string, refusal: ApiError) {
+  const { rows } = await deps.db.query<ClosedOrderRow>(
+    `SELECT ${CLOSED_ORDER_COLUMNS} FROM closed_orders WHERE id = $1 AND user_id = $2 AND remaining_quantity = 0`,
+    [tradeId, userId],
+  );
+  const row = rows[0];
+  if (row === undefined) return refusal;
+  const trade = closedTradeView(row);
+  const message = `Trade ${tradeId} is already closed (${trade.closeReason} at ${trade.closePrice}).`;
+  return new ApiError("TRADE_CLOSED", message, {}, { trade });
+}
