@@ -136,4 +136,21 @@ describe("applyMalformed", () => {
     expect(state.lastInputId).toBe("6-0");
     expect(state.idempotency.size).toBe(0);
   });
+
+  it("answers a request id already answered with its first answer", () => {
+    const state = createState(makeParams());
+    const create = apply(state, {
+      id: "5-0",
+      message: { type: "user_instruction", userId: "alice", requestId: "r1", instruction: { kind: "create_account" } },
+    });
+    const first = create.find((o) => o.type === "order_response");
+    const out = applyMalformed(state, "6-0", { userId: "alice", requestId: "r1" }, "instruction.kind: invalid");
+    expect(out).toEqual([
+      { id: "6-0:0", inputId: "6-0", type: "order_response", userId: "alice", requestId: "r1", answer: first?.answer },
+    ]);
+    expect(first?.answer.ok).toBe(true);
+    // A new request id still gets the refusal.
+    const fresh = applyMalformed(state, "7-0", { userId: "alice", requestId: "r2" }, "instruction.kind: invalid");
+    expect(fresh[0]).toMatchObject({ answer: { ok: false, error: { code: "INVALID_INSTRUCTION" } } });
+  });
 });

@@ -47,7 +47,8 @@ export function apply(state: EngineState, entry: LogEntry): EngineOutput[] {
 /**
  * A log entry that failed the contract (see contract/stream-fields.ts): it still advances the cursor, so the log
  * stays in step with the state, and when it names a user and request id that waiter gets an INVALID_INSTRUCTION
- * answer instead of a timeout. Deterministic like `apply`: a replay answers it the same way.
+ * answer instead of a timeout — or, when that request id was already answered, its first answer (the same id
+ * always gets the same answer). Deterministic like `apply`: a replay answers it the same way.
  */
 export function applyMalformed(
   state: EngineState,
@@ -59,8 +60,11 @@ export function applyMalformed(
   const step: Step = { inputId: id, nowMs: state.lastInputMs, outputs: [] };
   expireOrders(state, step);
   if (sender === undefined) return step.outputs;
-  const answer = refuse("INVALID_INSTRUCTION", reason).answer;
   const { userId, requestId } = sender;
+  // A request id already answered keeps its first answer, malformed retry or not.
+  const account = state.accounts.get(userId);
+  const first = account === undefined ? undefined : recall(state, account, requestId, step.nowMs);
+  const answer = first === undefined ? refuse("INVALID_INSTRUCTION", reason).answer : answerOf(state, first);
   emit(step, { id: nextOutputId(step), inputId: id, type: "order_response", userId, requestId, answer });
   return step.outputs;
 }

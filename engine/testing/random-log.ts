@@ -275,7 +275,9 @@ export function toLog(commands: readonly Command[], startMs = 1_700_000_000_000)
         const instruction = toInstruction(
           cmd,
           (m, bps) => price(m, at(m, bps)),
-          (m, bps) => price(m, Math.round((mids[m]! * bps) / 10_000)),
+          // Never negative: the contract refuses a negative decimal before the engine sees it (a distance of 0 reaches
+          // the engine and is refused there).
+          (m, bps) => price(m, Math.max(0, Math.round((mids[m]! * bps) / 10_000))),
           nowMs,
         );
         const req = cmd.c === "create" ? null : cmd.req;
