@@ -81,6 +81,13 @@ describe("place_order", () => {
     expect(messageOf(place(h, "alice", "1990.001").answer)).toContain("at most 2 decimals; received 1990.001");
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toBe("INVALID_EXPIRY");
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs + 90 * DAY + 1 }).answer)).toBe("INVALID_EXPIRY");
+    const iso = (ms: number) => new Date(ms).toISOString();
+    expect(messageOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toContain(
+      `The expiry must be after now (${iso(h.nowMs)}) and no later than ${iso(h.nowMs + 90 * DAY)}; received ` +
+        `${iso(h.nowMs)}.`,
+    );
+    // Past any date a clock can show: refused, and said as the number received.
+    expect(messageOf(place(h, "alice", "1990", { expiresAtMs: 9e15 }).answer)).toContain("received 9000000000000000.");
     expect(codeOf(place(h, "alice", "1990", { trailingStop: { distance: "10" } }).answer)).toBe(
       "INVALID_TRAILING_STOP",
     );

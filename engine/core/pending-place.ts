@@ -22,7 +22,7 @@ import {
   type EngineState,
   type PendingOrderFacts,
 } from "./state.ts";
-import { emitBalancesChanged, type Step } from "./step.ts";
+import { emitBalancesChanged, isoTime, type Step } from "./step.ts";
 import { sizeTrade, wouldLiquidate } from "./opening.ts";
 import { readOrder } from "./trading.ts";
 import { balancesView } from "./views.ts";
@@ -125,7 +125,8 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
     if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs <= step.nowMs || expiresAtMs > latest) {
       return refuse(
         "INVALID_EXPIRY",
-        `expiresAtMs must be a whole number of ms after now (${step.nowMs}) and at most ${latest}; received ${expiresAtMs}.`,
+        `The expiry must be after now (${isoTime(step.nowMs)}) and no later than ${isoTime(latest)}; received ` +
+          `${asTime(expiresAtMs)}.`,
       );
     }
   }
@@ -187,4 +188,9 @@ function inLeg(outcome: Outcome, leg: number): Outcome {
   const code: RejectionCode = receipt.code;
   const message = `legs[${leg}]: ${receipt.message}`;
   return { receipt: { kind: "rejected", code, message }, answer: { ok: false, error: { code, message } } };
+}
+
+/** A time as ISO 8601 when it is one (years up to 9999), else the number as received. */
+function asTime(ms: number): string {
+  return Number.isSafeInteger(ms) && ms >= 0 && ms <= 253_402_300_799_999 ? isoTime(ms) : String(ms);
 }
