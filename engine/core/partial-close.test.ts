@@ -180,6 +180,26 @@ describe("partial close", () => {
     resultOf(closeSome(h, "alice", trade.id, { quantity: "0.1" }).answer, "close_trade");
     expect(open(h, "alice", {}, "open-1").answer).toEqual(first.answer);
   });
+
+  it("the part closed shows the trailing stop the trade had, as the rest keeps it", () => {
+    const h = given({ eth: ["1999.5", "2000"] });
+    const trade = opened(h, "alice", { trailingStop: { distance: "50" } }); // 0.5 ETH, trailing from bid 1999.5
+    const { trade: part, remaining } = resultOf(
+      closeSome(h, "alice", trade.id, { percent: "40" }).answer,
+      "close_trade",
+    );
+    // 40% of 5000 steps = 2000 steps closed; best bid 1999.5, level 1949.5
+    const stop = {
+      distance: "50",
+      percent: null,
+      activationPrice: null,
+      activated: true,
+      bestPrice: "1999.5",
+      level: "1949.5",
+    };
+    expect([part.quantity, part.trailingStop]).toEqual(["0.2", stop]);
+    expect([remaining?.quantity, remaining?.trailingStop]).toEqual(["0.3", stop]);
+  });
 });
 
 describe("partial close refusals", () => {

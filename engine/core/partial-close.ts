@@ -20,7 +20,7 @@ import type { Instruction } from "../../contract/messages.ts";
 import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
 import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
 import { settle } from "./settlement.ts";
-import { amountsOf, assetAt, factsOf, type EngineState, type Trade, type TradeFacts } from "./state.ts";
+import { amountsOf, assetAt, factsOf, type EngineState, type Trade } from "./state.ts";
 import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
 import { balancesView, closedTradeView, tradeView } from "./views.ts";
 
@@ -92,7 +92,8 @@ export function stepsToClose(state: EngineState, trade: Trade, instruction: Clos
 export function closePart(state: EngineState, step: Step, trade: Trade, steps: number, priceTicks: number): Outcome {
   const account = trade.account;
   const released = mulDivFloor(trade.marginMicros, steps, trade.quantitySteps);
-  const part: TradeFacts = { ...factsOf(trade), quantitySteps: steps, marginMicros: released };
+  // The part closed, with the trailing stop the trade had (its view shows it, as a full close's does).
+  const part = { ...factsOf(trade), quantitySteps: steps, marginMicros: released, trailing: trade.trailing };
   const pnlMicros = settle(state, trade, steps, released, priceTicks);
   trade.quantitySteps -= steps;
   trade.marginMicros -= released;

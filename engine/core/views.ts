@@ -64,7 +64,7 @@ export interface PartFacts {
  */
 export function closedTradeView(
   state: EngineState,
-  t: TradeFacts,
+  t: TradeFacts & { readonly trailing?: TrailingStop | null },
   close: CloseFacts,
   part?: PartFacts,
 ): ClosedTradeView {
