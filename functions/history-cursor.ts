@@ -1,9 +1,45 @@
 /**
  * The keyset cursor of the paginated histories (closes, spot orders, entry orders): the last row's time and id, as
  * base64url JSON. The next page is the rows strictly before it in (time, id) order, newest first. Anything this
- * API did not issue is 400 INVALID_CURSOR.
+ * API did not issue is 400 INVALID_CURSOR. `historyPage` runs that query for any of them.
  */
+import type { Queryable, Row } from "../platform/postgres.ts";
 import { ApiError } from "./errors.ts";
+
+/** A history table: its columns as selected, and the (time, id) pair it is ordered and paged by. */
+export interface HistoryTable {
+  readonly table: string;
+  readonly columns: string;
+  readonly time: string;
+  readonly id: string;
+}
+
+/**
+ * One page of a user's history, newest first: at most `limit` views, and the cursor of the next page (null on the
+ * last). One row more than the page is read to know whether another page follows.
+ */
+export async function historyPage<R extends Row, V>(
+  db: Queryable,
+  t: HistoryTable,
+  userId: string,
+  limit: number,
+  cursor: string | undefined,
+  view: (row: R) => V,
+  key: (v: V) => [at: string, id: string],
+): Promise<{ page: V[]; nextCursor: string | null }> {
+  const after = cursor === undefined ? undefined : decodeCursor(cursor);
+  const { rows } = await db.query<R>(
+    `SELECT ${t.columns}
+       FROM ${t.table}
+      WHERE user_id = $1 ${after === undefined ? "" : `AND (${t.time}, ${t.id}) < ($3::timestamptz, $4)`}
+      ORDER BY ${t.time} DESC, ${t.id} DESC
+      LIMIT $2`,
+    after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
+  );
+  const page = rows.slice(0, limit).map(view);
+  const last = page.at(-1);
+  return { page, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(...key(last)) : null };
+}
 
 export function encodeCursor(at: string, id: string): string {
   return Buffer.from(JSON.stringify([at, id])).toString("base64url");

@@ -6,7 +6,7 @@
  */
 import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { decodeCursor, encodeCursor } from "../history-cursor.ts";
+import { historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonBody, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
 import {
@@ -162,19 +162,16 @@ export function orderRoutes(deps: ApiDeps) {
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
-    const { userId } = c.get("session");
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const { rows } = await deps.db.query<OrderRow>(
-      `SELECT ${ORDER_COLUMNS}
-         FROM orders
-        WHERE user_id = $1 ${after === undefined ? "" : "AND (placed_at, id) < ($3::timestamptz, $4)"}
-        ORDER BY placed_at DESC, id DESC
-        LIMIT $2`,
-      after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
+    const table = { table: "orders", columns: ORDER_COLUMNS, time: "placed_at", id: "id" };
+    const { page, nextCursor } = await historyPage(
+      deps.db,
+      table,
+      c.get("session").userId,
+      limit,
+      cursor,
+      (r: OrderRow) => orderView(r),
+      (o) => [o.placedAt, o.id],
     );
-    const page = rows.slice(0, limit).map(orderView);
-    const last = page.at(-1);
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.placedAt, last.id) : null;
     return c.json({ orders: page, nextCursor });
   });
 

@@ -4,11 +4,18 @@
  * Mounted under /api/v1/trade.
  */
 import type { ApiDeps } from "../context.ts";
-import { decodeCursor, encodeCursor } from "../history-cursor.ts";
+import { historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
 import { historyQuery, responses } from "../schemas.ts";
 import { spotOrderRowView, type SpotOrderRow } from "../views.ts";
+
+const SPOT_ORDERS = {
+  table: "spot_orders",
+  columns: "id, asset, side, quantity::text, price::text, total::text, executed_at",
+  time: "executed_at",
+  id: "id",
+};
 
 export function spotOrderRoutes(deps: ApiDeps) {
   const app = apiRouter();
@@ -32,19 +39,15 @@ export function spotOrderRoutes(deps: ApiDeps) {
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
-    const { userId } = c.get("session");
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const { rows } = await deps.db.query<SpotOrderRow>(
-      `SELECT id, asset, side, quantity::text, price::text, total::text, executed_at
-         FROM spot_orders
-        WHERE user_id = $1 ${after === undefined ? "" : "AND (executed_at, id) < ($3::timestamptz, $4)"}
-        ORDER BY executed_at DESC, id DESC
-        LIMIT $2`,
-      after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
+    const { page, nextCursor } = await historyPage(
+      deps.db,
+      SPOT_ORDERS,
+      c.get("session").userId,
+      limit,
+      cursor,
+      (r: SpotOrderRow) => spotOrderRowView(r),
+      (o) => [o.executedAt, o.id],
     );
-    const page = rows.slice(0, limit).map(spotOrderRowView);
-    const last = page.at(-1);
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.executedAt, last.id) : null;
     return c.json({ orders: page, nextCursor });
   });
   return app;

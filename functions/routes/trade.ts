@@ -12,7 +12,7 @@ import { USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { decodeCursor, encodeCursor } from "../history-cursor.ts";
+import { historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
   apiRouter,
@@ -289,19 +289,16 @@ export function tradeRoutes(deps: ApiDeps) {
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
-    const { userId } = c.get("session");
-    const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const { rows } = await deps.db.query<ClosedOrderRow>(
-      `SELECT ${CLOSED_ORDER_COLUMNS}
-         FROM closed_orders
-        WHERE user_id = $1 ${after === undefined ? "" : "AND (closed_at, close_id) < ($3::timestamptz, $4)"}
-        ORDER BY closed_at DESC, close_id DESC
-        LIMIT $2`,
-      after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
+    const table = { table: "closed_orders", columns: CLOSED_ORDER_COLUMNS, time: "closed_at", id: "close_id" };
+    const { page, nextCursor } = await historyPage(
+      deps.db,
+      table,
+      c.get("session").userId,
+      limit,
+      cursor,
+      (r: ClosedOrderRow) => closedTradeView(r),
+      (t) => [t.closedAt, t.closeId],
     );
-    const page = rows.slice(0, limit).map(closedTradeView);
-    const last = page.at(-1);
-    const nextCursor = rows.length > limit && last !== undefined ? encodeCursor(last.closedAt, last.closeId) : null;
     return c.json({ trades: page, nextCursor });
   });
 
