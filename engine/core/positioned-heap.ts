@@ -1,6 +1,6 @@
 /**
  * A binary heap that stores each item's position on the item (through `pos`), so any item leaves in O(log n): the
- * pending-order fill and expiry indexes. `before` must be a strict total order (ties broken by sequence), so which
+ * pending-order fill and expiry indexes, and the trailing stops' activation and group-level heaps. `before` must be a strict total order (ties broken by sequence), so which
  * item is on top, and the order items leave in, never depends on how the heap happens to be laid out — a restore
  * rebuilds these heaps by heapify and behaves exactly as the original. (trigger-heap.ts is the same structure,
  * specialised to open trades' two level slots.)
@@ -52,6 +52,13 @@ export class PositionedHeap<T> {
     this.pos.set(last, i);
     this.down(i);
     this.up(i);
+  }
+
+  /** Restores order after `item`'s key changed. */
+  fix(item: T): void {
+    const i = this.pos.get(item);
+    this.down(i);
+    this.up(this.pos.get(item));
   }
 
   /** Checks the heap property and position fields; for tests and invariant checks. */

@@ -20,7 +20,8 @@
  *
  * A stop and its level rule: trailing-stop.ts; one system of groups: trailing-system.ts.
  */
-import { PosHeap } from "./trailing-heap.ts";
+import { BY_POS } from "./trailing-heap.ts";
+import { PositionedHeap } from "./positioned-heap.ts";
 import type { TrailingStop, TrailWork } from "./trailing-stop.ts";
 import { TrailSystem } from "./trailing-system.ts";
 
@@ -28,7 +29,7 @@ export interface TrailSide {
   readonly byDistance: TrailSystem;
   readonly byPercent: TrailSystem;
   /** Not yet activated, by activation price (long: lowest first; short: highest first), then trade sequence. */
-  readonly pending: PosHeap<TrailingStop>;
+  readonly pending: PositionedHeap<TrailingStop>;
 }
 
 export interface TrailBook {
@@ -42,10 +43,12 @@ export function createTrailBook(): TrailBook {
   const side = (isLong: boolean): TrailSide => ({
     byDistance: new TrailSystem(isLong, false, work),
     byPercent: new TrailSystem(isLong, true, work),
-    pending: new PosHeap<TrailingStop>((a, b) =>
-      a.activationTicks !== b.activationTicks
-        ? isLong === a.activationTicks < b.activationTicks
-        : a.trade.seq < b.trade.seq,
+    pending: new PositionedHeap<TrailingStop>(
+      (a, b) =>
+        a.activationTicks !== b.activationTicks
+          ? isLong === a.activationTicks < b.activationTicks
+          : a.trade.seq < b.trade.seq,
+      BY_POS,
     ),
   });
   return { long: side(true), short: side(false), work };

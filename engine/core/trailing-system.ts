@@ -2,13 +2,14 @@
  * The active trailing stops of one market side and one kind of distance: groups of stops sharing a best price, on
  * a stack ordered by best, with a heap of groups by level (the design: trailing-book.ts).
  */
-import { PairingHeap, PosHeap } from "./trailing-heap.ts";
+import { PairingHeap, BY_POS } from "./trailing-heap.ts";
+import { PositionedHeap } from "./positioned-heap.ts";
 import { groupOf, levelAt, type TrailGroup, type TrailingStop, type TrailWork } from "./trailing-stop.ts";
 
 export class TrailSystem {
   /** The group with the least good best (the most recent); its `better` chain is the rest of the stack. */
   private top: TrailGroup | null = null;
-  private readonly levels: PosHeap<TrailGroup>;
+  private readonly levels: PositionedHeap<TrailGroup>;
   private readonly stops: PairingHeap<TrailingStop>;
   private restoring: Map<number, TrailGroup> | undefined;
 
@@ -19,7 +20,10 @@ export class TrailSystem {
   ) {
     this.stops = new PairingHeap((a, b) => (a.amount !== b.amount ? a.amount < b.amount : a.trade.seq < b.trade.seq));
     // Long: the highest level fires first; short: the lowest. Ties by the first stop's trade sequence.
-    this.levels = new PosHeap((a, b) => (a.level !== b.level ? isLong === a.level > b.level : a.levelSeq < b.levelSeq));
+    this.levels = new PositionedHeap<TrailGroup>(
+      (a, b) => (a.level !== b.level ? isLong === a.level > b.level : a.levelSeq < b.levelSeq),
+      BY_POS,
+    );
   }
 
   get groupCount(): number {
