@@ -29,6 +29,22 @@ export interface Keyspace {
   /** A user's pending entry orders: order id → the order's view (JSON), while it is on the book. */
   pendingOrdersKey(userId: string): string;
   readonly quotesKey: string;
+  /**
+   * A user's private events (every output with a per-user `seq`), kept for resume: a sorted set scored by `seq`,
+   * each member "<log ms> <output JSON>". The worker trims it to at least the last 1,000 and the last 10 minutes.
+   */
+  eventsKey(userId: string): string;
+  /** The highest `seq` up to which every event of the user is in `eventsKey` (and in the read models). */
+  eventsSeqKey(userId: string): string;
+  /** Seqs already stored above the contiguous mark, waiting for the gap below them to fill (a claimed batch). */
+  eventsAheadKey(userId: string): string;
+  /**
+   * What the worker fans out to every stream replica after it stored it: quotes, candles, private events and
+   * session revocations, one Redis stream read by each replica from its live end (XREAD, no group), trimmed.
+   */
+  readonly streamFanout: string;
+  /** A WebSocket ticket (single use, ~30 s): the SHA-256 of the ticket → who it was issued to. */
+  streamTicketKey(ticketHash: string): string;
   /** The API's keys. Per-user ones share the user's hash tag, so one script touches one cluster slot. */
   sessionRevokedKey(userId: string, sessionId: string): string;
   /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
@@ -55,6 +71,11 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     openTradesKey: (userId) => `${prefix}account:{${userId}}:open-trades`,
     pendingOrdersKey: (userId) => `${prefix}account:{${userId}}:pending-orders`,
     quotesKey: `${prefix}{quotes}:latest`,
+    eventsKey: (userId) => `${prefix}account:{${userId}}:events`,
+    eventsSeqKey: (userId) => `${prefix}account:{${userId}}:events-seq`,
+    eventsAheadKey: (userId) => `${prefix}account:{${userId}}:events-ahead`,
+    streamFanout: `${prefix}{stream}:fanout`,
+    streamTicketKey: (ticketHash) => `${prefix}stream-ticket:{${ticketHash}}`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
     rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
     idempotencyRecords: (userId) => `${prefix}api:{${userId}}:idem`,
