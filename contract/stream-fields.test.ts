@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { EngineInput, EngineOutput, OrderView, TradeView } from "./messages.ts";
+import {
+  isPrivateOutput,
+  privateOutputSchema,
+  type EngineInput,
+  type EngineOutput,
+  type OrderView,
+  type TradeView,
+} from "./messages.ts";
 import { decodeInputFields, decodeOutputFields, encodeFields, senderOf } from "./stream-fields.ts";
 
 const price: EngineInput = {
@@ -203,14 +210,20 @@ const outputs: [string, EngineOutput][] = [
     "order_response rejection",
     response({ ok: false, error: { code: "NO_PRICE", message: "There is no price for this market yet." } }),
   ],
-  ["closed_order", { type: "closed_order", ...head, userId: "u_1", trade: closed }],
-  ["trade_opened", { type: "trade_opened", ...head, userId: "u_1", trade }],
-  ["trade_updated", { type: "trade_updated", ...head, userId: "u_1", change: "exits", trade }],
+  ["closed_order", { type: "closed_order", ...head, userId: "u_1", seq: 7, trade: closed }],
+  ["trade_opened", { type: "trade_opened", ...head, userId: "u_1", seq: 1, trade }],
+  ["trade_updated", { type: "trade_updated", ...head, userId: "u_1", seq: 2, change: "exits", trade }],
   [
     "order_updated",
-    { type: "order_updated", ...head, userId: "u_1", order: { ...order, status: "filled", tradeId: "T0-9" } },
+    {
+      type: "order_updated",
+      ...head,
+      userId: "u_1",
+      seq: 3,
+      order: { ...order, status: "filled", tradeId: "T0-9" },
+    },
   ],
-  ["balances_changed", { type: "balances_changed", ...head, userId: "u_1", balances }],
+  ["balances_changed", { type: "balances_changed", ...head, userId: "u_1", seq: 2 ** 40, balances }],
   [
     "quote_updated",
     {
@@ -334,10 +347,34 @@ describe("decoding refuses bad entries with a reason, never throwing", () => {
   });
 
   it("an output with a float leverage in its trade", () => {
-    const bad = { type: "trade_opened", ...head, userId: "u_1", trade: { ...trade, leverage: 1.5 } };
+    const bad = { type: "trade_opened", ...head, userId: "u_1", seq: 1, trade: { ...trade, leverage: 1.5 } };
     const r = decodeOutputFields(["type", "trade_opened", "body", JSON.stringify(bad)]);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(/^invalid message: trade\.leverage: /);
+  });
+
+  it.each([
+    ["no seq", undefined],
+    ["a seq of 0", 0],
+    ["a fractional seq", 1.5],
+    ["a seq beyond 2^53", 2 ** 53],
+    ["a seq as a string", "1"],
+  ])("a private output with %s", (_name, seq) => {
+    const bad = { type: "balances_changed", ...head, userId: "u_1", seq, balances };
+    const r = decodeOutputFields(["type", "balances_changed", "body", JSON.stringify(bad)]);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/^invalid message: seq: /);
+  });
+});
+
+describe("isPrivateOutput", () => {
+  it("is true exactly for the outputs that carry a user's seq", () => {
+    const privateOnes = outputs.filter(([, o]) => isPrivateOutput(o)).map(([, o]) => o);
+    expect(new Set(privateOnes.map((o) => o.type))).toEqual(
+      new Set(["closed_order", "trade_opened", "trade_updated", "order_updated", "balances_changed"]),
+    );
+    for (const o of privateOnes) expect(privateOutputSchema.parse(o)).toEqual(o);
+    for (const [, o] of outputs) expect(isPrivateOutput(o)).toBe("seq" in o);
   });
 });
 

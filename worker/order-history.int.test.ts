@@ -117,8 +117,11 @@ function closed(t: TradeView, change: Partial<ClosedTradeView>): ClosedTradeView
   };
 }
 
-/** Output `n` of input `ms`: ids the worker compares as (ms, 0, n). */
-const head = (ms: number, n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0` });
+/**
+ * Output `n` of input `ms`: ids the worker compares as (ms, 0, n); its seq grows with (ms, n) as the engine's would,
+ * with gaps (these specs look at history and read models, not at the events store).
+ */
+const head = (ms: number, n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0`, seq: (ms - T0) * 10 + n + 1 });
 const orderUpdated = (ms: number, o: OrderView): EngineOutput => ({
   type: "order_updated",
   ...head(ms, 0),

@@ -16,6 +16,7 @@ describe("create_account", () => {
     expect(outputs.map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
     expect(ofType(outputs, "balances_changed")[0]).toMatchObject({
       userId: "alice",
+      seq: 1, // the user's first private output
       balances: { USD: "10000", ...zeroAssets },
     });
     // 10,000 USD = 10,000,000,000 micros left the house
@@ -32,6 +33,7 @@ describe("create_account", () => {
       balances: { USD: "10000", ...zeroAssets },
     });
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
+    expect(h.state.accounts.get("alice")?.eventSeq).toBe(1);
     expect(usdOf(h, "alice")).toBe("10000");
     expect(h.state.house.usd).toBe(-10_000_000_000n);
   });
@@ -43,10 +45,12 @@ describe("create_account", () => {
     expect(resultOf(answer, "create_account")).toMatchObject({ granted: false, balances: { USD: "9900" } });
   });
 
-  it("grants each user separately", () => {
+  it("grants each user separately, each numbering its own outputs from 1", () => {
     const h = new EngineHarness();
     h.createAccount("alice");
-    expect(resultOf(h.createAccount("bob").answer, "create_account").granted).toBe(true);
+    const bob = h.createAccount("bob");
+    expect(resultOf(bob.answer, "create_account").granted).toBe(true);
+    expect(ofType(bob.outputs, "balances_changed")[0]).toMatchObject({ userId: "bob", seq: 1 });
     expect(h.state.house.usd).toBe(-20_000_000_000n);
   });
 

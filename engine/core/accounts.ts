@@ -19,7 +19,7 @@ export function createAccount(state: EngineState, step: Step, userId: string): O
   state.accounts.set(userId, account);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emitBalancesChanged(step, userId, balances);
+  emitBalancesChanged(step, account, balances);
   return {
     receipt: { kind: "create_account", granted: true, balances: amounts },
     answer: { ok: true, result: { kind: "create_account", granted: true, balances } },

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ASSETS } from "../../contract/markets.ts";
-import type { Answer } from "../../contract/messages.ts";
+import { isPrivateOutput, type Answer } from "../../contract/messages.ts";
 import { commandsArbitrary, toLog } from "../testing/random-log.ts";
 import { apply } from "./apply.ts";
 import { checkInvariants } from "./invariants.ts";
@@ -32,6 +32,28 @@ describe("engine under random logs", () => {
         expect(responses).toBe(instructions);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it("numbers each user's private outputs 1, 2, 3, … in output order, and nothing else", () => {
+    fc.assert(
+      fc.property(commandsArbitrary(), fc.constantFrom(8, 1), (commands, maxOpenTradesPerUser) => {
+        const state = createState(makeParams({ maxOpenTradesPerUser, assets: WITH_MINIMUMS }));
+        const last = new Map<string, number>();
+        for (const entry of toLog(commands)) {
+          for (const o of apply(state, entry)) {
+            expect(isPrivateOutput(o)).toBe("seq" in o);
+            if (!isPrivateOutput(o)) continue;
+            const expected = (last.get(o.userId) ?? 0) + 1;
+            expect(o.seq, `${o.type} ${o.id} of ${o.userId}`).toBe(expected);
+            last.set(o.userId, expected);
+          }
+        }
+        // The counter each account keeps is the last number it gave (0 for an account with no output).
+        for (const a of state.accounts.values()) expect(a.eventSeq).toBe(last.get(a.userId) ?? 0);
+        expect([...last.keys()].every((u) => state.accounts.has(u))).toBe(true);
+      }),
+      { numRuns: 200 },
     );
   });
 

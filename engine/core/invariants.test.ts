@@ -43,6 +43,14 @@ describe("checkInvariants", () => {
     expect(() => checkInvariants(state)).toThrow(/usd of alice is not an exact amount/);
   });
 
+  it("catches an eventSeq that is not a count", () => {
+    for (const bad of [-1, 0.5, Number.NaN]) {
+      const { state, account } = withTrade();
+      account.eventSeq = bad;
+      expect(() => checkInvariants(state)).toThrow(`eventSeq of alice is not a count: ${bad}`);
+    }
+  });
+
   it("catches margin that vanished with its trade", () => {
     const { state, account, trade } = withTrade();
     account.openTrades.delete(trade.seq);

@@ -4,7 +4,7 @@
  *
  * - Conservation: for USD and every asset, users + margin locked in open trades + margin reserved by pending orders
  *   + house = 0.
- * - No user balance is negative; every amount is an exact integer within range.
+ * - No user balance is negative; every amount is an exact integer within range; so is every account's eventSeq.
  * - Every open trade is indexed exactly where its levels say; heaps are ordered; every trailing stop is indexed once.
  * - No open trade should already have fired at the market's current quote.
  * - Pending orders: filed, linked and indexed consistently, none left that should have filled or expired
@@ -24,6 +24,8 @@ export function checkInvariants(state: EngineState): void {
   let openCount = 0;
   for (const account of state.accounts.values()) {
     amount(account.usd, `usd of ${account.userId}`, true);
+    if (!Number.isSafeInteger(account.eventSeq) || account.eventSeq < 0)
+      throw new Error(`eventSeq of ${account.userId} is not a count: ${account.eventSeq}`);
     usd += BigInt(account.usd) + BigInt(reservedMicros(account));
     for (let i = 0; i < n; i++) {
       const h = account.holdings[i]!;

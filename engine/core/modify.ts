@@ -9,7 +9,7 @@ import type { Answer, Instruction } from "../../contract/messages.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, remembered, type Outcome } from "./receipts.ts";
 import { assetAt, tradeSeq, type Account, type EngineState } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emitTradeUpdated, type Step } from "./step.ts";
 import { checkLevels, optionalPrice } from "./trading.ts";
 import { checkTrailingTerms, readTrailingTerms, sameTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
 import { moveExits } from "./trigger-index.ts";
@@ -54,14 +54,7 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
     moveExits(state.books[trade.assetIndex]!, trade, stopLossTicks, takeProfitTicks);
   if (trailingChanges) setTrailingStop(state, trade, trailing!, quote);
   const view = tradeView(state, trade);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "trade_updated",
-    userId: account.userId,
-    change: "exits",
-    trade: view,
-  });
+  emitTradeUpdated(step, account, "exits", view);
   const answer: Answer = { ok: true, result: { kind: "modify_trade", trade: view } };
   return remembered(answer);
 }

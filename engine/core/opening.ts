@@ -10,7 +10,7 @@ import { divFloor, formatUsd, mulWithin } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { refuse, type Outcome } from "./receipts.ts";
 import { assetAt, makeTrade, type Account, type EngineState, type Trade } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emitTradeOpened, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { tradeView } from "./views.ts";
 
@@ -81,13 +81,7 @@ export function startTrade(
   indexTrade(state.books[order.assetIndex]!, trade);
   attach?.(trade);
   const view = tradeView(state, trade);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "trade_opened",
-    userId: account.userId,
-    trade: view,
-  });
+  emitTradeOpened(step, account, view);
   return { trade, view };
 }
 

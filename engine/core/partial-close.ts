@@ -21,7 +21,7 @@ import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
 import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
 import { settle } from "./settlement.ts";
 import { amountsOf, assetAt, factsOf, type EngineState, type Trade } from "./state.ts";
-import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
+import { emitBalancesChanged, emitClosedOrder, emitTradeUpdated, type Step } from "./step.ts";
 import { balancesView, closedTradeView, tradeView } from "./views.ts";
 
 type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
@@ -104,9 +104,8 @@ export function closePart(state: EngineState, step: Step, trade: Trade, steps: n
   });
   const remaining = tradeView(state, trade);
   const balances = balancesView(state, amountsOf(account));
-  const head = { inputId: step.inputId, userId: account.userId };
-  emit(step, { id: nextOutputId(step), ...head, type: "closed_order", trade: closed });
-  emit(step, { id: nextOutputId(step), ...head, type: "trade_updated", change: "partial_close", trade: remaining });
-  emitBalancesChanged(step, account.userId, balances);
+  emitClosedOrder(step, account, closed);
+  emitTradeUpdated(step, account, "partial_close", remaining);
+  emitBalancesChanged(step, account, balances);
   return remembered({ ok: true, result: { kind: "close_trade", trade: closed, remaining, balances } });
 }

@@ -11,7 +11,7 @@ import type { OrderView } from "../../contract/messages.ts";
 import type { PositionedHeap } from "./positioned-heap.ts";
 import { orderView, type OrderChange } from "./pending-view.ts";
 import { amountsOf, type Account, type EngineState, type PendingOrder, type PendingOrderFacts } from "./state.ts";
-import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
+import { emitBalancesChanged, emitOrderUpdated, type Step } from "./step.ts";
 import { balancesView } from "./views.ts";
 
 /** A pending order from its facts; every order object is built here so all share one shape. */
@@ -79,10 +79,6 @@ export function reservedBy(o: PendingOrder): number {
   return o.seq < p.seq ? Math.max(o.marginMicros, p.marginMicros) : 0;
 }
 
-export function emitOrderUpdated(step: Step, userId: string, order: OrderView): void {
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "order_updated", userId, order });
-}
-
 /**
  * Takes an order off the book unfilled (cancelled, expired or rejected at fill) and returns its reservation to free
  * USD; its OCO partner, if any, stays pending alone (an order_updated shows it unlinked). Emits the order's
@@ -95,15 +91,15 @@ export function leaveUnfilled(state: EngineState, step: Step, o: PendingOrder, c
   const refund = p === undefined ? o.marginMicros : Math.max(o.marginMicros, p.marginMicros) - p.marginMicros;
   removePendingOrder(state, o);
   account.usd += refund;
-  emitOrderUpdated(step, account.userId, view);
+  emitOrderUpdated(step, account, view);
   if (p !== undefined) {
     o.oco = undefined;
     p.oco = undefined;
-    emitOrderUpdated(step, account.userId, orderView(state, p, { status: "pending", atMs: step.nowMs }));
+    emitOrderUpdated(step, account, orderView(state, p, { status: "pending", atMs: step.nowMs }));
   }
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emitBalancesChanged(step, account.userId, balances);
+  emitBalancesChanged(step, account, balances);
   return { view, balances };
 }
 

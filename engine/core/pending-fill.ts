@@ -17,12 +17,12 @@
  * place_oco: the lower sequence) fills, and the other is cancelled; if that first leg is rejected at fill, the
  * other stays pending alone and may then fill on the same quote.
  */
-import { emitOrderUpdated, fillsAt, leaveFilled, leaveUnfilled } from "./pending-book.ts";
+import { fillsAt, leaveFilled, leaveUnfilled } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
 import type { PositionedHeap } from "./positioned-heap.ts";
 import { isRefusal, refuse, type Outcome } from "./receipts.ts";
 import { amountsOf, type EngineState, type PendingOrder, type Quote } from "./state.ts";
-import { emitBalancesChanged, type Step } from "./step.ts";
+import { emitBalancesChanged, emitOrderUpdated, type Step } from "./step.ts";
 import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./opening.ts";
 import { balancesView } from "./views.ts";
 
@@ -69,9 +69,9 @@ function fill(state: EngineState, step: Step, o: PendingOrder, quote: Quote): bo
   });
   const cancelled = leaveFilled(state, step, o);
   startTrade(state, step, account, o, fillTicks, size);
-  emitOrderUpdated(step, account.userId, filled);
-  if (cancelled !== undefined) emitOrderUpdated(step, account.userId, cancelled);
-  emitBalancesChanged(step, account.userId, balancesView(state, amountsOf(account)));
+  emitOrderUpdated(step, account, filled);
+  if (cancelled !== undefined) emitOrderUpdated(step, account, cancelled);
+  emitBalancesChanged(step, account, balancesView(state, amountsOf(account)));
   return true;
 }
 

@@ -10,7 +10,7 @@
 import type { EntryOrder, Instruction } from "../../contract/messages.ts";
 import { formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
 import type { RejectionCode } from "../../contract/rejections.ts";
-import { addPendingOrder, emitOrderUpdated, fillsAt, leaveUnfilled, makePendingOrder } from "./pending-book.ts";
+import { addPendingOrder, fillsAt, leaveUnfilled, makePendingOrder } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, remembered, type Outcome } from "./receipts.ts";
@@ -22,7 +22,7 @@ import {
   type EngineState,
   type PendingOrderFacts,
 } from "./state.ts";
-import { emitBalancesChanged, isoTime, type Step } from "./step.ts";
+import { emitBalancesChanged, emitOrderUpdated, isoTime, type Step } from "./step.ts";
 import { sizeTrade, wouldLiquidate } from "./opening.ts";
 import { readOrder } from "./trading.ts";
 import { balancesView } from "./views.ts";
@@ -42,9 +42,9 @@ export function placeOrder(state: EngineState, step: Step, account: Account, ins
   account.usd -= order.marginMicros;
   addPendingOrder(state, order);
   const view = orderView(state, order, { status: "pending", atMs: step.nowMs });
-  emitOrderUpdated(step, account.userId, view);
+  emitOrderUpdated(step, account, view);
   const balances = balancesView(state, amountsOf(account));
-  emitBalancesChanged(step, account.userId, balances);
+  emitBalancesChanged(step, account, balances);
   return remembered({ ok: true, result: { kind: "place_order", order: view, balances } });
 }
 
@@ -72,9 +72,9 @@ export function placeOco(state: EngineState, step: Step, account: Account, instr
     orderView(state, a, { status: "pending", atMs: step.nowMs }),
     orderView(state, b, { status: "pending", atMs: step.nowMs }),
   ] as const;
-  for (const view of views) emitOrderUpdated(step, account.userId, view);
+  for (const view of views) emitOrderUpdated(step, account, view);
   const balances = balancesView(state, amountsOf(account));
-  emitBalancesChanged(step, account.userId, balances);
+  emitBalancesChanged(step, account, balances);
   return remembered({ ok: true, result: { kind: "place_oco", orders: [views[0], views[1]], balances } });
 }
 

@@ -8,7 +8,7 @@ import type { CloseReason, ClosedTradeView } from "../../contract/messages.ts";
 import { MAX_UNITS } from "../../contract/money.ts";
 import type { CloseFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type EngineState, type Trade } from "./state.ts";
-import { emit, emitBalancesChanged, nextOutputId, type Step } from "./step.ts";
+import { emitBalancesChanged, emitClosedOrder, type Step } from "./step.ts";
 import { unindexTrade } from "./trigger-index.ts";
 import { balancesView, closedTradeView } from "./views.ts";
 
@@ -22,14 +22,8 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
   const view: ClosedTradeView = closedTradeView(state, trade, close);
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emit(step, {
-    id: nextOutputId(step),
-    inputId: step.inputId,
-    type: "closed_order",
-    userId: account.userId,
-    trade: view,
-  });
-  emitBalancesChanged(step, account.userId, balances);
+  emitClosedOrder(step, account, view);
+  emitBalancesChanged(step, account, balances);
   return { close, view, amounts, balances };
 }
 

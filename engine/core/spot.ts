@@ -60,7 +60,7 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
   };
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emitBalancesChanged(step, account.userId, balances);
+  emitBalancesChanged(step, account, balances);
   return {
     receipt: { kind: "spot_order", order: facts, balances: amounts },
     answer: { ok: true, result: { kind: "spot_order", order: spotOrderView(state, facts), balances } },

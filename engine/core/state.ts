@@ -21,6 +21,8 @@ export interface Account {
   readonly openTrades: Map<number, Trade>;
   /** Pending entry orders by sequence number (id: `pendingOrderId`), in placement order; see pending-book.ts. */
   readonly pendingOrders: Map<number, PendingOrder>;
+  /** The `seq` of this user's last private output (0: none yet); step.ts assigns the next. */
+  eventSeq: number;
 }
 
 /**
@@ -231,6 +233,7 @@ export function newAccount(userId: string, assetCount: number): Account {
     holdings: new Array<number>(assetCount).fill(0),
     openTrades: new Map(),
     pendingOrders: new Map(),
+    eventSeq: 0,
   };
 }
 

@@ -1,8 +1,21 @@
 /**
  * One application of one input: its id, its log time and the outputs it produces, in order. Output ids are
  * `<input id>:<n>`, so a replay of the same input re-emits outputs with the same ids.
+ *
+ * A user's private outputs (contract/messages.ts `PrivateOutput`) are built only by the `emit…` functions here, each
+ * with `seq: ++account.eventSeq` in its literal: numbered in output order, from state a snapshot keeps, so a replay
+ * numbers them alike. `emit` takes only the other outputs, so no private output can skip its number.
  */
-import type { Balances, EngineOutput } from "../../contract/messages.ts";
+import type {
+  Balances,
+  ClosedTradeView,
+  EngineOutput,
+  OrderView,
+  OutputOf,
+  PrivateOutput,
+  TradeView,
+} from "../../contract/messages.ts";
+import type { Account } from "./state.ts";
 
 export interface Step {
   readonly inputId: string;
@@ -11,21 +24,78 @@ export interface Step {
 }
 
 /**
- * The id the next output of this step gets. Outputs are built with their ids in the literal (not added after),
- * so each is one allocation of one shape: this is the hot path of every tick and order.
+ * The id the next output of this step gets. Outputs are built with their ids (and private ones with their seq) in
+ * the literal, not added after, so each is one allocation of one shape: this is the hot path of every tick and order.
  */
 export function nextOutputId(step: Step): string {
   return `${step.inputId}:${step.outputs.length}`;
 }
 
-/** Appends an output built with `id: nextOutputId(step)` and `inputId: step.inputId` (the apply specs check the sequence). */
-export function emit(step: Step, output: EngineOutput): void {
+/** Appends an order_response or quote_updated built with `id: nextOutputId(step)` and `inputId: step.inputId`. */
+export function emit(step: Step, output: Exclude<EngineOutput, PrivateOutput>): void {
   step.outputs.push(output);
 }
 
+export function emitTradeOpened(step: Step, account: Account, trade: TradeView): void {
+  step.outputs.push({
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "trade_opened",
+    userId: account.userId,
+    seq: ++account.eventSeq,
+    trade,
+  });
+}
+
+export function emitTradeUpdated(
+  step: Step,
+  account: Account,
+  change: OutputOf<"trade_updated">["change"],
+  trade: TradeView,
+): void {
+  step.outputs.push({
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "trade_updated",
+    userId: account.userId,
+    seq: ++account.eventSeq,
+    change,
+    trade,
+  });
+}
+
+export function emitClosedOrder(step: Step, account: Account, trade: ClosedTradeView): void {
+  step.outputs.push({
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "closed_order",
+    userId: account.userId,
+    seq: ++account.eventSeq,
+    trade,
+  });
+}
+
+export function emitOrderUpdated(step: Step, account: Account, order: OrderView): void {
+  step.outputs.push({
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "order_updated",
+    userId: account.userId,
+    seq: ++account.eventSeq,
+    order,
+  });
+}
+
 /** A user's balances after they changed: every handler that moves money ends with one (the worker's read model). */
-export function emitBalancesChanged(step: Step, userId: string, balances: Balances): void {
-  emit(step, { id: nextOutputId(step), inputId: step.inputId, type: "balances_changed", userId, balances });
+export function emitBalancesChanged(step: Step, account: Account, balances: Balances): void {
+  step.outputs.push({
+    id: nextOutputId(step),
+    inputId: step.inputId,
+    type: "balances_changed",
+    userId: account.userId,
+    seq: ++account.eventSeq,
+    balances,
+  });
 }
 
 const MAX_LOG_MS = 253_402_300_799_999;

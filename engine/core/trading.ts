@@ -60,7 +60,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   });
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);
-  emitBalancesChanged(step, account.userId, balances);
+  emitBalancesChanged(step, account, balances);
   const answer: Answer = { ok: true, result: { kind: "open_trade", trade: view, balances } };
   // A compact receipt has no trailing stop: a trade with one is remembered by its answer.
   if (trade.trailing !== null) return remembered(answer);

@@ -14,7 +14,7 @@ import { formatUnits, toUnits } from "../../contract/money.ts";
 import { refuse, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
 import { assetAt, type EngineState, type Quote, type Trade } from "./state.ts";
-import { emit, nextOutputId, type Step } from "./step.ts";
+import { emitTradeUpdated, type Step } from "./step.ts";
 import { activateReached, attachStop, detachStop, type TrailSide } from "./trailing-book.ts";
 import { levelOf, newTrailingStop, PERCENT_DECIMALS, type TrailingStop } from "./trailing-stop.ts";
 import type { TrailSystem } from "./trailing-system.ts";
@@ -129,14 +129,7 @@ export function activateTrailing(state: EngineState, step: Step, assetIndex: num
 
 function emitActivated(state: EngineState, step: Step, stops: readonly TrailingStop[]): void {
   for (const stop of stops) {
-    emit(step, {
-      id: nextOutputId(step),
-      inputId: step.inputId,
-      type: "trade_updated",
-      userId: stop.trade.account.userId,
-      change: "trailing_activated",
-      trade: tradeView(state, stop.trade),
-    });
+    emitTradeUpdated(step, stop.trade.account, "trailing_activated", tradeView(state, stop.trade));
   }
 }
 

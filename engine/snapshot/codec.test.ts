@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { Answer, EngineInput, EngineOutput, Instruction, OutputOf } from "../../contract/messages.ts";
+import {
+  isPrivateOutput,
+  type Answer,
+  type EngineInput,
+  type EngineOutput,
+  type Instruction,
+  type OutputOf,
+} from "../../contract/messages.ts";
 import { apply } from "../core/apply.ts";
 import { checkInvariants } from "../core/invariants.ts";
 import { DEFAULT_PARAMS, makeParams, type EngineParams } from "../core/params.ts";
@@ -175,6 +182,9 @@ describe("snapshot codec: round trip", () => {
     expect(restored.house.holdings).toEqual([0n, 0n, -50n, 0n]);
     expect(restored.house.usd).toBe(h.state.house.usd);
     expect([...restored.accounts.keys()].sort()).toEqual(["alice", "bob", "carol", "dave"]);
+    // Private outputs so far: one per create and spot order (balances), two per open and per close (trade, balances).
+    const eventSeq = (u: string) => restored.accounts.get(u)?.eventSeq;
+    expect(["alice", "bob", "carol", "dave"].map(eventSeq)).toEqual([1 + 3 * 2 + 2, 1 + 2 * 2, 1 + 1 + 2, 1]);
 
     expect(restored.quotes[ETH]).toEqual({
       bidTicks: 430_000,
@@ -599,7 +609,9 @@ describe("snapshot codec: refusals", () => {
 });
 
 interface HandBuiltOptions {
-  version?: 1 | 2 | 3 | 4;
+  version?: 1 | 2 | 3 | 4 | 5;
+  /** Version 5: zed's eventSeq (the seq of his last private output). */
+  eventSeq?: number;
   assetAndSide?: number;
   receiptKind?: number;
   rejectionCode?: string;
@@ -673,6 +685,7 @@ function handBuilt(options: HandBuiltOptions = {}): Uint8Array {
   w.string("zed");
   w.uint(9_000 * USD);
   for (const h of [0, 0, 0, 7]) w.uint(h);
+  if (version >= 5) w.uint(options.eventSeq ?? 0);
   w.uint(2);
   // seq 3: long ETH, 100 USD × 10, SL 4000, no TP, liquidation 3889.43
   w.uint(3);
@@ -769,7 +782,7 @@ describe("snapshot codec: documented layout", () => {
     expect(encodeSnapshot(state)).toEqual(handBuilt());
   });
 
-  it.each([1, 2, 3, 4] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
+  it.each([1, 2, 3, 4, 5] as const)("decodes a version %i snapshot written by hand from the layout", (version) => {
     const state = decodeSnapshot(handBuilt({ version }));
     checkInvariants(state);
     expect(state.lastInputId).toBe("1700000000123-4");
@@ -792,6 +805,7 @@ describe("snapshot codec: documented layout", () => {
     const zed = state.accounts.get("zed")!;
     expect(zed.usd).toBe(9_000 * USD);
     expect(zed.holdings).toEqual([0, 0, 0, 7]);
+    expect(zed.eventSeq).toBe(0);
     expect(allTrades(state)).toEqual([
       {
         seq: 3,
@@ -842,6 +856,37 @@ describe("snapshot codec: documented layout", () => {
     ]);
     // The encoder writes exactly these bytes back, as the current version.
     expect(encodeSnapshot(state)).toEqual(handBuilt());
+  });
+
+  it("restores each account's eventSeq (version 5), and writes it back", () => {
+    for (const eventSeq of [1, 300, 2 ** 40]) {
+      const bytes = handBuilt({ eventSeq });
+      const state = decodeSnapshot(bytes);
+      checkInvariants(state);
+      expect(state.accounts.get("zed")!.eventSeq).toBe(eventSeq);
+      expect(encodeSnapshot(state)).toEqual(bytes);
+      // The prescan steps over it to the same idempotency section as the decode.
+      expect(prescanIdempotency(bytes)!.end).toBe(bytes.length - 1); // then only the empty trailing stops section
+    }
+  });
+
+  it("restores a version 4 snapshot with every eventSeq at 0, so the next private output is 1", () => {
+    const state = decodeSnapshot(handBuilt({ version: 4 }));
+    expect(state.accounts.get("zed")!.eventSeq).toBe(0);
+    // A bid of 3999 fires zed's stop-loss at 4000 on his long ETH.
+    const tick: EngineInput = {
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid: "3999",
+      ask: "3999.1",
+      exchangeTimeUs: "1700000000200000",
+      source: "backpack",
+    };
+    const outputs = apply(state, { id: "1700000000200-0", message: tick });
+    expect(outputs.filter(isPrivateOutput).map((o) => [o.type, o.userId, o.seq])).toEqual([
+      ["closed_order", "zed", 1],
+      ["balances_changed", "zed", 2],
+    ]);
   });
 
   it("decodes version 4's trailing stops section written by hand, and writes it back", () => {

@@ -6,12 +6,12 @@
  * needs no heapify (tenths of a second at 1M open trades); it follows from the log alone (every heap operation is
  * deterministic), so an engine restored from a snapshot and one that applied the whole log still hash alike.
  *
- * Layout (version 4), all numbers varints:
+ * Layout (version 5), all numbers varints:
  *   "PBSN" version params(JSON) lastInputId nextSeq ignoredPriceUpdates
  *   house: usd holdings×assets, as decimal strings (bigints: the house can exceed 2^53 micros)
  *   quotes: per asset, present? bid ask atMs exchangeTimeUs source
  *   heaps: per asset, the sizes of its trigger heaps longExit longProfit shortExit shortProfit
- *   accounts: count, then per account: userId usd holdings×assets tradeCount
+ *   accounts: count, then per account: userId usd holdings×assets eventSeq tradeCount
  *             and per trade: seqDelta TRADE(openedAtMs as a signed delta from the previous trade's)
  *             exitPos profitPos (its positions in its exit and take-profit heaps, plus one; 0: not in that heap)
  *   pending orders (pending-codec.ts): per account, in the accounts section's order: orderCount, then per order
@@ -24,18 +24,21 @@
  *             | open_trade: seq TRADE AMOUNTS | close_trade: seq TRADE price pnl reason AMOUNTS
  *             | spot_order: seq asset·2+buy quantity price total AMOUNTS;   AMOUNTS = usd holdings×assets
  *             | answer: the answer as JSON (instructions rare enough not to need a compact receipt)
- *   trailing stops (version 4; the last section): count, then per stop, in accounts-section order (account, then
+ *   trailing stops (from version 4; the last section): count, then per stop, in accounts-section order (account, then
  *             trade sequence): accountIndex seq percent+2·activated amount activation [best, when activated]
  *             (amount: a distance in price ticks, or a percent in hundredths; activation 0: none). Their groups
  *             (trailing-book.ts) are not saved: equal best price means the same group, so a restore rebuilds them.
  *   Times inside a receipt are signed deltas from its entry's time. accountIndex is the account's position in
  *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
+ * Version 4 is version 5 without each account's eventSeq (the seq of its last private output); a restore of one
+ * starts every account at 0. That is safe: an engine that wrote version 4 gave its outputs no seq, so no consumer
+ * holds a number that restarting at 1 could contradict.
  * Version 3 is version 4 without the `answer` receipt, the trailing_stop close reason, the pending orders and the
  * trailing stops.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
- * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Both are still read,
- * never written.
+ * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Versions 1 to 4 are
+ * still read, never written.
  * Params of any version whose assets lack `minQuantitySteps` (saved before it existed) read it as 1.
  * Derived data (trade ids, exit levels, lookups) is rebuilt on decode.
  */
@@ -61,7 +64,7 @@ import { ByteReader, ByteWriter, tokenEquals, type ByteSource } from "./bytes.ts
 import { PENDING_ORDER_VARINTS, readPendingOrders, writePendingOrders } from "./pending-codec.ts";
 
 const MAGIC = [0x50, 0x42, 0x53, 0x4e]; // "PBSN"
-export const SNAPSHOT_VERSION = 4;
+export const SNAPSHOT_VERSION = 5;
 
 /**
  * Encodes the state. The result is a view of the writer's buffer: pass the same `writer` to every snapshot of a
@@ -104,6 +107,7 @@ export function encodeSnapshot(state: EngineState, writer?: ByteWriter): Uint8Ar
     w.string(userId);
     w.uint(a.usd);
     for (const h of a.holdings) w.uint(h);
+    w.uint(a.eventSeq);
     w.uint(a.openTrades.size);
     let prevSeq = 0;
     let prevAt = 0;
@@ -232,6 +236,7 @@ export function decodeSnapshot(
     accounts[i] = account;
     account.usd = r.uint();
     for (let j = 0; j < n; j++) account.holdings[j] = r.uint();
+    if (version >= 5) account.eventSeq = r.uint();
     state.accounts.set(account.userId, account);
     const tradeCount = r.uint();
     let seq = 0;
@@ -298,7 +303,7 @@ function withAssetDefaults(asset: unknown): unknown {
 function readHead(r: ByteReader): { version: number; state: EngineState } {
   for (const b of MAGIC) if (r.u8() !== b) throw new Error("not an engine snapshot");
   const version = r.uint();
-  if (version !== SNAPSHOT_VERSION && version !== 3 && version !== 2 && version !== 1)
+  if (version < 1 || version > SNAPSHOT_VERSION)
     throw new Error(`snapshot version ${version} is not supported (expected ${SNAPSHOT_VERSION})`);
   const params = withCurrentParamNames(JSON.parse(r.string()) as Record<string, unknown>);
   validateParams(params);
@@ -355,7 +360,7 @@ export function prescanIdempotency(bytes: Uint8Array): IdempotencyScan | undefin
   const accountCount = r.uint();
   for (let i = 0; i < accountCount; i++) {
     r.skip(r.uint()); // the user id
-    r.skipVarints(1 + n); // usd, holdings
+    r.skipVarints(version >= 5 ? 2 + n : 1 + n); // usd, holdings (and eventSeq)
     r.skipVarints(r.uint() * tradeVarints);
   }
   if (version >= 4) for (let i = 0; i < accountCount; i++) r.skipVarints(r.uint() * PENDING_ORDER_VARINTS);

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { isPrivateOutput } from "../../contract/messages.ts";
 import { apply } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
@@ -28,8 +29,14 @@ describe("snapshot + replay", () => {
 
         const restoredOutputs = log.slice(cut).map((e) => apply(restored, e));
         expect(stateHash(restored)).toBe(stateHash(reference));
-        // The restored engine also says exactly what the original said, ids included.
+        // The restored engine also says exactly what the original said, ids and each user's seq included: its
+        // numbering goes on from the snapshot's.
         expect(restoredOutputs).toEqual(referenceOutputs.slice(cut));
+        const next = new Map<string, number>();
+        for (const o of restoredOutputs.flat().filter(isPrivateOutput)) {
+          expect(o.seq).toBe(next.get(o.userId) ?? (before.accounts.get(o.userId)?.eventSeq ?? 0) + 1);
+          next.set(o.userId, o.seq + 1);
+        }
       }),
       { numRuns: 200 },
     );
