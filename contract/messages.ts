@@ -232,6 +232,8 @@ export const answerSchema = z.discriminatedUnion("ok", [
 ]);
 
 const outputHead = { id: z.string(), inputId: z.string() };
+/** Per user, +1 per private output, assigned by the engine in output order (the first is 1): a replay assigns the same. */
+const seq = z.number().int().positive();
 
 export const engineOutputSchema = z.discriminatedUnion("type", [
   z.object({
@@ -241,19 +243,20 @@ export const engineOutputSchema = z.discriminatedUnion("type", [
     userId: userIdSchema,
     answer: answerSchema,
   }),
-  z.object({ type: z.literal("closed_order"), ...outputHead, userId: userIdSchema, trade: closedTradeSchema }),
-  z.object({ type: z.literal("trade_opened"), ...outputHead, userId: userIdSchema, trade: tradeSchema }),
+  z.object({ type: z.literal("closed_order"), ...outputHead, userId: userIdSchema, seq, trade: closedTradeSchema }),
+  z.object({ type: z.literal("trade_opened"), ...outputHead, userId: userIdSchema, seq, trade: tradeSchema }),
   /** An open trade changed without closing: exits set, moved or removed, a trailing stop activated, or a partial close. */
   z.object({
     type: z.literal("trade_updated"),
     ...outputHead,
     userId: userIdSchema,
+    seq,
     change: z.enum(["exits", "trailing_activated", "partial_close"]),
     trade: tradeSchema,
   }),
   /** An entry order was placed or left the book (filled, cancelled, expired, rejected at fill): its whole view. */
-  z.object({ type: z.literal("order_updated"), ...outputHead, userId: userIdSchema, order: orderSchema }),
-  z.object({ type: z.literal("balances_changed"), ...outputHead, userId: userIdSchema, balances: balancesSchema }),
+  z.object({ type: z.literal("order_updated"), ...outputHead, userId: userIdSchema, seq, order: orderSchema }),
+  z.object({ type: z.literal("balances_changed"), ...outputHead, userId: userIdSchema, seq, balances: balancesSchema }),
   z.object({
     type: z.literal("quote_updated"),
     ...outputHead,
@@ -280,3 +283,18 @@ export type InstructionResult = z.infer<typeof resultSchema>;
 export type Answer = z.infer<typeof answerSchema>;
 export type EngineOutput = z.infer<typeof engineOutputSchema>;
 export type OutputOf<T extends EngineOutput["type"]> = Extract<EngineOutput, { type: T }>;
+
+/** The outputs that carry a per-user `seq`: a user's private events. */
+export type PrivateOutput = OutputOf<
+  "trade_opened" | "trade_updated" | "closed_order" | "order_updated" | "balances_changed"
+>;
+
+export function isPrivateOutput(o: EngineOutput): o is PrivateOutput {
+  return (
+    o.type === "trade_opened" ||
+    o.type === "trade_updated" ||
+    o.type === "closed_order" ||
+    o.type === "order_updated" ||
+    o.type === "balances_changed"
+  );
+}
