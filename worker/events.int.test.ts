@@ -201,7 +201,7 @@ describe("events store", () => {
     );
     // Then the mark stays at 2, and 5 and 6 are stored and listed as ahead
     expect(await redis.get(keys.eventsSeqKey("ann"))).toBe("2");
-    expect(await redis.zrange(keys.eventsAheadKey("ann"), 0, -1)).toEqual(["5", "6"]);
+    expect(await redis.zrange(keys.eventsAheadKey("ann"), "0", "-1")).toEqual(["5", "6"]);
     expect(await redis.zcard(keys.eventsKey("ann"))).toBe(4);
     // And a reader sees nothing past the mark
     const early = await readEventsAfter(redis, keys, "ann", 0);
