@@ -5,6 +5,10 @@
  * engine:output — `order_response` (exactly one per instruction), `closed_order`, and the read-model changes
  *                 `trade_opened`, `trade_updated`, `order_updated`, `balances_changed`, `quote_updated`.
  *
+ * The private outputs (`PrivateOutput`: a user's `trade_opened`, `trade_updated`, `closed_order`, `order_updated`,
+ * `balances_changed`) carry `seq`: 1 for the user's first, +1 for each next one, in output order. The engine assigns
+ * it from account state kept in its snapshot, so a replay assigns the same numbers and a gap means a lost event.
+ *
  * Amounts are decimal strings. The schemas check shape only (a decimal string, a bounded id); whether an amount
  * fits an asset's precision, an asset exists or a leverage is allowed is the engine's call, answered as a
  * rejection code. Output ids are `<input id>:<n>`, deterministic, so consumers can drop what a replay re-emits.
@@ -232,8 +236,48 @@ export const answerSchema = z.discriminatedUnion("ok", [
 ]);
 
 const outputHead = { id: z.string(), inputId: z.string() };
-/** Per user, +1 per private output, assigned by the engine in output order (the first is 1): a replay assigns the same. */
-const seq = z.number().int().positive();
+/** A private output's head: its user and that user's event sequence number (see the module comment). */
+const privateHead = { ...outputHead, userId: userIdSchema, seq: z.number().int().min(1) };
+
+export const closedOrderOutputSchema = z.object({
+  type: z.literal("closed_order"),
+  ...privateHead,
+  trade: closedTradeSchema,
+});
+export const tradeOpenedOutputSchema = z.object({
+  type: z.literal("trade_opened"),
+  ...privateHead,
+  trade: tradeSchema,
+});
+/** An open trade changed without closing: exits set, moved or removed, a trailing stop activated, or a partial close. */
+export const tradeUpdatedOutputSchema = z.object({
+  type: z.literal("trade_updated"),
+  ...privateHead,
+  change: z.enum(["exits", "trailing_activated", "partial_close"]),
+  trade: tradeSchema,
+});
+/** An entry order was placed or left the book (filled, cancelled, expired, rejected at fill): its whole view. */
+export const orderUpdatedOutputSchema = z.object({
+  type: z.literal("order_updated"),
+  ...privateHead,
+  order: orderSchema,
+});
+export const balancesChangedOutputSchema = z.object({
+  type: z.literal("balances_changed"),
+  ...privateHead,
+  balances: balancesSchema,
+});
+
+const privateOutputSchemas = [
+  closedOrderOutputSchema,
+  tradeOpenedOutputSchema,
+  tradeUpdatedOutputSchema,
+  orderUpdatedOutputSchema,
+  balancesChangedOutputSchema,
+] as const;
+
+/** The outputs that carry a user's `seq`. */
+export const privateOutputSchema = z.discriminatedUnion("type", [...privateOutputSchemas]);
 
 export const engineOutputSchema = z.discriminatedUnion("type", [
   z.object({
@@ -243,20 +287,7 @@ export const engineOutputSchema = z.discriminatedUnion("type", [
     userId: userIdSchema,
     answer: answerSchema,
   }),
-  z.object({ type: z.literal("closed_order"), ...outputHead, userId: userIdSchema, seq, trade: closedTradeSchema }),
-  z.object({ type: z.literal("trade_opened"), ...outputHead, userId: userIdSchema, seq, trade: tradeSchema }),
-  /** An open trade changed without closing: exits set, moved or removed, a trailing stop activated, or a partial close. */
-  z.object({
-    type: z.literal("trade_updated"),
-    ...outputHead,
-    userId: userIdSchema,
-    seq,
-    change: z.enum(["exits", "trailing_activated", "partial_close"]),
-    trade: tradeSchema,
-  }),
-  /** An entry order was placed or left the book (filled, cancelled, expired, rejected at fill): its whole view. */
-  z.object({ type: z.literal("order_updated"), ...outputHead, userId: userIdSchema, seq, order: orderSchema }),
-  z.object({ type: z.literal("balances_changed"), ...outputHead, userId: userIdSchema, seq, balances: balancesSchema }),
+  ...privateOutputSchemas,
   z.object({
     type: z.literal("quote_updated"),
     ...outputHead,
@@ -283,18 +314,19 @@ export type InstructionResult = z.infer<typeof resultSchema>;
 export type Answer = z.infer<typeof answerSchema>;
 export type EngineOutput = z.infer<typeof engineOutputSchema>;
 export type OutputOf<T extends EngineOutput["type"]> = Extract<EngineOutput, { type: T }>;
+export type PrivateOutput = z.infer<typeof privateOutputSchema>;
 
-/** The outputs that carry a per-user `seq`: a user's private events. */
-export type PrivateOutput = OutputOf<
-  "trade_opened" | "trade_updated" | "closed_order" | "order_updated" | "balances_changed"
->;
+/** Which output types are private: a new output type must be placed on one side or the other. */
+const IS_PRIVATE: Readonly<Record<EngineOutput["type"], boolean>> = {
+  order_response: false,
+  quote_updated: false,
+  closed_order: true,
+  trade_opened: true,
+  trade_updated: true,
+  order_updated: true,
+  balances_changed: true,
+};
 
-export function isPrivateOutput(o: EngineOutput): o is PrivateOutput {
-  return (
-    o.type === "trade_opened" ||
-    o.type === "trade_updated" ||
-    o.type === "closed_order" ||
-    o.type === "order_updated" ||
-    o.type === "balances_changed"
-  );
+export function isPrivateOutput(output: EngineOutput): output is PrivateOutput {
+  return IS_PRIVATE[output.type];
 }

@@ -118,21 +118,21 @@ function closed(t: TradeView, change: Partial<ClosedTradeView>): ClosedTradeView
   };
 }
 
-/** Output `n` of input `ms`: ids the worker compares as (ms, 0, n). */
-const head = (ms: number, n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0` });
-/** `seq`: ann's event number (each test has its own keyspace, so each starts at 1). */
-const orderUpdated = (ms: number, seq: number, o: OrderView): EngineOutput => ({
+/**
+ * Output `n` of input `ms`: ids the worker compares as (ms, 0, n); its seq grows with (ms, n) as the engine's would,
+ * with gaps (these specs look at history and read models, not at the events store).
+ */
+const head = (ms: number, n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0`, seq: (ms - T0) * 10 + n + 1 });
+const orderUpdated = (ms: number, o: OrderView): EngineOutput => ({
   type: "order_updated",
   ...head(ms, 0),
   userId: "ann",
-  seq,
   order: o,
 });
-const tradeUpdated = (ms: number, seq: number, t: TradeView): EngineOutput => ({
+const tradeUpdated = (ms: number, t: TradeView): EngineOutput => ({
   type: "trade_updated",
   ...head(ms, 1),
   userId: "ann",
-  seq,
   change: "exits",
   trade: t,
 });
@@ -149,7 +149,7 @@ describe("worker: entry orders", () => {
   it("keeps a pending order in the read model and its row in Postgres, then removes it on fill", async () => {
     const keys = await space("orders-life");
     // Given an order placed
-    await deliver(keys, [orderUpdated(T0, 1, order("P0-1"))]);
+    await deliver(keys, [orderUpdated(T0, order("P0-1"))]);
     // Then it is listed as pending, and its row is pending
     const listed = await redis.hgetall(keys.pendingOrdersKey("ann"));
     expect(Object.keys(listed)).toEqual(["P0-1"]);
@@ -164,7 +164,7 @@ describe("worker: entry orders", () => {
     });
     // When it fills
     const filled = order("P0-1", { status: "filled", fillPrice: "1899.5", tradeId: "T0-9", updatedAt: at(T0 + 5) });
-    await deliver(keys, [orderUpdated(T0 + 5, 2, filled)]);
+    await deliver(keys, [orderUpdated(T0 + 5, filled)]);
     // Then it leaves the read model and its row says filled, at what price, into which trade
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
     expect(await orderRow("P0-1")).toMatchObject({
@@ -177,10 +177,9 @@ describe("worker: entry orders", () => {
 
   it("never lets a late placement resurrect an order that left the book, nor overwrite its row", async () => {
     const keys = await space("orders-late");
-    const placed = orderUpdated(T0 + 10, 1, order("P0-2", { placedAt: at(T0 + 10), updatedAt: at(T0 + 10) }));
+    const placed = orderUpdated(T0 + 10, order("P0-2", { placedAt: at(T0 + 10), updatedAt: at(T0 + 10) }));
     const cancelled = orderUpdated(
       T0 + 20,
-      2,
       order("P0-2", {
         status: "cancelled",
         placedAt: at(T0 + 10),
@@ -208,8 +207,8 @@ describe("worker: entry orders", () => {
 
   it("applies the newest of one batch's outputs for an order, whatever their order in the batch", async () => {
     const keys = await space("orders-batch");
-    const placed = orderUpdated(T0 + 30, 1, order("P0-3"));
-    const expired = orderUpdated(T0 + 40, 2, order("P0-3", { status: "expired", updatedAt: at(T0 + 40) }));
+    const placed = orderUpdated(T0 + 30, order("P0-3"));
+    const expired = orderUpdated(T0 + 40, order("P0-3", { status: "expired", updatedAt: at(T0 + 40) }));
     // One batch holding the expiry, then a replayed copy of the placement
     await deliver(keys, [expired, placed]);
     expect(await redis.hlen(keys.pendingOrdersKey("ann"))).toBe(0);
@@ -220,9 +219,9 @@ describe("worker: entry orders", () => {
 describe("worker: trade updates and partial closes", () => {
   it("never lets an older trade update overwrite a newer one, nor resurrect a closed trade", async () => {
     const keys = await space("trade-updates");
-    const opened: EngineOutput = { type: "trade_opened", ...head(T0, 0), userId: "ann", seq: 1, trade: trade("T0-20") };
-    const first = tradeUpdated(T0 + 1, 2, trade("T0-20", { stopLoss: "1950" }));
-    const second = tradeUpdated(T0 + 2, 3, trade("T0-20", { stopLoss: "1975", takeProfit: "2200" }));
+    const opened: EngineOutput = { type: "trade_opened", ...head(T0, 0), userId: "ann", trade: trade("T0-20") };
+    const first = tradeUpdated(T0 + 1, trade("T0-20", { stopLoss: "1950" }));
+    const second = tradeUpdated(T0 + 2, trade("T0-20", { stopLoss: "1975", takeProfit: "2200" }));
     // Given the open and the second move applied, the first move arriving last (a claimed batch)
     await deliver(keys, [opened, second]);
     await deliver(keys, [first]);
@@ -238,7 +237,6 @@ describe("worker: trade updates and partial closes", () => {
       type: "closed_order",
       ...head(T0 + 3, 0),
       userId: "ann",
-      seq: 4,
       trade: closed(trade("T0-20", { stopLoss: "1975" }), {
         closeReason: "stop_loss",
         closePrice: "1975",
@@ -264,13 +262,12 @@ describe("worker: trade updates and partial closes", () => {
         level: "2130",
       },
     });
-    const opened: EngineOutput = { type: "trade_opened", ...head(T0, 0), userId: "ann", seq: 1, trade: t };
+    const opened: EngineOutput = { type: "trade_opened", ...head(T0, 0), userId: "ann", trade: t };
     // Given a partial close of 0.4 at 2100: pnl (2100 − 2000) × 0.4 = 40, margin 100 × 0.4 = 40
     const part: EngineOutput = {
       type: "closed_order",
       ...head(T0 + 10, 0),
       userId: "ann",
-      seq: 2,
       trade: closed(t, { closeId: "T0-30.1", quantity: "0.4", margin: "40", pnl: "40", remainingQuantity: "0.6" }),
     };
     const rest = trade("T0-30", { quantity: "0.6", margin: "60", trailingStop: t.trailingStop });
@@ -278,7 +275,6 @@ describe("worker: trade updates and partial closes", () => {
       type: "trade_updated",
       ...head(T0 + 10, 1),
       userId: "ann",
-      seq: 3,
       change: "partial_close",
       trade: rest,
     };
@@ -291,7 +287,6 @@ describe("worker: trade updates and partial closes", () => {
       type: "closed_order",
       ...head(T0 + 20, 0),
       userId: "ann",
-      seq: 4,
       trade: closed(rest, {
         closePrice: "2130",
         pnl: "78",
@@ -323,7 +318,6 @@ describe("worker: trade updates and partial closes", () => {
       type: "closed_order",
       ...head(T0 + 50, 0),
       userId: "ann",
-      seq: 1,
       trade: closed(trade("T0-40"), {
         closePrice: "1700",
         pnl: "-100",
