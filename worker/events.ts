@@ -39,8 +39,9 @@ export const FANOUT_MAXLEN = 100_000;
  *
  * The trim removes, oldest first, events beyond the newest `keep count` that are older than `keep ms` before the
  * newest event and at or below the mark (never one a gap still waits under). Log ms never decreases with seq (the
- * engine numbers outputs in log order), so the first event kept by time ends the run; it is read in small chunks so
- * a user whose last ten minutes hold many events pays for one chunk, not for the whole set.
+ * engine numbers outputs in log order), so the first event kept by time ends the run. The oldest is read first,
+ * alone, then chunks: a user whose last ten minutes hold more than the threshold pays two one-member reads per
+ * append (the newest and the oldest), not a read of the whole set.
  */
 export const EVENT_APPEND = `
 local seq = tonumber(ARGV[1])
@@ -59,9 +60,10 @@ if card <= tonumber(ARGV[5]) then return 1 end
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
 local cutoff = tonumber(string.match(newest, '^(%d+) ')) - tonumber(ARGV[4])
 local excess = card - tonumber(ARGV[3])
-local drop = 0
+local drop, size = 0, 1
 while drop < excess do
-  local chunk = redis.call('ZRANGE', KEYS[1], drop, math.min(drop + 31, excess - 1), 'WITHSCORES')
+  local chunk = redis.call('ZRANGE', KEYS[1], drop, math.min(drop + size, excess) - 1, 'WITHSCORES')
+  size = 64
   local stop = #chunk == 0
   for i = 1, #chunk, 2 do
     if tonumber(string.match(chunk[i], '^(%d+) ')) >= cutoff or tonumber(chunk[i + 1]) > mark then
