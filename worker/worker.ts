@@ -2,8 +2,10 @@
  * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
  * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
  * older order view never replaces a newer one), read models into Redis (guarded by watermarks, see
- * read-models.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
- * reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * read-models.ts) with each private event appended to its user's events store right after its read-model write
+ * (events.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
+ * reads its own write next; then the batch onto the stream replicas' fan-out. Entries are acknowledged only after
+ * all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
