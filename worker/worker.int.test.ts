@@ -211,6 +211,8 @@ describe("worker on real Redis and Postgres", () => {
     await both.exec();
     expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
     expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
+    // The event appends are scripts too: reloaded with the rest, carol's one event is stored once, under the mark
+    expect(await readEventsAfter(redis, local, "carol", 0)).toMatchObject({ ok: true, events: [{ seq: 1 }], mark: 1 });
     await until(async () =>
       ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
     );
