@@ -5,7 +5,8 @@
  * 1. The worker is killed with SIGKILL mid-stream, several times, each time while it holds entries it has not
  *    acknowledged; a successor with another consumer name must claim them. At the end nothing is lost or
  *    doubled: one closed_orders row per closed trade and one spot_orders row per filled spot order, every answer
- *    delivered, nothing pending, read models equal to the engine's last word.
+ *    delivered, nothing pending, read models equal to the engine's last word, every user's events stored once in
+ *    seq order under the mark and fanned out.
  * 2. A Redis with AOF (`appendfsync always`) is killed with SIGKILL while instructions are being XADDed; after a
  *    restart every acknowledged entry is still there, and the engine answers every instruction in the log.
  *
@@ -17,7 +18,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EngineInput, EngineOutput, Instruction, OutputOf } from "../contract/messages.ts";
+import {
+  isPrivateOutput,
+  type EngineInput,
+  type EngineOutput,
+  type Instruction,
+  type OutputOf,
+  type PrivateOutput,
+} from "../contract/messages.ts";
 import { toUnits, USD_DECIMALS } from "../contract/money.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../contract/stream-fields.ts";
@@ -26,6 +34,7 @@ import { freePort, spawnComponent, startRedisServer, until, type Child } from ".
 import { seededRandom } from "../platform/testing/seeded-random.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { readEventsAfter } from "./events.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const SEED =
@@ -373,6 +382,32 @@ describe("crash tests with the real engine and worker processes", () => {
           ]),
         );
         expect(model, `open trades of ${userId} ${seedNote}`).toEqual(Object.fromEntries(trades));
+      }
+
+      // Events: each user's store holds every private output once, in seq order 1, 2, …, all under the mark, and
+      // the fan-out carried each at least once (a batch run again after a kill sends its events again).
+      const privateByUser = new Map<string, PrivateOutput[]>();
+      for (const o of outputs)
+        if (isPrivateOutput(o)) privateByUser.set(o.userId, [...(privateByUser.get(o.userId) ?? []), o]);
+      const fannedOut = new Map<string, Set<number>>();
+      for (const [, fields] of await redis.xrange(keys.streamFanout, "-", "+")) {
+        if (fields[1] !== "event") continue;
+        const [user, seq] = [fields[3]!, Number(fields[5])];
+        fannedOut.set(user, (fannedOut.get(user) ?? new Set<number>()).add(seq));
+      }
+      expect(privateByUser.size).toBe(20);
+      for (const [userId, events] of privateByUser) {
+        expect(
+          events.map((e) => e.seq),
+          `the engine numbers ${userId}'s events 1, 2, …`,
+        ).toEqual(events.map((_, i) => i + 1));
+        const stored = await readEventsAfter(redis, keys, userId, 0, 100_000);
+        expect(stored, `events of ${userId} ${seedNote}`).toEqual({ ok: true, events, mark: events.length });
+        expect(await redis.zcard(keys.eventsAheadKey(userId))).toBe(0);
+        expect(
+          [...(fannedOut.get(userId) ?? [])].sort((a, b) => a - b),
+          `fan-out of ${userId} ${seedNote}`,
+        ).toEqual(events.map((e) => e.seq));
       }
     },
   );

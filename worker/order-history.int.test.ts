@@ -21,6 +21,7 @@ import { migrate } from "../platform/migrate.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { EVENT_SCRIPTS } from "./events.ts";
 import { READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, handleBatch } from "./worker.ts";
 
@@ -34,7 +35,7 @@ beforeAll(async () => {
   pg = await createTestDatabase();
   await migrate(pg.db, log);
   prefix = `test:${randomUUID()}:`;
-  for (const script of READ_MODEL_SCRIPTS) await redis.script("LOAD", script);
+  for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await redis.script("LOAD", script);
 });
 
 afterAll(async () => {

@@ -1,7 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Answer, EngineInput, EngineOutput, Instruction } from "../contract/messages.ts";
+import {
+  isPrivateOutput,
+  type Answer,
+  type EngineInput,
+  type EngineOutput,
+  type Instruction,
+} from "../contract/messages.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { apply } from "../engine/core/apply.ts";
@@ -14,6 +20,7 @@ import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
+import { readEventsAfter } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
 import { ensureGroup, groupBacklog, handleBatch, MAX_PENDING_PER_CONSUMER, runWorker } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
@@ -176,6 +183,9 @@ describe("worker on real Redis and Postgres", () => {
     // Every entry was handled once, the replayed ones included; the replayed close was inserted again (a no-op).
     expect(sample(await samples(), "worker_entries_handled_total")).toBe(await redis.xlen(keys.output));
     expect(sample(await samples(), "worker_postgres_write_duration_seconds_count")).toBe(2);
+    // Alice's events are stored once each, in the engine's numbering, all under the mark, though replayed twice.
+    const events = e.all.filter((o) => isPrivateOutput(o) && o.userId === "alice");
+    expect(await readEventsAfter(redis, keys, "alice", 0)).toEqual({ ok: true, events, mark: events.length });
 
     stop.abort();
     await running;
@@ -201,6 +211,8 @@ describe("worker on real Redis and Postgres", () => {
     await both.exec();
     expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
     expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
+    // The event appends are scripts too: reloaded with the rest, carol's one event is stored once, under the mark
+    expect(await readEventsAfter(redis, local, "carol", 0)).toMatchObject({ ok: true, events: [{ seq: 1 }], mark: 1 });
     await until(async () =>
       ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
     );

@@ -2,8 +2,10 @@
  * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
  * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
  * older order view never replaces a newer one), read models into Redis (guarded by watermarks, see
- * read-models.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
- * reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * read-models.ts) with each private event appended to its user's events store right after its read-model write
+ * (events.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
+ * reads its own write next; then the batch onto the stream replicas' fan-out. Entries are acknowledged only after
+ * all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -13,11 +15,12 @@
  * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  */
 import type { Redis } from "ioredis";
-import type { EngineOutput } from "../contract/messages.ts";
+import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { EVENT_SCRIPTS, queueEventAppend, queueFanout } from "./events.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
@@ -176,25 +179,38 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
   }
   const startedAt = performance.now();
   if (await writeHistory(o.db, outputs)) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  let failed = await writeReadModelsAndAnswers(o, outputs);
-  if (failed?.message.startsWith("NOSCRIPT") === true) {
+  let written = await writeReadModelsAndAnswers(o, outputs);
+  if (!written.ok && written.error.message.startsWith("NOSCRIPT")) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
     // writes and no answer went out ahead of its read models; run the batch again after loading them (the
-    // read-model writes are idempotent; an answer pushed twice to its per-attempt key is popped once).
+    // read-model writes and event appends are idempotent; an answer pushed twice to its per-attempt key is popped
+    // once).
     await loadScripts(o.writer);
-    failed = await writeReadModelsAndAnswers(o, outputs);
+    written = await writeReadModelsAndAnswers(o, outputs);
   }
-  if (failed !== undefined) throw failed; // not acknowledged: the batch is retried, idempotently
+  if (!written.ok) throw written.error; // not acknowledged: the batch is retried, idempotently
+  await fanOut(o, written.fanout);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
 
+/**
+ * One pipeline: per output its read-model write and then, for a private event, its append to the user's events
+ * store (so the events mark never covers a change the read models lack); then the answers. Returns what to fan
+ * out: every private event (again when run again: consumers drop seqs they delivered), and each quote that moved
+ * its read model (a replayed quote is older than the one shown, and must not reach clients as the latest).
+ */
 async function writeReadModelsAndAnswers(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
-): Promise<Error | undefined> {
+): Promise<{ ok: true; fanout: EngineOutput[] } | { ok: false; error: Error }> {
   const pipe = o.writer.pipeline();
-  for (const output of outputs) queueReadModelWrite(pipe, o.keys, output);
+  const quoteWrites: [at: number, output: EngineOutput][] = [];
+  for (const output of outputs) {
+    if (output.type === "quote_updated") quoteWrites.push([pipe.length, output]);
+    queueReadModelWrite(pipe, o.keys, output);
+    if (isPrivateOutput(output)) queueEventAppend(pipe, o.keys, output);
+  }
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
     queueAnswer(
@@ -205,9 +221,24 @@ async function writeReadModelsAndAnswers(
     );
   }
   const results = (await pipe.exec()) ?? [];
-  return results.find(([err]) => err !== null)?.[0] ?? undefined;
+  const error = results.find(([err]) => err !== null)?.[0];
+  if (error) return { ok: false, error };
+  const movedQuotes = new Set(quoteWrites.filter(([at]) => results[at]?.[1] === 1).map(([, output]) => output));
+  return { ok: true, fanout: outputs.filter((output) => isPrivateOutput(output) || movedQuotes.has(output)) };
+}
+
+/**
+ * The batch's events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the
+ * batch is acknowledged: a failure here leaves the batch pending, to be run again.
+ */
+async function fanOut(o: WorkerOptions, outputs: readonly EngineOutput[], candles: readonly unknown[] = []) {
+  if (outputs.length === 0 && candles.length === 0) return;
+  const pipe = o.writer.pipeline();
+  queueFanout(pipe, o.keys, outputs, candles);
+  const failed = ((await pipe.exec()) ?? []).find(([err]) => err !== null)?.[0];
+  if (failed) throw failed;
 }
 
 async function loadScripts(redis: Redis): Promise<void> {
-  for (const script of READ_MODEL_SCRIPTS) await redis.script("LOAD", script);
+  for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await redis.script("LOAD", script);
 }

@@ -1,0 +1,251 @@
+/**
+ * Each user's private events (the outputs that carry a per-user `seq`), kept in Redis so a stream client that lost
+ * its connection resumes exactly after the last seq it saw, and the fan-out stream every stream replica reads.
+ *
+ * Store: `eventsKey(user)` is a sorted set scored by seq, each member "<log ms> <output JSON>" (log ms: the output
+ * id's ms). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored, and, because the
+ * worker queues each event's append right after that output's read-model write, its read-model change is applied.
+ * A batch claimed from a dead worker arrives after newer ones: its events fill a gap below events already stored.
+ * Those newer ones wait in `eventsAheadKey(user)` (their seqs) until the gap fills, and the mark then moves over
+ * them, so a reader never sees the mark claim an event that is not there.
+ *
+ * Appending is idempotent (a seq at or below the mark, or already stored, adds nothing: an engine replay or a claimed
+ * batch stores each event once) and touches only keys in the user's hash tag (one cluster slot per script).
+ * Retention: at least the newest EVENTS_KEEP_COUNT events and every event within EVENTS_KEEP_MS of log time of the
+ * newest one; trimmed only once the set holds EVENTS_TRIM_ABOVE, so a trim removes a run and costs little per event.
+ *
+ * Fan-out (`streamFanout`) is written after the batch's read models, events and answers succeeded and before the
+ * batch is acknowledged, so an event read from it is already in the store. It is at least once: a batch run again (a
+ * crash before XACK, an engine replay) fans its events out again, and consumers drop seqs they have delivered. An
+ * event can be fanned out above a gap (stored ahead of the mark): the late batch that fills the gap fans out only
+ * its own events, so a consumer that saw a seq beyond the next one it expects reads the rest from the store
+ * (readEventsAfter) once the mark has moved.
+ */
+import { createHash } from "node:crypto";
+import type { ChainableCommander, Redis } from "ioredis";
+import type { Balances, EngineOutput, OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
+import type { Keyspace } from "../contract/names.ts";
+
+/** The newest events kept per user whatever their age. */
+export const EVENTS_KEEP_COUNT = 1_000;
+/** Every event this close (log time) to the user's newest one is kept, however many. */
+export const EVENTS_KEEP_MS = 10 * 60_000;
+/** The set is trimmed only past this size: one trim removes up to a hundred events instead of one per append. */
+export const EVENTS_TRIM_ABOVE = 1_100;
+/** The fan-out stream's approximate cap: far more than a stream replica reads between two XREADs. */
+export const FANOUT_MAXLEN = 100_000;
+
+/**
+ * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead; ARGV[1] seq, ARGV[2] member ("<log ms> <JSON>"), ARGV[3] keep count,
+ * ARGV[4] keep ms, ARGV[5] trim above. Returns 1 when stored, 0 when it was already (or is at or below the mark).
+ *
+ * The trim removes, oldest first, events beyond the newest `keep count` that are older than `keep ms` before the
+ * newest event and at or below the mark (never one a gap still waits under). Log ms never decreases with seq (the
+ * engine numbers outputs in log order), so the first event kept by time ends the run. The oldest is read first,
+ * alone, then chunks: a user whose last ten minutes hold more than the threshold pays two one-member reads per
+ * append (the newest and the oldest), not a read of the whole set.
+ */
+export const EVENT_APPEND = `
+local seq = tonumber(ARGV[1])
+local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
+if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
+redis.call('ZADD', KEYS[1], seq, ARGV[2])
+if seq == mark + 1 then
+  mark = seq
+  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 do mark = mark + 1 end
+  redis.call('SET', KEYS[2], tostring(mark))
+else
+  redis.call('ZADD', KEYS[3], seq, tostring(seq))
+end
+local card = redis.call('ZCARD', KEYS[1])
+if card <= tonumber(ARGV[5]) then return 1 end
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
+local cutoff = tonumber(string.match(newest, '^(%d+) ')) - tonumber(ARGV[4])
+local excess = card - tonumber(ARGV[3])
+local drop, size = 0, 1
+while drop < excess do
+  local chunk = redis.call('ZRANGE', KEYS[1], drop, math.min(drop + size, excess) - 1, 'WITHSCORES')
+  size = 64
+  local stop = #chunk == 0
+  for i = 1, #chunk, 2 do
+    if tonumber(string.match(chunk[i], '^(%d+) ')) >= cutoff or tonumber(chunk[i + 1]) > mark then
+      stop = true
+      break
+    end
+    drop = drop + 1
+  end
+  if stop then break end
+end
+if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1) end
+return 1`;
+
+/**
+ * KEYS[1] events, KEYS[2] mark; ARGV[1] since, ARGV[2] limit. Returns {mark, members with scores} for seqs in
+ * (since, min(mark, since + limit)]; the mark alone when since is above it.
+ */
+const EVENTS_AFTER = `
+local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
+local since = tonumber(ARGV[1])
+if since >= mark then return {tostring(mark), {}} end
+local upto = math.min(mark, since + tonumber(ARGV[2]))
+return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. since, upto, 'WITHSCORES')}`;
+
+/** KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark: all of them at one instant. */
+const PRIVATE_STATE = `
+return {
+  redis.call('HGETALL', KEYS[1]),
+  redis.call('HGETALL', KEYS[2]),
+  redis.call('HGETALL', KEYS[3]),
+  redis.call('GET', KEYS[4]) or '0'
+}`;
+
+/** Scripts the worker loads (SCRIPT LOAD) with its read-model scripts, to send only their hashes with each write. */
+export const EVENT_SCRIPTS = [EVENT_APPEND] as const;
+
+const SHA = new Map(
+  [EVENT_APPEND, EVENTS_AFTER, PRIVATE_STATE].map((script) => [
+    script,
+    createHash("sha1").update(script).digest("hex"),
+  ]),
+);
+
+/** The output id's ms ("1795554219233-0:2" → "1795554219233"): when the input it answers entered the log. */
+export function logMs(output: EngineOutput): string {
+  const m = /^(\d+)-/.exec(output.id);
+  if (m === null) throw new Error(`malformed output id ${output.id}`);
+  return m[1]!;
+}
+
+/**
+ * Queues the store write of one private event (EVALSHA: load EVENT_SCRIPTS first). The worker queues it right after
+ * the same output's read-model write, on the same pipeline, so the mark never runs ahead of the read models.
+ */
+export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput): void {
+  const { userId, seq } = output;
+  pipe.evalsha(
+    SHA.get(EVENT_APPEND)!,
+    3,
+    keys.eventsKey(userId),
+    keys.eventsSeqKey(userId),
+    keys.eventsAheadKey(userId),
+    String(seq),
+    `${logMs(output)} ${JSON.stringify(output)}`,
+    String(EVENTS_KEEP_COUNT),
+    String(EVENTS_KEEP_MS),
+    String(EVENTS_TRIM_ABOVE),
+  );
+}
+
+/**
+ * Queues one fan-out entry per private event and quote in `outputs` (other outputs are skipped), then one per
+ * candle row (worker/candles.ts supplies them), in that order.
+ */
+export function queueFanout(
+  pipe: ChainableCommander,
+  keys: Keyspace,
+  outputs: readonly EngineOutput[],
+  candles: readonly unknown[] = [],
+): void {
+  const add = (...fields: string[]) => pipe.xadd(keys.streamFanout, "MAXLEN", "~", FANOUT_MAXLEN, "*", ...fields);
+  for (const output of outputs) {
+    if (output.type === "quote_updated") add("kind", "quote", "body", JSON.stringify(output));
+    else if (output.type !== "order_response")
+      add("kind", "event", "user", output.userId, "seq", String(output.seq), "body", JSON.stringify(output));
+  }
+  for (const candle of candles) add("kind", "candle", "body", JSON.stringify(candle));
+}
+
+export interface PrivateState {
+  seq: number;
+  balances: Balances;
+  trades: TradeView[];
+  orders: OrderView[];
+}
+
+/**
+ * One atomic read (Lua, one hash tag): read models + contiguous mark. Every event ≤ seq is reflected. Events above
+ * seq may be reflected too (applied, not yet under the mark); each carries a whole view (balances, a trade, an
+ * order), so a client applying them again after this state ends where the read models are.
+ * Trades oldest opened first, orders oldest placed first (as the REST API lists them).
+ */
+export async function readPrivateState(redis: Redis, keys: Keyspace, userId: string): Promise<PrivateState> {
+  const [balances, trades, orders, mark] = (await runScript(redis, PRIVATE_STATE, [
+    keys.balancesKey(userId),
+    keys.openTradesKey(userId),
+    keys.pendingOrdersKey(userId),
+    keys.eventsSeqKey(userId),
+  ])) as [string[], string[], string[], string];
+  return {
+    seq: Number(mark),
+    balances: Object.fromEntries(pairs(balances)),
+    trades: pairs(trades)
+      .map(([, json]) => JSON.parse(json) as TradeView)
+      .sort((a, b) => compareByTime(a.openedAt, a.id, b.openedAt, b.id)),
+    orders: pairs(orders)
+      .map(([, json]) => JSON.parse(json) as OrderView)
+      .sort((a, b) => compareByTime(a.placedAt, a.id, b.placedAt, b.id)),
+  };
+}
+
+export type EventsAfter =
+  { ok: true; events: PrivateOutput[]; mark: number } | { ok: false; reason: "beyond_retention" | "ahead" };
+
+/**
+ * The user's events after `since`, ascending and contiguous: seq since+1 up to min(mark, since + limit), `mark`
+ * the contiguous mark read with them (more follow when the last event's seq is below it). `ahead` when since is
+ * above the mark (the client saw a seq this store has not: another deployment's, or lost with Redis);
+ * `beyond_retention` when since+1 has been trimmed. Either way the client needs a fresh snapshot.
+ */
+export async function readEventsAfter(
+  redis: Redis,
+  keys: Keyspace,
+  userId: string,
+  since: number,
+  limit = 1000,
+): Promise<EventsAfter> {
+  if (!Number.isSafeInteger(since) || since < 0)
+    throw new RangeError(`since: expected a whole number ≥ 0, received ${String(since)}`);
+  if (!Number.isSafeInteger(limit) || limit < 1)
+    throw new RangeError(`limit: expected a whole number ≥ 1, received ${String(limit)}`);
+  const [markText, members] = (await runScript(
+    redis,
+    EVENTS_AFTER,
+    [keys.eventsKey(userId), keys.eventsSeqKey(userId)],
+    [String(since), String(limit)],
+  )) as [string, string[]];
+  const mark = Number(markText);
+  if (since > mark) return { ok: false, reason: "ahead" };
+  const events: PrivateOutput[] = [];
+  for (let i = 0; i + 1 < members.length; i += 2) {
+    // Below the mark the stored seqs have no holes (trims only remove the oldest): a hole means since+1 was trimmed.
+    if (Number(members[i + 1]) !== since + events.length + 1) break;
+    const member = members[i]!;
+    events.push(JSON.parse(member.slice(member.indexOf(" ") + 1)) as PrivateOutput);
+  }
+  if (since < mark && events.length === 0) return { ok: false, reason: "beyond_retention" };
+  return { ok: true, events, mark };
+}
+
+/** EVALSHA, and EVAL when Redis does not have the script (first use, or after a restart). */
+async function runScript(redis: Redis, script: string, keys: string[], args: string[] = []): Promise<unknown> {
+  try {
+    return await redis.evalsha(SHA.get(script)!, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!(err instanceof Error && err.message.startsWith("NOSCRIPT"))) throw err;
+    return redis.eval(script, keys.length, ...keys, ...args);
+  }
+}
+
+function pairs(flat: readonly string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
+/** By time (ISO strings sort as text), then by id: "T0-9" before "T0-10". */
+function compareByTime(timeA: string, idA: string, timeB: string, idB: string): number {
+  if (timeA !== timeB) return timeA < timeB ? -1 : 1;
+  const [shardA, nA] = idA.slice(1).split("-").map(Number);
+  const [shardB, nB] = idB.slice(1).split("-").map(Number);
+  return shardA! - shardB! || nA! - nB! || (idA < idB ? -1 : idA > idB ? 1 : 0);
+}
