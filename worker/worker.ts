@@ -1,9 +1,10 @@
 /**
  * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
  * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
- * older order view never replaces a newer one), read models into Redis (guarded by watermarks, see
- * read-models.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
- * reads its own write next. Entries are acknowledged only after all of that succeeded; a
+ * older order view never replaces a newer one) and the quotes' 1-minute candles (candles.ts), read models into
+ * Redis (guarded by watermarks, see read-models.ts), and only then each `order_response` onto its per-request key,
+ * so a client that got its answer reads its own write next; then the candles onto the stream replicas' fan-out.
+ * Entries are acknowledged only after all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -18,6 +19,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { writeCandles, type CandleView } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
@@ -175,7 +177,9 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   const startedAt = performance.now();
-  if (await writeHistory(o.db, outputs)) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
+  const wroteHistory = await writeHistory(o.db, outputs);
+  const candles = await writeCandles(o.db, outputs);
+  if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
   let failed = await writeReadModelsAndAnswers(o, outputs);
   if (failed?.message.startsWith("NOSCRIPT") === true) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
@@ -185,6 +189,7 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     failed = await writeReadModelsAndAnswers(o, outputs);
   }
   if (failed !== undefined) throw failed; // not acknowledged: the batch is retried, idempotently
+  await fanOut(o, { candles });
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
@@ -206,6 +211,25 @@ async function writeReadModelsAndAnswers(
   }
   const results = (await pipe.exec()) ?? [];
   return results.find(([err]) => err !== null)?.[0] ?? undefined;
+}
+
+/** Entries the fan-out stream keeps (approximately: trimmed by whole nodes, `MAXLEN ~`). */
+export const FANOUT_MAXLEN = 100_000;
+
+/**
+ * What the stream replicas push live, onto `streamFanout`: only after the batch's Postgres and read-model writes
+ * succeeded (a client that then reads the API sees at least as much), before XACK (a batch retried after a crash
+ * sends it again; clients take a candle as its bucket's whole current state, so a repeat is harmless).
+ */
+async function fanOut(o: WorkerOptions, batch: { readonly candles: readonly CandleView[] }): Promise<void> {
+  if (batch.candles.length === 0) return;
+  const pipe = o.writer.pipeline();
+  for (const candle of batch.candles) {
+    const body = JSON.stringify(candle);
+    pipe.xadd(o.keys.streamFanout, "MAXLEN", "~", FANOUT_MAXLEN, "*", "kind", "candle", "body", body);
+  }
+  const failed = ((await pipe.exec()) ?? []).find(([err]) => err !== null)?.[0];
+  if (failed) throw failed;
 }
 
 async function loadScripts(redis: Redis): Promise<void> {
