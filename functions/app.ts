@@ -17,6 +17,7 @@ import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
+import { marketRoutes } from "./routes/market.ts";
 import { spotOrderRoutes } from "./routes/spot-orders.ts";
 import { orderRoutes } from "./routes/orders.ts";
 import { tradeRoutes } from "./routes/trade.ts";
@@ -109,6 +110,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   app.route("/api/v1/trade", spotOrderRoutes(deps));
   app.route("/api/v1/trade", orderRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
+  app.route("/api/v1/market", marketRoutes(deps));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
     // Local development only (no email provider configured): the sign-in emails, newest first. The links in it

@@ -56,6 +56,12 @@ describe("read rate limits", () => {
     expect([set.historyRate.limit, set.verifyPerIp.limit]).toEqual([3, 7]);
     expect(() => readApiConfig({ ...base, HISTORY_RATE_LIMIT_PER_SEC: "0" })).toThrow(/HISTORY_RATE_LIMIT_PER_SEC/);
   });
+
+  it("candles per client IP per second", () => {
+    expect(readApiConfig(base).settings.candlesRate).toEqual({ limit: 10, windowMs: 1000 });
+    expect(readApiConfig({ ...base, CANDLES_RATE_LIMIT_PER_SEC: "4" }).settings.candlesRate.limit).toBe(4);
+    expect(() => readApiConfig({ ...base, CANDLES_RATE_LIMIT_PER_SEC: "x" })).toThrow(/CANDLES_RATE_LIMIT_PER_SEC/);
+  });
 });
 
 describe("readHttpTimeouts", () => {

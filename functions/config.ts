@@ -95,6 +95,7 @@ export function readApiConfig(env: Env): ApiConfig {
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
       signInPerIp: { limit: signInPerIp, windowMs: 15 * 60_000 },
       historyRate: { limit: wholeNumber(env, "HISTORY_RATE_LIMIT_PER_SEC", 10, 1, 1_000_000), windowMs: 1000 },
+      candlesRate: { limit: wholeNumber(env, "CANDLES_RATE_LIMIT_PER_SEC", 10, 1, 1_000_000), windowMs: 1000 },
       verifyPerIp: {
         limit: wholeNumber(env, "VERIFY_LIMIT_PER_IP", signInPerIp, 1, 1_000_000),
         windowMs: 15 * 60_000,

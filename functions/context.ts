@@ -26,6 +26,8 @@ export interface ApiSettings {
   readonly signInPerIp: RateLimit;
   /** History reads per user, for each history route on its own: each is a Postgres query. */
   readonly historyRate: RateLimit;
+  /** Candle reads per client IP (per /64 for IPv6), signed in or not: each is a Postgres query. */
+  readonly candlesRate: RateLimit;
   /** Sign-in link checks per IP (counted like sign-ins, per /64 for IPv6): each is a Postgres query. */
   readonly verifyPerIp: RateLimit;
   /** Idempotency-Key records per user and their TTL; absent: IDEMPOTENCY_KEY_LIMITS (tests lower them). */

@@ -17,6 +17,8 @@ describe("the OpenAPI document", () => {
       "GET /api/v1/account/summary",
       "GET /api/v1/auth/me",
       "GET /api/v1/auth/verify",
+      "GET /api/v1/market/candles",
+      "GET /api/v1/market/quotes",
       "GET /api/v1/trade/history",
       "GET /api/v1/trade/open",
       "GET /api/v1/trade/orders",
@@ -79,6 +81,23 @@ describe("the OpenAPI document", () => {
             },
           },
         },
+      },
+    });
+  });
+
+  it("describes the public market routes: no security, the candles' query with its intervals", () => {
+    expect(paths["/api/v1/market/quotes"]).toMatchObject({ get: { security: [], responses: { 200: {} } } });
+    expect(paths["/api/v1/market/candles"]).toMatchObject({
+      get: {
+        security: [],
+        parameters: [
+          { name: "asset", in: "query", required: true, schema: { enum: ["ETH", "BTC", "SOL", "ADA"] } },
+          { name: "interval", in: "query", required: true, schema: { enum: ["1m", "5m", "15m", "1h", "4h", "1d"] } },
+          { name: "from", in: "query", required: false },
+          { name: "to", in: "query", required: false },
+          { name: "limit", in: "query", required: false },
+        ],
+        responses: { 200: {}, 400: {}, 429: {} },
       },
     });
   });

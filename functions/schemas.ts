@@ -9,6 +9,7 @@
  * precision by the route. Which field failed decides the error code (FIELD_ERRORS).
  */
 import { z } from "@hono/zod-openapi";
+import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import { ASSETS } from "../contract/markets.ts";
 import {
   closedTradeSchema,
@@ -240,6 +241,41 @@ export const historyQuery = z.strictObject({
   }),
 });
 
+/** Most candles one request returns. */
+export const MAX_CANDLES = 1000;
+const CANDLE_LIMIT = `a whole number from 1 to ${MAX_CANDLES}`;
+
+/** `from` and `to` bound the candles' open times (docs/api.md, market data); both are optional. */
+export const candlesQuery = z
+  .strictObject({
+    asset: assetInput,
+    interval: z.enum(CANDLE_INTERVALS).openapi({ description: "The candle length.", example: "1m" }),
+    from: isoTimeInput.optional().openapi({ description: "Candles opening at or after this time." }),
+    to: isoTimeInput.optional().openapi({ description: "Candles opening at or before this time; absent: now." }),
+    limit: z
+      .string()
+      .transform((text, ctx) => {
+        const n = /^\d{1,4}$/.test(text) ? Number(text) : 0;
+        if (n < 1 || n > MAX_CANDLES) {
+          ctx.addIssue({ code: "custom", message: `expected ${CANDLE_LIMIT}`, params: { expected: CANDLE_LIMIT } });
+          return z.NEVER;
+        }
+        return n;
+      })
+      .optional()
+      .openapi({
+        type: "string",
+        description: `Most candles returned, 1 to ${MAX_CANDLES} (default 500).`,
+        example: "100",
+      }),
+  })
+  .superRefine((q, ctx) => {
+    if (q.from !== undefined && q.to !== undefined && q.from > q.to) {
+      const expected = `a time not after to (${new Date(q.to).toISOString()})`;
+      ctx.addIssue({ code: "custom", path: ["from"], message: `expected ${expected}`, params: { expected } });
+    }
+  });
+
 /** Idempotency-Key: 1–128 printable ASCII characters (docs/api.md). */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
@@ -422,6 +458,38 @@ export const accountSummaryView = z
       pricesMissing: [],
     },
   });
+export const quoteView = z
+  .object({
+    asset: z.string(),
+    market: z.string(),
+    bid: decimal,
+    ask: decimal,
+    updatedAt: z.string(),
+    source: z.enum(["backpack", "sim"]),
+  })
+  .openapi("Quote", {
+    description: "A market's latest quote: the prices the engine trades on.",
+    example: {
+      asset: "ETH",
+      market: "ETH_USDC_PERP",
+      bid: "4300.5",
+      ask: "4301",
+      updatedAt: "2026-12-05T10:00:00.000Z",
+      source: "backpack",
+    },
+  });
+export const candleView = z
+  .object({
+    openTime: z.string().openapi({ description: "Start of the candle's interval, UTC." }),
+    open: decimal,
+    high: decimal,
+    low: decimal,
+    close: decimal,
+  })
+  .openapi("Candle", {
+    description: "Open, high, low and close of the bid over one interval.",
+    example: { openTime: "2026-12-05T10:00:00.000Z", open: "4300.5", high: "4312", low: "4298.25", close: "4310" },
+  });
 export const errorView = z.object({ error: z.object({ code: z.string(), message: z.string() }) }).openapi("Error", {
   description: "Every error: a stable `code` to branch on and a `message` for people.",
   example: { error: { code: "INSUFFICIENT_BALANCE", message: "The balance does not cover this order." } },
@@ -466,6 +534,8 @@ export const responses = {
   balances: z.object({ balances: balancesView }),
   assets: z.object({ assets: z.array(assetView) }),
   accountSummary: z.object({ summary: accountSummaryView }),
+  quotes: z.object({ quotes: z.array(quoteView) }),
+  candles: z.object({ asset: z.string(), interval: z.enum(CANDLE_INTERVALS), candles: z.array(candleView) }),
   health: z.object({
     status: z.enum(["ok", "unavailable"]),
     redis: z.boolean(),

@@ -170,6 +170,10 @@ const TYPE_WORDS: Readonly<Record<string, string>> = {
 };
 
 function expected(issue: z.core.$ZodIssue, field: string): string {
+  // A schema that words its own expectation (params.expected) knows better than the table: `limit` is 1 to 100 on
+  // the histories but 1 to 1000 on candles.
+  const own: unknown = issue.code === "custom" ? issue.params?.["expected"] : undefined;
+  if (typeof own === "string") return own;
   const forField = FIELD_EXPECTATIONS[field];
   if (forField !== undefined) return forField;
   // A schema's own message, where it gave one, is already worded for people ("expected a trade id such as T0-42").

@@ -20,6 +20,7 @@ const REPO_MIGRATIONS = [
   "007_spot_orders.sql",
   "008_orders.sql",
   "009_closed_orders_per_close.sql",
+  "010_candles.sql",
 ];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
@@ -106,6 +107,18 @@ describe("migrate", () => {
     await expect(t.db.query("INSERT INTO engine_snapshots (id, snapshot_data) VALUES (2, '{}')")).rejects.toThrow(
       "single_row",
     );
+
+    const candle = (openTime: string, open: string, high: string, low: string, close: string, outputs = [1, 2]) =>
+      t.db.query(
+        `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+         VALUES ('ETH', $1, $2, $3, $4, $5, $6, $7)`,
+        [openTime, open, high, low, close, ...outputs],
+      );
+    await candle("2027-01-15T08:00:00Z", "2000", "2010.5", "1995.25", "2003");
+    await expect(candle("2027-01-15T08:00:00Z", "2000", "2000", "2000", "2000")).rejects.toThrow(/duplicate key/);
+    await expect(candle("2027-01-15T08:01:30Z", "2000", "2000", "2000", "2000")).rejects.toThrow("whole_minute");
+    await expect(candle("2027-01-15T08:02:00Z", "2000", "1999", "1990", "1995")).rejects.toThrow("candles_1m_range");
+    await expect(candle("2027-01-15T08:03:00Z", "2000", "2000", "2000", "2000", [2, 1])).rejects.toThrow("outputs");
   });
 
   it("gives closed rows written before per-close rows their trade id as close_id", async () => {
@@ -119,7 +132,9 @@ describe("migrate", () => {
        close_reason, opened_at, closed_at, output_id)
        VALUES ('T0-7', 'u1', 'ETH', 'long', '100', 10, '0.5', '2000', '2100', '50', 'manual', now(), now(), 'o7')`,
     );
-    expect(await migrate(t.db, quiet)).toEqual(["009_closed_orders_per_close.sql"]);
+    expect(await migrate(t.db, quiet)).toEqual(
+      REPO_MIGRATIONS.slice(REPO_MIGRATIONS.indexOf("009_closed_orders_per_close.sql")),
+    );
     const { rows } = await t.db.query("SELECT close_id, id, remaining_quantity, loss_waived FROM closed_orders");
     expect(rows).toEqual([{ close_id: "T0-7", id: "T0-7", remaining_quantity: "0.0000000000", loss_waived: null }]);
   });

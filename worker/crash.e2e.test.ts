@@ -6,7 +6,8 @@
  *    acknowledged; a successor with another consumer name must claim them. At the end nothing is lost or
  *    doubled: one closed_orders row per closed trade and one spot_orders row per filled spot order, every answer
  *    delivered, nothing pending, read models equal to the engine's last word, every user's events stored once in
- *    seq order under the mark and fanned out.
+ *    seq order under the mark and fanned out, each minute's candle (and the last one fanned out for it) equal to
+ *    its quotes in log order.
  * 2. A Redis with AOF (`appendfsync always`) is killed with SIGKILL while instructions are being XADDed; after a
  *    restart every acknowledged entry is still there, and the engine answers every instruction in the log.
  *
@@ -409,6 +410,50 @@ describe("crash tests with the real engine and worker processes", () => {
           `fan-out of ${userId} ${seedNote}`,
         ).toEqual(events.map((e) => e.seq));
       }
+
+      // Candles: each minute's row is what the quotes give in log order, though batches were applied twice and
+      // late; and the last candle fanned out for each minute is that row (a batch retried after a kill sends again).
+      const expected = new Map<string, { open: number; high: number; low: number; close: number }>();
+      for (const o of outputs) {
+        if (o.type !== "quote_updated") continue;
+        const key = `${o.asset} ${new Date(Math.floor(Date.parse(o.updatedAt) / 60_000) * 60_000).toISOString()}`;
+        const bid = Number(o.bid);
+        const c = expected.get(key);
+        expected.set(
+          key,
+          c === undefined
+            ? { open: bid, high: bid, low: bid, close: bid }
+            : { ...c, high: Math.max(c.high, bid), low: Math.min(c.low, bid), close: bid },
+        );
+      }
+      const candleRows = (
+        await pg.db.query<{ asset: string; open_time: Date; open: string; high: string; low: string; close: string }>(
+          "SELECT asset, open_time, open::text, high::text, low::text, close::text FROM candles_1m",
+        )
+      ).rows;
+      const stored = new Map(
+        candleRows.map((r) => [
+          `${r.asset} ${r.open_time.toISOString()}`,
+          { open: Number(r.open), high: Number(r.high), low: Number(r.low), close: Number(r.close) },
+        ]),
+      );
+      expect(expected.size, seedNote).toBeGreaterThan(0);
+      expect(stored, `candles ${seedNote}`).toEqual(expected);
+      const lastFanned = new Map<string, unknown>();
+      for (const [, fields] of await redis.xrange(keys.streamFanout, "-", "+")) {
+        if (fields[1] !== "candle") continue;
+        const c = JSON.parse(fields[3]!) as {
+          asset: string;
+          openTime: string;
+          open: string;
+          high: string;
+          low: string;
+          close: string;
+        };
+        const prices = { open: Number(c.open), high: Number(c.high), low: Number(c.low), close: Number(c.close) };
+        lastFanned.set(`${c.asset} ${c.openTime}`, prices);
+      }
+      expect(lastFanned, `candles fanned out ${seedNote}`).toEqual(expected);
     },
   );
 

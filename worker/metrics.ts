@@ -33,7 +33,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   pending.set(Number.NaN);
   const write = new Histogram({
     name: "worker_postgres_write_duration_seconds",
-    help: "Time of one batch's Postgres writes: closed orders and spot orders inserted, entry orders upserted.",
+    help: "Time of one batch's Postgres writes: closed orders and spot orders inserted, entry orders and candles upserted.",
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
   });

@@ -149,8 +149,9 @@ describe("worker on real Redis and Postgres", () => {
       return r.rows.length > 0 ? r.rows : undefined;
     });
     expect(rows).toEqual([{ id: "T0-1", pnl: "50.000000", close_reason: "take_profit", margin: "100.000000" }]); // (2100 − 2000) × 0.5
+    // Each batch with a quote writes its candle too: the quote batches and the close's batch, however grouped.
     await until(async () =>
-      sample(await samples(), "worker_postgres_write_duration_seconds_count") === 1 ? true : undefined,
+      sample(await samples(), "worker_postgres_write_duration_seconds_count") >= 1 ? true : undefined,
     );
     expect(sample(await samples(), "worker_postgres_write_duration_seconds_sum")).toBeGreaterThan(0);
     await until(async () => ((await redis.hget(keys.balancesKey("alice"), "USD")) === "10050" ? true : undefined));
@@ -161,6 +162,7 @@ describe("worker on real Redis and Postgres", () => {
     // An engine restart re-emits old outputs (same ids); caught midway (only up to the open, before the close),
     // unguarded read models would show the trade open and 9900 USD again. Then the rest re-emitted: no new rows.
     const throughOpen = e.all.findIndex((o) => o.type === "order_response" && o.requestId === "r2") + 1;
+    const writesBefore = sample(await samples(), "worker_postgres_write_duration_seconds_count");
     await e.republish(e.all.slice(0, throughOpen));
     await until(async () =>
       ((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0] === 0 ? true : undefined,
@@ -182,7 +184,7 @@ describe("worker on real Redis and Postgres", () => {
     expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2100" });
     // Every entry was handled once, the replayed ones included; the replayed close was inserted again (a no-op).
     expect(sample(await samples(), "worker_entries_handled_total")).toBe(await redis.xlen(keys.output));
-    expect(sample(await samples(), "worker_postgres_write_duration_seconds_count")).toBe(2);
+    expect(sample(await samples(), "worker_postgres_write_duration_seconds_count")).toBeGreaterThan(writesBefore);
     // Alice's events are stored once each, in the engine's numbering, all under the mark, though replayed twice.
     const events = e.all.filter((o) => isPrivateOutput(o) && o.userId === "alice");
     expect(await readEventsAfter(redis, keys, "alice", 0)).toEqual({ ok: true, events, mark: events.length });

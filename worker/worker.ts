@@ -1,11 +1,11 @@
 /**
  * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
  * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
- * older order view never replaces a newer one), read models into Redis (guarded by watermarks, see
- * read-models.ts) with each private event appended to its user's events store right after its read-model write
- * (events.ts), and only then each `order_response` onto its per-request key, so a client that got its answer
- * reads its own write next; then the batch onto the stream replicas' fan-out. Entries are acknowledged only after
- * all of that succeeded; a
+ * older order view never replaces a newer one) and the quotes' 1-minute candles (candles.ts), read models into
+ * Redis (guarded by watermarks, see read-models.ts) with each private event appended to its user's events store
+ * right after its read-model write (events.ts), and only then each `order_response` onto its per-request key, so a
+ * client that got its answer reads its own write next; then the batch's events, quotes and candles onto the stream
+ * replicas' fan-out. Entries are acknowledged only after all of that succeeded; a
  * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -21,6 +21,7 @@ import { decodeOutputFields } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { EVENT_SCRIPTS, queueEventAppend, queueFanout } from "./events.ts";
+import { writeCandles, type CandleView } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
@@ -178,7 +179,9 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   const startedAt = performance.now();
-  if (await writeHistory(o.db, outputs)) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
+  const wroteHistory = await writeHistory(o.db, outputs);
+  const candles = await writeCandles(o.db, outputs);
+  if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
   let written = await writeReadModelsAndAnswers(o, outputs);
   if (!written.ok && written.error.message.startsWith("NOSCRIPT")) {
     // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
@@ -189,7 +192,7 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     written = await writeReadModelsAndAnswers(o, outputs);
   }
   if (!written.ok) throw written.error; // not acknowledged: the batch is retried, idempotently
-  await fanOut(o, written.fanout);
+  await fanOut(o, written.fanout, candles);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
@@ -231,7 +234,7 @@ async function writeReadModelsAndAnswers(
  * The batch's events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the
  * batch is acknowledged: a failure here leaves the batch pending, to be run again.
  */
-async function fanOut(o: WorkerOptions, outputs: readonly EngineOutput[], candles: readonly unknown[] = []) {
+async function fanOut(o: WorkerOptions, outputs: readonly EngineOutput[], candles: readonly CandleView[] = []) {
   if (outputs.length === 0 && candles.length === 0) return;
   const pipe = o.writer.pipeline();
   queueFanout(pipe, o.keys, outputs, candles);

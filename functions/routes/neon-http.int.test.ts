@@ -1,7 +1,7 @@
 /**
  * The API's Postgres routes on the deployed driver path: `neon()` over HTTP through the local Neon peer
- * (testing/neon-http-peer.ts) instead of the local WebSocket proxy. Sign-in (tokens in Postgres) and the closed-trade
- * history both go through it.
+ * (testing/neon-http-peer.ts) instead of the local WebSocket proxy. Sign-in (tokens in Postgres), the closed-trade
+ * history and the candles all go through it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client } from "../testing/http.ts";
@@ -49,5 +49,16 @@ describe("the API over Neon's HTTP path", () => {
     expect(history.body.nextCursor).toBeNull();
     expect(stack.neonPeer!.requests.length).toBeGreaterThan(before);
     expect(stack.neonPeer!.requests.at(-1)).toEqual({ host: "api.us-east-2.aws.neon.tech", path: "/sql" });
+  });
+
+  it("serves candles merged in SQL through neon() over HTTP, times and prices as the local driver gives them", async () => {
+    await stack.setQuote("ETH_USDC_PERP", "2000.5", "2001");
+    const before = stack.neonPeer!.requests.length;
+    const res = await client(stack.app).get("/api/v1/market/candles?asset=ETH&interval=1d");
+    expect(res.status).toBe(200);
+    const list = res.body.candles as { openTime: string; close: string }[];
+    expect(list.at(-1)).toMatchObject({ close: "2000.5" });
+    expect(list.at(-1)!.openTime).toMatch(/^\d{4}-\d\d-\d\dT00:00:00\.000Z$/);
+    expect(stack.neonPeer!.requests.length).toBeGreaterThan(before);
   });
 });

@@ -1,0 +1,224 @@
+/**
+ * The public market routes on the real API stack (Redis, Postgres, the engine and the worker running): quotes from
+ * the read model and candles from Postgres, without signing in. Candle history is seeded through the worker's own
+ * writer (worker/candles.ts) for SOL and ADA, which no test here quotes live, so those rows are exactly the seeded
+ * ones; ETH and BTC are quoted live and show the whole path, poller tick to candle.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { engineOutputSchema, type EngineOutput } from "../../contract/messages.ts";
+import { writeCandles } from "../../worker/candles.ts";
+import { createApp } from "../app.ts";
+import { client } from "../testing/http.ts";
+import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
+
+let stack: ApiStack;
+let anonymous: ReturnType<typeof client>;
+
+/** 2026-11-30T22:00:00Z: a 4h bucket starts at 20:00, a day at 00:00. */
+const T0 = Date.UTC(2026, 10, 30, 22, 0);
+const MIN = 60_000;
+const at = (ms: number) => new Date(ms).toISOString();
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+let seq = 0;
+function quote(asset: string, ms: number, bid: string): EngineOutput {
+  seq++;
+  return engineOutputSchema.parse({
+    id: `${ms}-${seq}:0`,
+    inputId: `${ms}-${seq}`,
+    type: "quote_updated",
+    asset,
+    market: `${asset}_USDC_PERP`,
+    bid,
+    ask: "99999",
+    updatedAt: at(ms),
+    source: "sim",
+  });
+}
+
+/** SOL: minutes 22:00 to 22:09, each opening at 100 + m and touching ± 0.5 around it; then one quote at 23:00. */
+function solSeries(): EngineOutput[] {
+  const outputs: EngineOutput[] = [];
+  for (let m = 0; m < 10; m++) {
+    const base = 100 + m;
+    outputs.push(quote("SOL", T0 + m * MIN + 1_000, `${base}`));
+    outputs.push(quote("SOL", T0 + m * MIN + 20_000, `${base + 0.5}`));
+    outputs.push(quote("SOL", T0 + m * MIN + 40_000, `${base - 0.5}`));
+    outputs.push(quote("SOL", T0 + m * MIN + 59_000, `${base + 0.25}`));
+  }
+  outputs.push(quote("SOL", T0 + 60 * MIN + 5_000, "120.12"));
+  return outputs;
+}
+
+/** The SOL candle of minute m of the series. */
+const solMinute = (m: number) => ({
+  openTime: at(T0 + m * MIN),
+  open: `${100 + m}`,
+  high: `${100 + m + 0.5}`,
+  low: `${100 + m - 0.5}`,
+  close: `${100 + m + 0.25}`,
+});
+
+beforeAll(async () => {
+  stack = await startApiStack();
+  anonymous = client(stack.app);
+  await writeCandles(stack.pg.db, solSeries());
+});
+afterAll(() => stack.close());
+
+const candles = (query: string) => anonymous.get(`/api/v1/market/candles?${query}`);
+
+describe("GET /api/v1/market/quotes", () => {
+  it("lists the markets that have a quote, in the assets' order, to anyone", async () => {
+    expect((await anonymous.get("/api/v1/market/quotes")).body).toEqual({ quotes: [] });
+    await stack.setQuote("BTC_USDC_PERP", "60000.5", "60010");
+    await stack.setQuote("ETH_USDC_PERP", "2000.25", "2001");
+    const res = await anonymous.get("/api/v1/market/quotes");
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      quotes: [
+        {
+          asset: "ETH",
+          market: "ETH_USDC_PERP",
+          bid: "2000.25",
+          ask: "2001",
+          updatedAt: expect.stringMatching(ISO_TIME) as unknown,
+          source: "sim",
+        },
+        {
+          asset: "BTC",
+          market: "BTC_USDC_PERP",
+          bid: "60000.5",
+          ask: "60010",
+          updatedAt: expect.stringMatching(ISO_TIME) as unknown,
+          source: "sim",
+        },
+      ],
+    });
+  });
+
+  it("candles follow the live quotes: the worker folds each tick into its minute", async () => {
+    await stack.setQuote("ETH_USDC_PERP", "2010.5", "2011");
+    await stack.setQuote("ETH_USDC_PERP", "2005", "2006");
+    const res = await candles("asset=ETH&interval=1d");
+    expect(res.status).toBe(200);
+    // The ticks may straddle a minute, never a day (unless the test runs across midnight UTC: then two candles).
+    const list = res.body.candles as { open: string; high: string; low: string; close: string }[];
+    expect(list.at(-1)).toMatchObject({ high: "2010.5", close: "2005" });
+    expect(list[0]).toMatchObject({ open: "2000.25" });
+  });
+});
+
+describe("GET /api/v1/market/candles", () => {
+  it("1m between from and to, both inclusive of a candle's open time, oldest first", async () => {
+    const res = await candles(`asset=SOL&interval=1m&from=${at(T0 + 2 * MIN)}&to=${at(T0 + 4 * MIN)}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ asset: "SOL", interval: "1m", candles: [solMinute(2), solMinute(3), solMinute(4)] });
+  });
+
+  it("merges coarser intervals from the minutes, in buckets aligned to UTC", async () => {
+    const five = await candles(`asset=SOL&interval=5m&from=${at(T0)}&to=${at(T0 + 9 * MIN)}`);
+    expect(five.body.candles).toEqual([
+      { openTime: at(T0), open: "100", high: "104.5", low: "99.5", close: "104.25" },
+      { openTime: at(T0 + 5 * MIN), open: "105", high: "109.5", low: "104.5", close: "109.25" },
+    ]);
+    const fourHours = await candles(`asset=SOL&interval=4h&from=${at(T0 - 2 * 60 * MIN)}`);
+    expect(fourHours.body.candles).toEqual([
+      { openTime: at(T0 - 2 * 60 * MIN), open: "100", high: "120.12", low: "99.5", close: "120.12" },
+    ]);
+    const day = await candles("asset=SOL&interval=1d");
+    expect(day.body.candles).toEqual([
+      { openTime: "2026-11-30T00:00:00.000Z", open: "100", high: "120.12", low: "99.5", close: "120.12" },
+    ]);
+  });
+
+  it("never cuts a bucket: from rounds up to the next bucket, to takes the whole bucket it falls in", async () => {
+    const res = await candles(`asset=SOL&interval=5m&from=${at(T0 + 3 * MIN)}&to=${at(T0 + 5 * MIN + 1)}`);
+    expect(res.body.candles).toEqual([
+      { openTime: at(T0 + 5 * MIN), open: "105", high: "109.5", low: "104.5", close: "109.25" },
+    ]);
+  });
+
+  it("with from: the first `limit`; without: the last `limit` up to `to`, across intervals with no quote", async () => {
+    const first = await candles(`asset=SOL&interval=1m&from=${at(T0)}&limit=2`);
+    expect(first.body.candles).toEqual([solMinute(0), solMinute(1)]);
+    const acrossGap = await candles(`asset=SOL&interval=1m&from=${at(T0 + 9 * MIN)}&limit=2`);
+    expect(acrossGap.body.candles).toEqual([
+      solMinute(9),
+      { openTime: at(T0 + 60 * MIN), open: "120.12", high: "120.12", low: "120.12", close: "120.12" },
+    ]);
+    const last = await candles(`asset=SOL&interval=1m&to=${at(T0 + 60 * MIN)}&limit=3`);
+    expect(last.body.candles).toEqual([
+      solMinute(8),
+      solMinute(9),
+      { openTime: at(T0 + 60 * MIN), open: "120.12", high: "120.12", low: "120.12", close: "120.12" },
+    ]);
+    const upToNow = await candles("asset=SOL&interval=15m&limit=2");
+    expect((upToNow.body.candles as { openTime: string }[]).map((c) => c.openTime)).toEqual([
+      at(T0),
+      at(T0 + 60 * MIN),
+    ]);
+    expect((await candles(`asset=SOL&interval=1m&to=${at(T0 - 1)}`)).body.candles).toEqual([]);
+    expect((await candles("asset=ADA&interval=1h")).body).toEqual({ asset: "ADA", interval: "1h", candles: [] });
+    // The ends of the times the API takes: no candle there, and no error from Postgres either.
+    for (const range of ["from=0000-01-01T00:00:00Z", "to=9999-12-31T23:59:59Z", "to=0000-01-01T00:00:00Z"])
+      expect((await candles(`asset=SOL&interval=1d&${range}`)).status).toBe(200);
+    const ends = await candles("asset=SOL&interval=1d&from=0000-01-01T00:00:00Z&to=9999-12-31T23:59:59Z");
+    expect((ends.body.candles as unknown[]).length).toBe(1);
+  });
+
+  it("refuses bad parameters with the field, what was expected and what was received", async () => {
+    const refused = async (query: string, code: string, message: string) => {
+      const res = await candles(query);
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.error).toEqual({ code, message });
+    };
+    await refused(
+      "asset=DOGE&interval=1m",
+      "UNKNOWN_ASSET",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "DOGE".',
+    );
+    await refused(
+      "asset=SOL&interval=2m",
+      "INVALID_REQUEST",
+      'interval: expected one of "1m", "5m", "15m", "1h", "4h", "1d", received "2m".',
+    );
+    await refused("asset=SOL", "INVALID_REQUEST", "interval is required.");
+    await refused(
+      "asset=SOL&interval=1m&from=yesterday",
+      "INVALID_REQUEST",
+      'from: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "yesterday".',
+    );
+    await refused(
+      "asset=SOL&interval=1m&from=2026-12-01T00:00:00Z&to=2026-11-30T00:00:00Z",
+      "INVALID_REQUEST",
+      'from: expected a time not after to (2026-11-30T00:00:00.000Z), received "2026-12-01T00:00:00Z".',
+    );
+    for (const limit of ["0", "1001", "ten"])
+      await refused(
+        `asset=SOL&interval=1m&limit=${limit}`,
+        "INVALID_REQUEST",
+        `limit: expected a whole number from 1 to 1000, received "${limit}".`,
+      );
+    await refused(
+      "asset=SOL&interval=1m&since=1",
+      "INVALID_REQUEST",
+      'Unknown query parameter "since"; this request takes asset, interval, from, to and limit.',
+    );
+  });
+
+  it("is rate limited per client IP; the quotes are not", async () => {
+    const settings = { ...stack.deps.settings, candlesRate: { limit: 2, windowMs: 60_000 } };
+    const limited = client(createApp({ ...stack.deps, settings }));
+    const from = (ip: string) => ({ "x-test-ip": ip });
+    const query = "/api/v1/market/candles?asset=SOL&interval=1h";
+    expect((await limited.get(query, from("192.0.2.1"))).status).toBe(200);
+    expect((await limited.get(query, from("192.0.2.1"))).status).toBe(200);
+    const third = await limited.get(query, from("192.0.2.1"));
+    expect([third.status, third.body.error?.code]).toEqual([429, "RATE_LIMITED"]);
+    expect(third.headers.get("retry-after")).toMatch(/^\d+$/);
+    expect((await limited.get(query, from("192.0.2.2"))).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await limited.get("/api/v1/market/quotes", from("192.0.2.1"))).status).toBe(200);
+  });
+});

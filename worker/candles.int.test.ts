@@ -1,0 +1,205 @@
+/**
+ * The 1-minute candles on real Postgres (a fresh database per run) and, through the worker's batch handler, real
+ * Redis: open, high, low and close of the bid per asset per minute, unchanged by a replayed output or by an older
+ * batch applied after a newer one.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { engineOutputSchema, type EngineOutput, type OutputOf } from "../contract/messages.ts";
+import { keyspace } from "../contract/names.ts";
+import { encodeFields } from "../contract/stream-fields.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { writeCandles } from "./candles.ts";
+import { READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { ensureGroup, handleBatch } from "./worker.ts";
+
+const log = createLogger("worker-test", { level: "error" });
+let pg: TestDatabase;
+
+beforeAll(async () => {
+  pg = await createTestDatabase();
+  await migrate(pg.db, log);
+});
+afterAll(() => pg.drop());
+
+/** A minute boundary: 2027-01-15T08:00:00Z. Each test uses its own asset or minutes, so tests do not meet. */
+const T0 = Date.UTC(2027, 0, 15, 8, 0);
+const at = (ms: number) => new Date(ms).toISOString();
+
+/** The engine's quote output for `asset` at log time `ms`; `seq`, `n` the rest of its id "<ms>-<seq>:<n>". */
+function quote(asset: string, ms: number, bid: string, seq = 0, n = 0): OutputOf<"quote_updated"> {
+  return engineOutputSchema.parse({
+    id: `${ms}-${seq}:${n}`,
+    inputId: `${ms}-${seq}`,
+    type: "quote_updated",
+    asset,
+    market: `${asset}_USDC_PERP`,
+    bid,
+    ask: "999999",
+    updatedAt: at(ms),
+    source: "sim",
+  }) as OutputOf<"quote_updated">;
+}
+
+async function stored(asset: string) {
+  const { rows } = await pg.db.query(
+    "SELECT open_time, open::text, high::text, low::text, close::text FROM candles_1m WHERE asset = $1 ORDER BY 1",
+    [asset],
+  );
+  return rows.map((r) => ({ ...r, open_time: (r.open_time as Date).toISOString() }));
+}
+
+describe("writeCandles", () => {
+  it("folds a batch's bids into one candle per minute: open first, close last, high and low the extremes", async () => {
+    const outputs: EngineOutput[] = [
+      quote("ETH", T0 + 1_000, "2000"),
+      quote("ETH", T0 + 20_000, "2010.5"),
+      quote("ETH", T0 + 40_000, "1995.25"),
+      quote("ETH", T0 + 59_999, "2003"),
+      quote("ETH", T0 + 60_000, "2004.1"), // the next minute
+      quote("BTC", T0 + 5_000, "60000.5"),
+    ];
+    const candles = await writeCandles(pg.db, outputs);
+    expect(candles).toEqual([
+      { asset: "ETH", interval: "1m", openTime: at(T0), open: "2000", high: "2010.5", low: "1995.25", close: "2003" },
+      {
+        asset: "ETH",
+        interval: "1m",
+        openTime: at(T0 + 60_000),
+        open: "2004.1",
+        high: "2004.1",
+        low: "2004.1",
+        close: "2004.1",
+      },
+      {
+        asset: "BTC",
+        interval: "1m",
+        openTime: at(T0),
+        open: "60000.5",
+        high: "60000.5",
+        low: "60000.5",
+        close: "60000.5",
+      },
+    ]);
+    expect(await stored("ETH")).toEqual([
+      {
+        open_time: at(T0),
+        open: "2000.0000000000",
+        high: "2010.5000000000",
+        low: "1995.2500000000",
+        close: "2003.0000000000",
+      },
+      {
+        open_time: at(T0 + 60_000),
+        open: "2004.1000000000",
+        high: "2004.1000000000",
+        low: "2004.1000000000",
+        close: "2004.1000000000",
+      },
+    ]);
+  });
+
+  it("merges later batches into the stored minute, and writes nothing for a batch without quotes", async () => {
+    await writeCandles(pg.db, [quote("SOL", T0 + 1_000, "150"), quote("SOL", T0 + 2_000, "151")]);
+    const later = await writeCandles(pg.db, [quote("SOL", T0 + 3_000, "149.5"), quote("SOL", T0 + 4_000, "150.25")]);
+    expect(later).toEqual([
+      { asset: "SOL", interval: "1m", openTime: at(T0), open: "150", high: "151", low: "149.5", close: "150.25" },
+    ]);
+    expect(await writeCandles(pg.db, [])).toEqual([]);
+  });
+
+  it("a replayed output changes nothing, and the candle is still returned (for the fan-out to send again)", async () => {
+    const batch = [
+      quote("ADA", T0 + 1_000, "0.5"),
+      quote("ADA", T0 + 2_000, "0.51234"),
+      quote("ADA", T0 + 3_000, "0.49"),
+    ];
+    const first = await writeCandles(pg.db, batch);
+    const before = await stored("ADA");
+    expect(await writeCandles(pg.db, [batch[1]!])).toEqual(first);
+    expect(await writeCandles(pg.db, batch)).toEqual(first);
+    expect(await stored("ADA")).toEqual(before);
+    expect(first).toEqual([
+      { asset: "ADA", interval: "1m", openTime: at(T0), open: "0.5", high: "0.51234", low: "0.49", close: "0.49" },
+    ]);
+  });
+
+  it("an older batch after a newer one, or a batch in any order, gives the same row as the log's order", async () => {
+    // Ids compared as numbers: seq 10 is after seq 9 and n 10 after n 9, though "10" sorts before "9" as text.
+    const ms = T0 + 10 * 60_000;
+    const older = [quote("ETH", ms, "2100", 9, 9), quote("ETH", ms, "2090", 9, 10)];
+    const newer = [quote("ETH", ms, "2120", 10, 0), quote("ETH", ms + 30_000, "2105", 0, 0)];
+    const expected = {
+      asset: "ETH",
+      interval: "1m",
+      openTime: at(ms),
+      open: "2100",
+      high: "2120",
+      low: "2090",
+      close: "2105",
+    };
+    expect(await writeCandles(pg.db, newer)).toEqual([{ ...expected, open: "2120", low: "2105" }]);
+    expect(await writeCandles(pg.db, older)).toEqual([expected]);
+
+    // The same outputs in reverse order, in one batch, into a minute of their own.
+    const later = 60 * 60_000;
+    const shifted = [...older, ...newer].map((q) => {
+      const [msText, rest] = q.id.split("-") as [string, string];
+      return quote("ETH", Number(msText) + later, q.bid, Number(rest.split(":")[0]), Number(rest.split(":")[1]));
+    });
+    expect(await writeCandles(pg.db, shifted.reverse())).toEqual([{ ...expected, openTime: at(ms + later) }]);
+  });
+});
+
+describe("the worker's batch", () => {
+  let redis: Redis;
+  const prefix = `test:candles:${randomUUID()}:`;
+  beforeAll(async () => {
+    redis = new Redis(TEST_REDIS_URL);
+    for (const script of READ_MODEL_SCRIPTS) await redis.script("LOAD", script);
+  });
+  afterAll(async () => {
+    await deleteKeysWithPrefix(redis, prefix);
+    redis.disconnect();
+  });
+
+  it("writes the candles with the history and fans each one out as `kind candle` after the read models", async () => {
+    const keys = keyspace(prefix);
+    await ensureGroup(redis, keys);
+    const ms = T0 + 3 * 60 * 60_000;
+    for (const o of [quote("BTC", ms + 1_000, "61000"), quote("BTC", ms + 2_000, "61000.7")])
+      await redis.xadd(keys.output, "*", ...encodeFields(o));
+    const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
+      [string, [string, string[]][]][] | null;
+    await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, read?.[0]?.[1] ?? []);
+
+    const candle = {
+      asset: "BTC",
+      interval: "1m",
+      openTime: at(ms),
+      open: "61000",
+      high: "61000.7",
+      low: "61000",
+      close: "61000.7",
+    };
+    const fanned = await redis.xrange(keys.streamFanout, "-", "+");
+    // The quotes go out on the same stream (worker/events.ts); the batch's one candle goes out once, as stored.
+    const candles = fanned.map(([, fields]) => fields).filter((fields) => fields[1] === "candle");
+    expect(candles).toEqual([["kind", "candle", "body", JSON.stringify(candle)]]);
+    expect(fanned.some(([, fields]) => fields[1] === "quote")).toBe(true);
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "BTC"))!)).toMatchObject({ bid: "61000.7" });
+    expect(await stored("BTC")).toContainEqual({
+      open_time: at(ms),
+      open: "61000.0000000000",
+      high: "61000.7000000000",
+      low: "61000.0000000000",
+      close: "61000.7000000000",
+    });
+    expect(await redis.xpending(keys.output, keys.workerGroup)).toEqual([0, null, null, null]);
+  });
+});
