@@ -18,6 +18,7 @@ import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openap
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { spotOrderRoutes } from "./routes/spot-orders.ts";
+import { streamRoutes } from "./routes/stream.ts";
 import { orderRoutes } from "./routes/orders.ts";
 import { tradeRoutes } from "./routes/trade.ts";
 import { responses } from "./schemas.ts";
@@ -109,6 +110,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   app.route("/api/v1/trade", spotOrderRoutes(deps));
   app.route("/api/v1/trade", orderRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
+  app.route("/api/v1/stream", streamRoutes(deps));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
     // Local development only (no email provider configured): the sign-in emails, newest first. The links in it

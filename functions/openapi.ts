@@ -180,5 +180,6 @@ export const TAGS = [
   { name: "Trading", description: "Leveraged trades and spot orders; the engine acts on them." },
   { name: "Orders", description: "Pending entry orders (limit, stop, one-cancels-other) and their history." },
   { name: "Account", description: "Balances and the tradable assets." },
+  { name: "Stream", description: "Tickets for the live WebSocket stream (docs/stream.md)." },
   { name: "System", description: "Health of the API and what it depends on." },
 ];

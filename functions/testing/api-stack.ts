@@ -129,6 +129,8 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     signInPerIp: { limit: 1000, windowMs: 15 * 60_000 },
     historyRate: { limit: 1_000_000, windowMs: 1000 },
     verifyPerIp: { limit: 1_000_000, windowMs: 15 * 60_000 },
+    streamTicketRate: { limit: 1_000_000, windowMs: 60_000 },
+    streamUrl: "ws://localhost:3001/api/v1/stream",
     ...overrides.settings,
   };
   const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });

@@ -34,6 +34,8 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
       signInPerIp: { limit: 1, windowMs: 1000 },
       historyRate: { limit: 1, windowMs: 1000 },
       verifyPerIp: { limit: 1, windowMs: 1000 },
+      streamTicketRate: { limit: 1, windowMs: 1000 },
+      streamUrl: "ws://localhost:3001/api/v1/stream",
     },
   };
 }
