@@ -303,14 +303,14 @@ describe("reconnecting", () => {
   });
 
   it("drops a connection on which nothing arrived for twice the welcome's heartbeat, and reconnects", async () => {
-    server = await startFakeStreamServer({ heartbeatMs: 40 });
+    server = await startFakeStreamServer({ heartbeatMs: 100 });
     const { client, seen } = connect();
     await until("open", () => client.status === "open");
-    await sleep(150); // heartbeats and pongs keep it up
+    await sleep(300); // heartbeats and pongs keep it up
     expect(server.connections).toHaveLength(1);
     server.silence(true);
     await until("the drop", () => seen.closes.length === 1, 1_000);
-    expect(seen.closes[0]).toMatchObject({ code: 4000, reason: "nothing received for 80 ms" });
+    expect(seen.closes[0]).toMatchObject({ code: 4000, reason: "nothing received for 200 ms" });
     server.silence(false);
     await until("a new connection", () => server.connections.length === 2 && client.status === "open");
     // The client pinged meanwhile, at the welcome's period.
