@@ -4,6 +4,7 @@
  * Upstash's REST API through the local peer), since the deployed functions use the second.
  */
 import { decodeJwt } from "jose";
+import { requestTicket, type FetchLike } from "../../client/stream-client.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { streamTicketHash } from "../auth/stream-tickets.ts";
 import { createUpstashApiRedis } from "../redis/upstash-api-redis.ts";
@@ -60,6 +61,21 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
 
     const second = await client(stack.app, token).post("/api/v1/stream/ticket", "");
     expect((second.body as { ticket: string }).ticket).not.toBe(ticket);
+  });
+
+  it("answers the stream client's ticket request (client/) with a URL to open the socket at", async () => {
+    const { token } = await stack.signIn(`client-${adapter}@example.com`);
+    const fetch: FetchLike = (url, init) => Promise.resolve(stack.app.request(url, init));
+    const ticket = await requestTicket(fetch, { apiUrl: "http://localhost:3000", token });
+    if (!ticket.ok) throw new Error(`refused: ${ticket.status} ${ticket.message}`);
+    const url = new URL(ticket.url);
+    expect(url.origin + url.pathname).toBe("wss://stream.example.com/x");
+    const key = stack.keys.streamTicketKey(streamTicketHash(url.searchParams.get("ticket")!));
+    expect(await stack.redis.exists(key)).toBe(1);
+    expect(await requestTicket(fetch, { apiUrl: "http://localhost:3000", token: "forged" })).toMatchObject({
+      ok: false,
+      status: 401,
+    });
   });
 
   it("needs a session: none, a forged one or a signed-out one is 401 and stores nothing", async () => {
