@@ -50,6 +50,36 @@ export default tseslint.config(
         languageOptions: { parserOptions: { projectService: false, project: "./tsconfig.infra.json" } },
       }
     : { files: sstFiles, ...tseslint.configs.disableTypeChecked },
+  // The stream client runs in browser bundles too: it is handed a WebSocket and a fetch, and imports nothing of
+  // Node or of the server side (types aside, which a bundle drops). Its tests and their fake server run in Node.
+  {
+    files: ["client/**/*.ts"],
+    ignores: ["**/*.test.ts", "client/testing/**"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            {
+              group: ["node:*", "fs", "net", "http", "https", "crypto", "os", "child_process", "ws", "ioredis", "pg"],
+              message: "The stream client runs in browsers: it is handed a WebSocket and a fetch.",
+            },
+            {
+              group: ["../*"],
+              allowTypeImports: true,
+              message: "Only types from the rest of the repository: a bundle of the client must not pull in more.",
+            },
+          ],
+        },
+      ],
+      "no-restricted-globals": [
+        "error",
+        { name: "process", message: "Not in browsers." },
+        { name: "Buffer", message: "Not in browsers: use TextDecoder or Uint8Array." },
+        { name: "require", message: "Not in browsers." },
+      ],
+    },
+  },
   {
     files: ["engine/core/**/*.ts", "contract/**/*.ts"],
     ignores: ["**/*.test.ts"],

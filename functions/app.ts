@@ -19,6 +19,7 @@ import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { marketRoutes } from "./routes/market.ts";
 import { spotOrderRoutes } from "./routes/spot-orders.ts";
+import { streamRoutes } from "./routes/stream.ts";
 import { orderRoutes } from "./routes/orders.ts";
 import { tradeRoutes } from "./routes/trade.ts";
 import { responses } from "./schemas.ts";
@@ -111,6 +112,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   app.route("/api/v1/trade", orderRoutes(deps));
   app.route("/api/v1/account", accountRoutes(deps));
   app.route("/api/v1/market", marketRoutes(deps));
+  app.route("/api/v1/stream", streamRoutes(deps));
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
     // Local development only (no email provider configured): the sign-in emails, newest first. The links in it

@@ -64,6 +64,27 @@ describe("read rate limits", () => {
   });
 });
 
+describe("the live stream", () => {
+  it("hands out STREAM_URL, by default the local stream on STREAM_PORT; a ws: or wss: URL only", () => {
+    expect(readApiConfig(base).settings.streamUrl).toBe("ws://localhost:3001/api/v1/stream");
+    expect(readApiConfig({ ...base, STREAM_PORT: "4001" }).settings.streamUrl).toBe(
+      "ws://localhost:4001/api/v1/stream",
+    );
+    expect(readApiConfig({ ...base, STREAM_URL: "wss://stream.example.com/api/v1/stream" }).settings.streamUrl).toBe(
+      "wss://stream.example.com/api/v1/stream",
+    );
+    expect(() => readApiConfig({ ...base, STREAM_URL: "https://stream.example.com" })).toThrow(
+      'STREAM_URL must use ws: or wss:, got "https:"',
+    );
+    expect(() => readApiConfig({ ...base, STREAM_PORT: "0" })).toThrow(/STREAM_PORT/);
+  });
+
+  it("tickets per user per minute: 60 by default", () => {
+    expect(readApiConfig(base).settings.streamTicketRate).toEqual({ limit: 60, windowMs: 60_000 });
+    expect(readApiConfig({ ...base, STREAM_TICKET_LIMIT_PER_MIN: "5" }).settings.streamTicketRate.limit).toBe(5);
+  });
+});
+
 describe("readHttpTimeouts", () => {
   it("defaults that fit an API: seconds, not Node's 300 s for a request", () => {
     expect(readHttpTimeouts({})).toEqual({

@@ -63,6 +63,10 @@ export function readApiConfig(env: Env): ApiConfig {
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
     : undefined;
   // Over REST, which has no BLPOP, a trade request polls for its answer (functions/redis/upstash-api-redis.ts).
+  // The stream runs as its own process (stream/): locally on STREAM_PORT beside the API, deployed behind its own
+  // load balancer, whose address is STREAM_URL.
+  const streamPort = wholeNumber(env, "STREAM_PORT", 3001, 1, 65535);
+  const streamUrl = url(env, "STREAM_URL", `ws://localhost:${streamPort}/api/v1/stream`, ["ws:", "wss:"]);
   const pollMinMs = wholeNumber(env, "UPSTASH_POLL_MIN_MS", 2, 1, 1_000);
   const pollMaxMs = wholeNumber(env, "UPSTASH_POLL_MAX_MS", 20, 1, 1_000);
   if (pollMaxMs < pollMinMs)
@@ -100,6 +104,8 @@ export function readApiConfig(env: Env): ApiConfig {
         limit: wholeNumber(env, "VERIFY_LIMIT_PER_IP", signInPerIp, 1, 1_000_000),
         windowMs: 15 * 60_000,
       },
+      streamTicketRate: { limit: wholeNumber(env, "STREAM_TICKET_LIMIT_PER_MIN", 60, 1, 1_000_000), windowMs: 60_000 },
+      streamUrl,
     },
   };
 }

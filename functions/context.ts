@@ -30,6 +30,10 @@ export interface ApiSettings {
   readonly candlesRate: RateLimit;
   /** Sign-in link checks per IP (counted like sign-ins, per /64 for IPv6): each is a Postgres query. */
   readonly verifyPerIp: RateLimit;
+  /** Stream tickets per user: one per connection, reconnects included. */
+  readonly streamTicketRate: RateLimit;
+  /** The live stream's WebSocket URL, handed out with each ticket. */
+  readonly streamUrl: string;
   /** Idempotency-Key records per user and their TTL; absent: IDEMPOTENCY_KEY_LIMITS (tests lower them). */
   readonly idempotencyKeys?: IdempotencyKeyLimits | undefined;
 }

@@ -26,6 +26,7 @@ describe("the OpenAPI document", () => {
       "GET /api/v1/trade/spot-orders",
       "GET /health",
       "POST /api/v1/auth",
+      "POST /api/v1/stream/ticket",
       "POST /api/v1/trade/close",
       "POST /api/v1/trade/create",
       "POST /api/v1/trade/modify",

@@ -181,5 +181,6 @@ export const TAGS = [
   { name: "Orders", description: "Pending entry orders (limit, stop, one-cancels-other) and their history." },
   { name: "Account", description: "Balances and the tradable assets." },
   { name: "Market", description: "Public prices: the latest quotes and candles. No sign-in." },
+  { name: "Stream", description: "Tickets for the live WebSocket stream (docs/stream.md)." },
   { name: "System", description: "Health of the API and what it depends on." },
 ];

@@ -536,6 +536,19 @@ export const responses = {
   accountSummary: z.object({ summary: accountSummaryView }),
   quotes: z.object({ quotes: z.array(quoteView) }),
   candles: z.object({ asset: z.string(), interval: z.enum(CANDLE_INTERVALS), candles: z.array(candleView) }),
+  streamTicket: z
+    .object({
+      ticket: z.string().openapi({ description: "Single use: open the socket with `?ticket=` within 30 s." }),
+      url: z.string().openapi({ description: "The stream's WebSocket URL (STREAM_URL)." }),
+      expiresAt: z.string().openapi({ format: "date-time", description: "When the ticket stops working." }),
+    })
+    .openapi("StreamTicket", {
+      example: {
+        ticket: "q3F0c2Vj2ZJ6mS1W7oQmB8yX4nTQ0v5bqz9u1kGdLhE",
+        url: "ws://localhost:3001/api/v1/stream",
+        expiresAt: "2026-12-05T10:00:30.000Z",
+      },
+    }),
   health: z.object({
     status: z.enum(["ok", "unavailable"]),
     redis: z.boolean(),

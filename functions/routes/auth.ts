@@ -9,6 +9,7 @@ import { deleteCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
+import { announceRevoked } from "../auth/stream-tickets.ts";
 import {
   checkSignInToken,
   consumeSignInToken,
@@ -159,8 +160,8 @@ export function authRoutes(deps: ApiDeps) {
     tags: ["Auth"],
     summary: "Sign out",
     description:
-      "Clears the cookie and revokes the session everywhere (cookie and Bearer alike). Needs no valid session: " +
-      "signing out twice is fine.",
+      "Clears the cookie and revokes the session everywhere (cookie and Bearer alike), and closes its live stream " +
+      "sockets (close code 4401). Needs no valid session: signing out twice is fine.",
     security: PUBLIC,
     responses: {
       200: {
@@ -172,7 +173,11 @@ export function authRoutes(deps: ApiDeps) {
   });
   route(app, logout, async (c) => {
     const session = await currentSession(deps, c);
-    if (session !== undefined) await deps.sessions.revoke(session);
+    if (session !== undefined) {
+      await deps.sessions.revoke(session);
+      // After the revocation is recorded: a stream replica that checks it on the notice finds it.
+      await announceRevoked(redis, keys, session);
+    }
     deleteCookie(c, SESSION_COOKIE, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
     return c.json({ message: "Signed out." });
   });

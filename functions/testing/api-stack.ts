@@ -130,6 +130,8 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     historyRate: { limit: 1_000_000, windowMs: 1000 },
     candlesRate: { limit: 1_000_000, windowMs: 1000 },
     verifyPerIp: { limit: 1_000_000, windowMs: 15 * 60_000 },
+    streamTicketRate: { limit: 1_000_000, windowMs: 60_000 },
+    streamUrl: "ws://localhost:3001/api/v1/stream",
     ...overrides.settings,
   };
   const devMailbox = createDevMailbox({ redis: apiRedis, key: keys.devMailbox, log });

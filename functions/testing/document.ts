@@ -35,6 +35,8 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
       historyRate: { limit: 1, windowMs: 1000 },
       candlesRate: { limit: 1, windowMs: 1000 },
       verifyPerIp: { limit: 1, windowMs: 1000 },
+      streamTicketRate: { limit: 1, windowMs: 1000 },
+      streamUrl: "ws://localhost:3001/api/v1/stream",
     },
   };
 }

@@ -1,0 +1,157 @@
+/**
+ * The live stream's wire protocol (docs/stream.md) as types: every frame a client sends and every frame the stream
+ * server sends, one JSON object per WebSocket text frame. Types only, so the stream server, the tests and a
+ * browser bundle can all import it without pulling in anything that runs.
+ */
+import type { Balances, ClosedTradeView, OrderView, TradeView } from "../contract/messages.ts";
+import type { AccountSummary } from "../functions/account-summary.ts";
+
+export type { AccountSummary, Balances, ClosedTradeView, OrderView, TradeView };
+
+export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const;
+export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
+
+/** What a client can subscribe to. The private channel's `since` is the client's business (stream-client.ts). */
+export type Subscription =
+  | { readonly channel: "quotes"; readonly assets?: readonly string[] }
+  | { readonly channel: "candles"; readonly asset: string; readonly interval: CandleInterval }
+  | { readonly channel: "private" };
+
+// ---- client → server ---------------------------------------------------------------------------------------------
+
+export type SubscribeFrame =
+  | { readonly op: "subscribe"; readonly channel: "quotes"; readonly assets?: readonly string[] }
+  | { readonly op: "subscribe"; readonly channel: "candles"; readonly asset: string; readonly interval: CandleInterval }
+  /** Without `since`: a snapshot, then live events. With it: the events after `since` (or a resync). */
+  | { readonly op: "subscribe"; readonly channel: "private"; readonly since?: number };
+export type UnsubscribeFrame = { readonly op: "unsubscribe" } & Subscription;
+export interface PingFrame {
+  readonly op: "ping";
+  readonly id?: string;
+}
+export type ClientFrame = SubscribeFrame | UnsubscribeFrame | PingFrame;
+
+// ---- server → client ---------------------------------------------------------------------------------------------
+
+export interface StreamLimits {
+  readonly maxMessagesPerSec: number;
+  readonly maxSubscriptions: number;
+  readonly maxFrameBytes: number;
+}
+
+/** The first frame on every connection. */
+export interface WelcomeFrame {
+  readonly type: "welcome";
+  readonly userId: string;
+  readonly heartbeatMs: number;
+  readonly limits: StreamLimits;
+}
+
+type WithoutOp<F> = F extends unknown ? Omit<F, "op"> : never;
+/** The server's answer to a subscribe: the request's fields echoed (the `op` aside). */
+export type SubscribedFrame = { readonly type: "subscribed" } & WithoutOp<SubscribeFrame>;
+export type UnsubscribedFrame = { readonly type: "unsubscribed" } & Subscription;
+
+export interface QuoteFrame {
+  readonly type: "quote";
+  readonly asset: string;
+  readonly market: string;
+  readonly bid: string;
+  readonly ask: string;
+  readonly updatedAt: string;
+  readonly source: "backpack" | "sim";
+}
+
+/** The current candle of `asset` at `interval` (bid prices), as it stands now; `openTime` identifies it. */
+export interface CandleFrame {
+  readonly type: "candle";
+  readonly asset: string;
+  readonly interval: CandleInterval;
+  readonly openTime: string;
+  readonly open: string;
+  readonly high: string;
+  readonly low: string;
+  readonly close: string;
+}
+
+/** The whole private state at `seq`: every event up to it is reflected, none after it. */
+export interface PrivateSnapshot {
+  readonly seq: number;
+  readonly balances: Balances;
+  readonly trades: readonly TradeView[];
+  readonly orders: readonly OrderView[];
+  readonly summary: AccountSummary;
+}
+export type SnapshotFrame = { readonly type: "snapshot" } & PrivateSnapshot;
+/** The events after the client's `since` are no longer (or not yet) available: start over from this state. */
+export type ResyncFrame = { readonly type: "resync"; readonly reason: "beyond_retention" | "ahead" } & PrivateSnapshot;
+
+interface EventHead {
+  readonly type: "event";
+  /** Per user, from 1, +1 per event: strictly in order, no gaps, no duplicates on one connection. */
+  readonly seq: number;
+  /** When the engine decided it (ISO time). */
+  readonly time: string;
+}
+export type EventFrame = EventHead &
+  (
+    | { readonly event: "trade_opened"; readonly trade: TradeView }
+    | {
+        readonly event: "trade_updated";
+        readonly change: "exits" | "trailing_activated" | "partial_close";
+        readonly trade: TradeView;
+      }
+    /** One close of a trade, whole (`remainingQuantity` "0") or partial (then a trade_updated follows). */
+    | { readonly event: "closed_order"; readonly trade: ClosedTradeView }
+    /** An entry order placed (pending) or gone from the book (filled, cancelled, expired, rejected). */
+    | { readonly event: "order_updated"; readonly order: OrderView }
+    | { readonly event: "balances_changed"; readonly balances: Balances }
+  );
+export type PrivateEventName = EventFrame["event"];
+
+/** The account summary as of event `seq` and the latest quotes. Not sequenced itself. */
+export type SummaryFrame = { readonly type: "summary"; readonly seq: number } & AccountSummary;
+
+export interface HeartbeatFrame {
+  readonly type: "heartbeat";
+  readonly time: string;
+}
+export interface PongFrame {
+  readonly type: "pong";
+  readonly id?: string;
+}
+/** A client frame the server could not accept; the connection stays open. */
+export interface ErrorFrame {
+  readonly type: "error";
+  readonly code: string;
+  readonly message: string;
+  readonly field?: string;
+}
+
+export type ServerFrame =
+  | WelcomeFrame
+  | SubscribedFrame
+  | UnsubscribedFrame
+  | QuoteFrame
+  | CandleFrame
+  | SnapshotFrame
+  | ResyncFrame
+  | EventFrame
+  | SummaryFrame
+  | HeartbeatFrame
+  | PongFrame
+  | ErrorFrame;
+
+/** The close codes the server uses, and what a client does on each. */
+export const CLOSE_CODES = {
+  /** The server is going away (restart, deploy): reconnect. */
+  goingAway: 1001,
+  /** A client frame over `maxFrameBytes`. */
+  frameTooBig: 1009,
+  /** The client read too slowly and its private backlog overflowed: reconnect and resume. */
+  tooSlow: 4008,
+  /** Over `maxMessagesPerSec` for a few seconds. */
+  tooManyMessages: 4029,
+  /** The session was signed out, revoked or expired: do not reconnect without signing in again. */
+  sessionEnded: 4401,
+} as const;

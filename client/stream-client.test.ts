@@ -1,0 +1,420 @@
+/**
+ * The stream client against a protocol-faithful fake of the ticket route and the stream server
+ * (testing/fake-stream-server.ts), over real sockets with the `ws` package as the WebSocket: subscriptions,
+ * snapshot + events, resume after a drop with `since` = the last seq applied, resync, gap and silence handling,
+ * jittered capped backoff, and no reconnect once the session ended.
+ */
+import { build } from "esbuild";
+import { WebSocket } from "ws";
+import { afterEach, describe, expect, it } from "vitest";
+import type { OrderView, TradeView } from "./protocol.ts";
+import {
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  StreamClient,
+  type CloseInfo,
+  type EventFrame,
+  type StreamClientError,
+  type StreamClientOptions,
+} from "./stream-client.ts";
+import { startFakeStreamServer, type FakeStreamServer } from "./testing/fake-stream-server.ts";
+
+const TRADE: TradeView = {
+  id: "T0-1",
+  asset: "ETH",
+  type: "long",
+  margin: "100",
+  leverage: 10,
+  quantity: "0.2325",
+  openPrice: "4300.5",
+  stopLoss: null,
+  takeProfit: null,
+  trailingStop: null,
+  liquidationPrice: "3913.46",
+  openedAt: "2026-12-05T10:00:00.000Z",
+};
+
+const ORDER: OrderView = {
+  id: "P0-1",
+  asset: "BTC",
+  side: "long",
+  type: "limit",
+  price: "90000",
+  margin: "50",
+  leverage: 5,
+  stopLoss: null,
+  takeProfit: null,
+  trailingStop: null,
+  expiresAt: null,
+  ocoWith: null,
+  status: "pending",
+  placedAt: "2026-12-05T10:00:00.000Z",
+  updatedAt: "2026-12-05T10:00:00.000Z",
+  fillPrice: null,
+  tradeId: null,
+  reason: null,
+};
+
+const closed = (remainingQuantity: string) => ({
+  ...TRADE,
+  closeId: remainingQuantity === "0" ? TRADE.id : `${TRADE.id}.1`,
+  closePrice: "4350",
+  pnl: "11.5",
+  lossWaived: null,
+  remainingQuantity,
+  closeReason: "manual" as const,
+  closedAt: "2026-12-05T10:05:00.000Z",
+});
+
+let server: FakeStreamServer;
+const clients: StreamClient[] = [];
+
+afterEach(async () => {
+  for (const client of clients.splice(0)) client.close();
+  await server?.close();
+});
+
+/** A client on the fake with what it reported recorded. */
+function connect(options: Partial<StreamClientOptions> = {}) {
+  const client = new StreamClient({
+    apiUrl: server.apiUrl,
+    WebSocket,
+    token: server.token,
+    subscriptions: [{ channel: "private" }],
+    backoff: { initialMs: 10, maxMs: 40 },
+    ...options,
+  });
+  clients.push(client);
+  const seen = {
+    events: [] as EventFrame[],
+    closes: [] as CloseInfo[],
+    errors: [] as StreamClientError[],
+    causes: [] as string[],
+    opens: 0,
+  };
+  client.on("event", (event) => seen.events.push(event));
+  client.on("close", (info) => seen.closes.push(info));
+  client.on("error", (error) => seen.errors.push(error));
+  client.on("state", (_, cause) => seen.causes.push(cause));
+  client.on("open", () => seen.opens++);
+  client.connect();
+  return { client, seen };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs = 3_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const privateSubscribes = () =>
+  server.connections.map((c) => c.received.find((f) => f.op === "subscribe" && f.channel === "private"));
+
+describe("subscriptions", () => {
+  it("sends each subscription after the welcome, delivers quotes and candles, and sends later ones at once", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({
+      subscriptions: [{ channel: "quotes", assets: ["ETH"] }, { channel: "private" }],
+    });
+    const quotes: unknown[] = [];
+    const candles: unknown[] = [];
+    client.on("quote", (q) => quotes.push(q));
+    client.on("candle", (c) => candles.push(c));
+    await until("the snapshot", () => client.privateState !== undefined);
+    expect(client.status).toBe("open");
+    expect(server.connections[0]!.received).toEqual([
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", channel: "private" },
+    ]);
+    client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
+    await until("the candles subscribe", () => server.connections[0]!.received.length === 3);
+    expect(server.connections[0]!.received[2]).toEqual({
+      op: "subscribe",
+      channel: "candles",
+      asset: "ETH",
+      interval: "1m",
+    });
+    const quote = {
+      type: "quote",
+      asset: "ETH",
+      market: "ETH_USDC_PERP",
+      bid: "4300",
+      ask: "4300.5",
+      updatedAt: "2026-12-05T10:00:00.000Z",
+      source: "sim",
+    };
+    const candle = {
+      type: "candle",
+      asset: "ETH",
+      interval: "1m",
+      openTime: "2026-12-05T10:00:00.000Z",
+      open: "4300",
+      high: "4310",
+      low: "4290",
+      close: "4300",
+    };
+    server.broadcast(quote);
+    server.broadcast(candle);
+    await until("the quote and candle", () => quotes.length === 1 && candles.length === 1);
+    expect(quotes).toEqual([quote]);
+    expect(candles).toEqual([candle]);
+    client.unsubscribe({ channel: "quotes", assets: ["ETH"] });
+    await until("the unsubscribe", () => server.connections[0]!.received.length === 4);
+    expect(server.connections[0]!.received[3]).toEqual({ op: "unsubscribe", channel: "quotes", assets: ["ETH"] });
+  });
+
+  it("authenticates the ticket request with cookies when given no token", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({ token: undefined, headers: { cookie: `session=${server.token}` } });
+    await until("the snapshot", () => client.privateState !== undefined);
+  });
+
+  it("reports an error frame and stays connected", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("open", () => client.status === "open");
+    server.broadcast({ type: "error", code: "INVALID_FRAME", message: "channel: expected …", field: "channel" });
+    await until("the error", () => seen.errors.length === 1);
+    expect(seen.errors[0]).toEqual({
+      kind: "server",
+      code: "INVALID_FRAME",
+      message: "channel: expected …",
+      field: "channel",
+    });
+    expect(client.status).toBe("open");
+  });
+});
+
+describe("the private state", () => {
+  it("starts from the snapshot and follows each event in seq order", async () => {
+    server = await startFakeStreamServer();
+    server.snapshot = { ...server.snapshot, seq: 7, orders: [ORDER] };
+    const { client, seen } = connect();
+    await until("the snapshot", () => client.privateState?.seq === 7);
+    expect([...client.privateState!.orders.keys()]).toEqual(["P0-1"]);
+
+    server.publish({ event: "trade_opened", trade: TRADE });
+    server.publish({ event: "balances_changed", balances: { USD: "9900" } });
+    server.publish({ event: "trade_updated", change: "exits", trade: { ...TRADE, stopLoss: "4000" } });
+    server.publish({ event: "order_updated", order: { ...ORDER, status: "cancelled" } });
+    server.publish({ event: "order_updated", order: { ...ORDER, id: "P0-2" } });
+    await until("five events", () => client.privateState?.seq === 12);
+    let state = client.privateState!;
+    expect(seen.events.map((e) => e.seq)).toEqual([8, 9, 10, 11, 12]);
+    expect(state.balances).toEqual({ USD: "9900" });
+    expect([...state.trades.values()]).toEqual([{ ...TRADE, stopLoss: "4000" }]);
+    expect([...state.orders.values()]).toEqual([{ ...ORDER, id: "P0-2" }]);
+
+    // A partial close leaves the trade (its trade_updated carries what stays); the close of the rest removes it.
+    server.publish({ event: "closed_order", trade: closed("0.1") });
+    await until("the partial close", () => client.privateState?.seq === 13);
+    expect([...client.privateState!.trades.keys()]).toEqual(["T0-1"]);
+    server.publish({ event: "closed_order", trade: closed("0") });
+    await until("the close", () => client.privateState?.seq === 14);
+    state = client.privateState!;
+    expect(state.trades.size).toBe(0);
+    expect(state.summary).toEqual(server.snapshot.summary);
+    expect(seen.causes.slice(0, 3)).toEqual(["snapshot", "event", "summary"]);
+  });
+
+  it("ignores an event it already applied, and on a gap resumes from the last one applied", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("the snapshot", () => client.privateState !== undefined);
+    server.publish({ event: "balances_changed", balances: { USD: "1" } });
+    server.publish({ event: "balances_changed", balances: { USD: "2" } });
+    await until("two events", () => client.privateState?.seq === 2);
+    const time = new Date().toISOString();
+    server.broadcast({ type: "event", seq: 2, time, event: "balances_changed", balances: { USD: "dup" } });
+    server.broadcast({ type: "event", seq: 4, time, event: "balances_changed", balances: { USD: "gap" } });
+    await until("a reconnect", () => server.connections.length === 2 && privateSubscribes()[1] !== undefined);
+    expect(seen.errors).toContainEqual({ kind: "gap", expectedSeq: 3, receivedSeq: 4 });
+    expect(privateSubscribes()[1]).toEqual({ op: "subscribe", channel: "private", since: 2 });
+    expect(client.privateState!.balances).toEqual({ USD: "2" });
+    server.publish({ event: "balances_changed", balances: { USD: "3" } });
+    await until("the next event", () => client.privateState?.seq === 3);
+    expect(seen.events.map((e) => e.seq)).toEqual([1, 2, 3]);
+  });
+});
+
+describe("reconnecting", () => {
+  it("after the server cut the connection: a new ticket, subscriptions again, the private channel resumed", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({ subscriptions: [{ channel: "quotes" }, { channel: "private" }] });
+    await until("the snapshot", () => client.privateState !== undefined);
+    server.publish({ event: "trade_opened", trade: TRADE });
+    server.publish({ event: "balances_changed", balances: { USD: "9900" } });
+    await until("two events", () => client.privateState?.seq === 2);
+
+    server.refuseTickets(503); // held off until the events below are in the log
+    server.terminateAll();
+    await until("the drop", () => seen.closes.length >= 1);
+    expect(seen.closes[0]).toMatchObject({ code: 1006, sessionEnded: false });
+    expect(client.status).toBe("reconnecting");
+    server.publish({ event: "trade_updated", change: "exits", trade: { ...TRADE, takeProfit: "4600" } });
+    server.publish({ event: "closed_order", trade: { ...closed("0"), takeProfit: "4600" } });
+    server.refuseTickets(undefined);
+
+    await until("the missed events", () => client.privateState?.seq === 4);
+    expect(server.connections).toHaveLength(2);
+    expect(server.connections[1]!.received).toEqual([
+      { op: "subscribe", channel: "quotes" },
+      { op: "subscribe", channel: "private", since: 2 },
+    ]);
+    expect(seen.events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
+    expect(client.privateState!.trades.size).toBe(0);
+    expect(seen.opens).toBe(2);
+
+    // A clean close by the server (going away) resumes the same way.
+    server.closeAll(1001, "restarting");
+    await until("the third connection", () => privateSubscribes()[2] !== undefined);
+    expect(privateSubscribes()[2]).toEqual({ op: "subscribe", channel: "private", since: 4 });
+    expect(seen.closes.at(-1)).toMatchObject({ code: 1001, reason: "restarting" });
+  });
+
+  it("replaces the state with a resync's when the events it missed are gone", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("the snapshot", () => client.privateState !== undefined);
+    server.publish({ event: "trade_opened", trade: TRADE });
+    await until("the event", () => client.privateState?.seq === 1);
+
+    server.refuseTickets(503);
+    server.terminateAll();
+    await until("the drop", () => seen.closes.length === 1);
+    for (let i = 0; i < 5; i++) server.publish({ event: "balances_changed", balances: { USD: String(i) } });
+    server.retainFrom(4); // events 1–3 forgotten: a resume from 1 cannot be served
+    server.snapshot = { ...server.snapshot, seq: 6, balances: { USD: "4" }, trades: [], orders: [ORDER] };
+    server.refuseTickets(undefined);
+
+    await until("the resync", () => seen.causes.includes("resync"));
+    expect(privateSubscribes()[1]).toEqual({ op: "subscribe", channel: "private", since: 1 });
+    const state = client.privateState!;
+    expect(state.seq).toBe(6);
+    expect(state.balances).toEqual({ USD: "4" });
+    expect(state.trades.size).toBe(0);
+    expect([...state.orders.values()]).toEqual([ORDER]);
+    server.publish({ event: "order_updated", order: { ...ORDER, status: "filled" } });
+    await until("the next event", () => client.privateState?.seq === 7);
+    expect(client.privateState!.orders.size).toBe(0);
+  });
+
+  it("drops a connection on which nothing arrived for twice the welcome's heartbeat, and reconnects", async () => {
+    server = await startFakeStreamServer({ heartbeatMs: 100 });
+    const { client, seen } = connect();
+    await until("open", () => client.status === "open");
+    await sleep(300); // heartbeats and pongs keep it up
+    expect(server.connections).toHaveLength(1);
+    server.silence(true);
+    await until("the drop", () => seen.closes.length === 1, 1_000);
+    expect(seen.closes[0]).toMatchObject({ code: 4000, reason: "nothing received for 200 ms" });
+    server.silence(false);
+    await until("a new connection", () => server.connections.length === 2 && client.status === "open");
+    // The client pinged meanwhile, at the welcome's period.
+    expect(server.connections[0]!.received.filter((f) => f.op === "ping").length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe("backoff", () => {
+  it("waits between half the cap and the cap, the cap doubling per failed attempt up to the maximum", () => {
+    const policy = { ...DEFAULT_BACKOFF, initialMs: 100, maxMs: 1_000 };
+    expect([0, 1, 2, 3, 4, 10, 100].map((n) => backoffDelayMs(n, policy, () => 0))).toEqual([
+      50, 100, 200, 400, 500, 500, 500,
+    ]);
+    expect([0, 1, 2, 3, 4, 10, 100].map((n) => backoffDelayMs(n, policy, () => 0.999999))).toEqual([
+      100, 200, 400, 800, 1_000, 1_000, 1_000,
+    ]);
+    expect(backoffDelayMs(1, policy, () => 0.5)).toBe(150);
+  });
+
+  it("retries refused tickets after jittered, growing, capped pauses, and starts over after a stable connection", async () => {
+    server = await startFakeStreamServer();
+    const randoms = [0, 0.5, 0.999, 0.25, 0.75, 0.1];
+    let draw = 0;
+    server.refuseTickets(503);
+    const { client, seen } = connect({
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 100 },
+      random: () => randoms[draw++ % randoms.length]!,
+    });
+    await until("six refusals", () => server.ticketRequests.length >= 6);
+    const delays = seen.closes.slice(0, 5).map((c) => c.reconnectInMs);
+    expect(delays).toEqual([10, 30, 80, 50, 70]); // caps 20, 40, 80, 80, 80; jitter from the draws
+    const gaps = server.ticketRequests.slice(1, 6).map((at, i) => at - server.ticketRequests[i]!);
+    gaps.forEach((gap, i) => expect(gap).toBeGreaterThanOrEqual(delays[i]! - 2));
+    expect(seen.errors[0]).toEqual({ kind: "ticket", status: 503, message: "Refused by the test." });
+
+    server.refuseTickets(undefined);
+    await until("open", () => client.status === "open", 1_000);
+    await sleep(150); // past stableMs
+    draw = 0;
+    server.terminateAll();
+    await until("the drop", () => seen.closes.at(-1)?.code === 1006);
+    expect(seen.closes.at(-1)!.reconnectInMs).toBe(10); // attempt 0 again: cap 20, draw 0
+  });
+
+  it("waits at least the Retry-After of a 429", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(429, 1);
+    const { seen } = connect();
+    await until("the refusal", () => seen.closes.length === 1);
+    expect(seen.closes[0]!.reconnectInMs).toBe(1_000);
+  });
+});
+
+describe("the end of the session", () => {
+  it("close code 4401: reported as the session ended, and no reconnect", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("open", () => client.status === "open");
+    server.endSession();
+    await until("the close", () => seen.closes.length === 1);
+    expect(seen.closes[0]).toEqual({ code: 4401, reason: "session ended", reconnectInMs: null, sessionEnded: true });
+    expect(client.status).toBe("ended");
+    await sleep(100); // many backoff periods
+    expect(server.ticketRequests).toHaveLength(1);
+    expect(server.connections).toHaveLength(1);
+  });
+
+  it("a 401 on the ticket: the session ended, no retry", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({ token: "not-the-token" });
+    await until("the close", () => seen.closes.length === 1);
+    expect(seen.closes[0]).toMatchObject({ code: 4401, sessionEnded: true, reconnectInMs: null });
+    expect(seen.errors[0]).toEqual({ kind: "ticket", status: 401, message: "Sign in first." });
+    expect(client.status).toBe("ended");
+    await sleep(100);
+    expect(server.ticketRequests).toHaveLength(1);
+  });
+
+  it("close(): closes the connection and stops for good", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("open", () => client.status === "open");
+    client.close();
+    expect(client.status).toBe("closed");
+    expect(seen.closes).toEqual([{ code: 1000, reason: "client closed", reconnectInMs: null, sessionEnded: false }]);
+    await until("the server sees it", () => server.connections[0]!.socket.readyState === WebSocket.CLOSED);
+    await sleep(100);
+    expect(server.ticketRequests).toHaveLength(1);
+  });
+});
+
+describe("the browser bundle", () => {
+  it("builds for the browser with nothing of Node or the server in it", async () => {
+    const result = await build({
+      entryPoints: [new URL("./stream-client.ts", import.meta.url).pathname],
+      bundle: true,
+      platform: "browser",
+      format: "esm",
+      write: false,
+      logLevel: "silent",
+    });
+    const code = result.outputFiles[0]!.text;
+    expect(code).toMatch(/StreamClient = class\b/);
+    expect(code).not.toMatch(/\brequire\(|node:|\bBuffer\b|\bprocess\./);
+    expect(code.length).toBeLessThan(30_000); // the client alone: no zod, no server modules
+  });
+});

@@ -1,0 +1,398 @@
+/**
+ * A typed client of the live stream (docs/stream.md) for a browser bundle or Node: it imports nothing of either, and
+ * is handed a WebSocket constructor (the browser's, or the `ws` package's) and a fetch.
+ *
+ * One connection at a time, kept up until `close()`:
+ * - Each connection, reconnects included, starts with a fresh single-use ticket (POST /api/v1/stream/ticket, with a
+ *   Bearer token or the session cookie), then opens the socket at the ticket's `url` with `?ticket=`.
+ * - After the server's welcome it (re)sends every subscription. The private channel resumes with `since` = the last
+ *   seq applied, so the server sends exactly the events after it; a `resync` replaces the state instead.
+ * - The private state (balances, open trades, pending orders, summary, seq) is kept from the snapshot and each
+ *   event in seq order (private-state.ts). An event past the next seq (a gap, which the server never sends) drops
+ *   the connection and resumes from the last one applied, rather than showing a state with a hole in it.
+ * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
+ *   twice that: a dead TCP connection can otherwise take minutes to report itself.
+ * - It reconnects after jittered exponential backoff (capped), which starts over once a connection stayed up
+ *   `stableMs`; never after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in.
+ */
+import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
+import {
+  CLOSE_CODES,
+  type CandleFrame,
+  type ClientFrame,
+  type EventFrame,
+  type QuoteFrame,
+  type ServerFrame,
+  type Subscription,
+  type SummaryFrame,
+  type WelcomeFrame,
+} from "./protocol.ts";
+
+import {
+  abandon,
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  messageOf,
+  requestTicket,
+  textOf,
+  type BackoffPolicy,
+  type FetchLike,
+  type Ticket,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./transport.ts";
+
+export * from "./protocol.ts";
+export type { PrivateState } from "./private-state.ts";
+export { applyEvent, stateFromSnapshot } from "./private-state.ts";
+export { backoffDelayMs, DEFAULT_BACKOFF, requestTicket } from "./transport.ts";
+export type { BackoffPolicy, FetchLike, Ticket, WebSocketConstructor, WebSocketLike } from "./transport.ts";
+
+export interface StreamClientOptions {
+  /** The API's base URL, e.g. `https://api.example.com`: the ticket comes from `<apiUrl>/api/v1/stream/ticket`. */
+  readonly apiUrl: string;
+  readonly WebSocket: WebSocketConstructor;
+  /** Default: the global fetch. */
+  readonly fetch?: FetchLike;
+  /** The session token, sent as `Authorization: Bearer`. Without it, the ticket request carries the cookies. */
+  readonly token?: string | undefined;
+  /** Further headers for the ticket request (e.g. a `Cookie` header in Node, which has no cookie jar). */
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Subscribed from the first connection on; more with `subscribe()`. */
+  readonly subscriptions?: readonly Subscription[];
+  /** Ping period until the server's welcome says otherwise. Default 10 000. */
+  readonly heartbeatMs?: number;
+  readonly backoff?: Partial<BackoffPolicy>;
+  /** Jitter's source, in [0, 1). Default Math.random. */
+  readonly random?: () => number;
+}
+
+export type StreamStatus = "idle" | "connecting" | "open" | "reconnecting" | "ended" | "closed";
+
+export interface CloseInfo {
+  /**
+   * The WebSocket close code; 4000 when the client gave up itself (silence, a seq gap) or never got a socket (the
+   * ticket request failed or was refused), 1006 when the connection was cut without a close frame.
+   */
+  readonly code: number;
+  readonly reason: string;
+  /** When the next attempt starts; null when there is none (closed, or the session ended). */
+  readonly reconnectInMs: number | null;
+  /** The session was signed out, revoked or expired: sign in again, then `connect()` a new client. */
+  readonly sessionEnded: boolean;
+}
+
+export type StreamClientError =
+  | { readonly kind: "ticket"; readonly status: number | null; readonly message: string }
+  | { readonly kind: "socket"; readonly message: string }
+  | { readonly kind: "server"; readonly code: string; readonly message: string; readonly field?: string }
+  | { readonly kind: "protocol"; readonly message: string }
+  | { readonly kind: "gap"; readonly expectedSeq: number; readonly receivedSeq: number };
+
+export type StateCause = "snapshot" | "resync" | "event" | "summary";
+
+export interface StreamClientEvents {
+  /** Connected and welcomed; subscriptions are being sent. */
+  open: (welcome: WelcomeFrame) => void;
+  close: (info: CloseInfo) => void;
+  quote: (quote: QuoteFrame) => void;
+  candle: (candle: CandleFrame) => void;
+  /** A private event, applied: `state` is the state after it. */
+  event: (event: EventFrame, state: PrivateState) => void;
+  state: (state: PrivateState, cause: StateCause) => void;
+  error: (error: StreamClientError) => void;
+}
+
+/** The code the client closes a connection with when it gives up on it itself. */
+export const CLIENT_DROP_CODE = 4000;
+
+type Listeners = { [K in keyof StreamClientEvents]: Set<StreamClientEvents[K]> };
+type Timer = ReturnType<typeof setTimeout>;
+
+export class StreamClient {
+  private readonly fetch: FetchLike;
+  private readonly backoff: BackoffPolicy;
+  private readonly random: () => number;
+  private readonly listeners: Listeners = {
+    open: new Set(),
+    close: new Set(),
+    quote: new Set(),
+    candle: new Set(),
+    event: new Set(),
+    state: new Set(),
+    error: new Set(),
+  };
+  private readonly subscriptions = new Map<string, Subscription>();
+  private currentStatus: StreamStatus = "idle";
+  private state: PrivateState | undefined;
+  private socket: WebSocketLike | undefined;
+  /** Bumped per connection attempt and on close(): callbacks of an older one are ignored. */
+  private generation = 0;
+  private failedAttempts = 0;
+  private heartbeatMs: number;
+  private welcomedAt: number | undefined;
+  private pings = 0;
+  private retryTimer: Timer | undefined;
+  private pingTimer: Timer | undefined;
+  private silenceTimer: Timer | undefined;
+
+  constructor(private readonly options: StreamClientOptions) {
+    this.fetch = options.fetch ?? ((url, init) => fetch(url, init));
+    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.random = options.random ?? Math.random;
+    this.heartbeatMs = options.heartbeatMs ?? 10_000;
+    for (const subscription of options.subscriptions ?? []) this.subscriptions.set(keyOf(subscription), subscription);
+  }
+
+  get status(): StreamStatus {
+    return this.currentStatus;
+  }
+
+  /** The private state, once the first snapshot arrived. */
+  get privateState(): PrivateState | undefined {
+    return this.state;
+  }
+
+  on<K extends keyof StreamClientEvents>(name: K, listener: StreamClientEvents[K]): () => void {
+    this.listeners[name].add(listener);
+    return () => this.listeners[name].delete(listener);
+  }
+
+  /** Starts connecting (once; after close() or a session end, make a new client). */
+  connect(): void {
+    if (this.currentStatus !== "idle") return;
+    void this.attempt();
+  }
+
+  subscribe(subscription: Subscription): void {
+    this.subscriptions.set(keyOf(subscription), subscription);
+    if (this.currentStatus === "open") this.send(this.subscribeFrame(subscription));
+  }
+
+  unsubscribe(subscription: Subscription): void {
+    if (!this.subscriptions.delete(keyOf(subscription))) return;
+    if (this.currentStatus === "open") this.send({ op: "unsubscribe", ...subscription });
+  }
+
+  /** Closes the connection for good. */
+  close(): void {
+    if (this.currentStatus === "closed" || this.currentStatus === "ended") return;
+    this.generation++;
+    this.stopTimers();
+    clearTimeout(this.retryTimer);
+    const socket = this.socket;
+    this.socket = undefined;
+    if (socket !== undefined) abandon(socket, 1000, "client closed");
+    this.currentStatus = "closed";
+    this.emit("close", { code: 1000, reason: "client closed", reconnectInMs: null, sessionEnded: false });
+  }
+
+  private async attempt(): Promise<void> {
+    const generation = ++this.generation;
+    this.currentStatus = this.currentStatus === "idle" ? "connecting" : "reconnecting";
+    let ticket: Ticket;
+    try {
+      ticket = await requestTicket(this.fetch, this.options);
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.emit("error", { kind: "ticket", status: null, message: messageOf(error) });
+      this.retry(CLIENT_DROP_CODE, "ticket request failed", 0);
+      return;
+    }
+    if (generation !== this.generation) return;
+    if (!ticket.ok) {
+      this.emit("error", { kind: "ticket", status: ticket.status, message: ticket.message });
+      if (ticket.status === 401) this.end(CLOSE_CODES.sessionEnded, "not signed in");
+      else this.retry(CLIENT_DROP_CODE, "ticket refused", ticket.retryAfterMs);
+      return;
+    }
+    let socket: WebSocketLike;
+    try {
+      socket = new this.options.WebSocket(ticket.url);
+    } catch (error) {
+      this.emit("error", { kind: "socket", message: messageOf(error) });
+      this.retry(CLIENT_DROP_CODE, "socket could not be opened", 0);
+      return;
+    }
+    this.socket = socket;
+    this.welcomedAt = undefined;
+    this.watchSilence(generation);
+    socket.onmessage = (message) => {
+      if (generation === this.generation) this.receive(generation, message.data);
+    };
+    socket.onclose = (closed) => {
+      if (generation !== this.generation) return;
+      this.socket = undefined;
+      if (closed.code === CLOSE_CODES.sessionEnded) this.end(closed.code, closed.reason);
+      else this.retry(closed.code, closed.reason, 0);
+    };
+    socket.onerror = (error) => {
+      if (generation === this.generation) this.emit("error", { kind: "socket", message: messageOf(error) });
+    };
+  }
+
+  private receive(generation: number, data: unknown): void {
+    this.watchSilence(generation);
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(textOf(data)) as ServerFrame;
+    } catch {
+      this.emit("error", { kind: "protocol", message: "a frame that is not JSON" });
+      return;
+    }
+    if (frame === null || typeof frame !== "object" || typeof frame.type !== "string") {
+      this.emit("error", { kind: "protocol", message: "a frame without a type" });
+      return;
+    }
+    switch (frame.type) {
+      case "welcome":
+        return this.welcome(generation, frame);
+      case "quote":
+        return this.emit("quote", frame);
+      case "candle":
+        return this.emit("candle", frame);
+      case "snapshot":
+      case "resync":
+        this.state = stateFromSnapshot(frame);
+        return this.emit("state", this.state, frame.type);
+      case "event":
+        return this.event(frame);
+      case "summary":
+        return this.summary(frame);
+      case "error":
+        return this.emit("error", {
+          kind: "server",
+          code: frame.code,
+          message: frame.message,
+          ...(frame.field === undefined ? {} : { field: frame.field }),
+        });
+      case "subscribed":
+      case "unsubscribed":
+      case "heartbeat":
+      case "pong":
+        return; // liveness only (watchSilence above)
+      default:
+        return; // a frame type newer than this client: ignored
+    }
+  }
+
+  private welcome(generation: number, frame: WelcomeFrame): void {
+    if (Number.isFinite(frame.heartbeatMs) && frame.heartbeatMs > 0) this.heartbeatMs = frame.heartbeatMs;
+    this.welcomedAt = Date.now();
+    this.currentStatus = "open";
+    this.watchSilence(generation);
+    clearInterval(this.pingTimer);
+    this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
+    for (const subscription of this.subscriptions.values()) this.send(this.subscribeFrame(subscription));
+    this.emit("open", frame);
+  }
+
+  private event(frame: EventFrame): void {
+    const state = this.state;
+    if (state === undefined) {
+      this.emit("error", { kind: "protocol", message: `event ${frame.seq} before any snapshot` });
+      return;
+    }
+    if (frame.seq <= state.seq) return; // already applied
+    if (frame.seq !== state.seq + 1) {
+      this.emit("error", { kind: "gap", expectedSeq: state.seq + 1, receivedSeq: frame.seq });
+      this.drop(`seq gap: expected ${state.seq + 1}, received ${frame.seq}`);
+      return;
+    }
+    this.state = applyEvent(state, frame);
+    this.emit("event", frame, this.state);
+    this.emit("state", this.state, "event");
+  }
+
+  /** A summary computed before the state's last event is dropped: another follows that event. */
+  private summary(frame: SummaryFrame): void {
+    if (this.state === undefined || frame.seq < this.state.seq) return;
+    const { balance, equity, marginUsed, freeMargin, marginLevel, unrealizedPnl, pricesMissing } = frame;
+    const summary = { balance, equity, marginUsed, freeMargin, marginLevel, unrealizedPnl, pricesMissing };
+    this.state = { ...this.state, summary };
+    this.emit("state", this.state, "summary");
+  }
+
+  private subscribeFrame(subscription: Subscription): ClientFrame {
+    if (subscription.channel !== "private") return { op: "subscribe", ...subscription };
+    return this.state === undefined
+      ? { op: "subscribe", channel: "private" }
+      : { op: "subscribe", channel: "private", since: this.state.seq };
+  }
+
+  private send(frame: ClientFrame): void {
+    try {
+      this.socket?.send(JSON.stringify(frame));
+    } catch (error) {
+      // A socket that is closing: its close event follows and reconnects.
+      this.emit("error", { kind: "socket", message: messageOf(error) });
+    }
+  }
+
+  /** (Re)arms the silence timer: nothing from the server for 2 × heartbeatMs, and the connection is dropped. */
+  private watchSilence(generation: number): void {
+    clearTimeout(this.silenceTimer);
+    this.silenceTimer = setTimeout(() => {
+      if (generation === this.generation) this.drop(`nothing received for ${2 * this.heartbeatMs} ms`);
+    }, 2 * this.heartbeatMs);
+  }
+
+  /** Gives up on the current connection without waiting for its close handshake, and reconnects. */
+  private drop(reason: string): void {
+    const socket = this.socket;
+    this.socket = undefined;
+    this.generation++;
+    if (socket !== undefined) abandon(socket, CLIENT_DROP_CODE, reason);
+    this.retry(CLIENT_DROP_CODE, reason, 0);
+  }
+
+  private retry(code: number, reason: string, atLeastMs: number): void {
+    this.stopTimers();
+    this.generation++;
+    const stable = this.welcomedAt !== undefined && Date.now() - this.welcomedAt >= this.backoff.stableMs;
+    if (stable) this.failedAttempts = 0;
+    this.welcomedAt = undefined;
+    const delayMs = Math.max(atLeastMs, backoffDelayMs(this.failedAttempts, this.backoff, this.random));
+    this.failedAttempts++;
+    this.currentStatus = "reconnecting";
+    this.emit("close", { code, reason, reconnectInMs: delayMs, sessionEnded: false });
+    this.retryTimer = setTimeout(() => void this.attempt(), delayMs);
+  }
+
+  private end(code: number, reason: string): void {
+    this.stopTimers();
+    this.generation++;
+    this.currentStatus = "ended";
+    this.emit("close", { code, reason, reconnectInMs: null, sessionEnded: true });
+  }
+
+  private stopTimers(): void {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.silenceTimer);
+  }
+
+  private emit<K extends keyof StreamClientEvents>(name: K, ...args: Parameters<StreamClientEvents[K]>): void {
+    for (const listener of this.listeners[name]) {
+      try {
+        (listener as (...a: Parameters<StreamClientEvents[K]>) => void)(...args);
+      } catch (error) {
+        // A listener's bug must not stop the stream or the other listeners; it is still reported, as uncaught.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}
+
+/** A subscription's identity: the same channel and targets (assets, interval) is one subscription. */
+function keyOf(subscription: Subscription): string {
+  switch (subscription.channel) {
+    case "quotes":
+      return `quotes:${subscription.assets === undefined ? "*" : [...subscription.assets].sort().join(",")}`;
+    case "candles":
+      return `candles:${subscription.asset}:${subscription.interval}`;
+    case "private":
+      return "private";
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The stream client's plumbing, kept apart from its protocol logic: the few members of WebSocket and fetch it uses
+ * (so the browser's and Node's both fit, with nothing of either imported), the ticket request, and the backoff.
+ */
+
+/** A handler property, compared bivariantly: the browser's and `ws`'s event types are richer than used here. */
+type Handler<E> = { bivarianceHack(event: E): void }["bivarianceHack"];
+
+/** What the client uses of a WebSocket: the browser's and the `ws` package's both fit. */
+export interface WebSocketLike {
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ readonly data: unknown }> | null;
+  onclose: Handler<{ readonly code: number; readonly reason: string }> | null;
+  onerror: Handler<unknown> | null;
+}
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/** What the client uses of fetch: the browser's and Node's both fit. */
+export type FetchLike = (
+  url: string,
+  init: { method: "POST"; headers: Record<string, string>; credentials: "include" | "omit" },
+) => Promise<{ readonly status: number; headers: { get(name: string): string | null }; json(): Promise<unknown> }>;
+
+export interface TicketRequestOptions {
+  readonly apiUrl: string;
+  readonly token?: string | undefined;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export type Ticket = { ok: true; url: string } | { ok: false; status: number; message: string; retryAfterMs: number };
+
+/**
+ * A fresh single-use ticket from `POST <apiUrl>/api/v1/stream/ticket` (with the Bearer token, else the cookies), as
+ * the URL to open the socket at; or why not (status, message, Retry-After). Rejects when the API cannot be reached
+ * or answers 201 with something else.
+ */
+export async function requestTicket(fetch: FetchLike, options: TicketRequestOptions): Promise<Ticket> {
+  const headers: Record<string, string> = { ...options.headers };
+  if (options.token !== undefined) headers.Authorization = `Bearer ${options.token}`;
+  const response = await fetch(`${options.apiUrl.replace(/\/+$/, "")}/api/v1/stream/ticket`, {
+    method: "POST",
+    headers,
+    credentials: options.token === undefined ? "include" : "omit",
+  });
+  const body = (await response.json().catch(() => undefined)) as
+    { ticket?: unknown; url?: unknown; error?: { message?: unknown } } | undefined;
+  if (response.status !== 201) {
+    const retryAfter = Number(response.headers.get("retry-after"));
+    return {
+      ok: false,
+      status: response.status,
+      message: typeof body?.error?.message === "string" ? body.error.message : `HTTP ${response.status}`,
+      retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 0,
+    };
+  }
+  if (typeof body?.ticket !== "string" || typeof body.url !== "string" || !/^wss?:\/\//.test(body.url))
+    throw new Error(`the ticket answer is not {"ticket", "url": "ws(s)://…"}: ${JSON.stringify(body)}`);
+  const url = new URL(body.url);
+  url.searchParams.set("ticket", body.ticket);
+  return { ok: true, url: url.toString() };
+}
+
+export interface BackoffPolicy {
+  /** The first retry's cap; each failed attempt doubles it. */
+  readonly initialMs: number;
+  /** The largest cap. */
+  readonly maxMs: number;
+  /** A connection that stayed up this long counts as stable: the next retry starts from `initialMs` again. */
+  readonly stableMs: number;
+}
+
+export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, stableMs: 10_000 };
+
+/** The pause before retry number `attempt` (0 first): "equal jitter", between half the cap and the cap. */
+export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: () => number): number {
+  const cap = Math.min(policy.maxMs, policy.initialMs * 2 ** attempt);
+  return Math.round(cap / 2 + random() * (cap / 2));
+}
+
+/** Closes a socket whose events no longer matter; its error event must still have a listener (`ws` throws else). */
+export function abandon(socket: WebSocketLike, code: number, reason: string): void {
+  socket.onopen = null;
+  socket.onmessage = null;
+  socket.onclose = null;
+  socket.onerror = () => undefined;
+  try {
+    socket.close(code, reason.slice(0, 120));
+  } catch {
+    // Already closed, or still connecting where the platform refuses: either way it is gone to us.
+  }
+}
+
+/** A text frame's data: a string in browsers and `ws`'s event API; bytes from other implementations. */
+export function textOf(data: unknown): string {
+  if (typeof data === "string") return data;
+  if (data instanceof ArrayBuffer) return new TextDecoder().decode(new Uint8Array(data));
+  if (ArrayBuffer.isView(data))
+    return new TextDecoder().decode(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  return String(data);
+}
+
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (error !== null && typeof error === "object" && "message" in error) return String(error.message);
+  return "socket error";
+}

@@ -1,0 +1,126 @@
+/**
+ * The live stream's HTTP side (docs/api.md): tickets and the revocation notice a logout sends the stream replicas,
+ * in-process against real Redis and Postgres with the real engine and worker, on both Redis adapters (TCP, and
+ * Upstash's REST API through the local peer), since the deployed functions use the second.
+ */
+import { decodeJwt } from "jose";
+import { requestTicket, type FetchLike } from "../../client/stream-client.ts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { streamTicketHash } from "../auth/stream-tickets.ts";
+import { createUpstashApiRedis } from "../redis/upstash-api-redis.ts";
+import { REDIS_URL, startApiStack, type ApiStack, type ApiStackOptions } from "../testing/api-stack.ts";
+import { client } from "../testing/http.ts";
+import { startUpstashBridge, type UpstashBridge } from "../testing/upstash-bridge.ts";
+
+const adapters: [string, (bridge: UpstashBridge) => ApiStackOptions][] = [
+  ["ioredis", () => ({})],
+  ["upstash", (bridge) => ({ apiRedis: createUpstashApiRedis({ url: bridge.url, token: bridge.token }) })],
+];
+
+describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, options) => {
+  let bridge: UpstashBridge;
+  let stack: ApiStack;
+
+  beforeAll(async () => {
+    bridge = await startUpstashBridge({ redisUrl: REDIS_URL, token: `stream-${adapter}` });
+    stack = await startApiStack({
+      ...options(bridge),
+      settings: { streamTicketRate: { limit: 3, windowMs: 60_000 }, streamUrl: "wss://stream.example.com/x" },
+    });
+  });
+  afterAll(async () => {
+    await stack.close();
+    await bridge.close();
+  });
+
+  it("issues a single-use ticket stored by its hash for at most 30 s, naming the user, session and its expiry", async () => {
+    const { token, user } = await stack.signIn(`ticket-${adapter}@example.com`);
+    const before = Date.now();
+    const answer = await client(stack.app, token).post("/api/v1/stream/ticket", "");
+    expect(answer.status).toBe(201);
+    const { ticket, url, expiresAt } = answer.body as { ticket: string; url: string; expiresAt: string };
+    expect(ticket).toMatch(/^[A-Za-z0-9_-]{43}$/); // 32 bytes, base64url without padding
+    expect(url).toBe("wss://stream.example.com/x");
+    const expiresAtMs = Date.parse(expiresAt);
+    expect(expiresAtMs).toBeGreaterThanOrEqual(before + 30_000);
+    expect(expiresAtMs).toBeLessThanOrEqual(Date.now() + 30_000);
+
+    const key = stack.keys.streamTicketKey(streamTicketHash(ticket));
+    const ttl = await stack.redis.pttl(key);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(30_000);
+    const claims = decodeJwt(token);
+    expect(JSON.parse((await stack.redis.get(key))!)).toEqual({
+      userId: user.id,
+      sessionId: claims.jti,
+      sessionExpiresAtMs: claims.exp! * 1000,
+    });
+    // Only the hash is stored: the ticket itself is in no key name and no value.
+    const stored = await stack.redis.keys(stack.keys.streamTicketKey("*"));
+    expect(stored.join(" ")).not.toContain(ticket);
+
+    const second = await client(stack.app, token).post("/api/v1/stream/ticket", "");
+    expect((second.body as { ticket: string }).ticket).not.toBe(ticket);
+  });
+
+  it("answers the stream client's ticket request (client/) with a URL to open the socket at", async () => {
+    const { token } = await stack.signIn(`client-${adapter}@example.com`);
+    const fetch: FetchLike = (url, init) => Promise.resolve(stack.app.request(url, init));
+    const ticket = await requestTicket(fetch, { apiUrl: "http://localhost:3000", token });
+    if (!ticket.ok) throw new Error(`refused: ${ticket.status} ${ticket.message}`);
+    const url = new URL(ticket.url);
+    expect(url.origin + url.pathname).toBe("wss://stream.example.com/x");
+    const key = stack.keys.streamTicketKey(streamTicketHash(url.searchParams.get("ticket")!));
+    expect(await stack.redis.exists(key)).toBe(1);
+    expect(await requestTicket(fetch, { apiUrl: "http://localhost:3000", token: "forged" })).toMatchObject({
+      ok: false,
+      status: 401,
+    });
+  });
+
+  it("needs a session: none, a forged one or a signed-out one is 401 and stores nothing", async () => {
+    const anon = client(stack.app);
+    const stored = async () => (await stack.redis.keys(stack.keys.streamTicketKey("*"))).length;
+    const count = await stored();
+    expect((await anon.post("/api/v1/stream/ticket", "")).body.error?.code).toBe("UNAUTHENTICATED");
+    expect((await client(stack.app, "not.a.jwt").post("/api/v1/stream/ticket", "")).status).toBe(401);
+    const { token } = await stack.signIn(`signed-out-${adapter}@example.com`);
+    await client(stack.app, token).del("/api/v1/auth/logout");
+    expect((await client(stack.app, token).post("/api/v1/stream/ticket", "")).status).toBe(401);
+    expect(await stored()).toBe(count);
+  });
+
+  it("is limited per user: over the limit is 429 with Retry-After", async () => {
+    const { token } = await stack.signIn(`limited-${adapter}@example.com`);
+    const api = client(stack.app, token);
+    for (let i = 0; i < 3; i++) expect((await api.post("/api/v1/stream/ticket", "")).status).toBe(201);
+    const limited = await api.post("/api/v1/stream/ticket", "");
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get("retry-after")).toBe("60");
+    // Another user has their own budget.
+    const other = await stack.signIn(`unlimited-${adapter}@example.com`);
+    expect((await client(stack.app, other.token).post("/api/v1/stream/ticket", "")).status).toBe(201);
+  });
+
+  it("refuses a browser on another origin", async () => {
+    const { token } = await stack.signIn(`origin-${adapter}@example.com`);
+    const answer = await client(stack.app, token).post("/api/v1/stream/ticket", "", { origin: "https://evil.example" });
+    expect(answer.status).toBe(403);
+    expect(answer.body.error?.code).toBe("FORBIDDEN_ORIGIN");
+  });
+
+  it("logout tells the stream replicas, after recording the revocation; a second logout tells nothing", async () => {
+    const { token, user } = await stack.signIn(`logout-${adapter}@example.com`);
+    const sessionId = decodeJwt(token).jti!;
+    const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+    expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
+    const notices = async () =>
+      (await stack.redis.xrange(stack.keys.streamFanout, `(${from}`, "+"))
+        .map(([, fields]) => fields)
+        .filter((fields) => fields[1] === "revoked");
+    expect(await notices()).toEqual([["kind", "revoked", "body", JSON.stringify({ userId: user.id, sessionId })]]);
+    expect(await stack.redis.exists(stack.keys.sessionRevokedKey(user.id, sessionId))).toBe(1);
+    expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
+    expect(await notices()).toHaveLength(1);
+  });
+});
