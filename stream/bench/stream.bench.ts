@@ -1,0 +1,352 @@
+/**
+ * Live stream benchmark: `npm run bench:stream` (needs Redis and Postgres, about a minute). Prints a table, then one
+ * JSON line. The real engine, worker, API and stream processes run on a fresh test database and a unique
+ * KEY_PREFIX, all removed at the end; the clients (raw `ws` sockets speaking docs/stream.md) share the machine.
+ *
+ * 1. BENCH_USERS users (default 1,000): accounts through the log (`create_account`), sessions signed with the run's
+ *    JWT_SECRET as the API signs them, a ticket each through `POST /api/v1/stream/ticket`. Each user's socket
+ *    subscribes to every market's quotes and to its own private channel.
+ * 2. For BENCH_SECONDS (default 20): the bench XADDs price updates (TICKS_PER_SEC per market, each with a bid not
+ *    used before, so a frame is matched to its tick) and ORDERS_PER_SEC users open a trade through the API.
+ *    - quote latency: the tick's XADD → its frame at a client, over every frame every client got;
+ *    - private latency: the API's 201 for an order → that trade's `trade_opened` event at its owner's socket (an
+ *      event that beats the HTTP answer counts as 0);
+ *    - the stream process's CPU (user + system, from /proc) over the phase per 1,000 connections, and its RSS.
+ * 3. Connections held: quote-only sockets (tickets written straight into Redis: the route is not what is measured
+ *    here) added in steps of BENCH_STEP (default 2,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
+ *    ticking at 2/s; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
+ *    every socket open and p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
+ */
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { Redis } from "ioredis";
+import { WebSocket } from "ws";
+import { keyspace } from "../../contract/names.ts";
+import type { EngineInput } from "../../contract/messages.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
+import { Sessions } from "../../functions/auth/sessions.ts";
+import { createIoredisApiRedis } from "../../functions/redis/ioredis-api-redis.ts";
+import { freePort, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
+import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+
+const USERS = Number(process.env.BENCH_USERS ?? 1000);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const STEP = Number(process.env.BENCH_STEP ?? 2000);
+const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 12_000);
+const TICKS_PER_SEC = 5;
+const ORDERS_PER_SEC = 20;
+const MARKETS = ["ETH_USDC_PERP", "BTC_USDC_PERP", "SOL_USDC_PERP", "ADA_USDC_PERP"] as const;
+const BASE: Record<(typeof MARKETS)[number], number> = {
+  ETH_USDC_PERP: 4000,
+  BTC_USDC_PERP: 97_000,
+  SOL_USDC_PERP: 200,
+  ADA_USDC_PERP: 0.9,
+};
+const JWT_SECRET = "bench-stream-secret-0123456789-0123456789";
+const prefix = `bench:stream:${randomUUID()}:`;
+const keys = keyspace(prefix);
+const now = () => performance.timeOrigin + performance.now();
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+const sortNum = (xs: number[]) => xs.sort((a, b) => a - b);
+const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
+
+/** CPU seconds (user + system) and RSS (MB) of a process, from /proc. */
+function procStats(pid: number): { cpuSec: number; rssMB: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const rssPages = Number(fields[21]);
+  return { cpuSec: ticks / 100, rssMB: (rssPages * 4096) / 2 ** 20 };
+}
+
+/** Every tick's XADD time, by "<asset> <bid>" (each bid is used once per run). */
+const tickSentAt = new Map<string, number>();
+let tickCounter = 0;
+
+function priceUpdate(market: (typeof MARKETS)[number]): EngineInput & { type: "price_update" } {
+  tickCounter++;
+  const base = BASE[market];
+  // A fresh bid each time: a step of the smallest increment that market allows, cycling within ±1%.
+  const decimals = market === "ADA_USDC_PERP" ? 4 : 2;
+  const unit = 10 ** -decimals;
+  const bid = (base + (tickCounter % Math.floor((base * 0.01) / unit)) * unit).toFixed(decimals);
+  const ask = (Number(bid) + unit * 2).toFixed(decimals);
+  return {
+    type: "price_update",
+    market,
+    bid,
+    ask,
+    exchangeTimeUs: String(Date.now() * 1000),
+    source: "sim",
+  };
+}
+
+async function tick(redis: Redis, market: (typeof MARKETS)[number]): Promise<void> {
+  const update = priceUpdate(market);
+  tickSentAt.set(`${market.split("_")[0]} ${Number(update.bid)}`, now());
+  await redis.xadd(keys.input, "*", ...encodeFields(update));
+}
+
+interface Socket {
+  ws: WebSocket;
+  open: boolean;
+  snapshot: boolean;
+}
+
+/** Opens a socket with a ticket and subscribes; resolves once welcomed (and, with `private`, once snapshotted). */
+function connect(
+  url: string,
+  ticket: string,
+  subs: object[],
+  onFrame: (frame: Record<string, unknown>, at: number) => void,
+): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?ticket=${ticket}`);
+    const s: Socket = { ws, open: false, snapshot: false };
+    const wantsSnapshot = subs.some((x) => (x as { channel: string }).channel === "private");
+    ws.on("message", (data) => {
+      const at = now();
+      const frame = JSON.parse(String(data)) as Record<string, unknown>;
+      if (frame.type === "welcome") {
+        s.open = true;
+        for (const sub of subs) ws.send(JSON.stringify({ op: "subscribe", ...sub }));
+        if (!wantsSnapshot) resolve(s);
+      } else if (frame.type === "snapshot") {
+        s.snapshot = true;
+        resolve(s);
+      }
+      onFrame(frame, at);
+    });
+    ws.on("close", () => (s.open = false));
+    ws.on("error", reject);
+  });
+}
+
+async function main(): Promise<void> {
+  const redis = new Redis(TEST_REDIS_URL);
+  const pg: TestDatabase = await createTestDatabase();
+  const port = await freePort();
+  const streamPort = await freePort();
+  const env = {
+    REDIS_URL: TEST_REDIS_URL,
+    DATABASE_URL: pg.url,
+    KEY_PREFIX: prefix,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    APP_URL: `http://127.0.0.1:${port}`,
+    STREAM_PORT: String(streamPort),
+    STREAM_URL: `ws://127.0.0.1:${streamPort}/api/v1/stream`,
+    JWT_SECRET,
+    TRADE_RATE_LIMIT_PER_SEC: "1000",
+    STREAM_TICKET_LIMIT_PER_MIN: "1000",
+    LOG_LEVEL: "warn",
+  };
+  const children: Child[] = [];
+  const start = async (name: "api" | "engine" | "worker" | "stream", ready: string) => {
+    const child = spawnComponent(name, { ...env, LOG_LEVEL: "info" });
+    children.push(child);
+    await child.waitFor(ready, 60_000);
+    return child;
+  };
+  try {
+    await start("api", "listening");
+    await Promise.all([start("engine", "replay_done"), start("worker", "start")]);
+    const stream = await start("stream", "listening");
+    const streamPid = stream.proc.pid!;
+
+    // Prices first: orders need a quote.
+    for (const m of MARKETS) await tick(redis, m);
+
+    // ---- 1. users, sessions, tickets, sockets ------------------------------------------------------------
+    const users = Array.from({ length: USERS }, (_, i) => `bench${i}`);
+    const pipe = redis.pipeline();
+    for (const u of users) {
+      const message: EngineInput = {
+        type: "user_instruction",
+        requestId: `create-${u}`,
+        userId: u,
+        instruction: { kind: "create_account" },
+      };
+      pipe.xadd(keys.input, "*", ...encodeFields(message));
+    }
+    await pipe.exec();
+    const apiRedis = createIoredisApiRedis(TEST_REDIS_URL);
+    const sessions = new Sessions(new TextEncoder().encode(JWT_SECRET), apiRedis, keys);
+    const tokens = await Promise.all(users.map((u) => sessions.issue({ id: u, email: `${u}@bench.test` })));
+    await until(
+      async () => ((await redis.exists(keys.balancesKey(users.at(-1)!))) === 1 ? true : undefined),
+      60_000,
+      "every account created",
+    );
+
+    const quoteLatencies: number[] = [];
+    const privateLatencies: number[] = [];
+    /** trade id → the time its order's 201 arrived, or the time its event arrived when that came first. */
+    const answeredAt = new Map<string, number>();
+    const eventAt = new Map<string, number>();
+    let measuring = false;
+    const onFrame = (frame: Record<string, unknown>, at: number) => {
+      if (!measuring) return;
+      if (frame.type === "quote") {
+        const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
+        if (sent !== undefined) quoteLatencies.push(at - sent);
+      } else if (frame.type === "event" && frame.event === "trade_opened") {
+        const id = (frame.trade as { id: string }).id;
+        const answered = answeredAt.get(id);
+        if (answered === undefined) eventAt.set(id, at);
+        else privateLatencies.push(Math.max(0, at - answered));
+      }
+    };
+    const ticket = async (token: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}/api/v1/stream/ticket`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+      });
+      if (res.status !== 201) throw new Error(`ticket: ${res.status} ${await res.text()}`);
+      return (await res.json()) as { ticket: string; url: string };
+    };
+    const sockets: Socket[] = [];
+    const connectStart = now();
+    for (let i = 0; i < USERS; i += 50) {
+      const batch = await Promise.all(
+        tokens.slice(i, i + 50).map(async (token) => {
+          const t = await ticket(token);
+          return connect(t.url, t.ticket, [{ channel: "quotes" }, { channel: "private" }], onFrame);
+        }),
+      );
+      sockets.push(...batch);
+    }
+    const connectMs = now() - connectStart;
+
+    // ---- 2. quotes and orders flowing ----------------------------------------------------------------------
+    const before = procStats(streamPid);
+    measuring = true;
+    const tickTimer = setInterval(() => {
+      for (const m of MARKETS) void tick(redis, m);
+    }, 1000 / TICKS_PER_SEC);
+    let orders = 0;
+    let orderErrors = 0;
+    const orderTimer = setInterval(() => {
+      const token = tokens[orders % tokens.length]!;
+      orders++;
+      void fetch(`http://127.0.0.1:${port}/api/v1/trade/create`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify({ asset: "ETH", type: "long", margin: "10", leverage: 2 }),
+      }).then(async (res) => {
+        const at = now();
+        if (res.status !== 201) {
+          orderErrors++;
+          return;
+        }
+        const id = ((await res.json()) as { trade: { id: string } }).trade.id;
+        const early = eventAt.get(id);
+        if (early !== undefined) privateLatencies.push(0);
+        else answeredAt.set(id, at);
+      });
+    }, 1000 / ORDERS_PER_SEC);
+    await new Promise((r) => setTimeout(r, SECONDS * 1000));
+    clearInterval(tickTimer);
+    clearInterval(orderTimer);
+    await new Promise((r) => setTimeout(r, 1000));
+    measuring = false;
+    const after = procStats(streamPid);
+    const openAt1k = sockets.filter((s) => s.open).length;
+    const cpuPct = ((after.cpuSec - before.cpuSec) / (SECONDS + 1)) * 100;
+    sortNum(quoteLatencies);
+    sortNum(privateLatencies);
+
+    // ---- 3. connections held -------------------------------------------------------------------------------
+    const held: { connections: number; open: number; p99: number; frames: number }[] = [];
+    const extra: Socket[] = [];
+    let maxHeld = 0;
+    const stepLatencies: number[] = [];
+    let stepMeasuring = false;
+    const onQuoteOnly = (frame: Record<string, unknown>, at: number) => {
+      if (!stepMeasuring || frame.type !== "quote") return;
+      const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
+      if (sent !== undefined) stepLatencies.push(at - sent);
+    };
+    // The 1k phase's sockets stay open and subscribed; they count towards the connections held.
+    for (let total = USERS + STEP; total <= MAX_CONNECTIONS + USERS; total += STEP) {
+      try {
+        while (extra.length + USERS < total) {
+          const batch = await Promise.all(
+            Array.from({ length: Math.min(200, total - USERS - extra.length) }, async () => {
+              const t = randomBytes(32).toString("base64url");
+              const hash = createHash("sha256").update(t).digest("hex");
+              const user = users[extra.length % users.length]!;
+              const value = { userId: user, sessionId: randomUUID(), sessionExpiresAtMs: Date.now() + 3_600_000 };
+              await redis.set(keys.streamTicketKey(hash), JSON.stringify(value), "PX", 30_000);
+              return connect(env.STREAM_URL, t, [{ channel: "quotes", assets: ["ETH"] }], onQuoteOnly);
+            }),
+          );
+          extra.push(...batch);
+        }
+      } catch (err) {
+        held.push({ connections: total, open: -1, p99: Number.NaN, frames: 0 });
+        process.stdout.write(`connections: failed at ${total}: ${String(err)}\n`);
+        break;
+      }
+      stepLatencies.length = 0;
+      stepMeasuring = true;
+      const timer = setInterval(() => void tick(redis, "ETH_USDC_PERP"), 500);
+      await new Promise((r) => setTimeout(r, 5000));
+      clearInterval(timer);
+      await new Promise((r) => setTimeout(r, 500));
+      stepMeasuring = false;
+      const open = sockets.filter((s) => s.open).length + extra.filter((s) => s.open).length;
+      const p99 = percentile(sortNum(stepLatencies), 99);
+      held.push({ connections: total, open, p99, frames: stepLatencies.length });
+      if (open === total && p99 <= 50) maxHeld = total;
+      else break;
+    }
+    const rssAtMax = procStats(streamPid).rssMB;
+    for (const s of [...sockets, ...extra]) s.ws.terminate();
+
+    // ---- report ------------------------------------------------------------------------------------------
+    const rows: [string, string][] = [
+      ["clients connected (1 per user, quotes + private)", `${openAt1k} of ${USERS} (connect: ${round(connectMs / 1000)} s)`],
+      ["quote latency p50 / p99 (tick XADD → frame at client)", `${round(percentile(quoteLatencies, 50), 2)} / ${round(percentile(quoteLatencies, 99), 2)} ms over ${quoteLatencies.length} frames`],
+      ["private latency p50 / p99 (order's 201 → trade_opened at client)", `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused)`],
+      ["stream process CPU per 1,000 connections", `${round((cpuPct * 1000) / USERS)} % of one core`],
+      ["stream process RSS per 1,000 connections", `${round((after.rssMB * 1000) / USERS)} MB`],
+      ...held.map((h): [string, string] => [`held ${h.connections} connections (1 market at 2 ticks/s)`, `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`]),
+      ["largest number held with p99 ≤ 50 ms", `${maxHeld} (RSS then ${round(rssAtMax)} MB)`],
+    ];
+    const width = Math.max(...rows.map(([k]) => k.length));
+    process.stdout.write(`\nbench:stream (${USERS} users, ${SECONDS} s, ${MARKETS.length} markets × ${TICKS_PER_SEC} ticks/s, ${ORDERS_PER_SEC} orders/s)\n`);
+    for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
+    process.stdout.write(
+      `${JSON.stringify({
+        bench: "stream",
+        users: USERS,
+        quoteP50MsAt1k: round(percentile(quoteLatencies, 50), 2),
+        quoteP99MsAt1k: round(percentile(quoteLatencies, 99), 2),
+        privateP50MsAt1k: round(percentile(privateLatencies, 50), 2),
+        privateP99MsAt1k: round(percentile(privateLatencies, 99), 2),
+        streamCpuPctPer1k: round((cpuPct * 1000) / USERS),
+        streamRssMBPer1k: round((after.rssMB * 1000) / USERS),
+        maxConnectionsHeld: maxHeld,
+        quoteFrames: quoteLatencies.length,
+        privateEvents: privateLatencies.length,
+        ordersRefused: orderErrors,
+      })}\n`,
+    );
+    await apiRedis.close();
+    if (openAt1k !== USERS || privateLatencies.length === 0 || quoteLatencies.length === 0) process.exitCode = 1;
+  } finally {
+    await Promise.all(children.map((c) => c.stop("SIGTERM")));
+    await deleteKeysWithPrefix(redis, prefix);
+    await redis.quit();
+    await pg.drop();
+  }
+}
+
+await main();
