@@ -280,3 +280,21 @@ export type InstructionResult = z.infer<typeof resultSchema>;
 export type Answer = z.infer<typeof answerSchema>;
 export type EngineOutput = z.infer<typeof engineOutputSchema>;
 export type OutputOf<T extends EngineOutput["type"]> = Extract<EngineOutput, { type: T }>;
+
+/** The outputs that belong to one user's private stream; each carries that user's next `seq` (1, 2, …). */
+export type PrivateOutput = Extract<
+  EngineOutput,
+  { type: "trade_opened" | "trade_updated" | "closed_order" | "order_updated" | "balances_changed" }
+> & { readonly seq: number };
+
+const PRIVATE_TYPES: ReadonlySet<string> = new Set([
+  "trade_opened",
+  "trade_updated",
+  "closed_order",
+  "order_updated",
+  "balances_changed",
+]);
+
+export function isPrivateOutput(output: EngineOutput): output is PrivateOutput {
+  return PRIVATE_TYPES.has(output.type);
+}
