@@ -129,7 +129,7 @@ export class TestClient {
 
   private constructor(readonly ws: WebSocket) {
     ws.on("message", (data) => {
-      this.frames.push(JSON.parse(String(data)) as Frame);
+      this.frames.push(JSON.parse((data as Buffer).toString("utf8")) as Frame);
       for (const w of this.waiters) w();
     });
     this.closed = new Promise((resolve) =>
