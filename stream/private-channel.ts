@@ -145,14 +145,14 @@ export class PrivateChannel {
       this.lastSeq = event.seq;
       this.conn.sendRaw(eventFrame(event), "event", nowMs);
       sent++;
+      // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
+      if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
+        this.stop();
+        this.conn.close(CLOSE.tooSlow, "too slow: resume with since");
+        return;
+      }
     }
-    if (sent === 0) return;
-    this.sendSummary(nowMs);
-    // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
-    if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
-      this.stop();
-      this.conn.close(CLOSE.tooSlow, "too slow: resume with since");
-    }
+    if (sent > 0) this.sendSummary(nowMs);
   }
 
   private sendState(type: "snapshot" | "resync", reason: string | undefined): void {
