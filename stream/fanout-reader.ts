@@ -1,8 +1,9 @@
 /**
  * The one loop that reads the fan-out stream (`{stream}:fanout`) for this replica: XREAD BLOCK from the entry that
  * was last when it started, then from the last id read, so nothing added between two reads is missed. No consumer
- * group: every replica reads every entry. After a Redis error it says so (`onRecovered`) once reading works again,
- * because entries may have been trimmed meanwhile and the private channels must look in the store.
+ * group: every replica reads every entry. After a Redis error or a lost connection (ioredis reconnects and sends
+ * the read again, so that one may never fail) it says so (`onRecovered`) once reading works again: entries may
+ * have been trimmed meanwhile, and the private channels must look in the store.
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../platform/log.ts";
@@ -28,8 +29,16 @@ export async function startFanoutReader(
   const { redis, key, log } = options;
   const last = (await redis.xrevrange(key, "+", "-", "COUNT", 1))[0];
   let lastId = last?.[0] ?? "0-0";
+  let failed = false;
+  let lost = false;
+  redis.on("close", () => (lost = true));
+  redis.on("ready", () => {
+    if (!lost || stop.aborted) return;
+    lost = false;
+    log.info("fanout_reconnected", { from: lastId });
+    options.onRecovered();
+  });
   const loop = async () => {
-    let failed = false;
     while (!stop.aborted) {
       try {
         const reply = await redis.xread(

@@ -131,6 +131,27 @@ describe("private channel", () => {
     client.close();
   });
 
+  it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {
+    const u = user();
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "snapshot"));
+    // Stored while the notifications are lost (trimmed from the fan-out during an outage, say).
+    await storeEvents(t, [balancesEvent(u, 1, "1"), balancesEvent(u, 2, "2")]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(client.of("event")).toEqual([]);
+    const clients = (await t.redis.client("LIST")) as string;
+    const id = clients
+      .split("\n")
+      .find((line) => line.includes(` name=${t.readerName} `))
+      ?.match(/^id=(\d+)/)?.[1];
+    expect(id).toBeDefined();
+    await t.redis.client("KILL", "ID", id!);
+    await client.until(hasSeq(2));
+    expect(seqs(client.frames)).toEqual([1, 2]);
+    client.close();
+  });
+
   it("never delivers another user's events, though both users' sockets are on the same replica", async () => {
     const alice = user();
     const bob = user();

@@ -22,6 +22,8 @@ export interface TestStream {
   readonly url: string;
   readonly keys: Keyspace;
   readonly redis: Redis;
+  /** The fan-out reader's connection name, to kill it (CLIENT KILL) in a test. */
+  readonly readerName: string;
   readonly stream: RunningStream;
   close(): Promise<void>;
 }
@@ -30,7 +32,8 @@ export async function startTestStream(limits: Partial<StreamLimits> = {}): Promi
   const prefix = `t-c-${randomUUID()}:`;
   const keys = keyspace(prefix);
   const redis = new Redis(TEST_REDIS_URL);
-  const reader = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const readerName = `${prefix.replace(/:$/, "")}-fanout`;
+  const reader = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, connectionName: readerName });
   const stream = await startStream({
     redis,
     reader,
@@ -46,6 +49,7 @@ export async function startTestStream(limits: Partial<StreamLimits> = {}): Promi
     url: `ws://127.0.0.1:${stream.port}/api/v1/stream`,
     keys,
     redis,
+    readerName,
     stream,
     async close() {
       await stream.close();
