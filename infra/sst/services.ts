@@ -37,7 +37,14 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
             }
           : {}),
       },
-      ...(name === "stream" ? { loadBalancer: STREAM_LOAD_BALANCER } : {}),
+      ...(name === "stream"
+        ? {
+            loadBalancer: {
+              rules: STREAM_LOAD_BALANCER.rules.map((rule) => ({ ...rule })),
+              health: { ...STREAM_LOAD_BALANCER.health },
+            },
+          }
+        : {}),
       cpu: plan.cpu,
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },
