@@ -179,20 +179,7 @@ export class StreamHub {
   }
 
   private subscribe(conn: StreamConnection, sub: Subscription, nowMs: number): void {
-    const adds =
-      sub.channel === "quotes"
-        ? conn.quotes === "all"
-          ? 0
-          : sub.assets === undefined
-            ? 1 - (conn.quotes?.size ?? 0)
-            : sub.assets.filter((a) => !(conn.quotes as Set<string> | undefined)?.has(a)).length
-        : sub.channel === "candles"
-          ? conn.candles.has(`${sub.asset} ${sub.interval}`)
-            ? 0
-            : 1
-          : conn.private === undefined
-            ? 1
-            : 0;
+    const adds = added(conn, sub);
     if (sub.channel === "private" && conn.private !== undefined) {
       conn.send(
         {
@@ -333,6 +320,22 @@ export class StreamHub {
     } catch (error) {
       this.deps.log.warn("revocation_check_failed", { error });
     }
+  }
+}
+
+/** How many subscriptions `sub` adds to what the socket has (counted as in StreamConnection.subscriptionCount). */
+function added(conn: StreamConnection, sub: Subscription): number {
+  switch (sub.channel) {
+    case "quotes": {
+      const mine = conn.quotes;
+      if (mine === "all") return 0;
+      if (sub.assets === undefined) return 1 - (mine?.size ?? 0);
+      return sub.assets.filter((a) => !mine?.has(a)).length;
+    }
+    case "candles":
+      return conn.candles.has(`${sub.asset} ${sub.interval}`) ? 0 : 1;
+    case "private":
+      return conn.private === undefined ? 1 : 0;
   }
 }
 

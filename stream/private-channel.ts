@@ -117,7 +117,12 @@ export class PrivateChannel {
           break;
         }
         this.deliver(after.events);
-        if (after.events.length < READ_BATCH || this.conn.closed) break;
+        if (this.conn.closed) break;
+        // More to read: a full batch, or notifications that came while this one was read (read again now rather
+        // than on the retry timer; a read that brings nothing means the store does not hold them yet).
+        const more =
+          after.events.length === READ_BATCH || (after.events.length > 0 && this.highestNotified > this.lastSeq);
+        if (!more) break;
       }
     } catch (error) {
       this.deps.log.warn("private_read_failed", { userId: this.conn.userId, error });
