@@ -168,8 +168,14 @@ export class PrivateChannel {
         ...(reason === undefined ? {} : { reason }),
         seq: this.lastSeq,
         balances: balancesView(m.balances),
-        trades: [...m.trades.values()].map((json) => JSON.parse(json) as TradeView),
-        orders: [...m.orders.values()].map((json) => JSON.parse(json) as OrderView),
+        trades: oldestFirst(
+          [...m.trades.values()].map((json) => JSON.parse(json) as TradeView),
+          (t) => t.openedAt,
+        ),
+        orders: oldestFirst(
+          [...m.orders.values()].map((json) => JSON.parse(json) as OrderView),
+          (o) => o.placedAt,
+        ),
         summary: this.summary(),
       },
       this.deps.now(),
@@ -252,6 +258,13 @@ class Mirror {
     if (left === 0) this.assets.delete(asset);
     else this.assets.set(asset, left);
   }
+}
+
+/** Oldest first, as the REST lists are; ties by id. */
+function oldestFirst<T extends { id: string }>(items: T[], time: (item: T) => string): T[] {
+  return items.sort((a, b) =>
+    time(a) === time(b) ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : time(a) < time(b) ? -1 : 1,
+  );
 }
 
 /** `{"type":"event","seq","event","time", ...payload}`: the output without its ids and user. */
