@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import type { OutputOf } from "../contract/messages.ts";
 import { CANDLE_INTERVALS } from "./client-frames.ts";
@@ -218,6 +219,16 @@ describe("liveness", () => {
     expect(typeof heartbeat.time).toBe("string");
     expect(pings).toBeGreaterThan(0);
     client.close();
+  });
+
+  it("drops a socket that stops answering pings after twice heartbeatMs", async () => {
+    const ticket = await issueTicket(t, { userId: "u-mute" });
+    const mute = new WebSocket(`${t.url}?ticket=${ticket}`, { autoPong: false });
+    const started = Date.now();
+    const code = await new Promise<number>((resolve) => mute.on("close", (c) => resolve(c)));
+    expect(code).toBe(1006); // terminated, no close frame
+    expect(Date.now() - started).toBeGreaterThanOrEqual(800);
+    expect(Date.now() - started).toBeLessThan(3_000);
   });
 
   it("a clean stop closes every socket with 1001", async () => {
