@@ -1,4 +1,4 @@
-# One image for the always-on components (engine, worker, poller; the Node API too). The component is chosen by
+# One image for the always-on components (engine, worker, poller, stream; the Node API too). The component is chosen by
 # the command: each SST service (infra/sst/services.ts) sets the one `npm start` runs for it, `node <flags>
 # dist/<name>.mjs` from platform/components.ts; the default below is the engine's. No wrapper script, so the
 # component is PID 1 and gets ECS's SIGTERM directly (each registers its own handler and stops cleanly).
@@ -24,6 +24,7 @@ COPY functions ./functions
 COPY migrations ./migrations
 COPY platform ./platform
 COPY poller ./poller
+COPY stream ./stream
 COPY worker ./worker
 COPY scripts ./scripts
 RUN node scripts/build.mjs

@@ -27,7 +27,7 @@ export default $config({
     const { createServices } = await import("./infra/sst/services.ts");
     const secrets = createSecrets();
     const api = createApi(secrets);
-    createServices(secrets);
-    return { api: api.url };
+    const services = createServices(secrets, api.url);
+    return { api: api.url, stream: services.stream.url };
   },
 });

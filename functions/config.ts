@@ -5,7 +5,7 @@
 import type { Context } from "hono";
 import type { ServerOptions } from "node:http";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, corsOrigins, text, url, wholeNumber } from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
@@ -50,14 +50,6 @@ export function readApiConfig(env: Env): ApiConfig {
   // else (whoever reads the mailbox can sign in as anyone who asked for a link).
   if (!resendKey && env.NODE_ENV === "production")
     throw new ConfigError("RESEND_API_KEY is required when NODE_ENV=production");
-  const corsOrigins = (env.CORS_ORIGINS ?? "")
-    .split(",")
-    .map((o) => o.trim())
-    .filter((o) => o !== "");
-  for (const origin of corsOrigins) {
-    if (!/^https?:\/\/[^/]+$/.test(origin))
-      throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
-  }
   const signInPerIp = wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000);
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
@@ -93,7 +85,7 @@ export function readApiConfig(env: Env): ApiConfig {
     settings: {
       appUrl,
       appRedirectUrl,
-      corsOrigins,
+      corsOrigins: corsOrigins(env),
       secureCookies: appUrl.startsWith("https:") || env.NODE_ENV === "production",
       tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },

@@ -158,6 +158,7 @@ describe("secrets", () => {
       engine: variablesRead("engine/main.ts"),
       worker: variablesRead("worker/main.ts"),
       poller: POLLER_ENV,
+      stream: variablesRead("stream/config.ts"),
     };
     for (const name of CONTAINERS) {
       expect(reads[name].length, `${name} reads some variables`).toBeGreaterThan(2);

@@ -42,7 +42,7 @@ export const FUNCTION_SECRET_ENV = {
 export type ContainerName = Exclude<Component["name"], "api">;
 
 /** The always-on containers. The API is not one of them: deployed, it runs as Lambda functions. */
-export const CONTAINERS: readonly ContainerName[] = ["engine", "worker", "poller"];
+export const CONTAINERS: readonly ContainerName[] = ["engine", "worker", "poller", "stream"];
 
 export interface ContainerPlan {
   /** Environment variable ← secret. */
@@ -83,7 +83,25 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
     memory: "0.5 GB",
     tasks: 1,
   },
+  // WebSocket clients, behind the load balancer (STREAM_LOAD_BALANCER); it listens on every interface of the task.
+  // Any number of tasks may run (each reads the whole fan-out); one until load says otherwise.
+  stream: {
+    secretEnv: { REDIS_URL: "RedisUrl" },
+    env: { STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001", NODE_ENV: "production" },
+    cpu: "0.5 vCPU",
+    memory: "1 GB",
+    tasks: 1,
+  },
 };
+
+/**
+ * The stream's public endpoint: an application load balancer (it carries WebSockets) forwarding to STREAM_PORT,
+ * health-checked at /health. Its idle timeout (60 s) is well above the stream's heartbeat (10 s).
+ */
+export const STREAM_LOAD_BALANCER = {
+  rules: [{ listen: "80/http", forward: "3001/http" }],
+  health: { "3001/http": { path: "/health", interval: "10 seconds" } },
+} as const;
 
 /** The container's command: what `npm start` runs for this component (platform/components.ts). */
 export function containerCommand(name: ContainerName): string[] {

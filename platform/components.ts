@@ -4,7 +4,7 @@
  * same way locally, in a container and in tests.
  */
 export interface Component {
-  readonly name: "engine" | "worker" | "poller" | "api";
+  readonly name: "engine" | "worker" | "poller" | "api" | "stream";
   /** TypeScript entry; the process runs its bundle, dist/<name>.mjs (build.ts). */
   readonly entry: string;
   readonly nodeFlags: readonly string[];
@@ -49,6 +49,13 @@ export const COMPONENTS: readonly Component[] = [
     nodeFlags: ["--enable-source-maps"],
     readyEvent: "listening",
     metricsPort: 9144,
+  },
+  {
+    name: "stream",
+    entry: "stream/main.ts",
+    nodeFlags: ["--enable-source-maps"],
+    readyEvent: "listening",
+    metricsPort: 9145,
   },
 ];
 

@@ -46,6 +46,22 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
 }
 
 /**
+ * CORS_ORIGINS: the browser origins besides APP_URL's that may call the API (functions/config.ts) and open a
+ * stream socket (stream/config.ts).
+ */
+export function corsOrigins(env: Env): string[] {
+  const origins = (env.CORS_ORIGINS ?? "")
+    .split(",")
+    .map((o) => o.trim())
+    .filter((o) => o !== "");
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/]+$/.test(origin))
+      throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
+  }
+  return origins;
+}
+
+/**
  * Calls `stop` on SIGINT, SIGTERM, or when the supervisor that started this process is gone: `npm start` talks to
  * its children over an IPC channel, which closes when it dies, even by SIGKILL, so no component outlives it and
  * keeps ports, the engine lease or the log busy for the next `npm start`.

@@ -173,11 +173,12 @@ function safeValue(value: unknown, depth: number): unknown {
 }
 
 /** Each process in its own colour, so the `npm start` terminal reads by process at a glance. */
-const COMPONENT_COLOURS: Record<string, "magenta" | "yellow" | "blue" | "green" | "white"> = {
+const COMPONENT_COLOURS: Record<string, "magenta" | "yellow" | "blue" | "green" | "cyan" | "white"> = {
   engine: "magenta",
   worker: "yellow",
   poller: "blue",
   api: "green",
+  stream: "cyan",
 };
 
 /** What a pretty line shows in its own places; every other field follows as compact JSON. */

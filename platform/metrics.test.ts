@@ -60,6 +60,7 @@ describe("metrics configuration", () => {
       "                 worker a free port: see its metrics_listening log line",
       "                 poller off (POLLER_METRICS_PORT=off)",
       "                 api    http://127.0.0.1:9144/metrics",
+      "                 stream http://127.0.0.1:9145/metrics",
     ]);
   });
 });

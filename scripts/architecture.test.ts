@@ -4,7 +4,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 
 const root = resolve(import.meta.dirname, "..");
-const folders = ["contract", "engine", "functions", "poller", "worker", "infra", "platform", "scripts"];
+const folders = ["contract", "engine", "functions", "poller", "stream", "worker", "infra", "platform", "scripts"];
 
 function sourceFiles(dir: string): string[] {
   let entries: string[];

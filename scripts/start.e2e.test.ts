@@ -46,6 +46,7 @@ let sim: SimFeed;
 let recorder: ResendRecorder;
 let dataDir: string;
 let port: number;
+let streamPort: number;
 let metricsPorts: Record<Component["name"], number>;
 let token: string;
 
@@ -56,6 +57,7 @@ function npmStart(overrides: Record<string, string> = {}): Child {
     KEY_PREFIX: prefix,
     DATA_DIR: dataDir,
     PORT: String(port),
+    STREAM_PORT: String(streamPort),
     FEED: "backpack",
     BACKPACK_WS_URL: sim.url,
     RESEND_API_KEY: "re_start_test",
@@ -109,11 +111,13 @@ beforeAll(async () => {
   recorder = await startResendRecorder();
   dataDir = mkdtempSync(join(tmpdir(), "paper-broker-start-"));
   port = await freePort();
+  streamPort = await freePort();
   metricsPorts = {
     engine: await freePort(),
     worker: await freePort(),
     poller: await freePort(),
     api: await freePort(),
+    stream: await freePort(),
   };
 }, 60_000);
 
@@ -284,6 +288,7 @@ describe("npm start with nothing configured, from a folder closed to other users
           DATA_DIR: "",
           KEY_PREFIX: "",
           PORT: String(port),
+          STREAM_PORT: String(streamPort),
           FEED: "auto",
           BACKPACK_WS_URL: "wss://backpack.invalid", // .invalid never resolves (RFC 6761)
           RESEND_API_KEY: "",

@@ -127,6 +127,7 @@ function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, fe
     "  paper-broker is running",
     `    API          ${appUrl}`,
     `    API docs     ${appUrl}/api/v1/docs  (OpenAPI: ${appUrl}/api/v1/openapi.json)`,
+    `    stream       ${env.STREAM_URL?.trim() || `ws://localhost:${env.STREAM_PORT?.trim() || "3001"}/api/v1/stream`}  (docs/stream.md)`,
     env.RESEND_API_KEY?.trim()
       ? "    email        sent through Resend"
       : `    dev mailbox  ${appUrl}/api/v1/dev/mailbox  (sign-in links; no RESEND_API_KEY set)`,

@@ -1,15 +1,23 @@
 /**
- * The always-on containers: engine, worker and poller as ECS Fargate services in one cluster, all from the one
- * Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
- * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack,
- * and nothing listens publicly (each process's metrics port binds the task's loopback; no collector is defined yet),
- * so no load balancer. In `sst dev` nothing is deployed: each runs locally as its npm script
+ * The always-on containers: engine, worker, poller and stream as ECS Fargate services in one cluster, all from the
+ * one Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
+ * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack.
+ * Only the stream listens publicly, behind its load balancer (plan.ts STREAM_LOAD_BALANCER); each process's metrics
+ * port binds the task's loopback (no collector is defined yet). In `sst dev` nothing is deployed: each runs locally as its npm script
  * with the same environment. Needs SST's globals: import only from sst.config.ts's `run`.
  */
-import { CONTAINER_PLANS, CONTAINERS, containerCommand, devCommand, type ContainerName } from "../plan.ts";
+import {
+  CONTAINER_PLANS,
+  CONTAINERS,
+  STREAM_LOAD_BALANCER,
+  containerCommand,
+  devCommand,
+  type ContainerName,
+} from "../plan.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
 
-export function createServices(secrets: Secrets): Record<ContainerName, sst.aws.Service> {
+/** `apiUrl`: the API's URL, whose origin may open the stream (the stream's APP_URL). */
+export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): Record<ContainerName, sst.aws.Service> {
   const vpc = new sst.aws.Vpc("Vpc");
   const cluster = new sst.aws.Cluster("Cluster", { vpc });
   const entries = CONTAINERS.map((name) => {
@@ -19,7 +27,24 @@ export function createServices(secrets: Secrets): Record<ContainerName, sst.aws.
       // The same build context and Dockerfile for all three: Docker's layer cache builds the image once per deploy.
       image: { context: ".", dockerfile: "Dockerfile" },
       command: containerCommand(name),
-      environment: { ...secretEnv(plan.secretEnv, secrets), ...plan.env },
+      environment: {
+        ...secretEnv(plan.secretEnv, secrets),
+        ...plan.env,
+        ...(name === "stream"
+          ? {
+              APP_URL: apiUrl,
+              ...(process.env.CORS_ORIGINS ? { CORS_ORIGINS: process.env.CORS_ORIGINS } : {}),
+            }
+          : {}),
+      },
+      ...(name === "stream"
+        ? {
+            loadBalancer: {
+              rules: STREAM_LOAD_BALANCER.rules.map((rule) => ({ ...rule })),
+              health: { ...STREAM_LOAD_BALANCER.health },
+            },
+          }
+        : {}),
       cpu: plan.cpu,
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },

@@ -1,0 +1,114 @@
+// Who may open a socket and when it is closed on them: tickets (single use, expiring), the Origin check, logout
+// notices and the revocation backstop, session expiry. Real Redis, real sockets.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  APP_ORIGIN,
+  fanOut,
+  issueTicket,
+  RefusedUpgrade,
+  startTestStream,
+  TestClient,
+  type TestStream,
+} from "./testing/stream-fixture.ts";
+
+let t: TestStream;
+
+beforeAll(async () => {
+  t = await startTestStream({ revocationCheckMs: 300 });
+});
+
+afterAll(async () => {
+  await t.close();
+});
+
+async function refused(url: string, headers: Record<string, string> = {}): Promise<RefusedUpgrade> {
+  const error = await TestClient.connect(url, headers).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(RefusedUpgrade);
+  return error as RefusedUpgrade;
+}
+
+describe("upgrade", () => {
+  it("a ticket opens one socket, with a welcome naming the user and the limits", async () => {
+    const ticket = await issueTicket(t, { userId: "u-welcome" });
+    const client = await TestClient.connect(`${t.url}?ticket=${ticket}`, { origin: APP_ORIGIN });
+    const welcome = await client.until((f) => f.find((x) => x.type === "welcome"));
+    expect(welcome).toMatchObject({
+      userId: "u-welcome",
+      heartbeatMs: 10_000,
+      limits: { maxMessagesPerSec: 20, maxFrameBytes: 4096 },
+    });
+    client.close();
+  });
+
+  it("a used ticket is refused with 401 INVALID_TICKET", async () => {
+    const ticket = await issueTicket(t, { userId: "u-reuse" });
+    const first = await TestClient.connect(`${t.url}?ticket=${ticket}`);
+    const again = await refused(`${t.url}?ticket=${ticket}`);
+    expect(again.status).toBe(401);
+    expect(JSON.parse(again.body)).toMatchObject({ error: { code: "INVALID_TICKET" } });
+    first.close();
+  });
+
+  it("an expired, unknown or missing ticket is refused with 401", async () => {
+    const ticket = await issueTicket(t, { userId: "u-expired" }, 50);
+    await new Promise((r) => setTimeout(r, 120));
+    expect((await refused(`${t.url}?ticket=${ticket}`)).status).toBe(401);
+    expect((await refused(`${t.url}?ticket=nope`)).status).toBe(401);
+    expect((await refused(t.url)).status).toBe(401);
+  });
+
+  it("a foreign Origin is refused with 403 FORBIDDEN_ORIGIN and the ticket is not spent", async () => {
+    const ticket = await issueTicket(t, { userId: "u-origin" });
+    const error = await refused(`${t.url}?ticket=${ticket}`, { origin: "https://evil.example" });
+    expect(error.status).toBe(403);
+    expect(JSON.parse(error.body)).toMatchObject({ error: { code: "FORBIDDEN_ORIGIN" } });
+    // No Origin at all: a program, not a browser page.
+    const client = await TestClient.connect(`${t.url}?ticket=${ticket}`);
+    await client.until((f) => f.some((x) => x.type === "welcome"));
+    client.close();
+  });
+
+  it("another path is 404; GET /health answers", async () => {
+    const ticket = await issueTicket(t, { userId: "u-path" });
+    expect((await refused(t.url.replace("/api/v1/stream", "/elsewhere") + `?ticket=${ticket}`)).status).toBe(404);
+    const health = await fetch(t.url.replace("ws:", "http:").replace("/api/v1/stream", "/health"));
+    expect(health.status).toBe(200);
+  });
+});
+
+describe("session end", () => {
+  it("a logout notice closes that session's sockets with 4401 within a second, and no other session's", async () => {
+    const sessionId = randomUUID();
+    const a = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId: "u-out", sessionId })}`);
+    const b = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId: "u-out", sessionId })}`);
+    const other = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId: "u-out" })}`);
+    await a.until((f) => f.length > 0);
+    const started = Date.now();
+    await fanOut(t, "revoked", { userId: "u-out", sessionId });
+    expect((await a.closed).code).toBe(4401);
+    expect((await b.closed).code).toBe(4401);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    other.send({ op: "ping", id: 1 });
+    await other.until((f) => f.some((x) => x.type === "pong"));
+    other.close();
+  });
+
+  it("a revoked session whose notice never came is closed by the backstop check", async () => {
+    const sessionId = randomUUID();
+    const client = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId: "u-back", sessionId })}`);
+    await t.redis.set(t.keys.sessionRevokedKey("u-back", sessionId), "1", "PX", 60_000);
+    expect((await client.closed).code).toBe(4401);
+  });
+
+  it("a session past its expiry is closed with 4401", async () => {
+    const ticket = await issueTicket(t, { userId: "u-exp", sessionExpiresAtMs: Date.now() + 700 });
+    const client = await TestClient.connect(`${t.url}?ticket=${ticket}`);
+    const started = Date.now();
+    expect((await client.closed).code).toBe(4401);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});

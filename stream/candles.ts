@@ -1,0 +1,179 @@
+/**
+ * Live candles. The worker fans out each 1-minute candle a batch changed, as stored (STREAM-SPEC.md §4): those go
+ * to the asset's 1m subscribers as they are. A coarser interval's current candle is kept here, only while it has
+ * subscribers, merged from the 1m updates onto the bucket's state as it stood when the first subscriber came
+ * (`loadBucket`, from the candles table): open from the bucket's earliest minute, high and low the extremes, close
+ * from its latest minute. Prices are decimal strings, compared exactly, never as floats.
+ */
+import type { CandleInterval } from "./client-frames.ts";
+import type { StreamConnection } from "./connection.ts";
+
+/** A candle as the worker fans it out and as a frame carries it (decimal strings, openTime ISO). */
+export interface CandleView {
+  readonly asset: string;
+  readonly interval: CandleInterval;
+  readonly openTime: string;
+  readonly open: string;
+  readonly high: string;
+  readonly low: string;
+  readonly close: string;
+}
+
+export const INTERVAL_MS: Readonly<Record<CandleInterval, number>> = {
+  "1m": 60_000,
+  "5m": 5 * 60_000,
+  "15m": 15 * 60_000,
+  "1h": 60 * 60_000,
+  "4h": 4 * 60 * 60_000,
+  "1d": 24 * 60 * 60_000,
+};
+
+/** The stored candle of `asset` at `interval` whose bucket opens at `openTimeMs`, if any. */
+export type LoadBucket = (
+  asset: string,
+  interval: CandleInterval,
+  openTimeMs: number,
+) => Promise<CandleView | undefined>;
+
+interface Bucket {
+  openTimeMs: number;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  /** The minutes the open and close came from. */
+  firstMinuteMs: number;
+  lastMinuteMs: number;
+}
+
+export class CandleFanout {
+  private readonly subscribers = new Map<string, Set<StreamConnection>>();
+  private readonly buckets = new Map<string, Bucket>();
+
+  constructor(
+    private readonly loadBucket: LoadBucket | undefined,
+    private readonly onLoadError: (error: unknown) => void,
+  ) {}
+
+  subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, nowMs: number): void {
+    const key = `${asset} ${interval}`;
+    let set = this.subscribers.get(key);
+    if (set === undefined) this.subscribers.set(key, (set = new Set()));
+    set.add(conn);
+    conn.candles.add(key);
+    const known = this.buckets.get(key);
+    if (known !== undefined) conn.send(frame(asset, interval, known), nowMs);
+    else if (this.loadBucket !== undefined) this.load(asset, interval, nowMs);
+  }
+
+  unsubscribe(conn: StreamConnection, asset: string, interval: CandleInterval): void {
+    this.drop(conn, `${asset} ${interval}`);
+  }
+
+  remove(conn: StreamConnection): void {
+    for (const key of conn.candles) this.drop(conn, key);
+  }
+
+  /** A 1m candle as stored: to its subscribers, and merged into each coarser current candle being watched. */
+  publish(row: CandleView, nowMs: number): void {
+    const minuteMs = Date.parse(row.openTime);
+    if (!Number.isFinite(minuteMs)) return;
+    for (const interval of Object.keys(INTERVAL_MS) as CandleInterval[]) {
+      const key = `${row.asset} ${interval}`;
+      const subs = this.subscribers.get(key);
+      if (subs === undefined || subs.size === 0) continue;
+      const bucket = this.merge(key, interval, row, minuteMs);
+      if (bucket === undefined) continue;
+      const text = Buffer.from(JSON.stringify(frame(row.asset, interval, bucket)));
+      for (const conn of subs) conn.sendRaw(text, "candle", nowMs);
+    }
+  }
+
+  private merge(key: string, interval: CandleInterval, row: CandleView, minuteMs: number): Bucket | undefined {
+    const openTimeMs = Math.floor(minuteMs / INTERVAL_MS[interval]) * INTERVAL_MS[interval];
+    const bucket = this.buckets.get(key);
+    if (bucket === undefined || bucket.openTimeMs < openTimeMs) {
+      const fresh = { openTimeMs, ...prices(row), firstMinuteMs: minuteMs, lastMinuteMs: minuteMs };
+      this.buckets.set(key, fresh);
+      return fresh;
+    }
+    if (bucket.openTimeMs > openTimeMs) return undefined; // an update of a bucket already past
+    if (compareDecimal(row.high, bucket.high) > 0) bucket.high = row.high;
+    if (compareDecimal(row.low, bucket.low) < 0) bucket.low = row.low;
+    if (minuteMs <= bucket.firstMinuteMs) {
+      bucket.open = row.open;
+      bucket.firstMinuteMs = minuteMs;
+    }
+    if (minuteMs >= bucket.lastMinuteMs) {
+      bucket.close = row.close;
+      bucket.lastMinuteMs = minuteMs;
+    }
+    return bucket;
+  }
+
+  private load(asset: string, interval: CandleInterval, nowMs: number): void {
+    const key = `${asset} ${interval}`;
+    const openTimeMs = Math.floor(nowMs / INTERVAL_MS[interval]) * INTERVAL_MS[interval];
+    this.loadBucket!(asset, interval, openTimeMs).then((stored) => {
+      if (stored === undefined || !this.subscribers.get(key)?.size) return;
+      const live = this.buckets.get(key);
+      if (live !== undefined && live.openTimeMs > openTimeMs) return;
+      // Updates that came while it loaded are newer than the stored close; the stored open is the bucket's first.
+      const merged: Bucket =
+        live === undefined || live.openTimeMs < openTimeMs
+          ? { openTimeMs, ...prices(stored), firstMinuteMs: openTimeMs, lastMinuteMs: openTimeMs }
+          : {
+              ...live,
+              open: stored.open,
+              firstMinuteMs: openTimeMs,
+              high: compareDecimal(stored.high, live.high) > 0 ? stored.high : live.high,
+              low: compareDecimal(stored.low, live.low) < 0 ? stored.low : live.low,
+            };
+      this.buckets.set(key, merged);
+      const text = Buffer.from(JSON.stringify(frame(asset, interval, merged)));
+      for (const conn of this.subscribers.get(key) ?? []) conn.sendRaw(text, "candle", Date.now());
+    }, this.onLoadError);
+  }
+
+  private drop(conn: StreamConnection, key: string): void {
+    conn.candles.delete(key);
+    const set = this.subscribers.get(key);
+    set?.delete(conn);
+    if (set?.size === 0) {
+      this.subscribers.delete(key);
+      this.buckets.delete(key); // loaded afresh for the next subscriber: nobody kept it current meanwhile
+    }
+  }
+}
+
+function prices(c: CandleView) {
+  return { open: c.open, high: c.high, low: c.low, close: c.close };
+}
+
+function frame(asset: string, interval: CandleInterval, b: Bucket) {
+  const { open, high, low, close } = b;
+  return {
+    type: "candle" as const,
+    asset,
+    interval,
+    openTime: new Date(b.openTimeMs).toISOString(),
+    open,
+    high,
+    low,
+    close,
+  };
+}
+
+/** Orders two non-negative decimal strings ("4303.9" vs "4303.10") by value. */
+export function compareDecimal(a: string, b: string): number {
+  const [ai = "", af = ""] = a.split(".");
+  const [bi = "", bf = ""] = b.split(".");
+  const aInt = ai.replace(/^0+(?=\d)/, "");
+  const bInt = bi.replace(/^0+(?=\d)/, "");
+  if (aInt.length !== bInt.length) return aInt.length < bInt.length ? -1 : 1;
+  if (aInt !== bInt) return aInt < bInt ? -1 : 1;
+  const width = Math.max(af.length, bf.length);
+  const aF = af.padEnd(width, "0");
+  const bF = bf.padEnd(width, "0");
+  return aF === bF ? 0 : aF < bF ? -1 : 1;
+}

@@ -1,0 +1,119 @@
+/**
+ * What a client may send (docs/stream.md, Client frames), validated with zod. A frame that does not parse or fit
+ * gets an error frame naming the field, what was expected and what was received; the socket stays open.
+ */
+import { z } from "zod";
+import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
+
+export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const;
+export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
+
+const asset = z
+  .string()
+  .max(32)
+  .refine((s) => ASSET_BY_SYMBOL.has(s), 'expected a listed asset such as "BTC"');
+const channels = [
+  z.strictObject({ channel: z.literal("quotes"), assets: z.array(asset).min(1).max(64).optional() }),
+  z.strictObject({ channel: z.literal("candles"), asset, interval: z.enum(CANDLE_INTERVALS) }),
+  z.strictObject({
+    channel: z.literal("private"),
+    since: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  }),
+] as const;
+
+const subscription = z.discriminatedUnion("channel", channels);
+export type Subscription = z.infer<typeof subscription>;
+
+const clientFrame = z.discriminatedUnion("op", [
+  z.looseObject({ op: z.literal("subscribe") }),
+  z.looseObject({ op: z.literal("unsubscribe") }),
+  z.strictObject({ op: z.literal("ping"), id: z.union([z.string().max(64), z.number()]).optional() }),
+]);
+
+export type ClientFrame =
+  { op: "subscribe" | "unsubscribe"; subscription: Subscription } | { op: "ping"; id?: string | number | undefined };
+
+export interface FrameProblem {
+  readonly code: "MALFORMED_JSON" | "INVALID_FRAME";
+  readonly message: string;
+  readonly field?: string;
+}
+
+/** The frame as the server acts on it, or the problem to answer with. */
+export function parseClientFrame(text: string): ClientFrame | FrameProblem {
+  let input: unknown;
+  try {
+    input = JSON.parse(text);
+  } catch {
+    return { code: "MALFORMED_JSON", message: `frame: expected one JSON object, received ${received(text)}.` };
+  }
+  const head = clientFrame.safeParse(input);
+  if (!head.success) return problem(head.error.issues, input);
+  if (head.data.op === "ping") return head.data;
+  const { op, ...rest } = head.data as { op: "subscribe" | "unsubscribe" } & Record<string, unknown>;
+  const sub = subscription.safeParse(rest);
+  if (!sub.success) return problem(sub.error.issues, rest);
+  return { op, subscription: sub.data };
+}
+
+function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProblem {
+  const issue = issues[0]!;
+  if (issue.code === "unrecognized_keys") {
+    const field = issue.keys.join(", ");
+    return {
+      code: "INVALID_FRAME",
+      field,
+      message: `${field}: expected no such field, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
+    };
+  }
+  const field = issue.path.map(String).join(".") || "frame";
+  return {
+    code: "INVALID_FRAME",
+    field,
+    message: `${field}: expected ${expected(issue)}, received ${received(valueAt(input, issue.path))}.`,
+  };
+}
+
+/** Where zod's own wording (a union's) would be vague. */
+const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
+  op: 'one of "subscribe", "unsubscribe", "ping"',
+  channel: 'one of "quotes", "candles", "private"',
+  id: "a string of at most 64 characters or a number",
+};
+
+function expected(issue: z.core.$ZodIssue): string {
+  const forField = FIELD_EXPECTATIONS[issue.path.map(String).join(".")];
+  if (forField !== undefined) return forField;
+  if (issue.message.startsWith("expected ")) return issue.message.slice("expected ".length);
+  switch (issue.code) {
+    case "invalid_type":
+      return issue.expected === "object" ? "a JSON object" : `a ${issue.expected}`;
+    case "invalid_value":
+      return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "too_big":
+      return `at most ${String(issue.maximum)}${issue.origin === "array" ? " items" : issue.origin === "string" ? " characters" : ""}`;
+    case "too_small":
+      return `at least ${String(issue.minimum)}${issue.origin === "array" ? " item" : ""}`;
+    default:
+      return issue.message;
+  }
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== "object" || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** What came, shortened: a client's frame is never echoed whole. */
+function received(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  const text = JSON.stringify(value) ?? typeof value;
+  const kind = Array.isArray(value) ? "an array" : typeof value === "object" ? "an object" : `a ${typeof value}`;
+  const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  return `${kind} ${shown}`;
+}

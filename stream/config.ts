@@ -1,0 +1,61 @@
+/**
+ * The stream process's configuration, read once by stream/main.ts. Which browser origins may open a socket follows
+ * the API's rule (functions/app.ts): APP_URL's origin and the CORS_ORIGINS list.
+ */
+import { corsOrigins, text, url, wholeNumber } from "../platform/config.ts";
+import type { StreamLimits } from "./connection.ts";
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export interface StreamConfig {
+  readonly port: number;
+  readonly host: string;
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly allowedOrigins: ReadonlySet<string>;
+  readonly limits: StreamLimits;
+}
+
+export function readStreamConfig(env: Env): StreamConfig {
+  const apiPort = wholeNumber(env, "PORT", 3000, 1, 65535);
+  const appUrl = url(env, "APP_URL", `http://localhost:${apiPort}`, ["http:", "https:"]);
+  return {
+    port: wholeNumber(env, "STREAM_PORT", 3001, 0, 65535),
+    host: text(env, "STREAM_HOST", text(env, "HOST", "127.0.0.1")),
+    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    prefix: text(env, "KEY_PREFIX", ""),
+    allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env)]),
+    limits: {
+      ...DEFAULT_LIMITS,
+      heartbeatMs: wholeNumber(env, "STREAM_HEARTBEAT_MS", DEFAULT_LIMITS.heartbeatMs, 100, 600_000),
+      maxMessagesPerSec: wholeNumber(env, "STREAM_MAX_MESSAGES_PER_SEC", DEFAULT_LIMITS.maxMessagesPerSec, 1, 10_000),
+      maxSubscriptions: wholeNumber(env, "STREAM_MAX_SUBSCRIPTIONS", DEFAULT_LIMITS.maxSubscriptions, 1, 10_000),
+      privateBufferCapBytes: wholeNumber(
+        env,
+        "STREAM_PRIVATE_BUFFER_CAP_BYTES",
+        DEFAULT_LIMITS.privateBufferCapBytes,
+        16_384,
+        1 << 30,
+      ),
+    },
+  };
+}
+
+export const DEFAULT_LIMITS: StreamLimits = {
+  heartbeatMs: 10_000,
+  maxMessagesPerSec: 20,
+  // A client over the rate for this many seconds' worth of messages in a burst is closed (4029).
+  rateBurstSeconds: 3,
+  maxSubscriptions: 50,
+  maxFrameBytes: 4096,
+  // Above this many bytes waiting in the socket, quotes are held back (latest kept) until it drains.
+  quoteThinBytes: 64 * 1024,
+  // A private event that finds this many bytes still waiting closes the socket (4008): it resumes by seq.
+  privateBufferCapBytes: 1024 * 1024,
+  // Quotes per asset per client: at most one per this many ms (10 a second).
+  quoteIntervalMs: 100,
+  // At most one price-driven summary per connection per this many ms.
+  summaryIntervalMs: 1_000,
+  // The backstop check of a session's revocation key, besides the logout notice on the fan-out.
+  revocationCheckMs: 5_000,
+};

@@ -1,0 +1,139 @@
+/**
+ * One client socket: who it belongs to (from its ticket), what it sends (counted against the message rate), and
+ * its place in the sweeps (heartbeats, liveness, session expiry). What it is subscribed to lives in the fan-outs
+ * (quotes.ts, candles.ts) and its private channel (private-channel.ts).
+ */
+import type { WebSocket } from "ws";
+import type { PrivateChannel } from "./private-channel.ts";
+import type { StreamMetrics } from "./metrics.ts";
+
+export interface StreamLimits {
+  readonly heartbeatMs: number;
+  readonly maxMessagesPerSec: number;
+  readonly rateBurstSeconds: number;
+  readonly maxSubscriptions: number;
+  readonly maxFrameBytes: number;
+  readonly quoteThinBytes: number;
+  readonly privateBufferCapBytes: number;
+  readonly quoteIntervalMs: number;
+  readonly summaryIntervalMs: number;
+  readonly revocationCheckMs: number;
+}
+
+/** Close codes (docs/stream.md). */
+export const CLOSE = {
+  goingAway: 1001,
+  tooBig: 1009,
+  tooSlow: 4008,
+  tooManyMessages: 4029,
+  sessionEnded: 4401,
+} as const;
+
+export interface Ticket {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly sessionExpiresAtMs: number;
+}
+
+export type FrameType =
+  | "welcome"
+  | "subscribed"
+  | "unsubscribed"
+  | "quote"
+  | "candle"
+  | "snapshot"
+  | "resync"
+  | "event"
+  | "summary"
+  | "heartbeat"
+  | "pong"
+  | "error";
+
+export class StreamConnection {
+  readonly userId: string;
+  readonly sessionId: string;
+  readonly sessionExpiresAtMs: number;
+  /** When the last frame went out (a heartbeat is sent only after heartbeatMs of silence). */
+  lastSentMs: number;
+  lastPongMs: number;
+  lastPingMs: number;
+  closed = false;
+  /** The code this server closed the socket with; undefined when the client closed it or it dropped. */
+  closeCode: number | undefined;
+  /** Per asset: when its last quote went out to this client. */
+  readonly quoteSentMs = new Map<string, number>();
+  quotes: "all" | Set<string> | undefined;
+  readonly candles = new Set<string>();
+  private: PrivateChannel | undefined;
+  private tokens: number;
+  private tokensAtMs: number;
+
+  constructor(
+    private readonly ws: WebSocket,
+    ticket: Ticket,
+    private readonly limits: StreamLimits,
+    private readonly metrics: StreamMetrics,
+    nowMs: number,
+  ) {
+    this.userId = ticket.userId;
+    this.sessionId = ticket.sessionId;
+    this.sessionExpiresAtMs = ticket.sessionExpiresAtMs;
+    this.lastSentMs = nowMs;
+    this.lastPongMs = nowMs;
+    this.lastPingMs = nowMs;
+    this.tokens = limits.maxMessagesPerSec * limits.rateBurstSeconds;
+    this.tokensAtMs = nowMs;
+  }
+
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  /** How many subscriptions count against maxSubscriptions: each asset, candle series and the private channel. */
+  get subscriptionCount(): number {
+    const quotes = this.quotes === undefined ? 0 : this.quotes === "all" ? 1 : this.quotes.size;
+    return quotes + this.candles.size + (this.private === undefined ? 0 : 1);
+  }
+
+  /** Sends a frame serialised once for many sockets (a Buffer, sent as text). */
+  sendRaw(frame: Buffer | string, type: FrameType, nowMs: number): void {
+    if (this.closed) return;
+    this.ws.send(frame, { binary: false });
+    this.lastSentMs = nowMs;
+    this.metrics.frameSent(type);
+  }
+
+  send(frame: { type: FrameType } & Record<string, unknown>, nowMs: number): void {
+    this.sendRaw(JSON.stringify(frame), frame.type, nowMs);
+  }
+
+  /** Takes one message from the rate budget: false once a client has sent over the rate for a burst's worth. */
+  admitMessage(nowMs: number): boolean {
+    const cap = this.limits.maxMessagesPerSec * this.limits.rateBurstSeconds;
+    this.tokens = Math.min(cap, this.tokens + ((nowMs - this.tokensAtMs) * this.limits.maxMessagesPerSec) / 1000);
+    this.tokensAtMs = nowMs;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+
+  ping(nowMs: number): void {
+    if (this.closed) return;
+    this.lastPingMs = nowMs;
+    this.ws.ping();
+  }
+
+  close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeCode = code;
+    this.ws.close(code, reason);
+  }
+
+  /** No close handshake: the peer stopped answering pings. */
+  terminate(): void {
+    this.closed = true;
+    this.closeCode = 1006;
+    this.ws.terminate();
+  }
+}

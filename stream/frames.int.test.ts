@@ -1,0 +1,241 @@
+// What clients send and how the server holds up: fuzzed frames get error frames (never a crash), an oversized
+// frame closes with 1009, a flood with 4029; quotes coalesced per client and asset, latest wins; candles merged
+// onto coarser buckets; heartbeats; a clean stop closes with 1001.
+import { randomUUID } from "node:crypto";
+import fc from "fast-check";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { ASSETS } from "../contract/markets.ts";
+import type { OutputOf } from "../contract/messages.ts";
+import { CANDLE_INTERVALS } from "./client-frames.ts";
+import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
+
+let t: TestStream;
+
+beforeAll(async () => {
+  t = await startTestStream({ heartbeatMs: 400 });
+});
+
+afterAll(async () => {
+  await t.close();
+});
+
+async function connect(): Promise<TestClient> {
+  const client = await TestClient.connect(
+    `${t.url}?ticket=${await issueTicket(t, { userId: `u-${randomUUID().slice(0, 8)}` })}`,
+  );
+  await client.until((f) => f.some((x) => x.type === "welcome"));
+  return client;
+}
+
+let quoteMs = 1_800_000_000_000;
+function quote(asset: string, bid: string): OutputOf<"quote_updated"> {
+  const inputId = `${quoteMs++}-0`;
+  return {
+    type: "quote_updated",
+    id: `${inputId}:0`,
+    inputId,
+    asset,
+    market: `${asset}_USDC_PERP`,
+    bid,
+    ask: bid,
+    updatedAt: new Date().toISOString(),
+    source: "sim",
+  };
+}
+
+describe("client frames", () => {
+  it("answers each bad frame with an error naming the field, expected and received, and stays open", async () => {
+    const client = await connect();
+    client.send("{not json");
+    client.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "2m" });
+    client.send({ op: "subscribe", channel: "nope" });
+    client.send({ op: "subscribe", channel: "quotes", assets: ["BTC"], extra: 1 });
+    await client.until((f) => f.filter((x) => x.type === "error").length === 4);
+    const [json, interval, channel, extra] = client.of("error");
+    expect(json).toMatchObject({ code: "MALFORMED_JSON" });
+    expect(interval).toMatchObject({ code: "INVALID_FRAME", field: "interval" });
+    expect(interval!.message).toMatch(/^interval: expected one of "1m".*received a string "2m"\.$/);
+    expect(channel).toMatchObject({ field: "channel" });
+    expect(channel!.message).toContain('received a string "nope"');
+    expect(extra).toMatchObject({ field: "extra" });
+    client.send({ op: "ping", id: 7 });
+    expect(await client.until((f) => f.find((x) => x.type === "pong"))).toEqual({ type: "pong", id: 7 });
+    client.close();
+  });
+
+  it("survives fuzzed frames: every one answered or closed with a documented code, the server still serving", async () => {
+    const frames = fc.sample(
+      fc.oneof(
+        fc.string({ maxLength: 300 }),
+        fc.json({ maxDepth: 3 }),
+        fc
+          .record({
+            op: fc.constantFrom("subscribe", "unsubscribe", "ping", "x"),
+            channel: fc.constantFrom("quotes", "candles", "private", 5),
+            asset: fc.anything(),
+            interval: fc.anything(),
+            since: fc.anything(),
+            assets: fc.anything(),
+            id: fc.anything(),
+          })
+          .map((r) => JSON.stringify(r)),
+        fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
+      ),
+      { numRuns: 300, seed: 18 },
+    );
+    let answered = 0;
+    for (let i = 0; i < frames.length; i += 15) {
+      const client = await connect();
+      const batch = frames.slice(i, i + 15);
+      for (const frame of batch) client.ws.send(frame);
+      client.send({ op: "ping", id: "end" });
+      const end = await Promise.race([
+        client.until((f) => f.some((x) => x.type === "pong" && x.id === "end")).then(() => "pong"),
+        client.closed.then((c) => c.code),
+      ]);
+      if (end !== "pong") expect([1009, 4029]).toContain(end);
+      answered += client.frames.filter(
+        (x) => x.type === "error" || x.type === "subscribed" || x.type === "unsubscribed" || x.type === "pong",
+      ).length;
+      client.close();
+    }
+    expect(answered).toBeGreaterThan(200);
+    const after = await connect();
+    after.send({ op: "ping" });
+    await after.until((f) => f.some((x) => x.type === "pong"));
+    after.close();
+  });
+
+  it("closes with 1009 on a frame over 4 KiB and with 4029 on a flood", async () => {
+    const big = await connect();
+    big.send({ op: "ping", id: "x".repeat(5_000) });
+    expect((await big.closed).code).toBe(1009);
+    const flood = await connect();
+    for (let i = 0; i < 200; i++) flood.send({ op: "ping", id: i });
+    expect((await flood.closed).code).toBe(4029);
+    // At the allowed rate nothing happens.
+    const calm = await connect();
+    for (let i = 0; i < 30; i++) {
+      calm.send({ op: "ping", id: i });
+      await new Promise((r) => setTimeout(r, 55));
+    }
+    await calm.until((f) => f.some((x) => x.type === "pong" && x.id === 29));
+    calm.close();
+  });
+
+  it("refuses subscriptions over the limit, naming the limit", async () => {
+    const client = await connect();
+    // Every candle series and every asset's quotes: within the default limit, and within the burst of messages.
+    for (const asset of ASSETS) {
+      for (const interval of CANDLE_INTERVALS)
+        client.send({ op: "subscribe", channel: "candles", asset: asset.symbol, interval });
+    }
+    client.send({ op: "subscribe", channel: "quotes", assets: ASSETS.map((a) => a.symbol) });
+    await client.until(
+      (f) => f.filter((x) => x.type === "subscribed").length === ASSETS.length * CANDLE_INTERVALS.length + 1,
+    );
+    expect(client.of("error")).toEqual([]);
+    const small = await startTestStream({ maxSubscriptions: 2 });
+    const limited = await TestClient.connect(`${small.url}?ticket=${await issueTicket(small, { userId: "u-lim" })}`);
+    limited.send({ op: "subscribe", channel: "quotes", assets: ["BTC", "ETH"] });
+    limited.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" });
+    const error = await limited.until((f) => f.find((x) => x.type === "error"));
+    expect(error).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", field: "channel" });
+    expect(error.message).toContain("at most 2 subscriptions per socket, received 3");
+    limited.close();
+    await small.close();
+    client.close();
+  });
+});
+
+describe("quotes", () => {
+  it("sends each asset at most every 100 ms per client, latest wins, and the same bytes to every client", async () => {
+    const a = await connect();
+    const b = await connect();
+    a.send({ op: "subscribe", channel: "quotes" });
+    b.send({ op: "subscribe", channel: "quotes", assets: ["BTC"] });
+    await a.until((f) => f.some((x) => x.type === "subscribed"));
+    await b.until((f) => f.some((x) => x.type === "subscribed"));
+    const started = Date.now();
+    for (let i = 1; i <= 50; i++) await fanOut(t, "quote", quote("BTC", `${60000 + i}`));
+    await fanOut(t, "quote", quote("ETH", "3000"));
+    for (const c of [a, b]) await c.until((f) => f.some((x) => x.type === "quote" && x.bid === "60050"));
+    const elapsed = Date.now() - started;
+    const btc = a.of("quote").filter((q) => q.asset === "BTC");
+    expect(btc.length).toBeLessThanOrEqual(Math.ceil(elapsed / 100) + 2);
+    expect(btc.length).toBeLessThan(50);
+    expect(btc.at(-1)).toMatchObject({ bid: "60050", market: "BTC_USDC_PERP", source: "sim" });
+    expect(b.of("quote").every((q) => q.asset === "BTC")).toBe(true);
+    expect(a.of("quote").some((q) => q.asset === "ETH")).toBe(true);
+    a.close();
+    b.close();
+  });
+});
+
+describe("candles", () => {
+  it("forwards 1m candles and merges them onto the 5m bucket", async () => {
+    const client = await connect();
+    client.send({ op: "subscribe", channel: "candles", asset: "SOL", interval: "1m" });
+    client.send({ op: "subscribe", channel: "candles", asset: "SOL", interval: "5m" });
+    await client.until((f) => f.filter((x) => x.type === "subscribed").length === 2);
+    const row = (minute: string, open: string, high: string, low: string, close: string) => ({
+      asset: "SOL",
+      interval: "1m",
+      openTime: `2027-01-15T10:0${minute}:00.000Z`,
+      open,
+      high,
+      low,
+      close,
+    });
+    await fanOut(t, "candle", row("5", "150.10", "151", "149.5", "150.50"));
+    await fanOut(t, "candle", row("6", "150.50", "152.25", "150", "151.75"));
+    await fanOut(t, "candle", row("6", "150.50", "153", "149", "152"));
+    const fiveMinute = await client.until((f) => {
+      const c = f.filter((x) => x.type === "candle" && x.interval === "5m");
+      return c.length === 3 ? c : undefined;
+    });
+    expect(fiveMinute.at(-1)).toEqual({
+      type: "candle",
+      asset: "SOL",
+      interval: "5m",
+      openTime: "2027-01-15T10:05:00.000Z",
+      open: "150.10",
+      high: "153",
+      low: "149",
+      close: "152",
+    });
+    expect(client.of("candle").filter((c) => c.interval === "1m")).toHaveLength(3);
+    client.close();
+  });
+});
+
+describe("liveness", () => {
+  it("sends a heartbeat after heartbeatMs of silence and pings the socket", async () => {
+    const client = await connect();
+    let pings = 0;
+    client.ws.on("ping", () => pings++);
+    const heartbeat = await client.until((f) => f.find((x) => x.type === "heartbeat"), 3_000);
+    expect(typeof heartbeat.time).toBe("string");
+    expect(pings).toBeGreaterThan(0);
+    client.close();
+  });
+
+  it("drops a socket that stops answering pings after twice heartbeatMs", async () => {
+    const ticket = await issueTicket(t, { userId: "u-mute" });
+    const mute = new WebSocket(`${t.url}?ticket=${ticket}`, { autoPong: false });
+    const started = Date.now();
+    const code = await new Promise<number>((resolve) => mute.on("close", (c) => resolve(c)));
+    expect(code).toBe(1006); // terminated, no close frame
+    expect(Date.now() - started).toBeGreaterThanOrEqual(800);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+
+  it("a clean stop closes every socket with 1001", async () => {
+    const own = await startTestStream();
+    const client = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId: "u-stop" })}`);
+    await client.until((f) => f.length > 0);
+    await own.close();
+    expect((await client.closed).code).toBe(1001);
+  });
+});

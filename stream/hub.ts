@@ -1,0 +1,352 @@
+/**
+ * The stream's core, without the network: the open sockets and what each is subscribed to, the fan-out entries
+ * routed to them (quotes, candles, each user's events, session revocations), and the sweeps that keep sockets
+ * honest (heartbeats, liveness, session expiry, the revocation backstop). server.ts hands it sockets whose ticket
+ * checked out; fanout-reader.ts hands it entries.
+ */
+import type { WebSocket } from "ws";
+import { ASSETS } from "../contract/markets.ts";
+import type { EngineOutput, PrivateOutput } from "../contract/messages.ts";
+import { quotesView, type Quote } from "../functions/views.ts";
+import type { Logger } from "../platform/log.ts";
+import { throttled } from "../platform/log.ts";
+import { CandleFanout, type CandleView, type LoadBucket } from "./candles.ts";
+import { parseClientFrame, type Subscription } from "./client-frames.ts";
+import { CLOSE, StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
+import type { StreamMetrics } from "./metrics.ts";
+import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
+import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
+
+export interface HubDeps {
+  readonly limits: StreamLimits;
+  readonly store: PrivateStore;
+  /** Whether a session has been revoked (logout): the backstop behind the fan-out's notice. */
+  readonly revokedSessions: (sessions: readonly { userId: string; sessionId: string }[]) => Promise<boolean[]>;
+  readonly loadBucket?: LoadBucket | undefined;
+  readonly log: Logger;
+  readonly metrics: StreamMetrics;
+  readonly now?: () => number;
+}
+
+const EVERY_ASSET = ASSETS.map((a) => a.symbol);
+/** The scheduler tick: held-back quotes, owed summaries. */
+const TICK_MS = 100;
+
+export class StreamHub {
+  private readonly connections = new Set<StreamConnection>();
+  private readonly bySession = new Map<string, Set<StreamConnection>>();
+  private readonly privateByUser = new Map<string, Set<StreamConnection>>();
+  private readonly latestQuotes = new Map<string, Quote>();
+  private readonly quotes: QuoteFanout;
+  private readonly candles: CandleFanout;
+  private readonly now: () => number;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private lastRevocationCheckMs = 0;
+  private readonly warnBadEntry: ReturnType<typeof throttled>;
+
+  constructor(private readonly deps: HubDeps) {
+    this.now = deps.now ?? Date.now;
+    this.quotes = new QuoteFanout(deps.limits);
+    this.candles = new CandleFanout(deps.loadBucket, (error) => deps.log.warn("candle_load_failed", { error }));
+    this.warnBadEntry = throttled(deps.log, 10_000);
+  }
+
+  /** Starts the scheduler tick and the sweep; `quotes`: the latest quotes read model, so summaries start priced. */
+  start(latestQuotes: Record<string, string> = {}): void {
+    for (const [asset, quote] of quotesView(latestQuotes)) this.latestQuotes.set(asset, quote);
+    const tick = setInterval(() => this.tick(), TICK_MS);
+    const sweep = setInterval(() => this.sweep(), Math.min(1_000, this.deps.limits.heartbeatMs / 2));
+    tick.unref();
+    sweep.unref();
+    this.timers.push(tick, sweep);
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  accept(ws: WebSocket, ticket: Ticket): void {
+    const nowMs = this.now();
+    const conn = new StreamConnection(ws, ticket, this.deps.limits, this.deps.metrics, nowMs);
+    this.connections.add(conn);
+    addTo(this.bySession, ticket.sessionId, conn);
+    this.deps.metrics.connected(1);
+    ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
+    ws.on("pong", () => (conn.lastPongMs = this.now()));
+    ws.on("error", (error) => this.deps.log.debug("socket_error", { userId: conn.userId, error }));
+    ws.on("close", (code) => this.onClose(conn, code));
+    const { heartbeatMs, maxMessagesPerSec, maxSubscriptions, maxFrameBytes } = this.deps.limits;
+    conn.send(
+      {
+        type: "welcome",
+        userId: conn.userId,
+        heartbeatMs,
+        limits: { maxMessagesPerSec, maxSubscriptions, maxFrameBytes },
+      },
+      nowMs,
+    );
+    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE.sessionEnded, "session expired");
+  }
+
+  /** One fan-out entry: `kind` and its fields (STREAM-SPEC.md §2). `id` the entry's id, for the lag. */
+  handleEntry(id: string, fields: Readonly<Record<string, string>>): void {
+    const nowMs = this.now();
+    this.deps.metrics.fanoutLag((nowMs - Number(id.slice(0, id.indexOf("-")))) / 1000);
+    try {
+      switch (fields.kind) {
+        case "event":
+          this.onEvent(fields);
+          return;
+        case "quote":
+          this.onQuote(JSON.parse(fields.body!) as QuoteOutput, nowMs);
+          return;
+        case "candle":
+          this.candles.publish(JSON.parse(fields.body!) as CandleView, nowMs);
+          return;
+        case "revoked": {
+          const { sessionId } = JSON.parse(fields.body!) as { userId: string; sessionId: string };
+          this.endSession(sessionId, "signed out");
+          return;
+        }
+        default:
+          this.warnBadEntry("warn", "fanout_entry_unknown", { id, kind: fields.kind });
+      }
+    } catch (error) {
+      this.warnBadEntry("warn", "fanout_entry_malformed", { id, error });
+    }
+  }
+
+  /** The fan-out reader missed entries (a Redis error): every private channel looks in the store. */
+  fanoutRecovered(): void {
+    for (const conns of this.privateByUser.values()) for (const conn of conns) conn.private?.recheck();
+  }
+
+  /** Closes every socket with 1001 (server going away: reconnect and resume) and stops the timers. */
+  shutdown(): void {
+    for (const timer of this.timers) clearInterval(timer);
+    for (const conn of this.connections) {
+      conn.private?.stop();
+      conn.close(CLOSE.goingAway, "server going away");
+    }
+  }
+
+  private onEvent(fields: Readonly<Record<string, string>>): void {
+    const conns = this.privateByUser.get(fields.user!);
+    if (conns === undefined) return; // nobody here listens for this user: skip the parse
+    const output = JSON.parse(fields.body!) as EngineOutput & { seq?: number };
+    const event = { ...output, seq: output.seq ?? Number(fields.seq) } as PrivateOutput;
+    if (!Number.isSafeInteger(event.seq) || event.seq < 1 || event.userId !== fields.user) {
+      this.warnBadEntry("warn", "fanout_event_malformed", { user: fields.user, seq: fields.seq });
+      return;
+    }
+    for (const conn of conns) conn.private?.notify(event);
+  }
+
+  private onQuote(quote: QuoteOutput, nowMs: number): void {
+    const { bid, ask, updatedAt, source } = quote;
+    this.latestQuotes.set(quote.asset, { bid, ask, updatedAt, source });
+    this.quotes.publish(quote, nowMs);
+    for (const conns of this.privateByUser.values()) {
+      for (const conn of conns) if (conn.private?.holds(quote.asset)) conn.private.summaryDue = true;
+    }
+  }
+
+  private onMessage(conn: StreamConnection, data: Buffer, isBinary: boolean): void {
+    const nowMs = this.now();
+    if (conn.closed) return;
+    if (!conn.admitMessage(nowMs)) {
+      conn.close(CLOSE.tooManyMessages, "too many messages");
+      return;
+    }
+    if (isBinary) {
+      conn.send(
+        { type: "error", code: "INVALID_FRAME", message: "frame: expected a text frame, received binary." },
+        nowMs,
+      );
+      return;
+    }
+    const frame = parseClientFrame(data.toString("utf8"));
+    if ("code" in frame) {
+      conn.send({ type: "error", ...frame }, nowMs);
+      return;
+    }
+    if (frame.op === "ping") {
+      conn.send({ type: "pong", ...(frame.id === undefined ? {} : { id: frame.id }) }, nowMs);
+      return;
+    }
+    if (frame.op === "subscribe") this.subscribe(conn, frame.subscription, nowMs);
+    else this.unsubscribe(conn, frame.subscription, nowMs);
+  }
+
+  private subscribe(conn: StreamConnection, sub: Subscription, nowMs: number): void {
+    const adds = added(conn, sub);
+    if (sub.channel === "private" && conn.private !== undefined) {
+      conn.send(
+        {
+          type: "error",
+          code: "ALREADY_SUBSCRIBED",
+          field: "channel",
+          message:
+            'channel: expected a channel not yet subscribed, received "private" (unsubscribe first to start over).',
+        },
+        nowMs,
+      );
+      return;
+    }
+    if (conn.subscriptionCount + adds > this.deps.limits.maxSubscriptions) {
+      conn.send(
+        {
+          type: "error",
+          code: "TOO_MANY_SUBSCRIPTIONS",
+          field: "channel",
+          message: `channel: expected at most ${this.deps.limits.maxSubscriptions} subscriptions per socket, received ${conn.subscriptionCount + adds}.`,
+        },
+        nowMs,
+      );
+      return;
+    }
+    conn.send({ type: "subscribed", ...sub }, nowMs);
+    switch (sub.channel) {
+      case "quotes":
+        this.quotes.subscribe(conn, sub.assets, nowMs);
+        return;
+      case "candles":
+        this.candles.subscribe(conn, sub.asset, sub.interval, nowMs);
+        return;
+      case "private": {
+        const channel = new PrivateChannel(conn, {
+          store: this.deps.store,
+          quotes: this.latestQuotes,
+          log: this.deps.log,
+          bufferCapBytes: this.deps.limits.privateBufferCapBytes,
+          now: this.now,
+        });
+        conn.private = channel;
+        addTo(this.privateByUser, conn.userId, conn);
+        channel.start(sub.since).catch((error: unknown) => {
+          this.deps.log.warn("private_start_failed", { userId: conn.userId, error });
+          channel.stop();
+          conn.close(1011, "could not read the account: reconnect");
+        });
+        return;
+      }
+    }
+  }
+
+  private unsubscribe(conn: StreamConnection, sub: Subscription, nowMs: number): void {
+    switch (sub.channel) {
+      case "quotes":
+        this.quotes.unsubscribe(conn, sub.assets, EVERY_ASSET);
+        break;
+      case "candles":
+        this.candles.unsubscribe(conn, sub.asset, sub.interval);
+        break;
+      case "private":
+        this.dropPrivate(conn);
+        break;
+    }
+    conn.send({ type: "unsubscribed", ...sub }, nowMs);
+  }
+
+  private dropPrivate(conn: StreamConnection): void {
+    conn.private?.stop();
+    conn.private = undefined;
+    removeFrom(this.privateByUser, conn.userId, conn);
+  }
+
+  private onClose(conn: StreamConnection, code: number): void {
+    conn.closed = true;
+    this.connections.delete(conn);
+    removeFrom(this.bySession, conn.sessionId, conn);
+    this.dropPrivate(conn);
+    this.quotes.remove(conn);
+    this.candles.remove(conn);
+    this.deps.metrics.connected(-1);
+    this.deps.metrics.closed(conn.closeCode ?? code);
+  }
+
+  private endSession(sessionId: string, reason: string): void {
+    for (const conn of this.bySession.get(sessionId) ?? []) {
+      conn.private?.stop();
+      conn.close(CLOSE.sessionEnded, reason);
+    }
+  }
+
+  private tick(): void {
+    const nowMs = this.now();
+    this.quotes.tick(nowMs);
+    const interval = this.deps.limits.summaryIntervalMs;
+    for (const conns of this.privateByUser.values()) {
+      for (const conn of conns) {
+        const channel = conn.private;
+        if (channel?.summaryDue && nowMs - channel.lastSummaryMs >= interval) channel.sendSummary(nowMs);
+      }
+    }
+  }
+
+  /** Heartbeats, liveness, session expiry; every revocationCheckMs the revocation backstop. */
+  private sweep(): void {
+    const nowMs = this.now();
+    const { heartbeatMs } = this.deps.limits;
+    for (const conn of this.connections) {
+      if (conn.closed) continue;
+      if (conn.sessionExpiresAtMs <= nowMs) {
+        conn.private?.stop();
+        conn.close(CLOSE.sessionEnded, "session expired");
+      } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
+      else {
+        if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
+        if (nowMs - conn.lastSentMs >= heartbeatMs)
+          conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+      }
+    }
+    if (nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs) {
+      this.lastRevocationCheckMs = nowMs;
+      void this.checkRevocations();
+    }
+  }
+
+  private async checkRevocations(): Promise<void> {
+    const sessions = [...this.bySession.entries()].map(([sessionId, conns]) => ({
+      sessionId,
+      userId: conns.values().next().value!.userId,
+    }));
+    if (sessions.length === 0) return;
+    try {
+      const revoked = await this.deps.revokedSessions(sessions);
+      sessions.forEach((s, i) => {
+        if (revoked[i]) this.endSession(s.sessionId, "signed out");
+      });
+    } catch (error) {
+      this.deps.log.warn("revocation_check_failed", { error });
+    }
+  }
+}
+
+/** How many subscriptions `sub` adds to what the socket has (counted as in StreamConnection.subscriptionCount). */
+function added(conn: StreamConnection, sub: Subscription): number {
+  switch (sub.channel) {
+    case "quotes": {
+      const mine = conn.quotes;
+      if (mine === "all") return 0;
+      if (sub.assets === undefined) return 1 - (mine?.size ?? 0);
+      return sub.assets.filter((a) => !mine?.has(a)).length;
+    }
+    case "candles":
+      return conn.candles.has(`${sub.asset} ${sub.interval}`) ? 0 : 1;
+    case "private":
+      return conn.private === undefined ? 1 : 0;
+  }
+}
+
+function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  let set = map.get(key);
+  if (set === undefined) map.set(key, (set = new Set()));
+  set.add(value);
+}
+
+function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
+  const set = map.get(key);
+  set?.delete(value);
+  if (set?.size === 0) map.delete(key);
+}

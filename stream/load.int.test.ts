@@ -1,0 +1,118 @@
+// A client that stops reading and account summaries that follow prices: the private backlog cap closes a stalled
+// socket with 4008 (it then resumes without a gap), and an open trade's summary moves with its asset's quotes,
+// at most once a second.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PrivateOutput, TradeView } from "../contract/messages.ts";
+import {
+  balancesEvent,
+  fanOut,
+  fanOutEvents,
+  issueTicket,
+  startTestStream,
+  storeEvents,
+  TestClient,
+  type TestStream,
+} from "./testing/stream-fixture.ts";
+
+let t: TestStream;
+
+beforeAll(async () => {
+  t = await startTestStream({ privateBufferCapBytes: 16_384 });
+});
+
+afterAll(async () => {
+  await t.close();
+});
+
+const user = () => `u-${randomUUID().slice(0, 8)}`;
+
+async function connect(userId: string): Promise<TestClient> {
+  return TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
+}
+
+describe("a client that stops reading", () => {
+  it("is closed with 4008 once its private backlog passes the cap, and resumes where it was", async () => {
+    const u = user();
+    // Events of ~6 KB each: far more than the socket buffers hold while the client reads nothing.
+    const wide: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) wide[`X${i}`] = "12345.678";
+    const events: PrivateOutput[] = [];
+    for (let seq = 1; seq <= 1_000; seq++) {
+      const e = balancesEvent(u, seq, `${seq}`);
+      events.push({ ...e, balances: { ...wide, USD: `${seq}` } } as PrivateOutput);
+    }
+    await storeEvents(t, events);
+    const stalled = await connect(u);
+    await stalled.until((f) => f.some((x) => x.type === "welcome"));
+    stalled.ws.pause();
+    stalled.send({ op: "subscribe", channel: "private", since: 0 });
+    await new Promise((r) => setTimeout(r, 500));
+    stalled.ws.resume();
+    expect((await stalled.closed).code).toBe(4008);
+    const seen = stalled.of("event").map((f) => f.seq as number);
+    expect(seen.length).toBeLessThan(1_000);
+    expect(seen).toEqual(seen.map((_, i) => i + 1));
+    const again = await connect(u);
+    again.send({ op: "subscribe", channel: "private", since: seen.at(-1) ?? 0 });
+    await again.until((f) => f.some((x) => x.type === "event" && x.seq === 1_000), 10_000);
+    const rest = again.of("event").map((f) => f.seq as number);
+    expect([...seen, ...rest]).toEqual(events.map((e) => e.seq));
+    again.close();
+  });
+});
+
+describe("the account summary", () => {
+  it("follows the quotes of an open trade's asset, at most once a second", async () => {
+    const u = user();
+    const trade: TradeView = {
+      id: "T0-1",
+      asset: "BTC",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      quantity: "0.01",
+      openPrice: "60000",
+      stopLoss: null,
+      takeProfit: null,
+      trailingStop: null,
+      liquidationPrice: null,
+      openedAt: new Date().toISOString(),
+    };
+    const opened = { ...balancesEvent(u, 1, "900"), type: "trade_opened", trade } as unknown as PrivateOutput;
+    delete (opened as { balances?: unknown }).balances;
+    await storeEvents(t, [opened]);
+    await t.redis.hset(t.keys.openTradesKey(u), trade.id, JSON.stringify(trade));
+    await t.redis.hset(t.keys.balancesKey(u), { USD: "900" });
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
+    expect(snapshot).toMatchObject({ seq: 1, trades: [{ id: "T0-1" }] });
+    const quote = (bid: string) => ({
+      type: "quote_updated",
+      id: `${Date.now()}-0:0`,
+      inputId: `${Date.now()}-0`,
+      asset: "BTC",
+      market: "BTC_USDC_PERP",
+      bid,
+      ask: bid,
+      updatedAt: new Date().toISOString(),
+      source: "sim",
+    });
+    const started = Date.now();
+    await fanOut(t, "quote", quote("61000"));
+    const first = await client.until((f) => f.find((x) => x.type === "summary" && x.unrealizedPnl === "10"));
+    expect(first).toMatchObject({ seq: 1, balance: "1000", equity: "1010" });
+    for (let i = 1; i <= 20; i++) await fanOut(t, "quote", quote(`${61000 + i * 100}`));
+    await client.until((f) => f.find((x) => x.type === "summary" && x.unrealizedPnl === "30"), 4_000);
+    const elapsed = Date.now() - started;
+    // Summaries sent for price moves (not the snapshot's): no more than one a second.
+    expect(client.of("summary").length).toBeLessThanOrEqual(Math.ceil(elapsed / 1_000) + 1);
+    // Events still come, each followed by its summary.
+    const closed = balancesEvent(u, 2, "1030");
+    await storeEvents(t, [closed]);
+    await fanOutEvents(t, [closed]);
+    await client.until((f) => f.find((x) => x.type === "summary" && x.seq === 2));
+    client.close();
+  });
+});

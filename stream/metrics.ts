@@ -1,0 +1,53 @@
+/** The stream process's Prometheus metrics: connections, frames sent by type, closes by code, fan-out lag. */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export interface StreamMetrics {
+  connected(delta: 1 | -1): void;
+  frameSent(type: string): void;
+  closed(code: number): void;
+  /** How long after it was XADDed a fan-out entry was read, in seconds. */
+  fanoutLag(seconds: number): void;
+}
+
+export function streamMetrics(registry: Registry): StreamMetrics {
+  const registers = [registry];
+  const connections = new Gauge({ name: "stream_connections", help: "Open client sockets.", registers });
+  const frames = new Counter({
+    name: "stream_frames_sent_total",
+    help: "Frames sent to clients, by frame type.",
+    labelNames: ["type"],
+    registers,
+  });
+  const closes = new Counter({
+    name: "stream_closes_total",
+    help: "Sockets closed, by close code (the server's when it closed them, else the client's; 1006: dropped).",
+    labelNames: ["code"],
+    registers,
+  });
+  const lag = new Histogram({
+    name: "stream_fanout_lag_seconds",
+    help: "Time from a fan-out entry's XADD to this replica reading it.",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+  // Label children looked up once per type: a quote goes to many sockets.
+  const frameCounters = new Map<string, Counter.Internal>();
+  return {
+    connected: (delta) => connections.inc(delta),
+    frameSent(type) {
+      let counter = frameCounters.get(type);
+      if (counter === undefined) frameCounters.set(type, (counter = frames.labels(type)));
+      counter.inc();
+    },
+    closed: (code) => closes.labels(String(code)).inc(),
+    fanoutLag: (seconds) => lag.observe(Math.max(0, seconds)),
+  };
+}
+
+/** For tests and tools that do not serve metrics. */
+export const NO_METRICS: StreamMetrics = {
+  connected: () => undefined,
+  frameSent: () => undefined,
+  closed: () => undefined,
+  fanoutLag: () => undefined,
+};

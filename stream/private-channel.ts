@@ -1,0 +1,282 @@
+/**
+ * One socket's private channel: the user's events strictly in seq order, no gap, no duplicate, whatever order the
+ * fan-out's notifications come in. A notification for the next seq is sent at once; one further ahead means events
+ * in between are missing here, and they are read from the store (worker/events.ts) from the last seq sent. A gap
+ * the store does not hold yet (the worker stores a user's events out of order only after a crash) waits for a
+ * later notification or the retry timer. A client that subscribes without `since` gets a snapshot; with `since`
+ * the events after it, or a resync (a fresh snapshot) when they are no longer kept or `since` is ahead of them.
+ *
+ * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after each
+ * event and, throttled by the hub, as the quotes of the user's open-trade assets move.
+ */
+import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
+import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
+import { balancesView, type Quote } from "../functions/views.ts";
+import type { Logger } from "../platform/log.ts";
+import type { EventsAfter, PrivateState } from "../worker/events.ts";
+import { CLOSE, type StreamConnection } from "./connection.ts";
+
+/** The events store as the stream reads it (worker/events.ts, bound to a Redis and keyspace). */
+export interface PrivateStore {
+  readState(userId: string): Promise<PrivateState>;
+  readAfter(userId: string, since: number, limit?: number): Promise<EventsAfter>;
+}
+
+/** Events per store read while catching up. */
+const READ_BATCH = 500;
+/** How soon a gap the store did not hold yet is looked for again. */
+const GAP_RETRY_MS = 250;
+
+export interface PrivateChannelDeps {
+  readonly store: PrivateStore;
+  readonly quotes: ReadonlyMap<string, Quote>;
+  readonly log: Logger;
+  readonly bufferCapBytes: number;
+  readonly now: () => number;
+}
+
+export class PrivateChannel {
+  /** The last seq sent to the client. */
+  private lastSeq = 0;
+  private highestNotified = 0;
+  private state: "starting" | "live" | "filling" | "stopped" = "starting";
+  private retry: NodeJS.Timeout | undefined;
+  private readonly mirror = new Mirror();
+  /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
+  summaryDue = false;
+  lastSummaryMs = 0;
+
+  constructor(
+    private readonly conn: StreamConnection,
+    private readonly deps: PrivateChannelDeps,
+  ) {}
+
+  /** Snapshot (no `since`) or resume from `since`; then live. */
+  async start(since: number | undefined): Promise<void> {
+    const snapshot = await this.deps.store.readState(this.conn.userId);
+    if (this.stopped) return;
+    this.mirror.reset(snapshot);
+    if (since === undefined) {
+      this.lastSeq = snapshot.seq;
+      this.sendState("snapshot", undefined);
+    } else this.lastSeq = since;
+    this.state = "live";
+    if (since !== undefined || this.highestNotified > this.lastSeq) await this.fill();
+  }
+
+  /** A fan-out notification of one of this user's events. */
+  notify(event: PrivateOutput): void {
+    if (event.seq > this.highestNotified) this.highestNotified = event.seq;
+    if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
+    if (event.seq === this.lastSeq + 1) this.deliver([event]);
+    else void this.fill();
+  }
+
+  /** After the fan-out reader lost entries (a Redis error): look for anything missed. */
+  recheck(): void {
+    if (this.state === "live") void this.fill();
+  }
+
+  stop(): void {
+    this.state = "stopped";
+    clearTimeout(this.retry);
+  }
+
+  /** A method, not a field test: TypeScript would keep its narrowing across the awaits that may change it. */
+  private get stopped(): boolean {
+    return this.state === "stopped";
+  }
+
+  /** The open trades' assets: a quote of one moves the summary. */
+  holds(asset: string): boolean {
+    return this.mirror.assets.has(asset);
+  }
+
+  sendSummary(nowMs: number): void {
+    this.summaryDue = false;
+    this.lastSummaryMs = nowMs;
+    this.conn.send({ type: "summary", seq: this.lastSeq, ...this.summary() }, nowMs);
+  }
+
+  /** Reads and sends what the store holds after the last seq sent; resyncs when it cannot. */
+  private async fill(): Promise<void> {
+    if (this.state !== "live") return;
+    this.state = "filling";
+    clearTimeout(this.retry);
+    this.retry = undefined;
+    try {
+      for (;;) {
+        const after = await this.deps.store.readAfter(this.conn.userId, this.lastSeq, READ_BATCH);
+        if (this.stopped) return;
+        if (!after.ok) {
+          const snapshot = await this.deps.store.readState(this.conn.userId);
+          if (this.stopped) return;
+          this.mirror.reset(snapshot);
+          this.lastSeq = snapshot.seq;
+          this.sendState("resync", after.reason);
+          break;
+        }
+        this.deliver(after.events);
+        if (this.conn.closed) break;
+        // More to read: a full batch, or notifications that came while this one was read (read again now rather
+        // than on the retry timer; a read that brings nothing means the store does not hold them yet).
+        const more =
+          after.events.length === READ_BATCH || (after.events.length > 0 && this.highestNotified > this.lastSeq);
+        if (!more) break;
+      }
+    } catch (error) {
+      this.deps.log.warn("private_read_failed", { userId: this.conn.userId, error });
+      this.highestNotified = Math.max(this.highestNotified, this.lastSeq + 1); // forces the retry below
+    } finally {
+      if (this.state === "filling") this.state = "live";
+    }
+    if (this.state === "live" && this.highestNotified > this.lastSeq && this.retry === undefined) {
+      this.retry = setTimeout(() => {
+        this.retry = undefined;
+        void this.fill();
+      }, GAP_RETRY_MS);
+    }
+  }
+
+  private deliver(events: readonly PrivateOutput[]): void {
+    const nowMs = this.deps.now();
+    let sent = 0;
+    for (const event of events) {
+      if (event.seq !== this.lastSeq + 1) {
+        if (event.seq <= this.lastSeq) continue;
+        break; // never past a gap
+      }
+      this.mirror.apply(event);
+      this.lastSeq = event.seq;
+      this.conn.sendRaw(eventFrame(event), "event", nowMs);
+      sent++;
+      // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
+      if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
+        this.stop();
+        this.conn.close(CLOSE.tooSlow, "too slow: resume with since");
+        return;
+      }
+    }
+    if (sent > 0) this.sendSummary(nowMs);
+  }
+
+  private sendState(type: "snapshot" | "resync", reason: string | undefined): void {
+    const m = this.mirror;
+    this.conn.send(
+      {
+        type,
+        ...(reason === undefined ? {} : { reason }),
+        seq: this.lastSeq,
+        balances: balancesView(m.balances),
+        trades: oldestFirst(
+          [...m.trades.values()].map((json) => JSON.parse(json) as TradeView),
+          (t) => t.openedAt,
+        ),
+        orders: oldestFirst(
+          [...m.orders.values()].map((json) => JSON.parse(json) as OrderView),
+          (o) => o.placedAt,
+        ),
+        summary: this.summary(),
+      },
+      this.deps.now(),
+    );
+    this.lastSummaryMs = this.deps.now();
+  }
+
+  private summary(): AccountSummary {
+    const m = this.mirror;
+    return accountSummary(
+      {
+        balances: m.balances,
+        openTrades: Object.fromEntries(m.trades),
+        pendingOrders: Object.fromEntries(m.orders),
+      },
+      this.deps.quotes,
+    );
+  }
+}
+
+/** The account as of `seq`: what the summary is computed from. Views kept as JSON, as the read models keep them. */
+class Mirror {
+  seq = 0;
+  balances: Record<string, string> = {};
+  readonly trades = new Map<string, string>();
+  readonly orders = new Map<string, string>();
+  /** Open trades per asset. */
+  readonly assets = new Map<string, number>();
+  private readonly tradeAsset = new Map<string, string>();
+
+  reset(state: PrivateState): void {
+    this.seq = state.seq;
+    this.balances = { ...state.balances };
+    this.trades.clear();
+    this.orders.clear();
+    this.assets.clear();
+    this.tradeAsset.clear();
+    for (const t of state.trades) this.putTrade(t);
+    for (const o of state.orders) this.orders.set(o.id, JSON.stringify(o));
+  }
+
+  /** An event newer than the state (one the state already reflects changes nothing). */
+  apply(event: PrivateOutput): void {
+    if (event.seq <= this.seq) return;
+    this.seq = event.seq;
+    switch (event.type) {
+      case "balances_changed":
+        this.balances = { ...event.balances };
+        return;
+      case "trade_opened":
+      case "trade_updated":
+        this.putTrade(event.trade);
+        return;
+      case "closed_order":
+        if (event.trade.remainingQuantity === "0") this.dropTrade(event.trade.id);
+        return;
+      case "order_updated":
+        if (event.order.status === "pending") this.orders.set(event.order.id, JSON.stringify(event.order));
+        else this.orders.delete(event.order.id);
+        return;
+      default:
+        throw new Error(`unhandled private output ${JSON.stringify(event satisfies never)}`);
+    }
+  }
+
+  private putTrade(trade: TradeView): void {
+    if (!this.tradeAsset.has(trade.id)) {
+      this.tradeAsset.set(trade.id, trade.asset);
+      this.assets.set(trade.asset, (this.assets.get(trade.asset) ?? 0) + 1);
+    }
+    this.trades.set(trade.id, JSON.stringify(trade));
+  }
+
+  private dropTrade(id: string): void {
+    const asset = this.tradeAsset.get(id);
+    if (asset === undefined) return;
+    this.tradeAsset.delete(id);
+    this.trades.delete(id);
+    const left = (this.assets.get(asset) ?? 1) - 1;
+    if (left === 0) this.assets.delete(asset);
+    else this.assets.set(asset, left);
+  }
+}
+
+/** Oldest first, as the REST lists are; ties by id. */
+function oldestFirst<T extends { id: string }>(items: T[], time: (item: T) => string): T[] {
+  return items.sort((a, b) =>
+    time(a) === time(b) ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : time(a) < time(b) ? -1 : 1,
+  );
+}
+
+/** `{"type":"event","seq","event","time", ...payload}`: the output without its ids and user. */
+export function eventFrame(event: PrivateOutput): string {
+  const payload: Record<string, unknown> = { ...event };
+  for (const key of ["type", "seq", "id", "inputId", "userId"]) delete payload[key];
+  const ms = Number(event.id.slice(0, event.id.indexOf("-")));
+  return JSON.stringify({
+    type: "event",
+    seq: event.seq,
+    event: event.type,
+    time: new Date(ms).toISOString(),
+    ...payload,
+  });
+}

@@ -1,0 +1,206 @@
+// The private channel: snapshot then events with contiguous seqs, resume after a disconnect without gap or
+// duplicate, resync beyond retention or ahead, gaps filled from the store, never another user's events.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PrivateOutput } from "../contract/messages.ts";
+import {
+  balancesEvent,
+  fanOutEvents,
+  issueTicket,
+  startTestStream,
+  storeEvents,
+  TestClient,
+  type Frame,
+  type TestStream,
+} from "./testing/stream-fixture.ts";
+
+let t: TestStream;
+
+beforeAll(async () => {
+  t = await startTestStream();
+});
+
+afterAll(async () => {
+  await t.close();
+});
+
+const user = () => `u-${randomUUID().slice(0, 8)}`;
+
+async function connect(userId: string): Promise<TestClient> {
+  return TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
+}
+
+/** Stores and fans out events seq from..to, as the worker does. */
+async function emit(userId: string, from: number, to: number): Promise<PrivateOutput[]> {
+  const events = [];
+  for (let seq = from; seq <= to; seq++) events.push(balancesEvent(userId, seq, `${1000 + seq}`));
+  await storeEvents(t, events);
+  await fanOutEvents(t, events);
+  return events;
+}
+
+const seqs = (frames: Frame[]) => frames.filter((f) => f.type === "event").map((f) => f.seq as number);
+const hasSeq = (n: number) => (frames: Frame[]) => seqs(frames).includes(n);
+
+describe("private channel", () => {
+  it("answers a subscribe with the snapshot at the current seq, then every later event in order", async () => {
+    const u = user();
+    await emit(u, 1, 3);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
+    expect(snapshot).toMatchObject({ seq: 3, balances: { USD: "1003" }, trades: [], orders: [] });
+    expect(snapshot.summary).toMatchObject({ balance: "1003", equity: "1003", marginLevel: null });
+    const subscribedAt = client.frames.findIndex((f) => f.type === "subscribed");
+    expect(subscribedAt).toBeLessThan(client.frames.indexOf(snapshot));
+    await emit(u, 4, 8);
+    await client.until(hasSeq(8));
+    expect(seqs(client.frames)).toEqual([4, 5, 6, 7, 8]);
+    const event = client.frames.find((f) => f.type === "event")!;
+    expect(event).toMatchObject({ event: "balances_changed", balances: { USD: "1004" } });
+    expect(event.time).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(event).not.toHaveProperty("userId");
+    // A summary follows each event, tagged with the last seq.
+    const summaries = client.of("summary");
+    expect(summaries.at(-1)).toMatchObject({ seq: 8, balance: "1008" });
+    client.close();
+  });
+
+  it("resumes after a disconnect from the last seq seen: no gap, no duplicate", async () => {
+    const u = user();
+    await emit(u, 1, 2);
+    const first = await connect(u);
+    first.send({ op: "subscribe", channel: "private" });
+    await first.until((f) => f.some((x) => x.type === "snapshot"));
+    await emit(u, 3, 5);
+    await first.until(hasSeq(5));
+    first.close();
+    await first.closed;
+    await emit(u, 6, 9); // missed while away
+    const second = await connect(u);
+    second.send({ op: "subscribe", channel: "private", since: 5 });
+    await second.until(hasSeq(9));
+    await emit(u, 10, 11);
+    await second.until(hasSeq(11));
+    expect(second.of("snapshot")).toEqual([]);
+    expect(seqs(second.frames)).toEqual([6, 7, 8, 9, 10, 11]);
+    second.close();
+  });
+
+  it("resyncs with a fresh snapshot when the events after `since` are no longer kept, or `since` is ahead", async () => {
+    const u = user();
+    await emit(u, 1, 6);
+    await t.redis.zremrangebyscore(t.keys.eventsKey(u), 1, 3); // trimmed by retention
+    const late = await connect(u);
+    late.send({ op: "subscribe", channel: "private", since: 1 });
+    const resync = await late.until((f) => f.find((x) => x.type === "resync"));
+    expect(resync).toMatchObject({ reason: "beyond_retention", seq: 6, balances: { USD: "1006" } });
+    // Exactly at the oldest kept − 1 is still a resume.
+    const edge = await connect(u);
+    edge.send({ op: "subscribe", channel: "private", since: 3 });
+    await edge.until(hasSeq(6));
+    expect(seqs(edge.frames)).toEqual([4, 5, 6]);
+    const ahead = await connect(u);
+    ahead.send({ op: "subscribe", channel: "private", since: 50 });
+    expect(await ahead.until((f) => f.find((x) => x.type === "resync"))).toMatchObject({ reason: "ahead", seq: 6 });
+    await emit(u, 7, 7);
+    for (const c of [late, edge, ahead]) await c.until(hasSeq(7));
+    expect(seqs(late.frames)).toEqual([7]);
+    for (const c of [late, edge, ahead]) c.close();
+  });
+
+  it("fills a gap in the notifications from the store, and waits for a gap the store does not hold yet", async () => {
+    const u = user();
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "snapshot"));
+    const events = [1, 2, 3, 4, 5].map((seq) => balancesEvent(u, seq, `${seq}`));
+    // 1 and 2 stored, only 2 notified: 1 comes from the store.
+    await storeEvents(t, events.slice(0, 2));
+    await fanOutEvents(t, [events[1]!]);
+    await client.until(hasSeq(2));
+    // 4 stored and notified before 3 is stored (a claimed batch): nothing past the gap goes out.
+    await storeEvents(t, [events[3]!]);
+    await fanOutEvents(t, [events[3]!]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(seqs(client.frames)).toEqual([1, 2]);
+    await storeEvents(t, [events[2]!, events[4]!]);
+    await fanOutEvents(t, [events[2]!, events[4]!]);
+    await client.until(hasSeq(5));
+    expect(seqs(client.frames)).toEqual([1, 2, 3, 4, 5]);
+    client.close();
+  });
+
+  it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {
+    const u = user();
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "snapshot"));
+    // Stored while the notifications are lost (trimmed from the fan-out during an outage, say).
+    await storeEvents(t, [balancesEvent(u, 1, "1"), balancesEvent(u, 2, "2")]);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(client.of("event")).toEqual([]);
+    const clients = (await t.redis.client("LIST")) as string;
+    const id = clients
+      .split("\n")
+      .find((line) => line.includes(` name=${t.readerName} `))
+      ?.match(/^id=(\d+)/)?.[1];
+    expect(id).toBeDefined();
+    await t.redis.client("KILL", "ID", id!);
+    await client.until(hasSeq(2));
+    expect(seqs(client.frames)).toEqual([1, 2]);
+    client.close();
+  });
+
+  it("never delivers another user's events, though both users' sockets are on the same replica", async () => {
+    const alice = user();
+    const bob = user();
+    const a = await connect(alice);
+    const b = await connect(bob);
+    a.send({ op: "subscribe", channel: "private" });
+    b.send({ op: "subscribe", channel: "private" });
+    await a.until((f) => f.some((x) => x.type === "snapshot"));
+    await b.until((f) => f.some((x) => x.type === "snapshot"));
+    await emit(bob, 1, 3);
+    await emit(alice, 1, 1);
+    await a.until(hasSeq(1));
+    await b.until(hasSeq(3));
+    // A fan-out entry whose body names another user than its `user` field is dropped.
+    const forged = { ...balancesEvent(bob, 2, "999999"), userId: bob };
+    await t.redis.xadd(
+      t.keys.streamFanout,
+      "*",
+      "kind",
+      "event",
+      "user",
+      alice,
+      "seq",
+      2,
+      "body",
+      JSON.stringify(forged),
+    );
+    await emit(alice, 2, 2);
+    await a.until(hasSeq(2));
+    const aliceEvents = a.of("event");
+    expect(aliceEvents.map((f) => (f.balances as { USD: string }).USD)).toEqual(["1001", "1002"]);
+    expect(JSON.stringify(a.frames)).not.toContain(bob);
+    a.close();
+    b.close();
+  });
+
+  it("a second private subscribe on the same socket is an error, and unsubscribe stops delivery", async () => {
+    const u = user();
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    client.send({ op: "subscribe", channel: "private", since: 0 });
+    expect(await client.until((f) => f.find((x) => x.type === "error"))).toMatchObject({ code: "ALREADY_SUBSCRIBED" });
+    client.send({ op: "unsubscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "unsubscribed"));
+    await emit(u, 1, 1);
+    client.send({ op: "ping", id: "after" });
+    await client.until((f) => f.some((x) => x.type === "pong"));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(client.of("event")).toEqual([]);
+    client.close();
+  });
+});

@@ -1,0 +1,107 @@
+/**
+ * The stream's HTTP side: `GET /health`, and the WebSocket upgrade at /api/v1/stream, admitted only with an allowed
+ * Origin (or none: not a browser) and a ticket that has not been used. The ticket (POST /api/v1/stream/ticket) is
+ * taken with GETDEL on the SHA-256 of its text, so it works once; it expires on its own after ~30 s.
+ */
+import { createHash } from "node:crypto";
+import { createServer, type IncomingMessage, type Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer } from "ws";
+import { z } from "zod";
+import type { Logger } from "../platform/log.ts";
+import type { Ticket } from "./connection.ts";
+import type { StreamHub } from "./hub.ts";
+
+export const STREAM_PATH = "/api/v1/stream";
+
+export interface StreamServerDeps {
+  readonly hub: StreamHub;
+  /** GETDEL of a ticket's key: its JSON value, or null when unknown, used or expired. */
+  readonly takeTicket: (ticketHash: string) => Promise<string | null>;
+  readonly allowedOrigins: ReadonlySet<string>;
+  readonly maxFrameBytes: number;
+  readonly log: Logger;
+}
+
+const ticketSchema = z.object({
+  userId: z.string().min(1).max(64),
+  sessionId: z.string().min(1).max(64),
+  sessionExpiresAtMs: z.number(),
+});
+
+export function createStreamServer(deps: StreamServerDeps): Server {
+  // A frame over maxFrameBytes closes the socket with 1009 (ws does it, before buffering the frame).
+  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxFrameBytes, perMessageDeflate: false });
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
+      return;
+    }
+    const upgrade = path === STREAM_PATH;
+    res
+      .writeHead(upgrade ? 426 : 404, { "content-type": "application/json" })
+      .end(
+        JSON.stringify(
+          upgrade
+            ? { error: { code: "UPGRADE_REQUIRED", message: "Open a WebSocket here, with ?ticket=." } }
+            : { error: { code: "NOT_FOUND", message: `No route ${req.method ?? ""} ${path ?? ""}.` } },
+        ),
+      );
+  });
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    admit(req, deps).then(
+      (answer) => {
+        if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
+        else wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(ws, answer));
+      },
+      (error: unknown) => {
+        deps.log.warn("upgrade_failed", { error });
+        refuse(socket, 503, "UNAVAILABLE", "The stream cannot check tickets right now; try again.");
+      },
+    );
+  });
+  return server;
+}
+
+type Refusal = { status: number; code: string; message: string };
+
+async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Ticket | Refusal> {
+  const url = new URL(req.url ?? "/", "http://stream.invalid");
+  if (url.pathname !== STREAM_PATH) return { status: 404, code: "NOT_FOUND", message: `No stream at ${url.pathname}.` };
+  const origin = req.headers.origin;
+  if (origin !== undefined && !deps.allowedOrigins.has(origin))
+    return {
+      status: 403,
+      code: "FORBIDDEN_ORIGIN",
+      message: `Origin ${origin.slice(0, 100)} may not open the stream.`,
+    };
+  const ticket = url.searchParams.get("ticket");
+  const invalid = {
+    status: 401,
+    code: "INVALID_TICKET",
+    message: "ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s.",
+  };
+  if (ticket === null || ticket.length === 0 || ticket.length > 256) return invalid;
+  const stored = await deps.takeTicket(createHash("sha256").update(ticket).digest("hex"));
+  if (stored === null) return invalid;
+  const parsed = ticketSchema.safeParse(JSON.parse(stored));
+  if (!parsed.success) throw new Error(`malformed ticket record: ${parsed.error.message}`);
+  return parsed.data;
+}
+
+const REASONS: Readonly<Record<number, string>> = {
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "Not Found",
+  503: "Service Unavailable",
+};
+
+function refuse(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}

@@ -1,0 +1,102 @@
+/**
+ * The stream process's parts wired together from parameters (main.ts reads the configuration; the tests call this
+ * with their own Redis prefix and a free port): the hub, the HTTP/WebSocket server and the fan-out reader.
+ */
+import type { AddressInfo } from "node:net";
+import type { Redis } from "ioredis";
+import type { Keyspace } from "../contract/names.ts";
+import type { Logger } from "../platform/log.ts";
+import { readEventsAfter, readPrivateState } from "../worker/events.ts";
+import type { LoadBucket } from "./candles.ts";
+import type { StreamLimits } from "./connection.ts";
+import { startFanoutReader } from "./fanout-reader.ts";
+import { StreamHub } from "./hub.ts";
+import type { StreamMetrics } from "./metrics.ts";
+import { createStreamServer } from "./server.ts";
+
+export interface StreamOptions {
+  /** Commands: tickets, the events store, revocation checks. */
+  readonly redis: Redis;
+  /** The fan-out reader's own connection (its reads block). */
+  readonly reader: Redis;
+  readonly keys: Keyspace;
+  readonly log: Logger;
+  readonly metrics: StreamMetrics;
+  readonly limits: StreamLimits;
+  readonly allowedOrigins: ReadonlySet<string>;
+  readonly port: number;
+  readonly host: string;
+  readonly loadBucket?: LoadBucket | undefined;
+}
+
+export interface RunningStream {
+  readonly port: number;
+  readonly hub: StreamHub;
+  /** Closes every socket with 1001, stops reading the fan-out and stops listening. */
+  close(): Promise<void>;
+}
+
+export async function startStream(options: StreamOptions): Promise<RunningStream> {
+  const { redis, keys, log } = options;
+  const hub = new StreamHub({
+    limits: options.limits,
+    store: {
+      readState: (userId) => readPrivateState(redis, keys, userId),
+      readAfter: (userId, since, limit) => readEventsAfter(redis, keys, userId, since, limit),
+    },
+    revokedSessions: async (sessions) => {
+      const pipe = redis.pipeline();
+      for (const s of sessions) pipe.exists(keys.sessionRevokedKey(s.userId, s.sessionId));
+      const replies = (await pipe.exec()) ?? [];
+      return replies.map(([error, n]) => {
+        if (error) throw error;
+        return n === 1;
+      });
+    },
+    loadBucket: options.loadBucket,
+    log,
+    metrics: options.metrics,
+  });
+  hub.start(await redis.hgetall(keys.quotesKey));
+  const stop = new AbortController();
+  const reading = await startFanoutReader(
+    {
+      redis: options.reader,
+      key: keys.streamFanout,
+      log,
+      onEntry: (id, fields) => hub.handleEntry(id, fields),
+      onRecovered: () => hub.fanoutRecovered(),
+    },
+    stop.signal,
+  );
+  const server = createStreamServer({
+    hub,
+    takeTicket: (hash) => redis.getdel(keys.streamTicketKey(hash)),
+    allowedOrigins: options.allowedOrigins,
+    maxFrameBytes: options.limits.maxFrameBytes,
+    log,
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    hub,
+    async close() {
+      stop.abort();
+      options.reader.disconnect();
+      hub.shutdown();
+      await reading.done;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Sockets that do not finish the close handshake are cut after a second.
+        setTimeout(() => server.closeAllConnections(), 1_000).unref();
+      });
+    },
+  };
+}
