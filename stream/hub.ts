@@ -220,6 +220,7 @@ export class StreamHub {
           log: this.deps.log,
           bufferCapBytes: this.deps.limits.privateBufferCapBytes,
           now: this.now,
+          flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
         });
         conn.private = channel;
         addTo(this.privateByUser, conn.userId, conn);

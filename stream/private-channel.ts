@@ -33,6 +33,11 @@ export interface PrivateChannelDeps {
   readonly log: Logger;
   readonly bufferCapBytes: number;
   readonly now: () => number;
+  /**
+   * Sends the socket the quotes held back for it (quotes.ts) before a private event: a stop-loss's close must not
+   * reach the client ahead of the quote that fired it.
+   */
+  readonly flushQuotes: (nowMs: number) => void;
 }
 
 export class PrivateChannel {
@@ -140,6 +145,7 @@ export class PrivateChannel {
 
   private deliver(events: readonly PrivateOutput[]): void {
     const nowMs = this.deps.now();
+    this.deps.flushQuotes(nowMs);
     let sent = 0;
     for (const event of events) {
       if (event.seq !== this.lastSeq + 1) {

@@ -48,6 +48,23 @@ describe("QuoteFanout", () => {
     expect(a.bids()).toEqual(["1", "9", "3"]); // nothing newer: nothing sent
   });
 
+  it("flush sends a socket its held-back quotes at once (before a private event), and only that socket's", () => {
+    const fanout = new QuoteFanout(DEFAULT_LIMITS);
+    const a = socket();
+    const b = socket();
+    fanout.subscribe(a.conn, undefined, 0);
+    fanout.subscribe(b.conn, undefined, 0);
+    fanout.publish(quote("BTC", "1"), 1_000);
+    fanout.publish(quote("BTC", "2"), 1_020); // held back for both
+    fanout.flush(a.conn, 1_030);
+    expect(a.bids()).toEqual(["1", "2"]);
+    expect(b.bids()).toEqual(["1"]);
+    expect(fanout.heldCount()).toBe(1);
+    fanout.tick(1_100);
+    expect(a.bids()).toEqual(["1", "2"]); // nothing owed any more: not sent twice
+    expect(b.bids()).toEqual(["1", "2"]);
+  });
+
   it("sends one serialisation of a quote to every subscriber", () => {
     const fanout = new QuoteFanout(DEFAULT_LIMITS);
     const sockets = [socket(), socket(), socket()];

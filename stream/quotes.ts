@@ -98,6 +98,18 @@ export class QuoteFanout {
     }
   }
 
+  /**
+   * Sends `conn` every quote held back for it now, whatever its rate or buffer: called before a private event, so
+   * the client never sees an event caused by a price before that price.
+   */
+  flush(conn: StreamConnection, nowMs: number): void {
+    for (const [asset, conns] of this.held) {
+      if (!conns.delete(conn)) continue;
+      this.sendTo(conn, asset, this.latest.get(asset)!, nowMs);
+      if (conns.size === 0) this.held.delete(asset);
+    }
+  }
+
   /** Sockets held back right now (tests, metrics). */
   heldCount(): number {
     let n = 0;

@@ -133,7 +133,7 @@ interface Watched {
 function watch(token: string): Watched {
   const client = new StreamClient({
     apiUrl: `http://127.0.0.1:${port}`,
-    WebSocket: WebSocket as never,
+    WebSocket,
     token,
     subscriptions: [{ channel: "quotes" }, { channel: "private" }],
     backoff: { initialMs: 100, maxMs: 1_000 },
@@ -247,7 +247,7 @@ describe("the live stream through the real processes", () => {
     const crossing = a.frames.findIndex((f) => f.kind === "quote" && f.asset === "ETH" && f.bid === "3890");
     const closed = a.frames.findIndex((f) => f.kind === "event" && f.event === "closed_order");
     const balance = a.frames.findIndex((f, i) => i > closed && f.kind === "event" && f.event === "balances_changed");
-    expect(crossing).toBeGreaterThanOrEqual(0);
+    expect(crossing, JSON.stringify(a.frames)).toBeGreaterThanOrEqual(0);
     expect(closed).toBeGreaterThan(crossing);
     expect(balance).toBeGreaterThan(closed);
     const close = a.events.find((e) => e.event === "closed_order");
@@ -284,7 +284,7 @@ describe("the live stream through the real processes", () => {
           token,
           body: { asset: "ETH", type: n % 2 === 0 ? "long" : "short", margin: "10", leverage: 2 },
           // A 503/504 while the engine is down is expected; the client's log must still match the final state.
-        }).catch((err: unknown) => ({ status: 0, body: { error: String(err) }, cookie: null }));
+        }).catch((err: unknown): Reply => ({ status: 0, body: { error: String(err) }, cookie: null }));
         if (opened.status === 201) {
           const id = (opened.body.trade as { id: string }).id;
           await http("POST", "/api/v1/trade/close", { token, body: { tradeId: id } }).catch(() => undefined);

@@ -112,7 +112,7 @@ function connect(
     const wantsSnapshot = subs.some((x) => (x as { channel: string }).channel === "private");
     ws.on("message", (data) => {
       const at = now();
-      const frame = JSON.parse(String(data)) as Record<string, unknown>;
+      const frame = JSON.parse((data as Buffer).toString()) as Record<string, unknown>;
       if (frame.type === "welcome") {
         s.open = true;
         for (const sub of subs) ws.send(JSON.stringify({ op: "subscribe", ...sub }));
@@ -312,16 +312,30 @@ async function main(): Promise<void> {
 
     // ---- report ------------------------------------------------------------------------------------------
     const rows: [string, string][] = [
-      ["clients connected (1 per user, quotes + private)", `${openAt1k} of ${USERS} (connect: ${round(connectMs / 1000)} s)`],
-      ["quote latency p50 / p99 (tick XADD → frame at client)", `${round(percentile(quoteLatencies, 50), 2)} / ${round(percentile(quoteLatencies, 99), 2)} ms over ${quoteLatencies.length} frames`],
-      ["private latency p50 / p99 (order's 201 → trade_opened at client)", `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused)`],
+      [
+        "clients connected (1 per user, quotes + private)",
+        `${openAt1k} of ${USERS} (connect: ${round(connectMs / 1000)} s)`,
+      ],
+      [
+        "quote latency p50 / p99 (tick XADD → frame at client)",
+        `${round(percentile(quoteLatencies, 50), 2)} / ${round(percentile(quoteLatencies, 99), 2)} ms over ${quoteLatencies.length} frames`,
+      ],
+      [
+        "private latency p50 / p99 (order's 201 → trade_opened at client)",
+        `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused)`,
+      ],
       ["stream process CPU per 1,000 connections", `${round((cpuPct * 1000) / USERS)} % of one core`],
       ["stream process RSS per 1,000 connections", `${round((after.rssMB * 1000) / USERS)} MB`],
-      ...held.map((h): [string, string] => [`held ${h.connections} connections (1 market at 2 ticks/s)`, `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`]),
+      ...held.map((h): [string, string] => [
+        `held ${h.connections} connections (1 market at 2 ticks/s)`,
+        `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`,
+      ]),
       ["largest number held with p99 ≤ 50 ms", `${maxHeld} (RSS then ${round(rssAtMax)} MB)`],
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
-    process.stdout.write(`\nbench:stream (${USERS} users, ${SECONDS} s, ${MARKETS.length} markets × ${TICKS_PER_SEC} ticks/s, ${ORDERS_PER_SEC} orders/s)\n`);
+    process.stdout.write(
+      `\nbench:stream (${USERS} users, ${SECONDS} s, ${MARKETS.length} markets × ${TICKS_PER_SEC} ticks/s, ${ORDERS_PER_SEC} orders/s)\n`,
+    );
     for (const [k, v] of rows) process.stdout.write(`  ${k.padEnd(width)}  ${v}\n`);
     process.stdout.write(
       `${JSON.stringify({
