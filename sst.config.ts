@@ -23,11 +23,13 @@ export default $config({
   async run() {
     // Imported here, not at the top: SST's globals (`sst`, `$util`) exist only while `run` runs.
     const { createSecrets } = await import("./infra/sst/secrets.ts");
-    const { createApi } = await import("./infra/sst/api.ts");
+    const { addFunctions, createGateway } = await import("./infra/sst/api.ts");
+    const { streamUrlFrom } = await import("./infra/plan.ts");
     const { createServices } = await import("./infra/sst/services.ts");
     const secrets = createSecrets();
-    const api = createApi(secrets);
+    const api = createGateway();
     const services = createServices(secrets, api.url);
+    addFunctions(api, secrets, services.stream.url.apply(streamUrlFrom));
     return { api: api.url, stream: services.stream.url };
   },
 });

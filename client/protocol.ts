@@ -4,12 +4,13 @@
  * browser bundle can all import it without pulling in anything that runs.
  */
 import type { Balances, ClosedTradeView, OrderView, TradeView } from "../contract/messages.ts";
+import type { CandleInterval } from "../contract/candles.ts";
 import type { AccountSummary } from "../functions/account-summary.ts";
 
-export type { AccountSummary, Balances, ClosedTradeView, OrderView, TradeView };
+export type { AccountSummary, Balances, CandleInterval, ClosedTradeView, OrderView, TradeView };
 
-export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const;
-export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
+/** contract/candles.ts's intervals, as a value the client can hold without importing code from the server side. */
+export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const satisfies readonly CandleInterval[];
 
 /** What a client can subscribe to. The private channel's `since` is the client's business (stream-client.ts). */
 export type Subscription =

@@ -23,6 +23,8 @@ import {
   SECRETS,
   containerCommand,
   devCommand,
+  streamLoadBalancer,
+  streamUrlFrom,
   type ContainerName,
   type FunctionName,
 } from "./plan.ts";
@@ -167,6 +169,30 @@ describe("secrets", () => {
     }
     const poller = readPollerConfig(deployedEnv(CONTAINER_PLANS.poller.secretEnv, CONTAINER_PLANS.poller.env));
     expect(poller.feed).toBe("backpack");
+  });
+});
+
+describe("the stream's endpoint", () => {
+  it("serves wss:// on 443 with a domain (port 80 redirects there), plain ws:// on 80 without", () => {
+    expect(streamLoadBalancer("stream.example.com")).toEqual({
+      domain: "stream.example.com",
+      rules: [
+        { listen: "443/https", forward: "3001/http" },
+        { listen: "80/http", redirect: "443/https" },
+      ],
+      health: { "3001/http": { path: "/health", interval: "10 seconds" } },
+    });
+    expect(streamLoadBalancer(undefined).rules).toEqual([{ listen: "80/http", forward: "3001/http" }]);
+    expect(streamLoadBalancer("").rules).toEqual([{ listen: "80/http", forward: "3001/http" }]);
+    // It forwards to the port the stream container listens on, where the health check asks.
+    expect(CONTAINER_PLANS.stream.env.STREAM_PORT).toBe("3001");
+  });
+
+  it("hands the functions the stream's URL as the WebSocket URL the API's config accepts", () => {
+    expect(streamUrlFrom("https://stream.example.com/")).toBe("wss://stream.example.com/api/v1/stream");
+    expect(streamUrlFrom("http://lb-1.eu-west-1.elb.amazonaws.com")).toBe(
+      "ws://lb-1.eu-west-1.elb.amazonaws.com/api/v1/stream",
+    );
   });
 });
 

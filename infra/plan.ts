@@ -83,10 +83,10 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
     memory: "0.5 GB",
     tasks: 1,
   },
-  // WebSocket clients, behind the load balancer (STREAM_LOAD_BALANCER); it listens on every interface of the task.
+  // WebSocket clients, behind the load balancer (streamLoadBalancer); it listens on every interface of the task.
   // Any number of tasks may run (each reads the whole fan-out); one until load says otherwise.
   stream: {
-    secretEnv: { REDIS_URL: "RedisUrl" },
+    secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
     env: { STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001", NODE_ENV: "production" },
     cpu: "0.5 vCPU",
     memory: "1 GB",
@@ -96,12 +96,28 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
 
 /**
  * The stream's public endpoint: an application load balancer (it carries WebSockets) forwarding to STREAM_PORT,
- * health-checked at /health. Its idle timeout (60 s) is well above the stream's heartbeat (10 s).
+ * health-checked at /health. Its idle timeout (60 s) is well above the stream's heartbeat (10 s). With a domain
+ * (`STREAM_DOMAIN` when deploying) it serves wss:// on 443 with a certificate SST issues, and port 80 redirects
+ * there; without one, plain ws:// on 80, which a browser page served over https may not open (mixed content).
  */
-export const STREAM_LOAD_BALANCER = {
-  rules: [{ listen: "80/http", forward: "3001/http" }],
-  health: { "3001/http": { path: "/health", interval: "10 seconds" } },
-} as const;
+export function streamLoadBalancer(domain: string | undefined) {
+  const health = { "3001/http": { path: "/health", interval: "10 seconds" } } as const;
+  if (domain === undefined || domain === "")
+    return { rules: [{ listen: "80/http", forward: "3001/http" }], health } as const;
+  return {
+    domain,
+    rules: [
+      { listen: "443/https", forward: "3001/http" },
+      { listen: "80/http", redirect: "443/https" },
+    ],
+    health,
+  } as const;
+}
+
+/** The WebSocket URL the API hands out with each ticket (STREAM_URL), from the stream service's public URL. */
+export function streamUrlFrom(serviceUrl: string): string {
+  return `${serviceUrl.replace(/^http/, "ws").replace(/\/+$/, "")}/api/v1/stream`;
+}
 
 /** The container's command: what `npm start` runs for this component (platform/components.ts). */
 export function containerCommand(name: ContainerName): string[] {

@@ -5,7 +5,9 @@
  * (`loadBucket`, from the candles table): open from the bucket's earliest minute, high and low the extremes, close
  * from its latest minute. Prices are decimal strings, compared exactly, never as floats.
  */
-import type { CandleInterval } from "./client-frames.ts";
+import { CANDLE_INTERVALS, candleOpenMs, type CandleInterval } from "../contract/candles.ts";
+import type { Queryable } from "../platform/postgres.ts";
+import { readCandles } from "../functions/candles.ts";
 import type { StreamConnection } from "./connection.ts";
 
 /** A candle as the worker fans it out and as a frame carries it (decimal strings, openTime ISO). */
@@ -18,15 +20,6 @@ export interface CandleView {
   readonly low: string;
   readonly close: string;
 }
-
-export const INTERVAL_MS: Readonly<Record<CandleInterval, number>> = {
-  "1m": 60_000,
-  "5m": 5 * 60_000,
-  "15m": 15 * 60_000,
-  "1h": 60 * 60_000,
-  "4h": 4 * 60 * 60_000,
-  "1d": 24 * 60 * 60_000,
-};
 
 /** The stored candle of `asset` at `interval` whose bucket opens at `openTimeMs`, if any. */
 export type LoadBucket = (
@@ -78,7 +71,7 @@ export class CandleFanout {
   publish(row: CandleView, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
     if (!Number.isFinite(minuteMs)) return;
-    for (const interval of Object.keys(INTERVAL_MS) as CandleInterval[]) {
+    for (const interval of CANDLE_INTERVALS) {
       const key = `${row.asset} ${interval}`;
       const subs = this.subscribers.get(key);
       if (subs === undefined || subs.size === 0) continue;
@@ -90,7 +83,7 @@ export class CandleFanout {
   }
 
   private merge(key: string, interval: CandleInterval, row: CandleView, minuteMs: number): Bucket | undefined {
-    const openTimeMs = Math.floor(minuteMs / INTERVAL_MS[interval]) * INTERVAL_MS[interval];
+    const openTimeMs = candleOpenMs(minuteMs, interval);
     const bucket = this.buckets.get(key);
     if (bucket === undefined || bucket.openTimeMs < openTimeMs) {
       const fresh = { openTimeMs, ...prices(row), firstMinuteMs: minuteMs, lastMinuteMs: minuteMs };
@@ -113,7 +106,7 @@ export class CandleFanout {
 
   private load(asset: string, interval: CandleInterval, nowMs: number): void {
     const key = `${asset} ${interval}`;
-    const openTimeMs = Math.floor(nowMs / INTERVAL_MS[interval]) * INTERVAL_MS[interval];
+    const openTimeMs = candleOpenMs(nowMs, interval);
     this.loadBucket!(asset, interval, openTimeMs).then((stored) => {
       if (stored === undefined || !this.subscribers.get(key)?.size) return;
       const live = this.buckets.get(key);
@@ -176,4 +169,12 @@ export function compareDecimal(a: string, b: string): number {
   const aF = af.padEnd(width, "0");
   const bF = bf.padEnd(width, "0");
   return aF === bF ? 0 : aF < bF ? -1 : 1;
+}
+
+/** `LoadBucket` over the candles table: the bucket as the API's candle history would show it (functions/candles.ts). */
+export function loadBucketFrom(db: Queryable): LoadBucket {
+  return async (asset, interval, openTimeMs) => {
+    const [point] = await readCandles(db, { asset, interval, fromMs: openTimeMs, toMs: openTimeMs, limit: 1 });
+    return point === undefined || Date.parse(point.openTime) !== openTimeMs ? undefined : { asset, interval, ...point };
+  };
 }

@@ -3,10 +3,8 @@
  * gets an error frame naming the field, what was expected and what was received; the socket stays open.
  */
 import { z } from "zod";
+import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
-
-export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const;
-export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
 
 const asset = z
   .string()

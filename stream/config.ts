@@ -11,6 +11,8 @@ export interface StreamConfig {
   readonly port: number;
   readonly host: string;
   readonly redisUrl: string;
+  /** The candles table: a coarser candle's bucket so far, read when its first subscriber comes. */
+  readonly databaseUrl: string;
   readonly prefix: string;
   readonly allowedOrigins: ReadonlySet<string>;
   readonly limits: StreamLimits;
@@ -23,6 +25,7 @@ export function readStreamConfig(env: Env): StreamConfig {
     port: wholeNumber(env, "STREAM_PORT", 3001, 0, 65535),
     host: text(env, "STREAM_HOST", text(env, "HOST", "127.0.0.1")),
     redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env)]),
     limits: {

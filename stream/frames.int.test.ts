@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import type { OutputOf } from "../contract/messages.ts";
-import { CANDLE_INTERVALS } from "./client-frames.ts";
+import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
 
 let t: TestStream;

@@ -7,7 +7,9 @@ import { keyspace } from "../contract/names.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
+import { connectPostgres } from "../platform/postgres.ts";
 import { connectRedis } from "../platform/redis.ts";
+import { loadBucketFrom } from "./candles.ts";
 import { readStreamConfig } from "./config.ts";
 import { streamMetrics } from "./metrics.ts";
 import { startStream } from "./stream.ts";
@@ -23,6 +25,7 @@ runMain("stream", async () => {
   const stop = stopOnSignals(log);
   const redis = connectRedis(config.redisUrl, log, "stream");
   const reader = connectRedis(config.redisUrl, log, "stream-fanout");
+  const db = await connectPostgres(config.databaseUrl, log);
   const stream = await startStream({
     redis,
     reader,
@@ -33,6 +36,7 @@ runMain("stream", async () => {
     allowedOrigins: config.allowedOrigins,
     port: config.port,
     host: config.host,
+    loadBucket: loadBucketFrom(db),
   }).catch((err: NodeJS.ErrnoException) => {
     throw err.code === "EADDRINUSE" ? new ConfigError(`port ${config.port} is already in use (set STREAM_PORT)`) : err;
   });
@@ -40,6 +44,7 @@ runMain("stream", async () => {
   await new Promise<void>((resolve) => stop.addEventListener("abort", () => resolve(), { once: true }));
   await stream.close();
   redis.disconnect();
+  await db.close();
   await metricsServer?.close();
   log.info("stopped");
 });

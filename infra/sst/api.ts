@@ -14,15 +14,24 @@ import {
 } from "../plan.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
 
-export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
+/**
+ * The gateway alone, first: the stream service needs its URL (APP_URL, for the Origin check), and the functions,
+ * added by `addFunctions` after the services, need the stream's (STREAM_URL).
+ */
+export function createGateway(): sst.aws.ApiGatewayV2 {
   // CORS is the app's job (CORS_ORIGINS, and its origin check on state-changing requests): API Gateway's own
   // handling would answer preflights before the app sees them.
-  const api = new sst.aws.ApiGatewayV2("Api", { cors: false });
+  return new sst.aws.ApiGatewayV2("Api", { cors: false });
+}
+
+export function addFunctions(api: sst.aws.ApiGatewayV2, secrets: Secrets, streamUrl: $util.Input<string>): void {
   const environment = {
     ...secretEnv(FUNCTION_SECRET_ENV, secrets),
     // Sign-in links point at the API itself (<APP_URL>/api/v1/auth/verify); https also makes the cookie Secure.
     APP_URL: api.url,
     NODE_ENV: "production",
+    // Handed out with each stream ticket: the stream service's load balancer (wss:// with STREAM_DOMAIN).
+    STREAM_URL: streamUrl,
     // Not secrets: taken from the environment `sst deploy` runs in, e.g. CORS_ORIGINS=https://app.example.com.
     ...(process.env.CORS_ORIGINS ? { CORS_ORIGINS: process.env.CORS_ORIGINS } : {}),
     ...(process.env.APP_REDIRECT_URL ? { APP_REDIRECT_URL: process.env.APP_REDIRECT_URL } : {}),
@@ -39,5 +48,4 @@ export function createApi(secrets: Secrets): sst.aws.ApiGatewayV2 {
     });
     for (const route of routes) api.route(route, fn.arn);
   }
-  return api;
 }

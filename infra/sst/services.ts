@@ -2,14 +2,14 @@
  * The always-on containers: engine, worker, poller and stream as ECS Fargate services in one cluster, all from the
  * one Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
  * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack.
- * Only the stream listens publicly, behind its load balancer (plan.ts STREAM_LOAD_BALANCER); each process's metrics
+ * Only the stream listens publicly, behind its load balancer (plan.ts streamLoadBalancer); each process's metrics
  * port binds the task's loopback (no collector is defined yet). In `sst dev` nothing is deployed: each runs locally as its npm script
  * with the same environment. Needs SST's globals: import only from sst.config.ts's `run`.
  */
 import {
   CONTAINER_PLANS,
   CONTAINERS,
-  STREAM_LOAD_BALANCER,
+  streamLoadBalancer,
   containerCommand,
   devCommand,
   type ContainerName,
@@ -39,10 +39,15 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
       },
       ...(name === "stream"
         ? {
-            loadBalancer: {
-              rules: STREAM_LOAD_BALANCER.rules.map((rule) => ({ ...rule })),
-              health: { ...STREAM_LOAD_BALANCER.health },
-            },
+            loadBalancer: (() => {
+              // Not secret: taken from the environment `sst deploy` runs in, e.g. STREAM_DOMAIN=stream.example.com.
+              const lb = streamLoadBalancer(process.env.STREAM_DOMAIN);
+              return {
+                ...("domain" in lb ? { domain: lb.domain } : {}),
+                rules: lb.rules.map((rule) => ({ ...rule })),
+                health: { ...lb.health },
+              };
+            })(),
           }
         : {}),
       cpu: plan.cpu,
