@@ -11,7 +11,8 @@
  *    - quote latency: the tick's XADD → its frame at a client, over every frame every client got;
  *    - private latency: the API's 201 for an order → that trade's `trade_opened` event at its owner's socket (an
  *      event that beats the HTTP answer counts as 0);
- *    - the stream process's CPU (user + system, from /proc) over the phase per 1,000 connections, and its RSS.
+ *    - the stream process's CPU (user + system, from /proc) over the phase, and its RSS growth from before any
+ *      socket connected, both scaled to 1,000 connections.
  * 3. Connections held: quote-only sockets (tickets written straight into Redis: the route is not what is measured
  *    here) added in steps of BENCH_STEP (default 2,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
  *    ticking at 2/s; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
@@ -185,17 +186,19 @@ async function main(): Promise<void> {
       "every account created",
     );
 
+    const baseline = procStats(streamPid);
     const quoteLatencies: number[] = [];
     const privateLatencies: number[] = [];
     /** trade id → the time its order's 201 arrived, or the time its event arrived when that came first. */
     const answeredAt = new Map<string, number>();
     const eventAt = new Map<string, number>();
     let measuring = false;
+    let measureStart = 0;
     const onFrame = (frame: Record<string, unknown>, at: number) => {
       if (!measuring) return;
       if (frame.type === "quote") {
         const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
-        if (sent !== undefined) quoteLatencies.push(at - sent);
+        if (sent !== undefined && sent >= measureStart) quoteLatencies.push(at - sent);
       } else if (frame.type === "event" && frame.event === "trade_opened") {
         const id = (frame.trade as { id: string }).id;
         const answered = answeredAt.get(id);
@@ -226,6 +229,7 @@ async function main(): Promise<void> {
 
     // ---- 2. quotes and orders flowing ----------------------------------------------------------------------
     const before = procStats(streamPid);
+    measureStart = now();
     measuring = true;
     const tickTimer = setInterval(() => {
       for (const m of MARKETS) void tick(redis, m);
@@ -258,7 +262,17 @@ async function main(): Promise<void> {
     measuring = false;
     const after = procStats(streamPid);
     const openAt1k = sockets.filter((s) => s.open).length;
+    // Where a quote's time goes before the stream process: its tick's XADD (the input id) → the worker's fan-out
+    // XADD (the entry id), both Redis times in ms.
+    const toFanout: number[] = [];
+    for (const [id, fields] of await redis.xrange(keys.streamFanout, "-", "+")) {
+      if (fields[1] !== "quote") continue;
+      const inputMs = Number((JSON.parse(fields[3]!) as { inputId: string }).inputId.split("-")[0]);
+      if (inputMs >= measureStart) toFanout.push(Number(id.split("-")[0]) - inputMs);
+    }
+    sortNum(toFanout);
     const cpuPct = ((after.cpuSec - before.cpuSec) / (SECONDS + 1)) * 100;
+    const rssPer1k = ((after.rssMB - baseline.rssMB) * 1000) / USERS;
     sortNum(quoteLatencies);
     sortNum(privateLatencies);
 
@@ -268,10 +282,12 @@ async function main(): Promise<void> {
     let maxHeld = 0;
     const stepLatencies: number[] = [];
     let stepMeasuring = false;
+    let stepStart = 0;
     const onQuoteOnly = (frame: Record<string, unknown>, at: number) => {
       if (!stepMeasuring || frame.type !== "quote") return;
+      // Only ticks sent during the step: a subscribe is answered with the latest quote, however old.
       const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
-      if (sent !== undefined) stepLatencies.push(at - sent);
+      if (sent !== undefined && sent >= stepStart) stepLatencies.push(at - sent);
     };
     // The 1k phase's sockets stay open and subscribed; they count towards the connections held.
     for (let total = USERS + STEP; total <= MAX_CONNECTIONS + USERS; total += STEP) {
@@ -295,6 +311,7 @@ async function main(): Promise<void> {
         break;
       }
       stepLatencies.length = 0;
+      stepStart = now();
       stepMeasuring = true;
       const timer = setInterval(() => void tick(redis, "ETH_USDC_PERP"), 500);
       await new Promise((r) => setTimeout(r, 5000));
@@ -324,8 +341,15 @@ async function main(): Promise<void> {
         "private latency p50 / p99 (order's 201 → trade_opened at client)",
         `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused)`,
       ],
+      [
+        "…of which tick XADD → worker's fan-out XADD, p50 / p99 (ms resolution)",
+        `${percentile(toFanout, 50)} / ${percentile(toFanout, 99)} ms over ${toFanout.length} quotes`,
+      ],
       ["stream process CPU per 1,000 connections", `${round((cpuPct * 1000) / USERS)} % of one core`],
-      ["stream process RSS per 1,000 connections", `${round((after.rssMB * 1000) / USERS)} MB`],
+      [
+        "stream process RSS per 1,000 connections",
+        `${round(rssPer1k)} MB (${round(baseline.rssMB)} MB before any connection, ${round(after.rssMB)} MB after)`,
+      ],
       ...held.map((h): [string, string] => [
         `held ${h.connections} connections (1 market at 2 ticks/s)`,
         `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`,
@@ -343,10 +367,12 @@ async function main(): Promise<void> {
         users: USERS,
         quoteP50MsAt1k: round(percentile(quoteLatencies, 50), 2),
         quoteP99MsAt1k: round(percentile(quoteLatencies, 99), 2),
+        quoteToFanoutP50Ms: percentile(toFanout, 50),
+        quoteToFanoutP99Ms: percentile(toFanout, 99),
         privateP50MsAt1k: round(percentile(privateLatencies, 50), 2),
         privateP99MsAt1k: round(percentile(privateLatencies, 99), 2),
         streamCpuPctPer1k: round((cpuPct * 1000) / USERS),
-        streamRssMBPer1k: round((after.rssMB * 1000) / USERS),
+        streamRssMBPer1k: round(rssPer1k),
         maxConnectionsHeld: maxHeld,
         quoteFrames: quoteLatencies.length,
         privateEvents: privateLatencies.length,
