@@ -19,6 +19,7 @@ import {
   EVENT_SCRIPTS,
   EVENTS_KEEP_COUNT,
   EVENTS_KEEP_MS,
+  EVENTS_IDLE_TTL_MS,
   EVENTS_TRIM_ABOVE,
   queueEventAppend,
   readEventsAfter,
@@ -180,6 +181,30 @@ describe("events store", () => {
     // A user with no events: mark 0, nothing after 0
     expect(await readEventsAfter(redis, keys, "bob", 0)).toEqual({ ok: true, events: [], mark: 0 });
     expect(await readEventsAfter(redis, keys, "bob", 1)).toEqual({ ok: false, reason: "ahead" });
+  });
+
+  it("lets a user's store expire a day after its last event, keeping the mark: a later resume is a resync", async () => {
+    const keys = await space("idle");
+    await append(
+      keys,
+      [1, 2].map((n) => balances("ann", n)),
+    );
+    await append(
+      keys,
+      [4].map((n) => balances("ann", n)),
+    ); // 3 missing: 4 waits above the gap
+    for (const key of [keys.eventsKey("ann"), keys.eventsAheadKey("ann")]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(EVENTS_IDLE_TTL_MS - 60_000);
+      expect(ttl).toBeLessThanOrEqual(EVENTS_IDLE_TTL_MS);
+    }
+    expect(await redis.pttl(keys.eventsSeqKey("ann"))).toBe(-1);
+    // When the idle time has passed (the expiry, brought forward)
+    await redis.pexpire(keys.eventsKey("ann"), 1);
+    await new Promise((r) => setTimeout(r, 20));
+    // Then a resume below the mark gets a resync, and the mark is still 2
+    expect(await readEventsAfter(redis, keys, "ann", 1)).toEqual({ ok: false, reason: "beyond_retention" });
+    expect(await redis.get(keys.eventsSeqKey("ann"))).toBe("2");
   });
 
   it("refuses a since or limit that is not a whole number in range, naming it", async () => {

@@ -13,6 +13,7 @@
  * batch stores each event once) and touches only keys in the user's hash tag (one cluster slot per script).
  * Retention: at least the newest EVENTS_KEEP_COUNT events and every event within EVENTS_KEEP_MS of log time of the
  * newest one; trimmed only once the set holds EVENTS_TRIM_ABOVE, so a trim removes a run and costs little per event.
+ * A store with no new event for EVENTS_IDLE_TTL_MS expires (the mark stays).
  *
  * Fan-out (`streamFanout`) is written after the batch's read models, events and answers succeeded and before the
  * batch is acknowledged, so an event read from it is already in the store. It is at least once: a batch run again (a
@@ -30,6 +31,11 @@ import type { Keyspace } from "../contract/names.ts";
 export const EVENTS_KEEP_COUNT = 1_000;
 /** Every event this close (log time) to the user's newest one is kept, however many. */
 export const EVENTS_KEEP_MS = 10 * 60_000;
+/**
+ * A user's store (events and the seqs waiting above a gap) expires after this long without an event, so users who
+ * left do not keep a thousand events each for ever; the mark stays, and a client resuming later gets a resync.
+ */
+export const EVENTS_IDLE_TTL_MS = 24 * 60 * 60_000;
 /** The set is trimmed only past this size: one trim removes up to a hundred events instead of one per append. */
 export const EVENTS_TRIM_ABOVE = 1_100;
 /** The fan-out stream's approximate cap: far more than a stream replica reads between two XREADs. */
@@ -37,7 +43,8 @@ export const FANOUT_MAXLEN = 100_000;
 
 /**
  * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead; ARGV[1] seq, ARGV[2] member ("<log ms> <JSON>"), ARGV[3] keep count,
- * ARGV[4] keep ms, ARGV[5] trim above. Returns 1 when stored, 0 when it was already (or is at or below the mark).
+ * ARGV[4] keep ms, ARGV[5] trim above, ARGV[6] idle ttl ms. Returns 1 when stored, 0 when it was already (or is at
+ * or below the mark).
  *
  * The trim removes, oldest first, events beyond the newest `keep count` that are older than `keep ms` before the
  * newest event and at or below the mark (never one a gap still waits under). Log ms never decreases with seq (the
@@ -50,12 +57,14 @@ local seq = tonumber(ARGV[1])
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
 redis.call('ZADD', KEYS[1], seq, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 if seq == mark + 1 then
   mark = seq
   while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 do mark = mark + 1 end
   redis.call('SET', KEYS[2], tostring(mark))
 else
   redis.call('ZADD', KEYS[3], seq, tostring(seq))
+  redis.call('PEXPIRE', KEYS[3], ARGV[6])
 end
 local card = redis.call('ZCARD', KEYS[1])
 if card <= tonumber(ARGV[5]) then return 1 end
@@ -133,6 +142,7 @@ export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, outpu
     String(EVENTS_KEEP_COUNT),
     String(EVENTS_KEEP_MS),
     String(EVENTS_TRIM_ABOVE),
+    String(EVENTS_IDLE_TTL_MS),
   );
 }
 
