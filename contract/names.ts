@@ -57,6 +57,9 @@ export interface Keyspace {
   readonly devMailbox: string;
 }
 
+/** The fan-out stream's approximate cap (`XADD … MAXLEN ~`): far more than a stream replica reads between two XREADs. */
+export const STREAM_FANOUT_MAXLEN = 100_000;
+
 export function keyspace(prefix = "", shard = 0): Keyspace {
   const tag = `{${shard}}`;
   return {

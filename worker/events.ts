@@ -25,7 +25,7 @@
 import { createHash } from "node:crypto";
 import type { ChainableCommander, Redis } from "ioredis";
 import type { Balances, EngineOutput, OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
-import type { Keyspace } from "../contract/names.ts";
+import { STREAM_FANOUT_MAXLEN, type Keyspace } from "../contract/names.ts";
 
 /** The newest events kept per user whatever their age. */
 export const EVENTS_KEEP_COUNT = 1_000;
@@ -38,8 +38,6 @@ export const EVENTS_KEEP_MS = 10 * 60_000;
 export const EVENTS_IDLE_TTL_MS = 24 * 60 * 60_000;
 /** The set is trimmed only past this size: one trim removes up to a hundred events instead of one per append. */
 export const EVENTS_TRIM_ABOVE = 1_100;
-/** The fan-out stream's approximate cap: far more than a stream replica reads between two XREADs. */
-export const FANOUT_MAXLEN = 100_000;
 
 /**
  * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead; ARGV[1] seq, ARGV[2] member ("<log ms> <JSON>"), ARGV[3] keep count,
@@ -156,7 +154,8 @@ export function queueFanout(
   outputs: readonly EngineOutput[],
   candles: readonly unknown[] = [],
 ): void {
-  const add = (...fields: string[]) => pipe.xadd(keys.streamFanout, "MAXLEN", "~", FANOUT_MAXLEN, "*", ...fields);
+  const add = (...fields: string[]) =>
+    pipe.xadd(keys.streamFanout, "MAXLEN", "~", STREAM_FANOUT_MAXLEN, "*", ...fields);
   for (const output of outputs) {
     if (output.type === "quote_updated") add("kind", "quote", "body", JSON.stringify(output));
     else if (output.type !== "order_response")

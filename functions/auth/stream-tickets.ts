@@ -12,13 +12,11 @@
  * checks the revocation key on the notice finds it set.
  */
 import { createHash, randomBytes } from "node:crypto";
-import type { Keyspace } from "../../contract/names.ts";
+import { STREAM_FANOUT_MAXLEN, type Keyspace } from "../../contract/names.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 import type { Session } from "./sessions.ts";
 
 export const STREAM_TICKET_TTL_MS = 30_000;
-/** How far `streamFanout` is trimmed (approximately, `MAXLEN ~`), as the worker trims it. */
-export const STREAM_FANOUT_MAXLEN = 100_000;
 
 /** The value stored under a ticket's key: the stream process reads it on the upgrade. */
 export interface StreamTicketGrant {
