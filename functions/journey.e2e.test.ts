@@ -5,54 +5,9 @@
  * process is killed with SIGKILL and started again: nothing is lost.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
-import { componentNamed, type Component } from "../platform/components.ts";
-import { freePort, spawnComponent, until, type Child } from "../platform/testing/processes.ts";
-import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
-import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
-
-const REDIS_URL = TEST_REDIS_URL;
-const prefix = `test:journey:${randomUUID()}:`;
-
-let pg: TestDatabase;
-let sim: SimFeed;
-let recorder: ResendRecorder;
-let port: number;
-const children = new Map<string, Child>();
-
-function env(): Record<string, string> {
-  return {
-    REDIS_URL,
-    DATABASE_URL: pg.url,
-    KEY_PREFIX: prefix,
-    SNAPSHOT_EVERY_MS: "500",
-    ENGINE_LEASE_TTL_MS: "1500",
-    WORKER_CLAIM_IDLE_MS: "1000",
-    FEED: "backpack",
-    BACKPACK_WS_URL: sim.url,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    APP_URL: `http://127.0.0.1:${port}`,
-    JWT_SECRET: "journey-secret-0123456789-0123456789-abcdef",
-    RESEND_API_KEY: "re_journey_key",
-    RESEND_BASE_URL: recorder.baseUrl,
-    EMAIL_FROM: "Paper Broker <login@paper-broker.test>",
-    ENGINE_TIMEOUT_MS: "3000",
-    TRADE_RATE_LIMIT_PER_SEC: "1000",
-    SIGN_IN_LIMIT_PER_IP: "1000",
-  };
-}
-
-/** Starts a component as `npm start` does and waits until it says it is serving. */
-async function start(name: Component["name"]): Promise<void> {
-  const child = spawnComponent(name, env());
-  children.set(name, child);
-  await child.waitFor(componentNamed(name).readyEvent, 30_000);
-}
+import { until } from "../platform/testing/processes.ts";
+import { createProcessStack, type ProcessStack } from "./testing/process-stack.ts";
 
 /** The parts of API answers this test reads. */
 interface ApiBody {
@@ -62,67 +17,23 @@ interface ApiBody {
   error: { code: string; message: string };
 }
 
-async function http(method: string, path: string, options: { token?: string; body?: unknown } = {}) {
-  const headers: Record<string, string> = {};
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method,
-    headers,
-    body: options.body === undefined ? null : JSON.stringify(options.body),
-    redirect: "manual",
-  });
-  const body = (await res.json()) as ApiBody;
-  return { status: res.status, body, cookie: res.headers.get("set-cookie") };
-}
-
-async function signIn(email: string): Promise<string> {
-  const before = recorder.sent.length;
-  expect((await http("POST", "/api/v1/auth", { body: { email } })).status).toBe(200);
-  await until(() => Promise.resolve(recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
-  const mail = recorder.sent.at(-1)!;
-  expect(mail.body.to).toBe(email);
-  const link = /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(mail.body.text))![0];
-  const verified = await http("GET", new URL(link).pathname + new URL(link).search);
-  expect(verified.status).toBe(200);
-  return /session=([^;]+)/.exec(verified.cookie ?? "")![1]!;
-}
-
-async function quote(market: string, bid: string, ask: string): Promise<void> {
-  sim.setQuote(market, bid, ask);
-  const asset = market.split("_")[0];
-  await until(
-    async () => {
-      const { body } = await http("GET", "/api/v1/account/assets", { token: alice });
-      const a = (body.assets as { symbol: string; bid: string; ask: string }[]).find((x) => x.symbol === asset);
-      return a?.bid === bid && a.ask === ask ? true : undefined;
-    },
-    10_000,
-    `quote ${market} ${bid}/${ask}`,
-  );
-}
+let stack: ProcessStack;
+const http = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
+  stack.http<ApiBody>(method, path, options);
+const signIn = (email: string) => stack.signIn(email);
+const quote = (market: string, bid: string, ask: string) => stack.quote(market, bid, ask);
+const start = (name: "api" | "engine" | "worker" | "poller") => stack.start(name);
 
 let alice: string;
 
 beforeAll(async () => {
-  pg = await createTestDatabase();
-  sim = await startSimFeed({ walking: false });
-  recorder = await startResendRecorder();
-  port = await freePort();
+  stack = await createProcessStack(`test:journey:${randomUUID()}:`);
   // The API first: it runs the migrations the others also run; then the engine must be live before sign-in.
   await start("api");
   await Promise.all([start("engine"), start("worker"), start("poller")]);
 }, 120_000);
 
-afterAll(async () => {
-  await Promise.all([...children.values()].map((c) => c.stop("SIGTERM")));
-  await sim.stop();
-  await recorder.close();
-  const redis = new Redis(REDIS_URL);
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-  await pg.drop();
-}, 60_000);
+afterAll(() => stack.stop(), 60_000);
 
 describe("a new user's journey through the real processes", () => {
   it("signs in by email, trades on feed prices, hits a stop-loss, buys spot, and is kept apart from another user", async () => {
@@ -202,7 +113,7 @@ describe("a new user's journey through the real processes", () => {
     };
     // Let the engine snapshot once at least, so the restart exercises snapshot + log replay.
     await new Promise((r) => setTimeout(r, 800));
-    for (const name of ["engine", "worker", "poller", "api"] as const) await children.get(name)!.stop("SIGKILL");
+    for (const name of ["engine", "worker", "poller", "api"] as const) await stack.children.get(name)!.stop("SIGKILL");
     await start("api");
     await Promise.all([start("engine"), start("worker"), start("poller")]);
     expect((await http("GET", "/api/v1/account/balance", { token: alice })).body).toEqual(before.balances);

@@ -11,115 +11,18 @@
  * 3. The upgrade refuses a foreign Origin and a used ticket; logout closes the session's socket with 4401.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { StreamClient, type EventFrame, type PrivateState } from "../client/stream-client.ts";
-import { componentNamed, type Component } from "../platform/components.ts";
-import { freePort, spawnComponent, until, type Child } from "../platform/testing/processes.ts";
-import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
-import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
-import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
+import type { OrderView, TradeView } from "../contract/messages.ts";
+import { createProcessStack, type ProcessStack, type Reply } from "../functions/testing/process-stack.ts";
+import type { Component } from "../platform/components.ts";
+import { until } from "../platform/testing/processes.ts";
 
-const prefix = `test:stream-e2e:${randomUUID()}:`;
-
-let pg: TestDatabase;
-let sim: SimFeed;
-let recorder: ResendRecorder;
-let port: number;
-let streamPort: number;
-const children = new Map<string, Child>();
+let stack: ProcessStack;
 const clients: StreamClient[] = [];
-
-function env(): Record<string, string> {
-  return {
-    REDIS_URL: TEST_REDIS_URL,
-    DATABASE_URL: pg.url,
-    KEY_PREFIX: prefix,
-    SNAPSHOT_EVERY_MS: "500",
-    ENGINE_LEASE_TTL_MS: "1500",
-    WORKER_CLAIM_IDLE_MS: "1000",
-    FEED: "backpack",
-    BACKPACK_WS_URL: sim.url,
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    APP_URL: `http://127.0.0.1:${port}`,
-    STREAM_PORT: String(streamPort),
-    STREAM_URL: `ws://127.0.0.1:${streamPort}/api/v1/stream`,
-    JWT_SECRET: "stream-e2e-secret-0123456789-0123456789-abc",
-    RESEND_API_KEY: "re_stream_key",
-    RESEND_BASE_URL: recorder.baseUrl,
-    EMAIL_FROM: "Paper Broker <login@paper-broker.test>",
-    ENGINE_TIMEOUT_MS: "3000",
-    TRADE_RATE_LIMIT_PER_SEC: "1000",
-    SIGN_IN_LIMIT_PER_IP: "1000",
-  };
-}
-
-async function start(name: Component["name"]): Promise<void> {
-  const child = spawnComponent(name, env());
-  children.set(name, child);
-  await child.waitFor(componentNamed(name).readyEvent, 30_000);
-}
-
-/** SIGKILL, then the same component again, as `npm start`'s supervisor would. */
-async function kill9AndRestart(name: Component["name"]): Promise<void> {
-  const child = children.get(name)!;
-  child.proc.kill("SIGKILL");
-  await child.exited;
-  await start(name);
-}
-
-interface Reply {
-  status: number;
-  body: Record<string, unknown>;
-  cookie: string | null;
-}
-
-async function http(method: string, path: string, options: { token?: string; body?: unknown } = {}): Promise<Reply> {
-  const headers: Record<string, string> = {};
-  if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  if (options.body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
-    method,
-    headers,
-    body: options.body === undefined ? null : JSON.stringify(options.body),
-    redirect: "manual",
-  });
-  const text = await res.text();
-  return {
-    status: res.status,
-    body: text === "" ? {} : (JSON.parse(text) as Record<string, unknown>),
-    cookie: res.headers.get("set-cookie"),
-  };
-}
-
-async function signIn(email: string): Promise<string> {
-  const before = recorder.sent.length;
-  expect((await http("POST", "/api/v1/auth", { body: { email } })).status).toBe(200);
-  await until(() => Promise.resolve(recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
-  const link = /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(recorder.sent.at(-1)!.body.text))![0];
-  const verified = await http("GET", new URL(link).pathname + new URL(link).search);
-  expect(verified.status).toBe(200);
-  return /session=([^;]+)/.exec(verified.cookie ?? "")![1]!;
-}
-
-/** Sets a quote on the feed and waits until the API's quotes show it. */
-async function quote(market: string, bid: string, ask: string): Promise<void> {
-  sim.setQuote(market, bid, ask);
-  const asset = market.split("_")[0];
-  await until(
-    async () => {
-      const { body } = await http("GET", "/api/v1/market/quotes");
-      const q = (body.quotes as { asset: string; bid: string; ask: string }[]).find((x) => x.asset === asset);
-      return q?.bid === bid && q.ask === ask ? true : undefined;
-    },
-    10_000,
-    `quote ${market} ${bid}/${ask}`,
-  );
-}
+const http = (method: string, path: string, options: { token?: string; body?: unknown } = {}) =>
+  stack.http(method, path, options);
 
 /** What a client saw, in arrival order. */
 interface Watched {
@@ -132,7 +35,7 @@ interface Watched {
 
 function watch(token: string): Watched {
   const client = new StreamClient({
-    apiUrl: `http://127.0.0.1:${port}`,
+    apiUrl: `http://127.0.0.1:${stack.port}`,
     WebSocket,
     token,
     subscriptions: [{ channel: "quotes" }, { channel: "private" }],
@@ -158,59 +61,62 @@ function expectContiguous(w: Watched, from = 1): void {
   expect(seqs).toEqual(seqs.map((_, i) => i + from));
 }
 
-/** The client's private state equals what the REST API says (balances, open trades, pending orders). */
+/** The client's private state equals what the REST API says: balances, and every open trade and pending order whole. */
 async function expectStateMatchesRest(w: Watched, token: string): Promise<void> {
+  const rest = async () => {
+    const [balances, open, orders] = await Promise.all([
+      http("GET", "/api/v1/account/balance", { token }),
+      http("GET", "/api/v1/trade/open", { token }),
+      http("GET", "/api/v1/trade/orders", { token }),
+    ]);
+    return {
+      balances: balances.body.balances,
+      // The REST view adds the current price and PnL; the stream's is the engine's view.
+      trades: (open.body.trades as (TradeView & { currentPrice?: unknown; unrealizedPnl?: unknown })[]).map(
+        ({ currentPrice: _p, unrealizedPnl: _u, ...trade }) => trade,
+      ),
+      orders: orders.body.orders as OrderView[],
+    };
+  };
+  const mine = () => ({
+    balances: w.state?.balances,
+    trades: [...(w.state?.trades.values() ?? [])].sort(
+      (a, b) => a.openedAt.localeCompare(b.openedAt) || a.id.localeCompare(b.id),
+    ),
+    orders: [...(w.state?.orders.values() ?? [])].sort(
+      (a, b) => a.placedAt.localeCompare(b.placedAt) || a.id.localeCompare(b.id),
+    ),
+  });
   await until(
-    async () => {
-      const [balances, open, orders] = await Promise.all([
-        http("GET", "/api/v1/account/balance", { token }),
-        http("GET", "/api/v1/trade/open", { token }),
-        http("GET", "/api/v1/trade/orders", { token }),
-      ]);
-      const s = w.state;
-      if (s === undefined) return undefined;
-      const restTrades = (open.body.trades as { id: string }[]).map((t) => t.id).sort();
-      const restOrders = (orders.body.orders as { id: string }[]).map((o) => o.id).sort();
-      const same =
-        JSON.stringify(balances.body.balances) === JSON.stringify(s.balances) &&
-        JSON.stringify(restTrades) === JSON.stringify([...s.trades.keys()].sort()) &&
-        JSON.stringify(restOrders) === JSON.stringify([...s.orders.keys()].sort());
-      return same ? true : undefined;
-    },
+    async () => (JSON.stringify(await rest()) === JSON.stringify(mine()) ? true : undefined),
     20_000,
     "the client's state to equal the REST API's",
-  );
+  ).catch(async (err: unknown) => {
+    expect(mine()).toEqual(await rest()); // says what differs
+    throw err;
+  });
 }
 
 let alice: string;
 let bob: string;
 
 beforeAll(async () => {
-  pg = await createTestDatabase();
-  sim = await startSimFeed({ walking: false });
-  recorder = await startResendRecorder();
-  port = await freePort();
-  streamPort = await freePort();
-  await start("api");
-  await Promise.all([start("engine"), start("worker"), start("poller"), start("stream")]);
-  alice = await signIn("alice@example.com");
-  bob = await signIn("bob@example.com");
+  stack = await createProcessStack(`test:stream-e2e:${randomUUID()}:`);
+  await stack.start("api");
+  const others: Component["name"][] = ["engine", "worker", "poller", "stream"];
+  await Promise.all(others.map((name) => stack.start(name)));
+  alice = await stack.signIn("alice@example.com");
+  bob = await stack.signIn("bob@example.com");
 }, 120_000);
 
 afterAll(async () => {
   for (const c of clients) c.close();
-  await Promise.all([...children.values()].map((c) => c.stop("SIGTERM")));
-  await sim.stop();
-  await recorder.close();
-  const redis = new Redis(TEST_REDIS_URL);
-  await deleteKeysWithPrefix(redis, prefix);
-  await redis.quit();
-  await pg.drop();
+  await stack.stop();
 }, 60_000);
 
 describe("the live stream through the real processes", () => {
   it("a stop-loss: the quote that crossed it, then the close, then the balance, with contiguous seqs; the other user sees none of it", async () => {
-    await quote("ETH_USDC_PERP", "4000", "4001");
+    await stack.quote("ETH_USDC_PERP", "4000", "4001");
     const a = watch(alice);
     const b = watch(bob);
     await until(
@@ -232,7 +138,7 @@ describe("the live stream through the real processes", () => {
       "trade_opened",
     );
 
-    sim.setQuote("ETH_USDC_PERP", "3890", "3891");
+    stack.sim.setQuote("ETH_USDC_PERP", "3890", "3891");
     await until(
       () => Promise.resolve(a.state?.trades.has(tradeId) === false ? true : undefined),
       10_000,
@@ -298,7 +204,7 @@ describe("the live stream through the real processes", () => {
 
     for (const name of ["stream", "engine", "worker"] as const) {
       await new Promise((r) => setTimeout(r, 1_500));
-      await kill9AndRestart(name);
+      await stack.kill9AndRestart(name);
     }
     await new Promise((r) => setTimeout(r, 1_500));
     trading = false;
@@ -337,7 +243,7 @@ describe("the live stream through the real processes", () => {
     expect(await upgrade(`${t2.url}?ticket=${t2.ticket}`)).toBe(101);
     expect(await upgrade(`${t2.url}?ticket=${t2.ticket}`)).toBe(401);
 
-    const carol = await signIn("carol@example.com");
+    const carol = await stack.signIn("carol@example.com");
     const c = watch(carol);
     await until(() => Promise.resolve(c.state !== undefined ? true : undefined), 10_000, "carol's snapshot");
     expect((await http("DELETE", "/api/v1/auth/logout", { token: carol })).status).toBeLessThan(300);
