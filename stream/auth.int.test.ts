@@ -72,6 +72,19 @@ describe("upgrade", () => {
     client.close();
   });
 
+  it("a ticket whose session was signed out after it was issued is refused with 401", async () => {
+    const sessionId = randomUUID();
+    const ticket = await issueTicket(t, { userId: "u-logout", sessionId });
+    // The logout as the API does it (Sessions.revoke, then announceRevoked): the key, then the notice.
+    await t.redis.set(t.keys.sessionRevokedKey("u-logout", sessionId), "1", "PX", 60_000);
+    await fanOut(t, "revoked", { userId: "u-logout", sessionId });
+    const error = await refused(`${t.url}?ticket=${ticket}`);
+    expect(error.status).toBe(401);
+    expect(JSON.parse(error.body)).toMatchObject({
+      error: { code: "INVALID_TICKET", message: expect.stringContaining("signed out") as unknown },
+    });
+  });
+
   it("another path is 404; GET /health answers", async () => {
     const ticket = await issueTicket(t, { userId: "u-path" });
     expect((await refused(t.url.replace("/api/v1/stream", "/elsewhere") + `?ticket=${ticket}`)).status).toBe(404);

@@ -72,6 +72,7 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
   const server = createStreamServer({
     hub,
     takeTicket: (hash) => redis.getdel(keys.streamTicketKey(hash)),
+    sessionRevoked: async (userId, sessionId) => (await redis.exists(keys.sessionRevokedKey(userId, sessionId))) === 1,
     allowedOrigins: options.allowedOrigins,
     maxFrameBytes: options.limits.maxFrameBytes,
     log,
