@@ -43,12 +43,17 @@ export class StreamHub {
   private readonly timers: NodeJS.Timeout[] = [];
   private lastRevocationCheckMs = 0;
   private readonly warnBadEntry: ReturnType<typeof throttled>;
+  /** The timers' failures, throttled apiece: a bad quote can fail every holder's summary on every tick. */
+  private readonly warnSummary: ReturnType<typeof throttled>;
+  private readonly warnTimer: ReturnType<typeof throttled>;
 
   constructor(private readonly deps: HubDeps) {
     this.now = deps.now ?? Date.now;
     this.quotes = new QuoteFanout(deps.limits);
     this.candles = new CandleFanout(deps.loadBucket, (error) => deps.log.warn("candle_load_failed", { error }));
     this.warnBadEntry = throttled(deps.log, 10_000);
+    this.warnSummary = throttled(deps.log, 10_000);
+    this.warnTimer = throttled(deps.log, 10_000);
   }
 
   /** Starts the scheduler tick and the sweep; `quotes`: the latest quotes read model, so summaries start priced. */
@@ -273,14 +278,27 @@ export class StreamHub {
     }
   }
 
+  /**
+   * Held-back quotes, then owed summaries. Nothing thrown here may escape: it would end the process (an exception
+   * in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve the rest.
+   */
   private tick(): void {
     const nowMs = this.now();
-    this.quotes.tick(nowMs);
+    try {
+      this.quotes.tick(nowMs);
+    } catch (error) {
+      this.warnTimer("warn", "quote_tick_failed", { error });
+    }
     const interval = this.deps.limits.summaryIntervalMs;
     for (const conns of this.privateByUser.values()) {
       for (const conn of conns) {
         const channel = conn.private;
-        if (channel?.summaryDue && nowMs - channel.lastSummaryMs >= interval) channel.sendSummary(nowMs);
+        if (!channel?.summaryDue || nowMs - channel.lastSummaryMs < interval) continue;
+        try {
+          channel.sendSummary(nowMs);
+        } catch (error) {
+          this.warnSummary("warn", "summary_failed", { userId: conn.userId, error });
+        }
       }
     }
   }
@@ -291,14 +309,18 @@ export class StreamHub {
     const { heartbeatMs } = this.deps.limits;
     for (const conn of this.connections) {
       if (conn.closed) continue;
-      if (conn.sessionExpiresAtMs <= nowMs) {
-        conn.private?.stop();
-        conn.close(CLOSE.sessionEnded, "session expired");
-      } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
-      else {
-        if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
-        if (nowMs - conn.lastSentMs >= heartbeatMs)
-          conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+      try {
+        if (conn.sessionExpiresAtMs <= nowMs) {
+          conn.private?.stop();
+          conn.close(CLOSE.sessionEnded, "session expired");
+        } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
+        else {
+          if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
+          if (nowMs - conn.lastSentMs >= heartbeatMs)
+            conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+        }
+      } catch (error) {
+        this.warnTimer("warn", "sweep_failed", { userId: conn.userId, error }); // as in tick(): never out of a timer
       }
     }
     if (nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs) {
