@@ -223,6 +223,7 @@ export class StreamHub {
           store: this.deps.store,
           quotes: this.latestQuotes,
           log: this.deps.log,
+          metrics: this.deps.metrics,
           bufferCapBytes: this.deps.limits.privateBufferCapBytes,
           now: this.now,
           flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
