@@ -42,6 +42,8 @@ export class StreamHub {
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
   private lastRevocationCheckMs = 0;
+  /** The revocation check under way: the next waits for it to end, so a slow Redis never has two going. */
+  private revocationCheck: Promise<void> | undefined;
   private readonly warnBadEntry: ReturnType<typeof throttled>;
   /** The timers' failures, throttled apiece: a bad quote can fail every holder's summary on every tick. */
   private readonly warnSummary: ReturnType<typeof throttled>;
@@ -324,9 +326,12 @@ export class StreamHub {
         this.warnTimer("warn", "sweep_failed", { userId: conn.userId, error }); // as in tick(): never out of a timer
       }
     }
-    if (nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs) {
+    if (
+      this.revocationCheck === undefined &&
+      nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs
+    ) {
       this.lastRevocationCheckMs = nowMs;
-      void this.checkRevocations();
+      this.revocationCheck = this.checkRevocations().finally(() => (this.revocationCheck = undefined));
     }
   }
 
