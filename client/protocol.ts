@@ -149,6 +149,8 @@ export const CLOSE_CODES = {
   goingAway: 1001,
   /** A client frame over `maxFrameBytes`. */
   frameTooBig: 1009,
+  /** The server failed on this socket (it could not read the account, say): reconnect and resume. */
+  internalError: 1011,
   /** The client read too slowly and its private backlog overflowed: reconnect and resume. */
   tooSlow: 4008,
   /** Over `maxMessagesPerSec` for a few seconds. */

@@ -1,7 +1,8 @@
 // Coarser candles merged from 1m updates, and exact decimal comparison, on plain data.
 import type { WebSocket } from "ws";
 import { describe, expect, it } from "vitest";
-import { CandleFanout, compareDecimal, type CandleView, type StoredBucket } from "./candles.ts";
+import type { Candle } from "../contract/candles.ts";
+import { CandleFanout, comparePrice, type StoredBucket } from "./candles.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamConnection } from "./connection.ts";
 import { NO_METRICS } from "./metrics.ts";
@@ -22,7 +23,7 @@ function socket() {
   return { conn, sent };
 }
 
-const minute = (hhmm: string, open: string, high: string, low: string, close: string): CandleView => ({
+const minute = (hhmm: string, open: string, high: string, low: string, close: string): Candle => ({
   asset: "BTC",
   interval: "1m",
   openTime: `2027-01-15T${hhmm}:00.000Z`,
@@ -40,13 +41,14 @@ const stored = (first: string, last: string, open: string, high: string, low: st
   lastMinuteMs: Date.parse(`2027-01-15T${last}:00.000Z`),
 });
 
-describe("compareDecimal", () => {
-  it("orders by value, whatever the digits' lengths", () => {
-    expect(compareDecimal("4303.9", "4303.10")).toBe(1);
-    expect(compareDecimal("99.5", "100")).toBe(-1);
-    expect(compareDecimal("100.0", "100")).toBe(0);
-    expect(compareDecimal("0.001", "0.0009")).toBe(1);
-    expect(compareDecimal("007", "7")).toBe(0);
+describe("comparePrice", () => {
+  it("orders by value at the asset's price decimals, whatever the digits' lengths", () => {
+    expect(comparePrice("ETH", "4303.9", "4303.10")).toBe(1);
+    expect(comparePrice("BTC", "99.5", "100")).toBe(-1);
+    expect(comparePrice("BTC", "100.0", "100")).toBe(0);
+    expect(comparePrice("ETH", "007", "7")).toBe(0);
+    expect(() => comparePrice("ETH", "4303.123", "1")).toThrow(/not a price at 2 decimals/);
+    expect(() => comparePrice("XYZ", "1", "1")).toThrow(/unknown asset/);
   });
 });
 

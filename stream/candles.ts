@@ -1,29 +1,27 @@
 /**
- * Live candles. The worker fans out each 1-minute candle a batch changed, as stored (STREAM-SPEC.md §4): those go
- * to the asset's 1m subscribers as they are. A coarser interval's current candle is kept here, only while it has
- * subscribers, merged from the 1m updates onto the bucket's state as it stood when the first subscriber came
- * (`loadBucket`, from the candles table, once however many subscribers come while it loads): open from the bucket's
- * earliest minute, high and low the extremes, close from its latest minute (a late update of an earlier minute
- * leaves the close alone). Prices are decimal strings, compared exactly, never as floats.
+ * Live candles. The worker fans out each 1-minute candle a batch changed, as stored (worker/candles.ts;
+ * docs/architecture.md, "The stream"): those go to the asset's 1m subscribers as they are. A coarser interval's
+ * current candle is kept here, only while it has subscribers, merged from the 1m updates onto the bucket's state as
+ * it stood when the first subscriber came (`loadBucket`, from the candles table, once however many subscribers come
+ * while it loads): open from the bucket's earliest minute, high and low the extremes, close from its latest minute
+ * (a late update of an earlier minute leaves the close alone). Prices are decimal strings, compared exactly as ticks
+ * (contract/money.ts), never as floats.
  */
-import { CANDLE_INTERVAL_MS, CANDLE_INTERVALS, candleOpenMs, type CandleInterval } from "../contract/candles.ts";
+import {
+  CANDLE_INTERVAL_MS,
+  CANDLE_INTERVALS,
+  candleOpenMs,
+  type Candle,
+  type CandleInterval,
+} from "../contract/candles.ts";
+import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
+import { toUnits } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { readCandles } from "../functions/candles.ts";
 import type { StreamConnection } from "./connection.ts";
 
-/** A candle as the worker fans it out and as a frame carries it (decimal strings, openTime ISO). */
-export interface CandleView {
-  readonly asset: string;
-  readonly interval: CandleInterval;
-  readonly openTime: string;
-  readonly open: string;
-  readonly high: string;
-  readonly low: string;
-  readonly close: string;
-}
-
 /** A coarser bucket as stored so far, with the minutes its open and close came from. */
-export interface StoredBucket extends CandleView {
+export interface StoredBucket extends Candle {
   readonly firstMinuteMs: number;
   readonly lastMinuteMs: number;
 }
@@ -78,7 +76,8 @@ export class CandleFanout {
   }
 
   /** A 1m candle as stored: to its subscribers, and merged into each coarser current candle being watched. */
-  publish(row: CandleView, nowMs: number): void {
+  /** A 1m candle as the worker fans it out (contract/candles.ts `Candle`: decimal strings, openTime ISO). */
+  publish(row: Candle, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
     if (!Number.isFinite(minuteMs)) return;
     for (const interval of CANDLE_INTERVALS) {
@@ -92,7 +91,7 @@ export class CandleFanout {
     }
   }
 
-  private merge(key: string, interval: CandleInterval, row: CandleView, minuteMs: number): Bucket | undefined {
+  private merge(key: string, interval: CandleInterval, row: Candle, minuteMs: number): Bucket | undefined {
     const openTimeMs = candleOpenMs(minuteMs, interval);
     const bucket = this.buckets.get(key);
     if (bucket === undefined || bucket.openTimeMs < openTimeMs) {
@@ -101,8 +100,8 @@ export class CandleFanout {
       return fresh;
     }
     if (bucket.openTimeMs > openTimeMs) return undefined; // an update of a bucket already past
-    if (compareDecimal(row.high, bucket.high) > 0) bucket.high = row.high;
-    if (compareDecimal(row.low, bucket.low) < 0) bucket.low = row.low;
+    if (comparePrice(row.asset, row.high, bucket.high) > 0) bucket.high = row.high;
+    if (comparePrice(row.asset, row.low, bucket.low) < 0) bucket.low = row.low;
     if (minuteMs <= bucket.firstMinuteMs) {
       bucket.open = row.open;
       bucket.firstMinuteMs = minuteMs;
@@ -156,8 +155,8 @@ export class CandleFanout {
             openTimeMs,
             open: live.firstMinuteMs <= firstMinuteMs ? live.open : stored.open,
             firstMinuteMs: Math.min(live.firstMinuteMs, firstMinuteMs),
-            high: compareDecimal(stored.high, live.high) > 0 ? stored.high : live.high,
-            low: compareDecimal(stored.low, live.low) < 0 ? stored.low : live.low,
+            high: comparePrice(stored.asset, stored.high, live.high) > 0 ? stored.high : live.high,
+            low: comparePrice(stored.asset, stored.low, live.low) < 0 ? stored.low : live.low,
             close: live.lastMinuteMs >= lastMinuteMs ? live.close : stored.close,
             lastMinuteMs: Math.max(live.lastMinuteMs, lastMinuteMs),
           },
@@ -175,7 +174,7 @@ export class CandleFanout {
   }
 }
 
-function prices(c: CandleView) {
+function prices(c: Candle) {
   return { open: c.open, high: c.high, low: c.low, close: c.close };
 }
 
@@ -193,18 +192,19 @@ function frame(asset: string, interval: CandleInterval, b: Bucket) {
   };
 }
 
-/** Orders two non-negative decimal strings ("4303.9" vs "4303.10") by value. */
-export function compareDecimal(a: string, b: string): number {
-  const [ai = "", af = ""] = a.split(".");
-  const [bi = "", bf = ""] = b.split(".");
-  const aInt = ai.replace(/^0+(?=\d)/, "");
-  const bInt = bi.replace(/^0+(?=\d)/, "");
-  if (aInt.length !== bInt.length) return aInt.length < bInt.length ? -1 : 1;
-  if (aInt !== bInt) return aInt < bInt ? -1 : 1;
-  const width = Math.max(af.length, bf.length);
-  const aF = af.padEnd(width, "0");
-  const bF = bf.padEnd(width, "0");
-  return aF === bF ? 0 : aF < bF ? -1 : 1;
+/**
+ * Orders two prices of `asset` by value, as whole ticks at its price decimals (contract/money.ts owns the parsing): a
+ * candle's prices are the engine's quotes, never off the asset's ticks.
+ */
+export function comparePrice(asset: string, a: string, b: string): number {
+  const decimals = ASSET_BY_SYMBOL.get(asset)?.priceDecimals;
+  if (decimals === undefined) throw new Error(`candle of an unknown asset ${asset}`);
+  const ticks = (text: string) => {
+    const units = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
+    if (units < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimals} decimals`);
+    return units;
+  };
+  return Math.sign(ticks(a) - ticks(b));
 }
 
 /**

@@ -5,14 +5,16 @@
  * checked out; fanout-reader.ts hands it entries.
  */
 import type { WebSocket } from "ws";
+import type { Candle } from "../contract/candles.ts";
 import { ASSETS } from "../contract/markets.ts";
 import type { EngineOutput, PrivateOutput } from "../contract/messages.ts";
 import { quotesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
-import { CandleFanout, type CandleView, type LoadBucket } from "./candles.ts";
+import { CandleFanout, type LoadBucket } from "./candles.ts";
 import { parseClientFrame, type Subscription } from "./client-frames.ts";
-import { CLOSE, StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
+import { CLOSE_CODES } from "../client/protocol.ts";
+import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
 import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
 import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
@@ -92,10 +94,13 @@ export class StreamHub {
       },
       nowMs,
     );
-    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE.sessionEnded, "session expired");
+    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE_CODES.sessionEnded, "session expired");
   }
 
-  /** One fan-out entry: `kind` and its fields (STREAM-SPEC.md §2). `id` the entry's id, for the lag. */
+  /**
+   * One fan-out entry: `kind` and its fields, as the worker and the API write them (worker/events.ts,
+   * functions/auth/stream-tickets.ts; docs/architecture.md, "The stream"). `id` the entry's id, for the lag.
+   */
   handleEntry(id: string, fields: Readonly<Record<string, string>>): void {
     const nowMs = this.now();
     this.deps.metrics.fanoutLag((nowMs - Number(id.slice(0, id.indexOf("-")))) / 1000);
@@ -108,7 +113,7 @@ export class StreamHub {
           this.onQuote(JSON.parse(fields.body!) as QuoteOutput, nowMs);
           return;
         case "candle":
-          this.candles.publish(JSON.parse(fields.body!) as CandleView, nowMs);
+          this.candles.publish(JSON.parse(fields.body!) as Candle, nowMs);
           return;
         case "revoked": {
           const { sessionId } = JSON.parse(fields.body!) as { userId: string; sessionId: string };
@@ -133,7 +138,7 @@ export class StreamHub {
     for (const timer of this.timers) clearInterval(timer);
     for (const conn of this.connections) {
       conn.private?.stop();
-      conn.close(CLOSE.goingAway, "server going away");
+      conn.close(CLOSE_CODES.goingAway, "server going away");
     }
   }
 
@@ -162,7 +167,7 @@ export class StreamHub {
     const nowMs = this.now();
     if (conn.closed) return;
     if (!conn.admitMessage(nowMs)) {
-      conn.close(CLOSE.tooManyMessages, "too many messages");
+      conn.close(CLOSE_CODES.tooManyMessages, "too many messages");
       return;
     }
     if (isBinary) {
@@ -235,7 +240,7 @@ export class StreamHub {
         channel.start(sub.since).catch((error: unknown) => {
           this.deps.log.warn("private_start_failed", { userId: conn.userId, error });
           channel.stop();
-          conn.close(1011, "could not read the account: reconnect");
+          conn.close(CLOSE_CODES.internalError, "could not read the account: reconnect");
         });
         return;
       }
@@ -277,7 +282,7 @@ export class StreamHub {
   private endSession(sessionId: string, reason: string): void {
     for (const conn of this.bySession.get(sessionId) ?? []) {
       conn.private?.stop();
-      conn.close(CLOSE.sessionEnded, reason);
+      conn.close(CLOSE_CODES.sessionEnded, reason);
     }
   }
 
@@ -315,7 +320,7 @@ export class StreamHub {
       try {
         if (conn.sessionExpiresAtMs <= nowMs) {
           conn.private?.stop();
-          conn.close(CLOSE.sessionEnded, "session expired");
+          conn.close(CLOSE_CODES.sessionEnded, "session expired");
         } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
         else {
           if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);

@@ -16,7 +16,8 @@ import { accountSummary, type AccountSummary } from "../functions/account-summar
 import { balancesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import type { EventsAfter, PrivateState } from "../worker/events.ts";
-import { CLOSE, type StreamConnection } from "./connection.ts";
+import { CLOSE_CODES } from "../client/protocol.ts";
+import type { StreamConnection } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
 
 /** The events store as the stream reads it (worker/events.ts, bound to a Redis and keyspace). */
@@ -212,7 +213,7 @@ export class PrivateChannel {
     } catch (error) {
       this.deps.log.error("private_channel_failed", { userId: this.conn.userId, seq: this.lastSeq + 1, error });
       this.stop();
-      this.conn.close(1011, "internal error: reconnect and resume");
+      this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
       return;
     }
     if (sent === 0 || this.stopped) return;
@@ -246,7 +247,7 @@ export class PrivateChannel {
       // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
       if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
         this.stop();
-        this.conn.close(CLOSE.tooSlow, "too slow: resume with since");
+        this.conn.close(CLOSE_CODES.tooSlow, "too slow: resume with since");
         break;
       }
     }

@@ -5,11 +5,11 @@
  * expires on its own after ~30 s. A logout within those 30 s revokes the session but leaves its tickets in place, so
  * the session's revocation key is checked too: a socket never opens after its session was signed out.
  */
-import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { z } from "zod";
+import { streamTicketHash } from "../functions/auth/stream-tickets.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
 import type { StreamHub } from "./hub.ts";
@@ -88,7 +88,7 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
     message: "ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s.",
   };
   if (ticket === null || ticket.length === 0 || ticket.length > 256) return invalid;
-  const stored = await deps.takeTicket(createHash("sha256").update(ticket).digest("hex"));
+  const stored = await deps.takeTicket(streamTicketHash(ticket));
   if (stored === null) return invalid;
   const parsed = ticketSchema.safeParse(JSON.parse(stored));
   if (!parsed.success) throw new Error(`malformed ticket record: ${parsed.error.message}`);

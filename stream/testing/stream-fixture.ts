@@ -1,12 +1,13 @@
 /**
  * Test support for the stream: a stream started in-process on a free port under its own key prefix, tickets and
- * events written to Redis the way the API and the worker write them (STREAM-SPEC.md §2, §5), and a WebSocket
- * client that records every frame.
+ * events written to Redis the way the API and the worker write them (functions/auth/stream-tickets.ts,
+ * worker/events.ts; docs/architecture.md, "The stream"), and a WebSocket client that records every frame.
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import type { PrivateOutput } from "../../contract/messages.ts";
+import { streamTicketHash } from "../../functions/auth/stream-tickets.ts";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
@@ -80,8 +81,7 @@ export async function issueTicket(
     sessionId: who.sessionId ?? randomUUID(),
     sessionExpiresAtMs: who.sessionExpiresAtMs ?? Date.now() + 3_600_000,
   };
-  const hash = createHash("sha256").update(ticket).digest("hex");
-  await t.redis.set(t.keys.streamTicketKey(hash), JSON.stringify(value), "PX", ttlMs);
+  await t.redis.set(t.keys.streamTicketKey(streamTicketHash(ticket)), JSON.stringify(value), "PX", ttlMs);
   return ticket;
 }
 
