@@ -78,4 +78,15 @@ describe("the private state", () => {
     expect(end.summary).toBe(snapshot.summary);
     expect([...start.trades.keys()]).toEqual(["T0-1", "T0-2"]); // the earlier state is untouched
   });
+
+  it("an event type newer than the client moves the seq on and changes nothing else", () => {
+    const start = stateFromSnapshot(snapshot);
+    const after = applyEvent(start, {
+      type: "event",
+      seq: 4,
+      time: "2026-12-05T10:01:00.000Z",
+      event: "margin_called",
+    } as unknown as EventFrame);
+    expect(after).toEqual({ ...start, seq: 4 });
+  });
 });

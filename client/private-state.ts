@@ -54,6 +54,10 @@ export function applyEvent(state: PrivateState, event: EventFrame): PrivateState
       };
     case "balances_changed":
       return { ...next, balances: event.balances };
+    default:
+      // An event type newer than this client (the server sends every event on, so seqs stay contiguous): its seq
+      // is taken, its content left to a later snapshot or to the whole views later events carry.
+      return next;
   }
 }
 

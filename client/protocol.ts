@@ -75,7 +75,11 @@ export interface CandleFrame {
   readonly close: string;
 }
 
-/** The whole private state at `seq`: every event up to it is reflected, none after it. */
+/**
+ * The whole private state at `seq`: every event up to it is reflected, and perhaps some after it (applied, not yet
+ * numbered into the store's contiguous run). Those still arrive as events; each carries whole views, not changes, so
+ * applying them again in order converges on the account's state.
+ */
 export interface PrivateSnapshot {
   readonly seq: number;
   readonly balances: Balances;
@@ -149,6 +153,8 @@ export const CLOSE_CODES = {
   goingAway: 1001,
   /** A client frame over `maxFrameBytes`. */
   frameTooBig: 1009,
+  /** The server failed on this socket (it could not read the account, say): reconnect and resume. */
+  internalError: 1011,
   /** The client read too slowly and its private backlog overflowed: reconnect and resume. */
   tooSlow: 4008,
   /** Over `maxMessagesPerSec` for a few seconds. */

@@ -11,6 +11,7 @@ import type { OrderView, TradeView } from "./protocol.ts";
 import {
   backoffDelayMs,
   DEFAULT_BACKOFF,
+  goingAwayDelayMs,
   StreamClient,
   type CloseInfo,
   type EventFrame,
@@ -81,7 +82,7 @@ function connect(options: Partial<StreamClientOptions> = {}) {
     WebSocket,
     token: server.token,
     subscriptions: [{ channel: "private" }],
-    backoff: { initialMs: 10, maxMs: 40 },
+    backoff: { initialMs: 10, maxMs: 40, goingAwayMaxMs: 40 },
     ...options,
   });
   clients.push(client);
@@ -353,6 +354,22 @@ describe("backoff", () => {
     server.terminateAll();
     await until("the drop", () => seen.closes.at(-1)?.code === 1006);
     expect(seen.closes.at(-1)!.reconnectInMs).toBe(10); // attempt 0 again: cap 20, draw 0
+  });
+
+  it("after the server went away (1001), waits a random pause over 0–5 s, not the first backoff step", async () => {
+    server = await startFakeStreamServer();
+    let draw = 0.9;
+    const { client, seen } = connect({ backoff: { initialMs: 10, maxMs: 40 }, random: () => draw });
+    await until("open", () => client.status === "open");
+    server.closeAll(1001, "deploying");
+    await until("the close", () => seen.closes.length === 1);
+    expect(seen.closes[0]).toMatchObject({ code: 1001, reconnectInMs: 4_500 });
+    await sleep(200);
+    expect(server.ticketRequests).toHaveLength(1); // still waiting
+    client.close();
+    expect(goingAwayDelayMs(DEFAULT_BACKOFF, () => 0)).toBe(0);
+    draw = 0.999999;
+    expect(goingAwayDelayMs(DEFAULT_BACKOFF, () => draw)).toBe(4_999);
   });
 
   it("waits at least the Retry-After of a 429", async () => {

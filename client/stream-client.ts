@@ -13,7 +13,9 @@
  * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
  *   twice that: a dead TCP connection can otherwise take minutes to report itself.
  * - It reconnects after jittered exponential backoff (capped), which starts over once a connection stayed up
- *   `stableMs`; never after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in.
+ *   `stableMs`; after close 1001 (the server going away, every socket of it at once) after a random pause over
+ *   0–`goingAwayMaxMs` (5 s), so a deploy's clients come back spread out; never after close code 4401 (session
+ *   ended) or a 401 on the ticket: that needs a new sign-in.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
@@ -32,6 +34,7 @@ import {
   abandon,
   backoffDelayMs,
   DEFAULT_BACKOFF,
+  goingAwayDelayMs,
   messageOf,
   requestTicket,
   textOf,
@@ -45,7 +48,7 @@ import {
 export * from "./protocol.ts";
 export type { PrivateState } from "./private-state.ts";
 export { applyEvent, stateFromSnapshot } from "./private-state.ts";
-export { backoffDelayMs, DEFAULT_BACKOFF, requestTicket } from "./transport.ts";
+export { backoffDelayMs, DEFAULT_BACKOFF, goingAwayDelayMs, requestTicket } from "./transport.ts";
 export type { BackoffPolicy, FetchLike, Ticket, WebSocketConstructor, WebSocketLike } from "./transport.ts";
 
 export interface StreamClientOptions {
@@ -352,7 +355,12 @@ export class StreamClient {
     const stable = this.welcomedAt !== undefined && Date.now() - this.welcomedAt >= this.backoff.stableMs;
     if (stable) this.failedAttempts = 0;
     this.welcomedAt = undefined;
-    const delayMs = Math.max(atLeastMs, backoffDelayMs(this.failedAttempts, this.backoff, this.random));
+    const delayMs = Math.max(
+      atLeastMs,
+      code === CLOSE_CODES.goingAway
+        ? goingAwayDelayMs(this.backoff, this.random)
+        : backoffDelayMs(this.failedAttempts, this.backoff, this.random),
+    );
     this.failedAttempts++;
     this.currentStatus = "reconnecting";
     this.emit("close", { code, reason, reconnectInMs: delayMs, sessionEnded: false });

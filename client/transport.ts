@@ -69,9 +69,24 @@ export interface BackoffPolicy {
   readonly maxMs: number;
   /** A connection that stayed up this long counts as stable: the next retry starts from `initialMs` again. */
   readonly stableMs: number;
+  /**
+   * After close 1001 (the server going away: a deploy or restart closes every socket at once) the retry waits a
+   * uniformly random time up to this, so its clients do not all come back in the same moment.
+   */
+  readonly goingAwayMaxMs: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffPolicy = { initialMs: 500, maxMs: 30_000, stableMs: 10_000 };
+export const DEFAULT_BACKOFF: BackoffPolicy = {
+  initialMs: 500,
+  maxMs: 30_000,
+  stableMs: 10_000,
+  goingAwayMaxMs: 5_000,
+};
+
+/** The pause before reconnecting after the server went away (1001): anywhere in [0, goingAwayMaxMs). */
+export function goingAwayDelayMs(policy: BackoffPolicy, random: () => number): number {
+  return Math.floor(random() * policy.goingAwayMaxMs);
+}
 
 /** The pause before retry number `attempt` (0 first): "equal jitter", between half the cap and the cap. */
 export function backoffDelayMs(attempt: number, policy: BackoffPolicy, random: () => number): number {

@@ -1,7 +1,8 @@
 // Who may open a socket and when it is closed on them: tickets (single use, expiring), the Origin check, logout
 // notices and the revocation backstop, session expiry. Real Redis, real sockets.
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { revokedSessions } from "./stream.ts";
 import {
   APP_ORIGIN,
   fanOut,
@@ -72,6 +73,19 @@ describe("upgrade", () => {
     client.close();
   });
 
+  it("a ticket whose session was signed out after it was issued is refused with 401", async () => {
+    const sessionId = randomUUID();
+    const ticket = await issueTicket(t, { userId: "u-logout", sessionId });
+    // The logout as the API does it (Sessions.revoke, then announceRevoked): the key, then the notice.
+    await t.redis.set(t.keys.sessionRevokedKey("u-logout", sessionId), "1", "PX", 60_000);
+    await fanOut(t, "revoked", { userId: "u-logout", sessionId });
+    const error = await refused(`${t.url}?ticket=${ticket}`);
+    expect(error.status).toBe(401);
+    expect(JSON.parse(error.body)).toMatchObject({
+      error: { code: "INVALID_TICKET", message: expect.stringContaining("signed out") as unknown },
+    });
+  });
+
   it("another path is 404; GET /health answers", async () => {
     const ticket = await issueTicket(t, { userId: "u-path" });
     expect((await refused(t.url.replace("/api/v1/stream", "/elsewhere") + `?ticket=${ticket}`)).status).toBe(404);
@@ -102,6 +116,17 @@ describe("session end", () => {
     const client = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId: "u-back", sessionId })}`);
     await t.redis.set(t.keys.sessionRevokedKey("u-back", sessionId), "1", "PX", 60_000);
     expect((await client.closed).code).toBe(4401);
+  });
+
+  it("the backstop checks sessions in pipelined chunks, each answered in the order asked", async () => {
+    const sessions = Array.from({ length: 7 }, (_, i) => ({ userId: `u-chunk-${i % 3}`, sessionId: randomUUID() }));
+    for (const i of [0, 3, 6])
+      await t.redis.set(t.keys.sessionRevokedKey(sessions[i]!.userId, sessions[i]!.sessionId), "1", "PX", 60_000);
+    const pipeline = vi.spyOn(t.redis, "pipeline");
+    const revoked = await revokedSessions(t.redis, t.keys, sessions, 3);
+    expect(revoked).toEqual([true, false, false, true, false, false, true]);
+    expect(pipeline).toHaveBeenCalledTimes(3);
+    pipeline.mockRestore();
   });
 
   it("a session past its expiry is closed with 4401", async () => {

@@ -52,8 +52,16 @@ describe("loadBucketFrom", () => {
       high: "4100",
       low: "3900.5",
       close: "4050",
+      // The minutes the open and close came from: a late update of an earlier minute must not move the close.
+      firstMinuteMs: T0,
+      lastMinuteMs: T0 + 5 * 60_000,
     });
-    expect(await load("ETH", "5m", T0 + 5 * 60_000)).toMatchObject({ open: "4050", close: "4050" });
+    expect(await load("ETH", "5m", T0 + 5 * 60_000)).toMatchObject({
+      open: "4050",
+      close: "4050",
+      firstMinuteMs: T0 + 5 * 60_000,
+      lastMinuteMs: T0 + 5 * 60_000,
+    });
     // A bucket with no minute stored yet, and one before it whose candle must not stand in for it.
     expect(await load("ETH", "1h", T0 + 60 * 60_000)).toBeUndefined();
     expect(await load("BTC", "1h", T0)).toBeUndefined();

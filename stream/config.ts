@@ -59,6 +59,7 @@ export const DEFAULT_LIMITS: StreamLimits = {
   quoteIntervalMs: 100,
   // At most one price-driven summary per connection per this many ms.
   summaryIntervalMs: 1_000,
-  // The backstop check of a session's revocation key, besides the logout notice on the fan-out.
-  revocationCheckMs: 5_000,
+  // The backstop check of every open session's revocation key, behind the logout notice on the fan-out (which closes
+  // a signed-out session's sockets within a second). One EXISTS per session per check, and Upstash bills each.
+  revocationCheckMs: 30_000,
 };

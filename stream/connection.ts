@@ -4,6 +4,8 @@
  * (quotes.ts, candles.ts) and its private channel (private-channel.ts).
  */
 import type { WebSocket } from "ws";
+import type { ServerFrame } from "../client/protocol.ts";
+import type { StreamTicketGrant } from "../functions/auth/stream-tickets.ts";
 import type { PrivateChannel } from "./private-channel.ts";
 import type { StreamMetrics } from "./metrics.ts";
 
@@ -20,34 +22,10 @@ export interface StreamLimits {
   readonly revocationCheckMs: number;
 }
 
-/** Close codes (docs/stream.md). */
-export const CLOSE = {
-  goingAway: 1001,
-  tooBig: 1009,
-  tooSlow: 4008,
-  tooManyMessages: 4029,
-  sessionEnded: 4401,
-} as const;
+/** Who a ticket was issued to, as the API stores it. */
+export type Ticket = StreamTicketGrant;
 
-export interface Ticket {
-  readonly userId: string;
-  readonly sessionId: string;
-  readonly sessionExpiresAtMs: number;
-}
-
-export type FrameType =
-  | "welcome"
-  | "subscribed"
-  | "unsubscribed"
-  | "quote"
-  | "candle"
-  | "snapshot"
-  | "resync"
-  | "event"
-  | "summary"
-  | "heartbeat"
-  | "pong"
-  | "error";
+export type FrameType = ServerFrame["type"];
 
 export class StreamConnection {
   readonly userId: string;

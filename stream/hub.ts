@@ -5,14 +5,16 @@
  * checked out; fanout-reader.ts hands it entries.
  */
 import type { WebSocket } from "ws";
+import type { Candle } from "../contract/candles.ts";
 import { ASSETS } from "../contract/markets.ts";
 import type { EngineOutput, PrivateOutput } from "../contract/messages.ts";
 import { quotesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
-import { CandleFanout, type CandleView, type LoadBucket } from "./candles.ts";
+import { CandleFanout, type LoadBucket } from "./candles.ts";
 import { parseClientFrame, type Subscription } from "./client-frames.ts";
-import { CLOSE, StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
+import { CLOSE_CODES } from "../client/protocol.ts";
+import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
 import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
 import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
@@ -42,13 +44,20 @@ export class StreamHub {
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
   private lastRevocationCheckMs = 0;
+  /** The revocation check under way: the next waits for it to end, so a slow Redis never has two going. */
+  private revocationCheck: Promise<void> | undefined;
   private readonly warnBadEntry: ReturnType<typeof throttled>;
+  /** The timers' failures, throttled apiece: a bad quote can fail every holder's summary on every tick. */
+  private readonly warnSummary: ReturnType<typeof throttled>;
+  private readonly warnTimer: ReturnType<typeof throttled>;
 
   constructor(private readonly deps: HubDeps) {
     this.now = deps.now ?? Date.now;
     this.quotes = new QuoteFanout(deps.limits);
     this.candles = new CandleFanout(deps.loadBucket, (error) => deps.log.warn("candle_load_failed", { error }));
     this.warnBadEntry = throttled(deps.log, 10_000);
+    this.warnSummary = throttled(deps.log, 10_000);
+    this.warnTimer = throttled(deps.log, 10_000);
   }
 
   /** Starts the scheduler tick and the sweep; `quotes`: the latest quotes read model, so summaries start priced. */
@@ -85,10 +94,13 @@ export class StreamHub {
       },
       nowMs,
     );
-    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE.sessionEnded, "session expired");
+    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE_CODES.sessionEnded, "session expired");
   }
 
-  /** One fan-out entry: `kind` and its fields (STREAM-SPEC.md §2). `id` the entry's id, for the lag. */
+  /**
+   * One fan-out entry: `kind` and its fields, as the worker and the API write them (worker/events.ts,
+   * functions/auth/stream-tickets.ts; docs/architecture.md, "The stream"). `id` the entry's id, for the lag.
+   */
   handleEntry(id: string, fields: Readonly<Record<string, string>>): void {
     const nowMs = this.now();
     this.deps.metrics.fanoutLag((nowMs - Number(id.slice(0, id.indexOf("-")))) / 1000);
@@ -101,7 +113,7 @@ export class StreamHub {
           this.onQuote(JSON.parse(fields.body!) as QuoteOutput, nowMs);
           return;
         case "candle":
-          this.candles.publish(JSON.parse(fields.body!) as CandleView, nowMs);
+          this.candles.publish(JSON.parse(fields.body!) as Candle, nowMs);
           return;
         case "revoked": {
           const { sessionId } = JSON.parse(fields.body!) as { userId: string; sessionId: string };
@@ -126,7 +138,7 @@ export class StreamHub {
     for (const timer of this.timers) clearInterval(timer);
     for (const conn of this.connections) {
       conn.private?.stop();
-      conn.close(CLOSE.goingAway, "server going away");
+      conn.close(CLOSE_CODES.goingAway, "server going away");
     }
   }
 
@@ -155,7 +167,7 @@ export class StreamHub {
     const nowMs = this.now();
     if (conn.closed) return;
     if (!conn.admitMessage(nowMs)) {
-      conn.close(CLOSE.tooManyMessages, "too many messages");
+      conn.close(CLOSE_CODES.tooManyMessages, "too many messages");
       return;
     }
     if (isBinary) {
@@ -218,6 +230,7 @@ export class StreamHub {
           store: this.deps.store,
           quotes: this.latestQuotes,
           log: this.deps.log,
+          metrics: this.deps.metrics,
           bufferCapBytes: this.deps.limits.privateBufferCapBytes,
           now: this.now,
           flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
@@ -227,7 +240,7 @@ export class StreamHub {
         channel.start(sub.since).catch((error: unknown) => {
           this.deps.log.warn("private_start_failed", { userId: conn.userId, error });
           channel.stop();
-          conn.close(1011, "could not read the account: reconnect");
+          conn.close(CLOSE_CODES.internalError, "could not read the account: reconnect");
         });
         return;
       }
@@ -269,18 +282,31 @@ export class StreamHub {
   private endSession(sessionId: string, reason: string): void {
     for (const conn of this.bySession.get(sessionId) ?? []) {
       conn.private?.stop();
-      conn.close(CLOSE.sessionEnded, reason);
+      conn.close(CLOSE_CODES.sessionEnded, reason);
     }
   }
 
+  /**
+   * Held-back quotes, then owed summaries. Nothing thrown here may escape: it would end the process (an exception
+   * in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve the rest.
+   */
   private tick(): void {
     const nowMs = this.now();
-    this.quotes.tick(nowMs);
+    try {
+      this.quotes.tick(nowMs);
+    } catch (error) {
+      this.warnTimer("warn", "quote_tick_failed", { error });
+    }
     const interval = this.deps.limits.summaryIntervalMs;
     for (const conns of this.privateByUser.values()) {
       for (const conn of conns) {
         const channel = conn.private;
-        if (channel?.summaryDue && nowMs - channel.lastSummaryMs >= interval) channel.sendSummary(nowMs);
+        if (!channel?.summaryDue || nowMs - channel.lastSummaryMs < interval) continue;
+        try {
+          channel.sendSummary(nowMs);
+        } catch (error) {
+          this.warnSummary("warn", "summary_failed", { userId: conn.userId, error });
+        }
       }
     }
   }
@@ -291,19 +317,26 @@ export class StreamHub {
     const { heartbeatMs } = this.deps.limits;
     for (const conn of this.connections) {
       if (conn.closed) continue;
-      if (conn.sessionExpiresAtMs <= nowMs) {
-        conn.private?.stop();
-        conn.close(CLOSE.sessionEnded, "session expired");
-      } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
-      else {
-        if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
-        if (nowMs - conn.lastSentMs >= heartbeatMs)
-          conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+      try {
+        if (conn.sessionExpiresAtMs <= nowMs) {
+          conn.private?.stop();
+          conn.close(CLOSE_CODES.sessionEnded, "session expired");
+        } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
+        else {
+          if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
+          if (nowMs - conn.lastSentMs >= heartbeatMs)
+            conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+        }
+      } catch (error) {
+        this.warnTimer("warn", "sweep_failed", { userId: conn.userId, error }); // as in tick(): never out of a timer
       }
     }
-    if (nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs) {
+    if (
+      this.revocationCheck === undefined &&
+      nowMs - this.lastRevocationCheckMs >= this.deps.limits.revocationCheckMs
+    ) {
       this.lastRevocationCheckMs = nowMs;
-      void this.checkRevocations();
+      this.revocationCheck = this.checkRevocations().finally(() => (this.revocationCheck = undefined));
     }
   }
 

@@ -1,4 +1,7 @@
-/** The stream process's Prometheus metrics: connections, frames sent by type, closes by code, fan-out lag. */
+/**
+ * The stream process's Prometheus metrics: connections, frames sent by type, closes by code, fan-out lag, private
+ * channels waiting on a gap.
+ */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 export interface StreamMetrics {
@@ -7,6 +10,8 @@ export interface StreamMetrics {
   closed(code: number): void;
   /** How long after it was XADDed a fan-out entry was read, in seconds. */
   fanoutLag(seconds: number): void;
+  /** A private channel began (1) or stopped (-1) waiting for an event the store does not hold (a gap). */
+  gapWaiting(delta: 1 | -1): void;
 }
 
 export function streamMetrics(registry: Registry): StreamMetrics {
@@ -30,6 +35,16 @@ export function streamMetrics(registry: Registry): StreamMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
   });
+  const gaps = new Counter({
+    name: "stream_private_gaps_total",
+    help: "Gaps a private channel had to wait on: the next event was notified past, and not yet in the store.",
+    registers,
+  });
+  const gapsWaiting = new Gauge({
+    name: "stream_private_gap_waiting_channels",
+    help: "Private channels waiting for an event the store does not hold; one that stays is an output never stored.",
+    registers,
+  });
   // Label children looked up once per type: a quote goes to many sockets.
   const frameCounters = new Map<string, Counter.Internal>();
   return {
@@ -41,6 +56,10 @@ export function streamMetrics(registry: Registry): StreamMetrics {
     },
     closed: (code) => closes.labels(String(code)).inc(),
     fanoutLag: (seconds) => lag.observe(Math.max(0, seconds)),
+    gapWaiting(delta) {
+      if (delta > 0) gaps.inc();
+      gapsWaiting.inc(delta);
+    },
   };
 }
 
@@ -50,4 +69,5 @@ export const NO_METRICS: StreamMetrics = {
   frameSent: () => undefined,
   closed: () => undefined,
   fanoutLag: () => undefined,
+  gapWaiting: () => undefined,
 };

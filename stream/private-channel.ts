@@ -3,7 +3,9 @@
  * fan-out's notifications come in. A notification for the next seq is sent at once; one further ahead means events
  * in between are missing here, and they are read from the store (worker/events.ts) from the last seq sent. A gap
  * the store does not hold yet (the worker stores a user's events out of order only after a crash) waits for a
- * later notification or the retry timer. A client that subscribes without `since` gets a snapshot; with `since`
+ * later notification or the retry timer, which backs off to one read per RETRY_MAX_MS: a gap that never fills (an
+ * output the worker refused to store, `bad_output_entry`) costs little, and is logged and counted for an operator
+ * (docs/operations.md). A client that subscribes without `since` gets a snapshot; with `since`
  * the events after it, or a resync (a fresh snapshot) when they are no longer kept or `since` is ahead of them.
  *
  * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after each
@@ -14,7 +16,9 @@ import { accountSummary, type AccountSummary } from "../functions/account-summar
 import { balancesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import type { EventsAfter, PrivateState } from "../worker/events.ts";
-import { CLOSE, type StreamConnection } from "./connection.ts";
+import { CLOSE_CODES } from "../client/protocol.ts";
+import type { StreamConnection } from "./connection.ts";
+import type { StreamMetrics } from "./metrics.ts";
 
 /** The events store as the stream reads it (worker/events.ts, bound to a Redis and keyspace). */
 export interface PrivateStore {
@@ -24,13 +28,17 @@ export interface PrivateStore {
 
 /** Events per store read while catching up. */
 const READ_BATCH = 500;
-/** How soon a gap the store did not hold yet is looked for again. */
-const GAP_RETRY_MS = 250;
+/** How soon a gap the store did not hold yet (or a read that failed) is looked for again: doubling up to the max. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5_000;
+/** A gap still open after this long is logged (once). */
+const GAP_WARN_AFTER_MS = 5_000;
 
 export interface PrivateChannelDeps {
   readonly store: PrivateStore;
   readonly quotes: ReadonlyMap<string, Quote>;
   readonly log: Logger;
+  readonly metrics: Pick<StreamMetrics, "gapWaiting">;
   readonly bufferCapBytes: number;
   readonly now: () => number;
   /**
@@ -46,6 +54,13 @@ export class PrivateChannel {
   private highestNotified = 0;
   private state: "starting" | "live" | "filling" | "stopped" = "starting";
   private retry: NodeJS.Timeout | undefined;
+  private retryDelayMs = RETRY_FIRST_MS;
+  /** The last read failed: read again on the retry timer, gap or not. */
+  private readFailed = false;
+  /** A recheck came while the channel was starting or reading: read (again) once that is done. */
+  private recheckPending = false;
+  /** The seq the store is awaited for, since when, and whether that was logged. */
+  private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
   private readonly mirror = new Mirror();
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
   summaryDue = false;
@@ -66,7 +81,7 @@ export class PrivateChannel {
       this.sendState("snapshot", undefined);
     } else this.lastSeq = since;
     this.state = "live";
-    if (since !== undefined || this.highestNotified > this.lastSeq) await this.fill();
+    if (since !== undefined || this.highestNotified > this.lastSeq || this.recheckPending) await this.fill();
   }
 
   /** A fan-out notification of one of this user's events. */
@@ -74,17 +89,20 @@ export class PrivateChannel {
     if (event.seq > this.highestNotified) this.highestNotified = event.seq;
     if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
     if (event.seq === this.lastSeq + 1) this.deliver([event]);
-    else void this.fill();
+    // Past a gap, or the event that closes one with later ones notified before it: those are in the store.
+    if (this.state === "live" && this.highestNotified > this.lastSeq) void this.fill();
   }
 
   /** After the fan-out reader lost entries (a Redis error): look for anything missed. */
   recheck(): void {
     if (this.state === "live") void this.fill();
+    else if (this.state !== "stopped") this.recheckPending = true; // the read under way may have missed them
   }
 
   stop(): void {
     this.state = "stopped";
     clearTimeout(this.retry);
+    this.endGap();
   }
 
   /** A method, not a field test: TypeScript would keep its narrowing across the awaits that may change it. */
@@ -107,12 +125,14 @@ export class PrivateChannel {
   private async fill(): Promise<void> {
     if (this.state !== "live") return;
     this.state = "filling";
+    this.recheckPending = false;
     clearTimeout(this.retry);
     this.retry = undefined;
     try {
       for (;;) {
         const after = await this.deps.store.readAfter(this.conn.userId, this.lastSeq, READ_BATCH);
         if (this.stopped) return;
+        this.readFailed = false;
         if (!after.ok) {
           const snapshot = await this.deps.store.readState(this.conn.userId);
           if (this.stopped) return;
@@ -131,39 +151,107 @@ export class PrivateChannel {
       }
     } catch (error) {
       this.deps.log.warn("private_read_failed", { userId: this.conn.userId, error });
-      this.highestNotified = Math.max(this.highestNotified, this.lastSeq + 1); // forces the retry below
+      this.readFailed = true;
     } finally {
       if (this.state === "filling") this.state = "live";
     }
-    if (this.state === "live" && this.highestNotified > this.lastSeq && this.retry === undefined) {
-      this.retry = setTimeout(() => {
-        this.retry = undefined;
-        void this.fill();
-      }, GAP_RETRY_MS);
+    if (this.state !== "live") return;
+    if (this.recheckPending) void this.fill();
+    else this.scheduleRetry();
+  }
+
+  /** After a read: a gap still open, or a failed read, is looked for again later, each time a little later. */
+  private scheduleRetry(): void {
+    const waiting = this.highestNotified > this.lastSeq;
+    if (!waiting) this.endGap();
+    else if (this.gap?.seq !== this.lastSeq + 1) this.startGap();
+    else if (!this.gap.logged && this.deps.now() - this.gap.sinceMs >= GAP_WARN_AFTER_MS) {
+      this.gap.logged = true;
+      this.deps.log.warn("private_gap_waiting", {
+        userId: this.conn.userId,
+        missingSeq: this.gap.seq,
+        notifiedSeq: this.highestNotified,
+        waitedMs: this.deps.now() - this.gap.sinceMs,
+      });
+    }
+    if (!waiting && !this.readFailed) {
+      this.retryDelayMs = RETRY_FIRST_MS;
+      return;
+    }
+    if (this.retry !== undefined) return;
+    const delayMs = this.retryDelayMs;
+    this.retryDelayMs = Math.min(RETRY_MAX_MS, delayMs * 2);
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      void this.fill();
+    }, delayMs);
+  }
+
+  private startGap(): void {
+    this.endGap();
+    this.gap = { seq: this.lastSeq + 1, sinceMs: this.deps.now(), logged: false };
+    this.retryDelayMs = RETRY_FIRST_MS;
+    this.deps.metrics.gapWaiting(1);
+  }
+
+  private endGap(): void {
+    if (this.gap === undefined) return;
+    this.gap = undefined;
+    this.deps.metrics.gapWaiting(-1);
+  }
+
+  /**
+   * Sends the events that follow the last seq sent. A bug met on the way (an exception) closes the socket with 1011
+   * rather than leave the channel retrying the same event for ever: the client resumes from its last seq.
+   */
+  private deliver(events: readonly PrivateOutput[]): void {
+    const nowMs = this.deps.now();
+    let sent: number;
+    try {
+      this.deps.flushQuotes(nowMs);
+      sent = this.send(events, nowMs);
+    } catch (error) {
+      this.deps.log.error("private_channel_failed", { userId: this.conn.userId, seq: this.lastSeq + 1, error });
+      this.stop();
+      this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
+      return;
+    }
+    if (sent === 0 || this.stopped) return;
+    try {
+      this.sendSummary(nowMs);
+    } catch (error) {
+      // The events went out; only the summary is missing, and the next event or quote tries again.
+      this.deps.log.warn("summary_failed", { userId: this.conn.userId, seq: this.lastSeq, error });
     }
   }
 
-  private deliver(events: readonly PrivateOutput[]): void {
-    const nowMs = this.deps.now();
-    this.deps.flushQuotes(nowMs);
+  /** How many of `events` went out, in seq order, up to a gap or the send buffer's cap. */
+  private send(events: readonly PrivateOutput[], nowMs: number): number {
     let sent = 0;
     for (const event of events) {
       if (event.seq !== this.lastSeq + 1) {
         if (event.seq <= this.lastSeq) continue;
         break; // never past a gap
       }
-      this.mirror.apply(event);
+      // An event type this stream does not know (an engine newer than it) still goes out, so the client's seqs stay
+      // contiguous; only the summary cannot reflect it.
+      if (!this.mirror.apply(event))
+        this.deps.log.warn("private_event_unknown", {
+          userId: this.conn.userId,
+          seq: event.seq,
+          type: (event as { type: unknown }).type,
+        });
       this.lastSeq = event.seq;
       this.conn.sendRaw(eventFrame(event), "event", nowMs);
       sent++;
       // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
       if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
         this.stop();
-        this.conn.close(CLOSE.tooSlow, "too slow: resume with since");
-        return;
+        this.conn.close(CLOSE_CODES.tooSlow, "too slow: resume with since");
+        break;
       }
     }
-    if (sent > 0) this.sendSummary(nowMs);
+    return sent;
   }
 
   private sendState(type: "snapshot" | "resync", reason: string | undefined): void {
@@ -223,27 +311,30 @@ class Mirror {
     for (const o of state.orders) this.orders.set(o.id, JSON.stringify(o));
   }
 
-  /** An event newer than the state (one the state already reflects changes nothing). */
-  apply(event: PrivateOutput): void {
-    if (event.seq <= this.seq) return;
+  /**
+   * An event newer than the state (one the state already reflects changes nothing). False when its type is not one
+   * this code knows: the fan-out and the store do not validate what the engine wrote.
+   */
+  apply(event: PrivateOutput): boolean {
+    if (event.seq <= this.seq) return true;
     this.seq = event.seq;
     switch (event.type) {
       case "balances_changed":
         this.balances = { ...event.balances };
-        return;
+        return true;
       case "trade_opened":
       case "trade_updated":
         this.putTrade(event.trade);
-        return;
+        return true;
       case "closed_order":
         if (event.trade.remainingQuantity === "0") this.dropTrade(event.trade.id);
-        return;
+        return true;
       case "order_updated":
         if (event.order.status === "pending") this.orders.set(event.order.id, JSON.stringify(event.order));
         else this.orders.delete(event.order.id);
-        return;
+        return true;
       default:
-        throw new Error(`unhandled private output ${JSON.stringify(event satisfies never)}`);
+        return unknownType(event);
     }
   }
 
@@ -264,6 +355,11 @@ class Mirror {
     if (left === 0) this.assets.delete(asset);
     else this.assets.set(asset, left);
   }
+}
+
+/** Takes `never`: a private output type added to the contract and not handled above fails to compile. */
+function unknownType(_event: never): false {
+  return false;
 }
 
 /** Oldest first, as the REST lists are; ties by id. */

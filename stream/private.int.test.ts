@@ -60,7 +60,7 @@ describe("private channel", () => {
     expect(event).toMatchObject({ event: "balances_changed", balances: { USD: "1004" } });
     expect(event.time).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(event).not.toHaveProperty("userId");
-    // A summary follows each event, tagged with the last seq.
+    // A summary follows each batch of events delivered, tagged with the last seq.
     const summaries = client.of("summary");
     expect(summaries.at(-1)).toMatchObject({ seq: 8, balance: "1008" });
     client.close();
@@ -128,6 +128,60 @@ describe("private channel", () => {
     await fanOutEvents(t, [events[2]!, events[4]!]);
     await client.until(hasSeq(5));
     expect(seqs(client.frames)).toEqual([1, 2, 3, 4, 5]);
+    client.close();
+  });
+
+  it("reads the events after a late one from the store when only the late one is fanned out", async () => {
+    const u = user();
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "snapshot"));
+    const events = [1, 2, 3, 4, 5].map((seq) => balancesEvent(u, seq, `${seq}`));
+    await storeEvents(t, events.slice(0, 2));
+    await fanOutEvents(t, events.slice(0, 2));
+    await client.until(hasSeq(2));
+    // 4 and 5 stored and fanned out above the gap; the channel waits, its retries backing off.
+    await storeEvents(t, events.slice(3));
+    await fanOutEvents(t, events.slice(3));
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(seqs(client.frames)).toEqual([1, 2]);
+    // The late batch fans out only its own event (worker/events.ts): 4 and 5 come from the store, at once.
+    await storeEvents(t, [events[2]!]);
+    const sentAt = Date.now();
+    await fanOutEvents(t, [events[2]!]);
+    await client.until(hasSeq(5));
+    expect(Date.now() - sentAt).toBeLessThan(500);
+    expect(seqs(client.frames)).toEqual([1, 2, 3, 4, 5]);
+    client.close();
+  });
+
+  it("a resume from the last seq stored sends no event and no resync, then the next events", async () => {
+    const u = user();
+    await emit(u, 1, 3);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private", since: 3 });
+    await client.until((f) => f.some((x) => x.type === "subscribed"));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(client.frames.filter((f) => ["event", "resync", "snapshot"].includes(f.type))).toEqual([]);
+    await emit(u, 4, 4);
+    await client.until(hasSeq(4));
+    expect(seqs(client.frames)).toEqual([4]);
+    expect(client.of("resync")).toEqual([]);
+    client.close();
+  });
+
+  it("a resume from 0 once seq 1 has been trimmed is a resync", async () => {
+    const u = user();
+    await emit(u, 1, 3);
+    await t.redis.zremrangebyscore(t.keys.eventsKey(u), 1, 1);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private", since: 0 });
+    expect(await client.until((f) => f.find((x) => x.type === "resync"))).toMatchObject({
+      reason: "beyond_retention",
+      seq: 3,
+      balances: { USD: "1003" },
+    });
+    expect(client.of("event")).toEqual([]);
     client.close();
   });
 

@@ -48,6 +48,18 @@ describe("QuoteFanout", () => {
     expect(a.bids()).toEqual(["1", "9", "3"]); // nothing newer: nothing sent
   });
 
+  it("switching from a list to all quotes keeps the quotes held back for the list: they still go out", () => {
+    const fanout = new QuoteFanout(DEFAULT_LIMITS);
+    const a = socket();
+    fanout.subscribe(a.conn, ["BTC"], 0);
+    fanout.publish(quote("BTC", "1"), 1_000);
+    fanout.publish(quote("BTC", "2"), 1_020); // held back: 100 ms not up
+    fanout.subscribe(a.conn, undefined, 1_030);
+    fanout.tick(1_100);
+    expect(a.bids()).toEqual(["1", "2"]);
+    expect(fanout.heldCount()).toBe(0);
+  });
+
   it("flush sends a socket its held-back quotes at once (before a private event), and only that socket's", () => {
     const fanout = new QuoteFanout(DEFAULT_LIMITS);
     const a = socket();

@@ -23,11 +23,15 @@ export class QuoteFanout {
   subscribe(conn: StreamConnection, assets: readonly string[] | undefined, nowMs: number): void {
     if (assets === undefined) {
       const had = conn.quotes;
+      if (had === "all") return;
+      // Assets it was owed a held-back quote of stay owed: removeFromAssets forgets them with the rest.
+      const owed = new Set<string>();
+      for (const [asset, conns] of this.held) if (conns.has(conn)) owed.add(asset);
       this.removeFromAssets(conn);
       conn.quotes = "all";
       this.all.add(conn);
       for (const asset of this.latest.keys())
-        if (had === undefined || (had !== "all" && !had.has(asset))) this.offer(conn, asset, nowMs);
+        if (had === undefined || !had.has(asset) || owed.has(asset)) this.offer(conn, asset, nowMs);
       return;
     }
     if (conn.quotes === "all") return;

@@ -1,13 +1,15 @@
 /**
  * The stream's HTTP side: `GET /health`, and the WebSocket upgrade at /api/v1/stream, admitted only with an allowed
- * Origin (or none: not a browser) and a ticket that has not been used. The ticket (POST /api/v1/stream/ticket) is
- * taken with GETDEL on the SHA-256 of its text, so it works once; it expires on its own after ~30 s.
+ * Origin (or none: not a browser) and a ticket that has not been used, issued for a session that is not signed out.
+ * The ticket (POST /api/v1/stream/ticket) is taken with GETDEL on the SHA-256 of its text, so it works once; it
+ * expires on its own after ~30 s. A logout within those 30 s revokes the session but leaves its tickets in place, so
+ * the session's revocation key is checked too: a socket never opens after its session was signed out.
  */
-import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { z } from "zod";
+import { streamTicketHash } from "../functions/auth/stream-tickets.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
 import type { StreamHub } from "./hub.ts";
@@ -18,6 +20,8 @@ export interface StreamServerDeps {
   readonly hub: StreamHub;
   /** GETDEL of a ticket's key: its JSON value, or null when unknown, used or expired. */
   readonly takeTicket: (ticketHash: string) => Promise<string | null>;
+  /** Whether the session a ticket names was signed out (its revocation key, functions/auth/sessions.ts). */
+  readonly sessionRevoked: (userId: string, sessionId: string) => Promise<boolean>;
   readonly allowedOrigins: ReadonlySet<string>;
   readonly maxFrameBytes: number;
   readonly log: Logger;
@@ -84,10 +88,19 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
     message: "ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s.",
   };
   if (ticket === null || ticket.length === 0 || ticket.length > 256) return invalid;
-  const stored = await deps.takeTicket(createHash("sha256").update(ticket).digest("hex"));
+  const stored = await deps.takeTicket(streamTicketHash(ticket));
   if (stored === null) return invalid;
   const parsed = ticketSchema.safeParse(JSON.parse(stored));
   if (!parsed.success) throw new Error(`malformed ticket record: ${parsed.error.message}`);
+  // A second round trip, not one script doing both: the revocation key's name comes from the ticket's value, and
+  // it lives in the user's hash tag while the ticket lives in its own; a script touching a key not passed in KEYS,
+  // in another cluster slot, breaks on Redis Cluster, and every script here touches one slot (contract/names.ts).
+  // Nor can one pipeline carry both, as the second key is not known before the first answers.
+  if (await deps.sessionRevoked(parsed.data.userId, parsed.data.sessionId))
+    return {
+      ...invalid,
+      message: "ticket: expected a ticket of a signed-in session, received one whose session was signed out.",
+    };
   return parsed.data;
 }
 

@@ -36,6 +36,28 @@ export interface RunningStream {
   close(): Promise<void>;
 }
 
+/** Sessions per pipeline of the revocation check: one round trip each, none large enough to hold Redis up long. */
+const REVOCATION_CHUNK = 500;
+
+/** Which of `sessions` are revoked: EXISTS on each one's revocation key, pipelined in chunks, one chunk at a time. */
+export async function revokedSessions(
+  redis: Redis,
+  keys: Keyspace,
+  sessions: readonly { userId: string; sessionId: string }[],
+  chunk = REVOCATION_CHUNK,
+): Promise<boolean[]> {
+  const revoked: boolean[] = [];
+  for (let i = 0; i < sessions.length; i += chunk) {
+    const pipe = redis.pipeline();
+    for (const s of sessions.slice(i, i + chunk)) pipe.exists(keys.sessionRevokedKey(s.userId, s.sessionId));
+    for (const [error, n] of (await pipe.exec()) ?? []) {
+      if (error) throw error;
+      revoked.push(n === 1);
+    }
+  }
+  return revoked;
+}
+
 export async function startStream(options: StreamOptions): Promise<RunningStream> {
   const { redis, keys, log } = options;
   const hub = new StreamHub({
@@ -44,15 +66,7 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
       readState: (userId) => readPrivateState(redis, keys, userId),
       readAfter: (userId, since, limit) => readEventsAfter(redis, keys, userId, since, limit),
     },
-    revokedSessions: async (sessions) => {
-      const pipe = redis.pipeline();
-      for (const s of sessions) pipe.exists(keys.sessionRevokedKey(s.userId, s.sessionId));
-      const replies = (await pipe.exec()) ?? [];
-      return replies.map(([error, n]) => {
-        if (error) throw error;
-        return n === 1;
-      });
-    },
+    revokedSessions: (sessions) => revokedSessions(redis, keys, sessions),
     loadBucket: options.loadBucket,
     log,
     metrics: options.metrics,
@@ -72,6 +86,7 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
   const server = createStreamServer({
     hub,
     takeTicket: (hash) => redis.getdel(keys.streamTicketKey(hash)),
+    sessionRevoked: async (userId, sessionId) => (await redis.exists(keys.sessionRevokedKey(userId, sessionId))) === 1,
     allowedOrigins: options.allowedOrigins,
     maxFrameBytes: options.limits.maxFrameBytes,
     log,

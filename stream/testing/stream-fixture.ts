@@ -1,19 +1,20 @@
 /**
  * Test support for the stream: a stream started in-process on a free port under its own key prefix, tickets and
- * events written to Redis the way the API and the worker write them (STREAM-SPEC.md §2, §5), and a WebSocket
- * client that records every frame.
+ * events written to Redis the way the API and the worker write them (functions/auth/stream-tickets.ts,
+ * worker/events.ts; docs/architecture.md, "The stream"), and a WebSocket client that records every frame.
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
 import type { PrivateOutput } from "../../contract/messages.ts";
+import { streamTicketHash } from "../../functions/auth/stream-tickets.ts";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { DEFAULT_LIMITS } from "../config.ts";
 import type { StreamLimits } from "../connection.ts";
-import { NO_METRICS } from "../metrics.ts";
+import { NO_METRICS, type StreamMetrics } from "../metrics.ts";
 import { startStream, type RunningStream } from "../stream.ts";
 
 export const APP_ORIGIN = "http://localhost:3000";
@@ -25,21 +26,29 @@ export interface TestStream {
   /** The fan-out reader's connection name, to kill it (CLIENT KILL) in a test. */
   readonly readerName: string;
   readonly stream: RunningStream;
+  /** What the stream logged at warn and above, each line parsed. */
+  readonly logs: LogLine[];
   close(): Promise<void>;
 }
 
-export async function startTestStream(limits: Partial<StreamLimits> = {}): Promise<TestStream> {
+export type LogLine = Record<string, unknown> & { event: string; level: string };
+
+export async function startTestStream(
+  limits: Partial<StreamLimits> = {},
+  options: { metrics?: StreamMetrics } = {},
+): Promise<TestStream> {
   const prefix = `t-c-${randomUUID()}:`;
   const keys = keyspace(prefix);
   const redis = new Redis(TEST_REDIS_URL);
   const readerName = `${prefix.replace(/:$/, "")}-fanout`;
   const reader = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, connectionName: readerName });
+  const logs: LogLine[] = [];
   const stream = await startStream({
     redis,
     reader,
     keys,
-    log: createLogger("stream-test", { level: "error" }),
-    metrics: NO_METRICS,
+    log: createLogger("stream-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as LogLine) }),
+    metrics: options.metrics ?? NO_METRICS,
     limits: { ...DEFAULT_LIMITS, ...limits },
     allowedOrigins: new Set([APP_ORIGIN]),
     port: 0,
@@ -51,6 +60,7 @@ export async function startTestStream(limits: Partial<StreamLimits> = {}): Promi
     redis,
     readerName,
     stream,
+    logs,
     async close() {
       await stream.close();
       await deleteKeysWithPrefix(redis, prefix);
@@ -71,8 +81,7 @@ export async function issueTicket(
     sessionId: who.sessionId ?? randomUUID(),
     sessionExpiresAtMs: who.sessionExpiresAtMs ?? Date.now() + 3_600_000,
   };
-  const hash = createHash("sha256").update(ticket).digest("hex");
-  await t.redis.set(t.keys.streamTicketKey(hash), JSON.stringify(value), "PX", ttlMs);
+  await t.redis.set(t.keys.streamTicketKey(streamTicketHash(ticket)), JSON.stringify(value), "PX", ttlMs);
   return ticket;
 }
 

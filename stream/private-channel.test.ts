@@ -1,0 +1,122 @@
+// The private channel's reading rules on plain data: a store held in memory whose reads the test holds and releases,
+// a socket standing in as an object, fake timers. (private.int.test.ts runs the same channel over real Redis.)
+import type { WebSocket } from "ws";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { PrivateOutput } from "../contract/messages.ts";
+import { createLogger } from "../platform/log.ts";
+import type { EventsAfter, PrivateState } from "../worker/events.ts";
+import { DEFAULT_LIMITS } from "./config.ts";
+import { StreamConnection } from "./connection.ts";
+import { NO_METRICS } from "./metrics.ts";
+import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
+import { balancesEvent } from "./testing/stream-fixture.ts";
+
+/** The events store's rules (worker/events.ts): the events after `since` up to the first one it does not hold. */
+class MemoryStore implements PrivateStore {
+  readonly events = new Map<number, PrivateOutput>();
+  reads = 0;
+  /** While set, each read waits for it (what the read returns is what the store held when it was made). */
+  gate: Promise<void> | undefined;
+
+  readState(): Promise<PrivateState> {
+    return Promise.resolve({ seq: 0, balances: {}, trades: [], orders: [] });
+  }
+
+  async readAfter(_userId: string, since: number, limit = 1000): Promise<EventsAfter> {
+    this.reads++;
+    const events: PrivateOutput[] = [];
+    while (events.length < limit && this.events.has(since + events.length + 1))
+      events.push(this.events.get(since + events.length + 1)!);
+    await this.gate;
+    return { ok: true, events, mark: since + events.length };
+  }
+}
+
+const USER = "u-channel";
+
+function setUp() {
+  const sent: Record<string, unknown>[] = [];
+  const ws = { bufferedAmount: 0, send: (data: string) => sent.push(JSON.parse(data) as Record<string, unknown>) };
+  const conn = new StreamConnection(
+    ws as unknown as WebSocket,
+    { userId: USER, sessionId: "s", sessionExpiresAtMs: Infinity },
+    DEFAULT_LIMITS,
+    NO_METRICS,
+    0,
+  );
+  const store = new MemoryStore();
+  const logs: Record<string, unknown>[] = [];
+  const gaps: number[] = [];
+  const channel = new PrivateChannel(conn, {
+    store,
+    quotes: new Map(),
+    log: createLogger("stream-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as never) }),
+    metrics: { gapWaiting: (delta) => gaps.push(delta) },
+    bufferCapBytes: DEFAULT_LIMITS.privateBufferCapBytes,
+    now: Date.now,
+    flushQuotes: () => undefined,
+  });
+  const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
+  return { channel, store, seqs, logs, gaps };
+}
+
+const event = (seq: number) => balancesEvent(USER, seq, String(seq));
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe("PrivateChannel", () => {
+  it("a recheck while a read is under way reads again once it is done", async () => {
+    const { channel, store, seqs } = setUp();
+    await channel.start(undefined);
+    let release = () => undefined as void;
+    store.gate = new Promise<void>((resolve) => (release = resolve));
+    channel.recheck(); // reads: the store holds nothing yet
+    store.events.set(1, event(1)); // stored while its notification was lost
+    channel.recheck();
+    store.gate = undefined;
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seqs()).toEqual([1]);
+    expect(store.reads).toBe(2);
+  });
+
+  it("backs off on a gap that does not fill, to one read per 5 s, and logs and counts it once", async () => {
+    const { channel, store, seqs, logs, gaps } = setUp();
+    await channel.start(undefined);
+    store.events.set(2, event(2)); // 1 never stored (an output the worker refused)
+    channel.notify(event(2));
+    await vi.advanceTimersByTimeAsync(30_000);
+    // Reads at 0, 0.25, 0.75, 1.75, 3.75, 7.75 s, then every 5 s: 12.75 … 27.75.
+    expect(store.reads).toBe(10);
+    expect(seqs()).toEqual([]);
+    expect(gaps).toEqual([1]);
+    const waiting = logs.filter((l) => l.event === "private_gap_waiting");
+    expect(waiting).toEqual([expect.objectContaining({ userId: USER, missingSeq: 1, notifiedSeq: 2 })]);
+    // It fills after all: both go out on the next read, and the channel is no longer waiting.
+    store.events.set(1, event(1));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(seqs()).toEqual([1, 2]);
+    expect(gaps).toEqual([1, -1]);
+    const reads = store.reads;
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(store.reads).toBe(reads);
+  });
+
+  it("a read that fails is retried, and stops being retried once one succeeds", async () => {
+    const { channel, store, logs, gaps } = setUp();
+    await channel.start(undefined);
+    const readAfter = store.readAfter.bind(store);
+    let failures = 2;
+    store.readAfter = (...args) => (failures-- > 0 ? Promise.reject(new Error("redis down")) : readAfter(...args));
+    channel.recheck();
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(logs.filter((l) => l.event === "private_read_failed")).toHaveLength(2);
+    expect(store.reads).toBe(1); // the third read, which succeeded; nothing after it
+    expect(gaps).toEqual([]);
+  });
+});
