@@ -18,7 +18,7 @@
  *    ticking at 2/s; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
  *    every socket open and p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
 import { WebSocket } from "ws";
@@ -26,6 +26,7 @@ import { keyspace } from "../../contract/names.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import { Sessions } from "../../functions/auth/sessions.ts";
+import { streamTicketHash } from "../../functions/auth/stream-tickets.ts";
 import { createIoredisApiRedis } from "../../functions/redis/ioredis-api-redis.ts";
 import { freePort, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
@@ -296,7 +297,7 @@ async function main(): Promise<void> {
           const batch = await Promise.all(
             Array.from({ length: Math.min(200, total - USERS - extra.length) }, async () => {
               const t = randomBytes(32).toString("base64url");
-              const hash = createHash("sha256").update(t).digest("hex");
+              const hash = streamTicketHash(t);
               const user = users[extra.length % users.length]!;
               const value = { userId: user, sessionId: randomUUID(), sessionExpiresAtMs: Date.now() + 3_600_000 };
               await redis.set(keys.streamTicketKey(hash), JSON.stringify(value), "PX", 30_000);
