@@ -4,7 +4,7 @@
  * browser bundle can all import it without pulling in anything that runs.
  */
 import type { Balances, ClosedTradeView, OrderView, TradeView } from "../contract/messages.ts";
-import type { CandleInterval } from "../contract/candles.ts";
+import type { Candle, CandleInterval } from "../contract/candles.ts";
 import type { AccountSummary } from "../functions/account-summary.ts";
 
 export type { AccountSummary, Balances, CandleInterval, ClosedTradeView, OrderView, TradeView };
@@ -64,16 +64,7 @@ export interface QuoteFrame {
 }
 
 /** The current candle of `asset` at `interval` (bid prices), as it stands now; `openTime` identifies it. */
-export interface CandleFrame {
-  readonly type: "candle";
-  readonly asset: string;
-  readonly interval: CandleInterval;
-  readonly openTime: string;
-  readonly open: string;
-  readonly high: string;
-  readonly low: string;
-  readonly close: string;
-}
+export type CandleFrame = { readonly type: "candle" } & Candle;
 
 /**
  * The whole private state at `seq`: every event up to it is reflected, and perhaps some after it (applied, not yet
