@@ -180,6 +180,18 @@ export class ByteReader {
   skipVarints(count: number): void {
     const buf = this.buf;
     let p = this.pos;
+    // Room for every one of them at its longest (8 bytes): no byte needs its own bounds check.
+    if (p + count * 8 <= this.end) {
+      for (; count > 0; count--) {
+        let b = buf[p++]!;
+        for (let length = 1; b >= 0x80; length++) {
+          b = buf[p++]!;
+          if (length === 7 && b >= 0x10) throw new RangeError(b >= 0x80 ? "varint too long" : "varint out of range");
+        }
+      }
+      this.pos = p;
+      return;
+    }
     let length = 0;
     while (count > 0) {
       if (p >= this.end) this.need(p + 1);

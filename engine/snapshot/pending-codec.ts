@@ -40,7 +40,8 @@ export function readPendingOrders(r: ByteReader, state: EngineState, accounts: r
     const count = r.uint();
     // Each order takes more than a byte: a count beyond what is left is a cut or corrupt snapshot.
     if (count > r.length - r.position) throw new RangeError("snapshot truncated");
-    const links: [PendingOrder, number][] = [];
+    // Made only for an account with linked orders: most accounts have no pending order at all.
+    let links: [PendingOrder, number][] | undefined;
     let seq = 0;
     for (let i = 0; i < count; i++) {
       const delta = r.uint();
@@ -66,9 +67,10 @@ export function readPendingOrders(r: ByteReader, state: EngineState, accounts: r
         throw new Error("snapshot holds a pending order without a price, margin or leverage");
       }
       const ocoSeq = r.uint();
-      if (ocoSeq !== 0) links.push([order, ocoSeq]);
+      if (ocoSeq !== 0) (links ??= []).push([order, ocoSeq]);
       addPendingOrder(state, order, false);
     }
+    if (links === undefined) continue;
     for (const [order, ocoSeq] of links) {
       const partner = account.pendingOrders.get(ocoSeq);
       if (partner === undefined || partner === order) throw new Error("snapshot links an order to no other order");
