@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
+import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
@@ -200,6 +201,21 @@ describe("npm start", () => {
       });
       expect(opened.status).toBe(201);
       await checkMetrics(start);
+
+      // The stream serves: a ticket from the API opens a socket the banner's URL points at, and its quotes flow.
+      expect(start.other.join("\n")).toContain(`ws://localhost:${streamPort}/api/v1/stream`);
+      const ticket = (await api("POST", "/api/v1/stream/ticket")).body as { ticket: string; url: string };
+      const ws = new WebSocket(`${ticket.url.replace("localhost", "127.0.0.1")}?ticket=${ticket.ticket}`);
+      const frames: { type: string; asset?: string }[] = [];
+      ws.on("message", (data: Buffer) => frames.push(JSON.parse(data.toString()) as { type: string }));
+      ws.on("open", () => ws.send(JSON.stringify({ op: "subscribe", channel: "quotes", assets: ["SOL"] })));
+      await until(
+        () => Promise.resolve(frames.some((f) => f.type === "quote" && f.asset === "SOL") ? true : undefined),
+        10_000,
+        "a SOL quote on the stream",
+      );
+      expect(frames[0]?.type).toBe("welcome");
+      ws.close();
 
       // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
       const enginePid = pidsOf(start).engine!;
