@@ -245,7 +245,7 @@ export class PrivateChannel {
       this.conn.sendRaw(eventFrame(event), "event", nowMs);
       sent++;
       // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
-      if (this.conn.bufferedAmount > this.deps.bufferCapBytes) {
+      if (this.conn.backlogBytes > this.deps.bufferCapBytes) {
         this.stop();
         this.conn.close(CLOSE_CODES.tooSlow, "too slow: resume with since");
         break;

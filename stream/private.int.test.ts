@@ -61,6 +61,7 @@ describe("private channel", () => {
     expect(event.time).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(event).not.toHaveProperty("userId");
     // A summary follows each batch of events delivered, tagged with the last seq.
+    await client.until((frames) => frames.some((f) => f.type === "summary" && f.seq === 8));
     const summaries = client.of("summary");
     expect(summaries.at(-1)).toMatchObject({ seq: 8, balance: "1008" });
     client.close();
