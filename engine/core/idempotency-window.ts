@@ -31,7 +31,16 @@
  * Per-owner counts come free with the restore (each restored entry adds one to its owner as it is added); the heap
  * is built once, in the same pass that links the chains, in O(owners).
  */
+import { PositionedHeap, type HeapPosition } from "./positioned-heap.ts";
 import type { Receipt } from "./receipts.ts";
+
+/** An owner's place in the window's heap of owners lives on the owner (-1: not in it). */
+const BY_HEAP_INDEX: HeapPosition<IdempotencyOwner> = {
+  get: (owner) => owner.heapIndex,
+  set: (owner, i) => {
+    owner.heapIndex = i;
+  },
+};
 
 /** One user's remembered requests. Outside this file only a handle: what `owner()` gives for `addPacked`. */
 export interface IdempotencyOwner {
@@ -86,7 +95,7 @@ export class IdempotencyWindow {
   private chainFrom = 0;
   private chainedOwners = 0;
   /** Owners with live entries, busiest first (see `busier`); holds every such owner whenever `unlinked` is 0. */
-  private heap: IdempotencyOwner[] = [];
+  private readonly heap = new PositionedHeap<IdempotencyOwner>((a, b) => this.busier(a, b), BY_HEAP_INDEX);
   /** Queue position of the oldest slot, the absolute slot of position 0, and how many slots are alive. */
   private head = 0;
   private base = 0;
@@ -157,11 +166,8 @@ export class IdempotencyWindow {
     this.receipts.push(receipt);
     this.live++;
     owner.count++;
-    if (owner.heapIndex < 0) {
-      owner.heapIndex = this.heap.length;
-      this.heap.push(owner);
-    }
-    this.siftUp(owner.heapIndex);
+    if (owner.heapIndex < 0) this.heap.push(owner);
+    else this.heap.fix(owner);
   }
 
   /**
@@ -220,7 +226,7 @@ export class IdempotencyWindow {
    */
   evictBusiest(maxEntries: number): void {
     if (this.unlinked !== 0) this.link();
-    while (this.live > maxEntries) this.dropOldest(this.heap[0]!);
+    while (this.live > maxEntries) this.dropOldest(this.heap.peek()!);
   }
 
   /** Drops `owner`'s oldest entries until it has at most `maxEntries`. */
@@ -296,8 +302,8 @@ export class IdempotencyWindow {
     this.receipts[position] = undefined;
     this.live--;
     // It lost its oldest: fewer entries and a newer oldest, so it can only move down the heap (or leave it).
-    if (--owner.count === 0) this.removeFromHeap(owner);
-    else this.siftDown(owner.heapIndex);
+    if (--owner.count === 0) this.heap.remove(owner);
+    else this.heap.fix(owner);
   }
 
   /** Fills `owner`'s slots (and map) from its restored entries, on its first use after a restore. */
@@ -367,10 +373,7 @@ export class IdempotencyWindow {
       const owner = this.owners[p]!;
       if (owner.chain < 0) {
         this.chainedOwners++;
-        if (owner.heapIndex < 0) {
-          owner.heapIndex = this.heap.length;
-          this.heap.push(owner);
-        }
+        if (owner.heapIndex < 0) this.heap.pushUnordered(owner);
       }
       next[p - from] = owner.chain;
       owner.chain = p - from;
@@ -378,7 +381,7 @@ export class IdempotencyWindow {
     this.chainNext = next;
     this.chainFrom = this.base + from;
     this.unlinked = 0;
-    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.siftDown(i);
+    this.heap.heapify();
   }
 
   /** Absolute slot of `owner`'s oldest live entry. */
@@ -389,49 +392,6 @@ export class IdempotencyWindow {
   /** Whether `a` goes before `b` in the heap: more entries, or as many and an older oldest (distinct owners differ). */
   private busier(a: IdempotencyOwner, b: IdempotencyOwner): boolean {
     return a.count !== b.count ? a.count > b.count : this.oldestSlot(a) < this.oldestSlot(b);
-  }
-
-  private siftUp(index: number): void {
-    const heap = this.heap;
-    const owner = heap[index]!;
-    while (index > 0) {
-      const parentIndex = (index - 1) >> 1;
-      const parent = heap[parentIndex]!;
-      if (!this.busier(owner, parent)) break;
-      heap[index] = parent;
-      parent.heapIndex = index;
-      index = parentIndex;
-    }
-    heap[index] = owner;
-    owner.heapIndex = index;
-  }
-
-  private siftDown(index: number): void {
-    const heap = this.heap;
-    const owner = heap[index]!;
-    for (;;) {
-      let child = 2 * index + 1;
-      if (child >= heap.length) break;
-      if (child + 1 < heap.length && this.busier(heap[child + 1]!, heap[child]!)) child++;
-      const busiest = heap[child]!;
-      if (!this.busier(busiest, owner)) break;
-      heap[index] = busiest;
-      busiest.heapIndex = index;
-      index = child;
-    }
-    heap[index] = owner;
-    owner.heapIndex = index;
-  }
-
-  private removeFromHeap(owner: IdempotencyOwner): void {
-    const index = owner.heapIndex;
-    const last = this.heap.pop()!;
-    owner.heapIndex = -1;
-    if (last === owner) return;
-    this.heap[index] = last;
-    last.heapIndex = index;
-    this.siftDown(index);
-    this.siftUp(last.heapIndex);
   }
 
   /** The request id at a queue position, decoded (and kept so) if it was still packed. */

@@ -1,8 +1,9 @@
 /**
  * A binary heap that stores each item's position on the item (through `pos`), so any item leaves in O(log n): the
- * pending-order fill and expiry indexes, and the trailing stops' activation and group-level heaps. `before` must be a strict total order (ties broken by sequence), so which
- * item is on top, and the order items leave in, never depends on how the heap happens to be laid out — a restore
- * rebuilds these heaps by heapify and behaves exactly as the original. (trigger-heap.ts is the same structure,
+ * pending-order fill and expiry indexes, the trailing stops' activation and group-level heaps, and the idempotency
+ * window's owners by how many requests each has remembered. `before` must be a strict total order (ties broken by
+ * sequence), so which item is on top, and the order items leave in, never depends on how the heap happens to be
+ * laid out — a restore rebuilds these heaps by heapify and behaves exactly as the original. (trigger-heap.ts is the same structure,
  * specialised to open trades' two level slots.)
  */
 export interface HeapPosition<T> {
