@@ -1,6 +1,5 @@
 // What a bug or bad data inside the stream must not do: end the process from a timer, starve the other sockets, or
 // wedge a private channel retrying the same event for ever. Real Redis, real sockets.
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
 import {
@@ -11,8 +10,9 @@ import {
   startTestStream,
   storeEvents,
   TestClient,
-  type Frame,
   type TestStream,
+  eventSeqs,
+  newUserId,
 } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -25,7 +25,7 @@ afterAll(async () => {
   await t.close();
 });
 
-const user = () => `u-${randomUUID().slice(0, 8)}`;
+const user = newUserId;
 
 async function subscribed(userId: string): Promise<TestClient> {
   const client = await TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
@@ -49,7 +49,7 @@ async function openEthTrade(userId: string, type: "long" | "short"): Promise<voi
   await t.redis.hset(t.keys.openTradesKey(userId), trade.id, JSON.stringify(trade));
 }
 
-const seqs = (frames: Frame[]) => frames.filter((f) => f.type === "event").map((f) => f.seq as number);
+const seqs = eventSeqs;
 
 describe("faults inside the stream", () => {
   it("a summary that throws on the scheduler tick is logged and skipped; the other channels get theirs", async () => {

@@ -1,18 +1,17 @@
 // A client that stops reading and account summaries that follow prices: the private backlog cap closes a stalled
 // socket with 4008 (it then resumes without a gap), and an open trade's summary moves with its asset's quotes,
 // at most once a second.
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
 import {
   balancesEvent,
   fanOut,
   fanOutEvents,
-  issueTicket,
   startTestStream,
   storeEvents,
-  TestClient,
   type TestStream,
+  connectAs,
+  newUserId,
 } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -25,11 +24,9 @@ afterAll(async () => {
   await t.close();
 });
 
-const user = () => `u-${randomUUID().slice(0, 8)}`;
+const user = newUserId;
 
-async function connect(userId: string): Promise<TestClient> {
-  return TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
-}
+const connect = (userId: string) => connectAs(t, userId);
 
 describe("a client that stops reading", () => {
   it("is closed with 4008 once its private backlog passes the cap, and resumes where it was", async () => {

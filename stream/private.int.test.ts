@@ -1,17 +1,17 @@
 // The private channel: snapshot then events with contiguous seqs, resume after a disconnect without gap or
 // duplicate, resync beyond retention or ahead, gaps filled from the store, never another user's events.
-import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateOutput } from "../contract/messages.ts";
 import {
   balancesEvent,
   fanOutEvents,
-  issueTicket,
   startTestStream,
   storeEvents,
-  TestClient,
   type Frame,
   type TestStream,
+  connectAs,
+  eventSeqs,
+  newUserId,
 } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -24,11 +24,9 @@ afterAll(async () => {
   await t.close();
 });
 
-const user = () => `u-${randomUUID().slice(0, 8)}`;
+const user = newUserId;
 
-async function connect(userId: string): Promise<TestClient> {
-  return TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
-}
+const connect = (userId: string) => connectAs(t, userId);
 
 /** Stores and fans out events seq from..to, as the worker does. */
 async function emit(userId: string, from: number, to: number): Promise<PrivateOutput[]> {
@@ -39,7 +37,7 @@ async function emit(userId: string, from: number, to: number): Promise<PrivateOu
   return events;
 }
 
-const seqs = (frames: Frame[]) => frames.filter((f) => f.type === "event").map((f) => f.seq as number);
+const seqs = eventSeqs;
 const hasSeq = (n: number) => (frames: Frame[]) => seqs(frames).includes(n);
 
 describe("private channel", () => {

@@ -210,3 +210,15 @@ export class RefusedUpgrade extends Error {
     super(`upgrade refused: ${status} ${body}`);
   }
 }
+
+/** A user id no other test uses. */
+export const newUserId = (): string => `u-${randomUUID().slice(0, 8)}`;
+
+/** A socket of `userId`, through a fresh ticket. */
+export async function connectAs(t: TestStream, userId: string): Promise<TestClient> {
+  return TestClient.connect(`${t.url}?ticket=${await issueTicket(t, { userId })}`);
+}
+
+/** The seqs of the event frames received, in order. */
+export const eventSeqs = (frames: Frame[]): number[] =>
+  frames.filter((f) => f.type === "event").map((f) => f.seq as number);
