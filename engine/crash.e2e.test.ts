@@ -4,7 +4,11 @@
  * realistic log into engine:input. The final state (the snapshot head a graceful stop leaves in Postgres) must equal,
  * hash for hash, a reference state that applied the same log in-process without ever crashing; every instruction must
  * be answered on engine:output, and every output there must be one the reference produced (replays re-emit, never
- * invent). Then two engines started at once: only one applies; the standby takes over when the leader is killed.
+ * invent). Then two engines started at once: only one applies; the hot standby takes over when the leader is killed,
+ * re-emitting nothing. Then a leader and a standby through a series of faults while the log streams (the leader
+ * SIGKILLed again and again, a new standby started each time; the leader SIGSTOPped past its lease and resumed,
+ * when it must exit without publishing; both killed at once): the same final state, every instruction answered
+ * exactly once, no output id with two contents.
  *
  * CRASH_SEED picks the log and the kill delays (printed on failure). Each engine's stdout is kept; on failure all
  * of it is written to .data/crash-e2e-<run>.log.
@@ -403,7 +407,7 @@ describe("engine process: two engines at once", () => {
         await sleep(LEASE_TTL_MS * 1.5);
         expect(standby.alive()).toBe(true);
         expect(standby.events("lease_acquired")).toEqual([]);
-        // A warm standby restores at start (before it could hold a lease) but applies nothing until it leads.
+        // A hot standby restores once at start and then follows the published log: it replays nothing until it leads.
         expect(standby.events("restore_snapshot").length + standby.events("restore_fresh").length).toBe(1);
         expect(standby.events("replay_start")).toEqual([]);
         const before = await readOutputs(run.keys);
@@ -411,8 +415,8 @@ describe("engine process: two engines at once", () => {
         expect(new Set(before.map((o) => o.id)).size).toBe(before.length);
         for (const id of firstInstructions) expect(responsesOf(before).filter((r) => r.inputId === id)).toHaveLength(1);
 
-        // A second batch, and the leader dies as soon as it is answered: usually before its follower snapshotted it,
-        // so the takeover replays (and re-emits) it.
+        // A second batch, and the leader dies as soon as it is answered: the standby has (or soon has) applied it,
+        // so the takeover re-emits nothing.
         await send([
           {
             type: "price_update",
@@ -426,10 +430,14 @@ describe("engine process: two engines at once", () => {
           instruction("alice", "a4", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 3 }),
         ]);
         await answered(log.slice(-2).map((e) => e.id));
+        const publishedAtKill = await redis.get(run.keys.enginePublished);
         expect(await leader.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
         const takeover = await standby.waitFor("lease_acquired", 15_000);
         expect(Number(takeover.fence)).toBeGreaterThan(Number(leader.events("lease_acquired")[0]!.fence));
+        // It led from where the dead leader's outputs ended, with nothing left to replay.
+        expect((await standby.waitFor("takeover", 15_000)).fromInputId).toBe(publishedAtKill);
         const replayDone = await standby.waitFor("replay_done", 15_000);
+        expect(replayDone.entries).toBe(0);
 
         await send([
           instruction("alice", "a3", { kind: "close_trade", tradeId: "T0-1" }),
@@ -452,32 +460,16 @@ describe("engine process: two engines at once", () => {
             `${e.name} error lines`,
           ).toEqual([]);
 
-        // Duplicates only where the takeover replayed: after the snapshot it restored, up to where its replay ended.
-        const restore = standby.events("restore_snapshot")[0];
-        const restoredFrom = typeof restore?.lastInputId === "string" ? restore.lastInputId : "0-0";
+        // Every output on the stream exactly once: the standby took over without replaying anything.
         const outputs = await readOutputs(run.keys);
-        const counts = new Map<string, number>();
-        for (const o of outputs) counts.set(o.id, (counts.get(o.id) ?? 0) + 1);
-        for (const o of outputs) {
-          if (counts.get(o.id)! === 1) continue;
-          expect(counts.get(o.id)).toBe(2);
-          expect(
-            isAfter(o.inputId, restoredFrom),
-            `${o.id} duplicated but at or before the restored snapshot ${restoredFrom}`,
-          ).toBe(true);
-          expect(isAfter(o.inputId, replayDone.lastInputId as string), `${o.id} duplicated after the replay`).toBe(
-            false,
-          );
-        }
+        expect(new Set(outputs.map((o) => o.id)).size).toBe(outputs.length);
         const ref = reference(log);
         console.log(
           JSON.stringify({
             test: "two_engines",
             entries: log.length,
-            restoredFrom,
-            replayed: replayDone.entries,
+            takeoverFrom: publishedAtKill,
             outputs: outputs.length,
-            replayedDuplicates: outputs.length - counts.size,
           }),
         );
         expectEveryInstructionAnswered(log, outputs);
@@ -489,6 +481,128 @@ describe("engine process: two engines at once", () => {
       },
     );
   }, 120_000);
+});
+
+describe("engine process: leader and hot standby", () => {
+  it("keeps one state through repeated SIGKILLs of the leader, a SIGSTOP past its lease, and both killed at once", async () => {
+    const run = await newRun();
+    const engines: Child[] = [];
+    await reporting(
+      run,
+      () => engines,
+      async () => {
+        const messages = buildMessages(SEED + 1, ENTRIES);
+        const rand = seededRandom(SEED + 1);
+        const cancel = new AbortController();
+        onTestFinished(() => cancel.abort());
+        // Paced to last about as long as the rounds (each waits for a new engine's restore).
+        const generating = streamLog(run.keys, messages, CHUNK, CHUNK_PAUSE_MS * 2, cancel.signal);
+        generating.catch(() => undefined);
+
+        // As npm start's supervisor does: a new engine for each that died, which comes up as the standby.
+        const ready = (e: Child, role: "leader" | "standby") =>
+          e.waitFor((l) => l.event === "engine_ready" && l.role === role, 30_000, `engine_ready as ${role}`);
+        const startEngine = () => {
+          const e = run.start(`engine-${engines.length}`);
+          engines.push(e);
+          return e;
+        };
+        const pair = async (): Promise<{ leader: Child; standby: Child }> => {
+          const alive = engines.filter((e) => e.alive());
+          expect(alive).toHaveLength(2);
+          const lastRole = (e: Child) => e.events("engine_ready").at(-1)?.role;
+          await until(
+            () => Promise.resolve(alive.every((e) => lastRole(e) !== undefined) ? true : undefined),
+            30_000,
+            "both engines ready",
+          );
+          const leader = alive.find((e) => lastRole(e) === "leader");
+          const standby = alive.find((e) => lastRole(e) === "standby");
+          expect(leader && standby, "one leader and one standby").toBeTruthy();
+          return { leader: leader!, standby: standby! };
+        };
+        await ready(startEngine(), "leader");
+        await ready(startEngine(), "standby");
+
+        const rounds: { kind: string; delayMs: number; takeoverFrom?: unknown }[] = [];
+        const plan = ["kill", "kill", "kill", "stop", "kill", "both", "kill"] as const;
+        const deposed: Child[] = [];
+        for (const kind of plan) {
+          const delayMs = 300 + Math.floor(rand() * 900);
+          await sleep(delayMs);
+          const { leader, standby } = await pair();
+          if (kind === "both") {
+            await Promise.all([leader.stop("SIGKILL"), standby.stop("SIGKILL")]);
+            const [a, b] = [startEngine(), startEngine()];
+            await Promise.all([a.waitFor("engine_ready", 30_000), b.waitFor("engine_ready", 30_000)]);
+            rounds.push({ kind, delayMs });
+            continue;
+          }
+          if (kind === "kill") {
+            expect(await leader.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
+          } else {
+            leader.proc.kill("SIGSTOP"); // paused past its lease: deposed
+          }
+          const takeover = await standby.waitFor("takeover", 30_000);
+          await ready(standby, "leader");
+          if (kind === "stop") {
+            leader.proc.kill("SIGCONT");
+            // It resumes believing it leads: its next publish or renewal is refused and it exits.
+            expect((await leader.exited).code).toBe(1);
+            expect(leader.raw.join("\n")).toMatch(/lease_lost|FENCED/);
+            deposed.push(leader);
+          }
+          await ready(startEngine(), "standby");
+          rounds.push({ kind, delayMs, takeoverFrom: takeover.fromInputId });
+        }
+
+        const log = await generating;
+        expect(log).toHaveLength(ENTRIES);
+        const lastId = log[log.length - 1]!.id;
+        await until(
+          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
+          20_000,
+          "engine:published to reach the last input",
+        );
+        const { leader, standby } = await pair();
+        expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        expect(await leader.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+
+        // Only the deposed engine says anything went wrong.
+        for (const e of engines.filter((e) => !deposed.includes(e)))
+          expect(
+            e.lines.filter((l) => l.level === "error"),
+            `${e.name} error lines`,
+          ).toEqual([]);
+        // Six takeovers by a standby (each kill and the stop), and one recovery from snapshot + log after both died.
+        expect(engines.flatMap((e) => e.events("takeover"))).toHaveLength(plan.length - 1);
+
+        const ref = reference(log);
+        const outputs = await readOutputs(run.keys);
+        expectEveryInstructionAnswered(log, outputs);
+        // No output id with two contents, none the reference lacks, none missing.
+        expectOutputsMatchReference(outputs, ref.outputs);
+        // Each instruction has exactly one answer (a replay may put the same one on the stream again).
+        const answerIds = new Map<string, Set<string>>();
+        for (const r of responsesOf(outputs))
+          answerIds.set(r.inputId, (answerIds.get(r.inputId) ?? new Set()).add(r.id));
+        for (const [inputId, ids] of answerIds) expect([inputId, ids.size]).toEqual([inputId, 1]);
+        const loaded = await new PostgresSnapshotStore(run.db.db).load();
+        expect(loaded!.head.lastInputId).toBe(lastId);
+        expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
+        console.log(
+          JSON.stringify({
+            test: "hot_standby_rounds",
+            seed: SEED + 1,
+            entries: log.length,
+            outputs: outputs.length,
+            replayedDuplicates: outputs.length - ref.outputs.size,
+            rounds,
+          }),
+        );
+      },
+    );
+  }, 240_000);
 });
 
 describe("snapshotting follower behind a foreign trim", () => {
