@@ -1,7 +1,8 @@
 /**
  * The processes the system runs, each as its own OS process: the one table that `npm start`'s supervisor, the npm
  * scripts, the Docker image and the SST services all follow (a test keeps them in step), so a component runs the
- * same way locally, in a container and in tests.
+ * same way locally, in a container and in tests. A component may run as several processes, its replicas: the
+ * engine runs two, a leader and a hot standby that takes over when the leader dies.
  */
 export interface Component {
   readonly name: "engine" | "worker" | "poller" | "api" | "stream";
@@ -11,6 +12,21 @@ export interface Component {
   /** The JSON log event that says the component is serving. */
   readonly readyEvent: string;
   /** Where it serves Prometheus metrics unless `<NAME>_METRICS_PORT` says otherwise (platform/metrics.ts). */
+  readonly metricsPort: number;
+  /** How many processes of it `npm start` runs: the engine 2 (a leader and a hot standby), the others 1. */
+  readonly replicas: number;
+  /** The default metrics ports of replicas 2, 3, …, one each (replica 1 has metricsPort). */
+  readonly moreMetricsPorts?: readonly number[];
+}
+
+/** One process of a component, as `npm start` runs it. */
+export interface Replica {
+  readonly component: Component;
+  /** 1, 2, …: the order they start in. */
+  readonly index: number;
+  /** The process's name (its log file's too): the component's, or `engine-1`, `engine-2` when it runs several. */
+  readonly name: string;
+  /** Its default metrics port. */
   readonly metricsPort: number;
 }
 
@@ -26,14 +42,18 @@ export const COMPONENTS: readonly Component[] = [
     name: "engine",
     entry: "engine/main.ts",
     nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"],
+    // Logged by a leader once live, by a standby once it has caught up with the leader.
     readyEvent: "engine_ready",
     metricsPort: 9141,
+    replicas: 2,
+    moreMetricsPorts: [9146],
   },
   {
     name: "worker",
     entry: "worker/main.ts",
     nodeFlags: ["--enable-source-maps"],
     readyEvent: "start",
+    replicas: 1,
     metricsPort: 9142,
   },
   {
@@ -41,6 +61,7 @@ export const COMPONENTS: readonly Component[] = [
     entry: "poller/main.ts",
     nodeFlags: ["--enable-source-maps"],
     readyEvent: "poller_running",
+    replicas: 1,
     metricsPort: 9143,
   },
   {
@@ -48,6 +69,7 @@ export const COMPONENTS: readonly Component[] = [
     entry: "functions/server.ts",
     nodeFlags: ["--enable-source-maps"],
     readyEvent: "listening",
+    replicas: 1,
     metricsPort: 9144,
   },
   {
@@ -55,6 +77,7 @@ export const COMPONENTS: readonly Component[] = [
     entry: "stream/main.ts",
     nodeFlags: ["--enable-source-maps"],
     readyEvent: "listening",
+    replicas: 1,
     metricsPort: 9145,
   },
 ];
@@ -63,6 +86,20 @@ export function componentNamed(name: Component["name"]): Component {
   const found = COMPONENTS.find((c) => c.name === name);
   if (found === undefined) throw new Error(`no component "${name}" in platform/components.ts`);
   return found;
+}
+
+/** The processes `npm start` runs of a component, in the order it starts them. */
+export function replicasOf(component: Component): Replica[] {
+  const ports = [component.metricsPort, ...(component.moreMetricsPorts ?? [])];
+  if (ports.length !== component.replicas) {
+    throw new Error(`${component.name}: ${component.replicas} replicas but ${ports.length} metrics ports`);
+  }
+  return ports.map((metricsPort, i) => ({
+    component,
+    index: i + 1,
+    name: component.replicas === 1 ? component.name : `${component.name}-${i + 1}`,
+    metricsPort,
+  }));
 }
 
 /** The command line a component runs with, after `node`: its bundle (built by `npm run build`). */

@@ -3,10 +3,18 @@ import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { Counter } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { COMPONENTS } from "./components.ts";
+import { COMPONENTS, componentNamed, replicasOf } from "./components.ts";
 import { ConfigError } from "./config.ts";
 import { createLogger } from "./log.ts";
-import { createRegistry, metricsBannerLines, metricsPortVariable, readMetricsConfig, serveMetrics } from "./metrics.ts";
+import {
+  createRegistry,
+  metricsBannerLines,
+  metricsPortVariable,
+  readMetricsConfig,
+  replicaMetricsConfig,
+  replicaMetricsPortVariable,
+  serveMetrics,
+} from "./metrics.ts";
 
 const log = createLogger("test", { sink: () => undefined });
 
@@ -19,7 +27,24 @@ describe("metrics configuration", () => {
         host: "127.0.0.1",
       });
     }
-    expect(new Set(COMPONENTS.map((c) => c.metricsPort)).size).toBe(COMPONENTS.length);
+    const replicas = COMPONENTS.flatMap(replicasOf);
+    expect(new Set(replicas.map((r) => r.metricsPort)).size).toBe(replicas.length);
+  });
+
+  it("gives each engine process its own name and port; the second follows the first's 0 or off", () => {
+    const [first, second] = replicasOf(componentNamed("engine"));
+    expect([first!.name, second!.name]).toEqual(["engine-1", "engine-2"]);
+    expect(replicasOf(componentNamed("worker")).map((r) => r.name)).toEqual(["worker"]);
+    expect(replicaMetricsPortVariable(second!)).toBe("ENGINE_2_METRICS_PORT");
+    const port = (env: Record<string, string>) => [first, second].map((r) => replicaMetricsConfig(env, r!).port);
+    expect(port({})).toEqual([9141, 9146]);
+    expect(port({ ENGINE_METRICS_PORT: "9500" })).toEqual([9500, 9146]);
+    expect(port({ ENGINE_METRICS_PORT: "0" })).toEqual([0, 0]);
+    expect(port({ ENGINE_METRICS_PORT: "off" })).toEqual([undefined, undefined]);
+    expect(port({ ENGINE_METRICS_PORT: "0", ENGINE_2_METRICS_PORT: "9600" })).toEqual([0, 9600]);
+    expect(() => replicaMetricsConfig({ ENGINE_2_METRICS_PORT: "x" }, second!)).toThrow(
+      'ENGINE_2_METRICS_PORT must be a port number from 0 to 65535 (0: a free port) or "off" (no metrics), got "x"',
+    );
   });
 
   it("reads the component's own variable: a port, 0 for a free one, off for none", () => {
@@ -48,19 +73,20 @@ describe("metrics configuration", () => {
 
   it(".env.example lists every component's variable with its default from the table", () => {
     const example = readFileSync(resolve(import.meta.dirname, "../.env.example"), "utf8");
-    for (const c of COMPONENTS)
-      expect(example).toMatch(new RegExp(`^${metricsPortVariable(c.name)}=${c.metricsPort}$`, "m"));
+    for (const r of COMPONENTS.flatMap(replicasOf))
+      expect(example).toMatch(new RegExp(`^${replicaMetricsPortVariable(r)}=${r.metricsPort}$`, "m"));
     expect(example).toMatch(/^METRICS_HOST=127\.0\.0\.1$/m);
   });
 
-  it("the banner lists where each component serves its metrics", () => {
+  it("the banner lists where each process serves its metrics", () => {
     const lines = metricsBannerLines({ WORKER_METRICS_PORT: "0", POLLER_METRICS_PORT: "off" }, COMPONENTS);
     expect(lines).toEqual([
-      "    metrics      engine http://127.0.0.1:9141/metrics",
-      "                 worker a free port: see its metrics_listening log line",
-      "                 poller off (POLLER_METRICS_PORT=off)",
-      "                 api    http://127.0.0.1:9144/metrics",
-      "                 stream http://127.0.0.1:9145/metrics",
+      "    metrics      engine-1 http://127.0.0.1:9141/metrics",
+      "                 engine-2 http://127.0.0.1:9146/metrics",
+      "                 worker   a free port: see its metrics_listening log line",
+      "                 poller   off (POLLER_METRICS_PORT=off)",
+      "                 api      http://127.0.0.1:9144/metrics",
+      "                 stream   http://127.0.0.1:9145/metrics",
     ]);
   });
 });

@@ -5,13 +5,16 @@
  * to every child, gives each process its own. Every metric of a process starts with its component's name,
  * prom-client's process and Node.js metrics too (`engine_process_cpu_seconds_total`).
  *
+ * A replica after the first (the engine's standby) has its own variable, `ENGINE_2_METRICS_PORT`, which `npm start`
+ * passes to it as ENGINE_METRICS_PORT (replicaMetricsConfig).
+ *
  * The listener binds METRICS_HOST, 127.0.0.1 by default, so nothing reaches it from outside the machine (the
  * task, deployed): a collector runs beside the process.
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { collectDefaultMetrics, Registry } from "prom-client";
-import { componentNamed, type Component } from "./components.ts";
+import { componentNamed, replicasOf, type Component, type Replica } from "./components.ts";
 import { ConfigError, text } from "./config.ts";
 import type { Logger } from "./log.ts";
 
@@ -31,10 +34,31 @@ export function metricsPortVariable(component: Component["name"]): string {
 }
 
 export function readMetricsConfig(env: Env, component: Component["name"]): MetricsConfig {
-  const variable = metricsPortVariable(component);
+  return configFrom(env, metricsPortVariable(component), componentNamed(component).metricsPort);
+}
+
+/** The variable that sets one replica's metrics port: the component's for the first, ENGINE_2_METRICS_PORT, … */
+export function replicaMetricsPortVariable(replica: Replica): string {
+  const name = replica.component.name;
+  return replica.index === 1 ? metricsPortVariable(name) : `${name.toUpperCase()}_${replica.index}_METRICS_PORT`;
+}
+
+/**
+ * Where one replica serves its metrics: the first as readMetricsConfig says; another as its own variable says,
+ * else on a free port or none when the component's variable says 0 or off, else on its default port.
+ */
+export function replicaMetricsConfig(env: Env, replica: Replica): MetricsConfig {
+  const variable = replicaMetricsPortVariable(replica);
+  if (replica.index === 1 || (env[variable]?.trim() ?? "") !== "")
+    return configFrom(env, variable, replica.metricsPort);
+  const shared = readMetricsConfig(env, replica.component.name);
+  return shared.port === undefined || shared.port === 0 ? shared : { ...shared, variable, port: replica.metricsPort };
+}
+
+function configFrom(env: Env, variable: string, defaultPort: number): MetricsConfig {
   const raw = env[variable]?.trim() ?? "";
   const host = text(env, "METRICS_HOST", "127.0.0.1");
-  if (raw === "") return { variable, port: componentNamed(component).metricsPort, host };
+  if (raw === "") return { variable, port: defaultPort, host };
   if (raw === "off") return { variable, port: undefined, host };
   if (!/^\d{1,5}$/.test(raw) || Number(raw) > 65_535) {
     throw new ConfigError(
@@ -130,17 +154,17 @@ function listen(server: Server, config: MetricsConfig): Promise<number> {
   });
 }
 
-/** Where each component serves its metrics under this environment, as the `npm start` banner lists them. */
+/** Where each process serves its metrics under this environment, as the `npm start` banner lists them. */
 export function metricsBannerLines(env: Env, components: readonly Component[]): string[] {
-  return components.map((c, i) => {
-    const config = readMetricsConfig(env, c.name);
+  return components.flatMap(replicasOf).map((replica, i) => {
+    const config = replicaMetricsConfig(env, replica);
     const where =
       config.port === undefined
         ? `off (${config.variable}=off)`
         : config.port === 0
           ? "a free port: see its metrics_listening log line"
           : metricsUrl(config.host, config.port);
-    return `    ${i === 0 ? "metrics" : ""}`.padEnd(17) + `${c.name.padEnd(7)}${where}`;
+    return `    ${i === 0 ? "metrics" : ""}`.padEnd(17) + `${replica.name.padEnd(9)}${where}`;
   });
 }
 

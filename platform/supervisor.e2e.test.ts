@@ -2,14 +2,19 @@
  * The supervisor's relay of a child's output: the log file gets the JSON lines as written, the terminal one
  * readable line each (JSON when it is not a terminal, or LOG_FORMAT says so); LOG_LEVEL filters both, while the
  * child itself always logs JSON at info, so its ready event still comes through.
+ *
+ * Its restarts and replicas, with stand-in children that fail, crash or serve as told: a child that dies after it
+ * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
+ * a replicated component's processes each have their own name, log file and metrics port.
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Component } from "./components.ts";
 import { createLogger } from "./log.ts";
-import { logRelay, Supervisor } from "./supervisor.ts";
+import { until } from "./testing/processes.ts";
+import { backoffMs, logRelay, Supervisor } from "./supervisor.ts";
 
 // The fixture stands in for the API: nodeArgs puts the component's bundle after these flags, as an argument the
 // fixture ignores.
@@ -19,6 +24,7 @@ const FIXTURE: Component = {
   nodeFlags: ["--import", "tsx", "platform/testing/log-fixture.ts", "serve", "0"],
   readyEvent: "ready",
   metricsPort: 0,
+  replicas: 1,
 };
 
 const dirs: string[] = [];
@@ -94,4 +100,143 @@ describe("the supervisor's log relay", () => {
     expect(debug.ready.logLevel).toBe("debug");
     expect(fileEvents(debug.file)).toEqual(["detail", "ready", "slow", "not a JSON line", "stopped"]);
   });
+});
+
+/** A stand-in component (platform/testing/supervised-fixture.ts) under the name and replica ports given. */
+function standIn(name: Component["name"], metricsPorts: readonly number[]): Component {
+  const [metricsPort = 0, ...moreMetricsPorts] = metricsPorts;
+  return {
+    name,
+    entry: "platform/testing/supervised-fixture.ts",
+    nodeFlags: ["--import", "tsx", "platform/testing/supervised-fixture.ts"],
+    readyEvent: "ready",
+    metricsPort,
+    replicas: metricsPorts.length,
+    moreMetricsPorts,
+  };
+}
+
+type Line = Record<string, unknown> & { event: string; child?: string; time: string };
+
+/** A supervisor of `components` whose own lines are collected, and whose children's output goes nowhere. */
+function supervisorOf(components: Component[], plan: string) {
+  const logDir = mkdtempSync(join(tmpdir(), "paper-broker-restarts-"));
+  dirs.push(logDir);
+  const lines: Line[] = [];
+  const env = {
+    ...process.env,
+    FIXTURE_PLAN: plan,
+    FIXTURE_RUNS: join(logDir, "runs"),
+    ENGINE_METRICS_PORT: "",
+    ENGINE_2_METRICS_PORT: "",
+    LOG_FORMAT: "json",
+    LOG_LEVEL: "",
+  };
+  const supervisor = new Supervisor(components, {
+    env,
+    log: createLogger("start", { sink: (l) => lines.push(JSON.parse(l) as Line) }),
+    logDir,
+    out: () => undefined,
+  });
+  const fileLines = (name: string) =>
+    existsSync(join(logDir, `${name}.log`))
+      ? readFileSync(join(logDir, `${name}.log`), "utf8")
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as Line)
+      : [];
+  return { supervisor, lines, fileLines };
+}
+
+/** From each exit to the start after it: the restart delay it announced and the one measured. */
+function restartGaps(lines: readonly Line[]) {
+  const gaps: { restartInMs: number; measuredMs: number }[] = [];
+  lines.forEach((line, i) => {
+    if (line.event !== "component_exited") return;
+    const next = lines.slice(i + 1).find((l) => l.event === "component_started");
+    if (next === undefined) return;
+    gaps.push({ restartInMs: Number(line.restartInMs), measuredMs: Date.parse(next.time) - Date.parse(line.time) });
+  });
+  return gaps;
+}
+
+describe("the supervisor's restarts", () => {
+  it(
+    "restarts a child that fails before it is ready after a growing backoff, and one that was ready at once",
+    { timeout: 60_000 },
+    async () => {
+      // Two failures, a run that is ready and dies, a failure, then a run that serves.
+      const { supervisor, lines } = supervisorOf([standIn("worker", [0])], "fail,fail,crash,fail,serve");
+      try {
+        const first = await supervisor.start();
+        expect(first.worker).toMatchObject({ event: "ready", run: 2 });
+        await until(
+          () => Promise.resolve(lines.filter((l) => l.event === "component_started").length === 5 || undefined),
+          30_000,
+          "the fifth run",
+        );
+        const exits = lines.filter((l) => l.event === "component_exited");
+        expect(exits.map((l) => [l.child, l.code, l.restartInMs])).toEqual([
+          ["worker", 1, backoffMs(1)],
+          ["worker", 1, backoffMs(2)],
+          ["worker", 1, 0], // it had been ready: at once
+          ["worker", 1, backoffMs(1)], // the count started over when it was ready
+        ]);
+        expect(backoffMs(2)).toBeGreaterThan(backoffMs(1));
+        // Only the second failure in a row is a crash loop.
+        expect(lines.filter((l) => l.event === "component_crash_loop")).toEqual([
+          expect.objectContaining({ level: "warn", child: "worker", failures: 2, restartInMs: backoffMs(2) }),
+        ]);
+        const gaps = restartGaps(lines);
+        for (const gap of gaps.filter((g) => g.restartInMs > 0)) {
+          expect(gap.measuredMs).toBeGreaterThanOrEqual(gap.restartInMs - 5); // timers may round down a little
+        }
+        // At once: well before the first backoff would have restarted it.
+        expect(gaps[2]!.measuredMs).toBeLessThan(backoffMs(1));
+      } finally {
+        await supervisor.stop();
+      }
+    },
+  );
+
+  it("backs off up to 30 s, doubling", () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 100].map(backoffMs)).toEqual([
+      1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,
+    ]);
+  });
+
+  it(
+    "runs each replica as a child of its own name, log file and metrics port, one after the other",
+    { timeout: 60_000 },
+    async () => {
+      const { supervisor, lines, fileLines } = supervisorOf([standIn("engine", [19141, 19146])], "serve");
+      let ready: Record<string, Record<string, unknown>>;
+      try {
+        ready = await supervisor.start();
+      } finally {
+        await supervisor.stop();
+      }
+      expect(Object.keys(ready)).toEqual(["engine-1", "engine-2"]);
+      expect(ready["engine-1"]).toMatchObject({ event: "ready", metricsPort: "19141" });
+      expect(ready["engine-2"]).toMatchObject({ event: "ready", metricsPort: "19146" });
+      for (const [name, port] of [
+        ["engine-1", "19141"],
+        ["engine-2", "19146"],
+      ] as const) {
+        expect(fileLines(name).map((l) => [l.event, l.metricsPort])).toEqual([
+          ["ready", port],
+          ["stopped", undefined],
+        ]);
+      }
+      expect(existsSync(join(dirs.at(-1)!, "engine.log"))).toBe(false);
+      // The second started once the first was ready.
+      const started = lines.filter((l) => l.event === "component_started").map((l) => l.child);
+      expect(started).toEqual(["engine-1", "engine-2"]);
+      const secondStarted = lines.find((l) => l.event === "component_started" && l.child === "engine-2")!;
+      expect(Date.parse(secondStarted.time)).toBeGreaterThanOrEqual(Date.parse(fileLines("engine-1")[0]!.time));
+      expect(lines.filter((l) => l.event === "component_stopped").map((l) => l.child)).toEqual(
+        expect.arrayContaining(["engine-1", "engine-2"]),
+      );
+    },
+  );
 });

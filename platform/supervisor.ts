@@ -1,9 +1,16 @@
 /**
- * Runs the components (platform/components.ts) as child processes, as production runs them as separate services:
- * each one's JSON log lines go to this process's stdout and to `<logDir>/<name>.log`; a component that exits on
- * its own is restarted after a backoff (1 s, doubling to 30 s, back to 1 s after a minute of uptime) and recovers
- * by itself (the engine from snapshot + log, the worker by claiming what was pending). `stop` stops them in
- * reverse order with SIGTERM (the engine takes its final snapshot last) and SIGKILLs whatever hangs.
+ * Runs each replica of the components (platform/components.ts) as a child process, as production runs them as
+ * separate services; the engine's two are `engine-1` and `engine-2`, a leader and a hot standby. Each child's JSON
+ * log lines go to this process's stdout and to `<logDir>/<name>.log`, and it gets its metrics port as
+ * `<COMPONENT>_METRICS_PORT` (replicaMetricsConfig). A child that exits on its own recovers by itself (the engine
+ * from snapshot + log, or its standby takes over; the worker by claiming what was pending) and is restarted:
+ * - at once when it had logged its ready event in that run: it was serving, so waiting only leaves a gap (the
+ *   engine without a standby);
+ * - after a backoff when it exited before it was ready (1 s, doubling to 30 s for each such exit in a row, logged as
+ *   `component_crash_loop` from the second; the count starts over once it is ready): restarting it at once would
+ *   only spin.
+ * `stop` stops them in reverse order with SIGTERM, the replicas of one component together (the engine's leader takes
+ * its final snapshot last; its standby stops rather than take over), and SIGKILLs whatever hangs.
  *
  * Each child gets an IPC channel it does not use for messages: when this process dies, even by SIGKILL, the
  * channel closes and the children stop themselves (platform/config.ts, onStopRequest). Log lines name the child
@@ -17,11 +24,19 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { nodeArgs, type Component } from "./components.ts";
+import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
 import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
+import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
+const FIRST_BACKOFF_MS = 1_000;
+const MAX_BACKOFF_MS = 30_000;
+
+/** How long to wait before restarting a child that exited before it was ready, `failures` times in a row. */
+export function backoffMs(failures: number): number {
+  return Math.min(FIRST_BACKOFF_MS * 2 ** Math.max(failures - 1, 0), MAX_BACKOFF_MS);
+}
 
 /** Where a child's output goes besides its file: the line, and its JSON parsed when it is a JSON log line. */
 export type Relay = (line: string, parsed?: Record<string, unknown>) => void;
@@ -41,13 +56,18 @@ export function logRelay(
 }
 
 interface Running {
-  readonly component: Component;
+  readonly replica: Replica;
+  /** What it gets as `<COMPONENT>_METRICS_PORT`. */
+  readonly metricsPort: string;
   child: ChildProcess | undefined;
   readonly file: WriteStream;
   restarts: number;
   startedAtMs: number;
-  backoffMs: number;
-  /** Resolves when the component first logs its ready event (in whichever run); rejects if it cannot start. */
+  /** Whether the current run logged its ready event. */
+  readyThisRun: boolean;
+  /** Runs in a row that exited before they were ready. */
+  failures: number;
+  /** Resolves when the child first logs its ready event (in whichever run); rejects if it cannot start. */
   ready: Promise<Record<string, unknown>>;
   markReady: (line: Record<string, unknown>) => void;
   failStart: (error: Error) => void;
@@ -56,6 +76,8 @@ interface Running {
 
 export class Supervisor {
   private readonly running: Running[] = [];
+  /** Restarts waiting out their backoff: stop() cancels them. */
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
   private stopping = false;
 
   constructor(
@@ -72,52 +94,64 @@ export class Supervisor {
   private readonly out: Relay;
 
   /**
-   * Starts every component in order, each once the one before is ready; resolves with their ready lines. Rejects
-   * when a component exits with a configuration error (exit code 2) before it was ever ready: restarting it
-   * cannot help. Other early exits (a database still starting) are retried with the backoff.
+   * Starts every replica of every component in order, each once the one before is ready; resolves with their ready
+   * lines by child name. Rejects when a child exits with a configuration error (exit code 2) before it was ever
+   * ready, restarting it cannot help, or when its metrics port variable is wrong. Other early exits (a database
+   * still starting) are retried with the backoff.
    */
   async start(): Promise<Record<string, Record<string, unknown>>> {
     const readyLines: Record<string, Record<string, unknown>> = {};
-    for (const component of this.components) {
+    for (const replica of this.components.flatMap(replicasOf)) {
       if (this.stopping) break;
-      const entry = this.track(component);
+      const entry = this.track(replica);
       this.spawn(entry);
-      readyLines[component.name] = await entry.ready;
+      readyLines[replica.name] = await entry.ready;
     }
     return readyLines;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const entry of [...this.running].reverse()) {
-      const child = entry.child;
-      if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      // "close", not "exit": its last output is read and written to its log file before the file is ended.
-      const exited = new Promise((resolve) => child.once("close", resolve));
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => {
-        this.options.log.warn("component_kill", { child: entry.component.name, afterMs: STOP_BUDGET_MS });
-        child.kill("SIGKILL");
-      }, STOP_BUDGET_MS);
-      await exited;
-      clearTimeout(timer);
+    for (const timer of this.restartTimers) clearTimeout(timer);
+    for (const component of [...this.components].reverse()) {
+      const replicas = this.running.filter((e) => e.replica.component === component);
+      await Promise.all(replicas.map((e) => this.stopChild(e)));
     }
     await Promise.all(this.running.map((e) => new Promise((resolve) => e.file.end(resolve))));
   }
 
-  private track(component: Component): Running {
+  private async stopChild(entry: Running): Promise<void> {
+    const child = entry.child;
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    // "close", not "exit": its last output is read and written to its log file before the file is ended.
+    const exited = new Promise((resolve) => child.once("close", resolve));
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      this.options.log.warn("component_kill", { child: entry.replica.name, afterMs: STOP_BUDGET_MS });
+      child.kill("SIGKILL");
+    }, STOP_BUDGET_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  private track(replica: Replica): Running {
+    const metrics = replicaMetricsConfig(this.options.env, replica);
     const entry = {
-      component,
+      replica,
+      metricsPort: metrics.port === undefined ? "off" : String(metrics.port),
       child: undefined,
       restarts: 0,
       startedAtMs: 0,
-      backoffMs: 1_000,
+      readyThisRun: false,
+      failures: 0,
       everReady: false,
-      file: createWriteStream(join(this.options.logDir, `${component.name}.log`), { flags: "a" }),
+      file: createWriteStream(join(this.options.logDir, `${replica.name}.log`), { flags: "a" }),
     } as unknown as Running;
     entry.ready = new Promise((resolve, reject) => {
       entry.markReady = (line) => {
         entry.everReady = true;
+        entry.readyThisRun = true;
+        entry.failures = 0;
         resolve(line);
       };
       entry.failStart = reject;
@@ -133,22 +167,29 @@ export class Supervisor {
     // detached: its own process group, so a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
     // which then stops the components one by one, in order; a signal to all at once would race that order.
     const childLevel: Level = this.minLevel === 0 ? "debug" : "info"; // its ready event is an info line
-    const child = spawn(process.execPath, nodeArgs(entry.component), {
+    const component = entry.replica.component;
+    const child = spawn(process.execPath, nodeArgs(component), {
       cwd: REPO_ROOT,
-      env: { ...this.options.env, LOG_FORMAT: "json", LOG_LEVEL: childLevel },
+      env: {
+        ...this.options.env,
+        [metricsPortVariable(component.name)]: entry.metricsPort,
+        LOG_FORMAT: "json",
+        LOG_LEVEL: childLevel,
+      },
       stdio: ["ignore", "pipe", "pipe", "ipc"],
       detached: true,
     });
     entry.child = child;
     entry.startedAtMs = Date.now();
-    const name = entry.component.name;
+    entry.readyThisRun = false;
+    const name = entry.replica.name;
     log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
-    this.pipeLines(entry, child.stdout!, true);
-    this.pipeLines(entry, child.stderr!, false);
-    child.once("error", (err) =>
-      log.error("component_spawn_failed", { child: entry.component.name, error: err.message }),
-    );
-    child.once("exit", (code, signal) => {
+    this.pipeLines(entry, child, child.stdout!, true);
+    this.pipeLines(entry, child, child.stderr!, false);
+    child.once("error", (err) => log.error("component_spawn_failed", { child: name, error: err.message }));
+    // "close", not "exit": by then every line it wrote has been read, its ready event too if it logged one just
+    // before it died.
+    child.once("close", (code, signal) => {
       if (this.stopping) {
         log.info("component_stopped", { child: name, code, signal });
         return;
@@ -159,14 +200,23 @@ export class Supervisor {
         return;
       }
       const upMs = Date.now() - entry.startedAtMs;
-      if (upMs > 60_000) entry.backoffMs = 1_000;
-      log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: entry.backoffMs });
-      const delay = entry.backoffMs;
-      entry.backoffMs = Math.min(entry.backoffMs * 2, 30_000);
       entry.restarts++;
-      setTimeout(() => {
-        if (!this.stopping) this.spawn(entry);
+      if (entry.readyThisRun) {
+        log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: 0 });
+        this.spawn(entry);
+        return;
+      }
+      entry.failures++;
+      const delay = backoffMs(entry.failures);
+      log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: delay });
+      if (entry.failures >= 2) {
+        log.warn("component_crash_loop", { child: name, failures: entry.failures, restartInMs: delay });
+      }
+      const timer = setTimeout(() => {
+        this.restartTimers.delete(timer);
+        this.spawn(entry);
       }, delay);
+      this.restartTimers.add(timer);
     });
   }
 
@@ -175,7 +225,7 @@ export class Supervisor {
     return rank !== -1 && rank < this.minLevel;
   }
 
-  private pipeLines(entry: Running, stream: NodeJS.ReadableStream, json: boolean): void {
+  private pipeLines(entry: Running, child: ChildProcess, stream: NodeJS.ReadableStream, json: boolean): void {
     let partial = "";
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => {
@@ -185,7 +235,8 @@ export class Supervisor {
       for (const line of lines) {
         if (line === "") continue;
         const parsed = json && line.startsWith("{") ? parseLogLine(line) : undefined;
-        if (parsed?.event === entry.component.readyEvent) entry.markReady(parsed);
+        // Only the current run's: a line the previous run left in the pipe says nothing about this one.
+        if (parsed?.event === entry.replica.component.readyEvent && entry.child === child) entry.markReady(parsed);
         if (parsed !== undefined && this.belowLevel(parsed.level)) continue;
         if (!entry.file.writableEnded) entry.file.write(`${line}\n`);
         this.out(line, parsed);

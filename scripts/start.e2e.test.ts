@@ -1,9 +1,10 @@
 /**
  * `npm start` as a user runs it (scripts/start.mjs), against the machine's Redis and a fresh Postgres database, prices
  * from a scripted Backpack-protocol feed and email to a local Resend-compatible recorder: it serves a sign-in and a
- * trade; a component killed with SIGKILL is restarted and recovers; the supervisor killed with SIGKILL takes its
- * children with it, and `npm start` again resumes the same state; Ctrl-C stops everything cleanly. Each process
- * serves its metrics on the port the banner lists. A data folder whose log is on the machine's Redis stays there.
+ * trade; it runs two engines, a leader and a hot standby; the leader killed with SIGKILL is restarted at once while
+ * the standby takes over; the supervisor killed with SIGKILL takes its children with it, and `npm start` again
+ * resumes the same state; Ctrl-C stops everything cleanly. Each process serves its metrics on the port the banner
+ * lists. A data folder whose log is on the machine's Redis stays there.
  *
  * With nothing configured, from a copy of the repository inside a folder closed to other users: its own
  * redis-server with AOF in the data folder though the machine's Redis answers, the embedded Postgres (as root, run by
@@ -37,8 +38,8 @@ import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
 import { startResendRecorder, type ResendRecorder } from "../functions/testing/resend-recorder.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { sample, scrape } from "../platform/testing/metrics.ts";
-import { COMPONENTS, type Component } from "../platform/components.ts";
-import { metricsPortVariable } from "../platform/metrics.ts";
+import { COMPONENTS, replicasOf } from "../platform/components.ts";
+import { replicaMetricsPortVariable } from "../platform/metrics.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const prefix = `test:start:${randomUUID()}:`;
@@ -48,7 +49,8 @@ let recorder: ResendRecorder;
 let dataDir: string;
 let port: number;
 let streamPort: number;
-let metricsPorts: Record<Component["name"], number>;
+/** By process name: engine-1, engine-2, worker, … */
+let metricsPorts: Record<string, number>;
 let token: string;
 
 function npmStart(overrides: Record<string, string> = {}): Child {
@@ -66,13 +68,32 @@ function npmStart(overrides: Record<string, string> = {}): Child {
     SNAPSHOT_EVERY_MS: "500",
     ENGINE_STATS_EVERY_MS: "200",
     WORKER_STATS_EVERY_MS: "200",
-    ...Object.fromEntries(COMPONENTS.map((c) => [metricsPortVariable(c.name), String(metricsPorts[c.name])])),
+    ...metricsPortEnv(),
     ENGINE_LEASE_TTL_MS: "1500",
     WORKER_CLAIM_IDLE_MS: "1000",
     JWT_SECRET: "",
     APP_URL: "",
     ...overrides,
   });
+}
+
+/** Each process's metrics port variable (ENGINE_METRICS_PORT, ENGINE_2_METRICS_PORT, …) set to its port here. */
+function metricsPortEnv(): Record<string, string> {
+  return Object.fromEntries(
+    COMPONENTS.flatMap(replicasOf).map((r) => [replicaMetricsPortVariable(r), String(metricsPorts[r.name])]),
+  );
+}
+
+/**
+ * The JSON lines of one process's log file in the data folder (`engine-1`, …). The files are appended to by every
+ * run in this data folder, the failed starts above included.
+ */
+function logFile(name: string): Record<string, unknown>[] {
+  return readFileSync(join(dataDir, "logs", `${name}.log`), "utf8")
+    .trim()
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function api(method: string, path: string, body?: unknown) {
@@ -113,13 +134,8 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "paper-broker-start-"));
   port = await freePort();
   streamPort = await freePort();
-  metricsPorts = {
-    engine: await freePort(),
-    worker: await freePort(),
-    poller: await freePort(),
-    api: await freePort(),
-    stream: await freePort(),
-  };
+  metricsPorts = {};
+  for (const r of COMPONENTS.flatMap(replicasOf)) metricsPorts[r.name] = await freePort();
 }, 60_000);
 
 afterAll(async () => {
@@ -217,13 +233,40 @@ describe("npm start", () => {
       expect(frames[0]?.type).toBe("welcome");
       ws.close();
 
-      // A component killed with SIGKILL comes back (the engine from snapshot + log) and the API keeps answering.
-      const enginePid = pidsOf(start).engine!;
+      // Two engines: the first started leads, the second follows as a hot standby, each with its own log file.
+      const lastReady = (name: string) =>
+        logFile(name)
+          .filter((l) => l.event === "engine_ready")
+          .at(-1);
+      expect(lastReady("engine-1")).toMatchObject({ role: "leader" });
+      expect(lastReady("engine-2")).toMatchObject({ role: "standby" });
+      expect(start.other.join("\n")).toContain("a leader and a hot standby (engine-1, engine-2)");
+
+      // The leader killed with SIGKILL: the standby takes over, the API keeps answering, and the killed one, which
+      // had been ready, is restarted at once and comes back as the new standby.
+      const enginePid = pidsOf(start)["engine-1"]!;
+      const linesBefore = { "engine-1": logFile("engine-1").length, "engine-2": logFile("engine-2").length };
+      const since = (name: keyof typeof linesBefore) => logFile(name).slice(linesBefore[name]);
       process.kill(enginePid, "SIGKILL");
       await start.waitFor(
-        (l) => l.event === "component_started" && l.child === "engine" && Number(l.pid) !== enginePid,
+        (l) => l.event === "component_started" && l.child === "engine-1" && Number(l.pid) !== enginePid,
         30_000,
-        "component_started of a new engine",
+        "component_started of a new engine-1",
+      );
+      expect(start.lines.find((l) => l.event === "component_exited" && l.child === "engine-1")).toMatchObject({
+        signal: "SIGKILL",
+        restartInMs: 0,
+      });
+      expect(start.lines.some((l) => l.event === "component_crash_loop")).toBe(false);
+      await until(
+        () => Promise.resolve(since("engine-2").find((l) => l.event === "takeover")),
+        10_000,
+        "engine-2's takeover",
+      );
+      await until(
+        () => Promise.resolve(since("engine-1").find((l) => l.event === "engine_ready" && l.role === "standby")),
+        30_000,
+        "the restarted engine-1 as a standby",
       );
       const order = await until(
         async () => {
@@ -257,8 +300,8 @@ describe("npm start", () => {
       expect((await api("GET", "/api/v1/account/balance")).body).toEqual(before.balances);
       expect((await api("GET", "/api/v1/trade/open")).body).toEqual(before.open);
 
-      // Ctrl-C: everything stops cleanly, the engine with a final snapshot.
-      const pids = Object.values(pidsOf(start)).slice(-4);
+      // Ctrl-C: everything stops cleanly, the leading engine with a final snapshot.
+      const pids = Object.values(pidsOf(start));
       start.proc.kill("SIGINT");
       expect(await start.exited).toEqual({ code: 0, signal: null });
       expect(pids.filter(alive)).toEqual([]);
@@ -310,7 +353,7 @@ describe("npm start with nothing configured, from a folder closed to other users
           RESEND_API_KEY: "",
           JWT_SECRET: "",
           APP_URL: "",
-          ...Object.fromEntries(COMPONENTS.map((c) => [metricsPortVariable(c.name), String(metricsPorts[c.name])])),
+          ...metricsPortEnv(),
         });
         const started = start;
         await until(
@@ -437,8 +480,8 @@ const answersPing = async (url: string) => (await redisProblem(url)) === undefin
  * SOL from the live feed, the API's requests by route.
  */
 async function checkMetrics(start: Child): Promise<void> {
-  for (const c of COMPONENTS) {
-    expect(start.other.join("\n")).toContain(`${c.name.padEnd(7)}http://127.0.0.1:${metricsPorts[c.name]}/metrics`);
+  for (const r of COMPONENTS.flatMap(replicasOf)) {
+    expect(start.other.join("\n")).toContain(`${r.name.padEnd(9)}http://127.0.0.1:${metricsPorts[r.name]}/metrics`);
   }
   const second = await api("POST", "/api/v1/trade/create", { asset: "SOL", type: "short", margin: "10", leverage: 2 });
   expect(second.status).toBe(201);
@@ -447,7 +490,7 @@ async function checkMetrics(start: Child): Promise<void> {
 
   const engine = await until(
     async () => {
-      const s = await scrape(metricsPorts.engine);
+      const s = await scrape(metricsPorts["engine-1"]!);
       // A snapshot after the close (SNAPSHOT_EVERY_MS 500), and a lag reported since (ENGINE_STATS_EVERY_MS 200).
       return sample(s, "engine_snapshot_duration_seconds_count", { phase: "encode" }) >= 2 ? s : undefined;
     },
@@ -467,11 +510,15 @@ async function checkMetrics(start: Child): Promise<void> {
   expect(sample(engine, "engine_snapshot_last_saved_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
   expect(sample(engine, "engine_lease_held")).toBe(1);
   expect(sample(engine, "engine_lease_fencing_token")).toBeGreaterThanOrEqual(1);
+  expect(sample(engine, "engine_role")).toBe(1);
+  // The standby serves its own metrics, on its own port.
+  const standby = await scrape(metricsPorts["engine-2"]!);
+  expect(sample(standby, "engine_role")).toBe(0);
   expect(sample(engine, "engine_process_cpu_seconds_total")).toBeGreaterThan(0);
 
   const worker = await until(
     async () => {
-      const s = await scrape(metricsPorts.worker);
+      const s = await scrape(metricsPorts.worker!);
       return sample(s, "worker_postgres_write_duration_seconds_count") >= 1 ? s : undefined;
     },
     10_000,
@@ -482,7 +529,7 @@ async function checkMetrics(start: Child): Promise<void> {
   expect(sample(worker, "worker_group_pending_entries")).toBeGreaterThanOrEqual(0);
   expect(sample(worker, "worker_group_lag_entries")).toBeGreaterThanOrEqual(0);
 
-  const poller = await scrape(metricsPorts.poller);
+  const poller = await scrape(metricsPorts.poller!);
   expect(sample(poller, "poller_quotes_total", { market: "SOL_USDC_PERP" })).toBeGreaterThanOrEqual(1);
   expect(sample(poller, "poller_quotes_total", { market: "BTC_USDC_PERP" })).toBeGreaterThanOrEqual(0);
   expect(sample(poller, "poller_feed_state", { state: "connected" })).toBe(1);
@@ -491,7 +538,7 @@ async function checkMetrics(start: Child): Promise<void> {
   expect(sample(poller, "poller_feed_source", { source: "sim" })).toBe(0);
   expect(sample(poller, "poller_feed_reconnects_total")).toBe(0);
 
-  const apiSamples = await scrape(metricsPorts.api);
+  const apiSamples = await scrape(metricsPorts.api!);
   const created = { method: "POST", route: "/api/v1/trade/create", status: "201" };
   expect(sample(apiSamples, "api_request_duration_seconds_count", created)).toBe(2);
   expect(sample(apiSamples, "api_request_duration_seconds_bucket", { le: "+Inf", ...created })).toBe(2);

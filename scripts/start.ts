@@ -2,7 +2,8 @@
  * `npm start`: the whole system on this machine. Finds or starts Redis and Postgres (platform/local-redis.ts and
  * platform/local-postgres.ts with `prefer: "own"`: the configured URL, else servers of its own in the data folder,
  * so that all local state is in that one folder), builds the bundles the processes run (platform/build.ts), then
- * runs the engine, worker, poller and API as separate processes under a supervisor that restarts any that dies.
+ * runs the engine (two processes: a leader and a hot standby), worker, poller, API and stream as separate processes
+ * under a supervisor that restarts any that dies.
  * Ctrl-C (or SIGTERM to the pid in `<dataDir>/start.pid`) stops them all cleanly, in order; running it again resumes
  * the same state from the data folder (`DATA_DIR`, default .data).
  *
@@ -13,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join, resolve } from "node:path";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
-import { COMPONENTS } from "../platform/components.ts";
+import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
@@ -122,6 +123,7 @@ function isStart(pid: number): boolean {
 }
 
 function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, feedSource: string): void {
+  const engines = replicasOf(componentNamed("engine")).map((r) => r.name);
   const lines = [
     "",
     "  paper-broker is running",
@@ -131,6 +133,7 @@ function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, fe
     env.RESEND_API_KEY?.trim()
       ? "    email        sent through Resend"
       : `    dev mailbox  ${appUrl}/api/v1/dev/mailbox  (sign-in links; no RESEND_API_KEY set)`,
+    `    engine       a leader and a hot standby (${engines.join(", ")})`,
     `    prices       ${feedSource === "sim" ? "SIMULATED (sim feed: Backpack could not be reached or FEED=sim)" : feedSource}`,
     ...metricsBannerLines(env, COMPONENTS),
     `    data, logs   ${dataDir}`,

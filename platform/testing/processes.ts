@@ -8,8 +8,8 @@ import { createServer } from "node:net";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
-import { COMPONENTS, componentNamed, nodeArgs, type Component } from "../components.ts";
-import { metricsPortVariable } from "../metrics.ts";
+import { COMPONENTS, componentNamed, nodeArgs, replicasOf, type Component } from "../components.ts";
+import { metricsPortVariable, replicaMetricsPortVariable } from "../metrics.ts";
 
 /** The repository root: processes run from it, as `npm run engine` would. */
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -35,7 +35,7 @@ const NOT_INHERITED = [
   "ENGINE_STATS_EVERY_MS",
   "INITIAL_BALANCE_USD",
   "METRICS_HOST",
-  ...COMPONENTS.map((c) => metricsPortVariable(c.name)),
+  ...COMPONENTS.flatMap(replicasOf).map(replicaMetricsPortVariable),
   // A child logs JSON lines at info, which the tests wait for: a developer's LOG_FORMAT=pretty or LOG_LEVEL=warn
   // would hide them.
   "LOG_FORMAT",

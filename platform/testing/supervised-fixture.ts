@@ -1,0 +1,39 @@
+/**
+ * A stand-in component for platform/supervisor.e2e.test.ts: `node --import tsx supervised-fixture.ts` (the bundle
+ * path the supervisor appends is ignored). What each run does comes from FIXTURE_PLAN, a comma-separated list read
+ * by run number (the runs are counted in the file FIXTURE_RUNS; the last entry repeats):
+ * - `fail`: exits 1 at once, never ready (a component that cannot start);
+ * - `crash`: logs `ready`, then exits 1 at once (a component that dies while serving);
+ * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`.
+ * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { createLogger } from "../log.ts";
+
+const plan = (process.env.FIXTURE_PLAN ?? "serve").split(",");
+const runsFile = process.env.FIXTURE_RUNS;
+let run = 0;
+if (runsFile !== undefined) {
+  try {
+    run = Number(readFileSync(runsFile, "utf8"));
+  } catch {
+    run = 0; // the first run: no file yet
+  }
+  writeFileSync(runsFile, String(run + 1));
+}
+const how = plan[Math.min(run, plan.length - 1)];
+const log = createLogger("fixture", { base: { run } });
+
+if (how === "fail") {
+  process.exit(1);
+}
+log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT });
+if (how === "crash") process.exit(1);
+const timer = setInterval(() => undefined, 60_000);
+process.once("SIGTERM", () => {
+  clearInterval(timer);
+  log.info("stopped");
+});
+// The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
+process.once("disconnect", () => process.exit(0));
+process.channel?.unref();
