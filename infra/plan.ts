@@ -53,19 +53,83 @@ export interface ContainerPlan {
   readonly memory: `${number} GB`;
   /** Tasks kept running (ECS desired count), fixed: none of them scales on load. */
   readonly tasks: number;
+  /** How a rolling deploy replaces the tasks; ECS's defaults where absent. */
+  readonly deploy?: DeployPlan;
 }
 
+/**
+ * A rolling deploy: the service's task count bounds while it runs (ECS deploymentMinimumHealthyPercent and
+ * deploymentMaximumPercent, as percentages of `tasks`), the container health check that says when a new task counts
+ * as healthy, and how long a stopped task has between SIGTERM and SIGKILL (ECS stopTimeout).
+ */
+export interface DeployPlan {
+  readonly minimumHealthyPercent: number;
+  readonly maximumPercent: number;
+  readonly health: HealthCheckPlan;
+  readonly stopTimeoutSeconds: number;
+}
+
+/** ECS's container health check (HealthCheck in the task definition), durations in seconds. */
+export interface HealthCheckPlan {
+  readonly command: readonly string[];
+  /** Failed checks within this time after the start do not count: time for a restore. ECS allows 0–300. */
+  readonly startPeriodSeconds: number;
+  /** ECS allows 5–300. */
+  readonly intervalSeconds: number;
+  /** One run's limit. ECS allows 2–60. */
+  readonly timeoutSeconds: number;
+  /** Consecutive failures, after the start period, that make the container unhealthy (ECS replaces it). 1–10. */
+  readonly retries: number;
+}
+
+/**
+ * The health check command: asks `GET /ready` on the process's metrics port on the task's loopback, and succeeds on a
+ * 200. Bash and its /dev/tcp, not `node -e`: the image has no curl or wget, and starting a Node process per check
+ * would take a slice of the leader's one vCPU every interval, where bash needs a few milliseconds.
+ */
+export function readyCheckCommand(port: number): string[] {
+  const script = String.raw`exec 3<>/dev/tcp/127.0.0.1/${port} && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 && read -r status <&3 && [[ $status == "HTTP/1."?" 200 "* ]]`;
+  return ["CMD", "bash", "-c", script];
+}
+
+/**
+ * The engine's rolling deploy hands over instead of stopping both engines. ECS starts the new tasks before it stops
+ * any old one (100 % of the tasks stay healthy, up to 200 % run), and with a container health check it counts a new
+ * task as healthy only once the check passes (AWS, ECS API reference, DeploymentConfiguration,
+ * minimumHealthyPercent). The check asks the engine's `/ready`, which answers 200 once the engine leads or is a
+ * hot standby caught up with the log, so the old tasks are stopped only when new standbys are hot; the old leader
+ * then releases the lease on SIGTERM and a standby takes over within one poll. A new image whose engine never gets
+ * ready is rolled back (SST turns on ECS's deployment circuit breaker with rollback), the old tasks untouched.
+ */
+export const ENGINE_DEPLOY: DeployPlan = {
+  minimumHealthyPercent: 100,
+  maximumPercent: 200,
+  health: {
+    command: readyCheckCommand(componentNamed("engine").metricsPort),
+    // ECS's maximum. A restore of the full book takes ~5 s on this machine (benchmarks.md); a Fargate vCPU and
+    // Neon over the network are slower, and a standby must then catch up with the log. Until ready, 503s are free.
+    startPeriodSeconds: 300,
+    intervalSeconds: 10,
+    timeoutSeconds: 5,
+    retries: 3,
+  },
+  // Fargate's maximum (ECS API reference, ContainerDefinition, stopTimeout; the default is 30 s). The leader
+  // releases the lease at once on SIGTERM; what follows is its final snapshot (encode and write, a few seconds here
+  // at 1M open trades), which a SIGKILL would lose and the next restore would replay instead.
+  stopTimeoutSeconds: 120,
+};
+
 export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
-  // Exactly one task: one engine leads at a time anyway (the Redis lease), and a second task would only wait as a
-  // standby. During a rolling deploy ECS starts the new task before stopping the old one; the new one restores the
-  // snapshot and waits for the lease, which the old one releases on SIGTERM after its final snapshot.
-  // Memory for the in-memory state and snapshot encoding; the follower snapshots on a second thread.
+  // Two tasks: one leads (the Redis lease), the other is a hot standby that follows the log in memory and takes over in
+  // under a second when the leader dies or stops. A rolling deploy starts the new tasks first (ENGINE_DEPLOY).
+  // Memory for the in-memory state and snapshot encoding; snapshots are saved on a second thread.
   engine: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
     env: {},
     cpu: "1 vCPU",
     memory: "2 GB",
-    tasks: 1,
+    tasks: 2,
+    deploy: ENGINE_DEPLOY,
   },
   // One is enough for the output rate; more would share the consumer group safely.
   worker: {

@@ -13,6 +13,7 @@ import {
   containerCommand,
   devCommand,
   type ContainerName,
+  type DeployPlan,
 } from "../plan.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
 
@@ -53,11 +54,46 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
       cpu: plan.cpu,
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },
+      ...(plan.deploy ? deployArgs(plan.deploy) : {}),
       dev: { command: devCommand(name), directory: "." },
     });
     return [name, service] as const;
   });
   return Object.fromEntries(entries) as Record<ContainerName, sst.aws.Service>;
+}
+
+/**
+ * A rolling deploy's settings as Service args: the health check through SST's `health`; the deployment bounds and the
+ * stop timeout, which SST does not expose, through `transform` on the ECS service and on the task definition's
+ * container definitions (a JSON string SST builds; it has one container, the service's).
+ */
+function deployArgs(deploy: DeployPlan) {
+  const { health } = deploy;
+  return {
+    health: {
+      command: [...health.command],
+      startPeriod: `${health.startPeriodSeconds} seconds`,
+      interval: `${health.intervalSeconds} seconds`,
+      timeout: `${health.timeoutSeconds} seconds`,
+      retries: health.retries,
+    },
+    transform: {
+      service: {
+        deploymentMinimumHealthyPercent: deploy.minimumHealthyPercent,
+        deploymentMaximumPercent: deploy.maximumPercent,
+      },
+      taskDefinition: (args: aws.ecs.TaskDefinitionArgs) => {
+        args.containerDefinitions = $output(args.containerDefinitions).apply((json) =>
+          JSON.stringify(
+            (JSON.parse(json) as Record<string, unknown>[]).map((container) => ({
+              ...container,
+              stopTimeout: deploy.stopTimeoutSeconds,
+            })),
+          ),
+        );
+      },
+    },
+  } satisfies Partial<sst.aws.ServiceArgs>;
 }
 
 function title(name: string): string {

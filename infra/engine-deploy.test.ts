@@ -1,0 +1,103 @@
+// The engine's deployment keeps a hot standby and hands over on a rolling deploy (infra/plan.ts ENGINE_DEPLOY): two
+// tasks, new tasks started and healthy before old ones stop, a health check that asks the engine's /ready, and time
+// for the old leader's final snapshot after SIGTERM. The health check command is run here against local servers.
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { resolve } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { componentNamed } from "../platform/components.ts";
+import { CONTAINER_PLANS, CONTAINERS, ENGINE_DEPLOY, readyCheckCommand } from "./plan.ts";
+
+describe("the engine's deployment", () => {
+  const engine = CONTAINER_PLANS.engine;
+
+  it("runs two tasks, a leader and a hot standby, with the rolling deploy that hands over", () => {
+    expect(engine.tasks).toBe(2);
+    expect(engine.deploy).toBe(ENGINE_DEPLOY);
+  });
+
+  it("starts the new tasks before it stops an old one, and keeps all of them healthy meanwhile", () => {
+    expect(ENGINE_DEPLOY.minimumHealthyPercent).toBe(100);
+    expect(ENGINE_DEPLOY.maximumPercent).toBe(200);
+    // Room for a full new set beside the old one (ECS rounds the maximum down).
+    expect(Math.floor((engine.tasks * ENGINE_DEPLOY.maximumPercent) / 100)).toBe(2 * engine.tasks);
+  });
+
+  it("counts a task healthy once its engine answers /ready on its metrics port, on the task's loopback", () => {
+    expect(ENGINE_DEPLOY.health.command).toEqual(readyCheckCommand(componentNamed("engine").metricsPort));
+    const [mode, shell, flag, script] = ENGINE_DEPLOY.health.command;
+    expect([mode, shell, flag]).toEqual(["CMD", "bash", "-c"]);
+    expect(script).toContain(`/dev/tcp/127.0.0.1/${componentNamed("engine").metricsPort} `);
+    expect(script).toContain("GET /ready ");
+    // Bash comes with Debian's images (node:*-slim), not with Alpine's.
+    const base = /^FROM (\S+)$/m.exec(readFileSync(resolve(import.meta.dirname, "../Dockerfile"), "utf8"))?.[1];
+    expect(base).toMatch(/^node:\d+-(slim|bookworm|bullseye)/);
+  });
+
+  it("gives a restore minutes before failed checks count, within ECS's limits", () => {
+    const { startPeriodSeconds, intervalSeconds, timeoutSeconds, retries } = ENGINE_DEPLOY.health;
+    expect(startPeriodSeconds).toBeGreaterThanOrEqual(120);
+    expect(startPeriodSeconds).toBeLessThanOrEqual(300);
+    expect(intervalSeconds).toBeGreaterThanOrEqual(5);
+    expect(intervalSeconds).toBeLessThanOrEqual(300);
+    expect(timeoutSeconds).toBeGreaterThanOrEqual(2);
+    expect(timeoutSeconds).toBeLessThan(intervalSeconds);
+    expect(retries).toBeGreaterThanOrEqual(1);
+    expect(retries).toBeLessThanOrEqual(10);
+  });
+
+  it("leaves the old leader time to hand over and save its final snapshot, within Fargate's limit", () => {
+    // A final snapshot of the full book takes a few seconds here; ECS's default (30 s) leaves too little margin for
+    // a slower vCPU and a database across the network. Fargate rejects more than 120 s.
+    expect(ENGINE_DEPLOY.stopTimeoutSeconds).toBeGreaterThanOrEqual(60);
+    expect(ENGINE_DEPLOY.stopTimeoutSeconds).toBeLessThanOrEqual(120);
+  });
+
+  it("is the only container with a deploy of its own: the others keep ECS's defaults", () => {
+    expect(CONTAINERS.filter((name) => CONTAINER_PLANS[name].deploy !== undefined)).toEqual(["engine"]);
+  });
+});
+
+describe("the ready check command", () => {
+  const servers: Server[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
+  });
+
+  /** A stand-in for the metrics server: `/ready` answers `status`, any other path 200. */
+  async function serving(status: number): Promise<number> {
+    const server = createServer((req, res) => {
+      res.writeHead(req.url === "/ready" ? status : 200, { "content-type": "text/plain" }).end("x\n");
+    });
+    servers.push(server);
+    await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
+    return (server.address() as AddressInfo).port;
+  }
+
+  /** Runs the command as ECS's CMD form does (the arguments after "CMD"); resolves with its exit code. */
+  function run(command: readonly string[]): Promise<number | null> {
+    const [mode, file, ...args] = command;
+    expect(mode).toBe("CMD");
+    return new Promise((exited, failed) => {
+      const child = spawn(file!, args, { stdio: "ignore", timeout: 5_000 });
+      child.on("error", failed);
+      child.on("exit", exited);
+    });
+  }
+
+  it("succeeds when /ready answers 200", async () => {
+    expect(await run(readyCheckCommand(await serving(200)))).toBe(0);
+  });
+
+  it("fails when /ready answers 503 (restoring, catching up, or stopping)", async () => {
+    expect(await run(readyCheckCommand(await serving(503)))).not.toBe(0);
+  });
+
+  it("fails when nothing listens on the port", async () => {
+    const port = await serving(200);
+    await new Promise((done) => servers.pop()!.close(done));
+    expect(await run(readyCheckCommand(port))).not.toBe(0);
+  });
+});
