@@ -34,6 +34,8 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     // One command per poll (both keys carry the shard's hash tag): a standby's idle cost is billed per command.
     const [holder, published] = await o.redis.mget(o.keys.engineLease, o.keys.enginePublished);
     if (holder === null || holder === undefined) {
+      // Stopping (npm start stops both engines at once): the released lease is not this engine's to take.
+      if (signal.aborted) break;
       if (await o.lease.tryAcquire()) {
         log.info("takeover", {
           fromInputId: state.lastInputId,
