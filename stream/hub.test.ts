@@ -1,5 +1,6 @@
-// The hub's revocation backstop on plain data: sockets standing in as objects, fake timers, the check's answer held.
+// The hub on plain data: sockets standing in as objects, fake timers, a store and the revocation check's answer held.
 import type { WebSocket } from "ws";
+import type { TradeView } from "../contract/messages.ts";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
@@ -54,6 +55,86 @@ describe("the revocation backstop", () => {
     await vi.advanceTimersByTimeAsync(6_000);
     expect(checks).toHaveLength(3);
     checks[2]!.answer([false, false]);
+    hub.shutdown();
+  });
+});
+
+describe("price-driven summaries", () => {
+  const trade = (id: string, asset: string): TradeView => ({
+    id,
+    asset,
+    type: "long",
+    margin: "100",
+    leverage: 10,
+    quantity: "0.5",
+    openPrice: "2000",
+    stopLoss: null,
+    takeProfit: null,
+    trailingStop: null,
+    liquidationPrice: "1810",
+    openedAt: "2026-12-06T00:00:00.000Z",
+  });
+  const quote = (asset: string, bid: string) => ({
+    kind: "quote",
+    body: JSON.stringify({
+      type: "quote_updated",
+      id: "1-0:0",
+      inputId: "1-0",
+      asset,
+      market: `${asset}_USDC_PERP`,
+      bid,
+      ask: bid,
+      updatedAt: "2026-12-06T00:00:01.000Z",
+      source: "sim",
+    }),
+  });
+
+  it("a quote owes a summary only to the channels with an open trade in its asset, at most one per interval", async () => {
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: (userId) =>
+          Promise.resolve({
+            seq: 1,
+            balances: { USD: "1000" },
+            trades: userId === "eth" ? [trade("T0-1", "ETH")] : [trade("T0-2", "BTC")],
+            orders: [],
+          }),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    const summaries = new Map<string, number>();
+    for (const userId of ["eth", "btc"]) {
+      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+      const ws = {
+        ...fakeSocket(),
+        on: (event: string, listener: never) => {
+          if (event === "message") onMessage = listener;
+        },
+        send: (data: string | Buffer) => {
+          if ((JSON.parse(String(data)) as { type: string }).type === "summary")
+            summaries.set(userId, (summaries.get(userId) ?? 0) + 1);
+        },
+      } as unknown as WebSocket;
+      hub.accept(ws, { userId, sessionId: userId, sessionExpiresAtMs: Date.now() + 3_600_000 });
+      onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
+    }
+    await vi.advanceTimersByTimeAsync(2_000);
+    summaries.clear(); // the snapshot's
+    // Three ETH quotes within a second: the ETH holder gets one summary, the BTC holder none
+    for (const bid of ["2001", "2002", "2003"]) hub.handleEntry(`${Date.now()}-0`, quote("ETH", bid));
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    expect(Object.fromEntries(summaries)).toEqual({ eth: 1 });
+    // No quote since: nothing more is owed
+    await vi.advanceTimersByTimeAsync(5 * DEFAULT_LIMITS.summaryIntervalMs);
+    expect(Object.fromEntries(summaries)).toEqual({ eth: 1 });
+    hub.handleEntry(`${Date.now()}-0`, quote("BTC", "97000"));
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    expect(Object.fromEntries(summaries)).toEqual({ eth: 1, btc: 1 });
     hub.shutdown();
   });
 });

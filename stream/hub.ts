@@ -38,6 +38,10 @@ export class StreamHub {
   private readonly connections = new Set<StreamConnection>();
   private readonly bySession = new Map<string, Set<StreamConnection>>();
   private readonly privateByUser = new Map<string, Set<StreamConnection>>();
+  /** Private channels by the assets of their open trades: whose summary a quote moves. */
+  private readonly privateByAsset = new Map<string, Set<StreamConnection>>();
+  /** Sockets owed a price-driven summary (the tick sends each once summaryIntervalMs has passed since its last). */
+  private readonly summariesDue = new Set<StreamConnection>();
   private readonly latestQuotes = new Map<string, Quote>();
   private readonly quotes: QuoteFanout;
   private readonly candles: CandleFanout;
@@ -158,8 +162,10 @@ export class StreamHub {
     const { bid, ask, updatedAt, source } = quote;
     this.latestQuotes.set(quote.asset, { bid, ask, updatedAt, source });
     this.quotes.publish(quote, nowMs);
-    for (const conns of this.privateByUser.values()) {
-      for (const conn of conns) if (conn.private?.holds(quote.asset)) conn.private.summaryDue = true;
+    for (const conn of this.privateByAsset.get(quote.asset) ?? []) {
+      if (conn.private === undefined) continue;
+      conn.private.summaryDue = true;
+      this.summariesDue.add(conn);
     }
   }
 
@@ -234,6 +240,11 @@ export class StreamHub {
           bufferCapBytes: this.deps.limits.privateBufferCapBytes,
           now: this.now,
           flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
+          holding: (asset, held) => {
+            if (conn.private !== channel) return; // dropped meanwhile
+            if (held) addTo(this.privateByAsset, asset, conn);
+            else removeFrom(this.privateByAsset, asset, conn);
+          },
         });
         conn.private = channel;
         addTo(this.privateByUser, conn.userId, conn);
@@ -264,6 +275,8 @@ export class StreamHub {
 
   private dropPrivate(conn: StreamConnection): void {
     conn.private?.stop();
+    for (const asset of conn.private?.heldAssets() ?? []) removeFrom(this.privateByAsset, asset, conn);
+    this.summariesDue.delete(conn);
     conn.private = undefined;
     removeFrom(this.privateByUser, conn.userId, conn);
   }
@@ -298,15 +311,15 @@ export class StreamHub {
       this.warnTimer("warn", "quote_tick_failed", { error });
     }
     const interval = this.deps.limits.summaryIntervalMs;
-    for (const conns of this.privateByUser.values()) {
-      for (const conn of conns) {
-        const channel = conn.private;
-        if (!channel?.summaryDue || nowMs - channel.lastSummaryMs < interval) continue;
-        try {
-          channel.sendSummary(nowMs);
-        } catch (error) {
-          this.warnSummary("warn", "summary_failed", { userId: conn.userId, error });
-        }
+    for (const conn of this.summariesDue) {
+      const channel = conn.private;
+      if (channel?.summaryDue !== true) this.summariesDue.delete(conn); // sent with an event meanwhile, or dropped
+      if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval) continue;
+      this.summariesDue.delete(conn);
+      try {
+        channel.sendSummary(nowMs);
+      } catch (error) {
+        this.warnSummary("warn", "summary_failed", { userId: conn.userId, error });
       }
     }
   }

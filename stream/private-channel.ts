@@ -46,6 +46,11 @@ export interface PrivateChannelDeps {
    * reach the client ahead of the quote that fired it.
    */
   readonly flushQuotes: (nowMs: number) => void;
+  /**
+   * The open trades come to hold an asset (`held`) or no longer do: the hub indexes channels by asset, so that a
+   * quote reaches only the channels whose summary it moves.
+   */
+  readonly holding?: (asset: string, held: boolean) => void;
 }
 
 export class PrivateChannel {
@@ -61,7 +66,7 @@ export class PrivateChannel {
   private recheckPending = false;
   /** The seq the store is awaited for, since when, and whether that was logged. */
   private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
-  private readonly mirror = new Mirror();
+  private readonly mirror: Mirror;
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
   summaryDue = false;
   lastSummaryMs = 0;
@@ -69,7 +74,9 @@ export class PrivateChannel {
   constructor(
     private readonly conn: StreamConnection,
     private readonly deps: PrivateChannelDeps,
-  ) {}
+  ) {
+    this.mirror = new Mirror(deps.holding);
+  }
 
   /** Snapshot (no `since`) or resume from `since`; then live. */
   async start(since: number | undefined): Promise<void> {
@@ -111,8 +118,8 @@ export class PrivateChannel {
   }
 
   /** The open trades' assets: a quote of one moves the summary. */
-  holds(asset: string): boolean {
-    return this.mirror.assets.has(asset);
+  heldAssets(): Iterable<string> {
+    return this.mirror.assets.keys();
   }
 
   sendSummary(nowMs: number): void {
@@ -300,11 +307,14 @@ class Mirror {
   readonly assets = new Map<string, number>();
   private readonly tradeAsset = new Map<string, string>();
 
+  constructor(private readonly holding: (asset: string, held: boolean) => void = () => undefined) {}
+
   reset(state: PrivateState): void {
     this.seq = state.seq;
     this.balances = { ...state.balances };
     this.trades.clear();
     this.orders.clear();
+    for (const asset of this.assets.keys()) this.holding(asset, false);
     this.assets.clear();
     this.tradeAsset.clear();
     for (const t of state.trades) this.putTrade(t);
@@ -341,7 +351,9 @@ class Mirror {
   private putTrade(trade: TradeView): void {
     if (!this.tradeAsset.has(trade.id)) {
       this.tradeAsset.set(trade.id, trade.asset);
-      this.assets.set(trade.asset, (this.assets.get(trade.asset) ?? 0) + 1);
+      const held = this.assets.get(trade.asset) ?? 0;
+      this.assets.set(trade.asset, held + 1);
+      if (held === 0) this.holding(trade.asset, true);
     }
     this.trades.set(trade.id, JSON.stringify(trade));
   }
@@ -352,8 +364,10 @@ class Mirror {
     this.tradeAsset.delete(id);
     this.trades.delete(id);
     const left = (this.assets.get(asset) ?? 1) - 1;
-    if (left === 0) this.assets.delete(asset);
-    else this.assets.set(asset, left);
+    if (left === 0) {
+      this.assets.delete(asset);
+      this.holding(asset, false);
+    } else this.assets.set(asset, left);
   }
 }
 

@@ -361,12 +361,13 @@ describe("worker: events and fan-out", () => {
     ]);
     // When the batch is replayed (an engine restart re-emits it) next to a newer quote
     await deliver(keys, [quote(T0 + 1, "2000"), opened, paid, quote(T0 + 3, "2010")]);
-    // Then the events go out again (at least once: the stream drops seqs it delivered), the old quote does not
+    // Then the events go out again (at least once: the stream drops seqs it delivered), the old quote does not, and
+    // the new quote goes out first, ahead of the batch's events
     const again = (await fanout(keys)).slice(3);
     expect(again.map((f) => [f[1], f[5] ?? (JSON.parse(f[3]!) as { bid: string }).bid])).toEqual([
+      ["quote", "2010"],
       ["event", "1"],
       ["event", "2"],
-      ["quote", "2010"],
     ]);
     expect(await redis.zcard(keys.eventsKey("ann"))).toBe(2);
   });

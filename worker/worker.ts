@@ -1,12 +1,20 @@
 /**
- * The worker: a consumer group on `engine:output`. For each batch, in stream order: closed orders, entry orders and
- * filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an
- * older order view never replaces a newer one) and the quotes' 1-minute candles (candles.ts), read models into
- * Redis (guarded by watermarks, see read-models.ts) with each private event appended to its user's events store
- * right after its read-model write (events.ts), and only then each `order_response` onto its per-request key, so a
- * client that got its answer reads its own write next; then the batch's events, quotes and candles onto the stream
- * replicas' fan-out. Entries are acknowledged only after all of that succeeded; a
- * crash before XACK leaves them pending, and another worker (or this one, restarted) claims them.
+ * The worker: a consumer group on `engine:output`. For each batch: first the quotes' read models (the latest quote
+ * per asset) and, for each quote that moved its read model, its fan-out entry, so a price reaches the stream without
+ * waiting for the rest of the batch. Then, in stream order: closed orders, entry orders and filled spot orders into
+ * Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an older order view never
+ * replaces a newer one) and the quotes' 1-minute candles (candles.ts), the other read models into Redis (guarded by
+ * watermarks, see read-models.ts) with each private event appended to its user's events store right after its
+ * read-model write (events.ts), and only then each `order_response` onto its per-request key, so a client that got
+ * its answer reads its own write next; then the batch's events and candles onto the stream replicas' fan-out.
+ * Entries are acknowledged only after all of that succeeded; a crash before XACK leaves them pending, and another
+ * worker (or this one, restarted) claims them.
+ *
+ * Only quotes go out early. A quote carries no sequence number and nothing waits on it: a stream replica sends the
+ * latest price it has before a user's next event, so a quote that overtakes the events before it in the batch
+ * reaches a client no later than it did, and never after the events it caused (those follow it in the log, so in
+ * this batch's later fan-out or a later batch's). A crash after the quotes went out runs the batch again: their read
+ * models are then already applied, so they are not sent twice, as when a crash came after the whole fan-out.
  *
  * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
  * entries list past 1,000 ("ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be
@@ -178,23 +186,33 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
+  const quotes = outputs.filter((output) => output.type === "quote_updated");
+  const others = outputs.filter((output) => output.type !== "quote_updated");
+  await fanOut(o, await writeRedis(o, quotes));
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
+  await fanOut(o, await writeRedis(o, others), candles);
+  const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
+  if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+}
+
+/**
+ * writeReadModelsAndAnswers, and once more after loading the scripts when Redis had lost them (a restart). Every
+ * write there is a script, so what failed is a suffix of the pipeline's writes and no answer went out ahead of its
+ * read models; the read-model writes and event appends are idempotent, and an answer pushed twice to its
+ * per-attempt key is popped once. Throws when it still fails: the batch is not acknowledged, and is retried.
+ */
+async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): Promise<EngineOutput[]> {
+  if (outputs.length === 0) return [];
   let written = await writeReadModelsAndAnswers(o, outputs);
   if (!written.ok && written.error.message.startsWith("NOSCRIPT")) {
-    // Redis lost its scripts (a restart). Every write here is a script, so what failed is a suffix of the batch's
-    // writes and no answer went out ahead of its read models; run the batch again after loading them (the
-    // read-model writes and event appends are idempotent; an answer pushed twice to its per-attempt key is popped
-    // once).
     await loadScripts(o.writer);
     written = await writeReadModelsAndAnswers(o, outputs);
   }
-  if (!written.ok) throw written.error; // not acknowledged: the batch is retried, idempotently
-  await fanOut(o, written.fanout, candles);
-  const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
-  if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+  if (!written.ok) throw written.error;
+  return written.fanout;
 }
 
 /**
@@ -231,8 +249,8 @@ async function writeReadModelsAndAnswers(
 }
 
 /**
- * The batch's events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the
- * batch is acknowledged: a failure here leaves the batch pending, to be run again.
+ * Events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the batch is
+ * acknowledged: a failure here leaves the batch pending, to be run again.
  */
 async function fanOut(o: WorkerOptions, outputs: readonly EngineOutput[], candles: readonly CandleView[] = []) {
   if (outputs.length === 0 && candles.length === 0) return;

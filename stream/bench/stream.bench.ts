@@ -1,7 +1,9 @@
 /**
  * Live stream benchmark: `npm run bench:stream` (needs Redis and Postgres, about a minute). Prints a table, then one
  * JSON line. The real engine, worker, API and stream processes run on a fresh test database and a unique
- * KEY_PREFIX, all removed at the end; the clients (raw `ws` sockets speaking docs/stream.md) share the machine.
+ * KEY_PREFIX, all removed at the end. The clients (raw `ws` sockets speaking docs/stream.md) share the machine, spread
+ * over BENCH_CLIENT_PROCS child processes (default 4, clients.ts), each timestamping frames as they arrive: a
+ * thousand sockets read by one event loop would count that loop's queue as stream latency.
  *
  * 1. BENCH_USERS users (default 1,000): accounts through the log (`create_account`), sessions signed with the run's
  *    JWT_SECRET as the API signs them, a ticket each through `POST /api/v1/stream/ticket`. Each user's socket
@@ -18,10 +20,10 @@
  *    ticking at 2/s; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
  *    every socket open and p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
  */
+import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
-import { WebSocket } from "ws";
 import { keyspace } from "../../contract/names.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
@@ -37,6 +39,7 @@ const USERS = Number(process.env.BENCH_USERS ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const STEP = Number(process.env.BENCH_STEP ?? 2000);
 const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 12_000);
+const CLIENT_PROCS = Number(process.env.BENCH_CLIENT_PROCS ?? 4);
 const TICKS_PER_SEC = 5;
 const ORDERS_PER_SEC = 20;
 const MARKETS = ["ETH_USDC_PERP", "BTC_USDC_PERP", "SOL_USDC_PERP", "ADA_USDC_PERP"] as const;
@@ -95,39 +98,73 @@ async function tick(redis: Redis, market: (typeof MARKETS)[number]): Promise<voi
   await redis.xadd(keys.input, "*", ...encodeFields(update));
 }
 
-interface Socket {
-  ws: WebSocket;
-  open: boolean;
-  snapshot: boolean;
+/** What the client processes received since the last reset: quote frames and trade_opened events, as they arrived. */
+interface Arrivals {
+  open: number;
+  quotes: { key: string; at: number }[];
+  trades: { id: string; at: number }[];
 }
 
-/** Opens a socket with a ticket and subscribes; resolves once welcomed (and, with `private`, once snapshotted). */
-function connect(
-  url: string,
-  ticket: string,
-  subs: object[],
-  onFrame: (frame: Record<string, unknown>, at: number) => void,
-): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?ticket=${ticket}`);
-    const s: Socket = { ws, open: false, snapshot: false };
-    const wantsSnapshot = subs.some((x) => (x as { channel: string }).channel === "private");
-    ws.on("message", (data) => {
-      const at = now();
-      const frame = JSON.parse((data as Buffer).toString()) as Record<string, unknown>;
-      if (frame.type === "welcome") {
-        s.open = true;
-        for (const sub of subs) ws.send(JSON.stringify({ op: "subscribe", ...sub }));
-        if (!wantsSnapshot) resolve(s);
-      } else if (frame.type === "snapshot") {
-        s.snapshot = true;
-        resolve(s);
-      }
-      onFrame(frame, at);
+/** The client processes (clients.ts): sockets opened round-robin across them, arrivals gathered from all. */
+class ClientPool {
+  private readonly procs: ChildProcess[];
+  private readonly waiting = new Map<number, (reply: Record<string, unknown>) => void>();
+  private nextId = 0;
+  private nextProc = 0;
+
+  constructor(count: number) {
+    this.procs = Array.from({ length: count }, () => {
+      const child = fork(new URL("./clients.ts", import.meta.url), [], {
+        execArgv: ["--import", "tsx"],
+        serialization: "advanced",
+      });
+      child.on("message", (reply: Record<string, unknown>) => {
+        this.waiting.get(reply.id as number)?.(reply);
+        this.waiting.delete(reply.id as number);
+      });
+      return child;
     });
-    ws.on("close", () => (s.open = false));
-    ws.on("error", reject);
-  });
+  }
+
+  private ask(child: ChildProcess, message: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, resolve);
+      child.send({ ...message, id }, (error) => error && reject(error));
+    });
+  }
+
+  /** Opens sockets (each resolved once welcomed, and snapshotted when it subscribes to its private channel). */
+  async connect(sockets: { url: string; subs: object[] }[]): Promise<void> {
+    const shares = this.procs.map(() => [] as { url: string; subs: object[] }[]);
+    for (const socket of sockets) shares[this.nextProc++ % this.procs.length]!.push(socket);
+    const replies: Record<string, unknown>[] = await Promise.all(
+      shares.map((share, i) =>
+        share.length === 0 ? Promise.resolve({}) : this.ask(this.procs[i]!, { op: "connect", sockets: share }),
+      ),
+    );
+    const failed = replies.find((r) => r.error !== undefined);
+    if (failed) throw new Error(String(failed.error));
+  }
+
+  /** Arrivals since the last reset (`reset`: start a fresh record), and how many sockets are open. */
+  async collect(reset: boolean): Promise<Arrivals> {
+    const replies = await Promise.all(this.procs.map((child) => this.ask(child, { op: "collect", reset })));
+    const out: Arrivals = { open: 0, quotes: [], trades: [] };
+    for (const r of replies) {
+      out.open += r.open as number;
+      const [keys, quoteAt] = [r.quoteKeys as string[], r.quoteAt as Float64Array];
+      for (let i = 0; i < keys.length; i++) out.quotes.push({ key: keys[i]!, at: quoteAt[i]! });
+      const [ids, tradeAt] = [r.trades as string[], r.tradeAt as Float64Array];
+      for (let i = 0; i < ids.length; i++) out.trades.push({ id: ids[i]!, at: tradeAt[i]! });
+    }
+    return out;
+  }
+
+  /** Ends every client process (their sockets with them); once is enough, twice is harmless. */
+  close(): void {
+    for (const child of this.procs) if (child.connected) child.disconnect();
+  }
 }
 
 async function main(): Promise<void> {
@@ -150,6 +187,7 @@ async function main(): Promise<void> {
     LOG_LEVEL: "warn",
   };
   const children: Child[] = [];
+  const clients = new ClientPool(CLIENT_PROCS);
   const start = async (name: "api" | "engine" | "worker" | "stream", ready: string) => {
     const child = spawnComponent(name, { ...env, LOG_LEVEL: "info" });
     children.push(child);
@@ -188,25 +226,9 @@ async function main(): Promise<void> {
     );
 
     const baseline = procStats(streamPid);
-    const quoteLatencies: number[] = [];
-    const privateLatencies: number[] = [];
-    /** trade id → the time its order's 201 arrived, or the time its event arrived when that came first. */
+    /** trade id → the time its order's 201 arrived. */
     const answeredAt = new Map<string, number>();
-    const eventAt = new Map<string, number>();
-    let measuring = false;
     let measureStart = 0;
-    const onFrame = (frame: Record<string, unknown>, at: number) => {
-      if (!measuring) return;
-      if (frame.type === "quote") {
-        const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
-        if (sent !== undefined && sent >= measureStart) quoteLatencies.push(at - sent);
-      } else if (frame.type === "event" && frame.event === "trade_opened") {
-        const id = (frame.trade as { id: string }).id;
-        const answered = answeredAt.get(id);
-        if (answered === undefined) eventAt.set(id, at);
-        else privateLatencies.push(Math.max(0, at - answered));
-      }
-    };
     const ticket = async (token: string) => {
       const res = await fetch(`http://127.0.0.1:${port}/api/v1/stream/ticket`, {
         method: "POST",
@@ -215,23 +237,22 @@ async function main(): Promise<void> {
       if (res.status !== 201) throw new Error(`ticket: ${res.status} ${await res.text()}`);
       return (await res.json()) as { ticket: string; url: string };
     };
-    const sockets: Socket[] = [];
     const connectStart = now();
     for (let i = 0; i < USERS; i += 50) {
       const batch = await Promise.all(
         tokens.slice(i, i + 50).map(async (token) => {
           const t = await ticket(token);
-          return connect(t.url, t.ticket, [{ channel: "quotes" }, { channel: "private" }], onFrame);
+          return { url: `${t.url}?ticket=${t.ticket}`, subs: [{ channel: "quotes" }, { channel: "private" }] };
         }),
       );
-      sockets.push(...batch);
+      await clients.connect(batch);
     }
     const connectMs = now() - connectStart;
 
     // ---- 2. quotes and orders flowing ----------------------------------------------------------------------
     const before = procStats(streamPid);
+    await clients.collect(true);
     measureStart = now();
-    measuring = true;
     const tickTimer = setInterval(() => {
       for (const m of MARKETS) void tick(redis, m);
     }, 1000 / TICKS_PER_SEC);
@@ -250,19 +271,28 @@ async function main(): Promise<void> {
           orderErrors++;
           return;
         }
-        const id = ((await res.json()) as { trade: { id: string } }).trade.id;
-        const early = eventAt.get(id);
-        if (early !== undefined) privateLatencies.push(0);
-        else answeredAt.set(id, at);
+        answeredAt.set(((await res.json()) as { trade: { id: string } }).trade.id, at);
       });
     }, 1000 / ORDERS_PER_SEC);
     await new Promise((r) => setTimeout(r, SECONDS * 1000));
     clearInterval(tickTimer);
     clearInterval(orderTimer);
     await new Promise((r) => setTimeout(r, 1000));
-    measuring = false;
     const after = procStats(streamPid);
-    const openAt1k = sockets.filter((s) => s.open).length;
+    const arrivals = await clients.collect(true);
+    const openAt1k = arrivals.open;
+    // Quote latency: the tick's XADD → its frame at a client, for ticks sent in the phase. Private latency: the
+    // order's 201 → its trade_opened at its owner's socket (an event that beat the HTTP answer counts as 0).
+    const quoteLatencies: number[] = [];
+    for (const { key, at } of arrivals.quotes) {
+      const sent = tickSentAt.get(key);
+      if (sent !== undefined && sent >= measureStart) quoteLatencies.push(at - sent);
+    }
+    const privateLatencies: number[] = [];
+    for (const { id, at } of arrivals.trades) {
+      const answered = answeredAt.get(id);
+      if (answered !== undefined) privateLatencies.push(Math.max(0, at - answered));
+    }
     // Where a quote's time goes before the stream process: its tick's XADD (the input id) → the worker's fan-out
     // XADD (the entry id), both Redis times in ms.
     const toFanout: number[] = [];
@@ -279,54 +309,51 @@ async function main(): Promise<void> {
 
     // ---- 3. connections held -------------------------------------------------------------------------------
     const held: { connections: number; open: number; p99: number; frames: number }[] = [];
-    const extra: Socket[] = [];
+    let extra = 0;
     let maxHeld = 0;
-    const stepLatencies: number[] = [];
-    let stepMeasuring = false;
-    let stepStart = 0;
-    const onQuoteOnly = (frame: Record<string, unknown>, at: number) => {
-      if (!stepMeasuring || frame.type !== "quote") return;
-      // Only ticks sent during the step: a subscribe is answered with the latest quote, however old.
-      const sent = tickSentAt.get(`${String(frame.asset)} ${Number(frame.bid)}`);
-      if (sent !== undefined && sent >= stepStart) stepLatencies.push(at - sent);
-    };
     // The 1k phase's sockets stay open and subscribed; they count towards the connections held.
     for (let total = USERS + STEP; total <= MAX_CONNECTIONS + USERS; total += STEP) {
       try {
-        while (extra.length + USERS < total) {
+        while (extra + USERS < total) {
           const batch = await Promise.all(
-            Array.from({ length: Math.min(200, total - USERS - extra.length) }, async () => {
+            Array.from({ length: Math.min(200, total - USERS - extra) }, async (_, i) => {
               const t = randomBytes(32).toString("base64url");
               const hash = streamTicketHash(t);
-              const user = users[extra.length % users.length]!;
+              const user = users[(extra + i) % users.length]!;
               const value = { userId: user, sessionId: randomUUID(), sessionExpiresAtMs: Date.now() + 3_600_000 };
               await redis.set(keys.streamTicketKey(hash), JSON.stringify(value), "PX", 30_000);
-              return connect(env.STREAM_URL, t, [{ channel: "quotes", assets: ["ETH"] }], onQuoteOnly);
+              return { url: `${env.STREAM_URL}?ticket=${t}`, subs: [{ channel: "quotes", assets: ["ETH"] }] };
             }),
           );
-          extra.push(...batch);
+          await clients.connect(batch);
+          extra += batch.length;
         }
       } catch (err) {
         held.push({ connections: total, open: -1, p99: Number.NaN, frames: 0 });
         process.stdout.write(`connections: failed at ${total}: ${String(err)}\n`);
         break;
       }
-      stepLatencies.length = 0;
-      stepStart = now();
-      stepMeasuring = true;
+      await clients.collect(true);
+      const stepStart = now();
       const timer = setInterval(() => void tick(redis, "ETH_USDC_PERP"), 500);
       await new Promise((r) => setTimeout(r, 5000));
       clearInterval(timer);
       await new Promise((r) => setTimeout(r, 500));
-      stepMeasuring = false;
-      const open = sockets.filter((s) => s.open).length + extra.filter((s) => s.open).length;
+      const step = await clients.collect(true);
+      // Ticks sent during the step only, at every socket: a subscribe is answered with the latest quote, however old.
+      const stepLatencies: number[] = [];
+      for (const { key, at } of step.quotes) {
+        const sent = tickSentAt.get(key);
+        if (sent !== undefined && sent >= stepStart) stepLatencies.push(at - sent);
+      }
+      const open = step.open;
       const p99 = percentile(sortNum(stepLatencies), 99);
       held.push({ connections: total, open, p99, frames: stepLatencies.length });
       if (open === total && p99 <= 50) maxHeld = total;
       else break;
     }
     const rssAtMax = procStats(streamPid).rssMB;
-    for (const s of [...sockets, ...extra]) s.ws.terminate();
+    clients.close();
 
     // ---- report ------------------------------------------------------------------------------------------
     const rows: [string, string][] = [
@@ -383,6 +410,7 @@ async function main(): Promise<void> {
     await apiRedis.close();
     if (openAt1k !== USERS || privateLatencies.length === 0 || quoteLatencies.length === 0) process.exitCode = 1;
   } finally {
+    clients.close();
     await Promise.all(children.map((c) => c.stop("SIGTERM")));
     await deleteKeysWithPrefix(redis, prefix);
     await redis.quit();
