@@ -18,6 +18,7 @@ export interface EngineRun {
 
 export class EnginePool {
   readonly runs: EngineRun[] = [];
+  private readonly signalled = new Set<EngineRun>();
   private stopping = false;
 
   /** `spawn(name)` starts one engine process; the pool keeps `size` of them alive until `stop`. */
@@ -30,8 +31,20 @@ export class EnginePool {
     for (let i = 0; i < this.size; i++) this.launch();
   }
 
-  alive(): EngineRun[] {
-    return this.runs.filter((r) => r.child.alive());
+  /** Engines alive and not signalled by `signal`: one stopping (a leader saving its final snapshot) is not counted. */
+  serving(): EngineRun[] {
+    return this.runs.filter((r) => r.child.alive() && !this.signalled.has(r));
+  }
+
+  /** Sends `sig` to one engine; its exit is then not counted as unexpected, and the pool replaces it. */
+  signal(run: EngineRun, sig: NodeJS.Signals): void {
+    this.signalled.add(run);
+    run.child.proc.kill(sig);
+  }
+
+  /** Engines that exited without a signal from `signal` (a crash, a deposed leader's exit). */
+  exitedUnasked(): EngineRun[] {
+    return this.runs.filter((r) => !r.child.alive() && !this.signalled.has(r));
   }
 
   /** The line that says this engine is serving, as leader or as standby (its `role`), once logged. */
@@ -43,13 +56,13 @@ export class EnginePool {
   async leader(redis: Redis, leaseKey: string): Promise<EngineRun | undefined> {
     const value = await redis.get(leaseKey);
     const pid = Number(value?.split(":").at(-2));
-    return this.alive().find((r) => r.child.proc.pid === pid);
+    return this.serving().find((r) => r.child.proc.pid === pid);
   }
 
   /** The leader, once every engine of the pool is alive and ready (the others as hot standbys). */
   async allReady(redis: Redis, leaseKey: string): Promise<EngineRun | undefined> {
-    const alive = this.alive();
-    if (alive.length < this.size || !alive.every((r) => EnginePool.ready(r) !== undefined)) return undefined;
+    const serving = this.serving();
+    if (serving.length < this.size || !serving.every((r) => EnginePool.ready(r) !== undefined)) return undefined;
     return this.leader(redis, leaseKey);
   }
 

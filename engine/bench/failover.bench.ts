@@ -12,9 +12,10 @@
  * A. Small state: FAILOVER_KILLS (default 10) times, once every engine is ready (the standby hot) and the client
  *    has traded for 2 s since the last outage, SIGKILL the leader. Each outage, median, max, and the median of
  *    the last three against the first three (no growth from the first kill to the tenth).
- * B. Handover: FAILOVER_HANDOVERS (default 3) times, SIGTERM the leader: the longest gap between two consecutive
- *    answers from 1 s before the signal to 1 s after the first answer past it (the pause a client sees), and the
- *    signal → first answer.
+ * B. Handover: FAILOVER_HANDOVERS (default 3) times, SIGTERM the leader. A stopping leader may still answer for a
+ *    while, so trading is back with the first order sent once the bench sees another engine hold the lease. The
+ *    pause a client sees is the longest gap between two consecutive answers from 1 s before the signal to 1 s
+ *    after that order's answer; also reported, signal → that answer.
  * C. FAILOVER_OPEN open trades (default 1,000,000; 0 skips the phase) of other users, built through the log as
  *    bench:recovery builds them (10 per user). Once a snapshot covers them, the standby is replaced (so it
  *    restored that state), then FAILOVER_KILLS_1M (default 3) SIGKILLs of the leader.
@@ -63,7 +64,7 @@ interface Kill {
   readonly signal: NodeJS.Signals;
   readonly at: number;
   readonly outageMs: number;
-  /** "takeover" (a standby took the lease, after waitedMs) or "restart" (a new process led). */
+  /** "takeover" (a standby took the lease, after waitedMs) or "restart" (a new process led); the retries meanwhile. */
   readonly how: string;
   /** From the signal: the longest gap between consecutive answers around it (handovers only). */
   readonly pauseMs?: number;
@@ -80,7 +81,6 @@ async function main(): Promise<void> {
   const redis = new Redis(REDIS_URL);
   const apiRedis = createIoredisApiRedis(REDIS_URL);
   const others: Child[] = [];
-  const killed = new Set<Child>();
   let pool: EnginePool | undefined;
   let database: TestDatabase | undefined;
   let client: TradingClient | undefined;
@@ -155,14 +155,16 @@ async function main(): Promise<void> {
         60_000,
         "2 s of trading",
       );
+      const retriedBefore = { unavailable: trader.unavailable, timeouts: trader.timeouts };
       const at = Date.now();
-      killed.add(leader.child);
-      leader.child.proc.kill(signal);
-      const next = await trader.firstSentAfter(at, 120_000);
+      engines.signal(leader, signal);
+      const successor = await until(() => engines.leader(redis, keys.engineLease), 120_000, "a new leader", 2);
+      // A leader stopping on SIGTERM may answer for a while yet: it is over once the bench sees another one lead.
+      const next = await trader.firstSentAfter(signal === "SIGKILL" ? at : Date.now(), 120_000);
       tradingSince = next.doneAt;
-      const successor = await engines.leader(redis, keys.engineLease);
-      const takeover = successor?.child.lines.find((l) => l.event === "takeover" && timeOf(l) >= at);
-      const how = takeover === undefined ? "restart" : `takeover (waited ${num(takeover, "waitedMs")} ms)`;
+      const takeover = successor.child.lines.find((l) => l.event === "takeover" && timeOf(l) >= at);
+      const retried = `${trader.unavailable - retriedBefore.unavailable} × 503, ${trader.timeouts - retriedBefore.timeouts} × timeout`;
+      const how = `${takeover === undefined ? "restart" : `takeover (waited ${num(takeover, "waitedMs")} ms)`}; ${retried}`;
       let pauseMs: number | undefined;
       if (signal === "SIGTERM") {
         await new Promise((r) => setTimeout(r, 1_000));
@@ -210,10 +212,10 @@ async function main(): Promise<void> {
       const leader = await leaderWhenReady(600_000);
       const builtFrom = Date.now();
       // The standbys followed the build live; replaced, they restore it from the snapshot as every later one will.
-      for (const r of engines.alive()) {
+      for (const r of engines.serving()) {
         if (r === leader) continue;
-        killed.add(r.child);
-        await r.child.stop("SIGTERM");
+        engines.signal(r, "SIGTERM");
+        await r.child.exited;
       }
       await leaderWhenReady(600_000);
       const restoredOpen = () =>
@@ -229,7 +231,7 @@ async function main(): Promise<void> {
       if (open.length > 0) openMeasured = Math.min(...open);
     }
     await trader.stop();
-    const unexpectedExits = engines.runs.filter((r) => !r.child.alive() && !killed.has(r.child));
+    const unexpectedExits = engines.exitedUnasked();
 
     // ---- report --------------------------------------------------------------------------------------------
     const outagesOf = (phase: string) => kills.filter((k) => k.phase === phase).map((k) => k.outageMs);
