@@ -64,7 +64,7 @@ interface Kill {
   readonly signal: NodeJS.Signals;
   readonly at: number;
   readonly outageMs: number;
-  /** "takeover" (a standby took the lease, after waitedMs) or "restart" (a new process led); the retries meanwhile. */
+  /** "takeover" (a standby took the lease, when) or "restart" (a new process led); the retries meanwhile. */
   readonly how: string;
   /** From the signal: the longest gap between consecutive answers around it (handovers only). */
   readonly pauseMs?: number;
@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       tradingSince = next.doneAt;
       const takeover = successor.child.lines.find((l) => l.event === "takeover" && timeOf(l) >= at);
       const retried = `${trader.unavailable - retriedBefore.unavailable} × 503, ${trader.timeouts - retriedBefore.timeouts} × timeout`;
-      const how = `${takeover === undefined ? "restart" : `takeover (waited ${num(takeover, "waitedMs")} ms)`}; ${retried}`;
+      const how = `${takeover === undefined ? "restart" : `takeover ${timeOf(takeover) - at} ms after`}; ${retried}`;
       let pauseMs: number | undefined;
       if (signal === "SIGTERM") {
         await new Promise((r) => setTimeout(r, 1_000));
