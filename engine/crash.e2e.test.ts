@@ -547,7 +547,8 @@ describe("snapshotting follower behind a foreign trim", () => {
   it("may not trim once its leader's lease is gone: a deposed engine's follower stops", async () => {
     const keys = freshKeys();
     const log = await streamLog(keys, buildMessages(SEED, 30), 30, 0);
-    await redis.set(keys.enginePublished, log[log.length - 1]!.id);
+    // Published in two steps: the first snapshot (at entry 15) trims nothing, the second would trim below it.
+    await redis.set(keys.enginePublished, log[14]!.id);
     await redis.set(keys.engineLease, "new-leader:2"); // the lease moved on
     const saved: { lastInputId: string; stateHash: string }[] = [];
     const outcome = await runFollower(
@@ -556,7 +557,9 @@ describe("snapshotting follower behind a foreign trim", () => {
         keys,
         log: quiet,
         state: reference([]).state,
-        store: recordingStore(saved, () => undefined),
+        store: recordingStore(saved, (id) => {
+          if (id === log[14]!.id) void redis.set(keys.enginePublished, log[log.length - 1]!.id);
+        }),
         leaseValue: "old-leader:1",
         everyMs: 0,
         pollMs: 5,
@@ -567,6 +570,7 @@ describe("snapshotting follower behind a foreign trim", () => {
       (err: unknown) => err,
     );
     expect(outcome).toBeInstanceOf(FencedError);
+    expect(saved.map((s) => s.lastInputId)).toEqual([log[14]!.id, log[29]!.id]);
     expect(await redis.xlen(keys.input)).toBe(30); // nothing trimmed
   });
 

@@ -1,8 +1,10 @@
 /**
- * The engine process. Reads its configuration once, waits as a standby until it holds the lease, restores the
- * latest snapshot, starts the snapshotting follower in a worker thread, then leads: replays the log tail and
- * follows it live. SIGINT/SIGTERM stop it cleanly (the follower takes a final snapshot, the lease is released);
- * any failure exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
+ * The engine process. Reads its configuration once, restores the latest snapshot, then leads if the lease is free
+ * and otherwise follows the log as a hot standby (runner/standby.ts) until it can take the lease over. Leading:
+ * it replays what is left of the log, starts the snapshotting follower in a worker thread and follows the log live.
+ * SIGINT/SIGTERM stop it cleanly: a leader publishes what it applied and releases the lease at once, so a standby
+ * takes over, and then its follower saves a final snapshot. Any failure exits non-zero so a supervisor restarts it
+ * and recovery starts over from snapshot + log.
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -17,7 +19,9 @@ import type { Redis } from "ioredis";
 import { makeParams } from "./core/params.ts";
 import { isAfterId } from "./core/step.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
+import { LogGapError } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
+import { runStandby } from "./runner/standby.ts";
 import { EngineLease } from "./runner/lease.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
@@ -34,7 +38,8 @@ runMain("engine", async () => {
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     snapshotEveryMs: wholeNumber(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 3_600_000),
-    leaseTtlMs: wholeNumber(env, "ENGINE_LEASE_TTL_MS", 5_000, 300, 60_000),
+    leaseTtlMs: wholeNumber(env, "ENGINE_LEASE_TTL_MS", 500, 200, 60_000),
+    standbyPollMs: wholeNumber(env, "ENGINE_STANDBY_POLL_MS", 50, 5, 1_000),
     statsEveryMs: wholeNumber(env, "ENGINE_STATS_EVERY_MS", 10_000, 100, 3_600_000),
     initialBalanceMicros: wholeNumber(env, "INITIAL_BALANCE_USD", 10_000, 0, 1_000_000_000) * 1_000_000,
   };
@@ -44,6 +49,7 @@ runMain("engine", async () => {
   log.info("start", {
     snapshotEveryMs: config.snapshotEveryMs,
     leaseTtlMs: config.leaseTtlMs,
+    standbyPollMs: config.standbyPollMs,
     statsEveryMs: config.statsEveryMs,
     prefix: config.prefix,
   });
@@ -51,8 +57,10 @@ runMain("engine", async () => {
   const stop = stopOnSignals(log);
   const keys = keyspace(config.prefix);
   const registry = createRegistry("engine");
+  // Leading or a hot standby, and not stopping: what a container health check asks at /ready.
+  let ready = false;
   // First, so a slow recovery can be watched.
-  const metricsServer = await serveMetrics(registry, metricsConfig, log);
+  const metricsServer = await serveMetrics(registry, metricsConfig, log, { ready: () => ready && !stop.aborted });
   // The snapshot loader's and the log prefetch's threads start first, so their start-up overlaps the connections
   // and migrations below. The prefetch reads the log tail once the snapshot's cursor is known.
   const loader = startSnapshotLoader(config.databaseUrl);
@@ -84,13 +92,56 @@ runMain("engine", async () => {
     );
     metrics.restored(performance.now() - restoreFrom);
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
-    if (!(await lease.acquire(stop))) return;
-    // While this engine waited, another may have snapshotted and trimmed the log past the restored cursor.
-    if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
+    // The prefetched tail is for a leader only: it may run past what the leader published, where a standby must
+    // not go.
+    let prefetched: typeof prefetch | undefined = prefetch;
+    const dropPrefetch = () => {
+      prefetched = undefined;
+      void prefetch.close();
+    };
+    let leading = await lease.tryAcquire();
+    for (;;) {
+      if (!leading) {
+        dropPrefetch();
+        try {
+          const end = await runStandby(
+            {
+              redis: writer,
+              keys,
+              log,
+              lease,
+              state,
+              pollMs: config.standbyPollMs,
+              onReady: () => {
+                ready = true;
+                log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });
+              },
+            },
+            stop,
+          );
+          if (end === "stopped") return;
+          metrics.tookOver();
+        } catch (err) {
+          if (!(err instanceof LogGapError)) throw err;
+          // The log was trimmed past this standby's cursor (it fell a whole snapshot interval behind): start over.
+          ready = false;
+          log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId });
+          restoreFrom = performance.now();
+          state = await restoreState(() => store.load(), params, log);
+          metrics.restored(performance.now() - restoreFrom);
+          continue;
+        }
+      }
+      // While this engine restored or stood by, a snapshot may have been taken and the log trimmed past its cursor.
+      if (!(await logTrimmedAfter(writer, keys.input, state.lastInputId))) break;
       log.info("restore_again", {
         reason: "the log was trimmed past the restored snapshot",
         lastInputId: state.lastInputId,
       });
+      // Not while holding the lease: a long restore would let it lapse. Another engine may lead meanwhile.
+      await lease.release();
+      dropPrefetch();
+      ready = false;
       restoreFrom = performance.now();
       state = await restoreState(() => store.load(), params, log);
       metrics.restored(performance.now() - restoreFrom);
@@ -102,6 +153,7 @@ runMain("engine", async () => {
             "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
         );
       }
+      leading = await lease.tryAcquire();
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
     const end = await runLeader(
@@ -113,11 +165,13 @@ runMain("engine", async () => {
         lease,
         state,
         statsEveryMs: config.statsEveryMs,
-        prefetched: prefetch,
+        prefetched,
         metrics,
         // The follower restores its own copy; started once the leader is live, so recovery has both cores.
         onLive: () => {
-          void prefetch.close();
+          dropPrefetch();
+          ready = true;
+          log.info("engine_ready", { role: "leader", lastInputId: state.lastInputId });
           follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log, metrics);
         },
       },
@@ -129,6 +183,10 @@ runMain("engine", async () => {
       // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
       await follower.terminate();
     } else {
+      // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
+      // snapshot (saved, not trimmed: the lease is no longer this engine's) then spares a lone restart the replay.
+      await lease.release();
+      log.info("handover", { lastInputId: state.lastInputId });
       await follower.stop();
     }
     if (end === "lease_lost") exitCode = 1;

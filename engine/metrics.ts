@@ -28,6 +28,8 @@ export interface SnapshotFigures {
 export interface EngineMetrics extends LeaderMetrics {
   /** The snapshot restore part of a recovery took `ms` (called once per restore, added up). */
   restored(ms: number): void;
+  /** This engine, a hot standby, took the lease over. */
+  tookOver(): void;
   snapshotSaved(figures: SnapshotFigures): void;
 }
 
@@ -86,7 +88,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   });
   new Gauge({
     name: "engine_lease_held",
-    help: "1 while this engine holds the engine lease (it leads), 0 while it restores or waits as a standby.",
+    help: "1 while this engine holds the engine lease (it leads), 0 while it restores or follows as a hot standby.",
     registers,
     collect() {
       this.set(lease() === undefined ? 0 : 1);
@@ -100,6 +102,11 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
       const token = Number(lease()?.split(":").pop());
       this.set(Number.isSafeInteger(token) ? token : 0);
     },
+  });
+  const takeovers = new Counter({
+    name: "engine_takeovers_total",
+    help: "Times this engine, as a hot standby, took the lease over from a leader that died, stalled or handed over.",
+    registers,
   });
   const encode = snapshot.labels("encode");
   const hash = snapshot.labels("hash");
@@ -116,6 +123,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
       restoreSeconds += ms / 1000;
       recovery.set({ phase: "restore" }, restoreSeconds);
     },
+    tookOver: () => takeovers.inc(),
     replayed(entries, ms) {
       recovery.set({ phase: "replay" }, ms / 1000);
       replayedEntries.set(entries);

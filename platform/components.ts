@@ -26,7 +26,7 @@ export const COMPONENTS: readonly Component[] = [
     name: "engine",
     entry: "engine/main.ts",
     nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"],
-    readyEvent: "replay_done",
+    readyEvent: "engine_ready",
     metricsPort: 9141,
   },
   {

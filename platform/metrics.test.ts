@@ -96,6 +96,26 @@ describe("the metrics server", () => {
     }
   });
 
+  it("answers GET /ready with 200 while the component says it is ready, 503 otherwise; without `ready`, 404", async () => {
+    let ready = false;
+    const config = { variable: "ENGINE_METRICS_PORT", port: 0, host: "127.0.0.1" };
+    const log = createLogger("engine", { sink: () => undefined });
+    const server = await serveMetrics(createRegistry("engine"), config, log, { ready: () => ready });
+    const plain = await serveMetrics(createRegistry("worker"), config, log);
+    try {
+      const readyUrl = server!.url.replace("/metrics", "/ready");
+      expect((await fetch(readyUrl)).status).toBe(503);
+      ready = true;
+      const res = await fetch(readyUrl);
+      expect([res.status, await res.text()]).toEqual([200, "ready\n"]);
+      expect((await fetch(readyUrl, { method: "POST" })).status).toBe(404);
+      expect((await fetch(plain!.url.replace("/metrics", "/ready"))).status).toBe(404);
+    } finally {
+      await server?.close();
+      await plain?.close();
+    }
+  });
+
   it("serves nothing when off", async () => {
     expect(
       await serveMetrics(

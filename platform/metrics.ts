@@ -59,21 +59,31 @@ export interface MetricsServer {
 }
 
 /**
- * Serves `registry` at `/metrics`; resolves once listening (undefined when the config says off) and logs
- * `metrics_listening` with the port. A port in use is a configuration error naming the variable.
+ * Serves `registry` at `/metrics` (and, given `ready`, `/ready`: 200 or 503); resolves once listening (undefined
+ * when the config says off) and logs `metrics_listening` with the port. A port in use is a configuration error
+ * naming the variable.
  */
 export async function serveMetrics(
   registry: Registry,
   config: MetricsConfig,
   log: Logger,
+  options: { readonly ready?: () => boolean } = {},
 ): Promise<MetricsServer | undefined> {
   if (config.port === undefined) {
     log.info("metrics_off", { variable: config.variable });
     return undefined;
   }
+  const { ready } = options;
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
-    if (path !== "/metrics" || (req.method !== "GET" && req.method !== "HEAD")) {
+    const read = req.method === "GET" || req.method === "HEAD";
+    if (ready !== undefined && path === "/ready" && read) {
+      // For a container health check: 503 until the component says it serves, and again once it stops.
+      const ok = ready();
+      res.writeHead(ok ? 200 : 503, { "content-type": "text/plain" }).end(ok ? "ready\n" : "not ready\n");
+      return;
+    }
+    if (path !== "/metrics" || !read) {
       res.writeHead(404, { "content-type": "text/plain" }).end("metrics are at GET /metrics\n");
       return;
     }

@@ -64,10 +64,10 @@ function engine() {
       const id = `${ms++}-0`;
       const outputs = apply(state, { id, message });
       all.push(...outputs);
-      await publishOutputs(redis, keys, lease.value!, id, outputs);
+      await publishOutputs(redis, keys, lease, id, outputs);
       return outputs;
     },
-    republish: (outputs: EngineOutput[]) => publishOutputs(redis, keys, lease.value!, state.lastInputId, outputs),
+    republish: (outputs: EngineOutput[]) => publishOutputs(redis, keys, lease, state.lastInputId, outputs),
   };
 }
 

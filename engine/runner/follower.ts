@@ -1,9 +1,10 @@
 /**
  * The snapshotting follower: the same deterministic core, fed the same log, so its state equals the leader's
  * at every input id. It applies only up to the leader's published cursor (a snapshot must never be ahead of
- * outputs that went out), takes a snapshot every `everyMs`, and trims `engine:input` below a snapshot only once
- * that snapshot is durably saved. Because the follower pays for encoding, the leader never pauses for it; run
- * it in a worker thread beside a lone leader, or as the standby engine.
+ * outputs that went out), takes a snapshot every `everyMs`, and trims `engine:input` once a snapshot is durably
+ * saved, below the snapshot before it: a hot standby (standby.ts) a little behind this follower keeps the entries
+ * it has yet to apply. Because the follower pays for encoding, the leader never pauses for it; it runs in a worker
+ * thread beside the leader.
  */
 import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
@@ -38,28 +39,37 @@ export interface FollowerOptions {
 export async function runFollower(o: FollowerOptions, signal: AbortSignal): Promise<void> {
   const writer = new ByteWriter();
   let snapshotAt = o.state.lastInputId;
+  // Where the next trim may go: the cursor of the last snapshot this follower saved (none yet: no trim).
+  let trimTo: string | undefined;
   let lastSnapshotMs = Date.now();
-  const snapshot = async () => {
+  const snapshot = async (final: boolean) => {
     if (o.state.lastInputId === snapshotAt) return;
-    await takeSnapshot(o, writer);
+    // The final one is taken after the leader handed the lease over: trimming is the next leader's business.
+    if (await takeSnapshot(o, writer, final ? undefined : trimTo)) trimTo = o.state.lastInputId;
     snapshotAt = o.state.lastInputId;
   };
   while (!signal.aborted) {
     const caughtUp = await catchUp(o);
     if (Date.now() - lastSnapshotMs >= o.everyMs) {
-      await snapshot();
+      await snapshot(false);
       lastSnapshotMs = Date.now();
     }
     if (caughtUp) await sleep(o.pollMs ?? 50, signal);
   }
   // Graceful stop: what the leader published is in the final snapshot, so a restart replays nothing of it.
   while (!(await catchUp(o)));
-  await snapshot();
+  await snapshot(true);
 }
 
-/** Applies one batch up to the published cursor; true when there was nothing left to apply. */
-async function catchUp(o: FollowerOptions): Promise<boolean> {
-  const published = await o.redis.get(o.keys.enginePublished);
+/**
+ * Applies one batch up to the published cursor (read here unless the caller just read it); true when there was
+ * nothing left to apply.
+ */
+export async function catchUp(
+  o: Pick<FollowerOptions, "redis" | "keys" | "state" | "batchSize">,
+  publishedNow?: string | null,
+): Promise<boolean> {
+  const published = publishedNow === undefined ? await o.redis.get(o.keys.enginePublished) : publishedNow;
   if (published === null || !isAfterId(published, o.state.lastInputId)) return true;
   const cursor = o.state.lastInputId;
   const entries = await o.redis.xrange(o.keys.input, `(${cursor}`, published, "COUNT", o.batchSize ?? 5000);
@@ -84,7 +94,8 @@ export class LogGapError extends Error {
   override name = "LogGapError";
 }
 
-async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<void> {
+/** Saves a snapshot of the state, then trims the log below `trimTo` (if given); false when a newer one was saved. */
+async function takeSnapshot(o: FollowerOptions, writer: ByteWriter, trimTo: string | undefined): Promise<boolean> {
   const t0 = performance.now();
   const bytes = encodeSnapshot(o.state, writer);
   const encodeMs = performance.now() - t0;
@@ -100,19 +111,16 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
   const { writeMs, skipped } = await o.store.save(bytes, head);
   if (skipped) {
     o.log.warn("snapshot_skipped", { lastInputId: head.lastInputId, reason: "a newer snapshot is already saved" });
-    return;
+    return false;
   }
-  // Only now is everything up to the cursor recoverable without the log: trim below it (the cursor entry stays).
-  // Fenced: the follower of an engine that lost its lease (its leader stalled) must not trim under the new one.
-  const trimmed = (await o.redis.eval(
-    FENCED_TRIM,
-    2,
-    o.keys.engineLease,
-    o.keys.input,
-    o.leaseValue,
-    head.lastInputId,
-  )) as number;
-  if (trimmed < 0) throw new FencedError("engine lease lost: this follower may not trim the log");
+  // Everything up to the cursor is now recoverable without the log; what is trimmed is below the snapshot before
+  // (the entry at `trimTo` stays). Fenced: the follower of an engine that lost its lease (its leader stalled) must
+  // not trim under the new one.
+  let trimmed: number | undefined;
+  if (trimTo !== undefined) {
+    trimmed = (await o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, trimTo)) as number;
+    if (trimmed < 0) throw new FencedError("engine lease lost: this follower may not trim the log");
+  }
   o.onSaved?.({ bytes: bytes.length, encodeMs, hashMs, writeMs });
   o.log.info("snapshot_saved", {
     lastInputId: head.lastInputId,
@@ -120,9 +128,10 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter): Promise<voi
     encodeMs: round(encodeMs),
     hashMs: round(hashMs),
     writeMs: round(writeMs),
-    trimmed,
+    trimmed: trimmed ?? 0,
     accounts: o.state.accounts.size,
   });
+  return true;
 }
 
 function round(ms: number): number {

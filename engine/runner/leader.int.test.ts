@@ -12,6 +12,9 @@ import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
 import { lagMs, runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
+import { applyRaw } from "./log-stream.ts";
+import { runStandby } from "./standby.ts";
+import { stateHash } from "../snapshot/hash.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
@@ -125,15 +128,92 @@ describe("engine leader on real Redis", () => {
     const b = new EngineLease(redis, keys, "b", 2000, log);
     expect(await a.tryAcquire()).toBe(true);
     expect(await b.tryAcquire()).toBe(false);
-    const stop = new AbortController();
-    const waiting = b.acquire(stop.signal);
+    const standingBy = runStandby(
+      { redis, keys, log, lease: b, state: createState(makeParams()), pollMs: 5 },
+      new AbortController().signal,
+    );
     await new Promise((r) => setTimeout(r, 100));
+    expect(b.value).toBeUndefined();
     await a.release();
-    expect(await waiting).toBe(true);
+    expect(await standingBy).toBe("leader");
     expect(await a.renew()).toBe(false);
     expect(await b.renew()).toBe(true);
     // Fencing tokens only grow: the newer holder's is larger.
     expect(Number(b.value!.split(":")[1])).toBeGreaterThan(Number(a.value?.split(":")[1] ?? 0));
+  });
+
+  it("keeps a hot standby at the published cursor, never past it; when the lease lapses it leads from there", async () => {
+    const keys = freshKeys();
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    await send(keys, {
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid: "2000",
+      ask: "2000",
+      exchangeTimeUs: `${Date.now()}000`,
+      source: "sim",
+    });
+    await send(
+      keys,
+      instruction("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+    );
+    const a = new EngineLease(redis, keys, "a", 60_000, log);
+    expect(await a.tryAcquire()).toBe(true);
+    const leaderState = createState(makeParams());
+    const stopLeader = new AbortController();
+    const leading = runLeader(
+      { reader, writer: redis, keys, log, lease: a, state: leaderState, blockMs: 20 },
+      stopLeader.signal,
+    );
+    const b = new EngineLease(redis, keys, "b", 60_000, log);
+    const standbyState = createState(makeParams());
+    let readyAt: string | undefined;
+    const standingBy = runStandby(
+      {
+        redis,
+        keys,
+        log,
+        lease: b,
+        state: standbyState,
+        pollMs: 5,
+        onReady: () => (readyAt = standbyState.lastInputId),
+      },
+      new AbortController().signal,
+    );
+    await until(async () => ((await redis.get(keys.enginePublished)) === leaderState.lastInputId ? true : undefined));
+    await until(() => Promise.resolve(standbyState.lastInputId === leaderState.lastInputId ? true : undefined));
+    expect(readyAt).toBeDefined();
+    expect(stateHash(standbyState)).toBe(stateHash(leaderState));
+
+    // The leader dies (stops applying and renewing); an instruction arrives that nobody published.
+    stopLeader.abort();
+    expect(await leading).toBe("stopped");
+    const published = await redis.get(keys.enginePublished);
+    const lateId = await send(
+      keys,
+      instruction("alice", "r3", { kind: "open_trade", asset: "ETH", side: "short", margin: "50", leverage: 5 }),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(standbyState.lastInputId).toBe(published);
+    expect(b.value).toBeUndefined();
+
+    await redis.del(keys.engineLease); // its TTL ran out
+    expect(await standingBy).toBe("leader");
+    const stop = new AbortController();
+    const newLeader = runLeader(
+      { reader, writer: redis, keys, log, lease: b, state: standbyState, blockMs: 20 },
+      stop.signal,
+    );
+    await until(async () => ((await redis.get(keys.enginePublished)) === lateId ? true : undefined));
+    stop.abort();
+    expect(await newLeader).toBe("stopped");
+
+    // The same state as one engine that applied the whole log; every instruction answered exactly once.
+    const reference = createState(makeParams());
+    for (const entry of (await redis.xrange(keys.input, "-", "+")) as [string, string[]][]) applyRaw(reference, entry);
+    expect(stateHash(standbyState)).toBe(stateHash(reference));
+    const answered = (await outputs(keys)).filter((o) => o.type === "order_response").map((o) => o.requestId);
+    expect(answered).toEqual(["r1", "r2", "r3"]);
   });
 
   it("never publishes a later batch after a publish failed: the leader stops with nothing out of order", async () => {
@@ -172,7 +252,9 @@ describe("engine leader on real Redis", () => {
     await redis.del(keys.engineLease);
     const b = new EngineLease(redis, keys, "b", 2000, log);
     expect(await b.tryAcquire()).toBe(true);
-    await expect(publishOutputs(redis, keys, stale, "1-0", [])).rejects.toBeInstanceOf(FencedError);
+    await expect(publishOutputs(redis, keys, { value: stale, ttlMs: 300 }, "1-0", [])).rejects.toBeInstanceOf(
+      FencedError,
+    );
     expect(await redis.xlen(keys.output)).toBe(0);
     expect(await redis.get(keys.enginePublished)).toBeNull();
 

@@ -46,17 +46,19 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const { state, log, metrics } = o;
   const batchSize = o.batchSize ?? 1000;
   const lost = new AbortController();
-  const renewal = setInterval(
-    () => {
-      o.lease.renew().then(
-        (held) => {
-          if (!held) lost.abort();
-        },
-        (err: unknown) => log.warn("lease_renew_failed", { error: err }),
-      );
-    },
-    Math.max(20, Math.floor(o.lease.ttlMs / 3)),
-  );
+  // A fifth of the TTL: four renewals may be lost or late before the lease lapses. A publish renews it too, so the
+  // timer renews only when none went out since its last tick (an idle leader).
+  const renewEveryMs = Math.max(20, Math.floor(o.lease.ttlMs / 5));
+  let publishedAt = 0;
+  const renewal = setInterval(() => {
+    if (performance.now() - publishedAt < renewEveryMs) return;
+    o.lease.renew().then(
+      (held) => {
+        if (!held) lost.abort();
+      },
+      (err: unknown) => log.warn("lease_renew_failed", { error: err }),
+    );
+  }, renewEveryMs);
   const stop = AbortSignal.any([signal, lost.signal]);
   let applied = 0;
   let lastStatsMs = Date.now();
@@ -88,7 +90,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
     const previous = publishing;
     const through = state.lastInputId;
-    publishing = previous.then(() => publishOutputs(o.writer, o.keys, o.lease.value ?? "", through, outputs));
+    publishing = previous.then(async () => {
+      const sentAt = performance.now();
+      await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
+      publishedAt = sentAt;
+    });
     publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
     await previous;
     applied += entries.length;

@@ -35,21 +35,6 @@ export class EngineLease {
     return true;
   }
 
-  /** Waits as a standby until the lease is free, then holds it. */
-  async acquire(signal: AbortSignal, onWait?: () => Promise<void>): Promise<boolean> {
-    let logged = false;
-    while (!signal.aborted) {
-      if (await this.tryAcquire()) return true;
-      if (!logged) {
-        this.log.info("standby", { holder: this.holder, leader: await this.redis.get(this.keys.engineLease) });
-        logged = true;
-      }
-      if (onWait !== undefined) await onWait();
-      else await sleep(Math.max(50, Math.floor(this.ttlMs / 4)), signal);
-    }
-    return false;
-  }
-
   /** Extends the lease; false when it is no longer ours (then the caller must stop applying at once). */
   async renew(): Promise<boolean> {
     if (this.value === undefined) return false;

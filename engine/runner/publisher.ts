@@ -1,6 +1,7 @@
 /**
  * Publishing engine outputs: one atomic Lua call per batch that first checks the lease still holds this
- * engine's fencing value, then XADDs every output in order and records the batch's last input id as published.
+ * engine's fencing value, then XADDs every output in order, records the batch's last input id as published and
+ * extends the lease (so a busy leader renews with every batch, not only on its timer).
  * A fenced-off engine gets an error and writes nothing. Output ids are in the bodies (`<input id>:<n>`), so
  * consumers drop what a replay re-emits. Snapshots never go past the published id: a restart from one must
  * re-emit every output that was not yet out.
@@ -12,21 +13,25 @@ import { encodeFields } from "../../contract/stream-fields.ts";
 
 const FENCED_XADD = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return redis.error_reply('FENCED engine lease lost') end
-for i = 3, #ARGV, 2 do redis.call('XADD', KEYS[2], '*', 'type', ARGV[i], 'body', ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('XADD', KEYS[2], '*', 'type', ARGV[i], 'body', ARGV[i + 1]) end
 redis.call('SET', KEYS[3], ARGV[2])
-return (#ARGV - 2) / 2`;
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return (#ARGV - 3) / 2`;
 
 export class FencedError extends Error {}
 
-/** Publishes a batch's outputs (possibly none) and marks `throughInputId` published, if the lease is ours. */
+/**
+ * Publishes a batch's outputs (possibly none) and marks `throughInputId` published, if the lease is ours; the lease
+ * then lives `leaseTtlMs` from now.
+ */
 export async function publishOutputs(
   redis: Redis,
   keys: Keyspace,
-  leaseValue: string,
+  lease: { readonly value: string | undefined; readonly ttlMs: number },
   throughInputId: string,
   outputs: readonly EngineOutput[],
 ): Promise<void> {
-  const args: string[] = [leaseValue, throughInputId];
+  const args: string[] = [lease.value ?? "", throughInputId, String(lease.ttlMs)];
   for (const o of outputs) {
     const [, type, , body] = encodeFields(o);
     args.push(type, body);
