@@ -164,7 +164,7 @@ async function main(): Promise<void> {
       tradingSince = next.doneAt;
       const takeover = successor.child.lines.find((l) => l.event === "takeover" && timeOf(l) >= at);
       const retried = `${trader.unavailable - retriedBefore.unavailable} × 503, ${trader.timeouts - retriedBefore.timeouts} × timeout`;
-      const how = `${takeover === undefined ? "restart" : `takeover ${timeOf(takeover) - at} ms after`}; ${retried}`;
+      const how = `${takeover === undefined ? "restart" : `takeover at +${timeOf(takeover) - at} ms`}; ${retried}`;
       let pauseMs: number | undefined;
       if (signal === "SIGTERM") {
         await new Promise((r) => setTimeout(r, 1_000));
@@ -257,8 +257,7 @@ async function main(): Promise<void> {
         k,
         v === undefined ? "n/a" : typeof v === "string" ? v : `${rounded(v).toLocaleString("en-US")} ${unit}`.trim(),
       ]);
-    for (const [i, k] of kills.entries())
-      row(`${k.phase}${i + 1}. ${k.signal} of the leader → trading again, ${k.how}`, k.outageMs);
+    for (const [i, k] of kills.entries()) row(`${k.phase}${i + 1}. ${k.signal} → next answer (${k.how})`, k.outageMs);
     row(`A: outage median of ${small.length}`, median(small));
     row("A: outage max", Math.max(...small));
     row("A: outage median, first 3 kills / last 3", `${first3} / ${last3} ms`);
@@ -266,9 +265,10 @@ async function main(): Promise<void> {
     row("B: SIGTERM → first answer, max", Math.max(...handovers.map((k) => k.outageMs)));
     row("C: open trades in the state a new engine restored", openMeasured, "");
     row(`C: outage max of ${big.length}`, big.length === 0 ? undefined : Math.max(...big));
+    row("replacement engine: start → ready, median (A)", median(replacements("A")));
     row(
-      "replacement engine: start → ready, median (A / C)",
-      `${median(replacements("A"))} / ${median(replacements("C"))} ms`,
+      "replacement engine: start → ready, median (C)",
+      replacements("C").length === 0 ? undefined : median(replacements("C")),
     );
     row("503 answers retried", trader.unavailable, "");
     row("timeouts retried (504 or no answer)", trader.timeouts, "");
