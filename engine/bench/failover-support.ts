@@ -9,6 +9,8 @@ import { componentNamed } from "../../platform/components.ts";
 import type { Child, LogLine } from "../../platform/testing/processes.ts";
 
 const READY_EVENT = componentNamed("engine").readyEvent;
+/** More engine exits than this that the bench did not cause end the run. */
+const MAX_UNASKED_EXITS = 3;
 
 /** One engine process the pool started, and when. */
 export interface EngineRun {
@@ -47,6 +49,16 @@ export class EnginePool {
     return this.runs.filter((r) => !r.child.alive() && !this.signalled.has(r));
   }
 
+  /** Throws, with the last crash's lines, once more than `max` engines exited unasked: a crash loop. */
+  assertNoCrashLoop(max = MAX_UNASKED_EXITS): void {
+    const crashed = this.exitedUnasked();
+    if (crashed.length <= max) return;
+    const last = crashed.at(-1)!.child;
+    throw new Error(
+      `${crashed.length} engines exited unasked; the last, ${last.name}:\n${last.raw.slice(-8).join("\n")}`,
+    );
+  }
+
   /** The line that says this engine is serving, as leader or as standby (its `role`), once logged. */
   static ready(run: EngineRun): LogLine | undefined {
     return run.child.lines.find((l) => l.event === READY_EVENT);
@@ -61,6 +73,7 @@ export class EnginePool {
 
   /** The leader, once every engine of the pool is alive and ready (the others as hot standbys). */
   async allReady(redis: Redis, leaseKey: string): Promise<EngineRun | undefined> {
+    this.assertNoCrashLoop();
     const serving = this.serving();
     if (serving.length < this.size || !serving.every((r) => EnginePool.ready(r) !== undefined)) return undefined;
     return this.leader(redis, leaseKey);

@@ -25,6 +25,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
+import type { EngineInput } from "../../contract/messages.ts";
 import { keyspace } from "../../contract/names.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import { Sessions } from "../../functions/auth/sessions.ts";
@@ -49,6 +50,7 @@ const KILLS_1M = Number(process.env.FAILOVER_KILLS_1M ?? 3);
 const LEASE_TTL_MS = process.env.ENGINE_LEASE_TTL_MS;
 const TRADES_PER_USER = 10;
 const TRADE_BEFORE_KILL_MS = 2_000;
+const BUILD_CHUNK = 5_000;
 const QUOTE_EVERY_MS = 1_000;
 const ENGINE_TIMEOUT_MS = 10_000;
 const HOST = "127.0.0.1";
@@ -195,13 +197,33 @@ async function main(): Promise<void> {
       await trader.stop();
       const users = Math.ceil(OPEN / TRADES_PER_USER);
       progress(`building ${users * TRADES_PER_USER} open trades of ${users} users`);
-      const lastBuildId = await xaddAll(redis, keys.input, openTradesLog(users, TRADES_PER_USER, seededRandom(7)));
+      // Paced: a chunk at a time, the next once the leader published the last. Written all at once, the backlog
+      // kept each leader busy past its lease, deposed by the standby, in a loop (see the commit message).
+      let lastBuildId = "0-0";
+      const published = () =>
+        redis.get(keys.enginePublished).then((id) => (id !== null && !isAfterId(lastBuildId, id) ? true : undefined));
+      let chunk: EngineInput[] = [];
+      const flush = async () => {
+        lastBuildId = await xaddAll(redis, keys.input, chunk);
+        chunk = [];
+        await until(published, 120_000, "the leader to publish a chunk of the build", 5);
+        engines.assertNoCrashLoop();
+      };
+      for (const entry of openTradesLog(users, TRADES_PER_USER, seededRandom(7))) {
+        chunk.push(entry);
+        if (chunk.length === BUILD_CHUNK) await flush();
+      }
+      await flush();
+      progress("build applied; waiting for a snapshot covering it");
       await until(
         () =>
           Promise.resolve(
-            engines.runs.some((r) =>
-              r.child.lines.some((l) => l.event === "snapshot_saved" && !isAfterId(lastBuildId, String(l.lastInputId))),
-            )
+            engines.assertNoCrashLoop() === undefined &&
+              engines.runs.some((r) =>
+                r.child.lines.some(
+                  (l) => l.event === "snapshot_saved" && !isAfterId(lastBuildId, String(l.lastInputId)),
+                ),
+              )
               ? true
               : undefined,
           ),
