@@ -16,9 +16,9 @@
  *    while, so trading is back with the first order sent once the bench sees another engine hold the lease. The
  *    pause a client sees is the longest gap between two consecutive answers from 1 s before the signal to 1 s
  *    after that order's answer; also reported, signal → that answer.
- * C. FAILOVER_OPEN open trades (default 1,000,000; 0 skips the phase) of other users, built through the log as
- *    bench:recovery builds them (10 per user). Once a snapshot covers them, the standby is replaced (so it
- *    restored that state), then FAILOVER_KILLS_1M (default 3) SIGKILLs of the leader.
+ * C. FAILOVER_OPEN open trades (default 1,000,000; 0 skips the phase) of other users, the log bench:recovery
+ *    builds (10 per user), written a chunk at a time as the leader publishes. Once a snapshot covers them, the
+ *    standby is replaced (so it restored that state), then FAILOVER_KILLS_1M (default 3) SIGKILLs of the leader.
  *
  * FAILOVER_ENGINES=1 runs a single engine, restarted at once after each kill: the configuration without a
  * standby. ENGINE_LEASE_TTL_MS passes to the engines when set (else their default).
