@@ -200,8 +200,12 @@ async function main(): Promise<void> {
       // Paced: a chunk at a time, the next once the leader published the last. Written all at once, the backlog
       // kept each leader busy past its lease, deposed by the standby, in a loop (see the commit message).
       let lastBuildId = "0-0";
-      const published = () =>
-        redis.get(keys.enginePublished).then((id) => (id !== null && !isAfterId(lastBuildId, id) ? true : undefined));
+      const published = () => {
+        engines.assertNoCrashLoop();
+        return redis
+          .get(keys.enginePublished)
+          .then((id) => (id !== null && !isAfterId(lastBuildId, id) ? true : undefined));
+      };
       let chunk: EngineInput[] = [];
       const flush = async () => {
         lastBuildId = await xaddAll(redis, keys.input, chunk);
