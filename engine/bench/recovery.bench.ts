@@ -22,7 +22,7 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { spawnComponent, type Child } from "../../platform/testing/processes.ts";
 import { seededRandom } from "../../platform/testing/seeded-random.ts";
 import { num, percentile, statsWindows, timeOf, xaddAll } from "./recovery-support.ts";
-import { BASE_TICKS, instruction, openOrder, price, tick } from "./workload.ts";
+import { BASE_TICKS, instruction, openTradesLog, price, tick } from "./workload.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
@@ -96,23 +96,7 @@ async function main(): Promise<void> {
     let engine = startEngine("engine-1");
     await engine.waitFor("replay_done", 60_000);
     const buildStart = Date.now();
-    const rand = seededRandom(7);
-    function* buildLog(): Generator<EngineInput> {
-      let n = 0;
-      yield tick(BASE_TICKS, Date.now());
-      for (let u = 0; u < USERS; u++) {
-        if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
-        yield instruction(`a${u}`, `user${u}`, { kind: "create_account" });
-      }
-      for (let r = 0; r < TRADES_PER_USER; r++) {
-        for (let u = 0; u < USERS; u++) {
-          if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
-          yield instruction(`o${n}`, `user${u}`, openOrder(rand));
-        }
-      }
-      yield tick(BASE_TICKS, Date.now());
-    }
-    const lastBuildId = await xaddAll(redis, keys.input, buildLog());
+    const lastBuildId = await xaddAll(redis, keys.input, openTradesLog(USERS, TRADES_PER_USER, seededRandom(7)));
     const xaddMs = Date.now() - buildStart;
     progress(`build log written (${xaddMs} ms), waiting for the engine and a snapshot covering it`);
 

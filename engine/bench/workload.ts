@@ -1,5 +1,5 @@
 /**
- * The benchmarks' workload, shared by bench:engine and bench:recovery: ETH quotes around 4000.00, open_trade
+ * The benchmarks' workload, shared by bench:engine, bench:recovery and bench:failover: ETH quotes around 4000.00, open_trade
  * orders (leverage 2–20, stop-loss inside the liquidation level, take-profit 10–50% away), pending entry orders
  * 5–30% from the price and trailing stops 3–10% behind it, none of which ticks within ±1% ever fire.
  */
@@ -72,4 +72,24 @@ export function trailingStop(
   const pct = 3 + Math.floor(rand() * 8);
   const spec = rand() < 0.5 ? { percent: String(pct) } : { distance: price(Math.round((BASE_TICKS * pct) / 100)) };
   return rand() < 0.2 ? { ...spec, activationPrice: price(Math.round(BASE_TICKS * (long ? 1.05 : 0.95))) } : spec;
+}
+
+/**
+ * The log that builds the 1M-open state of bench:recovery and bench:failover: `users` accounts (`user<n>`), then
+ * `tradesPerUser` rounds of one open order per user, a price every 1000 entries so log time moves.
+ */
+export function* openTradesLog(users: number, tradesPerUser: number, rand: () => number): Generator<EngineInput> {
+  let n = 0;
+  yield tick(BASE_TICKS, Date.now());
+  for (let u = 0; u < users; u++) {
+    if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
+    yield instruction(`a${u}`, `user${u}`, { kind: "create_account" });
+  }
+  for (let r = 0; r < tradesPerUser; r++) {
+    for (let u = 0; u < users; u++) {
+      if (++n % 1000 === 0) yield tick(BASE_TICKS, Date.now());
+      yield instruction(`o${n}`, `user${u}`, openOrder(rand));
+    }
+  }
+  yield tick(BASE_TICKS, Date.now());
 }
