@@ -291,6 +291,41 @@ describe("engine leader on real Redis", () => {
     expect(typeof stats.loopDelayMaxMs).toBe("number");
   });
 
+  it("applies a long batch in slices, publishing each, so a leader busy with a backlog keeps its lease", async () => {
+    const keys = freshKeys();
+    const pipe = redis.pipeline();
+    pipe.xadd(keys.input, "*", ...encodeFields(instruction("alice", "r1", { kind: "create_account" })));
+    for (let i = 0; i < 300; i++) {
+      const price: EngineInput = {
+        type: "price_update",
+        market: "ETH_USDC_PERP",
+        bid: String(2000 + i),
+        ask: String(2000 + i),
+        exchangeTimeUs: `${Date.now()}000`,
+        source: "sim",
+      };
+      pipe.xadd(keys.input, "*", ...encodeFields(price));
+    }
+    await pipe.exec();
+    const last = (await redis.xrevrange(keys.input, "+", "-", "COUNT", 1))[0]![0];
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const slices: number[] = [];
+    const metrics = { batchApplied: (n: number) => slices.push(n), openTrades() {}, lag() {}, replayed() {} };
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    // sliceMs 0: every slice is as short as the clock check allows, 64 entries.
+    const running = runLeader({ reader, writer: redis, keys, log, lease, state, sliceMs: 0, metrics }, stop.signal);
+    await until(async () => ((await redis.get(keys.enginePublished)) === last ? true : undefined));
+    stop.abort();
+    expect(await running).toBe("stopped");
+    expect(slices).toEqual([64, 64, 64, 64, 45]);
+    // The same outputs as one engine applying it all at once.
+    const reference = createState(makeParams());
+    const expected = (await redis.xrange(keys.input, "-", "+")).flatMap((e) => applyRaw(reference, e));
+    expect(await outputs(keys)).toEqual(expected);
+  });
+
   it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag", async () => {
     const keys = freshKeys();
     const eth = (bid: string): EngineInput => ({

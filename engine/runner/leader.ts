@@ -36,6 +36,8 @@ export interface LeaderOptions {
   readonly prefetched?: LogPrefetch;
   /** Called once the replay is done and the leader follows the log live. */
   readonly onLive?: () => void;
+  /** The longest one slice of a batch may keep the event loop (default: a tenth of the lease TTL, at least 10 ms). */
+  readonly sliceMs?: number;
   /** Prometheus metrics (engine/metrics.ts), updated per batch and at each engine_stats report. */
   readonly metrics?: LeaderMetrics;
 }
@@ -73,31 +75,43 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   let publishing: Promise<void> = Promise.resolve();
   // Kept from the outputs (each open and each close emits exactly one), so no scrape has to count the state.
   let openTrades = metrics === undefined ? 0 : countOpenTrades(state);
+  // The longest the event loop is kept by one slice of a batch: well within the lease, so a leader busy with a
+  // backlog (a replay, a burst, a slow machine) still renews it, by the slice's publish and by the timer.
+  const sliceMs = o.sliceMs ?? Math.max(10, Math.floor(o.lease.ttlMs / 10));
   const applyBatch = async <E>(entries: readonly E[], applyOne: (state: EngineState, entry: E) => EngineOutput[]) => {
-    const startedAt = performance.now();
-    const outputs: EngineOutput[] = [];
-    for (const entry of entries) {
-      for (const out of applyOne(state, entry)) {
-        outputs.push(out);
-        if (out.type === "trade_opened") openTrades++;
-        else if (out.type === "closed_order") openTrades--;
+    let from = 0;
+    while (from < entries.length) {
+      const startedAt = performance.now();
+      const outputs: EngineOutput[] = [];
+      let next = from;
+      while (next < entries.length) {
+        for (const out of applyOne(state, entries[next++]!)) {
+          outputs.push(out);
+          if (out.type === "trade_opened") openTrades++;
+          else if (out.type === "closed_order") openTrades--;
+        }
+        // The clock is read every 64 entries: reading it costs more than applying a price update.
+        if ((next - from) % 64 === 0 && performance.now() - startedAt >= sliceMs) break;
       }
+      if (metrics !== undefined) {
+        metrics.batchApplied(next - from, (performance.now() - startedAt) / 1000);
+        metrics.openTrades(openTrades);
+      }
+      // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
+      const previous = publishing;
+      const through = state.lastInputId;
+      publishing = previous.then(async () => {
+        const sentAt = performance.now();
+        await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
+        publishedAt = sentAt;
+      });
+      publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
+      await previous;
+      applied += next - from;
+      from = next;
+      // More of this batch to come: let the timers (the lease renewal) and the publish's reply in first.
+      if (from < entries.length) await new Promise((resolve) => setImmediate(resolve));
     }
-    if (metrics !== undefined) {
-      metrics.batchApplied(entries.length, (performance.now() - startedAt) / 1000);
-      metrics.openTrades(openTrades);
-    }
-    // Published even when stopping: what was applied goes out (or the lease check refuses all of it).
-    const previous = publishing;
-    const through = state.lastInputId;
-    publishing = previous.then(async () => {
-      const sentAt = performance.now();
-      await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
-      publishedAt = sentAt;
-    });
-    publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
-    await previous;
-    applied += entries.length;
   };
 
   try {

@@ -51,7 +51,8 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     leader = holder;
     leaderSeenAt = Date.now();
     // What was published, a batch per poll until caught up (no pause between them).
-    if (!(await catchUp({ redis: o.redis, keys: o.keys, state }, published ?? null))) continue;
+    // Small batches: applying one keeps this event loop from the lease for its duration.
+    if (!(await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published ?? null))) continue;
     if (!ready) {
       ready = true;
       o.onReady?.();
