@@ -260,9 +260,17 @@ describe("npm start", () => {
       expect(start.lines.some((l) => l.event === "component_crash_loop")).toBe(false);
       await until(
         () => Promise.resolve(since("engine-2").find((l) => l.event === "takeover")),
-        10_000,
+        20_000,
         "engine-2's takeover",
-      );
+      ).catch((err: unknown) => {
+        const tail = (name: keyof typeof linesBefore) =>
+          since(name)
+            .slice(-12)
+            .map((l) => JSON.stringify(l));
+        throw new Error(
+          `${String(err)}\nengine-1 since:\n${tail("engine-1").join("\n")}\nengine-2 since:\n${tail("engine-2").join("\n")}`,
+        );
+      });
       await until(
         () => Promise.resolve(since("engine-1").find((l) => l.event === "engine_ready" && l.role === "standby")),
         30_000,

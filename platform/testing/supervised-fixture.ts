@@ -27,13 +27,14 @@ const log = createLogger("fixture", { base: { run } });
 if (how === "fail") {
   process.exit(1);
 }
-log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT });
-if (how === "crash") process.exit(1);
+// Before the ready line: a supervisor may stop it the moment it reads that line.
 const timer = setInterval(() => undefined, 60_000);
 process.once("SIGTERM", () => {
   clearInterval(timer);
   log.info("stopped");
 });
+log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT });
+if (how === "crash") process.exit(1);
 // The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
 process.once("disconnect", () => process.exit(0));
 process.channel?.unref();
