@@ -21,6 +21,7 @@ import { isAfterId } from "./core/step.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
 import { LogGapError } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
+import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
 import { EngineLease } from "./runner/lease.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
@@ -77,6 +78,7 @@ runMain("engine", async () => {
   const params = makeParams({ initialBalanceMicros: config.initialBalanceMicros });
   const store = new PostgresSnapshotStore(db);
   let follower: ReturnType<typeof startFollower> | undefined;
+  let keeper: LeaseKeeper | undefined;
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
@@ -156,6 +158,14 @@ runMain("engine", async () => {
       leading = await lease.tryAcquire();
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
+    keeper = startLeaseKeeper({
+      redisUrl: config.redisUrl,
+      prefix: config.prefix,
+      value: lease.value ?? "",
+      ttlMs: config.leaseTtlMs,
+      // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
+      stallMs: 6 * config.leaseTtlMs,
+    });
     const end = await runLeader(
       {
         reader,
@@ -185,6 +195,7 @@ runMain("engine", async () => {
     } else {
       // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
       // snapshot (saved, not trimmed: the lease is no longer this engine's) then spares a lone restart the replay.
+      await keeper?.stop();
       await lease.release();
       log.info("handover", { lastInputId: state.lastInputId });
       await follower.stop();
@@ -192,6 +203,7 @@ runMain("engine", async () => {
     if (end === "lease_lost") exitCode = 1;
   } finally {
     await Promise.all([loader.close(), prefetch.close()]);
+    await keeper?.stop();
     await lease.release().catch(() => undefined);
     await metricsServer?.close();
     reader.disconnect();

@@ -10,6 +10,7 @@ export const THREADS = {
   "engine-follower": "engine/runner/follower-thread.ts",
   "engine-snapshot-loader": "engine/runner/snapshot-loader-thread.ts",
   "engine-log-prefetch": "engine/runner/log-prefetch-thread.ts",
+  "engine-lease-keeper": "engine/runner/lease-keeper-thread.ts",
 } as const;
 
 export type ThreadName = keyof typeof THREADS;

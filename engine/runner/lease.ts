@@ -9,7 +9,8 @@ import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 
-const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+/** Extends the lease if it still holds this value (1), else 0. */
+export const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
 export class EngineLease {
