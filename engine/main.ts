@@ -23,7 +23,7 @@ import { LogGapError } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
-import { EngineLease } from "./runner/lease.ts";
+import { EngineLease, sleep } from "./runner/lease.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
@@ -101,7 +101,15 @@ runMain("engine", async () => {
       prefetched = undefined;
       void prefetch.close();
     };
-    let leading = await lease.tryAcquire();
+    // Fresh from a restore, this engine lets a hot standby take a free lease first: that one leads with nothing to
+    // replay. It only waits a couple of polls, so when no standby is left (both engines died) recovery goes on.
+    const yieldMs = 2 * config.standbyPollMs;
+    const yieldUntil = Date.now() + Math.max(2_000, 4 * config.leaseTtlMs);
+    let leading = false;
+    if ((await writer.get(keys.engineLease)) === null) {
+      await sleep(yieldMs, stop);
+      leading = await lease.tryAcquire();
+    }
     for (;;) {
       if (!leading) {
         dropPrefetch();
@@ -114,6 +122,7 @@ runMain("engine", async () => {
               lease,
               state,
               pollMs: config.standbyPollMs,
+              yieldUntil,
               onReady: () => {
                 ready = true;
                 log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });

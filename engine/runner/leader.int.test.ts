@@ -142,6 +142,31 @@ describe("engine leader on real Redis", () => {
     expect(Number(b.value!.split(":")[1])).toBeGreaterThan(Number(a.value?.split(":")[1] ?? 0));
   });
 
+  it("lets a standby that followed for longer take a free lease before one fresh from a restore", async () => {
+    const keys = freshKeys();
+    const leader = new EngineLease(redis, keys, "leader", 60_000, log);
+    expect(await leader.tryAcquire()).toBe(true);
+    const standby = (name: string, pollMs: number, yieldUntil: number) => {
+      const lease = new EngineLease(redis, keys, name, 60_000, log);
+      const state = createState(makeParams());
+      const end = runStandby({ redis, keys, log, lease, state, pollMs, yieldUntil }, new AbortController().signal);
+      return { lease, end };
+    };
+    // The same poll, as two engines have; the fresh one polls first in each period, and waits two polls before it
+    // takes a free lease.
+    const fresh = standby("fresh", 20, Date.now() + 60_000);
+    await new Promise((r) => setTimeout(r, 5));
+    const hot = standby("hot", 20, 0);
+    await new Promise((r) => setTimeout(r, 100));
+    await leader.release();
+    expect(await hot.end).toBe("leader");
+    expect(fresh.lease.value).toBeUndefined();
+
+    // With no other standby left, the fresh one takes it all the same, a couple of polls later.
+    await hot.lease.release();
+    expect(await fresh.end).toBe("leader");
+  });
+
   it("keeps a hot standby at the published cursor, never past it; when the lease lapses it leads from there", async () => {
     const keys = freshKeys();
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));

@@ -20,6 +20,11 @@ export interface StandbyOptions {
   readonly lease: EngineLease;
   readonly state: EngineState;
   readonly pollMs: number;
+  /**
+   * Until then (a timestamp), this standby is fresh from a restore: finding the lease free, it waits two polls and
+   * looks again before taking it, so a standby that has followed for longer takes it first.
+   */
+  readonly yieldUntil?: number;
   /** Called once, when the standby first caught up with the published cursor. */
   readonly onReady?: () => void;
 }
@@ -30,12 +35,18 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
   let ready = false;
   let leader: string | null | undefined;
   let leaderSeenAt = Date.now();
+  let yielded = false;
   while (!signal.aborted) {
     // One command per poll (both keys carry the shard's hash tag): a standby's idle cost is billed per command.
     const [holder, published] = await o.redis.mget(o.keys.engineLease, o.keys.enginePublished);
     if (holder === null || holder === undefined) {
       // Stopping (npm start stops both engines at once): the released lease is not this engine's to take.
       if (signal.aborted) break;
+      if (!yielded && Date.now() < (o.yieldUntil ?? 0)) {
+        yielded = true;
+        await sleep(2 * o.pollMs, signal);
+        continue;
+      }
       if (await o.lease.tryAcquire()) {
         log.info("takeover", {
           fromInputId: state.lastInputId,
@@ -47,6 +58,7 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
       }
       continue; // another standby was quicker: it leads now
     }
+    yielded = false;
     if (holder !== leader) log.info("standby", { leader: holder, lastInputId: state.lastInputId });
     leader = holder;
     leaderSeenAt = Date.now();
