@@ -104,7 +104,9 @@ runMain("engine", async () => {
     // Fresh from a restore, this engine lets a hot standby take a free lease first: that one leads with nothing to
     // replay. It only waits a couple of polls, so when no standby is left (both engines died) recovery goes on.
     const yieldMs = 2 * config.standbyPollMs;
-    const yieldUntil = Date.now() + Math.max(2_000, 4 * config.leaseTtlMs);
+    // A TTL is enough: an engine restarted after its leader died and restored before that leader's lease lapsed
+    // sees it lapse less than a TTL after it is ready; a standby that has followed for longer does not yield.
+    const yieldUntil = Date.now() + config.leaseTtlMs;
     let leading = false;
     if ((await writer.get(keys.engineLease)) === null) {
       await sleep(yieldMs, stop);
