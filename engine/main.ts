@@ -104,9 +104,6 @@ runMain("engine", async () => {
     // Fresh from a restore, this engine lets a hot standby take a free lease first: that one leads with nothing to
     // replay. It only waits a couple of polls, so when no standby is left (both engines died) recovery goes on.
     const yieldMs = 2 * config.standbyPollMs;
-    // A TTL is enough: an engine restarted after its leader died and restored before that leader's lease lapsed
-    // sees it lapse less than a TTL after it is ready; a standby that has followed for longer does not yield.
-    const yieldUntil = Date.now() + config.leaseTtlMs;
     let leading = false;
     if ((await writer.get(keys.engineLease)) === null) {
       await sleep(yieldMs, stop);
@@ -124,7 +121,6 @@ runMain("engine", async () => {
               lease,
               state,
               pollMs: config.standbyPollMs,
-              yieldUntil,
               onReady: () => {
                 ready = true;
                 log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });

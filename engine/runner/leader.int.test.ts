@@ -142,23 +142,23 @@ describe("engine leader on real Redis", () => {
     expect(Number(b.value!.split(":")[1])).toBeGreaterThan(Number(a.value?.split(":")[1] ?? 0));
   });
 
-  it("lets a standby that followed for longer take a free lease before one fresh from a restore", async () => {
+  it("lets a standby that watched the leader live take its lapsed lease before one started after it died", async () => {
     const keys = freshKeys();
-    const leader = new EngineLease(redis, keys, "leader", 60_000, log);
+    const leader = new EngineLease(redis, keys, "leader", 300, log);
     expect(await leader.tryAcquire()).toBe(true);
-    const standby = (name: string, pollMs: number, yieldUntil: number) => {
+    const renewing = setInterval(() => void leader.renew(), 60);
+    const standby = (name: string, pollMs: number) => {
       const lease = new EngineLease(redis, keys, name, 60_000, log);
       const state = createState(makeParams());
-      const end = runStandby({ redis, keys, log, lease, state, pollMs, yieldUntil }, new AbortController().signal);
+      const end = runStandby({ redis, keys, log, lease, state, pollMs }, new AbortController().signal);
       return { lease, end };
     };
-    // The same poll, as two engines have; the fresh one polls first in each period, and waits two polls before it
-    // takes a free lease.
-    const fresh = standby("fresh", 20, Date.now() + 60_000);
-    await new Promise((r) => setTimeout(r, 5));
-    const hot = standby("hot", 20, 0);
-    await new Promise((r) => setTimeout(r, 100));
-    await leader.release();
+    const hot = standby("hot", 20);
+    await new Promise((r) => setTimeout(r, 200)); // it sees the leader renew
+    clearInterval(renewing); // the leader dies
+    // Restarted at once, polling a little faster (so usually first once the lease lapses), it only ever sees the
+    // lease run down: it waits two of its polls, longer than the other's poll.
+    const fresh = standby("fresh", 15);
     expect(await hot.end).toBe("leader");
     expect(fresh.lease.value).toBeUndefined();
 

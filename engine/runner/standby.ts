@@ -20,29 +20,40 @@ export interface StandbyOptions {
   readonly lease: EngineLease;
   readonly state: EngineState;
   readonly pollMs: number;
-  /**
-   * Until then (a timestamp), this standby is fresh from a restore: finding the lease free, it waits two polls and
-   * looks again before taking it, so a standby that has followed for longer takes it first.
-   */
-  readonly yieldUntil?: number;
   /** Called once, when the standby first caught up with the published cursor. */
   readonly onReady?: () => void;
 }
 
-/** Follows until this engine holds the lease ("leader") or `signal` aborts ("stopped"). */
+/** The lease's holder, the published cursor and the lease's remaining ms, in one command. */
+const POLL = `return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('PTTL', KEYS[1])}`;
+
+/**
+ * Follows until this engine holds the lease ("leader") or `signal` aborts ("stopped").
+ *
+ * A standby that never saw the lease's last holder renew it (its remaining time only went down: an engine
+ * restarted after that leader died) waits two polls before it takes the lease when it lapses, so a standby that
+ * watched that leader live, and has nothing to replay, takes it first. A lease released on a handover was renewed
+ * while this standby watched, so the handover is not delayed.
+ */
 export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promise<"leader" | "stopped"> {
   const { log, state } = o;
   let ready = false;
   let leader: string | null | undefined;
   let leaderSeenAt = Date.now();
+  let leaderRenewed = false;
+  let lastPttl = Number.POSITIVE_INFINITY;
   let yielded = false;
   while (!signal.aborted) {
     // One command per poll (both keys carry the shard's hash tag): a standby's idle cost is billed per command.
-    const [holder, published] = await o.redis.mget(o.keys.engineLease, o.keys.enginePublished);
-    if (holder === null || holder === undefined) {
+    const [holder, published, pttl] = (await o.redis.eval(POLL, 2, o.keys.engineLease, o.keys.enginePublished)) as [
+      string | null,
+      string | null,
+      number,
+    ];
+    if (holder === null) {
       // Stopping (npm start stops both engines at once): the released lease is not this engine's to take.
       if (signal.aborted) break;
-      if (!yielded && Date.now() < (o.yieldUntil ?? 0)) {
+      if (!leaderRenewed && !yielded) {
         yielded = true;
         await sleep(2 * o.pollMs, signal);
         continue;
@@ -59,12 +70,18 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
       continue; // another standby was quicker: it leads now
     }
     yielded = false;
-    if (holder !== leader) log.info("standby", { leader: holder, lastInputId: state.lastInputId });
+    if (holder !== leader) {
+      log.info("standby", { leader: holder, lastInputId: state.lastInputId });
+      leaderRenewed = false;
+    } else if (pttl > lastPttl) {
+      leaderRenewed = true;
+    }
+    lastPttl = pttl;
     leader = holder;
     leaderSeenAt = Date.now();
     // What was published, a batch per poll until caught up (no pause between them).
     // Small batches: applying one keeps this event loop from the lease for its duration.
-    if (!(await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published ?? null))) continue;
+    if (!(await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published))) continue;
     if (!ready) {
       ready = true;
       o.onReady?.();
