@@ -74,18 +74,21 @@ const instruction = (userId: string, requestId: string, body: Instruction): Engi
   instruction: body,
 });
 
+/** An ETH quote at `bid` (= ask), stamped now: the exchange's clock, by which quotes are judged fresh. */
+const eth = (bid: string): EngineInput => ({
+  type: "price_update",
+  market: "ETH_USDC_PERP",
+  bid,
+  ask: bid,
+  exchangeTimeUs: `${Date.now()}000`,
+  source: "sim",
+});
+
 describe("engine leader on real Redis", () => {
   it("replays what is in the log, follows it live, and answers every instruction on engine:output", async () => {
     const keys = freshKeys();
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));
-    await send(keys, {
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid: "2000",
-      ask: "2000",
-      exchangeTimeUs: `${Date.now()}000`, // the exchange's clock: quotes are judged fresh by it
-      source: "sim",
-    });
+    await send(keys, eth("2000"));
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
     expect(await lease.tryAcquire()).toBe(true);
     const state = createState(makeParams());
@@ -170,14 +173,7 @@ describe("engine leader on real Redis", () => {
   it("keeps a hot standby at the published cursor, never past it; when the lease lapses it leads from there", async () => {
     const keys = freshKeys();
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));
-    await send(keys, {
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid: "2000",
-      ask: "2000",
-      exchangeTimeUs: `${Date.now()}000`,
-      source: "sim",
-    });
+    await send(keys, eth("2000"));
     await send(
       keys,
       instruction("alice", "r2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
@@ -320,17 +316,7 @@ describe("engine leader on real Redis", () => {
     const keys = freshKeys();
     const pipe = redis.pipeline();
     pipe.xadd(keys.input, "*", ...encodeFields(instruction("alice", "r1", { kind: "create_account" })));
-    for (let i = 0; i < 300; i++) {
-      const price: EngineInput = {
-        type: "price_update",
-        market: "ETH_USDC_PERP",
-        bid: String(2000 + i),
-        ask: String(2000 + i),
-        exchangeTimeUs: `${Date.now()}000`,
-        source: "sim",
-      };
-      pipe.xadd(keys.input, "*", ...encodeFields(price));
-    }
+    for (let i = 0; i < 300; i++) pipe.xadd(keys.input, "*", ...encodeFields(eth(String(2000 + i))));
     await pipe.exec();
     const last = (await redis.xrevrange(keys.input, "+", "-", "COUNT", 1))[0]![0];
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
@@ -353,14 +339,6 @@ describe("engine leader on real Redis", () => {
 
   it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag", async () => {
     const keys = freshKeys();
-    const eth = (bid: string): EngineInput => ({
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid,
-      ask: bid,
-      exchangeTimeUs: `${Date.now()}000`,
-      source: "sim",
-    });
     const open = (user: string, id: string, leverage: number) =>
       instruction(user, id, { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage });
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));
