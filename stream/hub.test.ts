@@ -6,6 +6,7 @@ import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamHub } from "./hub.ts";
 import { NO_METRICS } from "./metrics.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
 
 const fakeSocket = () =>
   ({
@@ -74,20 +75,7 @@ describe("price-driven summaries", () => {
     liquidationPrice: "1810",
     openedAt: "2026-12-06T00:00:00.000Z",
   });
-  const quote = (asset: string, bid: string) => ({
-    kind: "quote",
-    body: JSON.stringify({
-      type: "quote_updated",
-      id: "1-0:0",
-      inputId: "1-0",
-      asset,
-      market: `${asset}_USDC_PERP`,
-      bid,
-      ask: bid,
-      updatedAt: "2026-12-06T00:00:01.000Z",
-      source: "sim",
-    }),
-  });
+  const quote = (asset: string, bid: string) => ({ kind: "quote", body: JSON.stringify(quoteOutput(asset, bid)) });
 
   it("a quote owes a summary only to the channels with an open trade in its asset, at most one per interval", async () => {
     const hub = new StreamHub({

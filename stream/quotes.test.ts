@@ -4,7 +4,8 @@ import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamConnection } from "./connection.ts";
 import { NO_METRICS } from "./metrics.ts";
-import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
+import { QuoteFanout } from "./quotes.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
 
 function socket() {
   const sent: string[] = [];
@@ -19,17 +20,7 @@ function socket() {
   return { ws, conn, sent, bids: () => sent.map((s) => (JSON.parse(s) as { bid: string }).bid) };
 }
 
-const quote = (asset: string, bid: string): QuoteOutput => ({
-  type: "quote_updated",
-  id: "1-0:0",
-  inputId: "1-0",
-  asset,
-  market: `${asset}_USDC_PERP`,
-  bid,
-  ask: bid,
-  updatedAt: "2027-01-01T00:00:00.000Z",
-  source: "sim",
-});
+const quote = (asset: string, bid: string) => quoteOutput(asset, bid);
 
 describe("QuoteFanout", () => {
   it("sends at most one quote per asset per 100 ms to a socket, the latest when the tick comes", () => {
