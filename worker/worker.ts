@@ -10,16 +10,19 @@
  * Entries are acknowledged only after all of that succeeded; a crash before XACK leaves them pending, and another
  * worker (or this one, restarted) claims them.
  *
- * Only quotes go out early. A quote carries no sequence number and nothing waits on it: a stream replica sends the
- * latest price it has before a user's next event, so a quote that overtakes the events before it in the batch
- * reaches a client no later than it did, and never after the events it caused (those follow it in the log, so in
- * this batch's later fan-out or a later batch's). A crash after the quotes went out runs the batch again: their read
- * models are then already applied, so they are not sent twice, as when a crash came after the whole fan-out.
+ * Only quotes go out early, and they do not wait for the batch before either: the next batch is read, and its quotes
+ * fanned out, while the rest of this one (its Postgres writes above all) is still under way. A quote carries no
+ * sequence number and nothing waits on it: a stream replica sends the latest price it has before a user's next event,
+ * so a quote that overtakes the events before it in the log reaches a client no later than it did, and never after
+ * the events it caused (those follow it in the log, so in this batch's later fan-out or a later batch's). A crash
+ * after the quotes went out runs the batch again: their read models are then already applied, so they are not sent
+ * twice, as when a crash came after the whole fan-out.
  *
- * A consumer holds at most one batch pending: Upstash refuses an XREADGROUP that would take a consumer's pending
- * entries list past 1,000 ("ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be
- * reached", Upstash docs, troubleshooting/stream_pel_limit). So a batch (at most 1,000 entries) is acknowledged
- * before the next is read or claimed, and a worker restarted under the same consumer name first handles what it
+ * A consumer holds at most two batches pending (the one whose rest is running, the one just read), never more than
+ * 1,000 entries together: Upstash refuses an XREADGROUP that would take a consumer's pending entries list past 1,000
+ * ("ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be reached", Upstash docs,
+ * troubleshooting/stream_pel_limit). So with batches over 500 a batch is acknowledged before the next is read; a
+ * claim waits for the batch under way; and a worker restarted under the same consumer name first handles what it
  * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  */
 import type { Redis } from "ioredis";
@@ -83,50 +86,71 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   let lastClaimMs = 0;
   let handled = 0;
   let lastStatsMs = Date.now();
-  while (!signal.aborted) {
-    if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
-      const [, claimed] = (await o.writer.xautoclaim(
-        o.keys.output,
+  // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
+  // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
+  // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch.
+  let rest: Promise<void> = Promise.resolve();
+  let restEntries = 0;
+  try {
+    while (!signal.aborted) {
+      if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
+        await rest;
+        restEntries = 0;
+        const [, claimed] = (await o.writer.xautoclaim(
+          o.keys.output,
+          o.keys.workerGroup,
+          o.consumer,
+          o.claimIdleMs ?? 30_000,
+          "0-0",
+          "COUNT",
+          batch,
+        )) as [string, Claimed[]];
+        if (claimed.length > 0) {
+          o.log.info("claimed_pending", { entries: claimed.length });
+          await handleBatch(o, claimed);
+          handled += claimed.length;
+          o.metrics?.handled(claimed.length);
+        }
+        lastClaimMs = Date.now();
+      }
+      // The batch still pending counts against the consumer's pending limit.
+      if (restEntries + batch > MAX_PENDING_PER_CONSUMER) {
+        await rest;
+        restEntries = 0;
+      }
+      const reply = await o.reader.xreadgroup(
+        "GROUP",
         o.keys.workerGroup,
         o.consumer,
-        o.claimIdleMs ?? 30_000,
-        "0-0",
         "COUNT",
         batch,
-      )) as [string, Claimed[]];
-      if (claimed.length > 0) {
-        o.log.info("claimed_pending", { entries: claimed.length });
-        await handleBatch(o, claimed);
-        handled += claimed.length;
-        o.metrics?.handled(claimed.length);
+        "BLOCK",
+        o.blockMs ?? 1000,
+        "STREAMS",
+        o.keys.output,
+        ">",
+      );
+      const entries = reply?.[0]?.[1] ?? [];
+      if (entries.length > 0) {
+        const outputs = await handleQuotes(o, entries);
+        const previous = rest;
+        rest = previous.then(() => handleRest(o, entries, outputs));
+        rest.catch(() => undefined); // awaited below or at the next batch; not unhandled meanwhile
+        await previous;
+        restEntries = entries.length;
+        handled += entries.length;
+        o.metrics?.handled(entries.length);
       }
-      lastClaimMs = Date.now();
+      if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
+        const backlog = await groupBacklog(o.writer, o.keys);
+        o.metrics?.backlog(backlog);
+        o.log.info("worker_stats", { handled, ...backlog });
+        handled = 0;
+        lastStatsMs = Date.now();
+      }
     }
-    const reply = await o.reader.xreadgroup(
-      "GROUP",
-      o.keys.workerGroup,
-      o.consumer,
-      "COUNT",
-      batch,
-      "BLOCK",
-      o.blockMs ?? 1000,
-      "STREAMS",
-      o.keys.output,
-      ">",
-    );
-    const entries = reply?.[0]?.[1] ?? [];
-    if (entries.length > 0) {
-      await handleBatch(o, entries);
-      handled += entries.length;
-      o.metrics?.handled(entries.length);
-    }
-    if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-      const backlog = await groupBacklog(o.writer, o.keys);
-      o.metrics?.backlog(backlog);
-      o.log.info("worker_stats", { handled, ...backlog });
-      handled = 0;
-      lastStatsMs = Date.now();
-    }
+  } finally {
+    await rest;
   }
 }
 
@@ -178,6 +202,11 @@ async function handleOwnPending(o: WorkerOptions, batch: number): Promise<void> 
 }
 
 export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[]): Promise<void> {
+  await handleRest(o, entries, await handleQuotes(o, entries));
+}
+
+/** Decodes a batch, writes its quotes' read models and fans out those that moved; returns the batch's outputs. */
+async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Promise<EngineOutput[]> {
   const outputs: EngineOutput[] = [];
   for (const entry of entries) {
     if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
@@ -186,9 +215,19 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  const quotes = outputs.filter((output) => output.type === "quote_updated");
+  await fanOut(
+    o,
+    await writeRedis(
+      o,
+      outputs.filter((output) => output.type === "quote_updated"),
+    ),
+  );
+  return outputs;
+}
+
+/** Everything else of a batch whose quotes went out (handleQuotes), then its XACK. */
+async function handleRest(o: WorkerOptions, entries: readonly Claimed[], outputs: EngineOutput[]): Promise<void> {
   const others = outputs.filter((output) => output.type !== "quote_updated");
-  await fanOut(o, await writeRedis(o, quotes));
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs);
