@@ -18,7 +18,7 @@ import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 import { toUnits } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { readCandles } from "../functions/candles.ts";
-import type { StreamConnection } from "./connection.ts";
+import { SharedFrame, type StreamConnection } from "./connection.ts";
 
 /** A coarser bucket as stored so far, with the minutes its open and close came from. */
 export interface StoredBucket extends Candle {
@@ -86,8 +86,8 @@ export class CandleFanout {
       if (subs === undefined || subs.size === 0) continue;
       const bucket = this.merge(key, interval, row, minuteMs);
       if (bucket === undefined) continue;
-      const text = Buffer.from(JSON.stringify(frame(row.asset, interval, bucket)));
-      for (const conn of subs) conn.sendRaw(text, "candle", nowMs);
+      const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(row.asset, interval, bucket))));
+      for (const conn of subs) conn.sendShared(shared, "candle", nowMs);
     }
   }
 
@@ -124,8 +124,8 @@ export class CandleFanout {
       const bucket = this.buckets.get(key);
       const subs = this.subscribers.get(key);
       if (bucket === undefined || subs === undefined) return;
-      const text = Buffer.from(JSON.stringify(frame(asset, interval, bucket)));
-      for (const conn of subs) conn.sendRaw(text, "candle", Date.now());
+      const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(asset, interval, bucket))));
+      for (const conn of subs) conn.sendShared(shared, "candle", Date.now());
     };
     this.loadBucket!(asset, interval, openTimeMs).then(
       (stored) => {

@@ -84,11 +84,30 @@ export class StreamConnection {
     return quotes + this.candles.size + (this.private === undefined ? 0 : 1);
   }
 
-  /** Sends a frame serialised once for many sockets (a Buffer, sent as text). */
+  /** Sends a text frame serialised for this socket (or for many, as a Buffer). */
   sendRaw(frame: Buffer | string, type: FrameType, nowMs: number): void {
     if (this.closed) return;
     corkUntilIdle(this.ws);
     this.ws.send(frame, { binary: false });
+    this.lastSentMs = nowMs;
+    this.metrics.frameSent(type);
+  }
+
+  /**
+   * Sends a frame framed once for many sockets: its bytes go to the socket as they are. ws's own send would frame
+   * them again for each socket and write header and payload apart; in a burst to every socket that is about a fifth
+   * of the time. Bypassing ws's sender keeps frames in order only because it never holds one back: it queues only
+   * while compressing (permessage-deflate is off, server.ts) or reading a Blob (never sent here).
+   */
+  sendShared(frame: SharedFrame, type: FrameType, nowMs: number): void {
+    if (this.closed) return;
+    const socket = socketOf(this.ws);
+    if (socket === undefined || this.ws.readyState !== this.ws.OPEN) {
+      this.sendRaw(frame.payload, type, nowMs); // a test double, or closing: ws decides
+      return;
+    }
+    corkUntilIdle(this.ws);
+    socket.write(frame.wire);
     this.lastSentMs = nowMs;
     this.metrics.frameSent(type);
   }
@@ -126,6 +145,29 @@ export class StreamConnection {
     this.closeCode = 1006;
     this.ws.terminate();
   }
+}
+
+/** A text frame for many sockets: its payload, and the whole frame as it goes on the wire. */
+export class SharedFrame {
+  readonly wire: Buffer;
+
+  constructor(readonly payload: Buffer) {
+    this.wire = Buffer.concat([textFrameHeader(payload.length), payload]);
+  }
+}
+
+/**
+ * RFC 6455 §5.2: FIN and the text opcode, no mask (a server's frames are never masked), and the payload length in
+ * 7 bits, or 126 and 16 bits, or 127 and 64 bits.
+ */
+function textFrameHeader(length: number): Buffer {
+  if (length < 126) return Buffer.from([0x81, length]);
+  if (length < 65_536) return Buffer.from([0x81, 126, length >> 8, length & 0xff]);
+  const header = Buffer.alloc(10);
+  header[0] = 0x81;
+  header[1] = 127;
+  header.writeBigUInt64BE(BigInt(length), 2);
+  return header;
 }
 
 /**

@@ -55,12 +55,17 @@ export async function startFanoutReader(
           log.info("fanout_recovered", { from: lastId });
           options.onRecovered();
         }
-        for (const [id, flat] of reply?.[0]?.[1] ?? []) {
+        const entries = reply?.[0]?.[1] ?? [];
+        for (const [id, flat] of entries) {
           lastId = id;
           const fields: Record<string, string> = {};
           for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
           options.onEntry(id, fields);
         }
+        // The frames these entries caused go to the sockets (connection.ts writes them in a setImmediate queued
+        // before this one) before the next read is sent: what arrives during that burst then comes in one reply,
+        // and its frames in one write per socket, instead of a read, and a burst to every socket, per entry.
+        if (entries.length > 0) await new Promise((resolve) => setImmediate(resolve));
       } catch (error) {
         if (stop.aborted) return;
         if (!failed) log.warn("fanout_read_failed", { error });

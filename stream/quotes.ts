@@ -1,17 +1,17 @@
 /**
- * Quotes to their subscribers, coalesced: each asset's frame is serialised once and the same bytes go to every
- * socket; a socket gets at most one quote per asset per quoteIntervalMs, and one that arrives sooner, or while the
- * socket's send buffer is over quoteThinBytes (a slow client), is held back and replaced by any newer one: the
+ * Quotes to their subscribers, coalesced: each asset's frame is serialised and framed once and the same bytes go to
+ * every socket; a socket gets at most one quote per asset per quoteIntervalMs, and one that arrives sooner, or while
+ * the socket's send buffer is over quoteThinBytes (a slow client), is held back and replaced by any newer one: the
  * client gets the latest price once it may, never a queue of stale ones. Held-back quotes go out on one scheduler
  * tick for the whole process, not a timer per socket.
  */
 import type { OutputOf } from "../contract/messages.ts";
-import type { StreamConnection, StreamLimits } from "./connection.ts";
+import { SharedFrame, type StreamConnection, type StreamLimits } from "./connection.ts";
 
 export type QuoteOutput = OutputOf<"quote_updated">;
 
 export class QuoteFanout {
-  private readonly latest = new Map<string, Buffer>();
+  private readonly latest = new Map<string, SharedFrame>();
   private readonly all = new Set<StreamConnection>();
   private readonly byAsset = new Map<string, Set<StreamConnection>>();
   /** Asset → sockets owed its latest quote. */
@@ -79,7 +79,9 @@ export class QuoteFanout {
 
   publish(quote: QuoteOutput, nowMs: number): void {
     const { asset, market, bid, ask, updatedAt, source } = quote;
-    const frame = Buffer.from(JSON.stringify({ type: "quote", asset, market, bid, ask, updatedAt, source }));
+    const frame = new SharedFrame(
+      Buffer.from(JSON.stringify({ type: "quote", asset, market, bid, ask, updatedAt, source })),
+    );
     this.latest.set(asset, frame);
     const held = this.held.get(asset);
     for (const conn of this.all) this.deliver(conn, asset, frame, held, nowMs);
@@ -129,7 +131,7 @@ export class QuoteFanout {
   private deliver(
     conn: StreamConnection,
     asset: string,
-    frame: Buffer,
+    frame: SharedFrame,
     held: Set<StreamConnection> | undefined,
     nowMs: number,
   ): void {
@@ -150,9 +152,9 @@ export class QuoteFanout {
     );
   }
 
-  private sendTo(conn: StreamConnection, asset: string, frame: Buffer, nowMs: number): void {
+  private sendTo(conn: StreamConnection, asset: string, frame: SharedFrame, nowMs: number): void {
     conn.quoteSentMs.set(asset, nowMs);
-    conn.sendRaw(frame, "quote", nowMs);
+    conn.sendShared(frame, "quote", nowMs);
   }
 
   private removeFromAssets(conn: StreamConnection): void {
