@@ -10,7 +10,7 @@
  * - `{op:"connect", id, sockets:[{url, subs}]}` → `{op:"connected", id, error?}` once each socket is welcomed (and
  *   snapshotted when it subscribes to its private channel);
  * - `{op:"collect", id, reset}` → `{op:"collected", id, open, quoteKeys, quoteAt, trades, tradeAt}`: the quote
- *   frames ("<asset> <bid>" and arrival time) and `trade_opened` events (trade id and arrival time) since the last
+ *   frames ("<asset> <updatedAt as ms>" and arrival time) and `trade_opened` events (trade id and arrival time) since the last
  *   reset, and how many sockets are open; `reset` starts a fresh record;
  * The bench ends it by closing the IPC channel: it then terminates its sockets and exits.
  */
@@ -40,7 +40,7 @@ function connect({ url, subs }: SocketSpec): Promise<void> {
       const frame = JSON.parse((data as Buffer).toString()) as Record<string, unknown>;
       switch (frame.type) {
         case "quote":
-          quoteKeys.push(`${String(frame.asset)} ${Number(frame.bid)}`);
+          quoteKeys.push(`${String(frame.asset)} ${Date.parse(String(frame.updatedAt))}`);
           quoteAt.push(at);
           return;
         case "event":

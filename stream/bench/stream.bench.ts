@@ -1,5 +1,5 @@
 /**
- * Live stream benchmark: `npm run bench:stream` (needs Redis and Postgres, about a minute). Prints a table, then one
+ * Live stream benchmark: `npm run bench:stream` (needs Redis and Postgres, about 3 minutes). Prints a table, then one
  * JSON line. The real engine, worker, API and stream processes run on a fresh test database and a unique
  * KEY_PREFIX, all removed at the end. The clients (raw `ws` sockets speaking docs/stream.md) share the machine, spread
  * over BENCH_CLIENT_PROCS child processes (default 4, clients.ts), each timestamping frames as they arrive: a
@@ -8,22 +8,28 @@
  * 1. BENCH_USERS users (default 1,000): accounts through the log (`create_account`), sessions signed with the run's
  *    JWT_SECRET as the API signs them, a ticket each through `POST /api/v1/stream/ticket`. Each user's socket
  *    subscribes to every market's quotes and to its own private channel.
- * 2. For BENCH_SECONDS (default 20): the bench XADDs price updates (TICKS_PER_SEC per market, each with a bid not
- *    used before, so a frame is matched to its tick) and ORDERS_PER_SEC users open a trade through the API.
- *    - quote latency: the tick's XADD → its frame at a client, over every frame every client got;
+ * 2. For BENCH_SECONDS (default 20): the bench XADDs price updates (TICKS_PER_SEC per market, a frame matched to
+ *    its tick by market and `updatedAt`, the tick's entry time) and ORDERS_PER_SEC users open a trade through the API.
+ *    - quote latency: the tick's XADD → its frame at a client, over every frame every client got (the four markets
+ *      tick together), split at the engine's output XADD and the worker's fan-out XADD;
  *    - private latency: the API's 201 for an order → that trade's `trade_opened` event at its owner's socket (an
  *      event that beats the HTTP answer counts as 0);
  *    - the stream process's CPU (user + system, from /proc) over the phase, and its RSS growth from before any
- *      socket connected, both scaled to 1,000 connections.
+ *      socket connected, both scaled to 1,000 connections; the client processes' CPU.
  * 3. Connections held: quote-only sockets (tickets written straight into Redis: the route is not what is measured
- *    here) added in steps of BENCH_STEP (default 2,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
- *    ticking at 2/s; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
+ *    here) added in steps of BENCH_STEP (default 1,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
+ *    ticking at 2/s, starting with the BENCH_USERS sockets of phase 2 alone; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
  *    every socket open and p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
+ * 4. The floor (floor-server.ts), once the stream's sockets are closed: a bare `ws` server with nothing behind it
+ *    bursts one frame to BENCH_USERS and then BENCH_FLOOR_CONNECTIONS (default 10,000) sockets of the same kind of
+ *    client processes, 10 times each: what this machine allows any stream process.
+ * BENCH_CPU_PROFILE=<component> (stream, worker, engine, api) writes that process's CPU profile to .data/profiles.
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Redis } from "ioredis";
+import { ASSETS } from "../../contract/markets.ts";
 import { keyspace } from "../../contract/names.ts";
 import type { EngineInput } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
@@ -37,9 +43,13 @@ import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
 const USERS = Number(process.env.BENCH_USERS ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
-const STEP = Number(process.env.BENCH_STEP ?? 2000);
+const STEP = Number(process.env.BENCH_STEP ?? 1000);
 const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 12_000);
 const CLIENT_PROCS = Number(process.env.BENCH_CLIENT_PROCS ?? 4);
+/** The floor's larger count of sockets: the aim's 10,000. */
+const FLOOR_CONNECTIONS = Number(process.env.BENCH_FLOOR_CONNECTIONS ?? 10_000);
+/** A component to take a CPU profile of (node --cpu-prof, into .data/profiles when it stops). */
+const PROFILE = process.env.BENCH_CPU_PROFILE;
 const TICKS_PER_SEC = 5;
 const ORDERS_PER_SEC = 20;
 const MARKETS = ["ETH_USDC_PERP", "BTC_USDC_PERP", "SOL_USDC_PERP", "ADA_USDC_PERP"] as const;
@@ -70,15 +80,19 @@ function procStats(pid: number): { cpuSec: number; rssMB: number } {
   return { cpuSec: ticks / 100, rssMB: (rssPages * 4096) / 2 ** 20 };
 }
 
-/** Every tick's XADD time, by "<asset> <bid>" (each bid is used once per run). */
+/**
+ * Every tick's XADD time, by "<asset> <entry ms>": the engine stamps a quote's `updatedAt` with its input entry's time,
+ * and one market's ticks are hundreds of ms apart, so a frame is matched to its tick whatever its price.
+ */
 const tickSentAt = new Map<string, number>();
+const quoteKey = (asset: string, entryMs: number) => `${asset} ${entryMs}`;
 let tickCounter = 0;
 
 function priceUpdate(market: (typeof MARKETS)[number]): EngineInput & { type: "price_update" } {
   tickCounter++;
   const base = BASE[market];
-  // A fresh bid each time: a step of the smallest increment that market allows, cycling within ±1%.
-  const decimals = market === "ADA_USDC_PERP" ? 4 : 2;
+  // A new bid each time: a step of the market's tick size (the engine ignores a price off it), cycling within ±1%.
+  const decimals = ASSETS.find((a) => a.market === market)!.priceDecimals;
   const unit = 10 ** -decimals;
   const bid = (base + (tickCounter % Math.floor((base * 0.01) / unit)) * unit).toFixed(decimals);
   const ask = (Number(bid) + unit * 2).toFixed(decimals);
@@ -93,9 +107,9 @@ function priceUpdate(market: (typeof MARKETS)[number]): EngineInput & { type: "p
 }
 
 async function tick(redis: Redis, market: (typeof MARKETS)[number]): Promise<void> {
-  const update = priceUpdate(market);
-  tickSentAt.set(`${market.split("_")[0]} ${Number(update.bid)}`, now());
-  await redis.xadd(keys.input, "*", ...encodeFields(update));
+  const sentAt = now();
+  const id = await redis.xadd(keys.input, "*", ...encodeFields(priceUpdate(market)));
+  tickSentAt.set(quoteKey(market.split("_")[0]!, Number(id!.split("-")[0])), sentAt);
 }
 
 /** What the client processes received since the last reset: quote frames and trade_opened events, as they arrived. */
@@ -161,10 +175,58 @@ class ClientPool {
     return out;
   }
 
+  /** CPU seconds the client processes have used, together. */
+  cpuSec(): number {
+    return this.procs.reduce((sum, child) => sum + procStats(child.pid!).cpuSec, 0);
+  }
+
   /** Ends every client process (their sockets with them); once is enough, twice is harmless. */
   close(): void {
     for (const child of this.procs) if (child.connected) child.disconnect();
   }
+}
+
+/**
+ * The floor (floor-server.ts): for each count of sockets, 10 bursts at 2/s (after 3 not counted) from a bare ws server
+ * to that many sockets of fresh client processes; p50 / p99 of burst start → frame at client over every frame.
+ */
+async function measureFloor(counts: readonly number[]): Promise<{ sockets: number; p50: number; p99: number }[]> {
+  const server = fork(new URL("./floor-server.ts", import.meta.url), [], { execArgv: ["--import", "tsx"] });
+  const pool = new ClientPool(CLIENT_PROCS);
+  const replies = new Map<number, (sentAt: number) => void>();
+  const port = await new Promise<number>((resolve) => server.once("message", (m: { port: number }) => resolve(m.port)));
+  server.on("message", (m: { id: number; sentAt: number }) => replies.get(m.id)?.(m.sentAt));
+  const out: { sockets: number; p50: number; p99: number }[] = [];
+  let nextBurst = 0;
+  try {
+    let open = 0;
+    for (const count of counts) {
+      for (; open < count; open += 200) {
+        const n = Math.min(200, count - open);
+        await pool.connect(Array.from({ length: n }, () => ({ url: `ws://127.0.0.1:${port}`, subs: [] })));
+      }
+      await pool.collect(true);
+      const sent = new Map<string, number>();
+      // Three bursts first, not counted: the first writes to fresh sockets and runs cold code at both ends.
+      for (let i = 0; i < 13; i++) {
+        const id = nextBurst++;
+        const sentAt = await new Promise<number>((resolve) => {
+          replies.set(id, resolve);
+          server.send({ op: "burst", id });
+        });
+        if (i >= 3) sent.set(quoteKey("FLOOR", Math.floor(sentAt)), sentAt);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const { quotes } = await pool.collect(true);
+      const latencies = sortNum(quotes.flatMap(({ key, at }) => (sent.has(key) ? [at - sent.get(key)!] : [])));
+      if (latencies.length !== 10 * count) throw new Error(`floor: ${latencies.length} frames of ${10 * count}`);
+      out.push({ sockets: count, p50: percentile(latencies, 50), p99: percentile(latencies, 99) });
+    }
+  } finally {
+    pool.close();
+    server.disconnect();
+  }
+  return out;
 }
 
 async function main(): Promise<void> {
@@ -189,7 +251,8 @@ async function main(): Promise<void> {
   const children: Child[] = [];
   const clients = new ClientPool(CLIENT_PROCS);
   const start = async (name: "api" | "engine" | "worker" | "stream", ready: string) => {
-    const child = spawnComponent(name, { ...env, LOG_LEVEL: "info" });
+    const profile = PROFILE === name ? ["--cpu-prof", "--cpu-prof-dir=.data/profiles"] : [];
+    const child = spawnComponent(name, { ...env, LOG_LEVEL: "info" }, { nodeFlags: profile });
     children.push(child);
     await child.waitFor(ready, 60_000);
     return child;
@@ -250,7 +313,11 @@ async function main(): Promise<void> {
     const connectMs = now() - connectStart;
 
     // ---- 2. quotes and orders flowing ----------------------------------------------------------------------
+    // Fresh prices first: setting up took longer than a quote stays tradable, and the first order comes before the
+    // first tick of the phase.
+    for (const m of MARKETS) await tick(redis, m);
     const before = procStats(streamPid);
+    const clientsBefore = clients.cpuSec();
     await clients.collect(true);
     measureStart = now();
     const tickTimer = setInterval(() => {
@@ -258,6 +325,7 @@ async function main(): Promise<void> {
     }, 1000 / TICKS_PER_SEC);
     let orders = 0;
     let orderErrors = 0;
+    let firstRefusal = "";
     const orderTimer = setInterval(() => {
       const token = tokens[orders % tokens.length]!;
       orders++;
@@ -268,7 +336,7 @@ async function main(): Promise<void> {
       }).then(async (res) => {
         const at = now();
         if (res.status !== 201) {
-          orderErrors++;
+          if (orderErrors++ === 0) firstRefusal = `${res.status} ${await res.text()}`;
           return;
         }
         answeredAt.set(((await res.json()) as { trade: { id: string } }).trade.id, at);
@@ -279,6 +347,7 @@ async function main(): Promise<void> {
     clearInterval(orderTimer);
     await new Promise((r) => setTimeout(r, 1000));
     const after = procStats(streamPid);
+    const clientCpuPct = ((clients.cpuSec() - clientsBefore) / (SECONDS + 1)) * 100;
     const arrivals = await clients.collect(true);
     const openAt1k = arrivals.open;
     // Quote latency: the tick's XADD → its frame at a client, for ticks sent in the phase. Private latency: the
@@ -293,15 +362,36 @@ async function main(): Promise<void> {
       const answered = answeredAt.get(id);
       if (answered !== undefined) privateLatencies.push(Math.max(0, at - answered));
     }
-    // Where a quote's time goes before the stream process: its tick's XADD (the input id) → the worker's fan-out
-    // XADD (the entry id), both Redis times in ms.
+    // Where a quote's time goes: its tick's XADD (the input id) → the engine's output XADD → the worker's fan-out
+    // XADD (entry ids, Redis times in ms) → its frames at the clients.
     const toFanout: number[] = [];
+    const toOutput: number[] = [];
+    const outputAt = new Map<string, number>();
+    for (const [id, fields] of await redis.xrange(keys.output, "-", "+")) {
+      if (fields[1] !== "quote_updated") continue;
+      const inputId = (JSON.parse(fields[3]!) as { inputId: string }).inputId;
+      outputAt.set(inputId, Number(id.split("-")[0]));
+    }
+    /** Each tick's fan-out XADD (ms), by the same key as tickSentAt. */
+    const fanoutAt = new Map<string, number>();
     for (const [id, fields] of await redis.xrange(keys.streamFanout, "-", "+")) {
       if (fields[1] !== "quote") continue;
-      const inputMs = Number((JSON.parse(fields[3]!) as { inputId: string }).inputId.split("-")[0]);
-      if (inputMs >= measureStart) toFanout.push(Number(id.split("-")[0]) - inputMs);
+      const { inputId, asset } = JSON.parse(fields[3]!) as { inputId: string; asset: string };
+      const inputMs = Number(inputId.split("-")[0]);
+      if (inputMs < measureStart) continue;
+      fanoutAt.set(quoteKey(asset, inputMs), Number(id.split("-")[0]));
+      toFanout.push(Number(id.split("-")[0]) - inputMs);
+      const output = outputAt.get(inputId);
+      if (output !== undefined) toOutput.push(output - inputMs);
     }
     sortNum(toFanout);
+    sortNum(toOutput);
+    const fromFanout: number[] = [];
+    for (const { key, at } of arrivals.quotes) {
+      const fanned = fanoutAt.get(key);
+      if (fanned !== undefined) fromFanout.push(at - fanned);
+    }
+    sortNum(fromFanout);
     const cpuPct = ((after.cpuSec - before.cpuSec) / (SECONDS + 1)) * 100;
     const rssPer1k = ((after.rssMB - baseline.rssMB) * 1000) / USERS;
     sortNum(quoteLatencies);
@@ -312,7 +402,7 @@ async function main(): Promise<void> {
     let extra = 0;
     let maxHeld = 0;
     // The 1k phase's sockets stay open and subscribed; they count towards the connections held.
-    for (let total = USERS + STEP; total <= MAX_CONNECTIONS + USERS; total += STEP) {
+    for (let total = USERS; total <= MAX_CONNECTIONS; total += STEP) {
       try {
         while (extra + USERS < total) {
           const batch = await Promise.all(
@@ -355,6 +445,9 @@ async function main(): Promise<void> {
     const rssAtMax = procStats(streamPid).rssMB;
     clients.close();
 
+    // ---- 4. the floor: a bare ws server's burst to the same kind of clients, the system idle -----------------
+    const floor = await measureFloor([USERS, FLOOR_CONNECTIONS]);
+
     // ---- report ------------------------------------------------------------------------------------------
     const rows: [string, string][] = [
       [
@@ -367,13 +460,22 @@ async function main(): Promise<void> {
       ],
       [
         "private latency p50 / p99 (order's 201 → trade_opened at client)",
-        `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused)`,
+        `${round(percentile(privateLatencies, 50), 2)} / ${round(percentile(privateLatencies, 99), 2)} ms over ${privateLatencies.length} orders (${orderErrors} refused${orderErrors > 0 ? `, first: ${firstRefusal.slice(0, 120)}` : ""})`,
       ],
       [
         "…of which tick XADD → worker's fan-out XADD, p50 / p99 (ms resolution)",
         `${percentile(toFanout, 50)} / ${percentile(toFanout, 99)} ms over ${toFanout.length} quotes`,
       ],
+      [
+        "…of which tick XADD → engine's output XADD, p50 / p99 (ms resolution)",
+        `${percentile(toOutput, 50)} / ${percentile(toOutput, 99)} ms over ${toOutput.length} quotes`,
+      ],
+      [
+        "…of which the worker's fan-out XADD → frame at client, p50 / p99",
+        `${round(percentile(fromFanout, 50))} / ${round(percentile(fromFanout, 99))} ms over ${fromFanout.length} frames`,
+      ],
       ["stream process CPU per 1,000 connections", `${round((cpuPct * 1000) / USERS)} % of one core`],
+      [`the ${CLIENT_PROCS} client processes' CPU, together`, `${round(clientCpuPct)} % of one core`],
       [
         "stream process RSS per 1,000 connections",
         `${round(rssPer1k)} MB (${round(baseline.rssMB)} MB before any connection, ${round(after.rssMB)} MB after)`,
@@ -383,6 +485,10 @@ async function main(): Promise<void> {
         `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`,
       ]),
       ["largest number held with p99 ≤ 50 ms", `${maxHeld} (RSS then ${round(rssAtMax)} MB)`],
+      ...floor.map((f): [string, string] => [
+        `floor: a bare ws server's burst to ${f.sockets} sockets, p50 / p99`,
+        `${round(f.p50, 2)} / ${round(f.p99, 2)} ms (burst start → frame at client)`,
+      ]),
     ];
     const width = Math.max(...rows.map(([k]) => k.length));
     process.stdout.write(
@@ -397,11 +503,17 @@ async function main(): Promise<void> {
         quoteP99MsAt1k: round(percentile(quoteLatencies, 99), 2),
         quoteToFanoutP50Ms: percentile(toFanout, 50),
         quoteToFanoutP99Ms: percentile(toFanout, 99),
+        quoteToOutputP50Ms: percentile(toOutput, 50),
+        quoteToOutputP99Ms: percentile(toOutput, 99),
+        fanoutToClientP50Ms: round(percentile(fromFanout, 50)),
+        fanoutToClientP99Ms: round(percentile(fromFanout, 99)),
         privateP50MsAt1k: round(percentile(privateLatencies, 50), 2),
         privateP99MsAt1k: round(percentile(privateLatencies, 99), 2),
         streamCpuPctPer1k: round((cpuPct * 1000) / USERS),
         streamRssMBPer1k: round(rssPer1k),
+        clientsCpuPct: round(clientCpuPct),
         maxConnectionsHeld: maxHeld,
+        floor: floor.map((f) => ({ sockets: f.sockets, p50Ms: round(f.p50, 2), p99Ms: round(f.p99, 2) })),
         quoteFrames: quoteLatencies.length,
         privateEvents: privateLatencies.length,
         ordersRefused: orderErrors,
