@@ -1,5 +1,6 @@
-// Frames framed once for many sockets (SharedFrame) on real sockets: a ws client reads them whole, in order with
-// the frames ws frames itself, at every length encoding RFC 6455 has.
+// Frames on real sockets: framed once for many (SharedFrame), read whole by a ws client in order with the frames ws
+// frames itself, at every length encoding RFC 6455 has; and the corked sockets written a few at a time, later frames
+// joining the sockets not yet written.
 import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -69,6 +70,28 @@ describe("SharedFrame on a real socket", () => {
     for (const s of [a, b]) {
       while (s.received.length < 1) await once(s.client, "message");
       expect(s.received).toEqual([text(300, "z")]);
+      s.client.close();
+    }
+  });
+
+  it("uncorks 50 sockets a turn: a frame sent meanwhile joins the sockets not yet written, in order everywhere", async () => {
+    const sockets: Awaited<ReturnType<typeof connect>>[] = [];
+    for (let i = 0; i < 120; i++) sockets.push(await connect()); // one at a time: each takes the next connection
+    const first = new SharedFrame(Buffer.from(text(40, "a")));
+    const second = new SharedFrame(Buffer.from(text(40, "b")));
+    for (const s of sockets) s.conn.sendShared(first, "quote", Date.now());
+    expect(sockets.map((s) => s.conn.bufferedAmount)).toEqual(Array(120).fill(42)); // all corked, none written
+    await new Promise((resolve) => setImmediate(resolve)); // one turn: the first 50 written
+    const waiting = sockets.map((s) => s.conn.bufferedAmount);
+    expect(waiting.slice(0, 50)).toEqual(Array(50).fill(0));
+    expect(waiting.slice(50)).toEqual(Array(70).fill(42));
+    // The second frame: behind the first on the 70 still corked (one write for both), corked again on the 50.
+    for (const s of sockets) s.conn.sendShared(second, "quote", Date.now());
+    expect(sockets[0]!.conn.bufferedAmount).toBe(42);
+    expect(sockets[119]!.conn.bufferedAmount).toBe(84);
+    for (const s of sockets) {
+      while (s.received.length < 2) await once(s.client, "message");
+      expect(s.received).toEqual([text(40, "a"), text(40, "b")]);
       s.client.close();
     }
   });

@@ -62,9 +62,9 @@ export async function startFanoutReader(
           for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
           options.onEntry(id, fields);
         }
-        // The frames these entries caused go to the sockets (connection.ts writes them in a setImmediate queued
-        // before this one) before the next read is sent: what arrives during that burst then comes in one reply,
-        // and its frames in one write per socket, instead of a read, and a burst to every socket, per entry.
+        // The writes these entries caused start (connection.ts, in a setImmediate queued before this one) before the
+        // next read is sent: what arrives during that burst comes in one reply and joins the sockets not yet written,
+        // instead of a read, and a burst to every socket, per entry.
         if (entries.length > 0) await new Promise((resolve) => setImmediate(resolve));
       } catch (error) {
         if (stop.aborted) return;
