@@ -215,13 +215,8 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
     if (decoded.ok) outputs.push(decoded.message);
     else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  await fanOut(
-    o,
-    await writeRedis(
-      o,
-      outputs.filter((output) => output.type === "quote_updated"),
-    ),
-  );
+  const quotes = outputs.filter((output) => output.type === "quote_updated");
+  await fanOut(o, await writeRedis(o, quotes));
   return outputs;
 }
 
