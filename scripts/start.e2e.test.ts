@@ -31,7 +31,7 @@ import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { freePort, spawnChild, until, type Child } from "../platform/testing/processes.ts";
+import { freePorts, spawnChild, until, type Child } from "../platform/testing/processes.ts";
 import { REPO_ROOT } from "../platform/supervisor.ts";
 import { redisProblem } from "../platform/local-redis.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
@@ -132,10 +132,10 @@ beforeAll(async () => {
   sim = await startSimFeed({ walking: false });
   recorder = await startResendRecorder();
   dataDir = mkdtempSync(join(tmpdir(), "paper-broker-start-"));
-  port = await freePort();
-  streamPort = await freePort();
-  metricsPorts = {};
-  for (const r of COMPONENTS.flatMap(replicasOf)) metricsPorts[r.name] = await freePort();
+  const replicas = COMPONENTS.flatMap(replicasOf);
+  const ports = await freePorts(2 + replicas.length);
+  [port, streamPort] = [ports[0]!, ports[1]!];
+  metricsPorts = Object.fromEntries(replicas.map((r, i) => [r.name, ports[2 + i]!]));
 }, 60_000);
 
 afterAll(async () => {

@@ -7,7 +7,7 @@
 import { Redis } from "ioredis";
 import { expect } from "vitest";
 import { componentNamed, type Component } from "../../platform/components.ts";
-import { freePort, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
+import { freePorts, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -47,8 +47,7 @@ export async function createProcessStack(prefix: string): Promise<ProcessStack> 
   const pg: TestDatabase = await createTestDatabase();
   const sim = await startSimFeed({ walking: false });
   const recorder = await startResendRecorder();
-  const port = await freePort();
-  const streamPort = await freePort();
+  const [port, streamPort] = (await freePorts(2)) as [number, number];
   const children = new Map<string, Child>();
   const env: Record<string, string> = {
     REDIS_URL: TEST_REDIS_URL,

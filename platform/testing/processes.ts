@@ -4,7 +4,7 @@
  * `redis-server` on a free port, and polling. Used only by tests and benchmarks.
  */
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { createServer } from "node:net";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
@@ -176,17 +176,29 @@ export function spawnComponent(
 }
 
 /** A TCP port that was free a moment ago (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address !== null ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
+export async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
+}
+
+/**
+ * `count` TCP ports free a moment ago, all different: each is held until the kernel has picked them all, since a port
+ * just released may be picked again (two processes of one test given the same port, one fails to listen).
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer();
+      servers.push(server);
+      await new Promise<void>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", resolve);
+      });
+    }
+    return servers.map((server) => (server.address() as AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
 }
 
 /** A private redis-server child, persisting to `dir` with the given extra arguments; resolves once it answers PING. */
