@@ -10,8 +10,8 @@
  * - `{op:"connect", id, sockets:[{url, subs}]}` → `{op:"connected", id, error?}` once each socket is welcomed (and
  *   snapshotted when it subscribes to its private channel);
  * - `{op:"collect", id, reset}` → `{op:"collected", id, open, quoteKeys, quoteAt, trades, tradeAt}`: the quote
- *   frames ("<asset> <updatedAt as ms>" and arrival time) and `trade_opened` events (trade id and arrival time) since the last
- *   reset, and how many sockets are open; `reset` starts a fresh record;
+ *   frames ("<asset> <updatedAt as ms>" and arrival time) and `trade_opened` events (trade id and arrival time)
+ *   since the last reset, and how many sockets are open; `reset` starts a fresh record;
  * The bench ends it by closing the IPC channel: it then terminates its sockets and exits.
  */
 import { WebSocket } from "ws";

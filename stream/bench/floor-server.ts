@@ -1,8 +1,8 @@
 /**
  * bench:stream's floor: a bare `ws` server with nothing behind it (no Redis, no engine, no routing), forked by the
  * bench so the same client processes can read it. It welcomes each socket and, when asked, writes one quote-sized
- * frame to every socket as fast as Node can: framed once, one write per socket, straight to the socket. What a burst to N sockets
- * costs it on this machine is a floor for any stream process here, whatever its code.
+ * frame to every socket as fast as Node can: framed once, one write per socket, straight to the socket. What a burst
+ * to N sockets costs it on this machine is a floor for any stream process here, whatever its code.
  *
  * IPC (bench → server): `{op:"burst", id}` → `{id, sentAt}`: `sentAt` the time (performance.timeOrigin +
  * performance.now(), as the clients stamp arrivals) just before the first write. The frame's `updatedAt` is

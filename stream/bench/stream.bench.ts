@@ -18,8 +18,9 @@
  *      socket connected, both scaled to 1,000 connections; the client processes' CPU.
  * 3. Connections held: quote-only sockets (tickets written straight into Redis: the route is not what is measured
  *    here) added in steps of BENCH_STEP (default 1,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
- *    ticking at 2/s, starting with the BENCH_USERS sockets of phase 2 alone; at each step the p99 of quote latency over 5 s. `maxConnectionsHeld` is the largest step with
- *    every socket open and p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
+ *    ticking at 2/s, starting with the BENCH_USERS sockets of phase 2 alone; at each step the p99 of quote latency
+ *    over 5 s. `maxConnectionsHeld` is the largest step with every socket open and p99 ≤ 50 ms. The bench raises its
+ *    own file limit to the hard limit (`ulimit -Hn`).
  * 4. The floor (floor-server.ts), once the stream's sockets are closed: a bare `ws` server with nothing behind it
  *    bursts one frame to BENCH_USERS and then BENCH_FLOOR_CONNECTIONS (default 10,000) sockets of the same kind of
  *    client processes, 10 times each: what this machine allows any stream process.
@@ -36,7 +37,7 @@ import { encodeFields } from "../../contract/stream-fields.ts";
 import { Sessions } from "../../functions/auth/sessions.ts";
 import { streamTicketHash } from "../../functions/auth/stream-tickets.ts";
 import { createIoredisApiRedis } from "../../functions/redis/ioredis-api-redis.ts";
-import { freePort, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
+import { freePorts, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -232,8 +233,7 @@ async function measureFloor(counts: readonly number[]): Promise<{ sockets: numbe
 async function main(): Promise<void> {
   const redis = new Redis(TEST_REDIS_URL);
   const pg: TestDatabase = await createTestDatabase();
-  const port = await freePort();
-  const streamPort = await freePort();
+  const [port, streamPort] = (await freePorts(2)) as [number, number];
   const env = {
     REDIS_URL: TEST_REDIS_URL,
     DATABASE_URL: pg.url,
