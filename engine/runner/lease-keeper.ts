@@ -24,7 +24,10 @@ export interface LeaseKeeperData {
 export interface LeaseKeeper {
   /** Resolves at the thread's first renewal (the leader does not wait for it: its own timer renews meanwhile). */
   readonly renewing: Promise<void>;
-  /** Ends the thread (before the lease is released: it must not renew what another engine may then take). */
+  /**
+   * Ends the thread (before the lease is released: it must not renew what another engine may then take); called again,
+   * the same ending.
+   */
   stop(): Promise<void>;
 }
 
@@ -44,11 +47,12 @@ export function startLeaseKeeper(data: Omit<LeaseKeeperData, "heartbeat">): Leas
   // A keeper that failed leaves the renewals to the leader's own timer, as before it had one.
   worker.on("error", () => undefined);
   const renewing = new Promise<void>((resolve) => worker.once("message", () => resolve()));
+  let stopped: Promise<void> | undefined;
   return {
     renewing,
-    stop: async () => {
+    stop: () => {
       clearInterval(beating);
-      await endThread(worker, exited, "stop");
+      return (stopped ??= endThread(worker, exited, "stop"));
     },
   };
 }
