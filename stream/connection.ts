@@ -87,7 +87,7 @@ export class StreamConnection {
   /** Sends a text frame serialised for this socket (or for many, as a Buffer). */
   sendRaw(frame: Buffer | string, type: FrameType, nowMs: number): void {
     if (this.closed) return;
-    corkUntilIdle(this.ws);
+    corkUntilTurn(this.ws);
     this.ws.send(frame, { binary: false });
     this.lastSentMs = nowMs;
     this.metrics.frameSent(type);
@@ -106,7 +106,7 @@ export class StreamConnection {
       this.sendRaw(frame.payload, type, nowMs); // a test double, or closing: ws decides
       return;
     }
-    corkUntilIdle(this.ws);
+    corkUntilTurn(this.ws);
     socket.write(frame.wire);
     this.lastSentMs = nowMs;
     this.metrics.frameSent(type);
@@ -181,7 +181,7 @@ const corked: Socket[] = [];
 /** Sockets uncorked per turn: small enough that a burst to 1,000 sockets lets I/O in about 20 times. */
 const UNCORK_PER_TURN = 50;
 
-function corkUntilIdle(ws: WebSocket): void {
+function corkUntilTurn(ws: WebSocket): void {
   const socket = socketOf(ws);
   if (socket === undefined || socket.writableCorked > 0) return;
   socket.cork();
