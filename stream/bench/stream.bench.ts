@@ -2,8 +2,9 @@
  * Live stream benchmark: `npm run bench:stream` (needs Redis and Postgres, about 3 minutes). Prints a table, then one
  * JSON line. The real engine, worker, API and stream processes run on a fresh test database and a unique
  * KEY_PREFIX, all removed at the end. The clients (raw `ws` sockets speaking docs/stream.md) share the machine, spread
- * over BENCH_CLIENT_PROCS child processes (default 4, clients.ts), each timestamping frames as they arrive: a
- * thousand sockets read by one event loop would count that loop's queue as stream latency.
+ * over BENCH_CLIENT_PROCS child processes (default one per core, clients.ts), each timestamping frames as they arrive:
+ * a thousand sockets read by one event loop would count that loop's queue as stream latency, and more processes than
+ * cores only take turns on them, each woken for fewer frames at a time.
  *
  * 1. BENCH_USERS users (default 1,000): accounts through the log (`create_account`), sessions signed with the run's
  *    JWT_SECRET as the API signs them, a ticket each through `POST /api/v1/stream/ticket`. Each user's socket
@@ -29,6 +30,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { Redis } from "ioredis";
 import { ASSETS } from "../../contract/markets.ts";
 import { keyspace } from "../../contract/names.ts";
@@ -46,7 +48,7 @@ const USERS = Number(process.env.BENCH_USERS ?? 1000);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
 const STEP = Number(process.env.BENCH_STEP ?? 1000);
 const MAX_CONNECTIONS = Number(process.env.BENCH_MAX_CONNECTIONS ?? 12_000);
-const CLIENT_PROCS = Number(process.env.BENCH_CLIENT_PROCS ?? 4);
+const CLIENT_PROCS = Number(process.env.BENCH_CLIENT_PROCS ?? availableParallelism());
 /** The floor's larger count of sockets: the aim's 10,000. */
 const FLOOR_CONNECTIONS = Number(process.env.BENCH_FLOOR_CONNECTIONS ?? 10_000);
 /** A component to take a CPU profile of (node --cpu-prof, into .data/profiles when it stops). */
