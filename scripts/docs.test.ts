@@ -46,12 +46,48 @@ describe("docs", () => {
     expect(found).toEqual([]);
   });
 
+  // A line that starts with "+" or "-" inside a paragraph becomes a list item when formatted, and the code spans
+  // around it come apart: the text then renders with backticks in it and words run together.
+  it.each(docs)("%s closes every code span in the paragraph that opens it", (doc) => {
+    expect(unclosedCodeSpans(readFileSync(join(root, doc), "utf8"))).toEqual([]);
+  });
+
+  it("finds a code span left open in a known-bad example", () => {
+    const bad = ["Stamped (`performance.timeOrigin", "", "- performance.now()` on both sides).", "", "`a` and `b`."];
+    expect(unclosedCodeSpans(bad.join("\n"))).toEqual([1, 3]);
+    expect(unclosedCodeSpans("```\nodd ` in a fence\n```\n`ok`")).toEqual([]);
+  });
+
   it("finds such pointers in a known-bad example", () => {
     const bad = "see ../shared/API.md, DESIGN §4 and issue 12; Issue #3 too";
     expect(outsideReferences(bad)).toEqual(["../shared/", "DESIGN §", "issue 12", "Issue #3"]);
     expect(outsideReferences("a zod issue's path; issues.length")).toEqual([]);
   });
 });
+
+/** The first line of each paragraph (fenced code blocks aside) with an odd number of backticks. */
+function unclosedCodeSpans(markdown: string): number[] {
+  const open: number[] = [];
+  let fenced = false;
+  let start = 0; // the paragraph's first line, 0 between paragraphs
+  let ticks = 0;
+  const close = () => {
+    if (start > 0 && ticks % 2 === 1) open.push(start);
+    start = 0;
+  };
+  markdown.split("\n").forEach((text, i) => {
+    if (/^\s*(```|~~~)/.test(text)) {
+      close();
+      fenced = !fenced;
+    } else if (fenced || text.trim() === "") close();
+    else {
+      if (start === 0) [start, ticks] = [i + 1, 0];
+      ticks += text.split("`").length - 1;
+    }
+  });
+  close();
+  return open;
+}
 
 function outsideReferences(text: string): string[] {
   return [...text.matchAll(/\.\.\/shared\/|DESIGN §|\b[Ii]ssues? #?\d+/g)].map((m) => m[0]);
