@@ -6,22 +6,16 @@
  * since .ci/run installs it.
  */
 import { serve, type ServerType } from "@hono/node-server";
-import { existsSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CHROMIUM, chromiumInstalled, launchChromium } from "../platform/testing/chromium.ts";
 import type { ApiEnv } from "./context.ts";
 import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
 import { operationsOf } from "./testing/document.ts";
 import type { Hono } from "hono";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  process.stderr.write(
-    `docs-page.e2e.test: SKIPPED, no Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)\n`,
-  );
-}
+const haveChromium = chromiumInstalled("docs-page.e2e.test");
 
 // CI must run the page, not skip it: .ci/run installs Chromium, so a missing one there is a broken CI setup.
 it("has Chromium to run with when under CI", () => {
@@ -45,7 +39,7 @@ describe.skipIf(!haveChromium)("the API reference page at /api/v1/docs", () => {
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     stack = await startApiStack({ settings: { appUrl: base } });
     target.app = stack.app;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     page.on("request", (r) => requests.push(r.url()));
     page.on("console", (m) => {

@@ -36,6 +36,8 @@ export interface ProcessStack {
     path: string,
     options?: { token?: string; body?: unknown },
   ): Promise<Reply<B>>;
+  /** Asks for a sign-in email to `email`, as the API's form does: the magic link in the email the recorder got. */
+  magicLink(email: string): Promise<string>;
   /** The magic-link sign-in through the recorder's email: the session token. */
   signIn(email: string): Promise<string>;
   /** Sets a quote on the feed and waits until the API's public quotes show it. */
@@ -43,13 +45,14 @@ export interface ProcessStack {
   stop(): Promise<void>;
 }
 
-export async function createProcessStack(prefix: string): Promise<ProcessStack> {
+/** `env`: settings over the stack's own (e.g. `CORS_ORIGINS` for a page served elsewhere). */
+export async function createProcessStack(prefix: string, env: Record<string, string> = {}): Promise<ProcessStack> {
   const pg: TestDatabase = await createTestDatabase();
   const sim = await startSimFeed({ walking: false });
   const recorder = await startResendRecorder();
   const [port, streamPort] = (await freePorts(2)) as [number, number];
   const children = new Map<string, Child>();
-  const env: Record<string, string> = {
+  const settings: Record<string, string> = {
     REDIS_URL: TEST_REDIS_URL,
     DATABASE_URL: pg.url,
     KEY_PREFIX: prefix,
@@ -70,10 +73,11 @@ export async function createProcessStack(prefix: string): Promise<ProcessStack> 
     ENGINE_TIMEOUT_MS: "3000",
     TRADE_RATE_LIMIT_PER_SEC: "1000",
     SIGN_IN_LIMIT_PER_IP: "1000",
+    ...env,
   };
 
   const start = async (name: Component["name"]) => {
-    const child = spawnComponent(name, env);
+    const child = spawnComponent(name, settings);
     children.set(name, child);
     await child.waitFor(componentNamed(name).readyEvent, 30_000);
   };
@@ -93,6 +97,15 @@ export async function createProcessStack(prefix: string): Promise<ProcessStack> 
     return { status: res.status, body, cookie: res.headers.get("set-cookie") };
   };
 
+  const magicLink = async (email: string) => {
+    const before = recorder.sent.length;
+    expect((await http("POST", "/api/v1/auth", { body: { email } })).status).toBe(200);
+    await until(() => Promise.resolve(recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
+    const mail = recorder.sent.at(-1)!;
+    expect(mail.body.to).toBe(email);
+    return /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(mail.body.text))![0];
+  };
+
   return {
     port,
     streamPort,
@@ -107,14 +120,10 @@ export async function createProcessStack(prefix: string): Promise<ProcessStack> 
       await child.exited;
       await start(name);
     },
+    magicLink,
     async signIn(email) {
-      const before = recorder.sent.length;
-      expect((await http("POST", "/api/v1/auth", { body: { email } })).status).toBe(200);
-      await until(() => Promise.resolve(recorder.sent.length > before ? true : undefined), 5_000, "the sign-in email");
-      const mail = recorder.sent.at(-1)!;
-      expect(mail.body.to).toBe(email);
-      const link = /http:\/\/\S+?token=[A-Za-z0-9_-]+/.exec(String(mail.body.text))![0];
-      const verified = await http("GET", new URL(link).pathname + new URL(link).search);
+      const link = new URL(await magicLink(email));
+      const verified = await http("GET", link.pathname + link.search);
       expect(verified.status).toBe(200);
       return /session=([^;]+)/.exec(verified.cookie ?? "")![1]!;
     },
