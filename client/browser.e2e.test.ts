@@ -11,7 +11,6 @@
  * 2. A page of another origin gets no ticket with the same cookie, and the upgrade refuses its socket even with a
  *    valid ticket, while the allowed origin's socket with another such ticket opens.
  */
-import { build } from "esbuild";
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createProcessStack, type ProcessStack } from "../functions/testing/process-stack.ts";
 import { chromiumInstalled, launchChromium } from "../platform/testing/chromium.ts";
 import { until } from "../platform/testing/processes.ts";
+import { browserBundle } from "./testing/browser-bundle.ts";
 import type { Component } from "../platform/components.ts";
 
 const haveChromium = chromiumInstalled("client/browser.e2e.test");
@@ -65,15 +65,7 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
   const problems: string[] = [];
 
   beforeAll(async () => {
-    const result = await build({
-      entryPoints: [new URL("./stream-client.ts", import.meta.url).pathname],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-    });
-    const bundle = result.outputFiles[0]!.text;
+    const bundle = await browserBundle();
     [allowed, foreign] = await Promise.all([servePage(bundle), servePage(bundle)]);
     stack = await createProcessStack(`test:browser-client:${randomUUID()}:`, { CORS_ORIGINS: allowed.origin });
     await stack.start("api");

@@ -4,10 +4,10 @@
  * snapshot + events, resume after a drop with `since` = the last seq applied, resync, gap and silence handling,
  * jittered capped backoff, and no reconnect once the session ended.
  */
-import { build } from "esbuild";
 import { WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import type { OrderView, TradeView } from "./protocol.ts";
+import { browserBundle } from "./testing/browser-bundle.ts";
 import {
   backoffDelayMs,
   DEFAULT_BACKOFF,
@@ -421,15 +421,7 @@ describe("the end of the session", () => {
 
 describe("the browser bundle", () => {
   it("builds for the browser with nothing of Node or the server in it", async () => {
-    const result = await build({
-      entryPoints: [new URL("./stream-client.ts", import.meta.url).pathname],
-      bundle: true,
-      platform: "browser",
-      format: "esm",
-      write: false,
-      logLevel: "silent",
-    });
-    const code = result.outputFiles[0]!.text;
+    const code = await browserBundle();
     expect(code).toMatch(/StreamClient = class\b/);
     expect(code).not.toMatch(/\brequire\(|node:|\bBuffer\b|\bprocess\./);
     expect(code.length).toBeLessThan(30_000); // the client alone: no zod, no server modules
