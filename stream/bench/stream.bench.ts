@@ -20,8 +20,9 @@
  * 3. Connections held: quote-only sockets (tickets written straight into Redis: the route is not what is measured
  *    here) added in steps of BENCH_STEP (default 1,000) up to BENCH_MAX_CONNECTIONS (default 12,000), one market
  *    ticking at 2/s, starting with the BENCH_USERS sockets of phase 2 alone; at each step the p99 of quote latency
- *    over 5 s. `maxConnectionsHeld` is the largest step with every socket open and p99 ≤ 50 ms. The bench raises its
- *    own file limit to the hard limit (`ulimit -Hn`).
+ *    over 5 s, until a step's p99 passes 50 ms; then one step at BENCH_FLOOR_CONNECTIONS, to set beside the floor's
+ *    figure there (`held` in the JSON). `maxConnectionsHeld` is the largest step with every socket open and
+ *    p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
  * 4. The floor (floor-server.ts), once the stream's sockets are closed: a bare `ws` server with nothing behind it
  *    bursts one frame to BENCH_USERS and then BENCH_FLOOR_CONNECTIONS (default 10,000) sockets of the same kind of
  *    client processes, 10 times each: what this machine allows any stream process.
@@ -400,11 +401,12 @@ async function main(): Promise<void> {
     sortNum(privateLatencies);
 
     // ---- 3. connections held -------------------------------------------------------------------------------
-    const held: { connections: number; open: number; p99: number; frames: number }[] = [];
+    const held: { connections: number; open: number; p99: number; frames: number; rssMB: number }[] = [];
     let extra = 0;
     let maxHeld = 0;
-    // The 1k phase's sockets stay open and subscribed; they count towards the connections held.
-    for (let total = USERS; total <= MAX_CONNECTIONS; total += STEP) {
+    // The 1k phase's sockets stay open and subscribed; they count towards the connections held. Steps of STEP while
+    // the p99 holds; past it, one step at the floor's larger count, for the stream's figure beside the floor's.
+    for (let total = USERS; total <= MAX_CONNECTIONS;) {
       try {
         while (extra + USERS < total) {
           const batch = await Promise.all(
@@ -421,7 +423,7 @@ async function main(): Promise<void> {
           extra += batch.length;
         }
       } catch (err) {
-        held.push({ connections: total, open: -1, p99: Number.NaN, frames: 0 });
+        held.push({ connections: total, open: -1, p99: Number.NaN, frames: 0, rssMB: procStats(streamPid).rssMB });
         process.stdout.write(`connections: failed at ${total}: ${String(err)}\n`);
         break;
       }
@@ -440,11 +442,12 @@ async function main(): Promise<void> {
       }
       const open = step.open;
       const p99 = percentile(sortNum(stepLatencies), 99);
-      held.push({ connections: total, open, p99, frames: stepLatencies.length });
-      if (open === total && p99 <= 50) maxHeld = total;
+      held.push({ connections: total, open, p99, frames: stepLatencies.length, rssMB: procStats(streamPid).rssMB });
+      if (open !== total) break;
+      if (p99 <= 50) [maxHeld, total] = [total, total + STEP];
+      else if (total < FLOOR_CONNECTIONS) total = FLOOR_CONNECTIONS;
       else break;
     }
-    const rssAtMax = procStats(streamPid).rssMB;
     clients.close();
 
     // ---- 4. the floor: a bare ws server's burst to the same kind of clients, the system idle -----------------
@@ -484,9 +487,9 @@ async function main(): Promise<void> {
       ],
       ...held.map((h): [string, string] => [
         `held ${h.connections} connections (1 market at 2 ticks/s)`,
-        `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames`,
+        `${h.open} open, quote p99 ${round(h.p99, 2)} ms over ${h.frames} frames, RSS ${round(h.rssMB)} MB`,
       ]),
-      ["largest number held with p99 ≤ 50 ms", `${maxHeld} (RSS then ${round(rssAtMax)} MB)`],
+      ["largest number held with p99 ≤ 50 ms", `${maxHeld}`],
       ...floor.map((f): [string, string] => [
         `floor: a bare ws server's burst to ${f.sockets} sockets, p50 / p99`,
         `${round(f.p50, 2)} / ${round(f.p99, 2)} ms (burst start → frame at client)`,
@@ -515,6 +518,7 @@ async function main(): Promise<void> {
         streamRssMBPer1k: round(rssPer1k),
         clientsCpuPct: round(clientCpuPct),
         maxConnectionsHeld: maxHeld,
+        held: held.map((h) => ({ connections: h.connections, open: h.open, p99Ms: round(h.p99, 2) })),
         floor: floor.map((f) => ({ sockets: f.sockets, p50Ms: round(f.p50, 2), p99Ms: round(f.p99, 2) })),
         quoteFrames: quoteLatencies.length,
         privateEvents: privateLatencies.length,
