@@ -50,6 +50,8 @@ interface Seen {
   quotes: { asset: string; bid: string }[];
   events: { seq: number; event: string; tradeId?: string }[];
   state: { seq: number; balances: unknown; trades: string[] } | null;
+  /** Each summary frame's `seq` and `balance` (cash plus the margins in use). */
+  summaries: { seq: number; balance: string }[];
   closes: { code: number; sessionEnded: boolean }[];
   errors: unknown[];
   status: string;
@@ -121,7 +123,7 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
         StreamClient: new (options: object) => Client;
         seen: Seen;
       };
-      const seen: Seen = { quotes: [], events: [], state: null, closes: [], errors: [], status: "idle" };
+      const seen: Seen = { quotes: [], events: [], state: null, summaries: [], closes: [], errors: [], status: "idle" };
       w.seen = seen;
       // No token: the ticket request carries the session cookie, as a frontend's would.
       const client = new w.StreamClient({
@@ -133,8 +135,10 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
       client.on("event", (e: { seq: number; event: string; trade?: { id: string } }) =>
         seen.events.push({ seq: e.seq, event: e.event, ...(e.trade ? { tradeId: e.trade.id } : {}) }),
       );
-      client.on("state", (s: { seq: number; balances: unknown; trades: Map<string, unknown> }) => {
+      type State = { seq: number; balances: unknown; trades: Map<string, unknown>; summary: { balance: string } };
+      client.on("state", (s: State, cause: string) => {
         seen.state = { seq: s.seq, balances: s.balances, trades: [...s.trades.keys()] };
+        if (cause === "summary") seen.summaries.push({ seq: s.seq, balance: s.summary.balance });
       });
       client.on("close", (info: { code: number; sessionEnded: boolean }) => {
         seen.closes.push({ code: info.code, sessionEnded: info.sessionEnded });
@@ -169,9 +173,14 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
       10_000,
       "the client's balances to equal the REST API's",
     );
-    const { events } = await seen(page);
+    const { events, summaries } = await seen(page);
     expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => snapshotSeq + 1 + i));
     expect(events.filter((e) => e.event === "trade_opened").map((e) => e.tradeId)).toEqual([tradeId]);
+    // Opening moves money from cash to margin: no summary, not even one between the open and its payment, shows
+    // another balance than the REST API's.
+    const rest = await stack.http<{ summary: { balance: string } }>("GET", "/api/v1/account/summary", { token });
+    expect(summaries.length).toBeGreaterThan(0);
+    expect(new Set(summaries.map((x) => x.balance))).toEqual(new Set([rest.body.summary.balance]));
 
     await stack.quote("ETH_USDC_PERP", "4010", "4011");
     await page.waitForFunction(() =>

@@ -125,4 +125,56 @@ describe("price-driven summaries", () => {
     expect(Object.fromEntries(summaries)).toEqual({ eth: 1, btc: 1 });
     hub.shutdown();
   });
+
+  it("none between two events of one engine step: a trade's opening and its margin paid give one, after both", async () => {
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () =>
+          Promise.resolve({ seq: 1, balances: { USD: "1000" }, trades: [trade("T0-1", "ETH")], orders: [] }),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    const frames: string[] = [];
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+      },
+      send: (data: string | Buffer) => {
+        const frame = JSON.parse(String(data)) as { type: string; seq?: number; balance?: string };
+        if (frame.type === "event") frames.push(`event ${frame.seq}`);
+        if (frame.type === "summary") frames.push(`summary ${frame.seq} balance ${frame.balance}`);
+      },
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "eth", sessionId: "eth", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
+    await vi.advanceTimersByTimeAsync(2_000);
+    const inputId = `${Date.now()}-0`;
+    const head = { inputId, userId: "eth" };
+    const opened = { ...head, type: "trade_opened", id: `${inputId}:0`, seq: 2, trade: trade("T0-3", "ETH") };
+    const paid = { ...head, type: "balances_changed", id: `${inputId}:1`, seq: 3, balances: { USD: "900" } };
+    const entry = (event: { seq: number }, more: boolean) => ({
+      kind: "event",
+      user: "eth",
+      seq: String(event.seq),
+      ...(more ? { more: "1" } : {}),
+      body: JSON.stringify(event),
+    });
+    hub.handleEntry(`${Date.now()}-1`, entry(opened, true));
+    // A quote of the open trade's asset owes a summary, but not while the step is half delivered
+    hub.handleEntry(`${Date.now()}-2`, quote("ETH", "2001"));
+    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames).toEqual(["event 2"]);
+    hub.handleEntry(`${Date.now()}-3`, entry(paid, false));
+    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    // The balance counts margins in use: 900 free + 2 × 100, as before the step (after its first half: 1,200)
+    expect(frames).toEqual(["event 2", "event 3", "summary 3 balance 1100"]);
+    hub.shutdown();
+  });
 });

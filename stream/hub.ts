@@ -155,7 +155,7 @@ export class StreamHub {
       this.warnBadEntry("warn", "fanout_event_malformed", { user: fields.user, seq: fields.seq });
       return;
     }
-    for (const conn of conns) conn.private?.notify(event);
+    for (const conn of conns) conn.private?.notify(event, fields.more === "1");
   }
 
   private onQuote(quote: QuoteOutput, nowMs: number): void {
@@ -314,7 +314,8 @@ export class StreamHub {
     for (const conn of this.summariesDue) {
       const channel = conn.private;
       if (channel?.summaryDue !== true) this.summariesDue.delete(conn); // sent with an event meanwhile, or dropped
-      if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval) continue;
+      // Between two events of one engine step the summary would show money that never was: wait for the last.
+      if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval || channel.midStep) continue;
       this.summariesDue.delete(conn);
       try {
         channel.sendSummary(nowMs);

@@ -57,7 +57,9 @@ function setUp() {
     flushQuotes: () => undefined,
   });
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
-  return { channel, store, seqs, logs, gaps };
+  /** What went out after the snapshot: "event <seq>" and "summary <seq>". */
+  const frames = () => sent.filter((f) => f.type !== "snapshot").map((f) => `${String(f.type)} ${String(f.seq)}`);
+  return { channel, store, seqs, frames, logs, gaps };
 }
 
 const event = (seq: number) => balancesEvent(USER, seq, String(seq));
@@ -105,6 +107,30 @@ describe("PrivateChannel", () => {
     const reads = store.reads;
     await vi.advanceTimersByTimeAsync(30_000);
     expect(store.reads).toBe(reads);
+  });
+
+  it("sends the summary after an engine step's last event for the user, not between its events", async () => {
+    const { channel, store, frames } = setUp();
+    await channel.start(undefined);
+    // Live: a step's first event (more to come), then its last
+    channel.notify(event(1), true);
+    expect(frames()).toEqual(["event 1"]);
+    expect(channel.midStep).toBe(true);
+    channel.notify(event(2));
+    expect(frames()).toEqual(["event 1", "event 2", "summary 2"]);
+    expect(channel.midStep).toBe(false);
+    // From the store: the step's last event notified before its first, which closes the gap; one summary after both
+    for (const n of [3, 4]) store.events.set(n, event(n));
+    channel.notify(event(4));
+    channel.notify(event(3), true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(frames().slice(3)).toEqual(["event 3", "event 4", "summary 4"]);
+    // A read from the store that ends on an event with more to come holds the summary back too
+    store.events.set(5, event(5));
+    channel.notify(event(6));
+    channel.notify(event(5), true);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(frames().slice(6)).toEqual(["event 5"]);
   });
 
   it("a read that fails is retried, and stops being retried once one succeeds", async () => {

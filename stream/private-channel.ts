@@ -8,8 +8,9 @@
  * (docs/operations.md). A client that subscribes without `since` gets a snapshot; with `since`
  * the events after it, or a resync (a fresh snapshot) when they are no longer kept or `since` is ahead of them.
  *
- * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after each
- * event and, throttled by the hub, as the quotes of the user's open-trade assets move.
+ * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after the events
+ * it sends in one go, never after an event its engine step follows with another for the user, and, throttled by the
+ * hub, as the quotes of the user's open-trade assets move.
  */
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
@@ -67,6 +68,12 @@ export class PrivateChannel {
   /** The seq the store is awaited for, since when, and whether that was logged. */
   private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
   private readonly mirror: Mirror;
+  /**
+   * The seqs notified as followed by another event of the same engine step (the fan-out's `more`), not yet sent or
+   * the last sent: while the last one sent is among them, the mirror is between two halves of one change (a trade
+   * opened, its margin not yet paid) and no summary goes out.
+   */
+  private readonly stepContinues = new Set<number>();
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
   summaryDue = false;
   lastSummaryMs = 0;
@@ -91,9 +98,13 @@ export class PrivateChannel {
     if (since !== undefined || this.highestNotified > this.lastSeq || this.recheckPending) await this.fill();
   }
 
-  /** A fan-out notification of one of this user's events. */
-  notify(event: PrivateOutput): void {
+  /**
+   * A fan-out notification of one of this user's events; `more`: the same engine step has another event for the
+   * user after it.
+   */
+  notify(event: PrivateOutput, more = false): void {
     if (event.seq > this.highestNotified) this.highestNotified = event.seq;
+    if (more && event.seq > this.lastSeq) this.stepContinues.add(event.seq);
     if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
     if (event.seq === this.lastSeq + 1) this.deliver([event]);
     // Past a gap, or the event that closes one with later ones notified before it: those are in the store.
@@ -115,6 +126,11 @@ export class PrivateChannel {
   /** A method, not a field test: TypeScript would keep its narrowing across the awaits that may change it. */
   private get stopped(): boolean {
     return this.state === "stopped";
+  }
+
+  /** The last event sent is not its engine step's last: a summary now would show the account half changed. */
+  get midStep(): boolean {
+    return this.stepContinues.has(this.lastSeq);
   }
 
   /** The open trades' assets: a quote of one moves the summary. */
@@ -223,7 +239,8 @@ export class PrivateChannel {
       this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
       return;
     }
-    if (sent === 0 || this.stopped) return;
+    for (const seq of this.stepContinues) if (seq < this.lastSeq) this.stepContinues.delete(seq);
+    if (sent === 0 || this.stopped || this.midStep) return;
     try {
       this.sendSummary(nowMs);
     } catch (error) {

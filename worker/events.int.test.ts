@@ -353,10 +353,10 @@ describe("worker: events and fan-out", () => {
     expect(await readEventsAfter(redis, keys, "ann", 0)).toEqual({ ok: true, events: [opened, paid], mark: 2 });
     const state = await readPrivateState(redis, keys, "ann");
     expect([state.seq, state.balances.USD, state.trades.map((t) => t.id)]).toEqual([2, "9900", ["T0-1"]]);
-    // And the fan-out has one entry each, in stream order, in the agreed fields
+    // And the fan-out has one entry each, in stream order, in the agreed fields; the open says its step has more
     expect(await fanout(keys)).toEqual([
       ["kind", "quote", "body", JSON.stringify(quote(T0 + 1, "2000"))],
-      ["kind", "event", "user", "ann", "seq", "1", "body", JSON.stringify(opened)],
+      ["kind", "event", "user", "ann", "seq", "1", "more", "1", "body", JSON.stringify(opened)],
       ["kind", "event", "user", "ann", "seq", "2", "body", JSON.stringify(paid)],
     ]);
     // When the batch is replayed (an engine restart re-emits it) next to a newer quote
@@ -370,6 +370,34 @@ describe("worker: events and fan-out", () => {
       ["event", "2"],
     ]);
     expect(await redis.zcard(keys.eventsKey("ann"))).toBe(2);
+  });
+
+  it("marks `more` on an event its engine step follows with another for the same user, and on no other", async () => {
+    const keys = await space("worker-more");
+    // One price input fires two users' stops (each: a close, then its balances), then a later input pays bea again
+    const step = T0 + 5;
+    const closed = (userId: string, seq: number, n: number): PrivateOutput => ({
+      ...balances(userId, seq, step),
+      id: `${step}-0:${n}`,
+    });
+    const outputs = [
+      closed("ann", 1, 0),
+      closed("bea", 1, 1),
+      closed("ann", 2, 2),
+      closed("bea", 2, 3),
+      balances("bea", 3, T0 + 6),
+    ];
+    await deliver(keys, outputs);
+    const entries = (await fanout(keys)).map((f): Record<string, string | undefined> =>
+      Object.fromEntries(range(0, f.length / 2 - 1).map((i) => [f[2 * i]!, f[2 * i + 1]!])),
+    );
+    expect(entries.map((e) => [e.user, e.seq, e.more ?? "-"])).toEqual([
+      ["ann", "1", "1"],
+      ["bea", "1", "1"],
+      ["ann", "2", "-"],
+      ["bea", "2", "-"],
+      ["bea", "3", "-"],
+    ]);
   });
 
   it("fills the gap a claimed batch left, whatever order the batches come in", async () => {
