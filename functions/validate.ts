@@ -84,8 +84,10 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const first = parsed.error.issues[0]!;
+  // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value it refused; a missing field is INVALID_REQUEST.
+  const missing = valueAt(input, first.path) === undefined;
   const code: ApiErrorCode =
-    (typeof first.path[0] === "string" ? FIELD_ERRORS[first.path[0]] : undefined) ?? "INVALID_REQUEST";
+    (typeof first.path[0] === "string" && !missing ? FIELD_ERRORS[first.path[0]] : undefined) ?? "INVALID_REQUEST";
   throw new ApiError(code, describeIssues(parsed.error.issues, input, where, fieldsOf(schema)));
 }
 
