@@ -52,7 +52,10 @@ export { backoffDelayMs, DEFAULT_BACKOFF, goingAwayDelayMs, requestTicket } from
 export type { BackoffPolicy, FetchLike, Ticket, WebSocketConstructor, WebSocketLike } from "./transport.ts";
 
 export interface StreamClientOptions {
-  /** The API's base URL, e.g. `https://api.example.com`: the ticket comes from `<apiUrl>/api/v1/stream/ticket`. */
+  /**
+   * The API's origin, e.g. `https://api.example.com`, without `/api/v1`: the ticket comes from
+   * `<apiUrl>/api/v1/stream/ticket`.
+   */
   readonly apiUrl: string;
   readonly WebSocket: WebSocketConstructor;
   /** Default: the global fetch. */
