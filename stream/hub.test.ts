@@ -77,17 +77,13 @@ describe("price-driven summaries", () => {
   });
   const quote = (asset: string, bid: string) => ({ kind: "quote", body: JSON.stringify(quoteOutput(asset, bid)) });
 
-  it("a quote owes a summary only to the channels with an open trade in its asset, at most one per interval", async () => {
+  /** A hub whose store answers every user's snapshot at seq 1 with 1,000 USD and `trades(userId)` open. */
+  function startHub(trades: (userId: string) => TradeView[]): StreamHub {
     const hub = new StreamHub({
       limits: DEFAULT_LIMITS,
       store: {
         readState: (userId) =>
-          Promise.resolve({
-            seq: 1,
-            balances: { USD: "1000" },
-            trades: userId === "eth" ? [trade("T0-1", "ETH")] : [trade("T0-2", "BTC")],
-            orders: [],
-          }),
+          Promise.resolve({ seq: 1, balances: { USD: "1000" }, trades: trades(userId), orders: [] }),
         readAfter: () => Promise.reject(new Error("not used")),
       },
       revokedSessions: () => Promise.resolve([]),
@@ -95,22 +91,34 @@ describe("price-driven summaries", () => {
       metrics: NO_METRICS,
     });
     hub.start();
+    return hub;
+  }
+
+  /** A socket of `userId` subscribed to its private channel; each frame sent to it goes to `onFrame`. */
+  function subscribePrivate(
+    hub: StreamHub,
+    userId: string,
+    onFrame: (frame: { type: string; seq?: number; balance?: string }) => void,
+  ): void {
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+      },
+      send: (data: string | Buffer) => onFrame(JSON.parse(String(data)) as { type: string }),
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId, sessionId: userId, sessionExpiresAtMs: Date.now() + 3_600_000 });
+    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
+  }
+
+  it("a quote owes a summary only to the channels with an open trade in its asset, at most one per interval", async () => {
+    const hub = startHub((userId) => (userId === "eth" ? [trade("T0-1", "ETH")] : [trade("T0-2", "BTC")]));
     const summaries = new Map<string, number>();
-    for (const userId of ["eth", "btc"]) {
-      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-      const ws = {
-        ...fakeSocket(),
-        on: (event: string, listener: never) => {
-          if (event === "message") onMessage = listener;
-        },
-        send: (data: string | Buffer) => {
-          if ((JSON.parse(String(data)) as { type: string }).type === "summary")
-            summaries.set(userId, (summaries.get(userId) ?? 0) + 1);
-        },
-      } as unknown as WebSocket;
-      hub.accept(ws, { userId, sessionId: userId, sessionExpiresAtMs: Date.now() + 3_600_000 });
-      onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
-    }
+    for (const userId of ["eth", "btc"])
+      subscribePrivate(hub, userId, (frame) => {
+        if (frame.type === "summary") summaries.set(userId, (summaries.get(userId) ?? 0) + 1);
+      });
     await vi.advanceTimersByTimeAsync(2_000);
     summaries.clear(); // the snapshot's
     // Three ETH quotes within a second: the ETH holder gets one summary, the BTC holder none
@@ -127,33 +135,12 @@ describe("price-driven summaries", () => {
   });
 
   it("none between two events of one engine step: a trade's opening and its margin paid give one, after both", async () => {
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
-      store: {
-        readState: () =>
-          Promise.resolve({ seq: 1, balances: { USD: "1000" }, trades: [trade("T0-1", "ETH")], orders: [] }),
-        readAfter: () => Promise.reject(new Error("not used")),
-      },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
-    });
-    hub.start();
+    const hub = startHub(() => [trade("T0-1", "ETH")]);
     const frames: string[] = [];
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-      },
-      send: (data: string | Buffer) => {
-        const frame = JSON.parse(String(data)) as { type: string; seq?: number; balance?: string };
-        if (frame.type === "event") frames.push(`event ${frame.seq}`);
-        if (frame.type === "summary") frames.push(`summary ${frame.seq} balance ${frame.balance}`);
-      },
-    } as unknown as WebSocket;
-    hub.accept(ws, { userId: "eth", sessionId: "eth", sessionExpiresAtMs: Date.now() + 3_600_000 });
-    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
+    subscribePrivate(hub, "eth", (frame) => {
+      if (frame.type === "event") frames.push(`event ${frame.seq}`);
+      if (frame.type === "summary") frames.push(`summary ${frame.seq} balance ${frame.balance}`);
+    });
     await vi.advanceTimersByTimeAsync(2_000);
     const inputId = `${Date.now()}-0`;
     const head = { inputId, userId: "eth" };
