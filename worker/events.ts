@@ -163,7 +163,7 @@ export function queueFanout(
 ): void {
   const add = (...fields: string[]) =>
     pipe.xadd(keys.streamFanout, "MAXLEN", "~", STREAM_FANOUT_MAXLEN, "*", ...fields);
-  /** Per user, the input of the event after the one being added (outputs read backwards to find it). */
+  // Read backwards: per user, the input of the next event; an event of the same input has `more`.
   const more = new Set<PrivateOutput>();
   const nextInput = new Map<string, string>();
   for (let i = outputs.length - 1; i >= 0; i--) {
