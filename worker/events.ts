@@ -152,8 +152,8 @@ export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, outpu
  * An event that the same engine step (input) follows with another event for the same user carries `more: 1`: a
  * stream replica sends the account summary after a step's last event, not between a trade's opening and the
  * balance change that pays for it (the summary in between would show money that never was). The entries are
- * XADDed one by one, so a replica may well read a step's events in two reads. A step cut by the worker's read
- * COUNT is seen here in two batches, and its last event in the first batch goes without `more`.
+ * XADDed one by one, so a replica may well read a step's events in two reads. A batch holds whole steps (worker.ts,
+ * stepTail), unless one step alone fills a read: then its last event in the first part goes without `more`.
  */
 export function queueFanout(
   pipe: ChainableCommander,

@@ -439,6 +439,39 @@ describe("worker on real Redis and Postgres", () => {
     }
   });
 
+  it("hands a full read's last engine step to the next batch whole, so its events say which has `more`", async () => {
+    const local = keyspace(`${prefix}step-cut:`);
+    await ensureGroup(redis, local);
+    const state = createState(makeParams());
+    const messages: EngineInput[] = [
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
+      instruct("alice", "a1", { kind: "create_account" }),
+      instruct("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+    ];
+    const outputs = messages.flatMap((message, i) => apply(state, { id: `${20 + i}-0`, message }));
+    for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
+    // The batch size cuts the open's step right after trade_opened: balances_changed and the answer come after.
+    const cut = outputs.findIndex((o) => o.type === "trade_opened") + 1;
+    expect(outputs.slice(cut).map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
+    const stop = new AbortController();
+    const running = runWorker(
+      { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w", blockMs: 20, batchSize: cut },
+      stop.signal,
+    );
+    try {
+      await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined));
+      await until(() => redis.lpop(local.responseKey("alice", "22-0")));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    const events = (await redis.xrange(local.streamFanout, "-", "+"))
+      .map(([, f]) => f)
+      .filter((f) => f[1] === "event")
+      .map((f) => `${f[5]} ${(JSON.parse(f.at(-1)!) as { type: string }).type}${f[6] === "more" ? " more" : ""}`);
+    expect(events).toEqual(["1 balances_changed", "2 trade_opened more", "3 balances_changed"]);
+  });
+
   it("refuses a batch size over Upstash's pending limit", async () => {
     const options = { reader, writer: redis, db: pg.db, keys: keyspace(`${prefix}big:`), log, consumer: "w-big" };
     await expect(runWorker({ ...options, batchSize: 1_001 }, new AbortController().signal)).rejects.toThrow(

@@ -91,6 +91,8 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
+  /** The end of a full read that may be the first part of an engine step (stepTail): handled with the next read. */
+  let carry: Claimed[] = [];
   try {
     while (!signal.aborted) {
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
@@ -123,14 +125,18 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         o.keys.workerGroup,
         o.consumer,
         "COUNT",
-        batch,
+        batch - carry.length,
         "BLOCK",
         o.blockMs ?? 1000,
         "STREAMS",
         o.keys.output,
         ">",
       );
-      const entries = reply?.[0]?.[1] ?? [];
+      const read = reply?.[0]?.[1] ?? [];
+      const full = read.length === batch - carry.length;
+      let entries: Claimed[] = carry.length > 0 ? [...carry, ...read] : read;
+      carry = full ? stepTail(entries) : [];
+      entries = entries.slice(0, entries.length - carry.length);
       if (entries.length > 0) {
         const outputs = await handleQuotes(o, entries);
         const previous = rest;
@@ -149,9 +155,34 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         lastStatsMs = Date.now();
       }
     }
+    // Stopping: the carried entries go now rather than wait pending for a claim (their step may stay cut).
+    if (carry.length > 0) {
+      const outputs = await handleQuotes(o, carry);
+      await rest;
+      await handleRest(o, carry, outputs);
+    }
   } finally {
     await rest;
   }
+}
+
+/**
+ * The entries at the end of a full read that belong to its last entry's engine step (input id): the next read may
+ * hold more of that step. Handled with the next read instead, so that a batch holds whole steps and a user's events
+ * of one step are fanned out together, with `more` where another follows (events.ts). None when the whole read is one
+ * step, or its last entry cannot be decoded.
+ */
+function stepTail(entries: readonly Claimed[]): Claimed[] {
+  const inputOf = (entry: Claimed | undefined) => {
+    if (entry === undefined || entry === null || entry[1] === null) return undefined;
+    const decoded = decodeOutputFields(entry[1]);
+    return decoded.ok ? decoded.message.inputId : undefined;
+  };
+  const last = inputOf(entries.at(-1));
+  if (last === undefined) return [];
+  let start = entries.length - 1;
+  while (start > 0 && inputOf(entries[start - 1]) === last) start--;
+  return start === 0 ? [] : entries.slice(start);
 }
 
 /**
