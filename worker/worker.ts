@@ -105,7 +105,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
           o.claimIdleMs ?? 30_000,
           "0-0",
           "COUNT",
-          batch,
+          batch - carry.length, // the carried entries are pending too
         )) as [string, Claimed[]];
         if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
