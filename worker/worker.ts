@@ -127,7 +127,8 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         "COUNT",
         batch - carry.length,
         "BLOCK",
-        o.blockMs ?? 1000,
+        // The engine publishes whole steps at once: the rest of a carried one is there already, or never comes.
+        carry.length > 0 ? 1 : (o.blockMs ?? 1000),
         "STREAMS",
         o.keys.output,
         ">",
