@@ -156,11 +156,11 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         lastStatsMs = Date.now();
       }
     }
-    // Stopping: the carried entries go now rather than wait pending for a claim (their step may stay cut).
+    // Stopping: the carried entries go now, after the batch before them, rather than wait pending for a claim (their
+    // step may stay cut).
     if (carry.length > 0) {
-      const outputs = await handleQuotes(o, carry);
       await rest;
-      await handleRest(o, carry, outputs);
+      await handleBatch(o, carry);
     }
   } finally {
     await rest;
