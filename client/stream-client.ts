@@ -15,7 +15,8 @@
  * - It reconnects after jittered exponential backoff (capped), which starts over once a connection stayed up
  *   `stableMs`; after close 1001 (the server going away, every socket of it at once) after a random pause over
  *   0–`goingAwayMaxMs` (5 s), so a deploy's clients come back spread out; never after close code 4401 (session
- *   ended) or a 401 on the ticket: that needs a new sign-in.
+ *   ended) or a 401 on the ticket: that needs a new sign-in; nor after any other 4xx on the ticket but 408 and 429
+ *   (a 404 from a wrong `apiUrl`): asking again would be refused the same way, forever.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
@@ -73,7 +74,8 @@ export interface StreamClientOptions {
   readonly random?: () => number;
 }
 
-export type StreamStatus = "idle" | "connecting" | "open" | "reconnecting" | "ended" | "closed";
+/** `ended`: the session ended; `failed`: the ticket request was refused as such (a 4xx); `closed`: by `close()`. */
+export type StreamStatus = "idle" | "connecting" | "open" | "reconnecting" | "ended" | "failed" | "closed";
 
 export interface CloseInfo {
   /**
@@ -82,7 +84,7 @@ export interface CloseInfo {
    */
   readonly code: number;
   readonly reason: string;
-  /** When the next attempt starts; null when there is none (closed, or the session ended). */
+  /** When the next attempt starts; null when there is none (closed, failed, or the session ended). */
   readonly reconnectInMs: number | null;
   /** The session was signed out, revoked or expired: sign in again, then `connect()` a new client. */
   readonly sessionEnded: boolean;
@@ -182,7 +184,7 @@ export class StreamClient {
 
   /** Closes the connection for good. */
   close(): void {
-    if (this.currentStatus === "closed" || this.currentStatus === "ended") return;
+    if (this.currentStatus === "closed" || this.currentStatus === "ended" || this.currentStatus === "failed") return;
     this.generation++;
     this.stopTimers();
     clearTimeout(this.retryTimer);
@@ -208,7 +210,9 @@ export class StreamClient {
     if (generation !== this.generation) return;
     if (!ticket.ok) {
       this.emit("error", { kind: "ticket", status: ticket.status, message: ticket.message });
-      if (ticket.status === 401) this.end(CLOSE_CODES.sessionEnded, "not signed in");
+      if (ticket.status === 401) this.end(CLOSE_CODES.sessionEnded, "not signed in", "ended");
+      else if (refusedAsSuch(ticket.status))
+        this.end(CLIENT_DROP_CODE, `ticket refused: HTTP ${ticket.status}`, "failed");
       else this.retry(CLIENT_DROP_CODE, "ticket refused", ticket.retryAfterMs);
       return;
     }
@@ -229,7 +233,7 @@ export class StreamClient {
     socket.onclose = (closed) => {
       if (generation !== this.generation) return;
       this.socket = undefined;
-      if (closed.code === CLOSE_CODES.sessionEnded) this.end(closed.code, closed.reason);
+      if (closed.code === CLOSE_CODES.sessionEnded) this.end(closed.code, closed.reason, "ended");
       else this.retry(closed.code, closed.reason, 0);
     };
     socket.onerror = (error) => {
@@ -370,11 +374,12 @@ export class StreamClient {
     this.retryTimer = setTimeout(() => void this.attempt(), delayMs);
   }
 
-  private end(code: number, reason: string): void {
+  /** No more attempts: the session ended, or the API refuses the ticket request itself. */
+  private end(code: number, reason: string, status: "ended" | "failed"): void {
     this.stopTimers();
     this.generation++;
-    this.currentStatus = "ended";
-    this.emit("close", { code, reason, reconnectInMs: null, sessionEnded: true });
+    this.currentStatus = status;
+    this.emit("close", { code, reason, reconnectInMs: null, sessionEnded: status === "ended" });
   }
 
   private stopTimers(): void {
@@ -394,6 +399,14 @@ export class StreamClient {
       }
     }
   }
+}
+
+/**
+ * A 4xx on the ticket request other than 408 (timeout) and 429 (too many): the request itself is wrong (a wrong
+ * `apiUrl` gets 404), and the same one would be refused again.
+ */
+function refusedAsSuch(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
 /** A subscription's identity: the same channel and targets (assets, interval) is one subscription. */
