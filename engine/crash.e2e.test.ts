@@ -267,11 +267,13 @@ describe("engine process: kill -9 and recover", () => {
           const engine = run.start(`engine-${round}`);
           engines.push(engine);
           // Kill a leader, not a standby: count the delay from when it holds the lease (it waits out the last
-          // one's TTL first). Restore and replay take milliseconds, so the kill lands while it follows the log live,
+          // one's TTL first) and has replayed the log's tail, so the kill lands while it follows the log live,
           // while its snapshotter starts, or in a snapshot save; recovery is then exercised by the next engine.
+          // (Replay takes milliseconds, but a CPU-starved one can outlast the shortest delay.)
           // Under load a snapshotter's start can outlast every delay, and then no engine would restore from a
           // snapshot at all: if none was saved in the first round, the second counts from its first one.
           await engine.waitFor("lease_acquired", 15_000);
+          await engine.waitFor("replay_done", 15_000);
           if (round === 1 && engines.every((e) => e.events("snapshot_saved").length === 0))
             await engine.waitFor("snapshot_saved", 15_000);
           const delayMs = 300 + Math.floor(rand() * 1200);
