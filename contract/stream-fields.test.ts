@@ -7,7 +7,14 @@ import {
   type OrderView,
   type TradeView,
 } from "./messages.ts";
-import { decodeInputFields, decodeOutputFields, encodeFields, senderOf } from "./stream-fields.ts";
+import {
+  decodeInputFields,
+  decodeOutputFields,
+  encodeFields,
+  outputEntries,
+  senderOf,
+  stepContinues,
+} from "./stream-fields.ts";
 
 const price: EngineInput = {
   type: "price_update",
@@ -375,6 +382,57 @@ describe("isPrivateOutput", () => {
     );
     for (const o of privateOnes) expect(privateOutputSchema.parse(o)).toEqual(o);
     for (const [, o] of outputs) expect(isPrivateOutput(o)).toBe("seq" in o);
+  });
+});
+
+describe("outputEntries", () => {
+  const balances = (userId: string, inputId: string, n: number, seq: number): EngineOutput => ({
+    type: "balances_changed",
+    id: `${inputId}:${n}`,
+    inputId,
+    userId,
+    seq,
+    balances: { USD: "1" },
+  });
+
+  it("marks `more` on an event its step (input) follows with another event for the same user, and on no other", () => {
+    // One price input closes two users' trades (each: its close, then its balances); a later input pays bea again
+    const outputs = [
+      balances("ann", "5-0", 0, 1),
+      balances("bea", "5-0", 1, 1),
+      balances("ann", "5-0", 2, 2),
+      balances("bea", "5-0", 3, 2),
+      balances("bea", "6-0", 0, 3),
+    ];
+    const entries = outputEntries(outputs);
+    expect(entries.map(stepContinues)).toEqual([true, true, false, false, false]);
+    expect(entries[0]).toEqual([...encodeFields(outputs[0]!), "more", "1"]);
+    expect(entries[2]).toEqual(encodeFields(outputs[2]!));
+    expect(entries.map((fields) => decodeOutputFields(fields))).toEqual(
+      outputs.map((message) => ({ ok: true, message })),
+    );
+  });
+
+  it("leaves quotes and answers unmarked, and does not let them hide a user's next event", () => {
+    const quote: EngineOutput = {
+      type: "quote_updated",
+      id: "7-0:0",
+      inputId: "7-0",
+      asset: "ETH",
+      market: "ETH_USDC_PERP",
+      bid: "1",
+      ask: "1",
+      updatedAt: "2026-12-06T00:00:00.007Z",
+      source: "sim",
+    };
+    const entries = outputEntries([balances("ann", "7-0", 1, 1), quote, balances("ann", "7-0", 2, 2)]);
+    expect(entries.map(stepContinues)).toEqual([true, false, false]);
+  });
+
+  it("stepContinues reads only a `more` field that is 1", () => {
+    expect(stepContinues(["type", "x", "body", "{}"])).toBe(false);
+    expect(stepContinues(["type", "x", "body", "{}", "more", "0"])).toBe(false);
+    expect(stepContinues(["type", "x", "body", "more", "more", "1"])).toBe(true);
   });
 });
 

@@ -1,5 +1,6 @@
 /**
- * Encoding of messages to and from Redis stream entry fields: `type <message type> body <JSON>`.
+ * Encoding of messages to and from Redis stream entry fields: `type <message type> body <JSON>`; on engine:output,
+ * `more 1` after them on a private event that its engine step follows with another event for the same user.
  * Decoding validates against the contract and returns a reason instead of throwing, so a consumer can log and
  * skip (or answer) a bad entry without ever half-applying it.
  */
@@ -7,6 +8,7 @@ import type { z } from "zod";
 import {
   engineInputSchema,
   engineOutputSchema,
+  isPrivateOutput,
   requestIdSchema,
   userIdSchema,
   type EngineInput,
@@ -17,6 +19,31 @@ export type Decoded<T> = { readonly ok: true; readonly message: T } | { readonly
 
 export function encodeFields(message: EngineInput | EngineOutput): [string, string, string, string] {
   return ["type", message.type, "body", JSON.stringify(message)];
+}
+
+/**
+ * The engine:output entries of whole engine steps (the outputs of each input, together), as the engine publishes
+ * them. An event followed in its step (same input id) by another event for the same user gets `more 1`: its
+ * consumers then know a user's change is not complete yet (a trade opened, its margin not yet paid), wherever a read
+ * happens to end.
+ */
+export function outputEntries(outputs: readonly EngineOutput[]): string[][] {
+  // Backwards: per user, the input of the next event; an event of the same input has more.
+  const more = new Set<number>();
+  const nextInput = new Map<string, string>();
+  for (let i = outputs.length - 1; i >= 0; i--) {
+    const output = outputs[i]!;
+    if (!isPrivateOutput(output)) continue;
+    if (nextInput.get(output.userId) === output.inputId) more.add(i);
+    nextInput.set(output.userId, output.inputId);
+  }
+  return outputs.map((output, i) => (more.has(i) ? [...encodeFields(output), "more", "1"] : encodeFields(output)));
+}
+
+/** The entry says its step has another event for the same user after this one (outputEntries). */
+export function stepContinues(fields: readonly string[]): boolean {
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "more") return fields[i + 1] === "1";
+  return false;
 }
 
 export function decodeInputFields(fields: readonly string[]): Decoded<EngineInput> {

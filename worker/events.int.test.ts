@@ -8,7 +8,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineOutput, OrderView, OutputOf, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
-import { encodeFields } from "../contract/stream-fields.ts";
+import { outputEntries } from "../contract/stream-fields.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -137,8 +137,9 @@ const seqs = (events: readonly PrivateOutput[]) => events.map((e) => e.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
 /** Puts `outputs` on the stream and has the worker handle them as one batch, as a group read delivers them. */
+/** Puts `outputs` on engine:output as the engine publishes them (whole steps), and has the worker handle them. */
 async function deliver(keys: Keyspace, outputs: readonly EngineOutput[]): Promise<void> {
-  for (const o of outputs) await redis.xadd(keys.output, "*", ...encodeFields(o));
+  for (const fields of outputEntries(outputs)) await redis.xadd(keys.output, "*", ...fields);
   const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
     [string, [string, string[]][]][] | null;
   await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, read?.[0]?.[1] ?? []);
@@ -372,7 +373,7 @@ describe("worker: events and fan-out", () => {
     expect(await redis.zcard(keys.eventsKey("ann"))).toBe(2);
   });
 
-  it("marks `more` on an event its engine step follows with another for the same user, and on no other", async () => {
+  it("fans out `more` on an event whose entry says its step follows it with another for the same user", async () => {
     const keys = await space("worker-more");
     // One price input fires two users' stops (each: a close, then its balances), then a later input pays bea again
     const step = T0 + 5;

@@ -149,34 +149,25 @@ export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, outpu
  * Queues one fan-out entry per private event and quote in `outputs` (other outputs are skipped), then one per
  * candle row (worker/candles.ts supplies them), in that order.
  *
- * An event that the same engine step (input) follows with another event for the same user carries `more: 1`: a
- * stream replica sends the account summary after a step's last event, not between a trade's opening and the
- * balance change that pays for it (the summary in between would show money that never was). The entries are
- * XADDed one by one, so a replica may well read a step's events in two reads. A batch holds whole steps (worker.ts,
- * stepTail), unless one step alone fills a read: then its last event in the first part goes without `more`.
+ * An event in `continued` (its engine:output entry said `more 1`: the same engine step follows it with another event
+ * for the same user) carries `more: 1`: a stream replica sends the account summary after a step's last event, not
+ * between a trade's opening and the balance change that pays for it (the summary in between would show money that
+ * never was). The engine marks it, since only it sees every step whole; a worker's batch may end inside one.
  */
 export function queueFanout(
   pipe: ChainableCommander,
   keys: Keyspace,
   outputs: readonly EngineOutput[],
+  continued: ReadonlySet<EngineOutput>,
   candles: readonly unknown[] = [],
 ): void {
   const add = (...fields: string[]) =>
     pipe.xadd(keys.streamFanout, "MAXLEN", "~", STREAM_FANOUT_MAXLEN, "*", ...fields);
-  // Read backwards: per user, the input of the next event; an event of the same input has `more`.
-  const more = new Set<PrivateOutput>();
-  const nextInput = new Map<string, string>();
-  for (let i = outputs.length - 1; i >= 0; i--) {
-    const output = outputs[i]!;
-    if (output.type === "quote_updated" || output.type === "order_response") continue;
-    if (nextInput.get(output.userId) === output.inputId) more.add(output);
-    nextInput.set(output.userId, output.inputId);
-  }
   for (const output of outputs) {
     if (output.type === "quote_updated") add("kind", "quote", "body", JSON.stringify(output));
     else if (output.type !== "order_response") {
       const head = ["kind", "event", "user", output.userId, "seq", String(output.seq)];
-      add(...head, ...(more.has(output) ? ["more", "1"] : []), "body", JSON.stringify(output));
+      add(...head, ...(continued.has(output) ? ["more", "1"] : []), "body", JSON.stringify(output));
     }
   }
   for (const candle of candles) add("kind", "candle", "body", JSON.stringify(candle));

@@ -9,7 +9,7 @@ import {
   type Instruction,
 } from "../contract/messages.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
-import { encodeFields } from "../contract/stream-fields.ts";
+import { encodeFields, outputEntries } from "../contract/stream-fields.ts";
 import { apply } from "../engine/core/apply.ts";
 import { makeParams } from "../engine/core/params.ts";
 import { createState } from "../engine/core/state.ts";
@@ -439,66 +439,35 @@ describe("worker on real Redis and Postgres", () => {
     }
   });
 
-  describe("a full read that may end inside an engine step", () => {
-    /**
-     * The outputs of a price, alice's account and her open, on engine:output at once (as the engine publishes), read
-     * by a worker with `batchSize` whose reads block for `blockMs`; the fan-out's events once her open's answer is
-     * out (within `withinMs`).
-     */
-    async function handle(
-      name: string,
-      batchSize: (outputs: EngineOutput[]) => number,
-      { blockMs, withinMs }: { blockMs: number; withinMs: number },
-    ) {
-      const local = keyspace(`${prefix}${name}:`);
-      await ensureGroup(redis, local);
-      const state = createState(makeParams());
-      const messages: EngineInput[] = [
-        { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
-        instruct("alice", "a1", { kind: "create_account" }),
-        instruct("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
-      ];
-      const outputs = messages.flatMap((message, i) => apply(state, { id: `${20 + i}-0`, message }));
-      for (const o of outputs) await redis.xadd(local.output, "*", ...encodeFields(o));
-      const stop = new AbortController();
-      const options = { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w", blockMs };
-      const running = runWorker({ ...options, batchSize: batchSize(outputs) }, stop.signal);
-      try {
-        await until(() => redis.lpop(local.responseKey("alice", "22-0")), withinMs);
-        await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined));
-      } finally {
-        stop.abort();
-        await running;
-      }
-      return (await redis.xrange(local.streamFanout, "-", "+"))
-        .map(([, f]) => f)
-        .filter((f) => f[1] === "event")
-        .map((f) => `${f[5]} ${(JSON.parse(f.at(-1)!) as { type: string }).type}${f[6] === "more" ? " more" : ""}`);
+  it("fans out the engine's `more` on an event even when a read ends right after it, inside its step", async () => {
+    const local = keyspace(`${prefix}step-cut:`);
+    await ensureGroup(redis, local);
+    const state = createState(makeParams());
+    const messages: EngineInput[] = [
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
+      instruct("alice", "a1", { kind: "create_account" }),
+      instruct("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+    ];
+    const outputs = messages.flatMap((message, i) => apply(state, { id: `${20 + i}-0`, message }));
+    for (const fields of outputEntries(outputs)) await redis.xadd(local.output, "*", ...fields);
+    // A batch size that cuts the open's step right after trade_opened: balances_changed and the answer come after
+    const cut = outputs.findIndex((o) => o.type === "trade_opened") + 1;
+    expect(outputs.slice(cut).map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
+    const stop = new AbortController();
+    const options = { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w", blockMs: 20 };
+    const running = runWorker({ ...options, batchSize: cut }, stop.signal);
+    try {
+      await until(() => redis.lpop(local.responseKey("alice", "22-0")));
+      await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined));
+    } finally {
+      stop.abort();
+      await running;
     }
-
-    it("hands its last step to the next batch whole, so the step's events say which has `more`", async () => {
-      // The batch size cuts the open's step right after trade_opened: balances_changed and the answer come after.
-      const cut = (outputs: EngineOutput[]) => {
-        const at = outputs.findIndex((o) => o.type === "trade_opened") + 1;
-        expect(outputs.slice(at).map((o) => o.type)).toEqual(["balances_changed", "order_response"]);
-        return at;
-      };
-      expect(await handle("step-cut", cut, { blockMs: 20, withinMs: 5_000 })).toEqual([
-        "1 balances_changed",
-        "2 trade_opened more",
-        "3 balances_changed",
-      ]);
-    });
-
-    it("with nothing after it, handles the step it held back at once, not after the next read's block", async () => {
-      const all = (outputs: EngineOutput[]) => outputs.length;
-      // Well within the read's block: the step held back does not wait for it.
-      expect(await handle("step-end", all, { blockMs: 4_000, withinMs: 2_000 })).toEqual([
-        "1 balances_changed",
-        "2 trade_opened more",
-        "3 balances_changed",
-      ]);
-    });
+    const events = (await redis.xrange(local.streamFanout, "-", "+"))
+      .map(([, f]) => f)
+      .filter((f) => f[1] === "event")
+      .map((f) => `${f[5]} ${(JSON.parse(f.at(-1)!) as { type: string }).type}${f[6] === "more" ? " more" : ""}`);
+    expect(events).toEqual(["1 balances_changed", "2 trade_opened more", "3 balances_changed"]);
   });
 
   it("refuses a batch size over Upstash's pending limit", async () => {

@@ -28,7 +28,7 @@
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
-import { decodeOutputFields } from "../contract/stream-fields.ts";
+import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { EVENT_SCRIPTS, queueEventAppend, queueFanout } from "./events.ts";
@@ -91,8 +91,6 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
-  /** The end of a full read that may be the first part of an engine step (stepTail): handled with the next read. */
-  let carry: Claimed[] = [];
   try {
     while (!signal.aborted) {
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
@@ -105,7 +103,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
           o.claimIdleMs ?? 30_000,
           "0-0",
           "COUNT",
-          batch - carry.length, // the carried entries are pending too
+          batch,
         )) as [string, Claimed[]];
         if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
@@ -125,19 +123,14 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         o.keys.workerGroup,
         o.consumer,
         "COUNT",
-        batch - carry.length,
+        batch,
         "BLOCK",
-        // The engine publishes whole steps at once: the rest of a carried one is there already, or never comes.
-        carry.length > 0 ? 1 : (o.blockMs ?? 1000),
+        o.blockMs ?? 1000,
         "STREAMS",
         o.keys.output,
         ">",
       );
-      const read = reply?.[0]?.[1] ?? [];
-      const full = read.length === batch - carry.length;
-      let entries: Claimed[] = carry.length > 0 ? [...carry, ...read] : read;
-      carry = full ? stepTail(entries) : [];
-      entries = entries.slice(0, entries.length - carry.length);
+      const entries = reply?.[0]?.[1] ?? [];
       if (entries.length > 0) {
         const outputs = await handleQuotes(o, entries);
         const previous = rest;
@@ -156,34 +149,9 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         lastStatsMs = Date.now();
       }
     }
-    // Stopping: the carried entries go now, after the batch before them, rather than wait pending for a claim (their
-    // step may stay cut).
-    if (carry.length > 0) {
-      await rest;
-      await handleBatch(o, carry);
-    }
   } finally {
     await rest;
   }
-}
-
-/**
- * The entries at the end of a full read that belong to its last entry's engine step (input id): the next read may
- * hold more of that step. Handled with the next read instead, so that a batch holds whole steps and a user's events
- * of one step are fanned out together, with `more` where another follows (events.ts). None when the whole read is one
- * step, or its last entry cannot be decoded.
- */
-function stepTail(entries: readonly Claimed[]): Claimed[] {
-  const inputOf = (entry: Claimed | undefined) => {
-    if (entry === undefined || entry === null || entry[1] === null) return undefined;
-    const decoded = decodeOutputFields(entry[1]);
-    return decoded.ok ? decoded.message.inputId : undefined;
-  };
-  const last = inputOf(entries.at(-1));
-  if (last === undefined) return [];
-  let start = entries.length - 1;
-  while (start > 0 && inputOf(entries[start - 1]) === last) start--;
-  return start === 0 ? [] : entries.slice(start);
 }
 
 /**
@@ -237,29 +205,39 @@ export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[])
   await handleRest(o, entries, await handleQuotes(o, entries));
 }
 
+/** A batch's outputs, and the events whose entries say their engine step has more for the same user. */
+interface Decoded {
+  readonly outputs: EngineOutput[];
+  readonly continued: ReadonlySet<EngineOutput>;
+}
+
 /** Decodes a batch, writes its quotes' read models and fans out those that moved; returns the batch's outputs. */
-async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Promise<EngineOutput[]> {
+async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Promise<Decoded> {
   const outputs: EngineOutput[] = [];
+  const continued = new Set<EngineOutput>();
   for (const entry of entries) {
     if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
     const [id, fields] = entry;
     const decoded = decodeOutputFields(fields);
-    if (decoded.ok) outputs.push(decoded.message);
-    else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
+    if (decoded.ok) {
+      outputs.push(decoded.message);
+      if (stepContinues(fields)) continued.add(decoded.message);
+    } else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
-  await fanOut(o, await writeRedis(o, quotes));
-  return outputs;
+  await fanOut(o, await writeRedis(o, quotes), continued);
+  return { outputs, continued };
 }
 
 /** Everything else of a batch whose quotes went out (handleQuotes), then its XACK. */
-async function handleRest(o: WorkerOptions, entries: readonly Claimed[], outputs: EngineOutput[]): Promise<void> {
+async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded): Promise<void> {
+  const { outputs, continued } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  await fanOut(o, await writeRedis(o, others), candles);
+  await fanOut(o, await writeRedis(o, others), continued, candles);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
@@ -318,10 +296,15 @@ async function writeReadModelsAndAnswers(
  * Events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the batch is
  * acknowledged: a failure here leaves the batch pending, to be run again.
  */
-async function fanOut(o: WorkerOptions, outputs: readonly EngineOutput[], candles: readonly CandleView[] = []) {
+async function fanOut(
+  o: WorkerOptions,
+  outputs: readonly EngineOutput[],
+  continued: ReadonlySet<EngineOutput>,
+  candles: readonly CandleView[] = [],
+) {
   if (outputs.length === 0 && candles.length === 0) return;
   const pipe = o.writer.pipeline();
-  queueFanout(pipe, o.keys, outputs, candles);
+  queueFanout(pipe, o.keys, outputs, continued, candles);
   const failed = ((await pipe.exec()) ?? []).find(([err]) => err !== null)?.[0];
   if (failed) throw failed;
 }

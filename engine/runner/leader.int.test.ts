@@ -123,6 +123,15 @@ describe("engine leader on real Redis", () => {
     expect(!responses[2]!.answer.ok && responses[2]!.answer.error.code).toBe("INVALID_INSTRUCTION");
     expect(await redis.get(keys.enginePublished)).toBe(state.lastInputId);
     expect(state.accounts.get("alice")?.openTrades.size).toBe(1);
+    // The open's step as entries: its trade_opened says the step has more for alice (the margin paid), and only it
+    const openStep = ((await redis.xrange(keys.output, "-", "+")) as [string, string[]][])
+      .map(([, fields]) => fields)
+      .filter((fields) => fields[3]!.includes(`"inputId":"${openId}"`));
+    expect(openStep.map((fields) => [fields[1], fields.slice(4).join(" ")])).toEqual([
+      ["trade_opened", "more 1"],
+      ["balances_changed", ""],
+      ["order_response", ""],
+    ]);
   });
 
   it("lets exactly one engine hold the lease; the standby takes over when it is released", async () => {
