@@ -563,7 +563,8 @@ describe("engine process: leader and hot standby", () => {
             leader.proc.kill("SIGCONT");
             // It resumes believing it leads: its next publish or renewal is refused and it exits.
             expect((await leader.exited).code).toBe(1);
-            expect(leader.raw.join("\n")).toMatch(/lease_lost|FENCED/);
+            expect(leader.events("lease_lost")).toHaveLength(1);
+            expect(leader.events("crash")).toEqual([]);
             deposed.push(leader);
           }
           await ready(startEngine(), "standby");

@@ -296,6 +296,37 @@ describe("engine leader on real Redis", () => {
     expect(ended).toBe("lease_lost");
   });
 
+  it("deposed while it had input to publish (stalled past its TTL): lease_lost, not a crash, and nothing out", async () => {
+    const keys = freshKeys();
+    const lines: { event?: string }[] = [];
+    const seen = createLogger("engine-test", {
+      level: "info",
+      sink: (line) => lines.push(JSON.parse(line) as { event?: string }),
+    });
+    // A long TTL: the renewal timer (a fifth of it) does not notice the theft before the publish does.
+    const lease = new EngineLease(redis, keys, "a", 10_000, seen);
+    expect(await lease.tryAcquire()).toBe(true);
+    const state = createState(makeParams());
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
+    const running = runLeader(
+      { reader, writer: redis, keys, log: seen, lease, state, blockMs: 50, onLive: live },
+      new AbortController().signal,
+    );
+    await isLive;
+    // Another engine took the lease while this one was stalled; then input arrives.
+    await redis.set(keys.engineLease, "b:999", "PX", 10_000);
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    expect(await running).toBe("lease_lost");
+    expect(lines.map((l) => l.event)).toContain("lease_lost");
+    expect(await redis.xlen(keys.output)).toBe(0);
+    expect(await redis.get(keys.enginePublished)).toBeNull();
+    // Letting go of a lease that is no longer its own deletes nothing and says nothing.
+    await lease.release();
+    expect(await redis.get(keys.engineLease)).toBe("b:999");
+    expect(lines.map((l) => l.event)).not.toContain("lease_released");
+  });
+
   it("logs engine_stats live: what it applied, the stream head and its lag behind it", async () => {
     const keys = freshKeys();
     const lines: Record<string, unknown>[] = [];

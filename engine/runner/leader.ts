@@ -17,7 +17,7 @@ import { parseInputId } from "../core/step.ts";
 import type { EngineLease } from "./lease.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
-import { publishOutputs } from "./publisher.ts";
+import { FencedError, publishOutputs } from "./publisher.ts";
 
 export interface LeaderOptions {
   /** Connection used only for blocking reads (a BLOCK holds its connection). */
@@ -195,6 +195,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       }
     }
     await publishing;
+  } catch (error) {
+    // A publish refused by the fence: another engine leads (this one stalled past its TTL, and the renewal timer
+    // had not run yet). Deposed, not crashed.
+    if (!(error instanceof FencedError)) throw error;
+    lost.abort();
   } finally {
     clearInterval(renewal);
     loopDelay.disable();

@@ -43,10 +43,11 @@ export class EngineLease {
     return ok === 1;
   }
 
+  /** Deletes the lease if it is still ours; one another engine took meanwhile is left alone (and not logged). */
   async release(): Promise<void> {
     if (this.value === undefined) return;
-    await this.redis.eval(RELEASE, 1, this.keys.engineLease, this.value);
-    this.log.info("lease_released", { holder: this.holder });
+    const deleted = (await this.redis.eval(RELEASE, 1, this.keys.engineLease, this.value)) as number;
+    if (deleted === 1) this.log.info("lease_released", { holder: this.holder });
     this.value = undefined;
   }
 }
