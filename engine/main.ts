@@ -121,6 +121,8 @@ runMain("engine", async () => {
               lease,
               state,
               pollMs: config.standbyPollMs,
+              statsEveryMs: config.statsEveryMs,
+              metrics,
               onReady: () => {
                 ready = true;
                 log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });

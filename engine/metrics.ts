@@ -54,7 +54,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   const open = new Gauge({ name: "engine_open_trades", help: "Trades open in the engine's state.", registers });
   const lag = new Gauge({
     name: "engine_lag_seconds",
-    help: "Log time between the newest entry of engine:input and the last one applied, as of the last engine_stats report (ENGINE_STATS_EVERY_MS); NaN before the first or when the head could not be read.",
+    help: "Log time between the newest entry of engine:input and the last one applied, set every ENGINE_STATS_EVERY_MS by the leader and by a standby; NaN before the first time or when the head could not be read.",
     registers,
   });
   lag.set(Number.NaN); // unknown until the first report, not 0

@@ -179,6 +179,36 @@ describe("engine leader on real Redis", () => {
     expect(await fresh.end).toBe("leader");
   });
 
+  it("a standby reports its lag behind the stream head in log time, as the leader does", async () => {
+    const keys = freshKeys();
+    await redis.xadd(keys.input, "1000-0", ...encodeFields(instruction("alice", "r1", { kind: "create_account" })));
+    await redis.xadd(keys.input, "5000-0", ...encodeFields(eth("2000")));
+    // A leader holds the lease and has published only the first entry.
+    await redis.set(keys.engineLease, "leader:1", "PX", 60_000);
+    await redis.set(keys.enginePublished, "1000-0");
+    const state = createState(makeParams());
+    const lags: (number | undefined)[] = [];
+    const stop = new AbortController();
+    const standingBy = runStandby(
+      {
+        redis,
+        keys,
+        log,
+        lease: new EngineLease(redis, keys, "b", 60_000, log),
+        state,
+        pollMs: 5,
+        statsEveryMs: 10,
+        metrics: { lag: (ms) => lags.push(ms) },
+      },
+      stop.signal,
+    );
+    await until(() => Promise.resolve(lags.length >= 2 ? true : undefined));
+    stop.abort();
+    expect(await standingBy).toBe("stopped");
+    expect(state.lastInputId).toBe("1000-0");
+    expect(lags.slice(0, 2)).toEqual([4000, 4000]);
+  });
+
   it("keeps a hot standby at the published cursor, never past it; when the lease lapses it leads from there", async () => {
     const keys = freshKeys();
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));

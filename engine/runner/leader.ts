@@ -177,8 +177,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (entries.length > 0) await applyBatch(entries, applyRaw);
       else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-        const head = (await o.writer.xinfo("STREAM", o.keys.input).catch(() => undefined)) as unknown[] | undefined;
-        const lastGenerated = head === undefined ? undefined : String(head[head.indexOf("last-generated-id") + 1]);
+        const lastGenerated = await streamHead(o.writer, o.keys);
         const lag = lagMs(lastGenerated, state.lastInputMs);
         metrics?.lag(lag);
         log.info("engine_stats", {
@@ -209,6 +208,12 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     return "lease_lost";
   }
   return "stopped";
+}
+
+/** The id of engine:input's newest entry (XINFO STREAM); undefined when it cannot be read. */
+export async function streamHead(redis: Redis, keys: Keyspace): Promise<string | undefined> {
+  const info = (await redis.xinfo("STREAM", keys.input).catch(() => undefined)) as unknown[] | undefined;
+  return info === undefined ? undefined : String(info[info.indexOf("last-generated-id") + 1]);
 }
 
 /**

@@ -10,7 +10,9 @@ import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
+import type { LeaderMetrics } from "../metrics.ts";
 import { catchUp } from "./follower.ts";
+import { lagMs, streamHead } from "./leader.ts";
 import { sleep, type EngineLease } from "./lease.ts";
 
 export interface StandbyOptions {
@@ -22,6 +24,9 @@ export interface StandbyOptions {
   readonly pollMs: number;
   /** Called once, when the standby first caught up with the published cursor. */
   readonly onReady?: () => void;
+  /** `engine_lag_seconds` is set every this many ms (default 10 000), as the leader sets it. */
+  readonly statsEveryMs?: number;
+  readonly metrics?: Pick<LeaderMetrics, "lag">;
 }
 
 /** The lease's holder, the published cursor and the lease's remaining ms, in one command. */
@@ -43,6 +48,7 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
   let leaderRenewed = false;
   let lastPttl = Number.POSITIVE_INFINITY;
   let yielded = false;
+  let lastStatsMs = 0;
   while (!signal.aborted) {
     // One command per poll (both keys carry the shard's hash tag): a standby's idle cost is billed per command.
     const [holder, published, pttl] = (await o.redis.eval(POLL, 2, o.keys.engineLease, o.keys.enginePublished)) as [
@@ -85,6 +91,11 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     if (!ready) {
       ready = true;
       o.onReady?.();
+    }
+    // Behind the stream head: what a takeover now would have left to apply (the leader's lag, and the standby's).
+    if (o.metrics !== undefined && Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
+      o.metrics.lag(lagMs(await streamHead(o.redis, o.keys), state.lastInputMs));
+      lastStatsMs = Date.now();
     }
     await sleep(o.pollMs, signal);
   }
