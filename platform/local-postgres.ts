@@ -161,7 +161,12 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
     }
     log.info("postgres_stopped", { port, pid, ms: Math.round(performance.now() - stopping) });
   });
-  return { url: `postgres://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`, started: true, stop };
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/${encodeURIComponent(database)}`,
+    started: true,
+    alive: () => running(pid),
+    stop,
+  };
 }
 
 /** Creates `database` on the server at `adminUrl` unless it exists. */

@@ -59,7 +59,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
   if (options.prefer === "running" && (await redisProblem(local)) === undefined) {
     const pid = await redisPidIfOurs(local, home);
     log.info(pid === undefined ? "redis_found_local" : "redis_adopted", { at: where(local), pid });
-    return pid === undefined ? foreign(local) : ownRedis(local, home, log);
+    return pid === undefined ? foreign(local) : ownRedis(local, home, log, pid);
   }
   const remembered = await readPort(home);
   if (remembered !== undefined) {
@@ -69,7 +69,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
     if (pid !== undefined) {
       await waitForRedis(url, () => running(pid), home);
       log.info("redis_adopted", { at: where(url), pid });
-      return ownRedis(url, home, log);
+      return ownRedis(url, home, log, pid);
     }
   }
 
@@ -127,7 +127,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
   const pid = await redisPidIfOurs(url, home);
   if (pid === undefined) throw new Error(`the Redis on port ${port} is not the one started in ${home}`);
   log.info("redis_started", { port, dir: home, pid, appendonly: durable, ms: Math.round(performance.now() - started) });
-  return ownRedis(url, home, log);
+  return ownRedis(url, home, log, pid);
 }
 
 /** Until it answers PING (with AOF it answers LOADING until the whole file is replayed); fails if it dies first. */
@@ -205,7 +205,7 @@ export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T
   }
 }
 
-function ownRedis(url: string, home: string, log: Logger): LocalServer {
+function ownRedis(url: string, home: string, log: Logger, pid: number): LocalServer {
   const stop = once(async () => {
     const stopping = performance.now();
     // Asked of the server itself, so a stale handle never signals a process that merely reuses the pid.
@@ -215,5 +215,5 @@ function ownRedis(url: string, home: string, log: Logger): LocalServer {
     await stopPid(pid, "redis", log);
     log.info("redis_stopped", { at: where(url), pid, ms: Math.round(performance.now() - stopping) });
   });
-  return { url, started: true, stop };
+  return { url, started: true, alive: () => running(pid), stop };
 }

@@ -34,6 +34,8 @@ export interface LocalServer {
   readonly url: string;
   /** True when the server is this data folder's own and `stop()` shuts it down; false when it is someone else's. */
   readonly started: boolean;
+  /** Whether its process still runs (always true for someone else's: not ours to watch). */
+  alive(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -41,7 +43,7 @@ export const DEFAULT_LOCAL_REDIS_URL = "redis://127.0.0.1:6379";
 export const DEFAULT_LOCAL_POSTGRES_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres";
 
 export function foreign(url: string): LocalServer {
-  return { url, started: false, stop: () => Promise.resolve() };
+  return { url, started: false, alive: () => Promise.resolve(true), stop: () => Promise.resolve() };
 }
 
 /** host:port of a URL, for logs and messages (never the password). */

@@ -3,7 +3,8 @@
  * platform/local-postgres.ts with `prefer: "own"`: the configured URL, else servers of its own in the data folder,
  * so that all local state is in that one folder), builds the bundles the processes run (platform/build.ts), then
  * runs the engine (two processes: a leader and a hot standby), worker, poller, API and stream as separate processes
- * under a supervisor that restarts any that dies.
+ * under a supervisor that restarts any that dies. A Redis or Postgres of its own that dies is started again too, on
+ * the same port and data (the components reconnect by themselves).
  * Ctrl-C (or SIGTERM to the pid in `<dataDir>/start.pid`) stops them all cleanly, in order; running it again resumes
  * the same state from the data folder (`DATA_DIR`, default .data).
  *
@@ -12,14 +13,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
-import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
-import { createLogger } from "../platform/log.ts";
+import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env, type LocalServer } from "../platform/local-servers.ts";
+import { createLogger, type Logger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
 
@@ -37,7 +39,8 @@ runMain("start", async () => {
   const cleanup: (() => Promise<void>)[] = [() => Promise.resolve(rmSync(pidFile, { force: true }))];
   try {
     const logAt = await logLeftOnLocalRedis(dataDir, env);
-    const redis = await ensureRedis({ dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" });
+    const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
+    const redis = new Watched("redis", await ensureRedis(redisOptions), () => ensureRedis(redisOptions), log);
     cleanup.unshift(() => redis.stop());
     if (logAt !== undefined) {
       log.warn("redis_log_outside_data_dir", {
@@ -45,8 +48,15 @@ runMain("start", async () => {
         message: `This data folder's log and read models are in the Redis at ${where(logAt)} (an earlier npm start kept them there), not in ${dataDir}; that Redis ${(await redisPersistence(logAt)).text}. npm start keeps using it so nothing is lost. For a Redis of its own, with AOF, in the data folder: stop, delete ${dataDir} (a reset) and start again.`,
       });
     }
-    const postgres = await ensurePostgres({ dataDir, log, env, prefer: "own" });
+    const postgresOptions = { dataDir, log, env, prefer: "own" } as const;
+    const postgres = new Watched(
+      "postgres",
+      await ensurePostgres(postgresOptions),
+      () => ensurePostgres(postgresOptions),
+      log,
+    );
     cleanup.unshift(() => postgres.stop());
+    void watch([redis, postgres], stop);
     const port = env.PORT?.trim() || "3000";
     const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
     const childEnv: NodeJS.ProcessEnv = {
@@ -77,6 +87,52 @@ runMain("start", async () => {
     log.info("stopped");
   }
 });
+
+/** A server of this run's own (Redis, Postgres), started again when its process dies. */
+class Watched {
+  constructor(
+    private readonly name: string,
+    private server: LocalServer,
+    private readonly restart: () => Promise<LocalServer>,
+    private readonly log: Logger,
+  ) {}
+
+  get url(): string {
+    return this.server.url;
+  }
+
+  /** Starts it again if it died; an error is logged, and the next check tries again. */
+  async check(): Promise<void> {
+    if (!this.server.started || (await this.server.alive())) return;
+    this.log.error(`${this.name}_died`, { at: where(this.server.url) });
+    try {
+      const next = await this.restart();
+      if (next.url !== this.server.url) {
+        // The components were given the old address: one elsewhere would not be theirs.
+        await next.stop();
+        throw new Error(`came up at ${where(next.url)}, not ${where(this.server.url)} (its port is taken)`);
+      }
+      this.server = next;
+      this.log.info(`${this.name}_restarted`, { at: where(next.url) });
+    } catch (error) {
+      this.log.error(`${this.name}_restart_failed`, { error });
+    }
+  }
+
+  stop(): Promise<void> {
+    return this.server.stop();
+  }
+}
+
+/** Every WATCH_EVERY_MS, each server: started again if it died, until `stop`. */
+async function watch(servers: readonly Watched[], stop: AbortSignal): Promise<void> {
+  while (!stop.aborted) {
+    await sleep(WATCH_EVERY_MS, undefined, { signal: stop }).catch(() => undefined);
+    for (const server of servers) if (!stop.aborted) await server.check();
+  }
+}
+
+const WATCH_EVERY_MS = 1_000;
 
 /**
  * The local Redis, when it holds this data folder's log from a run that kept it there: the folder never had a Redis

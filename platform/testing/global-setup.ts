@@ -22,7 +22,7 @@ import type { TestProject } from "vitest/node";
 import { buildBundles } from "../build.ts";
 import { ensurePostgres, postgresProblem } from "../local-postgres.ts";
 import { ensureRedis } from "../local-redis.ts";
-import type { InfraOptions, LocalServer } from "../local-servers.ts";
+import { foreign, type InfraOptions, type LocalServer } from "../local-servers.ts";
 import { createLogger } from "../log.ts";
 
 export interface TestServers {
@@ -83,7 +83,7 @@ async function findOrStartPostgres(env: NodeJS.ProcessEnv, ours: Omit<InfraOptio
   if (configured) {
     const problem = await postgresProblem(configured, ours.log);
     if (problem !== undefined) throw new Error(`TEST_DATABASE_ADMIN_URL is set but does not answer: ${problem}`);
-    return { url: configured, started: false, stop: () => Promise.resolve() };
+    return foreign(configured);
   }
   // Not the app's DATABASE_URL: the tests need a server where they may create databases.
   return ensurePostgres({
