@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -324,6 +325,35 @@ describe("worker on real Redis and Postgres", () => {
     expect(sample(samples, "worker_group_pending_entries")).toBe(0);
     stop.abort();
     await running;
+  });
+
+  it("removes consumers of workers that are gone (nothing pending, idle long), never one with entries pending", async () => {
+    const own = keyspace(`${prefix}forget:`);
+    await ensureGroup(redis, own);
+    const output = (n: number) => ["type", "quote_updated", "body", JSON.stringify({ n })];
+    await redis.xadd(own.output, "*", ...output(0));
+    // "gone" read nothing and is idle; "busy" holds an entry it has not acknowledged (claimed only after 60 s).
+    await redis.xgroup("CREATECONSUMER", own.output, own.workerGroup, "gone");
+    await redis.xreadgroup("GROUP", own.workerGroup, "busy", "COUNT", 1, "STREAMS", own.output, ">");
+    await sleep(150);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const stop = new AbortController();
+    const options = { reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-forget", blockMs: 20 };
+    const running = runWorker({ ...options, claimIdleMs: 60_000, forgetConsumerMs: 100 }, stop.signal);
+    try {
+      await until(() => Promise.resolve(lines.find((l) => l.event === "consumer_removed")));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    const names = ((await redis.xinfo("CONSUMERS", own.output, own.workerGroup)) as unknown[][]).map((c) => c[1]);
+    expect(names).not.toContain("gone");
+    expect(names).toContain("busy");
+    expect(((await redis.xpending(own.output, own.workerGroup)) as [number])[0]).toBe(1);
+    expect(lines.filter((l) => l.event === "consumer_removed").map((l) => l.consumer)).toEqual(["gone"]);
   });
 
   it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {

@@ -49,6 +49,11 @@ export interface WorkerOptions {
   readonly blockMs?: number;
   /** Entries pending this long on a consumer that stopped are taken over. */
   readonly claimIdleMs?: number;
+  /**
+   * A consumer of the group with nothing pending and idle this long is a worker that is gone: it is removed, so
+   * restarts (a new name each) do not pile up in XINFO CONSUMERS. Default ten times claimIdleMs.
+   */
+  readonly forgetConsumerMs?: number;
   readonly responseTtlMs?: number;
   /** How often `worker_stats` is logged (entries handled since the last one, the group's lag and pending count). */
   readonly statsEveryMs?: number;
@@ -111,6 +116,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
           handled += claimed.length;
           o.metrics?.handled(claimed.length);
         }
+        await forgetGoneConsumers(o);
         lastClaimMs = Date.now();
       }
       // The batch still pending counts against the consumer's pending limit.
@@ -151,6 +157,28 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
     }
   } finally {
     await rest;
+  }
+}
+
+/** Deletes a consumer only while it has nothing pending: DELCONSUMER would drop its pending entries for good. */
+const FORGET_CONSUMER = `
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
+return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1`;
+
+/**
+ * Removes the group's consumers that have nothing pending and were idle for forgetConsumerMs (workers that stopped;
+ * what they left pending was claimed first). One still alive after all is only recreated by its next read.
+ */
+async function forgetGoneConsumers(o: WorkerOptions): Promise<void> {
+  const afterMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
+  const consumers = (await o.writer.xinfo("CONSUMERS", o.keys.output, o.keys.workerGroup)) as unknown[][];
+  for (const consumer of consumers) {
+    const field = (name: string) => consumer[consumer.indexOf(name) + 1];
+    const name = String(field("name"));
+    const idleMs = Number(field("idle"));
+    if (name === o.consumer || Number(field("pending")) !== 0 || !(idleMs >= afterMs)) continue;
+    const removed = await o.writer.eval(FORGET_CONSUMER, 1, o.keys.output, o.keys.workerGroup, name);
+    if (removed === 1) o.log.info("consumer_removed", { consumer: name, idleMs });
   }
 }
 
