@@ -1,12 +1,13 @@
 // The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
 // market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
-// while the walk is paused, and a halted market sends nothing until it resumes.
+// while the walk is paused, and a halted market sends nothing until it resumes. Each market starts from the start
+// quote it is given (its first frame), or from its level when it has none or the one given is not valid.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import { frameText, marketTable, parseFrame, type FeedQuote } from "./frames.ts";
 import { startSimFeed, type SimFeed } from "./sim-feed.ts";
-import { waitFor } from "./test-support.ts";
+import { FAR_FROM_LEVELS, waitFor } from "./test-support.ts";
 
 const ours = marketTable(ASSETS);
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -168,6 +169,63 @@ describe("sim feed", () => {
       id: 6,
       error: { code: 400, message: "unknown market DOGE_USDC_PERP" },
     });
+  });
+
+  it("starts each market from its start quote, sends it as the first frame, and walks on from there", async () => {
+    const startQuotes = new Map(Object.entries(FAR_FROM_LEVELS));
+    const feed = await sim({ intervalMs: 5, startQuotes });
+    expect(feed.startedFrom).toEqual({
+      ETH_USDC_PERP: "quote",
+      BTC_USDC_PERP: "quote",
+      SOL_USDC_PERP: "quote",
+      ADA_USDC_PERP: "quote",
+    });
+    // Twenty walk steps before anyone subscribes: a market must not move before its quote has been sent.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: [...startQuotes.keys()].map((market) => `bookTicker.${market}`) });
+    await waitFor("walked quotes of every market", () =>
+      [...startQuotes.keys()].every((market) => client.quotes().filter((q) => q.market === market).length >= 3),
+    );
+    for (const [market, start] of startQuotes) {
+      const mine = client.quotes().filter((q) => q.market === market);
+      expect(mine[0]).toMatchObject<Partial<FeedQuote>>({ bid: start.bid, ask: start.ask });
+      for (const q of mine) {
+        expect(Number(q.bid)).toBeGreaterThan(Number(start.bid) * 0.95);
+        expect(Number(q.ask)).toBeLessThan(Number(start.ask) * 1.05);
+      }
+    }
+  });
+
+  it("starts a market at its level when its start quote is not a valid quote; ignores unknown markets", async () => {
+    const feed = await sim({
+      walking: false,
+      startQuotes: new Map([
+        ["ETH_USDC_PERP", { bid: "5123.451", ask: "5123.5" }], // beyond ETH's 2 decimals
+        ["BTC_USDC_PERP", { bid: "61000.3", ask: "61000.1" }], // crossed
+        ["SOL_USDC_PERP", { bid: "204.4", ask: "204.41" }],
+        ["ADA_USDC_PERP", { bid: "0", ask: "0.6" }],
+        ["DOGE_USDC_PERP", { bid: "0.3", ask: "0.31" }],
+      ]),
+    });
+    expect(feed.startedFrom).toEqual({
+      ETH_USDC_PERP: "level",
+      BTC_USDC_PERP: "level",
+      SOL_USDC_PERP: "quote",
+      ADA_USDC_PERP: "level",
+    });
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: Object.keys(levels).map((market) => `bookTicker.${market}`) });
+    await waitFor("a quote of every market", () => client.quotes().length === 4);
+    for (const q of client.quotes()) {
+      if (q.market === "SOL_USDC_PERP") {
+        expect(q).toMatchObject<Partial<FeedQuote>>({ bid: "204.4", ask: "204.41" });
+        continue;
+      }
+      const level = levels[q.market]!;
+      expect(Number(q.bid)).toBeGreaterThan(level * 0.999);
+      expect(Number(q.ask)).toBeLessThan(level * 1.001);
+    }
   });
 
   it("resumes and pauses the walk by control message", async () => {

@@ -13,9 +13,13 @@
  *   market halted at the exchange while others flow) and start them again with its current quote. Answers:
  *   `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
  *
- * Prices move by a random walk in integer ticks of each market's `priceDecimals` around realistic levels, with a
- * spread of a few basis points. Update ids start at the wall clock in microseconds, so they keep increasing across
- * restarts of the simulator, as a real exchange's do.
+ * Prices move by a random walk in integer ticks of each market's `priceDecimals`, with a spread of a few basis
+ * points. Each market starts from the quote given in `startQuotes` (the last one before a restart, so the price
+ * series goes on instead of a gap being invented that fires stops and liquidations), else from a realistic level.
+ * A start quote that is not a valid quote of a known market is ignored: that market starts at its level. A market
+ * does not walk until a subscriber has been sent its quote, so the first frame of each market is its starting
+ * quote. Update ids start at the wall clock in microseconds, so they keep increasing across restarts of the
+ * simulator, as a real exchange's do.
  */
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS, type AssetConfig } from "../contract/markets.ts";
@@ -33,6 +37,13 @@ export interface SimFeedOptions {
   /** Start with the random walk running (default) or paused (scripted-only). */
   readonly walking?: boolean;
   readonly random?: () => number;
+  /** Per market: the quote to start from instead of its level (exact decimal strings, as in a price_update). */
+  readonly startQuotes?: ReadonlyMap<string, StartQuote> | undefined;
+}
+
+export interface StartQuote {
+  readonly bid: string;
+  readonly ask: string;
 }
 
 export interface SimFeed {
@@ -48,6 +59,8 @@ export interface SimFeed {
   resumeMarket(market: string): void;
   /** Connections currently open. */
   readonly connections: number;
+  /** Per market: whether it started from its start quote or from its level. */
+  readonly startedFrom: Readonly<Record<string, "quote" | "level">>;
   stop(): Promise<void>;
 }
 
@@ -66,15 +79,40 @@ interface Book {
   readonly asset: AssetConfig;
   bidTicks: number;
   askTicks: number;
+  /** A subscriber has been sent its quote: from then on it may walk. */
+  shown: boolean;
+}
+
+/** The quote in ticks, or why it is not a valid quote of `asset` (the checks the engine makes on a price_update). */
+export function quoteTicks(
+  asset: AssetConfig,
+  bid: string,
+  ask: string,
+): { bidTicks: number; askTicks: number } | string {
+  const { market, priceDecimals, maxPriceTicks } = asset;
+  const b = parseUnits(bid, priceDecimals, maxPriceTicks);
+  const a = parseUnits(ask, priceDecimals, maxPriceTicks);
+  if (!b.ok || !a.ok || b.units === 0) return `bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`;
+  if (b.units > a.units) return `crossed quote for ${market}: bid ${bid} > ask ${ask}`;
+  return { bidTicks: b.units, askTicks: a.units };
 }
 
 export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFeed> {
   const random = options.random ?? Math.random;
   const books = new Map<string, Book>();
+  const startedFrom: Record<string, "quote" | "level"> = {};
   for (const asset of options.markets ?? ASSETS) {
+    const given = options.startQuotes?.get(asset.market);
+    const start = given === undefined ? undefined : quoteTicks(asset, given.bid, given.ask);
+    if (start !== undefined && typeof start !== "string") {
+      books.set(asset.market, { asset, ...start, shown: false });
+      startedFrom[asset.market] = "quote";
+      continue;
+    }
     const mid = Math.round((LEVELS[asset.market] ?? 100) * 10 ** asset.priceDecimals);
     const half = Math.max(1, Math.round((mid * SPREAD) / 2));
-    books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half });
+    books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half, shown: false });
+    startedFrom[asset.market] = "level";
   }
   /** Stream names per connection. */
   const subscriptions = new Map<WebSocket, Set<string>>();
@@ -114,11 +152,19 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     };
     return JSON.stringify({ stream: `markPrice.${market}`, data });
   };
-  const send = (stream: string, text: string) => {
-    for (const [socket, streams] of subscriptions) if (streams.has(stream)) socket.send(text);
+  /** Sends `text` to the subscribers of `stream`; true when there was one. */
+  const send = (stream: string, text: string): boolean => {
+    let sent = false;
+    for (const [socket, streams] of subscriptions) {
+      if (streams.has(stream)) {
+        socket.send(text);
+        sent = true;
+      }
+    }
+    return sent;
   };
   const broadcast = (book: Book) => {
-    if (!halted.has(book.asset.market)) send(`bookTicker.${book.asset.market}`, frame(book));
+    if (!halted.has(book.asset.market) && send(`bookTicker.${book.asset.market}`, frame(book))) book.shown = true;
   };
 
   const step = (book: Book) => {
@@ -132,24 +178,18 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     book.askTicks = book.bidTicks + spread;
   };
 
-  const setQuote = (market: string, bid: string, ask: string) => {
-    const book = books.get(market);
-    if (book === undefined) throw new Error(`unknown market ${market}`);
-    const { priceDecimals, maxPriceTicks } = book.asset;
-    const b = parseUnits(bid, priceDecimals, maxPriceTicks);
-    const a = parseUnits(ask, priceDecimals, maxPriceTicks);
-    if (!b.ok || !a.ok || b.units === 0)
-      throw new Error(`bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`);
-    if (b.units > a.units) throw new Error(`crossed quote for ${market}: bid ${bid} > ask ${ask}`);
-    book.bidTicks = b.units;
-    book.askTicks = a.units;
-    broadcast(book);
-  };
-
   const bookOf = (market: string): Book => {
     const book = books.get(market);
     if (book === undefined) throw new Error(`unknown market ${market}`);
     return book;
+  };
+  const setQuote = (market: string, bid: string, ask: string) => {
+    const book = bookOf(market);
+    const quote = quoteTicks(book.asset, bid, ask);
+    if (typeof quote === "string") throw new Error(quote);
+    book.bidTicks = quote.bidTicks;
+    book.askTicks = quote.askTicks;
+    broadcast(book);
   };
   const haltMarket = (market: string) => void halted.add(bookOf(market).asset.market);
   const resumeMarket = (market: string) => {
@@ -168,7 +208,7 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     walkTimer ??= setInterval(() => {
       for (const book of books.values()) {
         // Not every market moves every step, as on an exchange.
-        if (random() < 0.3) continue;
+        if (!book.shown || random() < 0.3) continue;
         step(book);
         broadcast(book);
       }
@@ -221,7 +261,10 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
           if (method === "UNSUBSCRIBE") mine.delete(name);
           else if (!mine.has(name)) {
             mine.add(name);
-            if (kind === "bookTicker" && !halted.has(book.asset.market)) socket.send(frame(book));
+            if (kind === "bookTicker" && !halted.has(book.asset.market)) {
+              socket.send(frame(book));
+              book.shown = true;
+            }
           }
         }
         return;
@@ -263,6 +306,7 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     get connections() {
       return subscriptions.size;
     },
+    startedFrom,
     stop: async () => {
       pauseWalk();
       clearInterval(heartbeatTimer);

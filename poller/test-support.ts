@@ -38,6 +38,14 @@ export function captureLog(component = "poller-test"): {
   return { log, lines, events: (name) => lines.filter((l) => l.event === name) };
 }
 
+/** A quote per market far from the sim's levels: a sim that starts at its levels does not send these first. */
+export const FAR_FROM_LEVELS: Readonly<Record<string, { readonly bid: string; readonly ask: string }>> = {
+  ETH_USDC_PERP: { bid: "5123.45", ask: "5123.5" },
+  BTC_USDC_PERP: { bid: "61000.1", ask: "61000.3" },
+  SOL_USDC_PERP: { bid: "204.4", ask: "204.41" },
+  ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236" },
+};
+
 /** A TCP port that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const server = createServer();
