@@ -1,13 +1,15 @@
 // The poller process as deployed: reads its env, publishes sim prices to the prefixed input stream, and stops
 // cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
-// the quotes per market and show the feed's state and source.
+// the quotes per market and show the feed's state and source. Killed (`kill -9`) and started again, its sim feed
+// continues every market from the last quote in the log instead of jumping to the sim's levels.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
-import { waitFor } from "./test-support.ts";
+import type { PriceUpdate } from "../contract/messages.ts";
+import { appendQuotes, FAR_FROM_LEVELS, waitFor } from "./test-support.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { sample, scrape } from "../platform/testing/metrics.ts";
 import { ASSETS } from "../contract/markets.ts";
@@ -15,11 +17,12 @@ import { ASSETS } from "../contract/markets.ts";
 const REDIS_URL = TEST_REDIS_URL;
 const redis = new Redis(REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
+const restartPrefix = `test:${randomUUID()}:`;
 const started: ReturnType<typeof spawn>[] = [];
 afterAll(async () => {
   // A test that failed before stopping its poller must not leave it publishing.
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  await redis.del(keyspace(prefix).input);
+  await redis.del(keyspace(prefix).input, keyspace(restartPrefix).input);
   redis.disconnect();
 });
 
@@ -35,7 +38,13 @@ function startPoller(env: Record<string, string>) {
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, exited, output: () => ({ stdout, stderr }) };
+  /** Its JSON log lines so far. */
+  const logLines = () =>
+    stdout
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+  return { child, exited, output: () => ({ stdout, stderr }), logLines };
 }
 
 describe("poller/main.ts", () => {
@@ -52,14 +61,9 @@ describe("poller/main.ts", () => {
     );
     for (const [, fields] of entries)
       expect(decodeInputFields(fields)).toMatchObject({ ok: true, message: { type: "price_update", source: "sim" } });
-    const listening = poller
-      .output()
-      .stdout.split("\n")
-      .filter((line) => line.startsWith("{"))
-      .map((line) => JSON.parse(line) as { event?: string; port?: number })
-      .find((entry) => entry.event === "metrics_listening");
-    expect(listening?.port).toBeGreaterThan(0);
-    const metrics = await scrape(listening!.port!);
+    const port = poller.logLines().find((entry) => entry.event === "metrics_listening")?.port;
+    expect(port).toBeGreaterThan(0);
+    const metrics = await scrape(port as number);
     for (const asset of ASSETS) {
       expect(sample(metrics, "poller_quotes_total", { market: asset.market })).toBeGreaterThanOrEqual(1);
       // Shown from 0 (a walking market rarely needs a heartbeat).
@@ -80,6 +84,52 @@ describe("poller/main.ts", () => {
     expect(events).toContain("feed_simulated");
     expect(events).toContain("feed_subscribed");
     expect(events.slice(-1)).toEqual(["poller_stopped"]);
+  });
+
+  it("continues every market from the last quote in the log when restarted after kill -9 (FEED=sim)", async () => {
+    const stream = keyspace(restartPrefix).input;
+    await appendQuotes(redis, stream, FAR_FROM_LEVELS, "sim");
+    /** The price_updates after entry `afterId`, once every market has at least `perMarket`. */
+    const published = (afterId: string, perMarket: number) =>
+      waitFor(
+        `${perMarket} entries of every market after ${afterId}`,
+        async () => {
+          const list = (await redis.xrange(stream, `(${afterId}`, "+")).map(([id, fields]) => {
+            const decoded = decodeInputFields(fields);
+            if (!decoded.ok || decoded.message.type !== "price_update") throw new Error(`entry ${id} is no price`);
+            return decoded.message;
+          });
+          const enough = ASSETS.every((a) => list.filter((u) => u.market === a.market).length >= perMarket);
+          return enough ? list : undefined;
+        },
+        15_000,
+      );
+    const firstOf = (list: PriceUpdate[], market: string) => list.find((u) => u.market === market);
+    const lastId = async () => (await redis.xrevrange(stream, "+", "-", "COUNT", 1))[0]![0];
+
+    const seededTo = await lastId();
+    const first = startPoller({ FEED: "sim", KEY_PREFIX: restartPrefix });
+    const walked = await published(seededTo, 3);
+    for (const [market, quote] of Object.entries(FAR_FROM_LEVELS)) expect(firstOf(walked, market)).toMatchObject(quote);
+    first.child.kill("SIGKILL");
+    await first.exited;
+
+    // Where the walk had got to when the process died: what the engine holds.
+    const before = (await redis.xrange(stream, "-", "+")).map(([, fields]) => decodeInputFields(fields));
+    const lastQuote = (market: string) =>
+      before
+        .flatMap((d) => (d.ok && d.message.type === "price_update" && d.message.market === market ? [d.message] : []))
+        .at(-1)!;
+    const diedAt = await lastId();
+    const second = startPoller({ FEED: "sim", KEY_PREFIX: restartPrefix });
+    const resumed = await published(diedAt, 1);
+    for (const { market } of ASSETS) {
+      const { bid, ask } = lastQuote(market);
+      expect(firstOf(resumed, market)).toMatchObject({ bid, ask });
+    }
+    second.child.kill("SIGTERM");
+    expect(await second.exited).toBe(0);
+    expect(second.logLines().find((entry) => entry.event === "sim_feed_started")?.atLevels).toEqual([]);
   });
 
   it("refuses a bad POLLER_METRICS_PORT at start, naming the variable", async () => {

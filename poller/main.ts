@@ -15,6 +15,7 @@ import { readPollerConfig } from "./config.ts";
 import { PriceFeed } from "./price-feed.ts";
 import { pollerMetrics } from "./metrics.ts";
 import { PricePublisher } from "./publisher.ts";
+import { readLastQuotes } from "./start-quotes.ts";
 
 const STATS_EVERY_MS = 60_000;
 const SHUTDOWN_BUDGET_MS = 5_000;
@@ -38,6 +39,8 @@ runMain("poller", async () => {
     markets: ASSETS,
     log,
     onReconnect: () => metrics.reconnect(),
+    // Waits for Redis like every command here: without the last quotes a sim could only start with a price gap.
+    lastQuotes: () => readLastQuotes(redis, names, ASSETS),
     onUpdate: (update, kind) => {
       if (kind === "quote") metrics.quote(update.market);
       else metrics.heartbeat(update.market);

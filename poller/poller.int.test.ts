@@ -1,17 +1,18 @@
 // The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
 // contract `price_update`s, including scripted exact quotes; a quiet market is re-published on the exchange's
 // heartbeats and a halted one is not; publishing resumes after the feed restarts; `auto` falls back to the sim
-// when Backpack is unreachable.
+// when Backpack is unreachable, and that sim continues from the last quotes in the log.
 import type { Redis } from "ioredis";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { FeedClient } from "./feed-client.ts";
-import { PriceFeed } from "./price-feed.ts";
+import { PriceFeed, type PriceFeedOptions } from "./price-feed.ts";
 import { PricePublisher, toPriceUpdate } from "./publisher.ts";
 import { startSimFeed } from "./sim-feed.ts";
-import { captureLog, closedPort, redisStreams, waitFor } from "./test-support.ts";
+import { readLastQuotes } from "./start-quotes.ts";
+import { appendQuotes, captureLog, closedPort, FAR_FROM_LEVELS, redisStreams, waitFor } from "./test-support.ts";
 
 let fixture: ReturnType<typeof redisStreams>;
 let redis: Redis;
@@ -60,6 +61,20 @@ function pipeline(url: string, stream: string) {
   });
   client.start();
   return { client, publisher, events, reconnects: () => reconnects };
+}
+
+/** FEED=auto with a Backpack host that never resolves (.invalid, RFC 6761): it falls back to the sim at once. */
+function unresolvableAuto(options: Pick<PriceFeedOptions, "log"> & Partial<PriceFeedOptions>): PriceFeed {
+  const feed = new PriceFeed({
+    mode: "auto",
+    backpackWsUrl: "wss://backpack.invalid",
+    simWsUrl: undefined,
+    markets: ASSETS,
+    onUpdate: () => undefined,
+    ...options,
+  });
+  cleanups.push(() => feed.stop());
+  return feed;
 }
 
 const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) =>
@@ -208,16 +223,7 @@ describe("poller on Redis", () => {
 
   it("falls back to the sim feed at once when Backpack's host name does not resolve (FEED=auto)", async () => {
     const { log, events } = captureLog();
-    const feed = new PriceFeed({
-      mode: "auto",
-      // .invalid never resolves (RFC 6761); the 5 s default wait must not apply.
-      backpackWsUrl: "wss://backpack.invalid",
-      simWsUrl: undefined,
-      markets: ASSETS,
-      log,
-      onUpdate: () => undefined,
-    });
-    cleanups.push(() => feed.stop());
+    const feed = unresolvableAuto({ log }); // the 5 s default wait must not apply
     const started = performance.now();
     await feed.start();
     const decidedMs = performance.now() - started;
@@ -229,6 +235,31 @@ describe("poller on Redis", () => {
       message: expect.stringContaining(
         "its host name does not resolve (getaddrinfo ENOTFOUND backpack.invalid)",
       ) as unknown,
+    });
+  });
+
+  it("starts the fallback sim from the last quotes in the log, each sent first, unchanged (FEED=auto)", async () => {
+    const stream = freshStream();
+    await appendQuotes(redis, stream, FAR_FROM_LEVELS, "backpack");
+    const { log, events } = captureLog();
+    const publisher = new PricePublisher({ redis, stream, log });
+    const feed = unresolvableAuto({
+      log,
+      // Nothing is written at the read model's key: every quote comes from the log.
+      lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
+      onUpdate: (update) => publisher.publish(update),
+    });
+    await feed.start();
+    expect(feed.source).toBe("sim");
+    const simulated = await waitFor("a simulated quote of every market", async () => {
+      const list = (await entries(stream)).filter((u) => u.source === "sim");
+      return new Set(list.map((u) => u.market)).size === 4 ? list : undefined;
+    });
+    for (const [market, quote] of Object.entries(FAR_FROM_LEVELS))
+      expect(simulated.find((u) => u.market === market)).toMatchObject(quote);
+    expect(events("sim_feed_started")[0]).toMatchObject({
+      continued: { SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log" } },
+      atLevels: [],
     });
   });
 

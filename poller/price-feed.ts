@@ -6,6 +6,10 @@
  * Auto waits for a quote, not just an open socket: a connection that opens but never streams prices (a proxy, a
  * refused subscription) is no live feed. Once on sim, the process stays on sim until restarted: switching sources
  * back and forth would interleave two unrelated price series in the log.
+ *
+ * An in-process sim, whether chosen or a fallback, starts each market from the last quote the system holds
+ * (`lastQuotes`, read when the sim starts), so a restart does not put a price gap in the log. An external sim
+ * (`simWsUrl`) keeps its own prices.
  */
 import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -14,6 +18,7 @@ import type { FeedMode } from "./config.ts";
 import { FeedClient, type FeedClientOptions, type FeedCounters, type FeedState } from "./feed-client.ts";
 import { toPriceUpdate, type PriceSource } from "./publisher.ts";
 import { startSimFeed, type SimFeed } from "./sim-feed.ts";
+import type { LastQuote } from "./start-quotes.ts";
 
 export interface PriceFeedOptions {
   readonly mode: FeedMode;
@@ -28,6 +33,8 @@ export interface PriceFeedOptions {
   readonly client?: Pick<FeedClientOptions, "silenceMs" | "backoffBaseMs" | "backoffCapMs">;
   /** Called each time the current source's connection schedules a reconnect. */
   readonly onReconnect?: () => void;
+  /** The quotes an in-process sim starts from, per market (main.ts: readLastQuotes); absent: the sim's levels. */
+  readonly lastQuotes?: () => Promise<ReadonlyMap<string, LastQuote>>;
 }
 
 export class PriceFeed {
@@ -92,11 +99,20 @@ export class PriceFeed {
   private async startSim(): Promise<void> {
     let url = this.options.simWsUrl;
     if (url === undefined) {
-      const sim = await startSimFeed({ markets: this.options.markets });
+      const startQuotes = await this.options.lastQuotes?.();
+      if (this.stopped) return;
+      const sim = await startSimFeed({ markets: this.options.markets, startQuotes });
       this.sim = sim;
       if (this.stopped) return void (await sim.stop());
       url = sim.url;
-      this.options.log.info("sim_feed_started", { url });
+      const continued: Record<string, LastQuote> = {};
+      const atLevels: string[] = [];
+      for (const { market } of this.options.markets) {
+        const quote = startQuotes?.get(market);
+        if (sim.startedFrom[market] === "quote" && quote !== undefined) continued[market] = quote;
+        else atLevels.push(market);
+      }
+      this.options.log.info("sim_feed_started", { url, continued, atLevels });
     }
     if (!this.stopped) this.connect(url, "sim");
   }

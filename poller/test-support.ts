@@ -3,8 +3,10 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { keyspace } from "../contract/names.ts";
+import { encodeFields } from "../contract/stream-fields.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import type { PriceSource } from "./publisher.ts";
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
 export async function waitFor<T>(
@@ -45,6 +47,21 @@ export const FAR_FROM_LEVELS: Readonly<Record<string, { readonly bid: string; re
   SOL_USDC_PERP: { bid: "204.4", ask: "204.41" },
   ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236" },
 };
+
+/** Appends a price_update of each market's quote to `stream`, as a poller that ran before would have. */
+export async function appendQuotes(
+  redis: Redis,
+  stream: string,
+  quotes: Readonly<Record<string, { readonly bid: string; readonly ask: string }>>,
+  source: PriceSource,
+): Promise<void> {
+  for (const [market, { bid, ask }] of Object.entries(quotes))
+    await redis.xadd(
+      stream,
+      "*",
+      ...encodeFields({ type: "price_update", market, bid, ask, exchangeTimeUs: "1", source }),
+    );
+}
 
 /** A TCP port that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {

@@ -1,0 +1,86 @@
+/**
+ * Where an in-process sim feed's prices start: per market, the quote the engine holds once it has applied the log,
+ * so a restarted poller (or one that falls back to sim) continues the price series. Starting from the sim's fixed
+ * levels instead would put a gap in the log that never happened, and the engine would fire stops, liquidations and
+ * pending orders on it.
+ *
+ * The engine's quote is a function of the log: the market's newest `price_update` that the engine accepts (it
+ * ignores a malformed, crossed or out-of-range one and keeps the one before, engine/core/quotes.ts). So the log's
+ * tail is the truth and is read first, newest to oldest, with the same checks. The quotes read model is not: it is
+ * the worker's copy of the engine's `quote_updated` outputs and lags the log by whatever the engine and worker have
+ * not applied yet (a lot, when they were down too); the engine would reach the log's newer quotes before the sim's
+ * first frame, so starting from the read model would jump back. The read model serves only a market whose last
+ * `price_update` is not in the scanned tail (the engine trims the log below its snapshots; a long tail is not read
+ * to its start): that quote was applied long ago, so the read model holds it. A market in neither starts at its
+ * level.
+ */
+import type { Redis } from "ioredis";
+import type { AssetConfig } from "../contract/markets.ts";
+import type { Keyspace } from "../contract/names.ts";
+import { decodeInputFields } from "../contract/stream-fields.ts";
+import { quoteTicks, type StartQuote } from "./sim-feed.ts";
+
+export interface LastQuote extends StartQuote {
+  /** Where it was found: the log's tail, or the quotes read model. */
+  readonly from: "log" | "read_model";
+}
+
+export interface LastQuoteOptions {
+  /** The most log entries read (newest first) before the read model is asked; default 10,000. */
+  readonly scanEntries?: number;
+  /** Entries per XREVRANGE; default 1,000. */
+  readonly pageSize?: number;
+}
+
+/** The last valid quote of each of `markets` that the system holds; a market without one is absent. */
+export async function readLastQuotes(
+  redis: Redis,
+  keys: Pick<Keyspace, "input" | "quotesKey">,
+  markets: readonly AssetConfig[],
+  options: LastQuoteOptions = {},
+): Promise<Map<string, LastQuote>> {
+  const assets = new Map(markets.map((asset) => [asset.market, asset]));
+  const found = new Map<string, LastQuote>();
+  const take = (market: unknown, bid: unknown, ask: unknown, from: LastQuote["from"]) => {
+    const asset = typeof market === "string" ? assets.get(market) : undefined;
+    if (asset === undefined || found.has(asset.market) || typeof bid !== "string" || typeof ask !== "string") return;
+    if (typeof quoteTicks(asset, bid, ask) !== "string") found.set(asset.market, { bid, ask, from });
+  };
+
+  const scanEntries = options.scanEntries ?? 10_000;
+  const pageSize = options.pageSize ?? 1_000;
+  let end = "+";
+  for (let scanned = 0; found.size < assets.size && scanned < scanEntries;) {
+    const count = Math.min(pageSize, scanEntries - scanned);
+    const page = await redis.xrevrange(keys.input, end, "-", "COUNT", count);
+    for (const [, fields] of page) {
+      const decoded = decodeInputFields(fields);
+      if (!decoded.ok || decoded.message.type !== "price_update") continue;
+      take(decoded.message.market, decoded.message.bid, decoded.message.ask, "log");
+    }
+    const last = page.at(-1);
+    if (page.length < count || last === undefined) break;
+    scanned += page.length;
+    end = `(${last[0]}`;
+  }
+
+  const missing = markets.filter((asset) => !found.has(asset.market));
+  if (missing.length === 0) return found;
+  const views = await redis.hmget(keys.quotesKey, ...missing.map((asset) => asset.symbol));
+  missing.forEach((asset, i) => {
+    const view = parseObject(views[i]);
+    // The field is the asset's symbol; a view naming another market is not this market's quote.
+    if (view?.market === asset.market) take(view.market, view.bid, view.ask, "read_model");
+  });
+  return found;
+}
+
+function parseObject(text: string | null | undefined): Record<string, unknown> | undefined {
+  if (text === null || text === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === "object" && value !== null ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
