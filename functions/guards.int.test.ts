@@ -35,7 +35,11 @@ afterAll(async () => {
 });
 
 /** Sends `data` on a new connection; resolves with everything the server sent once it closes the connection. */
-function exchange(target: number, data: string, options: { hangUpAfterMs?: number } = {}): Promise<string> {
+function exchange(
+  target: number,
+  data: string,
+  options: { hangUpAfterMs?: number; halfCloseAfterMs?: number } = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(target, "127.0.0.1");
     let answer = "";
@@ -45,6 +49,7 @@ function exchange(target: number, data: string, options: { hangUpAfterMs?: numbe
     socket.on("close", () => resolve(answer));
     socket.write(data);
     if (options.hangUpAfterMs !== undefined) setTimeout(() => socket.destroy(), options.hangUpAfterMs);
+    if (options.halfCloseAfterMs !== undefined) setTimeout(() => socket.end(), options.halfCloseAfterMs);
   });
 }
 
@@ -73,6 +78,24 @@ describe("a client that hangs up mid-body", () => {
     const since = stack.logLines.slice(from);
     expect(since.filter((l) => l.level === "error" || l.level === "warn")).toEqual([]);
     expect(since.map((l) => l.event)).not.toContain("backend_unavailable");
+  });
+});
+
+describe("a client that closes its sending side mid-body", () => {
+  it("gets Node's bare 400 and the request is not acted on", async () => {
+    const from = stack.logLines.length;
+    const { token } = await stack.signIn(`half-closes-${crypto.randomUUID()}@example.com`);
+    const logLength = await stack.redis.xlen(stack.keys.input);
+    const answer = await exchange(
+      port,
+      `POST /api/v1/trade/order HTTP/1.1\r\nHost: localhost:3000\r\nAuthorization: Bearer ${token}\r\n` +
+        `Content-Type: application/json\r\nContent-Length: 60\r\n\r\n${HALF_BODY}`,
+      { halfCloseAfterMs: 100 },
+    );
+    expect(answer).toBe("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+    const since = stack.logLines.slice(from);
+    expect(since.filter((l) => l.level === "error" || l.level === "warn")).toEqual([]);
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(logLength); // nothing sent to the engine
   });
 });
 
