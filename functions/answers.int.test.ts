@@ -51,12 +51,30 @@ describe("validation errors say field, expected and received", () => {
   });
 
   it.each([
-    // invalid_type
+    // invalid_type: a value of the wrong JSON type is INVALID_REQUEST, whichever field it is in (docs/api.md)
     [
       "/api/v1/trade/create",
       { asset: "ETH", type: "long", margin: true, leverage: 1 },
-      "INVALID_AMOUNT",
+      "INVALID_REQUEST",
       'margin: expected a positive decimal such as "100" or "4303.93", received true.',
+    ],
+    [
+      "/api/v1/trade/create",
+      { asset: 5, type: "long", margin: "1", leverage: 1 },
+      "INVALID_REQUEST",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received 5.',
+    ],
+    [
+      "/api/v1/trade/order",
+      { asset: null, side: "buy", quantity: "1" },
+      "INVALID_REQUEST",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received null.',
+    ],
+    [
+      "/api/v1/trade/order",
+      { asset: "ETH", side: "buy", quantity: ["1"] },
+      "INVALID_REQUEST",
+      'quantity: expected a positive decimal such as "100" or "4303.93", received an array.',
     ],
     ["/api/v1/trade/close", { tradeId: 42 }, "INVALID_REQUEST", "tradeId: expected a string, received 42."],
     // invalid_value (an enum)

@@ -84,10 +84,12 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const first = parsed.error.issues[0]!;
-  // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value it refused; a missing field is INVALID_REQUEST.
-  const missing = valueAt(input, first.path) === undefined;
+  // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
+  // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
+  const value = valueAt(input, first.path);
+  const own = typeof first.path[0] === "string" ? FIELD_ERRORS[first.path[0]] : undefined;
   const code: ApiErrorCode =
-    (typeof first.path[0] === "string" && !missing ? FIELD_ERRORS[first.path[0]] : undefined) ?? "INVALID_REQUEST";
+    value === undefined || isWrongType(first, value) ? "INVALID_REQUEST" : (own ?? "INVALID_REQUEST");
   throw new ApiError(code, describeIssues(parsed.error.issues, input, where, fieldsOf(schema)));
 }
 
@@ -118,7 +120,7 @@ export function describeIssues(
     told.add(field);
     const value = valueAt(input, issue.path);
     if (value === undefined && field !== "") missing.push(field);
-    else problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue)));
+    else problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value)));
   }
   if (missing.length > 0) problems.unshift(`${listed(missing)} ${missing.length === 1 ? "is" : "are"} required.`);
   const described = problems.slice(0, MAX_DESCRIBED).join(" ");
@@ -127,12 +129,27 @@ export function describeIssues(
 }
 
 /**
- * Whether the value was of the wrong JSON type, so the answer says which type came ("received the string "5"").
- * A class check (schemas.ts `jsonNumber`) reports it as a custom issue with `wrongType`: the OpenAPI extension
- * rebuilds schemas from their definition, which turns zod's own invalid_type for `instanceof` into a custom issue.
+ * Whether the value was of the wrong JSON type: the answer is then INVALID_REQUEST and says which type came
+ * ("received the string "5""). A class check (schemas.ts `jsonNumber`) reports it as a custom issue with
+ * `wrongType`: the OpenAPI extension rebuilds schemas from their definition, which turns zod's own invalid_type for
+ * `instanceof` into a custom issue. A union (an amount: a string or a number) is of the wrong type when every
+ * branch refused the type, and an enum of strings when the value is not a string.
  */
-function isWrongType(issue: z.core.$ZodIssue): boolean {
-  return issue.code === "invalid_type" || (issue.code === "custom" && issue.params?.["wrongType"] === true);
+function isWrongType(issue: z.core.$ZodIssue, value: unknown): boolean {
+  switch (issue.code) {
+    case "invalid_type":
+      return true;
+    case "custom":
+      return issue.params?.["wrongType"] === true;
+    case "invalid_union":
+      return issue.errors.every(
+        (branch) => branch.length > 0 && branch.every((sub) => sub.path.length === 0 && isWrongType(sub, value)),
+      );
+    case "invalid_value":
+      return issue.values.every((v) => typeof v === "string") && typeof value !== "string";
+    default:
+      return false;
+  }
 }
 
 /** A field's value that passed the schema but not a later check (an amount's precision, in the route). */
