@@ -84,17 +84,34 @@ export const trailingStopInput = z
   })
   .openapi("TrailingStopRequest", { example: { distance: "50", activationPrice: "4400" } });
 
+/**
+ * An optional field whose view shows "none" as null (a trade's or order's exits, an order's expiry): null is none,
+ * as absent is. It leaves validation as absent, so both spellings are the same body to an Idempotency-Key.
+ */
+function optionalOrNone<S extends z.ZodType>(schema: S) {
+  return schema
+    .nullable()
+    .optional()
+    .transform((value) => value ?? undefined);
+}
+
+/** A price field that may be null or absent (none). */
+function optionalPrice(description: string) {
+  return optionalOrNone(decimalInput).openapi({
+    type: ["string", "number", "null"],
+    description: `${description} null or absent: none.`,
+  });
+}
+
 export const createTradeRequest = z
   .strictObject({
     asset: assetInput,
     type: z.enum(["long", "short"]),
     margin: decimalInput.openapi({ description: "USD locked as margin, at most 6 decimals." }),
     leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
-    stopLoss: decimalInput
-      .optional()
-      .openapi({ description: "Close when the price reaches this level (at the asset's price decimals)." }),
-    takeProfit: decimalInput.optional().openapi({ description: "Close when the price reaches this level." }),
-    trailingStop: trailingStopInput.optional(),
+    stopLoss: optionalPrice("Close when the price reaches this level (at the asset's price decimals)."),
+    takeProfit: optionalPrice("Close when the price reaches this level."),
+    trailingStop: optionalOrNone(trailingStopInput),
   })
   .openapi("CreateTradeRequest", {
     example: { asset: "ETH", type: "long", margin: "100", leverage: 10, stopLoss: "3900", takeProfit: "4600" },
@@ -171,10 +188,14 @@ export const entryOrderRequest = z
       description: "USD reserved now and locked in the trade on fill, at most 6 decimals.",
     }),
     leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
-    stopLoss: decimalInput.optional().openapi({ description: "The trade's stop-loss on fill." }),
-    takeProfit: decimalInput.optional().openapi({ description: "The trade's take-profit on fill." }),
-    trailingStop: trailingStopInput.optional(),
-    expiresAt: isoTimeInput.optional().openapi({ description: "Good till this time; absent: good till cancelled." }),
+    stopLoss: optionalPrice("The trade's stop-loss on fill."),
+    takeProfit: optionalPrice("The trade's take-profit on fill."),
+    trailingStop: optionalOrNone(trailingStopInput),
+    expiresAt: optionalOrNone(isoTimeInput).openapi({
+      type: ["string", "null"],
+      format: "date-time",
+      description: "Good till this time; null or absent: good till cancelled.",
+    }),
   })
   .openapi("EntryOrderRequest", {
     example: {

@@ -1,0 +1,57 @@
+/**
+ * How the trade routes read what a request says and refuse what it gets wrong (docs/api.md): null as "none" for the
+ * optional fields whose views show null, and the codes and messages of refusals. On the real API stack with the real
+ * engine and worker.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { client } from "../testing/http.ts";
+import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
+
+let stack: ApiStack;
+let cal: ReturnType<typeof client>;
+
+beforeAll(async () => {
+  stack = await startApiStack();
+  cal = client(stack.app, (await stack.signIn("cal@example.com")).token);
+  await stack.setQuote("ETH_USDC_PERP", "2000", "2001");
+});
+afterAll(() => stack.close());
+
+const TRADE = { asset: "ETH", type: "long", margin: "10", leverage: 2 };
+const ORDER = { asset: "ETH", side: "long", type: "limit", price: "1900", margin: "10", leverage: 2 };
+
+describe("null is none where the view shows none as null", () => {
+  it("POST /trade/create takes null exits, and null is the same request as absent to an Idempotency-Key", async () => {
+    const key = { "idempotency-key": `null-${crypto.randomUUID()}` };
+    const nulls = await cal.post(
+      "/api/v1/trade/create",
+      { ...TRADE, stopLoss: null, takeProfit: null, trailingStop: null },
+      key,
+    );
+    expect(nulls.status, JSON.stringify(nulls.body)).toBe(201);
+    expect(nulls.body.trade).toMatchObject({ stopLoss: null, takeProfit: null, trailingStop: null });
+    const absent = await cal.post("/api/v1/trade/create", TRADE, key);
+    expect([absent.status, absent.body]).toEqual([201, nulls.body]);
+  });
+
+  it("POST /trade/orders and each OCO leg take null exits and a null expiry (good till cancelled)", async () => {
+    const none = { stopLoss: null, takeProfit: null, trailingStop: null, expiresAt: null };
+    const placed = await cal.post("/api/v1/trade/orders", { ...ORDER, ...none });
+    expect(placed.status, JSON.stringify(placed.body)).toBe(201);
+    expect(placed.body.order).toMatchObject({ stopLoss: null, takeProfit: null, trailingStop: null, expiresAt: null });
+    const legs = [
+      { ...ORDER, ...none },
+      { ...ORDER, type: "stop", price: "2100", ...none },
+    ];
+    const oco = await cal.post("/api/v1/trade/orders/oco", { legs });
+    expect(oco.status, JSON.stringify(oco.body)).toBe(201);
+  });
+
+  it("still refuses null for a field that has no none: 400 INVALID_REQUEST naming it", async () => {
+    const res = await cal.post("/api/v1/trade/create", { ...TRADE, margin: null });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    expect(res.body.error?.message).toBe(
+      'margin: expected a positive decimal such as "100" or "4303.93", received null.',
+    );
+  });
+});
