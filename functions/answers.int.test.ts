@@ -77,6 +77,20 @@ describe("validation errors say field, expected and received", () => {
       'quantity: expected a positive decimal such as "100" or "4303.93", received an array.',
     ],
     ["/api/v1/trade/close", { tradeId: 42 }, "INVALID_REQUEST", "tradeId: expected a string, received 42."],
+    // a JSON number where an object belongs: not an object with an unknown field "text"
+    [
+      "/api/v1/trade/create",
+      { asset: "ETH", type: "long", margin: "1", leverage: 1, trailingStop: 5 },
+      "INVALID_REQUEST",
+      "trailingStop: expected a JSON object, received 5.",
+    ],
+    [
+      "/api/v1/trade/orders/oco",
+      { legs: [5, 6] },
+      "INVALID_REQUEST",
+      "legs.0: expected a JSON object, received 5. legs.1: expected a JSON object, received 6.",
+    ],
+    ["/api/v1/trade/order", "5", "INVALID_REQUEST", "body: expected a JSON object, received 5."],
     // invalid_value (an enum)
     [
       "/api/v1/trade/order",

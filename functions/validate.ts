@@ -83,14 +83,40 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<
 function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const first = parsed.error.issues[0]!;
+  const issues = numbersForObjects(parsed.error.issues, input);
+  const first = issues[0]!;
   // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
   const value = valueAt(input, first.path);
   const own = typeof first.path[0] === "string" ? FIELD_ERRORS[first.path[0]] : undefined;
   const code: ApiErrorCode =
     value === undefined || isWrongType(first, value) ? "INVALID_REQUEST" : (own ?? "INVALID_REQUEST");
-  throw new ApiError(code, describeIssues(parsed.error.issues, input, where, fieldsOf(schema)));
+  throw new ApiError(code, describeIssues(issues, input, where, fieldsOf(schema)));
+}
+
+/**
+ * A JSON number where an object belongs. json-body.ts hands numbers over as JsonNumber instances, which zod's object
+ * check takes for objects with one unknown key, `text`: the issues about that "object" (the unknown key, its missing
+ * fields, its refinements) become one wrong-type issue at the number.
+ */
+function numbersForObjects(issues: readonly z.core.$ZodIssue[], input: unknown): z.core.$ZodIssue[] {
+  const numbers = issues
+    .filter((issue) => issue.code === "unrecognized_keys" && valueAt(input, issue.path) instanceof JsonNumber)
+    .map((issue) => issue.path);
+  if (numbers.length === 0) return [...issues];
+  const within = (path: readonly PropertyKey[]) =>
+    numbers.find((at) => at.length <= path.length && at.every((key, i) => key === path[i]));
+  const result: z.core.$ZodIssue[] = [];
+  const replaced = new Set<readonly PropertyKey[]>();
+  for (const issue of issues) {
+    const at = within(issue.path);
+    if (at === undefined) result.push(issue);
+    else if (!replaced.has(at)) {
+      replaced.add(at);
+      result.push({ code: "invalid_type", expected: "object", path: [...at], message: "expected a JSON object" });
+    }
+  }
+  return result;
 }
 
 /** At most this many problems are spelt out in one answer; the rest are counted. */
