@@ -67,6 +67,21 @@ export const signInRequest = z
   .strictObject({ email: z.string().trim().toLowerCase().max(254).pipe(z.email()) })
   .openapi("SignInRequest", { example: { email: "ada@example.com" } });
 
+/**
+ * Either of two fields, not both (and, when `required`, not neither): an object that breaks it does not match the
+ * contract (400 INVALID_REQUEST), and the answer names both fields and what came for each (validate.ts).
+ */
+function oneOf(first: string, second: string, required: boolean) {
+  const message = required
+    ? `expected exactly one of ${first} and ${second}`
+    : `expected ${first} or ${second}, not both`;
+  return (value: Record<string, unknown>, ctx: z.core.$RefinementCtx) => {
+    const count = [first, second].filter((name) => value[name] !== undefined).length;
+    if (count === 2 || (required && count === 0))
+      ctx.addIssue({ code: "custom", message, params: { oneOf: [first, second] } });
+  };
+}
+
 /** A trailing stop's terms: exactly one of `distance` and `percent`. */
 export const trailingStopInput = z
   .strictObject({
@@ -78,10 +93,7 @@ export const trailingStopInput = z
       description: "Start trailing once the bid (long) reaches it or the ask (short) falls to it; absent: at once.",
     }),
   })
-  .superRefine((value, ctx) => {
-    if ((value.distance === undefined) === (value.percent === undefined))
-      ctx.addIssue({ code: "custom", message: "expected exactly one of distance and percent" });
-  })
+  .superRefine(oneOf("distance", "percent", true))
   .openapi("TrailingStopRequest", { example: { distance: "50", activationPrice: "4400" } });
 
 /**
@@ -131,12 +143,9 @@ export const closeTradeRequest = z
       .optional()
       .openapi({ description: "Close this percent (above 0, at most 100) of the quantity, rounded down to the step." }),
   })
-  .superRefine((value, ctx) => {
-    if (value.quantity !== undefined && value.percent !== undefined)
-      ctx.addIssue({ code: "custom", path: ["percent"], message: "expected quantity or percent, not both" });
-  })
+  .superRefine(oneOf("quantity", "percent", false))
   .openapi("CloseTradeRequest", {
-    description: "Without `quantity` or `percent`, closes the whole trade.",
+    description: "Without `quantity` or `percent`, closes the whole trade; both: 400 INVALID_REQUEST.",
     example: { tradeId: "T0-42", percent: "50" },
   });
 

@@ -144,6 +144,11 @@ export function describeIssues(
     }
     if (told.has(field)) continue;
     told.add(field);
+    const pair: unknown = issue.code === "custom" ? issue.params?.["oneOf"] : undefined;
+    if (Array.isArray(pair)) {
+      problems.push(oneOfProblem(issue, field, pair as string[], input));
+      continue;
+    }
     const value = valueAt(input, issue.path);
     if (value === undefined && field !== "") missing.push(field);
     else problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value)));
@@ -176,6 +181,16 @@ function isWrongType(issue: z.core.$ZodIssue, value: unknown): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * Fields of which one may be given, not both (schemas.ts `oneOf`): the answer names both and what came for each,
+ * e.g. `quantity and percent: expected quantity or percent, not both, received quantity "0.1" and percent "10".`
+ */
+function oneOfProblem(issue: z.core.$ZodIssue, field: string, pair: readonly string[], input: unknown): string {
+  const given = pair.filter((name) => valueAt(input, [...issue.path, name]) !== undefined);
+  const sent = given.map((name) => `${name} ${received(valueAt(input, [...issue.path, name]), false)}`);
+  return `${field || listed(pair)}: expected ${expected(issue, field)}, received ${sent.length === 0 ? "neither" : listed(sent)}.`;
 }
 
 /** A field's value that passed the schema but not a later check (an amount's precision, in the route). */

@@ -51,7 +51,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders",
       { ...ORDER, trailingStop: { distance: "10", percent: "1" } },
       "INVALID_REQUEST",
-      "trailingStop: expected exactly one of distance and percent, received an object.",
+      'trailingStop: expected exactly one of distance and percent, received distance "10" and percent "1".',
     );
     await refused(
       "/api/v1/trade/orders",
@@ -87,7 +87,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/close",
       { tradeId: "T0-1", quantity: "0.1", percent: "50" },
       "INVALID_REQUEST",
-      'percent: expected quantity or percent, not both, received "50".',
+      'quantity and percent: expected quantity or percent, not both, received quantity "0.1" and percent "50".',
     );
     await refused(
       "/api/v1/trade/close",
@@ -105,7 +105,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/modify",
       { tradeId: "T0-1", trailingStop: {} },
       "INVALID_REQUEST",
-      "trailingStop: expected exactly one of distance and percent, received an object.",
+      "trailingStop: expected exactly one of distance and percent, received neither.",
     );
   });
 
