@@ -6,7 +6,7 @@
  * Request objects are strict: an unknown field is a 400, because a misspelt `stoploss` silently ignored would open
  * a trade without the protection its owner asked for. Money may come as a decimal string or a JSON number read by
  * its decimal text (json-body.ts); it leaves validation as a plain decimal string, checked against the asset's
- * precision by the route. Which field failed decides the error code (FIELD_ERRORS).
+ * precision by the route. Which field failed decides the error code (fieldErrorCode).
  */
 import { z } from "@hono/zod-openapi";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
@@ -18,6 +18,7 @@ import {
   trailingStopSchema,
   trailingStopSpecSchema,
 } from "../contract/messages.ts";
+import type { RejectionCode } from "../contract/rejections.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { JsonNumber } from "./json-body.ts";
 
@@ -36,7 +37,7 @@ export const decimalInput = z
   .transform((value, ctx) => {
     const text = typeof value === "string" ? value : value.decimalText();
     if (text === undefined || !DECIMAL.test(text)) {
-      ctx.addIssue({ code: "custom", message: 'expected a non-negative decimal such as "100" or "4303.93"' });
+      ctx.addIssue({ code: "custom", message: 'expected a positive decimal such as "100" or "4303.93"' });
       return z.NEVER;
     }
     // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.
@@ -86,9 +87,9 @@ function oneOf(first: string, second: string, required: boolean) {
 export const trailingStopInput = z
   .strictObject({
     distance: decimalInput.optional().openapi({ description: "Trail by this price distance (price decimals)." }),
-    percent: decimalInput
-      .optional()
-      .openapi({ description: "Trail by this percent of the best price since activation." }),
+    percent: decimalInput.optional().openapi({
+      description: "Trail by this percent of the best price since activation: above 0, below 100, 2 decimals at most.",
+    }),
     activationPrice: decimalInput.optional().openapi({
       description: "Start trailing once the bid (long) reaches it or the ask (short) falls to it; absent: at once.",
     }),
@@ -326,15 +327,25 @@ export const idempotencyKeyHeader = z.object({
     }),
 });
 
-/** Which error code a failed field gets; any other failure is INVALID_REQUEST. */
-export const FIELD_ERRORS: Readonly<Record<string, ApiErrorCode>> = {
-  margin: "INVALID_AMOUNT",
-  quantity: "INVALID_AMOUNT",
-  stopLoss: "INVALID_AMOUNT",
-  takeProfit: "INVALID_AMOUNT",
-  price: "INVALID_AMOUNT",
-  asset: "UNKNOWN_ASSET",
-};
+/** Which error code a refused value of a field gets (validate.ts); any other failure is INVALID_REQUEST. */
+const FIELD_ERRORS: ReadonlyMap<string, ApiErrorCode | RejectionCode> = new Map<string, ApiErrorCode | RejectionCode>([
+  ["margin", "INVALID_AMOUNT"],
+  ["quantity", "INVALID_AMOUNT"],
+  ["stopLoss", "INVALID_AMOUNT"],
+  ["takeProfit", "INVALID_AMOUNT"],
+  ["price", "INVALID_AMOUNT"],
+  ["asset", "UNKNOWN_ASSET"],
+]);
+
+/**
+ * The code for a value refused at `path`: a trailing stop's terms are INVALID_TRAILING_STOP (docs/api.md), any
+ * other field is its own (FIELD_ERRORS), by its name wherever it is nested (`legs.1.asset` is an asset).
+ */
+export function fieldErrorCode(path: readonly PropertyKey[]): ApiErrorCode | RejectionCode | undefined {
+  const names = path.filter((key): key is string => typeof key === "string");
+  if (names.slice(0, -1).includes("trailingStop")) return "INVALID_TRAILING_STOP";
+  return FIELD_ERRORS.get(names.at(-1) ?? "");
+}
 
 // ---- responses (documented; the routes build them from engine answers and read models) -----------------------
 

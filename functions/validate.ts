@@ -9,9 +9,10 @@
  */
 import type { Context } from "hono";
 import type { z } from "zod";
+import type { RejectionCode } from "../contract/rejections.ts";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
 import { JsonNumber, parseJsonBody } from "./json-body.ts";
-import { FIELD_ERRORS } from "./schemas.ts";
+import { fieldErrorCode } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -88,10 +89,8 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
   // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
   const value = valueAt(input, first.path);
-  const own = typeof first.path[0] === "string" ? FIELD_ERRORS[first.path[0]] : undefined;
-  const code: ApiErrorCode =
-    value === undefined || isWrongType(first, value) ? "INVALID_REQUEST" : (own ?? "INVALID_REQUEST");
-  throw new ApiError(code, describeIssues(issues, input, where, fieldsOf(schema)));
+  const code = value === undefined || isWrongType(first, value) ? undefined : fieldErrorCode(first.path);
+  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, fieldsOf(schema)));
 }
 
 /**
@@ -194,7 +193,12 @@ function oneOfProblem(issue: z.core.$ZodIssue, field: string, pair: readonly str
 }
 
 /** A field's value that passed the schema but not a later check (an amount's precision, in the route). */
-export function invalidField(code: ApiErrorCode, field: string, expectedText: string, value: unknown): ApiError {
+export function invalidField(
+  code: ApiErrorCode | RejectionCode,
+  field: string,
+  expectedText: string,
+  value: unknown,
+): ApiError {
   return new ApiError(code, fieldProblem(field, expectedText, value, false));
 }
 

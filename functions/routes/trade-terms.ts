@@ -6,9 +6,10 @@
  */
 import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { TrailingStopSpec } from "../../contract/messages.ts";
-import { parseUnits, USD_DECIMALS } from "../../contract/money.ts";
+import { formatUnits, MAX_UNITS, parseUnits, USD_DECIMALS } from "../../contract/money.ts";
+import type { RejectionCode } from "../../contract/rejections.ts";
 import type { ApiDeps } from "../context.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, type ApiErrorCode } from "../errors.ts";
 import { invalidField } from "../validate.ts";
 import {
   CLOSED_ORDER_COLUMNS,
@@ -22,8 +23,15 @@ import {
 /** Percents (trailing distance, part of a trade to close) are at most this precise: hundredths of a percent. */
 const PERCENT_DECIMALS = 2;
 
-export function checkPrecision(field: string, text: string, decimals: number): void {
-  const parsed = parseUnits(text, decimals);
+/** How a refused amount is answered: its code (INVALID_AMOUNT unless the field has its own) and its largest value. */
+export interface AmountRule {
+  readonly code?: ApiErrorCode | RejectionCode;
+  readonly max?: number;
+}
+
+export function checkPrecision(field: string, text: string, decimals: number, rule: AmountRule = {}): void {
+  const { code = "INVALID_AMOUNT", max = MAX_UNITS } = rule;
+  const parsed = parseUnits(text, decimals, max);
   if (parsed.ok && parsed.units > 0) return;
   const expected =
     !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
@@ -31,16 +39,24 @@ export function checkPrecision(field: string, text: string, decimals: number): v
       : !parsed.ok
         ? "a smaller amount"
         : "an amount above zero";
-  throw invalidField("INVALID_AMOUNT", field, expected, text);
+  throw invalidField(code, field, expected, text);
 }
 
-/** A percent above 0 and at most 100, with at most two decimals. */
-export function checkPercent(field: string, text: string): void {
-  checkPrecision(field, text, PERCENT_DECIMALS);
-  const parsed = parseUnits(text, PERCENT_DECIMALS);
-  if (parsed.ok && parsed.units > 100 * 10 ** PERCENT_DECIMALS)
-    throw invalidField("INVALID_AMOUNT", field, "a percent from 0.01 to 100", text);
+/** A percent above 0 and at most `maxHundredths` / 100, with at most two decimals. */
+export function checkPercent(field: string, text: string, code: ApiErrorCode | RejectionCode, maxHundredths: number) {
+  const parsed = parseUnits(text, PERCENT_DECIMALS, maxHundredths);
+  if (parsed.ok && parsed.units > 0) return;
+  const expected =
+    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
+      ? `at most ${PERCENT_DECIMALS} decimals`
+      : `a percent from 0.01 to ${formatUnits(maxHundredths, PERCENT_DECIMALS)}`;
+  throw invalidField(code, field, expected, text);
 }
+
+/** A part of a trade to close: up to all of it. */
+export const CLOSE_PERCENT_MAX = 100_00;
+/** A trailing stop's distance as a percent: below 100 (at 100 % a long's level would be a price of 0). */
+const TRAILING_PERCENT_MAX = 99_99;
 
 interface TrailingInput {
   readonly distance?: string | undefined;
@@ -48,12 +64,19 @@ interface TrailingInput {
   readonly activationPrice?: string | undefined;
 }
 
-/** The request's trailing stop as the contract carries it, its amounts checked at the asset's price decimals. */
+/**
+ * The request's trailing stop as the contract carries it, its terms checked as the engine checks them: a distance
+ * and an activation price positive at the asset's price decimals, a percent above 0 and below 100. Every refusal
+ * is INVALID_TRAILING_STOP (422), the engine's code for the same terms.
+ */
 export function trailingStopTerms(field: string, asset: string, t: TrailingInput): TrailingStopSpec {
-  const decimals = ASSET_BY_SYMBOL.get(asset)!.priceDecimals;
-  if (t.distance !== undefined) checkPrecision(`${field}.distance`, t.distance, decimals);
-  if (t.percent !== undefined) checkPercent(`${field}.percent`, t.percent);
-  if (t.activationPrice !== undefined) checkPrecision(`${field}.activationPrice`, t.activationPrice, decimals);
+  const { priceDecimals, maxPriceTicks } = ASSET_BY_SYMBOL.get(asset)!;
+  const rule: AmountRule = { code: "INVALID_TRAILING_STOP", max: maxPriceTicks };
+  if (t.distance !== undefined) checkPrecision(`${field}.distance`, t.distance, priceDecimals, rule);
+  if (t.percent !== undefined)
+    checkPercent(`${field}.percent`, t.percent, "INVALID_TRAILING_STOP", TRAILING_PERCENT_MAX);
+  if (t.activationPrice !== undefined)
+    checkPrecision(`${field}.activationPrice`, t.activationPrice, priceDecimals, rule);
   return {
     ...(t.distance !== undefined && { distance: t.distance }),
     ...(t.percent !== undefined && { percent: t.percent }),

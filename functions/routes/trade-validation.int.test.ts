@@ -55,3 +55,34 @@ describe("null is none where the view shows none as null", () => {
     );
   });
 });
+
+describe("a trailing stop's terms", () => {
+  it.each([
+    [{ percent: "100" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "100".'],
+    [{ percent: "100.5" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "100.5".'],
+    [{ percent: "0" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "0".'],
+    [{ percent: "1.005" }, 'trailingStop.percent: expected at most 2 decimals, received "1.005".'],
+    [
+      { distance: "abc" },
+      'trailingStop.distance: expected a positive decimal such as "100" or "4303.93", received "abc".',
+    ],
+    [{ distance: "0" }, 'trailingStop.distance: expected an amount above zero, received "0".'],
+    [
+      { distance: "10", activationPrice: "2100.001" },
+      'trailingStop.activationPrice: expected at most 2 decimals, received "2100.001".',
+    ],
+  ])(
+    "POST /trade/create trailingStop %j → 422 INVALID_TRAILING_STOP, before the engine: %s",
+    async (terms, message) => {
+      const inputs = await stack.redis.xlen(stack.keys.input);
+      const res = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: terms });
+      expect([res.status, res.body.error]).toEqual([422, { code: "INVALID_TRAILING_STOP", message }]);
+      expect(await stack.redis.xlen(stack.keys.input)).toBe(inputs);
+    },
+  );
+
+  it("a wrong JSON type inside it is still INVALID_REQUEST", async () => {
+    const res = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { distance: true } });
+    expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+  });
+});

@@ -34,7 +34,7 @@ import {
   spotOrderRequest,
 } from "../schemas.ts";
 import { CLOSED_ORDER_COLUMNS, closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
-import { checkPercent, checkPrecision, tradeConflict, trailingStopTerms } from "./trade-terms.ts";
+import { checkPercent, checkPrecision, CLOSE_PERCENT_MAX, tradeConflict, trailingStopTerms } from "./trade-terms.ts";
 
 /** What every trade POST can answer besides the engine's own refusals. */
 export const POST_ERRORS: readonly ErrorCode[] = [
@@ -147,7 +147,7 @@ export function tradeRoutes(deps: ApiDeps) {
   });
   route(app, close, async (c, { body }) => {
     const { tradeId, quantity, percent } = body;
-    if (percent !== undefined) checkPercent("percent", percent);
+    if (percent !== undefined) checkPercent("percent", percent, "INVALID_AMOUNT", CLOSE_PERCENT_MAX);
     if (quantity !== undefined) {
       // The trade's asset sets the quantity decimals; an unknown trade gets no check here and the engine's answer.
       const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
