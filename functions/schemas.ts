@@ -333,7 +333,7 @@ const FIELD_ERRORS: ReadonlyMap<string, ApiErrorCode | RejectionCode> = new Map<
   ["quantity", "INVALID_AMOUNT"],
   ["stopLoss", "INVALID_AMOUNT"],
   ["takeProfit", "INVALID_AMOUNT"],
-  ["price", "INVALID_AMOUNT"],
+  ["price", "INVALID_PRICE"],
   ["asset", "UNKNOWN_ASSET"],
 ]);
 

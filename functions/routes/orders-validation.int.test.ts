@@ -33,8 +33,9 @@ describe("validation of the order and trade routes", () => {
     await refused(
       "/api/v1/trade/orders",
       { ...ORDER, price: "1900.125" },
-      "INVALID_AMOUNT",
+      "INVALID_PRICE",
       'price: expected at most 2 decimals, received "1900.125".',
+      422,
     );
     await refused(
       "/api/v1/trade/orders",
@@ -63,12 +64,49 @@ describe("validation of the order and trade routes", () => {
     );
   });
 
+  it("POST /trade/orders: every refusal of the price is 422 INVALID_PRICE, of an exit's price 400 INVALID_AMOUNT", async () => {
+    const price = (value: unknown, message: string) =>
+      refused("/api/v1/trade/orders", { ...ORDER, price: value }, "INVALID_PRICE", message, 422);
+    await price("0", 'price: expected an amount above zero, received "0".');
+    await price("abc", 'price: expected a positive decimal such as "100" or "4303.93", received "abc".');
+    await price("-5", 'price: expected a positive decimal such as "100" or "4303.93", received "-5".');
+    await price("4400.001", 'price: expected at most 2 decimals, received "4400.001".');
+    await price("99999999", 'price: expected a smaller amount, received "99999999".');
+    // A value of the wrong JSON type is INVALID_REQUEST, whatever the field
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, price: true },
+      "INVALID_REQUEST",
+      "price: expected a string or a number, received true.",
+    );
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, stopLoss: "99999999" },
+      "INVALID_AMOUNT",
+      'stopLoss: expected a smaller amount, received "99999999".',
+    );
+  });
+
   it("POST /trade/orders/oco: a field error names the leg", async () => {
     await refused(
       "/api/v1/trade/orders/oco",
       { legs: [ORDER, { ...ORDER, price: "12.345" }] },
-      "INVALID_AMOUNT",
+      "INVALID_PRICE",
       'legs.1.price: expected at most 2 decimals, received "12.345".',
+      422,
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [{ ...ORDER, price: "abc" }, ORDER] },
+      "INVALID_PRICE",
+      'legs.0.price: expected a positive decimal such as "100" or "4303.93", received "abc".',
+      422,
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER, { ...ORDER, asset: "DOGE" }] },
+      "UNKNOWN_ASSET",
+      'legs.1.asset: expected one of "ETH", "BTC", "SOL", "ADA", received "DOGE".',
     );
     await refused(
       "/api/v1/trade/orders/oco",

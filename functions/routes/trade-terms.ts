@@ -4,7 +4,7 @@
  * request's target as it now stands when the engine refused because it has moved on (an order filled before its
  * cancel arrived, a trade closed before its modify or close).
  */
-import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
+import { ASSET_BY_SYMBOL, type AssetConfig } from "../../contract/markets.ts";
 import type { TrailingStopSpec } from "../../contract/messages.ts";
 import { formatUnits, MAX_UNITS, parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import type { RejectionCode } from "../../contract/rejections.ts";
@@ -40,6 +40,14 @@ export function checkPrecision(field: string, text: string, decimals: number, ru
         ? "a smaller amount"
         : "an amount above zero";
   throw invalidField(code, field, expected, text);
+}
+
+/**
+ * A price of the asset: positive, at its price decimals, at most its maximum price (the engine refuses above it).
+ * An exit's price that is not one is INVALID_AMOUNT, an entry order's price INVALID_PRICE (docs/api.md).
+ */
+export function checkPrice(field: string, text: string, asset: AssetConfig, code: "INVALID_AMOUNT" | "INVALID_PRICE") {
+  checkPrecision(field, text, asset.priceDecimals, { code, max: asset.maxPriceTicks });
 }
 
 /** A percent above 0 and at most `maxHundredths` / 100, with at most two decimals. */
@@ -99,11 +107,11 @@ export interface EntryOrderInput {
 }
 
 export function entryOrderTerms(field: string, o: EntryOrderInput) {
-  const decimals = ASSET_BY_SYMBOL.get(o.asset)!.priceDecimals;
-  checkPrecision(`${field}price`, o.price, decimals);
+  const asset = ASSET_BY_SYMBOL.get(o.asset)!;
+  checkPrice(`${field}price`, o.price, asset, "INVALID_PRICE");
   checkPrecision(`${field}margin`, o.margin, USD_DECIMALS);
-  if (o.stopLoss !== undefined) checkPrecision(`${field}stopLoss`, o.stopLoss, decimals);
-  if (o.takeProfit !== undefined) checkPrecision(`${field}takeProfit`, o.takeProfit, decimals);
+  if (o.stopLoss !== undefined) checkPrice(`${field}stopLoss`, o.stopLoss, asset, "INVALID_AMOUNT");
+  if (o.takeProfit !== undefined) checkPrice(`${field}takeProfit`, o.takeProfit, asset, "INVALID_AMOUNT");
   const { stopLoss, takeProfit, trailingStop, expiresAt } = o;
   return {
     asset: o.asset,

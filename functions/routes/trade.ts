@@ -34,7 +34,14 @@ import {
   spotOrderRequest,
 } from "../schemas.ts";
 import { CLOSED_ORDER_COLUMNS, closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
-import { checkPercent, checkPrecision, CLOSE_PERCENT_MAX, tradeConflict, trailingStopTerms } from "./trade-terms.ts";
+import {
+  checkPercent,
+  checkPrecision,
+  checkPrice,
+  CLOSE_PERCENT_MAX,
+  tradeConflict,
+  trailingStopTerms,
+} from "./trade-terms.ts";
 
 /** What every trade POST can answer besides the engine's own refusals. */
 export const POST_ERRORS: readonly ErrorCode[] = [
@@ -99,8 +106,8 @@ export function tradeRoutes(deps: ApiDeps) {
   route(app, create, async (c, { body }) => {
     const asset = ASSET_BY_SYMBOL.get(body.asset)!;
     checkPrecision("margin", body.margin, USD_DECIMALS);
-    if (body.stopLoss !== undefined) checkPrecision("stopLoss", body.stopLoss, asset.priceDecimals);
-    if (body.takeProfit !== undefined) checkPrecision("takeProfit", body.takeProfit, asset.priceDecimals);
+    if (body.stopLoss !== undefined) checkPrice("stopLoss", body.stopLoss, asset, "INVALID_AMOUNT");
+    if (body.takeProfit !== undefined) checkPrice("takeProfit", body.takeProfit, asset, "INVALID_AMOUNT");
     const { stopLoss, takeProfit } = body;
     const trailingStop =
       body.trailingStop === undefined ? undefined : trailingStopTerms("trailingStop", body.asset, body.trailingStop);
@@ -196,9 +203,9 @@ export function tradeRoutes(deps: ApiDeps) {
     // The trade's asset sets the price decimals; an unknown trade gets no check here and the engine's 404.
     const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
     if (asset !== undefined) {
-      const decimals = ASSET_BY_SYMBOL.get(asset)!.priceDecimals;
-      if (typeof stopLoss === "string") checkPrecision("stopLoss", stopLoss, decimals);
-      if (typeof takeProfit === "string") checkPrecision("takeProfit", takeProfit, decimals);
+      const config = ASSET_BY_SYMBOL.get(asset)!;
+      if (typeof stopLoss === "string") checkPrice("stopLoss", stopLoss, config, "INVALID_AMOUNT");
+      if (typeof takeProfit === "string") checkPrice("takeProfit", takeProfit, config, "INVALID_AMOUNT");
     }
     const trailing =
       trailingStop === undefined || trailingStop === null || asset === undefined
