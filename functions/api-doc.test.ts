@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
 import { API_ERRORS, rejectionStatus } from "./errors.ts";
+import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { apiDocument, operationsOf } from "./testing/document.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -46,6 +47,20 @@ describe("docs/api.md", () => {
     ];
     expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(expected));
     expect(rows.length).toBe(expected.length);
+  });
+
+  it("states the Idempotency-Key rule the API enforces: printable ASCII without spaces", () => {
+    expect(IDEMPOTENCY_KEY_PATTERN.test("a b")).toBe(false);
+    expect(IDEMPOTENCY_KEY_PATTERN.test("a-b")).toBe(true);
+    expect(section("Idempotency-Key").replace(/\s+/g, " ")).toContain(
+      "1–128 printable ASCII characters without spaces",
+    );
+    expect(API_ERRORS.INVALID_IDEMPOTENCY_KEY.message).toContain("without spaces");
+    const create = (apiDocument() as { paths: Record<string, { post: { parameters: { name: string }[] } }> }).paths[
+      "/api/v1/trade/create"
+    ];
+    const header = create?.post.parameters.find((p) => p.name === "Idempotency-Key") as { description?: string };
+    expect(header.description).toContain("printable ASCII characters without spaces");
   });
 
   it("describes every environment variable the API reads", () => {

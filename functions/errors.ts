@@ -17,7 +17,10 @@ export const API_ERRORS = {
   INVALID_REQUEST: { status: 400, message: "The request does not match the API contract." },
   INVALID_AMOUNT: { status: 400, message: "The amount is not a valid positive decimal at this asset's precision." },
   UNKNOWN_ASSET: { status: 400, message: "The asset is not traded here." },
-  INVALID_IDEMPOTENCY_KEY: { status: 400, message: "Idempotency-Key must be 1 to 128 printable ASCII characters." },
+  INVALID_IDEMPOTENCY_KEY: {
+    status: 400,
+    message: "Idempotency-Key must be 1 to 128 printable ASCII characters without spaces.",
+  },
   INVALID_CURSOR: { status: 400, message: "The cursor is not one this API issued." },
   INCOMPLETE_BODY: { status: 400, message: "The connection closed before the request body was complete." },
   UNAUTHENTICATED: { status: 401, message: "Sign in first." },

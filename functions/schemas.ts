@@ -307,7 +307,7 @@ export const candlesQuery = z
     }
   });
 
-/** Idempotency-Key: 1–128 printable ASCII characters (docs/api.md). */
+/** Idempotency-Key: 1–128 printable ASCII characters without spaces (docs/api.md). */
 export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,128}$/;
 
 /**
@@ -321,7 +321,7 @@ export const idempotencyKeyHeader = z.object({
     .optional()
     .openapi({
       description:
-        "Any 1–128 printable ASCII characters, unique per intended action (a UUID). Same key and body within 24 h: " +
+        "1–128 printable ASCII characters without spaces, unique per intended action (a UUID). Same key and body within 24 h: " +
         "the first answer again, acted on once. Same key, other body: 409 IDEMPOTENCY_CONFLICT.",
       example: "3f6c1a52-8d0e-4b7a-9c1e-2a4b6d8f0e12",
     }),
