@@ -21,7 +21,10 @@ export const API_ERRORS = {
     status: 400,
     message: "Idempotency-Key must be 1 to 128 printable ASCII characters without spaces.",
   },
-  INVALID_CURSOR: { status: 400, message: "The cursor is not one this API issued." },
+  INVALID_CURSOR: {
+    status: 400,
+    message: "The cursor is not a position in the history; pass nextCursor back as it came.",
+  },
   INCOMPLETE_BODY: { status: 400, message: "The connection closed before the request body was complete." },
   UNAUTHENTICATED: { status: 401, message: "Sign in first." },
   INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },

@@ -1,10 +1,14 @@
 /**
  * The keyset cursor of the paginated histories (closes, spot orders, entry orders): the last row's time and id, as
- * base64url JSON. The next page is the rows strictly before it in (time, id) order, newest first. Anything this
- * API did not issue is 400 INVALID_CURSOR. `historyPage` runs that query for any of them.
+ * base64url JSON. The next page is the rows strictly before it in (time, id) order, newest first. `historyPage`
+ * runs that query for any of them.
+ *
+ * A cursor is not signed: every query is bounded to the session's user, so a hand-made cursor can only start a page
+ * of that user's own history somewhere else. What is refused (400 INVALID_CURSOR) is one that does not decode to a
+ * position: a time and a row id.
  */
 import type { Queryable, Row } from "../platform/postgres.ts";
-import { ApiError } from "./errors.ts";
+import { invalidField } from "./validate.ts";
 
 /** A history table: its columns as selected, and the (time, id) pair it is ordered and paged by. */
 export interface HistoryTable {
@@ -60,7 +64,7 @@ export function decodeCursor(cursor: string): { at: string; id: string } {
       return { at: value[0], id: value[1] };
     }
   } catch {
-    // falls through: not a cursor this API issued
+    // falls through: not base64url JSON
   }
-  throw new ApiError("INVALID_CURSOR");
+  throw invalidField("INVALID_CURSOR", "cursor", "the nextCursor of a previous page (a time and an id)", cursor);
 }

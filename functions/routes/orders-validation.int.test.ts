@@ -149,10 +149,19 @@ describe("validation of the order and trade routes", () => {
     );
   });
 
-  it("GET /trade/orders/history: a cursor this API did not issue is 400 INVALID_CURSOR", async () => {
+  it("GET /trade/orders/history: a cursor that does not decode to a position is 400 INVALID_CURSOR naming it", async () => {
     const res = await ann.get("/api/v1/trade/orders/history?cursor=bm90LWEtY3Vyc29y");
     expect(res.status).toBe(400);
-    expect(res.body.error?.code).toBe("INVALID_CURSOR");
+    expect(res.body.error).toEqual({
+      code: "INVALID_CURSOR",
+      message: 'cursor: expected the nextCursor of a previous page (a time and an id), received "bm90LWEtY3Vyc29y".',
+    });
+  });
+
+  it("GET /trade/history: a hand-made cursor that decodes to a position is read, as docs/api.md says", async () => {
+    const cursor = Buffer.from(JSON.stringify(["2026-12-06T08:47:00.000Z", "T0-1"])).toString("base64url");
+    const res = await ann.get(`/api/v1/trade/history?cursor=${cursor}`);
+    expect([res.status, res.body]).toEqual([200, { trades: [], nextCursor: null }]);
   });
 
   it("sent nothing to the engine for any of them", async () => {
