@@ -49,7 +49,7 @@ export interface Keyspace {
   sessionRevokedKey(userId: string, sessionId: string): string;
   /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
   rateLimitKey(scope: string, subject: string): string;
-  /** A user's Idempotency-Key records: key hash → hash of the body it was first used with. */
+  /** A user's Idempotency-Key records: key hash → hash of the body it was first used with, and the path it was on. */
   idempotencyRecords(userId: string): string;
   /** The same records' key hashes by when each was first used (ms): the oldest go past the per-user cap. */
   idempotencyOrder(userId: string): string;

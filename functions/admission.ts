@@ -26,8 +26,9 @@ return n`;
 /**
  * KEYS[1] the session's revocation marker, KEYS[2] counter, and with an Idempotency-Key KEYS[3] the user's records
  * (hash) and KEYS[4] their order (sorted set); ARGV[1] limit, ARGV[2] window ms, ARGV[3] body hash, ARGV[4] record
- * ttl ms, ARGV[5] key hash, ARGV[6] now ms, ARGV[7] records kept per user. Returns 'REVOKED', 'LIMITED', 'CONFLICT'
- * or 'OK'.
+ * ttl ms, ARGV[5] key hash, ARGV[6] now ms, ARGV[7] records kept per user, ARGV[8] the request's path. A record is
+ * the body hash (64 hex digits), a space and the path it was first used on (a record without a path compares by its
+ * hash alone). Returns 'REVOKED', 'LIMITED', 'CONFLICT <first path>' or 'OK'.
  */
 const ADMIT_TRADE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'REVOKED' end
@@ -39,10 +40,10 @@ if KEYS[3] then
   local first = redis.call('HGET', KEYS[3], ARGV[5])
   local at = redis.call('ZSCORE', KEYS[4], ARGV[5])
   if first and at and tonumber(at) > now - tonumber(ARGV[4]) then
-    if first ~= ARGV[3] then return 'CONFLICT' end
+    if string.sub(first, 1, 64) ~= ARGV[3] then return 'CONFLICT ' .. string.sub(first, 66) end
     return 'OK'
   end
-  redis.call('HSET', KEYS[3], ARGV[5], ARGV[3])
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[3] .. ' ' .. ARGV[8])
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[5])
   local over = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[7])
   if over > 0 then
@@ -120,10 +121,16 @@ export const IDEMPOTENCY_KEY_LIMITS: IdempotencyKeyLimits = {
   ttlMs: IDEMPOTENCY_TTL_MS,
 };
 
+/** Which operation a request is: its name goes into the body hash, its path into the answer to a conflict. */
+export interface Endpoint {
+  readonly name: string;
+  readonly path: string;
+}
+
 /**
  * Admits a trade request: checks the session is not revoked, counts the request against the user's trade limit
- * and, with an Idempotency-Key, checks the body against the key's first use (remembered within `limits`).
- * Returns the engine request id: derived from the key (so a retry acts once), or random without one.
+ * and, with an Idempotency-Key, checks the endpoint and body against the key's first use (remembered within
+ * `limits`). Returns the engine request id: derived from the key (so a retry acts once), or random without one.
  */
 export async function admitTrade(
   redis: ApiRedis,
@@ -131,7 +138,7 @@ export async function admitTrade(
   session: { userId: string; revokedKey: string },
   rate: RateLimit,
   idempotencyKey: string | undefined,
-  endpoint: string,
+  endpoint: Endpoint,
   body: unknown,
   limits: IdempotencyKeyLimits = IDEMPOTENCY_KEY_LIMITS,
 ): Promise<string> {
@@ -139,7 +146,7 @@ export async function admitTrade(
   const keyHash = idempotencyKey === undefined ? undefined : sha256(idempotencyKey);
   const records = keyHash === undefined ? [] : [keys.idempotencyRecords(userId), keys.idempotencyOrder(userId)];
   // The validated, normalised body: `"margin": 100` and `"margin": "100"` are the same request.
-  const bodyHash = sha256(`${endpoint}\n${canonicalJson(body)}`);
+  const bodyHash = sha256(`${endpoint.name}\n${canonicalJson(body)}`);
   const verdict = await redis.eval(
     ADMIT_TRADE,
     [session.revokedKey, keys.rateLimitKey("trade", userId), ...records],
@@ -151,11 +158,12 @@ export async function admitTrade(
       keyHash ?? "",
       String(Date.now()),
       String(limits.perUser),
+      endpoint.path,
     ],
   );
   if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED");
   if (verdict === "LIMITED") throw limited(rate);
-  if (verdict === "CONFLICT") throw new ApiError("IDEMPOTENCY_CONFLICT");
+  if (typeof verdict === "string" && verdict.startsWith("CONFLICT ")) throw conflict(verdict.slice(9), endpoint.path);
   if (verdict !== "OK") throw new Error(`unexpected admission verdict ${String(verdict)}`);
   return keyHash === undefined ? `r-${crypto.randomUUID()}` : `k-${keyHash.slice(0, 48)}`;
 }
@@ -167,6 +175,15 @@ export function readIdempotencyKey(header: string | undefined): string | undefin
     throw invalidField("INVALID_IDEMPOTENCY_KEY", "Idempotency-Key", expected, header);
   }
   return header;
+}
+
+/** A key used before with another request: which endpoint it was first used on, when that is not this one. */
+function conflict(firstPath: string, path: string): ApiError {
+  if (firstPath === "" || firstPath === path) return new ApiError("IDEMPOTENCY_CONFLICT");
+  return new ApiError(
+    "IDEMPOTENCY_CONFLICT",
+    `This Idempotency-Key was first used on POST ${firstPath}, not POST ${path}; use a new key for each action.`,
+  );
 }
 
 function limited(rate: RateLimit): ApiError {

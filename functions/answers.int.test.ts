@@ -74,7 +74,7 @@ describe("validation errors say field, expected and received", () => {
       "/api/v1/trade/order",
       { asset: "ETH", side: "buy", quantity: ["1"] },
       "INVALID_REQUEST",
-      'quantity: expected a positive decimal such as "100" or "4303.93", received an array.',
+      'quantity: expected a positive decimal such as "100" or "4303.93", received an array of 1 item.',
     ],
     ["/api/v1/trade/close", { tradeId: 42 }, "INVALID_REQUEST", "tradeId: expected a string, received 42."],
     // a JSON number where an object belongs: not an object with an unknown field "text"
@@ -130,7 +130,7 @@ describe("validation errors say field, expected and received", () => {
     ["/api/v1/trade/order", { asset: "ETH" }, "INVALID_REQUEST", "side and quantity are required."],
     ["/api/v1/auth", {}, "INVALID_REQUEST", "email is required."],
     // the body itself
-    ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array."],
+    ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array of 2 items."],
     // a value that passed the schema but not the asset's precision
     [
       "/api/v1/trade/order",

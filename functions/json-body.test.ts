@@ -1,7 +1,7 @@
 // Request bodies: money sent as a JSON number is read by its decimal text, never through a binary double; hostile
 // bodies (deep nesting, "__proto__" keys, absurd exponents, repeated keys) are refused or stay harmless.
 import { describe, expect, it } from "vitest";
-import { JsonNumber, MAX_BODY_DEPTH, parseJsonBody } from "./json-body.ts";
+import { JsonNumber, MAX_BODY_DEPTH, parseJsonBody, plainDecimal } from "./json-body.ts";
 import { BODY_LIMIT_BYTES } from "./validate.ts";
 
 function numberIn(text: string): JsonNumber {
@@ -39,6 +39,16 @@ describe("parseJsonBody", () => {
     expect(numberIn('{"n":1e40}').decimalText()).toBe(`1${"0".repeat(40)}`);
     const long = "9".repeat(BODY_LIMIT_BYTES - 10);
     expect(numberIn(`{"n":${long}}`).decimalText()).toBe(long);
+  });
+
+  it("spells a decimal one way: no leading zeros before the point, no trailing zeros after it", () => {
+    expect(plainDecimal("0100", "50")).toBe("100.5");
+    expect(plainDecimal("000", "000")).toBe("0");
+    expect(plainDecimal("7", "")).toBe("7");
+    // A body's worth of zeros before a last digit (linear: a regular expression would take quadratic time here).
+    const zeros = "0".repeat(BODY_LIMIT_BYTES - 20);
+    expect(plainDecimal(zeros, `${zeros}1`)).toBe(`0.${zeros}1`);
+    expect(numberIn(`{"n":0.${zeros}1}`).decimalText()).toBe(`0.${zeros}1`);
   });
 
   it(`accepts ${MAX_BODY_DEPTH} levels of nesting and refuses one more, or a body-limit's worth`, () => {

@@ -21,10 +21,22 @@ export class JsonNumber extends RawNumber {
     const point = m[1]!.length + exponent;
     const whole = point <= 0 ? "0" : digits.slice(0, point).padEnd(point, "0");
     const fraction = point < 0 ? "0".repeat(-point) + digits : digits.slice(Math.max(point, 0));
-    const trimmedWhole = whole.replace(/^0+(?=\d)/, "");
-    const trimmedFraction = fraction.replace(/0+$/, "");
-    return trimmedFraction === "" ? trimmedWhole : `${trimmedWhole}.${trimmedFraction}`;
+    return plainDecimal(whole, fraction);
   }
+}
+
+/**
+ * A decimal's one spelling: no leading zeros before the point, no trailing zeros after it ("0100", "50" → "100.5").
+ * In loops, not regular expressions: `/0+$/` takes quadratic time on a long run of zeros before a last digit, and a
+ * body holds 16 KiB of digits.
+ */
+export function plainDecimal(whole: string, fraction: string): string {
+  let start = 0;
+  while (start < whole.length - 1 && whole[start] === "0") start++;
+  let end = fraction.length;
+  while (end > 0 && fraction[end - 1] === "0") end--;
+  const w = whole.slice(start);
+  return end === 0 ? w : `${w}.${fraction.slice(0, end)}`;
 }
 
 export type JsonValue = ExactJson<JsonNumber>;

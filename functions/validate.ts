@@ -198,12 +198,14 @@ export function invalidField(
   field: string,
   expectedText: string,
   value: unknown,
+  /** What is wrong with the value, when the value alone does not show it ("26 digits before the decimal point"). */
+  note?: string,
 ): ApiError {
-  return new ApiError(code, fieldProblem(field, expectedText, value, false));
+  return new ApiError(code, fieldProblem(field, expectedText, value, false, note));
 }
 
-function fieldProblem(field: string, expectedText: string, value: unknown, withType: boolean): string {
-  return `${field}: expected ${expectedText}, received ${received(value, withType)}.`;
+function fieldProblem(field: string, expectedText: string, value: unknown, withType: boolean, note?: string): string {
+  return `${field}: expected ${expectedText}, received ${received(value, withType)}${note === undefined ? "" : `: ${note}`}.`;
 }
 
 /**
@@ -303,7 +305,7 @@ function received(value: unknown, withType: boolean): string {
     const quoted = cut ? `${json.slice(0, -1)}…" (${[...value].length} characters)` : json;
     return withType ? `the string ${quoted}` : quoted;
   }
-  if (Array.isArray(value)) return "an array";
+  if (Array.isArray(value)) return `an array of ${value.length} item${value.length === 1 ? "" : "s"}`;
   if (value === null || typeof value === "boolean" || typeof value === "number") return String(value);
   return typeof value === "object" ? "an object" : typeof value;
 }

@@ -71,7 +71,8 @@ describe("validation of the order and trade routes", () => {
     await price("abc", 'price: expected a positive decimal such as "100" or "4303.93", received "abc".');
     await price("-5", 'price: expected a positive decimal such as "100" or "4303.93", received "-5".');
     await price("4400.001", 'price: expected at most 2 decimals, received "4400.001".');
-    await price("99999999", 'price: expected a smaller amount, received "99999999".');
+    await price("99999999", 'price: expected at most 1000000, received "99999999": 8 digits before the decimal point.');
+    await price("1000000.01", 'price: expected at most 1000000, received "1000000.01".');
     // A value of the wrong JSON type is INVALID_REQUEST, whatever the field
     await refused(
       "/api/v1/trade/orders",
@@ -83,7 +84,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders",
       { ...ORDER, stopLoss: "99999999" },
       "INVALID_AMOUNT",
-      'stopLoss: expected a smaller amount, received "99999999".',
+      'stopLoss: expected at most 1000000, received "99999999": 8 digits before the decimal point.',
     );
   });
 
@@ -112,7 +113,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders/oco",
       { legs: [ORDER] },
       "INVALID_REQUEST",
-      "legs: expected an array of exactly two orders, received an array.",
+      "legs: expected an array of exactly two orders, received an array of 1 item.",
     );
   });
 

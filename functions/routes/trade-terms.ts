@@ -29,17 +29,23 @@ export interface AmountRule {
   readonly max?: number;
 }
 
+/**
+ * An amount as validation leaves it (schemas.ts: digits, maybe a point and digits, no leading or trailing zeros)
+ * against its field's decimals and largest value. The answer names what is wrong: too many decimals, zero, or over
+ * the limit, giving the limit and, when the amount has more digits before the point than the limit, how many.
+ */
 export function checkPrecision(field: string, text: string, decimals: number, rule: AmountRule = {}): void {
   const { code = "INVALID_AMOUNT", max = MAX_UNITS } = rule;
+  const [whole = "", fraction = ""] = text.split(".");
+  // Decimals first: parseUnits calls any text over 40 characters out of range, a long fraction too.
+  if (fraction.length > decimals) throw invalidField(code, field, `at most ${decimals} decimals`, text);
   const parsed = parseUnits(text, decimals, max);
   if (parsed.ok && parsed.units > 0) return;
-  const expected =
-    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
-      ? `at most ${decimals} decimals`
-      : !parsed.ok
-        ? "a smaller amount"
-        : "an amount above zero";
-  throw invalidField(code, field, expected, text);
+  if (parsed.ok) throw invalidField(code, field, "an amount above zero", text);
+  const limit = formatUnits(max, decimals);
+  const limitDigits = limit.split(".")[0]!.length;
+  const digits = whole.length > limitDigits ? `${whole.length} digits before the decimal point` : undefined;
+  throw invalidField(code, field, `at most ${limit}`, text, digits);
 }
 
 /**
@@ -52,13 +58,11 @@ export function checkPrice(field: string, text: string, asset: AssetConfig, code
 
 /** A percent above 0 and at most `maxHundredths` / 100, with at most two decimals. */
 export function checkPercent(field: string, text: string, code: ApiErrorCode | RejectionCode, maxHundredths: number) {
+  const fraction = text.split(".")[1] ?? "";
+  if (fraction.length > PERCENT_DECIMALS) throw invalidField(code, field, `at most ${PERCENT_DECIMALS} decimals`, text);
   const parsed = parseUnits(text, PERCENT_DECIMALS, maxHundredths);
   if (parsed.ok && parsed.units > 0) return;
-  const expected =
-    !parsed.ok && parsed.reason === "TOO_MANY_DECIMALS"
-      ? `at most ${PERCENT_DECIMALS} decimals`
-      : `a percent from 0.01 to ${formatUnits(maxHundredths, PERCENT_DECIMALS)}`;
-  throw invalidField(code, field, expected, text);
+  throw invalidField(code, field, `a percent from 0.01 to ${formatUnits(maxHundredths, PERCENT_DECIMALS)}`, text);
 }
 
 /** A part of a trade to close: up to all of it. */

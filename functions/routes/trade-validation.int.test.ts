@@ -86,3 +86,50 @@ describe("a trailing stop's terms", () => {
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
   });
 });
+
+describe("messages say what was expected and what came", () => {
+  const create = (margin: string) =>
+    cal.post("/api/v1/trade/create", `{"asset":"ETH","type":"long","margin":${margin},"leverage":2}`);
+
+  it.each([
+    [
+      '"1000000000000"',
+      'margin: expected at most 1000000000, received "1000000000000": 13 digits before the decimal point.',
+    ],
+    [
+      '"12345678901234567890123456"',
+      'margin: expected at most 1000000000, received "12345678901234567890123456": 26 digits before the decimal point.',
+    ],
+    ['"1000000000.5"', 'margin: expected at most 1000000000, received "1000000000.5".'],
+    ["0.1234567890123456789", 'margin: expected at most 6 decimals, received "0.1234567890123456789".'],
+    ['"0.1234567890123456789"', 'margin: expected at most 6 decimals, received "0.1234567890123456789".'],
+    [
+      `"0.${"0".repeat(100)}1"`,
+      `margin: expected at most 6 decimals, received "0.${"0".repeat(38)}…" (103 characters).`,
+    ],
+    ["1e-7", 'margin: expected at most 6 decimals, received "0.0000001".'],
+  ])("margin %s → 400 INVALID_AMOUNT: %s", async (margin, message) => {
+    const res = await create(margin);
+    expect([res.status, res.body.error]).toEqual([400, { code: "INVALID_AMOUNT", message }]);
+  });
+
+  it("an Idempotency-Key used on another endpoint: 409 naming both endpoints", async () => {
+    const key = { "idempotency-key": `elsewhere-${crypto.randomUUID()}` };
+    expect((await cal.post("/api/v1/trade/create", TRADE, key)).status).toBe(201);
+    const elsewhere = await cal.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.01" }, key);
+    expect([elsewhere.status, elsewhere.body.error]).toEqual([
+      409,
+      {
+        code: "IDEMPOTENCY_CONFLICT",
+        message:
+          "This Idempotency-Key was first used on POST /api/v1/trade/create, not POST /api/v1/trade/order; use a new " +
+          "key for each action.",
+      },
+    ]);
+    const otherBody = await cal.post("/api/v1/trade/create", { ...TRADE, margin: "11" }, key);
+    expect([otherBody.status, otherBody.body.error?.message]).toEqual([
+      409,
+      "This Idempotency-Key was used with a different request body.",
+    ]);
+  });
+});

@@ -326,7 +326,16 @@ export async function act(
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
   const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
   const { tradeRate, idempotencyKeys } = deps.settings;
-  const requestId = await admitTrade(deps.redis, deps.keys, admitted, tradeRate, key, endpoint, body, idempotencyKeys);
+  const requestId = await admitTrade(
+    deps.redis,
+    deps.keys,
+    admitted,
+    tradeRate,
+    key,
+    { name: endpoint, path: c.req.path },
+    body,
+    idempotencyKeys,
+  );
   const { userId } = session;
   return resultOf(await deps.engine.send(userId, requestId, instruction));
 }
