@@ -53,13 +53,15 @@ export const decimalInput = z
     description: "A decimal string, or a JSON number read by its decimal text (never through a binary double).",
   });
 
+/** A whole number sent as a JSON number, read by its value: `10`, `10.0` and `1e1` are the same. */
 export const wholeNumberInput = jsonNumber
   .transform((value, ctx) => {
-    if (!/^[1-9]\d{0,5}$/.test(value.text)) {
+    const text = value.decimalText();
+    if (text === undefined || !/^[1-9]\d{0,5}$/.test(text)) {
       ctx.addIssue({ code: "custom", message: "expected a whole number from 1" });
       return z.NEVER;
     }
-    return Number(value.text);
+    return Number(text);
   })
   .openapi({ type: "integer", minimum: 1 });
 

@@ -133,3 +133,23 @@ describe("messages say what was expected and what came", () => {
     ]);
   });
 });
+
+describe("leverage: a JSON number read by its value", () => {
+  it("10.0 and 1e1 are 10, the same request as 10 to an Idempotency-Key; 10.5 is refused", async () => {
+    const key = { "idempotency-key": `leverage-${crypto.randomUUID()}` };
+    const body = (leverage: string) => `{"asset":"ETH","type":"long","margin":"10","leverage":${leverage}}`;
+    const first = await cal.post("/api/v1/trade/create", body("10.0"), key);
+    expect(first.status, JSON.stringify(first.body)).toBe(201);
+    expect(first.body.trade).toMatchObject({ leverage: 10 });
+    for (const same of ["1e1", "10"])
+      expect(await cal.post("/api/v1/trade/create", body(same), key)).toMatchObject({ status: 201, body: first.body });
+    const half = await cal.post("/api/v1/trade/create", body("10.5"));
+    expect([half.status, half.body.error]).toEqual([
+      400,
+      {
+        code: "INVALID_REQUEST",
+        message: "leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received 10.5.",
+      },
+    ]);
+  });
+});
