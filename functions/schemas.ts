@@ -325,8 +325,9 @@ export const idempotencyKeyHeader = z.object({
     .optional()
     .openapi({
       description:
-        "1–128 printable ASCII characters without spaces, unique per intended action (a UUID). Same key and body within 24 h: " +
-        "the first answer again, acted on once. Same key, other body: 409 IDEMPOTENCY_CONFLICT.",
+        "1–128 printable ASCII characters without spaces, unique per intended action (a UUID). Same key and body " +
+        "within 24 h: the first answer again, acted on once. Same key, other body or endpoint: 409 " +
+        "IDEMPOTENCY_CONFLICT.",
       example: "3f6c1a52-8d0e-4b7a-9c1e-2a4b6d8f0e12",
     }),
 });

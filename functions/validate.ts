@@ -189,7 +189,8 @@ function isWrongType(issue: z.core.$ZodIssue, value: unknown): boolean {
 function oneOfProblem(issue: z.core.$ZodIssue, field: string, pair: readonly string[], input: unknown): string {
   const given = pair.filter((name) => valueAt(input, [...issue.path, name]) !== undefined);
   const sent = given.map((name) => `${name} ${received(valueAt(input, [...issue.path, name]), false)}`);
-  return `${field || listed(pair)}: expected ${expected(issue, field)}, received ${sent.length === 0 ? "neither" : listed(sent)}.`;
+  const came = sent.length === 0 ? "neither" : listed(sent);
+  return `${field || listed(pair)}: expected ${expected(issue, field)}, received ${came}.`;
 }
 
 /** A field's value that passed the schema but not a later check (an amount's precision, in the route). */
@@ -205,7 +206,8 @@ export function invalidField(
 }
 
 function fieldProblem(field: string, expectedText: string, value: unknown, withType: boolean, note?: string): string {
-  return `${field}: expected ${expectedText}, received ${received(value, withType)}${note === undefined ? "" : `: ${note}`}.`;
+  const what = note === undefined ? "" : `: ${note}`;
+  return `${field}: expected ${expectedText}, received ${received(value, withType)}${what}.`;
 }
 
 /**

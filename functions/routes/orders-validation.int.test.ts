@@ -64,7 +64,7 @@ describe("validation of the order and trade routes", () => {
     );
   });
 
-  it("POST /trade/orders: every refusal of the price is 422 INVALID_PRICE, of an exit's price 400 INVALID_AMOUNT", async () => {
+  it("POST /trade/orders: a refused price is 422 INVALID_PRICE, a refused exit price 400 INVALID_AMOUNT", async () => {
     const price = (value: unknown, message: string) =>
       refused("/api/v1/trade/orders", { ...ORDER, price: value }, "INVALID_PRICE", message, 422);
     await price("0", 'price: expected an amount above zero, received "0".');
@@ -150,7 +150,7 @@ describe("validation of the order and trade routes", () => {
     );
   });
 
-  it("GET /trade/orders/history: a cursor that does not decode to a position is 400 INVALID_CURSOR naming it", async () => {
+  it("GET /trade/orders/history: a cursor that is not a position is 400 INVALID_CURSOR naming it", async () => {
     const res = await ann.get("/api/v1/trade/orders/history?cursor=bm90LWEtY3Vyc29y");
     expect(res.status).toBe(400);
     expect(res.body.error).toEqual({
