@@ -406,12 +406,13 @@ describe("the end of the session", () => {
     expect(server.ticketRequests).toHaveLength(1);
   });
 
-  it("a 404 on the ticket (a wrong apiUrl): failed, no retry; a 408 is retried", async () => {
+  it("a 404 on the ticket (a wrong apiUrl) three times in a row: failed, no more retries; a 408 is retried", async () => {
     server = await startFakeStreamServer();
     server.refuseTickets(404);
     const { client, seen } = connect({ backoff: { initialMs: 5, maxMs: 5 } });
-    await until("the close", () => seen.closes.length === 1);
-    expect(seen.closes[0]).toEqual({
+    await until("the third close", () => seen.closes.length === 3);
+    expect(seen.closes.slice(0, 2).map((c) => c.reconnectInMs)).toEqual([expect.any(Number), expect.any(Number)]);
+    expect(seen.closes[2]).toEqual({
       code: 4000,
       reason: "ticket refused: HTTP 404",
       reconnectInMs: null,
@@ -420,13 +421,13 @@ describe("the end of the session", () => {
     expect(seen.errors[0]).toEqual({ kind: "ticket", status: 404, message: "Refused by the test." });
     expect(client.status).toBe("failed");
     await sleep(100); // many backoff periods
-    expect(server.ticketRequests).toHaveLength(1);
+    expect(server.ticketRequests).toHaveLength(3);
     client.close();
-    expect(seen.closes).toHaveLength(1);
+    expect(seen.closes).toHaveLength(3);
 
     server.refuseTickets(408);
     const again = connect({ backoff: { initialMs: 5, maxMs: 5 } });
-    await until("a retry", () => server.ticketRequests.length >= 3);
+    await until("a retry", () => server.ticketRequests.length >= 3 + 2);
     expect(again.client.status).toBe("reconnecting");
     again.client.close();
   });

@@ -15,8 +15,9 @@
  * - It reconnects after jittered exponential backoff (capped), which starts over once a connection stayed up
  *   `stableMs`; after close 1001 (the server going away, every socket of it at once) after a random pause over
  *   0–`goingAwayMaxMs` (5 s), so a deploy's clients come back spread out; never after close code 4401 (session
- *   ended) or a 401 on the ticket: that needs a new sign-in; nor after any other 4xx on the ticket but 408 and 429
- *   (a 404 from a wrong `apiUrl`): asking again would be refused the same way, forever.
+ *   ended) or a 401 on the ticket: that needs a new sign-in; nor after a third other 4xx in a row on the ticket but
+ *   408 and 429 (a 404 from a wrong `apiUrl`): asking again would be refused the same way, forever, while one or
+ *   two may be a gateway's during a deploy.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
@@ -137,6 +138,8 @@ export class StreamClient {
   /** Bumped per connection attempt and on close(): callbacks of an older one are ignored. */
   private generation = 0;
   private failedAttempts = 0;
+  /** Ticket requests refused as such (refusedAsSuch) in a row. */
+  private refusals = 0;
   private heartbeatMs: number;
   private welcomedAt: number | undefined;
   private pings = 0;
@@ -210,12 +213,14 @@ export class StreamClient {
     if (generation !== this.generation) return;
     if (!ticket.ok) {
       this.emit("error", { kind: "ticket", status: ticket.status, message: ticket.message });
+      this.refusals = refusedAsSuch(ticket.status) ? this.refusals + 1 : 0;
       if (ticket.status === 401) this.end(CLOSE_CODES.sessionEnded, "not signed in", "ended");
-      else if (refusedAsSuch(ticket.status))
+      else if (this.refusals >= REFUSALS_BEFORE_FAILING)
         this.end(CLIENT_DROP_CODE, `ticket refused: HTTP ${ticket.status}`, "failed");
       else this.retry(CLIENT_DROP_CODE, "ticket refused", ticket.retryAfterMs);
       return;
     }
+    this.refusals = 0;
     let socket: WebSocketLike;
     try {
       socket = new this.options.WebSocket(ticket.url);
@@ -400,6 +405,9 @@ export class StreamClient {
     }
   }
 }
+
+/** Ticket requests refused as such, in a row, after which the client stops (status `failed`). */
+const REFUSALS_BEFORE_FAILING = 3;
 
 /**
  * A 4xx on the ticket request other than 408 (timeout) and 429 (too many): the request itself is wrong (a wrong
