@@ -118,7 +118,7 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
       ]);
       log.info("postgres_cluster_created", { dir: pgdata });
     }
-    port = await choosePort(home, await readPort(home), options.preferredPort ?? 5433);
+    port = await choosePort(home, await readPort(home), options.preferredPort ?? 5433, options.onlyPort);
     const settings = ["-p", String(port), "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=''"];
     if (options.durable === false)
       settings.push("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off");

@@ -93,7 +93,7 @@ export async function ensureRedis(options: InfraOptions): Promise<LocalServer> {
       ].join("\n"),
     );
   }
-  const port = await choosePort(home, remembered, options.preferredPort ?? 6380);
+  const port = await choosePort(home, remembered, options.preferredPort ?? 6380, options.onlyPort);
   const durable = options.durable ?? true;
   const pidFile = join(home, "redis.pid");
   await rm(pidFile, { force: true });

@@ -26,6 +26,8 @@ export interface InfraOptions {
   readonly prefer: "own" | "running";
   /** Port tried first when a server is started here; 0 takes any free port. */
   readonly preferredPort?: number;
+  /** Start only on this port, or fail: a restart, whose clients were given this address. */
+  readonly onlyPort?: number;
   /** Persist to disk (the default). Tests turn it off for speed: no AOF, no Postgres fsync. */
   readonly durable?: boolean;
 }
@@ -56,10 +58,19 @@ export function where(url: string): string {
   }
 }
 
-/** The remembered port if it is still free, else `preferred` if free, else any free port; remembered in `home/port`. */
-export async function choosePort(home: string, remembered: number | undefined, preferred: number): Promise<number> {
-  let port: number | undefined;
-  for (const candidate of [remembered, preferred]) {
+/**
+ * The remembered port if it is still free, else `preferred` if free, else any free port; remembered in `home/port`.
+ * With `only`, that port or an error.
+ */
+export async function choosePort(
+  home: string,
+  remembered: number | undefined,
+  preferred: number,
+  only?: number,
+): Promise<number> {
+  if (only !== undefined && (await listenOn(only)) === undefined) throw new Error(`port ${only} is taken`);
+  let port: number | undefined = only;
+  for (const candidate of port === undefined ? [remembered, preferred] : []) {
     if (candidate !== undefined && candidate !== 0 && (await listenOn(candidate)) !== undefined) {
       port = candidate;
       break;

@@ -404,46 +404,40 @@ describe("npm start with nothing configured, from a folder closed to other users
 
         const session = await signIn("private@example.com");
         const initial = await get(session, "/api/v1/account/balance");
-        const order = await until(
-          async () => {
-            const r = await fetch(`http://127.0.0.1:${port}/api/v1/trade/order`, {
-              method: "POST",
-              headers: { authorization: `Bearer ${session}`, "content-type": "application/json" },
-              body: JSON.stringify({ asset: "SOL", side: "buy", quantity: "1" }),
-            });
-            return r.status === 201 ? r : undefined;
-          },
-          30_000,
-          "an order on simulated prices",
-        );
+        // One Idempotency-Key per order across its retries: a 504 during recovery may still have been carried out.
+        const buy = (what: string, key = crypto.randomUUID()) =>
+          until(
+            async () => {
+              const r = await fetch(`http://127.0.0.1:${port}/api/v1/trade/order`, {
+                method: "POST",
+                headers: {
+                  authorization: `Bearer ${session}`,
+                  "content-type": "application/json",
+                  "idempotency-key": key,
+                },
+                body: JSON.stringify({ asset: "SOL", side: "buy", quantity: "1" }),
+              });
+              return r.status === 201 ? r : undefined;
+            },
+            60_000,
+            what,
+          );
+        const order = await buy("an order on simulated prices");
         expect(order.status).toBe(201);
         const afterFirst = await get(session, "/api/v1/account/balance");
         expect(afterFirst).not.toEqual(initial);
 
         // Its own Redis, then its own Postgres, killed: each is started again on the same port and data, the
         // components reconnect, and the next order is taken and lands in the history Postgres keeps.
-        const buy = () =>
-          until(
-            async () => {
-              const r = await fetch(`http://127.0.0.1:${port}/api/v1/trade/order`, {
-                method: "POST",
-                headers: { authorization: `Bearer ${session}`, "content-type": "application/json" },
-                body: JSON.stringify({ asset: "SOL", side: "buy", quantity: "1" }),
-              });
-              return r.status === 201 ? r : undefined;
-            },
-            60_000,
-            "an order after a restart",
-          );
         const started = (event: string) => child.lines.filter((l) => l.event === event).at(-1)!;
         process.kill(Number(started("redis_started").pid), "SIGKILL");
         await child.waitFor("redis_restarted", 30_000);
         expect(child.lines.find((l) => l.event === "redis_died")).toMatchObject({ level: "error" });
         expect(Number(started("redis_started").port)).toBe(redisPort);
-        await buy();
+        await buy("an order after Redis restarted");
         process.kill(Number(started("postgres_started").pid), "SIGKILL");
         await child.waitFor("postgres_restarted", 60_000);
-        await buy();
+        await buy("an order after Postgres restarted");
         const spot = (await get(session, "/api/v1/trade/spot-orders")) as { orders: unknown[] };
         expect(spot.orders).toHaveLength(3);
         const after = await get(session, "/api/v1/account/balance");

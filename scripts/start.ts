@@ -40,7 +40,12 @@ runMain("start", async () => {
   try {
     const logAt = await logLeftOnLocalRedis(dataDir, env);
     const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
-    const redis = new Watched("redis", await ensureRedis(redisOptions), () => ensureRedis(redisOptions), log);
+    const redis = new Watched(
+      "redis",
+      await ensureRedis(redisOptions),
+      (port) => ensureRedis({ ...redisOptions, onlyPort: port }),
+      log,
+    );
     cleanup.unshift(() => redis.stop());
     if (logAt !== undefined) {
       log.warn("redis_log_outside_data_dir", {
@@ -52,7 +57,7 @@ runMain("start", async () => {
     const postgres = new Watched(
       "postgres",
       await ensurePostgres(postgresOptions),
-      () => ensurePostgres(postgresOptions),
+      (port) => ensurePostgres({ ...postgresOptions, onlyPort: port }),
       log,
     );
     cleanup.unshift(() => postgres.stop());
@@ -90,10 +95,14 @@ runMain("start", async () => {
 
 /** A server of this run's own (Redis, Postgres), started again when its process dies. */
 class Watched {
+  private restarting: Promise<void> | undefined;
+  private stopping = false;
+
   constructor(
     private readonly name: string,
     private server: LocalServer,
-    private readonly restart: () => Promise<LocalServer>,
+    /** Starts it on exactly `port`: the components were given that address. */
+    private readonly restart: (port: number) => Promise<LocalServer>,
     private readonly log: Logger,
   ) {}
 
@@ -103,24 +112,28 @@ class Watched {
 
   /** Starts it again if it died; an error is logged, and the next check tries again. */
   async check(): Promise<void> {
-    if (!this.server.started || (await this.server.alive())) return;
+    if (this.stopping || !this.server.started || (await this.server.alive())) return;
     this.log.error(`${this.name}_died`, { at: where(this.server.url) });
-    try {
-      const next = await this.restart();
-      if (next.url !== this.server.url) {
-        // The components were given the old address: one elsewhere would not be theirs.
-        await next.stop();
-        throw new Error(`came up at ${where(next.url)}, not ${where(this.server.url)} (its port is taken)`);
+    this.restarting = (async () => {
+      try {
+        const next = await this.restart(Number(new URL(this.server.url).port));
+        // Stopping meanwhile: stop() already ran on the dead handle, so this one is ours to stop.
+        if (this.stopping) return void (await next.stop());
+        this.server = next;
+        this.log.info(`${this.name}_restarted`, { at: where(next.url) });
+      } catch (error) {
+        this.log.error(`${this.name}_restart_failed`, { error });
       }
-      this.server = next;
-      this.log.info(`${this.name}_restarted`, { at: where(next.url) });
-    } catch (error) {
-      this.log.error(`${this.name}_restart_failed`, { error });
-    }
+    })();
+    await this.restarting;
+    this.restarting = undefined;
   }
 
-  stop(): Promise<void> {
-    return this.server.stop();
+  /** Stops it, once a restart under way has ended. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.restarting;
+    await this.server.stop();
   }
 }
 
