@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { fork } from "node:child_process";
 import { ConfigError, oneOf, text, url, wholeNumber } from "./config.ts";
 
 describe("config readers", () => {
@@ -21,5 +22,24 @@ describe("config readers", () => {
     expect(() => oneOf({ F: "live" }, "F", ["auto", "sim"], "auto")).toThrow('F must be one of auto, sim, got "live"');
     expect(() => url({ U: "not a url" }, "U", undefined, ["redis:"])).toThrow('U is not a URL: "not a url"');
     expect(() => url({ U: "http://x" }, "U", undefined, ["redis:"])).toThrow('U must use redis:, got "http:"');
+  });
+});
+
+describe("onStopRequest", () => {
+  it("ends an orphan whose clean stop hangs once its budget is spent, with exit 1 and a stop_timeout line", async () => {
+    const child = fork(new URL("./testing/hanging-stop-fixture.ts", import.meta.url), ["300"], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    await new Promise((resolve) => child.once("message", resolve));
+    child.disconnect(); // the supervisor gone
+    expect(await exited).toBe(1);
+    expect(stdout).toContain("stopping");
+    expect(JSON.parse(stderr.trim().split("\n").at(-1)!)).toMatchObject({ event: "stop_timeout", afterMs: 300 });
   });
 });

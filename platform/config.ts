@@ -64,16 +64,35 @@ export function corsOrigins(env: Env): string[] {
 /**
  * Calls `stop` on SIGINT, SIGTERM, or when the supervisor that started this process is gone: `npm start` talks to
  * its children over an IPC channel, which closes when it dies, even by SIGKILL, so no component outlives it and
- * keeps ports, the engine lease or the log busy for the next `npm start`.
+ * keeps ports, the engine lease or the log busy for the next `npm start`. An orphan's clean stop that hangs (its
+ * Redis gone too, say) ends after `orphanStopBudgetMs` with exit 1: nobody is left to SIGKILL it.
  */
-export function onStopRequest(stop: (reason: string) => void): void {
+export function onStopRequest(
+  stop: (reason: string) => void,
+  { orphanStopBudgetMs = ORPHAN_STOP_BUDGET_MS }: { orphanStopBudgetMs?: number } = {},
+): void {
   // once: a second Ctrl-C gets the default action and ends a process whose clean stop hangs.
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop(signal));
   if (process.channel !== undefined) {
-    process.once("disconnect", () => stop("supervisor_gone"));
+    process.once("disconnect", () => {
+      stop("supervisor_gone");
+      setTimeout(() => {
+        const line = {
+          time: new Date().toISOString(),
+          level: "error",
+          event: "stop_timeout",
+          afterMs: orphanStopBudgetMs,
+        };
+        process.stderr.write(`${JSON.stringify(line)}\n`);
+        process.exit(1);
+      }, orphanStopBudgetMs).unref();
+    });
     process.channel.unref(); // the channel alone must not keep a stopped process alive
   }
 }
+
+/** As long as the supervisor waits for a child's clean stop before it SIGKILLs it (supervisor.ts). */
+const ORPHAN_STOP_BUDGET_MS = 30_000;
 
 /** An abort signal that fires on the first stop request, logged as `stopping`: how every process stops cleanly. */
 export function stopOnSignals(log: Logger): AbortSignal {
