@@ -1,11 +1,11 @@
 /**
  * The engine's Prometheus metrics. The leader updates them once per batch with plain numbers (no labels looked up,
- * nothing allocated per entry), at the same points where it logs engine_stats and replay_done; the snapshot figures
- * come from the follower thread's snapshot_saved message. What can be read at scrape time (the lease) is read then.
+ * nothing allocated per entry), at the same points where it logs engine_stats and replay_done; a standby sets only
+ * the lag, as often; the snapshot figures come from the follower thread's snapshot_saved message. What can be read at scrape time (the lease) is read then.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
-/** What the leader reports (runner/leader.ts); every method is cheap enough to call per batch. */
+/** What the leader reports (runner/leader.ts; a standby, only `lag`); every method is cheap enough per batch. */
 export interface LeaderMetrics {
   /** A batch of `entries` applied in `seconds` (applying only: not reading or publishing). */
   batchApplied(entries: number, seconds: number): void;

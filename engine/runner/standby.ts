@@ -50,7 +50,8 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
   let yielded = false;
   let lastStatsMs = 0;
   while (!signal.aborted) {
-    // One command per poll (both keys carry the shard's hash tag): a standby's idle cost is billed per command.
+    // One command per poll (both keys carry the shard's hash tag; an XINFO for the lag every statsEveryMs): a
+    // standby's idle cost is billed per command.
     const [holder, published, pttl] = (await o.redis.eval(POLL, 2, o.keys.engineLease, o.keys.enginePublished)) as [
       string | null,
       string | null,
@@ -87,15 +88,16 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     leaderSeenAt = Date.now();
     // What was published, a batch per poll until caught up (no pause between them).
     // Small batches: applying one keeps this event loop from the lease for its duration.
-    if (!(await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published))) continue;
-    if (!ready) {
-      ready = true;
-      o.onReady?.();
-    }
-    // Behind the stream head: what a takeover now would have left to apply (the leader's lag, and the standby's).
+    const caughtUp = await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published);
+    // Behind the stream head, caught up or not: what a takeover now would have left to apply.
     if (o.metrics !== undefined && Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
       o.metrics.lag(lagMs(await streamHead(o.redis, o.keys), state.lastInputMs));
       lastStatsMs = Date.now();
+    }
+    if (!caughtUp) continue;
+    if (!ready) {
+      ready = true;
+      o.onReady?.();
     }
     await sleep(o.pollMs, signal);
   }
