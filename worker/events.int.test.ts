@@ -136,8 +136,10 @@ async function append(keys: Keyspace, events: readonly PrivateOutput[]): Promise
 const seqs = (events: readonly PrivateOutput[]) => events.map((e) => e.seq);
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
-/** Puts `outputs` on the stream and has the worker handle them as one batch, as a group read delivers them. */
-/** Puts `outputs` on engine:output as the engine publishes them (whole steps), and has the worker handle them. */
+/**
+ * Puts `outputs` on engine:output as the engine publishes them (whole steps), and has the worker handle them as one
+ * batch, as a group read delivers them.
+ */
 async function deliver(keys: Keyspace, outputs: readonly EngineOutput[]): Promise<void> {
   for (const fields of outputEntries(outputs)) await redis.xadd(keys.output, "*", ...fields);
   const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as

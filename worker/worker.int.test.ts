@@ -23,7 +23,14 @@ import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { readEventsAfter } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
-import { ensureGroup, groupBacklog, handleBatch, MAX_PENDING_PER_CONSUMER, runWorker } from "./worker.ts";
+import {
+  ensureGroup,
+  forgetConsumer,
+  groupBacklog,
+  handleBatch,
+  MAX_PENDING_PER_CONSUMER,
+  runWorker,
+} from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 
@@ -354,6 +361,12 @@ describe("worker on real Redis and Postgres", () => {
     expect(names).toContain("busy");
     expect(((await redis.xpending(own.output, own.workerGroup)) as [number])[0]).toBe(1);
     expect(lines.filter((l) => l.event === "consumer_removed").map((l) => l.consumer)).toEqual(["gone"]);
+    // The script itself keeps a consumer with entries pending, and says so of one that is gone already.
+    expect(await forgetConsumer(redis, own, "busy")).toBe(false);
+    expect(await forgetConsumer(redis, own, "gone")).toBe(false);
+    const after = ((await redis.xinfo("CONSUMERS", own.output, own.workerGroup)) as unknown[][]).map((c) => c[1]);
+    expect(after).toContain("busy");
+    expect(after).not.toContain("gone");
   });
 
   it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {

@@ -160,10 +160,18 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   }
 }
 
-/** Deletes a consumer only while it has nothing pending: DELCONSUMER would drop its pending entries for good. */
+/**
+ * Deletes a consumer only while it has nothing pending (DELCONSUMER would drop its pending entries for good) and
+ * only if it still exists (CREATECONSUMER, undone at once, tells): 1 when it was deleted here.
+ */
 const FORGET_CONSUMER = `
 if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) > 0 then return 0 end
-return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) + 1`;
+if redis.call('XGROUP', 'CREATECONSUMER', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+  return 0
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1`;
 
 /**
  * Removes the group's consumers that have nothing pending and were idle for forgetConsumerMs (workers that stopped;
@@ -177,9 +185,13 @@ async function forgetGoneConsumers(o: WorkerOptions): Promise<void> {
     const name = String(field("name"));
     const idleMs = Number(field("idle"));
     if (name === o.consumer || Number(field("pending")) !== 0 || !(idleMs >= afterMs)) continue;
-    const removed = await o.writer.eval(FORGET_CONSUMER, 1, o.keys.output, o.keys.workerGroup, name);
-    if (removed === 1) o.log.info("consumer_removed", { consumer: name, idleMs });
+    if (await forgetConsumer(o.writer, o.keys, name)) o.log.info("consumer_removed", { consumer: name, idleMs });
   }
+}
+
+/** Deletes `consumer` from the group if it has nothing pending; false when it has (or is gone already). */
+export async function forgetConsumer(redis: Redis, keys: Keyspace, consumer: string): Promise<boolean> {
+  return (await redis.eval(FORGET_CONSUMER, 1, keys.output, keys.workerGroup, consumer)) === 1;
 }
 
 /**
