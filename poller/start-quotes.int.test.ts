@@ -76,6 +76,8 @@ describe("readLastQuotes", () => {
       price("ADA_USDC_PERP", "0.512345", "0.51236"), // beyond ADA's 5 decimals
       price("SOL_USDC_PERP", "0", "204.41"), // no bid
       price("DOGE_USDC_PERP", "0.3", "0.31"), // not our market
+      // stamped a minute past the log's time: the engine ignores it (a skewed exchange clock)
+      { ...price("ETH_USDC_PERP", "4300.5", "4300.6"), exchangeTimeUs: String((Date.now() + 60_000) * 1000) },
       ["type", "price_update", "body", "{not json"],
       instruction,
     );

@@ -5,20 +5,26 @@
  * pending orders on it.
  *
  * The engine's quote is a function of the log: the market's newest `price_update` that the engine accepts (it
- * ignores a malformed, crossed or out-of-range one and keeps the one before, engine/core/quotes.ts). So the log's
- * tail is the truth and is read first, newest to oldest, with the same checks. The quotes read model is not: it is
- * the worker's copy of the engine's `quote_updated` outputs and lags the log by whatever the engine and worker have
- * not applied yet (a lot, when they were down too); the engine would reach the log's newer quotes before the sim's
- * first frame, so starting from the read model would jump back. The read model serves only a market whose last
- * `price_update` is not in the scanned tail (the engine trims the log below its snapshots; a long tail is not read
- * to its start): that quote was applied long ago, so the read model holds it. A market in neither starts at its
- * level.
+ * ignores a malformed, crossed, out-of-range or future-stamped one and keeps the one before, engine/core/quotes.ts).
+ * So the log's tail is the truth and is read first, newest to oldest, with the same checks. The quotes read model is
+ * not: it is the worker's copy of the engine's `quote_updated` outputs and lags the log by whatever the engine and
+ * worker have not applied yet (a lot, when they were down too); the engine would reach the log's newer quotes before
+ * the sim's first frame, so starting from the read model would jump back. The read model serves only a market whose
+ * last `price_update` is not in the scanned tail (the engine trims the log below its snapshots; a long tail is not
+ * read to its start): that quote was applied long ago, so the read model holds it. A market in neither starts at
+ * its level.
  */
 import type { Redis } from "ioredis";
 import type { AssetConfig } from "../contract/markets.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
+import { fromTheFuture } from "../engine/core/freshness.ts";
+import { makeParams } from "../engine/core/params.ts";
+import { parseInputId } from "../engine/core/step.ts";
 import { quoteTicks, type StartQuote } from "./sim-feed.ts";
+
+/** The engine's limit on a quote's exchange time ahead of the log (a parameter with no setting to change it). */
+const STALE_QUOTE_MS = makeParams().staleQuoteMs;
 
 export interface LastQuote extends StartQuote {
   /** Where it was found: the log's tail, or the quotes read model. */
@@ -53,10 +59,13 @@ export async function readLastQuotes(
   for (let scanned = 0; found.size < assets.size && scanned < scanEntries;) {
     const count = Math.min(pageSize, scanEntries - scanned);
     const page = await redis.xrevrange(keys.input, end, "-", "COUNT", count);
-    for (const [, fields] of page) {
+    for (const [id, fields] of page) {
       const decoded = decodeInputFields(fields);
       if (!decoded.ok || decoded.message.type !== "price_update") continue;
-      take(decoded.message.market, decoded.message.bid, decoded.message.ask, "log");
+      const { market, bid, ask, exchangeTimeUs } = decoded.message;
+      // Stamped too far past the log's time (a skewed exchange clock): the engine ignored it, so must the sim.
+      if (fromTheFuture(exchangeTimeUs, parseInputId(id).ms, STALE_QUOTE_MS)) continue;
+      take(market, bid, ask, "log");
     }
     const last = page.at(-1);
     if (page.length < count || last === undefined) break;
