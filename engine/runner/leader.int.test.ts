@@ -351,10 +351,16 @@ describe("engine leader on real Redis", () => {
     expect(lines.map((l) => l.event)).toContain("lease_lost");
     expect(await redis.xlen(keys.output)).toBe(0);
     expect(await redis.get(keys.enginePublished)).toBeNull();
-    // Letting go of a lease that is no longer its own deletes nothing and says nothing.
+    // Letting go of a lease that is no longer its own deletes nothing and says nothing; of its own, says so.
     await lease.release();
     expect(await redis.get(keys.engineLease)).toBe("b:999");
     expect(lines.map((l) => l.event)).not.toContain("lease_released");
+    await redis.del(keys.engineLease);
+    const own = new EngineLease(redis, keys, "c", 10_000, seen);
+    expect(await own.tryAcquire()).toBe(true);
+    await own.release();
+    expect(await redis.get(keys.engineLease)).toBeNull();
+    expect(lines.filter((l) => l.event === "lease_released")).toHaveLength(1);
   });
 
   it("logs engine_stats live: what it applied, the stream head and its lag behind it", async () => {

@@ -3,8 +3,9 @@
  * engine's fencing value, then XADDs every output in order, records the batch's last input id as published and
  * extends the lease (so a busy leader renews with every batch, not only on its timer).
  * A fenced-off engine gets an error and writes nothing. Output ids are in the bodies (`<input id>:<n>`), so
- * consumers drop what a replay re-emits. A batch holds whole steps, so each event's `more` (outputEntries) is exact. Snapshots never go past the published id: a restart from one must
- * re-emit every output that was not yet out.
+ * consumers drop what a replay re-emits. A batch holds whole steps, so each event's `more` (outputEntries) is
+ * exact. Snapshots never go past the published id: a restart from one must re-emit every output that was not yet
+ * out.
  */
 import type { Redis } from "ioredis";
 import type { EngineOutput } from "../../contract/messages.ts";
