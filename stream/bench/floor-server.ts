@@ -4,10 +4,11 @@
  * frame to every socket as fast as Node can: framed once, one write per socket, straight to the socket. What a burst
  * to N sockets costs it on this machine is a floor for any stream process here, whatever its code.
  *
- * IPC (bench → server): `{op:"burst", id}` → `{id, sentAt}`: `sentAt` the time (performance.timeOrigin +
- * performance.now(), as the clients stamp arrivals) just before the first write. The frame's `updatedAt` is
- * `sentAt` to the ms, so the clients' "<asset> <updatedAt as ms>" key finds it. First message to the bench:
- * `{port}` once listening.
+ * IPC (bench → server): `{op:"burst", id, frames}` → `{id, sentAt}`: `sentAt` the time (performance.timeOrigin +
+ * performance.now(), as the clients stamp arrivals) just before the first write. `frames` quote frames (default 1;
+ * assets FLOOR, or FLOOR0, FLOOR1, … as a tick of several markets) go to each socket in one write. A frame's
+ * `updatedAt` is `sentAt` to the ms, so the clients' "<asset> <updatedAt as ms>" key finds it. First message to the
+ * bench: `{port}` once listening.
  */
 import type { AddressInfo, Socket } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
@@ -23,13 +24,16 @@ server.on("connection", (ws) => {
 });
 server.on("listening", () => process.send!({ port: (server.address() as AddressInfo).port }));
 
-process.on("message", ({ id }: { op: "burst"; id: number }) => {
+process.on("message", ({ id, frames = 1 }: { op: "burst"; id: number; frames?: number }) => {
   const sentAt = performance.timeOrigin + performance.now();
   const updatedAt = new Date(Math.floor(sentAt)).toISOString();
-  const frame = new SharedFrame(
-    Buffer.from(JSON.stringify({ type: "quote", asset: "FLOOR", bid: "1", ask: "1", updatedAt, source: "floor" })),
-  );
-  for (const ws of sockets) (ws as unknown as { _socket: Socket })._socket.write(frame.wire);
+  const quote = (asset: string) =>
+    new SharedFrame(
+      Buffer.from(JSON.stringify({ type: "quote", asset, bid: "1", ask: "1", updatedAt, source: "floor" })),
+    ).wire;
+  const wire =
+    frames === 1 ? quote("FLOOR") : Buffer.concat(Array.from({ length: frames }, (_, k) => quote(`FLOOR${k}`)));
+  for (const ws of sockets) (ws as unknown as { _socket: Socket })._socket.write(wire);
   process.send!({ id, sentAt });
 });
 process.on("disconnect", () => {

@@ -24,8 +24,9 @@
  *    figure there (`held` in the JSON). `maxConnectionsHeld` is the largest step with every socket open and
  *    p99 ≤ 50 ms. The bench raises its own file limit to the hard limit (`ulimit -Hn`).
  * 4. The floor (floor-server.ts), once the stream's sockets are closed: a bare `ws` server with nothing behind it
- *    bursts one frame to BENCH_USERS and then BENCH_FLOOR_CONNECTIONS (default 10,000) sockets of the same kind of
- *    client processes, 10 times each: what this machine allows any stream process.
+ *    bursts one frame to BENCH_USERS sockets of the same kind of client processes, then one frame per market to
+ *    each (phase 2's tick, in one write per socket), then one frame to BENCH_FLOOR_CONNECTIONS (default 10,000),
+ *    10 times each: what this machine allows any stream process.
  * BENCH_CPU_PROFILE=<component> (stream, worker, engine, api) writes that process's CPU profile to .data/profiles.
  */
 import { fork, type ChildProcess } from "node:child_process";
@@ -190,21 +191,28 @@ class ClientPool {
   }
 }
 
+interface FloorStep {
+  readonly sockets: number;
+  /** Frames per socket per burst, in one write: 1, or one per market (a tick of all of them at once). */
+  readonly frames: number;
+}
+
 /**
- * The floor (floor-server.ts): for each count of sockets, 10 bursts at 2/s (after 3 not counted) from a bare ws server
- * to that many sockets of fresh client processes; p50 / p99 of burst start → frame at client over every frame.
+ * The floor (floor-server.ts): for each step (sockets in ascending order), 10 bursts at 2/s (after 3 not counted)
+ * from a bare ws server to that many sockets of fresh client processes; p50 / p99 of burst start → frame at client
+ * over every frame.
  */
-async function measureFloor(counts: readonly number[]): Promise<{ sockets: number; p50: number; p99: number }[]> {
+async function measureFloor(steps: readonly FloorStep[]): Promise<(FloorStep & { p50: number; p99: number })[]> {
   const server = fork(new URL("./floor-server.ts", import.meta.url), [], { execArgv: ["--import", "tsx"] });
   const pool = new ClientPool(CLIENT_PROCS);
   const replies = new Map<number, (sentAt: number) => void>();
   const port = await new Promise<number>((resolve) => server.once("message", (m: { port: number }) => resolve(m.port)));
   server.on("message", (m: { id: number; sentAt: number }) => replies.get(m.id)?.(m.sentAt));
-  const out: { sockets: number; p50: number; p99: number }[] = [];
+  const out: (FloorStep & { p50: number; p99: number })[] = [];
   let nextBurst = 0;
   try {
     let open = 0;
-    for (const count of counts) {
+    for (const { sockets: count, frames } of steps) {
       for (; open < count; open += 200) {
         const n = Math.min(200, count - open);
         await pool.connect(Array.from({ length: n }, () => ({ url: `ws://127.0.0.1:${port}`, subs: [] })));
@@ -216,15 +224,18 @@ async function measureFloor(counts: readonly number[]): Promise<{ sockets: numbe
         const id = nextBurst++;
         const sentAt = await new Promise<number>((resolve) => {
           replies.set(id, resolve);
-          server.send({ op: "burst", id });
+          server.send({ op: "burst", id, frames });
         });
-        if (i >= 3) sent.set(quoteKey("FLOOR", Math.floor(sentAt)), sentAt);
+        if (i >= 3)
+          for (let k = 0; k < frames; k++)
+            sent.set(quoteKey(frames === 1 ? "FLOOR" : `FLOOR${k}`, Math.floor(sentAt)), sentAt);
         await new Promise((r) => setTimeout(r, 500));
       }
       const { quotes } = await pool.collect(true);
       const latencies = sortNum(quotes.flatMap(({ key, at }) => (sent.has(key) ? [at - sent.get(key)!] : [])));
-      if (latencies.length !== 10 * count) throw new Error(`floor: ${latencies.length} frames of ${10 * count}`);
-      out.push({ sockets: count, p50: percentile(latencies, 50), p99: percentile(latencies, 99) });
+      const expected = 10 * count * frames;
+      if (latencies.length !== expected) throw new Error(`floor: ${latencies.length} frames of ${expected}`);
+      out.push({ sockets: count, frames, p50: percentile(latencies, 50), p99: percentile(latencies, 99) });
     }
   } finally {
     pool.close();
@@ -451,7 +462,12 @@ async function main(): Promise<void> {
     clients.close();
 
     // ---- 4. the floor: a bare ws server's burst to the same kind of clients, the system idle -----------------
-    const floor = await measureFloor([USERS, FLOOR_CONNECTIONS]);
+    // At BENCH_USERS also as phase 2's ticks reach each client: one frame per market, in one write at best.
+    const floor = await measureFloor([
+      { sockets: USERS, frames: 1 },
+      { sockets: USERS, frames: MARKETS.length },
+      { sockets: FLOOR_CONNECTIONS, frames: 1 },
+    ]);
 
     // ---- report ------------------------------------------------------------------------------------------
     const rows: [string, string][] = [
@@ -491,7 +507,7 @@ async function main(): Promise<void> {
       ]),
       ["largest number held with p99 ≤ 50 ms", `${maxHeld}`],
       ...floor.map((f): [string, string] => [
-        `floor: a bare ws server's burst to ${f.sockets} sockets, p50 / p99`,
+        `floor: a bare ws server's burst to ${f.sockets} sockets${f.frames > 1 ? `, ${f.frames} frames each` : ""}, p50 / p99`,
         `${round(f.p50, 2)} / ${round(f.p99, 2)} ms (burst start → frame at client)`,
       ]),
     ];
@@ -519,7 +535,12 @@ async function main(): Promise<void> {
         clientsCpuPct: round(clientCpuPct),
         maxConnectionsHeld: maxHeld,
         held: held.map((h) => ({ connections: h.connections, open: h.open, p99Ms: round(h.p99, 2) })),
-        floor: floor.map((f) => ({ sockets: f.sockets, p50Ms: round(f.p50, 2), p99Ms: round(f.p99, 2) })),
+        floor: floor.map((f) => ({
+          sockets: f.sockets,
+          frames: f.frames,
+          p50Ms: round(f.p50, 2),
+          p99Ms: round(f.p99, 2),
+        })),
         quoteFrames: quoteLatencies.length,
         privateEvents: privateLatencies.length,
         ordersRefused: orderErrors,
