@@ -117,7 +117,7 @@ class Watched {
     this.restarting = (async () => {
       try {
         const next = await this.restart(Number(new URL(this.server.url).port));
-        // Stopping meanwhile: stop() already ran on the dead handle, so this one is ours to stop.
+        // Stopping meanwhile: stop() waits for this and then stops the dead handle, so this one is ours to stop.
         if (this.stopping) return void (await next.stop());
         this.server = next;
         this.log.info(`${this.name}_restarted`, { at: where(next.url) });
