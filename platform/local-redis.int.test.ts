@@ -1,9 +1,10 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureRedis, redisProblem, withRedis } from "./local-redis.ts";
-import type { LocalServer } from "./local-servers.ts";
+import { choosePort, type LocalServer } from "./local-servers.ts";
 import { createLogger } from "./log.ts";
 import { freePort } from "./testing/processes.ts";
 import { TEST_REDIS_URL } from "./testing/test-servers.ts";
@@ -164,5 +165,26 @@ describe("ensureRedis", () => {
     await expect(failure).rejects.toThrow("Debian/Ubuntu: sudo apt-get install redis-server");
     await expect(failure).rejects.toThrow("macOS:         brew install redis");
     await expect(failure).rejects.toThrow("Or set REDIS_URL");
+  });
+});
+
+describe("choosePort", () => {
+  it("with `only`: that port while it is free, an error while it is taken, never another one", async () => {
+    const home = await mkdtemp(join(tmpdir(), "choose-port-test-"));
+    const port = await freePort();
+    try {
+      expect(await choosePort(home, undefined, 0, port)).toBe(port);
+      expect((await readFile(join(home, "port"), "utf8")).trim()).toBe(String(port));
+      const taken = createServer();
+      await new Promise<void>((resolve) => taken.listen(port, "127.0.0.1", resolve));
+      try {
+        await expect(choosePort(home, port, 0, port)).rejects.toThrow(`port ${port} is taken`);
+        expect(await choosePort(home, port, 0)).not.toBe(port); // without `only`, any free one
+      } finally {
+        await new Promise((resolve) => taken.close(resolve));
+      }
+    } finally {
+      await rm(home, { recursive: true, force: true });
+    }
   });
 });

@@ -68,14 +68,14 @@ export async function choosePort(
   preferred: number,
   only?: number,
 ): Promise<number> {
-  if (only !== undefined && (await listenOn(only)) === undefined) throw new Error(`port ${only} is taken`);
-  let port: number | undefined = only;
-  for (const candidate of port === undefined ? [remembered, preferred] : []) {
+  let port: number | undefined;
+  for (const candidate of only === undefined ? [remembered, preferred] : [only]) {
     if (candidate !== undefined && candidate !== 0 && (await listenOn(candidate)) !== undefined) {
       port = candidate;
       break;
     }
   }
+  if (port === undefined && only !== undefined) throw new Error(`port ${only} is taken`);
   port ??= await listenOn(0);
   if (port === undefined) throw new Error("no free TCP port on 127.0.0.1");
   await writeFile(join(home, "port"), `${port}\n`);
