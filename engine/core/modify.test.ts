@@ -142,6 +142,9 @@ describe("modify_trade refusals", () => {
     expect(codeOf(modify(h, "alice", trade.id, { trailingStop: null }).answer)).toBe("NOTHING_TO_MODIFY");
     expect(codeOf(modify(h, "alice", trade.id, { stopLoss: "1900.001" }).answer)).toBe("INVALID_STOP_LOSS");
     expect(codeOf(modify(h, "alice", trade.id, { takeProfit: "0" }).answer)).toBe("INVALID_TAKE_PROFIT");
+    expect(messageOf(modify(h, "alice", trade.id, { takeProfit: "1000000.01" }).answer)).toContain(
+      "Use a positive price up to 1000000 with at most 2 decimals, or null; received 1000000.01.",
+    );
     expect(codeOf(modify(h, "alice", trade.id, { trailingStop: {} }).answer)).toBe("INVALID_TRAILING_STOP");
   });
 

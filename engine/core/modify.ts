@@ -7,7 +7,7 @@
  */
 import type { Answer, Instruction } from "../../contract/messages.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, remembered, type Outcome } from "./receipts.ts";
+import { isRefusal, priceRule, refuse, remembered, type Outcome } from "./receipts.ts";
 import { assetAt, tradeSeq, type Account, type EngineState } from "./state.ts";
 import { emitTradeUpdated, type Step } from "./step.ts";
 import { checkLevels, optionalPrice } from "./trading.ts";
@@ -21,13 +21,14 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
   // Another user's trade, or one already closed, is indistinguishable from a missing one.
   const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
   if (trade === undefined) return refuse("TRADE_NOT_FOUND");
-  const { priceDecimals, maxPriceTicks } = assetAt(state, trade.assetIndex);
+  const asset = assetAt(state, trade.assetIndex);
+  const { priceDecimals, maxPriceTicks } = asset;
   const stopLossTicks = level(instruction.stopLoss, trade.stopLossTicks, priceDecimals, maxPriceTicks);
   if (stopLossTicks < 0)
-    return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals, or null.`);
+    return refuse("INVALID_STOP_LOSS", `Use ${priceRule(asset)}, or null; received ${instruction.stopLoss}.`);
   const takeProfitTicks = level(instruction.takeProfit, trade.takeProfitTicks, priceDecimals, maxPriceTicks);
   if (takeProfitTicks < 0)
-    return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals, or null.`);
+    return refuse("INVALID_TAKE_PROFIT", `Use ${priceRule(asset)}, or null; received ${instruction.takeProfit}.`);
   const spec = instruction.trailingStop;
   let trailing: TrailingTerms | null | undefined;
   if (spec === null) trailing = null;
@@ -42,7 +43,6 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
   const exits = { assetIndex: trade.assetIndex, isLong: trade.isLong, stopLossTicks, takeProfitTicks };
-  const asset = assetAt(state, trade.assetIndex);
   const misplaced = checkLevels(asset, exits, trade.openPriceTicks, quote, trade.liquidationTicks);
   if (misplaced !== undefined) return misplaced;
   if (trailingChanges && trailing !== null) {

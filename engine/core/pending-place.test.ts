@@ -79,6 +79,9 @@ describe("place_order", () => {
     const h = given({ eth: ["2000", "2001"], params: { maxPendingOrdersPerUser: 2 } });
     expect(codeOf(place(h, "alice", "0").answer)).toBe("INVALID_PRICE");
     expect(messageOf(place(h, "alice", "1990.001").answer)).toContain("at most 2 decimals; received 1990.001");
+    expect(messageOf(place(h, "alice", "1000000.01").answer)).toContain(
+      "Use a positive price up to 1000000 with at most 2 decimals; received 1000000.01.",
+    );
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toBe("INVALID_EXPIRY");
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs + 90 * DAY + 1 }).answer)).toBe("INVALID_EXPIRY");
     const iso = (ms: number) => new Date(ms).toISOString();

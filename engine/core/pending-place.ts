@@ -13,7 +13,7 @@ import type { RejectionCode } from "../../contract/rejections.ts";
 import { addPendingOrder, fillsAt, leaveUnfilled, makePendingOrder } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, remembered, type Outcome } from "./receipts.ts";
+import { isRefusal, priceRule, refuse, remembered, type Outcome } from "./receipts.ts";
 import {
   amountsOf,
   assetAt,
@@ -117,7 +117,7 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
   const d = asset.priceDecimals;
   const priceTicks = toUnits(e.price, d, asset.maxPriceTicks);
   if (priceTicks <= 0) {
-    return refuse("INVALID_PRICE", `Use a positive price with at most ${d} decimals; received ${e.price}.`);
+    return refuse("INVALID_PRICE", `Use ${priceRule(asset)}; received ${e.price}.`);
   }
   const expiresAtMs = e.expiresAtMs ?? 0;
   if (e.expiresAtMs !== undefined) {

@@ -5,6 +5,8 @@
  * checks it for every instruction.
  */
 import type { Answer, CloseReason } from "../../contract/messages.ts";
+import type { AssetConfig } from "../../contract/markets.ts";
+import { formatUnits } from "../../contract/money.ts";
 import { rejection, type RejectionCode } from "../../contract/rejections.ts";
 import type { EngineState, TradeFacts } from "./state.ts";
 import { balancesView, closedTradeView, spotOrderView, tradeView } from "./views.ts";
@@ -54,6 +56,12 @@ export function refuse(code: RejectionCode, detail?: string): Outcome {
 
 export function refuseUnknownAsset(state: EngineState): Outcome {
   return refuse("UNKNOWN_ASSET", `Supported: ${state.params.assets.map((a) => a.symbol).join(", ")}.`);
+}
+
+/** The rule a price of the asset breaks when refused: its range as well as its decimals. */
+export function priceRule(asset: AssetConfig): string {
+  const max = formatUnits(asset.maxPriceTicks, asset.priceDecimals);
+  return `a positive price up to ${max} with at most ${asset.priceDecimals} decimals`;
 }
 
 /** Narrows "a value or a refusal" (handlers' intermediate results) to the refusal. */

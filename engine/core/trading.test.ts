@@ -232,7 +232,13 @@ describe("stop-loss and take-profit placement (bid 1999, ask 2000)", () => {
         "the current ask 2000; takeProfit 2100 is not.",
     );
     expect(message({ stopLoss: "1998.999" })).toBe(
-      "The stop-loss is not valid for this trade. Use a positive price with at most 2 decimals.",
+      "The stop-loss is not valid for this trade. Use a positive price up to 1000000 with at most 2 decimals; " +
+        "received 1998.999.",
+    );
+    // Over ETH's maximum price: the message gives the range, not only the decimals.
+    expect(message({ takeProfit: "1000000.01" })).toBe(
+      "The take-profit is not valid for this trade. Use a positive price up to 1000000 with at most 2 decimals; " +
+        "received 1000000.01.",
     );
   });
 });

@@ -12,7 +12,7 @@ import type { Answer, Instruction } from "../../contract/messages.ts";
 import { USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
 import { sizeTrade, startTrade, wouldLiquidate, type OpenOrder as SizedOrder } from "./opening.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
+import { isRefusal, priceRule, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
 import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
@@ -72,7 +72,8 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
 export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Outcome {
   const assetIndex = state.assetBySymbol.get(order.asset);
   if (assetIndex === undefined) return refuseUnknownAsset(state);
-  const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
+  const asset = assetAt(state, assetIndex);
+  const { priceDecimals, maxPriceTicks } = asset;
   const maxLeverage = state.params.maxLeverage;
   if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > maxLeverage) {
     return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}; received ${order.leverage}.`);
@@ -81,11 +82,10 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   if (marginMicros <= 0)
     return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
   const stopLossTicks = optionalPrice(order.stopLoss, priceDecimals, maxPriceTicks);
-  if (stopLossTicks < 0)
-    return refuse("INVALID_STOP_LOSS", `Use a positive price with at most ${priceDecimals} decimals.`);
+  if (stopLossTicks < 0) return refuse("INVALID_STOP_LOSS", `Use ${priceRule(asset)}; received ${order.stopLoss}.`);
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
   if (takeProfitTicks < 0)
-    return refuse("INVALID_TAKE_PROFIT", `Use a positive price with at most ${priceDecimals} decimals.`);
+    return refuse("INVALID_TAKE_PROFIT", `Use ${priceRule(asset)}; received ${order.takeProfit}.`);
   const trailing = order.trailingStop === undefined ? null : readTrailingTerms(state, assetIndex, order.trailingStop);
   if (trailing !== null && isRefusal(trailing)) return trailing;
   return {

@@ -154,7 +154,10 @@ describe("percent trailing stops round away from the price", () => {
     expect(refusal({})).toContain("Give exactly one of distance and percent; received neither.");
     expect(refusal({ distance: "1", percent: "1" })).toContain("received both");
     expect(refusal({ distance: "0.001" })).toContain(
-      'distance must be a positive price with at most 2 decimals; received "0.001"',
+      'distance must be a positive price up to 1000000 with at most 2 decimals; received "0.001"',
+    );
+    expect(refusal({ distance: "1000000.01" })).toContain(
+      'up to 1000000 with at most 2 decimals; received "1000000.01"',
     );
     expect(refusal({ percent: "100" })).toContain("percent must be above 0 and below 100 with at most 2 decimals");
     expect(refusal({ percent: "0.005" })).toContain('received "0.005"');
@@ -163,7 +166,7 @@ describe("percent trailing stops round away from the price", () => {
       "A long's trailing distance must be below the price it trails from, the current bid 2000; distance 2000 is not.",
     );
     expect(refusal({ distance: "1", activationPrice: "x" })).toContain(
-      'activationPrice must be a positive price with at most 2 decimals; received "x"',
+      'activationPrice must be a positive price up to 1000000 with at most 2 decimals; received "x"',
     );
     expect(codeOf(open(h, "alice", { trailingStop: { percent: "-1" } }).answer)).toBe("INVALID_TRAILING_STOP");
     // the widest allowed: 99.99 % of 2000 → floor(200000 × 1 / 10000) = 20 ticks

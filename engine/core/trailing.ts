@@ -11,7 +11,7 @@
  */
 import type { CloseReason, TrailingStopSpec } from "../../contract/messages.ts";
 import { formatUnits, toUnits } from "../../contract/money.ts";
-import { refuse, type Outcome } from "./receipts.ts";
+import { priceRule, refuse, type Outcome } from "./receipts.ts";
 import { closeTrade } from "./settlement.ts";
 import { assetAt, type EngineState, type Quote, type Trade } from "./state.ts";
 import { emitTradeUpdated, type Step } from "./step.ts";
@@ -34,7 +34,8 @@ export function readTrailingTerms(
   assetIndex: number,
   spec: TrailingStopSpec,
 ): TrailingTerms | Outcome {
-  const { priceDecimals, maxPriceTicks } = assetAt(state, assetIndex);
+  const asset = assetAt(state, assetIndex);
+  const { priceDecimals, maxPriceTicks } = asset;
   const { distance, percent, activationPrice } = spec;
   if ((distance === undefined) === (percent === undefined)) {
     const received = distance === undefined ? "neither" : "both";
@@ -46,17 +47,14 @@ export function readTrailingTerms(
     if (activationTicks <= 0) {
       return refuse(
         "INVALID_TRAILING_STOP",
-        `activationPrice must be a positive price with at most ${priceDecimals} decimals; received "${activationPrice}".`,
+        `activationPrice must be ${priceRule(asset)}; received "${activationPrice}".`,
       );
     }
   }
   if (distance !== undefined) {
     const amount = toUnits(distance, priceDecimals, maxPriceTicks);
     if (amount <= 0) {
-      return refuse(
-        "INVALID_TRAILING_STOP",
-        `distance must be a positive price with at most ${priceDecimals} decimals; received "${distance}".`,
-      );
+      return refuse("INVALID_TRAILING_STOP", `distance must be ${priceRule(asset)}; received "${distance}".`);
     }
     return { byPercent: false, amount, activationTicks };
   }
