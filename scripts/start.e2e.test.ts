@@ -368,7 +368,10 @@ describe("npm start with nothing configured, from a folder closed to other users
           () => Promise.resolve(started.other.some((l) => l.includes("paper-broker is running")) ? true : undefined),
           120_000,
           `the banner (${what})`,
-        );
+        ).catch((err: unknown) => {
+          // What the start was doing when it hung: the timeout alone does not say.
+          throw new Error(`${String(err)}\n${started.raw.slice(-40).join("\n")}`);
+        });
         return started;
       };
       const stop = async (child: Child) => {
