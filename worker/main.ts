@@ -24,6 +24,8 @@ runMain("worker", async () => {
     // How long an entry must sit unacknowledged on another consumer before this one takes it over.
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
     statsEveryMs: wholeNumber(env, "WORKER_STATS_EVERY_MS", 10_000, 100, 3_600_000),
+    // How long acknowledged engine outputs stay on engine:output for inspection before they are trimmed.
+    outputKeepMs: wholeNumber(env, "WORKER_OUTPUT_KEEP_MS", 3_600_000, 0, 7 * 24 * 3_600_000),
   };
   const metricsConfig = readMetricsConfig(env, "worker");
   const log = createLogger("worker", { base: { consumer: config.consumer } });
@@ -31,7 +33,8 @@ runMain("worker", async () => {
   const registry = createRegistry("worker");
   const metrics = workerMetrics(registry);
   const metricsServer = await serveMetrics(registry, metricsConfig, log);
-  log.info("start", { prefix: config.prefix, claimIdleMs: config.claimIdleMs, statsEveryMs: config.statsEveryMs });
+  const { prefix, claimIdleMs, statsEveryMs, outputKeepMs } = config;
+  log.info("start", { prefix, claimIdleMs, statsEveryMs, outputKeepMs });
   const stop = stopOnSignals(log);
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   const reader = connectRedis(config.redisUrl, log, "worker-reader");
@@ -49,6 +52,7 @@ runMain("worker", async () => {
         consumer: config.consumer,
         claimIdleMs: config.claimIdleMs,
         statsEveryMs: config.statsEveryMs,
+        outputKeepMs: config.outputKeepMs,
         metrics,
       },
       stop,

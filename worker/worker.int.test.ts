@@ -30,6 +30,7 @@ import {
   handleBatch,
   MAX_PENDING_PER_CONSUMER,
   runWorker,
+  trimHandledOutputs,
 } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -367,6 +368,64 @@ describe("worker on real Redis and Postgres", () => {
     const after = ((await redis.xinfo("CONSUMERS", own.output, own.workerGroup)) as unknown[][]).map((c) => c[1]);
     expect(after).toContain("busy");
     expect(after).not.toContain("gone");
+  });
+
+  it("trims engine:output of what every group acknowledged, never an entry pending or not yet delivered", async () => {
+    const own = keyspace(`${prefix}trim:`);
+    const output = (n: number) => ["type", "quote_updated", "body", JSON.stringify({ n })];
+    const ids: string[] = [];
+    for (let n = 0; n < 10; n++) ids.push((await redis.xadd(own.output, "*", ...output(n)))!);
+    const first = async () => ((await redis.xrange(own.output, "-", "+", "COUNT", 1)) as [string, string[]][])[0]![0];
+    const later = Date.now() + 60_000;
+    // No group reads the stream yet: all of it may still be needed.
+    expect(await trimHandledOutputs(redis, own, later)).toBe(0);
+    await ensureGroup(redis, own);
+    expect(await trimHandledOutputs(redis, own, later)).toBe(0); // a new group has been delivered nothing
+
+    const read = (consumer: string, count: number) =>
+      redis.xreadgroup("GROUP", own.workerGroup, consumer, "COUNT", count, "STREAMS", own.output, ">");
+    // Six delivered, the first two acknowledged, 2..5 pending, 6..9 not yet delivered: only 0 and 1 go.
+    await read("a", 6);
+    await redis.xack(own.output, own.workerGroup, ids[0]!, ids[1]!);
+    expect(await trimHandledOutputs(redis, own, later)).toBe(2);
+    expect(await first()).toBe(ids[2]);
+    // All six acknowledged: trimmed up to the last delivered, which stays; 6..9 are still to be read.
+    await redis.xack(own.output, own.workerGroup, ...ids.slice(2, 6));
+    expect(await trimHandledOutputs(redis, own, later)).toBe(3);
+    expect(await first()).toBe(ids[5]);
+    expect((await read("a", 10))![0]![1].map(([id]) => id)).toEqual(ids.slice(6));
+
+    // A second group that has read less holds the trim back to what it still needs.
+    await redis.xgroup("CREATE", own.output, "other", ids[6]!);
+    await redis.xack(own.output, own.workerGroup, ...ids.slice(6));
+    expect(await trimHandledOutputs(redis, own, later)).toBe(1);
+    expect(await first()).toBe(ids[6]);
+    await redis.xgroup("DESTROY", own.output, "other");
+
+    // Nothing added at or after the cutoff goes, acknowledged or not.
+    const cutoff = Number(ids[8]!.split("-")[0]);
+    await trimHandledOutputs(redis, own, cutoff);
+    expect(Number((await first()).split("-")[0])).toBeGreaterThanOrEqual(cutoff);
+    expect(await trimHandledOutputs(redis, own, later)).toBeGreaterThan(0);
+    expect(await first()).toBe(ids[9]);
+
+    // A running worker trims as it claims: with no time kept, only the last entry it was delivered is left.
+    for (let n = 10; n < 15; n++) ids.push((await redis.xadd(own.output, "*", ...output(n)))!);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const stop = new AbortController();
+    const options = { reader, writer: redis, db: pg.db, keys: own, log: capture, consumer: "w-trim", blockMs: 20 };
+    const running = runWorker({ ...options, claimIdleMs: 100, statsEveryMs: 50, outputKeepMs: 0 }, stop.signal);
+    try {
+      await until(() => Promise.resolve(lines.find((l) => l.event === "worker_stats" && Number(l.trimmed) > 0)));
+      await until(async () => ((await redis.xlen(own.output)) === 1 ? true : undefined));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    expect(await first()).toBe(ids[14]);
   });
 
   it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {

@@ -24,6 +24,10 @@
  * troubleshooting/stream_pel_limit). So with batches over 500 a batch is acknowledged before the next is read; a
  * claim waits for the batch under way; and a worker restarted under the same consumer name first handles what it
  * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
+ *
+ * Nothing else removes entries from engine:output, so the workers trim it (trimHandledOutputs): what every group on
+ * it has acknowledged, once older than `outputKeepMs`. Consumers drop what a replay re-emits by the ids in the
+ * bodies, never by what is still on the stream, so a trimmed output is not missed.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
@@ -55,6 +59,11 @@ export interface WorkerOptions {
    */
   readonly forgetConsumerMs?: number;
   readonly responseTtlMs?: number;
+  /**
+   * Acknowledged outputs are kept on engine:output this long (ms; default an hour) for an operator to inspect, then
+   * trimmed.
+   */
+  readonly outputKeepMs?: number;
   /** How often `worker_stats` is logged (entries handled since the last one, the group's lag and pending count). */
   readonly statsEveryMs?: number;
   /** Prometheus metrics (worker/metrics.ts). */
@@ -90,6 +99,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   await handleOwnPending(o, batch);
   let lastClaimMs = 0;
   let handled = 0;
+  let trimmed = 0;
   let lastStatsMs = Date.now();
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
@@ -117,6 +127,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
           o.metrics?.handled(claimed.length);
         }
         await forgetGoneConsumers(o);
+        trimmed += await trimHandledOutputs(o.writer, o.keys, Date.now() - (o.outputKeepMs ?? 3_600_000));
         lastClaimMs = Date.now();
       }
       // The batch still pending counts against the consumer's pending limit.
@@ -150,8 +161,9 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const backlog = await groupBacklog(o.writer, o.keys);
         o.metrics?.backlog(backlog);
-        o.log.info("worker_stats", { handled, ...backlog });
+        o.log.info("worker_stats", { handled, trimmed, ...backlog });
         handled = 0;
+        trimmed = 0;
         lastStatsMs = Date.now();
       }
     }
@@ -192,6 +204,40 @@ async function forgetGoneConsumers(o: WorkerOptions): Promise<void> {
 /** Deletes `consumer` from the group if it has nothing pending; false when it has (or is gone already). */
 export async function forgetConsumer(redis: Redis, keys: Keyspace, consumer: string): Promise<boolean> {
   return (await redis.eval(FORGET_CONSUMER, 1, keys.output, keys.workerGroup, consumer)) === 1;
+}
+
+/**
+ * Trims engine:output below the oldest entry some group may still need: a group's oldest pending entry (delivered,
+ * not acknowledged: a claim reads it again), or else the last one it was delivered (it has acknowledged everything
+ * before). No group, nothing trimmed. ARGV[1]: nor anything added at or after this time (ms). Returns how many
+ * entries went.
+ */
+const TRIM_HANDLED = `
+local function before(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local bound = ARGV[1] .. '-0'
+local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
+if #groups == 0 then return 0 end
+for _, group in ipairs(groups) do
+  local info = {}
+  for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
+  local needed = info['last-delivered-id']
+  if info['pending'] > 0 then needed = redis.call('XPENDING', KEYS[1], info['name'])[2] end
+  if before(needed, bound) then bound = needed end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', bound)`;
+
+/**
+ * Removes from engine:output what every group on it has acknowledged and was added before `beforeMs` (by Redis'
+ * clock, which stamps the ids); how many entries that was.
+ */
+export async function trimHandledOutputs(redis: Redis, keys: Keyspace, beforeMs: number): Promise<number> {
+  const cutoff = Math.max(0, Math.floor(beforeMs));
+  return Number(await redis.eval(TRIM_HANDLED, 1, keys.output, String(cutoff)));
 }
 
 /**
