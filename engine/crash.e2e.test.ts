@@ -703,6 +703,46 @@ describe("snapshotting follower behind a foreign trim", () => {
     expect(await redis.xlen(keys.input)).toBe(30); // nothing trimmed
   });
 
+  it("ends cleanly when a trim is refused after its stop was requested: its leader handed the lease over", async () => {
+    // Regression: a leader stopping cleanly releases the lease while its follower may be saving a snapshot (it is,
+    // for much of the time, with a large state or while it catches up after a long replay); the trim that followed
+    // was refused, the follower crashed and took the process down without its final snapshot.
+    const keys = freshKeys();
+    const log = await streamLog(keys, buildMessages(SEED, 30), 30, 0);
+    // Published in two steps: the first snapshot (at entry 15) trims nothing, the second would trim below it.
+    await redis.set(keys.enginePublished, log[14]!.id);
+    await redis.set(keys.engineLease, "leader:1");
+    const stop = new AbortController();
+    const saved: { lastInputId: string; stateHash: string }[] = [];
+    const outcome = await runFollower(
+      {
+        redis,
+        keys,
+        log: quiet,
+        state: reference([]).state,
+        store: recordingStore(saved, (id) => {
+          if (id === log[14]!.id) {
+            void redis.set(keys.enginePublished, log[log.length - 1]!.id);
+          } else {
+            // As main.ts stops: the follower is asked to stop, then the lease is released, while this one saves.
+            stop.abort();
+            void redis.del(keys.engineLease);
+          }
+        }),
+        leaseValue: "leader:1",
+        everyMs: 0,
+        pollMs: 5,
+      },
+      stop.signal,
+    ).then(
+      () => "stopped",
+      (err: unknown) => err,
+    );
+    expect(outcome).toBe("stopped");
+    expect(saved.map((s) => s.lastInputId)).toEqual([log[14]!.id, log[29]!.id]);
+    expect(await redis.xlen(keys.input)).toBe(30); // nothing trimmed
+  });
+
   it("stops with LogGapError instead of snapshotting a state that skipped trimmed entries", async () => {
     const keys = freshKeys();
     const log = await streamLog(keys, buildMessages(SEED, 60), 60, 0);

@@ -204,10 +204,13 @@ runMain("engine", async () => {
     } else {
       // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
       // snapshot (saved, not trimmed: the lease is no longer this engine's) then spares a lone restart the replay.
+      // The follower is asked first: a trim of a snapshot it is saving now, refused once the lease is released,
+      // is then the handover and not a lost lease.
+      const followerStopped = follower.stop();
       await keeper?.stop();
       await lease.release();
       log.info("handover", { lastInputId: state.lastInputId });
-      await follower.stop();
+      await followerStopped;
     }
     if (end === "lease_lost") exitCode = 1;
   } finally {
@@ -240,10 +243,10 @@ function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLo
     process.kill(process.pid, "SIGTERM");
   });
   return {
-    /** Final snapshot, then the thread ends. */
-    stop: async () => {
+    /** Asks for the final snapshot at once; resolves once the thread has ended. */
+    stop: () => {
       worker.postMessage("stop");
-      await stopped;
+      return stopped;
     },
     terminate: () => worker.terminate(),
   };

@@ -2,9 +2,9 @@
  * The follower as a worker thread beside a lone leader: its own Redis and Postgres connections, its own copy of
  * the state (restored from the latest snapshot), so the encode time of a snapshot never blocks the leader's
  * event loop. It posts each saved snapshot's figures (`{ type: "snapshot_saved" }`) for the engine's metrics. The
- * parent posts "stop"; the thread takes a final snapshot, posts "stopped" and ends.
+ * parent posts "stop" (before it releases the lease); the thread takes a final snapshot, posts "stopped" and ends.
  */
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectPostgres } from "../../platform/postgres.ts";
@@ -30,6 +30,11 @@ const stop = new AbortController();
 parentPort?.on("message", (message) => {
   if (message === "stop") stop.abort();
 });
+/** The stop request, also one posted but not yet delivered as an event (this thread was busy meanwhile). */
+const stopRequested = () => {
+  if (!stop.signal.aborted && parentPort && receiveMessageOnPort(parentPort)?.message === "stop") stop.abort();
+  return stop.signal.aborted;
+};
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
@@ -49,6 +54,7 @@ try {
       store,
       leaseValue: data.leaseValue,
       everyMs: data.snapshotEveryMs,
+      stopRequested,
       // To the main thread, whose registry serves the engine's metrics.
       onSaved: (figures) => parentPort?.postMessage({ type: "snapshot_saved", figures }),
     },

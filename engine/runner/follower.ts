@@ -34,6 +34,11 @@ export interface FollowerOptions {
   readonly pollMs?: number;
   /** After each saved snapshot, its figures (the same as snapshot_saved's): the thread posts them for metrics. */
   readonly onSaved?: (figures: SnapshotFigures) => void;
+  /**
+   * Whether the leader has asked this follower to stop (default: the signal has aborted), counting a request not yet
+   * delivered: the leader asks before it releases the lease, so a trim the release refuses finds it here.
+   */
+  readonly stopRequested?: () => boolean;
 }
 
 export async function runFollower(o: FollowerOptions, signal: AbortSignal): Promise<void> {
@@ -42,10 +47,11 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
   // Where the next trim may go: the cursor of the last snapshot this follower saved (none yet: no trim).
   let trimTo: string | undefined;
   let lastSnapshotMs = Date.now();
+  const stopRequested = o.stopRequested ?? (() => signal.aborted);
   const snapshot = async (final: boolean) => {
     if (o.state.lastInputId === snapshotAt) return;
-    // The final one is taken after the leader handed the lease over: trimming is the next leader's business.
-    if (await takeSnapshot(o, writer, final ? undefined : trimTo)) trimTo = o.state.lastInputId;
+    // The final one is taken as the leader hands the lease over: trimming is the next leader's business.
+    if (await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested)) trimTo = o.state.lastInputId;
     snapshotAt = o.state.lastInputId;
   };
   while (!signal.aborted) {
@@ -95,7 +101,12 @@ export class LogGapError extends Error {
 }
 
 /** Saves a snapshot of the state, then trims the log below `trimTo` (if given); false when a newer one was saved. */
-async function takeSnapshot(o: FollowerOptions, writer: ByteWriter, trimTo: string | undefined): Promise<boolean> {
+async function takeSnapshot(
+  o: FollowerOptions,
+  writer: ByteWriter,
+  trimTo: string | undefined,
+  stopRequested: () => boolean,
+): Promise<boolean> {
   const t0 = performance.now();
   const bytes = encodeSnapshot(o.state, writer);
   const encodeMs = performance.now() - t0;
@@ -119,7 +130,9 @@ async function takeSnapshot(o: FollowerOptions, writer: ByteWriter, trimTo: stri
   let trimmed: number | undefined;
   if (trimTo !== undefined) {
     trimmed = (await o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, trimTo)) as number;
-    if (trimmed < 0) throw new FencedError("engine lease lost: this follower may not trim the log");
+    // Refused after the stop request: the leader handed the lease over (the next leader's follower trims), not lost.
+    if (trimmed < 0 && !stopRequested()) throw new FencedError("engine lease lost: this follower may not trim the log");
+    trimmed = Math.max(0, trimmed);
   }
   o.onSaved?.({ bytes: bytes.length, encodeMs, hashMs, writeMs });
   o.log.info("snapshot_saved", {
