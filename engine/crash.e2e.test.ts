@@ -8,14 +8,18 @@
  * re-emitting nothing. Then a leader and a standby through a series of faults while the log streams (the leader
  * SIGKILLed again and again, a new standby started each time; the leader SIGSTOPped past its lease and resumed,
  * when it must exit without publishing; both killed at once): the same final state, every instruction answered
- * exactly once, no output id with two contents.
+ * exactly once, no output id with two contents. Then engines killed in the middle of a replay: a snapshot, a long
+ * tail after it, engines that restore the snapshot SIGKILLed one after another while they replay the tail, then a
+ * hot standby that takes over mid-tail killed while it replays the rest, and the other standby taking over to the
+ * end: the same checks.
  *
- * CRASH_SEED picks the log and the kill delays (printed on failure). Each engine's stdout is kept; on failure all
+ * CRASH_SEED picks the logs and the kill points (printed on failure). Each engine's stdout is kept; on failure all
  * of it is written to .data/crash-e2e-<run>.log.
  */
 import { randomUUID } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { finished } from "node:stream/promises";
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
@@ -51,6 +55,19 @@ const ROUNDS = 8;
 const CHUNK = 20;
 const CHUNK_PAUSE_MS = 140;
 const LEASE_TTL_MS = 1000;
+/**
+ * The replay test's log: a prefix that ends in a snapshot, then a tail long enough that replaying it takes seconds
+ * (the random log applies at tens of thousands of entries a second), so a kill aimed at its first half never
+ * lands after the end. Each kill lands in its band of the tail, and at least KILL_STEP entries past the last.
+ */
+const REPLAY_PREFIX = 2000;
+const REPLAY_TAIL = 40_000;
+const RESTORE_KILL_BANDS = [
+  [0.05, 0.2],
+  [0.2, 0.35],
+] as const;
+const TAKEOVER_KILL_BAND = [0.35, 0.5] as const;
+const KILL_STEP = 2000;
 
 let redis: Redis;
 const prefixes: string[] = [];
@@ -228,6 +245,13 @@ function expectEveryInstructionAnswered(log: readonly LogEntry[], outputs: reado
   for (const [key, answers] of byRequest) {
     for (const answer of answers) expect(answer, `answers to ${key}`).toEqual(answers[0]);
   }
+}
+
+/** Each instruction has exactly one answer (a replay may put the same one, same id, on the stream again). */
+function expectOneAnswerEach(outputs: readonly EngineOutput[]): void {
+  const answerIds = new Map<string, Set<string>>();
+  for (const r of responsesOf(outputs)) answerIds.set(r.inputId, (answerIds.get(r.inputId) ?? new Set()).add(r.id));
+  for (const [inputId, ids] of answerIds) expect([inputId, ids.size]).toEqual([inputId, 1]);
 }
 
 function buildMessages(seed: number, count: number): EngineInput[] {
@@ -597,11 +621,7 @@ describe("engine process: leader and hot standby", () => {
         expectEveryInstructionAnswered(log, outputs);
         // No output id with two contents, none the reference lacks, none missing.
         expectOutputsMatchReference(outputs, ref.outputs);
-        // Each instruction has exactly one answer (a replay may put the same one on the stream again).
-        const answerIds = new Map<string, Set<string>>();
-        for (const r of responsesOf(outputs))
-          answerIds.set(r.inputId, (answerIds.get(r.inputId) ?? new Set()).add(r.id));
-        for (const [inputId, ids] of answerIds) expect([inputId, ids.size]).toEqual([inputId, 1]);
+        expectOneAnswerEach(outputs);
         const loaded = await new PostgresSnapshotStore(run.db.db).load();
         expect(loaded!.head.lastInputId).toBe(lastId);
         expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
@@ -613,6 +633,179 @@ describe("engine process: leader and hot standby", () => {
             outputs: outputs.length,
             replayedDuplicates: outputs.length - ref.outputs.size,
             rounds,
+          }),
+        );
+      },
+    );
+  }, 240_000);
+});
+
+describe("engine process: killed while it replays", () => {
+  it("survives SIGKILL in the middle of a long replay, again and again, and a takeover killed mid-replay: same state hash", async () => {
+    const run = await newRun();
+    const engines: Child[] = [];
+    await reporting(
+      run,
+      () => engines,
+      async () => {
+        const start = (name: string) => {
+          const e = run.start(name);
+          engines.push(e);
+          return e;
+        };
+        const messages = buildMessages(SEED + 2, REPLAY_PREFIX + REPLAY_TAIL);
+        const rand = seededRandom(SEED + 2);
+        const published = async () => (await redis.get(run.keys.enginePublished)) ?? "0-0";
+        const leaseLapsed = () =>
+          until(
+            async () => ((await redis.exists(run.keys.engineLease)) === 0 ? true : undefined),
+            10_000,
+            "the dead leader's lease to lapse",
+          );
+
+        // A snapshot to restore from: an engine applies the first part of the log and stops cleanly, saving it.
+        const log = await streamLog(run.keys, messages.slice(0, REPLAY_PREFIX), 1000, 0);
+        const snapshotAt = log[log.length - 1]!.id;
+        const first = start("engine-snapshot");
+        await until(
+          async () => ((await published()) === snapshotAt ? true : undefined),
+          30_000,
+          "the first part of the log to be published",
+        );
+        expect(await first.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        const store = new PostgresSnapshotStore(run.db.db);
+        expect((await store.load())?.head.lastInputId).toBe(snapshotAt);
+        // The long tail, all of it in the log before any engine replays it.
+        log.push(...(await streamLog(run.keys, messages.slice(REPLAY_PREFIX), 1000, 0)));
+        expect(log).toHaveLength(REPLAY_PREFIX + REPLAY_TAIL);
+        const lastId = log[log.length - 1]!.id;
+        const position = new Map(log.map((e, i) => [e.id, i]));
+        const positionOf = (id: string) => {
+          const at = position.get(id);
+          if (at === undefined) throw new Error(`engine:published is ${id}, which is not an entry of the log`);
+          return at;
+        };
+
+        /**
+         * The kill point comes from the engine's progress, not from a delay: once it has logged replay_start, the
+         * published cursor, which its replay moves with every slice it publishes (replay_progress comes once a
+         * second at most, too coarse for a fast machine), passes a seeded position within `band` of the tail (in its
+         * first half, so much of it is left to replay), and it is SIGKILLed there. The position is also past the
+         * cursor this engine found (where the last kill left it): a replay from the snapshot first sets the cursor
+         * back, so only this engine's progress can reach it.
+         */
+        const killMidReplay = async (engine: Child, band: readonly [number, number]) => {
+          const cursorBefore = positionOf(await published());
+          const planned = REPLAY_PREFIX + Math.floor(REPLAY_TAIL * (band[0] + rand() * (band[1] - band[0])));
+          const target = Math.max(planned, cursorBefore + KILL_STEP);
+          const replayStart = await engine.waitFor("replay_start", 30_000);
+          const reached = await until(
+            async () => {
+              if (!engine.alive()) throw new Error(`${engine.name} exited before it published through entry ${target}`);
+              const cursor = await published();
+              return positionOf(cursor) >= target ? cursor : undefined;
+            },
+            60_000,
+            `${engine.name} to publish through entry ${target}`,
+            5,
+          );
+          expect(engine.alive(), `${engine.name} was still running when it was to be killed`).toBe(true);
+          expect(await engine.stop("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
+          // Killed in the middle of its replay: it never logged the end of it (checked once all it wrote is read:
+          // the exit can come before the last of its stdout), and the log's end was not published.
+          await finished(engine.proc.stdout);
+          expect(engine.events("replay_done"), `${engine.name} logged replay_done`).toEqual([]);
+          const cursorAtKill = await published();
+          expect(positionOf(cursorAtKill)).toBeLessThan(log.length - 1);
+          return {
+            engine: engine.name,
+            from: replayStart.from,
+            target,
+            reached: positionOf(reached),
+            atKill: positionOf(cursorAtKill),
+          };
+        };
+
+        // Killed again and again while replaying from the snapshot. No snapshot is taken during a replay (the
+        // snapshotting follower starts once the leader is live), so each next engine restores the same one and
+        // replays the same tail again, re-emitting what the one before it published.
+        const rounds: Awaited<ReturnType<typeof killMidReplay>>[] = [];
+        for (const [i, band] of RESTORE_KILL_BANDS.entries()) {
+          await leaseLapsed();
+          const engine = start(`engine-restore-${i}`);
+          rounds.push(await killMidReplay(engine, band));
+          expect(engine.events("restore_snapshot")[0]?.lastInputId).toBe(snapshotAt);
+          expect(rounds[rounds.length - 1]!.from).toBe(snapshotAt);
+        }
+        expect((await store.load())?.head.lastInputId).toBe(snapshotAt);
+
+        // Then a takeover killed mid-replay. Two engines come up as hot standbys behind a lease the test holds (a
+        // leader that is no engine, so both stand by however long their start takes) and follow the cursor the last
+        // kill left in the middle of the tail. When the lease is let go, one takes over and replays the rest of
+        // the log (read from Redis: there is no prefetch after a takeover) and is killed mid-replay; the other
+        // takes over from the cursor that one published (a kill may leave it in the middle of a batch) and leads to
+        // the end.
+        await leaseLapsed();
+        await redis.set(run.keys.engineLease, "replay-kill-test:0", "PX", 60_000);
+        const pair = [start("engine-standby-a"), start("engine-standby-b")];
+        await Promise.all(
+          pair.map((e) =>
+            e.waitFor((l) => l.event === "engine_ready" && l.role === "standby", 30_000, "engine_ready as standby"),
+          ),
+        );
+        const cursorBeforeTakeover = await published();
+        await redis.del(run.keys.engineLease);
+        const leader = await until(
+          () => Promise.resolve(pair.find((e) => e.events("takeover").length > 0)),
+          15_000,
+          "a takeover",
+        );
+        const last = pair.find((e) => e !== leader)!;
+        expect(leader.events("takeover")[0]!.fromInputId).toBe(cursorBeforeTakeover);
+        rounds.push(await killMidReplay(leader, TAKEOVER_KILL_BAND));
+        expect(rounds[rounds.length - 1]!.from).toBe(cursorBeforeTakeover);
+
+        // The last engine takes over, replays the rest and follows the log live; a clean stop saves its state.
+        await last.waitFor("takeover", 15_000);
+        const lastReplay = await last.waitFor("replay_done", 60_000);
+        await until(
+          async () => ((await published()) === lastId ? true : undefined),
+          20_000,
+          "engine:published to reach the last input",
+        );
+        expect(await last.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+
+        for (const e of engines)
+          expect(
+            e.lines.filter((l) => l.level === "error"),
+            `${e.name} error lines`,
+          ).toEqual([]);
+        expect(engines.flatMap((e) => e.events("takeover"))).toHaveLength(2);
+
+        // The state: the snapshot head the last engine's clean stop left equals the reference's, hash for hash.
+        const ref = reference(log);
+        const loaded = await store.load();
+        expect(loaded!.head.lastInputId).toBe(lastId);
+        expect(loaded!.head.stateHash).toBe(stateHash(ref.state));
+        expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
+
+        // The outputs: replays re-emitted what the killed ones had published (so there are duplicates), each the
+        // same as the reference's, none invented, none missing, and every instruction answered exactly once.
+        const outputs = await readOutputs(run.keys);
+        expect(outputs.length).toBeGreaterThan(ref.outputs.size);
+        expectEveryInstructionAnswered(log, outputs);
+        expectOutputsMatchReference(outputs, ref.outputs);
+        expectOneAnswerEach(outputs);
+        console.log(
+          JSON.stringify({
+            test: "replay_kills",
+            seed: SEED + 2,
+            entries: log.length,
+            snapshotAt: positionOf(snapshotAt),
+            outputs: outputs.length,
+            replayedDuplicates: outputs.length - ref.outputs.size,
+            rounds,
+            lastReplay: { entries: lastReplay.entries, ms: lastReplay.ms },
           }),
         );
       },
