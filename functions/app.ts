@@ -26,7 +26,8 @@ import { responses } from "./schemas.ts";
 
 export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   const { settings, log } = deps;
-  const allowedOrigins = new Set([new URL(settings.appUrl).origin, ...settings.corsOrigins]);
+  const appOrigin = new URL(settings.appUrl).origin;
+  const allowedOrigins = new Set([appOrigin, ...settings.corsOrigins]);
   const app = apiRouter();
   if (deps.requestMetrics !== undefined) app.use(deps.requestMetrics); // first: it times everything after it
 
@@ -56,7 +57,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       maxAge: 600,
     }),
   );
-  app.use("/api/*", checkOrigin(allowedOrigins));
+  app.use("/api/*", checkOrigin(appOrigin, allowedOrigins));
 
   const health = createRoute({
     method: "get",

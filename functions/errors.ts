@@ -28,7 +28,10 @@ export const API_ERRORS = {
   INCOMPLETE_BODY: { status: 400, message: "The connection closed before the request body was complete." },
   UNAUTHENTICATED: { status: 401, message: "Sign in first." },
   INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },
-  FORBIDDEN_ORIGIN: { status: 403, message: "Requests from this origin are not allowed." },
+  FORBIDDEN_ORIGIN: {
+    status: 403,
+    message: "Requests from this origin are not allowed: it must be APP_URL's or listed in CORS_ORIGINS.",
+  },
   FORBIDDEN_HOST: { status: 403, message: "This development server does not answer to this Host." },
   NOT_FOUND: { status: 404, message: "Not found." },
   METHOD_NOT_ALLOWED: { status: 405, message: "This path does not take this method." },

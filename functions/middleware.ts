@@ -10,6 +10,7 @@ import { countRequest, type RateLimit } from "./admission.ts";
 import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
 import { ApiError, errorBody } from "./errors.ts";
+import { quoted } from "./validate.ts";
 
 export const SESSION_COOKIE = "session";
 
@@ -56,12 +57,19 @@ export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in
  * refused even though the SameSite=Lax cookie would not ride along on most of them anyway. Requests without Origin
  * (curl, scripts, server-to-server) are not browsers acting for someone else and pass.
  */
-export function checkOrigin(allowed: ReadonlySet<string>) {
+export function checkOrigin(appOrigin: string, allowed: ReadonlySet<string>) {
   return createMiddleware<ApiEnv>(async (c, next) => {
     const method = c.req.method;
     if (method !== "GET" && method !== "HEAD" && method !== "OPTIONS") {
       const origin = c.req.header("origin");
-      if (origin !== undefined && !allowed.has(origin)) throw new ApiError("FORBIDDEN_ORIGIN");
+      if (origin !== undefined && !allowed.has(origin)) {
+        // The developer of a frontend on another port meets this first: the answer says which setting admits it.
+        throw new ApiError(
+          "FORBIDDEN_ORIGIN",
+          `Requests from the origin ${quoted(origin)} are not allowed: a browser may call this API only from ` +
+            `APP_URL's origin (${appOrigin}) or one listed in CORS_ORIGINS.`,
+        );
+      }
     }
     await next();
   });

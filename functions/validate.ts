@@ -333,7 +333,8 @@ function fieldsOf(schema: z.ZodType): readonly string[] | undefined {
   return shape !== null && typeof shape === "object" ? Object.keys(shape) : undefined;
 }
 
-function quoted(text: string): string {
+/** Text from the client as a JSON string for an answer: cut when long, anything outside printable ASCII escaped. */
+export function quoted(text: string): string {
   return received(text, false);
 }
 

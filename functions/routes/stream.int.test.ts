@@ -102,11 +102,18 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect((await client(stack.app, other.token).post("/api/v1/stream/ticket", "")).status).toBe(201);
   });
 
-  it("refuses a browser on another origin", async () => {
+  it("refuses a browser on another origin, naming the origin and the settings that would admit it", async () => {
     const { token } = await stack.signIn(`origin-${adapter}@example.com`);
-    const answer = await client(stack.app, token).post("/api/v1/stream/ticket", "", { origin: "https://evil.example" });
+    const answer = await client(stack.app, token).post("/api/v1/stream/ticket", "", {
+      origin: "http://localhost:5173",
+    });
     expect(answer.status).toBe(403);
-    expect(answer.body.error?.code).toBe("FORBIDDEN_ORIGIN");
+    expect(answer.body.error).toEqual({
+      code: "FORBIDDEN_ORIGIN",
+      message:
+        'Requests from the origin "http://localhost:5173" are not allowed: a browser may call this API only from ' +
+        "APP_URL's origin (http://localhost:3000) or one listed in CORS_ORIGINS.",
+    });
   });
 
   it("logout tells the stream replicas, after recording the revocation; a second logout tells nothing", async () => {
