@@ -11,7 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
-import { ApiError } from "./errors.ts";
+import { ApiError, SESSION_NOT_VALID } from "./errors.ts";
 import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { invalidField } from "./validate.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
@@ -161,7 +161,7 @@ export async function admitTrade(
       endpoint.path,
     ],
   );
-  if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED");
+  if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
   if (verdict === "LIMITED") throw limited(rate);
   if (typeof verdict === "string" && verdict.startsWith("CONFLICT ")) throw conflict(verdict.slice(9), endpoint.path);
   if (verdict !== "OK") throw new Error(`unexpected admission verdict ${String(verdict)}`);

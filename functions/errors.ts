@@ -26,7 +26,10 @@ export const API_ERRORS = {
     message: "The cursor is not a position in the history; pass nextCursor back as it came.",
   },
   INCOMPLETE_BODY: { status: 400, message: "The connection closed before the request body was complete." },
-  UNAUTHENTICATED: { status: 401, message: "Sign in first." },
+  UNAUTHENTICATED: {
+    status: 401,
+    message: "Sign in first: send the session cookie, or the session token as Authorization: Bearer <token>.",
+  },
   INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },
   FORBIDDEN_ORIGIN: {
     status: 403,
@@ -51,6 +54,15 @@ export const API_ERRORS = {
 } as const satisfies Record<string, { status: ContentfulStatusCode; message: string }>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
+
+/**
+ * UNAUTHENTICATED when a session was sent but does not hold (the catalogue's message is for none sent): same code,
+ * since the client's remedy is the same, but a client that did send one learns that signing in again is the fix.
+ */
+export const SESSION_NOT_VALID =
+  "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
+/** UNAUTHENTICATED when an Authorization header came in another form than a Bearer token. */
+export const AUTHORIZATION_NOT_BEARER = "Authorization: expected Bearer <session token>; no other scheme is taken.";
 
 export class ApiError extends Error {
   readonly status: ContentfulStatusCode;

@@ -9,7 +9,7 @@ import { createMiddleware } from "hono/factory";
 import { countRequest, type RateLimit } from "./admission.ts";
 import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
-import { ApiError, errorBody } from "./errors.ts";
+import { ApiError, AUTHORIZATION_NOT_BEARER, errorBody, SESSION_NOT_VALID } from "./errors.ts";
 import { quoted } from "./validate.ts";
 
 export const SESSION_COOKIE = "session";
@@ -30,7 +30,8 @@ export async function currentSession(deps: ApiDeps, c: ApiContext): Promise<Sess
 }
 
 /**
- * 401 unless the request carries a valid, unrevoked session. With `revocation: "in-admission"` only the token is
+ * 401 unless the request carries a valid, unrevoked session; the message says whether none came or the one that came
+ * does not hold. With `revocation: "in-admission"` only the token is
  * checked here, and the route must check revocation itself before it acts (the trade POSTs do, in the admission
  * script: one Redis round trip fewer on the hot path).
  */
@@ -39,13 +40,13 @@ export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in
     // Already checked for this request (a rate limit mounted in front of the route needed the user).
     if (c.get("session") !== undefined) return next();
     const token = sessionToken(c);
+    if (token === undefined) {
+      const sent = c.req.header("authorization") === undefined ? undefined : AUTHORIZATION_NOT_BEARER;
+      throw new ApiError("UNAUTHENTICATED", sent);
+    }
     const session =
-      token === undefined
-        ? undefined
-        : options.revocation === "now"
-          ? await deps.sessions.verify(token)
-          : await deps.sessions.authentic(token);
-    if (session === undefined) throw new ApiError("UNAUTHENTICATED");
+      options.revocation === "now" ? await deps.sessions.verify(token) : await deps.sessions.authentic(token);
+    if (session === undefined) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
     c.set("session", session);
     await next();
   });

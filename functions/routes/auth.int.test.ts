@@ -6,6 +6,10 @@ import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../app.ts";
 import { SIGN_IN_MESSAGE } from "./auth.ts";
+
+const NO_SESSION = "Sign in first: send the session cookie, or the session token as Authorization: Bearer <token>.";
+const SESSION_NOT_VALID =
+  "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { client } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 
@@ -158,8 +162,12 @@ describe("sessions", () => {
     expect((await anon.get("/api/v1/auth/me", { cookie: `session=${token}` })).body).toEqual({ user });
     expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toEqual({ user });
     const none = await anon.get("/api/v1/auth/me");
-    expect([none.status, none.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
-    expect((await anon.get("/api/v1/auth/me", { authorization: `Basic ${token}` })).status).toBe(401);
+    expect([none.status, none.body.error]).toEqual([401, { code: "UNAUTHENTICATED", message: NO_SESSION }]);
+    const basic = await anon.get("/api/v1/auth/me", { authorization: `Basic ${token}` });
+    expect([basic.status, basic.body.error]).toEqual([
+      401,
+      { code: "UNAUTHENTICATED", message: "Authorization: expected Bearer <session token>; no other scheme is taken." },
+    ]);
   });
 
   it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
@@ -202,7 +210,8 @@ describe("sessions", () => {
     for (const bad of [forged, none, expired, wrongIssuer, tampered, "garbage", `${token}x`]) {
       const res = await client(stack.app, bad).get("/api/v1/account/balance");
       expect(res.status, bad).toBe(401);
-      expect(res.body.error?.code).toBe("UNAUTHENTICATED");
+      // Not "sign in first": a session came, and the client should learn that it no longer holds.
+      expect(res.body.error, bad).toEqual({ code: "UNAUTHENTICATED", message: SESSION_NOT_VALID });
     }
     expect((await client(stack.app, token).get("/api/v1/account/balance")).status).toBe(200);
   });
@@ -213,7 +222,8 @@ describe("sessions", () => {
     const out = await client(stack.app, first.token).del("/api/v1/auth/logout");
     expect(out.status).toBe(200);
     expect(out.headers.get("set-cookie")).toMatch(/session=;.*Max-Age=0/);
-    expect((await client(stack.app, first.token).get("/api/v1/auth/me")).status).toBe(401);
+    const me = await client(stack.app, first.token).get("/api/v1/auth/me");
+    expect([me.status, me.body.error?.message]).toEqual([401, SESSION_NOT_VALID]);
     expect((await anon.get("/api/v1/auth/me", { cookie: `session=${first.token}` })).status).toBe(401);
     // Trade POSTs check revocation inside their admission script: refused there too, before anything is logged.
     const inputBefore = await stack.redis.xlen(stack.keys.input);
@@ -222,7 +232,7 @@ describe("sessions", () => {
       side: "buy",
       quantity: "0.1",
     });
-    expect([order.status, order.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+    expect([order.status, order.body.error]).toEqual([401, { code: "UNAUTHENTICATED", message: SESSION_NOT_VALID }]);
     expect(await stack.redis.xlen(stack.keys.input)).toBe(inputBefore);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
     expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine

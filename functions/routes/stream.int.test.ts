@@ -82,8 +82,17 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     const anon = client(stack.app);
     const stored = async () => (await stack.redis.keys(stack.keys.streamTicketKey("*"))).length;
     const count = await stored();
-    expect((await anon.post("/api/v1/stream/ticket", "")).body.error?.code).toBe("UNAUTHENTICATED");
-    expect((await client(stack.app, "not.a.jwt").post("/api/v1/stream/ticket", "")).status).toBe(401);
+    expect((await anon.post("/api/v1/stream/ticket", "")).body.error).toEqual({
+      code: "UNAUTHENTICATED",
+      message: "Sign in first: send the session cookie, or the session token as Authorization: Bearer <token>.",
+    });
+    // A bogus token is not "sign in first": the answer says the session sent does not hold.
+    const bogus = await client(stack.app, "not.a.jwt").post("/api/v1/stream/ticket", "");
+    expect([bogus.status, bogus.body.error?.code, bogus.body.error?.message]).toEqual([
+      401,
+      "UNAUTHENTICATED",
+      "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.",
+    ]);
     const { token } = await stack.signIn(`signed-out-${adapter}@example.com`);
     await client(stack.app, token).del("/api/v1/auth/logout");
     expect((await client(stack.app, token).post("/api/v1/stream/ticket", "")).status).toBe(401);
