@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { signInEmailSubject, signInIpSubject } from "./admission.ts";
+import { limited, signInEmailSubject, signInIpSubject } from "./admission.ts";
 
 describe("sign-in limit subjects", () => {
   it("counts +tag variants, and Gmail's dotted spellings, as the one inbox they reach", () => {
@@ -18,5 +18,20 @@ describe("sign-in limit subjects", () => {
     expect(signInIpSubject("2001:0db8:0001:0002::ffff")).toBe("2001:db8:1:2::/64");
     expect(signInIpSubject("2001:db8::1")).toBe("2001:db8:0:0::/64");
     expect(signInIpSubject("::1")).toBe("0:0:0:0::/64");
+  });
+});
+
+describe("the answer over a rate limit", () => {
+  it("names the limit, what it counts and its window, and the wait Retry-After gives", () => {
+    const over = limited("trade", { limit: 20, windowMs: 1000 });
+    expect([over.code, over.status, over.headers]).toEqual(["RATE_LIMITED", 429, { "Retry-After": "1" }]);
+    expect(over.message).toBe("Too many requests: at most 20 trade requests per user per second; try again in 1 s.");
+    expect(limited("sign-in-email", { limit: 5, windowMs: 15 * 60_000 }).message).toBe(
+      "Too many requests: at most 5 sign-in emails per address per 15 minutes; try again in 900 s.",
+    );
+    expect(limited("candles", { limit: 10, windowMs: 2 * 3_600_000 }).message).toContain("per client IP per 2 hours;");
+    expect(limited("history", { limit: 10, windowMs: 1500 }).message).toContain(
+      "per user per 1500 ms; try again in 2 s",
+    );
   });
 });

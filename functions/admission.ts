@@ -60,16 +60,32 @@ export interface RateLimit {
   readonly windowMs: number;
 }
 
+/**
+ * Each rate limit (its name is part of its Redis key) and what it counts, as the answer over it says it: "at most
+ * 60 stream tickets per user per minute" (docs/api.md, Rate limits).
+ */
+export const RATE_SCOPES = {
+  trade: "trade requests per user",
+  history: "trade and order history reads per user",
+  "spot-orders": "spot order history reads per user",
+  "stream-ticket": "stream tickets per user",
+  candles: "candle reads per client IP",
+  "sign-in-ip": "sign-in emails per client IP",
+  "sign-in-email": "sign-in emails per address",
+  "verify-ip": "sign-in link checks per client IP",
+} as const;
+export type RateScope = keyof typeof RATE_SCOPES;
+
 /** Throws RATE_LIMITED when `subject` went over `limit` in the current window of `scope`. */
 export async function countRequest(
   redis: ApiRedis,
   keys: Keyspace,
-  scope: string,
+  scope: RateScope,
   subject: string,
   rate: RateLimit,
 ): Promise<void> {
   const n = await redis.eval(COUNT, [keys.rateLimitKey(scope, subject)], [String(rate.limit), String(rate.windowMs)]);
-  if (n === 0) throw limited(rate);
+  if (n === 0) throw limited(scope, rate);
 }
 
 /**
@@ -162,7 +178,7 @@ export async function admitTrade(
     ],
   );
   if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
-  if (verdict === "LIMITED") throw limited(rate);
+  if (verdict === "LIMITED") throw limited("trade", rate);
   if (typeof verdict === "string" && verdict.startsWith("CONFLICT ")) throw conflict(verdict.slice(9), endpoint.path);
   if (verdict !== "OK") throw new Error(`unexpected admission verdict ${String(verdict)}`);
   return keyHash === undefined ? `r-${crypto.randomUUID()}` : `k-${keyHash.slice(0, 48)}`;
@@ -186,8 +202,27 @@ function conflict(firstPath: string, path: string): ApiError {
   );
 }
 
-function limited(rate: RateLimit): ApiError {
-  return new ApiError("RATE_LIMITED", undefined, { "Retry-After": String(Math.ceil(rate.windowMs / 1000)) });
+/** The answer over a limit: the limit and its window, and the wait Retry-After gives (a whole window, at most). */
+export function limited(scope: RateScope, rate: RateLimit): ApiError {
+  const retryAfter = Math.ceil(rate.windowMs / 1000);
+  return new ApiError(
+    "RATE_LIMITED",
+    `Too many requests: at most ${rate.limit} ${RATE_SCOPES[scope]} per ${windowWords(rate.windowMs)}; ` +
+      `try again in ${retryAfter} s.`,
+    { "Retry-After": String(retryAfter) },
+  );
+}
+
+/** A window in words: "second", "minute", "15 minutes". */
+function windowWords(ms: number): string {
+  for (const [size, unit] of [
+    [3_600_000, "hour"],
+    [60_000, "minute"],
+    [1000, "second"],
+  ] as const) {
+    if (ms % size === 0) return ms === size ? unit : `${ms / size} ${unit}s`;
+  }
+  return `${ms} ms`;
 }
 
 function sha256(text: string): string {

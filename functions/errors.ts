@@ -43,7 +43,7 @@ export const API_ERRORS = {
   TRADE_CLOSED: { status: 409, message: "The trade is already closed; its close is in `trade`." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The body is too large." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },
-  RATE_LIMITED: { status: 429, message: "Too many requests; slow down." },
+  RATE_LIMITED: { status: 429, message: "Too many requests; try again after Retry-After seconds." },
   INTERNAL: { status: 500, message: "Something went wrong on our side." },
   UNAVAILABLE: { status: 503, message: "A backing service is unavailable; try again shortly." },
   ENGINE_UNAVAILABLE: { status: 503, message: "The trading engine is not running; try again shortly." },

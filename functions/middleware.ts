@@ -6,7 +6,7 @@
 import type { Context, Hono } from "hono";
 import { getCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
-import { countRequest, type RateLimit } from "./admission.ts";
+import { countRequest, type RateLimit, type RateScope } from "./admission.ts";
 import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
 import { ApiError, AUTHORIZATION_NOT_BEARER, errorBody, SESSION_NOT_VALID } from "./errors.ts";
@@ -77,7 +77,7 @@ export function checkOrigin(appOrigin: string, allowed: ReadonlySet<string>) {
 }
 
 /** Counts the request against `rate` for the subject `subjectOf` names (a user, an IP); 429 with Retry-After over it. */
-export function limitRate(deps: ApiDeps, scope: string, rate: RateLimit, subjectOf: (c: ApiContext) => string) {
+export function limitRate(deps: ApiDeps, scope: RateScope, rate: RateLimit, subjectOf: (c: ApiContext) => string) {
   return createMiddleware<ApiEnv>(async (c, next) => {
     await countRequest(deps.redis, deps.keys, scope, subjectOf(c), rate);
     await next();

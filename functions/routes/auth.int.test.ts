@@ -123,6 +123,9 @@ describe("magic-link sign-in", () => {
       expect((await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.0.0.2" })).status).toBe(200);
     const sixth = await anon.post("/api/v1/auth", { email: "LIMITED@example.com" }, { "x-test-ip": "10.0.0.3" });
     expect([sixth.status, sixth.body.error?.code]).toEqual([429, "RATE_LIMITED"]);
+    expect(sixth.body.error?.message).toBe(
+      "Too many requests: at most 5 sign-in emails per address per minute; try again in 60 s.",
+    );
     expect(Number(sixth.headers.get("retry-after"))).toBeGreaterThan(0);
     // A +tag reaches the same inbox: it shares the budget.
     expect(
@@ -308,6 +311,10 @@ describe("request guards", () => {
       for (let i = 0; i < 5; i++)
         codes.push((await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" })).status);
       expect(codes).toEqual([422, 422, 422, 429, 429]); // no price yet: refused by the engine, but counted
+      const over = await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" });
+      expect(over.body.error?.message).toBe(
+        "Too many requests: at most 3 trade requests per user per minute; try again in 60 s.",
+      );
     } finally {
       await limited.close();
     }

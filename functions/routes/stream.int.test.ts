@@ -106,6 +106,9 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     const limited = await api.post("/api/v1/stream/ticket", "");
     expect(limited.status).toBe(429);
     expect(limited.headers.get("retry-after")).toBe("60");
+    expect(limited.body.error?.message).toBe(
+      "Too many requests: at most 3 stream tickets per user per minute; try again in 60 s.",
+    );
     // Another user has their own budget.
     const other = await stack.signIn(`unlimited-${adapter}@example.com`);
     expect((await client(stack.app, other.token).post("/api/v1/stream/ticket", "")).status).toBe(201);
