@@ -12,7 +12,7 @@ import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { API_ERRORS, rejectionStatus, type ApiErrorCode } from "./errors.ts";
 import { errorView } from "./schemas.ts";
-import { readJson, readQuery } from "./validate.ts";
+import { readJson, readOptionalJson, readQuery } from "./validate.ts";
 
 export { createRoute } from "@hono/zod-openapi";
 
@@ -50,11 +50,12 @@ export function route<R extends RouteConfig>(
   if (hide !== true) app.openAPIRegistry.registerPath(operation as RouteConfig);
   const json = definition.request?.body?.content["application/json"] as { schema?: z.ZodType } | undefined;
   const bodySchema = json?.schema;
+  const readBody = definition.request?.body?.required === false ? readOptionalJson : readJson;
   const querySchema = definition.request?.query as z.ZodType | undefined;
   const before = (middleware === undefined ? [] : [middleware].flat()) as MiddlewareHandler<ApiEnv>[];
   app.on([definition.method.toUpperCase()], [definition.path], ...before, async (c: ApiContext) => {
     const input = {
-      body: bodySchema === undefined ? undefined : await readJson(c, bodySchema),
+      body: bodySchema === undefined ? undefined : await readBody(c, bodySchema),
       query: querySchema === undefined ? undefined : readQuery(c, querySchema),
     } as RouteInput<R>;
     return handler(c, input);
@@ -64,6 +65,11 @@ export function route<R extends RouteConfig>(
 /** A JSON request body; required. */
 export function jsonBody<S extends z.ZodType>(schema: S) {
   return { required: true, content: { "application/json": { schema } } } as const;
+}
+
+/** A JSON request body the client may leave out (validate.ts readOptionalJson). */
+export function optionalJsonBody<S extends z.ZodType>(schema: S) {
+  return { required: false, content: { "application/json": { schema } } } as const;
 }
 
 /** A JSON success response. */

@@ -246,6 +246,11 @@ export const cancelOrderRequest = z
   })
   .openapi("CancelOrderRequest", { example: { orderId: "P0-42" } });
 
+/** No fields: the body may be left out or be `{}`; anything in it is an unknown field (validate.ts). */
+export const streamTicketRequest = z
+  .strictObject({})
+  .openapi("StreamTicketRequest", { description: "No fields: send no body, or `{}`.", example: {} });
+
 export const spotOrderRequest = z
   .strictObject({
     asset: assetInput,

@@ -17,12 +17,32 @@ import { fieldErrorCode } from "./schemas.ts";
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  checkMediaType(c);
+  return parsed(schema, await readBody(c));
+}
+
+/**
+ * A body the client may leave out (a request with no fields to send): none, or an empty one, is read as `{}`, with
+ * any Content-Type; one that is sent is JSON, read as readJson reads it, so a field the schema does not take is a
+ * 400 naming it, as on every other endpoint.
+ */
+export async function readOptionalJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+  const text = c.req.raw.body === null ? "" : await readBody(c);
+  if (text === "") return check(schema, {}, "body");
+  checkMediaType(c);
+  return parsed(schema, text);
+}
+
+function checkMediaType(c: Context): void {
   const type = c.req.header("content-type") ?? "";
   if (!/^application\/json\s*(;|$)/i.test(type)) {
     const sent = type === "" ? "no Content-Type" : `Content-Type ${received(type, false)}`;
     throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Send JSON (Content-Type: application/json); received ${sent}.`);
   }
-  const body = parseJsonBody(await readBody(c));
+}
+
+function parsed<S extends z.ZodType>(schema: S, text: string): z.output<S> {
+  const body = parseJsonBody(text);
   if (body === undefined) throw new ApiError("MALFORMED_JSON");
   return check(schema, body, "body");
 }
@@ -285,7 +305,8 @@ function unknownKeys(keys: readonly string[], where: "body" | "query", fields?: 
   const shownKeys = keys.slice(0, MAX_UNKNOWN_SHOWN).map(quoted);
   if (keys.length > MAX_UNKNOWN_SHOWN) shownKeys.push(`${keys.length - MAX_UNKNOWN_SHOWN} more`);
   const named = `Unknown ${kind}${keys.length === 1 ? "" : "s"} ${listed(shownKeys)}`;
-  return fields === undefined || fields.length === 0 ? `${named}.` : `${named}; this request takes ${listed(fields)}.`;
+  if (fields === undefined) return `${named}.`;
+  return `${named}; this request takes ${fields.length === 0 ? `no ${kind}s` : listed(fields)}.`;
 }
 
 /** Strings longer than this are cut in an answer: the client knows what it sent, and the answer stays small. */

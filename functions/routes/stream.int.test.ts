@@ -63,6 +63,27 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect((second.body as { ticket: string }).ticket).not.toBe(ticket);
   });
 
+  it("takes no body, or {}; a field is a 400 naming it, as request objects are strict everywhere", async () => {
+    const { token } = await stack.signIn(`body-${adapter}@example.com`);
+    const api = client(stack.app, token);
+    const bare = await stack.app.request("/api/v1/stream/ticket", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(bare.status).toBe(201);
+    expect((await api.post("/api/v1/stream/ticket", {})).status).toBe(201);
+    const field = await api.post("/api/v1/stream/ticket", { x: 1 });
+    expect([field.status, field.body.error]).toEqual([
+      400,
+      { code: "INVALID_REQUEST", message: 'Unknown field "x"; this request takes no fields.' },
+    ]);
+    // This suite allows 3 tickets a minute, and a refused request counts as the other limited routes' do.
+    const other = client(stack.app, (await stack.signIn(`body-more-${adapter}@example.com`)).token);
+    expect((await other.post("/api/v1/stream/ticket", "{")).body.error?.code).toBe("MALFORMED_JSON");
+    const text = await other.post("/api/v1/stream/ticket", "x=1", { "content-type": "text/plain" });
+    expect([text.status, text.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
+  });
+
   it("answers the stream client's ticket request (client/) with a URL to open the socket at", async () => {
     const { token } = await stack.signIn(`client-${adapter}@example.com`);
     const fetch: FetchLike = (url, init) => Promise.resolve(stack.app.request(url, init));

@@ -5,8 +5,16 @@
 import { issueStreamTicket } from "../auth/stream-tickets.ts";
 import type { ApiDeps } from "../context.ts";
 import { limitRate, requireSession } from "../middleware.ts";
-import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
-import { responses } from "../schemas.ts";
+import {
+  apiRouter,
+  createRoute,
+  errorResponses,
+  jsonResponse,
+  optionalJsonBody,
+  route,
+  SIGNED_IN,
+} from "../openapi.ts";
+import { responses, streamTicketRequest } from "../schemas.ts";
 
 export function streamRoutes(deps: ApiDeps) {
   const app = apiRouter();
@@ -20,15 +28,27 @@ export function streamRoutes(deps: ApiDeps) {
     description:
       "Single use, valid 30 s: open the WebSocket at `url` with `?ticket=<ticket>`. The socket belongs to this " +
       "session and closes (4401) when the session is signed out or expires. Ask for a new ticket for every " +
-      "connection, reconnects included. No body. Limited per user (STREAM_TICKET_LIMIT_PER_MIN).",
+      "connection, reconnects included. No body (or `{}`): a field is a 400 naming it. Limited per user " +
+      "(STREAM_TICKET_LIMIT_PER_MIN).",
     security: SIGNED_IN,
+    request: { body: optionalJsonBody(streamTicketRequest) },
     middleware: [
       requireSession(deps),
       limitRate(deps, "stream-ticket", deps.settings.streamTicketRate, (c) => c.get("session").userId),
     ],
     responses: {
       201: jsonResponse(responses.streamTicket, "The ticket and where to use it"),
-      ...errorResponses(["UNAUTHENTICATED", "FORBIDDEN_ORIGIN", "RATE_LIMITED", "UNAVAILABLE"]),
+      ...errorResponses([
+        "MALFORMED_JSON",
+        "INVALID_REQUEST",
+        "UNAUTHENTICATED",
+        "FORBIDDEN_ORIGIN",
+        "PAYLOAD_TOO_LARGE",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "INCOMPLETE_BODY",
+        "RATE_LIMITED",
+        "UNAVAILABLE",
+      ]),
     },
   });
   route(app, ticket, async (c) => {
