@@ -254,7 +254,10 @@ describe("OCO", () => {
     const h = given({ eth: ["2000", "2001"] });
     const bad = h.instruct("alice", { kind: "place_oco", legs: [entry("1990"), entry("2001")] }).answer;
     expect(codeOf(bad)).toBe("WOULD_FILL_NOW");
-    expect(bad.ok ? "" : bad.error.message).toMatch(/^legs\[1\]: /);
+    // The leg as the API names a field in it (legs.1.price): the second, counted from 0.
+    expect(bad.ok ? "" : bad.error.message).toMatch(
+      /^legs\.1: The order would fill at once.* A long limit at 2001 would fill at the current ask 2001\.$/,
+    );
     const tooBig = h.instruct("alice", {
       kind: "place_oco",
       legs: [entry("1990", { margin: "10000.01" }), entry("1980")],

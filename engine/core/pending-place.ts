@@ -181,12 +181,15 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
   return entry;
 }
 
-/** A leg's refusal, its message naming the leg (legs[0] or legs[1]). */
-function inLeg(outcome: Outcome, leg: number): Outcome {
+/**
+ * A leg's refusal, its message naming the leg as the API names a field in it (`legs.0`, `legs.1`: the index in the
+ * request's `legs` array), so a client reads one notation for the API's checks and the engine's.
+ */
+function inLeg(outcome: Outcome, leg: 0 | 1): Outcome {
   const { receipt } = outcome;
   if (receipt.kind !== "rejected") return outcome;
   const code: RejectionCode = receipt.code;
-  const message = `legs[${leg}]: ${receipt.message}`;
+  const message = `legs.${leg}: ${receipt.message}`;
   return { receipt: { kind: "rejected", code, message }, answer: { ok: false, error: { code, message } } };
 }
 
