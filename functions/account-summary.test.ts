@@ -94,6 +94,13 @@ describe("account summary", () => {
     });
   });
 
+  it("leaves spot holdings out of balance and equity: the summary is the margin account's, in USD", () => {
+    // 1 ETH bought spot for 2000 of a 10000 grant: the summary shows the 8000 USD left, whatever ETH is worth.
+    const holder = { ...account("8000"), balances: { USD: "8000", ETH: "1", BTC: "0.5", SOL: "0", ADA: "0" } };
+    const quotes = new Map([["ETH", quote("2100", "2100.5")]]);
+    expect(accountSummary(holder, quotes)).toMatchObject({ balance: "8000", equity: "8000", freeMargin: "8000" });
+  });
+
   it("rounds the margin level down to 2 decimals, never up", () => {
     // 5 / 3 × 100 = 166.666…: down to 166.66, where nearest would give 166.67.
     expect(accountSummary(account("2", [], ["3"]), new Map()).marginLevel).toBe("166.66");

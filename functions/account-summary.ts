@@ -4,7 +4,8 @@
  *
  * Every figure is exact, summed in bigint USD micros (an account's totals are not bounded by one balance's range):
  * - margin used   = Σ open trades' margin + Σ pending orders' reserved margin
- * - balance       = free USD + margin used
+ * - balance       = free USD + margin used (USD only: spot holdings are not valued here; the summary is the margin
+ *                   account's, and the holdings are in GET /api/v1/account/balance)
  * - unrealized    = Σ per open trade: long (bid − open) × quantity, short (open − ask) × quantity, each never below
  *                   −margin (settlement caps a loss there); a trade whose market has no quote counts 0, and its
  *                   asset is listed in `pricesMissing`

@@ -484,7 +484,11 @@ export const assetView = z
   });
 export const accountSummaryView = z
   .object({
-    balance: decimal.openapi({ description: "Free USD + margin in open trades + margin reserved by pending orders." }),
+    balance: decimal.openapi({
+      description:
+        "Free USD + margin in open trades + margin reserved by pending orders. Spot holdings are not in it (nor in " +
+        "equity): they are in GET /api/v1/account/balance.",
+    }),
     equity: decimal.openapi({ description: "Balance + unrealized PnL." }),
     marginUsed: decimal.openapi({ description: "Margin in open trades + margin reserved by pending orders." }),
     freeMargin: decimal.openapi({ description: "Equity − margin used." }),
