@@ -37,6 +37,27 @@ describe("parseJsonBody", () => {
     expect(numberIn('{"n":1e-999999}').decimalText()).toBeUndefined();
     expect(numberIn('{"n":1e41}').decimalText()).toBeUndefined();
     expect(numberIn('{"n":1e40}').decimalText()).toBe(`1${"0".repeat(40)}`);
+    // Which way, for the answer (schemas.ts): an exponent of any length, read without building anything.
+    const ranges = [
+      "1e41",
+      "0.5E+41",
+      `1e${"9".repeat(400)}`,
+      "1e-41",
+      `1e-${"9".repeat(400)}`,
+      "1e40",
+      "1e-40",
+      "-1e41",
+    ];
+    expect(ranges.map((text) => numberIn(`{"n":${text}}`).exponentRange())).toEqual([
+      "above",
+      "above",
+      "above",
+      "below",
+      "below",
+      undefined,
+      undefined,
+      undefined,
+    ]);
     const long = "9".repeat(BODY_LIMIT_BYTES - 10);
     expect(numberIn(`{"n":${long}}`).decimalText()).toBe(long);
   });

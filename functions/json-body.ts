@@ -9,19 +9,40 @@ import { parseExactJson, RawNumber, type ExactJson } from "../platform/exact-jso
 /** Our bodies are flat objects; the limit only bounds the parser's recursion on hostile ones. */
 export const MAX_BODY_DEPTH = 32;
 
+/**
+ * The largest exponent a number is spelt out with, either way: far past every amount's range and precision, and it
+ * keeps `1e999999` from becoming a million-character string.
+ */
+export const MAX_EXPONENT = 40;
+
+const NUMBER_PARTS = /^(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/;
+
 /** A JSON number from a request body, as written. */
 export class JsonNumber extends RawNumber {
-  /** The number as a plain decimal ("1.5e3" → "1500"), or undefined when it is negative or absurdly scaled. */
+  /**
+   * The number as a plain decimal ("1.5e3" → "1500"), or undefined when it is negative or its exponent is past
+   * ±MAX_EXPONENT (`exponentRange` says which way).
+   */
   decimalText(): string | undefined {
-    const m = /^(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(this.text);
+    const m = NUMBER_PARTS.exec(this.text);
     if (m === null) return undefined;
     const exponent = Number(m[3] ?? "0");
-    if (Math.abs(exponent) > 40) return undefined;
+    if (Math.abs(exponent) > MAX_EXPONENT) return undefined;
     const digits = m[1]! + (m[2] ?? "");
     const point = m[1]!.length + exponent;
     const whole = point <= 0 ? "0" : digits.slice(0, point).padEnd(point, "0");
     const fraction = point < 0 ? "0".repeat(-point) + digits : digits.slice(Math.max(point, 0));
     return plainDecimal(whole, fraction);
+  }
+
+  /**
+   * "above" when the exponent is over MAX_EXPONENT, "below" when it is under −MAX_EXPONENT; undefined otherwise, and
+   * for a negative number (refused as such).
+   */
+  exponentRange(): "above" | "below" | undefined {
+    // An exponent too long for a double reads as ±Infinity, which compares as it should.
+    const exponent = Number(NUMBER_PARTS.exec(this.text)?.[3] ?? "0");
+    return exponent > MAX_EXPONENT ? "above" : exponent < -MAX_EXPONENT ? "below" : undefined;
   }
 }
 

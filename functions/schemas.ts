@@ -20,7 +20,7 @@ import {
 } from "../contract/messages.ts";
 import type { RejectionCode } from "../contract/rejections.ts";
 import type { ApiErrorCode } from "./errors.ts";
-import { JsonNumber, plainDecimal } from "./json-body.ts";
+import { JsonNumber, MAX_EXPONENT, plainDecimal } from "./json-body.ts";
 
 /** A JSON number in a request body. Shared instance: documented as `number`. */
 export const jsonNumber = z
@@ -36,13 +36,25 @@ export const jsonNumber = z
  */
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
+const AMOUNT_EXPECTED = 'expected a positive decimal such as "100" or "4303.93"';
+/** What validate.ts adds after "received 1e41: " for a number it does not spell out (json-body.ts MAX_EXPONENT). */
+const OUT_OF_RANGE = {
+  above: `out of range, an exponent over ${MAX_EXPONENT}`,
+  below: `out of range, an exponent under -${MAX_EXPONENT}`,
+};
+
 export const decimalInput = z
   .union([z.string(), jsonNumber])
   .transform((value, ctx) => {
+    const range = typeof value === "string" ? undefined : value.exponentRange();
+    if (range !== undefined) {
+      ctx.addIssue({ code: "custom", message: AMOUNT_EXPECTED, params: { note: OUT_OF_RANGE[range] } });
+      return z.NEVER;
+    }
     const text = typeof value === "string" ? value : value.decimalText();
     const m = text === undefined ? null : DECIMAL.exec(text);
     if (m === null) {
-      ctx.addIssue({ code: "custom", message: 'expected a positive decimal such as "100" or "4303.93"' });
+      ctx.addIssue({ code: "custom", message: AMOUNT_EXPECTED });
       return z.NEVER;
     }
     // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.

@@ -170,7 +170,12 @@ export function describeIssues(
     }
     const value = valueAt(input, issue.path);
     if (value === undefined && field !== "") missing.push(field);
-    else problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value)));
+    else {
+      // What is wrong beyond the expectation, where the value alone does not show it (an amount out of range).
+      const note: unknown = issue.code === "custom" ? issue.params?.["note"] : undefined;
+      const why = typeof note === "string" ? note : undefined;
+      problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value), why));
+    }
   }
   if (missing.length > 0) problems.unshift(`${listed(missing)} ${missing.length === 1 ? "is" : "are"} required.`);
   const described = problems.slice(0, MAX_DESCRIBED).join(" ");

@@ -108,6 +108,15 @@ describe("messages say what was expected and what came", () => {
       `margin: expected at most 6 decimals, received "0.${"0".repeat(38)}…" (103 characters).`,
     ],
     ["1e-7", 'margin: expected at most 6 decimals, received "0.0000001".'],
+    // Exponents past ±40 are not spelt out (json-body.ts): the answer says so rather than "not a decimal".
+    [
+      "1e41",
+      'margin: expected a positive decimal such as "100" or "4303.93", received 1e41: out of range, an exponent over 40.',
+    ],
+    [
+      "1e-41",
+      'margin: expected a positive decimal such as "100" or "4303.93", received 1e-41: out of range, an exponent under -40.',
+    ],
   ])("margin %s → 400 INVALID_AMOUNT: %s", async (margin, message) => {
     const res = await create(margin);
     expect([res.status, res.body.error]).toEqual([400, { code: "INVALID_AMOUNT", message }]);
