@@ -353,6 +353,7 @@ export const idempotencyKeyHeader = z.object({
 const FIELD_ERRORS: ReadonlyMap<string, ApiErrorCode | RejectionCode> = new Map<string, ApiErrorCode | RejectionCode>([
   ["margin", "INVALID_AMOUNT"],
   ["quantity", "INVALID_AMOUNT"],
+  ["percent", "INVALID_AMOUNT"], // a part of a trade to close; a trailing stop's is INVALID_TRAILING_STOP
   ["stopLoss", "INVALID_AMOUNT"],
   ["takeProfit", "INVALID_AMOUNT"],
   ["price", "INVALID_PRICE"],

@@ -122,6 +122,24 @@ describe("messages say what was expected and what came", () => {
     expect([res.status, res.body.error]).toEqual([400, { code: "INVALID_AMOUNT", message }]);
   });
 
+  it("a close's quantity or percent that is not a positive decimal is INVALID_AMOUNT, as docs/api.md says", async () => {
+    for (const [field, value] of [
+      ["quantity", "abc"],
+      ["percent", "abc"],
+      ["percent", -5],
+    ] as const) {
+      const res = await cal.post("/api/v1/trade/close", { tradeId: "T0-999999", [field]: value });
+      const received = typeof value === "string" ? `"${value}"` : String(value);
+      expect([res.status, res.body.error], `${field} ${value}`).toEqual([
+        400,
+        {
+          code: "INVALID_AMOUNT",
+          message: `${field}: expected a positive decimal such as "100" or "4303.93", received ${received}.`,
+        },
+      ]);
+    }
+  });
+
   it("an Idempotency-Key used on another endpoint: 409 naming both endpoints", async () => {
     const key = { "idempotency-key": `elsewhere-${crypto.randomUUID()}` };
     expect((await cal.post("/api/v1/trade/create", TRADE, key)).status).toBe(201);
