@@ -13,6 +13,7 @@ import { COMPONENTS, componentNamed, nodeArgs } from "../platform/components.ts"
 import { metricsPortVariable, readMetricsConfig } from "../platform/metrics.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
+import { readStreamConfig } from "../stream/config.ts";
 import {
   API_ROUTES,
   CONTAINER_PLANS,
@@ -22,6 +23,7 @@ import {
   LAMBDA_HANDLER,
   SECRETS,
   containerCommand,
+  devArgs,
   devCommand,
   streamLoadBalancer,
   streamUrlFrom,
@@ -62,6 +64,7 @@ describe("commands", () => {
       const component = COMPONENTS.find((c) => c.name === name)!;
       expect(containerCommand(name)).toEqual(["node", ...nodeArgs(component)]);
       expect(devCommand(name)).toBe(`npm run ${name}`);
+      expect(devArgs(name)).toMatchObject({ command: devCommand(name), directory: "." });
     }
   });
 
@@ -186,6 +189,15 @@ describe("the stream's endpoint", () => {
     expect(streamLoadBalancer("").rules).toEqual([{ listen: "80/http", forward: "3001/http" }]);
     // It forwards to the port the stream container listens on, where the health check asks.
     expect(CONTAINER_PLANS.stream.env.STREAM_PORT).toBe("3001");
+  });
+
+  it("under sst dev, hands out the address the stream's local process listens on, not SST's placeholder", () => {
+    // sst dev runs the stream locally with the container's environment; only the one service with a load balancer
+    // has a URL to give.
+    expect(CONTAINERS.filter((name) => devArgs(name).url !== undefined)).toEqual(["stream"]);
+    const local = readStreamConfig(deployedEnv(CONTAINER_PLANS.stream.secretEnv, CONTAINER_PLANS.stream.env));
+    expect(streamUrlFrom(devArgs("stream").url!)).toBe(`ws://localhost:${local.port}/api/v1/stream`);
+    expect(["0.0.0.0", "127.0.0.1", "localhost"]).toContain(local.host);
   });
 
   it("hands the functions the stream's URL as the WebSocket URL the API's config accepts", () => {

@@ -193,6 +193,17 @@ export function devCommand(name: ContainerName): string {
   return `npm run ${name}`;
 }
 
+/**
+ * A service's `dev` args for `sst dev`, which deploys no container: it runs the command from the repository's top
+ * with the container's environment. A service with a load balancer then has no URL, and SST's Service.url is a
+ * placeholder (http://url-unavailable-in-dev.mode) unless `url` says where the local process listens: for the
+ * stream, the functions hand it out as STREAM_URL, so a client on this machine must reach it there.
+ */
+export function devArgs(name: ContainerName): { command: string; directory: string; url?: string } {
+  const args = { command: devCommand(name), directory: "." };
+  return name === "stream" ? { ...args, url: `http://localhost:${CONTAINER_PLANS.stream.env.STREAM_PORT}` } : args;
+}
+
 export type FunctionName = "Auth" | "Trade" | "Account";
 
 /** Every function runs the same Hono app (functions/lambda.ts) and serves the routes given to it below. */

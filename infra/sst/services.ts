@@ -3,15 +3,16 @@
  * one Dockerfile, each with the command `npm start` runs for it (platform/components.ts, via infra/plan.ts). The VPC
  * has public subnets only (no NAT gateway to pay for): the tasks get public IPs to reach Upstash, Neon and Backpack.
  * Only the stream listens publicly, behind its load balancer (plan.ts streamLoadBalancer); each process's metrics
- * port binds the task's loopback (no collector is defined yet). In `sst dev` nothing is deployed: each runs locally as its npm script
- * with the same environment. Needs SST's globals: import only from sst.config.ts's `run`.
+ * port binds the task's loopback (no collector is defined yet). In `sst dev` nothing is deployed: each runs locally
+ * as its npm script with the same environment, and the stream's URL is its local address (plan.ts devArgs). Needs
+ * SST's globals: import only from sst.config.ts's `run`.
  */
 import {
   CONTAINER_PLANS,
   CONTAINERS,
   streamLoadBalancer,
   containerCommand,
-  devCommand,
+  devArgs,
   type ContainerName,
   type DeployPlan,
 } from "../plan.ts";
@@ -55,7 +56,7 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },
       ...(plan.deploy ? deployArgs(plan.deploy) : {}),
-      dev: { command: devCommand(name), directory: "." },
+      dev: devArgs(name),
     });
     return [name, service] as const;
   });
