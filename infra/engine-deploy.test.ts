@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { componentNamed } from "../platform/components.ts";
-import { CONTAINER_PLANS, CONTAINERS, ENGINE_DEPLOY, readyCheckCommand } from "./plan.ts";
+import { CONTAINER_PLANS, CONTAINERS, ENGINE_DEPLOY, engineDeploy, readyCheckCommand } from "./plan.ts";
 
 describe("the engine's deployment", () => {
   const engine = CONTAINER_PLANS.engine;
@@ -34,6 +34,21 @@ describe("the engine's deployment", () => {
     // Bash comes with Debian's images (node:*-slim), not with Alpine's.
     const base = /^FROM (\S+)$/m.exec(readFileSync(resolve(import.meta.dirname, "../Dockerfile"), "utf8"))?.[1];
     expect(base).toMatch(/^node:\d+-(slim|bookworm|bullseye)/);
+  });
+
+  it("finds /ready where the engine's metrics settings put it, and refuses settings that serve none", () => {
+    const script = (env: Record<string, string>) => engineDeploy(env).health.command[3];
+    expect(script({ ENGINE_METRICS_PORT: "9200" })).toContain("/dev/tcp/127.0.0.1/9200 ");
+    expect(script({ METRICS_HOST: "0.0.0.0" })).toContain("/dev/tcp/127.0.0.1/9141 ");
+    expect(script({ METRICS_HOST: "::" })).toContain("/dev/tcp/127.0.0.1/9141 ");
+    expect(script({ METRICS_HOST: "::1", ENGINE_METRICS_PORT: "9300" })).toContain("/dev/tcp/::1/9300 ");
+    expect(() => engineDeploy({ ENGINE_METRICS_PORT: "off" })).toThrow(
+      /ENGINE_METRICS_PORT=off serves no metrics server.*never become healthy/,
+    );
+    expect(() => engineDeploy({ ENGINE_METRICS_PORT: "0" })).toThrow(/ENGINE_METRICS_PORT=0 takes a free port/);
+    expect(() => engineDeploy({ ENGINE_METRICS_PORT: "nine" })).toThrow(/ENGINE_METRICS_PORT must be a port/);
+    // The deployed engine's own settings are the ones the check follows.
+    expect(ENGINE_DEPLOY).toEqual(engineDeploy(engine.env));
   });
 
   it("gives a restore minutes before failed checks count, within ECS's limits", () => {
@@ -89,6 +104,14 @@ describe("the ready check command", () => {
 
   it("succeeds when /ready answers 200", async () => {
     expect(await run(readyCheckCommand(await serving(200)))).toBe(0);
+  });
+
+  it("asks the port the engine's settings give", async () => {
+    const port = await serving(200);
+    expect(await run(engineDeploy({ ENGINE_METRICS_PORT: String(port) }).health.command)).toBe(0);
+    expect(await run(engineDeploy({ ENGINE_METRICS_PORT: String(port), METRICS_HOST: "0.0.0.0" }).health.command)).toBe(
+      0,
+    );
   });
 
   it("fails when /ready answers 503 (restoring, catching up, or stopping)", async () => {

@@ -10,6 +10,8 @@
  */
 import { DOCS_UI_FILES, DOCS_UI_PACKAGE } from "../functions/docs-page.ts";
 import { componentNamed, nodeArgs, type Component } from "../platform/components.ts";
+import { ConfigError } from "../platform/config.ts";
+import { readMetricsConfig } from "../platform/metrics.ts";
 
 /** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
 export const SECRETS = {
@@ -83,13 +85,33 @@ export interface HealthCheckPlan {
 }
 
 /**
- * The health check command: asks `GET /ready` on the process's metrics port on the task's loopback, and succeeds on a
- * 200. Bash and its /dev/tcp, not `node -e`: the image has no curl or wget, and starting a Node process per check
- * would take a slice of the leader's one vCPU every interval, where bash needs a few milliseconds.
+ * The health check command: asks `GET /ready` at `host`:`port`, the engine's metrics server inside the task, and
+ * succeeds on a 200. Bash and its /dev/tcp, not `node -e`: the image has no curl or wget, and starting a Node process
+ * per check would take a slice of the leader's one vCPU every interval, where bash needs a few milliseconds.
  */
-export function readyCheckCommand(port: number): string[] {
-  const script = String.raw`exec 3<>/dev/tcp/127.0.0.1/${port} && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 && read -r status <&3 && [[ $status == "HTTP/1."?" 200 "* ]]`;
+export function readyCheckCommand(port: number, host = "127.0.0.1"): string[] {
+  const script = String.raw`exec 3<>/dev/tcp/${host}/${port} && printf 'GET /ready HTTP/1.0\r\n\r\n' >&3 && read -r status <&3 && [[ $status == "HTTP/1."?" 200 "* ]]`;
   return ["CMD", "bash", "-c", script];
+}
+
+/**
+ * Where the health check finds the engine's `/ready`: the metrics server the engine starts from the same environment
+ * (platform/metrics.ts), on the task's loopback when it listens on every interface. Settings under which no check
+ * could pass are refused here, when `sst deploy` loads this file, rather than found by ECS replacing engines that
+ * never become healthy: `off` serves no /ready, and `0` takes a port the check cannot know.
+ */
+export function engineReadyTarget(env: Readonly<Record<string, string>>): { host: string; port: number } {
+  const metrics = readMetricsConfig(env, "engine");
+  const refuse = (why: string) =>
+    new ConfigError(
+      `infra/plan.ts: the engine's ${metrics.variable}=${env[metrics.variable]} ${why}, and the container health ` +
+        `check asks GET /ready there: deployed engines would never become healthy. Leave it unset (port ` +
+        `${componentNamed("engine").metricsPort}) or give a fixed port.`,
+    );
+  if (metrics.port === undefined) throw refuse("serves no metrics server");
+  if (metrics.port === 0) throw refuse("takes a free port, unknown to the check");
+  const wildcard = ["0.0.0.0", "::", "[::]"].includes(metrics.host);
+  return { host: wildcard ? "127.0.0.1" : metrics.host, port: metrics.port };
 }
 
 /**
@@ -100,24 +122,33 @@ export function readyCheckCommand(port: number): string[] {
  * hot standby caught up with the log, so the old tasks are stopped only when new standbys are hot; the old leader
  * then releases the lease on SIGTERM and a standby takes over within one poll. A new image whose engine never gets
  * ready is rolled back (SST turns on ECS's deployment circuit breaker with rollback), the old tasks untouched.
+ * `env`: the engine container's plain settings, where its metrics port and host come from.
  */
-export const ENGINE_DEPLOY: DeployPlan = {
-  minimumHealthyPercent: 100,
-  maximumPercent: 200,
-  health: {
-    command: readyCheckCommand(componentNamed("engine").metricsPort),
-    // ECS's maximum. A restore of the full book takes ~5 s on this machine (benchmarks.md); a Fargate vCPU and
-    // Neon over the network are slower, and a standby must then catch up with the log. Until ready, 503s are free.
-    startPeriodSeconds: 300,
-    intervalSeconds: 10,
-    timeoutSeconds: 5,
-    retries: 3,
-  },
-  // Fargate's maximum (ECS API reference, ContainerDefinition, stopTimeout; the default is 30 s). The leader
-  // releases the lease at once on SIGTERM; what follows is its final snapshot (encode and write, a few seconds here
-  // at 1M open trades), which a SIGKILL would lose and the next restore would replay instead.
-  stopTimeoutSeconds: 120,
-};
+export function engineDeploy(env: Readonly<Record<string, string>>): DeployPlan {
+  const ready = engineReadyTarget(env);
+  return {
+    minimumHealthyPercent: 100,
+    maximumPercent: 200,
+    health: {
+      command: readyCheckCommand(ready.port, ready.host),
+      // ECS's maximum. A restore of the full book takes ~5 s on this machine (benchmarks.md); a Fargate vCPU and
+      // Neon over the network are slower, and a standby must then catch up with the log. Until ready, 503s are free.
+      startPeriodSeconds: 300,
+      intervalSeconds: 10,
+      timeoutSeconds: 5,
+      retries: 3,
+    },
+    // Fargate's maximum (ECS API reference, ContainerDefinition, stopTimeout; the default is 30 s). The leader
+    // releases the lease at once on SIGTERM; what follows is its final snapshot (encode and write, a few seconds here
+    // at 1M open trades), which a SIGKILL would lose and the next restore would replay instead.
+    stopTimeoutSeconds: 120,
+  };
+}
+
+/** The engine container's plain settings (ENGINE_METRICS_PORT, METRICS_HOST, … as in .env.example). */
+const ENGINE_ENV: Readonly<Record<string, string>> = {};
+
+export const ENGINE_DEPLOY: DeployPlan = engineDeploy(ENGINE_ENV);
 
 export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // Two tasks: one leads (the Redis lease), the other is a hot standby that follows the log in memory and takes over in
@@ -125,7 +156,7 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // Memory for the in-memory state and snapshot encoding; snapshots are saved on a second thread.
   engine: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
-    env: {},
+    env: ENGINE_ENV,
     cpu: "1 vCPU",
     memory: "2 GB",
     tasks: 2,

@@ -34,14 +34,14 @@ export function oneOf<T extends string>(env: Env, name: string, choices: readonl
 
 export function url(env: Env, name: string, fallback: string | undefined, protocols: readonly string[]): string {
   const value = text(env, name, fallback);
-  let parsed: URL;
+  let protocol: string;
   try {
-    parsed = new URL(value);
+    protocol = new URL(value).protocol;
   } catch {
     throw new ConfigError(`${name} is not a URL: "${value}"`);
   }
-  if (!protocols.includes(parsed.protocol))
-    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
+  if (!protocols.includes(protocol))
+    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${protocol}"`);
   return value;
 }
 
