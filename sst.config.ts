@@ -2,7 +2,8 @@
 /// <reference path="./.sst/platform/config.d.ts" />
 /**
  * The deployed system, on AWS with SST v3: the auth, trade and account handlers as Lambda functions
- * behind an HTTP API, the engine, worker and poller as always-on containers from one Dockerfile, and the managed
+ * behind an HTTP API, the engine, worker, poller and stream as always-on containers from one Dockerfile (the stream
+ * behind a public load balancer, for the WebSocket clients), and the managed
  * services (Upstash Redis, Neon Postgres, Resend) plus the session key as per-stage secrets. infra/README.md says
  * how to set the secrets and deploy; infra/plan.ts holds the decisions as data.
  *

@@ -26,7 +26,7 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
     const plan = CONTAINER_PLANS[name];
     const service = new sst.aws.Service(title(name), {
       cluster,
-      // The same build context and Dockerfile for all three: Docker's layer cache builds the image once per deploy.
+      // The same build context and Dockerfile for all four: Docker's layer cache builds the image once per deploy.
       image: { context: ".", dockerfile: "Dockerfile" },
       command: containerCommand(name),
       environment: {
