@@ -275,7 +275,7 @@ function deployedEnv(
   plain: Readonly<Record<string, string>>,
 ): Record<string, string> {
   const samples: Record<string, string> = {
-    DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=require",
+    DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=verify-full",
     REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
     UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
     UPSTASH_REDIS_REST_TOKEN: "token",

@@ -15,7 +15,7 @@ import { readMetricsConfig } from "../platform/metrics.ts";
 
 /** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
 export const SECRETS = {
-  DatabaseUrl: "Neon connection string, postgres://…@…neon.tech/…?sslmode=require (functions and containers)",
+  DatabaseUrl: "Neon connection string, postgres://…@…neon.tech/…?sslmode=verify-full (functions and containers)",
   RedisUrl: "Upstash Redis over TCP, rediss://default:<password>@<host>.upstash.io:6379 (containers, ioredis)",
   UpstashRedisRestUrl: "Upstash Redis REST URL, https://<host>.upstash.io (functions, @upstash/redis)",
   UpstashRedisRestToken: "Upstash Redis REST token (functions)",

@@ -1,6 +1,7 @@
 /**
- * Postgres for the long-running processes (engine, worker, poller, migrations): node-postgres (`pg`) over TCP, a
- * pool per process, TLS as the connection string asks (`?sslmode=require` for Neon). The HTTP API's functions use
+ * Postgres for the long-running processes (engine, worker, stream, migrations): node-postgres (`pg`) over TCP, a
+ * pool per process, TLS as the connection string asks (`?sslmode=verify-full` for Neon: node-postgres treats
+ * `require` the same, with a SECURITY WARNING on stderr at each start). The HTTP API's functions use
  * Neon's serverless driver instead (functions/postgres.ts); both hand out the `Queryable` below.
  */
 import pg, { type QueryResultRow } from "pg";
