@@ -58,6 +58,23 @@ describe("docs", () => {
     expect(unclosedCodeSpans("```\nodd ` in a fence\n```\n`ok`")).toEqual([]);
   });
 
+  // An operator meets these in a log with nothing else to go on: each needs a line saying what it means.
+  it("names every warn or error event the code logs", () => {
+    const text = docs.map((doc) => readFileSync(join(root, doc), "utf8")).join("\n");
+    const product = files.filter((f) => /\.(ts|mjs)$/.test(f) && !/\.test\.ts$|\/(testing|bench)\//.test(f));
+    const events = new Set(product.flatMap((f) => warnOrErrorEvents(readFileSync(join(root, f), "utf8"))));
+    expect(events.size).toBeGreaterThan(30);
+    expect([...events].filter((event) => !text.includes(`\`${event}\``)).sort()).toEqual([]);
+  });
+
+  it("finds warn and error events in each form the code logs them", () => {
+    const source = [
+      'log.warn("a_warned", { x }); this.deps.log.error(\n  "b_failed", {});',
+      'this.warnBadEntry("warn", "c_dropped", { id }); log.info("not_this"); log.warn(variable);',
+    ].join("\n");
+    expect(warnOrErrorEvents(source)).toEqual(["a_warned", "b_failed", "c_dropped"]);
+  });
+
   it("finds such pointers in a known-bad example", () => {
     const bad = "see ../shared/API.md, DESIGN §4 and issue 12; Issue #3 too";
     expect(outsideReferences(bad)).toEqual(["../shared/", "DESIGN §", "issue 12", "Issue #3"]);
@@ -87,6 +104,13 @@ function unclosedCodeSpans(markdown: string): number[] {
   });
   close();
   return open;
+}
+
+/** Events logged at warn or error: `log.warn("event", …)`, and a throttled logger's `("warn", "event", …)`. */
+function warnOrErrorEvents(source: string): string[] {
+  return [
+    ...source.matchAll(/\.(?:warn|error)\(\s*"([a-z][a-z0-9_]*)"|\(\s*"(?:warn|error)",\s*"([a-z][a-z0-9_]*)"/g),
+  ].map((m) => (m[1] ?? m[2])!);
 }
 
 function outsideReferences(text: string): string[] {
