@@ -12,7 +12,7 @@ import { migrate } from "../platform/migrate.ts";
 import { connectPostgres } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
-import { runWorker } from "./worker.ts";
+import { DEFAULT_OUTPUT_KEEP_MS, runWorker } from "./worker.ts";
 
 runMain("worker", async () => {
   const env = process.env;
@@ -25,7 +25,7 @@ runMain("worker", async () => {
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
     statsEveryMs: wholeNumber(env, "WORKER_STATS_EVERY_MS", 10_000, 100, 3_600_000),
     // How long acknowledged engine outputs stay on engine:output for inspection before they are trimmed.
-    outputKeepMs: wholeNumber(env, "WORKER_OUTPUT_KEEP_MS", 3_600_000, 0, 7 * 24 * 3_600_000),
+    outputKeepMs: wholeNumber(env, "WORKER_OUTPUT_KEEP_MS", DEFAULT_OUTPUT_KEEP_MS, 0, 7 * 24 * 3_600_000),
   };
   const metricsConfig = readMetricsConfig(env, "worker");
   const log = createLogger("worker", { base: { consumer: config.consumer } });

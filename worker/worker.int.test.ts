@@ -378,35 +378,39 @@ describe("worker on real Redis and Postgres", () => {
     const first = async () => ((await redis.xrange(own.output, "-", "+", "COUNT", 1)) as [string, string[]][])[0]![0];
     const later = Date.now() + 60_000;
     // No group reads the stream yet: all of it may still be needed.
-    expect(await trimHandledOutputs(redis, own, later)).toBe(0);
+    expect((await trimHandledOutputs(redis, own, later)).trimmed).toBe(0);
     await ensureGroup(redis, own);
-    expect(await trimHandledOutputs(redis, own, later)).toBe(0); // a new group has been delivered nothing
+    expect((await trimHandledOutputs(redis, own, later)).trimmed).toBe(0); // a new group has been delivered nothing
 
     const read = (consumer: string, count: number) =>
       redis.xreadgroup("GROUP", own.workerGroup, consumer, "COUNT", count, "STREAMS", own.output, ">");
     // Six delivered, the first two acknowledged, 2..5 pending, 6..9 not yet delivered: only 0 and 1 go.
     await read("a", 6);
     await redis.xack(own.output, own.workerGroup, ids[0]!, ids[1]!);
-    expect(await trimHandledOutputs(redis, own, later)).toBe(2);
+    expect((await trimHandledOutputs(redis, own, later)).trimmed).toBe(2);
     expect(await first()).toBe(ids[2]);
     // All six acknowledged: trimmed up to the last delivered, which stays; 6..9 are still to be read.
     await redis.xack(own.output, own.workerGroup, ...ids.slice(2, 6));
-    expect(await trimHandledOutputs(redis, own, later)).toBe(3);
+    expect((await trimHandledOutputs(redis, own, later)).trimmed).toBe(3);
     expect(await first()).toBe(ids[5]);
     expect((await read("a", 10))![0]![1].map(([id]) => id)).toEqual(ids.slice(6));
 
-    // A second group that has read less holds the trim back to what it still needs.
+    // A second group that has read less holds the trim back to what it still needs, and is named.
     await redis.xgroup("CREATE", own.output, "other", ids[6]!);
     await redis.xack(own.output, own.workerGroup, ...ids.slice(6));
-    expect(await trimHandledOutputs(redis, own, later)).toBe(1);
+    expect(await trimHandledOutputs(redis, own, later)).toEqual({ trimmed: 1, heldBy: "other", heldAt: ids[6] });
     expect(await first()).toBe(ids[6]);
     await redis.xgroup("DESTROY", own.output, "other");
+
+    // At most maxEntries a call: a long backlog goes over several.
+    expect((await trimHandledOutputs(redis, own, later, 1)).trimmed).toBe(1);
+    expect(await first()).toBe(ids[7]);
 
     // Nothing added at or after the cutoff goes, acknowledged or not.
     const cutoff = Number(ids[8]!.split("-")[0]);
     await trimHandledOutputs(redis, own, cutoff);
     expect(Number((await first()).split("-")[0])).toBeGreaterThanOrEqual(cutoff);
-    expect(await trimHandledOutputs(redis, own, later)).toBeGreaterThan(0);
+    expect((await trimHandledOutputs(redis, own, later)).trimmed).toBeGreaterThan(0);
     expect(await first()).toBe(ids[9]);
 
     // A running worker trims as it claims: with no time kept, only the last entry it was delivered is left.
@@ -424,6 +428,22 @@ describe("worker on real Redis and Postgres", () => {
     } finally {
       stop.abort();
       await running;
+    }
+    expect(await first()).toBe(ids[14]);
+
+    // A group left behind (an operator's, say) holds the trim back: the worker names it each round.
+    await redis.xgroup("CREATE", own.output, "stale", ids[14]!);
+    for (let n = 15; n < 18; n++) ids.push((await redis.xadd(own.output, "*", ...output(n)))!);
+    lines.length = 0;
+    const again = new AbortController();
+    const held = { ...options, claimIdleMs: 100, outputKeepMs: 0, forgetConsumerMs: 50 };
+    const rerun = runWorker(held, again.signal);
+    try {
+      const warning = await until(() => Promise.resolve(lines.find((l) => l.event === "output_trim_held")));
+      expect(warning).toMatchObject({ level: "warn", group: "stale", neededId: ids[14] });
+    } finally {
+      again.abort();
+      await rerun;
     }
     expect(await first()).toBe(ids[14]);
   });

@@ -127,7 +127,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
           o.metrics?.handled(claimed.length);
         }
         await forgetGoneConsumers(o);
-        trimmed += await trimHandledOutputs(o.writer, o.keys, Date.now() - (o.outputKeepMs ?? 3_600_000));
+        trimmed += await trimOutputs(o);
         lastClaimMs = Date.now();
       }
       // The batch still pending counts against the consumer's pending limit.
@@ -209,8 +209,8 @@ export async function forgetConsumer(redis: Redis, keys: Keyspace, consumer: str
 /**
  * Trims engine:output below the oldest entry some group may still need: a group's oldest pending entry (delivered,
  * not acknowledged: a claim reads it again), or else the last one it was delivered (it has acknowledged everything
- * before). No group, nothing trimmed. ARGV[1]: nor anything added at or after this time (ms). Returns how many
- * entries went.
+ * before). No group, nothing trimmed. ARGV[1]: nor anything added at or after this time (ms); ARGV[2]: at most this
+ * many entries. Returns how many went, the group that bounds the trim below the time (or '') and the id it needs.
  */
 const TRIM_HANDLED = `
 local function before(a, b)
@@ -220,24 +220,78 @@ local function before(a, b)
   return am < bm or (am == bm and as < bs)
 end
 local bound = ARGV[1] .. '-0'
+local holder = ''
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-if #groups == 0 then return 0 end
+if #groups == 0 then return {0, '', ''} end
 for _, group in ipairs(groups) do
   local info = {}
   for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
   local needed = info['last-delivered-id']
   if info['pending'] > 0 then needed = redis.call('XPENDING', KEYS[1], info['name'])[2] end
-  if before(needed, bound) then bound = needed end
+  if before(needed, bound) then bound, holder = needed, info['name'] end
 end
-return redis.call('XTRIM', KEYS[1], 'MINID', bound)`;
+local held = bound
+if bound == '0-0' then return {0, holder, held} end
+local first = redis.call('XRANGE', KEYS[1], '-', '(' .. bound, 'COUNT', tonumber(ARGV[2]) + 1)
+if #first > tonumber(ARGV[2]) then bound = first[#first][1] end
+return {redis.call('XTRIM', KEYS[1], 'MINID', bound), holder, held}`;
+
+/** At most this many entries go per call: one XTRIM over a long backlog (an upgrade's first) would block Redis. */
+export const TRIM_CHUNK = 2_000;
+/** Calls per claim round: a backlog drains over rounds, the worker's own work between them. */
+const TRIM_CALLS_PER_ROUND = 50;
+/** The default of `outputKeepMs`. */
+export const DEFAULT_OUTPUT_KEEP_MS = 3_600_000;
+
+export interface TrimResult {
+  /** Entries removed. */
+  readonly trimmed: number;
+  /** The group whose oldest needed entry (pending, else last delivered) bounds the trim, if one is older than the cutoff. */
+  readonly heldBy: string | null;
+  /** That entry's id. */
+  readonly heldAt: string | null;
+}
 
 /**
- * Removes from engine:output what every group on it has acknowledged and was added before `beforeMs` (by Redis'
- * clock, which stamps the ids); how many entries that was.
+ * Removes from engine:output up to `maxEntries` of what every group on it has acknowledged and was added before
+ * `beforeMs` (by Redis' clock, which stamps the ids).
  */
-export async function trimHandledOutputs(redis: Redis, keys: Keyspace, beforeMs: number): Promise<number> {
+export async function trimHandledOutputs(
+  redis: Redis,
+  keys: Keyspace,
+  beforeMs: number,
+  maxEntries = TRIM_CHUNK,
+): Promise<TrimResult> {
   const cutoff = Math.max(0, Math.floor(beforeMs));
-  return Number(await redis.eval(TRIM_HANDLED, 1, keys.output, String(cutoff)));
+  const [trimmed, holder, held] = (await redis.eval(
+    TRIM_HANDLED,
+    1,
+    keys.output,
+    String(cutoff),
+    String(maxEntries),
+  )) as [number, string, string];
+  return { trimmed: Number(trimmed), heldBy: holder === "" ? null : holder, heldAt: holder === "" ? null : held };
+}
+
+/**
+ * One claim round's trim, in chunks. A group that needs entries older than the keep time by more than
+ * forgetConsumerMs (say, one an operator made and forgot) holds every trim back: said with a warning each round.
+ */
+async function trimOutputs(o: WorkerOptions): Promise<number> {
+  const cutoff = Date.now() - (o.outputKeepMs ?? DEFAULT_OUTPUT_KEEP_MS);
+  let trimmed = 0;
+  for (let call = 0; call < TRIM_CALLS_PER_ROUND; call++) {
+    const result = await trimHandledOutputs(o.writer, o.keys, cutoff);
+    trimmed += result.trimmed;
+    if (result.trimmed === TRIM_CHUNK) continue;
+    const heldMs = result.heldAt === null ? undefined : Number(result.heldAt.split("-")[0]);
+    const staleMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
+    if (heldMs !== undefined && heldMs < cutoff - staleMs) {
+      o.log.warn("output_trim_held", { group: result.heldBy, neededId: result.heldAt, behindMs: cutoff - heldMs });
+    }
+    break;
+  }
+  return trimmed;
 }
 
 /**
