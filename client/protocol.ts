@@ -25,10 +25,13 @@ export type SubscribeFrame =
   | { readonly op: "subscribe"; readonly channel: "candles"; readonly asset: string; readonly interval: CandleInterval }
   /** Without `since`: a snapshot, then live events. With it: the events after `since` (or a resync). */
   | { readonly op: "subscribe"; readonly channel: "private"; readonly since?: number };
-export type UnsubscribeFrame = { readonly op: "unsubscribe" } & Subscription;
+type WithoutOp<F> = F extends unknown ? Omit<F, "op"> : never;
+/** The fields of a subscribe; the server accepts (and echoes) a private channel's `since` here too. */
+export type UnsubscribeFrame = { readonly op: "unsubscribe" } & WithoutOp<SubscribeFrame>;
+/** A string `id` at most 64 characters; the pong echoes it as sent, a number as a number. */
 export interface PingFrame {
   readonly op: "ping";
-  readonly id?: string;
+  readonly id?: string | number;
 }
 export type ClientFrame = SubscribeFrame | UnsubscribeFrame | PingFrame;
 
@@ -48,10 +51,10 @@ export interface WelcomeFrame {
   readonly limits: StreamLimits;
 }
 
-type WithoutOp<F> = F extends unknown ? Omit<F, "op"> : never;
 /** The server's answer to a subscribe: the request's fields echoed (the `op` aside). */
 export type SubscribedFrame = { readonly type: "subscribed" } & WithoutOp<SubscribeFrame>;
-export type UnsubscribedFrame = { readonly type: "unsubscribed" } & Subscription;
+/** The server's answer to an unsubscribe, likewise. */
+export type UnsubscribedFrame = { readonly type: "unsubscribed" } & WithoutOp<UnsubscribeFrame>;
 
 export interface QuoteFrame {
   readonly type: "quote";
@@ -114,7 +117,7 @@ export interface HeartbeatFrame {
 }
 export interface PongFrame {
   readonly type: "pong";
-  readonly id?: string;
+  readonly id?: string | number;
 }
 /** A client frame the server could not accept; the connection stays open. */
 export interface ErrorFrame {
