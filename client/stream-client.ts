@@ -81,7 +81,8 @@ export type StreamStatus = "idle" | "connecting" | "open" | "reconnecting" | "en
 export interface CloseInfo {
   /**
    * The WebSocket close code; 4000 when the client gave up itself (silence, a seq gap) or never got a socket (the
-   * ticket request failed or was refused), 1006 when the connection was cut without a close frame.
+   * ticket request failed or was refused), except 4401 when the ticket was refused with 401 (not signed in: the
+   * session ended, as after the server's 4401); 1006 when the connection was cut without a close frame.
    */
   readonly code: number;
   readonly reason: string;

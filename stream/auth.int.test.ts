@@ -45,6 +45,12 @@ describe("upgrade", () => {
     client.close();
   });
 
+  it("a plain GET on the stream's path is answered 426 UPGRADE_REQUIRED", async () => {
+    const response = await fetch(t.url.replace(/^ws/, "http"));
+    expect(response.status).toBe(426);
+    expect(await response.json()).toMatchObject({ error: { code: "UPGRADE_REQUIRED" } });
+  });
+
   it("a used ticket is refused with 401 INVALID_TICKET", async () => {
     const ticket = await issueTicket(t, { userId: "u-reuse" });
     const first = await TestClient.connect(`${t.url}?ticket=${ticket}`);

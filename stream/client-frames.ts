@@ -43,7 +43,11 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
   try {
     input = JSON.parse(text);
   } catch {
-    return { code: "MALFORMED_JSON", message: `frame: expected one JSON object, received ${received(text)}.` };
+    return {
+      code: "MALFORMED_JSON",
+      field: "frame",
+      message: `frame: expected one JSON object, received ${received(text)}.`,
+    };
   }
   const head = clientFrame.safeParse(input);
   if (!head.success) return problem(head.error.issues, input);
@@ -79,13 +83,16 @@ const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   id: "a string of at most 64 characters or a number",
 };
 
+/** zod's type names as a message says them. */
+const TYPE_NAMES: Readonly<Record<string, string>> = { object: "a JSON object", int: "a whole number" };
+
 function expected(issue: z.core.$ZodIssue): string {
   const forField = FIELD_EXPECTATIONS[issue.path.map(String).join(".")];
   if (forField !== undefined) return forField;
   if (issue.message.startsWith("expected ")) return issue.message.slice("expected ".length);
   switch (issue.code) {
     case "invalid_type":
-      return issue.expected === "object" ? "a JSON object" : `a ${issue.expected}`;
+      return TYPE_NAMES[issue.expected] ?? `${/^[aeiou]/.test(issue.expected) ? "an" : "a"} ${issue.expected}`;
     case "invalid_value":
       return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
     case "too_big":
@@ -110,6 +117,12 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 function received(value: unknown): string {
   if (value === undefined) return "nothing";
   if (value === null) return "null";
+  // A number JSON.parse could not read exactly: it rounded it to the nearest double, or past the largest to
+  // Infinity, and the text sent is gone (Node 20's reviver has no source). Showing the value read alone would
+  // misquote the client ("received 9007199254740992" for ...993).
+  if (typeof value === "number" && !Number.isFinite(value)) return "a number too large to read";
+  if (typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value))
+    return `a number beyond ±${Number.MAX_SAFE_INTEGER}, past which whole numbers are not read exactly (read as ${value})`;
   const text = JSON.stringify(value) ?? typeof value;
   const kind = Array.isArray(value) ? "an array" : typeof value === "object" ? "an object" : `a ${typeof value}`;
   const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;

@@ -51,9 +51,16 @@ describe("client frames", () => {
     client.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "2m" });
     client.send({ op: "subscribe", channel: "nope" });
     client.send({ op: "subscribe", channel: "quotes", assets: ["BTC"], extra: 1 });
-    await client.until((f) => f.filter((x) => x.type === "error").length === 4);
-    const [json, interval, channel, extra] = client.of("error");
-    expect(json).toMatchObject({ code: "MALFORMED_JSON" });
+    client.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    await client.until((f) => f.filter((x) => x.type === "error").length === 5);
+    const [json, interval, channel, extra, binary] = client.of("error");
+    expect(json).toMatchObject({ code: "MALFORMED_JSON", field: "frame" });
+    expect(binary).toEqual({
+      type: "error",
+      code: "INVALID_FRAME",
+      field: "frame",
+      message: "frame: expected a text frame, received binary.",
+    });
     expect(interval).toMatchObject({ code: "INVALID_FRAME", field: "interval" });
     expect(interval!.message).toMatch(/^interval: expected one of "1m".*received a string "2m"\.$/);
     expect(channel).toMatchObject({ field: "channel" });
@@ -110,7 +117,7 @@ describe("client frames", () => {
   it("closes with 1009 on a frame over 4 KiB and with 4029 on a flood", async () => {
     const big = await connect();
     big.send({ op: "ping", id: "x".repeat(5_000) });
-    expect((await big.closed).code).toBe(1009);
+    expect(await big.closed).toEqual({ code: 1009, reason: "frame over maxFrameBytes (4096 bytes)" });
     const flood = await connect();
     for (let i = 0; i < 200; i++) flood.send({ op: "ping", id: i });
     expect((await flood.closed).code).toBe(4029);
@@ -124,9 +131,10 @@ describe("client frames", () => {
     calm.close();
   });
 
-  it("refuses subscriptions over the limit, naming the limit", async () => {
+  it("refuses subscriptions over the limit, naming the limit; all quotes count one", async () => {
     const client = await connect();
-    // Every candle series and every asset's quotes: within the default limit, and within the burst of messages.
+    // Every candle series and every asset's quotes: within the default limit (which nothing reaches with
+    // the listed assets), and within the burst of messages.
     for (const asset of ASSETS) {
       for (const interval of CANDLE_INTERVALS)
         client.send({ op: "subscribe", channel: "candles", asset: asset.symbol, interval });
@@ -144,6 +152,17 @@ describe("client frames", () => {
     expect(error).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", field: "channel" });
     expect(error.message).toContain("at most 2 subscriptions per socket, received 3");
     limited.close();
+    const all = await TestClient.connect(`${small.url}?ticket=${await issueTicket(small, { userId: "u-lim" })}`);
+    all.send({ op: "subscribe", channel: "quotes" }); // 1, whatever the number of assets
+    all.send({ op: "subscribe", channel: "quotes", assets: ["BTC", "ETH"] }); // within all: still 1
+    all.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" }); // 2
+    all.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" }); // the same series: still 2
+    all.send({ op: "subscribe", channel: "private" }); // 3
+    await all.until((f) => f.filter((x) => x.type === "subscribed" || x.type === "error").length === 5);
+    expect(all.of("subscribed")).toHaveLength(4);
+    expect(all.of("error")).toEqual([expect.objectContaining({ code: "TOO_MANY_SUBSCRIPTIONS" })]);
+    expect(all.of("error")[0]!.message).toContain("at most 2 subscriptions per socket, received 3");
+    all.close();
     await small.close();
     client.close();
   });

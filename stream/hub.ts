@@ -178,7 +178,12 @@ export class StreamHub {
     }
     if (isBinary) {
       conn.send(
-        { type: "error", code: "INVALID_FRAME", message: "frame: expected a text frame, received binary." },
+        {
+          type: "error",
+          code: "INVALID_FRAME",
+          field: "frame",
+          message: "frame: expected a text frame, received binary.",
+        },
         nowMs,
       );
       return;

@@ -7,7 +7,8 @@
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer } from "ws";
+import { WebSocketServer, type WebSocket } from "ws";
+import { CLOSE_CODES } from "../client/protocol.ts";
 import { z } from "zod";
 import { streamTicketHash } from "../functions/auth/stream-tickets.ts";
 import type { Logger } from "../platform/log.ts";
@@ -58,7 +59,7 @@ export function createStreamServer(deps: StreamServerDeps): Server {
     admit(req, deps).then(
       (answer) => {
         if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
-        else wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(ws, answer));
+        else wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
       },
       (error: unknown) => {
         deps.log.warn("upgrade_failed", { error });
@@ -70,6 +71,18 @@ export function createStreamServer(deps: StreamServerDeps): Server {
 }
 
 type Refusal = { status: number; code: string; message: string };
+
+/**
+ * ws closes the socket of a frame over maxPayload itself, with 1009 and no reason, before any of ours sees the frame:
+ * its own close call on the socket is where the reason can be added.
+ */
+function withTooBigReason(ws: WebSocket, { maxFrameBytes }: Pick<StreamServerDeps, "maxFrameBytes">): WebSocket {
+  const close = ws.close.bind(ws);
+  const tooBig = `frame over maxFrameBytes (${maxFrameBytes} bytes)`;
+  ws.close = (code?: number, reason?: string | Buffer) =>
+    close(code, code === CLOSE_CODES.frameTooBig && reason === undefined ? tooBig : reason);
+  return ws;
+}
 
 async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Ticket | Refusal> {
   const url = new URL(req.url ?? "/", "http://stream.invalid");
