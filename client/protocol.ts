@@ -5,33 +5,52 @@
  */
 import type { Balances, ClosedTradeView, OrderView, TradeView } from "../contract/messages.ts";
 import type { Candle, CandleInterval } from "../contract/candles.ts";
+import type { AssetSymbol } from "../contract/markets.ts";
 import type { AccountSummary } from "../functions/account-summary.ts";
 
-export type { AccountSummary, Balances, CandleInterval, ClosedTradeView, OrderView, TradeView };
+export type { AccountSummary, AssetSymbol, Balances, CandleInterval, ClosedTradeView, OrderView, TradeView };
 
 /** contract/candles.ts's intervals, as a value the client can hold without importing code from the server side. */
 export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const satisfies readonly CandleInterval[];
 
+/**
+ * contract/markets.ts's assets, likewise: what "all quotes" stands for when some are unsubscribed from it. Every
+ * one, and only those: the check below fails to compile when an asset is listed there and not here.
+ */
+export const ASSET_SYMBOLS = ["ETH", "BTC", "SOL", "ADA"] as const satisfies readonly AssetSymbol[];
+const everyAssetListed: Exclude<AssetSymbol, (typeof ASSET_SYMBOLS)[number]> extends never ? true : never = true;
+void everyAssetListed;
+
 /** What a client can subscribe to. The private channel's `since` is the client's business (stream-client.ts). */
 export type Subscription =
-  | { readonly channel: "quotes"; readonly assets?: readonly string[] }
-  | { readonly channel: "candles"; readonly asset: string; readonly interval: CandleInterval }
+  | { readonly channel: "quotes"; readonly assets?: readonly AssetSymbol[] }
+  | { readonly channel: "candles"; readonly asset: AssetSymbol; readonly interval: CandleInterval }
   | { readonly channel: "private" };
 
 // ---- client → server ---------------------------------------------------------------------------------------------
 
-export type SubscribeFrame =
-  | { readonly op: "subscribe"; readonly channel: "quotes"; readonly assets?: readonly string[] }
-  | { readonly op: "subscribe"; readonly channel: "candles"; readonly asset: string; readonly interval: CandleInterval }
+/** Chosen by the client for a request; the server's answer to it echoes it (a string at most 64 characters). */
+export type RequestId = string | number;
+
+/** `id`: echoed in the answer, `subscribed` or `error`. */
+export type SubscribeFrame = { readonly id?: RequestId } & (
+  | { readonly op: "subscribe"; readonly channel: "quotes"; readonly assets?: readonly AssetSymbol[] }
+  | {
+      readonly op: "subscribe";
+      readonly channel: "candles";
+      readonly asset: AssetSymbol;
+      readonly interval: CandleInterval;
+    }
   /** Without `since`: a snapshot, then live events. With it: the events after `since` (or a resync). */
-  | { readonly op: "subscribe"; readonly channel: "private"; readonly since?: number };
+  | { readonly op: "subscribe"; readonly channel: "private"; readonly since?: number }
+);
 type WithoutOp<F> = F extends unknown ? Omit<F, "op"> : never;
 /** The fields of a subscribe; the server accepts (and echoes) a private channel's `since` here too. */
 export type UnsubscribeFrame = { readonly op: "unsubscribe" } & WithoutOp<SubscribeFrame>;
-/** A string `id` at most 64 characters; the pong echoes it as sent, a number as a number. */
+/** The pong echoes `id` as sent, a number as a number. */
 export interface PingFrame {
   readonly op: "ping";
-  readonly id?: string | number;
+  readonly id?: RequestId;
 }
 export type ClientFrame = SubscribeFrame | UnsubscribeFrame | PingFrame;
 
@@ -117,14 +136,18 @@ export interface HeartbeatFrame {
 }
 export interface PongFrame {
   readonly type: "pong";
-  readonly id?: string | number;
+  readonly id?: RequestId;
 }
-/** A client frame the server could not accept; the connection stays open. */
+/**
+ * A client frame the server could not accept, or a subscription it refused (which then changed nothing); the
+ * connection stays open. `id`: the request's, when it carried one that could be read.
+ */
 export interface ErrorFrame {
   readonly type: "error";
   readonly code: string;
   readonly message: string;
   readonly field?: string;
+  readonly id?: RequestId;
 }
 
 export type ServerFrame =

@@ -113,6 +113,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 3_000): Pro
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const privateSubscribes = () =>
   server.connections.map((c) => c.received.find((f) => f.op === "subscribe" && f.channel === "private"));
+/** What a connection received, ids aside (the client numbers its requests; the tests below check them apart). */
+const sent = (connection: number) => server.connections[connection]!.received.map(({ id: _id, ...frame }) => frame);
 
 describe("subscriptions", () => {
   it("sends each subscription after the welcome, delivers quotes and candles, and sends later ones at once", async () => {
@@ -127,13 +129,14 @@ describe("subscriptions", () => {
     await until("the snapshot", () => client.privateState !== undefined);
     expect(client.status).toBe("open");
     expect(server.connections[0]!.received).toEqual([
-      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
-      { op: "subscribe", channel: "private" },
+      { op: "subscribe", id: 1, channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", id: 2, channel: "private" },
     ]);
     client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
     await until("the candles subscribe", () => server.connections[0]!.received.length === 3);
     expect(server.connections[0]!.received[2]).toEqual({
       op: "subscribe",
+      id: 3,
       channel: "candles",
       asset: "ETH",
       interval: "1m",
@@ -164,7 +167,79 @@ describe("subscriptions", () => {
     expect(candles).toEqual([candle]);
     client.unsubscribe({ channel: "quotes", assets: ["ETH"] });
     await until("the unsubscribe", () => server.connections[0]!.received.length === 4);
-    expect(server.connections[0]!.received[3]).toEqual({ op: "unsubscribe", channel: "quotes", assets: ["ETH"] });
+    expect(server.connections[0]!.received[3]).toEqual({
+      op: "unsubscribe",
+      id: 4,
+      channel: "quotes",
+      assets: ["ETH"],
+    });
+  });
+
+  it("sends each subscribe and unsubscribe as asked, and after a reconnect what the server would hold", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({ subscriptions: [{ channel: "quotes" }, { channel: "private" }] });
+    await until("the snapshot", () => client.privateState !== undefined);
+    client.unsubscribe({ channel: "quotes", assets: ["BTC", "SOL", "ADA"] }); // from all quotes: ETH stays
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" });
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" }); // again: answered, nothing changes
+    await until("the answers", () => server.connections[0]!.received.length === 5);
+    expect(sent(0).slice(2)).toEqual([
+      { op: "unsubscribe", channel: "quotes", assets: ["BTC", "SOL", "ADA"] },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+    ]);
+    await until("answered", () => client.subscriptions.length === 3);
+    expect(client.subscriptions).toEqual([
+      { channel: "quotes", assets: ["ETH"] },
+      { channel: "candles", asset: "BTC", interval: "1m" },
+      { channel: "private" },
+    ]);
+
+    server.terminateAll();
+    await until("the second connection's subscribes", () => server.connections[1]?.received.length === 3);
+    expect(sent(1)).toEqual([
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+      { op: "subscribe", channel: "private", since: 0 },
+    ]);
+    client.unsubscribe({ channel: "quotes" }); // every asset, though ETH came as a list
+    await until("the unsubscribe", () => server.connections[1]!.received.length === 4);
+    expect(sent(1)[3]).toEqual({ op: "unsubscribe", channel: "quotes" });
+
+    server.terminateAll();
+    await until("the third connection's subscribes", () => server.connections[2]?.received.length === 2);
+    await sleep(50);
+    expect(sent(2)).toEqual([
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+      { op: "subscribe", channel: "private", since: 0 },
+    ]);
+  });
+
+  it("numbers its requests, and drops a subscribe the server refused: reported with the request, not sent again", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({ subscriptions: [{ channel: "quotes", assets: ["ETH"] }] });
+    await until("open", () => client.status === "open" && client.subscriptions.length === 1);
+    server.refuseSubscribes("TOO_MANY_SUBSCRIPTIONS");
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" });
+    client.subscribe({ channel: "quotes", assets: ["SOL"] });
+    await until("the refusals", () => seen.errors.length === 2);
+    expect(server.connections[0]!.received.map((f) => f.op !== "ping" && f.id)).toEqual([1, 2, 3]);
+    expect(seen.errors[0]).toEqual({
+      kind: "server",
+      code: "TOO_MANY_SUBSCRIPTIONS",
+      message: "Refused by the test.",
+      request: { op: "subscribe", subscription: { channel: "candles", asset: "BTC", interval: "1m" } },
+    });
+    expect(seen.errors[1]).toMatchObject({
+      request: { op: "subscribe", subscription: { channel: "quotes", assets: ["SOL"] } },
+    });
+    expect(client.subscriptions).toEqual([{ channel: "quotes", assets: ["ETH"] }]);
+
+    server.refuseSubscribes(undefined);
+    server.terminateAll();
+    await until("the second connection", () => server.connections[1]?.received.length === 1);
+    await sleep(50);
+    expect(sent(1)).toEqual([{ op: "subscribe", channel: "quotes", assets: ["ETH"] }]);
   });
 
   it("authenticates the ticket request with cookies when given no token", async () => {
@@ -233,7 +308,7 @@ describe("the private state", () => {
     server.broadcast({ type: "event", seq: 4, time, event: "balances_changed", balances: { USD: "gap" } });
     await until("a reconnect", () => server.connections.length === 2 && privateSubscribes()[1] !== undefined);
     expect(seen.errors).toContainEqual({ kind: "gap", expectedSeq: 3, receivedSeq: 4 });
-    expect(privateSubscribes()[1]).toEqual({ op: "subscribe", channel: "private", since: 2 });
+    expect(privateSubscribes()[1]).toMatchObject({ op: "subscribe", channel: "private", since: 2 });
     expect(client.privateState!.balances).toEqual({ USD: "2" });
     server.publish({ event: "balances_changed", balances: { USD: "3" } });
     await until("the next event", () => client.privateState?.seq === 3);
@@ -261,7 +336,7 @@ describe("reconnecting", () => {
 
     await until("the missed events", () => client.privateState?.seq === 4);
     expect(server.connections).toHaveLength(2);
-    expect(server.connections[1]!.received).toEqual([
+    expect(sent(1)).toEqual([
       { op: "subscribe", channel: "quotes" },
       { op: "subscribe", channel: "private", since: 2 },
     ]);
@@ -272,7 +347,7 @@ describe("reconnecting", () => {
     // A clean close by the server (going away) resumes the same way.
     server.closeAll(1001, "restarting");
     await until("the third connection", () => privateSubscribes()[2] !== undefined);
-    expect(privateSubscribes()[2]).toEqual({ op: "subscribe", channel: "private", since: 4 });
+    expect(privateSubscribes()[2]).toMatchObject({ op: "subscribe", channel: "private", since: 4 });
     expect(seen.closes.at(-1)).toMatchObject({ code: 1001, reason: "restarting" });
   });
 
@@ -292,7 +367,7 @@ describe("reconnecting", () => {
     server.refuseTickets(undefined);
 
     await until("the resync", () => seen.causes.includes("resync"));
-    expect(privateSubscribes()[1]).toEqual({ op: "subscribe", channel: "private", since: 1 });
+    expect(privateSubscribes()[1]).toMatchObject({ op: "subscribe", channel: "private", since: 1 });
     const state = client.privateState!;
     expect(state.seq).toBe(6);
     expect(state.balances).toEqual({ USD: "4" });

@@ -5,7 +5,9 @@
  * One connection at a time, kept up until `close()`:
  * - Each connection, reconnects included, starts with a fresh single-use ticket (POST /api/v1/stream/ticket, with a
  *   Bearer token or the session cookie), then opens the socket at the ticket's `url` with `?ticket=`.
- * - After the server's welcome it (re)sends every subscription. The private channel resumes with `since` = the last
+ * - What it is subscribed to follows the server's rules (subscriptions.ts): each subscribe and unsubscribe is sent as
+ *   asked, with an id its answer echoes; a refused one is dropped (reported as an `error` naming it). After the
+ *   server's welcome it subscribes again what the server held. The private channel resumes with `since` = the last
  *   seq applied, so the server sends exactly the events after it; a `resync` replaces the state instead.
  * - The private state (balances, open trades, pending orders, summary, seq) is kept from the snapshot and each
  *   event in seq order (private-state.ts). An event past the next seq (a gap, which the server never sends) drops
@@ -24,13 +26,22 @@ import {
   CLOSE_CODES,
   type CandleFrame,
   type ClientFrame,
+  type ErrorFrame,
   type EventFrame,
   type QuoteFrame,
+  type RequestId,
   type ServerFrame,
   type Subscription,
   type SummaryFrame,
   type WelcomeFrame,
 } from "./protocol.ts";
+import {
+  applySubscription,
+  NO_SUBSCRIPTIONS,
+  subscriptionsOf,
+  type SubscriptionOp,
+  type SubscriptionSet,
+} from "./subscriptions.ts";
 
 import {
   abandon,
@@ -92,10 +103,26 @@ export interface CloseInfo {
   readonly sessionEnded: boolean;
 }
 
+/** A subscribe or unsubscribe as the caller asked for it. */
+export interface SubscriptionRequest {
+  readonly op: SubscriptionOp;
+  readonly subscription: Subscription;
+}
+
 export type StreamClientError =
   | { readonly kind: "ticket"; readonly status: number | null; readonly message: string }
   | { readonly kind: "socket"; readonly message: string }
-  | { readonly kind: "server"; readonly code: string; readonly message: string; readonly field?: string }
+  | {
+      readonly kind: "server";
+      readonly code: string;
+      readonly message: string;
+      readonly field?: string;
+      /**
+       * The subscribe or unsubscribe the server refused (TOO_MANY_SUBSCRIPTIONS, say): it changed nothing there, and
+       * the client no longer holds it either, so a refused subscribe is not sent again after a reconnect.
+       */
+      readonly request?: SubscriptionRequest;
+    }
   | { readonly kind: "protocol"; readonly message: string }
   | { readonly kind: "gap"; readonly expectedSeq: number; readonly receivedSeq: number };
 
@@ -132,7 +159,14 @@ export class StreamClient {
     state: new Set(),
     error: new Set(),
   };
-  private readonly subscriptions = new Map<string, Subscription>();
+  /**
+   * What the server holds on this connection, as its answers said; while there is none, what the next one is to
+   * subscribe. What the client wants is this with the requests still unanswered applied (wanted()).
+   */
+  private held: SubscriptionSet = NO_SUBSCRIPTIONS;
+  /** Subscribes and unsubscribes sent on this connection and not answered yet, by id, in the order sent. */
+  private readonly unanswered = new Map<RequestId, SubscriptionRequest>();
+  private requests = 0;
   private currentStatus: StreamStatus = "idle";
   private state: PrivateState | undefined;
   private socket: WebSocketLike | undefined;
@@ -153,11 +187,20 @@ export class StreamClient {
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.random = options.random ?? Math.random;
     this.heartbeatMs = options.heartbeatMs ?? 10_000;
-    for (const subscription of options.subscriptions ?? []) this.subscriptions.set(keyOf(subscription), subscription);
+    for (const subscription of options.subscriptions ?? [])
+      this.held = applySubscription(this.held, "subscribe", subscription);
   }
 
   get status(): StreamStatus {
     return this.currentStatus;
+  }
+
+  /**
+   * What the client is subscribed to, as the server holds it (or will, once the requests sent are answered), in
+   * the subscribes that would make it: these are sent again on every new connection.
+   */
+  get subscriptions(): Subscription[] {
+    return subscriptionsOf(this.wanted());
   }
 
   /** The private state, once the first snapshot arrived. */
@@ -176,14 +219,20 @@ export class StreamClient {
     void this.attempt();
   }
 
+  /**
+   * Adds to what is subscribed, with the server's semantics: quotes add up per asset (without `assets`: all of
+   * them). Sent now when connected, else on connecting. A refusal comes as an `error` event naming the request.
+   */
   subscribe(subscription: Subscription): void {
-    this.subscriptions.set(keyOf(subscription), subscription);
-    if (this.currentStatus === "open") this.send(this.subscribeFrame(subscription));
+    this.request("subscribe", subscription);
   }
 
+  /**
+   * Removes from what is subscribed, likewise: quotes without `assets` stops every asset; with them, those assets
+   * (from all quotes: the others stay).
+   */
   unsubscribe(subscription: Subscription): void {
-    if (!this.subscriptions.delete(keyOf(subscription))) return;
-    if (this.currentStatus === "open") this.send({ op: "unsubscribe", ...subscription });
+    this.request("unsubscribe", subscription);
   }
 
   /** Closes the connection for good. */
@@ -247,6 +296,51 @@ export class StreamClient {
     };
   }
 
+  /** On a connection: sent as asked, with an id its answer echoes. Without one: what the next one subscribes. */
+  private request(op: SubscriptionOp, subscription: Subscription): void {
+    if (this.currentStatus !== "open") {
+      this.held = applySubscription(this.held, op, subscription);
+      return;
+    }
+    const id = ++this.requests;
+    this.unanswered.set(id, { op, subscription });
+    this.send(op === "subscribe" ? this.subscribeFrame(subscription, id) : { op, id, ...subscription });
+  }
+
+  /** What the server will hold once every request sent is answered as asked. */
+  private wanted(): SubscriptionSet {
+    let set = this.held;
+    for (const { op, subscription } of this.unanswered.values()) set = applySubscription(set, op, subscription);
+    return set;
+  }
+
+  /** The server carried out request `id`. */
+  private answered(id: RequestId | undefined): void {
+    const request = id === undefined ? undefined : this.unanswered.get(id);
+    if (request === undefined) return;
+    this.unanswered.delete(id!);
+    this.held = applySubscription(this.held, request.op, request.subscription);
+  }
+
+  /** The server refused a frame: when it was a subscribe or unsubscribe, that request is forgotten. */
+  private refused(frame: ErrorFrame): void {
+    const request = frame.id === undefined ? undefined : this.unanswered.get(frame.id);
+    if (request !== undefined) this.unanswered.delete(frame.id!);
+    this.emit("error", {
+      kind: "server",
+      code: frame.code,
+      message: frame.message,
+      ...(frame.field === undefined ? {} : { field: frame.field }),
+      ...(request === undefined ? {} : { request }),
+    });
+  }
+
+  /** The connection is gone: requests it did not answer are taken as carried out, to be sent on the next one. */
+  private forgetConnection(): void {
+    this.held = this.wanted();
+    this.unanswered.clear();
+  }
+
   private receive(generation: number, data: unknown): void {
     this.watchSilence(generation);
     let frame: ServerFrame;
@@ -276,14 +370,10 @@ export class StreamClient {
       case "summary":
         return this.summary(frame);
       case "error":
-        return this.emit("error", {
-          kind: "server",
-          code: frame.code,
-          message: frame.message,
-          ...(frame.field === undefined ? {} : { field: frame.field }),
-        });
+        return this.refused(frame);
       case "subscribed":
       case "unsubscribed":
+        return this.answered(frame.id);
       case "heartbeat":
       case "pong":
         return; // liveness only (watchSilence above)
@@ -299,7 +389,11 @@ export class StreamClient {
     this.watchSilence(generation);
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
-    for (const subscription of this.subscriptions.values()) this.send(this.subscribeFrame(subscription));
+    // A new socket holds nothing: what the last one held (or was asked to) is subscribed again.
+    const subscriptions = subscriptionsOf(this.wanted());
+    this.held = NO_SUBSCRIPTIONS;
+    this.unanswered.clear();
+    for (const subscription of subscriptions) this.request("subscribe", subscription);
     this.emit("open", frame);
   }
 
@@ -329,11 +423,11 @@ export class StreamClient {
     this.emit("state", this.state, "summary");
   }
 
-  private subscribeFrame(subscription: Subscription): ClientFrame {
-    if (subscription.channel !== "private") return { op: "subscribe", ...subscription };
+  private subscribeFrame(subscription: Subscription, id: RequestId): ClientFrame {
+    if (subscription.channel !== "private") return { op: "subscribe", id, ...subscription };
     return this.state === undefined
-      ? { op: "subscribe", channel: "private" }
-      : { op: "subscribe", channel: "private", since: this.state.seq };
+      ? { op: "subscribe", id, channel: "private" }
+      : { op: "subscribe", id, channel: "private", since: this.state.seq };
   }
 
   private send(frame: ClientFrame): void {
@@ -364,6 +458,7 @@ export class StreamClient {
 
   private retry(code: number, reason: string, atLeastMs: number): void {
     this.stopTimers();
+    this.forgetConnection();
     this.generation++;
     const stable = this.welcomedAt !== undefined && Date.now() - this.welcomedAt >= this.backoff.stableMs;
     if (stable) this.failedAttempts = 0;
@@ -383,6 +478,7 @@ export class StreamClient {
   /** No more attempts: the session ended, or the API refuses the ticket request itself. */
   private end(code: number, reason: string, status: "ended" | "failed"): void {
     this.stopTimers();
+    this.forgetConnection();
     this.generation++;
     this.currentStatus = status;
     this.emit("close", { code, reason, reconnectInMs: null, sessionEnded: status === "ended" });
@@ -416,16 +512,4 @@ const REFUSALS_BEFORE_FAILING = 3;
  */
 function refusedAsSuch(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
-}
-
-/** A subscription's identity: the same channel and targets (assets, interval) is one subscription. */
-function keyOf(subscription: Subscription): string {
-  switch (subscription.channel) {
-    case "quotes":
-      return `quotes:${subscription.assets === undefined ? "*" : [...subscription.assets].sort().join(",")}`;
-    case "candles":
-      return `candles:${subscription.asset}:${subscription.interval}`;
-    case "private":
-      return "private";
-  }
 }

@@ -28,7 +28,7 @@ export interface AssetConfig {
 
 export const ACCOUNT_CURRENCY = "USD";
 
-export const ASSETS: readonly AssetConfig[] = [
+export const ASSETS = [
   {
     symbol: "ETH",
     name: "Ethereum",
@@ -65,7 +65,10 @@ export const ASSETS: readonly AssetConfig[] = [
     maxPriceTicks: 1_000_00000,
     minQuantitySteps: 1,
   },
-];
+] as const satisfies readonly AssetConfig[];
+
+/** A listed asset's symbol: "ETH", "BTC", … (the stream client types its subscriptions with it). */
+export type AssetSymbol = (typeof ASSETS)[number]["symbol"];
 
 export const ASSET_BY_SYMBOL: ReadonlyMap<string, AssetConfig> = new Map(ASSETS.map((a) => [a.symbol, a]));
 

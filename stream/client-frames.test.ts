@@ -34,4 +34,16 @@ describe("parseClientFrame", () => {
       message: "since: expected a number, received a number too large to read.",
     });
   });
+
+  it("echoes a request's id in the problem, when the id itself could be read", () => {
+    const answer = parseClientFrame('{"op":"subscribe","channel":"candles","asset":"BTC","interval":"2m","id":"c1"}');
+    expect(answer).toMatchObject({ code: "INVALID_FRAME", field: "interval", id: "c1" });
+    expect(parseClientFrame('{"op":"subscrib","id":7}')).toMatchObject({ field: "op", id: 7 });
+    expect(parseClientFrame('{"op":"subscribe","channel":"private","id":{}}')).not.toHaveProperty("id");
+    expect(parseClientFrame('{"op":"unsubscribe","channel":"quotes","id":"u"}')).toEqual({
+      op: "unsubscribe",
+      subscription: { channel: "quotes" },
+      id: "u",
+    });
+  });
 });

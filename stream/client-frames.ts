@@ -22,19 +22,26 @@ const channels = [
 const subscription = z.discriminatedUnion("channel", channels);
 export type Subscription = z.infer<typeof subscription>;
 
+/** A request's id, chosen by the client and echoed in the answer (subscribed, unsubscribed, pong, error). */
+const requestId = z.union([z.string().max(64), z.number()]);
+export type RequestId = z.infer<typeof requestId>;
+
 const clientFrame = z.discriminatedUnion("op", [
-  z.looseObject({ op: z.literal("subscribe") }),
-  z.looseObject({ op: z.literal("unsubscribe") }),
-  z.strictObject({ op: z.literal("ping"), id: z.union([z.string().max(64), z.number()]).optional() }),
+  z.looseObject({ op: z.literal("subscribe"), id: requestId.optional() }),
+  z.looseObject({ op: z.literal("unsubscribe"), id: requestId.optional() }),
+  z.strictObject({ op: z.literal("ping"), id: requestId.optional() }),
 ]);
 
 export type ClientFrame =
-  { op: "subscribe" | "unsubscribe"; subscription: Subscription } | { op: "ping"; id?: string | number | undefined };
+  | { op: "subscribe" | "unsubscribe"; subscription: Subscription; id: RequestId | undefined }
+  | { op: "ping"; id?: RequestId | undefined };
 
 export interface FrameProblem {
   readonly code: "MALFORMED_JSON" | "INVALID_FRAME";
   readonly message: string;
   readonly field?: string;
+  /** The frame's id, when it has one that could be read, so the client knows which request was refused. */
+  readonly id?: RequestId;
 }
 
 /** The frame as the server acts on it, or the problem to answer with. */
@@ -52,20 +59,26 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
   const head = clientFrame.safeParse(input);
   if (!head.success) return problem(head.error.issues, input);
   if (head.data.op === "ping") return head.data;
-  const { op, ...rest } = head.data as { op: "subscribe" | "unsubscribe" } & Record<string, unknown>;
+  const { op, id, ...rest } = head.data as { op: "subscribe" | "unsubscribe"; id?: RequestId } & Record<
+    string,
+    unknown
+  >;
   const sub = subscription.safeParse(rest);
-  if (!sub.success) return problem(sub.error.issues, rest);
-  return { op, subscription: sub.data };
+  if (!sub.success) return problem(sub.error.issues, input);
+  return { op, subscription: sub.data, id };
 }
 
 function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProblem {
   const issue = issues[0]!;
+  const id = requestId.safeParse(valueAt(input, ["id"]));
+  const echo = id.success ? { id: id.data } : {};
   if (issue.code === "unrecognized_keys") {
     const field = issue.keys.join(", ");
     return {
       code: "INVALID_FRAME",
       field,
       message: `${field}: expected no such field, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
+      ...echo,
     };
   }
   const field = issue.path.map(String).join(".") || "frame";
@@ -73,6 +86,7 @@ function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProb
     code: "INVALID_FRAME",
     field,
     message: `${field}: expected ${expected(issue)}, received ${received(valueAt(input, issue.path))}.`,
+    ...echo,
   };
 }
 

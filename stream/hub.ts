@@ -12,7 +12,7 @@ import { quotesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
 import { CandleFanout, type LoadBucket } from "./candles.ts";
-import { parseClientFrame, type Subscription } from "./client-frames.ts";
+import { parseClientFrame, type RequestId, type Subscription } from "./client-frames.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
@@ -197,16 +197,19 @@ export class StreamHub {
       conn.send({ type: "pong", ...(frame.id === undefined ? {} : { id: frame.id }) }, nowMs);
       return;
     }
-    if (frame.op === "subscribe") this.subscribe(conn, frame.subscription, nowMs);
-    else this.unsubscribe(conn, frame.subscription, nowMs);
+    const echo = frame.id === undefined ? {} : { id: frame.id };
+    if (frame.op === "subscribe") this.subscribe(conn, frame.subscription, echo, nowMs);
+    else this.unsubscribe(conn, frame.subscription, echo, nowMs);
   }
 
-  private subscribe(conn: StreamConnection, sub: Subscription, nowMs: number): void {
+  /** `echo`: the request's id, which every answer to it carries. */
+  private subscribe(conn: StreamConnection, sub: Subscription, echo: { id?: RequestId }, nowMs: number): void {
     const adds = added(conn, sub);
     if (sub.channel === "private" && conn.private !== undefined) {
       conn.send(
         {
           type: "error",
+          ...echo,
           code: "ALREADY_SUBSCRIBED",
           field: "channel",
           message:
@@ -220,6 +223,7 @@ export class StreamHub {
       conn.send(
         {
           type: "error",
+          ...echo,
           code: "TOO_MANY_SUBSCRIPTIONS",
           field: "channel",
           message: `channel: expected at most ${this.deps.limits.maxSubscriptions} subscriptions per socket, received ${conn.subscriptionCount + adds}.`,
@@ -228,7 +232,7 @@ export class StreamHub {
       );
       return;
     }
-    conn.send({ type: "subscribed", ...sub }, nowMs);
+    conn.send({ type: "subscribed", ...echo, ...sub }, nowMs);
     switch (sub.channel) {
       case "quotes":
         this.quotes.subscribe(conn, sub.assets, nowMs);
@@ -263,7 +267,7 @@ export class StreamHub {
     }
   }
 
-  private unsubscribe(conn: StreamConnection, sub: Subscription, nowMs: number): void {
+  private unsubscribe(conn: StreamConnection, sub: Subscription, echo: { id?: RequestId }, nowMs: number): void {
     switch (sub.channel) {
       case "quotes":
         this.quotes.unsubscribe(conn, sub.assets, EVERY_ASSET);
@@ -275,7 +279,7 @@ export class StreamHub {
         this.dropPrivate(conn);
         break;
     }
-    conn.send({ type: "unsubscribed", ...sub }, nowMs);
+    conn.send({ type: "unsubscribed", ...echo, ...sub }, nowMs);
   }
 
   private dropPrivate(conn: StreamConnection): void {

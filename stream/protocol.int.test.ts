@@ -3,15 +3,16 @@
 // server sends for each request. Private frames are built from the contract's own schemas (private.int.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
-import type {
-  CandleFrame,
-  ErrorFrame,
-  HeartbeatFrame,
-  PongFrame,
-  QuoteFrame,
-  SubscribedFrame,
-  UnsubscribedFrame,
-  WelcomeFrame,
+import {
+  ASSET_SYMBOLS,
+  type CandleFrame,
+  type ErrorFrame,
+  type HeartbeatFrame,
+  type PongFrame,
+  type QuoteFrame,
+  type SubscribedFrame,
+  type UnsubscribedFrame,
+  type WelcomeFrame,
 } from "../client/protocol.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
@@ -24,10 +25,11 @@ type Same<A, B> = (<T>() => T extends Plain<A> ? 1 : 2) extends <T>() => T exten
 
 const id = z.union([z.string(), z.number()]).exactOptional();
 const interval = z.enum(CANDLE_INTERVALS);
+const asset = z.enum(ASSET_SYMBOLS);
 const targets = [
-  z.strictObject({ channel: z.literal("quotes"), assets: z.array(z.string()).readonly().exactOptional() }),
-  z.strictObject({ channel: z.literal("candles"), asset: z.string(), interval }),
-  z.strictObject({ channel: z.literal("private"), since: z.number().exactOptional() }),
+  z.strictObject({ id, channel: z.literal("quotes"), assets: z.array(asset).readonly().exactOptional() }),
+  z.strictObject({ id, channel: z.literal("candles"), asset, interval }),
+  z.strictObject({ id, channel: z.literal("private"), since: z.number().exactOptional() }),
 ] as const;
 /** subscribed / unsubscribed: the request's fields echoed (checked against the types below through `targets`). */
 const answer = (type: string): z.ZodType => z.union(targets.map((target) => target.extend({ type: z.literal(type) })));
@@ -47,6 +49,7 @@ const schemas = {
     code: z.string(),
     message: z.string(),
     field: z.string().exactOptional(),
+    id,
   }),
   heartbeat: z.strictObject({ type: z.literal("heartbeat"), time: z.string() }),
   quote: z.strictObject({
@@ -98,19 +101,19 @@ describe("the server's frames fit client/protocol.ts", () => {
     expect(typed.every(Boolean)).toBe(true);
     const client = await connectAs(t, newUserId());
     const requests = [
-      { op: "subscribe", channel: "quotes" },
-      { op: "subscribe", channel: "quotes", assets: ["BTC"] },
+      { op: "subscribe", channel: "quotes", id: 1 },
+      { op: "subscribe", channel: "quotes", assets: ["BTC"], id: "q" },
       { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
       { op: "subscribe", channel: "private" },
-      { op: "unsubscribe", channel: "private", since: 3 },
+      { op: "unsubscribe", channel: "private", since: 3, id: 2 },
       { op: "unsubscribe", channel: "candles", asset: "BTC", interval: "1m" },
       { op: "unsubscribe", channel: "quotes", assets: ["ETH"] },
       { op: "ping", id: "a" },
       { op: "ping", id: 7 },
       { op: "ping" },
       { op: "subscribe", channel: "private" },
-      { op: "subscribe", channel: "private" }, // ALREADY_SUBSCRIBED, with a field
-      { op: "subscribe", channel: "candles", asset: "BTC", interval: "2m" }, // INVALID_FRAME
+      { op: "subscribe", channel: "private", id: 3 }, // ALREADY_SUBSCRIBED, with a field and the id
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "2m", id: "c" }, // INVALID_FRAME, the id
     ];
     for (const request of requests) client.send(request);
     client.send("{");
@@ -135,7 +138,16 @@ describe("the server's frames fit client/protocol.ts", () => {
       expect(schema.safeParse(frame).error?.issues, JSON.stringify(frame)).toBeUndefined();
     }
     expect([...seen].sort()).toEqual(Object.keys(schemas).sort());
-    expect(client.of("unsubscribed")).toContainEqual({ type: "unsubscribed", channel: "private", since: 3 });
+    expect(client.of("unsubscribed")).toContainEqual({ type: "unsubscribed", id: 2, channel: "private", since: 3 });
+    expect(client.of("subscribed").slice(0, 2)).toEqual([
+      { type: "subscribed", id: 1, channel: "quotes" },
+      { type: "subscribed", id: "q", channel: "quotes", assets: ["BTC"] },
+    ]);
+    expect(client.of("error").map((e) => [e.code, e.id])).toEqual([
+      ["ALREADY_SUBSCRIBED", 3],
+      ["INVALID_FRAME", "c"],
+      ["MALFORMED_JSON", undefined],
+    ]);
     expect(client.of("pong")).toEqual([{ type: "pong", id: "a" }, { type: "pong", id: 7 }, { type: "pong" }]);
     client.close();
   });

@@ -9,7 +9,8 @@
  * - `GET /api/v1/stream?ticket=` upgrades once per ticket (401 otherwise), then: welcome; subscribe → subscribed
  *   (echo); private without `since` → snapshot, with `since` → the events after it, or a resync when they are
  *   gone (before `retainFrom`) or ahead; every published event to private subscribers, each followed by a summary;
- *   ping → pong; a heartbeat every heartbeatMs; a frame it cannot read → an error frame.
+ *   ping → pong; a heartbeat every heartbeatMs; a frame it cannot read → an error frame; while `refuseSubscribes`
+ *   is on, a subscribe → an error frame echoing its id.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -48,6 +49,8 @@ export interface FakeStreamServer {
   retainFrom(seq: number): void;
   /** Ticket requests answer this status (with Retry-After when given) until called with undefined. */
   refuseTickets(status: number | undefined, retryAfterSeconds?: number): void;
+  /** Subscribes are answered with an error frame of this code (echoing their id) until called with undefined. */
+  refuseSubscribes(code: string | undefined): void;
   /** Sends nothing more (no heartbeats, no pongs) on current and later connections until called with false. */
   silence(on: boolean): void;
   /** Closes every connection with a close frame. */
@@ -70,6 +73,7 @@ export async function startFakeStreamServer(
   let retainedFrom = 1;
   let refusal: { status: number; retryAfterSeconds: number | undefined } | undefined;
   let silent = false;
+  let subscribeRefusal: string | undefined;
   let sessionEnded = false;
   const connections: FakeConnection[] = [];
   const ticketRequests: number[] = [];
@@ -159,6 +163,10 @@ export async function startFakeStreamServer(
     if (frame.op === "ping")
       return send(connection, { type: "pong", ...(frame.id === undefined ? {} : { id: frame.id }) });
     const { op, ...echo } = frame;
+    if (op === "subscribe" && subscribeRefusal !== undefined) {
+      const id = frame.id === undefined ? {} : { id: frame.id };
+      return send(connection, { type: "error", ...id, code: subscribeRefusal, message: "Refused by the test." });
+    }
     send(connection, { type: op === "subscribe" ? "subscribed" : "unsubscribed", ...echo });
     if (frame.channel !== "private") return;
     connection.privateSubscribed = frame.op === "subscribe";
@@ -217,6 +225,9 @@ export async function startFakeStreamServer(
     },
     refuseTickets(status, retryAfterSeconds) {
       refusal = status === undefined ? undefined : { status, retryAfterSeconds };
+    },
+    refuseSubscribes(code) {
+      subscribeRefusal = code;
     },
     silence(on) {
       silent = on;

@@ -1,0 +1,144 @@
+// The typed client of client/ against the real stream server (in-process, real Redis, real sockets): what it
+// believes it is subscribed to is what the server holds, through unsubscribes from all quotes, reconnects and a
+// subscribe the server refuses.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocket } from "ws";
+import { StreamClient, type StreamClientError, type Subscription } from "../client/stream-client.ts";
+import type { FetchLike } from "../client/transport.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
+import { fanOut, issueTicket, newUserId, startTestStream, type TestStream } from "./testing/stream-fixture.ts";
+
+let t: TestStream;
+const clients: StreamClient[] = [];
+
+beforeAll(async () => {
+  t = await startTestStream({ maxSubscriptions: 3 });
+});
+
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await t.close();
+});
+
+type Frame = Record<string, unknown>;
+/** The client's sockets, each with the frames it sent and received, so a test can cut one and see what the next sends. */
+const sockets: { socket: RecordingSocket; sent: Frame[]; received: Frame[] }[] = [];
+class RecordingSocket extends WebSocket {
+  private readonly record: { socket: RecordingSocket; sent: Frame[]; received: Frame[] };
+  constructor(url: string) {
+    super(url);
+    this.record = { socket: this, sent: [], received: [] };
+    sockets.push(this.record);
+    this.on("message", (data: Buffer) => this.record.received.push(JSON.parse(data.toString("utf8")) as Frame));
+  }
+  override send(data: string): void {
+    this.record.sent.push(JSON.parse(data) as Frame);
+    super.send(data);
+  }
+}
+
+/** The ticket route as the API answers it: a ticket for `userId`, stored as the API stores it. */
+const ticketsFor =
+  (userId: string): FetchLike =>
+  async () => {
+    const ticket = await issueTicket(t, { userId });
+    const body = { ticket, url: t.url, expiresAt: new Date(Date.now() + 30_000).toISOString() };
+    return { status: 201, headers: { get: () => null }, json: () => Promise.resolve(body) };
+  };
+
+async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+function start(subscriptions: Subscription[]) {
+  sockets.length = 0;
+  const client = new StreamClient({
+    apiUrl: "http://api.invalid",
+    WebSocket: RecordingSocket,
+    fetch: ticketsFor(newUserId()),
+    subscriptions,
+    backoff: { initialMs: 10, maxMs: 20 },
+  });
+  clients.push(client);
+  const quotes: string[] = [];
+  const errors: StreamClientError[] = [];
+  client.on("quote", (quote) => quotes.push(quote.asset));
+  client.on("error", (error) => errors.push(error));
+  client.connect();
+  return { client, quotes, errors };
+}
+
+const withoutIds = (frames: Frame[]) => frames.filter((f) => f.op !== "ping").map(({ id: _id, ...frame }) => frame);
+
+/** Every subscribe and unsubscribe socket `i` sent has been answered. */
+async function answered(i: number): Promise<void> {
+  const { sent, received } = sockets[i]!;
+  const answers = () => received.filter((f) => ["subscribed", "unsubscribed", "error"].includes(f.type as string));
+  await until("the answers", () => answers().length === sent.filter((f) => f.op !== "ping").length);
+}
+
+/** Sends a quote of each asset and waits until the client has a quote of `last` (sent after the others). */
+async function quoteEach(quotes: string[], assets: string[], last: string): Promise<string[]> {
+  quotes.length = 0;
+  for (const asset of [...assets, last]) await fanOut(t, "quote", quoteOutput(asset, "100", new Date().toISOString()));
+  await until(`a quote of ${last}`, () => quotes.includes(last));
+  return quotes.filter((asset) => asset !== last);
+}
+
+describe("the client's subscriptions follow the real server's", () => {
+  it("all quotes less three assets is the fourth; after a reconnect it subscribes just that, and unsubscribes it", async () => {
+    const { client, quotes } = start([{ channel: "quotes" }]);
+    await until("open", () => client.status === "open");
+    client.unsubscribe({ channel: "quotes", assets: ["BTC", "SOL", "ADA"] });
+    client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
+    await answered(0);
+    expect(await quoteEach(quotes, ["BTC", "SOL", "ADA"], "ETH")).toEqual([]);
+
+    sockets[0]!.socket.terminate();
+    await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 2);
+    expect(withoutIds(sockets[1]!.sent)).toEqual([
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", channel: "candles", asset: "ETH", interval: "1m" },
+    ]);
+    client.unsubscribe({ channel: "quotes" });
+    client.subscribe({ channel: "quotes", assets: ["SOL"] });
+    await until("sent", () => withoutIds(sockets[1]!.sent).length === 4);
+    await answered(1);
+    expect(await quoteEach(quotes, ["ETH", "BTC"], "SOL")).toEqual([]);
+    expect(client.subscriptions).toEqual([
+      { channel: "quotes", assets: ["SOL"] },
+      { channel: "candles", asset: "ETH", interval: "1m" },
+    ]);
+  });
+
+  it("a subscribe over the limit is refused, reported with the request, and not sent again after a reconnect", async () => {
+    const { client, errors } = start([{ channel: "quotes", assets: ["ETH", "BTC"] }]);
+    await until("open", () => client.status === "open");
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" }); // 3: the limit
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "5m" }); // 4: refused
+    await until("the refusal", () => errors.length === 1);
+    expect(errors[0]).toMatchObject({
+      kind: "server",
+      code: "TOO_MANY_SUBSCRIPTIONS",
+      field: "channel",
+      request: { op: "subscribe", subscription: { channel: "candles", asset: "BTC", interval: "5m" } },
+    });
+    expect(client.subscriptions).toEqual([
+      { channel: "quotes", assets: ["ETH", "BTC"] },
+      { channel: "candles", asset: "BTC", interval: "1m" },
+    ]);
+
+    sockets[0]!.socket.terminate();
+    await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 2);
+    await answered(1);
+    expect(withoutIds(sockets[1]!.sent)).toEqual([
+      { op: "subscribe", channel: "quotes", assets: ["ETH", "BTC"] },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+    ]);
+    expect(errors).toHaveLength(1);
+  });
+});
