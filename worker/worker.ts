@@ -274,7 +274,7 @@ export async function trimHandledOutputs(
 }
 
 /**
- * One claim round's trim, in chunks. A group that needs entries older than the keep time by more than
+ * One claim round's trim, in chunks. Another group that needs entries older than the keep time by more than
  * forgetConsumerMs (say, one an operator made and forgot) holds every trim back: said with a warning each round.
  */
 async function trimOutputs(o: WorkerOptions): Promise<number> {
@@ -286,7 +286,8 @@ async function trimOutputs(o: WorkerOptions): Promise<number> {
     if (result.trimmed === TRIM_CHUNK) continue;
     const heldMs = result.heldAt === null ? undefined : Number(result.heldAt.split("-")[0]);
     const staleMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
-    if (heldMs !== undefined && heldMs < cutoff - staleMs) {
+    // The workers' own group behind is lag or pending entries, which worker_stats and its metrics show.
+    if (heldMs !== undefined && heldMs < cutoff - staleMs && result.heldBy !== o.keys.workerGroup) {
       o.log.warn("output_trim_held", { group: result.heldBy, neededId: result.heldAt, behindMs: cutoff - heldMs });
     }
     break;
