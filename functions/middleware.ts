@@ -18,8 +18,10 @@ export const SESSION_COOKIE = "session";
 export function sessionToken(c: ApiContext): string | undefined {
   const header = c.req.header("authorization");
   if (header !== undefined) {
-    const m = /^Bearer ([A-Za-z0-9._-]+)$/.exec(header);
-    return m?.[1];
+    // The scheme is case-insensitive (RFC 9110 §11.1). A Bearer header with an empty or malformed token is a
+    // session that does not hold, not a missing one: it is handed on, and verifying it fails.
+    const m = /^bearer(?:[ \t]+(.*))?$/i.exec(header.trim());
+    return m === null ? undefined : (m[1] ?? "").trim();
   }
   return getCookie(c, SESSION_COOKIE);
 }

@@ -171,6 +171,15 @@ describe("sessions", () => {
       401,
       { code: "UNAUTHENTICATED", message: "Authorization: expected Bearer <session token>; no other scheme is taken." },
     ]);
+    // The scheme in any case; a Bearer header whose token is empty or malformed carries a session that does not hold.
+    expect((await anon.get("/api/v1/auth/me", { authorization: `bearer ${token}` })).body).toEqual({ user });
+    for (const authorization of ["Bearer", "Bearer ", "Bearer a b", "BEARER x%y", `Bearer ${token}!`]) {
+      const res = await anon.get("/api/v1/auth/me", { authorization });
+      expect([res.status, res.body.error], authorization).toEqual([
+        401,
+        { code: "UNAUTHENTICATED", message: SESSION_NOT_VALID },
+      ]);
+    }
   });
 
   it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
