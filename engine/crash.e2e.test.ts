@@ -814,10 +814,10 @@ describe("engine process: killed while it replays", () => {
 });
 
 describe("snapshotting follower behind a foreign trim", () => {
-  // Regression: a fenced-out engine's follower thread keeps running while its leader's main thread stalls past the
-  // lease TTL; it and the new leader's follower both follow engine:published and each trims the log below its own
-  // snapshots. The one that lags read (cursor, published] with a hole in it, applied the rest and saved a wrong
-  // state as the snapshot head (reproduced with the real processes by pausing one engine's main thread).
+  // A fenced-out engine's follower thread keeps running while its leader's main thread stalls past the lease TTL;
+  // it and the new leader's follower both follow engine:published and each trims the log below its own snapshots.
+  // The one that lags may read (cursor, published] with a hole in it: it must stop, not apply the rest and save a
+  // wrong state as the snapshot head.
   const quiet = createLogger("engine-test", { level: "error" });
   const recordingStore = (
     saved: { lastInputId: string; stateHash: string }[],
@@ -897,9 +897,9 @@ describe("snapshotting follower behind a foreign trim", () => {
   });
 
   it("ends cleanly when a trim is refused after its stop was requested: its leader handed the lease over", async () => {
-    // Regression: a leader stopping cleanly releases the lease while its follower may be saving a snapshot (it is,
-    // for much of the time, with a large state or while it catches up after a long replay); the trim that followed
-    // was refused, the follower crashed and took the process down without its final snapshot.
+    // A leader stopping cleanly releases the lease while its follower may be saving a snapshot (it is, for much of
+    // the time, with a large state or while it catches up after a long replay): the trim that follows is refused,
+    // and the follower must end with its final snapshot, not crash.
     const keys = freshKeys();
     const log = await streamLog(keys, buildMessages(SEED, 30), 30, 0);
     // Published in two steps: the first snapshot (at entry 15) trims nothing, the second would trim below it.

@@ -203,9 +203,9 @@ runMain("engine", async () => {
       await follower.terminate();
     } else {
       // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
-      // snapshot (saved, not trimmed: the lease is no longer this engine's) then spares a lone restart the replay.
-      // The follower is asked first: a trim of a snapshot it is saving now, refused once the lease is released,
-      // is then the handover and not a lost lease.
+      // snapshot, saved alongside the release, spares a lone restart the replay; it never trims (the next leader's
+      // follower does). The follower is asked first: a trim of a snapshot it is saving now, refused once the lease
+      // is released, is then the handover and not a lost lease.
       const followerStopped = follower.stop();
       await keeper?.stop();
       await lease.release();
