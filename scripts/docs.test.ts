@@ -1,22 +1,11 @@
 // The docs a newcomer reads first: every repository path they name exists, and the README stays short.
-import { readFileSync, readdirSync, statSync } from "node:fs";
-import { join, relative, resolve, sep } from "node:path";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingPaths, namedPaths } from "./doc-paths.ts";
+import { REPO_ROOT as root, repositoryFiles } from "./repository-files.ts";
 
-const root = resolve(import.meta.dirname, "..");
-const SKIPPED = new Set([".git", "node_modules", "dist", ".data", ".sst"]);
-
-function repositoryFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    if (SKIPPED.has(name)) return [];
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) return repositoryFiles(path);
-    return [relative(root, path).split(sep).join("/")];
-  });
-}
-
-const files = repositoryFiles(root);
+const files = repositoryFiles();
 const docs = files.filter((f) => f === "README.md" || /^docs\/[^/]+\.md$/.test(f) || /^[^/]+\/README\.md$/.test(f));
 
 describe("docs", () => {

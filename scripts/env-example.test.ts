@@ -1,13 +1,11 @@
 // .env.example lists every variable the processes read: each name the product code reads from an environment is
 // there, or below with the reason it is not, and each name there is read somewhere.
-import { readFileSync, readdirSync, statSync } from "node:fs";
-import { join, relative, resolve, sep } from "node:path";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { COMPONENTS, replicasOf } from "../platform/components.ts";
 import { replicaMetricsPortVariable } from "../platform/metrics.ts";
-
-const root = resolve(import.meta.dirname, "..");
-const SKIPPED = new Set([".git", "node_modules", "dist", ".data", ".sst", "testing", "bench"]);
+import { REPO_ROOT as root, repositoryFiles } from "./repository-files.ts";
 
 /** Read by product code but not the processes' configuration, so not in .env.example. */
 const NOT_IN_EXAMPLE: Readonly<Record<string, string>> = {
@@ -18,14 +16,8 @@ const NOT_IN_EXAMPLE: Readonly<Record<string, string>> = {
 };
 
 /** Product source: TypeScript and scripts outside tests, test helpers and benchmarks. */
-function productFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    if (SKIPPED.has(name)) return [];
-    const path = join(dir, name);
-    if (statSync(path).isDirectory()) return productFiles(path);
-    if (!/\.(ts|mjs)$/.test(name) || /\.test\.ts$/.test(name)) return [];
-    return [relative(root, path).split(sep).join("/")];
-  });
+function productFiles(): string[] {
+  return repositoryFiles(["testing", "bench"]).filter((f) => /\.(ts|mjs)$/.test(f) && !/\.test\.ts$/.test(f));
 }
 
 /**
@@ -47,7 +39,7 @@ function exampleVariables(example: string): Set<string> {
 }
 
 describe(".env.example", () => {
-  const files = productFiles(root);
+  const files = productFiles();
   const reads = new Map<string, string[]>();
   for (const file of files) {
     for (const name of variablesRead(readFileSync(join(root, file), "utf8")))
