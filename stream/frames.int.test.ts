@@ -163,6 +163,12 @@ describe("client frames", () => {
     expect(all.of("error")).toEqual([expect.objectContaining({ code: "TOO_MANY_SUBSCRIPTIONS" })]);
     expect(all.of("error")[0]!.message).toContain("at most 2 subscriptions per socket, received 3");
     all.close();
+    const twice = await TestClient.connect(`${small.url}?ticket=${await issueTicket(small, { userId: "u-lim" })}`);
+    twice.send({ op: "subscribe", channel: "quotes", assets: ["BTC", "BTC", "BTC"] }); // one asset, thrice: 1
+    twice.send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" }); // 2
+    await twice.until((f) => f.filter((x) => x.type === "subscribed" || x.type === "error").length === 2);
+    expect(twice.of("error")).toEqual([]);
+    twice.close();
     await small.close();
     client.close();
   });

@@ -387,7 +387,7 @@ function added(conn: StreamConnection, sub: Subscription): number {
       const mine = conn.quotes;
       if (mine === "all") return 0;
       if (sub.assets === undefined) return 1 - (mine?.size ?? 0);
-      return sub.assets.filter((a) => !mine?.has(a)).length;
+      return new Set(sub.assets.filter((a) => !mine?.has(a))).size; // an asset named twice counts once
     }
     case "candles":
       return conn.candles.has(`${sub.asset} ${sub.interval}`) ? 0 : 1;
