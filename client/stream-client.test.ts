@@ -129,8 +129,8 @@ describe("subscriptions", () => {
     await until("the snapshot", () => client.privateState !== undefined);
     expect(client.status).toBe("open");
     expect(server.connections[0]!.received).toEqual([
-      { op: "subscribe", id: 1, channel: "quotes", assets: ["ETH"] },
-      { op: "subscribe", id: 2, channel: "private" },
+      { op: "subscribe", id: 1, channel: "private" },
+      { op: "subscribe", id: 2, channel: "quotes", assets: ["ETH"] },
     ]);
     client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
     await until("the candles subscribe", () => server.connections[0]!.received.length === 3);
@@ -188,7 +188,7 @@ describe("subscriptions", () => {
       { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
       { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
     ]);
-    await until("answered", () => client.subscriptions.length === 3);
+    await until("answered", () => client.unansweredRequests === 0);
     expect(client.subscriptions).toEqual([
       { channel: "quotes", assets: ["ETH"] },
       { channel: "candles", asset: "BTC", interval: "1m" },
@@ -198,9 +198,9 @@ describe("subscriptions", () => {
     server.terminateAll();
     await until("the second connection's subscribes", () => server.connections[1]?.received.length === 3);
     expect(sent(1)).toEqual([
-      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
-      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
       { op: "subscribe", channel: "private", since: 0 },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
     ]);
     client.unsubscribe({ channel: "quotes" }); // every asset, though ETH came as a list
     await until("the unsubscribe", () => server.connections[1]!.received.length === 4);
@@ -210,15 +210,35 @@ describe("subscriptions", () => {
     await until("the third connection's subscribes", () => server.connections[2]?.received.length === 2);
     await sleep(50);
     expect(sent(2)).toEqual([
-      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
       { op: "subscribe", channel: "private", since: 0 },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
     ]);
+  });
+
+  it("after a reconnect, subscribes what the server held first, then what it never answered", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({ subscriptions: [{ channel: "private" }, { channel: "quotes", assets: ["ETH"] }] });
+    await until("held", () => client.status === "open" && client.unansweredRequests === 0 && sent(0).length === 2);
+    server.silence(true); // the next subscribe goes unanswered
+    client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" });
+    await until("the candles subscribe", () => sent(0).length === 3);
+    expect(client.unansweredRequests).toBe(1);
+    server.silence(false);
+    server.terminateAll();
+    await until("the second connection's subscribes", () => server.connections[1]?.received.length === 3);
+    expect(sent(1)).toEqual([
+      { op: "subscribe", channel: "private", since: 0 },
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+    ]);
+    await until("answered", () => client.unansweredRequests === 0);
+    expect(client.subscriptions).toHaveLength(3);
   });
 
   it("numbers its requests, and drops a subscribe the server refused: reported with the request, not sent again", async () => {
     server = await startFakeStreamServer();
     const { client, seen } = connect({ subscriptions: [{ channel: "quotes", assets: ["ETH"] }] });
-    await until("open", () => client.status === "open" && client.subscriptions.length === 1);
+    await until("answered", () => client.status === "open" && sent(0).length === 1 && client.unansweredRequests === 0);
     server.refuseSubscribes("TOO_MANY_SUBSCRIPTIONS");
     client.subscribe({ channel: "candles", asset: "BTC", interval: "1m" });
     client.subscribe({ channel: "quotes", assets: ["SOL"] });
@@ -337,8 +357,8 @@ describe("reconnecting", () => {
     await until("the missed events", () => client.privateState?.seq === 4);
     expect(server.connections).toHaveLength(2);
     expect(sent(1)).toEqual([
-      { op: "subscribe", channel: "quotes" },
       { op: "subscribe", channel: "private", since: 2 },
+      { op: "subscribe", channel: "quotes" },
     ]);
     expect(seen.events.map((e) => e.seq)).toEqual([1, 2, 3, 4]);
     expect(client.privateState!.trades.size).toBe(0);

@@ -37,8 +37,12 @@ import {
 } from "./protocol.ts";
 import {
   applySubscription,
+  countOf,
   NO_SUBSCRIPTIONS,
+  replayOf,
   subscriptionsOf,
+  unionOf,
+  withoutHeld,
   type SubscriptionOp,
   type SubscriptionSet,
 } from "./subscriptions.ts";
@@ -160,10 +164,15 @@ export class StreamClient {
     error: new Set(),
   };
   /**
-   * What the server holds on this connection, as its answers said; while there is none, what the next one is to
-   * subscribe. What the client wants is this with the requests still unanswered applied (wanted()).
+   * What the server holds on this connection, as its answers said; while there is none, what the last one held.
+   * What the client wants is this and `late`, with the requests still unanswered applied (wanted()).
    */
   private held: SubscriptionSet = NO_SUBSCRIPTIONS;
+  /**
+   * Subscribes no server has confirmed: asked while there was no connection, or unanswered when it dropped. The next
+   * connection sends them after what was held, so that a refusal falls on them and not on what a server accepted.
+   */
+  private late: SubscriptionSet = NO_SUBSCRIPTIONS;
   /** Subscribes and unsubscribes sent on this connection and not answered yet, by id, in the order sent. */
   private readonly unanswered = new Map<RequestId, SubscriptionRequest>();
   private requests = 0;
@@ -188,7 +197,7 @@ export class StreamClient {
     this.random = options.random ?? Math.random;
     this.heartbeatMs = options.heartbeatMs ?? 10_000;
     for (const subscription of options.subscriptions ?? [])
-      this.held = applySubscription(this.held, "subscribe", subscription);
+      this.late = applySubscription(this.late, "subscribe", subscription);
   }
 
   get status(): StreamStatus {
@@ -201,6 +210,11 @@ export class StreamClient {
    */
   get subscriptions(): Subscription[] {
     return subscriptionsOf(this.wanted());
+  }
+
+  /** Subscribes and unsubscribes sent on this connection that the server has not answered yet. */
+  get unansweredRequests(): number {
+    return this.unanswered.size;
   }
 
   /** The private state, once the first snapshot arrived. */
@@ -299,7 +313,7 @@ export class StreamClient {
   /** On a connection: sent as asked, with an id its answer echoes. Without one: what the next one subscribes. */
   private request(op: SubscriptionOp, subscription: Subscription): void {
     if (this.currentStatus !== "open") {
-      this.held = applySubscription(this.held, op, subscription);
+      this.unconfirmed(op, subscription);
       return;
     }
     const id = ++this.requests;
@@ -309,7 +323,7 @@ export class StreamClient {
 
   /** What the server will hold once every request sent is answered as asked. */
   private wanted(): SubscriptionSet {
-    let set = this.held;
+    let set = unionOf(this.held, this.late);
     for (const { op, subscription } of this.unanswered.values()) set = applySubscription(set, op, subscription);
     return set;
   }
@@ -337,8 +351,14 @@ export class StreamClient {
 
   /** The connection is gone: requests it did not answer are taken as carried out, to be sent on the next one. */
   private forgetConnection(): void {
-    this.held = this.wanted();
+    for (const { op, subscription } of this.unanswered.values()) this.unconfirmed(op, subscription);
     this.unanswered.clear();
+  }
+
+  /** A request no server answered: a subscribe waits in `late`; an unsubscribe takes effect everywhere. */
+  private unconfirmed(op: SubscriptionOp, subscription: Subscription): void {
+    this.late = applySubscription(this.late, op, subscription);
+    if (op === "unsubscribe") this.held = applySubscription(this.held, op, subscription);
   }
 
   private receive(generation: number, data: unknown): void {
@@ -389,11 +409,14 @@ export class StreamClient {
     this.watchSilence(generation);
     clearInterval(this.pingTimer);
     this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
-    // A new socket holds nothing: what the last one held (or was asked to) is subscribed again.
-    const subscriptions = subscriptionsOf(this.wanted());
+    // A new socket holds nothing: what the last one held is subscribed again, then what no server confirmed.
+    const max = frame.limits?.maxSubscriptions ?? Number.POSITIVE_INFINITY;
+    const confirmed = replayOf(this.held, 0, max);
+    const rest = replayOf(withoutHeld(this.late, this.held), countOf(this.held), max);
     this.held = NO_SUBSCRIPTIONS;
+    this.late = NO_SUBSCRIPTIONS;
     this.unanswered.clear();
-    for (const subscription of subscriptions) this.request("subscribe", subscription);
+    for (const [op, subscription] of [...confirmed, ...rest]) this.request(op, subscription);
     this.emit("open", frame);
   }
 

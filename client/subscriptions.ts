@@ -55,6 +55,59 @@ function quotesAfter(
   return new Set(held.filter((asset) => !assets.includes(asset)));
 }
 
+/** Everything in either set. */
+export function unionOf(a: SubscriptionSet, b: SubscriptionSet): SubscriptionSet {
+  const quotes = a.quotes === "all" || b.quotes === "all" ? "all" : new Set([...a.quotes, ...b.quotes]);
+  return { quotes, candles: new Map([...a.candles, ...b.candles]), private: a.private || b.private };
+}
+
+/** What is in `a` and not in `b`: what subscribes on top of `b` must add. */
+export function withoutHeld(a: SubscriptionSet, b: SubscriptionSet): SubscriptionSet {
+  let quotes: SubscriptionSet["quotes"];
+  if (b.quotes === "all") quotes = new Set();
+  else if (a.quotes === "all") quotes = "all";
+  else {
+    const held = b.quotes;
+    quotes = new Set([...a.quotes].filter((asset) => !held.has(asset)));
+  }
+  const candles = new Map([...a.candles].filter(([key]) => !b.candles.has(key)));
+  return { quotes, candles, private: a.private && !b.private };
+}
+
+/**
+ * What to send, in order, to bring a socket holding `base` to `base` plus `set` within `maxSubscriptions`: the
+ * private channel first, then candles, then quotes, so that when a lowered limit refuses one, it is the quotes. A
+ * quote list that would not fit goes as all quotes (one subscription) less the others, as the server holds a list
+ * left after unsubscribing assets from all quotes (unsubscribes are never refused).
+ */
+export function replayOf(
+  set: SubscriptionSet,
+  used: number,
+  maxSubscriptions: number,
+): [SubscriptionOp, Subscription][] {
+  const out: [SubscriptionOp, Subscription][] = [];
+  if (set.private) out.push(["subscribe", { channel: "private" }]);
+  for (const { asset, interval } of set.candles.values())
+    out.push(["subscribe", { channel: "candles", asset, interval }]);
+  const quotes = set.quotes;
+  if (quotes === "all") out.push(["subscribe", { channel: "quotes" }]);
+  else if (quotes.size > 0) {
+    const assets = ASSET_SYMBOLS.filter((asset) => quotes.has(asset));
+    if (used + out.length + assets.length <= maxSubscriptions) out.push(["subscribe", { channel: "quotes", assets }]);
+    else {
+      const others = ASSET_SYMBOLS.filter((asset) => !quotes.has(asset));
+      out.push(["subscribe", { channel: "quotes" }]);
+      if (others.length > 0) out.push(["unsubscribe", { channel: "quotes", assets: others }]);
+    }
+  }
+  return out;
+}
+
+/** How many subscriptions the server counts for `set` (all quotes count as one). */
+export function countOf(set: SubscriptionSet): number {
+  return (set.quotes === "all" ? 1 : set.quotes.size) + set.candles.size + (set.private ? 1 : 0);
+}
+
 /**
  * The subscribes that bring a socket holding nothing to `set`: one for the quotes (all, or the assets in a stable
  * order), one per candle series, then the private channel.

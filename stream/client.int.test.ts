@@ -101,8 +101,8 @@ describe("the client's subscriptions follow the real server's", () => {
     sockets[0]!.socket.terminate();
     await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 2);
     expect(withoutIds(sockets[1]!.sent)).toEqual([
-      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
       { op: "subscribe", channel: "candles", asset: "ETH", interval: "1m" },
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
     ]);
     client.unsubscribe({ channel: "quotes" });
     client.subscribe({ channel: "quotes", assets: ["SOL"] });
@@ -136,9 +136,34 @@ describe("the client's subscriptions follow the real server's", () => {
     await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 2);
     await answered(1);
     expect(withoutIds(sockets[1]!.sent)).toEqual([
-      { op: "subscribe", channel: "quotes", assets: ["ETH", "BTC"] },
       { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
+      { op: "subscribe", channel: "quotes", assets: ["ETH", "BTC"] },
     ]);
     expect(errors).toHaveLength(1);
+  });
+
+  it("over the limit after unsubscribing from all quotes, a reconnect restores all of it: private first, quotes last", async () => {
+    // Three quote assets left of all quotes count three, the candle and the private channel two more: five at a limit
+    // of three, which the server holds because an unsubscribe is never refused.
+    const { client, errors, quotes } = start([{ channel: "quotes" }, { channel: "private" }]);
+    await until("open", () => client.status === "open");
+    client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
+    client.unsubscribe({ channel: "quotes", assets: ["ADA"] });
+    await answered(0);
+    const held = client.subscriptions;
+
+    sockets[0]!.socket.terminate();
+    await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 4);
+    await answered(1);
+    expect(withoutIds(sockets[1]!.sent)).toEqual([
+      { op: "subscribe", channel: "private", since: 0 },
+      { op: "subscribe", channel: "candles", asset: "ETH", interval: "1m" },
+      { op: "subscribe", channel: "quotes" },
+      { op: "unsubscribe", channel: "quotes", assets: ["ADA"] },
+    ]);
+    expect(errors).toEqual([]);
+    expect(client.subscriptions).toEqual(held);
+    expect(client.unansweredRequests).toBe(0);
+    expect(await quoteEach(quotes, ["BTC", "SOL", "ADA"], "ETH")).toEqual(["BTC", "SOL"]);
   });
 });

@@ -10,7 +10,8 @@
  *   (echo); private without `since` → snapshot, with `since` → the events after it, or a resync when they are
  *   gone (before `retainFrom`) or ahead; every published event to private subscribers, each followed by a summary;
  *   ping → pong; a heartbeat every heartbeatMs; a frame it cannot read → an error frame; while `refuseSubscribes`
- *   is on, a subscribe → an error frame echoing its id.
+ *   is on, a subscribe → an error frame echoing its id; a second private subscribe → ALREADY_SUBSCRIBED, as the
+ *   stream server answers it.
  */
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -166,6 +167,11 @@ export async function startFakeStreamServer(
     if (op === "subscribe" && subscribeRefusal !== undefined) {
       const id = frame.id === undefined ? {} : { id: frame.id };
       return send(connection, { type: "error", ...id, code: subscribeRefusal, message: "Refused by the test." });
+    }
+    if (op === "subscribe" && frame.channel === "private" && connection.privateSubscribed) {
+      const id = frame.id === undefined ? {} : { id: frame.id };
+      const message = "Already subscribed to the private channel.";
+      return send(connection, { type: "error", ...id, code: "ALREADY_SUBSCRIBED", field: "channel", message });
     }
     send(connection, { type: op === "subscribe" ? "subscribed" : "unsubscribed", ...echo });
     if (frame.channel !== "private") return;
