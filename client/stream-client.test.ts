@@ -6,7 +6,7 @@
  */
 import { WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
-import type { OrderView, TradeView } from "./protocol.ts";
+import type { AssetSymbol, CandleInterval, OrderView, TradeView } from "./protocol.ts";
 import { browserBundle } from "./testing/browser-bundle.ts";
 import {
   backoffDelayMs,
@@ -213,6 +213,34 @@ describe("subscriptions", () => {
       { op: "subscribe", channel: "private", since: 0 },
       { op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" },
     ]);
+  });
+
+  it("refuses at once, sending and keeping nothing, a subscription with an asset or interval the protocol does not list", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({ subscriptions: [{ channel: "private" }] });
+    // Before the connection too: nothing of it is kept for later.
+    client.subscribe({ channel: "quotes", assets: ["ETH", "DOGE" as AssetSymbol] });
+    await until("held", () => client.status === "open" && sent(0).length === 1 && client.unansweredRequests === 0);
+    client.subscribe({ channel: "candles", asset: "ETH", interval: "2m" as CandleInterval });
+    client.unsubscribe({ channel: "quotes", assets: [] });
+    expect(seen.errors).toEqual([
+      {
+        kind: "request",
+        message: 'assets: expected one of ETH, BTC, SOL, ADA, received "DOGE".',
+        request: { op: "subscribe", subscription: { channel: "quotes", assets: ["ETH", "DOGE"] } },
+      },
+      expect.objectContaining({
+        kind: "request",
+        message: 'interval: expected one of 1m, 5m, 15m, 1h, 4h, 1d, received "2m".',
+      }),
+      expect.objectContaining({
+        kind: "request",
+        message: "assets: expected at least one asset (or no assets: all), received [].",
+      }),
+    ]);
+    await sleep(50);
+    expect(sent(0)).toEqual([{ op: "subscribe", channel: "private" }]);
+    expect(client.subscriptions).toEqual([{ channel: "private" }]);
   });
 
   it("after a reconnect, subscribes what the server held first, then what it never answered", async () => {

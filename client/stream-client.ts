@@ -23,6 +23,8 @@
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
+  ASSET_SYMBOLS,
+  CANDLE_INTERVALS,
   CLOSE_CODES,
   type CandleFrame,
   type ClientFrame,
@@ -128,6 +130,8 @@ export type StreamClientError =
       readonly request?: SubscriptionRequest;
     }
   | { readonly kind: "protocol"; readonly message: string }
+  /** A subscribe or unsubscribe the client would not send (an asset or interval the protocol does not list). */
+  | { readonly kind: "request"; readonly message: string; readonly request: SubscriptionRequest }
   | { readonly kind: "gap"; readonly expectedSeq: number; readonly receivedSeq: number };
 
 export type StateCause = "snapshot" | "resync" | "event" | "summary";
@@ -312,6 +316,13 @@ export class StreamClient {
 
   /** On a connection: sent as asked, with an id its answer echoes. Without one: what the next one subscribes. */
   private request(op: SubscriptionOp, subscription: Subscription): void {
+    // Checked here, not only by the server: one it refused while disconnected would be half kept, and an
+    // oversized one is answered by a close, which would repeat on every reconnect.
+    const invalid = invalidSubscription(subscription);
+    if (invalid !== undefined) {
+      this.emit("error", { kind: "request", message: invalid, request: { op, subscription } });
+      return;
+    }
     if (this.currentStatus !== "open") {
       this.unconfirmed(op, subscription);
       return;
@@ -535,4 +546,27 @@ const REFUSALS_BEFORE_FAILING = 3;
  */
 function refusedAsSuch(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+/** Why the server would refuse `subscription` whatever it holds (an asset or interval it does not list), if it would. */
+function invalidSubscription(subscription: Subscription): string | undefined {
+  const known = (asset: unknown) => (ASSET_SYMBOLS as readonly unknown[]).includes(asset);
+  const listed = `expected one of ${ASSET_SYMBOLS.join(", ")}`;
+  switch (subscription.channel) {
+    case "quotes":
+      if (subscription.assets?.length === 0)
+        return "assets: expected at least one asset (or no assets: all), received [].";
+      for (const asset of subscription.assets ?? [])
+        if (!known(asset)) return `assets: ${listed}, received ${JSON.stringify(asset)}.`;
+      return undefined;
+    case "candles":
+      if (!known(subscription.asset)) return `asset: ${listed}, received ${JSON.stringify(subscription.asset)}.`;
+      if (!(CANDLE_INTERVALS as readonly unknown[]).includes(subscription.interval))
+        return `interval: expected one of ${CANDLE_INTERVALS.join(", ")}, received ${JSON.stringify(subscription.interval)}.`;
+      return undefined;
+    case "private":
+      return undefined;
+    default:
+      return `channel: expected quotes, candles or private, received ${JSON.stringify((subscription as { channel: unknown }).channel)}.`;
+  }
 }
