@@ -8,6 +8,7 @@ import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import type { OutputOf } from "../contract/messages.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
+import { NO_METRICS } from "./metrics.ts";
 import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -112,6 +113,17 @@ describe("client frames", () => {
     after.send({ op: "ping" });
     await after.until((f) => f.some((x) => x.type === "pong"));
     after.close();
+  });
+
+  it("counts a close for a frame over the limit as 1009 in its metrics, as the client saw it", async () => {
+    const codes: number[] = [];
+    const own = await startTestStream({}, { metrics: { ...NO_METRICS, closed: (code) => codes.push(code) } });
+    const big = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId: "u-big" })}`);
+    big.send({ op: "ping", id: "x".repeat(5_000) });
+    expect((await big.closed).code).toBe(1009);
+    for (let i = 0; i < 200 && codes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(codes).toEqual([1009]);
+    await own.close();
   });
 
   it("closes with 1009 on a frame over 4 KiB and with 4029 on a flood", async () => {

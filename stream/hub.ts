@@ -86,7 +86,11 @@ export class StreamHub {
     this.deps.metrics.connected(1);
     ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
     ws.on("pong", () => (conn.lastPongMs = this.now()));
-    ws.on("error", (error) => this.deps.log.debug("socket_error", { userId: conn.userId, error }));
+    ws.on("error", (error) => {
+      // ws closes the socket itself on a bad frame and then reports 1006 (it stops reading): the code it sent counts.
+      conn.closeCode ??= closeCodeOf(error);
+      this.deps.log.debug("socket_error", { userId: conn.userId, error });
+    });
     ws.on("close", (code) => this.onClose(conn, code));
     const { heartbeatMs, maxMessagesPerSec, maxSubscriptions, maxFrameBytes } = this.deps.limits;
     conn.send(
@@ -406,4 +410,12 @@ function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
   const set = map.get(key);
   set?.delete(value);
   if (set?.size === 0) map.delete(key);
+}
+
+/** The close code ws sends when it fails a socket for this error (its receiver's codes; RFC 6455 §7.4.1). */
+function closeCodeOf(error: Error): number | undefined {
+  const code = (error as { code?: unknown }).code;
+  if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return 1009;
+  if (code === "WS_ERR_INVALID_UTF8") return 1007;
+  return typeof code === "string" && code.startsWith("WS_ERR_") ? 1002 : undefined;
 }
