@@ -4,7 +4,7 @@
  * event loop. It posts each saved snapshot's figures (`{ type: "snapshot_saved" }`) for the engine's metrics. The
  * parent posts "stop" (before it releases the lease); the thread takes a final snapshot, posts "stopped" and ends.
  */
-import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectPostgres } from "../../platform/postgres.ts";
@@ -13,6 +13,7 @@ import { makeParams } from "../core/params.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import { restoreState } from "./restore.ts";
 import { runFollower } from "./follower.ts";
+import { stopRequestedOn } from "./stop-request.ts";
 
 export interface FollowerThreadData {
   readonly redisUrl: string;
@@ -30,11 +31,7 @@ const stop = new AbortController();
 parentPort?.on("message", (message) => {
   if (message === "stop") stop.abort();
 });
-/** The stop request, also one posted but not yet delivered as an event (this thread was busy meanwhile). */
-const stopRequested = () => {
-  if (!stop.signal.aborted && parentPort && receiveMessageOnPort(parentPort)?.message === "stop") stop.abort();
-  return stop.signal.aborted;
-};
+const stopRequested = stopRequestedOn(parentPort, stop);
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
