@@ -6,7 +6,7 @@ import { ASSETS } from "../contract/markets.ts";
 import { MAX_FRAME_CHARS, marketTable, parseFrame, streamsFor, type FrameResult } from "./frames.ts";
 
 const ours = marketTable(ASSETS);
-const withSpotSol = marketTable([...ASSETS, { ...ASSETS[2]!, symbol: "SOLSPOT", market: "SOL_USDC" }]);
+const withSpotSol = marketTable([...ASSETS, { ...ASSETS[2], symbol: "SOLSPOT", market: "SOL_USDC" }]);
 const realFrames = readFileSync(new URL("./testdata/backpack-bookticker-real.jsonl", import.meta.url), "utf8")
   .split("\n")
   .filter((line) => line.trim() !== "");

@@ -29,7 +29,7 @@ const BIG_BODY_PASSES = 200;
 
 // --- inputs ---------------------------------------------------------------------------------------------------
 
-const spotSol: AssetConfig = { ...ASSETS[2]!, symbol: "SOLSPOT", market: "SOL_USDC" };
+const spotSol: AssetConfig = { ...ASSETS[2], symbol: "SOLSPOT", market: "SOL_USDC" };
 const markets = marketTable([...ASSETS, spotSol]);
 const recorded = readFileSync(new URL("../testdata/backpack-bookticker-real.jsonl", import.meta.url), "utf8")
   .split("\n")
