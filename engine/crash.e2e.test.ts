@@ -149,6 +149,24 @@ function isAfter(a: string, b: string): boolean {
 }
 
 /** XADDs `messages` in order (paced), returning them with the ids Redis gave them: the test's own copy of the log. */
+/** Waits until the engines have published everything up to `lastId` (engine:published). */
+async function untilPublished(keys: Keyspace, lastId: string, timeoutMs = 20_000): Promise<void> {
+  await until(
+    async () => ((await redis.get(keys.enginePublished)) === lastId ? true : undefined),
+    timeoutMs,
+    "engine:published to reach the last input",
+  );
+}
+
+/** Nothing went wrong inside these engines: no error line (a crash, a lost lease, a snapshotter failure). */
+function expectNoErrorLines(engines: readonly Child[]): void {
+  for (const e of engines)
+    expect(
+      e.lines.filter((l) => l.level === "error"),
+      `${e.name} error lines`,
+    ).toEqual([]);
+}
+
 async function streamLog(
   keys: Keyspace,
   messages: readonly EngineInput[],
@@ -320,19 +338,11 @@ describe("engine process: kill -9 and recover", () => {
         const final = run.start("engine-final");
         engines.push(final);
         await final.waitFor("replay_done", 15_000);
-        await until(
-          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
-          20_000,
-          "engine:published to reach the last input",
-        );
+        await untilPublished(run.keys, lastId);
         expect(await final.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
         // Nothing went wrong inside any engine (a crash, a lost lease, a snapshotter failure).
-        for (const e of engines)
-          expect(
-            e.lines.filter((l) => l.level === "error"),
-            `${e.name} error lines`,
-          ).toEqual([]);
+        expectNoErrorLines(engines);
         // Recovery was exercised: restores from a real snapshot, and replays of a non-empty tail.
         const restores = leaderLines(engines, "restore_snapshot");
         expect(restores.filter((l) => l.lastInputId !== "0-0").length).toBeGreaterThanOrEqual(1);
@@ -477,18 +487,10 @@ describe("engine process: two engines at once", () => {
         await answered(lastInstructions);
         for (const id of lastInstructions) expect(await responsesTo(id)).toHaveLength(1);
         const lastId = log[log.length - 1]!.id;
-        await until(
-          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
-          15_000,
-          "engine:published to reach the last input",
-        );
+        await untilPublished(run.keys, lastId, 15_000);
 
         expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
-        for (const e of engines)
-          expect(
-            e.lines.filter((l) => l.level === "error"),
-            `${e.name} error lines`,
-          ).toEqual([]);
+        expectNoErrorLines(engines);
 
         // Every output on the stream exactly once: the standby took over without replaying anything.
         const outputs = await readOutputs(run.keys);
@@ -598,21 +600,13 @@ describe("engine process: leader and hot standby", () => {
         const log = await generating;
         expect(log).toHaveLength(ENTRIES);
         const lastId = log[log.length - 1]!.id;
-        await until(
-          async () => ((await redis.get(run.keys.enginePublished)) === lastId ? true : undefined),
-          20_000,
-          "engine:published to reach the last input",
-        );
+        await untilPublished(run.keys, lastId);
         const { leader, standby } = await pair();
         expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
         expect(await leader.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
         // Only the deposed engine says anything went wrong.
-        for (const e of engines.filter((e) => !deposed.includes(e)))
-          expect(
-            e.lines.filter((l) => l.level === "error"),
-            `${e.name} error lines`,
-          ).toEqual([]);
+        expectNoErrorLines(engines.filter((e) => !deposed.includes(e)));
         // Six takeovers by a standby (each kill and the stop), and one recovery from snapshot + log after both died.
         expect(engines.flatMap((e) => e.events("takeover"))).toHaveLength(plan.length - 1);
 
@@ -768,18 +762,10 @@ describe("engine process: killed while it replays", () => {
         // The last engine takes over, replays the rest and follows the log live; a clean stop saves its state.
         await last.waitFor("takeover", 15_000);
         const lastReplay = await last.waitFor("replay_done", 60_000);
-        await until(
-          async () => ((await published()) === lastId ? true : undefined),
-          20_000,
-          "engine:published to reach the last input",
-        );
+        await untilPublished(run.keys, lastId);
         expect(await last.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
-        for (const e of engines)
-          expect(
-            e.lines.filter((l) => l.level === "error"),
-            `${e.name} error lines`,
-          ).toEqual([]);
+        expectNoErrorLines(engines);
         expect(engines.flatMap((e) => e.events("takeover"))).toHaveLength(2);
 
         // The state: the snapshot head the last engine's clean stop left equals the reference's, hash for hash.
