@@ -33,5 +33,10 @@ describe("the answer over a rate limit", () => {
     expect(limited("history", { limit: 10, windowMs: 1500 }).message).toContain(
       "per user per 1500 ms; try again in 2 s",
     );
+    // What is left of the window, rounded up to whole seconds, at least one.
+    const minute = { limit: 60, windowMs: 60_000 };
+    expect(limited("stream-ticket", minute, 12_300).headers).toEqual({ "Retry-After": "13" });
+    expect(limited("stream-ticket", minute, 12_300).message).toContain("try again in 13 s.");
+    expect(limited("stream-ticket", minute, 1).headers).toEqual({ "Retry-After": "1" });
   });
 });

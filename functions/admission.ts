@@ -16,11 +16,11 @@ import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { invalidField } from "./validate.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 
-/** KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Returns 0 when over the limit, else the count. */
+/** KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Returns the count, or over the limit minus the ms left of the window. */
 const COUNT = `
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return 0 end
+if n > tonumber(ARGV[1]) then return -math.max(redis.call('PTTL', KEYS[1]), 1) end
 return n`;
 
 /**
@@ -28,13 +28,13 @@ return n`;
  * (hash) and KEYS[4] their order (sorted set); ARGV[1] limit, ARGV[2] window ms, ARGV[3] body hash, ARGV[4] record
  * ttl ms, ARGV[5] key hash, ARGV[6] now ms, ARGV[7] records kept per user, ARGV[8] the request's path. A record is
  * the body hash (64 hex digits), a space and the path it was first used on (a record without a path compares by its
- * hash alone). Returns 'REVOKED', 'LIMITED', 'CONFLICT <first path>' or 'OK'.
+ * hash alone). Returns 'REVOKED', 'LIMITED <ms left of the window>', 'CONFLICT <first path>' or 'OK'.
  */
 const ADMIT_TRADE = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'REVOKED' end
 local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return 'LIMITED' end
+if n > tonumber(ARGV[1]) then return 'LIMITED ' .. math.max(redis.call('PTTL', KEYS[2]), 1) end
 if KEYS[3] then
   local now = tonumber(ARGV[6])
   local first = redis.call('HGET', KEYS[3], ARGV[5])
@@ -85,7 +85,8 @@ export async function countRequest(
   rate: RateLimit,
 ): Promise<void> {
   const n = await redis.eval(COUNT, [keys.rateLimitKey(scope, subject)], [String(rate.limit), String(rate.windowMs)]);
-  if (n === 0) throw limited(scope, rate);
+  // Over the limit: minus what is left of the window, in ms.
+  if (typeof n === "number" && n < 0) throw limited(scope, rate, -n);
 }
 
 /**
@@ -178,7 +179,8 @@ export async function admitTrade(
     ],
   );
   if (verdict === "REVOKED") throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
-  if (verdict === "LIMITED") throw limited("trade", rate);
+  if (typeof verdict === "string" && verdict.startsWith("LIMITED "))
+    throw limited("trade", rate, Number(verdict.slice(8)));
   if (typeof verdict === "string" && verdict.startsWith("CONFLICT ")) throw conflict(verdict.slice(9), endpoint.path);
   if (verdict !== "OK") throw new Error(`unexpected admission verdict ${String(verdict)}`);
   return keyHash === undefined ? `r-${crypto.randomUUID()}` : `k-${keyHash.slice(0, 48)}`;
@@ -202,9 +204,12 @@ function conflict(firstPath: string, path: string): ApiError {
   );
 }
 
-/** The answer over a limit: the limit and its window, and the wait Retry-After gives (a whole window, at most). */
-export function limited(scope: RateScope, rate: RateLimit): ApiError {
-  const retryAfter = Math.ceil(rate.windowMs / 1000);
+/**
+ * The answer over a limit: the limit and its window, and the wait Retry-After gives, what is left of the window
+ * (`leftMs`; unknown: a whole window), in whole seconds, at least one.
+ */
+export function limited(scope: RateScope, rate: RateLimit, leftMs = rate.windowMs): ApiError {
+  const retryAfter = Math.max(1, Math.ceil(Math.min(leftMs, rate.windowMs) / 1000));
   return new ApiError(
     "RATE_LIMITED",
     `Too many requests: at most ${rate.limit} ${RATE_SCOPES[scope]} per ${windowWords(rate.windowMs)}; ` +

@@ -222,13 +222,17 @@ describe("rate limits on reads", () => {
   });
 
   it("limits the spot order history per user on its own budget, beside the closed-trade history's", async () => {
-    const erin = client(stack.app, (await stack.signIn("erin@example.com")).token);
+    const { token: erinToken, user: erinUser } = await stack.signIn("erin@example.com");
+    const [erin, erinId] = [client(stack.app, erinToken), erinUser.id];
     const codes: number[] = [];
     for (let i = 0; i < 3; i++) codes.push((await erin.get("/api/v1/trade/history")).status);
     for (let i = 0; i < 4; i++) codes.push((await erin.get("/api/v1/trade/spot-orders")).status);
     expect(codes).toEqual([200, 200, 200, 200, 200, 200, 429]);
     const limited = await erin.get("/api/v1/trade/spot-orders");
     expect([limited.body.error?.code, limited.headers.get("retry-after")]).toEqual(["RATE_LIMITED", "60"]);
+    // Retry-After is what is left of the window, not a whole one.
+    await stack.redis.pexpire(stack.keys.rateLimitKey("spot-orders", erinId), 12_300);
+    expect((await erin.get("/api/v1/trade/spot-orders")).headers.get("retry-after")).toBe("13");
   });
 
   it("limits sign-in link checks per IP, with 429 and Retry-After", async () => {

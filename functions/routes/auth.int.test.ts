@@ -314,7 +314,7 @@ describe("request guards", () => {
   it("limits trading per user with 429", async () => {
     const limited = await startApiStack({ settings: { tradeRate: { limit: 3, windowMs: 60_000 } } });
     try {
-      const { token } = await limited.signIn("hank@example.com");
+      const { token, user } = await limited.signIn("hank@example.com");
       const hank = client(limited.app, token);
       const codes: number[] = [];
       for (let i = 0; i < 5; i++)
@@ -324,6 +324,10 @@ describe("request guards", () => {
       expect(over.body.error?.message).toBe(
         "Too many requests: at most 3 trade requests per user per minute; try again in 60 s.",
       );
+      // Retry-After is what is left of the window, not a whole one.
+      await limited.redis.pexpire(limited.keys.rateLimitKey("trade", user.id), 12_300);
+      const later = await hank.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1" });
+      expect([later.status, later.headers.get("retry-after")]).toEqual([429, "13"]);
     } finally {
       await limited.close();
     }
