@@ -241,6 +241,10 @@ describe("subscriptions", () => {
     await sleep(50);
     expect(sent(0)).toEqual([{ op: "subscribe", channel: "private" }]);
     expect(client.subscriptions).toEqual([{ channel: "private" }]);
+    // Given at construction, before any listener could hear of it: thrown.
+    expect(() => connect({ subscriptions: [{ channel: "quotes", assets: ["ETH", "DOGE" as AssetSymbol] }] })).toThrow(
+      'subscriptions: assets: expected one of ETH, BTC, SOL, ADA, received "DOGE".',
+    );
   });
 
   it("after a reconnect, subscribes what the server held first, then what it never answered", async () => {

@@ -39,7 +39,6 @@ import {
 } from "./protocol.ts";
 import {
   applySubscription,
-  countOf,
   NO_SUBSCRIPTIONS,
   replayOf,
   subscriptionsOf,
@@ -200,8 +199,12 @@ export class StreamClient {
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.random = options.random ?? Math.random;
     this.heartbeatMs = options.heartbeatMs ?? 10_000;
-    for (const subscription of options.subscriptions ?? [])
+    for (const subscription of options.subscriptions ?? []) {
+      // No error listener can be attached yet: a subscription the server could never take is thrown here.
+      const invalid = invalidSubscription(subscription);
+      if (invalid !== undefined) throw new TypeError(`subscriptions: ${invalid}`);
       this.late = applySubscription(this.late, "subscribe", subscription);
+    }
   }
 
   get status(): StreamStatus {
@@ -422,8 +425,8 @@ export class StreamClient {
     this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
     // A new socket holds nothing: what the last one held is subscribed again, then what no server confirmed.
     const max = frame.limits?.maxSubscriptions ?? Number.POSITIVE_INFINITY;
-    const confirmed = replayOf(this.held, 0, max);
-    const rest = replayOf(withoutHeld(this.late, this.held), countOf(this.held), max);
+    const confirmed = replayOf(this.held, 0, max, true);
+    const rest = replayOf(withoutHeld(this.late, this.held), 0, max, false);
     this.held = NO_SUBSCRIPTIONS;
     this.late = NO_SUBSCRIPTIONS;
     this.unanswered.clear();

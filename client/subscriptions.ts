@@ -75,15 +75,17 @@ export function withoutHeld(a: SubscriptionSet, b: SubscriptionSet): Subscriptio
 }
 
 /**
- * What to send, in order, to bring a socket holding `base` to `base` plus `set` within `maxSubscriptions`: the
- * private channel first, then candles, then quotes, so that when a lowered limit refuses one, it is the quotes. A
- * quote list that would not fit goes as all quotes (one subscription) less the others, as the server holds a list
- * left after unsubscribing assets from all quotes (unsubscribes are never refused).
+ * What to send, in order, to add `set` to a socket that counts `used` subscriptions: the private channel first,
+ * then candles, then quotes, so that when a lowered limit refuses one, it is the quotes.
+ * With `restore` (`set` is what a server held, onto a socket holding nothing), a quote list that would not fit under
+ * `maxSubscriptions` goes as all quotes (one subscription) less the others: the server held such a list after
+ * assets were unsubscribed from all quotes (an unsubscribe is never refused), and counts it the same way again.
  */
 export function replayOf(
   set: SubscriptionSet,
   used: number,
   maxSubscriptions: number,
+  restore: boolean,
 ): [SubscriptionOp, Subscription][] {
   const out: [SubscriptionOp, Subscription][] = [];
   if (set.private) out.push(["subscribe", { channel: "private" }]);
@@ -93,7 +95,8 @@ export function replayOf(
   if (quotes === "all") out.push(["subscribe", { channel: "quotes" }]);
   else if (quotes.size > 0) {
     const assets = ASSET_SYMBOLS.filter((asset) => quotes.has(asset));
-    if (used + out.length + assets.length <= maxSubscriptions) out.push(["subscribe", { channel: "quotes", assets }]);
+    if (!restore || used + out.length + assets.length <= maxSubscriptions)
+      out.push(["subscribe", { channel: "quotes", assets }]);
     else {
       const others = ASSET_SYMBOLS.filter((asset) => !quotes.has(asset));
       out.push(["subscribe", { channel: "quotes" }]);
@@ -101,11 +104,6 @@ export function replayOf(
     }
   }
   return out;
-}
-
-/** How many subscriptions the server counts for `set` (all quotes count as one). */
-export function countOf(set: SubscriptionSet): number {
-  return (set.quotes === "all" ? 1 : set.quotes.size) + set.candles.size + (set.private ? 1 : 0);
 }
 
 /**

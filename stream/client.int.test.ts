@@ -166,4 +166,22 @@ describe("the client's subscriptions follow the real server's", () => {
     expect(client.unansweredRequests).toBe(0);
     expect(await quoteEach(quotes, ["BTC", "SOL", "ADA"], "ETH")).toEqual(["BTC", "SOL"]);
   });
+
+  it("a subscribe asked while disconnected goes after what was held, and its refusal takes nothing held away", async () => {
+    const { client, errors } = start([{ channel: "private" }, { channel: "quotes", assets: ["ETH", "BTC"] }]);
+    await until("open", () => client.status === "open");
+    await answered(0);
+    sockets[0]!.socket.terminate();
+    await until("reconnecting", () => client.status !== "open");
+    client.subscribe({ channel: "quotes", assets: ["SOL"] }); // a fourth: over the limit of three
+    await until("the second socket's subscribes", () => withoutIds(sockets[1]?.sent ?? []).length === 3);
+    await answered(1);
+    expect(withoutIds(sockets[1]!.sent)).toEqual([
+      { op: "subscribe", channel: "private", since: 0 },
+      { op: "subscribe", channel: "quotes", assets: ["ETH", "BTC"] },
+      { op: "subscribe", channel: "quotes", assets: ["SOL"] },
+    ]);
+    expect(errors).toEqual([expect.objectContaining({ kind: "server", code: "TOO_MANY_SUBSCRIPTIONS" })]);
+    expect(client.subscriptions).toEqual([{ channel: "quotes", assets: ["ETH", "BTC"] }, { channel: "private" }]);
+  });
 });
