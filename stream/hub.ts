@@ -412,10 +412,12 @@ function removeFrom<K, V>(map: Map<K, Set<V>>, key: K, value: V): void {
   if (set?.size === 0) map.delete(key);
 }
 
-/** The close code ws sends when it fails a socket for this error (its receiver's codes; RFC 6455 §7.4.1). */
+/**
+ * The close code ws sends when it fails a socket for this error: its receiver's errors carry it under ws's own
+ * `status-code` symbol (not exported by ws, so found by its description).
+ */
 function closeCodeOf(error: Error): number | undefined {
-  const code = (error as { code?: unknown }).code;
-  if (code === "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH") return 1009;
-  if (code === "WS_ERR_INVALID_UTF8") return 1007;
-  return typeof code === "string" && code.startsWith("WS_ERR_") ? 1002 : undefined;
+  const key = Object.getOwnPropertySymbols(error).find((symbol) => symbol.description === "status-code");
+  const code = key === undefined ? undefined : (error as unknown as Record<symbol, unknown>)[key];
+  return typeof code === "number" ? code : undefined;
 }
