@@ -402,6 +402,15 @@ describe("worker on real Redis and Postgres", () => {
     expect(await first()).toBe(ids[6]);
     await redis.xgroup("DESTROY", own.output, "other");
 
+    // The workers' own group needing older entries does not hide another group from the warning's report.
+    await redis.xgroup("CREATE", own.output, "late", "$");
+    await redis.xgroup("CREATE", own.output, "early", "0-0");
+    // (A cutoff of 0 trims nothing here, so the entries below stay for the next steps.)
+    expect(await trimHandledOutputs(redis, own, 0)).toEqual({ trimmed: 0, heldBy: "early", heldAt: "0-0" });
+    await redis.xgroup("DESTROY", own.output, "early");
+    expect(await trimHandledOutputs(redis, own, 0)).toEqual({ trimmed: 0, heldBy: "late", heldAt: ids[9] });
+    await redis.xgroup("DESTROY", own.output, "late");
+
     // At most maxEntries a call: a long backlog goes over several.
     expect((await trimHandledOutputs(redis, own, later, 1)).trimmed).toBe(1);
     expect(await first()).toBe(ids[7]);

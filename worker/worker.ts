@@ -210,7 +210,8 @@ export async function forgetConsumer(redis: Redis, keys: Keyspace, consumer: str
  * Trims engine:output below the oldest entry some group may still need: a group's oldest pending entry (delivered,
  * not acknowledged: a claim reads it again), or else the last one it was delivered (it has acknowledged everything
  * before). No group, nothing trimmed. ARGV[1]: nor anything added at or after this time (ms); ARGV[2]: at most this
- * many entries. Returns how many went, the group that bounds the trim below the time (or '') and the id it needs.
+ * many entries; ARGV[3]: the workers' own group. Returns how many went, and the group other than the workers' that
+ * needs the oldest entry (or '') with that entry's id.
  */
 const TRIM_HANDLED = `
 local function before(a, b)
@@ -220,7 +221,7 @@ local function before(a, b)
   return am < bm or (am == bm and as < bs)
 end
 local bound = ARGV[1] .. '-0'
-local holder = ''
+local other, otherNeeds = '', ''
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
 if #groups == 0 then return {0, '', ''} end
 for _, group in ipairs(groups) do
@@ -228,13 +229,13 @@ for _, group in ipairs(groups) do
   for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
   local needed = info['last-delivered-id']
   if info['pending'] > 0 then needed = redis.call('XPENDING', KEYS[1], info['name'])[2] end
-  if before(needed, bound) then bound, holder = needed, info['name'] end
+  if before(needed, bound) then bound = needed end
+  if info['name'] ~= ARGV[3] and (other == '' or before(needed, otherNeeds)) then other, otherNeeds = info['name'], needed end
 end
-local held = bound
-if bound == '0-0' then return {0, holder, held} end
+if bound == '0-0' then return {0, other, otherNeeds} end
 local first = redis.call('XRANGE', KEYS[1], '-', '(' .. bound, 'COUNT', tonumber(ARGV[2]) + 1)
 if #first > tonumber(ARGV[2]) then bound = first[#first][1] end
-return {redis.call('XTRIM', KEYS[1], 'MINID', bound), holder, held}`;
+return {redis.call('XTRIM', KEYS[1], 'MINID', bound), other, otherNeeds}`;
 
 /** At most this many entries go per call: one XTRIM over a long backlog (an upgrade's first) would block Redis. */
 export const TRIM_CHUNK = 2_000;
@@ -246,7 +247,7 @@ export const DEFAULT_OUTPUT_KEEP_MS = 3_600_000;
 export interface TrimResult {
   /** Entries removed. */
   readonly trimmed: number;
-  /** The group whose oldest needed entry (pending, else last delivered) bounds the trim, if one is older than the cutoff. */
+  /** Of the groups other than the workers', the one whose needed entry (pending, else last delivered) is oldest. */
   readonly heldBy: string | null;
   /** That entry's id. */
   readonly heldAt: string | null;
@@ -269,6 +270,7 @@ export async function trimHandledOutputs(
     keys.output,
     String(cutoff),
     String(maxEntries),
+    keys.workerGroup,
   )) as [number, string, string];
   return { trimmed: Number(trimmed), heldBy: holder === "" ? null : holder, heldAt: holder === "" ? null : held };
 }
@@ -286,8 +288,8 @@ async function trimOutputs(o: WorkerOptions): Promise<number> {
     if (result.trimmed === TRIM_CHUNK) continue;
     const heldMs = result.heldAt === null ? undefined : Number(result.heldAt.split("-")[0]);
     const staleMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
-    // The workers' own group behind is lag or pending entries, which worker_stats and its metrics show.
-    if (heldMs !== undefined && heldMs < cutoff - staleMs && result.heldBy !== o.keys.workerGroup) {
+    // Only another group: the workers' own behind is lag or pending entries, which worker_stats and its metrics show.
+    if (heldMs !== undefined && heldMs < cutoff - staleMs) {
       o.log.warn("output_trim_held", { group: result.heldBy, neededId: result.heldAt, behindMs: cutoff - heldMs });
     }
     break;
