@@ -16,11 +16,26 @@ import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { invalidField } from "./validate.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 
+/**
+ * What is left of a limit's window (ms, at least 1). A counter without an expiry (PERSIST by hand, say) would never
+ * reset and lock its subject out for good: it gets its window again.
+ */
+const LEFT_OF_WINDOW = `
+local function left(key, window)
+  local ms = redis.call('PTTL', key)
+  if ms < 0 then
+    redis.call('PEXPIRE', key, window)
+    ms = tonumber(window)
+  end
+  return math.max(ms, 1)
+end
+`;
+
 /** KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Returns the count, or over the limit minus the ms left of the window. */
-const COUNT = `
+const COUNT = `${LEFT_OF_WINDOW}
 local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return -math.max(redis.call('PTTL', KEYS[1]), 1) end
+if n > tonumber(ARGV[1]) then return -left(KEYS[1], ARGV[2]) end
 return n`;
 
 /**
@@ -30,11 +45,11 @@ return n`;
  * the body hash (64 hex digits), a space and the path it was first used on (a record without a path compares by its
  * hash alone). Returns 'REVOKED', 'LIMITED <ms left of the window>', 'CONFLICT <first path>' or 'OK'.
  */
-const ADMIT_TRADE = `
+const ADMIT_TRADE = `${LEFT_OF_WINDOW}
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'REVOKED' end
 local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-if n > tonumber(ARGV[1]) then return 'LIMITED ' .. math.max(redis.call('PTTL', KEYS[2]), 1) end
+if n > tonumber(ARGV[1]) then return 'LIMITED ' .. left(KEYS[2], ARGV[2]) end
 if KEYS[3] then
   local now = tonumber(ARGV[6])
   local first = redis.call('HGET', KEYS[3], ARGV[5])
