@@ -148,7 +148,6 @@ function isAfter(a: string, b: string): boolean {
   return x.ms > y.ms || (x.ms === y.ms && x.seq > y.seq);
 }
 
-/** XADDs `messages` in order (paced), returning them with the ids Redis gave them: the test's own copy of the log. */
 /** Waits until the engines have published everything up to `lastId` (engine:published). */
 async function untilPublished(keys: Keyspace, lastId: string, timeoutMs = 20_000): Promise<void> {
   await until(
@@ -167,6 +166,7 @@ function expectNoErrorLines(engines: readonly Child[]): void {
     ).toEqual([]);
 }
 
+/** XADDs `messages` in order (paced), returning them with the ids Redis gave them: the test's own copy of the log. */
 async function streamLog(
   keys: Keyspace,
   messages: readonly EngineInput[],

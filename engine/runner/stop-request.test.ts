@@ -15,10 +15,19 @@ describe("the follower thread's stop request", () => {
     port1.close();
   });
 
-  it("is seen once delivered as an event, and is false without a port", () => {
+  it("is seen once delivered as an event (its listener aborted), and is false without a port", async () => {
+    const { port1, port2 } = new MessageChannel();
     const stop = new AbortController();
     expect(stopRequestedOn(null, stop)()).toBe(false);
-    stop.abort();
-    expect(stopRequestedOn(null, stop)()).toBe(true);
+    const delivered = new Promise<void>((resolve) =>
+      port2.once("message", (message) => {
+        if (message === "stop") stop.abort();
+        resolve();
+      }),
+    );
+    port1.postMessage("stop");
+    await delivered;
+    expect(stopRequestedOn(port2, stop)()).toBe(true);
+    port1.close();
   });
 });
