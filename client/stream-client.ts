@@ -425,8 +425,8 @@ export class StreamClient {
     this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
     // A new socket holds nothing: what the last one held is subscribed again, then what no server confirmed.
     const max = frame.limits?.maxSubscriptions ?? Number.POSITIVE_INFINITY;
-    const confirmed = replayOf(this.held, 0, max, true);
-    const rest = replayOf(withoutHeld(this.late, this.held), 0, max, false);
+    const confirmed = replayOf(this.held, max, true);
+    const rest = replayOf(withoutHeld(this.late, this.held), max, false);
     this.held = NO_SUBSCRIPTIONS;
     this.late = NO_SUBSCRIPTIONS;
     this.unanswered.clear();

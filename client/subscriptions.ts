@@ -75,15 +75,14 @@ export function withoutHeld(a: SubscriptionSet, b: SubscriptionSet): Subscriptio
 }
 
 /**
- * What to send, in order, to add `set` to a socket that counts `used` subscriptions: the private channel first,
- * then candles, then quotes, so that when a lowered limit refuses one, it is the quotes.
- * With `restore` (`set` is what a server held, onto a socket holding nothing), a quote list that would not fit under
- * `maxSubscriptions` goes as all quotes (one subscription) less the others: the server held such a list after
- * assets were unsubscribed from all quotes (an unsubscribe is never refused), and counts it the same way again.
+ * What to send, in order, to subscribe `set`: the private channel first, then candles, then quotes, so that when a
+ * lowered limit refuses one, it is the quotes. With `restore` (`set` is what a server held, onto a new socket), a
+ * quote list that would not fit under `maxSubscriptions` goes as all quotes (one subscription) less the others: the
+ * server held such a list after assets were unsubscribed from all quotes (an unsubscribe is never refused), and
+ * counts it the same way again.
  */
 export function replayOf(
   set: SubscriptionSet,
-  used: number,
   maxSubscriptions: number,
   restore: boolean,
 ): [SubscriptionOp, Subscription][] {
@@ -95,7 +94,7 @@ export function replayOf(
   if (quotes === "all") out.push(["subscribe", { channel: "quotes" }]);
   else if (quotes.size > 0) {
     const assets = ASSET_SYMBOLS.filter((asset) => quotes.has(asset));
-    if (!restore || used + out.length + assets.length <= maxSubscriptions)
+    if (!restore || out.length + assets.length <= maxSubscriptions)
       out.push(["subscribe", { channel: "quotes", assets }]);
     else {
       const others = ASSET_SYMBOLS.filter((asset) => !quotes.has(asset));

@@ -150,6 +150,7 @@ describe("the client's subscriptions follow the real server's", () => {
     client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
     client.unsubscribe({ channel: "quotes", assets: ["ADA"] });
     await answered(0);
+    await until("the snapshot", () => client.privateState !== undefined); // so that the resume says since 0
     const held = client.subscriptions;
 
     sockets[0]!.socket.terminate();
@@ -171,6 +172,7 @@ describe("the client's subscriptions follow the real server's", () => {
     const { client, errors } = start([{ channel: "private" }, { channel: "quotes", assets: ["ETH", "BTC"] }]);
     await until("open", () => client.status === "open");
     await answered(0);
+    await until("the snapshot", () => client.privateState !== undefined); // so that the resume says since 0
     sockets[0]!.socket.terminate();
     await until("reconnecting", () => client.status !== "open");
     client.subscribe({ channel: "quotes", assets: ["SOL"] }); // a fourth: over the limit of three
