@@ -190,7 +190,7 @@ return 1`;
  * what they left pending was claimed first). One still alive after all is only recreated by its next read.
  */
 async function forgetGoneConsumers(o: WorkerOptions): Promise<void> {
-  const afterMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
+  const afterMs = goneAfterMs(o);
   const consumers = (await o.writer.xinfo("CONSUMERS", o.keys.output, o.keys.workerGroup)) as unknown[][];
   for (const consumer of consumers) {
     const field = (name: string) => consumer[consumer.indexOf(name) + 1];
@@ -199,6 +199,11 @@ async function forgetGoneConsumers(o: WorkerOptions): Promise<void> {
     if (name === o.consumer || Number(field("pending")) !== 0 || !(idleMs >= afterMs)) continue;
     if (await forgetConsumer(o.writer, o.keys, name)) o.log.info("consumer_removed", { consumer: name, idleMs });
   }
+}
+
+/** How long a consumer (or another group) may sit idle before it counts as gone: forgetConsumerMs's default. */
+function goneAfterMs(o: WorkerOptions): number {
+  return o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
 }
 
 /** Deletes `consumer` from the group if it has nothing pending; false when it has (or is gone already). */
@@ -287,7 +292,7 @@ async function trimOutputs(o: WorkerOptions): Promise<number> {
     trimmed += result.trimmed;
     if (result.trimmed === TRIM_CHUNK) continue;
     const heldMs = result.heldAt === null ? undefined : Number(result.heldAt.split("-")[0]);
-    const staleMs = o.forgetConsumerMs ?? 10 * (o.claimIdleMs ?? 30_000);
+    const staleMs = goneAfterMs(o);
     // Only another group: the workers' own behind is lag or pending entries, which worker_stats and its metrics show.
     if (heldMs !== undefined && heldMs < cutoff - staleMs) {
       o.log.warn("output_trim_held", { group: result.heldBy, neededId: result.heldAt, behindMs: cutoff - heldMs });
