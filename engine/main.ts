@@ -167,6 +167,9 @@ runMain("engine", async () => {
       leading = await lease.tryAcquire();
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
+    // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
+    const publishes = new SharedArrayBuffer(4);
+    const publishCount = new Int32Array(publishes);
     keeper = startLeaseKeeper({
       redisUrl: config.redisUrl,
       prefix: config.prefix,
@@ -186,12 +189,14 @@ runMain("engine", async () => {
         statsEveryMs: config.statsEveryMs,
         prefetched,
         metrics,
+        renewer: keeper,
+        onPublished: () => Atomics.add(publishCount, 0, 1),
         // The follower restores its own copy; started once the leader is live, so recovery has both cores.
         onLive: () => {
           dropPrefetch();
           ready = true;
           log.info("engine_ready", { role: "leader", lastInputId: state.lastInputId });
-          follower = startFollower({ ...config, leaseValue: lease.value ?? "" }, log, metrics);
+          follower = startFollower({ ...config, leaseValue: lease.value ?? "", publishes }, log, metrics);
         },
       },
       stop,

@@ -23,6 +23,8 @@ export interface FollowerThreadData {
   readonly initialBalanceMicros: number;
   /** The leader's lease value; the follower's trims are fenced by it. */
   readonly leaseValue: string;
+  /** One Int32 word: how many publishes the leader has had acknowledged (FollowerOptions.publishes). */
+  readonly publishes: SharedArrayBuffer;
 }
 
 const data = workerData as FollowerThreadData;
@@ -32,6 +34,7 @@ parentPort?.on("message", (message) => {
   if (message === "stop") stop.abort();
 });
 const stopRequested = stopRequestedOn(parentPort, stop);
+const publishes = new Int32Array(data.publishes);
 
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
@@ -52,6 +55,7 @@ try {
       leaseValue: data.leaseValue,
       everyMs: data.snapshotEveryMs,
       stopRequested,
+      publishes: () => Atomics.load(publishes, 0),
       // To the main thread, whose registry serves the engine's metrics.
       onSaved: (figures) => parentPort?.postMessage({ type: "snapshot_saved", figures }),
     },

@@ -39,6 +39,12 @@ export interface FollowerOptions {
    * delivered: the leader asks before it releases the lease, so a trim the release refuses finds it here.
    */
   readonly stopRequested?: () => boolean;
+  /**
+   * How many publishes the leader has had acknowledged so far. While it has not changed since this follower last found
+   * nothing to apply, the published cursor has not moved either, and the follower does not ask Redis for it (an idle
+   * leader's follower sends nothing). Without it, the follower asks every `pollMs`.
+   */
+  readonly publishes?: () => number;
 }
 
 export async function runFollower(o: FollowerOptions, signal: AbortSignal): Promise<void> {
@@ -54,8 +60,13 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
     if (await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested)) trimTo = o.state.lastInputId;
     snapshotAt = o.state.lastInputId;
   };
+  // The leader's publish count when this follower last found nothing left to apply.
+  let caughtUpAt: number | undefined;
   while (!signal.aborted) {
-    const caughtUp = await catchUp(o);
+    const publishes = o.publishes?.();
+    const caughtUp = publishes !== undefined && publishes === caughtUpAt ? true : await catchUp(o);
+    // Read before the cursor: a publish acknowledged after that read counts again next time round.
+    if (caughtUp) caughtUpAt = publishes;
     if (Date.now() - lastSnapshotMs >= o.everyMs) {
       await snapshot(false);
       lastSnapshotMs = Date.now();

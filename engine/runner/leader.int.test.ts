@@ -363,6 +363,60 @@ describe("engine leader on real Redis", () => {
     expect(lines.filter((l) => l.event === "lease_released")).toHaveLength(1);
   });
 
+  it("leaves an idle lease to an active renewer, tells it of each publish, and ends when the renewer finds it lost", async () => {
+    const keys = freshKeys();
+    const TTL = 300;
+    const lease = new EngineLease(redis, keys, "a", TTL, log);
+    const state = createState(makeParams());
+    let isActive = false;
+    let reportLost!: () => void;
+    const extensions: number[] = [];
+    let published = 0;
+    const renewer = {
+      get active() {
+        return isActive;
+      },
+      lost: new Promise<void>((resolve) => (reportLost = resolve)),
+      extended: (atMs: number) => extensions.push(atMs),
+    };
+    expect(await lease.tryAcquire()).toBe(true);
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
+    const running = runLeader(
+      {
+        reader,
+        writer: redis,
+        keys,
+        log,
+        lease,
+        state,
+        blockMs: 20,
+        onLive: live,
+        renewer,
+        onPublished: () => published++,
+      },
+      new AbortController().signal,
+    );
+    await isLive;
+    // Not active yet: the leader's own timer keeps an idle lease past several TTLs.
+    await new Promise((r) => setTimeout(r, 3 * TTL));
+    expect(await redis.get(keys.engineLease)).toBe(lease.value);
+    // Active: the leader sends no renewal of its own, so with nobody renewing the idle lease lapses.
+    isActive = true;
+    await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 5 * TTL);
+    expect(await lease.tryAcquire()).toBe(true); // the same engine again, for what follows
+    const before = Date.now();
+    const publishedBefore = published;
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    await until(() => Promise.resolve(published > publishedBefore ? true : undefined));
+    expect(extensions.at(-1)).toBeGreaterThanOrEqual(before);
+    expect(extensions.at(-1)).toBeLessThanOrEqual(Date.now());
+    expect(extensions.length).toBe(published);
+    // The renewer found the lease held by another engine: the leader stops as deposed.
+    reportLost();
+    expect(await running).toBe("lease_lost");
+  });
+
   it("logs engine_stats live: what it applied, the stream head and its lag behind it", async () => {
     const keys = freshKeys();
     const lines: Record<string, unknown>[] = [];

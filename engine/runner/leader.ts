@@ -15,6 +15,7 @@ import type { EngineState } from "../core/state.ts";
 import type { LeaderMetrics } from "../metrics.ts";
 import { parseInputId } from "../core/step.ts";
 import type { EngineLease } from "./lease.ts";
+import type { LeaseKeeper } from "./lease-keeper.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
@@ -40,6 +41,14 @@ export interface LeaderOptions {
   readonly sliceMs?: number;
   /** Prometheus metrics (engine/metrics.ts), updated per batch and at each engine_stats report. */
   readonly metrics?: LeaderMetrics;
+  /**
+   * Renews the lease in the leader's stead while `active` (the lease keeper thread, told of each publish's extension):
+   * the leader's own timer then sends nothing, and `lost` ends the leader as its own renewal finding the lease gone
+   * would. Without one, or while it is not active, the timer renews an idle leader's lease.
+   */
+  readonly renewer?: Pick<LeaseKeeper, "active" | "lost" | "extended">;
+  /** Called after each publish Redis acknowledged (the published cursor moved). */
+  readonly onPublished?: () => void;
 }
 
 export type LeaderEnd = "stopped" | "lease_lost";
@@ -49,11 +58,12 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const batchSize = o.batchSize ?? 1000;
   const lost = new AbortController();
   // A fifth of the TTL: four renewals may be lost or late before the lease lapses. A publish renews it too, so the
-  // timer renews only when none went out since its last tick (an idle leader).
+  // timer renews only when none went out since its last tick (an idle leader), and only while no renewer does.
   const renewEveryMs = Math.max(20, Math.floor(o.lease.ttlMs / 5));
   let publishedAt = 0;
+  void o.renewer?.lost.then(() => lost.abort());
   const renewal = setInterval(() => {
-    if (performance.now() - publishedAt < renewEveryMs) return;
+    if (o.renewer?.active === true || performance.now() - publishedAt < renewEveryMs) return;
     o.lease.renew().then(
       (held) => {
         if (!held) lost.abort();
@@ -102,8 +112,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       const through = state.lastInputId;
       publishing = previous.then(async () => {
         const sentAt = performance.now();
+        const sentAtMs = Date.now();
         await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
         publishedAt = sentAt;
+        o.renewer?.extended(sentAtMs);
+        o.onPublished?.();
       });
       publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
       await previous;

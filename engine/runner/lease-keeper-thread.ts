@@ -1,47 +1,50 @@
 /**
  * The lease keeper's thread (lease-keeper.ts): its own Redis connection and event loop, so it renews the lease on
- * time whatever the main thread is doing, as long as the main thread's heartbeat is younger than `stallMs`.
+ * time whatever the main thread is doing, as long as the main thread's heartbeat is younger than `stallMs`. A tick
+ * that finds the lease extended by a publish less than a period ago sends nothing: a busy leader's publishes keep it.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { RENEW } from "./lease.ts";
-import type { LeaseKeeperData } from "./lease-keeper.ts";
+import { EXTENDED_AT, HEARTBEAT_AT, type LeaseKeeperData } from "./lease-keeper.ts";
 
 const data = workerData as LeaseKeeperData;
 const port = parentPort!;
 const log = createLogger("engine", { base: { role: "lease_keeper" } });
 const redis = connectRedis(data.redisUrl, log, "engine-lease-keeper");
 const lease = keyspace(data.prefix).engineLease;
-const heartbeat = new BigInt64Array(data.heartbeat);
+const words = new BigInt64Array(data.shared);
+const everyMs = Math.max(20, Math.floor(data.ttlMs / 5));
 
 let stalled = false;
 let renewed = false;
-const timer = setInterval(
-  () => {
-    const silentMs = Date.now() - Number(Atomics.load(heartbeat, 0));
-    if (silentMs > data.stallMs) {
-      // Let it lapse: a main thread this slow serves nobody; a standby should lead.
-      if (!stalled) log.error("leader_stalled", { silentMs, stallMs: data.stallMs });
-      stalled = true;
-      return;
-    }
-    stalled = false;
-    redis.eval(RENEW, 1, lease, data.value, data.ttlMs).then(
-      (held) => {
-        if (held !== 1)
-          clearInterval(timer); // another engine's now: nothing more to renew
-        else if (!renewed) {
-          renewed = true;
-          port.postMessage("renewing");
-        }
-      },
-      (err: unknown) => log.warn("lease_renew_failed", { error: err }),
-    );
-  },
-  Math.max(20, Math.floor(data.ttlMs / 5)),
-);
+const timer = setInterval(() => {
+  const now = Date.now();
+  const silentMs = now - Number(Atomics.load(words, HEARTBEAT_AT));
+  if (silentMs > data.stallMs) {
+    // Let it lapse: a main thread this slow serves nobody; a standby should lead.
+    if (!stalled) log.error("leader_stalled", { silentMs, stallMs: data.stallMs });
+    stalled = true;
+    return;
+  }
+  stalled = false;
+  // The first renewal is always sent: it tells the leader that this thread and its connection work.
+  if (renewed && now - Number(Atomics.load(words, EXTENDED_AT)) < everyMs) return;
+  redis.eval(RENEW, 1, lease, data.value, data.ttlMs).then(
+    (held) => {
+      if (held !== 1) {
+        clearInterval(timer); // another engine's now: nothing more to renew
+        port.postMessage("lost");
+      } else if (!renewed) {
+        renewed = true;
+        port.postMessage("renewing");
+      }
+    },
+    (err: unknown) => log.warn("lease_renew_failed", { error: err }),
+  );
+}, everyMs);
 
 port.on("message", (message) => {
   if (message !== "stop") return;

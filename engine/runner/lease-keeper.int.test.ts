@@ -55,4 +55,51 @@ describe("the lease keeper thread", () => {
       await keeper.stop();
     }
   }, 30_000);
+
+  it("sends no renewal while the main thread's publishes extend the lease, and reports the lease once it is lost", async () => {
+    const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
+    await redis.del(keys.engineLease);
+    expect(await lease.tryAcquire()).toBe(true);
+    const keeper = startLeaseKeeper({
+      redisUrl: TEST_REDIS_URL,
+      prefix,
+      value: lease.value!,
+      ttlMs: TTL_MS,
+      stallMs: 2_000,
+    });
+    let lost = false;
+    void keeper.lost.then(() => (lost = true));
+    try {
+      const meanwhile = setInterval(() => void lease.renew(), TTL_MS / 5);
+      await keeper.renewing.finally(() => clearInterval(meanwhile));
+      expect(keeper.active).toBe(true);
+      // Renewed by the thread alone (the main thread idle, not blocked) past several TTLs.
+      await new Promise((resolve) => setTimeout(resolve, 3 * TTL_MS));
+      expect(await redis.get(keys.engineLease)).toBe(lease.value);
+      // Told of extensions that, here, never reach Redis: the thread counts on them and sends nothing, so the lease
+      // lapses. (A real publish extends it in the same script that writes the outputs.)
+      const extending = setInterval(() => keeper.extended(Date.now()), TTL_MS / 10);
+      try {
+        const until = Date.now() + 5 * TTL_MS;
+        while ((await redis.get(keys.engineLease)) !== null && Date.now() < until) await sleep(20);
+        expect(await redis.get(keys.engineLease)).toBeNull();
+        expect(lost).toBe(false);
+      } finally {
+        clearInterval(extending);
+      }
+      // Its next renewal finds the lease gone: it reports it and stops renewing.
+      await Promise.race([keeper.lost, new Promise((resolve) => setTimeout(resolve, 3 * TTL_MS))]);
+      expect(lost).toBe(true);
+      expect(keeper.active).toBe(false);
+      await redis.set(keys.engineLease, lease.value!, "PX", TTL_MS);
+      await new Promise((resolve) => setTimeout(resolve, 3 * TTL_MS));
+      expect(await redis.get(keys.engineLease)).toBeNull();
+    } finally {
+      await keeper.stop();
+    }
+  }, 30_000);
 });
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,13 +1,19 @@
 /**
  * Keeps the leader's lease from a worker thread (lease-keeper-thread.ts), so a pause of the main thread (a major
  * GC of a large state, a CPU-starved machine) does not let it lapse and hand the log to a standby that would face
- * the same load: the thread renews it every fifth of the TTL while the main thread's heartbeat is fresh. A main
- * thread stuck longer than `stallMs` gets no renewal, so the lease lapses and a standby takes over; a process that
- * died or is stopped (SIGSTOP stops every thread) renews nothing either. Fencing is unchanged: every publish still
- * checks the lease value atomically, so a deposed leader writes nothing.
+ * the same load: the thread renews it every fifth of the TTL while the main thread's heartbeat is fresh, unless a
+ * publish extended it since its last tick. A main thread stuck longer than `stallMs` gets no renewal, so the lease
+ * lapses and a standby takes over; a process that died or is stopped (SIGSTOP stops every thread) renews nothing
+ * either. Fencing is unchanged: every publish still checks the lease value atomically, so a deposed leader writes
+ * nothing.
  */
 import type { Worker } from "node:worker_threads";
 import { endThread, startThread } from "../../platform/threads.ts";
+
+/** Word indexes in `LeaseKeeperData.shared`: each a Date.now() in milliseconds, written by the main thread. */
+export const HEARTBEAT_AT = 0;
+/** When the last publish that extended the lease was sent. */
+export const EXTENDED_AT = 1;
 
 export interface LeaseKeeperData {
   readonly redisUrl: string;
@@ -17,13 +23,19 @@ export interface LeaseKeeperData {
   readonly ttlMs: number;
   /** Longest main-thread silence for which the lease is still renewed. */
   readonly stallMs: number;
-  /** The main thread's last heartbeat (Date.now()), one BigInt64 word. */
-  readonly heartbeat: SharedArrayBuffer;
+  /** Two BigInt64 words: the main thread's last heartbeat and its last lease extension (HEARTBEAT_AT, EXTENDED_AT). */
+  readonly shared: SharedArrayBuffer;
 }
 
 export interface LeaseKeeper {
-  /** Resolves at the thread's first renewal (the leader does not wait for it: its own timer renews meanwhile). */
+  /** Resolves at the thread's first renewal (until then the leader's own timer renews). */
   readonly renewing: Promise<void>;
+  /** Whether the thread renews the lease: from its first renewal until it fails, finds the lease lost or is stopped. */
+  readonly active: boolean;
+  /** Resolves when the thread finds the lease held by another engine (it then renews nothing more). */
+  readonly lost: Promise<void>;
+  /** Records a lease extension the main thread sent (a publish), at `atMs` (Date.now()): the thread skips a renewal. */
+  extended(atMs: number): void;
   /**
    * Ends the thread (before the lease is released: it must not renew what another engine may then take); called again,
    * the same ending.
@@ -32,26 +44,50 @@ export interface LeaseKeeper {
 }
 
 /**
- * Starts the thread. It only renews: a lease found lost is the leader's own renewal's and publish's to notice (they
- * stop it), and the thread logs `leader_stalled` when it lets the lease lapse.
+ * Starts the thread. It only renews: a lost lease it reports (`lost`), and the leader's publish finds it too (fenced);
+ * the thread logs `leader_stalled` when it lets the lease lapse.
  */
-export function startLeaseKeeper(data: Omit<LeaseKeeperData, "heartbeat">): LeaseKeeper {
-  const heartbeat = new SharedArrayBuffer(8);
-  const words = new BigInt64Array(heartbeat);
-  const beat = () => Atomics.store(words, 0, BigInt(Date.now()));
+export function startLeaseKeeper(data: Omit<LeaseKeeperData, "shared">): LeaseKeeper {
+  const shared = new SharedArrayBuffer(16);
+  const words = new BigInt64Array(shared);
+  const beat = () => Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.
   const beating = setInterval(beat, Math.max(10, Math.floor(data.ttlMs / 10)));
-  const worker: Worker = startThread("engine-lease-keeper", { ...data, heartbeat } satisfies LeaseKeeperData);
-  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  const worker: Worker = startThread("engine-lease-keeper", { ...data, shared } satisfies LeaseKeeperData);
+  let active = false;
+  const exited = new Promise<void>((resolve) =>
+    worker.once("exit", () => {
+      active = false;
+      resolve();
+    }),
+  );
   // A keeper that failed leaves the renewals to the leader's own timer, as before it had one.
-  worker.on("error", () => undefined);
-  const renewing = new Promise<void>((resolve) => worker.once("message", () => resolve()));
+  worker.on("error", () => (active = false));
+  let onLost = () => undefined as void;
+  const lost = new Promise<void>((resolve) => (onLost = resolve));
+  const renewing = new Promise<void>((resolve) =>
+    worker.on("message", (message) => {
+      if (message === "renewing") {
+        active = true;
+        resolve();
+      } else if (message === "lost") {
+        active = false;
+        onLost();
+      }
+    }),
+  );
   let stopped: Promise<void> | undefined;
   return {
     renewing,
+    get active() {
+      return active;
+    },
+    lost,
+    extended: (atMs) => Atomics.store(words, EXTENDED_AT, BigInt(atMs)),
     stop: () => {
       clearInterval(beating);
+      active = false;
       return (stopped ??= endThread(worker, exited, "stop"));
     },
   };

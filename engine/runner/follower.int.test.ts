@@ -1,0 +1,99 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import type { EngineInput } from "../../contract/messages.ts";
+import { keyspace } from "../../contract/names.ts";
+import { encodeFields } from "../../contract/stream-fields.ts";
+import { createLogger } from "../../platform/log.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { makeParams } from "../core/params.ts";
+import { createState } from "../core/state.ts";
+import { MemorySnapshotStore } from "../snapshot/store.ts";
+import { runFollower } from "./follower.ts";
+
+const redis = new Redis(TEST_REDIS_URL);
+const prefix = `test:${randomUUID()}:`;
+const keys = keyspace(prefix);
+const log = createLogger("engine-test", { level: "error" });
+
+afterAll(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+const account = (userId: string): EngineInput => ({
+  type: "user_instruction",
+  userId,
+  requestId: `r-${userId}`,
+  instruction: { kind: "create_account" },
+});
+
+/** Appends an input and marks it published, as the leader's publish does. */
+async function publish(message: EngineInput): Promise<string> {
+  const id = (await redis.xadd(keys.input, "*", ...encodeFields(message))) as string;
+  await redis.set(keys.enginePublished, id);
+  return id;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(probe: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const start = Date.now();
+  while (!probe()) {
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting");
+    await sleep(10);
+  }
+}
+
+describe("the snapshotting follower", () => {
+  it("asks for the published cursor only after the leader published again", async () => {
+    const state = createState(makeParams());
+    const store = new MemorySnapshotStore();
+    let publishes = 0;
+    const stop = new AbortController();
+    const first = await publish(account("alice"));
+    const running = runFollower(
+      {
+        redis,
+        keys,
+        log,
+        state,
+        store,
+        leaseValue: "leader:1",
+        everyMs: 3_600_000,
+        pollMs: 10,
+        batchSize: 1,
+        publishes: () => publishes,
+      },
+      stop.signal,
+    );
+    try {
+      await until(() => state.lastInputId === first);
+      // The cursor moves in Redis, but the leader's count does not: a caught-up follower does not look.
+      const second = await publish(account("bob"));
+      await sleep(300);
+      expect(state.lastInputId).toBe(first);
+      publishes++;
+      await until(() => state.lastInputId === second);
+      expect(state.accounts.has("bob")).toBe(true);
+      // One publish of several entries, read one batch (of 1) at a time: all of them are applied.
+      let third = "";
+      for (const user of ["dan", "erin", "frank"]) third = await publish(account(user));
+      publishes++;
+      await until(() => state.lastInputId === third);
+    } finally {
+      stop.abort();
+      await running;
+    }
+    // Stopping, it catches up whatever the count says and saves its final snapshot there.
+    const last = await publish(account("gus"));
+    const stopped = runFollower(
+      { redis, keys, log, state, store, leaseValue: "leader:1", everyMs: 3_600_000, publishes: () => publishes },
+      AbortSignal.abort(),
+    );
+    await stopped;
+    expect(state.lastInputId).toBe(last);
+    expect((await store.load())?.head.lastInputId).toBe(last);
+  });
+});
