@@ -1,7 +1,8 @@
 /**
  * The engine process refuses to build a state that never existed: when its input log was trimmed past the newest
  * snapshot in its database (a Redis and a Postgres that do not belong together), it stops with exit code 2 and
- * says why, instead of replaying what is left.
+ * says why, instead of replaying what is left. A snapshotter that crashes while the engine stops still lets it stop
+ * cleanly: the lease released, exit code 1.
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -55,4 +56,52 @@ describe("engine process", () => {
     expect(engine.raw.join("\n")).toContain("do not belong together");
     expect(engine.events("replay_start")).toEqual([]);
   });
+
+  it("stops cleanly, exit 1 and its lease released, when its snapshotter crashes during a stop", async () => {
+    const own = `${prefix}crash:`;
+    const keys = keyspace(own);
+    const engine = spawnComponent("engine", {
+      REDIS_URL: TEST_REDIS_URL,
+      DATABASE_URL: pg.url,
+      KEY_PREFIX: own,
+      SNAPSHOT_EVERY_MS: "3600000",
+      ENGINE_LEASE_TTL_MS: "2000",
+    });
+    await engine.waitFor("engine_ready", 30_000);
+    const id = await redis.xadd(
+      keys.input,
+      "*",
+      ...encodeFields({
+        type: "user_instruction",
+        userId: "alice",
+        requestId: "r1",
+        instruction: { kind: "create_account" },
+      }),
+    );
+    await until(async () => (await redis.get(keys.enginePublished)) === id);
+    // The snapshotter thread restored its own copy (the second restore_fresh, after the main thread's): it is
+    // running, so what fails below is its final snapshot.
+    await engine.waitFor((line) => line.event === "restore_fresh" && line.role === "snapshotter", 30_000);
+    // The final snapshot's write fails: the follower thread dies with it, after the stop began.
+    await pg.db.query("ALTER TABLE engine_snapshots RENAME TO engine_snapshots_gone");
+    try {
+      expect(await engine.stop("SIGTERM")).toEqual({ code: 1, signal: null });
+    } finally {
+      await pg.db.query("ALTER TABLE engine_snapshots_gone RENAME TO engine_snapshots");
+    }
+    const events = engine.lines.map((line) => line.event);
+    expect(events.indexOf("stopping")).toBeGreaterThan(-1);
+    expect(events.indexOf("snapshotter_crashed")).toBeGreaterThan(events.indexOf("stopping"));
+    expect(engine.events("lease_released")).toHaveLength(1);
+    expect(engine.events("stopped")).toEqual([expect.objectContaining({ exitCode: 1 })]);
+    expect(await redis.get(keys.engineLease)).toBeNull();
+  });
 });
+
+async function until(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!(await probe())) {
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -55,7 +55,10 @@ runMain("engine", async () => {
     prefix: config.prefix,
   });
 
-  const stop = stopOnSignals(log);
+  // A signal, or the snapshotter crashing: either way the same clean stop (a second signal is left its default
+  // action, so a crash must not send one while a stop is under way).
+  const crashed = new AbortController();
+  const stop = AbortSignal.any([stopOnSignals(log), crashed.signal]);
   const keys = keyspace(config.prefix);
   const registry = createRegistry("engine");
   // Leading or a hot standby, and not stopping: what a container health check asks at /ready.
@@ -196,7 +199,9 @@ runMain("engine", async () => {
           dropPrefetch();
           ready = true;
           log.info("engine_ready", { role: "leader", lastInputId: state.lastInputId });
-          follower = startFollower({ ...config, leaseValue: lease.value ?? "", publishes }, log, metrics);
+          follower = startFollower({ ...config, leaseValue: lease.value ?? "", publishes }, log, metrics, () =>
+            crashed.abort(),
+          );
         },
       },
       stop,
@@ -232,7 +237,12 @@ runMain("engine", async () => {
   process.exit(exitCode);
 });
 
-function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLogger>, metrics: EngineMetrics) {
+function startFollower(
+  data: FollowerThreadData,
+  log: ReturnType<typeof createLogger>,
+  metrics: EngineMetrics,
+  onCrash: () => void,
+) {
   const worker = startThread("engine-follower", data);
   const stopped = new Promise<void>((resolve) => {
     worker.on("message", (m: unknown) => {
@@ -245,7 +255,7 @@ function startFollower(data: FollowerThreadData, log: ReturnType<typeof createLo
     // The snapshotter failing must not go unnoticed: without snapshots the log cannot be trimmed.
     log.error("snapshotter_crashed", { error: err });
     failed = true;
-    process.kill(process.pid, "SIGTERM");
+    onCrash();
   });
   return {
     /** Asks for the final snapshot at once; resolves once the thread has ended. */

@@ -11,13 +11,12 @@ import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { SnapshotFigures } from "../metrics.ts";
-import { isAfterId } from "../core/step.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
 import type { SnapshotHeadInput, SnapshotStore } from "../snapshot/store.ts";
 import { sleep } from "./lease.ts";
-import { applyRaw } from "./log-stream.ts";
+import { applyRaw, type RawEntry } from "./log-stream.ts";
 import { FencedError } from "./publisher.ts";
 
 export interface FollowerOptions {
@@ -31,6 +30,10 @@ export interface FollowerOptions {
   readonly leaseValue: string;
   readonly everyMs: number;
   readonly batchSize?: number;
+  /**
+   * How long a caught-up follower waits before it looks again (default 250 ms: it only has to keep up for its next
+   * snapshot, and each look is a command).
+   */
   readonly pollMs?: number;
   /** After each saved snapshot, its figures (the same as snapshot_saved's): the thread posts them for metrics. */
   readonly onSaved?: (figures: SnapshotFigures) => void;
@@ -71,7 +74,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
       await snapshot(false);
       lastSnapshotMs = Date.now();
     }
-    if (caughtUp) await sleep(o.pollMs ?? 50, signal);
+    if (caughtUp) await sleep(o.pollMs ?? 250, signal);
   }
   // Graceful stop: what the leader published is in the final snapshot, so a restart replays nothing of it.
   while (!(await catchUp(o)));
@@ -79,25 +82,57 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
 }
 
 /**
- * Applies one batch up to the published cursor (read here unless the caller just read it); true when there was
- * nothing left to apply.
+ * Lua that reads, for a reader of the published log at cursor ARGV[1] (`published` already read from the published
+ * cursor's key, `log` the log's key), up to ARGV[2] entries after the cursor and no further than `published`, as
+ * `entries`, and whether the cursor's own entry is still in the log, as `kept` (1 or 0).
+ *
+ * A trim keeps its own cursor entry, so while the reader's is still there nothing after it is gone; another
+ * follower (a fenced-out engine's, still running while its leader stalls; or this one, stale, behind the new
+ * leader's) may have trimmed past it, and what is left would then skip entries. Inside one script, the check and
+ * the read see the same log.
  */
-export async function catchUp(
-  o: Pick<FollowerOptions, "redis" | "keys" | "state" | "batchSize">,
-  publishedNow?: string | null,
-): Promise<boolean> {
-  const published = publishedNow === undefined ? await o.redis.get(o.keys.enginePublished) : publishedNow;
-  if (published === null || !isAfterId(published, o.state.lastInputId)) return true;
-  const cursor = o.state.lastInputId;
-  const entries = await o.redis.xrange(o.keys.input, `(${cursor}`, published, "COUNT", o.batchSize ?? 5000);
-  // Another follower may have trimmed the log past this one's cursor (a fenced-out engine's, still running while its
-  // leader stalls; or this one, stale, behind the new leader's): what is left would skip entries and the next
-  // snapshot would be a wrong state. A trim keeps its own cursor entry, so while ours is still there (checked after
-  // the read) nothing after it was trimmed before the read.
-  if (entries.length > 0 && cursor !== "0-0" && (await o.redis.xrange(o.keys.input, cursor, cursor)).length === 0) {
-    throw new LogGapError(`engine:input was trimmed past this follower's cursor ${cursor}: refusing to skip entries`);
+export const PUBLISHED_TAIL_LUA = `
+local entries = {}
+local kept = 1
+if published then
+  entries = redis.call('XRANGE', log, '(' .. ARGV[1], published, 'COUNT', ARGV[2])
+  if #entries > 0 and ARGV[1] ~= '0-0' then kept = #redis.call('XRANGE', log, ARGV[1], ARGV[1]) end
+end`;
+
+/** KEYS[1] the published cursor, KEYS[2] the log; ARGV as PUBLISHED_TAIL_LUA's. */
+const READ_PUBLISHED_TAIL = `
+local published = redis.call('GET', KEYS[1])
+local log = KEYS[2]
+${PUBLISHED_TAIL_LUA}
+return {entries, kept}`;
+
+/**
+ * Applies one batch up to the published cursor, read with it in one command (billed once on Upstash); true when there
+ * was nothing left to apply.
+ */
+export async function catchUp(o: Pick<FollowerOptions, "redis" | "keys" | "state" | "batchSize">): Promise<boolean> {
+  const [entries, kept] = (await o.redis.eval(
+    READ_PUBLISHED_TAIL,
+    2,
+    o.keys.enginePublished,
+    o.keys.input,
+    o.state.lastInputId,
+    String(o.batchSize ?? 5000),
+  )) as [RawEntry[], number];
+  return applyTail(o.state, entries, kept === 1);
+}
+
+/**
+ * Applies entries read after the state's cursor (PUBLISHED_TAIL_LUA), refusing them when the cursor's own entry was
+ * no longer in the log; true when there were none.
+ */
+export function applyTail(state: EngineState, entries: readonly RawEntry[], kept: boolean): boolean {
+  if (entries.length > 0 && !kept) {
+    throw new LogGapError(
+      `engine:input was trimmed past this engine's cursor ${state.lastInputId}: refusing to skip entries`,
+    );
   }
-  for (const entry of entries) applyRaw(o.state, entry);
+  for (const entry of entries) applyRaw(state, entry);
   return entries.length === 0;
 }
 

@@ -14,6 +14,7 @@ import { lagMs, runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
 import { runStandby } from "./standby.ts";
+import { LogGapError } from "./follower.ts";
 import { stateHash } from "../snapshot/hash.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -276,6 +277,35 @@ describe("engine leader on real Redis", () => {
     expect(answered).toEqual(["r1", "r2", "r3"]);
   });
 
+  it("a standby whose log was trimmed past its cursor stops with LogGapError rather than skip entries", async () => {
+    const keys = freshKeys();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await send(keys, instruction(`u${i}`, `r${i}`, { kind: "create_account" })));
+    await redis.set(keys.engineLease, "leader:1", "PX", 60_000);
+    await redis.set(keys.enginePublished, ids[1]!);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const standingBy = runStandby(
+      { redis, keys, log, lease: new EngineLease(redis, keys, "b", 60_000, log), state, pollMs: 5 },
+      stop.signal,
+    ).then(
+      (end) => end,
+      (err: unknown) => err,
+    );
+    // Follows the published log, no further.
+    await until(() => Promise.resolve(state.lastInputId === ids[1] ? true : undefined));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(state.lastInputId).toBe(ids[1]);
+    // A snapshot at entry 4 trimmed the log below it (this standby's entry too), and the leader published on.
+    expect(await redis.xtrim(keys.input, "MINID", ids[4]!)).toBe(4);
+    await redis.set(keys.enginePublished, ids[5]!);
+    const outcome = await Promise.race([standingBy, new Promise((r) => setTimeout(() => r("still running"), 2_000))]);
+    stop.abort();
+    expect(outcome).toBeInstanceOf(LogGapError);
+    expect(state.lastInputId).toBe(ids[1]);
+    expect(state.accounts.has("u4")).toBe(false);
+  });
+
   it("never publishes a later batch after a publish failed: the leader stops with nothing out of order", async () => {
     const keys = freshKeys();
     for (let i = 0; i < 25; i++) await send(keys, instruction(`u${i}`, "r1", { kind: "create_account" }));
@@ -363,19 +393,17 @@ describe("engine leader on real Redis", () => {
     expect(lines.filter((l) => l.event === "lease_released")).toHaveLength(1);
   });
 
-  it("leaves an idle lease to an active renewer, tells it of each publish, and ends when the renewer finds it lost", async () => {
+  it("leaves an idle lease to a renewer while it keeps it, tells it of each publish, and ends when it finds it lost", async () => {
     const keys = freshKeys();
     const TTL = 300;
     const lease = new EngineLease(redis, keys, "a", TTL, log);
     const state = createState(makeParams());
-    let isActive = false;
+    let claimedAt = 0; // when the renewer says it last extended the lease
     let reportLost!: () => void;
     const extensions: number[] = [];
     let published = 0;
     const renewer = {
-      get active() {
-        return isActive;
-      },
+      extendedAt: () => claimedAt,
       lost: new Promise<void>((resolve) => (reportLost = resolve)),
       extended: (atMs: number) => extensions.push(atMs),
     };
@@ -398,13 +426,26 @@ describe("engine leader on real Redis", () => {
       new AbortController().signal,
     );
     await isLive;
-    // Not active yet: the leader's own timer keeps an idle lease past several TTLs.
-    await new Promise((r) => setTimeout(r, 3 * TTL));
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // The renewer has not extended it (not up yet): the leader's own timer keeps an idle lease past several TTLs.
+    await sleep(3 * TTL);
     expect(await redis.get(keys.engineLease)).toBe(lease.value);
-    // Active: the leader sends no renewal of its own, so with nobody renewing the idle lease lapses.
-    isActive = true;
-    await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 5 * TTL);
+    // It says it extends the lease (here it does not): the leader sends nothing of its own, and the lease lapses.
+    const claiming = setInterval(() => (claimedAt = Date.now()), 10);
+    try {
+      await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 5 * TTL);
+    } finally {
+      clearInterval(claiming);
+    }
     expect(await lease.tryAcquire()).toBe(true); // the same engine again, for what follows
+    // Its claim goes stale (a renewer whose connection is stuck): the leader renews again.
+    await sleep(3 * TTL);
+    expect(await redis.get(keys.engineLease)).toBe(lease.value);
+    // A claim from the future (the wall clock stepped back) does not stop the leader's renewals either.
+    claimedAt = Date.now() + 60_000;
+    await sleep(3 * TTL);
+    expect(await redis.get(keys.engineLease)).toBe(lease.value);
+    // Each publish is reported, with when it was sent.
     const before = Date.now();
     const publishedBefore = published;
     await send(keys, instruction("alice", "r1", { kind: "create_account" }));

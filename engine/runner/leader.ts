@@ -42,11 +42,11 @@ export interface LeaderOptions {
   /** Prometheus metrics (engine/metrics.ts), updated per batch and at each engine_stats report. */
   readonly metrics?: LeaderMetrics;
   /**
-   * Renews the lease in the leader's stead while `active` (the lease keeper thread, told of each publish's extension):
-   * the leader's own timer then sends nothing, and `lost` ends the leader as its own renewal finding the lease gone
-   * would. Without one, or while it is not active, the timer renews an idle leader's lease.
+   * Renews the lease in the leader's stead (the lease keeper thread, told of each publish's extension): while it has
+   * extended the lease within two renewal periods the leader's own timer sends nothing, and `lost` ends the leader as
+   * its own renewal finding the lease gone would. Without one, the timer renews an idle leader's lease.
    */
-  readonly renewer?: Pick<LeaseKeeper, "active" | "lost" | "extended">;
+  readonly renewer?: Pick<LeaseKeeper, "extendedAt" | "lost" | "extended">;
   /** Called after each publish Redis acknowledged (the published cursor moved). */
   readonly onPublished?: () => void;
 }
@@ -57,13 +57,19 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const { state, log, metrics } = o;
   const batchSize = o.batchSize ?? 1000;
   const lost = new AbortController();
-  // A fifth of the TTL: four renewals may be lost or late before the lease lapses. A publish renews it too, so the
-  // timer renews only when none went out since its last tick (an idle leader), and only while no renewer does.
+  // A fifth of the TTL: renewals may be lost or late several times before the lease lapses. A publish renews it too,
+  // so the timer renews only when none went out since its last tick (an idle leader), and while a renewer keeps the
+  // lease only when that has stopped (not up yet, dead, its connection stuck: nothing for two periods).
   const renewEveryMs = Math.max(20, Math.floor(o.lease.ttlMs / 5));
   let publishedAt = 0;
   void o.renewer?.lost.then(() => lost.abort());
+  const renewedElsewhere = () => {
+    if (o.renewer === undefined) return false;
+    const age = Date.now() - o.renewer.extendedAt();
+    return age >= 0 && age < 2 * renewEveryMs; // a negative age (the wall clock stepped back) counts as stale
+  };
   const renewal = setInterval(() => {
-    if (o.renewer?.active === true || performance.now() - publishedAt < renewEveryMs) return;
+    if (performance.now() - publishedAt < renewEveryMs || renewedElsewhere()) return;
     o.lease.renew().then(
       (held) => {
         if (!held) lost.abort();

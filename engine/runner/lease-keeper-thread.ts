@@ -8,7 +8,7 @@ import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { RENEW } from "./lease.ts";
-import { EXTENDED_AT, HEARTBEAT_AT, type LeaseKeeperData } from "./lease-keeper.ts";
+import { EXTENDED_AT, HEARTBEAT_AT, RENEWED_AT, type LeaseKeeperData } from "./lease-keeper.ts";
 
 const data = workerData as LeaseKeeperData;
 const port = parentPort!;
@@ -30,14 +30,19 @@ const timer = setInterval(() => {
     return;
   }
   stalled = false;
-  // The first renewal is always sent: it tells the leader that this thread and its connection work.
-  if (renewed && now - Number(Atomics.load(words, EXTENDED_AT)) < everyMs) return;
+  // The first renewal is always sent: it tells the leader that this thread and its connection work. A negative age
+  // (the wall clock stepped back) skips nothing.
+  const sincePublish = now - Number(Atomics.load(words, EXTENDED_AT));
+  if (renewed && sincePublish >= 0 && sincePublish < everyMs) return;
   redis.eval(RENEW, 1, lease, data.value, data.ttlMs).then(
     (held) => {
       if (held !== 1) {
         clearInterval(timer); // another engine's now: nothing more to renew
         port.postMessage("lost");
-      } else if (!renewed) {
+        return;
+      }
+      Atomics.store(words, RENEWED_AT, BigInt(now));
+      if (!renewed) {
         renewed = true;
         port.postMessage("renewing");
       }

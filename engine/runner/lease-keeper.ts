@@ -10,10 +10,12 @@
 import type { Worker } from "node:worker_threads";
 import { endThread, startThread } from "../../platform/threads.ts";
 
-/** Word indexes in `LeaseKeeperData.shared`: each a Date.now() in milliseconds, written by the main thread. */
+/** Word indexes in `LeaseKeeperData.shared`, each a Date.now() in milliseconds. The main thread's heartbeat: */
 export const HEARTBEAT_AT = 0;
-/** When the last publish that extended the lease was sent. */
+/** When the main thread sent the last publish Redis acknowledged (a publish extends the lease): */
 export const EXTENDED_AT = 1;
+/** When the thread sent the last renewal Redis acknowledged: */
+export const RENEWED_AT = 2;
 
 export interface LeaseKeeperData {
   readonly redisUrl: string;
@@ -23,15 +25,19 @@ export interface LeaseKeeperData {
   readonly ttlMs: number;
   /** Longest main-thread silence for which the lease is still renewed. */
   readonly stallMs: number;
-  /** Two BigInt64 words: the main thread's last heartbeat and its last lease extension (HEARTBEAT_AT, EXTENDED_AT). */
+  /** Three BigInt64 words: HEARTBEAT_AT, EXTENDED_AT, RENEWED_AT. */
   readonly shared: SharedArrayBuffer;
 }
 
 export interface LeaseKeeper {
-  /** Resolves at the thread's first renewal (until then the leader's own timer renews). */
+  /** Resolves at the thread's first renewal. */
   readonly renewing: Promise<void>;
-  /** Whether the thread renews the lease: from its first renewal until it fails, finds the lease lost or is stopped. */
-  readonly active: boolean;
+  /**
+   * When the lease was last extended as far as this process knows (Date.now() of the sending): by a publish the main
+   * thread recorded (`extended`) or by the thread's own renewal; 0 before either. A leader whose lease this has not
+   * moved for a while renews it itself: the thread may not be up yet, may have died or its connection may be stuck.
+   */
+  extendedAt(): number;
   /** Resolves when the thread finds the lease held by another engine (it then renews nothing more). */
   readonly lost: Promise<void>;
   /** Records a lease extension the main thread sent (a publish), at `atMs` (Date.now()): the thread skips a renewal. */
@@ -48,46 +54,32 @@ export interface LeaseKeeper {
  * the thread logs `leader_stalled` when it lets the lease lapse.
  */
 export function startLeaseKeeper(data: Omit<LeaseKeeperData, "shared">): LeaseKeeper {
-  const shared = new SharedArrayBuffer(16);
+  const shared = new SharedArrayBuffer(24);
   const words = new BigInt64Array(shared);
   const beat = () => Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.
   const beating = setInterval(beat, Math.max(10, Math.floor(data.ttlMs / 10)));
   const worker: Worker = startThread("engine-lease-keeper", { ...data, shared } satisfies LeaseKeeperData);
-  let active = false;
-  const exited = new Promise<void>((resolve) =>
-    worker.once("exit", () => {
-      active = false;
-      resolve();
-    }),
-  );
-  // A keeper that failed leaves the renewals to the leader's own timer, as before it had one.
-  worker.on("error", () => (active = false));
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  // A thread that failed renews nothing more: extendedAt stops moving and the leader's own timer renews.
+  worker.on("error", () => undefined);
   let onLost = () => undefined as void;
   const lost = new Promise<void>((resolve) => (onLost = resolve));
   const renewing = new Promise<void>((resolve) =>
     worker.on("message", (message) => {
-      if (message === "renewing") {
-        active = true;
-        resolve();
-      } else if (message === "lost") {
-        active = false;
-        onLost();
-      }
+      if (message === "renewing") resolve();
+      else if (message === "lost") onLost();
     }),
   );
   let stopped: Promise<void> | undefined;
   return {
     renewing,
-    get active() {
-      return active;
-    },
+    extendedAt: () => Math.max(Number(Atomics.load(words, EXTENDED_AT)), Number(Atomics.load(words, RENEWED_AT))),
     lost,
     extended: (atMs) => Atomics.store(words, EXTENDED_AT, BigInt(atMs)),
     stop: () => {
       clearInterval(beating);
-      active = false;
       return (stopped ??= endThread(worker, exited, "stop"));
     },
   };

@@ -2,18 +2,19 @@
  * The hot standby: an engine that does not hold the lease follows the log in its main thread with the same
  * deterministic core as the leader, never past the leader's published cursor (what it has applied has gone out, so
  * at takeover it re-applies and publishes exactly what the leader applied but did not publish). It polls the lease
- * and the cursor every `pollMs`; when the lease is free (the leader released it on SIGTERM, or died and it
- * expired) it takes it with a new fencing token and returns, and its caller leads from its state: only the few
- * entries after the published cursor are left to apply.
+ * and what was published after its cursor every `pollMs` (one script); when the lease is free (the leader released
+ * it on SIGTERM, or died and it expired) it takes it with a new fencing token and returns, and its caller leads from
+ * its state: only the few entries after the published cursor are left to apply.
  */
 import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { LeaderMetrics } from "../metrics.ts";
-import { catchUp } from "./follower.ts";
+import { applyTail, PUBLISHED_TAIL_LUA } from "./follower.ts";
 import { lagMs, streamHead } from "./leader.ts";
 import { sleep, type EngineLease } from "./lease.ts";
+import type { RawEntry } from "./log-stream.ts";
 
 export interface StandbyOptions {
   readonly redis: Redis;
@@ -29,8 +30,16 @@ export interface StandbyOptions {
   readonly metrics?: Pick<LeaderMetrics, "lag">;
 }
 
-/** The lease's holder, the published cursor and the lease's remaining ms, in one command. */
-const POLL = `return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2]), redis.call('PTTL', KEYS[1])}`;
+/**
+ * The lease's holder, its remaining ms, and what was published after this standby's
+ * cursor (PUBLISHED_TAIL_LUA: the entries, and whether the cursor's entry is still in the log), in one command.
+ * KEYS[1] the lease, KEYS[2] the published cursor, KEYS[3] the log.
+ */
+const POLL = `
+local published = redis.call('GET', KEYS[2])
+local log = KEYS[3]
+${PUBLISHED_TAIL_LUA}
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), entries, kept}`;
 
 /**
  * Follows until this engine holds the lease ("leader") or `signal` aborts ("stopped").
@@ -50,13 +59,18 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
   let yielded = false;
   let lastStatsMs = 0;
   while (!signal.aborted) {
-    // One command per poll (both keys carry the shard's hash tag; an XINFO for the lag every statsEveryMs): a
-    // standby's idle cost is billed per command.
-    const [holder, published, pttl] = (await o.redis.eval(POLL, 2, o.keys.engineLease, o.keys.enginePublished)) as [
-      string | null,
-      string | null,
-      number,
-    ];
+    // One command per poll (the keys carry the shard's hash tag; an XINFO for the lag every statsEveryMs): a
+    // standby's cost is billed per command.
+    const [holder, pttl, entries, kept] = (await o.redis.eval(
+      POLL,
+      3,
+      o.keys.engineLease,
+      o.keys.enginePublished,
+      o.keys.input,
+      state.lastInputId,
+      // Small batches: applying one keeps this event loop from the lease for its duration.
+      "500",
+    )) as [string | null, number, RawEntry[], number];
     if (holder === null) {
       // Stopping (npm start stops both engines at once): the released lease is not this engine's to take.
       if (signal.aborted) break;
@@ -87,8 +101,7 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     leader = holder;
     leaderSeenAt = Date.now();
     // What was published, a batch per poll until caught up (no pause between them).
-    // Small batches: applying one keeps this event loop from the lease for its duration.
-    const caughtUp = await catchUp({ redis: o.redis, keys: o.keys, state, batchSize: 500 }, published);
+    const caughtUp = applyTail(state, entries, kept === 1);
     // Behind the stream head, caught up or not: what a takeover now would have left to apply.
     if (o.metrics !== undefined && Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
       o.metrics.lag(lagMs(await streamHead(o.redis, o.keys), state.lastInputMs));
