@@ -25,7 +25,14 @@ import {
   readEventsAfter,
   readPrivateState,
 } from "./events.ts";
-import { ANSWER_WRITE, ENTITY_WRITE, GUARDED_WRITE, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import {
+  ANSWER_WRITE,
+  chainScripts,
+  ENTITY_WRITE,
+  GUARDED_WRITE,
+  queueOutputWrite,
+  READ_MODEL_SCRIPTS,
+} from "./read-models.ts";
 import { ensureGroup, handleBatch } from "./worker.ts";
 
 const log = createLogger("events-test", { level: "error" });
@@ -440,6 +447,8 @@ describe("worker: events and fan-out", () => {
       [sha(ENTITY_WRITE), "entity"],
       [sha(EVENT_APPEND), "append"],
       [sha(ANSWER_WRITE), "answer"],
+      [sha(chainScripts(GUARDED_WRITE, EVENT_APPEND)), "guarded+append"],
+      [sha(chainScripts(ENTITY_WRITE, EVENT_APPEND)), "entity+append"],
     ]);
     const seen: string[] = [];
     monitor.on("monitor", (_time: string, args: string[]) => {
@@ -459,12 +468,49 @@ describe("worker: events and fan-out", () => {
           answer: { ok: false, error: { code: "X", message: "x" } },
         },
         { type: "trade_opened", ...head(3), seq: 3, trade: trade("T0-1", ms) },
+        {
+          type: "closed_order",
+          ...head(4),
+          seq: 4,
+          trade: {
+            ...trade("T0-1", ms),
+            quantity: "0.25",
+            margin: "50",
+            closeId: "T0-1.1",
+            closePrice: "2000",
+            pnl: "0",
+            lossWaived: null,
+            remainingQuantity: "0.25",
+            closeReason: "manual",
+            closedAt: at(ms),
+          },
+        },
       ]);
-      await until(() => seen.length >= 7);
+      await until(() => seen.length >= 5);
+      await new Promise((r) => setTimeout(r, 100)); // nothing more comes
     } finally {
       monitor.disconnect();
     }
-    expect(seen).toEqual(["entity", "append", "guarded", "append", "entity", "append", "answer"]);
+    // One script per output; a partial close has no read-model write, only its event.
+    expect(seen).toEqual(["entity+append", "guarded+append", "entity+append", "append", "answer"]);
+  });
+
+  it("writes a private output's read model and stores its event in one script; an older output's event is stored all the same", async () => {
+    const keys = await space("one-script");
+    const pipe = redis.pipeline();
+    queueOutputWrite(pipe, keys, balances("gil", 2, T0 + 20, "10002"));
+    queueOutputWrite(pipe, keys, balances("gil", 1, T0 + 10, "10001")); // older: its read-model write is skipped
+    queueOutputWrite(pipe, keys, quote(T0 + 30, "2000")); // no event: its write alone
+    expect(pipe.length).toBe(3);
+    const results = ((await pipe.exec()) ?? []).map(([err, value]) => {
+      if (err) throw err;
+      return value;
+    });
+    expect(results).toEqual([1, 0, 1]); // the read-model writes' replies
+    expect(await redis.hgetall(keys.balancesKey("gil"))).toEqual({ USD: "10002", ETH: "0" });
+    const read = await readEventsAfter(redis, keys, "gil", 0, 10);
+    expect(read).toMatchObject({ mark: 2, events: [{ seq: 1 }, { seq: 2 }] });
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
   });
 });
 

@@ -4,7 +4,7 @@
  *
  * Store: `eventsKey(user)` is a sorted set scored by seq, each member "<log ms> <output JSON>" (log ms: the output
  * id's ms). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored, and, because the
- * worker queues each event's append right after that output's read-model write, its read-model change is applied.
+ * worker appends each event in the same script as that output's read-model write, its read-model change is applied.
  * A batch claimed from a dead worker arrives after newer ones: its events fill a gap below events already stored.
  * Those newer ones wait in `eventsAheadKey(user)` (their seqs) until the gap fills, and the mark then moves over
  * them, so a reader never sees the mark claim an event that is not there.
@@ -124,25 +124,30 @@ export function logMs(output: EngineOutput): string {
   return m[1]!;
 }
 
+/** EVENT_APPEND's KEYS and ARGV for one private event. */
+export function eventAppendCall(keys: Keyspace, output: PrivateOutput): { keys: string[]; args: string[] } {
+  const { userId, seq } = output;
+  return {
+    keys: [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)],
+    args: [
+      String(seq),
+      `${logMs(output)} ${JSON.stringify(output)}`,
+      String(EVENTS_KEEP_COUNT),
+      String(EVENTS_KEEP_MS),
+      String(EVENTS_TRIM_ABOVE),
+      String(EVENTS_IDLE_TTL_MS),
+    ],
+  };
+}
+
 /**
- * Queues the store write of one private event (EVALSHA: load EVENT_SCRIPTS first). The worker queues it right after
- * the same output's read-model write, on the same pipeline, so the mark never runs ahead of the read models.
+ * Queues the store write of one private event alone (EVALSHA: load EVENT_SCRIPTS first). The worker appends an event
+ * in the same script as its output's read-model write (read-models.ts, queueOutputWrite), so the mark never runs
+ * ahead of the read models.
  */
 export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput): void {
-  const { userId, seq } = output;
-  pipe.evalsha(
-    SHA.get(EVENT_APPEND)!,
-    3,
-    keys.eventsKey(userId),
-    keys.eventsSeqKey(userId),
-    keys.eventsAheadKey(userId),
-    String(seq),
-    `${logMs(output)} ${JSON.stringify(output)}`,
-    String(EVENTS_KEEP_COUNT),
-    String(EVENTS_KEEP_MS),
-    String(EVENTS_TRIM_ABOVE),
-    String(EVENTS_IDLE_TTL_MS),
-  );
+  const call = eventAppendCall(keys, output);
+  pipe.evalsha(SHA.get(EVENT_APPEND)!, call.keys.length, ...call.keys, ...call.args);
 }
 
 /**

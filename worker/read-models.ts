@@ -11,8 +11,9 @@
  */
 import { createHash } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
-import type { EngineOutput } from "../contract/messages.ts";
+import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
+import { EVENT_APPEND, eventAppendCall, queueEventAppend } from "./events.ts";
 
 /** KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. */
 export const GUARDED_WRITE = `
@@ -84,8 +85,37 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-/** SHA-1 of each script: the worker loads them once (SCRIPT LOAD) and sends only the hash with each write. */
-export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, ENTITY_WRITE, ANSWER_WRITE] as const;
+/**
+ * Lua that runs two scripts' bodies in one call (one command, and atomic together): the first with the first
+ * ARGV[1] keys and the ARGV[2] arguments after those two counts, then the second with the rest. Returns the first's
+ * result. Each body becomes a function whose parameters stand for KEYS and ARGV, so its own `return` ends only it.
+ */
+export function chainScripts(first: string, second: string): string {
+  return `
+local function first(KEYS, ARGV)
+${first}
+end
+local function second(KEYS, ARGV)
+${second}
+end
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local k1, a1, k2, a2 = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nk then k1[i] = KEYS[i] else k2[i - nk] = KEYS[i] end
+end
+for i = 3, #ARGV do
+  if i - 2 <= na then a1[i - 2] = ARGV[i] else a2[i - 2 - na] = ARGV[i] end
+end
+local result = first(k1, a1)
+second(k2, a2)
+return result`;
+}
+
+/** A private output's read-model write, then its event's append (events.ts), as one script: one command per event. */
+const THEN_APPEND = new Map([GUARDED_WRITE, ENTITY_WRITE].map((write) => [write, chainScripts(write, EVENT_APPEND)]));
+
+/** Every script the worker runs by hash: it loads them once (SCRIPT LOAD) and sends only the hash with each write. */
+export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, ENTITY_WRITE, ANSWER_WRITE, ...THEN_APPEND.values()] as const;
 const SHA = new Map(READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]));
 
 /** Queues an answer for the function waiting on `key` (EVALSHA: load READ_MODEL_SCRIPTS first). */
@@ -93,64 +123,91 @@ export function queueAnswer(pipe: ChainableCommander, key: string, answerJson: s
   pipe.evalsha(SHA.get(ANSWER_WRITE)!, 1, key, answerJson, String(ttlMs));
 }
 
-/** Queues the read-model write an output calls for, if any, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS first). */
-export function queueReadModelWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
-  const id = outputIdParts(output.id);
-  const guarded = SHA.get(GUARDED_WRITE)!;
-  const write = (mark: string, target: string, ...args: string[]) =>
-    pipe.evalsha(guarded, 2, mark, target, ...id, ...args);
-  const cutoff = String(Number(id[0]) - TRADE_TOMBSTONE_MS);
-  const entity = SHA.get(ENTITY_WRITE)!;
-  const trade = (userId: string, op: "put" | "end", tradeId: string, arg: string) =>
+interface ScriptCall {
+  readonly script: string;
+  readonly keys: readonly string[];
+  readonly args: readonly string[];
+}
+
+/**
+ * Queues what an output writes, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS and EVENT_SCRIPTS first): its read
+ * model, if any, and for a private event its append to the user's events store (events.ts), in the same script
+ * when it has both, so the events mark never covers a change the read models lack. The script's result is the
+ * read-model write's (1 written, 0 skipped as older), or the append's when there is no read-model write.
+ */
+export function queueOutputWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
+  const write = readModelWrite(keys, output);
+  const append = isPrivateOutput(output) ? eventAppendCall(keys, output) : undefined;
+  if (write !== undefined && append !== undefined) {
+    const counts = [String(write.keys.length), String(write.args.length)];
     pipe.evalsha(
-      entity,
-      3,
-      guardKey(keys, userId, "closed-trades"),
-      keys.openTradesKey(userId),
-      guardKey(keys, userId, "trade-marks"),
-      op,
-      tradeId,
-      ...id,
-      arg,
+      SHA.get(THEN_APPEND.get(write.script)!)!,
+      write.keys.length + append.keys.length,
+      ...write.keys,
+      ...append.keys,
+      ...counts,
+      ...write.args,
+      ...append.args,
     );
+  } else if (write !== undefined) {
+    pipe.evalsha(SHA.get(write.script)!, write.keys.length, ...write.keys, ...write.args);
+  } else if (isPrivateOutput(output)) {
+    queueEventAppend(pipe, keys, output);
+  }
+}
+
+/** The read-model write an output calls for, if any. */
+function readModelWrite(keys: Keyspace, output: EngineOutput): ScriptCall | undefined {
+  const id = outputIdParts(output.id);
+  const guarded = (mark: string, target: string, ...args: string[]): ScriptCall => ({
+    script: GUARDED_WRITE,
+    keys: [mark, target],
+    args: [...id, ...args],
+  });
+  const cutoff = String(Number(id[0]) - TRADE_TOMBSTONE_MS);
+  const entity = (userId: string, kind: "trade" | "order", op: "put" | "end", entityId: string, arg: string) => ({
+    script: ENTITY_WRITE,
+    keys:
+      kind === "trade"
+        ? [guardKey(keys, userId, "closed-trades"), keys.openTradesKey(userId), guardKey(keys, userId, "trade-marks")]
+        : [
+            guardKey(keys, userId, "ended-orders"),
+            keys.pendingOrdersKey(userId),
+            guardKey(keys, userId, "order-marks"),
+          ],
+    args: [op, entityId, ...id, arg],
+  });
   switch (output.type) {
     case "balances_changed":
-      write(
+      return guarded(
         watermark(keys, output.userId, "balances"),
         keys.balancesKey(output.userId),
         "hset",
         ...Object.entries(output.balances).flat(),
       );
-      return;
     case "trade_opened":
     case "trade_updated":
-      trade(output.userId, "put", output.trade.id, JSON.stringify(output.trade));
-      return;
+      return entity(output.userId, "trade", "put", output.trade.id, JSON.stringify(output.trade));
     case "closed_order":
       // A partial close leaves the trade open; its trade_updated carries what stays.
-      if (output.trade.remainingQuantity === "0") trade(output.userId, "end", output.trade.id, cutoff);
-      return;
+      return output.trade.remainingQuantity === "0"
+        ? entity(output.userId, "trade", "end", output.trade.id, cutoff)
+        : undefined;
     case "order_updated": {
       const { order, userId } = output;
       const ended = order.status !== "pending";
-      pipe.evalsha(
-        entity,
-        3,
-        guardKey(keys, userId, "ended-orders"),
-        keys.pendingOrdersKey(userId),
-        guardKey(keys, userId, "order-marks"),
-        ended ? "end" : "put",
-        order.id,
-        ...id,
-        ended ? cutoff : JSON.stringify(order),
-      );
-      return;
+      return entity(userId, "order", ended ? "end" : "put", order.id, ended ? cutoff : JSON.stringify(order));
     }
     case "quote_updated":
-      write(`${keys.quotesKey}:mark:${output.asset}`, keys.quotesKey, "hput", output.asset, JSON.stringify(output));
-      return;
+      return guarded(
+        `${keys.quotesKey}:mark:${output.asset}`,
+        keys.quotesKey,
+        "hput",
+        output.asset,
+        JSON.stringify(output),
+      );
     case "order_response":
-      return;
+      return undefined;
     default:
       throw new Error(`unhandled output ${JSON.stringify(output satisfies never)}`);
   }

@@ -4,8 +4,8 @@
  * waiting for the rest of the batch. Then, in stream order: closed orders, entry orders and filled spot orders into
  * Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an older order view never
  * replaces a newer one) and the quotes' 1-minute candles (candles.ts), the other read models into Redis (guarded by
- * watermarks, see read-models.ts) with each private event appended to its user's events store right after its
- * read-model write (events.ts), and only then each `order_response` onto its per-request key, so a client that got
+ * watermarks, see read-models.ts) with each private event appended to its user's events store in the same script as
+ * its read-model write (events.ts), and only then each `order_response` onto its per-request key, so a client that got
  * its answer reads its own write next; then the batch's events and candles onto the stream replicas' fan-out.
  * Entries are acknowledged only after all of that succeeded; a crash before XACK leaves them pending, and another
  * worker (or this one, restarted) claims them.
@@ -35,11 +35,11 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import { EVENT_SCRIPTS, queueEventAppend, queueFanout } from "./events.ts";
+import { EVENT_SCRIPTS, queueFanout } from "./events.ts";
 import { writeCandles, type CandleView } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { queueAnswer, queueReadModelWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -408,7 +408,7 @@ async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): P
 }
 
 /**
- * One pipeline: per output its read-model write and then, for a private event, its append to the user's events
+ * One pipeline: per output its read-model write and, for a private event, its append to the user's events
  * store (so the events mark never covers a change the read models lack); then the answers. Returns what to fan
  * out: every private event (again when run again: consumers drop seqs they delivered), and each quote that moved
  * its read model (a replayed quote is older than the one shown, and must not reach clients as the latest).
@@ -421,8 +421,7 @@ async function writeReadModelsAndAnswers(
   const quoteWrites: [at: number, output: EngineOutput][] = [];
   for (const output of outputs) {
     if (output.type === "quote_updated") quoteWrites.push([pipe.length, output]);
-    queueReadModelWrite(pipe, o.keys, output);
-    if (isPrivateOutput(output)) queueEventAppend(pipe, o.keys, output);
+    queueOutputWrite(pipe, o.keys, output);
   }
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
