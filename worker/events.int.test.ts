@@ -17,6 +17,7 @@ import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import {
   EVENT_APPEND,
   EVENT_SCRIPTS,
+  FANOUT_ADD,
   EVENTS_KEEP_COUNT,
   EVENTS_KEEP_MS,
   EVENTS_IDLE_TTL_MS,
@@ -439,7 +440,7 @@ describe("worker: events and fan-out", () => {
     expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(0);
   });
 
-  it("queues each event's append right after its own output's read-model write, answers last", async () => {
+  it("runs one script per output (its read-model write and event append), answers last, one fan-out command per pass", async () => {
     const keys = await space("worker-order");
     const monitor = await redis.monitor();
     const scripts = new Map([
@@ -449,16 +450,21 @@ describe("worker: events and fan-out", () => {
       [sha(ANSWER_WRITE), "answer"],
       [sha(chainScripts(GUARDED_WRITE, EVENT_APPEND)), "guarded+append"],
       [sha(chainScripts(ENTITY_WRITE, EVENT_APPEND)), "entity+append"],
+      [sha(FANOUT_ADD), "fanout"],
     ]);
     const seen: string[] = [];
-    monitor.on("monitor", (_time: string, args: string[]) => {
-      if (args[0]?.toLowerCase() === "evalsha" && args.some((a) => a.startsWith(prefix + "worker-order:")))
-        seen.push(scripts.get(args[1]!) ?? "other");
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      // Top-level commands only: MONITOR shows a script's own calls too, from "lua".
+      if (source === "lua" || !args.some((a) => a.startsWith(prefix + "worker-order:"))) return;
+      const command = args[0]?.toLowerCase();
+      if (command === "evalsha") seen.push(scripts.get(args[1]!) ?? "other");
+      else if (command === "xadd" && args[1] === keys.streamFanout) seen.push("xadd");
     });
     const ms = T0 + 5;
     const head = (n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0`, userId: "fay" });
     try {
       await deliver(keys, [
+        quote(ms - 1, "2000"),
         { type: "order_updated", ...head(0), seq: 1, order: order("P0-1", ms) },
         { type: "balances_changed", ...head(1), seq: 2, balances: { USD: "9900" } },
         {
@@ -486,13 +492,27 @@ describe("worker: events and fan-out", () => {
           },
         },
       ]);
-      await until(() => seen.length >= 5);
+      await until(() => seen.length >= 8);
       await new Promise((r) => setTimeout(r, 100)); // nothing more comes
     } finally {
       monitor.disconnect();
     }
-    // One script per output; a partial close has no read-model write, only its event.
-    expect(seen).toEqual(["entity+append", "guarded+append", "entity+append", "append", "answer"]);
+    // The quote first, its fan-out at once; then one script per output (a partial close has no read-model write,
+    // only its event), the answer, and the events and the quote's candle fanned out in one command.
+    expect(seen).toEqual([
+      "guarded",
+      "fanout",
+      "entity+append",
+      "guarded+append",
+      "entity+append",
+      "append",
+      "answer",
+      "fanout",
+    ]);
+    const fanned = (await redis.xrange(keys.streamFanout, "-", "+")).map(([, f]) =>
+      f[1] === "event" ? `event ${f[3]} ${f[5]}` : f[1],
+    );
+    expect(fanned).toEqual(["quote", "event fay 1", "event fay 2", "event fay 3", "event fay 4", "candle"]);
   });
 
   it("writes a private output's read model and stores its event in one script; an older output's event is stored all the same", async () => {

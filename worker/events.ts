@@ -107,11 +107,24 @@ return {
   redis.call('GET', KEYS[4]) or '0'
 }`;
 
+/**
+ * KEYS[1] the fan-out stream; ARGV[1] its MAXLEN (approximate), then per entry its field count and its fields. XADDs
+ * each entry in order: a batch's fan-out is one command (Upstash bills per command), its entries as they were.
+ */
+export const FANOUT_ADD = `
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1`;
+
 /** Scripts the worker loads (SCRIPT LOAD) with its read-model scripts, to send only their hashes with each write. */
-export const EVENT_SCRIPTS = [EVENT_APPEND] as const;
+export const EVENT_SCRIPTS = [EVENT_APPEND, FANOUT_ADD] as const;
 
 const SHA = new Map(
-  [EVENT_APPEND, EVENTS_AFTER, PRIVATE_STATE].map((script) => [
+  [EVENT_APPEND, EVENTS_AFTER, PRIVATE_STATE, FANOUT_ADD].map((script) => [
     script,
     createHash("sha1").update(script).digest("hex"),
   ]),
@@ -151,23 +164,23 @@ export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, outpu
 }
 
 /**
- * Queues one fan-out entry per private event and quote in `outputs` (other outputs are skipped), then one per
- * candle row (worker/candles.ts supplies them), in that order.
+ * Fans out, in one command, one entry per private event and quote in `outputs` (other outputs are skipped), then
+ * one per candle row (worker/candles.ts supplies them), in that order; nothing when there are none.
  *
  * An event in `continued` (its engine:output entry said `more 1`: the same engine step follows it with another event
  * for the same user) carries `more: 1`: a stream replica sends the account summary after a step's last event, not
  * between a trade's opening and the balance change that pays for it (the summary in between would show money that
  * never was). The engine marks it, since only it sees every step whole; a worker's batch may end inside one.
  */
-export function queueFanout(
-  pipe: ChainableCommander,
+export async function fanOutEntries(
+  redis: Redis,
   keys: Keyspace,
   outputs: readonly EngineOutput[],
   continued: ReadonlySet<EngineOutput>,
   candles: readonly unknown[] = [],
-): void {
-  const add = (...fields: string[]) =>
-    pipe.xadd(keys.streamFanout, "MAXLEN", "~", STREAM_FANOUT_MAXLEN, "*", ...fields);
+): Promise<void> {
+  const args = [String(STREAM_FANOUT_MAXLEN)];
+  const add = (...fields: string[]) => args.push(String(fields.length), ...fields);
   for (const output of outputs) {
     if (output.type === "quote_updated") add("kind", "quote", "body", JSON.stringify(output));
     else if (output.type !== "order_response") {
@@ -176,6 +189,7 @@ export function queueFanout(
     }
   }
   for (const candle of candles) add("kind", "candle", "body", JSON.stringify(candle));
+  if (args.length > 1) await runScript(redis, FANOUT_ADD, [keys.streamFanout], args);
 }
 
 export interface PrivateState {

@@ -35,8 +35,8 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import { EVENT_SCRIPTS, queueFanout } from "./events.ts";
-import { writeCandles, type CandleView } from "./candles.ts";
+import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
+import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
@@ -373,7 +373,7 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
     } else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
-  await fanOut(o, await writeRedis(o, quotes), continued);
+  await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes), continued);
   return { outputs, continued };
 }
 
@@ -385,7 +385,7 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  await fanOut(o, await writeRedis(o, others), continued, candles);
+  await fanOutEntries(o.writer, o.keys, await writeRedis(o, others), continued, candles);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
@@ -437,23 +437,6 @@ async function writeReadModelsAndAnswers(
   if (error) return { ok: false, error };
   const movedQuotes = new Set(quoteWrites.filter(([at]) => results[at]?.[1] === 1).map(([, output]) => output));
   return { ok: true, fanout: outputs.filter((output) => isPrivateOutput(output) || movedQuotes.has(output)) };
-}
-
-/**
- * Events, quotes and candles onto the fan-out stream, once they are readable in Redis and before the batch is
- * acknowledged: a failure here leaves the batch pending, to be run again.
- */
-async function fanOut(
-  o: WorkerOptions,
-  outputs: readonly EngineOutput[],
-  continued: ReadonlySet<EngineOutput>,
-  candles: readonly CandleView[] = [],
-) {
-  if (outputs.length === 0 && candles.length === 0) return;
-  const pipe = o.writer.pipeline();
-  queueFanout(pipe, o.keys, outputs, continued, candles);
-  const failed = ((await pipe.exec()) ?? []).find(([err]) => err !== null)?.[0];
-  if (failed) throw failed;
 }
 
 async function loadScripts(redis: Redis): Promise<void> {
