@@ -1,4 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,6 +37,7 @@ import {
 } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { freePort, startRedisServer } from "../platform/testing/processes.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
@@ -203,6 +207,12 @@ describe("worker on real Redis and Postgres", () => {
   });
 
   it("writes read models by script hash, and loads the scripts again when Redis has lost them", async () => {
+    // A Redis of its own: SCRIPT FLUSH empties a server's whole script cache, under every other test file running.
+    const dir = mkdtempSync(join(tmpdir(), "worker-noscript-"));
+    const port = await freePort();
+    const server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no"]);
+    const redis = new Redis(port, "127.0.0.1");
+    const reader = new Redis(port, "127.0.0.1");
     const local = keyspace(`${prefix}noscript:`);
     const state = createState(makeParams({ shard: 2 }));
     const stop = new AbortController();
@@ -210,26 +220,37 @@ describe("worker on real Redis and Postgres", () => {
       { reader, writer: redis, db: pg.db, keys: local, log, consumer: "w1", blockMs: 50 },
       stop.signal,
     );
-    // A first batch goes through, so the worker has loaded its scripts; then Redis loses them.
-    const warmUp = apply(state, { id: "19-0", message: instruct("dave", "d1", { kind: "create_account" }) });
-    for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
-    await until(() => redis.lpop(local.responseKey("dave", "19-0")));
-    await redis.script("FLUSH"); // as after a Redis restart without persistence of scripts
-    // In one transaction, so the worker reads the balances and the answer in one batch.
-    const outputs = apply(state, { id: "20-0", message: instruct("carol", "c1", { kind: "create_account" }) });
-    const both = redis.multi();
-    for (const o of outputs) both.xadd(local.output, "*", ...encodeFields(o));
-    await both.exec();
-    expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
-    expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
-    // The event appends are scripts too: reloaded with the rest, carol's one event is stored once, under the mark
-    expect(await readEventsAfter(redis, local, "carol", 0)).toMatchObject({ ok: true, events: [{ seq: 1 }], mark: 1 });
-    await until(async () =>
-      ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
-    );
-    expect(await redis.lrange(local.responseKey("carol", "20-0"), 0, -1)).toEqual([]); // answered once: the failed attempt pushed nothing
-    stop.abort();
-    await running;
+    try {
+      // A first batch goes through, so the worker has loaded its scripts; then Redis loses them.
+      const warmUp = apply(state, { id: "19-0", message: instruct("dave", "d1", { kind: "create_account" }) });
+      for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
+      await until(() => redis.lpop(local.responseKey("dave", "19-0")));
+      await redis.script("FLUSH"); // as after a Redis restart without persistence of scripts
+      // In one transaction, so the worker reads the balances and the answer in one batch.
+      const outputs = apply(state, { id: "20-0", message: instruct("carol", "c1", { kind: "create_account" }) });
+      const both = redis.multi();
+      for (const o of outputs) both.xadd(local.output, "*", ...encodeFields(o));
+      await both.exec();
+      expect(await until(() => redis.lpop(local.responseKey("carol", "20-0")))).toContain('"granted":true');
+      expect(await redis.hget(local.balancesKey("carol"), "USD")).toBe("10000");
+      // The event appends are scripts too: reloaded with the rest, carol's one event is stored once, under the mark
+      expect(await readEventsAfter(redis, local, "carol", 0)).toMatchObject({
+        ok: true,
+        events: [{ seq: 1 }],
+        mark: 1,
+      });
+      await until(async () =>
+        ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
+      );
+      expect(await redis.lrange(local.responseKey("carol", "20-0"), 0, -1)).toEqual([]); // answered once: the failed attempt pushed nothing
+    } finally {
+      stop.abort();
+      await running;
+      redis.disconnect();
+      reader.disconnect();
+      await server.stop("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("leaves a batch unacknowledged when an effect fails, and another worker claims and applies it", async () => {
