@@ -6,7 +6,7 @@ import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { EngineLease } from "./lease.ts";
-import { startLeaseKeeper } from "./lease-keeper.ts";
+import { startLeaseKeeper, type LeaseKeeper } from "./lease-keeper.ts";
 
 const redis = new Redis(TEST_REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
@@ -34,18 +34,8 @@ describe("the lease keeper thread", () => {
     expect(await redis.get(keys.engineLease)).toBeNull();
 
     expect(await lease.tryAcquire()).toBe(true);
-    const keeper = startLeaseKeeper({
-      redisUrl: TEST_REDIS_URL,
-      prefix,
-      value: lease.value!,
-      ttlMs: TTL_MS,
-      stallMs: 2_000,
-    });
+    const keeper = await keeperRenewing(lease, 2_000);
     try {
-      // Until the thread is up (from source, through tsx, it takes longer than a TTL), renewed here, as the leader's
-      // own timer does.
-      const meanwhile = setInterval(() => void lease.renew(), TTL_MS / 5);
-      await keeper.renewing.finally(() => clearInterval(meanwhile));
       block(3 * TTL_MS);
       expect(await redis.get(keys.engineLease)).toBe(lease.value);
       // Stuck past stallMs: the keeper stops renewing, the lease lapses, a standby may lead.
@@ -62,14 +52,11 @@ describe("the lease keeper thread", () => {
     const lease = new EngineLease(redis, keys, "leader", ttlMs, log);
     await redis.del(keys.engineLease);
     expect(await lease.tryAcquire()).toBe(true);
-    const keeper = startLeaseKeeper({ redisUrl: TEST_REDIS_URL, prefix, value: lease.value!, ttlMs, stallMs: 10_000 });
+    const sent = Date.now();
+    const keeper = await keeperRenewing(lease, 10_000);
     let lost = false;
     void keeper.lost.then(() => (lost = true));
     try {
-      expect(keeper.extendedAt()).toBe(0);
-      const meanwhile = setInterval(() => void lease.renew(), ttlMs / 5);
-      const sent = Date.now();
-      await keeper.renewing.finally(() => clearInterval(meanwhile));
       // Its renewal is recorded, with when it was sent.
       expect(keeper.extendedAt()).toBeGreaterThanOrEqual(sent);
       expect(keeper.extendedAt()).toBeLessThanOrEqual(Date.now());
@@ -104,16 +91,8 @@ describe("the lease keeper thread", () => {
     const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
     await redis.del(keys.engineLease);
     expect(await lease.tryAcquire()).toBe(true);
-    const keeper = startLeaseKeeper({
-      redisUrl: TEST_REDIS_URL,
-      prefix,
-      value: lease.value!,
-      ttlMs: TTL_MS,
-      stallMs: 10_000,
-    });
+    const keeper = await keeperRenewing(lease, 10_000);
     try {
-      const meanwhile = setInterval(() => void lease.renew(), TTL_MS / 5);
-      await keeper.renewing.finally(() => clearInterval(meanwhile));
       keeper.extended(Date.now() + 60_000);
       await sleep(3 * TTL_MS);
       expect(await redis.get(keys.engineLease)).toBe(lease.value);
@@ -122,6 +101,23 @@ describe("the lease keeper thread", () => {
     }
   }, 30_000);
 });
+
+/**
+ * A keeper for `lease`, once it has renewed it; until then (from source, through tsx, the thread takes longer than a
+ * TTL to start) renewed here, as the leader's own timer does.
+ */
+async function keeperRenewing(lease: EngineLease, stallMs: number): Promise<LeaseKeeper> {
+  const keeper = startLeaseKeeper({
+    redisUrl: TEST_REDIS_URL,
+    prefix,
+    value: lease.value!,
+    ttlMs: lease.ttlMs,
+    stallMs,
+  });
+  const meanwhile = setInterval(() => void lease.renew(), lease.ttlMs / 5);
+  await keeper.renewing.finally(() => clearInterval(meanwhile));
+  return keeper;
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
