@@ -425,19 +425,26 @@ describe("worker: events and fan-out", () => {
     expect([state.seq, state.balances.USD]).toEqual([6, "9994"]);
   });
 
-  it("leaves the batch unacknowledged when the fan-out fails, and fans it out when run again", async () => {
+  it("leaves the batch unacknowledged when the fan-out fails, and fans it out when run again, quote and all", async () => {
     const keys = await space("worker-fanout-fails");
     await redis.set(keys.streamFanout, "not a stream"); // every XADD to it fails (WRONGTYPE)
-    await expect(deliver(keys, [balances("dan", 1)])).rejects.toThrow("WRONGTYPE");
-    // The event is stored (under the mark) but the entry stays pending
-    expect(await redis.get(keys.eventsSeqKey("dan"))).toBe("1");
-    expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(1);
-    // When the fan-out works again and the pending entry is run again
+    await expect(deliver(keys, [quote(T0 + 1, "2000"), balances("dan", 1, T0 + 2)])).rejects.toThrow("WRONGTYPE");
+    // The quote's read model is written (its fan-out comes first, and failed there), and the entries stay pending
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
+    expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(2);
+    // When the fan-out works again and the pending entries are run again, the quote goes out too: the read model
+    // already shows it, and no client has seen it
     await redis.del(keys.streamFanout);
-    const [[id, fields]] = (await redis.xrange(keys.output, "-", "+")) as [[string, string[]]];
-    await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, [[id, fields]]);
-    expect((await fanout(keys)).map((f) => f.slice(0, 6))).toEqual([["kind", "event", "user", "dan", "seq", "1"]]);
+    const pending = (await redis.xrange(keys.output, "-", "+")) as [string, string[]][];
+    await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, pending);
+    const fanned = (await fanout(keys)).map((f) => (f[1] === "quote" ? "quote" : f.slice(0, 6).join(" ")));
+    expect(fanned).toEqual(["quote", "kind event user dan seq 1"]);
+    expect(await redis.get(keys.eventsSeqKey("dan"))).toBe("1");
     expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(0);
+    // An older quote after it is written nowhere and sent nowhere
+    await deliver(keys, [quote(T0, "1999")]);
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
+    expect((await fanout(keys)).filter((f) => f[1] === "quote")).toHaveLength(1);
   });
 
   it("runs one script per output (its read-model write and event append), answers last, one fan-out command per pass", async () => {

@@ -15,14 +15,18 @@ import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { EVENT_APPEND, eventAppendCall, queueEventAppend } from "./events.ts";
 
-/** KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. */
+/**
+ * KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. Returns 1
+ * when written, 2 when this very output was written before (the model is still its), 0 when an older one.
+ */
 export const GUARDED_WRITE = `
 local mark = redis.call('GET', KEYS[1])
 if mark then
   local ms, seq, n = string.match(mark, '^(%d+) (%d+) (%d+)$')
   ms, seq, n = tonumber(ms), tonumber(seq), tonumber(n)
   local a, b, c = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-  if a < ms or (a == ms and (b < seq or (b == seq and c <= n))) then return 0 end
+  if a == ms and b == seq and c == n then return 2 end
+  if a < ms or (a == ms and (b < seq or (b == seq and c < n))) then return 0 end
 end
 local op = ARGV[4]
 if op == 'hset' then redis.call('DEL', KEYS[2]); redis.call('HSET', KEYS[2], unpack(ARGV, 5))

@@ -1,6 +1,6 @@
 /**
  * The worker: a consumer group on `engine:output`. For each batch: first the quotes' read models (the latest quote
- * per asset) and, for each quote that moved its read model, its fan-out entry, so a price reaches the stream without
+ * per asset) and, for each quote the read model shows, its fan-out entry, so a price reaches the stream without
  * waiting for the rest of the batch. Then, in stream order: closed orders, entry orders and filled spot orders into
  * Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an older order view never
  * replaces a newer one) and the quotes' 1-minute candles (candles.ts), the other read models into Redis (guarded by
@@ -30,7 +30,7 @@
  * bodies, never by what is still on the stream, so a trimmed output is not missed.
  */
 import type { Redis } from "ioredis";
-import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
+import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
@@ -410,15 +410,16 @@ async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): P
 /**
  * One pipeline: per output its read-model write and, for a private event, its append to the user's events
  * store (so the events mark never covers a change the read models lack); then the answers. Returns what to fan
- * out: every private event (again when run again: consumers drop seqs they delivered), and each quote that moved
- * its read model (a replayed quote is older than the one shown, and must not reach clients as the latest).
+ * out: every private event (again when run again: consumers drop seqs they delivered), and each quote the read model
+ * now shows (a replayed quote is older than the one shown, and must not reach clients as the latest; one an earlier
+ * attempt wrote goes out again, since that attempt's fan-out may have failed).
  */
 async function writeReadModelsAndAnswers(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
 ): Promise<{ ok: true; fanout: EngineOutput[] } | { ok: false; error: Error }> {
   const pipe = o.writer.pipeline();
-  const quoteWrites: [at: number, output: EngineOutput][] = [];
+  const quoteWrites: [at: number, output: OutputOf<"quote_updated">][] = [];
   for (const output of outputs) {
     if (output.type === "quote_updated") quoteWrites.push([pipe.length, output]);
     queueOutputWrite(pipe, o.keys, output);
@@ -435,7 +436,17 @@ async function writeReadModelsAndAnswers(
   const results = (await pipe.exec()) ?? [];
   const error = results.find(([err]) => err !== null)?.[0];
   if (error) return { ok: false, error };
-  const movedQuotes = new Set(quoteWrites.filter(([at]) => results[at]?.[1] === 1).map(([, output]) => output));
+  // Written now (1); or written before (2), by an earlier attempt at this batch whose fan-out may have failed, and
+  // still what the model shows unless a later quote of the batch replaced it.
+  const lastOfAsset = new Map(quoteWrites.map(([, output]) => [output.asset, output]));
+  const movedQuotes = new Set<EngineOutput>(
+    quoteWrites
+      .filter(([at, output]) => {
+        const reply = results[at]?.[1];
+        return reply === 1 || (reply === 2 && lastOfAsset.get(output.asset) === output);
+      })
+      .map(([, output]) => output),
+  );
   return { ok: true, fanout: outputs.filter((output) => isPrivateOutput(output) || movedQuotes.has(output)) };
 }
 
