@@ -89,6 +89,19 @@ const RETRY_AFTER = {
 export type ErrorCode = ApiErrorCode | RejectionCode;
 
 /**
+ * What any operation with a JSON body can answer before its handler runs: the body's reading and validation
+ * (validate.ts) and the origin check every POST passes (middleware.ts).
+ */
+export const JSON_BODY_ERRORS: readonly ErrorCode[] = [
+  "MALFORMED_JSON",
+  "INVALID_REQUEST",
+  "FORBIDDEN_ORIGIN",
+  "PAYLOAD_TOO_LARGE",
+  "UNSUPPORTED_MEDIA_TYPE",
+  "INCOMPLETE_BODY",
+];
+
+/**
  * The error responses of an operation, one per status, from the codes it can answer with: each status lists its
  * codes and shows one example body per code. Statuses come from the catalogue (errors.ts) and, for the engine's
  * refusals, rejectionStatus; 500 INTERNAL is added to every operation.

@@ -21,6 +21,7 @@ import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { currentSession, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
 import {
+  JSON_BODY_ERRORS,
   apiRouter,
   createRoute,
   errorResponses,
@@ -56,16 +57,7 @@ export function authRoutes(deps: ApiDeps) {
         description: "A link is on its way, if the address can receive email",
         content: { "application/json": { schema: responses.message, example: { message: SIGN_IN_MESSAGE } } },
       },
-      ...errorResponses([
-        "MALFORMED_JSON",
-        "INVALID_REQUEST",
-        "FORBIDDEN_ORIGIN",
-        "PAYLOAD_TOO_LARGE",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "INCOMPLETE_BODY",
-        "RATE_LIMITED",
-        "UNAVAILABLE",
-      ]),
+      ...errorResponses([...JSON_BODY_ERRORS, "RATE_LIMITED", "UNAVAILABLE"]),
     },
   });
   route(app, signIn, async (c, { body: { email } }) => {

@@ -6,6 +6,7 @@ import { issueStreamTicket } from "../auth/stream-tickets.ts";
 import type { ApiDeps } from "../context.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
+  JSON_BODY_ERRORS,
   apiRouter,
   createRoute,
   errorResponses,
@@ -38,17 +39,7 @@ export function streamRoutes(deps: ApiDeps) {
     ],
     responses: {
       201: jsonResponse(responses.streamTicket, "The ticket and where to use it"),
-      ...errorResponses([
-        "MALFORMED_JSON",
-        "INVALID_REQUEST",
-        "UNAUTHENTICATED",
-        "FORBIDDEN_ORIGIN",
-        "PAYLOAD_TOO_LARGE",
-        "UNSUPPORTED_MEDIA_TYPE",
-        "INCOMPLETE_BODY",
-        "RATE_LIMITED",
-        "UNAVAILABLE",
-      ]),
+      ...errorResponses([...JSON_BODY_ERRORS, "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),
     },
   });
   route(app, ticket, async (c) => {

@@ -15,6 +15,7 @@ import { ApiError } from "../errors.ts";
 import { historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
+  JSON_BODY_ERRORS,
   apiRouter,
   createRoute,
   errorResponses,
@@ -45,16 +46,11 @@ import {
 
 /** What every trade POST can answer besides the engine's own refusals. */
 export const POST_ERRORS: readonly ErrorCode[] = [
-  "MALFORMED_JSON",
-  "INVALID_REQUEST",
+  ...JSON_BODY_ERRORS,
   "INVALID_IDEMPOTENCY_KEY",
   "UNAUTHENTICATED",
-  "FORBIDDEN_ORIGIN",
   "ACCOUNT_NOT_FOUND",
   "IDEMPOTENCY_CONFLICT",
-  "PAYLOAD_TOO_LARGE",
-  "UNSUPPORTED_MEDIA_TYPE",
-  "INCOMPLETE_BODY",
   "RATE_LIMITED",
   "UNAVAILABLE",
   "ENGINE_UNAVAILABLE",
