@@ -21,8 +21,8 @@ describe("docs", () => {
     expect(missing).toEqual([]);
   });
 
-  it("README.md is at most 12 KB", () => {
-    expect(statSync(join(root, "README.md")).size).toBeLessThanOrEqual(12 * 1024);
+  it("README.md is at most 12 KB (12,000 bytes)", () => {
+    expect(statSync(join(root, "README.md")).size).toBeLessThanOrEqual(12_000);
   });
 
   // A clone holds the code, its docs and its history, nothing else: a pointer to a design note, an issue tracker or
