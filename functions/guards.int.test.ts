@@ -221,6 +221,20 @@ describe("rate limits on reads", () => {
     expect((await carl.get("/api/v1/trade/open")).status).toBe(200); // a Redis read: not counted
   });
 
+  it("does not count a request refused for its query: it changes nothing", async () => {
+    const fay = client(stack.app, (await stack.signIn("fay@example.com")).token);
+    for (const path of ["/api/v1/trade/history", "/api/v1/trade/orders/history", "/api/v1/trade/spot-orders"])
+      for (let i = 0; i < 4; i++) {
+        const refused = await fay.get(`${path}?limit=0`);
+        expect([refused.status, refused.body.error?.code], path).toEqual([400, "INVALID_REQUEST"]);
+      }
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) codes.push((await fay.get("/api/v1/trade/history")).status);
+    for (let i = 0; i < 3; i++) codes.push((await fay.get("/api/v1/trade/spot-orders")).status);
+    expect(codes).toEqual([200, 200, 200, 200, 200, 200]);
+    expect((await fay.get("/api/v1/trade/orders/history")).status).toBe(429);
+  });
+
   it("limits the spot order history per user on its own budget, beside the closed-trade history's", async () => {
     const { token: erinToken, user: erinUser } = await stack.signIn("erin@example.com");
     const [erin, erinId] = [client(stack.app, erinToken), erinUser.id];

@@ -11,6 +11,7 @@ import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
 import { ApiError, AUTHORIZATION_NOT_BEARER, errorBody, SESSION_NOT_VALID } from "./errors.ts";
 import { quoted } from "./validate.ts";
+import type { RateCheck } from "./openapi.ts";
 
 export const SESSION_COOKIE = "session";
 
@@ -78,12 +79,17 @@ export function checkOrigin(appOrigin: string, allowed: ReadonlySet<string>) {
   });
 }
 
-/** Counts the request against `rate` for the subject `subjectOf` names (a user, an IP); 429 with Retry-After over it. */
-export function limitRate(deps: ApiDeps, scope: RateScope, rate: RateLimit, subjectOf: (c: ApiContext) => string) {
-  return createMiddleware<ApiEnv>(async (c, next) => {
-    await countRequest(deps.redis, deps.keys, scope, subjectOf(c), rate);
-    await next();
-  });
+/**
+ * A route's `limit` (openapi.ts route: after its input is read): counts the request against `rate` for the subject
+ * `subjectOf` names (a user, an IP); 429 with Retry-After over it.
+ */
+export function limitRate(
+  deps: ApiDeps,
+  scope: RateScope,
+  rate: RateLimit,
+  subjectOf: (c: ApiContext) => string,
+): RateCheck {
+  return (c) => countRequest(deps.redis, deps.keys, scope, subjectOf(c), rate);
 }
 
 /** The names a development server on this machine is reached by, besides APP_URL's own host. */

@@ -37,16 +37,20 @@ export interface RouteInput<R> {
   readonly query: QueryOf<R>;
 }
 
+/** A rate limit's count of one request (middleware.ts limitRate): 429 over the limit. */
+export type RateCheck = (c: ApiContext) => Promise<void>;
+
 /**
  * Serves `definition` on `app` and adds it to the document (unless `hide`). The definition's middleware runs first
- * (a session check answers 401 before a bad body's 400), then its body and query are read through its own schemas.
+ * (a session check answers 401 before a bad body's 400), then its body and query are read through its own schemas,
+ * then its `limit` counts the request: one refused for its input changes nothing, its rate limit's count included.
  */
-export function route<R extends RouteConfig>(
+export function route<R extends RouteConfig & { limit?: RateCheck }>(
   app: OpenAPIHono<ApiEnv>,
   definition: R,
   handler: (c: ApiContext, input: RouteInput<R>) => Response | Promise<Response>,
 ): void {
-  const { middleware, hide, ...operation } = definition;
+  const { middleware, hide, limit, ...operation } = definition;
   if (hide !== true) app.openAPIRegistry.registerPath(operation as RouteConfig);
   const json = definition.request?.body?.content["application/json"] as { schema?: z.ZodType } | undefined;
   const bodySchema = json?.schema;
@@ -58,6 +62,7 @@ export function route<R extends RouteConfig>(
       body: bodySchema === undefined ? undefined : await readBody(c, bodySchema),
       query: querySchema === undefined ? undefined : readQuery(c, querySchema),
     } as RouteInput<R>;
+    if (limit !== undefined) await limit(c);
     return handler(c, input);
   });
 }

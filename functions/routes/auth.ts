@@ -80,7 +80,7 @@ export function authRoutes(deps: ApiDeps) {
       "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead.",
     security: PUBLIC,
     // Each check costs a Postgres query: counted per IP, so tokens cannot be guessed at speed.
-    middleware: limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c))),
+    limit: limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c))),
     request: { query: verifyQuery },
     responses: {
       200: {

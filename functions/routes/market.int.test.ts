@@ -213,6 +213,9 @@ describe("GET /api/v1/market/candles", () => {
     const limited = client(createApp({ ...stack.deps, settings }));
     const from = (ip: string) => ({ "x-test-ip": ip });
     const query = "/api/v1/market/candles?asset=SOL&interval=1h";
+    // A request refused for its query changes nothing, the count included.
+    for (let i = 0; i < 3; i++)
+      expect((await limited.get(`${query}&limit=0`, from("192.0.2.1"))).body.error?.code).toBe("INVALID_REQUEST");
     expect((await limited.get(query, from("192.0.2.1"))).status).toBe(200);
     expect((await limited.get(query, from("192.0.2.1"))).status).toBe(200);
     const third = await limited.get(query, from("192.0.2.1"));

@@ -53,7 +53,7 @@ export function marketRoutes(deps: ApiDeps) {
       "merged from the 1-minute candles. With `from`: the first `limit` candles opening in [`from`, `to`]; " +
       "without: the last `limit` up to `to` (default now). Intervals without a quote have no candle.",
     security: PUBLIC,
-    middleware: limitRate(deps, "candles", deps.settings.candlesRate, (c) => signInIpSubject(deps.clientIp(c))),
+    limit: limitRate(deps, "candles", deps.settings.candlesRate, (c) => signInIpSubject(deps.clientIp(c))),
     request: { query: candlesQuery },
     responses: {
       200: jsonResponse(responses.candles, "The candles, oldest first"),

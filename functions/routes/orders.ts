@@ -154,7 +154,8 @@ export function orderRoutes(deps: ApiDeps) {
     summary: "Every order you placed and how it ended, newest placed first, paginated",
     description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
     security: SIGNED_IN,
-    middleware: [signedIn, limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId)],
+    middleware: signedIn,
+    limit: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
     request: { query: historyQuery },
     responses: {
       200: jsonResponse(responses.orderHistory, "One page of orders"),

@@ -28,10 +28,8 @@ export function spotOrderRoutes(deps: ApiDeps) {
     description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
     security: SIGNED_IN,
     // Each page costs a Postgres query: counted per user, on its own budget beside the closed-trade history's.
-    middleware: [
-      requireSession(deps),
-      limitRate(deps, "spot-orders", deps.settings.historyRate, (c) => c.get("session").userId),
-    ],
+    middleware: requireSession(deps),
+    limit: limitRate(deps, "spot-orders", deps.settings.historyRate, (c) => c.get("session").userId),
     request: { query: historyQuery },
     responses: {
       200: jsonResponse(responses.spotOrders, "One page of spot orders"),

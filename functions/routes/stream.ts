@@ -33,10 +33,8 @@ export function streamRoutes(deps: ApiDeps) {
       "(STREAM_TICKET_LIMIT_PER_MIN).",
     security: SIGNED_IN,
     request: { body: optionalJsonBody(streamTicketRequest) },
-    middleware: [
-      requireSession(deps),
-      limitRate(deps, "stream-ticket", deps.settings.streamTicketRate, (c) => c.get("session").userId),
-    ],
+    middleware: requireSession(deps),
+    limit: limitRate(deps, "stream-ticket", deps.settings.streamTicketRate, (c) => c.get("session").userId),
     responses: {
       201: jsonResponse(responses.streamTicket, "The ticket and where to use it"),
       ...errorResponses([...JSON_BODY_ERRORS, "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),

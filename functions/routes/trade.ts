@@ -284,7 +284,8 @@ export function tradeRoutes(deps: ApiDeps) {
     description: "Pass `nextCursor` back as `cursor` for the next page; it is null on the last page.",
     security: SIGNED_IN,
     // Each page costs a Postgres query: counted per user, once the session is known.
-    middleware: [signedIn, limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId)],
+    middleware: signedIn,
+    limit: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
     request: { query: historyQuery },
     responses: {
       200: jsonResponse(responses.history, "One page of closed trades"),
