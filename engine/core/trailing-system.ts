@@ -91,12 +91,14 @@ export class TrailSystem {
       if (g.better !== null) g.better.worse = g.worse;
       return;
     }
+    // Both keys change before the heap is fixed: its order is by level, then age (levelSeq).
     const level = levelAt(this.isLong, this.byPercent, g.root.amount, g.best);
-    if (level !== g.level || g.levelSeq !== g.root.trade.seq) {
+    const levelSeq = g.root.trade.seq;
+    if (level !== g.level || levelSeq !== g.levelSeq) {
       g.level = level;
+      g.levelSeq = levelSeq;
       this.levels.fix(g);
     }
-    g.levelSeq = g.root.trade.seq;
   }
 
   /** Restore: puts an active stop back with its saved best price; call `finishRestore` after the last. */
@@ -141,6 +143,7 @@ export class TrailSystem {
       if (price !== undefined && this.improves(price, g.best)) throw new Error("a trailing group is behind the price");
       if (g.level !== levelAt(this.isLong, this.byPercent, g.root.amount, g.best))
         throw new Error("a trailing group's level is stale");
+      if (g.levelSeq !== g.root.trade.seq) throw new Error("a trailing group's age is stale");
     }
     if (groups !== this.levels.size) throw new Error("trailing groups and their level heap disagree");
     return count;

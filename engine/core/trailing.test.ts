@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import type { EngineOutput, TradeView } from "../../contract/messages.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import { stateHash } from "../snapshot/hash.ts";
-import type { EngineHarness } from "../testing/engine-harness.ts";
+import { EngineHarness } from "../testing/engine-harness.ts";
 import { ETH, codeOf, given, messageOf, ofType, open, opened, resultOf } from "../testing/spec-support.ts";
 import { apply } from "./apply.ts";
 import { tradeSeq } from "./state.ts";
@@ -260,5 +260,26 @@ describe("restore mid-trail", () => {
       ["T0-1", "trailing_stop", "2008"],
       ["T0-3", "trailing_stop", "2007"],
     ]);
+  });
+});
+
+describe("stops at one level fire oldest first", () => {
+  it("after a group's oldest stop leaves it, as after a restore", () => {
+    const h = given({ eth: ["2000", "2000"] });
+    const t1 = opened(h, "alice"); // T0-1, no trailing stop yet
+    h.price(ETH, "2005", "2005");
+    const t2 = opened(h, "alice", { trailingStop: { distance: "15" } }); // T0-2: best 2005, level 1990
+    h.price(ETH, "2000", "2000");
+    const t3 = opened(h, "alice", { trailingStop: { distance: "10" } }); // T0-3: best 2000, level 1990
+    // T0-1 joins T0-3's group (best 2000, level 1990) as its oldest stop, then closes: the group's level stays
+    // 1990 and its age becomes T0-3's, younger than T0-2's group.
+    expect(
+      h.instruct("alice", { kind: "modify_trade", tradeId: t1.id, trailingStop: { distance: "10" } }).answer.ok,
+    ).toBe(true);
+    expect(h.instruct("alice", { kind: "close_trade", tradeId: t1.id }).answer.ok).toBe(true); // invariants checked
+    const restored = EngineHarness.resume(decodeSnapshot(encodeSnapshot(h.state)));
+    const fired = closedBy(h.price(ETH, "1990", "1990")).map((t) => t.id);
+    expect(fired).toEqual([t2.id, t3.id]);
+    expect(closedBy(restored.price(ETH, "1990", "1990")).map((t) => t.id)).toEqual(fired);
   });
 });
