@@ -64,6 +64,20 @@ describe("lossWaived", () => {
     expect(usdOf(h, "alice")).toBe("9925");
   });
 
+  it("is exact when the loss passes 2^53 micros: a short of a million ETH opened at 1, gapping to 10,000", () => {
+    const h = given({ eth: ["1", "1"] });
+    opened(h, "alice", { side: "short", margin: "10000", leverage: 100 }); // 1,000,000 ETH
+    const [closed] = ofType(h.price(ETH, "10000", "10000"), "closed_order");
+    // (1 − 10000) × 1,000,000 = −9,999,000,000 USD: −1e16 micros; charged the 10,000 margin, the rest waived
+    expect(closed?.trade).toMatchObject({
+      closeReason: "liquidation",
+      quantity: "1000000",
+      pnl: "-10000",
+      lossWaived: "9998990000",
+    });
+    expect(usdOf(h, "alice")).toBe("0");
+  });
+
   it("a part's view derives it from the part's own quantity and margin", () => {
     const state = createState(makeParams());
     const part = {

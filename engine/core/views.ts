@@ -1,7 +1,7 @@
 /** Wire views of engine facts: decimal strings at each asset's scale, as the contract and the API show them. */
 import { ACCOUNT_CURRENCY, microsPerTickStep } from "../../contract/markets.ts";
 import type { Balances, ClosedTradeView, SpotOrderView, TradeView, TrailingStopView } from "../../contract/messages.ts";
-import { formatUnits, formatUsd } from "../../contract/money.ts";
+import { formatBigUnits, formatUnits, formatUsd, USD_DECIMALS } from "../../contract/money.ts";
 import type { CloseFacts, SpotFacts } from "./receipts.ts";
 import { assetAt, orderId, tradeId, type EngineState, type TradeFacts } from "./state.ts";
 import { isoTime } from "./step.ts";
@@ -71,11 +71,20 @@ export function closedTradeView(
   const view = tradeView(state, t) as ClosedTradeView;
   const asset = assetAt(state, t.assetIndex);
   const diff = t.isLong ? close.priceTicks - t.openPriceTicks : t.openPriceTicks - close.priceTicks;
-  const waived = -(diff * t.quantitySteps * microsPerTickStep(asset)) - t.marginMicros;
+  const pnlAtClose = diff * t.quantitySteps * microsPerTickStep(asset);
   view.closeId = part === undefined ? view.id : `${view.id}.${part.closeSeq}`;
   view.closePrice = formatUnits(close.priceTicks, asset.priceDecimals);
   view.pnl = formatUsd(close.pnlMicros);
-  view.lossWaived = waived > 0 ? formatUsd(waived) : null;
+  view.lossWaived =
+    pnlAtClose >= -t.marginMicros
+      ? null
+      : Number.isSafeInteger(pnlAtClose)
+        ? formatUsd(-pnlAtClose - t.marginMicros)
+        : // A gap of a large trade passes 2^53 micros (settle clamps what it pays, the record stays exact).
+          formatBigUnits(
+            -BigInt(diff) * BigInt(t.quantitySteps) * BigInt(microsPerTickStep(asset)) - BigInt(t.marginMicros),
+            USD_DECIMALS,
+          );
   view.remainingQuantity = part === undefined ? "0" : formatUnits(part.remainingSteps, asset.quantityDecimals);
   view.closeReason = close.reason;
   view.closedAt = isoTime(close.atMs);
