@@ -11,7 +11,8 @@
  *   (pending-invariants.ts).
  */
 import { MAX_UNITS } from "../../contract/money.ts";
-import { checkPendingOrders, reservedMicros } from "./pending-invariants.ts";
+import { reservedMicros } from "./pending-book.ts";
+import { checkPendingOrders } from "./pending-invariants.ts";
 import { tradeId, type EngineState, type Trade, type TriggerBook } from "./state.ts";
 import { heapsOf } from "./trigger-index.ts";
 import { verifyTrailBook } from "./trailing-book.ts";
@@ -26,7 +27,9 @@ export function checkInvariants(state: EngineState): void {
     amount(account.usd, `usd of ${account.userId}`, true);
     if (!Number.isSafeInteger(account.eventSeq) || account.eventSeq < 0)
       throw new Error(`eventSeq of ${account.userId} is not a count: ${account.eventSeq}`);
-    usd += BigInt(account.usd) + BigInt(reservedMicros(account));
+    const reserved = reservedMicros(account);
+    amount(account.usd + reserved, `usd of ${account.userId} with its pending orders' reservations`, true);
+    usd += BigInt(account.usd) + BigInt(reserved);
     for (let i = 0; i < n; i++) {
       const h = account.holdings[i]!;
       amount(h, `holding ${i} of ${account.userId}`, true);

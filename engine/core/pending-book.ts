@@ -80,6 +80,17 @@ export function reservedBy(o: PendingOrder): number {
 }
 
 /**
+ * Free USD the account's pending orders hold in reserve (an OCO pair's larger margin, once). It is the account's
+ * money too: free USD plus this stays within the account limit (settlement.ts, spot.ts).
+ */
+export function reservedMicros(account: Account): number {
+  if (account.pendingOrders.size === 0) return 0;
+  let sum = 0;
+  for (const o of account.pendingOrders.values()) sum += reservedBy(o);
+  return sum;
+}
+
+/**
  * Takes an order off the book unfilled (cancelled, expired or rejected at fill) and returns its reservation to free
  * USD; its OCO partner, if any, stays pending alone (an order_updated shows it unlinked). Emits the order's
  * order_updated, the partner's, then the balances; returns the order's view and the balances as amounts.

@@ -2,15 +2,8 @@
  * Invariants of pending entry orders (called by invariants.ts): what each account reserves for them, and that every
  * order is filed, linked and indexed where its terms say, with no heap top that should already have filled or expired.
  */
-import { fillHeapOf, fillsAt, reservedBy } from "./pending-book.ts";
-import { pendingOrderId, type Account, type EngineState } from "./state.ts";
-
-/** Free USD the account's pending orders hold in reserve (an OCO pair's larger margin, once). */
-export function reservedMicros(account: Account): number {
-  let sum = 0;
-  for (const o of account.pendingOrders.values()) sum += reservedBy(o);
-  return sum;
-}
+import { fillHeapOf, fillsAt } from "./pending-book.ts";
+import { pendingOrderId, type EngineState } from "./state.ts";
 
 export function checkPendingOrders(state: EngineState): void {
   let orders = 0;

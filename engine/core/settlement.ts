@@ -6,6 +6,7 @@
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { CloseReason, ClosedTradeView } from "../../contract/messages.ts";
 import { MAX_UNITS } from "../../contract/money.ts";
+import { reservedMicros } from "./pending-book.ts";
 import type { CloseFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type EngineState, type Trade } from "./state.ts";
 import { emitBalancesChanged, emitClosedOrder, type Step } from "./step.ts";
@@ -44,8 +45,9 @@ export function settle(
   const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
   const rawPnl = clampUnits(diff * quantitySteps * microsPerTickStep(asset));
   // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
-  // the exact range (MAX_UNITS, a billion USD): unreachable under the per-order limits, but never unchecked.
-  const payout = Math.min(Math.max(0, marginMicros + rawPnl), MAX_UNITS - account.usd);
+  // the exact range (MAX_UNITS, a billion USD), counting what pending orders hold (returned to free USD when they
+  // leave unfilled): unreachable under the per-order limits, but never unchecked.
+  const payout = Math.min(Math.max(0, marginMicros + rawPnl), MAX_UNITS - account.usd - reservedMicros(account));
   account.usd += payout;
   state.house.usd += BigInt(marginMicros - payout);
   return payout - marginMicros;
