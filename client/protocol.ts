@@ -29,7 +29,10 @@ export type Subscription =
 
 // ---- client → server ---------------------------------------------------------------------------------------------
 
-/** Chosen by the client for a request; the server's answer to it echoes it (a string at most 64 characters). */
+/**
+ * Chosen by the client for a request; the server's answer to it echoes it. A string at most 64 characters, or a number
+ * within ±(2^53−1): a larger one is refused, as JSON would have rounded it.
+ */
 export type RequestId = string | number;
 
 /** `id`: echoed in the answer, `subscribed` or `error`. */

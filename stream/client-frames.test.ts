@@ -35,6 +35,26 @@ describe("parseClientFrame", () => {
     });
   });
 
+  it("refuses a numeric id JSON could not read exactly, for every op, and does not echo it rounded", () => {
+    const beyond =
+      "id: expected a string of at most 64 characters or a number within ±9007199254740991, received a number beyond ±9007199254740991, past which whole numbers are not read exactly (read as 9007199254740992).";
+    for (const frame of [
+      '{"op":"ping","id":9007199254740993}',
+      '{"op":"subscribe","channel":"quotes","id":9007199254740993}',
+      '{"op":"unsubscribe","channel":"candles","asset":"BTC","interval":"2m","id":9007199254740993}',
+    ])
+      expect(parseClientFrame(frame)).toEqual({ code: "INVALID_FRAME", field: "id", message: beyond });
+    expect(parseClientFrame('{"op":"ping","id":-9007199254740993}')).toMatchObject({ field: "id" });
+    expect(parseClientFrame('{"op":"ping","id":1e400}')).toEqual({
+      code: "INVALID_FRAME",
+      field: "id",
+      message:
+        "id: expected a string of at most 64 characters or a number within ±9007199254740991, received a number too large to read.",
+    });
+    expect(parseClientFrame('{"op":"ping","id":-9007199254740991}')).toEqual({ op: "ping", id: -9007199254740991 });
+    expect(parseClientFrame('{"op":"ping","id":1.5}')).toEqual({ op: "ping", id: 1.5 });
+  });
+
   it("echoes a request's id in the problem, when the id itself could be read", () => {
     const answer = parseClientFrame('{"op":"subscribe","channel":"candles","asset":"BTC","interval":"2m","id":"c1"}');
     expect(answer).toMatchObject({ code: "INVALID_FRAME", field: "interval", id: "c1" });

@@ -22,8 +22,12 @@ const channels = [
 const subscription = z.discriminatedUnion("channel", channels);
 export type Subscription = z.infer<typeof subscription>;
 
-/** A request's id, chosen by the client and echoed in the answer (subscribed, unsubscribed, pong, error). */
-const requestId = z.union([z.string().max(64), z.number()]);
+/**
+ * A request's id, chosen by the client and echoed in the answer (subscribed, unsubscribed, pong, error). A number
+ * beyond ±(2^53−1) is refused: JSON.parse rounded it (or made it Infinity, which JSON.stringify sends as null), so
+ * its echo would not match what the client sent and the client could not tell which request was answered.
+ */
+const requestId = z.union([z.string().max(64), z.number().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER)]);
 export type RequestId = z.infer<typeof requestId>;
 
 const clientFrame = z.discriminatedUnion("op", [
@@ -94,7 +98,7 @@ function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProb
 const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   op: 'one of "subscribe", "unsubscribe", "ping"',
   channel: 'one of "quotes", "candles", "private"',
-  id: "a string of at most 64 characters or a number",
+  id: `a string of at most 64 characters or a number within ±${Number.MAX_SAFE_INTEGER}`,
 };
 
 /** zod's type names as a message says them. */

@@ -67,8 +67,17 @@ describe("client frames", () => {
     expect(channel).toMatchObject({ field: "channel" });
     expect(channel!.message).toContain('received a string "nope"');
     expect(extra).toMatchObject({ field: "extra" });
+    // Unreadable exactly, so refused rather than answered with a rounded id the client would not recognise.
+    client.send('{"op":"ping","id":9007199254740993}');
     client.send({ op: "ping", id: 7 });
     expect(await client.until((f) => f.find((x) => x.type === "pong"))).toEqual({ type: "pong", id: 7 });
+    expect(client.of("pong")).toHaveLength(1);
+    expect(client.of("error")[5]).toEqual({
+      type: "error",
+      code: "INVALID_FRAME",
+      field: "id",
+      message: expect.stringContaining("received a number beyond ±9007199254740991") as unknown,
+    });
     client.close();
   });
 
