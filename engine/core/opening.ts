@@ -6,7 +6,7 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { TradeView } from "../../contract/messages.ts";
-import { divFloor, formatUsd, mulWithin } from "../../contract/money.ts";
+import { divFloor, formatUnits, formatUsd, mulWithin } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { refuse, type Outcome } from "./receipts.ts";
 import { assetAt, makeTrade, type Account, type EngineState, type Trade } from "./state.ts";
@@ -36,9 +36,19 @@ export function sizeTrade(state: EngineState, order: OpenOrder, fillTicks: numbe
   const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
   if (notional === undefined)
     return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
-  const k = microsPerTickStep(assetAt(state, order.assetIndex));
-  const quantity = divFloor(notional, fillTicks * k);
-  if (quantity === 0) return refuse("QUANTITY_TOO_SMALL");
+  const asset = assetAt(state, order.assetIndex);
+  const k = microsPerTickStep(asset);
+  const stepCost = fillTicks * k;
+  const quantity = divFloor(notional, stepCost);
+  if (quantity === 0) {
+    const leastMargin = divFloor(stepCost + order.leverage - 1, order.leverage);
+    return refuse(
+      "QUANTITY_TOO_SMALL",
+      `Margin × leverage is ${formatUsd(notional)} USD; one step (${formatUnits(1, asset.quantityDecimals)} ` +
+        `${asset.symbol}) at ${formatUnits(fillTicks, asset.priceDecimals)} costs ${formatUsd(stepCost)} USD: at ` +
+        `leverage ${order.leverage}, a margin of at least ${formatUsd(leastMargin)} USD.`,
+    );
+  }
   const liquidation = liquidationTicks(
     order.isLong,
     order.marginMicros,

@@ -69,6 +69,11 @@ describe("open_trade fills and sizes", () => {
     // 0.1 USD = 100000 micros < one step (0.0001 ETH × 2000 = 0.2 USD = 200000 micros)
     expect(codeOf(open(h, "alice", { margin: "0.1", leverage: 1 }).answer)).toBe("QUANTITY_TOO_SMALL");
     expect(codeOf(open(h, "alice", { margin: "0.199999", leverage: 1 }).answer)).toBe("QUANTITY_TOO_SMALL");
+    // The message gives what the order came to, what one step costs and the least margin at its leverage.
+    expect(messageOf(open(h, "alice", { margin: "0.01", leverage: 3 }).answer)).toBe(
+      "The order is smaller than one quantity step of the asset. Margin × leverage is 0.03 USD; one step " +
+        "(0.0001 ETH) at 2000 costs 0.2 USD: at leverage 3, a margin of at least 0.066667 USD.",
+    );
     // 1 step at leverage 1 can never be liquidated: equity M + (p − 2000)·q reaches 0 only at p = 0
     expect(opened(h, "alice", { margin: "0.2", leverage: 1 })).toMatchObject({
       quantity: "0.0001",
