@@ -21,7 +21,9 @@ function account(usd: string, trades: [string, string][] = [], pendingMargins: s
   return {
     balances: { USD: usd, ETH: "0", BTC: "0", SOL: "0", ADA: "0" },
     openTrades: Object.fromEntries(trades),
-    pendingOrders: Object.fromEntries(pendingMargins.map((margin, i) => [`P0-${i + 1}`, JSON.stringify({ margin })])),
+    pendingOrders: Object.fromEntries(
+      pendingMargins.map((margin, i) => [`P0-${i + 1}`, JSON.stringify({ margin, ocoWith: null })]),
+    ),
   };
 }
 
@@ -115,6 +117,52 @@ describe("account summary", () => {
       marginUsed: "10000000000",
       marginLevel: "100",
     });
+  });
+
+  it("given an OCO pair pending: the pair reserves its larger margin, once, as the engine does", () => {
+    // Given 10000 USD, an OCO pair of 300 / 200 (the engine reserves 300) and a lone order of 50: 9650 free.
+    const pair = {
+      "P0-7": JSON.stringify({ margin: "300", ocoWith: "P0-8" }),
+      "P0-8": JSON.stringify({ margin: "200", ocoWith: "P0-7" }),
+      "P0-9": JSON.stringify({ margin: "50", ocoWith: null }),
+    };
+    expect(accountSummary({ ...account("9650"), pendingOrders: pair }, new Map())).toEqual({
+      balance: "10000",
+      marginUsed: "350",
+      unrealizedPnl: "0",
+      equity: "10000",
+      freeMargin: "9650",
+      marginLevel: "2857.14", // 10000 / 350 × 100 = 2857.142…
+      pricesMissing: [],
+    });
+    // The same with the larger leg listed second
+    const swapped = {
+      "P0-7": JSON.stringify({ margin: "200", ocoWith: "P0-8" }),
+      "P0-8": JSON.stringify({ margin: "300", ocoWith: "P0-7" }),
+    };
+    expect(accountSummary({ ...account("9700"), pendingOrders: swapped }, new Map())).toMatchObject({
+      balance: "10000",
+      marginUsed: "300",
+    });
+  });
+
+  it("given one leg of an OCO pair gone: the other reserves its own margin", () => {
+    // When the 300 leg is cancelled, the 200 leg stays pending alone (ocoWith null) and 100 returns to free USD.
+    const alone = { "P0-8": JSON.stringify({ margin: "200", ocoWith: null }) };
+    expect(accountSummary({ ...account("9800"), pendingOrders: alone }, new Map())).toMatchObject({
+      balance: "10000",
+      marginUsed: "200",
+    });
+    // A leg still naming a partner that is no longer pending counts alone too, never less than its own margin.
+    const stale = { "P0-8": JSON.stringify({ margin: "200", ocoWith: "P0-7" }) };
+    expect(accountSummary({ ...account("9800"), pendingOrders: stale }, new Map())).toMatchObject({
+      marginUsed: "200",
+    });
+  });
+
+  it("treats a pending order whose ocoWith is not an id or null as a broken read model", () => {
+    const stored = { ...account("1"), pendingOrders: { "P0-9": JSON.stringify({ margin: "5", ocoWith: 7 }) } };
+    expect(() => accountSummary(stored, new Map())).toThrow("pending order P0-9 ocoWith is not an order id: 7");
   });
 
   it("treats a pending order without a decimal margin as a broken read model", () => {

@@ -3,7 +3,9 @@
  * free USD of the balances hash, the open trades, the pending orders' reserved margin and the latest quotes.
  *
  * Every figure is exact, summed in bigint USD micros (an account's totals are not bounded by one balance's range):
- * - margin used   = Σ open trades' margin + Σ pending orders' reserved margin
+ * - margin used   = Σ open trades' margin + Σ pending orders' reserved margin, where an OCO pair (two pending
+ *                   orders whose `ocoWith` name each other) reserves the larger of its two margins, once, as the
+ *                   engine does (at most one leg can fill); a leg whose partner has left reserves its own
  * - balance       = free USD + margin used (USD only: spot holdings are not valued here; the summary is the margin
  *                   account's, and the holdings are in GET /api/v1/account/balance)
  * - unrealized    = Σ per open trade: long (bid − open) × quantity, short (open − ask) × quantity, each never below
@@ -57,10 +59,7 @@ export function accountSummary(stored: StoredAccount, quotes: ReadonlyMap<string
     }
     unrealized += unrealizedPnlMicros(asset, trade, trade.type === "long" ? quote.bid : quote.ask);
   }
-  for (const [id, json] of Object.entries(stored.pendingOrders)) {
-    const order = JSON.parse(json) as { margin?: unknown };
-    marginUsed += micros(order.margin, `pending order ${id} margin`);
-  }
+  marginUsed += reservedMicros(stored.pendingOrders);
   const balance = freeUsd + marginUsed;
   const equity = balance + unrealized;
   return {
@@ -75,6 +74,28 @@ export function accountSummary(stored: StoredAccount, quotes: ReadonlyMap<string
       ...[...missing].filter((s) => !ASSET_BY_SYMBOL.has(s)),
     ],
   };
+}
+
+/** What the pending orders reserve: each its own margin, but an OCO pair only its larger margin, counted once. */
+function reservedMicros(pendingOrders: Record<string, string>): bigint {
+  const orders = new Map<string, { margin: bigint; ocoWith: string | null }>();
+  for (const [id, json] of Object.entries(pendingOrders)) {
+    const order = JSON.parse(json) as { margin?: unknown; ocoWith?: unknown };
+    const margin = micros(order.margin, `pending order ${id} margin`);
+    const ocoWith = order.ocoWith;
+    if (ocoWith !== null && typeof ocoWith !== "string") {
+      throw new Error(`read model: pending order ${id} ocoWith is not an order id: ${JSON.stringify(ocoWith)}`);
+    }
+    orders.set(id, { margin, ocoWith });
+  }
+  let reserved = 0n;
+  for (const [id, { margin, ocoWith }] of orders) {
+    const other = ocoWith === null ? undefined : orders.get(ocoWith);
+    if (ocoWith === null || other?.ocoWith !== id) reserved += margin;
+    // The pair is counted at the leg whose id sorts first, so once.
+    else if (id < ocoWith) reserved += margin > other.margin ? margin : other.margin;
+  }
+  return reserved;
 }
 
 /** A read model's USD amount in micros; one that does not parse is a bug in what wrote it. */

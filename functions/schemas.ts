@@ -503,7 +503,10 @@ export const accountSummaryView = z
         "equity): they are in GET /api/v1/account/balance.",
     }),
     equity: decimal.openapi({ description: "Balance + unrealized PnL." }),
-    marginUsed: decimal.openapi({ description: "Margin in open trades + margin reserved by pending orders." }),
+    marginUsed: decimal.openapi({
+      description:
+        "Margin in open trades + margin reserved by pending orders (an OCO pair reserves its larger margin, once).",
+    }),
     freeMargin: decimal.openapi({ description: "Equity − margin used." }),
     marginLevel: decimal.nullable().openapi({
       description: "Equity / margin used × 100, a percentage rounded down to 2 decimals; null without margin used.",

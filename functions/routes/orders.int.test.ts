@@ -180,6 +180,16 @@ describe("entry orders through the API", () => {
     expect(up!.ocoWith).toBe(down!.id);
     expect(down!.ocoWith).toBe(up!.id);
     expect((res.body.balances as Record<string, string>).USD).toBe("9920"); // 10000 − max(50, 80)
+    // The summary counts the pair's reservation once, as the engine does: 80 used, nothing made out of nothing
+    expect((await cy.get("/api/v1/account/summary")).body.summary).toEqual({
+      balance: "10000",
+      equity: "10000",
+      marginUsed: "80",
+      freeMargin: "9920",
+      marginLevel: "12500", // 10000 / 80 × 100
+      unrealizedPnl: "0",
+      pricesMissing: [],
+    });
     // When the ask rises through 160 (a stop gapped past its price fills at the quote)
     await stack.setQuote("SOL_USDC_PERP", "160.4", "160.5");
     await until(
