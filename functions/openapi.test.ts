@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { apiDocument, dereferenced } from "./testing/document.ts";
 
-const doc = dereferenced(apiDocument("http://localhost:3000"));
+const raw = apiDocument("http://localhost:3000");
+const doc = dereferenced(raw);
 const paths = doc.paths as Record<string, Record<string, unknown>>;
 
 describe("the OpenAPI document", () => {
@@ -77,6 +78,37 @@ describe("the OpenAPI document", () => {
                       },
                     },
                   },
+                },
+              },
+            },
+          },
+        },
+      },
+    });
+  });
+
+  it("spells a reference that may be null anyOf [$ref, null]: no component takes null, no allOf mixes it in", () => {
+    const components = (raw.components as { schemas: Record<string, { type?: unknown }> }).schemas;
+    const nullable = Object.entries(components).filter(([, s]) => [s.type].flat().includes("null"));
+    expect(nullable.map(([name]) => name)).toEqual([]);
+    const allOfNull: string[] = [];
+    const walk = (node: unknown, at: string): void => {
+      if (node === null || typeof node !== "object") return;
+      const allOf = (node as { allOf?: { type?: unknown }[] }).allOf;
+      if (allOf?.some((s) => [s.type].flat().includes("null")) === true) allOfNull.push(at);
+      for (const [key, child] of Object.entries(node)) walk(child, `${at}/${key}`);
+    };
+    walk(raw, "#");
+    expect(allOfNull).toEqual([]);
+    const close = (raw.paths as Record<string, Record<string, unknown>>)["/api/v1/trade/close"];
+    expect(close).toMatchObject({
+      post: {
+        responses: {
+          200: {
+            content: {
+              "application/json": {
+                schema: {
+                  properties: { remaining: { anyOf: [{ $ref: "#/components/schemas/Trade" }, { type: "null" }] } },
                 },
               },
             },

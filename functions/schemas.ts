@@ -99,6 +99,16 @@ function oneOf(first: string, second: string, required: boolean) {
   };
 }
 
+/**
+ * `schema` or null. Not `schema.nullable()`: on a schema registered as a component, the OpenAPI generator either
+ * makes the component itself nullable (so every use of it takes null) or, when the nullable carries metadata,
+ * emits `allOf: [{$ref}, {type: ["object", "null"]}]`, which null never passes. A union gives
+ * `anyOf: [{$ref}, {type: "null"}]`, as OpenAPI 3.1 spells a nullable reference.
+ */
+function orNull<S extends z.ZodType>(schema: S) {
+  return z.union([schema, z.null()]);
+}
+
 /** A trailing stop's terms: exactly one of `distance` and `percent`. */
 export const trailingStopInput = z
   .strictObject({
@@ -118,10 +128,16 @@ export const trailingStopInput = z
  * as absent is. It leaves validation as absent, so both spellings are the same body to an Idempotency-Key.
  */
 function optionalOrNone<S extends z.ZodType>(schema: S) {
-  return schema
-    .nullable()
-    .optional()
-    .transform((value) => value ?? undefined);
+  return noneAsAbsent(schema.nullable());
+}
+
+/** The same for a schema registered as a component (see orNull). */
+function optionalComponentOrNone<S extends z.ZodType>(schema: S) {
+  return noneAsAbsent(orNull(schema));
+}
+
+function noneAsAbsent<S extends z.ZodType>(nullable: S) {
+  return nullable.optional().transform((value) => value ?? undefined);
 }
 
 /** A price field that may be null or absent (none). */
@@ -140,7 +156,7 @@ export const createTradeRequest = z
     leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
     stopLoss: optionalPrice("Close when the price reaches this level (at the asset's price decimals)."),
     takeProfit: optionalPrice("Close when the price reaches this level."),
-    trailingStop: optionalOrNone(trailingStopInput),
+    trailingStop: optionalComponentOrNone(trailingStopInput),
   })
   .openapi("CreateTradeRequest", {
     example: { asset: "ETH", type: "long", margin: "100", leverage: 10, stopLoss: "3900", takeProfit: "4600" },
@@ -178,7 +194,7 @@ export const modifyTradeRequest = z
       .nullable()
       .optional()
       .openapi({ type: ["string", "number", "null"], description: "New take-profit; null removes it." }),
-    trailingStop: trailingStopInput.nullable().optional(),
+    trailingStop: orNull(trailingStopInput).optional(),
   })
   .openapi("ModifyTradeRequest", { example: { tradeId: "T0-42", stopLoss: "4250", takeProfit: null } });
 
@@ -216,7 +232,7 @@ export const entryOrderRequest = z
     leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
     stopLoss: optionalPrice("The trade's stop-loss on fill."),
     takeProfit: optionalPrice("The trade's take-profit on fill."),
-    trailingStop: optionalOrNone(trailingStopInput),
+    trailingStop: optionalComponentOrNone(trailingStopInput),
     expiresAt: optionalOrNone(isoTimeInput).openapi({
       type: ["string", "null"],
       format: "date-time",
@@ -431,10 +447,10 @@ export const balancesView = z
 // The engine's own schemas (contract/messages.ts), rebuilt from their shapes with this module's z, which carries
 // the OpenAPI metadata methods whatever the order in which modules were loaded.
 const trailingStopView = z.object(trailingStopSchema.shape).openapi("TrailingStop");
-const tradeShape = { ...tradeSchema.shape, trailingStop: trailingStopView.nullable() };
+const tradeShape = { ...tradeSchema.shape, trailingStop: orNull(trailingStopView) };
 const tradeView = z.object(tradeShape).openapi("Trade", { example: TRADE_EXAMPLE });
 export const closedTradeView = z
-  .object({ ...closedTradeSchema.shape, trailingStop: trailingStopView.nullable() })
+  .object({ ...closedTradeSchema.shape, trailingStop: orNull(trailingStopView) })
   .openapi("ClosedTrade", { example: CLOSED_TRADE_EXAMPLE });
 export const orderView = z
   .object({ ...orderSchema.shape, trailingStop: z.object(trailingStopSpecSchema.shape).nullable() })
@@ -572,7 +588,7 @@ export const responses = {
   trade: z.object({ trade: tradeView }),
   closedTrade: z.object({
     trade: closedTradeView,
-    remaining: tradeView.nullable().openapi({ description: "After a partial close, what stays open; else null." }),
+    remaining: orNull(tradeView).openapi({ description: "After a partial close, what stays open; else null." }),
   }),
   placedOrder: z.object({ order: orderView, balances: balancesView }),
   placedOco: z.object({ orders: z.tuple([orderView, orderView]), balances: balancesView }),

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client, type Call } from "../testing/http.ts";
+import { answersOffDocument } from "../testing/redocly.ts";
 import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
 
 let stack: ApiStack;
@@ -260,6 +261,17 @@ describe("partial close and trades already closed", () => {
     expect(again.status).toBe(409);
     expect(again.body.error?.code).toBe("TRADE_CLOSED");
     expect(again.body.trade).toMatchObject({ id, closeId: id, remainingQuantity: "0", closeReason: "manual" });
+
+    // Each answer matches its schema in the served OpenAPI document: `remaining` a Trade, then null
+    const served = (await client(stack.app).get("/api/v1/openapi.json")).body;
+    const close = "POST /api/v1/trade/close";
+    const answers = [
+      { operation: "POST /api/v1/trade/create", status: 201, name: "opened", body: opened.body },
+      { operation: close, status: 200, name: "partialClose", body: half.body },
+      { operation: close, status: 200, name: "fullClose", body: rest.body },
+      { operation: close, status: 409, name: "closedAlready", body: again.body },
+    ];
+    expect(await answersOffDocument(served, answers)).toEqual([]);
   });
 
   it("modifies an ADA trade's exits (absent unchanged, null removed), then 409 TRADE_CLOSED once it is closed", async () => {
