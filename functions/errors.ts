@@ -41,7 +41,7 @@ export const API_ERRORS = {
   IDEMPOTENCY_CONFLICT: { status: 409, message: "This Idempotency-Key was used with a different request body." },
   ORDER_NOT_PENDING: { status: 409, message: "The order is no longer pending; its current state is in `order`." },
   TRADE_CLOSED: { status: 409, message: "The trade is already closed; its close is in `trade`." },
-  PAYLOAD_TOO_LARGE: { status: 413, message: "The body is too large." },
+  PAYLOAD_TOO_LARGE: { status: 413, message: "The body is over the limit of 16,384 bytes (16 KiB)." },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },
   RATE_LIMITED: { status: 429, message: "Too many requests; try again after Retry-After seconds." },
   INTERNAL: { status: 500, message: "Something went wrong on our side." },

@@ -1,8 +1,9 @@
 // Request bodies: money sent as a JSON number is read by its decimal text, never through a binary double; hostile
 // bodies (deep nesting, "__proto__" keys, absurd exponents, repeated keys) are refused or stay harmless.
 import { describe, expect, it } from "vitest";
-import { JsonNumber, MAX_BODY_DEPTH, parseJsonBody, plainDecimal } from "./json-body.ts";
-import { BODY_LIMIT_BYTES } from "./validate.ts";
+import { API_ERRORS } from "./errors.ts";
+import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody, plainDecimal } from "./json-body.ts";
+import { BODY_LIMIT_BYTES, tooLargeMessage } from "./validate.ts";
 
 function numberIn(text: string): JsonNumber {
   const body = parseJsonBody(text) as Record<string, unknown>;
@@ -78,6 +79,24 @@ describe("parseJsonBody", () => {
     expect(parseJsonBody(nested(MAX_BODY_DEPTH + 1))).toBeUndefined();
     expect(parseJsonBody("[".repeat(BODY_LIMIT_BYTES))).toBeUndefined();
     expect(parseJsonBody('{"a":'.repeat(BODY_LIMIT_BYTES / 5))).toBeUndefined();
+  });
+
+  it("tells a body refused for its nesting from one refused for its syntax, so the 400 can say which", () => {
+    const nested = (depth: number) => `${"[".repeat(depth - 1)}{"a":1}${"]".repeat(depth - 1)}`;
+    expect(nestsTooDeep(nested(MAX_BODY_DEPTH + 1))).toBe(true);
+    expect(nestsTooDeep("[".repeat(BODY_LIMIT_BYTES))).toBe(true);
+    expect(nestsTooDeep(nested(MAX_BODY_DEPTH))).toBe(false);
+    expect(nestsTooDeep("{not json")).toBe(false);
+    expect(nestsTooDeep(`]${"[".repeat(40)}`)).toBe(false); // closes before it opens: broken, wherever it goes
+    expect(nestsTooDeep(`{"a":"${"[".repeat(40)}"}`)).toBe(false); // brackets in a string do not nest
+  });
+
+  it("gives the body limit in the 413's message, and the size sent when known", () => {
+    expect(tooLargeMessage()).toBe("The body is over the limit of 16,384 bytes (16 KiB).");
+    expect(tooLargeMessage()).toBe(API_ERRORS.PAYLOAD_TOO_LARGE.message);
+    expect(tooLargeMessage(1_234_567)).toBe(
+      "The body is over the limit of 16,384 bytes (16 KiB); received 1,234,567 bytes.",
+    );
   });
 
   it("keeps '__proto__' and 'constructor' keys as plain own fields, polluting nothing", () => {

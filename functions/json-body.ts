@@ -4,7 +4,7 @@
  * binary double first. Bodies go through the exact parser instead (platform/exact-json.ts), and every number
  * arrives as a JsonNumber carrying its source text; the schemas (schemas.ts) decide what a number may be.
  */
-import { parseExactJson, RawNumber, type ExactJson } from "../platform/exact-json.ts";
+import { bracketNesting, parseExactJson, RawNumber, type ExactJson } from "../platform/exact-json.ts";
 
 /** Our bodies are flat objects; the limit only bounds the parser's recursion on hostile ones. */
 export const MAX_BODY_DEPTH = 32;
@@ -71,4 +71,12 @@ const toJsonNumber = (text: string) => new JsonNumber(text);
  */
 export function parseJsonBody(text: string): JsonValue | undefined {
   return parseExactJson(text, MAX_BODY_DEPTH, toJsonNumber);
+}
+
+/**
+ * Whether a body that parseJsonBody refused was refused for its nesting, past MAX_BODY_DEPTH, rather than its syntax:
+ * the two answer with different messages. Text past the limit is not parsed, so it may be broken JSON as well.
+ */
+export function nestsTooDeep(text: string): boolean {
+  return bracketNesting(text, MAX_BODY_DEPTH) === "deeper";
 }

@@ -11,10 +11,23 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import type { RejectionCode } from "../contract/rejections.ts";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
-import { JsonNumber, parseJsonBody } from "./json-body.ts";
+import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody } from "./json-body.ts";
 import { fieldErrorCode } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
+
+/** The 413's message: the limit, and the size sent when a Content-Length gave it (a stream is cut at the limit). */
+export function tooLargeMessage(receivedBytes?: number): string {
+  const limit = `The body is over the limit of ${grouped(BODY_LIMIT_BYTES)} bytes (${BODY_LIMIT_BYTES / 1024} KiB)`;
+  return receivedBytes === undefined ? `${limit}.` : `${limit}; received ${grouped(receivedBytes)} bytes.`;
+}
+
+export const TOO_DEEP_MESSAGE = `The body is nested too deeply: at most ${MAX_BODY_DEPTH} levels of arrays and objects are read.`;
+
+/** 16384 → "16,384". */
+function grouped(n: number): string {
+  return String(n).replace(/\B(?=(\d{3})+$)/g, ",");
+}
 
 export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
   checkMediaType(c);
@@ -43,7 +56,7 @@ function checkMediaType(c: Context): void {
 
 function parsed<S extends z.ZodType>(schema: S, text: string): z.output<S> {
   const body = parseJsonBody(text);
-  if (body === undefined) throw new ApiError("MALFORMED_JSON");
+  if (body === undefined) throw new ApiError("MALFORMED_JSON", nestsTooDeep(text) ? TOO_DEEP_MESSAGE : undefined);
   return check(schema, body, "body");
 }
 
@@ -66,7 +79,7 @@ async function readBodyText(c: Context): Promise<string> {
   if (length !== undefined && c.req.header("transfer-encoding") === undefined) {
     if (!/^\d{1,10}$/.test(length))
       throw new ApiError("INVALID_REQUEST", fieldProblem("Content-Length", "a whole number", length, false));
-    if (Number(length) > BODY_LIMIT_BYTES) throw new ApiError("PAYLOAD_TOO_LARGE");
+    if (Number(length) > BODY_LIMIT_BYTES) throw new ApiError("PAYLOAD_TOO_LARGE", tooLargeMessage(Number(length)));
     return c.req.text();
   }
   const stream = c.req.raw.body;
@@ -80,7 +93,7 @@ async function readBodyText(c: Context): Promise<string> {
     size += value.byteLength;
     if (size > BODY_LIMIT_BYTES) {
       await reader.cancel();
-      throw new ApiError("PAYLOAD_TOO_LARGE");
+      throw new ApiError("PAYLOAD_TOO_LARGE", tooLargeMessage());
     }
     chunks.push(value);
   }

@@ -35,7 +35,7 @@ export function parseExactJson<N extends RawNumber = RawNumber>(
   maxDepth: number,
   toNumber: (text: string) => N = (t) => new RawNumber(t) as N,
 ): ExactJson<N> | undefined {
-  if (nestsDeeperThan(text, maxDepth)) return undefined;
+  if (bracketNesting(text, maxDepth) !== undefined) return undefined;
   try {
     return parse(text, null, { parseNumber: toNumber, onDuplicateKey: keepLast }) as ExactJson<N>;
   } catch {
@@ -44,10 +44,11 @@ export function parseExactJson<N extends RawNumber = RawNumber>(
 }
 
 /**
- * Whether the brackets outside strings nest deeper than `maxDepth` (or close more than they open). On text the
- * parser accepts, this is exactly its nesting; on other text the parser fails no deeper than this count.
+ * What keeps `text` from the parser: "deeper" when the brackets outside strings nest deeper than `maxDepth`,
+ * "unbalanced" when they close more than they open (before going deeper), undefined otherwise. On text the parser
+ * accepts, this is exactly its nesting; on other text the parser fails no deeper than this count.
  */
-function nestsDeeperThan(text: string, maxDepth: number): boolean {
+export function bracketNesting(text: string, maxDepth: number): "deeper" | "unbalanced" | undefined {
   let depth = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -58,12 +59,12 @@ function nestsDeeperThan(text: string, maxDepth: number): boolean {
         else if (s === 34) break;
       }
     } else if (c === 123 /* { */ || c === 91 /* [ */) {
-      if (++depth > maxDepth) return true;
+      if (++depth > maxDepth) return "deeper";
     } else if (c === 125 /* } */ || c === 93 /* ] */) {
-      if (--depth < 0) return true;
+      if (--depth < 0) return "unbalanced";
     }
   }
-  return false;
+  return undefined;
 }
 
 /** Whether `value` is a JSON object (not an array, not a number). */

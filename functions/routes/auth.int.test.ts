@@ -303,8 +303,36 @@ describe("request guards", () => {
     }
     const wrongType = await gina.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
     expect([wrongType.status, wrongType.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
-    const huge = await gina.post("/api/v1/trade/create", JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) }));
-    expect([huge.status, huge.body.error?.code]).toEqual([413, "PAYLOAD_TOO_LARGE"]);
+    expect((await gina.post("/api/v1/trade/create", "{not json")).body.error?.message).toBe(
+      "The body is not valid JSON.",
+    );
+    // Valid JSON one level past the limit: the message says why it was not read
+    const nested = (levels: number) => `${"[".repeat(levels - 1)}{"a":1}${"]".repeat(levels - 1)}`;
+    const deep = await gina.post("/api/v1/trade/create", nested(33));
+    expect([deep.status, deep.body.error]).toEqual([
+      400,
+      {
+        code: "MALFORMED_JSON",
+        message: "The body is nested too deeply: at most 32 levels of arrays and objects are read.",
+      },
+    ]);
+    const deepest = await gina.post("/api/v1/trade/create", nested(32)); // read, then refused as not an order
+    expect([deepest.status, deepest.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
+    // Over 16 KiB: the limit, and with a Content-Length the size sent (without one the read stops at the limit)
+    const big = JSON.stringify({ asset: "ETH", pad: "x".repeat(20_000) });
+    const huge = await gina.post("/api/v1/trade/create", big);
+    expect([huge.status, huge.body.error]).toEqual([
+      413,
+      { code: "PAYLOAD_TOO_LARGE", message: "The body is over the limit of 16,384 bytes (16 KiB)." },
+    ]);
+    const sized = await gina.post("/api/v1/trade/create", big, { "content-length": String(big.length) });
+    expect([sized.status, sized.body.error]).toEqual([
+      413,
+      {
+        code: "PAYLOAD_TOO_LARGE",
+        message: "The body is over the limit of 16,384 bytes (16 KiB); received 20,024 bytes.",
+      },
+    ]);
     expect((await gina.get("/api/v1/trade/history?limit=0")).status).toBe(400);
     expect((await gina.get("/api/v1/trade/history?cursor=bogus")).body.error?.code).toBe("INVALID_CURSOR");
     expect((await gina.get("/api/v1/nope")).status).toBe(404);
