@@ -117,13 +117,29 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<
 function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const issues = numbersForObjects(parsed.error.issues, input);
+  const issues = numbersForObjects(unwrapOrNull(parsed.error.issues), input);
   const first = issues[0]!;
   // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
   const value = valueAt(input, first.path);
   const code = value === undefined || isWrongType(first, value) ? undefined : fieldErrorCode(first.path);
   throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, fieldsOf(schema)));
+}
+
+/**
+ * A field declared `orNull(schema)` (schemas.ts) is a union with null, so a wrong value under it fails as one
+ * invalid_union issue at the field: the issues of its other branch, at their own paths, are what is wrong with it
+ * (`trailingStop.distance`, not `trailingStop`), as they were before the union.
+ */
+function unwrapOrNull(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  return issues.flatMap((issue) => {
+    if (issue.code !== "invalid_union") return [issue];
+    const isNullBranch = (branch: readonly z.core.$ZodIssue[]) =>
+      branch.length === 1 && branch[0]!.code === "invalid_type" && branch[0].expected === "null";
+    const others = issue.errors.filter((branch) => !isNullBranch(branch));
+    if (others.length !== 1 || others.length === issue.errors.length) return [issue];
+    return unwrapOrNull(others[0]!.map((sub) => ({ ...sub, path: [...issue.path, ...sub.path] })));
+  });
 }
 
 /**

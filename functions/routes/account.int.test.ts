@@ -1,6 +1,6 @@
 /**
  * The account summary through the API, against real Redis and Postgres with the real engine and worker running
- * (testing/api-stack.ts). Pending entry orders have no route yet: their read model is filled by hand in one test.
+ * (testing/api-stack.ts). One test fills the pending orders' read model by hand.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { client } from "../testing/http.ts";
@@ -63,9 +63,9 @@ describe("GET /api/v1/account/summary", () => {
     await stack.redis.hset(
       stack.keys.pendingOrdersKey(aliceId),
       "P0-1",
-      JSON.stringify({ id: "P0-1", asset: "ETH", margin: "50" }),
+      JSON.stringify({ id: "P0-1", asset: "ETH", margin: "50", ocoWith: null }),
       "P0-2",
-      JSON.stringify({ id: "P0-2", asset: "BTC", margin: "0.000001" }),
+      JSON.stringify({ id: "P0-2", asset: "BTC", margin: "0.000001", ocoWith: null }),
     );
     expect((await alice.get("/api/v1/account/summary")).body.summary).toEqual({
       balance: "10050.000001", // 9700 free (the hand-filled orders reserved nothing from it) + 300 + 50.000001
