@@ -83,7 +83,7 @@ describe("price-driven summaries", () => {
       limits: DEFAULT_LIMITS,
       store: {
         readState: (userId) =>
-          Promise.resolve({ seq: 1, balances: { USD: "1000" }, trades: trades(userId), orders: [] }),
+          Promise.resolve({ seq: 1, aheadSeq: 0, balances: { USD: "1000" }, trades: trades(userId), orders: [] }),
         readAfter: () => Promise.reject(new Error("not used")),
       },
       revokedSessions: () => Promise.resolve([]),

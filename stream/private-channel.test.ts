@@ -14,12 +14,15 @@ import { balancesEvent } from "./testing/stream-fixture.ts";
 /** The events store's rules (worker/events.ts): the events after `since` up to the first one it does not hold. */
 class MemoryStore implements PrivateStore {
   readonly events = new Map<number, PrivateOutput>();
+  /** The snapshot's seq, and the highest seq stored above a gap (worker/events.ts readPrivateState). */
+  stateSeq = 0;
+  aheadSeq = 0;
   reads = 0;
   /** While set, each read waits for it (what the read returns is what the store held when it was made). */
   gate: Promise<void> | undefined;
 
   readState(): Promise<PrivateState> {
-    return Promise.resolve({ seq: 0, balances: {}, trades: [], orders: [] });
+    return Promise.resolve({ seq: this.stateSeq, aheadSeq: this.aheadSeq, balances: {}, trades: [], orders: [] });
   }
 
   async readAfter(_userId: string, since: number, limit = 1000): Promise<EventsAfter> {
@@ -107,6 +110,20 @@ describe("PrivateChannel", () => {
     const reads = store.reads;
     await vi.advanceTimersByTimeAsync(30_000);
     expect(store.reads).toBe(reads);
+  });
+
+  it("reads what the store holds above a gap once it fills, though it subscribed after their fan-out", async () => {
+    for (const since of [undefined, 1]) {
+      const { channel, store, seqs } = setUp();
+      // 1 sent; a worker died holding 2, another stored and fanned out 3..5 above the gap before this subscribe.
+      for (const n of [1, 3, 4, 5]) store.events.set(n, event(n));
+      [store.stateSeq, store.aheadSeq] = [1, 5];
+      await channel.start(since);
+      store.events.set(2, event(2)); // the claimed 2 is stored: the mark moves to 5, and only 2 is fanned out
+      channel.notify(event(2));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(seqs(), `since ${since}`).toEqual([2, 3, 4, 5]);
+    }
   });
 
   it("sends the summary after an engine step's last event for the user, not between its events", async () => {

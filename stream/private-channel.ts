@@ -90,6 +90,9 @@ export class PrivateChannel {
     const snapshot = await this.deps.store.readState(this.conn.userId);
     if (this.stopped) return;
     this.mirror.reset(snapshot);
+    // Events stored above a gap were fanned out before this channel listened: no notification will name them, and
+    // the one that fills the gap is read from the store only if the channel knows more follow it.
+    if (snapshot.aheadSeq > this.highestNotified) this.highestNotified = snapshot.aheadSeq;
     if (since === undefined) {
       this.lastSeq = snapshot.seq;
       this.sendState("snapshot", undefined);

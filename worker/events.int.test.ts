@@ -244,6 +244,8 @@ describe("events store", () => {
     const early = await readEventsAfter(redis, keys, "ann", 0);
     expect(early.ok && [seqs(early.events), early.mark]).toEqual([[1, 2], 2]);
     expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], mark: 2 });
+    // A snapshot says how far the store holds above the gap: a channel reads up to there once it fills
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 2, aheadSeq: 6 });
     // A replay of an early one stores nothing again
     expect(await append(keys, [balances("ann", 6)])).toEqual([0]);
     // When 4 arrives the gap narrows: still at 2
@@ -253,6 +255,7 @@ describe("events store", () => {
     await append(keys, [balances("ann", 3)]);
     expect(await redis.get(keys.eventsSeqKey("ann"))).toBe("6");
     expect(await redis.zcard(keys.eventsAheadKey("ann"))).toBe(0);
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 6, aheadSeq: 0 });
     const all = await readEventsAfter(redis, keys, "ann", 0);
     expect(all.ok && [seqs(all.events), all.mark]).toEqual([range(1, 6), 6]);
   });
@@ -327,11 +330,18 @@ describe("readPrivateState", () => {
     );
     expect(await readPrivateState(redis, keys, "ann")).toEqual({
       seq: 2,
+      aheadSeq: 4,
       balances: { USD: "9800", ETH: "0" },
       trades: [trade("T0-9", T0 + 5), trade("T0-10", T0 + 5), trade("T0-2", T0 + 9)],
       orders: [order("P0-3", T0 + 6), order("P0-4", T0 + 7)],
     });
-    expect(await readPrivateState(redis, keys, "nobody")).toEqual({ seq: 0, balances: {}, trades: [], orders: [] });
+    expect(await readPrivateState(redis, keys, "nobody")).toEqual({
+      seq: 0,
+      aheadSeq: 0,
+      balances: {},
+      trades: [],
+      orders: [],
+    });
   });
 
   it("works on a Redis that has not loaded its script (EVAL on NOSCRIPT)", async () => {

@@ -98,13 +98,17 @@ if since >= mark then return {tostring(mark), {}} end
 local upto = math.min(mark, since + tonumber(ARGV[2]))
 return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. since, upto, 'WITHSCORES')}`;
 
-/** KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark: all of them at one instant. */
+/**
+ * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead: all of them at one
+ * instant, the ahead set as its highest seq.
+ */
 const PRIVATE_STATE = `
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('HGETALL', KEYS[2]),
   redis.call('HGETALL', KEYS[3]),
-  redis.call('GET', KEYS[4]) or '0'
+  redis.call('GET', KEYS[4]) or '0',
+  redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0'
 }`;
 
 /**
@@ -194,6 +198,11 @@ export async function fanOutEntries(
 
 export interface PrivateState {
   seq: number;
+  /**
+   * The highest seq stored above a gap (0 when there is none): events a reader must read once the gap fills, though
+   * their fan-out came before it started listening.
+   */
+  aheadSeq: number;
   balances: Balances;
   trades: TradeView[];
   orders: OrderView[];
@@ -206,14 +215,16 @@ export interface PrivateState {
  * Trades oldest opened first, orders oldest placed first (as the REST API lists them).
  */
 export async function readPrivateState(redis: Redis, keys: Keyspace, userId: string): Promise<PrivateState> {
-  const [balances, trades, orders, mark] = (await runScript(redis, PRIVATE_STATE, [
+  const [balances, trades, orders, mark, ahead] = (await runScript(redis, PRIVATE_STATE, [
     keys.balancesKey(userId),
     keys.openTradesKey(userId),
     keys.pendingOrdersKey(userId),
     keys.eventsSeqKey(userId),
-  ])) as [string[], string[], string[], string];
+    keys.eventsAheadKey(userId),
+  ])) as [string[], string[], string[], string, string];
   return {
     seq: Number(mark),
+    aheadSeq: Number(ahead),
     balances: Object.fromEntries(pairs(balances)),
     trades: pairs(trades)
       .map(([, json]) => JSON.parse(json) as TradeView)
