@@ -112,6 +112,34 @@ describe("price-driven summaries", () => {
     onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
   }
 
+  it("drops a quote older than the one it holds: two workers' fan-outs can come out of log order", async () => {
+    const hub = startHub(() => []);
+    const bids: string[] = [];
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+      },
+      send: (data: string | Buffer) => {
+        const frame = JSON.parse(String(data)) as { type: string; bid?: string };
+        if (frame.type === "quote") bids.push(frame.bid!);
+      },
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "q", sessionId: "q", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "quotes", assets: ["BTC"] })), false);
+    const [older, newer] = [quoteOutput("BTC", "100"), quoteOutput("BTC", "101")];
+    const fanOut = (q: typeof older) => hub.handleEntry(`${Date.now()}-0`, { kind: "quote", body: JSON.stringify(q) });
+    fanOut(newer);
+    fanOut(older);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(bids).toEqual(["101"]);
+    fanOut(newer); // sent again (its batch run again): nothing new
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(bids).toEqual(["101"]);
+    hub.shutdown();
+  });
+
   it("a quote owes a summary only to the channels with an open trade in its asset, at most one per interval", async () => {
     const hub = startHub((userId) => (userId === "eth" ? [trade("T0-1", "ETH")] : [trade("T0-2", "BTC")]));
     const summaries = new Map<string, number>();

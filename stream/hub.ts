@@ -17,6 +17,7 @@ import { CLOSE_CODES } from "../client/protocol.ts";
 import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
 import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
+import { compareOutputIds } from "../worker/history-writes.ts";
 import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
 
 export interface HubDeps {
@@ -43,6 +44,8 @@ export class StreamHub {
   /** Sockets owed a price-driven summary (the tick sends each once summaryIntervalMs has passed since its last). */
   private readonly summariesDue = new Set<StreamConnection>();
   private readonly latestQuotes = new Map<string, Quote>();
+  /** The output id of each asset's latest quote from the fan-out: an older one that comes after it is dropped. */
+  private readonly latestQuoteIds = new Map<string, string>();
   private readonly quotes: QuoteFanout;
   private readonly candles: CandleFanout;
   private readonly now: () => number;
@@ -163,6 +166,11 @@ export class StreamHub {
   }
 
   private onQuote(quote: QuoteOutput, nowMs: number): void {
+    // Two workers fan out in their own round trips, after their guarded read-model writes: one asset's quotes can
+    // come out of log order, and the older must not replace the newer (nor a quote sent again replace itself).
+    const latestId = this.latestQuoteIds.get(quote.asset);
+    if (latestId !== undefined && compareOutputIds(quote.id, latestId) <= 0) return;
+    this.latestQuoteIds.set(quote.asset, quote.id);
     const { bid, ask, updatedAt, source } = quote;
     this.latestQuotes.set(quote.asset, { bid, ask, updatedAt, source });
     this.quotes.publish(quote, nowMs);

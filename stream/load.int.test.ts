@@ -85,10 +85,13 @@ describe("the account summary", () => {
     client.send({ op: "subscribe", channel: "private" });
     const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
     expect(snapshot).toMatchObject({ seq: 1, trades: [{ id: "T0-1" }] });
+    // Each from its own input, as the engine's are (the hub drops a quote no newer than the one it holds).
+    const inputMs = Date.now();
+    let inputSeq = 0;
     const quote = (bid: string) => ({
       type: "quote_updated",
-      id: `${Date.now()}-0:0`,
-      inputId: `${Date.now()}-0`,
+      id: `${inputMs}-${inputSeq}:0`,
+      inputId: `${inputMs}-${inputSeq++}`,
       asset: "BTC",
       market: "BTC_USDC_PERP",
       bid,

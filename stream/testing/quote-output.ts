@@ -1,14 +1,22 @@
-/** Test support: a `quote_updated` output for `asset` at `bid` (= ask), as the engine emits it. */
+/**
+ * Test support: a `quote_updated` output for `asset` at `bid` (= ask), as the engine emits it: each from a later
+ * input than the one before (the hub drops a quote older than the one it holds).
+ */
 import type { QuoteOutput } from "../quotes.ts";
 
-export const quoteOutput = (asset: string, bid: string, updatedAt = "2026-12-06T00:00:01.000Z"): QuoteOutput => ({
-  type: "quote_updated",
-  id: "1-0:0",
-  inputId: "1-0",
-  asset,
-  market: `${asset}_USDC_PERP`,
-  bid,
-  ask: bid,
-  updatedAt,
-  source: "sim",
-});
+let nextInputMs = 1;
+
+export const quoteOutput = (asset: string, bid: string, updatedAt = "2026-12-06T00:00:01.000Z"): QuoteOutput => {
+  const inputId = `${nextInputMs++}-0`;
+  return {
+    type: "quote_updated",
+    id: `${inputId}:0`,
+    inputId,
+    asset,
+    market: `${asset}_USDC_PERP`,
+    bid,
+    ask: bid,
+    updatedAt,
+    source: "sim",
+  };
+};
