@@ -246,6 +246,23 @@ describe("sessions", () => {
     });
     expect([order.status, order.body.error]).toEqual([401, { code: "UNAUTHENTICATED", message: SESSION_NOT_VALID }]);
     expect(await stack.redis.xlen(stack.keys.input)).toBe(inputBefore);
+    // Modify and close look up the trade's asset for its decimals first: a signed-out session learns nothing there
+    // about which trades are open (an open one would be a 400 for too many decimals, an unknown one a 404).
+    await stack.redis.hset(stack.keys.openTradesKey(first.user.id), "T0-77", JSON.stringify({ asset: "ETH" }));
+    const probes = [
+      ["/api/v1/trade/modify", { tradeId: "T0-77", stopLoss: "1.123456789" }],
+      ["/api/v1/trade/close", { tradeId: "T0-77", quantity: "0.123456789" }],
+    ] as const;
+    for (const [path, body] of probes) {
+      const probe = await client(stack.app, first.token).post(path, body);
+      expect([probe.status, probe.body.error], path).toEqual([
+        401,
+        { code: "UNAUTHENTICATED", message: SESSION_NOT_VALID },
+      ]);
+      const live = await client(stack.app, second.token).post(path, body);
+      expect([live.status, live.body.error?.code], path).toEqual([400, "INVALID_AMOUNT"]);
+    }
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputBefore);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
     expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine
   });

@@ -11,7 +11,7 @@ import type { Answer, InstructionResult } from "../../contract/messages.ts";
 import { USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
-import { ApiError } from "../errors.ts";
+import { ApiError, SESSION_NOT_VALID } from "../errors.ts";
 import { historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
@@ -153,7 +153,7 @@ export function tradeRoutes(deps: ApiDeps) {
     if (percent !== undefined) checkPercent("percent", percent, "INVALID_AMOUNT", CLOSE_PERCENT_MAX);
     if (quantity !== undefined) {
       // The trade's asset sets the quantity decimals; an unknown trade gets no check here and the engine's answer.
-      const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
+      const asset = await openTradeAsset(deps, c, tradeId);
       if (asset !== undefined) checkPrecision("quantity", quantity, ASSET_BY_SYMBOL.get(asset)!.quantityDecimals);
     }
     const result = await actOnTrade(deps, c, "close", body, tradeId, {
@@ -197,7 +197,7 @@ export function tradeRoutes(deps: ApiDeps) {
   route(app, modify, async (c, { body }) => {
     const { tradeId, stopLoss, takeProfit, trailingStop } = body;
     // The trade's asset sets the price decimals; an unknown trade gets no check here and the engine's 404.
-    const asset = await openTradeAsset(deps, c.get("session").userId, tradeId);
+    const asset = await openTradeAsset(deps, c, tradeId);
     if (asset !== undefined) {
       const config = ASSET_BY_SYMBOL.get(asset)!;
       if (typeof stopLoss === "string") checkPrice("stopLoss", stopLoss, config, "INVALID_AMOUNT");
@@ -354,12 +354,21 @@ async function actOnTrade(
   }
 }
 
-/** One field of a hash (ApiRedis has no HGET of its own). */
-const HGET = "return redis.call('HGET', KEYS[1], ARGV[1])";
+/** KEYS[1] the session's revocation, KEYS[2] the open trades; ARGV[1] the trade id: -1 when revoked, else HGET. */
+const OPEN_TRADE = `
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+return redis.call('HGET', KEYS[2], ARGV[1])`;
 
-/** The asset of one of the user's open trades, from the read model; undefined when it is not open there. */
-async function openTradeAsset(deps: ApiDeps, userId: string, tradeId: string): Promise<string | undefined> {
-  const json = await deps.redis.eval(HGET, [deps.keys.openTradesKey(userId)], [tradeId]);
+/**
+ * The asset of one of the session's user's open trades, from the read model; undefined when it is not open there.
+ * A signed-out session is 401 here, before anything the answer could tell about the account (the admission script
+ * checks again).
+ */
+async function openTradeAsset(deps: ApiDeps, c: ApiContext, tradeId: string): Promise<string | undefined> {
+  const session = c.get("session");
+  const keys = [deps.sessions.revokedKey(session), deps.keys.openTradesKey(session.userId)];
+  const json = await deps.redis.eval(OPEN_TRADE, keys, [tradeId]);
+  if (json === -1) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
   return typeof json === "string" ? (JSON.parse(json) as { asset: string }).asset : undefined;
 }
 
