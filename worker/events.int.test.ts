@@ -13,6 +13,7 @@ import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { startScratchRedis } from "../platform/testing/processes.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import {
   EVENT_APPEND,
@@ -345,13 +346,17 @@ describe("readPrivateState", () => {
   });
 
   it("works on a Redis that has not loaded its script (EVAL on NOSCRIPT)", async () => {
-    const keys = await space("state-noscript");
-    await redis.script("FLUSH");
+    // A fresh Redis of its own, with no script loaded (a SCRIPT FLUSH of the shared one would empty it under every
+    // other test file running).
+    const scratch = await startScratchRedis("events-noscript");
+    const fresh = new Redis(scratch.port, "127.0.0.1");
     try {
-      expect((await readPrivateState(redis, keys, "ann")).seq).toBe(0);
-      expect(await readEventsAfter(redis, keys, "ann", 0)).toEqual({ ok: true, events: [], mark: 0 });
+      const keys = keyspace("noscript:");
+      expect((await readPrivateState(fresh, keys, "ann")).seq).toBe(0);
+      expect(await readEventsAfter(fresh, keys, "ann", 0)).toEqual({ ok: true, events: [], mark: 0 });
     } finally {
-      for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await redis.script("LOAD", script);
+      fresh.disconnect();
+      await scratch.stop();
     }
   });
 });

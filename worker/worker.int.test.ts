@@ -1,7 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -37,7 +34,7 @@ import {
 } from "./worker.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
-import { freePort, startRedisServer } from "../platform/testing/processes.ts";
+import { startScratchRedis } from "../platform/testing/processes.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
@@ -208,11 +205,9 @@ describe("worker on real Redis and Postgres", () => {
 
   it("writes read models by script hash, and loads the scripts again when Redis has lost them", async () => {
     // A Redis of its own: SCRIPT FLUSH empties a server's whole script cache, under every other test file running.
-    const dir = mkdtempSync(join(tmpdir(), "worker-noscript-"));
-    const port = await freePort();
-    const server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no"]);
-    const redis = new Redis(port, "127.0.0.1");
-    const reader = new Redis(port, "127.0.0.1");
+    const scratch = await startScratchRedis("worker-noscript");
+    const redis = new Redis(scratch.port, "127.0.0.1");
+    const reader = new Redis(scratch.port, "127.0.0.1");
     const local = keyspace(`${prefix}noscript:`);
     const state = createState(makeParams({ shard: 2 }));
     const stop = new AbortController();
@@ -248,8 +243,7 @@ describe("worker on real Redis and Postgres", () => {
       await running;
       redis.disconnect();
       reader.disconnect();
-      await server.stop("SIGTERM");
-      rmSync(dir, { recursive: true, force: true });
+      await scratch.stop();
     }
   });
 

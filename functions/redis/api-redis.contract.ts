@@ -1,15 +1,20 @@
 /**
- * The cases every ApiRedis adapter must pass, on a real Redis (the test run's, TEST_REDIS_URL): the same calls
- * must give the same replies whichever adapter makes them. Setup and checks go through a plain ioredis connection,
- * never the adapter under test. Keys live under a random prefix per run and are deleted afterwards.
+ * The cases every ApiRedis adapter must pass, on a real Redis of the suite's own (it runs SCRIPT FLUSH, which would
+ * empty the shared test Redis's script cache under every other test file): the same calls must give the same
+ * replies whichever adapter makes them. Setup and checks go through a plain ioredis connection, never the adapter
+ * under test. Keys live under a random prefix; the server, and they with it, end with the suite.
  */
 import { createHash, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startScratchRedis } from "../../platform/testing/processes.ts";
 import type { ApiRedis } from "./api-redis.ts";
-import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
-const REDIS_URL = TEST_REDIS_URL;
+/** An adapter under test, on the Redis at the URL it is given; `close` ends what the adapter needed besides. */
+export interface ContractSubject {
+  readonly redis: ApiRedis;
+  close?(): Promise<void>;
+}
 
 /** Values that trip up encodings: JSON look-alikes, base64 look-alikes, Redis status words, whitespace, control and non-ASCII characters. */
 const AWKWARD = [
@@ -28,8 +33,10 @@ const AWKWARD = [
   "dGVzdA==",
 ];
 
-export function describeApiRedisContract(name: string, factory: () => Promise<ApiRedis>): void {
+export function describeApiRedisContract(name: string, factory: (redisUrl: string) => Promise<ContractSubject>): void {
   describe(`ApiRedis contract: ${name}`, () => {
+    let scratch: Awaited<ReturnType<typeof startScratchRedis>>;
+    let subject: ContractSubject;
     let redis: ApiRedis;
     let plain: Redis;
     let prefix: string;
@@ -37,15 +44,17 @@ export function describeApiRedisContract(name: string, factory: () => Promise<Ap
 
     beforeAll(async () => {
       prefix = `test:api-redis:${randomUUID()}:`;
-      plain = new Redis(REDIS_URL);
-      redis = await factory();
+      scratch = await startScratchRedis("api-redis-contract");
+      plain = new Redis(scratch.url);
+      subject = await factory(scratch.url);
+      redis = subject.redis;
     });
 
     afterAll(async () => {
       await redis.close();
-      const stale = await plain.keys(`${prefix}*`);
-      if (stale.length > 0) await plain.del(...stale);
+      await subject.close?.();
       plain.disconnect();
+      await scratch.stop();
     });
 
     describe("eval", () => {

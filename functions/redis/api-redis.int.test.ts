@@ -19,10 +19,11 @@ afterAll(async () => {
   await bridge.close();
 });
 
-describeApiRedisContract("ioredis", () => Promise.resolve(createIoredisApiRedis(REDIS_URL)));
-describeApiRedisContract("upstash (through the local Upstash REST peer)", () =>
-  Promise.resolve(createUpstashApiRedis(bridge)),
-);
+describeApiRedisContract("ioredis", (redisUrl) => Promise.resolve({ redis: createIoredisApiRedis(redisUrl) }));
+describeApiRedisContract("upstash (through the local Upstash REST peer)", async (redisUrl) => {
+  const peer = await startUpstashBridge({ redisUrl, token: randomUUID() });
+  return { redis: createUpstashApiRedis(peer), close: () => peer.close() };
+});
 
 /** A port nothing listens on: taken from the OS, then released. */
 async function deadPort(): Promise<number> {

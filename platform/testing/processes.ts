@@ -4,6 +4,9 @@
  * `redis-server` on a free port, and polling. Used only by tests and benchmarks.
  */
 import { spawn, type ChildProcessByStdio } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
@@ -252,4 +255,22 @@ export async function until<T>(
     if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, pollMs));
   }
+}
+
+/**
+ * A redis-server of one test's own on a free port, keeping nothing on disk: for what must not run on the shared test
+ * Redis, which every test file uses at once (SCRIPT FLUSH empties a whole server's script cache).
+ */
+export async function startScratchRedis(name: string): Promise<{ port: number; url: string; stop(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), `${name}-`));
+  const port = await freePort();
+  const server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no"]);
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      await server.stop("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
