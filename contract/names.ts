@@ -47,6 +47,8 @@ export interface Keyspace {
   streamTicketKey(ticketHash: string): string;
   /** The API's keys. Per-user ones share the user's hash tag, so one script touches one cluster slot. */
   sessionRevokedKey(userId: string, sessionId: string): string;
+  /** A user's sessions: session id → its expiry (seconds), for signing them all out; expired ones are dropped. */
+  sessionsKey(userId: string): string;
   /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
   rateLimitKey(scope: string, subject: string): string;
   /** A user's Idempotency-Key records: key hash → hash of the body it was first used with, and the path it was on. */
@@ -80,6 +82,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     streamFanout: `${prefix}{stream}:fanout`,
     streamTicketKey: (ticketHash) => `${prefix}stream-ticket:{${ticketHash}}`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
+    sessionsKey: (userId) => `${prefix}api:{${userId}}:sessions`,
     rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
     idempotencyRecords: (userId) => `${prefix}api:{${userId}}:idem`,
     idempotencyOrder: (userId) => `${prefix}api:{${userId}}:idem-order`,

@@ -12,6 +12,7 @@ describe("the OpenAPI document", () => {
     );
     expect(operations.sort()).toEqual([
       "DELETE /api/v1/auth/logout",
+      "DELETE /api/v1/auth/sessions",
       "GET /api/v1/account/assets",
       "GET /api/v1/account/balance",
       "GET /api/v1/account/balance/usd",

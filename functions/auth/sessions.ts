@@ -1,7 +1,8 @@
 /**
  * Sessions: HS256 JWTs signed with `jose`, carried in the `session` cookie or an `Authorization: Bearer` header.
  * Each token has its own id (`jti`); logout records that id as revoked in Redis until the token would have expired
- * anyway, so the old token stops working everywhere at once while sessions stay stateless otherwise.
+ * anyway, so the old token stops working everywhere at once while sessions stay stateless otherwise. Each user's
+ * ids are also listed with their expiry (one script at sign-in), so that all of them can be signed out at once.
  *
  * Verification pins the algorithm (no `alg: none`, no RS/HS confusion), the issuer and the expiry. A token whose
  * signature checked out is remembered (bounded, keyed by the exact token text) so a session's later requests skip
@@ -16,6 +17,24 @@ import type { ApiRedis } from "../redis/api-redis.ts";
 export const SESSION_TTL_SECONDS = 7 * 24 * 60 * 60;
 const ISSUER = "paper-broker";
 const VERIFIED_CACHE_SIZE = 10_000;
+
+/**
+ * KEYS[1] the user's sessions; ARGV[1] now, ARGV[2] the new session's id, ARGV[3] its expiry (both seconds): drops
+ * the expired, lists the new one, and keeps the list as long as its newest session.
+ */
+const LIST_SESSION = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('EXPIREAT', KEYS[1], ARGV[3])
+return 1`;
+
+/** KEYS[1] the user's sessions; ARGV[1] now (seconds): the ids and expiries of those not expired. */
+const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')";
+
+/** KEYS: revocation keys; ARGV: their time to live (ms), in the same order. */
+const REVOKE_ALL = `
+for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[i]) end
+return #KEYS`;
 
 export interface Session {
   readonly userId: string;
@@ -40,14 +59,19 @@ export class Sessions {
   }
 
   async issue(user: { id: string; email: string }): Promise<string> {
-    return new SignJWT({ email: user.email })
+    const sessionId = randomUUID();
+    const nowS = Math.floor(Date.now() / 1000);
+    const expiresAt = nowS + SESSION_TTL_SECONDS;
+    const token = await new SignJWT({ email: user.email })
       .setProtectedHeader({ alg: "HS256", typ: "JWT" })
       .setSubject(user.id)
-      .setJti(randomUUID())
+      .setJti(sessionId)
       .setIssuer(ISSUER)
-      .setIssuedAt()
-      .setExpirationTime(`${SESSION_TTL_SECONDS}s`)
+      .setIssuedAt(nowS)
+      .setExpirationTime(expiresAt)
       .sign(await this.key);
+    await this.redis.eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)]);
+    return token;
   }
 
   /** The session a token stands for, or undefined when it is forged, expired, malformed or revoked. */
@@ -83,6 +107,33 @@ export class Sessions {
   async revoke(session: Session): Promise<void> {
     const remainingMs = session.expiresAt * 1000 - Date.now();
     if (remainingMs > 0) await this.redis.set(this.revokedKey(session), "1", remainingMs + 60_000);
+  }
+
+  /**
+   * Revokes every listed session of `session`'s user that has not expired, and `session` itself; returns them. One
+   * signed in while this runs (after the list was read) stays signed in.
+   */
+  async revokeAll(session: Session): Promise<Session[]> {
+    const nowMs = Date.now();
+    const listed = (await this.redis.eval(
+      LIVE_SESSIONS,
+      [this.keys.sessionsKey(session.userId)],
+      [String(Math.floor(nowMs / 1000))],
+    )) as string[];
+    const sessions = new Map([[session.sessionId, session]]);
+    for (let i = 0; i + 1 < listed.length; i += 2) {
+      const sessionId = listed[i]!;
+      if (!sessions.has(sessionId))
+        sessions.set(sessionId, { ...session, sessionId, expiresAt: Number(listed[i + 1]) });
+    }
+    const all = [...sessions.values()].filter((s) => s.expiresAt * 1000 > nowMs);
+    if (all.length === 0) return all;
+    await this.redis.eval(
+      REVOKE_ALL,
+      all.map((s) => this.revokedKey(s)),
+      all.map((s) => String(s.expiresAt * 1000 - nowMs + 60_000)),
+    );
+    return all;
   }
 
   private async decode(token: string): Promise<Session | undefined> {

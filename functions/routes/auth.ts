@@ -174,5 +174,35 @@ export function authRoutes(deps: ApiDeps) {
     return c.json({ message: "Signed out." });
   });
 
+  const logoutEverywhere = createRoute({
+    method: "delete",
+    path: "/sessions",
+    operationId: "signOutEverywhere",
+    tags: ["Auth"],
+    summary: "Sign out every session of yours",
+    description:
+      "Revokes all of the user's sessions, this one included (every device and script signed in), closes their live " +
+      "stream sockets (4401) and clears the cookie. For a session that may be in someone else's hands.",
+    security: SIGNED_IN,
+    middleware: requireSession(deps),
+    responses: {
+      200: {
+        description: "Signed out everywhere",
+        content: {
+          "application/json": { schema: responses.message, example: { message: "Signed out of 3 sessions." } },
+        },
+      },
+      ...errorResponses(["UNAUTHENTICATED", "FORBIDDEN_ORIGIN", "UNAVAILABLE"]),
+    },
+  });
+  route(app, logoutEverywhere, async (c) => {
+    const revoked = await deps.sessions.revokeAll(c.get("session"));
+    // After the revocations are recorded: a stream replica that checks one on its notice finds it.
+    for (const session of revoked) await announceRevoked(redis, keys, session);
+    deleteCookie(c, SESSION_COOKIE, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
+    const n = revoked.length;
+    return c.json({ message: `Signed out of ${n} session${n === 1 ? "" : "s"}.` });
+  });
+
   return app;
 }

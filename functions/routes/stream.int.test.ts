@@ -164,4 +164,34 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
     expect(await notices()).toHaveLength(1);
   });
+
+  it("signing out everywhere revokes every session of the user and tells the replicas of each", async () => {
+    const email = `everywhere-${adapter}@example.com`;
+    const sessions = [await stack.signIn(email), await stack.signIn(email), await stack.signIn(email)];
+    const userId = sessions[0]!.user.id;
+    const other = await stack.signIn(`elsewhere-${adapter}@example.com`);
+    const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+    // One listed but expired: not counted, not revoked.
+    await stack.redis.zadd(stack.keys.sessionsKey(userId), Math.floor(Date.now() / 1000) - 10, "expired-one");
+    const out = await client(stack.app, sessions[1]!.token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 3 sessions." }]);
+    expect(out.headers.get("set-cookie")).toMatch(/session=;.*Max-Age=0/);
+    for (const { token } of sessions) {
+      const me = await client(stack.app, token).get("/api/v1/auth/me");
+      expect([me.status, me.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+    }
+    expect((await client(stack.app, other.token).get("/api/v1/auth/me")).status).toBe(200);
+    const told = (await stack.redis.xrange(stack.keys.streamFanout, `(${from}`, "+"))
+      .map(([, fields]) => fields)
+      .filter((fields) => fields[1] === "revoked")
+      .map((fields) => JSON.parse(fields[3]!) as { userId: string; sessionId: string });
+    const ids = sessions.map(({ token }) => decodeJwt(token).jti!);
+    expect(told.map((n) => n.sessionId).sort()).toEqual([...ids].sort());
+    expect(new Set(told.map((n) => n.userId))).toEqual(new Set([userId]));
+    // A sign-in after it is a new session, and works.
+    const again = await stack.signIn(email);
+    expect((await client(stack.app, again.token).get("/api/v1/auth/me")).status).toBe(200);
+    // Signed out already: 401, as any revoked session.
+    expect((await client(stack.app, sessions[0]!.token).del("/api/v1/auth/sessions")).status).toBe(401);
+  });
 });
