@@ -119,7 +119,7 @@ function standIn(name: Component["name"], metricsPorts: readonly number[]): Comp
 type Line = Record<string, unknown> & { event: string; child?: string; time: string };
 
 /** A supervisor of `components` whose own lines are collected, and whose children's output goes nowhere. */
-function supervisorOf(components: Component[], plan: string) {
+function supervisorOf(components: Component[], plan: string, options: { stableMs?: number } = {}) {
   const logDir = mkdtempSync(join(tmpdir(), "paper-broker-restarts-"));
   dirs.push(logDir);
   const lines: Line[] = [];
@@ -137,6 +137,7 @@ function supervisorOf(components: Component[], plan: string) {
     log: createLogger("start", { sink: (l) => lines.push(JSON.parse(l) as Line) }),
     logDir,
     out: () => undefined,
+    ...options,
   });
   const fileLines = (name: string) =>
     existsSync(join(logDir, `${name}.log`))
@@ -162,29 +163,33 @@ function restartGaps(lines: readonly Line[]) {
 
 describe("the supervisor's restarts", () => {
   it(
-    "restarts a child that fails before it is ready after a growing backoff, and one that was ready at once",
+    "restarts a child that served at once, and one that fails before it is ready or as it starts after a backoff",
     { timeout: 60_000 },
     async () => {
-      // Two failures, a run that is ready and dies, a failure, then a run that serves.
-      const { supervisor, lines } = supervisorOf([standIn("worker", [0])], "fail,fail,crash,fail,serve");
+      // Two failures, a run that serves 1 s and dies, two that die as they get ready, then a run that serves.
+      const { supervisor, lines } = supervisorOf([standIn("worker", [0])], "fail,fail,crash-later,crash,crash,serve", {
+        stableMs: 500,
+      });
       try {
         const first = await supervisor.start();
         expect(first.worker).toMatchObject({ event: "ready", run: 2 });
         await until(
-          () => Promise.resolve(lines.filter((l) => l.event === "component_started").length === 5 || undefined),
+          () => Promise.resolve(lines.filter((l) => l.event === "component_started").length === 6 || undefined),
           30_000,
-          "the fifth run",
+          "the sixth run",
         );
         const exits = lines.filter((l) => l.event === "component_exited");
         expect(exits.map((l) => [l.child, l.code, l.restartInMs])).toEqual([
           ["worker", 1, backoffMs(1)],
           ["worker", 1, backoffMs(2)],
-          ["worker", 1, 0], // it had been ready: at once
-          ["worker", 1, backoffMs(1)], // the count started over when it was ready
+          ["worker", 1, 0], // it had served stableMs: at once
+          ["worker", 1, backoffMs(1)], // ready, but died at once: the count started over after the run that served
+          ["worker", 1, backoffMs(2)],
         ]);
         expect(backoffMs(2)).toBeGreaterThan(backoffMs(1));
-        // Only the second failure in a row is a crash loop.
+        // The second exit in a row that had not served is a crash loop, ready or not.
         expect(lines.filter((l) => l.event === "component_crash_loop")).toEqual([
+          expect.objectContaining({ level: "warn", child: "worker", failures: 2, restartInMs: backoffMs(2) }),
           expect.objectContaining({ level: "warn", child: "worker", failures: 2, restartInMs: backoffMs(2) }),
         ]);
         const gaps = restartGaps(lines);

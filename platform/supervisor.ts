@@ -4,11 +4,11 @@
  * log lines go to this process's stdout and to `<logDir>/<name>.log`, and it gets its metrics port as
  * `<COMPONENT>_METRICS_PORT` (replicaMetricsConfig). A child that exits on its own recovers by itself (the engine
  * from snapshot + log, or its standby takes over; the worker by claiming what was pending) and is restarted:
- * - at once when it had logged its ready event in that run: it was serving, so waiting only leaves a gap (the
- *   engine without a standby);
- * - after a backoff when it exited before it was ready (1 s, doubling to 30 s for each such exit in a row, logged as
- *   `component_crash_loop` from the second; the count starts over once it is ready): restarting it at once would
- *   only spin.
+ * - at once when it had logged its ready event in that run and then served for `stableMs` (10 s): waiting only
+ *   leaves a gap (the engine without a standby);
+ * - after a backoff when it exited before that, ready or not (1 s, doubling to 30 s for each such exit in a row,
+ *   logged as `component_crash_loop` from the second; the count starts over after a run that served `stableMs`):
+ *   restarting at once one that dies as it starts would only spin, an engine restoring its snapshot every time.
  * `stop` stops them in reverse order with SIGTERM, the replicas of one component together (the engine's leader takes
  * its final snapshot last; its standby stops rather than take over), and SIGKILLs whatever hangs.
  *
@@ -32,6 +32,7 @@ export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
 const FIRST_BACKOFF_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
+const STABLE_MS = 10_000;
 
 /** How long to wait before restarting a child that exited before it was ready, `failures` times in a row. */
 export function backoffMs(failures: number): number {
@@ -63,9 +64,9 @@ interface Running {
   readonly file: WriteStream;
   restarts: number;
   startedAtMs: number;
-  /** Whether the current run logged its ready event. */
-  readyThisRun: boolean;
-  /** Runs in a row that exited before they were ready. */
+  /** When the current run logged its ready event; undefined before. */
+  readyAtMs: number | undefined;
+  /** Runs in a row that exited before they had served `stableMs`. */
   failures: number;
   /** Resolves when the child first logs its ready event (in whichever run); rejects if it cannot start. */
   ready: Promise<Record<string, unknown>>;
@@ -82,7 +83,14 @@ export class Supervisor {
 
   constructor(
     private readonly components: readonly Component[],
-    private readonly options: { env: NodeJS.ProcessEnv; log: Logger; logDir: string; out?: Relay },
+    private readonly options: {
+      env: NodeJS.ProcessEnv;
+      log: Logger;
+      logDir: string;
+      out?: Relay;
+      /** How long a run must serve after its ready event to be restarted at once (STABLE_MS by default). */
+      stableMs?: number;
+    },
   ) {
     mkdirSync(options.logDir, { recursive: true });
     this.minLevel = LEVELS.indexOf(logLevel(options.env));
@@ -142,7 +150,7 @@ export class Supervisor {
       child: undefined,
       restarts: 0,
       startedAtMs: 0,
-      readyThisRun: false,
+      readyAtMs: undefined,
       failures: 0,
       everReady: false,
       file: createWriteStream(join(this.options.logDir, `${replica.name}.log`), { flags: "a" }),
@@ -150,8 +158,7 @@ export class Supervisor {
     entry.ready = new Promise((resolve, reject) => {
       entry.markReady = (line) => {
         entry.everReady = true;
-        entry.readyThisRun = true;
-        entry.failures = 0;
+        entry.readyAtMs = Date.now();
         resolve(line);
       };
       entry.failStart = reject;
@@ -181,7 +188,7 @@ export class Supervisor {
     });
     entry.child = child;
     entry.startedAtMs = Date.now();
-    entry.readyThisRun = false;
+    entry.readyAtMs = undefined;
     const name = entry.replica.name;
     log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
     this.pipeLines(entry, child, child.stdout!, true);
@@ -199,9 +206,11 @@ export class Supervisor {
         entry.failStart(new Error(`${name} stopped with a configuration error (its log above says which)`));
         return;
       }
-      const upMs = Date.now() - entry.startedAtMs;
+      const now = Date.now();
+      const upMs = now - entry.startedAtMs;
       entry.restarts++;
-      if (entry.readyThisRun) {
+      if (entry.readyAtMs !== undefined && now - entry.readyAtMs >= (this.options.stableMs ?? STABLE_MS)) {
+        entry.failures = 0;
         log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: 0 });
         this.spawn(entry);
         return;

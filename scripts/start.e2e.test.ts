@@ -243,7 +243,9 @@ describe("npm start", () => {
       expect(start.other.join("\n")).toContain("a leader and a hot standby (engine-1, engine-2)");
 
       // The leader killed with SIGKILL: the standby takes over, the API keeps answering, and the killed one, which
-      // had been ready, is restarted at once and comes back as the new standby.
+      // had served (ready for the supervisor's 10 s), is restarted at once and comes back as the new standby.
+      const servedFor = Date.now() - Date.parse(String(lastReady("engine-1")!.time));
+      if (servedFor < 10_500) await new Promise((r) => setTimeout(r, 10_500 - servedFor));
       const enginePid = pidsOf(start)["engine-1"]!;
       const linesBefore = { "engine-1": logFile("engine-1").length, "engine-2": logFile("engine-2").length };
       const since = (name: keyof typeof linesBefore) => logFile(name).slice(linesBefore[name]);

@@ -3,7 +3,8 @@
  * path the supervisor appends is ignored). What each run does comes from FIXTURE_PLAN, a comma-separated list read
  * by run number (the runs are counted in the file FIXTURE_RUNS; the last entry repeats):
  * - `fail`: exits 1 at once, never ready (a component that cannot start);
- * - `crash`: logs `ready`, then exits 1 at once (a component that dies while serving);
+ * - `crash`: logs `ready`, then exits 1 at once (a component that dies as it starts serving);
+ * - `crash-later`: logs `ready`, serves FIXTURE_SERVE_MS (default 1,000), then exits 1 (one that died while serving);
  * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`.
  * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it).
  */
@@ -35,6 +36,7 @@ process.once("SIGTERM", () => {
 });
 log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT });
 if (how === "crash") process.exit(1);
+if (how === "crash-later") setTimeout(() => process.exit(1), Number(process.env.FIXTURE_SERVE_MS ?? 1_000));
 // The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
 process.once("disconnect", () => process.exit(0));
 process.channel?.unref();
