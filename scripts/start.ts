@@ -11,13 +11,14 @@
  * A data folder whose log was kept in the Redis at 127.0.0.1:6379 (no Redis of its own yet, Postgres state present,
  * the engine's input stream there) stays on that Redis, with a warning: an empty Redis of its own would drop that log.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
+import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
 import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env, type LocalServer } from "../platform/local-servers.ts";
@@ -163,34 +164,6 @@ async function logLeftOnLocalRedis(dataDir: string, env: Env): Promise<string | 
 }
 
 /** One `npm start` per data folder: a second would fight the first over ports and the engine lease. */
-function claimPidFile(file: string): void {
-  try {
-    writeFileSync(file, String(process.pid), { flag: "wx" }); // atomic: two starts cannot both create it
-    return;
-  } catch {
-    const pid = Number(readFileSync(file, "utf8"));
-    if (Number.isInteger(pid) && pid > 0 && isStart(pid)) {
-      throw new ConfigError(`already running (pid ${pid}, ${file}); stop it first, or set DATA_DIR for a second stack`);
-    }
-  }
-  // Left by a run that was killed: take it over.
-  writeFileSync(file, String(process.pid));
-}
-
-/** Whether `pid` is a running `npm start` (after a reboot the number may belong to an unrelated process). */
-function isStart(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("start");
-  } catch {
-    return true; // no /proc (macOS): alive is the best we know
-  }
-}
-
 function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, feedSource: string): void {
   const engines = replicasOf(componentNamed("engine")).map((r) => r.name);
   const lines = [
