@@ -15,11 +15,9 @@ import { startThread } from "../platform/threads.ts";
 import { connectPostgres } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
-import type { Redis } from "ioredis";
 import { makeParams } from "./core/params.ts";
-import { isAfterId } from "./core/step.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
-import { LogGapError } from "./runner/follower.ts";
+import { LogGapError, logTrimmedAfter } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
@@ -143,6 +141,9 @@ runMain("engine", async () => {
           restoreFrom = performance.now();
           state = await restoreState(() => store.load(), params, log);
           metrics.restored(performance.now() - restoreFrom);
+          // Trimmed past the newest snapshot there is too: following again would only meet the same gap.
+          if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
+            throw mismatched(keys.input, state.lastInputId);
           continue;
         }
       }
@@ -161,12 +162,7 @@ runMain("engine", async () => {
       metrics.restored(performance.now() - restoreFrom);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
-      if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) {
-        throw new ConfigError(
-          `${keys.input} was trimmed past the newest snapshot in this database (${state.lastInputId === "0-0" ? "none" : state.lastInputId}): ` +
-            "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
-        );
-      }
+      if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) throw mismatched(keys.input, state.lastInputId);
       leading = await lease.tryAcquire();
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
@@ -271,17 +267,10 @@ function isSnapshotSaved(m: unknown): m is { type: "snapshot_saved"; figures: Sn
   return typeof m === "object" && m !== null && (m as { type?: unknown }).type === "snapshot_saved";
 }
 
-/**
- * True when the log may lack entries after `cursor`. Trims remove a prefix (XTRIM MINID), and XTRIM does not move
- * Redis' max-deleted-entry-id, so: nothing was ever deleted (entries-added = length), or the first entry left is
- * not after the cursor, means everything after it is there. (Conservative: a trim that stopped exactly at the
- * cursor's successor also counts, costing one needless restore.)
- */
-async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
-  const info = (await redis.xinfo("STREAM", stream).catch(() => undefined)) as unknown[] | undefined;
-  if (info === undefined) return false; // no stream yet: nothing was ever trimmed
-  const field = (name: string) => info[info.indexOf(name) + 1];
-  if (Number(field("entries-added")) === Number(field("length"))) return false;
-  const first = field("first-entry") as [string, string[]] | null;
-  return isAfterId(first === null ? String(field("last-generated-id")) : first[0], cursor);
+/** The log was trimmed past the newest snapshot in this database: exit 2, as restarting cannot help. */
+function mismatched(input: string, lastInputId: string): ConfigError {
+  return new ConfigError(
+    `${input} was trimmed past the newest snapshot in this database (${lastInputId === "0-0" ? "none" : lastInputId}): ` +
+      "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
+  );
 }

@@ -10,6 +10,7 @@ import type { Redis } from "ioredis";
 import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
+import { isAfterId } from "../core/step.ts";
 import type { SnapshotFigures } from "../metrics.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
@@ -84,7 +85,8 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
 /**
  * Lua that reads, for a reader of the published log at cursor ARGV[1] (`published` already read from the published
  * cursor's key, `log` the log's key), up to ARGV[2] entries after the cursor and no further than `published`, as
- * `entries`, and whether the cursor's own entry is still in the log, as `kept` (1 or 0).
+ * `entries`, and whether the cursor's own entry is still in the log, as `kept` (1 or 0; 2 from '0-0', which has no
+ * entry: tailKept then checks the log's start).
  *
  * A trim keeps its own cursor entry, so while the reader's is still there nothing after it is gone; another
  * follower (a fenced-out engine's, still running while its leader stalls; or this one, stale, behind the new
@@ -96,7 +98,9 @@ local entries = {}
 local kept = 1
 if published then
   entries = redis.call('XRANGE', log, '(' .. ARGV[1], published, 'COUNT', ARGV[2])
-  if #entries > 0 and ARGV[1] ~= '0-0' then kept = #redis.call('XRANGE', log, ARGV[1], ARGV[1]) end
+  if #entries > 0 then
+    if ARGV[1] == '0-0' then kept = 2 else kept = #redis.call('XRANGE', log, ARGV[1], ARGV[1]) end
+  end
 end`;
 
 /** KEYS[1] the published cursor, KEYS[2] the log; ARGV as PUBLISHED_TAIL_LUA's. */
@@ -105,6 +109,31 @@ local published = redis.call('GET', KEYS[1])
 local log = KEYS[2]
 ${PUBLISHED_TAIL_LUA}
 return {entries, kept}`;
+
+/**
+ * True when the log may lack entries after `cursor`. Trims remove a prefix (XTRIM MINID), and XTRIM does not move
+ * Redis' max-deleted-entry-id, so: nothing was ever deleted (entries-added = length), or the first entry left is
+ * not after the cursor, means everything after it is there. (Conservative: a trim that stopped exactly at the
+ * cursor's successor also counts, costing one needless restore.)
+ */
+export async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
+  const info = (await redis.xinfo("STREAM", stream).catch(() => undefined)) as unknown[] | undefined;
+  if (info === undefined) return false; // no stream yet: nothing was ever trimmed
+  const field = (name: string) => info[info.indexOf(name) + 1];
+  if (Number(field("entries-added")) === Number(field("length"))) return false;
+  const first = field("first-entry") as [string, string[]] | null;
+  return isAfterId(first === null ? String(field("last-generated-id")) : first[0], cursor);
+}
+
+/**
+ * Whether entries PUBLISHED_TAIL_LUA read may be applied (`kept` as it returned). From the log's start ('0-0': no
+ * snapshot) there is no cursor entry to find, so it asks whether anything was ever trimmed from the log, after the
+ * read: a trim before the read shows, and a later one cannot reach entries past those read.
+ */
+export async function tailKept(redis: Redis, keys: Keyspace, entries: readonly RawEntry[], kept: number) {
+  if (kept !== 2) return kept === 1;
+  return entries.length === 0 || !(await logTrimmedAfter(redis, keys.input, "0-0"));
+}
 
 /**
  * Applies one batch up to the published cursor, read with it in one command (billed once on Upstash); true when there
@@ -119,7 +148,7 @@ export async function catchUp(o: Pick<FollowerOptions, "redis" | "keys" | "state
     o.state.lastInputId,
     String(o.batchSize ?? 5000),
   )) as [RawEntry[], number];
-  return applyTail(o.state, entries, kept === 1);
+  return applyTail(o.state, entries, await tailKept(o.redis, o.keys, entries, kept));
 }
 
 /**

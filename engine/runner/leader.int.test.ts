@@ -14,7 +14,7 @@ import { lagMs, runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
 import { runStandby } from "./standby.ts";
-import { LogGapError } from "./follower.ts";
+import { catchUp, LogGapError } from "./follower.ts";
 import { stateHash } from "../snapshot/hash.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
@@ -304,6 +304,32 @@ describe("engine leader on real Redis", () => {
     expect(outcome).toBeInstanceOf(LogGapError);
     expect(state.lastInputId).toBe(ids[1]);
     expect(state.accounts.has("u4")).toBe(false);
+  });
+
+  it("a standby with no snapshot (cursor 0-0) on a log trimmed at its start stops with LogGapError too", async () => {
+    const keys = freshKeys();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push(await send(keys, instruction(`u${i}`, `r${i}`, { kind: "create_account" })));
+    await redis.set(keys.engineLease, "leader:1", "PX", 60_000);
+    await redis.set(keys.enginePublished, ids[5]!);
+    // A snapshot at entry 3 in some database trimmed the log below it; this standby's database has none.
+    expect(await redis.xtrim(keys.input, "MINID", ids[3]!)).toBe(3);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const standingBy = runStandby(
+      { redis, keys, log, lease: new EngineLease(redis, keys, "b", 60_000, log), state, pollMs: 5 },
+      stop.signal,
+    ).then(
+      (end) => end,
+      (err: unknown) => err,
+    );
+    const outcome = await Promise.race([standingBy, new Promise((r) => setTimeout(() => r("still running"), 2_000))]);
+    stop.abort();
+    expect(outcome).toBeInstanceOf(LogGapError);
+    expect(state.lastInputId).toBe("0-0");
+    // And catching up (the snapshotter's way) refuses it the same way.
+    await expect(catchUp({ redis, keys, state })).rejects.toBeInstanceOf(LogGapError);
+    expect(state.accounts.size).toBe(0);
   });
 
   it("never publishes a later batch after a publish failed: the leader stops with nothing out of order", async () => {
