@@ -151,6 +151,29 @@ describe("FeedClient", () => {
     expect(quotes).toHaveLength(2);
   });
 
+  it("drops a frame stamped further ahead than the engine accepts, so the correct one and the heartbeats go on", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, quotes, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const now = Date.now() * 1000; // µs
+    const hour = 3_600_000_000;
+    const script = [
+      book(5, "4000", now + hour), // the exchange's clock an hour ahead: the engine would ignore it
+      book(6, "4000", now), // the same top of book at the right time
+      mark(now + 1_000_000),
+      mark(now + hour), // evidence from the future would hold back the heartbeats that follow
+      mark(now + 2_000_000),
+      mark(now + 3_000_000),
+    ];
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(quotes.map((q) => [q.updateId, q.exchangeTimeUs])).toEqual([["6", String(now)]]);
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual([1, 2, 3].map((s) => String(now + s * 1_000_000)));
+    expect(feed.counters.dropped).toMatchObject({ future: 2, unchanged: 0 });
+    expect(events("feed_frames_dropped")[0]).toMatchObject({ reason: "future" });
+  });
+
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();

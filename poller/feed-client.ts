@@ -4,7 +4,9 @@
  * On open it subscribes `bookTicker.<market>` and `markPrice.<market>` for every configured market. Every text
  * frame is parsed (frames.ts); quotes pass the ordering gate (ordering.ts) and accepted ones go to `onQuote` in
  * arrival order; markPrice frames and size-only book frames are evidence of life, and a due heartbeat (the last
- * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`.
+ * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`. A quote or markPrice
+ * frame stamped further ahead of this machine's clock than the engine accepts is dropped first (`future`,
+ * ordering.ts), so it reaches neither.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
@@ -30,7 +32,7 @@ import {
   type TopOfBook,
 } from "./frames.ts";
 import { Heartbeats } from "./heartbeat.ts";
-import { GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
+import { aheadOfEngine, GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
 
 export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
 
@@ -255,6 +257,8 @@ export class FeedClient {
       return;
     }
     if (result.kind === "rejected") return this.drop(result.reason, result.detail);
+    const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
+    if (aheadOfEngine(exchangeTimeUs, Date.now())) return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
     if (result.kind === "heartbeat") {
       this.counters.heartbeatFrames++;
       return this.beat(result.heartbeat.market, result.heartbeat.exchangeTimeUs, false);

@@ -1,7 +1,7 @@
 // The ordering gate: per market, only newer frames with a changed quote pass; ids compare as big integers.
 import { describe, expect, it } from "vitest";
 import type { FeedQuote } from "./frames.ts";
-import { QuoteGate } from "./ordering.ts";
+import { aheadOfEngine, QuoteGate } from "./ordering.ts";
 
 const quote = (updateId: string, bid = "100", ask = "101", market = "ETH_USDC_PERP"): FeedQuote => ({
   market,
@@ -58,5 +58,16 @@ describe("QuoteGate", () => {
     expect(gate.admit(quote("1", "100"))).toBe("unchanged");
     expect(gate.admit(quote("2", "101"))).toBe("accept");
     expect(gate.admit(quote("1", "102"))).toBe("stale");
+  });
+});
+
+describe("aheadOfEngine", () => {
+  it("is the engine's rule: more than its 5 s (in whole ms) ahead of log time is from the future", () => {
+    const nowMs = 1_736_172_778_000;
+    const us = (ms: number) => String(ms * 1000);
+    expect(aheadOfEngine(us(nowMs + 5_000), nowMs)).toBe(false);
+    expect(aheadOfEngine(String((nowMs + 5_000) * 1000 + 999), nowMs)).toBe(false); // truncated to whole ms
+    expect(aheadOfEngine(us(nowMs + 5_001), nowMs)).toBe(true);
+    expect(aheadOfEngine(us(nowMs - 60_000), nowMs)).toBe(false); // behind is not this rule's business
   });
 });

@@ -18,13 +18,9 @@ import type { Redis } from "ioredis";
 import type { AssetConfig } from "../contract/markets.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
-import { fromTheFuture } from "../engine/core/freshness.ts";
-import { makeParams } from "../engine/core/params.ts";
 import { parseInputId } from "../engine/core/step.ts";
+import { aheadOfEngine } from "./ordering.ts";
 import { quoteTicks, type StartQuote } from "./sim-feed.ts";
-
-/** The engine's limit on a quote's exchange time ahead of the log (a parameter with no setting to change it). */
-const STALE_QUOTE_MS = makeParams().staleQuoteMs;
 
 export interface LastQuote extends StartQuote {
   /** Where it was found: the log's tail, or the quotes read model. */
@@ -64,7 +60,7 @@ export async function readLastQuotes(
       if (!decoded.ok || decoded.message.type !== "price_update") continue;
       const { market, bid, ask, exchangeTimeUs } = decoded.message;
       // Stamped too far past the log's time (a skewed exchange clock): the engine ignored it, so must the sim.
-      if (fromTheFuture(exchangeTimeUs, parseInputId(id).ms, STALE_QUOTE_MS)) continue;
+      if (aheadOfEngine(exchangeTimeUs, parseInputId(id).ms)) continue;
       take(market, bid, ask, "log");
     }
     const last = page.at(-1);
