@@ -214,6 +214,37 @@ describe("FeedClient", () => {
     expect(events("feed_connect_failed").length).toBeGreaterThanOrEqual(5);
   });
 
+  it("backs off from a server that answers with an error and closes; data or a long connection starts it over", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const error = '{"id":null,"error":{"code":4006,"message":"Invalid stream"}}';
+    const now = Date.now() * 1000;
+    // Per connection: what it is sent before the server closes it, and after how long.
+    const script: [string, number][] = [
+      [error, 0],
+      [error, 0],
+      [book(5, "4000", now), 0], // a quote: this connection worked
+      [error, 0],
+      [error, 0],
+      [error, 400], // open for stableAfterMs: this one worked too
+      [error, 0],
+    ];
+    let connections = 0;
+    const serve = setInterval(() => {
+      for (; connections < Math.min(server.received.length, script.length); connections++) {
+        const socket = server.sockets[connections]!;
+        const [text, holdMs] = script[connections]!;
+        socket.send(text);
+        setTimeout(() => socket.close(), holdMs);
+      }
+    }, 5);
+    cleanups.push(() => clearInterval(serve));
+    client({ url: server.url, log, backoffBaseMs: 10, backoffCapMs: 1_000, stableAfterMs: 300, random: () => 1 });
+    await waitFor("every connection closed", () => events("feed_reconnect_scheduled").length >= script.length);
+    const delays = events("feed_reconnect_scheduled").map((l) => l.delayMs);
+    expect(delays.slice(0, script.length)).toEqual([10, 20, 10, 20, 40, 10, 20]);
+  });
+
   it("stops with a clean close and does not reconnect", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();

@@ -11,8 +11,10 @@
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
  * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
- * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step;
- * the attempt count resets once a connection delivers a message.
+ * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step.
+ * The attempt count resets only on evidence that a connection works: a bookTicker or markPrice frame of a
+ * subscribed market, or the connection staying open `stableAfterMs`. Any message is not enough: a server that
+ * answers with an error and closes would otherwise be retried several times a second, and an exchange bans that.
  *
  * A host name that does not resolve (ENOTFOUND) is told to `firstQuote` waiters at once: waiting longer cannot
  * bring a first quote from a host this machine cannot look up. A resolver that did not answer (EAI_AGAIN) is
@@ -71,6 +73,8 @@ export interface FeedClientOptions {
   readonly silenceMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffCapMs?: number;
+  /** A connection open at least this long worked, whatever it sent: the backoff starts over (default 10 s). */
+  readonly stableAfterMs?: number;
   /** At most one log line about dropped frames per this period. */
   readonly dropLogEveryMs?: number;
   readonly random?: () => number;
@@ -97,6 +101,7 @@ export class FeedClient {
   private readonly silenceMs: number;
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
+  private readonly stableAfterMs: number;
   private readonly random: () => number;
   private readonly logDrop: ReturnType<typeof throttled>;
   private readonly logControlError: ReturnType<typeof throttled>;
@@ -114,6 +119,7 @@ export class FeedClient {
     this.silenceMs = options.silenceMs ?? 15_000;
     this.backoffBaseMs = options.backoffBaseMs ?? 250;
     this.backoffCapMs = options.backoffCapMs ?? 10_000;
+    this.stableAfterMs = options.stableAfterMs ?? 10_000;
     this.random = options.random ?? Math.random;
     this.logDrop = throttled(options.log, options.dropLogEveryMs ?? 10_000);
     this.logControlError = throttled(options.log, options.dropLogEveryMs ?? 10_000);
@@ -185,10 +191,11 @@ export class FeedClient {
     // The handshake gets the same budget as silence: a server that never completes it is just as dead.
     const socket = new WebSocket(url, { handshakeTimeout: this.silenceMs, maxPayload: 1 << 20 });
     this.socket = socket;
-    const openedAt = Date.now();
+    let openedAt = 0;
     let opened = false;
     socket.on("open", () => {
       opened = true;
+      openedAt = Date.now();
       this.unresolvedBy = undefined;
       this.counters.connects++;
       this.gate.newConnection();
@@ -201,7 +208,6 @@ export class FeedClient {
     });
     socket.on("message", (data, isBinary) => {
       if (socket !== this.socket) return;
-      this.attempt = 0;
       this.armSilence(socket);
       this.onFrame(isBinary ? "" : frameText(data));
     });
@@ -223,8 +229,11 @@ export class FeedClient {
       if (socket !== this.socket) return;
       this.socket = undefined;
       clearTimeout(this.silenceTimer);
-      if (opened)
-        log.warn("feed_disconnected", { url, code, reason: reason.toString(), connectedMs: Date.now() - openedAt });
+      if (opened) {
+        const connectedMs = Date.now() - openedAt;
+        log.warn("feed_disconnected", { url, code, reason: reason.toString(), connectedMs });
+        if (connectedMs >= this.stableAfterMs) this.attempt = 0;
+      }
       this.scheduleReconnect();
     });
   }
@@ -259,6 +268,7 @@ export class FeedClient {
     if (result.kind === "rejected") return this.drop(result.reason, result.detail);
     const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
     if (aheadOfEngine(exchangeTimeUs, Date.now())) return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
+    this.attempt = 0; // market data: the connection and its subscription work
     if (result.kind === "heartbeat") {
       this.counters.heartbeatFrames++;
       return this.beat(result.heartbeat.market, result.heartbeat.exchangeTimeUs, false);
