@@ -186,17 +186,27 @@ describe("FeedClient", () => {
     expect(feed.counters.connects).toBeGreaterThanOrEqual(3);
   });
 
-  it("keeps a connection that only pings: a calm market is not a dead socket", async () => {
+  it("keeps a calm market's connection on its markPrice frames; pings alone are no life", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();
     const { feed } = client({ url: server.url, log, silenceMs: 150 });
     await waitFor("a connection", () => server.sockets.length === 1 && feed.live);
-    const pinger = setInterval(() => server.sockets[0]?.ping(), 50);
-    cleanups.push(() => clearInterval(pinger));
-    await new Promise((r) => setTimeout(r, 600)); // four silence periods without a single message
+    const start = Date.now() * 1000;
+    let beat = 0;
+    const exchange = setInterval(() => {
+      const socket = server.sockets.at(-1);
+      socket?.ping();
+      if (server.sockets.length === 1) socket?.send(mark(start + ++beat * 50_000)); // the book never moves
+    }, 50);
+    cleanups.push(() => clearInterval(exchange));
+    await new Promise((r) => setTimeout(r, 600)); // four silence periods without a book frame
     expect(events("feed_silent")).toEqual([]);
     expect(server.sockets).toHaveLength(1);
     expect(feed.live).toBe(true);
+    // The markPrice frames stop (the subscription is gone), the server goes on pinging: that socket is dead.
+    server.sockets[0]!.terminate();
+    await waitFor("a second connection", () => server.sockets.length === 2 && feed.live);
+    await waitFor("the silence", () => events("feed_silent").length > 0);
   });
 
   it("backs off exponentially up to the cap, with full jitter", async () => {

@@ -9,8 +9,9 @@
  * ordering.ts), so it reaches neither.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
- * subscription looks exactly like that); ws answers the server's pings itself, and pongs do not count as
- * life because a server can pong while the subscription is gone. Reconnects use exponential backoff with full
+ * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings
+ * itself): a server can exchange them while the subscription is gone. A calm market is no silence: its markPrice
+ * frames come about once a second whether or not the book moves. Reconnects use exponential backoff with full
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step.
  * The attempt count resets only on evidence that a connection works: a bookTicker or markPrice frame of a
  * subscribed market, or the connection staying open `stableAfterMs`. Any message is not enough: a server that
@@ -210,10 +211,6 @@ export class FeedClient {
       if (socket !== this.socket) return;
       this.armSilence(socket);
       this.onFrame(isBinary ? "" : frameText(data));
-    });
-    // Backpack pings a quiet connection: a ping is life too, or a calm market would look like a dead socket.
-    socket.on("ping", () => {
-      if (socket === this.socket) this.armSilence(socket);
     });
     socket.on("error", (err) => {
       // A close event always follows; it decides about reconnecting. Closing a connecting socket in stop() lands here too.
