@@ -444,6 +444,34 @@ describe("reconnecting", () => {
     // The client pinged meanwhile, at the welcome's period.
     expect(server.connections[0]!.received.filter((f) => f.op === "ping").length).toBeGreaterThanOrEqual(2);
   });
+  it("aborts a ticket request unanswered after ticketTimeoutMs and retries it; close() aborts the one in flight", async () => {
+    server = await startFakeStreamServer();
+    const signals: AbortSignal[] = [];
+    const { client, seen } = connect({
+      ticketTimeoutMs: 50,
+      random: () => 0,
+      fetch: (_url, init) => {
+        signals.push(init.signal);
+        return new Promise(() => undefined); // never answers, and ignores the signal
+      },
+    });
+    await until("a retry", () => signals.length === 2, 1_000);
+    expect(signals[0]!.aborted).toBe(true);
+    expect(seen.errors[0]).toEqual({
+      kind: "ticket",
+      status: null,
+      message: "no answer to the ticket request in 50 ms",
+    });
+    expect(seen.closes[0]).toMatchObject({ code: 4000, reason: "ticket request failed", reconnectInMs: 5 });
+    expect(client.status).toBe("reconnecting");
+
+    client.close();
+    expect(signals[1]!.aborted).toBe(true);
+    await sleep(150); // past the timeout and many backoff periods
+    expect(signals).toHaveLength(2);
+    expect(seen.errors).toHaveLength(1);
+    expect(seen.closes.map((c) => c.reconnectInMs)).toEqual([5, null]);
+  });
 });
 
 describe("backoff", () => {

@@ -4,7 +4,9 @@
  *
  * One connection at a time, kept up until `close()`:
  * - Each connection, reconnects included, starts with a fresh single-use ticket (POST /api/v1/stream/ticket, with a
- *   Bearer token or the session cookie), then opens the socket at the ticket's `url` with `?ticket=`.
+ *   Bearer token or the session cookie), then opens the socket at the ticket's `url` with `?ticket=`. A ticket
+ *   request unanswered after `ticketTimeoutMs` is aborted and retried like a failed one: no socket, no silence timer
+ *   yet, so nothing else would notice it hang.
  * - What it is subscribed to follows the server's rules (subscriptions.ts): each subscribe and unsubscribe is sent as
  *   asked, with an id its answer echoes; a refused one is dropped (reported as an `error` naming it). After the
  *   server's welcome it subscribes again what the server held. The private channel resumes with `since` = the last
@@ -86,6 +88,8 @@ export interface StreamClientOptions {
   readonly subscriptions?: readonly Subscription[];
   /** Ping period until the server's welcome says otherwise. Default 10 000. */
   readonly heartbeatMs?: number;
+  /** A ticket request with no answer after this long is aborted and retried with backoff. Default 10 000. */
+  readonly ticketTimeoutMs?: number;
   readonly backoff?: Partial<BackoffPolicy>;
   /** Jitter's source, in [0, 1). Default Math.random. */
   readonly random?: () => number;
@@ -191,6 +195,8 @@ export class StreamClient {
   private welcomedAt: number | undefined;
   private pings = 0;
   private retryTimer: Timer | undefined;
+  /** The ticket request in flight: aborted after ticketTimeoutMs, or by close(). */
+  private ticketRequest: AbortController | undefined;
   private pingTimer: Timer | undefined;
   private silenceTimer: Timer | undefined;
 
@@ -262,6 +268,7 @@ export class StreamClient {
     this.generation++;
     this.stopTimers();
     clearTimeout(this.retryTimer);
+    this.ticketRequest?.abort(new Error("client closed"));
     const socket = this.socket;
     this.socket = undefined;
     if (socket !== undefined) abandon(socket, 1000, "client closed");
@@ -273,13 +280,23 @@ export class StreamClient {
     const generation = ++this.generation;
     this.currentStatus = this.currentStatus === "idle" ? "connecting" : "reconnecting";
     let ticket: Ticket;
+    const request = new AbortController();
+    const timeoutMs = this.options.ticketTimeoutMs ?? 10_000;
+    const timeout = setTimeout(
+      () => request.abort(new Error(`no answer to the ticket request in ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    this.ticketRequest = request;
     try {
-      ticket = await requestTicket(this.fetch, this.options);
+      ticket = await requestTicket(this.fetch, this.options, request.signal);
     } catch (error) {
       if (generation !== this.generation) return;
       this.emit("error", { kind: "ticket", status: null, message: messageOf(error) });
       this.retry(CLIENT_DROP_CODE, "ticket request failed", 0);
       return;
+    } finally {
+      clearTimeout(timeout);
+      if (this.ticketRequest === request) this.ticketRequest = undefined;
     }
     if (generation !== this.generation) return;
     if (!ticket.ok) {

@@ -20,7 +20,7 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 /** What the client uses of fetch: the browser's and Node's both fit. */
 export type FetchLike = (
   url: string,
-  init: { method: "POST"; headers: Record<string, string>; credentials: "include" | "omit" },
+  init: { method: "POST"; headers: Record<string, string>; credentials: "include" | "omit"; signal: AbortSignal },
 ) => Promise<{ readonly status: number; headers: { get(name: string): string | null }; json(): Promise<unknown> }>;
 
 export interface TicketRequestOptions {
@@ -34,15 +34,32 @@ export type Ticket = { ok: true; url: string } | { ok: false; status: number; me
 /**
  * A fresh single-use ticket from `POST <apiUrl>/api/v1/stream/ticket` (with the Bearer token, else the cookies), as
  * the URL to open the socket at; or why not (status, message, Retry-After). Rejects when the API cannot be reached
- * or answers 201 with something else.
+ * or answers 201 with something else, and once `signal` aborts (with its reason), even if the fetch given ignores it.
  */
-export async function requestTicket(fetch: FetchLike, options: TicketRequestOptions): Promise<Ticket> {
+export function requestTicket(
+  fetch: FetchLike,
+  options: TicketRequestOptions,
+  signal: AbortSignal = new AbortController().signal,
+): Promise<Ticket> {
+  return new Promise((resolve, reject) => {
+    const aborted = () =>
+      reject(signal.reason instanceof Error ? signal.reason : new Error("the ticket request was aborted"));
+    if (signal.aborted) return aborted();
+    signal.addEventListener("abort", aborted, { once: true });
+    void fetchTicket(fetch, options, signal)
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", aborted));
+  });
+}
+
+async function fetchTicket(fetch: FetchLike, options: TicketRequestOptions, signal: AbortSignal): Promise<Ticket> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.Authorization = `Bearer ${options.token}`;
   const response = await fetch(`${options.apiUrl.replace(/\/+$/, "")}/api/v1/stream/ticket`, {
     method: "POST",
     headers,
     credentials: options.token === undefined ? "include" : "omit",
+    signal,
   });
   const body = (await response.json().catch(() => undefined)) as
     { ticket?: unknown; url?: unknown; error?: { message?: unknown } } | undefined;
