@@ -17,6 +17,7 @@ import {
   type EventFrame,
   type StreamClientError,
   type StreamClientOptions,
+  type WebSocketConstructor,
 } from "./stream-client.ts";
 import { startFakeStreamServer, type FakeStreamServer } from "./testing/fake-stream-server.ts";
 
@@ -597,6 +598,105 @@ describe("the end of the session", () => {
     await until("the server sees it", () => server.connections[0]!.socket.readyState === WebSocket.CLOSED);
     await sleep(100);
     expect(server.ticketRequests).toHaveLength(1);
+  });
+});
+
+describe("close() from a listener", () => {
+  const closedOnce = [{ code: 1000, reason: "client closed", reconnectInMs: null, sessionEnded: false }];
+
+  it("from an error listener, on a failed ticket request or socket: no retry", async () => {
+    server = await startFakeStreamServer();
+    let fetches = 0;
+    const offline = connect({
+      subscriptions: [],
+      fetch: () => {
+        fetches++;
+        return Promise.reject(new TypeError("fetch failed"));
+      },
+    });
+    offline.client.on("error", () => offline.client.close());
+    let sockets = 0;
+    const noSockets = connect({
+      subscriptions: [],
+      WebSocket: function () {
+        sockets++;
+        throw new SyntaxError("no sockets here");
+      } as unknown as WebSocketConstructor,
+    });
+    noSockets.client.on("error", () => noSockets.client.close());
+    await until("the errors", () => offline.seen.errors.length === 1 && noSockets.seen.errors.length === 1);
+    await sleep(100); // many backoff periods
+    expect([fetches, sockets]).toEqual([1, 1]);
+    for (const { client, seen } of [offline, noSockets]) {
+      expect(client.status).toBe("closed");
+      expect(seen.closes).toEqual(closedOnce);
+    }
+  });
+
+  it("from an error listener, on a refused ticket request: no retry", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(503);
+    const { client, seen } = connect({ subscriptions: [] });
+    client.on("error", () => client.close());
+    await until("the error", () => seen.errors.length === 1);
+    await sleep(100);
+    expect(server.ticketRequests).toHaveLength(1);
+    expect(client.status).toBe("closed");
+    expect(seen.closes).toEqual(closedOnce);
+  });
+
+  it("from a close listener, as a reconnect is announced: no reconnect, and status closed for good", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(503);
+    const { client, seen } = connect({ subscriptions: [] });
+    client.on("close", (info) => info.reconnectInMs !== null && client.close());
+    await until("the closes", () => seen.closes.length === 2);
+    await sleep(100);
+    expect(server.ticketRequests).toHaveLength(1);
+    expect(client.status).toBe("closed");
+    expect(seen.closes.map((c) => c.reconnectInMs)).toEqual([expect.any(Number), null]);
+  });
+
+  it("from an error listener, on a seq gap: the connection is not replaced", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("the snapshot", () => client.privateState !== undefined);
+    client.on("error", (error) => error.kind === "gap" && client.close());
+    server.broadcast({ type: "event", seq: 2, time: new Date().toISOString(), event: "balances_changed" });
+    await until("the close", () => seen.closes.length >= 1);
+    await sleep(100);
+    expect(server.ticketRequests).toHaveLength(1);
+    expect(server.connections).toHaveLength(1);
+    expect(client.status).toBe("closed");
+    expect(seen.closes).toEqual(closedOnce);
+  });
+
+  it("from an error listener, on a subscribe that could not be sent after the welcome: no open event", async () => {
+    server = await startFakeStreamServer();
+    class UnsendableWebSocket extends WebSocket {
+      override send(): void {
+        throw new Error("not sendable");
+      }
+    }
+    const { client, seen } = connect({ WebSocket: UnsendableWebSocket as unknown as WebSocketConstructor });
+    client.on("error", () => client.close());
+    await until("the close", () => seen.closes.length >= 1);
+    await sleep(50);
+    expect(seen.errors).toEqual([{ kind: "socket", message: "not sendable" }]);
+    expect(seen.opens).toBe(0);
+    expect(client.status).toBe("closed");
+  });
+
+  it("from an event listener: no state event follows", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect();
+    await until("the snapshot", () => client.privateState !== undefined);
+    client.on("event", () => client.close());
+    server.publish({ event: "balances_changed", balances: { USD: "1" } });
+    await until("the close", () => seen.closes.length >= 1);
+    await sleep(50);
+    expect(seen.events.map((e) => e.seq)).toEqual([1]);
+    expect(seen.causes).toEqual(["snapshot"]);
   });
 });
 

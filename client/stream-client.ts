@@ -22,6 +22,9 @@
  *   ended) or a 401 on the ticket: that needs a new sign-in; nor after a third other 4xx in a row on the ticket but
  *   408 and 429 (a 404 from a wrong `apiUrl`): asking again would be refused the same way, forever, while one or
  *   two may be a gateway's during a deploy.
+ * - `close()` is final, also when a listener calls it: after each listener call with more work to follow, the client
+ *   checks whether it was closed meanwhile (closedMeanwhile()), and if so does nothing more: no timer, no ticket
+ *   request, no socket, no further event.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
@@ -292,6 +295,7 @@ export class StreamClient {
     } catch (error) {
       if (generation !== this.generation) return;
       this.emit("error", { kind: "ticket", status: null, message: messageOf(error) });
+      if (this.closedMeanwhile()) return;
       this.retry(CLIENT_DROP_CODE, "ticket request failed", 0);
       return;
     } finally {
@@ -301,6 +305,7 @@ export class StreamClient {
     if (generation !== this.generation) return;
     if (!ticket.ok) {
       this.emit("error", { kind: "ticket", status: ticket.status, message: ticket.message });
+      if (this.closedMeanwhile()) return;
       this.refusals = refusedAsSuch(ticket.status) ? this.refusals + 1 : 0;
       if (ticket.status === 401) this.end(CLOSE_CODES.sessionEnded, "not signed in", "ended");
       else if (this.refusals >= REFUSALS_BEFORE_FAILING)
@@ -314,6 +319,7 @@ export class StreamClient {
       socket = new this.options.WebSocket(ticket.url);
     } catch (error) {
       this.emit("error", { kind: "socket", message: messageOf(error) });
+      if (this.closedMeanwhile()) return;
       this.retry(CLIENT_DROP_CODE, "socket could not be opened", 0);
       return;
     }
@@ -448,6 +454,8 @@ export class StreamClient {
     this.late = NO_SUBSCRIPTIONS;
     this.unanswered.clear();
     for (const [op, subscription] of [...confirmed, ...rest]) this.request(op, subscription);
+    // A send that failed is reported as an error, whose listener may have closed the client.
+    if (this.closedMeanwhile()) return;
     this.emit("open", frame);
   }
 
@@ -460,11 +468,13 @@ export class StreamClient {
     if (frame.seq <= state.seq) return; // already applied
     if (frame.seq !== state.seq + 1) {
       this.emit("error", { kind: "gap", expectedSeq: state.seq + 1, receivedSeq: frame.seq });
+      if (this.closedMeanwhile()) return;
       this.drop(`seq gap: expected ${state.seq + 1}, received ${frame.seq}`);
       return;
     }
     this.state = applyEvent(state, frame);
     this.emit("event", frame, this.state);
+    if (this.closedMeanwhile()) return;
     this.emit("state", this.state, "event");
   }
 
@@ -526,6 +536,7 @@ export class StreamClient {
     this.failedAttempts++;
     this.currentStatus = "reconnecting";
     this.emit("close", { code, reason, reconnectInMs: delayMs, sessionEnded: false });
+    if (this.closedMeanwhile()) return;
     this.retryTimer = setTimeout(() => void this.attempt(), delayMs);
   }
 
@@ -536,6 +547,11 @@ export class StreamClient {
     this.generation++;
     this.currentStatus = status;
     this.emit("close", { code, reason, reconnectInMs: null, sessionEnded: status === "ended" });
+  }
+
+  /** A listener just called may have closed the client: then whatever was to follow is not done. */
+  private closedMeanwhile(): boolean {
+    return this.currentStatus === "closed";
   }
 
   private stopTimers(): void {
