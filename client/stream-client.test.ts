@@ -224,6 +224,8 @@ describe("subscriptions", () => {
     await until("held", () => client.status === "open" && sent(0).length === 1 && client.unansweredRequests === 0);
     client.subscribe({ channel: "candles", asset: "ETH", interval: "2m" as CandleInterval });
     client.unsubscribe({ channel: "quotes", assets: [] });
+    // The server's limit, which also keeps every frame the client sends far below maxFrameBytes (a 1009 close).
+    client.subscribe({ channel: "quotes", assets: Array<AssetSymbol>(1_000).fill("ETH") });
     expect(seen.errors).toEqual([
       {
         kind: "request",
@@ -238,6 +240,7 @@ describe("subscriptions", () => {
         kind: "request",
         message: "assets: expected at least one asset (or no assets: all), received [].",
       }),
+      expect.objectContaining({ kind: "request", message: "assets: expected at most 64 assets, received 1000." }),
     ]);
     await sleep(50);
     expect(sent(0)).toEqual([{ op: "subscribe", channel: "private" }]);

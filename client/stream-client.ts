@@ -584,6 +584,9 @@ function refusedAsSuch(status: number): boolean {
   return status >= 400 && status < 500 && status !== 408 && status !== 429;
 }
 
+/** The most `assets` one subscribe or unsubscribe may name: the stream server's limit (docs/stream.md). */
+const MAX_ASSETS = 64;
+
 /** Why the server would refuse `subscription` whatever it holds (an asset or interval it does not list), if it would. */
 function invalidSubscription(subscription: Subscription): string | undefined {
   const known = (asset: unknown) => (ASSET_SYMBOLS as readonly unknown[]).includes(asset);
@@ -592,6 +595,9 @@ function invalidSubscription(subscription: Subscription): string | undefined {
     case "quotes":
       if (subscription.assets?.length === 0)
         return "assets: expected at least one asset (or no assets: all), received [].";
+      // The server's limit; it also keeps every frame this client sends far below maxFrameBytes (close 1009).
+      if ((subscription.assets ?? []).length > MAX_ASSETS)
+        return `assets: expected at most ${MAX_ASSETS} assets, received ${(subscription.assets ?? []).length}.`;
       for (const asset of subscription.assets ?? [])
         if (!known(asset)) return `assets: ${listed}, received ${JSON.stringify(asset)}.`;
       return undefined;
