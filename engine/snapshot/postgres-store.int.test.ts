@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
+import type { Postgres } from "../../platform/postgres.ts";
 import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
 import { SnapshotIntegrityError, type SnapshotHeadInput } from "./store.ts";
 
@@ -282,5 +283,47 @@ describe("PostgresSnapshotStore", () => {
     expect(loaded?.head.stateHash).toBe(hash);
     expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(hash);
     expect(decodeSnapshot(loaded!.bytes).lastInputId).toBe(h.state.lastInputId);
+  });
+});
+
+describe("a save whose writer stops half-way", () => {
+  it("leaves the save lock to Postgres's timeouts: the idle one set on its transaction, and a bounded wait", async () => {
+    // A save that pauses at its first chunk, the lock held, as a frozen process would; it records its settings.
+    let resume = () => undefined as void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    let reached = () => undefined as void;
+    const atFirstChunk = new Promise<void>((resolve) => (reached = resolve));
+    const settings: string[] = [];
+    const pausing: Postgres = {
+      ...t.db,
+      query: (text, params) => t.db.query(text, params),
+      close: () => t.db.close(),
+      transaction: (fn) =>
+        t.db.transaction((tx) =>
+          fn({
+            stream: (text, params, options) => tx.stream(text, params, options),
+            query: async (text, params) => {
+              if (text.startsWith("INSERT INTO engine_snapshot_chunks") && settings.length === 0) {
+                for (const name of ["idle_in_transaction_session_timeout", "lock_timeout"])
+                  settings.push(Object.values((await tx.query(`SHOW ${name}`)).rows[0]!)[0] as string);
+                reached();
+                await paused;
+              }
+              return tx.query(text, params);
+            },
+          }),
+        ),
+    };
+    const bytes = new Uint8Array(randomBytes(1024));
+    const first = new PostgresSnapshotStore(pausing, { idleTimeoutMs: 60_000 }).save(bytes, headFor(bytes));
+    await atFirstChunk;
+    expect(settings).toEqual(["1min", "2min"]);
+    // Another save waits for the lock no longer than its lockTimeoutMs, then fails (55P03 lock_not_available).
+    const waiting = new PostgresSnapshotStore(t.db, { lockTimeoutMs: 300 });
+    const started = performance.now();
+    await expect(waiting.save(bytes, headFor(bytes, "1700000000999-0"))).rejects.toMatchObject({ code: "55P03" });
+    expect(performance.now() - started).toBeLessThan(5_000);
+    resume();
+    expect((await first).head.generation).toBeGreaterThan(0);
   });
 });

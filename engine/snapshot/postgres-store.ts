@@ -47,12 +47,25 @@ export class PostgresSnapshotStore implements SnapshotStore {
   /** One chunk's base64, reused by every save (made on the first). */
   private base64: Base64Writer | undefined;
 
+  private readonly idleTimeoutMs: number;
+  private readonly lockTimeoutMs: number;
+
   constructor(
     private readonly db: Postgres,
-    options: { chunkBytes?: number } = {},
+    options: {
+      chunkBytes?: number;
+      /** A save's transaction idle this long (its writer frozen) is ended by Postgres, its lock with it. */
+      idleTimeoutMs?: number;
+      /** How long a save waits for the save lock before it fails. */
+      lockTimeoutMs?: number;
+    } = {},
   ) {
     this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
     if (!Number.isInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`bad chunk size ${this.chunkBytes}`);
+    this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
+    this.lockTimeoutMs = options.lockTimeoutMs ?? 120_000;
+    for (const ms of [this.idleTimeoutMs, this.lockTimeoutMs])
+      if (!Number.isInteger(ms) || ms < 1) throw new Error(`bad timeout ${ms}`);
   }
 
   async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave> {
@@ -60,6 +73,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
     const head = await this.db.transaction(async (tx) => {
+      // A writer frozen mid-save (SIGSTOP, a stalled VM) would hold the lock, and every later save and a leader's
+      // stop waiting on one, until TCP gave up on it (hours): Postgres ends such a transaction once it has been idle
+      // idleTimeoutMs, and no save waits for the lock longer than lockTimeoutMs (more than that, so it gets it).
+      await tx.query(`SET LOCAL idle_in_transaction_session_timeout = ${this.idleTimeoutMs}`);
+      await tx.query(`SET LOCAL lock_timeout = ${this.lockTimeoutMs}`);
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
       // The head never moves back: a snapshot no newer than the saved one is dropped. (A leader that lost its
       // lease may still try to save; its successor may already have trimmed the log past that older cursor.)
