@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { connect, createServer, type AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EngineInput, EngineOutput, Instruction } from "../../contract/messages.ts";
@@ -419,6 +420,58 @@ describe("engine leader on real Redis", () => {
     expect(lines.filter((l) => l.event === "lease_released")).toHaveLength(1);
   });
 
+  it("lets the lease lapse when its reads stop answering (a dead socket), so a standby can take over", async () => {
+    const keys = freshKeys();
+    const TTL = 200;
+    // The reader goes through a proxy that can freeze: bytes stop both ways, the sockets stay open.
+    let frozen = false;
+    const proxy = createServer((client) => {
+      const target = new URL(REDIS_URL);
+      const upstream = connect(Number(target.port || 6379), target.hostname);
+      client.on("data", (chunk) => frozen || upstream.write(chunk));
+      upstream.on("data", (chunk) => frozen || client.write(chunk));
+      for (const s of [client, upstream]) s.on("error", () => undefined);
+      client.on("close", () => upstream.destroy());
+      upstream.on("close", () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const viaProxy = new Redis((proxy.address() as AddressInfo).port, "127.0.0.1", { maxRetriesPerRequest: null });
+    const lease = new EngineLease(redis, keys, "a", TTL, log);
+    const logged: string[] = [];
+    const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
+    expect(await lease.tryAcquire()).toBe(true);
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
+    const stop = new AbortController();
+    const running = runLeader(
+      {
+        reader: viaProxy,
+        writer: redis,
+        keys,
+        log: watched,
+        lease,
+        state: createState(makeParams()),
+        blockMs: 50,
+        onLive: live,
+      },
+      stop.signal,
+    );
+    try {
+      await isLive;
+      await new Promise((r) => setTimeout(r, 3 * TTL));
+      expect(await redis.get(keys.engineLease)).toBe(lease.value); // reading: renewed
+      frozen = true;
+      // No read answers any more: within six TTLs and one more the lease is gone, and the leader says why.
+      await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 12 * TTL);
+      expect(logged.some((line) => line.includes('"leader_stuck"'))).toBe(true);
+    } finally {
+      stop.abort();
+      viaProxy.disconnect();
+      await new Promise((resolve) => proxy.close(resolve));
+      await running.catch(() => undefined);
+    }
+  });
+
   it("leaves an idle lease to a renewer while it keeps it, tells it of each publish, and ends when it finds it lost", async () => {
     const keys = freshKeys();
     const TTL = 300;
@@ -432,6 +485,7 @@ describe("engine leader on real Redis", () => {
       extendedAt: () => claimedAt,
       lost: new Promise<void>((resolve) => (reportLost = resolve)),
       extended: (atMs: number) => extensions.push(atMs),
+      progressed: () => undefined,
     };
     expect(await lease.tryAcquire()).toBe(true);
     let live!: () => void;

@@ -46,7 +46,12 @@ export interface LeaderOptions {
    * extended the lease within two renewal periods the leader's own timer sends nothing, and `lost` ends the leader as
    * its own renewal finding the lease gone would. Without one, the timer renews an idle leader's lease.
    */
-  readonly renewer?: Pick<LeaseKeeper, "extendedAt" | "lost" | "extended">;
+  readonly renewer?: Pick<LeaseKeeper, "extendedAt" | "lost" | "extended" | "progressed">;
+  /**
+   * How long the leader may go without progress (a read of the log or a publish answered) and still keep its lease
+   * (default six TTLs, as the keeper's stall limit): a connection stuck on a dead socket must not hold it for ever.
+   */
+  readonly stuckAfterMs?: number;
   /** Called after each publish Redis acknowledged (the published cursor moved). */
   readonly onPublished?: () => void;
 }
@@ -62,6 +67,17 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // lease only when that has stopped (not up yet, dead, its connection stuck: nothing for two periods).
   const renewEveryMs = Math.max(20, Math.floor(o.lease.ttlMs / 5));
   let publishedAt = 0;
+  // Progress: a read of the log or a publish answered. Live, without it for stuckAfterMs, nothing renews the lease
+  // (the keeper's heartbeat stops too): a standby takes over, and this leader is fenced should it ever resume. Not
+  // during the replay, which may wait on the prefetch thread.
+  const stuckAfterMs = o.stuckAfterMs ?? 6 * o.lease.ttlMs;
+  let live = false;
+  let lastProgressAt = Date.now();
+  let stuck = false;
+  const progressed = () => {
+    lastProgressAt = Date.now();
+    if (live) o.renewer?.progressed(lastProgressAt);
+  };
   void o.renewer?.lost.then(() => lost.abort());
   const renewedElsewhere = () => {
     if (o.renewer === undefined) return false;
@@ -69,6 +85,13 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     return age >= 0 && age < 2 * renewEveryMs; // a negative age (the wall clock stepped back) counts as stale
   };
   const renewal = setInterval(() => {
+    const sinceProgressMs = Date.now() - lastProgressAt;
+    if (live && sinceProgressMs > stuckAfterMs) {
+      if (!stuck) log.error("leader_stuck", { sinceProgressMs, stuckAfterMs });
+      stuck = true;
+      return;
+    }
+    stuck = false;
     if (performance.now() - publishedAt < renewEveryMs || renewedElsewhere()) return;
     o.lease.renew().then(
       (held) => {
@@ -120,6 +143,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         const sentAt = performance.now();
         const sentAtMs = Date.now();
         await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
+        progressed();
         publishedAt = sentAt;
         o.renewer?.extended(sentAtMs);
         o.onPublished?.();
@@ -189,10 +213,13 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     loopDelay.reset(); // the replay's long batches are not live pauses
     metrics?.replayed(replayed, Date.now() - replayStart);
     metrics?.openTrades(openTrades);
+    live = true;
+    progressed();
     o.onLive?.();
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
+      progressed();
       if (entries.length > 0) await applyBatch(entries, applyRaw);
       else await publishing; // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {

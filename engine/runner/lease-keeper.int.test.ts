@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { until } from "../../platform/testing/processes.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { EngineLease } from "./lease.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./lease-keeper.ts";
@@ -41,6 +42,23 @@ describe("the lease keeper thread", () => {
       // Stuck past stallMs: the keeper stops renewing, the lease lapses, a standby may lead.
       block(2_000 + 2 * TTL_MS);
       expect(await redis.get(keys.engineLease)).toBeNull();
+    } finally {
+      await keeper.stop();
+    }
+  }, 30_000);
+
+  it("lets the lease lapse when the main thread is alive but reports no progress for stallMs (a stuck read)", async () => {
+    const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
+    await redis.del(keys.engineLease);
+    expect(await lease.tryAcquire()).toBe(true);
+    const keeper = await keeperRenewing(lease, 1_500, false);
+    try {
+      // Its event loop is free (it sleeps, it is not blocked); only its progress stopped, once reported at the start.
+      await until(
+        async () => ((await redis.get(keys.engineLease)) === null ? true : undefined),
+        1_500 + 10 * TTL_MS,
+        "the lease to lapse",
+      );
     } finally {
       await keeper.stop();
     }
@@ -104,9 +122,10 @@ describe("the lease keeper thread", () => {
 
 /**
  * A keeper for `lease`, once it has renewed it; until then (from source, through tsx, the thread takes longer than a
- * TTL to start) renewed here, as the leader's own timer does.
+ * TTL to start) renewed here, as the leader's own timer does. The main thread reports progress as a leader reading
+ * the log does (`progress`: false for one that is alive but stuck).
  */
-async function keeperRenewing(lease: EngineLease, stallMs: number): Promise<LeaseKeeper> {
+async function keeperRenewing(lease: EngineLease, stallMs: number, progress = true): Promise<LeaseKeeper> {
   const keeper = startLeaseKeeper({
     redisUrl: TEST_REDIS_URL,
     prefix,
@@ -114,9 +133,17 @@ async function keeperRenewing(lease: EngineLease, stallMs: number): Promise<Leas
     ttlMs: lease.ttlMs,
     stallMs,
   });
+  keeper.progressed(Date.now());
+  const reading = progress ? setInterval(() => keeper.progressed(Date.now()), lease.ttlMs / 10) : undefined;
   const meanwhile = setInterval(() => void lease.renew(), lease.ttlMs / 5);
   await keeper.renewing.finally(() => clearInterval(meanwhile));
-  return keeper;
+  return {
+    ...keeper,
+    stop: () => {
+      clearInterval(reading);
+      return keeper.stop();
+    },
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -43,6 +43,11 @@ export interface LeaseKeeper {
   /** Records a lease extension the main thread sent (a publish), at `atMs` (Date.now()): the thread skips a renewal. */
   extended(atMs: number): void;
   /**
+   * Records the leader's progress (a read of the log or a publish answered) at `atMs`: from the first, none for
+   * stallMs is a stall.
+   */
+  progressed(atMs: number): void;
+  /**
    * Ends the thread (before the lease is released: it must not renew what another engine may then take); called again,
    * the same ending.
    */
@@ -56,7 +61,13 @@ export interface LeaseKeeper {
 export function startLeaseKeeper(data: Omit<LeaseKeeperData, "shared">): LeaseKeeper {
   const shared = new SharedArrayBuffer(24);
   const words = new BigInt64Array(shared);
-  const beat = () => Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
+  // Once the leader reports progress (`progressed`, from when it is live), the heartbeat stops with it too, not only
+  // with its event loop: a main thread awaiting a dead connection is alive but keeps nothing moving.
+  let progressAt: number | undefined;
+  const beat = () => {
+    if (progressAt === undefined || Date.now() - progressAt <= data.stallMs)
+      Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
+  };
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.
   const beating = setInterval(beat, Math.max(10, Math.floor(data.ttlMs / 10)));
@@ -78,6 +89,7 @@ export function startLeaseKeeper(data: Omit<LeaseKeeperData, "shared">): LeaseKe
     extendedAt: () => Math.max(Number(Atomics.load(words, EXTENDED_AT)), Number(Atomics.load(words, RENEWED_AT))),
     lost,
     extended: (atMs) => Atomics.store(words, EXTENDED_AT, BigInt(atMs)),
+    progressed: (atMs) => (progressAt = atMs),
     stop: () => {
       clearInterval(beating);
       return (stopped ??= endThread(worker, exited, "stop"));
