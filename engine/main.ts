@@ -169,14 +169,18 @@ runMain("engine", async () => {
     // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
     const publishes = new SharedArrayBuffer(4);
     const publishCount = new Int32Array(publishes);
-    keeper = startLeaseKeeper({
-      redisUrl: config.redisUrl,
-      prefix: config.prefix,
-      value: lease.value ?? "",
-      ttlMs: config.leaseTtlMs,
-      // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
-      stallMs: 6 * config.leaseTtlMs,
-    });
+    keeper = startLeaseKeeper(
+      {
+        redisUrl: config.redisUrl,
+        prefix: config.prefix,
+        value: lease.value ?? "",
+        ttlMs: config.leaseTtlMs,
+        // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
+        stallMs: 6 * config.leaseTtlMs,
+      },
+      // A leader without progress as long: the live loop's blocking read (1 s) waits on top of it.
+      6 * config.leaseTtlMs + 1000,
+    );
     const end = await runLeader(
       {
         reader,

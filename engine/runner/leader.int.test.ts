@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { connect, createServer, type AddressInfo } from "node:net";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { EngineInput, EngineOutput, Instruction } from "../../contract/messages.ts";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.ts";
@@ -418,6 +418,43 @@ describe("engine leader on real Redis", () => {
     await own.release();
     expect(await redis.get(keys.engineLease)).toBeNull();
     expect(lines.filter((l) => l.event === "lease_released")).toHaveLength(1);
+  });
+
+  it("keeps its lease, idle, when the wall clock steps forward: progress is timed on the monotonic clock", async () => {
+    const keys = freshKeys();
+    const TTL = 200;
+    const lease = new EngineLease(redis, keys, "a", TTL, log);
+    const logged: string[] = [];
+    const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
+    expect(await lease.tryAcquire()).toBe(true);
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
+    const stop = new AbortController();
+    const running = runLeader(
+      {
+        reader,
+        writer: redis,
+        keys,
+        log: watched,
+        lease,
+        state: createState(makeParams()),
+        blockMs: 1000,
+        onLive: live,
+      },
+      stop.signal,
+    );
+    await isLive;
+    const realNow = Date.now.bind(Date);
+    const stepped = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 60_000); // an NTP step of a minute
+    try {
+      await new Promise((r) => setTimeout(r, 2_500)); // two idle blocking reads, and more than six TTLs
+      expect(await redis.get(keys.engineLease)).toBe(lease.value);
+      expect(logged.filter((line) => line.includes('"leader_stuck"'))).toEqual([]);
+    } finally {
+      stepped.mockRestore();
+      stop.abort();
+      await running.catch(() => undefined);
+    }
   });
 
   it("lets the lease lapse when its reads stop answering (a dead socket), so a standby can take over", async () => {

@@ -49,7 +49,8 @@ export interface LeaderOptions {
   readonly renewer?: Pick<LeaseKeeper, "extendedAt" | "lost" | "extended" | "progressed">;
   /**
    * How long the leader may go without progress (a read of the log or a publish answered) and still keep its lease
-   * (default six TTLs, as the keeper's stall limit): a connection stuck on a dead socket must not hold it for ever.
+   * (default six TTLs, as the keeper's stall limit, plus blockMs): a connection stuck on a dead socket must not hold
+   * it for ever.
    */
   readonly stuckAfterMs?: number;
   /** Called after each publish Redis acknowledged (the published cursor moved). */
@@ -70,12 +71,14 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // Progress: a read of the log or a publish answered. Live, without it for stuckAfterMs, nothing renews the lease
   // (the keeper's heartbeat stops too): a standby takes over, and this leader is fenced should it ever resume. Not
   // during the replay, which may wait on the prefetch thread.
-  const stuckAfterMs = o.stuckAfterMs ?? 6 * o.lease.ttlMs;
+  // Measured on the monotonic clock (a wall clock stepped forward is no stall), and past the blocking read's own wait.
+  const blockMs = o.blockMs ?? 1000;
+  const stuckAfterMs = o.stuckAfterMs ?? 6 * o.lease.ttlMs + blockMs;
   let live = false;
-  let lastProgressAt = Date.now();
+  let lastProgressAt = performance.now();
   let stuck = false;
   const progressed = () => {
-    lastProgressAt = Date.now();
+    lastProgressAt = performance.now();
     if (live) o.renewer?.progressed(lastProgressAt);
   };
   void o.renewer?.lost.then(() => lost.abort());
@@ -85,7 +88,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     return age >= 0 && age < 2 * renewEveryMs; // a negative age (the wall clock stepped back) counts as stale
   };
   const renewal = setInterval(() => {
-    const sinceProgressMs = Date.now() - lastProgressAt;
+    const sinceProgressMs = performance.now() - lastProgressAt;
     if (live && sinceProgressMs > stuckAfterMs) {
       if (!stuck) log.error("leader_stuck", { sinceProgressMs, stuckAfterMs });
       stuck = true;
@@ -218,7 +221,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     o.onLive?.();
 
     while (!stop.aborted) {
-      const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, o.blockMs ?? 1000);
+      const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, blockMs);
       progressed();
       if (entries.length > 0) await applyBatch(entries, applyRaw);
       else await publishing; // idle: nothing waits for longer than one blocking read

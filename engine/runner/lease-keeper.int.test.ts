@@ -133,8 +133,8 @@ async function keeperRenewing(lease: EngineLease, stallMs: number, progress = tr
     ttlMs: lease.ttlMs,
     stallMs,
   });
-  keeper.progressed(Date.now());
-  const reading = progress ? setInterval(() => keeper.progressed(Date.now()), lease.ttlMs / 10) : undefined;
+  keeper.progressed(performance.now());
+  const reading = progress ? setInterval(() => keeper.progressed(performance.now()), lease.ttlMs / 10) : undefined;
   const meanwhile = setInterval(() => void lease.renew(), lease.ttlMs / 5);
   await keeper.renewing.finally(() => clearInterval(meanwhile));
   return {

@@ -43,8 +43,8 @@ export interface LeaseKeeper {
   /** Records a lease extension the main thread sent (a publish), at `atMs` (Date.now()): the thread skips a renewal. */
   extended(atMs: number): void;
   /**
-   * Records the leader's progress (a read of the log or a publish answered) at `atMs`: from the first, none for
-   * stallMs is a stall.
+   * Records the leader's progress (a read of the log or a publish answered) at `atMs` (performance.now()): from the
+   * first, none for stuckMs is a stall.
    */
   progressed(atMs: number): void;
   /**
@@ -58,14 +58,18 @@ export interface LeaseKeeper {
  * Starts the thread. It only renews: a lost lease it reports (`lost`), and the leader's publish finds it too (fenced);
  * the thread logs `leader_stalled` when it lets the lease lapse.
  */
-export function startLeaseKeeper(data: Omit<LeaseKeeperData, "shared">): LeaseKeeper {
+export function startLeaseKeeper(
+  data: Omit<LeaseKeeperData, "shared">,
+  /** Longest time without the leader's progress (performance.now() ms) for which it still beats; default stallMs. */
+  stuckMs = data.stallMs,
+): LeaseKeeper {
   const shared = new SharedArrayBuffer(24);
   const words = new BigInt64Array(shared);
   // Once the leader reports progress (`progressed`, from when it is live), the heartbeat stops with it too, not only
   // with its event loop: a main thread awaiting a dead connection is alive but keeps nothing moving.
   let progressAt: number | undefined;
   const beat = () => {
-    if (progressAt === undefined || Date.now() - progressAt <= data.stallMs)
+    if (progressAt === undefined || performance.now() - progressAt <= stuckMs)
       Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
   };
   beat();
