@@ -179,7 +179,7 @@ export function buildApiDeps(options: {
     mailer,
     devMailbox,
     engine: createEngineClient(redis, keys, config.engineTimeoutMs),
-    sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys),
+    sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys, log),
     settings: config.settings,
     clientIp: options.clientIp,
   };
