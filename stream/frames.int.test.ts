@@ -6,9 +6,9 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
-import type { OutputOf } from "../contract/messages.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import { NO_METRICS } from "./metrics.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
 import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -29,21 +29,7 @@ async function connect(): Promise<TestClient> {
   return client;
 }
 
-let quoteMs = 1_800_000_000_000;
-function quote(asset: string, bid: string): OutputOf<"quote_updated"> {
-  const inputId = `${quoteMs++}-0`;
-  return {
-    type: "quote_updated",
-    id: `${inputId}:0`,
-    inputId,
-    asset,
-    market: `${asset}_USDC_PERP`,
-    bid,
-    ask: bid,
-    updatedAt: new Date().toISOString(),
-    source: "sim",
-  };
-}
+const quote = (asset: string, bid: string) => quoteOutput(asset, bid, new Date().toISOString());
 
 describe("client frames", () => {
   it("answers each bad frame with an error naming the field, expected and received, and stays open", async () => {

@@ -3,6 +3,7 @@
 // at most once a second.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
   fanOut,
@@ -86,19 +87,7 @@ describe("the account summary", () => {
     const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
     expect(snapshot).toMatchObject({ seq: 1, trades: [{ id: "T0-1" }] });
     // Each from its own input, as the engine's are (the hub drops a quote no newer than the one it holds).
-    const inputMs = Date.now();
-    let inputSeq = 0;
-    const quote = (bid: string) => ({
-      type: "quote_updated",
-      id: `${inputMs}-${inputSeq}:0`,
-      inputId: `${inputMs}-${inputSeq++}`,
-      asset: "BTC",
-      market: "BTC_USDC_PERP",
-      bid,
-      ask: bid,
-      updatedAt: new Date().toISOString(),
-      source: "sim",
-    });
+    const quote = (bid: string) => quoteOutput("BTC", bid, new Date().toISOString());
     const started = Date.now();
     await fanOut(t, "quote", quote("61000"));
     const first = await client.until((f) => f.find((x) => x.type === "summary" && x.unrealizedPnl === "10"));
