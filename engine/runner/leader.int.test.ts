@@ -10,7 +10,7 @@ import { createLogger } from "../../platform/log.ts";
 import { parseSamples, sample } from "../../platform/testing/metrics.ts";
 import { engineMetrics } from "../metrics.ts";
 import { makeParams } from "../core/params.ts";
-import { createState } from "../core/state.ts";
+import { createState, type EngineState } from "../core/state.ts";
 import { lagMs, runLeader } from "./leader.ts";
 import { EngineLease } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
@@ -278,13 +278,19 @@ describe("engine leader on real Redis", () => {
     expect(answered).toEqual(["r1", "r2", "r3"]);
   });
 
-  it("a standby whose log was trimmed past its cursor stops with LogGapError rather than skip entries", async () => {
-    const keys = freshKeys();
+  /** Six create_account entries in the log, led by another engine ("leader:1"); their ids. */
+  async function sixAccounts(keys: Keyspace): Promise<string[]> {
     const ids: string[] = [];
     for (let i = 0; i < 6; i++) ids.push(await send(keys, instruction(`u${i}`, `r${i}`, { kind: "create_account" })));
     await redis.set(keys.engineLease, "leader:1", "PX", 60_000);
-    await redis.set(keys.enginePublished, ids[1]!);
-    const state = createState(makeParams());
+    return ids;
+  }
+
+  /**
+   * A standby ("b") following into `state`; `ended()` stops it and says how it ended: its end, its error, or "still
+   * running" when neither came within 2 s.
+   */
+  function standBy(keys: Keyspace, state: EngineState): () => Promise<unknown> {
     const stop = new AbortController();
     const standingBy = runStandby(
       { redis, keys, log, lease: new EngineLease(redis, keys, "b", 60_000, log), state, pollMs: 5 },
@@ -293,6 +299,19 @@ describe("engine leader on real Redis", () => {
       (end) => end,
       (err: unknown) => err,
     );
+    return async () => {
+      const outcome = await Promise.race([standingBy, new Promise((r) => setTimeout(() => r("still running"), 2_000))]);
+      stop.abort();
+      return outcome;
+    };
+  }
+
+  it("a standby whose log was trimmed past its cursor stops with LogGapError rather than skip entries", async () => {
+    const keys = freshKeys();
+    const ids = await sixAccounts(keys);
+    await redis.set(keys.enginePublished, ids[1]!);
+    const state = createState(makeParams());
+    const ended = standBy(keys, state);
     // Follows the published log, no further.
     await until(() => Promise.resolve(state.lastInputId === ids[1] ? true : undefined));
     await new Promise((r) => setTimeout(r, 50));
@@ -300,8 +319,7 @@ describe("engine leader on real Redis", () => {
     // A snapshot at entry 4 trimmed the log below it (this standby's entry too), and the leader published on.
     expect(await redis.xtrim(keys.input, "MINID", ids[4]!)).toBe(4);
     await redis.set(keys.enginePublished, ids[5]!);
-    const outcome = await Promise.race([standingBy, new Promise((r) => setTimeout(() => r("still running"), 2_000))]);
-    stop.abort();
+    const outcome = await ended();
     expect(outcome).toBeInstanceOf(LogGapError);
     expect(state.lastInputId).toBe(ids[1]);
     expect(state.accounts.has("u4")).toBe(false);
@@ -309,23 +327,13 @@ describe("engine leader on real Redis", () => {
 
   it("a standby with no snapshot (cursor 0-0) on a log trimmed at its start stops with LogGapError too", async () => {
     const keys = freshKeys();
-    const ids: string[] = [];
-    for (let i = 0; i < 6; i++) ids.push(await send(keys, instruction(`u${i}`, `r${i}`, { kind: "create_account" })));
-    await redis.set(keys.engineLease, "leader:1", "PX", 60_000);
+    const ids = await sixAccounts(keys);
     await redis.set(keys.enginePublished, ids[5]!);
     // A snapshot at entry 3 in some database trimmed the log below it; this standby's database has none.
     expect(await redis.xtrim(keys.input, "MINID", ids[3]!)).toBe(3);
     const state = createState(makeParams());
-    const stop = new AbortController();
-    const standingBy = runStandby(
-      { redis, keys, log, lease: new EngineLease(redis, keys, "b", 60_000, log), state, pollMs: 5 },
-      stop.signal,
-    ).then(
-      (end) => end,
-      (err: unknown) => err,
-    );
-    const outcome = await Promise.race([standingBy, new Promise((r) => setTimeout(() => r("still running"), 2_000))]);
-    stop.abort();
+    const ended = standBy(keys, state);
+    const outcome = await ended();
     expect(outcome).toBeInstanceOf(LogGapError);
     expect(state.lastInputId).toBe("0-0");
     // And catching up (the snapshotter's way) refuses it the same way.
