@@ -799,6 +799,68 @@ describe("engine process: killed while it replays", () => {
   }, 240_000);
 });
 
+describe("engine process: the newest snapshot corrupt", () => {
+  it("restores the snapshot before it and replays the log kept back to it; its snapshotter saves again", async () => {
+    const run = await newRun();
+    const engines: Child[] = [];
+    await reporting(
+      run,
+      () => engines,
+      async () => {
+        const messages = buildMessages(SEED + 1, 900);
+        const first = run.start("first");
+        engines.push(first);
+        await first.waitFor("engine_ready", 30_000);
+        const log = await streamLog(run.keys, messages.slice(0, 600), CHUNK, 40);
+        await untilPublished(run.keys, log.at(-1)!.id);
+        // A trim after a snapshot: the log no longer starts at its beginning, so only a snapshot can restore.
+        await first.waitFor((l) => l.event === "snapshot_saved" && Number(l.trimmed) > 0, 30_000, "a trim");
+        expect(await first.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        const head = await run.db.db.query<{ generation: number; lastInputId: string }>(
+          `SELECT (snapshot_data->>'generation')::int AS generation, snapshot_data->>'lastInputId' AS "lastInputId"
+           FROM engine_snapshots`,
+        );
+        expect(head.rows[0]!.lastInputId).toBe(log.at(-1)!.id); // the final snapshot, saved on the stop
+        // One byte of the newest snapshot changed at rest.
+        await run.db.db.query(
+          `UPDATE engine_snapshot_chunks SET data = translate(encode(set_byte(decode(data, 'base64'), 40,
+             (get_byte(decode(data, 'base64'), 40) + 1) % 256), 'base64'), E'\\n', '') WHERE generation = $1 AND idx = 0`,
+          [head.rows[0]!.generation],
+        );
+
+        const second = run.start("second");
+        engines.push(second);
+        await second.waitFor("engine_ready", 30_000);
+        const replayed = await second.waitFor("replay_done");
+        expect(Number(replayed.entries)).toBeGreaterThan(0); // from the previous snapshot's cursor
+        log.push(...(await streamLog(run.keys, messages.slice(600), CHUNK, 40)));
+        const lastId = log.at(-1)!.id;
+        await untilPublished(run.keys, lastId);
+        // The snapshotter thread restored past the same corrupt snapshot, and saves.
+        await second.waitFor(
+          (l) => l.event === "snapshot_saved" && l.lastInputId === lastId,
+          30_000,
+          "a snapshot of the last entry",
+        );
+        expect(await second.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+        const fallbacks = second.events("restore_fallback");
+        expect(fallbacks.map((l) => l.role ?? "main")).toEqual(expect.arrayContaining(["main", "snapshotter"]));
+        for (const l of fallbacks) expect(l.reason).toMatch(/is corrupt: SHA-256/);
+        expect(second.events("snapshotter_crashed")).toEqual([]);
+        expect(second.lines.filter((l) => l.level === "error" && l.event !== "restore_fallback")).toEqual([]);
+
+        const outputs = await readOutputs(run.keys);
+        const ref = reference(log);
+        expectEveryInstructionAnswered(log, outputs);
+        expectOutputsMatchReference(outputs, ref.outputs);
+        const loaded = await new PostgresSnapshotStore(run.db.db).load();
+        expect(loaded!.head.lastInputId).toBe(lastId);
+        expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
+      },
+    );
+  }, 120_000);
+});
+
 describe("snapshotting follower behind a foreign trim", () => {
   // A fenced-out engine's follower thread keeps running while its leader's main thread stalls past the lease TTL;
   // it and the new leader's follower both follow engine:published and each trims the log below its own snapshots.

@@ -92,6 +92,9 @@ runMain("engine", async () => {
       },
       params,
       log,
+      // On this thread: the prefetch, started from the latest's cursor, then goes unused (it never applies a batch
+      // that does not follow the state's cursor).
+      () => store.load("previous"),
     );
     metrics.restored(performance.now() - restoreFrom);
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
@@ -139,7 +142,12 @@ runMain("engine", async () => {
           ready = false;
           log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId });
           restoreFrom = performance.now();
-          state = await restoreState(() => store.load(), params, log);
+          state = await restoreState(
+            () => store.load(),
+            params,
+            log,
+            () => store.load("previous"),
+          );
           metrics.restored(performance.now() - restoreFrom);
           // Trimmed past the newest snapshot there is too: following again would only meet the same gap.
           if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
@@ -158,7 +166,12 @@ runMain("engine", async () => {
       dropPrefetch();
       ready = false;
       restoreFrom = performance.now();
-      state = await restoreState(() => store.load(), params, log);
+      state = await restoreState(
+        () => store.load(),
+        params,
+        log,
+        () => store.load("previous"),
+      );
       metrics.restored(performance.now() - restoreFrom);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).

@@ -44,6 +44,7 @@ try {
     () => store.load(),
     makeParams({ initialBalanceMicros: data.initialBalanceMicros }),
     log,
+    () => store.load("previous"),
   );
   await runFollower(
     {

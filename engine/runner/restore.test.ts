@@ -1,5 +1,7 @@
 // Recovery's first half on the in-memory store: the saved state comes back hash for hash, a fresh one when nothing
-// was saved, and a snapshot that does not match its head is refused.
+// was saved, and a snapshot that does not match its head is refused, or passed over for the previous one when the
+// caller gives a way to load it.
+import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
 import { makeParams } from "../core/params.ts";
@@ -11,10 +13,10 @@ import { restoreState } from "./restore.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
 
-function someState() {
+function someState(users = 20) {
   const h = new EngineHarness();
   h.price("ETH_USDC_PERP", "4300.00", "4300.10");
-  for (let u = 0; u < 20; u++) {
+  for (let u = 0; u < users; u++) {
     h.createAccount(`user-${u}`);
     h.instruct(`user-${u}`, { kind: "open_trade", asset: "ETH", side: "long", margin: "10", leverage: 5 });
     h.advance(1);
@@ -57,5 +59,114 @@ describe("restoreState from a SnapshotStore", () => {
       takenAt: new Date(0).toISOString(),
     });
     await expect(restoreState(() => store.load(), makeParams(), quiet)).rejects.toThrow(SnapshotIntegrityError);
+  });
+});
+
+describe("restoreState falling back to the previous snapshot", () => {
+  const saveState = (store: MemorySnapshotStore, state: ReturnType<typeof someState>) => {
+    const bytes = encodeSnapshot(state);
+    return store.save(bytes, {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: state.lastInputId,
+      stateHash: hashSnapshot(bytes),
+      takenAt: new Date(0).toISOString(),
+    });
+  };
+  const recording = () => {
+    const lines: Record<string, unknown>[] = [];
+    return {
+      lines,
+      log: createLogger("test", { sink: (line) => void lines.push(JSON.parse(line) as Record<string, unknown>) }),
+    };
+  };
+
+  it("restores the previous snapshot when the latest's bytes no longer match its head, and says so", async () => {
+    const store = new MemorySnapshotStore(256);
+    const older = someState(5);
+    await saveState(store, older);
+    await saveState(store, someState(20));
+    store.corrupt("latest", 100);
+    const { lines, log } = recording();
+    const restored = await restoreState(
+      () => store.load(),
+      makeParams(),
+      log,
+      () => store.load("previous"),
+    );
+    expect(stateHash(restored)).toBe(stateHash(older));
+    expect(restored.accounts.size).toBe(5);
+    const fallbacks = lines.filter((l) => l.event === "restore_fallback");
+    expect(fallbacks.map((l) => l.level)).toEqual(["error"]);
+    expect(fallbacks[0]?.reason).toMatch(/generation 2 is corrupt/);
+  });
+
+  it("restores the previous snapshot when the latest matches its head but does not decode", async () => {
+    const store = new MemorySnapshotStore();
+    const older = someState(5);
+    await saveState(store, older);
+    const garbage = new Uint8Array(randomBytes(500));
+    await store.save(garbage, {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: "99999999999999-0",
+      stateHash: hashSnapshot(garbage),
+      takenAt: new Date(0).toISOString(),
+    });
+    const { lines, log } = recording();
+    const restored = await restoreState(
+      () => store.load(),
+      makeParams(),
+      log,
+      () => store.load("previous"),
+    );
+    expect(stateHash(restored)).toBe(stateHash(older));
+    expect(lines.find((l) => l.event === "restore_fallback")?.reason).toMatch(
+      /generation 2 matches its head but does not decode: Error: not an engine snapshot/,
+    );
+  });
+
+  it("starts fresh when the latest is unusable and none was saved before it", async () => {
+    const store = new MemorySnapshotStore();
+    await saveState(store, someState(5));
+    store.corrupt("latest", 0);
+    const restored = await restoreState(
+      () => store.load(),
+      makeParams(),
+      quiet,
+      () => store.load("previous"),
+    );
+    expect(restored.accounts.size).toBe(0);
+    expect(restored.lastInputId).toBe("0-0");
+  });
+
+  it("fails when the previous is unusable too", async () => {
+    const store = new MemorySnapshotStore();
+    await saveState(store, someState(5));
+    await saveState(store, someState(6));
+    store.corrupt("latest", 10);
+    store.corrupt("previous", 10);
+    const restore = restoreState(
+      () => store.load(),
+      makeParams(),
+      quiet,
+      () => store.load("previous"),
+    );
+    await expect(restore).rejects.toThrow(/generation 1 is corrupt/);
+  });
+
+  it("does not fall back when the load failed for another reason (Postgres down): a retry may load the latest", async () => {
+    let previousLoads = 0;
+    const restore = restoreState(
+      () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")),
+      makeParams(),
+      quiet,
+      () => {
+        previousLoads++;
+        return Promise.resolve(null);
+      },
+    );
+    await expect(restore).rejects.toThrow("ECONNREFUSED");
+    expect(previousLoads).toBe(0);
   });
 });

@@ -1,10 +1,14 @@
-/** Recovery's first half: the latest snapshot, checked against its hash, or a fresh state when there is none. */
+/**
+ * Recovery's first half: the latest snapshot, checked against its hash, or a fresh state when there is none. A latest
+ * snapshot that is unusable (its bytes do not match its head, or they do but do not decode) is passed over for the
+ * previous one: the log is kept back to it, so the replay after it reaches the same state (docs/architecture.md, Recovery).
+ */
 import type { Logger } from "../../platform/log.ts";
 import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import { decodeSnapshot, type IdempotencyScan } from "../snapshot/codec.ts";
-import type { SnapshotHead } from "../snapshot/store.ts";
+import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/store.ts";
 
 /** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
 export interface LoadedSnapshot {
@@ -20,7 +24,27 @@ export interface LoadedSnapshot {
   readonly stats?: () => Record<string, number>;
 }
 
+/**
+ * Restores from `load`; when what it loads is unusable and `loadPrevious` is given, from that instead (a fresh state
+ * when it has none: nothing was saved before the latest, so the log is whole from its start unless someone trimmed
+ * it, which the caller's trim check then reports).
+ */
 export async function restoreState(
+  load: () => Promise<LoadedSnapshot | null>,
+  freshParams: EngineParams,
+  log: Logger,
+  loadPrevious?: () => Promise<LoadedSnapshot | null>,
+): Promise<EngineState> {
+  try {
+    return await restoreOne(load, freshParams, log);
+  } catch (err) {
+    if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
+    log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
+    return restoreOne(loadPrevious, freshParams, log);
+  }
+}
+
+async function restoreOne(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
@@ -38,7 +62,11 @@ export async function restoreState(
   } catch (err) {
     // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better.
     await loaded.verified;
-    throw err;
+    // Bytes just as saved that do not decode (a codec fault, a version this engine cannot read) are as unusable.
+    throw new SnapshotIntegrityError(
+      `snapshot generation ${loaded.head.generation} matches its head but does not decode: ${String(err)}`,
+      { cause: err },
+    );
   }
   const decodeMs = performance.now() - t0 - headMs;
   // Nothing decoded is used before every byte is checked against the head's length and SHA-256.

@@ -70,21 +70,61 @@ describe("PostgresSnapshotStore", () => {
     expect(Buffer.from(loaded!.bytes).equals(Buffer.from(view))).toBe(true);
   });
 
-  it("replaces the previous snapshot and keeps only the new generation's chunks", async () => {
+  it("replaces the latest snapshot, keeping the one it replaced as the previous and deleting older ones", async () => {
     const first = new Uint8Array(randomBytes(9 * MiB));
     const second = new Uint8Array(randomBytes(5 * MiB));
+    const third = new Uint8Array(randomBytes(3));
     await store.save(first, headFor(first, "1-0"));
+    expect(await store.load("previous")).toBeNull();
     const { head } = await store.save(second, headFor(second, "2-0"));
     expect(head.generation).toBe(2);
+    expect((await chunkRows()).map((r) => [r.generation, r.idx])).toEqual([
+      ["1", 0],
+      ["1", 1],
+      ["1", 2],
+      ["2", 0],
+      ["2", 1],
+    ]);
+    const loaded = await store.load();
+    expect(loaded?.head).toEqual(head);
+    expect(Buffer.from(loaded!.bytes).equals(Buffer.from(second))).toBe(true);
+    const previous = await store.load("previous");
+    expect(previous?.head).toMatchObject({ generation: 1, lastInputId: "1-0", chunks: 3 });
+    expect(Buffer.from(previous!.bytes).equals(Buffer.from(first))).toBe(true);
+
+    await store.save(third, headFor(third, "3-0"));
     expect(await chunkRows()).toEqual([
       { generation: "2", idx: 0, size: SNAPSHOT_CHUNK_BYTES },
       { generation: "2", idx: 1, size: MiB },
+      { generation: "3", idx: 0, size: 3 },
     ]);
-    const loaded = await store.load();
-    expect(loaded?.head.lastInputId).toBe("2-0");
-    expect(Buffer.from(loaded!.bytes).equals(Buffer.from(second))).toBe(true);
+    expect((await store.load("previous"))?.head).toMatchObject({ generation: 2, lastInputId: "2-0" });
     const heads = await t.db.query<{ n: number }>("SELECT count(*)::int AS n FROM engine_snapshots");
     expect(heads.rows[0]?.n).toBe(1);
+  });
+
+  it("loads the previous snapshot when the latest is corrupt, and checks it just as strictly", async () => {
+    const first = new Uint8Array(randomBytes(5 * MiB));
+    const second = new Uint8Array(randomBytes(5 * MiB));
+    await store.save(first, headFor(first, "1-0"));
+    await store.save(second, headFor(second, "2-0"));
+    await t.db.query(`UPDATE engine_snapshot_chunks SET data = translate(encode(set_byte(decode(data, 'base64'), 7,
+      (get_byte(decode(data, 'base64'), 7) + 1) % 256), 'base64'), E'\\n', '') WHERE generation = 2 AND idx = 0`);
+    await expect(store.load()).rejects.toThrow(/generation 2 is corrupt/);
+    expect(Buffer.from((await store.load("previous"))!.bytes).equals(Buffer.from(first))).toBe(true);
+    await t.db.query("DELETE FROM engine_snapshot_chunks WHERE generation = 1 AND idx = 1");
+    await expect(store.load("previous")).rejects.toThrow("snapshot generation 1 has 1 chunks, head says 2");
+  });
+
+  it("has no previous after a head written before it kept one, and keeps that head's chunks on the next save", async () => {
+    const first = new Uint8Array(randomBytes(1000));
+    await store.save(first, headFor(first, "1-0"));
+    // As a store that kept only the latest left it: the head without `previous`.
+    await t.db.query("UPDATE engine_snapshots SET snapshot_data = snapshot_data - 'previous'");
+    expect(await store.load("previous")).toBeNull();
+    const second = new Uint8Array(randomBytes(1000));
+    await store.save(second, headFor(second, "2-0"));
+    expect(Buffer.from((await store.load("previous"))!.bytes).equals(Buffer.from(first))).toBe(true);
   });
 
   it("streams chunk by chunk into the sink's buffer, telling how much is there after each", async () => {

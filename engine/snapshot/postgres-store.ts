@@ -7,6 +7,8 @@
  *
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
+ * The generation it replaces stays, named by the head's `previous`, for recovery to fall back on when the latest
+ * proves unusable (a chunk damaged at rest, a snapshot this engine cannot decode): two generations are stored.
  * A load reads the head and its chunks in one repeatable-read transaction, so a save committing meanwhile cannot
  * pull the chunks from under it, and it checks the length and SHA-256 against the head before it resolves. It can
  * stream: chunks land in the caller's buffer one by one, so recovery decodes while the rest is still coming.
@@ -19,6 +21,7 @@ import { Base64Writer } from "./base64.ts";
 import {
   loadWhole,
   SnapshotIntegrityError,
+  type SnapshotChoice,
   type SnapshotHead,
   type SnapshotHeadInput,
   type SnapshotSave,
@@ -41,6 +44,8 @@ const headSchema = z.object({
   chunks: z.number().int().nonnegative(),
   takenAt: z.string(),
 });
+/** The row: the latest head, and the one it replaced (whose chunks are kept) when there was one. */
+const rowSchema = headSchema.extend({ previous: headSchema.optional() });
 
 export class PostgresSnapshotStore implements SnapshotStore {
   private readonly chunkBytes: number;
@@ -85,6 +90,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
         "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
       );
       const saved = current.rows[0]?.snapshot_data;
+      // Parsed, it is a head without its own `previous` (zod drops keys it does not know).
+      const previous = headSchema.safeParse(saved).data;
       if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
         skipped = true;
         return saved;
@@ -117,20 +124,21 @@ export class PostgresSnapshotStore implements SnapshotStore {
       await tx.query(
         `INSERT INTO engine_snapshots (id, snapshot_data, created_at) VALUES (1, $1::jsonb, NOW())
          ON CONFLICT (id) DO UPDATE SET snapshot_data = EXCLUDED.snapshot_data, created_at = EXCLUDED.created_at`,
-        [JSON.stringify(full)],
+        [JSON.stringify({ ...full, previous })],
       );
-      await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> $1", [generation]);
+      const kept = previous === undefined ? [generation] : [generation, previous.generation];
+      await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [kept]);
       return full;
     });
     return { writeMs: performance.now() - started, head, skipped };
   }
 
-  load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
-    return loadWhole(this);
+  load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    return loadWhole(this, which);
   }
 
   /** Chunk by chunk, each as it arrives from Postgres. */
-  async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
+  async stream(sink: SnapshotSink, which: SnapshotChoice = "latest"): Promise<SnapshotHead | null> {
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       const headRows = await tx.query<{ snapshot_data: unknown }>(
@@ -138,13 +146,15 @@ export class PostgresSnapshotStore implements SnapshotStore {
       );
       const row = headRows.rows[0];
       if (row === undefined) return null;
-      const parsed = headSchema.safeParse(row.snapshot_data);
+      const parsed = rowSchema.safeParse(row.snapshot_data);
       if (!parsed.success) {
         throw new SnapshotIntegrityError(
           `engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`,
         );
       }
-      const head = parsed.data;
+      const { previous, ...latest } = parsed.data;
+      const head = which === "latest" ? latest : previous;
+      if (head === undefined) return null;
       // The sizes first (octet_length reads no chunk data), so a missing or short chunk fails before any byte moves.
       const layout = await tx.query<{ idx: number; size: number }>(
         "SELECT idx, octet_length(data) AS size FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",

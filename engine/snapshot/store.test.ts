@@ -1,5 +1,6 @@
-// The in-memory SnapshotStore keeps the promises every store keeps (store.ts): the head never moves back, a load is
-// verified against the head, a stream fills the sink in order.
+// The in-memory SnapshotStore keeps the promises every store keeps (store.ts): the head never moves back, the
+// snapshot a save replaces stays readable as the previous, a load is verified against the head, a stream fills the
+// sink in order.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_VERSION } from "./codec.ts";
@@ -48,6 +49,21 @@ describe("MemorySnapshotStore", () => {
     const next = await store.save(older, headFor(older, "6-0"));
     expect(next.head.generation).toBe(2);
     expect(Buffer.from((await store.load())!.bytes).equals(Buffer.from(older))).toBe(true);
+  });
+
+  it("keeps the snapshot a save replaced as the previous, and only that one", async () => {
+    const store = new MemorySnapshotStore();
+    const [first, second, third] = [1, 2, 3].map(() => new Uint8Array(randomBytes(100)));
+    await store.save(first!, headFor(first!, "1-0"));
+    expect(await store.load("previous")).toBeNull();
+    await store.save(second!, headFor(second!, "2-0"));
+    await store.save(first!, headFor(first!, "1-5")); // skipped: the previous stays what it was
+    const previous = await store.load("previous");
+    expect(previous?.head).toMatchObject({ generation: 1, lastInputId: "1-0" });
+    expect(Buffer.from(previous!.bytes).equals(Buffer.from(first!))).toBe(true);
+    await store.save(third!, headFor(third!, "3-0"));
+    expect((await store.load("previous"))?.head).toMatchObject({ generation: 2, lastInputId: "2-0" });
+    expect((await store.load())?.head).toMatchObject({ generation: 3, lastInputId: "3-0" });
   });
 
   it("streams piece by piece into the sink's buffer, what it reports as there being there", async () => {

@@ -5,7 +5,8 @@
  *
  * Every store keeps these promises:
  * - the head never moves back: a save whose last input id is not after the saved one is skipped;
- * - a save replaces the previous snapshot whole or not at all;
+ * - a save replaces the latest snapshot whole or not at all, and keeps the one it replaces as the previous: when the
+ *   latest turns out unusable, recovery starts from the previous one instead (the log is kept back to it);
  * - a load resolves only with bytes that match the head's length and SHA-256, else rejects with
  *   SnapshotIntegrityError.
  */
@@ -35,6 +36,9 @@ export class SnapshotIntegrityError extends Error {
   override name = "SnapshotIntegrityError";
 }
 
+/** Which snapshot to read: the latest saved, or the one it replaced. */
+export type SnapshotChoice = "latest" | "previous";
+
 /** Where `stream` puts a snapshot's bytes. */
 export interface SnapshotSink {
   /** Called once, before any byte: the buffer to fill, `head.bytes` long. */
@@ -57,20 +61,21 @@ export interface SnapshotStore {
    * only read until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
    */
   save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave>;
-  /** The latest snapshot, verified against its head; null when none was ever saved. */
-  load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null>;
+  /** The latest snapshot (or the previous), verified against its head; null when there is none. */
+  load(which?: SnapshotChoice): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null>;
   /**
-   * The latest snapshot into the sink's buffer, piece by piece, so a caller can decode the start while the rest is
-   * still coming. Resolves with the head once every byte is there and matches it (null when none was ever saved);
-   * rejects with SnapshotIntegrityError when they do not: bytes the sink saw before that are only trustworthy once
-   * this resolves.
+   * The latest snapshot (or the previous) into the sink's buffer, piece by piece, so a caller can decode the start
+   * while the rest is still coming. Resolves with the head once every byte is there and matches it (null when there
+   * is none); rejects with SnapshotIntegrityError when they do not: bytes the sink saw before that are only
+   * trustworthy once this resolves.
    */
-  stream(sink: SnapshotSink): Promise<SnapshotHead | null>;
+  stream(sink: SnapshotSink, which?: SnapshotChoice): Promise<SnapshotHead | null>;
 }
 
 /** A store in this process's memory: for tests, with the same promises as the Postgres one. */
 export class MemorySnapshotStore implements SnapshotStore {
   private saved: { bytes: Uint8Array; head: SnapshotHead } | undefined;
+  private previous: { bytes: Uint8Array; head: SnapshotHead } | undefined;
 
   constructor(private readonly chunkBytes = 4 * 1024 * 1024) {}
 
@@ -85,16 +90,24 @@ export class MemorySnapshotStore implements SnapshotStore {
       generation: (current?.generation ?? 0) + 1,
       chunks: Math.ceil(bytes.length / this.chunkBytes),
     };
+    this.previous = this.saved;
     this.saved = { bytes: bytes.slice(), head };
     return Promise.resolve({ writeMs: performance.now() - started, head, skipped: false });
   }
 
-  load(): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
-    return loadWhole(this);
+  load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+    return loadWhole(this, which);
   }
 
-  async stream(sink: SnapshotSink): Promise<SnapshotHead | null> {
-    const saved = this.saved;
+  /** Overwrites a byte of a stored snapshot, as a disk or a hand might: for tests of what a load then refuses. */
+  corrupt(which: SnapshotChoice, at: number): void {
+    const saved = which === "latest" ? this.saved : this.previous;
+    if (saved === undefined || at >= saved.bytes.length) throw new Error(`no byte ${at} in the ${which} snapshot`);
+    saved.bytes[at] = saved.bytes[at]! ^ 0xff;
+  }
+
+  async stream(sink: SnapshotSink, which: SnapshotChoice = "latest"): Promise<SnapshotHead | null> {
+    const saved = which === "latest" ? this.saved : this.previous;
     if (saved === undefined) return null;
     const { head, bytes } = saved;
     const target = sink.open(head);
@@ -117,8 +130,11 @@ export class MemorySnapshotStore implements SnapshotStore {
 }
 
 /** `load` for a store that streams: the whole snapshot into one buffer of its size. */
-export async function loadWhole(store: SnapshotStore): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
+export async function loadWhole(
+  store: SnapshotStore,
+  which: SnapshotChoice = "latest",
+): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
   let bytes = new Uint8Array(0);
-  const head = await store.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined });
+  const head = await store.stream({ open: (h) => (bytes = new Uint8Array(h.bytes)), progress: () => undefined }, which);
   return head === null ? null : { bytes, head };
 }
