@@ -531,6 +531,38 @@ describe("backoff", () => {
     expect(goingAwayDelayMs(DEFAULT_BACKOFF, () => draw)).toBe(4_999);
   });
 
+  it("after 1001 on a connection that was not stable, backs off as after a failed attempt, up to maxMs", async () => {
+    server = await startFakeStreamServer();
+    let draw = 0.5;
+    const { client, seen } = connect({
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 100, goingAwayMaxMs: 100 },
+      random: () => draw,
+    });
+    await until("open", () => client.status === "open");
+    await sleep(150); // past stableMs
+    // A server in a restart loop: every connection goes away as soon as it is up.
+    const stopGoingAway = client.on("open", () => server.closeAll(1001, "restarting"));
+    server.closeAll(1001, "deploying");
+    await until("five closes", () => seen.closes.length === 5);
+    stopGoingAway();
+    // The spread alone after the stable connection (50); then the longer of it and the step of each failed attempt
+    // (caps 40, 80, 80, 80 at draw 0.5: 30, 60, 60, 60).
+    expect(seen.closes.map((c) => [c.code, c.reconnectInMs])).toEqual([
+      [1001, 50],
+      [1001, 50],
+      [1001, 60],
+      [1001, 60],
+      [1001, 60],
+    ]);
+
+    await until("open again", () => client.status === "open" && server.connections.length === 6);
+    await sleep(150); // past stableMs: the count starts over, and the next 1001 waits the spread alone
+    draw = 0;
+    server.closeAll(1001, "deploying");
+    await until("the close", () => seen.closes.length === 6);
+    expect(seen.closes[5]).toMatchObject({ code: 1001, reconnectInMs: 0 }); // the step would be 10
+  });
+
   it("waits at least the Retry-After of a 429", async () => {
     server = await startFakeStreamServer();
     server.refuseTickets(429, 1);

@@ -16,12 +16,15 @@
  *   the connection and resumes from the last one applied, rather than showing a state with a hole in it.
  * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
  *   twice that: a dead TCP connection can otherwise take minutes to report itself.
- * - It reconnects after jittered exponential backoff (capped), which starts over once a connection stayed up
- *   `stableMs`; after close 1001 (the server going away, every socket of it at once) after a random pause over
- *   0–`goingAwayMaxMs` (5 s), so a deploy's clients come back spread out; never after close code 4401 (session
- *   ended) or a 401 on the ticket: that needs a new sign-in; nor after a third other 4xx in a row on the ticket but
- *   408 and 429 (a 404 from a wrong `apiUrl`): asking again would be refused the same way, forever, while one or
- *   two may be a gateway's during a deploy.
+ * - It reconnects after jittered exponential backoff (capped at `maxMs`), a step up per failed attempt, which starts
+ *   over once a connection stayed up `stableMs`. After close 1001 (the server going away, every socket of it at once)
+ *   on a stable connection, it waits a random pause over 0–`goingAwayMaxMs` (5 s) instead, so a deploy's clients
+ *   come back spread out. A 1001 on a connection that was not stable (never welcomed, or up less than `stableMs`) is
+ *   a failed attempt: it waits the longer of that pause and the backoff step, so a server in a restart loop, going
+ *   away on every connection, is asked ever more slowly rather than every few seconds for ever.
+ * - It never reconnects after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in; nor
+ *   after a third other 4xx in a row on the ticket but 408 and 429 (a 404 from a wrong `apiUrl`): asking again would
+ *   be refused the same way, forever, while one or two may be a gateway's during a deploy.
  * - `close()` is final, also when a listener calls it: after each listener call with more work to follow, the client
  *   checks whether it was closed meanwhile (closedMeanwhile()), and if so does nothing more: no timer, no ticket
  *   request, no socket, no further event.
@@ -527,12 +530,13 @@ export class StreamClient {
     const stable = this.welcomedAt !== undefined && Date.now() - this.welcomedAt >= this.backoff.stableMs;
     if (stable) this.failedAttempts = 0;
     this.welcomedAt = undefined;
-    const delayMs = Math.max(
-      atLeastMs,
-      code === CLOSE_CODES.goingAway
-        ? goingAwayDelayMs(this.backoff, this.random)
-        : backoffDelayMs(this.failedAttempts, this.backoff, this.random),
-    );
+    // A server going away closes all its sockets at once: the spread keeps its clients from coming back together. On
+    // a connection that was not stable, 1001 is also a failed attempt, so a server in a restart loop, which goes away
+    // again on every connection, is retried ever more slowly (up to maxMs), not every few seconds for ever.
+    const goingAway = code === CLOSE_CODES.goingAway;
+    const spreadMs = goingAway ? goingAwayDelayMs(this.backoff, this.random) : 0;
+    const stepMs = goingAway && stable ? 0 : backoffDelayMs(this.failedAttempts, this.backoff, this.random);
+    const delayMs = Math.max(atLeastMs, spreadMs, stepMs);
     this.failedAttempts++;
     this.currentStatus = "reconnecting";
     this.emit("close", { code, reason, reconnectInMs: delayMs, sessionEnded: false });

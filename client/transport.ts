@@ -88,7 +88,8 @@ export interface BackoffPolicy {
   readonly stableMs: number;
   /**
    * After close 1001 (the server going away: a deploy or restart closes every socket at once) the retry waits a
-   * uniformly random time up to this, so its clients do not all come back in the same moment.
+   * uniformly random time up to this, so its clients do not all come back in the same moment; at least the backoff
+   * step too when the connection was not stable, so a server that keeps going away is asked ever more slowly.
    */
   readonly goingAwayMaxMs: number;
 }
