@@ -12,6 +12,8 @@ import {
   backoffDelayMs,
   DEFAULT_BACKOFF,
   goingAwayDelayMs,
+  RETRY_AFTER_MAX_MS,
+  retryAfterMs,
   StreamClient,
   type CloseInfo,
   type EventFrame,
@@ -569,6 +571,34 @@ describe("backoff", () => {
     const { seen } = connect();
     await until("the refusal", () => seen.closes.length === 1);
     expect(seen.closes[0]!.reconnectInMs).toBe(1_000);
+  });
+
+  it("reads a Retry-After given as an HTTP date too, and waits at most 5 min whatever it says", async () => {
+    server = await startFakeStreamServer();
+    // An HTTP date counts whole seconds: 3 s ahead is 2–3 s ahead.
+    server.refuseTickets(429, new Date(Date.now() + 3_000).toUTCString());
+    const dated = connect();
+    await until("the refusal", () => dated.seen.closes.length === 1);
+    expect(dated.seen.closes[0]!.reconnectInMs).toBeGreaterThan(1_500);
+    expect(dated.seen.closes[0]!.reconnectInMs).toBeLessThanOrEqual(3_000);
+    dated.client.close();
+
+    server.refuseTickets(503, 3 * 86_400); // three days
+    const parked = connect();
+    await until("the refusal", () => parked.seen.closes.length === 1);
+    expect(parked.seen.closes[0]!.reconnectInMs).toBe(RETRY_AFTER_MAX_MS);
+  });
+
+  it("reads Retry-After as delay-seconds or an HTTP date, 0 when absent, unreadable or past, capped at 5 min", () => {
+    const now = Date.parse("2026-12-05T10:00:00.000Z");
+    expect(RETRY_AFTER_MAX_MS).toBe(300_000);
+    expect(retryAfterMs("12", now)).toBe(12_000);
+    expect(retryAfterMs("Sat, 05 Dec 2026 10:00:30 GMT", now)).toBe(30_000);
+    expect(retryAfterMs("Saturday, 05-Dec-26 10:00:30 GMT", now)).toBe(30_000); // the obsolete RFC 850 form
+    expect(retryAfterMs("Sat, 05 Dec 2026 09:59:00 GMT", now)).toBe(0);
+    expect([null, "", "0", "-5", "soon"].map((header) => retryAfterMs(header, now))).toEqual([0, 0, 0, 0, 0]);
+    expect(retryAfterMs("301", now)).toBe(300_000);
+    expect(retryAfterMs("Mon, 07 Dec 2026 10:00:00 GMT", now)).toBe(300_000);
   });
 });
 

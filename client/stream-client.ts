@@ -17,11 +17,12 @@
  * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
  *   twice that: a dead TCP connection can otherwise take minutes to report itself.
  * - It reconnects after jittered exponential backoff (capped at `maxMs`), a step up per failed attempt, which starts
- *   over once a connection stayed up `stableMs`. After close 1001 (the server going away, every socket of it at once)
- *   on a stable connection, it waits a random pause over 0–`goingAwayMaxMs` (5 s) instead, so a deploy's clients
- *   come back spread out. A 1001 on a connection that was not stable (never welcomed, or up less than `stableMs`) is
- *   a failed attempt: it waits the longer of that pause and the backoff step, so a server in a restart loop, going
- *   away on every connection, is asked ever more slowly rather than every few seconds for ever.
+ *   over once a connection stayed up `stableMs`; after a refused ticket request, at least its Retry-After (seconds or
+ *   an HTTP date, read as at most 5 min: transport.ts). After close 1001 (the server going away, every socket of it at
+ *   once) on a stable connection, it waits a random pause over 0–`goingAwayMaxMs` (5 s) instead, so a deploy's clients
+ *   come back spread out. A 1001 on a connection that was not stable (never welcomed, or up less than `stableMs`) is a
+ *   failed attempt: it waits the longer of that pause and the backoff step, so a server in a restart loop, going away
+ *   on every connection, is asked ever more slowly rather than every few seconds for ever.
  * - It never reconnects after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in; nor
  *   after a third other 4xx in a row on the ticket but 408 and 429 (a 404 from a wrong `apiUrl`): asking again would
  *   be refused the same way, forever, while one or two may be a gateway's during a deploy.
@@ -74,7 +75,14 @@ import {
 export * from "./protocol.ts";
 export type { PrivateState } from "./private-state.ts";
 export { applyEvent, stateFromSnapshot } from "./private-state.ts";
-export { backoffDelayMs, DEFAULT_BACKOFF, goingAwayDelayMs, requestTicket } from "./transport.ts";
+export {
+  backoffDelayMs,
+  DEFAULT_BACKOFF,
+  goingAwayDelayMs,
+  requestTicket,
+  RETRY_AFTER_MAX_MS,
+  retryAfterMs,
+} from "./transport.ts";
 export type { BackoffPolicy, FetchLike, Ticket, WebSocketConstructor, WebSocketLike } from "./transport.ts";
 
 export interface StreamClientOptions {

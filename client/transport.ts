@@ -33,8 +33,9 @@ export type Ticket = { ok: true; url: string } | { ok: false; status: number; me
 
 /**
  * A fresh single-use ticket from `POST <apiUrl>/api/v1/stream/ticket` (with the Bearer token, else the cookies), as
- * the URL to open the socket at; or why not (status, message, Retry-After). Rejects when the API cannot be reached
- * or answers 201 with something else, and once `signal` aborts (with its reason), even if the fetch given ignores it.
+ * the URL to open the socket at; or why not (status, message, Retry-After as retryAfterMs reads it). Rejects when
+ * the API cannot be reached or answers 201 with something else, and once `signal` aborts (with its reason), even if
+ * the fetch given ignores it.
  */
 export function requestTicket(
   fetch: FetchLike,
@@ -64,12 +65,11 @@ async function fetchTicket(fetch: FetchLike, options: TicketRequestOptions, sign
   const body = (await response.json().catch(() => undefined)) as
     { ticket?: unknown; url?: unknown; error?: { message?: unknown } } | undefined;
   if (response.status !== 201) {
-    const retryAfter = Number(response.headers.get("retry-after"));
     return {
       ok: false,
       status: response.status,
       message: typeof body?.error?.message === "string" ? body.error.message : `HTTP ${response.status}`,
-      retryAfterMs: Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : 0,
+      retryAfterMs: retryAfterMs(response.headers.get("retry-after"), Date.now()),
     };
   }
   if (typeof body?.ticket !== "string" || typeof body.url !== "string" || !/^wss?:\/\//.test(body.url))
@@ -77,6 +77,26 @@ async function fetchTicket(fetch: FetchLike, options: TicketRequestOptions, sign
   const url = new URL(body.url);
   url.searchParams.set("ticket", body.ticket);
   return { ok: true, url: url.toString() };
+}
+
+/**
+ * The longest wait a Retry-After can impose, whatever it says: a header of days (a gateway's bug, or a hostile one)
+ * would otherwise park the client that long. The ticket route's own is far shorter: what is left of its limit's
+ * one-minute window. Not the backoff's `maxMs`: that may be shorter than the window, and a client back before the
+ * window ends is only refused again.
+ */
+export const RETRY_AFTER_MAX_MS = 5 * 60_000;
+
+/**
+ * A Retry-After header as the milliseconds to wait: delay-seconds, or an HTTP date less `nowMs` (RFC 9110 §10.2.3
+ * allows both; a date is as good as the two clocks agree); 0 when absent, unreadable or past; at most
+ * RETRY_AFTER_MAX_MS.
+ */
+export function retryAfterMs(header: string | null, nowMs: number): number {
+  if (header === null || header.trim() === "") return 0;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - nowMs;
+  return ms > 0 ? Math.min(Math.ceil(ms), RETRY_AFTER_MAX_MS) : 0;
 }
 
 export interface BackoffPolicy {

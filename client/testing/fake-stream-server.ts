@@ -48,8 +48,11 @@ export interface FakeStreamServer {
   broadcast(frame: ServerFrame | Record<string, unknown>): void;
   /** Events below this seq are forgotten: a resume from before them gets a resync. */
   retainFrom(seq: number): void;
-  /** Ticket requests answer this status (with Retry-After when given) until called with undefined. */
-  refuseTickets(status: number | undefined, retryAfterSeconds?: number): void;
+  /**
+   * Ticket requests answer this status until called with undefined; with Retry-After when given (seconds, or a
+   * string sent as is, such as an HTTP date).
+   */
+  refuseTickets(status: number | undefined, retryAfter?: number | string): void;
   /** Subscribes are answered with an error frame of this code (echoing their id) until called with undefined. */
   refuseSubscribes(code: string | undefined): void;
   /** Sends nothing more (no heartbeats, no pongs) on current and later connections until called with false. */
@@ -72,7 +75,7 @@ export async function startFakeStreamServer(
   const tickets = new Set<string>();
   const events: EventFrame[] = [];
   let retainedFrom = 1;
-  let refusal: { status: number; retryAfterSeconds: number | undefined } | undefined;
+  let refusal: { status: number; retryAfter: number | string | undefined } | undefined;
   let silent = false;
   let subscribeRefusal: string | undefined;
   let sessionEnded = false;
@@ -108,7 +111,7 @@ export async function startFakeStreamServer(
       return json(
         refusal.status,
         { error: { code: "UNAVAILABLE", message: "Refused by the test." } },
-        refusal.retryAfterSeconds === undefined ? {} : { "retry-after": String(refusal.retryAfterSeconds) },
+        refusal.retryAfter === undefined ? {} : { "retry-after": String(refusal.retryAfter) },
       );
     const ticket = randomBytes(32).toString("base64url");
     tickets.add(ticket);
@@ -229,8 +232,8 @@ export async function startFakeStreamServer(
     retainFrom(seq) {
       retainedFrom = seq;
     },
-    refuseTickets(status, retryAfterSeconds) {
-      refusal = status === undefined ? undefined : { status, retryAfterSeconds };
+    refuseTickets(status, retryAfter) {
+      refusal = status === undefined ? undefined : { status, retryAfter };
     },
     refuseSubscribes(code) {
       subscribeRefusal = code;
