@@ -10,7 +10,7 @@ import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
 import { MemorySnapshotStore } from "../snapshot/store.ts";
-import { runFollower } from "./follower.ts";
+import { logTrimmedAfter, runFollower } from "./follower.ts";
 
 const redis = new Redis(TEST_REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
@@ -95,5 +95,26 @@ describe("the snapshotting follower", () => {
     await stopped;
     expect(state.lastInputId).toBe(last);
     expect((await store.load())?.head.lastInputId).toBe(last);
+  });
+});
+
+describe("logTrimmedAfter", () => {
+  it("answers from the stream's trim history, and fails rather than guess when it cannot read it", async () => {
+    const stream = `${prefix}trim-check`;
+    expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(false); // no stream yet
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await redis.xadd(stream, "*", "n", String(i))) as string);
+    expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(false);
+    await redis.xtrim(stream, "MINID", ids[2]!); // the first two are gone
+    expect(await logTrimmedAfter(redis, stream, ids[2]!)).toBe(false);
+    expect(await logTrimmedAfter(redis, stream, ids[0]!)).toBe(true);
+    expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(true);
+
+    const notAStream = `${prefix}trim-check-string`;
+    await redis.set(notAStream, "x");
+    await expect(logTrimmedAfter(redis, notAStream, "0-0")).rejects.toThrow(/WRONGTYPE/);
+    const closed = new Redis(TEST_REDIS_URL, { lazyConnect: true, enableOfflineQueue: false });
+    await expect(logTrimmedAfter(closed, stream, "0-0")).rejects.toThrow();
+    closed.disconnect();
   });
 });
