@@ -1,4 +1,5 @@
 // The containers' Postgres: node-postgres over TCP, its transactions, and its streamed rows.
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "./log.ts";
 import { connectPostgres } from "./postgres.ts";
@@ -119,5 +120,24 @@ describe("pg Pool over TCP", () => {
     await expect(connectPostgres(url.toString(), quiet)).rejects.toThrow(
       /cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+: .*ECONNREFUSED/,
     );
+  });
+
+  it("gives up on a server that accepts the connection and never answers, after the connect timeout", async () => {
+    const sockets: Socket[] = [];
+    const silent = createServer((socket) => void sockets.push(socket)); // reads the startup message, says nothing
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = new URL(t.url);
+      url.port = String((silent.address() as AddressInfo).port);
+      const started = performance.now();
+      await expect(connectPostgres(url.toString(), quiet, { connectTimeoutMs: 300 })).rejects.toThrow(
+        /cannot reach Postgres at 127\.0\.0\.1:\d+\/t_\w+: .*timeout/i,
+      );
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(sockets.length).toBeGreaterThan(0);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

@@ -41,6 +41,11 @@ export interface Postgres extends Queryable {
 export interface PostgresOptions {
   /** Largest number of connections the pool opens. */
   maxConnections?: number;
+  /**
+   * How long opening a connection may take (default 30 s): a server that accepts TCP and never answers (stopped, or
+   * a dead peer behind a proxy) would otherwise hold a start, or a restore, for ever.
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Where a connection string points, for messages and logs (never its password). */
@@ -59,7 +64,11 @@ export async function connectPostgres(
   options: PostgresOptions = {},
 ): Promise<Postgres> {
   const where = describeDatabase(databaseUrl);
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: options.maxConnections ?? 10 });
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.maxConnections ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
+  });
   // An idle client whose connection dies emits "error" on the pool; unhandled, that would crash the process.
   pool.on("error", (err: Error) => log.warn("postgres_idle_client_error", { ...where, error: err.message }));
   try {

@@ -170,3 +170,48 @@ describe("restoreState falling back to the previous snapshot", () => {
     expect(previousLoads).toBe(0);
   });
 });
+
+describe("restoreState on a load that never ends (Postgres stopped answering)", () => {
+  const never = new Promise<void>(() => undefined);
+  const loadedWith = (bytes: Uint8Array) => ({
+    head: {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: "1-0",
+      stateHash: hashSnapshot(bytes),
+      bytes: bytes.length,
+      generation: 1,
+      chunks: 1,
+      takenAt: new Date(0).toISOString(),
+    },
+    bytes,
+    verified: never,
+  });
+
+  it("fails once the decode has ended and the load's verdict has not come within the wait", async () => {
+    const restore = restoreState(
+      () => Promise.resolve(loadedWith(encodeSnapshot(someState(2)))),
+      makeParams(),
+      quiet,
+      undefined,
+      { verdictWaitMs: 50 },
+    );
+    await expect(restore).rejects.toThrow("snapshot decoded, but its load gave no verdict on the bytes within 50 ms");
+  });
+
+  it("reports a failed decode after the wait, without falling back: the latest may be whole", async () => {
+    let previousLoads = 0;
+    const restore = restoreState(
+      () => Promise.resolve(loadedWith(new Uint8Array(randomBytes(100)))),
+      makeParams(),
+      quiet,
+      () => {
+        previousLoads++;
+        return Promise.resolve(null);
+      },
+      { verdictWaitMs: 50 },
+    );
+    await expect(restore).rejects.toThrow(/decode failed and its load has not ended: Error: not an engine snapshot/);
+    expect(previousLoads).toBe(0);
+  });
+});

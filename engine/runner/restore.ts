@@ -34,20 +34,30 @@ export async function restoreState(
   freshParams: EngineParams,
   log: Logger,
   loadPrevious?: () => Promise<LoadedSnapshot | null>,
+  options: RestoreOptions = {},
 ): Promise<EngineState> {
   try {
-    return await restoreOne(load, freshParams, log);
+    return await restoreOne(load, freshParams, log, options);
   } catch (err) {
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
-    return restoreOne(loadPrevious, freshParams, log);
+    return restoreOne(loadPrevious, freshParams, log, options);
   }
+}
+
+export interface RestoreOptions {
+  /**
+   * How long to wait, once the decode has ended, for the load's verdict on the bytes (default 30 s): a load stuck on
+   * a Postgres that stopped answering never gives one, and the restore fails instead of waiting for ever.
+   */
+  readonly verdictWaitMs?: number;
 }
 
 async function restoreOne(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
+  options: RestoreOptions,
 ): Promise<EngineState> {
   const t0 = performance.now();
   const loaded = await load();
@@ -56,12 +66,14 @@ async function restoreOne(
     return createState(freshParams);
   }
   const headMs = performance.now() - t0;
+  const verdictWaitMs = options.verdictWaitMs ?? 30_000;
   let state: EngineState;
   try {
     state = decodeSnapshot(loaded.bytes, loaded.more, loaded.idempotency);
   } catch (err) {
     // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better.
-    await loaded.verified;
+    if (loaded.verified !== undefined && !(await settlesWithin(loaded.verified, verdictWaitMs)))
+      throw new Error(`snapshot decode failed and its load has not ended: ${String(err)}`, { cause: err });
     // Bytes just as saved that do not decode (a codec fault, a version this engine cannot read) are as unusable.
     throw new SnapshotIntegrityError(
       `snapshot generation ${loaded.head.generation} matches its head but does not decode: ${String(err)}`,
@@ -70,7 +82,8 @@ async function restoreOne(
   }
   const decodeMs = performance.now() - t0 - headMs;
   // Nothing decoded is used before every byte is checked against the head's length and SHA-256.
-  await loaded.verified;
+  if (loaded.verified !== undefined && !(await settlesWithin(loaded.verified, verdictWaitMs)))
+    throw new Error(`snapshot decoded, but its load gave no verdict on the bytes within ${verdictWaitMs} ms`);
   let trades = 0;
   for (const a of state.accounts.values()) trades += a.openTrades.size;
   log.info("restore_snapshot", {
@@ -83,4 +96,15 @@ async function restoreOne(
     openTrades: trades,
   });
   return state;
+}
+
+/** Whether `promise` settles within `ms`: true once it resolves, false after `ms`; rejects if it rejects first. */
+async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
