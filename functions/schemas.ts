@@ -198,14 +198,29 @@ export const modifyTradeRequest = z
   })
   .openapi("ModifyTradeRequest", { example: { tradeId: "T0-42", stopLoss: "4250", takeProfit: null } });
 
-const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d{1,3})?)?(Z|[+-]\d\d:\d\d)$/;
+const ISO_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,3})?)?(?:Z|[+-](\d\d):(\d\d))$/;
+
+/**
+ * `text` as ms since the epoch, NaN unless it is an ISO_TIME naming a real day and time: Date.parse alone rolls a
+ * day or hour past its end over (February 30 is read as March 2), moving the time the caller meant.
+ */
+function parseIsoTime(text: string): number {
+  const m = ISO_TIME.exec(text);
+  if (m === null) return Number.NaN;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = m.slice(1).map((v) => Number(v ?? 0));
+  const leap = year! % 4 === 0 && (year! % 100 !== 0 || year! % 400 === 0);
+  const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month! - 1] ?? 0;
+  const real =
+    month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59;
+  return real && offsetHours! <= 23 && offsetMinutes! <= 59 ? Date.parse(text) : Number.NaN;
+}
 
 /** An ISO 8601 time with its offset, converted to ms since the epoch (the engine's log time). */
 export const isoTimeInput = z
   .string()
   .max(40)
   .transform((text, ctx) => {
-    const ms = ISO_TIME.test(text) ? Date.parse(text) : Number.NaN;
+    const ms = parseIsoTime(text);
     if (Number.isNaN(ms)) {
       ctx.addIssue({
         code: "custom",
@@ -338,8 +353,12 @@ export const candlesQuery = z
       }),
   })
   .superRefine((q, ctx) => {
-    if (q.from !== undefined && q.to !== undefined && q.from > q.to) {
-      const expected = `a time not after to (${new Date(q.to).toISOString()})`;
+    // Without `to`, the route reads up to now: a `from` after that is as much after `to` as one after a given `to`.
+    const to = q.to ?? Date.now();
+    if (q.from !== undefined && q.from > to) {
+      const bound = new Date(to).toISOString();
+      const expected =
+        q.to === undefined ? `a time not after now (${bound}), the default to` : `a time not after to (${bound})`;
       ctx.addIssue({ code: "custom", path: ["from"], message: `expected ${expected}`, params: { expected } });
     }
   });

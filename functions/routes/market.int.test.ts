@@ -190,6 +190,33 @@ describe("GET /api/v1/market/candles", () => {
       "INVALID_REQUEST",
       'from: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "yesterday".',
     );
+    // Times that name no real day or time, which Date.parse alone would roll over into another one.
+    for (const time of [
+      "2026-02-30T00:00Z",
+      "2025-02-29T00:00:00Z",
+      "2026-04-31T10:00Z",
+      "2026-12-01T24:00Z",
+      "2026-12-01T10:60Z",
+      "2026-12-01T10:00:60Z",
+      "2026-13-01T00:00Z",
+      "2026-12-00T00:00Z",
+      "2026-12-01T10:00+24:00",
+    ])
+      await refused(
+        `asset=SOL&interval=1m&to=${encodeURIComponent(time)}`,
+        "INVALID_REQUEST",
+        `to: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "${time}".`,
+      );
+    for (const time of ["2024-02-29T00:00Z", "2000-02-29T23:59:59.999+01:00", "0000-02-29T00:00Z"])
+      expect((await candles(`asset=SOL&interval=1m&to=${encodeURIComponent(time)}`)).status).toBe(200);
+    const future = await candles("asset=SOL&interval=1m&from=2999-01-01T00:00:00Z");
+    expect(future.status).toBe(400);
+    expect(future.body.error).toEqual({
+      code: "INVALID_REQUEST",
+      message: expect.stringMatching(
+        /^from: expected a time not after now \(\d{4}-\d\d-\d\dT[\d:.]+Z\), the default to, received "2999-01-01T00:00:00Z"\.$/,
+      ) as unknown,
+    });
     await refused(
       "asset=SOL&interval=1m&from=2026-12-01T00:00:00Z&to=2026-11-30T00:00:00Z",
       "INVALID_REQUEST",
