@@ -3,7 +3,7 @@
 // caller gives a way to load it.
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../platform/log.ts";
+import { createLogger, type Logger } from "../../platform/log.ts";
 import { makeParams } from "../core/params.ts";
 import { encodeSnapshot, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "../snapshot/hash.ts";
@@ -73,6 +73,13 @@ describe("restoreState falling back to the previous snapshot", () => {
       takenAt: new Date(0).toISOString(),
     });
   };
+  const restoreWithFallback = (store: MemorySnapshotStore, log: Logger) =>
+    restoreState(
+      () => store.load(),
+      makeParams(),
+      log,
+      () => store.load("previous"),
+    );
   const recording = () => {
     const lines: Record<string, unknown>[] = [];
     return {
@@ -88,12 +95,7 @@ describe("restoreState falling back to the previous snapshot", () => {
     await saveState(store, someState(20));
     store.corrupt("latest", 100);
     const { lines, log } = recording();
-    const restored = await restoreState(
-      () => store.load(),
-      makeParams(),
-      log,
-      () => store.load("previous"),
-    );
+    const restored = await restoreWithFallback(store, log);
     expect(stateHash(restored)).toBe(stateHash(older));
     expect(restored.accounts.size).toBe(5);
     const fallbacks = lines.filter((l) => l.event === "restore_fallback");
@@ -114,12 +116,7 @@ describe("restoreState falling back to the previous snapshot", () => {
       takenAt: new Date(0).toISOString(),
     });
     const { lines, log } = recording();
-    const restored = await restoreState(
-      () => store.load(),
-      makeParams(),
-      log,
-      () => store.load("previous"),
-    );
+    const restored = await restoreWithFallback(store, log);
     expect(stateHash(restored)).toBe(stateHash(older));
     expect(lines.find((l) => l.event === "restore_fallback")?.reason).toMatch(
       /generation 2 matches its head but does not decode: Error: not an engine snapshot/,
