@@ -13,7 +13,6 @@
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
@@ -21,10 +20,11 @@ import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
-import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env, type LocalServer } from "../platform/local-servers.ts";
-import { createLogger, type Logger } from "../platform/log.ts";
+import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
+import { createLogger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
+import { WatchedServer } from "../platform/watched-server.ts";
 
 runMain("start", async () => {
   const envFile = resolve(REPO_ROOT, ".env");
@@ -41,7 +41,7 @@ runMain("start", async () => {
   try {
     const logAt = await logLeftOnLocalRedis(dataDir, env);
     const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
-    const redis = new Watched(
+    const redis = new WatchedServer(
       "redis",
       await ensureRedis(redisOptions),
       (port) => ensureRedis({ ...redisOptions, onlyPort: port }),
@@ -55,14 +55,15 @@ runMain("start", async () => {
       });
     }
     const postgresOptions = { dataDir, log, env, prefer: "own" } as const;
-    const postgres = new Watched(
+    const postgres = new WatchedServer(
       "postgres",
       await ensurePostgres(postgresOptions),
       (port) => ensurePostgres({ ...postgresOptions, onlyPort: port }),
       log,
     );
     cleanup.unshift(() => postgres.stop());
-    void watch([redis, postgres], stop);
+    redis.watch(stop);
+    postgres.watch(stop);
     const port = env.PORT?.trim() || "3000";
     const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
     const childEnv: NodeJS.ProcessEnv = {
@@ -93,60 +94,6 @@ runMain("start", async () => {
     log.info("stopped");
   }
 });
-
-/** A server of this run's own (Redis, Postgres), started again when its process dies. */
-class Watched {
-  private restarting: Promise<void> | undefined;
-  private stopping = false;
-
-  constructor(
-    private readonly name: string,
-    private server: LocalServer,
-    /** Starts it on exactly `port`: the components were given that address. */
-    private readonly restart: (port: number) => Promise<LocalServer>,
-    private readonly log: Logger,
-  ) {}
-
-  get url(): string {
-    return this.server.url;
-  }
-
-  /** Starts it again if it died; an error is logged, and the next check tries again. */
-  async check(): Promise<void> {
-    if (this.stopping || !this.server.started || (await this.server.alive())) return;
-    this.log.error(`${this.name}_died`, { at: where(this.server.url) });
-    this.restarting = (async () => {
-      try {
-        const next = await this.restart(Number(new URL(this.server.url).port));
-        // Stopping meanwhile: stop() waits for this and then stops the dead handle, so this one is ours to stop.
-        if (this.stopping) return void (await next.stop());
-        this.server = next;
-        this.log.info(`${this.name}_restarted`, { at: where(next.url) });
-      } catch (error) {
-        this.log.error(`${this.name}_restart_failed`, { error });
-      }
-    })();
-    await this.restarting;
-    this.restarting = undefined;
-  }
-
-  /** Stops it, once a restart under way has ended. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    await this.restarting;
-    await this.server.stop();
-  }
-}
-
-/** Every WATCH_EVERY_MS, each server: started again if it died, until `stop`. */
-async function watch(servers: readonly Watched[], stop: AbortSignal): Promise<void> {
-  while (!stop.aborted) {
-    await sleep(WATCH_EVERY_MS, undefined, { signal: stop }).catch(() => undefined);
-    for (const server of servers) if (!stop.aborted) await server.check();
-  }
-}
-
-const WATCH_EVERY_MS = 1_000;
 
 /**
  * The local Redis, when it holds this data folder's log from a run that kept it there: the folder never had a Redis
