@@ -14,7 +14,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { Component } from "./components.ts";
 import { createLogger } from "./log.ts";
 import { until } from "./testing/processes.ts";
-import { backoffMs, logRelay, Supervisor } from "./supervisor.ts";
+import { backoffMs } from "./restart-backoff.ts";
+import { logRelay, Supervisor } from "./supervisor.ts";
 
 // The fixture stands in for the API: nodeArgs puts the component's bundle after these flags, as an argument the
 // fixture ignores.

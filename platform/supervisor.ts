@@ -9,6 +9,7 @@
  * - after a backoff when it exited before that, ready or not (1 s, doubling to 30 s for each such exit in a row,
  *   logged as `component_crash_loop` from the second; the count starts over after a run that served `stableMs`):
  *   restarting at once one that dies as it starts would only spin, an engine restoring its snapshot every time.
+ * That rule is restart-backoff.ts's, which npm start's own Redis and Postgres follow too (watched-server.ts).
  * `stop` stops them in reverse order with SIGTERM, the replicas of one component together (the engine's leader takes
  * its final snapshot last; its standby stops rather than take over), and SIGKILLs whatever hangs.
  *
@@ -27,17 +28,10 @@ import { fileURLToPath } from "node:url";
 import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
 import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
 import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
+import { RestartBackoff } from "./restart-backoff.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
-const FIRST_BACKOFF_MS = 1_000;
-const MAX_BACKOFF_MS = 30_000;
-const STABLE_MS = 10_000;
-
-/** How long to wait before restarting a child that exited before it was ready, `failures` times in a row. */
-export function backoffMs(failures: number): number {
-  return Math.min(FIRST_BACKOFF_MS * 2 ** Math.max(failures - 1, 0), MAX_BACKOFF_MS);
-}
 
 /** Where a child's output goes besides its file: the line, and its JSON parsed when it is a JSON log line. */
 export type Relay = (line: string, parsed?: Record<string, unknown>) => void;
@@ -66,8 +60,8 @@ interface Running {
   startedAtMs: number;
   /** When the current run logged its ready event; undefined before. */
   readyAtMs: number | undefined;
-  /** Runs in a row that exited before they had served `stableMs`. */
-  failures: number;
+  /** Counts its runs in a row that exited before they had served `stableMs`: when to start it again. */
+  readonly backoff: RestartBackoff;
   /** Resolves when the child first logs its ready event (in whichever run); rejects if it cannot start. */
   ready: Promise<Record<string, unknown>>;
   markReady: (line: Record<string, unknown>) => void;
@@ -88,7 +82,7 @@ export class Supervisor {
       log: Logger;
       logDir: string;
       out?: Relay;
-      /** How long a run must serve after its ready event to be restarted at once (STABLE_MS by default). */
+      /** How long a run must serve after its ready event to be restarted at once (10 s by default). */
       stableMs?: number;
     },
   ) {
@@ -151,7 +145,7 @@ export class Supervisor {
       restarts: 0,
       startedAtMs: 0,
       readyAtMs: undefined,
-      failures: 0,
+      backoff: new RestartBackoff(this.options.stableMs),
       everReady: false,
       file: createWriteStream(join(this.options.logDir, `${replica.name}.log`), { flags: "a" }),
     } as unknown as Running;
@@ -209,22 +203,19 @@ export class Supervisor {
       const now = Date.now();
       const upMs = now - entry.startedAtMs;
       entry.restarts++;
-      if (entry.readyAtMs !== undefined && now - entry.readyAtMs >= (this.options.stableMs ?? STABLE_MS)) {
-        entry.failures = 0;
-        log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: 0 });
+      const { restartInMs, failures, crashLoop } = entry.backoff.ended(
+        entry.readyAtMs === undefined ? undefined : now - entry.readyAtMs,
+      );
+      log.warn("component_exited", { child: name, code, signal, upMs, restartInMs });
+      if (crashLoop) log.warn("component_crash_loop", { child: name, failures, restartInMs });
+      if (restartInMs === 0) {
         this.spawn(entry);
         return;
-      }
-      entry.failures++;
-      const delay = backoffMs(entry.failures);
-      log.warn("component_exited", { child: name, code, signal, upMs, restartInMs: delay });
-      if (entry.failures >= 2) {
-        log.warn("component_crash_loop", { child: name, failures: entry.failures, restartInMs: delay });
       }
       const timer = setTimeout(() => {
         this.restartTimers.delete(timer);
         this.spawn(entry);
-      }, delay);
+      }, restartInMs);
       this.restartTimers.add(timer);
     });
   }
