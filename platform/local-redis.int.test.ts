@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureRedis, redisProblem, withRedis } from "./local-redis.ts";
 import { choosePort, type LocalServer } from "./local-servers.ts";
 import { createLogger } from "./log.ts";
-import { freePort } from "./testing/processes.ts";
+import { freePort, startSilentServer } from "./testing/processes.ts";
 import { TEST_REDIS_URL } from "./testing/test-servers.ts";
 
 const events: string[] = [];
@@ -152,6 +152,49 @@ describe("ensureRedis", () => {
       await second?.stop();
     }
   });
+
+  // A Redis stopped with SIGSTOP, or hung: the connection is accepted and nothing ever comes back.
+  it(
+    "gives up on a REDIS_URL that accepts connections but never answers, naming it and the timeout",
+    { timeout: 20_000 },
+    async () => {
+      const silent = await startSilentServer();
+      try {
+        const started = performance.now();
+        await expect(
+          ensureRedis({ dataDir: await dataDir(), log, env: { REDIS_URL: silent.url("redis"), PATH }, prefer: "own" }),
+        ).rejects.toThrow(
+          `REDIS_URL is set (127.0.0.1:${silent.port}) but that Redis does not answer PING: the Redis at 127.0.0.1:${silent.port} accepted the connection but did not answer within 5000 ms`,
+        );
+        expect(performance.now() - started).toBeLessThan(10_000);
+      } finally {
+        await silent.close();
+      }
+    },
+  );
+
+  it(
+    "stops, rather than start a second server in the data folder, when its own port never answers",
+    { timeout: 20_000 },
+    async () => {
+      const silent = await startSilentServer();
+      const dir = await dataDir();
+      // The port this folder's redis-server had, now held by one that does not answer: it is neither adopted nor
+      // passed over for another port, where a second redis-server would write to the same AOF.
+      await mkdir(join(dir, "redis"));
+      await writeFile(join(dir, "redis", "port"), `${silent.port}\n`);
+      try {
+        await expect(
+          ensureRedis({ dataDir: dir, log, env: { LOCAL_REDIS_PROBE_URL: deadUrl, PATH }, prefer: "own" }),
+        ).rejects.toThrow(
+          `the Redis at 127.0.0.1:${silent.port} accepted the connection but did not answer within 5000 ms`,
+        );
+        expect(await readFile(join(dir, "redis", "port"), "utf8")).toBe(`${silent.port}\n`);
+      } finally {
+        await silent.close();
+      }
+    },
+  );
 
   it("says how to install Redis when none answers and redis-server is not on PATH", async () => {
     const emptyBin = await dataDir();

@@ -13,6 +13,10 @@
  *
  * 6380 rather than 6379: the machine's Redis, and what `npm test` looks for, stay at 6379.
  *
+ * Each look at a Redis gives up after 5 s (withRedis): one stopped with SIGSTOP still accepts connections. Such a
+ * Redis counts as one that does not answer, except at this data folder's remembered port: there it stops
+ * ensureRedis with an error, since it may be this folder's own server, stopped, and a second one would share its AOF.
+ *
  * A redis-server started here runs daemonized, and one left running by a caller that died is adopted; what `started`
  * and `stop()` mean is at the top of local-servers.ts.
  */
@@ -171,7 +175,11 @@ export async function redisProblem(url: string): Promise<string | undefined> {
   }).catch((err: Error) => err.message);
 }
 
-/** The server's pid when its data folder is `home` (it is this data folder's own server), else undefined. */
+/**
+ * The server's pid when its data folder is `home` (it is this data folder's own server), else undefined; a server
+ * that accepts the connection but does not answer is neither (RedisNoAnswerError): it may be this folder's own,
+ * stopped, and a second redis-server started beside it would write to the same AOF.
+ */
 async function redisPidIfOurs(url: string, home: string): Promise<number | undefined> {
   const real = await realpath(home).catch(() => home);
   return withRedis(url, async (redis) => {
@@ -179,10 +187,23 @@ async function redisPidIfOurs(url: string, home: string): Promise<number | undef
     if (dir !== real) return undefined;
     const pid = /process_id:(\d+)/.exec(await redis.info("server"))?.[1];
     return pid === undefined ? undefined : Number(pid);
-  }).catch(() => undefined);
+  }).catch((err: unknown) => {
+    if (err instanceof RedisNoAnswerError) throw err;
+    return undefined;
+  });
 }
 
-/** Runs `use` on a one-off connection to `url` that does not retry: a probe, not a client to keep. */
+/** How long a probe waits for its connection and all its answers. */
+const PROBE_TIMEOUT_MS = 5_000;
+
+/** A Redis did not answer a probe in time: stopped (SIGSTOP), hung, or an address that drops packets. */
+export class RedisNoAnswerError extends Error {}
+
+/**
+ * Runs `use` on a one-off connection to `url` that does not retry: a probe, not a client to keep. Gives up after
+ * PROBE_TIMEOUT_MS (RedisNoAnswerError): a Redis stopped with SIGSTOP still accepts connections (the kernel does), and
+ * the connection's setup and every command would then wait for ever.
+ */
 export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T>): Promise<T> {
   const redis = new Redis(url, {
     lazyConnect: true,
@@ -190,17 +211,37 @@ export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,
-    connectTimeout: 5_000,
   });
   // connect() itself only says "Connection is closed."; the socket's error says why (ECONNREFUSED, …).
   let cause: Error | undefined;
   redis.on("error", (err: Error) => (cause ??= err));
+  const probe = (async () => {
+    try {
+      await redis.connect();
+      return await use(redis);
+    } catch (err) {
+      throw cause ?? err;
+    }
+  })();
+  // Once it is given up on (the one timeout, for the connection too), its own failure is no news: the connection
+  // closed below.
+  probe.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const givenUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const how =
+        redis.status === "connecting" ? "did not accept a connection" : "accepted the connection but did not answer";
+      reject(
+        new RedisNoAnswerError(
+          `the Redis at ${where(url)} ${how} within ${PROBE_TIMEOUT_MS} ms (is it stopped, or hung?)`,
+        ),
+      );
+    }, PROBE_TIMEOUT_MS);
+  });
   try {
-    await redis.connect();
-    return await use(redis);
-  } catch (err) {
-    throw cause ?? err;
+    return await Promise.race([probe, givenUp]);
   } finally {
+    clearTimeout(timer);
     redis.disconnect();
   }
 }
@@ -208,8 +249,9 @@ export async function withRedis<T>(url: string, use: (redis: Redis) => Promise<T
 function ownRedis(url: string, home: string, log: Logger, pid: number): LocalServer {
   const stop = once(async () => {
     const stopping = performance.now();
-    // Asked of the server itself, so a stale handle never signals a process that merely reuses the pid.
-    const pid = await redisPidIfOurs(url, home);
+    // Asked of the server itself, so a stale handle never signals a process that merely reuses the pid. One that does
+    // not answer cannot say: it is left as it is, and the stops that follow this one still run.
+    const pid = await redisPidIfOurs(url, home).catch(() => undefined);
     if (pid === undefined) return;
     // SIGTERM is Redis' clean shutdown: it flushes and fsyncs the AOF, then exits.
     await stopPid(pid, "redis", log);

@@ -4,7 +4,8 @@
  * trade; it runs two engines, a leader and a hot standby; the leader killed with SIGKILL is restarted at once while
  * the standby takes over; the supervisor killed with SIGKILL takes its children with it, and `npm start` again
  * resumes the same state; Ctrl-C stops everything cleanly. Each process serves its metrics on the port the banner
- * lists. A data folder whose log is on the machine's Redis stays there.
+ * lists. A data folder whose log is on the machine's Redis stays there; one whose probe of that Redis is never
+ * answered stops with a message saying so.
  *
  * With nothing configured, from a copy of the repository inside a folder closed to other users: its own
  * redis-server with AOF in the data folder though the machine's Redis answers, the embedded Postgres (as root, run by
@@ -31,7 +32,7 @@ import { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { freePorts, spawnChild, until, type Child } from "../platform/testing/processes.ts";
+import { freePorts, spawnChild, startSilentServer, until, type Child } from "../platform/testing/processes.ts";
 import { REPO_ROOT } from "../platform/supervisor.ts";
 import { redisProblem } from "../platform/local-redis.ts";
 import { startSimFeed, type SimFeed } from "../poller/sim-feed.ts";
@@ -171,6 +172,31 @@ describe("npm start", () => {
       expect(start.raw.join("\n")).toContain("JWT_SECRET must be at least 32 characters");
       expect(start.raw.join("\n")).toContain("start: configuration error: api stopped with a configuration error");
       expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
+    },
+  );
+
+  it(
+    "stops with a clear message, rather than hang, when the Redis it asks for this data folder's log never answers",
+    { timeout: 60_000 },
+    async () => {
+      // A Redis stopped with SIGSTOP, or hung: it accepts the connection and never answers. The data folder has
+      // Postgres state (DATABASE_URL) and no Redis of its own, so npm start asks that Redis whether it holds the
+      // folder's log before it starts a Redis of its own, which would start without that log.
+      const silent = await startSilentServer();
+      const fresh = mkdtempSync(join(tmpdir(), "paper-broker-start-silent-"));
+      const start = npmStart({ REDIS_URL: "", LOCAL_REDIS_PROBE_URL: silent.url("redis"), DATA_DIR: fresh });
+      try {
+        const hung = new Promise((resolve) => setTimeout(() => resolve("still running after 30 s"), 30_000).unref());
+        expect(await Promise.race([start.exited, hung])).toEqual({ code: 1, signal: null });
+        expect(start.raw.join("\n")).toContain(
+          `the Redis at 127.0.0.1:${silent.port} accepted the connection but did not answer within 5000 ms`,
+        );
+        expect(start.lines.some((l) => l.event === "redis_started")).toBe(false);
+      } finally {
+        if (start.alive()) await start.stop("SIGKILL");
+        await silent.close();
+        rmSync(fresh, { recursive: true, force: true });
+      }
     },
   );
 

@@ -19,7 +19,7 @@ import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.t
 import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
 import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
-import { ensureRedis, redisPersistence, withRedis } from "../platform/local-redis.ts";
+import { ensureRedis, RedisNoAnswerError, redisPersistence, withRedis } from "../platform/local-redis.ts";
 import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
 import { createLogger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
@@ -105,8 +105,14 @@ async function logLeftOnLocalRedis(dataDir: string, env: Env): Promise<string | 
   if (!env.DATABASE_URL?.trim() && !existsSync(join(dataDir, "postgres", "data", "PG_VERSION"))) return undefined;
   const url = env.LOCAL_REDIS_PROBE_URL?.trim() || DEFAULT_LOCAL_REDIS_URL;
   const input = keyspace(env.KEY_PREFIX ?? "").input;
-  // Nothing answering there means no log to keep.
-  const kept = await withRedis(url, async (redis) => (await redis.exists(input)) === 1).catch(() => false);
+  const kept = await withRedis(url, async (redis) => (await redis.exists(input)) === 1).catch((err: unknown) => {
+    // Nothing there (refused) means no log to keep. A Redis that accepts but does not answer may hold it, and a Redis
+    // of its own would start without it.
+    if (!(err instanceof RedisNoAnswerError)) return false;
+    throw new Error(
+      `${err.message}. npm start asks it whether this data folder's log is kept there before it starts a Redis of its own; resume or stop that Redis, or set REDIS_URL, and start again.`,
+    );
+  });
   return kept ? url : undefined;
 }
 

@@ -1,13 +1,13 @@
 /**
  * Test support for tests and benchmarks that run the real processes: a child process whose stdout JSON log lines
  * are collected and can be waited for, the system's components started as `npm start` starts them, a private
- * `redis-server` on a free port, and polling. Used only by tests and benchmarks.
+ * `redis-server` on a free port, a server that never answers, and polling. Used only by tests and benchmarks.
  */
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createServer, type AddressInfo, type Server } from "node:net";
+import { createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
@@ -181,6 +181,36 @@ export function spawnComponent(
 /** A TCP port that was free a moment ago (the kernel picks it). */
 export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
+}
+
+/**
+ * A TCP server on a free port that accepts connections and never answers: what a Redis or Postgres stopped with
+ * SIGSTOP looks like to a client (the kernel still completes the handshake).
+ */
+export async function startSilentServer(): Promise<{
+  port: number;
+  url(scheme: string): string;
+  close(): Promise<void>;
+}> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on("error", () => undefined);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    url: (scheme) => `${scheme}://127.0.0.1:${port}`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
 }
 
 /**
