@@ -41,6 +41,21 @@ const stored = (first: string, last: string, open: string, high: string, low: st
   lastMinuteMs: Date.parse(`2027-01-15T${last}:00.000Z`),
 });
 
+/** A loader whose every call waits until the test answers it. */
+function loader() {
+  const calls: { openTimeMs: number; resolve: (b: StoredBucket | undefined) => void; reject: (e: Error) => void }[] =
+    [];
+  const load = (_asset: string, _interval: string, openTimeMs: number) =>
+    new Promise<StoredBucket | undefined>((resolve, reject) => calls.push({ openTimeMs, resolve, reject }));
+  return { load, calls };
+}
+
+/** Lets the loads' answers and the retries' timers (0 ms in these tests) run. */
+const settle = () => new Promise((r) => setTimeout(r, 5));
+
+const at = (time: string) => Date.parse(`2027-01-15T${time}Z`);
+const iso = (hhmm: string) => `2027-01-15T${hhmm}:00.000Z`;
+
 describe("comparePrice", () => {
   it("orders by value at the asset's price decimals, whatever the digits' lengths", () => {
     expect(comparePrice("ETH", "4303.9", "4303.10")).toBe(1);
@@ -148,5 +163,114 @@ describe("CandleFanout", () => {
     fanout.subscribe(c.conn, "BTC", "1h", now + 20);
     expect(c.sent).toEqual([expect.objectContaining({ close: "100.9" })]);
     expect(loads).toBe(1);
+  });
+
+  describe("sends a candle only with every stored minute of its bucket in it", () => {
+    it("a row that comes while the bucket loads is merged, not sent, to subscribers old and new", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const [a, b] = [socket(), socket()];
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"));
+      fanout.publish(minute("10:07", "101", "101.6", "100.8", "101.3"), 0);
+      expect([a.sent, b.sent]).toEqual([[], []]);
+      calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
+      await settle();
+      const whole = { open: "99", high: "104", low: "98", close: "101.3" };
+      for (const s of [a, b]) expect(s.sent).toEqual([expect.objectContaining({ openTime: iso("10:00"), ...whole })]);
+    });
+
+    it("a row of an earlier bucket than the one loading is dropped (the last hour's final minute)", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "1h", at("11:00:00.200"));
+      expect(calls.map((c) => c.openTimeMs)).toEqual([at("11:00:00")]);
+      fanout.publish(minute("10:59", "105", "105.5", "104.5", "105.2"), 0); // while the 11:00 bucket loads
+      calls[0]!.resolve(undefined); // nothing stored yet for 11:00
+      await settle();
+      fanout.publish(minute("10:59", "105", "105.5", "104", "105.1"), 0); // and after
+      expect(s.sent).toEqual([]);
+      fanout.publish(minute("11:00", "105.1", "105.3", "105", "105.3"), 0);
+      expect(s.sent).toEqual([
+        expect.objectContaining({ openTime: iso("11:00"), open: "105.1", high: "105.3", low: "105", close: "105.3" }),
+      ]);
+    });
+
+    it("a failed load is retried; the bucket is sent once one answers, with what came live meanwhile", async () => {
+      const { load, calls } = loader();
+      const errors: unknown[] = [];
+      const fanout = new CandleFanout(load, (e) => errors.push(e), [0, 0]);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      calls[0]!.reject(new Error("connection refused"));
+      await settle();
+      fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
+      expect(s.sent).toEqual([]);
+      expect(calls.map((c) => c.openTimeMs)).toEqual([at("10:00:00"), at("10:00:00")]);
+      calls[1]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
+      await settle();
+      expect(s.sent).toEqual([expect.objectContaining({ open: "99", high: "104", low: "98", close: "101.2" })]);
+      expect(errors).toHaveLength(1);
+    });
+
+    it("gives a failing load up after its retries: that bucket is never sent, the next one is, whole", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined, [0, 0]);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      for (let i = 0; i < 3; i++) {
+        fanout.publish(minute(`10:0${7 + i}`, "101", "101.5", "100.8", "101.2"), 0);
+        calls[i]!.reject(new Error("connection refused"));
+        await settle();
+      }
+      expect(calls).toHaveLength(3);
+      expect(s.sent).toEqual([]);
+      // The series listened throughout, so every minute of the next bucket came to it.
+      fanout.publish(minute("10:15", "102", "102.5", "101.8", "102.2"), 0);
+      expect(s.sent).toEqual([expect.objectContaining({ openTime: iso("10:15"), open: "102", close: "102.2" })]);
+    });
+
+    it("a subscriber after the load gave up starts another", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined, []);
+      const [a, b] = [socket(), socket()];
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      calls[0]!.reject(new Error("connection refused"));
+      await settle();
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:08:30"));
+      calls[1]!.resolve(stored("10:00", "10:08", "99", "104", "98", "100.9"));
+      await settle();
+      for (const s of [a, b]) expect(s.sent).toEqual([expect.objectContaining({ close: "100.9" })]);
+    });
+
+    it("a row of a later bucket while one loads starts it whole, and the load's answer is moot", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:14:59"));
+      fanout.publish(minute("10:15", "102", "102.5", "101.8", "102.2"), 0);
+      calls[0]!.resolve(stored("10:00", "10:14", "99", "104", "98", "100.9"));
+      await settle();
+      expect(s.sent).toEqual([expect.objectContaining({ openTime: iso("10:15"), open: "102", close: "102.2" })]);
+    });
+
+    it("a series whose last subscriber left while it loaded is loaded afresh for the next", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const [a, b] = [socket(), socket()];
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      fanout.unsubscribe(a.conn, "BTC", "15m");
+      fanout.publish(minute("10:07", "101", "105", "100.8", "101.2"), 0); // nobody listens: not kept
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"));
+      expect(calls).toHaveLength(2);
+      calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9")); // read before 10:07 was stored
+      await settle();
+      expect(b.sent).toEqual([]);
+      calls[1]!.resolve(stored("10:00", "10:07", "99", "105", "98", "101.2"));
+      await settle();
+      expect(b.sent).toEqual([expect.objectContaining({ high: "105", close: "101.2" })]);
+    });
   });
 });

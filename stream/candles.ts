@@ -1,15 +1,23 @@
 /**
  * Live candles. The worker fans out each 1-minute candle a batch changed, as stored (worker/candles.ts;
- * docs/architecture.md, "The stream"): those go to the asset's 1m subscribers as they are. A coarser interval's
- * current candle is kept here, only while it has subscribers, merged from the 1m updates onto the bucket's state as
- * it stood when the first subscriber came (`loadBucket`, from the candles table, once however many subscribers come
- * while it loads): open from the bucket's earliest minute, high and low the extremes, close from its latest minute
- * (a late update of an earlier minute leaves the close alone). Prices are decimal strings, compared exactly as ticks
- * (contract/money.ts), never as floats.
+ * docs/architecture.md, "The stream"). Each candle series (asset and interval, 1m included) is kept here while it has
+ * subscribers: the current bucket's candle, merged from the 1m rows (open from the bucket's earliest minute, high and
+ * low the extremes, close from its latest minute; a late update of an earlier minute leaves the close alone). Prices
+ * are decimal strings, compared exactly as ticks (contract/money.ts), never as floats.
+ *
+ * A candle is sent only whole, with every stored minute of its bucket in it. A series starts listening when its
+ * first subscriber comes, and loads the bucket that moment falls in (`loadBucket`, from the candles table, once
+ * however many subscribers come while it loads). Until the load answers nothing is sent: the rows that come
+ * meanwhile are merged, not sent, and rows of earlier buckets are dropped (a row alone is not the bucket). A failed
+ * load is tried again after each of `retryDelaysMs`, then given up: the bucket is never sent, and a later subscriber
+ * starts a load again. A row of a later bucket starts that bucket whole at once, whether the load answered or not:
+ * the series was listening before the bucket began, so every row of it comes live, each with its whole minute so far.
+ * (A minute stored before the series listened is in a later bucket only when the quotes' clock is ahead of this
+ * process's; its next quote brings it again.)
  */
 import {
-  CANDLE_INTERVAL_MS,
   CANDLE_INTERVALS,
+  CANDLE_INTERVAL_MS,
   candleOpenMs,
   type Candle,
   type CandleInterval,
@@ -20,7 +28,7 @@ import type { Queryable } from "../platform/postgres.ts";
 import { readCandles } from "../functions/candles.ts";
 import { SharedFrame, type StreamConnection } from "./connection.ts";
 
-/** A coarser bucket as stored so far, with the minutes its open and close came from. */
+/** A bucket as stored so far, with the minutes its open and close came from. */
 export interface StoredBucket extends Candle {
   readonly firstMinuteMs: number;
   readonly lastMinuteMs: number;
@@ -33,38 +41,64 @@ export type LoadBucket = (
   openTimeMs: number,
 ) => Promise<StoredBucket | undefined>;
 
-interface Bucket {
-  openTimeMs: number;
+/** The waits before each retry of a failed load: five tries over about a minute and a half. */
+export const LOAD_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 20_000, 60_000];
+
+/** A bucket's candle so far, with the minutes its open and close came from. */
+interface Prices {
   open: string;
   high: string;
   low: string;
   close: string;
-  /** The minutes the open and close came from. */
   firstMinuteMs: number;
   lastMinuteMs: number;
 }
 
-export class CandleFanout {
-  private readonly subscribers = new Map<string, Set<StreamConnection>>();
-  private readonly buckets = new Map<string, Bucket>();
-  /** Loads under way: the bucket each is for. A subscriber arriving meanwhile waits for it rather than query too. */
-  private readonly loading = new Map<string, number>();
+interface Series {
+  readonly asset: string;
+  readonly interval: CandleInterval;
+  readonly subscribers: Set<StreamConnection>;
+  /** The bucket loading or held: rows of earlier buckets are dropped. */
+  openTimeMs: number;
+  /** Its candle as merged so far; undefined while no minute of it is known. */
+  candle: Prices | undefined;
+  /** Every stored minute of the bucket is in `candle` (loaded, or come live since): only then is it sent. */
+  whole: boolean;
+  /** The load under way or waiting for its retry; undefined once whole, or given up. */
+  load: { readonly id: number; timer: NodeJS.Timeout | undefined } | undefined;
+}
 
+export class CandleFanout {
+  private readonly series = new Map<string, Series>();
+  private loads = 0;
+
+  /** Without `loadBucket` (tests), a series is whole from the first row it sees. */
   constructor(
     private readonly loadBucket: LoadBucket | undefined,
     private readonly onLoadError: (error: unknown) => void,
+    private readonly retryDelaysMs: readonly number[] = LOAD_RETRY_DELAYS_MS,
   ) {}
 
   subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, nowMs: number): void {
     const key = `${asset} ${interval}`;
-    let set = this.subscribers.get(key);
-    if (set === undefined) this.subscribers.set(key, (set = new Set()));
-    set.add(conn);
+    let series = this.series.get(key);
+    if (series === undefined) {
+      const whole = this.loadBucket === undefined;
+      const openTimeMs = whole ? -Infinity : candleOpenMs(nowMs, interval);
+      series = { asset, interval, subscribers: new Set(), openTimeMs, candle: undefined, whole, load: undefined };
+      this.series.set(key, series);
+    }
+    series.subscribers.add(conn);
     conn.candles.add(key);
-    const known = this.buckets.get(key);
-    if (this.loadBucket !== undefined && this.loading.get(key) === candleOpenMs(nowMs, interval)) return;
-    if (known !== undefined) conn.send(frame(asset, interval, known), nowMs);
-    else if (this.loadBucket !== undefined) this.load(asset, interval, nowMs);
+    if (series.whole) {
+      if (series.candle !== undefined) conn.send(frame(series, series.candle), nowMs);
+      return;
+    }
+    if (series.load !== undefined) return; // sent with everyone's once it answers
+    // The first subscriber, or the first since the load gave up: from the bucket now falls in.
+    const openTimeMs = candleOpenMs(nowMs, interval);
+    if (openTimeMs > series.openTimeMs) [series.openTimeMs, series.candle] = [openTimeMs, undefined];
+    this.load(series, 0);
   }
 
   unsubscribe(conn: StreamConnection, asset: string, interval: CandleInterval): void {
@@ -75,116 +109,108 @@ export class CandleFanout {
     for (const key of conn.candles) this.drop(conn, key);
   }
 
-  /** A 1m candle as stored: to its subscribers, and merged into each coarser current candle being watched. */
   /** A 1m candle as the worker fans it out (contract/candles.ts `Candle`: decimal strings, openTime ISO). */
   publish(row: Candle, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
     if (!Number.isFinite(minuteMs)) return;
+    const minute: Prices = { ...prices(row), firstMinuteMs: minuteMs, lastMinuteMs: minuteMs };
     for (const interval of CANDLE_INTERVALS) {
-      const key = `${row.asset} ${interval}`;
-      const subs = this.subscribers.get(key);
-      if (subs === undefined || subs.size === 0) continue;
-      const bucket = this.merge(key, interval, row, minuteMs);
-      if (bucket === undefined) continue;
-      const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(row.asset, interval, bucket))));
-      for (const conn of subs) conn.sendShared(shared, "candle", nowMs);
+      const series = this.series.get(`${row.asset} ${interval}`);
+      if (series === undefined) continue;
+      const openTimeMs = candleOpenMs(minuteMs, interval);
+      if (openTimeMs < series.openTimeMs) continue; // a bucket before the one loading or held
+      let changed = true;
+      if (openTimeMs > series.openTimeMs) {
+        // A later bucket: whole from its first row on (see the top of this file), and the load moot.
+        [series.openTimeMs, series.candle, series.whole] = [openTimeMs, { ...minute }, true];
+        this.stopLoad(series);
+      } else if (series.candle === undefined) series.candle = { ...minute };
+      else changed = merge(row.asset, series.candle, minute);
+      if (changed && series.whole) this.send(series, nowMs);
     }
   }
 
-  private merge(key: string, interval: CandleInterval, row: Candle, minuteMs: number): Bucket | undefined {
-    const openTimeMs = candleOpenMs(minuteMs, interval);
-    const bucket = this.buckets.get(key);
-    if (bucket === undefined || bucket.openTimeMs < openTimeMs) {
-      const fresh = { openTimeMs, ...prices(row), firstMinuteMs: minuteMs, lastMinuteMs: minuteMs };
-      this.buckets.set(key, fresh);
-      return fresh;
-    }
-    if (bucket.openTimeMs > openTimeMs) return undefined; // an update of a bucket already past
-    if (comparePrice(row.asset, row.high, bucket.high) > 0) bucket.high = row.high;
-    if (comparePrice(row.asset, row.low, bucket.low) < 0) bucket.low = row.low;
-    if (minuteMs <= bucket.firstMinuteMs) {
-      bucket.open = row.open;
-      bucket.firstMinuteMs = minuteMs;
-    }
-    if (minuteMs >= bucket.lastMinuteMs) {
-      bucket.close = row.close;
-      bucket.lastMinuteMs = minuteMs;
-    }
-    return bucket;
-  }
-
-  /** Loads the bucket `nowMs` falls in, then sends it (merged with what came live meanwhile) to every subscriber. */
-  private load(asset: string, interval: CandleInterval, nowMs: number): void {
-    const key = `${asset} ${interval}`;
-    const openTimeMs = candleOpenMs(nowMs, interval);
-    this.loading.set(key, openTimeMs);
-    const done = () => {
-      if (this.loading.get(key) === openTimeMs) this.loading.delete(key);
-      // Subscribers that came during the load were sent nothing yet: everyone gets the bucket as it stands.
-      const bucket = this.buckets.get(key);
-      const subs = this.subscribers.get(key);
-      if (bucket === undefined || subs === undefined) return;
-      const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(asset, interval, bucket))));
-      for (const conn of subs) conn.sendShared(shared, "candle", Date.now());
-    };
-    this.loadBucket!(asset, interval, openTimeMs).then(
+  /** Loads the series' bucket, then sends it (merged with what came live meanwhile) to every subscriber. */
+  private load(series: Series, retries: number): void {
+    const load = { id: ++this.loads, timer: undefined as NodeJS.Timeout | undefined };
+    series.load = load;
+    const current = () => series.load === load; // else whole from a later bucket, or dropped, meanwhile
+    this.loadBucket!(series.asset, series.interval, series.openTimeMs).then(
       (stored) => {
-        if (stored !== undefined && this.subscribers.get(key)?.size) this.mergeStored(key, openTimeMs, stored);
-        done();
+        if (!current()) return;
+        [series.load, series.whole] = [undefined, true];
+        if (stored !== undefined) {
+          // The live minutes onto the stored ones, so that a tie keeps the live one: the stored row may predate it.
+          const live = series.candle;
+          series.candle = { ...prices(stored), firstMinuteMs: stored.firstMinuteMs, lastMinuteMs: stored.lastMinuteMs };
+          if (live !== undefined) merge(series.asset, series.candle, live);
+        }
+        if (series.candle !== undefined) this.send(series, Date.now());
       },
       (error: unknown) => {
+        if (!current()) return;
         this.onLoadError(error);
-        done();
+        const delayMs = this.retryDelaysMs[retries];
+        if (delayMs === undefined) {
+          series.load = undefined; // given up: this bucket is never sent
+          return;
+        }
+        load.timer = setTimeout(() => {
+          if (current()) this.load(series, retries + 1);
+        }, delayMs);
+        load.timer.unref();
       },
     );
   }
 
-  /**
-   * The stored bucket merged with what came live while it loaded: open from the earlier minute, close from the later
-   * (the live one on a tie: the stored row may predate that update), extremes of both.
-   */
-  private mergeStored(key: string, openTimeMs: number, stored: StoredBucket): void {
-    const live = this.buckets.get(key);
-    if (live !== undefined && live.openTimeMs > openTimeMs) return;
-    const { firstMinuteMs, lastMinuteMs } = stored;
-    this.buckets.set(
-      key,
-      live === undefined || live.openTimeMs < openTimeMs
-        ? { openTimeMs, ...prices(stored), firstMinuteMs, lastMinuteMs }
-        : {
-            openTimeMs,
-            open: live.firstMinuteMs <= firstMinuteMs ? live.open : stored.open,
-            firstMinuteMs: Math.min(live.firstMinuteMs, firstMinuteMs),
-            high: comparePrice(stored.asset, stored.high, live.high) > 0 ? stored.high : live.high,
-            low: comparePrice(stored.asset, stored.low, live.low) < 0 ? stored.low : live.low,
-            close: live.lastMinuteMs >= lastMinuteMs ? live.close : stored.close,
-            lastMinuteMs: Math.max(live.lastMinuteMs, lastMinuteMs),
-          },
-    );
+  private stopLoad(series: Series): void {
+    clearTimeout(series.load?.timer);
+    series.load = undefined;
+  }
+
+  private send(series: Series, nowMs: number): void {
+    const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(series, series.candle!))));
+    for (const conn of series.subscribers) conn.sendShared(shared, "candle", nowMs);
   }
 
   private drop(conn: StreamConnection, key: string): void {
     conn.candles.delete(key);
-    const set = this.subscribers.get(key);
-    set?.delete(conn);
-    if (set?.size === 0) {
-      this.subscribers.delete(key);
-      this.buckets.delete(key); // loaded afresh for the next subscriber: nobody kept it current meanwhile
-    }
+    const series = this.series.get(key);
+    if (series === undefined) return;
+    series.subscribers.delete(conn);
+    if (series.subscribers.size > 0) return;
+    // Loaded afresh for the next subscriber: nobody kept it current meanwhile.
+    this.stopLoad(series);
+    this.series.delete(key);
   }
+}
+
+/**
+ * Merges `minute` (a 1m row, or the live minutes of a bucket) into `candle`: extremes, open from the earlier first
+ * minute and close from the later last minute (on a tie, `minute`'s). Whether a price a frame shows changed.
+ */
+function merge(asset: string, candle: Prices, minute: Prices): boolean {
+  const before = `${candle.open} ${candle.high} ${candle.low} ${candle.close}`;
+  if (comparePrice(asset, minute.high, candle.high) > 0) candle.high = minute.high;
+  if (comparePrice(asset, minute.low, candle.low) < 0) candle.low = minute.low;
+  if (minute.firstMinuteMs <= candle.firstMinuteMs)
+    [candle.open, candle.firstMinuteMs] = [minute.open, minute.firstMinuteMs];
+  if (minute.lastMinuteMs >= candle.lastMinuteMs)
+    [candle.close, candle.lastMinuteMs] = [minute.close, minute.lastMinuteMs];
+  return `${candle.open} ${candle.high} ${candle.low} ${candle.close}` !== before;
 }
 
 function prices(c: Candle) {
   return { open: c.open, high: c.high, low: c.low, close: c.close };
 }
 
-function frame(asset: string, interval: CandleInterval, b: Bucket) {
-  const { open, high, low, close } = b;
+function frame(series: Series, candle: Prices) {
+  const { open, high, low, close } = candle;
   return {
     type: "candle" as const,
-    asset,
-    interval,
-    openTime: new Date(b.openTimeMs).toISOString(),
+    asset: series.asset,
+    interval: series.interval,
+    openTime: new Date(series.openTimeMs).toISOString(),
     open,
     high,
     low,
