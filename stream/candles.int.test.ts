@@ -1,14 +1,19 @@
 /**
  * A coarser candle's bucket so far, as the stream loads it when the bucket's first subscriber comes: from the
- * worker's 1-minute candles on real Postgres, merged as the API's candle history merges them.
+ * worker's 1-minute candles on real Postgres, merged as the API's candle history merges them. And the worker's
+ * rows of one minute, fanned out in either order, merged onto it.
  */
+import type { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { engineOutputSchema, type OutputOf } from "../contract/messages.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { writeCandles } from "../worker/candles.ts";
-import { loadBucketFrom } from "./candles.ts";
+import { CandleFanout, loadBucketFrom } from "./candles.ts";
+import { DEFAULT_LIMITS } from "./config.ts";
+import { StreamConnection } from "./connection.ts";
+import { NO_METRICS } from "./metrics.ts";
 
 let pg: TestDatabase;
 
@@ -21,13 +26,16 @@ afterAll(() => pg.drop());
 /** 2027-01-15T08:00:00Z, the start of an hour. */
 const T0 = Date.UTC(2027, 0, 15, 8, 0);
 
-function quote(ms: number, bid: string): OutputOf<"quote_updated"> {
+/** The order of output id "<ms>-0:0" as the table keeps it (ms × 10^30), in decimal. */
+const order = (ms: number) => String(BigInt(ms) * 10n ** 30n);
+
+function quote(ms: number, bid: string, asset = "ETH"): OutputOf<"quote_updated"> {
   return engineOutputSchema.parse({
     id: `${ms}-0:0`,
     inputId: `${ms}-0`,
     type: "quote_updated",
-    asset: "ETH",
-    market: "ETH_USDC_PERP",
+    asset,
+    market: `${asset}_USDC_PERP`,
     bid,
     ask: bid,
     updatedAt: new Date(ms).toISOString(),
@@ -55,6 +63,9 @@ describe("loadBucketFrom", () => {
       // The minutes the open and close came from: a late update of an earlier minute must not move the close.
       firstMinuteMs: T0,
       lastMinuteMs: T0 + 5 * 60_000,
+      // And the outputs: a row of those minutes that is older than the one loaded must not move them either.
+      openOutput: order(T0 + 1_000),
+      closeOutput: order(T0 + 5 * 60_000),
     });
     expect(await load("ETH", "5m", T0 + 5 * 60_000)).toMatchObject({
       open: "4050",
@@ -65,5 +76,30 @@ describe("loadBucketFrom", () => {
     // A bucket with no minute stored yet, and one before it whose candle must not stand in for it.
     expect(await load("ETH", "1h", T0 + 60 * 60_000)).toBeUndefined();
     expect(await load("BTC", "1h", T0)).toBeUndefined();
+  });
+});
+
+describe("a minute's rows from two workers, fanned out newer first", () => {
+  it("leave the live 1m and 15m candles as stored", async () => {
+    // Worker A upserts the minute with its early quotes; B with later ones, and fans out first.
+    const ms = T0 + 2 * 60 * 60_000 + 7 * 60_000;
+    const [a] = await writeCandles(pg.db, [quote(ms + 1_000, "1.5", "SOL"), quote(ms + 2_000, "1.7", "SOL")]);
+    const [b] = await writeCandles(pg.db, [quote(ms + 30_000, "1.6", "SOL")]);
+    const sent: Record<string, unknown>[] = [];
+    const ws = { bufferedAmount: 0, send: (d: Buffer) => sent.push(JSON.parse(String(d)) as Record<string, unknown>) };
+    const ticket = { userId: "u", sessionId: "s", sessionExpiresAtMs: Infinity };
+    const conn = new StreamConnection(ws as unknown as WebSocket, ticket, DEFAULT_LIMITS, NO_METRICS, 0);
+    const fanout = new CandleFanout(loadBucketFrom(pg.db), (error) => {
+      throw error;
+    });
+    fanout.subscribe(conn, "SOL", "1m", ms + 40_000);
+    fanout.subscribe(conn, "SOL", "15m", ms + 40_000);
+    await expect.poll(() => sent.length).toBe(2);
+    fanout.publish(b!, 0);
+    fanout.publish(a!, 0);
+    const last = (interval: string) => sent.filter((f) => f.interval === interval).at(-1);
+    const prices = { open: "1.5", high: "1.7", low: "1.5", close: "1.6" };
+    expect(last("1m")).toMatchObject({ openTime: new Date(ms).toISOString(), ...prices });
+    expect(last("15m")).toMatchObject({ openTime: new Date(ms - 7 * 60_000).toISOString(), ...prices });
   });
 });

@@ -2,7 +2,7 @@
 import type { WebSocket } from "ws";
 import { describe, expect, it } from "vitest";
 import type { Candle } from "../contract/candles.ts";
-import { CandleFanout, comparePrice, type StoredBucket } from "./candles.ts";
+import { CandleFanout, comparePrice, type MinuteRow, type StoredBucket } from "./candles.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamConnection } from "./connection.ts";
 import { NO_METRICS } from "./metrics.ts";
@@ -33,12 +33,25 @@ const minute = (hhmm: string, open: string, high: string, low: string, close: st
   close,
 });
 
+/** The order of output n of the engine's log entry at `hhmm` plus `seconds` (worker/candles.ts outputOrder). */
+const order = (hhmm: string, seconds: number, n = 0) =>
+  String(BigInt(Date.parse(`2027-01-15T${hhmm}:00.000Z`) + seconds * 1_000) * 10n ** 30n + BigInt(n));
+
+/** A 1m row as a worker fans it out, with the orders of the outputs its open and close came from. */
+const ordered = (row: Candle, openOutput: string, closeOutput: string): MinuteRow => ({
+  ...row,
+  openOutput,
+  closeOutput,
+});
+
 /** A 15m bucket as loaded from the table, its minutes from `first` to `last`. */
 const stored = (first: string, last: string, open: string, high: string, low: string, close: string): StoredBucket => ({
   ...minute("10:00", open, high, low, close),
   interval: "15m",
   firstMinuteMs: Date.parse(`2027-01-15T${first}:00.000Z`),
   lastMinuteMs: Date.parse(`2027-01-15T${last}:00.000Z`),
+  openOutput: order(first, 0),
+  closeOutput: order(last, 59),
 });
 
 /** A loader whose every call waits until the test answers it. */
@@ -271,6 +284,58 @@ describe("CandleFanout", () => {
       calls[1]!.resolve(stored("10:00", "10:07", "99", "105", "98", "101.2"));
       await settle();
       expect(b.sent).toEqual([expect.objectContaining({ high: "105", close: "101.2" })]);
+    });
+  });
+
+  describe("orders a minute's rows by the outputs their open and close came from", () => {
+    // Two workers upsert one minute: A with its early quotes, then B with later ones (its row has A's in it). B fans
+    // its row out first, then A its older one.
+    const a = ordered(minute("10:07", "101", "101.5", "100.8", "101.2"), order("10:07", 1), order("10:07", 20));
+    const b = ordered(minute("10:07", "101", "102", "100.8", "101.9"), order("10:07", 1), order("10:07", 40));
+
+    it("an older row after a newer one changes nothing, and is not sent", () => {
+      const fanout = new CandleFanout(undefined, () => undefined);
+      const [m1, m15] = [socket(), socket()];
+      fanout.subscribe(m1.conn, "BTC", "1m", 0);
+      fanout.subscribe(m15.conn, "BTC", "15m", 0);
+      fanout.publish(ordered(minute("10:06", "100", "101", "100", "101"), order("10:06", 0), order("10:06", 59)), 0);
+      fanout.publish(b, 0);
+      fanout.publish(a, 0);
+      fanout.publish(b, 0); // sent again (a batch retried)
+      expect(m1.sent.at(-1)).toMatchObject({ openTime: iso("10:07"), close: "101.9", high: "102" });
+      expect(m1.sent).toHaveLength(2);
+      expect(m15.sent.at(-1)).toMatchObject({ openTime: iso("10:00"), open: "100", close: "101.9", high: "102" });
+      expect(m15.sent).toHaveLength(2);
+    });
+
+    it("a loaded bucket keeps its close against an older row of its last minute come during the load", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:50"));
+      fanout.publish(a, 0);
+      calls[0]!.resolve({ ...stored("10:00", "10:07", "99", "104", "98", "101.9"), closeOutput: b.closeOutput! });
+      await settle();
+      expect(s.sent).toEqual([expect.objectContaining({ open: "99", close: "101.9" })]);
+    });
+
+    it("a row without them (a worker from before them) is ordered by minute, taking its minute's close", () => {
+      const fanout = new CandleFanout(undefined, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", 0);
+      fanout.publish(b, 0);
+      fanout.publish(minute("10:07", "101", "102", "100.8", "101.7"), 0);
+      fanout.publish(minute("10:06", "100", "100", "100", "100"), 0);
+      expect(s.sent.at(-1)).toMatchObject({ open: "100", close: "101.7" });
+    });
+
+    it("an unreadable order throws before anything changed", () => {
+      const fanout = new CandleFanout(undefined, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "1m", 0);
+      fanout.subscribe(s.conn, "BTC", "15m", 0);
+      expect(() => fanout.publish({ ...b, closeOutput: "4.5e40" }, 0)).toThrow(/output order 4.5e40 unreadable/);
+      expect(s.sent).toEqual([]);
     });
   });
 });

@@ -2,7 +2,9 @@
  * Live candles. The worker fans out each 1-minute candle a batch changed, as stored (worker/candles.ts;
  * docs/architecture.md, "The stream"). Each candle series (asset and interval, 1m included) is kept here while it has
  * subscribers: the current bucket's candle, merged from the 1m rows (open from the bucket's earliest minute, high and
- * low the extremes, close from its latest minute; a late update of an earlier minute leaves the close alone). Prices
+ * low the extremes, close from its latest minute; a late update of an earlier minute leaves the close alone). Within
+ * a minute, open and close go by the output they came from, as the table's row does (migrations/010_candles.sql):
+ * two workers fan out their rows of one minute in either order, and the older must not move the close back. Prices
  * are decimal strings, compared exactly as ticks (contract/money.ts), never as floats.
  *
  * A candle is sent only whole, with every stored minute of its bucket in it. A series starts listening when its
@@ -19,19 +21,29 @@ import {
   CANDLE_INTERVALS,
   CANDLE_INTERVAL_MS,
   candleOpenMs,
+  storedCandle,
   type Candle,
   type CandleInterval,
 } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 import { toUnits } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
-import { readCandles } from "../functions/candles.ts";
 import { SharedFrame, type StreamConnection } from "./connection.ts";
 
-/** A bucket as stored so far, with the minutes its open and close came from. */
+/**
+ * A 1m candle as the worker fans it out (worker/candles.ts `CandleView`): as stored, with the orders of the outputs
+ * its open and close came from (worker/candles.ts `outputOrder`, in decimal). A worker from before those fields
+ * sends none (one deploy's rolling restart); its rows are ordered by minute alone, as before: within its minute,
+ * the row that comes last wins.
+ */
+export type MinuteRow = Candle & { readonly openOutput?: string; readonly closeOutput?: string };
+
+/** A bucket as stored so far, with the minutes and the orders of the outputs its open and close came from. */
 export interface StoredBucket extends Candle {
   readonly firstMinuteMs: number;
   readonly lastMinuteMs: number;
+  readonly openOutput: string;
+  readonly closeOutput: string;
 }
 
 /** The stored candle of `asset` at `interval` whose bucket opens at `openTimeMs`, if any. */
@@ -44,7 +56,7 @@ export type LoadBucket = (
 /** The waits before each retry of a failed load: five tries over about a minute and a half. */
 export const LOAD_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 20_000, 60_000];
 
-/** A bucket's candle so far, with the minutes its open and close came from. */
+/** A bucket's candle so far, with the minutes and the orders of the outputs its open and close came from. */
 interface Prices {
   open: string;
   high: string;
@@ -52,6 +64,9 @@ interface Prices {
   close: string;
   firstMinuteMs: number;
   lastMinuteMs: number;
+  /** Undefined from a worker that sends none (`MinuteRow`). */
+  openOutput: bigint | undefined;
+  closeOutput: bigint | undefined;
 }
 
 interface Series {
@@ -109,11 +124,17 @@ export class CandleFanout {
     for (const key of conn.candles) this.drop(conn, key);
   }
 
-  /** A 1m candle as the worker fans it out (contract/candles.ts `Candle`: decimal strings, openTime ISO). */
-  publish(row: Candle, nowMs: number): void {
+  /** A 1m candle as the worker fans it out. Throws, before it changes anything, for an output order unreadable. */
+  publish(row: MinuteRow, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
     if (!Number.isFinite(minuteMs)) return;
-    const minute: Prices = { ...prices(row), firstMinuteMs: minuteMs, lastMinuteMs: minuteMs };
+    const minute: Prices = {
+      ...prices(row),
+      firstMinuteMs: minuteMs,
+      lastMinuteMs: minuteMs,
+      openOutput: outputOrder(row, row.openOutput),
+      closeOutput: outputOrder(row, row.closeOutput),
+    };
     for (const interval of CANDLE_INTERVALS) {
       const series = this.series.get(`${row.asset} ${interval}`);
       if (series === undefined) continue;
@@ -140,9 +161,16 @@ export class CandleFanout {
         if (!current()) return;
         [series.load, series.whole] = [undefined, true];
         if (stored !== undefined) {
-          // The live minutes onto the stored ones, so that a tie keeps the live one: the stored row may predate it.
+          // The live minutes onto the stored ones, so that a tie the outputs cannot settle (a row without them) keeps
+          // the live one: the stored row may predate it.
           const live = series.candle;
-          series.candle = { ...prices(stored), firstMinuteMs: stored.firstMinuteMs, lastMinuteMs: stored.lastMinuteMs };
+          series.candle = {
+            ...prices(stored),
+            firstMinuteMs: stored.firstMinuteMs,
+            lastMinuteMs: stored.lastMinuteMs,
+            openOutput: outputOrder(stored, stored.openOutput),
+            closeOutput: outputOrder(stored, stored.closeOutput),
+          };
           if (live !== undefined) merge(series.asset, series.candle, live);
         }
         if (series.candle !== undefined) this.send(series, Date.now());
@@ -186,18 +214,36 @@ export class CandleFanout {
 }
 
 /**
- * Merges `minute` (a 1m row, or the live minutes of a bucket) into `candle`: extremes, open from the earlier first
- * minute and close from the later last minute (on a tie, `minute`'s). Whether a price a frame shows changed.
+ * Merges `minute` (a 1m row, or the live minutes of a bucket) into `candle`: extremes, open from the earlier output
+ * and close from the later (`precedes`). Rows of one minute are snapshots of its row in Postgres, each taken after
+ * the one before, so merged in any order they give the latest. Whether a price a frame shows changed.
  */
 function merge(asset: string, candle: Prices, minute: Prices): boolean {
   const before = `${candle.open} ${candle.high} ${candle.low} ${candle.close}`;
   if (comparePrice(asset, minute.high, candle.high) > 0) candle.high = minute.high;
   if (comparePrice(asset, minute.low, candle.low) < 0) candle.low = minute.low;
-  if (minute.firstMinuteMs <= candle.firstMinuteMs)
-    [candle.open, candle.firstMinuteMs] = [minute.open, minute.firstMinuteMs];
-  if (minute.lastMinuteMs >= candle.lastMinuteMs)
-    [candle.close, candle.lastMinuteMs] = [minute.close, minute.lastMinuteMs];
+  if (precedes(minute.firstMinuteMs, minute.openOutput, candle.firstMinuteMs, candle.openOutput))
+    [candle.open, candle.firstMinuteMs, candle.openOutput] = [minute.open, minute.firstMinuteMs, minute.openOutput];
+  if (precedes(candle.lastMinuteMs, candle.closeOutput, minute.lastMinuteMs, minute.closeOutput))
+    [candle.close, candle.lastMinuteMs, candle.closeOutput] = [minute.close, minute.lastMinuteMs, minute.closeOutput];
   return `${candle.open} ${candle.high} ${candle.low} ${candle.close}` !== before;
+}
+
+/**
+ * Whether the output at (`aMs`, `a`) comes before the one at (`bMs`, `b`): by minute, then by output order. Without
+ * an order (`MinuteRow`), the same minute counts as before either way, so the row merged in wins.
+ */
+function precedes(aMs: number, a: bigint | undefined, bMs: number, b: bigint | undefined): boolean {
+  if (aMs !== bMs) return aMs < bMs;
+  return a === undefined || b === undefined || a < b;
+}
+
+/** An output order (worker/candles.ts `outputOrder`) from its decimal text; absent: undefined. */
+function outputOrder(candle: Candle, text: string | undefined): bigint | undefined {
+  if (text === undefined) return undefined;
+  if (typeof text !== "string" || !/^\d{1,50}$/.test(text))
+    throw new Error(`candle of ${candle.asset} at ${candle.openTime}: output order ${String(text)} unreadable`);
+  return BigInt(text);
 }
 
 function prices(c: Candle) {
@@ -234,33 +280,49 @@ export function comparePrice(asset: string, a: string, b: string): number {
 }
 
 /**
- * `LoadBucket` over the candles table: the bucket as the API's candle history would show it (functions/candles.ts),
- * and the minutes it spans, so a late update of an earlier minute cannot move its close back (or its open forward).
- * The span is read after the candle: rows are only ever added or updated, so its last minute is never older than
- * the one the close came from.
+ * `LoadBucket` over the candles table, in one statement (so one snapshot): the bucket merged as the API's candle
+ * history merges it (functions/candles.ts), with the minutes and the output orders its open and close came from, so
+ * that a late update of an earlier minute, or a stale row, cannot move its close back (or its open forward).
  */
 export function loadBucketFrom(db: Queryable): LoadBucket {
   return async (asset, interval, openTimeMs) => {
-    const [point] = await readCandles(db, { asset, interval, fromMs: openTimeMs, toMs: openTimeMs, limit: 1 });
-    if (point === undefined || Date.parse(point.openTime) !== openTimeMs) return undefined;
-    const { rows } = await db.query<{ first: Date; last: Date }>(MINUTES_SPANNED, [
+    const { rows } = await db.query<BucketRow>(BUCKET, [
       asset,
       new Date(openTimeMs).toISOString(),
       new Date(openTimeMs + CANDLE_INTERVAL_MS[interval]).toISOString(),
     ]);
-    const span = rows[0];
+    const row = rows[0];
+    if (row === undefined || row.first === null) return undefined;
     return {
-      asset,
-      interval,
-      ...point,
-      firstMinuteMs: span?.first.getTime() ?? openTimeMs,
-      lastMinuteMs: span?.last.getTime() ?? openTimeMs,
+      ...storedCandle(asset, interval, new Date(openTimeMs).toISOString(), row),
+      firstMinuteMs: row.first.getTime(),
+      lastMinuteMs: row.last.getTime(),
+      openOutput: row.open_output,
+      closeOutput: row.close_output,
     };
   };
 }
 
-/** The first and last minute stored of asset $1 in [$2, $3): two probes of the (asset, open_time) key. */
-const MINUTES_SPANNED = `
-  SELECT min(open_time) AS first, max(open_time) AS last
+interface BucketRow {
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  first: Date | null;
+  last: Date;
+  open_output: string;
+  close_output: string;
+}
+
+/** The minutes of asset $1 in [$2, $3) merged: no row (all null) when there are none. */
+const BUCKET = `
+  SELECT (array_agg(open ORDER BY open_time))[1]::text AS open,
+         max(high)::text AS high,
+         min(low)::text AS low,
+         (array_agg(close ORDER BY open_time DESC))[1]::text AS close,
+         min(open_time) AS first,
+         max(open_time) AS last,
+         (array_agg(open_output ORDER BY open_time))[1]::text AS open_output,
+         (array_agg(close_output ORDER BY open_time DESC))[1]::text AS close_output
     FROM candles_1m
    WHERE asset = $1 AND open_time >= $2::timestamptz AND open_time < $3::timestamptz`;

@@ -5,13 +5,12 @@
  * checked out; fanout-reader.ts hands it entries.
  */
 import type { WebSocket } from "ws";
-import type { Candle } from "../contract/candles.ts";
 import { ASSETS } from "../contract/markets.ts";
 import type { EngineOutput, PrivateOutput } from "../contract/messages.ts";
 import { quotesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
-import { CandleFanout, type LoadBucket } from "./candles.ts";
+import { CandleFanout, type LoadBucket, type MinuteRow } from "./candles.ts";
 import { parseClientFrame, type RequestId, type Subscription } from "./client-frames.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
@@ -124,7 +123,7 @@ export class StreamHub {
           this.onQuote(JSON.parse(fields.body!) as QuoteOutput, nowMs);
           return;
         case "candle":
-          this.candles.publish(JSON.parse(fields.body!) as Candle, nowMs);
+          this.candles.publish(JSON.parse(fields.body!) as MinuteRow, nowMs);
           return;
         case "revoked": {
           const { sessionId } = JSON.parse(fields.body!) as { userId: string; sessionId: string };

@@ -31,6 +31,9 @@ afterAll(() => pg.drop());
 const T0 = Date.UTC(2027, 0, 15, 8, 0);
 const at = (ms: number) => new Date(ms).toISOString();
 
+/** The order of output id "<ms>-<seq>:<n>" as the table keeps it: ms × 10^30 + seq × 10^10 + n, in decimal. */
+const order = (ms: number, seq = 0, n = 0) => String(BigInt(ms) * 10n ** 30n + BigInt(seq) * 10n ** 10n + BigInt(n));
+
 /** The engine's quote output for `asset` at log time `ms`; `seq`, `n` the rest of its id "<ms>-<seq>:<n>". */
 function quote(asset: string, ms: number, bid: string, seq = 0, n = 0): OutputOf<"quote_updated"> {
   return engineOutputSchema.parse({
@@ -65,7 +68,7 @@ describe("writeCandles", () => {
       quote("BTC", T0 + 5_000, "60000.5"),
     ];
     const candles = await writeCandles(pg.db, outputs);
-    expect(candles).toEqual([
+    expect(candles).toMatchObject([
       { asset: "ETH", interval: "1m", openTime: at(T0), open: "2000", high: "2010.5", low: "1995.25", close: "2003" },
       {
         asset: "ETH",
@@ -107,7 +110,7 @@ describe("writeCandles", () => {
   it("merges later batches into the stored minute, and writes nothing for a batch without quotes", async () => {
     await writeCandles(pg.db, [quote("SOL", T0 + 1_000, "150"), quote("SOL", T0 + 2_000, "151")]);
     const later = await writeCandles(pg.db, [quote("SOL", T0 + 3_000, "149.5"), quote("SOL", T0 + 4_000, "150.25")]);
-    expect(later).toEqual([
+    expect(later).toMatchObject([
       { asset: "SOL", interval: "1m", openTime: at(T0), open: "150", high: "151", low: "149.5", close: "150.25" },
     ]);
     expect(await writeCandles(pg.db, [])).toEqual([]);
@@ -124,12 +127,12 @@ describe("writeCandles", () => {
     expect(await writeCandles(pg.db, [batch[1]!])).toEqual(first);
     expect(await writeCandles(pg.db, batch)).toEqual(first);
     expect(await stored("ADA")).toEqual(before);
-    expect(first).toEqual([
+    expect(first).toMatchObject([
       { asset: "ADA", interval: "1m", openTime: at(T0), open: "0.5", high: "0.51234", low: "0.49", close: "0.49" },
     ]);
   });
 
-  it("an older batch after a newer one, or a batch in any order, gives the same row as the log's order", async () => {
+  it("an older batch after a newer one, or any order, gives the log order's row, outputs and all", async () => {
     // Ids compared as numbers: seq 10 is after seq 9 and n 10 after n 9, though "10" sorts before "9" as text.
     const ms = T0 + 10 * 60_000;
     const older = [quote("ETH", ms, "2100", 9, 9), quote("ETH", ms, "2090", 9, 10)];
@@ -142,8 +145,12 @@ describe("writeCandles", () => {
       high: "2120",
       low: "2090",
       close: "2105",
+      openOutput: order(ms, 9, 9),
+      closeOutput: order(ms + 30_000),
     };
-    expect(await writeCandles(pg.db, newer)).toEqual([{ ...expected, open: "2120", low: "2105" }]);
+    expect(await writeCandles(pg.db, newer)).toEqual([
+      { ...expected, open: "2120", low: "2105", openOutput: order(ms, 10, 0) },
+    ]);
     expect(await writeCandles(pg.db, older)).toEqual([expected]);
 
     // The same outputs in reverse order, in one batch, into a minute of their own.
@@ -152,7 +159,14 @@ describe("writeCandles", () => {
       const [msText, rest] = q.id.split("-") as [string, string];
       return quote("ETH", Number(msText) + later, q.bid, Number(rest.split(":")[0]), Number(rest.split(":")[1]));
     });
-    expect(await writeCandles(pg.db, shifted.reverse())).toEqual([{ ...expected, openTime: at(ms + later) }]);
+    expect(await writeCandles(pg.db, shifted.reverse())).toEqual([
+      {
+        ...expected,
+        openTime: at(ms + later),
+        openOutput: order(ms + later, 9, 9),
+        closeOutput: order(ms + 30_000 + later),
+      },
+    ]);
   });
 });
 
@@ -168,7 +182,7 @@ describe("the worker's batch", () => {
     redis.disconnect();
   });
 
-  it("writes the candles with the history and fans each one out as `kind candle` after the read models", async () => {
+  it("writes the candles with the history and fans each out, outputs and all, after the read models", async () => {
     const keys = keyspace(prefix);
     await ensureGroup(redis, keys);
     const ms = T0 + 3 * 60 * 60_000;
@@ -186,6 +200,8 @@ describe("the worker's batch", () => {
       high: "61000.7",
       low: "61000",
       close: "61000.7",
+      openOutput: order(ms + 1_000),
+      closeOutput: order(ms + 2_000),
     };
     const fanned = await redis.xrange(keys.streamFanout, "-", "+");
     // The quotes go out on the same stream (worker/events.ts); the batch's one candle goes out once, as stored.

@@ -5,7 +5,8 @@
  * A batch may hold thousands of quotes; they are folded per asset per minute here first, so Postgres gets one row
  * per candle the batch touches, all in one statement. Every candle the batch touched is returned as stored after
  * the merge, changed or not: a batch retried after a crash between this write and its fan-out sends its candles
- * out again.
+ * out again. Each carries the orders of the outputs its open and close came from (`outputOrder`, in decimal): two
+ * workers' rows of one minute may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
  */
 import { candleOpenMs, storedCandle, type Candle } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
@@ -14,7 +15,11 @@ import { formatUnits, toUnits } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { outputIdParts } from "./read-models.ts";
 
-export type CandleView = Candle & { readonly interval: "1m" };
+export type CandleView = Candle & {
+  readonly interval: "1m";
+  readonly openOutput: string;
+  readonly closeOutput: string;
+};
 
 /** One candle of the batch, prices in ticks; `openOutput` / `closeOutput` order outputs (see outputOrder). */
 interface Fold {
@@ -44,7 +49,8 @@ export async function writeCandles(db: Queryable, outputs: readonly EngineOutput
        low = least(c.low, EXCLUDED.low),
        close = CASE WHEN EXCLUDED.close_output > c.close_output THEN EXCLUDED.close ELSE c.close END,
        close_output = greatest(c.close_output, EXCLUDED.close_output)
-     RETURNING asset, open_time, open::text, high::text, low::text, close::text`,
+     RETURNING asset, open_time, open::text, high::text, low::text, close::text, open_output::text,
+               close_output::text`,
     [
       folds.map((f) => f.asset),
       folds.map((f) => new Date(f.openMs).toISOString()),
@@ -56,7 +62,12 @@ export async function writeCandles(db: Queryable, outputs: readonly EngineOutput
       folds.map((f) => String(f.closeOutput)),
     ],
   );
-  return rows.map((r) => storedCandle(r.asset, "1m", r.open_time.toISOString(), r) as CandleView);
+  return rows.map((r) => ({
+    ...storedCandle(r.asset, "1m", r.open_time.toISOString(), r),
+    interval: "1m",
+    openOutput: r.open_output,
+    closeOutput: r.close_output,
+  }));
 }
 
 interface CandleRow {
@@ -66,6 +77,8 @@ interface CandleRow {
   high: string;
   low: string;
   close: string;
+  open_output: string;
+  close_output: string;
 }
 
 /** The batch's quotes merged per asset per minute (by the quote's `updatedAt`), by the same rules as the upsert. */
