@@ -17,6 +17,20 @@ import type { StreamHub } from "./hub.ts";
 
 export const STREAM_PATH = "/api/v1/stream";
 
+/**
+ * How long an idle keep-alive connection stays open: above the load balancer's idle timeout (60 s, infra/plan.ts
+ * streamLoadBalancer), so the load balancer, not this server, closes the connections it pools. Node's default (5 s)
+ * would close them first, and AWS documents that a target closing its side can meet a request the load balancer
+ * already sent on it, which the client then gets as a 502 (ELB, Application Load Balancers, "Connection idle
+ * timeout"). WebSockets are not affected: after the upgrade the socket is ws's.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+/**
+ * Above the keep-alive timeout, the usual pairing behind a load balancer: the header timer never ends a pooled
+ * connection before the keep-alive timeout would.
+ */
+export const HEADERS_TIMEOUT_MS = 66_000;
+
 export interface StreamServerDeps {
   readonly hub: StreamHub;
   /** GETDEL of a ticket's key: its JSON value, or null when unknown, used or expired. */
@@ -54,6 +68,8 @@ export function createStreamServer(deps: StreamServerDeps): Server {
         ),
       );
   });
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
     admit(req, deps).then(
