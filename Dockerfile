@@ -10,7 +10,9 @@
 #
 # No secrets here: configuration comes from the environment at run time (see .env.example; SST passes the stage's
 # secrets). .dockerignore keeps .env, .data, .sst, dist and the tests out of the build context.
-FROM node:20-slim
+#
+# Node 22, as the functions on Lambda (infra/plan.ts FUNCTION_RUNTIME): Node 20 reached its end of life in April 2026.
+FROM node:22-slim
 
 ENV NODE_ENV=production
 WORKDIR /app

@@ -18,6 +18,7 @@ import {
   API_ROUTES,
   CONTAINER_PLANS,
   FUNCTION_COPY_FILES,
+  FUNCTION_RUNTIME,
   CONTAINERS,
   FUNCTION_SECRET_ENV,
   LAMBDA_HANDLER,
@@ -36,6 +37,7 @@ const read = (path: string) => readFileSync(resolve(root, path), "utf8");
 const packageJson = JSON.parse(read("package.json")) as {
   scripts: Record<string, string>;
   dependencies: Record<string, string>;
+  engines: { node: string };
 };
 const dockerfile = read("Dockerfile");
 
@@ -97,6 +99,18 @@ describe("the image", () => {
     expect(dockerfile).toMatch(/^RUN node scripts\/build\.mjs$/m);
     for (const c of COMPONENTS) expect(nodeArgs(c)).toContain(`dist/${c.name}.mjs`);
     expect(dockerfile).not.toMatch(/^(ENV|ARG) \S*(SECRET|TOKEN|KEY|PASSWORD)/m);
+  });
+
+  it("runs the Node the functions run on Lambda, one the bundles' build target and package.json's engines admit", () => {
+    const image = Number(/^FROM node:(\d+)-slim$/m.exec(dockerfile)?.[1]);
+    expect(image).toBe(Number(/^nodejs(\d+)\.x$/.exec(FUNCTION_RUNTIME)?.[1]));
+    // Node 20 reached its end of life in April 2026, and Lambda no longer updates functions on nodejs20.x.
+    expect(image).toBeGreaterThanOrEqual(22);
+    // The bundles also run on the oldest Node the project supports, which runs the tests.
+    const target = Number(/\btarget: "node(\d+)"/.exec(read("platform/build.ts"))?.[1]);
+    const oldest = Number(/^>=(\d+)$/.exec(packageJson.engines.node)?.[1]);
+    expect(target).toBeLessThanOrEqual(oldest);
+    expect(oldest).toBeLessThanOrEqual(image);
   });
 
   for (const entry of [...COMPONENTS.map((c) => c.entry), ...Object.values(THREADS), "scripts/build.mjs"]) {

@@ -260,5 +260,13 @@ export const FUNCTION_COPY_FILES: readonly { from: string; to: string }[] = DOCS
   return { from: path, to: path };
 });
 
+/**
+ * Node.js 22 on Lambda: nodejs20.x was deprecated with Node 20's end of life (30 April 2026), and Lambda blocks
+ * updates to functions on it from 30 September 2026 (AWS, Lambda runtimes), so a deploy could no longer change them.
+ * nodejs22.x is itself deprecated on 30 April 2027. The image follows (Dockerfile, node:22-slim). SST bundles the
+ * functions for ESNext, which Node 22 runs; the tests run the same sources on Node 20 (package.json engines).
+ */
+export const FUNCTION_RUNTIME = "nodejs22.x";
+
 /** A trade request waits up to ENGINE_TIMEOUT_MS (5 s) for the engine; API Gateway gives up at 30 s. */
 export const FUNCTION_TIMEOUT = "15 seconds";

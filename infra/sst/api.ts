@@ -7,6 +7,7 @@
 import {
   API_ROUTES,
   FUNCTION_COPY_FILES,
+  FUNCTION_RUNTIME,
   FUNCTION_SECRET_ENV,
   FUNCTION_TIMEOUT,
   LAMBDA_HANDLER,
@@ -39,7 +40,7 @@ export function addFunctions(api: sst.aws.ApiGatewayV2, secrets: Secrets, stream
   for (const [name, routes] of Object.entries(API_ROUTES) as [FunctionName, readonly string[]][]) {
     const fn = new sst.aws.Function(name, {
       handler: LAMBDA_HANDLER,
-      runtime: "nodejs20.x",
+      runtime: FUNCTION_RUNTIME,
       timeout: FUNCTION_TIMEOUT,
       memory: "512 MB",
       environment,
