@@ -26,11 +26,19 @@ export default $config({
     const { createSecrets } = await import("./infra/sst/secrets.ts");
     const { addFunctions, createGateway } = await import("./infra/sst/api.ts");
     const { streamUrlFrom } = await import("./infra/plan.ts");
+    const { appUrlFor, functionPlainEnv, readDeploySettings } = await import("./infra/deploy-settings.ts");
     const { createServices } = await import("./infra/sst/services.ts");
+    // API_DOMAIN, STREAM_DOMAIN and the API's settings, from the environment this runs in (infra/README.md).
+    const deploy = readDeploySettings(process.env);
+    for (const warning of deploy.warnings) console.warn(`paper-broker: ${warning}`);
     const secrets = createSecrets();
-    const api = createGateway();
-    const services = createServices(secrets, api.url);
-    addFunctions(api, secrets, services.stream.url.apply(streamUrlFrom));
-    return { api: api.url, stream: services.stream.url };
+    const api = createGateway(deploy.apiDomain);
+    const appUrl = appUrlFor(deploy.apiDomain, api.url);
+    const services = createServices(secrets, deploy, appUrl);
+    // SST's Service.url: https://<STREAM_DOMAIN>/ with a domain, the load balancer's http:// address without, and
+    // under `sst dev` the local stream's (plan.ts devArgs).
+    const streamUrl = services.stream.url.apply(streamUrlFrom);
+    addFunctions(api, secrets, functionPlainEnv(deploy, { appUrl, streamUrl }));
+    return { api: appUrl, stream: services.stream.url };
   },
 });

@@ -14,6 +14,7 @@ import { metricsPortVariable, readMetricsConfig } from "../platform/metrics.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
 import { readStreamConfig } from "../stream/config.ts";
+import { appUrlFor, functionPlainEnv, readDeploySettings, streamPlainEnv } from "./deploy-settings.ts";
 import {
   API_ROUTES,
   CONTAINER_PLANS,
@@ -149,20 +150,13 @@ describe("secrets", () => {
   });
 
   it("the functions' deployed environment is a valid API configuration using Upstash, Resend and a fixed key", () => {
-    const seen = new Set<string>();
-    const env = new Proxy(
-      deployedEnv(FUNCTION_SECRET_ENV, {
-        APP_URL: "https://abc.execute-api.eu-west-1.amazonaws.com",
-        NODE_ENV: "production",
-      }),
-      {
-        get: (target, key: string) => {
-          seen.add(key);
-          return target[key];
-        },
-      },
-    );
-    const config = readApiConfig(env);
+    let config: ReturnType<typeof readApiConfig> | undefined;
+    const plain = functionPlainEnv(readDeploySettings({}), {
+      appUrl: appUrlFor(undefined, "https://abc.execute-api.eu-west-1.amazonaws.com"),
+      streamUrl: streamUrlFrom("http://lb-1.eu-west-1.elb.amazonaws.com"),
+    });
+    const seen = readingOf((env) => (config = readApiConfig(env)), deployedEnv(FUNCTION_SECRET_ENV, plain));
+    if (config === undefined) throw new Error("not read");
     expect(config.redis.kind).toBe("upstash");
     expect(config.resend).toBeDefined(); // else sign-in links would be readable from the dev mailbox
     expect(config.jwtSecret).toBeDefined(); // the Lambda entry refuses to start without one
@@ -172,13 +166,14 @@ describe("secrets", () => {
     expect(Object.keys(FUNCTION_SECRET_ENV)).toEqual(expect.arrayContaining(needed));
   });
 
+  const reads: Record<ContainerName, readonly string[]> = {
+    engine: variablesRead("engine/main.ts"),
+    worker: variablesRead("worker/main.ts"),
+    poller: POLLER_ENV,
+    stream: variablesRead("stream/config.ts"),
+  };
+
   it("each container gets every secret variable its entry reads", () => {
-    const reads: Record<ContainerName, readonly string[]> = {
-      engine: variablesRead("engine/main.ts"),
-      worker: variablesRead("worker/main.ts"),
-      poller: POLLER_ENV,
-      stream: variablesRead("stream/config.ts"),
-    };
     for (const name of CONTAINERS) {
       expect(reads[name].length, `${name} reads some variables`).toBeGreaterThan(2);
       const needed = SECRET_VARIABLES.filter((v) => reads[name].includes(v));
@@ -186,6 +181,23 @@ describe("secrets", () => {
     }
     const poller = readPollerConfig(deployedEnv(CONTAINER_PLANS.poller.secretEnv, CONTAINER_PLANS.poller.env));
     expect(poller.feed).toBe("backpack");
+  });
+
+  it("each container's plain settings are ones it reads (its entry's configuration, or its metrics server)", () => {
+    const deploy = readDeploySettings({ CORS_ORIGINS: "https://app.example.com" });
+    for (const name of CONTAINERS) {
+      const plain = name === "stream" ? streamPlainEnv(deploy, "https://api.example.com") : CONTAINER_PLANS[name].env;
+      const read = new Set([...reads[name], metricsPortVariable(name), "METRICS_HOST"]);
+      if (name === "stream") {
+        // CORS_ORIGINS is read by the shared reader the stream's configuration calls.
+        const seen = readingOf((env) => readStreamConfig(env), deployedEnv(CONTAINER_PLANS.stream.secretEnv, plain));
+        for (const v of seen) read.add(v);
+      }
+      expect(
+        Object.keys(plain).filter((v) => !read.has(v)),
+        name,
+      ).toEqual([]);
+    }
   });
 });
 
@@ -198,6 +210,7 @@ describe("the stream's endpoint", () => {
         { listen: "80/http", redirect: "443/https" },
       ],
       health: { "3001/http": { path: "/health", interval: "10 seconds" } },
+      idleTimeoutSeconds: 60,
     });
     expect(streamLoadBalancer(undefined).rules).toEqual([{ listen: "80/http", forward: "3001/http" }]);
     expect(streamLoadBalancer("").rules).toEqual([{ listen: "80/http", forward: "3001/http" }]);
@@ -298,6 +311,20 @@ function deployedEnv(
     EMAIL_FROM: "Paper Broker <login@example.com>",
   };
   return { ...Object.fromEntries(Object.keys(secretEnv).map((v) => [v, samples[v] ?? "value"])), ...plain };
+}
+
+/** The variable names `reader` reads from `env`. */
+function readingOf(reader: (env: Record<string, string>) => unknown, env: Record<string, string>): Set<string> {
+  const seen = new Set<string>();
+  reader(
+    new Proxy(env, {
+      get: (target, key: string) => {
+        seen.add(key);
+        return target[key];
+      },
+    }),
+  );
+  return seen;
 }
 
 /** Variable names an entry reads through the config readers (`url(env, "NAME", …)`) or as `env.NAME`. */

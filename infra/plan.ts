@@ -179,10 +179,11 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
     tasks: 1,
   },
   // WebSocket clients, behind the load balancer (streamLoadBalancer); it listens on every interface of the task.
-  // Any number of tasks may run (each reads the whole fan-out); one until load says otherwise.
+  // Any number of tasks may run (each reads the whole fan-out); one until load says otherwise. Its APP_URL and
+  // CORS_ORIGINS come from the deploy (infra/deploy-settings.ts streamPlainEnv).
   stream: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
-    env: { STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001", NODE_ENV: "production" },
+    env: { STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001" },
     cpu: "0.5 vCPU",
     memory: "1 GB",
     tasks: 1,
@@ -190,15 +191,24 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
 };
 
 /**
+ * How long the stream's load balancer keeps an idle connection, to a client or to a task (AWS's default, set anyway
+ * so the stream's keep-alive can be checked against it): well above the stream's heartbeat (10 s), and below the
+ * stream server's keep-alive (stream/server.ts KEEP_ALIVE_TIMEOUT_MS), so the load balancer closes the connections it
+ * pools before the task does, as AWS recommends to avoid 502s.
+ */
+export const STREAM_IDLE_TIMEOUT_SECONDS = 60;
+
+/**
  * The stream's public endpoint: an application load balancer (it carries WebSockets) forwarding to STREAM_PORT,
- * health-checked at /health. Its idle timeout (60 s) is well above the stream's heartbeat (10 s). With a domain
- * (`STREAM_DOMAIN` when deploying) it serves wss:// on 443 with a certificate SST issues, and port 80 redirects
- * there; without one, plain ws:// on 80, which a browser page served over https may not open (mixed content).
+ * health-checked at /health, with STREAM_IDLE_TIMEOUT_SECONDS. With a domain (`STREAM_DOMAIN` when deploying) it
+ * serves wss:// on 443 with a certificate SST issues, and port 80 redirects there; without one, plain ws:// on 80,
+ * which a browser page served over https may not open (mixed content).
  */
 export function streamLoadBalancer(domain: string | undefined) {
   const health = { "3001/http": { path: "/health", interval: "10 seconds" } } as const;
+  const idleTimeoutSeconds = STREAM_IDLE_TIMEOUT_SECONDS;
   if (domain === undefined || domain === "")
-    return { rules: [{ listen: "80/http", forward: "3001/http" }], health } as const;
+    return { rules: [{ listen: "80/http", forward: "3001/http" }], health, idleTimeoutSeconds } as const;
   return {
     domain,
     rules: [
@@ -206,6 +216,7 @@ export function streamLoadBalancer(domain: string | undefined) {
       { listen: "80/http", redirect: "443/https" },
     ],
     health,
+    idleTimeoutSeconds,
   } as const;
 }
 
@@ -236,6 +247,17 @@ export function devArgs(name: ContainerName): { command: string; directory: stri
 }
 
 export type FunctionName = "Auth" | "Trade" | "Account";
+
+/**
+ * API Gateway's own settings. CORS is the app's job (CORS_ORIGINS, and its origin check on state-changing
+ * requests): API Gateway's handling would answer preflights before the app sees them. With a domain (`API_DOMAIN`
+ * when deploying, a Route 53 zone of the account) API Gateway serves it with a certificate SST issues, and the API's
+ * URL becomes https://<domain> (deploy-settings.ts appUrlFor): what lets a browser frontend on the same site use
+ * its session (infra/README.md, "A browser frontend").
+ */
+export function apiGatewayArgs(domain: string | undefined): { cors: false; domain?: string } {
+  return domain === undefined || domain === "" ? { cors: false } : { cors: false, domain };
+}
 
 /** Every function runs the same Hono app (functions/lambda.ts) and serves the routes given to it below. */
 export const LAMBDA_HANDLER = "functions/lambda.handler";
@@ -268,5 +290,9 @@ export const FUNCTION_COPY_FILES: readonly { from: string; to: string }[] = DOCS
  */
 export const FUNCTION_RUNTIME = "nodejs22.x";
 
-/** A trade request waits up to ENGINE_TIMEOUT_MS (5 s) for the engine; API Gateway gives up at 30 s. */
-export const FUNCTION_TIMEOUT = "15 seconds";
+/**
+ * A trade request waits up to ENGINE_TIMEOUT_MS (5 s by default, at most ENGINE_TIMEOUT_MAX_MS deployed: the rest
+ * of the request needs time too) for the engine; API Gateway gives up at 30 s.
+ */
+export const FUNCTION_TIMEOUT_SECONDS = 15;
+export const FUNCTION_TIMEOUT = `${FUNCTION_TIMEOUT_SECONDS} seconds` as const;

@@ -12,6 +12,7 @@ const NOT_IN_EXAMPLE: Readonly<Record<string, string>> = {
   PATH: "the system's: where redis-server and Postgres's binaries are found",
   TZ: "the system's: passed on to the Postgres that npm start runs",
   LOCAL_POSTGRES_PROBE_URL: "the tests' only (prefer: running): platform/testing/global-setup.ts",
+  API_DOMAIN: "`sst deploy`'s environment, not a process's: infra/README.md",
   STREAM_DOMAIN: "`sst deploy`'s environment, not a process's: infra/README.md",
 };
 

@@ -6,6 +6,7 @@
  */
 import {
   API_ROUTES,
+  apiGatewayArgs,
   FUNCTION_COPY_FILES,
   FUNCTION_RUNTIME,
   FUNCTION_SECRET_ENV,
@@ -16,34 +17,27 @@ import {
 import { secretEnv, type Secrets } from "./secrets.ts";
 
 /**
- * The gateway alone, first: the stream service needs its URL (APP_URL, for the Origin check), and the functions,
- * added by `addFunctions` after the services, need the stream's (STREAM_URL).
+ * The gateway alone, first: the stream service needs the API's URL (APP_URL, for the Origin check), and the
+ * functions, added by `addFunctions` after the services, need the stream's (STREAM_URL). `domain`: API_DOMAIN.
  */
-export function createGateway(): sst.aws.ApiGatewayV2 {
-  // CORS is the app's job (CORS_ORIGINS, and its origin check on state-changing requests): API Gateway's own
-  // handling would answer preflights before the app sees them.
-  return new sst.aws.ApiGatewayV2("Api", { cors: false });
+export function createGateway(domain: string | undefined): sst.aws.ApiGatewayV2 {
+  return new sst.aws.ApiGatewayV2("Api", apiGatewayArgs(domain));
 }
 
-export function addFunctions(api: sst.aws.ApiGatewayV2, secrets: Secrets, streamUrl: $util.Input<string>): void {
-  const environment = {
-    ...secretEnv(FUNCTION_SECRET_ENV, secrets),
-    // Sign-in links point at the API itself (<APP_URL>/api/v1/auth/verify); https also makes the cookie Secure.
-    APP_URL: api.url,
-    NODE_ENV: "production",
-    // Handed out with each stream ticket: the stream service's load balancer (wss:// with STREAM_DOMAIN).
-    STREAM_URL: streamUrl,
-    // Not secrets: taken from the environment `sst deploy` runs in, e.g. CORS_ORIGINS=https://app.example.com.
-    ...(process.env.CORS_ORIGINS ? { CORS_ORIGINS: process.env.CORS_ORIGINS } : {}),
-    ...(process.env.APP_REDIRECT_URL ? { APP_REDIRECT_URL: process.env.APP_REDIRECT_URL } : {}),
-  };
+/** `environment`: the functions' plain settings (deploy-settings.ts functionPlainEnv); their secrets are added here. */
+export function addFunctions(
+  api: sst.aws.ApiGatewayV2,
+  secrets: Secrets,
+  environment: Record<string, $util.Input<string>>,
+): void {
+  const env = { ...secretEnv(FUNCTION_SECRET_ENV, secrets), ...environment };
   for (const [name, routes] of Object.entries(API_ROUTES) as [FunctionName, readonly string[]][]) {
     const fn = new sst.aws.Function(name, {
       handler: LAMBDA_HANDLER,
       runtime: FUNCTION_RUNTIME,
       timeout: FUNCTION_TIMEOUT,
       memory: "512 MB",
-      environment,
+      environment: env,
       // The API reference page's Swagger UI files, read at run time from node_modules beside the bundle.
       copyFiles: FUNCTION_COPY_FILES.map((f) => ({ ...f })),
     });

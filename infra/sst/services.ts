@@ -16,10 +16,15 @@ import {
   type ContainerName,
   type DeployPlan,
 } from "../plan.ts";
+import { streamPlainEnv, type DeploySettings } from "../deploy-settings.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
 
-/** `apiUrl`: the API's URL, whose origin may open the stream (the stream's APP_URL). */
-export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): Record<ContainerName, sst.aws.Service> {
+/** `appUrl`: the API's URL, whose origin may open the stream (the stream's APP_URL). */
+export function createServices(
+  secrets: Secrets,
+  deploy: DeploySettings,
+  appUrl: $util.Input<string>,
+): Record<ContainerName, sst.aws.Service> {
   const vpc = new sst.aws.Vpc("Vpc");
   const cluster = new sst.aws.Cluster("Cluster", { vpc });
   const entries = CONTAINERS.map((name) => {
@@ -31,27 +36,9 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
       command: containerCommand(name),
       environment: {
         ...secretEnv(plan.secretEnv, secrets),
-        ...plan.env,
-        ...(name === "stream"
-          ? {
-              APP_URL: apiUrl,
-              ...(process.env.CORS_ORIGINS ? { CORS_ORIGINS: process.env.CORS_ORIGINS } : {}),
-            }
-          : {}),
+        ...(name === "stream" ? streamPlainEnv(deploy, appUrl) : plan.env),
       },
-      ...(name === "stream"
-        ? {
-            loadBalancer: (() => {
-              // Not secret: taken from the environment `sst deploy` runs in, e.g. STREAM_DOMAIN=stream.example.com.
-              const lb = streamLoadBalancer(process.env.STREAM_DOMAIN);
-              return {
-                ...("domain" in lb ? { domain: lb.domain } : {}),
-                rules: lb.rules.map((rule) => ({ ...rule })),
-                health: { ...lb.health },
-              };
-            })(),
-          }
-        : {}),
+      ...(name === "stream" ? streamArgs(deploy.streamDomain) : {}),
       cpu: plan.cpu,
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },
@@ -61,6 +48,22 @@ export function createServices(secrets: Secrets, apiUrl: $util.Input<string>): R
     return [name, service] as const;
   });
   return Object.fromEntries(entries) as Record<ContainerName, sst.aws.Service>;
+}
+
+/**
+ * The stream's load balancer as Service args. Its idle timeout through `transform.loadBalancer`: SST leaves it at
+ * AWS's default, and the stream server's keep-alive is set against the plan's value.
+ */
+function streamArgs(domain: string | undefined) {
+  const lb = streamLoadBalancer(domain);
+  return {
+    loadBalancer: {
+      ...("domain" in lb ? { domain: lb.domain } : {}),
+      rules: lb.rules.map((rule) => ({ ...rule })),
+      health: { ...lb.health },
+    },
+    transform: { loadBalancer: { idleTimeout: lb.idleTimeoutSeconds } },
+  } satisfies Partial<sst.aws.ServiceArgs>;
 }
 
 /**

@@ -1,0 +1,233 @@
+// What the deploying shell decides (infra/deploy-settings.ts): the API's and the stream's domains and what follows
+// from them (the gateway's and the load balancer's args, APP_URL, STREAM_URL, the stream's allowed origins), the
+// API's settings passed on to the functions, and the warnings about browser frontends that could not use their
+// session. Each resulting environment is read back with the processes' own configuration readers.
+import { describe, expect, it } from "vitest";
+import { readApiConfig } from "../functions/config.ts";
+import { ConfigError } from "../platform/config.ts";
+import { readStreamConfig } from "../stream/config.ts";
+import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from "../stream/server.ts";
+import {
+  appUrlFor,
+  ENGINE_TIMEOUT_MAX_MS,
+  FUNCTION_SETTINGS,
+  FUNCTION_SETTINGS_NOT_PASSED,
+  functionPlainEnv,
+  readDeploySettings,
+  streamPlainEnv,
+  type DeploySettings,
+} from "./deploy-settings.ts";
+import {
+  apiGatewayArgs,
+  CONTAINER_PLANS,
+  FUNCTION_SECRET_ENV,
+  STREAM_IDLE_TIMEOUT_SECONDS,
+  streamLoadBalancer,
+  streamUrlFrom,
+} from "./plan.ts";
+
+const GATEWAY_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com";
+const LOAD_BALANCER_URL = "http://stream-lb-1.eu-west-1.elb.amazonaws.com";
+
+/** Plausible values standing in for the secrets. */
+const SECRETS: Readonly<Record<string, string>> = {
+  DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=verify-full",
+  REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
+  UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
+  UPSTASH_REDIS_REST_TOKEN: "token",
+  JWT_SECRET: "x".repeat(48),
+  RESEND_API_KEY: "re_key",
+  EMAIL_FROM: "Paper Broker <login@example.com>",
+};
+
+/** What a stage deployed with `deploy` runs with: the API's and the stream's configuration as they read it. */
+function deployed(deploy: DeploySettings) {
+  // As sst.config.ts wires them: SST's Service.url is https://<domain>/ with a domain (SST 3.19, Service.url).
+  const appUrl = appUrlFor(deploy.apiDomain, GATEWAY_URL);
+  const serviceUrl = deploy.streamDomain === undefined ? LOAD_BALANCER_URL : `https://${deploy.streamDomain}/`;
+  const functionEnv = functionPlainEnv(deploy, { appUrl, streamUrl: streamUrlFrom(serviceUrl) });
+  return {
+    functionEnv,
+    api: readApiConfig({ ...SECRETS, ...functionEnv }),
+    stream: readStreamConfig({ ...SECRETS, ...streamPlainEnv(deploy, appUrl) }),
+  };
+}
+
+describe("the API's domain (API_DOMAIN)", () => {
+  it("is API Gateway's custom domain and the API's URL: sign-in links, the cookie's host, the stream's origin", () => {
+    const deploy = readDeploySettings({
+      API_DOMAIN: "api.example.com",
+      STREAM_DOMAIN: "stream.example.com",
+      CORS_ORIGINS: "https://app.example.com",
+    });
+    expect(apiGatewayArgs(deploy.apiDomain)).toEqual({ cors: false, domain: "api.example.com" });
+    const { api, stream } = deployed(deploy);
+    expect(api.settings.appUrl).toBe("https://api.example.com");
+    expect(api.settings.secureCookies).toBe(true);
+    expect(api.settings.corsOrigins).toEqual(["https://app.example.com"]);
+    expect(api.settings.streamUrl).toBe("wss://stream.example.com/api/v1/stream");
+    expect([...stream.allowedOrigins]).toEqual(["https://api.example.com", "https://app.example.com"]);
+    // A frontend on the API's site, with the stream on wss://: nothing to warn about.
+    expect(deploy.warnings).toEqual([]);
+  });
+
+  it("unset, leaves the API on API Gateway's own host and URL", () => {
+    for (const env of [{}, { API_DOMAIN: "" }, { API_DOMAIN: "  " }]) {
+      const deploy = readDeploySettings(env);
+      expect(deploy.apiDomain).toBeUndefined();
+      expect(apiGatewayArgs(deploy.apiDomain)).toEqual({ cors: false });
+      expect(deployed(deploy).api.settings.appUrl).toBe(GATEWAY_URL);
+      expect(deployed(deploy).api.settings.streamUrl).toBe(streamUrlFrom(LOAD_BALANCER_URL));
+    }
+  });
+
+  it("refuses what is not a host name: a URL, a port, a path, capitals", () => {
+    for (const bad of ["https://api.example.com", "api.example.com:443", "api.example.com/v1", "API.example.com"])
+      expect(() => readDeploySettings({ API_DOMAIN: bad }), bad).toThrow(
+        new ConfigError(
+          `API_DOMAIN must be a host name like api.example.com (lower case; no scheme, port or path), got "${bad}"`,
+        ),
+      );
+    expect(readDeploySettings({ API_DOMAIN: " api.example.com " }).apiDomain).toBe("api.example.com");
+  });
+});
+
+describe("the stream's domain (STREAM_DOMAIN)", () => {
+  it("gives the stream's load balancer wss:// on 443, handed out with each ticket", () => {
+    const deploy = readDeploySettings({ STREAM_DOMAIN: "stream.example.com" });
+    expect(streamLoadBalancer(deploy.streamDomain)).toMatchObject({
+      domain: "stream.example.com",
+      rules: [
+        { listen: "443/https", forward: "3001/http" },
+        { listen: "80/http", redirect: "443/https" },
+      ],
+    });
+    expect(deployed(deploy).api.settings.streamUrl).toBe("wss://stream.example.com/api/v1/stream");
+    expect(() => readDeploySettings({ STREAM_DOMAIN: "wss://stream.example.com" })).toThrow(
+      /STREAM_DOMAIN must be a host name like stream\.example\.com/,
+    );
+  });
+
+  it("idles connections out at the load balancer before the stream server does", () => {
+    expect(streamLoadBalancer(undefined).idleTimeoutSeconds).toBe(STREAM_IDLE_TIMEOUT_SECONDS);
+    expect(streamLoadBalancer("stream.example.com").idleTimeoutSeconds).toBe(STREAM_IDLE_TIMEOUT_SECONDS);
+    // Above the stream's heartbeat, so an open socket is never idle that long.
+    expect(STREAM_IDLE_TIMEOUT_SECONDS * 1000).toBeGreaterThan(readStreamConfig(SECRETS).limits.heartbeatMs);
+    expect(KEEP_ALIVE_TIMEOUT_MS).toBeGreaterThan(STREAM_IDLE_TIMEOUT_SECONDS * 1000);
+    expect(HEADERS_TIMEOUT_MS).toBeGreaterThan(KEEP_ALIVE_TIMEOUT_MS);
+  });
+});
+
+describe("the API's settings, from the deploying shell", () => {
+  const values: Readonly<Record<(typeof FUNCTION_SETTINGS)[number], string>> = {
+    CORS_ORIGINS: "https://app.example.com",
+    APP_REDIRECT_URL: "https://app.example.com/signed-in",
+    ENGINE_TIMEOUT_MS: "8000",
+    TRADE_RATE_LIMIT_PER_SEC: "50",
+    SIGN_IN_LIMIT_PER_IP: "40",
+    VERIFY_LIMIT_PER_IP: "45",
+    HISTORY_RATE_LIMIT_PER_SEC: "15",
+    CANDLES_RATE_LIMIT_PER_SEC: "25",
+    STREAM_TICKET_LIMIT_PER_MIN: "90",
+    UPSTASH_POLL_MIN_MS: "3",
+    UPSTASH_POLL_MAX_MS: "30",
+  };
+
+  it("reach the functions when set, and take effect there", () => {
+    const deploy = readDeploySettings({ ...values, API_DOMAIN: "api.example.com" });
+    expect(deploy.functionEnv).toEqual(values);
+    const { api } = deployed(deploy);
+    expect(api.settings.corsOrigins).toEqual(["https://app.example.com"]);
+    expect(api.settings.appRedirectUrl).toBe("https://app.example.com/signed-in");
+    expect(api.engineTimeoutMs).toBe(8000);
+    expect(api.settings.tradeRate.limit).toBe(50);
+    expect(api.settings.signInPerIp.limit).toBe(40);
+    expect(api.settings.verifyPerIp.limit).toBe(45);
+    expect(api.settings.historyRate.limit).toBe(15);
+    expect(api.settings.candlesRate.limit).toBe(25);
+    expect(api.settings.streamTicketRate.limit).toBe(90);
+    expect(api.redis).toMatchObject({ kind: "upstash", pollMinMs: 3, pollMaxMs: 30 });
+  });
+
+  it("reach them only when set, so the defaults stay in functions/config.ts", () => {
+    const unset = readDeploySettings({ ENGINE_TIMEOUT_MS: "", TRADE_RATE_LIMIT_PER_SEC: " ", PORT: "8080" });
+    expect(unset.functionEnv).toEqual({});
+    const { functionEnv, api } = deployed(unset);
+    expect(Object.keys(functionEnv).sort()).toEqual(["APP_URL", "NODE_ENV", "STREAM_URL"]);
+    expect(api.engineTimeoutMs).toBe(readApiConfig(SECRETS).engineTimeoutMs);
+    expect(api.settings.tradeRate).toEqual(readApiConfig(SECRETS).settings.tradeRate);
+  });
+
+  it("leave nothing the API reads unaccounted for: secret, set by the deploy, passed on, or not, and why", () => {
+    const seen = new Set<string>();
+    const reading = (env: Record<string, string>) =>
+      new Proxy(env, {
+        get: (target, key: string) => {
+          seen.add(key);
+          return target[key];
+        },
+      });
+    const deploy = readDeploySettings(values);
+    readApiConfig(reading({ ...SECRETS, ...deployed(deploy).functionEnv }));
+    // The branches a deployment does not take (no Upstash, no Resend key) read the rest.
+    readApiConfig(reading({ DATABASE_URL: SECRETS.DATABASE_URL! }));
+    readApiConfig(reading({ DATABASE_URL: SECRETS.DATABASE_URL!, RESEND_API_KEY: "re_key" }));
+    const accounted = new Set([
+      ...Object.keys(FUNCTION_SECRET_ENV),
+      ...Object.keys(functionPlainEnv({ functionEnv: {} }, { appUrl: "", streamUrl: "" })),
+      ...FUNCTION_SETTINGS,
+      ...Object.keys(FUNCTION_SETTINGS_NOT_PASSED),
+    ]);
+    expect(seen.size).toBeGreaterThan(20);
+    expect([...seen].filter((name) => !accounted.has(name))).toEqual([]);
+    expect(Object.keys(FUNCTION_SETTINGS_NOT_PASSED).filter((name) => !seen.has(name))).toEqual([]);
+  });
+
+  it("refuses an engine wait the function would not live through", () => {
+    expect(ENGINE_TIMEOUT_MAX_MS).toBe(10_000);
+    expect(readDeploySettings({ ENGINE_TIMEOUT_MS: "10000" }).functionEnv.ENGINE_TIMEOUT_MS).toBe("10000");
+    expect(() => readDeploySettings({ ENGINE_TIMEOUT_MS: "10001" })).toThrow(
+      /ENGINE_TIMEOUT_MS must be at most 10000 when deployed: the functions time out after 15 seconds/,
+    );
+  });
+
+  it("give the stream its browser origins, beside its plan's settings and the API's URL", () => {
+    const env = streamPlainEnv(readDeploySettings(values), "https://api.example.com");
+    expect(env).toEqual({
+      ...CONTAINER_PLANS.stream.env,
+      CORS_ORIGINS: values.CORS_ORIGINS,
+      APP_URL: "https://api.example.com",
+    });
+  });
+});
+
+describe("browser frontends the settings would leave without their session", () => {
+  it("warns when CORS_ORIGINS lists frontends but the API has no domain of theirs", () => {
+    const { warnings } = readDeploySettings({
+      CORS_ORIGINS: "https://app.example.com",
+      STREAM_DOMAIN: "s.example.com",
+    });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/CORS_ORIGINS lists https:\/\/app\.example\.com, but without API_DOMAIN/);
+    expect(warnings[0]).toMatch(/SameSite=Lax.*401.*Set API_DOMAIN/);
+    expect(readDeploySettings({ STREAM_DOMAIN: "s.example.com" }).warnings).toEqual([]);
+  });
+
+  it("warns about each frontend on another site than API_DOMAIN, or on http", () => {
+    const { warnings } = readDeploySettings({
+      API_DOMAIN: "api.example.com",
+      STREAM_DOMAIN: "stream.example.com",
+      CORS_ORIGINS: "https://app.example.com,https://example.com,http://app.example.com,https://app.example.org",
+    });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^CORS_ORIGINS lists http:\/\/app\.example\.com, https:\/\/app\.example\.org, not/);
+    expect(warnings[0]).toMatch(/not on the site of API_DOMAIN api\.example\.com: .*401/);
+  });
+
+  it("warns that a page served over https cannot open the stream without STREAM_DOMAIN", () => {
+    const { warnings } = readDeploySettings({ API_DOMAIN: "api.example.com", CORS_ORIGINS: "https://app.example.com" });
+    expect(warnings).toEqual([
+      expect.stringMatching(/without STREAM_DOMAIN the stream is plain ws:\/\/.*mixed content/),
+    ]);
+  });
+});
