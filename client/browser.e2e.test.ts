@@ -1,8 +1,12 @@
 /**
  * The typed client of client/ where a frontend runs it: bundled for the browser and loaded by a page in Debian's
  * Chromium, with the browser's own WebSocket, fetch and cookie jar, against the real processes (API, engine, worker,
- * poller and stream on real Redis and Postgres). The page is served from its own origin, listed in CORS_ORIGINS, as
- * a frontend on another host would be; a second origin, not listed, stands for someone else's site.
+ * poller and stream on real Redis and Postgres). The page is served from its own origin, listed in CORS_ORIGINS: the
+ * API's host on another port, so another origin but the same site (a site is the scheme and the registrable domain,
+ * or the IP address; ports do not count), as a deployed frontend on app.example.com is to the API on api.example.com
+ * (API_DOMAIN, docs/operations.md). Being the same site is what makes the browser send the SameSite=Lax session
+ * cookie with the page's requests. A second origin on the API's host, not listed, stands for a page the API does not
+ * trust; a third, on localhost, listed, is another site, as any frontend is to API Gateway's own host.
  *
  * 1. Sign-in is the magic link opened in the browser: the session is an httpOnly cookie the page cannot read. The
  *    client gets its tickets with that cookie (cross-origin, with credentials), follows quotes and its own private
@@ -10,6 +14,8 @@
  *    API's. Logging out closes the socket with 4401 and the client stops.
  * 2. A page of another origin gets no ticket with the same cookie, and the upgrade refuses its socket even with a
  *    valid ticket, while the allowed origin's socket with another such ticket opens.
+ * 3. A page on another site gets no session even though CORS_ORIGINS lists it: the browser does not send the cookie,
+ *    so its ticket request is 401.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
@@ -33,14 +39,15 @@ interface PageServer {
   close(): Promise<void>;
 }
 
-async function servePage(bundle: string): Promise<PageServer> {
+/** A page server on 127.0.0.1, addressed as `host` (localhost reaches it too, and is another site). */
+async function servePage(bundle: string, host = "127.0.0.1"): Promise<PageServer> {
   const server: Server = createServer((req, res) => {
     const [type, body] = req.url === "/client.js" ? ["text/javascript", bundle] : ["text/html", PAGE];
     res.writeHead(200, { "content-type": `${type}; charset=utf-8` }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
-    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    origin: `http://${host}:${(server.address() as AddressInfo).port}`,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
@@ -61,6 +68,7 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
   let stack: ProcessStack;
   let allowed: PageServer;
   let foreign: PageServer;
+  let crossSite: PageServer;
   let browser: Browser;
   let context: BrowserContext;
   let apiUrl: string;
@@ -68,8 +76,14 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
 
   beforeAll(async () => {
     const bundle = await browserBundle();
-    [allowed, foreign] = await Promise.all([servePage(bundle), servePage(bundle)]);
-    stack = await createProcessStack(`test:browser-client:${randomUUID()}:`, { CORS_ORIGINS: allowed.origin });
+    [allowed, foreign, crossSite] = await Promise.all([
+      servePage(bundle),
+      servePage(bundle),
+      servePage(bundle, "localhost"),
+    ]);
+    stack = await createProcessStack(`test:browser-client:${randomUUID()}:`, {
+      CORS_ORIGINS: `${allowed.origin},${crossSite.origin}`,
+    });
     await stack.start("api");
     const others: Component["name"][] = ["engine", "worker", "poller", "stream"];
     await Promise.all(others.map((name) => stack.start(name)));
@@ -81,7 +95,7 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
 
   afterAll(async () => {
     await browser?.close();
-    await Promise.all([allowed?.close(), foreign?.close()]);
+    await Promise.all([allowed?.close(), foreign?.close(), crossSite?.close()]);
     await stack?.stop();
   }, 60_000);
 
@@ -240,5 +254,27 @@ describe.skipIf(!haveChromium)("the stream client in Chromium", () => {
     // The browser reports the refused fetch and socket on the console; nothing else may appear.
     expect(problems.filter((p) => !p.startsWith(`${foreign.origin} console:`))).toEqual([]);
     await Promise.all([page.close(), allowedPage.close()]);
+  });
+
+  it("from another site, even one CORS_ORIGINS lists: the browser sends no cookie, so no ticket", async () => {
+    await signInInBrowser("erin@example.com");
+    const earlier = problems.length;
+    const ticketFrom = async (origin: string) => {
+      const page = await open(origin);
+      const answer = await page.evaluate(async (api) => {
+        const res = await fetch(`${api}/api/v1/stream/ticket`, { method: "POST", credentials: "include" });
+        return { status: res.status, body: (await res.json()) as { error?: { code: string } } };
+      }, apiUrl);
+      await page.close();
+      return answer;
+    };
+    // The same request from the same-site page, with the same browser's cookie, gets its ticket.
+    expect((await ticketFrom(allowed.origin)).status).toBe(201);
+    // CORS lets the cross-site page read the answer: it is the missing cookie that makes it 401.
+    const crossSiteAnswer = await ticketFrom(crossSite.origin);
+    expect(crossSiteAnswer.status).toBe(401);
+    expect(crossSiteAnswer.body.error?.code).toBe("UNAUTHENTICATED");
+    // The browser reports the 401 on the console; nothing else may appear.
+    expect(problems.slice(earlier).filter((p) => !p.startsWith(`${crossSite.origin} console:`))).toEqual([]);
   });
 });
