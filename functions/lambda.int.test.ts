@@ -8,46 +8,21 @@
  * The sequence acts as one user, so even the bodies that name ids and times are equal: the second sign-in finds the
  * first's user, and each trade POST is replayed through the other entry with the same Idempotency-Key.
  */
-import type { APIGatewayProxyResult, LambdaContext, LambdaEvent } from "hono/aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { freePort, spawnComponent, type Child } from "../platform/testing/processes.ts";
 import { REDIS_URL, startApiStack, TEST_JWT_SECRET, type ApiStack } from "./testing/api-stack.ts";
+import {
+  apiGatewayEvent,
+  lambdaContext,
+  setApiEnv,
+  type ApiRequest,
+  type LambdaHandler,
+} from "./testing/lambda-events.ts";
 import { startResendRecorder, type ResendRecorder } from "./testing/resend-recorder.ts";
-
-type V2Event = Extract<LambdaEvent, { rawPath: string }>;
-type Handler = (event: LambdaEvent, context: unknown) => Promise<APIGatewayProxyResult>;
 
 const APP_URL = "http://localhost:3000";
 const EMAIL = "twin@example.com";
-/** Everything readApiConfig and server.ts read: cleared first, so nothing leaks in from the shell running the tests. */
-const API_VARS = [
-  "PORT",
-  "HOST",
-  "APP_URL",
-  "APP_REDIRECT_URL",
-  "CORS_ORIGINS",
-  "DATABASE_URL",
-  "REDIS_URL",
-  "UPSTASH_REDIS_REST_URL",
-  "UPSTASH_REDIS_REST_TOKEN",
-  "UPSTASH_POLL_MIN_MS",
-  "UPSTASH_POLL_MAX_MS",
-  "KEY_PREFIX",
-  "JWT_SECRET",
-  "RESEND_API_KEY",
-  "RESEND_BASE_URL",
-  "EMAIL_FROM",
-  "ENGINE_TIMEOUT_MS",
-  "TRADE_RATE_LIMIT_PER_SEC",
-  "SIGN_IN_LIMIT_PER_IP",
-  "HISTORY_RATE_LIMIT_PER_SEC",
-  "VERIFY_LIMIT_PER_IP",
-  "HTTP_HEADERS_TIMEOUT_MS",
-  "HTTP_REQUEST_TIMEOUT_MS",
-  "HTTP_KEEP_ALIVE_TIMEOUT_MS",
-  "DATA_DIR",
-];
 /** Differ per connection or per call by design; API Gateway sets its own transport headers anyway. */
 const UNCOMPARED_HEADERS = new Set([
   "date",
@@ -57,15 +32,6 @@ const UNCOMPARED_HEADERS = new Set([
   "content-length",
   "x-request-id",
 ]);
-
-interface Request {
-  readonly method: "GET" | "POST" | "DELETE";
-  /** Path and query string, as a browser would send them. */
-  readonly path: string;
-  readonly headers?: Record<string, string>;
-  readonly cookies?: readonly string[];
-  readonly body?: string;
-}
 
 interface Answer {
   readonly status: number;
@@ -78,9 +44,8 @@ let stack: ApiStack;
 let recorder: ResendRecorder;
 let server: Child | undefined;
 let baseUrl: string;
-let handler: Handler;
-const savedEnv = new Map<string, string | undefined>();
-let invocations = 0;
+let handler: LambdaHandler;
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(async () => {
   stack = await startApiStack();
@@ -98,13 +63,9 @@ beforeAll(async () => {
     RESEND_API_KEY: "re_lambda_test",
     RESEND_BASE_URL: recorder.baseUrl,
   };
-  for (const name of API_VARS) {
-    savedEnv.set(name, process.env[name]);
-    delete process.env[name];
-  }
-  Object.assign(process.env, env);
+  restoreEnv = setApiEnv(env);
   const port = await freePort();
-  // spawnComponent passes process.env (already cleared above) plus these.
+  // spawnComponent passes process.env (set above, the rest of the API's variables cleared) plus these.
   server = spawnComponent("api", { ...env, PORT: String(port), HOST: "127.0.0.1" });
   await server.waitFor("listening", 30_000);
   baseUrl = `http://127.0.0.1:${port}`;
@@ -114,15 +75,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (server !== undefined) expect(await server.stop("SIGTERM")).toEqual({ code: 0, signal: null });
-  for (const [name, value] of savedEnv) {
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
+  restoreEnv?.();
   await stack?.close();
   await recorder?.close();
 }, 30_000);
 
-async function viaNode(req: Request): Promise<Answer> {
+async function viaNode(req: ApiRequest): Promise<Answer> {
   const cookie = req.cookies === undefined ? {} : { cookie: req.cookies.join("; ") };
   const res = await fetch(`${baseUrl}${req.path}`, {
     method: req.method,
@@ -136,7 +94,7 @@ async function viaNode(req: Request): Promise<Answer> {
   return { status: res.status, body: parse(await res.text()), headers, cookies: res.headers.getSetCookie() };
 }
 
-async function viaLambda(req: Request): Promise<Answer> {
+async function viaLambda(req: ApiRequest): Promise<Answer> {
   const result = await handler(apiGatewayEvent(req), lambdaContext());
   expect(result.isBase64Encoded).toBe(false);
   const headers: Record<string, string> = {};
@@ -144,67 +102,6 @@ async function viaLambda(req: Request): Promise<Answer> {
     headers[name] = Array.isArray(value) ? value.join(", ") : value;
   expect(headers["set-cookie"], "payload v2 returns cookies in `cookies`, not as a header").toBeUndefined();
   return { status: result.statusCode, body: parse(result.body), headers, cookies: result.cookies ?? [] };
-}
-
-/** An API Gateway HTTP API (payload format 2.0) event, as the `$default` route delivers it. */
-function apiGatewayEvent(req: Request): V2Event {
-  const url = new URL(req.path, "https://placeholder");
-  const domainName = "abc123xyz.execute-api.eu-west-1.amazonaws.com";
-  const userAgent = "lambda-int-test/1.0";
-  const now = new Date();
-  const query: Record<string, string> = {};
-  for (const [name, value] of url.searchParams) query[name] = name in query ? `${query[name]},${value}` : value;
-  const headers: Record<string, string> = {
-    accept: "*/*",
-    host: domainName,
-    "user-agent": userAgent,
-    "x-amzn-trace-id": `Root=1-${crypto.randomUUID()}`,
-    "x-forwarded-for": "203.0.113.7",
-    "x-forwarded-port": "443",
-    "x-forwarded-proto": "https",
-  };
-  for (const [name, value] of Object.entries(req.headers ?? {})) headers[name.toLowerCase()] = value;
-  if (req.body !== undefined) headers["content-length"] = String(Buffer.byteLength(req.body));
-  invocations++;
-  return {
-    version: "2.0",
-    routeKey: "$default",
-    rawPath: url.pathname,
-    rawQueryString: url.search.slice(1),
-    ...(req.cookies !== undefined && { cookies: [...req.cookies] }),
-    headers,
-    ...(url.search !== "" && { queryStringParameters: query }),
-    requestContext: {
-      accountId: "123456789012",
-      apiId: "abc123xyz",
-      authentication: null,
-      authorizer: {},
-      domainName,
-      domainPrefix: "abc123xyz",
-      http: { method: req.method, path: url.pathname, protocol: "HTTP/1.1", sourceIp: "203.0.113.7", userAgent },
-      requestId: `req-${invocations}`,
-      routeKey: "$default",
-      stage: "$default",
-      time: now.toUTCString(),
-      timeEpoch: now.getTime(),
-    },
-    body: req.body ?? null,
-    isBase64Encoded: false,
-  };
-}
-
-function lambdaContext(): LambdaContext {
-  return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName: "api",
-    functionVersion: "$LATEST",
-    invokedFunctionArn: "arn:aws:lambda:eu-west-1:123456789012:function:api",
-    memoryLimitInMB: "1024",
-    awsRequestId: crypto.randomUUID(),
-    logGroupName: "/aws/lambda/api",
-    logStreamName: "2024/01/01/[$LATEST]test",
-    getRemainingTimeInMillis: () => 30_000,
-  };
 }
 
 function parse(text: string): unknown {
@@ -216,7 +113,7 @@ function parse(text: string): unknown {
 }
 
 /** The same request through the Lambda entry, then the Node server; returns both answers after checking they match. */
-async function both(req: Request): Promise<[lambda: Answer, node: Answer]> {
+async function both(req: ApiRequest): Promise<[lambda: Answer, node: Answer]> {
   const lambda = await viaLambda(req);
   const node = await viaNode(req);
   expectSameAnswer(lambda, node, `${req.method} ${req.path}`);
@@ -245,13 +142,13 @@ function sessionToken(answer: Answer): string {
   return token;
 }
 
-const get = (path: string, headers: Record<string, string> = {}, cookies?: string[]): Request => ({
+const get = (path: string, headers: Record<string, string> = {}, cookies?: string[]): ApiRequest => ({
   method: "GET",
   path,
   headers,
   ...(cookies !== undefined && { cookies }),
 });
-const post = (path: string, body: unknown, headers: Record<string, string> = {}): Request => ({
+const post = (path: string, body: unknown, headers: Record<string, string> = {}): ApiRequest => ({
   method: "POST",
   path,
   headers: { "content-type": "application/json", ...headers },
@@ -391,7 +288,7 @@ describe("the Lambda entry and the Node server answer alike", () => {
   });
 
   it("answers errors alike: malformed JSON, no session, unknown trade, too large, foreign origin, unknown route", async () => {
-    const cases: [Request, number, string][] = [
+    const cases: [ApiRequest, number, string][] = [
       [post("/api/v1/trade/create", "{not json", bearer(lambdaToken)), 400, "MALFORMED_JSON"],
       [get("/api/v1/account/balance"), 401, "UNAUTHENTICATED"],
       [post("/api/v1/trade/close", { tradeId: "T0-999999" }, bearer(nodeToken)), 404, "TRADE_NOT_FOUND"],

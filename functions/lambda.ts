@@ -1,8 +1,10 @@
 /**
  * The API on AWS Lambda (behind API Gateway HTTP API, payload v2): the same app as server.ts through Hono's Lambda
- * adapter. Configuration is read and connections opened once per container, on the first invocation, and reused
- * by the ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over HTTP (functions/postgres.ts); migrations are run
- * by the always-on containers, not here. No Prometheus metrics: a function has no port to scrape, and a container
+ * adapter. Configuration is read and clients made once per container, on the first invocation, and reused by the
+ * ones after. Deployed, Redis is Upstash over REST and Postgres is Neon over HTTP (functions/postgres.ts); migrations
+ * are run by the always-on containers, not here. The start waits for neither Redis nor Postgres, so an outage of one
+ * is a 503 of the routes that need it (and of /health), not a failed start, which API Gateway would answer with its
+ * own bare 500 for every route. No Prometheus metrics: a function has no port to scrape, and a container
  * lives too briefly for counters to mean much (API Gateway's and Lambda's own CloudWatch metrics cover it).
  */
 import type { Hono } from "hono";
@@ -22,7 +24,8 @@ async function buildApp(): Promise<Hono<ApiEnv>> {
   if (config.resend === undefined)
     throw new ConfigError("RESEND_API_KEY is required for the Lambda functions (no dev mailbox in a deployment)");
   const log = createLogger("api");
-  const db = await connectFunctionsPostgres(config.databaseUrl, log);
+  // Not waiting for Postgres: while it is down, the routes that need it answer 503 and the rest still work.
+  const db = await connectFunctionsPostgres(config.databaseUrl, log, { waitForAnswer: false });
   return createApp(
     buildApiDeps({
       config,

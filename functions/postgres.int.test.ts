@@ -72,4 +72,32 @@ describe("the functions' Neon Pool through the local proxy", () => {
       /cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+ \(via the local WebSocket proxy\)/,
     );
   });
+
+  it("without waitForAnswer, starts while Postgres is not there and logs that message instead", async () => {
+    const url = new URL(t.url);
+    url.port = "1";
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger("test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const unreachable = await connectFunctionsPostgres(url.toString(), log, { waitForAnswer: false });
+    try {
+      await expect(unreachable.query("SELECT 1")).rejects.toThrow();
+      await until(() => lines.some((l) => l.event === "postgres_unreachable"));
+      expect(lines.find((l) => l.event === "postgres_unreachable")).toMatchObject({
+        level: "error",
+        host: "127.0.0.1",
+        port: 1,
+        via: "local-proxy",
+        error: expect.stringMatching(
+          /^cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+ \(via the local WebSocket proxy\): /,
+        ) as unknown,
+      });
+    } finally {
+      await unreachable.close();
+    }
+  });
 });
+
+async function until(done: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const started = Date.now();
+  while (!done() && Date.now() - started < timeoutMs) await new Promise((resolve) => setTimeout(resolve, 10));
+}

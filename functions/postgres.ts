@@ -35,6 +35,14 @@ export interface FunctionsPostgresOptions {
    * URL the driver builds from DATABASE_URL's Neon host, the headers and the body stay the deployed ones.
    */
   neonFetchOptions?: Record<string, unknown>;
+  /**
+   * Whether the start waits for Postgres to answer `select 1`, and fails with a message naming the database and the
+   * path when it does not. Default true: the Node server and the tests would rather not start than serve 503s. The
+   * Lambda entry passes false, so that a container starts while Postgres is down and only the routes that need it
+   * answer 503 (a start that threw would leave API Gateway's bare 500 on every route). The check then runs unawaited
+   * and logs that message (`postgres_unreachable`) instead.
+   */
+  waitForAnswer?: boolean;
 }
 
 export async function connectFunctionsPostgres(
@@ -79,17 +87,30 @@ export async function connectFunctionsPostgres(
       },
     };
   }
-  try {
-    // Fail fast at start with a clear message rather than on the first request.
-    await db.query("select 1");
-  } catch (err) {
-    await db.close().catch(() => undefined);
-    throw new Error(
-      `cannot reach Postgres at ${where.host}:${where.port}/${where.database} (${via === "http" ? "over HTTP" : "via the local WebSocket proxy"}): ${(err as Error).message}`,
-      { cause: err },
-    );
+  // A clear message at start rather than a driver's error on the first request: the driver's own (Neon's "fetch
+  // failed") names no database.
+  const answered = db.query("select 1").then(
+    () => undefined,
+    (err: unknown) =>
+      new Error(
+        `cannot reach Postgres at ${where.host}:${where.port}/${where.database} (${via === "http" ? "over HTTP" : "via the local WebSocket proxy"}): ${(err as Error).message}`,
+        { cause: err },
+      ),
+  );
+  const report = (failure: Error | undefined) => {
+    if (failure === undefined) log.info("postgres_connected", { ...where, via });
+    else log.error("postgres_unreachable", { ...where, via, error: failure.message });
+  };
+  if (options.waitForAnswer === false) {
+    void answered.then(report);
+    return db;
   }
-  log.info("postgres_connected", { ...where, via });
+  const failure = await answered;
+  if (failure !== undefined) {
+    await db.close().catch(() => undefined);
+    throw failure;
+  }
+  report(undefined);
   return db;
 }
 
