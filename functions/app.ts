@@ -4,13 +4,14 @@
  *
  * Every error leaves as `{"error": {"code", "message"}}`. An ApiError carries its own status; anything else is a
  * bug or an outage: it is logged with the request id, and the client gets a bare 500 (or 503 when a backing
- * service failed) with no stack trace or internal detail.
+ * service failed, as backend-failure.ts decides) with no stack trace or internal detail.
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { ApiDeps, ApiEnv } from "./context.ts";
+import { isBackendFailure } from "./backend-failure.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
 import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
@@ -171,31 +172,4 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
 
 function isLoopback(ip: string): boolean {
   return ip === "::1" || /^(::ffff:)?127\./.test(ip);
-}
-
-/** System error codes of a connection that failed or was cut. */
-const NETWORK_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
-/** What the drivers say when a backing service is unreachable or too slow, by their own error names and messages. */
-const BACKEND_MESSAGES =
-  /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
-
-/**
- * Redis or Postgres could not be reached (as opposed to a bug): the client should retry, so 503. Decided by error
- * codes, driver error names and the drivers' known messages, never by loose words, so a bug stays a 500.
- */
-function isBackendFailure(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && NETWORK_CODES.has(code)) return true;
-  if (err.name === "MaxRetriesPerRequestError" || err.name === "TimeoutError" || err.name === "AbortError") return true;
-  return BACKEND_MESSAGES.test(err.message) || (err.cause !== undefined && isBackendFailure(err.cause));
 }

@@ -1,0 +1,108 @@
+// Which errors are an outage (503 UNAVAILABLE) and which a bug (500 INTERNAL): the drivers' own error classes,
+// built as the drivers build them (node_modules/@neondatabase/serverless, node_modules/@upstash/redis).
+import { NeonDbError } from "@neondatabase/serverless";
+import { errors as upstash } from "@upstash/redis";
+import pg from "pg";
+import { describe, expect, it } from "vitest";
+import { isBackendFailure } from "./backend-failure.ts";
+
+const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+
+/** What neon() throws when fetch itself fails: the error fetch threw on `sourceError`. */
+function neonFetchFailed(source: Error): NeonDbError {
+  const err = new NeonDbError(`Error connecting to database: ${String(source)}`);
+  err.sourceError = source;
+  return err;
+}
+
+/** What neon() throws for an answer other than 200 or 400. */
+const neonServerError = (status: number, body: string) =>
+  new NeonDbError(`Server error (HTTP status ${status}): ${body}`);
+
+/** What neon() throws for a 400: Postgres's fields copied onto the error. */
+function neonPostgresError(message: string, code: string): NeonDbError {
+  const err = new NeonDbError(message);
+  err.code = code;
+  return err;
+}
+
+describe("isBackendFailure", () => {
+  it("Neon over HTTP: fetch failed (the cause on sourceError, not cause) is an outage", () => {
+    const fetchFailed = new TypeError("fetch failed", { cause: refused() });
+    expect(isBackendFailure(neonFetchFailed(fetchFailed))).toBe(true);
+    // The request's own deadline, had one been set
+    expect(isBackendFailure(neonFetchFailed(new DOMException("The operation was aborted", "TimeoutError")))).toBe(true);
+  });
+
+  it("Neon over HTTP: fetch refusing the request it was given is a bug", () => {
+    expect(isBackendFailure(neonFetchFailed(new TypeError("Failed to parse URL from /sql")))).toBe(false);
+    expect(isBackendFailure(new NeonDbError("Error connecting to database: TypeError: Failed to parse URL"))).toBe(
+      false,
+    );
+  });
+
+  it("Neon over HTTP: a 5xx from Neon's proxy is an outage, its 507 and 413 (the query's size) are not", () => {
+    const computeDown =
+      '{"message":"Couldn\'t connect to compute node","code":"","detail":null,"hint":null,"severity":""}';
+    expect(isBackendFailure(neonServerError(500, computeDown))).toBe(true);
+    for (const status of [502, 503, 504]) expect(isBackendFailure(neonServerError(status, "<html>"))).toBe(true);
+    expect(isBackendFailure(neonServerError(507, '{"message":"response is too large (max is 10485760 bytes)"}'))).toBe(
+      false,
+    );
+    expect(isBackendFailure(neonServerError(413, '{"message":"request is too large (max is 10485760 bytes)"}'))).toBe(
+      false,
+    );
+    // The same words on an error that is not the driver's are not its status
+    expect(isBackendFailure(new Error(`Server error (HTTP status 500): ${computeDown}`))).toBe(false);
+  });
+
+  it("Postgres refusing or dropping sessions (SQLSTATE 08…, 57P01–57P03, 53300) is an outage, a query's error not", () => {
+    expect(isBackendFailure(neonPostgresError("the database system is starting up", "57P03"))).toBe(true);
+    expect(isBackendFailure(neonPostgresError("connection failure", "08006"))).toBe(true);
+    expect(isBackendFailure(neonPostgresError("sorry, too many clients already", "53300"))).toBe(true);
+    const shutdown = new pg.DatabaseError("terminating connection due to administrator command", 0, "error");
+    shutdown.code = "57P01";
+    expect(isBackendFailure(shutdown)).toBe(true);
+    expect(isBackendFailure(neonPostgresError('duplicate key value violates unique constraint "x"', "23505"))).toBe(
+      false,
+    );
+    expect(isBackendFailure(neonPostgresError('relation "nope" does not exist', "42P01"))).toBe(false);
+    expect(isBackendFailure(neonPostgresError("password authentication failed for user", "28P01"))).toBe(false);
+  });
+
+  it("Upstash: a body not JSON (a gateway's page), a non-2xx one without Upstash's error field: outages", () => {
+    const gateway = new upstash.UpstashJSONParseError("<html><body><h1>502 Bad Gateway</h1></body></html>", {
+      cause: new SyntaxError("Unexpected token '<'"),
+    });
+    expect(isBackendFailure(gateway)).toBe(true);
+    expect(isBackendFailure(new upstash.UpstashJSONParseError(""))).toBe(true);
+    expect(isBackendFailure(new upstash.UpstashError('undefined, command was: ["evalsha","ab12",1,"k"]'))).toBe(true);
+  });
+
+  it("Upstash: a command Redis refused is a bug", () => {
+    expect(isBackendFailure(new upstash.UpstashError("ERR unknown command 'NOPE', command was: [\"NOPE\"]"))).toBe(
+      false,
+    );
+    expect(isBackendFailure(new upstash.UpstashError("NOSCRIPT No matching script"))).toBe(false);
+    expect(isBackendFailure(new upstash.UpstashError('Unauthorized, command was: ["PING"]'))).toBe(false);
+  });
+
+  it("ioredis and plain network errors, as before: codes, the driver's messages, nested causes", () => {
+    expect(isBackendFailure(refused())).toBe(true);
+    expect(isBackendFailure(new Error("Connection is closed."))).toBe(true);
+    expect(isBackendFailure(Object.assign(new Error("too many retries"), { name: "MaxRetriesPerRequestError" }))).toBe(
+      true,
+    );
+    expect(isBackendFailure(new Error("request failed", { cause: new TypeError("fetch failed") }))).toBe(true);
+  });
+
+  it("a bug stays a bug, whatever words its message uses; a cycle of causes ends", () => {
+    expect(
+      isBackendFailure(new TypeError("relation closed_orders is on fire: cannot read 'connection' (timeout)")),
+    ).toBe(false);
+    expect(isBackendFailure("fetch failed")).toBe(false);
+    const looped = new Error("outer");
+    looped.cause = looped;
+    expect(isBackendFailure(looped)).toBe(false);
+  });
+});

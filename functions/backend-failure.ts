@@ -1,0 +1,74 @@
+/**
+ * Whether an error means that Redis or Postgres could not be reached or failed as a service (the API answers 503
+ * UNAVAILABLE: retry) rather than a bug (500 INTERNAL). Decided by what the drivers give: system error codes, their
+ * error classes (by `name`, which bundling keeps), SQLSTATEs, and, only where a driver keeps nothing structured, its
+ * own fixed message formats; never by loose words, so a bug whose message mentions a connection stays a 500.
+ *
+ * What each driver throws when its service is down (read from their sources in node_modules):
+ * - ioredis (TCP): the socket's system error code; "Connection is closed", "Command timed out", "Stream isn't
+ *   writeable", MaxRetriesPerRequestError; the adapter's own "BLPOP got no reply" deadline.
+ * - pg, and Neon's WebSocket Pool through the local proxy: system error codes, "Connection terminated …", "timeout
+ *   exceeded when trying to connect"; a server that refuses or drops sessions: SQLSTATE class 08 (connection
+ *   exception), 57P01–57P03 (shutting down, crashed, starting up), 53300 (too many connections).
+ * - Neon over HTTP (`neon()`, @neondatabase/serverless 1.x) throws NeonDbError. When fetch itself failed, the error
+ *   fetch threw is on `sourceError` (not `cause`), behind the message "Error connecting to database: TypeError:
+ *   fetch failed". When Neon's proxy answers a status other than 200 or 400, the driver keeps no status field, only
+ *   its message "Server error (HTTP status N): <body>". A 5xx there is Neon failing (500 "Couldn't connect to compute
+ *   node" when the compute cannot be reached or woken; the proxy's sql_over_http.rs), except 507, the proxy's
+ *   "response is too large", which the query asked for and a retry would ask for again. A 400 carries Postgres's
+ *   own fields, SQLSTATE included.
+ * - Upstash over REST (@upstash/redis 1.x): fetch's TypeError "fetch failed" (its cause has the code), the
+ *   request's AbortSignal.timeout as a TimeoutError. Upstash answers JSON, always; a body that is not JSON
+ *   (UpstashJSONParseError: a gateway's HTML 502 page, an empty 503) came from something in front of it. The client
+ *   keeps no HTTP status either: a non-2xx JSON body is thrown as "<body.error>, command was: …", so a body without
+ *   Upstash's `error` field (an intermediary's `{"message": …}`) reads "undefined, command was: …" and counts as an
+ *   outage too. A 5xx from Upstash with an `{"error"}` body cannot be told from a refused command (400) and stays a
+ *   500; Upstash documents no such answer.
+ */
+
+/** System error codes of a connection that failed or was cut. */
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+]);
+
+/** SQLSTATEs of a server that will not take or keep a session now (besides class 08, connection exception). */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+
+/** ioredis's and pg's messages when a connection is down or too slow, and the ioredis adapter's BLPOP deadline. */
+const BACKEND_MESSAGES =
+  /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
+
+/** The message @neondatabase/serverless gives an answer other than 200 or 400: its only record of the status. */
+const NEON_SERVER_ERROR = /^Server error \(HTTP status (\d{3})\)/;
+
+/** What @upstash/redis throws for a non-2xx JSON body that has no `error` field (see the module comment). */
+const UPSTASH_FOREIGN_ERROR = /^undefined, command was: /;
+
+/** Errors nest (cause, sourceError); a few levels hold every driver's, and a cycle cannot loop. */
+const MAX_DEPTH = 5;
+
+export function isBackendFailure(err: unknown, depth = 0): boolean {
+  if (!(err instanceof Error) || depth > MAX_DEPTH) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (NETWORK_CODES.has(code) || isUnavailableSqlState(code))) return true;
+  if (["MaxRetriesPerRequestError", "TimeoutError", "AbortError", "UpstashJSONParseError"].includes(err.name))
+    return true;
+  if (err.name === "NeonDbError") {
+    const status = Number(NEON_SERVER_ERROR.exec(err.message)?.[1]);
+    if (status >= 500 && status !== 507) return true;
+    if (isBackendFailure((err as { sourceError?: unknown }).sourceError, depth + 1)) return true;
+  }
+  if (err.name === "UpstashError" && UPSTASH_FOREIGN_ERROR.test(err.message)) return true;
+  return BACKEND_MESSAGES.test(err.message) || isBackendFailure(err.cause, depth + 1);
+}
+
+function isUnavailableSqlState(code: string): boolean {
+  return /^08[0-9A-Z]{3}$/.test(code) || UNAVAILABLE_SQLSTATES.has(code);
+}

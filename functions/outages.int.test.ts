@@ -1,0 +1,146 @@
+/**
+ * A backing service that is down answers 503 UNAVAILABLE with the documented body, on the deployed clients as on the
+ * local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres cannot be reached, and with
+ * Neon itself unreachable) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash
+ * would), besides ioredis with nothing listening. A refusal of the request itself stays a 500.
+ */
+import { createServer, type Server } from "node:http";
+import { connect as connectTcp, type AddressInfo } from "node:net";
+import { Agent } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Queryable, Row } from "../platform/postgres.ts";
+import { freePort } from "../platform/testing/processes.ts";
+import { createApp } from "./app.ts";
+import type { ApiDeps } from "./context.ts";
+import { connectFunctionsPostgres, type FunctionsPostgres } from "./postgres.ts";
+import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
+import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
+import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
+import { client } from "./testing/http.ts";
+import { startNeonHttpPeer, type NeonHttpPeer } from "./testing/neon-http-peer.ts";
+
+const UNAVAILABLE = {
+  error: { code: "UNAVAILABLE", message: "A backing service is unavailable; try again shortly." },
+};
+const INTERNAL = { error: { code: "INTERNAL", message: "Something went wrong on our side." } };
+
+let stack: ApiStack;
+const closers: (() => Promise<unknown>)[] = [];
+
+beforeAll(async () => {
+  stack = await startApiStack();
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+  await stack?.close();
+});
+
+/** The stack's app with some adapters swapped; each request from its own IP, so no rate limit is shared. */
+function appWith(deps: Partial<ApiDeps>) {
+  return client(createApp({ ...stack.deps, ...deps }));
+}
+
+const signIn = (api: ReturnType<typeof appWith>) =>
+  api.post("/api/v1/auth", { email: "outage@example.com" }, { "x-test-ip": `outage-${crypto.randomUUID()}` });
+
+/** The deployed Postgres path, not waiting for an answer at start (as the Lambda entry does). */
+async function neonOverHttp(peer: NeonHttpPeer, fetchOptions: Record<string, unknown> = peer.fetchOptions) {
+  const db = await connectFunctionsPostgres(peer.connectionString, stack.deps.log, {
+    neonFetchOptions: fetchOptions,
+    waitForAnswer: false,
+  });
+  closers.push(() => db.close());
+  return db;
+}
+
+/** A local HTTP server that answers every request with `status`, `type` and `body`. */
+async function answering(status: number, type: string, body: string): Promise<string> {
+  const server: Server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(status, { "content-type": type }).end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closers.push(() => new Promise((resolve) => server.close(resolve)));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function backendUnavailableLogged(fragment: string): boolean {
+  return stack.logLines.some((l) => l.event === "backend_unavailable" && String(l.error).includes(fragment));
+}
+
+describe("Postgres down, on Neon's HTTP path", () => {
+  it("the compute cannot be reached (Neon's 500 \"Couldn't connect to compute node\"): 503, /health too", async () => {
+    const peer = await startNeonHttpPeer({ postgresUrl: `postgres://postgres@127.0.0.1:${await freePort()}/gone` });
+    closers.push(() => peer.close());
+    const api = appWith({ db: await neonOverHttp(peer) });
+    const res = await signIn(api);
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect(backendUnavailableLogged("Couldn't connect to compute node")).toBe(true);
+    const health = await api.get("/health");
+    expect([health.status, health.body]).toEqual([
+      503,
+      { status: "unavailable", redis: true, postgres: false, engine: true },
+    ]);
+  });
+
+  it("Neon itself cannot be reached (fetch failed, the cause on sourceError): 503", async () => {
+    const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });
+    closers.push(() => peer.close());
+    const deadPort = await freePort();
+    const nowhere = new Agent({
+      connect: (_opts, callback) => {
+        const socket = connectTcp(deadPort, "127.0.0.1");
+        socket.once("connect", () => callback(null, socket));
+        socket.once("error", (err) => callback(err, null));
+      },
+    });
+    closers.push(() => nowhere.close());
+    const res = await signIn(appWith({ db: await neonOverHttp(peer, { dispatcher: nowhere }) }));
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect(backendUnavailableLogged("Error connecting to database: TypeError: fetch failed")).toBe(true);
+  });
+
+  it("a query Postgres refuses is still a bug: 500", async () => {
+    const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });
+    closers.push(() => peer.close());
+    const db: FunctionsPostgres = await neonOverHttp(peer);
+    const broken: Queryable = { query: <R extends Row>() => db.query<R>("SELECT * FROM no_such_table") };
+    const res = await signIn(appWith({ db: broken }));
+    expect([res.status, res.body]).toEqual([500, INTERNAL]);
+  });
+});
+
+describe("Redis down, on Upstash's REST path", () => {
+  it("a gateway in front of Upstash answers 502 text/html: 503", async () => {
+    const url = await answering(502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>");
+    const res = await signIn(appWith({ redis: createUpstashApiRedis({ url, token: "t" }) }));
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect(backendUnavailableLogged("UpstashJSONParseError")).toBe(true);
+  });
+
+  it("an empty 503, and a 503 whose JSON is not Upstash's (no error field): 503", async () => {
+    for (const [type, body] of [
+      ["text/plain", ""],
+      ["application/json", '{"message":"Service Unavailable"}'],
+    ] as const) {
+      const url = await answering(503, type, body);
+      const res = await signIn(appWith({ redis: createUpstashApiRedis({ url, token: "t" }) }));
+      expect([res.status, res.body], body).toEqual([503, UNAVAILABLE]);
+    }
+  });
+
+  it("a command Upstash refuses (400 with its error field) is still a bug: 500", async () => {
+    const url = await answering(400, "application/json", '{"error":"ERR unknown command"}');
+    const res = await signIn(appWith({ redis: createUpstashApiRedis({ url, token: "t" }) }));
+    expect([res.status, res.body]).toEqual([500, INTERNAL]);
+  });
+});
+
+describe("Redis down, over TCP", () => {
+  it("ioredis with nothing listening: 503", { timeout: 15_000 }, async () => {
+    const redis = createIoredisApiRedis(`redis://127.0.0.1:${await freePort()}`);
+    closers.push(() => redis.close());
+    const res = await signIn(appWith({ redis }));
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+  });
+});
