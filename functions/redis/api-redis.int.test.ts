@@ -35,6 +35,29 @@ async function deadPort(): Promise<number> {
   return address.port;
 }
 
+describe("a status reply inside a script's array, through each adapter", () => {
+  it('ioredis gives its text; @upstash/redis decodes the bare OK Upstash sends there as base64: "8"', async () => {
+    // Why ApiRedis.eval asks scripts to return a nested status reply's text (.ok), as none of ours fails to.
+    const script =
+      "return {redis.call('SET', KEYS[1], 'x'), {redis.call('SET', KEYS[1], 'x')}, redis.call('SET', KEYS[1], 'x').ok}";
+    const key = `test:status-in-array:${randomUUID()}`;
+    const tcp = createIoredisApiRedis(REDIS_URL);
+    const rest = createUpstashApiRedis({ url: bridge.url, token: bridge.token });
+    try {
+      expect(await tcp.eval(script, [key], [])).toEqual(["OK", ["OK"], "OK"]);
+      // Directly in the result array the client decodes every string as base64 (atob("OK") is the byte "8"); one
+      // level deeper, and at the top, it leaves "OK" as it is.
+      expect(await rest.eval(script, [key], [])).toEqual(["8", ["OK"], "OK"]);
+    } finally {
+      await tcp.close();
+      await rest.close();
+      const plain = new Redis(REDIS_URL);
+      await plain.del(key);
+      plain.disconnect();
+    }
+  });
+});
+
 describe("when Redis cannot be reached", () => {
   it("ioredis: ping and waitPop reject instead of hanging", { timeout: 10_000 }, async () => {
     const redis = createIoredisApiRedis(`redis://127.0.0.1:${await deadPort()}`);
@@ -69,14 +92,71 @@ describe("the local Upstash peer refuses what Upstash's REST API refuses", () =>
   });
 
   /** One raw request, as the REST API takes it. */
-  async function post(path: string, body: unknown, to: UpstashBridge = bridge): Promise<[number, unknown]> {
+  async function post(
+    path: string,
+    body: unknown,
+    to: UpstashBridge = bridge,
+    headers: Record<string, string> = {},
+  ): Promise<[number, unknown]> {
     const res = await fetch(`${to.url}${path}`, {
       method: "POST",
-      headers: { authorization: `Bearer ${to.token}`, "content-type": "application/json" },
+      headers: { authorization: `Bearer ${to.token}`, "content-type": "application/json", ...headers },
       body: typeof body === "string" ? body : JSON.stringify(body),
     });
     return [res.status, await res.json()];
   }
+
+  it("reads replies that arrive in many pieces: a value of megabytes, a list of thousands", async () => {
+    const big = "é".repeat(1_500_000); // 3 MB of UTF-8
+    await plain.set(`${prefix}big-value`, big);
+    expect(await post("/", ["GET", `${prefix}big-value`])).toEqual([200, { result: big }]);
+    const items = Array.from({ length: 20_000 }, (_, i) => `item-${i}`);
+    await plain.rpush(`${prefix}long-list`, ...items);
+    expect(await post("/", ["LRANGE", `${prefix}long-list`, "0", "-1"])).toEqual([200, { result: items }]);
+  });
+
+  it("with Upstash-Encoding: base64, encodes every string but the status reply OK, nested ones too", async () => {
+    const base64 = { "upstash-encoding": "base64" };
+    const b64 = (text: string) => Buffer.from(text).toString("base64");
+    const k = `${prefix}encoding`;
+    // As Upstash's docs show it: SET answers "OK", GET the value encoded
+    expect(await post("/", ["SET", k, "bar"], bridge, base64)).toEqual([200, { result: "OK" }]);
+    expect(await post("/", ["GET", k], bridge, base64)).toEqual([200, { result: b64("bar") }]);
+    // A stored "OK" is a string like any other; so is the status PONG
+    await plain.set(k, "OK");
+    expect(await post("/", ["GET", k], bridge, base64)).toEqual([200, { result: b64("OK") }]);
+    expect(await post("/", ["PING"], bridge, base64)).toEqual([200, { result: b64("PONG") }]);
+    const script =
+      "return {redis.call('SET', KEYS[1], 'x'), 'OK', redis.call('PING'), {redis.call('SET', KEYS[1], 'y')}}";
+    expect(await post("/", ["EVAL", script, "1", k], bridge, base64)).toEqual([
+      200,
+      { result: ["OK", b64("OK"), b64("PONG"), ["OK"]] },
+    ]);
+    expect(
+      await post(
+        "/pipeline",
+        [
+          ["SET", k, "1"],
+          ["GET", k],
+        ],
+        bridge,
+        base64,
+      ),
+    ).toEqual([200, [{ result: "OK" }, { result: b64("1") }]]);
+    expect(
+      await post(
+        "/multi-exec",
+        [
+          ["SET", k, "2"],
+          ["GET", k],
+        ],
+        bridge,
+        base64,
+      ),
+    ).toEqual([200, [{ result: "OK" }, { result: b64("2") }]]);
+    // Without the header, every string as it is
+    expect(await post("/", ["EVAL", script, "1", k])).toEqual([200, { result: ["OK", "OK", "PONG", ["OK"]] }]);
+  });
 
   it("blocking commands: 400 with Upstash's error shape, the list untouched", async () => {
     await plain.rpush(`${prefix}list`, "a");

@@ -13,7 +13,10 @@ import { createHash } from "node:crypto";
 export interface ApiRedis {
   /**
    * Runs a Lua script (EVAL, or EVALSHA where the adapter can cache it). Integer replies are numbers, bulk strings
-   * strings, nil null, arrays arrays; a script error rejects.
+   * strings, nil null, arrays arrays; a script error rejects. A status reply (`redis.call('SET', …)`) is its text
+   * when it is the whole reply; inside an array a script returns its text instead (`redis.call('SET', …).ok`, a bulk
+   * string): Upstash sends a nested status OK unencoded, and @upstash/redis, which base64-decodes every string
+   * directly inside a result array, turns it into "8".
    */
   eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /**

@@ -7,8 +7,15 @@
  *   (not atomic: one `{result}` or `{error}` per command, status 200) and `POST /multi-exec` (the same, atomic; a
  *   transaction refused as a whole answers one `{error}`); `Authorization: Bearer <token>`, else 401; 400 with
  *   `{"error": "…"}` for a syntax error, an unsupported command or a failed one; 405 for a method other than HEAD,
- *   GET, POST, PUT; `Upstash-Encoding: base64` encodes every string of a result (the client decodes "OK" either
- *   way). Its table "REST - Redis API Compatibility" refuses: blocking list commands ("BLPOP - BRPOP - BRPOPLPUSH"),
+ *   GET, POST, PUT. Its section "Base64 Encoded Responses": with `Upstash-Encoding: base64` "all strings in the
+ *   response will be base64 encoded, except for the "OK" response" (`SET` answers `{"result":"OK"}`, `GET`
+ *   `{"result":"YmFy"}`). So the status reply OK goes unencoded, and any other string (a stored value that reads
+ *   "OK", the status PONG) encoded. Whether that holds for an OK nested in an array (a script returning
+ *   `{redis.call('SET', …)}`) the docs do not say; the peer takes the exemption at its word there too, the case that
+ *   @upstash/redis misreads: it keeps a top-level or twice-nested "OK", but base64-decodes one directly inside a
+ *   result array, "OK" becoming "8" (ApiRedis.eval, redis/api-redis.ts). To tell a status reply from a bulk string,
+ *   the peer reads Redis with its own RESP2 client (resp2-connection.ts).
+ *   Its table "REST - Redis API Compatibility" refuses: blocking list commands ("BLPOP - BRPOP - BRPOPLPUSH"),
  *   blocking sorted-set commands ("BZPOPMAX - BZPOPMIN"), the blocking versions of XREAD and XREADGROUP, WATCH /
  *   UNWATCH / DISCARD, every Pub/Sub command but PUBLISH and PUBSUB (SUBSCRIBE is its own server-sent-events
  *   endpoint, `/subscribe`, as MONITOR is `/monitor`), every connection command but PING and ECHO, and cluster
@@ -25,13 +32,11 @@
  *
  * `delayMs` adds a round trip's worth of latency to every request (half before the command runs, half after), as a
  * function's network path to Upstash would; `commandCounts()` counts the commands run, as Upstash bills them.
- * Commands are sent with upper-case names, which keeps ioredis's per-command reply transformers (HGETALL → object)
- * out.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Redis } from "ioredis";
+import { openResp2Connection, StatusReply, type Resp2Reply } from "./resp2-connection.ts";
 
 export interface UpstashBridgeOptions {
   readonly redisUrl: string;
@@ -70,7 +75,7 @@ refuse("not supported", "WATCH UNWATCH DISCARD MONITOR CLUSTER READONLY READWRIT
 refuse("send a transaction to /multi-exec", "MULTI EXEC");
 
 export async function startUpstashBridge(options: UpstashBridgeOptions): Promise<UpstashBridge> {
-  const redis = new Redis(options.redisUrl, { protocol: 2, connectionName: "upstash-bridge" });
+  const redis = openResp2Connection(options.redisUrl, "upstash-bridge");
   const maxRequestBytes = options.maxRequestBytes ?? UPSTASH_MAX_REQUEST_BYTES;
   const halfDelayMs = (options.delayMs ?? 0) / 2;
   const counts = new Map<string, number>();
@@ -80,12 +85,8 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
     const refusal = refusalOf(command);
     if (refusal !== undefined) return { error: refusal };
     count(command);
-    try {
-      const [name, ...args] = command;
-      return { result: encode(await redis.callBuffer(name, ...args), base64) };
-    } catch (error) {
-      return { error: error instanceof Error ? error.message : String(error) };
-    }
+    const [reply] = await redis.send([command]);
+    return reply instanceof Error ? { error: reply.message } : { result: encode(reply!, base64) };
   }
 
   async function transaction(commands: Command[], base64: boolean): Promise<{ status: number; body: unknown }> {
@@ -93,15 +94,13 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
       const refusal = refusalOf(command);
       if (refusal !== undefined) return { status: 400, body: { error: refusal } };
     }
-    const multi = redis.multi();
-    for (const command of commands) {
-      count(command);
-      const [name, ...args] = command;
-      multi.callBuffer(name, ...args);
-    }
-    const results = (await multi.exec()) ?? [];
-    const body = results.map(([error, result]) =>
-      error ? { error: error.message } : { result: encode(result, base64) },
+    for (const command of commands) count(command);
+    const replies = await redis.send([["MULTI"], ...commands, ["EXEC"]]);
+    const results = replies.at(-1);
+    // EXECABORT: a command Redis refused while queueing discards the transaction, answered as one error.
+    if (results instanceof Error) return { status: 400, body: { error: results.message } };
+    const body = (Array.isArray(results) ? results : []).map((result) =>
+      result instanceof Error ? { error: result.message } : { result: encode(result, base64) },
     );
     return { status: 200, body };
   }
@@ -154,7 +153,7 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      await redis.quit();
+      await redis.close();
     },
   };
 }
@@ -180,8 +179,14 @@ function toCommand(value: unknown): Command {
   return [name!.toUpperCase(), ...args];
 }
 
-/** Redis replies (RESP2 with buffers: Buffer, number, null, arrays, errors nested in arrays) as Upstash sends them. */
-function encode(reply: unknown, base64: boolean): unknown {
+/**
+ * A Redis reply as Upstash sends it. With base64, every string is encoded but the status reply OK, which goes as it
+ * is wherever it sits, nested in an array too (a script's `{redis.call('SET', …)}`); a bulk string that reads "OK" (a
+ * stored value) and the other status replies (PONG) are encoded as any string is.
+ */
+function encode(reply: Resp2Reply, base64: boolean): unknown {
+  if (reply instanceof StatusReply)
+    return base64 && reply.text !== "OK" ? Buffer.from(reply.text).toString("base64") : reply.text;
   if (Buffer.isBuffer(reply)) return reply.toString(base64 ? "base64" : "utf8");
   if (Array.isArray(reply)) return reply.map((item) => encode(item, base64));
   if (reply instanceof Error) return encode(Buffer.from(reply.message), base64);
