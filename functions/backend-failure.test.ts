@@ -68,6 +68,15 @@ describe("isBackendFailure", () => {
     );
     expect(isBackendFailure(neonPostgresError('relation "nope" does not exist', "42P01"))).toBe(false);
     expect(isBackendFailure(neonPostgresError("password authentication failed for user", "28P01"))).toBe(false);
+    // 08P01 is in the connection class, but Postgres also gives it to a query with the wrong number of parameters.
+    const wrongParams = new pg.DatabaseError(
+      'bind message supplies 1 parameters, but prepared statement "" requires 2',
+      0,
+      "error",
+    );
+    wrongParams.code = "08P01";
+    expect(isBackendFailure(wrongParams)).toBe(false);
+    expect(isBackendFailure(neonPostgresError(wrongParams.message, "08P01"))).toBe(false);
   });
 
   it("Upstash: a body not JSON (a gateway's page), a non-2xx one without Upstash's error field: outages", () => {

@@ -38,8 +38,22 @@ const NETWORK_CODES = new Set([
   "ENETUNREACH",
 ]);
 
-/** SQLSTATEs of a server that will not take or keep a session now (besides class 08, connection exception). */
-const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "53300"]);
+/**
+ * SQLSTATEs of a server that will not take or keep a session now: the connection exceptions of class 08 that mean a
+ * lost or refused connection (not 08P01, protocol_violation, which is also a query sent with the wrong number of
+ * parameters: a bug to answer 500), shutdowns and start-ups (57P01–57P03), too many connections (53300).
+ */
+const UNAVAILABLE_SQLSTATES = new Set([
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+  "57P01",
+  "57P02",
+  "57P03",
+  "53300",
+]);
 
 /** ioredis's and pg's messages when a connection is down or too slow, and the ioredis adapter's BLPOP deadline. */
 const BACKEND_MESSAGES =
@@ -70,5 +84,5 @@ export function isBackendFailure(err: unknown, depth = 0): boolean {
 }
 
 function isUnavailableSqlState(code: string): boolean {
-  return /^08[0-9A-Z]{3}$/.test(code) || UNAVAILABLE_SQLSTATES.has(code);
+  return UNAVAILABLE_SQLSTATES.has(code);
 }
