@@ -8,7 +8,7 @@ import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import { decodeSnapshot, type IdempotencyScan } from "../snapshot/codec.ts";
-import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/store.ts";
+import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHead } from "../snapshot/store.ts";
 
 /** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
 export interface LoadedSnapshot {
@@ -34,30 +34,20 @@ export async function restoreState(
   freshParams: EngineParams,
   log: Logger,
   loadPrevious?: () => Promise<LoadedSnapshot | null>,
-  options: RestoreOptions = {},
 ): Promise<EngineState> {
   try {
-    return await restoreOne(load, freshParams, log, options);
+    return await restoreOne(load, freshParams, log);
   } catch (err) {
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
-    return restoreOne(loadPrevious, freshParams, log, options);
+    return restoreOne(loadPrevious, freshParams, log);
   }
-}
-
-export interface RestoreOptions {
-  /**
-   * How long to wait, once the decode has ended, for the load's verdict on the bytes (default 30 s): a load stuck on
-   * a Postgres that stopped answering never gives one, and the restore fails instead of waiting for ever.
-   */
-  readonly verdictWaitMs?: number;
 }
 
 async function restoreOne(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
-  options: RestoreOptions,
 ): Promise<EngineState> {
   const t0 = performance.now();
   const loaded = await load();
@@ -66,14 +56,15 @@ async function restoreOne(
     return createState(freshParams);
   }
   const headMs = performance.now() - t0;
-  const verdictWaitMs = options.verdictWaitMs ?? 30_000;
   let state: EngineState;
   try {
     state = decodeSnapshot(loaded.bytes, loaded.more, loaded.idempotency);
   } catch (err) {
-    // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better.
-    if (loaded.verified !== undefined && !(await settlesWithin(loaded.verified, verdictWaitMs)))
-      throw new Error(`snapshot decode failed and its load has not ended: ${String(err)}`, { cause: err });
+    // Bytes that failed to load (cut short, or not matching the head) explain a failed decode better. The load ends
+    // one way or the other: a store gives up on a Postgres that stops answering (SnapshotLoadStalledError).
+    await loaded.verified;
+    // A decode that gave up waiting for bytes says nothing about them.
+    if (err instanceof SnapshotLoadStalledError) throw err;
     // Bytes just as saved that do not decode (a codec fault, a version this engine cannot read) are as unusable.
     throw new SnapshotIntegrityError(
       `snapshot generation ${loaded.head.generation} matches its head but does not decode: ${String(err)}`,
@@ -82,8 +73,7 @@ async function restoreOne(
   }
   const decodeMs = performance.now() - t0 - headMs;
   // Nothing decoded is used before every byte is checked against the head's length and SHA-256.
-  if (loaded.verified !== undefined && !(await settlesWithin(loaded.verified, verdictWaitMs)))
-    throw new Error(`snapshot decoded, but its load gave no verdict on the bytes within ${verdictWaitMs} ms`);
+  await loaded.verified;
   let trades = 0;
   for (const a of state.accounts.values()) trades += a.openTrades.size;
   log.info("restore_snapshot", {
@@ -96,15 +86,4 @@ async function restoreOne(
     openTrades: trades,
   });
   return state;
-}
-
-/** Whether `promise` settles within `ms`: true once it resolves, false after `ms`; rejects if it rejects first. */
-async function settlesWithin(promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -11,7 +11,7 @@ import { receiveMessageOnPort, type MessagePort, type Worker } from "node:worker
 import { endThread, startThread } from "../../platform/threads.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import type { IdempotencyScan } from "../snapshot/codec.ts";
-import { SnapshotIntegrityError, type SnapshotHead } from "../snapshot/store.ts";
+import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHead } from "../snapshot/store.ts";
 import type { LoadedSnapshot } from "./restore.ts";
 
 export interface LoaderThreadData {
@@ -82,7 +82,7 @@ function waitUntil(control: Int32Array, done: () => boolean, stallMs: number, st
     // The counter first: a change after this read makes the wait return at once.
     const version = Atomics.load(control, VERSION);
     if (done()) return;
-    if (Atomics.wait(control, VERSION, version, stallMs) === "timed-out") throw new Error(stalled());
+    if (Atomics.wait(control, VERSION, version, stallMs) === "timed-out") throw new SnapshotLoadStalledError(stalled());
   }
 }
 

@@ -9,9 +9,9 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
-import type { Postgres } from "../../platform/postgres.ts";
+import type { Postgres, Row } from "../../platform/postgres.ts";
 import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
-import { SnapshotIntegrityError, type SnapshotHeadInput } from "./store.ts";
+import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHeadInput } from "./store.ts";
 
 const MiB = 1024 * 1024;
 let t: TestDatabase;
@@ -365,5 +365,48 @@ describe("a save whose writer stops half-way", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     resume();
     expect((await first).head.generation).toBeGreaterThan(0);
+  });
+});
+
+describe("a load that stops getting answers", () => {
+  it("fails with SnapshotLoadStalledError after stallMs, and writes nothing more to the sink", async () => {
+    const bytes = new Uint8Array(randomBytes(9 * MiB));
+    await store.save(bytes, headFor(bytes));
+    // The chunks stop coming after the first, as from a Postgres that stopped answering; released at the end.
+    let release = () => undefined as void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const freezing: Postgres = {
+      ...t.db,
+      query: (text, params) => t.db.query(text, params),
+      close: () => t.db.close(),
+      transaction: (fn) =>
+        t.db.transaction((tx) =>
+          fn({
+            query: (text, params) => tx.query(text, params),
+            stream: <R extends Row>(text: string, params: unknown[], options?: { rowsPerFetch?: number }) =>
+              (async function* () {
+                for await (const row of tx.stream<R>(text, params, options)) {
+                  yield row;
+                  await released;
+                  throw new Error("released");
+                }
+              })(),
+          }),
+        ),
+    };
+    const filled: number[] = [];
+    const started = performance.now();
+    const load = new PostgresSnapshotStore(freezing, { stallMs: 300 }).stream({
+      open: (head) => new Uint8Array(head.bytes),
+      progress: (at) => filled.push(at),
+    });
+    try {
+      await expect(load).rejects.toThrow(SnapshotLoadStalledError);
+      await expect(load).rejects.toThrow("snapshot load stalled: no answer from Postgres for 300 ms");
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(filled).toEqual([SNAPSHOT_CHUNK_BYTES]);
+    } finally {
+      release();
+    }
   });
 });

@@ -21,6 +21,7 @@ import { Base64Writer } from "./base64.ts";
 import {
   loadWhole,
   SnapshotIntegrityError,
+  SnapshotLoadStalledError,
   type SnapshotChoice,
   type SnapshotHead,
   type SnapshotHeadInput,
@@ -54,6 +55,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
 
   private readonly idleTimeoutMs: number;
   private readonly lockTimeoutMs: number;
+  private readonly stallMs: number;
 
   constructor(
     private readonly db: Postgres,
@@ -63,13 +65,16 @@ export class PostgresSnapshotStore implements SnapshotStore {
       idleTimeoutMs?: number;
       /** How long a save waits for the save lock before it fails. */
       lockTimeoutMs?: number;
+      /** A load with no answer from Postgres for this long fails (default 30 s). */
+      stallMs?: number;
     } = {},
   ) {
     this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
     if (!Number.isInteger(this.chunkBytes) || this.chunkBytes < 1) throw new Error(`bad chunk size ${this.chunkBytes}`);
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 120_000;
-    for (const ms of [this.idleTimeoutMs, this.lockTimeoutMs])
+    this.stallMs = options.stallMs ?? 30_000;
+    for (const ms of [this.idleTimeoutMs, this.lockTimeoutMs, this.stallMs])
       if (!Number.isInteger(ms) || ms < 1) throw new Error(`bad timeout ${ms}`);
   }
 
@@ -137,13 +142,42 @@ export class PostgresSnapshotStore implements SnapshotStore {
     return loadWhole(this, which);
   }
 
-  /** Chunk by chunk, each as it arrives from Postgres. */
+  /**
+   * Chunk by chunk, each as it arrives from Postgres. Rejects with SnapshotLoadStalledError once `stallMs` pass
+   * without an answer (a Postgres that stopped answering mid-load would otherwise hold recovery for ever); the
+   * transaction is then left to end as it may, and writes nothing more to the sink.
+   */
   async stream(sink: SnapshotSink, which: SnapshotChoice = "latest"): Promise<SnapshotHead | null> {
+    let timer: NodeJS.Timeout | undefined;
+    let stalled: SnapshotLoadStalledError | undefined;
+    let giveUp: (err: Error) => void = () => undefined;
+    const gaveUp = new Promise<never>((_, reject) => (giveUp = reject));
+    const answered = () => {
+      if (stalled !== undefined) throw stalled;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        stalled = new SnapshotLoadStalledError(`snapshot load stalled: no answer from Postgres for ${this.stallMs} ms`);
+        giveUp(stalled);
+      }, this.stallMs);
+    };
+    answered();
+    const reading = this.read(sink, which, answered);
+    reading.catch(() => undefined); // after a stall it settles unheard, if ever
+    try {
+      return await Promise.race([reading, gaveUp]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** `stream`'s transaction; `answered` is called on each answer from Postgres, and throws once the load stalled. */
+  private read(sink: SnapshotSink, which: SnapshotChoice, answered: () => void): Promise<SnapshotHead | null> {
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       const headRows = await tx.query<{ snapshot_data: unknown }>(
         "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
       );
+      answered();
       const row = headRows.rows[0];
       if (row === undefined) return null;
       const parsed = rowSchema.safeParse(row.snapshot_data);
@@ -160,6 +194,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
         "SELECT idx, octet_length(data) AS size FROM engine_snapshot_chunks WHERE generation = $1 ORDER BY idx",
         [head.generation],
       );
+      answered();
       checkLayout(head, layout.rows);
       const target = sink.open(head);
       const bytes = Buffer.from(target.buffer, target.byteOffset, target.byteLength);
@@ -173,6 +208,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
         { rowsPerFetch: 2 },
       );
       for await (const { idx, data } of rows) {
+        answered();
         const size = Buffer.byteLength(data, "base64");
         if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
           throw new SnapshotIntegrityError(

@@ -39,6 +39,11 @@ export class SnapshotIntegrityError extends Error {
 /** Which snapshot to read: the latest saved, or the one it replaced. */
 export type SnapshotChoice = "latest" | "previous";
 
+/** A snapshot load that got no answer (or no byte) for too long: nothing is known about the snapshot itself. */
+export class SnapshotLoadStalledError extends Error {
+  override name = "SnapshotLoadStalledError";
+}
+
 /** Where `stream` puts a snapshot's bytes. */
 export interface SnapshotSink {
   /** Called once, before any byte: the buffer to fill, `head.bytes` long. */
