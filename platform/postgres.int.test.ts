@@ -114,6 +114,41 @@ describe("pg Pool over TCP", () => {
     expect((await t.db.transaction((tx) => tx.query<{ two: number }>("SELECT 2 AS two"))).rows).toEqual([{ two: 2 }]);
   });
 
+  it("sends a statement again when Postgres rolled it back as a deadlock's loser, and says so", async () => {
+    await t.db.query("CREATE TABLE deadlock_probe (k int PRIMARY KEY, v int NOT NULL)");
+    await t.db.query("INSERT INTO deadlock_probe VALUES (1, 0), (2, 0)");
+    // The statement locks row 1, then waits for row 2, which the transaction holds; the transaction then waits for
+    // row 1. The statement waited first, so its backend is the first to look for a deadlock, and gives up its own.
+    const { outcome } = await t.db.transaction(async (tx) => {
+      await tx.query("UPDATE deadlock_probe SET v = v + 1 WHERE k = 2");
+      const statement = t.db.query(
+        "INSERT INTO deadlock_probe VALUES (1, 10), (2, 10) ON CONFLICT (k) DO UPDATE SET v = deadlock_probe.v + 10",
+      );
+      const outcome = statement.then(
+        () => "done",
+        (err: unknown) => (err as { code?: string }).code,
+      );
+      for (let waiting = 0; waiting === 0;) {
+        const { rows } = await t.db.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND wait_event_type = 'Lock'`,
+        );
+        waiting = rows[0]!.n;
+      }
+      await tx.query("UPDATE deadlock_probe SET v = v + 1 WHERE k = 1");
+      return { outcome }; // in an object: the sent-again statement waits for this transaction's commit
+    });
+    expect(await outcome).toBe("done");
+    const { rows } = await t.db.query<{ k: number; v: number }>("SELECT k, v FROM deadlock_probe ORDER BY k");
+    expect(rows).toEqual([
+      { k: 1, v: 11 },
+      { k: 2, v: 11 },
+    ]);
+    expect(t.logLines).toContainEqual(
+      expect.objectContaining({ event: "postgres_statement_retried", code: "40P01", attempt: 1 }),
+    );
+  });
+
   it("fails fast with a clear message when Postgres is not there", async () => {
     const url = new URL(t.url);
     url.port = "1"; // nothing listens on port 1

@@ -3,6 +3,11 @@
  * pool per process, TLS as the connection string asks (`?sslmode=verify-full` for Neon: node-postgres treats
  * `require` the same, with a SECURITY WARNING on stderr at each start). The HTTP API's functions use
  * Neon's serverless driver instead (functions/postgres.ts); both hand out the `Queryable` below.
+ *
+ * A statement run on its own (`query`, not inside `transaction`) that Postgres rolled back as the loser of a deadlock
+ * or a serialization conflict is sent again, a few times, with a warning: it left nothing behind, so sending it again
+ * is what its caller would do, and the conflict is over once the other side went on. A transaction is not retried:
+ * its function would have to run again, which only its caller can say is safe.
  */
 import pg, { type QueryResultRow } from "pg";
 import QueryStream from "pg-query-stream";
@@ -84,7 +89,12 @@ export async function connectPostgres(
   log.info("postgres_connected", where);
 
   return {
-    query: <R extends Row>(text: string, params?: unknown[]) => pool.query<R>(text, params),
+    query: <R extends Row>(text: string, params?: unknown[]) =>
+      retryingConflicts(
+        () => pool.query<R>(text, params),
+        (code, attempt) =>
+          log.warn("postgres_statement_retried", { ...where, code, attempt, statement: text.slice(0, 60) }),
+      ),
     transaction: async <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
       const client = await pool.connect();
       let broken: Error | undefined;
@@ -111,6 +121,31 @@ export async function connectPostgres(
     },
     close: () => pool.end(),
   };
+}
+
+/** deadlock_detected and serialization_failure: the statement was rolled back whole, and may be sent again. */
+const CONFLICT_CODES: ReadonlySet<unknown> = new Set(["40P01", "40001"]);
+/** Attempts of one statement in all. */
+const STATEMENT_ATTEMPTS = 4;
+
+/**
+ * `run`, again after a conflict (CONFLICT_CODES), up to STATEMENT_ATTEMPTS in all; a short random pause first, so the
+ * two sides of a deadlock do not meet again at once. Only for a statement outside a transaction.
+ */
+async function retryingConflicts<T>(
+  run: () => Promise<T>,
+  onRetry: (code: string, attempt: number) => void,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+      if (attempt >= STATEMENT_ATTEMPTS || !CONFLICT_CODES.has(code)) throw err;
+      onRetry(code as string, attempt);
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
+    }
+  }
 }
 
 /**
