@@ -45,12 +45,16 @@ function quote(ms: number, bid: string, asset = "ETH"): OutputOf<"quote_updated"
 
 describe("loadBucketFrom", () => {
   it("reads the bucket's minutes so far merged (open of the first, close of the last, extremes), or nothing", async () => {
-    await writeCandles(pg.db, [
-      quote(T0 + 1_000, "4000"),
-      quote(T0 + 61_000, "4100"),
-      quote(T0 + 62_000, "3900.5"),
-      quote(T0 + 5 * 60_000, "4050"),
-    ]);
+    await writeCandles(
+      pg.db,
+      [
+        quote(T0 + 1_000, "4000"),
+        quote(T0 + 61_000, "4100"),
+        quote(T0 + 62_000, "3900.5"),
+        quote(T0 + 5 * 60_000, "4050"),
+      ],
+      pg.log,
+    );
     const load = loadBucketFrom(pg.db);
     expect(await load("ETH", "1h", T0)).toEqual({
       asset: "ETH",
@@ -83,8 +87,8 @@ describe("a minute's rows from two workers, fanned out newer first", () => {
   it("leave the live 1m and 15m candles as stored", async () => {
     // Worker A upserts the minute with its early quotes; B with later ones, and fans out first.
     const ms = T0 + 2 * 60 * 60_000 + 7 * 60_000;
-    const [a] = await writeCandles(pg.db, [quote(ms + 1_000, "1.5", "SOL"), quote(ms + 2_000, "1.7", "SOL")]);
-    const [b] = await writeCandles(pg.db, [quote(ms + 30_000, "1.6", "SOL")]);
+    const [a] = await writeCandles(pg.db, [quote(ms + 1_000, "1.5", "SOL"), quote(ms + 2_000, "1.7", "SOL")], pg.log);
+    const [b] = await writeCandles(pg.db, [quote(ms + 30_000, "1.6", "SOL")], pg.log);
     const sent: Record<string, unknown>[] = [];
     const ws = { bufferedAmount: 0, send: (d: Buffer) => sent.push(JSON.parse(String(d)) as Record<string, unknown>) };
     const ticket = { userId: "u", sessionId: "s", sessionExpiresAtMs: Infinity };

@@ -67,7 +67,7 @@ describe("writeCandles", () => {
       quote("ETH", T0 + 60_000, "2004.1"), // the next minute
       quote("BTC", T0 + 5_000, "60000.5"),
     ];
-    const candles = await writeCandles(pg.db, outputs);
+    const candles = await writeCandles(pg.db, outputs, log);
     expect(candles).toMatchObject([
       { asset: "ETH", interval: "1m", openTime: at(T0), open: "2000", high: "2010.5", low: "1995.25", close: "2003" },
       {
@@ -108,12 +108,16 @@ describe("writeCandles", () => {
   });
 
   it("merges later batches into the stored minute, and writes nothing for a batch without quotes", async () => {
-    await writeCandles(pg.db, [quote("SOL", T0 + 1_000, "150"), quote("SOL", T0 + 2_000, "151")]);
-    const later = await writeCandles(pg.db, [quote("SOL", T0 + 3_000, "149.5"), quote("SOL", T0 + 4_000, "150.25")]);
+    await writeCandles(pg.db, [quote("SOL", T0 + 1_000, "150"), quote("SOL", T0 + 2_000, "151")], log);
+    const later = await writeCandles(
+      pg.db,
+      [quote("SOL", T0 + 3_000, "149.5"), quote("SOL", T0 + 4_000, "150.25")],
+      log,
+    );
     expect(later).toMatchObject([
       { asset: "SOL", interval: "1m", openTime: at(T0), open: "150", high: "151", low: "149.5", close: "150.25" },
     ]);
-    expect(await writeCandles(pg.db, [])).toEqual([]);
+    expect(await writeCandles(pg.db, [], log)).toEqual([]);
   });
 
   it("a replayed output changes nothing, and the candle is still returned (for the fan-out to send again)", async () => {
@@ -122,10 +126,10 @@ describe("writeCandles", () => {
       quote("ADA", T0 + 2_000, "0.51234"),
       quote("ADA", T0 + 3_000, "0.49"),
     ];
-    const first = await writeCandles(pg.db, batch);
+    const first = await writeCandles(pg.db, batch, log);
     const before = await stored("ADA");
-    expect(await writeCandles(pg.db, [batch[1]!])).toEqual(first);
-    expect(await writeCandles(pg.db, batch)).toEqual(first);
+    expect(await writeCandles(pg.db, [batch[1]!], log)).toEqual(first);
+    expect(await writeCandles(pg.db, batch, log)).toEqual(first);
     expect(await stored("ADA")).toEqual(before);
     expect(first).toMatchObject([
       { asset: "ADA", interval: "1m", openTime: at(T0), open: "0.5", high: "0.51234", low: "0.49", close: "0.49" },
@@ -148,10 +152,10 @@ describe("writeCandles", () => {
       openOutput: order(ms, 9, 9),
       closeOutput: order(ms + 30_000),
     };
-    expect(await writeCandles(pg.db, newer)).toEqual([
+    expect(await writeCandles(pg.db, newer, log)).toEqual([
       { ...expected, open: "2120", low: "2105", openOutput: order(ms, 10, 0) },
     ]);
-    expect(await writeCandles(pg.db, older)).toEqual([expected]);
+    expect(await writeCandles(pg.db, older, log)).toEqual([expected]);
 
     // The same outputs in reverse order, in one batch, into a minute of their own.
     const later = 60 * 60_000;
@@ -159,7 +163,7 @@ describe("writeCandles", () => {
       const [msText, rest] = q.id.split("-") as [string, string];
       return quote("ETH", Number(msText) + later, q.bid, Number(rest.split(":")[0]), Number(rest.split(":")[1]));
     });
-    expect(await writeCandles(pg.db, shifted.reverse())).toEqual([
+    expect(await writeCandles(pg.db, shifted.reverse(), log)).toEqual([
       {
         ...expected,
         openTime: at(ms + later),
@@ -217,5 +221,45 @@ describe("the worker's batch", () => {
       close: "61000.7000000000",
     });
     expect(await redis.xpending(keys.output, keys.workerGroup)).toEqual([0, null, null, null]);
+  });
+
+  it("leaves out of the candles a quote they cannot chart, logs it, and acknowledges the batch", async () => {
+    // No retry could chart it: failing the batch would leave it pending, and crash every worker that claims it.
+    const keys = keyspace(`${prefix}unusable:`);
+    await ensureGroup(redis, keys);
+    const ms = T0 + 4 * 60 * 60_000;
+    const unlisted = quote("DOGE", ms + 1_000, "0.1");
+    const tooFine = quote("BTC", ms + 2_000, "61000.25"); // BTC prices have 1 decimal
+    for (const o of [unlisted, tooFine, quote("BTC", ms + 3_000, "61000.5")])
+      await redis.xadd(keys.output, "*", ...encodeFields(o));
+    const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
+      [string, [string, string[]][]][] | null;
+    const lines: Record<string, unknown>[] = [];
+    const seen = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    await handleBatch(
+      { reader: redis, writer: redis, db: pg.db, keys, log: seen, consumer: "w" },
+      read?.[0]?.[1] ?? [],
+    );
+
+    expect(await redis.xpending(keys.output, keys.workerGroup)).toEqual([0, null, null, null]);
+    expect(await stored("BTC")).toContainEqual({
+      open_time: at(ms),
+      open: "61000.5000000000",
+      high: "61000.5000000000",
+      low: "61000.5000000000",
+      close: "61000.5000000000",
+    });
+    expect(await stored("DOGE")).toEqual([]);
+    const skipped = lines.filter((line) => line.event === "candle_quote_skipped");
+    expect(skipped).toEqual([
+      expect.objectContaining({ level: "error", id: unlisted.id, reason: "asset DOGE is not listed" }),
+      expect.objectContaining({
+        level: "error",
+        id: tooFine.id,
+        reason: "bid 61000.25 is not a price of the asset (priceDecimals 1)",
+      }),
+    ]);
   });
 });

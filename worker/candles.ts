@@ -7,11 +7,16 @@
  * the merge, changed or not: a batch retried after a crash between this write and its fan-out sends its candles
  * out again. Each carries the orders of the outputs its open and close came from (`outputOrder`, in decimal): two
  * workers' rows of one minute may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
+ *
+ * A quote that cannot make a candle (an asset not listed here, a bid finer than the asset's price decimals, an
+ * unreadable time) is logged as `candle_quote_skipped` and left out: no retry of the batch could chart it, and
+ * failing the batch would hold back everything after it.
  */
 import { candleOpenMs, storedCandle, type Candle } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 import type { EngineOutput, OutputOf } from "../contract/messages.ts";
 import { formatUnits, toUnits } from "../contract/money.ts";
+import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { outputIdParts } from "./read-models.ts";
 
@@ -34,8 +39,13 @@ interface Fold {
   closeOutput: bigint;
 }
 
-export async function writeCandles(db: Queryable, outputs: readonly EngineOutput[]): Promise<CandleView[]> {
-  const folds = foldQuotes(outputs);
+export async function writeCandles(
+  db: Queryable,
+  outputs: readonly EngineOutput[],
+  log: Logger,
+): Promise<CandleView[]> {
+  const { folds, skipped } = foldQuotes(outputs);
+  for (const { id, reason } of skipped) log.error("candle_quote_skipped", { id, reason });
   if (folds.length === 0) return [];
   const price = (f: Fold, ticks: number) => formatUnits(ticks, f.decimals);
   const { rows } = await db.query<CandleRow>(
@@ -81,12 +91,27 @@ interface CandleRow {
   close_output: string;
 }
 
-/** The batch's quotes merged per asset per minute (by the quote's `updatedAt`), by the same rules as the upsert. */
-export function foldQuotes(outputs: readonly EngineOutput[]): Fold[] {
+/** A quote that makes no candle, and why. */
+export interface SkippedQuote {
+  readonly id: string;
+  readonly reason: string;
+}
+
+/**
+ * The batch's quotes merged per asset per minute (by the quote's `updatedAt`), by the same rules as the upsert; and the
+ * quotes that make no candle.
+ */
+export function foldQuotes(outputs: readonly EngineOutput[]): { folds: Fold[]; skipped: SkippedQuote[] } {
   const folds = new Map<string, Fold>();
+  const skipped: SkippedQuote[] = [];
   for (const o of outputs) {
     if (o.type !== "quote_updated") continue;
-    const { bid, order, decimals, openMs } = quoteFacts(o);
+    const facts = quoteFacts(o);
+    if (typeof facts === "string") {
+      skipped.push({ id: o.id, reason: facts });
+      continue;
+    }
+    const { bid, order, decimals, openMs } = facts;
     const key = `${o.asset} ${openMs}`;
     const fold = folds.get(key);
     if (fold === undefined) {
@@ -99,24 +124,30 @@ export function foldQuotes(outputs: readonly EngineOutput[]): Fold[] {
     fold.high = Math.max(fold.high, bid);
     fold.low = Math.min(fold.low, bid);
   }
-  return [...folds.values()];
+  return { folds: [...folds.values()], skipped };
 }
 
+/** What a candle needs of a quote, or why it cannot have it. */
 function quoteFacts(o: OutputOf<"quote_updated">) {
   const decimals = ASSET_BY_SYMBOL.get(o.asset)?.priceDecimals;
-  if (decimals === undefined) throw new Error(`quote ${o.id} of an unknown asset ${o.asset}`);
+  if (decimals === undefined) return `asset ${o.asset} is not listed`;
   const bid = toUnits(o.bid, decimals, Number.MAX_SAFE_INTEGER);
+  if (bid < 0) return `bid ${o.bid} is not a price of the asset (priceDecimals ${decimals})`;
   const at = Date.parse(o.updatedAt);
-  if (bid < 0 || Number.isNaN(at))
-    throw new Error(`quote ${o.id}: bid ${o.bid} or updatedAt ${o.updatedAt} unreadable`);
-  return { bid, order: outputOrder(o.id), decimals, openMs: candleOpenMs(at, "1m") };
+  if (Number.isNaN(at)) return `updatedAt ${o.updatedAt} is not a time`;
+  const order = outputOrder(o.id);
+  if (order === undefined) return "its output id is beyond the candles' ordering";
+  return { bid, order, decimals, openMs: candleOpenMs(at, "1m") };
 }
 
 const N_LIMIT = 10n ** 10n;
 
-/** An output id "<ms>-<seq>:<n>" as one number that sorts as the ids do: ms × 10^30 + seq × 10^10 + n. */
-export function outputOrder(id: string): bigint {
+/**
+ * An output id "<ms>-<seq>:<n>" as one number that sorts as the ids do: ms × 10^30 + seq × 10^10 + n; undefined
+ * when seq or n is too big for that.
+ */
+export function outputOrder(id: string): bigint | undefined {
   const [ms, seq, n] = outputIdParts(id).map(BigInt) as [bigint, bigint, bigint];
-  if (n >= N_LIMIT || seq >= 10n ** 20n) throw new Error(`output id ${id} is beyond the candles' ordering`);
+  if (n >= N_LIMIT || seq >= 10n ** 20n) return undefined;
   return ms * 10n ** 30n + seq * N_LIMIT + n;
 }

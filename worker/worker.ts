@@ -383,7 +383,7 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
   const others = outputs.filter((output) => output.type !== "quote_updated");
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
-  const candles = await writeCandles(o.db, outputs);
+  const candles = await writeCandles(o.db, outputs, o.log);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
   await fanOutEntries(o.writer, o.keys, await writeRedis(o, others), continued, candles);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));

@@ -62,7 +62,7 @@ const solMinute = (m: number) => ({
 beforeAll(async () => {
   stack = await startApiStack();
   anonymous = client(stack.app);
-  await writeCandles(stack.pg.db, solSeries());
+  await writeCandles(stack.pg.db, solSeries(), stack.pg.log);
 });
 afterAll(() => stack.close());
 
