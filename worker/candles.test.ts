@@ -1,6 +1,6 @@
-// Folding a batch's quotes into candles, without a database: the quotes that make no candle.
+// Folding a batch's quotes into candles, without a database: the rows' order, and the quotes that make no candle.
 import { describe, expect, it } from "vitest";
-import type { OutputOf } from "../contract/messages.ts";
+import type { EngineOutput, OutputOf } from "../contract/messages.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { createLogger } from "../platform/log.ts";
 import { foldQuotes, writeCandles } from "./candles.ts";
@@ -22,6 +22,27 @@ function quote(asset: string, ms: number, bid: string, n = 0): OutputOf<"quote_u
 }
 
 describe("foldQuotes", () => {
+  it("gives the candles in (asset, minute) order, whatever order the batch met them in", () => {
+    // Two workers upserting the same candles in orders of their own would lock them in those orders: a deadlock.
+    const batch = [
+      quote("SOL", T0 + 60_000, "150"),
+      quote("ETH", T0 + 1_000, "2000"),
+      quote("SOL", T0 + 1_000, "149"),
+      quote("BTC", T0 + 1_000, "60000"),
+      quote("ADA", T0 + 1_000, "0.5"),
+    ];
+    const order = (outputs: EngineOutput[]) => foldQuotes(outputs).folds.map((f) => [f.asset, f.openMs - T0]);
+    const expected = [
+      ["ADA", 0],
+      ["BTC", 0],
+      ["ETH", 0],
+      ["SOL", 0],
+      ["SOL", 60_000],
+    ];
+    expect(order(batch)).toEqual(expected);
+    expect(order([...batch].reverse())).toEqual(expected);
+  });
+
   it("leaves out, with the reason, a quote of an asset not listed, a bid finer than its decimals, or no time", () => {
     const { folds, skipped } = foldQuotes([
       quote("ETH", T0, "2000"),

@@ -3,10 +3,12 @@
  * (migrations/010_candles.sql: why each column's merge is safe under replay and out-of-order batches).
  *
  * A batch may hold thousands of quotes; they are folded per asset per minute here first, so Postgres gets one row
- * per candle the batch touches, all in one statement. Every candle the batch touched is returned as stored after
- * the merge, changed or not: a batch retried after a crash between this write and its fan-out sends its candles
- * out again. Each carries the orders of the outputs its open and close came from (`outputOrder`, in decimal): two
- * workers' rows of one minute may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
+ * per candle the batch touches, all in one statement. The rows go in (asset, minute) order: the upsert locks them in
+ * the order given, and two workers (a rolling deploy always runs two) upserting the same minutes in orders of their
+ * own would deadlock. Every candle the batch touched is returned (in that order) as stored after the merge, changed
+ * or not: a batch retried after a crash between this write and its fan-out sends its candles out again. Each carries
+ * the orders of the outputs its open and close came from (`outputOrder`, in decimal): two workers' rows of one minute
+ * may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
  *
  * A quote that cannot make a candle (an asset not listed here, a bid finer than the asset's price decimals, an
  * unreadable time) is logged as `candle_quote_skipped` and left out: no retry of the batch could chart it, and
@@ -98,8 +100,8 @@ export interface SkippedQuote {
 }
 
 /**
- * The batch's quotes merged per asset per minute (by the quote's `updatedAt`), by the same rules as the upsert; and the
- * quotes that make no candle.
+ * The batch's quotes merged per asset per minute (by the quote's `updatedAt`), by the same rules as the upsert, in
+ * (asset, minute) order; and the quotes that make no candle.
  */
 export function foldQuotes(outputs: readonly EngineOutput[]): { folds: Fold[]; skipped: SkippedQuote[] } {
   const folds = new Map<string, Fold>();
@@ -124,7 +126,10 @@ export function foldQuotes(outputs: readonly EngineOutput[]): { folds: Fold[]; s
     fold.high = Math.max(fold.high, bid);
     fold.low = Math.min(fold.low, bid);
   }
-  return { folds: [...folds.values()], skipped };
+  const sorted = [...folds.values()].sort((a, b) =>
+    a.asset === b.asset ? a.openMs - b.openMs : a.asset < b.asset ? -1 : 1,
+  );
+  return { folds: sorted, skipped };
 }
 
 /** What a candle needs of a quote, or why it cannot have it. */

@@ -2,7 +2,8 @@
  * Spot order history: each filled spot market order, taken from the engine's answer to it (an `order_response`
  * whose result is a `spot_order`), becomes a row of `spot_orders` (migrations/007_spot_orders.sql). A replayed
  * output, or an answer the engine repeats for a retried request id (new output id, same order id), inserts
- * nothing: ON CONFLICT DO NOTHING on the order id and the output id.
+ * nothing: ON CONFLICT DO NOTHING on the order id and the output id. The rows go in order id order, as every
+ * multi-row write of the worker's goes in its key's order (history-writes.ts says why).
  */
 import type { EngineOutput, SpotOrderView } from "../contract/messages.ts";
 import type { Queryable } from "../platform/postgres.ts";
@@ -20,7 +21,8 @@ export function spotOrderRows(outputs: readonly EngineOutput[]): SpotOrderRow[] 
 export async function insertSpotOrders(db: Queryable, rows: readonly SpotOrderRow[]): Promise<void> {
   if (rows.length === 0) return;
   const params: unknown[] = [];
-  const tuples = rows.map((r) => {
+  const sorted = [...rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const tuples = sorted.map((r) => {
     const values = [r.id, r.userId, r.asset, r.side, r.quantity, r.price, r.total, r.executedAt, r.outputId];
     const start = params.length;
     params.push(...values);
