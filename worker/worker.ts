@@ -14,9 +14,10 @@
  * fanned out, while the rest of this one (its Postgres writes above all) is still under way. A quote carries no
  * sequence number and nothing waits on it: a stream replica sends the latest price it has before a user's next event,
  * so a quote that overtakes the events before it in the log reaches a client no later than it did, and never after
- * the events it caused (those follow it in the log, so in this batch's later fan-out or a later batch's). A crash
- * after the quotes went out runs the batch again: their read models are then already applied, so they are not sent
- * twice, as when a crash came after the whole fan-out.
+ * the events it caused (those follow it in the log, so in this batch's later fan-out or a later batch's). A batch run
+ * again (after a crash, or a failure later in the batch) sends again each of its quotes that the read model still
+ * shows, since the earlier attempt's fan-out may have failed; a stream replica drops a quote whose output id it has
+ * already had (stream/hub.ts). A quote a later one has replaced in the read model meanwhile is not sent again.
  *
  * A consumer holds at most two batches pending (the one whose rest is running, the one just read), never more than
  * 1,000 entries together: Upstash refuses an XREADGROUP that would take a consumer's pending entries list past 1,000
@@ -391,10 +392,16 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
 }
 
 /**
- * writeReadModelsAndAnswers, and once more after loading the scripts when Redis had lost them (a restart). Every
- * write there is a script, so what failed is a suffix of the pipeline's writes and no answer went out ahead of its
- * read models; the read-model writes and event appends are idempotent, and an answer pushed twice to its
- * per-attempt key is popped once. Throws when it still fails: the batch is not acknowledged, and is retried.
+ * writeReadModelsAndAnswers, and once more after loading the scripts when Redis had lost them (a restart). Throws
+ * when it still fails: the batch is not acknowledged, and runs again.
+ *
+ * Every write there is a script. When Redis lost them, or the connection dropped, what failed is a suffix of the
+ * pipeline, and no answer went out ahead of its read models. A command that fails on its own is different (a script
+ * that errs while running, on a key of the wrong type say, or a write refused for memory that Redis has again a
+ * moment later): a pipeline is not a transaction, the commands after it still run, and an answer can reach its client
+ * while a read-model write before it failed, so the client can read state without that write until the batch runs
+ * again. That is tolerable because the batch does run again, and that repairs the read model: the read-model writes
+ * and event appends are idempotent, and an answer pushed twice to its per-attempt key is popped once.
  */
 async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): Promise<EngineOutput[]> {
   if (outputs.length === 0) return [];
