@@ -117,13 +117,11 @@ return {entries, kept}`;
  * cursor's successor also counts, costing one needless restore.)
  */
 export async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
-  // Only a missing stream means nothing was trimmed; any other failure (a dropped connection, a key of another type)
-  // says nothing about the log, and answering "not trimmed" would let an engine lead across a gap.
-  const info = (await redis.xinfo("STREAM", stream).catch((err: unknown) => {
-    if (err instanceof Error && /\bno such key\b/i.test(err.message)) return undefined;
-    throw err;
-  })) as unknown[] | undefined;
-  if (info === undefined) return false; // no stream yet: nothing was ever trimmed
+  // Only a missing stream means nothing was trimmed, asked as such (not read from an error's wording, which may differ
+  // between Redis and a hosted one); any XINFO failure (a dropped connection, a key of another type, the stream
+  // deleted in between) says nothing about the log, and answering "not trimmed" would let an engine lead across a gap.
+  if ((await redis.exists(stream)) === 0) return false;
+  const info = (await redis.xinfo("STREAM", stream)) as unknown[];
   const field = (name: string) => info[info.indexOf(name) + 1];
   if (Number(field("entries-added")) === Number(field("length"))) return false;
   const first = field("first-entry") as [string, string[]] | null;

@@ -90,6 +90,10 @@ describe("PostgresSnapshotStore", () => {
     expect(Buffer.from(loaded!.bytes).equals(Buffer.from(second))).toBe(true);
     const previous = await store.load("previous");
     expect(previous?.head).toMatchObject({ generation: 1, lastInputId: "1-0", chunks: 3 });
+    // A save no newer is skipped and answers with the saved head as it is, without the row's `previous`.
+    const late = await store.save(first, headFor(first, "1-5"));
+    expect(late.skipped).toBe(true);
+    expect(late.head).toEqual(head);
     expect(Buffer.from(previous!.bytes).equals(Buffer.from(first))).toBe(true);
 
     await store.save(third, headFor(third, "3-0"));

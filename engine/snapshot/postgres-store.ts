@@ -95,11 +95,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
         "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
       );
       const saved = current.rows[0]?.snapshot_data;
-      // Parsed, it is a head without its own `previous` (zod drops keys it does not know).
-      const previous = headSchema.safeParse(saved).data;
+      // The head this save replaces, parsed: without its own `previous` (zod drops keys it does not know).
+      const replaced = headSchema.safeParse(saved).data;
       if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
         skipped = true;
-        return saved;
+        return replaced ?? saved;
       }
       const generation = await nextGeneration(tx);
       const base64 = (this.base64 ??= new Base64Writer(this.chunkBytes));
@@ -129,9 +129,9 @@ export class PostgresSnapshotStore implements SnapshotStore {
       await tx.query(
         `INSERT INTO engine_snapshots (id, snapshot_data, created_at) VALUES (1, $1::jsonb, NOW())
          ON CONFLICT (id) DO UPDATE SET snapshot_data = EXCLUDED.snapshot_data, created_at = EXCLUDED.created_at`,
-        [JSON.stringify({ ...full, previous })],
+        [JSON.stringify({ ...full, previous: replaced })],
       );
-      const kept = previous === undefined ? [generation] : [generation, previous.generation];
+      const kept = replaced === undefined ? [generation] : [generation, replaced.generation];
       await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [kept]);
       return full;
     });
