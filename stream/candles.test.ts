@@ -258,6 +258,27 @@ describe("CandleFanout", () => {
       for (const s of [a, b]) expect(s.sent).toEqual([expect.objectContaining({ close: "100.9" })]);
     });
 
+    it("after the fan-out missed rows, loads the bucket again and sends nothing until it answers", async () => {
+      const { load, calls } = loader();
+      const fanout = new CandleFanout(load, () => undefined);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
+      await settle();
+      expect(s.sent).toHaveLength(1);
+      // The rows of 10:08 and 10:09 were trimmed while the reader could not read; 10:15's minutes may be too.
+      fanout.recheck(at("10:15:10"));
+      expect(calls.map((c) => c.openTimeMs)).toEqual([at("10:00:00"), at("10:15:00")]);
+      // A row of the bucket being loaded: not whole yet, so not sent.
+      fanout.publish(minute("10:16", "102", "102.5", "101.8", "102.2"), 0);
+      expect(s.sent).toHaveLength(1);
+      calls[1]!.resolve(stored("10:15", "10:15", "101.5", "103", "101", "102"));
+      await settle();
+      expect(s.sent.slice(1)).toEqual([
+        expect.objectContaining({ openTime: iso("10:15"), open: "101.5", high: "103", low: "101", close: "102.2" }),
+      ]);
+    });
+
     it("a row of a later bucket while one loads starts it whole, and the load's answer is moot", async () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);

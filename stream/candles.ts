@@ -151,6 +151,22 @@ export class CandleFanout {
     }
   }
 
+  /**
+   * The fan-out reader may have missed rows (entries trimmed while it could not read): no series can count on having
+   * heard every row of its bucket, so each loads it again, and sends nothing until that answers. What it held is
+   * kept as live minutes, merged onto what the load finds.
+   */
+  recheck(nowMs: number): void {
+    if (this.loadBucket === undefined) return;
+    for (const series of this.series.values()) {
+      this.stopLoad(series);
+      const openTimeMs = candleOpenMs(nowMs, series.interval);
+      if (openTimeMs > series.openTimeMs) [series.openTimeMs, series.candle] = [openTimeMs, undefined];
+      series.whole = false;
+      this.load(series, 0);
+    }
+  }
+
   /** Loads the series' bucket, then sends it (merged with what came live meanwhile) to every subscriber. */
   private load(series: Series, retries: number): void {
     const load = { id: ++this.loads, timer: undefined as NodeJS.Timeout | undefined };

@@ -138,9 +138,13 @@ export class StreamHub {
     }
   }
 
-  /** The fan-out reader missed entries (a Redis error): every private channel looks in the store. */
+  /**
+   * The fan-out reader missed entries (a Redis error): every private channel looks in the store, and every candle
+   * series loads its bucket again.
+   */
   fanoutRecovered(): void {
     for (const conns of this.privateByUser.values()) for (const conn of conns) conn.private?.recheck();
+    this.candles.recheck(Date.now());
   }
 
   /** Closes every socket with 1001 (server going away: reconnect and resume) and stops the timers. */
