@@ -25,20 +25,12 @@ import {
   streamLoadBalancer,
   streamUrlFrom,
 } from "./plan.ts";
+import { SECRET_SAMPLES } from "./testing/secret-samples.ts";
 
 const GATEWAY_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com";
 const LOAD_BALANCER_URL = "http://stream-lb-1.eu-west-1.elb.amazonaws.com";
 
-/** Plausible values standing in for the secrets. */
-const SECRETS: Readonly<Record<string, string>> = {
-  DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=verify-full",
-  REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
-  UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
-  UPSTASH_REDIS_REST_TOKEN: "token",
-  JWT_SECRET: "x".repeat(48),
-  RESEND_API_KEY: "re_key",
-  EMAIL_FROM: "Paper Broker <login@example.com>",
-};
+const SECRETS = SECRET_SAMPLES;
 
 /** What a stage deployed with `deploy` runs with: the API's and the stream's configuration as they read it. */
 function deployed(deploy: DeploySettings) {

@@ -32,6 +32,7 @@ import {
   type ContainerName,
   type FunctionName,
 } from "./plan.ts";
+import { SECRET_SAMPLES } from "./testing/secret-samples.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const read = (path: string) => readFileSync(resolve(root, path), "utf8");
@@ -301,16 +302,7 @@ function deployedEnv(
   secretEnv: Readonly<Record<string, string>>,
   plain: Readonly<Record<string, string>>,
 ): Record<string, string> {
-  const samples: Record<string, string> = {
-    DATABASE_URL: "postgres://app:pw@ep-x.eu-central-1.aws.neon.tech/paper_broker?sslmode=verify-full",
-    REDIS_URL: "rediss://default:pw@x.upstash.io:6379",
-    UPSTASH_REDIS_REST_URL: "https://x.upstash.io",
-    UPSTASH_REDIS_REST_TOKEN: "token",
-    JWT_SECRET: "x".repeat(48),
-    RESEND_API_KEY: "re_key",
-    EMAIL_FROM: "Paper Broker <login@example.com>",
-  };
-  return { ...Object.fromEntries(Object.keys(secretEnv).map((v) => [v, samples[v] ?? "value"])), ...plain };
+  return { ...Object.fromEntries(Object.keys(secretEnv).map((v) => [v, SECRET_SAMPLES[v] ?? "value"])), ...plain };
 }
 
 /** The variable names `reader` reads from `env`. */

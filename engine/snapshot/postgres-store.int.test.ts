@@ -9,7 +9,7 @@ import { createTestDatabase, type TestDatabase } from "../../platform/testing/te
 import { EngineHarness } from "../testing/engine-harness.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
-import type { Postgres, Row } from "../../platform/postgres.ts";
+import type { Postgres, Row, Transaction } from "../../platform/postgres.ts";
 import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
 import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHeadInput } from "./store.ts";
 
@@ -35,6 +35,16 @@ function headFor(bytes: Uint8Array, lastInputId = "1700000000000-0"): SnapshotHe
     lastInputId,
     stateHash: hashSnapshot(bytes),
     takenAt: new Date(0).toISOString(),
+  };
+}
+
+/** The test database, each transaction's connection as `wrap` makes it of the real one. */
+function withTransactions(wrap: (tx: Transaction) => Transaction): Postgres {
+  return {
+    ...t.db,
+    query: (text, params) => t.db.query(text, params),
+    close: () => t.db.close(),
+    transaction: (fn) => t.db.transaction((tx) => fn(wrap(tx))),
   };
 }
 
@@ -338,26 +348,18 @@ describe("a save whose writer stops half-way", () => {
     let reached = () => undefined as void;
     const atFirstChunk = new Promise<void>((resolve) => (reached = resolve));
     const settings: string[] = [];
-    const pausing: Postgres = {
-      ...t.db,
-      query: (text, params) => t.db.query(text, params),
-      close: () => t.db.close(),
-      transaction: (fn) =>
-        t.db.transaction((tx) =>
-          fn({
-            stream: (text, params, options) => tx.stream(text, params, options),
-            query: async (text, params) => {
-              if (text.startsWith("INSERT INTO engine_snapshot_chunks") && settings.length === 0) {
-                for (const name of ["idle_in_transaction_session_timeout", "lock_timeout"])
-                  settings.push(Object.values((await tx.query(`SHOW ${name}`)).rows[0]!)[0] as string);
-                reached();
-                await paused;
-              }
-              return tx.query(text, params);
-            },
-          }),
-        ),
-    };
+    const pausing = withTransactions((tx) => ({
+      stream: (text, params, options) => tx.stream(text, params, options),
+      query: async (text, params) => {
+        if (text.startsWith("INSERT INTO engine_snapshot_chunks") && settings.length === 0) {
+          for (const name of ["idle_in_transaction_session_timeout", "lock_timeout"])
+            settings.push(Object.values((await tx.query(`SHOW ${name}`)).rows[0]!)[0] as string);
+          reached();
+          await paused;
+        }
+        return tx.query(text, params);
+      },
+    }));
     const bytes = new Uint8Array(randomBytes(1024));
     const first = new PostgresSnapshotStore(pausing, { idleTimeoutMs: 60_000 }).save(bytes, headFor(bytes));
     await atFirstChunk;
@@ -379,25 +381,17 @@ describe("a load that stops getting answers", () => {
     // The chunks stop coming after the first, as from a Postgres that stopped answering; released at the end.
     let release = () => undefined as void;
     const released = new Promise<void>((resolve) => (release = resolve));
-    const freezing: Postgres = {
-      ...t.db,
-      query: (text, params) => t.db.query(text, params),
-      close: () => t.db.close(),
-      transaction: (fn) =>
-        t.db.transaction((tx) =>
-          fn({
-            query: (text, params) => tx.query(text, params),
-            stream: <R extends Row>(text: string, params: unknown[], options?: { rowsPerFetch?: number }) =>
-              (async function* () {
-                for await (const row of tx.stream<R>(text, params, options)) {
-                  yield row;
-                  await released;
-                  throw new Error("released");
-                }
-              })(),
-          }),
-        ),
-    };
+    const freezing = withTransactions((tx) => ({
+      query: (text, params) => tx.query(text, params),
+      stream: <R extends Row>(text: string, params: unknown[], options?: { rowsPerFetch?: number }) =>
+        (async function* () {
+          for await (const row of tx.stream<R>(text, params, options)) {
+            yield row;
+            await released;
+            throw new Error("released");
+          }
+        })(),
+    }));
     const filled: number[] = [];
     const started = performance.now();
     const load = new PostgresSnapshotStore(freezing, { stallMs: 300 }).stream({
