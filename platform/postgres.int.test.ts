@@ -149,6 +149,41 @@ describe("pg Pool over TCP", () => {
     );
   });
 
+  it("reports a connection that dies while a transaction holds it, instead of an uncaught error", async () => {
+    const events: Record<string, unknown>[] = [];
+    const log = createLogger("test", { sink: (line) => void events.push(JSON.parse(line) as Record<string, unknown>) });
+    const db = await connectPostgres(t.url, log, { maxConnections: 1 });
+    try {
+      const tx = db.transaction(async (q) => {
+        const { rows } = await q.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+        // Ended from outside while this transaction is idle: no query of its own is there to fail.
+        await t.db.query("SELECT pg_terminate_backend($1)", [rows[0]!.pid]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        await q.query("SELECT 1");
+      });
+      await expect(tx).rejects.toThrow();
+      expect(events.filter((e) => e.event === "postgres_client_error").length).toBeGreaterThan(0);
+      expect((await db.query<{ two: number }>("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]); // a new connection
+    } finally {
+      await db.close();
+    }
+  });
+
+  it("closes within its timeout while a connection is still held (a load abandoned on a silent Postgres)", async () => {
+    const events: Record<string, unknown>[] = [];
+    const log = createLogger("test", { sink: (line) => void events.push(JSON.parse(line) as Record<string, unknown>) });
+    const db = await connectPostgres(t.url, log, { maxConnections: 1, closeTimeoutMs: 300 });
+    let release = () => undefined as void;
+    const held = db.transaction(() => new Promise<void>((resolve) => (release = resolve)));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    await db.close();
+    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(events.map((e) => e.event)).toContain("postgres_close_timeout");
+    release();
+    await held.catch(() => undefined);
+  });
+
   it("fails fast with a clear message when Postgres is not there", async () => {
     const url = new URL(t.url);
     url.port = "1"; // nothing listens on port 1

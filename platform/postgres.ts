@@ -51,6 +51,8 @@ export interface PostgresOptions {
    * a dead peer behind a proxy) would otherwise hold a start, or a restore, for ever.
    */
   connectTimeoutMs?: number;
+  /** How long `close` waits for connections still in use before it gives up on them (default 5 s). */
+  closeTimeoutMs?: number;
 }
 
 /** Where a connection string points, for messages and logs (never its password). */
@@ -98,6 +100,13 @@ export async function connectPostgres(
     transaction: async <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
       const client = await pool.connect();
       let broken: Error | undefined;
+      // The pool listens for a client's errors only while it is idle; one whose connection dies while it is checked
+      // out here would otherwise throw an uncaught "error" event. Its next query fails, and that is reported.
+      const onError = (err: Error) => {
+        broken = err;
+        log.warn("postgres_client_error", { ...where, error: err.message });
+      };
+      client.on("error", onError);
       try {
         await client.query("BEGIN");
         const result = await fn({
@@ -116,11 +125,28 @@ export async function connectPostgres(
         }
         throw err;
       } finally {
+        client.off("error", onError);
         client.release(broken);
       }
     },
-    close: () => pool.end(),
+    close: () => endWithin(pool, options.closeTimeoutMs ?? 5_000, log, where),
   };
+}
+
+/**
+ * Ends the pool, or gives up after `ms`: pool.end() waits for every client checked out, and one stuck on a
+ * Postgres that stopped answering (a load abandoned as stalled) would hold a stopping process for ever. Its
+ * socket goes with the process.
+ */
+async function endWithin(pool: pg.Pool, ms: number, log: Logger, where: object): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms)));
+  const ended = pool.end().then(() => false);
+  try {
+    if (await Promise.race([ended, gaveUp])) log.warn("postgres_close_timeout", { ...where, waitedMs: ms });
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** deadlock_detected and serialization_failure: the statement was rolled back whole, and may be sent again. */

@@ -167,8 +167,13 @@ export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): Sn
             return settle?.resolve();
           case "error": {
             onMessage = undefined;
+            // Rebuilt as the classes restoreState tells apart (an unusable snapshot, a stall).
             const err =
-              m.name === "SnapshotIntegrityError" ? new SnapshotIntegrityError(m.message) : new Error(m.message);
+              m.name === "SnapshotIntegrityError"
+                ? new SnapshotIntegrityError(m.message)
+                : m.name === "SnapshotLoadStalledError"
+                  ? new SnapshotLoadStalledError(m.message)
+                  : new Error(m.message);
             if (settle === undefined) return reject(err);
             return settle.reject(err);
           }
