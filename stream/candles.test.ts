@@ -228,21 +228,24 @@ describe("CandleFanout", () => {
       expect(errors).toHaveLength(1);
     });
 
-    it("gives a failing load up after its retries: that bucket is never sent, the next one is, whole", async () => {
+    it("retries a failing load at its last delay for as long as the bucket lasts; a later bucket ends it", async () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined, [0, 0]);
       const s = socket();
       fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
         fanout.publish(minute(`10:0${7 + i}`, "101", "101.5", "100.8", "101.2"), 0);
         calls[i]!.reject(new Error("connection refused"));
         await settle();
       }
-      expect(calls).toHaveLength(3);
+      expect(calls).toHaveLength(5); // past the end of the delays, still trying
       expect(s.sent).toEqual([]);
       // The series listened throughout, so every minute of the next bucket came to it.
       fanout.publish(minute("10:15", "102", "102.5", "101.8", "102.2"), 0);
       expect(s.sent).toEqual([expect.objectContaining({ openTime: iso("10:15"), open: "102", close: "102.2" })]);
+      calls[4]!.reject(new Error("connection refused"));
+      await settle();
+      expect(calls).toHaveLength(5); // the later bucket ended the retries
     });
 
     it("a subscriber after the load gave up starts another", async () => {

@@ -11,8 +11,8 @@
  * first subscriber comes, and loads the bucket that moment falls in (`loadBucket`, from the candles table, once
  * however many subscribers come while it loads). Until the load answers nothing is sent: the rows that come
  * meanwhile are merged, not sent, and rows of earlier buckets are dropped (a row alone is not the bucket). A failed
- * load is tried again after each of `retryDelaysMs`, then given up: the bucket is never sent, and a later subscriber
- * starts a load again. A row of a later bucket starts that bucket whole at once, whether the load answered or not:
+ * load is tried again after each of `retryDelaysMs`, then after the last one again and again (with none, it is given
+ * up: the bucket is never sent, and a later subscriber starts a load again). A row of a later bucket starts that bucket whole at once, whether the load answered or not:
  * the series was listening before the bucket began, so every row of it comes live, each with its whole minute so far.
  * (A minute stored before the series listened is in a later bucket only when the quotes' clock is ahead of this
  * process's; its next quote brings it again.)
@@ -53,7 +53,7 @@ export type LoadBucket = (
   openTimeMs: number,
 ) => Promise<StoredBucket | undefined>;
 
-/** The waits before each retry of a failed load: five tries over about a minute and a half. */
+/** The waits before each retry of a failed load, the last one repeated while the bucket lasts. */
 export const LOAD_RETRY_DELAYS_MS: readonly number[] = [1_000, 5_000, 20_000, 60_000];
 
 /** A bucket's candle so far, with the minutes and the orders of the outputs its open and close came from. */
@@ -79,7 +79,7 @@ interface Series {
   candle: Prices | undefined;
   /** Every stored minute of the bucket is in `candle` (loaded, or come live since): only then is it sent. */
   whole: boolean;
-  /** The load under way or waiting for its retry; undefined once whole, or given up. */
+  /** The load under way or waiting for its retry; undefined once whole, or given up (no retries). */
   load: { readonly id: number; timer: NodeJS.Timeout | undefined } | undefined;
 }
 
@@ -110,7 +110,7 @@ export class CandleFanout {
       return;
     }
     if (series.load !== undefined) return; // sent with everyone's once it answers
-    // The first subscriber, or the first since the load gave up: from the bucket now falls in.
+    // The first subscriber, or the first since a load gave up: from the bucket now falls in.
     const openTimeMs = candleOpenMs(nowMs, interval);
     if (openTimeMs > series.openTimeMs) [series.openTimeMs, series.candle] = [openTimeMs, undefined];
     this.load(series, 0);
@@ -194,9 +194,11 @@ export class CandleFanout {
       (error: unknown) => {
         if (!current()) return;
         this.onLoadError(error);
-        const delayMs = this.retryDelaysMs[retries];
+        // Then every last delay for as long as the bucket lasts (a later bucket's row ends it): giving up would leave
+        // its subscribers, those a recheck made wait included, without a candle until the next bucket.
+        const delayMs = this.retryDelaysMs[Math.min(retries, this.retryDelaysMs.length - 1)];
         if (delayMs === undefined) {
-          series.load = undefined; // given up: this bucket is never sent
+          series.load = undefined; // no retries (tests): this bucket is never sent
           return;
         }
         load.timer = setTimeout(() => {
