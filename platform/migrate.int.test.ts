@@ -1,6 +1,6 @@
 // Migrations: the repository's files apply once and in order, concurrent starters do not double-apply, and a
 // failing file leaves nothing behind. Each test gets its own database: migrations change the whole schema.
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -28,12 +28,15 @@ async function freshDatabase() {
   open.push(t);
   return t;
 }
+const folders: string[] = [];
 afterEach(async () => {
   await Promise.all(open.splice(0).map((t) => t.drop()));
+  await Promise.all(folders.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
 async function folder(files: Record<string, string>) {
   const dir = await mkdtemp(join(tmpdir(), "migrations-"));
+  folders.push(dir);
   for (const [name, sql] of Object.entries(files)) await writeFile(join(dir, name), sql);
   return dir;
 }

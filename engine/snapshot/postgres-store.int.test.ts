@@ -1,6 +1,6 @@
 // The Postgres snapshot store: chunked bodies under a single-row head, replaced atomically, verified on load.
 import { randomBytes } from "node:crypto";
-import { copyFile, mkdtemp, readdir } from "node:fs/promises";
+import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -246,8 +246,8 @@ describe("PostgresSnapshotStore", () => {
 
   it("loads a snapshot saved before migration 006, whose chunks it turned from bytea into base64 text", async () => {
     const old = await createTestDatabase();
+    const dir = await mkdtemp(join(tmpdir(), "migrations-"));
     try {
-      const dir = await mkdtemp(join(tmpdir(), "migrations-"));
       for (const name of await readdir(DEFAULT_MIGRATIONS_DIR)) {
         if (name < "006") await copyFile(join(DEFAULT_MIGRATIONS_DIR, name), join(dir, name));
       }
@@ -277,6 +277,7 @@ describe("PostgresSnapshotStore", () => {
       expect(storage.rows[0]?.attstorage).toBe("e"); // still stored as it is, uncompressed
     } finally {
       await old.drop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
