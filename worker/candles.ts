@@ -20,6 +20,7 @@ import type { EngineOutput, OutputOf } from "../contract/messages.ts";
 import { formatUnits, toUnits } from "../contract/money.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { sortedBy } from "./key-order.ts";
 import { outputIdParts } from "./read-models.ts";
 
 export type CandleView = Candle & {
@@ -126,10 +127,7 @@ export function foldQuotes(outputs: readonly EngineOutput[]): { folds: Fold[]; s
     fold.high = Math.max(fold.high, bid);
     fold.low = Math.min(fold.low, bid);
   }
-  const sorted = [...folds.values()].sort((a, b) =>
-    a.asset === b.asset ? a.openMs - b.openMs : a.asset < b.asset ? -1 : 1,
-  );
-  return { folds: sorted, skipped };
+  return { folds: sortedBy([...folds.values()], (f) => [f.asset, f.openMs]), skipped };
 }
 
 /** What a candle needs of a quote, or why it cannot have it. */

@@ -4,12 +4,11 @@
  *   nothing (ON CONFLICT DO NOTHING);
  * - orders: one row per entry order, replaced by each newer order_updated and never by an older one (the row keeps
  *   the output id it was last written from, in comparable parts; migrations/008_orders.sql).
- * Each statement takes its rows in the order of their key (close id, order id; spot-orders.ts: order id): a
- * statement locks its rows in the order given, and two workers writing the same rows in orders of their own (a
- * batch claimed while its first worker still runs it, or one order's updates in two batches) would deadlock.
+ * Each statement takes its rows in the order of their key (close id, order id; key-order.ts says why).
  */
 import type { ClosedTradeView, EngineOutput, OrderView, OutputOf } from "../contract/messages.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { sortedBy } from "./key-order.ts";
 import { outputIdParts } from "./read-models.ts";
 import { insertSpotOrders, spotOrderRows } from "./spot-orders.ts";
 
@@ -76,7 +75,7 @@ function closedValues(o: OutputOf<"closed_order">): unknown[] {
 }
 
 async function insertClosedOrders(db: Queryable, outputs: readonly OutputOf<"closed_order">[]): Promise<void> {
-  const { tuples, params } = valuesList(sortedBy(outputs, (o) => o.trade.closeId).map(closedValues));
+  const { tuples, params } = valuesList(sortedBy(outputs, (o) => [o.trade.closeId]).map(closedValues));
   await db.query(
     `INSERT INTO closed_orders (${CLOSED_COLUMNS.join(", ")}) VALUES ${tuples} ON CONFLICT DO NOTHING`,
     params,
@@ -143,7 +142,7 @@ function orderValues(o: OutputOf<"order_updated">): unknown[] {
  * touch a row twice, so the caller passes one output per order (newestPerOrder).
  */
 async function upsertOrders(db: Queryable, outputs: readonly OutputOf<"order_updated">[]): Promise<void> {
-  const { tuples, params } = valuesList(sortedBy(outputs, (o) => o.order.id).map(orderValues));
+  const { tuples, params } = valuesList(sortedBy(outputs, (o) => [o.order.id]).map(orderValues));
   const updated = ORDER_COLUMNS.filter((c) => c !== "id" && c !== "user_id" && c !== "placed_at");
   await db.query(
     `INSERT INTO orders (${ORDER_COLUMNS.join(", ")}) VALUES ${tuples}
@@ -168,11 +167,6 @@ export function compareOutputIds(a: string, b: string): number {
   const [am, as, an] = outputIdParts(a).map(BigInt) as [bigint, bigint, bigint];
   const [bm, bs, bn] = outputIdParts(b).map(BigInt) as [bigint, bigint, bigint];
   return am !== bm ? (am < bm ? -1 : 1) : as !== bs ? (as < bs ? -1 : 1) : an === bn ? 0 : an < bn ? -1 : 1;
-}
-
-/** `rows` ordered by `key`, compared as strings (UTF-16 code units): the same order in every worker. */
-function sortedBy<T>(rows: readonly T[], key: (row: T) => string): T[] {
-  return [...rows].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
 }
 
 function valuesList(rows: readonly unknown[][]): { tuples: string; params: unknown[] } {

@@ -3,10 +3,11 @@
  * whose result is a `spot_order`), becomes a row of `spot_orders` (migrations/007_spot_orders.sql). A replayed
  * output, or an answer the engine repeats for a retried request id (new output id, same order id), inserts
  * nothing: ON CONFLICT DO NOTHING on the order id and the output id. The rows go in order id order, as every
- * multi-row write of the worker's goes in its key's order (history-writes.ts says why).
+ * multi-row write of the worker's goes in its key's order (key-order.ts says why).
  */
 import type { EngineOutput, SpotOrderView } from "../contract/messages.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { sortedBy } from "./key-order.ts";
 
 export type SpotOrderRow = SpotOrderView & { readonly userId: string; readonly outputId: string };
 
@@ -21,8 +22,7 @@ export function spotOrderRows(outputs: readonly EngineOutput[]): SpotOrderRow[] 
 export async function insertSpotOrders(db: Queryable, rows: readonly SpotOrderRow[]): Promise<void> {
   if (rows.length === 0) return;
   const params: unknown[] = [];
-  const sorted = [...rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const tuples = sorted.map((r) => {
+  const tuples = sortedBy(rows, (r) => [r.id]).map((r) => {
     const values = [r.id, r.userId, r.asset, r.side, r.quantity, r.price, r.total, r.executedAt, r.outputId];
     const start = params.length;
     params.push(...values);
