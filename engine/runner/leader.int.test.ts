@@ -45,6 +45,24 @@ function freshKeys(): Keyspace {
   prefixes.push(prefix);
   return keyspace(prefix);
 }
+/**
+ * A leader holding a lease of `ttlMs` on `keys`, reading through `reader` with blocking reads of `blockMs`, its
+ * warnings kept in `logged`; `isLive` resolves once it has replayed.
+ */
+async function leadWatched(keys: Keyspace, reader: Redis, ttlMs: number, blockMs: number) {
+  const lease = new EngineLease(redis, keys, "a", ttlMs, log);
+  const logged: string[] = [];
+  const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
+  expect(await lease.tryAcquire()).toBe(true);
+  let live!: () => void;
+  const isLive = new Promise<void>((resolve) => (live = resolve));
+  const stop = new AbortController();
+  const running = runLeader(
+    { reader, writer: redis, keys, log: watched, lease, state: createState(makeParams()), blockMs, onLive: live },
+    stop.signal,
+  );
+  return { lease, logged, stop, running, isLive };
+}
 
 async function send(keys: Keyspace, message: EngineInput): Promise<string> {
   return (await redis.xadd(keys.input, "*", ...encodeFields(message))) as string;
@@ -430,27 +448,7 @@ describe("engine leader on real Redis", () => {
 
   it("keeps its lease, idle, when the wall clock steps forward: progress is timed on the monotonic clock", async () => {
     const keys = freshKeys();
-    const TTL = 200;
-    const lease = new EngineLease(redis, keys, "a", TTL, log);
-    const logged: string[] = [];
-    const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
-    expect(await lease.tryAcquire()).toBe(true);
-    let live!: () => void;
-    const isLive = new Promise<void>((resolve) => (live = resolve));
-    const stop = new AbortController();
-    const running = runLeader(
-      {
-        reader,
-        writer: redis,
-        keys,
-        log: watched,
-        lease,
-        state: createState(makeParams()),
-        blockMs: 1000,
-        onLive: live,
-      },
-      stop.signal,
-    );
+    const { lease, logged, stop, running, isLive } = await leadWatched(keys, reader, 200, 1000);
     await isLive;
     const realNow = Date.now.bind(Date);
     const stepped = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 60_000); // an NTP step of a minute
@@ -481,26 +479,7 @@ describe("engine leader on real Redis", () => {
     });
     await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
     const viaProxy = new Redis((proxy.address() as AddressInfo).port, "127.0.0.1", { maxRetriesPerRequest: null });
-    const lease = new EngineLease(redis, keys, "a", TTL, log);
-    const logged: string[] = [];
-    const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
-    expect(await lease.tryAcquire()).toBe(true);
-    let live!: () => void;
-    const isLive = new Promise<void>((resolve) => (live = resolve));
-    const stop = new AbortController();
-    const running = runLeader(
-      {
-        reader: viaProxy,
-        writer: redis,
-        keys,
-        log: watched,
-        lease,
-        state: createState(makeParams()),
-        blockMs: 50,
-        onLive: live,
-      },
-      stop.signal,
-    );
+    const { lease, logged, stop, running, isLive } = await leadWatched(keys, viaProxy, TTL, 50);
     try {
       await isLive;
       await new Promise((r) => setTimeout(r, 3 * TTL));
