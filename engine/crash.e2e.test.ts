@@ -846,6 +846,12 @@ describe("engine process: the newest snapshot corrupt", () => {
         const fallbacks = second.events("restore_fallback");
         expect(fallbacks.map((l) => l.role ?? "main")).toEqual(expect.arrayContaining(["main", "snapshotter"]));
         for (const l of fallbacks) expect(l.reason).toMatch(/is corrupt: SHA-256/);
+        // Its first save deleted the corrupt snapshot rather than keep it as the previous; no later one deleted any.
+        const saves = second.events("snapshot_saved");
+        expect(saves.map((l) => l.deletedUnusableGeneration)).toEqual([
+          head.rows[0]!.generation,
+          ...saves.slice(1).map(() => undefined),
+        ]);
         expect(second.events("snapshotter_crashed")).toEqual([]);
         expect(second.lines.filter((l) => l.level === "error" && l.event !== "restore_fallback")).toEqual([]);
 
@@ -856,6 +862,7 @@ describe("engine process: the newest snapshot corrupt", () => {
         const loaded = await new PostgresSnapshotStore(run.db.db).load();
         expect(loaded!.head.lastInputId).toBe(lastId);
         expect(stateHash(decodeSnapshot(loaded!.bytes))).toBe(stateHash(ref.state));
+        await expect(new PostgresSnapshotStore(run.db.db).load("previous")).resolves.not.toBeNull();
       },
     );
   }, 120_000);

@@ -4,15 +4,20 @@
  * says why, instead of replaying what is left. A snapshotter that crashes while the engine stops still lets it stop
  * cleanly: the lease released, exit code 1.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
+import { migrate } from "../platform/migrate.ts";
 import { spawnComponent } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { SNAPSHOT_VERSION } from "./snapshot/codec.ts";
+import { hashSnapshot } from "./snapshot/hash.ts";
+import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 
 const prefix = `test:engine-main:${randomUUID()}:`;
 let pg: TestDatabase;
@@ -55,6 +60,47 @@ describe("engine process", () => {
     expect(await engine.exited).toEqual({ code: 2, signal: null });
     expect(engine.raw.join("\n")).toContain("do not belong together");
     expect(engine.events("replay_start")).toEqual([]);
+  });
+
+  it("says the newest snapshot is unusable when that is why the log no longer reaches back to its state", async () => {
+    const own = `${prefix}unusable:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.db, db.log);
+      // The only snapshot, saved whole, does not decode; nothing was saved before it.
+      const garbage = new Uint8Array(randomBytes(64));
+      await new PostgresSnapshotStore(db.db).save(garbage, {
+        version: SNAPSHOT_VERSION,
+        shard: 0,
+        lastInputId: "1-0",
+        stateHash: hashSnapshot(garbage),
+        takenAt: new Date(0).toISOString(),
+      });
+      for (const userId of ["u1", "u2"]) {
+        const input: EngineInput = {
+          type: "user_instruction",
+          userId,
+          requestId: "r1",
+          instruction: { kind: "create_account" },
+        };
+        await redis.xadd(keys.input, "*", ...encodeFields(input));
+      }
+      await redis.xtrim(keys.input, "MAXLEN", 1);
+      const engine = spawnComponent("engine", {
+        REDIS_URL: TEST_REDIS_URL,
+        DATABASE_URL: db.url,
+        KEY_PREFIX: own,
+        ENGINE_LEASE_TTL_MS: "2000",
+      });
+      expect(await engine.exited).toEqual({ code: 2, signal: null });
+      const said = engine.raw.join("\n");
+      expect(said).toContain("the newest is unusable (restore_fallback says why)");
+      expect(said).not.toContain("do not belong together");
+      expect(engine.events("restore_fallback")[0]?.reason).toMatch(/does not decode/);
+    } finally {
+      await db.drop();
+    }
   });
 
   it("stops cleanly, exit 1 and its lease released, when its snapshotter crashes during a stop", async () => {

@@ -83,19 +83,26 @@ runMain("engine", async () => {
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
+    // Whether the last restore passed over an unusable latest snapshot: a trim check that then fails says so.
+    let pastUnusable = false;
+    const restore = (load: Parameters<typeof restoreState>[0]) => {
+      pastUnusable = false;
+      return restoreState(
+        load,
+        params,
+        log,
+        () => store.load("previous"),
+        () => (pastUnusable = true),
+      );
+    };
     let restoreFrom = performance.now();
-    let state = await restoreState(
-      async () => {
-        const loaded = await loader.load();
-        prefetch.start(loaded?.head.lastInputId ?? "0-0", loaded?.control);
-        return loaded;
-      },
-      params,
-      log,
-      // On this thread: the prefetch, started from the latest's cursor, then goes unused (it never applies a batch
-      // that does not follow the state's cursor).
-      () => store.load("previous"),
-    );
+    // The previous, on a fallback, loads on this thread: the prefetch, started from the latest's cursor, then goes
+    // unused (it never applies a batch that does not follow the state's cursor).
+    let state = await restore(async () => {
+      const loaded = await loader.load();
+      prefetch.start(loaded?.head.lastInputId ?? "0-0", loaded?.control);
+      return loaded;
+    });
     metrics.restored(performance.now() - restoreFrom);
     void loader.close(); // in the background (ending the thread takes a while); awaited again at the end
     // The prefetched tail is for a leader only: it may run past what the leader published, where a standby must
@@ -142,16 +149,11 @@ runMain("engine", async () => {
           ready = false;
           log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId });
           restoreFrom = performance.now();
-          state = await restoreState(
-            () => store.load(),
-            params,
-            log,
-            () => store.load("previous"),
-          );
+          state = await restore(() => store.load());
           metrics.restored(performance.now() - restoreFrom);
           // Trimmed past the newest snapshot there is too: following again would only meet the same gap.
           if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
-            throw mismatched(keys.input, state.lastInputId);
+            throw mismatched(keys.input, state.lastInputId, pastUnusable);
           continue;
         }
       }
@@ -166,16 +168,12 @@ runMain("engine", async () => {
       dropPrefetch();
       ready = false;
       restoreFrom = performance.now();
-      state = await restoreState(
-        () => store.load(),
-        params,
-        log,
-        () => store.load("previous"),
-      );
+      state = await restore(() => store.load());
       metrics.restored(performance.now() - restoreFrom);
       // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
-      if (await logTrimmedAfter(writer, keys.input, state.lastInputId)) throw mismatched(keys.input, state.lastInputId);
+      if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
+        throw mismatched(keys.input, state.lastInputId, pastUnusable);
       leading = await lease.tryAcquire();
     }
     if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
@@ -285,9 +283,20 @@ function isSnapshotSaved(m: unknown): m is { type: "snapshot_saved"; figures: Sn
 }
 
 /** The log was trimmed past the newest snapshot in this database: exit 2, as restarting cannot help. */
-function mismatched(input: string, lastInputId: string): ConfigError {
+function mismatched(input: string, lastInputId: string, pastUnusable: boolean): ConfigError {
+  const restored = lastInputId === "0-0" ? "none" : lastInputId;
+  // The newest snapshot was unusable and the one before it (if any) is older than the log: the log and the database
+  // belong together, but what bridged them is damaged.
+  if (pastUnusable) {
+    return new ConfigError(
+      `${input} was trimmed past the newest usable snapshot in this database (${restored}): the newest is unusable ` +
+        "(restore_fallback says why) and no snapshot before it reaches the log. Restore the database to a point " +
+        "with a usable snapshot the log was trimmed against (docs/operations.md, Restoring Postgres), or start over " +
+        "with a fresh KEY_PREFIX or Redis.",
+    );
+  }
   return new ConfigError(
-    `${input} was trimmed past the newest snapshot in this database (${lastInputId === "0-0" ? "none" : lastInputId}): ` +
+    `${input} was trimmed past the newest snapshot in this database (${restored}): ` +
       "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
   );
 }

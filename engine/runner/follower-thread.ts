@@ -40,11 +40,13 @@ const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
 try {
   const store = new PostgresSnapshotStore(db);
+  let pastUnusable: { restoredFrom: number | null } | undefined;
   const state = await restoreState(
     () => store.load(),
     makeParams({ initialBalanceMicros: data.initialBalanceMicros }),
     log,
     () => store.load("previous"),
+    (restoredFrom) => (pastUnusable = { restoredFrom }),
   );
   await runFollower(
     {
@@ -55,6 +57,7 @@ try {
       store,
       leaseValue: data.leaseValue,
       everyMs: data.snapshotEveryMs,
+      pastUnusable,
       stopRequested,
       publishes: () => Atomics.load(publishes, 0),
       // To the main thread, whose registry serves the engine's metrics.

@@ -9,6 +9,7 @@ import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
+import { hashSnapshot } from "../snapshot/hash.ts";
 import { MemorySnapshotStore } from "../snapshot/store.ts";
 import { logTrimmedAfter, runFollower } from "./follower.ts";
 
@@ -16,6 +17,8 @@ const redis = new Redis(TEST_REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
 const keys = keyspace(prefix);
 const log = createLogger("engine-test", { level: "error" });
+/** The options every follower here shares: the follower of the leader holding lease "leader:1". */
+const LEADER_1 = { redis, keys, log, leaseValue: "leader:1" };
 
 afterAll(async () => {
   await deleteKeysWithPrefix(redis, prefix);
@@ -46,6 +49,14 @@ async function until(probe: () => boolean, timeoutMs = 5_000): Promise<void> {
   }
 }
 
+async function untilAsync(probe: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const start = Date.now();
+  while (!(await probe())) {
+    if (Date.now() - start > timeoutMs) throw new Error("timed out waiting");
+    await sleep(10);
+  }
+}
+
 describe("the snapshotting follower", () => {
   it("asks for the published cursor only after the leader published again", async () => {
     const state = createState(makeParams());
@@ -54,18 +65,7 @@ describe("the snapshotting follower", () => {
     const stop = new AbortController();
     const first = await publish(account("alice"));
     const running = runFollower(
-      {
-        redis,
-        keys,
-        log,
-        state,
-        store,
-        leaseValue: "leader:1",
-        everyMs: 3_600_000,
-        pollMs: 10,
-        batchSize: 1,
-        publishes: () => publishes,
-      },
+      { ...LEADER_1, state, store, everyMs: 3_600_000, pollMs: 10, batchSize: 1, publishes: () => publishes },
       stop.signal,
     );
     try {
@@ -89,12 +89,58 @@ describe("the snapshotting follower", () => {
     // Stopping, it catches up whatever the count says and saves its final snapshot there.
     const last = await publish(account("gus"));
     const stopped = runFollower(
-      { redis, keys, log, state, store, leaseValue: "leader:1", everyMs: 3_600_000, publishes: () => publishes },
+      { ...LEADER_1, state, store, everyMs: 3_600_000, publishes: () => publishes },
       AbortSignal.abort(),
     );
     await stopped;
     expect(state.lastInputId).toBe(last);
     expect((await store.load())?.head.lastInputId).toBe(last);
+  });
+});
+
+describe("the snapshotting follower restored past an unusable latest snapshot", () => {
+  it("has its first save delete that snapshot, and its later saves keep their own previous", async () => {
+    const store = new MemorySnapshotStore();
+    const filler = new Uint8Array(10);
+    for (const lastInputId of ["1-0", "2-0"]) {
+      // Generation 1 the state was restored from, generation 2 the unusable latest.
+      const head = { version: 1, shard: 0, lastInputId, stateHash: hashSnapshot(filler), takenAt: "" };
+      await store.save(filler, head);
+    }
+    const generations = async () => [
+      (await store.load())?.head.generation,
+      (await store.load("previous"))?.head.generation,
+    ];
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    let publishes = 0;
+    await redis.set(keys.engineLease, "leader:1"); // its second save trims, fenced by the lease
+    const running = runFollower(
+      {
+        ...LEADER_1,
+        state,
+        store,
+        everyMs: 20,
+        pollMs: 5,
+        publishes: () => publishes,
+        pastUnusable: { restoredFrom: 1 },
+      },
+      stop.signal,
+    );
+    try {
+      const first = await publish(account("hal"));
+      publishes++;
+      await until(() => state.lastInputId === first);
+      await untilAsync(async () => (await store.load())?.head.lastInputId === first);
+      expect(await generations()).toEqual([3, 1]); // 2 deleted
+      const second = await publish(account("ivy"));
+      publishes++;
+      await untilAsync(async () => (await store.load())?.head.lastInputId === second);
+      expect(await generations()).toEqual([4, 3]); // its own first save stays, as an ordinary save keeps it
+    } finally {
+      stop.abort();
+      await running;
+    }
   });
 });
 

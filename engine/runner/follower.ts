@@ -15,7 +15,7 @@ import type { SnapshotFigures } from "../metrics.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
-import type { SnapshotHeadInput, SnapshotStore } from "../snapshot/store.ts";
+import type { SaveOptions, SnapshotHeadInput, SnapshotStore } from "../snapshot/store.ts";
 import { sleep } from "./lease.ts";
 import { applyRaw, type RawEntry } from "./log-stream.ts";
 import { FencedError } from "./publisher.ts";
@@ -36,6 +36,11 @@ export interface FollowerOptions {
    * snapshot, and each look is a command).
    */
   readonly pollMs?: number;
+  /**
+   * Set when `state` was restored past an unusable latest snapshot: given to saves until one is not skipped, so that
+   * one deletes the unusable snapshot rather than keep it as the previous (SaveOptions.pastUnusable).
+   */
+  readonly pastUnusable?: SaveOptions["pastUnusable"];
   /** After each saved snapshot, its figures (the same as snapshot_saved's): the thread posts them for metrics. */
   readonly onSaved?: (figures: SnapshotFigures) => void;
   /**
@@ -58,10 +63,15 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
   let trimTo: string | undefined;
   let lastSnapshotMs = Date.now();
   const stopRequested = o.stopRequested ?? (() => signal.aborted);
+  // Only until a save is not skipped: given to a later one, it would delete this follower's own last snapshot.
+  let pastUnusable = o.pastUnusable;
   const snapshot = async (final: boolean) => {
     if (o.state.lastInputId === snapshotAt) return;
     // The final one is taken as the leader hands the lease over: trimming is the next leader's business.
-    if (await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested)) trimTo = o.state.lastInputId;
+    if (await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, pastUnusable)) {
+      trimTo = o.state.lastInputId;
+      pastUnusable = undefined;
+    }
     snapshotAt = o.state.lastInputId;
   };
   // The leader's publish count when this follower last found nothing left to apply.
@@ -184,6 +194,7 @@ async function takeSnapshot(
   writer: ByteWriter,
   trimTo: string | undefined,
   stopRequested: () => boolean,
+  pastUnusable: SaveOptions["pastUnusable"],
 ): Promise<boolean> {
   const t0 = performance.now();
   const bytes = encodeSnapshot(o.state, writer);
@@ -197,7 +208,7 @@ async function takeSnapshot(
     stateHash,
     takenAt: new Date().toISOString(),
   };
-  const { writeMs, skipped } = await o.store.save(bytes, head);
+  const { writeMs, skipped, deletedUnusable } = await o.store.save(bytes, head, { pastUnusable });
   if (skipped) {
     o.log.warn("snapshot_skipped", { lastInputId: head.lastInputId, reason: "a newer snapshot is already saved" });
     return false;
@@ -221,6 +232,8 @@ async function takeSnapshot(
     writeMs: round(writeMs),
     trimmed: trimmed ?? 0,
     accounts: o.state.accounts.size,
+    // The unusable snapshot this state was restored past, deleted by this save.
+    ...(deletedUnusable !== undefined && { deletedUnusableGeneration: deletedUnusable }),
   });
   return true;
 }

@@ -73,13 +73,18 @@ describe("restoreState falling back to the previous snapshot", () => {
       takenAt: new Date(0).toISOString(),
     });
   };
-  const restoreWithFallback = (store: MemorySnapshotStore, log: Logger) =>
-    restoreState(
+  /** Also what it restored from after a fallback: the previous's generation, null for fresh, undefined: none. */
+  const restoreWithFallback = async (store: MemorySnapshotStore, log: Logger = quiet) => {
+    let restoredFrom: number | null | undefined;
+    const state = await restoreState(
       () => store.load(),
       makeParams(),
       log,
       () => store.load("previous"),
+      (from) => (restoredFrom = from),
     );
+    return Object.assign(state, { restoredFrom });
+  };
   const recording = () => {
     const lines: Record<string, unknown>[] = [];
     return {
@@ -98,6 +103,7 @@ describe("restoreState falling back to the previous snapshot", () => {
     const restored = await restoreWithFallback(store, log);
     expect(stateHash(restored)).toBe(stateHash(older));
     expect(restored.accounts.size).toBe(5);
+    expect(restored.restoredFrom).toBe(1);
     const fallbacks = lines.filter((l) => l.event === "restore_fallback");
     expect(fallbacks.map((l) => l.level)).toEqual(["error"]);
     expect(fallbacks[0]?.reason).toMatch(/generation 2 is corrupt/);
@@ -126,15 +132,13 @@ describe("restoreState falling back to the previous snapshot", () => {
   it("starts fresh when the latest is unusable and none was saved before it", async () => {
     const store = new MemorySnapshotStore();
     await saveState(store, someState(5));
+    const usable = await restoreWithFallback(store);
+    expect(usable.restoredFrom).toBeUndefined(); // no fallback
     store.corrupt("latest", 0);
-    const restored = await restoreState(
-      () => store.load(),
-      makeParams(),
-      quiet,
-      () => store.load("previous"),
-    );
+    const restored = await restoreWithFallback(store);
     expect(restored.accounts.size).toBe(0);
     expect(restored.lastInputId).toBe("0-0");
+    expect(restored.restoredFrom).toBeNull();
   });
 
   it("fails when the previous is unusable too", async () => {

@@ -27,33 +27,38 @@ export interface LoadedSnapshot {
 /**
  * Restores from `load`; when what it loads is unusable and `loadPrevious` is given, from that instead (a fresh state
  * when it has none: nothing was saved before the latest, so the log is whole from its start unless someone trimmed
- * it, which the caller's trim check then reports).
+ * it, which the caller's trim check then reports). `onFallback` then hears which it restored from: the previous's
+ * generation, or null for fresh.
  */
 export async function restoreState(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
   loadPrevious?: () => Promise<LoadedSnapshot | null>,
+  onFallback?: (restoredFrom: number | null) => void,
 ): Promise<EngineState> {
   try {
-    return await restoreOne(load, freshParams, log);
+    return (await restoreOne(load, freshParams, log)).state;
   } catch (err) {
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
-    return restoreOne(loadPrevious, freshParams, log);
+    const { state, generation } = await restoreOne(loadPrevious, freshParams, log);
+    onFallback?.(generation);
+    return state;
   }
 }
 
+/** The state, and the generation of the snapshot it came from (null: fresh). */
 async function restoreOne(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
-): Promise<EngineState> {
+): Promise<{ state: EngineState; generation: number | null }> {
   const t0 = performance.now();
   const loaded = await load();
   if (loaded === null) {
     log.info("restore_fresh", { reason: "no snapshot yet" });
-    return createState(freshParams);
+    return { state: createState(freshParams), generation: null };
   }
   const headMs = performance.now() - t0;
   let state: EngineState;
@@ -85,5 +90,5 @@ async function restoreOne(
     accounts: state.accounts.size,
     openTrades: trades,
   });
-  return state;
+  return { state, generation: loaded.head.generation };
 }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DEFAULT_MIGRATIONS_DIR, migrate } from "../../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
+import { expectSavesPastUnusable } from "../testing/past-unusable.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
 import type { Postgres, Row, Transaction } from "../../platform/postgres.ts";
@@ -139,6 +140,12 @@ describe("PostgresSnapshotStore", () => {
     const second = new Uint8Array(randomBytes(1000));
     await store.save(second, headFor(second, "2-0"));
     expect(Buffer.from((await store.load("previous"))!.bytes).equals(Buffer.from(first))).toBe(true);
+  });
+
+  it("deletes an unusable latest on the first save past it, keeping the one the state was restored from", async () => {
+    await expectSavesPastUnusable(store, async () => [
+      ...new Set((await chunkRows()).map((r) => Number(r.generation))),
+    ]);
   });
 
   it("streams chunk by chunk into the sink's buffer, telling how much is there after each", async () => {

@@ -8,7 +8,8 @@
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
  * The generation it replaces stays, named by the head's `previous`, for recovery to fall back on when the latest
- * proves unusable (a chunk damaged at rest, a snapshot this engine cannot decode): two generations are stored.
+ * proves unusable (a chunk damaged at rest, a snapshot this engine cannot decode): two generations are stored. (The
+ * first save of a state restored past an unusable latest deletes that one instead: SaveOptions.pastUnusable.)
  * A load reads the head and its chunks in one repeatable-read transaction, so a save committing meanwhile cannot
  * pull the chunks from under it, and it checks the length and SHA-256 against the head before it resolves. It can
  * stream: chunks land in the caller's buffer one by one, so recovery decodes while the rest is still coming.
@@ -25,6 +26,7 @@ import {
   type SnapshotChoice,
   type SnapshotHead,
   type SnapshotHeadInput,
+  type SaveOptions,
   type SnapshotSave,
   type SnapshotSink,
   type SnapshotStore,
@@ -78,10 +80,11 @@ export class PostgresSnapshotStore implements SnapshotStore {
       if (!Number.isInteger(ms) || ms < 1) throw new Error(`bad timeout ${ms}`);
   }
 
-  async save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave> {
+  async save(bytes: Uint8Array, input: SnapshotHeadInput, options: SaveOptions = {}): Promise<SnapshotSave> {
     const started = performance.now();
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
+    let deletedUnusable: number | undefined;
     const head = await this.db.transaction(async (tx) => {
       // A writer frozen mid-save (SIGSTOP, a stalled VM) would hold the lock, and every later save and a leader's
       // stop waiting on one, until TCP gave up on it (hours): Postgres ends such a transaction once it has been idle
@@ -100,6 +103,18 @@ export class PostgresSnapshotStore implements SnapshotStore {
       if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
         skipped = true;
         return replaced ?? saved;
+      }
+      // Past an unusable latest that is still the head, the one the state was restored from stays the previous.
+      let previous = replaced;
+      const unusable = options.pastUnusable;
+      const row = rowSchema.safeParse(saved).data;
+      if (
+        replaced !== undefined &&
+        unusable !== undefined &&
+        (row?.previous?.generation ?? null) === unusable.restoredFrom
+      ) {
+        deletedUnusable = replaced.generation;
+        previous = row?.previous;
       }
       const generation = await nextGeneration(tx);
       const base64 = (this.base64 ??= new Base64Writer(this.chunkBytes));
@@ -129,13 +144,13 @@ export class PostgresSnapshotStore implements SnapshotStore {
       await tx.query(
         `INSERT INTO engine_snapshots (id, snapshot_data, created_at) VALUES (1, $1::jsonb, NOW())
          ON CONFLICT (id) DO UPDATE SET snapshot_data = EXCLUDED.snapshot_data, created_at = EXCLUDED.created_at`,
-        [JSON.stringify({ ...full, previous: replaced })],
+        [JSON.stringify({ ...full, previous })],
       );
-      const kept = replaced === undefined ? [generation] : [generation, replaced.generation];
+      const kept = previous === undefined ? [generation] : [generation, previous.generation];
       await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [kept]);
       return full;
     });
-    return { writeMs: performance.now() - started, head, skipped };
+    return { writeMs: performance.now() - started, head, skipped, deletedUnusable };
   }
 
   load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { SNAPSHOT_VERSION } from "./codec.ts";
+import { expectSavesPastUnusable } from "../testing/past-unusable.ts";
 import { hashSnapshot } from "./hash.ts";
 import { MemorySnapshotStore, SnapshotIntegrityError, type SnapshotHeadInput } from "./store.ts";
 
@@ -64,6 +65,10 @@ describe("MemorySnapshotStore", () => {
     await store.save(third!, headFor(third!, "3-0"));
     expect((await store.load("previous"))?.head).toMatchObject({ generation: 2, lastInputId: "2-0" });
     expect((await store.load())?.head).toMatchObject({ generation: 3, lastInputId: "3-0" });
+  });
+
+  it("deletes an unusable latest on the first save past it, keeping the one the state was restored from", async () => {
+    await expectSavesPastUnusable(new MemorySnapshotStore());
   });
 
   it("streams piece by piece into the sink's buffer, what it reports as there being there", async () => {

@@ -6,7 +6,8 @@
  * Every store keeps these promises:
  * - the head never moves back: a save whose last input id is not after the saved one is skipped;
  * - a save replaces the latest snapshot whole or not at all, and keeps the one it replaces as the previous: when the
- *   latest turns out unusable, recovery starts from the previous one instead (the log is kept back to it);
+ *   latest turns out unusable, recovery starts from the previous one instead (the log is kept back to it). A save of
+ *   a state restored that way (SaveOptions.pastUnusable) deletes the unusable latest instead, and keeps the previous;
  * - a load resolves only with bytes that match the head's length and SHA-256, else rejects with
  *   SnapshotIntegrityError.
  */
@@ -57,6 +58,19 @@ export interface SnapshotSave {
   /** The saved head: the new one, or when skipped the newer one already there. */
   head: SnapshotHead;
   skipped: boolean;
+  /** The generation of the unusable latest this save deleted (SaveOptions.pastUnusable), if it did. */
+  deletedUnusable?: number | undefined;
+}
+
+export interface SaveOptions {
+  /**
+   * The state saved was restored past an unusable latest snapshot: from the previous one (its generation), or fresh
+   * (null) when there was none. While that latest is still the head (its previous is still `restoredFrom`), the save
+   * deletes it and keeps `restoredFrom` as the previous. Kept as the previous, it would leave one usable snapshot
+   * until the save after, and recovery nothing to fall back on should the new latest prove unusable too. Only for
+   * the first save after such a restore: after that, the head's previous is that save's own.
+   */
+  readonly pastUnusable?: { readonly restoredFrom: number | null } | undefined;
 }
 
 export interface SnapshotStore {
@@ -65,7 +79,7 @@ export interface SnapshotStore {
    * hash of tens of MB would block the caller's event loop); a wrong one makes the next load fail. The bytes are
    * only read until the returned promise settles, so they may be a view of a buffer that is reused afterwards.
    */
-  save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave>;
+  save(bytes: Uint8Array, input: SnapshotHeadInput, options?: SaveOptions): Promise<SnapshotSave>;
   /** The latest snapshot (or the previous), verified against its head; null when there is none. */
   load(which?: SnapshotChoice): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null>;
   /**
@@ -84,7 +98,7 @@ export class MemorySnapshotStore implements SnapshotStore {
 
   constructor(private readonly chunkBytes = 4 * 1024 * 1024) {}
 
-  save(bytes: Uint8Array, input: SnapshotHeadInput): Promise<SnapshotSave> {
+  save(bytes: Uint8Array, input: SnapshotHeadInput, options: SaveOptions = {}): Promise<SnapshotSave> {
     const started = performance.now();
     const current = this.saved?.head;
     if (current !== undefined && !isAfterId(input.lastInputId, current.lastInputId))
@@ -95,9 +109,16 @@ export class MemorySnapshotStore implements SnapshotStore {
       generation: (current?.generation ?? 0) + 1,
       chunks: Math.ceil(bytes.length / this.chunkBytes),
     };
-    this.previous = this.saved;
+    const unusable = options.pastUnusable;
+    const deletedUnusable =
+      current !== undefined &&
+      unusable !== undefined &&
+      (this.previous?.head.generation ?? null) === unusable.restoredFrom
+        ? current.generation
+        : undefined;
+    if (deletedUnusable === undefined) this.previous = this.saved;
     this.saved = { bytes: bytes.slice(), head };
-    return Promise.resolve({ writeMs: performance.now() - started, head, skipped: false });
+    return Promise.resolve({ writeMs: performance.now() - started, head, skipped: false, deletedUnusable });
   }
 
   load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
