@@ -29,10 +29,15 @@ function standIn(servesMs: number): LocalServer & { stops: number } {
 
 type Line = Record<string, unknown> & { event: string };
 
-function watched(first: LocalServer, restart: (port: number) => Promise<LocalServer>, stableMs: number) {
+function watched(
+  first: LocalServer,
+  restart: (port: number) => Promise<LocalServer>,
+  stableMs: number,
+  checkEveryMs = 20,
+) {
   const lines: Line[] = [];
   const log = createLogger("start", { sink: (l) => lines.push(JSON.parse(l) as Line) });
-  const server = new WatchedServer("redis", first, restart, log, { checkEveryMs: 20, stableMs });
+  const server = new WatchedServer("redis", first, restart, log, { checkEveryMs, stableMs });
   server.watch(new AbortController().signal);
   const events = (event: string) => lines.filter((l) => l.event === event);
   return { server, lines, events };
@@ -119,4 +124,19 @@ describe("a server of npm start's own", () => {
       expect(attemptsAt).toHaveLength(4);
     },
   );
+
+  it("counts what it served up to the last check that found it alive, not to the one that found it dead", async () => {
+    // Checked at about 200 ms (alive) and 400 ms (dead): it served 250 ms, less than stableMs, though found dead
+    // only after 400.
+    const { server, events } = watched(standIn(250), () => Promise.resolve(standIn(Infinity)), 300, 200);
+    try {
+      await until(() => Promise.resolve(events("redis_died").length > 0 || undefined), 5_000, "its death");
+      const [died] = events("redis_died");
+      expect(died!.restartInMs).toBe(backoffMs(1));
+      expect(died!.upMs).toBeGreaterThanOrEqual(190);
+      expect(died!.upMs).toBeLessThan(250);
+    } finally {
+      await server.stop();
+    }
+  });
 });

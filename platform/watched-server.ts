@@ -2,7 +2,7 @@
  * A server of `npm start`'s own (its Redis, its Postgres: a LocalServer with `started`) kept running while the
  * system runs: checked every `checkEveryMs` (1 s), and when its process has died, started again on the same port,
  * which the components were given and reconnect to by themselves. When, by the components' crash-loop rule
- * (restart-backoff.ts): at once if it had served `stableMs` (10 s); else, and after a start that failed (its port
+ * (restart-backoff.ts): at once if it had served `stableMs` (10 s) up to the last check that found it alive; else, and after a start that failed (its port
  * taken by something else, its data folder broken), after a backoff of 1 s doubling to 30 s.
  *
  * Logged as `<name>_died` (error, with `restartInMs`), then `<name>_restarted`, or `<name>_restart_failed` (error,
@@ -57,9 +57,16 @@ export class WatchedServer {
 
   private async loop(): Promise<void> {
     let upSinceMs = performance.now();
+    // When it was last found alive: what it served is counted to there, since it may have died just after (counted to
+    // when it was found dead, a server dying every 10 s would pass for a stable one).
+    let aliveAtMs = upSinceMs;
     while (await this.pause(this.checkEveryMs)) {
-      if (await this.server.alive()) continue;
-      const servedMs = performance.now() - upSinceMs;
+      const checkedAtMs = performance.now();
+      if (await this.server.alive()) {
+        aliveAtMs = checkedAtMs;
+        continue;
+      }
+      const servedMs = aliveAtMs - upSinceMs;
       let next = this.backoff.ended(servedMs);
       this.log.error(`${this.name}_died`, {
         at: where(this.server.url),
@@ -72,7 +79,7 @@ export class WatchedServer {
         try {
           // Kept even when stopping meanwhile: stop() waits for this, then stops it.
           this.server = await this.restart(Number(new URL(this.server.url).port));
-          upSinceMs = performance.now();
+          upSinceMs = aliveAtMs = performance.now();
           this.log.info(`${this.name}_restarted`, { at: where(this.server.url) });
           break;
         } catch (error) {
