@@ -1,7 +1,8 @@
 // The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
 // market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
 // while the walk is paused, and a halted market sends nothing until it resumes. Each market starts from the start
-// quote it is given (its first frame), or from its level when it has none or the one given is not valid.
+// quote it is given (its first frame), or from its level when it has none or the one given is not valid. A frame
+// that is not a JSON object is answered with an error, and the connection goes on serving.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -122,6 +123,22 @@ describe("sim feed", () => {
       [3, 400],
     ]);
     expect(answers[0]!.error.message).toMatch(/1 decimals/);
+  });
+
+  it("answers a frame that is JSON but not an object with an error, and keeps serving", async () => {
+    const feed = await sim({ walking: false });
+    const client = await connect(feed.url);
+    for (const text of ["null", "5", "[]", '"x"']) client.socket.send(text);
+    client.request({ id: 9, method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP"] });
+    await waitFor("four answers and the ETH quote", () => client.frames.length === 5);
+    const notAnObject = { id: null, error: { code: 400, message: "request is not a JSON object" } };
+    expect(client.frames.slice(0, 4).map((f) => JSON.parse(f) as unknown)).toEqual([
+      notAnObject,
+      notAnObject,
+      notAnObject,
+      notAnObject,
+    ]);
+    expect(client.quotes()).toMatchObject([{ market: "ETH_USDC_PERP" }]);
   });
 
   it("sends markPrice heartbeats with the walk paused; a halted market sends nothing until it resumes", async () => {

@@ -12,6 +12,7 @@
  *   (scripted-only mode); `HALT_MARKET` / `RESUME_MARKET` (`params: {"market"}`) stop every frame of one market (a
  *   market halted at the exchange while others flow) and start them again with its current quote. Answers:
  *   `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
+ * - A frame that is not JSON, or not a JSON object, gets `{"id":null,"error":{"code":400,"message":…}}`.
  *
  * Prices move by a random walk in integer ticks of each market's `priceDecimals`, with a spread of a few basis
  * points. Each market starts from the quote given in `startQuotes` (the last one before a restart, so the price
@@ -238,13 +239,16 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
               : { id: id ?? null, error: { code: 400, message: error } },
           ),
         );
-      let request: { method?: unknown; params?: unknown; id?: unknown };
+      let request: unknown;
       try {
-        request = JSON.parse(frameText(data)) as typeof request;
+        request = JSON.parse(frameText(data));
       } catch {
         return answer(null, "invalid JSON");
       }
-      const { method, params, id } = request;
+      // Destructuring `null` would throw inside ws's listener and end the process.
+      if (typeof request !== "object" || request === null || Array.isArray(request))
+        return answer(null, "request is not a JSON object");
+      const { method, params, id } = request as { method?: unknown; params?: unknown; id?: unknown };
       if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
         const streams = Array.isArray(params) ? params : [];
         const mine = subscriptions.get(socket);
