@@ -722,6 +722,38 @@ describe("close() from a listener", () => {
     expect(seen.closes.map((c) => c.reconnectInMs)).toEqual([expect.any(Number), null]);
   });
 
+  it("from the first of two close listeners: the second's last close says closed, and nothing follows it", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(503);
+    const client = new StreamClient({ apiUrl: server.apiUrl, WebSocket, token: server.token });
+    clients.push(client);
+    client.on("close", () => client.close());
+    const later: unknown[] = [];
+    client.on("close", (info) => later.push(info));
+    client.on("error", (error) => later.push(error));
+    client.connect();
+    await until("the close", () => later.some((e) => (e as CloseInfo).reconnectInMs === null));
+    await sleep(50);
+    expect(client.status).toBe("closed");
+    // The reconnecting close that the first listener answered with close() is not delivered after the final one.
+    expect(later).toEqual([{ kind: "ticket", status: 503, message: "Refused by the test." }, ...closedOnce]);
+  });
+
+  it("from the first of two error listeners: the second gets the final close, not the error after it", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(503);
+    const client = new StreamClient({ apiUrl: server.apiUrl, WebSocket, token: server.token });
+    clients.push(client);
+    client.on("error", () => client.close());
+    const later: unknown[] = [];
+    client.on("error", (error) => later.push(error));
+    client.on("close", (info) => later.push(info));
+    client.connect();
+    await until("the close", () => later.length >= 1);
+    await sleep(50);
+    expect(later).toEqual(closedOnce);
+  });
+
   it("from an error listener, on a seq gap: the connection is not replaced", async () => {
     server = await startFakeStreamServer();
     const { client, seen } = connect();

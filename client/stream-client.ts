@@ -28,7 +28,8 @@
  *   be refused the same way, forever, while one or two may be a gateway's during a deploy.
  * - `close()` is final, also when a listener calls it: after each listener call with more work to follow, the client
  *   checks whether it was closed meanwhile (closedMeanwhile()), and if so does nothing more: no timer, no ticket
- *   request, no socket, no further event.
+ *   request, no socket, no further event. The event being delivered goes to no further listener either, so the
+ *   final close (`reconnectInMs: null`) is the last event every listener gets.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import {
@@ -572,7 +573,11 @@ export class StreamClient {
   }
 
   private emit<K extends keyof StreamClientEvents>(name: K, ...args: Parameters<StreamClientEvents[K]>): void {
+    // Only close() emits while closed: its final close goes to every listener. Any other event stops at the listener
+    // that closed the client, which has already sent that final close to the rest: this one would follow it.
+    const open = !this.closedMeanwhile();
     for (const listener of this.listeners[name]) {
+      if (open && this.closedMeanwhile()) return;
       try {
         (listener as (...a: Parameters<StreamClientEvents[K]>) => void)(...args);
       } catch (error) {
