@@ -653,6 +653,46 @@ describe("the end of the session", () => {
     again.client.close();
   });
 
+  it("a network error or timeout between 404s: the refusals are not in a row, and it keeps trying", async () => {
+    server = await startFakeStreamServer();
+    const answers = ["404", "network error", "404", "404", "timeout", "404", "404", "404"];
+    let fetches = 0;
+    const { client, seen } = connect({
+      backoff: { initialMs: 5, maxMs: 5 },
+      ticketTimeoutMs: 20,
+      fetch: () => {
+        const answer = answers[fetches++];
+        if (answer === "network error") return Promise.reject(new TypeError("fetch failed"));
+        if (answer === "timeout") return new Promise(() => undefined);
+        return Promise.resolve({ status: 404, headers: { get: () => null }, json: () => Promise.resolve({}) });
+      },
+    });
+    await until("failed", () => client.status === "failed");
+    expect(seen.errors.map((e) => (e.kind === "ticket" ? e.status : e.kind))).toEqual([
+      404,
+      null,
+      404,
+      404,
+      null,
+      404,
+      404,
+      404,
+    ]);
+    // Only the last three 404s are in a row: the client fails on the last, and retries after every one before it.
+    expect(seen.closes.map((c) => c.reconnectInMs === null)).toEqual([
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+      false,
+      true,
+    ]);
+    await sleep(50); // many backoff periods
+    expect(fetches).toBe(8);
+  });
+
   it("close(): closes the connection and stops for good", async () => {
     server = await startFakeStreamServer();
     const { client, seen } = connect();

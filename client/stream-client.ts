@@ -25,7 +25,8 @@
  *   on every connection, is asked ever more slowly rather than every few seconds for ever.
  * - It never reconnects after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in; nor
  *   after a third other 4xx in a row on the ticket but 408 and 429 (a 404 from a wrong `apiUrl`): asking again would
- *   be refused the same way, forever, while one or two may be a gateway's during a deploy.
+ *   be refused the same way, forever, while one or two may be a gateway's during a deploy. Any other outcome of a
+ *   ticket request (a network error or timeout too) starts the count over.
  * - `close()` is final, also when a listener calls it: after each listener call with more work to follow, the client
  *   checks whether it was closed meanwhile (closedMeanwhile()), and if so does nothing more: no timer, no ticket
  *   request, no socket, no further event. The event being delivered goes to no further listener either, so the
@@ -306,6 +307,8 @@ export class StreamClient {
       ticket = await requestTicket(this.fetch, this.options, request.signal);
     } catch (error) {
       if (generation !== this.generation) return;
+      // Not a refusal: the refusals before it and after it are not in a row.
+      this.refusals = 0;
       this.emit("error", { kind: "ticket", status: null, message: messageOf(error) });
       if (this.closedMeanwhile()) return;
       this.retry(CLIENT_DROP_CODE, "ticket request failed", 0);
