@@ -1,13 +1,17 @@
 // The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
 // contract `price_update`s, including scripted exact quotes; a quiet market is re-published on the exchange's
 // heartbeats and a halted one is not; publishing resumes after the feed restarts; `auto` falls back to the sim
-// when Backpack is unreachable, and that sim continues from the last quotes in the log.
+// when Backpack is unreachable (its metrics showing the sim connecting while it starts), and that sim continues
+// from the last quotes in the log.
 import type { Redis } from "ioredis";
+import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
-import { FeedClient } from "./feed-client.ts";
+import { parseSamples, sample } from "../platform/testing/metrics.ts";
+import { FEED_STATES, FeedClient } from "./feed-client.ts";
+import { pollerMetrics } from "./metrics.ts";
 import { PriceFeed, type PriceFeedOptions } from "./price-feed.ts";
 import { PricePublisher, toPriceUpdate } from "./publisher.ts";
 import { startSimFeed } from "./sim-feed.ts";
@@ -236,6 +240,34 @@ describe("poller on Redis", () => {
         "its host name does not resolve (getaddrinfo ENOTFOUND backpack.invalid)",
       ) as unknown,
     });
+  });
+
+  it("shows the feed connecting to the sim, not a stopped Backpack, while the fallback sim starts (FEED=auto)", async () => {
+    const { log, events } = captureLog();
+    let releaseQuotes: () => void = () => undefined;
+    const feed = unresolvableAuto({
+      log,
+      // Held open, as a slow Redis would: the sim cannot start before the last quotes are read.
+      lastQuotes: () => new Promise((resolve) => (releaseQuotes = () => resolve(new Map()))),
+    });
+    const registry = new Registry();
+    pollerMetrics(registry, ASSETS, () => feed);
+    const gauges = async () => {
+      const samples = parseSamples(await registry.metrics());
+      const on = (name: string, label: string, values: readonly string[]) =>
+        values.filter((value) => sample(samples, name, { [label]: value }) === 1);
+      return {
+        state: on("poller_feed_state", "state", FEED_STATES),
+        source: on("poller_feed_source", "source", ["backpack", "sim"]),
+      };
+    };
+    const started = feed.start();
+    await waitFor("the fallback", () => events("feed_fallback_to_sim").length === 1);
+    expect(await gauges()).toEqual({ state: ["connecting"], source: ["sim"] });
+    releaseQuotes();
+    await started;
+    await waitFor("the sim connected", () => feed.state === "connected");
+    expect(await gauges()).toEqual({ state: ["connected"], source: ["sim"] });
   });
 
   it("starts the fallback sim from the last quotes in the log, each sent first, unchanged (FEED=auto)", async () => {

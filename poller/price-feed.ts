@@ -45,6 +45,7 @@ export class PriceFeed {
 
   constructor(private readonly options: PriceFeedOptions) {}
 
+  /** The source chosen: after a fallback, "sim" already while the sim starts. */
   get source(): PriceSource | undefined {
     return this.current;
   }
@@ -79,6 +80,10 @@ export class PriceFeed {
         outcome === "unresolvable"
           ? `its host name does not resolve (${live.unresolved ?? "DNS failure"})`
           : `it sent no quote within ${fallbackAfterMs} ms`;
+      // The source is the sim from here, connecting until its client exists (the sim first reads the last quotes):
+      // the stopped Backpack client would show the feed as stopped for good, and on the live source.
+      this.client = undefined;
+      this.current = "sim";
       await live.stop();
       log.warn("feed_fallback_to_sim", {
         reason: outcome,
