@@ -6,6 +6,14 @@ import { PairingHeap, BY_POS } from "./trailing-heap.ts";
 import { PositionedHeap } from "./positioned-heap.ts";
 import { groupOf, levelAt, type TrailGroup, type TrailingStop, type TrailWork } from "./trailing-stop.ts";
 
+/**
+ * Whether group `a` fires before `b` when a price reaches both: long, the higher level first; short, the lower; ties
+ * by the first stop's trade sequence (the older trade).
+ */
+export function firesBefore(a: TrailGroup, b: TrailGroup, isLong: boolean): boolean {
+  return a.level !== b.level ? isLong === a.level > b.level : a.levelSeq < b.levelSeq;
+}
+
 export class TrailSystem {
   /** The group with the least good best (the most recent); its `better` chain is the rest of the stack. */
   private top: TrailGroup | null = null;
@@ -19,11 +27,7 @@ export class TrailSystem {
     private readonly work: TrailWork,
   ) {
     this.stops = new PairingHeap((a, b) => (a.amount !== b.amount ? a.amount < b.amount : a.trade.seq < b.trade.seq));
-    // Long: the highest level fires first; short: the lowest. Ties by the first stop's trade sequence.
-    this.levels = new PositionedHeap<TrailGroup>(
-      (a, b) => (a.level !== b.level ? isLong === a.level > b.level : a.levelSeq < b.levelSeq),
-      BY_POS,
-    );
+    this.levels = new PositionedHeap<TrailGroup>((a, b) => firesBefore(a, b, isLong), BY_POS);
   }
 
   get groupCount(): number {

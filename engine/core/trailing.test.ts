@@ -283,3 +283,24 @@ describe("stops at one level fire oldest first", () => {
     expect(closedBy(restored.price(ETH, "1990", "1990")).map((t) => t.id)).toEqual(fired);
   });
 });
+
+describe("stops set by distance and by percent fire together by level, then age", () => {
+  it("the higher level first, whichever kind set it; at one level the older trade first", () => {
+    const h = given({ users: ["alice", "bob"] });
+    const byDistance = opened(h, "alice", { trailingStop: { distance: "50" } }); // level 1950
+    const byPercent = opened(h, "alice", { trailingStop: { percent: "2" } }); // 2000 × 0.98 = 1960
+    const tied = opened(h, "alice", { trailingStop: { distance: "40" } }); // 1960, younger than byPercent
+    const older = opened(h, "bob", { trailingStop: { percent: "2.5" } }); // 1950, younger than byDistance
+    expect(closedBy(h.price(ETH, "1900", "1900")).map((t) => t.id)).toEqual([
+      byPercent.id,
+      tied.id,
+      byDistance.id,
+      older.id,
+    ]);
+    // Shorts mirror on the ask: the lower level first.
+    const s = given();
+    const sDistance = opened(s, "alice", { side: "short", trailingStop: { distance: "50" } }); // 2050
+    const sPercent = opened(s, "alice", { side: "short", trailingStop: { percent: "2" } }); // 2040
+    expect(closedBy(s.price(ETH, "2100", "2100")).map((t) => t.id)).toEqual([sPercent.id, sDistance.id]);
+  });
+});

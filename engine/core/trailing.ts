@@ -16,8 +16,8 @@ import { closeTrade } from "./settlement.ts";
 import { assetAt, type EngineState, type Quote, type Trade } from "./state.ts";
 import { emitTradeUpdated, type Step } from "./step.ts";
 import { activateReached, attachStop, detachStop, type TrailSide } from "./trailing-book.ts";
-import { levelOf, newTrailingStop, PERCENT_DECIMALS, type TrailingStop } from "./trailing-stop.ts";
-import type { TrailSystem } from "./trailing-system.ts";
+import { levelOf, newTrailingStop, PERCENT_DECIMALS, type TrailGroup, type TrailingStop } from "./trailing-stop.ts";
+import { firesBefore, type TrailSystem } from "./trailing-system.ts";
 import { tradeView } from "./views.ts";
 
 /** Trailing terms read into numbers: `amount` in price ticks, or (byPercent) hundredths of a percent. */
@@ -102,18 +102,28 @@ export function stopReason(t: Trade): CloseReason {
   return (t.isLong ? level > t.exitTicks : level < t.exitTicks) ? "trailing_stop" : exit;
 }
 
-/** Closes the trades of one side whose trailing level `price` reached (long: bid ≤ level; short: ask ≥ level). */
+/**
+ * Closes the trades of one side whose trailing level `price` reached (long: bid ≤ level; short: ask ≥ level), by
+ * level, then by age, across both kinds of distance: the order of their events is the documented one.
+ */
 export function fireTrailing(state: EngineState, step: Step, side: TrailSide, isLong: boolean, price: number): void {
-  fireSystem(state, step, side.byDistance, isLong, price);
-  fireSystem(state, step, side.byPercent, isLong, price);
-}
-
-function fireSystem(state: EngineState, step: Step, system: TrailSystem, isLong: boolean, price: number): void {
-  let g;
-  while ((g = system.peek()) !== undefined && (isLong ? price <= g.level : price >= g.level)) {
+  for (;;) {
+    const byDistance = reached(side.byDistance, isLong, price);
+    const byPercent = reached(side.byPercent, isLong, price);
+    const g =
+      byDistance === undefined || (byPercent !== undefined && firesBefore(byPercent, byDistance, isLong))
+        ? byPercent
+        : byDistance;
+    if (g === undefined) return;
     const t = g.root!.trade;
     closeTrade(state, step, t, price, stopReason(t));
   }
+}
+
+/** The system's next group to fire, if `price` reached its level. */
+function reached(system: TrailSystem, isLong: boolean, price: number): TrailGroup | undefined {
+  const g = system.peek();
+  return g !== undefined && (isLong ? price <= g.level : price >= g.level) ? g : undefined;
 }
 
 /** Activates the stops a quote reached, each with a `trade_updated` ("trailing_activated"). */
