@@ -32,10 +32,16 @@ return 1`;
 /** KEYS[1] the user's sessions; ARGV[1] now (seconds): the ids and expiries of those not expired. */
 const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')";
 
-/** KEYS: revocation keys; ARGV: their time to live (ms), in the same order. */
+/**
+ * KEYS: revocation keys; ARGV: their time to live (ms), in the same order. Sets those not set yet; returns their
+ * positions (from 1), so that a session signed out already is not counted again.
+ */
 const REVOKE_ALL = `
-for i = 1, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[i]) end
-return #KEYS`;
+local revoked = {}
+for i = 1, #KEYS do
+  if redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then revoked[#revoked + 1] = i end
+end
+return revoked`;
 
 export interface Session {
   readonly userId: string;
@@ -116,8 +122,8 @@ export class Sessions {
   }
 
   /**
-   * Revokes every listed session of `session`'s user that has not expired, and `session` itself; returns them. One
-   * signed in while this runs (after the list was read) stays signed in.
+   * Revokes every listed session of `session`'s user that has not expired, and `session` itself; returns those this
+   * call revoked, not those revoked already. One signed in while this runs (after the list was read) stays signed in.
    */
   async revokeAll(session: Session): Promise<Session[]> {
     const nowMs = Date.now();
@@ -134,12 +140,12 @@ export class Sessions {
     }
     const all = [...sessions.values()].filter((s) => s.expiresAt * 1000 > nowMs);
     if (all.length === 0) return all;
-    await this.redis.eval(
+    const revoked = (await this.redis.eval(
       REVOKE_ALL,
       all.map((s) => this.revokedKey(s)),
       all.map((s) => String(s.expiresAt * 1000 - nowMs + 60_000)),
-    );
-    return all;
+    )) as number[];
+    return revoked.map((i) => all[i - 1]!);
   }
 
   private async decode(token: string): Promise<Session | undefined> {

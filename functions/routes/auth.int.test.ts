@@ -266,6 +266,17 @@ describe("sessions", () => {
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(200);
     expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine
   });
+
+  it("signing out everywhere counts only live sessions: not one signed out already, nor one expired", async () => {
+    const first = await stack.signIn("fay@example.com");
+    expect((await client(stack.app, first.token).del("/api/v1/auth/logout")).status).toBe(200);
+    const second = await stack.signIn("fay@example.com");
+    // Listed after the sign-in, which drops the expired from the list.
+    await stack.redis.zadd(stack.keys.sessionsKey(second.user.id), Math.floor(Date.now() / 1000) - 10, "expired-one");
+    const out = await client(stack.app, second.token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+    expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(401);
+  });
 });
 
 describe("request guards", () => {

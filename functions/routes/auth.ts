@@ -187,7 +187,7 @@ export function authRoutes(deps: ApiDeps) {
     middleware: requireSession(deps),
     responses: {
       200: {
-        description: "Signed out everywhere",
+        description: "Signed out everywhere; the message counts the sessions revoked, not those signed out already",
         content: {
           "application/json": { schema: responses.message, example: { message: "Signed out of 3 sessions." } },
         },

@@ -170,6 +170,9 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     const sessions = [await stack.signIn(email), await stack.signIn(email), await stack.signIn(email)];
     const userId = sessions[0]!.user.id;
     const other = await stack.signIn(`elsewhere-${adapter}@example.com`);
+    // One signed out already: not counted, not announced again.
+    const gone = await stack.signIn(email);
+    expect((await client(stack.app, gone.token).del("/api/v1/auth/logout")).status).toBe(200);
     const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
     // One listed but expired: not counted, not revoked.
     await stack.redis.zadd(stack.keys.sessionsKey(userId), Math.floor(Date.now() / 1000) - 10, "expired-one");
