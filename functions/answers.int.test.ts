@@ -34,11 +34,12 @@ describe("validation errors say field, expected and received", () => {
     );
   });
 
-  it('{"id": …} on close: tradeId is required, and the unknown field is named', async () => {
+  it('{"id": …} on close: tradeId is missing, and the unknown field is named', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
     expect(res.body.error?.message).toBe(
-      'tradeId is required. Unknown field "id"; this request takes tradeId, quantity and percent.',
+      "tradeId: expected a trade id such as T0-42, received nothing. " +
+        'Unknown field "id"; this request takes tradeId, quantity and percent.',
     );
   });
 
@@ -126,9 +127,29 @@ describe("validation errors say field, expected and received", () => {
       "INVALID_REQUEST",
       'Unknown field "stoploss"; this request takes asset, type, margin, leverage, stopLoss, takeProfit and trailingStop.',
     ],
-    // missing fields, together
-    ["/api/v1/trade/order", { asset: "ETH" }, "INVALID_REQUEST", "side and quantity are required."],
-    ["/api/v1/auth", {}, "INVALID_REQUEST", "email is required."],
+    // missing fields: what each expects, as a wrong value of it is told, and that nothing came
+    [
+      "/api/v1/trade/create",
+      { type: "long", margin: "100", leverage: 10 },
+      "INVALID_REQUEST",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing.',
+    ],
+    [
+      "/api/v1/trade/order",
+      { asset: "ETH" },
+      "INVALID_REQUEST",
+      'side: expected one of "buy", "sell", received nothing. ' +
+        'quantity: expected a positive decimal such as "100" or "4303.93", received nothing.',
+    ],
+    [
+      "/api/v1/trade/create",
+      {},
+      "INVALID_REQUEST",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing. ' +
+        'type: expected one of "long", "short", received nothing. ' +
+        'margin: expected a positive decimal such as "100" or "4303.93", received nothing. (1 more problem.)',
+    ],
+    ["/api/v1/auth", {}, "INVALID_REQUEST", "email: expected an email address, received nothing."],
     // the body itself
     ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array of 2 items."],
     // a value that passed the schema but not the asset's precision

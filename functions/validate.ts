@@ -123,7 +123,7 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
   const value = valueAt(input, first.path);
   const code = value === undefined || isWrongType(first, value) ? undefined : fieldErrorCode(first.path);
-  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, fieldsOf(schema)));
+  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, schema));
 }
 
 /**
@@ -172,15 +172,17 @@ const MAX_DESCRIBED = 3;
 
 /**
  * One plain message for a failed validation: each problem names the field, what was expected and what was received,
- * e.g. `limit: expected a whole number from 1 to 100, received "1000".` Missing fields are listed together, and an
- * unknown field is named with the fields the request does take.
+ * e.g. `limit: expected a whole number from 1 to 100, received "1000".`, or `received nothing.` for a missing field
+ * (told first). An unknown field is named with the fields the request does take. `schema` is the one that refused
+ * `input`.
  */
 export function describeIssues(
   issues: readonly z.core.$ZodIssue[],
   input: unknown,
   where: "body" | "query",
-  fields?: readonly string[],
+  schema?: z.ZodType,
 ): string {
+  const fields = schema === undefined ? undefined : fieldsOf(schema);
   const missing: string[] = [];
   const problems: string[] = [];
   const told = new Set<string>(); // one problem per field: a value too long and malformed is one mistake
@@ -198,7 +200,8 @@ export function describeIssues(
       continue;
     }
     const value = valueAt(input, issue.path);
-    if (value === undefined && field !== "") missing.push(field);
+    if (value === undefined && field !== "")
+      missing.push(fieldProblem(field, missingExpected(issue, field, input, schema), value, false));
     else {
       // What is wrong beyond the expectation, where the value alone does not show it (an amount out of range).
       const note: unknown = issue.code === "custom" ? issue.params?.["note"] : undefined;
@@ -206,10 +209,32 @@ export function describeIssues(
       problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value), why));
     }
   }
-  if (missing.length > 0) problems.unshift(`${listed(missing)} ${missing.length === 1 ? "is" : "are"} required.`);
+  problems.unshift(...missing);
   const described = problems.slice(0, MAX_DESCRIBED).join(" ");
   const more = problems.length - MAX_DESCRIBED;
   return more > 0 ? `${described} (${more} more problem${more === 1 ? "" : "s"}.)` : described;
+}
+
+/**
+ * What a missing field expects, in the words a wrong value of it gets. zod reports a missing field as undefined of
+ * the wrong type, which names only the type ("a string") where the field has rules of its own ("a trade id such as
+ * T0-42"): the same request with an empty string there is told them. A field that takes no text is told about ""
+ * what it is told about any value of the wrong type, as when it is missing.
+ */
+function missingExpected(issue: z.core.$ZodIssue, field: string, input: unknown, schema?: z.ZodType): string {
+  const probe = schema?.safeParse(withValueAt(input, issue.path, ""));
+  const sameField = (other: z.core.$ZodIssue) => other.path.map(String).join(".") === field;
+  const told = probe?.success === false ? unwrapOrNull(probe.error.issues).find(sameField) : undefined;
+  return expected(told ?? issue, field);
+}
+
+/** `input` with `value` at `path`; the objects on the way are copied, so the input stays as the client sent it. */
+function withValueAt(input: unknown, path: readonly PropertyKey[], value: unknown): unknown {
+  if (path.length === 0) return value;
+  const [key, ...rest] = path as [PropertyKey, ...PropertyKey[]];
+  const copy = Array.isArray(input) ? [...(input as unknown[])] : { ...(input as object) };
+  (copy as Record<PropertyKey, unknown>)[key] = withValueAt(valueAt(input, [key]), rest, value);
+  return copy;
 }
 
 /**

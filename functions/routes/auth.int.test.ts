@@ -113,7 +113,11 @@ describe("magic-link sign-in", () => {
     expect((await anon.get(late)).body.error?.code).toBe("INVALID_TOKEN");
     expect((await anon.get(`/api/v1/auth/verify?token=${"A".repeat(43)}`)).status).toBe(401);
     expect((await anon.get("/api/v1/auth/verify?token=short")).status).toBe(401);
-    expect((await anon.get("/api/v1/auth/verify")).status).toBe(400);
+    const missing = await anon.get("/api/v1/auth/verify");
+    expect([missing.status, missing.body.error]).toEqual([
+      400,
+      { code: "INVALID_REQUEST", message: "token: expected a non-empty string, received nothing." },
+    ]);
     expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'late@example.com'")).rowCount).toBe(0);
   });
 

@@ -183,8 +183,16 @@ describe("GET /api/v1/market/candles", () => {
       "INVALID_REQUEST",
       'interval: expected one of "1m", "5m", "15m", "1h", "4h", "1d", received "2m".',
     );
-    await refused("asset=SOL", "INVALID_REQUEST", "interval is required.");
-    await refused("interval=1m", "INVALID_REQUEST", "asset is required.");
+    await refused(
+      "asset=SOL",
+      "INVALID_REQUEST",
+      'interval: expected one of "1m", "5m", "15m", "1h", "4h", "1d", received nothing.',
+    );
+    await refused(
+      "interval=1m",
+      "INVALID_REQUEST",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing.',
+    );
     await refused(
       "asset=SOL&interval=1m&from=yesterday",
       "INVALID_REQUEST",

@@ -29,7 +29,12 @@ async function refused(path: string, body: unknown, code: string, message: strin
 describe("validation of the order and trade routes", () => {
   it("POST /trade/orders: each bad field is named with what was expected and received", async () => {
     // A missing field is INVALID_REQUEST (docs/api.md's error table); INVALID_AMOUNT is for an amount it refused.
-    await refused("/api/v1/trade/orders", { ...ORDER, price: undefined }, "INVALID_REQUEST", "price is required.");
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, price: undefined },
+      "INVALID_REQUEST",
+      'price: expected a positive decimal such as "100" or "4303.93", received nothing.',
+    );
     await refused(
       "/api/v1/trade/orders",
       { ...ORDER, price: "1900.125" },
@@ -114,6 +119,19 @@ describe("validation of the order and trade routes", () => {
       { legs: [ORDER] },
       "INVALID_REQUEST",
       "legs: expected an array of exactly two orders, received an array of 1 item.",
+    );
+    // A missing field of a leg is named by its path, with what the field expects.
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER, { ...ORDER, price: undefined }] },
+      "INVALID_REQUEST",
+      'legs.1.price: expected a positive decimal such as "100" or "4303.93", received nothing.',
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      {},
+      "INVALID_REQUEST",
+      "legs: expected an array of exactly two orders, received nothing.",
     );
   });
 
