@@ -329,6 +329,9 @@ export const MAX_CANDLES = 1000;
 const CANDLE_LIMIT = `a whole number from 1 to ${MAX_CANDLES}`;
 
 /** `from` and `to` bound the candles' open times (docs/api.md, market data); both are optional. */
+/** How far ahead of this server's clock a candles `from` may be without `to`. */
+const CANDLES_CLOCK_SKEW_MS = 60_000;
+
 export const candlesQuery = z
   .strictObject({
     asset: assetInput,
@@ -353,12 +356,13 @@ export const candlesQuery = z
       }),
   })
   .superRefine((q, ctx) => {
-    // Without `to`, the route reads up to now: a `from` after that is as much after `to` as one after a given `to`.
-    const to = q.to ?? Date.now();
+    // Without `to`, the route reads up to now: a `from` after that is as much after `to` as one after a given `to`,
+    // but for a client clock a little ahead of ours (asking from "now" by its clock), which just gets no candle.
+    const to = q.to ?? Date.now() + CANDLES_CLOCK_SKEW_MS;
     if (q.from !== undefined && q.from > to) {
       const bound = new Date(to).toISOString();
       const expected =
-        q.to === undefined ? `a time not after now (${bound}), the default to` : `a time not after to (${bound})`;
+        q.to === undefined ? `a time at most a minute after now (${bound})` : `a time not after to (${bound})`;
       ctx.addIssue({ code: "custom", path: ["from"], message: `expected ${expected}`, params: { expected } });
     }
   });

@@ -222,9 +222,14 @@ describe("GET /api/v1/market/candles", () => {
     expect(future.body.error).toEqual({
       code: "INVALID_REQUEST",
       message: expect.stringMatching(
-        /^from: expected a time not after now \(\d{4}-\d\d-\d\dT[\d:.]+Z\), the default to, received "2999-01-01T00:00:00Z"\.$/,
+        /^from: expected a time at most a minute after now \(\d{4}-\d\d-\d\dT[\d:.]+Z\), received "2999-01-01T00:00:00Z"\.$/,
       ) as unknown,
     });
+    // A client clock a little ahead, asking from its now: no candle yet, not an error; a minute and more is one.
+    const ahead = (ms: number) => encodeURIComponent(new Date(Date.now() + ms).toISOString());
+    const skewed = await candles(`asset=SOL&interval=1m&from=${ahead(30_000)}`);
+    expect([skewed.status, skewed.body.candles]).toEqual([200, []]);
+    expect((await candles(`asset=SOL&interval=1m&from=${ahead(90_000)}`)).status).toBe(400);
     await refused(
       "asset=SOL&interval=1m&from=2026-12-01T00:00:00Z&to=2026-11-30T00:00:00Z",
       "INVALID_REQUEST",
