@@ -321,7 +321,8 @@ function expected(issue: z.core.$ZodIssue, field: string): string {
   // the histories but 1 to 1000 on candles.
   const own: unknown = issue.code === "custom" ? issue.params?.["expected"] : undefined;
   if (typeof own === "string") return own;
-  const forField = FIELD_EXPECTATIONS[field];
+  // By the field's own name, wherever it is: an OCO leg's `legs.1.margin` is a margin like any other.
+  const forField = FIELD_EXPECTATIONS[field.slice(field.lastIndexOf(".") + 1)];
   if (forField !== undefined) return forField;
   // A schema's own message, where it gave one, is already worded for people ("expected a trade id such as T0-42").
   if (issue.message.startsWith("expected ")) return issue.message.slice("expected ".length);

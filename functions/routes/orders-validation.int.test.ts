@@ -127,6 +127,19 @@ describe("validation of the order and trade routes", () => {
       "INVALID_REQUEST",
       'legs.1.price: expected a positive decimal such as "100" or "4303.93", received nothing.',
     );
+    // A leg's fields are worded as the same fields of a single order.
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER, { ...ORDER, leverage: "10" }] },
+      "INVALID_REQUEST",
+      'legs.1.leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received the string "10".',
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [{ ...ORDER, margin: true }, ORDER] },
+      "INVALID_REQUEST",
+      'legs.0.margin: expected a positive decimal such as "100" or "4303.93", received true.',
+    );
     await refused(
       "/api/v1/trade/orders/oco",
       {},
