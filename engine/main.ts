@@ -290,9 +290,8 @@ function mismatched(input: string, lastInputId: string, pastUnusable: boolean): 
   if (pastUnusable) {
     return new ConfigError(
       `${input} was trimmed past the newest usable snapshot in this database (${restored}): the newest is unusable ` +
-        "(restore_fallback says why) and no snapshot before it reaches the log. Restore the database to a point " +
-        "with a usable snapshot the log was trimmed against (docs/operations.md, Restoring Postgres), or start over " +
-        "with a fresh KEY_PREFIX or Redis.",
+        "(restore_fallback says why) and no snapshot before it reaches the log. Replace it as docs/operations.md " +
+        'says ("When the newest snapshot is unusable"), or start over with a fresh KEY_PREFIX or Redis.',
     );
   }
   return new ConfigError(

@@ -11,6 +11,7 @@ import { connectPostgres } from "../../platform/postgres.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { makeParams } from "../core/params.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
+import type { UnusableLatest } from "../snapshot/store.ts";
 import { restoreState } from "./restore.ts";
 import { runFollower } from "./follower.ts";
 import { stopRequestedOn } from "./stop-request.ts";
@@ -40,13 +41,14 @@ const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 const db = await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
 try {
   const store = new PostgresSnapshotStore(db);
-  let pastUnusable: { restoredFrom: number | null } | undefined;
+  let pastUnusable: UnusableLatest | undefined;
   const state = await restoreState(
     () => store.load(),
     makeParams({ initialBalanceMicros: data.initialBalanceMicros }),
     log,
     () => store.load("previous"),
-    (restoredFrom) => (pastUnusable = { restoredFrom }),
+    // Without the unusable one's generation (its head could not be read), its first save keeps it as the previous.
+    (generation, restoredFrom) => (pastUnusable = generation === undefined ? undefined : { generation, restoredFrom }),
   );
   await runFollower(
     {

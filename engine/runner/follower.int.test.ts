@@ -123,7 +123,7 @@ describe("the snapshotting follower restored past an unusable latest snapshot", 
         everyMs: 20,
         pollMs: 5,
         publishes: () => publishes,
-        pastUnusable: { restoredFrom: 1 },
+        pastUnusable: { generation: 2, restoredFrom: 1 },
       },
       stop.signal,
     );

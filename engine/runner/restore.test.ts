@@ -73,17 +73,17 @@ describe("restoreState falling back to the previous snapshot", () => {
       takenAt: new Date(0).toISOString(),
     });
   };
-  /** Also what it restored from after a fallback: the previous's generation, null for fresh, undefined: none. */
+  /** Also what onFallback heard: the unusable generation and the one restored from (null: fresh); none: undefined. */
   const restoreWithFallback = async (store: MemorySnapshotStore, log: Logger = quiet) => {
-    let restoredFrom: number | null | undefined;
+    let fallback: { unusable: number | undefined; restoredFrom: number | null } | undefined;
     const state = await restoreState(
       () => store.load(),
       makeParams(),
       log,
       () => store.load("previous"),
-      (from) => (restoredFrom = from),
+      (unusable, restoredFrom) => (fallback = { unusable, restoredFrom }),
     );
-    return Object.assign(state, { restoredFrom });
+    return Object.assign(state, { fallback });
   };
   const recording = () => {
     const lines: Record<string, unknown>[] = [];
@@ -103,7 +103,7 @@ describe("restoreState falling back to the previous snapshot", () => {
     const restored = await restoreWithFallback(store, log);
     expect(stateHash(restored)).toBe(stateHash(older));
     expect(restored.accounts.size).toBe(5);
-    expect(restored.restoredFrom).toBe(1);
+    expect(restored.fallback).toEqual({ unusable: 2, restoredFrom: 1 });
     const fallbacks = lines.filter((l) => l.event === "restore_fallback");
     expect(fallbacks.map((l) => l.level)).toEqual(["error"]);
     expect(fallbacks[0]?.reason).toMatch(/generation 2 is corrupt/);
@@ -124,6 +124,7 @@ describe("restoreState falling back to the previous snapshot", () => {
     const { lines, log } = recording();
     const restored = await restoreWithFallback(store, log);
     expect(stateHash(restored)).toBe(stateHash(older));
+    expect(restored.fallback).toEqual({ unusable: 2, restoredFrom: 1 });
     expect(lines.find((l) => l.event === "restore_fallback")?.reason).toMatch(
       /generation 2 matches its head but does not decode: Error: not an engine snapshot/,
     );
@@ -133,12 +134,12 @@ describe("restoreState falling back to the previous snapshot", () => {
     const store = new MemorySnapshotStore();
     await saveState(store, someState(5));
     const usable = await restoreWithFallback(store);
-    expect(usable.restoredFrom).toBeUndefined(); // no fallback
+    expect(usable.fallback).toBeUndefined();
     store.corrupt("latest", 0);
     const restored = await restoreWithFallback(store);
     expect(restored.accounts.size).toBe(0);
     expect(restored.lastInputId).toBe("0-0");
-    expect(restored.restoredFrom).toBeNull();
+    expect(restored.fallback).toEqual({ unusable: 1, restoredFrom: null });
   });
 
   it("fails when the previous is unusable too", async () => {

@@ -27,15 +27,15 @@ export interface LoadedSnapshot {
 /**
  * Restores from `load`; when what it loads is unusable and `loadPrevious` is given, from that instead (a fresh state
  * when it has none: nothing was saved before the latest, so the log is whole from its start unless someone trimmed
- * it, which the caller's trim check then reports). `onFallback` then hears which it restored from: the previous's
- * generation, or null for fresh.
+ * it, which the caller's trim check then reports). `onFallback` then hears the generation found unusable (when known)
+ * and the one it restored from instead (null: fresh).
  */
 export async function restoreState(
   load: () => Promise<LoadedSnapshot | null>,
   freshParams: EngineParams,
   log: Logger,
   loadPrevious?: () => Promise<LoadedSnapshot | null>,
-  onFallback?: (restoredFrom: number | null) => void,
+  onFallback?: (unusable: number | undefined, restoredFrom: number | null) => void,
 ): Promise<EngineState> {
   try {
     return (await restoreOne(load, freshParams, log)).state;
@@ -43,7 +43,7 @@ export async function restoreState(
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
     const { state, generation } = await restoreOne(loadPrevious, freshParams, log);
-    onFallback?.(generation);
+    onFallback?.(err.generation, generation);
     return state;
   }
 }
@@ -73,6 +73,7 @@ async function restoreOne(
     // Bytes just as saved that do not decode (a codec fault, a version this engine cannot read) are as unusable.
     throw new SnapshotIntegrityError(
       `snapshot generation ${loaded.head.generation} matches its head but does not decode: ${String(err)}`,
+      loaded.head.generation,
       { cause: err },
     );
   }

@@ -10,6 +10,7 @@ import { createLogger } from "../../platform/log.ts";
 import { connectPostgres } from "../../platform/postgres.ts";
 import { prescanIdempotency, type IdempotencyScan } from "../snapshot/codec.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
+import { SnapshotIntegrityError } from "../snapshot/store.ts";
 import {
   CONTROL_WORDS,
   DONE,
@@ -74,7 +75,12 @@ async function load(): Promise<void> {
   } catch (err) {
     if (control !== undefined) signal(STATE, FAILED);
     const e = err instanceof Error ? err : new Error(String(err));
-    post({ type: "error", name: e.name, message: e.message });
+    post({
+      type: "error",
+      name: e.name,
+      message: e.message,
+      generation: err instanceof SnapshotIntegrityError ? err.generation : undefined,
+    });
   } finally {
     if (control !== undefined)
       signal(PRESCAN, prescan(channel.port1, Atomics.load(control, STATE) === DONE ? bytes : undefined));

@@ -40,7 +40,7 @@ export type FromLoader =
   | { type: "head"; head: SnapshotHead; bytes: SharedArrayBuffer; control: SharedArrayBuffer; idempotency: MessagePort }
   | { type: "none" }
   | { type: "done"; loadMs: number }
-  | { type: "error"; name: string; message: string };
+  | { type: "error"; name: string; message: string; generation?: number | undefined };
 
 /** A decode blocked this long without a new byte gives up: the load is stuck (a hung connection). */
 const STALL_MS = 30_000;
@@ -170,7 +170,7 @@ export function startSnapshotLoader(databaseUrl: string, stallMs = STALL_MS): Sn
             // Rebuilt as the classes restoreState tells apart (an unusable snapshot, a stall).
             const err =
               m.name === "SnapshotIntegrityError"
-                ? new SnapshotIntegrityError(m.message)
+                ? new SnapshotIntegrityError(m.message, m.generation)
                 : m.name === "SnapshotLoadStalledError"
                   ? new SnapshotLoadStalledError(m.message)
                   : new Error(m.message);

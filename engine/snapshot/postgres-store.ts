@@ -110,7 +110,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
       const row = rowSchema.safeParse(saved).data;
       if (
         replaced !== undefined &&
-        unusable !== undefined &&
+        replaced.generation === unusable?.generation &&
         (row?.previous?.generation ?? null) === unusable.restoredFrom
       ) {
         deletedUnusable = replaced.generation;
@@ -228,6 +228,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
         if (idx !== next || data.length !== layout.rows[idx]!.size || at + size > head.bytes) {
           throw new SnapshotIntegrityError(
             `snapshot generation ${head.generation} chunk ${next} changed while it was read`,
+            head.generation,
           );
         }
         next++;
@@ -238,11 +239,15 @@ export class PostgresSnapshotStore implements SnapshotStore {
         sink.progress(at);
       }
       if (at !== head.bytes)
-        throw new SnapshotIntegrityError(`snapshot generation ${head.generation} changed while it was read`);
+        throw new SnapshotIntegrityError(
+          `snapshot generation ${head.generation} changed while it was read`,
+          head.generation,
+        );
       const digest = hash.digest("hex");
       if (digest !== head.stateHash) {
         throw new SnapshotIntegrityError(
           `snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`,
+          head.generation,
         );
       }
       return head;
@@ -265,18 +270,20 @@ async function nextGeneration(tx: Queryable): Promise<number> {
 function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: number }[]): void {
   const where = `snapshot generation ${head.generation}`;
   if (rows.length !== head.chunks)
-    throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`);
+    throw new SnapshotIntegrityError(`${where} has ${rows.length} chunks, head says ${head.chunks}`, head.generation);
   // Each chunk is base64 on its own: 4 characters per 3 bytes, the last group padded with up to two "=".
   let most = 0;
   rows.forEach((r, i) => {
-    if (r.idx !== i) throw new SnapshotIntegrityError(`${where} is missing chunk ${i}`);
-    if (r.size % 4 !== 0) throw new SnapshotIntegrityError(`${where} chunk ${i} is not base64 (${r.size} characters)`);
+    if (r.idx !== i) throw new SnapshotIntegrityError(`${where} is missing chunk ${i}`, head.generation);
+    if (r.size % 4 !== 0)
+      throw new SnapshotIntegrityError(`${where} chunk ${i} is not base64 (${r.size} characters)`, head.generation);
     most += (r.size / 4) * 3;
   });
   const least = most - 2 * rows.length;
   if (head.bytes < least || head.bytes > most) {
     throw new SnapshotIntegrityError(
       `${where} has ${least === most ? most : `${Math.max(0, least)} to ${most}`} bytes, head says ${head.bytes}`,
+      head.generation,
     );
   }
 }

@@ -35,6 +35,15 @@ export type SnapshotHeadInput = Omit<SnapshotHead, "bytes" | "generation" | "chu
 /** The stored snapshot does not match its head: recovery must not start from it. */
 export class SnapshotIntegrityError extends Error {
   override name = "SnapshotIntegrityError";
+
+  constructor(
+    message: string,
+    /** The generation found unusable, when its head could be read. */
+    readonly generation?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 /** Which snapshot to read: the latest saved, or the one it replaced. */
@@ -64,13 +73,19 @@ export interface SnapshotSave {
 
 export interface SaveOptions {
   /**
-   * The state saved was restored past an unusable latest snapshot: from the previous one (its generation), or fresh
-   * (null) when there was none. While that latest is still the head (its previous is still `restoredFrom`), the save
-   * deletes it and keeps `restoredFrom` as the previous. Kept as the previous, it would leave one usable snapshot
-   * until the save after, and recovery nothing to fall back on should the new latest prove unusable too. Only for
-   * the first save after such a restore: after that, the head's previous is that save's own.
+   * The state saved was restored past the unusable latest snapshot `generation`: from the previous one
+   * (`restoredFrom`), or fresh (null) when there was none. While that one is still the head (and its previous still
+   * `restoredFrom`), the save deletes it and keeps `restoredFrom` as the previous. Kept as the previous, it would
+   * leave one usable snapshot until the save after, and recovery nothing to fall back on should the new latest prove
+   * unusable too.
    */
-  readonly pastUnusable?: { readonly restoredFrom: number | null } | undefined;
+  readonly pastUnusable?: UnusableLatest | undefined;
+}
+
+/** A latest snapshot a restore passed over, and what it restored from instead (SaveOptions.pastUnusable). */
+export interface UnusableLatest {
+  readonly generation: number;
+  readonly restoredFrom: number | null;
 }
 
 export interface SnapshotStore {
@@ -112,7 +127,7 @@ export class MemorySnapshotStore implements SnapshotStore {
     const unusable = options.pastUnusable;
     const deletedUnusable =
       current !== undefined &&
-      unusable !== undefined &&
+      current.generation === unusable?.generation &&
       (this.previous?.head.generation ?? null) === unusable.restoredFrom
         ? current.generation
         : undefined;
@@ -150,6 +165,7 @@ export class MemorySnapshotStore implements SnapshotStore {
     if (digest !== head.stateHash)
       throw new SnapshotIntegrityError(
         `snapshot generation ${head.generation} is corrupt: SHA-256 ${digest}, head says ${head.stateHash}`,
+        head.generation,
       );
     return head;
   }
