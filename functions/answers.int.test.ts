@@ -150,6 +150,15 @@ describe("validation errors say field, expected and received", () => {
         'margin: expected a positive decimal such as "100" or "4303.93", received nothing. (1 more problem.)',
     ],
     ["/api/v1/auth", {}, "INVALID_REQUEST", "email: expected an email address, received nothing."],
+    // the field the code is for is told first, before the missing ones after it
+    [
+      "/api/v1/trade/create",
+      { asset: "XYZ" },
+      "UNKNOWN_ASSET",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "XYZ". ' +
+        'type: expected one of "long", "short", received nothing. ' +
+        'margin: expected a positive decimal such as "100" or "4303.93", received nothing. (1 more problem.)',
+    ],
     // the body itself
     ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array of 2 items."],
     // a value that passed the schema but not the asset's precision

@@ -172,9 +172,9 @@ const MAX_DESCRIBED = 3;
 
 /**
  * One plain message for a failed validation: each problem names the field, what was expected and what was received,
- * e.g. `limit: expected a whole number from 1 to 100, received "1000".`, or `received nothing.` for a missing field
- * (told first). An unknown field is named with the fields the request does take. `schema` is the one that refused
- * `input`.
+ * e.g. `limit: expected a whole number from 1 to 100, received "1000".`, or `received nothing.` for a missing field.
+ * In the issues' order: the first is the one the error code is for (check). An unknown field is named with the fields
+ * the request does take. `schema` is the one that refused `input`.
  */
 export function describeIssues(
   issues: readonly z.core.$ZodIssue[],
@@ -183,7 +183,6 @@ export function describeIssues(
   schema?: z.ZodType,
 ): string {
   const fields = schema === undefined ? undefined : fieldsOf(schema);
-  const missing: string[] = [];
   const problems: string[] = [];
   const told = new Set<string>(); // one problem per field: a value too long and malformed is one mistake
   for (const issue of issues) {
@@ -201,7 +200,7 @@ export function describeIssues(
     }
     const value = valueAt(input, issue.path);
     if (value === undefined && field !== "")
-      missing.push(fieldProblem(field, missingExpected(issue, field, input, schema), value, false));
+      problems.push(fieldProblem(field, missingExpected(issue, field, input, schema), value, false));
     else {
       // What is wrong beyond the expectation, where the value alone does not show it (an amount out of range).
       const note: unknown = issue.code === "custom" ? issue.params?.["note"] : undefined;
@@ -209,7 +208,6 @@ export function describeIssues(
       problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value), why));
     }
   }
-  problems.unshift(...missing);
   const described = problems.slice(0, MAX_DESCRIBED).join(" ");
   const more = problems.length - MAX_DESCRIBED;
   return more > 0 ? `${described} (${more} more problem${more === 1 ? "" : "s"}.)` : described;
