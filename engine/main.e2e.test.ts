@@ -103,6 +103,25 @@ describe("engine process", () => {
     }
   });
 
+  it("stops as a standby through the same end as a leader: logged, exit 0, the leader's lease left alone", async () => {
+    const own = `${prefix}standby:`;
+    const keys = keyspace(own);
+    const env = { REDIS_URL: TEST_REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: own, ENGINE_LEASE_TTL_MS: "2000" };
+    const leader = spawnComponent("engine", env);
+    await leader.waitFor((line) => line.event === "engine_ready" && line.role === "leader", 30_000);
+    const standby = spawnComponent("engine", env);
+    try {
+      await standby.waitFor((line) => line.event === "engine_ready" && line.role === "standby", 30_000);
+      const held = await redis.get(keys.engineLease);
+      expect(await standby.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      expect(standby.events("stopped")).toEqual([expect.objectContaining({ exitCode: 0 })]);
+      expect(standby.events("lease_released")).toEqual([]);
+      expect(await redis.get(keys.engineLease)).toBe(held);
+    } finally {
+      await Promise.all([leader.stop("SIGTERM"), standby.stop("SIGTERM")]);
+    }
+  });
+
   it("stops cleanly, exit 1 and its lease released, when its snapshotter crashes during a stop", async () => {
     const own = `${prefix}crash:`;
     const keys = keyspace(own);

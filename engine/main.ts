@@ -118,7 +118,8 @@ runMain("engine", async () => {
     let leading = false;
     if ((await writer.get(keys.engineLease)) === null) {
       await sleep(yieldMs, stop);
-      leading = await lease.tryAcquire();
+      // Stopping: the lease is not this engine's to take (the standby path below ends at once).
+      if (!stop.aborted) leading = await lease.tryAcquire();
     }
     for (;;) {
       if (!leading) {
@@ -141,7 +142,8 @@ runMain("engine", async () => {
             },
             stop,
           );
-          if (end === "stopped") return;
+          if (end === "stopped") break; // stopped as a standby: nothing to hand over
+          leading = true;
           metrics.tookOver();
         } catch (err) {
           if (!(err instanceof LogGapError)) throw err;
@@ -176,64 +178,66 @@ runMain("engine", async () => {
         throw mismatched(keys.input, state.lastInputId, pastUnusable);
       leading = await lease.tryAcquire();
     }
-    if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
-    // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
-    const publishes = new SharedArrayBuffer(4);
-    const publishCount = new Int32Array(publishes);
-    keeper = startLeaseKeeper(
-      {
-        redisUrl: config.redisUrl,
-        prefix: config.prefix,
-        value: lease.value ?? "",
-        ttlMs: config.leaseTtlMs,
-        // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
-        stallMs: 6 * config.leaseTtlMs,
-      },
-      // A leader without progress as long: the live loop's blocking read (1 s) waits on top of it.
-      6 * config.leaseTtlMs + 1000,
-    );
-    const end = await runLeader(
-      {
-        reader,
-        writer,
-        keys,
-        log,
-        lease,
-        state,
-        statsEveryMs: config.statsEveryMs,
-        prefetched,
-        metrics,
-        renewer: keeper,
-        onPublished: () => Atomics.add(publishCount, 0, 1),
-        // The follower restores its own copy; started once the leader is live, so recovery has both cores.
-        onLive: () => {
-          dropPrefetch();
-          ready = true;
-          log.info("engine_ready", { role: "leader", lastInputId: state.lastInputId });
-          follower = startFollower({ ...config, leaseValue: lease.value ?? "", publishes }, log, metrics, () =>
-            crashed.abort(),
-          );
+    if (leading) {
+      if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
+      // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
+      const publishes = new SharedArrayBuffer(4);
+      const publishCount = new Int32Array(publishes);
+      keeper = startLeaseKeeper(
+        {
+          redisUrl: config.redisUrl,
+          prefix: config.prefix,
+          value: lease.value ?? "",
+          ttlMs: config.leaseTtlMs,
+          // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
+          stallMs: 6 * config.leaseTtlMs,
         },
-      },
-      stop,
-    );
-    if (follower === undefined) {
-      // Stopped during replay: nothing to snapshot from this engine.
-    } else if (end === "lease_lost") {
-      // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
-      await follower.terminate();
-    } else {
-      // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
-      // snapshot, saved alongside the release, spares a lone restart the replay; it never trims (the next leader's
-      // follower does). The follower is asked first: a trim of a snapshot it is saving now, refused once the lease
-      // is released, is then the handover and not a lost lease.
-      const followerStopped = follower.stop();
-      await keeper?.stop();
-      await lease.release();
-      log.info("handover", { lastInputId: state.lastInputId });
-      await followerStopped;
+        // A leader without progress as long: the live loop's blocking read (1 s) waits on top of it.
+        6 * config.leaseTtlMs + 1000,
+      );
+      const end = await runLeader(
+        {
+          reader,
+          writer,
+          keys,
+          log,
+          lease,
+          state,
+          statsEveryMs: config.statsEveryMs,
+          prefetched,
+          metrics,
+          renewer: keeper,
+          onPublished: () => Atomics.add(publishCount, 0, 1),
+          // The follower restores its own copy; started once the leader is live, so recovery has both cores.
+          onLive: () => {
+            dropPrefetch();
+            ready = true;
+            log.info("engine_ready", { role: "leader", lastInputId: state.lastInputId });
+            follower = startFollower({ ...config, leaseValue: lease.value ?? "", publishes }, log, metrics, () =>
+              crashed.abort(),
+            );
+          },
+        },
+        stop,
+      );
+      if (follower === undefined) {
+        // Stopped during replay: nothing to snapshot from this engine.
+      } else if (end === "lease_lost") {
+        // Another engine leads now: its follower owns snapshots and trimming. Leave without a final snapshot.
+        await follower.terminate();
+      } else {
+        // Hand over at once: everything applied is published, so a standby takes over within one poll. The final
+        // snapshot, saved alongside the release, spares a lone restart the replay; it never trims (the next leader's
+        // follower does). The follower is asked first: a trim of a snapshot it is saving now, refused once the lease
+        // is released, is then the handover and not a lost lease.
+        const followerStopped = follower.stop();
+        await keeper?.stop();
+        await lease.release();
+        log.info("handover", { lastInputId: state.lastInputId });
+        await followerStopped;
+      }
+      if (end === "lease_lost") exitCode = 1;
     }
-    if (end === "lease_lost") exitCode = 1;
   } finally {
     await Promise.all([loader.close(), prefetch.close()]);
     await keeper?.stop();

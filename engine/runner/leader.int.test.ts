@@ -11,7 +11,8 @@ import { parseSamples, sample } from "../../platform/testing/metrics.ts";
 import { engineMetrics } from "../metrics.ts";
 import { makeParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
-import { lagMs, runLeader } from "./leader.ts";
+import { lagMs, runLeader, type LeaderOptions } from "./leader.ts";
+import type { LogPrefetch } from "./log-prefetch.ts";
 import { EngineLease } from "./lease.ts";
 import { applyRaw } from "./log-stream.ts";
 import { runStandby } from "./standby.ts";
@@ -49,19 +50,55 @@ function freshKeys(): Keyspace {
  * A leader holding a lease of `ttlMs` on `keys`, reading through `reader` with blocking reads of `blockMs`, its
  * warnings kept in `logged`; `isLive` resolves once it has replayed.
  */
-async function leadWatched(keys: Keyspace, reader: Redis, ttlMs: number, blockMs: number) {
+async function leadWatched(
+  keys: Keyspace,
+  reader: Redis,
+  ttlMs: number,
+  blockMs: number,
+  more: Partial<LeaderOptions> = {},
+) {
   const lease = new EngineLease(redis, keys, "a", ttlMs, log);
   const logged: string[] = [];
-  const watched = createLogger("engine-test", { level: "warn", sink: (line) => logged.push(line) });
+  const watched = createLogger("engine-test", { level: "info", sink: (line) => logged.push(line) });
   expect(await lease.tryAcquire()).toBe(true);
   let live!: () => void;
+  let wentLive = false;
   const isLive = new Promise<void>((resolve) => (live = resolve));
   const stop = new AbortController();
+  const state = createState(makeParams());
+  const onLive = () => {
+    wentLive = true;
+    live();
+  };
   const running = runLeader(
-    { reader, writer: redis, keys, log: watched, lease, state: createState(makeParams()), blockMs, onLive: live },
+    { reader, writer: redis, keys, log: watched, lease, state, blockMs, onLive, ...more },
     stop.signal,
   );
-  return { lease, logged, stop, running, isLive };
+  return { lease, logged, stop, running, isLive, state, wentLive: () => wentLive };
+}
+
+/** A TCP proxy to the test Redis whose bytes stop both ways once `freeze()` is called; the sockets stay open. */
+async function freezingProxy() {
+  let frozen = false;
+  const proxy = createServer((client) => {
+    const target = new URL(REDIS_URL);
+    const upstream = connect(Number(target.port || 6379), target.hostname);
+    client.on("data", (chunk) => frozen || upstream.write(chunk));
+    upstream.on("data", (chunk) => frozen || client.write(chunk));
+    for (const s of [client, upstream]) s.on("error", () => undefined);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const client = new Redis((proxy.address() as AddressInfo).port, "127.0.0.1", { maxRetriesPerRequest: null });
+  return {
+    client,
+    freeze: () => (frozen = true),
+    close: async () => {
+      client.disconnect();
+      await new Promise((resolve) => proxy.close(resolve));
+    },
+  };
 }
 
 async function send(keys: Keyspace, message: EngineInput): Promise<string> {
@@ -467,33 +504,81 @@ describe("engine leader on real Redis", () => {
     const keys = freshKeys();
     const TTL = 200;
     // The reader goes through a proxy that can freeze: bytes stop both ways, the sockets stay open.
-    let frozen = false;
-    const proxy = createServer((client) => {
-      const target = new URL(REDIS_URL);
-      const upstream = connect(Number(target.port || 6379), target.hostname);
-      client.on("data", (chunk) => frozen || upstream.write(chunk));
-      upstream.on("data", (chunk) => frozen || client.write(chunk));
-      for (const s of [client, upstream]) s.on("error", () => undefined);
-      client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-    const viaProxy = new Redis((proxy.address() as AddressInfo).port, "127.0.0.1", { maxRetriesPerRequest: null });
-    const { lease, logged, stop, running, isLive } = await leadWatched(keys, viaProxy, TTL, 50);
+    const proxy = await freezingProxy();
+    const { lease, logged, stop, running, isLive } = await leadWatched(keys, proxy.client, TTL, 50);
     try {
       await isLive;
       await new Promise((r) => setTimeout(r, 3 * TTL));
       expect(await redis.get(keys.engineLease)).toBe(lease.value); // reading: renewed
-      frozen = true;
+      proxy.freeze();
       // No read answers any more: within six TTLs and one more the lease is gone, and the leader says why.
       await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 12 * TTL);
       expect(logged.some((line) => line.includes('"leader_stuck"'))).toBe(true);
     } finally {
       stop.abort();
-      viaProxy.disconnect();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.close();
       await running.catch(() => undefined);
     }
+  });
+
+  it("lets the lease lapse when a read of its replay stops answering: a stuck replay holds nothing", async () => {
+    const keys = freshKeys();
+    const TTL = 200;
+    const proxy = await freezingProxy();
+    await proxy.client.ping(); // connected, then frozen before the replay's first read
+    proxy.freeze();
+    const { logged, stop, running, wentLive } = await leadWatched(keys, proxy.client, TTL, 50);
+    try {
+      await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 12 * TTL);
+      expect(logged.some((line) => line.includes('"leader_stuck"'))).toBe(true);
+      expect(wentLive()).toBe(false);
+    } finally {
+      stop.abort();
+      await proxy.close();
+      await running.catch(() => undefined);
+    }
+  });
+
+  it("drops a prefetch whose next batch does not come, and replays the log itself", async () => {
+    const keys = freshKeys();
+    const first = await send(keys, instruction("ann", "r1", { kind: "create_account" }));
+    let closed = false;
+    // A prefetch thread whose connection died: its next batch never comes.
+    const stuck: LogPrefetch = {
+      start: () => undefined,
+      next: (_after, signal) =>
+        new Promise((resolve) => signal?.addEventListener("abort", () => resolve(undefined), { once: true })),
+      ended: undefined,
+      close: () => {
+        closed = true;
+        return Promise.resolve();
+      },
+    };
+    const { logged, stop, running, isLive, state } = await leadWatched(keys, reader, 10_000, 50, {
+      prefetched: stuck,
+      prefetchWaitMs: 100,
+    });
+    try {
+      await isLive;
+      expect(state.lastInputId).toBe(first);
+      expect(closed).toBe(true);
+      const line = logged
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .find((l) => l.event === "replay_prefetched");
+      expect(line?.abandonedAfterMs).toBe(100);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it("stopped before its replay is done, it never goes live: no follower starts for a leader that is leaving", async () => {
+    const keys = freshKeys();
+    await send(keys, instruction("bo", "r1", { kind: "create_account" }));
+    const { stop, running, wentLive } = await leadWatched(keys, reader, 10_000, 50);
+    stop.abort();
+    expect(await running).toBe("stopped");
+    expect(wentLive()).toBe(false);
   });
 
   it("leaves an idle lease to a renewer while it keeps it, tells it of each publish, and ends when it finds it lost", async () => {

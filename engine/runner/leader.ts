@@ -48,11 +48,16 @@ export interface LeaderOptions {
    */
   readonly renewer?: Pick<LeaseKeeper, "extendedAt" | "lost" | "extended" | "progressed">;
   /**
-   * How long the leader may go without progress (a read of the log or a publish answered) and still keep its lease
-   * (default six TTLs, as the keeper's stall limit, plus blockMs): a connection stuck on a dead socket must not hold
-   * it for ever.
+   * How long the leader may go without progress (a read of the log, a prefetched batch taken or a publish answered)
+   * and still keep its lease (default six TTLs, as the keeper's stall limit, plus blockMs): a connection stuck on a
+   * dead socket must not hold it for ever, in the replay as live.
    */
   readonly stuckAfterMs?: number;
+  /**
+   * How long the replay waits for the prefetch thread's next batch before it drops the prefetch and reads the log
+   * itself (default half of stuckAfterMs): a prefetch whose connection died must not stall the replay.
+   */
+  readonly prefetchWaitMs?: number;
   /** Called after each publish Redis acknowledged (the published cursor moved). */
   readonly onPublished?: () => void;
 }
@@ -68,19 +73,19 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // lease only when that has stopped (not up yet, dead, its connection stuck: nothing for two periods).
   const renewEveryMs = Math.max(20, Math.floor(o.lease.ttlMs / 5));
   let publishedAt = 0;
-  // Progress: a read of the log or a publish answered. Live, without it for stuckAfterMs, nothing renews the lease
-  // (the keeper's heartbeat stops too): a standby takes over, and this leader is fenced should it ever resume. Not
-  // during the replay, which may wait on the prefetch thread.
-  // Measured on the monotonic clock (a wall clock stepped forward is no stall), and past the blocking read's own wait.
+  // Progress: a read of the log, a prefetched batch taken or a publish answered. Without it for stuckAfterMs, in the
+  // replay as live, nothing renews the lease (the keeper's heartbeat stops too): a standby takes over, and this leader
+  // is fenced should it ever resume. Measured on the monotonic clock (a wall clock stepped forward is no stall), and
+  // past the blocking read's own wait.
   const blockMs = o.blockMs ?? 1000;
   const stuckAfterMs = o.stuckAfterMs ?? 6 * o.lease.ttlMs + blockMs;
-  let live = false;
-  let lastProgressAt = performance.now();
+  let lastProgressAt = 0;
   let stuck = false;
   const progressed = () => {
     lastProgressAt = performance.now();
-    if (live) o.renewer?.progressed(lastProgressAt);
+    o.renewer?.progressed(lastProgressAt);
   };
+  progressed();
   void o.renewer?.lost.then(() => lost.abort());
   const renewedElsewhere = () => {
     if (o.renewer === undefined) return false;
@@ -89,7 +94,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   };
   const renewal = setInterval(() => {
     const sinceProgressMs = performance.now() - lastProgressAt;
-    if (live && sinceProgressMs > stuckAfterMs) {
+    if (sinceProgressMs > stuckAfterMs) {
       if (!stuck) log.error("leader_stuck", { sinceProgressMs, stuckAfterMs });
       stuck = true;
       return;
@@ -179,11 +184,18 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     // First what the prefetch thread read and decoded meanwhile, then the rest of the log from here.
     if (o.prefetched !== undefined) {
       let takeMs = 0; // waiting for the batches, and receiving them
+      const waitMs = o.prefetchWaitMs ?? Math.floor(stuckAfterMs / 2);
+      let abandoned = false;
       for (;;) {
         const takeFrom = performance.now();
-        const entries = await o.prefetched.next(state.lastInputId, stop);
+        const waited = AbortSignal.timeout(waitMs);
+        const entries = await o.prefetched.next(state.lastInputId, AbortSignal.any([stop, waited]));
         takeMs += performance.now() - takeFrom;
-        if (entries === undefined) break;
+        if (entries === undefined) {
+          abandoned = waited.aborted && !stop.aborted;
+          break;
+        }
+        progressed();
         await applyBatch(entries, applyDecoded);
         progress(entries.length);
         if (stop.aborted) break;
@@ -194,12 +206,16 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         prefetchMs: end?.ms,
         takeMs: Math.round(takeMs),
         ...(end?.error === undefined ? {} : { stoppedBecause: end.error }),
+        // Its connection stuck, most likely: the rest is read here.
+        ...(abandoned && { abandonedAfterMs: waitMs }),
       });
+      if (abandoned) void o.prefetched.close();
     }
     // The next range is read (on the reader connection, idle until live) while this one is applied and published.
     let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);
     for (;;) {
       const entries = await next;
+      progressed();
       if (entries.length === 0 || stop.aborted) break;
       next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], batchSize * 10);
       next.catch(() => undefined); // awaited on the next turn; a failure there must not go unhandled meanwhile
@@ -216,9 +232,8 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     loopDelay.reset(); // the replay's long batches are not live pauses
     metrics?.replayed(replayed, Date.now() - replayStart);
     metrics?.openTrades(openTrades);
-    live = true;
-    progressed();
-    o.onLive?.();
+    // Stopped (or deposed) during the replay: what it applied is published; it never goes live, so no follower starts.
+    if (!stop.aborted) o.onLive?.();
 
     while (!stop.aborted) {
       const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, blockMs);
