@@ -239,9 +239,10 @@ runMain("engine", async () => {
       if (end === "lease_lost") exitCode = 1;
     }
   } finally {
-    await Promise.all([loader.close(), prefetch.close()]);
+    // The lease first: after a crash, a standby takes over without waiting for the threads below to end (seconds).
     await keeper?.stop();
     await lease.release().catch(() => undefined);
+    await Promise.all([loader.close(), prefetch.close()]);
     await metricsServer?.close();
     reader.disconnect();
     writer.disconnect();
