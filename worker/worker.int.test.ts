@@ -77,7 +77,15 @@ function engine() {
       await publishOutputs(redis, keys, lease, id, outputs);
       return outputs;
     },
-    republish: (outputs: EngineOutput[]) => publishOutputs(redis, keys, lease, state.lastInputId, outputs),
+    /**
+     * Writes outputs again as a replay does with the already published part of a batch that straddles the cursor
+     * (publishOutputs adds nothing for a batch that ends at or below it, so this XADDs them itself).
+     */
+    async republish(outputs: EngineOutput[]) {
+      const again = redis.multi();
+      for (const fields of outputEntries(outputs)) again.xadd(keys.output, "*", ...fields);
+      await again.exec();
+    },
   };
 }
 
