@@ -29,8 +29,10 @@ export class EngineLease {
   async tryAcquire(): Promise<boolean> {
     const token = await this.redis.incr(this.keys.engineFence);
     const value = `${this.holder}:${token}`;
-    const ok = await this.redis.set(this.keys.engineLease, value, "PX", this.ttlMs, "NX");
-    if (ok !== "OK") return false;
+    const set = await this.redis.set(this.keys.engineLease, value, "PX", this.ttlMs, "NX");
+    // A SET whose reply a dropped connection lost is resent by ioredis and finds the key taken, by this value: the
+    // token is new, so nobody else can have written it.
+    if (set !== "OK" && (await this.redis.get(this.keys.engineLease)) !== value) return false;
     this.value = value;
     this.log.info("lease_acquired", { holder: this.holder, fence: token, ttlMs: this.ttlMs });
     return true;

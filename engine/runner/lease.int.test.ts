@@ -1,0 +1,64 @@
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyspace, type Keyspace } from "../../contract/names.ts";
+import { createLogger } from "../../platform/log.ts";
+import { connectRedis } from "../../platform/redis.ts";
+import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { startReplyDroppingProxy } from "../../platform/testing/reply-dropping-proxy.ts";
+import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { EngineLease } from "./lease.ts";
+
+const log = createLogger("lease-test", { level: "error" });
+let redis: Redis;
+const prefixes: string[] = [];
+
+beforeAll(() => {
+  redis = new Redis(TEST_REDIS_URL);
+});
+
+afterAll(async () => {
+  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
+  redis.disconnect();
+});
+
+function freshKeys(): Keyspace {
+  const prefix = `test:${randomUUID()}:`;
+  prefixes.push(prefix);
+  return keyspace(prefix);
+}
+
+describe("engine lease on real Redis", () => {
+  it("is not taken while another engine holds it", async () => {
+    const keys = freshKeys();
+    await redis.set(keys.engineLease, "other:1", "PX", 60_000);
+    const lease = new EngineLease(redis, keys, "a", 60_000, log);
+
+    expect(await lease.tryAcquire()).toBe(false);
+
+    expect(lease.value).toBeUndefined();
+    expect(await redis.get(keys.engineLease)).toBe("other:1");
+  });
+
+  it("is held when the reply to its SET is lost with the connection and ioredis resends it", async () => {
+    const keys = freshKeys();
+    const proxy = await startReplyDroppingProxy(TEST_REDIS_URL);
+    const viaProxy = connectRedis(`redis://127.0.0.1:${proxy.port}`, log, "lease-test");
+    try {
+      const lease = new EngineLease(viaProxy, keys, "a", 60_000, log);
+      const dropped = proxy.dropReplyTo(keys.engineLease);
+
+      expect(await lease.tryAcquire()).toBe(true);
+
+      await dropped;
+      expect(lease.value).toMatch(/^a:\d+$/);
+      expect(await redis.get(keys.engineLease)).toBe(lease.value);
+      // Being its own, it is released on a stop.
+      await lease.release();
+      expect(await redis.get(keys.engineLease)).toBeNull();
+    } finally {
+      viaProxy.disconnect();
+      await proxy.close();
+    }
+  });
+});
