@@ -8,7 +8,8 @@
  * connection), and a replay or takeover re-emits only the part before the cursor of a batch that straddles it.
  * Output ids are in the bodies (`<input id>:<n>`), so consumers drop those. A batch holds whole steps, so each
  * event's `more` (outputEntries) is exact. Snapshots never go past the published id: a restart from one must
- * re-emit every output that was not yet out. */
+ * re-emit every output that was not yet out.
+ */
 import type { Redis } from "ioredis";
 import type { EngineOutput } from "../../contract/messages.ts";
 import type { Keyspace } from "../../contract/names.ts";
