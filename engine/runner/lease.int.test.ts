@@ -1,32 +1,15 @@
-import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { keyspace, type Keyspace } from "../../contract/names.ts";
+import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
-import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { scratchKeyspaces } from "../../platform/testing/redis-keys.ts";
 import { startReplyDroppingProxy } from "../../platform/testing/reply-dropping-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { EngineLease } from "./lease.ts";
 
 const log = createLogger("lease-test", { level: "error" });
-let redis: Redis;
-const prefixes: string[] = [];
-
-beforeAll(() => {
-  redis = new Redis(TEST_REDIS_URL);
-});
-
-afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
-  redis.disconnect();
-});
-
-function freshKeys(): Keyspace {
-  const prefix = `test:${randomUUID()}:`;
-  prefixes.push(prefix);
-  return keyspace(prefix);
-}
+const scratch = scratchKeyspaces(TEST_REDIS_URL);
+const { redis, freshKeys } = scratch;
+afterAll(() => scratch.close());
 
 describe("engine lease on real Redis", () => {
   it("is not taken while another engine holds it", async () => {

@@ -1,12 +1,10 @@
-import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import type { EngineOutput } from "../../contract/messages.ts";
-import { keyspace, type Keyspace } from "../../contract/names.ts";
+import type { Keyspace } from "../../contract/names.ts";
 import { decodeOutputFields } from "../../contract/stream-fields.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
-import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { scratchKeyspaces } from "../../platform/testing/redis-keys.ts";
 import { startReplyDroppingProxy } from "../../platform/testing/reply-dropping-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { apply } from "../core/apply.ts";
@@ -16,23 +14,9 @@ import { EngineLease } from "./lease.ts";
 import { publishOutputs } from "./publisher.ts";
 
 const log = createLogger("publisher-test", { level: "error" });
-let redis: Redis;
-const prefixes: string[] = [];
-
-beforeAll(() => {
-  redis = new Redis(TEST_REDIS_URL);
-});
-
-afterAll(async () => {
-  for (const prefix of prefixes) await deleteKeysWithPrefix(redis, prefix);
-  redis.disconnect();
-});
-
-function freshKeys(): Keyspace {
-  const prefix = `test:${randomUUID()}:`;
-  prefixes.push(prefix);
-  return keyspace(prefix);
-}
+const scratch = scratchKeyspaces(TEST_REDIS_URL);
+const { redis, freshKeys } = scratch;
+afterAll(() => scratch.close());
 
 async function leaseOn(keys: Keyspace): Promise<EngineLease> {
   const lease = new EngineLease(redis, keys, "a", 60_000, log);
