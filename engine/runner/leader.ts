@@ -4,7 +4,8 @@
  * stream live. It never snapshots (a follower does, see follower.ts), so it never pauses for one.
  *
  * Crash-only: if publishing fails or the lease is lost, it stops; the process exits and a restart recovers from
- * the last snapshot plus the log, re-emitting outputs with the same ids (consumers drop the duplicates).
+ * the last snapshot plus the log. Its replay publishes nothing of a batch that ends at or below the published cursor
+ * (publisher.ts); a batch across it re-emits the outputs before it, with the same ids (consumers drop them).
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Redis } from "ioredis";
