@@ -666,6 +666,8 @@ describe("engine process: killed while it replays", () => {
           30_000,
           "the first part of the log to be published",
         );
+        // Live, so its stop saves a final snapshot (one stopped before its replay is done saves none).
+        await first.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
         expect(await first.stop("SIGTERM")).toEqual({ code: 0, signal: null });
         const store = new PostgresSnapshotStore(run.db.db);
         expect((await store.load())?.head.lastInputId).toBe(snapshotAt);
