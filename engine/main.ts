@@ -3,8 +3,8 @@
  * and otherwise follows the log as a hot standby (runner/standby.ts) until it can take the lease over. Leading:
  * it replays what is left of the log, starts the snapshotting follower in a worker thread and follows the log live.
  * SIGINT/SIGTERM stop it cleanly: a leader publishes what it applied and releases the lease at once, so a standby
- * takes over, and then its follower saves a final snapshot. Any failure exits non-zero so a supervisor restarts it
- * and recovery starts over from snapshot + log.
+ * takes over, and then its follower saves a final snapshot (a leader stopped before its replay is done has none, and
+ * saves none). Any failure exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -176,6 +176,8 @@ runMain("engine", async () => {
       // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
       if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
         throw mismatched(keys.input, state.lastInputId, pastUnusable);
+      // Stopping: the released lease is the standby's (it would only be held here until the stop ends).
+      if (stop.aborted) break;
       leading = await lease.tryAcquire();
     }
     if (leading) {
