@@ -539,9 +539,12 @@ describe("engine leader on real Redis", () => {
     }
   });
 
-  it("drops a prefetch whose next batch does not come, and replays the log itself", async () => {
+  it("drops a prefetch whose next batch does not come, and replays the log itself, a batch per read", async () => {
     const keys = freshKeys();
-    const first = await send(keys, instruction("ann", "r1", { kind: "create_account" }));
+    let last = "";
+    for (const user of ["ann", "ari", "ash"])
+      last = await send(keys, instruction(user, "r1", { kind: "create_account" }));
+    const ranges = vi.spyOn(reader, "xrange");
     let closed = false;
     // A prefetch thread whose connection died: its next batch never comes.
     const stuck: LogPrefetch = {
@@ -557,16 +560,20 @@ describe("engine leader on real Redis", () => {
     const { logged, stop, running, isLive, state } = await leadWatched(keys, reader, 10_000, 50, {
       prefetched: stuck,
       prefetchWaitMs: 100,
+      batchSize: 2,
     });
     try {
       await isLive;
-      expect(state.lastInputId).toBe(first);
+      expect(state.lastInputId).toBe(last);
       expect(closed).toBe(true);
+      // Reads of one batch each (a slow link must answer each within the stuck limit): 2, 1, then none left.
+      expect(ranges.mock.calls.map((call) => call.at(-1))).toEqual([2, 2, 2]);
       const line = logged
         .map((l) => JSON.parse(l) as Record<string, unknown>)
         .find((l) => l.event === "replay_prefetched");
       expect(line?.abandonedAfterMs).toBe(100);
     } finally {
+      ranges.mockRestore();
       stop.abort();
       await running;
     }

@@ -183,10 +183,10 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       });
     };
     // First what the prefetch thread read and decoded meanwhile, then the rest of the log from here.
+    let abandoned = false;
     if (o.prefetched !== undefined) {
       let takeMs = 0; // waiting for the batches, and receiving them
       const waitMs = o.prefetchWaitMs ?? Math.floor(stuckAfterMs / 2);
-      let abandoned = false;
       for (;;) {
         const takeFrom = performance.now();
         const waited = AbortSignal.timeout(waitMs);
@@ -213,12 +213,15 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       if (abandoned) void o.prefetched.close();
     }
     // The next range is read (on the reader connection, idle until live) while this one is applied and published.
-    let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, batchSize * 10);
+    // After a prefetch that gave up waiting, in ranges of one batch: a link that slow could take longer over ten than
+    // the stuck limit allows, and each range answered is progress.
+    const rangeSize = abandoned ? batchSize : batchSize * 10;
+    let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, rangeSize);
     for (;;) {
       const entries = await next;
       progressed();
       if (entries.length === 0 || stop.aborted) break;
-      next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], batchSize * 10);
+      next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], rangeSize);
       next.catch(() => undefined); // awaited on the next turn; a failure there must not go unhandled meanwhile
       await applyBatch(entries, applyRaw);
       progress(entries.length);
