@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { connect, createServer, type AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { EngineInput, EngineOutput, Instruction } from "../../contract/messages.ts";
@@ -19,6 +18,7 @@ import { runStandby } from "./standby.ts";
 import { catchUp, LogGapError } from "./follower.ts";
 import { stateHash } from "../snapshot/hash.ts";
 import { FencedError, publishOutputs } from "./publisher.ts";
+import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 
@@ -77,26 +77,16 @@ async function leadWatched(
   return { lease, logged, stop, running, isLive, state, wentLive: () => wentLive };
 }
 
-/** A TCP proxy to the test Redis whose bytes stop both ways once `freeze()` is called; the sockets stay open. */
+/** A client of the test Redis through a proxy whose bytes stop both ways once `freeze()` is called. */
 async function freezingProxy() {
-  let frozen = false;
-  const proxy = createServer((client) => {
-    const target = new URL(REDIS_URL);
-    const upstream = connect(Number(target.port || 6379), target.hostname);
-    client.on("data", (chunk) => frozen || upstream.write(chunk));
-    upstream.on("data", (chunk) => frozen || client.write(chunk));
-    for (const s of [client, upstream]) s.on("error", () => undefined);
-    client.on("close", () => upstream.destroy());
-    upstream.on("close", () => client.destroy());
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-  const client = new Redis((proxy.address() as AddressInfo).port, "127.0.0.1", { maxRetriesPerRequest: null });
+  const proxy = await startRedisProxy(REDIS_URL);
+  const client = new Redis(proxy.port, "127.0.0.1", { maxRetriesPerRequest: null });
   return {
     client,
-    freeze: () => (frozen = true),
+    freeze: () => proxy.freeze(),
     close: async () => {
       client.disconnect();
-      await new Promise((resolve) => proxy.close(resolve));
+      await proxy.close();
     },
   };
 }

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { scratchKeyspaces } from "../../platform/testing/redis-keys.ts";
-import { startReplyDroppingProxy } from "../../platform/testing/reply-dropping-proxy.ts";
+import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { EngineLease } from "./lease.ts";
 
@@ -25,7 +25,7 @@ describe("engine lease on real Redis", () => {
 
   it("is held when the reply to its SET is lost with the connection and ioredis resends it", async () => {
     const keys = freshKeys();
-    const proxy = await startReplyDroppingProxy(TEST_REDIS_URL);
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
     const viaProxy = connectRedis(`redis://127.0.0.1:${proxy.port}`, log, "lease-test");
     try {
       const lease = new EngineLease(viaProxy, keys, "a", 60_000, log);

@@ -5,7 +5,7 @@ import { decodeOutputFields } from "../../contract/stream-fields.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { scratchKeyspaces } from "../../platform/testing/redis-keys.ts";
-import { startReplyDroppingProxy } from "../../platform/testing/reply-dropping-proxy.ts";
+import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { apply } from "../core/apply.ts";
 import { makeParams } from "../core/params.ts";
@@ -90,7 +90,7 @@ describe("publishing outputs on real Redis", () => {
   it("publishes each output once when the publish's reply is lost with the connection and ioredis resends it", async () => {
     const keys = freshKeys();
     const lease = await leaseOn(keys);
-    const proxy = await startReplyDroppingProxy(TEST_REDIS_URL);
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
     const writer = connectRedis(`redis://127.0.0.1:${proxy.port}`, log, "publisher-test");
     try {
       const [step] = stepsAt("1800000000000-0");

@@ -1,26 +1,30 @@
 /**
- * Test support: a TCP proxy in front of Redis that can lose one reply with its connection, as a network blip does.
- * Armed with `dropReplyTo(marker)`, it passes the next request that contains `marker` on to Redis, swallows the
- * reply (so Redis has run the command) and closes both sockets. A client that resends unanswered commands after
- * reconnecting (ioredis by default) then runs that command a second time. Otherwise it passes bytes both ways.
+ * Test support: a TCP proxy in front of Redis that fails as a network does. Otherwise it passes bytes both ways.
+ * - `dropReplyTo(marker)`: passes the next request that contains `marker` on to Redis, swallows the reply (so Redis
+ *   has run the command) and closes both sockets, as a blip does. A client that resends unanswered commands after
+ *   reconnecting (ioredis by default) then runs that command a second time.
+ * - `freeze()`: from then on no byte passes either way and the sockets stay open, as behind a dead peer.
  */
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 
-export interface ReplyDroppingProxy {
+export interface RedisProxy {
   readonly port: number;
   /** Resolves once a request containing `marker` has run in Redis and its reply was dropped with the connection. */
   dropReplyTo(marker: string): Promise<void>;
+  freeze(): void;
   close(): Promise<void>;
 }
 
-export async function startReplyDroppingProxy(redisUrl: string): Promise<ReplyDroppingProxy> {
+export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
   const target = new URL(redisUrl);
   let armed: { marker: string; dropped: () => void } | undefined;
+  let frozen = false;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = connect(Number(target.port || 6379), target.hostname);
     let swallowing: (() => void) | undefined;
     client.on("data", (chunk: Buffer) => {
+      if (frozen) return;
       if (armed !== undefined && chunk.includes(armed.marker)) {
         swallowing = armed.dropped;
         armed = undefined;
@@ -28,6 +32,7 @@ export async function startReplyDroppingProxy(redisUrl: string): Promise<ReplyDr
       upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
+      if (frozen) return;
       if (swallowing === undefined) {
         client.write(chunk);
         return;
@@ -48,6 +53,7 @@ export async function startReplyDroppingProxy(redisUrl: string): Promise<ReplyDr
   return {
     port: (server.address() as AddressInfo).port,
     dropReplyTo: (marker) => new Promise((resolve) => (armed = { marker, dropped: resolve })),
+    freeze: () => (frozen = true),
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));
