@@ -1,7 +1,18 @@
 // Closing by the user: a long closes at the bid, a short at the ask; the margin plus the realized PnL
 // returns to USD, and pnl is exactly the USD change beyond the margin. Trades: ETH, margin 100 USD, leverage 10.
 import { describe, expect, it } from "vitest";
-import { ETH, close, codeOf, given, isOpen, ofType, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import {
+  ETH,
+  close,
+  codeOf,
+  given,
+  isOpen,
+  messageOf,
+  ofType,
+  opened,
+  resultOf,
+  usdOf,
+} from "../testing/spec-support.ts";
 
 describe("close_trade", () => {
   it("closes a long at the bid", () => {
@@ -86,6 +97,7 @@ describe("close_trade refusals", () => {
     const h = given();
     const { answer, outputs } = close(h, "alice", "T0-999");
     expect(codeOf(answer)).toBe("TRADE_NOT_FOUND");
+    expect(messageOf(answer)).toBe('No open trade with this id belongs to this account. Received "T0-999".');
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
   });
 

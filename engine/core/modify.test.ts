@@ -80,6 +80,7 @@ describe("modify_trade refusals", () => {
     const h = given({ users: ["alice", "bob"] });
     const trade = opened(h, "alice");
     expect(codeOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toBe("TRADE_NOT_FOUND");
+    expect(messageOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toContain(`Received "${trade.id}".`);
     resultOf(close(h, "alice", trade.id).answer, "close_trade");
     const { answer, outputs } = modify(h, "alice", trade.id, { stopLoss: "1900" });
     expect(codeOf(answer)).toBe("TRADE_NOT_FOUND");

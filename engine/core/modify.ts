@@ -20,7 +20,7 @@ type ModifyTrade = Extract<Instruction, { kind: "modify_trade" }>;
 export function modifyTrade(state: EngineState, step: Step, account: Account, instruction: ModifyTrade): Outcome {
   // Another user's trade, or one already closed, is indistinguishable from a missing one.
   const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
-  if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  if (trade === undefined) return refuse("TRADE_NOT_FOUND", `Received ${JSON.stringify(instruction.tradeId)}.`);
   const asset = assetAt(state, trade.assetIndex);
   const { priceDecimals, maxPriceTicks } = asset;
   const stopLossTicks = level(instruction.stopLoss, trade.stopLossTicks, priceDecimals, maxPriceTicks);

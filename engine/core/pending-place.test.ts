@@ -86,8 +86,8 @@ describe("place_order", () => {
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs + 90 * DAY + 1 }).answer)).toBe("INVALID_EXPIRY");
     const iso = (ms: number) => new Date(ms).toISOString();
     expect(messageOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toContain(
-      `The expiry must be after now (${iso(h.nowMs)}) and no later than ${iso(h.nowMs + 90 * DAY)}; received ` +
-        `${iso(h.nowMs)}.`,
+      `The expiry must be a time after now and within the allowed range. Allowed: after ${iso(h.nowMs)}, up to ` +
+        `${iso(h.nowMs + 90 * DAY)}; received ${iso(h.nowMs)}.`,
     );
     // Past any date a clock can show: refused, and said as the number received.
     expect(messageOf(place(h, "alice", "1990", { expiresAtMs: 9e15 }).answer)).toContain("received 9000000000000000.");
@@ -150,6 +150,10 @@ describe("cancel_order", () => {
       expect(codeOf(h.instruct("alice", { kind: "cancel_order", orderId }).answer)).toBe("ORDER_NOT_FOUND");
     }
     expect(codeOf(h.instruct("bob", { kind: "cancel_order", orderId: "P0-1" }).answer)).toBe("ORDER_NOT_FOUND");
+    // The id received is named once, after the code's own sentence.
+    expect(messageOf(h.instruct("bob", { kind: "cancel_order", orderId: "P0-1" }).answer)).toBe(
+      'No pending order with this id belongs to this account. Received "P0-1".',
+    );
     expect(usdOf(h, "alice")).toBe("9900");
     // Filled: ask 1990 ≤ 1990. A cancel that arrives after the fill is refused and changes nothing.
     h.price(ETH, "1989", "1990");

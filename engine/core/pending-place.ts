@@ -82,7 +82,7 @@ export function placeOco(state: EngineState, step: Step, account: Account, instr
 export function cancelOrder(state: EngineState, step: Step, account: Account, id: string): Outcome {
   // Another user's order, or one no longer pending, is indistinguishable from a missing one.
   const order = account.pendingOrders.get(pendingOrderSeq(state.params.shard, id));
-  if (order === undefined) return refuse("ORDER_NOT_FOUND", `No pending order ${id}.`);
+  if (order === undefined) return refuse("ORDER_NOT_FOUND", `Received ${JSON.stringify(id)}.`);
   const { view, balances } = leaveUnfilled(state, step, order, {
     status: "cancelled",
     atMs: step.nowMs,
@@ -125,8 +125,7 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
     if (!Number.isSafeInteger(expiresAtMs) || expiresAtMs <= step.nowMs || expiresAtMs > latest) {
       return refuse(
         "INVALID_EXPIRY",
-        `The expiry must be after now (${isoTime(step.nowMs)}) and no later than ${isoTime(latest)}; received ` +
-          `${asTime(expiresAtMs)}.`,
+        `Allowed: after ${isoTime(step.nowMs)}, up to ${isoTime(latest)}; received ${asTime(expiresAtMs)}.`,
       );
     }
   }

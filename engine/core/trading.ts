@@ -184,7 +184,7 @@ type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
 export function closeTradeByUser(state: EngineState, step: Step, account: Account, instruction: CloseTrade): Outcome {
   // Another user's trade is indistinguishable from a missing one.
   const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
-  if (trade === undefined) return refuse("TRADE_NOT_FOUND");
+  if (trade === undefined) return refuse("TRADE_NOT_FOUND", `Received ${JSON.stringify(instruction.tradeId)}.`);
   const steps = stepsToClose(state, trade, instruction);
   if (typeof steps !== "number") return steps;
   const quote = tradableQuote(state, step, trade.assetIndex);
