@@ -80,3 +80,17 @@ export function parseJsonBody(text: string): JsonValue | undefined {
 export function nestsTooDeep(text: string): boolean {
   return bracketNesting(text, MAX_BODY_DEPTH) === "deeper";
 }
+
+/**
+ * Why a body that parseJsonBody refused for its syntax is not JSON: JSON.parse's words, which give the position
+ * where the text stops being JSON (both parsers follow RFC 8259, so they fail on the same text).
+ */
+export function syntaxProblem(text: string): string {
+  if (text.trim() === "") return "it is empty";
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return "it could not be read";
+}

@@ -11,7 +11,7 @@ import type { Context } from "hono";
 import type { z } from "zod";
 import type { RejectionCode } from "../contract/rejections.ts";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
-import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody } from "./json-body.ts";
+import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody, syntaxProblem } from "./json-body.ts";
 import { fieldErrorCode } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -56,7 +56,12 @@ function checkMediaType(c: Context): void {
 
 function parsed<S extends z.ZodType>(schema: S, text: string): z.output<S> {
   const body = parseJsonBody(text);
-  if (body === undefined) throw new ApiError("MALFORMED_JSON", nestsTooDeep(text) ? TOO_DEEP_MESSAGE : undefined);
+  if (body === undefined) {
+    throw new ApiError(
+      "MALFORMED_JSON",
+      nestsTooDeep(text) ? TOO_DEEP_MESSAGE : `The body is not valid JSON: ${syntaxProblem(text)}.`,
+    );
+  }
   return check(schema, body, "body");
 }
 

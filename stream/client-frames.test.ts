@@ -4,7 +4,13 @@ import { parseClientFrame } from "./client-frames.ts";
 
 describe("parseClientFrame", () => {
   it("names the frame as the field of a frame-level problem, JSON or shape", () => {
-    expect(parseClientFrame("{not json")).toMatchObject({ code: "MALFORMED_JSON", field: "frame" });
+    expect(parseClientFrame("{not json")).toEqual({
+      code: "MALFORMED_JSON",
+      field: "frame",
+      message:
+        "frame: expected one JSON object, received text that is not JSON (Expected property name or '}' in JSON at " +
+        'position 1): "{not json".',
+    });
     expect(parseClientFrame("[1]")).toEqual({
       code: "INVALID_FRAME",
       field: "frame",

@@ -53,11 +53,13 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
   let input: unknown;
   try {
     input = JSON.parse(text);
-  } catch {
+  } catch (err) {
+    const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
     return {
       code: "MALFORMED_JSON",
       field: "frame",
-      message: `frame: expected one JSON object, received ${received(text)}.`,
+      // JSON.parse's words give the position where the text stops being JSON.
+      message: `frame: expected one JSON object, received text that is not JSON (${(err as Error).message}): ${JSON.stringify(shown)}.`,
     };
   }
   const head = clientFrame.safeParse(input);

@@ -335,8 +335,12 @@ describe("request guards", () => {
     }
     const wrongType = await gina.post("/api/v1/trade/create", "{}", { "content-type": "text/plain" });
     expect([wrongType.status, wrongType.body.error?.code]).toEqual([415, "UNSUPPORTED_MEDIA_TYPE"]);
+    // Where the text stops being JSON, in JSON.parse's words
     expect((await gina.post("/api/v1/trade/create", "{not json")).body.error?.message).toBe(
-      "The body is not valid JSON.",
+      "The body is not valid JSON: Expected property name or '}' in JSON at position 1.",
+    );
+    expect((await gina.post("/api/v1/trade/create", "")).body.error?.message).toBe(
+      "The body is not valid JSON: it is empty.",
     );
     // Valid JSON one level past the limit: the message says why it was not read
     const nested = (levels: number) => `${"[".repeat(levels - 1)}{"a":1}${"]".repeat(levels - 1)}`;
