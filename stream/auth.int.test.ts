@@ -63,9 +63,22 @@ describe("upgrade", () => {
   it("an expired, unknown or missing ticket is refused with 401", async () => {
     const ticket = await issueTicket(t, { userId: "u-expired" }, 50);
     await new Promise((r) => setTimeout(r, 120));
-    expect((await refused(`${t.url}?ticket=${ticket}`)).status).toBe(401);
-    expect((await refused(`${t.url}?ticket=nope`)).status).toBe(401);
-    expect((await refused(t.url)).status).toBe(401);
+    const messageOf = async (url: string) => {
+      const error = await refused(url);
+      expect(error.status).toBe(401);
+      return (JSON.parse(error.body) as { error: { code: string; message: string } }).error;
+    };
+    const expected = "ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s; received";
+    expect(await messageOf(`${t.url}?ticket=${ticket}`)).toEqual({
+      code: "INVALID_TICKET",
+      message: `${expected} one that is unknown, used or expired.`,
+    });
+    expect((await messageOf(`${t.url}?ticket=nope`)).message).toBe(`${expected} one that is unknown, used or expired.`);
+    expect((await messageOf(t.url)).message).toBe(`${expected} nothing.`);
+    expect((await messageOf(`${t.url}?ticket=`)).message).toBe(`${expected} nothing.`);
+    expect((await messageOf(`${t.url}?ticket=${"x".repeat(300)}`)).message).toBe(
+      `${expected} 300 characters, more than any ticket has.`,
+    );
   });
 
   it("a foreign Origin is refused with 403 FORBIDDEN_ORIGIN and the ticket is not spent", async () => {

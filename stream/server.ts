@@ -111,14 +111,16 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
       message: `Origin ${origin.slice(0, 100)} may not open the stream.`,
     };
   const ticket = url.searchParams.get("ticket");
-  const invalid = {
+  // Unknown, used and expired are told apart by nobody: the ticket is gone either way.
+  const invalid = (received: string) => ({
     status: 401,
     code: "INVALID_TICKET",
-    message: "ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s.",
-  };
-  if (ticket === null || ticket.length === 0 || ticket.length > 256) return invalid;
+    message: `ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s; received ${received}.`,
+  });
+  if (ticket === null || ticket.length === 0) return invalid("nothing");
+  if (ticket.length > 256) return invalid(`${ticket.length} characters, more than any ticket has`);
   const stored = await deps.takeTicket(streamTicketHash(ticket));
-  if (stored === null) return invalid;
+  if (stored === null) return invalid("one that is unknown, used or expired");
   const parsed = ticketSchema.safeParse(JSON.parse(stored));
   if (!parsed.success) throw new Error(`malformed ticket record: ${parsed.error.message}`);
   // A second round trip, not one script doing both: the revocation key's name comes from the ticket's value, and
@@ -127,7 +129,7 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
   // Nor can one pipeline carry both, as the second key is not known before the first answers.
   if (await deps.sessionRevoked(parsed.data.userId, parsed.data.sessionId))
     return {
-      ...invalid,
+      ...invalid(""),
       message: "ticket: expected a ticket of a signed-in session, received one whose session was signed out.",
     };
   return parsed.data;
