@@ -3,23 +3,18 @@
  * server sends, one JSON object per WebSocket text frame. Types only, so the stream server, the tests and a
  * browser bundle can all import it without pulling in anything that runs.
  */
-import type { Balances, ClosedTradeView, OrderView, TradeView } from "../contract/messages.ts";
-import type { Candle, CandleInterval } from "../contract/candles.ts";
-import type { AssetSymbol } from "../contract/markets.ts";
-import type { AccountSummary } from "../functions/account-summary.ts";
+import type {
+  AccountSummary,
+  AssetSymbol,
+  Balances,
+  Candle,
+  CandleInterval,
+  ClosedTradeView,
+  OrderView,
+  TradeView,
+} from "./views.ts";
 
-export type { AccountSummary, AssetSymbol, Balances, CandleInterval, ClosedTradeView, OrderView, TradeView };
-
-/** contract/candles.ts's intervals, as a value the client can hold without importing code from the server side. */
-export const CANDLE_INTERVALS = ["1m", "5m", "15m", "1h", "4h", "1d"] as const satisfies readonly CandleInterval[];
-
-/**
- * contract/markets.ts's assets, likewise: what "all quotes" stands for when some are unsubscribed from it. Every
- * one, and only those: the check below fails to compile when an asset is listed there and not here.
- */
-export const ASSET_SYMBOLS = ["ETH", "BTC", "SOL", "ADA"] as const satisfies readonly AssetSymbol[];
-const everyAssetListed: Exclude<AssetSymbol, (typeof ASSET_SYMBOLS)[number]> extends never ? true : never = true;
-void everyAssetListed;
+export * from "./views.ts";
 
 /** What a client can subscribe to. The private channel's `since` is the client's business (stream-client.ts). */
 export type Subscription =
