@@ -248,6 +248,36 @@ describe("CandleFanout", () => {
       expect(calls).toHaveLength(5); // the later bucket ended the retries
     });
 
+    it("an answer that cannot be merged is a failed load: logged and retried, the live minutes kept", async () => {
+      const { load, calls } = loader();
+      const errors: unknown[] = [];
+      const fanout = new CandleFanout(load, (e) => errors.push(e), [0]);
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
+      calls[0]!.resolve({ ...stored("10:00", "10:06", "99", "104", "98", "100.9"), closeOutput: "4.5e40" });
+      await settle();
+      expect(errors.map(String)).toEqual([expect.stringMatching(/output order 4.5e40 unreadable/)]);
+      expect(s.sent).toEqual([]);
+      calls[1]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
+      await settle();
+      expect(s.sent).toEqual([expect.objectContaining({ open: "99", high: "104", low: "98", close: "101.2" })]);
+    });
+
+    it("a row whose price is not one of the asset's throws while the bucket loads, and is not kept", async () => {
+      const { load, calls } = loader();
+      const errors: unknown[] = [];
+      const fanout = new CandleFanout(load, (e) => errors.push(e));
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      for (const bad of ["x", "101.25", ""])
+        expect(() => fanout.publish(minute("10:07", "101", bad, "100.8", "101.2"), 0)).toThrow(/not a price/);
+      calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
+      await settle();
+      expect(errors).toEqual([]);
+      expect(s.sent).toEqual([expect.objectContaining({ open: "99", high: "104", low: "98", close: "100.9" })]);
+    });
+
     it("a subscriber after the load gave up starts another", async () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined, []);

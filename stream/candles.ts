@@ -11,9 +11,10 @@
  * first subscriber comes, and loads the bucket that moment falls in (`loadBucket`, from the candles table, once
  * however many subscribers come while it loads). Until the load answers nothing is sent: the rows that come
  * meanwhile are merged, not sent, and rows of earlier buckets are dropped (a row alone is not the bucket). A failed
- * load is tried again after each of `retryDelaysMs`, then after the last one again and again (with none, it is given
- * up: the bucket is never sent, and a later subscriber starts a load again). A row of a later bucket starts that bucket whole at once, whether the load answered or not:
- * the series was listening before the bucket began, so every row of it comes live, each with its whole minute so far.
+ * load (one whose answer cannot be merged too) is tried again after each of `retryDelaysMs`, then after the last one
+ * again and again (with none, it is given up: the bucket is never sent, and a later subscriber starts a load again).
+ * A row of a later bucket starts that bucket whole at once, whether the load answered or not: the series was
+ * listening before the bucket began, so every row of it comes live, each with its whole minute so far.
  * (A minute stored before the series listened is in a later bucket only when the quotes' clock is ahead of this
  * process's; its next quote brings it again.)
  */
@@ -124,10 +125,16 @@ export class CandleFanout {
     for (const key of conn.candles) this.drop(conn, key);
   }
 
-  /** A 1m candle as the worker fans it out. Throws, before it changes anything, for an output order unreadable. */
+  /**
+   * A 1m candle as the worker fans it out. Throws, before it changes anything, for an output order unreadable or,
+   * when a series of its asset is held, a price that is not one of the asset's: held, it would make every later
+   * merge of its bucket throw, the load's among them.
+   */
   publish(row: MinuteRow, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
     if (!Number.isFinite(minuteMs)) return;
+    if (CANDLE_INTERVALS.some((interval) => this.series.has(`${row.asset} ${interval}`)))
+      for (const price of Object.values(prices(row))) priceTicks(row.asset, price);
     const minute: Prices = {
       ...prices(row),
       firstMinuteMs: minuteMs,
@@ -167,46 +174,63 @@ export class CandleFanout {
     }
   }
 
-  /** Loads the series' bucket, then sends it (merged with what came live meanwhile) to every subscriber. */
+  /**
+   * Loads the series' bucket, then sends it (merged with what came live meanwhile) to every subscriber. An answer
+   * that cannot be merged (a price or output order unreadable) counts as a failed load, logged and tried again,
+   * rather than a rejection nobody handles, which would stop the process.
+   */
   private load(series: Series, retries: number): void {
     const load = { id: ++this.loads, timer: undefined as NodeJS.Timeout | undefined };
     series.load = load;
     const current = () => series.load === load; // else whole from a later bucket, or dropped, meanwhile
+    const retry = () => {
+      // Then every last delay for as long as the bucket lasts (a later bucket's row ends it): giving up would leave
+      // its subscribers, those a recheck made wait included, without a candle until the next bucket.
+      const delayMs = this.retryDelaysMs[Math.min(retries, this.retryDelaysMs.length - 1)];
+      if (delayMs === undefined) {
+        series.load = undefined; // no retries (tests): this bucket is never sent
+        return;
+      }
+      load.timer = setTimeout(() => {
+        if (current()) this.load(series, retries + 1);
+      }, delayMs);
+      load.timer.unref();
+    };
     this.loadBucket!(series.asset, series.interval, series.openTimeMs).then(
       (stored) => {
         if (!current()) return;
-        [series.load, series.whole] = [undefined, true];
-        if (stored !== undefined) {
-          // The live minutes onto the stored ones, so that a tie the outputs cannot settle (a row without them) keeps
-          // the live one: the stored row may predate it.
-          const live = series.candle;
-          series.candle = {
-            ...prices(stored),
-            firstMinuteMs: stored.firstMinuteMs,
-            lastMinuteMs: stored.lastMinuteMs,
-            openOutput: outputOrder(stored, stored.openOutput),
-            closeOutput: outputOrder(stored, stored.closeOutput),
-          };
-          if (live !== undefined) merge(series.asset, series.candle, live);
+        try {
+          this.loaded(series, stored);
+        } catch (error) {
+          this.onLoadError(error);
+          if (current()) retry(); // else it threw sending, the bucket whole
         }
-        if (series.candle !== undefined) this.send(series, Date.now());
       },
       (error: unknown) => {
         if (!current()) return;
         this.onLoadError(error);
-        // Then every last delay for as long as the bucket lasts (a later bucket's row ends it): giving up would leave
-        // its subscribers, those a recheck made wait included, without a candle until the next bucket.
-        const delayMs = this.retryDelaysMs[Math.min(retries, this.retryDelaysMs.length - 1)];
-        if (delayMs === undefined) {
-          series.load = undefined; // no retries (tests): this bucket is never sent
-          return;
-        }
-        load.timer = setTimeout(() => {
-          if (current()) this.load(series, retries + 1);
-        }, delayMs);
-        load.timer.unref();
+        retry();
       },
     );
+  }
+
+  /** The load's answer: the bucket whole, sent. Changes nothing until the merge succeeded. */
+  private loaded(series: Series, stored: StoredBucket | undefined): void {
+    let candle = series.candle;
+    if (stored !== undefined) {
+      // The live minutes onto the stored ones, so that a tie the outputs cannot settle (a row without them) keeps
+      // the live one: the stored row may predate it.
+      candle = {
+        ...prices(stored),
+        firstMinuteMs: stored.firstMinuteMs,
+        lastMinuteMs: stored.lastMinuteMs,
+        openOutput: outputOrder(stored, stored.openOutput),
+        closeOutput: outputOrder(stored, stored.closeOutput),
+      };
+      if (series.candle !== undefined) merge(series.asset, candle, series.candle);
+    }
+    [series.load, series.whole, series.candle] = [undefined, true, candle];
+    if (candle !== undefined) this.send(series, Date.now());
   }
 
   private stopLoad(series: Series): void {
@@ -287,14 +311,16 @@ function frame(series: Series, candle: Prices) {
  * candle's prices are the engine's quotes, never off the asset's ticks.
  */
 export function comparePrice(asset: string, a: string, b: string): number {
+  return Math.sign(priceTicks(asset, a) - priceTicks(asset, b));
+}
+
+/** A candle price of `asset` as whole ticks; throws for an unknown asset or a text that is not one of its prices. */
+function priceTicks(asset: string, text: string): number {
   const decimals = ASSET_BY_SYMBOL.get(asset)?.priceDecimals;
   if (decimals === undefined) throw new Error(`candle of an unknown asset ${asset}`);
-  const ticks = (text: string) => {
-    const units = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
-    if (units < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimals} decimals`);
-    return units;
-  };
-  return Math.sign(ticks(a) - ticks(b));
+  const units = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
+  if (units < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimals} decimals`);
+  return units;
 }
 
 /**
