@@ -17,16 +17,22 @@ class MemoryStore implements PrivateStore {
   /** The snapshot's seq, and the highest seq stored above a gap (worker/events.ts readPrivateState). */
   stateSeq = 0;
   aheadSeq = 0;
+  /** The snapshot's balances (the read model). */
+  balances: Record<string, string> = {};
+  /** Events up to this seq have been trimmed: a read after an earlier seq is `beyond_retention`. */
+  trimmedThrough = 0;
   reads = 0;
   /** While set, each read waits for it (what the read returns is what the store held when it was made). */
   gate: Promise<void> | undefined;
 
   readState(): Promise<PrivateState> {
-    return Promise.resolve({ seq: this.stateSeq, aheadSeq: this.aheadSeq, balances: {}, trades: [], orders: [] });
+    const { stateSeq: seq, aheadSeq, balances } = this;
+    return Promise.resolve({ seq, aheadSeq, balances, trades: [], orders: [] });
   }
 
   async readAfter(_userId: string, since: number, limit = 1000): Promise<EventsAfter> {
     this.reads++;
+    if (since < this.trimmedThrough) return { ok: false, reason: "beyond_retention" };
     const events: PrivateOutput[] = [];
     while (events.length < limit && this.events.has(since + events.length + 1))
       events.push(this.events.get(since + events.length + 1)!);
@@ -39,7 +45,12 @@ const USER = "u-channel";
 
 function setUp() {
   const sent: Record<string, unknown>[] = [];
-  const ws = { bufferedAmount: 0, send: (data: string) => sent.push(JSON.parse(data) as Record<string, unknown>) };
+  const closes: number[] = [];
+  const ws = {
+    bufferedAmount: 0,
+    send: (data: string) => sent.push(JSON.parse(data) as Record<string, unknown>),
+    close: (code: number) => closes.push(code),
+  };
   const conn = new StreamConnection(
     ws as unknown as WebSocket,
     { userId: USER, sessionId: "s", sessionExpiresAtMs: Infinity },
@@ -62,7 +73,7 @@ function setUp() {
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
   /** What went out after the snapshot: "event <seq>" and "summary <seq>". */
   const frames = () => sent.filter((f) => f.type !== "snapshot").map((f) => `${String(f.type)} ${String(f.seq)}`);
-  return { channel, store, seqs, frames, logs, gaps };
+  return { channel, store, seqs, frames, logs, gaps, closes };
 }
 
 const event = (seq: number) => balancesEvent(USER, seq, String(seq));
@@ -148,6 +159,23 @@ describe("PrivateChannel", () => {
     channel.notify(event(5), true);
     await vi.advanceTimersByTimeAsync(0);
     expect(frames().slice(6)).toEqual(["event 5"]);
+  });
+
+  it("closes the socket with 1011 when a resync cannot be sent, rather than go on past what it skipped", async () => {
+    const { channel, store, frames, logs, closes } = setUp();
+    // Resuming from 0 with 1 trimmed: a resync, over a read model the summary cannot read.
+    for (const n of [2, 3]) store.events.set(n, event(n));
+    [store.trimmedThrough, store.stateSeq, store.balances] = [1, 3, { USD: "not a number" }];
+    await channel.start(0);
+    expect(closes).toEqual([1011]);
+    expect(logs.filter((l) => l.event === "private_channel_failed")).toEqual([
+      expect.objectContaining({ userId: USER, seq: 3 }),
+    ]);
+    // Nothing after it goes out on this socket: the client resumes from its last seq on the next.
+    store.events.set(4, event(4));
+    channel.notify(event(4));
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(frames()).toEqual([]);
   });
 
   it("a read that fails is retried, and stops being retried once one succeeds", async () => {

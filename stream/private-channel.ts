@@ -162,9 +162,7 @@ export class PrivateChannel {
         if (!after.ok) {
           const snapshot = await this.deps.store.readState(this.conn.userId);
           if (this.stopped) return;
-          this.mirror.reset(snapshot);
-          this.lastSeq = snapshot.seq;
-          this.sendState("resync", after.reason);
+          this.resync(snapshot, after.reason);
           break;
         }
         this.deliver(after.events);
@@ -227,6 +225,21 @@ export class PrivateChannel {
   }
 
   /**
+   * Replaces the account with `snapshot` and sends it as a resync. A bug met on the way (an exception: a read model
+   * the summary cannot read) closes the socket as a delivery's does: the last seq has moved past events the client
+   * never got, and the next read would go on from there as if the resync had reached it.
+   */
+  private resync(snapshot: PrivateState, reason: string): void {
+    try {
+      this.mirror.reset(snapshot);
+      this.lastSeq = snapshot.seq;
+      this.sendState("resync", reason);
+    } catch (error) {
+      this.fail(error, snapshot.seq);
+    }
+  }
+
+  /**
    * Sends the events that follow the last seq sent. A bug met on the way (an exception) closes the socket with 1011
    * rather than leave the channel retrying the same event for ever: the client resumes from its last seq.
    */
@@ -237,9 +250,7 @@ export class PrivateChannel {
       this.deps.flushQuotes(nowMs);
       sent = this.send(events, nowMs);
     } catch (error) {
-      this.deps.log.error("private_channel_failed", { userId: this.conn.userId, seq: this.lastSeq + 1, error });
-      this.stop();
-      this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
+      this.fail(error, this.lastSeq + 1);
       return;
     }
     for (const seq of this.stepContinues) if (seq < this.lastSeq) this.stepContinues.delete(seq);
@@ -250,6 +261,13 @@ export class PrivateChannel {
       // The events went out; only the summary is missing, and the next event or quote tries again.
       this.deps.log.warn("summary_failed", { userId: this.conn.userId, seq: this.lastSeq, error });
     }
+  }
+
+  /** Closes the socket with 1011 after a bug met sending `seq`: the client reconnects and resumes from its last seq. */
+  private fail(error: unknown, seq: number): void {
+    this.deps.log.error("private_channel_failed", { userId: this.conn.userId, seq, error });
+    this.stop();
+    this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
   }
 
   /** How many of `events` went out, in seq order, up to a gap or the send buffer's cap. */
