@@ -14,6 +14,8 @@ import { balancesEvent } from "./testing/stream-fixture.ts";
 /** The events store's rules (worker/events.ts): the events after `since` up to the first one it does not hold. */
 class MemoryStore implements PrivateStore {
   readonly events = new Map<number, PrivateOutput>();
+  /** The seqs stored with `more`: their engine step follows them with another event for the user. */
+  readonly continued = new Set<number>();
   /** The snapshot's seq, and the highest seq stored above a gap (worker/events.ts readPrivateState). */
   stateSeq = 0;
   aheadSeq = 0;
@@ -37,7 +39,8 @@ class MemoryStore implements PrivateStore {
     while (events.length < limit && this.events.has(since + events.length + 1))
       events.push(this.events.get(since + events.length + 1)!);
     await this.gate;
-    return { ok: true, events, mark: since + events.length };
+    const continued = events.map((e) => e.seq).filter((seq) => this.continued.has(seq));
+    return { ok: true, events, continued, mark: since + events.length };
   }
 }
 
@@ -176,6 +179,35 @@ describe("PrivateChannel", () => {
     channel.notify(event(4));
     await vi.advanceTimersByTimeAsync(10_000);
     expect(frames()).toEqual([]);
+  });
+
+  it("holds the summary back after an event read from the store whose step goes on, until it ends", async () => {
+    const { channel, store, frames } = setUp();
+    // A resume whose read ends at the mark, between a trade's opening (2) and the balance change that pays for it (3)
+    for (const n of [1, 2]) store.events.set(n, event(n));
+    store.continued.add(2);
+    store.stateSeq = 2;
+    await channel.start(1);
+    expect(frames()).toEqual(["event 2"]);
+    expect(channel.midStep).toBe(true);
+    store.events.set(3, event(3));
+    channel.notify(event(3));
+    expect(frames()).toEqual(["event 2", "event 3", "summary 3"]);
+    // Notifications lost (the fan-out reader missed entries): the read ends inside a step all the same
+    for (const n of [4, 5]) store.events.set(n, event(n));
+    store.continued.add(5);
+    channel.recheck();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(frames().slice(3)).toEqual(["event 4", "event 5"]);
+    store.events.set(6, event(6));
+    channel.notify(event(6));
+    expect(frames().slice(3)).toEqual(["event 4", "event 5", "event 6", "summary 6"]);
+    // A step across two reads of a long catch-up (500 events each): one summary, after its last event
+    for (let n = 7; n <= 507; n++) store.events.set(n, event(n));
+    store.continued.add(506);
+    channel.recheck();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(frames().filter((f) => f.startsWith("summary"))).toEqual(["summary 3", "summary 6", "summary 507"]);
   });
 
   it("a read that fails is retried, and stops being retried once one succeeds", async () => {

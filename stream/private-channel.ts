@@ -69,9 +69,10 @@ export class PrivateChannel {
   private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
   private readonly mirror: Mirror;
   /**
-   * The seqs notified as followed by another event of the same engine step (the fan-out's `more`), not yet sent or
-   * the last sent: while the last one sent is among them, the mirror is between two halves of one change (a trade
-   * opened, its margin not yet paid) and no summary goes out.
+   * The seqs notified or read as followed by another event of the same engine step (the fan-out's `more`, or the
+   * store's), not yet sent or the last sent: while the last one sent is among them, the mirror is between two halves
+   * of one change (a trade opened, its margin not yet paid) and no summary goes out, even when nothing after it is
+   * stored yet.
    */
   private readonly stepContinues = new Set<number>();
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
@@ -165,6 +166,7 @@ export class PrivateChannel {
           this.resync(snapshot, after.reason);
           break;
         }
+        for (const seq of after.continued) if (seq > this.lastSeq) this.stepContinues.add(seq);
         this.deliver(after.events);
         if (this.conn.closed) break;
         // More to read: a full batch, or notifications that came while this one was read (read again now rather

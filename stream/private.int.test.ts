@@ -184,6 +184,24 @@ describe("private channel", () => {
     client.close();
   });
 
+  it("a resume whose store read ends inside an engine step holds the summary until the step ends", async () => {
+    const u = user();
+    // 2 opened a trade and 3 pays its margin, in one step; the mark sits between them when the client resumes.
+    await emit(u, 1, 1);
+    const [opened, paid] = [balancesEvent(u, 2, "1002"), balancesEvent(u, 3, "1003")];
+    await storeEvents(t, [opened], [2]);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private", since: 1 });
+    await client.until(hasSeq(2));
+    await storeEvents(t, [paid]);
+    await fanOutEvents(t, [paid]);
+    await client.until((f) => f.some((x) => x.type === "summary" && x.seq === 3));
+    const sent = client.frames.filter((f) => f.type === "event" || f.type === "summary");
+    expect(sent.map((f) => `${f.type} ${String(f.seq)}`)).toEqual(["event 2", "event 3", "summary 3"]);
+    expect(client.of("event")[0]).not.toHaveProperty("more");
+    client.close();
+  });
+
   it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {
     const u = user();
     const client = await connect(u);

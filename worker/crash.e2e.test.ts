@@ -402,8 +402,10 @@ describe("crash tests with the real engine and worker processes", () => {
           events.map((e) => e.seq),
           `the engine numbers ${userId}'s events 1, 2, …`,
         ).toEqual(events.map((_, i) => i + 1));
+        // Stored with `more` when its engine step has another event for the user after it.
+        const continued = events.filter((e, i) => events[i + 1]?.inputId === e.inputId).map((e) => e.seq);
         const stored = await readEventsAfter(redis, keys, userId, 0, 100_000);
-        expect(stored, `events of ${userId} ${seedNote}`).toEqual({ ok: true, events, mark: events.length });
+        expect(stored, `events of ${userId} ${seedNote}`).toEqual({ ok: true, events, continued, mark: events.length });
         expect(await redis.zcard(keys.eventsAheadKey(userId))).toBe(0);
         expect(
           [...(fannedOut.get(userId) ?? [])].sort((a, b) => a - b),

@@ -185,13 +185,13 @@ describe("events store", () => {
     expect(member).toBe(`${T0 + 1} ${JSON.stringify(balances("ann", 1))}`);
 
     const after2 = await readEventsAfter(redis, keys, "ann", 2);
-    expect(after2).toEqual({ ok: true, events: [3, 4, 5].map((n) => balances("ann", n)), mark: 5 });
+    expect(after2).toEqual({ ok: true, events: [3, 4, 5].map((n) => balances("ann", n)), continued: [], mark: 5 });
     const limited = await readEventsAfter(redis, keys, "ann", 0, 2);
     expect(limited.ok && [seqs(limited.events), limited.mark]).toEqual([[1, 2], 5]);
-    expect(await readEventsAfter(redis, keys, "ann", 5)).toEqual({ ok: true, events: [], mark: 5 });
+    expect(await readEventsAfter(redis, keys, "ann", 5)).toEqual({ ok: true, events: [], continued: [], mark: 5 });
     expect(await readEventsAfter(redis, keys, "ann", 6)).toEqual({ ok: false, reason: "ahead" });
     // A user with no events: mark 0, nothing after 0
-    expect(await readEventsAfter(redis, keys, "bob", 0)).toEqual({ ok: true, events: [], mark: 0 });
+    expect(await readEventsAfter(redis, keys, "bob", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
     expect(await readEventsAfter(redis, keys, "bob", 1)).toEqual({ ok: false, reason: "ahead" });
   });
 
@@ -244,7 +244,7 @@ describe("events store", () => {
     // And a reader sees nothing past the mark
     const early = await readEventsAfter(redis, keys, "ann", 0);
     expect(early.ok && [seqs(early.events), early.mark]).toEqual([[1, 2], 2]);
-    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], mark: 2 });
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], continued: [], mark: 2 });
     // A snapshot says how far the store holds above the gap: a channel reads up to there once it fills
     expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 2, aheadSeq: 6 });
     // A replay of an early one stores nothing again
@@ -353,7 +353,7 @@ describe("readPrivateState", () => {
     try {
       const keys = keyspace("noscript:");
       expect((await readPrivateState(fresh, keys, "ann")).seq).toBe(0);
-      expect(await readEventsAfter(fresh, keys, "ann", 0)).toEqual({ ok: true, events: [], mark: 0 });
+      expect(await readEventsAfter(fresh, keys, "ann", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
     } finally {
       fresh.disconnect();
       await scratch.stop();
@@ -376,7 +376,12 @@ describe("worker: events and fan-out", () => {
     // Given a quote, an open and its balances in one batch
     await deliver(keys, [quote(T0 + 1, "2000"), opened, paid]);
     // Then the store holds both events under the mark, and the read models show them
-    expect(await readEventsAfter(redis, keys, "ann", 0)).toEqual({ ok: true, events: [opened, paid], mark: 2 });
+    expect(await readEventsAfter(redis, keys, "ann", 0)).toEqual({
+      ok: true,
+      events: [opened, paid],
+      continued: [1],
+      mark: 2,
+    });
     const state = await readPrivateState(redis, keys, "ann");
     expect([state.seq, state.balances.USD, state.trades.map((t) => t.id)]).toEqual([2, "9900", ["T0-1"]]);
     // And the fan-out has one entry each, in stream order, in the agreed fields; the open says its step has more
@@ -426,16 +431,39 @@ describe("worker: events and fan-out", () => {
     ]);
   });
 
+  it("stores `more` with its event and reads it back; a member stored without it reads as no more", async () => {
+    const keys = await space("worker-more-stored");
+    const step = T0 + 5;
+    const outputs = [0, 1].map((n): PrivateOutput => ({ ...balances("ann", n + 1, step), id: `${step}-0:${n}` }));
+    await deliver(keys, [...outputs, balances("ann", 3, T0 + 6)]);
+    const read = await readEventsAfter(redis, keys, "ann", 0);
+    expect(read).toEqual({ ok: true, events: [...outputs, balances("ann", 3, T0 + 6)], continued: [1], mark: 3 });
+    // What a reader from before the field does with each member: the log ms up to the first space (EVENT_APPEND's
+    // trim too), the rest parsed as the output; the field rides along.
+    const members = await redis.zrange(keys.eventsKey("ann"), "0", "-1");
+    expect(members.map((m) => /^(\d+) /.exec(m)?.[1])).toEqual([String(step), String(step), String(T0 + 6)]);
+    expect(members.map((m) => JSON.parse(m.slice(m.indexOf(" ") + 1)) as unknown)).toEqual([
+      { ...outputs[0], more: true },
+      outputs[1],
+      balances("ann", 3, T0 + 6),
+    ]);
+    // A member an older worker stored (no field) reads as no more
+    const older = balances("ann", 4, T0 + 7);
+    await redis.zadd(keys.eventsKey("ann"), 4, `${T0 + 7} ${JSON.stringify(older)}`);
+    await redis.set(keys.eventsSeqKey("ann"), "4");
+    expect(await readEventsAfter(redis, keys, "ann", 3)).toEqual({ ok: true, events: [older], continued: [], mark: 4 });
+  });
+
   it("fills the gap a claimed batch left, whatever order the batches come in", async () => {
     const keys = await space("worker-gap");
     const events = range(1, 6).map((n) => balances("cat", n, T0 + n * 10, String(10_000 - n)));
     // Given the newer batch (4–6) handled first, the older (1–3) claimed from a dead worker afterwards
     await deliver(keys, events.slice(3));
     expect((await readPrivateState(redis, keys, "cat")).seq).toBe(0);
-    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events: [], mark: 0 });
+    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
     await deliver(keys, events.slice(0, 3));
     // Then every event is readable in order, and the balances are the newest's (the late ones did not regress them)
-    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events, mark: 6 });
+    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events, continued: [], mark: 6 });
     const state = await readPrivateState(redis, keys, "cat");
     expect([state.seq, state.balances.USD]).toEqual([6, "9994"]);
   });

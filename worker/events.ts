@@ -3,8 +3,10 @@
  * its connection resumes exactly after the last seq it saw, and the fan-out stream every stream replica reads.
  *
  * Store: `eventsKey(user)` is a sorted set scored by seq, each member "<log ms> <output JSON>" (log ms: the output
- * id's ms). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored, and, because the
- * worker appends each event in the same script as that output's read-model write, its read-model change is applied.
+ * id's ms), the JSON with `"more":true` added when the event's engine step follows it with another event for the
+ * same user (`eventMember`). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored, and,
+ * because the worker appends each event in the same script as that output's read-model write, its read-model change
+ * is applied.
  * A batch claimed from a dead worker arrives after newer ones: its events fill a gap below events already stored.
  * Those newer ones wait in `eventsAheadKey(user)` (their seqs) until the gap fills, and the mark then moves over
  * them, so a reader never sees the mark claim an event that is not there.
@@ -141,14 +143,32 @@ export function logMs(output: EngineOutput): string {
   return m[1]!;
 }
 
-/** EVENT_APPEND's KEYS and ARGV for one private event. */
-export function eventAppendCall(keys: Keyspace, output: PrivateOutput): { keys: string[]; args: string[] } {
+/**
+ * The stored member of one private event: "<log ms> <output JSON>", the JSON with `"more":true` when `more` (its
+ * engine:output entry said `more 1`), so that a reader of the store, as one of the fan-out, holds the account summary
+ * back until the step's last event (the mark can sit between the two: a worker's batch may end inside a step).
+ *
+ * Inside the JSON, not beside it, because the stores of a rolling deploy hold both formats: every reader takes the
+ * log ms up to the first space (EVENT_APPEND's trim included) and parses the rest as JSON. A member without the
+ * field (an older worker's) reads as no more. An older stream reader passes the field on in the event's frame while
+ * the deploy lasts: one field more, which StreamClient does not read.
+ */
+export function eventMember(output: PrivateOutput, more: boolean): string {
+  return `${logMs(output)} ${JSON.stringify(more ? { ...output, more: true } : output)}`;
+}
+
+/** EVENT_APPEND's KEYS and ARGV for one private event; `more`: see eventMember. */
+export function eventAppendCall(
+  keys: Keyspace,
+  output: PrivateOutput,
+  more = false,
+): { keys: string[]; args: string[] } {
   const { userId, seq } = output;
   return {
     keys: [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)],
     args: [
       String(seq),
-      `${logMs(output)} ${JSON.stringify(output)}`,
+      eventMember(output, more),
       String(EVENTS_KEEP_COUNT),
       String(EVENTS_KEEP_MS),
       String(EVENTS_TRIM_ABOVE),
@@ -162,8 +182,8 @@ export function eventAppendCall(keys: Keyspace, output: PrivateOutput): { keys: 
  * in the same script as its output's read-model write (read-models.ts, queueOutputWrite), so the mark never runs
  * ahead of the read models.
  */
-export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput): void {
-  const call = eventAppendCall(keys, output);
+export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput, more = false): void {
+  const call = eventAppendCall(keys, output, more);
   pipe.evalsha(SHA.get(EVENT_APPEND)!, call.keys.length, ...call.keys, ...call.args);
 }
 
@@ -236,13 +256,15 @@ export async function readPrivateState(redis: Redis, keys: Keyspace, userId: str
 }
 
 export type EventsAfter =
-  { ok: true; events: PrivateOutput[]; mark: number } | { ok: false; reason: "beyond_retention" | "ahead" };
+  | { ok: true; events: PrivateOutput[]; continued: number[]; mark: number }
+  | { ok: false; reason: "beyond_retention" | "ahead" };
 
 /**
  * The user's events after `since`, ascending and contiguous: seq since+1 up to min(mark, since + limit), `mark`
- * the contiguous mark read with them (more follow when the last event's seq is below it). `ahead` when since is
- * above the mark (the client saw a seq this store has not: another deployment's, or lost with Redis);
- * `beyond_retention` when since+1 has been trimmed. Either way the client needs a fresh snapshot.
+ * the contiguous mark read with them (more follow when the last event's seq is below it); `continued` the seqs
+ * among them stored with `more` (eventMember), whose engine step follows them with another event for the user.
+ * `ahead` when since is above the mark (the client saw a seq this store has not: another deployment's, or lost with
+ * Redis); `beyond_retention` when since+1 has been trimmed. Either way the client needs a fresh snapshot.
  */
 export async function readEventsAfter(
   redis: Redis,
@@ -264,14 +286,17 @@ export async function readEventsAfter(
   const mark = Number(markText);
   if (since > mark) return { ok: false, reason: "ahead" };
   const events: PrivateOutput[] = [];
+  const continued: number[] = [];
   for (let i = 0; i + 1 < members.length; i += 2) {
     // Below the mark the stored seqs have no holes (trims only remove the oldest): a hole means since+1 was trimmed.
     if (Number(members[i + 1]) !== since + events.length + 1) break;
     const member = members[i]!;
-    events.push(JSON.parse(member.slice(member.indexOf(" ") + 1)) as PrivateOutput);
+    const { more, ...event } = JSON.parse(member.slice(member.indexOf(" ") + 1)) as PrivateOutput & { more?: unknown };
+    if (more === true) continued.push(event.seq);
+    events.push(event);
   }
   if (since < mark && events.length === 0) return { ok: false, reason: "beyond_retention" };
-  return { ok: true, events, mark };
+  return { ok: true, events, continued, mark };
 }
 
 /** EVALSHA, and EVAL when Redis does not have the script (first use, or after a restart). */

@@ -137,11 +137,12 @@ interface ScriptCall {
  * Queues what an output writes, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS and EVENT_SCRIPTS first): its read
  * model, if any, and for a private event its append to the user's events store (events.ts), in the same script
  * when it has both, so the events mark never covers a change the read models lack. The script's result is the
- * read-model write's (1 written, 0 skipped as older), or the append's when there is no read-model write.
+ * read-model write's (1 written, 0 skipped as older), or the append's when there is no read-model write. `more`:
+ * the output's engine:output entry said `more 1`, stored with its event (events.ts, eventMember).
  */
-export function queueOutputWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput): void {
+export function queueOutputWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput, more = false): void {
   const write = readModelWrite(keys, output);
-  const append = isPrivateOutput(output) ? eventAppendCall(keys, output) : undefined;
+  const append = isPrivateOutput(output) ? eventAppendCall(keys, output, more) : undefined;
   if (write !== undefined && append !== undefined) {
     const counts = [String(write.keys.length), String(write.args.length)];
     pipe.evalsha(
@@ -156,7 +157,7 @@ export function queueOutputWrite(pipe: ChainableCommander, keys: Keyspace, outpu
   } else if (write !== undefined) {
     pipe.evalsha(SHA.get(write.script)!, write.keys.length, ...write.keys, ...write.args);
   } else if (isPrivateOutput(output)) {
-    queueEventAppend(pipe, keys, output);
+    queueEventAppend(pipe, keys, output, more);
   }
 }
 

@@ -204,8 +204,16 @@ describe("worker on real Redis and Postgres", () => {
     expect(sample(await samples(), "worker_entries_handled_total")).toBe(await redis.xlen(keys.output));
     expect(sample(await samples(), "worker_postgres_write_duration_seconds_count")).toBeGreaterThan(writesBefore);
     // Alice's events are stored once each, in the engine's numbering, all under the mark, though replayed twice.
-    const events = e.all.filter((o) => isPrivateOutput(o) && o.userId === "alice");
-    expect(await readEventsAfter(redis, keys, "alice", 0)).toEqual({ ok: true, events, mark: events.length });
+    const events = e.all.filter((o) => isPrivateOutput(o)).filter((o) => o.userId === "alice");
+    // Each stored with `more` when its engine step has another event for her after it (the open, then its margin).
+    const continued = events.filter((o, i) => events[i + 1]?.inputId === o.inputId).map((o) => o.seq);
+    expect(continued).not.toEqual([]);
+    expect(await readEventsAfter(redis, keys, "alice", 0)).toEqual({
+      ok: true,
+      events,
+      continued,
+      mark: events.length,
+    });
 
     stop.abort();
     await running;

@@ -374,7 +374,7 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
     } else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
-  await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes), continued);
+  await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes, continued), continued);
   return { outputs, continued };
 }
 
@@ -386,7 +386,7 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs, o.log);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  await fanOutEntries(o.writer, o.keys, await writeRedis(o, others), continued, candles);
+  await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
 }
@@ -403,12 +403,16 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
  * again. That is tolerable because the batch does run again, and that repairs the read model: the read-model writes
  * and event appends are idempotent, and an answer pushed twice to its per-attempt key is popped once.
  */
-async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): Promise<EngineOutput[]> {
+async function writeRedis(
+  o: WorkerOptions,
+  outputs: readonly EngineOutput[],
+  continued: ReadonlySet<EngineOutput>,
+): Promise<EngineOutput[]> {
   if (outputs.length === 0) return [];
-  let written = await writeReadModelsAndAnswers(o, outputs);
+  let written = await writeReadModelsAndAnswers(o, outputs, continued);
   if (!written.ok && written.error.message.startsWith("NOSCRIPT")) {
     await loadScripts(o.writer);
-    written = await writeReadModelsAndAnswers(o, outputs);
+    written = await writeReadModelsAndAnswers(o, outputs, continued);
   }
   if (!written.ok) throw written.error;
   return written.fanout;
@@ -416,7 +420,8 @@ async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): P
 
 /**
  * One pipeline: per output its read-model write and, for a private event, its append to the user's events
- * store (so the events mark never covers a change the read models lack); then the answers. Returns what to fan
+ * store (so the events mark never covers a change the read models lack), with `more` when `continued` holds it;
+ * then the answers. Returns what to fan
  * out: every private event (again when run again: consumers drop seqs they delivered), and each quote the read model
  * now shows (a replayed quote is older than the one shown, and must not reach clients as the latest; one an earlier
  * attempt wrote goes out again, since that attempt's fan-out may have failed).
@@ -424,12 +429,13 @@ async function writeRedis(o: WorkerOptions, outputs: readonly EngineOutput[]): P
 async function writeReadModelsAndAnswers(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
+  continued: ReadonlySet<EngineOutput>,
 ): Promise<{ ok: true; fanout: EngineOutput[] } | { ok: false; error: Error }> {
   const pipe = o.writer.pipeline();
   const quoteWrites: [at: number, output: OutputOf<"quote_updated">][] = [];
   for (const output of outputs) {
     if (output.type === "quote_updated") quoteWrites.push([pipe.length, output]);
-    queueOutputWrite(pipe, o.keys, output);
+    queueOutputWrite(pipe, o.keys, output, continued.has(output));
   }
   for (const output of outputs) {
     if (output.type !== "order_response") continue;

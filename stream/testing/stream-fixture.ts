@@ -12,6 +12,7 @@ import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
+import { eventMember } from "../../worker/events.ts";
 import { DEFAULT_LIMITS } from "../config.ts";
 import type { StreamLimits } from "../connection.ts";
 import { NO_METRICS, type StreamMetrics } from "../metrics.ts";
@@ -94,12 +95,17 @@ export function balancesEvent(userId: string, seq: number, usd: string): Private
 }
 
 /**
- * Stores events as the worker does: each in the events set, the balances read model updated, the mark advanced
- * over every contiguous seq. (The worker's real write is a script; here the test controls the order.)
+ * Stores events as the worker does: each in the events set (with `more` when its seq is in `more`: its engine step
+ * follows it with another event for the user), the balances read model updated, the mark advanced over every
+ * contiguous seq. (The worker's real write is a script; here the test controls the order.)
  */
-export async function storeEvents(t: TestStream, events: readonly PrivateOutput[]): Promise<void> {
+export async function storeEvents(
+  t: TestStream,
+  events: readonly PrivateOutput[],
+  more: readonly number[] = [],
+): Promise<void> {
   for (const e of events) {
-    await t.redis.zadd(t.keys.eventsKey(e.userId), e.seq, `${e.id.slice(0, e.id.indexOf("-"))} ${JSON.stringify(e)}`);
+    await t.redis.zadd(t.keys.eventsKey(e.userId), e.seq, eventMember(e, more.includes(e.seq)));
     if (e.type === "balances_changed") {
       await t.redis.del(t.keys.balancesKey(e.userId));
       await t.redis.hset(t.keys.balancesKey(e.userId), e.balances);
