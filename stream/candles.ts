@@ -159,9 +159,9 @@ export class CandleFanout {
   }
 
   /**
-   * The fan-out reader may have missed rows (entries trimmed while it could not read): no series can count on having
-   * heard every row of its bucket, so each loads it again, and sends nothing until that answers. What it held is
-   * kept as live minutes, merged onto what the load finds.
+   * The fan-out reader may have missed rows (trimmed while it could not read, or read too slowly): no series can
+   * count on having heard every row of its bucket, so each loads it again, and sends nothing until that answers.
+   * What it held is kept as live minutes, merged onto what the load finds.
    */
   recheck(nowMs: number): void {
     if (this.loadBucket === undefined) return;

@@ -4,6 +4,12 @@
  * group: every replica reads every entry. After a Redis error or a lost connection (ioredis reconnects and sends
  * the read again, so that one may never fail) it says so (`onRecovered`) once reading works again: entries may
  * have been trimmed meanwhile, and the private channels must look in the store.
+ *
+ * A reader that falls behind without an error (a stalled process, a burst it cannot keep up with) can be overtaken
+ * by the trim as well, and XREAD skips what is gone without a word. The trim (`MAXLEN ~`) keeps far more entries
+ * than one read takes, so entries trimmed past the last id read leave a full read after it; only then does the
+ * reader look at the oldest entry kept (one XRANGE), and when that is past the last id read it says so too. A read
+ * that is not full costs no command more.
  */
 import type { Redis } from "ioredis";
 import type { Logger } from "../platform/log.ts";
@@ -27,6 +33,7 @@ export async function startFanoutReader(
   stop: AbortSignal,
 ): Promise<{ done: Promise<void> }> {
   const { redis, key, log } = options;
+  const batch = options.batch ?? 1_000;
   const last = (await redis.xrevrange(key, "+", "-", "COUNT", 1))[0];
   let lastId = last?.[0] ?? "0-0";
   let failed = false;
@@ -41,21 +48,20 @@ export async function startFanoutReader(
   const loop = async () => {
     while (!stop.aborted) {
       try {
-        const reply = await redis.xread(
-          "COUNT",
-          options.batch ?? 1_000,
-          "BLOCK",
-          options.blockMs ?? 2_000,
-          "STREAMS",
-          key,
-          lastId,
-        );
+        const reply = await redis.xread("COUNT", batch, "BLOCK", options.blockMs ?? 2_000, "STREAMS", key, lastId);
+        const entries = reply?.[0]?.[1] ?? [];
         if (failed) {
           failed = false;
           log.info("fanout_recovered", { from: lastId });
           options.onRecovered();
+        } else if (entries.length === batch) {
+          // Before the entries go out, so that candle series reload their buckets rather than send them short.
+          const oldest = (await redis.xrange(key, "-", "+", "COUNT", 1))[0]?.[0];
+          if (oldest !== undefined && compareIds(oldest, lastId) > 0) {
+            log.warn("fanout_fell_behind", { from: lastId, oldestKept: oldest });
+            options.onRecovered();
+          }
         }
-        const entries = reply?.[0]?.[1] ?? [];
         for (const [id, flat] of entries) {
           lastId = id;
           const fields: Record<string, string> = {};
@@ -75,4 +81,11 @@ export async function startFanoutReader(
     }
   };
   return { done: loop() };
+}
+
+/** Orders two stream entry ids ("<ms>-<n>"). */
+function compareIds(a: string, b: string): number {
+  const [aMs, aN] = a.split("-").map(Number);
+  const [bMs, bN] = b.split("-").map(Number);
+  return aMs! - bMs! || aN! - bN!;
 }

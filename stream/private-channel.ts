@@ -115,7 +115,7 @@ export class PrivateChannel {
     if (this.state === "live" && this.highestNotified > this.lastSeq) void this.fill();
   }
 
-  /** After the fan-out reader lost entries (a Redis error): look for anything missed. */
+  /** After the fan-out reader lost entries (a Redis error, or the trim passed it): look for anything missed. */
   recheck(): void {
     if (this.state === "live") void this.fill();
     else if (this.state !== "stopped") this.recheckPending = true; // the read under way may have missed them
