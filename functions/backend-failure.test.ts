@@ -30,7 +30,7 @@ describe("isBackendFailure", () => {
   it("Neon over HTTP: fetch failed (the cause on sourceError, not cause) is an outage", () => {
     const fetchFailed = new TypeError("fetch failed", { cause: refused() });
     expect(isBackendFailure(neonFetchFailed(fetchFailed))).toBe(true);
-    // The request's own deadline, had one been set
+    // The query's own time limit (functions/postgres.ts)
     expect(isBackendFailure(neonFetchFailed(new DOMException("The operation was aborted", "TimeoutError")))).toBe(true);
   });
 

@@ -12,8 +12,9 @@
  *   exception), 57P01–57P03 (shutting down, crashed, starting up), 53300 (too many connections).
  * - Neon over HTTP (`neon()`, @neondatabase/serverless 1.x) throws NeonDbError. When fetch itself failed, the error
  *   fetch threw is on `sourceError` (not `cause`), behind the message "Error connecting to database: TypeError:
- *   fetch failed". When Neon's proxy answers a status other than 200 or 400, the driver keeps no status field, only
- *   its message "Server error (HTTP status N): <body>". A 5xx there is Neon failing (500 "Couldn't connect to compute
+ *   fetch failed"; so is the TimeoutError of the query's own time limit (functions/postgres.ts), which comes bare
+ *   when it fires while the answer is being read. When Neon's proxy answers a status other than 200 or 400, the
+ *   driver keeps no status field, only its message "Server error (HTTP status N): <body>". A 5xx there is Neon failing (500 "Couldn't connect to compute
  *   node" when the compute cannot be reached or woken; the proxy's sql_over_http.rs), except 507, the proxy's
  *   "response is too large", which the query asked for and a retry would ask for again. A 400 carries Postgres's
  *   own fields, SQLSTATE included.

@@ -1,18 +1,18 @@
 /**
  * A backing service that is down answers 503 UNAVAILABLE with the documented body, on the deployed clients as on the
- * local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres cannot be reached, and with
- * Neon itself unreachable) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash
+ * local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres cannot be reached, with Neon
+ * itself unreachable, and with a Neon that takes the request and never answers) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash
  * would), besides ioredis with nothing listening. A refusal of the request itself stays a 500.
  */
 import { createServer, type Server } from "node:http";
-import { connect as connectTcp, type AddressInfo } from "node:net";
+import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable, Row } from "../platform/postgres.ts";
 import { freePort } from "../platform/testing/processes.ts";
 import { createApp } from "./app.ts";
 import type { ApiDeps } from "./context.ts";
-import { connectFunctionsPostgres, type FunctionsPostgres } from "./postgres.ts";
+import { connectFunctionsPostgres, NEON_QUERY_TIMEOUT_MS, type FunctionsPostgres } from "./postgres.ts";
 import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
 import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
@@ -99,6 +99,41 @@ describe("Postgres down, on Neon's HTTP path", () => {
     expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
     expect(backendUnavailableLogged("Error connecting to database: TypeError: fetch failed")).toBe(true);
   });
+
+  it(
+    "Neon accepts the connection and never answers: 503 within the query's time limit, /health too",
+    { timeout: 15_000 },
+    async () => {
+      const stalled = createNetServer((socket) => sockets.add(socket.on("close", () => sockets.delete(socket))));
+      const sockets = new Set<Socket>();
+      await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
+      closers.push(async () => {
+        for (const socket of sockets) socket.destroy();
+        await new Promise((resolve) => stalled.close(resolve));
+      });
+      const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });
+      closers.push(() => peer.close());
+      const port = (stalled.address() as AddressInfo).port;
+      const silent = new Agent({
+        connect: (_opts, callback) => {
+          const socket = connectTcp(port, "127.0.0.1");
+          socket.once("connect", () => callback(null, socket));
+          socket.once("error", (err) => callback(err, null));
+        },
+      });
+      closers.push(() => silent.destroy());
+      const api = appWith({ db: await neonOverHttp(peer, { dispatcher: silent }) });
+      const started = performance.now();
+      const [res, health] = await Promise.all([signIn(api), api.get("/health")]);
+      expect(performance.now() - started).toBeLessThan(NEON_QUERY_TIMEOUT_MS + 1_000);
+      expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+      expect(backendUnavailableLogged("TimeoutError")).toBe(true);
+      expect([health.status, health.body]).toEqual([
+        503,
+        { status: "unavailable", redis: true, postgres: false, engine: true },
+      ]);
+    },
+  );
 
   it("a query Postgres refuses is still a bug: 500", async () => {
     const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });

@@ -24,6 +24,14 @@ export interface FunctionsPostgres extends Queryable {
   close(): Promise<void>;
 }
 
+/**
+ * How long one query over HTTP may take, answer read included, before it fails with a TimeoutError (a 503,
+ * functions/backend-failure.ts). The functions' queries are short lookups and Neon usually wakes a suspended compute
+ * in under a second, so seconds mean Neon is stalled; and a route does a few queries and waits for the engine within
+ * the function's timeout (functions/engine-client.ts).
+ */
+export const NEON_QUERY_TIMEOUT_MS = 3_000;
+
 export function isNeonHost(host: string): boolean {
   return /\.neon\.tech$/i.test(host);
 }
@@ -54,14 +62,15 @@ export async function connectFunctionsPostgres(
   const via = isNeonHost(where.host) ? "http" : "local-proxy";
   let db: FunctionsPostgres;
   if (via === "http") {
-    const sql = neon(databaseUrl, {
-      fullResults: true,
-      ...(options.neonFetchOptions === undefined ? {} : { fetchOptions: options.neonFetchOptions }),
-    });
+    const sql = neon(databaseUrl, { fullResults: true });
     db = {
       via,
       query: async <R extends Row>(text: string, params?: unknown[]) =>
-        (await sql.query(text, params)) as unknown as Rows<R>,
+        (await sql.query(text, params, {
+          // A new signal per query: a Neon that accepts the request and never answers would otherwise hold the
+          // function until Lambda ends it, and the client would get API Gateway's bare 500 instead of a 503.
+          fetchOptions: { ...options.neonFetchOptions, signal: AbortSignal.timeout(NEON_QUERY_TIMEOUT_MS) },
+        })) as unknown as Rows<R>,
       close: () => Promise.resolve(),
     };
   } else {
