@@ -67,7 +67,6 @@ describe("isBackendFailure", () => {
       false,
     );
     expect(isBackendFailure(neonPostgresError('relation "nope" does not exist', "42P01"))).toBe(false);
-    expect(isBackendFailure(neonPostgresError("password authentication failed for user", "28P01"))).toBe(false);
     // 08P01 is in the connection class, but Postgres also gives it to a query with the wrong number of parameters.
     const wrongParams = new pg.DatabaseError(
       'bind message supplies 1 parameters, but prepared statement "" requires 2',
@@ -88,12 +87,60 @@ describe("isBackendFailure", () => {
     expect(isBackendFailure(new upstash.UpstashError('undefined, command was: ["evalsha","ab12",1,"k"]'))).toBe(true);
   });
 
+  it("Postgres refusing the credentials (SQLSTATE 28P01, 28000; Neon's proxy over HTTP: no SQLSTATE) is an outage", () => {
+    // What a secret rotation looks like until the deploy ends (docs/operations.md, Rotating secrets).
+    expect(isBackendFailure(neonPostgresError('password authentication failed for user "app"', "28P01"))).toBe(true);
+    expect(isBackendFailure(neonPostgresError('role "app" does not exist', "28000"))).toBe(true);
+    const wrongPassword = new pg.DatabaseError('password authentication failed for user "app"', 0, "error");
+    wrongPassword.code = "28P01";
+    expect(isBackendFailure(wrongPassword)).toBe(true);
+    // Neon's proxy checks the password before any Postgres does: 400, code "", its own message
+    expect(isBackendFailure(neonPostgresError("password authentication failed for user 'app'", ""))).toBe(true);
+    // The same words elsewhere are not the proxy's refusal
+    expect(isBackendFailure(new Error("password authentication failed for user 'app'"))).toBe(false);
+    expect(isBackendFailure(neonPostgresError("permission denied for table users", "42501"))).toBe(false);
+  });
+
+  it("Upstash refusing every request for now (plan limits, a token it does not take) is an outage", () => {
+    const command = ', command was: ["evalsha","ab12","1","k"]';
+    for (const error of [
+      "ERR max requests limit exceeded.",
+      "ERR max daily request limit exceeded. Limit: 10000, Usage: 10000. See https://upstash.com/docs/redis/troubleshooting/max_daily_request_limit for details",
+      "ERR DB capacity quota exceeded",
+      "WRONGPASS invalid or missing auth token",
+      // What Upstash answered a refused token with before, and what the local peer answers (upstash/redis-js#711):
+      // the REST API's 401.
+      "Unauthorized",
+    ])
+      expect(isBackendFailure(new upstash.UpstashError(`${error}${command}`)), error).toBe(true);
+    // Only as @upstash/redis reports Upstash's answer
+    expect(isBackendFailure(new Error(`ERR max requests limit exceeded${command}`))).toBe(false);
+    expect(isBackendFailure(new upstash.UpstashError("Unauthorized"))).toBe(false);
+  });
+
   it("Upstash: a command Redis refused is a bug", () => {
     expect(isBackendFailure(new upstash.UpstashError("ERR unknown command 'NOPE', command was: [\"NOPE\"]"))).toBe(
       false,
     );
     expect(isBackendFailure(new upstash.UpstashError("NOSCRIPT No matching script"))).toBe(false);
-    expect(isBackendFailure(new upstash.UpstashError('Unauthorized, command was: ["PING"]'))).toBe(false);
+    expect(
+      isBackendFailure(
+        new upstash.UpstashError(
+          'WRONGTYPE Operation against a key holding the wrong kind of value, command was: ["HGETALL","k"]',
+        ),
+      ),
+    ).toBe(false);
+    expect(
+      isBackendFailure(
+        new upstash.UpstashError(
+          "ERR user_script:1: Script attempted to access nonexistent global variable 'Unauthorized', command was: [\"eval\"]",
+        ),
+      ),
+    ).toBe(false);
+    // A request over the size cap is the request's own doing: sent again, it is refused again
+    expect(isBackendFailure(new upstash.UpstashError('ERR max request size exceeded, command was: ["SET"]'))).toBe(
+      false,
+    );
   });
 
   it("ioredis and plain network errors, as before: codes, the driver's messages, nested causes", () => {

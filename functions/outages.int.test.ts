@@ -1,8 +1,10 @@
 /**
- * A backing service that is down answers 503 UNAVAILABLE with the documented body, on the deployed clients as on the
- * local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres cannot be reached, with Neon
- * itself unreachable, and with a Neon that takes the request and never answers) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash
- * would), besides ioredis with nothing listening. A refusal of the request itself stays a 500.
+ * A backing service that is down, or refuses every request for now, answers 503 UNAVAILABLE with the documented body,
+ * on the deployed clients as on the local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres
+ * cannot be reached or refuses the role, with Neon itself unreachable, and with a Neon that takes the request and
+ * never answers) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash would, and
+ * the local Upstash peer refusing the token or answering as over the plan's limits), besides ioredis with nothing
+ * listening. A refusal of the request itself stays a 500.
  */
 import { createServer, type Server } from "node:http";
 import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
@@ -15,9 +17,10 @@ import type { ApiDeps } from "./context.ts";
 import { connectFunctionsPostgres, NEON_QUERY_TIMEOUT_MS, type FunctionsPostgres } from "./postgres.ts";
 import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
-import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
+import { REDIS_URL, startApiStack, type ApiStack } from "./testing/api-stack.ts";
 import { client } from "./testing/http.ts";
 import { startNeonHttpPeer, type NeonHttpPeer } from "./testing/neon-http-peer.ts";
+import { startUpstashBridge } from "./testing/upstash-bridge.ts";
 
 const UNAVAILABLE = {
   error: { code: "UNAVAILABLE", message: "A backing service is unavailable; try again shortly." },
@@ -40,8 +43,8 @@ function appWith(deps: Partial<ApiDeps>) {
   return client(createApp({ ...stack.deps, ...deps }));
 }
 
-const signIn = (api: ReturnType<typeof appWith>) =>
-  api.post("/api/v1/auth", { email: "outage@example.com" }, { "x-test-ip": `outage-${crypto.randomUUID()}` });
+const signIn = (api: ReturnType<typeof appWith>, email = "outage@example.com") =>
+  api.post("/api/v1/auth", { email }, { "x-test-ip": `outage-${crypto.randomUUID()}` });
 
 /** The deployed Postgres path, not waiting for an answer at start (as the Lambda entry does). */
 async function neonOverHttp(peer: NeonHttpPeer, fetchOptions: Record<string, unknown> = peer.fetchOptions) {
@@ -135,6 +138,21 @@ describe("Postgres down, on Neon's HTTP path", () => {
     },
   );
 
+  it("Postgres refuses the credentials (a role gone or its password reset, SQLSTATE class 28): 503", async () => {
+    const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });
+    closers.push(() => peer.close());
+    const url = new URL(peer.connectionString);
+    url.username = "no_such_role";
+    const db = await connectFunctionsPostgres(url.toString(), stack.deps.log, {
+      neonFetchOptions: peer.fetchOptions,
+      waitForAnswer: false,
+    });
+    closers.push(() => db.close());
+    const res = await signIn(appWith({ db }));
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect(backendUnavailableLogged('role "no_such_role" does not exist')).toBe(true);
+  });
+
   it("a query Postgres refuses is still a bug: 500", async () => {
     const peer = await startNeonHttpPeer({ postgresUrl: stack.pg.url });
     closers.push(() => peer.close());
@@ -162,6 +180,32 @@ describe("Redis down, on Upstash's REST path", () => {
       const res = await signIn(appWith({ redis: createUpstashApiRedis({ url, token: "t" }) }));
       expect([res.status, res.body], body).toEqual([503, UNAVAILABLE]);
     }
+  });
+
+  it("Upstash refuses the token (a rotated or wrong one, 401) through @upstash/redis: 503", async () => {
+    const bridge = await startUpstashBridge({ redisUrl: REDIS_URL, token: "current" });
+    closers.push(() => bridge.close());
+    const res = await signIn(appWith({ redis: createUpstashApiRedis({ url: bridge.url, token: "rotated" }) }));
+    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect(backendUnavailableLogged("Unauthorized, command was:")).toBe(true);
+  });
+
+  it("Upstash refuses every request over the plan's limits (its documented errors): 503", async () => {
+    const bridge = await startUpstashBridge({ redisUrl: REDIS_URL, token: "t" });
+    closers.push(() => bridge.close());
+    const api = appWith({ redis: createUpstashApiRedis(bridge) });
+    for (const error of [
+      "ERR max requests limit exceeded.",
+      "ERR max daily request limit exceeded. Limit: 10000, Usage: 10000.",
+      "ERR DB capacity quota exceeded",
+    ]) {
+      bridge.refuseEveryRequest(error);
+      const res = await signIn(api);
+      expect([res.status, res.body], error).toEqual([503, UNAVAILABLE]);
+    }
+    bridge.refuseEveryRequest(undefined);
+    // Another address: the ones above count against the per-address limit when Redis answers
+    expect((await signIn(api, "outage-over@example.com")).status).toBe(200);
   });
 
   it("a command Upstash refuses (400 with its error field) is still a bug: 500", async () => {

@@ -5,7 +5,8 @@
  *
  * - "REST API" (upstash.com/docs/redis/features/restapi): `POST /` with a JSON array command, `POST /pipeline`
  *   (not atomic: one `{result}` or `{error}` per command, status 200) and `POST /multi-exec` (the same, atomic; a
- *   transaction refused as a whole answers one `{error}`); `Authorization: Bearer <token>`, else 401; 400 with
+ *   transaction refused as a whole answers one `{error}`); `Authorization: Bearer <token>`, else 401 (its body here is
+ *   `{"error": "Unauthorized"}`, as Upstash has answered, github.com/upstash/redis-js/issues/711); 400 with
  *   `{"error": "…"}` for a syntax error, an unsupported command or a failed one; 405 for a method other than HEAD,
  *   GET, POST, PUT. Its section "Base64 Encoded Responses": with `Upstash-Encoding: base64` "all strings in the
  *   response will be base64 encoded, except for the "OK" response" (`SET` answers `{"result":"OK"}`, `GET`
@@ -32,6 +33,9 @@
  *
  * `delayMs` adds a round trip's worth of latency to every request (half before the command runs, half after), as a
  * function's network path to Upstash would; `commandCounts()` counts the commands run, as Upstash bills them.
+ * `refuseEveryRequest(error)` has it answer every authorised request with that error, as Upstash refuses a database
+ * over its plan's limits ("ERR max daily request limit exceeded", upstash.com/docs/redis/troubleshooting/); the
+ * status of those answers is not documented, and the peer gives the one of a failed command, 400.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -53,6 +57,8 @@ export interface UpstashBridge {
   /** Commands run since the start or the last reset, by upper-case name; refused ones are not counted. */
   commandCounts(): Map<string, number>;
   resetCommandCounts(): void;
+  /** Every authorised request is refused with `error` from now on; undefined ends it. */
+  refuseEveryRequest(error: string | undefined): void;
   close(): Promise<void>;
 }
 
@@ -80,6 +86,7 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
   const halfDelayMs = (options.delayMs ?? 0) / 2;
   const counts = new Map<string, number>();
   const count = ([name]: Command) => counts.set(name, (counts.get(name) ?? 0) + 1);
+  let refusingWith: string | undefined;
 
   async function run(command: Command, base64: boolean): Promise<Reply> {
     const refusal = refusalOf(command);
@@ -110,6 +117,10 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
       return { status: 405, body: { error: "Method not allowed" } };
     if (req.headers.authorization !== `Bearer ${options.token}`)
       return { status: 401, body: { error: "Unauthorized" } };
+    if (refusingWith !== undefined) {
+      await readBody(req, maxRequestBytes);
+      return { status: 400, body: { error: refusingWith } };
+    }
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "POST" || !["/", "/pipeline", "/multi-exec"].includes(path ?? ""))
       return { status: 404, body: { error: `The local Upstash peer does not serve ${req.method} ${path}` } };
@@ -150,6 +161,9 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
     token: options.token,
     commandCounts: () => new Map(counts),
     resetCommandCounts: () => counts.clear(),
+    refuseEveryRequest: (error) => {
+      refusingWith = error;
+    },
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
