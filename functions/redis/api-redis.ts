@@ -53,6 +53,11 @@ type ScriptCall = (scriptOrSha: string, keys: readonly string[], args: readonly 
 /**
  * `ApiRedis.eval` for an adapter: EVALSHA with the script's SHA-1 (computed once per script), and EVAL when Redis
  * does not have it yet (NOSCRIPT), which also caches it there for the next call.
+ *
+ * NOSCRIPT is looked for as @upstash/redis's own EVALSHA fallback does, in any case and anywhere in the error, since
+ * Upstash's wording of it is not documented; but only in Redis's part of the message. @upstash/redis appends the
+ * command with its arguments (", command was: [...]"), which carry request data: a script that failed after it ran
+ * must not run a second time because an argument read "noscript".
  */
 export function scriptRunner(evalsha: ScriptCall, evalScript: ScriptCall): ApiRedis["eval"] {
   const shas = new Map<string, string>();
@@ -65,8 +70,13 @@ export function scriptRunner(evalsha: ScriptCall, evalScript: ScriptCall): ApiRe
     try {
       return await evalsha(sha, keys, args);
     } catch (error) {
-      if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+      if (!(error instanceof Error && isNoScript(error.message))) throw error;
       return await evalScript(script, keys, args);
     }
   };
+}
+
+function isNoScript(message: string): boolean {
+  const at = message.indexOf(", command was: ");
+  return (at === -1 ? message : message.slice(0, at)).toLowerCase().includes("noscript");
 }
