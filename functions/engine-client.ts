@@ -29,7 +29,7 @@ export function createEngineClient(redis: ApiRedis, keys: Keyspace, timeoutMs: n
       const entryId = await redis.eval(SEND, [keys.engineLease, keys.input], fields);
       if (entryId === null) throw new ApiError("ENGINE_UNAVAILABLE");
       if (typeof entryId !== "string") throw new Error(`unexpected XADD reply ${JSON.stringify(entryId)}`);
-      const raw = await redis.waitPop(keys.responseKey(userId, entryId), timeoutMs);
+      const raw = await redis.waitFirst(keys.responseKey(userId, entryId), timeoutMs);
       if (raw === null) throw new ApiError("ENGINE_TIMEOUT");
       return answerSchema.parse(JSON.parse(raw));
     },

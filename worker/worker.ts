@@ -401,7 +401,8 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
  * moment later): a pipeline is not a transaction, the commands after it still run, and an answer can reach its client
  * while a read-model write before it failed, so the client can read state without that write until the batch runs
  * again. That is tolerable because the batch does run again, and that repairs the read model: the read-model writes
- * and event appends are idempotent, and an answer pushed twice to its per-attempt key is popped once.
+ * and event appends are idempotent, and of an answer pushed twice to its per-attempt key the function reads the
+ * first.
  */
 async function writeRedis(
   o: WorkerOptions,

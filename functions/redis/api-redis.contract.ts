@@ -119,36 +119,35 @@ export function describeApiRedisContract(name: string, factory: (redisUrl: strin
       });
     });
 
-    describe("waitPop", () => {
-      it("pops an element pushed before", async () => {
+    describe("waitFirst", () => {
+      it("answers the first element of a list filled before", async () => {
         await plain.rpush(key("q:before"), "first", "second");
-        expect(await redis.waitPop(key("q:before"), 1_000)).toBe("first");
-        expect(await redis.waitPop(key("q:before"), 1_000)).toBe("second");
+        expect(await redis.waitFirst(key("q:before"), 1_000)).toBe("first");
       });
 
-      it("pops an element pushed while it waits", async () => {
-        const popped = redis.waitPop(key("q:during"), 5_000);
+      it("answers an element pushed while it waits", async () => {
+        const answered = redis.waitFirst(key("q:during"), 5_000);
         await sleep(50);
         await plain.rpush(key("q:during"), "late");
-        expect(await popped).toBe("late");
+        expect(await answered).toBe("late");
       });
 
       it("answers null once the timeout has passed", async () => {
         const started = performance.now();
-        expect(await redis.waitPop(key("q:empty"), 300)).toBeNull();
+        expect(await redis.waitFirst(key("q:empty"), 300)).toBeNull();
         expect(performance.now() - started).toBeGreaterThanOrEqual(250);
       });
 
       it("refuses a timeout that is not a positive number of milliseconds", async () => {
         for (const timeoutMs of [0, -1, Number.NaN, Number.POSITIVE_INFINITY])
-          await expect(redis.waitPop(key("q:bad"), timeoutMs)).rejects.toThrow(/timeoutMs/);
+          await expect(redis.waitFirst(key("q:bad"), timeoutMs)).rejects.toThrow(/timeoutMs/);
       });
 
       it("serves several waiters on different keys at once, and other calls meanwhile", async () => {
         // Served in the reverse of the order they started, each while the others still wait: waiters queued behind
         // one another (one shared blocking connection) would time out instead.
         const queues = [0, 1, 2, 3, 4, 5].map((i) => key(`q:many:${i}`));
-        const waiters = queues.map((queue) => redis.waitPop(queue, 5_000));
+        const waiters = queues.map((queue) => redis.waitFirst(queue, 5_000));
         void Promise.allSettled(waiters); // a failed check below must not leave the rest unhandled
         await sleep(50);
         await redis.ping();
@@ -193,7 +192,7 @@ export function describeApiRedisContract(name: string, factory: (redisUrl: strin
         expect(await redis.eval("return {ARGV[1], {ARGV[1]}}", [], [value])).toEqual([value, [value]]);
         await plain.rpush(key(`awk:l:${i}`), value, value);
         expect(await redis.lrange(key(`awk:l:${i}`), 0, 0)).toEqual([value]);
-        expect(await redis.waitPop(key(`awk:l:${i}`), 1_000)).toBe(value);
+        expect(await redis.waitFirst(key(`awk:l:${i}`), 1_000)).toBe(value);
       }
       await plain.hset(key("awk:h"), Object.fromEntries(AWKWARD.map((value) => [value, value])));
       expect(await redis.hgetall(key("awk:h"))).toEqual(Object.fromEntries(AWKWARD.map((value) => [value, value])));

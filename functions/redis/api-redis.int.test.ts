@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
+import { createServer, type AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { startUpstashBridge, UPSTASH_MAX_REQUEST_BYTES, type UpstashBridge } from "../testing/upstash-bridge.ts";
@@ -59,17 +60,17 @@ describe("a status reply inside a script's array, through each adapter", () => {
 });
 
 describe("when Redis cannot be reached", () => {
-  it("ioredis: ping and waitPop reject instead of hanging", { timeout: 10_000 }, async () => {
+  it("ioredis: ping and waitFirst reject instead of hanging", { timeout: 10_000 }, async () => {
     const redis = createIoredisApiRedis(`redis://127.0.0.1:${await deadPort()}`);
     await expect(redis.ping()).rejects.toThrow();
-    await expect(redis.waitPop("any", 30_000)).rejects.toThrow();
+    await expect(redis.waitFirst("any", 30_000)).rejects.toThrow();
     await redis.close();
   });
 
-  it("upstash: ping and waitPop reject instead of hanging", { timeout: 10_000 }, async () => {
+  it("upstash: ping and waitFirst reject instead of hanging", { timeout: 10_000 }, async () => {
     const redis = createUpstashApiRedis({ url: `http://127.0.0.1:${await deadPort()}`, token: "t" });
     await expect(redis.ping()).rejects.toThrow();
-    await expect(redis.waitPop("any", 30_000)).rejects.toThrow();
+    await expect(redis.waitFirst("any", 30_000)).rejects.toThrow();
   });
 
   it("upstash: a wrong token is refused", async () => {
@@ -252,30 +253,67 @@ describe("the local Upstash peer refuses what Upstash's REST API refuses", () =>
     }
   });
 
-  it("the Upstash adapter waits for an element with non-blocking LPOPs, a few per wait", async () => {
+  it("the Upstash adapter waits for an element with non-blocking LINDEXes, a few per wait", async () => {
     const redis = createUpstashApiRedis({ url: bridge.url, token: bridge.token });
     bridge.resetCommandCounts();
-    const popped = redis.waitPop(`${prefix}answer`, 2_000);
+    const answered = redis.waitFirst(`${prefix}answer`, 2_000);
     await new Promise((resolve) => setTimeout(resolve, 100));
     await plain.rpush(`${prefix}answer`, "done");
-    expect(await popped).toBe("done");
+    expect(await answered).toBe("done");
     const counts = Object.fromEntries(bridge.commandCounts());
-    expect(Object.keys(counts)).toEqual(["LPOP"]);
+    expect(Object.keys(counts)).toEqual(["LINDEX"]);
     // Pauses of 2, 4, 8, 16, then 20 ms: about ten polls in 100 ms, not one per millisecond.
-    expect(counts.LPOP).toBeGreaterThanOrEqual(4);
-    expect(counts.LPOP).toBeLessThanOrEqual(12);
+    expect(counts.LINDEX).toBeGreaterThanOrEqual(4);
+    expect(counts.LINDEX).toBeLessThanOrEqual(12);
   });
 
-  it("a wait that gets no answer polls ever less often: tens of LPOPs in 3 s, not one per 20 ms", async () => {
+  it("the Upstash adapter's poll whose reply is lost after it ran: the client's retry still reads the answer", async () => {
+    // In front of the peer, a server that runs each request there but, for the first poll that finds the element,
+    // cuts the connection instead of answering: the command ran, its reply never arrived.
+    const key = `${prefix}lost-reply`;
+    let cut = 0;
+    const lossy = createHttpServer((req, res) => {
+      void (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        const body = Buffer.concat(chunks).toString("utf8");
+        const answer = await fetch(`${bridge.url}${req.url ?? "/"}`, {
+          method: "POST",
+          headers: { ...(req.headers as Record<string, string>), host: new URL(bridge.url).host },
+          body,
+        });
+        const text = await answer.text();
+        if (cut === 0 && body.includes(key) && (JSON.parse(text) as { result?: unknown }).result !== null) {
+          cut += 1;
+          req.socket.destroy();
+          return;
+        }
+        res.writeHead(answer.status, { "content-type": "application/json" }).end(text);
+      })();
+    });
+    await new Promise<void>((resolve) => lossy.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(lossy.address() as AddressInfo).port}`;
+      const redis = createUpstashApiRedis({ url, token: bridge.token });
+      await plain.rpush(key, "executed");
+      expect(await redis.waitFirst(key, 1_000)).toBe("executed");
+      expect(cut).toBe(1);
+    } finally {
+      lossy.closeAllConnections();
+      await new Promise((resolve) => lossy.close(resolve));
+    }
+  });
+
+  it("a wait that gets no answer polls ever less often: tens of LINDEXes in 3 s, not one per 20 ms", async () => {
     const redis = createUpstashApiRedis({ url: bridge.url, token: bridge.token });
     bridge.resetCommandCounts();
     const started = performance.now();
-    expect(await redis.waitPop(`${prefix}never`, 3_000)).toBeNull();
+    expect(await redis.waitFirst(`${prefix}never`, 3_000)).toBeNull();
     expect(performance.now() - started).toBeGreaterThanOrEqual(2_990);
     // 2, 4, 8, 16, 20, 20, 20 ms, then a fifth of the time waited (×1.2 per poll): about 30. At a steady
     // 20 ms it would be about 150.
-    const lpops = bridge.commandCounts().get("LPOP") ?? 0;
-    expect(lpops).toBeGreaterThanOrEqual(10);
-    expect(lpops).toBeLessThanOrEqual(35);
+    const polls = bridge.commandCounts().get("LINDEX") ?? 0;
+    expect(polls).toBeGreaterThanOrEqual(10);
+    expect(polls).toBeLessThanOrEqual(35);
   });
 });

@@ -5,8 +5,8 @@
  * peer for Upstash's REST API in front of the real Redis (testing/upstash-bridge.ts).
  *
  * Replies come back as Redis sends them (strings stay strings, never JSON-decoded), so both adapters answer alike.
- * Where the transports differ, the interface names the outcome and each adapter gets there its own way: `waitPop`
- * is BLPOP over TCP, and polling LPOP over REST, which has no blocking commands.
+ * Where the transports differ, the interface names the outcome and each adapter gets there its own way: `waitFirst`
+ * is BLPOP over TCP, and polling LINDEX over REST, which has no blocking commands.
  */
 import { createHash } from "node:crypto";
 
@@ -20,10 +20,14 @@ export interface ApiRedis {
    */
   eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /**
-   * The first element of the list at `key`, popped, once there is one: null when none arrived within `timeoutMs`.
+   * The first element of the list at `key` once there is one: null when none arrived within `timeoutMs`.
    * `timeoutMs` must be positive: a function answering HTTP must never wait forever.
+   * Whether the element stays on the list is the adapter's: BLPOP over TCP pops it; polling over REST leaves it,
+   * since the client sends a request whose reply was lost again, and a pop sent again would find the list empty. So
+   * a key waited on must expire of itself, and have one reader: the engine's answers, one attempt's per key, with an
+   * expiry (functions/engine-client.ts).
    */
-  waitPop(key: string, timeoutMs: number): Promise<string | null>;
+  waitFirst(key: string, timeoutMs: number): Promise<string | null>;
   /** HGETALL: an empty object when the key does not exist. */
   hgetall(key: string): Promise<Record<string, string>>;
   get(key: string): Promise<string | null>;
@@ -36,10 +40,10 @@ export interface ApiRedis {
   close(): Promise<void>;
 }
 
-/** A `waitPop` timeout: positive and finite, or a bug (Redis reads a BLPOP timeout of 0 as "wait forever"). */
+/** A `waitFirst` timeout: positive and finite, or a bug (Redis reads a BLPOP timeout of 0 as "wait forever"). */
 export function checkWaitTimeout(timeoutMs: number): void {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)
-    throw new RangeError(`waitPop: timeoutMs must be a positive number of milliseconds, received ${timeoutMs}`);
+    throw new RangeError(`waitFirst: timeoutMs must be a positive number of milliseconds, received ${timeoutMs}`);
 }
 
 /** BLPOP's timeout argument: seconds, fractional, from whole milliseconds. */

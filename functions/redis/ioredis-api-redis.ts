@@ -6,7 +6,7 @@
  *   the connection is still being made (a cold start) waits for it instead of failing at once; `maxRetriesPerRequest:
  *   1` fails queued commands after two failed reconnects (milliseconds when nothing listens), and the command timeout
  *   bounds the rest (a host that swallows packets). Reconnecting goes on in the background.
- * - `waitPop` is BLPOP, which holds its connection, so each waiter borrows one of a small pool. Those carry no `commandTimeout` (it
+ * - `waitFirst` is BLPOP, which holds its connection, so each waiter borrows one of a small pool. Those carry no `commandTimeout` (it
  *   would cut a long pop short); instead a deadline of the pop's own timeout plus a grace rejects the call and
  *   discards the connection, whose state is then unknown.
  * - RESP2 (`protocol: 2`): the reply shapes the Upstash REST side gives, so both adapters answer alike.
@@ -63,7 +63,7 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
       (sha, keys, args) => commands.evalsha(sha, keys.length, ...keys, ...args),
       (script, keys, args) => commands.eval(script, keys.length, ...keys, ...args),
     ),
-    async waitPop(key, timeoutMs) {
+    async waitFirst(key, timeoutMs) {
       const seconds = blpopTimeoutSeconds(timeoutMs);
       const connection = blocking.acquire();
       let reusable = false;

@@ -8,11 +8,13 @@
  * - No auto-pipelining: each call is its own request, so a failing script never shares a batch.
  * - Each request carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
  *   signal would make this client *resolve* with "Aborted"). Retries on network errors are few and quick.
- * - `waitPop` polls with LPOP: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first poll comes
- *   `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the time
- *   waited so far, and one last poll goes out at the deadline. An answer thus waits at most about one pause plus a
- *   round trip; each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
- *   HTTP cannot tell a lost reply from a lost request: an LPOP whose response is lost may have popped its element.
+ * - `waitFirst` polls with LINDEX key 0: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first
+ *   poll comes `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the
+ *   time waited so far, and one last poll goes out at the deadline. An answer thus waits at most about one pause plus
+ *   a round trip; each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
+ *   A poll reads without popping: HTTP cannot tell a lost reply from a lost request, and the client sends a request
+ *   whose reply was lost again, so an LPOP that had popped the answer would be followed by one that finds nothing,
+ *   and the client would get 504 for an order the engine carried out. The answer stays until its key expires.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
 import { Redis } from "@upstash/redis";
@@ -23,7 +25,7 @@ export interface UpstashApiRedisOptions {
   readonly token: string;
   /** Bound on each request, retries excluded. Default 2 000 ms. */
   readonly requestTimeoutMs?: number;
-  /** `waitPop`'s first pause before polling, and the longest pause it grows to. Defaults 2 and 20 ms. */
+  /** `waitFirst`'s first pause before polling, and the longest pause it grows to. Defaults 2 and 20 ms. */
   readonly pollMinMs?: number;
   readonly pollMaxMs?: number;
 }
@@ -50,13 +52,13 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
       (sha, keys, args) => redis.evalsha(sha, [...keys], [...args]),
       (script, keys, args) => redis.eval(script, [...keys], [...args]),
     ),
-    async waitPop(key, timeoutMs) {
+    async waitFirst(key, timeoutMs) {
       checkWaitTimeout(timeoutMs);
       const deadline = performance.now() + timeoutMs;
       for (let pause = pollMinMs; ;) {
         const left = deadline - performance.now();
         if (left > 0) await sleep(Math.min(pause, left));
-        const reply = await redis.exec<string | null>(["LPOP", key]);
+        const reply = await redis.exec<string | null>(["LINDEX", key, "0"]);
         if (reply !== null || left <= pause) return reply;
         // Past the cap, a fifth of the time waited so far: an engine that stalls (restart, deploy) with many
         // requests waiting must not spend the database's command budget, which the engine and worker share.
