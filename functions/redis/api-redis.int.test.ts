@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { createServer as createHttpServer } from "node:http";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
 import { startUpstashBridge, UPSTASH_MAX_REQUEST_BYTES, type UpstashBridge } from "../testing/upstash-bridge.ts";
@@ -71,6 +71,48 @@ describe("when Redis cannot be reached", () => {
     const redis = createUpstashApiRedis({ url: `http://127.0.0.1:${await deadPort()}`, token: "t" });
     await expect(redis.ping()).rejects.toThrow();
     await expect(redis.waitFirst("any", 30_000)).rejects.toThrow();
+  });
+
+  it("upstash: a call's time limit covers its retry", { timeout: 10_000 }, async () => {
+    // The first connection is cut after a while (a network error: the client sends the request again), the next
+    // never answered: the call ends at its one time limit, not a limit per attempt.
+    const sockets = new Set<Socket>();
+    let cutOne = false;
+    const flaky = createServer((socket) => {
+      sockets.add(socket);
+      if (!cutOne) {
+        cutOne = true;
+        setTimeout(() => socket.destroy(), 250);
+      }
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
+    try {
+      const url = `http://127.0.0.1:${(flaky.address() as AddressInfo).port}`;
+      const redis = createUpstashApiRedis({ url, token: "t", requestTimeoutMs: 400 });
+      const started = performance.now();
+      await expect(redis.get("any")).rejects.toThrow(/timeout|aborted/i);
+      expect(cutOne).toBe(true);
+      // Per attempt it would be 250 ms, the 100 ms backoff, then 400 more
+      expect(performance.now() - started).toBeLessThan(600);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => flaky.close(resolve));
+    }
+  });
+
+  it("upstash: a wait whose polls are slow ends within one request of its timeout", async () => {
+    const slow = await startUpstashBridge({ redisUrl: REDIS_URL, token: "t", delayMs: 600 });
+    try {
+      const redis = createUpstashApiRedis({ url: slow.url, token: slow.token });
+      await redis.ping(); // the connection made, so that each poll takes the peer's delay and no more
+      const started = performance.now();
+      expect(await redis.waitFirst(`test:slow-polls:${randomUUID()}`, 700)).toBeNull();
+      // Polls of 600 ms at the start and 600 ms later: the second ends past the deadline and is the last. A third
+      // would end past 1,800 ms.
+      expect(performance.now() - started).toBeLessThan(700 + 600 + 300);
+    } finally {
+      await slow.close();
+    }
   });
 
   it("upstash: a wrong token is refused", async () => {

@@ -40,6 +40,13 @@ export interface ApiRedis {
   close(): Promise<void>;
 }
 
+/**
+ * The bound on one call of either adapter unless set otherwise (ioredis's command timeout, the Upstash request's
+ * signal, its retry included); `waitFirst` answers at most as much past its own timeout. A script Redis must be sent
+ * again (NOSCRIPT) takes two calls. The functions' time budget counts on these (functions/engine-client.ts).
+ */
+export const REDIS_CALL_TIMEOUT_MS = 2_000;
+
 /** A `waitFirst` timeout: positive and finite, or a bug (Redis reads a BLPOP timeout of 0 as "wait forever"). */
 export function checkWaitTimeout(timeoutMs: number): void {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0)

@@ -15,12 +15,12 @@
  */
 import { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
-import { blpopTimeoutSeconds, scriptRunner, type ApiRedis } from "./api-redis.ts";
+import { blpopTimeoutSeconds, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
 import { createBlockingConnections } from "./blocking-connections.ts";
 import { logOutages } from "../../platform/redis.ts";
 
 export interface IoredisApiRedisOptions {
-  /** Bound on each non-blocking command, waiting for a connection included. Default 2 000 ms. */
+  /** Bound on each non-blocking command, waiting for a connection included. Default REDIS_CALL_TIMEOUT_MS. */
   readonly commandTimeoutMs?: number;
   /** How long past its own timeout a BLPOP may stay unanswered before it rejects. Default 1 000 ms. */
   readonly blockingGraceMs?: number;
@@ -33,7 +33,7 @@ export interface IoredisApiRedisOptions {
 }
 
 export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptions = {}): ApiRedis {
-  const commandTimeoutMs = options.commandTimeoutMs ?? 2_000;
+  const commandTimeoutMs = options.commandTimeoutMs ?? REDIS_CALL_TIMEOUT_MS;
   const blockingGraceMs = options.blockingGraceMs ?? 1_000;
   const commands = new Redis(url, {
     protocol: 2,

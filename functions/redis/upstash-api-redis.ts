@@ -6,24 +6,26 @@
  * - `responseEncoding: "base64"` (the client's default, stated): the server base64-encodes every string, nested ones
  *   included, and the client decodes the bytes as UTF-8, as ioredis does; any value survives the JSON in between.
  * - No auto-pipelining: each call is its own request, so a failing script never shares a batch.
- * - Each request carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
- *   signal would make this client *resolve* with "Aborted"). Retries on network errors are few and quick.
+ * - Each call carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
+ *   signal would make this client *resolve* with "Aborted"). The client makes it once per call, before its retry
+ *   loop, so it bounds the call, its retry on a network error included.
  * - `waitFirst` polls with LINDEX key 0: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first
  *   poll comes `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the
- *   time waited so far, and one last poll goes out at the deadline. An answer thus waits at most about one pause plus
- *   a round trip; each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
+ *   time waited so far, and one last poll goes out at the deadline (none after a poll that ended past it, so a wait
+ *   overruns its timeout by one request at most). An answer thus waits at most about one pause plus a round trip;
+ *   each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
  *   A poll reads without popping: HTTP cannot tell a lost reply from a lost request, and the client sends a request
  *   whose reply was lost again, so an LPOP that had popped the answer would be followed by one that finds nothing,
  *   and the client would get 504 for an order the engine carried out. The answer stays until its key expires.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
 import { Redis } from "@upstash/redis";
-import { checkWaitTimeout, scriptRunner, type ApiRedis } from "./api-redis.ts";
+import { checkWaitTimeout, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
 
 export interface UpstashApiRedisOptions {
   readonly url: string;
   readonly token: string;
-  /** Bound on each request, retries excluded. Default 2 000 ms. */
+  /** Bound on each call, its retry included. Default REDIS_CALL_TIMEOUT_MS. */
   readonly requestTimeoutMs?: number;
   /** `waitFirst`'s first pause before polling, and the longest pause it grows to. Defaults 2 and 20 ms. */
   readonly pollMinMs?: number;
@@ -31,7 +33,7 @@ export interface UpstashApiRedisOptions {
 }
 
 export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis {
-  const requestTimeoutMs = options.requestTimeoutMs ?? 2_000;
+  const requestTimeoutMs = options.requestTimeoutMs ?? REDIS_CALL_TIMEOUT_MS;
   const redis = new Redis({
     url: options.url,
     token: options.token,
@@ -59,7 +61,8 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
         const left = deadline - performance.now();
         if (left > 0) await sleep(Math.min(pause, left));
         const reply = await redis.exec<string | null>(["LINDEX", key, "0"]);
-        if (reply !== null || left <= pause) return reply;
+        // A slow poll that ends past the deadline is the last: one more would overrun the wait by another request.
+        if (reply !== null || left <= pause || performance.now() >= deadline) return reply;
         // Past the cap, a fifth of the time waited so far: an engine that stalls (restart, deploy) with many
         // requests waiting must not spend the database's command budget, which the engine and worker share.
         pause = Math.max(Math.min(pause * 2, pollMaxMs), (timeoutMs - left) / 5);
