@@ -153,6 +153,7 @@ export function buildApiDeps(options: {
   db: Queryable;
   log: Logger;
   clientIp: (c: Context) => string;
+  timeLeftMs?: (c: Context) => number;
 }): ApiDeps {
   const { config, redis, db, log } = options;
   const keys = keyspace(config.prefix);
@@ -182,5 +183,6 @@ export function buildApiDeps(options: {
     sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys, log),
     settings: config.settings,
     clientIp: options.clientIp,
+    timeLeftMs: options.timeLeftMs,
   };
 }

@@ -51,6 +51,11 @@ export interface ApiDeps {
   readonly settings: ApiSettings;
   /** The caller's IP address as the entry's platform reports it (socket address, API Gateway source IP). */
   readonly clientIp: (c: Context) => string;
+  /**
+   * How long this request may still run before its platform ends it, less the time to hand the answer back: the
+   * Lambda entry's remaining time (functions/engine-client.ts cuts the wait for the engine to it). Absent: no limit.
+   */
+  readonly timeLeftMs?: ((c: Context) => number) | undefined;
   /** Times each request for the metrics port (functions/metrics.ts); only the Node entry has one. */
   readonly requestMetrics?: MiddlewareHandler<ApiEnv> | undefined;
 }

@@ -5,12 +5,20 @@
  * rather than a timeout, and a later engine does not act on a request its client gave up on long ago. An engine
  * that holds the lease but does not answer in time gives 504; the instruction stays in the log and is applied, so
  * a retry with the same Idempotency-Key returns that first answer.
+ *
+ * Deployed, a request must be answered before Lambda ends the function at its timeout, or API Gateway answers with
+ * its own bare 5xx. Every step is bounded (a Redis call by REDIS_CALL_TIMEOUT_MS, two for a script Redis must be sent
+ * again; a Neon query by NEON_QUERY_TIMEOUT_MS), but those bounds and ENGINE_TIMEOUT_MS can add up to more than the
+ * function's timeout. So the wait for the answer, the one long step, is cut to what the caller has left (the Lambda
+ * entry's remaining time less what the route still does after the answer), and with nothing left it is the same 504
+ * as a timeout. The steps before the wait, each bounded, fit in the function's timeout on both routes that wait
+ * (a trade; following a sign-in link, the longer).
  */
 import { answerSchema, type Answer, type Instruction } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { ApiError } from "./errors.ts";
-import type { ApiRedis } from "./redis/api-redis.ts";
+import { REDIS_CALL_TIMEOUT_MS, type ApiRedis } from "./redis/api-redis.ts";
 
 /** KEYS[1] engine lease, KEYS[2] engine:input; ARGV the entry's fields. The entry id, or nil with no engine. */
 const SEND = `
@@ -18,18 +26,24 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('XADD', KEYS[2], '*', unpack(ARGV))`;
 
 export interface EngineClient {
-  /** The engine's answer to this user's instruction: a result or a refusal (rejections are data). */
-  send(userId: string, requestId: string, instruction: Instruction): Promise<Answer>;
+  /**
+   * The engine's answer to this user's instruction: a result or a refusal (rejections are data). `timeLeftMs`, when
+   * given, tells how long the caller can still spend before it must have the answer in hand; the wait is cut to fit,
+   * the last read's own bound included.
+   */
+  send(userId: string, requestId: string, instruction: Instruction, timeLeftMs?: () => number): Promise<Answer>;
 }
 
 export function createEngineClient(redis: ApiRedis, keys: Keyspace, timeoutMs: number): EngineClient {
   return {
-    async send(userId, requestId, instruction) {
+    async send(userId, requestId, instruction, timeLeftMs) {
       const fields = encodeFields({ type: "user_instruction", requestId, userId, instruction });
       const entryId = await redis.eval(SEND, [keys.engineLease, keys.input], fields);
       if (entryId === null) throw new ApiError("ENGINE_UNAVAILABLE");
       if (typeof entryId !== "string") throw new Error(`unexpected XADD reply ${JSON.stringify(entryId)}`);
-      const raw = await redis.waitFirst(keys.responseKey(userId, entryId), timeoutMs);
+      const waitMs = timeLeftMs === undefined ? timeoutMs : Math.min(timeoutMs, timeLeftMs() - REDIS_CALL_TIMEOUT_MS);
+      if (!(waitMs >= 1)) throw new ApiError("ENGINE_TIMEOUT");
+      const raw = await redis.waitFirst(keys.responseKey(userId, entryId), waitMs);
       if (raw === null) throw new ApiError("ENGINE_TIMEOUT");
       return answerSchema.parse(JSON.parse(raw));
     },

@@ -348,3 +348,26 @@ describe("the Lambda entry and the Node server answer alike", () => {
     }
   });
 });
+
+describe("the Lambda entry answers within the invocation's time", () => {
+  it("a trade the engine does not answer: 504 before the function's time runs out, not after ENGINE_TIMEOUT_MS", async () => {
+    const { token } = await stack.signIn("lambda-late@example.com");
+    const order = post(
+      "/api/v1/trade/order",
+      { asset: "SOL", side: "buy", quantity: "1" },
+      { ...bearer(token), "idempotency-key": `late-${crypto.randomUUID()}` },
+    );
+    // Less time left than ENGINE_TIMEOUT_MS (5 s here), as in an invocation whose earlier steps were slow
+    const leftMs = 4_000;
+    const started = performance.now();
+    const context = { ...lambdaContext(), getRemainingTimeInMillis: () => leftMs - (performance.now() - started) };
+    const result = await stack.withStuckEngine(() => handler(apiGatewayEvent(order), context));
+    const tookMs = performance.now() - started;
+    expect([result.statusCode, (parse(result.body) as { error: { code: string } }).error.code]).toEqual([
+      504,
+      "ENGINE_TIMEOUT",
+    ]);
+    // The wait ends with room for its last read and the answer's way back
+    expect(tookMs).toBeLessThan(leftMs - 1_000);
+  });
+});

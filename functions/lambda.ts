@@ -8,7 +8,7 @@
  * lives too briefly for counters to mean much (API Gateway's and Lambda's own CloudWatch metrics cover it).
  */
 import type { Hono } from "hono";
-import { getConnInfo, handle, type LambdaEvent } from "hono/aws-lambda";
+import { getConnInfo, handle, type LambdaContext, type LambdaEvent } from "hono/aws-lambda";
 import { ConfigError } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { createApp } from "./app.ts";
@@ -17,6 +17,12 @@ import type { ApiEnv } from "./context.ts";
 import { connectFunctionsPostgres } from "./postgres.ts";
 
 let app: Promise<Hono<ApiEnv>> | undefined;
+
+/**
+ * Kept of the invocation's remaining time to hand the answer back: the runtime takes milliseconds; the rest is slack
+ * for timers that fire late on a busy container.
+ */
+const ANSWER_MARGIN_MS = 500;
 
 async function buildApp(): Promise<Hono<ApiEnv>> {
   const config = readApiConfig(process.env);
@@ -34,6 +40,10 @@ async function buildApp(): Promise<Hono<ApiEnv>> {
       db,
       log,
       clientIp: (c) => getConnInfo(c).remote.address ?? "unknown",
+      timeLeftMs: (c) => {
+        const context = (c.env as { lambdaContext?: LambdaContext } | undefined)?.lambdaContext;
+        return context === undefined ? Infinity : context.getRemainingTimeInMillis() - ANSWER_MARGIN_MS;
+      },
     }),
   );
 }

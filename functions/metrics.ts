@@ -62,11 +62,11 @@ export function apiMetrics(registry: Registry): ApiMetrics {
       }
     },
     timedEngine: (client) => ({
-      async send(userId, requestId, instruction) {
+      async send(userId, requestId, instruction, timeLeftMs) {
         const startedAt = performance.now();
         let outcome: (typeof ENGINE_OUTCOMES)[number] = "error";
         try {
-          const answer = await client.send(userId, requestId, instruction);
+          const answer = await client.send(userId, requestId, instruction, timeLeftMs);
           outcome = "answered";
           return answer;
         } catch (err) {

@@ -63,7 +63,9 @@ export const FUNCTION_SETTINGS_NOT_PASSED: Readonly<Record<string, string>> = {
 
 /**
  * The longest ENGINE_TIMEOUT_MS a deployed trade request may wait for the engine: the function's timeout less 5 s
- * for the rest of the request (the session, rate limits, the instruction's XADD, the answer) over the network.
+ * for the rest of the request (the session, rate limits, the instruction's XADD, the answer) over the network. Each
+ * request's wait is also cut to what its function has left (functions/engine-client.ts), so a request whose other
+ * steps were slow still answers 504 in time; this keeps the setting to what a request can wait for in full.
  */
 export const ENGINE_TIMEOUT_MAX_MS = (FUNCTION_TIMEOUT_SECONDS - 5) * 1000;
 

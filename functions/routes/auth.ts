@@ -31,7 +31,12 @@ import {
   route,
   SIGNED_IN,
 } from "../openapi.ts";
+import { NEON_QUERY_TIMEOUT_MS } from "../postgres.ts";
+import { REDIS_CALL_TIMEOUT_MS } from "../redis/api-redis.ts";
 import { responses, signInRequest, verifyQuery } from "../schemas.ts";
+
+/** What following a link still does once the engine has answered, at most: the token's query, the session's script. */
+const AFTER_ACCOUNT_CREATED_MS = NEON_QUERY_TIMEOUT_MS + 2 * REDIS_CALL_TIMEOUT_MS;
 
 export const SIGN_IN_MESSAGE =
   "If the address can receive email, a sign-in link is on its way. It expires in 15 minutes.";
@@ -111,7 +116,13 @@ export function authRoutes(deps: ApiDeps) {
     const user = await ensureUser(db, email);
     // The starting balance is granted before the answer, so the first request after sign-in can trade. The grant
     // is once per account in the engine: a repeated sign-in changes nothing.
-    const answer = await deps.engine.send(user.id, `sign-in-${crypto.randomUUID()}`, { kind: "create_account" });
+    const timeLeft = deps.timeLeftMs;
+    const answer = await deps.engine.send(
+      user.id,
+      `sign-in-${crypto.randomUUID()}`,
+      { kind: "create_account" },
+      timeLeft && (() => timeLeft(c) - AFTER_ACCOUNT_CREATED_MS),
+    );
     if (!answer.ok) throw new Error(`create_account refused: ${answer.error.code}`);
     if (!(await consumeSignInToken(db, token))) throw new ApiError("INVALID_TOKEN");
     setCookie(c, SESSION_COOKIE, await deps.sessions.issue(user), {

@@ -334,7 +334,8 @@ export async function act(
     idempotencyKeys,
   );
   const { userId } = session;
-  return resultOf(await deps.engine.send(userId, requestId, instruction));
+  const timeLeft = deps.timeLeftMs;
+  return resultOf(await deps.engine.send(userId, requestId, instruction, timeLeft && (() => timeLeft(c))));
 }
 
 /** `act` on a trade: a refusal because the trade is closed becomes 409 TRADE_CLOSED with its close. */
