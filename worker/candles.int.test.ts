@@ -242,6 +242,45 @@ describe("the worker's batch", () => {
     expect(await redis.xpending(keys.output, keys.workerGroup)).toEqual([0, null, null, null]);
   });
 
+  it("fans out no stored row off its asset's ticks, logs it, and acknowledges the batch", async () => {
+    // A row stored before the asset's priceDecimals was made coarser, its minute still open: no retry could format it.
+    const keys = keyspace(`${prefix}off-ticks:`);
+    await ensureGroup(redis, keys);
+    const ms = T0 + 5 * 60 * 60_000;
+    await pg.db.query(
+      `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+       VALUES ('ETH', $1, 2000, 2000, 1999.995, 2000, $2, $2)`,
+      [at(ms), order(ms)],
+    );
+    for (const o of [quote("ETH", ms + 1_000, "2001"), quote("BTC", ms + 2_000, "61000.5")])
+      await redis.xadd(keys.output, "*", ...encodeFields(o));
+    const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
+      [string, [string, string[]][]][] | null;
+    const lines: Record<string, unknown>[] = [];
+    const seen = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    await handleBatch(
+      { reader: redis, writer: redis, db: pg.db, keys, log: seen, consumer: "w" },
+      read?.[0]?.[1] ?? [],
+    );
+
+    expect(await redis.xpending(keys.output, keys.workerGroup)).toEqual([0, null, null, null]);
+    const candles = (await redis.xrange(keys.streamFanout, "-", "+"))
+      .map(([, fields]) => fields)
+      .filter((fields) => fields[1] === "candle")
+      .map((fields) => (JSON.parse(fields[3]!) as { asset: string }).asset);
+    expect(candles).toEqual(["BTC"]);
+    expect(lines.filter((line) => line.event === "candle_row_skipped")).toEqual([
+      expect.objectContaining({
+        level: "warn",
+        asset: "ETH",
+        openTime: at(ms),
+        reason: "candle price 1999.9950000000 of ETH is not a price at 2 decimals",
+      }),
+    ]);
+  });
+
   it("leaves out of the candles a quote they cannot chart, logs it, and acknowledges the batch", async () => {
     // No retry could chart it: failing the batch would leave it pending, and crash every worker that claims it.
     const keys = keyspace(`${prefix}unusable:`);

@@ -12,7 +12,9 @@
  *
  * A quote that cannot make a candle (an asset not listed here, a bid finer than the asset's price decimals, an
  * unreadable time) is logged as `candle_quote_skipped` and left out: no retry of the batch could chart it, and
- * failing the batch would hold back everything after it.
+ * failing the batch would hold back everything after it. For the same reason a row the upsert returns that cannot be
+ * given as prices of its asset (one stored at finer ticks before the asset's priceDecimals was made coarser, within
+ * that minute) is logged as `candle_row_skipped` and not fanned out; it stays in Postgres as it is.
  */
 import { candleOpenMs, storedCandle, type Candle } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
@@ -75,12 +77,19 @@ export async function writeCandles(
       folds.map((f) => String(f.closeOutput)),
     ],
   );
-  return rows.map((r) => ({
-    ...storedCandle(r.asset, "1m", r.open_time.toISOString(), r),
-    interval: "1m",
-    openOutput: r.open_output,
-    closeOutput: r.close_output,
-  }));
+  const candles: CandleView[] = [];
+  for (const r of rows) {
+    const openTime = r.open_time.toISOString();
+    let candle: Candle;
+    try {
+      candle = storedCandle(r.asset, "1m", openTime, r);
+    } catch (err) {
+      log.warn("candle_row_skipped", { asset: r.asset, openTime, reason: (err as Error).message });
+      continue;
+    }
+    candles.push({ ...candle, interval: "1m", openOutput: r.open_output, closeOutput: r.close_output });
+  }
+  return candles;
 }
 
 interface CandleRow {
