@@ -169,6 +169,21 @@ describe("pg Pool over TCP", () => {
     }
   });
 
+  it("fails a statement on its own after queryTimeoutMs and drops its connection; a transaction's runs long", async () => {
+    const db = await connectPostgres(t.url, quiet, { maxConnections: 1, queryTimeoutMs: 300 });
+    try {
+      const started = performance.now();
+      await expect(db.query("SELECT pg_sleep(3)")).rejects.toThrow("Query read timeout");
+      expect(performance.now() - started).toBeLessThan(2_000);
+      // The pool's one connection was dropped, not kept busy: the next statement gets a new one at once.
+      expect((await db.query<{ two: number }>("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+      const slow = await db.transaction((tx) => tx.query<{ three: number }>("SELECT 3 AS three FROM pg_sleep(0.6)"));
+      expect(slow.rows).toEqual([{ three: 3 }]);
+    } finally {
+      await db.close();
+    }
+  });
+
   it("closes within its timeout while a connection is still held (a load abandoned on a silent Postgres)", async () => {
     const events: Record<string, unknown>[] = [];
     const log = createLogger("test", { sink: (line) => void events.push(JSON.parse(line) as Record<string, unknown>) });

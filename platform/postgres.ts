@@ -53,6 +53,12 @@ export interface PostgresOptions {
   connectTimeoutMs?: number;
   /** How long `close` waits for connections still in use before it gives up on them (default 5 s). */
   closeTimeoutMs?: number;
+  /**
+   * How long a statement run on its own (`query`) may wait for its answer before it fails (default: for ever). Its
+   * connection is dropped then, since its answer may still come. For a process that must not hang on a connection
+   * that stopped answering; not applied inside `transaction`, whose statements (a migration's) may rightly run long.
+   */
+  queryTimeoutMs?: number;
 }
 
 /** Where a connection string points, for messages and logs (never its password). */
@@ -93,7 +99,11 @@ export async function connectPostgres(
   return {
     query: <R extends Row>(text: string, params?: unknown[]) =>
       retryingConflicts(
-        () => pool.query<R>(text, params),
+        () =>
+          options.queryTimeoutMs === undefined
+            ? pool.query<R>(text, params)
+            : // pg reads query_timeout from a query's config as from the pool's; its types know only the pool's.
+              pool.query<R>({ text, values: params, query_timeout: options.queryTimeoutMs } as pg.QueryConfig),
         (code, attempt) =>
           log.warn("postgres_statement_retried", { ...where, code, attempt, statement: text.slice(0, 60) }),
       ),

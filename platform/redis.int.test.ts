@@ -1,14 +1,19 @@
 /**
  * The durability check every process runs at start, against real Redis servers: one with AOF, one without, and one
- * that does not expose CONFIG (as managed Redis such as Upstash does not).
+ * that does not expose CONFIG (as managed Redis such as Upstash does not). Then the connection's options, through a
+ * proxy that fails as a network does.
  */
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { createLogger } from "./log.ts";
 import { connectRedis, checkDurability } from "./redis.ts";
 import { freePort, startRedisServer, type Child } from "./testing/processes.ts";
+import { startRedisProxy } from "./testing/redis-proxy.ts";
+import { TEST_REDIS_URL } from "./testing/test-servers.ts";
 
 const dirs: string[] = [];
 const servers: Child[] = [];
@@ -49,5 +54,55 @@ describe("checkDurability", () => {
     const { result, events } = await check(["--rename-command", "CONFIG", ""]);
     expect(result.appendonly).toBeUndefined();
     expect(events).toEqual(["redis_durability"]);
+  });
+});
+
+describe("connectRedis's options", () => {
+  const quiet = createLogger("test", { sink: () => undefined });
+
+  it("fails a command after commandTimeoutMs on a connection that stopped answering", async () => {
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const redis = connectRedis(`redis://127.0.0.1:${proxy.port}`, quiet, "timeout-test", { commandTimeoutMs: 300 });
+    try {
+      expect(await redis.ping()).toBe("PONG");
+      proxy.freeze();
+      const started = performance.now();
+      await expect(redis.ping()).rejects.toThrow("Command timed out");
+      expect(performance.now() - started).toBeLessThan(2_000);
+    } finally {
+      redis.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("with resendUnanswered false, does not run again a command whose answer was lost with the connection", async () => {
+    const key = `test:${randomUUID()}:counter`;
+    const direct = new Redis(TEST_REDIS_URL);
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const runs = async (resendUnanswered: boolean) => {
+      await direct.del(key);
+      const redis = connectRedis(`redis://127.0.0.1:${proxy.port}`, quiet, "resend-test", { resendUnanswered });
+      try {
+        await redis.ping();
+        const dropped = proxy.dropReplyTo(key);
+        const answer = redis.incr(key);
+        answer.catch(() => undefined);
+        const ready = new Promise((resolve) => redis.once("ready", resolve));
+        await dropped;
+        await ready; // connected again: a command sent on the dropped connection is resent (or dropped) by now
+        expect(await redis.ping()).toBe("PONG");
+        return Number(await direct.get(key));
+      } finally {
+        redis.disconnect();
+      }
+    };
+    try {
+      expect(await runs(true)).toBe(2);
+      expect(await runs(false)).toBe(1);
+    } finally {
+      await direct.del(key);
+      direct.disconnect();
+      await proxy.close();
+    }
   });
 });

@@ -1,17 +1,37 @@
 /**
  * Redis for the always-on processes (ioredis over TCP). Streams are the log, so the connection retries forever
- * and commands wait for it instead of failing; a process that cannot reach Redis says so in its logs.
+ * and commands wait for it instead of failing; a process that cannot reach Redis says so in its logs. A process
+ * may bound that wait, or turn off the resending of unanswered commands, for a connection of its own
+ * (`RedisConnectionOptions`).
  */
 import { Redis } from "ioredis";
 import type { Logger } from "./log.ts";
 
-export function connectRedis(url: string, log: Logger, name: string): Redis {
+export interface RedisConnectionOptions {
+  /**
+   * How long a command may wait for its answer, time queued while disconnected included, before it fails with
+   * "Command timed out" (default: for ever). The connection stays as it is. Never for a connection that blocks
+   * (XREAD BLOCK): its reads rightly wait their block time.
+   */
+  readonly commandTimeoutMs?: number;
+  /**
+   * Whether a command sent before the connection dropped, and not answered, is sent again once it is back (default
+   * true, as ioredis does). false drops such a command, and its promise never settles: for a connection whose
+   * every command its user races against the connection's `close` event, and for which a command Redis may have
+   * run already must not run again (a group read: it would take the next entries).
+   */
+  readonly resendUnanswered?: boolean;
+}
+
+export function connectRedis(url: string, log: Logger, name: string, options: RedisConnectionOptions = {}): Redis {
   const redis = new Redis(url, {
     connectionName: name,
     // Blocking reads (XREAD BLOCK) and long outages must not turn into rejected commands.
     maxRetriesPerRequest: null,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: false,
+    ...(options.commandTimeoutMs === undefined ? {} : { commandTimeout: options.commandTimeoutMs }),
+    autoResendUnfulfilledCommands: options.resendUnanswered ?? true,
   });
   logOutages(redis, log);
   return redis;
