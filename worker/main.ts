@@ -1,7 +1,7 @@
 /**
  * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
  * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
- * left pending.
+ * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included.
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -12,7 +12,14 @@ import { migrate } from "../platform/migrate.ts";
 import { connectPostgres } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
-import { DEFAULT_OUTPUT_KEEP_MS, runWorker } from "./worker.ts";
+import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
+
+/**
+ * How long a Postgres statement or a command of the writer connection waits for its answer: half the stuck bound, so
+ * a connection that stopped answering fails its batch with the driver's own error before the watchdog has to end the
+ * worker. The reader has none: its group reads block, and the watchdog bounds them.
+ */
+const ANSWER_TIMEOUT_MS = DEFAULT_STUCK_AFTER_MS / 2;
 
 runMain("worker", async () => {
   const env = process.env;
@@ -36,10 +43,10 @@ runMain("worker", async () => {
   const { prefix, claimIdleMs, statsEveryMs, outputKeepMs } = config;
   log.info("start", { prefix, claimIdleMs, statsEveryMs, outputKeepMs });
   const stop = stopOnSignals(log);
-  const writer = connectRedis(config.redisUrl, log, "worker-writer");
+  const writer = connectRedis(config.redisUrl, log, "worker-writer", { commandTimeoutMs: ANSWER_TIMEOUT_MS });
   const reader = connectRedis(config.redisUrl, log, "worker-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log);
+  const db = await connectPostgres(config.databaseUrl, log, { queryTimeoutMs: ANSWER_TIMEOUT_MS });
   try {
     await migrate(db, log);
     await runWorker(

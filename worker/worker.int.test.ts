@@ -18,6 +18,8 @@ import { EngineLease } from "../engine/runner/lease.ts";
 import { publishOutputs } from "../engine/runner/publisher.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
+import { connectPostgres, describeDatabase } from "../platform/postgres.ts";
+import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
@@ -32,6 +34,7 @@ import {
   runWorker,
   trimHandledOutputs,
 } from "./worker.ts";
+import { WorkerStuckError } from "./watchdog.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { startScratchRedis } from "../platform/testing/processes.ts";
@@ -630,6 +633,99 @@ describe("worker on real Redis and Postgres", () => {
       .filter((f) => f[1] === "event")
       .map((f) => `${f[5]} ${(JSON.parse(f.at(-1)!) as { type: string }).type}${f[6] === "more" ? " more" : ""}`);
     expect(events).toEqual(["1 balances_changed", "2 trade_opened more", "3 balances_changed"]);
+  });
+
+  /**
+   * A worker whose Postgres (or, with `frozen: "reader"`, whose group reads) go through a proxy that then stops
+   * passing anything, as a dead peer does; a price and an account's creation are published after it froze.
+   */
+  async function stuckWorker(name: string, frozen: "postgres" | "reader") {
+    const local = keyspace(`${prefix}${name}:`);
+    const where = describeDatabase(pg.url);
+    // The proxy passes bytes, whatever the protocol: Postgres's as well as Redis's.
+    const target = frozen === "postgres" ? `tcp://${where.host}:${where.port}` : REDIS_URL;
+    const proxy = await startRedisProxy(target);
+    const url = new URL(pg.url);
+    if (frozen === "postgres") url.port = String(proxy.port);
+    const db = await connectPostgres(url.toString(), log, { closeTimeoutMs: 100 });
+    const proxiedReader = new Redis(frozen === "reader" ? `redis://127.0.0.1:${proxy.port}` : REDIS_URL);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const stop = new AbortController();
+    const options = { reader: proxiedReader, writer: redis, db, keys: local, log: capture, consumer: "w" };
+    const running = runWorker({ ...options, blockMs: 50, stuckAfterMs: 1_000 }, stop.signal);
+    running.catch(() => undefined);
+    await until(async () => ((await redis.xinfo("CONSUMERS", local.output, local.workerGroup)) as unknown[]).length);
+    proxy.freeze();
+    const state = createState(makeParams());
+    const messages: EngineInput[] = [
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
+      instruct("erin", "e1", { kind: "create_account" }),
+    ];
+    for (const [i, message] of messages.entries())
+      for (const o of apply(state, { id: `${40 + i}-0`, message }))
+        await redis.xadd(local.output, "*", ...encodeFields(o));
+    return {
+      local,
+      lines,
+      stop,
+      running,
+      close: async () => {
+        proxiedReader.disconnect();
+        await db.close();
+        await proxy.close();
+      },
+    };
+  }
+
+  it("ends with worker_stuck when Postgres stops answering under a batch, its entries left for a claim", async () => {
+    const w = await stuckWorker("stuck-pg", "postgres");
+    try {
+      // The batch's quote went out; the rest of it waits on Postgres.
+      await until(async () => ((await redis.xlen(w.local.streamFanout)) > 0 ? true : undefined));
+      const startedAt = performance.now();
+      await expect(w.running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([
+        expect.objectContaining({ level: "error", step: "batch_rest", stuckAfterMs: 1_000 }),
+      ]);
+      expect(((await redis.xpending(w.local.output, w.local.workerGroup)) as [number])[0]).toBeGreaterThan(0);
+      expect(await redis.llen(w.local.responseKey("erin", "41-0"))).toBe(0);
+    } finally {
+      w.stop.abort();
+      await w.close();
+    }
+  });
+
+  it("stops within the stuck bound while a batch waits on a Postgres that stopped answering", async () => {
+    const w = await stuckWorker("stuck-stop", "postgres");
+    try {
+      await until(async () => ((await redis.xlen(w.local.streamFanout)) > 0 ? true : undefined));
+      const startedAt = performance.now();
+      w.stop.abort();
+      await expect(w.running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+      expect(w.lines.map((l) => l.event)).toContain("worker_stuck");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("ends with worker_stuck when its group read's connection stops answering", async () => {
+    const w = await stuckWorker("stuck-read", "reader");
+    try {
+      const startedAt = performance.now();
+      await expect(w.running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([
+        expect.objectContaining({ level: "error", step: "read", stuckAfterMs: 1_000 }),
+      ]);
+    } finally {
+      w.stop.abort();
+      await w.close();
+    }
   });
 
   it("refuses a batch size over Upstash's pending limit", async () => {

@@ -29,6 +29,9 @@
  * Nothing else removes entries from engine:output, so the workers trim it (trimHandledOutputs): what every group on
  * it has acknowledged, once older than `outputKeepMs`. Consumers drop what a replay re-emits by the ids in the
  * bodies, never by what is still on the stream, so a trimmed output is not missed.
+ *
+ * Every wait is bounded (watchdog.ts): a step that has not ended after `stuckAfterMs` is a connection that stopped
+ * answering, and the worker ends with `worker_stuck` rather than hold every answer, and its stop, for ever.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -41,6 +44,7 @@ import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { watchdog, type Bounded } from "./watchdog.ts";
 
 export interface WorkerOptions {
   /** Used only for blocking group reads. */
@@ -69,6 +73,12 @@ export interface WorkerOptions {
   readonly statsEveryMs?: number;
   /** Prometheus metrics (worker/metrics.ts). */
   readonly metrics?: WorkerMetrics;
+  /**
+   * How long one step (a command, a batch's writes, a group read past blockMs) may take before the worker counts
+   * itself stuck on a dead connection: it logs `worker_stuck` and ends with a WorkerStuckError, a stop included
+   * (default DEFAULT_STUCK_AFTER_MS).
+   */
+  readonly stuckAfterMs?: number;
 }
 
 /** Fields are typed nullable as ioredis types a group read's entries. */
@@ -83,6 +93,14 @@ type Claimed = Entry | null;
 /** Upstash's limit on a consumer's pending entries list. */
 export const MAX_PENDING_PER_CONSUMER = 1_000;
 
+/**
+ * The default of `stuckAfterMs`. A step normally takes milliseconds, a batch's writes well under a second, and a
+ * Postgres waking from suspension answers within seconds: a step ten times as long is no slow step. A stop held by a
+ * stuck step for this long, then by the Postgres pool's close (seconds), still ends within the 30 s that npm start
+ * and ECS give a process before SIGKILL.
+ */
+export const DEFAULT_STUCK_AFTER_MS = 20_000;
+
 export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
   try {
     await redis.xgroup("CREATE", keys.output, keys.workerGroup, "0", "MKSTREAM");
@@ -92,19 +110,24 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
-  await ensureGroup(o.writer, o.keys);
-  await loadScripts(o.writer);
+  const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log);
+  await bounded(
+    "start",
+    ensureGroup(o.writer, o.keys).then(() => loadScripts(o.writer)),
+  );
   const batch = o.batchSize ?? 500;
   if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
     throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
-  await handleOwnPending(o, batch);
+  const blockMs = o.blockMs ?? 1000;
+  await handleOwnPending(o, batch, bounded);
   let lastClaimMs = 0;
   let handled = 0;
   let trimmed = 0;
   let lastStatsMs = Date.now();
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
-  // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch.
+  // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded from
+  // its start, so no wait on it (a stop's included) lasts longer than stuckAfterMs.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
   try {
@@ -112,23 +135,26 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
         await rest;
         restEntries = 0;
-        const [, claimed] = (await o.writer.xautoclaim(
-          o.keys.output,
-          o.keys.workerGroup,
-          o.consumer,
-          o.claimIdleMs ?? 30_000,
-          "0-0",
-          "COUNT",
-          batch,
+        const [, claimed] = (await bounded(
+          "claim",
+          o.writer.xautoclaim(
+            o.keys.output,
+            o.keys.workerGroup,
+            o.consumer,
+            o.claimIdleMs ?? 30_000,
+            "0-0",
+            "COUNT",
+            batch,
+          ),
         )) as [string, Claimed[]];
         if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
-          await handleBatch(o, claimed);
+          await bounded("claimed_batch", handleBatch(o, claimed));
           handled += claimed.length;
           o.metrics?.handled(claimed.length);
         }
-        await forgetGoneConsumers(o);
-        trimmed += await trimOutputs(o);
+        await bounded("forget_consumers", forgetGoneConsumers(o));
+        trimmed += await bounded("trim", trimOutputs(o));
         lastClaimMs = Date.now();
       }
       // The batch still pending counts against the consumer's pending limit.
@@ -136,23 +162,27 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         await rest;
         restEntries = 0;
       }
-      const reply = await o.reader.xreadgroup(
-        "GROUP",
-        o.keys.workerGroup,
-        o.consumer,
-        "COUNT",
-        batch,
-        "BLOCK",
-        o.blockMs ?? 1000,
-        "STREAMS",
-        o.keys.output,
-        ">",
+      const reply = await bounded(
+        "read",
+        o.reader.xreadgroup(
+          "GROUP",
+          o.keys.workerGroup,
+          o.consumer,
+          "COUNT",
+          batch,
+          "BLOCK",
+          blockMs,
+          "STREAMS",
+          o.keys.output,
+          ">",
+        ),
+        blockMs,
       );
       const entries = reply?.[0]?.[1] ?? [];
       if (entries.length > 0) {
-        const outputs = await handleQuotes(o, entries);
+        const outputs = await bounded("batch_quotes", handleQuotes(o, entries));
         const previous = rest;
-        rest = previous.then(() => handleRest(o, entries, outputs));
+        rest = previous.then(() => bounded("batch_rest", handleRest(o, entries, outputs)));
         rest.catch(() => undefined); // awaited below or at the next batch; not unhandled meanwhile
         await previous;
         restEntries = entries.length;
@@ -160,7 +190,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         o.metrics?.handled(entries.length);
       }
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-        const backlog = await groupBacklog(o.writer, o.keys);
+        const backlog = await bounded("stats", groupBacklog(o.writer, o.keys));
         o.metrics?.backlog(backlog);
         o.log.info("worker_stats", { handled, trimmed, ...backlog });
         handled = 0;
@@ -326,27 +356,24 @@ export async function groupBacklog(
  * lists them and XCLAIM (to itself, so its list does not grow) returns their fields; an entry trimmed from the
  * stream meanwhile comes back without fields, or not at all, and is acknowledged as is.
  */
-async function handleOwnPending(o: WorkerOptions, batch: number): Promise<void> {
+async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded): Promise<void> {
   for (;;) {
-    const pending = (await o.writer.xpending(o.keys.output, o.keys.workerGroup, "-", "+", batch, o.consumer)) as [
-      id: string,
-      ...unknown[],
-    ][];
+    const pending = (await bounded(
+      "own_pending",
+      o.writer.xpending(o.keys.output, o.keys.workerGroup, "-", "+", batch, o.consumer),
+    )) as [id: string, ...unknown[]][];
     if (pending.length === 0) return;
     const ids = pending.map(([id]) => id);
-    const claimed = (await o.writer.xclaim(
-      o.keys.output,
-      o.keys.workerGroup,
-      o.consumer,
-      0,
-      ...ids,
+    const claimed = (await bounded(
+      "own_pending",
+      o.writer.xclaim(o.keys.output, o.keys.workerGroup, o.consumer, 0, ...ids),
     )) as (Entry | null)[];
     const entries = claimed.filter((entry): entry is Entry => entry !== null);
     const returned = new Set(entries.map(([id]) => id));
     const gone = ids.filter((id) => !returned.has(id));
     o.log.info("handling_own_pending", { entries: entries.length, trimmed: gone.length });
-    if (gone.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone);
-    if (entries.length > 0) await handleBatch(o, entries);
+    if (gone.length > 0) await bounded("own_pending", o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone));
+    if (entries.length > 0) await bounded("own_pending", handleBatch(o, entries));
   }
 }
 
