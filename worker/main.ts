@@ -44,7 +44,8 @@ runMain("worker", async () => {
   log.info("start", { prefix, claimIdleMs, statsEveryMs, outputKeepMs });
   const stop = stopOnSignals(log);
   const writer = connectRedis(config.redisUrl, log, "worker-writer", { commandTimeoutMs: ANSWER_TIMEOUT_MS });
-  const reader = connectRedis(config.redisUrl, log, "worker-reader");
+  // A group read Redis may have run must not run again: it would take the next entries (worker.ts).
+  const reader = connectRedis(config.redisUrl, log, "worker-reader", { resendUnanswered: false });
   await checkDurability(writer, log);
   const db = await connectPostgres(config.databaseUrl, log, { queryTimeoutMs: ANSWER_TIMEOUT_MS });
   try {

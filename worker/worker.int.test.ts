@@ -728,6 +728,144 @@ describe("worker on real Redis and Postgres", () => {
     }
   });
 
+  it.each([false, true])(
+    "handles at once what a group read took when its answer was lost with the connection (resent: %s)",
+    async (resend) => {
+      const local = keyspace(`${prefix}lost-read-${resend}:`);
+      await ensureGroup(redis, local);
+      const proxy = await startRedisProxy(REDIS_URL);
+      const proxiedReader = new Redis(`redis://127.0.0.1:${proxy.port}`, { autoResendUnfulfilledCommands: resend });
+      const lines: Record<string, unknown>[] = [];
+      const capture = createLogger("worker-test", {
+        sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+      });
+      // Published before the worker starts, so that its first read takes them: that read's answer is the one lost.
+      const state = createState(makeParams());
+      const created = apply(state, { id: "50-0", message: instruct("fay", "f1", { kind: "create_account" }) });
+      for (const o of created) await redis.xadd(local.output, "*", ...encodeFields(o));
+      const dropped = proxy.dropReplyTo("xreadgroup");
+      const stop = new AbortController();
+      const options = { reader: proxiedReader, writer: redis, db: pg.db, keys: local, log: capture, consumer: "w" };
+      // Claims only after a minute: what the lost read took is not left to them.
+      const running = runWorker({ ...options, blockMs: 200, claimIdleMs: 60_000 }, stop.signal);
+      try {
+        await dropped;
+        const answer = await until(() => redis.lpop(local.responseKey("fay", "50-0")), 3_000);
+        expect(answer).toContain('"granted":true');
+        await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined), 3_000);
+        expect(lines.filter((l) => l.event === "group_reply_lost")).toEqual([
+          expect.objectContaining({ level: "warn", command: "XREADGROUP" }),
+        ]);
+        expect(await readEventsAfter(redis, local, "fay", 0)).toMatchObject({ ok: true, mark: 1 });
+      } finally {
+        stop.abort();
+        await running;
+        proxiedReader.disconnect();
+        await proxy.close();
+      }
+    },
+  );
+
+  it("handles at once what a claim took when its answer was lost with the connection", async () => {
+    const local = keyspace(`${prefix}lost-claim:`);
+    await ensureGroup(redis, local);
+    const state = createState(makeParams());
+    const created = apply(state, { id: "60-0", message: instruct("gus", "g1", { kind: "create_account" }) });
+    for (const o of created) await redis.xadd(local.output, "*", ...encodeFields(o));
+    // A worker that is gone read them a minute ago (XCLAIM's IDLE sets how long they have sat).
+    const read = (await redis.xreadgroup("GROUP", local.workerGroup, "gone", "STREAMS", local.output, ">")) as
+      [string, [string, string[]][]][] | null;
+    const ids = (read?.[0]?.[1] ?? []).map(([id]) => id);
+    await redis.xclaim(local.output, local.workerGroup, "gone", 0, ...ids, "IDLE", 60_000);
+    const proxy = await startRedisProxy(REDIS_URL);
+    const proxiedWriter = new Redis(`redis://127.0.0.1:${proxy.port}`);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const dropped = proxy.dropReplyTo("xautoclaim");
+    const stop = new AbortController();
+    const options = { reader, writer: proxiedWriter, db: pg.db, keys: local, log: capture, consumer: "w" };
+    // Entries idle for 30 s are claimed, every 15 s: the claim's second run, at once, finds none of them idle.
+    const running = runWorker({ ...options, blockMs: 50, claimIdleMs: 30_000 }, stop.signal);
+    try {
+      await dropped;
+      const answer = await until(() => redis.lpop(local.responseKey("gus", "60-0")), 3_000);
+      expect(answer).toContain('"granted":true');
+      await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined), 3_000);
+      expect(lines.filter((l) => l.event === "group_reply_lost")).toEqual([
+        expect.objectContaining({ level: "warn", command: "XAUTOCLAIM" }),
+      ]);
+    } finally {
+      stop.abort();
+      await running;
+      proxiedWriter.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it.each([false, true])(
+    "keeps its reads within Upstash's 1,000 pending entries when one's answer is lost (resent: %s)",
+    async (resend) => {
+      const own = keyspace(`${prefix}pel-lost-${resend}:`);
+      const consumer = "w-pel-lost";
+      await ensureGroup(redis, own);
+      // 1,600 quotes, whose candles a slow Postgres writes: a batch's rest is still under way at the next read.
+      const state = createState(makeParams());
+      const add = redis.pipeline();
+      for (let n = 0; n < 1_600; n++) {
+        const bid = String(2000 + (n % 2));
+        const message: EngineInput = {
+          type: "price_update",
+          market: "ETH_USDC_PERP",
+          bid,
+          ask: bid,
+          exchangeTimeUs: String(n + 1),
+          source: "sim",
+        };
+        for (const o of apply(state, { id: `${1_900_000_000_000 + n}-0`, message }))
+          add.xadd(own.output, "*", ...encodeFields(o));
+      }
+      await add.exec();
+      expect(await redis.xlen(own.output)).toBe(1_600);
+      const slowDb = {
+        query: async (text: string, params?: unknown[]) => (await sleep(300), pg.db.query(text, params)),
+      } as TestDatabase["db"];
+      const proxy = await startRedisProxy(REDIS_URL);
+      // A read ioredis sends again is not checked here (main.ts turns that off): only those the worker makes.
+      const proxiedReader = new Redis(`redis://127.0.0.1:${proxy.port}`, { autoResendUnfulfilledCommands: resend });
+      // Upstash's check, made before each read: what the consumer holds plus what it asks for.
+      const asked: { pending: number; count: number }[] = [];
+      const original = proxiedReader.xreadgroup.bind(proxiedReader) as (...args: unknown[]) => Promise<unknown>;
+      Object.assign(proxiedReader, {
+        xreadgroup: async (...args: (string | number)[]) => {
+          const summary = await redis.xpending(own.output, own.workerGroup, "-", "+", 10_000, consumer);
+          asked.push({ pending: summary.length, count: Number(args[args.indexOf("COUNT") + 1]) });
+          return original(...args);
+        },
+      });
+      const quiet = createLogger("worker-test", { sink: () => undefined });
+      const dropped = proxy.dropReplyTo("xreadgroup");
+      const stop = new AbortController();
+      const options = { reader: proxiedReader, writer: redis, db: slowDb, keys: own, log: quiet, consumer };
+      const running = runWorker({ ...options, blockMs: 20, claimIdleMs: 60_000 }, stop.signal);
+      try {
+        await dropped;
+        // Everything read: every read so far within the limit; then everything handled.
+        await until(async () => ((await groupBacklog(redis, own))?.lag === 0 ? true : undefined), 10_000);
+        expect(asked.length).toBeGreaterThanOrEqual(3); // 1,600 entries, 500 a read, one lost (and one resent)
+        for (const a of asked)
+          expect(a.pending + a.count, JSON.stringify(a)).toBeLessThanOrEqual(MAX_PENDING_PER_CONSUMER);
+        await until(async () => ((await groupBacklog(redis, own))?.pending === 0 ? true : undefined), 10_000);
+      } finally {
+        stop.abort();
+        await running;
+        proxiedReader.disconnect();
+        await proxy.close();
+      }
+    },
+  );
+
   it("refuses a batch size over Upstash's pending limit", async () => {
     const options = { reader, writer: redis, db: pg.db, keys: keyspace(`${prefix}big:`), log, consumer: "w-big" };
     await expect(runWorker({ ...options, batchSize: 1_001 }, new AbortController().signal)).rejects.toThrow(

@@ -26,6 +26,15 @@
  * claim waits for the batch under way; and a worker restarted under the same consumer name first handles what it
  * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  *
+ * A group read whose answer is lost with the connection (a network blip) may have run in Redis: its entries are then
+ * pending on this consumer, and no later read returns them. Sent again by ioredis, it would take the next entries on
+ * top of them; left alone, they would wait for a claim (claimIdleMs) while later batches went on, every answer among
+ * them late and each of their users' later events held behind the gap. So a read is abandoned when the reader's
+ * connection closes before its answer (unlessClosed); once the reader answers a PING, which Redis runs after any
+ * read sent before it on that connection, the batch under way is finished and this consumer's pending entries are
+ * handled, as at a restart, before the next read. A claim whose answer was lost the same way (XAUTOCLAIM, which
+ * ioredis sends again and which then takes other entries) is followed by the same.
+ *
  * Nothing else removes entries from engine:output, so the workers trim it (trimHandledOutputs): what every group on
  * it has acknowledged, once older than `outputKeepMs`. Consumers drop what a replay re-emits by the ids in the
  * bodies, never by what is still on the stream, so a trimmed output is not missed.
@@ -47,7 +56,10 @@ import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models
 import { watchdog, type Bounded } from "./watchdog.ts";
 
 export interface WorkerOptions {
-  /** Used only for blocking group reads. */
+  /**
+   * Used only for blocking group reads. Best made with ioredis's autoResendUnfulfilledCommands off (main.ts): a read
+   * whose answer was lost is abandoned either way, and one sent again only takes entries for nothing, and blocks.
+   */
   readonly reader: Redis;
   readonly writer: Redis;
   readonly db: Queryable;
@@ -119,9 +131,8 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
     throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
   const blockMs = o.blockMs ?? 1000;
-  await handleOwnPending(o, batch, bounded);
+  let handled = await handleOwnPending(o, batch, bounded);
   let lastClaimMs = 0;
-  let handled = 0;
   let trimmed = 0;
   let lastStatsMs = Date.now();
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
@@ -130,11 +141,15 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   // its start, so no wait on it (a stop's included) lasts longer than stuckAfterMs.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
+  let writerCloses = 0;
+  const countWriterClose = () => void writerCloses++;
+  o.writer.on("close", countWriterClose);
   try {
     while (!signal.aborted) {
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
         await rest;
         restEntries = 0;
+        const closesBefore = writerCloses;
         const [, claimed] = (await bounded(
           "claim",
           o.writer.xautoclaim(
@@ -147,7 +162,11 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
             batch,
           ),
         )) as [string, Claimed[]];
-        if (claimed.length > 0) {
+        if (writerCloses !== closesBefore) {
+          // This answer may be a second run's: what the first took is pending here too, and is claimed by no one.
+          o.log.warn("group_reply_lost", { command: "XAUTOCLAIM" });
+          handled += await handleOwnPending(o, batch, bounded);
+        } else if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
           await bounded("claimed_batch", handleBatch(o, claimed));
           handled += claimed.length;
@@ -164,20 +183,31 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       }
       const reply = await bounded(
         "read",
-        o.reader.xreadgroup(
-          "GROUP",
-          o.keys.workerGroup,
-          o.consumer,
-          "COUNT",
-          batch,
-          "BLOCK",
-          blockMs,
-          "STREAMS",
-          o.keys.output,
-          ">",
+        unlessClosed(
+          o.reader,
+          o.reader.xreadgroup(
+            "GROUP",
+            o.keys.workerGroup,
+            o.consumer,
+            "COUNT",
+            batch,
+            "BLOCK",
+            blockMs,
+            "STREAMS",
+            o.keys.output,
+            ">",
+          ),
         ),
         blockMs,
       );
+      if (reply === CLOSED) {
+        o.log.warn("group_reply_lost", { command: "XREADGROUP" });
+        await rest;
+        restEntries = 0;
+        await bounded("reader_ping", pingThrough(o.reader));
+        handled += await handleOwnPending(o, batch, bounded);
+        continue;
+      }
       const entries = reply?.[0]?.[1] ?? [];
       if (entries.length > 0) {
         const outputs = await bounded("batch_quotes", handleQuotes(o, entries));
@@ -199,8 +229,36 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       }
     }
   } finally {
+    o.writer.off("close", countWriterClose);
     await rest;
   }
+}
+
+/** What unlessClosed gives for a command whose connection closed before its answer came. */
+const CLOSED = Symbol("closed");
+
+/**
+ * `command`'s answer, or CLOSED when its connection closes first: ioredis then sends the command again once
+ * reconnected, or (autoResendUnfulfilledCommands off) drops it and never settles it, so any later answer is not
+ * this run's. One still queued while disconnected is sent on reconnecting.
+ */
+async function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | typeof CLOSED> {
+  let onClose!: () => void;
+  const closed = new Promise<typeof CLOSED>((resolve) => (onClose = () => resolve(CLOSED)));
+  redis.once("close", onClose);
+  try {
+    return await Promise.race([command, closed]);
+  } finally {
+    redis.off("close", onClose);
+  }
+}
+
+/**
+ * Returns once `redis` answers a PING: Redis runs it after every command sent (or sent again, or queued) before it on
+ * that connection, so a read abandoned by unlessClosed has run by then or never will.
+ */
+async function pingThrough(redis: Redis): Promise<void> {
+  while ((await unlessClosed(redis, redis.ping())) === CLOSED);
 }
 
 /**
@@ -352,17 +410,19 @@ export async function groupBacklog(
 }
 
 /**
- * Handles and acknowledges, a batch at a time, what this consumer name has pending from an earlier run. XPENDING
- * lists them and XCLAIM (to itself, so its list does not grow) returns their fields; an entry trimmed from the
- * stream meanwhile comes back without fields, or not at all, and is acknowledged as is.
+ * Handles and acknowledges, a batch at a time, what this consumer name has pending: from an earlier run, or from a
+ * read or claim whose answer was lost. XPENDING lists them and XCLAIM (to itself, so its list does not grow) returns
+ * their fields; an entry trimmed from the stream meanwhile comes back without fields, or not at all, and is
+ * acknowledged as is. Returns how many it handled.
  */
-async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded): Promise<void> {
+async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded): Promise<number> {
+  let handled = 0;
   for (;;) {
     const pending = (await bounded(
       "own_pending",
       o.writer.xpending(o.keys.output, o.keys.workerGroup, "-", "+", batch, o.consumer),
     )) as [id: string, ...unknown[]][];
-    if (pending.length === 0) return;
+    if (pending.length === 0) return handled;
     const ids = pending.map(([id]) => id);
     const claimed = (await bounded(
       "own_pending",
@@ -374,6 +434,8 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
     o.log.info("handling_own_pending", { entries: entries.length, trimmed: gone.length });
     if (gone.length > 0) await bounded("own_pending", o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone));
     if (entries.length > 0) await bounded("own_pending", handleBatch(o, entries));
+    handled += ids.length;
+    o.metrics?.handled(ids.length);
   }
 }
 
