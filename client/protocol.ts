@@ -170,7 +170,7 @@ export const CLOSE_CODES = {
   frameTooBig: 1009,
   /** The server failed on this socket (it could not read the account, say): reconnect and resume. */
   internalError: 1011,
-  /** The client read too slowly and its private backlog overflowed: reconnect and resume. */
+  /** The client read too slowly and its send backlog overflowed: reconnect and resume. */
   tooSlow: 4008,
   /** Over `maxMessagesPerSec` for a few seconds. */
   tooManyMessages: 4029,

@@ -3,9 +3,10 @@
  * its place in the sweeps (heartbeats, liveness, session expiry). What it is subscribed to lives in the fan-outs
  * (quotes.ts, candles.ts) and its private channel (private-channel.ts).
  */
+import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import type { WebSocket } from "ws";
-import type { ServerFrame } from "../client/protocol.ts";
+import { CLOSE_CODES, type ServerFrame } from "../client/protocol.ts";
 import type { StreamTicketGrant } from "../functions/auth/stream-tickets.ts";
 import type { PrivateChannel } from "./private-channel.ts";
 import type { StreamMetrics } from "./metrics.ts";
@@ -17,6 +18,7 @@ export interface StreamLimits {
   readonly maxSubscriptions: number;
   readonly maxFrameBytes: number;
   readonly quoteThinBytes: number;
+  /** The send buffer's cap for every frame, private or not (STREAM_PRIVATE_BUFFER_CAP_BYTES): over it, 4008. */
   readonly privateBufferCapBytes: number;
   readonly quoteIntervalMs: number;
   readonly summaryIntervalMs: number;
@@ -34,6 +36,7 @@ export class StreamConnection {
   readonly sessionExpiresAtMs: number;
   /** When the last frame went out (a heartbeat is sent only after heartbeatMs of silence). */
   lastSentMs: number;
+  /** When the last ping was answered (or the socket opened). */
   lastPongMs: number;
   lastPingMs: number;
   closed = false;
@@ -46,6 +49,12 @@ export class StreamConnection {
   private: PrivateChannel | undefined;
   private tokens: number;
   private tokensAtMs: number;
+  /**
+   * The payload of the ping not yet answered. A pong counts only if it echoes it (RFC 6455 §5.5.3: browsers and ws
+   * do): a client that stopped reading never sees the ping, behind its backlog, and pongs it did not read prove
+   * nothing.
+   */
+  private pingPayload: Buffer | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -89,8 +98,7 @@ export class StreamConnection {
     if (this.closed) return;
     corkUntilTurn(this.ws);
     this.ws.send(frame, { binary: false });
-    this.lastSentMs = nowMs;
-    this.metrics.frameSent(type);
+    this.sent(type, nowMs);
   }
 
   /**
@@ -108,8 +116,7 @@ export class StreamConnection {
     }
     corkUntilTurn(this.ws);
     socket.write(frame.wire);
-    this.lastSentMs = nowMs;
-    this.metrics.frameSent(type);
+    this.sent(type, nowMs);
   }
 
   send(frame: { type: FrameType } & Record<string, unknown>, nowMs: number): void {
@@ -126,10 +133,23 @@ export class StreamConnection {
     return true;
   }
 
+  /** Whether a ping is due: heartbeatMs since the last one, and that one answered. */
+  pingDue(nowMs: number): boolean {
+    return this.pingPayload === undefined && nowMs - this.lastPingMs >= this.limits.heartbeatMs;
+  }
+
   ping(nowMs: number): void {
     if (this.closed) return;
     this.lastPingMs = nowMs;
-    this.ws.ping();
+    this.pingPayload = randomBytes(8);
+    this.ws.ping(this.pingPayload);
+  }
+
+  /** A pong from the client: alive only if it answers the ping outstanding. */
+  pong(payload: Buffer, nowMs: number): void {
+    if (this.pingPayload === undefined || !payload.equals(this.pingPayload)) return;
+    this.pingPayload = undefined;
+    this.lastPongMs = nowMs;
   }
 
   close(code: number, reason: string): void {
@@ -137,6 +157,20 @@ export class StreamConnection {
     this.closed = true;
     this.closeCode = code;
     this.ws.close(code, reason);
+  }
+
+  /**
+   * After every frame, whatever its type: a client that does not read is closed rather than buffered for without
+   * bound, and resumes. Quotes are held back before the cap (quotes.ts), so it is the frames never dropped (private
+   * events, candles, answers) that fill it. bufferedAmount first, as it is cheap: backlogBytes uncorks.
+   */
+  private sent(type: FrameType, nowMs: number): void {
+    this.lastSentMs = nowMs;
+    this.metrics.frameSent(type);
+    const cap = this.limits.privateBufferCapBytes;
+    if (this.ws.bufferedAmount <= cap || this.backlogBytes <= cap) return;
+    this.private?.stop();
+    this.close(CLOSE_CODES.tooSlow, "too slow: reconnect and resume");
   }
 
   /** No close handshake: the peer stopped answering pings. */

@@ -263,6 +263,27 @@ describe("liveness", () => {
     expect(Date.now() - started).toBeLessThan(3_000);
   });
 
+  it("keeps a socket that answers the pings open", async () => {
+    const client = await connect();
+    await new Promise((resolve) => setTimeout(resolve, 5 * 400));
+    expect(client.ws.readyState).toBe(WebSocket.OPEN);
+    client.close();
+  });
+
+  it("drops a socket that stopped reading though it sends pongs: only the answer to the ping counts", async () => {
+    const client = await connect();
+    client.ws.pause(); // it never sees the pings, nor anything else
+    const pongs = setInterval(() => client.ws.pong(), 100);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    clearInterval(pongs);
+    client.ws.resume(); // to read what came before the server cut the socket
+    const code = await Promise.race([
+      client.closed.then((c) => c.code),
+      new Promise<"open">((resolve) => setTimeout(() => resolve("open"), 1_000)),
+    ]);
+    expect(code).toBe(1006);
+  });
+
   it("a clean stop closes every socket with 1001", async () => {
     const own = await startTestStream();
     const client = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId: "u-stop" })}`);

@@ -87,7 +87,7 @@ export class StreamHub {
     addTo(this.bySession, ticket.sessionId, conn);
     this.deps.metrics.connected(1);
     ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
-    ws.on("pong", () => (conn.lastPongMs = this.now()));
+    ws.on("pong", (payload) => conn.pong(payload, this.now()));
     ws.on("error", (error) => {
       // ws closes the socket itself on a bad frame and then reports 1006 (it stops reading): the code it sent counts.
       conn.closeCode ??= closeCodeOf(error);
@@ -361,7 +361,7 @@ export class StreamHub {
           conn.close(CLOSE_CODES.sessionEnded, "session expired");
         } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
         else {
-          if (nowMs - conn.lastPingMs >= heartbeatMs) conn.ping(nowMs);
+          if (conn.pingDue(nowMs)) conn.ping(nowMs);
           if (nowMs - conn.lastSentMs >= heartbeatMs)
             conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
         }

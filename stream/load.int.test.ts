@@ -1,7 +1,8 @@
-// A client that stops reading and account summaries that follow prices: the private backlog cap closes a stalled
-// socket with 4008 (it then resumes without a gap), and an open trade's summary moves with its asset's quotes,
-// at most once a second.
+// A client that stops reading and account summaries that follow prices: the send buffer's cap closes a stalled
+// socket with 4008 whatever fills it (a private one then resumes without a gap), quotes are thinned rather than
+// reach it, and an open trade's summary moves with its asset's quotes, at most once a second.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import {
@@ -13,6 +14,7 @@ import {
   type TestStream,
   connectAs,
   newUserId,
+  type TestClient,
 } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
@@ -58,6 +60,73 @@ describe("a client that stops reading", () => {
     expect([...seen, ...rest]).toEqual(events.map((e) => e.seq));
     again.close();
   });
+});
+
+/** Resolves with how the client's socket closed, or "open" if it has not within `ms`. */
+const closedWithin = (client: TestClient, ms: number) =>
+  Promise.race([
+    client.closed.then((c) => c.code),
+    new Promise<"open">((resolve) => setTimeout(() => resolve("open"), ms)),
+  ]);
+
+describe("a client that stops reading public frames", () => {
+  it("is closed with 4008 once candles it does not read pass the cap: candles are never thinned", async () => {
+    const stalled = await connect(user());
+    for (const interval of CANDLE_INTERVALS)
+      stalled.send({ op: "subscribe", channel: "candles", asset: "BTC", interval });
+    await stalled.until((f) => f.filter((x) => x.type === "subscribed").length === CANDLE_INTERVALS.length);
+    // Another asset's candle after the flood tells when the stream has been through it: one frame, never backed up.
+    const marker = await connect(user());
+    marker.send({ op: "subscribe", channel: "candles", asset: "ETH", interval: "1m" });
+    await marker.until((f) => f.some((x) => x.type === "subscribed"));
+    stalled.ws.pause();
+    // Each row a new high of the minute: a frame for every interval, far more bytes than the kernel's buffers hold.
+    const openTime = new Date(Math.floor(Date.now() / 60_000) * 60_000).toISOString();
+    const row = (asset: string, price: string) => ({
+      asset,
+      interval: "1m",
+      openTime,
+      open: price,
+      high: price,
+      low: price,
+      close: price,
+    });
+    const pipe = t.redis.pipeline();
+    for (let i = 1; i <= 20_000; i++)
+      pipe.xadd(t.keys.streamFanout, "*", "kind", "candle", "body", JSON.stringify(row("BTC", `${60000 + i}`)));
+    pipe.xadd(t.keys.streamFanout, "*", "kind", "candle", "body", JSON.stringify(row("ETH", "3000")));
+    await pipe.exec();
+    await marker.until((f) => f.some((x) => x.type === "candle"), 20_000);
+    stalled.ws.resume();
+    expect(await closedWithin(stalled, 5_000)).toBe(4008);
+    marker.close();
+  }, 30_000);
+
+  it("gets quotes it does not read thinned, and stays open", async () => {
+    const stalled = await connect(user());
+    const reading = await connect(user());
+    for (const c of [stalled, reading]) {
+      c.send({ op: "subscribe", channel: "quotes" });
+      await c.until((f) => f.some((x) => x.type === "subscribed"));
+    }
+    stalled.ws.pause();
+    const quotes = 20_000;
+    const pipe = t.redis.pipeline();
+    for (let i = 1; i <= quotes; i++) {
+      const body = JSON.stringify(quoteOutput("BTC", `${60000 + i}`, new Date().toISOString()));
+      pipe.xadd(t.keys.streamFanout, "*", "kind", "quote", "body", body);
+    }
+    await pipe.exec();
+    const last = `${60000 + quotes}`;
+    await reading.until((f) => f.some((x) => x.type === "quote" && x.bid === last), 20_000);
+    stalled.ws.resume();
+    await stalled.until((f) => f.some((x) => x.type === "quote" && x.bid === last), 5_000);
+    stalled.send({ op: "ping", id: "still-open" });
+    await stalled.until((f) => f.some((x) => x.type === "pong"));
+    expect(await closedWithin(stalled, 0)).toBe("open");
+    stalled.close();
+    reading.close();
+  }, 30_000);
 });
 
 describe("the account summary", () => {

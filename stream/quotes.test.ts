@@ -98,6 +98,20 @@ describe("QuoteFanout", () => {
     expect(slow.bids()).toEqual(["10"]);
   });
 
+  it("holds quotes back below half the send buffer's cap when that is under quoteThinBytes: thinned before closed", () => {
+    const capBytes = 16_384;
+    const fanout = new QuoteFanout({ ...DEFAULT_LIMITS, privateBufferCapBytes: capBytes });
+    const slow = socket();
+    fanout.subscribe(slow.conn, ["BTC"], 0);
+    slow.ws.bufferedAmount = capBytes / 2;
+    fanout.publish(quote("BTC", "1"), 1_000);
+    fanout.tick(2_000);
+    expect(slow.bids()).toEqual([]);
+    slow.ws.bufferedAmount = 0;
+    fanout.tick(3_000);
+    expect(slow.bids()).toEqual(["1"]);
+  });
+
   it("on subscribe sends the latest known quote; unsubscribing some assets of all keeps the rest", () => {
     const fanout = new QuoteFanout(DEFAULT_LIMITS);
     const early = socket();

@@ -1,9 +1,9 @@
 /**
  * Quotes to their subscribers, coalesced: each asset's frame is serialised and framed once and the same bytes go to
  * every socket; a socket gets at most one quote per asset per quoteIntervalMs, and one that arrives sooner, or while
- * the socket's send buffer is over quoteThinBytes (a slow client), is held back and replaced by any newer one: the
- * client gets the latest price once it may, never a queue of stale ones. Held-back quotes go out on one scheduler
- * tick for the whole process, not a timer per socket.
+ * the socket's send buffer is over quoteThinBytes or half its cap (a slow client), is held back and replaced by any
+ * newer one: the client gets the latest price once it may, never a queue of stale ones. Held-back quotes go out on
+ * one scheduler tick for the whole process, not a timer per socket.
  */
 import type { OutputOf } from "../contract/messages.ts";
 import { SharedFrame, type StreamConnection, type StreamLimits } from "./connection.ts";
@@ -17,7 +17,17 @@ export class QuoteFanout {
   /** Asset → sockets owed its latest quote. */
   private readonly held = new Map<string, Set<StreamConnection>>();
 
-  constructor(private readonly limits: Pick<StreamLimits, "quoteIntervalMs" | "quoteThinBytes">) {}
+  /**
+   * Quotes are held back above this many bytes waiting: quoteThinBytes, or half the send buffer's cap if that is
+   * lower, so that quotes are always thinned before the cap closes the socket (connection.ts).
+   */
+  private readonly thinBytes: number;
+
+  constructor(
+    private readonly limits: Pick<StreamLimits, "quoteIntervalMs" | "quoteThinBytes" | "privateBufferCapBytes">,
+  ) {
+    this.thinBytes = Math.min(limits.quoteThinBytes, limits.privateBufferCapBytes / 2);
+  }
 
   /** Adds assets (undefined: all); sends the latest quote of each newly covered asset at once. */
   subscribe(conn: StreamConnection, assets: readonly string[] | undefined, nowMs: number): void {
@@ -146,10 +156,7 @@ export class QuoteFanout {
 
   private mayTake(conn: StreamConnection, asset: string, nowMs: number): boolean {
     const last = conn.quoteSentMs.get(asset);
-    return (
-      (last === undefined || nowMs - last >= this.limits.quoteIntervalMs) &&
-      conn.bufferedAmount < this.limits.quoteThinBytes
-    );
+    return (last === undefined || nowMs - last >= this.limits.quoteIntervalMs) && conn.bufferedAmount < this.thinBytes;
   }
 
   private sendTo(conn: StreamConnection, asset: string, frame: SharedFrame, nowMs: number): void {
