@@ -31,6 +31,13 @@ export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
  */
 export const HEADERS_TIMEOUT_MS = 66_000;
 
+/**
+ * How long an upgrade waits for its ticket check before it is answered 503: commands wait for Redis while it cannot
+ * be reached (platform/redis.ts), and neither the client nor its socket may be held for that long. Ample for two
+ * round trips; a client answered 503 tries again with a new ticket.
+ */
+export const TICKET_CHECK_TIMEOUT_MS = 2_500;
+
 export interface StreamServerDeps {
   readonly hub: StreamHub;
   /** GETDEL of a ticket's key: its JSON value, or null when unknown, used or expired. */
@@ -72,7 +79,7 @@ export function createStreamServer(deps: StreamServerDeps): Server {
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
-    admit(req, deps).then(
+    withinTimeout(admit(req, deps), TICKET_CHECK_TIMEOUT_MS).then(
       (answer) => {
         if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
         else wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
@@ -87,6 +94,15 @@ export function createStreamServer(deps: StreamServerDeps): Server {
 }
 
 type Refusal = { status: number; code: string; message: string };
+
+/** `promise`, or a rejection once `ms` have passed without its answer (which is then ignored). */
+function withinTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
 
 /**
  * ws closes the socket of a frame over maxPayload itself, with 1009 and no reason, before any of ours sees the frame:

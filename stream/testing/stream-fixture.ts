@@ -34,9 +34,13 @@ export interface TestStream {
 
 export type LogLine = Record<string, unknown> & { event: string; level: string };
 
+/**
+ * `options.commands`: the stream's command connection (tickets, events, revocations), closed by the caller; by
+ * default the fixture's own (`TestStream.redis`), which always reaches Redis directly.
+ */
 export async function startTestStream(
   limits: Partial<StreamLimits> = {},
-  options: { metrics?: StreamMetrics } = {},
+  options: { metrics?: StreamMetrics; commands?: Redis } = {},
 ): Promise<TestStream> {
   const prefix = `t-c-${randomUUID()}:`;
   const keys = keyspace(prefix);
@@ -45,7 +49,7 @@ export async function startTestStream(
   const reader = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, connectionName: readerName });
   const logs: LogLine[] = [];
   const stream = await startStream({
-    redis,
+    redis: options.commands ?? redis,
     reader,
     keys,
     log: createLogger("stream-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as LogLine) }),
