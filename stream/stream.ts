@@ -58,6 +58,24 @@ export async function revokedSessions(
   return revoked;
 }
 
+/**
+ * GETDEL of a ticket's key, for the upgrade. ioredis sends a command again after a lost connection, and a GETDEL that
+ * ran before the connection dropped finds nothing the second time: a null met after a lost connection may be the
+ * client's own ticket, spent by the first run, so it is an error (503: try again with a new ticket), not an unknown
+ * ticket (401).
+ */
+export function ticketTaker(redis: Redis, keys: Keyspace): (ticketHash: string) => Promise<string | null> {
+  let connectionsLost = 0;
+  redis.on("close", () => connectionsLost++);
+  return async (ticketHash) => {
+    const before = connectionsLost;
+    const stored = await redis.getdel(keys.streamTicketKey(ticketHash));
+    if (stored === null && connectionsLost !== before)
+      throw new Error("the connection to Redis dropped during GETDEL: the ticket may have been taken by a first run");
+    return stored;
+  };
+}
+
 export async function startStream(options: StreamOptions): Promise<RunningStream> {
   const { redis, keys, log } = options;
   const hub = new StreamHub({
@@ -85,7 +103,7 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
   );
   const server = createStreamServer({
     hub,
-    takeTicket: (hash) => redis.getdel(keys.streamTicketKey(hash)),
+    takeTicket: ticketTaker(redis, keys),
     sessionRevoked: async (userId, sessionId) => (await redis.exists(keys.sessionRevokedKey(userId, sessionId))) === 1,
     allowedOrigins: options.allowedOrigins,
     maxFrameBytes: options.limits.maxFrameBytes,

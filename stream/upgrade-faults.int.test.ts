@@ -1,6 +1,7 @@
 // The upgrade while Redis fails, on the connection options main.ts uses (platform/redis.ts: commands wait for Redis
 // rather than fail), with a proxy between the stream and Redis: a Redis that does not answer, or cannot be reached,
-// gets the client 503 UNAVAILABLE in bounded time, never a hang.
+// gets the client 503 UNAVAILABLE in bounded time, never a hang; so does a ticket GETDEL may have spent before the
+// connection dropped.
 import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";
@@ -63,6 +64,19 @@ describe("the upgrade when Redis fails", () => {
     expect(JSON.parse((answer as RefusedUpgrade).body)).toMatchObject({ error: { code: "UNAVAILABLE" } });
     expect(Date.now() - started).toBeGreaterThanOrEqual(TICKET_CHECK_TIMEOUT_MS - 100);
     expect(t.logs.some((l) => l.event === "upgrade_failed")).toBe(true);
+  });
+
+  it("is answered 503 UNAVAILABLE, not 401, when the connection drops after GETDEL ran: ioredis sends it again", async () => {
+    const { t, proxy } = await streamBehindProxy();
+    const ticket = await issueTicket(t, { userId: newUserId() });
+    const dropped = proxy.dropReplyTo("getdel");
+    const answer = await upgrade(t, ticket, TICKET_CHECK_TIMEOUT_MS + 3_000);
+    await dropped;
+    expect(answer).toBeInstanceOf(RefusedUpgrade);
+    expect((answer as RefusedUpgrade).status).toBe(503);
+    expect(JSON.parse((answer as RefusedUpgrade).body)).toMatchObject({ error: { code: "UNAVAILABLE" } });
+    // The connection is back: a new ticket opens a socket.
+    expect(await upgrade(t, await issueTicket(t, { userId: newUserId() }), 3_000)).toBe("opened");
   });
 
   it("is answered 503 UNAVAILABLE when Redis cannot be reached at all", async () => {
