@@ -60,6 +60,34 @@ describe("the revocation backstop", () => {
   });
 });
 
+describe("shutdown", () => {
+  it("closes a socket handed over after it with 1001 at once, and does not take it in", () => {
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () => Promise.reject(new Error("not used")),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    hub.shutdown();
+    const closes: number[] = [];
+    const sent: string[] = [];
+    const ws = {
+      ...fakeSocket(),
+      send: (data: string) => sent.push(data),
+      close: (code: number) => closes.push(code),
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    expect(closes).toEqual([1001]);
+    expect(sent).toEqual([]); // no welcome
+    expect(hub.connectionCount).toBe(0);
+  });
+});
+
 describe("price-driven summaries", () => {
   const trade = (id: string, asset: string): TradeView => ({
     id,

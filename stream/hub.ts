@@ -49,6 +49,8 @@ export class StreamHub {
   private readonly candles: CandleFanout;
   private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
+  /** Shut down: no timers run, so a socket handed over now would get no heartbeat nor its 1001. */
+  private stopped = false;
   private lastRevocationCheckMs = 0;
   /** The revocation check under way: the next waits for it to end, so a slow Redis never has two going. */
   private revocationCheck: Promise<void> | undefined;
@@ -81,6 +83,10 @@ export class StreamHub {
   }
 
   accept(ws: WebSocket, ticket: Ticket): void {
+    if (this.stopped) {
+      ws.close(CLOSE_CODES.goingAway, "server going away");
+      return;
+    }
     const nowMs = this.now();
     const conn = new StreamConnection(ws, ticket, this.deps.limits, this.deps.metrics, nowMs);
     this.connections.add(conn);
@@ -147,8 +153,12 @@ export class StreamHub {
     this.candles.recheck(Date.now());
   }
 
-  /** Closes every socket with 1001 (server going away: reconnect and resume) and stops the timers. */
+  /**
+   * Closes every socket with 1001 (server going away: reconnect and resume) and stops the timers; a socket handed
+   * over after it is closed with 1001 at once.
+   */
   shutdown(): void {
+    this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     for (const conn of this.connections) {
       conn.private?.stop();

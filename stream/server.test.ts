@@ -32,7 +32,7 @@ beforeAll(async () => {
     allowedOrigins: new Set(),
     maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
     log,
-  });
+  }).http;
   await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));
   port = (server.address() as AddressInfo).port;
 });

@@ -4,6 +4,10 @@
  * The ticket (POST /api/v1/stream/ticket) is taken with GETDEL on the SHA-256 of its text, so it works once; it
  * expires on its own after ~30 s. A logout within those 30 s revokes the session but leaves its tickets in place, so
  * the session's revocation key is checked too: a socket never opens after its session was signed out.
+ *
+ * A stop (`close`) stops accepting first, so no socket opens after it began: an upgrade still checking its ticket is
+ * answered 503. Then every socket is closed with 1001, and any whose client has not finished the close handshake
+ * after STOP_GRACE_MS is cut.
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
@@ -38,6 +42,18 @@ export const HEADERS_TIMEOUT_MS = 66_000;
  */
 export const TICKET_CHECK_TIMEOUT_MS = 2_500;
 
+/**
+ * How long a stop waits for clients to answer its close frames before it cuts their sockets: ws would wait its own
+ * close timeout (tens of seconds), as long as ECS waits between SIGTERM and SIGKILL.
+ */
+export const STOP_GRACE_MS = 1_000;
+
+export interface StreamServer {
+  readonly http: Server;
+  /** Stops accepting, closes every socket (1001) and stops listening; once (a second call gets the same promise). */
+  close(): Promise<void>;
+}
+
 export interface StreamServerDeps {
   readonly hub: StreamHub;
   /** GETDEL of a ticket's key: its JSON value, or null when unknown, used or expired. */
@@ -55,9 +71,14 @@ const ticketSchema = z.object({
   sessionExpiresAtMs: z.number(),
 });
 
-export function createStreamServer(deps: StreamServerDeps): Server {
+export function createStreamServer(deps: StreamServerDeps): StreamServer {
   // A frame over maxFrameBytes closes the socket with 1009 (ws does it, before buffering the frame).
   const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxFrameBytes, perMessageDeflate: false });
+  /** Upgrade sockets not handed to ws (their ticket check under way, or refused and not closed yet): a stop cuts them. */
+  const upgrading = new Set<Duplex>();
+  /** Of those, the ones whose ticket check is under way: a stop answers them. */
+  const checking = new Set<Duplex>();
+  let stopping = false;
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/health" && (req.method === "GET" || req.method === "HEAD")) {
@@ -79,19 +100,48 @@ export function createStreamServer(deps: StreamServerDeps): Server {
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
+    upgrading.add(socket);
+    socket.once("close", () => upgrading.delete(socket));
+    if (stopping) {
+      refuse(socket, 503, "UNAVAILABLE", STOPPING);
+      return;
+    }
+    checking.add(socket);
     withinTimeout(admit(req, deps), TICKET_CHECK_TIMEOUT_MS).then(
       (answer) => {
+        if (!checking.delete(socket)) return; // answered by the stop meanwhile
         if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
-        else wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
+        else {
+          upgrading.delete(socket);
+          wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
+        }
       },
       (error: unknown) => {
+        if (!checking.delete(socket)) return;
         deps.log.warn("upgrade_failed", { error });
         refuse(socket, 503, "UNAVAILABLE", "The stream cannot check tickets right now; try again.");
       },
     );
   });
-  return server;
+  const stop = async () => {
+    stopping = true;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    for (const socket of checking) refuse(socket, 503, "UNAVAILABLE", STOPPING);
+    checking.clear();
+    deps.hub.shutdown();
+    const cut = setTimeout(() => {
+      for (const ws of wss.clients) ws.terminate();
+      for (const socket of upgrading) socket.destroy();
+      server.closeAllConnections();
+    }, STOP_GRACE_MS);
+    await closed;
+    clearTimeout(cut);
+  };
+  let stopped: Promise<void> | undefined;
+  return { http: server, close: () => (stopped ??= stop()) };
 }
+
+const STOPPING = "The stream is stopping; try again.";
 
 type Refusal = { status: number; code: string; message: string };
 

@@ -32,7 +32,10 @@ export interface StreamOptions {
 export interface RunningStream {
   readonly port: number;
   readonly hub: StreamHub;
-  /** Closes every socket with 1001, stops reading the fan-out and stops listening. */
+  /**
+   * Stops listening and accepting (an upgrade still checking its ticket gets 503), closes every socket with 1001 (cut
+   * a second later if its client has not answered) and stops reading the fan-out. A second call gets the same promise.
+   */
   close(): Promise<void>;
 }
 
@@ -109,27 +112,27 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
     maxFrameBytes: options.limits.maxFrameBytes,
     log,
   });
+  const { http } = server;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port, options.host, () => {
-      server.off("error", reject);
+    http.once("error", reject);
+    http.listen(options.port, options.host, () => {
+      http.off("error", reject);
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (http.address() as AddressInfo).port;
+  let closed: Promise<void> | undefined;
   return {
     port,
     hub,
-    async close() {
-      stop.abort();
-      options.reader.disconnect();
-      hub.shutdown();
-      await reading.done;
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        // Sockets that do not finish the close handshake are cut after a second.
-        setTimeout(() => server.closeAllConnections(), 1_000).unref();
-      });
+    close() {
+      closed ??= (async () => {
+        stop.abort();
+        options.reader.disconnect();
+        await server.close();
+        await reading.done;
+      })();
+      return closed;
     },
   };
 }
