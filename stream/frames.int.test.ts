@@ -203,6 +203,33 @@ describe("quotes", () => {
     a.close();
     b.close();
   });
+
+  it("sends the quotes read model's latest quote on subscribe after a start, before the asset's next quote", async () => {
+    const older = quote("ETH", "3100");
+    const stored = quote("ETH", "3200");
+    const own = await startTestStream(
+      {},
+      { beforeStart: async (redis, keys) => void (await redis.hset(keys.quotesKey, "ETH", JSON.stringify(stored))) },
+    );
+    try {
+      const client = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId: "u-seed" })}`);
+      client.send({ op: "subscribe", channel: "quotes", assets: ["ETH"] });
+      const { asset, market, bid, ask, updatedAt, source } = stored;
+      expect(await client.until((f) => f.find((x) => x.type === "quote"), 2_000)).toEqual({
+        type: "quote",
+        ...{ asset, market, bid, ask, updatedAt, source },
+      });
+      // The fan-out may still bring that quote, or one older: neither goes out; a newer one does.
+      await fanOut(own, "quote", stored);
+      await fanOut(own, "quote", older);
+      await fanOut(own, "quote", quote("ETH", "3300"));
+      await client.until((f) => f.some((x) => x.type === "quote" && x.bid === "3300"));
+      expect(client.of("quote").map((q) => q.bid)).toEqual(["3200", "3300"]);
+      client.close();
+    } finally {
+      await own.close();
+    }
+  });
 });
 
 describe("candles", () => {

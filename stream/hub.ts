@@ -68,9 +68,18 @@ export class StreamHub {
     this.warnTimer = throttled(deps.log, 10_000);
   }
 
-  /** Starts the scheduler tick and the sweep; `quotes`: the latest quotes read model, so summaries start priced. */
+  /**
+   * Starts the scheduler tick and the sweep. `latestQuotes`: the quotes read model (each asset's latest quote output),
+   * so that summaries start priced and a quotes subscribe gets each asset's latest quote before its next one comes:
+   * a market that is halted may send none for a long time.
+   */
   start(latestQuotes: Record<string, string> = {}): void {
     for (const [asset, quote] of quotesView(latestQuotes)) this.latestQuotes.set(asset, quote);
+    for (const json of Object.values(latestQuotes)) {
+      const quote = JSON.parse(json) as QuoteOutput;
+      this.quotes.seed(quote);
+      this.latestQuoteIds.set(quote.asset, quote.id); // the fan-out may still bring it, or one older
+    }
     const tick = setInterval(() => this.tick(), TICK_MS);
     const sweep = setInterval(() => this.sweep(), Math.min(1_000, this.deps.limits.heartbeatMs / 2));
     tick.unref();

@@ -87,11 +87,14 @@ export class QuoteFanout {
     conn.quotes = undefined;
   }
 
+  /** The latest quote of its asset, sent to nobody now: what a subscribe sends until the next quote comes. */
+  seed(quote: QuoteOutput): void {
+    this.latest.set(quote.asset, quoteFrame(quote));
+  }
+
   publish(quote: QuoteOutput, nowMs: number): void {
-    const { asset, market, bid, ask, updatedAt, source } = quote;
-    const frame = new SharedFrame(
-      Buffer.from(JSON.stringify({ type: "quote", asset, market, bid, ask, updatedAt, source })),
-    );
+    const { asset } = quote;
+    const frame = quoteFrame(quote);
     this.latest.set(asset, frame);
     const held = this.held.get(asset);
     for (const conn of this.all) this.deliver(conn, asset, frame, held, nowMs);
@@ -168,4 +171,8 @@ export class QuoteFanout {
     if (conn.quotes instanceof Set) for (const asset of conn.quotes) this.byAsset.get(asset)?.delete(conn);
     for (const conns of this.held.values()) conns.delete(conn);
   }
+}
+
+function quoteFrame({ asset, market, bid, ask, updatedAt, source }: QuoteOutput): SharedFrame {
+  return new SharedFrame(Buffer.from(JSON.stringify({ type: "quote", asset, market, bid, ask, updatedAt, source })));
 }

@@ -36,11 +36,16 @@ export type LogLine = Record<string, unknown> & { event: string; level: string }
 
 /**
  * `options.commands`: the stream's command connection (tickets, events, revocations), closed by the caller; by
- * default the fixture's own (`TestStream.redis`), which always reaches Redis directly.
+ * default the fixture's own (`TestStream.redis`), which always reaches Redis directly. `options.beforeStart`: writes
+ * to the stream's keyspace before the stream starts (read models it reads at start).
  */
 export async function startTestStream(
   limits: Partial<StreamLimits> = {},
-  options: { metrics?: StreamMetrics; commands?: Redis } = {},
+  options: {
+    metrics?: StreamMetrics;
+    commands?: Redis;
+    beforeStart?: (redis: Redis, keys: Keyspace) => Promise<void>;
+  } = {},
 ): Promise<TestStream> {
   const prefix = `t-c-${randomUUID()}:`;
   const keys = keyspace(prefix);
@@ -48,6 +53,7 @@ export async function startTestStream(
   const readerName = `${prefix.replace(/:$/, "")}-fanout`;
   const reader = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null, connectionName: readerName });
   const logs: LogLine[] = [];
+  await options.beforeStart?.(redis, keys);
   const stream = await startStream({
     redis: options.commands ?? redis,
     reader,
