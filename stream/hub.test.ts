@@ -1,6 +1,7 @@
 // The hub on plain data: sockets standing in as objects, fake timers, a store and the revocation check's answer held.
 import type { WebSocket } from "ws";
 import type { TradeView } from "../contract/messages.ts";
+import type { PrivateState } from "../worker/events.ts";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
@@ -85,6 +86,50 @@ describe("shutdown", () => {
     expect(closes).toEqual([1001]);
     expect(sent).toEqual([]); // no welcome
     expect(hub.connectionCount).toBe(0);
+  });
+});
+
+describe("the private channel's first read", () => {
+  it("failing after the channel was dropped and subscribed again leaves the socket and the new channel alone", async () => {
+    const reads: { resolve: (state: PrivateState) => void; reject: (error: Error) => void }[] = [];
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () => new Promise((resolve, reject) => reads.push({ resolve, reject })),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    const frames: string[] = [];
+    const closes: number[] = [];
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+      },
+      send: (data: string | Buffer) => frames.push((JSON.parse(String(data)) as { type: string }).type),
+      close: (code: number) => closes.push(code),
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
+    send({ op: "subscribe", channel: "private" });
+    send({ op: "unsubscribe", channel: "private" });
+    send({ op: "subscribe", channel: "private" });
+    expect(reads).toHaveLength(2);
+    reads[1]!.resolve({ seq: 1, aheadSeq: 0, balances: { USD: "1000" }, trades: [], orders: [] });
+    await vi.advanceTimersByTimeAsync(0);
+    reads[0]!.reject(new Error("Redis went away"));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(closes).toEqual([]);
+    expect(frames).toContain("snapshot");
+    // The channel held is the second one: a third subscribe is refused as already subscribed.
+    send({ op: "subscribe", channel: "private", id: "again" });
+    expect(frames.at(-1)).toBe("error");
+    hub.shutdown();
   });
 });
 

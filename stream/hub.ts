@@ -292,8 +292,9 @@ export class StreamHub {
         conn.private = channel;
         addTo(this.privateByUser, conn.userId, conn);
         channel.start(sub.since).catch((error: unknown) => {
-          this.deps.log.warn("private_start_failed", { userId: conn.userId, error });
           channel.stop();
+          if (conn.private !== channel) return; // unsubscribed meanwhile: the channel now held, if any, is another
+          this.deps.log.warn("private_start_failed", { userId: conn.userId, error });
           conn.close(CLOSE_CODES.internalError, "could not read the account: reconnect");
         });
         return;
