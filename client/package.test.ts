@@ -1,5 +1,5 @@
 /**
- * The client as a frontend outside this repository gets it (`npm run build:client`, platform/build.ts): its
+ * The client as a frontend outside this repository gets it (`npm run build:client`, platform/build-client.ts): its
  * declarations type-check a consumer in a folder of its own, with no package of this repository reachable, and
  * still refuse what the protocol does not take; the bundle runs in Node against the fake stream server.
  */
@@ -10,7 +10,7 @@ import { pathToFileURL } from "node:url";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { buildClient } from "../platform/build.ts";
+import { buildClient } from "../platform/build-client.ts";
 import type * as Built from "./stream-client.ts";
 import { startFakeStreamServer } from "./testing/fake-stream-server.ts";
 
