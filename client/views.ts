@@ -1,7 +1,7 @@
 /**
  * What the stream's frames carry (the API's shapes, docs/api.md), written out here so that the client depends on
  * nothing outside this folder: a frontend elsewhere uses its build (`npm run build:client`) without this
- * repository's packages. The server's own types are its schemas (contract/messages.ts, zod); `views-match.ts`
+ * repository's packages. The server's own types are its schemas (contract/messages.ts, zod); `views-match.test.ts`
  * fails to compile when the two part ways.
  */
 

@@ -20,7 +20,7 @@ export interface Keyspace {
   /**
    * Key a worker writes an instruction's answer to; the function that sent it waits on it. Named by the instruction's
    * input entry id (what XADD returned), not its request id: each attempt gets its own key, so a retry with the same
-   * request id never pops an answer left over from an earlier attempt that timed out.
+   * request id never reads an answer left over from an earlier attempt that timed out.
    */
   responseKey(userId: string, inputId: string): string;
   /** Read models the worker keeps current, so queries never enter the log. */

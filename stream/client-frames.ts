@@ -54,12 +54,11 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
   try {
     input = JSON.parse(text);
   } catch (err) {
-    const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
     return {
       code: "MALFORMED_JSON",
       field: "frame",
-      // JSON.parse's words give the position where the text stops being JSON.
-      message: `frame: expected one JSON object, received text that is not JSON (${(err as Error).message}): ${JSON.stringify(shown)}.`,
+      // JSON.parse's words give the position where the text stops being JSON, when they can.
+      message: `frame: expected one JSON object, received text that is not JSON (${(err as Error).message}): ${excerpt(JSON.stringify(text))}.`,
     };
   }
   const head = clientFrame.safeParse(input);
@@ -145,6 +144,10 @@ function received(value: unknown): string {
     return `a number beyond ±${Number.MAX_SAFE_INTEGER}, past which whole numbers are not read exactly (read as ${value})`;
   const text = JSON.stringify(value) ?? typeof value;
   const kind = Array.isArray(value) ? "an array" : typeof value === "object" ? "an object" : `a ${typeof value}`;
-  const shown = text.length > 60 ? `${text.slice(0, 57)}...` : text;
-  return `${kind} ${shown}`;
+  return `${kind} ${excerpt(text)}`;
+}
+
+/** At most 60 characters of what was received. */
+function excerpt(text: string): string {
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
