@@ -280,7 +280,6 @@ export class StreamHub {
           quotes: this.latestQuotes,
           log: this.deps.log,
           metrics: this.deps.metrics,
-          bufferCapBytes: this.deps.limits.privateBufferCapBytes,
           now: this.now,
           flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
           holding: (asset, held) => {

@@ -69,7 +69,6 @@ function setUp() {
     quotes: new Map(),
     log: createLogger("stream-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as never) }),
     metrics: { gapWaiting: (delta) => gaps.push(delta) },
-    bufferCapBytes: DEFAULT_LIMITS.privateBufferCapBytes,
     now: Date.now,
     flushQuotes: () => undefined,
   });

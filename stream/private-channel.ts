@@ -40,7 +40,6 @@ export interface PrivateChannelDeps {
   readonly quotes: ReadonlyMap<string, Quote>;
   readonly log: Logger;
   readonly metrics: Pick<StreamMetrics, "gapWaiting">;
-  readonly bufferCapBytes: number;
   readonly now: () => number;
   /**
    * Sends the socket the quotes held back for it (quotes.ts) before a private event: a stop-loss's close must not
@@ -272,7 +271,7 @@ export class PrivateChannel {
     this.conn.close(CLOSE_CODES.internalError, "internal error: reconnect and resume");
   }
 
-  /** How many of `events` went out, in seq order, up to a gap or the send buffer's cap. */
+  /** How many of `events` went out, in seq order, up to a gap or the socket's close. */
   private send(events: readonly PrivateOutput[], nowMs: number): number {
     let sent = 0;
     for (const event of events) {
@@ -291,12 +290,7 @@ export class PrivateChannel {
       this.lastSeq = event.seq;
       this.conn.sendRaw(eventFrame(event), "event", nowMs);
       sent++;
-      // The client is not reading: close it rather than buffer without bound; it resumes from its last seq.
-      if (this.conn.backlogBytes > this.deps.bufferCapBytes) {
-        this.stop();
-        this.conn.close(CLOSE_CODES.tooSlow, "too slow: resume with since");
-        break;
-      }
+      if (this.conn.closed) break; // too slow (the send buffer's cap, connection.ts): it resumes from its last seq
     }
     return sent;
   }
