@@ -53,7 +53,8 @@ export const DEFAULT_LIMITS: StreamLimits = {
   maxFrameBytes: 4096,
   // Above this many bytes waiting in the socket, quotes are held back (latest kept) until it drains.
   quoteThinBytes: 64 * 1024,
-  // Any frame that leaves more than this many bytes waiting closes the socket (4008): it resumes by seq.
+  // Any frame that leaves more than this many bytes waiting, besides the largest frame among them, closes the socket
+  // (4008): it resumes by seq.
   privateBufferCapBytes: 1024 * 1024,
   // Quotes per asset per client: at most one per this many ms (10 a second).
   quoteIntervalMs: 100,

@@ -55,6 +55,8 @@ export class StreamConnection {
    * nothing.
    */
   private pingPayload: Buffer | undefined;
+  /** The largest frame written since the send buffer was last at or under the cap (see sent). */
+  private largestWaitingBytes = 0;
 
   constructor(
     private readonly ws: WebSocket,
@@ -98,7 +100,7 @@ export class StreamConnection {
     if (this.closed) return;
     corkUntilTurn(this.ws);
     this.ws.send(frame, { binary: false });
-    this.sent(type, nowMs);
+    this.sent(type, frame, nowMs);
   }
 
   /**
@@ -116,7 +118,7 @@ export class StreamConnection {
     }
     corkUntilTurn(this.ws);
     socket.write(frame.wire);
-    this.sent(type, nowMs);
+    this.sent(type, frame.payload, nowMs);
   }
 
   send(frame: { type: FrameType } & Record<string, unknown>, nowMs: number): void {
@@ -162,13 +164,24 @@ export class StreamConnection {
   /**
    * After every frame, whatever its type: a client that does not read is closed rather than buffered for without
    * bound, and resumes. Quotes are held back before the cap (quotes.ts), so it is the frames never dropped (private
-   * events, candles, answers) that fill it. bufferedAmount first, as it is cheap: backlogBytes uncorks.
+   * events, candles, answers) that fill it. The largest frame written since the buffer was last under the cap does
+   * not count: one frame larger than the cap (the snapshot of an account with many trades) would otherwise close a
+   * client that keeps up, as soon as it is written or at the next frame while it is read, and its resubscribe would
+   * get the same snapshot again. A client that stopped reading is closed once the cap's worth of frames more piles up
+   * behind it: a send buffer holds no more than the cap and its largest frame. bufferedAmount first, as it is cheap:
+   * backlogBytes uncorks.
    */
-  private sent(type: FrameType, nowMs: number): void {
+  private sent(type: FrameType, payload: Buffer | string, nowMs: number): void {
     this.lastSentMs = nowMs;
     this.metrics.frameSent(type);
     const cap = this.limits.privateBufferCapBytes;
-    if (this.ws.bufferedAmount <= cap || this.backlogBytes <= cap) return;
+    if (this.ws.bufferedAmount <= cap) {
+      this.largestWaitingBytes = 0;
+      return;
+    }
+    this.largestWaitingBytes = Math.max(this.largestWaitingBytes, wireBytes(payload));
+    const exempt = this.largestWaitingBytes;
+    if (this.ws.bufferedAmount - exempt <= cap || this.backlogBytes - exempt <= cap) return;
     this.private?.stop();
     this.close(CLOSE_CODES.tooSlow, "too slow: reconnect and resume");
   }
@@ -188,6 +201,12 @@ export class SharedFrame {
   constructor(readonly payload: Buffer) {
     this.wire = Buffer.concat([textFrameHeader(payload.length), payload]);
   }
+}
+
+/** A text frame's size on the wire: its payload's bytes and its header (textFrameHeader). */
+function wireBytes(payload: Buffer | string): number {
+  const length = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+  return length + (length < 126 ? 2 : length < 65_536 ? 4 : 10);
 }
 
 /**

@@ -1,9 +1,11 @@
 // A client that stops reading and account summaries that follow prices: the send buffer's cap closes a stalled
-// socket with 4008 whatever fills it (a private one then resumes without a gap), quotes are thinned rather than
-// reach it, and an open trade's summary moves with its asset's quotes, at most once a second.
+// socket with 4008 whatever fills it (a private one then resumes without a gap), though not for one frame larger
+// than the cap, quotes are thinned rather than reach it, and an open trade's summary moves with its asset's quotes,
+// at most once a second.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
+import { NO_METRICS } from "./metrics.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
@@ -14,13 +16,19 @@ import {
   type TestStream,
   connectAs,
   newUserId,
+  type Frame,
   type TestClient,
 } from "./testing/stream-fixture.ts";
 
 let t: TestStream;
+/** Frames the stream has written, by type, whether their client read them or not. */
+const written = new Map<string, number>();
 
 beforeAll(async () => {
-  t = await startTestStream({ privateBufferCapBytes: 16_384 });
+  t = await startTestStream(
+    { privateBufferCapBytes: 16_384 },
+    { metrics: { ...NO_METRICS, frameSent: (type) => void written.set(type, (written.get(type) ?? 0) + 1) } },
+  );
 });
 
 afterAll(async () => {
@@ -68,6 +76,106 @@ const closedWithin = (client: TestClient, ms: number) =>
     client.closed.then((c) => c.code),
     new Promise<"open">((resolve) => setTimeout(() => resolve("open"), ms)),
   ]);
+
+describe("a frame larger than the cap", () => {
+  /** An account with 40,000 open trades at seq 1: a snapshot of ~12 MB, more than the kernel's buffers take at once. */
+  async function bigAccount(): Promise<string> {
+    const u = user();
+    await storeEvents(t, [balancesEvent(u, 1, "1000")]);
+    const trades: Record<string, string> = {};
+    for (let i = 0; i < 40_000; i++) {
+      const trade: TradeView = {
+        id: `T0-${i}`,
+        asset: "BTC",
+        type: "long",
+        margin: "1",
+        leverage: 10,
+        quantity: "0.0001",
+        openPrice: "60000",
+        stopLoss: null,
+        takeProfit: null,
+        trailingStop: null,
+        liquidationPrice: null,
+        openedAt: new Date(1_800_000_000_000 + i).toISOString(),
+      };
+      trades[trade.id] = JSON.stringify(trade);
+    }
+    await t.redis.hset(t.keys.openTradesKey(u), trades);
+    return u;
+  }
+
+  /** `until`, failing with how the socket closed and the frame types rather than every frame (megabytes here). */
+  async function arrives<T>(client: TestClient, test: (frames: Frame[]) => T | undefined | false): Promise<T> {
+    try {
+      return await client.until(test, 10_000);
+    } catch {
+      const closed = await closedWithin(client, 0);
+      throw new Error(`closed: ${closed}; frames: ${client.frames.map((f) => f.type).join(", ")}`);
+    }
+  }
+
+  /** The socket is still open and serving: it answers a ping. */
+  async function stillOpen(client: TestClient): Promise<void> {
+    client.send({ op: "ping", id: "still-open" });
+    await arrives(client, (f) => f.some((x) => x.type === "pong"));
+  }
+
+  /** Does `action`, then waits until the stream has written a frame of `type` more, read or not. */
+  async function writes(type: string, action: () => unknown): Promise<void> {
+    const before = written.get(type) ?? 0;
+    await action();
+    for (const deadline = Date.now() + 10_000; (written.get(type) ?? 0) === before;) {
+      if (Date.now() > deadline) throw new Error(`no ${type} written`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** A client of `userId` that reads nothing from its private subscribe on (until resumed), its snapshot written. */
+  async function stalledAfterSnapshot(userId: string): Promise<TestClient> {
+    const client = await connect(userId);
+    await arrives(client, (f) => f.some((x) => x.type === "welcome"));
+    client.ws.pause();
+    await writes("snapshot", () => client.send({ op: "subscribe", channel: "private" }));
+    return client;
+  }
+
+  it("goes out whole to a client that reads, and the socket stays open", async () => {
+    const client = await connect(await bigAccount());
+    client.send({ op: "subscribe", channel: "private" });
+    const snapshot = await arrives(client, (f) => f.find((x) => x.type === "snapshot"));
+    expect((snapshot.trades as unknown[]).length).toBe(40_000);
+    await stillOpen(client);
+    client.close();
+  }, 20_000);
+
+  it("does not count against the cap while it is read: a frame after it finds only that one waiting", async () => {
+    const u = await bigAccount();
+    const client = await stalledAfterSnapshot(u);
+    await writes("event", () => fanOutEvents(t, [balancesEvent(u, 2, "999")]));
+    client.ws.resume();
+    await arrives(client, (f) => f.some((x) => x.type === "event" && x.seq === 2));
+    expect(client.frames.map((f) => f.type)).toEqual(["welcome", "subscribed", "snapshot", "event", "summary"]);
+    await stillOpen(client);
+    client.close();
+  }, 20_000);
+
+  it("closes a client that stopped reading once the cap's worth of frames piles up behind it", async () => {
+    const u = await bigAccount();
+    const client = await stalledAfterSnapshot(u);
+    // Events of ~6 KB each behind the snapshot: far more than the cap, and than what the kernel took of the snapshot.
+    const wide: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) wide[`X${i}`] = "12345.678";
+    const events: PrivateOutput[] = [];
+    for (let seq = 2; seq <= 1_001; seq++)
+      events.push({ ...balancesEvent(u, seq, `${seq}`), balances: { ...wide, USD: `${seq}` } } as PrivateOutput);
+    await fanOutEvents(t, events);
+    client.ws.resume();
+    expect(await closedWithin(client, 10_000)).toBe(4008);
+    const seen = client.of("event").map((f) => f.seq as number);
+    expect(seen.length).toBeLessThan(1_000);
+    expect(seen).toEqual(seen.map((_, i) => i + 2));
+  }, 20_000);
+});
 
 describe("a client that stops reading public frames", () => {
   it("is closed with 4008 once candles it does not read pass the cap: candles are never thinned", async () => {
