@@ -75,7 +75,7 @@ function setUp() {
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
   /** What went out after the snapshot: "event <seq>" and "summary <seq>". */
   const frames = () => sent.filter((f) => f.type !== "snapshot").map((f) => `${String(f.type)} ${String(f.seq)}`);
-  return { channel, store, seqs, frames, logs, gaps, closes };
+  return { channel, store, seqs, frames, logs, gaps, closes, ws, conn };
 }
 
 const event = (seq: number) => balancesEvent(USER, seq, String(seq));
@@ -207,6 +207,21 @@ describe("PrivateChannel", () => {
     channel.recheck();
     await vi.advanceTimersByTimeAsync(0);
     expect(frames().filter((f) => f.startsWith("summary"))).toEqual(["summary 3", "summary 6", "summary 507"]);
+  });
+
+  it("stays stopped when its snapshot closed the socket: no read, retry or gap on it after", async () => {
+    const { channel, store, closes, gaps, ws, conn } = setUp();
+    conn.private = channel;
+    ws.bufferedAmount = 2 * DEFAULT_LIMITS.privateBufferCapBytes; // a client that stopped reading: 4008
+    // 2 and 3 stored above a gap: a channel that went on would read the store for them, and wait for the gap.
+    for (const n of [2, 3]) store.events.set(n, event(n));
+    [store.stateSeq, store.aheadSeq] = [0, 3];
+    await channel.start(undefined);
+    expect(closes).toEqual([4008]);
+    channel.notify(event(1));
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(store.reads).toBe(0);
+    expect(gaps).toEqual([]);
   });
 
   it("a read that fails is retried, and stops being retried once one succeeds", async () => {

@@ -96,6 +96,7 @@ export class PrivateChannel {
     if (since === undefined) {
       this.lastSeq = snapshot.seq;
       this.sendState("snapshot", undefined);
+      if (this.stopped) return; // the snapshot closed the socket (too slow, connection.ts): nothing more on it
     } else this.lastSeq = since;
     this.state = "live";
     if (since !== undefined || this.highestNotified > this.lastSeq || this.recheckPending) await this.fill();
