@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { startFanoutReader } from "./fanout-reader.ts";
+import { fanoutTail, startFanoutReader } from "./fanout-reader.ts";
 
 const prefix = `t-f-${randomUUID()}:`;
 let redis: Redis;
@@ -36,10 +36,11 @@ async function startReader(key: string, batch: number) {
   const seen: string[] = [];
   const logs: Record<string, unknown>[] = [];
   const stop = new AbortController();
-  const reading = await startFanoutReader(
+  const reading = startFanoutReader(
     {
       redis: conn,
       key,
+      from: await fanoutTail(conn, key),
       log: createLogger("fanout-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as never) }),
       onEntry: (id) => seen.push(id),
       onRecovered: () => seen.push("recovered"),

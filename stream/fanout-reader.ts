@@ -1,6 +1,7 @@
 /**
  * The one loop that reads the fan-out stream (`{stream}:fanout`) for this replica: XREAD BLOCK from the entry that
- * was last when it started, then from the last id read, so nothing added between two reads is missed. No consumer
+ * was last before the stream read the read models it starts from (`fanoutTail`), then from the last id read, so
+ * nothing added between two reads is missed. No consumer
  * group: every replica reads every entry. After a Redis error or a lost connection (ioredis reconnects and sends
  * the read again, so that one may never fail) it says so (`onRecovered`) once reading works again: entries may
  * have been trimmed meanwhile, and the private channels must look in the store.
@@ -20,22 +21,26 @@ export interface FanoutReaderOptions {
   readonly log: Logger;
   readonly onEntry: (id: string, fields: Record<string, string>) => void;
   readonly onRecovered: () => void;
+  /** The id to read after: `fanoutTail`'s. */
+  readonly from: string;
   readonly blockMs?: number;
   readonly batch?: number;
 }
 
 /**
- * Starts reading (resolves once the starting point is known); `done` settles after `stop` aborts (disconnect
- * `redis` then, to cut a blocking read short).
+ * The fan-out's last entry id ("0-0" when it is empty): a reader started from it misses nothing added after this
+ * call. Read it before any read model the stream starts from: an entry whose write lands between the two reads is
+ * then read from the fan-out, where the other way round it would be in neither.
  */
-export async function startFanoutReader(
-  options: FanoutReaderOptions,
-  stop: AbortSignal,
-): Promise<{ done: Promise<void> }> {
+export async function fanoutTail(redis: Redis, key: string): Promise<string> {
+  return (await redis.xrevrange(key, "+", "-", "COUNT", 1))[0]?.[0] ?? "0-0";
+}
+
+/** Starts reading after `from`; `done` settles after `stop` aborts (disconnect `redis` then, to cut a read short). */
+export function startFanoutReader(options: FanoutReaderOptions, stop: AbortSignal): { done: Promise<void> } {
   const { redis, key, log } = options;
   const batch = options.batch ?? 1_000;
-  const last = (await redis.xrevrange(key, "+", "-", "COUNT", 1))[0];
-  let lastId = last?.[0] ?? "0-0";
+  let lastId = options.from;
   let failed = false;
   let lost = false;
   redis.on("close", () => (lost = true));

@@ -3,10 +3,13 @@
 // onto coarser buckets; heartbeats; a clean stop closes with 1001.
 import { randomUUID } from "node:crypto";
 import fc from "fast-check";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
+import type { Keyspace } from "../contract/names.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { NO_METRICS } from "./metrics.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
@@ -228,6 +231,46 @@ describe("quotes", () => {
       client.close();
     } finally {
       await own.close();
+    }
+  });
+
+  it("sends a quote the worker writes while the stream starts, between its two reads (model, fan-out)", async () => {
+    const stored = quote("SOL", "150");
+    const newer = quote("SOL", "151");
+    let keys: Keyspace | undefined;
+    // The stream's command connection: once it has read the quotes read model, the worker writes a newer quote to it
+    // and fans it out, before the stream goes on. A halted market sends none after it: the stream has this one only.
+    const commands = new Redis(TEST_REDIS_URL);
+    const hgetall = commands.hgetall.bind(commands);
+    commands.hgetall = async (key: string) => {
+      const read = await hgetall(key);
+      if (key === keys?.quotesKey) {
+        await commands.hset(keys.quotesKey, "SOL", JSON.stringify(newer));
+        await commands.xadd(keys.streamFanout, "*", "kind", "quote", "body", JSON.stringify(newer));
+      }
+      return read;
+    };
+    const own = await startTestStream(
+      {},
+      {
+        commands,
+        beforeStart: async (redis, k) => {
+          keys = k;
+          // The fan-out's last entry when the stream starts: its reader reads what comes after it.
+          await redis.hset(k.quotesKey, "SOL", JSON.stringify(stored));
+          await redis.xadd(k.streamFanout, "*", "kind", "quote", "body", JSON.stringify(stored));
+        },
+      },
+    );
+    try {
+      const client = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId: "u-seed" })}`);
+      client.send({ op: "subscribe", channel: "quotes", assets: ["SOL"] });
+      await client.until((f) => f.some((x) => x.type === "quote" && x.bid === "151"), 2_000);
+      expect(client.of("quote").at(-1)).toMatchObject({ bid: "151" }); // the stored one first, or not at all
+      client.close();
+    } finally {
+      await own.close();
+      commands.disconnect();
     }
   });
 });

@@ -9,7 +9,7 @@ import type { Logger } from "../platform/log.ts";
 import { readEventsAfter, readPrivateState } from "../worker/events.ts";
 import type { LoadBucket } from "./candles.ts";
 import type { StreamLimits } from "./connection.ts";
-import { startFanoutReader } from "./fanout-reader.ts";
+import { fanoutTail, startFanoutReader } from "./fanout-reader.ts";
 import { StreamHub } from "./hub.ts";
 import type { StreamMetrics } from "./metrics.ts";
 import { createStreamServer } from "./server.ts";
@@ -92,15 +92,20 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
     log,
     metrics: options.metrics,
   });
+  // The fan-out's start before the quotes read model: a quote the worker writes to both in between comes from the
+  // fan-out (the hub drops its copy of a quote it was seeded with), where it would be missed the other way round, and
+  // a halted market's quote stay stale until its next.
+  const from = await fanoutTail(options.reader, keys.streamFanout);
   hub.start(await redis.hgetall(keys.quotesKey));
   const stop = new AbortController();
-  const reading = await startFanoutReader(
+  const reading = startFanoutReader(
     {
       redis: options.reader,
       key: keys.streamFanout,
       log,
       onEntry: (id, fields) => hub.handleEntry(id, fields),
       onRecovered: () => hub.fanoutRecovered(),
+      from,
     },
     stop.signal,
   );
