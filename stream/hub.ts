@@ -154,8 +154,9 @@ export class StreamHub {
   }
 
   /**
-   * The fan-out reader missed entries (a Redis error): every private channel looks in the store, and every candle
-   * series loads its bucket again.
+   * The fan-out reader may have missed entries (a Redis error or lost connection, or the trim passed it while it
+   * lagged: fanout-reader.ts): every private channel looks in the store, and every candle series loads its bucket
+   * again.
    */
   fanoutRecovered(): void {
     for (const conns of this.privateByUser.values()) for (const conn of conns) conn.private?.recheck();
