@@ -13,6 +13,7 @@
  * that is not full costs no command more.
  */
 import type { Redis } from "ioredis";
+import { isAfterId } from "../engine/core/step.ts";
 import type { Logger } from "../platform/log.ts";
 
 export interface FanoutReaderOptions {
@@ -62,7 +63,7 @@ export function startFanoutReader(options: FanoutReaderOptions, stop: AbortSigna
         } else if (entries.length === batch) {
           // Before the entries go out, so that candle series reload their buckets rather than send them short.
           const oldest = (await redis.xrange(key, "-", "+", "COUNT", 1))[0]?.[0];
-          if (oldest !== undefined && compareIds(oldest, lastId) > 0) {
+          if (oldest !== undefined && isAfterId(oldest, lastId)) {
             log.warn("fanout_fell_behind", { from: lastId, oldestKept: oldest });
             options.onRecovered();
           }
@@ -86,11 +87,4 @@ export function startFanoutReader(options: FanoutReaderOptions, stop: AbortSigna
     }
   };
   return { done: loop() };
-}
-
-/** Orders two stream entry ids ("<ms>-<n>"). */
-function compareIds(a: string, b: string): number {
-  const [aMs, aN] = a.split("-").map(Number);
-  const [bMs, bN] = b.split("-").map(Number);
-  return aMs! - bMs! || aN! - bN!;
 }
