@@ -1,7 +1,8 @@
 /**
  * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
  * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
- * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included.
+ * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included; a
+ * Redis outage it waits out.
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -15,11 +16,13 @@ import { workerMetrics } from "./metrics.ts";
 import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
 
 /**
- * How long a Postgres statement or a command of the writer connection waits for its answer: half the stuck bound, so
- * a connection that stopped answering fails its batch with the driver's own error before the watchdog has to end the
- * worker. The reader has none: its group reads block, and the watchdog bounds them.
+ * How long a Postgres statement waits for its answer: half the stuck bound, so a connection that stopped answering
+ * fails its batch with the driver's own error before the watchdog has to end the worker. A Postgres that is down fails
+ * a statement at once anyway, and the worker with it, as any Postgres error does. The Redis connections have no such
+ * timeout: ioredis's counts the time a command waits for a reconnect, so a Redis restart would fail the batch; the
+ * watchdog, which does not count that time, bounds them.
  */
-const ANSWER_TIMEOUT_MS = DEFAULT_STUCK_AFTER_MS / 2;
+const QUERY_TIMEOUT_MS = DEFAULT_STUCK_AFTER_MS / 2;
 
 runMain("worker", async () => {
   const env = process.env;
@@ -43,11 +46,13 @@ runMain("worker", async () => {
   const { prefix, claimIdleMs, statsEveryMs, outputKeepMs } = config;
   log.info("start", { prefix, claimIdleMs, statsEveryMs, outputKeepMs });
   const stop = stopOnSignals(log);
-  const writer = connectRedis(config.redisUrl, log, "worker-writer", { commandTimeoutMs: ANSWER_TIMEOUT_MS });
+  const writer = connectRedis(config.redisUrl, log, "worker-writer");
   // A group read Redis may have run must not run again: it would take the next entries (worker.ts).
   const reader = connectRedis(config.redisUrl, log, "worker-reader", { resendUnanswered: false });
-  await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log, { queryTimeoutMs: ANSWER_TIMEOUT_MS });
+  // Only a log line, so not waited for: on a Redis that accepted the connection and says nothing it would wait for
+  // ever, while the worker's start, queued behind it on the same connection, is bounded by the watchdog.
+  void checkDurability(writer, log);
+  const db = await connectPostgres(config.databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
   try {
     await migrate(db, log);
     await runWorker(

@@ -6,6 +6,12 @@
  * wait too. So the first step past the bound logs `worker_stuck` and fails every bounded wait at once with a
  * WorkerStuckError: the worker ends, and its process exits non-zero for its supervisor to start it again on new
  * connections. What it left pending is handled as after any crash (claimed, or handled first under the same name).
+ *
+ * A Redis outage is another matter: ioredis knows its connection is down, reconnects, and sends what waited once it is
+ * back, which is all a new process would do, only later. So time while a Redis connection is down (`RedisOutages`)
+ * does not count: a step's bound runs from its start or from the connections' return, whichever is later. A
+ * connection that came back and then says nothing is caught as before. Only a stop does not wait out an outage: once
+ * it is asked, a step that has waited the bound since its start ends the worker all the same.
  */
 import type { Logger } from "../platform/log.ts";
 
@@ -13,10 +19,26 @@ export class WorkerStuckError extends Error {
   override readonly name = "WorkerStuckError";
 }
 
-/** `work`, or a WorkerStuckError once it ran `stuckAfterMs` plus `extraMs`, or at once when any other step did. */
+/**
+ * `work`, or a WorkerStuckError once it ran `stuckAfterMs` plus `extraMs` (Redis outages aside), or at once when any
+ * other step did.
+ */
 export type Bounded = <T>(step: string, work: Promise<T>, extraMs?: number) => Promise<T>;
 
-export function watchdog(stuckAfterMs: number, log: Logger): Bounded {
+/** What the watchdog knows of the worker's Redis connections. */
+export interface RedisOutages {
+  /** undefined while one is down; else when (performance.now()) the last one came back, -Infinity if none went. */
+  upSince(): number | undefined;
+}
+
+const NEVER_DOWN: RedisOutages = { upSince: () => -Infinity };
+
+export function watchdog(
+  stuckAfterMs: number,
+  log: Logger,
+  outages: RedisOutages = NEVER_DOWN,
+  stop?: AbortSignal,
+): Bounded {
   let fail!: (err: WorkerStuckError) => void;
   const stuck = new Promise<never>((_, reject) => (fail = reject));
   stuck.catch(() => undefined); // raced by each step; not unhandled when no step is waiting
@@ -24,13 +46,21 @@ export function watchdog(stuckAfterMs: number, log: Logger): Bounded {
   return <T>(step: string, work: Promise<T>, extraMs = 0) => {
     const limitMs = stuckAfterMs + extraMs;
     const startedAt = performance.now();
-    const timer = setTimeout(() => {
+    const check = () => {
       if (tripped) return;
+      const upSince = outages.upSince();
+      const redisDown = upSince === undefined;
+      // Looked at again a bound later: the wait then counts from the return, if Redis is back.
+      if (redisDown && stop?.aborted !== true) return void (timer = setTimeout(check, limitMs));
+      const leftMs = Math.max(startedAt, upSince ?? startedAt) + limitMs - performance.now();
+      if (leftMs > 0) return void (timer = setTimeout(check, leftMs));
       tripped = true;
       const waitedMs = Math.round(performance.now() - startedAt);
-      log.error("worker_stuck", { step, waitedMs, stuckAfterMs });
-      fail(new WorkerStuckError(`${step} did not end within ${limitMs} ms: a connection stopped answering`));
-    }, limitMs);
+      log.error("worker_stuck", { step, waitedMs, stuckAfterMs, ...(redisDown ? { redisDown } : {}) });
+      const why = redisDown ? "a stop while Redis is down" : "a connection stopped answering";
+      fail(new WorkerStuckError(`${step} did not end within ${limitMs} ms: ${why}`));
+    };
+    let timer = setTimeout(check, limitMs);
     return Promise.race([work, stuck]).finally(() => clearTimeout(timer));
   };
 }

@@ -1,4 +1,7 @@
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -37,7 +40,8 @@ import {
 import { WorkerStuckError } from "./watchdog.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
-import { startScratchRedis } from "../platform/testing/processes.ts";
+import { freePort, startRedisServer, startScratchRedis } from "../platform/testing/processes.ts";
+import { connectRedis } from "../platform/redis.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
@@ -635,11 +639,21 @@ describe("worker on real Redis and Postgres", () => {
     expect(events).toEqual(["1 balances_changed", "2 trade_opened more", "3 balances_changed"]);
   });
 
+  /** Resolves once a worker's start has made its group (on a writer that may still be connecting). */
+  const untilGroup = (client: Redis, local: Keyspace) =>
+    until(() =>
+      client.xinfo("GROUPS", local.output).then(
+        (groups) => ((groups as unknown[]).length > 0 ? true : undefined),
+        () => undefined,
+      ),
+    );
+
   /**
-   * A worker whose Postgres (or, with `frozen: "reader"`, whose group reads) go through a proxy that then stops
-   * passing anything, as a dead peer does; a price and an account's creation are published after it froze.
+   * A worker whose Postgres (or, with `frozen: "reader"` or `"writer"`, that Redis connection) goes through a proxy
+   * that then stops passing anything, as a dead peer does; a price and an account's creation are published after it
+   * froze.
    */
-  async function stuckWorker(name: string, frozen: "postgres" | "reader") {
+  async function stuckWorker(name: string, frozen: "postgres" | "reader" | "writer") {
     const local = keyspace(`${prefix}${name}:`);
     const where = describeDatabase(pg.url);
     // The proxy passes bytes, whatever the protocol: Postgres's as well as Redis's.
@@ -648,16 +662,27 @@ describe("worker on real Redis and Postgres", () => {
     const url = new URL(pg.url);
     if (frozen === "postgres") url.port = String(proxy.port);
     const db = await connectPostgres(url.toString(), log, { closeTimeoutMs: 100 });
-    const proxiedReader = new Redis(frozen === "reader" ? `redis://127.0.0.1:${proxy.port}` : REDIS_URL);
+    const proxied = `redis://127.0.0.1:${proxy.port}`;
+    const proxiedReader = new Redis(frozen === "reader" ? proxied : REDIS_URL);
+    const writer = frozen === "writer" ? new Redis(proxied) : redis;
     const lines: Record<string, unknown>[] = [];
     const capture = createLogger("worker-test", {
       sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
     });
     const stop = new AbortController();
-    const options = { reader: proxiedReader, writer: redis, db, keys: local, log: capture, consumer: "w" };
+    const options = { reader: proxiedReader, writer, db, keys: local, log: capture, consumer: "w" };
     const running = runWorker({ ...options, blockMs: 50, stuckAfterMs: 1_000 }, stop.signal);
     running.catch(() => undefined);
-    await until(async () => ((await redis.xinfo("CONSUMERS", local.output, local.workerGroup)) as unknown[]).length);
+    await untilGroup(redis, local);
+    if (frozen === "writer") {
+      // The writer's part of the start comes after the group: a first batch handled is past it.
+      const warmUp = apply(createState(makeParams()), {
+        id: "39-0",
+        message: instruct("wes", "w0", { kind: "create_account" }),
+      });
+      for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
+      await until(() => redis.lpop(local.responseKey("wes", "39-0")));
+    }
     proxy.freeze();
     const state = createState(makeParams());
     const messages: EngineInput[] = [
@@ -674,6 +699,7 @@ describe("worker on real Redis and Postgres", () => {
       running,
       close: async () => {
         proxiedReader.disconnect();
+        if (writer !== redis) writer.disconnect();
         await db.close();
         await proxy.close();
       },
@@ -724,6 +750,187 @@ describe("worker on real Redis and Postgres", () => {
       ]);
     } finally {
       w.stop.abort();
+      await w.close();
+    }
+  });
+
+  it("ends with worker_stuck when its writer connection stops answering", async () => {
+    const w = await stuckWorker("stuck-write", "writer");
+    try {
+      const startedAt = performance.now();
+      await expect(w.running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([
+        expect.objectContaining({ level: "error", step: "batch_quotes", stuckAfterMs: 1_000 }),
+      ]);
+    } finally {
+      w.stop.abort();
+      await w.close();
+    }
+  });
+
+  /** A redis-server of the test's own, stopped and started again on the same port and data (AOF, fsync always). */
+  async function restartableRedis(name: string) {
+    const dir = mkdtempSync(join(tmpdir(), `${name}-`));
+    const port = await freePort();
+    const args = ["--appendonly", "yes", "--appendfsync", "always", "--save", ""];
+    let server = await startRedisServer(port, dir, args);
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      down: async () => void (await server.stop("SIGTERM")),
+      /** Resolves once it serves commands, loading done. */
+      up: async (extra: readonly string[] = []) =>
+        void (server = await startRedisServer(port, dir, [...args, ...extra])),
+      close: async () => {
+        await server.stop("SIGTERM");
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+
+  /**
+   * A worker on its own Redis, with its connections made as main.ts makes them, whose Postgres statements wait for
+   * `postgresHeld`; and the test's own connection to that Redis.
+   */
+  async function workerOnOwnRedis(name: string, stuckAfterMs: number, postgresHeld: Promise<void> = Promise.resolve()) {
+    const server = await restartableRedis(name);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const writer = connectRedis(server.url, capture, "worker-writer");
+    const reader = connectRedis(server.url, capture, "worker-reader", { resendUnanswered: false });
+    const direct = new Redis(server.url);
+    direct.on("error", () => undefined); // down with the server while it is
+    const heldDb = {
+      query: async (text: string, params?: unknown[]) => (await postgresHeld, pg.db.query(text, params)),
+    };
+    const local = keyspace(`${prefix}${name}:`);
+    const stop = new AbortController();
+    const options = { reader, writer, db: heldDb as TestDatabase["db"], keys: local, log: capture, consumer: "w" };
+    const running = runWorker({ ...options, blockMs: 50, stuckAfterMs }, stop.signal);
+    const ended = { now: false };
+    running.then(
+      () => (ended.now = true),
+      () => (ended.now = true),
+    );
+    const close = async () => {
+      reader.disconnect();
+      writer.disconnect();
+      direct.disconnect();
+      await server.close();
+    };
+    try {
+      await untilGroup(direct, local);
+    } catch (err) {
+      stop.abort();
+      await close();
+      throw err;
+    }
+    return { server, writer, direct, local, lines, stop, running, ended, close };
+  }
+
+  it("waits out a Redis restart, down then loading for longer than its stuck bound, and handles what waited", async () => {
+    let releasePostgres!: () => void;
+    const postgresHeld = new Promise<void>((resolve) => (releasePostgres = resolve));
+    const w = await workerOnOwnRedis("redis-restart", 500, postgresHeld);
+    try {
+      // Data in the AOF's base for the restarted Redis to load slowly, answering only LOADING meanwhile.
+      const filler = w.direct.pipeline();
+      for (let n = 0; n < 400; n++) filler.set(`filler:${n}`, "x".repeat(200));
+      await filler.exec();
+      await w.direct.bgrewriteaof();
+      await until(async () =>
+        /aof_rewrite_(in_progress|scheduled):1/.test(await w.direct.info("persistence")) ? undefined : true,
+      );
+      // A batch whose quote went out and whose rest waits on Postgres: its Redis writes come during the outage.
+      const state = createState(makeParams());
+      const publish = async (id: number, message: EngineInput) => {
+        for (const o of apply(state, { id: `${id}-0`, message }))
+          await w.direct.xadd(w.local.output, "*", ...encodeFields(o));
+      };
+      const price = { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", source: "sim" } as const;
+      await publish(70, { ...price, exchangeTimeUs: "1" });
+      await publish(71, instruct("hal", "h1", { kind: "create_account" }));
+      await until(async () => ((await w.direct.xlen(w.local.streamFanout)) > 0 ? true : undefined));
+      await w.server.down();
+      releasePostgres();
+      // Down for four bounds: the batch's rest, the group read and the reader's PING all wait through it.
+      await sleep(2_000);
+      expect(w.ended.now).toBe(false);
+      // Then loading for seconds (400 keys, 7 ms each, answering every 1 KB): the writer connects to it meanwhile.
+      const loading = { done: false, connectedMs: 0 };
+      const back = w.server.up(["--key-load-delay", "7000", "--loading-process-events-interval-bytes", "1024"]);
+      const settled = () => void (loading.done = true);
+      void back.then(settled, settled);
+      for (let since: number | undefined; !loading.done; await sleep(20)) {
+        since = w.writer.status === "connect" ? (since ?? performance.now()) : undefined;
+        if (since !== undefined) loading.connectedMs = Math.max(loading.connectedMs, performance.now() - since);
+      }
+      await back;
+      expect(loading.connectedMs).toBeGreaterThan(1_000);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
+      expect(await until(() => w.direct.lpop(w.local.responseKey("hal", "71-0")), 10_000)).toContain('"granted":true');
+      await publish(72, instruct("ivy", "i1", { kind: "create_account" }));
+      expect(await until(() => w.direct.lpop(w.local.responseKey("ivy", "72-0")))).toContain('"granted":true');
+      await until(async () => ((await groupBacklog(w.direct, w.local))?.pending === 0 ? true : undefined));
+      expect(w.ended.now).toBe(false);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
+      expect(w.lines.map((l) => l.event)).toEqual(expect.arrayContaining(["redis_error", "redis_reconnected"]));
+      w.stop.abort();
+      await w.running;
+    } finally {
+      w.stop.abort();
+      releasePostgres();
+      await w.running.catch(() => undefined);
+      await w.close();
+    }
+  });
+
+  it("ends with worker_stuck when a Redis connection connects and nothing answers on it", async () => {
+    const local = keyspace(`${prefix}stuck-connect:`);
+    const proxy = await startRedisProxy(REDIS_URL);
+    proxy.freeze(); // accepts connections, passes nothing: as a frozen Redis, or a dead proxy in front of one
+    const silentReader = new Redis(`redis://127.0.0.1:${proxy.port}`);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const stop = new AbortController();
+    const options = { reader: silentReader, writer: redis, db: pg.db, keys: local, log: capture, consumer: "w" };
+    const startedAt = performance.now();
+    const running = runWorker({ ...options, blockMs: 50, stuckAfterMs: 1_000 }, stop.signal);
+    try {
+      await expect(running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - startedAt).toBeLessThan(3_000);
+      expect(silentReader.status).toBe("connect");
+      expect(lines.filter((l) => l.event === "worker_stuck")).toEqual([
+        expect.objectContaining({ level: "error", step: "read", stuckAfterMs: 1_000 }),
+      ]);
+    } finally {
+      stop.abort();
+      await running.catch(() => undefined);
+      silentReader.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("does not wait out a Redis outage on a stop: it ends with worker_stuck within the bound", async () => {
+    const w = await workerOnOwnRedis("redis-down-stop", 500);
+    try {
+      await w.server.down();
+      await sleep(1_500);
+      expect(w.ended.now).toBe(false);
+      const stoppedAt = performance.now();
+      w.stop.abort();
+      await expect(w.running).rejects.toThrow(WorkerStuckError);
+      expect(performance.now() - stoppedAt).toBeLessThan(1_500);
+      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([
+        expect.objectContaining({ level: "error", redisDown: true, stuckAfterMs: 500 }),
+      ]);
+    } finally {
+      w.stop.abort();
+      await w.running.catch(() => undefined);
       await w.close();
     }
   });

@@ -40,7 +40,9 @@
  * bodies, never by what is still on the stream, so a trimmed output is not missed.
  *
  * Every wait is bounded (watchdog.ts): a step that has not ended after `stuckAfterMs` is a connection that stopped
- * answering, and the worker ends with `worker_stuck` rather than hold every answer, and its stop, for ever.
+ * answering, and the worker ends with `worker_stuck` rather than hold every answer, and its stop, for ever. Time while
+ * the reader or writer is down (redis-outages.ts: a Redis restarting, failing over, or loading) does not count: the
+ * worker waits for it to come back, as ioredis does, and goes on.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -53,6 +55,7 @@ import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { watchRedisOutages } from "./redis-outages.ts";
 import { watchdog, type Bounded } from "./watchdog.ts";
 
 export interface WorkerOptions {
@@ -86,9 +89,9 @@ export interface WorkerOptions {
   /** Prometheus metrics (worker/metrics.ts). */
   readonly metrics?: WorkerMetrics;
   /**
-   * How long one step (a command, a batch's writes, a group read past blockMs) may take before the worker counts
-   * itself stuck on a dead connection: it logs `worker_stuck` and ends with a WorkerStuckError, a stop included
-   * (default DEFAULT_STUCK_AFTER_MS).
+   * How long one step (a command, a batch's writes, a group read past blockMs) may take, time while a Redis connection
+   * is down aside, before the worker counts itself stuck on a dead connection: it logs `worker_stuck` and ends with a
+   * WorkerStuckError, a stop included (default DEFAULT_STUCK_AFTER_MS).
    */
   readonly stuckAfterMs?: number;
 }
@@ -122,29 +125,32 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
-  const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log);
-  await bounded(
-    "start",
-    ensureGroup(o.writer, o.keys).then(() => loadScripts(o.writer)),
-  );
-  const batch = o.batchSize ?? 500;
-  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
-    throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
-  const blockMs = o.blockMs ?? 1000;
-  let handled = await handleOwnPending(o, batch, bounded);
-  let lastClaimMs = 0;
-  let trimmed = 0;
-  let lastStatsMs = Date.now();
+  const outages = watchRedisOutages([o.reader, o.writer]);
+  const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
   // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded from
-  // its start, so no wait on it (a stop's included) lasts longer than stuckAfterMs.
+  // its start, so no wait on it (a stop's included) lasts longer than stuckAfterMs, Redis outages aside.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
   let writerCloses = 0;
   const countWriterClose = () => void writerCloses++;
   o.writer.on("close", countWriterClose);
   try {
+    await bounded(
+      "start",
+      ensureGroup(o.writer, o.keys).then(() => loadScripts(o.writer)),
+    );
+    const batch = o.batchSize ?? 500;
+    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
+      throw new RangeError(
+        `batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`,
+      );
+    const blockMs = o.blockMs ?? 1000;
+    let handled = await handleOwnPending(o, batch, bounded);
+    let lastClaimMs = 0;
+    let trimmed = 0;
+    let lastStatsMs = Date.now();
     while (!signal.aborted) {
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
         await rest;
@@ -230,7 +236,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
     }
   } finally {
     o.writer.off("close", countWriterClose);
-    await rest;
+    await rest.finally(outages.close);
   }
 }
 
