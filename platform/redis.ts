@@ -1,19 +1,12 @@
 /**
  * Redis for the always-on processes (ioredis over TCP). Streams are the log, so the connection retries forever
  * and commands wait for it instead of failing; a process that cannot reach Redis says so in its logs. A process
- * may bound that wait, or turn off the resending of unanswered commands, for a connection of its own
- * (`RedisConnectionOptions`).
+ * may turn off the resending of unanswered commands for a connection of its own (`RedisConnectionOptions`).
  */
 import { Redis } from "ioredis";
 import type { Logger } from "./log.ts";
 
 export interface RedisConnectionOptions {
-  /**
-   * How long a command may wait for its answer, time queued while disconnected included, before it fails with
-   * "Command timed out" (default: for ever). The connection stays as it is. Never for a connection that blocks
-   * (XREAD BLOCK): its reads rightly wait their block time.
-   */
-  readonly commandTimeoutMs?: number;
   /**
    * Whether a command sent before the connection dropped, and not answered, is sent again once it is back (default
    * true, as ioredis does). false drops such a command, and its promise never settles: for a connection whose
@@ -30,7 +23,6 @@ export function connectRedis(url: string, log: Logger, name: string, options: Re
     maxRetriesPerRequest: null,
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: false,
-    ...(options.commandTimeoutMs === undefined ? {} : { commandTimeout: options.commandTimeoutMs }),
     autoResendUnfulfilledCommands: options.resendUnanswered ?? true,
   });
   logOutages(redis, log);
