@@ -13,6 +13,7 @@ import { migrate } from "../platform/migrate.ts";
 import { connectPostgres } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
+import { watchRedisOutages } from "./redis-outages.ts";
 import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
 
 /**
@@ -49,6 +50,8 @@ runMain("worker", async () => {
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   // A group read Redis may have run must not run again: it would take the next entries (worker.ts).
   const reader = connectRedis(config.redisUrl, log, "worker-reader", { resendUnanswered: false });
+  // Watched before either connects (ioredis says so on a later tick), as Postgres and migrations come first.
+  const outages = watchRedisOutages([reader, writer]);
   // Only a log line, so not waited for: on a Redis that accepted the connection and says nothing it would wait for
   // ever, while the worker's start, queued behind it on the same connection, is bounded by the watchdog.
   void checkDurability(writer, log);
@@ -67,6 +70,7 @@ runMain("worker", async () => {
         statsEveryMs: config.statsEveryMs,
         outputKeepMs: config.outputKeepMs,
         metrics,
+        outages,
       },
       stop,
     );

@@ -27,6 +27,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { readEventsAfter } from "./events.ts";
+import { watchRedisOutages } from "./redis-outages.ts";
 import { workerMetrics } from "./metrics.ts";
 import {
   ensureGroup,
@@ -884,6 +885,51 @@ describe("worker on real Redis and Postgres", () => {
       releasePostgres();
       await w.running.catch(() => undefined);
       await w.close();
+    }
+  });
+
+  it("started while its Redis loads for longer than its stuck bound, with Postgres first, it waits for it", async () => {
+    const server = await restartableRedis("redis-cold-start");
+    const direct = new Redis(server.url);
+    direct.on("error", () => undefined); // down with the server while it is
+    const filler = direct.pipeline();
+    for (let n = 0; n < 400; n++) filler.set(`filler:${n}`, "x".repeat(200));
+    await filler.exec();
+    await direct.bgrewriteaof();
+    await until(async () =>
+      /aof_rewrite_(in_progress|scheduled):1/.test(await direct.info("persistence")) ? undefined : true,
+    );
+    await server.down();
+    const back = server.up(["--key-load-delay", "7000", "--loading-process-events-interval-bytes", "1024"]);
+    const lines: Record<string, unknown>[] = [];
+    const capture = createLogger("worker-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    // As main.ts does: the connections, watched at once, then Postgres and migrations before the worker starts.
+    const writer = connectRedis(server.url, capture, "worker-writer");
+    const reader = connectRedis(server.url, capture, "worker-reader", { resendUnanswered: false });
+    const outages = watchRedisOutages([reader, writer]);
+    const local = keyspace(`${prefix}cold-start:`);
+    const stop = new AbortController();
+    let running: Promise<void> | undefined;
+    try {
+      await until(() => Promise.resolve(writer.status === "connect" && reader.status === "connect" ? true : undefined));
+      await sleep(300);
+      const options = { reader, writer, db: pg.db, keys: local, log: capture, consumer: "w", outages };
+      running = runWorker({ ...options, blockMs: 50, stuckAfterMs: 500 }, stop.signal);
+      await back;
+      await until(async () => ((await groupBacklog(direct, local)) === undefined ? undefined : true), 10_000);
+      expect(lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
+      stop.abort();
+      await running;
+    } finally {
+      stop.abort();
+      await running?.catch(() => undefined);
+      reader.disconnect();
+      writer.disconnect();
+      direct.disconnect();
+      await back.catch(() => undefined);
+      await server.close();
     }
   });
 

@@ -94,6 +94,12 @@ export interface WorkerOptions {
    * WorkerStuckError, a stop included (default DEFAULT_STUCK_AFTER_MS).
    */
   readonly stuckAfterMs?: number;
+  /**
+   * The reader's and writer's outages (redis-outages.ts), watched from before they connected: a connection that
+   * connected before the watch began counts as up, so one still loading then would count as silent. Default:
+   * watched from the start of runWorker, for callers that start it at once; runWorker ends the watch.
+   */
+  readonly outages?: ReturnType<typeof watchRedisOutages>;
 }
 
 /** Fields are typed nullable as ioredis types a group read's entries. */
@@ -125,7 +131,7 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
-  const outages = watchRedisOutages([o.reader, o.writer]);
+  const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
   const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
