@@ -85,8 +85,16 @@ export class StreamConnection {
    * as a stalled client.
    */
   get backlogBytes(): number {
-    socketOf(this.ws)?.uncork();
+    this.flush();
     return this.ws.bufferedAmount;
+  }
+
+  /**
+   * Hands what is corked for this socket to the kernel now, rather than at its turn (corkUntilTurn): for private
+   * events, which must not wait behind a quote burst to every socket.
+   */
+  flush(): void {
+    socketOf(this.ws)?.uncork();
   }
 
   /** How many subscriptions count against maxSubscriptions: each asset, candle series and the private channel. */

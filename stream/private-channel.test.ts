@@ -49,8 +49,15 @@ const USER = "u-channel";
 function setUp() {
   const sent: Record<string, unknown>[] = [];
   const closes: number[] = [];
+  // What connection.ts uses of the net.Socket under ws: its cork, counted as Node counts it.
+  const socket = {
+    writableCorked: 0,
+    cork: () => void socket.writableCorked++,
+    uncork: () => void (socket.writableCorked = Math.max(0, socket.writableCorked - 1)),
+  };
   const ws = {
     bufferedAmount: 0,
+    _socket: socket,
     send: (data: string) => sent.push(JSON.parse(data) as Record<string, unknown>),
     close: (code: number) => closes.push(code),
   };
@@ -75,7 +82,7 @@ function setUp() {
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
   /** What went out after the snapshot: "event <seq>" and "summary <seq>". */
   const frames = () => sent.filter((f) => f.type !== "snapshot").map((f) => `${String(f.type)} ${String(f.seq)}`);
-  return { channel, store, seqs, frames, logs, gaps, closes, ws, conn };
+  return { channel, store, seqs, frames, logs, gaps, closes, ws, conn, socket };
 }
 
 const event = (seq: number) => balancesEvent(USER, seq, String(seq));
@@ -88,6 +95,24 @@ afterEach(() => {
 });
 
 describe("PrivateChannel", () => {
+  it("hands its events to the kernel at once, not at the socket's turn to be uncorked after a quote burst", async () => {
+    const { channel, store, seqs, socket } = setUp();
+    // The turns at which corked sockets are uncorked never come here: only the channel's own flush can uncork.
+    const turns: (() => void)[] = [];
+    vi.stubGlobal("setImmediate", (fn: () => void) => turns.push(fn));
+    try {
+      await channel.start(undefined);
+      store.events.set(1, event(1));
+      channel.notify(event(1));
+      await vi.advanceTimersByTimeAsync(0);
+      expect(seqs()).toEqual([1]);
+      expect(turns.length).toBeGreaterThan(0); // it was corked for a turn
+      expect(socket.writableCorked).toBe(0);
+    } finally {
+      vi.unstubAllGlobals();
+    }
+  });
+
   it("a recheck while a read is under way reads again once it is done", async () => {
     const { channel, store, seqs } = setUp();
     await channel.start(undefined);

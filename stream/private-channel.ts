@@ -256,13 +256,17 @@ export class PrivateChannel {
       return;
     }
     for (const seq of this.stepContinues) if (seq < this.lastSeq) this.stepContinues.delete(seq);
-    if (sent === 0 || this.stopped || this.midStep) return;
-    try {
-      this.sendSummary(nowMs);
-    } catch (error) {
-      // The events went out; only the summary is missing, and the next event or quote tries again.
-      this.deps.log.warn("summary_failed", { userId: this.conn.userId, seq: this.lastSeq, error });
+    if (sent === 0 || this.stopped) return;
+    if (!this.midStep) {
+      try {
+        this.sendSummary(nowMs);
+      } catch (error) {
+        // The events went out; only the summary is missing, and the next event or quote tries again.
+        this.deps.log.warn("summary_failed", { userId: this.conn.userId, seq: this.lastSeq, error });
+      }
     }
+    // Now, not at the socket's turn after a quote burst to every socket (connection.ts, corkUntilTurn).
+    this.conn.flush();
   }
 
   /** Closes the socket with 1011 after a bug met sending `seq`: the client reconnects and resumes from its last seq. */
