@@ -4,6 +4,8 @@
  * same way locally, in a container and in tests. A component may run as several processes, its replicas: the
  * engine runs two, a leader and a hot standby that takes over when the leader dies.
  */
+import { hostname } from "node:os";
+
 export interface Component {
   readonly name: "engine" | "worker" | "poller" | "api" | "stream";
   /** TypeScript entry; the process runs its bundle, dist/<name>.mjs (build.ts). */
@@ -17,6 +19,11 @@ export interface Component {
   readonly replicas: number;
   /** The default metrics ports of replicas 2, 3, …, one each (replica 1 has metricsPort). */
   readonly moreMetricsPorts?: readonly number[];
+  /**
+   * Variables `npm start` gives each of its processes unless the environment sets them: what a process restarted in
+   * its place must carry on with.
+   */
+  readonly replicaEnv?: (replica: Replica) => Readonly<Record<string, string>>;
 }
 
 /** One process of a component, as `npm start` runs it. */
@@ -55,6 +62,10 @@ export const COMPONENTS: readonly Component[] = [
     readyEvent: "start",
     replicas: 1,
     metricsPort: 9142,
+    // One consumer name across restarts: a restarted worker first finishes what the one before it left pending, so
+    // the read models an answer depends on are written before any later answer goes out. Under a name of its own
+    // (host and pid), it would answer newer requests while those entries waited to be claimed (WORKER_CLAIM_IDLE_MS).
+    replicaEnv: (replica) => ({ WORKER_NAME: `${hostname()}:${replica.name}` }),
   },
   {
     name: "poller",

@@ -8,10 +8,10 @@
  * a replicated component's processes each have their own name, log file and metrics port.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Component } from "./components.ts";
+import { componentNamed, type Component } from "./components.ts";
 import { createLogger } from "./log.ts";
 import { until } from "./testing/processes.ts";
 import { backoffMs } from "./restart-backoff.ts";
@@ -107,6 +107,7 @@ describe("the supervisor's log relay", () => {
 function standIn(name: Component["name"], metricsPorts: readonly number[]): Component {
   const [metricsPort = 0, ...moreMetricsPorts] = metricsPorts;
   return {
+    ...componentNamed(name),
     name,
     entry: "platform/testing/supervised-fixture.ts",
     nodeFlags: ["--import", "tsx", "platform/testing/supervised-fixture.ts"],
@@ -120,7 +121,11 @@ function standIn(name: Component["name"], metricsPorts: readonly number[]): Comp
 type Line = Record<string, unknown> & { event: string; child?: string; time: string };
 
 /** A supervisor of `components` whose own lines are collected, and whose children's output goes nowhere. */
-function supervisorOf(components: Component[], plan: string, options: { stableMs?: number } = {}) {
+function supervisorOf(
+  components: Component[],
+  plan: string,
+  options: { stableMs?: number; env?: Record<string, string> } = {},
+) {
   const logDir = mkdtempSync(join(tmpdir(), "paper-broker-restarts-"));
   dirs.push(logDir);
   const lines: Line[] = [];
@@ -132,13 +137,15 @@ function supervisorOf(components: Component[], plan: string, options: { stableMs
     ENGINE_2_METRICS_PORT: "",
     LOG_FORMAT: "json",
     LOG_LEVEL: "",
+    WORKER_NAME: "",
+    ...options.env,
   };
   const supervisor = new Supervisor(components, {
     env,
     log: createLogger("start", { sink: (l) => lines.push(JSON.parse(l) as Line) }),
     logDir,
     out: () => undefined,
-    ...options,
+    ...(options.stableMs === undefined ? {} : { stableMs: options.stableMs }),
   });
   const fileLines = (name: string) =>
     existsSync(join(logDir, `${name}.log`))
@@ -201,6 +208,41 @@ describe("the supervisor's restarts", () => {
         expect(gaps[2]!.measuredMs).toBeLessThan(backoffMs(1));
       } finally {
         await supervisor.stop();
+      }
+    },
+  );
+
+  it(
+    "restarts the worker under the consumer name it had, unless WORKER_NAME names one",
+    { timeout: 60_000 },
+    async () => {
+      for (const [env, name] of [
+        [{}, `${hostname()}:worker`],
+        [{ WORKER_NAME: "mine" }, "mine"],
+      ] as const) {
+        const { supervisor, fileLines } = supervisorOf([standIn("worker", [0])], "crash-later,serve", {
+          stableMs: 200,
+          env: { ...env, FIXTURE_SERVE_MS: "300" },
+        });
+        try {
+          await supervisor.start();
+          // The file may end in a line still being written: not parsed until it is whole.
+          const readyTwice = () => {
+            try {
+              return fileLines("worker").filter((l) => l.event === "ready").length === 2 || undefined;
+            } catch {
+              return undefined;
+            }
+          };
+          await until(() => Promise.resolve(readyTwice()), 30_000, "the restarted worker");
+        } finally {
+          await supervisor.stop();
+        }
+        const ready = fileLines("worker").filter((l) => l.event === "ready");
+        expect(ready.map((l) => [l.run, l.workerName])).toEqual([
+          [0, name],
+          [1, name],
+        ]);
       }
     },
   );

@@ -173,6 +173,7 @@ export class Supervisor {
       cwd: REPO_ROOT,
       env: {
         ...this.options.env,
+        ...replicaDefaults(entry.replica, this.options.env),
         [metricsPortVariable(component.name)]: entry.metricsPort,
         LOG_FORMAT: "json",
         LOG_LEVEL: childLevel,
@@ -243,4 +244,10 @@ export class Supervisor {
       }
     });
   }
+}
+
+/** The component's variables for this replica (Component.replicaEnv), but for those the environment sets. */
+function replicaDefaults(replica: Replica, env: Readonly<Record<string, string | undefined>>): Record<string, string> {
+  const defaults = replica.component.replicaEnv?.(replica) ?? {};
+  return Object.fromEntries(Object.entries(defaults).filter(([name]) => !env[name]?.trim()));
 }

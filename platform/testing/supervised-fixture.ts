@@ -6,7 +6,8 @@
  * - `crash`: logs `ready`, then exits 1 at once (a component that dies as it starts serving);
  * - `crash-later`: logs `ready`, serves FIXTURE_SERVE_MS (default 1,000), then exits 1 (one that died while serving);
  * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`.
- * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it).
+ * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it)
+ * and its WORKER_NAME.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { createLogger } from "../log.ts";
@@ -34,7 +35,7 @@ process.once("SIGTERM", () => {
   clearInterval(timer);
   log.info("stopped");
 });
-log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT });
+log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT, workerName: process.env.WORKER_NAME });
 if (how === "crash") process.exit(1);
 if (how === "crash-later") setTimeout(() => process.exit(1), Number(process.env.FIXTURE_SERVE_MS ?? 1_000));
 // The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
