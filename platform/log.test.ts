@@ -242,6 +242,12 @@ describe("prettyLogLine", () => {
     expect(pretty(json({ level: "debug", component: "poller", event: "x" }))).toMatch(/ DEBUG: poller x$/);
   });
 
+  it("shows the process in the component's place where one is named", () => {
+    const pretty = prettyLogLine(false);
+    expect(pretty(json({ event: "takeover" }), "engine-2")).toMatch(/ INFO: engine-2 takeover$/);
+    expect(pretty(json({ event: "takeover" }))).toMatch(/ INFO: engine takeover$/);
+  });
+
   it("takes a parsed line as well as text", () => {
     const pretty = prettyLogLine(false);
     const parsed = JSON.parse(json({ event: "listening", port: 3300 })) as Record<string, unknown>;

@@ -187,26 +187,28 @@ const LINE_KEYS = new Set(["level", "time", "component", "event"]);
 /**
  * A formatter from a JSON log line (text or parsed) to one readable line, without its newline: local time,
  * level, component, event and the other fields as compact JSON; an error's stack follows on indented lines.
- * Anything that is not a JSON log line comes back as it is.
+ * Anything that is not a JSON log line comes back as it is. `process` names the process the line came from where a
+ * component runs several (`engine-1`, `engine-2`): shown in the component's place, in its colour.
  */
-export function prettyLogLine(colors: boolean): (line: string | Fields) => string {
+export function prettyLogLine(colors: boolean): (line: string | Fields, process?: string) => string {
   const format = prettyFactory({
     colorize: colors,
     messageKey: "event",
     translateTime: "SYS:HH:MM:ss.l",
     singleLine: true,
-    ignore: "component,fields",
+    ignore: "component,process,fields",
     messageFormat: (log, messageKey, _label, { colors: c }) => {
       const component = typeof log.component === "string" ? log.component : "";
+      const label = typeof log.process === "string" ? log.process : component;
       const event = typeof log[messageKey] === "string" ? log[messageKey] : "";
       const error = log.error as { message?: unknown } | undefined;
       const message = typeof error?.message === "string" ? `: ${error.message}` : "";
       const fields = typeof log.fields === "string" ? ` ${c.gray(log.fields)}` : "";
       const paint = COMPONENT_COLOURS[component] ?? "white";
-      return `${c.bold(c[paint](component.padEnd(6)))} ${event}${message}${fields}`;
+      return `${c.bold(c[paint](label.padEnd(6)))} ${event}${message}${fields}`;
     },
   });
-  return (line) => {
+  return (line, process) => {
     const log = typeof line === "string" ? parseLogLine(line) : line;
     if (log === undefined) return line as string;
     // pino-pretty gives fields such as pid and name places of their own, nameless: only ours reach it.
@@ -218,6 +220,7 @@ export function prettyLogLine(colors: boolean): (line: string | Fields) => strin
       } else rest[key] = value;
     }
     if (Object.keys(rest).length > 0) shown.fields = JSON.stringify(rest);
+    if (process !== undefined) shown.process = process;
     const text = format(shown);
     return text.endsWith("\n") ? text.slice(0, -1) : text;
   };

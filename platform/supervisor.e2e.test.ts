@@ -15,7 +15,7 @@ import { componentNamed, type Component } from "./components.ts";
 import { createLogger } from "./log.ts";
 import { until } from "./testing/processes.ts";
 import { backoffMs } from "./restart-backoff.ts";
-import { logRelay, Supervisor } from "./supervisor.ts";
+import { logRelay, Supervisor, type Relay } from "./supervisor.ts";
 
 // The fixture stands in for the API: nodeArgs puts the component's bundle after these flags, as an argument the
 // fixture ignores.
@@ -124,7 +124,7 @@ type Line = Record<string, unknown> & { event: string; child?: string; time: str
 function supervisorOf(
   components: Component[],
   plan: string,
-  options: { stableMs?: number; env?: Record<string, string> } = {},
+  options: { stableMs?: number; env?: Record<string, string>; out?: Relay } = {},
 ) {
   const logDir = mkdtempSync(join(tmpdir(), "paper-broker-restarts-"));
   dirs.push(logDir);
@@ -144,7 +144,7 @@ function supervisorOf(
     env,
     log: createLogger("start", { sink: (l) => lines.push(JSON.parse(l) as Line) }),
     logDir,
-    out: () => undefined,
+    out: options.out ?? (() => undefined),
     ...(options.stableMs === undefined ? {} : { stableMs: options.stableMs }),
   });
   const fileLines = (name: string) =>
@@ -257,7 +257,9 @@ describe("the supervisor's restarts", () => {
     "runs each replica as a child of its own name, log file and metrics port, one after the other",
     { timeout: 60_000 },
     async () => {
-      const { supervisor, lines, fileLines } = supervisorOf([standIn("engine", [19141, 19146])], "serve");
+      const relayed: string[] = [];
+      const out = logRelay({ isTTY: false, write: (text: string) => relayed.push(text) }, { LOG_FORMAT: "pretty" });
+      const { supervisor, lines, fileLines } = supervisorOf([standIn("engine", [19141, 19146])], "serve", { out });
       let ready: Record<string, Record<string, unknown>>;
       try {
         ready = await supervisor.start();
@@ -277,6 +279,11 @@ describe("the supervisor's restarts", () => {
         ]);
       }
       expect(existsSync(join(dirs.at(-1)!, "engine.log"))).toBe(false);
+      // On the terminal, each line names the process it came from.
+      expect(relayed.filter((l) => / (ready|stopped) /.test(l)).map((l) => / INFO: (\S+) /.exec(l)?.[1])).toEqual(
+        expect.arrayContaining(["engine-1", "engine-2"]),
+      );
+      expect(relayed.some((l) => / INFO: fixture /.test(l))).toBe(false);
       // The second started once the first was ready.
       const started = lines.filter((l) => l.event === "component_started").map((l) => l.child);
       expect(started).toEqual(["engine-1", "engine-2"]);

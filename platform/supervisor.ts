@@ -34,7 +34,8 @@ export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const STOP_BUDGET_MS = 30_000;
 
 /** Where a child's output goes besides its file: the line, and its JSON parsed when it is a JSON log line. */
-export type Relay = (line: string, parsed?: Record<string, unknown>) => void;
+/** `child` names the process the line came from where its component runs several (`engine-1`), else undefined. */
+export type Relay = (line: string, parsed?: Record<string, unknown>, child?: string) => void;
 
 /**
  * Relays lines to a stream (this process's stdout): as they are for LOG_FORMAT=json, else one readable line
@@ -47,7 +48,7 @@ export function logRelay(
   const terminal = stream.isTTY === true;
   if (logFormat(env, terminal) === "json") return (line) => void stream.write(`${line}\n`);
   const pretty = prettyLogLine(terminal && !env.NO_COLOR);
-  return (line, parsed) => void stream.write(`${pretty(parsed ?? line)}\n`);
+  return (line, parsed, child) => void stream.write(`${pretty(parsed ?? line, child)}\n`);
 }
 
 interface Running {
@@ -240,7 +241,7 @@ export class Supervisor {
         if (parsed?.event === entry.replica.component.readyEvent && entry.child === child) entry.markReady(parsed);
         if (parsed !== undefined && this.belowLevel(parsed.level)) continue;
         if (!entry.file.writableEnded) entry.file.write(`${line}\n`);
-        this.out(line, parsed);
+        this.out(line, parsed, entry.replica.component.replicas > 1 ? entry.replica.name : undefined);
       }
     });
   }
