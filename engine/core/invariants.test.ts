@@ -1,5 +1,6 @@
 // checkInvariants must be able to fail: every engine spec leans on it after each step.
 import { describe, expect, it } from "vitest";
+import { MAX_UNITS } from "../../contract/money.ts";
 import { checkInvariants } from "./invariants.ts";
 import { DEFAULT_PARAMS, makeParams, validateParams } from "./params.ts";
 import { given, opened } from "../testing/spec-support.ts";
@@ -54,7 +55,26 @@ describe("checkInvariants", () => {
   it("catches margin that vanished with its trade", () => {
     const { state, account, trade } = withTrade();
     account.openTrades.delete(trade.seq);
+    account.openMarginMicros -= trade.marginMicros; // gone from the running sum too: only conservation can tell
     expect(() => checkInvariants(state)).toThrow("USD is not conserved: off by -100000000 micros");
+  });
+
+  it("catches an account past the limit only with its open trades' margin counted", () => {
+    const { state, account } = withTrade(); // 100 USD of margin open
+    const more = MAX_UNITS - 50_000_000 - account.usd;
+    account.usd += more;
+    state.house.usd -= BigInt(more);
+    expect(() => checkInvariants(state)).toThrow(
+      "USD of alice (free, reserved and in open trades) is not an exact amount: 1000000050000000",
+    );
+  });
+
+  it("catches an open margin that is not the sum of the open trades' margins", () => {
+    const { state, account } = withTrade();
+    account.openMarginMicros -= 1;
+    expect(() => checkInvariants(state)).toThrow(
+      "open margin of alice is 99999999 micros; its open trades hold 100000000",
+    );
   });
 
   it("catches an open trade missing from its trigger heap", () => {

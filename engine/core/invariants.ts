@@ -5,6 +5,8 @@
  * - Conservation: for USD and every asset, users + margin locked in open trades + margin reserved by pending orders
  *   + house = 0.
  * - No user balance is negative; every amount is an exact integer within range; so is every account's eventSeq.
+ * - Every account's USD (free, reserved and in open trades) is within the account limit (account-limit.ts), and its
+ *   running open margin is the sum of its open trades' margins.
  * - Every open trade is indexed exactly where its levels say; heaps are ordered; every trailing stop is indexed once.
  * - No open trade should already have fired at the market's current quote.
  * - Pending orders: filed, linked and indexed consistently, none left that should have filled or expired
@@ -28,22 +30,30 @@ export function checkInvariants(state: EngineState): void {
     if (!Number.isSafeInteger(account.eventSeq) || account.eventSeq < 0)
       throw new Error(`eventSeq of ${account.userId} is not a count: ${account.eventSeq}`);
     const reserved = reservedMicros(account);
-    amount(account.usd + reserved, `usd of ${account.userId} with its pending orders' reservations`, true);
     usd += BigInt(account.usd) + BigInt(reserved);
     for (let i = 0; i < n; i++) {
       const h = account.holdings[i]!;
       amount(h, `holding ${i} of ${account.userId}`, true);
       holdings[i]! += BigInt(h);
     }
+    let margins = 0;
     for (const [seq, t] of account.openTrades) {
       const id = tradeId(state.params.shard, seq);
       if (t.seq !== seq || t.account !== account) throw new Error(`trade ${id} is filed under the wrong account`);
       amount(t.marginMicros, `margin of ${id}`, true);
       if (t.quantitySteps <= 0) throw new Error(`trade ${id} has no quantity`);
       usd += BigInt(t.marginMicros);
+      margins += t.marginMicros;
       openCount++;
       checkIndexed(state.books[t.assetIndex]!, t, id);
     }
+    if (account.openMarginMicros !== margins) {
+      throw new Error(
+        `open margin of ${account.userId} is ${account.openMarginMicros} micros; its open trades hold ${margins}`,
+      );
+    }
+    // Summed as doubles: one past 2^53 may round, but it is past MAX_UNITS either way, and refused.
+    amount(account.usd + reserved + margins, `USD of ${account.userId} (free, reserved and in open trades)`, true);
   }
   if (usd !== 0n) throw new Error(`USD is not conserved: off by ${usd} micros`);
   holdings.forEach((h, i) => {

@@ -9,7 +9,7 @@ import type { TradeView } from "../../contract/messages.ts";
 import { divFloor, formatUnits, formatUsd, mulWithin } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { refuse, type Outcome } from "./receipts.ts";
-import { assetAt, makeTrade, type Account, type EngineState, type Trade } from "./state.ts";
+import { assetAt, fileTrade, makeTrade, type Account, type EngineState, type Trade } from "./state.ts";
 import { emitTradeOpened, type Step } from "./step.ts";
 import { indexTrade } from "./trigger-index.ts";
 import { tradeView } from "./views.ts";
@@ -87,7 +87,7 @@ export function startTrade(
     liquidationTicks: size.liquidationTicks,
     openedAtMs: step.nowMs,
   });
-  account.openTrades.set(seq, trade);
+  fileTrade(account, trade);
   indexTrade(state.books[order.assetIndex]!, trade);
   attach?.(trade);
   const view = tradeView(state, trade);

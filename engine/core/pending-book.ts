@@ -81,7 +81,7 @@ export function reservedBy(o: PendingOrder): number {
 
 /**
  * Free USD the account's pending orders hold in reserve (an OCO pair's larger margin, once). It is the account's
- * money too: free USD plus this stays within the account limit (settlement.ts, spot.ts).
+ * money too: it counts against the account limit (account-limit.ts).
  */
 export function reservedMicros(account: Account): number {
   if (account.pendingOrders.size === 0) return 0;

@@ -1,12 +1,12 @@
 /**
  * Settlement: closing a trade, by the user or a trigger. Long closes at the bid, short at the ask; the margin plus
- * the PnL returns to free USD, never less than zero (negative balance protection caps a loss at the margin), and
- * the house takes the other side of every amount.
+ * the PnL returns to free USD, never less than zero (negative balance protection caps a loss at the margin), a
+ * profit at most up to the account limit (account-limit.ts), and the house takes the other side of every amount.
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { CloseReason, ClosedTradeView } from "../../contract/messages.ts";
 import { MAX_UNITS } from "../../contract/money.ts";
-import { reservedMicros } from "./pending-book.ts";
+import { roomMicros } from "./account-limit.ts";
 import type { CloseFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type EngineState, type Trade } from "./state.ts";
 import { emitBalancesChanged, emitClosedOrder, type Step } from "./step.ts";
@@ -29,9 +29,10 @@ export function closeTrade(state: EngineState, step: Step, trade: Trade, priceTi
 }
 
 /**
- * Pays `marginMicros` plus the PnL of `quantitySteps` of the trade closed at `priceTicks` into the owner's free USD,
- * the house taking the other side; returns the PnL paid (payout − margin). The PnL is price difference × steps ×
- * micros per tick·step: a product of integers, exact, never rounded.
+ * Pays `marginMicros` (released from the trade: all of its margin, or a partial close's part) plus the PnL of
+ * `quantitySteps` of the trade closed at `priceTicks` into the owner's free USD, the house taking the other side;
+ * returns the PnL paid (payout − margin). The PnL is price difference × steps × micros per tick·step: a product of
+ * integers, exact, never rounded.
  */
 export function settle(
   state: EngineState,
@@ -44,10 +45,11 @@ export function settle(
   const asset = assetAt(state, trade.assetIndex);
   const diff = trade.isLong ? priceTicks - trade.openPriceTicks : trade.openPriceTicks - priceTicks;
   const rawPnl = clampUnits(diff * quantitySteps * microsPerTickStep(asset));
-  // Negative balance protection: the loss stops at the margin. A payout is also capped so no balance can leave
-  // the exact range (MAX_UNITS, a billion USD), counting what pending orders hold (returned to free USD when they
-  // leave unfilled): unreachable under the per-order limits, but never unchecked.
-  const payout = Math.min(Math.max(0, marginMicros + rawPnl), MAX_UNITS - account.usd - reservedMicros(account));
+  // The margin leaves the trade here: it counted against the account limit already, so only the profit is capped
+  // (account-limit.ts), and a close with a PnL of zero or more always pays the margin back. Negative balance
+  // protection: the loss stops at the margin.
+  account.openMarginMicros -= marginMicros;
+  const payout = Math.max(0, marginMicros + Math.min(rawPnl, roomMicros(account) - marginMicros));
   account.usd += payout;
   state.house.usd += BigInt(marginMicros - payout);
   return payout - marginMicros;

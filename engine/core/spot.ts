@@ -5,7 +5,7 @@
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
 import { MAX_UNITS, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
-import { reservedMicros } from "./pending-book.ts";
+import { roomMicros } from "./account-limit.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome, type SpotFacts } from "./receipts.ts";
 import { amountsOf, assetAt, type Account, type EngineState } from "./state.ts";
@@ -39,7 +39,7 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
         : `It sells ${amount(quantity)}; ${amount(held)} is held.`,
     );
   }
-  if (buy ? held + quantity > MAX_UNITS : account.usd + reservedMicros(account) + total > MAX_UNITS) {
+  if (buy ? held + quantity > MAX_UNITS : total > roomMicros(account)) {
     return refuse("NOTIONAL_TOO_LARGE", "The resulting balance would exceed the account limit.");
   }
 

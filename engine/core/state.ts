@@ -17,8 +17,13 @@ export interface Account {
   usd: number;
   /** Spot holdings per asset index, in quantity steps. */
   readonly holdings: number[];
-  /** Open trades by sequence number (a trade's id is derived from it: `tradeId`). */
+  /** Open trades by sequence number (a trade's id is derived from it: `tradeId`); filed by `fileTrade`. */
   readonly openTrades: Map<number, Trade>;
+  /**
+   * The margin locked in its open trades: the sum of their `marginMicros`, kept as trades open (`fileTrade`) and
+   * settle (settlement.ts) so the account limit costs O(1) per close. Derived: a restore files every trade again.
+   */
+  openMarginMicros: number;
   /** Pending entry orders by sequence number (id: `pendingOrderId`), in placement order; see pending-book.ts. */
   readonly pendingOrders: Map<number, PendingOrder>;
   /** The `seq` of this user's last private output (0: none yet); step.ts assigns the next. */
@@ -232,6 +237,7 @@ export function newAccount(userId: string, assetCount: number): Account {
     usd: 0,
     holdings: new Array<number>(assetCount).fill(0),
     openTrades: new Map(),
+    openMarginMicros: 0,
     pendingOrders: new Map(),
     eventSeq: 0,
   };
@@ -270,6 +276,12 @@ export function makeTrade(account: Account, f: TradeFacts): Trade {
     exitPos: -1,
     profitPos: -1,
   };
+}
+
+/** Files a new open trade under its account, its margin counted in the account's open margin. */
+export function fileTrade(account: Account, trade: Trade): void {
+  account.openTrades.set(trade.seq, trade);
+  account.openMarginMicros += trade.marginMicros;
 }
 
 /** A trade's facts as they are now, apart from the trade (whose exits may still move): what a receipt keeps. */

@@ -40,7 +40,7 @@
  * the idempotency entries: key("userId requestId") atMs RECEIPT, with no length, read eagerly. Versions 1 to 4 are
  * still read, never written.
  * Params of any version whose assets lack `minQuantitySteps` (saved before it existed) read it as 1.
- * Derived data (trade ids, exit levels, lookups) is rebuilt on decode.
+ * Derived data (trade ids, exit levels, each account's open margin, lookups) is rebuilt on decode.
  */
 import { answerSchema, type Answer, type CloseReason } from "../../contract/messages.ts";
 import { REJECTIONS, type RejectionCode } from "../../contract/rejections.ts";
@@ -49,6 +49,7 @@ import type { Receipt } from "../core/receipts.ts";
 import type { IdempotencyOwner, PackedReceipts } from "../core/idempotency-window.ts";
 import {
   createState,
+  fileTrade,
   makeTrade,
   newAccount,
   type Account,
@@ -245,7 +246,7 @@ export function decodeSnapshot(
       seq += r.uint();
       const trade = makeTrade(account, readTrade(r, seq, openedAtMs, n));
       openedAtMs = trade.openedAtMs;
-      account.openTrades.set(seq, trade);
+      fileTrade(account, trade);
       if (placed) placeTrade(state.books[trade.assetIndex]!, trade, r.uint() - 1, r.uint() - 1);
       else indexTrade(state.books[trade.assetIndex]!, trade, false);
     }
