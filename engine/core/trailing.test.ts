@@ -5,7 +5,7 @@ import type { EngineOutput, TradeView } from "../../contract/messages.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import { stateHash } from "../snapshot/hash.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
-import { ETH, codeOf, given, messageOf, ofType, open, opened, resultOf } from "../testing/spec-support.ts";
+import { ETH, codeOf, entry, given, messageOf, ofType, open, opened, resultOf } from "../testing/spec-support.ts";
 import { apply } from "./apply.ts";
 import { tradeSeq } from "./state.ts";
 import { tradeView } from "./views.ts";
@@ -199,6 +199,61 @@ describe("trailing stop, stop-loss and liquidation on the same tick", () => {
     const closed = closedBy(h.price(ETH, "1800", "1801"));
     expect(closed.map((c) => c.closeReason).sort()).toEqual(["liquidation", "trailing_stop"]);
     expect(closed.find((c) => c.closeReason === "trailing_stop")?.trailingStop?.distance).toBe("190.96");
+  });
+});
+
+describe("a trailing stop that beats the stop-loss on the same tick fires with the trailing stops", () => {
+  it("long: exits first, then trailing stops by trailing level, whatever each trade's stop-loss", () => {
+    const h = given();
+    const b = opened(h, "alice", { stopLoss: "1945" }); // an exit only
+    const a = opened(h, "alice", { stopLoss: "1950", trailingStop: { distance: "10" } }); // level 1990
+    const e = opened(h, "alice", { trailingStop: { distance: "5" } }); // level 1995: the falling bid reaches it first
+    const closed = closedBy(h.price(ETH, "1940", "1940"));
+    expect(closed.map((t) => [t.id, t.closeReason, t.closePrice])).toEqual([
+      [b.id, "stop_loss", "1940"],
+      [e.id, "trailing_stop", "1940"],
+      [a.id, "trailing_stop", "1940"],
+    ]);
+  });
+
+  it("short: mirrored on the ask", () => {
+    const h = given();
+    const b = opened(h, "alice", { side: "short", stopLoss: "2055" });
+    const a = opened(h, "alice", { side: "short", stopLoss: "2050", trailingStop: { distance: "10" } }); // 2010
+    const e = opened(h, "alice", { side: "short", trailingStop: { distance: "5" } }); // 2005
+    const closed = closedBy(h.price(ETH, "2060", "2060"));
+    expect(closed.map((t) => [t.id, t.closeReason, t.closePrice])).toEqual([
+      [b.id, "stop_loss", "2060"],
+      [e.id, "trailing_stop", "2060"],
+      [a.id, "trailing_stop", "2060"],
+    ]);
+  });
+
+  it("all before the tick's pending fills, and those fills' own exits after them", () => {
+    const h = given();
+    const a = opened(h, "alice", { stopLoss: "1950", trailingStop: { distance: "10" } });
+    const e = opened(h, "alice", { trailingStop: { distance: "5" } });
+    resultOf(
+      h.instruct("alice", { kind: "place_order", ...entry("1945", { stopLoss: "1942" }) }).answer,
+      "place_order",
+    );
+    const outputs = h.price(ETH, "1940", "1940");
+    const opens = ofType(outputs, "trade_opened").map((o) => o.trade);
+    expect(opens).toHaveLength(1);
+    const f = opens[0]!;
+    const events = outputs.flatMap((o) =>
+      o.type === "closed_order"
+        ? [`closed ${o.trade.id} ${o.trade.closeReason}`]
+        : o.type === "trade_opened"
+          ? [`opened ${o.trade.id}`]
+          : [],
+    );
+    expect(events).toEqual([
+      `closed ${e.id} trailing_stop`,
+      `closed ${a.id} trailing_stop`,
+      `opened ${f.id}`,
+      `closed ${f.id} stop_loss`,
+    ]);
   });
 });
 
