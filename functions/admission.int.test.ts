@@ -83,3 +83,50 @@ describe("Idempotency-Key records per user", () => {
     expect(await stack.redis.zcard(stack.keys.idempotencyOrder(carol.user.id))).toBe(1);
   });
 });
+
+describe("a key the API has forgotten while the engine remembers it", () => {
+  it("reused on another endpoint, the engine's first answer is of another kind: 409 on every endpoint, nothing done", async () => {
+    // Cap 1: each new key pushes the one before out of the API's records, while the engine keeps its 10,000.
+    const app = createApp({
+      ...stack.deps,
+      settings: { ...stack.deps.settings, idempotencyKeys: { perUser: 1, ttlMs: IDEMPOTENCY_TTL_MS } },
+    });
+    const dan = await stack.signIn("idem-dan@example.com");
+    const api = client(app, dan.token);
+    expect((await buySol(api, "1", "bought")).status).toBe(201);
+    const open = { asset: "SOL", type: "long", margin: "100", leverage: 2 };
+    expect((await api.post("/api/v1/trade/create", open, { "idempotency-key": "opened" })).status).toBe(201);
+    const before = await Promise.all([api.get("/api/v1/account/balance"), api.get("/api/v1/trade/open")]);
+
+    const entry = { asset: "SOL", side: "long", type: "limit", price: "100", margin: "10", leverage: 2 };
+    const elsewhere = [
+      ["/api/v1/trade/create", open, "bought", "a spot order"],
+      ["/api/v1/trade/close", { tradeId: "T0-1", percent: "50" }, "bought", "a spot order"],
+      ["/api/v1/trade/modify", { tradeId: "T0-1", stopLoss: null }, "bought", "a spot order"],
+      ["/api/v1/trade/orders", entry, "bought", "a spot order"],
+      [
+        "/api/v1/trade/orders/oco",
+        { legs: [entry, { ...entry, type: "stop", price: "200" }] },
+        "bought",
+        "a spot order",
+      ],
+      ["/api/v1/trade/orders/cancel", { orderId: "P0-1" }, "bought", "a spot order"],
+      ["/api/v1/trade/order", { asset: "SOL", side: "buy", quantity: "1" }, "opened", "opening a trade"],
+    ] as const;
+    for (const [i, [path, body, key, firstUse]] of elsewhere.entries()) {
+      // A request with a new key pushes `key` out of the API's records: the engine alone remembers it now.
+      expect((await closeMissing(api, "T0-900", `filler-${i}`)).status).toBe(404);
+      const reused = await api.post(path, body, { "idempotency-key": key });
+      expect([reused.status, reused.body.error], path).toEqual([
+        409,
+        {
+          code: "IDEMPOTENCY_CONFLICT",
+          message: `This Idempotency-Key was already used for another request (${firstUse}); use a new key for each action.`,
+        },
+      ]);
+    }
+    const after = await Promise.all([api.get("/api/v1/account/balance"), api.get("/api/v1/trade/open")]);
+    expect(after.map((r) => r.body)).toEqual(before.map((r) => r.body));
+    expect((await api.get("/api/v1/trade/orders")).body).toEqual({ orders: [] });
+  });
+});

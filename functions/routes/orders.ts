@@ -66,7 +66,6 @@ export function orderRoutes(deps: ApiDeps) {
   });
   route(app, place, async (c, { body }) => {
     const result = await act(deps, c, "orders", body, { kind: "place_order", ...entryOrderTerms("", body) });
-    if (result.kind !== "place_order") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ order: result.order, balances: result.balances }, 201);
   });
 
@@ -93,7 +92,6 @@ export function orderRoutes(deps: ApiDeps) {
       kind: "place_oco",
       legs: [entryOrderTerms("legs.0.", first), entryOrderTerms("legs.1.", second)],
     });
-    if (result.kind !== "place_oco") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ orders: result.orders, balances: result.balances }, 201);
   });
 
@@ -123,7 +121,6 @@ export function orderRoutes(deps: ApiDeps) {
       if (!(err instanceof ApiError && err.code === "ORDER_NOT_FOUND")) throw err;
       throw await orderConflict(deps, c.get("session").userId, body.orderId, err);
     }
-    if (result.kind !== "cancel_order") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ order: result.order, balances: result.balances }, 200);
   });
 

@@ -117,7 +117,6 @@ export function tradeRoutes(deps: ApiDeps) {
       ...(takeProfit !== undefined && { takeProfit }),
       ...(trailingStop !== undefined && { trailingStop }),
     });
-    if (result.kind !== "open_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 201);
   });
 
@@ -162,7 +161,6 @@ export function tradeRoutes(deps: ApiDeps) {
       ...(quantity !== undefined && { quantity }),
       ...(percent !== undefined && { percent }),
     });
-    if (result.kind !== "close_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade, remaining: result.remaining }, 200);
   });
 
@@ -214,7 +212,6 @@ export function tradeRoutes(deps: ApiDeps) {
       ...(takeProfit !== undefined && { takeProfit }),
       ...(trailing !== undefined && { trailingStop: trailing }),
     });
-    if (result.kind !== "modify_trade") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ trade: result.trade }, 200);
   });
 
@@ -248,7 +245,6 @@ export function tradeRoutes(deps: ApiDeps) {
       side: body.side,
       quantity: body.quantity,
     });
-    if (result.kind !== "spot_order") throw new Error(`unexpected result ${result.kind}`);
     return c.json({ order: result.order, balances: result.balances }, 201);
   });
 
@@ -310,15 +306,22 @@ export function tradeRoutes(deps: ApiDeps) {
 }
 
 export type Instruction = Parameters<ApiDeps["engine"]["send"]>[2];
+/** The result of an instruction of kind K. */
+type ResultOf<K extends Instruction["kind"]> = Extract<InstructionResult, { kind: K }>;
 
-/** Admits the request, has the engine act, and returns its result; a refusal becomes its API error. */
-export async function act(
+/**
+ * Admits the request, has the engine act, and returns its result; a refusal becomes its API error. The engine's
+ * request id comes from the Idempotency-Key alone, so once the API has forgotten a key (admission.ts) a reuse on
+ * another endpoint reaches the engine, which replays the key's first answer: a result of another kind, answered
+ * 409 IDEMPOTENCY_CONFLICT with nothing done.
+ */
+export async function act<I extends Instruction>(
   deps: ApiDeps,
   c: ApiContext,
   endpoint: string,
   body: unknown,
-  instruction: Instruction,
-): Promise<InstructionResult> {
+  instruction: I,
+): Promise<ResultOf<I["kind"]>> {
   const session = c.get("session");
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
   const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
@@ -335,18 +338,20 @@ export async function act(
   );
   const { userId } = session;
   const timeLeft = deps.timeLeftMs;
-  return resultOf(await deps.engine.send(userId, requestId, instruction, timeLeft && (() => timeLeft(c))));
+  const result = resultOf(await deps.engine.send(userId, requestId, instruction, timeLeft && (() => timeLeft(c))));
+  if (result.kind !== instruction.kind) throw usedForAnother(result.kind);
+  return result as ResultOf<I["kind"]>;
 }
 
 /** `act` on a trade: a refusal because the trade is closed becomes 409 TRADE_CLOSED with its close. */
-async function actOnTrade(
+async function actOnTrade<I extends Instruction>(
   deps: ApiDeps,
   c: ApiContext,
   endpoint: string,
   body: unknown,
   tradeId: string,
-  instruction: Instruction,
-): Promise<InstructionResult> {
+  instruction: I,
+): Promise<ResultOf<I["kind"]>> {
   try {
     return await act(deps, c, endpoint, body, instruction);
   } catch (err) {
@@ -371,6 +376,26 @@ async function openTradeAsset(deps: ApiDeps, c: ApiContext, tradeId: string): Pr
   const json = await deps.redis.eval(OPEN_TRADE, keys, [tradeId]);
   if (json === -1) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
   return typeof json === "string" ? (JSON.parse(json) as { asset: string }).asset : undefined;
+}
+
+/** What an instruction of each kind is, for a key whose first use the engine answered with that kind. */
+const FIRST_USE: Record<InstructionResult["kind"], string> = {
+  create_account: "opening an account",
+  open_trade: "opening a trade",
+  close_trade: "closing a trade",
+  modify_trade: "changing a trade's exits",
+  spot_order: "a spot order",
+  place_order: "placing an entry order",
+  place_oco: "placing an OCO pair",
+  cancel_order: "cancelling an order",
+};
+
+function usedForAnother(firstKind: InstructionResult["kind"]): ApiError {
+  return new ApiError(
+    "IDEMPOTENCY_CONFLICT",
+    `This Idempotency-Key was already used for another request (${FIRST_USE[firstKind]}); ` +
+      "use a new key for each action.",
+  );
 }
 
 function resultOf(answer: Answer): InstructionResult {
