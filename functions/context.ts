@@ -60,5 +60,12 @@ export interface ApiDeps {
   readonly requestMetrics?: MiddlewareHandler<ApiEnv> | undefined;
 }
 
-export type ApiEnv = { Variables: { session: Session; requestId: string } };
+export type ApiEnv = {
+  Variables: {
+    session: Session;
+    requestId: string;
+    /** Set once a trade POST's admission script has checked the session's revocation (middleware.ts). */
+    revocationChecked: boolean;
+  };
+};
 export type ApiContext = Context<ApiEnv>;

@@ -34,9 +34,10 @@ export async function currentSession(deps: ApiDeps, c: ApiContext): Promise<Sess
 
 /**
  * 401 unless the request carries a valid, unrevoked session; the message says whether none came or the one that came
- * does not hold. With `revocation: "in-admission"` only the token is
- * checked here, and the route must check revocation itself before it acts (the trade POSTs do, in the admission
- * script: one Redis round trip fewer on the hot path).
+ * does not hold. With `revocation: "in-admission"` only the token is checked here, and the route must check
+ * revocation itself before it acts (the trade POSTs do, in the admission script: one Redis round trip fewer on the
+ * hot path) and say so in `revocationChecked`. A request refused before that (a bad body, an amount's decimals) has
+ * its revocation checked here on the way out, so a signed-out session is 401 whatever else is wrong with the request.
  */
 export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in-admission" } = { revocation: "now" }) {
   return createMiddleware<ApiEnv>(async (c, next) => {
@@ -52,6 +53,12 @@ export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in
     if (session === undefined) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
     c.set("session", session);
     await next();
+    // Only on a refusal, so an admitted request keeps its one round trip; and not on one from the admission script
+    // or after it (over a limit, a conflict, the engine's), which checked revocation first. An outage (5xx) stays.
+    const refused = c.res.status >= 400 && c.res.status < 500 && c.res.status !== 401;
+    if (options.revocation === "in-admission" && refused && c.get("revocationChecked") !== true) {
+      if (await deps.sessions.isRevoked(session)) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
+    }
   });
 }
 

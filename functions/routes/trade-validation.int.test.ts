@@ -3,7 +3,8 @@
  * optional fields whose views show null, and the codes and messages of refusals. On the real API stack with the real
  * engine and worker.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { SESSION_NOT_VALID } from "../errors.ts";
 import { client } from "../testing/http.ts";
 import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
 
@@ -178,5 +179,58 @@ describe("leverage: a JSON number read by its value", () => {
         message: "leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received 10.5.",
       },
     ]);
+  });
+});
+
+describe("a signed-out session on a trade POST", () => {
+  it("is 401 whatever is wrong with the request, on every trade POST, and nothing reaches the log", async () => {
+    const { token } = await stack.signIn("gone@example.com");
+    const live = client(stack.app, (await stack.signIn("gone@example.com")).token);
+    const gone = client(stack.app, token);
+    expect((await gone.del("/api/v1/auth/logout")).status).toBe(200);
+    const inputs = await stack.redis.xlen(stack.keys.input);
+    // Each is refused before admission, where revocation is checked otherwise: a live session gets the refusal.
+    const bad = [
+      ["/api/v1/trade/create", { ...TRADE, margin: "1.0000001" }, {}, 400, "INVALID_AMOUNT"],
+      ["/api/v1/trade/create", { ...TRADE, trailingStop: { percent: "100" } }, {}, 422, "INVALID_TRAILING_STOP"],
+      ["/api/v1/trade/close", { id: "T0-1" }, {}, 400, "INVALID_REQUEST"],
+      ["/api/v1/trade/modify", "{", {}, 400, "MALFORMED_JSON"],
+      ["/api/v1/trade/order", { asset: "DOGE", side: "buy", quantity: "1" }, {}, 400, "UNKNOWN_ASSET"],
+      [
+        "/api/v1/trade/order",
+        { asset: "ETH", side: "buy", quantity: "1" },
+        { "idempotency-key": "a b" },
+        400,
+        "INVALID_IDEMPOTENCY_KEY",
+      ],
+      ["/api/v1/trade/order", "x", { "content-type": "text/plain" }, 415, "UNSUPPORTED_MEDIA_TYPE"],
+      ["/api/v1/trade/orders", { ...ORDER, price: "1900.001" }, {}, 422, "INVALID_PRICE"],
+      ["/api/v1/trade/orders/oco", { legs: [ORDER] }, {}, 400, "INVALID_REQUEST"],
+      ["/api/v1/trade/orders/cancel", {}, {}, 400, "INVALID_REQUEST"],
+    ] as const;
+    for (const [path, body, headers, status, code] of bad) {
+      const refused = await live.post(path, body, headers);
+      expect([refused.status, refused.body.error?.code], path).toEqual([status, code]);
+      const res = await gone.post(path, body, headers);
+      expect([res.status, res.body.error], `${path} ${code}`).toEqual([
+        401,
+        { code: "UNAUTHENTICATED", message: SESSION_NOT_VALID },
+      ]);
+    }
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputs);
+  });
+
+  it("costs no revocation check of its own unless refused before admission", async () => {
+    const isRevoked = vi.spyOn(stack.deps.sessions, "isRevoked");
+    try {
+      expect((await cal.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.01" })).status).toBe(201);
+      const refused = await cal.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "10" });
+      expect([refused.status, refused.body.error?.code]).toEqual([422, "INSUFFICIENT_BALANCE"]);
+      expect(isRevoked).not.toHaveBeenCalled(); // the admission script checked, in its one round trip
+      expect((await cal.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "1e-5" })).status).toBe(400);
+      expect(isRevoked).toHaveBeenCalledTimes(1);
+    } finally {
+      isRevoked.mockRestore();
+    }
   });
 });

@@ -64,7 +64,7 @@ export const IDEMPOTENT =
 export function tradeRoutes(deps: ApiDeps) {
   const app = apiRouter();
   // Each route checks the session itself, so a wrong method or path answers 405/404 whoever asks. The POSTs check
-  // revocation in their admission script (see act); the GETs here.
+  // revocation in their admission script (see act), or on the way out when refused before it; the GETs here.
   const signedInPost = requireSession(deps, { revocation: "in-admission" });
   const signedIn = requireSession(deps);
 
@@ -326,6 +326,8 @@ export async function act<I extends Instruction>(
   const key = readIdempotencyKey(c.req.header("idempotency-key"));
   const admitted = { userId: session.userId, revokedKey: deps.sessions.revokedKey(session) };
   const { tradeRate, idempotencyKeys } = deps.settings;
+  // From here the admission script answers for the session's revocation, whatever it answers (requireSession).
+  c.set("revocationChecked", true);
   const requestId = await admitTrade(
     deps.redis,
     deps.keys,
