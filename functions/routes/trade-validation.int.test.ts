@@ -182,6 +182,34 @@ describe("leverage: a JSON number read by its value", () => {
   });
 });
 
+describe("a spot order's refusals, as docs/api.md lists them", () => {
+  it("400 UNKNOWN_ASSET, 400 INVALID_AMOUNT, 422 INSUFFICIENT_BALANCE, NOTIONAL_TOO_LARGE and NO_PRICE", async () => {
+    const dee = client(stack.app, (await stack.signIn("dee@example.com")).token);
+    const order = (asset: string, side: string, quantity: string) =>
+      dee.post("/api/v1/trade/order", { asset, side, quantity });
+    const inputs = await stack.redis.xlen(stack.keys.input);
+    for (const [asset, quantity, code] of [
+      ["DOGE", "1", "UNKNOWN_ASSET"],
+      ["ETH", "0", "INVALID_AMOUNT"],
+      ["ETH", "0.00001", "INVALID_AMOUNT"],
+      ["ETH", "1000000000000", "INVALID_AMOUNT"],
+    ] as const) {
+      const res = await order(asset, "buy", quantity);
+      expect([res.status, res.body.error?.code], `${asset} ${quantity}`).toEqual([400, code]);
+    }
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputs); // refused before the engine
+    for (const [asset, side, quantity, code] of [
+      ["ETH", "buy", "6", "INSUFFICIENT_BALANCE"], // 12,006 USD; 10,000 free
+      ["ETH", "sell", "0.1", "INSUFFICIENT_BALANCE"], // none held
+      ["ETH", "buy", "10000", "NOTIONAL_TOO_LARGE"], // 20,010,000 USD, over the per-order limit
+      ["BTC", "buy", "0.1", "NO_PRICE"], // no BTC quote in this stack
+    ] as const) {
+      const res = await order(asset, side, quantity);
+      expect([res.status, res.body.error?.code], `${side} ${quantity} ${asset}`).toEqual([422, code]);
+    }
+  });
+});
+
 describe("a signed-out session on a trade POST", () => {
   it("is 401 whatever is wrong with the request, on every trade POST, and nothing reaches the log", async () => {
     const { token } = await stack.signIn("gone@example.com");
