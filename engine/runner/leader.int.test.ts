@@ -511,6 +511,29 @@ describe("engine leader on real Redis", () => {
     }
   });
 
+  it("sends one renewal at a time: an idle leader's unanswered renewal is not joined by more", async () => {
+    const keys = freshKeys();
+    const TTL = 500;
+    let renewals = 0;
+    let answer!: (held: boolean) => void;
+    const { lease, stop, running, isLive } = await leadWatched(keys, redis, TTL, 50);
+    try {
+      await isLive;
+      // From now on a renewal goes to a connection that holds it (a Redis that is down): it is not answered.
+      lease.renew = () => {
+        renewals++;
+        return new Promise<boolean>((resolve) => (answer = resolve));
+      };
+      await new Promise((r) => setTimeout(r, 6 * (TTL / 5)));
+      expect(renewals).toBe(1);
+      answer(true);
+      await until(() => Promise.resolve(renewals === 2 ? true : undefined), 2 * TTL);
+    } finally {
+      stop.abort();
+      await running.catch(() => undefined);
+    }
+  });
+
   it("lets the lease lapse when a read of its replay stops answering: a stuck replay holds nothing", async () => {
     const keys = freshKeys();
     const TTL = 200;

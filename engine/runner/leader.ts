@@ -93,6 +93,10 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     const age = Date.now() - o.renewer.extendedAt();
     return age >= 0 && age < 2 * renewEveryMs; // a negative age (the wall clock stepped back) counts as stale
   };
+  // One renewal at a time: through a Redis outage the connection holds the first, and more would only queue behind it
+  // and fail together (one warning each) when it drops. A failure is logged once until a renewal answers again.
+  let renewing = false;
+  let renewFailing = false;
   const renewal = setInterval(() => {
     const sinceProgressMs = performance.now() - lastProgressAt;
     if (sinceProgressMs > stuckAfterMs) {
@@ -101,13 +105,21 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       return;
     }
     stuck = false;
-    if (performance.now() - publishedAt < renewEveryMs || renewedElsewhere()) return;
-    o.lease.renew().then(
-      (held) => {
-        if (!held) lost.abort();
-      },
-      (err: unknown) => log.warn("lease_renew_failed", { error: err }),
-    );
+    if (renewing || performance.now() - publishedAt < renewEveryMs || renewedElsewhere()) return;
+    renewing = true;
+    o.lease
+      .renew()
+      .then(
+        (held) => {
+          renewFailing = false;
+          if (!held) lost.abort();
+        },
+        (err: unknown) => {
+          if (!renewFailing) log.warn("lease_renew_failed", { error: err });
+          renewFailing = true;
+        },
+      )
+      .finally(() => (renewing = false));
   }, renewEveryMs);
   const stop = AbortSignal.any([signal, lost.signal]);
   let applied = 0;

@@ -20,6 +20,8 @@ const everyMs = Math.max(20, Math.floor(data.ttlMs / 5));
 
 let stalled = false;
 let renewed = false;
+let renewing = false;
+let failing = false;
 const timer = setInterval(() => {
   const now = Date.now();
   const silentMs = now - Number(Atomics.load(words, HEARTBEAT_AT));
@@ -33,22 +35,31 @@ const timer = setInterval(() => {
   // The first renewal is always sent: it tells the leader that this thread and its connection work. A negative age
   // (the wall clock stepped back) skips nothing.
   const sincePublish = now - Number(Atomics.load(words, EXTENDED_AT));
-  if (renewed && sincePublish >= 0 && sincePublish < everyMs) return;
-  redis.eval(RENEW, 1, lease, data.value, data.ttlMs).then(
-    (held) => {
-      if (held !== 1) {
-        clearInterval(timer); // another engine's now: nothing more to renew
-        port.postMessage("lost");
-        return;
-      }
-      Atomics.store(words, RENEWED_AT, BigInt(now));
-      if (!renewed) {
-        renewed = true;
-        port.postMessage("renewing");
-      }
-    },
-    (err: unknown) => log.warn("lease_renew_failed", { error: err }),
-  );
+  if (renewing || (renewed && sincePublish >= 0 && sincePublish < everyMs)) return;
+  // One at a time, a failure logged once until one answers again (as the leader's own timer: leader.ts).
+  renewing = true;
+  redis
+    .eval(RENEW, 1, lease, data.value, data.ttlMs)
+    .then(
+      (held) => {
+        failing = false;
+        if (held !== 1) {
+          clearInterval(timer); // another engine's now: nothing more to renew
+          port.postMessage("lost");
+          return;
+        }
+        Atomics.store(words, RENEWED_AT, BigInt(now));
+        if (!renewed) {
+          renewed = true;
+          port.postMessage("renewing");
+        }
+      },
+      (err: unknown) => {
+        if (!failing) log.warn("lease_renew_failed", { error: err });
+        failing = true;
+      },
+    )
+    .finally(() => (renewing = false));
 }, everyMs);
 
 port.on("message", (message) => {
