@@ -49,6 +49,16 @@ export function encodeCursor(at: string, id: string): string {
   return Buffer.from(JSON.stringify([at, id])).toString("base64url");
 }
 
+/** A time as encodeCursor is given it (toISOString): four-digit year, milliseconds, UTC. */
+const CURSOR_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+/** 0001-01-01: Postgres has no year 0, which toISOString writes as 0000 (1 BC). */
+const FIRST_CURSOR_MS = Date.parse("0001-01-01T00:00:00.000Z");
+
+/**
+ * The position `cursor` names. The time must be one encodeCursor could have written, to the character: Date.parse
+ * reads more than Postgres's timestamptz does (it rolls February 30 over to March 2 and takes year 0), and a time
+ * Postgres refuses would fail the page's query rather than the request.
+ */
 export function decodeCursor(cursor: string): { at: string; id: string } {
   try {
     const value = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as unknown;
@@ -57,8 +67,9 @@ export function decodeCursor(cursor: string): { at: string; id: string } {
       value.length === 2 &&
       typeof value[0] === "string" &&
       typeof value[1] === "string" &&
-      !Number.isNaN(Date.parse(value[0])) &&
-      /^\d{4}-\d\d-\d\dT[\d:.]+Z$/.test(value[0]) &&
+      CURSOR_TIME.test(value[0]) &&
+      Date.parse(value[0]) >= FIRST_CURSOR_MS &&
+      new Date(Date.parse(value[0])).toISOString() === value[0] &&
       /^[A-Za-z0-9._-]{1,64}$/.test(value[1])
     ) {
       return { at: value[0], id: value[1] };

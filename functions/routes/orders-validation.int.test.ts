@@ -17,6 +17,9 @@ beforeAll(async () => {
 });
 afterAll(() => stack.close());
 
+/** A cursor as a client could make it by hand: the time and id as given, in the cursor's encoding. */
+const position = (at: string, id: string) => Buffer.from(JSON.stringify([at, id])).toString("base64url");
+
 const ORDER = { asset: "ETH", side: "long", type: "limit", price: "1900", margin: "100", leverage: 10 };
 
 /** Refused before the engine: 400, or the status docs/api.md gives a field's own code (INVALID_PRICE: 422). */
@@ -194,6 +197,46 @@ describe("validation of the order and trade routes", () => {
     const cursor = Buffer.from(JSON.stringify(["2026-12-06T08:47:00.000Z", "T0-1"])).toString("base64url");
     const res = await ann.get(`/api/v1/trade/history?cursor=${cursor}`);
     expect([res.status, res.body]).toEqual([200, { trades: [], nextCursor: null }]);
+  });
+
+  it("the three histories: a cursor whose time Postgres would refuse or read otherwise is 400 INVALID_CURSOR", async () => {
+    const times = [
+      "2026-02-30T00:00:00.000Z", // Date.parse rolls it over to March 2; Postgres refuses it
+      "2025-02-29T00:00:00.000Z",
+      "2026-04-31T00:00:00.000Z",
+      "0000-01-01T00:00:00.000Z", // Postgres has no year 0
+      "0000-12-31T23:59:59.999Z",
+      "+010000-01-01T00:00:00.000Z", // toISOString's own form past 9999; Postgres refuses the sign
+      "2026-01-01T24:00:00.000Z",
+      "2026-12-05T10:00:00Z",
+      "2026-12-05T10:00:00.5Z",
+      "2026-12-05T10:00:00.123456Z",
+      "2026-12-05T10:00Z",
+      "2026-12-05T10:00:00.000+00:00",
+    ];
+    for (const path of ["/api/v1/trade/history", "/api/v1/trade/spot-orders", "/api/v1/trade/orders/history"])
+      for (const at of times) {
+        const res = await ann.get(`${path}?cursor=${position(at, "T0-1")}`);
+        expect([res.status, res.body.error?.code], `${path} ${at}`).toEqual([400, "INVALID_CURSOR"]);
+      }
+  });
+
+  it("the three histories: an id in another form is refused, one of any engine's shape is a position", async () => {
+    for (const path of ["/api/v1/trade/history", "/api/v1/trade/spot-orders", "/api/v1/trade/orders/history"]) {
+      for (const id of ["", "T0 1", "T0-1\u0000", "T0-1'", "x".repeat(65)]) {
+        const res = await ann.get(`${path}?cursor=${position("2026-12-06T08:47:00.000Z", id)}`);
+        expect([res.status, res.body.error?.code], `${path} ${JSON.stringify(id)}`).toEqual([400, "INVALID_CURSOR"]);
+      }
+      for (const [at, id] of [
+        ["0001-01-01T00:00:00.000Z", "T0-1"],
+        ["9999-12-31T23:59:59.999Z", "x".repeat(64)],
+        ["2024-02-29T23:59:59.999Z", "T0-42.3"],
+        ["2026-12-06T08:47:00.000Z", "a._-Z9"],
+      ]) {
+        const res = await ann.get(`${path}?cursor=${position(at!, id!)}`);
+        expect([res.status, res.body.nextCursor], `${path} ${at} ${id}`).toEqual([200, null]);
+      }
+    }
   });
 
   it("sent nothing to the engine for any of them", async () => {
