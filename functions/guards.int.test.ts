@@ -223,11 +223,18 @@ describe("rate limits on reads", () => {
 
   it("does not count a request refused for its query: it changes nothing", async () => {
     const fay = client(stack.app, (await stack.signIn("fay@example.com")).token);
+    const february30 = Buffer.from(JSON.stringify(["2026-02-30T00:00:00.000Z", "T0-1"])).toString("base64url");
+    const refusals = [
+      ["limit=0", "INVALID_REQUEST"],
+      ["cursor=bm90LWEtY3Vyc29y", "INVALID_CURSOR"],
+      [`cursor=${february30}`, "INVALID_CURSOR"],
+    ];
     for (const path of ["/api/v1/trade/history", "/api/v1/trade/orders/history", "/api/v1/trade/spot-orders"])
-      for (let i = 0; i < 4; i++) {
-        const refused = await fay.get(`${path}?limit=0`);
-        expect([refused.status, refused.body.error?.code], path).toEqual([400, "INVALID_REQUEST"]);
-      }
+      for (const [query, code] of refusals)
+        for (let i = 0; i < 2; i++) {
+          const refused = await fay.get(`${path}?${query}`);
+          expect([refused.status, refused.body.error?.code], `${path}?${query}`).toEqual([400, code]);
+        }
     const codes: number[] = [];
     for (let i = 0; i < 3; i++) codes.push((await fay.get("/api/v1/trade/history")).status);
     for (let i = 0; i < 3; i++) codes.push((await fay.get("/api/v1/trade/spot-orders")).status);

@@ -20,6 +20,7 @@ import {
 } from "../contract/messages.ts";
 import type { RejectionCode } from "../contract/rejections.ts";
 import type { ApiErrorCode } from "./errors.ts";
+import { decodeCursor } from "./history-cursor.ts";
 import { JsonNumber, MAX_EXPONENT, plainDecimal } from "./json-body.ts";
 
 /** A JSON number in a request body. Shared instance: documented as `number`. */
@@ -318,10 +319,28 @@ export const historyQuery = z.strictObject({
     .pipe(z.number().int().min(1).max(100))
     .optional()
     .openapi({ description: "Rows per page, 1 to 100 (default 50).", example: "20" }),
-  cursor: z.string().min(1).max(200).optional().openapi({
-    description: "`nextCursor` of the previous page.",
-    example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
-  }),
+  // Decoded here, not in the route: a cursor that names no position is refused with the query, before the
+  // request counts against the history's rate limit.
+  cursor: z
+    .string()
+    .min(1)
+    .max(200)
+    .transform((text, ctx) => {
+      const position = decodeCursor(text);
+      if (position === undefined) {
+        ctx.addIssue({ code: "custom", message: "expected the nextCursor of a previous page (a time and an id)" });
+        return z.NEVER;
+      }
+      return position;
+    })
+    .optional()
+    .openapi({
+      type: "string",
+      minLength: 1,
+      maxLength: 200,
+      description: "`nextCursor` of the previous page.",
+      example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
+    }),
 });
 
 /** Most candles one request returns. */
@@ -397,6 +416,7 @@ const FIELD_ERRORS: ReadonlyMap<string, ApiErrorCode | RejectionCode> = new Map<
   ["takeProfit", "INVALID_AMOUNT"],
   ["price", "INVALID_PRICE"],
   ["asset", "UNKNOWN_ASSET"],
+  ["cursor", "INVALID_CURSOR"],
 ]);
 
 /**

@@ -199,6 +199,18 @@ describe("validation of the order and trade routes", () => {
     expect([res.status, res.body]).toEqual([200, { trades: [], nextCursor: null }]);
   });
 
+  it("the three histories: an empty or overlong cursor decodes to no position either: INVALID_CURSOR", async () => {
+    for (const path of ["/api/v1/trade/history", "/api/v1/trade/spot-orders", "/api/v1/trade/orders/history"]) {
+      const empty = await ann.get(`${path}?cursor=`);
+      expect([empty.status, empty.body.error], path).toEqual([
+        400,
+        { code: "INVALID_CURSOR", message: 'cursor: expected a non-empty string, received "".' },
+      ]);
+      const long = await ann.get(`${path}?cursor=${"A".repeat(201)}`);
+      expect([long.status, long.body.error?.code], path).toEqual([400, "INVALID_CURSOR"]);
+    }
+  });
+
   it("the three histories: a cursor whose time Postgres would refuse or read otherwise is 400 INVALID_CURSOR", async () => {
     const times = [
       "2026-02-30T00:00:00.000Z", // Date.parse rolls it over to March 2; Postgres refuses it
