@@ -303,9 +303,12 @@ export const spotOrderRequest = z
   })
   .openapi("SpotOrderRequest", { example: { asset: "ETH", side: "buy", quantity: "0.5" } });
 
-/** Not strict, and any token text: an unknown, used or mangled token is the same 401 INVALID_TOKEN (docs/api.md). */
+/**
+ * Not strict, and any token text of any length: an unknown, used or mangled token is the same 401 INVALID_TOKEN
+ * (docs/api.md), and checkSignInToken refuses any but a token's own shape before a query.
+ */
 export const verifyQuery = z.object({
-  token: z.string().min(1).max(4096).openapi({
+  token: z.string().min(1).openapi({
     description: "The token from the emailed link.",
     example: "q3Jx0v1cR1yH2b9W8mRkq8o0u1f5m3qv7bXy2lKzA4c",
   }),

@@ -113,6 +113,8 @@ describe("magic-link sign-in", () => {
     expect((await anon.get(late)).body.error?.code).toBe("INVALID_TOKEN");
     expect((await anon.get(`/api/v1/auth/verify?token=${"A".repeat(43)}`)).status).toBe(401);
     expect((await anon.get("/api/v1/auth/verify?token=short")).status).toBe(401);
+    const overlong = await anon.get(`/api/v1/auth/verify?token=${"A".repeat(5000)}`);
+    expect([overlong.status, overlong.body.error?.code]).toEqual([401, "INVALID_TOKEN"]);
     const missing = await anon.get("/api/v1/auth/verify");
     expect([missing.status, missing.body.error]).toEqual([
       400,
