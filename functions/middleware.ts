@@ -17,19 +17,32 @@ export const SESSION_COOKIE = "session";
 
 /** The session token a request carries: `Authorization: Bearer` first, else the `session` cookie. */
 export function sessionToken(c: ApiContext): string | undefined {
-  const header = c.req.header("authorization");
-  if (header !== undefined) {
-    // The scheme is case-insensitive (RFC 9110 §11.1). A Bearer header with an empty or malformed token is a
-    // session that does not hold, not a missing one: it is handed on, and verifying it fails.
-    const m = /^bearer(?:[ \t]+(.*))?$/i.exec(header.trim());
-    return m === null ? undefined : (m[1] ?? "").trim();
-  }
-  return getCookie(c, SESSION_COOKIE);
+  return c.req.header("authorization") === undefined ? getCookie(c, SESSION_COOKIE) : bearerToken(c);
 }
 
-export async function currentSession(deps: ApiDeps, c: ApiContext): Promise<Session | undefined> {
-  const token = sessionToken(c);
-  return token === undefined ? undefined : deps.sessions.verify(token);
+/** The token of an `Authorization: Bearer` header; undefined without the header or for another scheme. */
+function bearerToken(c: ApiContext): string | undefined {
+  const header = c.req.header("authorization");
+  if (header === undefined) return undefined;
+  // The scheme is case-insensitive (RFC 9110 §11.1). A Bearer header with an empty or malformed token is a
+  // session that does not hold, not a missing one: it is handed on, and verifying it fails.
+  const m = /^bearer(?:[ \t]+(.*))?$/i.exec(header.trim());
+  return m === null ? undefined : (m[1] ?? "").trim();
+}
+
+/**
+ * Every valid, unrevoked session a request carries: the Bearer header's and the cookie's, each checked on its own.
+ * For signing out, which must end the cookie's session it clears even when the header is another scheme (a proxy's
+ * Basic credentials) or a stale token: there the header does not win.
+ */
+export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Session[]> {
+  const tokens = new Set([bearerToken(c), getCookie(c, SESSION_COOKIE)]);
+  const sessions: Session[] = [];
+  for (const token of tokens) {
+    const session = token === undefined ? undefined : await deps.sessions.verify(token);
+    if (session !== undefined) sessions.push(session);
+  }
+  return sessions;
 }
 
 /**

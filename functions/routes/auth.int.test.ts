@@ -273,6 +273,39 @@ describe("sessions", () => {
     expect((await anon.del("/api/v1/auth/logout")).status).toBe(200); // signed out already: still fine
   });
 
+  it("logout revokes the cookie's session it clears whatever Authorization holds, and the header's too", async () => {
+    const me = (token: string) => anon.get("/api/v1/auth/me", { authorization: `Bearer ${token}` });
+    // Another scheme (a staging proxy's Basic credentials) beside the cookie.
+    const behindProxy = await stack.signIn("proxied@example.com");
+    const out = await anon.del("/api/v1/auth/logout", {
+      cookie: `session=${behindProxy.token}`,
+      authorization: "Basic Zm9vOmJhcg==",
+    });
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out." }]);
+    expect(out.headers.get("set-cookie")).toMatch(/session=;.*Max-Age=0/);
+    expect((await me(behindProxy.token)).status).toBe(401);
+
+    // A Bearer token signed out already beside the live cookie.
+    const stale = await stack.signIn("stale@example.com");
+    expect((await client(stack.app, stale.token).del("/api/v1/auth/logout")).status).toBe(200);
+    const live = await stack.signIn("stale@example.com");
+    await anon.del("/api/v1/auth/logout", { cookie: `session=${live.token}`, authorization: `Bearer ${stale.token}` });
+    expect((await me(live.token)).status).toBe(401);
+
+    // Two live sessions, one in each: both end; the user's third keeps working.
+    const [header, cookie, other] = [
+      await stack.signIn("both@example.com"),
+      await stack.signIn("both@example.com"),
+      await stack.signIn("both@example.com"),
+    ];
+    await anon.del("/api/v1/auth/logout", {
+      cookie: `session=${cookie.token}`,
+      authorization: `Bearer ${header.token}`,
+    });
+    expect([(await me(header.token)).status, (await me(cookie.token)).status]).toEqual([401, 401]);
+    expect((await me(other.token)).status).toBe(200);
+  });
+
   it("signing out everywhere counts only live sessions: not one signed out already, nor one expired", async () => {
     const first = await stack.signIn("fay@example.com");
     expect((await client(stack.app, first.token).del("/api/v1/auth/logout")).status).toBe(200);

@@ -19,7 +19,7 @@ import {
 } from "../auth/sign-in-tokens.ts";
 import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { currentSession, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
+import { carriedSessions, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
 import {
   JSON_BODY_ERRORS,
   apiRouter,
@@ -163,8 +163,10 @@ export function authRoutes(deps: ApiDeps) {
     tags: ["Auth"],
     summary: "Sign out",
     description:
-      "Clears the cookie and revokes the session everywhere (cookie and Bearer alike), and closes its live stream " +
-      "sockets (close code 4401). Needs no valid session: signing out twice is fine.",
+      "Clears the cookie and revokes the session it carries, and the Bearer header's, each checked on its own " +
+      "(a header of another scheme, or one whose session no longer holds, does not spare the cookie's); both stop " +
+      "working everywhere, and their live stream sockets are closed (close code 4401). Needs no valid session: " +
+      "signing out twice is fine.",
     security: PUBLIC,
     responses: {
       200: {
@@ -175,8 +177,7 @@ export function authRoutes(deps: ApiDeps) {
     },
   });
   route(app, logout, async (c) => {
-    const session = await currentSession(deps, c);
-    if (session !== undefined) {
+    for (const session of await carriedSessions(deps, c)) {
       await deps.sessions.revoke(session);
       // After the revocation is recorded: a stream replica that checks it on the notice finds it.
       await announceRevoked(redis, keys, session);
