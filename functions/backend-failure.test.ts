@@ -4,6 +4,7 @@ import { NeonDbError } from "@neondatabase/serverless";
 import { errors as upstash } from "@upstash/redis";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
+import { EmailUnavailable } from "./auth/mailer.ts";
 import { isBackendFailure } from "./backend-failure.ts";
 
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
@@ -150,6 +151,11 @@ describe("isBackendFailure", () => {
       true,
     );
     expect(isBackendFailure(new Error("request failed", { cause: new TypeError("fetch failed") }))).toBe(true);
+  });
+
+  it("the email provider: the mailer's EmailUnavailable is an outage, its other errors bugs", () => {
+    expect(isBackendFailure(new EmailUnavailable("Resend did not send the email: application_error (503)"))).toBe(true);
+    expect(isBackendFailure(new Error("Resend did not send the email: missing_required_field (422)"))).toBe(false);
   });
 
   it("a bug stays a bug, whatever words its message uses; a cycle of causes ends", () => {

@@ -1,6 +1,6 @@
 /**
- * Whether an error means that Redis or Postgres could not be reached or failed as a service (the API answers 503
- * UNAVAILABLE: retry) rather than a bug (500 INTERNAL). Decided by what the drivers give: system error codes, their
+ * Whether an error means that Redis, Postgres or the email provider could not be reached or failed as a service (the
+ * API answers 503 UNAVAILABLE: retry) rather than a bug (500 INTERNAL). Decided by what the drivers give: system error codes, their
  * error classes (by `name`, which bundling keeps), SQLSTATEs, and, only where a driver keeps nothing structured, its
  * own fixed message formats; never by loose words, so a bug whose message mentions a connection stays a 500.
  *
@@ -31,6 +31,8 @@
  *   the service for the API, as during a secret rotation (docs/operations.md). Over HTTP, Neon's proxy checks the
  *   password itself and answers 400 with no SQLSTATE, only its message "password authentication failed for user
  *   '<role>'" (github.com/neondatabase/neon, proxy/src/auth/mod.rs: AuthError::PasswordFailed).
+ * - The sign-in email: the mailer sorts Resend's answers itself (auth/mailer.ts, resendRefusal) and throws
+ *   EmailUnavailable for an outage, its limits, or our key or sender refused.
  */
 
 /** System error codes of a connection that failed or was cut. */
@@ -98,7 +100,11 @@ export function isBackendFailure(err: unknown, depth = 0): boolean {
   if (!(err instanceof Error) || depth > MAX_DEPTH) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && (NETWORK_CODES.has(code) || isUnavailableSqlState(code))) return true;
-  if (["MaxRetriesPerRequestError", "TimeoutError", "AbortError", "UpstashJSONParseError"].includes(err.name))
+  if (
+    ["MaxRetriesPerRequestError", "TimeoutError", "AbortError", "UpstashJSONParseError", "EmailUnavailable"].includes(
+      err.name,
+    )
+  )
     return true;
   if (err.name === "NeonDbError") {
     const status = Number(NEON_SERVER_ERROR.exec(err.message)?.[1]);

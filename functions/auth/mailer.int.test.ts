@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
 import { createIoredisApiRedis } from "../redis/ioredis-api-redis.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
-import { createDevMailbox, createResendMailer, signInEmail } from "./mailer.ts";
+import { createDevMailbox, createResendMailer, EmailUnavailable, signInEmail } from "./mailer.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
 const API_KEY = "re_test_0123456789abcdef";
@@ -46,41 +46,139 @@ describe("createResendMailer", () => {
     expect(typeof sentEvents[0]?.id).toBe("string");
   });
 
-  it("turns an API error into a thrown error that names it and never shows the key", async () => {
+  /** The mailer's outcome: undefined once sent, else what it threw. */
+  const outcome = (mailer: ReturnType<typeof createResendMailer>) =>
+    mailer.send(email()).then(
+      () => undefined,
+      (err: unknown) => err as Error,
+    );
+
+  it("turns a malformed request's error into a thrown error that names it and never shows the key", async () => {
     const before = recorder.sent.length;
-    recorder.failNext(422, { statusCode: 422, name: "validation_error", message: `Bad request for key ${API_KEY}` });
+    recorder.failNext(422, {
+      statusCode: 422,
+      name: "missing_required_field",
+      message: `Bad request for key ${API_KEY}`,
+    });
     const mailer = createResendMailer({
       apiKey: API_KEY,
       baseUrl: recorder.baseUrl,
       from: FROM,
       log: captureLog().log,
     });
-    const error = await mailer.send(email()).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
+    const error = await outcome(mailer);
     expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toMatch(/validation_error \(422\): Bad request/);
-    expect((error as Error).message).not.toContain(API_KEY);
+    expect(error).not.toBeInstanceOf(EmailUnavailable); // a bug: 500
+    expect(error?.message).toMatch(/missing_required_field \(422\): Bad request/);
+    expect(error?.message).not.toContain(API_KEY);
     expect(recorder.sent).toHaveLength(before);
   });
 
-  it("rejects a malformed key the way Resend does, without echoing it", async () => {
-    const badKey = "sk_live_not_resend";
-    const mailer = createResendMailer({ apiKey: badKey, baseUrl: recorder.baseUrl, from: FROM, log: captureLog().log });
-    const error = await mailer.send(email()).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    expect((error as Error).message).toMatch(/invalid_api_key \(403\)/);
-    expect((error as Error).message).not.toContain(badKey);
+  it("an address Resend refuses is logged as a warning and not thrown: the asker hears the same as for any", async () => {
+    const { log, events } = captureLog();
+    const mailer = createResendMailer({ apiKey: API_KEY, baseUrl: recorder.baseUrl, from: FROM, log });
+    const message = `Invalid \`to\` field. The email address needs to follow the \`email@example.com\` format (${API_KEY}).`;
+    recorder.failNext(422, { statusCode: 422, name: "validation_error", message });
+    expect(await outcome(mailer)).toBeUndefined();
+    const refused = events("email_address_refused");
+    expect(refused.map((e) => [e.level, e.provider])).toEqual([["warn", "resend"]]);
+    expect(refused[0]?.error).toMatch(/^validation_error \(422\): Invalid `to` field/);
+    expect(JSON.stringify(events("email_address_refused"))).not.toContain(API_KEY);
+    expect(events("email_sent")).toEqual([]);
   });
 
-  it("throws when Resend cannot be reached, and refuses an empty key up front", async () => {
+  it("Resend failing, or over its limits, throws EmailUnavailable (503)", async () => {
+    const mailer = createResendMailer({
+      apiKey: API_KEY,
+      baseUrl: recorder.baseUrl,
+      from: FROM,
+      log: captureLog().log,
+    });
+    const answers: [number, unknown, RegExp][] = [
+      [
+        500,
+        { statusCode: 500, name: "application_error", message: "An unexpected error occurred." },
+        /application_error \(500\)/,
+      ],
+      [
+        503,
+        { statusCode: 503, name: "service_unavailable", message: "API is temporarily unavailable" },
+        /service_unavailable \(503\)/,
+      ],
+      [502, "<html>Bad Gateway</html>", /application_error \(502\)/],
+      [
+        429,
+        { statusCode: 429, name: "rate_limit_exceeded", message: "Too many requests." },
+        /rate_limit_exceeded \(429\)/,
+      ],
+      [429, { statusCode: 429, name: "daily_quota_exceeded", message: "Daily quota." }, /daily_quota_exceeded \(429\)/],
+    ];
+    for (const [status, body, named] of answers) {
+      recorder.failNext(status, body);
+      const error = await outcome(mailer);
+      expect(error, String(status)).toBeInstanceOf(EmailUnavailable);
+      expect(error?.message).toMatch(named);
+    }
+  });
+
+  it("our key or sender refused throws EmailUnavailable, and an error log names the setting to fix", async () => {
+    const badKey = "sk_live_not_resend";
+    const { log, events } = captureLog();
+    // The recorder refuses a key not shaped re_… as Resend does: 403 invalid_api_key.
+    const wrongKey = await outcome(createResendMailer({ apiKey: badKey, baseUrl: recorder.baseUrl, from: FROM, log }));
+    expect(wrongKey).toBeInstanceOf(EmailUnavailable);
+    expect(wrongKey?.message).toMatch(/RESEND_API_KEY.*invalid_api_key \(403\)/);
+    expect(wrongKey?.message).not.toContain(badKey);
+
+    const mailer = createResendMailer({ apiKey: API_KEY, baseUrl: recorder.baseUrl, from: FROM, log });
+    recorder.failNext(401, {
+      statusCode: 401,
+      name: "missing_api_key",
+      message: "Missing API key in the authorization header.",
+    });
+    expect(await outcome(mailer)).toBeInstanceOf(EmailUnavailable);
+    const testingSender = "You can only send testing emails to your own email address (owner@example.com).";
+    recorder.failNext(403, { statusCode: 403, name: "validation_error", message: testingSender });
+    expect((await outcome(mailer))?.message).toMatch(/^Resend refused EMAIL_FROM/);
+    recorder.failNext(422, { statusCode: 422, name: "validation_error", message: "Invalid `from` field." });
+    expect(await outcome(mailer)).toBeInstanceOf(EmailUnavailable);
+
+    const refused = events("email_setting_refused");
+    expect(refused.map((e) => [e.level, e.setting])).toEqual([
+      ["error", "RESEND_API_KEY"],
+      ["error", "RESEND_API_KEY"],
+      ["error", "EMAIL_FROM"],
+      ["error", "EMAIL_FROM"],
+    ]);
+    expect(JSON.stringify(refused)).not.toContain(badKey);
+  });
+
+  it("Resend unreachable, or silent past the time limit, throws EmailUnavailable; an empty key is refused", async () => {
     const other = await startResendRecorder();
     await other.close();
-    const mailer = createResendMailer({ apiKey: API_KEY, baseUrl: other.baseUrl, from: FROM, log: captureLog().log });
-    await expect(mailer.send(email())).rejects.toThrow(/application_error \(no status\)/);
+    const unreachable = createResendMailer({
+      apiKey: API_KEY,
+      baseUrl: other.baseUrl,
+      from: FROM,
+      log: captureLog().log,
+    });
+    const error = await outcome(unreachable);
+    expect(error).toBeInstanceOf(EmailUnavailable);
+    expect(error?.message).toMatch(/application_error \(no status\)/);
+
+    const mailer = createResendMailer({
+      apiKey: API_KEY,
+      baseUrl: recorder.baseUrl,
+      from: FROM,
+      log: captureLog().log,
+      timeoutMs: 200,
+    });
+    recorder.stallNext();
+    const started = Date.now();
+    const stalled = await outcome(mailer);
+    expect(stalled).toBeInstanceOf(EmailUnavailable);
+    expect(stalled?.message).toMatch(/no answer within 200 ms/);
+    expect(Date.now() - started).toBeLessThan(2_000);
     expect(() => createResendMailer({ apiKey: "", from: FROM, log: captureLog().log })).toThrow(/empty/);
   });
 });

@@ -17,38 +17,111 @@ export interface SignInEmail {
 }
 
 export interface Mailer {
+  /**
+   * Resolves once the email is on its way, or once the provider refused the address (logged as a warning: the
+   * answer to whoever asked is the same for any address). Throws EmailUnavailable when the provider cannot take
+   * the email now (the API answers 503); any other error is a bug (500).
+   */
   send(email: SignInEmail): Promise<void>;
 }
 
+/**
+ * The email provider is down, too slow, over its limits, or refuses our own configuration (its key, our sender):
+ * no email can go out for now, whatever the address. The API answers 503 UNAVAILABLE (backend-failure.ts).
+ */
+export class EmailUnavailable extends Error {
+  override name = "EmailUnavailable";
+}
+
 const RESEND_API = "https://api.resend.com";
+
+/**
+ * How long Resend may take to answer before the email counts as not sent (503): it answers in well under a second,
+ * and the sign-in's other work (two Redis counts, one Postgres insert) must fit beside it in the functions' 15 s.
+ */
+export const RESEND_TIMEOUT_MS = 5_000;
+
+/** What a refusal from Resend means for the sign-in (resendRefusal). */
+export type ResendRefusal = "outage" | "api-key" | "sender" | "address" | "bug";
+
+/**
+ * What Resend's error means for the sign-in, by status and name as its error reference lists them
+ * (resend.com/docs/api-reference/errors):
+ * - outage: no status (the client's `application_error` when the request failed: no connection, or our time
+ *   limit; or a JSON error without Resend's `statusCode`, from something in front of it), 5xx (`application_error`,
+ *   `internal_server_error` 500, `service_unavailable` 503), and 429 (`rate_limit_exceeded`,
+ *   `daily_quota_exceeded`, `monthly_quota_exceeded`): retry later.
+ * - api-key: 401 (`missing_api_key`, `restricted_api_key`) and 403 (`invalid_api_key`, `restricted_api_key` "API
+ *   key is not active", `suspended_api_key`): RESEND_API_KEY is not a key Resend takes for sending.
+ * - sender: 403 `validation_error` (the sender's domain is not verified, or resend.dev's testing sender, which
+ *   sends only to the account's own address), 422 `invalid_from_address`, and a 422 `validation_error` that names
+ *   the `from` field (Resend quotes the field it refuses: "Invalid `from` field."): EMAIL_FROM is not a sender
+ *   Resend takes.
+ * - address: any other 422 `validation_error`, Resend refusing the recipient ("Invalid `to` field."), an address
+ *   our own check let through.
+ * - bug: the rest (400 `validation_error`, 422 `missing_required_field`, …): our request is wrong.
+ * The first three stop every sign-in, whatever the address: 503s, and a refused key or sender is also an error log
+ * naming the setting to fix. A refused address must not tell the asker more than any other address would: it is
+ * answered as sent.
+ */
+export function resendRefusal(error: {
+  statusCode?: number | null | undefined;
+  name: string;
+  message: string;
+}): ResendRefusal {
+  const { statusCode: status, name } = error;
+  if (typeof status !== "number" || status >= 500 || status === 429) return "outage";
+  if (status === 403 && name === "validation_error") return "sender";
+  if (status === 401 || status === 403) return "api-key";
+  if (status === 422 && name === "invalid_from_address") return "sender";
+  if (status === 422 && name === "validation_error") return /`from`/.test(error.message) ? "sender" : "address";
+  return "bug";
+}
+
+/** The setting a refusal of our configuration names, in the error log that tells the operator what to fix. */
+const REFUSED_SETTING = { "api-key": "RESEND_API_KEY", sender: "EMAIL_FROM" } as const;
 
 export function createResendMailer(options: {
   apiKey: string;
   baseUrl?: string | undefined;
   from: string;
   log: Logger;
+  timeoutMs?: number;
 }): Mailer {
   const { apiKey, from, log } = options;
+  const timeoutMs = options.timeoutMs ?? RESEND_TIMEOUT_MS;
   // An empty key would make the client fall back to RESEND_API_KEY, and a missing baseUrl to RESEND_BASE_URL:
   // configuration comes from the entry only.
   if (apiKey === "") throw new Error("createResendMailer: the Resend API key is empty");
   const client = new Resend(apiKey, { baseUrl: options.baseUrl ?? RESEND_API });
   return {
     async send(email) {
-      const result = await client.emails.send({
-        from,
-        to: email.to,
-        subject: email.subject,
-        text: email.text,
-        html: email.html,
-      });
-      if (result.error !== null) {
-        const { name, statusCode, message } = result.error;
-        // The message is the server's; redact the key anyway so it can never reach a log or a response.
-        const detail = `${name} (${statusCode ?? "no status"}): ${message}`.replaceAll(apiKey, "[redacted]");
-        throw new Error(`Resend did not send the email: ${detail}`);
+      const signal = AbortSignal.timeout(timeoutMs);
+      const result = await client.emails.send(
+        { from, to: email.to, subject: email.subject, text: email.text, html: email.html },
+        { signal },
+      );
+      if (result.error === null) {
+        log.info("email_sent", { provider: "resend", id: result.data.id });
+        return;
       }
-      log.info("email_sent", { provider: "resend", id: result.data.id });
+      const { name, statusCode, message } = result.error;
+      // The client reports its own time limit as any failed request: say which it was.
+      const reason = signal.aborted ? `no answer within ${timeoutMs} ms` : `${name} (${statusCode ?? "no status"})`;
+      // The message is the server's; redact the key anyway so it can never reach a log or a response.
+      const detail = `${reason}: ${message}`.replaceAll(apiKey, "[redacted]");
+      const refusal = resendRefusal(result.error);
+      if (refusal === "address") {
+        log.warn("email_address_refused", { provider: "resend", error: detail });
+        return;
+      }
+      if (refusal === "api-key" || refusal === "sender") {
+        const setting = REFUSED_SETTING[refusal];
+        log.error("email_setting_refused", { provider: "resend", setting, error: detail });
+        throw new EmailUnavailable(`Resend refused ${setting}, so no email can be sent: ${detail}`);
+      }
+      if (refusal === "outage") throw new EmailUnavailable(`Resend did not send the email: ${detail}`);
+      throw new Error(`Resend did not send the email: ${detail}`);
     },
   };
 }

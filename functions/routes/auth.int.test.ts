@@ -10,8 +10,10 @@ import { SIGN_IN_MESSAGE } from "./auth.ts";
 const NO_SESSION = "Sign in first: send the session cookie, or the session token as Authorization: Bearer <token>.";
 const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
+import { createResendMailer } from "../auth/mailer.ts";
 import { client } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
+import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
 
 let stack: ApiStack;
 let anon: ReturnType<typeof client>;
@@ -162,6 +164,73 @@ describe("magic-link sign-in", () => {
     const res = await anon.post("/api/v1/auth", { email: "not-an-email" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
     expect(res.body.error?.message).toContain("email");
+  });
+});
+
+describe("the sign-in email provider failing", () => {
+  let recorder: ResendRecorder;
+  beforeAll(async () => {
+    recorder = await startResendRecorder();
+  });
+  afterAll(() => recorder.close());
+
+  /** The app with the real Resend client pointed at the recorder, logging where the stack's log lines go. */
+  const withResend = (apiKey = "re_test_0123456789abcdef") =>
+    client(
+      createApp({
+        ...stack.deps,
+        mailer: createResendMailer({
+          apiKey,
+          baseUrl: recorder.baseUrl,
+          from: "Paper Broker <login@paper-broker.test>",
+          log: stack.deps.log,
+          timeoutMs: 200,
+        }),
+      }),
+    );
+  let n = 0;
+  /** A sign-in request from an address and IP of its own, so that no limit is reached. */
+  const ask = (api: ReturnType<typeof client>) => {
+    n += 1;
+    return api.post("/api/v1/auth", { email: `provider${n}@example.com` }, { "x-test-ip": `10.7.0.${n}` });
+  };
+  const logged = (event: string) => stack.logLines.filter((l) => l.event === event);
+
+  it("an outage, a limit or no answer in time is 503 UNAVAILABLE, not 500", async () => {
+    const api = withResend();
+    const failures: [number, unknown][] = [
+      [500, { statusCode: 500, name: "application_error", message: "An unexpected error occurred." }],
+      [503, { statusCode: 503, name: "service_unavailable", message: "API is temporarily unavailable" }],
+      [429, { statusCode: 429, name: "rate_limit_exceeded", message: "Too many requests." }],
+    ];
+    for (const [status, body] of failures) {
+      recorder.failNext(status, body);
+      const res = await ask(api);
+      expect([res.status, res.body.error?.code], String(status)).toEqual([503, "UNAVAILABLE"]);
+    }
+    recorder.stallNext();
+    const stalled = await ask(api);
+    expect([stalled.status, stalled.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect(logged("backend_unavailable").some((l) => String(l.error).includes("no answer within 200 ms"))).toBe(true);
+  });
+
+  it("our key refused is 503 UNAVAILABLE, with an error log naming RESEND_API_KEY", async () => {
+    const before = logged("email_setting_refused").length;
+    const res = await ask(withResend("sk_live_not_resend")); // the recorder answers 403 invalid_api_key
+    expect([res.status, res.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect(logged("email_setting_refused").slice(before)).toEqual([
+      expect.objectContaining({ level: "error", setting: "RESEND_API_KEY" }),
+    ]);
+  });
+
+  it("an address Resend refuses gets the answer any address gets, and a warning in the log", async () => {
+    const api = withResend();
+    const sent = await ask(api);
+    recorder.failNext(422, { statusCode: 422, name: "validation_error", message: "Invalid `to` field." });
+    const refused = await ask(api);
+    expect([refused.status, refused.body]).toEqual([sent.status, sent.body]);
+    expect(refused.body).toEqual({ message: SIGN_IN_MESSAGE });
+    expect(logged("email_address_refused").at(-1)).toMatchObject({ level: "warn", provider: "resend" });
   });
 });
 

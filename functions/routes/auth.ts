@@ -54,7 +54,8 @@ export function authRoutes(deps: ApiDeps) {
     description:
       "Answers the same, and does the same work, for any address: whether it has an account is not revealed. " +
       "The link signs in (creating the account on first use) and expires in 15 minutes. Limited per address " +
-      "and per IP.",
+      "and per IP. An address the email provider refuses gets the same answer; 503 when the provider cannot send " +
+      "now (down, over its limits, or refusing this deployment's key or sender).",
     security: PUBLIC,
     request: { body: jsonBody(signInRequest) },
     responses: {
@@ -70,6 +71,7 @@ export function authRoutes(deps: ApiDeps) {
     await countRequest(redis, keys, "sign-in-email", signInEmailSubject(email), settings.signInPerEmail);
     const token = await issueSignInToken(db, email);
     const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
+    // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.
     await deps.mailer.send(signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }));
     return c.json({ message: SIGN_IN_MESSAGE });
   });

@@ -3,7 +3,9 @@
  * RESEND_BASE_URL for whole processes) and it records what would have been sent. It answers the way the client
  * expects: `{ id }` on success, Resend's error shape `{ statusCode, name, message }` otherwise, with Resend's
  * documented codes — 401 missing_api_key without a Bearer key, 403 invalid_api_key for a key not shaped `re_…`,
- * 400/422 for a bad body. `failNext` makes the next request fail, for the error path.
+ * 400/422 for a bad body. `failNext` makes the next request fail with any of Resend's other answers (a 5xx, a 429,
+ * a 422 for an address), and `stallNext` leaves it unanswered, for the error paths; a closed recorder is Resend
+ * unreachable.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -28,16 +30,23 @@ export interface ResendRecorder {
   readonly sent: RecordedEmail[];
   /** The next request gets this status and body (an object is sent as JSON, a string as is) and is not recorded. */
   failNext(status: number, body: unknown): void;
+  /** The next request gets no answer: its connection is held until `close`. */
+  stallNext(): void;
   close(): Promise<void>;
 }
 
 export async function startResendRecorder(): Promise<ResendRecorder> {
   const sent: RecordedEmail[] = [];
   let failure: { status: number; body: unknown } | undefined;
+  let stall = false;
 
   const server = createServer((req, res) => {
     readBody(req).then(
       (raw) => {
+        if (stall) {
+          stall = false;
+          return;
+        }
         if (failure !== undefined) {
           const { status, body } = failure;
           failure = undefined;
@@ -57,6 +66,9 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
     sent,
     failNext(status, body) {
       failure = { status, body };
+    },
+    stallNext() {
+      stall = true;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
