@@ -11,7 +11,7 @@ const NO_SESSION = "Sign in first: send the session cookie, or the session token
 const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { createResendMailer } from "../auth/mailer.ts";
-import { client } from "../testing/http.ts";
+import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
 
@@ -98,6 +98,37 @@ describe("magic-link sign-in", () => {
     expect((await client(stack.app, token).get("/api/v1/auth/me")).body).toMatchObject({
       user: { email: "redirect@example.com" },
     });
+  });
+
+  it("with APP_REDIRECT_URL set, a link that cannot sign in redirects there too, the code in `error`", async () => {
+    const redirectingTo = (appRedirectUrl: string) =>
+      client(createApp({ ...stack.deps, settings: { ...stack.deps.settings, appRedirectUrl } }));
+    const app = redirectingTo("https://app.example.com/welcome?from=email#signed-in");
+    const from = { "x-test-ip": "10.0.8.1" };
+    await anon.post("/api/v1/auth", { email: "failed-link@example.com" }, from);
+    const link = await latestLink("failed-link@example.com");
+    expect((await app.get(link, from)).status).toBe(302); // signed in: the link is used up
+    const failed = (answer: Call) => [answer.status, answer.headers.get("location"), answer.headers.get("set-cookie")];
+    const refused = "https://app.example.com/welcome?from=email&error=INVALID_TOKEN#signed-in";
+    const used = await app.get(link, from);
+    expect(failed(used)).toEqual([302, refused, null]);
+    expect(used.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+    expect(failed(await app.get(`/api/v1/auth/verify?token=${"A".repeat(43)}`, from))).toEqual([302, refused, null]);
+    expect(failed(await app.get("/api/v1/auth/verify?token=short", from))).toEqual([302, refused, null]);
+    await anon.post("/api/v1/auth", { email: "late-link@example.com" }, from);
+    const late = await latestLink("late-link@example.com");
+    await stack.pg.db.query(
+      "UPDATE sign_in_tokens SET expires_at = now() - interval '1 second' WHERE email = 'late-link@example.com'",
+    );
+    expect(failed(await app.get(late, from))).toEqual([302, refused, null]);
+    expect(failed(await app.get("/api/v1/auth/verify", from))).toEqual([
+      302,
+      "https://app.example.com/welcome?from=email&error=INVALID_REQUEST#signed-in",
+      null,
+    ]);
+    // Without a query of its own, the code is the query.
+    const bare = await redirectingTo("https://app.example.com").get(link, from);
+    expect(bare.headers.get("location")).toBe("https://app.example.com/?error=INVALID_TOKEN");
   });
 
   it("a link works once; a used, expired, unknown or malformed token is 401 INVALID_TOKEN", async () => {

@@ -5,6 +5,7 @@
  * whether or not the address has an account (first sign-in creates it), so neither the answer nor its timing tells
  * an attacker which emails are registered. Limits per email and per IP stop mail bombing and guessing.
  */
+import type { MiddlewareHandler } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
@@ -17,13 +18,14 @@ import {
   issueSignInToken,
   SIGN_IN_TOKEN_TTL_MINUTES,
 } from "../auth/sign-in-tokens.ts";
-import type { ApiDeps } from "../context.ts";
+import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { carriedSessions, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
 import {
   JSON_BODY_ERRORS,
   apiRouter,
   createRoute,
+  type ErrorCode,
   errorResponses,
   jsonBody,
   jsonResponse,
@@ -84,8 +86,11 @@ export function authRoutes(deps: ApiDeps) {
     summary: "Follow a sign-in link",
     description:
       "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
-      "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead.",
+      "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead, " +
+      "and a link that cannot sign in (used, expired, unknown or mangled: INVALID_TOKEN; without its token: " +
+      "INVALID_REQUEST) is a 302 to it too, with `error=<code>` added to its query, rather than the 401 or 400.",
     security: PUBLIC,
+    middleware: redirectFailedLink(settings.appRedirectUrl),
     // Each check costs a Postgres query: counted per IP, so tokens cannot be guessed at speed.
     limit: limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c))),
     request: { query: verifyQuery },
@@ -96,10 +101,15 @@ export function authRoutes(deps: ApiDeps) {
         content: { "application/json": { schema: responses.user } },
       },
       302: {
-        description: "Signed in, and sent on to APP_REDIRECT_URL (when configured)",
+        description:
+          "With APP_REDIRECT_URL configured: signed in and sent on to it, or the link could not sign in and " +
+          "`error=INVALID_TOKEN` or `error=INVALID_REQUEST` is added to its query (no cookie then)",
         headers: {
-          Location: { description: "APP_REDIRECT_URL", schema: { type: "string" } },
-          "Set-Cookie": { description: "`session=<token>`", schema: { type: "string" } },
+          Location: {
+            description: "APP_REDIRECT_URL, with `error=<code>` for a link that failed",
+            schema: { type: "string" },
+          },
+          "Set-Cookie": { description: "`session=<token>`, when signed in", schema: { type: "string" } },
         },
       },
       ...errorResponses([
@@ -219,4 +229,25 @@ export function authRoutes(deps: ApiDeps) {
   });
 
   return app;
+}
+
+/** The codes of a followed link that cannot sign in: used, expired, unknown or mangled, or without its token. */
+const FAILED_LINK: ReadonlySet<string> = new Set<ErrorCode>(["INVALID_TOKEN", "INVALID_REQUEST"]);
+
+/**
+ * With APP_REDIRECT_URL set, the link is followed by a person's browser and the frontend is where it lands: a link
+ * that cannot sign in is sent there too, with the code in `error` (after APP_REDIRECT_URL's own query, kept as it
+ * is), rather than shown a JSON 401. Limits and outages keep their JSON answer: following the link again later
+ * works, and the browser stays on it.
+ */
+function redirectFailedLink(appRedirectUrl: string | undefined): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    await next();
+    const error = c.error;
+    if (appRedirectUrl === undefined || !(error instanceof ApiError) || !FAILED_LINK.has(error.code)) return;
+    const to = new URL(appRedirectUrl);
+    to.search = `${to.search === "" ? "?" : `${to.search}&`}error=${error.code}`;
+    // Set over the error's answer, whose headers (the request id) it keeps.
+    c.res = new Response(null, { status: 302, headers: { Location: to.href } });
+  };
 }
