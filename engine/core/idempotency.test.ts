@@ -2,6 +2,7 @@
 // (NO_PRICE, STALE_PRICE) are not remembered, so a retry may act. The memory is bounded by log time and count.
 import { describe, expect, it } from "vitest";
 import { ETH, SOL, close, codeOf, given, open, opened, resultOf, usdOf } from "../testing/spec-support.ts";
+import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 
 describe("the same request id twice", () => {
@@ -45,6 +46,16 @@ describe("the same request id twice", () => {
     resultOf(close(h, "alice", big.id).answer, "close_trade");
     expect(codeOf(open(h, "alice", {}, "req-2").answer)).toBe("INSUFFICIENT_BALANCE");
     expect(usdOf(h, "alice")).toBe("10000");
+  });
+
+  it("repeats a refusal's message as first sent, its numbers of that moment, after a restore too", () => {
+    const h = given({ eth: ["1985", "2000"] });
+    const first = open(h, "alice", { leverage: 100 }, "req-3").answer; // liquidation 1989.94 ≥ bid 1985
+    expect(codeOf(first)).toBe("WOULD_LIQUIDATE");
+    h.price(ETH, "1980", "2001"); // a re-execution would name other prices
+    expect(JSON.stringify(open(h, "alice", { leverage: 100 }, "req-3").answer)).toBe(JSON.stringify(first));
+    const restored = EngineHarness.resume(decodeSnapshot(encodeSnapshot(h.state)));
+    expect(JSON.stringify(open(restored, "alice", { leverage: 100 }, "req-3").answer)).toBe(JSON.stringify(first));
   });
 
   it("is per user: the same id from another user is a different request", () => {

@@ -42,7 +42,13 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
     return refuse("NOTHING_TO_MODIFY");
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
-  const exits = { assetIndex: trade.assetIndex, isLong: trade.isLong, stopLossTicks, takeProfitTicks };
+  const exits = {
+    assetIndex: trade.assetIndex,
+    isLong: trade.isLong,
+    leverage: trade.leverage,
+    stopLossTicks,
+    takeProfitTicks,
+  };
   const misplaced = checkLevels(asset, exits, trade.openPriceTicks, quote, trade.liquidationTicks);
   if (misplaced !== undefined) return misplaced;
   if (trailingChanges && trailing !== null) {

@@ -4,7 +4,7 @@
  * down to the step; the liquidation level is liquidation.ts's. Apart from trading.ts so that the price update's
  * pending fills need not import the instruction handlers (which import quotes.ts).
  */
-import { microsPerTickStep } from "../../contract/markets.ts";
+import { microsPerTickStep, type AssetConfig } from "../../contract/markets.ts";
 import type { TradeView } from "../../contract/messages.ts";
 import { divFloor, formatUnits, formatUsd, mulWithin } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
@@ -34,8 +34,13 @@ export interface TradeSize {
 export function sizeTrade(state: EngineState, order: OpenOrder, fillTicks: number): TradeSize | Outcome {
   const p = state.params;
   const notional = mulWithin(order.marginMicros, order.leverage, p.maxNotionalMicros);
-  if (notional === undefined)
-    return refuse("NOTIONAL_TOO_LARGE", `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  if (notional === undefined) {
+    return refuse(
+      "NOTIONAL_TOO_LARGE",
+      `Margin × leverage may be at most ${formatUsd(p.maxNotionalMicros)} USD; received margin ` +
+        `${formatUsd(order.marginMicros)} USD × leverage ${order.leverage}.`,
+    );
+  }
   const asset = assetAt(state, order.assetIndex);
   const k = microsPerTickStep(asset);
   const stepCost = fillTicks * k;
@@ -95,7 +100,42 @@ export function startTrade(
   return { trade, view };
 }
 
+/** The TOO_MANY_OPEN_TRADES refusal: the limit, and how many the account has open. */
+export function refuseOpenTradeLimit(state: EngineState, account: Account): Outcome {
+  const max = state.params.maxOpenTradesPerUser;
+  const n = account.openTrades.size;
+  return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${max}; ${n} ${n === 1 ? "is" : "are"} open.`);
+}
+
 /** Whether a trade with this liquidation level would be liquidatable at once at this bid and ask. */
 export function wouldLiquidate(isLong: boolean, bidTicks: number, askTicks: number, liquidation: number): boolean {
   return liquidation !== 0 && (isLong ? bidTicks <= liquidation : askTicks >= liquidation);
+}
+
+/**
+ * The WOULD_LIQUIDATE refusal, in numbers: the leverage, where the trade opens, its liquidation price and the price
+ * already at or past it — a long's bid or a short's ask, or, for an entry order checked at its own price
+ * (`quote` undefined), that price. Apart from wouldLiquidate so that an accepted open formats nothing.
+ */
+export function refuseLiquidatable(
+  asset: AssetConfig,
+  trade: { readonly isLong: boolean; readonly leverage: number },
+  entryTicks: number,
+  liquidation: number,
+  quote?: { readonly bidTicks: number; readonly askTicks: number },
+): Outcome {
+  const price = (ticks: number) => formatUnits(ticks, asset.priceDecimals);
+  const { isLong, leverage } = trade;
+  const at = quote === undefined ? `at the order price ${price(entryTicks)}` : `at ${price(entryTicks)}`;
+  const reached =
+    quote === undefined
+      ? "that price"
+      : isLong
+        ? `the current bid ${price(quote.bidTicks)}`
+        : `the current ask ${price(quote.askTicks)}`;
+  return refuse(
+    "WOULD_LIQUIDATE",
+    `At leverage ${leverage}, a ${isLong ? "long" : "short"} opened ${at} has liquidation price ` +
+      `${price(liquidation)}, ${isLong ? "at or above" : "at or below"} ${reached}.`,
+  );
 }

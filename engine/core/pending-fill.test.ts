@@ -169,7 +169,24 @@ describe("rejected at fill", () => {
       ["1990", "filled", null],
       ["1980", "rejected", "TOO_MANY_OPEN_TRADES"],
     ]);
+    expect(orderUpdates(outputs)[1]?.reason?.message).toBe(
+      "The account has reached its limit of open trades. The limit is 1; 1 is open.",
+    );
     expect(usdOf(h, "alice")).toBe("9900");
+  });
+
+  it("liquidatable at the fill quote: rejected, the reason naming the liquidation price and that quote's bid", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    placed(h, "alice", "2010", { type: "stop", leverage: 100 });
+    // at ask 2100: 1e10 / 210000 → 47619 steps; liquidation ⌊(210000 × 47619 − 1e8) × 1e6 / (47619 × 995000)⌋ =
+    // 208944, at or above the bid 2080
+    const [rejected] = orderUpdates(h.price(ETH, "2080", "2100"));
+    expect(rejected).toMatchObject({ status: "rejected", reason: { code: "WOULD_LIQUIDATE" } });
+    expect(rejected?.reason?.message).toBe(
+      "The trade would be liquidated as soon as it opened; lower the leverage. At leverage 100, a long opened at " +
+        "2100 has liquidation price 2089.44, at or above the current bid 2080.",
+    );
+    expect(usdOf(h, "alice")).toBe("10000");
   });
 });
 

@@ -20,10 +20,17 @@
 import { fillsAt, leaveFilled, leaveUnfilled } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
 import type { PositionedHeap } from "./positioned-heap.ts";
-import { isRefusal, refuse, type Outcome } from "./receipts.ts";
-import { amountsOf, type EngineState, type PendingOrder, type Quote } from "./state.ts";
+import { isRefusal, type Outcome } from "./receipts.ts";
+import { amountsOf, assetAt, type EngineState, type PendingOrder, type Quote } from "./state.ts";
 import { emitBalancesChanged, emitOrderUpdated, type Step } from "./step.ts";
-import { sizeTrade, startTrade, wouldLiquidate, type TradeSize } from "./opening.ts";
+import {
+  refuseLiquidatable,
+  refuseOpenTradeLimit,
+  sizeTrade,
+  startTrade,
+  wouldLiquidate,
+  type TradeSize,
+} from "./opening.ts";
 import { balancesView } from "./views.ts";
 
 /** Fills every pending order of this market the quote reaches; true when at least one trade opened. */
@@ -77,11 +84,12 @@ function fill(state: EngineState, step: Step, o: PendingOrder, quote: Quote): bo
 
 /** The trade's size at the fill, or why it cannot open there. */
 function sizeAtFill(state: EngineState, o: PendingOrder, quote: Quote, fillTicks: number): TradeSize | Outcome {
-  const max = state.params.maxOpenTradesPerUser;
-  if (o.account.openTrades.size >= max) return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${max}.`);
+  if (o.account.openTrades.size >= state.params.maxOpenTradesPerUser) return refuseOpenTradeLimit(state, o.account);
   const size = sizeTrade(state, o, fillTicks);
   if (isRefusal(size)) return size;
-  if (wouldLiquidate(o.isLong, quote.bidTicks, quote.askTicks, size.liquidationTicks)) return refuse("WOULD_LIQUIDATE");
+  const liquidation = size.liquidationTicks;
+  if (wouldLiquidate(o.isLong, quote.bidTicks, quote.askTicks, liquidation))
+    return refuseLiquidatable(assetAt(state, o.assetIndex), o, fillTicks, liquidation, quote);
   return size;
 }
 

@@ -2,7 +2,18 @@
 // ETH quotes bid 2000 / ask 2001 unless said otherwise. ETH is 1 micro per tick × step.
 import { describe, expect, it } from "vitest";
 import type { OrderView } from "../../contract/messages.ts";
-import { codeOf, ETH, given, messageOf, ofType, place, placed, resultOf, usdOf } from "../testing/spec-support.ts";
+import {
+  codeOf,
+  entry,
+  ETH,
+  given,
+  messageOf,
+  ofType,
+  place,
+  placed,
+  resultOf,
+  usdOf,
+} from "../testing/spec-support.ts";
 
 const DAY = 24 * 3600 * 1000;
 
@@ -91,9 +102,6 @@ describe("place_order", () => {
     );
     // Past any date a clock can show: refused, and said as the number received.
     expect(messageOf(place(h, "alice", "1990", { expiresAtMs: 9e15 }).answer)).toContain("received 9000000000000000.");
-    expect(codeOf(place(h, "alice", "1990", { trailingStop: { distance: "10" } }).answer)).toBe(
-      "INVALID_TRAILING_STOP",
-    );
     expect(codeOf(place(h, "alice", "1990", { margin: "0.0001", leverage: 1 }).answer)).toBe("QUANTITY_TOO_SMALL");
     expect(codeOf(place(h, "alice", "1990", { margin: "10000.01" }).answer)).toBe("INSUFFICIENT_BALANCE");
     expect(codeOf(place(h, "alice", "1990", { asset: "DOGE" }).answer)).toBe("UNKNOWN_ASSET");
@@ -103,7 +111,56 @@ describe("place_order", () => {
     );
     placed(h, "alice", "1980");
     expect(codeOf(place(h, "alice", "1970").answer)).toBe("TOO_MANY_PENDING_ORDERS");
+    expect(messageOf(place(h, "alice", "1970").answer)).toBe(
+      "The account has reached its limit of pending orders. The limit is 2; 2 are pending.",
+    );
     expect(usdOf(h, "alice")).toBe("9800");
+  });
+
+  it("TOO_MANY_PENDING_ORDERS for an OCO pair counts both legs, and says so", () => {
+    const h = given({ eth: ["2000", "2001"], params: { maxPendingOrdersPerUser: 3 } });
+    placed(h, "alice", "1990");
+    placed(h, "alice", "1980");
+    const { answer } = h.instruct("alice", { kind: "place_oco", legs: [entry("1970"), entry("1960")] });
+    expect(messageOf(answer)).toBe(
+      "The account has reached its limit of pending orders. The limit is 3; 2 are pending, and a pair adds 2.",
+    );
+  });
+
+  it("refuses a trailing stop before anything else, whatever its terms, as not supported on pending orders", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    const unsupported =
+      "The trailing stop is not valid for this trade. A trailing stop is not supported on pending orders yet.";
+    for (const fields of [
+      { trailingStop: { distance: "10" } },
+      { trailingStop: { distance: "0" } },
+      { trailingStop: { distance: "10", percent: "1" } },
+      { trailingStop: { percent: "100" } },
+      { trailingStop: { distance: "10" }, asset: "DOGE" },
+      { trailingStop: { distance: "10" }, margin: "0" },
+    ]) {
+      expect(messageOf(place(h, "alice", "1990", fields).answer)).toBe(unsupported);
+    }
+    const oco = h.instruct("alice", {
+      kind: "place_oco",
+      legs: [entry("1990"), entry("1980", { trailingStop: { distance: "0" } })],
+    });
+    expect(messageOf(oco.answer)).toBe(`legs.1: ${unsupported}`);
+    expect(usdOf(h, "alice")).toBe("10000");
+  });
+
+  it("WOULD_LIQUIDATE at the order price names the leverage, the price and the liquidation price", () => {
+    // Unreachable under valid params (maintenanceMarginPpm × maxLeverage < 100 %: a trade opened at a price is never
+    // liquidatable at it); a maintenance margin of 2 % at leverage 100 reaches the check.
+    const h = given({ eth: ["2000", "2001"] });
+    Object.assign(h.state, { params: { ...h.state.params, maintenanceMarginPpm: 20_000 } });
+    const { answer } = place(h, "alice", "1990", { leverage: 100 });
+    expect(codeOf(answer)).toBe("WOULD_LIQUIDATE");
+    // 1e10 / 199000 → 50251 steps; liquidation ⌊(199000 × 50251 − 1e8) × 1e6 / (50251 × 980000)⌋ = 201030.
+    expect(messageOf(answer)).toBe(
+      "The trade would be liquidated as soon as it opened; lower the leverage. At leverage 100, a long opened at " +
+        "the order price 1990 has liquidation price 2010.3, at or above that price.",
+    );
   });
 
   it("needs a fresh quote, as open_trade does", () => {

@@ -23,7 +23,7 @@ import {
   type PendingOrderFacts,
 } from "./state.ts";
 import { emitBalancesChanged, emitOrderUpdated, isoTime, type Step } from "./step.ts";
-import { sizeTrade, wouldLiquidate } from "./opening.ts";
+import { refuseLiquidatable, sizeTrade, wouldLiquidate } from "./opening.ts";
 import { readOrder } from "./trading.ts";
 import { balancesView } from "./views.ts";
 
@@ -93,8 +93,10 @@ export function cancelOrder(state: EngineState, step: Step, account: Account, id
 
 function checkAccount(state: EngineState, account: Account, orders: number, reserve: number): Outcome | undefined {
   const max = state.params.maxPendingOrdersPerUser;
-  if (account.pendingOrders.size + orders > max) {
-    return refuse("TOO_MANY_PENDING_ORDERS", `The limit is ${max}; ${account.pendingOrders.size} are pending.`);
+  const n = account.pendingOrders.size;
+  if (n + orders > max) {
+    const pair = orders === 1 ? "" : `, and a pair adds ${orders}`;
+    return refuse("TOO_MANY_PENDING_ORDERS", `The limit is ${max}; ${n} ${n === 1 ? "is" : "are"} pending${pair}.`);
   }
   if (reserve > account.usd) {
     return refuse(
@@ -107,12 +109,13 @@ function checkAccount(state: EngineState, account: Account, orders: number, rese
 
 /** Checks an entry order: its terms at its own price, its expiry, then against the current quote. */
 function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outcome {
-  const order = readOrder(state, e);
-  if (isRefusal(order)) return order;
-  // Trailing stops on pending orders: refused here, and only here, until trailing stops exist in the engine (the
-  // order would then carry the spec and hand it to the trailing-stop code at fill).
+  // Trailing stops on pending orders are refused here, and only here, until an order can carry the terms to its
+  // fill. First, whatever the terms or the rest of the order: a user told what is wrong with them would fix them only
+  // to be refused anyway.
   if (e.trailingStop !== undefined)
     return refuse("INVALID_TRAILING_STOP", "A trailing stop is not supported on pending orders yet.");
+  const order = readOrder(state, e);
+  if (isRefusal(order)) return order;
   const asset = assetAt(state, order.assetIndex);
   const d = asset.priceDecimals;
   const priceTicks = toUnits(e.price, d, asset.maxPriceTicks);
@@ -148,7 +151,8 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
         `${price(priceTicks)}; takeProfit ${price(tp)} is not.`,
     );
   }
-  if (wouldLiquidate(isLong, priceTicks, priceTicks, liquidation)) return refuse("WOULD_LIQUIDATE");
+  if (wouldLiquidate(isLong, priceTicks, priceTicks, liquidation))
+    return refuseLiquidatable(asset, order, priceTicks, liquidation);
   if (sl !== 0 && liquidation !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
     return refuse(
       "INVALID_STOP_LOSS",

@@ -2,7 +2,7 @@
 // unknown-market updates are counted and ignored, and so is one from too far in the future. Orders need a market
 // the exchange showed live (its own time) no more than staleQuoteMs of log time ago.
 import { describe, expect, it } from "vitest";
-import { ETH, SOL, close, codeOf, given, open, opened, resultOf } from "../testing/spec-support.ts";
+import { ETH, SOL, close, codeOf, given, messageOf, open, opened, resultOf } from "../testing/spec-support.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 
 describe("price_update", () => {
@@ -75,6 +75,9 @@ describe("NO_PRICE and UNKNOWN_ASSET", () => {
     expect(codeOf(open(h, "alice", { asset: "SOL" }).answer)).toBe("NO_PRICE");
     expect(codeOf(h.instruct("alice", { kind: "spot_order", asset: "SOL", side: "buy", quantity: "1" }).answer)).toBe(
       "NO_PRICE",
+    );
+    expect(messageOf(open(h, "alice", { asset: "SOL" }).answer)).toBe(
+      "There is no price for this market yet. No quote for SOL_USDC_PERP (SOL) has reached the engine.",
     );
   });
 
@@ -206,6 +209,10 @@ describe("STALE_PRICE: judged by the exchange's time (staleQuoteMs = 5000 by def
       h.price(ETH, "2000", "2000"); // ETH's heartbeat; SOL sends nothing
     }
     expect(codeOf(open(h, "alice", { asset: "SOL" }).answer)).toBe("STALE_PRICE");
+    expect(messageOf(open(h, "alice", { asset: "SOL" }).answer)).toBe(
+      "The latest price for this market is too old to trade on. The exchange last showed SOL_USDC_PERP (SOL) live " +
+        "6000 ms ago; the limit is 5000 ms.",
+    );
     resultOf(open(h, "alice").answer, "open_trade");
   });
 

@@ -62,13 +62,22 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
 /** The quote an order may execute on, or why there is none. */
 export function tradableQuote(state: EngineState, step: Step, assetIndex: number): Quote | Outcome {
   const quote = state.quotes[assetIndex];
-  if (quote === undefined) return refuse("NO_PRICE");
+  if (quote === undefined) {
+    return refuse("NO_PRICE", `No quote for ${marketOf(state, assetIndex)} has reached the engine.`);
+  }
   const ageMs = step.nowMs - liveAsOfMs(quote);
-  if (ageMs > state.params.staleQuoteMs) {
+  const limitMs = state.params.staleQuoteMs;
+  if (ageMs > limitMs) {
     return refuse(
       "STALE_PRICE",
-      `The exchange last showed this market live ${ageMs} ms ago; the limit is ${state.params.staleQuoteMs} ms.`,
+      `The exchange last showed ${marketOf(state, assetIndex)} live ${ageMs} ms ago; the limit is ${limitMs} ms.`,
     );
   }
   return quote;
+}
+
+/** A market as a refusal names it: its exchange name and the asset traded on it, "ETH_USDC_PERP (ETH)". */
+function marketOf(state: EngineState, assetIndex: number): string {
+  const asset = assetAt(state, assetIndex);
+  return `${asset.market} (${asset.symbol})`;
 }

@@ -54,8 +54,9 @@ export function refuse(code: RejectionCode, detail?: string): Outcome {
   return { receipt: { kind: "rejected", code, message: r.message }, answer: { ok: false, error: r } };
 }
 
-export function refuseUnknownAsset(state: EngineState): Outcome {
-  return refuse("UNKNOWN_ASSET", `Supported: ${state.params.assets.map((a) => a.symbol).join(", ")}.`);
+export function refuseUnknownAsset(state: EngineState, asset: string): Outcome {
+  const symbols = state.params.assets.map((a) => a.symbol).join(", ");
+  return refuse("UNKNOWN_ASSET", `asset must be one of ${symbols}; received ${JSON.stringify(asset)}.`);
 }
 
 /** The rule a price of the asset breaks when refused: its range as well as its decimals. */

@@ -87,6 +87,13 @@ describe("spot_order", () => {
     expect(usdOf(h, "alice")).toBe("10000");
   });
 
+  it("INVALID_AMOUNT names the quantity's rule and echoes what was received", () => {
+    expect(messageOf(spot(given(), "buy", "0.00001").answer)).toBe(
+      "The amount is not a valid positive decimal at this asset's precision. quantity must be a positive amount of " +
+        'ETH up to 100000000000 with at most 4 decimals; received "0.00001".',
+    );
+  });
+
   it("accepts zeros beyond the step", () => {
     const h = given();
     expect(resultOf(spot(h, "buy", "0.100000").answer, "spot_order").order.quantity).toBe("0.1");
@@ -95,11 +102,18 @@ describe("spot_order", () => {
   it("UNKNOWN_ASSET for anything but a configured symbol", () => {
     const h = given();
     for (const asset of ["DOGE", "USD", "eth"]) expect(codeOf(spot(h, "buy", "1", asset).answer)).toBe("UNKNOWN_ASSET");
+    expect(messageOf(spot(h, "buy", "1", "USD").answer)).toBe(
+      'The asset is not traded here. asset must be one of ETH, BTC, SOL, ADA; received "USD".',
+    );
   });
 
   it("NOTIONAL_TOO_LARGE above maxNotionalMicros; exactly at it is fine", () => {
     const h = given({ params: { maxNotionalMicros: 1_000_000_000 } }); // 1000 USD
     expect(codeOf(spot(h, "buy", "0.5001").answer)).toBe("NOTIONAL_TOO_LARGE"); // 0.5001 × 2000 = 1000.2
+    expect(messageOf(spot(h, "sell", "0.5001").answer)).toBe(
+      "The order's size exceeds the per-order limit. A spot order may be worth at most 1000 USD; received quantity " +
+        "0.5001 ETH, at the current bid 2000.",
+    );
     expect(resultOf(spot(h, "buy", "0.5").answer, "spot_order").order.total).toBe("1000");
   });
 

@@ -17,18 +17,30 @@ type SpotOrder = Extract<Instruction, { kind: "spot_order" }>;
 export function spotOrder(state: EngineState, step: Step, account: Account, order: SpotOrder): Outcome {
   const p = state.params;
   const index = state.assetBySymbol.get(order.asset);
-  if (index === undefined) return refuseUnknownAsset(state);
+  if (index === undefined) return refuseUnknownAsset(state, order.asset);
   const asset = assetAt(state, index);
   const quantity = toUnits(order.quantity, asset.quantityDecimals);
-  if (quantity <= 0)
-    return refuse("INVALID_AMOUNT", `Quantity must be positive with at most ${asset.quantityDecimals} decimals.`);
+  if (quantity <= 0) {
+    const most = formatUnits(MAX_UNITS, asset.quantityDecimals);
+    return refuse(
+      "INVALID_AMOUNT",
+      `quantity must be a positive amount of ${asset.symbol} up to ${most} with at most ` +
+        `${asset.quantityDecimals} decimals; received ${JSON.stringify(order.quantity)}.`,
+    );
+  }
   const quote = tradableQuote(state, step, index);
   if (isRefusal(quote)) return quote;
   const buy = order.side === "buy";
   const priceTicks = buy ? quote.askTicks : quote.bidTicks;
   const total = mulWithin(quantity, priceTicks * microsPerTickStep(asset), p.maxNotionalMicros);
-  if (total === undefined)
-    return refuse("NOTIONAL_TOO_LARGE", `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD.`);
+  if (total === undefined) {
+    const price = `the current ${buy ? "ask" : "bid"} ${formatUnits(priceTicks, asset.priceDecimals)}`;
+    return refuse(
+      "NOTIONAL_TOO_LARGE",
+      `A spot order may be worth at most ${formatUsd(p.maxNotionalMicros)} USD; received quantity ` +
+        `${order.quantity} ${asset.symbol}, at ${price}.`,
+    );
+  }
   const held = account.holdings[index]!;
   if (buy ? total > account.usd : quantity > held) {
     const amount = (units: number) => `${formatUnits(units, asset.quantityDecimals)} ${asset.symbol}`;

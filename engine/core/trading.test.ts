@@ -128,6 +128,14 @@ describe("open_trade refusals leave the account untouched", () => {
     );
   });
 
+  it("INVALID_AMOUNT names the margin's rule and echoes what was received", () => {
+    expect(messageOf(open(given(), "alice", { margin: "0.0000001" }).answer)).toBe(
+      "The amount is not a valid positive decimal at this asset's precision. margin must be a positive USD amount " +
+        'up to 1000000000 with at most 6 decimals; received "0.0000001".',
+    );
+    expect(messageOf(open(given(), "alice", { margin: "0" }).answer)).toContain('received "0".');
+  });
+
   it("INVALID_LEVERAGE names the allowed range and what was received", () => {
     expect(messageOf(open(given(), "alice", { leverage: 101 }).answer)).toBe(
       "Leverage must be a whole number within the allowed range. Allowed: 1 to 100; received 101.",
@@ -139,6 +147,10 @@ describe("open_trade refusals leave the account untouched", () => {
     expect(codeOf(open(h, "alice", { leverage: 11 }).answer)).toBe("NOTIONAL_TOO_LARGE"); // 100 × 11 = 1100 USD
     expect(codeOf(open(h, "alice", { margin: "100.000001" }).answer)).toBe("NOTIONAL_TOO_LARGE"); // 1000.00001 USD
     expect(opened(h, "alice", { leverage: 10 }).quantity).toBe("0.5");
+    expect(messageOf(open(h, "alice", { leverage: 11 }).answer)).toBe(
+      "The order's size exceeds the per-order limit. Margin × leverage may be at most 1000 USD; received margin " +
+        "100 USD × leverage 11.",
+    );
   });
 
   it("TOO_MANY_OPEN_TRADES past maxOpenTradesPerUser, per user, until one closes", () => {
@@ -146,6 +158,9 @@ describe("open_trade refusals leave the account untouched", () => {
     const first = opened(h, "alice");
     opened(h, "alice");
     expect(codeOf(open(h, "alice").answer)).toBe("TOO_MANY_OPEN_TRADES");
+    expect(messageOf(open(h, "alice").answer)).toBe(
+      "The account has reached its limit of open trades. The limit is 2; 2 are open.",
+    );
     expect(usdOf(h, "alice")).toBe("9800");
     opened(h, "bob");
     resultOf(close(h, "alice", first.id).answer, "close_trade");
@@ -154,6 +169,12 @@ describe("open_trade refusals leave the account untouched", () => {
 
   it.each(["DOGE", "eth", "USD", "ETH_USDC_PERP"])("asset %j → UNKNOWN_ASSET", (asset) => {
     expect(refused({ asset })).toBe("UNKNOWN_ASSET");
+  });
+
+  it("UNKNOWN_ASSET names the assets traded and echoes the one received", () => {
+    expect(messageOf(open(given(), "alice", { asset: "DOGE" }).answer)).toBe(
+      'The asset is not traded here. asset must be one of ETH, BTC, SOL, ADA; received "DOGE".',
+    );
   });
 });
 
@@ -259,6 +280,18 @@ describe("WOULD_LIQUIDATE", () => {
   });
 
   // Short, leverage 100, margin 100 at bid 2000: 100 + (2000 − p)·5 ≤ 0.025p ⇔ 5.025p ≥ 10100 ⇔ p ≥ 2009.9502… → 2009.96.
+  it("names the leverage, the entry, the liquidation price and the bid or ask already at it", () => {
+    const long = open(given({ eth: ["1985", "2000"] }), "alice", { leverage: 100 }).answer;
+    expect(messageOf(long)).toBe(
+      "The trade would be liquidated as soon as it opened; lower the leverage. At leverage 100, a long opened at " +
+        "2000 has liquidation price 1989.94, at or above the current bid 1985.",
+    );
+    const short = open(given({ eth: ["2000", "2015"] }), "alice", { side: "short", leverage: 100 }).answer;
+    expect(messageOf(short)).toContain(
+      "At leverage 100, a short opened at 2000 has liquidation price 2009.96, at or below the current ask 2015.",
+    );
+  });
+
   it("refuses a short whose ask already sits at its liquidation price", () => {
     const h = given({ eth: ["2000", "2009.96"] });
     expect(codeOf(open(h, "alice", { side: "short", leverage: 100 }).answer)).toBe("WOULD_LIQUIDATE");

@@ -9,8 +9,15 @@
  */
 import type { AssetConfig } from "../../contract/markets.ts";
 import type { Answer, Instruction } from "../../contract/messages.ts";
-import { USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
-import { sizeTrade, startTrade, wouldLiquidate, type OpenOrder as SizedOrder } from "./opening.ts";
+import { MAX_UNITS, USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
+import {
+  refuseLiquidatable,
+  refuseOpenTradeLimit,
+  sizeTrade,
+  startTrade,
+  wouldLiquidate,
+  type OpenOrder as SizedOrder,
+} from "./opening.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, priceRule, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
@@ -39,8 +46,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
   const quote = tradableQuote(state, step, order.assetIndex);
   if (isRefusal(quote)) return quote;
   const p = state.params;
-  if (account.openTrades.size >= p.maxOpenTradesPerUser)
-    return refuse("TOO_MANY_OPEN_TRADES", `The limit is ${p.maxOpenTradesPerUser}.`);
+  if (account.openTrades.size >= p.maxOpenTradesPerUser) return refuseOpenTradeLimit(state, account);
   if (order.marginMicros > account.usd) {
     const needs = `It needs ${formatUsd(order.marginMicros)} USD of margin; ${formatUsd(account.usd)} USD is free.`;
     return refuse("INSUFFICIENT_BALANCE", needs);
@@ -71,7 +77,7 @@ export function openTrade(state: EngineState, step: Step, account: Account, inst
 /** Checks what needs no market: the asset, leverage and amounts at their precision. */
 export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Outcome {
   const assetIndex = state.assetBySymbol.get(order.asset);
-  if (assetIndex === undefined) return refuseUnknownAsset(state);
+  if (assetIndex === undefined) return refuseUnknownAsset(state, order.asset);
   const asset = assetAt(state, assetIndex);
   const { priceDecimals, maxPriceTicks } = asset;
   const maxLeverage = state.params.maxLeverage;
@@ -79,8 +85,13 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
     return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}; received ${order.leverage}.`);
   }
   const marginMicros = toUnits(order.margin, USD_DECIMALS);
-  if (marginMicros <= 0)
-    return refuse("INVALID_AMOUNT", `Margin must be a positive USD amount with at most ${USD_DECIMALS} decimals.`);
+  if (marginMicros <= 0) {
+    return refuse(
+      "INVALID_AMOUNT",
+      `margin must be a positive USD amount up to ${formatUsd(MAX_UNITS)} with at most ${USD_DECIMALS} decimals; ` +
+        `received ${JSON.stringify(order.margin)}.`,
+    );
+  }
   const stopLossTicks = optionalPrice(order.stopLoss, priceDecimals, maxPriceTicks);
   if (stopLossTicks < 0) return refuse("INVALID_STOP_LOSS", `Use ${priceRule(asset)}; received ${order.stopLoss}.`);
   const takeProfitTicks = optionalPrice(order.takeProfit, priceDecimals, maxPriceTicks);
@@ -99,9 +110,13 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   };
 }
 
-/** The exit levels a placement rule looks at, in ticks (0: not set): an order's, or an open trade's after a change. */
+/**
+ * The exit levels a placement rule looks at, in ticks (0: not set): an order's, or an open trade's after a change;
+ * with the leverage, which a WOULD_LIQUIDATE refusal names.
+ */
 export interface ExitLevels {
   readonly isLong: boolean;
+  readonly leverage: number;
   readonly stopLossTicks: number;
   readonly takeProfitTicks: number;
 }
@@ -128,7 +143,8 @@ export function checkLevels(
     return misplaced(asset, levels, entryTicks, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
-  if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation)) return refuse("WOULD_LIQUIDATE");
+  if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation))
+    return refuseLiquidatable(asset, levels, entryTicks, liquidation, quote);
   if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
     return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss beyond liquidation");
   }
