@@ -63,13 +63,16 @@ describe("validation of the order and trade routes", () => {
       "INVALID_REQUEST",
       'trailingStop: expected exactly one of distance and percent, received distance "10" and percent "1".',
     );
-    await refused(
-      "/api/v1/trade/orders",
-      { ...ORDER, trailingStop: { distance: "10.001" } },
-      "INVALID_TRAILING_STOP",
-      'trailingStop.distance: expected at most 2 decimals, received "10.001".',
-      422,
-    );
+    // Not supported on an entry order: said first, whatever its terms, as the engine says it.
+    for (const trailingStop of [{ distance: "10.001" }, { distance: "10" }]) {
+      await refused(
+        "/api/v1/trade/orders",
+        { ...ORDER, price: "0", trailingStop },
+        "INVALID_TRAILING_STOP",
+        "trailingStop: expected none, received an object: a trailing stop is not supported on pending orders yet.",
+        422,
+      );
+    }
   });
 
   it("POST /trade/orders: a refused price is 422 INVALID_PRICE, a refused exit price 400 INVALID_AMOUNT", async () => {
@@ -142,6 +145,13 @@ describe("validation of the order and trade routes", () => {
       { legs: [{ ...ORDER, margin: true }, ORDER] },
       "INVALID_REQUEST",
       'legs.0.margin: expected a positive decimal such as "100" or "4303.93", received true.',
+    );
+    await refused(
+      "/api/v1/trade/orders/oco",
+      { legs: [ORDER, { ...ORDER, trailingStop: { percent: "0" } }] },
+      "INVALID_TRAILING_STOP",
+      "legs.1.trailingStop: expected none, received an object: a trailing stop is not supported on pending orders yet.",
+      422,
     );
     await refused(
       "/api/v1/trade/orders/oco",

@@ -111,12 +111,18 @@ export interface EntryOrderInput {
 }
 
 export function entryOrderTerms(field: string, o: EntryOrderInput) {
+  // The engine refuses a trailing stop on an entry order, first: told here about its terms instead, a user would fix
+  // them only to be refused anyway.
+  if (o.trailingStop !== undefined) {
+    const why = "a trailing stop is not supported on pending orders yet";
+    throw invalidField("INVALID_TRAILING_STOP", `${field}trailingStop`, "none", o.trailingStop, why);
+  }
   const asset = ASSET_BY_SYMBOL.get(o.asset)!;
   checkPrice(`${field}price`, o.price, asset, "INVALID_PRICE");
   checkPrecision(`${field}margin`, o.margin, USD_DECIMALS);
   if (o.stopLoss !== undefined) checkPrice(`${field}stopLoss`, o.stopLoss, asset, "INVALID_AMOUNT");
   if (o.takeProfit !== undefined) checkPrice(`${field}takeProfit`, o.takeProfit, asset, "INVALID_AMOUNT");
-  const { stopLoss, takeProfit, trailingStop, expiresAt } = o;
+  const { stopLoss, takeProfit, expiresAt } = o;
   return {
     asset: o.asset,
     side: o.side,
@@ -126,9 +132,6 @@ export function entryOrderTerms(field: string, o: EntryOrderInput) {
     leverage: o.leverage,
     ...(stopLoss !== undefined && { stopLoss }),
     ...(takeProfit !== undefined && { takeProfit }),
-    ...(trailingStop !== undefined && {
-      trailingStop: trailingStopTerms(`${field}trailingStop`, o.asset, trailingStop),
-    }),
     ...(expiresAt !== undefined && { expiresAtMs: expiresAt }),
   };
 }
