@@ -204,7 +204,10 @@ export const orderSchema = z.object({
   ocoWith: z.string().nullable(),
   status: orderStatusSchema,
   placedAt: isoTime,
-  /** When the status last changed (the placement, for a pending order). */
+  /**
+   * When the status last changed: the placement for a pending order, also after its OCO leg left and `ocoWith`
+   * turned null (when that happened is its order_updated's time: the stream event's `time`).
+   */
   updatedAt: isoTime,
   /** Filled: the quote it filled at and the trade it opened. */
   fillPrice: decimal.nullable(),

@@ -106,7 +106,8 @@ export function leaveUnfilled(state: EngineState, step: Step, o: PendingOrder, c
   if (p !== undefined) {
     o.oco = undefined;
     p.oco = undefined;
-    emitOrderUpdated(step, account, orderView(state, p, { status: "pending", atMs: step.nowMs }));
+    // Still pending: `updatedAt` is when the status last changed (contract orderSchema), so still its placement.
+    emitOrderUpdated(step, account, orderView(state, p, { status: "pending", atMs: p.placedAtMs }));
   }
   const amounts = amountsOf(account);
   const balances = balancesView(state, amounts);

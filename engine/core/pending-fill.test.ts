@@ -267,6 +267,32 @@ describe("OCO", () => {
     expect(usdOf(h, "alice")).toBe("10000");
   });
 
+  it("a leg left alone keeps its placement as updatedAt: its status did not change", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    const placedAt = new Date(h.nowMs).toISOString();
+    const pair = (legs: [ReturnType<typeof entry>, ReturnType<typeof entry>]) =>
+      resultOf(h.instruct("alice", { kind: "place_oco", legs }).answer, "place_oco").orders;
+    // The first leg cancelled, expired (at T, seen on a later input) or rejected at fill: the other stays pending.
+    const [cancelled, alone] = pair([entry("1990"), entry("1980")]);
+    const expireAt = h.nowMs + 1_000;
+    const [expiring, alsoAlone] = pair([entry("1990", { expiresAtMs: expireAt }), entry("1980")]);
+    const [tooSmall, leftAlone] = pair([entry("2010", { type: "stop", margin: "0.21", leverage: 1 }), entry("1980")]);
+    h.advance(5_000);
+    const expire = h.price(ETH, "2000", "2001");
+    const cancel = h.instruct("alice", { kind: "cancel_order", orderId: cancelled.id }).outputs;
+    const reject = h.price(ETH, "2199", "2200"); // at 2200, 0.21 USD is less than one step: rejected
+    const views = [...orderUpdates(expire), ...orderUpdates(cancel), ...orderUpdates(reject)];
+    expect(views.map((o) => [o.id, o.status, o.ocoWith, o.updatedAt])).toEqual([
+      [expiring.id, "expired", alsoAlone.id, new Date(expireAt).toISOString()],
+      [alsoAlone.id, "pending", null, placedAt],
+      [cancelled.id, "cancelled", alone.id, new Date(h.nowMs).toISOString()],
+      [alone.id, "pending", null, placedAt],
+      [tooSmall.id, "rejected", leftAlone.id, new Date(h.nowMs).toISOString()],
+      [leftAlone.id, "pending", null, placedAt],
+    ]);
+    expect(views.every((o) => o.placedAt === placedAt)).toBe(true);
+  });
+
   it("refuses a pair with a bad leg, naming it, and needs the larger margin free", () => {
     const h = given({ eth: ["2000", "2001"] });
     const bad = h.instruct("alice", { kind: "place_oco", legs: [entry("1990"), entry("2001")] }).answer;
