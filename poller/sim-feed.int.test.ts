@@ -2,7 +2,9 @@
 // market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
 // while the walk is paused, and a halted market sends nothing until it resumes. Each market starts from the start
 // quote it is given (its first frame), or from its level when it has none or the one given is not valid. A frame
-// that is not a JSON object is answered with an error, and the connection goes on serving.
+// that is not a JSON object, or a request whose fields are not of the expected types, is answered with an error: no
+// client frame can throw, and the connection goes on serving.
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -139,6 +141,92 @@ describe("sim feed", () => {
       notAnObject,
     ]);
     expect(client.quotes()).toMatchObject([{ market: "ETH_USDC_PERP" }]);
+  });
+
+  it("answers requests whose fields are not of the expected types with an error naming the field", async () => {
+    const feed = await sim({ walking: false });
+    const client = await connect(feed.url);
+    const requests = [
+      '{"method":"HALT_MARKET","params":{"market":{"toString":1}}}',
+      '{"id":2,"method":"SUBSCRIBE","params":[{"toString":1},7]}',
+      '{"method":{"toString":1}}',
+      '{"id":4,"method":"SET_QUOTE","params":{"market":"ETH_USDC_PERP","bid":4000,"ask":"4001"}}',
+      '{"id":5,"method":"RESUME_MARKET","params":null}',
+      '{"id":6,"method":"UNSUBSCRIBE","params":"bookTicker.ETH_USDC_PERP"}',
+      '{"id":{"toString":1},"method":"FLY"}',
+    ];
+    for (const text of requests) client.socket.send(text);
+    client.request({ id: 9, method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP"] });
+    await waitFor("the answers and the ETH quote", () => client.quotes().length === 1);
+    const answers = client.frames
+      .filter((f) => parseFrame(f, ours).kind === "control")
+      .map((f) => JSON.parse(f) as unknown);
+    expect(answers).toEqual([
+      { id: null, error: { code: 400, message: 'params.market must be a string, got {"toString":1}' } },
+      { id: 2, error: { code: 4006, message: 'Invalid stream: {"toString":1}' } },
+      { id: 2, error: { code: 4006, message: "Invalid stream: 7" } },
+      { id: null, error: { code: 400, message: 'method must be a string, got {"toString":1}' } },
+      { id: 4, error: { code: 400, message: "params.bid must be a string, got 4000" } },
+      { id: 5, error: { code: 400, message: "params must be an object, got null" } },
+      {
+        id: 6,
+        error: { code: 400, message: 'params must be an array of stream names, got "bookTicker.ETH_USDC_PERP"' },
+      },
+      { id: { toString: 1 }, error: { code: 400, message: "unknown method FLY" } },
+    ]);
+  });
+
+  it("survives any request a client sends, and answers each bad one with an error", async () => {
+    const feed = await sim({ walking: false });
+    const client = await connect(feed.url);
+    // Known methods with arbitrary params (objects whose keys shadow Object's methods included), and arbitrary ones.
+    const json = fc.jsonValue({ maxDepth: 3 });
+    const hostile = fc.dictionary(fc.constantFrom("toString", "valueOf", "market", "bid", "ask", "__proto__"), json);
+    const method = fc.oneof(
+      fc.constantFrom(
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "SET_QUOTE",
+        "HALT_MARKET",
+        "RESUME_MARKET",
+        "PAUSE_WALK",
+        "RESUME_WALK",
+      ),
+      json,
+      hostile,
+    );
+    const request = fc.record(
+      {
+        id: fc.oneof(fc.integer(), json, hostile),
+        method,
+        params: fc.oneof(json, hostile, fc.array(fc.oneof(json, hostile))),
+      },
+      { requiredKeys: [] },
+    );
+    const texts = fc.sample(
+      fc.oneof(
+        request.map((r) => JSON.stringify(r)),
+        fc.string(),
+        fc.jsonValue().map((v) => JSON.stringify(v)),
+      ),
+      {
+        seed: 20_250_106,
+        numRuns: 500,
+      },
+    );
+    for (const text of texts) client.socket.send(text);
+    client.request({ id: "last", method: "PAUSE_WALK" });
+    await waitFor("the last answer", () => client.frames.some((f) => f.includes('"id":"last"')));
+    const errors = client.frames
+      .map((f) => JSON.parse(f) as { error?: { code: number; message: unknown } })
+      .flatMap((m) => (m.error === undefined ? [] : [m.error]));
+    expect(errors.length).toBeGreaterThan(100);
+    expect(errors.filter((e) => e.code !== 400 && e.code !== 4006)).toEqual([]);
+    expect(errors.every((e) => typeof e.message === "string" && e.message !== "")).toBe(true);
+    // The feed serves on, to this connection and to new ones.
+    const other = await connect(feed.url);
+    other.request({ method: "SUBSCRIBE", params: ["bookTicker.SOL_USDC_PERP"] });
+    await waitFor("a SOL quote", () => other.quotes().length === 1);
   });
 
   it("sends markPrice heartbeats with the walk paused; a halted market sends nothing until it resumes", async () => {

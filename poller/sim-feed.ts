@@ -6,13 +6,16 @@
  *   then receives `{"stream","data":{e,E,T,s,a,A,b,B,u}}` book frames for those markets, starting with the current
  *   quote, and `{"stream","data":{e,E,s,p,f,i,n,T}}` mark price frames every `heartbeatMs` (1 s, as Backpack),
  *   whether or not the walk moves: a paused walk is a quiet market, still live. `UNSUBSCRIBE` undoes it. Unknown
- *   streams get a Backpack-style `{"id":null,"error":{…}}` answer.
+ *   streams get a Backpack-style `{"id":…,"error":{"code":4006,"message":"Invalid stream: …"}}` answer.
  * - Control, so a test or another process can drive prices: `{"method":"SET_QUOTE","params":{"market","bid","ask"}}`
  *   sets an exact quote and sends it at once; `PAUSE_WALK` / `RESUME_WALK` stop and restart the random walk
  *   (scripted-only mode); `HALT_MARKET` / `RESUME_MARKET` (`params: {"market"}`) stop every frame of one market (a
  *   market halted at the exchange while others flow) and start them again with its current quote. Answers:
  *   `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
- * - A frame that is not JSON, or not a JSON object, gets `{"id":null,"error":{"code":400,"message":…}}`.
+ * - A frame that is not JSON, or not a JSON object, gets `{"id":null,"error":{"code":400,"message":…}}`; a request
+ *   whose `method` or `params` are not of the expected types gets the same answer, naming the field, what it
+ *   expected and what it got. Every client frame is untrusted: nothing in one can throw out of the socket's
+ *   listener, where it would end the process that runs the sim (the poller, with `FEED=sim` or its `auto` fallback).
  *
  * Prices move by a random walk in integer ticks of each market's `priceDecimals`, with a spread of a few basis
  * points. Each market starts from the quote given in `startQuotes` (the last one before a restart, so the price
@@ -96,6 +99,16 @@ export function quoteTicks(
   if (!b.ok || !a.ok || b.units === 0) return `bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`;
   if (b.units > a.units) return `crossed quote for ${market}: bid ${bid} > ask ${ask}`;
   return { bidTicks: b.units, askTicks: a.units };
+}
+
+/** `{"id":…,"result":"ok"}`, or `{"id":…,"error":{code,message}}`. */
+function answer(socket: WebSocket, id: unknown, error?: { code: number; message: string }): void {
+  socket.send(JSON.stringify(error === undefined ? { id: id ?? null, result: "ok" } : { id: id ?? null, error }));
+}
+
+/** A value from a client's JSON, for an error message: as JSON, cut short; never throws. */
+function shown(value: unknown): string {
+  return value === undefined ? "nothing" : (JSON.stringify(value) ?? String(typeof value)).slice(0, 60);
 }
 
 export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFeed> {
@@ -226,74 +239,77 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     }
   }, options.heartbeatMs ?? 1_000);
 
+  /** Answers one client frame. Throws only on a bug: bad requests get an error answer. */
+  const serve = (socket: WebSocket, text: string) => {
+    let request: unknown;
+    try {
+      request = JSON.parse(text);
+    } catch {
+      return answer(socket, null, { code: 400, message: "invalid JSON" });
+    }
+    // Destructuring `null` would throw.
+    if (typeof request !== "object" || request === null || Array.isArray(request))
+      return answer(socket, null, { code: 400, message: "request is not a JSON object" });
+    const { method, params, id } = request as { method?: unknown; params?: unknown; id?: unknown };
+    const refuse = (message: string) => answer(socket, id, { code: 400, message });
+    if (typeof method !== "string") return refuse(`method must be a string, got ${shown(method)}`);
+    if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
+      if (!Array.isArray(params)) return refuse(`params must be an array of stream names, got ${shown(params)}`);
+      const mine = subscriptions.get(socket);
+      for (const stream of params as unknown[]) {
+        const [kind, market] = typeof stream === "string" ? stream.split(".", 2) : [];
+        const book = kind === "bookTicker" || kind === "markPrice" ? books.get(market ?? "") : undefined;
+        if (typeof stream !== "string" || book === undefined || mine === undefined) {
+          const name = typeof stream === "string" ? stream.slice(0, 60) : shown(stream);
+          answer(socket, id, { code: 4006, message: `Invalid stream: ${name}` });
+          continue;
+        }
+        if (method === "UNSUBSCRIBE") mine.delete(stream);
+        else if (!mine.has(stream)) {
+          mine.add(stream);
+          if (kind === "bookTicker" && !halted.has(book.asset.market)) {
+            socket.send(frame(book));
+            book.shown = true;
+          }
+        }
+      }
+      return;
+    }
+    if (method === "PAUSE_WALK") return (pauseWalk(), answer(socket, id));
+    if (method === "RESUME_WALK") return (resumeWalk(), answer(socket, id));
+    if (method !== "SET_QUOTE" && method !== "HALT_MARKET" && method !== "RESUME_MARKET")
+      return refuse(`unknown method ${method.slice(0, 60)}`);
+    if (typeof params !== "object" || params === null || Array.isArray(params))
+      return refuse(`params must be an object, got ${shown(params)}`);
+    const fields = params as Record<string, unknown>;
+    const names = method === "SET_QUOTE" ? ["market", "bid", "ask"] : ["market"];
+    const bad = names.find((name) => typeof fields[name] !== "string");
+    if (bad !== undefined) return refuse(`params.${bad} must be a string, got ${shown(fields[bad])}`);
+    const market = fields.market as string;
+    try {
+      if (method === "SET_QUOTE") setQuote(market, fields.bid as string, fields.ask as string);
+      else if (method === "HALT_MARKET") haltMarket(market);
+      else resumeMarket(market);
+    } catch (err) {
+      return refuse(err instanceof Error ? err.message : "refused");
+    }
+    answer(socket, id);
+  };
+
   server.on("connection", (socket) => {
     subscriptions.set(socket, new Set());
     socket.on("close", () => subscriptions.delete(socket));
     socket.on("error", () => socket.terminate());
     socket.on("message", (data) => {
-      const answer = (id: unknown, error?: string) =>
-        socket.send(
-          JSON.stringify(
-            error === undefined
-              ? { id: id ?? null, result: "ok" }
-              : { id: id ?? null, error: { code: 400, message: error } },
-          ),
-        );
-      let request: unknown;
+      // An exception here would be thrown inside ws's listener and end the process; a bug answers 500 instead.
       try {
-        request = JSON.parse(frameText(data));
-      } catch {
-        return answer(null, "invalid JSON");
+        serve(socket, frameText(data));
+      } catch (err) {
+        answer(socket, null, {
+          code: 500,
+          message: `internal error: ${err instanceof Error ? err.message : "unknown"}`,
+        });
       }
-      // Destructuring `null` would throw inside ws's listener and end the process.
-      if (typeof request !== "object" || request === null || Array.isArray(request))
-        return answer(null, "request is not a JSON object");
-      const { method, params, id } = request as { method?: unknown; params?: unknown; id?: unknown };
-      if (method === "SUBSCRIBE" || method === "UNSUBSCRIBE") {
-        const streams = Array.isArray(params) ? params : [];
-        const mine = subscriptions.get(socket);
-        for (const stream of streams) {
-          const [kind, market] = typeof stream === "string" ? stream.split(".", 2) : [];
-          const book = kind === "bookTicker" || kind === "markPrice" ? books.get(market ?? "") : undefined;
-          if (book === undefined || mine === undefined) {
-            socket.send(
-              JSON.stringify({ id: id ?? null, error: { code: 4006, message: `Invalid stream: ${String(stream)}` } }),
-            );
-            continue;
-          }
-          const name = stream as string;
-          if (method === "UNSUBSCRIBE") mine.delete(name);
-          else if (!mine.has(name)) {
-            mine.add(name);
-            if (kind === "bookTicker" && !halted.has(book.asset.market)) {
-              socket.send(frame(book));
-              book.shown = true;
-            }
-          }
-        }
-        return;
-      }
-      if (method === "SET_QUOTE") {
-        const p = (params ?? {}) as { market?: unknown; bid?: unknown; ask?: unknown };
-        try {
-          setQuote(String(p.market), String(p.bid), String(p.ask));
-          return answer(id);
-        } catch (err) {
-          return answer(id, (err as Error).message);
-        }
-      }
-      if (method === "HALT_MARKET" || method === "RESUME_MARKET") {
-        const market = String((params as { market?: unknown } | undefined)?.market);
-        try {
-          (method === "HALT_MARKET" ? haltMarket : resumeMarket)(market);
-          return answer(id);
-        } catch (err) {
-          return answer(id, (err as Error).message);
-        }
-      }
-      if (method === "PAUSE_WALK") return (pauseWalk(), answer(id));
-      if (method === "RESUME_WALK") return (resumeWalk(), answer(id));
-      answer(id, `unknown method ${String(method)}`);
     });
   });
 
