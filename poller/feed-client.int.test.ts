@@ -1,6 +1,7 @@
 // The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
 // dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence
-// into none), detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
+// into none), gets past a broken id or ids that started over, detects a silent socket, backs off with jitter up to
+// a cap, and stops cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -56,7 +57,7 @@ const frame = (u: string, bid: string, market = "ETH_USDC_PERP") =>
     data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u },
   });
 /** A book frame at engine time `tUs`, and a markPrice frame at event time `eUs` (shapes as in frames.ts). */
-const book = (u: number, bid: string, tUs: number, market = "ETH_USDC_PERP") =>
+const book = (u: number | string, bid: string, tUs: number, market = "ETH_USDC_PERP") =>
   JSON.stringify({
     stream: `bookTicker.${market}`,
     data: { e: "bookTicker", E: tUs + 9, T: tUs, s: market, a: "95000", A: "1", b: bid, B: "1", u },
@@ -172,6 +173,28 @@ describe("FeedClient", () => {
     expect(beats.map((b) => b.exchangeTimeUs)).toEqual([1, 2, 3].map((s) => String(now + s * 1_000_000)));
     expect(feed.counters.dropped).toMatchObject({ future: 2, unchanged: 0 });
     expect(events("feed_frames_dropped")[0]).toMatchObject({ reason: "future" });
+  });
+
+  it("gets past an id that jumps implausibly, and past ids that start over, instead of freezing the market", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, quotes, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    let t = (Date.now() - 60_000) * 1000; // µs, in the past: nothing here is from the future
+    const script = [book(100, "4000", t), book("9999999999999999999999999", "4000.5", (t += 1000))];
+    // Five real moves, each followed 0.8 s later by a markPrice frame (no heartbeat due: the book just moved).
+    for (let i = 0; i < 5; i++) script.push(book(101 + i, String(3000 - i), (t += 200_000)), mark((t += 800_000)));
+    // The exchange's ids start over: the first such frame waits for a second that follows it.
+    script.push(book(1, "2990", (t += 200_000)), book(2, "2989", (t += 200_000)), book(3, "2988", (t += 200_000)));
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(quotes.map((q) => q.bid)).toEqual(["4000", "3000", "2999", "2998", "2997", "2996", "2989", "2988"]);
+    expect(beats).toEqual([]);
+    expect(feed.counters.dropped).toMatchObject({ implausible: 1, stale: 1 });
+    expect(feed.counters.sequenceResets).toBe(1);
+    expect(events("feed_sequence_reset")).toEqual([
+      expect.objectContaining({ level: "warn", market: "ETH_USDC_PERP", fromId: "105", toId: "2" }),
+    ]);
   });
 
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {

@@ -6,7 +6,7 @@
  * arrival order; markPrice frames and size-only book frames are evidence of life, and a due heartbeat (the last
  * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`. A quote or markPrice
  * frame stamped further ahead of this machine's clock than the engine accepts is dropped first (`future`,
- * ordering.ts), so it reaches neither.
+ * ordering.ts), so it reaches neither. A market whose ids started over is logged (`feed_sequence_reset`).
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings
@@ -58,6 +58,8 @@ export interface FeedCounters {
   heartbeatFrames: number;
   /** Heartbeats handed to `onHeartbeat`: from markPrice frames, or book frames that changed only sizes. */
   heartbeats: number;
+  /** Markets whose update ids started over within a connection (ordering.ts). */
+  sequenceResets: number;
   /** Subscription answers and other non-quote messages. */
   control: number;
   connects: number;
@@ -89,6 +91,7 @@ export class FeedClient {
     published: 0,
     heartbeatFrames: 0,
     heartbeats: 0,
+    sequenceResets: 0,
     control: 0,
     connects: 0,
     dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<
@@ -97,7 +100,7 @@ export class FeedClient {
     >,
   };
   private readonly markets: MarketTable;
-  private readonly gate = new QuoteGate();
+  private readonly gate: QuoteGate;
   private readonly heartbeats = new Heartbeats();
   private readonly silenceMs: number;
   private readonly backoffBaseMs: number;
@@ -117,6 +120,10 @@ export class FeedClient {
 
   constructor(private readonly options: FeedClientOptions) {
     this.markets = marketTable(options.markets);
+    this.gate = new QuoteGate((market, fromId, toId) => {
+      this.counters.sequenceResets++;
+      options.log.warn("feed_sequence_reset", { url: options.url, market, fromId, toId });
+    });
     this.silenceMs = options.silenceMs ?? 15_000;
     this.backoffBaseMs = options.backoffBaseMs ?? 250;
     this.backoffCapMs = options.backoffCapMs ?? 10_000;

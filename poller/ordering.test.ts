@@ -1,15 +1,25 @@
-// The ordering gate: per market, only newer frames with a changed quote pass; ids compare as big integers.
+// The ordering gate: per market, only frames in sequence with a changed quote pass; ids compare as big integers;
+// an id that jumps implausibly is refused without moving the baseline, and ids that started over are re-based on.
 import { describe, expect, it } from "vitest";
 import type { FeedQuote } from "./frames.ts";
-import { aheadOfEngine, QuoteGate } from "./ordering.ts";
+import { aheadOfEngine, MAX_IDS_PER_SECOND, QuoteGate } from "./ordering.ts";
 
-const quote = (updateId: string, bid = "100", ask = "101", market = "ETH_USDC_PERP"): FeedQuote => ({
+const quote = (
+  updateId: string,
+  bid = "100",
+  ask = "101",
+  market = "ETH_USDC_PERP",
+  exchangeTimeUs = "1",
+): FeedQuote => ({
   market,
   bid,
   ask,
   updateId,
-  exchangeTimeUs: "1",
+  exchangeTimeUs,
 });
+/** An ETH quote at `bid` with id `u`, stamped `ms` milliseconds into the test's exchange time. */
+const at = (ms: number, u: number | string | bigint, bid: string) =>
+  quote(String(u), bid, "5000", "ETH_USDC_PERP", String(1_736_172_778_000_000 + ms * 1000));
 
 describe("QuoteGate", () => {
   it("accepts increasing ids and drops out-of-order and duplicate ones as stale", () => {
@@ -40,8 +50,64 @@ describe("QuoteGate", () => {
     expect(gate.admit(quote("9007199254740992", "2"))).toBe("stale");
     expect(gate.admit(quote("9007199254740994", "3"))).toBe("accept");
     // Longer is larger even where text order says otherwise.
-    expect(gate.admit(quote("10000000000000000000000000", "4"))).toBe("accept");
-    expect(gate.admit(quote("9999999999999999999999999", "5"))).toBe("stale");
+    gate.newConnection();
+    expect(gate.admit(quote("9999999999999999999999999", "4"))).toBe("accept");
+    expect(gate.admit(quote("10000000000000000000000000", "5"))).toBe("accept");
+    expect(gate.admit(quote("9999999999999999999999999", "6"))).toBe("stale");
+  });
+
+  it("refuses an id that jumps further than a book can count in the time between, and keeps the baseline", () => {
+    const resets: string[][] = [];
+    const gate = new QuoteGate((...reset) => resets.push(reset));
+    expect(gate.admit(at(0, 100, "4000"))).toBe("accept");
+    expect(gate.admit(at(1, "9999999999999999999999999", "4000.5"))).toBe("implausible");
+    // The next real frame follows the last accepted one, not the refused one.
+    expect(gate.admit(at(200, 101, "3000"))).toBe("accept");
+    // The bound: a million ids per second of exchange time between the two, plus a second's worth.
+    const bound = (ms: number) => (BigInt(1_000 + ms) * MAX_IDS_PER_SECOND) / 1000n;
+    expect(gate.admit(at(700, 101n + bound(500), "3001"))).toBe("accept");
+    const base = 101n + bound(500);
+    expect(gate.admit(at(700, base + bound(0) + 1n, "3002"))).toBe("implausible");
+    expect(gate.admit(at(700, base + bound(0), "3003"))).toBe("accept");
+    expect(resets).toEqual([]);
+  });
+
+  it("takes two frames in sequence with each other, stamped later than the last accepted one, as ids started over", () => {
+    const resets: string[][] = [];
+    const gate = new QuoteGate((...reset) => resets.push(reset));
+    expect(gate.admit(at(0, 1_000_000_000, "4000"))).toBe("accept");
+    expect(gate.admit(at(100, 5, "3999"))).toBe("stale"); // one frame: maybe a bad id, so not yet
+    expect(gate.admit(at(200, 6, "3998"))).toBe("accept"); // a second that follows it: a new sequence
+    expect(resets).toEqual([["ETH_USDC_PERP", "1000000000", "6"]]);
+    expect(gate.admit(at(300, 7, "3997"))).toBe("accept");
+    expect(gate.admit(at(400, 6, "3996"))).toBe("stale"); // the new baseline holds
+    // Ids that restart far above: refused as implausible until a second frame follows the first.
+    expect(gate.admit(at(500, "90000000000000000000", "3995"))).toBe("implausible");
+    expect(gate.admit(at(600, "90000000000000000001", "3995"))).toBe("accept");
+    expect(gate.admit(at(700, "90000000000000000002", "3995"))).toBe("unchanged");
+    expect(resets).toHaveLength(2);
+  });
+
+  it("a baseline from a bad id holds the market for one frame, not for good", () => {
+    const gate = new QuoteGate();
+    // The first frame of a connection has nothing to follow, so even a broken id becomes the baseline.
+    expect(gate.admit(at(0, "9999999999999999999999999", "4000.5"))).toBe("accept");
+    const verdicts = [101, 102, 103].map((u, i) => gate.admit(at(200 * (i + 1), u, String(3000 - i))));
+    expect(verdicts).toEqual(["stale", "accept", "accept"]);
+  });
+
+  it("never starts over on frames that are not stamped later than the last accepted one", () => {
+    const resets: string[][] = [];
+    const gate = new QuoteGate((...reset) => resets.push(reset));
+    expect(gate.admit(at(1_000, 50, "4000"))).toBe("accept");
+    const late = [at(1_000, 10, "3990"), at(999, 11, "3991"), at(500, 12, "3992"), at(1_000, 13, "3993")];
+    expect(late.map((q) => gate.admit(q))).toEqual(["stale", "stale", "stale", "stale"]);
+    // Out of sequence and later, but the two do not follow each other (the second's id is lower): no reset.
+    expect(gate.admit(at(1_100, 30, "3994"))).toBe("stale");
+    expect(gate.admit(at(1_200, 20, "3995"))).toBe("stale");
+    expect(gate.admit(at(1_300, "90000000000000000000", "3996"))).toBe("implausible");
+    expect(resets).toEqual([]);
+    expect(gate.admit(at(1_400, 51, "3997"))).toBe("accept");
   });
 
   it("keeps each market's sequence apart", () => {

@@ -5,22 +5,38 @@
  *   anything else sees it. The engine would ignore it, so publishing it would make the correct frame that follows
  *   look `unchanged`, and its time would hold back every heartbeat of the market (heartbeat.ts) for as long as
  *   its lead.
- * - `stale`: a frame whose update id is not greater than the last accepted one for its market is older news (or a
- *   duplicate) and is dropped. Ids are digit strings compared as big integers: Backpack's exceed 2^53.
- * - `unchanged`: a newer frame with the same bid and ask as the last published quote adds nothing to the log (the
- *   engine keys on bid/ask; Backpack also sends a frame when only the sizes change).
+ * - A frame is in sequence when its update id follows the last accepted one of its market: greater, by at most
+ *   `MAX_IDS_PER_SECOND` per second of exchange time (`T`) between the two, plus one second's worth. Ids are digit
+ *   strings compared as big integers (a JS number loses digits above 2^53). The bound: Backpack's docs give the
+ *   bookTicker `u` as the "Update ID of the event" and the depth stream's ids as consecutive (`U` = the previous
+ *   `u` + 1), so ids count a market's book updates (https://docs.backpack.exchange/#tag/Streams, transcribed in
+ *   github.com/api-evangelist/backpack asyncapi/backpack-asyncapi.yml); the recorded frames in testdata/ advance
+ *   by tens a second. A million a second is far beyond any one book, so a larger jump is a broken frame, not news.
+ * - `stale`: a frame whose id is not greater than the last accepted one is older news (or a duplicate);
+ *   `implausible`: one whose id jumps further than the bound. Both are dropped, and neither moves the baseline, so
+ *   one bad id cannot make every later frame look old.
+ * - A sequence reset: two frames that are both out of sequence with the last accepted one and stamped later than
+ *   it, the second in sequence with the first, mean the market's ids started over (an exchange-side reset, or a
+ *   bad id accepted as the baseline of a connection). The second is accepted and becomes the baseline
+ *   (`onReset`). One such frame alone may be the broken one; waiting for a second costs one book change, which the
+ *   second supersedes anyway. Out-of-sequence frames stamped no later than the last accepted one are older news and
+ *   never reset anything, however many come.
+ * - `unchanged`: an in-sequence frame with the same bid and ask as the last published quote adds nothing to the
+ *   log (the engine keys on bid/ask; Backpack also sends a frame when only the sizes change).
  *
  * Ids are compared within one connection only (`newConnection`): a fresh subscription starts from the exchange's
- * current book, so it is never older than what came before, and a feed whose sequence restarts (a restarted
- * simulator, an exchange-side reset) cannot wedge a market forever. The last published bid/ask survives
- * reconnects, so a resubscription does not republish an unchanged quote.
+ * current book, so it is never older than what came before. The last published bid/ask survives reconnects, so a
+ * resubscription does not republish an unchanged quote.
  */
 import { fromTheFuture } from "../engine/core/freshness.ts";
 import { makeParams } from "../engine/core/params.ts";
 import type { FeedQuote } from "./frames.ts";
 
-export const GATE_DROP_REASONS = ["future", "stale", "unchanged"] as const;
+export const GATE_DROP_REASONS = ["future", "stale", "implausible", "unchanged"] as const;
 export type GateDropReason = (typeof GATE_DROP_REASONS)[number];
+
+/** The most update ids one market's book can plausibly use per second of exchange time (see above). */
+export const MAX_IDS_PER_SECOND = 1_000_000n;
 
 /** The engine's limit on an exchange time ahead of log time (`staleQuoteMs`, a parameter with no setting). */
 const ENGINE_LEAD_LIMIT_MS = makeParams().staleQuoteMs;
@@ -33,16 +49,47 @@ export function aheadOfEngine(exchangeTimeUs: string, nowMs: number): boolean {
   return fromTheFuture(exchangeTimeUs, nowMs, ENGINE_LEAD_LIMIT_MS);
 }
 
+/** A frame's place in its market's sequence: its update id and exchange time (µs). */
+interface SequencePoint {
+  readonly id: bigint;
+  readonly timeUs: bigint;
+}
+
+/** True when `next` follows `prev`: a greater id, by no more than the book can use in the time between them. */
+function follows(prev: SequencePoint, next: SequencePoint): boolean {
+  if (next.id <= prev.id) return false;
+  const elapsedUs = next.timeUs > prev.timeUs ? next.timeUs - prev.timeUs : 0n;
+  return next.id - prev.id <= ((elapsedUs + 1_000_000n) * MAX_IDS_PER_SECOND) / 1_000_000n;
+}
+
+/** Told when a market's sequence started over: the last accepted id, and the id accepted as the new baseline. */
+export type SequenceReset = (market: string, fromId: string, toId: string) => void;
+
 export class QuoteGate {
-  private readonly lastUpdateId = new Map<string, bigint>();
+  /** Per market, the last frame accepted in sequence on this connection. */
+  private readonly last = new Map<string, SequencePoint>();
+  /** Per market, the last out-of-sequence frame stamped later than `last`: the start of a new sequence, maybe. */
+  private readonly restart = new Map<string, SequencePoint>();
   private readonly lastPublished = new Map<string, { bid: string; ask: string }>();
+
+  constructor(private readonly onReset?: SequenceReset) {}
 
   /** "accept" when the quote should be published; it then becomes the market's last one. */
   admit(quote: FeedQuote): "accept" | Exclude<GateDropReason, "future"> {
-    const id = BigInt(quote.updateId);
-    const last = this.lastUpdateId.get(quote.market);
-    if (last !== undefined && id <= last) return "stale";
-    this.lastUpdateId.set(quote.market, id);
+    const next = { id: BigInt(quote.updateId), timeUs: BigInt(quote.exchangeTimeUs) };
+    const last = this.last.get(quote.market);
+    if (last !== undefined && !follows(last, next)) {
+      const refused = next.id <= last.id ? "stale" : "implausible";
+      if (next.timeUs <= last.timeUs) return refused; // older news
+      const restart = this.restart.get(quote.market);
+      if (restart === undefined || !follows(restart, next)) {
+        this.restart.set(quote.market, next);
+        return refused;
+      }
+      this.onReset?.(quote.market, String(last.id), quote.updateId);
+    }
+    this.last.set(quote.market, next);
+    this.restart.delete(quote.market);
     const published = this.lastPublished.get(quote.market);
     if (published !== undefined && published.bid === quote.bid && published.ask === quote.ask) return "unchanged";
     this.lastPublished.set(quote.market, { bid: quote.bid, ask: quote.ask });
@@ -51,6 +98,7 @@ export class QuoteGate {
 
   /** Forget update ids (not quotes): called when a new connection is opened. */
   newConnection(): void {
-    this.lastUpdateId.clear();
+    this.last.clear();
+    this.restart.clear();
   }
 }
