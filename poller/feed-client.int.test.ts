@@ -1,7 +1,7 @@
 // The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
-// dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence
-// into none), gets past a broken id or ids that started over, detects a silent socket, backs off with jitter up to
-// a cap, and stops cleanly.
+// dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence,
+// or its book's alone, into none), gets past a broken id or ids that started over, detects a silent socket, backs
+// off with jitter up to a cap, and stops cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -194,6 +194,51 @@ describe("FeedClient", () => {
     expect(feed.counters.sequenceResets).toBe(1);
     expect(events("feed_sequence_reset")).toEqual([
       expect.objectContaining({ level: "warn", market: "ETH_USDC_PERP", fromId: "105", toId: "2" }),
+    ]);
+  });
+
+  it("stops vouching for a book that has shown nothing for bookSilenceMs while its mark price flows, and says so", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, quotes, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000; // µs, in the past
+    const second = (n: number) => S + n * 1_000_000;
+    const script = [book(5, "4000", S)];
+    for (let n = 1; n <= 17; n++) script.push(mark(second(n)));
+    // A frame refused as out of sequence is no word from the book.
+    script.push(book(4, "3999", second(17.5)), mark(second(18)));
+    // The book shows itself again (its top unchanged): heartbeats go on.
+    script.push(book(6, "4000", second(19)), mark(second(20)));
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(quotes.map((q) => q.updateId)).toEqual(["5"]);
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual(
+      [...Array.from({ length: 15 }, (_, i) => second(i + 1)), second(19), second(20)].map(String),
+    );
+    expect(feed.counters).toMatchObject({ heartbeats: 17, withheld: 3 });
+    expect(events("feed_book_silent")).toEqual([
+      expect.objectContaining({ level: "warn", market: "ETH_USDC_PERP", exchangeTimeUs: String(second(16)) }),
+    ]);
+    expect(events("feed_book_resumed")).toEqual([expect.objectContaining({ level: "info", market: "ETH_USDC_PERP" })]);
+  });
+
+  it("takes the book's silence limit from bookSilenceMs; a book never shown on the connection is silent too", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log, bookSilenceMs: 2_000 });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000;
+    // BTC's book never shows itself on this connection (its subscription lost), only its mark price does.
+    const script = [book(5, "4000", S), mark(S + 1_000_000), mark(S + 2_000_000), mark(S + 3_000_000)];
+    script.push(mark(S, "BTC_USDC_PERP"), mark(S + 1_000_000, "BTC_USDC_PERP"), mark(S + 3_000_000, "BTC_USDC_PERP"));
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual([S + 1_000_000, S + 2_000_000].map(String));
+    expect(feed.counters.withheld).toBe(2);
+    expect(events("feed_book_silent").map((l) => [l.market, l.exchangeTimeUs])).toEqual([
+      ["ETH_USDC_PERP", String(S + 3_000_000)],
+      ["BTC_USDC_PERP", String(S + 3_000_000)],
     ]);
   });
 

@@ -6,7 +6,10 @@
  * arrival order; markPrice frames and size-only book frames are evidence of life, and a due heartbeat (the last
  * top of book stamped with the exchange's newer time, heartbeat.ts) goes to `onHeartbeat`. A quote or markPrice
  * frame stamped further ahead of this machine's clock than the engine accepts is dropped first (`future`,
- * ordering.ts), so it reaches neither. A market whose ids started over is logged (`feed_sequence_reset`).
+ * ordering.ts), so it reaches neither. A market whose ids started over is logged (`feed_sequence_reset`); one
+ * whose book has shown nothing for `bookSilenceMs` while its mark price flows gets no heartbeats and is logged
+ * once (`feed_book_silent`) until its book shows itself again (`feed_book_resumed`): the socket is not dropped for
+ * it, as the book of a market halted at the exchange is silent too, and reconnecting would not bring it back.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings
@@ -34,7 +37,7 @@ import {
   type MarketTable,
   type TopOfBook,
 } from "./frames.ts";
-import { Heartbeats } from "./heartbeat.ts";
+import { BOOK_SILENCE_MS, Heartbeats } from "./heartbeat.ts";
 import { aheadOfEngine, GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
 
 export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
@@ -58,6 +61,8 @@ export interface FeedCounters {
   heartbeatFrames: number;
   /** Heartbeats handed to `onHeartbeat`: from markPrice frames, or book frames that changed only sizes. */
   heartbeats: number;
+  /** Heartbeats not sent because the market's book had shown nothing for `bookSilenceMs` (heartbeat.ts). */
+  withheld: number;
   /** Markets whose update ids started over within a connection (ordering.ts). */
   sequenceResets: number;
   /** Subscription answers and other non-quote messages. */
@@ -76,6 +81,11 @@ export interface FeedClientOptions {
   readonly silenceMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffCapMs?: number;
+  /**
+   * A market's heartbeats need a book frame accepted at most this long (exchange time) before them (default 15 s,
+   * heartbeat.ts).
+   */
+  readonly bookSilenceMs?: number;
   /** A connection open at least this long worked, whatever it sent: the backoff starts over (default 10 s). */
   readonly stableAfterMs?: number;
   /** At most one log line about dropped frames per this period. */
@@ -91,6 +101,7 @@ export class FeedClient {
     published: 0,
     heartbeatFrames: 0,
     heartbeats: 0,
+    withheld: 0,
     sequenceResets: 0,
     control: 0,
     connects: 0,
@@ -101,8 +112,11 @@ export class FeedClient {
   };
   private readonly markets: MarketTable;
   private readonly gate: QuoteGate;
-  private readonly heartbeats = new Heartbeats();
+  private readonly heartbeats: Heartbeats;
+  /** Markets whose heartbeats are withheld for a silent book, so each silence is logged once. */
+  private readonly silentBooks = new Set<string>();
   private readonly silenceMs: number;
+  private readonly bookSilenceMs: number;
   private readonly backoffBaseMs: number;
   private readonly backoffCapMs: number;
   private readonly stableAfterMs: number;
@@ -124,6 +138,8 @@ export class FeedClient {
       this.counters.sequenceResets++;
       options.log.warn("feed_sequence_reset", { url: options.url, market, fromId, toId });
     });
+    this.bookSilenceMs = options.bookSilenceMs ?? BOOK_SILENCE_MS;
+    this.heartbeats = new Heartbeats(this.bookSilenceMs);
     this.silenceMs = options.silenceMs ?? 15_000;
     this.backoffBaseMs = options.backoffBaseMs ?? 250;
     this.backoffCapMs = options.backoffCapMs ?? 10_000;
@@ -279,6 +295,7 @@ export class FeedClient {
     }
     const quote = result.quote;
     const verdict = this.gate.admit(quote);
+    if (verdict === "accept" || verdict === "unchanged") this.bookResumed(quote.market);
     if (verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
     if (verdict !== "accept") return this.drop(verdict, `${quote.market} u=${quote.updateId}`);
     this.counters.published++;
@@ -290,8 +307,25 @@ export class FeedClient {
   private beat(market: string, exchangeTimeUs: string, showsBook: boolean): void {
     const due = this.heartbeats.evidence(market, exchangeTimeUs, showsBook);
     if (due === undefined) return;
+    if (due === "book_silent") {
+      this.counters.withheld++;
+      if (this.silentBooks.has(market)) return;
+      this.silentBooks.add(market);
+      const { url } = this.options;
+      return this.options.log.warn("feed_book_silent", {
+        url,
+        market,
+        exchangeTimeUs,
+        bookSilenceMs: this.bookSilenceMs,
+      });
+    }
     this.counters.heartbeats++;
     this.options.onHeartbeat(due);
+  }
+
+  /** A book frame of `market` was accepted in sequence: its heartbeats count again. */
+  private bookResumed(market: string): void {
+    if (this.silentBooks.delete(market)) this.options.log.info("feed_book_resumed", { url: this.options.url, market });
   }
 
   private drop(reason: DropReason, detail: string): void {

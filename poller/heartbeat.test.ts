@@ -1,6 +1,6 @@
 // Heartbeats: the exchange's evidence of life re-publishes a market's unchanged top of book with the exchange's
-// newer time, at most once per 0.9 s of exchange time per market, never before a first quote, and after a
-// reconnect only once the new connection has shown the book.
+// newer time, at most once per 0.9 s of exchange time per market, never before a first quote, after a reconnect
+// only once the new connection has shown the book, and only while the book has shown itself within the limit.
 import { describe, expect, it } from "vitest";
 import { Heartbeats } from "./heartbeat.ts";
 
@@ -48,6 +48,45 @@ describe("Heartbeats", () => {
     hb.newConnection();
     hb.published(eth("4299", "6500000")); // a changed book shows it too
     expect(hb.evidence("ETH_USDC_PERP", "7400000", false)).toEqual(eth("4299", "7400000"));
+  });
+
+  it("vouches only for a book that has shown itself within the limit: a mark price alone cannot keep it fresh", () => {
+    const hb = new Heartbeats(); // 15 s
+    hb.published(eth("4300", "1000000")); // the book's last frame: 1 s
+    expect(hb.evidence("ETH_USDC_PERP", "15000000", false)).toEqual(eth("4300", "15000000"));
+    expect(hb.evidence("ETH_USDC_PERP", "16000000", false)).toEqual(eth("4300", "16000000")); // exactly 15 s
+    expect(hb.evidence("ETH_USDC_PERP", "16500000", false)).toBeUndefined(); // not due anyway
+    expect(hb.evidence("ETH_USDC_PERP", "17000000", false)).toBe("book_silent");
+    expect(hb.evidence("ETH_USDC_PERP", "18000000", false)).toBe("book_silent");
+    // A book frame with an unchanged top shows the book again; the heartbeats go on from it.
+    expect(hb.evidence("ETH_USDC_PERP", "18100000", true)).toEqual(eth("4300", "18100000"));
+    expect(hb.evidence("ETH_USDC_PERP", "33100000", false)).toEqual(eth("4300", "33100000"));
+    expect(hb.evidence("ETH_USDC_PERP", "34000000", false)).toBe("book_silent");
+    hb.published(eth("4301", "34500000")); // so does a changed one
+    expect(hb.evidence("ETH_USDC_PERP", "35500000", false)).toEqual(eth("4301", "35500000"));
+  });
+
+  it("counts a book the connection has not shown as silent from the connection's first word of its market", () => {
+    const hb = new Heartbeats();
+    hb.published(eth("4300", "1000000"));
+    hb.newConnection();
+    expect(hb.evidence("ETH_USDC_PERP", "5000000", false)).toBeUndefined(); // the first word of ETH on it
+    expect(hb.evidence("ETH_USDC_PERP", "20000000", false)).toBeUndefined(); // 15 s later: not vouched for, not yet silent
+    expect(hb.evidence("ETH_USDC_PERP", "21000000", false)).toBe("book_silent");
+    // A market whose book has not shown itself at all yet, likewise.
+    expect(hb.evidence("BTC_USDC_PERP", "5000000", false)).toBeUndefined();
+    expect(hb.evidence("BTC_USDC_PERP", "20000001", false)).toBe("book_silent");
+    expect(hb.evidence("BTC_USDC_PERP", "20500000", false)).toBe("book_silent"); // no heartbeat to space out
+    expect(hb.evidence("ETH_USDC_PERP", "21500000", true)).toEqual(eth("4300", "21500000"));
+  });
+
+  it("takes its limit from the caller, and refuses one that is not a whole number of milliseconds", () => {
+    const hb = new Heartbeats(2_000);
+    hb.published(eth("4300", "1000000"));
+    expect(hb.evidence("ETH_USDC_PERP", "3000000", false)).toEqual(eth("4300", "3000000"));
+    expect(hb.evidence("ETH_USDC_PERP", "4000000", false)).toBe("book_silent");
+    expect(() => new Heartbeats(1.5)).toThrow("bookSilenceMs must be a whole number of milliseconds ≥ 0, got 1.5");
+    expect(() => new Heartbeats(-1)).toThrow(/bookSilenceMs.*got -1/);
   });
 
   it("keeps markets apart", () => {

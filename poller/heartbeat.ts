@@ -12,17 +12,39 @@
  *   otherwise skip every other one.)
  * - Nothing is re-published on a timer: when the exchange stops sending for a market, its exchange time stops
  *   advancing and the engine refuses orders on it `staleQuoteMs` (5 s) later, whatever else flows.
- * - After a reconnect a market's heartbeats wait until the new connection has shown its book (a bookTicker frame,
- *   changed or not), so a heartbeat never vouches for a top of book seen before the gap.
+ * - A heartbeat vouches for the book, so it needs the book's own word: a bookTicker frame of the market accepted
+ *   in sequence (ordering.ts; changed or not) on this connection, stamped at most `bookSilenceMs` (15 s by
+ *   default) before the evidence. The mark price comes from the index, not the book, and flows on when only the
+ *   book stops (a lost bookTicker subscription, a book halted at the exchange, frames refused as out of
+ *   sequence); its frames alone would keep a frozen quote tradable for good. Past the limit the evidence gets
+ *   `book_silent` instead of a heartbeat, the market's exchange time stops advancing, and the engine refuses
+ *   orders on it 5 s after its last heartbeat. On an exchange the sizes at the top of a live book change far more
+ *   often than that, even while its prices stand still.
+ * - After a reconnect a market's heartbeats wait until the new connection has shown its book, so a heartbeat
+ *   never vouches for a top of book seen before the gap. A book it has not shown counts as silent from the
+ *   connection's first evidence of the market (a bookTicker subscription that never delivers, or a market whose
+ *   book has not shown itself at all yet).
  */
 import type { TopOfBook } from "./frames.ts";
 
 export const HEARTBEAT_GAP_US = 900_000n;
+/** How long before a heartbeat its market's book must have shown itself, by default (ms of exchange time). */
+export const BOOK_SILENCE_MS = 15_000;
 
 export class Heartbeats {
   private readonly last = new Map<string, { quote: TopOfBook; atUs: bigint }>();
-  /** Markets whose book this connection has shown. */
-  private readonly shown = new Set<string>();
+  /** Per market, the exchange time of its newest book frame accepted on this connection. */
+  private readonly bookAtUs = new Map<string, bigint>();
+  /** Per market, the exchange time of its first evidence on this connection. */
+  private readonly seenAtUs = new Map<string, bigint>();
+
+  private readonly bookSilenceUs: bigint;
+
+  constructor(bookSilenceMs = BOOK_SILENCE_MS) {
+    if (!Number.isSafeInteger(bookSilenceMs) || bookSilenceMs < 0)
+      throw new RangeError(`bookSilenceMs must be a whole number of milliseconds ≥ 0, got ${bookSilenceMs}`);
+    this.bookSilenceUs = BigInt(bookSilenceMs) * 1000n;
+  }
 
   /** A changed top of book was published. */
   published(quote: TopOfBook): void {
@@ -33,25 +55,36 @@ export class Heartbeats {
       quote: { market, bid, ask, exchangeTimeUs },
       atUs: before !== undefined && before > atUs ? before : atUs,
     });
-    this.shown.add(quote.market);
+    this.bookShown(market, atUs);
   }
 
   /**
-   * Evidence that `market` is live at `exchangeTimeUs`: a markPrice frame, or a bookTicker frame whose top is
-   * unchanged (`showsBook`). Returns the update to publish when a heartbeat is due.
+   * Evidence that `market` is live at `exchangeTimeUs`: a markPrice frame, or a bookTicker frame accepted in
+   * sequence whose top is unchanged (`showsBook`). Returns the update to publish when a heartbeat is due, or
+   * `book_silent` when one would be due but the market's book has shown nothing for longer than the limit.
    */
-  evidence(market: string, exchangeTimeUs: string, showsBook: boolean): TopOfBook | undefined {
-    if (showsBook) this.shown.add(market);
-    const last = this.last.get(market);
-    if (last === undefined || !this.shown.has(market)) return undefined;
+  evidence(market: string, exchangeTimeUs: string, showsBook: boolean): TopOfBook | "book_silent" | undefined {
     const atUs = BigInt(exchangeTimeUs);
-    if (atUs - last.atUs < HEARTBEAT_GAP_US) return undefined;
+    if (showsBook) this.bookShown(market, atUs);
+    if (!this.seenAtUs.has(market)) this.seenAtUs.set(market, atUs);
+    const last = this.last.get(market);
+    if (last !== undefined && atUs - last.atUs < HEARTBEAT_GAP_US) return undefined;
+    const bookAtUs = this.bookAtUs.get(market);
+    // A book this connection has not shown yet has been silent since the connection's first word of its market.
+    if (atUs - (bookAtUs ?? this.seenAtUs.get(market) ?? atUs) > this.bookSilenceUs) return "book_silent";
+    if (last === undefined || bookAtUs === undefined) return undefined;
     last.atUs = atUs;
     return { ...last.quote, exchangeTimeUs };
   }
 
   /** A new connection: no market's book is shown on it yet. */
   newConnection(): void {
-    this.shown.clear();
+    this.bookAtUs.clear();
+    this.seenAtUs.clear();
+  }
+
+  private bookShown(market: string, atUs: bigint): void {
+    const before = this.bookAtUs.get(market);
+    if (before === undefined || atUs > before) this.bookAtUs.set(market, atUs);
   }
 }

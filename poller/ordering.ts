@@ -20,7 +20,8 @@
  *   bad id accepted as the baseline of a connection). The second is accepted and becomes the baseline
  *   (`onReset`). One such frame alone may be the broken one; waiting for a second costs one book change, which the
  *   second supersedes anyway. Out-of-sequence frames stamped no later than the last accepted one are older news and
- *   never reset anything, however many come.
+ *   never reset anything, however many come. While a market's frames are refused, its book shows nothing, so its
+ *   heartbeats stop (heartbeat.ts) and it goes stale in the engine rather than trade on a frozen quote.
  * - `unchanged`: an in-sequence frame with the same bid and ask as the last published quote adds nothing to the
  *   log (the engine keys on bid/ask; Backpack also sends a frame when only the sizes change).
  *

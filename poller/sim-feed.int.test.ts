@@ -1,9 +1,10 @@
 // The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
 // market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
 // while the walk is paused, and a halted market sends nothing until it resumes. Each market starts from the start
-// quote it is given (its first frame), or from its level when it has none or the one given is not valid. A frame
-// that is not a JSON object, or a request whose fields are not of the expected types, is answered with an error: no
-// client frame can throw, and the connection goes on serving.
+// quote it is given (its first frame), or from its level when it has none or the one given is not valid. A quiet
+// book shows itself again with new sizes every few seconds. A frame that is not a JSON object, or a request whose
+// fields are not of the expected types, is answered with an error: no client frame can throw, and the connection
+// goes on serving.
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
@@ -227,6 +228,26 @@ describe("sim feed", () => {
     const other = await connect(feed.url);
     other.request({ method: "SUBSCRIBE", params: ["bookTicker.SOL_USDC_PERP"] });
     await waitFor("a SOL quote", () => other.quotes().length === 1);
+  });
+
+  it("sends a quiet market's book again, same prices with new sizes, once its last book frame is bookRefreshMs old", async () => {
+    const feed = await sim({ walking: false, heartbeatMs: 20, bookRefreshMs: 100 });
+    const client = await connect(feed.url);
+    client.request({ method: "SUBSCRIBE", params: ["bookTicker.ETH_USDC_PERP", "bookTicker.SOL_USDC_PERP"] });
+    client.request({ id: 1, method: "HALT_MARKET", params: { market: "SOL_USDC_PERP" } });
+    await waitFor(
+      "three ETH book frames",
+      () => client.quotes().filter((q) => q.market === "ETH_USDC_PERP").length >= 3,
+      5_000,
+    );
+    const eth = client.quotes().filter((q) => q.market === "ETH_USDC_PERP");
+    expect(new Set(eth.map((q) => `${q.bid}/${q.ask}`)).size).toBe(1);
+    const ids = eth.map((q) => BigInt(q.updateId));
+    expect(ids.every((id, i) => i === 0 || id > ids[i - 1]!)).toBe(true);
+    const gapsMs = eth.slice(1).map((q, i) => (Number(q.exchangeTimeUs) - Number(eth[i]!.exchangeTimeUs)) / 1000);
+    expect(gapsMs.every((ms) => ms >= 100)).toBe(true);
+    // A halted market shows nothing, its book included.
+    expect(client.quotes().filter((q) => q.market === "SOL_USDC_PERP").length).toBeLessThanOrEqual(1);
   });
 
   it("sends markPrice heartbeats with the walk paused; a halted market sends nothing until it resumes", async () => {

@@ -5,8 +5,11 @@
  * - `{"method":"SUBSCRIBE","params":["bookTicker.ETH_USDC_PERP","markPrice.ETH_USDC_PERP",…]}`: the connection
  *   then receives `{"stream","data":{e,E,T,s,a,A,b,B,u}}` book frames for those markets, starting with the current
  *   quote, and `{"stream","data":{e,E,s,p,f,i,n,T}}` mark price frames every `heartbeatMs` (1 s, as Backpack),
- *   whether or not the walk moves: a paused walk is a quiet market, still live. `UNSUBSCRIBE` undoes it. Unknown
- *   streams get a Backpack-style `{"id":…,"error":{"code":4006,"message":"Invalid stream: …"}}` answer.
+ *   whether or not the walk moves: a paused walk is a quiet market, still live. A market whose book frame is
+ *   `bookRefreshMs` (5 s) old gets another with its next mark price frame, the same prices with new sizes: the
+ *   sizes at the top of a live book keep changing while its prices stand still, and the poller vouches only for a
+ *   book that shows itself (heartbeat.ts). `UNSUBSCRIBE` undoes a subscription. Unknown streams get a
+ *   Backpack-style `{"id":…,"error":{"code":4006,"message":"Invalid stream: …"}}` answer.
  * - Control, so a test or another process can drive prices: `{"method":"SET_QUOTE","params":{"market","bid","ask"}}`
  *   sets an exact quote and sends it at once; `PAUSE_WALK` / `RESUME_WALK` stop and restart the random walk
  *   (scripted-only mode); `HALT_MARKET` / `RESUME_MARKET` (`params: {"market"}`) stop every frame of one market (a
@@ -38,6 +41,8 @@ export interface SimFeedOptions {
   readonly intervalMs?: number;
   /** markPrice frames per market every this many ms (default 1000). */
   readonly heartbeatMs?: number;
+  /** A market's book frame this old (ms) is sent again, with new sizes, beside its next markPrice (default 5000). */
+  readonly bookRefreshMs?: number;
   /** Start with the random walk running (default) or paused (scripted-only). */
   readonly walking?: boolean;
   readonly random?: () => number;
@@ -85,6 +90,8 @@ interface Book {
   askTicks: number;
   /** A subscriber has been sent its quote: from then on it may walk. */
   shown: boolean;
+  /** When its last book frame was sent (ms). */
+  sentAtMs: number;
 }
 
 /** The quote in ticks, or why it is not a valid quote of `asset` (the checks the engine makes on a price_update). */
@@ -119,13 +126,13 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     const given = options.startQuotes?.get(asset.market);
     const start = given === undefined ? undefined : quoteTicks(asset, given.bid, given.ask);
     if (start !== undefined && typeof start !== "string") {
-      books.set(asset.market, { asset, ...start, shown: false });
+      books.set(asset.market, { asset, ...start, shown: false, sentAtMs: 0 });
       startedFrom[asset.market] = "quote";
       continue;
     }
     const mid = Math.round((LEVELS[asset.market] ?? 100) * 10 ** asset.priceDecimals);
     const half = Math.max(1, Math.round((mid * SPREAD) / 2));
-    books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half, shown: false });
+    books.set(asset.market, { asset, bidTicks: mid - half, askTicks: mid + half, shown: false, sentAtMs: 0 });
     startedFrom[asset.market] = "level";
   }
   /** Stream names per connection. */
@@ -178,7 +185,10 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     return sent;
   };
   const broadcast = (book: Book) => {
-    if (!halted.has(book.asset.market) && send(`bookTicker.${book.asset.market}`, frame(book))) book.shown = true;
+    if (!halted.has(book.asset.market) && send(`bookTicker.${book.asset.market}`, frame(book))) {
+      book.shown = true;
+      book.sentAtMs = Date.now();
+    }
   };
 
   const step = (book: Book) => {
@@ -233,9 +243,12 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     walkTimer = undefined;
   };
   if (options.walking ?? true) resumeWalk();
+  const bookRefreshMs = options.bookRefreshMs ?? 5_000;
   const heartbeatTimer = setInterval(() => {
     for (const book of books.values()) {
-      if (!halted.has(book.asset.market)) send(`markPrice.${book.asset.market}`, markFrame(book));
+      if (halted.has(book.asset.market)) continue;
+      send(`markPrice.${book.asset.market}`, markFrame(book));
+      if (book.shown && Date.now() - book.sentAtMs >= bookRefreshMs) broadcast(book);
     }
   }, options.heartbeatMs ?? 1_000);
 
@@ -270,6 +283,7 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
           if (kind === "bookTicker" && !halted.has(book.asset.market)) {
             socket.send(frame(book));
             book.shown = true;
+            book.sentAtMs = Date.now();
           }
         }
       }
