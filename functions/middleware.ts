@@ -67,7 +67,8 @@ export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in
     c.set("session", session);
     await next();
     // Only on a refusal, so an admitted request keeps its one round trip; and not on one from the admission script
-    // or after it (over a limit, a conflict, the engine's), which checked revocation first. An outage (5xx) stays.
+    // or after it (over a limit, a conflict, the engine's), which checked revocation first. An outage (5xx) stays as
+    // it is; a Redis that cannot answer this check turns the refusal into a 503, as on the routes that check first.
     const refused = c.res.status >= 400 && c.res.status < 500 && c.res.status !== 401;
     if (options.revocation === "in-admission" && refused && c.get("revocationChecked") !== true) {
       if (await deps.sessions.isRevoked(session)) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);

@@ -187,10 +187,10 @@ const LINE_KEYS = new Set(["level", "time", "component", "event"]);
 /**
  * A formatter from a JSON log line (text or parsed) to one readable line, without its newline: local time,
  * level, component, event and the other fields as compact JSON; an error's stack follows on indented lines.
- * Anything that is not a JSON log line comes back as it is. `process` names the process the line came from where a
+ * Anything that is not a JSON log line comes back as it is. `child` names the process the line came from where a
  * component runs several (`engine-1`, `engine-2`): shown in the component's place, in its colour.
  */
-export function prettyLogLine(colors: boolean): (line: string | Fields, process?: string) => string {
+export function prettyLogLine(colors: boolean): (line: string | Fields, child?: string) => string {
   const format = prettyFactory({
     colorize: colors,
     messageKey: "event",
@@ -208,7 +208,7 @@ export function prettyLogLine(colors: boolean): (line: string | Fields, process?
       return `${c.bold(c[paint](label.padEnd(6)))} ${event}${message}${fields}`;
     },
   });
-  return (line, process) => {
+  return (line, child) => {
     const log = typeof line === "string" ? parseLogLine(line) : line;
     if (log === undefined) return line as string;
     // pino-pretty gives fields such as pid and name places of their own, nameless: only ours reach it.
@@ -220,7 +220,7 @@ export function prettyLogLine(colors: boolean): (line: string | Fields, process?
       } else rest[key] = value;
     }
     if (Object.keys(rest).length > 0) shown.fields = JSON.stringify(rest);
-    if (process !== undefined) shown.process = process;
+    if (child !== undefined) shown.process = child;
     const text = format(shown);
     return text.endsWith("\n") ? text.slice(0, -1) : text;
   };

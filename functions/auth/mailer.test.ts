@@ -61,6 +61,7 @@ describe("resendRefusal", () => {
     expect(refusal(422, "validation_error", "Invalid `from` field. The email address needs to follow …")).toBe(
       "sender",
     );
+    expect(refusal(422, "validation_error", "Invalid from field. The email address needs to follow …")).toBe("sender");
   });
 
   it("the recipient refused: answered as sent", () => {
@@ -70,6 +71,10 @@ describe("resendRefusal", () => {
   it("our request malformed: a bug", () => {
     expect(refusal(400, "validation_error", "We found an error with one or more fields in the request.")).toBe("bug");
     expect(refusal(422, "missing_required_field")).toBe("bug");
+    // A field of ours other than the recipient's: not answered as if the email went out.
+    expect(refusal(422, "validation_error", "The `subject` field must be a `string`.")).toBe("bug");
+    expect(refusal(422, "validation_error", "The `html` field must be a `string`.")).toBe("bug");
+    expect(refusal(422, "validation_error", "Invalid `reply_to` field.")).toBe("bug");
     expect(refusal(422, "invalid_attachment")).toBe("bug");
     expect(refusal(404, "not_found")).toBe("bug");
     expect(refusal(409, "invalid_idempotent_request")).toBe("bug");

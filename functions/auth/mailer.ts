@@ -57,9 +57,10 @@ export type ResendRefusal = "outage" | "api-key" | "sender" | "address" | "bug";
  *   sends only to the account's own address), 422 `invalid_from_address`, and a 422 `validation_error` that names
  *   the `from` field (Resend quotes the field it refuses: "Invalid `from` field."): EMAIL_FROM is not a sender
  *   Resend takes.
- * - address: any other 422 `validation_error`, Resend refusing the recipient ("Invalid `to` field."), an address
- *   our own check let through.
- * - bug: the rest (400 `validation_error`, 422 `missing_required_field`, …): our request is wrong.
+ * - address: a 422 `validation_error` that names the `to` field, Resend refusing the recipient ("Invalid `to`
+ *   field."), an address our own check let through.
+ * - bug: the rest (400 `validation_error`, a 422 `validation_error` about another field such as `subject`, 422
+ *   `missing_required_field`, …): our request is wrong, and no sign-in is answered as if its email went out.
  * The first three stop every sign-in, whatever the address: 503s, and a refused key or sender is also an error log
  * naming the setting to fix. A refused address must not tell the asker more than any other address would: it is
  * answered as sent.
@@ -74,9 +75,15 @@ export function resendRefusal(error: {
   if (status === 403 && name === "validation_error") return "sender";
   if (status === 401 || status === 403) return "api-key";
   if (status === 422 && name === "invalid_from_address") return "sender";
-  if (status === 422 && name === "validation_error") return /`from`/.test(error.message) ? "sender" : "address";
+  if (status === 422 && name === "validation_error") {
+    if (FIELD_NAMED("from").test(error.message)) return "sender";
+    if (FIELD_NAMED("to").test(error.message)) return "address";
+  }
   return "bug";
 }
+
+/** Resend names the field it refuses, quoted or not: "Invalid `to` field.", "Invalid from field." */
+const FIELD_NAMED = (field: string) => new RegExp(`\`${field}\`|\\b${field} field\\b`, "i");
 
 /** The setting a refusal of our configuration names, in the error log that tells the operator what to fix. */
 const REFUSED_SETTING = { "api-key": "RESEND_API_KEY", sender: "EMAIL_FROM" } as const;

@@ -313,7 +313,8 @@ type ResultOf<K extends Instruction["kind"]> = Extract<InstructionResult, { kind
  * Admits the request, has the engine act, and returns its result; a refusal becomes its API error. The engine's
  * request id comes from the Idempotency-Key alone, so once the API has forgotten a key (admission.ts) a reuse on
  * another endpoint reaches the engine, which replays the key's first answer: a result of another kind, answered
- * 409 IDEMPOTENCY_CONFLICT with nothing done.
+ * 409 IDEMPOTENCY_CONFLICT with nothing done. A first answer that was a refusal carries no kind, so it comes back as
+ * that refusal (docs/api.md says so).
  */
 export async function act<I extends Instruction>(
   deps: ApiDeps,
