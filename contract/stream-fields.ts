@@ -28,6 +28,12 @@ export function encodeFields(message: EngineInput | EngineOutput): [string, stri
  * happens to end.
  */
 export function outputEntries(outputs: readonly EngineOutput[]): string[][] {
+  const more = continuedOutputs(outputs);
+  return outputs.map((output, i) => (more.has(i) ? [...encodeFields(output), "more", "1"] : encodeFields(output)));
+}
+
+/** The indexes in `outputs` (whole engine steps) of the events whose entries get `more 1` (outputEntries). */
+export function continuedOutputs(outputs: readonly EngineOutput[]): ReadonlySet<number> {
   // Backwards: per user, the input of the next event; an event of the same input has more.
   const more = new Set<number>();
   const nextInput = new Map<string, string>();
@@ -37,7 +43,7 @@ export function outputEntries(outputs: readonly EngineOutput[]): string[][] {
     if (nextInput.get(output.userId) === output.inputId) more.add(i);
     nextInput.set(output.userId, output.inputId);
   }
-  return outputs.map((output, i) => (more.has(i) ? [...encodeFields(output), "more", "1"] : encodeFields(output)));
+  return more;
 }
 
 /** The entry says its step has another event for the same user after this one (outputEntries). */

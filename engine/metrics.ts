@@ -7,7 +7,7 @@ import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
 /** What the leader reports (runner/leader.ts; a standby, only `lag`); every method is cheap enough per batch. */
 export interface LeaderMetrics {
-  /** A batch of `entries` applied in `seconds` (applying only: not reading or publishing). */
+  /** A batch of `entries` applied, its outputs encoded, in `seconds` (not reading it or waiting on its publish). */
   batchApplied(entries: number, seconds: number): void;
   /** Trades open now (kept by the leader from its outputs). */
   openTrades(count: number): void;
@@ -47,7 +47,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   });
   const batch = new Histogram({
     name: "engine_apply_batch_duration_seconds",
-    help: "Time to apply one batch of entries read from engine:input (not reading or publishing it).",
+    help: "Time to apply one batch of entries read from engine:input and encode its outputs (not reading it or waiting on its publish).",
     buckets: BATCH_BUCKETS,
     registers,
   });

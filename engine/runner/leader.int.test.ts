@@ -17,7 +17,8 @@ import { applyRaw } from "./log-stream.ts";
 import { runStandby } from "./standby.ts";
 import { catchUp, LogGapError } from "./follower.ts";
 import { stateHash } from "../snapshot/hash.ts";
-import { FencedError, publishOutputs } from "./publisher.ts";
+import { FencedError, PUBLISH_MAX_BYTES, publishOutputs } from "./publisher.ts";
+import { recordPublishCalls } from "../testing/publish-calls.ts";
 import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
@@ -715,6 +716,42 @@ describe("engine leader on real Redis", () => {
     const reference = createState(makeParams());
     const expected = (await redis.xrange(keys.input, "-", "+")).flatMap((e) => applyRaw(reference, e));
     expect(await outputs(keys)).toEqual(expected);
+  });
+
+  it("ends a slice by the size of its outputs too, between inputs: a batch of many inputs is several calls", async () => {
+    const keys = freshKeys();
+    const pipe = redis.pipeline();
+    for (let i = 0; i < 4_000; i++)
+      pipe.xadd(keys.input, "*", ...encodeFields(instruction(`u${i}`, "r1", { kind: "create_account" })));
+    await pipe.exec();
+    const last = (await redis.xrevrange(keys.input, "+", "-", "COUNT", 1))[0]![0];
+    const lease = new EngineLease(redis, keys, "leader-a", 60_000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const slices: number[] = [];
+    const metrics = { batchApplied: (n: number) => slices.push(n), openTrades() {}, lag() {}, replayed() {} };
+    const { writer, calls } = recordPublishCalls(REDIS_URL, keys);
+    try {
+      const state = createState(makeParams());
+      const stop = new AbortController();
+      // A slice time no batch reaches: only the size of its outputs ends a slice.
+      const running = runLeader(
+        { reader, writer, keys, log, lease, state, sliceMs: 60_000, blockMs: 20, metrics },
+        stop.signal,
+      );
+      await until(async () => ((await redis.get(keys.enginePublished)) === last ? true : undefined));
+      stop.abort();
+      expect(await running).toBe("stopped");
+      expect(slices.length).toBeGreaterThan(1);
+      expect(slices.reduce((a, b) => a + b)).toBe(4_000);
+      // One call per slice, each moving the cursor: no step was split, and none is too large.
+      expect(calls.map((c) => c.last)).toEqual(slices.map(() => "1"));
+      expect(Math.max(...calls.map((c) => c.bytes))).toBeLessThanOrEqual(PUBLISH_MAX_BYTES);
+      const reference = createState(makeParams());
+      const expected = (await redis.xrange(keys.input, "-", "+")).flatMap((e) => applyRaw(reference, e));
+      expect(await outputs(keys)).toEqual(expected);
+    } finally {
+      writer.disconnect();
+    }
   });
 
   it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag", async () => {

@@ -19,7 +19,7 @@ import type { EngineLease } from "./lease.ts";
 import type { LeaseKeeper } from "./lease-keeper.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
-import { FencedError, publishOutputs } from "./publisher.ts";
+import { EncodedOutputs, FencedError, publishOutputs } from "./publisher.ts";
 
 export interface LeaderOptions {
   /** Connection used only for blocking reads (a BLOCK holds its connection). */
@@ -138,11 +138,18 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // The longest the event loop is kept by one slice of a batch: well within the lease, so a leader busy with a
   // backlog (a replay, a burst, a slow machine) still renews it, by the slice's publish and by the timer.
   const sliceMs = o.sliceMs ?? Math.max(10, Math.floor(o.lease.ttlMs / 10));
+  // Each publish call Redis answered (a slice's, or each part of one too large for one call) is progress, and
+  // extended the lease as of its sending.
+  const extended = (sentAt: number, sentAtMs: number) => {
+    progressed();
+    publishedAt = sentAt;
+    o.renewer?.extended(sentAtMs);
+  };
   const applyBatch = async <E>(entries: readonly E[], applyOne: (state: EngineState, entry: E) => EngineOutput[]) => {
     let from = 0;
     while (from < entries.length) {
       const startedAt = performance.now();
-      const outputs: EngineOutput[] = [];
+      const outputs = new EncodedOutputs();
       let next = from;
       while (next < entries.length) {
         for (const out of applyOne(state, entries[next++]!)) {
@@ -150,6 +157,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
           if (out.type === "trade_opened") openTrades++;
           else if (out.type === "closed_order") openTrades--;
         }
+        // By size as well, between inputs: a slice of many inputs with a few outputs each goes in one publish call
+        // that Redis accepts; only one whose last input has many outputs (mass stops) is published in parts.
+        if (outputs.full) break;
         // The clock is read every 64 entries: reading it costs more than applying a price update.
         if ((next - from) % 64 === 0 && performance.now() - startedAt >= sliceMs) break;
       }
@@ -161,12 +171,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       const previous = publishing;
       const through = state.lastInputId;
       publishing = previous.then(async () => {
-        const sentAt = performance.now();
-        const sentAtMs = Date.now();
-        await publishOutputs(o.writer, o.keys, o.lease, through, outputs);
-        progressed();
-        publishedAt = sentAt;
-        o.renewer?.extended(sentAtMs);
+        await publishOutputs(o.writer, o.keys, o.lease, through, outputs, extended);
         o.onPublished?.();
       });
       publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
