@@ -1,7 +1,9 @@
 /**
- * The engine process. Reads its configuration once, restores the latest snapshot, then leads if the lease is free
- * and otherwise follows the log as a hot standby (runner/standby.ts) until it can take the lease over. Leading:
- * it replays what is left of the log, starts the snapshotting follower in a worker thread and follows the log live.
+ * The engine process. Reads its configuration once, restores the latest snapshot (waiting for Postgres while it is
+ * down: there is nothing else to start from), then leads if the lease is free and otherwise follows the log as a hot
+ * standby (runner/standby.ts) until it can take the lease over. Leading: it replays what is left of the log, starts
+ * the snapshotting follower in a worker thread and follows the log live; it needs only Redis from then on, and leads
+ * through a Postgres outage while the follower tries again (runner/follower-thread.ts).
  * SIGINT/SIGTERM stop it cleanly: a leader publishes what it applied and releases the lease at once, so a standby
  * takes over, and then its follower saves a final snapshot (a leader stopped before its replay is done has none, and
  * saves none). Any failure exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
@@ -9,14 +11,15 @@
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
 import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
-import { createLogger } from "../platform/log.ts";
+import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
-import { connectPostgres } from "../platform/postgres.ts";
+import { connectPostgres, describeDatabase, type Postgres } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { makeParams } from "./core/params.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
+import { FailureRun } from "./runner/failure-run.ts";
 import { LogGapError, logTrimmedAfter } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
@@ -71,15 +74,31 @@ runMain("engine", async () => {
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
   await checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log);
-  await migrate(db, log);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
+  let keeper: LeaseKeeper | undefined;
+  const closeAll = async (db: Postgres | undefined) => {
+    // The lease first: after a crash, a standby takes over without waiting for the threads below to end (seconds).
+    await keeper?.stop();
+    await lease.release().catch(() => undefined);
+    await Promise.all([loader.close(), prefetch.close()]);
+    await metricsServer?.close();
+    reader.disconnect();
+    writer.disconnect();
+    await db?.close();
+  };
+  const db = await reachPostgres(config.databaseUrl, log, stop);
+  if (db === undefined) {
+    // Stopped while it waited for Postgres: nothing restored, no lease taken.
+    await closeAll(undefined);
+    log.info("stopped", { exitCode: 0 });
+    process.exit(0);
+  }
+  await migrate(db, log);
   const metrics = engineMetrics(registry, () => lease.value);
   let exitCode = 0;
   const params = makeParams({ initialBalanceMicros: config.initialBalanceMicros });
   const store = new PostgresSnapshotStore(db);
   let follower: ReturnType<typeof startFollower> | undefined;
-  let keeper: LeaseKeeper | undefined;
   try {
     // Restore before taking the lease: decoding a large snapshot blocks for seconds, and a lease taken first
     // could expire before its first renewal.
@@ -241,31 +260,22 @@ runMain("engine", async () => {
       if (end === "lease_lost") exitCode = 1;
     }
   } finally {
-    // The lease first: after a crash, a standby takes over without waiting for the threads below to end (seconds).
-    await keeper?.stop();
-    await lease.release().catch(() => undefined);
-    await Promise.all([loader.close(), prefetch.close()]);
-    await metricsServer?.close();
-    reader.disconnect();
-    writer.disconnect();
-    await db.close();
+    await closeAll(db);
   }
   if (failed) exitCode = 1;
   log.info("stopped", { exitCode });
   process.exit(exitCode);
 });
 
-function startFollower(
-  data: FollowerThreadData,
-  log: ReturnType<typeof createLogger>,
-  metrics: EngineMetrics,
-  onCrash: () => void,
-) {
+function startFollower(data: FollowerThreadData, log: Logger, metrics: EngineMetrics, onCrash: () => void) {
   const worker = startThread("engine-follower", data);
+  metrics.snapshotterStarted();
   const stopped = new Promise<void>((resolve) => {
     worker.on("message", (m: unknown) => {
       if (m === "stopped") resolve();
       else if (isSnapshotSaved(m)) metrics.snapshotSaved(m.figures);
+      else if (isMessage(m, "snapshot_current")) metrics.snapshotCurrent();
+      else if (isMessage(m, "snapshot_failed")) metrics.snapshotFailed();
     });
     worker.on("exit", () => resolve());
   });
@@ -285,8 +295,37 @@ function startFollower(
   };
 }
 
+function isMessage(m: unknown, type: string): boolean {
+  return typeof m === "object" && m !== null && (m as { type?: unknown }).type === type;
+}
+
 function isSnapshotSaved(m: unknown): m is { type: "snapshot_saved"; figures: SnapshotFigures } {
-  return typeof m === "object" && m !== null && (m as { type?: unknown }).type === "snapshot_saved";
+  return isMessage(m, "snapshot_saved");
+}
+
+/**
+ * Postgres, once it answers. Without it an engine has no snapshot to start from, so while Postgres is down or
+ * unreachable it waits (`postgres_waiting` once, with the error; `postgres_connected` once through), trying again
+ * every few seconds, rather than exit and be restarted over and over; undefined when stopped first. A Postgres that
+ * answers and refuses (a wrong password, no such database) is a mistake no wait mends: that is thrown.
+ */
+async function reachPostgres(databaseUrl: string, log: Logger, stop: AbortSignal): Promise<Postgres | undefined> {
+  const waits = new FailureRun(log, { failed: "postgres_waiting" }, describeDatabase(databaseUrl));
+  for (;;) {
+    try {
+      return await connectPostgres(databaseUrl, log);
+    } catch (err) {
+      if (refusedByPostgres(err)) throw err;
+      await sleep(waits.failed(err, 5_000), stop);
+      if (stop.aborted) return undefined;
+    }
+  }
+}
+
+/** Postgres answered the connection and refused it: its authorization (SQLSTATE class 28) or database (3D000). */
+function refusedByPostgres(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return typeof code === "string" && (code.startsWith("28") || code === "3D000");
 }
 
 /** The log was trimmed past the newest snapshot in this database: exit 2, as restarting cannot help. */

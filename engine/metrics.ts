@@ -31,6 +31,12 @@ export interface EngineMetrics extends LeaderMetrics {
   /** This engine, a hot standby, took the lease over. */
   tookOver(): void;
   snapshotSaved(figures: SnapshotFigures): void;
+  /** This engine, leading, started its snapshotter: the snapshot age counts from now until it reports. */
+  snapshotterStarted(): void;
+  /** The snapshotter found Postgres current (a save, or nothing new to save). */
+  snapshotCurrent(): void;
+  /** A save or restore of the snapshotter failed; it tries again. */
+  snapshotFailed(): void;
 }
 
 /** Snapshot phases: a full snapshot of a large state takes seconds. */
@@ -103,6 +109,23 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
       this.set(Number.isSafeInteger(token) ? token : 0);
     },
   });
+  // When the snapshotter of this engine, leading, last found Postgres current (or started); undefined before.
+  let snapshotCurrentMs: number | undefined;
+  new Gauge({
+    name: "engine_snapshot_age_seconds",
+    help: "On a leader: seconds since its snapshotter last found the newest state saved in Postgres (a snapshot saved, or nothing new to save), counted from its start before that; it grows while saves fail. NaN on an engine that does not lead.",
+    registers,
+    collect() {
+      this.set(
+        lease() === undefined || snapshotCurrentMs === undefined ? Number.NaN : (Date.now() - snapshotCurrentMs) / 1000,
+      );
+    },
+  });
+  const snapshotFailures = new Counter({
+    name: "engine_snapshot_failures_total",
+    help: "Snapshot saves and snapshotter restores that failed (Postgres down or unreachable) and are tried again.",
+    registers,
+  });
   const takeovers = new Counter({
     name: "engine_takeovers_total",
     help: "Times this engine, as a hot standby, took the lease over from a leader that died, stalled or handed over.",
@@ -134,6 +157,10 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
       write.observe(f.writeMs / 1000);
       snapshotBytes.set(f.bytes);
       snapshotAt.set(Date.now() / 1000);
+      snapshotCurrentMs = Date.now();
     },
+    snapshotterStarted: () => (snapshotCurrentMs = Date.now()),
+    snapshotCurrent: () => (snapshotCurrentMs = Date.now()),
+    snapshotFailed: () => snapshotFailures.inc(),
   };
 }

@@ -12,6 +12,7 @@ import { createState } from "../core/state.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
 import { MemorySnapshotStore } from "../snapshot/store.ts";
 import { logTrimmedAfter, runFollower } from "./follower.ts";
+import type { RawEntry } from "./log-stream.ts";
 
 const redis = new Redis(TEST_REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
@@ -95,6 +96,78 @@ describe("the snapshotting follower", () => {
     await stopped;
     expect(state.lastInputId).toBe(last);
     expect((await store.load())?.head.lastInputId).toBe(last);
+  });
+});
+
+describe("the snapshotting follower while Postgres is down", () => {
+  it("keeps following and trims nothing while saves fail, says so once, and saves again once Postgres is back", async () => {
+    const own = keyspace(`${prefix}outage:`);
+    const store = new MemorySnapshotStore();
+    let down = true;
+    const failing = {
+      save: (...args: Parameters<MemorySnapshotStore["save"]>) => {
+        if (!down) return store.save(...args);
+        return Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432"));
+      },
+    };
+    const lines: Record<string, unknown>[] = [];
+    const watched = createLogger("engine-test", {
+      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const events = (event: string) => lines.filter((l) => l.event === event);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    let failedTurns = 0;
+    await redis.set(own.engineLease, "leader:1");
+    const send = async (user: string) => {
+      const id = (await redis.xadd(own.input, "*", ...encodeFields(account(user)))) as string;
+      await redis.set(own.enginePublished, id);
+      return id;
+    };
+    const running = runFollower(
+      {
+        ...LEADER_1,
+        keys: own,
+        log: watched,
+        state,
+        store: failing,
+        everyMs: 20,
+        pollMs: 5,
+        onFailed: () => failedTurns++,
+      },
+      stop.signal,
+    );
+    try {
+      let last = "";
+      for (const user of ["a", "b", "c", "d"]) {
+        last = await send(user);
+        await until(() => state.lastInputId === last);
+        await sleep(30);
+      }
+      await until(() => failedTurns >= 3); // each failed turn is reported (for the metrics)
+      // Still following, nothing saved, the log whole: every entry is still needed.
+      expect(await redis.xlen(own.input)).toBe(4);
+      expect(await store.load()).toBeNull();
+      expect(events("snapshot_failed")).toHaveLength(1);
+      expect(events("snapshot_failed")[0]).toMatchObject({ level: "error", step: "save" });
+      expect(JSON.stringify(events("snapshot_failed")[0]!.error)).toContain("ECONNREFUSED");
+      down = false;
+      last = await send("e");
+      await untilAsync(async () => (await store.load())?.head.lastInputId === last);
+      await until(() => events("snapshot_recovered").length === 1);
+      expect(events("snapshot_recovered")[0]).toMatchObject({ step: "save" });
+      expect(events("snapshot_recovered")[0]!.failures).toBeGreaterThanOrEqual(3);
+      // Its next save trims below the one before, as before the outage.
+      last = await send("f");
+      await untilAsync(async () => (await store.load())?.head.lastInputId === last);
+      const [first] = (await redis.xrange(own.input, "-", "+", "COUNT", 1)) as RawEntry[];
+      expect(first?.[0]).toBe((await store.load("previous"))?.head.lastInputId);
+      expect(events("snapshot_failed")).toHaveLength(1);
+    } finally {
+      down = false; // its final snapshot is not what this test is about
+      stop.abort();
+      await running;
+    }
   });
 });
 

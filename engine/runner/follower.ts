@@ -15,7 +15,8 @@ import type { SnapshotFigures } from "../metrics.ts";
 import { ByteWriter } from "../snapshot/bytes.ts";
 import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
-import type { SaveOptions, SnapshotHeadInput, SnapshotStore } from "../snapshot/store.ts";
+import type { SaveOptions, SnapshotHeadInput, SnapshotSave, SnapshotStore } from "../snapshot/store.ts";
+import { FailureRun } from "./failure-run.ts";
 import { sleep } from "./lease.ts";
 import { applyRaw, type RawEntry } from "./log-stream.ts";
 import { FencedError } from "./publisher.ts";
@@ -44,6 +45,13 @@ export interface FollowerOptions {
   /** After each saved snapshot, its figures (the same as snapshot_saved's): the thread posts them for metrics. */
   readonly onSaved?: (figures: SnapshotFigures) => void;
   /**
+   * After each snapshot turn that leaves Postgres with this state or a newer one: a save, one skipped for a newer
+   * snapshot, or nothing new to save.
+   */
+  readonly onCurrent?: () => void;
+  /** After each failed save (tried again later). */
+  readonly onFailed?: () => void;
+  /**
    * Whether the leader has asked this follower to stop (default: the signal has aborted), counting a request not yet
    * delivered: the leader asks before it releases the lease, so a trim the release refuses finds it here.
    */
@@ -56,23 +64,41 @@ export interface FollowerOptions {
   readonly publishes?: () => number;
 }
 
+/**
+ * Follows until `signal` aborts, then catches up and saves a final snapshot. A save that fails (Postgres down or
+ * unreachable) is tried again, sooner than `everyMs` at first (FailureRun's pauses, at most `everyMs`), with the state
+ * as it is by then, while the follower keeps applying the log: nothing is trimmed meanwhile, so the log only grows.
+ * Only the final snapshot's failure is thrown, as there is no later turn to try it again.
+ */
 export async function runFollower(o: FollowerOptions, signal: AbortSignal): Promise<void> {
   const writer = new ByteWriter();
   let snapshotAt = o.state.lastInputId;
   // Where the next trim may go: the cursor of the last snapshot this follower saved (none yet: no trim).
   let trimTo: string | undefined;
-  let lastSnapshotMs = Date.now();
+  let nextSnapshotMs = Date.now() + o.everyMs;
   const stopRequested = o.stopRequested ?? (() => signal.aborted);
   // Only until a save is not skipped: given to a later one, it would delete this follower's own last snapshot.
   let pastUnusable = o.pastUnusable;
+  const saves = new FailureRun(o.log, { failed: "snapshot_failed", recovered: "snapshot_recovered" }, { step: "save" });
   const snapshot = async (final: boolean) => {
-    if (o.state.lastInputId === snapshotAt) return;
-    // The final one is taken as the leader hands the lease over: trimming is the next leader's business.
-    if (await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, pastUnusable)) {
-      trimTo = o.state.lastInputId;
-      pastUnusable = undefined;
+    if (o.state.lastInputId !== snapshotAt) {
+      // The final one is taken as the leader hands the lease over: trimming is the next leader's business.
+      const outcome = await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, pastUnusable);
+      if (typeof outcome === "object") {
+        if (final) throw outcome.failed;
+        nextSnapshotMs = Date.now() + saves.failed(outcome.failed, o.everyMs, { lastInputId: o.state.lastInputId });
+        o.onFailed?.();
+        return;
+      }
+      if (outcome === "saved") {
+        trimTo = o.state.lastInputId;
+        pastUnusable = undefined;
+      }
+      saves.succeeded({ lastInputId: o.state.lastInputId });
+      snapshotAt = o.state.lastInputId;
     }
-    snapshotAt = o.state.lastInputId;
+    o.onCurrent?.();
+    nextSnapshotMs = Date.now() + o.everyMs;
   };
   // The leader's publish count when this follower last found nothing left to apply.
   let caughtUpAt: number | undefined;
@@ -81,10 +107,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
     const caughtUp = publishes !== undefined && publishes === caughtUpAt ? true : await catchUp(o);
     // Read before the cursor: a publish acknowledged after that read counts again next time round.
     if (caughtUp) caughtUpAt = publishes;
-    if (Date.now() - lastSnapshotMs >= o.everyMs) {
-      await snapshot(false);
-      lastSnapshotMs = Date.now();
-    }
+    if (Date.now() >= nextSnapshotMs) await snapshot(false);
     if (caughtUp) await sleep(o.pollMs ?? 250, signal);
   }
   // Graceful stop: what the leader published is in the final snapshot, so a restart replays nothing of it.
@@ -188,14 +211,17 @@ export class LogGapError extends Error {
   override name = "LogGapError";
 }
 
-/** Saves a snapshot of the state, then trims the log below `trimTo` (if given); false when a newer one was saved. */
+/**
+ * Saves a snapshot of the state, then trims the log below `trimTo` (if given): "skipped" when a newer one was saved,
+ * `failed` with the save's error (nothing saved, nothing trimmed). A trim's failure is thrown.
+ */
 async function takeSnapshot(
   o: FollowerOptions,
   writer: ByteWriter,
   trimTo: string | undefined,
   stopRequested: () => boolean,
   pastUnusable: SaveOptions["pastUnusable"],
-): Promise<boolean> {
+): Promise<"saved" | "skipped" | { failed: unknown }> {
   const t0 = performance.now();
   const bytes = encodeSnapshot(o.state, writer);
   const encodeMs = performance.now() - t0;
@@ -208,10 +234,16 @@ async function takeSnapshot(
     stateHash,
     takenAt: new Date().toISOString(),
   };
-  const { writeMs, skipped, deletedUnusable } = await o.store.save(bytes, head, { pastUnusable });
+  let save: SnapshotSave;
+  try {
+    save = await o.store.save(bytes, head, { pastUnusable });
+  } catch (err) {
+    return { failed: err };
+  }
+  const { writeMs, skipped, deletedUnusable } = save;
   if (skipped) {
     o.log.warn("snapshot_skipped", { lastInputId: head.lastInputId, reason: "a newer snapshot is already saved" });
-    return false;
+    return "skipped";
   }
   // Everything up to the cursor is now recoverable without the log; what is trimmed is below the snapshot before
   // (the entry at `trimTo` stays). Fenced: the follower of an engine that lost its lease (its leader stalled) must
@@ -235,7 +267,7 @@ async function takeSnapshot(
     // The unusable snapshot this state was restored past, deleted by this save.
     ...(deletedUnusable !== undefined && { deletedUnusableGeneration: deletedUnusable }),
   });
-  return true;
+  return "saved";
 }
 
 function round(ms: number): number {

@@ -28,8 +28,13 @@ import {
 const data = workerData as LoaderThreadData;
 const port = parentPort!;
 const log = createLogger("engine", { base: { role: "snapshot_loader" } });
-const connected = connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
-connected.catch(() => undefined); // reported by the load that needs it
+let connected = connect();
+
+function connect() {
+  const connecting = connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
+  connecting.catch(() => undefined); // reported by the load that needs it
+  return connecting;
+}
 
 port.on("message", (message: "load" | "close") => {
   if (message === "load") void load();
@@ -54,7 +59,8 @@ async function load(): Promise<void> {
   };
   const started = performance.now();
   try {
-    const store = new PostgresSnapshotStore(await connected);
+    // A connection that failed as the thread started (Postgres down: main.ts waits for it) is opened again.
+    const store = new PostgresSnapshotStore(await connected.catch(() => (connected = connect())));
     const head = await store.stream({
       open: (h) => {
         const shared = new SharedArrayBuffer(h.bytes);

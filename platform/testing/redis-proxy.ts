@@ -4,6 +4,9 @@
  *   has run the command) and closes both sockets, as a blip does. A client that resends unanswered commands after
  *   reconnecting (ioredis by default) then runs that command a second time.
  * - `freeze()`: from then on no byte passes either way and the sockets stay open, as behind a dead peer.
+ * - `cut()`: closes every connection, and each new one as soon as it opens, until `mend()`: as a server that is down
+ *   (a client sees its connection end, and every new one too).
+ * It passes bytes whatever the protocol, so it stands in front of Postgres as well.
  */
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 
@@ -12,6 +15,8 @@ export interface RedisProxy {
   /** Resolves once a request containing `marker` has run in Redis and its reply was dropped with the connection. */
   dropReplyTo(marker: string): Promise<void>;
   freeze(): void;
+  cut(): void;
+  mend(): void;
   close(): Promise<void>;
 }
 
@@ -19,8 +24,13 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
   const target = new URL(redisUrl);
   let armed: { marker: string; dropped: () => void } | undefined;
   let frozen = false;
+  let cut = false;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
     const upstream = connect(Number(target.port || 6379), target.hostname);
     let swallowing: (() => void) | undefined;
     client.on("data", (chunk: Buffer) => {
@@ -54,6 +64,11 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
     port: (server.address() as AddressInfo).port,
     dropReplyTo: (marker) => new Promise((resolve) => (armed = { marker, dropped: resolve })),
     freeze: () => (frozen = true),
+    cut: () => {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    mend: () => (cut = false),
     close: () => {
       for (const s of sockets) s.destroy();
       return new Promise((resolve) => server.close(() => resolve()));

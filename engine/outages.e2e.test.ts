@@ -1,0 +1,171 @@
+/**
+ * A Postgres outage with the real engine processes: trading needs only Redis, so it must not stop trading. Two
+ * engines reach Postgres through a TCP proxy that the test cuts while prices stream in. The leader keeps leading while
+ * its snapshots fail (logged once, counted in its metrics, the log kept whole); the standby that takes over when the
+ * leader dies leads too, though its snapshotter cannot restore; an engine started meanwhile waits for Postgres rather
+ * than exit. Once Postgres is back, the snapshotter restores and saves, and the waiting engine becomes the standby.
+ * An engine pointed at a database that does not exist does not wait: it stops at once.
+ */
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { keyspace } from "../contract/names.ts";
+import { encodeFields } from "../contract/stream-fields.ts";
+import { scrape, sample } from "../platform/testing/metrics.ts";
+import { spawnComponent, until, type Child } from "../platform/testing/processes.ts";
+import { startRedisProxy, type RedisProxy } from "../platform/testing/redis-proxy.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { isAfterId } from "./core/step.ts";
+import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
+
+const prefix = `test:engine-outages:${randomUUID()}:`;
+const keys = keyspace(prefix);
+const redis = new Redis(TEST_REDIS_URL);
+let pg: TestDatabase;
+let proxy: RedisProxy;
+const engines: Child[] = [];
+
+beforeAll(async () => {
+  pg = await createTestDatabase();
+  proxy = await startRedisProxy(pg.url);
+});
+afterAll(async () => {
+  await Promise.all(engines.map((e) => e.stop("SIGKILL")));
+  await proxy.close();
+  await deleteKeysWithPrefix(redis, prefix);
+  redis.disconnect();
+  await pg.drop();
+});
+
+function start(name: string, databaseUrl?: string): Child {
+  const through = new URL(pg.url);
+  through.port = String(proxy.port);
+  const engine = spawnComponent(
+    "engine",
+    {
+      REDIS_URL: TEST_REDIS_URL,
+      DATABASE_URL: databaseUrl ?? through.toString(),
+      KEY_PREFIX: prefix,
+      SNAPSHOT_EVERY_MS: "500",
+      ENGINE_LEASE_TTL_MS: "1000",
+    },
+    { name },
+  );
+  engines.push(engine);
+  return engine;
+}
+
+/** A price every 100 ms until stopped; `last()` is the id of the newest. */
+function streamPrices() {
+  let last = "";
+  let n = 0;
+  const timer = setInterval(() => {
+    const bid = String(2000 + (n++ % 50));
+    void redis
+      .xadd(
+        keys.input,
+        "*",
+        ...encodeFields({
+          type: "price_update",
+          market: "ETH_USDC_PERP",
+          bid,
+          ask: `${bid}.5`,
+          exchangeTimeUs: "1",
+          source: "sim",
+        }),
+      )
+      .then((id) => (last = id as string));
+  }, 100);
+  return { last: () => last, stop: () => clearInterval(timer) };
+}
+
+/** Waits until the leader has published the newest price there is now: it still trades. */
+async function published(prices: { last: () => string }): Promise<void> {
+  const target = prices.last();
+  await until(
+    async () => {
+      const cursor = await redis.get(keys.enginePublished);
+      return cursor !== null && !isAfterId(target, cursor) ? true : undefined;
+    },
+    5_000,
+    `the price ${target} published`,
+  );
+}
+
+const holds = async (engine: Child) =>
+  (await redis.get(keys.engineLease))?.startsWith(`${hostname()}:${engine.proc.pid}:`) === true;
+
+const snapshotter = (event: string, step?: string) => (line: Record<string, unknown>) =>
+  line.event === event && line.role === "snapshotter" && (step === undefined || line.step === step);
+
+describe("engine processes through a Postgres outage", () => {
+  it("keep trading: the leader leads on, a standby takes over, a new engine waits; all resume once it is back", async () => {
+    const a = start("engine-a");
+    await a.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
+    const b = start("engine-b");
+    await b.waitFor((l) => l.event === "engine_ready" && l.role === "standby", 30_000);
+    const prices = streamPrices();
+    try {
+      await a.waitFor(snapshotter("snapshot_saved"), 10_000);
+      proxy.cut();
+      await a.waitFor(snapshotter("snapshot_failed", "save"), 10_000);
+      // Several snapshot periods later: still the leader, still publishing, the failure logged once.
+      await new Promise((r) => setTimeout(r, 2_500));
+      await published(prices);
+      expect(a.alive()).toBe(true);
+      expect(await holds(a)).toBe(true);
+      expect(a.events("snapshotter_crashed")).toEqual([]);
+      expect(a.lines.filter(snapshotter("snapshot_failed"))).toHaveLength(1);
+      const metricsPort = Number((await a.waitFor("metrics_listening")).port);
+      const samples = await scrape(metricsPort);
+      expect(sample(samples, "engine_snapshot_age_seconds")).toBeGreaterThanOrEqual(2);
+      expect(sample(samples, "engine_snapshot_failures_total")).toBeGreaterThanOrEqual(2);
+      // Nothing was trimmed past the newest snapshot saved: a restart replays from it.
+      const newest = await new PostgresSnapshotStore(pg.db).load();
+      const [first] = (await redis.xrange(keys.input, "-", "+", "COUNT", 1)) as [string, string[]][];
+      expect(isAfterId(first![0], newest!.head.lastInputId)).toBe(false);
+
+      // The leader dies: the standby takes over without Postgres, and its snapshotter waits for it.
+      await a.stop("SIGKILL");
+      await b.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 10_000);
+      await b.waitFor(snapshotter("snapshot_failed", "restore"), 10_000);
+      await new Promise((r) => setTimeout(r, 1_500));
+      await published(prices);
+      expect(b.alive()).toBe(true);
+      expect(await holds(b)).toBe(true);
+
+      // An engine started now has nothing to restore from: it waits for Postgres.
+      const c = start("engine-c");
+      await c.waitFor("postgres_waiting", 10_000);
+      await new Promise((r) => setTimeout(r, 1_500));
+      expect(c.alive()).toBe(true);
+      expect(c.events("postgres_waiting")).toHaveLength(1);
+
+      proxy.mend();
+      await b.waitFor(snapshotter("snapshot_recovered", "restore"), 40_000);
+      const saved = await b.waitFor(snapshotter("snapshot_saved"), 10_000);
+      await c.waitFor((l) => l.event === "engine_ready" && l.role === "standby", 40_000);
+      await published(prices);
+      expect(isAfterId(String(saved.lastInputId), newest!.head.lastInputId)).toBe(true);
+      expect(b.events("snapshotter_crashed")).toEqual([]);
+      prices.stop();
+      expect(await c.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      expect(await b.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    } finally {
+      prices.stop();
+      proxy.mend();
+    }
+  }, 120_000);
+
+  it("stops at once, rather than wait, when its database does not exist", async () => {
+    const missing = new URL(pg.url);
+    missing.pathname = `/${pg.name}_missing`;
+    const engine = start("engine-missing-db", missing.toString());
+    expect(await engine.exited).toEqual({ code: 1, signal: null });
+    expect(engine.events("postgres_waiting")).toEqual([]);
+    expect(engine.raw.join("\n")).toContain("does not exist");
+  });
+});

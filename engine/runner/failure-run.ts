@@ -1,0 +1,45 @@
+/**
+ * A run of failures of something the engine retries through a Postgres outage (a snapshot save, the snapshotter's
+ * restore, the first connection at start): the first failure of a run is logged with its error, the next ones only
+ * counted, and the success that ends the run is logged with how many there were and how long it lasted, so an
+ * outage reads as two lines however long it lasts. The pause before the next attempt doubles from 1 s to 30 s, as
+ * npm start's restarts do (platform/restart-backoff.ts).
+ */
+import type { Fields, Logger } from "../../platform/log.ts";
+import { backoffMs } from "../../platform/restart-backoff.ts";
+
+export class FailureRun {
+  private failures = 0;
+  private sinceMs = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly events: { readonly failed: string; readonly recovered?: string },
+    private readonly fields: Fields = {},
+  ) {}
+
+  /** Counts a failure (logging the first of a run); returns how long to wait before the next attempt. */
+  failed(err: unknown, maxWaitMs = Number.POSITIVE_INFINITY, fields: Fields = {}): number {
+    this.failures++;
+    const retryInMs = Math.min(backoffMs(this.failures), maxWaitMs);
+    if (this.failures === 1) {
+      this.sinceMs = Date.now();
+      this.log.error(this.events.failed, { ...this.fields, ...fields, error: err, retryInMs });
+    }
+    return retryInMs;
+  }
+
+  /** Ends a run of failures, if one is under way. */
+  succeeded(fields: Fields = {}): void {
+    if (this.failures === 0) return;
+    if (this.events.recovered !== undefined) {
+      this.log.info(this.events.recovered, {
+        ...this.fields,
+        ...fields,
+        failures: this.failures,
+        failingForMs: Date.now() - this.sinceMs,
+      });
+    }
+    this.failures = 0;
+  }
+}
