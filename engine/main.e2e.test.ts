@@ -1,8 +1,9 @@
 /**
  * The engine process refuses to build a state that never existed: when its input log was trimmed past the newest
  * snapshot in its database (a Redis and a Postgres that do not belong together), it stops with exit code 2 and
- * says why, instead of replaying what is left. A snapshotter that crashes while the engine stops still lets it stop
- * cleanly: the lease released, exit code 1.
+ * says why, instead of replaying what is left. It does not mistake a deleted entry (XDEL) for such a gap, and its
+ * snapshotter, finding the log trimmed past the snapshot it restored, restores again rather than stop the engine. A
+ * snapshotter that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -11,11 +12,15 @@ import type { EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { migrate } from "../platform/migrate.ts";
-import { spawnComponent } from "../platform/testing/processes.ts";
+import type { Postgres } from "../platform/postgres.ts";
+import { spawnComponent, type Child } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { SNAPSHOT_VERSION } from "./snapshot/codec.ts";
+import { makeParams } from "./core/params.ts";
+import { createState } from "./core/state.ts";
+import { applyRaw, type RawEntry } from "./runner/log-stream.ts";
+import { encodeSnapshot, SNAPSHOT_VERSION } from "./snapshot/codec.ts";
 import { hashSnapshot } from "./snapshot/hash.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 
@@ -103,6 +108,86 @@ describe("engine process", () => {
     }
   });
 
+  it("carries on, leader and standby, when the entry its latest snapshot stands on is deleted (XDEL)", async () => {
+    const own = `${prefix}xdel:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    const engines: Child[] = [];
+    try {
+      const env = { REDIS_URL: TEST_REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: own, SNAPSHOT_EVERY_MS: "300" };
+      engines.push(spawnComponent("engine", env, { name: "engine-a" }));
+      const [a] = engines as [Child];
+      await a.waitFor((line) => line.event === "engine_ready" && line.role === "leader", 30_000);
+      engines.push(spawnComponent("engine", env, { name: "engine-b" }));
+      const b = engines[1]!;
+      await b.waitFor((line) => line.event === "engine_ready" && line.role === "standby", 30_000);
+      const entries = await openAccounts(keys, 5);
+      const newest = entries.at(-1)![0];
+      // Idle: the snapshot stands on the newest entry, and the standby's cursor too.
+      await a.waitFor((line) => line.event === "snapshot_saved" && line.lastInputId === newest, 10_000);
+      await redis.xdel(keys.input, newest);
+      const [next] = await openAccounts(keys, 1, 5);
+      await a.waitFor((line) => line.event === "snapshot_saved" && line.lastInputId === next![0], 10_000);
+      await new Promise((r) => setTimeout(r, 500));
+      for (const engine of engines) {
+        expect(engine.alive()).toBe(true);
+        expect(engine.events("snapshotter_crashed")).toEqual([]);
+      }
+      expect(a.events("restore_again")).toEqual([]);
+      // The standby restores once at most: when the snapshot at the new entry trimmed the log below its cursor
+      // before it read that entry, the first entry left is past its cursor, which a trim past it looks like too.
+      expect(b.events("restore_again").length).toBeLessThanOrEqual(1);
+      // A standby restarted now restores the newest snapshot and follows.
+      await b.stop("SIGTERM");
+      engines.push(spawnComponent("engine", env, { name: "engine-c" }));
+      await engines[2]!.waitFor((line) => line.event === "engine_ready" && line.role === "standby", 30_000);
+      expect(await a.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    } finally {
+      await Promise.all(engines.map((e) => e.stop("SIGKILL")));
+      await db.drop();
+    }
+  });
+
+  it("keeps leading when its snapshotter finds the log trimmed past the snapshot it restored: that one restores again", async () => {
+    const own = `${prefix}gap:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    const engines: Child[] = [];
+    try {
+      await migrate(db.db, db.log);
+      const entries = await openAccounts(keys, 6);
+      const restoredAt = await saveStateOf(db.db, entries.slice(0, 2));
+      // No snapshot of their own in this test's time: only the ones it saves.
+      const env = { REDIS_URL: TEST_REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: own, SNAPSHOT_EVERY_MS: "3600000" };
+      engines.push(spawnComponent("engine", env, { name: "engine-a" }));
+      await engines[0]!.waitFor((line) => line.event === "engine_ready" && line.role === "leader", 30_000);
+      engines.push(spawnComponent("engine", env, { name: "engine-b" }));
+      const b = engines[1]!;
+      await b.waitFor((line) => line.event === "engine_ready" && line.role === "standby", 30_000);
+      // The leader dies; before the standby takes over, the log loses what is before entry 5 (the standby, at 6,
+      // needs none of it), though the newest snapshot is still at 2.
+      await engines[0]!.stop("SIGKILL");
+      expect(await redis.xtrim(keys.input, "MINID", entries[4]![0])).toBe(4);
+      await b.waitFor((line) => line.event === "engine_ready" && line.role === "leader", 10_000);
+      const again = await b.waitFor((line) => line.event === "restore_again" && line.role === "snapshotter", 10_000);
+      expect(again.lastInputId).toBe(restoredAt);
+      // A snapshot the log reaches back to, as a follower's save would leave it: the next restore finds it.
+      const savedAt = await saveStateOf(db.db, entries.slice(0, 5));
+      await b.waitFor(
+        (line) => line.event === "restore_snapshot" && line.role === "snapshotter" && line.lastInputId === savedAt,
+      );
+      const [later] = await openAccounts(keys, 1, 6);
+      await until(async () => (await redis.get(keys.enginePublished)) === later![0]);
+      expect(await b.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      expect(b.events("snapshotter_crashed")).toEqual([]);
+      // Its final snapshot, from the state it restored again, is the log's end.
+      expect((await new PostgresSnapshotStore(db.db).load())?.head.lastInputId).toBe(later![0]);
+    } finally {
+      await Promise.all(engines.map((e) => e.stop("SIGKILL")));
+      await db.drop();
+    }
+  });
+
   it("stops as a standby through the same end as a leader: logged, exit 0, the leader's lease left alone", async () => {
     const own = `${prefix}standby:`;
     const keys = keyspace(own);
@@ -162,6 +247,36 @@ describe("engine process", () => {
     expect(await redis.get(keys.engineLease)).toBeNull();
   });
 });
+
+/** Saves the state that applying `entries` gives as the newest snapshot (past the saved one); returns its cursor. */
+async function saveStateOf(db: Postgres, entries: readonly RawEntry[]): Promise<string> {
+  const state = createState(makeParams());
+  for (const entry of entries) applyRaw(state, entry);
+  const bytes = encodeSnapshot(state);
+  await new PostgresSnapshotStore(db).save(bytes, {
+    version: SNAPSHOT_VERSION,
+    shard: state.params.shard,
+    lastInputId: state.lastInputId,
+    stateHash: hashSnapshot(bytes),
+    takenAt: new Date().toISOString(),
+  });
+  return state.lastInputId;
+}
+
+/** `count` accounts opened in the log of `keys`; the entries, as read back. */
+async function openAccounts(keys: ReturnType<typeof keyspace>, count: number, from = 0): Promise<RawEntry[]> {
+  const ids: string[] = [];
+  for (let i = from; i < from + count; i++) {
+    const input: EngineInput = {
+      type: "user_instruction",
+      userId: `u${i}`,
+      requestId: "r1",
+      instruction: { kind: "create_account" },
+    };
+    ids.push((await redis.xadd(keys.input, "*", ...encodeFields(input))) as string);
+  }
+  return redis.xrange(keys.input, ids[0]!, ids.at(-1)!);
+}
 
 async function until(probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const start = Date.now();

@@ -17,6 +17,7 @@ import { startThread } from "../platform/threads.ts";
 import { connectPostgres, describeDatabase, type Postgres } from "../platform/postgres.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
+import { backoffMs } from "../platform/restart-backoff.ts";
 import { makeParams } from "./core/params.ts";
 import type { FollowerThreadData } from "./runner/follower-thread.ts";
 import { FailureRun } from "./runner/failure-run.ts";
@@ -135,6 +136,8 @@ runMain("engine", async () => {
     // replay. It only waits a couple of polls, so when no standby is left (both engines died) recovery goes on.
     const yieldMs = 2 * config.standbyPollMs;
     let leading = false;
+    // restore_again as a standby in a row, before it caught up with the log: after the first, it waits a backoff.
+    let standbyRestores = 0;
     if ((await writer.get(keys.engineLease)) === null) {
       await sleep(yieldMs, stop);
       // Stopping: the lease is not this engine's to take (the standby path below ends at once).
@@ -156,6 +159,7 @@ runMain("engine", async () => {
               metrics,
               onReady: () => {
                 ready = true;
+                standbyRestores = 0;
                 log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });
               },
             },
@@ -168,7 +172,13 @@ runMain("engine", async () => {
           if (!(err instanceof LogGapError)) throw err;
           // The log was trimmed past this standby's cursor (it fell a whole snapshot interval behind): start over.
           ready = false;
-          log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId });
+          standbyRestores++;
+          const waitMs = standbyRestores > 1 ? backoffMs(standbyRestores - 1) : 0;
+          log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId, waitMs });
+          // Again and again, never caught up in between: the newest snapshot does not help yet (a leader's follower
+          // has still to save a newer one), and loading it at once, over and over, would only load Postgres.
+          await sleep(waitMs, stop);
+          if (stop.aborted) break;
           restoreFrom = performance.now();
           state = await restore(() => store.load());
           metrics.restored(performance.now() - restoreFrom);

@@ -7,20 +7,23 @@
  *
  * The leader trades without it: a restore that fails (Postgres down or unreachable, when the engine took over during
  * an outage) is tried again, with FailureRun's pauses, for as long as it takes; a stop meanwhile ends the thread with
- * nothing to save. The log is not trimmed until this thread saves, so it reaches back to whatever it restores.
+ * nothing to save. The log is not trimmed until this thread saves, so it reaches back to whatever it restores. A
+ * LogGapError (the log no longer reaches back to the restored state) restores again, the newest snapshot by then,
+ * up to GAP_RESTORES times in a row; past that the gap is not one a newer snapshot closes, and the thread fails.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectPostgres, type Postgres } from "../../platform/postgres.ts";
 import { connectRedis } from "../../platform/redis.ts";
+import { backoffMs } from "../../platform/restart-backoff.ts";
 import { makeParams } from "../core/params.ts";
 import type { EngineState } from "../core/state.ts";
 import { PostgresSnapshotStore } from "../snapshot/postgres-store.ts";
 import type { UnusableLatest } from "../snapshot/store.ts";
 import { FailureRun } from "./failure-run.ts";
 import { restoreState } from "./restore.ts";
-import { runFollower } from "./follower.ts";
+import { LogGapError, runFollower } from "./follower.ts";
 import { sleep } from "./lease.ts";
 import { stopRequestedOn } from "./stop-request.ts";
 
@@ -36,6 +39,9 @@ export interface FollowerThreadData {
   readonly publishes: SharedArrayBuffer;
 }
 
+/** LogGapErrors in a row (no snapshot saved in between) that restore again; the next one ends the thread. */
+const GAP_RESTORES = 3;
+
 const data = workerData as FollowerThreadData;
 const log = createLogger("engine", { base: { role: "snapshotter" } });
 const stop = new AbortController();
@@ -50,28 +56,41 @@ const post = (message: unknown) => parentPort?.postMessage(message);
 const redis = connectRedis(data.redisUrl, log, "engine-snapshotter");
 let db: Postgres | undefined;
 try {
-  const restored = await restoreWhenReachable();
-  // Stopped before it could restore: it has nothing to save.
-  if (restored !== undefined) {
-    await runFollower(
-      {
-        redis,
-        keys: keyspace(data.prefix),
-        log,
-        state: restored.state,
-        store: restored.store,
-        leaseValue: data.leaseValue,
-        everyMs: data.snapshotEveryMs,
-        pastUnusable: restored.pastUnusable,
-        stopRequested,
-        publishes: () => Atomics.load(publishes, 0),
-        // To the main thread, whose registry serves the engine's metrics.
-        onSaved: (figures) => post({ type: "snapshot_saved", figures }),
-        onCurrent: () => post({ type: "snapshot_current" }),
-        onFailed: () => post({ type: "snapshot_failed" }),
-      },
-      stop.signal,
-    );
+  let gaps = 0;
+  for (;;) {
+    const restored = await restoreWhenReachable();
+    if (restored === undefined) break; // stopped before it could restore: it has nothing to save
+    try {
+      await runFollower(
+        {
+          redis,
+          keys: keyspace(data.prefix),
+          log,
+          state: restored.state,
+          store: restored.store,
+          leaseValue: data.leaseValue,
+          everyMs: data.snapshotEveryMs,
+          pastUnusable: restored.pastUnusable,
+          stopRequested,
+          publishes: () => Atomics.load(publishes, 0),
+          // To the main thread, whose registry serves the engine's metrics.
+          onSaved: (figures) => {
+            gaps = 0;
+            post({ type: "snapshot_saved", figures });
+          },
+          onCurrent: () => post({ type: "snapshot_current" }),
+          onFailed: () => post({ type: "snapshot_failed" }),
+        },
+        stop.signal,
+      );
+      break;
+    } catch (err) {
+      if (!(err instanceof LogGapError) || ++gaps > GAP_RESTORES) throw err;
+      log.warn("restore_again", { reason: err.message, lastInputId: restored.state.lastInputId, attempt: gaps });
+      // A state with a gap behind it is no snapshot to save on a stop.
+      await sleep(backoffMs(gaps), stop.signal);
+      if (stop.signal.aborted) break;
+    }
   }
 } finally {
   redis.disconnect();

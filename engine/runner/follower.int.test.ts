@@ -11,8 +11,8 @@ import { makeParams } from "../core/params.ts";
 import { createState } from "../core/state.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
 import { MemorySnapshotStore } from "../snapshot/store.ts";
-import { logTrimmedAfter, runFollower } from "./follower.ts";
-import type { RawEntry } from "./log-stream.ts";
+import { catchUp, LogGapError, logTrimmedAfter, runFollower } from "./follower.ts";
+import { applyRaw, type RawEntry } from "./log-stream.ts";
 
 const redis = new Redis(TEST_REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
@@ -214,6 +214,34 @@ describe("the snapshotting follower restored past an unusable latest snapshot", 
       stop.abort();
       await running;
     }
+  });
+});
+
+describe("catching up after a deleted entry", () => {
+  it("applies what follows a cursor whose own entry was deleted (XDEL) while entries before it are kept", async () => {
+    const own = keyspace(`${prefix}xdel:`);
+    const ids: string[] = [];
+    for (const user of ["a", "b", "c"])
+      ids.push((await redis.xadd(own.input, "*", ...encodeFields(account(user)))) as string);
+    await redis.set(own.enginePublished, ids[2]!);
+    const state = createState(makeParams());
+    await catchUp({ redis, keys: own, state });
+    expect(state.lastInputId).toBe(ids[2]);
+    // The state's cursor is the newest entry, as an idle system's snapshot is; an operator deletes that entry.
+    await redis.xdel(own.input, ids[2]!);
+    const next = (await redis.xadd(own.input, "*", ...encodeFields(account("d")))) as string;
+    await redis.set(own.enginePublished, next);
+    // logTrimmedAfter (the engine's check before it leads) and catching up agree: nothing after the cursor is gone.
+    expect(await logTrimmedAfter(redis, own.input, state.lastInputId)).toBe(false);
+    await catchUp({ redis, keys: own, state });
+    expect(state.lastInputId).toBe(next);
+    expect(state.accounts.has("d")).toBe(true);
+    // Trimmed past the cursor, by contrast, both see a possible gap.
+    const behind = createState(makeParams());
+    for (const entry of await redis.xrange(own.input, ids[0]!, ids[0]!)) applyRaw(behind, entry);
+    await redis.xtrim(own.input, "MINID", ids[1]!);
+    expect(await logTrimmedAfter(redis, own.input, behind.lastInputId)).toBe(true);
+    await expect(catchUp({ redis, keys: own, state: behind })).rejects.toBeInstanceOf(LogGapError);
   });
 });
 

@@ -118,21 +118,26 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
 /**
  * Lua that reads, for a reader of the published log at cursor ARGV[1] (`published` already read from the published
  * cursor's key, `log` the log's key), up to ARGV[2] entries after the cursor and no further than `published`, as
- * `entries`, and whether the cursor's own entry is still in the log, as `kept` (1 or 0; 2 from '0-0', which has no
- * entry: tailKept then checks the log's start).
+ * `entries`, and whether everything after the cursor is still in the log, as `kept` (1 or 0).
  *
- * A trim keeps its own cursor entry, so while the reader's is still there nothing after it is gone; another
- * follower (a fenced-out engine's, still running while its leader stalls; or this one, stale, behind the new
- * leader's) may have trimmed past it, and what is left would then skip entries. Inside one script, the check and
- * the read see the same log.
+ * Decided as logTrimmedAfter decides it (trims remove a prefix): an entry at or before the cursor is still there, or
+ * nothing was ever removed from the log. The cursor's own entry may be gone (an XDEL) with nothing after it missing.
+ * Another follower (a fenced-out engine's, still running while its leader stalls; or this one, stale, behind the new
+ * leader's) may have trimmed past the cursor, and what is left would then skip entries. Inside one script, the check
+ * and the read see the same log.
  */
 export const PUBLISHED_TAIL_LUA = `
 local entries = {}
 local kept = 1
 if published then
   entries = redis.call('XRANGE', log, '(' .. ARGV[1], published, 'COUNT', ARGV[2])
-  if #entries > 0 then
-    if ARGV[1] == '0-0' then kept = 2 else kept = #redis.call('XRANGE', log, ARGV[1], ARGV[1]) end
+  if #entries > 0 and #redis.call('XRANGE', log, '-', ARGV[1], 'COUNT', 1) == 0 then
+    local info = redis.call('XINFO', 'STREAM', log)
+    local added, length
+    for i = 1, #info, 2 do
+      if info[i] == 'entries-added' then added = info[i + 1] elseif info[i] == 'length' then length = info[i + 1] end
+    end
+    if added ~= length then kept = 0 end
   end
 end`;
 
@@ -162,16 +167,6 @@ export async function logTrimmedAfter(redis: Redis, stream: string, cursor: stri
 }
 
 /**
- * Whether entries PUBLISHED_TAIL_LUA read may be applied (`kept` as it returned). From the log's start ('0-0': no
- * snapshot) there is no cursor entry to find, so it asks whether anything was ever trimmed from the log, after the
- * read: a trim before the read shows, and a later one cannot reach entries past those read.
- */
-export async function tailKept(redis: Redis, keys: Keyspace, entries: readonly RawEntry[], kept: number) {
-  if (kept !== 2) return kept === 1;
-  return entries.length === 0 || !(await logTrimmedAfter(redis, keys.input, "0-0"));
-}
-
-/**
  * Applies one batch up to the published cursor, read with it in one command (billed once on Upstash); true when there
  * was nothing left to apply.
  */
@@ -184,12 +179,12 @@ export async function catchUp(o: Pick<FollowerOptions, "redis" | "keys" | "state
     o.state.lastInputId,
     String(o.batchSize ?? 5000),
   )) as [RawEntry[], number];
-  return applyTail(o.state, entries, await tailKept(o.redis, o.keys, entries, kept));
+  return applyTail(o.state, entries, kept === 1);
 }
 
 /**
- * Applies entries read after the state's cursor (PUBLISHED_TAIL_LUA), refusing them when the cursor's own entry was
- * no longer in the log; true when there were none.
+ * Applies entries read after the state's cursor (PUBLISHED_TAIL_LUA), refusing them when entries after the cursor
+ * may be missing from the log (`kept` false); true when there were none.
  */
 export function applyTail(state: EngineState, entries: readonly RawEntry[], kept: boolean): boolean {
   if (entries.length > 0 && !kept) {

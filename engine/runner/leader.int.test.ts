@@ -371,6 +371,31 @@ describe("engine leader on real Redis", () => {
     expect(state.accounts.has("u4")).toBe(false);
   });
 
+  it("a standby whose cursor's entry was deleted (XDEL), with the log before it kept, follows on", async () => {
+    const keys = freshKeys();
+    const ids = await sixAccounts(keys);
+    await redis.set(keys.enginePublished, ids[2]!);
+    const state = createState(makeParams());
+    const ended = standBy(keys, state);
+    await until(() => Promise.resolve(state.lastInputId === ids[2] ? true : undefined));
+    // An operator deleted the entry this standby stands on: nothing after it is missing.
+    expect(await redis.xdel(keys.input, ids[2]!)).toBe(1);
+    await redis.set(keys.enginePublished, ids[5]!);
+    await until(() => Promise.resolve(state.lastInputId === ids[5] ? true : undefined));
+    expect(await ended()).toBe("still running");
+    expect(state.accounts.has("u5")).toBe(true);
+  });
+
+  it("a standby with no snapshot (cursor 0-0) stops with LogGapError on a log that lost its first entry to XDEL, as to a trim", async () => {
+    const keys = freshKeys();
+    const ids = await sixAccounts(keys);
+    await redis.set(keys.enginePublished, ids[5]!);
+    await redis.xdel(keys.input, ids[0]!); // the first entry is gone: from 0-0, that is a gap
+    const state = createState(makeParams());
+    expect(await standBy(keys, state)()).toBeInstanceOf(LogGapError);
+    expect(state.lastInputId).toBe("0-0");
+  });
+
   it("a standby with no snapshot (cursor 0-0) on a log trimmed at its start stops with LogGapError too", async () => {
     const keys = freshKeys();
     const ids = await sixAccounts(keys);

@@ -11,7 +11,7 @@ import type { Keyspace } from "../../contract/names.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { LeaderMetrics } from "../metrics.ts";
-import { applyTail, PUBLISHED_TAIL_LUA, tailKept } from "./follower.ts";
+import { applyTail, PUBLISHED_TAIL_LUA } from "./follower.ts";
 import { lagMs, streamHead } from "./leader.ts";
 import { sleep, type EngineLease } from "./lease.ts";
 import type { RawEntry } from "./log-stream.ts";
@@ -31,8 +31,8 @@ export interface StandbyOptions {
 }
 
 /**
- * The lease's holder, its remaining ms, and what was published after this standby's
- * cursor (PUBLISHED_TAIL_LUA: the entries, and whether the cursor's entry is still in the log), in one command.
+ * The lease's holder, its remaining ms, and what was published after this standby's cursor (PUBLISHED_TAIL_LUA: the
+ * entries, and whether everything after the cursor is still in the log), in one command.
  * KEYS[1] the lease, KEYS[2] the published cursor, KEYS[3] the log.
  */
 const POLL = `
@@ -101,7 +101,7 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     leader = holder;
     leaderSeenAt = Date.now();
     // What was published, a batch per poll until caught up (no pause between them).
-    const caughtUp = applyTail(state, entries, await tailKept(o.redis, o.keys, entries, kept));
+    const caughtUp = applyTail(state, entries, kept === 1);
     // Behind the stream head, caught up or not: what a takeover now would have left to apply.
     if (o.metrics !== undefined && Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
       o.metrics.lag(lagMs(await streamHead(o.redis, o.keys), state.lastInputMs));
