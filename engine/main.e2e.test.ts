@@ -3,7 +3,8 @@
  * snapshot in its database (a Redis and a Postgres that do not belong together), it stops with exit code 2 and
  * says why, instead of replaying what is left. It does not mistake a deleted entry (XDEL) for such a gap, and its
  * snapshotter, finding the log trimmed past the snapshot it restored, restores again rather than stop the engine. A
- * snapshotter that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1.
+ * snapshotter that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1; a stop
+ * while a leader restores again ends it cleanly too.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -12,7 +13,7 @@ import type { EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { migrate } from "../platform/migrate.ts";
-import type { Postgres } from "../platform/postgres.ts";
+import { connectPostgres, type Postgres } from "../platform/postgres.ts";
 import { spawnComponent, type Child } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
@@ -184,6 +185,57 @@ describe("engine process", () => {
       expect((await new PostgresSnapshotStore(db.db).load())?.head.lastInputId).toBe(later![0]);
     } finally {
       await Promise.all(engines.map((e) => e.stop("SIGKILL")));
+      await db.drop();
+    }
+  });
+
+  it("stops cleanly, exit 0, when asked while it restores again after the log was trimmed past its snapshot", async () => {
+    const own = `${prefix}restore-again:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    const locker = await connectPostgres(db.url, db.log, { maxConnections: 1 });
+    let unlock = () => {};
+    let locked: Promise<void> | undefined;
+    try {
+      await migrate(db.db, db.log);
+      const entries = await openAccounts(keys, 4);
+      await saveStateOf(db.db, entries.slice(0, 2));
+      const engine = spawnComponent("engine", {
+        REDIS_URL: TEST_REDIS_URL,
+        DATABASE_URL: db.url,
+        KEY_PREFIX: own,
+        SNAPSHOT_EVERY_MS: "3600000",
+        // It waits two polls before it takes a free lease: the window in which the log is trimmed below.
+        ENGINE_STANDBY_POLL_MS: "1000",
+      });
+      try {
+        await engine.waitFor((line) => line.event === "restore_snapshot" && line.role === undefined, 30_000);
+        // While it waits: a newer snapshot, the log trimmed past the one it restored, and the snapshot table locked,
+        // so that the restore it is about to start again waits.
+        await saveStateOf(db.db, entries);
+        await redis.xtrim(keys.input, "MINID", entries[3]![0]);
+        let isLocked = () => {};
+        const lockTaken = new Promise<void>((resolve) => (isLocked = resolve));
+        locked = locker.transaction(async (tx) => {
+          await tx.query("LOCK TABLE engine_snapshots IN ACCESS EXCLUSIVE MODE");
+          isLocked();
+          await new Promise<void>((resolve) => (unlock = resolve));
+        });
+        await lockTaken;
+        await engine.waitFor("restore_again", 10_000);
+        engine.proc.kill("SIGTERM");
+        await engine.waitFor("stopping");
+        unlock();
+        expect(await engine.exited).toEqual({ code: 0, signal: null });
+        expect(engine.raw.join("\n")).not.toContain("lost the engine lease");
+        expect(engine.events("stopped")).toEqual([expect.objectContaining({ exitCode: 0 })]);
+      } finally {
+        await engine.stop("SIGKILL");
+      }
+    } finally {
+      unlock();
+      await locked;
+      await locker.close();
       await db.drop();
     }
   });

@@ -206,7 +206,10 @@ runMain("engine", async () => {
       if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
         throw mismatched(keys.input, state.lastInputId, pastUnusable);
       // Stopping: the released lease is the standby's (it would only be held here until the stop ends).
-      if (stop.aborted) break;
+      if (stop.aborted) {
+        leading = false;
+        break;
+      }
       leading = await lease.tryAcquire();
     }
     if (leading) {
