@@ -15,7 +15,7 @@ export const REJECTIONS = {
   INVALID_TAKE_PROFIT: "The take-profit is not valid for this trade.",
   INSUFFICIENT_BALANCE: "The balance does not cover this order.",
   QUANTITY_TOO_SMALL: "The order is smaller than one quantity step of the asset.",
-  NOTIONAL_TOO_LARGE: "The order's size exceeds the per-order limit.",
+  NOTIONAL_TOO_LARGE: "The order is larger than a limit allows.",
   TOO_MANY_OPEN_TRADES: "The account has reached its limit of open trades.",
   WOULD_LIQUIDATE: "The trade would be liquidated as soon as it opened; lower the leverage.",
   TRADE_NOT_FOUND: "No open trade with this id belongs to this account.",

@@ -7,7 +7,19 @@ import { describe, expect, it } from "vitest";
 import { MAX_UNITS, formatUsd } from "../../contract/money.ts";
 import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
-import { ETH, SOL, close, codeOf, given, ofType, opened, placed, resultOf, usdOf } from "../testing/spec-support.ts";
+import {
+  ETH,
+  SOL,
+  close,
+  codeOf,
+  given,
+  messageOf,
+  ofType,
+  opened,
+  placed,
+  resultOf,
+  usdOf,
+} from "../testing/spec-support.ts";
 
 const LIMIT = formatUsd(MAX_UNITS); // "1000000000"
 
@@ -119,6 +131,10 @@ describe("the account limit counts the margin in open trades", () => {
     expect(usdOf(h, "alice")).toBe("999999000");
     const sale = h.instruct("alice", { kind: "spot_order", asset: "ETH", side: "sell", quantity: "0.001" });
     expect(codeOf(sale.answer)).toBe("NOTIONAL_TOO_LARGE");
+    expect(messageOf(sale.answer)).toBe(
+      "The order is larger than a limit allows. An account's USD (free, reserved and in open trades) may be at most 1000000000 USD; this sale pays 1000 USD " +
+        "and only 0 USD more fits.",
+    );
     expect(usdOf(h, "alice")).toBe("999999000");
   });
 

@@ -111,7 +111,7 @@ describe("spot_order", () => {
     const h = given({ params: { maxNotionalMicros: 1_000_000_000 } }); // 1000 USD
     expect(codeOf(spot(h, "buy", "0.5001").answer)).toBe("NOTIONAL_TOO_LARGE"); // 0.5001 × 2000 = 1000.2
     expect(messageOf(spot(h, "sell", "0.5001").answer)).toBe(
-      "The order's size exceeds the per-order limit. A spot order may be worth at most 1000 USD; received quantity " +
+      "The order is larger than a limit allows. A spot order may be worth at most 1000 USD; received quantity " +
         "0.5001 ETH, at the current bid 2000.",
     );
     expect(resultOf(spot(h, "buy", "0.5").answer, "spot_order").order.total).toBe("1000");

@@ -51,8 +51,20 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
         : `It sells ${amount(quantity)}; ${amount(held)} is held.`,
     );
   }
-  if (buy ? held + quantity > MAX_UNITS : total > roomMicros(account)) {
-    return refuse("NOTIONAL_TOO_LARGE", "The resulting balance would exceed the account limit.");
+  if (buy && held + quantity > MAX_UNITS) {
+    const most = formatUnits(MAX_UNITS, asset.quantityDecimals);
+    return refuse(
+      "NOTIONAL_TOO_LARGE",
+      `A ${asset.symbol} balance may be at most ${most}; ${formatUnits(held, asset.quantityDecimals)} is held and ` +
+        `this buys ${order.quantity}.`,
+    );
+  }
+  if (!buy && total > roomMicros(account)) {
+    return refuse(
+      "NOTIONAL_TOO_LARGE",
+      `An account's USD (free, reserved and in open trades) may be at most ${formatUsd(MAX_UNITS)} USD; this sale ` +
+        `pays ${formatUsd(total)} USD and only ${formatUsd(Math.max(0, roomMicros(account)))} USD more fits.`,
+    );
   }
 
   const signedQty = buy ? quantity : -quantity;

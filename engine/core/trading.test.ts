@@ -148,7 +148,7 @@ describe("open_trade refusals leave the account untouched", () => {
     expect(codeOf(open(h, "alice", { margin: "100.000001" }).answer)).toBe("NOTIONAL_TOO_LARGE"); // 1000.00001 USD
     expect(opened(h, "alice", { leverage: 10 }).quantity).toBe("0.5");
     expect(messageOf(open(h, "alice", { leverage: 11 }).answer)).toBe(
-      "The order's size exceeds the per-order limit. Margin × leverage may be at most 1000 USD; received margin " +
+      "The order is larger than a limit allows. Margin × leverage may be at most 1000 USD; received margin " +
         "100 USD × leverage 11.",
     );
   });
