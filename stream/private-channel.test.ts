@@ -74,7 +74,7 @@ function setUp() {
   const channel = new PrivateChannel(conn, {
     store,
     quotes: new Map(),
-    log: createLogger("stream-test", { level: "warn", sink: (line) => logs.push(JSON.parse(line) as never) }),
+    log: createLogger("stream-test", { level: "info", sink: (line) => logs.push(JSON.parse(line) as never) }),
     metrics: { gapWaiting: (delta) => gaps.push(delta) },
     now: Date.now,
     flushQuotes: () => undefined,
@@ -128,7 +128,7 @@ describe("PrivateChannel", () => {
     expect(store.reads).toBe(2);
   });
 
-  it("backs off on a gap that does not fill, to one read per 5 s, and logs and counts it once", async () => {
+  it("backs off on a gap that does not fill, to one read per 5 s, and logs and counts it once, then its end", async () => {
     const { channel, store, seqs, logs, gaps } = setUp();
     await channel.start(undefined);
     store.events.set(2, event(2)); // 1 never stored (an output the worker refused)
@@ -145,9 +145,48 @@ describe("PrivateChannel", () => {
     await vi.advanceTimersByTimeAsync(5_000);
     expect(seqs()).toEqual([1, 2]);
     expect(gaps).toEqual([1, -1]);
+    expect(logs.filter((l) => l.event === "private_gap_closed")).toEqual([
+      expect.objectContaining({ level: "info", userId: USER, missingSeq: 1, how: "filled", waitedMs: 32_750 }),
+    ]);
     const reads = store.reads;
     await vi.advanceTimersByTimeAsync(30_000);
     expect(store.reads).toBe(reads);
+  });
+
+  it("logs the end of a gap it logged as waiting, skipped by a resync or open at the close, and of no other", async () => {
+    const gapLines = (logs: Record<string, unknown>[]) =>
+      logs.filter((l) => String(l.event).startsWith("private_gap")).map((l) => `${String(l.event)} ${String(l.how)}`);
+    // A gap that fills within 5 s: neither line
+    const short = setUp();
+    await short.channel.start(undefined);
+    short.store.events.set(2, event(2));
+    short.channel.notify(event(2));
+    await vi.advanceTimersByTimeAsync(1_000);
+    short.store.events.set(1, event(1));
+    short.channel.notify(event(1));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(short.seqs()).toEqual([1, 2]);
+    expect(short.gaps).toEqual([1, -1]);
+    expect(gapLines(short.logs)).toEqual([]);
+    // One the channel stops waiting for, its socket closed
+    const closed = setUp();
+    await closed.channel.start(undefined);
+    closed.store.events.set(2, event(2));
+    closed.channel.notify(event(2));
+    await vi.advanceTimersByTimeAsync(10_000);
+    closed.channel.stop();
+    expect(gapLines(closed.logs)).toEqual(["private_gap_waiting undefined", "private_gap_closed channel_closed"]);
+    // One that a resync skips: the missing event was trimmed from the store before it came
+    const skipped = setUp();
+    await skipped.channel.start(undefined);
+    skipped.store.events.set(2, event(2));
+    skipped.channel.notify(event(2));
+    await vi.advanceTimersByTimeAsync(10_000);
+    [skipped.store.trimmedThrough, skipped.store.stateSeq] = [1, 2];
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(skipped.gaps).toEqual([1, -1]);
+    expect(gapLines(skipped.logs)).toEqual(["private_gap_waiting undefined", "private_gap_closed resync"]);
+    expect(skipped.logs.find((l) => l.event === "private_gap_closed")).toMatchObject({ missingSeq: 1, userId: USER });
   });
 
   it("reads what the store holds above a gap once it fills, though it subscribed after their fan-out", async () => {

@@ -5,7 +5,7 @@
  * the store does not hold yet (the worker stores a user's events out of order only after a crash) waits for a
  * later notification or the retry timer, which backs off to one read per RETRY_MAX_MS: a gap that never fills (an
  * output the worker refused to store, `bad_output_entry`) costs little, and is logged and counted for an operator
- * (docs/operations.md). A client that subscribes without `since` gets a snapshot; with `since`
+ * (docs/operations.md); a gap logged as waiting is logged again when it ends, so an operator sees which did. A client that subscribes without `since` gets a snapshot; with `since`
  * the events after it, or a resync (a fresh snapshot) when they are no longer kept or `since` is ahead of them.
  *
  * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after the events
@@ -32,7 +32,7 @@ const READ_BATCH = 500;
 /** How soon a gap the store did not hold yet (or a read that failed) is looked for again: doubling up to the max. */
 const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5_000;
-/** A gap still open after this long is logged (once). */
+/** A gap still open after this long is logged (once), and then its end. */
 const GAP_WARN_AFTER_MS = 5_000;
 
 export interface PrivateChannelDeps {
@@ -124,7 +124,7 @@ export class PrivateChannel {
   stop(): void {
     this.state = "stopped";
     clearTimeout(this.retry);
-    this.endGap();
+    this.endGap("channel_closed");
   }
 
   /** A method, not a field test: TypeScript would keep its narrowing across the awaits that may change it. */
@@ -189,7 +189,7 @@ export class PrivateChannel {
   /** After a read: a gap still open, or a failed read, is looked for again later, each time a little later. */
   private scheduleRetry(): void {
     const waiting = this.highestNotified > this.lastSeq;
-    if (!waiting) this.endGap();
+    if (!waiting) this.endGap("filled");
     else if (this.gap?.seq !== this.lastSeq + 1) this.startGap();
     else if (!this.gap.logged && this.deps.now() - this.gap.sinceMs >= GAP_WARN_AFTER_MS) {
       this.gap.logged = true;
@@ -214,16 +214,29 @@ export class PrivateChannel {
   }
 
   private startGap(): void {
-    this.endGap();
+    // Past the gap before (a resync ended it already): its events came, and the channel waits for later ones.
+    this.endGap("filled");
     this.gap = { seq: this.lastSeq + 1, sinceMs: this.deps.now(), logged: false };
     this.retryDelayMs = RETRY_FIRST_MS;
     this.deps.metrics.gapWaiting(1);
   }
 
-  private endGap(): void {
+  /**
+   * The gap is no longer waited on: its events came (`filled`), a resync skipped it, or the channel closed with it
+   * open. Logged only after `private_gap_waiting` was: a gap shorter than GAP_WARN_AFTER_MS is no news.
+   */
+  private endGap(how: "filled" | "resync" | "channel_closed"): void {
     if (this.gap === undefined) return;
+    const { seq, sinceMs, logged } = this.gap;
     this.gap = undefined;
     this.deps.metrics.gapWaiting(-1);
+    if (logged)
+      this.deps.log.info("private_gap_closed", {
+        userId: this.conn.userId,
+        missingSeq: seq,
+        how,
+        waitedMs: this.deps.now() - sinceMs,
+      });
   }
 
   /**
@@ -232,6 +245,7 @@ export class PrivateChannel {
    * never got, and the next read would go on from there as if the resync had reached it.
    */
   private resync(snapshot: PrivateState, reason: string): void {
+    this.endGap("resync");
     try {
       this.mirror.reset(snapshot);
       this.lastSeq = snapshot.seq;
