@@ -2,24 +2,26 @@
  * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
  * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
  * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included; a
- * Redis outage it waits out.
+ * Redis or Postgres outage it waits out, one at its start too: started while Postgres is down (a machine's boot, a
+ * Postgres restarting), it waits for it rather than exit into a crash loop (postgres-outages.ts).
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
 import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
-import { createLogger } from "../platform/log.ts";
+import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
-import { connectPostgres } from "../platform/postgres.ts";
+import { connectPostgres, type Postgres } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
+import { PostgresWaitStopped, waitForPostgres } from "./postgres-outages.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
 import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
 
 /**
  * How long a Postgres statement waits for its answer: half the stuck bound, so a connection that stopped answering
  * fails its batch with the driver's own error before the watchdog has to end the worker. A Postgres that is down fails
- * a statement at once anyway, and the worker with it, as any Postgres error does. The Redis connections have no such
+ * a statement at once anyway, and the worker waits for it (postgres-outages.ts). The Redis connections have no such
  * timeout: ioredis's counts the time a command waits for a reconnect, so a Redis restart would fail the batch; the
  * watchdog, which does not count that time, bounds them.
  */
@@ -55,9 +57,9 @@ runMain("worker", async () => {
   // Only a log line, so not waited for: on a Redis that accepted the connection and says nothing it would wait for
   // ever, while the worker's start, queued behind it on the same connection, is bounded by the watchdog.
   void checkDurability(writer, log);
-  const db = await connectPostgres(config.databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
+  let db: Postgres | undefined;
   try {
-    await migrate(db, log);
+    db = await waitForPostgres(log, stop)(() => connectAndMigrate(config.databaseUrl, log));
     await runWorker(
       {
         reader,
@@ -74,11 +76,26 @@ runMain("worker", async () => {
       },
       stop,
     );
+  } catch (err) {
+    // Stopped before Postgres came back at start: nothing was read, nothing is left undone.
+    if (!(err instanceof PostgresWaitStopped)) throw err;
   } finally {
     reader.disconnect();
     writer.disconnect();
-    await db.close();
+    await db?.close();
     await metricsServer?.close();
   }
   log.info("stopped");
 });
+
+/** Connects to Postgres and migrates, tried again as a whole while Postgres is down (main's waitForPostgres). */
+async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Postgres> {
+  const db = await connectPostgres(databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
+  try {
+    await migrate(db, log);
+    return db;
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+}

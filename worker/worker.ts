@@ -42,7 +42,11 @@
  * Every wait is bounded (watchdog.ts): a step that has not ended after `stuckAfterMs` is a connection that stopped
  * answering, and the worker ends with `worker_stuck` rather than hold every answer, and its stop, for ever. Time while
  * the reader or writer is down (redis-outages.ts: a Redis restarting, failing over, or loading) does not count: the
- * worker waits for it to come back, as ioredis does, and goes on.
+ * worker waits for it to come back, as ioredis does, and goes on. A Postgres that is down (postgres-outages.ts:
+ * refusing connections, starting up, in recovery) is waited out too: the batch's Postgres writes are tried again,
+ * with a pause between tries that is no step, while the batches behind it wait (only the next one's quotes go out
+ * meanwhile: reading on would take the consumer past its two batches pending). A stop during that wait ends the
+ * worker at once, the batch left pending.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -54,6 +58,7 @@ import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
 import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
+import { PostgresWaitStopped, waitForPostgres, type PostgresRetry, type UntilPostgres } from "./postgres-outages.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
 import { watchdog, type Bounded } from "./watchdog.ts";
@@ -100,6 +105,8 @@ export interface WorkerOptions {
    * watched from the start of runWorker, for callers that start it at once; runWorker ends the watch.
    */
   readonly outages?: ReturnType<typeof watchRedisOutages>;
+  /** How soon a batch's Postgres writes are tried again while Postgres is down (default DEFAULT_POSTGRES_RETRY). */
+  readonly postgresRetry?: PostgresRetry;
 }
 
 /** Fields are typed nullable as ioredis types a group read's entries. */
@@ -131,12 +138,23 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
+  try {
+    await consume(o, signal);
+  } catch (err) {
+    // A stop while Postgres is down: the batch that waited for it is left pending, as at any stop before its XACK.
+    if (!(err instanceof PostgresWaitStopped)) throw err;
+  }
+}
+
+async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
   const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
   const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
+  const untilPostgres = waitForPostgres(o.log, signal, o.postgresRetry);
+  const run = (step: string): BatchRun => ({ bound: (work) => bounded(step, work), untilPostgres });
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
-  // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded from
-  // its start, so no wait on it (a stop's included) lasts longer than stuckAfterMs, Redis outages aside.
+  // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded, so
+  // no wait on it (a stop's included) lasts longer than stuckAfterMs, Redis and Postgres outages aside.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
   let writerCloses = 0;
@@ -153,7 +171,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         `batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`,
       );
     const blockMs = o.blockMs ?? 1000;
-    let handled = await handleOwnPending(o, batch, bounded);
+    let handled = await handleOwnPending(o, batch, bounded, run("own_pending"));
     let lastClaimMs = 0;
     let trimmed = 0;
     let lastStatsMs = Date.now();
@@ -177,10 +195,10 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         if (writerCloses !== closesBefore) {
           // This answer may be a second run's: what the first took is pending here too, and is claimed by no one.
           o.log.warn("group_reply_lost", { command: "XAUTOCLAIM" });
-          handled += await handleOwnPending(o, batch, bounded);
+          handled += await handleOwnPending(o, batch, bounded, run("own_pending"));
         } else if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
-          await bounded("claimed_batch", handleBatch(o, claimed));
+          await handleBatch(o, claimed, run("claimed_batch"));
           handled += claimed.length;
           o.metrics?.handled(claimed.length);
         }
@@ -217,14 +235,14 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
         await rest;
         restEntries = 0;
         await bounded("reader_ping", pingThrough(o.reader));
-        handled += await handleOwnPending(o, batch, bounded);
+        handled += await handleOwnPending(o, batch, bounded, run("own_pending"));
         continue;
       }
       const entries = reply?.[0]?.[1] ?? [];
       if (entries.length > 0) {
         const outputs = await bounded("batch_quotes", handleQuotes(o, entries));
         const previous = rest;
-        rest = previous.then(() => bounded("batch_rest", handleRest(o, entries, outputs)));
+        rest = previous.then(() => handleRest(o, entries, outputs, run("batch_rest")));
         rest.catch(() => undefined); // awaited below or at the next batch; not unhandled meanwhile
         await previous;
         restEntries = entries.length;
@@ -427,7 +445,7 @@ export async function groupBacklog(
  * their fields; an entry trimmed from the stream meanwhile comes back without fields, or not at all, and is
  * acknowledged as is. Returns how many it handled.
  */
-async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded): Promise<number> {
+async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded, run: BatchRun): Promise<number> {
   let handled = 0;
   for (;;) {
     const pending = (await bounded(
@@ -445,14 +463,27 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
     const gone = ids.filter((id) => !returned.has(id));
     o.log.info("handling_own_pending", { entries: entries.length, trimmed: gone.length });
     if (gone.length > 0) await bounded("own_pending", o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone));
-    if (entries.length > 0) await bounded("own_pending", handleBatch(o, entries));
+    if (entries.length > 0) await handleBatch(o, entries, run);
     handled += ids.length;
     o.metrics?.handled(ids.length);
   }
 }
 
-export async function handleBatch(o: WorkerOptions, entries: readonly Claimed[]): Promise<void> {
-  await handleRest(o, entries, await handleQuotes(o, entries));
+/** How a batch's steps are bounded (watchdog.ts), and its Postgres writes waited for (postgres-outages.ts). */
+export interface BatchRun {
+  readonly bound: <T>(work: Promise<T>) => Promise<T>;
+  readonly untilPostgres: UntilPostgres;
+}
+
+/** A batch handled on its own (tests): unbounded, and failed by a Postgres outage as by any error. */
+const ON_ITS_OWN: BatchRun = { bound: (work) => work, untilPostgres: (attempt) => attempt() };
+
+export async function handleBatch(
+  o: WorkerOptions,
+  entries: readonly Claimed[],
+  run: BatchRun = ON_ITS_OWN,
+): Promise<void> {
+  await handleRest(o, entries, await run.bound(handleQuotes(o, entries)), run);
 }
 
 /** A batch's outputs, and the events whose entries say their engine step has more for the same user. */
@@ -479,17 +510,30 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
   return { outputs, continued };
 }
 
-/** Everything else of a batch whose quotes went out (handleQuotes), then its XACK. */
-async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded): Promise<void> {
+/**
+ * Everything else of a batch whose quotes went out (handleQuotes), then its XACK. Its Postgres writes are tried again
+ * whole while Postgres is down (each statement is idempotent), each try bounded on its own; then the rest, bounded.
+ */
+async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
   const { outputs, continued } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
+  const candles = await run.untilPostgres(() => run.bound(writePostgres(o, outputs)));
+  await run.bound(
+    (async () => {
+      await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles);
+      const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
+      if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+    })(),
+  );
+}
+
+/** A batch's history and candles; returns the candles it touched, as stored. */
+async function writePostgres(o: WorkerOptions, outputs: readonly EngineOutput[]) {
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs, o.log);
   if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles);
-  const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
-  if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+  return candles;
 }
 
 /**
