@@ -1,6 +1,7 @@
 // The containers' Postgres: node-postgres over TCP, its transactions, and its streamed rows.
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ConfigError } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { connectPostgres } from "./postgres.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
@@ -205,6 +206,32 @@ describe("pg Pool over TCP", () => {
     await expect(connectPostgres(url.toString(), quiet)).rejects.toThrow(
       /cannot reach Postgres at 127\.0\.0\.1:1\/t_\w+: .*ECONNREFUSED/,
     );
+  });
+
+  it("calls a database that does not exist a configuration error: DATABASE_URL named, without its password, and how to create it", async () => {
+    const url = new URL(t.url);
+    url.password = "s3cret";
+    url.pathname = "/no_such_db_here";
+    const failed = await connectPostgres(url.toString(), quiet).catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(ConfigError);
+    const { message } = failed as Error;
+    expect(message).toBe(
+      `DATABASE_URL names database "no_such_db_here", which does not exist on the Postgres at ${url.hostname}:${url.port || 5432}: create it (createdb -h ${url.hostname} -p ${url.port || 5432} -U ${url.username} no_such_db_here), or set DATABASE_URL to one that exists`,
+    );
+    expect(message).not.toContain("s3cret");
+  });
+
+  it("calls a user the server refuses a configuration error naming DATABASE_URL's user", async () => {
+    const url = new URL(t.url);
+    url.username = "no_such_role_here";
+    url.password = "s3cret";
+    const failed = await connectPostgres(url.toString(), quiet).catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(ConfigError);
+    const { message } = failed as Error;
+    expect(message).toMatch(
+      /^the Postgres at [\d.]+:\d+ refused DATABASE_URL's user "no_such_role_here" for database "t_\w+" \(.+\): check the user and password in DATABASE_URL$/,
+    );
+    expect(message).not.toContain("s3cret");
   });
 
   it("gives up on a server that accepts the connection and never answers, after the connect timeout", async () => {

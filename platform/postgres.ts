@@ -11,6 +11,7 @@
  */
 import pg, { type QueryResultRow } from "pg";
 import QueryStream from "pg-query-stream";
+import { ConfigError } from "./config.ts";
 import type { Logger } from "./log.ts";
 
 /** A row as the drivers give it: column name → value parsed by its type (numeric and int8 stay strings). */
@@ -89,9 +90,11 @@ export async function connectPostgres(
     await pool.query("select 1");
   } catch (err) {
     await pool.end().catch(() => undefined);
-    throw new Error(
-      `cannot reach Postgres at ${where.host}:${where.port}/${where.database}: ${(err as Error).message}`,
-      { cause: err },
+    throw (
+      refusedConfiguration(databaseUrl, err) ??
+      new Error(`cannot reach Postgres at ${where.host}:${where.port}/${where.database}: ${(err as Error).message}`, {
+        cause: err,
+      })
     );
   }
   log.info("postgres_connected", where);
@@ -141,6 +144,31 @@ export async function connectPostgres(
     },
     close: () => endWithin(pool, options.closeTimeoutMs ?? 5_000, log, where),
   };
+}
+
+/**
+ * A refusal at connect that no restart can cure, as a ConfigError (the process exits 2, and `npm start` stops rather
+ * than restart it in a loop): the database named does not exist (3D000), or the server refused the user or its
+ * password (28P01, 28000). The message names DATABASE_URL, which every process connects with, without its password.
+ */
+function refusedConfiguration(databaseUrl: string, err: unknown): ConfigError | undefined {
+  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  const { host, port, database } = describeDatabase(databaseUrl);
+  const user = decodeURIComponent(new URL(databaseUrl).username);
+  if (code === "3D000") {
+    const createdb = ["createdb", "-h", host, "-p", String(port), ...(user === "" ? [] : ["-U", user]), database];
+    return new ConfigError(
+      `DATABASE_URL names database "${database}", which does not exist on the Postgres at ${host}:${port}: create it (${createdb.join(" ")}), or set DATABASE_URL to one that exists`,
+      { cause: err },
+    );
+  }
+  if (code === "28P01" || code === "28000") {
+    return new ConfigError(
+      `the Postgres at ${host}:${port} refused DATABASE_URL's user${user === "" ? "" : ` "${user}"`} for database "${database}" (${(err as Error).message}): check the user and password in DATABASE_URL`,
+      { cause: err },
+    );
+  }
+  return undefined;
 }
 
 /**
