@@ -170,4 +170,18 @@ describe("the metrics server", () => {
       await new Promise((r) => squatter.close(r));
     }
   });
+
+  it.each([
+    ["an address not this machine's", "192.0.2.1", "EADDRNOTAVAIL"],
+    // EAI_AGAIN instead on a machine without a name server.
+    ["a host name that does not resolve", "nonsense.invalid", "ENOTFOUND|EAI_AGAIN"],
+  ])("%s in METRICS_HOST is a configuration error naming METRICS_HOST", async (_, host, code) => {
+    const serving = serveMetrics(createRegistry("stream"), { variable: "STREAM_METRICS_PORT", port: 0, host }, log);
+    await expect(serving).rejects.toThrow(ConfigError);
+    await expect(serving).rejects.toThrow(
+      new RegExp(
+        `^METRICS_HOST must be an address of this machine \\(127\\.0\\.0\\.1, or 0\\.0\\.0\\.0 for all of them\\), got "${host}" \\((${code})\\)$`,
+      ),
+    );
+  });
 });

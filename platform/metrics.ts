@@ -84,8 +84,8 @@ export interface MetricsServer {
 
 /**
  * Serves `registry` at `/metrics` (and, given `ready`, `/ready`: 200 or 503); resolves once listening (undefined
- * when the config says off) and logs `metrics_listening` with the port. A port in use is a configuration error
- * naming the variable.
+ * when the config says off) and logs `metrics_listening` with the port. A port in use, or a METRICS_HOST that is not
+ * this machine's, is a configuration error naming the variable.
  */
 export async function serveMetrics(
   registry: Registry,
@@ -135,16 +135,27 @@ export async function serveMetrics(
   };
 }
 
+/**
+ * Listens; a failure that a setting causes is a ConfigError naming its variable, so the process exits 2 rather than
+ * crash into a restart loop: the port's when the port is taken or privileged, METRICS_HOST when it is no address of
+ * this machine or a name that does not resolve. Anything else is thrown as it is.
+ */
 function listen(server: Server, config: MetricsConfig): Promise<number> {
   return new Promise((resolve, reject) => {
     const failed = (err: NodeJS.ErrnoException) => {
-      reject(
-        err.code === "EADDRINUSE" || err.code === "EACCES" || err.code === "EADDRNOTAVAIL"
-          ? new ConfigError(
-              `cannot serve metrics on ${config.host}:${config.port} (${err.code}): set ${config.variable} to a free port, 0 for any, or off`,
-            )
-          : err,
-      );
+      if (err.code === "EADDRINUSE" || err.code === "EACCES") {
+        reject(
+          new ConfigError(
+            `cannot serve metrics on ${config.host}:${config.port} (${err.code}): set ${config.variable} to a free port, 0 for any, or off`,
+          ),
+        );
+      } else if (err.code === "EADDRNOTAVAIL" || err.syscall === "getaddrinfo") {
+        reject(
+          new ConfigError(
+            `METRICS_HOST must be an address of this machine (127.0.0.1, or 0.0.0.0 for all of them), got "${config.host}" (${err.code})`,
+          ),
+        );
+      } else reject(err);
     };
     server.once("error", failed);
     server.listen(config.port, config.host, () => {
