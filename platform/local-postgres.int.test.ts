@@ -1,11 +1,13 @@
-import { chmod, mkdtemp, readlink, rename, rm } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmod, mkdtemp, readFile, readlink, rename, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ensurePostgres } from "./local-postgres.ts";
-import type { LocalServer } from "./local-servers.ts";
+import { running, type LocalServer } from "./local-servers.ts";
 import { createLogger } from "./log.ts";
 import { connectPostgres } from "./postgres.ts";
+import { until } from "./testing/processes.ts";
 import { TEST_DATABASE_ADMIN_URL } from "./testing/test-servers.ts";
 
 const events: string[] = [];
@@ -23,6 +25,11 @@ async function dataDir(): Promise<string> {
   await chmod(dir, 0o755);
   dirs.push(dir);
   return dir;
+}
+
+async function ownerOf(path: string): Promise<{ uid: number; gid: number }> {
+  const { uid, gid } = await stat(path);
+  return { uid, gid };
 }
 
 afterAll(async () => {
@@ -73,6 +80,49 @@ describe("ensurePostgres", () => {
         await db.close();
       } finally {
         await pg?.stop();
+      }
+    },
+  );
+
+  it(
+    "starts again a cluster whose server was killed and not yet reaped, rather than adopt it dead",
+    { timeout: 120_000 },
+    async () => {
+      const dir = await dataDir();
+      const options = { dataDir: dir, log, env: { PATH }, prefer: "own", preferredPort: 0 } as const;
+      const pidFile = join(dir, "postgres", "data", "postmaster.pid");
+      let first: LocalServer | undefined;
+      let again: LocalServer | undefined;
+      let zombie: ChildProcess | undefined;
+      try {
+        first = await ensurePostgres(options);
+        // As root the server runs as the `postgres` user (local-postgres.ts), and so must its stand-in below.
+        const owner = process.getuid?.() === 0 ? await ownerOf(join(dir, "postgres", "data")) : {};
+        zombie = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 60"], {
+          stdio: ["ignore", "pipe", "ignore"],
+          ...owner,
+        });
+        const left = await readFile(pidFile, "utf8");
+        const pid = Number(left.split("\n")[0]);
+        process.kill(pid, "SIGKILL");
+        await until(async () => !(await running(pid)) || undefined, 10_000, "the killed server gone");
+        // Until init reaps a killed server, its pid still exists, as a zombie's: one stands in for it here, since when
+        // init reaps varies by machine (about a second in some containers).
+        const zombiePid = Number(await new Promise<string>((r) => zombie!.stdout!.once("data", (d) => r(String(d)))));
+        await until(async () => !(await running(zombiePid)) || undefined, 5_000, "the zombie");
+        await writeFile(pidFile, left.replace(/^\d+/, String(zombiePid)));
+        // Its parent ends a second on, and init reaps it.
+        setTimeout(() => zombie?.kill(), 1_000);
+
+        events.length = 0;
+        again = await ensurePostgres({ ...options, onlyPort: Number(new URL(first.url).port) });
+        expect(events).toContain("postgres_started");
+        expect(events).not.toContain("postgres_adopted");
+        const db = await connectPostgres(again.url, log);
+        await db.close();
+      } finally {
+        zombie?.kill();
+        await again?.stop();
       }
     },
   );

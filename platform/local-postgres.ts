@@ -47,6 +47,7 @@ import {
   foreign,
   once,
   readPort,
+  reaped,
   running,
   tail,
   where,
@@ -56,6 +57,9 @@ import {
 import { connectPostgres } from "./postgres.ts";
 
 const run = promisify(execFile);
+
+/** How long a start waits for a dead server's pid to be reaped, then tries all the same. */
+const REAP_WAIT_MS = 10_000;
 
 /** Where, as root, what the `postgres` user cannot reach inside a private folder is kept instead. */
 const SHARED_ROOT = "/var/lib/paper-broker";
@@ -95,8 +99,12 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
   let port: number;
   let pid: number;
   const postmaster = await readPostmaster(pgdata);
+  // pg_ctl status only asks whether the pid exists, and a killed server's does until init reaps it (about a second on
+  // some machines): a server npm start found dead would be adopted, dead, instead of started again. Postgres refuses
+  // to start while its lock file names a pid that exists, so a start waits for that one to be reaped.
   if (
     postmaster !== undefined &&
+    (await running(postmaster.pid)) &&
     (await asPostgres(bin.pg_ctl, ["status", "-D", pgdata]).then(
       () => true,
       () => false,
@@ -105,6 +113,7 @@ export async function ensurePostgres(options: InfraOptions & { readonly database
     ({ port, pid } = postmaster);
     log.info("postgres_adopted", { port, dir: pgdata, pid });
   } else {
+    if (postmaster !== undefined) await reaped(postmaster.pid, REAP_WAIT_MS);
     if (!(await exists(join(pgdata, "PG_VERSION")))) {
       await rm(pgdata, { recursive: true, force: true }); // what a failed initdb may have left
       await asPostgres(bin.initdb, [

@@ -146,6 +146,15 @@ export async function running(pid: number): Promise<boolean> {
   return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
 }
 
+/**
+ * Waits, at most `ms`, while `pid` is a zombie: a process that died and that its parent (init, for a daemon) has not
+ * reaped yet. The system still lists the pid meanwhile.
+ */
+export async function reaped(pid: number, ms: number): Promise<void> {
+  const until = performance.now() + ms;
+  while (signal(pid, 0) && !(await running(pid)) && performance.now() < until) await sleep(25);
+}
+
 export async function pidFileAlive(file: string): Promise<boolean> {
   const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
   // No pid file yet: the daemon is still starting.
