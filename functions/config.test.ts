@@ -74,7 +74,7 @@ describe("the live stream", () => {
       "wss://stream.example.com/api/v1/stream",
     );
     expect(() => readApiConfig({ ...base, STREAM_URL: "https://stream.example.com" })).toThrow(
-      'STREAM_URL must use ws: or wss:, got "https:"',
+      'STREAM_URL must use ws: or wss:, got "https://stream.example.com"',
     );
     expect(() => readApiConfig({ ...base, STREAM_PORT: "0" })).toThrow(/STREAM_PORT/);
   });
@@ -113,7 +113,12 @@ describe("readHttpTimeouts", () => {
       }),
     ).toEqual({ headersTimeoutMs: 500, requestTimeoutMs: 1_000, keepAliveTimeoutMs: 65_000 });
     expect(() => readHttpTimeouts({ HTTP_REQUEST_TIMEOUT_MS: "1000", HTTP_HEADERS_TIMEOUT_MS: "2000" })).toThrow(
-      ConfigError,
+      new ConfigError("HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS (1000), received 2000"),
+    );
+    expect(() => readHttpTimeouts({ HTTP_HEADERS_TIMEOUT_MS: "20000" })).toThrow(
+      new ConfigError(
+        "HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS (10000, its default), received 20000",
+      ),
     );
     expect(() => readHttpTimeouts({ HTTP_REQUEST_TIMEOUT_MS: "soon" })).toThrow(/HTTP_REQUEST_TIMEOUT_MS/);
   });

@@ -119,8 +119,12 @@ export interface HttpTimeouts {
 export function readHttpTimeouts(env: Env): HttpTimeouts {
   const requestTimeoutMs = wholeNumber(env, "HTTP_REQUEST_TIMEOUT_MS", 10_000, 100, 600_000);
   const headersTimeoutMs = wholeNumber(env, "HTTP_HEADERS_TIMEOUT_MS", Math.min(5_000, requestTimeoutMs), 100, 600_000);
-  if (headersTimeoutMs > requestTimeoutMs)
-    throw new ConfigError("HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS");
+  if (headersTimeoutMs > requestTimeoutMs) {
+    const unset = env.HTTP_REQUEST_TIMEOUT_MS?.trim() ? "" : ", its default";
+    throw new ConfigError(
+      `HTTP_HEADERS_TIMEOUT_MS: expected at most HTTP_REQUEST_TIMEOUT_MS (${requestTimeoutMs}${unset}), received ${headersTimeoutMs}`,
+    );
+  }
   const keepAliveTimeoutMs = wholeNumber(env, "HTTP_KEEP_ALIVE_TIMEOUT_MS", 5_000, 100, 600_000);
   return { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs };
 }

@@ -20,8 +20,30 @@ describe("config readers", () => {
     expect(() => wholeNumber({ N: "1001" }, "N", 10, 1, 1000)).toThrow(ConfigError);
     expect(() => wholeNumber({ N: "-1" }, "N", 10, 1, 1000)).toThrow(ConfigError);
     expect(() => oneOf({ F: "live" }, "F", ["auto", "sim"], "auto")).toThrow('F must be one of auto, sim, got "live"');
-    expect(() => url({ U: "not a url" }, "U", undefined, ["redis:"])).toThrow('U is not a URL: "not a url"');
-    expect(() => url({ U: "http://x" }, "U", undefined, ["redis:"])).toThrow('U must use redis:, got "http:"');
+    expect(() => url({ U: "not a url" }, "U", undefined, ["redis:"])).toThrow(
+      new ConfigError('U is not a URL: "not a url"'),
+    );
+    expect(() => url({ U: "http://x" }, "U", undefined, ["redis:"])).toThrow(
+      new ConfigError('U must use redis:, got "http://x"'),
+    );
+  });
+
+  it("echo a refused URL whole, its password masked, and give one without a scheme the URL it likely meant", () => {
+    const redis = ["redis:", "rediss:"];
+    expect(() => url({ REDIS_URL: "localhost:6380" }, "REDIS_URL", undefined, redis)).toThrow(
+      new ConfigError(
+        'REDIS_URL must use redis: or rediss:, got "localhost:6380" (did you mean redis://localhost:6380?)',
+      ),
+    );
+    expect(() => url({ REDIS_URL: "127.0.0.1:6380" }, "REDIS_URL", undefined, redis)).toThrow(
+      new ConfigError('REDIS_URL is not a URL: "127.0.0.1:6380" (did you mean redis://127.0.0.1:6380?)'),
+    );
+    expect(() => url({ D: "http://me:s3cret@db:5432/x" }, "D", undefined, ["postgres:"])).toThrow(
+      new ConfigError('D must use postgres:, got "http://me:***@db:5432/x"'),
+    );
+    expect(() => url({ D: "me:s3cret@db:5432/x" }, "D", undefined, ["postgres:"])).toThrow(
+      new ConfigError('D must use postgres:, got "me:***@db:5432/x" (did you mean postgres://me:***@db:5432/x?)'),
+    );
   });
 });
 

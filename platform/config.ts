@@ -32,17 +32,29 @@ export function oneOf<T extends string>(env: Env, name: string, choices: readonl
   return raw as T;
 }
 
+/**
+ * A URL of one of `protocols` (`"redis:"`, …). A refused value is echoed whole, its password masked, and one that
+ * looks like an address without its scheme (`localhost:6380`, which parses as the scheme `localhost:`) gets the URL it
+ * was likely meant to be.
+ */
 export function url(env: Env, name: string, fallback: string | undefined, protocols: readonly string[]): string {
   const value = text(env, name, fallback);
+  const shown = withoutPassword(value);
+  const meant = /^\S+$/.test(value) && !value.includes("//") ? ` (did you mean ${protocols[0]}//${shown}?)` : "";
   let protocol: string;
   try {
     protocol = new URL(value).protocol;
   } catch {
-    throw new ConfigError(`${name} is not a URL: "${value}"`);
+    throw new ConfigError(`${name} is not a URL: "${shown}"${meant}`);
   }
   if (!protocols.includes(protocol))
-    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${protocol}"`);
+    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${shown}"${meant}`);
   return value;
+}
+
+/** `value` with the password of its `user:password@` part, if any, replaced by `***`. */
+function withoutPassword(value: string): string {
+  return value.replace(/^([^/@]*\/\/)?([^:/@]*):[^@/]*@/, "$1$2:***@");
 }
 
 /**
@@ -109,7 +121,7 @@ export function stopOnSignals(log: Logger): AbortSignal {
 export function runMain(component: string, main: () => Promise<void>): void {
   main().catch((err: unknown) => {
     if (err instanceof ConfigError) {
-      process.stderr.write(`${component}: configuration error: ${err.message}\n`);
+      process.stderr.write(`${component}: ${CONFIG_ERROR}${err.message}\n`);
       process.exit(2);
     }
     process.stderr.write(
@@ -117,4 +129,12 @@ export function runMain(component: string, main: () => Promise<void>): void {
     );
     process.exit(1);
   });
+}
+
+const CONFIG_ERROR = "configuration error: ";
+
+/** The message of a configuration error line as runMain writes it (`worker: configuration error: …`), or undefined. */
+export function configErrorMessage(line: string): string | undefined {
+  const at = line.indexOf(`: ${CONFIG_ERROR}`);
+  return at > 0 && !line.startsWith("{") ? line.slice(at + 2 + CONFIG_ERROR.length) : undefined;
 }

@@ -247,6 +247,28 @@ describe("the supervisor's restarts", () => {
     },
   );
 
+  it(
+    "stops the start when a child exits with a configuration error before it was ready, repeating its message",
+    { timeout: 30_000 },
+    async () => {
+      const message = 'WORKER_CLAIM_IDLE_MS must be a whole number from 100 to 3600000, got "soon"';
+      const { supervisor, lines } = supervisorOf([standIn("worker", [0])], "config-error", {
+        env: { FIXTURE_CONFIG_ERROR: message },
+      });
+      try {
+        await expect(supervisor.start()).rejects.toThrow(
+          new Error(`worker stopped with a configuration error: ${message}`),
+        );
+      } finally {
+        await supervisor.stop();
+      }
+      expect(lines.filter((l) => l.event === "component_config_error")).toEqual([
+        expect.objectContaining({ level: "error", child: "worker", error: message }),
+      ]);
+      expect(lines.filter((l) => l.event === "component_started")).toHaveLength(1);
+    },
+  );
+
   it("backs off up to 30 s, doubling", () => {
     expect([1, 2, 3, 4, 5, 6, 7, 100].map(backoffMs)).toEqual([
       1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,

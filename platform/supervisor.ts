@@ -26,6 +26,7 @@ import { createWriteStream, mkdirSync, type WriteStream } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
+import { configErrorMessage } from "./config.ts";
 import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
 import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
 import { RestartBackoff } from "./restart-backoff.ts";
@@ -61,6 +62,8 @@ interface Running {
   startedAtMs: number;
   /** When the current run logged its ready event; undefined before. */
   readyAtMs: number | undefined;
+  /** The configuration error the current run wrote on stderr, if any: repeated when it stops the start. */
+  configError: string | undefined;
   /** Counts its runs in a row that exited before they had served `stableMs`: when to start it again. */
   readonly backoff: RestartBackoff;
   /** Resolves when the child first logs its ready event (in whichever run); rejects if it cannot start. */
@@ -99,8 +102,8 @@ export class Supervisor {
   /**
    * Starts every replica of every component in order, each once the one before is ready; resolves with their ready
    * lines by child name. Rejects when a child exits with a configuration error (exit code 2) before it was ever
-   * ready, restarting it cannot help, or when its metrics port variable is wrong. Other early exits (a database
-   * still starting) are retried with the backoff.
+   * ready, restarting it cannot help, with the message it wrote, or when its metrics port variable is wrong. Other
+   * early exits (a database still starting) are retried with the backoff.
    */
   async start(): Promise<Record<string, Record<string, unknown>>> {
     const readyLines: Record<string, Record<string, unknown>> = {};
@@ -146,6 +149,7 @@ export class Supervisor {
       restarts: 0,
       startedAtMs: 0,
       readyAtMs: undefined,
+      configError: undefined,
       backoff: new RestartBackoff(this.options.stableMs),
       everReady: false,
       file: createWriteStream(join(this.options.logDir, `${replica.name}.log`), { flags: "a" }),
@@ -185,6 +189,7 @@ export class Supervisor {
     entry.child = child;
     entry.startedAtMs = Date.now();
     entry.readyAtMs = undefined;
+    entry.configError = undefined;
     const name = entry.replica.name;
     log.info("component_started", { child: name, pid: child.pid, restarts: entry.restarts });
     this.pipeLines(entry, child, child.stdout!, true);
@@ -198,8 +203,16 @@ export class Supervisor {
         return;
       }
       if (code === 2 && !entry.everReady) {
-        log.error("component_config_error", { child: name });
-        entry.failStart(new Error(`${name} stopped with a configuration error (its log above says which)`));
+        // Repeated in the start's last line: lines of the processes started before may have come since.
+        const said = entry.configError;
+        log.error("component_config_error", { child: name, error: said });
+        entry.failStart(
+          new Error(
+            said === undefined
+              ? `${name} stopped with a configuration error (its log above says which)`
+              : `${name} stopped with a configuration error: ${said}`,
+          ),
+        );
         return;
       }
       const now = Date.now();
@@ -237,6 +250,7 @@ export class Supervisor {
       for (const line of lines) {
         if (line === "") continue;
         const parsed = json && line.startsWith("{") ? parseLogLine(line) : undefined;
+        if (!json && entry.child === child) entry.configError = configErrorMessage(line) ?? entry.configError;
         // Only the current run's: a line the previous run left in the pipe says nothing about this one.
         if (parsed?.event === entry.replica.component.readyEvent && entry.child === child) entry.markReady(parsed);
         if (parsed !== undefined && this.belowLevel(parsed.level)) continue;

@@ -5,11 +5,13 @@
  * - `fail`: exits 1 at once, never ready (a component that cannot start);
  * - `crash`: logs `ready`, then exits 1 at once (a component that dies as it starts serving);
  * - `crash-later`: logs `ready`, serves FIXTURE_SERVE_MS (default 1,000), then exits 1 (one that died while serving);
- * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`.
+ * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`;
+ * - `config-error`: stops as a worker with a bad variable does, exit 2, saying FIXTURE_CONFIG_ERROR.
  * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it)
  * and its WORKER_NAME.
  */
 import { readFileSync, writeFileSync } from "node:fs";
+import { ConfigError, runMain } from "../config.ts";
 import { createLogger } from "../log.ts";
 
 const plan = (process.env.FIXTURE_PLAN ?? "serve").split(",");
@@ -29,15 +31,25 @@ const log = createLogger("fixture", { base: { run } });
 if (how === "fail") {
   process.exit(1);
 }
-// Before the ready line: a supervisor may stop it the moment it reads that line.
-const timer = setInterval(() => undefined, 60_000);
-process.once("SIGTERM", () => {
-  clearInterval(timer);
-  log.info("stopped");
-});
-log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT, workerName: process.env.WORKER_NAME });
-if (how === "crash") process.exit(1);
-if (how === "crash-later") setTimeout(() => process.exit(1), Number(process.env.FIXTURE_SERVE_MS ?? 1_000));
-// The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
-process.once("disconnect", () => process.exit(0));
-process.channel?.unref();
+if (how === "config-error") {
+  // As a component's main stops on a bad variable: after a line of its log, runMain's one line on stderr, exit 2.
+  log.info("start");
+  runMain("worker", () => Promise.reject(new ConfigError(process.env.FIXTURE_CONFIG_ERROR ?? "a bad value")));
+} else {
+  serve();
+}
+
+function serve(): void {
+  // Before the ready line: a supervisor may stop it the moment it reads that line.
+  const timer = setInterval(() => undefined, 60_000);
+  process.once("SIGTERM", () => {
+    clearInterval(timer);
+    log.info("stopped");
+  });
+  log.info("ready", { metricsPort: process.env.ENGINE_METRICS_PORT, workerName: process.env.WORKER_NAME });
+  if (how === "crash") process.exit(1);
+  if (how === "crash-later") setTimeout(() => process.exit(1), Number(process.env.FIXTURE_SERVE_MS ?? 1_000));
+  // The supervisor gone (a test that failed half-way): its IPC channel closes, and nothing is left running.
+  process.once("disconnect", () => process.exit(0));
+  process.channel?.unref();
+}
