@@ -49,7 +49,10 @@ export interface Keyspace {
   sessionRevokedKey(userId: string, sessionId: string): string;
   /** A user's sessions: session id → its expiry (seconds), for signing them all out; expired ones are dropped. */
   sessionsKey(userId: string): string;
-  /** A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an email, an IP). */
+  /**
+   * A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an IP, or an email
+   * inbox's SHA-256: no address in a key name). The subject is the hash tag.
+   */
   rateLimitKey(scope: string, subject: string): string;
   /** A user's Idempotency-Key records: key hash → hash of the body it was first used with, and the path it was on. */
   idempotencyRecords(userId: string): string;

@@ -1,13 +1,25 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { limited, signInEmailSubject, signInIpSubject } from "./admission.ts";
+import { keyspace } from "../contract/names.ts";
+import { inboxOf, limited, signInEmailSubject, signInIpSubject } from "./admission.ts";
 
 describe("sign-in limit subjects", () => {
   it("counts +tag variants, and Gmail's dotted spellings, as the one inbox they reach", () => {
-    expect(signInEmailSubject("victim+1@example.com")).toBe("victim@example.com");
-    expect(signInEmailSubject("victim+a+b@example.com")).toBe("victim@example.com");
-    expect(signInEmailSubject("v.i.c.tim+x@gmail.com")).toBe("victim@gmail.com");
-    expect(signInEmailSubject("victim@googlemail.com")).toBe("victim@gmail.com");
-    expect(signInEmailSubject("first.last@example.com")).toBe("first.last@example.com"); // dots matter elsewhere
+    expect(inboxOf("victim+1@example.com")).toBe("victim@example.com");
+    expect(inboxOf("victim+a+b@example.com")).toBe("victim@example.com");
+    expect(inboxOf("v.i.c.tim+x@gmail.com")).toBe("victim@gmail.com");
+    expect(inboxOf("victim@googlemail.com")).toBe("victim@gmail.com");
+    expect(inboxOf("first.last@example.com")).toBe("first.last@example.com"); // dots matter elsewhere
+    expect(signInEmailSubject("v.i.c.tim+x@googlemail.com")).toBe(signInEmailSubject("victim@gmail.com"));
+    expect(signInEmailSubject("first.last@example.com")).not.toBe(signInEmailSubject("firstlast@example.com"));
+  });
+
+  it("counts an inbox by its SHA-256, so that no address is spelt out in a key name", () => {
+    const subject = signInEmailSubject("me+news@example.com");
+    expect(subject).toBe(createHash("sha256").update("me@example.com").digest("hex"));
+    const key = keyspace("p:").rateLimitKey("sign-in-email", subject);
+    expect(key).toBe(`p:api:{${subject}}:rate:sign-in-email`);
+    expect(key).not.toMatch(/me|example/);
   });
 
   it("counts IPv4 per address and IPv6 per /64", () => {

@@ -106,10 +106,17 @@ export async function countRequest(
 
 /**
  * Who a sign-in limit counts. An address and its `+tag` variants (and, at Gmail, its dotted spellings) reach one
- * inbox, so they share one budget; otherwise one inbox could be sent links without end. An IPv6 client usually
- * holds a whole /64, so it is counted per /64, not per address.
+ * inbox, so they share one budget; otherwise one inbox could be sent links without end. The email limit counts the
+ * inbox's SHA-256 (hex), so that no address is spelt out in a Redis key name (`api:{<hash>}:rate:sign-in-email`),
+ * where key listings, slow logs and monitoring tools show it. An IPv6 client usually holds a whole /64, so it is
+ * counted per /64, not per address.
  */
 export function signInEmailSubject(email: string): string {
+  return sha256(inboxOf(email));
+}
+
+/** The inbox an address reaches: without its `+tag`, and at Gmail without dots, at gmail.com. */
+export function inboxOf(email: string): string {
   const at = email.lastIndexOf("@");
   if (at < 0) return email;
   const domain = email.slice(at + 1);
