@@ -79,6 +79,19 @@ describe("the live stream", () => {
     expect(() => readApiConfig({ ...base, STREAM_PORT: "0" })).toThrow(/STREAM_PORT/);
   });
 
+  it("takes STREAM_PORT 0 (a free port, as the stream does) only with a STREAM_URL to hand out", () => {
+    expect(() => readApiConfig({ ...base, STREAM_PORT: "0" })).toThrow(
+      new ConfigError(
+        'STREAM_PORT must be from 1 to 65535 unless STREAM_URL is set (0, a free port, leaves the API no stream address to hand out), got "0"',
+      ),
+    );
+    const given = { ...base, STREAM_PORT: "0", STREAM_URL: "ws://127.0.0.1:4101/api/v1/stream" };
+    expect(readApiConfig(given).settings.streamUrl).toBe("ws://127.0.0.1:4101/api/v1/stream");
+    expect(() => readApiConfig({ ...base, STREAM_PORT: "65536" })).toThrow(
+      'STREAM_PORT must be a whole number from 0 to 65535, got "65536"',
+    );
+  });
+
   it("tickets per user per minute: 60 by default", () => {
     expect(readApiConfig(base).settings.streamTicketRate).toEqual({ limit: 60, windowMs: 60_000 });
     expect(readApiConfig({ ...base, STREAM_TICKET_LIMIT_PER_MIN: "5" }).settings.streamTicketRate.limit).toBe(5);

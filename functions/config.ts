@@ -57,7 +57,12 @@ export function readApiConfig(env: Env): ApiConfig {
   // Over REST, which has no BLPOP, a trade request polls for its answer (functions/redis/upstash-api-redis.ts).
   // The stream runs as its own process (stream/): locally on STREAM_PORT beside the API, deployed behind its own
   // load balancer, whose address is STREAM_URL.
-  const streamPort = wholeNumber(env, "STREAM_PORT", 3001, 1, 65535);
+  // The stream's own reader takes 0, a free port, as other ports do; the API then cannot know where it is.
+  const streamPort = wholeNumber(env, "STREAM_PORT", 3001, 0, 65535);
+  if (streamPort === 0 && !env.STREAM_URL?.trim())
+    throw new ConfigError(
+      'STREAM_PORT must be from 1 to 65535 unless STREAM_URL is set (0, a free port, leaves the API no stream address to hand out), got "0"',
+    );
   const streamUrl = url(env, "STREAM_URL", `ws://localhost:${streamPort}/api/v1/stream`, ["ws:", "wss:"]);
   const pollMinMs = wholeNumber(env, "UPSTASH_POLL_MIN_MS", 2, 1, 1_000);
   const pollMaxMs = wholeNumber(env, "UPSTASH_POLL_MAX_MS", 20, 1, 1_000);
