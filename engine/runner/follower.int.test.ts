@@ -245,6 +245,25 @@ describe("catching up after a deleted entry", () => {
   });
 });
 
+describe("a log written anew under its key", () => {
+  it("is a gap for a follower whose cursor came from the lost one: it applies nothing of it", async () => {
+    const own = keyspace(`${prefix}recreated:`);
+    const ids: string[] = [];
+    for (const u of ["a", "b", "c", "d"])
+      ids.push((await redis.xadd(own.input, "*", ...encodeFields(account(u)))) as string);
+    await redis.set(own.enginePublished, ids[1]!);
+    const state = createState(makeParams());
+    await catchUp({ redis, keys: own, state });
+    expect(state.lastInputId).toBe(ids[1]);
+    await redis.set(own.enginePublished, ids[3]!); // c and d published
+    await redis.del(own.input); // the key lost
+    const next = (await redis.xadd(own.input, "*", ...encodeFields(account("e")))) as string;
+    await redis.set(own.enginePublished, next);
+    await expect(catchUp({ redis, keys: own, state })).rejects.toBeInstanceOf(LogGapError);
+    expect(state.lastInputId).toBe(ids[1]);
+  });
+});
+
 describe("logTrimmedAfter", () => {
   it("answers from the stream's trim history, and fails rather than guess when it cannot read it", async () => {
     const stream = `${prefix}trim-check`;
@@ -256,6 +275,14 @@ describe("logTrimmedAfter", () => {
     expect(await logTrimmedAfter(redis, stream, ids[2]!)).toBe(false);
     expect(await logTrimmedAfter(redis, stream, ids[0]!)).toBe(true);
     expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(true);
+
+    // The key lost and written anew: a cursor from the old log finds nothing at or before it, nothing ever removed.
+    const recreated = `${prefix}trim-check-recreated`;
+    const before = (await redis.xadd(recreated, "*", "n", "0")) as string;
+    await redis.del(recreated);
+    await redis.xadd(recreated, "*", "n", "1");
+    expect(await logTrimmedAfter(redis, recreated, before)).toBe(true);
+    expect(await logTrimmedAfter(redis, recreated, "0-0")).toBe(false);
 
     const notAStream = `${prefix}trim-check-string`;
     await redis.set(notAStream, "x");

@@ -121,7 +121,9 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
  * `entries`, and whether everything after the cursor is still in the log, as `kept` (1 or 0).
  *
  * Decided as logTrimmedAfter decides it (trims remove a prefix): an entry at or before the cursor is still there, or
- * nothing was ever removed from the log. The cursor's own entry may be gone (an XDEL) with nothing after it missing.
+ * nothing was ever removed from the log and the cursor is its start (0-0): a cursor past 0-0 with nothing at or
+ * before it in a log that never lost an entry came from another log (the key lost and written anew), whose entries
+ * after it this one lacks. The cursor's own entry may be gone (an XDEL) with nothing after it missing.
  * Another follower (a fenced-out engine's, still running while its leader stalls; or this one, stale, behind the new
  * leader's) may have trimmed past the cursor, and what is left would then skip entries. Inside one script, the check
  * and the read see the same log.
@@ -137,7 +139,7 @@ if published then
     for i = 1, #info, 2 do
       if info[i] == 'entries-added' then added = info[i + 1] elseif info[i] == 'length' then length = info[i + 1] end
     end
-    if added ~= length then kept = 0 end
+    if added ~= length or ARGV[1] ~= '0-0' then kept = 0 end
   end
 end`;
 
@@ -150,9 +152,11 @@ return {entries, kept}`;
 
 /**
  * True when the log may lack entries after `cursor`. Trims remove a prefix (XTRIM MINID), and XTRIM does not move
- * Redis' max-deleted-entry-id, so: nothing was ever deleted (entries-added = length), or the first entry left is
- * not after the cursor, means everything after it is there. (Conservative: a trim that stopped exactly at the
- * cursor's successor also counts, costing one needless restore.)
+ * Redis' max-deleted-entry-id, so: the first entry left is not after the cursor, or nothing was ever deleted
+ * (entries-added = length) and the cursor is 0-0, means everything after it is there. A log that never lost an entry
+ * and starts after a cursor past 0-0 is another log than the cursor's (the key lost and written anew): what came
+ * after the cursor in its own log is missing. (Conservative: a trim that stopped exactly at the cursor's successor
+ * also counts, costing one needless restore.)
  */
 export async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
   // Only a missing stream means nothing was trimmed, asked as such (not read from an error's wording, which may differ
@@ -161,8 +165,10 @@ export async function logTrimmedAfter(redis: Redis, stream: string, cursor: stri
   if ((await redis.exists(stream)) === 0) return false;
   const info = (await redis.xinfo("STREAM", stream)) as unknown[];
   const field = (name: string) => info[info.indexOf(name) + 1];
-  if (Number(field("entries-added")) === Number(field("length"))) return false;
   const first = field("first-entry") as [string, string[]] | null;
+  if (Number(field("entries-added")) === Number(field("length"))) {
+    return cursor !== "0-0" && first !== null && isAfterId(first[0], cursor);
+  }
   return isAfterId(first === null ? String(field("last-generated-id")) : first[0], cursor);
 }
 
