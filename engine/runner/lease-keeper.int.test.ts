@@ -5,6 +5,7 @@ import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
 import { until } from "../../platform/testing/processes.ts";
+import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { EngineLease } from "./lease.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./lease-keeper.ts";
@@ -105,6 +106,22 @@ describe("the lease keeper thread", () => {
     }
   }, 30_000);
 
+  it("sends one renewal at a time: one its connection holds unanswered is not joined by more", async () => {
+    const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
+    await redis.del(keys.engineLease);
+    expect(await lease.tryAcquire()).toBe(true);
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const keeper = await keeperRenewing(lease, 10_000, true, `redis://127.0.0.1:${proxy.port}`);
+    try {
+      proxy.freeze(); // a Redis that holds what it gets: the next renewal goes unanswered
+      await sleep(8 * (TTL_MS / 5));
+      expect(proxy.held()).toBe(1);
+    } finally {
+      await keeper.stop();
+      await proxy.close();
+    }
+  }, 30_000);
+
   it("renews although the last publish it was told of is in the future (the wall clock stepped back)", async () => {
     const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
     await redis.del(keys.engineLease);
@@ -125,9 +142,14 @@ describe("the lease keeper thread", () => {
  * TTL to start) renewed here, as the leader's own timer does. The main thread reports progress as a leader reading
  * the log does (`progress`: false for one that is alive but stuck).
  */
-async function keeperRenewing(lease: EngineLease, stallMs: number, progress = true): Promise<LeaseKeeper> {
+async function keeperRenewing(
+  lease: EngineLease,
+  stallMs: number,
+  progress = true,
+  redisUrl = TEST_REDIS_URL,
+): Promise<LeaseKeeper> {
   const keeper = startLeaseKeeper({
-    redisUrl: TEST_REDIS_URL,
+    redisUrl,
     prefix,
     value: lease.value!,
     ttlMs: lease.ttlMs,

@@ -3,7 +3,8 @@
  * - `dropReplyTo(marker)`: passes the next request that contains `marker` on to Redis, swallows the reply (so Redis
  *   has run the command) and closes both sockets, as a blip does. A client that resends unanswered commands after
  *   reconnecting (ioredis by default) then runs that command a second time.
- * - `freeze()`: from then on no byte passes either way and the sockets stay open, as behind a dead peer.
+ * - `freeze()`: from then on no byte passes either way and the sockets stay open, as behind a dead peer; `held()`
+ *   counts the requests (the writes a client made) that arrived since, unanswered.
  * - `cut()`: closes every connection, and each new one as soon as it opens, until `mend()`: as a server that is down
  *   (a client sees its connection end, and every new one too).
  * It passes bytes whatever the protocol, so it stands in front of Postgres as well.
@@ -15,6 +16,8 @@ export interface RedisProxy {
   /** Resolves once a request containing `marker` has run in Redis and its reply was dropped with the connection. */
   dropReplyTo(marker: string): Promise<void>;
   freeze(): void;
+  /** The client writes that arrived while frozen. */
+  held(): number;
   cut(): void;
   mend(): void;
   close(): Promise<void>;
@@ -24,6 +27,7 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
   const target = new URL(redisUrl);
   let armed: { marker: string; dropped: () => void } | undefined;
   let frozen = false;
+  let held = 0;
   let cut = false;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
@@ -34,7 +38,7 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
     const upstream = connect(Number(target.port || 6379), target.hostname);
     let swallowing: (() => void) | undefined;
     client.on("data", (chunk: Buffer) => {
-      if (frozen) return;
+      if (frozen) return void held++;
       if (armed !== undefined && chunk.includes(armed.marker)) {
         swallowing = armed.dropped;
         armed = undefined;
@@ -64,6 +68,7 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
     port: (server.address() as AddressInfo).port,
     dropReplyTo: (marker) => new Promise((resolve) => (armed = { marker, dropped: resolve })),
     freeze: () => (frozen = true),
+    held: () => held,
     cut: () => {
       cut = true;
       for (const s of sockets) s.destroy();
