@@ -4,13 +4,14 @@ import { ConfigError } from "../platform/config.ts";
 import { readPollerConfig } from "./config.ts";
 
 describe("readPollerConfig", () => {
-  it("defaults to local Redis, no prefix, auto feed and the live Backpack URL", () => {
+  it("defaults to local Redis, no prefix, auto feed, the live Backpack URL and a 15 s bound on a silent book", () => {
     expect(readPollerConfig({})).toEqual({
       redisUrl: "redis://127.0.0.1:6379",
       keyPrefix: "",
       feed: "auto",
       backpackWsUrl: "wss://ws.backpack.exchange",
       simWsUrl: undefined,
+      bookSilenceMs: 15_000,
     });
   });
 
@@ -21,6 +22,7 @@ describe("readPollerConfig", () => {
       FEED: "sim",
       BACKPACK_WS_URL: "ws://127.0.0.1:9001",
       SIM_WS_URL: "ws://127.0.0.1:9002",
+      POLLER_BOOK_SILENCE_MS: "120000",
     };
     expect(readPollerConfig(env)).toEqual({
       redisUrl: "rediss://cache.example:6380",
@@ -28,6 +30,7 @@ describe("readPollerConfig", () => {
       feed: "sim",
       backpackWsUrl: "ws://127.0.0.1:9001",
       simWsUrl: "ws://127.0.0.1:9002",
+      bookSilenceMs: 120_000,
     });
   });
 
@@ -38,6 +41,16 @@ describe("readPollerConfig", () => {
     [{ SIM_WS_URL: "not a url" }, "SIM_WS_URL is not a URL"],
     [{ KEY_PREFIX: "has space:" }, "KEY_PREFIX must be at most 64 printable ASCII characters"],
     [{ KEY_PREFIX: "x".repeat(65) }, "KEY_PREFIX must be at most 64"],
+    [
+      { POLLER_BOOK_SILENCE_MS: "999" },
+      'POLLER_BOOK_SILENCE_MS must be a whole number from 1000 to 3600000, got "999"',
+    ],
+    [{ POLLER_BOOK_SILENCE_MS: "3600001" }, "POLLER_BOOK_SILENCE_MS must be a whole number from 1000 to 3600000"],
+    [
+      { POLLER_BOOK_SILENCE_MS: "15s" },
+      'POLLER_BOOK_SILENCE_MS must be a whole number from 1000 to 3600000, got "15s"',
+    ],
+    [{ POLLER_BOOK_SILENCE_MS: "0" }, 'POLLER_BOOK_SILENCE_MS must be a whole number from 1000 to 3600000, got "0"'],
   ])("refuses %j", (env, message) => {
     expect(() => readPollerConfig(env)).toThrow(ConfigError);
     expect(() => readPollerConfig(env)).toThrow(message);

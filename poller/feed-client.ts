@@ -85,7 +85,7 @@ export interface FeedClientOptions {
    * A market's heartbeats need a book frame accepted at most this long (exchange time) before them (default 15 s,
    * heartbeat.ts).
    */
-  readonly bookSilenceMs?: number;
+  readonly bookSilenceMs?: number | undefined;
   /** A connection open at least this long worked, whatever it sent: the backoff starts over (default 10 s). */
   readonly stableAfterMs?: number;
   /** At most one log line about dropped frames per this period. */

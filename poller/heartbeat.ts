@@ -18,8 +18,8 @@
  *   book stops (a lost bookTicker subscription, a book halted at the exchange, frames refused as out of
  *   sequence); its frames alone would keep a frozen quote tradable for good. Past the limit the evidence gets
  *   `book_silent` instead of a heartbeat, the market's exchange time stops advancing, and the engine refuses
- *   orders on it 5 s after its last heartbeat. On an exchange the sizes at the top of a live book change far more
- *   often than that, even while its prices stand still.
+ *   orders on it 5 s after its last heartbeat. On an exchange the sizes at the top of a live book usually change far
+ *   more often than that, even while its prices stand still; a quieter one needs a longer limit (config.ts).
  * - After a reconnect a market's heartbeats wait until the new connection has shown its book, so a heartbeat
  *   never vouches for a top of book seen before the gap. A book it has not shown counts as silent from the
  *   connection's first evidence of the market (a bookTicker subscription that never delivers, or a market whose

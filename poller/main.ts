@@ -3,7 +3,8 @@
  * `engine:input`.
  *
  * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
- * SIM_WS_URL (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts). SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
+ * SIM_WS_URL, POLLER_BOOK_SILENCE_MS (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts).
+ * SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
  */
 import { ASSETS, validateAssets } from "../contract/markets.ts";
 import { keyspace } from "../contract/names.ts";
@@ -36,6 +37,7 @@ runMain("poller", async () => {
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
     simWsUrl: config.simWsUrl,
+    bookSilenceMs: config.bookSilenceMs,
     markets: ASSETS,
     log,
     onReconnect: () => metrics.reconnect(),

@@ -29,6 +29,8 @@ export interface PriceFeedOptions {
   readonly onUpdate: (update: PriceUpdate, kind: "quote" | "heartbeat") => void;
   readonly log: Logger;
   readonly fallbackAfterMs?: number;
+  /** How long a market's book may show nothing before its heartbeats stop (config.ts); absent: FeedClient's default. */
+  readonly bookSilenceMs?: number | undefined;
   /** Timing knobs passed to every FeedClient (tests shorten them). */
   readonly client?: Pick<FeedClientOptions, "silenceMs" | "backoffBaseMs" | "backoffCapMs">;
   /** Called each time the current source's connection schedules a reconnect. */
@@ -126,6 +128,7 @@ export class PriceFeed {
     const { markets, log, onUpdate } = this.options;
     const client = new FeedClient({
       ...this.options.client,
+      bookSilenceMs: this.options.bookSilenceMs,
       url,
       markets,
       log: log.child({ source }),

@@ -1,0 +1,51 @@
+// What PriceFeed hands each FeedClient it starts: the book-silence bound from the configuration (main.ts passes
+// POLLER_BOOK_SILENCE_MS), next to the timing knobs. FeedClient is replaced by a recorder, so no socket is opened.
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ASSETS } from "../contract/markets.ts";
+import type { FeedClientOptions } from "./feed-client.ts";
+import { PriceFeed } from "./price-feed.ts";
+import { captureLog } from "./test-support.ts";
+
+const constructed = vi.hoisted(() => [] as FeedClientOptions[]);
+vi.mock("./feed-client.ts", () => ({
+  FeedClient: class {
+    readonly state = "connecting";
+    constructor(options: FeedClientOptions) {
+      constructed.push(options);
+    }
+    start(): void {}
+    async stop(): Promise<void> {}
+  },
+}));
+
+afterEach(() => void constructed.splice(0));
+
+function backpackFeed(options: { bookSilenceMs?: number }): PriceFeed {
+  return new PriceFeed({
+    mode: "backpack",
+    backpackWsUrl: "ws://127.0.0.1:1",
+    simWsUrl: undefined,
+    markets: ASSETS,
+    onUpdate: () => undefined,
+    log: captureLog().log,
+    client: { silenceMs: 2_000 },
+    ...options,
+  });
+}
+
+describe("PriceFeed", () => {
+  it("passes bookSilenceMs to its FeedClient", async () => {
+    const feed = backpackFeed({ bookSilenceMs: 120_000 });
+    await feed.start();
+    expect(constructed).toHaveLength(1);
+    expect(constructed[0]).toMatchObject({ url: "ws://127.0.0.1:1", bookSilenceMs: 120_000, silenceMs: 2_000 });
+    await feed.stop();
+  });
+
+  it("leaves the FeedClient's default when no bound is given", async () => {
+    const feed = backpackFeed({});
+    await feed.start();
+    expect(constructed[0]?.bookSilenceMs).toBeUndefined();
+    await feed.stop();
+  });
+});
