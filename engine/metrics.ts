@@ -113,7 +113,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   let snapshotCurrentMs: number | undefined;
   new Gauge({
     name: "engine_snapshot_age_seconds",
-    help: "On a leader: seconds since its snapshotter last found the newest state saved in Postgres (a snapshot saved, or nothing new to save), counted from its start before that; it grows while saves fail. NaN on an engine that does not lead.",
+    help: "On a leader: seconds since its snapshotter last found the newest state saved in Postgres (a snapshot saved, or nothing new to save), counted from its start before that; it grows while saves fail. NaN on an engine that does not lead, and on a leader until its snapshotter starts, after its replay.",
     registers,
     collect() {
       this.set(

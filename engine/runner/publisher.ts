@@ -12,11 +12,12 @@
  *
  * A batch too large for one request (PUBLISH_MAX_BYTES: a price that fires thousands of stops is one step) goes
  * in several calls, one after the other, each fenced and each checking the cursor as above; only the last moves
- * the cursor. `more` is worked out over the whole batch first, so the entries are those one call would write. An
- * engine that stops between two calls (fenced, crashed) leaves the first part of the batch out with the cursor
- * before it: the next leader publishes the whole batch again, and consumers drop the part they had by output id, as
- * they drop a straddling batch's (docs/architecture.md, "The worker"). A call before the last whose reply is lost
- * and that ioredis resends writes its part twice, dropped the same way.
+ * the cursor. An output larger than the bound on its own goes alone in its call, which is then past it. `more` is
+ * worked out over the whole batch first, so the entries are those one call would write. An engine that stops
+ * between two calls (fenced, crashed) leaves the first part of the batch out with the cursor before it: the next
+ * leader publishes the whole batch again, and consumers drop the part they had by output id, as they drop a
+ * straddling batch's (docs/architecture.md, "The worker"). A call before the last whose reply is lost and that
+ * ioredis resends writes its part twice, dropped the same way.
  */
 import type { Redis } from "ioredis";
 import type { EngineOutput } from "../../contract/messages.ts";
@@ -24,24 +25,27 @@ import type { Keyspace } from "../../contract/names.ts";
 import { continuedOutputs } from "../../contract/stream-fields.ts";
 
 /**
- * The most one publish call sends to Redis, in bytes as counted here. Upstash refuses a larger request with "ERR
- * max request size exceeded": 10 MB on Free and Pay-As-You-Go (upstash.com/docs/redis/troubleshooting/
- * max_request_size_exceeded). A refused publish is no fencing error: the leader would exit, and every leader after
- * it would fail the same batch the same way. A tenth of that cap: the count is of UTF-16 units (a character
- * outside ASCII takes up to 3 bytes), and Redis, which runs a script alone, is held for a few thousand XADDs at a
- * time, not tens of thousands; a live batch of quotes (1,000 of ~270 bytes) still goes in one call.
+ * The most one publish call sends to Redis, in bytes of the request on the wire (UTF-8: an asset a refusal
+ * echoes may be any characters), unless it holds a single output that is larger alone. Upstash refuses a larger
+ * request with "ERR max request size exceeded": 10 MB on Free and Pay-As-You-Go (upstash.com/docs/redis/
+ * troubleshooting/max_request_size_exceeded). A refused publish is no fencing error: the leader would exit, and
+ * every leader after it would fail the same batch the same way. A tenth of that cap: Redis, which runs a script
+ * alone, is held for a few thousand XADDs at a time, not tens of thousands; a live batch of quotes (1,000 of ~270
+ * bytes) still goes in one call.
  */
 export const PUBLISH_MAX_BYTES = 1024 * 1024;
 
 /**
  * What RESP adds to each argument (`$<length>\r\n` before it, `\r\n` after), at most, for one under 100 MB; so
- * the count is never below what goes on the wire for an ASCII request.
+ * the count is never below what goes on the wire.
  */
 const ARG_FRAMING_BYTES = 16;
 
-/** What one output adds to a call: its type, body and `more`, each a framed argument. */
-function outputBytes(type: string, body: string): number {
-  return type.length + body.length + 1 + 3 * ARG_FRAMING_BYTES;
+/**
+ * What one output adds to a call: its type (ASCII), body (`bodyBytes` in UTF-8) and `more`, each a framed argument.
+ */
+function outputBytes(type: string, bodyBytes: number): number {
+  return type.length + bodyBytes + 1 + 3 * ARG_FRAMING_BYTES;
 }
 
 /**
@@ -51,6 +55,8 @@ function outputBytes(type: string, body: string): number {
 export class EncodedOutputs {
   readonly outputs: EngineOutput[] = [];
   readonly bodies: string[] = [];
+  /** What each output adds to a publish call, in bytes: counted once, here, where the body is encoded. */
+  readonly sizes: number[] = [];
   /** What these outputs add to a publish call, in bytes (PUBLISH_MAX_BYTES says how they are counted). */
   bytes = 0;
 
@@ -58,7 +64,9 @@ export class EncodedOutputs {
     const body = JSON.stringify(output);
     this.outputs.push(output);
     this.bodies.push(body);
-    this.bytes += outputBytes(output.type, body);
+    const size = outputBytes(output.type, Buffer.byteLength(body));
+    this.sizes.push(size);
+    this.bytes += size;
   }
 
   /**
@@ -118,7 +126,7 @@ export async function publishOutputs(
   const callKeys = [keys.engineLease, keys.output, keys.enginePublished];
   const head = [lease.value ?? "", throughInputId, String(lease.ttlMs), "0"];
   const headBytes = ["EVAL", FENCED_XADD, "3", ...callKeys, ...head].reduce(
-    (n, a) => n + a.length + ARG_FRAMING_BYTES,
+    (n, a) => n + Buffer.byteLength(a) + ARG_FRAMING_BYTES,
     0,
   );
   // Split only when it must be: a batch that fits (nearly every one) is one call.
@@ -128,7 +136,7 @@ export async function publishOutputs(
   for (let i = 0; i < encoded.outputs.length; i++) {
     const type = encoded.outputs[i]!.type;
     const body = encoded.bodies[i]!;
-    const size = split ? outputBytes(type, body) : 0;
+    const size = encoded.sizes[i]!;
     if (split && args.length > head.length && bytes + size > PUBLISH_MAX_BYTES) {
       // Another part follows: out already means the whole batch is (only this lease's last call moves the cursor).
       if ((await publishCall(redis, callKeys, args, extended)) < 0) return;
