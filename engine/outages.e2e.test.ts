@@ -110,7 +110,7 @@ describe("engine processes through a Postgres outage", () => {
     const prices = streamPrices();
     try {
       await a.waitFor(snapshotter("snapshot_saved"), 10_000);
-      proxy.cut();
+      await proxy.cut();
       await a.waitFor(snapshotter("snapshot_failed", "save"), 10_000);
       // Several snapshot periods later: still the leader, still publishing, the failure logged once.
       await new Promise((r) => setTimeout(r, 2_500));
@@ -144,7 +144,7 @@ describe("engine processes through a Postgres outage", () => {
       expect(c.alive()).toBe(true);
       expect(c.events("postgres_waiting")).toHaveLength(1);
 
-      proxy.mend();
+      await proxy.mend();
       await b.waitFor(snapshotter("snapshot_recovered", "restore"), 40_000);
       const saved = await b.waitFor(snapshotter("snapshot_saved"), 10_000);
       await c.waitFor((l) => l.event === "engine_ready" && l.role === "standby", 40_000);
@@ -156,7 +156,7 @@ describe("engine processes through a Postgres outage", () => {
       expect(await b.stop("SIGTERM")).toEqual({ code: 0, signal: null });
     } finally {
       prices.stop();
-      proxy.mend();
+      await proxy.mend();
     }
   }, 120_000);
 

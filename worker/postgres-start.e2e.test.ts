@@ -1,7 +1,7 @@
 /**
  * The worker process (`dist/worker.mjs`) started while its Postgres refuses connections, as after a machine's boot or
  * under a Postgres restarting: it waits for Postgres rather than exit into a crash loop, and a stop meanwhile ends it
- * at once. Postgres sits behind a TCP proxy the test cuts and restores (platform/testing/tcp-proxy.ts).
+ * at once. Postgres sits behind a proxy the test cuts and mends (platform/testing/redis-proxy.ts).
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,25 +12,23 @@ import { makeParams } from "../engine/core/params.ts";
 import { createState } from "../engine/core/state.ts";
 import { keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
-import { describeDatabase } from "../platform/postgres.ts";
 import { spawnComponent, until, type Child } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
-import { startTcpProxy, type TcpProxy } from "../platform/testing/tcp-proxy.ts";
+import { startRedisProxy, type RedisProxy } from "../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 
 const prefix = `test:${randomUUID()}:`;
 let redis: Redis;
 let pg: TestDatabase;
-let proxy: TcpProxy;
+let proxy: RedisProxy;
 let databaseUrl: string;
 const children: Child[] = [];
 
 beforeAll(async () => {
   redis = new Redis(TEST_REDIS_URL);
   pg = await createTestDatabase();
-  const where = describeDatabase(pg.url);
-  proxy = await startTcpProxy(where.host, where.port);
+  proxy = await startRedisProxy(pg.url);
   const url = new URL(pg.url);
   url.port = String(proxy.port);
   databaseUrl = url.toString();
@@ -63,7 +61,7 @@ describe("the worker process started while Postgres refuses connections", () => 
     expect(worker.alive()).toBe(true);
     expect(worker.events("postgres_unavailable")).toHaveLength(1);
     expect(worker.events("crash")).toEqual([]);
-    await proxy.restore();
+    await proxy.mend();
     const recovered = await worker.waitFor("postgres_recovered", 15_000);
     expect(recovered.downMs).toBeGreaterThanOrEqual(3_500);
     await worker.waitFor("migrations_done");
@@ -88,6 +86,6 @@ describe("the worker process started while Postgres refuses connections", () => 
     expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
     expect(performance.now() - stoppedAt).toBeLessThan(3_000);
     expect(worker.events("stopped")).toHaveLength(1);
-    await proxy.restore();
+    await proxy.mend();
   });
 });

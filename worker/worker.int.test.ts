@@ -23,7 +23,6 @@ import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, describeDatabase } from "../platform/postgres.ts";
 import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
-import { startTcpProxy } from "../platform/testing/tcp-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import pgDriver from "pg";
 import { Registry } from "prom-client";
@@ -990,8 +989,7 @@ describe("worker on real Redis and Postgres", () => {
    */
   async function workerOnCuttablePostgres(name: string) {
     const local = keyspace(`${prefix}${name}:`);
-    const where = describeDatabase(pg.url);
-    const proxy = await startTcpProxy(where.host, where.port);
+    const proxy = await startRedisProxy(pg.url);
     const url = new URL(pg.url);
     url.port = String(proxy.port);
     const db = await connectPostgres(url.toString(), log, { closeTimeoutMs: 100 });
@@ -1090,7 +1088,7 @@ describe("worker on real Redis and Postgres", () => {
       expect(w.ended.now).toBe(false);
       expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
       expect(await redis.llen(w.local.responseKey("quin", waiting))).toBe(0);
-      await w.proxy.restore();
+      await w.proxy.mend();
       expect(await until(() => redis.lpop(w.local.responseKey("quin", waiting)))).toContain('"granted":true');
       await until(async () => ((await groupBacklog(redis, w.local))?.pending === 0 ? true : undefined));
       expect(w.lines.filter((l) => String(l.event).startsWith("postgres_"))).toEqual([

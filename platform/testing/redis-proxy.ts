@@ -5,8 +5,9 @@
  *   reconnecting (ioredis by default) then runs that command a second time.
  * - `freeze()`: from then on no byte passes either way and the sockets stay open, as behind a dead peer; `held()`
  *   counts the requests (the writes a client made) that arrived since, unanswered.
- * - `cut()`: closes every connection, and each new one as soon as it opens, until `mend()`: as a server that is down
- *   (a client sees its connection end, and every new one too).
+ * - `cut()`: resets every connection (the client reads ECONNRESET, as from a server killed under it) and stops
+ *   listening, so new connections are refused, until `mend()` listens on the same port again: a server that went down
+ *   and came back.
  * It passes bytes whatever the protocol, so it stands in front of Postgres as well.
  */
 import { connect, createServer, type AddressInfo, type Socket } from "node:net";
@@ -18,8 +19,10 @@ export interface RedisProxy {
   freeze(): void;
   /** The client writes that arrived while frozen. */
   held(): number;
-  cut(): void;
-  mend(): void;
+  /** Resolves once every connection through it was reset and its port refuses connections. */
+  cut(): Promise<void>;
+  /** Resolves once it accepts connections on its port again (at once if it does). */
+  mend(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -28,13 +31,8 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
   let armed: { marker: string; dropped: () => void } | undefined;
   let frozen = false;
   let held = 0;
-  let cut = false;
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
-    if (cut) {
-      client.destroy();
-      return;
-    }
     const upstream = connect(Number(target.port || 6379), target.hostname);
     let swallowing: (() => void) | undefined;
     client.on("data", (chunk: Buffer) => {
@@ -63,20 +61,33 @@ export async function startRedisProxy(redisUrl: string): Promise<RedisProxy> {
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const listen = (port: number) =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  const stopListening = () =>
+    new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+  await listen(0);
+  const port = (server.address() as AddressInfo).port;
   return {
-    port: (server.address() as AddressInfo).port,
+    port,
     dropReplyTo: (marker) => new Promise((resolve) => (armed = { marker, dropped: resolve })),
     freeze: () => (frozen = true),
     held: () => held,
-    cut: () => {
-      cut = true;
-      for (const s of sockets) s.destroy();
+    cut: async () => {
+      const closed = stopListening();
+      for (const s of sockets) s.resetAndDestroy();
+      await closed;
     },
-    mend: () => (cut = false),
+    mend: () => (server.listening ? Promise.resolve() : listen(port)),
     close: () => {
+      const closed = stopListening();
       for (const s of sockets) s.destroy();
-      return new Promise((resolve) => server.close(() => resolve()));
+      return closed;
     },
   };
 }
