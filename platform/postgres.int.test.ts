@@ -170,6 +170,27 @@ describe("pg Pool over TCP", () => {
     }
   });
 
+  it("gives a transaction's connection up when Postgres answered an outage on it, as a read-only node does", async () => {
+    const db = await connectPostgres(t.url, quiet, { maxConnections: 1 });
+    const pid = async () => (await db.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0]?.pid;
+    try {
+      const first = await pid();
+      // A write in a read-only transaction is answered 25006, as one that reaches a node read-only after a failover.
+      const readOnly = db.transaction(async (tx) => {
+        await tx.query("SET TRANSACTION READ ONLY");
+        await tx.query("CREATE TABLE read_only_probe (v int)");
+      });
+      await expect(readOnly).rejects.toMatchObject({ code: "25006" });
+      const second = await pid();
+      expect(second).not.toBe(first); // a new connection, wherever the address leads now
+      // Any other error leaves the connection to the pool.
+      await expect(db.transaction((tx) => tx.query("SELECT 1/0"))).rejects.toMatchObject({ code: "22012" });
+      expect(await pid()).toBe(second);
+    } finally {
+      await db.close();
+    }
+  });
+
   it("fails a statement on its own after queryTimeoutMs and drops its connection; a transaction's runs long", async () => {
     const db = await connectPostgres(t.url, quiet, { maxConnections: 1, queryTimeoutMs: 300 });
     try {

@@ -7,12 +7,16 @@
  * A statement run on its own (`query`, not inside `transaction`) that Postgres rolled back as the loser of a deadlock
  * or a serialization conflict is sent again, a few times, with a warning: it left nothing behind, so sending it again
  * is what its caller would do, and the conflict is over once the other side went on. A transaction is not retried:
- * its function would have to run again, which only its caller can say is safe.
+ * its function would have to run again, which only its caller can say is safe. A transaction whose statement met a
+ * Postgres outage releases its connection as broken, so the pool opens a new one: a node that turned read-only in a
+ * failover would otherwise answer 25006 on it for as long as it lives. What an error means, conflict or outage, is
+ * decided in postgres-errors.ts, for every process alike.
  */
 import pg, { type QueryResultRow } from "pg";
 import QueryStream from "pg-query-stream";
 import { ConfigError } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { classifyPostgresError, postgresErrorCode } from "./postgres-errors.ts";
 
 /** A row as the drivers give it: column name → value parsed by its type (numeric and int8 stay strings). */
 export type Row = QueryResultRow;
@@ -130,6 +134,7 @@ export async function connectPostgres(
         await client.query("COMMIT");
         return result;
       } catch (err) {
+        if (classifyPostgresError(err) === "outage") broken = err as Error;
         try {
           await client.query("ROLLBACK");
         } catch (rollbackErr) {
@@ -149,26 +154,23 @@ export async function connectPostgres(
 /**
  * A refusal at connect that no restart can cure, as a ConfigError (the process exits 2, and `npm start` stops rather
  * than restart it in a loop): the database named does not exist (3D000), or the server refused the user or its
- * password (28P01, 28000). The message names DATABASE_URL, which every process connects with, without its password.
+ * password (class 28). The message names DATABASE_URL, which every process connects with, without its password.
  */
 function refusedConfiguration(databaseUrl: string, err: unknown): ConfigError | undefined {
-  const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
+  if (classifyPostgresError(err) !== "refused") return undefined;
   const { host, port, database } = describeDatabase(databaseUrl);
   const user = decodeURIComponent(new URL(databaseUrl).username);
-  if (code === "3D000") {
+  if (postgresErrorCode(err) === "3D000") {
     const createdb = ["createdb", "-h", host, "-p", String(port), ...(user === "" ? [] : ["-U", user]), database];
     return new ConfigError(
       `DATABASE_URL names database "${database}", which does not exist on the Postgres at ${host}:${port}: create it (${createdb.join(" ")}), or set DATABASE_URL to one that exists`,
       { cause: err },
     );
   }
-  if (code === "28P01" || code === "28000") {
-    return new ConfigError(
-      `the Postgres at ${host}:${port} refused DATABASE_URL's user${user === "" ? "" : ` "${user}"`} for database "${database}" (${(err as Error).message}): check the user and password in DATABASE_URL`,
-      { cause: err },
-    );
-  }
-  return undefined;
+  return new ConfigError(
+    `the Postgres at ${host}:${port} refused DATABASE_URL's user${user === "" ? "" : ` "${user}"`} for database "${database}" (${(err as Error).message}): check the user and password in DATABASE_URL`,
+    { cause: err },
+  );
 }
 
 /**
@@ -187,26 +189,24 @@ async function endWithin(pool: pg.Pool, ms: number, log: Logger, where: object):
   }
 }
 
-/** deadlock_detected and serialization_failure: the statement was rolled back whole, and may be sent again. */
-const CONFLICT_CODES: ReadonlySet<unknown> = new Set(["40P01", "40001"]);
 /** Attempts of one statement in all. */
 const STATEMENT_ATTEMPTS = 4;
 
 /**
- * `run`, again after a conflict (CONFLICT_CODES), up to STATEMENT_ATTEMPTS in all; a short random pause first, so the
- * two sides of a deadlock do not meet again at once. Only for a statement outside a transaction.
+ * `run`, again after a conflict (a deadlock or a serialization failure: the statement was rolled back whole), up to
+ * STATEMENT_ATTEMPTS in all; a short random pause first, so the two sides of a deadlock do not meet again at once.
+ * Only for a statement outside a transaction.
  */
 async function retryingConflicts<T>(
   run: () => Promise<T>,
-  onRetry: (code: string, attempt: number) => void,
+  onRetry: (code: string | undefined, attempt: number) => void,
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await run();
     } catch (err) {
-      const code = err instanceof Error ? (err as Error & { code?: unknown }).code : undefined;
-      if (attempt >= STATEMENT_ATTEMPTS || !CONFLICT_CODES.has(code)) throw err;
-      onRetry(code as string, attempt);
+      if (attempt >= STATEMENT_ATTEMPTS || classifyPostgresError(err) !== "conflict") throw err;
+      onRetry(postgresErrorCode(err), attempt);
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * attempt));
     }
   }
