@@ -1,21 +1,9 @@
 // What the worker counts as Postgres being down, on the errors node-postgres gives, and its wait for Postgres on a
 // clock of its own. (worker.int.test.ts waits out a real Postgres refusing connections.)
-import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
+import { serverError, socketError } from "../platform/testing/driver-errors.ts";
 import { isPostgresOutage, PostgresWaitStopped, waitForPostgres } from "./postgres-outages.ts";
-
-/** An error as node-postgres builds it from a server's ErrorResponse. */
-function serverError(code: string, message: string): pg.DatabaseError {
-  const err = new pg.DatabaseError(message, message.length, "error");
-  err.code = code;
-  return err;
-}
-
-/** A socket error as Node gives it. */
-function socketError(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code, errno: -1, syscall: "connect" });
-}
 
 const refused = () => socketError("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:5433");
 
@@ -33,6 +21,14 @@ describe("isPostgresOutage", () => {
     ["a shutdown", serverError("57P03", "the database system is shutting down")],
     ["a recovery", serverError("57P03", "the database system is in recovery mode")],
     ["a connection failure", serverError("08006", "connection failure")],
+    ["no connection slot left", serverError("53300", "sorry, too many clients already")],
+    [
+      "a write on a node read-only after a failover",
+      serverError("25006", "cannot execute INSERT in a read-only transaction"),
+    ],
+    ["a connection timed out by TCP", socketError("ETIMEDOUT", "connect ETIMEDOUT 10.0.0.5:5432")],
+    ["a host name not found (a database container gone)", socketError("ENOTFOUND", "getaddrinfo ENOTFOUND db")],
+    ["a connection ended under a statement", new Error("Connection terminated")],
     [
       "a start's wrapped error",
       new Error("cannot reach Postgres at 127.0.0.1:5433/pb: connect ECONNREFUSED 127.0.0.1:5433", {
@@ -50,9 +46,16 @@ describe("isPostgresOutage", () => {
     ["a missing database", serverError("3D000", 'database "pb" does not exist')],
     ["a failed password", serverError("28P01", 'password authentication failed for user "pb"')],
     ["a deadlock", serverError("40P01", "deadlock detected")],
+    ["a serialization failure", serverError("40001", "could not serialize access due to concurrent update")],
     ["a protocol violation", serverError("08P01", "invalid message format")],
     ["a statement's timeout", new Error("Query read timeout")],
     ["a connection that never answered", new Error("timeout exceeded when trying to connect")],
+    [
+      "a connect that timed out, whatever its connection said",
+      new Error("Connection terminated due to connection timeout", {
+        cause: new Error("Connection terminated unexpectedly"),
+      }),
+    ],
     ["a failed migration", new Error("migration 001_x.sql failed: boom", { cause: serverError("42601", "syntax") })],
     ["a bug", new TypeError("Cannot read properties of undefined (reading 'trade')")],
     ["a thrown string", "ECONNREFUSED"],
@@ -100,6 +103,21 @@ describe("waitForPostgres", () => {
       expect.objectContaining({ level: "info", event: "postgres_recovered", downMs: 55_000 }),
     ]);
     expect(lines[0]?.error).toBe("connect ECONNREFUSED 127.0.0.1:5433");
+  });
+
+  it("waits out a Postgres with no connection slot left, then read-only while it fails over", async () => {
+    const untilPostgres = waitForPostgres(log(), new AbortController().signal);
+    const tooMany = serverError("53300", "sorry, too many clients already");
+    const readOnly = serverError("25006", "cannot execute INSERT in a read-only transaction");
+    const { run, triedAtMs } = attempt(tooMany, readOnly);
+    const result = untilPostgres(run);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(await result).toBe("done");
+    expect(triedAtMs).toHaveLength(3);
+    expect(lines).toEqual([
+      expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "53300" }),
+      expect.objectContaining({ level: "info", event: "postgres_recovered", downMs: 3_000 }),
+    ]);
   });
 
   it("logs an outage that spans several attempts' callers once", async () => {
