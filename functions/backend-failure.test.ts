@@ -6,26 +6,9 @@ import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { EmailUnavailable } from "./auth/mailer.ts";
 import { isBackendFailure } from "./backend-failure.ts";
+import { neonFetchFailed, neonPostgresError, neonServerError } from "../platform/testing/driver-errors.ts";
 
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-
-/** What neon() throws when fetch itself fails: the error fetch threw on `sourceError`. */
-function neonFetchFailed(source: Error): NeonDbError {
-  const err = new NeonDbError(`Error connecting to database: ${String(source)}`);
-  err.sourceError = source;
-  return err;
-}
-
-/** What neon() throws for an answer other than 200 or 400. */
-const neonServerError = (status: number, body: string) =>
-  new NeonDbError(`Server error (HTTP status ${status}): ${body}`);
-
-/** What neon() throws for a 400: Postgres's fields copied onto the error. */
-function neonPostgresError(message: string, code: string): NeonDbError {
-  const err = new NeonDbError(message);
-  err.code = code;
-  return err;
-}
 
 describe("isBackendFailure", () => {
   it("Neon over HTTP: fetch failed (the cause on sourceError, not cause) is an outage", () => {
@@ -77,6 +60,30 @@ describe("isBackendFailure", () => {
     wrongParams.code = "08P01";
     expect(isBackendFailure(wrongParams)).toBe(false);
     expect(isBackendFailure(neonPostgresError(wrongParams.message, "08P01"))).toBe(false);
+  });
+
+  it("Postgres without the database named (3D000), read-only after a failover (25006), or lost in a COMMIT: 503", () => {
+    // As a credential it does not take: no request can succeed until the configuration or the failover is through.
+    expect(isBackendFailure(neonPostgresError('database "app" does not exist', "3D000"))).toBe(true);
+    const readOnly = new pg.DatabaseError("cannot execute INSERT in a read-only transaction", 0, "error");
+    readOnly.code = "25006";
+    expect(isBackendFailure(readOnly)).toBe(true);
+    expect(isBackendFailure(neonPostgresError(readOnly.message, "25006"))).toBe(true);
+    // Every connection exception but 08P01, as the worker has always waited them out: a connection lost in a COMMIT.
+    expect(isBackendFailure(neonPostgresError("connection lost during COMMIT", "08007"))).toBe(true);
+  });
+
+  it("a deadlock or a serialization failure stays a bug: the functions' statements should not meet one", () => {
+    expect(isBackendFailure(neonPostgresError("deadlock detected", "40P01"))).toBe(false);
+    expect(isBackendFailure(neonPostgresError("could not serialize access", "40001"))).toBe(false);
+  });
+
+  it("node-postgres giving up on a connection or a statement (no answer in time) is an outage", () => {
+    expect(isBackendFailure(new Error("timeout exceeded when trying to connect"))).toBe(true);
+    const timedOut = new Error("Connection terminated due to connection timeout", {
+      cause: new Error("Connection terminated unexpectedly"),
+    });
+    expect(isBackendFailure(timedOut)).toBe(true);
   });
 
   it("Upstash: a body not JSON (a gateway's page), a non-2xx one without Upstash's error field: outages", () => {

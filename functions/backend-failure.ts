@@ -1,23 +1,26 @@
 /**
  * Whether an error means that Redis, Postgres or the email provider could not be reached or failed as a service (the
- * API answers 503 UNAVAILABLE: retry) rather than a bug (500 INTERNAL). Decided by what the drivers give: system error codes, their
- * error classes (by `name`, which bundling keeps), SQLSTATEs, and, only where a driver keeps nothing structured, its
- * own fixed message formats; never by loose words, so a bug whose message mentions a connection stays a 500.
+ * API answers 503 UNAVAILABLE: retry) rather than a bug (500 INTERNAL). Decided by what the drivers give: system error
+ * codes, their error classes (by `name`, which bundling keeps), SQLSTATEs, and, only where a driver keeps nothing
+ * structured, its own fixed message formats; never by loose words, so a bug whose message mentions a connection stays
+ * a 500.
  *
- * What each driver throws when its service is down (read from their sources in node_modules):
+ * Postgres's errors, from pg, Neon's WebSocket Pool and Neon over HTTP alike, are sorted once for every process
+ * (platform/postgres-errors.ts), and so are the system error codes of a connection that failed or was cut, whichever
+ * server it was to. The API answers 503 for three kinds:
+ * - `outage`: Postgres down, unreachable, starting, shutting down or in recovery, out of connection slots (53300),
+ *   read-only after a failover (25006); Neon's proxy failing (5xx but 507) or out of reach.
+ * - `stalled`: no answer in time (a connect timeout, a Neon HTTP request's time limit).
+ * - `refused`: credentials Postgres does not take (class 28, or Neon's proxy's own password check), as during a
+ *   secret rotation (docs/operations.md), or a database it does not have (3D000): until the configuration is mended,
+ *   no request that needs Postgres can succeed, and none of them is at fault.
+ * A deadlock or a serialization failure (`conflict`) stays a 500: the functions' statements run one at a time at read
+ * committed, so they meet no serialization failure, and two of them that deadlock lock rows in orders of their own, a
+ * bug to fix (as the worker gives its rows one order, worker/key-order.ts).
+ *
+ * What the other drivers throw when their service is down (read from their sources in node_modules):
  * - ioredis (TCP): the socket's system error code; "Connection is closed", "Command timed out", "Stream isn't
  *   writeable", MaxRetriesPerRequestError; the adapter's own "BLPOP got no reply" deadline.
- * - pg, and Neon's WebSocket Pool through the local proxy: system error codes, "Connection terminated …", "timeout
- *   exceeded when trying to connect"; a server that refuses or drops sessions: SQLSTATE class 08 (connection
- *   exception), 57P01–57P03 (shutting down, crashed, starting up), 53300 (too many connections).
- * - Neon over HTTP (`neon()`, @neondatabase/serverless 1.x) throws NeonDbError. When fetch itself failed, the error
- *   fetch threw is on `sourceError` (not `cause`), behind the message "Error connecting to database: TypeError:
- *   fetch failed"; so is the TimeoutError of the query's own time limit (functions/postgres.ts), which comes bare
- *   when it fires while the answer is being read. When Neon's proxy answers a status other than 200 or 400, the
- *   driver keeps no status field, only its message "Server error (HTTP status N): <body>". A 5xx there is Neon failing (500 "Couldn't connect to compute
- *   node" when the compute cannot be reached or woken; the proxy's sql_over_http.rs), except 507, the proxy's
- *   "response is too large", which the query asked for and a retry would ask for again. A 400 carries Postgres's
- *   own fields, SQLSTATE included.
  * - Upstash over REST (@upstash/redis 1.x): fetch's TypeError "fetch failed" (its cause has the code), the
  *   request's AbortSignal.timeout as a TimeoutError. Upstash answers JSON, always; a body that is not JSON
  *   (UpstashJSONParseError: a gateway's HTML 502 page, an empty 503) came from something in front of it. The client
@@ -27,52 +30,19 @@
  *   their documented wording (UPSTASH_REFUSALS): a database over its plan's limits, and a token it does not take (a
  *   rotated or wrong one; the REST API answers 401). Any other `{"error"}` body, a 5xx's included, cannot be told from
  *   a command Redis refused (WRONGTYPE, a script's error) and stays a 500.
- * - Credentials Postgres does not take (a role's password reset, a role gone: SQLSTATE class 28) are an outage of
- *   the service for the API, as during a secret rotation (docs/operations.md). Over HTTP, Neon's proxy checks the
- *   password itself and answers 400 with no SQLSTATE, only its message "password authentication failed for user
- *   '<role>'" (github.com/neondatabase/neon, proxy/src/auth/mod.rs: AuthError::PasswordFailed).
+ * - A bare TimeoutError is also what Neon's query time limit (functions/postgres.ts) throws when it fires while the
+ *   answer is being read.
  * - The sign-in email: the mailer sorts Resend's answers itself (auth/mailer.ts, resendRefusal) and throws
  *   EmailUnavailable for an outage, its limits, or our key or sender refused.
  */
+import { classifyPostgresError, type PostgresErrorKind } from "../platform/postgres-errors.ts";
 
-/** System error codes of a connection that failed or was cut. */
-const NETWORK_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ETIMEDOUT",
-  "EPIPE",
-  "ENOTFOUND",
-  "EAI_AGAIN",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-]);
+/** The kinds of Postgres error the API answers 503 for (see the module comment). */
+const UNAVAILABLE_POSTGRES: ReadonlySet<PostgresErrorKind> = new Set(["outage", "stalled", "refused"]);
 
-/**
- * SQLSTATEs of a server that will not take or keep a session now: the connection exceptions of class 08 that mean a
- * lost or refused connection (not 08P01, protocol_violation, which is also a query sent with the wrong number of
- * parameters: a bug to answer 500), shutdowns and start-ups (57P01–57P03), too many connections (53300), and
- * credentials refused (28000 invalid_authorization_specification, 28P01 invalid_password).
- */
-const UNAVAILABLE_SQLSTATES = new Set([
-  "08000",
-  "08001",
-  "08003",
-  "08004",
-  "08006",
-  "57P01",
-  "57P02",
-  "57P03",
-  "53300",
-  "28000",
-  "28P01",
-]);
-
-/** ioredis's and pg's messages when a connection is down or too slow, and the ioredis adapter's BLPOP deadline. */
+/** ioredis's messages when a connection is down or too slow, the ioredis adapter's BLPOP deadline, and fetch's. */
 const BACKEND_MESSAGES =
-  /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed|Connection terminated|timeout exceeded when trying to connect)/;
-
-/** The message @neondatabase/serverless gives an answer other than 200 or 400: its only record of the status. */
-const NEON_SERVER_ERROR = /^Server error \(HTTP status (\d{3})\)/;
+  /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed)/;
 
 /** What @upstash/redis throws for a non-2xx JSON body that has no `error` field (see the module comment). */
 const UPSTASH_FOREIGN_ERROR = /^undefined, command was: /;
@@ -90,33 +60,23 @@ const UPSTASH_FOREIGN_ERROR = /^undefined, command was: /;
 const UPSTASH_REFUSALS =
   /^(ERR max requests limit exceeded|ERR max daily request limit exceeded|ERR DB capacity quota exceeded|WRONGPASS invalid or missing auth token|Unauthorized)\b.*, command was: /s;
 
-/** Neon's proxy refusing a password over HTTP: a 400 without SQLSTATE (see the module comment). */
-const NEON_PASSWORD_REFUSED = /^password authentication failed for user '/;
-
-/** Errors nest (cause, sourceError); a few levels hold every driver's, and a cycle cannot loop. */
+/** Errors nest on `cause`; a few levels hold every driver's, and a cycle cannot loop. */
 const MAX_DEPTH = 5;
 
-export function isBackendFailure(err: unknown, depth = 0): boolean {
+export function isBackendFailure(err: unknown): boolean {
+  return UNAVAILABLE_POSTGRES.has(classifyPostgresError(err)) || isOtherServiceFailure(err, 0);
+}
+
+/** Redis's, Upstash's, the email provider's and fetch's failures, on `err` or what it wraps. */
+function isOtherServiceFailure(err: unknown, depth: number): boolean {
   if (!(err instanceof Error) || depth > MAX_DEPTH) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && (NETWORK_CODES.has(code) || isUnavailableSqlState(code))) return true;
   if (
     ["MaxRetriesPerRequestError", "TimeoutError", "AbortError", "UpstashJSONParseError", "EmailUnavailable"].includes(
       err.name,
     )
   )
     return true;
-  if (err.name === "NeonDbError") {
-    const status = Number(NEON_SERVER_ERROR.exec(err.message)?.[1]);
-    if (status >= 500 && status !== 507) return true;
-    if (NEON_PASSWORD_REFUSED.test(err.message)) return true;
-    if (isBackendFailure((err as { sourceError?: unknown }).sourceError, depth + 1)) return true;
-  }
   if (err.name === "UpstashError" && (UPSTASH_FOREIGN_ERROR.test(err.message) || UPSTASH_REFUSALS.test(err.message)))
     return true;
-  return BACKEND_MESSAGES.test(err.message) || isBackendFailure(err.cause, depth + 1);
-}
-
-function isUnavailableSqlState(code: string): boolean {
-  return UNAVAILABLE_SQLSTATES.has(code);
+  return BACKEND_MESSAGES.test(err.message) || isOtherServiceFailure(err.cause, depth + 1);
 }
