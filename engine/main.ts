@@ -15,6 +15,7 @@ import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
 import { connectPostgres, describeDatabase, type Postgres } from "../platform/postgres.ts";
+import { classifyPostgresError } from "../platform/postgres-errors.ts";
 import { migrate } from "../platform/migrate.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { backoffMs } from "../platform/restart-backoff.ts";
@@ -317,10 +318,12 @@ function isSnapshotSaved(m: unknown): m is { type: "snapshot_saved"; figures: Sn
 }
 
 /**
- * Postgres, once it answers. Without it an engine has no snapshot to start from, so while Postgres is down or
- * unreachable it waits (`postgres_waiting` once, with the error; `postgres_connected` once through), trying again
- * every few seconds, rather than exit and be restarted over and over; undefined when stopped first. A Postgres that
- * answers and refuses (a wrong password, no such database) is a mistake no wait mends: that is thrown.
+ * Postgres, once it answers. Without it an engine has no snapshot to start from, so while Postgres is down,
+ * unreachable or silent it waits (`postgres_waiting` once, with the error and its kind; `postgres_connected` once
+ * through), trying again every few seconds, rather than exit and be restarted over and over; undefined when stopped
+ * first. Whatever else fails a connect waits too: a restart would only meet it again. A Postgres that answers and
+ * refuses (a wrong password, no such database: `refused`, platform/postgres-errors.ts) is a mistake no wait mends:
+ * that is thrown, a ConfigError (exit 2).
  */
 async function reachPostgres(databaseUrl: string, log: Logger, stop: AbortSignal): Promise<Postgres | undefined> {
   const waits = new FailureRun(log, { failed: "postgres_waiting" }, describeDatabase(databaseUrl));
@@ -328,17 +331,11 @@ async function reachPostgres(databaseUrl: string, log: Logger, stop: AbortSignal
     try {
       return await connectPostgres(databaseUrl, log);
     } catch (err) {
-      if (refusedByPostgres(err)) throw err;
+      if (classifyPostgresError(err) === "refused") throw err;
       await sleep(waits.failed(err, 5_000), stop);
       if (stop.aborted) return undefined;
     }
   }
-}
-
-/** Postgres answered the connection and refused it: its authorization (SQLSTATE class 28) or database (3D000). */
-function refusedByPostgres(err: unknown): boolean {
-  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
-  return typeof code === "string" && (code.startsWith("28") || code === "3D000");
 }
 
 /** The log was trimmed past the newest snapshot in this database: exit 2, as restarting cannot help. */
