@@ -75,6 +75,7 @@ runMain("engine", async () => {
 
   const writer = connectRedis(config.redisUrl, log, "engine-writer");
   const reader = connectRedis(config.redisUrl, log, "engine-reader");
+  // Before anything is restored or led: a Redis that may evict keys stops the engine with exit 2 (a ConfigError).
   await checkDurability(writer, log);
   const lease = new EngineLease(writer, keys, holder, config.leaseTtlMs, log);
   let keeper: LeaseKeeper | undefined;

@@ -1,6 +1,7 @@
 /**
- * The durability check every process runs at start, against real Redis servers: one with AOF, one without, and one
- * that does not expose CONFIG (as managed Redis such as Upstash does not). Then the connection through an outage,
+ * The durability check the engine and worker run at start, against real Redis servers: one with AOF, one without, and
+ * one that does not expose CONFIG (as managed Redis such as Upstash does not); then their eviction policy, which
+ * must be noeviction, read from CONFIG or, where CONFIG is refused, from INFO. Then the connection through an outage,
  * and its options, through a proxy that fails as a network does.
  */
 import { randomUUID } from "node:crypto";
@@ -9,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError } from "./config.ts";
 import { createLogger } from "./log.ts";
 import { connectRedis, checkDurability } from "./redis.ts";
 import { freePort, startRedisServer, type Child } from "./testing/processes.ts";
@@ -22,7 +24,8 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-async function check(extra: string[]) {
+/** checkDurability against a redis-server of its own started with `extra`: its result or error, and its log lines. */
+async function attempt(extra: string[]) {
   const dir = mkdtempSync(join(tmpdir(), "redis-durability-"));
   dirs.push(dir);
   const port = await freePort();
@@ -31,10 +34,20 @@ async function check(extra: string[]) {
   const log = createLogger("test", { sink: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
   const redis = connectRedis(`redis://127.0.0.1:${port}`, log, "durability-test");
   try {
-    return { result: await checkDurability(redis, log), events: lines.map((l) => l.event) };
+    const result = await checkDurability(redis, log).then(
+      (value) => ({ value, error: undefined }),
+      (error: unknown) => ({ value: undefined, error }),
+    );
+    return { ...result, lines, events: lines.map((l) => l.event) };
   } finally {
     redis.disconnect();
   }
+}
+
+async function check(extra: string[]) {
+  const { value, error, events } = await attempt(extra);
+  if (value === undefined) throw error;
+  return { result: value, events };
 }
 
 describe("checkDurability", () => {
@@ -46,14 +59,64 @@ describe("checkDurability", () => {
 
   it("reports the fsync policy when AOF is on", async () => {
     const { result, events } = await check(["--appendonly", "yes", "--appendfsync", "always"]);
-    expect(result).toEqual({ appendonly: true, fsync: "always" });
+    expect(result).toEqual({ appendonly: true, fsync: "always", evictionPolicy: "noeviction" });
     expect(events).toEqual(["redis_durability"]);
   });
 
   it("does not cry wolf when the Redis does not expose CONFIG", async () => {
     const { result, events } = await check(["--rename-command", "CONFIG", ""]);
     expect(result.appendonly).toBeUndefined();
+    expect(result.evictionPolicy).toBe("noeviction"); // from INFO memory
     expect(events).toEqual(["redis_durability"]);
+  });
+});
+
+describe("checkDurability's eviction check", () => {
+  it("passes a Redis that never evicts, set explicitly", async () => {
+    const args = ["--appendonly", "yes", "--maxmemory-policy", "noeviction", "--maxmemory", "64mb"];
+    const { result, events } = await check(args);
+    expect(result.evictionPolicy).toBe("noeviction");
+    expect(events).toEqual(["redis_durability"]);
+  });
+
+  it("refuses a Redis that may evict any key, naming the policy and the fix", async () => {
+    const { error } = await attempt(["--maxmemory-policy", "allkeys-lru"]);
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as ConfigError).message;
+    expect(message).toContain('maxmemory-policy must be noeviction, got "allkeys-lru"');
+    expect(message).toContain("CONFIG SET maxmemory-policy noeviction");
+    expect(message).toContain("Upstash, turn Eviction off");
+  });
+
+  it("refuses a Redis that may evict keys with a TTL (answers, the events store) too", async () => {
+    const { error } = await attempt(["--maxmemory-policy", "volatile-lru", "--maxmemory", "64mb"]);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('got "volatile-lru"');
+  });
+
+  it("reads the policy from INFO memory where CONFIG is refused, and refuses an evicting one", async () => {
+    const { error } = await attempt(["--rename-command", "CONFIG", "", "--maxmemory-policy", "allkeys-random"]);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toContain('got "allkeys-random"');
+  });
+
+  it("warns, and starts, when the Redis reports its policy nowhere", async () => {
+    // Both refused to this client, as a managed Redis's ACL may (Upstash answers CONFIG GET with nothing instead).
+    const { value, lines } = await attempt([
+      "--user",
+      "default",
+      "on",
+      "nopass",
+      "~*",
+      "&*",
+      "+@all",
+      "-config",
+      "-info",
+    ]);
+    expect(value?.evictionPolicy).toBeUndefined();
+    const unchecked = lines.find((l) => l.event === "redis_eviction_unchecked");
+    expect(unchecked).toMatchObject({ level: "warn" });
+    expect(String(unchecked?.message)).toContain("Eviction setting off");
   });
 });
 

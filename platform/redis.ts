@@ -4,6 +4,7 @@
  * may turn off the resending of unanswered commands for a connection of its own (`RedisConnectionOptions`).
  */
 import { Redis } from "ioredis";
+import { ConfigError } from "./config.ts";
 import type { Logger } from "./log.ts";
 
 export interface RedisConnectionOptions {
@@ -43,28 +44,60 @@ export function logOutages(redis: Redis, log: Logger | undefined): void {
 }
 
 /**
- * Warns loudly when the Redis in use does not persist the log: with AOF off, a Redis restart loses every
- * instruction since its last RDB save, which recovery (snapshot + log) cannot bring back.
+ * What the engine and worker check of the Redis in use at start. AOF off only warns: a Redis restart then loses
+ * acknowledged orders, which a development Redis may accept knowingly. An eviction policy other than `noeviction`
+ * refuses to start (a ConfigError): every guard of the system (the log and the engine's lease, the read models'
+ * watermarks, tombstones and marks, the events store, the answers) lives in Redis, and a key evicted under memory
+ * pressure breaks one of them silently while everything runs on, where `noeviction` fails the write loudly instead.
+ * It refuses whatever `maxmemory` is: a limit set later (CONFIG SET, a provider's plan) starts evicting at once,
+ * with no restart to check again. A Redis that reports no policy (a managed one may not) gets a warning instead.
  */
 export async function checkDurability(
   redis: Redis,
   log: Logger,
-): Promise<{ appendonly: boolean | undefined; fsync: string }> {
+): Promise<{ appendonly: boolean | undefined; fsync: string; evictionPolicy: string | undefined }> {
   const [, appendonly] = (await redis.config("GET", "appendonly").catch(() => [])) as [string?, string?];
   const [, fsync = "unknown"] = (await redis.config("GET", "appendfsync").catch(() => [])) as [string?, string?];
-  if (appendonly === undefined) {
+  const evictionPolicy = await readEvictionPolicy(redis);
+  const on = appendonly === undefined ? undefined : appendonly === "yes";
+  if (on === undefined) {
     // Managed Redis (Upstash) does not expose its configuration; its persistence is the provider's to state.
-    log.info("redis_durability", { appendonly: "not reported by this Redis", appendfsync: fsync });
-    return { appendonly: undefined, fsync };
-  }
-  const on = appendonly === "yes";
-  if (!on) {
+    log.info("redis_durability", { appendonly: "not reported by this Redis", appendfsync: fsync, evictionPolicy });
+  } else if (!on) {
     log.warn("redis_aof_off", {
       message:
         "Redis runs WITHOUT append-only persistence: a Redis restart loses acknowledged orders. Run it with --appendonly yes (and --appendfsync always for no loss at all).",
+      evictionPolicy,
     });
   } else {
-    log.info("redis_durability", { appendonly: on, appendfsync: fsync });
+    log.info("redis_durability", { appendonly: on, appendfsync: fsync, evictionPolicy });
   }
-  return { appendonly: on, fsync };
+  if (evictionPolicy === undefined) {
+    log.warn("redis_eviction_unchecked", {
+      message:
+        "This Redis reports no maxmemory-policy (neither CONFIG GET nor INFO memory), so whether it evicts keys was not checked. It must not: an evicted key silently breaks the log, the lease and the read models' guards. On Upstash, keep the database's Eviction setting off (the default).",
+    });
+  } else if (evictionPolicy !== "noeviction") {
+    throw new ConfigError(
+      `Redis's maxmemory-policy must be noeviction, got "${evictionPolicy}": under memory pressure Redis would ` +
+        "delete keys this system needs (the log, the engine's lease, the read models' guards, answers) and break it " +
+        "silently. Run CONFIG SET maxmemory-policy noeviction (and set maxmemory-policy noeviction in redis.conf, " +
+        "or --maxmemory-policy noeviction, so a restart keeps it); on Upstash, turn Eviction off in the database's " +
+        "Configuration in the console.",
+    );
+  }
+  return { appendonly: on, fsync, evictionPolicy };
+}
+
+/**
+ * Redis's `maxmemory-policy`: from CONFIG GET, else from INFO memory's `maxmemory_policy` (managed Redis often refuses
+ * CONFIG, or answers it with nothing, as Upstash does for all but one parameter, and may still report the policy
+ * there); undefined when neither says.
+ */
+async function readEvictionPolicy(redis: Redis): Promise<string | undefined> {
+  const [, configured] = (await redis.config("GET", "maxmemory-policy").catch(() => [])) as [string?, string?];
+  if (configured !== undefined && configured !== "") return configured;
+  const info = await redis.info("memory").catch(() => "");
+  const reported = /^maxmemory_policy:(.*)$/m.exec(info)?.[1]?.trim();
+  return reported === undefined || reported === "" ? undefined : reported;
 }

@@ -3,7 +3,8 @@
  * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
  * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included; a
  * Redis or Postgres outage it waits out, one at its start too: started while Postgres is down (a machine's boot, a
- * Postgres restarting), it waits for it rather than exit into a crash loop (postgres-outages.ts).
+ * Postgres restarting), it waits for it rather than exit into a crash loop (postgres-outages.ts). A Redis whose
+ * eviction policy may delete keys stops it with exit 2 (platform/redis.ts, checkDurability).
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -48,34 +49,45 @@ runMain("worker", async () => {
   const metricsServer = await serveMetrics(registry, metricsConfig, log);
   const { prefix, claimIdleMs, statsEveryMs, outputKeepMs } = config;
   log.info("start", { prefix, claimIdleMs, statsEveryMs, outputKeepMs });
-  const stop = stopOnSignals(log);
+  // A Redis that may evict keys refuses the worker (checkDurability): the refusal stops it as a signal would, and is
+  // then thrown, so it exits 2 with the reason.
+  const refused = new AbortController();
+  let refusal: Error | undefined;
+  const stop = AbortSignal.any([stopOnSignals(log), refused.signal]);
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   // A group read Redis may have run must not run again: it would take the next entries (worker.ts).
   const reader = connectRedis(config.redisUrl, log, "worker-reader", { resendUnanswered: false });
   // Watched before either connects (ioredis says so on a later tick), as Postgres and migrations come first.
   const outages = watchRedisOutages([reader, writer]);
-  // Only a log line, so not waited for: on a Redis that accepted the connection and says nothing it would wait for
-  // ever, while the worker's start, queued behind it on the same connection, is bounded by the watchdog.
-  void checkDurability(writer, log);
+  // Not waited for: on a Redis that accepted the connection and says nothing it would wait for ever, while the
+  // worker's start, queued behind it on the same connection, is bounded by the watchdog. Its few commands go first on
+  // that connection, so an evicting Redis stops the worker before its first batch in practice (Postgres and the
+  // migrations come before that).
+  checkDurability(writer, log).catch((err: unknown) => {
+    refusal = err instanceof Error ? err : new Error(String(err));
+    refused.abort();
+  });
   let db: Postgres | undefined;
   try {
     db = await waitForPostgres(log, stop)(() => connectAndMigrate(config.databaseUrl, log));
-    await runWorker(
-      {
-        reader,
-        writer,
-        db,
-        keys: keyspace(config.prefix),
-        log,
-        consumer: config.consumer,
-        claimIdleMs: config.claimIdleMs,
-        statsEveryMs: config.statsEveryMs,
-        outputKeepMs: config.outputKeepMs,
-        metrics,
-        outages,
-      },
-      stop,
-    );
+    // Stopped (or refused) while it migrated: not even the consumer group is made.
+    if (!stop.aborted)
+      await runWorker(
+        {
+          reader,
+          writer,
+          db,
+          keys: keyspace(config.prefix),
+          log,
+          consumer: config.consumer,
+          claimIdleMs: config.claimIdleMs,
+          statsEveryMs: config.statsEveryMs,
+          outputKeepMs: config.outputKeepMs,
+          metrics,
+          outages,
+        },
+        stop,
+      );
   } catch (err) {
     // Stopped before Postgres came back at start: nothing was read, nothing is left undone.
     if (!(err instanceof PostgresWaitStopped)) throw err;
@@ -85,6 +97,7 @@ runMain("worker", async () => {
     await db?.close();
     await metricsServer?.close();
   }
+  if (refusal !== undefined) throw refusal;
   log.info("stopped");
 });
 
