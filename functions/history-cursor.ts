@@ -1,7 +1,18 @@
 /**
  * The keyset cursor of the paginated histories (closes, spot orders, entry orders): the last row's time and id, as
- * base64url JSON. The next page is the rows strictly before it in (time, id) order, newest first. `historyPage`
- * runs that query for any of them.
+ * base64url JSON. The next page is the rows strictly before that row, newest first. `historyPage` runs that query for
+ * any of them.
+ *
+ * Rows of one millisecond (one input's outputs, or several inputs logged within it) come in the order the engine made
+ * them, not in the text order of their ids ("O0-10" < "O0-9" as text): each table names that order as SQL over its
+ * columns (`HistoryTable.order`: the numbers in an engine id or an output id), then the id breaks any tie left. The
+ * cursor stays (time, id): the next page looks up the order of the row it names (its primary key) and takes the rows
+ * before it, so no row is skipped or repeated from page to page. A cursor naming no row of the user's (hand-made)
+ * resumes before its time's millisecond. Numbers are read with regular expressions, never cast from raw text, so an
+ * id of another shape cannot fail a page (it sorts as -1).
+ *
+ * No index holds that order: the query reads the (user, time) index newest first and sorts only the rows of each
+ * millisecond (an incremental sort), stopping once the page is full.
  *
  * A cursor is not signed: every query is bounded to the session's user, so a hand-made cursor can only start a page
  * of that user's own history somewhere else. What is refused (400 INVALID_CURSOR) is one that does not decode to a
@@ -16,12 +27,33 @@ export interface CursorPosition {
   readonly id: string;
 }
 
-/** A history table: its columns as selected, and the (time, id) pair it is ordered and paged by. */
+/** A history table: its columns as selected, and the time, order within a millisecond and id it is paged by. */
 export interface HistoryTable {
   readonly table: string;
   readonly columns: string;
   readonly time: string;
+  /** The primary key: the cursor's id. */
   readonly id: string;
+  /** SQL expressions over a row's columns, greatest for the row the engine made last within a millisecond. */
+  readonly order: readonly string[];
+}
+
+/**
+ * The order of engine ids `<letter><shard>-<seq>` (P0-7, O0-12): by shard, then seq, which the engine hands out in
+ * the order it applies instructions. Entry orders and spot orders take theirs when placed, or executed.
+ */
+export function engineIdOrder(column: string): string[] {
+  return [digits(column, "^[A-Z]([0-9]+)-"), digits(column, "^[A-Z][0-9]+-([0-9]+)$")];
+}
+
+/** The order of output ids `<ms>-<seq>:<n>`: the order the engine wrote its outputs in. */
+export function outputIdOrder(column: string): string[] {
+  return [digits(column, "^([0-9]+)-"), digits(column, "^[0-9]+-([0-9]+):"), digits(column, ":([0-9]+)$")];
+}
+
+/** The digits `pattern`'s group finds in `column`, as a number; -1 when it finds none. */
+function digits(column: string, pattern: string): string {
+  return `coalesce(substring(${column} from '${pattern}')::numeric, -1)`;
 }
 
 /**
@@ -37,11 +69,19 @@ export async function historyPage<R extends Row, V>(
   view: (row: R) => V,
   key: (v: V) => [at: string, id: string],
 ): Promise<{ page: V[]; nextCursor: string | null }> {
+  const order = [...t.order, t.id];
+  // The cursor row's order, looked up by its id; NULL when there is none, which leaves only earlier milliseconds.
+  const cursorOrder = t.order.map(
+    (expression) => `(SELECT ${expression} FROM ${t.table} WHERE user_id = $1 AND ${t.id} = $4)`,
+  );
+  // `time <= cursor` alone bounds the index scan; the row comparison then picks within the cursor's millisecond.
+  const before = `AND ${t.time} <= $3::timestamptz
+        AND (${t.time}, ${order.join(", ")}) < ($3::timestamptz, ${[...cursorOrder, "$4"].join(", ")})`;
   const { rows } = await db.query<R>(
     `SELECT ${t.columns}
        FROM ${t.table}
-      WHERE user_id = $1 ${after === undefined ? "" : `AND (${t.time}, ${t.id}) < ($3::timestamptz, $4)`}
-      ORDER BY ${t.time} DESC, ${t.id} DESC
+      WHERE user_id = $1 ${after === undefined ? "" : before}
+      ORDER BY ${t.time} DESC, ${order.map((o) => `${o} DESC`).join(", ")}
       LIMIT $2`,
     after === undefined ? [userId, limit + 1] : [userId, limit + 1, after.at, after.id],
   );

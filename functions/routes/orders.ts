@@ -6,7 +6,7 @@
  */
 import type { ApiDeps } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { historyPage } from "../history-cursor.ts";
+import { engineIdOrder, historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonBody, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
 import {
@@ -160,7 +160,7 @@ export function orderRoutes(deps: ApiDeps) {
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
-    const table = { table: "orders", columns: ORDER_COLUMNS, time: "placed_at", id: "id" };
+    const table = { table: "orders", columns: ORDER_COLUMNS, time: "placed_at", id: "id", order: engineIdOrder("id") };
     const { page, nextCursor } = await historyPage(
       deps.db,
       table,

@@ -4,7 +4,7 @@
  * Mounted under /api/v1/trade.
  */
 import type { ApiDeps } from "../context.ts";
-import { historyPage } from "../history-cursor.ts";
+import { engineIdOrder, historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
 import { historyQuery, responses } from "../schemas.ts";
@@ -15,6 +15,7 @@ const SPOT_ORDERS = {
   columns: "id, asset, side, quantity::text, price::text, total::text, executed_at",
   time: "executed_at",
   id: "id",
+  order: engineIdOrder("id"),
 };
 
 export function spotOrderRoutes(deps: ApiDeps) {

@@ -12,7 +12,7 @@ import { USD_DECIMALS } from "../../contract/money.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError, SESSION_NOT_VALID } from "../errors.ts";
-import { historyPage } from "../history-cursor.ts";
+import { historyPage, outputIdOrder } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
   JSON_BODY_ERRORS,
@@ -289,7 +289,15 @@ export function tradeRoutes(deps: ApiDeps) {
     },
   });
   route(app, history, async (c, { query: { limit = 50, cursor } }) => {
-    const table = { table: "closed_orders", columns: CLOSED_ORDER_COLUMNS, time: "closed_at", id: "close_id" };
+    // Closes by the output that made them: a close id says which trade, not when (a partial close's id is
+    // `<trade id>.<n>`, the last close's the trade id alone).
+    const table = {
+      table: "closed_orders",
+      columns: CLOSED_ORDER_COLUMNS,
+      time: "closed_at",
+      id: "close_id",
+      order: outputIdOrder("output_id"),
+    };
     const { page, nextCursor } = await historyPage(
       deps.db,
       table,
