@@ -573,6 +573,14 @@ describe("backoff", () => {
     expect(seen.closes[0]!.reconnectInMs).toBe(1_000);
   });
 
+  it("waits at least the Retry-After of a 503, as the API sends with UNAVAILABLE (5 s)", async () => {
+    server = await startFakeStreamServer();
+    server.refuseTickets(503, 5);
+    const { seen } = connect();
+    await until("the refusal", () => seen.closes.length === 1);
+    expect(seen.closes[0]!.reconnectInMs).toBe(5_000);
+  });
+
   it("reads a Retry-After given as an HTTP date too, and waits at most 5 min whatever it says", async () => {
     server = await startFakeStreamServer();
     // An HTTP date counts whole seconds: 3 s ahead is 2–3 s ahead.

@@ -4,18 +4,19 @@
  *
  * Every error leaves as `{"error": {"code", "message"}}`. An ApiError carries its own status; anything else is a
  * bug or an outage: it is logged with the request id, and the client gets a bare 500 (or 503 when a backing
- * service failed, as backend-failure.ts decides) with no stack trace or internal detail.
+ * service failed, as backend-failure.ts decides, with Retry-After) with no stack trace or internal detail. Every 503
+ * and 429 says in Retry-After when to come back.
  */
 import type { OpenAPIHono } from "@hono/zod-openapi";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import type { ApiDeps, ApiEnv } from "./context.ts";
-import { isBackendFailure } from "./backend-failure.ts";
+import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
 import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
-import { apiRouter, createRoute, openApiDocument, PUBLIC, route } from "./openapi.ts";
+import { apiRouter, createRoute, openApiDocument, PUBLIC, retryAfterHeader, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { marketRoutes } from "./routes/market.ts";
@@ -80,6 +81,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       },
       503: {
         description: "Redis or Postgres does not answer",
+        headers: retryAfterHeader(`Seconds to wait before trying again: ${API_ERRORS.UNAVAILABLE.retryAfterSeconds}.`),
         content: {
           "application/json": {
             schema: responses.health,
@@ -105,6 +107,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       ),
     ]);
     const ok = redis && postgres;
+    if (!ok) c.header("Retry-After", String(API_ERRORS.UNAVAILABLE.retryAfterSeconds));
     return c.json({ status: ok ? "ok" : "unavailable", redis, postgres, engine }, ok ? 200 : 503);
   });
 
@@ -165,6 +168,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       error: err instanceof Error ? err.stack : String(err),
     });
     const code = unavailable ? "UNAVAILABLE" : "INTERNAL";
+    if (unavailable) c.header("Retry-After", String(retryAfterSeconds(err)));
     return c.json(errorBody(code, API_ERRORS[code].message), unavailable ? 503 : 500);
   });
   return app;

@@ -5,7 +5,8 @@ import { errors as upstash } from "@upstash/redis";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { EmailUnavailable } from "./auth/mailer.ts";
-import { isBackendFailure } from "./backend-failure.ts";
+import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
+import { UNAVAILABLE_RETRY_AFTER_S } from "./errors.ts";
 import { neonFetchFailed, neonPostgresError, neonServerError } from "../platform/testing/driver-errors.ts";
 
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
@@ -173,5 +174,28 @@ describe("isBackendFailure", () => {
     const looped = new Error("outer");
     looped.cause = looped;
     expect(isBackendFailure(looped)).toBe(false);
+  });
+});
+
+describe("retryAfterSeconds: the 503's Retry-After", () => {
+  it("is UNAVAILABLE's for an outage that says nothing of when it ends", () => {
+    expect(retryAfterSeconds(refused())).toBe(UNAVAILABLE_RETRY_AFTER_S);
+    expect(retryAfterSeconds(new EmailUnavailable("Resend did not send the email: no answer within 5000 ms"))).toBe(
+      UNAVAILABLE_RETRY_AFTER_S,
+    );
+  });
+
+  it("is the error's own when it carries one, at the top of the chain or below", () => {
+    expect(retryAfterSeconds(new EmailUnavailable("Resend refused RESEND_API_KEY", 300))).toBe(300);
+    expect(retryAfterSeconds(new Error("sign-in failed", { cause: new EmailUnavailable("rate limit", 7) }))).toBe(7);
+  });
+
+  it("ignores a carried value that is no whole number of seconds, and a cycle of causes ends", () => {
+    for (const odd of [0, -1, 1.5, Number.NaN]) {
+      expect(retryAfterSeconds(new EmailUnavailable("odd", odd)), String(odd)).toBe(UNAVAILABLE_RETRY_AFTER_S);
+    }
+    const looped = new Error("outer");
+    looped.cause = looped;
+    expect(retryAfterSeconds(looped)).toBe(UNAVAILABLE_RETRY_AFTER_S);
   });
 });

@@ -34,8 +34,12 @@
  *   answer is being read.
  * - The sign-in email: the mailer sorts Resend's answers itself (auth/mailer.ts, resendRefusal) and throws
  *   EmailUnavailable for an outage, its limits, or our key or sender refused.
+ *
+ * The 503 says when to try again (Retry-After, retryAfterSeconds): UNAVAILABLE's seconds (errors.ts), unless the
+ * error knows better, as EmailUnavailable does when Resend said when to come back or the fix is an operator's.
  */
 import { classifyPostgresError, type PostgresErrorKind } from "../platform/postgres-errors.ts";
+import { API_ERRORS } from "./errors.ts";
 
 /** The kinds of Postgres error the API answers 503 for (see the module comment). */
 const UNAVAILABLE_POSTGRES: ReadonlySet<PostgresErrorKind> = new Set(["outage", "stalled", "refused"]);
@@ -79,4 +83,17 @@ function isOtherServiceFailure(err: unknown, depth: number): boolean {
   if (err.name === "UpstashError" && (UPSTASH_FOREIGN_ERROR.test(err.message) || UPSTASH_REFUSALS.test(err.message)))
     return true;
   return BACKEND_MESSAGES.test(err.message) || isOtherServiceFailure(err.cause, depth + 1);
+}
+
+/**
+ * The Retry-After of the 503 for `err` (one isBackendFailure accepts): the `retryAfterSeconds` of the first error in
+ * its chain that carries one (EmailUnavailable), else UNAVAILABLE's.
+ */
+export function retryAfterSeconds(err: unknown, depth = 0): number {
+  if (err instanceof Error && depth <= MAX_DEPTH) {
+    const own = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    if (typeof own === "number" && Number.isInteger(own) && own >= 1) return own;
+    return retryAfterSeconds(err.cause, depth + 1);
+  }
+  return API_ERRORS.UNAVAILABLE.retryAfterSeconds;
 }

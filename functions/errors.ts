@@ -12,6 +12,21 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { RejectionCode } from "../contract/rejections.ts";
 
+/**
+ * Retry-After of a 503 UNAVAILABLE, in seconds (RFC 9110 §10.2.3): Redis, Postgres or the email provider failed. What
+ * fails is restarted and reconnected to in seconds (docs/operations.md, Recovery: a server `npm start` runs is started
+ * again within about a second, then backing off from 1 s; the components reconnect by themselves), so a few seconds:
+ * long enough not to hammer a service on its way back, short enough for a trader. An error that knows better carries
+ * its own (backend-failure.ts retryAfterSeconds).
+ */
+export const UNAVAILABLE_RETRY_AFTER_S = 5;
+
+/**
+ * Retry-After of a 503 ENGINE_UNAVAILABLE: no engine held the lease. The hot standby takes it within
+ * ENGINE_LEASE_TTL_MS plus a poll (550 ms by default), and one second is the smallest wait the header can say.
+ */
+export const ENGINE_UNAVAILABLE_RETRY_AFTER_S = 1;
+
 export const API_ERRORS = {
   MALFORMED_JSON: { status: 400, message: "The body is not valid JSON." },
   INVALID_REQUEST: { status: 400, message: "The request does not match the API contract." },
@@ -45,13 +60,21 @@ export const API_ERRORS = {
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: "Send JSON (Content-Type: application/json)." },
   RATE_LIMITED: { status: 429, message: "Too many requests; try again after Retry-After seconds." },
   INTERNAL: { status: 500, message: "Something went wrong on our side." },
-  UNAVAILABLE: { status: 503, message: "A backing service is unavailable; try again shortly." },
-  ENGINE_UNAVAILABLE: { status: 503, message: "The trading engine is not running; try again shortly." },
+  UNAVAILABLE: {
+    status: 503,
+    message: "A backing service is unavailable; try again after Retry-After seconds.",
+    retryAfterSeconds: UNAVAILABLE_RETRY_AFTER_S,
+  },
+  ENGINE_UNAVAILABLE: {
+    status: 503,
+    message: "The trading engine is not running; try again after Retry-After seconds.",
+    retryAfterSeconds: ENGINE_UNAVAILABLE_RETRY_AFTER_S,
+  },
   ENGINE_TIMEOUT: {
     status: 504,
     message: "The trading engine did not answer in time; retry with the same Idempotency-Key.",
   },
-} as const satisfies Record<string, { status: ContentfulStatusCode; message: string }>;
+} as const satisfies Record<string, { status: ContentfulStatusCode; message: string; retryAfterSeconds?: number }>;
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
 
@@ -66,16 +89,21 @@ export const AUTHORIZATION_NOT_BEARER = "Authorization: expected Bearer <session
 
 export class ApiError extends Error {
   readonly status: ContentfulStatusCode;
+  /** The answer's headers: those given, and the catalogue's Retry-After for a code that has one. */
+  readonly headers: Record<string, string>;
   constructor(
     readonly code: ApiErrorCode | RejectionCode,
     message?: string,
-    readonly headers: Record<string, string> = {},
+    headers: Record<string, string> = {},
     /** Fields the error body carries beside `error` (a 409's current state). */
     readonly extra: Record<string, unknown> = {},
   ) {
-    const known = code in API_ERRORS ? API_ERRORS[code as ApiErrorCode] : undefined;
+    const known: { status: ContentfulStatusCode; message: string; retryAfterSeconds?: number } | undefined =
+      code in API_ERRORS ? API_ERRORS[code as ApiErrorCode] : undefined;
     super(message ?? known?.message ?? code);
     this.status = known?.status ?? rejectionStatus(code as RejectionCode);
+    const retryAfter = known?.retryAfterSeconds;
+    this.headers = retryAfter === undefined ? headers : { "Retry-After": String(retryAfter), ...headers };
   }
 }
 

@@ -49,6 +49,7 @@ async function invoke(method: "GET" | "POST", path: string, body?: unknown) {
   return {
     status: result.statusCode,
     type: result.headers?.["content-type"],
+    retryAfter: result.headers?.["retry-after"],
     body: JSON.parse(result.body) as unknown,
   };
 }
@@ -58,6 +59,7 @@ describe("a Lambda cold start while Postgres cannot be reached", () => {
     expect(await invoke("GET", "/health")).toEqual({
       status: 503,
       type: "application/json",
+      retryAfter: "5",
       body: { status: "unavailable", redis: true, postgres: false, engine: false },
     });
   });
@@ -68,15 +70,22 @@ describe("a Lambda cold start while Postgres cannot be reached", () => {
     expect(await invoke("GET", "/api/v1/market/quotes")).toEqual({
       status: 200,
       type: "application/json",
+      retryAfter: undefined,
       body: { quotes: [{ asset: "ETH", market: "ETH_USDC_PERP", ...quote }] },
     });
   });
 
-  it("a route that needs Postgres: 503 UNAVAILABLE with the documented body", async () => {
+  it("a route that needs Postgres: 503 UNAVAILABLE with the documented body and Retry-After", async () => {
     expect(await invoke("POST", "/api/v1/auth", { email: "cold@example.com" })).toEqual({
       status: 503,
       type: "application/json",
-      body: { error: { code: "UNAVAILABLE", message: "A backing service is unavailable; try again shortly." } },
+      retryAfter: "5",
+      body: {
+        error: {
+          code: "UNAVAILABLE",
+          message: "A backing service is unavailable; try again after Retry-After seconds.",
+        },
+      },
     });
   });
 });

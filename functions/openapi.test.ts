@@ -135,4 +135,26 @@ describe("the OpenAPI document", () => {
       },
     });
   });
+
+  it("gives every 429 and 503 its Retry-After header, with the seconds docs/api.md gives", () => {
+    const answers = Object.values(paths).flatMap((ops) =>
+      Object.values(ops).flatMap((op) =>
+        Object.entries((op as { responses: Record<string, { headers?: Record<string, unknown> }> }).responses),
+      ),
+    );
+    const waiting = answers.filter(([status]) => status === "429" || status === "503");
+    expect(waiting.length).toBeGreaterThan(10);
+    for (const [status, response] of waiting) {
+      expect(response.headers?.["Retry-After"], status).toMatchObject({ schema: { type: "integer", minimum: 1 } });
+    }
+    const trade = paths["/api/v1/trade/create"] as { post: { responses: Record<string, { headers: unknown }> } };
+    expect(trade.post.responses["503"]!.headers).toMatchObject({
+      "Retry-After": { description: expect.stringContaining("5 for UNAVAILABLE, 1 for ENGINE_UNAVAILABLE") as unknown },
+    });
+    expect(trade.post.responses["429"]!.headers).toMatchObject({
+      "Retry-After": { description: expect.stringContaining("left of the limit's current window") as unknown },
+    });
+    const health = paths["/health"] as { get: { responses: Record<string, { headers: unknown }> } };
+    expect(health.get.responses["503"]!.headers).toMatchObject({ "Retry-After": {} });
+  });
 });

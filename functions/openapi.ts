@@ -87,9 +87,20 @@ export const SIGNED_IN = [{ cookie: [] }, { bearer: [] }];
 /** Operations anyone may call. */
 export const PUBLIC: never[] = [];
 
-const RETRY_AFTER = {
-  "Retry-After": { description: "Seconds to wait before trying again.", schema: { type: "integer" as const } },
-};
+/** The Retry-After header of an answer that says when to come back (a 429, a 503), in whole seconds. */
+export function retryAfterHeader(description: string) {
+  return { "Retry-After": { description, schema: { type: "integer" as const, minimum: 1 } } };
+}
+
+/** What a 429's or 503's Retry-After says, by the codes it answers with. */
+function retryAfterOf(status: number, codes: readonly ErrorCode[]) {
+  if (status === 429) return retryAfterHeader("Seconds left of the limit's current window, at least 1.");
+  const waits = codes.flatMap((code) => {
+    const known = code in API_ERRORS ? API_ERRORS[code as ApiErrorCode] : undefined;
+    return known !== undefined && "retryAfterSeconds" in known ? [`${known.retryAfterSeconds} for ${code}`] : [];
+  });
+  return retryAfterHeader(`Seconds to wait before trying again: ${waits.join(", ")}.`);
+}
 
 export type ErrorCode = ApiErrorCode | RejectionCode;
 
@@ -127,7 +138,7 @@ export function errorResponses(codes: readonly ErrorCode[]) {
     );
     out[String(status)] = {
       description: `${statusText(status)}: ${list.join(", ")}`,
-      ...(status === 429 ? { headers: RETRY_AFTER } : {}),
+      ...(status === 429 || status === 503 ? { headers: retryAfterOf(status, list) } : {}),
       content: { "application/json": { schema: errorView, examples } },
     };
   }

@@ -1,10 +1,10 @@
 /**
- * A backing service that is down, or refuses every request for now, answers 503 UNAVAILABLE with the documented body,
- * on the deployed clients as on the local ones: Neon's `neon()` over HTTP (through the local Neon peer, whose Postgres
- * cannot be reached or refuses the role, with Neon itself unreachable, and with a Neon that takes the request and
- * never answers) and `@upstash/redis` (against a local server answering as a gateway in front of Upstash would, and
- * the local Upstash peer refusing the token or answering as over the plan's limits), besides ioredis with nothing
- * listening. A refusal of the request itself stays a 500.
+ * A backing service that is down, or refuses every request for now, answers 503 UNAVAILABLE with the documented body
+ * and Retry-After, on the deployed clients as on the local ones: Neon's `neon()` over HTTP (through the local Neon
+ * peer, whose Postgres cannot be reached or refuses the role, with Neon itself unreachable, and with a Neon that takes
+ * the request and never answers) and `@upstash/redis` (against a local server answering as a gateway in front of
+ * Upstash would, and the local Upstash peer refusing the token or answering as over the plan's limits), besides
+ * ioredis with nothing listening. A refusal of the request itself stays a 500, without Retry-After.
  */
 import { createServer, type Server } from "node:http";
 import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
@@ -23,8 +23,10 @@ import { startNeonHttpPeer, type NeonHttpPeer } from "./testing/neon-http-peer.t
 import { startUpstashBridge } from "./testing/upstash-bridge.ts";
 
 const UNAVAILABLE = {
-  error: { code: "UNAVAILABLE", message: "A backing service is unavailable; try again shortly." },
+  error: { code: "UNAVAILABLE", message: "A backing service is unavailable; try again after Retry-After seconds." },
 };
+/** Every 503 says when to come back: UNAVAILABLE's seconds, as docs/api.md gives them. */
+const RETRY_AFTER = "5";
 const INTERNAL = { error: { code: "INTERNAL", message: "Something went wrong on our side." } };
 
 let stack: ApiStack;
@@ -77,12 +79,13 @@ describe("Postgres down, on Neon's HTTP path", () => {
     closers.push(() => peer.close());
     const api = appWith({ db: await neonOverHttp(peer) });
     const res = await signIn(api);
-    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
     expect(backendUnavailableLogged("Couldn't connect to compute node")).toBe(true);
     const health = await api.get("/health");
-    expect([health.status, health.body]).toEqual([
+    expect([health.status, health.body, health.headers.get("retry-after")]).toEqual([
       503,
       { status: "unavailable", redis: true, postgres: false, engine: true },
+      RETRY_AFTER,
     ]);
   });
 
@@ -129,7 +132,7 @@ describe("Postgres down, on Neon's HTTP path", () => {
       const started = performance.now();
       const [res, health] = await Promise.all([signIn(api), api.get("/health")]);
       expect(performance.now() - started).toBeLessThan(NEON_QUERY_TIMEOUT_MS + 1_000);
-      expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+      expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
       expect(backendUnavailableLogged("TimeoutError")).toBe(true);
       expect([health.status, health.body]).toEqual([
         503,
@@ -159,7 +162,7 @@ describe("Postgres down, on Neon's HTTP path", () => {
     const db: FunctionsPostgres = await neonOverHttp(peer);
     const broken: Queryable = { query: <R extends Row>() => db.query<R>("SELECT * FROM no_such_table") };
     const res = await signIn(appWith({ db: broken }));
-    expect([res.status, res.body]).toEqual([500, INTERNAL]);
+    expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([500, INTERNAL, null]);
   });
 });
 
@@ -167,7 +170,7 @@ describe("Redis down, on Upstash's REST path", () => {
   it("a gateway in front of Upstash answers 502 text/html: 503", async () => {
     const url = await answering(502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>");
     const res = await signIn(appWith({ redis: createUpstashApiRedis({ url, token: "t" }) }));
-    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
     expect(backendUnavailableLogged("UpstashJSONParseError")).toBe(true);
   });
 
@@ -220,6 +223,6 @@ describe("Redis down, over TCP", () => {
     const redis = createIoredisApiRedis(`redis://127.0.0.1:${await freePort()}`);
     closers.push(() => redis.close());
     const res = await signIn(appWith({ redis }));
-    expect([res.status, res.body]).toEqual([503, UNAVAILABLE]);
+    expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
   });
 });

@@ -15,6 +15,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { z } from "zod";
 import { streamTicketHash } from "../functions/auth/stream-tickets.ts";
+import { API_ERRORS } from "../functions/errors.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
 import type { StreamHub } from "./hub.ts";
@@ -41,6 +42,12 @@ export const HEADERS_TIMEOUT_MS = 66_000;
  * round trips; a client answered 503 tries again with a new ticket.
  */
 export const TICKET_CHECK_TIMEOUT_MS = 2_500;
+
+/**
+ * Retry-After of an upgrade refused because this server is stopping: the load balancer sends the next attempt to
+ * another replica (or this one's replacement), which has nothing to wait for.
+ */
+export const STOPPING_RETRY_AFTER_S = 1;
 
 /**
  * How long a stop waits for clients to answer its close frames before it cuts their sockets: ws would wait its own
@@ -103,7 +110,7 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
     upgrading.add(socket);
     socket.once("close", () => upgrading.delete(socket));
     if (stopping) {
-      refuse(socket, 503, "UNAVAILABLE", STOPPING);
+      refuse(socket, 503, "UNAVAILABLE", STOPPING, STOPPING_RETRY_AFTER_S);
       return;
     }
     checking.add(socket);
@@ -119,14 +126,20 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
       (error: unknown) => {
         if (!checking.delete(socket)) return;
         deps.log.warn("upgrade_failed", { error });
-        refuse(socket, 503, "UNAVAILABLE", "The stream cannot check tickets right now; try again.");
+        refuse(
+          socket,
+          503,
+          "UNAVAILABLE",
+          "The stream cannot check tickets right now; try again after Retry-After seconds.",
+          API_ERRORS.UNAVAILABLE.retryAfterSeconds,
+        );
       },
     );
   });
   const stop = async () => {
     stopping = true;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    for (const socket of checking) refuse(socket, 503, "UNAVAILABLE", STOPPING);
+    for (const socket of checking) refuse(socket, 503, "UNAVAILABLE", STOPPING, STOPPING_RETRY_AFTER_S);
     checking.clear();
     deps.hub.shutdown();
     const cut = setTimeout(() => {
@@ -208,10 +221,12 @@ const REASONS: Readonly<Record<number, string>> = {
   503: "Service Unavailable",
 };
 
-function refuse(socket: Duplex, status: number, code: string, message: string): void {
+/** An upgrade refused with `status` and the error body; a 503 says in Retry-After when to come back. */
+function refuse(socket: Duplex, status: number, code: string, message: string, retryAfterSeconds?: number): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
+  const retryAfter = retryAfterSeconds === undefined ? "" : `Retry-After: ${retryAfterSeconds}\r\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`,
   );
 }

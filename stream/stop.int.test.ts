@@ -2,7 +2,7 @@
 // it up. Real Redis, real sockets.
 import type { Redis } from "ioredis";
 import { afterEach, describe, expect, it } from "vitest";
-import { STOP_GRACE_MS } from "./server.ts";
+import { STOP_GRACE_MS, STOPPING_RETRY_AFTER_S } from "./server.ts";
 import {
   issueTicket,
   newUserId,
@@ -60,6 +60,8 @@ describe("a stop", () => {
     expect(answer).toBeInstanceOf(RefusedUpgrade);
     expect((answer as RefusedUpgrade).status).toBe(503);
     expect(JSON.parse((answer as RefusedUpgrade).body)).toMatchObject({ error: { code: "UNAVAILABLE" } });
+    // Another replica takes the next attempt: no wait beyond the header's least.
+    expect((answer as RefusedUpgrade).headers["retry-after"]).toBe(String(STOPPING_RETRY_AFTER_S));
     expect(await within(stopping, 3_000)).toBeUndefined();
     expect(t.stream.hub.connectionCount).toBe(0);
   });

@@ -62,6 +62,7 @@ describe("the upgrade when Redis fails", () => {
     expect(answer).toBeInstanceOf(RefusedUpgrade);
     expect((answer as RefusedUpgrade).status).toBe(503);
     expect(JSON.parse((answer as RefusedUpgrade).body)).toMatchObject({ error: { code: "UNAVAILABLE" } });
+    expect((answer as RefusedUpgrade).headers["retry-after"]).toBe("5"); // the API's UNAVAILABLE wait
     expect(Date.now() - started).toBeGreaterThanOrEqual(TICKET_CHECK_TIMEOUT_MS - 100);
     expect(t.logs.some((l) => l.event === "upgrade_failed")).toBe(true);
   });
@@ -86,5 +87,6 @@ describe("the upgrade when Redis fails", () => {
     const answer = await upgrade(t, ticket, TICKET_CHECK_TIMEOUT_MS + 3_000);
     expect(answer).toBeInstanceOf(RefusedUpgrade);
     expect((answer as RefusedUpgrade).status).toBe(503);
+    expect((answer as RefusedUpgrade).headers["retry-after"]).toBe("5");
   });
 });

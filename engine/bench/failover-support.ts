@@ -105,7 +105,8 @@ const TRADE_ID = /"id":"([^"]+)"/;
 /**
  * One user opening a small trade and closing it, back to back. A 503 (no engine holds the lease) and a timeout
  * (504, or no answer at all) are retried at once under the same Idempotency-Key, so an order the engine did take is
- * answered with its first answer; anything else is counted by status and body, and the round trip starts over.
+ * answered with its first answer; anything else is counted by status and body, and the round trip starts over. The
+ * 503's Retry-After (1 s) is not waited for: the bench measures how long no engine answers, to the millisecond.
  */
 export class TradingClient {
   readonly accepted: Accepted[] = [];

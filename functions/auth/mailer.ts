@@ -27,11 +27,35 @@ export interface Mailer {
 
 /**
  * The email provider is down, too slow, over its limits, or refuses our own configuration (its key, our sender):
- * no email can go out for now, whatever the address. The API answers 503 UNAVAILABLE (backend-failure.ts).
+ * no email can go out for now, whatever the address. The API answers 503 UNAVAILABLE (backend-failure.ts), with
+ * `retryAfterSeconds` as its Retry-After when set (else UNAVAILABLE's).
  */
 export class EmailUnavailable extends Error {
   override name = "EmailUnavailable";
+
+  constructor(
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message);
+  }
 }
+
+/**
+ * Retry-After of a sign-in whose email cannot go out until someone acts: our key or sender refused (a setting to fix
+ * and deploy), or a daily or monthly quota used up (a plan to raise, or the period to end; longer when Resend says
+ * so). Minutes, not seconds; and each attempt counts against the address's sign-in limit.
+ */
+export const EMAIL_BLOCKED_RETRY_AFTER_S = 300;
+
+/**
+ * The longest wait passed on from Resend's own Retry-After: a day, the longest a daily quota can take to reset;
+ * a header saying more is not believed.
+ */
+export const EMAIL_RETRY_AFTER_MAX_S = 86_400;
+
+/** Resend's quota refusals (429s that a wait of seconds does not end). */
+const QUOTA_NAMES: ReadonlySet<string> = new Set(["daily_quota_exceeded", "monthly_quota_exceeded"]);
 
 const RESEND_API = "https://api.resend.com";
 
@@ -113,6 +137,7 @@ export function createResendMailer(options: {
         return;
       }
       const { name, statusCode, message } = result.error;
+      const providerWait = retryAfterOf(result.headers);
       // The client reports its own time limit as any failed request: say which it was.
       const reason = signal.aborted ? `no answer within ${timeoutMs} ms` : `${name} (${statusCode ?? "no status"})`;
       // The message is the server's; redact the key anyway so it can never reach a log or a response.
@@ -125,12 +150,29 @@ export function createResendMailer(options: {
       if (refusal === "api-key" || refusal === "sender") {
         const setting = REFUSED_SETTING[refusal];
         log.error("email_setting_refused", { provider: "resend", setting, error: detail });
-        throw new EmailUnavailable(`Resend refused ${setting}, so no email can be sent: ${detail}`);
+        throw new EmailUnavailable(
+          `Resend refused ${setting}, so no email can be sent: ${detail}`,
+          EMAIL_BLOCKED_RETRY_AFTER_S,
+        );
       }
-      if (refusal === "outage") throw new EmailUnavailable(`Resend did not send the email: ${detail}`);
+      if (refusal === "outage") {
+        // A quota used up is not over in seconds, whatever a header says.
+        const wait = QUOTA_NAMES.has(name) ? Math.max(providerWait ?? 0, EMAIL_BLOCKED_RETRY_AFTER_S) : providerWait;
+        throw new EmailUnavailable(`Resend did not send the email: ${detail}`, wait);
+      }
       throw new Error(`Resend did not send the email: ${detail}`);
     },
   };
+}
+
+/**
+ * Resend's Retry-After (it sends one with its rate limit's 429), when it is delay-seconds: at least 1, at most
+ * EMAIL_RETRY_AFTER_MAX_S. Undefined without one, or for another form.
+ */
+function retryAfterOf(headers: Record<string, string> | null): number | undefined {
+  const value = headers?.["retry-after"]?.trim();
+  if (value === undefined || !/^\d{1,9}$/.test(value)) return undefined;
+  return Math.min(Math.max(1, Number(value)), EMAIL_RETRY_AFTER_MAX_S);
 }
 
 /** One email as the dev mailbox keeps it (JSON in a Redis list, newest first). */

@@ -227,28 +227,61 @@ describe("the sign-in email provider failing", () => {
   };
   const logged = (event: string) => stack.logLines.filter((l) => l.event === event);
 
-  it("an outage, a limit or no answer in time is 503 UNAVAILABLE, not 500", async () => {
+  it("an outage, a limit or no answer in time is 503 UNAVAILABLE, not 500, with Resend's wait or UNAVAILABLE's", async () => {
     const api = withResend();
-    const failures: [number, unknown][] = [
-      [500, { statusCode: 500, name: "application_error", message: "An unexpected error occurred." }],
-      [503, { statusCode: 503, name: "service_unavailable", message: "API is temporarily unavailable" }],
-      [429, { statusCode: 429, name: "rate_limit_exceeded", message: "Too many requests." }],
+    const failures: [number, unknown, Record<string, string>, string][] = [
+      [500, { statusCode: 500, name: "application_error", message: "An unexpected error occurred." }, {}, "5"],
+      [503, { statusCode: 503, name: "service_unavailable", message: "API is temporarily unavailable" }, {}, "5"],
+      [429, { statusCode: 429, name: "rate_limit_exceeded", message: "Too many requests." }, {}, "5"],
+      // Resend's rate limit says when: passed on, at least 1 and at most a day.
+      [
+        429,
+        { statusCode: 429, name: "rate_limit_exceeded", message: "Too many requests." },
+        { "retry-after": "7" },
+        "7",
+      ],
+      [429, { statusCode: 429, name: "rate_limit_exceeded", message: "Too many." }, { "retry-after": "0" }, "1"],
+      [503, { statusCode: 503, name: "service_unavailable", message: "Down." }, { "retry-after": "999999" }, "86400"],
+      // An HTTP date is not taken: UNAVAILABLE's wait instead.
+      [
+        503,
+        { statusCode: 503, name: "service_unavailable", message: "Down." },
+        { "retry-after": "Wed, 21 Oct 2099 07:28:00 GMT" },
+        "5",
+      ],
+      // A quota used up is not over in seconds, whatever the header says.
+      [429, { statusCode: 429, name: "daily_quota_exceeded", message: "Daily quota." }, {}, "300"],
+      [429, { statusCode: 429, name: "monthly_quota_exceeded", message: "Quota." }, { "retry-after": "1" }, "300"],
+      [
+        429,
+        { statusCode: 429, name: "daily_quota_exceeded", message: "Daily quota." },
+        { "retry-after": "3600" },
+        "3600",
+      ],
     ];
-    for (const [status, body] of failures) {
-      recorder.failNext(status, body);
+    for (const [status, body, headers, retryAfter] of failures) {
+      recorder.failNext(status, body, headers);
       const res = await ask(api);
-      expect([res.status, res.body.error?.code], String(status)).toEqual([503, "UNAVAILABLE"]);
+      expect([res.status, res.body.error?.code, res.headers.get("retry-after")], JSON.stringify(body)).toEqual([
+        503,
+        "UNAVAILABLE",
+        retryAfter,
+      ]);
     }
     recorder.stallNext();
     const stalled = await ask(api);
-    expect([stalled.status, stalled.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect([stalled.status, stalled.body.error?.code, stalled.headers.get("retry-after")]).toEqual([
+      503,
+      "UNAVAILABLE",
+      "5",
+    ]);
     expect(logged("backend_unavailable").some((l) => String(l.error).includes("no answer within 200 ms"))).toBe(true);
   });
 
-  it("our key refused is 503 UNAVAILABLE, with an error log naming RESEND_API_KEY", async () => {
+  it("our key refused is 503 UNAVAILABLE for minutes, with an error log naming RESEND_API_KEY", async () => {
     const before = logged("email_setting_refused").length;
     const res = await ask(withResend("sk_live_not_resend")); // the recorder answers 403 invalid_api_key
-    expect([res.status, res.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect([res.status, res.body.error?.code, res.headers.get("retry-after")]).toEqual([503, "UNAVAILABLE", "300"]);
     expect(logged("email_setting_refused").slice(before)).toEqual([
       expect.objectContaining({ level: "error", setting: "RESEND_API_KEY" }),
     ]);

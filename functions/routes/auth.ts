@@ -57,7 +57,8 @@ export function authRoutes(deps: ApiDeps) {
       "Answers the same, and does the same work, for any address: whether it has an account is not revealed. " +
       "The link signs in (creating the account on first use) and expires in 15 minutes. Limited per address " +
       "and per IP. An address the email provider refuses gets the same answer; 503 when the provider cannot send " +
-      "now (down, over its limits, or refusing this deployment's key or sender).",
+      "now (down, over its limits, or refusing this deployment's key or sender), whose Retry-After is then the " +
+      "provider's own wait when it named one, and 300 when sending waits for an operator or a quota's reset.",
     security: PUBLIC,
     request: { body: jsonBody(signInRequest) },
     responses: {

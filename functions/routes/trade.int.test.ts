@@ -221,7 +221,12 @@ describe("trading through the API", () => {
     await stack.stopEngine();
     try {
       const down = await bob.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.1" });
-      expect([down.status, down.body.error?.code]).toEqual([503, "ENGINE_UNAVAILABLE"]);
+      // Retry-After: the hot standby takes the lease over within a second (docs/api.md).
+      expect([down.status, down.body.error?.code, down.headers.get("retry-after")]).toEqual([
+        503,
+        "ENGINE_UNAVAILABLE",
+        "1",
+      ]);
       expect(await stack.redis.xlen(stack.keys.input)).toBeGreaterThan(0);
       const lengthBefore = await stack.redis.xlen(stack.keys.input);
       await bob.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.1" });

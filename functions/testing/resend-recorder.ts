@@ -28,8 +28,11 @@ export interface ResendRecorder {
   readonly baseUrl: string;
   /** Accepted emails, oldest first. */
   readonly sent: RecordedEmail[];
-  /** The next request gets this status and body (an object is sent as JSON, a string as is) and is not recorded. */
-  failNext(status: number, body: unknown): void;
+  /**
+   * The next request gets this status, body (an object is sent as JSON, a string as is) and headers (Resend's
+   * `retry-after`, say), and is not recorded.
+   */
+  failNext(status: number, body: unknown, headers?: Record<string, string>): void;
   /** The next request gets no answer: its connection is held until `close`. */
   stallNext(): void;
   close(): Promise<void>;
@@ -37,7 +40,7 @@ export interface ResendRecorder {
 
 export async function startResendRecorder(): Promise<ResendRecorder> {
   const sent: RecordedEmail[] = [];
-  let failure: { status: number; body: unknown } | undefined;
+  let failure: { status: number; body: unknown; headers: Record<string, string> } | undefined;
   let stall = false;
 
   const server = createServer((req, res) => {
@@ -48,9 +51,9 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
           return;
         }
         if (failure !== undefined) {
-          const { status, body } = failure;
+          const { status, body, headers } = failure;
           failure = undefined;
-          return reply(res, status, body);
+          return reply(res, status, body, headers);
         }
         handle(req, raw, res, sent);
       },
@@ -64,8 +67,8 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
   return {
     baseUrl: `http://127.0.0.1:${address.port}`,
     sent,
-    failNext(status, body) {
-      failure = { status, body };
+    failNext(status, body, headers = {}) {
+      failure = { status, body, headers };
     },
     stallNext() {
       stall = true;
@@ -125,9 +128,10 @@ function resendError(statusCode: number, name: string, message: string) {
   return { statusCode, name, message };
 }
 
-function reply(res: ServerResponse, status: number, body: unknown): void {
+function reply(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = typeof body === "string" ? body : JSON.stringify(body);
-  res.writeHead(status, { "content-type": typeof body === "string" ? "text/plain" : "application/json" }).end(text);
+  const type = typeof body === "string" ? "text/plain" : "application/json";
+  res.writeHead(status, { "content-type": type, ...headers }).end(text);
 }
 
 async function readBody(req: IncomingMessage): Promise<string> {

@@ -177,7 +177,7 @@ export class TestClient {
       ws.once("unexpected-response", (_req, res) => {
         let body = "";
         res.on("data", (c: Buffer) => (body += String(c)));
-        res.on("end", () => reject(new RefusedUpgrade(res.statusCode ?? 0, body)));
+        res.on("end", () => reject(new RefusedUpgrade(res.statusCode ?? 0, body, res.headers)));
       });
       ws.once("error", reject);
     });
@@ -222,6 +222,8 @@ export class RefusedUpgrade extends Error {
   constructor(
     readonly status: number,
     readonly body: string,
+    /** The answer's headers, names in lower case. */
+    readonly headers: Readonly<Record<string, string | string[] | undefined>> = {},
   ) {
     super(`upgrade refused: ${status} ${body}`);
   }
