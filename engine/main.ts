@@ -27,7 +27,7 @@ import { runLeader } from "./runner/leader.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
 import { EngineLease, sleep } from "./runner/lease.ts";
-import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
+import { DEFAULT_SAVE_TIMEOUT_MS, PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { restoreState } from "./runner/restore.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
 import { startLogPrefetch } from "./runner/log-prefetch.ts";
@@ -42,6 +42,7 @@ runMain("engine", async () => {
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     snapshotEveryMs: wholeNumber(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 3_600_000),
+    snapshotSaveTimeoutMs: wholeNumber(env, "SNAPSHOT_SAVE_TIMEOUT_MS", DEFAULT_SAVE_TIMEOUT_MS, 1_000, 3_600_000),
     leaseTtlMs: wholeNumber(env, "ENGINE_LEASE_TTL_MS", 500, 200, 60_000),
     standbyPollMs: wholeNumber(env, "ENGINE_STANDBY_POLL_MS", 50, 5, 1_000),
     statsEveryMs: wholeNumber(env, "ENGINE_STATS_EVERY_MS", 10_000, 100, 3_600_000),
@@ -52,6 +53,7 @@ runMain("engine", async () => {
   const log = createLogger("engine", { base: { holder } });
   log.info("start", {
     snapshotEveryMs: config.snapshotEveryMs,
+    snapshotSaveTimeoutMs: config.snapshotSaveTimeoutMs,
     leaseTtlMs: config.leaseTtlMs,
     standbyPollMs: config.standbyPollMs,
     statsEveryMs: config.statsEveryMs,

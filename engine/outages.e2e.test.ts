@@ -4,6 +4,8 @@
  * its snapshots fail (logged once, counted in its metrics, the log kept whole); the standby that takes over when the
  * leader dies leads too, though its snapshotter cannot restore; an engine started meanwhile waits for Postgres rather
  * than exit. Once Postgres is back, the snapshotter restores and saves, and the waiting engine becomes the standby.
+ * A Postgres that stops answering in the middle of a save (the connection open, no reply) fails that save after
+ * SNAPSHOT_SAVE_TIMEOUT_MS, as an outage does, and a later save succeeds once it answers again.
  * An engine pointed at a database that does not exist does not wait: it stops at once.
  */
 import { randomUUID } from "node:crypto";
@@ -40,7 +42,7 @@ afterAll(async () => {
   await pg.drop();
 });
 
-function start(name: string, databaseUrl?: string): Child {
+function start(name: string, databaseUrl?: string, env: Record<string, string> = {}): Child {
   const through = new URL(pg.url);
   through.port = String(proxy.port);
   const engine = spawnComponent(
@@ -51,6 +53,7 @@ function start(name: string, databaseUrl?: string): Child {
       KEY_PREFIX: prefix,
       SNAPSHOT_EVERY_MS: "500",
       ENGINE_LEASE_TTL_MS: "1000",
+      ...env,
     },
     { name },
   );
@@ -157,6 +160,42 @@ describe("engine processes through a Postgres outage", () => {
     } finally {
       prices.stop();
       await proxy.mend();
+    }
+  }, 120_000);
+
+  it("gives up a save that Postgres stops answering mid-way, trades on, and saves and trims once it answers", async () => {
+    const a = start("engine-frozen-save", undefined, { SNAPSHOT_SAVE_TIMEOUT_MS: "2000", SNAPSHOT_EVERY_MS: "3000" });
+    await a.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
+    const prices = streamPrices();
+    try {
+      const before = await a.waitFor(snapshotter("snapshot_saved"), 15_000, "a first snapshot");
+      // The next save gets no answer from its first chunk on: its lock taken, its transaction open, the connection alive.
+      await proxy.freezeOn("INSERT INTO engine_snapshot_chunks");
+      await published(prices); // the leader trades on meanwhile
+      const failed = await a.waitFor(snapshotter("snapshot_failed", "save"), 10_000, "the frozen save given up");
+      expect(failed.error).toMatchObject({ message: expect.stringContaining("no commit within 2000 ms") as unknown });
+      await published(prices);
+      expect(a.alive()).toBe(true);
+      expect(await holds(a)).toBe(true);
+      // The path comes back, but not the frozen connection (its bytes are lost): a save works only on a new one.
+      proxy.thaw();
+      const recovered = await a.waitFor(snapshotter("snapshot_recovered", "save"), 60_000, "a save after the thaw");
+      expect(recovered.failures).toBeGreaterThanOrEqual(1);
+      const saved = await a.waitFor(
+        (l) => snapshotter("snapshot_saved")(l) && isAfterId(String(l.lastInputId), String(before.lastInputId)),
+        10_000,
+      );
+      // Trimmed again, below the snapshot before: the log no longer grows without bound.
+      expect(Number(saved.trimmed)).toBeGreaterThan(0);
+      const [first] = (await redis.xrange(keys.input, "-", "+", "COUNT", 1)) as [string, string[]][];
+      expect(isAfterId(String(before.lastInputId), first![0])).toBe(false);
+      expect(a.lines.filter(snapshotter("snapshot_failed"))).toHaveLength(1);
+      expect(a.events("snapshotter_crashed")).toEqual([]);
+      prices.stop();
+      expect(await a.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    } finally {
+      prices.stop();
+      proxy.thaw();
     }
   }, 120_000);
 

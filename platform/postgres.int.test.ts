@@ -3,7 +3,9 @@ import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "./config.ts";
 import { createLogger } from "./log.ts";
-import { connectPostgres } from "./postgres.ts";
+import { connectPostgres, TransactionTimeoutError } from "./postgres.ts";
+import { until } from "./testing/processes.ts";
+import { startRedisProxy } from "./testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "./testing/test-database.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
@@ -203,6 +205,47 @@ describe("pg Pool over TCP", () => {
       expect(slow.rows).toEqual([{ three: 3 }]);
     } finally {
       await db.close();
+    }
+  });
+
+  it("gives up a transaction past its timeoutMs on a connection that stopped answering, and destroys that connection", async () => {
+    const events: Record<string, unknown>[] = [];
+    const log = createLogger("test", { sink: (line) => void events.push(JSON.parse(line) as Record<string, unknown>) });
+    const proxy = await startRedisProxy(t.url);
+    const through = new URL(t.url);
+    through.port = String(proxy.port);
+    const db = await connectPostgres(through.toString(), log, { maxConnections: 1 });
+    const lockKey = "7243019188271345099";
+    try {
+      const frozen = proxy.freezeOn("tx_deadline_second");
+      const tx = db.transaction(
+        async (q) => {
+          await q.query("SELECT pg_advisory_xact_lock($1::bigint)", [lockKey]);
+          await q.query("SELECT 'tx_deadline_second'"); // never answered
+        },
+        { timeoutMs: 500 },
+      );
+      await frozen;
+      // Without the deadline it would wait for ever: the statement's answer never comes.
+      await expect(tx).rejects.toThrow(TransactionTimeoutError);
+      await expect(tx).rejects.toThrow("no commit within 500 ms");
+      // Postgres saw the connection close: the transaction ended, its lock with it (a snapshot save's, say).
+      const free = () =>
+        t.db.transaction(async (q) => {
+          const { rows } = await q.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock($1::bigint) AS got", [
+            lockKey,
+          ]);
+          return rows[0]!.got ? true : undefined;
+        });
+      await until(free, 5_000, "the abandoned transaction's lock");
+      // The path is back, but the frozen connection's bytes are lost for good: only a new connection answers, and
+      // the pool's one slot was given back for it.
+      proxy.thaw();
+      expect((await db.query<{ two: number }>("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+      expect(events.filter((e) => e.event === "postgres_client_error")).toEqual([]);
+    } finally {
+      await db.close();
+      await proxy.close();
     }
   });
 

@@ -43,9 +43,22 @@ export interface Transaction extends Queryable {
 }
 
 export interface Postgres extends Queryable {
-  /** Runs `fn` inside BEGIN … COMMIT on one connection; any throw rolls back and is rethrown. */
-  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` inside BEGIN … COMMIT on one connection; any throw rolls back and is rethrown. With `timeoutMs`, a
+   * transaction not committed that long after its connection was handed out (BEGIN on) fails with
+   * TransactionTimeoutError, and its connection is destroyed rather than returned to the pool: a query in flight on
+   * a connection that stopped answering would otherwise hold it (and `fn`) for ever, and its answer, should it come
+   * after all, would meet the next user of the connection. Postgres rolls the transaction back when it sees the
+   * connection close (or, on a path that no longer delivers even that, once idle_in_transaction_session_timeout ends
+   * it). A deadline that passes while COMMIT is on its way cannot tell whether it committed.
+   */
+  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: { timeoutMs?: number }): Promise<T>;
   close(): Promise<void>;
+}
+
+/** A transaction past its `timeoutMs` (Postgres.transaction): abandoned, its connection destroyed. */
+export class TransactionTimeoutError extends Error {
+  override name = "TransactionTimeoutError";
 }
 
 export interface PostgresOptions {
@@ -114,14 +127,28 @@ export async function connectPostgres(
         (code, attempt) =>
           log.warn("postgres_statement_retried", { ...where, code, attempt, statement: text.slice(0, 60) }),
       ),
-    transaction: async <T>(fn: (tx: Transaction) => Promise<T>): Promise<T> => {
+    transaction: async <T>(fn: (tx: Transaction) => Promise<T>, { timeoutMs }: { timeoutMs?: number } = {}) => {
       const client = await pool.connect();
       let broken: Error | undefined;
+      let timedOut: TransactionTimeoutError | undefined;
+      const deadline =
+        timeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = new TransactionTimeoutError(
+                `no commit within ${timeoutMs} ms: the transaction was abandoned and its connection closed`,
+              );
+              broken = timedOut;
+              // Destroyed, not ended: ending waits for the server's goodbye, which a dead path never delivers. The
+              // query in flight then fails ("Connection terminated"), and so does any after it.
+              (client as unknown as pg.Client).connection.stream.destroy();
+            }, timeoutMs);
       // The pool listens for a client's errors only while it is idle; one whose connection dies while it is checked
       // out here would otherwise throw an uncaught "error" event. Its next query fails, and that is reported.
       const onError = (err: Error) => {
         broken = err;
-        log.warn("postgres_client_error", { ...where, error: err.message });
+        // The deadline's own doing is reported as the transaction's error.
+        if (timedOut === undefined) log.warn("postgres_client_error", { ...where, error: err.message });
       };
       client.on("error", onError);
       try {
@@ -141,8 +168,9 @@ export async function connectPostgres(
           // The connection is unusable (e.g. it dropped): release it as broken so the pool discards it.
           broken = rollbackErr as Error;
         }
-        throw err;
+        throw timedOut ?? err;
       } finally {
+        clearTimeout(deadline);
         client.off("error", onError);
         client.release(broken);
       }

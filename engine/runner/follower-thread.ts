@@ -32,6 +32,8 @@ export interface FollowerThreadData {
   readonly databaseUrl: string;
   readonly prefix: string;
   readonly snapshotEveryMs: number;
+  /** A save not done this long after it began is given up, and tried again (PostgresSnapshotStore saveTimeoutMs). */
+  readonly snapshotSaveTimeoutMs: number;
   readonly initialBalanceMicros: number;
   /** The leader's lease value; the follower's trims are fenced by it. */
   readonly leaseValue: string;
@@ -110,7 +112,7 @@ async function restoreWhenReachable(): Promise<
   for (;;) {
     try {
       db ??= await connectPostgres(data.databaseUrl, log, { maxConnections: 1 });
-      const store = new PostgresSnapshotStore(db);
+      const store = new PostgresSnapshotStore(db, { saveTimeoutMs: data.snapshotSaveTimeoutMs });
       let pastUnusable: UnusableLatest | undefined;
       const state = await restoreState(
         () => store.load(),

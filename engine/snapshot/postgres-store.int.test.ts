@@ -10,7 +10,14 @@ import { EngineHarness } from "../testing/engine-harness.ts";
 import { expectSavesPastUnusable } from "../testing/past-unusable.ts";
 import { decodeSnapshot, encodeSnapshot, SNAPSHOT_VERSION } from "./codec.ts";
 import { hashSnapshot, stateHash } from "./hash.ts";
-import type { Postgres, Row, Transaction } from "../../platform/postgres.ts";
+import {
+  connectPostgres,
+  TransactionTimeoutError,
+  type Postgres,
+  type Row,
+  type Transaction,
+} from "../../platform/postgres.ts";
+import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
 import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHeadInput } from "./store.ts";
 
@@ -45,7 +52,7 @@ function withTransactions(wrap: (tx: Transaction) => Transaction): Postgres {
     ...t.db,
     query: (text, params) => t.db.query(text, params),
     close: () => t.db.close(),
-    transaction: (fn) => t.db.transaction((tx) => fn(wrap(tx))),
+    transaction: (fn, options) => t.db.transaction((tx) => fn(wrap(tx)), options),
   };
 }
 
@@ -379,6 +386,37 @@ describe("a save whose writer stops half-way", () => {
     expect(performance.now() - started).toBeLessThan(5_000);
     resume();
     expect((await first).head.generation).toBeGreaterThan(0);
+  });
+});
+
+describe("a save that stops getting answers", () => {
+  it("fails after saveTimeoutMs with its connection closed, leaves the saved snapshot whole, and the next save works", async () => {
+    const saved = new Uint8Array(randomBytes(1024));
+    await store.save(saved, headFor(saved));
+    const proxy = await startRedisProxy(t.url);
+    const through = new URL(t.url);
+    through.port = String(proxy.port);
+    // One connection, as the snapshotter has: a save that kept it would leave none for the next.
+    const db = await connectPostgres(through.toString(), t.log, { maxConnections: 1 });
+    try {
+      const frozenStore = new PostgresSnapshotStore(db, { saveTimeoutMs: 500 });
+      const bytes = new Uint8Array(randomBytes(1024));
+      // Postgres stops answering at the first chunk: the lock taken, the transaction open, the connection alive.
+      const frozen = proxy.freezeOn("INSERT INTO engine_snapshot_chunks");
+      const save = frozenStore.save(bytes, headFor(bytes, "1700000000500-0"));
+      await frozen;
+      await expect(save).rejects.toThrow(TransactionTimeoutError);
+      await expect(save).rejects.toThrow("no commit within 500 ms");
+      expect((await store.load())?.head.lastInputId).toBe("1700000000000-0");
+      // The frozen connection stays dead (its bytes are lost); the path is back for new ones.
+      proxy.thaw();
+      const again = await frozenStore.save(bytes, headFor(bytes, "1700000000600-0"));
+      expect(again.skipped).toBe(false);
+      expect((await store.load())?.head.lastInputId).toBe("1700000000600-0");
+    } finally {
+      await db.close();
+      await proxy.close();
+    }
   });
 });
 

@@ -10,6 +10,8 @@
  * The generation it replaces stays, named by the head's `previous`, for recovery to fall back on when the latest
  * proves unusable (a chunk damaged at rest, a snapshot this engine cannot decode): two generations are stored. (The
  * first save of a state restored past an unusable latest deletes that one instead: SaveOptions.pastUnusable.)
+ * A save has a deadline (saveTimeoutMs): one that Postgres stops answering mid-way fails then, its connection
+ * destroyed, and rolls back as any failed save does.
  * A load reads the head and its chunks in one repeatable-read transaction, so a save committing meanwhile cannot
  * pull the chunks from under it, and it checks the length and SHA-256 against the head before it resolves. It can
  * stream: chunks land in the caller's buffer one by one, so recovery decodes while the rest is still coming.
@@ -33,6 +35,13 @@ import {
 } from "./store.ts";
 
 export const SNAPSHOT_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * How long a save may take, lock wait included, before it is given up (SNAPSHOT_SAVE_TIMEOUT_MS's default): a
+ * 1M-trade snapshot (~77 MiB) writes in about a second here (docs/benchmarks.md), and the full book's (141 MB) in a
+ * few, so a minute leaves room for a slow network or a busy Postgres and still ends a save that is stuck.
+ */
+export const DEFAULT_SAVE_TIMEOUT_MS = 60_000;
 
 /** Serializes savers (a fenced-out engine finishing a save, a test): each takes the next generation in turn. */
 const SAVE_LOCK_KEY = "7243019188271345002";
@@ -58,6 +67,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
   private readonly idleTimeoutMs: number;
   private readonly lockTimeoutMs: number;
   private readonly stallMs: number;
+  private readonly saveTimeoutMs: number;
 
   constructor(
     private readonly db: Postgres,
@@ -69,6 +79,12 @@ export class PostgresSnapshotStore implements SnapshotStore {
       lockTimeoutMs?: number;
       /** A load with no answer from Postgres for this long fails (default 30 s). */
       stallMs?: number;
+      /**
+       * A save not committed this long after it began fails with TransactionTimeoutError, its connection destroyed
+       * (default SNAPSHOT_SAVE_TIMEOUT_MS's, 60 s): a connection that stops answering mid-save would otherwise hold
+       * the snapshotter, and the log's trim, for ever.
+       */
+      saveTimeoutMs?: number;
     } = {},
   ) {
     this.chunkBytes = options.chunkBytes ?? SNAPSHOT_CHUNK_BYTES;
@@ -76,7 +92,8 @@ export class PostgresSnapshotStore implements SnapshotStore {
     this.idleTimeoutMs = options.idleTimeoutMs ?? 60_000;
     this.lockTimeoutMs = options.lockTimeoutMs ?? 120_000;
     this.stallMs = options.stallMs ?? 30_000;
-    for (const ms of [this.idleTimeoutMs, this.lockTimeoutMs, this.stallMs])
+    this.saveTimeoutMs = options.saveTimeoutMs ?? DEFAULT_SAVE_TIMEOUT_MS;
+    for (const ms of [this.idleTimeoutMs, this.lockTimeoutMs, this.stallMs, this.saveTimeoutMs])
       if (!Number.isInteger(ms) || ms < 1) throw new Error(`bad timeout ${ms}`);
   }
 
@@ -85,10 +102,12 @@ export class PostgresSnapshotStore implements SnapshotStore {
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
     let deletedUnusable: number | undefined;
+    const deadline = { timeoutMs: this.saveTimeoutMs };
     const head = await this.db.transaction(async (tx) => {
       // A writer frozen mid-save (SIGSTOP, a stalled VM) would hold the lock, and every later save and a leader's
       // stop waiting on one, until TCP gave up on it (hours): Postgres ends such a transaction once it has been idle
-      // idleTimeoutMs, and no save waits for the lock longer than lockTimeoutMs (more than that, so it gets it).
+      // idleTimeoutMs, and no save waits for the lock longer than lockTimeoutMs (more than that, so it gets it) nor
+      // than its own deadline, saveTimeoutMs, whichever is shorter: a save that deadline ends is tried again.
       await tx.query(`SET LOCAL idle_in_transaction_session_timeout = ${this.idleTimeoutMs}`);
       await tx.query(`SET LOCAL lock_timeout = ${this.lockTimeoutMs}`);
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
@@ -149,7 +168,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
       const kept = previous === undefined ? [generation] : [generation, previous.generation];
       await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [kept]);
       return full;
-    });
+    }, deadline);
     return { writeMs: performance.now() - started, head, skipped, deletedUnusable };
   }
 
