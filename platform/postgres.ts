@@ -50,9 +50,15 @@ export interface Postgres extends Queryable {
    * a connection that stopped answering would otherwise hold it (and `fn`) for ever, and its answer, should it come
    * after all, would meet the next user of the connection. Postgres rolls the transaction back when it sees the
    * connection close (or, on a path that no longer delivers even that, once idle_in_transaction_session_timeout ends
-   * it). A deadline that passes while COMMIT is on its way cannot tell whether it committed.
+   * it). The transaction fails at once, whether or not `fn` ever settles. A deadline that passes while COMMIT is on
+   * its way cannot tell whether it committed. `signal` abandons it
+   * the same way when it aborts, failing with the signal's reason: for a caller that judges progress itself (a load
+   * that got no row for too long).
    */
-  transaction<T>(fn: (tx: Transaction) => Promise<T>, options?: { timeoutMs?: number }): Promise<T>;
+  transaction<T>(
+    fn: (tx: Transaction) => Promise<T>,
+    options?: { timeoutMs?: number; signal?: AbortSignal },
+  ): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -127,37 +133,59 @@ export async function connectPostgres(
         (code, attempt) =>
           log.warn("postgres_statement_retried", { ...where, code, attempt, statement: text.slice(0, 60) }),
       ),
-    transaction: async <T>(fn: (tx: Transaction) => Promise<T>, { timeoutMs }: { timeoutMs?: number } = {}) => {
+    transaction: async <T>(
+      fn: (tx: Transaction) => Promise<T>,
+      { timeoutMs, signal }: { timeoutMs?: number; signal?: AbortSignal } = {},
+    ) => {
       const client = await pool.connect();
       let broken: Error | undefined;
-      let timedOut: TransactionTimeoutError | undefined;
+      let abandoned: Error | undefined;
+      let stopWaiting: (reason: Error) => void = () => undefined;
+      // What `fn` is waiting for may never settle once its connection is gone (a row stream's cleanup waits for the
+      // server's ReadyForQuery), so the transaction stops waiting for `fn` itself.
+      const abandonment = new Promise<never>((_, reject) => (stopWaiting = reject));
+      abandonment.catch(() => undefined);
+      const abandon = (reason: Error) => {
+        if (abandoned !== undefined) return;
+        abandoned = broken = reason;
+        stopWaiting(reason);
+        // Destroyed, not ended: ending waits for the server's goodbye, which a dead path never delivers. The query in
+        // flight then fails ("Connection terminated"), and so does any after it.
+        (client as unknown as pg.Client).connection.stream.destroy();
+      };
       const deadline =
         timeoutMs === undefined
           ? undefined
-          : setTimeout(() => {
-              timedOut = new TransactionTimeoutError(
-                `no commit within ${timeoutMs} ms: the transaction was abandoned and its connection closed`,
-              );
-              broken = timedOut;
-              // Destroyed, not ended: ending waits for the server's goodbye, which a dead path never delivers. The
-              // query in flight then fails ("Connection terminated"), and so does any after it.
-              (client as unknown as pg.Client).connection.stream.destroy();
-            }, timeoutMs);
+          : setTimeout(
+              () =>
+                abandon(
+                  new TransactionTimeoutError(
+                    `no commit within ${timeoutMs} ms: the transaction was abandoned and its connection closed`,
+                  ),
+                ),
+              timeoutMs,
+            );
+      const onAbort = () =>
+        abandon(signal?.reason instanceof Error ? signal.reason : new Error(`transaction aborted: ${signal?.reason}`));
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
       // The pool listens for a client's errors only while it is idle; one whose connection dies while it is checked
       // out here would otherwise throw an uncaught "error" event. Its next query fails, and that is reported.
       const onError = (err: Error) => {
         broken = err;
-        // The deadline's own doing is reported as the transaction's error.
-        if (timedOut === undefined) log.warn("postgres_client_error", { ...where, error: err.message });
+        // An abandonment's own doing is reported as the transaction's error.
+        if (abandoned === undefined) log.warn("postgres_client_error", { ...where, error: err.message });
       };
       client.on("error", onError);
       try {
         await client.query("BEGIN");
-        const result = await fn({
+        const work = fn({
           query: <R extends Row>(text: string, params?: unknown[]) => client.query<R>(text, params),
           stream: <R extends Row>(text: string, params: unknown[], o: { rowsPerFetch?: number } = {}) =>
             streamRows<R>(client, text, params, o.rowsPerFetch ?? 100),
         });
+        work.catch(() => undefined); // once abandoned, its end (if any) goes unheard
+        const result = await Promise.race([work, abandonment]);
         await client.query("COMMIT");
         return result;
       } catch (err) {
@@ -168,9 +196,10 @@ export async function connectPostgres(
           // The connection is unusable (e.g. it dropped): release it as broken so the pool discards it.
           broken = rollbackErr as Error;
         }
-        throw timedOut ?? err;
+        throw abandoned ?? err;
       } finally {
         clearTimeout(deadline);
+        signal?.removeEventListener("abort", onAbort);
         client.off("error", onError);
         client.release(broken);
       }

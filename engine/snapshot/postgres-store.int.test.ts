@@ -421,6 +421,29 @@ describe("a save that stops getting answers", () => {
 });
 
 describe("a load that stops getting answers", () => {
+  it("gives its connection up, so the next load on a one-connection pool gets one once Postgres answers", async () => {
+    const bytes = new Uint8Array(randomBytes(1024));
+    await store.save(bytes, headFor(bytes));
+    const proxy = await startRedisProxy(t.url);
+    const through = new URL(t.url);
+    through.port = String(proxy.port);
+    // One connection, as the snapshotter has, and a short wait for it: a stalled load that kept it would leave none.
+    const db = await connectPostgres(through.toString(), t.log, { maxConnections: 1, connectTimeoutMs: 2_000 });
+    try {
+      const stalling = new PostgresSnapshotStore(db, { stallMs: 300 });
+      const frozen = proxy.freezeOn("SELECT idx, data FROM engine_snapshot_chunks");
+      const load = stalling.load();
+      await frozen;
+      await expect(load).rejects.toThrow(SnapshotLoadStalledError);
+      // The frozen connection stays dead (its bytes are lost); the path is back for new ones.
+      proxy.thaw();
+      expect((await stalling.load())?.head.lastInputId).toBe("1700000000000-0");
+    } finally {
+      await db.close();
+      await proxy.close();
+    }
+  });
+
   it("fails with SnapshotLoadStalledError after stallMs, and writes nothing more to the sink", async () => {
     const bytes = new Uint8Array(randomBytes(9 * MiB));
     await store.save(bytes, headFor(bytes));

@@ -179,24 +179,27 @@ export class PostgresSnapshotStore implements SnapshotStore {
   /**
    * Chunk by chunk, each as it arrives from Postgres. Rejects with SnapshotLoadStalledError once `stallMs` pass
    * without an answer (a Postgres that stopped answering mid-load would otherwise hold recovery for ever); the
-   * transaction is then left to end as it may, and writes nothing more to the sink.
+   * transaction is then abandoned, its connection destroyed (a snapshotter with one connection would otherwise have
+   * none left to try again with), and writes nothing more to the sink.
    */
   async stream(sink: SnapshotSink, which: SnapshotChoice = "latest"): Promise<SnapshotHead | null> {
     let timer: NodeJS.Timeout | undefined;
     let stalled: SnapshotLoadStalledError | undefined;
     let giveUp: (err: Error) => void = () => undefined;
     const gaveUp = new Promise<never>((_, reject) => (giveUp = reject));
+    const abandon = new AbortController();
     const answered = () => {
       if (stalled !== undefined) throw stalled;
       clearTimeout(timer);
       timer = setTimeout(() => {
         stalled = new SnapshotLoadStalledError(`snapshot load stalled: no answer from Postgres for ${this.stallMs} ms`);
         giveUp(stalled);
+        abandon.abort(stalled);
       }, this.stallMs);
     };
     answered();
-    const reading = this.read(sink, which, answered);
-    reading.catch(() => undefined); // after a stall it settles unheard, if ever
+    const reading = this.read(sink, which, answered, abandon.signal);
+    reading.catch(() => undefined); // after a stall it fails unheard, its connection destroyed
     try {
       return await Promise.race([reading, gaveUp]);
     } finally {
@@ -204,8 +207,17 @@ export class PostgresSnapshotStore implements SnapshotStore {
     }
   }
 
-  /** `stream`'s transaction; `answered` is called on each answer from Postgres, and throws once the load stalled. */
-  private read(sink: SnapshotSink, which: SnapshotChoice, answered: () => void): Promise<SnapshotHead | null> {
+  /**
+   * `stream`'s transaction; `answered` is called on each answer from Postgres, and throws once the load stalled, when
+   * `stalled` aborts too.
+   */
+  private read(
+    sink: SnapshotSink,
+    which: SnapshotChoice,
+    answered: () => void,
+    stalled: AbortSignal,
+  ): Promise<SnapshotHead | null> {
+    const abandon = { signal: stalled };
     return this.db.transaction(async (tx) => {
       await tx.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
       const headRows = await tx.query<{ snapshot_data: unknown }>(
@@ -270,7 +282,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
         );
       }
       return head;
-    });
+    }, abandon);
   }
 }
 
