@@ -322,6 +322,48 @@ describe("subscriptions", () => {
   });
 });
 
+describe("the server's message rate", () => {
+  const series = (["1m", "5m", "15m", "1h", "4h"] as const).map((interval) => ({
+    channel: "candles" as const,
+    asset: "BTC" as const,
+    interval,
+  }));
+
+  it("keeps within the welcome's maxMessagesPerSec: a second's worth at once, the rest queued and sent in order", async () => {
+    server = await startFakeStreamServer({ limits: { maxMessagesPerSec: 2 } });
+    const { client, seen } = connect({ subscriptions: [{ channel: "private" }, ...series] });
+    const queuedAtOpen: number[] = [];
+    client.on("open", () => queuedAtOpen.push(client.queuedFrames));
+    await until("every subscribe answered", () => client.status === "open" && client.unansweredRequests === 0);
+    expect(queuedAtOpen).toEqual([4]); // 6 subscribes, 2 of them sent with the welcome
+    expect(client.queuedFrames).toBe(0);
+    expect(server.connections[0]!.received.map((f) => f.op !== "ping" && f.id)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(seen.closes).toEqual([]);
+  });
+
+  it("a 4029: reported as a rate error naming the rates, and every later connection sends at half the rate", async () => {
+    server = await startFakeStreamServer({ limits: { maxMessagesPerSec: 4 } });
+    const { client, seen } = connect({ subscriptions: [{ channel: "private" }, ...series] });
+    const queuedAtOpen: number[] = [];
+    client.on("open", () => queuedAtOpen.push(client.queuedFrames));
+    await until("every subscribe answered", () => client.status === "open" && client.unansweredRequests === 0);
+    server.closeAll(4029, "too many messages");
+    await until("the second connection answered", () => seen.opens === 2 && client.unansweredRequests === 0);
+    expect(queuedAtOpen).toEqual([2, 4]); // 4 a second, then 2: a burst of 4, then of 2
+    expect(seen.errors).toEqual([
+      {
+        kind: "rate",
+        message:
+          "closed 4029: more than 4 messages a second arrived from this client; it sends at most 2 a second from now on",
+        maxMessagesPerSec: 4,
+        perSec: 2,
+      },
+    ]);
+    expect(seen.closes.map((c) => c.code)).toEqual([4029]);
+    expect(client.subscriptions).toHaveLength(6);
+  });
+});
+
 describe("the private state", () => {
   it("starts from the snapshot and follows each event in seq order", async () => {
     server = await startFakeStreamServer();

@@ -16,6 +16,11 @@
  *   the connection and resumes from the last one applied, rather than showing a state with a hole in it.
  * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
  *   twice that: a dead TCP connection can otherwise take minutes to report itself.
+ * - Every frame it sends (subscribes, unsubscribes, pings) keeps within the welcome's `maxMessagesPerSec`
+ *   (send-allowance.ts): what would go over waits in a queue, in order, and goes as the allowance refills. The
+ *   server closes a socket over it with 4029, and a replay of many subscriptions in one burst after each welcome
+ *   would be closed on every reconnect. Should a 4029 come anyway (frames bunched by the network), it is reported
+ *   (`error`, kind `rate`) and every later connection sends at half the rate before.
  * - It reconnects after jittered exponential backoff (capped at `maxMs`), a step up per failed attempt, which starts
  *   over once a connection stayed up `stableMs`; after a refused ticket request, at least its Retry-After (seconds or
  *   an HTTP date, read as at most 5 min: transport.ts). After close 1001 (the server going away, every socket of it at
@@ -33,6 +38,7 @@
  *   final close (`reconnectInMs: null`) is the last event every listener gets.
  */
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
+import { SendAllowance } from "./send-allowance.ts";
 import {
   ASSET_SYMBOLS,
   CANDLE_INTERVALS,
@@ -151,7 +157,18 @@ export type StreamClientError =
   | { readonly kind: "protocol"; readonly message: string }
   /** A subscribe or unsubscribe the client would not send (an asset or interval the protocol does not list). */
   | { readonly kind: "request"; readonly message: string; readonly request: SubscriptionRequest }
-  | { readonly kind: "gap"; readonly expectedSeq: number; readonly receivedSeq: number };
+  | { readonly kind: "gap"; readonly expectedSeq: number; readonly receivedSeq: number }
+  /**
+   * The server closed the socket with 4029: it counted more than `maxMessagesPerSec` frames a second from this
+   * client. The client sends at `perSec` from then on (half the rate before); the close event and a reconnect follow.
+   */
+  | {
+      readonly kind: "rate";
+      readonly message: string;
+      /** The welcome's; null when it gave none. */
+      readonly maxMessagesPerSec: number | null;
+      readonly perSec: number | null;
+    };
 
 export type StateCause = "snapshot" | "resync" | "event" | "summary";
 
@@ -196,8 +213,23 @@ export class StreamClient {
    * connection sends them after what was held, so that a refusal falls on them and not on what a server accepted.
    */
   private late: SubscriptionSet = NO_SUBSCRIPTIONS;
-  /** Subscribes and unsubscribes sent on this connection and not answered yet, by id, in the order sent. */
+  /**
+   * Subscribes and unsubscribes asked on this connection (sent, or queued for the allowance) and not answered yet,
+   * by id, in the order asked.
+   */
   private readonly unanswered = new Map<RequestId, SubscriptionRequest>();
+  /**
+   * Frames waiting for the allowance, in order; each built as it goes, so a private subscribe's `since` is the seq
+   * applied by then. Emptied with the connection: its requests are in `unanswered`, replayed on the next.
+   */
+  private readonly queue: (() => ClientFrame)[] = [];
+  private allowance = new SendAllowance(Number.POSITIVE_INFINITY, 0);
+  /** The last welcome's `maxMessagesPerSec`, if it gave one. */
+  private maxMessagesPerSec: number | undefined;
+  /** The share of the welcome's `maxMessagesPerSec` sent at: halved by each 4029. */
+  private rateShare = 1;
+  private queueTimer: Timer | undefined;
+  private readonly pingFrame = (): ClientFrame => ({ op: "ping", id: String(++this.pings) });
   private requests = 0;
   private currentStatus: StreamStatus = "idle";
   private state: PrivateState | undefined;
@@ -241,9 +273,14 @@ export class StreamClient {
     return subscriptionsOf(this.wanted());
   }
 
-  /** Subscribes and unsubscribes sent on this connection that the server has not answered yet. */
+  /** Subscribes and unsubscribes asked on this connection (sent or queued) that the server has not answered yet. */
   get unansweredRequests(): number {
     return this.unanswered.size;
+  }
+
+  /** Frames waiting to keep within the server's `maxMessagesPerSec`; they go, in order, as the allowance refills. */
+  get queuedFrames(): number {
+    return this.queue.length;
   }
 
   /** The private state, once the first snapshot arrived. */
@@ -347,6 +384,8 @@ export class StreamClient {
     socket.onclose = (closed) => {
       if (generation !== this.generation) return;
       this.socket = undefined;
+      if (closed.code === CLOSE_CODES.tooManyMessages) this.overRate();
+      if (this.closedMeanwhile()) return;
       if (closed.code === CLOSE_CODES.sessionEnded) this.end(closed.code, closed.reason, "ended");
       else this.retry(closed.code, closed.reason, 0);
     };
@@ -355,7 +394,10 @@ export class StreamClient {
     };
   }
 
-  /** On a connection: sent as asked, with an id its answer echoes. Without one: what the next one subscribes. */
+  /**
+   * On a connection: sent as asked (within the allowance), with an id its answer echoes. Without one: what the next
+   * one subscribes.
+   */
   private request(op: SubscriptionOp, subscription: Subscription): void {
     // Checked here, not only by the server: one it refused while disconnected would be half kept, and an
     // oversized one is answered by a close, which would repeat on every reconnect.
@@ -370,7 +412,7 @@ export class StreamClient {
     }
     const id = ++this.requests;
     this.unanswered.set(id, { op, subscription });
-    this.send(op === "subscribe" ? this.subscribeFrame(subscription, id) : { op, id, ...subscription });
+    this.enqueue(() => (op === "subscribe" ? this.subscribeFrame(subscription, id) : { op, id, ...subscription }));
   }
 
   /** What the server will hold once every request sent is answered as asked. */
@@ -460,7 +502,12 @@ export class StreamClient {
     this.currentStatus = "open";
     this.watchSilence(generation);
     clearInterval(this.pingTimer);
-    this.pingTimer = setInterval(() => this.send({ op: "ping", id: String(++this.pings) }), this.heartbeatMs);
+    this.pingTimer = setInterval(() => this.ping(generation), this.heartbeatMs);
+    const rate = frame.limits?.maxMessagesPerSec;
+    this.maxMessagesPerSec = typeof rate === "number" && Number.isFinite(rate) && rate > 0 ? rate : undefined;
+    const perSec = this.maxMessagesPerSec === undefined ? undefined : this.maxMessagesPerSec * this.rateShare;
+    this.allowance = new SendAllowance(perSec ?? Number.POSITIVE_INFINITY, Date.now());
+    this.queue.length = 0;
     // A new socket holds nothing: what the last one held is subscribed again, then what no server confirmed.
     const max = frame.limits?.maxSubscriptions ?? Number.POSITIVE_INFINITY;
     const confirmed = replayOf(this.held, max, true);
@@ -507,6 +554,48 @@ export class StreamClient {
     return this.state === undefined
       ? { op: "subscribe", id, channel: "private" }
       : { op: "subscribe", id, channel: "private", since: this.state.seq };
+  }
+
+  /** Sends `frame` now if the allowance has room and nothing waits before it, else queues it. */
+  private enqueue(frame: () => ClientFrame): void {
+    this.queue.push(frame);
+    if (this.queue.length === 1) this.sendQueued(this.generation);
+  }
+
+  /** A ping, unless one is waiting already: a queue behind the allowance needs no second. */
+  private ping(generation: number): void {
+    if (generation !== this.generation || this.queue.some((frame) => frame === this.pingFrame)) return;
+    this.enqueue(this.pingFrame);
+  }
+
+  /** Sends what the allowance lets go now; the rest when it has refilled. */
+  private sendQueued(generation: number): void {
+    clearTimeout(this.queueTimer);
+    this.queueTimer = undefined;
+    while (this.queue.length > 0) {
+      // A failed send is reported as an error, whose listener may have closed the client or dropped the connection.
+      if (generation !== this.generation || this.closedMeanwhile()) return;
+      const nowMs = Date.now();
+      const waitMs = this.allowance.waitMs(nowMs);
+      if (waitMs > 0) {
+        this.queueTimer = setTimeout(() => this.sendQueued(generation), waitMs);
+        return;
+      }
+      this.allowance.take(nowMs);
+      this.send(this.queue.shift()!());
+    }
+  }
+
+  /** Closed 4029: this client's frames arrived faster than the server allows. Later connections send at half that. */
+  private overRate(): void {
+    this.rateShare /= 2;
+    const max = this.maxMessagesPerSec;
+    const perSec = max === undefined ? undefined : max * this.rateShare;
+    const message =
+      max === undefined || perSec === undefined
+        ? "closed 4029: more messages a second arrived from this client than the server allows (its welcome gave no rate)"
+        : `closed 4029: more than ${max} messages a second arrived from this client; it sends at most ${perSec} a second from now on`;
+    this.emit("error", { kind: "rate", message, maxMessagesPerSec: max ?? null, perSec: perSec ?? null });
   }
 
   private send(frame: ClientFrame): void {
@@ -573,6 +662,8 @@ export class StreamClient {
   private stopTimers(): void {
     clearInterval(this.pingTimer);
     clearTimeout(this.silenceTimer);
+    clearTimeout(this.queueTimer);
+    this.queue.length = 0;
   }
 
   private emit<K extends keyof StreamClientEvents>(name: K, ...args: Parameters<StreamClientEvents[K]>): void {

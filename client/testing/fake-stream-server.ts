@@ -17,7 +17,7 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import type { ClientFrame, EventFrame, PrivateSnapshot, ServerFrame } from "../protocol.ts";
+import type { ClientFrame, EventFrame, PrivateSnapshot, ServerFrame, StreamLimits } from "../protocol.ts";
 
 /** An event as a test publishes it: the fake assigns seq and time. */
 export type PublishedEvent = EventFrame extends infer F
@@ -67,7 +67,7 @@ export interface FakeStreamServer {
 }
 
 export async function startFakeStreamServer(
-  options: { heartbeatMs?: number; userId?: string } = {},
+  options: { heartbeatMs?: number; userId?: string; limits?: Partial<StreamLimits> } = {},
 ): Promise<FakeStreamServer> {
   const heartbeatMs = options.heartbeatMs ?? 10_000;
   const userId = options.userId ?? "u-fake";
@@ -143,7 +143,7 @@ export async function startFakeStreamServer(
       type: "welcome",
       userId,
       heartbeatMs,
-      limits: { maxMessagesPerSec: 20, maxSubscriptions: 20, maxFrameBytes: 4096 },
+      limits: { maxMessagesPerSec: 20, maxSubscriptions: 20, maxFrameBytes: 4096, ...options.limits },
     });
     const heartbeat = setInterval(
       () => send(connection, { type: "heartbeat", time: new Date().toISOString() }),
