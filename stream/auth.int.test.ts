@@ -73,11 +73,14 @@ describe("upgrade", () => {
       code: "INVALID_TICKET",
       message: `${expected} one that is unknown, used or expired.`,
     });
-    expect((await messageOf(`${t.url}?ticket=nope`)).message).toBe(`${expected} one that is unknown, used or expired.`);
+    expect((await messageOf(`${t.url}?ticket=${"A".repeat(43)}`)).message).toBe(
+      `${expected} one that is unknown, used or expired.`,
+    );
     expect((await messageOf(t.url)).message).toBe(`${expected} nothing.`);
     expect((await messageOf(`${t.url}?ticket=`)).message).toBe(`${expected} nothing.`);
+    // Not a ticket's shape: refused before Redis is asked (upgrade-limits.int.test.ts).
     expect((await messageOf(`${t.url}?ticket=${"x".repeat(300)}`)).message).toBe(
-      `${expected} 300 characters, more than any ticket has.`,
+      "ticket: expected 43 base64url characters (a ticket from POST /api/v1/stream/ticket), received 300 characters.",
     );
   });
 

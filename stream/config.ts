@@ -33,6 +33,13 @@ export function readStreamConfig(env: Env): StreamConfig {
       heartbeatMs: wholeNumber(env, "STREAM_HEARTBEAT_MS", DEFAULT_LIMITS.heartbeatMs, 100, 600_000),
       maxMessagesPerSec: wholeNumber(env, "STREAM_MAX_MESSAGES_PER_SEC", DEFAULT_LIMITS.maxMessagesPerSec, 1, 10_000),
       maxSubscriptions: wholeNumber(env, "STREAM_MAX_SUBSCRIPTIONS", DEFAULT_LIMITS.maxSubscriptions, 1, 10_000),
+      maxConnectionsPerUser: wholeNumber(
+        env,
+        "STREAM_MAX_CONNECTIONS_PER_USER",
+        DEFAULT_LIMITS.maxConnectionsPerUser,
+        1,
+        10_000,
+      ),
       privateBufferCapBytes: wholeNumber(
         env,
         "STREAM_PRIVATE_BUFFER_CAP_BYTES",
@@ -51,6 +58,9 @@ export const DEFAULT_LIMITS: StreamLimits = {
   rateBurstSeconds: 3,
   maxSubscriptions: 50,
   maxFrameBytes: 4096,
+  // A user's tabs and devices fit; a script opening a socket per ticket (60 a minute) stops here, each socket being
+  // memory, a share of every quote burst, and with the private channel an account read and a mirror.
+  maxConnectionsPerUser: 20,
   // Above this many bytes waiting in the socket, quotes are held back (latest kept) until it drains.
   quoteThinBytes: 64 * 1024,
   // Any frame that leaves more than this many bytes waiting, besides the largest frame among them, closes the socket

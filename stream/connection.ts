@@ -17,6 +17,8 @@ export interface StreamLimits {
   readonly rateBurstSeconds: number;
   readonly maxSubscriptions: number;
   readonly maxFrameBytes: number;
+  /** Open sockets per user on one stream server (STREAM_MAX_CONNECTIONS_PER_USER): an upgrade past it is refused 429. */
+  readonly maxConnectionsPerUser: number;
   readonly quoteThinBytes: number;
   /** The send buffer's cap for every frame, private or not (STREAM_PRIVATE_BUFFER_CAP_BYTES): over it, 4008. */
   readonly privateBufferCapBytes: number;

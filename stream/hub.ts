@@ -37,6 +37,7 @@ const TICK_MS = 100;
 export class StreamHub {
   private readonly connections = new Set<StreamConnection>();
   private readonly bySession = new Map<string, Set<StreamConnection>>();
+  private readonly byUser = new Map<string, Set<StreamConnection>>();
   private readonly privateByUser = new Map<string, Set<StreamConnection>>();
   /** Private channels by the assets of their open trades: whose summary a quote moves. */
   private readonly privateByAsset = new Map<string, Set<StreamConnection>>();
@@ -91,6 +92,11 @@ export class StreamHub {
     return this.connections.size;
   }
 
+  /** Whether `userId` may open another socket here: fewer than maxConnectionsPerUser open (or closing). */
+  admits(userId: string): boolean {
+    return (this.byUser.get(userId)?.size ?? 0) < this.deps.limits.maxConnectionsPerUser;
+  }
+
   accept(ws: WebSocket, ticket: Ticket): void {
     if (this.stopped) {
       ws.close(CLOSE_CODES.goingAway, "server going away");
@@ -100,6 +106,7 @@ export class StreamHub {
     const conn = new StreamConnection(ws, ticket, this.deps.limits, this.deps.metrics, nowMs);
     this.connections.add(conn);
     addTo(this.bySession, ticket.sessionId, conn);
+    addTo(this.byUser, ticket.userId, conn);
     this.deps.metrics.connected(1);
     ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
     ws.on("pong", (payload) => conn.pong(payload, this.now()));
@@ -329,6 +336,7 @@ export class StreamHub {
     conn.closed = true;
     this.connections.delete(conn);
     removeFrom(this.bySession, conn.sessionId, conn);
+    removeFrom(this.byUser, conn.userId, conn);
     this.dropPrivate(conn);
     this.quotes.remove(conn);
     this.candles.remove(conn);

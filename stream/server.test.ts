@@ -31,6 +31,8 @@ beforeAll(async () => {
     sessionRevoked: () => Promise.reject(new Error("not used")),
     allowedOrigins: new Set(),
     maxFrameBytes: DEFAULT_LIMITS.maxFrameBytes,
+    maxConnectionsPerUser: DEFAULT_LIMITS.maxConnectionsPerUser,
+    heartbeatMs: DEFAULT_LIMITS.heartbeatMs,
     log,
   }).http;
   await new Promise<void>((listening) => server.listen(0, "127.0.0.1", listening));

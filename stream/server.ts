@@ -3,7 +3,9 @@
  * Origin (or none: not a browser) and a ticket that has not been used, issued for a session that is not signed out.
  * The ticket (POST /api/v1/stream/ticket) is taken with GETDEL on the SHA-256 of its text, so it works once; it
  * expires on its own after ~30 s. A logout within those 30 s revokes the session but leaves its tickets in place, so
- * the session's revocation key is checked too: a socket never opens after its session was signed out.
+ * the session's revocation key is checked too: a socket never opens after its session was signed out. A ticket
+ * that is not a ticket's shape is refused before any of it, so junk upgrades cost no Redis command; and a user with
+ * maxConnectionsPerUser sockets open here is refused 429, once the ticket said whose it is.
  *
  * A stop (`close`) stops accepting first, so no socket opens after it began: an upgrade still checking its ticket is
  * answered 503. Then every socket is closed with 1001, and any whose client has not finished the close handshake
@@ -14,7 +16,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, type WebSocket } from "ws";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { z } from "zod";
-import { streamTicketHash } from "../functions/auth/stream-tickets.ts";
+import { STREAM_TICKET_PATTERN, streamTicketHash } from "../functions/auth/stream-tickets.ts";
 import { API_ERRORS } from "../functions/errors.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
@@ -69,6 +71,9 @@ export interface StreamServerDeps {
   readonly sessionRevoked: (userId: string, sessionId: string) => Promise<boolean>;
   readonly allowedOrigins: ReadonlySet<string>;
   readonly maxFrameBytes: number;
+  readonly maxConnectionsPerUser: number;
+  /** A socket that stopped answering is dropped within twice this: the Retry-After of TOO_MANY_CONNECTIONS. */
+  readonly heartbeatMs: number;
   readonly log: Logger;
 }
 
@@ -118,6 +123,16 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
       (answer) => {
         if (!checking.delete(socket)) return; // answered by the stop meanwhile
         if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
+        // Counted here, not in admit: from here to hub.accept nothing waits (ws's handleUpgrade answers at once), so
+        // two upgrades of one user checked at the same time cannot both take the last place.
+        else if (!deps.hub.admits(answer.userId))
+          refuse(
+            socket,
+            429,
+            "TOO_MANY_CONNECTIONS",
+            `connections: expected at most ${deps.maxConnectionsPerUser} open sockets per user on this server, received one more; close one first.`,
+            Math.ceil((2 * deps.heartbeatMs) / 1000),
+          );
         else {
           upgrading.delete(socket);
           wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
@@ -197,7 +212,11 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
     message: `ticket: expected an unused ticket from POST /api/v1/stream/ticket, not older than 30 s; received ${received}.`,
   });
   if (ticket === null || ticket.length === 0) return invalid("nothing");
-  if (ticket.length > 256) return invalid(`${ticket.length} characters, more than any ticket has`);
+  if (!STREAM_TICKET_PATTERN.test(ticket))
+    return {
+      ...invalid(""),
+      message: `ticket: expected 43 base64url characters (a ticket from POST /api/v1/stream/ticket), received ${ticket.length === 43 ? "43 characters not all base64url" : ticket.length === 1 ? "1 character" : `${ticket.length} characters`}.`,
+    };
   const stored = await deps.takeTicket(streamTicketHash(ticket));
   if (stored === null) return invalid("one that is unknown, used or expired");
   const parsed = ticketSchema.safeParse(JSON.parse(stored));
@@ -218,10 +237,11 @@ const REASONS: Readonly<Record<number, string>> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "Not Found",
+  429: "Too Many Requests",
   503: "Service Unavailable",
 };
 
-/** An upgrade refused with `status` and the error body; a 503 says in Retry-After when to come back. */
+/** An upgrade refused with `status` and the error body; a 429 or 503 says in Retry-After when to come back. */
 function refuse(socket: Duplex, status: number, code: string, message: string, retryAfterSeconds?: number): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });

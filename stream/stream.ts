@@ -115,6 +115,8 @@ export async function startStream(options: StreamOptions): Promise<RunningStream
     sessionRevoked: async (userId, sessionId) => (await redis.exists(keys.sessionRevokedKey(userId, sessionId))) === 1,
     allowedOrigins: options.allowedOrigins,
     maxFrameBytes: options.limits.maxFrameBytes,
+    maxConnectionsPerUser: options.limits.maxConnectionsPerUser,
+    heartbeatMs: options.limits.heartbeatMs,
     log,
   });
   const { http } = server;

@@ -18,6 +18,12 @@ import type { Session } from "./sessions.ts";
 
 export const STREAM_TICKET_TTL_MS = 30_000;
 
+/**
+ * Every ticket's shape, as issueStreamTicket makes it: 32 random bytes in base64url without padding, 43 characters.
+ * The stream refuses any other text without a Redis command: anyone can send one, and Redis may bill per command.
+ */
+export const STREAM_TICKET_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
 /** The value stored under a ticket's key: the stream process reads it on the upgrade. */
 export interface StreamTicketGrant {
   readonly userId: string;

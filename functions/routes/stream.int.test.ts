@@ -6,7 +6,7 @@
 import { decodeJwt } from "jose";
 import { requestTicket, type FetchLike } from "../../client/stream-client.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { streamTicketHash } from "../auth/stream-tickets.ts";
+import { STREAM_TICKET_PATTERN, streamTicketHash } from "../auth/stream-tickets.ts";
 import { createUpstashApiRedis } from "../redis/upstash-api-redis.ts";
 import { REDIS_URL, startApiStack, type ApiStack, type ApiStackOptions } from "../testing/api-stack.ts";
 import { client } from "../testing/http.ts";
@@ -40,6 +40,7 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect(answer.status).toBe(201);
     const { ticket, url, expiresAt } = answer.body as { ticket: string; url: string; expiresAt: string };
     expect(ticket).toMatch(/^[A-Za-z0-9_-]{43}$/); // 32 bytes, base64url without padding
+    expect(ticket).toMatch(STREAM_TICKET_PATTERN); // the shape the stream takes
     expect(url).toBe("wss://stream.example.com/x");
     const expiresAtMs = Date.parse(expiresAt);
     expect(expiresAtMs).toBeGreaterThanOrEqual(before + 30_000);

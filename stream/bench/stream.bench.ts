@@ -260,6 +260,8 @@ async function main(): Promise<void> {
     JWT_SECRET,
     TRADE_RATE_LIMIT_PER_SEC: "1000",
     STREAM_TICKET_LIMIT_PER_MIN: "1000",
+    // The connections held are spread over the users (BENCH_USERS): fewer users than that would go past the cap.
+    STREAM_MAX_CONNECTIONS_PER_USER: "10000",
     LOG_LEVEL: "warn",
   };
   const children: Child[] = [];
