@@ -83,8 +83,11 @@ export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closeP
   return pnl < -margin ? -margin : pnl;
 }
 
-/** Trade (order) ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). */
-function compareIds(a: string, b: string): number {
+/**
+ * Trade (order) ids are `T<shard>-<n>`: order by shard, then number, not as text ("T0-10" after "T0-9"). The tie-break
+ * of the REST lists, and of the stream's snapshot, which lists them the same way.
+ */
+export function compareIds(a: string, b: string): number {
   const [sa, na] = a.slice(1).split("-").map(Number);
   const [sb, nb] = b.slice(1).split("-").map(Number);
   // Other id shapes (NaN above) fall back to text order.

@@ -14,7 +14,7 @@
  */
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
-import { balancesView, type Quote } from "../functions/views.ts";
+import { balancesView, compareIds, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import type { EventsAfter, PrivateState } from "../worker/events.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
@@ -429,11 +429,9 @@ function unknownType(_event: never): false {
   return false;
 }
 
-/** Oldest first, as the REST lists are; ties by id. */
+/** Oldest first, as the REST lists are; ties by id as they break them ("T0-9" before "T0-10"). */
 function oldestFirst<T extends { id: string }>(items: T[], time: (item: T) => string): T[] {
-  return items.sort((a, b) =>
-    time(a) === time(b) ? (a.id < b.id ? -1 : a.id > b.id ? 1 : 0) : time(a) < time(b) ? -1 : 1,
-  );
+  return items.sort((a, b) => (time(a) === time(b) ? compareIds(a.id, b.id) : time(a) < time(b) ? -1 : 1));
 }
 
 /** `{"type":"event","seq","event","time", ...payload}`: the output without its ids and user. */

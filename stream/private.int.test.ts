@@ -1,7 +1,8 @@
 // The private channel: snapshot then events with contiguous seqs, resume after a disconnect without gap or
 // duplicate, resync beyond retention or ahead, gaps filled from the store, never another user's events.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { PrivateOutput } from "../contract/messages.ts";
+import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
+import { openTradesView, pendingOrdersView } from "../functions/views.ts";
 import {
   balancesEvent,
   fanOutEvents,
@@ -63,6 +64,64 @@ describe("private channel", () => {
     const summaries = client.of("summary");
     expect(summaries.at(-1)).toMatchObject({ seq: 8, balance: "1008" });
     client.close();
+  });
+
+  it("lists trades opened, and orders placed, at the same instant as the REST API does: by id number", async () => {
+    const u = user();
+    await emit(u, 1, 1);
+    const at = "2027-01-15T08:00:00.000Z"; // one quote filled both entry orders
+    const trade = (id: string): TradeView => ({
+      id,
+      asset: "BTC",
+      type: "long",
+      margin: "1",
+      leverage: 10,
+      quantity: "0.0001",
+      openPrice: "60000",
+      stopLoss: null,
+      takeProfit: null,
+      trailingStop: null,
+      liquidationPrice: null,
+      openedAt: at,
+    });
+    const order = (id: string): OrderView => ({
+      id,
+      asset: "BTC",
+      side: "long",
+      type: "limit",
+      price: "50000",
+      margin: "1",
+      leverage: 10,
+      stopLoss: null,
+      takeProfit: null,
+      trailingStop: null,
+      expiresAt: null,
+      ocoWith: null,
+      status: "pending",
+      placedAt: at,
+      updatedAt: at,
+      fillPrice: null,
+      tradeId: null,
+      reason: null,
+    });
+    const ids = ["0-10", "0-9", "0-100"];
+    const trades = Object.fromEntries(ids.map((id) => [`T${id}`, JSON.stringify(trade(`T${id}`))]));
+    const orders = Object.fromEntries(ids.map((id) => [`P${id}`, JSON.stringify(order(`P${id}`))]));
+    await t.redis.hset(t.keys.openTradesKey(u), trades);
+    await t.redis.hset(t.keys.pendingOrdersKey(u), orders);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
+    client.close();
+    const rest = {
+      trades: openTradesView(trades, new Map()).map((x) => x.id),
+      orders: pendingOrdersView(orders).map((x) => x.id),
+    };
+    expect(rest).toEqual({ trades: ["T0-9", "T0-10", "T0-100"], orders: ["P0-9", "P0-10", "P0-100"] });
+    expect({
+      trades: (snapshot.trades as TradeView[]).map((x) => x.id),
+      orders: (snapshot.orders as OrderView[]).map((x) => x.id),
+    }).toEqual(rest);
   });
 
   it("resumes after a disconnect from the last seq seen: no gap, no duplicate", async () => {
