@@ -300,6 +300,33 @@ describe("subscriptions", () => {
     expect(sent(1)).toEqual([{ op: "subscribe", channel: "quotes", assets: ["ETH"] }]);
   });
 
+  it("does not send a private subscribe while the private channel is held or asked for: no ALREADY_SUBSCRIBED", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({ subscriptions: [{ channel: "private" }] });
+    client.subscribe({ channel: "private" }); // before the connection: one subscribe on connecting
+    await until("held", () => client.status === "open" && client.unansweredRequests === 0);
+    client.subscribe({ channel: "private" });
+    client.subscribe({ channel: "candles", asset: "ETH", interval: "1m" });
+    const candles = () => sent(0).some((f) => "channel" in f && f.channel === "candles");
+    await until("the candles subscribe answered", () => candles() && client.unansweredRequests === 0);
+    expect(sent(0)).toHaveLength(2);
+    client.unsubscribe({ channel: "private" });
+    client.subscribe({ channel: "private" }); // not held once the unsubscribe goes: sent
+    client.subscribe({ channel: "private" });
+    await until("answered", () => client.unansweredRequests === 0);
+    expect(sent(0)).toEqual([
+      { op: "subscribe", channel: "private" },
+      { op: "subscribe", channel: "candles", asset: "ETH", interval: "1m" },
+      { op: "unsubscribe", channel: "private" },
+      { op: "subscribe", channel: "private", since: 0 },
+    ]);
+    expect(seen.errors).toEqual([]);
+    expect(client.subscriptions).toEqual([
+      { channel: "candles", asset: "ETH", interval: "1m" },
+      { channel: "private" },
+    ]);
+  });
+
   it("authenticates the ticket request with cookies when given no token", async () => {
     server = await startFakeStreamServer();
     const { client } = connect({ token: undefined, headers: { cookie: `session=${server.token}` } });

@@ -396,7 +396,9 @@ export class StreamClient {
 
   /**
    * On a connection: sent as asked (within the allowance), with an id its answer echoes. Without one: what the next
-   * one subscribes.
+   * one subscribes. A private subscribe while the private channel is wanted already is not sent: it would change
+   * nothing, like any subscribe of what is held, but the server refuses a second one (ALREADY_SUBSCRIBED), which
+   * would reach the app as an error for a harmless call.
    */
   private request(op: SubscriptionOp, subscription: Subscription): void {
     // Checked here, not only by the server: one it refused while disconnected would be half kept, and an
@@ -406,6 +408,7 @@ export class StreamClient {
       this.emit("error", { kind: "request", message: invalid, request: { op, subscription } });
       return;
     }
+    if (op === "subscribe" && subscription.channel === "private" && this.wanted().private) return;
     if (this.currentStatus !== "open") {
       this.unconfirmed(op, subscription);
       return;
