@@ -162,10 +162,17 @@ export type ServerFrame =
   | PongFrame
   | ErrorFrame;
 
-/** The close codes the server uses, and what a client does on each. */
+/**
+ * The close codes the server sends, and what a client does on each. A socket the server cut without a close frame (it
+ * stopped answering pings) is seen by its client as 1006, which no close frame carries.
+ */
 export const CLOSE_CODES = {
   /** The server is going away (restart, deploy): reconnect. */
   goingAway: 1001,
+  /** A client frame that breaks RFC 6455 (unmasked, reserved bits set, an unknown opcode, …): a client's bug. */
+  protocolError: 1002,
+  /** A text frame (or a close reason) that is not valid UTF-8: a client's bug. */
+  invalidText: 1007,
   /** A client frame over `maxFrameBytes`. */
   frameTooBig: 1009,
   /** The server failed on this socket (it could not read the account, say): reconnect and resume. */

@@ -2,10 +2,12 @@
 // frame closes with 1009, a flood with 4029; quotes coalesced per client and asset, latest wins; candles merged
 // onto coarser buckets; heartbeats; a clean stop closes with 1001.
 import { randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
+import { CLOSE_CODES } from "../client/protocol.ts";
 import { ASSETS } from "../contract/markets.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import type { Keyspace } from "../contract/names.ts";
@@ -111,6 +113,17 @@ describe("client frames", () => {
     after.send({ op: "ping" });
     await after.until((f) => f.some((x) => x.type === "pong"));
     after.close();
+  });
+
+  it("closes a frame that breaks RFC 6455 with 1002 and a text frame that is not UTF-8 with 1007", async () => {
+    const reserved = await connect();
+    // FIN, RSV1 (no extension was agreed that would give it a meaning) and the text opcode; masked, with a zero mask.
+    const frame = Buffer.from([0xc1, 0x80 | 2, 0, 0, 0, 0, ...Buffer.from("{}")]);
+    (reserved.ws as unknown as { _socket: Socket })._socket.write(frame);
+    expect((await reserved.closed).code).toBe(CLOSE_CODES.protocolError);
+    const notUtf8 = await connect();
+    notUtf8.ws.send(Buffer.from([0x7b, 0xff, 0x7d]), { binary: false });
+    expect((await notUtf8.closed).code).toBe(CLOSE_CODES.invalidText);
   });
 
   it("counts a close for a frame over the limit as 1009 in its metrics, as the client saw it", async () => {
