@@ -20,7 +20,7 @@ function socket() {
     NO_METRICS,
     0,
   );
-  return { conn, sent };
+  return { conn, sent, ws };
 }
 
 const minute = (hhmm: string, open: string, high: string, low: string, close: string): Candle => ({
@@ -112,6 +112,50 @@ describe("CandleFanout", () => {
         close: "102",
       },
     ]);
+  });
+
+  it("holds candles back from a backed-up socket, latest per series, sent once it drains; a bucket's last first", () => {
+    const fanout = new CandleFanout(undefined, () => undefined, [], 1_000);
+    const [slow, reading] = [socket(), socket()];
+    for (const s of [slow, reading]) {
+      fanout.subscribe(s.conn, "BTC", "1m", 0);
+      fanout.subscribe(s.conn, "BTC", "5m", 0);
+    }
+    const closes = (s: ReturnType<typeof socket>) =>
+      s.sent.map((f) => `${String(f.interval)} ${String(f.openTime).slice(11, 16)} ${String(f.close)}`);
+    fanout.publish(minute("10:04", "100", "100", "100", "100"), 0);
+    slow.ws.bufferedAmount = 5_000; // over the mark: held back from here
+    fanout.publish(minute("10:04", "100", "101", "100", "101"), 0);
+    fanout.publish(minute("10:04", "100", "102", "100", "102"), 0);
+    fanout.publish(minute("10:05", "102", "103", "102", "103"), 0); // next 1m and 5m buckets
+    fanout.publish(minute("10:05", "102", "104", "102", "104"), 0);
+    fanout.tick(100);
+    expect(closes(slow)).toEqual(["1m 10:04 100", "5m 10:00 100", "1m 10:04 102", "5m 10:00 102"]);
+    slow.ws.bufferedAmount = 999;
+    fanout.tick(200);
+    expect(closes(slow).slice(4)).toEqual(["1m 10:05 104", "5m 10:05 104"]);
+    expect(closes(reading)).toHaveLength(10); // every change, to the socket that keeps up
+    fanout.tick(300);
+    expect(closes(slow)).toHaveLength(6);
+  });
+
+  it("forgets what a socket was owed once it unsubscribes or leaves", () => {
+    const fanout = new CandleFanout(undefined, () => undefined, [], 1_000);
+    const slow = socket();
+    fanout.subscribe(slow.conn, "BTC", "1m", 0);
+    fanout.subscribe(slow.conn, "BTC", "5m", 0);
+    slow.ws.bufferedAmount = 5_000;
+    fanout.publish(minute("10:04", "100", "100", "100", "100"), 0);
+    fanout.unsubscribe(slow.conn, "BTC", "1m");
+    slow.ws.bufferedAmount = 0;
+    fanout.tick(100);
+    expect(slow.sent.map((f) => f.interval)).toEqual(["5m"]);
+    slow.ws.bufferedAmount = 5_000;
+    fanout.publish(minute("10:04", "100", "101", "100", "101"), 0);
+    fanout.remove(slow.conn);
+    slow.ws.bufferedAmount = 0;
+    fanout.tick(200);
+    expect(slow.sent).toHaveLength(1);
   });
 
   it("starts from the stored bucket when one is loaded, keeping updates that came meanwhile", async () => {

@@ -17,6 +17,9 @@
  * listening before the bucket began, so every row of it comes live, each with its whole minute so far.
  * (A minute stored before the series listened is in a later bucket only when the quotes' clock is ahead of this
  * process's; its next quote brings it again.)
+ *
+ * A socket whose send buffer is backed up gets only the latest frame of each series once it drains, and every
+ * bucket's final state (candle-delivery.ts).
  */
 import {
   CANDLE_INTERVALS,
@@ -29,6 +32,7 @@ import {
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 import { toUnits } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { CandleDelivery } from "./candle-delivery.ts";
 import { SharedFrame, type StreamConnection } from "./connection.ts";
 
 /**
@@ -87,13 +91,20 @@ interface Series {
 export class CandleFanout {
   private readonly series = new Map<string, Series>();
   private loads = 0;
+  private readonly delivery: CandleDelivery;
 
-  /** Without `loadBucket` (tests), a series is whole from the first row it sees. */
+  /**
+   * Without `loadBucket` (tests), a series is whole from the first row it sees. `thinBytes`: a socket with this many
+   * bytes waiting gets its frames held back, latest wins (quotes.ts thinBytesOf; by default never).
+   */
   constructor(
     private readonly loadBucket: LoadBucket | undefined,
     private readonly onLoadError: (error: unknown) => void,
     private readonly retryDelaysMs: readonly number[] = LOAD_RETRY_DELAYS_MS,
-  ) {}
+    thinBytes = Number.POSITIVE_INFINITY,
+  ) {
+    this.delivery = new CandleDelivery(thinBytes);
+  }
 
   subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, nowMs: number): void {
     const key = `${asset} ${interval}`;
@@ -107,7 +118,8 @@ export class CandleFanout {
     series.subscribers.add(conn);
     conn.candles.add(key);
     if (series.whole) {
-      if (series.candle !== undefined) conn.send(frame(series, series.candle), nowMs);
+      // Through the delivery, like every frame: it replaces one held back for this socket (a second subscribe).
+      if (series.candle !== undefined) this.delivery.send(conn, key, series.openTimeMs, sharedFrame(series), nowMs);
       return;
     }
     if (series.load !== undefined) return; // sent with everyone's once it answers
@@ -123,6 +135,12 @@ export class CandleFanout {
 
   remove(conn: StreamConnection): void {
     for (const key of conn.candles) this.drop(conn, key);
+    this.delivery.forget(conn);
+  }
+
+  /** The scheduler tick: frames held back for sockets that have drained since. */
+  tick(nowMs: number): void {
+    this.delivery.tick(nowMs);
   }
 
   /**
@@ -239,12 +257,14 @@ export class CandleFanout {
   }
 
   private send(series: Series, nowMs: number): void {
-    const shared = new SharedFrame(Buffer.from(JSON.stringify(frame(series, series.candle!))));
-    for (const conn of series.subscribers) conn.sendShared(shared, "candle", nowMs);
+    const shared = sharedFrame(series);
+    const key = `${series.asset} ${series.interval}`;
+    for (const conn of series.subscribers) this.delivery.send(conn, key, series.openTimeMs, shared, nowMs);
   }
 
   private drop(conn: StreamConnection, key: string): void {
     conn.candles.delete(key);
+    this.delivery.forget(conn, key);
     const series = this.series.get(key);
     if (series === undefined) return;
     series.subscribers.delete(conn);
@@ -290,6 +310,11 @@ function outputOrder(candle: Candle, text: string | undefined): bigint | undefin
 
 function prices(c: Candle) {
   return { open: c.open, high: c.high, low: c.low, close: c.close };
+}
+
+/** The series' candle as it stands, serialised once for every subscriber. */
+function sharedFrame(series: Series): SharedFrame {
+  return new SharedFrame(Buffer.from(JSON.stringify(frame(series, series.candle!))));
 }
 
 function frame(series: Series, candle: Prices) {

@@ -61,7 +61,7 @@ export const DEFAULT_LIMITS: StreamLimits = {
   // A user's tabs and devices fit; a script opening a socket per ticket (60 a minute) stops here, each socket being
   // memory, a share of every quote burst, and with the private channel an account read and a mirror.
   maxConnectionsPerUser: 20,
-  // Above this many bytes waiting in the socket, quotes are held back (latest kept) until it drains.
+  // Above this many bytes waiting in the socket, quotes and candles are held back (latest kept) until it drains.
   quoteThinBytes: 64 * 1024,
   // Any frame that leaves more than this many bytes waiting, besides the largest frame among them, closes the socket
   // (4008): it resumes by seq.

@@ -173,8 +173,8 @@ export class StreamConnection {
 
   /**
    * After every frame, whatever its type: a client that does not read is closed rather than buffered for without
-   * bound, and resumes. Quotes are held back before the cap (quotes.ts), so it is the frames never dropped (private
-   * events, candles, answers) that fill it. The largest frame written since the buffer was last under the cap does
+   * bound, and resumes. Quotes and candles are held back before the cap (quotes.ts, candle-delivery.ts), so it
+   * is the frames never dropped (private events, summaries, answers) that fill it. The largest frame written since the buffer was last under the cap does
    * not count: one frame larger than the cap (the snapshot of an account with many trades) would otherwise close a
    * client that keeps up, as soon as it is written or at the next frame while it is read, and its resubscribe would
    * get the same snapshot again. A client that stopped reading is closed once the cap's worth of frames more piles up

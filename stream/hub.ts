@@ -10,14 +10,14 @@ import type { EngineOutput, PrivateOutput } from "../contract/messages.ts";
 import { quotesView, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
-import { CandleFanout, type LoadBucket, type MinuteRow } from "./candles.ts";
+import { CandleFanout, LOAD_RETRY_DELAYS_MS, type LoadBucket, type MinuteRow } from "./candles.ts";
 import { parseClientFrame, type RequestId, type Subscription } from "./client-frames.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
 import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
 import { compareOutputIds } from "../worker/history-writes.ts";
-import { QuoteFanout, type QuoteOutput } from "./quotes.ts";
+import { QuoteFanout, thinBytesOf, type QuoteOutput } from "./quotes.ts";
 
 export interface HubDeps {
   readonly limits: StreamLimits;
@@ -31,7 +31,7 @@ export interface HubDeps {
 }
 
 const EVERY_ASSET = ASSETS.map((a) => a.symbol);
-/** The scheduler tick: held-back quotes, owed summaries. */
+/** The scheduler tick: held-back quotes and candles, owed summaries. */
 const TICK_MS = 100;
 
 export class StreamHub {
@@ -63,7 +63,12 @@ export class StreamHub {
   constructor(private readonly deps: HubDeps) {
     this.now = deps.now ?? Date.now;
     this.quotes = new QuoteFanout(deps.limits);
-    this.candles = new CandleFanout(deps.loadBucket, (error) => deps.log.warn("candle_load_failed", { error }));
+    this.candles = new CandleFanout(
+      deps.loadBucket,
+      (error) => deps.log.warn("candle_load_failed", { error }),
+      LOAD_RETRY_DELAYS_MS,
+      thinBytesOf(deps.limits),
+    );
     this.warnBadEntry = throttled(deps.log, 10_000);
     this.warnSummary = throttled(deps.log, 10_000);
     this.warnTimer = throttled(deps.log, 10_000);
@@ -352,8 +357,8 @@ export class StreamHub {
   }
 
   /**
-   * Held-back quotes, then owed summaries. Nothing thrown here may escape: it would end the process (an exception
-   * in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve the rest.
+   * Held-back quotes and candles, then owed summaries. Nothing thrown here may escape: it would end the process (an
+   * exception in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve the rest.
    */
   private tick(): void {
     const nowMs = this.now();
@@ -361,6 +366,11 @@ export class StreamHub {
       this.quotes.tick(nowMs);
     } catch (error) {
       this.warnTimer("warn", "quote_tick_failed", { error });
+    }
+    try {
+      this.candles.tick(nowMs);
+    } catch (error) {
+      this.warnTimer("warn", "candle_tick_failed", { error });
     }
     const interval = this.deps.limits.summaryIntervalMs;
     for (const conn of this.summariesDue) {

@@ -17,16 +17,13 @@ export class QuoteFanout {
   /** Asset → sockets owed its latest quote. */
   private readonly held = new Map<string, Set<StreamConnection>>();
 
-  /**
-   * Quotes are held back above this many bytes waiting: quoteThinBytes, or half the send buffer's cap if that is
-   * lower, so that quotes are always thinned before the cap closes the socket (connection.ts).
-   */
+  /** Quotes are held back above this many bytes waiting (thinBytesOf). */
   private readonly thinBytes: number;
 
   constructor(
     private readonly limits: Pick<StreamLimits, "quoteIntervalMs" | "quoteThinBytes" | "privateBufferCapBytes">,
   ) {
-    this.thinBytes = Math.min(limits.quoteThinBytes, limits.privateBufferCapBytes / 2);
+    this.thinBytes = thinBytesOf(limits);
   }
 
   /** Adds assets (undefined: all); sends the latest quote of each newly covered asset at once. */
@@ -171,6 +168,14 @@ export class QuoteFanout {
     if (conn.quotes instanceof Set) for (const asset of conn.quotes) this.byAsset.get(asset)?.delete(conn);
     for (const conns of this.held.values()) conns.delete(conn);
   }
+}
+
+/**
+ * Bytes waiting in a socket above which quotes and candles are held back (latest kept): quoteThinBytes, or half the
+ * send buffer's cap if that is lower, so that they are thinned before the cap closes the socket (connection.ts).
+ */
+export function thinBytesOf(limits: Pick<StreamLimits, "quoteThinBytes" | "privateBufferCapBytes">): number {
+  return Math.min(limits.quoteThinBytes, limits.privateBufferCapBytes / 2);
 }
 
 function quoteFrame({ asset, market, bid, ask, updatedAt, source }: QuoteOutput): SharedFrame {
