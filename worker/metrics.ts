@@ -1,6 +1,6 @@
 /**
  * The worker's Prometheus metrics, updated where the worker already counts for its worker_stats line: entries
- * handled per batch, the group's backlog at each report, and the time of each Postgres insert.
+ * acknowledged per batch, the group's backlog at each report, and the time of each Postgres insert.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 

@@ -585,8 +585,19 @@ describe("worker on real Redis and Postgres", () => {
     const heldDb = { query: async (text: string, params?: unknown[]) => (await held, pg.db.query(text, params)) };
     await publish(price("2000"), instruct("alice", "a1", { kind: "create_account" }));
     const stop = new AbortController();
+    const registry = new Registry();
+    const handled = async () => sample(parseSamples(await registry.metrics()), "worker_entries_handled_total");
     const running = runWorker(
-      { reader, writer: redis, db: heldDb as TestDatabase["db"], keys: local, log, consumer: "w", blockMs: 20 },
+      {
+        reader,
+        writer: redis,
+        db: heldDb as TestDatabase["db"],
+        keys: local,
+        log,
+        consumer: "w",
+        blockMs: 20,
+        metrics: workerMetrics(registry),
+      },
       stop.signal,
     );
     try {
@@ -596,8 +607,11 @@ describe("worker on real Redis and Postgres", () => {
       await until(async () => ((await fanout()).includes("quote 2001") ? true : undefined));
       expect(await fanout()).toEqual(["quote 2000", "quote 2001"]);
       expect(((await redis.xpending(local.output, local.workerGroup)) as [number])[0]).toBeGreaterThan(0);
+      // Read, quotes out, but none acknowledged: none counted.
+      expect(await handled()).toBe(0);
       release();
       await until(async () => ((await groupBacklog(redis, local))?.pending === 0 ? true : undefined));
+      expect(await handled()).toBe(await redis.xlen(local.output));
       const kinds = await fanout();
       const alice = kinds.indexOf("event alice");
       const bob = kinds.indexOf("event bob");

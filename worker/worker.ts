@@ -150,7 +150,16 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
   const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
   const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
   const untilPostgres = waitForPostgres(o.log, signal, o.postgresRetry);
-  const run = (step: string): BatchRun => ({ bound: (work) => bounded(step, work), untilPostgres });
+  // Entries acknowledged since the last worker_stats line.
+  let handled = 0;
+  const run = (step: string): BatchRun => ({
+    bound: (work) => bounded(step, work),
+    untilPostgres,
+    acknowledged(entries) {
+      handled += entries;
+      o.metrics?.handled(entries);
+    },
+  });
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
   // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded, so
@@ -171,7 +180,7 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
         `batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`,
       );
     const blockMs = o.blockMs ?? 1000;
-    let handled = await handleOwnPending(o, batch, bounded, run("own_pending"));
+    await handleOwnPending(o, batch, bounded, run("own_pending"));
     let lastClaimMs = 0;
     let trimmed = 0;
     let lastStatsMs = Date.now();
@@ -195,12 +204,10 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
         if (writerCloses !== closesBefore) {
           // This answer may be a second run's: what the first took is pending here too, and is claimed by no one.
           o.log.warn("group_reply_lost", { command: "XAUTOCLAIM" });
-          handled += await handleOwnPending(o, batch, bounded, run("own_pending"));
+          await handleOwnPending(o, batch, bounded, run("own_pending"));
         } else if (claimed.length > 0) {
           o.log.info("claimed_pending", { entries: claimed.length });
           await handleBatch(o, claimed, run("claimed_batch"));
-          handled += claimed.length;
-          o.metrics?.handled(claimed.length);
         }
         await bounded("forget_consumers", forgetGoneConsumers(o));
         trimmed += await bounded("trim", trimOutputs(o));
@@ -235,7 +242,7 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
         await rest;
         restEntries = 0;
         await bounded("reader_ping", pingThrough(o.reader));
-        handled += await handleOwnPending(o, batch, bounded, run("own_pending"));
+        await handleOwnPending(o, batch, bounded, run("own_pending"));
         continue;
       }
       const entries = reply?.[0]?.[1] ?? [];
@@ -246,8 +253,6 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
         rest.catch(() => undefined); // awaited below or at the next batch; not unhandled meanwhile
         await previous;
         restEntries = entries.length;
-        handled += entries.length;
-        o.metrics?.handled(entries.length);
       }
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const backlog = await bounded("stats", groupBacklog(o.writer, o.keys));
@@ -443,16 +448,15 @@ export async function groupBacklog(
  * Handles and acknowledges, a batch at a time, what this consumer name has pending: from an earlier run, or from a
  * read or claim whose answer was lost. XPENDING lists them and XCLAIM (to itself, so its list does not grow) returns
  * their fields; an entry trimmed from the stream meanwhile comes back without fields, or not at all, and is
- * acknowledged as is. Returns how many it handled.
+ * acknowledged as is.
  */
-async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded, run: BatchRun): Promise<number> {
-  let handled = 0;
+async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounded, run: BatchRun): Promise<void> {
   for (;;) {
     const pending = (await bounded(
       "own_pending",
       o.writer.xpending(o.keys.output, o.keys.workerGroup, "-", "+", batch, o.consumer),
     )) as [id: string, ...unknown[]][];
-    if (pending.length === 0) return handled;
+    if (pending.length === 0) return;
     const ids = pending.map(([id]) => id);
     const claimed = (await bounded(
       "own_pending",
@@ -464,15 +468,17 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
     o.log.info("handling_own_pending", { entries: entries.length, trimmed: gone.length });
     if (gone.length > 0) await bounded("own_pending", o.writer.xack(o.keys.output, o.keys.workerGroup, ...gone));
     if (entries.length > 0) await handleBatch(o, entries, run);
-    handled += ids.length;
-    o.metrics?.handled(ids.length);
   }
 }
 
-/** How a batch's steps are bounded (watchdog.ts), and its Postgres writes waited for (postgres-outages.ts). */
+/**
+ * How a batch's steps are bounded (watchdog.ts), its Postgres writes waited for (postgres-outages.ts), and whom it
+ * tells how many entries it acknowledged.
+ */
 export interface BatchRun {
   readonly bound: <T>(work: Promise<T>) => Promise<T>;
   readonly untilPostgres: UntilPostgres;
+  readonly acknowledged?: (entries: number) => void;
 }
 
 /** A batch handled on its own (tests): unbounded, and failed by a Postgres outage as by any error. */
@@ -522,7 +528,8 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
     (async () => {
       await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles);
       const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
-      if (ids.length > 0) await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+      // Counted once acknowledged (XACK's count: not those another worker acknowledged meanwhile).
+      if (ids.length > 0) run.acknowledged?.(await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids));
     })(),
   );
 }
