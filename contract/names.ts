@@ -11,6 +11,11 @@ export interface Keyspace {
   readonly output: string;
   /** Consumer group of the workers on `output`. */
   readonly workerGroup: string;
+  /**
+   * Ranges of `output` the workers acknowledged while Postgres was down, whose Postgres writes (history, candles) wait
+   * for it to come back (worker/postgres-backlog.ts). Beside `output`, in its hash tag: one script touches both.
+   */
+  readonly postgresBacklog: string;
   /** Lease that lets exactly one engine apply `input` (value: holder and fencing token). */
   readonly engineLease: string;
   /** Counter that issues the lease's fencing tokens. */
@@ -71,6 +76,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     input: `${prefix}engine:${tag}:input`,
     output: `${prefix}engine:${tag}:output`,
     workerGroup: "workers",
+    postgresBacklog: `${prefix}engine:${tag}:output:postgres-backlog`,
     engineLease: `${prefix}engine:${tag}:lease`,
     engineFence: `${prefix}engine:${tag}:fence`,
     enginePublished: `${prefix}engine:${tag}:published`,

@@ -23,7 +23,7 @@
  *
  * | kind       | worker                            | engine                                | API                      |
  * | ---------- | --------------------------------- | ------------------------------------- | ------------------------ |
- * | `outage`   | waits it out                      | waits at start; snapshots try again   | 503                      |
+ * | `outage`   | goes on, its history owed         | waits at start; snapshots try again   | 503                      |
  * | `stalled`  | ends (restarted, new connections) | waits at start; snapshots try again   | 503                      |
  * | `refused`  | exits 2 at start, ends later      | exits 2 at start; snapshots try again | 503 (secret rotation)    |
  * | `conflict` | ends, past `query`'s own retries  | snapshots try again                   | 500 (a lock order bug)   |

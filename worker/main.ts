@@ -2,9 +2,10 @@
  * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
  * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
  * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included; a
- * Redis or Postgres outage it waits out, one at its start too: started while Postgres is down (a machine's boot, a
- * Postgres restarting), it waits for it rather than exit into a crash loop (postgres-outages.ts). A Redis whose
- * eviction policy may delete keys stops it with exit 2 (platform/redis.ts, checkDurability).
+ * Redis outage it waits out, and a Postgres outage it works through (worker.ts), one at its start too: started while
+ * Postgres is down (a machine's boot, a Postgres restarting), it handles batches without Postgres, and connects and
+ * migrates once Postgres answers (postgres-outages.ts). A Redis whose eviction policy may delete keys stops it with
+ * exit 2 before it writes anything (platform/redis.ts, checkDurability).
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -12,21 +13,23 @@ import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/conf
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
-import { connectPostgres, type Postgres } from "../platform/postgres.ts";
+import { connectPostgres, type Postgres, type Queryable, type Row } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { workerMetrics } from "./metrics.ts";
-import { PostgresWaitStopped, waitForPostgres } from "./postgres-outages.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
 import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
 
 /**
  * How long a Postgres statement waits for its answer: half the stuck bound, so a connection that stopped answering
  * fails its batch with the driver's own error before the watchdog has to end the worker. A Postgres that is down fails
- * a statement at once anyway, and the worker waits for it (postgres-outages.ts). The Redis connections have no such
+ * a statement at once anyway, and the worker goes on without it (postgres-outages.ts). The Redis connections have no such
  * timeout: ioredis's counts the time a command waits for a reconnect, so a Redis restart would fail the batch; the
  * watchdog, which does not count that time, bounds them.
  */
 const QUERY_TIMEOUT_MS = DEFAULT_STUCK_AFTER_MS / 2;
+
+/** How long the start waits for Redis's eviction check: as long as the watchdog lets any step take. */
+const DURABILITY_WAIT_MS = DEFAULT_STUCK_AFTER_MS;
 
 runMain("worker", async () => {
   const env = process.env;
@@ -57,26 +60,38 @@ runMain("worker", async () => {
   const writer = connectRedis(config.redisUrl, log, "worker-writer");
   // A group read Redis may have run must not run again: it would take the next entries (worker.ts).
   const reader = connectRedis(config.redisUrl, log, "worker-reader", { resendUnanswered: false });
-  // Watched before either connects (ioredis says so on a later tick), as Postgres and migrations come first.
+  // Watched before either connects (ioredis says so on a later tick).
   const outages = watchRedisOutages([reader, writer]);
-  // Not waited for: on a Redis that accepted the connection and says nothing it would wait for ever, while the
-  // worker's start, queued behind it on the same connection, is bounded by the watchdog. Its few commands go first on
-  // that connection, so an evicting Redis stops the worker before its first batch in practice (Postgres and the
-  // migrations come before that).
-  checkDurability(writer, log).catch((err: unknown) => {
-    refusal = err instanceof Error ? err : new Error(String(err));
-    refused.abort();
-  });
+  // Waited for before the worker makes its group or writes anything, since it no longer waits for Postgres first: an
+  // evicting Redis stops it with no key written. Bounded, as on a Redis that accepted the connection and says nothing
+  // it would wait for ever: past the bound the worker starts anyway, under its watchdog, its commands queued behind
+  // the check's on the same connection, and a refusal that comes later still stops it.
+  await settledWithin(
+    checkDurability(writer, log).then(
+      () => undefined,
+      (err: unknown) => {
+        refusal = err instanceof Error ? err : new Error(String(err));
+        refused.abort();
+      },
+    ),
+    DURABILITY_WAIT_MS,
+    stop,
+  );
+  // Connected (and migrated) by the worker: at its start, or, if Postgres is down then, once it answers.
   let db: Postgres | undefined;
+  const postgres: Queryable = {
+    query: <R extends Row>(text: string, params?: unknown[]) =>
+      db === undefined ? Promise.reject(new Error("Postgres is not connected yet")) : db.query<R>(text, params),
+  };
   try {
-    db = await waitForPostgres(log, stop)(() => connectAndMigrate(config.databaseUrl, log));
-    // Stopped (or refused) while it migrated: not even the consumer group is made.
+    // Stopped (or refused) before its start: not even the consumer group is made.
     if (!stop.aborted)
       await runWorker(
         {
           reader,
           writer,
-          db,
+          db: postgres,
+          prepareDb: async () => void (db ??= await connectAndMigrate(config.databaseUrl, log)),
           keys: keyspace(config.prefix),
           log,
           consumer: config.consumer,
@@ -88,9 +103,6 @@ runMain("worker", async () => {
         },
         stop,
       );
-  } catch (err) {
-    // Stopped before Postgres came back at start: nothing was read, nothing is left undone.
-    if (!(err instanceof PostgresWaitStopped)) throw err;
   } finally {
     reader.disconnect();
     writer.disconnect();
@@ -101,7 +113,7 @@ runMain("worker", async () => {
   log.info("stopped");
 });
 
-/** Connects to Postgres and migrates, tried again as a whole while Postgres is down (main's waitForPostgres). */
+/** Connects to Postgres and migrates, tried again as a whole while Postgres is down (the worker's prepareDb). */
 async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Postgres> {
   const db = await connectPostgres(databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
   try {
@@ -111,4 +123,19 @@ async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Post
     await db.close();
     throw err;
   }
+}
+
+/** Resolves once `work` settles, `ms` have passed or `stop` comes, whichever is first. */
+function settledWithin(work: Promise<void>, ms: number, stop: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (stop.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      stop.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop.addEventListener("abort", done, { once: true });
+    void work.then(done);
+  });
 }

@@ -1,6 +1,7 @@
 /**
  * The worker's Prometheus metrics, updated where the worker already counts for its worker_stats line: entries
- * acknowledged per batch, the group's backlog at each report, and the time of each Postgres insert.
+ * acknowledged per batch, the group's backlog and the Postgres backlog at each report, and the time of each Postgres
+ * insert.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
@@ -8,6 +9,8 @@ export interface WorkerMetrics {
   handled(entries: number): void;
   /** The group's backlog as worker_stats reports it; undefined when it could not be read. */
   backlog(backlog: { lag: number | null; pending: number } | undefined): void;
+  /** Entries the Postgres backlog owes (worker/postgres-backlog.ts), as worker_stats reports it. */
+  postgresBacklog(entries: number): void;
   postgresWrite(seconds: number): void;
 }
 
@@ -15,7 +18,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   const registers = [registry];
   const handled = new Counter({
     name: "worker_entries_handled_total",
-    help: "Entries of engine:output this worker handled and acknowledged (read or claimed).",
+    help: "Entries of engine:output this worker handled and acknowledged (read or claimed), those whose Postgres writes it left to the Postgres backlog included.",
     registers,
   });
   const lag = new Gauge({
@@ -28,9 +31,15 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
     help: "Entries delivered to the group's workers but not yet acknowledged, as of the last worker_stats report (NaN before the first).",
     registers,
   });
+  const postgresBacklog = new Gauge({
+    name: "worker_postgres_backlog_entries",
+    help: "Entries of engine:output acknowledged while Postgres was down whose history and candles are not yet written, as of the last worker_stats report (NaN before the first).",
+    registers,
+  });
   // Unknown until the first report, not 0.
   lag.set(Number.NaN);
   pending.set(Number.NaN);
+  postgresBacklog.set(Number.NaN);
   const write = new Histogram({
     name: "worker_postgres_write_duration_seconds",
     help: "Time of one batch's Postgres writes: closed orders and spot orders inserted, entry orders and candles upserted.",
@@ -43,6 +52,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
       lag.set(b === undefined || b.lag === null ? Number.NaN : b.lag);
       pending.set(b === undefined ? Number.NaN : b.pending);
     },
+    postgresBacklog: (entries) => postgresBacklog.set(entries),
     postgresWrite: (seconds) => write.observe(seconds),
   };
 }

@@ -1,9 +1,9 @@
-// What the worker counts as Postgres being down, on the errors node-postgres gives, and its wait for Postgres on a
-// clock of its own. (worker.int.test.ts waits out a real Postgres refusing connections.)
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+// What the worker counts as Postgres being down, on the errors node-postgres gives, and when it tries Postgres again,
+// on a clock of its own. (worker.int.test.ts goes through a real Postgres refusing connections.)
+import { beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { serverError, socketError } from "../platform/testing/driver-errors.ts";
-import { isPostgresOutage, PostgresWaitStopped, waitForPostgres } from "./postgres-outages.ts";
+import { isPostgresOutage, watchPostgresOutages } from "./postgres-outages.ts";
 
 const refused = () => socketError("ECONNREFUSED", "connect ECONNREFUSED 127.0.0.1:5433");
 
@@ -64,105 +64,89 @@ describe("isPostgresOutage", () => {
   });
 });
 
-describe("waitForPostgres", () => {
+describe("watchPostgresOutages", () => {
   let lines: Record<string, unknown>[];
-  const log = () =>
-    createLogger("worker-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  let nowMs: number;
+  const watch = () =>
+    watchPostgresOutages(
+      createLogger("worker-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) }),
+      { firstMs: 1_000, maxMs: 10_000 },
+      () => nowMs,
+    );
 
   beforeEach(() => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "performance"] });
     lines = [];
-  });
-  afterEach(() => {
-    vi.useRealTimers();
+    nowMs = 0;
   });
 
-  /** An attempt that fails with each of `errors` in turn, then answers "done"; the times it was tried at. */
-  function attempt(...errors: Error[]) {
-    const triedAtMs: number[] = [];
-    const run = () => {
-      triedAtMs.push(performance.now());
-      const err = errors.shift();
-      return err === undefined ? Promise.resolve("done") : Promise.reject(err);
-    };
-    return { run, triedAtMs };
+  /** The times (ms) at which a try comes due, from `fromMs` to `toMs` in steps of 100 ms, each try failing. */
+  function failingTries(outages: ReturnType<typeof watch>, fromMs: number, toMs: number): number[] {
+    const due: number[] = [];
+    for (nowMs = fromMs; nowMs <= toMs; nowMs += 100) {
+      if (!outages.tryDue()) continue;
+      due.push(nowMs);
+      expect(outages.failed(refused())).toBe(true);
+    }
+    return due;
   }
 
-  it("tries again 1 s after an outage, doubling to 10 s, and logs the outage once, then its end", async () => {
-    const untilPostgres = waitForPostgres(log(), new AbortController().signal);
-    const start = performance.now();
-    const errors: Error[] = [refused(), serverError("57P03", "the database system is starting up")];
-    for (let n = 0; n < 6; n++) errors.push(refused());
-    const { run, triedAtMs } = attempt(...errors);
-    const result = untilPostgres(run);
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(await result).toBe("done");
-    expect(triedAtMs.map((ms) => ms - start)).toEqual([0, 1_000, 3_000, 7_000, 15_000, 25_000, 35_000, 45_000, 55_000]);
-    expect(lines).toEqual([
-      expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "ECONNREFUSED" }),
-      expect.objectContaining({ level: "info", event: "postgres_recovered", downMs: 55_000 }),
+  it("is up until an outage; tries again 1 s after it, doubling to 10 s; logs the outage once, then its end", () => {
+    const outages = watch();
+    expect([outages.isDown(), outages.tryDue()]).toEqual([false, false]);
+    nowMs = 500;
+    expect(outages.failed(refused())).toBe(true);
+    expect(outages.isDown()).toBe(true);
+    expect(failingTries(outages, 600, 45_000)).toEqual([1_500, 3_500, 7_500, 15_500, 25_500, 35_500]);
+    nowMs = 45_000;
+    outages.succeeded({ backlogEntries: 12 });
+    expect([outages.isDown(), outages.tryDue()]).toEqual([false, false]);
+    outages.succeeded(); // no outage under way: nothing logged
+    expect(lines.map((l) => [l.level, l.event, l.code ?? l.downMs, l.backlogEntries])).toEqual([
+      ["warn", "postgres_unavailable", "ECONNREFUSED", undefined],
+      ["info", "postgres_recovered", 44_500, 12],
     ]);
-    expect(lines[0]?.error).toBe("connect ECONNREFUSED 127.0.0.1:5433");
+    expect(lines[0]!.error).toBe("connect ECONNREFUSED 127.0.0.1:5433");
   });
 
-  it("waits out a Postgres with no connection slot left, then read-only while it fails over", async () => {
-    const untilPostgres = waitForPostgres(log(), new AbortController().signal);
-    const tooMany = serverError("53300", "sorry, too many clients already");
-    const readOnly = serverError("25006", "cannot execute INSERT in a read-only transaction");
-    const { run, triedAtMs } = attempt(tooMany, readOnly);
-    const result = untilPostgres(run);
-    await vi.advanceTimersByTimeAsync(3_000);
-    expect(await result).toBe("done");
-    expect(triedAtMs).toHaveLength(3);
+  it("counts a Postgres with no connection slot left, then read-only while it fails over, as one outage", () => {
+    const outages = watch();
+    expect(outages.failed(serverError("53300", "sorry, too many clients already"))).toBe(true);
+    nowMs = 1_000;
+    expect(outages.tryDue()).toBe(true);
+    expect(outages.failed(serverError("25006", "cannot execute INSERT in a read-only transaction"))).toBe(true);
+    expect([outages.isDown(), outages.tryDue()]).toEqual([true, false]);
+    nowMs = 3_000;
+    expect(outages.tryDue()).toBe(true);
+    outages.succeeded();
     expect(lines).toEqual([
       expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "53300" }),
       expect.objectContaining({ level: "info", event: "postgres_recovered", downMs: 3_000 }),
     ]);
   });
 
-  it("logs an outage that spans several attempts' callers once", async () => {
-    const untilPostgres = waitForPostgres(log(), new AbortController().signal);
-    const first = untilPostgres(attempt(refused()).run);
-    await vi.advanceTimersByTimeAsync(1_000);
-    await first;
-    expect(lines.map((l) => l.event)).toEqual(["postgres_unavailable", "postgres_recovered"]);
-    const second = untilPostgres(attempt(refused(), refused()).run);
-    await vi.advanceTimersByTimeAsync(3_000);
-    await second;
-    expect(lines.map((l) => l.event)).toEqual([
-      "postgres_unavailable",
-      "postgres_recovered",
-      "postgres_unavailable",
-      "postgres_recovered",
+  it("starts again at 1 s for the next outage", () => {
+    const outages = watch();
+    expect(failingTries(outages, 0, 0)).toEqual([]);
+    outages.failed(refused());
+    failingTries(outages, 100, 20_000);
+    outages.succeeded();
+    nowMs = 30_000;
+    outages.failed(serverError("57P03", "the database system is starting up"));
+    expect(failingTries(outages, 30_100, 34_000)).toEqual([31_000, 33_000]);
+    expect(lines.filter((l) => l.event === "postgres_unavailable").map((l) => l.code)).toEqual([
+      "ECONNREFUSED",
+      "57P03",
     ]);
   });
 
-  it("does not wait for a Postgres that answers with an error that is no outage", async () => {
-    const untilPostgres = waitForPostgres(log(), new AbortController().signal);
-    const violation = serverError("23505", "duplicate key value violates unique constraint");
-    await expect(untilPostgres(attempt(violation).run)).rejects.toBe(violation);
-    // Nor after an outage: the error ends the wait as it comes.
-    const { run, triedAtMs } = attempt(refused(), violation);
-    const result = untilPostgres(run);
-    result.catch(() => undefined);
-    await vi.advanceTimersByTimeAsync(1_000);
-    await expect(result).rejects.toBe(violation);
-    expect(triedAtMs).toHaveLength(2);
-  });
-
-  it("ends its wait at once on a stop, and waits for nothing once stopped", async () => {
-    const stop = new AbortController();
-    const untilPostgres = waitForPostgres(log(), stop.signal);
-    const { run, triedAtMs } = attempt(refused(), refused(), refused());
-    const result = untilPostgres(run);
-    result.catch(() => undefined);
-    await vi.advanceTimersByTimeAsync(1_500);
-    stop.abort();
-    await vi.advanceTimersByTimeAsync(0);
-    await expect(result).rejects.toBeInstanceOf(PostgresWaitStopped);
-    expect(triedAtMs).toHaveLength(2);
-    await expect(untilPostgres(attempt(refused()).run)).rejects.toBeInstanceOf(PostgresWaitStopped);
-    // What succeeds after the stop is returned: a stop ends only a wait.
-    expect(await untilPostgres(attempt().run)).toBe("done");
+  it("leaves any other error to its caller, up or down", () => {
+    const outages = watch();
+    expect(outages.failed(serverError("42P01", 'relation "closed_orders" does not exist'))).toBe(false);
+    expect(outages.isDown()).toBe(false);
+    outages.failed(refused());
+    nowMs = 1_000;
+    expect(outages.failed(new Error("Query read timeout"))).toBe(false);
+    expect([outages.isDown(), outages.tryDue()]).toEqual([true, true]);
+    expect(lines.map((l) => l.event)).toEqual(["postgres_unavailable"]);
   });
 });

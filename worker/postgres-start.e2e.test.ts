@@ -1,7 +1,8 @@
 /**
  * The worker process (`dist/worker.mjs`) started while its Postgres refuses connections, as after a machine's boot or
- * under a Postgres restarting: it waits for Postgres rather than exit into a crash loop, and a stop meanwhile ends it
- * at once. Postgres sits behind a proxy the test cuts and mends (platform/testing/redis-proxy.ts).
+ * under a Postgres restarting: it neither exits into a crash loop nor waits, but answers meanwhile, then migrates and
+ * writes what it owes once Postgres is back; a stop meanwhile ends it at once. Postgres sits behind a proxy the test
+ * cuts and mends (platform/testing/redis-proxy.ts).
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -11,6 +12,7 @@ import { apply } from "../engine/core/apply.ts";
 import { makeParams } from "../engine/core/params.ts";
 import { createState } from "../engine/core/state.ts";
 import { keyspace } from "../contract/names.ts";
+import type { EngineInput } from "../contract/messages.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { spawnComponent, until, type Child } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
@@ -50,13 +52,38 @@ function startWorker(name: string): Child {
 }
 
 describe("the worker process started while Postgres refuses connections", () => {
-  it("waits for Postgres, logged once, then migrates and works", { timeout: 60_000 }, async () => {
+  it("works without Postgres, logged once, then migrates and writes what it owes", { timeout: 60_000 }, async () => {
     await proxy.cut();
     const worker = startWorker("pg-start");
     const unavailable = await worker.waitFor("postgres_unavailable", 30_000);
     expect(unavailable).toMatchObject({ level: "warn", code: "ECONNREFUSED" });
     expect(String(unavailable.error)).toContain("cannot reach Postgres");
-    // Tried at 0, 1 and 3 s meanwhile, not exited
+    // It works meanwhile: an account's creation is answered, a price goes out.
+    const keys = keyspace(`${prefix}pg-start:`);
+    const state = createState(makeParams());
+    const inputs: [string, EngineInput][] = [
+      [
+        "90000-0",
+        {
+          type: "price_update",
+          market: "ETH_USDC_PERP",
+          bid: "2000",
+          ask: "2000",
+          exchangeTimeUs: "90000000",
+          source: "sim",
+        },
+      ],
+      [
+        "90001-0",
+        { type: "user_instruction", userId: "ted", requestId: "t1", instruction: { kind: "create_account" } },
+      ],
+    ];
+    for (const [id, message] of inputs)
+      for (const o of apply(state, { id, message })) await redis.xadd(keys.output, "*", ...encodeFields(o));
+    expect(await until(() => redis.lpop(keys.responseKey("ted", "90001-0")), 15_000, "ted's answer")).toContain(
+      '"granted":true',
+    );
+    // Tried again at 1 and 3 s meanwhile, not exited
     await sleep(3_500);
     expect(worker.alive()).toBe(true);
     expect(worker.events("postgres_unavailable")).toHaveLength(1);
@@ -65,20 +92,17 @@ describe("the worker process started while Postgres refuses connections", () => 
     const recovered = await worker.waitFor("postgres_recovered", 15_000);
     expect(recovered.downMs).toBeGreaterThanOrEqual(3_500);
     await worker.waitFor("migrations_done");
-    // It works: an account's creation is answered.
-    const keys = keyspace(`${prefix}pg-start:`);
-    for (const o of apply(createState(makeParams()), {
-      id: "90-0",
-      message: { type: "user_instruction", userId: "ted", requestId: "t1", instruction: { kind: "create_account" } },
-    }))
-      await redis.xadd(keys.output, "*", ...encodeFields(o));
-    expect(await until(() => redis.lpop(keys.responseKey("ted", "90-0")), 15_000, "ted's answer")).toContain(
-      '"granted":true',
-    );
+    // What it handled without Postgres is written once it is back: the price's candle.
+    const caughtUp = await worker.waitFor("postgres_caught_up", 15_000);
+    expect(caughtUp.entries).toBe(await redis.xlen(keys.output));
+    const candles = await pg.db.query("SELECT 1 FROM candles_1m WHERE asset = 'ETH' AND open_time = $1", [
+      new Date(60_000).toISOString(),
+    ]);
+    expect(candles.rowCount).toBe(1);
     expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
   });
 
-  it("ends at once, and cleanly, on a stop while it waits", { timeout: 60_000 }, async () => {
+  it("ends at once, and cleanly, on a stop while Postgres is down", { timeout: 60_000 }, async () => {
     await proxy.cut();
     const worker = startWorker("pg-start-stop");
     await worker.waitFor("postgres_unavailable", 30_000);

@@ -13,8 +13,8 @@
  * connection that came back and then says nothing is caught as before. Only a stop does not wait out an outage: once
  * it is asked, a step that has waited the bound since its start ends the worker all the same.
  *
- * A Postgres that is down is waited for outside any step (postgres-outages.ts): each try at a batch's Postgres writes
- * is a step of its own, bounded from its start, and the pauses between tries are none.
+ * A Postgres that is down is no step either (postgres-outages.ts): the batches go on without it, and each try at it
+ * (the Postgres lane's, worker.ts) is a step of its own, bounded from its start; the pauses between tries are none.
  */
 import type { Logger } from "../platform/log.ts";
 

@@ -24,7 +24,6 @@ import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, describeDatabase } from "../platform/postgres.ts";
 import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
-import pgDriver from "pg";
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { readEventsAfter } from "./events.ts";
@@ -371,6 +370,8 @@ describe("worker on real Redis and Postgres", () => {
     expect(sample(samples, "worker_entries_handled_total")).toBe(3);
     expect(sample(samples, "worker_group_lag_entries")).toBe(0);
     expect(sample(samples, "worker_group_pending_entries")).toBe(0);
+    expect(sample(samples, "worker_postgres_backlog_entries")).toBe(0);
+    expect(stats).toMatchObject({ postgresBacklog: 0 });
     stop.abort();
     await running;
   });
@@ -438,7 +439,12 @@ describe("worker on real Redis and Postgres", () => {
     // A second group that has read less holds the trim back to what it still needs, and is named.
     await redis.xgroup("CREATE", own.output, "other", ids[6]!);
     await redis.xack(own.output, own.workerGroup, ...ids.slice(6));
-    expect(await trimHandledOutputs(redis, own, later)).toEqual({ trimmed: 1, heldBy: "other", heldAt: ids[6] });
+    expect(await trimHandledOutputs(redis, own, later)).toEqual({
+      trimmed: 1,
+      heldBy: "other",
+      heldAt: ids[6],
+      owed: false,
+    });
     expect(await first()).toBe(ids[6]);
     await redis.xgroup("DESTROY", own.output, "other");
 
@@ -446,9 +452,19 @@ describe("worker on real Redis and Postgres", () => {
     await redis.xgroup("CREATE", own.output, "late", "$");
     await redis.xgroup("CREATE", own.output, "early", "0-0");
     // (A cutoff of 0 trims nothing here, so the entries below stay for the next steps.)
-    expect(await trimHandledOutputs(redis, own, 0)).toEqual({ trimmed: 0, heldBy: "early", heldAt: "0-0" });
+    expect(await trimHandledOutputs(redis, own, 0)).toEqual({
+      trimmed: 0,
+      heldBy: "early",
+      heldAt: "0-0",
+      owed: false,
+    });
     await redis.xgroup("DESTROY", own.output, "early");
-    expect(await trimHandledOutputs(redis, own, 0)).toEqual({ trimmed: 0, heldBy: "late", heldAt: ids[9] });
+    expect(await trimHandledOutputs(redis, own, 0)).toEqual({
+      trimmed: 0,
+      heldBy: "late",
+      heldAt: ids[9],
+      owed: false,
+    });
     await redis.xgroup("DESTROY", own.output, "late");
 
     // At most maxEntries a call: a long backlog goes over several.
@@ -495,6 +511,27 @@ describe("worker on real Redis and Postgres", () => {
       await rerun;
     }
     expect(await first()).toBe(ids[14]);
+  });
+
+  it("keeps on engine:output every entry from the first the Postgres backlog owes, and says it owes", async () => {
+    const own = keyspace(`${prefix}trim-owed:`);
+    for (let n = 1; n <= 12; n++) await redis.xadd(own.output, `1-${n}`, "type", "quote_updated", "body", "{}");
+    await ensureGroup(redis, own);
+    await redis.xreadgroup("GROUP", own.workerGroup, "a", "STREAMS", own.output, ">");
+    await redis.xack(own.output, own.workerGroup, ...Array.from({ length: 12 }, (_, i) => `1-${i + 1}`));
+    const first = async () => ((await redis.xrange(own.output, "-", "+", "COUNT", 1)) as [string, string[]][])[0]![0];
+    const later = Date.now() + 60_000;
+    // Two ranges of one ms: the oldest is 1-9, though "1-10" comes first as text.
+    await redis.zadd(own.postgresBacklog, 1, "1-10 1-11 2", 1, "1-9 1-9 1");
+    expect(await trimHandledOutputs(redis, own, later)).toMatchObject({ trimmed: 8, owed: true });
+    expect(await first()).toBe("1-9");
+    await redis.zrem(own.postgresBacklog, "1-9 1-9 1");
+    expect(await trimHandledOutputs(redis, own, later)).toMatchObject({ trimmed: 1, owed: true });
+    expect(await first()).toBe("1-10");
+    await redis.zrem(own.postgresBacklog, "1-10 1-11 2");
+    // Nothing owed: down to the last entry delivered, as ever.
+    expect(await trimHandledOutputs(redis, own, later)).toMatchObject({ trimmed: 2, owed: false });
+    expect(await first()).toBe("1-12");
   });
 
   it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {
@@ -920,7 +957,7 @@ describe("worker on real Redis and Postgres", () => {
     const capture = createLogger("worker-test", {
       sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
     });
-    // As main.ts does: the connections, watched at once, then Postgres and migrations before the worker starts.
+    // The connections watched at once, as main.ts does, and the worker started a little later.
     const writer = connectRedis(server.url, capture, "worker-writer");
     const reader = connectRedis(server.url, capture, "worker-reader", { resendUnanswered: false });
     const outages = watchRedisOutages([reader, writer]);
@@ -993,212 +1030,6 @@ describe("worker on real Redis and Postgres", () => {
       w.stop.abort();
       await w.running.catch(() => undefined);
       await w.close();
-    }
-  });
-
-  /**
-   * A worker whose Postgres goes through a proxy the test cuts (its connections reset, new ones refused, as a Postgres
-   * killed) and restores, with a stuck bound shorter than the outages; each Postgres attempt is counted, and the
-   * first one after `cutUnderNextStatement()` cuts the proxy while its statement is under way.
-   */
-  async function workerOnCuttablePostgres(name: string) {
-    const local = keyspace(`${prefix}${name}:`);
-    const proxy = await startRedisProxy(pg.url);
-    const url = new URL(pg.url);
-    url.port = String(proxy.port);
-    const db = await connectPostgres(url.toString(), log, { closeTimeoutMs: 100 });
-    let cutArmed = false;
-    const statements = { sent: 0 };
-    const cuttableDb = {
-      query: async (text: string, params?: unknown[]) => {
-        statements.sent++;
-        const answer = db.query(text, params);
-        if (cutArmed) {
-          cutArmed = false;
-          await proxy.cut();
-        }
-        return answer;
-      },
-    };
-    const lines: Record<string, unknown>[] = [];
-    const capture = createLogger("worker-test", {
-      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
-    });
-    const stop = new AbortController();
-    const options = { reader, writer: redis, db: cuttableDb as TestDatabase["db"], keys: local, log: capture };
-    const running = runWorker(
-      { ...options, consumer: "w", blockMs: 50, stuckAfterMs: 500, postgresRetry: { firstMs: 100, maxMs: 400 } },
-      stop.signal,
-    );
-    const ended = { now: false };
-    running.then(
-      () => (ended.now = true),
-      () => (ended.now = true),
-    );
-    await untilGroup(redis, local);
-    const state = createState(makeParams());
-    let n = 60;
-    /** Publishes at once what the engine outputs for `messages` (read as one batch); returns the last input id. */
-    const publish = async (...messages: EngineInput[]) => {
-      const added = redis.multi();
-      let id = "";
-      for (const message of messages) {
-        id = `${n++}-0`;
-        for (const o of apply(state, { id, message })) added.xadd(local.output, "*", ...encodeFields(o));
-      }
-      await added.exec();
-      return id;
-    };
-    const price = (bid: string): EngineInput => ({
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid,
-      ask: bid,
-      exchangeTimeUs: "1",
-      source: "sim",
-    });
-    const quotesOut = async () =>
-      (await redis.xrange(local.streamFanout, "-", "+"))
-        .filter(([, f]) => f[1] === "quote")
-        .map(([, f]) => (JSON.parse(f[3]!) as { bid: string }).bid);
-    return {
-      local,
-      proxy,
-      lines,
-      stop,
-      running,
-      ended,
-      statements,
-      publish,
-      price,
-      quotesOut,
-      cutUnderNextStatement: () => void (cutArmed = true),
-      close: async () => {
-        stop.abort();
-        await running.catch(() => undefined);
-        await db.close();
-        await proxy.close();
-      },
-    };
-  }
-
-  it("waits out a Postgres killed under a batch, refusing connections past its stuck bound, then handles the batch", async () => {
-    const w = await workerOnCuttablePostgres("pg-outage");
-    try {
-      const before = await w.publish(w.price("2000"), instruct("pam", "p1", { kind: "create_account" }));
-      await until(() => redis.lpop(w.local.responseKey("pam", before)));
-      // Postgres goes under the next batch's first statement, and refuses connections after.
-      w.cutUnderNextStatement();
-      const waiting = await w.publish(w.price("2001"), instruct("quin", "q1", { kind: "create_account" }));
-      const unavailable = await until(() => Promise.resolve(w.lines.find((l) => l.event === "postgres_unavailable")));
-      expect(unavailable).toMatchObject({ level: "warn", error: expect.any(String) as string });
-      // The quotes of the batch that waits went out, and the next batch's while it waits.
-      await w.publish(w.price("2002"));
-      await until(async () => ((await w.quotesOut()).includes("2002") ? true : undefined));
-      // Down for three stuck bounds, tried again meanwhile.
-      const sentWhileDown = w.statements.sent;
-      await sleep(1_500);
-      expect(w.statements.sent).toBeGreaterThan(sentWhileDown + 2);
-      expect(w.ended.now).toBe(false);
-      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
-      expect(await redis.llen(w.local.responseKey("quin", waiting))).toBe(0);
-      await w.proxy.mend();
-      expect(await until(() => redis.lpop(w.local.responseKey("quin", waiting)))).toContain('"granted":true');
-      await until(async () => ((await groupBacklog(redis, w.local))?.pending === 0 ? true : undefined));
-      expect(w.lines.filter((l) => String(l.event).startsWith("postgres_"))).toEqual([
-        expect.objectContaining({ event: "postgres_unavailable" }),
-        expect.objectContaining({ level: "info", event: "postgres_recovered", downMs: expect.any(Number) as number }),
-      ]);
-      expect(w.lines.find((l) => l.event === "postgres_recovered")!.downMs).toBeGreaterThanOrEqual(1_500);
-      expect(w.ended.now).toBe(false);
-      w.stop.abort();
-      await w.running;
-    } finally {
-      await w.close();
-    }
-  });
-
-  it("ends at once on a stop while it waits for Postgres, the batch that waited left pending", async () => {
-    const w = await workerOnCuttablePostgres("pg-outage-stop");
-    try {
-      await w.proxy.cut();
-      const waiting = await w.publish(w.price("2000"), instruct("rae", "r1", { kind: "create_account" }));
-      await until(() => Promise.resolve(w.lines.find((l) => l.event === "postgres_unavailable")));
-      await sleep(1_000);
-      expect(w.ended.now).toBe(false);
-      const stoppedAt = performance.now();
-      w.stop.abort();
-      await w.running;
-      expect(performance.now() - stoppedAt).toBeLessThan(1_000);
-      expect(w.lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
-      const pending = ((await redis.xpending(w.local.output, w.local.workerGroup)) as [number])[0];
-      expect(pending).toBe(await redis.xlen(w.local.output));
-      expect(await redis.llen(w.local.responseKey("rae", waiting))).toBe(0);
-    } finally {
-      await w.close();
-    }
-  });
-
-  it("waits out a Postgres starting up or shut down, and still ends on an error that is no outage", async () => {
-    const local = keyspace(`${prefix}pg-errors:`);
-    await ensureGroup(redis, local);
-    const lines: Record<string, unknown>[] = [];
-    const capture = createLogger("worker-test", {
-      sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
-    });
-    /** What node-postgres gives for a server's error response. */
-    const serverError = (code: string, message: string) =>
-      Object.assign(new pgDriver.DatabaseError(message, message.length, "error"), { code });
-    const outages = [
-      serverError("57P03", "the database system is starting up"),
-      serverError("57P01", "terminating connection due to administrator command"),
-      serverError("57P03", "the database system is in recovery mode"),
-    ];
-    let broken = false;
-    const db = {
-      query: (text: string, params?: unknown[]) => {
-        const outage = outages.shift();
-        if (outage !== undefined) return Promise.reject(outage);
-        // A statement Postgres refuses: a bug of the worker's, which no wait can mend.
-        return pg.db.query(broken ? text.replace("INSERT INTO candles_1m", "INSERT INTO no_such_table") : text, params);
-      },
-    } as TestDatabase["db"];
-    const stop = new AbortController();
-    const options = { reader, writer: redis, db, keys: local, log: capture, consumer: "w", blockMs: 50 };
-    // Claim rounds, which wait for the batch under way, often: its failure ends the worker without a next batch.
-    const running = runWorker(
-      { ...options, claimIdleMs: 200, postgresRetry: { firstMs: 50, maxMs: 100 } },
-      stop.signal,
-    );
-    running.catch(() => undefined);
-    try {
-      const state = createState(makeParams());
-      const price = (bid: string, exchangeTimeUs: string): EngineInput => ({
-        type: "price_update",
-        market: "ETH_USDC_PERP",
-        bid,
-        ask: bid,
-        exchangeTimeUs,
-        source: "sim",
-      });
-      for (const o of apply(state, { id: "80-0", message: price("2000", "1") }))
-        await redis.xadd(local.output, "*", ...encodeFields(o));
-      for (const o of apply(state, { id: "81-0", message: instruct("sue", "s1", { kind: "create_account" }) }))
-        await redis.xadd(local.output, "*", ...encodeFields(o));
-      expect(await until(() => redis.lpop(local.responseKey("sue", "81-0")))).toContain('"granted":true');
-      expect(outages).toEqual([]);
-      expect(lines.filter((l) => String(l.event).startsWith("postgres_"))).toEqual([
-        expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "57P03" }),
-        expect.objectContaining({ level: "info", event: "postgres_recovered" }),
-      ]);
-      broken = true;
-      for (const o of apply(state, { id: "82-0", message: price("2001", "2") }))
-        await redis.xadd(local.output, "*", ...encodeFields(o));
-      await expect(running).rejects.toMatchObject({ code: "42P01" });
-      expect(lines.filter((l) => l.event === "postgres_unavailable")).toHaveLength(1);
-    } finally {
-      stop.abort();
-      await running.catch(() => undefined);
     }
   });
 

@@ -42,11 +42,18 @@
  * Every wait is bounded (watchdog.ts): a step that has not ended after `stuckAfterMs` is a connection that stopped
  * answering, and the worker ends with `worker_stuck` rather than hold every answer, and its stop, for ever. Time while
  * the reader or writer is down (redis-outages.ts: a Redis restarting, failing over, or loading) does not count: the
- * worker waits for it to come back, as ioredis does, and goes on. A Postgres that is down (postgres-outages.ts:
- * refusing connections, starting up, in recovery) is waited out too: the batch's Postgres writes are tried again,
- * with a pause between tries that is no step, while the batches behind it wait (only the next one's quotes go out
- * meanwhile: reading on would take the consumer past its two batches pending). A stop during that wait ends the
- * worker at once, the batch left pending.
+ * worker waits for it to come back, as ioredis does, and goes on.
+ *
+ * A Postgres that is down (postgres-outages.ts: refusing connections, starting up, in recovery) is not waited for:
+ * trading needs only Redis, and the users waiting for answers need only Redis too. From the batch whose Postgres
+ * writes failed on it, each batch is handled without them: its Redis part as above (read models, events, answers, the
+ * fan-out of its quotes and events, in log order), then its range is owed in the Postgres backlog and it is
+ * acknowledged, in one script (postgres-backlog.ts), so the consumer's pending list stays within its limit however
+ * long the outage lasts. Beside the batches, the Postgres lane (postgresLane) tries Postgres again, 1 s after the
+ * failure, doubling to every 10 s; once it answers, batches go back to the order above (Postgres before Redis) and the
+ * lane writes what is owed, as any worker's lane does when it finds a backlog. Meanwhile an answer can reach its
+ * client before its history row is written, and no candle is fanned out; those of the outage go out as the backlog is
+ * written. A stop during an outage ends the worker as any stop does: what is owed stays owed, for any worker.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -58,7 +65,8 @@ import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
 import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { PostgresWaitStopped, waitForPostgres, type PostgresRetry, type UntilPostgres } from "./postgres-outages.ts";
+import { catchUp, oweAndAcknowledge, owedEntries } from "./postgres-backlog.ts";
+import { watchPostgresOutages, type PostgresOutages, type PostgresRetry } from "./postgres-outages.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
 import { watchdog, type Bounded } from "./watchdog.ts";
@@ -105,8 +113,14 @@ export interface WorkerOptions {
    * watched from the start of runWorker, for callers that start it at once; runWorker ends the watch.
    */
   readonly outages?: ReturnType<typeof watchRedisOutages>;
-  /** How soon a batch's Postgres writes are tried again while Postgres is down (default DEFAULT_POSTGRES_RETRY). */
+  /** How soon Postgres is tried again while it is down (default DEFAULT_POSTGRES_RETRY). */
   readonly postgresRetry?: PostgresRetry;
+  /**
+   * Makes `db` usable: connects and migrates (main.ts). Run at the start and, if Postgres was down then, again with
+   * each try until it succeeds; not bounded by the watchdog, since a migration may rightly run long. Without it, `db`
+   * is ready as given.
+   */
+  readonly prepareDb?: () => Promise<void>;
 }
 
 /** Fields are typed nullable as ioredis types a group read's entries. */
@@ -138,32 +152,28 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
-  try {
-    await consume(o, signal);
-  } catch (err) {
-    // A stop while Postgres is down: the batch that waited for it is left pending, as at any stop before its XACK.
-    if (!(err instanceof PostgresWaitStopped)) throw err;
-  }
-}
-
-async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
+  const batch = o.batchSize ?? 500;
+  if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
+    throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
   const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
   const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
-  const untilPostgres = waitForPostgres(o.log, signal, o.postgresRetry);
+  const postgres = watchPostgresOutages(o.log, o.postgresRetry);
+  const lane = postgresLane(o, batch, bounded, postgres, signal);
   // Entries acknowledged since the last worker_stats line.
   let handled = 0;
   const run = (step: string): BatchRun => ({
     bound: (work) => bounded(step, work),
-    untilPostgres,
-    acknowledged(entries) {
+    postgres,
+    acknowledged(entries, owed) {
       handled += entries;
       o.metrics?.handled(entries);
+      if (owed) lane.wake();
     },
   });
   // The rest of the last batch read (Postgres, Redis, fan-out, XACK), running while the next batch is read and its
   // quotes go out. At most one: each batch's rest starts after the one before it ended, so everything but quotes
   // reaches Redis, Postgres and the fan-out in log order, and a failure ends the loop at the next batch. Bounded, so
-  // no wait on it (a stop's included) lasts longer than stuckAfterMs, Redis and Postgres outages aside.
+  // no wait on it (a stop's included) lasts longer than stuckAfterMs, Redis outages aside.
   let rest: Promise<void> = Promise.resolve();
   let restEntries = 0;
   let writerCloses = 0;
@@ -174,17 +184,14 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
       "start",
       ensureGroup(o.writer, o.keys).then(() => loadScripts(o.writer)),
     );
-    const batch = o.batchSize ?? 500;
-    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
-      throw new RangeError(
-        `batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`,
-      );
+    await lane.start();
     const blockMs = o.blockMs ?? 1000;
     await handleOwnPending(o, batch, bounded, run("own_pending"));
     let lastClaimMs = 0;
     let trimmed = 0;
     let lastStatsMs = Date.now();
     while (!signal.aborted) {
+      lane.poke();
       if (Date.now() - lastClaimMs >= (o.claimIdleMs ?? 30_000) / 2) {
         await rest;
         restEntries = 0;
@@ -210,7 +217,9 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
           await handleBatch(o, claimed, run("claimed_batch"));
         }
         await bounded("forget_consumers", forgetGoneConsumers(o));
-        trimmed += await bounded("trim", trimOutputs(o));
+        const trim = await bounded("trim", trimOutputs(o));
+        trimmed += trim.trimmed;
+        if (trim.owed) lane.wake();
         lastClaimMs = Date.now();
       }
       // The batch still pending counts against the consumer's pending limit.
@@ -256,17 +265,90 @@ async function consume(o: WorkerOptions, signal: AbortSignal): Promise<void> {
       }
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
         const backlog = await bounded("stats", groupBacklog(o.writer, o.keys));
+        // Read only while some may be owed: an idle worker's stats cost no more than before.
+        const postgresBacklog = lane.mayBeOwed() ? await bounded("stats", owedEntries(o.writer, o.keys)) : 0;
         o.metrics?.backlog(backlog);
-        o.log.info("worker_stats", { handled, trimmed, ...backlog });
+        o.metrics?.postgresBacklog(postgresBacklog);
+        o.log.info("worker_stats", { handled, trimmed, ...backlog, postgresBacklog });
         handled = 0;
         trimmed = 0;
         lastStatsMs = Date.now();
       }
     }
+    await rest;
+    await lane.idle();
+    lane.throwIfFailed();
   } finally {
     o.writer.off("close", countWriterClose);
-    await rest.finally(outages.close);
+    await rest.finally(() => lane.idle()).finally(outages.close);
   }
+}
+
+/**
+ * The Postgres lane, beside the batches (one run at a time, started by the loop's `poke`): while Postgres is down, a
+ * try at it when one is due (prepareDb first, if the worker started without Postgres, then a SELECT 1); while it is
+ * up and some range may be owed, the backlog written (postgres-backlog.ts), its candles fanned out. A run that fails
+ * on an outage leaves Postgres down until its next try; any other failure ends the worker at the next `poke`, as a
+ * batch's would. Each step is bounded, but prepareDb, which may run a long migration.
+ */
+function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgres: PostgresOutages, stop: AbortSignal) {
+  let prepared = o.prepareDb === undefined;
+  // Whether a range may be owed: looked at once at the start, then after each wake (this worker owed a batch, or a
+  // claim round's trim saw a backlog).
+  let owed = true;
+  let running: Promise<void> | undefined;
+  let failure: { error: unknown } | undefined;
+  const bound = <T>(work: Promise<T>) => bounded("postgres_backlog", work);
+  const prepare = async () => {
+    if (prepared) return;
+    await o.prepareDb!();
+    prepared = true;
+  };
+  const write = async (outputs: readonly EngineOutput[]) => {
+    const candles = await bound(writePostgres(o, outputs));
+    await bound(fanOutEntries(o.writer, o.keys, [], new Set(), candles));
+  };
+  const tryAndCatchUp = async () => {
+    owed = false; // a wake during the run sets it again, for another run
+    await prepare();
+    if (postgres.isDown()) {
+      await bound(o.db.query("SELECT 1"));
+      postgres.succeeded({ backlogEntries: await bound(owedEntries(o.writer, o.keys)) });
+    }
+    const startedAt = performance.now();
+    const entries = await catchUp({ redis: o.writer, keys: o.keys, pageSize: batch, bound, write, stop });
+    if (entries > 0) o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
+  };
+  return {
+    /** At the start, before anything is read: prepareDb, once; an outage leaves Postgres down, anything else throws. */
+    async start(): Promise<void> {
+      try {
+        await prepare();
+      } catch (err) {
+        if (!postgres.failed(err)) throw err;
+      }
+    },
+    wake: () => void (owed = true),
+    mayBeOwed: () => owed || running !== undefined || postgres.isDown(),
+    /** Throws what ended an earlier run, unless an outage. */
+    throwIfFailed(): void {
+      if (failure !== undefined) throw failure.error;
+    },
+    /** Starts a run if one is due; throws what ended an earlier run, unless an outage. */
+    poke(): void {
+      if (failure !== undefined) throw failure.error;
+      if (running !== undefined || stop.aborted) return;
+      if (postgres.isDown() ? !postgres.tryDue() : !owed) return;
+      running = tryAndCatchUp()
+        .catch((err: unknown) => {
+          owed = true;
+          if (!postgres.failed(err)) failure = { error: err };
+        })
+        .finally(() => (running = undefined));
+    },
+    /** Resolves once no run is under way. */
+    idle: (): Promise<void> => running ?? Promise.resolve(),
+  };
 }
 
 /** What unlessClosed gives for a command whose connection closed before its answer came. */
@@ -338,9 +420,10 @@ export async function forgetConsumer(redis: Redis, keys: Keyspace, consumer: str
 /**
  * Trims engine:output below the oldest entry some group may still need: a group's oldest pending entry (delivered,
  * not acknowledged: a claim reads it again), or else the last one it was delivered (it has acknowledged everything
- * before). No group, nothing trimmed. ARGV[1]: nor anything added at or after this time (ms); ARGV[2]: at most this
- * many entries; ARGV[3]: the workers' own group. Returns how many went, and the group other than the workers' that
- * needs the oldest entry (or '') with that entry's id.
+ * before); and below the first entry of the oldest range the Postgres backlog owes (postgres-backlog.ts). No group,
+ * nothing trimmed. KEYS[1] engine:output, KEYS[2] the backlog; ARGV[1]: nor anything added at or after this time (ms);
+ * ARGV[2]: at most this many entries; ARGV[3]: the workers' own group. Returns how many went, the group other than the
+ * workers' that needs the oldest entry (or '') with that entry's id, and 1 when the backlog owes any range, else 0.
  */
 const TRIM_HANDLED = `
 local function before(a, b)
@@ -351,8 +434,18 @@ local function before(a, b)
 end
 local bound = ARGV[1] .. '-0'
 local other, otherNeeds = '', ''
+local oldestOwed = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local owes = 0
+if #oldestOwed > 0 then
+  owes = 1
+  -- Scored by ms: the oldest range is among those of the lowest score.
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], oldestOwed[2], oldestOwed[2])) do
+    local first = string.match(member, '^(%S+) ')
+    if before(first, bound) then bound = first end
+  end
+end
 local groups = redis.call('XINFO', 'GROUPS', KEYS[1])
-if #groups == 0 then return {0, '', ''} end
+if #groups == 0 then return {0, '', '', owes} end
 for _, group in ipairs(groups) do
   local info = {}
   for i = 1, #group, 2 do info[group[i]] = group[i + 1] end
@@ -361,10 +454,10 @@ for _, group in ipairs(groups) do
   if before(needed, bound) then bound = needed end
   if info['name'] ~= ARGV[3] and (other == '' or before(needed, otherNeeds)) then other, otherNeeds = info['name'], needed end
 end
-if bound == '0-0' then return {0, other, otherNeeds} end
+if bound == '0-0' then return {0, other, otherNeeds, owes} end
 local first = redis.call('XRANGE', KEYS[1], '-', '(' .. bound, 'COUNT', tonumber(ARGV[2]) + 1)
 if #first > tonumber(ARGV[2]) then bound = first[#first][1] end
-return {redis.call('XTRIM', KEYS[1], 'MINID', bound), other, otherNeeds}`;
+return {redis.call('XTRIM', KEYS[1], 'MINID', bound), other, otherNeeds, owes}`;
 
 /** At most this many entries go per call: one XTRIM over a long backlog (an upgrade's first) would block Redis. */
 export const TRIM_CHUNK = 2_000;
@@ -380,11 +473,13 @@ export interface TrimResult {
   readonly heldBy: string | null;
   /** That entry's id. */
   readonly heldAt: string | null;
+  /** The Postgres backlog owes some range (which the trim kept). */
+  readonly owed: boolean;
 }
 
 /**
- * Removes from engine:output up to `maxEntries` of what every group on it has acknowledged and was added before
- * `beforeMs` (by Redis' clock, which stamps the ids).
+ * Removes from engine:output up to `maxEntries` of what every group on it has acknowledged, that the Postgres backlog
+ * does not owe, and that was added before `beforeMs` (by Redis' clock, which stamps the ids).
  */
 export async function trimHandledOutputs(
   redis: Redis,
@@ -393,37 +488,47 @@ export async function trimHandledOutputs(
   maxEntries = TRIM_CHUNK,
 ): Promise<TrimResult> {
   const cutoff = Math.max(0, Math.floor(beforeMs));
-  const [trimmed, holder, held] = (await redis.eval(
+  const [trimmed, holder, held, owes] = (await redis.eval(
     TRIM_HANDLED,
-    1,
+    2,
     keys.output,
+    keys.postgresBacklog,
     String(cutoff),
     String(maxEntries),
     keys.workerGroup,
-  )) as [number, string, string];
-  return { trimmed: Number(trimmed), heldBy: holder === "" ? null : holder, heldAt: holder === "" ? null : held };
+  )) as [number, string, string, number];
+  return {
+    trimmed: Number(trimmed),
+    heldBy: holder === "" ? null : holder,
+    heldAt: holder === "" ? null : held,
+    owed: owes === 1,
+  };
 }
 
 /**
- * One claim round's trim, in chunks. Another group that needs entries older than the keep time by more than
- * forgetConsumerMs (say, one an operator made and forgot) holds every trim back: said with a warning each round.
+ * One claim round's trim, in chunks; says whether the Postgres backlog owes anything. Another group that needs entries
+ * older than the keep time by more than forgetConsumerMs (say, one an operator made and forgot) holds every trim back:
+ * said with a warning each round.
  */
-async function trimOutputs(o: WorkerOptions): Promise<number> {
+async function trimOutputs(o: WorkerOptions): Promise<{ trimmed: number; owed: boolean }> {
   const cutoff = Date.now() - (o.outputKeepMs ?? DEFAULT_OUTPUT_KEEP_MS);
   let trimmed = 0;
+  let owed = false;
   for (let call = 0; call < TRIM_CALLS_PER_ROUND; call++) {
     const result = await trimHandledOutputs(o.writer, o.keys, cutoff);
     trimmed += result.trimmed;
+    owed = result.owed;
     if (result.trimmed === TRIM_CHUNK) continue;
     const heldMs = result.heldAt === null ? undefined : Number(result.heldAt.split("-")[0]);
     const staleMs = goneAfterMs(o);
-    // Only another group: the workers' own behind is lag or pending entries, which worker_stats and its metrics show.
+    // Only another group: the workers' own behind is lag, pending entries or the Postgres backlog, which worker_stats
+    // and its metrics show.
     if (heldMs !== undefined && heldMs < cutoff - staleMs) {
       o.log.warn("output_trim_held", { group: result.heldBy, neededId: result.heldAt, behindMs: cutoff - heldMs });
     }
     break;
   }
-  return trimmed;
+  return { trimmed, owed };
 }
 
 /**
@@ -471,18 +576,17 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
   }
 }
 
-/**
- * How a batch's steps are bounded (watchdog.ts), its Postgres writes waited for (postgres-outages.ts), and whom it
- * tells how many entries it acknowledged.
- */
+/** How a batch's steps are bounded (watchdog.ts), what it knows of Postgres, and whom it tells what it acknowledged. */
 export interface BatchRun {
   readonly bound: <T>(work: Promise<T>) => Promise<T>;
-  readonly untilPostgres: UntilPostgres;
-  readonly acknowledged?: (entries: number) => void;
+  /** Without: a Postgres outage fails the batch as any error does. */
+  readonly postgres?: PostgresOutages;
+  /** The batch acknowledged `entries`; `owed`: its Postgres writes wait in the backlog. */
+  readonly acknowledged?: (entries: number, owed: boolean) => void;
 }
 
 /** A batch handled on its own (tests): unbounded, and failed by a Postgres outage as by any error. */
-const ON_ITS_OWN: BatchRun = { bound: (work) => work, untilPostgres: (attempt) => attempt() };
+const ON_ITS_OWN: BatchRun = { bound: (work) => work };
 
 export async function handleBatch(
   o: WorkerOptions,
@@ -517,21 +621,39 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
 }
 
 /**
- * Everything else of a batch whose quotes went out (handleQuotes), then its XACK. Its Postgres writes are tried again
- * whole while Postgres is down (each statement is idempotent), each try bounded on its own; then the rest, bounded.
+ * Everything else of a batch whose quotes went out (handleQuotes), then its XACK, each step bounded. Its Postgres
+ * writes come first, so that a client that got its answer finds the history it made; unless Postgres is down (known
+ * so, or found so by these writes): then they are owed in the backlog (postgres-backlog.ts), in the script that
+ * acknowledges the batch, and the rest goes on without them.
  */
 async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
   const { outputs, continued } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
-  const candles = await run.untilPostgres(() => run.bound(writePostgres(o, outputs)));
+  const candles = await writePostgresUnlessDown(o, outputs, run);
   await run.bound(
     (async () => {
-      await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles);
+      await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles ?? []);
       const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
-      // Counted once acknowledged (XACK's count: not those another worker acknowledged meanwhile).
-      if (ids.length > 0) run.acknowledged?.(await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids));
+      if (ids.length === 0) return;
+      const acknowledged =
+        candles === undefined
+          ? await oweAndAcknowledge(o.writer, o.keys, ids)
+          : await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
+      // Counted once acknowledged, by the count Redis gives (not those another worker acknowledged meanwhile).
+      run.acknowledged?.(acknowledged, candles === undefined);
     })(),
   );
+}
+
+/** A batch's Postgres writes (writePostgres); undefined, none made, while Postgres is down. */
+async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly EngineOutput[], run: BatchRun) {
+  if (run.postgres?.isDown() === true) return undefined;
+  try {
+    return await run.bound(writePostgres(o, outputs));
+  } catch (err) {
+    if (run.postgres?.failed(err) === true) return undefined;
+    throw err;
+  }
 }
 
 /** A batch's history and candles; returns the candles it touched, as stored. */

@@ -1,0 +1,138 @@
+/**
+ * The Postgres backlog: the parts of engine:output whose Postgres writes (history, candles) have not run because
+ * Postgres was down when their batch was handled. Trading needs only Redis, so a worker does not hold a batch's
+ * answers, read models and events behind Postgres (worker.ts): it handles the batch's Redis part, then records the
+ * batch's range here and acknowledges it, in one script (oweAndAcknowledge), so that at every moment each entry is
+ * pending in the group, acknowledged and handled whole, or owed here. Once Postgres answers again, a worker writes
+ * what is owed (catchUp) and removes each range once its writes succeeded.
+ *
+ * Why not leave such batches pending in the group until Postgres is back: Upstash refuses a group read that would
+ * take a consumer past 1,000 pending entries (worker.ts), so a worker could go on for two batches at most; and
+ * entries pending for longer than the claim period are taken by other workers' claims, which would find Postgres
+ * down too and hold them in their own lists. The backlog has no such limit, and belongs to no worker: any worker
+ * catches it up, a restarted one included, and one that dies under it leaves the range for the next.
+ *
+ * Store: a sorted set (`keys.postgresBacklog`), one member per batch, "<first id> <last id> <entries>", scored by the
+ * first id's ms. A batch read by a group read is a run of the stream; one claimed or taken from a consumer's pending
+ * list may have gaps, whose entries catchUp writes too: every Postgres write is idempotent (history-writes.ts,
+ * candles.ts), and none depends on the order of batches, so a range written twice, or after later batches, or by two
+ * workers at once, ends as if written once in log order. The trim of engine:output (worker.ts, TRIM_HANDLED) keeps
+ * every entry from the oldest owed range's first on, so nothing owed is trimmed before it is written.
+ */
+import type { Redis } from "ioredis";
+import type { EngineOutput } from "../contract/messages.ts";
+import type { Keyspace } from "../contract/names.ts";
+import { decodeOutputFields } from "../contract/stream-fields.ts";
+
+/**
+ * KEYS[1] engine:output, KEYS[2] the backlog; ARGV[1] the group, ARGV[2] the member, ARGV[3] its score, ARGV[4..]
+ * the ids. Acknowledges the ids and, if any was still pending (another worker may have handled them whole since),
+ * owes their range. Returns how many it acknowledged.
+ */
+const OWE_AND_ACK = `
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
+if acked > 0 then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+return acked`;
+
+/** KEYS[1] the backlog. Returns the entries of every range owed, added up. */
+const OWED_ENTRIES = `
+local total = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  total = total + tonumber(string.match(member, ' (%d+)$'))
+end
+return total`;
+
+/** One owed range of engine:output. */
+export interface OwedRange {
+  readonly first: string;
+  readonly last: string;
+  readonly entries: number;
+  /** As stored: what settles it. */
+  readonly member: string;
+}
+
+/** Stream ids compare as their ms, then their seq: "5-10" after "5-9". */
+function compareStreamIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
+  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
+}
+
+/**
+ * Acknowledges a batch whose Redis part was handled and whose Postgres writes wait for Postgres: owed, in the same
+ * script. Returns how many entries it acknowledged.
+ */
+export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const sorted = [...ids].sort(compareStreamIds);
+  const first = sorted[0]!;
+  const member = `${first} ${sorted.at(-1)!} ${ids.length}`;
+  const acked = await redis.eval(
+    OWE_AND_ACK,
+    2,
+    keys.output,
+    keys.postgresBacklog,
+    keys.workerGroup,
+    member,
+    first.split("-")[0]!,
+    ...ids,
+  );
+  return Number(acked);
+}
+
+/** The oldest range owed, if any. */
+export async function oldestOwed(redis: Redis, keys: Keyspace): Promise<OwedRange | undefined> {
+  const [member] = await redis.zrange(keys.postgresBacklog, "0", "0");
+  if (member === undefined) return undefined;
+  const [first, last, entries] = member.split(" ");
+  return { first: first!, last: last!, entries: Number(entries), member };
+}
+
+/** Entries owed in all, over every worker's ranges. */
+export async function owedEntries(redis: Redis, keys: Keyspace): Promise<number> {
+  return Number(await redis.eval(OWED_ENTRIES, 1, keys.postgresBacklog));
+}
+
+export interface CatchUp {
+  readonly redis: Redis;
+  readonly keys: Keyspace;
+  /** Entries read and written at a time. */
+  readonly pageSize: number;
+  /** Bounds each step (worker.ts's watchdog). */
+  readonly bound: <T>(work: Promise<T>) => Promise<T>;
+  /** One page's Postgres writes, and what follows from them (the candles' fan-out). */
+  readonly write: (outputs: readonly EngineOutput[]) => Promise<void>;
+  readonly stop: AbortSignal;
+}
+
+/**
+ * Writes the owed ranges, oldest first, a page at a time, each range settled (removed) once all of it was written,
+ * until none is left or a stop. Returns how many entries it wrote. Throws what a write throws: the range it was on
+ * stays owed, whole.
+ */
+export async function catchUp(c: CatchUp): Promise<number> {
+  let written = 0;
+  while (!c.stop.aborted) {
+    const owed = await c.bound(oldestOwed(c.redis, c.keys));
+    if (owed === undefined) break;
+    let from = owed.first;
+    for (;;) {
+      const page = (await c.bound(c.redis.xrange(c.keys.output, from, owed.last, "COUNT", c.pageSize))) as [
+        string,
+        string[],
+      ][];
+      const outputs: EngineOutput[] = [];
+      // One that does not decode was logged (bad_output_entry) when its batch was handled.
+      for (const [, fields] of page) {
+        const decoded = decodeOutputFields(fields);
+        if (decoded.ok) outputs.push(decoded.message);
+      }
+      await c.write(outputs);
+      written += page.length;
+      if (page.length < c.pageSize) break;
+      from = `(${page.at(-1)![0]}`;
+    }
+    await c.bound(c.redis.zrem(c.keys.postgresBacklog, owed.member));
+  }
+  return written;
+}
