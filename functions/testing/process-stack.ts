@@ -9,6 +9,7 @@ import { expect } from "vitest";
 import { componentNamed, type Component } from "../../platform/components.ts";
 import { freePorts, spawnComponent, until, type Child } from "../../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
+import { startRedisProxy, type RedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 import { startSimFeed, type SimFeed } from "../../poller/sim-feed.ts";
@@ -26,6 +27,8 @@ export interface ProcessStack {
   readonly sim: SimFeed;
   readonly recorder: ResendRecorder;
   readonly children: Map<string, Child>;
+  /** The proxy every component reaches Postgres through, to cut and mend, when the stack was asked for one. */
+  readonly postgresProxy: RedisProxy | undefined;
   /** Starts a component and waits until it says it is serving. */
   start(name: Component["name"]): Promise<void>;
   /** SIGKILL, then the same component again, as `npm start`'s supervisor would. */
@@ -45,16 +48,26 @@ export interface ProcessStack {
   stop(): Promise<void>;
 }
 
-/** `env`: settings over the stack's own (e.g. `CORS_ORIGINS` for a page served elsewhere). */
-export async function createProcessStack(prefix: string, env: Record<string, string> = {}): Promise<ProcessStack> {
+/**
+ * `env`: settings over the stack's own (e.g. `CORS_ORIGINS` for a page served elsewhere). `postgresProxy`: every
+ * component reaches Postgres through a proxy the test can cut (platform/testing/redis-proxy.ts).
+ */
+export async function createProcessStack(
+  prefix: string,
+  env: Record<string, string> = {},
+  options: { postgresProxy?: boolean } = {},
+): Promise<ProcessStack> {
   const pg: TestDatabase = await createTestDatabase();
+  const postgresProxy = options.postgresProxy === true ? await startRedisProxy(pg.url) : undefined;
+  const databaseUrl = new URL(pg.url);
+  if (postgresProxy !== undefined) databaseUrl.port = String(postgresProxy.port);
   const sim = await startSimFeed({ walking: false });
   const recorder = await startResendRecorder();
   const [port, streamPort] = (await freePorts(2)) as [number, number];
   const children = new Map<string, Child>();
   const settings: Record<string, string> = {
     REDIS_URL: TEST_REDIS_URL,
-    DATABASE_URL: pg.url,
+    DATABASE_URL: databaseUrl.toString(),
     KEY_PREFIX: prefix,
     SNAPSHOT_EVERY_MS: "500",
     ENGINE_LEASE_TTL_MS: "1500",
@@ -112,6 +125,7 @@ export async function createProcessStack(prefix: string, env: Record<string, str
     sim,
     recorder,
     children,
+    postgresProxy,
     start,
     http,
     async kill9AndRestart(name) {
@@ -147,6 +161,7 @@ export async function createProcessStack(prefix: string, env: Record<string, str
       await Promise.all([...children.values()].map((c) => c.stop("SIGTERM")));
       await sim.stop();
       await recorder.close();
+      await postgresProxy?.close();
       const redis = new Redis(TEST_REDIS_URL);
       await deleteKeysWithPrefix(redis, prefix);
       await redis.quit();
