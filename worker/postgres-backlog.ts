@@ -117,10 +117,10 @@ export async function catchUp(c: CatchUp): Promise<number> {
     if (owed === undefined) break;
     let from = owed.first;
     for (;;) {
-      const page = (await c.bound(c.redis.xrange(c.keys.output, from, owed.last, "COUNT", c.pageSize))) as [
-        string,
-        string[],
-      ][];
+      const page: [string, string[]][] = await c.bound(
+        c.redis.xrange(c.keys.output, from, owed.last, "COUNT", c.pageSize),
+      );
+      if (page.length === 0) break;
       const outputs: EngineOutput[] = [];
       // One that does not decode was logged (bad_output_entry) when its batch was handled.
       for (const [, fields] of page) {

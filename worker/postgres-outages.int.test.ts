@@ -25,7 +25,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { readEventsAfter, readPrivateState } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
-import { owedEntries } from "./postgres-backlog.ts";
+import { catchUp, oweAndAcknowledge, owedEntries } from "./postgres-backlog.ts";
 import { ensureGroup, groupBacklog, runWorker, type WorkerOptions } from "./worker.ts";
 
 const log = createLogger("worker-test", { level: "error" });
@@ -251,6 +251,73 @@ async function expectAllWritten(c: Cuttable, userId: string, baseMs: number): Pr
   const quotes = c.outputs.filter((o) => o.type === "quote_updated");
   expect(JSON.parse((await redis.hget(c.local.quotesKey, "ETH"))!)).toEqual(quotes.at(-1));
 }
+
+describe("the Postgres backlog", () => {
+  it("owes a batch's range as it acknowledges it, only if some of it was still pending", async () => {
+    const local = keyspace(`${prefix}owe:`);
+    for (let n = 1; n <= 3; n++) await redis.xadd(local.output, `5-${n}`, "type", "quote_updated", "body", "{}");
+    await ensureGroup(redis, local);
+    await redis.xreadgroup("GROUP", local.workerGroup, "a", "STREAMS", local.output, ">");
+    expect(await oweAndAcknowledge(redis, local, ["5-3", "5-1", "5-2"])).toBe(3);
+    expect(await redis.zrange(local.postgresBacklog, "0", "-1", "WITHSCORES")).toEqual(["5-1 5-3 3", "5"]);
+    expect(await groupBacklog(redis, local)).toMatchObject({ pending: 0 });
+    expect(await owedEntries(redis, local)).toBe(3);
+    // Acknowledged already (another worker handled it whole): nothing owed again.
+    await redis.zrem(local.postgresBacklog, "5-1 5-3 3");
+    expect(await oweAndAcknowledge(redis, local, ["5-1", "5-2", "5-3"])).toBe(0);
+    expect(await redis.zcard(local.postgresBacklog)).toBe(0);
+  });
+
+  it("catches up the oldest range first, a page at a time, each range settled once written whole", async () => {
+    const local = keyspace(`${prefix}catch-up:`);
+    const state = createState(makeParams());
+    for (let n = 1; n <= 7; n++) {
+      const message: EngineInput = {
+        type: "price_update",
+        market: "ETH_USDC_PERP",
+        bid: String(2000 + n),
+        ask: String(2000 + n),
+        exchangeTimeUs: `${n}000`,
+        source: "sim",
+      };
+      for (const fields of outputEntries(apply(state, { id: `${n}-0`, message })))
+        await redis.xadd(local.output, `9-${n}`, ...fields);
+    }
+    // Two ranges, the younger one added first; entries 9-3 and 9-7 are owed by neither.
+    await redis.zadd(local.postgresBacklog, 9, "9-4 9-6 3", 9, "9-1 9-2 2");
+    const pages: string[][] = [];
+    const settledAtPage: number[] = [];
+    const written = await catchUp({
+      redis,
+      keys: local,
+      pageSize: 2,
+      bound: (work) => work,
+      write: async (outputs) => {
+        settledAtPage.push(await redis.zcard(local.postgresBacklog));
+        pages.push(outputs.map((o) => (o.type === "quote_updated" ? o.bid : o.type)));
+      },
+      stop: new AbortController().signal,
+    });
+    expect(written).toBe(5);
+    expect(pages).toEqual([["2001", "2002"], ["2004", "2005"], ["2006"]]);
+    // A range stays owed until its last page is written.
+    expect(settledAtPage).toEqual([2, 1, 1]);
+    expect(await redis.zcard(local.postgresBacklog)).toBe(0);
+    // A write that fails leaves its range owed, whole.
+    await redis.zadd(local.postgresBacklog, 9, "9-1 9-7 7");
+    let calls = 0;
+    const failing = catchUp({
+      redis,
+      keys: local,
+      pageSize: 2,
+      bound: (work) => work,
+      write: () => (++calls === 2 ? Promise.reject(new Error("refused")) : Promise.resolve()),
+      stop: new AbortController().signal,
+    });
+    await expect(failing).rejects.toThrow("refused");
+    expect(await redis.zrange(local.postgresBacklog, "0", "-1")).toEqual(["9-1 9-7 7"]);
+  });
+});
 
 describe("the worker through a Postgres outage", () => {
   it("goes on with every batch's Redis part while Postgres is down, and writes its history and candles once it is back", async () => {

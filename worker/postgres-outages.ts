@@ -3,13 +3,13 @@
  * plainly: the connection is refused or reset, the server ends it (administrator command, another process's crash),
  * or it answers that it is starting up, shutting down or in recovery, that it has no connection slot left (53300), or
  * that it takes no write (25006, a primary failing over to a node that is read-only). None of that is the batch's
- * fault, and trading needs only Redis: so the worker goes on without Postgres (worker.ts, "degraded"), each batch's
- * Redis part handled and its Postgres writes left in the backlog (postgres-backlog.ts), and tries Postgres again 1 s
- * after the failure, then doubling to one try per 10 s, until one succeeds. An outage is logged once
- * (`postgres_unavailable` at its first failure, `postgres_recovered` with how long it lasted once a try succeeds).
- * Every statement the worker writes is idempotent (history-writes.ts, candles.ts), so a batch's writes run again
- * whole, whatever part of them had landed; each runs on its own, and the pool drops the connection of any statement
- * that failed, so a try after a failover opens a new one.
+ * fault, and trading needs only Redis: so the worker goes on without Postgres (worker.ts), each batch's Redis part
+ * handled and its Postgres writes left in the backlog (postgres-backlog.ts), and tries Postgres again 1 s after the
+ * failure, then doubling to one try per 10 s, until one succeeds. An outage is logged once (`postgres_unavailable` at
+ * its first failure, `postgres_recovered` with how long it lasted once a try succeeds). Every statement the worker
+ * writes is idempotent (history-writes.ts, candles.ts), so a batch's writes run again whole, whatever part of them had
+ * landed; each runs on its own, and the pool drops the connection of any statement that failed, so a try after a
+ * failover opens a new one.
  *
  * What an outage is, is decided once for every process (platform/postgres-errors.ts: its kind `outage`); what the
  * worker does about it is its own. A Postgres that answers with any other error (a constraint, a statement it
