@@ -66,8 +66,9 @@ export interface FollowerOptions {
 
 /**
  * Follows until `signal` aborts, then catches up and saves a final snapshot. A save that fails (Postgres down or
- * unreachable, or not answering: PostgresSnapshotStore gives a save up after its deadline) is tried again, sooner than `everyMs` at first (FailureRun's pauses, at most `everyMs`), with the state
- * as it is by then, while the follower keeps applying the log: nothing is trimmed meanwhile, so the log only grows.
+ * unreachable, or not answering: PostgresSnapshotStore gives a save up after its deadline) is tried again, sooner
+ * than `everyMs` at first (FailureRun's pauses, at most `everyMs`), with the state as it is by then, while the
+ * follower keeps applying the log: nothing is trimmed meanwhile, so the log only grows.
  * Only the final snapshot's failure is thrown, as there is no later turn to try it again.
  */
 export async function runFollower(o: FollowerOptions, signal: AbortSignal): Promise<void> {
