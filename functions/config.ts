@@ -188,7 +188,7 @@ export function buildApiDeps(options: {
     log,
     mailer,
     devMailbox,
-    engine: createEngineClient(redis, keys, config.engineTimeoutMs),
+    engine: createEngineClient(redis, keys, config.engineTimeoutMs, log),
     sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys, log),
     settings: config.settings,
     clientIp: options.clientIp,

@@ -1,6 +1,10 @@
-// How long a function waits for the engine's answer: ENGINE_TIMEOUT_MS, cut to what the caller has left.
+// How long a function waits for the engine's answer: ENGINE_TIMEOUT_MS, cut to what the caller has left; and which
+// failures leave the instruction possibly in the log (504, never the 503 that invites a retry without the key).
+import { errors as upstash } from "@upstash/redis";
+import { ReplyError as UntypedReplyError } from "ioredis";
 import { describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
+import { createLogger } from "../platform/log.ts";
 import { createEngineClient } from "./engine-client.ts";
 import { ApiError } from "./errors.ts";
 import { REDIS_CALL_TIMEOUT_MS, type ApiRedis } from "./redis/api-redis.ts";
@@ -21,6 +25,9 @@ function answeringRedis() {
 }
 
 const instruction = { kind: "close_trade", tradeId: "T0-1" } as const;
+
+/** ioredis's class for Redis's error replies (its type declarations give it no constructor type). */
+const ReplyError = UntypedReplyError as new (message: string) => Error;
 
 describe("createEngineClient", () => {
   it("waits ENGINE_TIMEOUT_MS when the caller has no deadline, or time enough", async () => {
@@ -45,5 +52,65 @@ describe("createEngineClient", () => {
     await expect(refused).rejects.toBeInstanceOf(ApiError);
     await expect(refused).rejects.toMatchObject({ code: "ENGINE_TIMEOUT" });
     expect(waits).toEqual([]);
+  });
+});
+
+/** An ApiRedis whose SEND and wait do what they are given; the log lines written. */
+function failingRedis(calls: { eval?: () => Promise<unknown>; waitFirst?: () => Promise<string | null> }) {
+  const redis = {
+    eval: calls.eval ?? (() => Promise.resolve("1-0")),
+    waitFirst: calls.waitFirst ?? (() => Promise.resolve(REFUSAL)),
+  } as unknown as ApiRedis;
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger("test", { level: "debug", sink: (line) => lines.push(JSON.parse(line) as never) });
+  return { engine: createEngineClient(redis, keyspace("t:"), 5_000, log), lines };
+}
+
+const timeout = () => new DOMException("The operation was aborted due to timeout", "TimeoutError");
+const fetchFailed = () =>
+  new TypeError("fetch failed", {
+    cause: Object.assign(new Error("read ECONNRESET"), { code: "ECONNRESET" }),
+  });
+
+describe("createEngineClient: a failure once the instruction may be in the log", () => {
+  it("any failure of the wait for the answer is 504 ENGINE_TIMEOUT, logged with its cause", async () => {
+    for (const failure of [timeout(), fetchFailed(), new upstash.UpstashJSONParseError("<html>502</html>")]) {
+      const { engine, lines } = failingRedis({ waitFirst: () => Promise.reject(failure) });
+      await expect(engine.send("u1", "r1", instruction)).rejects.toMatchObject({ code: "ENGINE_TIMEOUT", status: 504 });
+      expect(lines.map((l) => [l.event, l.requestId, l.step])).toEqual([["engine_outcome_unknown", "r1", "wait"]]);
+      expect(String(lines[0]!.error)).toContain(failure.message);
+    }
+  });
+
+  it("the SEND's call failing on the way there or back (it may have run): 504 ENGINE_TIMEOUT", async () => {
+    const failures: Error[] = [
+      timeout(),
+      fetchFailed(),
+      new upstash.UpstashJSONParseError("<html>502 Bad Gateway</html>"),
+      new upstash.UpstashError('undefined, command was: ["evalsha","ab12"]'),
+      new Error("Command timed out"),
+      new Error("Connection is closed."),
+    ];
+    for (const failure of failures) {
+      const { engine, lines } = failingRedis({ eval: () => Promise.reject(failure) });
+      const sent = engine.send("u1", "r1", instruction);
+      await expect(sent, failure.message).rejects.toMatchObject({ code: "ENGINE_TIMEOUT" });
+      expect(lines.map((l) => [l.event, l.step])).toEqual([["engine_outcome_unknown", "send"]]);
+    }
+  });
+
+  it("the SEND refused by Redis or Upstash itself (nothing written): that error, as it is", async () => {
+    const failures: Error[] = [
+      new upstash.UpstashError('ERR max requests limit exceeded, command was: ["evalsha","ab12"]'),
+      new upstash.UpstashError('Unauthorized, command was: ["evalsha","ab12"]'),
+      new upstash.UpstashError('ERR Error running script, command was: ["evalsha","ab12"]'),
+      new ReplyError("ERR Error running script (call to f_ab12): @user_script:3: WRONGTYPE"),
+      new Error("a bug"),
+    ];
+    for (const failure of failures) {
+      const { engine, lines } = failingRedis({ eval: () => Promise.reject(failure) });
+      await expect(engine.send("u1", "r1", instruction), failure.message).rejects.toBe(failure);
+      expect(lines).toEqual([]);
+    }
   });
 });

@@ -6,6 +6,14 @@
  * that holds the lease but does not answer in time gives 504; the instruction stays in the log and is applied, so
  * a retry with the same Idempotency-Key returns that first answer.
  *
+ * Any other failure once the instruction may be in the log is that 504 too, never the 503 ("retry") of an outage: a
+ * client that retried without its key would place the order twice. That is every failure of the wait (a poll or a
+ * BLPOP that failed says nothing about the engine, which applies the instruction all the same), and a failure of the
+ * XADD's call on the way there or back (a timeout, a connection or a reply lost, a body from something in front of
+ * Upstash): the script may have run, and there is no telling. Only Redis's or Upstash's own refusal of the call
+ * (an error reply) means nothing was written, and keeps its own answer. Each such 504 is logged with its cause
+ * (`engine_outcome_unknown`), since the client's answer says nothing of it.
+ *
  * Deployed, a request must be answered before Lambda ends the function at its timeout, or API Gateway answers with
  * its own bare 5xx. Every step is bounded (a Redis call by REDIS_CALL_TIMEOUT_MS, two for a script Redis must be sent
  * again; a Neon query by NEON_QUERY_TIMEOUT_MS), but those bounds and ENGINE_TIMEOUT_MS can add up to more than the
@@ -17,8 +25,10 @@
 import { answerSchema, type Answer, type Instruction } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
+import type { Logger } from "../platform/log.ts";
+import { isBackendFailure } from "./backend-failure.ts";
 import { ApiError } from "./errors.ts";
-import { REDIS_CALL_TIMEOUT_MS, type ApiRedis } from "./redis/api-redis.ts";
+import { isCommandReply, REDIS_CALL_TIMEOUT_MS, type ApiRedis } from "./redis/api-redis.ts";
 
 /** KEYS[1] engine lease, KEYS[2] engine:input; ARGV the entry's fields. The entry id, or nil with no engine. */
 const SEND = `
@@ -34,16 +44,32 @@ export interface EngineClient {
   send(userId: string, requestId: string, instruction: Instruction, timeLeftMs?: () => number): Promise<Answer>;
 }
 
-export function createEngineClient(redis: ApiRedis, keys: Keyspace, timeoutMs: number): EngineClient {
+export function createEngineClient(redis: ApiRedis, keys: Keyspace, timeoutMs: number, log?: Logger): EngineClient {
+  /** The 504 for an instruction that may be in the log, when a call failed rather than the engine being slow. */
+  const outcomeUnknown = (requestId: string, step: "send" | "wait", err: unknown): ApiError => {
+    log?.warn("engine_outcome_unknown", { requestId, step, error: err instanceof Error ? err.stack : String(err) });
+    return new ApiError("ENGINE_TIMEOUT");
+  };
   return {
     async send(userId, requestId, instruction, timeLeftMs) {
       const fields = encodeFields({ type: "user_instruction", requestId, userId, instruction });
-      const entryId = await redis.eval(SEND, [keys.engineLease, keys.input], fields);
+      let entryId: unknown;
+      try {
+        entryId = await redis.eval(SEND, [keys.engineLease, keys.input], fields);
+      } catch (err) {
+        if (isBackendFailure(err) && !isCommandReply(err)) throw outcomeUnknown(requestId, "send", err);
+        throw err;
+      }
       if (entryId === null) throw new ApiError("ENGINE_UNAVAILABLE");
       if (typeof entryId !== "string") throw new Error(`unexpected XADD reply ${JSON.stringify(entryId)}`);
       const waitMs = timeLeftMs === undefined ? timeoutMs : Math.min(timeoutMs, timeLeftMs() - REDIS_CALL_TIMEOUT_MS);
       if (!(waitMs >= 1)) throw new ApiError("ENGINE_TIMEOUT");
-      const raw = await redis.waitFirst(keys.responseKey(userId, entryId), waitMs);
+      let raw: string | null;
+      try {
+        raw = await redis.waitFirst(keys.responseKey(userId, entryId), waitMs);
+      } catch (err) {
+        throw outcomeUnknown(requestId, "wait", err);
+      }
       if (raw === null) throw new ApiError("ENGINE_TIMEOUT");
       return answerSchema.parse(JSON.parse(raw));
     },

@@ -21,7 +21,8 @@ export interface ApiRedis {
   eval(script: string, keys: readonly string[], args: readonly string[]): Promise<unknown>;
   /**
    * The first element of the list at `key` once there is one: null when none arrived within `timeoutMs`.
-   * `timeoutMs` must be positive: a function answering HTTP must never wait forever.
+   * `timeoutMs` must be positive: a function answering HTTP must never wait forever. Rejects when it could not look
+   * (over REST only when its last poll failed: a poll that fails before the deadline is taken as no answer yet).
    * Whether the element stays on the list is the adapter's: BLPOP over TCP pops it; polling over REST leaves it,
    * since the client sends a request whose reply was lost again, and a pop sent again would find the list empty. So
    * a key waited on must expire of itself, and have one reader: the engine's answers, one attempt's per key, with an
@@ -57,6 +58,19 @@ export function checkWaitTimeout(timeoutMs: number): void {
 export function blpopTimeoutSeconds(timeoutMs: number): string {
   checkWaitTimeout(timeoutMs);
   return String(Math.ceil(timeoutMs) / 1000);
+}
+
+/**
+ * Whether a call's failure is the server's own answer to the command, an error reply (ioredis's ReplyError; over
+ * REST, Upstash's JSON `error` body, which @upstash/redis throws as an UpstashError): the command was refused, or ran
+ * and failed. Anything else (a timeout, a connection or a reply lost, a body from something in front of Upstash)
+ * failed on the way there or back, and the command may have run. By `name`, as bundling keeps it; @upstash/redis
+ * writes "undefined" where a non-2xx JSON body had no `error` field, i.e. was not Upstash's.
+ */
+export function isCommandReply(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === "ReplyError") return true;
+  return err.name === "UpstashError" && !err.message.startsWith("undefined, command was: ");
 }
 
 type ScriptCall = (scriptOrSha: string, keys: readonly string[], args: readonly string[]) => Promise<unknown>;

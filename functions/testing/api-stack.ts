@@ -142,7 +142,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     log,
     mailer: devMailbox,
     devMailbox,
-    engine: createEngineClient(apiRedis, keys, overrides.engineTimeoutMs ?? 5_000),
+    engine: createEngineClient(apiRedis, keys, overrides.engineTimeoutMs ?? 5_000, log),
     sessions: new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), apiRedis, keys),
     settings,
     clientIp: (c) => c.req.header("x-test-ip") ?? "127.0.0.1",
