@@ -5,6 +5,7 @@ import { neon, NeonDbError } from "@neondatabase/serverless";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { isBackendFailure } from "./backend-failure.ts";
 import { connectFunctionsPostgres, type FunctionsPostgres } from "./postgres.ts";
 import { startNeonHttpPeer, type NeonHttpPeer } from "./testing/neon-http-peer.ts";
 
@@ -160,6 +161,45 @@ describe("the functions' neon() over HTTP, against the local Neon peer", () => {
     ).rejects.toThrow(
       `cannot reach Postgres at ep-other-endpoint-111111.us-east-2.aws.neon.tech:5432/${t.name} (over HTTP): Control plane request failed: endpoint cannot be found`,
     );
+  });
+
+  it("a Postgres error while connecting: Neon's 500, but 400 with its SQLSTATE for a database that does not exist", async () => {
+    const closed = `${t.name}_closed`;
+    await t.db.query(`CREATE DATABASE ${closed} ALLOW_CONNECTIONS false`);
+    try {
+      const url = new URL(peer.connectionString);
+      url.pathname = `/${closed}`;
+      const refused = neon(url.toString(), { fetchOptions: peer.fetchOptions });
+      const err = (await refused.query("SELECT 1").catch((e: unknown) => e)) as NeonDbError;
+      // The driver keeps no fields for a status other than 400, only the body in its message.
+      expect(err.message).toMatch(/^Server error \(HTTP status 500\): \{"message":"database \\".*\\" is not currently/);
+      expect(err.code).toBeUndefined();
+    } finally {
+      await t.db.query(`DROP DATABASE ${closed}`);
+    }
+    const missing = new URL(peer.connectionString);
+    missing.pathname = "/no_such_database";
+    const err = (await neon(missing.toString(), { fetchOptions: peer.fetchOptions })
+      .query("SELECT 1")
+      .catch((e: unknown) => e)) as NeonDbError;
+    expect([err.message, err.code]).toEqual(['database "no_such_database" does not exist', "3D000"]);
+  });
+
+  it("a database that does not exist fails alike over HTTP and through the local proxy: 3D000, one answer", async () => {
+    const failures: unknown[] = [];
+    for (const [url, options] of [
+      [peer.connectionString, { neonFetchOptions: peer.fetchOptions }],
+      [t.url, {}],
+    ] as const) {
+      const missing = new URL(url);
+      missing.pathname = "/no_such_database";
+      const db = await connectFunctionsPostgres(missing.toString(), quiet, { ...options, waitForAnswer: false });
+      failures.push(await db.query("SELECT 1").catch((e: unknown) => e));
+      await db.close();
+    }
+    expect(failures.map((e) => (e as { code?: unknown }).code)).toEqual(["3D000", "3D000"]);
+    // So the API answers it alike deployed and locally: 503, a configuration Postgres refuses, as a role it refuses.
+    expect(failures.map((e) => isBackendFailure(e))).toEqual([true, true]);
   });
 
   it("answers malformed requests with Neon's statuses and error body", async () => {

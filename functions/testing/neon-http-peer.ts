@@ -27,13 +27,18 @@
  * - Errors: HTTP 400 (507/413 above, 500 when Postgres cannot be reached) with `{message, code, detail, hint,
  *   position, internalPosition, internalQuery, severity, where, table, column, schema, dataType, constraint, file,
  *   line, routine}`; a Postgres error fills them from its fields (the driver copies exactly these onto NeonDbError),
- *   any other error has code and severity "" and the rest null.
+ *   any other error has code and severity "" and the rest null. A Postgres error raised while connecting, before
+ *   the query, is a 500 with its fields, but 3D000 (no such database) a 400 (neon-http-wire.ts, ConnectRefused); the
+ *   driver keeps a 500 only as its message, "Server error (HTTP status 500): <body>", without a code. Credentials
+ *   Postgres refuses (class 28: a role it does not have, a wrong password where it checks one) are answered as the
+ *   proxy answers those it checks itself before connecting, 400 "password authentication failed for user '<role>'"
+ *   without SQLSTATE (serverless/backend.rs `authenticate_with_password`, auth/mod.rs `AuthError::PasswordFailed`).
  *
  * Sources: Neon docs, "Neon serverless driver" (https://neon.com/docs/serverless/serverless-driver: HTTP for one-shot
  * queries, `transaction()` for a non-interactive batch) and the changelog of 2023-08-16
  * (https://neon.com/docs/changelog/2023-08-16: "The maximum response size for queries over HTTP was raised from 1 MB to
  * 10 MB"); Neon's proxy, github.com/neondatabase/neon proxy/src/serverless/ (sql_over_http.rs: payload, headers,
- * result and error bodies, status codes; http_util.rs: connection-string checks; error.rs: messages; json.rs:
+ * result and error bodies, status codes; backend.rs: which errors while connecting are the user's; http_util.rs: connection-string checks; error.rs: messages; json.rs:
  * params to text; mod.rs: routing) and proxy/src/binary/proxy.rs (request and response caps, 10 MiB each); the
  * driver, node_modules/@neondatabase/serverless (index.mjs: request headers, result parsing, NeonDbError fields;
  * CONFIG.md: `fetchEndpoint` is global only, `fetchOptions` per call).
@@ -49,6 +54,7 @@ import { describeDatabase } from "../../platform/postgres.ts";
 import {
   batchHeaders,
   beginStatement,
+  ConnectRefused,
   connectionUrl,
   errorBody,
   parsePayload,
@@ -152,7 +158,12 @@ export async function startNeonHttpPeer(options: NeonHttpPeerOptions): Promise<N
       const client = await poolFor(url)
         .connect()
         .catch((err: unknown) => {
-          throw err instanceof pg.DatabaseError ? err : new Refusal(500, `Couldn't connect to compute node`);
+          if (!(err instanceof pg.DatabaseError)) throw new Refusal(500, `Couldn't connect to compute node`);
+          // Neon's proxy checks the role and its password itself before it connects: one it does not take (a role it
+          // does not know included) is its own 400, without SQLSTATE. Here Postgres checks them (class 28).
+          if (err.code?.startsWith("28") === true)
+            throw new Refusal(400, `password authentication failed for user '${decodeURIComponent(url.username)}'`);
+          throw new ConnectRefused(err);
         });
       let broken: Error | undefined;
       try {

@@ -134,14 +134,32 @@ const DB_ERROR_FIELDS = [
 ] as const;
 
 /**
- * Neon's error answer: a Postgres error is a 400 with its fields (the ones the driver copies onto NeonDbError); any
- * other has code and severity "" and the rest null, with the refusal's status (500 when unexpected).
+ * A Postgres error raised while the proxy connects to the compute, before any query: the session's start refused (a
+ * database that does not exist, too many connections, a server starting up or shutting down, a database not
+ * accepting connections). The proxy answers it with the error's fields, as a query's error, but with the status of
+ * its connect step: 400 only for an error it counts as the user's, which among Postgres's is 3D000 (a database name
+ * that does not exist), else 500 (proxy/src/serverless/sql_over_http.rs `get_http_status_code`: `ConnectCompute`
+ * is 400 for `ErrorKind::User`, else 500; proxy/src/serverless/backend.rs `HttpConnError::get_error_kind`:
+ * `PostgresConnectionError` with `SqlState::INVALID_CATALOG_NAME` is `User`, any other Postgres error `Postgres`).
+ */
+export class ConnectRefused extends Error {
+  constructor(readonly dbError: pg.DatabaseError) {
+    super(dbError.message);
+  }
+}
+
+/**
+ * Neon's error answer: a Postgres error is a 400 with its fields (the ones the driver copies onto NeonDbError), one
+ * raised while connecting the status ConnectRefused says; any other has code and severity "" and the rest null, with
+ * the refusal's status (500 when unexpected).
  */
 export function errorBody(err: unknown): { status: number; body: Record<string, unknown> } {
   const body: Record<string, unknown> = { message: (err as Error).message };
-  if (err instanceof pg.DatabaseError) {
-    for (const field of DB_ERROR_FIELDS) body[field] = err[field] ?? null;
-    return { status: 400, body };
+  const dbError = err instanceof ConnectRefused ? err.dbError : err;
+  if (dbError instanceof pg.DatabaseError) {
+    for (const field of DB_ERROR_FIELDS) body[field] = dbError[field] ?? null;
+    const connecting = err instanceof ConnectRefused && dbError.code !== "3D000";
+    return { status: connecting ? 500 : 400, body };
   }
   for (const field of DB_ERROR_FIELDS) body[field] = field === "code" || field === "severity" ? "" : null;
   return { status: err instanceof Refusal ? err.status : 500, body };
