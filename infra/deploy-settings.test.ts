@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
 import { ConfigError } from "../platform/config.ts";
 import { readStreamConfig } from "../stream/config.ts";
-import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from "../stream/server.ts";
+import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, TICKET_CHECK_TIMEOUT_MS } from "../stream/server.ts";
 import {
   appUrlFor,
   ENGINE_TIMEOUT_MAX_MS,
@@ -21,8 +21,10 @@ import {
   apiGatewayArgs,
   CONTAINER_PLANS,
   FUNCTION_SECRET_ENV,
+  STREAM_DEREGISTRATION_DELAY_SECONDS,
   STREAM_IDLE_TIMEOUT_SECONDS,
   streamLoadBalancer,
+  streamServiceArgs,
   streamUrlFrom,
 } from "./plan.ts";
 import { SECRET_SAMPLES } from "./testing/secret-samples.ts";
@@ -107,6 +109,26 @@ describe("the stream's domain (STREAM_DOMAIN)", () => {
     expect(STREAM_IDLE_TIMEOUT_SECONDS * 1000).toBeGreaterThan(readStreamConfig(SECRETS).limits.heartbeatMs);
     expect(KEEP_ALIVE_TIMEOUT_MS).toBeGreaterThan(STREAM_IDLE_TIMEOUT_SECONDS * 1000);
     expect(HEADERS_TIMEOUT_MS).toBeGreaterThan(KEEP_ALIVE_TIMEOUT_MS);
+  });
+
+  it("drains a stopped stream task briefly: an upgrade in progress is answered, a deploy not held for 300 s", () => {
+    for (const domain of [undefined, "stream.example.com"]) {
+      const { loadBalancer, transform } = streamServiceArgs(domain);
+      const lb = streamLoadBalancer(domain);
+      expect(loadBalancer).toEqual({
+        ...("domain" in lb ? { domain: lb.domain } : {}),
+        rules: lb.rules,
+        health: lb.health,
+      });
+      // SST sets neither: without these, AWS's defaults (60 s idle, 300 s deregistration delay).
+      expect(transform).toEqual({
+        loadBalancer: { idleTimeout: STREAM_IDLE_TIMEOUT_SECONDS },
+        target: { deregistrationDelay: STREAM_DEREGISTRATION_DELAY_SECONDS },
+      });
+    }
+    expect(STREAM_DEREGISTRATION_DELAY_SECONDS * 1000).toBeGreaterThan(TICKET_CHECK_TIMEOUT_MS);
+    // A WebSocket never drains of itself: the delay is waited out whole on every stop, then the sockets are cut.
+    expect(STREAM_DEREGISTRATION_DELAY_SECONDS).toBeLessThanOrEqual(15);
   });
 });
 

@@ -199,6 +199,17 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
 export const STREAM_IDLE_TIMEOUT_SECONDS = 60;
 
 /**
+ * How long the stream's load balancer drains a task being stopped (a deploy, a scale-in) before ECS sends it SIGTERM:
+ * the target group's deregistration delay. AWS's default is 300 s, and SST's Service sets none. ECS stops a task
+ * behind a load balancer only once its target has drained ("Optimize load balancer connection draining parameters",
+ * Amazon ECS Developer Guide), and a WebSocket client never ends its connection of itself, so the whole delay would
+ * pass on every stop, after which the load balancer ends the task's connections ("Deregistration delay", ELB User
+ * Guide): the clients are cut whatever the delay, and reconnect to the other tasks. So: long enough for an upgrade
+ * already in progress to be answered (its ticket check, stream/server.ts TICKET_CHECK_TIMEOUT_MS), no longer.
+ */
+export const STREAM_DEREGISTRATION_DELAY_SECONDS = 10;
+
+/**
  * The stream's public endpoint: an application load balancer (it carries WebSockets) forwarding to STREAM_PORT,
  * health-checked at /health, with STREAM_IDLE_TIMEOUT_SECONDS. With a domain (`STREAM_DOMAIN` when deploying) it
  * serves wss:// on 443 with a certificate SST issues, and port 80 redirects there; without one, plain ws:// on 80,
@@ -218,6 +229,26 @@ export function streamLoadBalancer(domain: string | undefined) {
     health,
     idleTimeoutSeconds,
   } as const;
+}
+
+/**
+ * The stream's load balancer as SST Service args (infra/sst/services.ts): listeners and health check through
+ * `loadBalancer`; the idle timeout (on the load balancer) and the deregistration delay (on the target group), which SST
+ * leaves at AWS's defaults, through `transform.loadBalancer` and `transform.target`.
+ */
+export function streamServiceArgs(domain: string | undefined) {
+  const lb = streamLoadBalancer(domain);
+  return {
+    loadBalancer: {
+      ...("domain" in lb ? { domain: lb.domain } : {}),
+      rules: lb.rules.map((rule) => ({ ...rule })),
+      health: { ...lb.health },
+    },
+    transform: {
+      loadBalancer: { idleTimeout: lb.idleTimeoutSeconds },
+      target: { deregistrationDelay: STREAM_DEREGISTRATION_DELAY_SECONDS },
+    },
+  };
 }
 
 /** The WebSocket URL the API hands out with each ticket (STREAM_URL), from the stream service's public URL. */

@@ -10,7 +10,7 @@
 import {
   CONTAINER_PLANS,
   CONTAINERS,
-  streamLoadBalancer,
+  streamServiceArgs,
   containerCommand,
   devArgs,
   type ContainerName,
@@ -50,20 +50,9 @@ export function createServices(
   return Object.fromEntries(entries) as Record<ContainerName, sst.aws.Service>;
 }
 
-/**
- * The stream's load balancer as Service args. Its idle timeout through `transform.loadBalancer`: SST leaves it at
- * AWS's default, and the stream server's keep-alive is set against the plan's value.
- */
+/** The stream's load balancer as Service args (plan.ts streamServiceArgs), checked against SST's types. */
 function streamArgs(domain: string | undefined) {
-  const lb = streamLoadBalancer(domain);
-  return {
-    loadBalancer: {
-      ...("domain" in lb ? { domain: lb.domain } : {}),
-      rules: lb.rules.map((rule) => ({ ...rule })),
-      health: { ...lb.health },
-    },
-    transform: { loadBalancer: { idleTimeout: lb.idleTimeoutSeconds } },
-  } satisfies Partial<sst.aws.ServiceArgs>;
+  return streamServiceArgs(domain) satisfies Partial<sst.aws.ServiceArgs>;
 }
 
 /**
