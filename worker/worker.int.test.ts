@@ -46,6 +46,8 @@ import { connectRedis } from "../platform/redis.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
 const log = createLogger("worker-test", { level: "error" });
+/** The figure in Upstash's refusal of a group read (upstash.com/docs/redis/troubleshooting/stream_pel_limit). */
+const UPSTASH_PEL_LIMIT = 1_000;
 let redis: Redis;
 let reader: Redis;
 let pg: TestDatabase;
@@ -534,7 +536,7 @@ describe("worker on real Redis and Postgres", () => {
     expect(await first()).toBe("1-12");
   });
 
-  it("never holds more than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {
+  it("holds fewer than Upstash's 1,000 pending entries per consumer, even restarted with 900 left pending", async () => {
     const own = keyspace(`${prefix}pel:`);
     const consumer = "w-pel";
     const quiet = createLogger("worker-test", { sink: () => undefined });
@@ -589,7 +591,8 @@ describe("worker on real Redis and Postgres", () => {
     }
     expect(asked.filter((a) => a.command === "xreadgroup").length).toBeGreaterThanOrEqual(4); // 1,600 new, 500 a read
     // A read may come while the batch before it is still pending (its rest under way), never past the limit.
-    for (const a of asked) expect(a.pending + a.count, JSON.stringify(a)).toBeLessThanOrEqual(MAX_PENDING_PER_CONSUMER);
+    // Strictly below Upstash's 1,000: whether a read that reaches it is refused is not documented.
+    for (const a of asked) expect(a.pending + a.count, JSON.stringify(a)).toBeLessThan(UPSTASH_PEL_LIMIT);
     expect(asked.every((a) => a.pending <= 500)).toBe(true);
   });
 
@@ -1110,7 +1113,7 @@ describe("worker on real Redis and Postgres", () => {
   });
 
   it.each([false, true])(
-    "keeps its reads within Upstash's 1,000 pending entries when one's answer is lost (resent: %s)",
+    "keeps its reads below Upstash's 1,000 pending entries when one's answer is lost (resent: %s)",
     async (resend) => {
       const own = keyspace(`${prefix}pel-lost-${resend}:`);
       const consumer = "w-pel-lost";
@@ -1159,8 +1162,7 @@ describe("worker on real Redis and Postgres", () => {
         // Everything read: every read so far within the limit; then everything handled.
         await until(async () => ((await groupBacklog(redis, own))?.lag === 0 ? true : undefined), 10_000);
         expect(asked.length).toBeGreaterThanOrEqual(3); // 1,600 entries, 500 a read, one lost (and one resent)
-        for (const a of asked)
-          expect(a.pending + a.count, JSON.stringify(a)).toBeLessThanOrEqual(MAX_PENDING_PER_CONSUMER);
+        for (const a of asked) expect(a.pending + a.count, JSON.stringify(a)).toBeLessThan(UPSTASH_PEL_LIMIT);
         await until(async () => ((await groupBacklog(redis, own))?.pending === 0 ? true : undefined), 10_000);
       } finally {
         stop.abort();
@@ -1171,10 +1173,11 @@ describe("worker on real Redis and Postgres", () => {
     },
   );
 
-  it("refuses a batch size over Upstash's pending limit", async () => {
+  it("refuses a batch size that would reach Upstash's pending limit", async () => {
+    expect(MAX_PENDING_PER_CONSUMER).toBeLessThan(UPSTASH_PEL_LIMIT);
     const options = { reader, writer: redis, db: pg.db, keys: keyspace(`${prefix}big:`), log, consumer: "w-big" };
-    await expect(runWorker({ ...options, batchSize: 1_001 }, new AbortController().signal)).rejects.toThrow(
-      "batchSize: expected a whole number from 1 to 1000, received 1001",
+    await expect(runWorker({ ...options, batchSize: 1_000 }, new AbortController().signal)).rejects.toThrow(
+      "batchSize: expected a whole number from 1 to 999, received 1000",
     );
   });
 });

@@ -20,11 +20,12 @@
  * already had (stream/hub.ts). A quote a later one has replaced in the read model meanwhile is not sent again.
  *
  * A consumer holds at most two batches pending (the one whose rest is running, the one just read), never more than
- * 1,000 entries together: Upstash refuses an XREADGROUP that would take a consumer's pending entries list past 1,000
- * ("ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be reached", Upstash docs,
- * troubleshooting/stream_pel_limit). So with batches over 500 a batch is acknowledged before the next is read; a
- * claim waits for the batch under way; and a worker restarted under the same consumer name first handles what it
- * left pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
+ * MAX_PENDING_PER_CONSUMER (999) entries together: Upstash refuses an XREADGROUP that would take a consumer's pending
+ * entries list to its limit of 1,000, or perhaps only past it ("ERR XReadGroup is cancelled. Pending Entries List limit
+ * per consumer is about to be reached", Upstash docs, troubleshooting/stream_pel_limit). So with batches of 500 or more
+ * a batch is acknowledged before the next is read; a claim waits for the batch under way; and a worker restarted under
+ * the same consumer name first handles what it left pending, through XPENDING + XCLAIM, which add nothing to its
+ * list, before its first XREADGROUP.
  *
  * A group read whose answer is lost with the connection (a network blip) may have run in Redis: its entries are then
  * pending on this consumer, and no later read returns them. Sent again by ioredis, it would take the next entries on
@@ -132,8 +133,13 @@ type Entry = [id: string, fields: string[] | null];
  */
 type Claimed = Entry | null;
 
-/** Upstash's limit on a consumer's pending entries list. */
-export const MAX_PENDING_PER_CONSUMER = 1_000;
+/**
+ * The most a consumer holds pending, with a read's COUNT: strictly below Upstash's figure of 1,000. Upstash documents
+ * its limit only by the refusal, "ERR XReadGroup is cancelled. Pending Entries List limit per consumer is about to be
+ * reached. Limit: 1000, Current PEL size: 90, Requested Read: 20" (upstash.com/docs/redis/troubleshooting/
+ * stream_pel_limit): "about to be reached" does not say that reaching 1,000 is allowed.
+ */
+export const MAX_PENDING_PER_CONSUMER = 999;
 
 /**
  * The default of `stuckAfterMs`. A step normally takes milliseconds, a batch's writes well under a second, and a
