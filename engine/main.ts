@@ -10,7 +10,7 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
@@ -38,7 +38,7 @@ let failed = false;
 runMain("engine", async () => {
   const env = process.env;
   const config = {
-    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     snapshotEveryMs: wholeNumber(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 3_600_000),

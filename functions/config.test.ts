@@ -40,6 +40,16 @@ describe("readApiConfig", () => {
     expect(() => readApiConfig({ ...upstash, UPSTASH_POLL_MIN_MS: "0" })).toThrow(/UPSTASH_POLL_MIN_MS/);
   });
 
+  it("refuses a REDIS_URL without TLS for an Upstash host, which takes TLS only", () => {
+    const plain = { ...base, REDIS_URL: "redis://default:pw@eu1-fine-cat-1234.upstash.io:6379" };
+    expect(() => readApiConfig(plain)).toThrow(
+      /^REDIS_URL names an Upstash host, which takes TLS only: use rediss:\/\//,
+    );
+    expect(readApiConfig({ ...plain, REDIS_URL: plain.REDIS_URL.replace("redis:", "rediss:") }).redis).toMatchObject({
+      kind: "tcp",
+    });
+  });
+
   it("rejects a short JWT secret and malformed CORS origins", () => {
     expect(() => readApiConfig({ ...base, JWT_SECRET: "short" })).toThrow(/at least 32/);
     expect(() => readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, not a url" })).toThrow(/CORS_ORIGINS/);

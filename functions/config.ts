@@ -5,7 +5,7 @@
 import type { Context } from "hono";
 import type { ServerOptions } from "node:http";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, corsOrigins, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, corsOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
@@ -81,7 +81,7 @@ export function readApiConfig(env: Env): ApiConfig {
           pollMinMs,
           pollMaxMs,
         }
-      : { kind: "tcp", url: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]) },
+      : { kind: "tcp", url: redisUrl(env) },
     prefix: text(env, "KEY_PREFIX", ""),
     jwtSecret,
     resend: resendKey ? { apiKey: resendKey, baseUrl: env.RESEND_BASE_URL?.trim() || undefined } : undefined,

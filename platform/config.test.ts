@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { fork } from "node:child_process";
-import { ConfigError, oneOf, text, url, wholeNumber } from "./config.ts";
+import { ConfigError, oneOf, redisUrl, text, url, wholeNumber } from "./config.ts";
 
 describe("config readers", () => {
   it("use the fallback when unset or blank, and the value when set", () => {
@@ -44,6 +44,27 @@ describe("config readers", () => {
     expect(() => url({ D: "me:s3cret@db:5432/x" }, "D", undefined, ["postgres:"])).toThrow(
       new ConfigError('D must use postgres:, got "me:***@db:5432/x" (did you mean postgres://me:***@db:5432/x?)'),
     );
+  });
+});
+
+describe("redisUrl", () => {
+  it("takes redis:// and rediss://, this machine's Redis when unset", () => {
+    expect(redisUrl({})).toBe("redis://127.0.0.1:6379");
+    expect(redisUrl({ REDIS_URL: "redis://redis.internal:6379" })).toBe("redis://redis.internal:6379");
+    expect(redisUrl({ REDIS_URL: "rediss://default:pw@eu1-fine-cat-1234.upstash.io:6379" })).toBe(
+      "rediss://default:pw@eu1-fine-cat-1234.upstash.io:6379",
+    );
+    // Only Upstash's own domain: a name that merely ends in the same letters is any other host.
+    expect(redisUrl({ REDIS_URL: "redis://notupstash.io:6379" })).toBe("redis://notupstash.io:6379");
+  });
+
+  it("refuses redis:// (no TLS) for an Upstash host, naming REDIS_URL and rediss://, its password masked", () => {
+    expect(() => redisUrl({ REDIS_URL: "redis://default:s3cret@eu1-fine-cat-1234.upstash.io:6379" })).toThrow(
+      new ConfigError(
+        'REDIS_URL names an Upstash host, which takes TLS only: use rediss://, got "redis://default:***@eu1-fine-cat-1234.upstash.io:6379" (did you mean rediss://default:***@eu1-fine-cat-1234.upstash.io:6379?)',
+      ),
+    );
+    expect(() => redisUrl({ REDIS_URL: "REDIS://Fine-Cat.Upstash.IO" })).toThrow(/^REDIS_URL names an Upstash host/);
   });
 });
 

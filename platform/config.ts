@@ -52,6 +52,25 @@ export function url(env: Env, name: string, fallback: string | undefined, protoc
   return value;
 }
 
+/**
+ * REDIS_URL, as every process reads it: redis:// or rediss://, this machine's Redis when unset. Upstash's databases
+ * take TLS only, and a client without it has its connection reset on every attempt ("The server is TLS enabled but
+ * your connection (client) is not … If you are using a Redis URL then it should start with `rediss://`",
+ * upstash.com/docs/redis/troubleshooting/econn_reset): a process would reconnect for ever and never be ready, a
+ * configuration mistake that would look like an outage. So a redis:// URL naming an Upstash host is refused at start.
+ */
+export function redisUrl(env: Env): string {
+  const value = url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]);
+  const { protocol, hostname } = new URL(value);
+  if (protocol === "redis:" && /(^|\.)upstash\.io$/i.test(hostname)) {
+    const shown = withoutPassword(value);
+    throw new ConfigError(
+      `REDIS_URL names an Upstash host, which takes TLS only: use rediss://, got "${shown}" (did you mean ${shown.replace(/^redis:/i, "rediss:")}?)`,
+    );
+  }
+  return value;
+}
+
 /** `value` with the password of its `user:password@` part, if any, replaced by `***`. */
 function withoutPassword(value: string): string {
   return value.replace(/^([^/@]*\/\/)?([^:/@]*):[^@/]*@/, "$1$2:***@");

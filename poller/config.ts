@@ -2,7 +2,7 @@
  * The poller's configuration, read once from the environment by main.ts with the shared readers
  * (platform/config.ts), so a bad value stops the process at start with a message naming the variable.
  */
-import { ConfigError, oneOf, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, oneOf, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import { BOOK_SILENCE_MS } from "./heartbeat.ts";
 
 export type FeedMode = "auto" | "backpack" | "sim";
@@ -47,7 +47,7 @@ export function readPollerConfig(env: Env): PollerConfig {
   }
   const simWsUrlSet = (env.SIM_WS_URL?.trim() ?? "") !== "";
   return {
-    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisUrl: redisUrl(env),
     keyPrefix,
     feed: oneOf(env, "FEED", ["auto", "backpack", "sim"], "auto"),
     backpackWsUrl: url(env, "BACKPACK_WS_URL", "wss://ws.backpack.exchange", ["ws:", "wss:"]),

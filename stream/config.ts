@@ -2,7 +2,7 @@
  * The stream process's configuration, read once by stream/main.ts. Which browser origins may open a socket follows
  * the API's rule (functions/app.ts): APP_URL's origin and the CORS_ORIGINS list.
  */
-import { corsOrigins, text, url, wholeNumber } from "../platform/config.ts";
+import { corsOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import type { StreamLimits } from "./connection.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -24,7 +24,7 @@ export function readStreamConfig(env: Env): StreamConfig {
   return {
     port: wholeNumber(env, "STREAM_PORT", 3001, 0, 65535),
     host: text(env, "STREAM_HOST", text(env, "HOST", "127.0.0.1")),
-    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env)]),

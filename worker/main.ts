@@ -9,7 +9,7 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import { redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -34,7 +34,7 @@ const DURABILITY_WAIT_MS = DEFAULT_STUCK_AFTER_MS;
 runMain("worker", async () => {
   const env = process.env;
   const config = {
-    redisUrl: url(env, "REDIS_URL", "redis://127.0.0.1:6379", ["redis:", "rediss:"]),
+    redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
     consumer: text(env, "WORKER_NAME", `${hostname()}:${process.pid}`),
