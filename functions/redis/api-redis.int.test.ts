@@ -3,7 +3,12 @@ import { createServer as createHttpServer } from "node:http";
 import { createServer, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Redis } from "ioredis";
-import { startUpstashBridge, UPSTASH_MAX_REQUEST_BYTES, type UpstashBridge } from "../testing/upstash-bridge.ts";
+import {
+  startUpstashBridge,
+  UPSTASH_MAX_ITEM_BYTES,
+  UPSTASH_MAX_REQUEST_BYTES,
+  type UpstashBridge,
+} from "../testing/upstash-bridge.ts";
 import { describeApiRedisContract } from "./api-redis.contract.ts";
 import { createIoredisApiRedis } from "./ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./upstash-api-redis.ts";
@@ -270,6 +275,7 @@ describe("the local Upstash peer refuses what Upstash's REST API refuses", () =>
     for (const command of [
       ["SUBSCRIBE", "c"],
       ["PSUBSCRIBE", "c*"],
+      ["SPUBLISH", "c", "hi"],
       ["SELECT", "1"],
       ["CLIENT", "LIST"],
       ["WATCH", "k"],
@@ -277,6 +283,43 @@ describe("the local Upstash peer refuses what Upstash's REST API refuses", () =>
       expect((await post("/", command))[0]).toBe(400);
     expect(await post("/", ["PUBLISH", `${prefix}channel`, "hi"])).toEqual([200, { result: 0 }]);
     expect(await post("/", ["ECHO", "hi"])).toEqual([200, { result: "hi" }]);
+  });
+
+  it("a key, hash field or set member over 32,000 bytes: Upstash's size errors, nothing written", async () => {
+    const over = "k".repeat(UPSTASH_MAX_ITEM_BYTES + 1);
+    const atLimit = `${prefix}${"k".repeat(UPSTASH_MAX_ITEM_BYTES - prefix.length)}`;
+    const refused = (what: string) => ({
+      error: `ERR max ${what} size exceeded. Limit: ${UPSTASH_MAX_ITEM_BYTES} bytes, Actual: ${UPSTASH_MAX_ITEM_BYTES + 1} bytes`,
+    });
+    expect(await post("/", ["SET", over, "v"])).toEqual([400, refused("key")]);
+    expect(await post("/", ["EVAL", "return redis.call('SET', KEYS[1], 'v')", "1", over])).toEqual([
+      400,
+      refused("key"),
+    ]);
+    expect(await post("/", ["HSET", `${prefix}h`, "f", "v", over, "v"])).toEqual([400, refused("field")]);
+    expect(await post("/", ["SADD", `${prefix}s`, over])).toEqual([400, refused("member")]);
+    expect(await post("/", ["ZADD", `${prefix}z`, "NX", "1", "m", "2", over])).toEqual([400, refused("member")]);
+    expect(await plain.exists(`${prefix}h`, `${prefix}s`, `${prefix}z`)).toBe(0);
+    // At the limit, and a value of any size (values are bounded by the request size only): stored.
+    expect(await post("/", ["SET", atLimit, over])).toEqual([200, { result: "OK" }]);
+    expect(await post("/", ["HSET", `${prefix}h`, "f", over])).toEqual([200, { result: 1 }]);
+    expect(await post("/", ["ZADD", `${prefix}z`, "1", "k".repeat(UPSTASH_MAX_ITEM_BYTES)])).toEqual([
+      200,
+      { result: 1 },
+    ]);
+    // In a pipeline the command alone is refused; in a transaction, the transaction.
+    const [status, replies] = await post("/pipeline", [
+      ["SADD", `${prefix}s`, over],
+      ["SADD", `${prefix}s`, "m"],
+    ]);
+    expect([status, replies]).toEqual([200, [refused("member"), { result: 1 }]]);
+    expect(
+      await post("/multi-exec", [
+        ["SET", `${prefix}t`, "v"],
+        ["SET", over, "v"],
+      ]),
+    ).toEqual([400, refused("key")]);
+    expect(await plain.exists(`${prefix}t`)).toBe(0);
   });
 
   it("a pipeline answers each command; a transaction with a refused command is refused whole", async () => {

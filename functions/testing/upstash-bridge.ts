@@ -18,13 +18,20 @@
  *   the peer reads Redis with its own RESP2 client (resp2-connection.ts).
  *   Its table "REST - Redis API Compatibility" refuses: blocking list commands ("BLPOP - BRPOP - BRPOPLPUSH"),
  *   blocking sorted-set commands ("BZPOPMAX - BZPOPMIN"), the blocking versions of XREAD and XREADGROUP, WATCH /
- *   UNWATCH / DISCARD, every Pub/Sub command but PUBLISH and PUBSUB (SUBSCRIBE is its own server-sent-events
- *   endpoint, `/subscribe`, as MONITOR is `/monitor`), every connection command but PING and ECHO, and cluster
- *   commands. The wording of those refusals is not documented; the shape (400, `{"error": "ERR …"}`) is.
+ *   UNWATCH / DISCARD, every Pub/Sub command but PUBLISH and PUBSUB (SPUBLISH too; SUBSCRIBE is its own
+ *   server-sent-events endpoint, `/subscribe`, as MONITOR is `/monitor`), every connection command but PING and ECHO,
+ *   and cluster commands. The wording of those refusals is not documented; the shape (400, `{"error": "ERR …"}`) is.
  * - "ERR max request size exceeded" (upstash.com/docs/redis/troubleshooting/max_request_size_exceeded) and
  *   "Pricing & Billing" (upstash.com/docs/redis/overall/billing): a request over the plan's max request size (10 MB
  *   on Free, Pay-As-You-Go and the smaller fixed plans) fails with that error; each command of a pipeline or
  *   transaction is billed on its own, and every plan caps commands per second (10,000, or 16,000 on the largest).
+ * - "ERR max key size exceeded", "ERR max field size exceeded", "ERR max member size exceeded"
+ *   (upstash.com/docs/redis/troubleshooting/max_key_size_exceeded, max_field_size_exceeded, max_member_size_exceeded):
+ *   a key, a hash field, a set or sorted-set member over "32Kb" is refused ("Limit: X bytes, Actual: Z bytes"), a
+ *   hard limit. The peer refuses keys of any command, scripts' KEYS included (Redis's COMMAND GETKEYS names them), and
+ *   the fields and members of HSET, HMSET, HSETNX, SADD, SMOVE, ZADD and ZINCRBY; not what a script writes, which it
+ *   does not see. The functions' own keys, fields and members are far below it; the first place to meet it would be a
+ *   sorted set whose members are event JSON, the worker's events store, written over TCP, not through this peer.
  *
  * Not served, as nothing here uses them: the path form (`/set/foo/bar`, 404 here), `/subscribe`, `/monitor`,
  * RESP2 responses. The newer blocking commands (BLMOVE, BLMPOP, BZMPOP) and WAIT/WAITAOF are refused with the
@@ -64,6 +71,33 @@ export interface UpstashBridge {
 
 export const UPSTASH_MAX_REQUEST_BYTES = 10 * 1024 * 1024;
 
+/**
+ * Upstash's limit on a key, a hash field and a set or sorted-set member: "32Kb" in its docs, a hard limit; taken as
+ * 32,000 bytes, the smaller reading, so that what passes here passes there.
+ */
+export const UPSTASH_MAX_ITEM_BYTES = 32_000;
+
+const tooLarge = (what: "key" | "field" | "member", bytes: number) =>
+  `ERR max ${what} size exceeded. Limit: ${UPSTASH_MAX_ITEM_BYTES} bytes, Actual: ${bytes} bytes`;
+
+/** ZADD's flags, which come before its score and member pairs. */
+const ZADD_FLAGS = new Set(["NX", "XX", "GT", "LT", "CH", "INCR"]);
+
+/** The hash fields or set members a write command stores, from its arguments (after the name). */
+const ITEM_ARGUMENTS: Record<string, (args: string[]) => { kind: "field" | "member"; values: string[] }> = {
+  HSET: (args) => ({ kind: "field", values: args.slice(1).filter((_, i) => i % 2 === 0) }),
+  HMSET: (args) => ({ kind: "field", values: args.slice(1).filter((_, i) => i % 2 === 0) }),
+  HSETNX: (args) => ({ kind: "field", values: args.slice(1, 2) }),
+  SADD: (args) => ({ kind: "member", values: args.slice(1) }),
+  SMOVE: (args) => ({ kind: "member", values: args.slice(2, 3) }),
+  ZINCRBY: (args) => ({ kind: "member", values: args.slice(2, 3) }),
+  ZADD: (args) => {
+    let i = 1;
+    while (i < args.length && ZADD_FLAGS.has(args[i]!.toUpperCase())) i++;
+    return { kind: "member", values: args.slice(i).filter((_, j) => j % 2 === 1) };
+  },
+};
+
 type Command = [string, ...string[]];
 type Reply = { result: unknown } | { error: string };
 
@@ -75,7 +109,7 @@ const refuse = (reason: string, names: string) => {
 refuse("blocking commands are not supported", "BLPOP BRPOP BRPOPLPUSH BLMOVE BLMPOP BZPOPMIN BZPOPMAX BZMPOP");
 refuse("blocking commands are not supported", "WAIT WAITAOF");
 refuse("only PUBLISH and PUBSUB are supported", "SUBSCRIBE PSUBSCRIBE SSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE");
-refuse("only PUBLISH and PUBSUB are supported", "SUNSUBSCRIBE");
+refuse("only PUBLISH and PUBSUB are supported", "SUNSUBSCRIBE SPUBLISH");
 refuse("only PING and ECHO are supported", "AUTH CLIENT HELLO QUIT RESET SELECT");
 refuse("not supported", "WATCH UNWATCH DISCARD MONITOR CLUSTER READONLY READWRITE ASKING");
 refuse("send a transaction to /multi-exec", "MULTI EXEC");
@@ -88,8 +122,23 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
   const count = ([name]: Command) => counts.set(name, (counts.get(name) ?? 0) + 1);
   let refusingWith: string | undefined;
 
+  /** Upstash's refusal of a key, hash field or set member over its size limit (see the module comment). */
+  async function sizeRefusal([name, ...args]: Command): Promise<string | undefined> {
+    // Only a request with an argument over the limit can be refused: most are answered without a look at Redis.
+    if (!args.some((arg) => Buffer.byteLength(arg) > UPSTASH_MAX_ITEM_BYTES)) return undefined;
+    const [keys] = await redis.send([["COMMAND", "GETKEYS", name, ...args]]);
+    for (const key of Array.isArray(keys) ? keys : []) {
+      if (Buffer.isBuffer(key) && key.length > UPSTASH_MAX_ITEM_BYTES) return tooLarge("key", key.length);
+    }
+    const items = ITEM_ARGUMENTS[name]?.(args) ?? { kind: "member" as const, values: [] };
+    for (const value of items.values) {
+      if (Buffer.byteLength(value) > UPSTASH_MAX_ITEM_BYTES) return tooLarge(items.kind, Buffer.byteLength(value));
+    }
+    return undefined;
+  }
+
   async function run(command: Command, base64: boolean): Promise<Reply> {
-    const refusal = refusalOf(command);
+    const refusal = refusalOf(command) ?? (await sizeRefusal(command));
     if (refusal !== undefined) return { error: refusal };
     count(command);
     const [reply] = await redis.send([command]);
@@ -98,7 +147,7 @@ export async function startUpstashBridge(options: UpstashBridgeOptions): Promise
 
   async function transaction(commands: Command[], base64: boolean): Promise<{ status: number; body: unknown }> {
     for (const command of commands) {
-      const refusal = refusalOf(command);
+      const refusal = refusalOf(command) ?? (await sizeRefusal(command));
       if (refusal !== undefined) return { status: 400, body: { error: refusal } };
     }
     for (const command of commands) count(command);
