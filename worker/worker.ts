@@ -22,10 +22,10 @@
  * A consumer holds at most two batches pending (the one whose rest is running, the one just read), never more than
  * MAX_PENDING_PER_CONSUMER (999) entries together: Upstash refuses an XREADGROUP that would take a consumer's pending
  * entries list to its limit of 1,000, or perhaps only past it ("ERR XReadGroup is cancelled. Pending Entries List limit
- * per consumer is about to be reached", Upstash docs, troubleshooting/stream_pel_limit). So with batches of 500 or more
- * a batch is acknowledged before the next is read; a claim waits for the batch under way; and a worker restarted under
- * the same consumer name first handles what it left pending, through XPENDING + XCLAIM, which add nothing to its
- * list, before its first XREADGROUP.
+ * per consumer is about to be reached", Upstash docs, troubleshooting/stream_pel_limit). So batches are 499 entries by
+ * default (DEFAULT_BATCH_SIZE), and with batches of 500 or more a batch is acknowledged before the next is read; a
+ * claim waits for the batch under way; and a worker restarted under the same consumer name first handles what it left
+ * pending, through XPENDING + XCLAIM, which add nothing to its list, before its first XREADGROUP.
  *
  * A group read whose answer is lost with the connection (a network blip) may have run in Redis: its entries are then
  * pending on this consumer, and no later read returns them. Sent again by ioredis, it would take the next entries on
@@ -83,6 +83,10 @@ export interface WorkerOptions {
   readonly keys: Keyspace;
   readonly log: Logger;
   readonly consumer: string;
+  /**
+   * Entries a group read asks for. Default DEFAULT_BATCH_SIZE: two batches together stay within
+   * MAX_PENDING_PER_CONSUMER, so a read can come while the batch before it is still being written.
+   */
   readonly batchSize?: number;
   readonly blockMs?: number;
   /** Entries pending this long on a consumer that stopped are taken over. */
@@ -141,6 +145,9 @@ type Claimed = Entry | null;
  */
 export const MAX_PENDING_PER_CONSUMER = 999;
 
+/** The largest batch two of which fit within MAX_PENDING_PER_CONSUMER: one being written while the next is read. */
+export const DEFAULT_BATCH_SIZE = Math.floor(MAX_PENDING_PER_CONSUMER / 2);
+
 /**
  * The default of `stuckAfterMs`. A step normally takes milliseconds, a batch's writes well under a second, and a
  * Postgres waking from suspension answers within seconds: a step ten times as long is no slow step. A stop held by a
@@ -158,7 +165,7 @@ export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
 }
 
 export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<void> {
-  const batch = o.batchSize ?? 500;
+  const batch = o.batchSize ?? DEFAULT_BATCH_SIZE;
   if (!Number.isInteger(batch) || batch < 1 || batch > MAX_PENDING_PER_CONSUMER)
     throw new RangeError(`batchSize: expected a whole number from 1 to ${MAX_PENDING_PER_CONSUMER}, received ${batch}`);
   const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
