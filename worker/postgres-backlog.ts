@@ -23,6 +23,7 @@ import type { Redis } from "ioredis";
 import type { EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
+import { isAfterId } from "../engine/core/step.ts";
 
 /**
  * KEYS[1] engine:output, KEYS[2] the backlog; ARGV[1] the group, ARGV[2] the member, ARGV[3] its score, ARGV[4..]
@@ -51,22 +52,19 @@ export interface OwedRange {
   readonly member: string;
 }
 
-/** Stream ids compare as their ms, then their seq: "5-10" after "5-9". */
-function compareStreamIds(a: string, b: string): number {
-  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
-  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
-  return am !== bm ? (am < bm ? -1 : 1) : as === bs ? 0 : as < bs ? -1 : 1;
-}
-
 /**
  * Acknowledges a batch whose Redis part was handled and whose Postgres writes wait for Postgres: owed, in the same
  * script. Returns how many entries it acknowledged.
  */
 export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: readonly string[]): Promise<number> {
   if (ids.length === 0) return 0;
-  const sorted = [...ids].sort(compareStreamIds);
-  const first = sorted[0]!;
-  const member = `${first} ${sorted.at(-1)!} ${ids.length}`;
+  let first = ids[0]!;
+  let last = first;
+  for (const id of ids) {
+    if (isAfterId(first, id)) first = id;
+    if (isAfterId(id, last)) last = id;
+  }
+  const member = `${first} ${last} ${ids.length}`;
   const acked = await redis.eval(
     OWE_AND_ACK,
     2,
