@@ -169,7 +169,8 @@ describe("engine processes through a Postgres outage", () => {
     const prices = streamPrices();
     try {
       const before = await a.waitFor(snapshotter("snapshot_saved"), 15_000, "a first snapshot");
-      // The next save gets no answer from its first chunk on: its lock taken, its transaction open, the connection alive.
+      // The next save gets no answer from its first chunk on: its lock taken, its transaction open, the connection
+      // alive.
       await proxy.freezeOn("INSERT INTO engine_snapshot_chunks");
       await published(prices); // the leader trades on meanwhile
       const failed = await a.waitFor(snapshotter("snapshot_failed", "save"), 10_000, "the frozen save given up");

@@ -17,7 +17,7 @@ export interface StreamLimits {
   readonly rateBurstSeconds: number;
   readonly maxSubscriptions: number;
   readonly maxFrameBytes: number;
-  /** Open sockets per user on one stream server (STREAM_MAX_CONNECTIONS_PER_USER): an upgrade past it is refused 429. */
+  /** Open sockets per user on one stream server (STREAM_MAX_CONNECTIONS_PER_USER): an upgrade past it gets 429. */
   readonly maxConnectionsPerUser: number;
   readonly quoteThinBytes: number;
   /** The send buffer's cap for every frame, private or not (STREAM_PRIVATE_BUFFER_CAP_BYTES): over it, 4008. */
@@ -174,9 +174,9 @@ export class StreamConnection {
   /**
    * After every frame, whatever its type: a client that does not read is closed rather than buffered for without
    * bound, and resumes. Quotes and candles are held back before the cap (quotes.ts, candle-delivery.ts), so it
-   * is the frames never dropped (private events, summaries, answers) that fill it. The largest frame written since the buffer was last under the cap does
-   * not count: one frame larger than the cap (the snapshot of an account with many trades) would otherwise close a
-   * client that keeps up, as soon as it is written or at the next frame while it is read, and its resubscribe would
+   * is the frames never dropped (private events, summaries, answers) that fill it. The largest frame written since
+   * the buffer was last under the cap does not count: one frame larger than the cap (the snapshot of an account with
+   * many trades) would otherwise close a client that keeps up, as soon as it is written or at the next frame while it is read, and its resubscribe would
    * get the same snapshot again. A client that stopped reading is closed once the cap's worth of frames more piles up
    * behind it: a send buffer holds no more than the cap and its largest frame. bufferedAmount first, as it is cheap:
    * backlogBytes uncorks.

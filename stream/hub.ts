@@ -358,7 +358,8 @@ export class StreamHub {
 
   /**
    * Held-back quotes and candles, then owed summaries. Nothing thrown here may escape: it would end the process (an
-   * exception in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve the rest.
+   * exception in a timer), and with it every socket. Each channel is tried apart, so one bad account does not starve
+   * the rest.
    */
   private tick(): void {
     const nowMs = this.now();

@@ -22,8 +22,8 @@ import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./wor
 /**
  * How long a Postgres statement waits for its answer: half the stuck bound, so a connection that stopped answering
  * fails its batch with the driver's own error before the watchdog has to end the worker. A Postgres that is down fails
- * a statement at once anyway, and the worker goes on without it (postgres-outages.ts). The Redis connections have no such
- * timeout: ioredis's counts the time a command waits for a reconnect, so a Redis restart would fail the batch; the
+ * a statement at once anyway, and the worker goes on without it (postgres-outages.ts). The Redis connections have no
+ * such timeout: ioredis's counts the time a command waits for a reconnect, so a Redis restart would fail the batch; the
  * watchdog, which does not count that time, bounds them.
  */
 const QUERY_TIMEOUT_MS = DEFAULT_STUCK_AFTER_MS / 2;

@@ -143,7 +143,7 @@ async function cuttablePostgres(name: string, baseMs: number) {
       (await redis.xrange(local.streamFanout, "-", "+"))
         .filter(([, f]) => f[1] === "candle")
         .map(([, f]) => JSON.parse(f[3]!) as { high: string; low: string; close: string }),
-    /** A worker on this keyspace, with its own reader, claim rounds and stats often, and no acknowledged output kept. */
+    /** A worker on this keyspace: its own reader, claim rounds and stats often, no acknowledged output kept. */
     start(consumer: string, options: Partial<WorkerOptions> = {}) {
       const lines: Record<string, unknown>[] = [];
       const capture = createLogger("worker-test", {

@@ -38,7 +38,8 @@
  * queries, `transaction()` for a non-interactive batch) and the changelog of 2023-08-16
  * (https://neon.com/docs/changelog/2023-08-16: "The maximum response size for queries over HTTP was raised from 1 MB to
  * 10 MB"); Neon's proxy, github.com/neondatabase/neon proxy/src/serverless/ (sql_over_http.rs: payload, headers,
- * result and error bodies, status codes; backend.rs: which errors while connecting are the user's; http_util.rs: connection-string checks; error.rs: messages; json.rs:
+ * result and error bodies, status codes; backend.rs: which errors while connecting are the user's; http_util.rs:
+ * connection-string checks; error.rs: messages; json.rs:
  * params to text; mod.rs: routing) and proxy/src/binary/proxy.rs (request and response caps, 10 MiB each); the
  * driver, node_modules/@neondatabase/serverless (index.mjs: request headers, result parsing, NeonDbError fields;
  * CONFIG.md: `fetchEndpoint` is global only, `fetchOptions` per call).
