@@ -51,9 +51,8 @@ export interface Postgres extends Queryable {
    * after all, would meet the next user of the connection. Postgres rolls the transaction back when it sees the
    * connection close (or, on a path that no longer delivers even that, once idle_in_transaction_session_timeout ends
    * it). The transaction fails at once, whether or not `fn` ever settles. A deadline that passes while COMMIT is on
-   * its way cannot tell whether it committed. `signal` abandons it
-   * the same way when it aborts, failing with the signal's reason: for a caller that judges progress itself (a load
-   * that got no row for too long).
+   * its way cannot tell whether it committed. `signal` abandons it the same way when it aborts, failing with the
+   * signal's reason: for a caller that judges progress itself (a load that got no row for too long).
    */
   transaction<T>(
     fn: (tx: Transaction) => Promise<T>,
