@@ -7,6 +7,7 @@ import {
   APP_ORIGIN,
   fanOut,
   issueTicket,
+  newUserId,
   RefusedUpgrade,
   startTestStream,
   TestClient,
@@ -106,6 +107,40 @@ describe("upgrade", () => {
     expect(JSON.parse(error.body)).toMatchObject({
       error: { code: "INVALID_TICKET", message: expect.stringContaining("signed out") as unknown },
     });
+  });
+
+  it("a ticket whose session is signed out while the upgrade reads its revocation key is refused with 401", async () => {
+    const [userId, sessionId] = [newUserId(), randomUUID()];
+    const ticket = await issueTicket(t, { userId, sessionId });
+    const { hub } = t.stream;
+    const handleEntry = hub.handleEntry.bind(hub);
+    let noticed = () => undefined as void;
+    const notice = new Promise<void>((resolve) => (noticed = resolve));
+    const entries = vi.spyOn(hub, "handleEntry").mockImplementation((id, fields) => {
+      handleEntry(id, fields);
+      if (fields.kind === "revoked" && fields.body?.includes(sessionId) === true) noticed();
+    });
+    // The read runs before the logout; its answer (not signed out) reaches the upgrade after the hub took the notice.
+    const exists = t.redis.exists.bind(t.redis);
+    const read = vi.spyOn(t.redis, "exists").mockImplementationOnce(async (...keys) => {
+      const answer = await exists(...keys);
+      await t.redis.set(t.keys.sessionRevokedKey(userId, sessionId), "1", "PX", 60_000);
+      await fanOut(t, "revoked", { userId, sessionId });
+      await notice;
+      return answer;
+    });
+    try {
+      const error = await refused(`${t.url}?ticket=${ticket}`);
+      expect(read).toHaveBeenCalledTimes(1);
+      expect(await read.mock.results[0]!.value).toBe(0);
+      expect(error.status).toBe(401);
+      expect(JSON.parse(error.body)).toMatchObject({
+        error: { code: "INVALID_TICKET", message: expect.stringContaining("signed out") as unknown },
+      });
+    } finally {
+      read.mockRestore();
+      entries.mockRestore();
+    }
   });
 
   it("another path is 404; GET /health answers", async () => {

@@ -19,6 +19,17 @@ import { PrivateChannel, type PrivateStore } from "./private-channel.ts";
 import { compareOutputIds } from "../worker/history-writes.ts";
 import { QuoteFanout, thinBytesOf, type QuoteOutput } from "./quotes.ts";
 
+/**
+ * A session's revocation notices, watched while an upgrade checks that session (server.ts): a notice that comes after
+ * the check read the revocation key, and before the socket is registered, would otherwise find no socket to close.
+ */
+export interface SessionWatch {
+  /** A notice (or the backstop) said the session was signed out since the watch began. */
+  readonly revoked: boolean;
+  /** Stops watching; a second call does nothing. */
+  end(): void;
+}
+
 export interface HubDeps {
   readonly limits: StreamLimits;
   readonly store: PrivateStore;
@@ -38,6 +49,8 @@ export class StreamHub {
   private readonly connections = new Set<StreamConnection>();
   private readonly bySession = new Map<string, Set<StreamConnection>>();
   private readonly byUser = new Map<string, Set<StreamConnection>>();
+  /** The sessions upgrades are checking, by session id (watchSession). */
+  private readonly watchedSessions = new Map<string, Set<{ revoked: boolean }>>();
   private readonly privateByUser = new Map<string, Set<StreamConnection>>();
   /** Private channels by the assets of their open trades: whose summary a quote moves. */
   private readonly privateByAsset = new Map<string, Set<StreamConnection>>();
@@ -100,6 +113,22 @@ export class StreamHub {
   /** Whether `userId` may open another socket here: fewer than maxConnectionsPerUser open (or closing). */
   admits(userId: string): boolean {
     return (this.byUser.get(userId)?.size ?? 0) < this.deps.limits.maxConnectionsPerUser;
+  }
+
+  /**
+   * Watches `sessionId` for a revocation from now until `end`: server.ts starts watching before it reads the
+   * revocation key and ends after the socket was accepted (or refused), so a logout is seen by the read, by the watch
+   * or, once accepted, by the socket's registration here (endSession), whenever its notice comes.
+   */
+  watchSession(sessionId: string): SessionWatch {
+    const state = { revoked: false };
+    addTo(this.watchedSessions, sessionId, state);
+    return {
+      get revoked() {
+        return state.revoked;
+      },
+      end: () => removeFrom(this.watchedSessions, sessionId, state),
+    };
   }
 
   accept(ws: WebSocket, ticket: Ticket): void {
@@ -350,6 +379,7 @@ export class StreamHub {
   }
 
   private endSession(sessionId: string, reason: string): void {
+    for (const watch of this.watchedSessions.get(sessionId) ?? []) watch.revoked = true;
     for (const conn of this.bySession.get(sessionId) ?? []) {
       conn.private?.stop();
       conn.close(CLOSE_CODES.sessionEnded, reason);

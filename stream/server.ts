@@ -3,9 +3,12 @@
  * Origin (or none: not a browser) and a ticket that has not been used, issued for a session that is not signed out.
  * The ticket (POST /api/v1/stream/ticket) is taken with GETDEL on the SHA-256 of its text, so it works once; it
  * expires on its own after ~30 s. A logout within those 30 s revokes the session but leaves its tickets in place, so
- * the session's revocation key is checked too: a socket never opens after its session was signed out. A ticket
- * that is not a ticket's shape is refused before any of it, so junk upgrades cost no Redis command; and a user with
- * maxConnectionsPerUser sockets open here is refused 429, once the ticket said whose it is.
+ * the session's revocation key is checked too, and the hub watches the session for the logout's notice from before
+ * that read until the socket is registered under its session (StreamHub.watchSession). A logout recorded before the
+ * read is found by it; one recorded after sends its notice after that (functions/routes/auth.ts), which the watch
+ * sees while the upgrade is answered (refused as well) and the registration once it is (the socket closed, 4401).
+ * A ticket that is not a ticket's shape is refused before any of it, so junk upgrades cost no Redis command; and a
+ * user with maxConnectionsPerUser sockets open here is refused 429, once the ticket said whose it is.
  *
  * A stop (`close`) stops accepting first, so no socket opens after it began: an upgrade still checking its ticket is
  * answered 503. Then every socket is closed with 1001, and any whose client has not finished the close handshake
@@ -20,7 +23,7 @@ import { STREAM_TICKET_PATTERN, streamTicketHash } from "../functions/auth/strea
 import { API_ERRORS } from "../functions/errors.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
-import type { StreamHub } from "./hub.ts";
+import type { SessionWatch, StreamHub } from "./hub.ts";
 
 export const STREAM_PATH = "/api/v1/stream";
 
@@ -119,35 +122,42 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
       return;
     }
     checking.add(socket);
-    withinTimeout(admit(req, deps), TICKET_CHECK_TIMEOUT_MS).then(
+    // A timer rather than a race with the check: the check's answer, however late, still ends its session's watch.
+    const late = setTimeout(() => {
+      if (checking.delete(socket))
+        unavailable(socket, deps.log, new Error(`no answer from Redis within ${TICKET_CHECK_TIMEOUT_MS} ms`));
+    }, TICKET_CHECK_TIMEOUT_MS);
+    admit(req, deps).then(
       (answer) => {
-        if (!checking.delete(socket)) return; // answered by the stop meanwhile
-        if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
-        // Counted here, not in admit: from here to hub.accept nothing waits (ws's handleUpgrade answers at once), so
-        // two upgrades of one user checked at the same time cannot both take the last place.
-        else if (!deps.hub.admits(answer.userId))
-          refuse(
-            socket,
-            429,
-            "TOO_MANY_CONNECTIONS",
-            `connections: expected at most ${deps.maxConnectionsPerUser} open sockets per user on this server, received one more; close one first.`,
-            Math.ceil((2 * deps.heartbeatMs) / 1000),
-          );
-        else {
-          upgrading.delete(socket);
-          wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), answer));
+        clearTimeout(late);
+        try {
+          if (!checking.delete(socket)) return; // answered by the stop or the timer meanwhile
+          if ("status" in answer) refuse(socket, answer.status, answer.code, answer.message);
+          // The logout's notice came while the revocation key was read, and the read found it not yet set.
+          else if (answer.watch.revoked) refuse(socket, SIGNED_OUT.status, SIGNED_OUT.code, SIGNED_OUT.message);
+          // Counted here, not in admit: from here to hub.accept nothing waits (ws's handleUpgrade answers at once),
+          // so two upgrades of one user checked at the same time cannot both take the last place.
+          else if (!deps.hub.admits(answer.ticket.userId))
+            refuse(
+              socket,
+              429,
+              "TOO_MANY_CONNECTIONS",
+              `connections: expected at most ${deps.maxConnectionsPerUser} open sockets per user on this server, received one more; close one first.`,
+              Math.ceil((2 * deps.heartbeatMs) / 1000),
+            );
+          else {
+            upgrading.delete(socket);
+            const { ticket } = answer;
+            wss.handleUpgrade(req, socket, head, (ws) => deps.hub.accept(withTooBigReason(ws, deps), ticket));
+          }
+        } finally {
+          // After hub.accept, which registers the socket under its session: a notice from now on finds it there.
+          if ("watch" in answer) answer.watch.end();
         }
       },
       (error: unknown) => {
-        if (!checking.delete(socket)) return;
-        deps.log.warn("upgrade_failed", { error });
-        refuse(
-          socket,
-          503,
-          "UNAVAILABLE",
-          "The stream cannot check tickets right now; try again after Retry-After seconds.",
-          API_ERRORS.UNAVAILABLE.retryAfterSeconds,
-        );
+        clearTimeout(late);
+        if (checking.delete(socket)) unavailable(socket, deps.log, error);
       },
     );
   });
@@ -171,16 +181,26 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
 
 const STOPPING = "The stream is stopping; try again.";
 
-type Refusal = { status: number; code: string; message: string };
-
-/** `promise`, or a rejection once `ms` have passed without its answer (which is then ignored). */
-function withinTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+/** A ticket check that failed or got no answer in time: 503, and the client tries again with a new ticket. */
+function unavailable(socket: Duplex, log: Logger, error: unknown): void {
+  log.warn("upgrade_failed", { error });
+  refuse(
+    socket,
+    503,
+    "UNAVAILABLE",
+    "The stream cannot check tickets right now; try again after Retry-After seconds.",
+    API_ERRORS.UNAVAILABLE.retryAfterSeconds,
+  );
 }
+
+type Refusal = { status: number; code: string; message: string };
+type Admitted = { ticket: Ticket; watch: SessionWatch };
+
+const SIGNED_OUT: Refusal = {
+  status: 401,
+  code: "INVALID_TICKET",
+  message: "ticket: expected a ticket of a signed-in session, received one whose session was signed out.",
+};
 
 /**
  * ws closes the socket of a frame over maxPayload itself, with 1009 and no reason, before any of ours sees the frame:
@@ -194,7 +214,12 @@ function withTooBigReason(ws: WebSocket, { maxFrameBytes }: Pick<StreamServerDep
   return ws;
 }
 
-async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Ticket | Refusal> {
+/**
+ * The ticket's grant, with its session watched (the caller ends the watch), or why the upgrade is refused. The watch
+ * begins before the revocation key is read: a logout records the key before it sends its notice (functions/routes/
+ * auth.ts), so a notice that came before the watch began means the read finds the key.
+ */
+async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Admitted | Refusal> {
   const url = new URL(req.url ?? "/", "http://stream.invalid");
   if (url.pathname !== STREAM_PATH) return { status: 404, code: "NOT_FOUND", message: `No stream at ${url.pathname}.` };
   const origin = req.headers.origin;
@@ -225,12 +250,15 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Tick
   // it lives in the user's hash tag while the ticket lives in its own; a script touching a key not passed in KEYS,
   // in another cluster slot, breaks on Redis Cluster, and every script here touches one slot (contract/names.ts).
   // Nor can one pipeline carry both, as the second key is not known before the first answers.
-  if (await deps.sessionRevoked(parsed.data.userId, parsed.data.sessionId))
-    return {
-      ...invalid(""),
-      message: "ticket: expected a ticket of a signed-in session, received one whose session was signed out.",
-    };
-  return parsed.data;
+  const watch = deps.hub.watchSession(parsed.data.sessionId);
+  try {
+    if (!(await deps.sessionRevoked(parsed.data.userId, parsed.data.sessionId))) return { ticket: parsed.data, watch };
+  } catch (error) {
+    watch.end();
+    throw error;
+  }
+  watch.end();
+  return SIGNED_OUT;
 }
 
 const REASONS: Readonly<Record<number, string>> = {
