@@ -1,12 +1,13 @@
 // The hub on plain data: sockets standing in as objects, fake timers, a store and the revocation check's answer held.
 import type { WebSocket } from "ws";
-import type { TradeView } from "../contract/messages.ts";
-import type { PrivateState } from "../worker/events.ts";
+import type { PrivateOutput, TradeView } from "../contract/messages.ts";
+import type { EventsAfter, PrivateState } from "../worker/events.ts";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamHub } from "./hub.ts";
 import { NO_METRICS } from "./metrics.ts";
+import type { PrivateStore } from "./private-channel.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 
 const fakeSocket = () =>
@@ -150,14 +151,18 @@ describe("price-driven summaries", () => {
   });
   const quote = (asset: string, bid: string) => ({ kind: "quote", body: JSON.stringify(quoteOutput(asset, bid)) });
 
-  /** A hub whose store answers every user's snapshot at seq 1 with 1,000 USD and `trades(userId)` open. */
-  function startHub(trades: (userId: string) => TradeView[]): StreamHub {
+  /**
+   * A hub whose store answers every user's snapshot at seq 1 with 1,000 USD and `trades(userId)` open, unless `store`
+   * answers otherwise.
+   */
+  function startHub(trades: (userId: string) => TradeView[], store: Partial<PrivateStore> = {}): StreamHub {
     const hub = new StreamHub({
       limits: DEFAULT_LIMITS,
       store: {
         readState: (userId) =>
           Promise.resolve({ seq: 1, aheadSeq: 0, balances: { USD: "1000" }, trades: trades(userId), orders: [] }),
         readAfter: () => Promise.reject(new Error("not used")),
+        ...store,
       },
       revokedSessions: () => Promise.resolve([]),
       log: createLogger("stream-test", { level: "error" }),
@@ -167,11 +172,12 @@ describe("price-driven summaries", () => {
     return hub;
   }
 
-  /** A socket of `userId` subscribed to its private channel; each frame sent to it goes to `onFrame`. */
+  /** A socket of `userId` subscribed to its private channel (resuming after `since`); its frames go to `onFrame`. */
   function subscribePrivate(
     hub: StreamHub,
     userId: string,
-    onFrame: (frame: { type: string; seq?: number; balance?: string }) => void,
+    onFrame: (frame: { type: string; seq?: number; balance?: string; marginUsed?: string }) => void,
+    since?: number,
   ): void {
     let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
     const ws = {
@@ -182,7 +188,17 @@ describe("price-driven summaries", () => {
       send: (data: string | Buffer) => onFrame(JSON.parse(String(data)) as { type: string }),
     } as unknown as WebSocket;
     hub.accept(ws, { userId, sessionId: userId, sessionExpiresAtMs: Date.now() + 3_600_000 });
-    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private" })), false);
+    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private", since })), false);
+  }
+
+  /** A trade's opening (`seq`) and its margin paid (`seq` + 1), one engine step, as the engine emits them. */
+  function tradeOpening(userId: string, seq: number, opened: TradeView, usd: string): [PrivateOutput, PrivateOutput] {
+    const inputId = `${Date.now()}-0`;
+    const head = { inputId, userId };
+    return [
+      { ...head, type: "trade_opened", id: `${inputId}:0`, seq, trade: opened },
+      { ...head, type: "balances_changed", id: `${inputId}:1`, seq: seq + 1, balances: { USD: usd } },
+    ];
   }
 
   it("drops a quote older than the one it holds: two workers' fan-outs can come out of log order", async () => {
@@ -243,10 +259,7 @@ describe("price-driven summaries", () => {
       if (frame.type === "summary") frames.push(`summary ${frame.seq} balance ${frame.balance}`);
     });
     await vi.advanceTimersByTimeAsync(2_000);
-    const inputId = `${Date.now()}-0`;
-    const head = { inputId, userId: "eth" };
-    const opened = { ...head, type: "trade_opened", id: `${inputId}:0`, seq: 2, trade: trade("T0-3", "ETH") };
-    const paid = { ...head, type: "balances_changed", id: `${inputId}:1`, seq: 3, balances: { USD: "900" } };
+    const [opened, paid] = tradeOpening("eth", 2, trade("T0-3", "ETH"), "900");
     const entry = (event: { seq: number }, more: boolean) => ({
       kind: "event",
       user: "eth",
@@ -263,6 +276,47 @@ describe("price-driven summaries", () => {
     await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
     // The balance counts margins in use: 900 free + 2 × 100, as before the step (after its first half: 1,200)
     expect(frames).toEqual(["event 2", "event 3", "summary 3 balance 1100"]);
+    hub.shutdown();
+  });
+
+  it("none during a resume's replay: the account read for it already shows the events still to be sent", async () => {
+    // The client saw seq 1; since then a second trade opened (2) and its margin was paid (3). The read of the events
+    // after 1 is held: the channel has the account as of 3 and has sent nothing yet.
+    const [opened, paid] = tradeOpening("eth", 2, trade("T0-3", "ETH"), "900");
+    let answer: (after: EventsAfter) => void = () => undefined;
+    const hub = startHub(() => [], {
+      readState: () =>
+        Promise.resolve({
+          seq: 3,
+          aheadSeq: 0,
+          balances: { USD: "900" },
+          trades: [trade("T0-1", "ETH"), trade("T0-3", "ETH")],
+          orders: [],
+        }),
+      readAfter: () => new Promise((resolve) => (answer = resolve)),
+    });
+    const frames: string[] = [];
+    subscribePrivate(
+      hub,
+      "eth",
+      (frame) => {
+        if (frame.type === "event") frames.push(`event ${frame.seq}`);
+        if (frame.type === "summary") frames.push(`summary ${frame.seq} marginUsed ${frame.marginUsed}`);
+      },
+      1,
+    );
+    await vi.advanceTimersByTimeAsync(0);
+    // A quote of the open trades' asset owes a summary: under seq 1 it would count the margin of the trade opened at 2
+    hub.handleEntry(`${Date.now()}-1`, quote("ETH", "2001"));
+    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames).toEqual([]);
+    answer({ ok: true, events: [opened, paid], continued: [2], mark: 3 });
+    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames).toEqual(["event 2", "event 3", "summary 3 marginUsed 200"]);
+    // Caught up: the next quote's summary goes out as usual
+    hub.handleEntry(`${Date.now()}-2`, quote("ETH", "2002"));
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames.slice(3)).toEqual(["summary 3 marginUsed 200"]);
     hub.shutdown();
   });
 });

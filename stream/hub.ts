@@ -407,8 +407,9 @@ export class StreamHub {
     for (const conn of this.summariesDue) {
       const channel = conn.private;
       if (channel?.summaryDue !== true) this.summariesDue.delete(conn); // sent with an event meanwhile, or dropped
-      // Between two events of one engine step the summary would show money that never was: wait for the last.
-      if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval || channel.midStep) continue;
+      // Between two events of one engine step the summary would show money that never was, and during a resume's
+      // replay events the client has not been sent yet: wait until it shows the account as of the last event sent.
+      if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval || !channel.summaryReady) continue;
       this.summariesDue.delete(conn);
       try {
         channel.sendSummary(nowMs);

@@ -227,6 +227,42 @@ describe("PrivateChannel", () => {
     expect(frames().slice(6)).toEqual(["event 5"]);
   });
 
+  it("sends a summary only once it shows the account as of its seq: after a resume's replay, past a gap's events", async () => {
+    const summaries = (frames: string[]) => frames.filter((f) => f.startsWith("summary"));
+    // A resume from 0 of an account at 700, read in two batches: the account read for it is as of 700 all along
+    const resume = setUp();
+    for (let n = 1; n <= 700; n++) resume.store.events.set(n, event(n));
+    [resume.store.stateSeq, resume.store.balances] = [700, { USD: "700" }];
+    let release = () => undefined as void;
+    resume.store.gate = new Promise<void>((resolve) => (release = resolve));
+    const resuming = resume.channel.start(0);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(resume.channel.summaryReady).toBe(false); // a price-driven summary waits too (hub.ts)
+    resume.store.gate = undefined;
+    release();
+    await resuming;
+    expect(resume.seqs()).toHaveLength(700);
+    expect(summaries(resume.frames())).toEqual(["summary 700"]);
+    expect(resume.channel.summaryReady).toBe(true);
+    // A snapshot at 1 whose account already shows 3..5, stored above the gap at 2: no summary until 5 went out
+    const gap = setUp();
+    for (const n of [1, 3, 4, 5]) gap.store.events.set(n, event(n));
+    [gap.store.stateSeq, gap.store.aheadSeq, gap.store.balances] = [1, 5, { USD: "5" }];
+    await gap.channel.start(undefined);
+    expect(gap.channel.summaryReady).toBe(false);
+    gap.store.events.set(2, event(2));
+    gap.channel.notify(event(2)); // sent at once; 3..5 are read from the store
+    await vi.advanceTimersByTimeAsync(0);
+    expect(gap.frames()).toEqual(["event 2", "event 3", "event 4", "event 5", "summary 5"]);
+    // A resume from past the store's mark (another deployment's seq): none before the resync resets the account
+    const ahead = setUp();
+    ahead.store.stateSeq = 3;
+    ahead.store.gate = new Promise<void>(() => undefined);
+    void ahead.channel.start(9);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(ahead.channel.summaryReady).toBe(false);
+  });
+
   it("closes the socket with 1011 when a resync cannot be sent, rather than go on past what it skipped", async () => {
     const { channel, store, frames, logs, closes } = setUp();
     // Resuming from 0 with 1 trimmed: a resync, over a read model the summary cannot read.

@@ -10,7 +10,10 @@
  *
  * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after the events
  * it sends in one go, never after an event its engine step follows with another for the user, and, throttled by the
- * hub, as the quotes of the user's open-trade assets move.
+ * hub, as the quotes of the user's open-trade assets move. A summary carries the last seq sent and shows the account
+ * as of that event (summaryReady): none goes out while the mirror is ahead of what was sent, as it is during a
+ * resume's replay (the mirror is the account's current state, the client is still being sent the events before it)
+ * and after a snapshot or resync that reflects events stored above a gap, until they have been sent.
  */
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
@@ -135,6 +138,11 @@ export class PrivateChannel {
   /** The last event sent is not its engine step's last: a summary now would show the account half changed. */
   get midStep(): boolean {
     return this.stepContinues.has(this.lastSeq);
+  }
+
+  /** Whether a summary now shows the account as of the last event sent: not mid-step, nor ahead of the client. */
+  get summaryReady(): boolean {
+    return !this.midStep && this.mirror.showsExactly(this.lastSeq);
   }
 
   /** The open trades' assets: a quote of one moves the summary. */
@@ -271,7 +279,7 @@ export class PrivateChannel {
     }
     for (const seq of this.stepContinues) if (seq < this.lastSeq) this.stepContinues.delete(seq);
     if (sent === 0 || this.stopped) return;
-    if (!this.midStep) {
+    if (this.summaryReady) {
       try {
         this.sendSummary(nowMs);
       } catch (error) {
@@ -352,7 +360,13 @@ export class PrivateChannel {
 
 /** The account as of `seq`: what the summary is computed from. Views kept as JSON, as the read models keep them. */
 class Mirror {
+  /** The state's seq (its contiguous mark), then each later event's as it is applied. */
   seq = 0;
+  /**
+   * The highest seq the state it was reset from may reflect: its mark, or the highest event stored above a gap (the
+   * worker writes each event in the same script as its read-model change, worker/events.ts).
+   */
+  private reflectsSeq = 0;
   balances: Record<string, string> = {};
   readonly trades = new Map<string, string>();
   readonly orders = new Map<string, string>();
@@ -364,6 +378,7 @@ class Mirror {
 
   reset(state: PrivateState): void {
     this.seq = state.seq;
+    this.reflectsSeq = Math.max(state.seq, state.aheadSeq);
     this.balances = { ...state.balances };
     this.trades.clear();
     this.orders.clear();
@@ -372,6 +387,16 @@ class Mirror {
     this.tradeAsset.clear();
     for (const t of state.trades) this.putTrade(t);
     for (const o of state.orders) this.orders.set(o.id, JSON.stringify(o));
+  }
+
+  /**
+   * Whether it shows the account as of event `seq`, no earlier and no later: every event up to `seq` applied (the
+   * channel applies them in order, from the state's mark on), and nothing the state reflects is newer. Not so while a
+   * resume replays the events up to the state's mark, nor after a state that reflects events above a gap until they
+   * have been applied too, nor on a resume from a seq past the state's mark (the resync that follows resets it).
+   */
+  showsExactly(seq: number): boolean {
+    return this.seq === seq && seq >= this.reflectsSeq;
   }
 
   /**
