@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { EngineOutput, Instruction } from "../../contract/messages.ts";
 import type { EngineHarness } from "../testing/engine-harness.ts";
-import { ETH, close, codeOf, given, messageOf, ofType, opened, resultOf } from "../testing/spec-support.ts";
+import { ETH, close, codeOf, given, messageOf, ofType, opened, placed, resultOf } from "../testing/spec-support.ts";
 
 type ModifyFields = Omit<Extract<Instruction, { kind: "modify_trade" }>, "kind" | "tradeId">;
 
@@ -104,6 +104,34 @@ describe("modify_trade refusals", () => {
     expect(messageOf(modify(h, "alice", short.id, { stopLoss: "2189.07" }).answer)).toContain(
       "above this short's liquidation price 2189.06",
     );
+  });
+
+  it("a stop-loss that a gapped fill left beyond liquidation is kept by a change of the other exits", () => {
+    // A long stop entry at 2000 (margin 100, leverage 20: liquidation 1909.54 at 2000) with its stop-loss at 1950
+    // fills through a gap at 2100, liquidation 2005.01: the trade opens with the stop-loss beyond it.
+    const h = given({ eth: ["1990", "1991"] });
+    placed(h, "alice", "2000", { type: "stop", leverage: 20, stopLoss: "1950" });
+    const trade = ofType(h.advance(1).price(ETH, "2098", "2100"), "trade_opened")[0]!.trade;
+    expect(trade).toMatchObject({ openPrice: "2100", stopLoss: "1950", liquidationPrice: "2005.01" });
+    const withTakeProfit = modify(h, "alice", trade.id, { takeProfit: "2200" }).answer;
+    expect(resultOf(withTakeProfit, "modify_trade").trade).toMatchObject({ stopLoss: "1950", takeProfit: "2200" });
+    // given at the level it has, the stop-loss is kept too; so it is by a trailing stop alone
+    const same = modify(h, "alice", trade.id, { stopLoss: "1950", takeProfit: "2250" }).answer;
+    expect(resultOf(same, "modify_trade").trade).toMatchObject({ stopLoss: "1950", takeProfit: "2250" });
+    const trailing = modify(h, "alice", trade.id, { trailingStop: { distance: "50" } }).answer;
+    expect(resultOf(trailing, "modify_trade").trade).toMatchObject({
+      stopLoss: "1950",
+      trailingStop: { level: "2048" },
+    });
+    // moved, the stop-loss is held to the liquidation price again, even when it moves closer to it
+    const moved = modify(h, "alice", trade.id, { stopLoss: "1960" }).answer;
+    expect(codeOf(moved)).toBe("INVALID_STOP_LOSS");
+    expect(messageOf(moved)).toContain("stopLoss 1960 is below this long's liquidation price 2005.01");
+    // a kept stop-loss is spared the liquidation rule only: a take-profit below the bid is still refused
+    expect(codeOf(modify(h, "alice", trade.id, { takeProfit: "2050" }).answer)).toBe("INVALID_TAKE_PROFIT");
+    // without the trailing stop, the stop-loss kept beyond liquidation never fires: liquidation closes the trade first
+    resultOf(modify(h, "alice", trade.id, { trailingStop: null }).answer, "modify_trade");
+    expect(closedBy(h.price(ETH, "2005.01", "2006"))[0]).toMatchObject({ closeReason: "liquidation" });
   });
 
   it("levels are checked against the current quote, not the open price", () => {

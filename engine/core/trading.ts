@@ -119,14 +119,20 @@ export interface ExitLevels {
   readonly leverage: number;
   readonly stopLossTicks: number;
   readonly takeProfitTicks: number;
+  /**
+   * An open trade's stop-loss that the change leaves where it is: not held to the liquidation level, which a gapped
+   * pending fill may have moved past it (the trade opens anyway), or no change that keeps it could ever be made.
+   */
+  readonly stopLossKept?: boolean;
 }
 
 /**
  * Placement rules for exits, at the current quote and the trade's entry price: long SL < bid, TP > bid and
  * TP > entry; short SL > ask, TP < ask and TP < entry (a take-profit on the losing side of the entry would close
  * as `take_profit` at a loss); not already liquidatable; and a stop-loss no further than the liquidation level
- * (beyond it, it could never fire; at it, the tie goes to the stop). Refusals name the level, the prices it was
- * checked against and the range it must lie in. Used at open and by every later change of a trade's exits.
+ * (beyond it, it could never fire; at it, the tie goes to the stop), unless it is a kept one. Refusals name the level,
+ * the prices it was checked against and the range it must lie in. Used at open and by every later change of a
+ * trade's exits.
  */
 export function checkLevels(
   asset: AssetConfig,
@@ -145,7 +151,7 @@ export function checkLevels(
   if (liquidation === 0) return undefined;
   if (wouldLiquidate(isLong, quote.bidTicks, quote.askTicks, liquidation))
     return refuseLiquidatable(asset, levels, entryTicks, liquidation, quote);
-  if (sl !== 0 && (isLong ? sl < liquidation : sl > liquidation)) {
+  if (sl !== 0 && levels.stopLossKept !== true && (isLong ? sl < liquidation : sl > liquidation)) {
     return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss beyond liquidation");
   }
   return undefined;
