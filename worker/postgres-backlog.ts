@@ -18,6 +18,10 @@
  * candles.ts), and none depends on the order of batches, so a range written twice, or after later batches, or by two
  * workers at once, ends as if written once in log order. The trim of engine:output (worker.ts, TRIM_HANDLED) keeps
  * every entry from the oldest owed range's first on, so nothing owed is trimmed before it is written.
+ *
+ * A reader of the rows does depend on their being written: the API's 409 to a cancel, close or modify whose target
+ * moved on is built from them, so while a row is missing and any range is owed it answers 503 instead
+ * (functions/routes/trade-terms.ts).
  */
 import type { Redis } from "ioredis";
 import type { EngineOutput } from "../contract/messages.ts";

@@ -103,7 +103,8 @@ export function orderRoutes(deps: ApiDeps) {
     summary: "Cancel one of your pending orders",
     description:
       "Returns its reserved margin (and cancels its OCO leg's link). An order of yours that already left the book " +
-      `(filled, cancelled, expired) answers 409 ORDER_NOT_PENDING with its current state. ${IDEMPOTENT}`,
+      "(filled, cancelled, expired) answers 409 ORDER_NOT_PENDING with its current state; 503 UNAVAILABLE while " +
+      `the history that says so is still being written after a database outage. ${IDEMPOTENT}`,
     security: SIGNED_IN,
     middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(cancelOrderRequest) },

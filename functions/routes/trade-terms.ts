@@ -2,7 +2,7 @@
  * What the trade and order routes share beyond admission: the precision checks of an order's or trade's terms
  * (so "too many decimals" is a 400 naming the field, before the engine sees it), and the 409 answers that show a
  * request's target as it now stands when the engine refused because it has moved on (an order filled before its
- * cancel arrived, a trade closed before its modify or close).
+ * cancel arrived, a trade closed before its modify or close), or a 503 while the history that tells is still owed.
  */
 import { ASSET_BY_SYMBOL, type AssetConfig } from "../../contract/markets.ts";
 import type { TrailingStopSpec } from "../../contract/messages.ts";
@@ -137,29 +137,62 @@ export function entryOrderTerms(field: string, o: EntryOrderInput) {
 }
 
 /**
+ * KEYS[1] the Postgres backlog (worker/postgres-backlog.ts): 1 while the workers owe history rows that Postgres did
+ * not take during an outage, else 0.
+ */
+const HISTORY_OWED = `return redis.call('EXISTS', KEYS[1])`;
+
+/**
+ * Whether a refusal's target may have moved on in rows not written yet. A worker writes an output's Postgres rows
+ * before it releases any later answer, except while Postgres is down: then it answers at once and owes the rows in
+ * the backlog until it writes them, so an order's fill or a trade's close may be missing from Postgres, or an order
+ * still pending there, though it came before the refusal in the log. Asked before the row is looked up: a backlog
+ * found empty then is written up to the refusal, whereas one asked after could have been emptied, the row written,
+ * between the two looks. A batch handled without Postgres releases its answers a moment before it is owed, so with
+ * nothing else owed, a target that moved on in the same batch as its refusal can still look unknown then.
+ */
+async function historyOwed(deps: ApiDeps): Promise<boolean> {
+  return Number(await deps.redis.eval(HISTORY_OWED, [deps.keys.postgresBacklog], [])) === 1;
+}
+
+/** 503 UNAVAILABLE with its Retry-After: the history that says what became of `target` is still being written. */
+function historyNotWritten(target: string) {
+  const message =
+    `${target}, and the history that says what became of it is still being written after a database outage; ` +
+    "try again after Retry-After seconds.";
+  return new ApiError("UNAVAILABLE", message);
+}
+
+/**
  * The engine refused with ORDER_NOT_FOUND: when the order is this user's and no longer pending, a 409 with its
- * current state. The orders row is already written: the worker writes an output's Postgres rows before it
- * releases any later answer, and the fill or cancel that ended the order came before this refusal in the log.
+ * current state; while its rows may be owed (historyOwed) and are not there, 503 UNAVAILABLE, never the refusal's
+ * 404, which says the order was never the user's.
  */
 export async function orderConflict(deps: ApiDeps, userId: string, orderId: string, refusal: ApiError) {
+  const owed = await historyOwed(deps);
   const { rows } = await deps.db.query<OrderRow>(`SELECT ${ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2`, [
     orderId,
     userId,
   ]);
   const row = rows[0];
-  if (row === undefined || row.status === "pending") return refusal;
+  if (row === undefined || row.status === "pending")
+    return owed ? historyNotWritten(`Order ${orderId} is not pending`) : refusal;
   const message = `Order ${orderId} is no longer pending: it is ${row.status}.`;
   return new ApiError("ORDER_NOT_PENDING", message, {}, { order: orderView(row) });
 }
 
-/** The engine refused with TRADE_NOT_FOUND: when the trade is this user's and closed, a 409 with its close. */
+/**
+ * The engine refused with TRADE_NOT_FOUND: when the trade is this user's and closed, a 409 with its close; while its
+ * rows may be owed (historyOwed) and its close is not there, 503 UNAVAILABLE, as for an order.
+ */
 export async function tradeConflict(deps: ApiDeps, userId: string, tradeId: string, refusal: ApiError) {
+  const owed = await historyOwed(deps);
   const { rows } = await deps.db.query<ClosedOrderRow>(
     `SELECT ${CLOSED_ORDER_COLUMNS} FROM closed_orders WHERE id = $1 AND user_id = $2 AND remaining_quantity = 0`,
     [tradeId, userId],
   );
   const row = rows[0];
-  if (row === undefined) return refusal;
+  if (row === undefined) return owed ? historyNotWritten(`Trade ${tradeId} is not open`) : refusal;
   const trade = closedTradeView(row);
   const message = `Trade ${tradeId} is already closed (${trade.closeReason} at ${trade.closePrice}).`;
   return new ApiError("TRADE_CLOSED", message, {}, { trade });

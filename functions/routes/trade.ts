@@ -130,7 +130,8 @@ export function tradeRoutes(deps: ApiDeps) {
       "Closes at the current bid (long) or ask (short) and settles margin plus PnL to USD: all of the trade, or " +
       "`quantity` of it, or `percent` of it (rounded down to the quantity step); each close is its own row in the " +
       "history, and `remaining` is what stays open after a partial close. A trade of yours that is already closed " +
-      `answers 409 TRADE_CLOSED with its close. ${IDEMPOTENT}`,
+      "answers 409 TRADE_CLOSED with its close; 503 UNAVAILABLE while the history that says so is still being " +
+      `written after a database outage. ${IDEMPOTENT}`,
     security: SIGNED_IN,
     middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(closeTradeRequest) },
@@ -173,7 +174,8 @@ export function tradeRoutes(deps: ApiDeps) {
     description:
       "`stopLoss`, `takeProfit` and `trailingStop`: absent leaves that exit as it is, null removes it, a value sets " +
       "or moves it, validated against the current quote as when opening. A trade of yours that is already closed " +
-      `answers 409 TRADE_CLOSED with its close. ${IDEMPOTENT}`,
+      "answers 409 TRADE_CLOSED with its close; 503 UNAVAILABLE while the history that says so is still being " +
+      `written after a database outage. ${IDEMPOTENT}`,
     security: SIGNED_IN,
     middleware: signedInPost,
     request: { headers: idempotencyKeyHeader, body: jsonBody(modifyTradeRequest) },

@@ -3,7 +3,8 @@
  * running in this process on a unique key prefix and database, plus the local Resend-compatible recorder or the
  * dev mailbox. Route tests call `stack.app.request(…)` in-process; `signIn` walks the magic-link flow end to end.
  * The API's Postgres is the functions' driver through the local proxy, or, with `postgres: "neon-http"`, its deployed
- * path (`neon()` over HTTP) through the local Neon peer.
+ * path (`neon()` over HTTP) through the local Neon peer. With `cuttableWorkerPostgres` the worker reaches Postgres
+ * through a proxy of its own that the test cuts and mends (a Postgres outage only the worker sees).
  */
 import { Redis } from "ioredis";
 import { keyspace, type Keyspace } from "../../contract/names.ts";
@@ -15,6 +16,8 @@ import { runLeader } from "../../engine/runner/leader.ts";
 import { EngineLease } from "../../engine/runner/lease.ts";
 import { createLogger, type Logger } from "../../platform/log.ts";
 import { migrate } from "../../platform/migrate.ts";
+import { connectPostgres } from "../../platform/postgres.ts";
+import { startRedisProxy, type RedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
 import { runWorker } from "../../worker/worker.ts";
 import type { Hono } from "hono";
@@ -43,6 +46,8 @@ export interface ApiStack {
   readonly logLines: Record<string, unknown>[];
   /** The local Neon SQL-over-HTTP peer the API's queries go through, with `postgres: "neon-http"`. */
   readonly neonPeer: NeonHttpPeer | undefined;
+  /** The proxy between the worker and Postgres, with `cuttableWorkerPostgres`. */
+  readonly workerPostgres: RedisProxy | undefined;
   /** XADDs a quote onto the log, as the poller would, and waits until the read model shows it. */
   setQuote(market: string, bid: string, ask: string): Promise<void>;
   /** Signs in through the magic link in the dev mailbox; returns the session token and user. */
@@ -66,6 +71,8 @@ export interface ApiStackOptions {
   readonly apiRedis?: ApiRedis;
   /** How the API reaches Postgres: the local WebSocket proxy (default) or `neon()` over HTTP via the local peer. */
   readonly postgres?: "local-proxy" | "neon-http";
+  /** The worker's Postgres behind a proxy of its own (`workerPostgres`), tried again every 100 to 400 ms when down. */
+  readonly cuttableWorkerPostgres?: boolean;
 }
 
 export async function startApiStack(overrides: ApiStackOptions = {}): Promise<ApiStack> {
@@ -114,9 +121,21 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     engine = undefined;
   };
   await startEngine();
+  const workerPostgres = overrides.cuttableWorkerPostgres === true ? await startRedisProxy(pg.url) : undefined;
+  const workerDb =
+    workerPostgres && (await connectPostgres(proxiedUrl(pg.url, workerPostgres), log, { closeTimeoutMs: 100 }));
   const workerStop = new AbortController();
   const worker = runWorker(
-    { reader: workerReader, writer: redis, db: pg.db, keys, log, consumer: "api-test-worker", blockMs: 50 },
+    {
+      reader: workerReader,
+      writer: redis,
+      db: workerDb ?? pg.db,
+      keys,
+      log,
+      consumer: "api-test-worker",
+      blockMs: 50,
+      ...(workerPostgres && { postgresRetry: { firstMs: 100, maxMs: 400 } }),
+    },
     workerStop.signal,
   );
 
@@ -159,6 +178,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     state,
     logLines,
     neonPeer,
+    workerPostgres,
     stopEngine,
     startEngine,
     async withStuckEngine(fn) {
@@ -220,7 +240,16 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
       await redis.quit();
       await apiDb.close();
       await neonPeer?.close();
+      await workerDb?.close();
+      await workerPostgres?.close();
       await pg.drop();
     },
   };
+}
+
+/** `url` with the proxy's port. */
+function proxiedUrl(url: string, proxy: RedisProxy): string {
+  const proxied = new URL(url);
+  proxied.port = String(proxy.port);
+  return proxied.toString();
 }
