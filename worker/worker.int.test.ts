@@ -906,6 +906,10 @@ describe("worker on real Redis and Postgres", () => {
       });
       for (const o of warmUp) await redis.xadd(local.output, "*", ...encodeFields(o));
       await until(() => redis.lpop(local.responseKey("wes", "39-0")));
+      // Its fan-out and XACK follow the answer on the writer: frozen before they are done, the warm-up is what sticks.
+      await until(async () =>
+        ((await redis.xpending(local.output, local.workerGroup)) as [number])[0] === 0 ? true : undefined,
+      );
     }
     proxy.freeze();
     const state = createState(makeParams());
