@@ -37,6 +37,7 @@
  *   request, no socket, no further event. The event being delivered goes to no further listener either, so the
  *   final close (`reconnectInMs: null`) is the last event every listener gets.
  */
+import { invalidOptions } from "./options.ts";
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import { SendAllowance } from "./send-allowance.ts";
 import {
@@ -99,6 +100,7 @@ export interface StreamClientOptions {
    * `<apiUrl>/api/v1/stream/ticket`.
    */
   readonly apiUrl: string;
+  /** `globalThis.WebSocket` in browsers and Node 22+; on Node 20, which has none, the `ws` package's `WebSocket`. */
   readonly WebSocket: WebSocketConstructor;
   /** Default: the global fetch. */
   readonly fetch?: FetchLike;
@@ -249,6 +251,9 @@ export class StreamClient {
   private silenceTimer: Timer | undefined;
 
   constructor(private readonly options: StreamClientOptions) {
+    // Checked before anything runs: a wrong option would otherwise come back only as an error on every retry.
+    const invalid = invalidOptions(options);
+    if (invalid !== undefined) throw new TypeError(invalid);
     this.fetch = options.fetch ?? ((url, init) => fetch(url, init));
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.random = options.random ?? Math.random;
