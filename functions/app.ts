@@ -15,7 +15,7 @@ import type { ApiDeps, ApiEnv } from "./context.ts";
 import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
-import { checkHost, checkOrigin, unknownRoute } from "./middleware.ts";
+import { checkHost, checkOrigin, loopbackOrigins, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, retryAfterHeader, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -29,7 +29,9 @@ import { responses } from "./schemas.ts";
 export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   const { settings, log } = deps;
   const appOrigin = new URL(settings.appUrl).origin;
-  const allowedOrigins = new Set([appOrigin, ...settings.corsOrigins]);
+  // A development server on localhost is also reached at 127.0.0.1 and [::1]: each is its own page's origin.
+  const localOrigins = deps.devMailbox === undefined ? [] : loopbackOrigins(settings.appUrl);
+  const allowedOrigins = new Set([appOrigin, ...settings.corsOrigins, ...localOrigins]);
   const app = apiRouter();
   if (deps.requestMetrics !== undefined) app.use(deps.requestMetrics); // first: it times everything after it
 
@@ -138,8 +140,17 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       return c.json({ emails: await mailbox.list(20) });
     });
   }
-  let openApi: Record<string, unknown> | undefined; // built once, on first request: it never changes
-  app.get("/api/v1/openapi.json", (c) => c.json((openApi ??= openApiDocument(app, new URL(settings.appUrl).origin))));
+  // Built once per server URL, on first request: it never changes.
+  const documents = new Map<string, Record<string, unknown>>();
+  app.get("/api/v1/openapi.json", (c) => {
+    // "Try it out" calls the document's server, and the page's CSP lets it call only the page's origin: a development
+    // server reached at 127.0.0.1 rather than APP_URL's localhost names the address it was reached at.
+    const reachedAt = `${new URL(settings.appUrl).protocol}//${c.req.header("host") ?? ""}`;
+    const server = localOrigins.includes(reachedAt) ? reachedAt : appOrigin;
+    let document = documents.get(server);
+    if (document === undefined) documents.set(server, (document = openApiDocument(app, server)));
+    return c.json(document);
+  });
   app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
   app.get("/api/v1/docs/:file", async (c) => {
     const asset = await docsAsset(c.req.param("file"));

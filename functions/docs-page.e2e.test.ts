@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CHROMIUM, chromiumInstalled, launchChromium } from "../platform/testing/chromium.ts";
+import { createApp } from "./app.ts";
 import type { ApiEnv } from "./context.ts";
 import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
 import { operationsOf } from "./testing/document.ts";
@@ -102,5 +103,35 @@ describe.skipIf(!haveChromium)("the API reference page at /api/v1/docs", () => {
     await expect(row.locator(".response-col_description").textContent()).resolves.toContain('"status": "ok"');
     if (process.env.DOCS_SCREENSHOT !== undefined)
       await page.screenshot({ path: process.env.DOCS_SCREENSHOT.replace(/\.png$/, "-try.png"), fullPage: false });
+  });
+
+  it('served on localhost (APP_URL) and opened at 127.0.0.1, "Try it out" asks for a sign-in link', async () => {
+    // npm start's setup: APP_URL on localhost, the dev mailbox on, and the page opened at the 127.0.0.1 address.
+    // The port comes first, as above: APP_URL names it.
+    const localTarget: { app?: Hono<ApiEnv> } = {};
+    const local = serve({ fetch: (req) => localTarget.app!.fetch(req), port: 0, hostname: "127.0.0.1" });
+    await new Promise<void>((r) => local.once("listening", () => r()));
+    const port = (local.address() as AddressInfo).port;
+    localTarget.app = createApp({
+      ...stack.deps,
+      settings: { ...stack.deps.settings, appUrl: `http://localhost:${port}` },
+    });
+    const at = `http://127.0.0.1:${port}`;
+    const localPage = await browser.newPage();
+    try {
+      await localPage.goto(`${at}/api/v1/docs`);
+      const signIn = localPage.locator("#operations-Auth-requestSignInLink");
+      await signIn.locator(".opblock-summary").click();
+      await signIn.getByRole("button", { name: "Try it out" }).click();
+      const email = `docs-${crypto.randomUUID()}@example.com`;
+      await signIn.locator(".body-param textarea").fill(JSON.stringify({ email }));
+      const called = localPage.waitForResponse((r) => r.url() === `${at}/api/v1/auth`);
+      await signIn.getByRole("button", { name: "Execute" }).click();
+      expect((await called).status()).toBe(200);
+      expect((await stack.deps.devMailbox!.list(20)).map((m) => m.to)).toContain(email);
+    } finally {
+      await localPage.close();
+      await new Promise<void>((r) => local.close(() => r()));
+    }
   });
 });

@@ -117,6 +117,19 @@ export function limitRate(
 const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
 
 /**
+ * For development only (the dev mailbox is on): when APP_URL's host is a loopback name, the origins of APP_URL's
+ * scheme and port on every loopback name, APP_URL's own among them; else none. They are all this one server (one
+ * port has one listener), which `npm start` and the docs show at localhost and 127.0.0.1 alike: a page of it, the
+ * API reference's "Try it out" among them, is its own origin at any of them.
+ */
+export function loopbackOrigins(appUrl: string): string[] {
+  const app = new URL(appUrl);
+  if (!LOOPBACK_NAMES.includes(app.hostname)) return [];
+  const port = app.port === "" ? "" : `:${app.port}`;
+  return LOOPBACK_NAMES.map((name) => `${app.protocol}//${name}${port}`);
+}
+
+/**
  * For development only (the dev mailbox is on): answers a request only when its Host is APP_URL's host, or a
  * loopback name (localhost, 127.0.0.1, [::1]) on APP_URL's port. A web page the developer visits can point its own
  * domain name at 127.0.0.1 (DNS rebinding) and then read this server's answers as same-origin, the dev mailbox's

@@ -482,6 +482,40 @@ describe("request guards", () => {
     expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
   });
 
+  it("in development on localhost, takes the same port's loopback origins; deployed, only APP_URL's", async () => {
+    // The stack is npm start's setup: APP_URL http://localhost:3000, no email provider (the dev mailbox is on).
+    const from = (origin: string, app = stack.app) =>
+      client(app).post(
+        "/api/v1/auth",
+        { email: `loopback-${crypto.randomUUID()}@example.com` },
+        { origin, "x-test-ip": "10.0.9.1" },
+      );
+    for (const origin of ["http://127.0.0.1:3000", "http://[::1]:3000", "http://localhost:3000"])
+      expect([origin, (await from(origin)).status]).toEqual([origin, 200]);
+    for (const origin of [
+      "http://127.0.0.1:3001",
+      "https://127.0.0.1:3000",
+      "http://127.0.0.1",
+      "http://10.0.0.1:3000",
+    ])
+      expect([origin, (await from(origin)).status]).toEqual([origin, 403]);
+    // The document names the address the page was reached at: "Try it out" may call only the page's origin.
+    const servers = async (app: typeof stack.app, host: string) =>
+      (await client(app).get("/api/v1/openapi.json", { host })).body.servers;
+    expect(await servers(stack.app, "127.0.0.1:3000")).toEqual([{ url: "http://127.0.0.1:3000" }]);
+    expect(await servers(stack.app, "[::1]:3000")).toEqual([{ url: "http://[::1]:3000" }]);
+    expect(await servers(stack.app, "localhost:3000")).toEqual([{ url: "http://localhost:3000" }]);
+
+    // Deployed (an email provider: no dev mailbox), and in development on a name that is not a loopback one: strict.
+    const deployed = createApp({ ...stack.deps, devMailbox: undefined });
+    const named = createApp({ ...stack.deps, settings: { ...stack.deps.settings, appUrl: "http://dev.example:3000" } });
+    for (const app of [deployed, named]) {
+      const refused = await from("http://127.0.0.1:3000", app);
+      expect([refused.status, refused.body.error?.code]).toEqual([403, "FORBIDDEN_ORIGIN"]);
+    }
+    expect(await servers(deployed, "127.0.0.1:3000")).toEqual([{ url: "http://localhost:3000" }]);
+  });
+
   it("answers bad bodies with clear 4xx codes", async () => {
     const { token } = await stack.signIn("gina@example.com");
     const gina = client(stack.app, token);
