@@ -123,7 +123,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   if (deps.devMailbox !== undefined) {
     const mailbox = deps.devMailbox;
     // Local development only (no email provider configured): the sign-in emails, newest first. The links in it
-    // sign anyone in, so it answers only to this machine. Not part of the contract: left out of the document.
+    // sign anyone in, so it answers only to this machine, and not to a request a proxy passed on (a proxy on this
+    // machine connects from loopback on behalf of anyone). Not part of the contract: left out of the document.
     const devMailbox = createRoute({
       method: "get",
       path: "/api/v1/dev/mailbox",
@@ -136,7 +137,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
       },
     });
     route(app, devMailbox, async (c) => {
-      if (!isLoopback(deps.clientIp(c))) throw new ApiError("NOT_FOUND");
+      if (!isLoopback(deps.clientIp(c)) || PROXY_HEADERS.some((name) => c.req.header(name) !== undefined))
+        throw new ApiError("NOT_FOUND");
       return c.json({ emails: await mailbox.list(20) });
     });
   }
@@ -184,6 +186,9 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
   });
   return app;
 }
+
+/** Headers a proxy adds to what it passes on. */
+const PROXY_HEADERS = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
 
 function isLoopback(ip: string): boolean {
   return ip === "::1" || /^(::ffff:)?127\./.test(ip);

@@ -18,8 +18,25 @@ describe("readApiConfig", () => {
     });
   });
 
+  it("refuses to run without a Resend key unless APP_URL is a loopback name: a proxy here opens the mailbox", () => {
+    for (const appUrl of ["http://localhost:3000", "http://127.0.0.1:8080", "http://[::1]:3000", "http://LOCALHOST"])
+      expect(readApiConfig({ ...base, APP_URL: appUrl }).resend, appUrl).toBeUndefined();
+    expect(() => readApiConfig({ ...base, APP_URL: "https://x.example.com" })).toThrow(
+      new ConfigError(
+        "RESEND_API_KEY is required unless APP_URL's host is a loopback name (localhost, 127.0.0.1, [::1]): " +
+          "without it sign-in links go to the dev mailbox, for this machine only; " +
+          'got APP_URL "https://x.example.com" and no key',
+      ),
+    );
+    for (const appUrl of ["http://192.168.1.5:3000", "http://localhost.example.com", "http://0.0.0.0:3000"])
+      expect(() => readApiConfig({ ...base, APP_URL: appUrl }), appUrl).toThrow(/RESEND_API_KEY.*APP_URL/);
+    expect(readApiConfig({ ...base, APP_URL: "https://x.example.com", RESEND_API_KEY: "re_x" }).resend).toBeDefined();
+  });
+
   it("secure cookies on https or in production; Upstash REST when its URL is set", () => {
-    expect(readApiConfig({ ...base, APP_URL: "https://api.example.com" }).settings.secureCookies).toBe(true);
+    expect(
+      readApiConfig({ ...base, APP_URL: "https://api.example.com", RESEND_API_KEY: "re_x" }).settings.secureCookies,
+    ).toBe(true);
     expect(readApiConfig(base).settings.secureCookies).toBe(false);
     expect(
       readApiConfig({ ...base, UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t" }).redis

@@ -12,6 +12,7 @@ import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
 import { Sessions } from "./auth/sessions.ts";
 import type { ApiDeps, ApiSettings } from "./context.ts";
 import { createEngineClient } from "./engine-client.ts";
+import { LOOPBACK_NAMES } from "./middleware.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
@@ -47,9 +48,17 @@ export function readApiConfig(env: Env): ApiConfig {
     throw new ConfigError("JWT_SECRET must be at least 32 characters");
   const resendKey = env.RESEND_API_KEY?.trim();
   // Without a key, sign-in links go to the dev mailbox: fine on a developer's machine, an account takeover anywhere
-  // else (whoever reads the mailbox can sign in as anyone who asked for a link).
+  // else (whoever reads the mailbox can sign in as anyone who asked for a link). The mailbox answers only requests
+  // from loopback, and a proxy on the same machine (nginx in front of the API) makes every request look so: an
+  // APP_URL that is not a loopback name says the API is reached from elsewhere, so it needs a real email provider.
   if (!resendKey && env.NODE_ENV === "production")
     throw new ConfigError("RESEND_API_KEY is required when NODE_ENV=production");
+  const appHost = new URL(appUrl).hostname;
+  if (!resendKey && !LOOPBACK_NAMES.includes(appHost))
+    throw new ConfigError(
+      `RESEND_API_KEY is required unless APP_URL's host is a loopback name (${LOOPBACK_NAMES.join(", ")}): ` +
+        `without it sign-in links go to the dev mailbox, for this machine only; got APP_URL "${appUrl}" and no key`,
+    );
   const signInPerIp = wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000);
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])

@@ -114,7 +114,7 @@ export function limitRate(
 }
 
 /** The names a development server on this machine is reached by, besides APP_URL's own host. */
-const LOOPBACK_NAMES = ["localhost", "127.0.0.1", "[::1]"];
+export const LOOPBACK_NAMES: readonly string[] = ["localhost", "127.0.0.1", "[::1]"];
 
 /**
  * For development only (the dev mailbox is on): when APP_URL's host is a loopback name, the origins of APP_URL's

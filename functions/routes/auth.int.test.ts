@@ -189,6 +189,9 @@ describe("magic-link sign-in", () => {
     expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "10.1.2.3" })).status).toBe(404);
     expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "::1" })).status).toBe(200);
     expect((await anon.get("/api/v1/dev/mailbox", { "x-test-ip": "::ffff:127.0.0.1" })).status).toBe(200);
+    // A proxy on this machine connects from loopback on behalf of anyone: what it passes on is refused.
+    for (const header of ["x-forwarded-for", "forwarded", "x-real-ip", "via"])
+      expect((await anon.get("/api/v1/dev/mailbox", { [header]: "203.0.113.7" })).status, header).toBe(404);
   });
 
   it("refuses a malformed email with a 400 naming the field", async () => {
