@@ -156,6 +156,17 @@ describe("magic-link sign-in", () => {
     expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'late@example.com'")).rowCount).toBe(0);
   });
 
+  it("HEAD on a link (a link checker, a mail scanner) answers 200 and leaves the link unused", async () => {
+    await anon.post("/api/v1/auth", { email: "head@example.com" });
+    const link = await latestLink("head@example.com");
+    for (const path of [link, `/api/v1/auth/verify?token=${"A".repeat(43)}`, "/api/v1/auth/verify"]) {
+      const head = await stack.app.request(path, { method: "HEAD" });
+      expect([head.status, head.headers.get("set-cookie"), await head.text()], path).toEqual([200, null, ""]);
+    }
+    expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'head@example.com'")).rowCount).toBe(0);
+    expect(await anon.get(link)).toMatchObject({ status: 200, body: { user: { email: "head@example.com" } } });
+  });
+
   it("limits sign-in emails per address and per IP with 429 and Retry-After", async () => {
     const email = "limited@example.com";
     for (let i = 0; i < 5; i++)

@@ -89,9 +89,11 @@ export function authRoutes(deps: ApiDeps) {
       "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
       "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead, " +
       "and a link that cannot sign in (used, expired, unknown or mangled: INVALID_TOKEN; without its token: " +
-      "INVALID_REQUEST) is a 302 to it too, with `error=<code>` added to its query, rather than the 401 or 400.",
+      "INVALID_REQUEST) is a 302 to it too, with `error=<code>` added to its query, rather than the 401 or 400. " +
+      "A HEAD request (what link checkers and mail scanners send) answers 200 with no body and does nothing: the " +
+      "link is not checked, counted or used.",
     security: PUBLIC,
-    middleware: redirectFailedLink(settings.appRedirectUrl),
+    middleware: [headChangesNothing, redirectFailedLink(settings.appRedirectUrl)],
     // Each check costs a Postgres query: counted per IP, so tokens cannot be guessed at speed.
     limit: limitRate(deps, "verify-ip", settings.verifyPerIp, (c) => signInIpSubject(deps.clientIp(c))),
     request: { query: verifyQuery },
@@ -231,6 +233,15 @@ export function authRoutes(deps: ApiDeps) {
 
   return app;
 }
+
+/**
+ * Hono serves HEAD with the GET handler, so a link checker or mail scanner that sends HEAD would use the link up
+ * before its owner follows it. HEAD is answered here instead, with nothing checked, counted or used.
+ */
+const headChangesNothing: MiddlewareHandler<ApiEnv> = async (c, next) => {
+  if (c.req.method !== "HEAD") return next();
+  return c.body(null, 200, { "Cache-Control": "no-store" });
+};
 
 /** The codes of a followed link that cannot sign in: used, expired, unknown or mangled, or without its token. */
 const FAILED_LINK: ReadonlySet<string> = new Set<ErrorCode>(["INVALID_TOKEN", "INVALID_REQUEST"]);
