@@ -198,7 +198,7 @@ export function buildApiDeps(options: {
     mailer,
     devMailbox,
     engine: createEngineClient(redis, keys, config.engineTimeoutMs, log),
-    sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys, log),
+    sessions: new Sessions(new TextEncoder().encode(options.jwtSecret), redis, keys),
     settings: config.settings,
     clientIp: options.clientIp,
     timeLeftMs: options.timeLeftMs,

@@ -12,7 +12,6 @@ import { randomUUID, webcrypto } from "node:crypto";
 import { errors, jwtVerify, SignJWT } from "jose";
 import type { Keyspace } from "../../contract/names.ts";
 import { userIdSchema } from "../../contract/messages.ts";
-import type { Logger } from "../../platform/log.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
 
 export const SESSION_TTL_SECONDS = 7 * 24 * 60 * 60;
@@ -61,11 +60,15 @@ export class Sessions {
     secret: Uint8Array,
     private readonly redis: ApiRedis,
     private readonly keys: Keyspace,
-    private readonly log?: Logger,
   ) {
     this.key = webcrypto.subtle.importKey("raw", secret, { name: "HMAC", hash: "SHA-256" }, false, ["sign", "verify"]);
   }
 
+  /**
+   * A new session's token, listed under its user first: rejects when the listing fails, so that no session exists
+   * that signing out everywhere would miss. The sign-in calls this before it uses up the link, so that such a
+   * failure leaves the link working.
+   */
   async issue(user: { id: string; email: string }): Promise<string> {
     const sessionId = randomUUID();
     const nowS = Math.floor(Date.now() / 1000);
@@ -78,11 +81,7 @@ export class Sessions {
       .setIssuedAt(nowS)
       .setExpirationTime(expiresAt)
       .sign(await this.key);
-    // The sign-in link is used up by now: a failed listing must not fail the sign-in (a retry of the link would be
-    // refused). Only a later sign-out of every session misses this one; it still ends at its expiry or logout.
-    await this.redis
-      .eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)])
-      .catch((error: unknown) => this.log?.warn("session_not_listed", { userId: user.id, error }));
+    await this.redis.eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)]);
     return token;
   }
 

@@ -11,6 +11,7 @@ const NO_SESSION = "Sign in first: send the session cookie, or the session token
 const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { createResendMailer } from "../auth/mailer.ts";
+import { Sessions } from "../auth/sessions.ts";
 import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
@@ -157,7 +158,7 @@ describe("magic-link sign-in", () => {
   });
 
   it("HEAD on a link (a link checker, a mail scanner) answers 200 and leaves the link unused", async () => {
-    await anon.post("/api/v1/auth", { email: "head@example.com" });
+    await anon.post("/api/v1/auth", { email: "head@example.com" }, { "x-test-ip": "10.9.0.1" });
     const link = await latestLink("head@example.com");
     for (const path of [link, `/api/v1/auth/verify?token=${"A".repeat(43)}`, "/api/v1/auth/verify"]) {
       const head = await stack.app.request(path, { method: "HEAD" });
@@ -462,6 +463,40 @@ describe("sessions", () => {
     const out = await client(stack.app, second.token).del("/api/v1/auth/sessions");
     expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(401);
+  });
+
+  it("a session Redis cannot list is not issued (503), the link still works, signing out all ends it", async () => {
+    await anon.post("/api/v1/auth", { email: "blip@example.com" }, { "x-test-ip": "10.9.0.2" });
+    const link = await latestLink("blip@example.com");
+    let failures = 1; // the next listing of a session fails, as in a Redis blip
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? (script: string, keys: readonly string[], args: readonly string[]) =>
+              keys[0]?.endsWith(":sessions") && failures-- > 0
+                ? Promise.reject(new Error("Connection is closed."))
+                : target.eval(script, keys, args)
+          : (Reflect.get(target, name) as unknown),
+    });
+    const blip = client(
+      createApp({
+        ...stack.deps,
+        sessions: new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), redis, stack.keys),
+      }),
+    );
+    const failed = await blip.get(link);
+    expect([failed.status, failed.body.error?.code, failed.headers.get("set-cookie")]).toEqual([
+      503,
+      "UNAVAILABLE",
+      null,
+    ]);
+    const signedIn = await blip.get(link);
+    expect(signedIn.status).toBe(200);
+    const first = /session=([^;]+)/.exec(signedIn.headers.get("set-cookie") ?? "")![1]!;
+    const second = await stack.signIn("blip@example.com");
+    const out = await client(stack.app, second.token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 2 sessions." }]);
+    expect((await client(stack.app, first).get("/api/v1/auth/me")).status).toBe(401);
   });
 });
 

@@ -139,8 +139,12 @@ export function authRoutes(deps: ApiDeps) {
       timeLeft && (() => timeLeft(c) - AFTER_ACCOUNT_CREATED_MS),
     );
     if (!answer.ok) throw new Error(`create_account refused: ${answer.error.code}`);
+    // Listed before the link is used up: a Redis that cannot list it fails this request (503), and the link still
+    // works on a retry, rather than a session that signing out everywhere would miss. One whose link a concurrent
+    // request used first is listed but never handed out.
+    const session = await deps.sessions.issue(user);
     if (!(await consumeSignInToken(db, token))) throw new ApiError("INVALID_TOKEN");
-    setCookie(c, SESSION_COOKIE, await deps.sessions.issue(user), {
+    setCookie(c, SESSION_COOKIE, session, {
       httpOnly: true,
       sameSite: "Lax",
       path: "/",
