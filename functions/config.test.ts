@@ -68,7 +68,9 @@ describe("readApiConfig", () => {
   });
 
   it("rejects a short JWT secret and malformed CORS origins", () => {
-    expect(() => readApiConfig({ ...base, JWT_SECRET: "short" })).toThrow(/at least 32/);
+    expect(() => readApiConfig({ ...base, JWT_SECRET: "short" })).toThrow(
+      new ConfigError("JWT_SECRET: expected at least 32 characters, received 5"),
+    );
     expect(() => readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, not a url" })).toThrow(/CORS_ORIGINS/);
   });
 });

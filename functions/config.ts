@@ -19,6 +19,9 @@ import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** The shortest session signing key taken, from JWT_SECRET or the Node API's kept file (auth/kept-secret.ts). */
+export const JWT_SECRET_MIN_LENGTH = 32;
+
 export interface ApiConfig {
   readonly port: number;
   readonly databaseUrl: string;
@@ -44,8 +47,10 @@ export function readApiConfig(env: Env): ApiConfig {
   const appUrl = url(env, "APP_URL", `http://localhost:${port}`, ["http:", "https:"]);
   const upstashUrl = env.UPSTASH_REDIS_REST_URL?.trim();
   const jwtSecret = env.JWT_SECRET?.trim() || undefined;
-  if (jwtSecret !== undefined && jwtSecret.length < 32)
-    throw new ConfigError("JWT_SECRET must be at least 32 characters");
+  if (jwtSecret !== undefined && jwtSecret.length < JWT_SECRET_MIN_LENGTH)
+    throw new ConfigError(
+      `JWT_SECRET: expected at least ${JWT_SECRET_MIN_LENGTH} characters, received ${jwtSecret.length}`,
+    );
   const resendKey = env.RESEND_API_KEY?.trim();
   // Without a key, sign-in links go to the dev mailbox: fine on a developer's machine, an account takeover anywhere
   // else (whoever reads the mailbox can sign in as anyone who asked for a link). The mailbox answers only requests

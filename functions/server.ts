@@ -6,15 +6,13 @@
  */
 import { serve } from "@hono/node-server";
 import { getConnInfo } from "@hono/node-server/conninfo";
-import { randomBytes } from "node:crypto";
-import { mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import { ConfigError, runMain, stopOnSignals, text } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres } from "../platform/postgres.ts";
 import { createApp } from "./app.ts";
+import { keptJwtSecret } from "./auth/kept-secret.ts";
 import { buildApiDeps, connectApiRedis, nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts";
 import { apiMetrics } from "./metrics.ts";
 import { connectFunctionsPostgres } from "./postgres.ts";
@@ -30,7 +28,7 @@ runMain("api", async () => {
   const metricsConfig = readMetricsConfig(env, "api");
   const log = createLogger("api");
   const stop = stopOnSignals(log);
-  const jwtSecret = config.jwtSecret ?? (await keptSecret(text(env, "DATA_DIR", ".data"), log));
+  const jwtSecret = config.jwtSecret ?? (await keptJwtSecret(text(env, "DATA_DIR", ".data"), log));
   const redis = connectApiRedis(config);
   // Migrations are a container's job, on its driver (platform/postgres.ts); the requests use the functions' own.
   const migrations = await connectPostgres(config.databaseUrl, log, { maxConnections: 1 });
@@ -74,17 +72,3 @@ runMain("api", async () => {
   await Promise.all([redis.close(), db.close(), metricsServer?.close()]);
   log.info("stopped");
 });
-
-async function keptSecret(dataDir: string, log: ReturnType<typeof createLogger>): Promise<string> {
-  const file = join(dataDir, "jwt-secret");
-  try {
-    return (await readFile(file, "utf8")).trim();
-  } catch {
-    await mkdir(dataDir, { recursive: true });
-    const secret = randomBytes(32).toString("base64url");
-    // wx: if another process created it first, keep theirs.
-    await writeFile(file, secret, { mode: 0o600, flag: "wx" }).catch(() => undefined);
-    log.info("jwt_secret_generated", { file });
-    return (await readFile(file, "utf8")).trim();
-  }
-}
