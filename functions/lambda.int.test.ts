@@ -194,7 +194,12 @@ describe("the Lambda entry and the Node server answer alike", () => {
     expect(older).toEqual([]);
     expect(forLambda).not.toBe(forNode);
     const lambda = await viaLambda(get(forLambda!));
-    const node = await viaNode(get(forNode!));
+    // Using a link voids the address's other unused links: the Node server's is void now, on either entry.
+    const [voided] = await both(get(forNode!));
+    expect(voided.status).toBe(401);
+    expect((await viaNode(post("/api/v1/auth", { email: EMAIL }, { origin: APP_URL }))).status).toBe(200);
+    const [fresh] = await linksTo(EMAIL);
+    const node = await viaNode(get(fresh!));
     expectSameAnswer(lambda, node, "GET /api/v1/auth/verify");
     expect(lambda.status).toBe(200);
     user = (lambda.body as { user: typeof user }).user;

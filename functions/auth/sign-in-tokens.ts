@@ -2,7 +2,9 @@
  * Magic-link tokens (docs/api.md, sign-in): 256 random bits, base64url, stored only as their SHA-256 in Postgres, valid for
  * 15 minutes by the database clock, and used at most once. Checking and consuming are separate steps so that the
  * sign-in can do its work (create the user, have the engine grant the balance) in between: if that fails (engine
- * down), the link still works on a retry; if two requests race with one link, only one consumes it.
+ * down), the link still works on a retry; if two requests race with one link, only one consumes it. Using a link
+ * voids the other unused links of its address, and so does signing out everywhere: a link is an open door to the
+ * account until it expires, and an older one may sit in a mailbox someone else reads.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Queryable } from "../../platform/postgres.ts";
@@ -30,13 +32,26 @@ export async function checkSignInToken(db: Queryable, token: string): Promise<st
   return rows[0]?.email;
 }
 
-/** Marks the token used; false when it was used (or expired) in the meantime. */
+/**
+ * Marks the token used, and every other unused token of its address; false when it was used, voided or expired in
+ * the meantime. One statement: two links of one address used at once lock their rows in the same order (no
+ * deadlock), and the second finds its own voided.
+ */
 export async function consumeSignInToken(db: Queryable, token: string): Promise<boolean> {
-  const { rows } = await db.query(
-    "UPDATE sign_in_tokens SET used_at = now() WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING 1",
+  const { rows } = await db.query<{ consumed: boolean }>(
+    `UPDATE sign_in_tokens SET used_at = now()
+     WHERE used_at IS NULL AND email = (
+       SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+     )
+     RETURNING token_hash = $1 AS consumed`,
     [hashToken(token)],
   );
-  return rows.length === 1;
+  return rows.some((row) => row.consumed);
+}
+
+/** Voids every unused link of this address (signing out everywhere). */
+export async function voidSignInTokens(db: Queryable, email: string): Promise<void> {
+  await db.query("UPDATE sign_in_tokens SET used_at = now() WHERE email = $1 AND used_at IS NULL", [email]);
 }
 
 /** Finds or creates the user with this (lower-cased) email. */

@@ -157,6 +157,33 @@ describe("magic-link sign-in", () => {
     expect((await stack.pg.db.query("SELECT 1 FROM users WHERE email = 'late@example.com'")).rowCount).toBe(0);
   });
 
+  it("using a link voids the address's other unused links; so does signing out everywhere", async () => {
+    const email = "void@example.com";
+    const ask = () => anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.3" });
+    const links = async () =>
+      (await stack.deps.devMailbox!.list(50))
+        .filter((m) => m.to === email)
+        .map((m) => new URL(m.link).pathname + new URL(m.link).search);
+    await ask();
+    await ask();
+    const [newer, older] = await links();
+    expect((await anon.get(older!)).status).toBe(200);
+    const voided = await anon.get(newer!);
+    expect([voided.status, voided.body.error?.code]).toEqual([401, "INVALID_TOKEN"]);
+
+    const { token } = await stack.signIn(email);
+    await ask();
+    const [unused] = await links();
+    expect((await client(stack.app, token).del("/api/v1/auth/sessions")).status).toBe(200);
+    expect((await anon.get(unused!)).body.error?.code).toBe("INVALID_TOKEN");
+    // Another address's link is not touched.
+    await anon.post("/api/v1/auth", { email: "kept@example.com" }, { "x-test-ip": "10.9.0.3" });
+    const kept = await latestLink("kept@example.com");
+    await ask();
+    expect((await anon.get((await links())[0]!)).status).toBe(200);
+    expect((await anon.get(kept)).status).toBe(200);
+  });
+
   it("HEAD on a link (a link checker, a mail scanner) answers 200 and leaves the link unused", async () => {
     await anon.post("/api/v1/auth", { email: "head@example.com" }, { "x-test-ip": "10.9.0.1" });
     const link = await latestLink("head@example.com");

@@ -17,6 +17,7 @@ import {
   ensureUser,
   issueSignInToken,
   SIGN_IN_TOKEN_TTL_MINUTES,
+  voidSignInTokens,
 } from "../auth/sign-in-tokens.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
@@ -87,9 +88,10 @@ export function authRoutes(deps: ApiDeps) {
     summary: "Follow a sign-in link",
     description:
       "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
-      "SameSite=Lax, 7 days). A link works once. With APP_REDIRECT_URL configured it answers 302 to it instead, " +
-      "and a link that cannot sign in (used, expired, unknown or mangled: INVALID_TOKEN; without its token: " +
-      "INVALID_REQUEST) is a 302 to it too, with `error=<code>` added to its query, rather than the 401 or 400. " +
+      "SameSite=Lax, 7 days). A link works once, and using it voids the address's other unused links. With " +
+      "APP_REDIRECT_URL configured it answers 302 to it instead, and a link that cannot sign in (used, voided, " +
+      "expired, unknown or mangled: INVALID_TOKEN; without its token: INVALID_REQUEST) is a 302 to it too, with " +
+      "`error=<code>` added to its query, rather than the 401 or 400. " +
       "A HEAD request (what link checkers and mail scanners send) answers 200 with no body and does nothing: the " +
       "link is not checked, counted or used.",
     security: PUBLIC,
@@ -213,7 +215,8 @@ export function authRoutes(deps: ApiDeps) {
     summary: "Sign out every session of yours",
     description:
       "Revokes all of the user's sessions, this one included (every device and script signed in), closes their live " +
-      "stream sockets (4401) and clears the cookie. For a session that may be in someone else's hands.",
+      "stream sockets (4401), voids the user's unused sign-in links and clears the cookie. For a session that may " +
+      "be in someone else's hands.",
     security: SIGNED_IN,
     middleware: requireSession(deps),
     responses: {
@@ -227,6 +230,8 @@ export function authRoutes(deps: ApiDeps) {
     },
   });
   route(app, logoutEverywhere, async (c) => {
+    // Links first: one followed while this runs then fails, rather than signing in after the sessions were read.
+    await voidSignInTokens(db, c.get("session").email);
     const revoked = await deps.sessions.revokeAll(c.get("session"));
     // After the revocations are recorded: a stream replica that checks one on its notice finds it.
     for (const session of revoked) await announceRevoked(redis, keys, session);
