@@ -49,6 +49,24 @@ describe("docs/api.md", () => {
     expect(rows.length).toBe(expected.length);
   });
 
+  it("gives POST /api/v1/auth every error its OpenAPI operation has, with the status", () => {
+    const endpoints = section("Endpoints");
+    const start = endpoints.indexOf("\n### `POST /api/v1/auth`\n");
+    expect(start).toBeGreaterThan(0);
+    const text = endpoints.slice(start, endpoints.indexOf("\n### ", start + 1)).replace(/\s+/g, " ");
+    type Responses = Record<string, { content?: { "application/json": { examples?: Record<string, unknown> } } }>;
+    const { responses } = (apiDocument() as { paths: Record<string, { post: { responses: Responses } }> }).paths[
+      "/api/v1/auth"
+    ]!.post;
+    const errors = Object.entries(responses).filter(([status]) => Number(status) >= 400 && status !== "500");
+    expect(errors.length).toBeGreaterThan(4);
+    for (const [status, response] of errors) {
+      // INCOMPLETE_BODY: a client that hung up mid-body, which never reads the answer (Conventions).
+      const codes = Object.keys(response.content!["application/json"].examples!).filter((c) => c !== "INCOMPLETE_BODY");
+      for (const code of codes) expect(text, code).toMatch(new RegExp(`${status} [^;]*\`${code}\``));
+    }
+  });
+
   it("states the Idempotency-Key rule the API enforces: printable ASCII without spaces", () => {
     expect(IDEMPOTENCY_KEY_PATTERN.test("a b")).toBe(false);
     expect(IDEMPOTENCY_KEY_PATTERN.test("a-b")).toBe(true);

@@ -42,7 +42,8 @@ import { responses, signInRequest, verifyQuery } from "../schemas.ts";
 const AFTER_ACCOUNT_CREATED_MS = NEON_QUERY_TIMEOUT_MS + 2 * REDIS_CALL_TIMEOUT_MS;
 
 export const SIGN_IN_MESSAGE =
-  "If the address can receive email, a sign-in link is on its way. It expires in 15 minutes.";
+  "If the address can receive email, a sign-in link is on its way. " +
+  `It expires in ${SIGN_IN_TOKEN_TTL_MINUTES} minutes.`;
 
 export function authRoutes(deps: ApiDeps) {
   const { db, keys, redis, settings } = deps;
@@ -56,10 +57,11 @@ export function authRoutes(deps: ApiDeps) {
     summary: "Email a sign-in link",
     description:
       "Answers the same, and does the same work, for any address: whether it has an account is not revealed. " +
-      "The link signs in (creating the account on first use) and expires in 15 minutes. Limited per address " +
-      "and per IP. An address the email provider refuses gets the same answer; 503 when the provider cannot send " +
-      "now (down, over its limits, or refusing this deployment's key or sender), whose Retry-After is then the " +
-      "provider's own wait when it named one, and 300 when sending waits for an operator or a quota's reset.",
+      `The link signs in (creating the account on first use) and expires in ${SIGN_IN_TOKEN_TTL_MINUTES} minutes. ` +
+      "Limited per address and per IP. An address the email provider refuses gets the same answer; 503 when the " +
+      "provider cannot send now (down, over its limits, or refusing this deployment's key or sender), whose " +
+      "Retry-After is then the provider's own wait when it named one, and 300 when sending waits for an operator " +
+      "or a quota's reset.",
     security: PUBLIC,
     request: { body: jsonBody(signInRequest) },
     responses: {
