@@ -229,29 +229,65 @@ export interface PrivateState {
   orders: OrderView[];
 }
 
+/** How a caller runs a script: EVALSHA, and EVAL on NOSCRIPT (ioredis here; the API's `ApiRedis.eval`). */
+export type ScriptRunner = (script: string, keys: readonly string[], args: readonly string[]) => Promise<unknown>;
+
 /**
- * One atomic read (Lua, one hash tag): read models + contiguous mark. Every event ≤ seq is reflected. Events above
- * seq may be reflected too (applied, not yet under the mark); each carries a whole view (balances, a trade, an
- * order), so a client applying them again after this state ends where the read models are.
- * Trades oldest opened first, orders oldest placed first (as the REST API lists them).
+ * A user's read models as the worker stores them (views as JSON by id) with the contiguous mark (`seq`) and the
+ * highest seq stored ahead of it (`aheadSeq`), all of one instant: no engine step shows in part (the worker writes a
+ * user's step in one script, read-models.ts USER_STEP).
  */
-export async function readPrivateState(redis: Redis, keys: Keyspace, userId: string): Promise<PrivateState> {
-  const [balances, trades, orders, mark, ahead] = (await runScript(redis, PRIVATE_STATE, [
-    keys.balancesKey(userId),
-    keys.openTradesKey(userId),
-    keys.pendingOrdersKey(userId),
-    keys.eventsSeqKey(userId),
-    keys.eventsAheadKey(userId),
-  ])) as [string[], string[], string[], string, string];
+export interface StoredState {
+  seq: number;
+  aheadSeq: number;
+  balances: Balances;
+  openTrades: Record<string, string>;
+  pendingOrders: Record<string, string>;
+}
+
+/**
+ * One atomic read (Lua, one hash tag) of the user's read models and marks, through `run`: the stream's snapshot
+ * (readPrivateState) and the API's account summary, which combines keys that one step changes together.
+ */
+export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId: string): Promise<StoredState> {
+  const [balances, trades, orders, mark, ahead] = (await run(
+    PRIVATE_STATE,
+    [
+      keys.balancesKey(userId),
+      keys.openTradesKey(userId),
+      keys.pendingOrdersKey(userId),
+      keys.eventsSeqKey(userId),
+      keys.eventsAheadKey(userId),
+    ],
+    [],
+  )) as [string[], string[], string[], string, string];
   return {
     seq: Number(mark),
     aheadSeq: Number(ahead),
+    // fromEntries defines own properties, so a field named "__proto__" stays a field (as HGETALL's reply has it).
     balances: Object.fromEntries(pairs(balances)),
-    trades: pairs(trades)
-      .map(([, json]) => JSON.parse(json) as TradeView)
+    openTrades: Object.fromEntries(pairs(trades)),
+    pendingOrders: Object.fromEntries(pairs(orders)),
+  };
+}
+
+/**
+ * The stream's snapshot (readStoredState). Every event ≤ seq is reflected. Events above seq may be reflected too
+ * (applied, not yet under the mark); each carries a whole view (balances, a trade, an order), so a client applying
+ * them again after this state ends where the read models are.
+ * Trades oldest opened first, orders oldest placed first (as the REST API lists them).
+ */
+export async function readPrivateState(redis: Redis, keys: Keyspace, userId: string): Promise<PrivateState> {
+  const state = await readStoredState((script, k, args) => runScript(redis, script, k, args), keys, userId);
+  return {
+    seq: state.seq,
+    aheadSeq: state.aheadSeq,
+    balances: state.balances,
+    trades: Object.values(state.openTrades)
+      .map((json) => JSON.parse(json) as TradeView)
       .sort((a, b) => compareByTime(a.openedAt, a.id, b.openedAt, b.id)),
-    orders: pairs(orders)
-      .map(([, json]) => JSON.parse(json) as OrderView)
+    orders: Object.values(state.pendingOrders)
+      .map((json) => JSON.parse(json) as OrderView)
       .sort((a, b) => compareByTime(a.placedAt, a.id, b.placedAt, b.id)),
   };
 }
@@ -301,7 +337,12 @@ export async function readEventsAfter(
 }
 
 /** EVALSHA, and EVAL when Redis does not have the script (first use, or after a restart). */
-async function runScript(redis: Redis, script: string, keys: string[], args: string[] = []): Promise<unknown> {
+async function runScript(
+  redis: Redis,
+  script: string,
+  keys: readonly string[],
+  args: readonly string[] = [],
+): Promise<unknown> {
   try {
     return await redis.evalsha(SHA.get(script)!, keys.length, ...keys, ...args);
   } catch (err) {

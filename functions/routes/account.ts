@@ -1,4 +1,5 @@
 /** Balances, the account summary and assets (docs/api.md), read from the worker's read models. */
+import { readAccount } from "../account-reads.ts";
 import { accountSummary } from "../account-summary.ts";
 import type { ApiDeps } from "../context.ts";
 import { requireSession } from "../middleware.ts";
@@ -65,13 +66,8 @@ export function accountRoutes(deps: ApiDeps) {
   });
   route(app, summary, async (c) => {
     const { userId } = c.get("session");
-    const [balances, openTrades, pendingOrders, quotes] = await Promise.all([
-      deps.redis.hgetall(deps.keys.balancesKey(userId)),
-      deps.redis.hgetall(deps.keys.openTradesKey(userId)),
-      deps.redis.hgetall(deps.keys.pendingOrdersKey(userId)),
-      deps.redis.hgetall(deps.keys.quotesKey),
-    ]);
-    return c.json({ summary: accountSummary({ balances, openTrades, pendingOrders }, quotesView(quotes)) });
+    const { quotes, account } = await readAccount(deps, userId);
+    return c.json({ summary: accountSummary(account, quotes) });
   });
 
   const assets = createRoute({

@@ -9,6 +9,7 @@
 import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { Answer, InstructionResult } from "../../contract/messages.ts";
 import { USD_DECIMALS } from "../../contract/money.ts";
+import { readOpenTrades } from "../account-reads.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
 import { ApiError, SESSION_NOT_VALID } from "../errors.ts";
@@ -34,7 +35,7 @@ import {
   responses,
   spotOrderRequest,
 } from "../schemas.ts";
-import { CLOSED_ORDER_COLUMNS, closedTradeView, openTradesView, quotesView, type ClosedOrderRow } from "../views.ts";
+import { CLOSED_ORDER_COLUMNS, closedTradeView, openTradesView, type ClosedOrderRow } from "../views.ts";
 import {
   checkPercent,
   checkPrecision,
@@ -266,11 +267,8 @@ export function tradeRoutes(deps: ApiDeps) {
   });
   route(app, open, async (c) => {
     const { userId } = c.get("session");
-    const [trades, quotes] = await Promise.all([
-      deps.redis.hgetall(deps.keys.openTradesKey(userId)),
-      deps.redis.hgetall(deps.keys.quotesKey),
-    ]);
-    return c.json({ trades: openTradesView(trades, quotesView(quotes)) });
+    const { quotes, openTrades } = await readOpenTrades(deps, userId);
+    return c.json({ trades: openTradesView(openTrades, quotes) });
   });
 
   const history = createRoute({
