@@ -31,12 +31,16 @@ import { isAfterId } from "../engine/core/step.ts";
 
 /**
  * KEYS[1] engine:output, KEYS[2] the backlog; ARGV[1] the group, ARGV[2] the member, ARGV[3] its score, ARGV[4..]
- * the ids. Acknowledges the ids and, if any was still pending (another worker may have handled them whole since),
- * owes their range. Returns how many it acknowledged.
+ * the ids. Owes the ids' range, then acknowledges them; if none was still pending (another worker may have handled
+ * them whole since), takes back what it added, and only that. Owed first: Redis does not undo a script that fails
+ * part way, and a refused ZADD after the XACK would leave entries neither pending nor owed. Returns how many it
+ * acknowledged.
  */
 const OWE_AND_ACK = `
+local existed = redis.call('ZSCORE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
 local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
-if acked > 0 then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2]) end
+if acked == 0 and not existed then redis.call('ZREM', KEYS[2], ARGV[2]) end
 return acked`;
 
 /** KEYS[1] the backlog. Returns the entries of every range owed, added up. */
