@@ -16,6 +16,8 @@ export interface Keyspace {
    * for it to come back (worker/postgres-backlog.ts). Beside `output`, in its hash tag: one script touches both.
    */
   readonly postgresBacklog: string;
+  /** The entries `postgresBacklog`'s ranges count, added up, kept by the scripts that add and remove them. */
+  readonly postgresBacklogEntries: string;
   /** Lease that lets exactly one engine apply `input` (value: holder and fencing token). */
   readonly engineLease: string;
   /** Counter that issues the lease's fencing tokens. */
@@ -77,6 +79,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     output: `${prefix}engine:${tag}:output`,
     workerGroup: "workers",
     postgresBacklog: `${prefix}engine:${tag}:output:postgres-backlog`,
+    postgresBacklogEntries: `${prefix}engine:${tag}:output:postgres-backlog-entries`,
     engineLease: `${prefix}engine:${tag}:lease`,
     engineFence: `${prefix}engine:${tag}:fence`,
     enginePublished: `${prefix}engine:${tag}:published`,

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { oweAndAcknowledge } from "./postgres-backlog.ts";
+import { catchUp, oweAndAcknowledge, owedEntries, settleOwed } from "./postgres-backlog.ts";
 import { ensureGroup } from "./worker.ts";
 
 let redis: Redis;
@@ -54,5 +54,41 @@ describe("owing a batch", () => {
     await redis.zadd(local.postgresBacklog, 5, "5-1 5-2 2");
     expect(await oweAndAcknowledge(redis, local, ["5-1", "5-2"])).toBe(0);
     expect(await redis.zrange(local.postgresBacklog, "0", "-1")).toEqual(["5-1 5-2 2"]);
+  });
+});
+
+describe("the backlog's count", () => {
+  it("is kept by the scripts that owe and settle ranges, not read from the ranges", async () => {
+    const local = await pendingEntries("count", ["6-1", "6-2", "6-3", "6-4", "6-5"]);
+    expect(await owedEntries(redis, local)).toBe(0);
+    await oweAndAcknowledge(redis, local, ["6-1", "6-2"]);
+    await oweAndAcknowledge(redis, local, ["6-3", "6-4", "6-5"]);
+    expect(await redis.get(local.postgresBacklogEntries)).toBe("5");
+    expect(await owedEntries(redis, local)).toBe(5);
+    // Two lanes that wrote the same range settle it both: counted off once.
+    await settleOwed(redis, local, ["6-1 6-2 2"]);
+    await settleOwed(redis, local, ["6-1 6-2 2"]);
+    expect(await owedEntries(redis, local)).toBe(3);
+    await catchUp({
+      redis,
+      keys: local,
+      pageSize: 10,
+      bound: (work) => work,
+      write: () => Promise.resolve(),
+      stop: new AbortController().signal,
+    });
+    expect(await redis.zcard(local.postgresBacklog)).toBe(0);
+    expect(await owedEntries(redis, local)).toBe(0);
+    // Nothing owed, nothing kept.
+    expect(await redis.exists(local.postgresBacklogEntries)).toBe(0);
+  });
+
+  it("is counted from the ranges once when ranges are owed without it", async () => {
+    const local = keyspace(`${prefix}count-missing:`);
+    await redis.zadd(local.postgresBacklog, 7, "7-1 7-4 4", 7, "7-5 7-6 2");
+    expect(await owedEntries(redis, local)).toBe(6);
+    expect(await redis.get(local.postgresBacklogEntries)).toBe("6");
+    await settleOwed(redis, local, ["7-5 7-6 2"]);
+    expect(await owedEntries(redis, local)).toBe(4);
   });
 });

@@ -13,10 +13,11 @@
  * catches it up, a restarted one included, and one that dies under it leaves the range for the next.
  *
  * Store: a sorted set (`keys.postgresBacklog`), one member per batch, "<first id> <last id> <entries>", scored by the
- * first id's ms. A batch read by a group read is a run of the stream; one claimed or taken from a consumer's pending
- * list may have gaps, whose entries catchUp writes too: every Postgres write is idempotent (history-writes.ts,
- * candles.ts), and none depends on the order of batches, so a range written twice, or after later batches, or by two
- * workers at once, ends as if written once in log order. The trim of engine:output (worker.ts, TRIM_HANDLED) keeps
+ * first id's ms; beside it the entries of its ranges, added up (`keys.postgresBacklogEntries`, COUNT below). A batch
+ * read by a group read is a run of the stream; one claimed or taken from a consumer's pending list may have gaps,
+ * whose entries catchUp writes too: every Postgres write is idempotent (history-writes.ts, candles.ts), and none
+ * depends on the order of batches, so a range written twice, or after later batches, or by two workers at once, ends
+ * as if written once in log order. The trim of engine:output (worker.ts, TRIM_HANDLED) keeps
  * every entry from the oldest owed range's first on, so nothing owed is trimmed before it is written.
  *
  * A reader of the rows does depend on their being written: the API's 409 to a cancel, close or modify whose target
@@ -30,26 +31,70 @@ import { decodeOutputFields } from "../contract/stream-fields.ts";
 import { isAfterId } from "../engine/core/step.ts";
 
 /**
- * KEYS[1] engine:output, KEYS[2] the backlog; ARGV[1] the group, ARGV[2] the member, ARGV[3] its score, ARGV[4..]
- * the ids. Owes the ids' range, then acknowledges them; if none was still pending (another worker may have handled
- * them whole since), takes back what it added, and only that. Owed first: Redis does not undo a script that fails
- * part way, and a refused ZADD after the XACK would leave entries neither pending nor owed. Returns how many it
- * acknowledged.
+ * Lua the scripts below share; each sets `backlog` and `counted` (the backlog's count, `keys.postgresBacklogEntries`)
+ * first. The count is kept by the scripts that add and remove ranges, so that reading it (every worker's stats, while
+ * some may be owed) does not go over every range: a long outage owes hundreds of thousands, and a script reading them
+ * all blocks Redis meanwhile. It is missing while nothing is owed (the last range's removal deletes it), and once after
+ * an upgrade that found ranges owed without it: then it is counted, once, by the first script that needs it.
+ */
+const COUNT = `
+local function entriesOf(member) return tonumber(string.match(member, ' (%d+)$')) end
+local function count()
+  local total = redis.call('GET', counted)
+  if total then return tonumber(total) end
+  total = 0
+  for _, member in ipairs(redis.call('ZRANGE', backlog, 0, -1)) do total = total + entriesOf(member) end
+  if total > 0 then redis.call('SET', counted, total) end
+  return total
+end
+-- Counted off only by the call that removed it: two lanes settling one range take its entries off once.
+local function settle(member)
+  if redis.call('ZREM', backlog, member) == 1 then redis.call('DECRBY', counted, entriesOf(member)) end
+end
+local function forgetCountIfNoneOwed()
+  if redis.call('ZCARD', backlog) == 0 then redis.call('DEL', counted) end
+end
+`;
+
+/**
+ * KEYS[1] engine:output, KEYS[2] the backlog, KEYS[3] its count; ARGV[1] the group, ARGV[2] the member, ARGV[3] its
+ * score, ARGV[4..] the ids. Owes the ids' range, then acknowledges them; if none was still pending (another worker may
+ * have handled them whole since), takes back what it added, and only that. Owed first: Redis does not undo a script
+ * that fails part way, and a refused ZADD after the XACK would leave entries neither pending nor owed. Returns how
+ * many it acknowledged.
  */
 const OWE_AND_ACK = `
-local existed = redis.call('ZSCORE', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+local backlog, counted = KEYS[2], KEYS[3]
+${COUNT}
+count()
+local existed = redis.call('ZSCORE', backlog, ARGV[2])
+if not existed then
+  redis.call('ZADD', backlog, ARGV[3], ARGV[2])
+  redis.call('INCRBY', counted, entriesOf(ARGV[2]))
+end
 local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
-if acked == 0 and not existed then redis.call('ZREM', KEYS[2], ARGV[2]) end
+if acked == 0 and not existed then
+  settle(ARGV[2])
+  forgetCountIfNoneOwed()
+end
 return acked`;
 
-/** KEYS[1] the backlog. Returns the entries of every range owed, added up. */
+/** KEYS[1] the backlog, KEYS[2] its count; ARGV the members written. Removes them, each counted off once. */
+const SETTLE = `
+local backlog, counted = KEYS[1], KEYS[2]
+${COUNT}
+count()
+for _, member in ipairs(ARGV) do settle(member) end
+forgetCountIfNoneOwed()`;
+
+/**
+ * KEYS[1] the backlog, KEYS[2] its count. Returns the entries of every range owed, added up; never below 0 (a worker
+ * of an older version, during a rolling upgrade, adds ranges without counting them).
+ */
 const OWED_ENTRIES = `
-local total = 0
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  total = total + tonumber(string.match(member, ' (%d+)$'))
-end
-return total`;
+local backlog, counted = KEYS[1], KEYS[2]
+${COUNT}
+return math.max(0, count())`;
 
 /** One owed range of engine:output. */
 export interface OwedRange {
@@ -75,9 +120,10 @@ export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: reado
   const member = `${first} ${last} ${ids.length}`;
   const acked = await redis.eval(
     OWE_AND_ACK,
-    2,
+    3,
     keys.output,
     keys.postgresBacklog,
+    keys.postgresBacklogEntries,
     keys.workerGroup,
     member,
     first.split("-")[0]!,
@@ -96,7 +142,13 @@ export async function oldestOwed(redis: Redis, keys: Keyspace): Promise<OwedRang
 
 /** Entries owed in all, over every worker's ranges. */
 export async function owedEntries(redis: Redis, keys: Keyspace): Promise<number> {
-  return Number(await redis.eval(OWED_ENTRIES, 1, keys.postgresBacklog));
+  return Number(await redis.eval(OWED_ENTRIES, 2, keys.postgresBacklog, keys.postgresBacklogEntries));
+}
+
+/** Removes ranges whose writes succeeded; a range another worker removed first is counted off once. */
+export async function settleOwed(redis: Redis, keys: Keyspace, members: readonly string[]): Promise<void> {
+  if (members.length === 0) return;
+  await redis.eval(SETTLE, 2, keys.postgresBacklog, keys.postgresBacklogEntries, ...members);
 }
 
 export interface CatchUp {
@@ -138,7 +190,7 @@ export async function catchUp(c: CatchUp): Promise<number> {
       if (page.length < c.pageSize) break;
       from = `(${page.at(-1)![0]}`;
     }
-    await c.bound(c.redis.zrem(c.keys.postgresBacklog, owed.member));
+    await c.bound(settleOwed(c.redis, c.keys, [owed.member]));
   }
   return written;
 }
