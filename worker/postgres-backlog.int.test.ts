@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
+import { createLogger } from "../platform/log.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { catchUp, oweAndAcknowledge, owedEntries, settleOwed } from "./postgres-backlog.ts";
@@ -69,14 +70,7 @@ describe("the backlog's count", () => {
     await settleOwed(redis, local, ["6-1 6-2 2"]);
     await settleOwed(redis, local, ["6-1 6-2 2"]);
     expect(await owedEntries(redis, local)).toBe(3);
-    await catchUp({
-      redis,
-      keys: local,
-      pageSize: 10,
-      bound: (work) => work,
-      write: () => Promise.resolve(),
-      stop: new AbortController().signal,
-    });
+    await catchingUp(local, 10).run();
     expect(await redis.zcard(local.postgresBacklog)).toBe(0);
     expect(await owedEntries(redis, local)).toBe(0);
     // Nothing owed, nothing kept.
@@ -90,5 +84,54 @@ describe("the backlog's count", () => {
     expect(await redis.get(local.postgresBacklogEntries)).toBe("6");
     await settleOwed(redis, local, ["7-5 7-6 2"]);
     expect(await owedEntries(redis, local)).toBe(4);
+  });
+});
+
+/** A catch-up of `local` that writes nothing, counting the pages it writes and keeping its log lines. */
+function catchingUp(local: ReturnType<typeof keyspace>, pageSize: number, onPage?: () => void) {
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger("test", { level: "info", sink: (line) => lines.push(JSON.parse(line) as never) });
+  let pages = 0;
+  const stop = new AbortController();
+  const run = () =>
+    catchUp({
+      redis,
+      keys: local,
+      pageSize,
+      bound: (work) => work,
+      write: () => {
+        pages++;
+        onPage?.();
+        return Promise.resolve();
+      },
+      log,
+      stop: stop.signal,
+    });
+  return { lines, pages: () => pages, stop, run };
+}
+
+describe("catching up", () => {
+  it("logs a range whose entries are gone, and settles it", async () => {
+    const local = await pendingEntries("missing", ["8-4", "8-5"]);
+    await redis.zadd(local.postgresBacklog, 8, "8-1 8-3 3", 8, "8-4 8-5 2");
+    // Its first entry gone, the rest there.
+    await redis.zadd(local.postgresBacklog, 9, "9-1 9-2 2");
+    await redis.xadd(local.output, "9-2", "type", "quote_updated", "body", "{}");
+    const c = catchingUp(local, 10);
+    expect(await c.run()).toEqual({ entries: 3, caughtUp: true });
+    expect(c.lines.filter((l) => l.event === "postgres_backlog_missing")).toEqual([
+      expect.objectContaining({ level: "error", first: "8-1", last: "8-3", entries: 3, found: null }),
+      expect.objectContaining({ level: "error", first: "9-1", last: "9-2", entries: 2, found: "9-2" }),
+    ]);
+    expect(await redis.zcard(local.postgresBacklog)).toBe(0);
+  });
+
+  it("stops between two pages of a range, which stays owed, and says it did not catch up", async () => {
+    const local = await pendingEntries("stop", ["4-1", "4-2", "4-3", "4-4", "4-5"]);
+    await redis.zadd(local.postgresBacklog, 4, "4-1 4-5 5");
+    const c = catchingUp(local, 2, () => c.stop.abort());
+    expect(await c.run()).toEqual({ entries: 2, caughtUp: false });
+    expect(c.pages()).toBe(1);
+    expect(await redis.zrange(local.postgresBacklog, "0", "-1")).toEqual(["4-1 4-5 5"]);
   });
 });

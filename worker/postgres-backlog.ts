@@ -29,6 +29,7 @@ import type { EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields } from "../contract/stream-fields.ts";
 import { isAfterId } from "../engine/core/step.ts";
+import type { Logger } from "../platform/log.ts";
 
 /**
  * Lua the scripts below share; each sets `backlog` and `counted` (the backlog's count, `keys.postgresBacklogEntries`)
@@ -160,24 +161,39 @@ export interface CatchUp {
   readonly bound: <T>(work: Promise<T>) => Promise<T>;
   /** One page's Postgres writes, and what follows from them (the candles' fan-out). */
   readonly write: (outputs: readonly EngineOutput[]) => Promise<void>;
+  readonly log: Logger;
   readonly stop: AbortSignal;
+}
+
+export interface CaughtUp {
+  /** Entries this call wrote. */
+  readonly entries: number;
+  /** Whether it found nothing left owed; false after a stop. */
+  readonly caughtUp: boolean;
 }
 
 /**
  * Writes the owed ranges, oldest first, a page at a time, each range settled (removed) once all of it was written,
- * until none is left or a stop. Returns how many entries it wrote. Throws what a write throws: the range it was on
- * stays owed, whole.
+ * until none is left or a stop (looked at before each page: a range stopped part way stays owed, whole). Throws what
+ * a write throws: the range it was on stays owed, whole. A range whose entries are gone from engine:output (nothing
+ * but the trim should remove them, and it keeps them) is logged, `postgres_backlog_missing`, and settled with what
+ * was left of it: its writes cannot be made any more.
  */
-export async function catchUp(c: CatchUp): Promise<number> {
-  let written = 0;
+export async function catchUp(c: CatchUp): Promise<CaughtUp> {
+  let entries = 0;
   while (!c.stop.aborted) {
     const owed = await c.bound(oldestOwed(c.redis, c.keys));
-    if (owed === undefined) break;
+    if (owed === undefined) return { entries, caughtUp: true };
     let from = owed.first;
     for (;;) {
+      if (c.stop.aborted) return { entries, caughtUp: false };
       const page: [string, string[]][] = await c.bound(
         c.redis.xrange(c.keys.output, from, owed.last, "COUNT", c.pageSize),
       );
+      if (from === owed.first && page[0]?.[0] !== owed.first) {
+        const found = page[0]?.[0] ?? null;
+        c.log.error("postgres_backlog_missing", { first: owed.first, last: owed.last, entries: owed.entries, found });
+      }
       if (page.length === 0) break;
       const outputs: EngineOutput[] = [];
       // One that does not decode was logged (bad_output_entry) when its batch was handled.
@@ -186,11 +202,11 @@ export async function catchUp(c: CatchUp): Promise<number> {
         if (decoded.ok) outputs.push(decoded.message);
       }
       await c.write(outputs);
-      written += page.length;
+      entries += page.length;
       if (page.length < c.pageSize) break;
       from = `(${page.at(-1)![0]}`;
     }
     await c.bound(settleOwed(c.redis, c.keys, [owed.member]));
   }
-  return written;
+  return { entries, caughtUp: false };
 }

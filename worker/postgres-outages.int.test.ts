@@ -287,11 +287,12 @@ describe("the Postgres backlog", () => {
     await redis.zadd(local.postgresBacklog, 9, "9-4 9-6 3", 9, "9-1 9-2 2");
     const pages: string[][] = [];
     const settledAtPage: number[] = [];
-    const written = await catchUp({
+    const { entries: written } = await catchUp({
       redis,
       keys: local,
       pageSize: 2,
       bound: (work) => work,
+      log,
       write: async (outputs) => {
         settledAtPage.push(await redis.zcard(local.postgresBacklog));
         pages.push(outputs.map((o) => (o.type === "quote_updated" ? o.bid : o.type)));
@@ -311,6 +312,7 @@ describe("the Postgres backlog", () => {
       keys: local,
       pageSize: 2,
       bound: (work) => work,
+      log,
       write: () => (++calls === 2 ? Promise.reject(new Error("refused")) : Promise.resolve()),
       stop: new AbortController().signal,
     });

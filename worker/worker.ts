@@ -332,8 +332,10 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
       postgres.succeeded({ backlogEntries: await bound(owedEntries(o.writer, o.keys)) });
     }
     const startedAt = performance.now();
-    const entries = await catchUp({ redis: o.writer, keys: o.keys, pageSize: batch, bound, write, stop });
-    if (entries > 0) o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
+    const options = { redis: o.writer, keys: o.keys, pageSize: batch, bound, write, log: o.log, stop };
+    const { entries, caughtUp } = await catchUp(options);
+    if (entries > 0 && caughtUp)
+      o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
   };
   return {
     /** At the start, before anything is read: prepareDb, once; an outage leaves Postgres down, anything else throws. */
