@@ -9,7 +9,7 @@ export interface WorkerMetrics {
   handled(entries: number): void;
   /** The group's backlog as worker_stats reports it; undefined when it could not be read. */
   backlog(backlog: { lag: number | null; pending: number } | undefined): void;
-  /** Entries the Postgres backlog owes (worker/postgres-backlog.ts), as worker_stats reports it. */
+  /** Entries the Postgres backlog owes (worker/postgres-backlog.ts), all workers', as worker_stats reports it. */
   postgresBacklog(entries: number): void;
   postgresWrite(seconds: number): void;
 }
@@ -33,7 +33,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   });
   const postgresBacklog = new Gauge({
     name: "worker_postgres_backlog_entries",
-    help: "Entries of engine:output acknowledged while Postgres was down whose history and candles are not yet written, as of the last worker_stats report (NaN before the first).",
+    help: "Entries of engine:output acknowledged while Postgres was down whose history and candles are not yet written, as of the last worker_stats report (NaN before the first). One figure for all the workers, each reporting it: aggregate with max(), not sum(). An upper bound: an owed range counts its batch whole, entries another worker acknowledged included.",
     registers,
   });
   // Unknown until the first report, not 0.
@@ -42,7 +42,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   postgresBacklog.set(Number.NaN);
   const write = new Histogram({
     name: "worker_postgres_write_duration_seconds",
-    help: "Time of one batch's Postgres writes: closed orders and spot orders inserted, entry orders and candles upserted.",
+    help: "Time of one batch's Postgres writes, or of one page of the Postgres backlog's once Postgres is back: closed orders and spot orders inserted, entry orders and candles upserted.",
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
   });
