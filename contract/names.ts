@@ -18,6 +18,8 @@ export interface Keyspace {
   readonly postgresBacklog: string;
   /** The entries `postgresBacklog`'s ranges count, added up, kept by the scripts that add and remove them. */
   readonly postgresBacklogEntries: string;
+  /** Lease of the one worker catching the Postgres backlog up (value: its token). */
+  readonly postgresCatchUpLease: string;
   /** Lease that lets exactly one engine apply `input` (value: holder and fencing token). */
   readonly engineLease: string;
   /** Counter that issues the lease's fencing tokens. */
@@ -80,6 +82,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     workerGroup: "workers",
     postgresBacklog: `${prefix}engine:${tag}:output:postgres-backlog`,
     postgresBacklogEntries: `${prefix}engine:${tag}:output:postgres-backlog-entries`,
+    postgresCatchUpLease: `${prefix}engine:${tag}:output:postgres-catch-up`,
     engineLease: `${prefix}engine:${tag}:lease`,
     engineFence: `${prefix}engine:${tag}:fence`,
     enginePublished: `${prefix}engine:${tag}:published`,

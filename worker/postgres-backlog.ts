@@ -10,20 +10,23 @@
  * take a consumer past 1,000 pending entries (worker.ts), so a worker could go on for two batches at most; and
  * entries pending for longer than the claim period are taken by other workers' claims, which would find Postgres
  * down too and hold them in their own lists. The backlog has no such limit, and belongs to no worker: any worker
- * catches it up, a restarted one included, and one that dies under it leaves the range for the next.
+ * catches it up, one at a time under a lease, a restarted one included, and one that dies under it leaves what it
+ * had not written for the next.
  *
  * Store: a sorted set (`keys.postgresBacklog`), one member per batch, "<first id> <last id> <entries>", scored by the
  * first id's ms; beside it the entries of its ranges, added up (`keys.postgresBacklogEntries`, COUNT below). A batch
  * read by a group read is a run of the stream; one claimed or taken from a consumer's pending list may have gaps,
  * whose entries catchUp writes too: every Postgres write is idempotent (history-writes.ts, candles.ts), and none
  * depends on the order of batches, so a range written twice, or after later batches, or by two workers at once, ends
- * as if written once in log order. The trim of engine:output (worker.ts, TRIM_HANDLED) keeps
- * every entry from the oldest owed range's first on, so nothing owed is trimmed before it is written.
+ * as if written once in log order (a lease that ran out under a slow worker lets two write at once). The trim of
+ * engine:output (worker.ts, TRIM_HANDLED) keeps every entry from the oldest owed range's first on, so nothing owed
+ * is trimmed before it is written.
  *
  * A reader of the rows does depend on their being written: the API's 409 to a cancel, close or modify whose target
  * moved on is built from them, so while a row is missing and any range is owed it answers 503 instead
  * (functions/routes/trade-terms.ts).
  */
+import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
@@ -133,12 +136,13 @@ export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: reado
   return Number(acked);
 }
 
-/** The oldest range owed, if any. */
-export async function oldestOwed(redis: Redis, keys: Keyspace): Promise<OwedRange | undefined> {
-  const [member] = await redis.zrange(keys.postgresBacklog, "0", "0");
-  if (member === undefined) return undefined;
-  const [first, last, entries] = member.split(" ");
-  return { first: first!, last: last!, entries: Number(entries), member };
+/** The oldest `count` ranges owed (by their first id's ms), in no order of their own. */
+async function oldestOwed(redis: Redis, keys: Keyspace, count: number): Promise<OwedRange[]> {
+  const members = await redis.zrange(keys.postgresBacklog, "0", String(count - 1));
+  return members.map((member) => {
+    const [first, last, entries] = member.split(" ");
+    return { first: first!, last: last!, entries: Number(entries), member };
+  });
 }
 
 /** Entries owed in all, over every worker's ranges. */
@@ -151,6 +155,25 @@ export async function settleOwed(redis: Redis, keys: Keyspace, members: readonly
   if (members.length === 0) return;
   await redis.eval(SETTLE, 2, keys.postgresBacklog, keys.postgresBacklogEntries, ...members);
 }
+
+/** Ranges a catch-up takes at a time, the oldest: read as one run of engine:output, settled together. */
+const RANGES_PER_PASS = 100;
+
+/**
+ * How long the catch-up lease outlives its holder's last page. Renewed before each page, whose steps are bounded by
+ * the watchdog (20 s each), so a live holder keeps it; a dead one's lane is free again this long after.
+ */
+const CATCH_UP_LEASE_MS = 60_000;
+
+/** KEYS[1] the lease; ARGV[1] the holder's token, ARGV[2] ms. Renews it if still held by that token: 1, else 0. */
+const RENEW_LEASE = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+/** KEYS[1] the lease; ARGV[1] the holder's token. Deletes it if still held by that token. */
+const RELEASE_LEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end`;
 
 export interface CatchUp {
   readonly redis: Redis;
@@ -168,45 +191,86 @@ export interface CatchUp {
 export interface CaughtUp {
   /** Entries this call wrote. */
   readonly entries: number;
-  /** Whether it found nothing left owed; false after a stop. */
+  /** Whether it found nothing left owed; false after a stop, or while another worker catches up. */
   readonly caughtUp: boolean;
 }
 
 /**
- * Writes the owed ranges, oldest first, a page at a time, each range settled (removed) once all of it was written,
- * until none is left or a stop (looked at before each page: a range stopped part way stays owed, whole). Throws what
- * a write throws: the range it was on stays owed, whole. A range whose entries are gone from engine:output (nothing
- * but the trim should remove them, and it keeps them) is logged, `postgres_backlog_missing`, and settled with what
- * was left of it: its writes cannot be made any more.
+ * Writes what is owed, under a lease (`keys.postgresCatchUpLease`): one worker at a time, since every worker that
+ * wrote the backlog beside another would write it all again. Returns at once, nothing written, while another worker
+ * holds it: a claim round's trim wakes the lane again (worker.ts) for as long as something is owed. Stops where it
+ * is on a stop, or when its lease was lost (taken by another once it ran out), both looked at before each page: what
+ * it had not written stays owed. Throws what a write throws, the ranges it was on owed still.
  */
 export async function catchUp(c: CatchUp): Promise<CaughtUp> {
+  const lease = c.keys.postgresCatchUpLease;
+  const token = randomUUID();
+  if ((await c.bound(c.redis.set(lease, token, "PX", CATCH_UP_LEASE_MS, "NX"))) === null)
+    return { entries: 0, caughtUp: false };
+  const held = async () => Number(await c.redis.eval(RENEW_LEASE, 1, lease, token, CATCH_UP_LEASE_MS)) === 1;
   let entries = 0;
-  while (!c.stop.aborted) {
-    const owed = await c.bound(oldestOwed(c.redis, c.keys));
-    if (owed === undefined) return { entries, caughtUp: true };
-    let from = owed.first;
-    for (;;) {
-      if (c.stop.aborted) return { entries, caughtUp: false };
-      const page: [string, string[]][] = await c.bound(
-        c.redis.xrange(c.keys.output, from, owed.last, "COUNT", c.pageSize),
-      );
-      if (from === owed.first && page[0]?.[0] !== owed.first) {
-        const found = page[0]?.[0] ?? null;
-        c.log.error("postgres_backlog_missing", { first: owed.first, last: owed.last, entries: owed.entries, found });
-      }
-      if (page.length === 0) break;
-      const outputs: EngineOutput[] = [];
-      // One that does not decode was logged (bad_output_entry) when its batch was handled.
-      for (const [, fields] of page) {
-        const decoded = decodeOutputFields(fields);
-        if (decoded.ok) outputs.push(decoded.message);
-      }
-      await c.write(outputs);
-      entries += page.length;
-      if (page.length < c.pageSize) break;
-      from = `(${page.at(-1)![0]}`;
+  try {
+    while (!c.stop.aborted) {
+      const owed = await c.bound(oldestOwed(c.redis, c.keys, RANGES_PER_PASS));
+      if (owed.length === 0) return { entries, caughtUp: true };
+      const pass = await writeRanges(c, owed, () => c.bound(held()));
+      entries += pass.entries;
+      if (!pass.whole) break;
     }
-    await c.bound(settleOwed(c.redis, c.keys, [owed.member]));
+    return { entries, caughtUp: false };
+  } finally {
+    // Not bounded by the stop: another lane may wait for it. Left behind (Redis gone), it runs out by itself.
+    await c.bound(c.redis.eval(RELEASE_LEASE, 1, lease, token)).catch(() => undefined);
   }
-  return { entries, caughtUp: false };
+}
+
+/**
+ * Writes `owed`, a page at a time, as one run of engine:output from their lowest first id: ranges one batch each, a
+ * long outage's are many, and each read and settled alone cost some commands and a Postgres write per range, however
+ * few its entries. After each page, every range whose last id it reached is settled, together. A range that starts
+ * past the page's end starts the next page, so the entries between two outages are not read; those between two
+ * ranges within a page are written again, which does no harm (idempotent). A range whose first entry was not read
+ * is gone from engine:output (nothing but the trim should remove it, and it keeps owed ranges): logged,
+ * `postgres_backlog_missing`, and settled with what was left of it, its writes no longer possible. Returns the
+ * entries written, and whether all of `owed` was: not after a stop or a lost lease (what was not written stays owed).
+ */
+async function writeRanges(c: CatchUp, owed: readonly OwedRange[], held: () => Promise<boolean>) {
+  let left = [...owed];
+  const lowestFirst = () => left.reduce((a, b) => (isAfterId(a, b.first) ? b.first : a), left[0]!.first);
+  const highestLast = () => left.reduce((a, b) => (isAfterId(b.last, a) ? b.last : a), left[0]!.last);
+  const unread = new Set(owed.map((range) => range.first));
+  let entries = 0;
+  let from = lowestFirst();
+  while (left.length > 0) {
+    if (c.stop.aborted || !(await held())) return { entries, whole: false };
+    const to = highestLast();
+    const page: [string, string[]][] = await c.bound(c.redis.xrange(c.keys.output, from, to, "COUNT", c.pageSize));
+    const outputs: EngineOutput[] = [];
+    for (const [id, fields] of page) {
+      unread.delete(id);
+      const decoded = decodeOutputFields(fields);
+      // One that does not decode was logged (bad_output_entry) when its batch was handled.
+      if (decoded.ok) outputs.push(decoded.message);
+    }
+    if (page.length > 0) await c.write(outputs);
+    entries += page.length;
+    // A short page read all there is up to `to`.
+    const end = page.length < c.pageSize ? to : page.at(-1)![0];
+    const done = left.filter((range) => !isAfterId(range.last, end));
+    for (const range of done)
+      if (unread.has(range.first))
+        c.log.error("postgres_backlog_missing", { first: range.first, last: range.last, entries: range.entries });
+    await c.bound(
+      settleOwed(
+        c.redis,
+        c.keys,
+        done.map((range) => range.member),
+      ),
+    );
+    left = left.filter((range) => isAfterId(range.last, end));
+    if (left.length === 0) break;
+    const next = lowestFirst();
+    from = isAfterId(next, end) ? next : `(${end}`;
+  }
+  return { entries, whole: true };
 }
