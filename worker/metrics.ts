@@ -33,7 +33,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   });
   const postgresBacklog = new Gauge({
     name: "worker_postgres_backlog_entries",
-    help: "Entries of engine:output acknowledged while Postgres was down whose history and candles are not yet written, as of the last worker_stats report (NaN before the first). One figure for all the workers, each reporting it: aggregate with max(), not sum(). An upper bound: an owed range counts its batch whole, entries another worker acknowledged included.",
+    help: "Entries of engine:output acknowledged while Postgres was down whose history and candles are not yet written, as of the last worker_stats report (NaN before the first). One figure for all the workers (each that knows something is owed reports it, the others 0): aggregate with max(), not sum(). An upper bound: an owed range counts its batch whole, entries another worker acknowledged included.",
     registers,
   });
   // Unknown until the first report, not 0.

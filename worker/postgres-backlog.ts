@@ -219,8 +219,10 @@ export async function catchUp(c: CatchUp): Promise<CaughtUp> {
     }
     return { entries, caughtUp: false };
   } finally {
-    // Not bounded by the stop: another lane may wait for it. Left behind (Redis gone), it runs out by itself.
-    await c.bound(c.redis.eval(RELEASE_LEASE, 1, lease, token)).catch(() => undefined);
+    // Not waited for: a stop must not wait on a Redis that is down (the watchdog would end the worker as stuck).
+    // Commands go in order on the connection, so this lane's next SET NX comes after it; one that never reaches Redis
+    // leaves the lease to run out by itself.
+    void c.redis.eval(RELEASE_LEASE, 1, lease, token).catch(() => undefined);
   }
 }
 
