@@ -8,31 +8,39 @@
  * pending on its own, reserving its own margin, and the difference returns.
  */
 import type { OrderView } from "../../contract/messages.ts";
+import { ANY_NUMBER, type Writable } from "./any-number.ts";
 import type { PositionedHeap } from "./positioned-heap.ts";
 import { orderView, type OrderChange } from "./pending-view.ts";
 import { amountsOf, type Account, type EngineState, type PendingOrder, type PendingOrderFacts } from "./state.ts";
 import { emitBalancesChanged, emitOrderUpdated, type Step } from "./step.ts";
 import { balancesView } from "./views.ts";
 
-/** A pending order from its facts; every order object is built here so all share one shape. */
+/** A pending order from its facts; every order object is built here so all share one shape (see `ANY_NUMBER`). */
 export function makePendingOrder(account: Account, f: PendingOrderFacts): PendingOrder {
-  return {
+  const order: Writable<PendingOrder> = {
     seq: f.seq,
     assetIndex: f.assetIndex,
     isLong: f.isLong,
     isStop: f.isStop,
-    priceTicks: f.priceTicks,
-    marginMicros: f.marginMicros,
+    priceTicks: ANY_NUMBER,
+    marginMicros: ANY_NUMBER,
     leverage: f.leverage,
-    stopLossTicks: f.stopLossTicks,
-    takeProfitTicks: f.takeProfitTicks,
-    expiresAtMs: f.expiresAtMs,
+    stopLossTicks: ANY_NUMBER,
+    takeProfitTicks: ANY_NUMBER,
+    // 0 (none) for every order of a restore, a time past 2^31 for the first live one that expires.
+    expiresAtMs: ANY_NUMBER,
     placedAtMs: f.placedAtMs,
     account,
     oco: undefined,
     heapPos: -1,
     expiryPos: -1,
   };
+  order.priceTicks = f.priceTicks;
+  order.marginMicros = f.marginMicros;
+  order.stopLossTicks = f.stopLossTicks;
+  order.takeProfitTicks = f.takeProfitTicks;
+  order.expiresAtMs = f.expiresAtMs;
+  return order;
 }
 
 /** The fill heap an order belongs in. */

@@ -9,6 +9,7 @@ import { IdempotencyWindow } from "./idempotency-window.ts";
 import { PositionedHeap } from "./positioned-heap.ts";
 import { TriggerHeap } from "./trigger-heap.ts";
 import { createTrailBook, type TrailBook } from "./trailing-book.ts";
+import { ANY_NUMBER, type Writable } from "./any-number.ts";
 import type { TrailingStop } from "./trailing-stop.ts";
 
 export interface Account {
@@ -271,26 +272,34 @@ export function exitLevel(isLong: boolean, stopLossTicks: number, liquidationTic
   return isLong ? Math.max(stopLossTicks, liquidationTicks) : Math.min(stopLossTicks, liquidationTicks);
 }
 
-/** An open trade from its facts; every trade object is built here so all share one shape. */
+/** An open trade from its facts; every trade object is built here so all share one shape (see `ANY_NUMBER`). */
 export function makeTrade(account: Account, f: TradeFacts): Trade {
-  return {
+  const trade: Writable<Trade> = {
     seq: f.seq,
     assetIndex: f.assetIndex,
     isLong: f.isLong,
-    marginMicros: f.marginMicros,
+    marginMicros: ANY_NUMBER,
     leverage: f.leverage,
-    quantitySteps: f.quantitySteps,
-    openPriceTicks: f.openPriceTicks,
-    stopLossTicks: f.stopLossTicks,
-    takeProfitTicks: f.takeProfitTicks,
-    liquidationTicks: f.liquidationTicks,
+    quantitySteps: ANY_NUMBER,
+    openPriceTicks: ANY_NUMBER,
+    stopLossTicks: ANY_NUMBER,
+    takeProfitTicks: ANY_NUMBER,
+    liquidationTicks: ANY_NUMBER,
     openedAtMs: f.openedAtMs,
     account,
-    exitTicks: exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks),
+    exitTicks: ANY_NUMBER,
     trailing: null,
     exitPos: -1,
     profitPos: -1,
   };
+  trade.marginMicros = f.marginMicros;
+  trade.quantitySteps = f.quantitySteps;
+  trade.openPriceTicks = f.openPriceTicks;
+  trade.stopLossTicks = f.stopLossTicks;
+  trade.takeProfitTicks = f.takeProfitTicks;
+  trade.liquidationTicks = f.liquidationTicks;
+  trade.exitTicks = exitLevel(f.isLong, f.stopLossTicks, f.liquidationTicks);
+  return trade;
 }
 
 /** Files a new open trade under its account, its margin counted in the account's open margin. */

@@ -5,6 +5,7 @@
  * never nearer the price than the exact level the user asked for (docs/trading-rules.md).
  */
 import { divFloor } from "../../contract/money.ts";
+import { ANY_NUMBER, type Writable } from "./any-number.ts";
 import type { Trade } from "./state.ts";
 import type { PairingNode, Positioned } from "./trailing-heap.ts";
 
@@ -47,20 +48,24 @@ export interface TrailWork {
   stopTouches: number;
 }
 
+/** Every stop is made here so all share one shape, its price fields taking any number (see `ANY_NUMBER`). */
 export function newTrailingStop(trade: Trade, byPercent: boolean, amount: number, activationTicks: number) {
-  const stop: TrailingStop = {
+  const stop: Writable<TrailingStop> = {
     trade,
     byPercent,
-    amount,
-    activationTicks,
+    amount: ANY_NUMBER,
+    activationTicks: ANY_NUMBER,
     activated: false,
     group: null,
-    finalBestTicks: 0,
+    finalBestTicks: ANY_NUMBER,
     child: null,
     sibling: null,
     prev: null,
     pos: -1,
   };
+  stop.amount = amount;
+  stop.activationTicks = activationTicks;
+  stop.finalBestTicks = 0;
   return stop;
 }
 

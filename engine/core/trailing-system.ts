@@ -5,6 +5,7 @@
 import { PairingHeap, BY_POS } from "./trailing-heap.ts";
 import { PositionedHeap } from "./positioned-heap.ts";
 import { groupOf, levelAt, type TrailGroup, type TrailingStop, type TrailWork } from "./trailing-stop.ts";
+import { ANY_NUMBER } from "./any-number.ts";
 
 /**
  * Whether group `a` fires before `b` when a price reaches both: long, the higher level first; short, the lower; ties
@@ -159,17 +160,20 @@ export class TrailSystem {
   }
 
   private newGroup(best: number, stop: TrailingStop): TrailGroup {
+    // Its prices take any number, as a stop's do (see `ANY_NUMBER`).
     const g: TrailGroup = {
-      best,
+      best: ANY_NUMBER,
       root: stop,
       size: 1,
       parent: null,
-      level: levelAt(this.isLong, this.byPercent, stop.amount, best),
+      level: ANY_NUMBER,
       levelSeq: stop.trade.seq,
       pos: -1,
       worse: null,
       better: null,
     };
+    g.best = best;
+    g.level = levelAt(this.isLong, this.byPercent, stop.amount, best);
     stop.group = g;
     return g;
   }
