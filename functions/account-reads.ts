@@ -1,16 +1,15 @@
 /**
- * How the API reads a user's read models together with the quotes, so that no answer combines states that never were.
+ * How the API reads a user's read models together with the quotes, and what such a read can still show.
  *
  * - A user's read models (balances, open trades, pending orders) that one answer combines are read in one script
- *   (worker/events.ts, readStoredState, the stream's snapshot read too): one engine step changes several of them at
- *   once (a close drops the trade and pays its margin and PnL into the balance), and separate reads, over REST each its
- *   own request, could take one from before a step and another from after it. A single key needs no script.
+ *   (worker/events.ts, readStoredState, the stream's snapshot read too): separate reads, over REST each its own
+ *   request, could combine keys written far apart. The worker still writes one engine step's outputs one script each
+ *   (a close drops the trade, then pays its margin and PnL into the balance), so a read between two of them shows
+ *   part of the step for up to one batch (docs/architecture.md, Read models). A single key needs no script.
  * - The quotes are another cluster slot's key, so they cannot join that script; they are read on their own, first. A
- *   price moves independently of a step's money, so any quote values the account as it stands; but the worker writes
- *   a quote after the rest of its engine step (docs/architecture.md, Read models), so read models read after a quote
- *   reflect every step up to it: a trade its stop-loss closed at that quote is gone, never shown open past its stop.
- *   Read the other way round, they could be older than the quote. Newer read models than the quote only value a
- *   trade at a price a moment old.
+ *   price moves independently of a step's money, so any quote values the account as it stands. The worker writes a
+ *   batch's quotes before the rest of it, so for up to one batch a trade its stop-loss closed at the quote read can
+ *   still show open.
  */
 import { readStoredState, type StoredState } from "../worker/events.ts";
 import type { ApiDeps } from "./context.ts";

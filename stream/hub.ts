@@ -230,9 +230,8 @@ export class StreamHub {
   }
 
   private onQuote(quote: QuoteOutput, nowMs: number): void {
-    // Workers fan quotes out unguarded, in their own round trips, and again once the read model shows them
-    // (worker.ts): one asset's quotes can come out of log order, a replay's late, and the older must not replace the
-    // newer (nor a quote sent again replace itself).
+    // Two workers fan out in their own round trips, after their guarded read-model writes: one asset's quotes can
+    // come out of log order, and the older must not replace the newer (nor a quote sent again replace itself).
     const latestId = this.latestQuoteIds.get(quote.asset);
     if (latestId !== undefined && compareOutputIds(quote.id, latestId) <= 0) return;
     this.latestQuoteIds.set(quote.asset, quote.id);

@@ -16,6 +16,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { startScratchRedis } from "../platform/testing/processes.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import {
+  EVENT_APPEND,
   EVENT_SCRIPTS,
   FANOUT_ADD,
   EVENTS_KEEP_COUNT,
@@ -28,11 +29,11 @@ import {
 } from "./events.ts";
 import {
   ANSWER_WRITE,
+  chainScripts,
+  ENTITY_WRITE,
   GUARDED_WRITE,
-  queueQuoteWrite,
-  queueUserStep,
+  queueOutputWrite,
   READ_MODEL_SCRIPTS,
-  USER_STEP,
 } from "./read-models.ts";
 import { ensureGroup, handleBatch } from "./worker.ts";
 
@@ -361,7 +362,7 @@ describe("readPrivateState", () => {
 });
 
 describe("worker: events and fan-out", () => {
-  it("stores each private output's event with its read-model write, fans out quotes at once and events after", async () => {
+  it("stores each private output's event with its read-model write, then fans out events and moved quotes", async () => {
     const keys = await space("worker");
     const opened: PrivateOutput = {
       type: "trade_opened",
@@ -383,25 +384,21 @@ describe("worker: events and fan-out", () => {
     });
     const state = await readPrivateState(redis, keys, "ann");
     expect([state.seq, state.balances.USD, state.trades.map((t) => t.id)]).toEqual([2, "9900", ["T0-1"]]);
-    // And the fan-out has the quote first, then, in stream order, the quote again once its read model shows it and
-    // the events, in the agreed fields; the open says its step has more
+    // And the fan-out has one entry each, in stream order, in the agreed fields; the open says its step has more
     expect(await fanout(keys)).toEqual([
-      ["kind", "quote", "body", JSON.stringify(quote(T0 + 1, "2000"))],
       ["kind", "quote", "body", JSON.stringify(quote(T0 + 1, "2000"))],
       ["kind", "event", "user", "ann", "seq", "1", "more", "1", "body", JSON.stringify(opened)],
       ["kind", "event", "user", "ann", "seq", "2", "body", JSON.stringify(paid)],
     ]);
     // When the batch is replayed (an engine restart re-emits it) next to a newer quote
     await deliver(keys, [quote(T0 + 1, "2000"), opened, paid, quote(T0 + 3, "2010")]);
-    // Then both quotes go out first (a stream replica drops the old one: it has a newer), then the events again (at
-    // least once: the stream drops seqs it delivered) and, once the read model shows it, the new quote again
-    const again = (await fanout(keys)).slice(4);
+    // Then the events go out again (at least once: the stream drops seqs it delivered), the old quote does not, and
+    // the new quote goes out first, ahead of the batch's events
+    const again = (await fanout(keys)).slice(3);
     expect(again.map((f) => [f[1], f[5] ?? (JSON.parse(f[3]!) as { bid: string }).bid])).toEqual([
-      ["quote", "2000"],
       ["quote", "2010"],
       ["event", "1"],
       ["event", "2"],
-      ["quote", "2010"],
     ]);
     expect(await redis.zcard(keys.eventsKey("ann"))).toBe(2);
   });
@@ -475,32 +472,34 @@ describe("worker: events and fan-out", () => {
     const keys = await space("worker-fanout-fails");
     await redis.set(keys.streamFanout, "not a stream"); // every XADD to it fails (WRONGTYPE)
     await expect(deliver(keys, [quote(T0 + 1, "2000"), balances("dan", 1, T0 + 2)])).rejects.toThrow("WRONGTYPE");
-    // The quote's fan-out comes first, and failed: nothing is written, and the entries stay pending
-    expect(await redis.hget(keys.quotesKey, "ETH")).toBeNull();
+    // The quote's read model is written (its fan-out comes first, and failed there), and the entries stay pending
+    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
     expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(2);
-    // When the fan-out works again and the pending entries are run again, the quote goes out, and again once the
-    // read model shows it, with the event
+    // When the fan-out works again and the pending entries are run again, the quote goes out too: the read model
+    // already shows it, and no client has seen it
     await redis.del(keys.streamFanout);
     const pending = (await redis.xrange(keys.output, "-", "+")) as [string, string[]][];
     await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, pending);
     const fanned = (await fanout(keys)).map((f) => (f[1] === "quote" ? "quote" : f.slice(0, 6).join(" ")));
-    expect(fanned).toEqual(["quote", "quote", "kind event user dan seq 1"]);
-    expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
+    expect(fanned).toEqual(["quote", "kind event user dan seq 1"]);
     expect(await redis.get(keys.eventsSeqKey("dan"))).toBe("1");
     expect(((await redis.xpending(keys.output, keys.workerGroup)) as [number])[0]).toBe(0);
-    // An older quote after it is not written, and goes out only at once, for the stream to drop
+    // An older quote after it is written nowhere and sent nowhere
     await deliver(keys, [quote(T0, "1999")]);
     expect(JSON.parse((await redis.hget(keys.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
-    expect((await fanout(keys)).filter((f) => f[1] === "quote")).toHaveLength(3);
+    expect((await fanout(keys)).filter((f) => f[1] === "quote")).toHaveLength(1);
   });
 
-  it("runs one script per user's step, its step's quote after it, answers last, one fan-out command per pass", async () => {
+  it("runs one script per output (its read-model write and event append), answers last, one fan-out command per pass", async () => {
     const keys = await space("worker-order");
     const monitor = await redis.monitor();
     const scripts = new Map([
       [sha(GUARDED_WRITE), "guarded"],
-      [sha(USER_STEP), "user-step"],
+      [sha(ENTITY_WRITE), "entity"],
+      [sha(EVENT_APPEND), "append"],
       [sha(ANSWER_WRITE), "answer"],
+      [sha(chainScripts(GUARDED_WRITE, EVENT_APPEND)), "guarded+append"],
+      [sha(chainScripts(ENTITY_WRITE, EVENT_APPEND)), "entity+append"],
       [sha(FANOUT_ADD), "fanout"],
     ]);
     const seen: string[] = [];
@@ -514,21 +513,20 @@ describe("worker: events and fan-out", () => {
     const ms = T0 + 5;
     const head = (n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0`, userId: "fay" });
     try {
-      // One step: a price, then fay's changes and an answer
       await deliver(keys, [
-        quote(ms, "2000"),
-        { type: "order_updated", ...head(1), seq: 1, order: order("P0-1", ms) },
-        { type: "balances_changed", ...head(2), seq: 2, balances: { USD: "9900" } },
+        quote(ms - 1, "2000"),
+        { type: "order_updated", ...head(0), seq: 1, order: order("P0-1", ms) },
+        { type: "balances_changed", ...head(1), seq: 2, balances: { USD: "9900" } },
         {
           type: "order_response",
-          ...head(3),
+          ...head(2),
           requestId: "r1",
           answer: { ok: false, error: { code: "X", message: "x" } },
         },
-        { type: "trade_opened", ...head(4), seq: 3, trade: trade("T0-1", ms) },
+        { type: "trade_opened", ...head(3), seq: 3, trade: trade("T0-1", ms) },
         {
           type: "closed_order",
-          ...head(5),
+          ...head(4),
           seq: 4,
           trade: {
             ...trade("T0-1", ms),
@@ -544,40 +542,41 @@ describe("worker: events and fan-out", () => {
           },
         },
       ]);
-      await until(() => seen.length >= 5);
+      await until(() => seen.length >= 8);
       await new Promise((r) => setTimeout(r, 100)); // nothing more comes
     } finally {
       monitor.disconnect();
     }
-    // The quote's fan-out at once; then one script for fay's four changes (a partial close has no read-model write,
-    // only its event), the quote's read model after it, the answer, and the quote again, the events and the quote's
-    // candle fanned out in one command.
-    expect(seen).toEqual(["fanout", "user-step", "guarded", "answer", "fanout"]);
+    // The quote first, its fan-out at once; then one script per output (a partial close has no read-model write,
+    // only its event), the answer, and the events and the quote's candle fanned out in one command.
+    expect(seen).toEqual([
+      "guarded",
+      "fanout",
+      "entity+append",
+      "guarded+append",
+      "entity+append",
+      "append",
+      "answer",
+      "fanout",
+    ]);
     const fanned = (await redis.xrange(keys.streamFanout, "-", "+")).map(([, f]) =>
       f[1] === "event" ? `event ${f[3]} ${f[5]}` : f[1],
     );
-    expect(fanned).toEqual(["quote", "quote", "event fay 1", "event fay 2", "event fay 3", "event fay 4", "candle"]);
-    const state = await readPrivateState(redis, keys, "fay");
-    expect([state.seq, state.balances.USD, state.orders.map((o) => o.id), state.trades.map((t) => t.id)]).toEqual([
-      4,
-      "9900",
-      ["P0-1"],
-      ["T0-1"],
-    ]);
+    expect(fanned).toEqual(["quote", "event fay 1", "event fay 2", "event fay 3", "event fay 4", "candle"]);
   });
 
-  it("writes a user's step's read models and stores its events in one script; an older output's event is stored all the same", async () => {
+  it("writes a private output's read model and stores its event in one script; an older output's event is stored all the same", async () => {
     const keys = await space("one-script");
     const pipe = redis.pipeline();
-    queueUserStep(pipe, keys, [balances("gil", 2, T0 + 20, "10002")], new Set());
-    queueUserStep(pipe, keys, [balances("gil", 1, T0 + 10, "10001")], new Set()); // older: its read model is not written
-    queueQuoteWrite(pipe, keys, quote(T0 + 30, "2000"));
+    queueOutputWrite(pipe, keys, balances("gil", 2, T0 + 20, "10002"));
+    queueOutputWrite(pipe, keys, balances("gil", 1, T0 + 10, "10001")); // older: its read-model write is skipped
+    queueOutputWrite(pipe, keys, quote(T0 + 30, "2000")); // no event: its write alone
     expect(pipe.length).toBe(3);
     const results = ((await pipe.exec()) ?? []).map(([err, value]) => {
       if (err) throw err;
       return value;
     });
-    expect(results).toEqual([1, 1, 1]);
+    expect(results).toEqual([1, 0, 1]); // the read-model writes' replies
     expect(await redis.hgetall(keys.balancesKey("gil"))).toEqual({ USD: "10002", ETH: "0" });
     const read = await readEventsAfter(redis, keys, "gil", 0, 10);
     expect(read).toMatchObject({ mark: 2, events: [{ seq: 1 }, { seq: 2 }] });

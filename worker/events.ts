@@ -18,13 +18,12 @@
  * A store with no new event for EVENTS_IDLE_TTL_MS expires (the mark stays).
  *
  * Fan-out (`streamFanout`) is written after the batch's read models, events and answers succeeded and before the
- * batch is acknowledged, so an event read from it is already in the store; the batch's quotes go out first, ahead of
- * everything else in the batch and of their read-model writes (worker.ts says why only they may). It is at least
- * once: a batch run again (a crash before XACK, an engine replay) fans its events out again, and consumers drop seqs
- * they have delivered. An event can be fanned out above a gap (stored ahead of the mark): the late batch that fills
- * the gap fans out only its own events, as does a batch that stores a user's step whole with events of it read from
- * around the batch (worker/user-steps.ts), so a consumer that saw a seq beyond the next one it expects reads the rest
- * from the store (readEventsAfter) once the mark has moved.
+ * batch is acknowledged, so an event read from it is already in the store; the batch's quotes go out first, each
+ * after its own read-model write, ahead of everything else in the batch (worker.ts says why only they may). It is at
+ * least once: a batch run again (a crash before XACK, an engine replay) fans its events out again, and consumers drop
+ * seqs they have delivered. An event can be fanned out above a gap (stored ahead of the mark): the late batch that
+ * fills the gap fans out only its own events, so a consumer that saw a seq beyond the next one it expects reads the
+ * rest from the store (readEventsAfter) once the mark has moved.
  */
 import { createHash } from "node:crypto";
 import type { ChainableCommander, Redis } from "ioredis";
@@ -180,8 +179,8 @@ export function eventAppendCall(
 
 /**
  * Queues the store write of one private event alone (EVALSHA: load EVENT_SCRIPTS first). The worker appends an event
- * in the script that writes its user's step (read-models.ts, queueUserStep), so the mark never runs ahead of the read
- * models; this is for writing the store on its own.
+ * in the same script as its output's read-model write (read-models.ts, queueOutputWrite), so the mark never runs
+ * ahead of the read models.
  */
 export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput, more = false): void {
   const call = eventAppendCall(keys, output, more);

@@ -7,18 +7,13 @@
  * claimed from a dead worker is applied after newer outputs another worker already applied. Balances and quotes
  * are written whole, so each write is guarded by a watermark: the highest output id applied to that user (or
  * asset). An output at or below it is skipped, which makes applying idempotent and never lets a read model go back
- * in time. Open trades and pending orders change one at a time, so they are guarded per trade (order) instead (see
- * ENTITY_WRITE).
- *
- * A user's outputs of one engine step change the read models together (a trade opened and its margin paid), and are
- * written together: one script per user and step (USER_STEP), with their events' appends. A quote is written on its
- * own (another hash tag), after its step's other writes (worker.ts).
+ * in time. Open trades and pending orders change one at a time, so they are guarded per trade (order) instead (see ENTITY_WRITE).
  */
 import { createHash } from "node:crypto";
 import type { ChainableCommander } from "ioredis";
-import type { EngineOutput, OutputOf, PrivateOutput } from "../contract/messages.ts";
+import { isPrivateOutput, type EngineOutput } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
-import { EVENT_APPEND, eventAppendCall } from "./events.ts";
+import { EVENT_APPEND, eventAppendCall, queueEventAppend } from "./events.ts";
 
 /**
  * KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. Returns 1
@@ -95,48 +90,37 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
 /**
- * One user's outputs of one engine step (worker/user-steps.ts), in one script: a reader sees all of their changes or
- * none, never a trade opened before its margin is paid nor a close before its proceeds. Per output its read-model
- * write, if any, then, for an event, its append to the user's events store (so the events mark never covers a change
- * the read models lack). Each body (GUARDED_WRITE, ENTITY_WRITE, EVENT_APPEND) becomes a function whose parameters
- * stand for KEYS and ARGV, so its own `return` ends only it. ARGV: per call its body (1, 2, 3 in that order), its key
- * count and its argument count, then its arguments; KEYS: the calls' keys in turn, all in the user's hash tag (one
- * cluster slot). Returns 1.
+ * Lua that runs two scripts' bodies in one call (one command, and atomic together): the first with the first
+ * ARGV[1] keys and the ARGV[2] arguments after those two counts, then the second with the rest. Returns the first's
+ * result. Each body becomes a function whose parameters stand for KEYS and ARGV, so its own `return` ends only it.
  */
-export const USER_STEP = `
-local function guarded(KEYS, ARGV)
-${GUARDED_WRITE}
+export function chainScripts(first: string, second: string): string {
+  return `
+local function first(KEYS, ARGV)
+${first}
 end
-local function entity(KEYS, ARGV)
-${ENTITY_WRITE}
+local function second(KEYS, ARGV)
+${second}
 end
-local function append(KEYS, ARGV)
-${EVENT_APPEND}
+local nk, na = tonumber(ARGV[1]), tonumber(ARGV[2])
+local k1, a1, k2, a2 = {}, {}, {}, {}
+for i = 1, #KEYS do
+  if i <= nk then k1[i] = KEYS[i] else k2[i - nk] = KEYS[i] end
 end
-local bodies = {guarded, entity, append}
-local k, i = 0, 1
-while i <= #ARGV do
-  local body, nk, na = bodies[tonumber(ARGV[i])], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local keys, args = {}, {}
-  for j = 1, nk do keys[j] = KEYS[k + j] end
-  for j = 1, na do args[j] = ARGV[i + 2 + j] end
-  body(keys, args)
-  k, i = k + nk, i + 3 + na
+for i = 3, #ARGV do
+  if i - 2 <= na then a1[i - 2] = ARGV[i] else a2[i - 2 - na] = ARGV[i] end
 end
-return 1`;
+local result = first(k1, a1)
+second(k2, a2)
+return result`;
+}
 
-/** USER_STEP's number for each body it runs. */
-const BODY = new Map([
-  [GUARDED_WRITE, "1"],
-  [ENTITY_WRITE, "2"],
-  [EVENT_APPEND, "3"],
-]);
+/** A private output's read-model write, then its event's append (events.ts), as one script: one command per event. */
+const THEN_APPEND = new Map([GUARDED_WRITE, ENTITY_WRITE].map((write) => [write, chainScripts(write, EVENT_APPEND)]));
 
 /** Every script the worker runs by hash: it loads them once (SCRIPT LOAD) and sends only the hash with each write. */
-export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, USER_STEP, ANSWER_WRITE] as const;
-const SHA = new Map<string, string>(
-  READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]),
-);
+export const READ_MODEL_SCRIPTS = [GUARDED_WRITE, ENTITY_WRITE, ANSWER_WRITE, ...THEN_APPEND.values()] as const;
+const SHA = new Map(READ_MODEL_SCRIPTS.map((script) => [script, createHash("sha1").update(script).digest("hex")]));
 
 /** Queues an answer for the function waiting on `key` (EVALSHA: load READ_MODEL_SCRIPTS first). */
 export function queueAnswer(pipe: ChainableCommander, key: string, answerJson: string, ttlMs: number): void {
@@ -150,39 +134,31 @@ interface ScriptCall {
 }
 
 /**
- * Queues, as one USER_STEP call on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS first), what one user's events of one
- * engine step write: each one's read model and its append to the events store, in the order given. `continued`: the
- * events whose engine:output entry said `more 1`, stored so (events.ts, eventMember).
+ * Queues what an output writes, on a pipeline (EVALSHA: load READ_MODEL_SCRIPTS and EVENT_SCRIPTS first): its read
+ * model, if any, and for a private event its append to the user's events store (events.ts), in the same script
+ * when it has both, so the events mark never covers a change the read models lack. The script's result is the
+ * read-model write's (1 written, 0 skipped as older), or the append's when there is no read-model write. `more`:
+ * the output's engine:output entry said `more 1`, stored with its event (events.ts, eventMember).
  */
-export function queueUserStep(
-  pipe: ChainableCommander,
-  keys: Keyspace,
-  events: readonly PrivateOutput[],
-  continued: ReadonlySet<EngineOutput>,
-): void {
-  const calls: ScriptCall[] = [];
-  for (const event of events) {
-    const write = readModelWrite(keys, event);
-    if (write !== undefined) calls.push(write);
-    calls.push({ script: EVENT_APPEND, ...eventAppendCall(keys, event, continued.has(event)) });
+export function queueOutputWrite(pipe: ChainableCommander, keys: Keyspace, output: EngineOutput, more = false): void {
+  const write = readModelWrite(keys, output);
+  const append = isPrivateOutput(output) ? eventAppendCall(keys, output, more) : undefined;
+  if (write !== undefined && append !== undefined) {
+    const counts = [String(write.keys.length), String(write.args.length)];
+    pipe.evalsha(
+      SHA.get(THEN_APPEND.get(write.script)!)!,
+      write.keys.length + append.keys.length,
+      ...write.keys,
+      ...append.keys,
+      ...counts,
+      ...write.args,
+      ...append.args,
+    );
+  } else if (write !== undefined) {
+    pipe.evalsha(SHA.get(write.script)!, write.keys.length, ...write.keys, ...write.args);
+  } else if (isPrivateOutput(output)) {
+    queueEventAppend(pipe, keys, output, more);
   }
-  const scriptKeys = calls.flatMap((call) => call.keys);
-  const args = calls.flatMap((call) => [
-    BODY.get(call.script)!,
-    String(call.keys.length),
-    String(call.args.length),
-    ...call.args,
-  ]);
-  pipe.evalsha(SHA.get(USER_STEP)!, scriptKeys.length, ...scriptKeys, ...args);
-}
-
-/**
- * Queues a quote's read-model write (EVALSHA: load READ_MODEL_SCRIPTS first). Its reply: 1 written, 2 this very quote
- * written before, 0 an older one (GUARDED_WRITE).
- */
-export function queueQuoteWrite(pipe: ChainableCommander, keys: Keyspace, quote: OutputOf<"quote_updated">): void {
-  const write = readModelWrite(keys, quote)!;
-  pipe.evalsha(SHA.get(write.script)!, write.keys.length, ...write.keys, ...write.args);
 }
 
 /** The read-model write an output calls for, if any. */

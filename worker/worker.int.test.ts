@@ -107,16 +107,6 @@ const instruct = (userId: string, requestId: string, instruction: Instruction): 
   instruction,
 });
 
-/** Long ETH, margin 100 at leverage 10 (0.5 ETH at 2000), with a take-profit at 2100. */
-const LONG_WITH_TAKE_PROFIT: Instruction = {
-  kind: "open_trade",
-  asset: "ETH",
-  side: "long",
-  margin: "100",
-  leverage: 10,
-  takeProfit: "2100",
-};
-
 async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs = 5000): Promise<T> {
   const start = Date.now();
   for (;;) {
@@ -148,7 +138,16 @@ describe("worker on real Redis and Postgres", () => {
       exchangeTimeUs: "1800000000001000", // the exchange's clock, as the log's (ms 1_800_000_000_001): fresh
       source: "sim",
     });
-    const [openOutput] = await e.send(instruct("alice", "r2", LONG_WITH_TAKE_PROFIT));
+    const [openOutput] = await e.send(
+      instruct("alice", "r2", {
+        kind: "open_trade",
+        asset: "ETH",
+        side: "long",
+        margin: "100",
+        leverage: 10,
+        takeProfit: "2100",
+      }),
+    );
     const answer = await until(() => redis.lpop(keys.responseKey("alice", openOutput!.inputId)));
     const opened = JSON.parse(answer) as Answer;
     expect(opened.ok && opened.result.kind === "open_trade" && opened.result.trade.id).toBe("T0-1");
@@ -598,15 +597,6 @@ describe("worker on real Redis and Postgres", () => {
     expect(asked.every((a) => a.pending <= 500)).toBe(true);
   });
 
-  const ethPrice = (bid: string): EngineInput => ({
-    type: "price_update",
-    market: "ETH_USDC_PERP",
-    bid,
-    ask: bid,
-    exchangeTimeUs: "1",
-    source: "sim",
-  });
-
   it("fans out a batch's quotes while the batch before it still writes to Postgres; everything else in log order", async () => {
     const local = keyspace(`${prefix}overlap:`);
     await ensureGroup(redis, local);
@@ -618,6 +608,14 @@ describe("worker on real Redis and Postgres", () => {
         for (const o of apply(state, { id: `${n++}-0`, message }))
           await redis.xadd(local.output, "*", ...encodeFields(o));
     };
+    const price = (bid: string): EngineInput => ({
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid,
+      ask: bid,
+      exchangeTimeUs: "1",
+      source: "sim",
+    });
     const fanout = async () =>
       (await redis.xrange(local.streamFanout, "-", "+")).map(
         ([, f]) => (f[1] === "quote" ? `quote ${(JSON.parse(f[3]!) as { bid: string }).bid}` : `${f[1]} ${f[3]}`), // event <user>
@@ -626,7 +624,7 @@ describe("worker on real Redis and Postgres", () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     const heldDb = { query: async (text: string, params?: unknown[]) => (await held, pg.db.query(text, params)) };
-    await publish(ethPrice("2000"), instruct("alice", "a1", { kind: "create_account" }));
+    await publish(price("2000"), instruct("alice", "a1", { kind: "create_account" }));
     const stop = new AbortController();
     const registry = new Registry();
     const handled = async () => sample(parseSamples(await registry.metrics()), "worker_entries_handled_total");
@@ -645,7 +643,7 @@ describe("worker on real Redis and Postgres", () => {
     );
     try {
       await until(async () => ((await fanout()).includes("quote 2000") ? true : undefined));
-      await publish(ethPrice("2001"), instruct("bob", "b1", { kind: "create_account" }));
+      await publish(price("2001"), instruct("bob", "b1", { kind: "create_account" }));
       // The second batch's quote goes out while the first batch's rest waits on Postgres; no event has gone out.
       await until(async () => ((await fanout()).includes("quote 2001") ? true : undefined));
       expect(await fanout()).toEqual(["quote 2000", "quote 2001"]);
@@ -667,25 +665,16 @@ describe("worker on real Redis and Postgres", () => {
     }
   });
 
-  /**
-   * The outputs, in order, of a price of 2000, alice's account, her long (margin 100, leverage 10, take-profit 2100),
-   * then `after`: inputs `<firstMs>-0`, `<firstMs + 1>-0`, ….
-   */
-  function aliceOpens(firstMs: number, ...after: EngineInput[]): EngineOutput[] {
-    const state = createState(makeParams());
-    const messages: EngineInput[] = [
-      ethPrice("2000"),
-      instruct("alice", "a1", { kind: "create_account" }),
-      instruct("alice", "a2", LONG_WITH_TAKE_PROFIT),
-      ...after,
-    ];
-    return messages.flatMap((message, i) => apply(state, { id: `${firstMs + i}-0`, message }));
-  }
-
   it("fans out the engine's `more` on an event even when a read ends right after it, inside its step", async () => {
     const local = keyspace(`${prefix}step-cut:`);
     await ensureGroup(redis, local);
-    const outputs = aliceOpens(20);
+    const state = createState(makeParams());
+    const messages: EngineInput[] = [
+      { type: "price_update", market: "ETH_USDC_PERP", bid: "2000", ask: "2000", exchangeTimeUs: "1", source: "sim" },
+      instruct("alice", "a1", { kind: "create_account" }),
+      instruct("alice", "a2", { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 }),
+    ];
+    const outputs = messages.flatMap((message, i) => apply(state, { id: `${20 + i}-0`, message }));
     for (const fields of outputEntries(outputs)) await redis.xadd(local.output, "*", ...fields);
     // A batch size that cuts the open's step right after trade_opened: balances_changed and the answer come after
     const cut = outputs.findIndex((o) => o.type === "trade_opened") + 1;
@@ -705,162 +694,6 @@ describe("worker on real Redis and Postgres", () => {
       .filter((f) => f[1] === "event")
       .map((f) => `${f[5]} ${(JSON.parse(f.at(-1)!) as { type: string }).type}${f[6] === "more" ? " more" : ""}`);
     expect(events).toEqual(["1 balances_changed", "2 trade_opened more", "3 balances_changed"]);
-  });
-
-  /** Up to `count` entries of engine:output that `consumer` has not been given, as a worker's group read takes them. */
-  async function readGroup(local: Keyspace, consumer: string, count: number): Promise<[string, string[]][]> {
-    const read = (await redis.xreadgroup(
-      "GROUP",
-      local.workerGroup,
-      consumer,
-      "COUNT",
-      count,
-      "STREAMS",
-      local.output,
-      ">",
-    )) as [string, [string, string[]][]][];
-    return read[0]![1];
-  }
-
-  /**
-   * On engine:output as the engine publishes them: aliceOpens and, with `close`, a price of 2100 that closes her long.
-   * The group's read is cut inside the last step, right after its output of type `cutAfter`: consumer "a" has
-   * everything up to it; `rest` has "b" read the rest.
-   */
-  async function cutStep(name: string, cutAfter: EngineOutput["type"], close = false) {
-    const local = keyspace(`${prefix}${name}:`);
-    await ensureGroup(redis, local);
-    const outputs = close ? aliceOpens(30, ethPrice("2100")) : aliceOpens(30);
-    const last = outputs.at(-1)!.inputId;
-    const cut = outputs.findIndex((o) => o.inputId === last && o.type === cutAfter) + 1;
-    expect(cut).toBeGreaterThan(0);
-    expect(cut).toBeLessThan(outputs.length);
-    for (const fields of outputEntries(outputs)) await redis.xadd(local.output, "*", ...fields);
-    const first = await readGroup(local, "a", cut);
-    return {
-      local,
-      first,
-      rest: () => readGroup(local, "b", 100),
-      handle: (entries: [string, string[]][]) =>
-        handleBatch({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "x" }, entries),
-      /** Alice's USD balance and open trades, as the read models show them. */
-      shown: async () => ({
-        usd: await redis.hget(local.balancesKey("alice"), "USD"),
-        trades: Object.keys(await redis.hgetall(local.openTradesKey("alice"))),
-      }),
-    };
-  }
-
-  it("shows a trade's open with its margin paid, wherever reads cut the step, whichever part is handled first", async () => {
-    // The batch that ends right after trade_opened reads on for the margin's balances_changed
-    const ahead = await cutStep("cut-open-first", "trade_opened");
-    await ahead.handle(ahead.first);
-    expect(await ahead.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    await ahead.handle(await ahead.rest());
-    expect(await ahead.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    // The batch that starts at balances_changed, handled before the one that holds the open, reads back for it
-    const behind = await cutStep("cut-open-rest", "trade_opened");
-    await behind.handle(await behind.rest());
-    expect(await behind.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    await behind.handle(behind.first);
-    expect(await behind.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    expect(await readEventsAfter(redis, behind.local, "alice", 0)).toMatchObject({ ok: true, mark: 3 });
-  });
-
-  it("shows a trade's close with its proceeds, when a read ends right after the closed order", async () => {
-    const cut = await cutStep("cut-close", "closed_order", true);
-    await cut.handle(cut.first);
-    expect(await cut.shown()).toEqual({ usd: "10050", trades: [] });
-    await cut.handle(await cut.rest());
-    expect(await cut.shown()).toEqual({ usd: "10050", trades: [] });
-  });
-
-  it("applies a step whole when its start is pending on a dead worker: its answer comes with the whole open", async () => {
-    // "a" read the open's trade_opened and stopped; a live worker reads the rest, the answer among it
-    const cut = await cutStep("cut-dead", "trade_opened");
-    const stop = new AbortController();
-    const options = { reader, writer: redis, db: pg.db, keys: cut.local, log, blockMs: 20 };
-    const running = runWorker({ ...options, consumer: "live", claimIdleMs: 600_000 }, stop.signal);
-    try {
-      await until(() => redis.lpop(cut.local.responseKey("alice", "32-0")));
-      expect(await cut.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-      expect(((await redis.xpending(cut.local.output, cut.local.workerGroup)) as [number])[0]).toBe(cut.first.length);
-    } finally {
-      stop.abort();
-      await running;
-    }
-    // Once claimed, nothing changes
-    const claimer = new AbortController();
-    const claiming = runWorker({ ...options, consumer: "claimer", claimIdleMs: 1 }, claimer.signal);
-    try {
-      await until(async () => ((await groupBacklog(redis, cut.local))?.pending === 0 ? true : undefined));
-      expect(await cut.shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    } finally {
-      claimer.abort();
-      await claiming;
-    }
-  });
-
-  it("leaves out a user's part of a step whose end is not on the stream yet, and writes it whole once it is", async () => {
-    const local = keyspace(`${prefix}step-unpublished:`);
-    await ensureGroup(redis, local);
-    const outputs = aliceOpens(50);
-    const entries = outputEntries(outputs);
-    // The engine published the open's step in two calls, and only the first is out: up to trade_opened
-    const split = outputs.findIndex((o) => o.type === "trade_opened") + 1;
-    const deliver = async (part: string[][]) => {
-      for (const fields of part) await redis.xadd(local.output, "*", ...fields);
-      const read = (await redis.xreadgroup("GROUP", local.workerGroup, "w", "STREAMS", local.output, ">")) as [
-        string,
-        [string, string[]][],
-      ][];
-      await handleBatch({ reader, writer: redis, db: pg.db, keys: local, log, consumer: "w" }, read[0]![1]);
-    };
-    const shown = async () => ({
-      usd: await redis.hget(local.balancesKey("alice"), "USD"),
-      trades: Object.keys(await redis.hgetall(local.openTradesKey("alice"))),
-    });
-    await deliver(entries.slice(0, split));
-    expect(await shown()).toEqual({ usd: "10000", trades: [] });
-    expect(await readEventsAfter(redis, local, "alice", 0)).toMatchObject({ ok: true, mark: 1 });
-    expect(((await redis.xpending(local.output, local.workerGroup)) as [number])[0]).toBe(0);
-    // The second call's outputs come: that batch reads back for the open and writes it with its margin
-    await deliver(entries.slice(split));
-    expect(await shown()).toEqual({ usd: "9900", trades: ["T0-1"] });
-    expect(await readEventsAfter(redis, local, "alice", 0)).toMatchObject({ ok: true, mark: 3 });
-    expect(await redis.lpop(local.responseKey("alice", "52-0"))).toContain('"ok":true');
-  });
-
-  it("shows a quote in the read model no sooner than what its step did to the trades: a take-profit hit", async () => {
-    const local = keyspace(`${prefix}quote-order:`);
-    await ensureGroup(redis, local);
-    const outputs = aliceOpens(60, ethPrice("2100"));
-    for (const fields of outputEntries(outputs)) await redis.xadd(local.output, "*", ...fields);
-    const options = { reader, writer: redis, keys: local, log, consumer: "w" };
-    // Everything up to the price of 2100, then that price's step: its quote, the take-profit's close, its proceeds
-    const tick = outputs.findIndex((o) => o.inputId === outputs.at(-1)!.inputId);
-    expect(outputs.slice(tick).map((o) => o.type)).toEqual(["quote_updated", "closed_order", "balances_changed"]);
-    await handleBatch({ ...options, db: pg.db }, await readGroup(local, "w", tick));
-    // Postgres holds the next batch's rest: its quote has gone out on the fan-out, the rest waits
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const heldDb = { query: async (text: string, params?: unknown[]) => (await held, pg.db.query(text, params)) };
-    const batch = handleBatch({ ...options, db: heldDb as TestDatabase["db"] }, await readGroup(local, "w", 100));
-    try {
-      const bids = async () =>
-        (await redis.xrange(local.streamFanout, "-", "+"))
-          .filter(([, f]) => f[1] === "quote")
-          .map(([, f]) => (JSON.parse(f[3]!) as { bid: string }).bid);
-      await until(async () => ((await bids()).includes("2100") ? true : undefined));
-      // The trade is still shown open, so the read model still shows the price before the one that closed it
-      expect(Object.keys(await redis.hgetall(local.openTradesKey("alice")))).toEqual(["T0-1"]);
-      expect(JSON.parse((await redis.hget(local.quotesKey, "ETH"))!)).toMatchObject({ bid: "2000" });
-    } finally {
-      release();
-      await batch;
-    }
-    expect(Object.keys(await redis.hgetall(local.openTradesKey("alice")))).toEqual([]);
-    expect(JSON.parse((await redis.hget(local.quotesKey, "ETH"))!)).toMatchObject({ bid: "2100" });
   });
 
   /** Resolves once a worker's start has made its group (on a writer that may still be connecting). */

@@ -1,25 +1,23 @@
 /**
- * The worker: a consumer group on `engine:output`. For each batch: first its quotes onto the stream replicas' fan-out,
- * so a price reaches the stream without waiting for the rest of the batch. Then, in stream order: closed orders, entry
- * orders and filled spot orders into Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert
- * nothing, an older order view never replaces a newer one) and the quotes' 1-minute candles (candles.ts); the read
- * models into Redis (guarded by watermarks, see read-models.ts), each user's events of one engine step in one script
- * with their appends to the user's events store (events.ts), read whole from engine:output when the batch holds only
- * part of them (user-steps.ts), so no read model shows a state from the middle of a step, and each step's quotes after
- * it, so the latest price shows no sooner than the stops it hit; and only then each `order_response` onto its
- * per-request key, so a client that got its answer reads its own write next; then the batch's events and candles onto
- * the fan-out. Entries are acknowledged only after all of that succeeded; a crash before XACK leaves them pending, and
- * another worker (or this one, restarted) claims them.
+ * The worker: a consumer group on `engine:output`. For each batch: first the quotes' read models (the latest quote
+ * per asset) and, for each quote the read model shows, its fan-out entry, so a price reaches the stream without
+ * waiting for the rest of the batch. Then, in stream order: closed orders, entry orders and filled spot orders into
+ * Postgres (history-writes.ts, spot-orders.ts: a replay's duplicates insert nothing, an older order view never
+ * replaces a newer one) and the quotes' 1-minute candles (candles.ts), the other read models into Redis (guarded by
+ * watermarks, see read-models.ts) with each private event appended to its user's events store in the same script as
+ * its read-model write (events.ts), and only then each `order_response` onto its per-request key, so a client that got
+ * its answer reads its own write next; then the batch's events and candles onto the stream replicas' fan-out.
+ * Entries are acknowledged only after all of that succeeded; a crash before XACK leaves them pending, and another
+ * worker (or this one, restarted) claims them.
  *
  * Only quotes go out early, and they do not wait for the batch before either: the next batch is read, and its quotes
  * fanned out, while the rest of this one (its Postgres writes above all) is still under way. A quote carries no
  * sequence number and nothing waits on it: a stream replica sends the latest price it has before a user's next event,
  * so a quote that overtakes the events before it in the log reaches a client no later than it did, and never after
- * the events it caused (those follow it in the log, so in this batch's later fan-out or a later batch's). They go
- * unguarded: a quote that a replay or a claim brings late, or a batch run again, goes out again, and a stream replica
- * drops a quote older than, or the same as, one it has had (stream/hub.ts). Each asset's last quote of a batch goes
- * out once more with the batch's events, once the read model shows it: a replica that starts takes the fan-out's end
- * before it reads the read model, and between the two the quote may have gone out but not yet be in the model.
+ * the events it caused (those follow it in the log, so in this batch's later fan-out or a later batch's). A batch run
+ * again (after a crash, or a failure later in the batch) sends again each of its quotes that the read model still
+ * shows, since the earlier attempt's fan-out may have failed; a stream replica drops a quote whose output id it has
+ * already had (stream/hub.ts). A quote a later one has replaced in the read model meanwhile is not sent again.
  *
  * A consumer holds at most two batches pending (the one whose rest is running, the one just read), never more than
  * MAX_PENDING_PER_CONSUMER (999) entries together: Upstash refuses an XREADGROUP that would take a consumer's pending
@@ -70,9 +68,8 @@ import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { catchUp, oweAndAcknowledge, owedEntries } from "./postgres-backlog.ts";
 import { watchPostgresOutages, type PostgresOutages, type PostgresRetry } from "./postgres-outages.ts";
-import { queueAnswer, queueQuoteWrite, queueUserStep, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
-import { gatherUserSteps, type Located, type UserSteps } from "./user-steps.ts";
 import { watchdog, type Bounded } from "./watchdog.ts";
 
 export interface WorkerOptions {
@@ -614,25 +611,28 @@ export async function handleBatch(
   await handleRest(o, entries, await run.bound(handleQuotes(o, entries)), run);
 }
 
-/** A batch's outputs, each with its entry's id and `more` (user-steps.ts). */
-type Decoded = readonly Located[];
+/** A batch's outputs, and the events whose entries say their engine step has more for the same user. */
+interface Decoded {
+  readonly outputs: EngineOutput[];
+  readonly continued: ReadonlySet<EngineOutput>;
+}
 
-/**
- * Decodes a batch and fans out its quotes at once: their read models come later, with the rest of their steps
- * (handleRest). Unguarded: a replayed or claimed quote older than one a stream replica has, it drops (stream/hub.ts).
- */
+/** Decodes a batch, writes its quotes' read models and fans out those that moved; returns the batch's outputs. */
 async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Promise<Decoded> {
-  const batch: Located[] = [];
+  const outputs: EngineOutput[] = [];
+  const continued = new Set<EngineOutput>();
   for (const entry of entries) {
     if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
     const [id, fields] = entry;
     const decoded = decodeOutputFields(fields);
-    if (decoded.ok) batch.push({ output: decoded.message, entryId: id, more: stepContinues(fields) });
-    else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
+    if (decoded.ok) {
+      outputs.push(decoded.message);
+      if (stepContinues(fields)) continued.add(decoded.message);
+    } else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
   }
-  const quotes = batch.map(({ output }) => output).filter((output) => output.type === "quote_updated");
-  await fanOutEntries(o.writer, o.keys, quotes, new Set());
-  return batch;
+  const quotes = outputs.filter((output) => output.type === "quote_updated");
+  await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes, continued), continued);
+  return { outputs, continued };
 }
 
 /**
@@ -642,12 +642,12 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
  * acknowledges the batch, and the rest goes on without them.
  */
 async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
-  const outputs = batch.map(({ output }) => output);
+  const { outputs, continued } = batch;
+  const others = outputs.filter((output) => output.type !== "quote_updated");
   const candles = await writePostgresUnlessDown(o, outputs, run);
   await run.bound(
     (async () => {
-      const steps = await gatherUserSteps(o.writer, o.keys, batch, o.log);
-      await fanOutEntries(o.writer, o.keys, await writeRedis(o, outputs, steps), steps.continued, candles ?? []);
+      await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles ?? []);
       const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
       if (ids.length === 0) return;
       const acknowledged =
@@ -696,39 +696,36 @@ async function writePostgres(o: WorkerOptions, outputs: readonly EngineOutput[])
 async function writeRedis(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
-  steps: UserSteps,
+  continued: ReadonlySet<EngineOutput>,
 ): Promise<EngineOutput[]> {
   if (outputs.length === 0) return [];
-  let written = await writeReadModelsAndAnswers(o, outputs, steps);
+  let written = await writeReadModelsAndAnswers(o, outputs, continued);
   if (!written.ok && written.error.message.startsWith("NOSCRIPT")) {
     await loadScripts(o.writer);
-    written = await writeReadModelsAndAnswers(o, outputs, steps);
+    written = await writeReadModelsAndAnswers(o, outputs, continued);
   }
   if (!written.ok) throw written.error;
   return written.fanout;
 }
 
 /**
- * One pipeline: per engine step, one script per user's events of it (their read-model writes and event appends,
- * user-steps.ts), then its quotes' read models, so a quote shows no sooner than what it did to the trades of its step
- * (a stop hit); then the answers. Returns what to fan out: every private event written (again when run again:
- * consumers drop seqs they delivered), and each asset's last quote of the batch that the read model now shows
- * (written now, or by an earlier attempt at the batch): sent early already, it goes again for a stream replica that
- * started since, which took the fan-out's end before reading the read model then without it.
+ * One pipeline: per output its read-model write and, for a private event, its append to the user's events
+ * store (so the events mark never covers a change the read models lack), with `more` when `continued` holds it;
+ * then the answers. Returns what to fan
+ * out: every private event (again when run again: consumers drop seqs they delivered), and each quote the read model
+ * now shows (a replayed quote is older than the one shown, and must not reach clients as the latest; one an earlier
+ * attempt wrote goes out again, since that attempt's fan-out may have failed).
  */
 async function writeReadModelsAndAnswers(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
-  steps: UserSteps,
+  continued: ReadonlySet<EngineOutput>,
 ): Promise<{ ok: true; fanout: EngineOutput[] } | { ok: false; error: Error }> {
   const pipe = o.writer.pipeline();
   const quoteWrites: [at: number, output: OutputOf<"quote_updated">][] = [];
-  for (const step of steps.steps) {
-    for (const events of step.userSteps) queueUserStep(pipe, o.keys, events, steps.continued);
-    for (const quote of step.quotes) {
-      quoteWrites.push([pipe.length, quote]);
-      queueQuoteWrite(pipe, o.keys, quote);
-    }
+  for (const output of outputs) {
+    if (output.type === "quote_updated") quoteWrites.push([pipe.length, output]);
+    queueOutputWrite(pipe, o.keys, output, continued.has(output));
   }
   for (const output of outputs) {
     if (output.type !== "order_response") continue;
@@ -742,16 +739,18 @@ async function writeReadModelsAndAnswers(
   const results = (await pipe.exec()) ?? [];
   const error = results.find(([err]) => err !== null)?.[0];
   if (error) return { ok: false, error };
+  // Written now (1); or written before (2), by an earlier attempt at this batch whose fan-out may have failed, and
+  // still what the model shows unless a later quote of the batch replaced it.
   const lastOfAsset = new Map(quoteWrites.map(([, output]) => [output.asset, output]));
-  const shownQuotes = new Set<EngineOutput>(
+  const movedQuotes = new Set<EngineOutput>(
     quoteWrites
-      .filter(([at, output]) => results[at]?.[1] !== 0 && lastOfAsset.get(output.asset) === output)
+      .filter(([at, output]) => {
+        const reply = results[at]?.[1];
+        return reply === 1 || (reply === 2 && lastOfAsset.get(output.asset) === output);
+      })
       .map(([, output]) => output),
   );
-  const fanout = outputs.filter(
-    (output) => (isPrivateOutput(output) && !steps.leftOut.has(output)) || shownQuotes.has(output),
-  );
-  return { ok: true, fanout };
+  return { ok: true, fanout: outputs.filter((output) => isPrivateOutput(output) || movedQuotes.has(output)) };
 }
 
 async function loadScripts(redis: Redis): Promise<void> {

@@ -390,15 +390,11 @@ async function main(): Promise<void> {
     }
     /** Each tick's fan-out XADD (ms), by the same key as tickSentAt. */
     const fanoutAt = new Map<string, number>();
-    // Each quote's first: the worker sends a batch's last quote of each asset again once its read model shows it.
-    const fannedOut = new Set<string>();
     for (const [id, fields] of await redis.xrange(keys.streamFanout, "-", "+")) {
       if (fields[1] !== "quote") continue;
-      const quote = JSON.parse(fields[3]!) as { id: string; inputId: string; asset: string };
-      const { inputId, asset } = quote;
+      const { inputId, asset } = JSON.parse(fields[3]!) as { inputId: string; asset: string };
       const inputMs = Number(inputId.split("-")[0]);
-      if (inputMs < measureStart || fannedOut.has(quote.id)) continue;
-      fannedOut.add(quote.id);
+      if (inputMs < measureStart) continue;
       fanoutAt.set(quoteKey(asset, inputMs), Number(id.split("-")[0]));
       toFanout.push(Number(id.split("-")[0]) - inputMs);
       const output = outputAt.get(inputId);
