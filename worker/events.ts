@@ -233,8 +233,8 @@ export type ScriptRunner = (script: string, keys: readonly string[], args: reado
 
 /**
  * A user's read models as the worker stores them (views as JSON by id) with the contiguous mark (`seq`) and the
- * highest seq stored ahead of it (`aheadSeq`), all of one instant: no engine step shows in part (the worker writes a
- * user's step in one script, read-models.ts USER_STEP).
+ * highest seq stored ahead of it (`aheadSeq`), all of one instant. The worker writes one script per output, so that
+ * instant can fall inside an engine step: `seq` says which of the step's events it shows.
  */
 export interface StoredState {
   seq: number;
