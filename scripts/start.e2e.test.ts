@@ -169,7 +169,7 @@ describe("npm start", () => {
     async () => {
       const start = npmStart({ JWT_SECRET: "too-short" });
       expect(await start.exited).toEqual({ code: 2, signal: null });
-      expect(start.raw.join("\n")).toContain("JWT_SECRET must be at least 32 characters");
+      expect(start.raw.join("\n")).toContain("JWT_SECRET: expected at least 32 characters, received 9");
       expect(start.raw.join("\n")).toContain("start: configuration error: api stopped with a configuration error");
       expect(Object.values(pidsOf(start)).filter(alive)).toEqual([]);
     },
