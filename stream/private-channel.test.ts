@@ -128,6 +128,26 @@ describe("PrivateChannel", () => {
     expect(store.reads).toBe(2);
   });
 
+  it("reads again at once when an event is notified during a read that came back empty, not on the retry", async () => {
+    const { channel, store, seqs, gaps } = setUp();
+    // A resume that is up to date: the read for it is made before 4 is stored, and 4's notification comes during it.
+    for (const n of [1, 2, 3]) store.events.set(n, event(n));
+    store.stateSeq = 3;
+    let release = () => undefined as void;
+    store.gate = new Promise<void>((resolve) => (release = resolve));
+    const resuming = channel.start(3);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(store.reads).toBe(1);
+    store.events.set(4, event(4));
+    channel.notify(event(4));
+    store.gate = undefined;
+    release();
+    await resuming; // no fake time passes: a retry timer would not have fired
+    expect(seqs()).toEqual([4]);
+    expect(store.reads).toBe(2);
+    expect(gaps).toEqual([]); // never counted as waiting on a gap
+  });
+
   it("backs off on a gap that does not fill, to one read per 5 s, and logs and counts it once, then its end", async () => {
     const { channel, store, seqs, logs, gaps } = setUp();
     await channel.start(undefined);

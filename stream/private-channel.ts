@@ -67,6 +67,11 @@ export class PrivateChannel {
   private readFailed = false;
   /** A recheck came while the channel was starting or reading: read (again) once that is done. */
   private recheckPending = false;
+  /**
+   * A notification past the last seq sent came while the store was being read: the read may have been made before
+   * the store held that event, so a read that brought nothing does not mean a gap.
+   */
+  private notifiedWhileReading = false;
   /** The seq the store is awaited for, since when, and whether that was logged. */
   private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
   private readonly mirror: Mirror;
@@ -112,6 +117,7 @@ export class PrivateChannel {
   notify(event: PrivateOutput, more = false): void {
     if (event.seq > this.highestNotified) this.highestNotified = event.seq;
     if (more && event.seq > this.lastSeq) this.stepContinues.add(event.seq);
+    if (this.state === "filling" && event.seq > this.lastSeq) this.notifiedWhileReading = true;
     if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
     if (event.seq === this.lastSeq + 1) this.deliver([event]);
     // Past a gap, or the event that closes one with later ones notified before it: those are in the store.
@@ -165,6 +171,7 @@ export class PrivateChannel {
     this.retry = undefined;
     try {
       for (;;) {
+        this.notifiedWhileReading = false;
         const after = await this.deps.store.readAfter(this.conn.userId, this.lastSeq, READ_BATCH);
         if (this.stopped) return;
         this.readFailed = false;
@@ -177,10 +184,12 @@ export class PrivateChannel {
         for (const seq of after.continued) if (seq > this.lastSeq) this.stepContinues.add(seq);
         this.deliver(after.events);
         if (this.conn.closed) break;
-        // More to read: a full batch, or notifications that came while this one was read (read again now rather
-        // than on the retry timer; a read that brings nothing means the store does not hold them yet).
+        // More to read: a full batch, or notifications past what was sent that came while this one was read (read
+        // again now rather than on the retry timer). A read that brings nothing, with no notification during it,
+        // means the store does not hold them yet; one made as a notification came may just have been too early.
         const more =
-          after.events.length === READ_BATCH || (after.events.length > 0 && this.highestNotified > this.lastSeq);
+          after.events.length === READ_BATCH ||
+          (this.highestNotified > this.lastSeq && (after.events.length > 0 || this.notifiedWhileReading));
         if (!more) break;
       }
     } catch (error) {
