@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import type { EngineOutput, OrderView, OutputOf, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { keyspace, type Keyspace } from "../contract/names.ts";
 import { outputEntries } from "../contract/stream-fields.ts";
@@ -56,9 +56,9 @@ afterAll(async () => {
   await pg.drop();
 });
 
-async function space(name: string): Promise<Keyspace> {
+async function space(name: string, on = redis): Promise<Keyspace> {
   const keys = keyspace(`${prefix}${name}:`);
-  await ensureGroup(redis, keys);
+  await ensureGroup(on, keys);
   return keys;
 }
 
@@ -149,11 +149,11 @@ const range = (from: number, to: number) => Array.from({ length: to - from + 1 }
  * Puts `outputs` on engine:output as the engine publishes them (whole steps), and has the worker handle them as one
  * batch, as a group read delivers them.
  */
-async function deliver(keys: Keyspace, outputs: readonly EngineOutput[]): Promise<void> {
-  for (const fields of outputEntries(outputs)) await redis.xadd(keys.output, "*", ...fields);
-  const read = (await redis.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
+async function deliver(keys: Keyspace, outputs: readonly EngineOutput[], on = redis): Promise<void> {
+  for (const fields of outputEntries(outputs)) await on.xadd(keys.output, "*", ...fields);
+  const read = (await on.xreadgroup("GROUP", keys.workerGroup, "w", "STREAMS", keys.output, ">")) as
     [string, [string, string[]][]][] | null;
-  await handleBatch({ reader: redis, writer: redis, db: pg.db, keys, log, consumer: "w" }, read?.[0]?.[1] ?? []);
+  await handleBatch({ reader: on, writer: on, db: pg.db, keys, log, consumer: "w" }, read?.[0]?.[1] ?? []);
 }
 
 /** The fan-out's entries but candles (the quotes' candles are worker/candles.ts's, checked in its own spec). */
@@ -491,8 +491,17 @@ describe("worker: events and fan-out", () => {
   });
 
   it("runs one script per output (its read-model write and event append), answers last, one fan-out command per pass", async () => {
-    const keys = await space("worker-order");
-    const monitor = await redis.monitor();
+    // On a Redis of its own: ioredis fails a MONITOR whose first monitor line comes in the same read as its OK
+    // ("Command queue state error", redis/ioredis#1981), as it may on the shared one while other test files run.
+    const scratch = await startScratchRedis("events-monitor");
+    const own = new Redis(scratch.url);
+    onTestFinished(async () => {
+      own.disconnect();
+      await scratch.stop();
+    });
+    for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await own.script("LOAD", script);
+    const keys = await space("worker-order", own);
+    const monitor = await own.monitor();
     const scripts = new Map([
       [sha(GUARDED_WRITE), "guarded"],
       [sha(ENTITY_WRITE), "entity"],
@@ -513,7 +522,7 @@ describe("worker: events and fan-out", () => {
     const ms = T0 + 5;
     const head = (n: number) => ({ id: `${ms}-0:${n}`, inputId: `${ms}-0`, userId: "fay" });
     try {
-      await deliver(keys, [
+      const outputs: EngineOutput[] = [
         quote(ms - 1, "2000"),
         { type: "order_updated", ...head(0), seq: 1, order: order("P0-1", ms) },
         { type: "balances_changed", ...head(1), seq: 2, balances: { USD: "9900" } },
@@ -541,7 +550,8 @@ describe("worker: events and fan-out", () => {
             closedAt: at(ms),
           },
         },
-      ]);
+      ];
+      await deliver(keys, outputs, own);
       await until(() => seen.length >= 8);
       await new Promise((r) => setTimeout(r, 100)); // nothing more comes
     } finally {
@@ -559,7 +569,7 @@ describe("worker: events and fan-out", () => {
       "answer",
       "fanout",
     ]);
-    const fanned = (await redis.xrange(keys.streamFanout, "-", "+")).map(([, f]) =>
+    const fanned = (await own.xrange(keys.streamFanout, "-", "+")).map(([, f]) =>
       f[1] === "event" ? `event ${f[3]} ${f[5]}` : f[1],
     );
     expect(fanned).toEqual(["quote", "event fay 1", "event fay 2", "event fay 3", "event fay 4", "candle"]);
