@@ -251,6 +251,39 @@ describe("price-driven summaries", () => {
     hub.shutdown();
   });
 
+  it("goes to a slow client after the quotes it was held back from, since it is priced at them", async () => {
+    const hub = startHub(() => [trade("T0-1", "ETH")]);
+    const frames: string[] = [];
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+      },
+      send: (data: string | Buffer) => {
+        const frame = JSON.parse(String(data)) as { type: string; bid?: string; unrealizedPnl?: string };
+        if (frame.type === "quote") frames.push(`quote ${frame.bid}`);
+        if (frame.type === "summary") frames.push(`summary ${frame.unrealizedPnl}`);
+      },
+    } as unknown as WebSocket & { bufferedAmount: number };
+    hub.accept(ws, { userId: "eth", sessionId: "eth", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    for (const subscription of [
+      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
+      { op: "subscribe", channel: "private" },
+    ])
+      onMessage(Buffer.from(JSON.stringify(subscription)), false);
+    await vi.advanceTimersByTimeAsync(2_000);
+    hub.handleEntry(`${Date.now()}-0`, quote("ETH", "2001"));
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames).toEqual(["quote 2001", "summary 0.5"]);
+    // The client stops reading: the next quote is held back, yet the summary it owes is priced at it
+    ws.bufferedAmount = DEFAULT_LIMITS.quoteThinBytes;
+    hub.handleEntry(`${Date.now()}-1`, quote("ETH", "2003"));
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    expect(frames.slice(2)).toEqual(["quote 2003", "summary 1.5"]);
+    hub.shutdown();
+  });
+
   it("none between two events of one engine step: a trade's opening and its margin paid give one, after both", async () => {
     const hub = startHub(() => [trade("T0-1", "ETH")]);
     const frames: string[] = [];

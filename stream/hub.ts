@@ -412,6 +412,8 @@ export class StreamHub {
       if (channel?.summaryDue !== true || nowMs - channel.lastSummaryMs < interval || !channel.summaryReady) continue;
       this.summariesDue.delete(conn);
       try {
+        // Priced at the latest quotes: a client held back from one (a slow client) gets it first, as before an event.
+        this.quotes.flush(conn, nowMs);
         channel.sendSummary(nowMs);
       } catch (error) {
         this.warnSummary("warn", "summary_failed", { userId: conn.userId, error });
