@@ -34,6 +34,23 @@ describe("validation errors say field, expected and received", () => {
     );
   });
 
+  it("a leverage too large is 422 INVALID_LEVERAGE however many digits it has; the engine's or the API's", async () => {
+    const engines = await create({ leverage: 101 });
+    expect([engines.status, engines.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
+    for (const [leverage, shown] of [
+      [1_000_000, "1000000"],
+      [1e40, "1e+40"],
+    ] as const) {
+      const res = await create({ leverage });
+      expect([res.status, res.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
+      expect(res.body.error?.message).toBe(
+        `leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received ${shown}.`,
+      );
+    }
+    // 0 and a fraction stay what they were: not a leverage at all
+    for (const leverage of [0, 1.5]) expect((await create({ leverage })).body.error?.code).toBe("INVALID_REQUEST");
+  });
+
   it('{"id": …} on close: tradeId is missing, and the unknown field is named', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);

@@ -66,17 +66,26 @@ export const decimalInput = z
     description: "A decimal string, or a JSON number read by its decimal text (never through a binary double).",
   });
 
-/** A whole number sent as a JSON number, read by its value: `10`, `10.0` and `1e1` are the same. */
-export const wholeNumberInput = jsonNumber
+/**
+ * A leverage, sent as a JSON number and read by its value: `10`, `10.0` and `1e1` are the same. Up to 6 digits go to
+ * the engine, which refuses one above its maximum with INVALID_LEVERAGE; a longer whole number is refused here with
+ * the same code (params.code, validate.ts), so a leverage too large is one mistake whatever its size.
+ */
+export const leverageInput = jsonNumber
   .transform((value, ctx) => {
     const text = value.decimalText();
     if (text === undefined || !/^[1-9]\d{0,5}$/.test(text)) {
-      ctx.addIssue({ code: "custom", message: "expected a whole number from 1" });
+      const tooLarge = text !== undefined && /^[1-9]\d+$/.test(text);
+      ctx.addIssue({
+        code: "custom",
+        message: "expected a whole number from 1",
+        params: tooLarge ? { code: "INVALID_LEVERAGE" } : undefined,
+      });
       return z.NEVER;
     }
     return Number(text);
   })
-  .openapi({ type: "integer", minimum: 1 });
+  .openapi({ type: "integer", minimum: 1, description: "A whole number; the engine allows 1 to 100." });
 
 const assetSymbols = ASSETS.map((a) => a.symbol) as [string, ...string[]];
 export const assetInput = z.enum(assetSymbols);
@@ -154,7 +163,7 @@ export const createTradeRequest = z
     asset: assetInput,
     type: z.enum(["long", "short"]),
     margin: decimalInput.openapi({ description: "USD locked as margin, at most 6 decimals." }),
-    leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
+    leverage: leverageInput,
     stopLoss: optionalPrice("Close when the price reaches this level (at the asset's price decimals)."),
     takeProfit: optionalPrice("Close when the price reaches this level."),
     trailingStop: optionalComponentOrNone(trailingStopInput),
@@ -245,7 +254,7 @@ export const entryOrderRequest = z
     margin: decimalInput.openapi({
       description: "USD reserved now and locked in the trade on fill, at most 6 decimals.",
     }),
-    leverage: wholeNumberInput.openapi({ description: "A whole number; the engine allows 1 to 100." }),
+    leverage: leverageInput,
     stopLoss: optionalPrice("The trade's stop-loss on fill."),
     takeProfit: optionalPrice("The trade's take-profit on fill."),
     trailingStop: optionalComponentOrNone(trailingStopInput),

@@ -127,7 +127,11 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
   // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
   const value = valueAt(input, first.path);
-  const code = value === undefined || isWrongType(first, value) ? undefined : fieldErrorCode(first.path);
+  const own: unknown = first.code === "custom" ? first.params?.["code"] : undefined;
+  const code =
+    value === undefined || isWrongType(first, value)
+      ? undefined
+      : ((own as ApiErrorCode | RejectionCode | undefined) ?? fieldErrorCode(first.path));
   throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, schema));
 }
 
