@@ -48,6 +48,35 @@ describe("restoreState from a SnapshotStore", () => {
     expect(restored.accounts.size).toBe(20);
   });
 
+  it("keeps the saved state's parameters, and names each configured one it ignores", async () => {
+    const store = new MemorySnapshotStore();
+    const bytes = encodeSnapshot(someState());
+    await store.save(bytes, {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: "1-0",
+      stateHash: hashSnapshot(bytes),
+      takenAt: new Date(0).toISOString(),
+    });
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger("test", { sink: (line) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const configured = makeParams({ initialBalanceMicros: 50_000_000_000 });
+    const restored = await restoreState(() => store.load(), configured, log);
+    expect(restored.params.initialBalanceMicros).toBe(makeParams().initialBalanceMicros);
+    expect(lines.filter((l) => l["event"] === "params_from_snapshot")).toMatchObject([
+      {
+        level: "warn",
+        kept: { initialBalanceMicros: 10_000_000_000 },
+        ignored: { initialBalanceMicros: 50_000_000_000 },
+      },
+    ]);
+    // The same parameters: nothing to say
+    lines.length = 0;
+    await restoreState(() => store.load(), makeParams(), log);
+    expect(lines.map((l) => l["event"])).not.toContain("params_from_snapshot");
+    expect(lines.map((l) => l["event"])).toContain("restore_snapshot");
+  });
+
   it("refuses a snapshot whose bytes do not match its head", async () => {
     const store = new MemorySnapshotStore();
     const bytes = encodeSnapshot(someState());

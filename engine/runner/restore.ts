@@ -91,5 +91,21 @@ async function restoreOne(
     accounts: state.accounts.size,
     openTrades: trades,
   });
+  warnParamsKept(state.params, freshParams, log);
   return { state, generation: loaded.head.generation };
+}
+
+/**
+ * A restored state keeps the parameters it was created with (a replay must answer as the original run did), so a
+ * setting changed since (INITIAL_BALANCE_USD) or a default changed by a release does nothing: say so, by name.
+ */
+function warnParamsKept(restored: EngineParams, configured: EngineParams, log: Logger): void {
+  const kept: Record<string, unknown> = {};
+  const ignored: Record<string, unknown> = {};
+  for (const key of Object.keys(configured) as (keyof EngineParams)[]) {
+    if (JSON.stringify(restored[key]) === JSON.stringify(configured[key])) continue;
+    kept[key] = key === "assets" ? restored.assets.map((a) => a.symbol) : restored[key];
+    ignored[key] = key === "assets" ? configured.assets.map((a) => a.symbol) : configured[key];
+  }
+  if (Object.keys(kept).length > 0) log.warn("params_from_snapshot", { kept, ignored });
 }
