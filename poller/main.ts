@@ -15,7 +15,7 @@ import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
 import { PriceFeed } from "./price-feed.ts";
 import { pollerMetrics } from "./metrics.ts";
-import { PricePublisher } from "./publisher.ts";
+import { connectPublisherRedis, PricePublisher } from "./publisher.ts";
 import { readLastQuotes } from "./start-quotes.ts";
 
 const STATS_EVERY_MS = 60_000;
@@ -31,8 +31,10 @@ runMain("poller", async () => {
   const names = keyspace(config.keyPrefix);
   log.info("poller_starting", { feed: config.feed, stream: names.input, markets: ASSETS.map((a) => a.market) });
 
+  // Reads (the sim's start quotes) resend like any command; the publisher's XADDs must not: two connections.
   const redis = connectRedis(config.redisUrl, log, "poller");
-  const publisher = new PricePublisher({ redis, stream: names.input, log });
+  const publisherRedis = connectPublisherRedis(config.redisUrl, log);
+  const publisher = new PricePublisher({ redis: publisherRedis, stream: names.input, log });
   const feed = new PriceFeed({
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
@@ -78,7 +80,7 @@ runMain("poller", async () => {
     }, SHUTDOWN_BUDGET_MS).unref();
     await feed.stop();
     await publisher.flush();
-    await redis.quit();
+    await Promise.all([redis.quit(), publisherRedis.quit()]);
     await metricsServer?.close();
     log.info("poller_stopped", { publisher: publisher.counters });
     process.exit(0);

@@ -108,7 +108,7 @@ describe("poller on Redis", () => {
 
     const list = await entries(stream);
     expect(list.length).toBe(client.counters.published + client.counters.heartbeats);
-    expect(publisher.counters).toEqual({ written: list.length, failed: 0, shed: 0 });
+    expect(publisher.counters).toEqual({ written: list.length, failed: 0, shed: 0, lost: 0 });
     for (const update of list) {
       expect(update).toMatchObject({ type: "price_update", source: "sim" });
       expect(update.exchangeTimeUs).toMatch(/^\d{16}$/);

@@ -1,10 +1,13 @@
 // The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
-// are shed and counted.
+// are shed and counted. Through a proxy that drops the connection after Redis ran a pipeline and before its reply:
+// the pipeline is not written again, and publishing goes on.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
-import { PricePublisher } from "./publisher.ts";
+import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { connectPublisherRedis, PricePublisher } from "./publisher.ts";
 import { captureLog, redisStreams } from "./test-support.ts";
 
 let fixture: ReturnType<typeof redisStreams>;
@@ -44,7 +47,7 @@ describe("PricePublisher", () => {
     }
     await publisher.flush();
     expect(await writtenSequence(stream)).toEqual(Array.from({ length: n }, (_, i) => `${i}`));
-    expect(publisher.counters).toEqual({ written: n, failed: 0, shed: 0 });
+    expect(publisher.counters).toEqual({ written: n, failed: 0, shed: 0, lost: 0 });
     expect(publisher.queued).toBe(0);
   });
 
@@ -55,7 +58,7 @@ describe("PricePublisher", () => {
     for (let i = 0; i < 20; i++) publisher.publish(update(i));
     await publisher.flush();
     expect(await writtenSequence(stream)).toEqual(["15", "16", "17", "18", "19"]);
-    expect(publisher.counters).toEqual({ written: 5, failed: 0, shed: 15 });
+    expect(publisher.counters).toEqual({ written: 5, failed: 0, shed: 15, lost: 0 });
     expect(events("publisher_shedding")).toHaveLength(1);
   });
 
@@ -67,7 +70,7 @@ describe("PricePublisher", () => {
     publisher.publish(update(1));
     publisher.publish(update(2));
     await publisher.flush();
-    expect(publisher.counters).toEqual({ written: 0, failed: 2, shed: 0 });
+    expect(publisher.counters).toEqual({ written: 0, failed: 2, shed: 0, lost: 0 });
     expect(events("publisher_write_failed")[0]).toMatchObject({
       level: "error",
       error: expect.stringContaining("WRONGTYPE") as unknown,
@@ -76,5 +79,32 @@ describe("PricePublisher", () => {
     publisher.publish(update(3));
     await publisher.flush();
     expect(await writtenSequence(stream)).toEqual(["3"]);
+  });
+
+  it("never writes a pipeline twice when the connection drops before its reply, and goes on publishing", async () => {
+    const stream = freshStream();
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const { log, events } = captureLog();
+    const connection = connectPublisherRedis(`redis://127.0.0.1:${proxy.port}`, log);
+    try {
+      const publisher = new PricePublisher({ redis: connection, stream, log });
+      publisher.publish(update(1));
+      await publisher.flush();
+      // The next pipeline (2 and 3) runs in Redis; its reply is lost with the connection.
+      const dropped = proxy.dropReplyTo(stream);
+      publisher.publish(update(2));
+      publisher.publish(update(3));
+      await dropped;
+      // Its reply never comes (it is not sent again): the drain loop must not wait for it.
+      await publisher.flush();
+      publisher.publish(update(4));
+      await publisher.flush();
+      expect(await writtenSequence(stream)).toEqual(["1", "2", "3", "4"]);
+      expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 2 });
+      expect(events("publisher_reply_lost")).toEqual([expect.objectContaining({ level: "warn", entries: 2 })]);
+    } finally {
+      connection.disconnect();
+      await proxy.close();
+    }
   });
 });
