@@ -117,6 +117,26 @@ describe("QuoteGate", () => {
     expect(gate.admit(quote("6", "1", "3", "BTC_USDC_PERP"))).toBe("stale");
   });
 
+  it("refuses as stale a new connection's frame stamped before the market's last accepted one", () => {
+    const resets: string[][] = [];
+    const gate = new QuoteGate((...reset) => resets.push(reset));
+    expect(gate.admit(at(1_000, 50, "4000"))).toBe("accept");
+    expect(gate.admit(at(1_500, 51, "4001"))).toBe("accept");
+    expect(gate.admit(at(1_600, 52, "4001"))).toBe("unchanged"); // accepted in sequence: its time counts too
+    gate.newConnection();
+    // A gateway that lags: its first frames are older than what was taken, and would put the price back.
+    expect(gate.admit(at(1_200, 7, "3990"))).toBe("stale");
+    expect(gate.admit(at(1_599, 8, "4000"))).toBe("stale"); // still no baseline on this connection
+    expect(gate.admit(at(1_600, 9, "4002"))).toBe("accept"); // as late as the last accepted one: the new baseline
+    expect(gate.admit(at(1_700, 10, "4003"))).toBe("accept");
+    // Within the connection, ids rule as before: ids that start over are re-based on.
+    expect(gate.admit(at(1_800, 1, "4004"))).toBe("stale");
+    expect(gate.admit(at(1_900, 2, "4005"))).toBe("accept");
+    expect(resets).toEqual([["ETH_USDC_PERP", "10", "2"]]);
+    // Each market on its own: BTC has taken nothing yet, so its first frame is its baseline whatever its time.
+    expect(gate.admit(quote("3", "1", "2", "BTC_USDC_PERP"))).toBe("accept");
+  });
+
   it("restarts id comparison on a new connection but still drops an unchanged quote", () => {
     const gate = new QuoteGate();
     expect(gate.admit(quote("1000", "100"))).toBe("accept");

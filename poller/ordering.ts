@@ -25,8 +25,12 @@
  * - `unchanged`: an in-sequence frame with the same bid and ask as the last published quote adds nothing to the
  *   log (the engine keys on bid/ask; Backpack also sends a frame when only the sizes change).
  *
- * Ids are compared within one connection only (`newConnection`): a fresh subscription starts from the exchange's
- * current book, so it is never older than what came before. The last published bid/ask survives reconnects, so a
+ * Ids are compared within one connection only (`newConnection`); exchange times across connections. Until a
+ * connection has a baseline for a market, a frame stamped earlier than the market's last accepted one (on any
+ * connection) is `stale`: nothing promises that a fresh subscription starts from a book no older than what came
+ * before (a lagging gateway node, a cached snapshot), and the engine takes any bid/ask that differs, whatever its
+ * time, so such a frame would take the market back in time. A frame stamped no earlier is the new baseline (an
+ * equal time is the same moment, not the past). The last published bid/ask survives reconnects, so a
  * resubscription does not republish an unchanged quote.
  */
 import { fromTheFuture } from "../engine/core/freshness.ts";
@@ -72,6 +76,8 @@ export class QuoteGate {
   /** Per market, the last out-of-sequence frame stamped later than `last`: the start of a new sequence, maybe. */
   private readonly restart = new Map<string, SequencePoint>();
   private readonly lastPublished = new Map<string, { bid: string; ask: string }>();
+  /** Per market, the latest exchange time of a frame accepted in sequence on any connection. */
+  private readonly acceptedAtUs = new Map<string, bigint>();
 
   constructor(private readonly onReset?: SequenceReset) {}
 
@@ -79,7 +85,10 @@ export class QuoteGate {
   admit(quote: FeedQuote): "accept" | Exclude<GateDropReason, "future"> {
     const next = { id: BigInt(quote.updateId), timeUs: BigInt(quote.exchangeTimeUs) };
     const last = this.last.get(quote.market);
-    if (last !== undefined && !follows(last, next)) {
+    if (last === undefined) {
+      const acceptedAtUs = this.acceptedAtUs.get(quote.market);
+      if (acceptedAtUs !== undefined && next.timeUs < acceptedAtUs) return "stale"; // older than what was taken
+    } else if (!follows(last, next)) {
       const refused = next.id <= last.id ? "stale" : "implausible";
       if (next.timeUs <= last.timeUs) return refused; // older news
       const restart = this.restart.get(quote.market);
@@ -91,13 +100,15 @@ export class QuoteGate {
     }
     this.last.set(quote.market, next);
     this.restart.delete(quote.market);
+    const acceptedAtUs = this.acceptedAtUs.get(quote.market);
+    if (acceptedAtUs === undefined || next.timeUs > acceptedAtUs) this.acceptedAtUs.set(quote.market, next.timeUs);
     const published = this.lastPublished.get(quote.market);
     if (published !== undefined && published.bid === quote.bid && published.ask === quote.ask) return "unchanged";
     this.lastPublished.set(quote.market, { bid: quote.bid, ask: quote.ask });
     return "accept";
   }
 
-  /** Forget update ids (not quotes): called when a new connection is opened. */
+  /** Forget update ids (not quotes, nor exchange times): called when a new connection is opened. */
   newConnection(): void {
     this.last.clear();
     this.restart.clear();
