@@ -1,7 +1,7 @@
 // The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
 // dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence,
-// or its book's alone, into none), gets past a broken id or ids that started over, detects a silent socket, backs
-// off with jitter up to a cap, and stops cleanly.
+// or its book's alone, or a book that refused a later frame, into none), gets past a broken id or ids that started
+// over, detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -221,6 +221,49 @@ describe("FeedClient", () => {
       expect.objectContaining({ level: "warn", market: "ETH_USDC_PERP", exchangeTimeUs: String(second(16)) }),
     ]);
     expect(events("feed_book_resumed")).toEqual([expect.objectContaining({ level: "info", market: "ETH_USDC_PERP" })]);
+  });
+
+  it("stops the heartbeats of a market whose book refused a later frame, until a book frame is accepted", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, quotes, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000; // µs, in the past
+    const second = (n: number) => S + n * 1_000_000;
+    const script = [
+      book(1_000_000_000, "4000", S),
+      mark(second(1)), // heartbeat
+      book(1, "3000", second(1.5)), // stale: the ids started over, the top moved; one frame is not enough to take it
+      mark(second(2)), // withheld: the exchange's top is no longer the one held
+      mark(second(3)), // withheld
+      book(2, "2990", second(3.5)), // the second frame of the new sequence: accepted
+      mark(second(4.5)), // heartbeat
+      book(3, "96000", second(5)), // crossed (bid above the ask, 95000)
+      mark(second(6)), // withheld
+      book(4, "2990", second(6.5)), // unchanged, accepted in sequence: heartbeat
+      book(3, "2980", second(6.4)), // stale and older than the last accepted frame: older news, says nothing
+      mark(second(7.5)), // heartbeat
+      book(5, "2990.555", second(8)), // a price the market cannot have
+      mark(second(9)), // withheld
+    ];
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(quotes.map((q) => q.bid)).toEqual(["4000", "2990"]);
+    const eth = (bid: string, n: number) => ({
+      market: "ETH_USDC_PERP",
+      bid,
+      ask: "95000",
+      exchangeTimeUs: String(second(n)),
+    });
+    expect(beats).toEqual([eth("4000", 1), eth("2990", 4.5), eth("2990", 6.5), eth("2990", 7.5)]);
+    expect(feed.counters).toMatchObject({ heartbeats: 4, withheld: 4, sequenceResets: 1 });
+    expect(feed.counters.dropped).toMatchObject({ stale: 2, crossed_quote: 1, invalid_price: 1, unchanged: 1 });
+    expect(events("feed_book_refused").map((l) => [l.level, l.market, l.reason, l.exchangeTimeUs])).toEqual([
+      ["warn", "ETH_USDC_PERP", "stale", String(second(1.5))],
+      ["warn", "ETH_USDC_PERP", "crossed_quote", String(second(5))],
+      ["warn", "ETH_USDC_PERP", "invalid_price", String(second(8))],
+    ]);
+    expect(events("feed_book_resumed")).toHaveLength(2);
   });
 
   it("takes the book's silence limit from bookSilenceMs; a book never shown on the connection is silent too", async () => {

@@ -10,6 +10,9 @@
  * whose book has shown nothing for `bookSilenceMs` while its mark price flows gets no heartbeats and is logged
  * once (`feed_book_silent`) until its book shows itself again (`feed_book_resumed`): the socket is not dropped for
  * it, as the book of a market halted at the exchange is silent too, and reconnecting would not bring it back.
+ * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
+ * that cannot be taken) stops the market's heartbeats too, logged once (`feed_book_refused`), until a book frame is
+ * accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not vouched for.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings
@@ -61,7 +64,10 @@ export interface FeedCounters {
   heartbeatFrames: number;
   /** Heartbeats handed to `onHeartbeat`: from markPrice frames, or book frames that changed only sizes. */
   heartbeats: number;
-  /** Heartbeats not sent because the market's book had shown nothing for `bookSilenceMs` (heartbeat.ts). */
+  /**
+   * Heartbeats not sent because the market's book had shown nothing for `bookSilenceMs`, or refused a later frame
+   * since it last showed itself (heartbeat.ts).
+   */
   withheld: number;
   /** Markets whose update ids started over within a connection (ordering.ts). */
   sequenceResets: number;
@@ -115,6 +121,8 @@ export class FeedClient {
   private readonly heartbeats: Heartbeats;
   /** Markets whose heartbeats are withheld for a silent book, so each silence is logged once. */
   private readonly silentBooks = new Set<string>();
+  /** Markets whose heartbeats stopped for a refused later book frame, so each is logged once. */
+  private readonly refusedBooks = new Set<string>();
   private readonly silenceMs: number;
   private readonly bookSilenceMs: number;
   private readonly backoffBaseMs: number;
@@ -285,7 +293,10 @@ export class FeedClient {
         this.logControlError("warn", "feed_error_message", { url: this.options.url, error: result.error });
       return;
     }
-    if (result.kind === "rejected") return this.drop(result.reason, result.detail);
+    if (result.kind === "rejected") {
+      if (result.book !== undefined) this.bookRefused(result.book.market, result.book.exchangeTimeUs, result.reason);
+      return this.drop(result.reason, result.detail);
+    }
     const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
     if (aheadOfEngine(exchangeTimeUs, Date.now())) return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
     this.attempt = 0; // market data: the connection and its subscription work
@@ -295,6 +306,7 @@ export class FeedClient {
     }
     const quote = result.quote;
     const verdict = this.gate.admit(quote);
+    if (verdict === "stale" || verdict === "implausible") this.bookRefused(quote.market, quote.exchangeTimeUs, verdict);
     if (verdict === "accept" || verdict === "unchanged") this.bookResumed(quote.market);
     if (verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
     if (verdict !== "accept") return this.drop(verdict, `${quote.market} u=${quote.updateId}`);
@@ -319,13 +331,25 @@ export class FeedClient {
         bookSilenceMs: this.bookSilenceMs,
       });
     }
+    if (due === "book_refused") return void this.counters.withheld++;
     this.counters.heartbeats++;
     this.options.onHeartbeat(due);
   }
 
+  /** A book frame of `market` was refused: stamped later than its last accepted one, its top may be gone. */
+  private bookRefused(market: string, exchangeTimeUs: string, reason: DropReason): void {
+    if (!this.gate.laterThanAccepted(market, exchangeTimeUs)) return; // older news: says nothing of the top now
+    this.heartbeats.bookRefused(market);
+    if (this.refusedBooks.has(market)) return;
+    this.refusedBooks.add(market);
+    this.options.log.warn("feed_book_refused", { url: this.options.url, market, reason, exchangeTimeUs });
+  }
+
   /** A book frame of `market` was accepted in sequence: its heartbeats count again. */
   private bookResumed(market: string): void {
-    if (this.silentBooks.delete(market)) this.options.log.info("feed_book_resumed", { url: this.options.url, market });
+    const silent = this.silentBooks.delete(market);
+    const refused = this.refusedBooks.delete(market);
+    if (silent || refused) this.options.log.info("feed_book_resumed", { url: this.options.url, market });
   }
 
   private drop(reason: DropReason, detail: string): void {

@@ -252,7 +252,19 @@ describe("parseFrame refuses garbage with a reason", () => {
       kind: "rejected",
       reason: "invalid_price",
       detail: 'a: "4303.931" has more than 2 decimals',
+      book: { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172777497712" },
     });
+  });
+
+  it("gives a book frame refused for its prices its market and time, when its time is good", () => {
+    const book = { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172777497712" };
+    expect(parseFrame(eth({ b: '"4304.00"' }), ours)).toMatchObject({ reason: "crossed_quote", book });
+    expect(parseFrame(eth({ b: '"0"' }), ours)).toMatchObject({ reason: "invalid_price", book });
+    expect(parseFrame(eth({ b: '"0"', T: '"1736172777497712"' }), ours)).toMatchObject({ book });
+    expect(parseFrame(eth({ b: '"0"', T: "1.5" }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ b: '"0"', T: "" }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ a: "" }), ours)).not.toHaveProperty("book"); // missing, not a price we cannot take
+    expect(parseFrame(eth({ u: "-5" }), ours)).not.toHaveProperty("book");
   });
 });
 

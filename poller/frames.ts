@@ -17,6 +17,9 @@
  * - `u` and `T` are digit strings taken from the frame's text, never from a JS number (`u` can exceed 2^53);
  * - a heartbeat's `E` is a digit string from the frame's text, like `T`;
  * - messages without `stream`/`data` (subscription answers, errors) are `control`: not quotes, not garbage.
+ * - a bookTicker frame of a known market refused for its prices (`invalid_price`, `crossed_quote`) carries its
+ *   market and `T` (`book`) when its `T` is good: the exchange's word that the market's top moved, to a top we cannot
+ *   take (feed-client.ts stops vouching for the old one).
  * Never throws: the feed is untrusted input.
  */
 import type { RawData } from "ws";
@@ -68,7 +71,13 @@ export type FrameResult =
   | { readonly kind: "quote"; readonly quote: FeedQuote }
   | { readonly kind: "heartbeat"; readonly heartbeat: FeedHeartbeat }
   | { readonly kind: "control"; readonly error: string | undefined }
-  | { readonly kind: "rejected"; readonly reason: FrameDropReason; readonly detail: string };
+  | {
+      readonly kind: "rejected";
+      readonly reason: FrameDropReason;
+      readonly detail: string;
+      /** For a book frame refused for its prices: its market and exchange time (see above). */
+      readonly book?: { readonly market: string; readonly exchangeTimeUs: string };
+    };
 
 /** Markets by Backpack symbol. */
 export type MarketTable = ReadonlyMap<string, AssetConfig>;
@@ -119,10 +128,11 @@ export function parseFrame(text: string, markets: MarketTable): FrameResult {
   }
 
   const bid = price(data, "b", asset);
-  if (typeof bid !== "number") return bid;
+  if (typeof bid !== "number") return withBook(bid, symbol, data);
   const ask = price(data, "a", asset);
-  if (typeof ask !== "number") return ask;
-  if (bid > ask) return reject("crossed_quote", `bid ${data.b as string} > ask ${data.a as string}`);
+  if (typeof ask !== "number") return withBook(ask, symbol, data);
+  if (bid > ask)
+    return withBook(reject("crossed_quote", `bid ${data.b as string} > ask ${data.a as string}`), symbol, data);
 
   const updateId = digits(data, "u", MAX_ID_DIGITS);
   if (typeof updateId !== "string") return updateId;
@@ -158,6 +168,14 @@ function price(data: JsonObject, field: "a" | "b", asset: AssetConfig): number |
   }
   if (parsed.units === 0) return reject("invalid_price", `${field}: zero`);
   return parsed.units;
+}
+
+/** A book frame's refusal for its prices, with its market and time when its `T` is good (see above). */
+function withBook(result: FrameResult, market: string, data: JsonObject): FrameResult {
+  if (result.kind !== "rejected" || (result.reason !== "invalid_price" && result.reason !== "crossed_quote"))
+    return result;
+  const exchangeTimeUs = digits(data, "T", MAX_TIME_DIGITS);
+  return typeof exchangeTimeUs === "string" ? { ...result, book: { market, exchangeTimeUs } } : result;
 }
 
 /** A non-negative integer field given as a JSON number or a digit string, returned as its exact digits. */

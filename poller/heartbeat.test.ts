@@ -1,6 +1,7 @@
 // Heartbeats: the exchange's evidence of life re-publishes a market's unchanged top of book with the exchange's
 // newer time, at most once per 0.9 s of exchange time per market, never before a first quote, after a reconnect
-// only once the new connection has shown the book, and only while the book has shown itself within the limit.
+// only once the new connection has shown the book, only while the book has shown itself within the limit, and not
+// while the book has refused a later frame since.
 import { describe, expect, it } from "vitest";
 import { Heartbeats } from "./heartbeat.ts";
 
@@ -78,6 +79,26 @@ describe("Heartbeats", () => {
     expect(hb.evidence("BTC_USDC_PERP", "20000001", false)).toBe("book_silent");
     expect(hb.evidence("BTC_USDC_PERP", "20500000", false)).toBe("book_silent"); // no heartbeat to space out
     expect(hb.evidence("ETH_USDC_PERP", "21500000", true)).toEqual(eth("4300", "21500000"));
+  });
+
+  it("stops vouching for a book that refused a later frame, until a book frame is accepted again", () => {
+    const hb = new Heartbeats();
+    hb.published(eth("4300", "1000000"));
+    expect(hb.evidence("ETH_USDC_PERP", "2000000", false)).toEqual(eth("4300", "2000000"));
+    hb.bookRefused("ETH_USDC_PERP"); // the exchange's top moved to one that could not be taken
+    expect(hb.evidence("ETH_USDC_PERP", "2500000", false)).toBeUndefined(); // not due anyway
+    expect(hb.evidence("ETH_USDC_PERP", "3000000", false)).toBe("book_refused");
+    expect(hb.evidence("ETH_USDC_PERP", "4000000", false)).toBe("book_refused");
+    expect(hb.evidence("BTC_USDC_PERP", "4000000", true)).toBeUndefined(); // other markets are not concerned
+    // An accepted book frame with the top unchanged: the heartbeats go on from it.
+    expect(hb.evidence("ETH_USDC_PERP", "4100000", true)).toEqual(eth("4300", "4100000"));
+    hb.bookRefused("ETH_USDC_PERP");
+    expect(hb.evidence("ETH_USDC_PERP", "5000000", false)).toBe("book_refused");
+    hb.published(eth("4301", "5500000")); // so does a changed one
+    expect(hb.evidence("ETH_USDC_PERP", "6400000", false)).toEqual(eth("4301", "6400000"));
+    // A silent book is told as such first: the silence is what the operator must see.
+    hb.bookRefused("ETH_USDC_PERP");
+    expect(hb.evidence("ETH_USDC_PERP", "21000000", false)).toBe("book_silent");
   });
 
   it("takes its limit from the caller, and refuses one that is not a whole number of milliseconds", () => {

@@ -24,6 +24,10 @@
  *   never vouches for a top of book seen before the gap. A book it has not shown counts as silent from the
  *   connection's first evidence of the market (a bookTicker subscription that never delivers, or a market whose
  *   book has not shown itself at all yet).
+ * - A book frame of the market refused although stamped later than its last accepted one (`bookRefused`: ids out
+ *   of sequence, as the first frame after ids start over, or prices that cannot be taken) says the top has moved
+ *   from the one held: the market's heartbeats stop (`book_refused`) until a book frame of it is accepted again, so
+ *   the old top is not re-published as live meanwhile.
  */
 import type { TopOfBook } from "./frames.ts";
 
@@ -37,6 +41,8 @@ export class Heartbeats {
   private readonly bookAtUs = new Map<string, bigint>();
   /** Per market, the exchange time of its first evidence on this connection. */
   private readonly seenAtUs = new Map<string, bigint>();
+  /** Markets whose book refused a later frame since it last showed itself: their top may be gone. */
+  private readonly refused = new Set<string>();
 
   private readonly bookSilenceUs: bigint;
 
@@ -60,10 +66,15 @@ export class Heartbeats {
 
   /**
    * Evidence that `market` is live at `exchangeTimeUs`: a markPrice frame, or a bookTicker frame accepted in
-   * sequence whose top is unchanged (`showsBook`). Returns the update to publish when a heartbeat is due, or
-   * `book_silent` when one would be due but the market's book has shown nothing for longer than the limit.
+   * sequence whose top is unchanged (`showsBook`). Returns the update to publish when a heartbeat is due,
+   * `book_silent` when one would be due but the market's book has shown nothing for longer than the limit, or
+   * `book_refused` when one would be due but the book refused a later frame since it last showed itself.
    */
-  evidence(market: string, exchangeTimeUs: string, showsBook: boolean): TopOfBook | "book_silent" | undefined {
+  evidence(
+    market: string,
+    exchangeTimeUs: string,
+    showsBook: boolean,
+  ): TopOfBook | "book_silent" | "book_refused" | undefined {
     const atUs = BigInt(exchangeTimeUs);
     if (showsBook) this.bookShown(market, atUs);
     if (!this.seenAtUs.has(market)) this.seenAtUs.set(market, atUs);
@@ -73,8 +84,17 @@ export class Heartbeats {
     // A book this connection has not shown yet has been silent since the connection's first word of its market.
     if (atUs - (bookAtUs ?? this.seenAtUs.get(market) ?? atUs) > this.bookSilenceUs) return "book_silent";
     if (last === undefined || bookAtUs === undefined) return undefined;
+    if (this.refused.has(market)) return "book_refused";
     last.atUs = atUs;
     return { ...last.quote, exchangeTimeUs };
+  }
+
+  /**
+   * A book frame of `market` stamped later than its last accepted one was refused: no heartbeat until a book frame of
+   * it is accepted (`published`, or evidence that `showsBook`).
+   */
+  bookRefused(market: string): void {
+    this.refused.add(market);
   }
 
   /** A new connection: no market's book is shown on it yet. */
@@ -84,6 +104,7 @@ export class Heartbeats {
   }
 
   private bookShown(market: string, atUs: bigint): void {
+    this.refused.delete(market);
     const before = this.bookAtUs.get(market);
     if (before === undefined || atUs > before) this.bookAtUs.set(market, atUs);
   }

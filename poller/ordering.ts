@@ -20,8 +20,10 @@
  *   bad id accepted as the baseline of a connection). The second is accepted and becomes the baseline
  *   (`onReset`). One such frame alone may be the broken one; waiting for a second costs one book change, which the
  *   second supersedes anyway. Out-of-sequence frames stamped no later than the last accepted one are older news and
- *   never reset anything, however many come. While a market's frames are refused, its book shows nothing, so its
- *   heartbeats stop (heartbeat.ts) and it goes stale in the engine rather than trade on a frozen quote.
+ *   never reset anything, however many come. A refused frame stamped later than the last accepted one says the
+ *   top moved (`laterThanAccepted`): the market's heartbeats stop at once until a frame is accepted (heartbeat.ts),
+ *   so waiting for the second frame of a reset costs no trading on the old top. While a market's frames are
+ *   refused, its book shows nothing, so it goes stale in the engine rather than trade on a frozen quote.
  * - `unchanged`: an in-sequence frame with the same bid and ask as the last published quote adds nothing to the
  *   log (the engine keys on bid/ask; Backpack also sends a frame when only the sizes change).
  *
@@ -106,6 +108,12 @@ export class QuoteGate {
     if (published !== undefined && published.bid === quote.bid && published.ask === quote.ask) return "unchanged";
     this.lastPublished.set(quote.market, { bid: quote.bid, ask: quote.ask });
     return "accept";
+  }
+
+  /** True when `exchangeTimeUs` is later than the market's last accepted frame (false for a market with none). */
+  laterThanAccepted(market: string, exchangeTimeUs: string): boolean {
+    const acceptedAtUs = this.acceptedAtUs.get(market);
+    return acceptedAtUs !== undefined && BigInt(exchangeTimeUs) > acceptedAtUs;
   }
 
   /** Forget update ids (not quotes, nor exchange times): called when a new connection is opened. */
