@@ -1,6 +1,7 @@
 // The engine's deployment keeps a hot standby and hands over on a rolling deploy (infra/plan.ts ENGINE_DEPLOY): two
 // tasks, new tasks started and healthy before old ones stop, a health check that asks the engine's /ready, and time
 // for the old leader's final snapshot after SIGTERM. The health check command is run here against local servers.
+// The other services' deploys: which stop their old task before the new one starts, and the worker's fixed name.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -8,7 +9,15 @@ import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { componentNamed } from "../platform/components.ts";
-import { CONTAINER_PLANS, CONTAINERS, ENGINE_DEPLOY, engineDeploy, readyCheckCommand } from "./plan.ts";
+import {
+  CONTAINER_PLANS,
+  CONTAINERS,
+  ENGINE_DEPLOY,
+  engineDeploy,
+  readyCheckCommand,
+  STOP_THEN_START_DEPLOY,
+  WORKER_NAME,
+} from "./plan.ts";
 
 describe("the engine's deployment", () => {
   const engine = CONTAINER_PLANS.engine;
@@ -69,9 +78,38 @@ describe("the engine's deployment", () => {
     expect(ENGINE_DEPLOY.stopTimeoutSeconds).toBeGreaterThanOrEqual(60);
     expect(ENGINE_DEPLOY.stopTimeoutSeconds).toBeLessThanOrEqual(120);
   });
+});
 
-  it("is the only container with a deploy of its own: the others keep ECS's defaults", () => {
-    expect(CONTAINERS.filter((name) => CONTAINER_PLANS[name].deploy !== undefined)).toEqual(["engine"]);
+describe("each service's deploy", () => {
+  it("hands over for the engine, stops then starts the worker, and leaves the others to ECS's defaults", () => {
+    expect(Object.fromEntries(CONTAINERS.map((name) => [name, CONTAINER_PLANS[name].deploy]))).toEqual({
+      engine: ENGINE_DEPLOY,
+      worker: STOP_THEN_START_DEPLOY,
+      poller: undefined,
+      stream: undefined,
+    });
+  });
+
+  it("stops a one-task service's old task before its new one starts: never two at once, even for a moment", () => {
+    const stopThenStart = CONTAINERS.filter((name) => CONTAINER_PLANS[name].deploy === STOP_THEN_START_DEPLOY);
+    expect(stopThenStart.length).toBeGreaterThan(0);
+    for (const name of stopThenStart) {
+      const { tasks, deploy } = CONTAINER_PLANS[name];
+      expect(tasks, name).toBe(1);
+      // ECS rounds the maximum down and the minimum up (ECS API reference, DeploymentConfiguration).
+      expect(Math.floor((tasks * deploy!.maximumPercent) / 100), `${name}: tasks running at most`).toBe(1);
+      expect(Math.ceil((tasks * deploy!.minimumHealthyPercent) / 100), `${name}: tasks kept healthy`).toBe(0);
+    }
+  });
+
+  it("names the worker, so its replacement takes up the name and first finishes what the last one left pending", () => {
+    const { env, tasks, deploy } = CONTAINER_PLANS.worker;
+    // Unset, the name is the host's and pid's: new for each Fargate task (a new host, pid 1).
+    expect(env.WORKER_NAME).toBe(WORKER_NAME);
+    expect(WORKER_NAME).toMatch(/^[a-z][a-z0-9-]*$/);
+    // One name for one task that never runs beside its replacement.
+    expect(tasks).toBe(1);
+    expect(deploy).toBe(STOP_THEN_START_DEPLOY);
   });
 });
 

@@ -55,20 +55,21 @@ export interface ContainerPlan {
   readonly memory: `${number} GB`;
   /** Tasks kept running (ECS desired count), fixed: none of them scales on load. */
   readonly tasks: number;
-  /** How a rolling deploy replaces the tasks; ECS's defaults where absent. */
+  /** How a rolling deploy replaces the tasks; ECS's defaults (new tasks start before old ones stop) where absent. */
   readonly deploy?: DeployPlan;
 }
 
 /**
  * A rolling deploy: the service's task count bounds while it runs (ECS deploymentMinimumHealthyPercent and
  * deploymentMaximumPercent, as percentages of `tasks`), the container health check that says when a new task counts
- * as healthy, and how long a stopped task has between SIGTERM and SIGKILL (ECS stopTimeout).
+ * as healthy (absent: once it runs), and how long a stopped task has between SIGTERM and SIGKILL (ECS stopTimeout;
+ * absent: ECS's default, 30 s).
  */
 export interface DeployPlan {
   readonly minimumHealthyPercent: number;
   readonly maximumPercent: number;
-  readonly health: HealthCheckPlan;
-  readonly stopTimeoutSeconds: number;
+  readonly health?: HealthCheckPlan;
+  readonly stopTimeoutSeconds?: number;
 }
 
 /** ECS's container health check (HealthCheck in the task definition), durations in seconds. */
@@ -124,7 +125,7 @@ export function engineReadyTarget(env: Readonly<Record<string, string>>): { host
  * ready is rolled back (SST turns on ECS's deployment circuit breaker with rollback), the old tasks untouched.
  * `env`: the engine container's plain settings, where its metrics port and host come from.
  */
-export function engineDeploy(env: Readonly<Record<string, string>>): DeployPlan {
+export function engineDeploy(env: Readonly<Record<string, string>>): Required<DeployPlan> {
   const ready = engineReadyTarget(env);
   return {
     minimumHealthyPercent: 100,
@@ -145,10 +146,27 @@ export function engineDeploy(env: Readonly<Record<string, string>>): DeployPlan 
   };
 }
 
+/**
+ * Stop, then start: with at most 100 % of the tasks running and none required healthy, ECS stops the old task before
+ * it starts the new one (AWS, ECS API reference, DeploymentConfiguration). For a service of one task that must never
+ * run twice at once; the price is a gap without it on each deploy, until the new task runs, as when its task dies and
+ * is replaced.
+ */
+export const STOP_THEN_START_DEPLOY: DeployPlan = { minimumHealthyPercent: 0, maximumPercent: 100 };
+
+/**
+ * The worker's consumer name in the output group (WORKER_NAME): fixed, so the task that replaces one (a deploy, a
+ * crash) takes up its name and first finishes what it left pending, in log order, before it reads anything newer.
+ * Under a new name those entries would wait WORKER_CLAIM_IDLE_MS for a claim while the new worker answered later
+ * requests, whose answers could then come before the rows they depend on (docs/operations.md, Recovery). One name
+ * for one task: the worker's deploy never runs two (STOP_THEN_START_DEPLOY).
+ */
+export const WORKER_NAME = "worker";
+
 /** The engine container's plain settings (ENGINE_METRICS_PORT, METRICS_HOST, … as in .env.example). */
 const ENGINE_ENV: Readonly<Record<string, string>> = {};
 
-export const ENGINE_DEPLOY: DeployPlan = engineDeploy(ENGINE_ENV);
+export const ENGINE_DEPLOY: Required<DeployPlan> = engineDeploy(ENGINE_ENV);
 
 export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // Two tasks: one leads (the Redis lease), the other is a hot standby that follows the log in memory and takes over in
@@ -162,13 +180,15 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
     tasks: 2,
     deploy: ENGINE_DEPLOY,
   },
-  // One is enough for the output rate; more would share the consumer group safely.
+  // One is enough for the output rate. Under one fixed name (WORKER_NAME), stopped before its replacement starts: two
+  // workers at once could release a later answer before an earlier batch's rows are written (docs/operations.md).
   worker: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
-    env: {},
+    env: { WORKER_NAME },
     cpu: "0.25 vCPU",
     memory: "0.5 GB",
     tasks: 1,
+    deploy: STOP_THEN_START_DEPLOY,
   },
   // Deployed, prices must be real: no silent fallback to the simulated feed (FEED=auto is for local runs).
   poller: {

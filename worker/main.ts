@@ -1,11 +1,13 @@
 /**
- * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output
- * until SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one
- * left pending. A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a stop included; a
- * Redis outage it waits out, and a Postgres outage it works through (worker.ts), one at its start too: started while
- * Postgres is down (a machine's boot, a Postgres restarting), it handles batches without Postgres, and connects and
- * migrates once Postgres answers (postgres-outages.ts). A Redis whose eviction policy may delete keys stops it with
- * exit 2 before it writes anything (platform/redis.ts, checkDurability).
+ * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output until
+ * SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one left
+ * pending. Run one, though, restarted under its old name (WORKER_NAME) so that it first finishes what it left
+ * pending: with two at once, or one under a new name, an answer can come before an earlier batch's rows are written
+ * (docs/operations.md, Recovery). A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a
+ * stop included; a Redis outage it waits out, and a Postgres outage it works through (worker.ts), one at its start
+ * too: started while Postgres is down (a machine's boot, a Postgres restarting), it handles batches without
+ * Postgres, and connects and migrates once Postgres answers (postgres-outages.ts). A Redis whose eviction policy
+ * may delete keys stops it with exit 2 before it writes anything (platform/redis.ts, checkDurability).
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";

@@ -56,35 +56,43 @@ function streamArgs(domain: string | undefined) {
 }
 
 /**
- * A rolling deploy's settings as Service args: the health check through SST's `health`; the deployment bounds and the
- * stop timeout, which SST does not expose, through `transform` on the ECS service and on the task definition's
- * container definitions (a JSON string SST builds; it has one container, the service's).
+ * A rolling deploy's settings as Service args: the health check, if any, through SST's `health`; the deployment bounds
+ * and the stop timeout, if any, which SST does not expose, through `transform` on the ECS service and on the task
+ * definition's container definitions (a JSON string SST builds; it has one container, the service's).
  */
 function deployArgs(deploy: DeployPlan) {
-  const { health } = deploy;
+  const { health, stopTimeoutSeconds } = deploy;
   return {
-    health: {
-      command: [...health.command],
-      startPeriod: `${health.startPeriodSeconds} seconds`,
-      interval: `${health.intervalSeconds} seconds`,
-      timeout: `${health.timeoutSeconds} seconds`,
-      retries: health.retries,
-    },
+    ...(health === undefined
+      ? {}
+      : {
+          health: {
+            command: [...health.command],
+            startPeriod: `${health.startPeriodSeconds} seconds` as const,
+            interval: `${health.intervalSeconds} seconds` as const,
+            timeout: `${health.timeoutSeconds} seconds` as const,
+            retries: health.retries,
+          },
+        }),
     transform: {
       service: {
         deploymentMinimumHealthyPercent: deploy.minimumHealthyPercent,
         deploymentMaximumPercent: deploy.maximumPercent,
       },
-      taskDefinition: (args: aws.ecs.TaskDefinitionArgs) => {
-        args.containerDefinitions = $output(args.containerDefinitions).apply((json) =>
-          JSON.stringify(
-            (JSON.parse(json) as Record<string, unknown>[]).map((container) => ({
-              ...container,
-              stopTimeout: deploy.stopTimeoutSeconds,
-            })),
-          ),
-        );
-      },
+      ...(stopTimeoutSeconds === undefined
+        ? {}
+        : {
+            taskDefinition: (args: aws.ecs.TaskDefinitionArgs) => {
+              args.containerDefinitions = $output(args.containerDefinitions).apply((json) =>
+                JSON.stringify(
+                  (JSON.parse(json) as Record<string, unknown>[]).map((container) => ({
+                    ...container,
+                    stopTimeout: stopTimeoutSeconds,
+                  })),
+                ),
+              );
+            },
+          }),
     },
   } satisfies Partial<sst.aws.ServiceArgs>;
 }
