@@ -1,7 +1,8 @@
 // The engine's deployment keeps a hot standby and hands over on a rolling deploy (infra/plan.ts ENGINE_DEPLOY): two
 // tasks, new tasks started and healthy before old ones stop, a health check that asks the engine's /ready, and time
 // for the old leader's final snapshot after SIGTERM. The health check command is run here against local servers.
-// The other services' deploys: which stop their old task before the new one starts, and the worker's fixed name.
+// The other services' deploys: the worker and poller stop their old task before the new one starts (never two at
+// once), and the worker's fixed name.
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
@@ -81,11 +82,11 @@ describe("the engine's deployment", () => {
 });
 
 describe("each service's deploy", () => {
-  it("hands over for the engine, stops then starts the worker, and leaves the others to ECS's defaults", () => {
+  it("hands over for the engine, stops then starts the worker and poller, and leaves the stream to ECS's", () => {
     expect(Object.fromEntries(CONTAINERS.map((name) => [name, CONTAINER_PLANS[name].deploy]))).toEqual({
       engine: ENGINE_DEPLOY,
       worker: STOP_THEN_START_DEPLOY,
-      poller: undefined,
+      poller: STOP_THEN_START_DEPLOY,
       stream: undefined,
     });
   });

@@ -190,13 +190,16 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
     tasks: 1,
     deploy: STOP_THEN_START_DEPLOY,
   },
-  // Deployed, prices must be real: no silent fallback to the simulated feed (FEED=auto is for local runs).
+  // Deployed, prices must be real: no silent fallback to the simulated feed (FEED=auto is for local runs). One, stopped
+  // before its replacement starts: two pollers would interleave two series of the same prices in the log, and the
+  // engine takes a quote with other prices even when its exchange time is older, so quotes would step back and forth.
   poller: {
     secretEnv: { REDIS_URL: "RedisUrl" },
     env: { FEED: "backpack" },
     cpu: "0.25 vCPU",
     memory: "0.5 GB",
     tasks: 1,
+    deploy: STOP_THEN_START_DEPLOY,
   },
   // WebSocket clients, behind the load balancer (streamLoadBalancer); it listens on every interface of the task.
   // Any number of tasks may run (each reads the whole fan-out); one until load says otherwise. Its APP_URL and
