@@ -10,6 +10,7 @@ import { readApiConfig } from "../functions/config.ts";
 import { DOCS_UI_FILES, DOCS_UI_PACKAGE } from "../functions/docs-page.ts";
 import { apiDocument, operationsOf } from "../functions/testing/document.ts";
 import { COMPONENTS, componentNamed, nodeArgs } from "../platform/components.ts";
+import { logFormat } from "../platform/log.ts";
 import { metricsPortVariable, readMetricsConfig } from "../platform/metrics.ts";
 import { THREADS } from "../platform/threads.ts";
 import { POLLER_ENV, readPollerConfig } from "../poller/config.ts";
@@ -18,6 +19,7 @@ import { appUrlFor, functionPlainEnv, readDeploySettings, streamPlainEnv } from 
 import {
   API_ROUTES,
   CONTAINER_PLANS,
+  containerDefinitions,
   FUNCTION_COPY_FILES,
   FUNCTION_RUNTIME,
   CONTAINERS,
@@ -184,11 +186,13 @@ describe("secrets", () => {
     expect(poller.feed).toBe("backpack");
   });
 
-  it("each container's plain settings are ones it reads (its entry's configuration, or its metrics server)", () => {
+  it("each container's plain settings are ones it reads (its entry's configuration, metrics server or logger)", () => {
     const deploy = readDeploySettings({ CORS_ORIGINS: "https://app.example.com" });
+    const logger = variablesRead("platform/log.ts");
+    expect(logger).toContain("LOG_FORMAT");
     for (const name of CONTAINERS) {
       const plain = name === "stream" ? streamPlainEnv(deploy, "https://api.example.com") : CONTAINER_PLANS[name].env;
-      const read = new Set([...reads[name], metricsPortVariable(name), "METRICS_HOST"]);
+      const read = new Set([...reads[name], metricsPortVariable(name), "METRICS_HOST", ...logger]);
       if (name === "stream") {
         // CORS_ORIGINS is read by the shared reader the stream's configuration calls.
         const seen = readingOf((env) => readStreamConfig(env), deployedEnv(CONTAINER_PLANS.stream.secretEnv, plain));
@@ -199,6 +203,38 @@ describe("secrets", () => {
         name,
       ).toEqual([]);
     }
+  });
+});
+
+describe("logs", () => {
+  it("every container logs JSON lines, although SST gives it a terminal", () => {
+    const deploy = readDeploySettings({});
+    for (const name of CONTAINERS) {
+      const plan = CONTAINER_PLANS[name];
+      const plain = name === "stream" ? streamPlainEnv(deploy, "https://api.example.com") : plan.env;
+      expect(plain.LOG_FORMAT, name).toBe("json");
+      expect(logFormat(deployedEnv(plan.secretEnv, plain), true), name).toBe("json");
+    }
+  });
+
+  it("every task's container runs without a terminal, and with its deploy plan's stop timeout", () => {
+    // Part of what SST builds (sst/sst platform/src/components/aws/fargate.ts, createTaskDefinition).
+    const built = {
+      name: "x",
+      command: ["node", "dist/x.mjs"],
+      pseudoTerminal: true,
+      linuxParameters: { initProcessEnabled: true },
+      environment: [{ name: "LOG_FORMAT", value: "json" }],
+    };
+    const deployed = (name: ContainerName) =>
+      JSON.parse(containerDefinitions(JSON.stringify([built]), CONTAINER_PLANS[name].deploy)) as object[];
+    for (const name of CONTAINERS) {
+      const stop = CONTAINER_PLANS[name].deploy?.stopTimeoutSeconds;
+      const expected = { ...built, pseudoTerminal: false, ...(stop === undefined ? {} : { stopTimeout: stop }) };
+      expect(deployed(name), name).toEqual([expected]);
+    }
+    expect(deployed("engine")).toEqual([expect.objectContaining({ stopTimeout: 120 })]);
+    expect(deployed("worker")[0]).not.toHaveProperty("stopTimeout");
   });
 });
 

@@ -163,8 +163,15 @@ export const STOP_THEN_START_DEPLOY: DeployPlan = { minimumHealthyPercent: 0, ma
  */
 export const WORKER_NAME = "worker";
 
+/**
+ * Every container logs JSON lines (platform/log.ts), one CloudWatch event each, whose fields (`event`, `level`, …)
+ * Logs Insights and metric filters can match. Said outright rather than left to LOG_FORMAT's default, which picks
+ * pretty, coloured lines when stdout is a terminal: SST gives every container one (containerDefinitions below).
+ */
+const LOG_ENV = { LOG_FORMAT: "json" } as const;
+
 /** The engine container's plain settings (ENGINE_METRICS_PORT, METRICS_HOST, … as in .env.example). */
-const ENGINE_ENV: Readonly<Record<string, string>> = {};
+const ENGINE_ENV: Readonly<Record<string, string>> = { ...LOG_ENV };
 
 export const ENGINE_DEPLOY: Required<DeployPlan> = engineDeploy(ENGINE_ENV);
 
@@ -184,7 +191,7 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // workers at once could release a later answer before an earlier batch's rows are written (docs/operations.md).
   worker: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
-    env: { WORKER_NAME },
+    env: { ...LOG_ENV, WORKER_NAME },
     cpu: "0.25 vCPU",
     memory: "0.5 GB",
     tasks: 1,
@@ -195,7 +202,7 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // engine takes a quote with other prices even when its exchange time is older, so quotes would step back and forth.
   poller: {
     secretEnv: { REDIS_URL: "RedisUrl" },
-    env: { FEED: "backpack" },
+    env: { ...LOG_ENV, FEED: "backpack" },
     cpu: "0.25 vCPU",
     memory: "0.5 GB",
     tasks: 1,
@@ -206,12 +213,30 @@ export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // CORS_ORIGINS come from the deploy (infra/deploy-settings.ts streamPlainEnv).
   stream: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
-    env: { STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001" },
+    env: { ...LOG_ENV, STREAM_HOST: "0.0.0.0", STREAM_PORT: "3001" },
     cpu: "0.5 vCPU",
     memory: "1 GB",
     tasks: 1,
   },
 };
+
+/**
+ * A service's container definitions as deployed, from the JSON string SST builds for its task definition (one
+ * container, the service's), rewritten through `transform.taskDefinition`. SST sets `pseudoTerminal: true` on every
+ * container it defines (sst/sst platform/src/components/aws/fargate.ts, createTaskDefinition): a terminal on stdout,
+ * which turns each line's `\n` into `\r\n` and would make LOG_FORMAT's default pretty. Turned off here, so stdout is
+ * the log driver's pipe. The deploy plan's stop timeout, if it has one, is set here too (ECS stopTimeout).
+ */
+export function containerDefinitions(json: string, deploy: DeployPlan | undefined): string {
+  const stopTimeout = deploy?.stopTimeoutSeconds;
+  return JSON.stringify(
+    (JSON.parse(json) as Record<string, unknown>[]).map((container) => ({
+      ...container,
+      pseudoTerminal: false,
+      ...(stopTimeout === undefined ? {} : { stopTimeout }),
+    })),
+  );
+}
 
 /**
  * How long the stream's load balancer keeps an idle connection, to a client or to a task (AWS's default, set anyway

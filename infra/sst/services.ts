@@ -10,11 +10,13 @@
 import {
   CONTAINER_PLANS,
   CONTAINERS,
+  containerDefinitions,
   streamServiceArgs,
   containerCommand,
   devArgs,
   type ContainerName,
   type DeployPlan,
+  type HealthCheckPlan,
 } from "../plan.ts";
 import { streamPlainEnv, type DeploySettings } from "../deploy-settings.ts";
 import { secretEnv, type Secrets } from "./secrets.ts";
@@ -29,6 +31,8 @@ export function createServices(
   const cluster = new sst.aws.Cluster("Cluster", { vpc });
   const entries = CONTAINERS.map((name) => {
     const plan = CONTAINER_PLANS[name];
+    const stream = name === "stream" ? streamArgs(deploy.streamDomain) : undefined;
+    const health = plan.deploy?.health;
     const service = new sst.aws.Service(title(name), {
       cluster,
       // The same build context and Dockerfile for all four: Docker's layer cache builds the image once per deploy.
@@ -38,11 +42,22 @@ export function createServices(
         ...secretEnv(plan.secretEnv, secrets),
         ...(name === "stream" ? streamPlainEnv(deploy, appUrl) : plan.env),
       },
-      ...(name === "stream" ? streamArgs(deploy.streamDomain) : {}),
+      ...(stream === undefined ? {} : { loadBalancer: stream.loadBalancer }),
       cpu: plan.cpu,
       memory: plan.memory,
       scaling: { min: plan.tasks, max: plan.tasks },
-      ...(plan.deploy ? deployArgs(plan.deploy) : {}),
+      ...(health === undefined ? {} : { health: healthArgs(health) }),
+      // What SST does not expose: the stream's load balancer settings, a deploy plan's bounds on the ECS service, and
+      // every task's container definitions (plan.ts containerDefinitions: no terminal; a plan's stop timeout).
+      transform: {
+        ...stream?.transform,
+        ...(plan.deploy === undefined ? {} : { service: deploymentArgs(plan.deploy) }),
+        taskDefinition: (args: aws.ecs.TaskDefinitionArgs) => {
+          args.containerDefinitions = $output(args.containerDefinitions).apply((json) =>
+            containerDefinitions(json, plan.deploy),
+          );
+        },
+      },
       dev: devArgs(name),
     });
     return [name, service] as const;
@@ -55,46 +70,23 @@ function streamArgs(domain: string | undefined) {
   return streamServiceArgs(domain) satisfies Partial<sst.aws.ServiceArgs>;
 }
 
-/**
- * A rolling deploy's settings as Service args: the health check, if any, through SST's `health`; the deployment bounds
- * and the stop timeout, if any, which SST does not expose, through `transform` on the ECS service and on the task
- * definition's container definitions (a JSON string SST builds; it has one container, the service's).
- */
-function deployArgs(deploy: DeployPlan) {
-  const { health, stopTimeoutSeconds } = deploy;
+/** A deploy plan's container health check as SST's `health`. */
+function healthArgs(health: HealthCheckPlan) {
   return {
-    ...(health === undefined
-      ? {}
-      : {
-          health: {
-            command: [...health.command],
-            startPeriod: `${health.startPeriodSeconds} seconds` as const,
-            interval: `${health.intervalSeconds} seconds` as const,
-            timeout: `${health.timeoutSeconds} seconds` as const,
-            retries: health.retries,
-          },
-        }),
-    transform: {
-      service: {
-        deploymentMinimumHealthyPercent: deploy.minimumHealthyPercent,
-        deploymentMaximumPercent: deploy.maximumPercent,
-      },
-      ...(stopTimeoutSeconds === undefined
-        ? {}
-        : {
-            taskDefinition: (args: aws.ecs.TaskDefinitionArgs) => {
-              args.containerDefinitions = $output(args.containerDefinitions).apply((json) =>
-                JSON.stringify(
-                  (JSON.parse(json) as Record<string, unknown>[]).map((container) => ({
-                    ...container,
-                    stopTimeout: stopTimeoutSeconds,
-                  })),
-                ),
-              );
-            },
-          }),
-    },
-  } satisfies Partial<sst.aws.ServiceArgs>;
+    command: [...health.command],
+    startPeriod: `${health.startPeriodSeconds} seconds` as const,
+    interval: `${health.intervalSeconds} seconds` as const,
+    timeout: `${health.timeoutSeconds} seconds` as const,
+    retries: health.retries,
+  } satisfies sst.aws.ServiceArgs["health"];
+}
+
+/** A rolling deploy's task count bounds, which SST does not expose, for `transform.service`. */
+function deploymentArgs(deploy: DeployPlan) {
+  return {
+    deploymentMinimumHealthyPercent: deploy.minimumHealthyPercent,
+    deploymentMaximumPercent: deploy.maximumPercent,
+  } satisfies Partial<aws.ecs.ServiceArgs>;
 }
 
 function title(name: string): string {
