@@ -15,7 +15,7 @@ import type { ApiDeps, ApiEnv } from "./context.ts";
 import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
-import { checkHost, checkOrigin, loopbackOrigins, unknownRoute } from "./middleware.ts";
+import { checkHost, checkOrigin, loopbackOrigins, sessionCookieName, unknownRoute } from "./middleware.ts";
 import { apiRouter, createRoute, openApiDocument, PUBLIC, retryAfterHeader, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
@@ -150,7 +150,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     const reachedAt = `${new URL(settings.appUrl).protocol}//${c.req.header("host") ?? ""}`;
     const server = localOrigins.includes(reachedAt) ? reachedAt : appOrigin;
     let document = documents.get(server);
-    if (document === undefined) documents.set(server, (document = openApiDocument(app, server)));
+    if (document === undefined)
+      documents.set(server, (document = openApiDocument(app, server, sessionCookieName(settings))));
     return c.json(document);
   });
   app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));

@@ -8,16 +8,25 @@ import { getCookie } from "hono/cookie";
 import { createMiddleware } from "hono/factory";
 import { countRequest, type RateLimit, type RateScope } from "./admission.ts";
 import type { Session } from "./auth/sessions.ts";
-import type { ApiDeps, ApiEnv, ApiContext } from "./context.ts";
+import type { ApiDeps, ApiEnv, ApiContext, ApiSettings } from "./context.ts";
 import { ApiError, AUTHORIZATION_NOT_BEARER, errorBody, SESSION_NOT_VALID } from "./errors.ts";
 import { quoted } from "./validate.ts";
 import type { RateCheck } from "./openapi.ts";
 
-export const SESSION_COOKIE = "session";
+/**
+ * The session cookie's name. With Secure cookies it is `__Host-session`: a browser keeps a `__Host-` cookie only
+ * from this very host, over https, Secure, on Path=/ and without Domain, so a sibling subdomain (or whoever answers
+ * for one over http) cannot plant a session cookie that this API would take (session fixation: the victim signed
+ * in as the attacker). Over plain http (local development) it is `session`, since browsers and curl's cookie jar
+ * refuse a `__Host-` cookie that is not Secure. Only this name is read: a cookie under the other one is no session.
+ */
+export function sessionCookieName(settings: Pick<ApiSettings, "secureCookies">): string {
+  return settings.secureCookies ? "__Host-session" : "session";
+}
 
-/** The session token a request carries: `Authorization: Bearer` first, else the `session` cookie. */
-export function sessionToken(c: ApiContext): string | undefined {
-  return c.req.header("authorization") === undefined ? getCookie(c, SESSION_COOKIE) : bearerToken(c);
+/** The session token a request carries: `Authorization: Bearer` first, else the session cookie `cookieName`. */
+export function sessionToken(c: ApiContext, cookieName: string): string | undefined {
+  return c.req.header("authorization") === undefined ? getCookie(c, cookieName) : bearerToken(c);
 }
 
 /** The token of an `Authorization: Bearer` header; undefined without the header or for another scheme. */
@@ -36,7 +45,7 @@ function bearerToken(c: ApiContext): string | undefined {
  * Basic credentials) or a stale token: there the header does not win.
  */
 export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Session[]> {
-  const tokens = new Set([bearerToken(c), getCookie(c, SESSION_COOKIE)]);
+  const tokens = new Set([bearerToken(c), getCookie(c, sessionCookieName(deps.settings))]);
   const sessions: Session[] = [];
   for (const token of tokens) {
     const session = token === undefined ? undefined : await deps.sessions.verify(token);
@@ -53,10 +62,11 @@ export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Ses
  * its revocation checked here on the way out, so a signed-out session is 401 whatever else is wrong with the request.
  */
 export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in-admission" } = { revocation: "now" }) {
+  const cookieName = sessionCookieName(deps.settings);
   return createMiddleware<ApiEnv>(async (c, next) => {
     // Already checked for this request (a rate limit mounted in front of the route needed the user).
     if (c.get("session") !== undefined) return next();
-    const token = sessionToken(c);
+    const token = sessionToken(c, cookieName);
     if (token === undefined) {
       const sent = c.req.header("authorization") === undefined ? undefined : AUTHORIZATION_NOT_BEARER;
       throw new ApiError("UNAUTHENTICATED", sent);

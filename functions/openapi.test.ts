@@ -136,6 +136,16 @@ describe("the OpenAPI document", () => {
     });
   });
 
+  it("names the session cookie this API takes: __Host-session with Secure cookies (https), session over http", () => {
+    const schemes = (document: Record<string, unknown>) =>
+      (document.components as { securitySchemes: Record<string, { in?: string; name?: string }> }).securitySchemes;
+    expect(schemes(raw).cookie).toMatchObject({ in: "cookie", name: "session" });
+    expect(schemes(apiDocument("https://api.example.com")).cookie).toMatchObject({
+      in: "cookie",
+      name: "__Host-session",
+    });
+  });
+
   it("gives every 429 and 503 its Retry-After header, with the seconds docs/api.md gives", () => {
     const answers = Object.values(paths).flatMap((ops) =>
       Object.values(ops).flatMap((op) =>

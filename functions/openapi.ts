@@ -173,12 +173,20 @@ export const API_DESCRIPTION = [
   "also send money as a JSON number, which is read by its decimal text. Every error is",
   '`{"error": {"code", "message"}}`: branch on the code, show the message.',
   "",
-  "Sign in with `POST /api/v1/auth`, follow the emailed link, and the session comes back as an HttpOnly `session`",
-  "cookie; scripts may send the same token as `Authorization: Bearer <token>`.",
+  "Sign in with `POST /api/v1/auth`, follow the emailed link, and the session comes back as an HttpOnly cookie:",
+  "`__Host-session` when the API's cookies are Secure (APP_URL is https, or NODE_ENV=production), `session` over",
+  "plain http. Scripts may send the same token as `Authorization: Bearer <token>`.",
 ].join("\n");
 
-/** The OpenAPI 3.1 document of every route declared on `app`. */
-export function openApiDocument(app: OpenAPIHono<ApiEnv>, serverUrl: string): Record<string, unknown> {
+/**
+ * The OpenAPI 3.1 document of every route declared on `app`, whose session cookie is named `sessionCookie`
+ * (middleware.ts sessionCookieName).
+ */
+export function openApiDocument(
+  app: OpenAPIHono<ApiEnv>,
+  serverUrl: string,
+  sessionCookie: string,
+): Record<string, unknown> {
   const document = app.getOpenAPI31Document({
     openapi: "3.1.0",
     info: {
@@ -191,24 +199,29 @@ export function openApiDocument(app: OpenAPIHono<ApiEnv>, serverUrl: string): Re
     servers: [{ url: serverUrl }],
     tags: TAGS,
   });
-  document.components = { ...document.components, securitySchemes: SECURITY_SCHEMES };
+  document.components = { ...document.components, securitySchemes: securitySchemes(sessionCookie) };
   return document as unknown as Record<string, unknown>;
 }
 
-const SECURITY_SCHEMES = {
-  cookie: {
-    type: "apiKey" as const,
-    in: "cookie",
-    name: "session",
-    description: "Set by `GET /api/v1/auth/verify`.",
-  },
-  bearer: {
-    type: "http" as const,
-    scheme: "bearer",
-    bearerFormat: "JWT",
-    description: "The session token, for clients that do not keep cookies.",
-  },
-};
+/** The ways a request carries its session: the cookie, under this API's name for it, or a Bearer header. */
+function securitySchemes(sessionCookie: string) {
+  return {
+    cookie: {
+      type: "apiKey" as const,
+      in: "cookie",
+      name: sessionCookie,
+      description:
+        "Set by `GET /api/v1/auth/verify`. Named `__Host-session` when the API's cookies are Secure (APP_URL is " +
+        "https, or NODE_ENV=production), `session` over plain http; only that name is taken.",
+    },
+    bearer: {
+      type: "http" as const,
+      scheme: "bearer",
+      bearerFormat: "JWT",
+      description: "The session token, for clients that do not keep cookies.",
+    },
+  };
+}
 
 export const TAGS = [
   { name: "Auth", description: "Magic-link sign-in and sessions." },

@@ -1,5 +1,5 @@
 /**
- * Sessions: HS256 JWTs signed with `jose`, carried in the `session` cookie or an `Authorization: Bearer` header.
+ * Sessions: HS256 JWTs signed with `jose`, carried in the session cookie or an `Authorization: Bearer` header.
  * Each token has its own id (`jti`); logout records that id as revoked in Redis until the token would have expired
  * anyway, so the old token stops working everywhere at once while sessions stay stateless otherwise. Each user's
  * ids are also listed with their expiry (one script at sign-in), so that all of them can be signed out at once.

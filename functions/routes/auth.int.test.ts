@@ -363,6 +363,31 @@ describe("sessions", () => {
     }
   });
 
+  it("with Secure cookies, names it __Host-session (host-only) and takes no session cookie under another name", async () => {
+    const secure = client(createApp({ ...stack.deps, settings: { ...stack.deps.settings, secureCookies: true } }));
+    const from = { "x-test-ip": "10.9.0.4" };
+    await anon.post("/api/v1/auth", { email: "host-only@example.com" }, from);
+    const verified = await secure.get(await latestLink("host-only@example.com"), from);
+    expect(verified.status).toBe(200);
+    const cookie = verified.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^__Host-session=[^;]+;/);
+    expect(cookie.split(/;\s*/).slice(1)).toEqual(
+      expect.arrayContaining(["Secure", "Path=/", "HttpOnly", "SameSite=Lax"]) as unknown,
+    );
+    expect(cookie).not.toMatch(/domain=/i);
+    const token = /^__Host-session=([^;]+)/.exec(cookie)![1]!;
+    expect((await secure.get("/api/v1/auth/me", { cookie: `__Host-session=${token}` })).status).toBe(200);
+    // What a sibling subdomain (or a man in the middle on its http) can plant is no session here.
+    const planted = await secure.get("/api/v1/auth/me", { cookie: `session=${token}` });
+    expect([planted.status, planted.body.error]).toEqual([401, { code: "UNAUTHENTICATED", message: NO_SESSION }]);
+    // Without Secure cookies (local http) the name is `session`, and only that one is read.
+    expect((await anon.get("/api/v1/auth/me", { cookie: `__Host-session=${token}` })).status).toBe(401);
+    // Signing out clears the __Host- cookie and revokes its session.
+    const out = await secure.del("/api/v1/auth/logout", { cookie: `__Host-session=${token}` });
+    expect(out.headers.get("set-cookie")).toMatch(/^__Host-session=;.*Max-Age=0.*Secure/);
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(401);
+  });
+
   it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
     const { user, token } = await stack.signIn("dave@example.com");
     const claims = { email: user.email };

@@ -5,7 +5,7 @@
  * whether or not the address has an account (first sign-in creates it), so neither the answer nor its timing tells
  * an attacker which emails are registered. Limits per email and per IP stop mail bombing and guessing.
  */
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
@@ -21,7 +21,7 @@ import {
 } from "../auth/sign-in-tokens.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { carriedSessions, limitRate, requireSession, SESSION_COOKIE } from "../middleware.ts";
+import { carriedSessions, limitRate, requireSession, sessionCookieName } from "../middleware.ts";
 import {
   JSON_BODY_ERRORS,
   apiRouter,
@@ -48,6 +48,9 @@ export const SIGN_IN_MESSAGE =
 export function authRoutes(deps: ApiDeps) {
   const { db, keys, redis, settings } = deps;
   const app = apiRouter();
+  const sessionCookie = sessionCookieName(settings);
+  const clearSessionCookie = (c: Context) =>
+    deleteCookie(c, sessionCookie, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
 
   const signIn = createRoute({
     method: "post",
@@ -89,11 +92,12 @@ export function authRoutes(deps: ApiDeps) {
     tags: ["Auth"],
     summary: "Follow a sign-in link",
     description:
-      "Creates the user on first sign-in, grants the starting balance, and sets the `session` cookie (HttpOnly, " +
-      "SameSite=Lax, 7 days). A link works once, and using it voids the address's other unused links. With " +
-      "APP_REDIRECT_URL configured it answers 302 to it instead, and a link that cannot sign in (used, voided, " +
-      "expired, unknown or mangled: INVALID_TOKEN; without its token: INVALID_REQUEST) is a 302 to it too, with " +
-      "`error=<code>` added to its query, rather than the 401 or 400. " +
+      "Creates the user on first sign-in, grants the starting balance, and sets the session cookie (HttpOnly, " +
+      "SameSite=Lax, 7 days): `__Host-session` when the API's cookies are Secure (APP_URL is https, or " +
+      "NODE_ENV=production), `session` over plain http. A link works once, and using it voids the address's " +
+      "other unused links. With APP_REDIRECT_URL configured it answers 302 to it instead, and a link that cannot " +
+      "sign in (used, voided, expired, unknown or mangled: INVALID_TOKEN; without its token: INVALID_REQUEST) is a " +
+      "302 to it too, with `error=<code>` added to its query, rather than the 401 or 400. " +
       "A HEAD request (what link checkers and mail scanners send) answers 200 with no body and does nothing: the " +
       "link is not checked, counted or used.",
     security: PUBLIC,
@@ -104,7 +108,7 @@ export function authRoutes(deps: ApiDeps) {
     responses: {
       200: {
         description: "Signed in",
-        headers: { "Set-Cookie": { description: "`session=<token>`", schema: { type: "string" } } },
+        headers: { "Set-Cookie": { description: `\`${sessionCookie}=<token>\``, schema: { type: "string" } } },
         content: { "application/json": { schema: responses.user } },
       },
       302: {
@@ -116,7 +120,7 @@ export function authRoutes(deps: ApiDeps) {
             description: "APP_REDIRECT_URL, with `error=<code>` for a link that failed",
             schema: { type: "string" },
           },
-          "Set-Cookie": { description: "`session=<token>`, when signed in", schema: { type: "string" } },
+          "Set-Cookie": { description: `\`${sessionCookie}=<token>\`, when signed in`, schema: { type: "string" } },
         },
       },
       ...errorResponses([
@@ -148,7 +152,7 @@ export function authRoutes(deps: ApiDeps) {
     // request used first is listed but never handed out.
     const session = await deps.sessions.issue(user);
     if (!(await consumeSignInToken(db, token))) throw new ApiError("INVALID_TOKEN");
-    setCookie(c, SESSION_COOKIE, session, {
+    setCookie(c, sessionCookie, session, {
       httpOnly: true,
       sameSite: "Lax",
       path: "/",
@@ -205,7 +209,7 @@ export function authRoutes(deps: ApiDeps) {
       // After the revocation is recorded: a stream replica that checks it on the notice finds it.
       await announceRevoked(redis, keys, session);
     }
-    deleteCookie(c, SESSION_COOKIE, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
+    clearSessionCookie(c);
     return c.json({ message: "Signed out." });
   });
 
@@ -237,7 +241,7 @@ export function authRoutes(deps: ApiDeps) {
     const revoked = await deps.sessions.revokeAll(c.get("session"));
     // After the revocations are recorded: a stream replica that checks one on its notice finds it.
     for (const session of revoked) await announceRevoked(redis, keys, session);
-    deleteCookie(c, SESSION_COOKIE, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
+    clearSessionCookie(c);
     const n = revoked.length;
     return c.json({ message: `Signed out of ${n} session${n === 1 ? "" : "s"}.` });
   });

@@ -4,6 +4,7 @@
  */
 import { createApp } from "../app.ts";
 import type { ApiDeps } from "../context.ts";
+import { sessionCookieName } from "../middleware.ts";
 import { openApiDocument } from "../openapi.ts";
 
 const unused = new Proxy(() => undefined, {
@@ -28,7 +29,7 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
     settings: {
       appUrl,
       corsOrigins: [],
-      secureCookies: false,
+      secureCookies: appUrl.startsWith("https:"), // as functions/config.ts decides it, NODE_ENV aside
       tradeRate: { limit: 1, windowMs: 1000 },
       signInPerEmail: { limit: 1, windowMs: 1000 },
       signInPerIp: { limit: 1, windowMs: 1000 },
@@ -51,7 +52,7 @@ export function apiDocument(
 ): Record<string, unknown> {
   const deps = documentOnlyDeps(serverUrl);
   const app = createApp(options.devMailbox === true ? { ...deps, devMailbox: unused as never } : deps);
-  return openApiDocument(app, new URL(serverUrl).origin);
+  return openApiDocument(app, new URL(serverUrl).origin, sessionCookieName(deps.settings));
 }
 
 /** Every operation of a document as "METHOD /path". */
