@@ -1,22 +1,32 @@
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { inboxOf, limited, signInEmailSubject, signInIpSubject } from "./admission.ts";
+import { Sessions } from "./auth/sessions.ts";
+
+/** Sessions under `secret`, for their keyed digests only: Redis is never asked. */
+const signingWith = (secret: string) => new Sessions(new TextEncoder().encode(secret), {} as never, keyspace("p:"));
 
 describe("sign-in limit subjects", () => {
-  it("counts +tag variants, and Gmail's dotted spellings, as the one inbox they reach", () => {
+  const sessions = signingWith("s".repeat(32));
+
+  it("counts +tag variants, and Gmail's dotted spellings, as the one inbox they reach", async () => {
     expect(inboxOf("victim+1@example.com")).toBe("victim@example.com");
     expect(inboxOf("victim+a+b@example.com")).toBe("victim@example.com");
     expect(inboxOf("v.i.c.tim+x@gmail.com")).toBe("victim@gmail.com");
     expect(inboxOf("victim@googlemail.com")).toBe("victim@gmail.com");
     expect(inboxOf("first.last@example.com")).toBe("first.last@example.com"); // dots matter elsewhere
-    expect(signInEmailSubject("v.i.c.tim+x@googlemail.com")).toBe(signInEmailSubject("victim@gmail.com"));
-    expect(signInEmailSubject("first.last@example.com")).not.toBe(signInEmailSubject("firstlast@example.com"));
+    const subject = (email: string) => signInEmailSubject(sessions, email);
+    expect(await subject("v.i.c.tim+x@googlemail.com")).toBe(await subject("victim@gmail.com"));
+    expect(await subject("first.last@example.com")).not.toBe(await subject("firstlast@example.com"));
   });
 
-  it("counts an inbox by its SHA-256, so that no address is spelt out in a key name", () => {
-    const subject = signInEmailSubject("me+news@example.com");
-    expect(subject).toBe(createHash("sha256").update("me@example.com").digest("hex"));
+  it("counts an inbox by its HMAC under the signing key: no address in a key, none confirmed by hashing", async () => {
+    const subject = await signInEmailSubject(sessions, "me+news@example.com");
+    expect(subject).toBe(createHmac("sha256", "s".repeat(32)).update("sign-in-email\0me@example.com").digest("hex"));
+    // Not the plain hash a reader of the key names could compute from a list of addresses.
+    expect(subject).not.toBe(createHash("sha256").update("me@example.com").digest("hex"));
+    expect(await signInEmailSubject(signingWith("t".repeat(32)), "me@example.com")).not.toBe(subject);
     const key = keyspace("p:").rateLimitKey("sign-in-email", subject);
     expect(key).toBe(`p:api:{${subject}}:rate:sign-in-email`);
     expect(key).not.toMatch(/me|example/);

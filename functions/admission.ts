@@ -11,6 +11,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
+import type { Sessions } from "./auth/sessions.ts";
 import { ApiError, SESSION_NOT_VALID } from "./errors.ts";
 import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { invalidField } from "./validate.ts";
@@ -106,13 +107,15 @@ export async function countRequest(
 
 /**
  * Who a sign-in limit counts. An address and its `+tag` variants (and, at Gmail, its dotted spellings) reach one
- * inbox, so they share one budget; otherwise one inbox could be sent links without end. The email limit counts the
- * inbox's SHA-256 (hex), so that no address is spelt out in a Redis key name (`api:{<hash>}:rate:sign-in-email`),
- * where key listings, slow logs and monitoring tools show it. An IPv6 client usually holds a whole /64, so it is
- * counted per /64, not per address.
+ * inbox, so they share one budget; otherwise one inbox could be sent links without end. The email limit counts a
+ * keyed digest of the inbox (HMAC-SHA-256 under the session signing key, `Sessions.keyedDigest`), so that no address
+ * is spelt out in a Redis key name (`api:{<digest>}:rate:sign-in-email`), where key listings, slow logs and
+ * monitoring tools show it, and so that whoever reads those cannot confirm that an address signed in lately by
+ * hashing it, as an unkeyed hash would let them. An IPv6 client usually holds a whole /64, so it is counted per /64,
+ * not per address.
  */
-export function signInEmailSubject(email: string): string {
-  return sha256(inboxOf(email));
+export async function signInEmailSubject(sessions: Pick<Sessions, "keyedDigest">, email: string): Promise<string> {
+  return sessions.keyedDigest("sign-in-email", inboxOf(email));
 }
 
 /** The inbox an address reaches: without its `+tag`, and at Gmail without dots, at gmail.com. */

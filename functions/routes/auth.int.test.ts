@@ -2,6 +2,7 @@
  * Sign-in, sessions and the request guards (docs/api.md), in-process against real Redis and Postgres with
  * the real engine and worker running.
  */
+import { createHash, createHmac } from "node:crypto";
 import { SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApp } from "../app.ts";
@@ -222,6 +223,20 @@ describe("magic-link sign-in", () => {
     expect(
       (await anon.post("/api/v1/auth", { email: "ip-next@example.com" }, { "x-test-ip": "10.0.0.10" })).status,
     ).toBe(200);
+  });
+
+  it("counts an address under an HMAC of its inbox: no key names it, nor its plain hash", async () => {
+    const from = { "x-test-ip": "10.0.0.5" };
+    expect((await anon.post("/api/v1/auth", { email: "Keyed.Limit@Example.com" }, from)).status).toBe(200);
+    expect((await anon.post("/api/v1/auth", { email: "keyed.limit+2@example.com" }, from)).status).toBe(200);
+    const inbox = "keyed.limit@example.com";
+    const keyed = createHmac("sha256", TEST_JWT_SECRET).update(`sign-in-email\0${inbox}`).digest("hex");
+    const plain = createHash("sha256").update(inbox).digest("hex");
+    // Both spellings reach one inbox: one counter, at 2.
+    expect(await stack.redis.get(stack.keys.rateLimitKey("sign-in-email", keyed))).toBe("2");
+    const counters = await stack.redis.keys(stack.keys.rateLimitKey("*", "*"));
+    expect(counters.length).toBeGreaterThan(1);
+    expect(counters.filter((key) => key.includes(plain) || /keyed|limit@|example/i.test(key))).toEqual([]);
   });
 
   it("serves the dev mailbox only to this machine: its links sign anyone in", async () => {

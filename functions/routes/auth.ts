@@ -77,7 +77,8 @@ export function authRoutes(deps: ApiDeps) {
   });
   route(app, signIn, async (c, { body: { email } }) => {
     await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
-    await countRequest(redis, keys, "sign-in-email", signInEmailSubject(email), settings.signInPerEmail);
+    const emailSubject = await signInEmailSubject(deps.sessions, email);
+    await countRequest(redis, keys, "sign-in-email", emailSubject, settings.signInPerEmail);
     const token = await issueSignInToken(db, email);
     const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
     // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.
