@@ -21,6 +21,7 @@ const REPO_MIGRATIONS = [
   "008_orders.sql",
   "009_closed_orders_per_close.sql",
   "010_candles.sql",
+  "011_sign_in_tokens_unused_email.sql",
 ];
 const open: TestDatabase[] = [];
 async function freshDatabase() {

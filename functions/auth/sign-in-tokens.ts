@@ -33,25 +33,32 @@ export async function checkSignInToken(db: Queryable, token: string): Promise<st
 }
 
 /**
+ * $1 a token's hash: marks it used, and every other unused token of its address. Both updates of an address's
+ * unused links filter on `email = … AND used_at IS NULL`, which is what the partial index sign_in_tokens_unused_email
+ * (migrations/011_sign_in_tokens_unused_email.sql) holds: exported for the test that checks their plans use it.
+ */
+export const CONSUME_SIGN_IN_TOKEN = `UPDATE sign_in_tokens SET used_at = now()
+     WHERE used_at IS NULL AND email = (
+       SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+     )
+     RETURNING token_hash = $1 AS consumed`;
+
+/** $1 an address: voids its unused tokens. */
+export const VOID_SIGN_IN_TOKENS = "UPDATE sign_in_tokens SET used_at = now() WHERE email = $1 AND used_at IS NULL";
+
+/**
  * Marks the token used, and every other unused token of its address; false when it was used, voided or expired in
  * the meantime. One statement: two links of one address used at once lock their rows in the same order (no
  * deadlock), and the second finds its own voided.
  */
 export async function consumeSignInToken(db: Queryable, token: string): Promise<boolean> {
-  const { rows } = await db.query<{ consumed: boolean }>(
-    `UPDATE sign_in_tokens SET used_at = now()
-     WHERE used_at IS NULL AND email = (
-       SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
-     )
-     RETURNING token_hash = $1 AS consumed`,
-    [hashToken(token)],
-  );
+  const { rows } = await db.query<{ consumed: boolean }>(CONSUME_SIGN_IN_TOKEN, [hashToken(token)]);
   return rows.some((row) => row.consumed);
 }
 
 /** Voids every unused link of this address (signing out everywhere). */
 export async function voidSignInTokens(db: Queryable, email: string): Promise<void> {
-  await db.query("UPDATE sign_in_tokens SET used_at = now() WHERE email = $1 AND used_at IS NULL", [email]);
+  await db.query(VOID_SIGN_IN_TOKENS, [email]);
 }
 
 /** Finds or creates the user with this (lower-cased) email. */

@@ -1,0 +1,50 @@
+// The sign-in links' statements on a freshly migrated database: an address's unused links are found through the
+// partial index on email (migrations/011_sign_in_tokens_unused_email.sql), not by reading every link.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate } from "../../platform/migrate.ts";
+import { createTestDatabase, type TestDatabase } from "../../platform/testing/test-database.ts";
+import {
+  checkSignInToken,
+  consumeSignInToken,
+  CONSUME_SIGN_IN_TOKEN,
+  issueSignInToken,
+  VOID_SIGN_IN_TOKENS,
+  voidSignInTokens,
+} from "./sign-in-tokens.ts";
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+  await migrate(t.db, t.log);
+});
+afterAll(() => t.drop());
+
+/**
+ * The plan of `sql` with sequential scans off: on a table this small reading it whole is cheapest, and the question
+ * is whether an index can serve the statement at all.
+ */
+async function plan(sql: string, params: unknown[]): Promise<string> {
+  return t.db.transaction(async (tx) => {
+    await tx.query("SET LOCAL enable_seqscan = off");
+    const { rows } = await tx.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`, params);
+    return rows.map((row) => row["QUERY PLAN"]).join("\n");
+  });
+}
+
+describe("an address's unused sign-in links", () => {
+  it("are found through the partial index on email, when a link is used and when all are voided", async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 20; i++) tokens.push(await issueSignInToken(t.db, `user${i % 5}@example.com`));
+    await t.db.query("ANALYZE sign_in_tokens");
+    expect(await plan(VOID_SIGN_IN_TOKENS, ["user3@example.com"])).toMatch(/Index Scan .*sign_in_tokens_unused_email/);
+    expect(await plan(CONSUME_SIGN_IN_TOKEN, [Buffer.alloc(32)])).toMatch(/Index Scan .*sign_in_tokens_unused_email/);
+
+    // And the statements still do what they did: using a link voids its address's others, and only those.
+    expect(await consumeSignInToken(t.db, tokens[0]!)).toBe(true); // user0
+    expect(await checkSignInToken(t.db, tokens[5]!)).toBeUndefined(); // user0's other link
+    expect(await checkSignInToken(t.db, tokens[1]!)).toBe("user1@example.com");
+    await voidSignInTokens(t.db, "user1@example.com");
+    expect(await checkSignInToken(t.db, tokens[1]!)).toBeUndefined();
+    expect(await checkSignInToken(t.db, tokens[2]!)).toBe("user2@example.com");
+  });
+});
