@@ -101,3 +101,22 @@ async function readEvictionPolicy(redis: Redis): Promise<string | undefined> {
   const reported = /^maxmemory_policy:(.*)$/m.exec(info)?.[1]?.trim();
   return reported === undefined || reported === "" ? undefined : reported;
 }
+
+/** What unlessClosed gives for a command whose connection closed before its answer came. */
+export const CLOSED = Symbol("closed");
+
+/**
+ * `command`'s answer, or CLOSED when its connection closes first: ioredis then sends the command again once
+ * reconnected, or (autoResendUnfulfilledCommands off) drops it and never settles it, so any later answer is not
+ * this caller's. One still queued while disconnected is sent on reconnecting.
+ */
+export async function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | typeof CLOSED> {
+  let onClose!: () => void;
+  const closed = new Promise<typeof CLOSED>((resolve) => (onClose = () => resolve(CLOSED)));
+  redis.once("close", onClose);
+  try {
+    return await Promise.race([command, closed]);
+  } finally {
+    redis.off("close", onClose);
+  }
+}

@@ -21,7 +21,7 @@ import type { Redis } from "ioredis";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { throttled, type Logger } from "../platform/log.ts";
-import { connectRedis } from "../platform/redis.ts";
+import { CLOSED, connectRedis, unlessClosed } from "../platform/redis.ts";
 import type { TopOfBook } from "./frames.ts";
 
 export type PriceSource = PriceUpdate["source"];
@@ -154,20 +154,5 @@ export class PricePublisher {
         counters: this.counters,
       });
     }
-  }
-}
-
-/** What unlessClosed gives for a pipeline whose connection closed before its replies came. */
-const CLOSED = Symbol("closed");
-
-/** `command`'s answer, or CLOSED when its connection closes first (then the answer never comes: see above). */
-async function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | typeof CLOSED> {
-  let onClose!: () => void;
-  const closed = new Promise<typeof CLOSED>((resolve) => (onClose = () => resolve(CLOSED)));
-  redis.once("close", onClose);
-  try {
-    return await Promise.race([command, closed]);
-  } finally {
-    redis.off("close", onClose);
   }
 }

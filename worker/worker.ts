@@ -62,6 +62,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { CLOSED, unlessClosed } from "../platform/redis.ts";
 import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
 import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
@@ -364,25 +365,6 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
     /** Resolves once no run is under way. */
     idle: (): Promise<void> => running ?? Promise.resolve(),
   };
-}
-
-/** What unlessClosed gives for a command whose connection closed before its answer came. */
-const CLOSED = Symbol("closed");
-
-/**
- * `command`'s answer, or CLOSED when its connection closes first: ioredis then sends the command again once
- * reconnected, or (autoResendUnfulfilledCommands off) drops it and never settles it, so any later answer is not
- * this run's. One still queued while disconnected is sent on reconnecting.
- */
-async function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | typeof CLOSED> {
-  let onClose!: () => void;
-  const closed = new Promise<typeof CLOSED>((resolve) => (onClose = () => resolve(CLOSED)));
-  redis.once("close", onClose);
-  try {
-    return await Promise.race([command, closed]);
-  } finally {
-    redis.off("close", onClose);
-  }
 }
 
 /**
