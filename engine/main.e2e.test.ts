@@ -189,6 +189,75 @@ describe("engine process", () => {
     }
   });
 
+  it("restores again, as a standby, when a newer snapshot was saved and the log trimmed while it restored", async () => {
+    const own = `${prefix}restore-race:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    const locker = await connectPostgres(db.url, db.log, { maxConnections: 1 });
+    let unlock = () => {};
+    let locked: Promise<void> | undefined;
+    try {
+      await migrate(db.db, db.log);
+      const entries = await openAccounts(keys, 6);
+      const first = await saveStateOf(db.db, entries.slice(0, 2));
+      // Another engine leads (played here): it holds the lease and has published through the snapshot's cursor.
+      await redis.set(keys.engineLease, "other-leader:1", "PX", 120_000);
+      await redis.set(keys.enginePublished, first);
+      const engine = spawnComponent("engine", {
+        REDIS_URL: TEST_REDIS_URL,
+        DATABASE_URL: db.url,
+        KEY_PREFIX: own,
+        SNAPSHOT_EVERY_MS: "3600000",
+      });
+      try {
+        await engine.waitFor((line) => line.event === "engine_ready" && line.role === "standby", 30_000);
+        // The leader's follower saves at entry 4; the chunks are locked, so the standby's restore after the gap below
+        // reads that head and then waits. Meanwhile the follower saves at entry 6 and trims below it, past entry 4.
+        await saveStateOf(db.db, entries.slice(0, 4));
+        let isLocked = () => {};
+        const lockTaken = new Promise<void>((resolve) => (isLocked = resolve));
+        const released = new Promise<void>((resolve) => (unlock = resolve));
+        locked = locker.transaction(async (tx) => {
+          await tx.query("LOCK TABLE engine_snapshot_chunks IN ACCESS EXCLUSIVE MODE");
+          isLocked();
+          await released;
+          const inLock = { transaction: (work: (q: typeof tx) => Promise<unknown>) => work(tx) } as unknown as Postgres;
+          await redis.xtrim(keys.input, "MINID", await saveStateOf(inLock, entries));
+        });
+        await lockTaken;
+        // Trimmed past the standby's cursor (the follower's save at entry 4), and published to the end: a gap.
+        await redis.xtrim(keys.input, "MINID", entries[3]![0]);
+        await redis.set(keys.enginePublished, entries[5]![0]);
+        await engine.waitFor("restore_again", 10_000);
+        // Its load waits on the lock once one of its statements does.
+        await until(async () => {
+          const waiting = await db.db.query<{ n: string }>(
+            "SELECT count(*)::text AS n FROM pg_stat_activity " +
+              "WHERE wait_event_type = 'Lock' AND query LIKE '%octet_length%'",
+          );
+          return waiting.rows[0]!.n !== "0";
+        });
+        unlock();
+        await locked;
+        // It restored the snapshot at entry 4, found the log trimmed past it and the newest moved on: it restores that
+        // one and follows, rather than call this Redis and this Postgres a mismatch.
+        await engine.waitFor(
+          (line) => line.event === "engine_ready" && line.role === "standby" && line.lastInputId === entries[5]![0],
+          20_000,
+        );
+        expect(engine.events("restore_again")).toHaveLength(2);
+        expect(engine.raw.join("\n")).not.toContain("do not belong together");
+      } finally {
+        await engine.stop("SIGKILL");
+      }
+    } finally {
+      unlock();
+      await locked?.catch(() => undefined);
+      await locker.close();
+      await db.drop();
+    }
+  });
+
   it("stops cleanly, exit 0, when asked while it restores again after the log was trimmed past its snapshot", async () => {
     const own = `${prefix}restore-again:`;
     const keys = keyspace(own);

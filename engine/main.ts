@@ -28,7 +28,7 @@ import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
 import { EngineLease, sleep } from "./runner/lease.ts";
 import { DEFAULT_SAVE_TIMEOUT_MS, PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
-import { restoreState } from "./runner/restore.ts";
+import { checkRestored, restoreNewest } from "./runner/restore.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
 import { startLogPrefetch } from "./runner/log-prefetch.ts";
 import { engineMetrics, type EngineMetrics, type SnapshotFigures } from "./metrics.ts";
@@ -109,15 +109,19 @@ runMain("engine", async () => {
     // could expire before its first renewal.
     // Whether the last restore passed over an unusable latest snapshot: a trim check that then fails says so.
     let pastUnusable = false;
-    const restore = (load: Parameters<typeof restoreState>[0]) => {
+    // The generation of the newest snapshot the last restore found, used or passed over (null: none).
+    let restoredNewest: number | null = null;
+    const restore = async (load: Parameters<typeof restoreNewest>[0]) => {
       pastUnusable = false;
-      return restoreState(
+      const restored = await restoreNewest(
         load,
         params,
         log,
         () => store.load("previous"),
         () => (pastUnusable = true),
       );
+      restoredNewest = restored.newest;
+      return restored.state;
     };
     let restoreFrom = performance.now();
     // The previous, on a fallback, loads on this thread: the prefetch, started from the latest's cursor, then goes
@@ -140,8 +144,35 @@ runMain("engine", async () => {
     // replay. It only waits a couple of polls, so when no standby is left (both engines died) recovery goes on.
     const yieldMs = 2 * config.standbyPollMs;
     let leading = false;
-    // restore_again as a standby in a row, before it caught up with the log: after the first, it waits a backoff.
-    let standbyRestores = 0;
+    // restore_again in a row, before it caught up with the log as a standby: after the first, each waits a backoff.
+    let restoresInRow = 0;
+    /**
+     * Restores the newest snapshot again until the log reaches back to it (checkRestored); false when stopped first.
+     * Trimmed past it and no newer one saved meanwhile: the entries in between are gone for good, and applying the
+     * rest would build a state that never existed, so it stops, and says why (exit 2: restarting cannot help).
+     * Trimmed past it with a newer one saved (a leader's follower saves and trims while a slow restore runs): that one.
+     */
+    const restoreAgain = async (reason: string, level: "info" | "warn"): Promise<boolean> => {
+      for (;;) {
+        restoresInRow++;
+        const waitMs = restoresInRow > 1 ? backoffMs(restoresInRow - 1) : 0;
+        log[level]("restore_again", { reason, lastInputId: state.lastInputId, waitMs });
+        // Again and again, never caught up in between: the newest snapshot does not help yet (a leader's follower
+        // has still to save a newer one), and loading it at once, over and over, would only load Postgres.
+        await sleep(waitMs, stop);
+        if (stop.aborted) return false;
+        restoreFrom = performance.now();
+        state = await restore(() => store.load());
+        metrics.restored(performance.now() - restoreFrom);
+        const check = await checkRestored(writer, keys.input, state.lastInputId, restoredNewest, () =>
+          store.latestHead(),
+        );
+        if (check === "reaches") return true;
+        if (check === "mismatch") throw mismatched(keys.input, state.lastInputId, pastUnusable);
+        reason = "the log was trimmed past the restored snapshot while it was restored; a newer one was saved";
+        level = "warn";
+      }
+    };
     if ((await writer.get(keys.engineLease)) === null) {
       await sleep(yieldMs, stop);
       // Stopping: the lease is not this engine's to take (the standby path below ends at once).
@@ -163,7 +194,7 @@ runMain("engine", async () => {
               metrics,
               onReady: () => {
                 ready = true;
-                standbyRestores = 0;
+                restoresInRow = 0;
                 log.info("engine_ready", { role: "standby", lastInputId: state.lastInputId });
               },
             },
@@ -176,41 +207,19 @@ runMain("engine", async () => {
           if (!(err instanceof LogGapError)) throw err;
           // The log was trimmed past this standby's cursor (it fell a whole snapshot interval behind): start over.
           ready = false;
-          standbyRestores++;
-          const waitMs = standbyRestores > 1 ? backoffMs(standbyRestores - 1) : 0;
-          log.warn("restore_again", { reason: err.message, lastInputId: state.lastInputId, waitMs });
-          // Again and again, never caught up in between: the newest snapshot does not help yet (a leader's follower
-          // has still to save a newer one), and loading it at once, over and over, would only load Postgres.
-          await sleep(waitMs, stop);
-          if (stop.aborted) break;
-          restoreFrom = performance.now();
-          state = await restore(() => store.load());
-          metrics.restored(performance.now() - restoreFrom);
-          // Trimmed past the newest snapshot there is too: following again would only meet the same gap.
-          if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
-            throw mismatched(keys.input, state.lastInputId, pastUnusable);
+          if (!(await restoreAgain(err.message, "warn"))) break;
           continue;
         }
       }
       // While this engine restored or stood by, a snapshot may have been taken and the log trimmed past its cursor.
       if (!(await logTrimmedAfter(writer, keys.input, state.lastInputId))) break;
-      log.info("restore_again", {
-        reason: "the log was trimmed past the restored snapshot",
-        lastInputId: state.lastInputId,
-      });
       // Not while holding the lease: a long restore would let it lapse. Another engine may lead meanwhile.
       await lease.release();
       dropPrefetch();
       ready = false;
-      restoreFrom = performance.now();
-      state = await restore(() => store.load());
-      metrics.restored(performance.now() - restoreFrom);
-      // Still trimmed past the newest snapshot there is: the entries in between are gone for good. Applying the
-      // rest would build a state that never existed, so stop, and say why (exit 2: restarting cannot help).
-      if (await logTrimmedAfter(writer, keys.input, state.lastInputId))
-        throw mismatched(keys.input, state.lastInputId, pastUnusable);
+      const restored = await restoreAgain("the log was trimmed past the restored snapshot", "info");
       // Stopping: the released lease is the standby's (it would only be held here until the stop ends).
-      if (stop.aborted) {
+      if (!restored || stop.aborted) {
         leading = false;
         break;
       }

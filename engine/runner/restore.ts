@@ -2,13 +2,16 @@
  * Recovery's first half: the latest snapshot, checked against its hash, or a fresh state when there is none. A latest
  * snapshot that is unusable (its bytes do not match its head, or they do but do not decode) is passed over for the
  * previous one: the log is kept back to it, so the replay after it reaches the same state (docs/architecture.md, Recovery).
+ * Then whether the log still reaches back to the state restored (checkRestored).
  */
+import type { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import type { ByteSource } from "../snapshot/bytes.ts";
 import { decodeSnapshot, type IdempotencyScan } from "../snapshot/codec.ts";
 import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHead } from "../snapshot/store.ts";
+import { logTrimmedAfter } from "./follower.ts";
 
 /** A snapshot as a store hands it over: whole and verified, or still streaming in (snapshot-loader.ts). */
 export interface LoadedSnapshot {
@@ -37,15 +40,54 @@ export async function restoreState(
   loadPrevious?: () => Promise<LoadedSnapshot | null>,
   onFallback?: (unusable: number | undefined, restoredFrom: number | null) => void,
 ): Promise<EngineState> {
+  return (await restoreNewest(load, freshParams, log, loadPrevious, onFallback)).state;
+}
+
+/**
+ * As restoreState, with the generation of the newest snapshot the load found (`newest`): the one restored, or the
+ * unusable one passed over for the previous; null when there was none (or its head could not be read).
+ */
+export async function restoreNewest(
+  load: () => Promise<LoadedSnapshot | null>,
+  freshParams: EngineParams,
+  log: Logger,
+  loadPrevious?: () => Promise<LoadedSnapshot | null>,
+  onFallback?: (unusable: number | undefined, restoredFrom: number | null) => void,
+): Promise<{ state: EngineState; newest: number | null }> {
   try {
-    return (await restoreOne(load, freshParams, log)).state;
+    const { state, generation } = await restoreOne(load, freshParams, log);
+    return { state, newest: generation };
   } catch (err) {
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
     const { state, generation } = await restoreOne(loadPrevious, freshParams, log);
     onFallback?.(err.generation, generation);
-    return state;
+    return { state, newest: err.generation ?? null };
   }
+}
+
+/** What checkRestored finds. */
+export type RestoredCheck = "reaches" | "newer_snapshot" | "mismatch";
+
+/**
+ * Whether the log (`input`) reaches back to a state just restored, at `cursor`, by restoreNewest from the newest
+ * snapshot `newest`: "reaches" when nothing after the cursor may be missing (logTrimmedAfter). When something may be,
+ * the newest snapshot's head is read again, after that check: "newer_snapshot" when it is no longer `newest`, else
+ * "mismatch". A leader's follower trims the log only below a snapshot it saved before the one it has just saved
+ * (follower.ts), so its trim past the cursor, made while this engine restored, came after a save newer than anything
+ * the restore found: the newest is no longer `newest`, and a restore again reaches the log. A trim with the newest
+ * unchanged was no such trim: the entries in between are gone for good (another Redis or database, a log lost).
+ */
+export async function checkRestored(
+  redis: Redis,
+  input: string,
+  cursor: string,
+  newest: number | null,
+  latestHead: () => Promise<Pick<SnapshotHead, "generation"> | null>,
+): Promise<RestoredCheck> {
+  if (!(await logTrimmedAfter(redis, input, cursor))) return "reaches";
+  const head = await latestHead();
+  return head !== null && head.generation !== newest ? "newer_snapshot" : "mismatch";
 }
 
 /** The state, and the generation of the snapshot it came from (null: fresh). */

@@ -176,6 +176,19 @@ export class PostgresSnapshotStore implements SnapshotStore {
     return loadWhole(this, which);
   }
 
+  async latestHead(): Promise<SnapshotHead | null> {
+    const rows = await this.db.query<{ snapshot_data: unknown }>(
+      "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
+    );
+    const row = rows.rows[0];
+    if (row === undefined) return null;
+    const parsed = headSchema.safeParse(row.snapshot_data);
+    if (!parsed.success) {
+      throw new SnapshotIntegrityError(`engine_snapshots head is not a chunked snapshot head: ${parsed.error.message}`);
+    }
+    return parsed.data;
+  }
+
   /**
    * Chunk by chunk, each as it arrives from Postgres. Rejects with SnapshotLoadStalledError once `stallMs` pass
    * without an answer (a Postgres that stopped answering mid-load would otherwise hold recovery for ever); the

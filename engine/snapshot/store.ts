@@ -97,6 +97,8 @@ export interface SnapshotStore {
   save(bytes: Uint8Array, input: SnapshotHeadInput, options?: SaveOptions): Promise<SnapshotSave>;
   /** The latest snapshot (or the previous), verified against its head; null when there is none. */
   load(which?: SnapshotChoice): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null>;
+  /** The latest snapshot's head as saved, its bytes neither read nor checked; null when there is none. */
+  latestHead(): Promise<SnapshotHead | null>;
   /**
    * The latest snapshot (or the previous) into the sink's buffer, piece by piece, so a caller can decode the start
    * while the rest is still coming. Resolves with the head once every byte is there and matches it (null when there
@@ -138,6 +140,10 @@ export class MemorySnapshotStore implements SnapshotStore {
 
   load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
     return loadWhole(this, which);
+  }
+
+  latestHead(): Promise<SnapshotHead | null> {
+    return Promise.resolve(this.saved?.head ?? null);
   }
 
   /** Overwrites a byte of a stored snapshot, as a disk or a hand might: for tests of what a load then refuses. */
