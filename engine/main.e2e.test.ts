@@ -1,10 +1,10 @@
 /**
  * The engine process refuses to build a state that never existed: when its input log was trimmed past the newest
- * snapshot in its database (a Redis and a Postgres that do not belong together), it stops with exit code 2 and
- * says why, instead of replaying what is left. It does not mistake a deleted entry (XDEL) for such a gap, and its
- * snapshotter, finding the log trimmed past the snapshot it restored, restores again rather than stop the engine. A
- * snapshotter that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1; a stop
- * while a leader restores again ends it cleanly too.
+ * snapshot in its database (a Redis and a Postgres that do not belong together), or is missing while that snapshot
+ * was taken from one, it stops with exit code 2 and says why, instead of replaying what is left. It does not mistake
+ * a deleted entry (XDEL) for such a gap, and its snapshotter, finding the log trimmed past the snapshot it restored,
+ * restores again rather than stop the engine. A snapshotter that crashes while the engine stops still lets it stop
+ * cleanly: the lease released, exit code 1; a stop while a leader restores again ends it cleanly too.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -66,6 +66,42 @@ describe("engine process", () => {
     expect(await engine.exited).toEqual({ code: 2, signal: null });
     expect(engine.raw.join("\n")).toContain("do not belong together");
     expect(engine.events("replay_start")).toEqual([]);
+  });
+
+  it("stops with exit 2, naming both stores, on a Redis without the log its database's snapshot was taken from", async () => {
+    const own = `${prefix}no-log:`;
+    const keys = keyspace(own);
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.db, db.log);
+      // A snapshot taken from a log, which is then lost (a Redis that lost its data, or another one).
+      const entries = await openAccounts(keys, 2);
+      const savedAt = await saveStateOf(db.db, entries);
+      await redis.del(keys.input);
+      const engine = spawnComponent("engine", {
+        REDIS_URL: TEST_REDIS_URL,
+        DATABASE_URL: db.url,
+        KEY_PREFIX: own,
+        ENGINE_LEASE_TTL_MS: "2000",
+      });
+      try {
+        // It must not lead (and answer orders) from a snapshot whose log it cannot reach.
+        const ready = engine.waitFor("engine_ready", 30_000).then(() => "ready" as const);
+        ready.catch(() => undefined);
+        expect(await Promise.race([engine.exited, ready])).toEqual({ code: 2, signal: null });
+        const said = engine.raw.join("\n");
+        expect(said).toContain(`${keys.input} is not in this Redis (REDIS_URL ${new URL(TEST_REDIS_URL).host})`);
+        expect(said).toContain(`this Postgres (DATABASE_URL ${db.name} at `);
+        expect(said).toContain(`a snapshot taken from it, at ${savedAt}`);
+        expect(said).toContain("do not belong together");
+        expect(engine.events("replay_start")).toEqual([]);
+        expect(await redis.exists(keys.input)).toBe(0);
+      } finally {
+        await engine.stop("SIGKILL");
+      }
+    } finally {
+      await db.drop();
+    }
   });
 
   it("says the newest snapshot is unusable when that is why the log no longer reaches back to its state", async () => {

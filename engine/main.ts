@@ -168,7 +168,10 @@ runMain("engine", async () => {
           store.latestHead(),
         );
         if (check === "reaches") return true;
-        if (check === "mismatch") throw mismatched(keys.input, state.lastInputId, pastUnusable);
+        if (check === "mismatch") {
+          const logMissing = (await writer.exists(keys.input)) === 0;
+          throw mismatched(keys.input, state.lastInputId, { pastUnusable, logMissing }, config);
+        }
         reason = "the log was trimmed past the restored snapshot while it was restored; a newer one was saved";
         level = "warn";
       }
@@ -350,20 +353,42 @@ async function reachPostgres(databaseUrl: string, log: Logger, stop: AbortSignal
   }
 }
 
-/** The log was trimmed past the newest snapshot in this database: exit 2, as restarting cannot help. */
-function mismatched(input: string, lastInputId: string, pastUnusable: boolean): ConfigError {
+/**
+ * The log was trimmed past the newest snapshot in this database, or is missing while that snapshot stands on one:
+ * exit 2, as restarting cannot help. The message names the Redis and the Postgres (hosts and database, no password).
+ */
+function mismatched(
+  input: string,
+  lastInputId: string,
+  why: { pastUnusable: boolean; logMissing: boolean },
+  config: { redisUrl: string; databaseUrl: string },
+): ConfigError {
   const restored = lastInputId === "0-0" ? "none" : lastInputId;
+  const db = describeDatabase(config.databaseUrl);
+  const redis = `REDIS_URL ${new URL(config.redisUrl).host}`;
+  const postgres = `DATABASE_URL ${db.database} at ${db.host}:${db.port}`;
+  if (why.logMissing) {
+    return new ConfigError(
+      `${input} is not in this Redis (${redis}), but this Postgres (${postgres}) holds a snapshot taken from it, ` +
+        `at ${restored}: this Redis and this Postgres do not belong together (a Redis that lost its data, ` +
+        "or another one). An engine cannot go on from a snapshot without its log: point REDIS_URL (and KEY_PREFIX) " +
+        "at the Redis that holds it, or start over with an empty database and an empty Redis (docs/operations.md, " +
+        "Recovery).",
+    );
+  }
   // The newest snapshot was unusable and the one before it (if any) is older than the log: the log and the database
   // belong together, but what bridged them is damaged.
-  if (pastUnusable) {
+  if (why.pastUnusable) {
     return new ConfigError(
       `${input} was trimmed past the newest usable snapshot in this database (${restored}): the newest is unusable ` +
         "(restore_fallback says why) and no snapshot before it reaches the log. Replace it as docs/operations.md " +
-        'says ("When the newest snapshot is unusable"), or start over with a fresh KEY_PREFIX or Redis.',
+        'says ("When the newest snapshot is unusable"), or start over with an empty database and an empty Redis.',
     );
   }
   return new ConfigError(
-    `${input} was trimmed past the newest snapshot in this database (${restored}): ` +
-      "this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose snapshots this log was trimmed against, or use a fresh KEY_PREFIX or Redis.",
+    `${input} in this Redis (${redis}) was trimmed past the newest snapshot in this Postgres (${postgres}, ` +
+      `${restored}): this Redis and this Postgres do not belong together. Point DATABASE_URL at the database whose ` +
+      "snapshots this log was trimmed against, or start over with an empty database and an empty Redis (or a fresh " +
+      "KEY_PREFIX).",
   );
 }

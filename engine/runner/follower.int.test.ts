@@ -272,6 +272,8 @@ describe("logTrimmedAfter", () => {
   it("answers from the stream's trim history, and fails rather than guess when it cannot read it", async () => {
     const stream = `${prefix}trim-check`;
     expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(false); // no stream yet
+    // No stream, and a cursor from a log (a snapshot's): the log it came from is lost, or this is another Redis.
+    expect(await logTrimmedAfter(redis, stream, "1700000000000-0")).toBe(true);
     const ids: string[] = [];
     for (let i = 0; i < 4; i++) ids.push((await redis.xadd(stream, "*", "n", String(i))) as string);
     expect(await logTrimmedAfter(redis, stream, "0-0")).toBe(false);

@@ -156,14 +156,16 @@ return {entries, kept}`;
  * Redis' max-deleted-entry-id, so: the first entry left is not after the cursor, or nothing was ever deleted
  * (entries-added = length) and the cursor is 0-0, means everything after it is there. A log that never lost an entry
  * and starts after a cursor past 0-0 is another log than the cursor's (the key lost and written anew): what came
- * after the cursor in its own log is missing. (Conservative: a trim that stopped exactly at the cursor's successor
- * also counts, costing one needless restore.)
+ * after the cursor in its own log is missing. So is a missing log for a cursor past 0-0: the log a cursor came from
+ * is never missing (a trim keeps the entry at its MINID, and a stream trimmed or deleted empty keeps its key), so it
+ * was lost, or this is another Redis. (Conservative: a trim that stopped exactly at the cursor's successor also
+ * counts, costing one needless restore.)
  */
 export async function logTrimmedAfter(redis: Redis, stream: string, cursor: string): Promise<boolean> {
-  // Only a missing stream means nothing was trimmed, asked as such (not read from an error's wording, which may differ
-  // between Redis and a hosted one); any XINFO failure (a dropped connection, a key of another type, the stream
-  // deleted in between) says nothing about the log, and answering "not trimmed" would let an engine lead across a gap.
-  if ((await redis.exists(stream)) === 0) return false;
+  // A missing stream is asked as such (not read from an error's wording, which may differ between Redis and a hosted
+  // one); any XINFO failure (a dropped connection, a key of another type, the stream deleted in between) says nothing
+  // about the log, and answering "not trimmed" would let an engine lead across a gap.
+  if ((await redis.exists(stream)) === 0) return cursor !== "0-0";
   const info = (await redis.xinfo("STREAM", stream)) as unknown[];
   const field = (name: string) => info[info.indexOf(name) + 1];
   const first = field("first-entry") as [string, string[]] | null;
