@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import type { EngineInput } from "../../contract/messages.ts";
 import { keyspace } from "../../contract/names.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
@@ -96,6 +96,28 @@ describe("the snapshotting follower", () => {
     await stopped;
     expect(state.lastInputId).toBe(last);
     expect((await store.load())?.head.lastInputId).toBe(last);
+  });
+});
+
+describe("the snapshotting follower's schedule", () => {
+  it("takes its next snapshot on time when the wall clock steps back: it is timed on the monotonic clock", async () => {
+    const own = keyspace(`${prefix}clock-step:`);
+    const store = new MemorySnapshotStore();
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const realNow = Date.now.bind(Date);
+    const id = (await redis.xadd(own.input, "*", ...encodeFields(account("clock")))) as string;
+    await redis.set(own.enginePublished, id);
+    const running = runFollower({ ...LEADER_1, keys: own, state, store, everyMs: 100, pollMs: 10 }, stop.signal);
+    // Its first snapshot is due 100 ms from now; the wall clock then steps back an hour.
+    const stepped = vi.spyOn(Date, "now").mockImplementation(() => realNow() - 3_600_000);
+    try {
+      await untilAsync(async () => (await store.latestHead())?.lastInputId === id);
+    } finally {
+      stepped.mockRestore();
+      stop.abort();
+      await running;
+    }
   });
 });
 

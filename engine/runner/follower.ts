@@ -76,7 +76,8 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
   let snapshotAt = o.state.lastInputId;
   // Where the next trim may go: the cursor of the last snapshot this follower saved (none yet: no trim).
   let trimTo: string | undefined;
-  let nextSnapshotMs = Date.now() + o.everyMs;
+  // On the monotonic clock: a wall clock stepped back must not put off snapshots, and with them the log's trim.
+  let nextSnapshotMs = performance.now() + o.everyMs;
   const stopRequested = o.stopRequested ?? (() => signal.aborted);
   // Only until a save is not skipped: given to a later one, it would delete this follower's own last snapshot.
   let pastUnusable = o.pastUnusable;
@@ -87,7 +88,8 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
       const outcome = await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, pastUnusable);
       if (typeof outcome === "object") {
         if (final) throw outcome.failed;
-        nextSnapshotMs = Date.now() + saves.failed(outcome.failed, o.everyMs, { lastInputId: o.state.lastInputId });
+        nextSnapshotMs =
+          performance.now() + saves.failed(outcome.failed, o.everyMs, { lastInputId: o.state.lastInputId });
         o.onFailed?.();
         return;
       }
@@ -99,7 +101,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
       snapshotAt = o.state.lastInputId;
     }
     o.onCurrent?.();
-    nextSnapshotMs = Date.now() + o.everyMs;
+    nextSnapshotMs = performance.now() + o.everyMs;
   };
   // The leader's publish count when this follower last found nothing left to apply.
   let caughtUpAt: number | undefined;
@@ -108,7 +110,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
     const caughtUp = publishes !== undefined && publishes === caughtUpAt ? true : await catchUp(o);
     // Read before the cursor: a publish acknowledged after that read counts again next time round.
     if (caughtUp) caughtUpAt = publishes;
-    if (Date.now() >= nextSnapshotMs) await snapshot(false);
+    if (performance.now() >= nextSnapshotMs) await snapshot(false);
     if (caughtUp) await sleep(o.pollMs ?? 250, signal);
   }
   // Graceful stop: what the leader published is in the final snapshot, so a restart replays nothing of it.

@@ -8,7 +8,7 @@ import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { RENEW } from "./lease.ts";
-import { EXTENDED_AT, HEARTBEAT_AT, RENEWED_AT, type LeaseKeeperData } from "./lease-keeper.ts";
+import { EXTENDED_AT, HEARTBEAT_AT, monotonicMs, RENEWED_AT, type LeaseKeeperData } from "./lease-keeper.ts";
 
 const data = workerData as LeaseKeeperData;
 const port = parentPort!;
@@ -24,7 +24,8 @@ let renewing = false;
 let failing = false;
 const timer = setInterval(() => {
   const now = Date.now();
-  const silentMs = now - Number(Atomics.load(words, HEARTBEAT_AT));
+  // On the monotonic clock both threads share: a wall clock stepped back must not make a stuck leader look alive.
+  const silentMs = monotonicMs() - Number(Atomics.load(words, HEARTBEAT_AT));
   if (silentMs > data.stallMs) {
     // Let it lapse: a main thread this slow serves nobody; a standby should lead.
     if (!stalled) log.error("leader_stalled", { silentMs, stallMs: data.stallMs });

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { deleteKeysWithPrefix } from "../../platform/testing/redis-keys.ts";
@@ -62,6 +62,30 @@ describe("the lease keeper thread", () => {
       );
     } finally {
       await keeper.stop();
+    }
+  }, 30_000);
+
+  it("lets the lease lapse for a stuck main thread although its last heartbeat reads as future on the wall clock", async () => {
+    // The main thread's wall clock a minute ahead of the keeper thread's: as the keeper sees it once the wall clock
+    // stepped back a minute after the last heartbeat. Silence is judged on the clock both threads share, not this one.
+    const realNow = Date.now.bind(Date);
+    const ahead = vi.spyOn(Date, "now").mockImplementation(() => realNow() + 60_000);
+    const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
+    await redis.del(keys.engineLease);
+    expect(await lease.tryAcquire()).toBe(true);
+    try {
+      const keeper = await keeperRenewing(lease, 1_500, false);
+      try {
+        await until(
+          async () => ((await redis.get(keys.engineLease)) === null ? true : undefined),
+          1_500 + 10 * TTL_MS,
+          "the lease to lapse",
+        );
+      } finally {
+        await keeper.stop();
+      }
+    } finally {
+      ahead.mockRestore();
     }
   }, 30_000);
 

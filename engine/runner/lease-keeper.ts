@@ -10,11 +10,25 @@
 import type { Worker } from "node:worker_threads";
 import { endThread, startThread } from "../../platform/threads.ts";
 
-/** Word indexes in `LeaseKeeperData.shared`, each a Date.now() in milliseconds. The main thread's heartbeat: */
+/**
+ * Milliseconds on the monotonic clock (CLOCK_MONOTONIC) that every thread of this process reads alike, which a wall
+ * clock stepped back or forward does not move. (performance.now() counts from each thread's own start.)
+ */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
+}
+
+/**
+ * Word indexes in `LeaseKeeperData.shared`, each a time in milliseconds. The main thread's heartbeat, a monotonicMs():
+ * its silence is judged on a clock no step of the wall clock moves.
+ */
 export const HEARTBEAT_AT = 0;
-/** When the main thread sent the last publish Redis acknowledged (a publish extends the lease): */
+/**
+ * When the main thread sent the last publish Redis acknowledged (a publish extends the lease), a Date.now(); a step of
+ * the wall clock only makes it look stale, and a stale one is renewed:
+ */
 export const EXTENDED_AT = 1;
-/** When the thread sent the last renewal Redis acknowledged: */
+/** When the thread sent the last renewal Redis acknowledged, a Date.now() (as EXTENDED_AT): */
 export const RENEWED_AT = 2;
 
 export interface LeaseKeeperData {
@@ -70,7 +84,7 @@ export function startLeaseKeeper(
   let progressAt: number | undefined;
   const beat = () => {
     if (progressAt === undefined || performance.now() - progressAt <= stuckMs)
-      Atomics.store(words, HEARTBEAT_AT, BigInt(Date.now()));
+      Atomics.store(words, HEARTBEAT_AT, BigInt(monotonicMs()));
   };
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.
