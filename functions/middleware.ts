@@ -21,7 +21,7 @@ import type { RateCheck } from "./openapi.ts";
  * refuse a `__Host-` cookie that is not Secure. Only this name is read: a cookie under the other one is no session.
  */
 export function sessionCookieName(settings: Pick<ApiSettings, "secureCookies">): string {
-  return settings.secureCookies ? "__Host-session" : "session";
+  return settings.secureCookies ? "__Host-session" : PLAIN_SESSION_COOKIE;
 }
 
 /** The session token a request carries: `Authorization: Bearer` first, else the session cookie `cookieName`. */
@@ -39,13 +39,20 @@ function bearerToken(c: ApiContext): string | undefined {
   return m === null ? undefined : (m[1] ?? "").trim();
 }
 
+/** The session cookie's name over http, and before `__Host-session` with Secure cookies (sessionCookieName). */
+export const PLAIN_SESSION_COOKIE = "session";
+
 /**
  * Every valid, unrevoked session a request carries: the Bearer header's and the cookie's, each checked on its own.
  * For signing out, which must end the cookie's session it clears even when the header is another scheme (a proxy's
- * Basic credentials) or a stale token: there the header does not win.
+ * Basic credentials) or a stale token: there the header does not win. With Secure cookies, a `session` cookie's too:
+ * one set before the name became `__Host-session` is no longer a session here, but its token still is one as a
+ * Bearer header until it expires, and signing out must end it (one planted by someone else ends their session only).
  */
 export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Session[]> {
-  const tokens = new Set([bearerToken(c), getCookie(c, sessionCookieName(deps.settings))]);
+  const name = sessionCookieName(deps.settings);
+  const plain = name === PLAIN_SESSION_COOKIE ? undefined : getCookie(c, PLAIN_SESSION_COOKIE);
+  const tokens = new Set([bearerToken(c), getCookie(c, name), plain]);
   const sessions: Session[] = [];
   for (const token of tokens) {
     const session = token === undefined ? undefined : await deps.sessions.verify(token);

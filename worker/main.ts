@@ -1,7 +1,7 @@
 /**
  * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output until
- * SIGINT/SIGTERM. Several may run: the consumer group shares the work, and each claims what a dead one left
- * pending. Run one, though, restarted under its old name (WORKER_NAME) so that it first finishes what it left
+ * SIGINT/SIGTERM. Several could run (the consumer group shares the work, and each claims what a dead one left
+ * pending), but run one, restarted under its old name (WORKER_NAME) so that it first finishes what it left
  * pending: with two at once, or one under a new name, an answer can come before an earlier batch's rows are written
  * (docs/operations.md, Recovery). A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a
  * stop included; a Redis outage it waits out, and a Postgres outage it works through (worker.ts), one at its start

@@ -403,6 +403,25 @@ describe("sessions", () => {
     expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(401);
   });
 
+  it("with Secure cookies, signing out also ends and clears a `session` cookie set before the name changed", async () => {
+    const secure = client(createApp({ ...stack.deps, settings: { ...stack.deps.settings, secureCookies: true } }));
+    const { token } = await stack.signIn("renamed@example.com"); // a token a `session` cookie held before
+    const out = await secure.del("/api/v1/auth/logout", { cookie: `session=${token}` });
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out." }]);
+    const cleared = out.headers.getSetCookie();
+    expect(cleared).toEqual([
+      expect.stringMatching(/^__Host-session=;.*Max-Age=0/) as unknown,
+      expect.stringMatching(/^session=;.*Max-Age=0/) as unknown,
+    ]);
+    // Its token no longer holds anywhere, as a Bearer header included
+    const me = await client(stack.app, token).get("/api/v1/auth/me");
+    expect([me.status, me.body.error?.message]).toEqual([401, SESSION_NOT_VALID]);
+    // Over http the name is `session`: nothing else to clear
+    const { token: other } = await stack.signIn("plain@example.com");
+    const plain = await anon.del("/api/v1/auth/logout", { cookie: `session=${other}` });
+    expect(plain.headers.getSetCookie()).toEqual([expect.stringMatching(/^session=;.*Max-Age=0/) as unknown]);
+  });
+
   it("refuses forged, alg:none, tampered, expired and wrong-issuer tokens", async () => {
     const { user, token } = await stack.signIn("dave@example.com");
     const claims = { email: user.email };

@@ -6,7 +6,7 @@
  * an attacker which emails are registered. Limits per email and per IP stop mail bombing and guessing.
  */
 import type { Context, MiddlewareHandler } from "hono";
-import { deleteCookie, setCookie } from "hono/cookie";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
@@ -21,7 +21,7 @@ import {
 } from "../auth/sign-in-tokens.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
-import { carriedSessions, limitRate, requireSession, sessionCookieName } from "../middleware.ts";
+import { carriedSessions, limitRate, PLAIN_SESSION_COOKIE, requireSession, sessionCookieName } from "../middleware.ts";
 import {
   JSON_BODY_ERRORS,
   apiRouter,
@@ -49,8 +49,13 @@ export function authRoutes(deps: ApiDeps) {
   const { db, keys, redis, settings } = deps;
   const app = apiRouter();
   const sessionCookie = sessionCookieName(settings);
-  const clearSessionCookie = (c: Context) =>
-    deleteCookie(c, sessionCookie, { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" });
+  const clearSessionCookie = (c: Context) => {
+    const options = { path: "/", secure: settings.secureCookies, httpOnly: true, sameSite: "Lax" } as const;
+    deleteCookie(c, sessionCookie, options);
+    // One from before the name was __Host-session (carriedSessions has ended its session): the browser drops it too.
+    if (sessionCookie !== PLAIN_SESSION_COOKIE && getCookie(c, PLAIN_SESSION_COOKIE) !== undefined)
+      deleteCookie(c, PLAIN_SESSION_COOKIE, options);
+  };
 
   const signIn = createRoute({
     method: "post",
