@@ -56,8 +56,11 @@ const frame = (u: string, bid: string, market = "ETH_USDC_PERP") =>
     stream: `bookTicker.${market}`,
     data: { e: "bookTicker", E: 1, T: 2, s: market, a: "5000", A: "1", b: bid, B: "1", u },
   });
-/** A book frame at engine time `tUs`, and a markPrice frame at event time `eUs` (shapes as in frames.ts). */
-const book = (u: number | string, bid: string, tUs: number, market = "ETH_USDC_PERP") =>
+/**
+ * A book frame at engine time `tUs` (an undefined `bid` leaves `b` out: JSON.stringify drops it), and a markPrice
+ * frame at event time `eUs` (shapes as in frames.ts).
+ */
+const book = (u: number | string, bid: string | undefined, tUs: number, market = "ETH_USDC_PERP") =>
   JSON.stringify({
     stream: `bookTicker.${market}`,
     data: { e: "bookTicker", E: tUs + 9, T: tUs, s: market, a: "95000", A: "1", b: bid, B: "1", u },
@@ -245,6 +248,9 @@ describe("FeedClient", () => {
       mark(second(7.5)), // heartbeat
       book(5, "2990.555", second(8)), // a price the market cannot have
       mark(second(9)), // withheld
+      book(6, "2990", second(9.5)), // unchanged, accepted in sequence: heartbeat
+      book(7, undefined, second(10)), // the bid side gone (no `b` at all)
+      mark(second(11)), // withheld
     ];
     for (const text of script) server.sockets[0]!.send(text);
     await waitFor("every frame", () => feed.counters.received === script.length);
@@ -255,15 +261,22 @@ describe("FeedClient", () => {
       ask: "95000",
       exchangeTimeUs: String(second(n)),
     });
-    expect(beats).toEqual([eth("4000", 1), eth("2990", 4.5), eth("2990", 6.5), eth("2990", 7.5)]);
-    expect(feed.counters).toMatchObject({ heartbeats: 4, withheld: 4, sequenceResets: 1 });
-    expect(feed.counters.dropped).toMatchObject({ stale: 2, crossed_quote: 1, invalid_price: 1, unchanged: 1 });
+    expect(beats).toEqual([eth("4000", 1), eth("2990", 4.5), eth("2990", 6.5), eth("2990", 7.5), eth("2990", 9.5)]);
+    expect(feed.counters).toMatchObject({ heartbeats: 5, withheld: 5, sequenceResets: 1 });
+    expect(feed.counters.dropped).toMatchObject({
+      stale: 2,
+      crossed_quote: 1,
+      invalid_price: 1,
+      missing_field: 1,
+      unchanged: 2,
+    });
     expect(events("feed_book_refused").map((l) => [l.level, l.market, l.reason, l.exchangeTimeUs])).toEqual([
       ["warn", "ETH_USDC_PERP", "stale", String(second(1.5))],
       ["warn", "ETH_USDC_PERP", "crossed_quote", String(second(5))],
       ["warn", "ETH_USDC_PERP", "invalid_price", String(second(8))],
+      ["warn", "ETH_USDC_PERP", "missing_field", String(second(10))],
     ]);
-    expect(events("feed_book_resumed")).toHaveLength(2);
+    expect(events("feed_book_resumed")).toHaveLength(3);
   });
 
   it("takes the book's silence limit from bookSilenceMs; a book never shown on the connection is silent too", async () => {

@@ -11,8 +11,9 @@
  * once (`feed_book_silent`) until its book shows itself again (`feed_book_resumed`): the socket is not dropped for
  * it, as the book of a market halted at the exchange is silent too, and reconnecting would not bring it back.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
- * that cannot be taken) stops the market's heartbeats too, logged once (`feed_book_refused`), until a book frame is
- * accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not vouched for.
+ * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
+ * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
+ * vouched for.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings

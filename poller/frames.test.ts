@@ -263,8 +263,23 @@ describe("parseFrame refuses garbage with a reason", () => {
     expect(parseFrame(eth({ b: '"0"', T: '"1736172777497712"' }), ours)).toMatchObject({ book });
     expect(parseFrame(eth({ b: '"0"', T: "1.5" }), ours)).not.toHaveProperty("book");
     expect(parseFrame(eth({ b: '"0"', T: "" }), ours)).not.toHaveProperty("book");
-    expect(parseFrame(eth({ a: "" }), ours)).not.toHaveProperty("book"); // missing, not a price we cannot take
     expect(parseFrame(eth({ u: "-5" }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ T: "" }), ours)).not.toHaveProperty("book");
+  });
+
+  it("tells a book frame with a side absent like one with that side empty: its market and time go with it", () => {
+    const book = { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172777497712" };
+    expect(parseFrame(eth({ b: '""' }), ours)).toMatchObject({ reason: "invalid_price", book });
+    expect(parseFrame(eth({ b: "" }), ours)).toEqual({ kind: "rejected", reason: "missing_field", detail: "b", book });
+    expect(parseFrame(eth({ a: "" }), ours)).toEqual({ kind: "rejected", reason: "missing_field", detail: "a", book });
+    expect(parseFrame(eth({ a: "", b: "" }), ours)).toMatchObject({ reason: "missing_field", book });
+    // Without a good time it says nothing of when the top moved; another market's frame is not this market's word.
+    expect(parseFrame(eth({ b: "", T: "" }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ b: "", T: '"soon"' }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ b: "" }, "bookTicker.BTC_USDC_PERP"), ours)).not.toHaveProperty("book");
+    const other = eth({ b: "", s: '"DOGE_USDC_PERP"' }, "bookTicker.DOGE_USDC_PERP");
+    expect(parseFrame(other, ours)).toMatchObject({ reason: "unknown_market" });
+    expect(parseFrame(other, ours)).not.toHaveProperty("book");
   });
 });
 

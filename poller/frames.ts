@@ -17,9 +17,10 @@
  * - `u` and `T` are digit strings taken from the frame's text, never from a JS number (`u` can exceed 2^53);
  * - a heartbeat's `E` is a digit string from the frame's text, like `T`;
  * - messages without `stream`/`data` (subscription answers, errors) are `control`: not quotes, not garbage.
- * - a bookTicker frame of a known market refused for its prices (`invalid_price`, `crossed_quote`) carries its
- *   market and `T` (`book`) when its `T` is good: the exchange's word that the market's top moved, to a top we cannot
- *   take (feed-client.ts stops vouching for the old one).
+ * - a bookTicker frame of a known market refused for its prices (`invalid_price`, `crossed_quote`, or
+ *   `missing_field` for an absent `a` or `b`, as when a side of the book empties) carries its market and `T` (`book`)
+ *   when its `T` is good: the exchange's word that the market's top moved, to a top we cannot take (feed-client.ts
+ *   stops vouching for the old one). An absent side says what an empty one (`invalid_price`) says: both stop it.
  * Never throws: the feed is untrusted input.
  */
 import type { RawData } from "ws";
@@ -75,7 +76,7 @@ export type FrameResult =
       readonly kind: "rejected";
       readonly reason: FrameDropReason;
       readonly detail: string;
-      /** For a book frame refused for its prices: its market and exchange time (see above). */
+      /** For a book frame refused for its prices, or for a side missing: its market and exchange time (see above). */
       readonly book?: { readonly market: string; readonly exchangeTimeUs: string };
     };
 
@@ -94,6 +95,9 @@ const MAX_FRAME_DEPTH = 16;
 const MAX_ID_DIGITS = 40;
 /** The contract's limit for `exchangeTimeUs`. */
 const MAX_TIME_DIGITS = 20;
+
+/** The refusals of a book frame's prices that say its top moved (withBook). */
+const BOOK_REFUSALS: ReadonlySet<FrameDropReason> = new Set(["missing_field", "invalid_price", "crossed_quote"]);
 
 const reject = (reason: FrameDropReason, detail: string): FrameResult => ({ kind: "rejected", reason, detail });
 
@@ -170,10 +174,12 @@ function price(data: JsonObject, field: "a" | "b", asset: AssetConfig): number |
   return parsed.units;
 }
 
-/** A book frame's refusal for its prices, with its market and time when its `T` is good (see above). */
+/**
+ * A book frame's refusal for its prices, with its market and time when its `T` is good (see above). Only called with
+ * `price`'s refusals and `crossed_quote`, so a `missing_field` here is an absent `a` or `b`.
+ */
 function withBook(result: FrameResult, market: string, data: JsonObject): FrameResult {
-  if (result.kind !== "rejected" || (result.reason !== "invalid_price" && result.reason !== "crossed_quote"))
-    return result;
+  if (result.kind !== "rejected" || !BOOK_REFUSALS.has(result.reason)) return result;
   const exchangeTimeUs = digits(data, "T", MAX_TIME_DIGITS);
   return typeof exchangeTimeUs === "string" ? { ...result, book: { market, exchangeTimeUs } } : result;
 }

@@ -25,9 +25,9 @@
  *   connection's first evidence of the market (a bookTicker subscription that never delivers, or a market whose
  *   book has not shown itself at all yet).
  * - A book frame of the market refused although stamped later than its last accepted one (`bookRefused`: ids out
- *   of sequence, as the first frame after ids start over, or prices that cannot be taken) says the top has moved
- *   from the one held: the market's heartbeats stop (`book_refused`) until a book frame of it is accepted again, so
- *   the old top is not re-published as live meanwhile.
+ *   of sequence, as the first frame after ids start over, or prices that cannot be taken or are missing) says the
+ *   top has moved from the one held: the market's heartbeats stop (`book_refused`) until a book frame of it is
+ *   accepted again, so the old top is not re-published as live meanwhile.
  */
 import type { TopOfBook } from "./frames.ts";
 
