@@ -279,6 +279,33 @@ describe("FeedClient", () => {
     expect(events("feed_book_resumed")).toHaveLength(3);
   });
 
+  it("lets a refused book frame stamped further ahead than the engine accepts stop nothing, as a future frame", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000; // µs, in the past
+    const ahead = (Date.now() + 60_000) * 1000; // a minute ahead of this machine's clock: garbage to the engine
+    const second = (n: number) => S + n * 1_000_000;
+    const script = [
+      book(5, "4000", S),
+      book(6, "96000", ahead), // crossed (bid above the ask, 95000)
+      book(7, "0", ahead), // a price the market cannot have
+      book(8, undefined, ahead), // the bid side gone
+      mark(second(1)), // heartbeat: none of the three said anything of the top
+      book(9, "96000", second(1.5)), // crossed, at a time the engine takes: the top moved
+      mark(second(2.5)), // withheld
+    ];
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual([String(second(1))]);
+    expect(feed.counters).toMatchObject({ heartbeats: 1, withheld: 1 });
+    expect(feed.counters.dropped).toMatchObject({ crossed_quote: 2, invalid_price: 1, missing_field: 1, future: 0 });
+    expect(events("feed_book_refused").map((l) => [l.reason, l.exchangeTimeUs])).toEqual([
+      ["crossed_quote", String(second(1.5))],
+    ]);
+  });
+
   it("takes the book's silence limit from bookSilenceMs; a book never shown on the connection is silent too", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();

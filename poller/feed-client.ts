@@ -13,7 +13,8 @@
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
- * vouched for.
+ * vouched for. One stamped further ahead than the engine accepts stops nothing: its time is as much garbage as a
+ * `future` frame's, so it says nothing of when the top moved.
  *
  * A socket that delivers no message for `silenceMs` is treated as dead (a half-open TCP connection or a lost
  * subscription looks exactly like that). Pings and pongs do not count as life (ws answers the server's pings
@@ -295,7 +296,10 @@ export class FeedClient {
       return;
     }
     if (result.kind === "rejected") {
-      if (result.book !== undefined) this.bookRefused(result.book.market, result.book.exchangeTimeUs, result.reason);
+      const { book } = result;
+      // Stamped further ahead than the engine accepts, its time is garbage, as a `future` frame's: no word on the top.
+      if (book !== undefined && !aheadOfEngine(book.exchangeTimeUs, Date.now()))
+        this.bookRefused(book.market, book.exchangeTimeUs, result.reason);
       return this.drop(result.reason, result.detail);
     }
     const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
