@@ -33,7 +33,7 @@ export function pollerMetrics(
   for (const counter of byMarket.values()) counter.inc(0); // every market shows, from 0
   const heartbeats = new Counter({
     name: "poller_heartbeats_total",
-    help: "Heartbeats queued for engine:input, by market: the unchanged top of book at the exchange's newer time. A market whose heartbeats stop has halted at the exchange.",
+    help: "Heartbeats queued for engine:input, by market: the unchanged top of book at the exchange's newer time. A market whose heartbeats stop while others go on has halted at the exchange, or its book has been silent (feed_book_silent) or refused a later frame (feed_book_refused).",
     labelNames: ["market"] as const,
     registers,
   });
