@@ -205,6 +205,7 @@ runMain("engine", async () => {
           );
           if (end === "stopped") break; // stopped as a standby: nothing to hand over
           leading = true;
+          restoresInRow = 0; // a takeover ends a run of restores: a restore from here on is the first of its own run
           metrics.tookOver();
         } catch (err) {
           if (!(err instanceof LogGapError)) throw err;

@@ -119,6 +119,24 @@ describe("checkRestored", () => {
     expect(await check(restored)).toBe("mismatch");
   });
 
+  it("is a mismatch when a newer snapshot was saved that this log does not reach either (another deployment's)", async () => {
+    const { keys, entries, store, restore, check } = await setUp("elsewhere", 4);
+    await saveStateOf(store, entries.slice(0, 2));
+    const restored = await restore();
+    // This engine's log is lost (a Redis that lost its data, another KEY_PREFIX), while another deployment's engine
+    // goes on saving to the same database, from a log of its own.
+    await redis.del(keys.input);
+    await store.save(new Uint8Array(8), {
+      version: SNAPSHOT_VERSION,
+      shard: 0,
+      lastInputId: "9999999999999-0",
+      stateHash: hashSnapshot(new Uint8Array(8)),
+      takenAt: new Date().toISOString(),
+    });
+    expect((await store.latestHead())?.generation).not.toBe(restored.newest);
+    expect(await check(restored)).toBe("mismatch");
+  });
+
   it("past an unusable newest snapshot: a mismatch while that one is the newest, a restore again once one is saved", async () => {
     const { keys, entries, store, restore, check } = await setUp("unusable", 6);
     const b = await saveStateOf(store, entries.slice(0, 2));

@@ -72,22 +72,24 @@ export type RestoredCheck = "reaches" | "newer_snapshot" | "mismatch";
 /**
  * Whether the log (`input`) reaches back to a state just restored, at `cursor`, by restoreNewest from the newest
  * snapshot `newest`: "reaches" when nothing after the cursor may be missing (logTrimmedAfter). When something may be,
- * the newest snapshot's head is read again, after that check: "newer_snapshot" when it is no longer `newest`, else
- * "mismatch". A leader's follower trims the log only below a snapshot it saved before the one it has just saved
- * (follower.ts), so its trim past the cursor, made while this engine restored, came after a save newer than anything
- * the restore found: the newest is no longer `newest`, and a restore again reaches the log. A trim with the newest
- * unchanged was no such trim: the entries in between are gone for good (another Redis or database, a log lost).
+ * the newest snapshot's head is read again, after that check: "newer_snapshot" when it is no longer `newest` and the
+ * log reaches back to it, else "mismatch". A leader's follower trims the log only below a snapshot it saved before
+ * the one it has just saved (follower.ts), so its trim past the cursor, made while this engine restored, came after a
+ * save newer than anything the restore found, which the log reaches: a restore again does too. A trim with the newest
+ * unchanged was no such trim: the entries in between are gone for good (another Redis or database, a log lost). Nor
+ * is a newer snapshot the log does not reach: another deployment saving to this database with a log of its own.
  */
 export async function checkRestored(
   redis: Redis,
   input: string,
   cursor: string,
   newest: number | null,
-  latestHead: () => Promise<Pick<SnapshotHead, "generation"> | null>,
+  latestHead: () => Promise<Pick<SnapshotHead, "generation" | "lastInputId"> | null>,
 ): Promise<RestoredCheck> {
   if (!(await logTrimmedAfter(redis, input, cursor))) return "reaches";
   const head = await latestHead();
-  return head !== null && head.generation !== newest ? "newer_snapshot" : "mismatch";
+  if (head === null || head.generation === newest) return "mismatch";
+  return (await logTrimmedAfter(redis, input, head.lastInputId)) ? "mismatch" : "newer_snapshot";
 }
 
 /** The state, and the generation of the snapshot it came from (null: fresh). */
