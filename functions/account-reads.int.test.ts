@@ -127,36 +127,8 @@ describe.each(["ioredis", "upstash"] as const)("reads around an engine step, on 
       () => stack.setQuote("ETH_USDC_PERP", "1850", "1851"),
       () => gated.get(path),
     );
-    await settled();
+    await stack.settled();
     return { before, during: during.body, after: (await api.get(path)).body };
-  }
-
-  /**
-   * Waits until the worker has handled everything the engine published for what is in the log now: setQuote returns
-   * once the quote read model shows the price, which the worker writes before the rest of its batch (the stop's close).
-   */
-  async function settled(): Promise<void> {
-    const { redis, keys } = stack;
-    const lastInput = await lastGenerated(keys.input);
-    for (let i = 0; i < 500; i++) {
-      const published = await redis.get(keys.enginePublished);
-      const groups = (await redis.xinfo("GROUPS", keys.output)) as unknown[][];
-      const group = groups.map(fields).find((g) => g["name"] === keys.workerGroup);
-      const output = await lastGenerated(keys.output);
-      if (
-        published !== null &&
-        !idAfter(lastInput, published) &&
-        group?.["pending"] === 0 &&
-        group["last-delivered-id"] === output
-      )
-        return;
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-    throw new Error("the worker did not catch up with the engine within 5 s");
-  }
-
-  async function lastGenerated(stream: string): Promise<string> {
-    return fields((await stack.redis.xinfo("STREAM", stream)) as unknown[])["last-generated-id"] as string;
   }
 
   it("GET /account/summary: a stop-loss fired between the reads: open at the old quote, or closed", async () => {
@@ -173,17 +145,3 @@ describe.each(["ioredis", "upstash"] as const)("reads around an engine step, on 
     expect([before, after]).toContainEqual(during);
   });
 });
-
-/** XINFO's flat [name, value, …] reply as an object. */
-function fields(reply: readonly unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < reply.length; i += 2) out[String(reply[i])] = reply[i + 1];
-  return out;
-}
-
-/** Whether stream id `a` comes after `b`. */
-function idAfter(a: string, b: string): boolean {
-  const [am, as] = a.split("-").map(BigInt) as [bigint, bigint];
-  const [bm, bs] = b.split("-").map(BigInt) as [bigint, bigint];
-  return am > bm || (am === bm && as > bs);
-}

@@ -11,6 +11,7 @@ import { keyspace, type Keyspace } from "../../contract/names.ts";
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { encodeFields } from "../../contract/stream-fields.ts";
 import { makeParams } from "../../engine/core/params.ts";
+import { isAfterId } from "../../engine/core/step.ts";
 import { createState, type EngineState } from "../../engine/core/state.ts";
 import { runLeader } from "../../engine/runner/leader.ts";
 import { EngineLease } from "../../engine/runner/lease.ts";
@@ -50,6 +51,11 @@ export interface ApiStack {
   readonly workerPostgres: RedisProxy | undefined;
   /** XADDs a quote onto the log, as the poller would, and waits until the read model shows it. */
   setQuote(market: string, bid: string, ask: string): Promise<void>;
+  /**
+   * Waits until the worker has handled everything the engine published for the log as it is now: setQuote returns
+   * once the quote read model shows the price, which the worker writes before the rest of its batch (a stop's close).
+   */
+  settled(): Promise<void>;
   /** Signs in through the magic link in the dev mailbox; returns the session token and user. */
   signIn(email: string): Promise<{ token: string; user: { id: string; email: string } }>;
   /** Stops (and optionally restarts) the engine's leader loop; the lease is released so the API sees no engine. */
@@ -191,6 +197,19 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
         await startEngine();
       }
     },
+    async settled() {
+      const lastInput = xinfoFields(await redis.xinfo("STREAM", keys.input))["last-generated-id"] as string;
+      for (let i = 0; i < 500; i++) {
+        const published = await redis.get(keys.enginePublished);
+        const groups = (await redis.xinfo("GROUPS", keys.output)) as unknown[][];
+        const group = groups.map(xinfoFields).find((g) => g["name"] === keys.workerGroup);
+        const output = xinfoFields(await redis.xinfo("STREAM", keys.output))["last-generated-id"];
+        const handled = group?.["pending"] === 0 && group["last-delivered-id"] === output;
+        if (published !== null && !isAfterId(lastInput, published) && handled) return;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      throw new Error("the worker did not catch up with the engine within 5 s");
+    },
     async setQuote(market, bid, ask) {
       const update: PriceUpdate = {
         type: "price_update",
@@ -252,4 +271,12 @@ function proxiedUrl(url: string, proxy: RedisProxy): string {
   const proxied = new URL(url);
   proxied.port = String(proxy.port);
   return proxied.toString();
+}
+
+/** XINFO's flat [name, value, …] reply as an object. */
+function xinfoFields(reply: unknown): Record<string, unknown> {
+  const flat = reply as unknown[];
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
 }
