@@ -134,6 +134,49 @@ describe("modify_trade refusals", () => {
     expect(closedBy(h.price(ETH, "2005.01", "2006"))[0]).toMatchObject({ closeReason: "liquidation" });
   });
 
+  it("a take-profit that a gapped fill left below the entry is kept by a change of the other exits", () => {
+    // A long stop entry at 2100 with its take-profit at 2110 fills through a gap at the ask 2120 (bid 2105): the
+    // trade opens with the take-profit between the bid and the entry. 1e9 / 212000 → 4716 steps.
+    const h = given({ eth: ["1999", "2000"] });
+    placed(h, "alice", "2100", { type: "stop", takeProfit: "2110" });
+    const trade = ofType(h.advance(1).price(ETH, "2105", "2120"), "trade_opened")[0]!.trade;
+    expect(trade).toMatchObject({ openPrice: "2120", quantity: "0.4716", takeProfit: "2110" });
+    // a stop-loss alone, or a trailing stop alone, leaves the take-profit where it is: accepted
+    const withStopLoss = modify(h, "alice", trade.id, { stopLoss: "2000" }).answer;
+    expect(resultOf(withStopLoss, "modify_trade").trade).toMatchObject({ stopLoss: "2000", takeProfit: "2110" });
+    const withTrailing = modify(h, "alice", trade.id, { trailingStop: { distance: "50" } }).answer;
+    expect(resultOf(withTrailing, "modify_trade").trade).toMatchObject({
+      takeProfit: "2110",
+      trailingStop: { level: "2055" },
+    });
+    // given at the level it has, the take-profit is kept too
+    const same = modify(h, "alice", trade.id, { stopLoss: "2010", takeProfit: "2110" }).answer;
+    expect(resultOf(same, "modify_trade").trade).toMatchObject({ stopLoss: "2010", takeProfit: "2110" });
+    // a new take-profit below the entry is refused, though above the bid
+    const moved = modify(h, "alice", trade.id, { takeProfit: "2115" }).answer;
+    expect(codeOf(moved)).toBe("INVALID_TAKE_PROFIT");
+    expect(messageOf(moved)).toContain(
+      "A long's take-profit must be above its entry price 2120 and the current bid 2105; takeProfit 2115 is not.",
+    );
+    // the kept take-profit fires at 2110: a take_profit close at a loss, (2110 − 2120) × 0.4716
+    expect(closedBy(h.price(ETH, "2110", "2111"))[0]).toMatchObject({
+      closeReason: "take_profit",
+      closePrice: "2110",
+      pnl: "-4.716",
+    });
+  });
+
+  it("a short's take-profit that a gapped fill left above the entry is kept too", () => {
+    // A short stop entry at 1900 with its take-profit at 1890 fills through a gap at the bid 1880 (ask 1895).
+    const h = given({ eth: ["2000", "2001"] });
+    placed(h, "alice", "1900", { side: "short", type: "stop", takeProfit: "1890" });
+    const trade = ofType(h.advance(1).price(ETH, "1880", "1895"), "trade_opened")[0]!.trade;
+    expect(trade).toMatchObject({ openPrice: "1880", takeProfit: "1890" });
+    const withStopLoss = modify(h, "alice", trade.id, { stopLoss: "1950" }).answer;
+    expect(resultOf(withStopLoss, "modify_trade").trade).toMatchObject({ stopLoss: "1950", takeProfit: "1890" });
+    expect(codeOf(modify(h, "alice", trade.id, { takeProfit: "1885" }).answer)).toBe("INVALID_TAKE_PROFIT");
+  });
+
   it("levels are checked against the current quote, not the open price", () => {
     const h = given();
     const trade = opened(h, "alice");

@@ -2,8 +2,10 @@
  * modify_trade: sets, moves or removes an open trade's stop-loss, take-profit and trailing stop. Per exit: absent
  * leaves it, null removes it, a value sets or moves it. The exits the trade would have are checked as at placement
  * (trading.ts, checkLevels) against the current quote, with the trade's own entry and liquidation price, except that a
- * stop-loss the request leaves where it is is not held to the liquidation price; a trailing stop given with the terms
- * it already has is kept as it is (its best price too). A request that changes nothing is refused.
+ * stop-loss the request leaves where it is is not held to the liquidation price, nor a take-profit it leaves where it
+ * is to the entry price (a stop entry filled through a gap can open with either so, and its other exits must still
+ * be changeable); a trailing stop given with the terms it already has is kept as it is (its best price too). A
+ * request that changes nothing is refused.
  * The answer is remembered whole (rare instruction: receipts.ts, `remembered`).
  */
 import type { Answer, Instruction } from "../../contract/messages.ts";
@@ -50,6 +52,7 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
     stopLossTicks,
     takeProfitTicks,
     stopLossKept: stopLossTicks === trade.stopLossTicks,
+    takeProfitKept: takeProfitTicks === trade.takeProfitTicks,
   };
   const misplaced = checkLevels(asset, exits, trade.openPriceTicks, quote, trade.liquidationTicks);
   if (misplaced !== undefined) return misplaced;

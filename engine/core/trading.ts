@@ -124,15 +124,21 @@ export interface ExitLevels {
    * pending fill may have moved past it (the trade opens anyway), or no change that keeps it could ever be made.
    */
   readonly stopLossKept?: boolean;
+  /**
+   * An open trade's take-profit that the change leaves where it is: not held to the entry price, which a stop entry
+   * filled through a gap may have passed (the trade opens anyway and the take-profit would close it at a loss), or no
+   * change that keeps it could ever be made. It is still held to the current quote.
+   */
+  readonly takeProfitKept?: boolean;
 }
 
 /**
  * Placement rules for exits, at the current quote and the trade's entry price: long SL < bid, TP > bid and
  * TP > entry; short SL > ask, TP < ask and TP < entry (a take-profit on the losing side of the entry would close
- * as `take_profit` at a loss); not already liquidatable; and a stop-loss no further than the liquidation level
- * (beyond it, it could never fire; at it, the tie goes to the stop), unless it is a kept one. Refusals name the level,
- * the prices it was checked against and the range it must lie in. Used at open and by every later change of a
- * trade's exits.
+ * as `take_profit` at a loss; a kept take-profit is spared the entry rule only); not already liquidatable; and a
+ * stop-loss no further than the liquidation level (beyond it, it could never fire; at it, the tie goes to the stop),
+ * unless it is a kept one. Refusals name the level, the prices it was checked against and the range it must lie in.
+ * Used at open and by every later change of a trade's exits.
  */
 export function checkLevels(
   asset: AssetConfig,
@@ -145,7 +151,8 @@ export function checkLevels(
   if (sl !== 0 && (isLong ? sl >= quote.bidTicks : sl <= quote.askTicks)) {
     return misplaced(asset, levels, entryTicks, quote, liquidation, "stop-loss side");
   }
-  if (tp !== 0 && (isLong ? tp <= quote.bidTicks || tp <= entryTicks : tp >= quote.askTicks || tp >= entryTicks)) {
+  const beyondEntry = levels.takeProfitKept === true || (isLong ? tp > entryTicks : tp < entryTicks);
+  if (tp !== 0 && ((isLong ? tp <= quote.bidTicks : tp >= quote.askTicks) || !beyondEntry)) {
     return misplaced(asset, levels, entryTicks, quote, liquidation, "take-profit side");
   }
   if (liquidation === 0) return undefined;
