@@ -12,7 +12,9 @@
  * - Price × quantity is exact by construction (priceDecimals + quantityDecimals ≤ 6), so notionals, PnL and spot
  *   totals need no rounding, and no charge is ever rounded; `validateAssets` refuses a configuration where one
  *   would have to be (it would then round against the user, by at most one minor unit).
- * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly.
+ * - A liquidation level rounds in the user's favour: a trade is liquidated only when the rule holds exactly. What
+ *   stays open after a partial close gets its level computed again from the margin and quantity it keeps, so the
+ *   rule is exact for it too.
  * - The account summary's margin level (a percentage) rounds DOWN to 2 decimals, so it never shows an account
  *   safer than it is (functions/account-summary.ts).
  * - A partial close releases ⌊margin × steps closed / quantity⌋ of the margin; the rest of it stays with the open

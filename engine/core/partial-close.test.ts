@@ -3,6 +3,7 @@
 // open. Trades: ETH (1 micro per tick × step), margin 100 USD, leverage 10 unless said.
 import { describe, expect, it } from "vitest";
 import { ASSETS } from "../../contract/markets.ts";
+import type { EngineOutput, Instruction } from "../../contract/messages.ts";
 import type { EngineHarness } from "../testing/engine-harness.ts";
 import {
   ETH,
@@ -14,6 +15,7 @@ import {
   ofType,
   open,
   opened,
+  placed,
   resultOf,
   usdOf,
 } from "../testing/spec-support.ts";
@@ -29,6 +31,14 @@ function closeSome(
   return h.instruct(user, { kind: "close_trade", tradeId, ...part }, requestId);
 }
 
+type ModifyFields = Omit<Extract<Instruction, { kind: "modify_trade" }>, "kind" | "tradeId">;
+
+function modify(h: EngineHarness, user: string, tradeId: string, fields: ModifyFields) {
+  return h.instruct(user, { kind: "modify_trade", tradeId, ...fields });
+}
+
+const closedBy = (outputs: readonly EngineOutput[]) => ofType(outputs, "closed_order").map((o) => o.trade);
+
 /** The open trade's quantity and margin, in steps and micros, as the engine holds them. */
 function held(h: EngineHarness, user: string, tradeId: string) {
   const t = h.state.accounts.get(user)?.openTrades.get(tradeSeq(0, tradeId));
@@ -36,7 +46,7 @@ function held(h: EngineHarness, user: string, tradeId: string) {
 }
 
 describe("partial close", () => {
-  it("by quantity: a long's part closes at the bid, the rest keeps its entry, leverage, exits and liquidation", () => {
+  it("by quantity: a long's part closes at the bid, the rest keeps its entry, leverage and exits", () => {
     const h = given({ eth: ["1999.5", "2000"] });
     const trade = opened(h, "alice", { stopLoss: "1900", takeProfit: "2200" }); // 5000 steps at 2000
     h.price(ETH, "2100", "2100.5");
@@ -57,6 +67,7 @@ describe("partial close", () => {
       closedAt: new Date(h.nowMs).toISOString(),
     });
     expect(result.remaining).toEqual({ ...trade, quantity: "0.3", margin: "60" });
+    // 60 USD on 3000 steps is the whole trade's margin per step: the recomputed level is the one it had
     expect(result.remaining).toMatchObject({
       openPrice: "2000",
       leverage: 10,
@@ -121,7 +132,8 @@ describe("partial close", () => {
     // released ⌊1e8 × 4998 / 4999⌋ = 99,979,995 (4999 × 99,979,996 = 499,800,000,004 > 4998e8); 20,005 stay.
     // pnl at the bid 2000: (200000 − 200001) × 4998 = −4998 micros
     expect(first.trade).toMatchObject({ quantity: "0.4998", margin: "99.979995", pnl: "-0.004998" });
-    expect(first.remaining).toMatchObject({ quantity: "0.0001", margin: "0.020005", liquidationPrice: "1809.01" });
+    // the rest's level from what it keeps: ⌊1e6 × (200001 − 20005) / 995000⌋ = ⌊179,996e6 / 995,000⌋ = 180900
+    expect(first.remaining).toMatchObject({ quantity: "0.0001", margin: "0.020005", liquidationPrice: "1809" });
     expect(first.balances.USD).toBe("9999.974997"); // 9900 + 99.979995 − 0.004998
     const last = resultOf(close(h, "alice", trade.id).answer, "close_trade");
     // the last step: pnl −1 micro, margin 0.020005 back less it
@@ -150,7 +162,7 @@ describe("partial close", () => {
     expect(usdOf(h, "alice")).toBe("9975"); // 9950 + 50 − 25
   });
 
-  it("the rest is liquidated at the kept level, where its equity is at most its maintenance margin", () => {
+  it("the rest is liquidated at its level, where its equity is at most its maintenance margin", () => {
     const h = given();
     const trade = opened(h, "alice"); // liquidation 1809.04
     resultOf(closeSome(h, "alice", trade.id, { quantity: "0.2" }).answer, "close_trade"); // 3000 steps, 60 USD stay
@@ -199,6 +211,103 @@ describe("partial close", () => {
     };
     expect([part.quantity, part.trailingStop]).toEqual(["0.2", stop]);
     expect([remaining?.quantity, remaining?.trailingStop]).toEqual(["0.3", stop]);
+  });
+});
+
+// The rest's liquidation level is computed again from the margin and quantity it keeps. Trades here: ETH quoted
+// 2973.10 / 2973.20, margin 0.115304, leverage 69 → ⌊7,955,976 / 297,320⌋ = 26 steps, liquidation
+// ⌊(297320 × 26 − 115304) × 1e6 / (26 × 995000)⌋ = 294357 (2943.57). Two closes of one step release ⌊115304 / 26⌋ =
+// 4434 and ⌊110870 / 25⌋ = 4434, leaving 106436 micros on 24 steps: ⌊(7135680 − 106436) × 1e6 / 23,880,000⌋ = 294356.
+describe("the rest's liquidation level after partial closes", () => {
+  const QUOTE: [string, string] = ["2973.1", "2973.2"];
+  const FIGURES = { margin: "0.115304", leverage: 69 };
+
+  /** Closes one step of the trade twice; returns the second answer's rest and its trade_updated. */
+  function closeTwoSteps(h: EngineHarness, tradeId: string) {
+    resultOf(closeSome(h, "alice", tradeId, { quantity: "0.0001" }).answer, "close_trade");
+    const { answer, outputs } = closeSome(h, "alice", tradeId, { quantity: "0.0001" });
+    return { remaining: resultOf(answer, "close_trade").remaining!, updated: ofType(outputs, "trade_updated")[0] };
+  }
+
+  it("a long's rest is liquidated where the rule holds for it, as a trade opened with its figures is", () => {
+    const h = given({ eth: QUOTE });
+    const trade = opened(h, "alice", FIGURES);
+    expect(trade).toMatchObject({ quantity: "0.0026", liquidationPrice: "2943.57" });
+    const { remaining, updated } = closeTwoSteps(h, trade.id);
+    expect(remaining).toMatchObject({ quantity: "0.0024", margin: "0.106436", liquidationPrice: "2943.56" });
+    expect(updated).toMatchObject({ change: "partial_close", trade: remaining });
+    // a fresh trade of the rest's figures: 24 steps, the same level
+    const fresh = opened(h, "alice", { margin: "0.106436", leverage: 69 });
+    expect(fresh).toMatchObject({ quantity: "0.0024", liquidationPrice: "2943.56" });
+    // At 2943.57 the rest's equity is 106436 + (294357 − 297320) × 24 = 35324 micros, above its maintenance margin
+    // 0.005 × 24 × 294357 = 35322.84: not liquidated. At 2943.56: 35300 ≤ 35322.72, liquidated with the fresh one.
+    expect(closedBy(h.price(ETH, "2943.57", "2943.6"))).toEqual([]);
+    const closed = closedBy(h.price(ETH, "2943.56", "2943.6"));
+    expect(closed.map((t) => [t.id, t.closeReason, t.pnl])).toEqual([
+      [trade.id, "liquidation", "-0.071136"], // (294356 − 297320) × 24
+      [fresh.id, "liquidation", "-0.071136"],
+    ]);
+  });
+
+  it("a short's rest: its level moves up, away from the ask", () => {
+    // short at the bid 2973.10, margin 0.100004, leverage 50: ⌊5,000,200 / 297,310⌋ = 16 steps, liquidation
+    // ⌈(100004 + 297310 × 16) × 1e6 / (16 × 1005000)⌉ = 302050. Two one-step closes release 6250 each: 87504 micros
+    // on 14 steps, ⌈(87504 + 4162340) × 1e6 / 14,070,000⌉ = 302051. At 302050 the rest's equity would be
+    // 87504 − 4740 × 14 = 21144 micros, above its maintenance margin 0.005 × 14 × 302050 = 21143.5.
+    const h = given({ eth: ["2973.1", "2973.2"] });
+    const trade = opened(h, "alice", { side: "short", margin: "0.100004", leverage: 50 });
+    expect(trade).toMatchObject({ quantity: "0.0016", liquidationPrice: "3020.5" });
+    const { remaining } = closeTwoSteps(h, trade.id);
+    expect(remaining).toMatchObject({ quantity: "0.0014", margin: "0.087504", liquidationPrice: "3020.51" });
+    expect(closedBy(h.price(ETH, "3020.4", "3020.5"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "3020.4", "3020.51"))[0]).toMatchObject({
+      id: trade.id,
+      closeReason: "liquidation",
+      pnl: "-0.066374", // (297310 − 302051) × 14
+    });
+  });
+
+  it("a stop-loss inside the level stays the exit; one at the new level is now allowed and wins the tie", () => {
+    const h = given({ eth: QUOTE });
+    const trade = opened(h, "alice", { ...FIGURES, stopLoss: "2950" });
+    const { remaining } = closeTwoSteps(h, trade.id);
+    expect(remaining).toMatchObject({ stopLoss: "2950", liquidationPrice: "2943.56" });
+    // at the new level, one tick beyond the old one
+    const moved = modify(h, "alice", trade.id, { stopLoss: "2943.56" }).answer;
+    expect(resultOf(moved, "modify_trade").trade).toMatchObject({ stopLoss: "2943.56", liquidationPrice: "2943.56" });
+    expect(closedBy(h.price(ETH, "2943.57", "2943.6"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "2943.56", "2943.6"))[0]).toMatchObject({ closeReason: "stop_loss" });
+  });
+
+  it("a stop-loss a gapped fill left beyond the level: the rest's new level reaches it, and the stop-loss fires", () => {
+    // A long stop at 2973 (26 steps there, liquidation 2943.37) with its stop-loss at 2943.56 fills through a gap
+    // at the ask 2973.20: liquidation 2943.57, the stop-loss kept one tick beyond it.
+    const h = given({ eth: ["2970", "2970.1"] });
+    placed(h, "alice", "2973", { type: "stop", ...FIGURES, stopLoss: "2943.56" });
+    const trade = ofType(h.advance(1).price(ETH, ...QUOTE), "trade_opened")[0]!.trade;
+    expect(trade).toMatchObject({ quantity: "0.0026", stopLoss: "2943.56", liquidationPrice: "2943.57" });
+    const { remaining } = closeTwoSteps(h, trade.id);
+    expect(remaining).toMatchObject({ stopLoss: "2943.56", liquidationPrice: "2943.56" });
+    expect(closedBy(h.price(ETH, "2943.57", "2943.6"))).toEqual([]);
+    expect(closedBy(h.price(ETH, "2943.56", "2943.6"))[0]).toMatchObject({ closeReason: "stop_loss" });
+  });
+
+  it("a trailing stop at the new level is no longer beaten by liquidation", () => {
+    // trailing from the bid 2973.10 at a distance of 29.54: level 2943.56, one tick below the old liquidation
+    // level, at the new one; a tie between trailing stop and liquidation goes to the trailing stop
+    const h = given({ eth: QUOTE });
+    const trade = opened(h, "alice", { ...FIGURES, trailingStop: { distance: "29.54" } });
+    expect(trade.trailingStop).toMatchObject({ level: "2943.56" });
+    // another long with its stop-loss at the old level, so the exit heap holds two trades to order
+    const other = opened(h, "alice", { stopLoss: "2943.57" });
+    const { remaining } = closeTwoSteps(h, trade.id);
+    expect(remaining).toMatchObject({ liquidationPrice: "2943.56", trailingStop: { level: "2943.56" } });
+    expect(closedBy(h.price(ETH, "2943.57", "2943.6")).map((t) => t.id)).toEqual([other.id]);
+    expect(closedBy(h.price(ETH, "2943.56", "2943.6"))[0]).toMatchObject({
+      id: trade.id,
+      closeReason: "trailing_stop",
+      closePrice: "2943.56",
+    });
   });
 });
 

@@ -10,18 +10,24 @@
  *   exactly one place. Closing all but the last step releases ⌊M × (q − 1) / q⌋ and leaves ⌈M / q⌉.
  * - Negative balance protection applies to the part alone: its loss stops at its released margin.
  *
- * The rest keeps its entry price, leverage, exits and liquidation price, so it stays where it is in the trigger
- * heaps. Keeping the liquidation price is safe: the level depends on margin per unit only, and the rest's is
- * ⌈M·(q−c)/q⌉ / (q−c) ≥ M / q. At the kept level the rest's equity is ⌈(q−c)/q × the whole trade's equity there⌉:
- * per unit at least the whole trade's (the house is as covered as before), and at most the rest's maintenance
- * margin rounded up to the micro (the rest is liquidated only where the rule holds, to the micro).
+ * The rest keeps its entry price, leverage and exits. Its liquidation price is computed again from what it keeps
+ * (margin M − ⌊M·c/q⌋ on q − c steps), by the one formula (liquidation.ts), so the rest is liquidated exactly where
+ * the maintenance rule holds for it, as a trade opened with those figures would be. Keeping the old level would not
+ * do: the rest's margin per unit, ⌈M·(q−c)/q⌉ / (q−c), is up to a micro per close above M / q, and over several
+ * closes the equity at the old level climbs past the rest's maintenance margin (liquidated a tick early). The
+ * level depends on margin per unit only, which a close never lowers, so the new level is never nearer the price
+ * than the old one (long: ≤, short: ≥) and the trade cannot have become liquidatable; it is re-filed in the trigger
+ * heaps as modify_trade re-files moved exits (its exit is its stop-loss or the new level, whichever comes first).
  */
+import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
 import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
+import { liquidationTicks } from "./liquidation.ts";
 import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
 import { settle } from "./settlement.ts";
 import { amountsOf, assetAt, factsOf, type EngineState, type Trade } from "./state.ts";
 import { emitBalancesChanged, emitClosedOrder, emitTradeUpdated, type Step } from "./step.ts";
+import { moveExits } from "./trigger-index.ts";
 import { balancesView, closedTradeView, tradeView } from "./views.ts";
 
 type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
@@ -97,6 +103,16 @@ export function closePart(state: EngineState, step: Step, trade: Trade, steps: n
   const pnlMicros = settle(state, trade, steps, released, priceTicks);
   trade.quantitySteps -= steps;
   trade.marginMicros -= released;
+  const asset = assetAt(state, trade.assetIndex);
+  trade.liquidationTicks = liquidationTicks(
+    trade.isLong,
+    trade.marginMicros,
+    trade.openPriceTicks,
+    trade.quantitySteps * microsPerTickStep(asset),
+    state.params.maintenanceMarginPpm,
+  );
+  // Its exit level may move with it; its stop-loss and take-profit stay.
+  moveExits(state.books[trade.assetIndex]!, trade, trade.stopLossTicks, trade.takeProfitTicks);
   const close: CloseFacts = { priceTicks, pnlMicros, reason: "manual", atMs: step.nowMs };
   const closed = closedTradeView(state, part, close, {
     closeSeq: state.nextSeq++,

@@ -60,12 +60,14 @@ export interface TradeFacts {
 
 /**
  * An open trade: its facts plus where it lives (account, trigger heaps). Its exits can move (modify.ts); a partial
- * close (partial-close.ts) shrinks its quantity and margin and changes nothing else, so its heap positions stay
- * valid. Anything that must keep the facts as they were (a receipt) keeps a copy, never the trade.
+ * close (partial-close.ts) shrinks its quantity and margin and recomputes its liquidation level, re-filing it in its
+ * heaps as a move of its exits does (trigger-index.ts, moveExits). Anything that must keep the facts as they were (a
+ * receipt) keeps a copy, never the trade.
  */
 export interface Trade extends TradeFacts {
   quantitySteps: number;
   marginMicros: number;
+  liquidationTicks: number;
   readonly account: Account;
   stopLossTicks: number;
   takeProfitTicks: number;

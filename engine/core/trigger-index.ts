@@ -40,7 +40,10 @@ export function unindexTrade(book: TriggerBook, t: Trade): void {
   if (t.trailing !== null) detachStop(book.trailing, t.trailing);
 }
 
-/** Moves a trade's stop-loss and take-profit (0: none) and re-files it in its heaps. */
+/**
+ * Moves a trade's stop-loss and take-profit (0: none) and re-files it in its heaps, its exit level taken from them
+ * and its liquidation level as it is now (a partial close calls it with the exits unchanged, after a new level).
+ */
 export function moveExits(book: TriggerBook, t: Trade, stopLossTicks: number, takeProfitTicks: number): void {
   unindexExits(book, t);
   t.stopLossTicks = stopLossTicks;
