@@ -208,22 +208,35 @@ export const modifyTradeRequest = z
   })
   .openapi("ModifyTradeRequest", { example: { tradeId: "T0-42", stopLoss: "4250", takeProfit: null } });
 
-const ISO_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)(?::(\d\d)(?:\.\d{1,3})?)?(?:Z|[+-](\d\d):(\d\d))$/;
+/**
+ * RFC 3339's date-time (what the OpenAPI document declares), in either case, plus ISO 8601's time without seconds
+ * (`T18:00Z`), which RFC 3339 leaves out but this API has always taken. Any number of fractional digits: clients
+ * send 6 (Python's isoformat) or 9 (Java's Instant, Go's RFC3339Nano); past the millisecond they are dropped.
+ */
+const ISO_TIME = /^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d)(?::(\d\d)(?:\.(\d+))?)?(?:[Zz]|([+-])(\d\d):(\d\d))$/;
 
 /**
- * `text` as ms since the epoch, NaN unless it is an ISO_TIME naming a real day and time: Date.parse alone rolls a
- * day or hour past its end over (February 30 is read as March 2), moving the time the caller meant.
+ * `text` as ms since the epoch (truncated to the ms), NaN unless it is an ISO_TIME naming a real day and time:
+ * Date.parse alone rolls a day or hour past its end over (February 30 is read as March 2), moving the time the
+ * caller meant. What Date.parse is given is rebuilt in the one form ECMAScript requires it to read (uppercase,
+ * seconds, 3 fractional digits), not left to its implementation-defined fallbacks.
  */
 function parseIsoTime(text: string): number {
   const m = ISO_TIME.exec(text);
   if (m === null) return Number.NaN;
-  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = m.slice(1).map((v) => Number(v ?? 0));
+  const [, y, mo, d, h, mi, s = "00", fraction = "", sign, oh = "00", om = "00"] = m;
+  const [year, month, day, hour, minute, second, offsetHours, offsetMinutes] = [y, mo, d, h, mi, s, oh, om].map(Number);
   const leap = year! % 4 === 0 && (year! % 100 !== 0 || year! % 400 === 0);
   const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month! - 1] ?? 0;
   const real =
     month! >= 1 && month! <= 12 && day! >= 1 && day! <= daysInMonth && hour! <= 23 && minute! <= 59 && second! <= 59;
-  return real && offsetHours! <= 23 && offsetMinutes! <= 59 ? Date.parse(text) : Number.NaN;
+  if (!real || offsetHours! > 23 || offsetMinutes! > 59) return Number.NaN;
+  const ms = fraction.slice(0, 3).padEnd(3, "0");
+  return Date.parse(`${y}-${mo}-${d}T${h}:${mi}:${s}.${ms}${sign === undefined ? "Z" : `${sign}${oh}:${om}`}`);
 }
+
+/** What a time in a request may look like (docs/api.md, Conventions), for the fields' descriptions. */
+const TIME_FORMS = "RFC 3339, `T` and `Z` in either case, seconds optional; digits past the millisecond are dropped.";
 
 /** An ISO 8601 time with its offset, converted to ms since the epoch (the engine's log time). */
 export const isoTimeInput = z
@@ -261,7 +274,7 @@ export const entryOrderRequest = z
     expiresAt: optionalOrNone(isoTimeInput).openapi({
       type: ["string", "null"],
       format: "date-time",
-      description: "Good till this time; null or absent: good till cancelled.",
+      description: `Good till this time; null or absent: good till cancelled. ${TIME_FORMS}`,
     }),
   })
   .openapi("EntryOrderRequest", {
@@ -367,8 +380,10 @@ export const candlesQuery = z
   .strictObject({
     asset: assetInput,
     interval: z.enum(CANDLE_INTERVALS).openapi({ description: "The candle length.", example: "1m" }),
-    from: isoTimeInput.optional().openapi({ description: "Candles opening at or after this time." }),
-    to: isoTimeInput.optional().openapi({ description: "Candles opening at or before this time; absent: now." }),
+    from: isoTimeInput.optional().openapi({ description: `Candles opening at or after this time. ${TIME_FORMS}` }),
+    to: isoTimeInput
+      .optional()
+      .openapi({ description: `Candles opening at or before this time; absent: now. ${TIME_FORMS}` }),
     limit: z
       .string()
       .transform((text, ctx) => {

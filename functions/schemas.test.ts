@@ -1,0 +1,71 @@
+/**
+ * The times a request may carry (docs/api.md, Conventions): the forms common clients send are read, to the ms.
+ */
+import { describe, expect, it } from "vitest";
+import { parseJsonBody } from "./json-body.ts";
+import { candlesQuery, entryOrderRequest } from "./schemas.ts";
+
+const AT_18 = Date.UTC(2026, 11, 5, 18, 0, 0);
+
+/** `text` as the candles' `to` reads it, or undefined when it is refused. */
+function readTo(text: string): number | undefined {
+  const parsed = candlesQuery.safeParse({ asset: "ETH", interval: "1m", to: text });
+  return parsed.success ? parsed.data.to : undefined;
+}
+
+describe("a time in a request", () => {
+  it("takes any number of fractional digits and drops those past the millisecond, never rounding up", () => {
+    expect(readTo("2026-12-05T18:00:00.123456+00:00")).toBe(AT_18 + 123); // Python's isoformat()
+    expect(readTo("2026-12-05T18:00:00.123999999Z")).toBe(AT_18 + 123); // Java's Instant, Go's RFC3339Nano
+    expect(readTo("2026-12-05T19:00:00.5+01:00")).toBe(AT_18 + 500);
+    expect(readTo("2026-12-05T18:00:00.1234567890123456789Z")).toBe(AT_18 + 123); // 40 characters, the most
+    expect(readTo("1969-12-31T23:59:59.9999Z")).toBe(-1); // truncated toward earlier before the epoch too
+    expect(readTo("2026-12-05T18:00:00.123Z")).toBe(AT_18 + 123);
+  });
+
+  it("takes t and z in lowercase, as RFC 3339 allows", () => {
+    expect(readTo("2026-12-05t18:00:00z")).toBe(AT_18);
+    expect(readTo("2026-12-05t18:00:00.25z")).toBe(AT_18 + 250);
+    expect(readTo("2026-12-05t19:00:00+01:00")).toBe(AT_18);
+  });
+
+  it("still takes a time without seconds (ISO 8601), as it always has", () => {
+    expect(readTo("2026-12-05T18:00Z")).toBe(AT_18);
+    expect(readTo("2026-12-05T13:30-04:30")).toBe(AT_18);
+  });
+
+  it("refuses what is not one of those forms, or names no real day or time", () => {
+    for (const text of [
+      "2026-12-05T18:00:00.Z", // a point without digits
+      "2026-12-05T18:00.5Z", // a fraction without seconds
+      "2026-12-05 18:00:00Z",
+      "2026-12-05T18:00:00",
+      "2026-12-05T18:00:00x",
+      "2026-02-30T18:00:00.123456Z",
+      "2026-12-05T24:00:00.000001Z",
+      "2026-12-05T18:00:00.12345678901234567890Z", // 41 characters: over the bound
+    ])
+      expect(readTo(text), text).toBeUndefined();
+  });
+
+  it("is read the same way for an entry order's expiresAt", () => {
+    // As the API reads a body (json-body.ts): leverage comes as a JSON number.
+    const order = (expiresAt: string) =>
+      entryOrderRequest.safeParse(
+        parseJsonBody(
+          JSON.stringify({
+            asset: "ETH",
+            side: "long",
+            type: "limit",
+            price: "4200",
+            margin: "100",
+            leverage: 10,
+            expiresAt,
+          }),
+        ),
+      );
+    const parsed = order("2026-12-05t19:00:00.123456+01:00");
+    expect(parsed.success && parsed.data.expiresAt).toBe(AT_18 + 123);
+    expect(order("2026-12-05T18:00:00.Z").success).toBe(false);
+  });
+});
