@@ -16,7 +16,10 @@ export type CandleInterval = (typeof CANDLE_INTERVALS)[number];
 /** Free amount per currency (`USD` and each asset), as decimal strings. */
 export type Balances = Record<string, string>;
 
-/** A trailing stop as it stands: its terms, whether it trails yet, and where it fires now. */
+/**
+ * A trailing stop as of the trade's last output: its terms, whether it trails yet, its best price and level. The
+ * engine's best price and level move with the quotes between outputs without one (docs/stream.md).
+ */
 export interface TrailingStopView {
   readonly distance: string | null;
   readonly percent: string | null;
@@ -24,7 +27,7 @@ export interface TrailingStopView {
   readonly activated: boolean;
   /** Best price since activation (long: highest bid, short: lowest ask); null until activated. */
   readonly bestPrice: string | null;
-  /** Where it fires now; null until activated. */
+  /** The price it fires at, from bestPrice; null until activated. As of the last output, like bestPrice. */
   readonly level: string | null;
 }
 

@@ -130,9 +130,12 @@ export const trailingStopSchema = z.object({
   percent: decimal.nullable(),
   activationPrice: decimal.nullable(),
   activated: z.boolean(),
-  /** Best price since activation (long: highest bid, short: lowest ask); null until activated. */
+  /**
+   * Best price since activation (long: highest bid, short: lowest ask); null until activated. As of this output:
+   * it moves between outputs without one (engine/core/views.ts).
+   */
   bestPrice: decimal.nullable(),
-  /** Where it fires now; null until activated. */
+  /** The price it fires at, from bestPrice; null until activated. As of this output, like bestPrice. */
   level: decimal.nullable(),
 });
 

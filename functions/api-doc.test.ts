@@ -81,6 +81,19 @@ describe("docs/api.md", () => {
     expect(header.description).toContain("printable ASCII characters without spaces");
   });
 
+  it("says a trailing stop's bestPrice and level are as of the trade's last output, as the OpenAPI document does", () => {
+    const shape = section("Endpoints")
+      .match(/^- \*\*TrailingStop\*\* = [^]*?(?=^- )/m)?.[0]
+      .replace(/\s+/g, " ");
+    expect(shape).toContain("**as of the trade's last output** (its opening or fill, the stop's activation, a modify");
+    expect(shape).toContain("[trading-rules.md](trading-rules.md#trailing-stops)");
+    expect(shape).not.toMatch(/fires now/);
+    const components = (apiDocument() as { components: { schemas: Record<string, { description?: string }> } })
+      .components.schemas;
+    expect(components.TrailingStop?.description).toContain("as of the trade's last output (its opening or fill");
+    expect(components.TrailingStop?.description).toContain("docs/trading-rules.md, Trailing stops");
+  });
+
   it("describes every environment variable the API reads", () => {
     const config = readFileSync(resolve(root, "functions/config.ts"), "utf8");
     const read = new Set(

@@ -516,7 +516,13 @@ export const balancesView = z
   });
 // The engine's own schemas (contract/messages.ts), rebuilt from their shapes with this module's z, which carries
 // the OpenAPI metadata methods whatever the order in which modules were loaded.
-const trailingStopView = z.object(trailingStopSchema.shape).openapi("TrailingStop");
+const trailingStopView = z.object(trailingStopSchema.shape).openapi("TrailingStop", {
+  description:
+    "A trade's trailing stop. `bestPrice` (long: highest bid, short: lowest ask since activation) and `level` (the " +
+    "price it fires at) are null until activated, then as of the trade's last output (its opening or fill, the " +
+    "stop's activation, a modify, a partial close), not as of now: the engine's level follows the price with no " +
+    "output. A live level is computed from the quotes (docs/trading-rules.md, Trailing stops).",
+});
 const tradeShape = { ...tradeSchema.shape, trailingStop: orNull(trailingStopView) };
 const tradeView = z.object(tradeShape).openapi("Trade", { example: TRADE_EXAMPLE });
 export const closedTradeView = z
