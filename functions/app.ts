@@ -16,7 +16,7 @@ import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
 import { API_ERRORS, ApiError, errorBody } from "./errors.ts";
 import { DOCS_CSP, DOCS_PAGE, docsAsset } from "./docs-page.ts";
 import { checkHost, checkOrigin, loopbackOrigins, sessionCookieName, unknownRoute } from "./middleware.ts";
-import { apiRouter, createRoute, openApiDocument, PUBLIC, retryAfterHeader, route } from "./openapi.ts";
+import { apiRouter, createRoute, errorResponses, openApiDocument, PUBLIC, retryAfterHeader, route } from "./openapi.ts";
 import { accountRoutes } from "./routes/account.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { marketRoutes } from "./routes/market.ts";
@@ -72,6 +72,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     description: "503 when Redis or Postgres cannot be reached. `engine` says whether an engine holds the lease.",
     security: PUBLIC,
     responses: {
+      ...errorResponses([]), // 400 for a query parameter (it takes none), 500
       200: {
         description: "Redis and Postgres answer",
         content: {

@@ -207,6 +207,60 @@ describe("Host check", () => {
   });
 });
 
+describe("query parameters", () => {
+  const noneTaken = (name: string) => ({
+    code: "INVALID_REQUEST",
+    message: `Unknown query parameter "${name}"; this request takes no query parameters.`,
+  });
+
+  it("a route that takes none refuses any, naming it, as the histories refuse an unknown one", async () => {
+    const gus = client(stack.app, (await stack.signIn("gus@example.com")).token);
+    const reads = [
+      "/api/v1/trade/open",
+      "/api/v1/trade/orders",
+      "/api/v1/account/balance/usd",
+      "/api/v1/account/balance",
+      "/api/v1/account/summary",
+      "/api/v1/account/assets",
+      "/api/v1/market/quotes",
+      "/api/v1/auth/me",
+      "/health",
+    ];
+    for (const path of reads) {
+      expect((await gus.get(path)).status, path).toBe(200);
+      expect((await gus.get(`${path}?`)).status, `${path}?`).toBe(200); // an empty query names nothing
+      const refused = await gus.get(`${path}?asset=BTC`);
+      expect([refused.status, refused.body], path).toEqual([400, { error: noneTaken("asset") }]);
+    }
+    // A trade POST or a ticket with a query is refused before anything reaches the engine or counts.
+    const inputs = await stack.redis.xlen(stack.keys.input);
+    const order = await gus.post("/api/v1/trade/order?dryRun=1", { asset: "ETH", side: "buy", quantity: "0.01" });
+    expect([order.status, order.body.error]).toEqual([400, noneTaken("dryRun")]);
+    const ticket = await gus.post("/api/v1/stream/ticket?reconnect=1", {});
+    expect([ticket.status, ticket.body.error]).toEqual([400, noneTaken("reconnect")]);
+    expect(await stack.redis.xlen(stack.keys.input)).toBe(inputs);
+    // The same shape as a history's unknown parameter.
+    const history = await gus.get("/api/v1/trade/history?asset=BTC");
+    expect([history.status, history.body.error]).toEqual([
+      400,
+      { code: "INVALID_REQUEST", message: 'Unknown query parameter "asset"; this request takes limit and cursor.' },
+    ]);
+  });
+
+  it("a sign-out with a query signs nothing out: `?all=1` is not DELETE /auth/sessions", async () => {
+    const hal = client(stack.app, (await stack.signIn("hal@example.com")).token);
+    const refused = await hal.del("/api/v1/auth/logout?all=1");
+    expect([refused.status, refused.body.error]).toEqual([400, noneTaken("all")]);
+    expect((await hal.get("/api/v1/auth/me")).status).toBe(200);
+  });
+
+  it("the sign-in link reads its token and ignores what a mail provider's link tracking adds", async () => {
+    const anon = client(stack.app);
+    const res = await anon.get("/api/v1/auth/verify?token=not-a-token&utm_source=email", { "x-test-ip": "10.9.1.1" });
+    expect([res.status, res.body.error?.code]).toEqual([401, "INVALID_TOKEN"]);
+  });
+});
+
 describe("rate limits on reads", () => {
   it("limits the history per user, with 429 and Retry-After; another user keeps their budget", async () => {
     const carl = client(stack.app, (await stack.signIn("carl@example.com")).token);

@@ -136,6 +136,17 @@ describe("the OpenAPI document", () => {
     });
   });
 
+  it("gives every operation a 400 INVALID_REQUEST: a query parameter it does not take is refused", () => {
+    for (const [path, ops] of Object.entries(paths))
+      for (const [method, op] of Object.entries(ops)) {
+        const bad = (op as { responses: Record<string, { content?: Record<string, { examples?: object }> }> })
+          .responses["400"];
+        expect(Object.keys(bad?.content?.["application/json"]?.examples ?? {}), `${method} ${path}`).toContain(
+          "INVALID_REQUEST",
+        );
+      }
+  });
+
   it("names the session cookie this API takes: __Host-session with Secure cookies (https), session over http", () => {
     const schemes = (document: Record<string, unknown>) =>
       (document.components as { securitySchemes: Record<string, { in?: string; name?: string }> }).securitySchemes;

@@ -6,7 +6,7 @@
  * the field → error code table, rather than the library's validator (which would read the body with
  * `c.req.json()` and lose a number's digits). The OpenAPI 3.1 document is generated from the app's registry.
  */
-import { OpenAPIHono, type RouteConfig, type z } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
@@ -41,9 +41,16 @@ export interface RouteInput<R> {
 export type RateCheck = (c: ApiContext) => Promise<void>;
 
 /**
+ * The query of a route that declares none: no parameter. One sent anyway is a 400 naming it, as on the routes that
+ * do take some, rather than ignored: `GET /market/quotes?asset=BTC` answered with every quote reads as filtered.
+ */
+const NO_QUERY = z.strictObject({});
+
+/**
  * Serves `definition` on `app` and adds it to the document (unless `hide`). The definition's middleware runs first
- * (a session check answers 401 before a bad body's 400), then its body and query are read through its own schemas,
- * then its `limit` counts the request: one refused for its input changes nothing, its rate limit's count included.
+ * (a session check answers 401 before a bad body's 400), then its body and query are read through its own schemas
+ * (a route without a query schema takes no query parameter: NO_QUERY), then its `limit` counts the request: one
+ * refused for its input changes nothing, its rate limit's count included.
  */
 export function route<R extends RouteConfig & { limit?: RateCheck }>(
   app: OpenAPIHono<ApiEnv>,
@@ -60,11 +67,17 @@ export function route<R extends RouteConfig & { limit?: RateCheck }>(
   app.on([definition.method.toUpperCase()], [definition.path], ...before, async (c: ApiContext) => {
     const input = {
       body: bodySchema === undefined ? undefined : await readBody(c, bodySchema),
-      query: querySchema === undefined ? undefined : readQuery(c, querySchema),
+      query: querySchema === undefined ? noQuery(c) : readQuery(c, querySchema),
     } as RouteInput<R>;
     if (limit !== undefined) await limit(c);
     return handler(c, input);
   });
+}
+
+/** Refuses any query parameter; a URL without a query (the trade POSTs' hot path) is not parsed for one. */
+function noQuery(c: ApiContext): undefined {
+  if (c.req.url.includes("?")) readQuery(c, NO_QUERY);
+  return undefined;
 }
 
 /** A JSON request body; required. */
@@ -120,11 +133,12 @@ export const JSON_BODY_ERRORS: readonly ErrorCode[] = [
 /**
  * The error responses of an operation, one per status, from the codes it can answer with: each status lists its
  * codes and shows one example body per code. Statuses come from the catalogue (errors.ts) and, for the engine's
- * refusals, rejectionStatus; 500 INTERNAL is added to every operation.
+ * refusals, rejectionStatus. Every operation can answer 400 INVALID_REQUEST (a query parameter it does not take,
+ * route()) and 500 INTERNAL: both are added to every operation.
  */
 export function errorResponses(codes: readonly ErrorCode[]) {
   const byStatus = new Map<number, ErrorCode[]>();
-  for (const code of [...codes, "INTERNAL" as const]) {
+  for (const code of ["INVALID_REQUEST" as const, ...codes, "INTERNAL" as const]) {
     const status =
       code in API_ERRORS ? API_ERRORS[code as ApiErrorCode].status : rejectionStatus(code as RejectionCode);
     const list = byStatus.get(status) ?? [];
