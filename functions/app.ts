@@ -40,6 +40,11 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     c.set("requestId", requestId);
     c.header("X-Request-Id", requestId);
     await next();
+    // No answer may be kept and served again, by a browser or a proxy put in front later: a session's balances and
+    // trades are one user's, and the public quotes and current candle change by the second. The docs assets, which
+    // may be kept, set their own. After the answer is made, not before: a header set early is copied over the
+    // handler's own when a middleware has read c.res in between (Hono's res setter), as cors does.
+    if (c.res.headers.get("Cache-Control") === null) c.header("Cache-Control", "no-store");
   });
   if (deps.devMailbox !== undefined) app.use(checkHost(settings.appUrl));
   const apiHeaders = secureHeaders({
@@ -156,6 +161,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     return c.json(document);
   });
   app.get("/api/v1/docs", (c) => c.html(DOCS_PAGE));
+  // The page's script and stylesheet: what the installed swagger-ui-dist holds, the same for everyone.
   app.get("/api/v1/docs/:file", async (c) => {
     const asset = await docsAsset(c.req.param("file"));
     if (asset === undefined) throw new ApiError("NOT_FOUND");

@@ -261,6 +261,37 @@ describe("query parameters", () => {
   });
 });
 
+describe("caching", () => {
+  it("every answer says no-store: signed-in reads, writes, errors and the public market reads", async () => {
+    const ida = client(stack.app, (await stack.signIn("ida@example.com")).token);
+    const anon = client(stack.app);
+    const answers = {
+      "GET /account/balance": await ida.get("/api/v1/account/balance"),
+      "GET /account/summary": await ida.get("/api/v1/account/summary"),
+      "GET /trade/open": await ida.get("/api/v1/trade/open"),
+      "GET /trade/history": await ida.get("/api/v1/trade/history"),
+      "GET /auth/me": await ida.get("/api/v1/auth/me"),
+      "POST /stream/ticket": await ida.post("/api/v1/stream/ticket", {}),
+      "POST /trade/order (refused)": await ida.post("/api/v1/trade/order", { asset: "ETH", side: "buy" }),
+      "GET /account/balance (401)": await anon.get("/api/v1/account/balance"),
+      "GET /auth/verify (401)": await anon.get("/api/v1/auth/verify?token=x", { "x-test-ip": "10.9.2.1" }),
+      "GET /nowhere (404)": await anon.get("/api/v1/nowhere"),
+      "GET /market/quotes": await anon.get("/api/v1/market/quotes"),
+      "GET /market/candles": await anon.get("/api/v1/market/candles?asset=ETH&interval=1m"),
+      "GET /health": await anon.get("/health"),
+    };
+    const statuses = Object.values(answers).map((answer) => answer.status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 201, 400, 401, 401, 404, 200, 200, 200]);
+    for (const [what, answer] of Object.entries(answers))
+      expect(answer.headers.get("cache-control"), what).toBe("no-store");
+  });
+
+  it("lets the reference page's script and stylesheet be kept, an hour", async () => {
+    const css = await client(stack.app).get("/api/v1/docs/swagger-ui.css");
+    expect([css.status, css.headers.get("cache-control")]).toEqual([200, "public, max-age=3600"]);
+  });
+});
+
 describe("rate limits on reads", () => {
   it("limits the history per user, with 429 and Retry-After; another user keeps their budget", async () => {
     const carl = client(stack.app, (await stack.signIn("carl@example.com")).token);
