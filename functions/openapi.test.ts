@@ -1,4 +1,7 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { decodeCursor } from "./history-cursor.ts";
 import { apiDocument, dereferenced } from "./testing/document.ts";
 
 const raw = apiDocument("http://localhost:3000");
@@ -86,6 +89,24 @@ describe("the OpenAPI document", () => {
         },
       },
     });
+  });
+
+  it("gives each history a cursor example of its own rows: a closed trade's, an order's, a spot order's", () => {
+    const cursorExample = (path: string) => {
+      const get = (paths[path] as { get: { parameters: { name: string; schema: { example?: string } }[] } }).get;
+      return get.parameters.find((p) => p.name === "cursor")?.schema.example ?? "";
+    };
+    const examples = {
+      "/api/v1/trade/history": "T",
+      "/api/v1/trade/orders/history": "P",
+      "/api/v1/trade/spot-orders": "O",
+    };
+    for (const [path, kind] of Object.entries(examples))
+      expect(decodeCursor(cursorExample(path))?.id, path).toMatch(new RegExp(`^${kind}\\d+-\\d+$`));
+    // docs/api.md's spot-orders page shows the same cursor.
+    expect(readFileSync(resolve(import.meta.dirname, "../docs/api.md"), "utf8")).toContain(
+      `"nextCursor": "${cursorExample("/api/v1/trade/spot-orders")}"`,
+    );
   });
 
   it("spells a reference that may be null anyOf [$ref, null]: no component takes null, no allOf mixes it in", () => {

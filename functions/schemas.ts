@@ -20,7 +20,7 @@ import {
 } from "../contract/messages.ts";
 import type { RejectionCode } from "../contract/rejections.ts";
 import type { ApiErrorCode } from "./errors.ts";
-import { decodeCursor } from "./history-cursor.ts";
+import { decodeCursor, encodeCursor } from "./history-cursor.ts";
 import { JsonNumber, MAX_EXPONENT, plainDecimal } from "./json-body.ts";
 
 /** A JSON number in a request body. Shared instance: documented as `number`. */
@@ -336,37 +336,51 @@ export const verifyQuery = z.object({
   }),
 });
 
-export const historyQuery = z.strictObject({
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/)
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(100))
-    .optional()
-    .openapi({ description: "Rows per page, 1 to 100 (default 50).", example: "20" }),
-  // Decoded here, not in the route: a cursor that names no position is refused with the query, before the
-  // request counts against the history's rate limit.
-  cursor: z
-    .string()
-    .min(1)
-    .max(200)
-    .transform((text, ctx) => {
-      const position = decodeCursor(text);
-      if (position === undefined) {
-        ctx.addIssue({ code: "custom", message: "expected the nextCursor of a previous page (a time and an id)" });
-        return z.NEVER;
-      }
-      return position;
-    })
-    .optional()
-    .openapi({
-      type: "string",
-      minLength: 1,
-      maxLength: 200,
-      description: "`nextCursor` of the previous page.",
-      example: "WyIyMDI2LTEyLTA1VDEwOjAwOjAwLjAwMFoiLCJUMC00MiJd",
-    }),
-});
+/**
+ * The query of a history route. Each gets its own cursor example, a position among that history's rows (a closed
+ * trade's, an order's, a spot order's id): "Try it out" with another history's cursor names none of the user's
+ * rows and silently resumes before its millisecond.
+ */
+function historyQuery(cursorExample: { at: string; id: string }) {
+  return z.strictObject({
+    limit: z
+      .string()
+      .regex(/^\d{1,3}$/)
+      .transform(Number)
+      .pipe(z.number().int().min(1).max(100))
+      .optional()
+      .openapi({ description: "Rows per page, 1 to 100 (default 50).", example: "20" }),
+    // Decoded here, not in the route: a cursor that names no position is refused with the query, before the
+    // request counts against the history's rate limit.
+    cursor: z
+      .string()
+      .min(1)
+      .max(200)
+      .transform((text, ctx) => {
+        const position = decodeCursor(text);
+        if (position === undefined) {
+          ctx.addIssue({ code: "custom", message: "expected the nextCursor of a previous page (a time and an id)" });
+          return z.NEVER;
+        }
+        return position;
+      })
+      .optional()
+      .openapi({
+        type: "string",
+        minLength: 1,
+        maxLength: 200,
+        description: "`nextCursor` of this history's previous page (the last row's time and id).",
+        example: encodeCursor(cursorExample.at, cursorExample.id),
+      }),
+  });
+}
+
+/** GET /trade/history: a position among closes, by `closedAt` and `closeId`. */
+export const tradeHistoryQuery = historyQuery({ at: "2026-12-05T11:00:00.000Z", id: "T0-42" });
+/** GET /trade/orders/history: among entry orders, by `placedAt` and `id`. */
+export const orderHistoryQuery = historyQuery({ at: "2026-12-05T10:00:00.000Z", id: "P0-7" });
+/** GET /trade/spot-orders: among spot orders, by `executedAt` and `id`. */
+export const spotOrderHistoryQuery = historyQuery({ at: "2026-12-05T10:00:00.000Z", id: "O0-7" });
 
 /** Most candles one request returns. */
 export const MAX_CANDLES = 1000;

@@ -12,7 +12,7 @@ import { apiRouter, createRoute, errorResponses, jsonBody, jsonResponse, route, 
 import {
   cancelOrderRequest,
   entryOrderRequest,
-  historyQuery,
+  orderHistoryQuery,
   idempotencyKeyHeader,
   ocoRequest,
   responses,
@@ -154,7 +154,7 @@ export function orderRoutes(deps: ApiDeps) {
     security: SIGNED_IN,
     middleware: signedIn,
     limit: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
-    request: { query: historyQuery },
+    request: { query: orderHistoryQuery },
     responses: {
       200: jsonResponse(responses.orderHistory, "One page of orders"),
       ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),

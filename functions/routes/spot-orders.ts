@@ -7,7 +7,7 @@ import type { ApiDeps } from "../context.ts";
 import { engineIdOrder, historyPage } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import { apiRouter, createRoute, errorResponses, jsonResponse, route, SIGNED_IN } from "../openapi.ts";
-import { historyQuery, responses } from "../schemas.ts";
+import { responses, spotOrderHistoryQuery } from "../schemas.ts";
 import { spotOrderRowView, type SpotOrderRow } from "../views.ts";
 
 const SPOT_ORDERS = {
@@ -31,7 +31,7 @@ export function spotOrderRoutes(deps: ApiDeps) {
     // Each page costs a Postgres query: counted per user, on its own budget beside the closed-trade history's.
     middleware: requireSession(deps),
     limit: limitRate(deps, "spot-orders", deps.settings.historyRate, (c) => c.get("session").userId),
-    request: { query: historyQuery },
+    request: { query: spotOrderHistoryQuery },
     responses: {
       200: jsonResponse(responses.spotOrders, "One page of spot orders"),
       ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),

@@ -29,7 +29,7 @@ import {
 import {
   closeTradeRequest,
   createTradeRequest,
-  historyQuery,
+  tradeHistoryQuery,
   idempotencyKeyHeader,
   modifyTradeRequest,
   responses,
@@ -282,7 +282,7 @@ export function tradeRoutes(deps: ApiDeps) {
     // Each page costs a Postgres query: counted per user, once the session is known.
     middleware: signedIn,
     limit: limitRate(deps, "history", deps.settings.historyRate, (c) => c.get("session").userId),
-    request: { query: historyQuery },
+    request: { query: tradeHistoryQuery },
     responses: {
       200: jsonResponse(responses.history, "One page of closed trades"),
       ...errorResponses(["INVALID_REQUEST", "INVALID_CURSOR", "UNAUTHENTICATED", "RATE_LIMITED", "UNAVAILABLE"]),
