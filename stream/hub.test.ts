@@ -121,7 +121,7 @@ describe("the private channel's first read", () => {
     send({ op: "unsubscribe", channel: "private" });
     send({ op: "subscribe", channel: "private" });
     expect(reads).toHaveLength(2);
-    reads[1]!.resolve({ seq: 1, aheadSeq: 0, balances: { USD: "1000" }, trades: [], orders: [] });
+    reads[1]!.resolve({ seq: 1, aheadSeq: 0, markContinues: false, balances: { USD: "1000" }, trades: [], orders: [] });
     await vi.advanceTimersByTimeAsync(0);
     reads[0]!.reject(new Error("Redis went away"));
     await vi.advanceTimersByTimeAsync(0);
@@ -160,7 +160,14 @@ describe("price-driven summaries", () => {
       limits: DEFAULT_LIMITS,
       store: {
         readState: (userId) =>
-          Promise.resolve({ seq: 1, aheadSeq: 0, balances: { USD: "1000" }, trades: trades(userId), orders: [] }),
+          Promise.resolve({
+            seq: 1,
+            aheadSeq: 0,
+            markContinues: false,
+            balances: { USD: "1000" },
+            trades: trades(userId),
+            orders: [],
+          }),
         readAfter: () => Promise.reject(new Error("not used")),
         ...store,
       },
@@ -312,6 +319,58 @@ describe("price-driven summaries", () => {
     hub.shutdown();
   });
 
+  it("none after a resume or snapshot at a step's first event until its next one: the store says it goes on", async () => {
+    // A trade opened at 2 (its margin of 100 not yet paid: USD still 1,000), its step's next event, 3, not stored yet
+    // (the worker's batch ended at 2). The store's mark is 2, and the event there was stored with `more`.
+    const opened = trade("T0-3", "ETH");
+    const [, paid] = tradeOpening("eth", 2, opened, "900");
+    const reads: number[] = [];
+    const hub = startHub(() => [], {
+      readState: () =>
+        Promise.resolve({
+          seq: 2,
+          aheadSeq: 0,
+          markContinues: true,
+          balances: { USD: "1000" },
+          trades: [opened],
+          orders: [],
+        }),
+      // As the store answers a read from its mark: no event, and `since`'s own `more`
+      readAfter: (_userId, since) => {
+        reads.push(since);
+        return Promise.resolve({ ok: true, events: [], continued: since === 2 ? [2] : [], mark: 2 });
+      },
+    });
+    const frames = new Map<string, string[]>();
+    for (const [client, since] of [
+      ["resume", 2],
+      ["snapshot", undefined],
+    ] as const) {
+      frames.set(client, []);
+      subscribePrivate(
+        hub,
+        "eth",
+        (frame) => {
+          if (frame.type === "event") frames.get(client)!.push(`event ${frame.seq}`);
+          if (frame.type === "summary") frames.get(client)!.push(`summary ${frame.seq} balance ${frame.balance}`);
+        },
+        since,
+      );
+    }
+    await vi.advanceTimersByTimeAsync(0);
+    expect(reads).toEqual([2]);
+    // A quote of the trade's asset owes a summary: at seq 2 it would show a balance of 1,100 (the margin in use, and
+    // still in the USD it is to be paid from)
+    hub.handleEntry(`${Date.now()}-1`, quote("ETH", "2001"));
+    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    expect(Object.fromEntries(frames)).toEqual({ resume: [], snapshot: [] });
+    hub.handleEntry(`${Date.now()}-2`, { kind: "event", user: "eth", seq: "3", body: JSON.stringify(paid) });
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
+    const after = ["event 3", "summary 3 balance 1000"];
+    expect(Object.fromEntries(frames)).toEqual({ resume: after, snapshot: after });
+    hub.shutdown();
+  });
+
   it("none during a resume's replay: the account read for it already shows the events still to be sent", async () => {
     // The client saw seq 1; since then a second trade opened (2) and its margin was paid (3). The read of the events
     // after 1 is held: the channel has the account as of 3 and has sent nothing yet.
@@ -322,6 +381,7 @@ describe("price-driven summaries", () => {
         Promise.resolve({
           seq: 3,
           aheadSeq: 0,
+          markContinues: false,
           balances: { USD: "900" },
           trades: [trade("T0-1", "ETH"), trade("T0-3", "ETH")],
           orders: [],

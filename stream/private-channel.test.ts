@@ -29,7 +29,7 @@ class MemoryStore implements PrivateStore {
 
   readState(): Promise<PrivateState> {
     const { stateSeq: seq, aheadSeq, balances } = this;
-    return Promise.resolve({ seq, aheadSeq, balances, trades: [], orders: [] });
+    return Promise.resolve({ seq, aheadSeq, markContinues: this.continued.has(seq), balances, trades: [], orders: [] });
   }
 
   async readAfter(_userId: string, since: number, limit = 1000): Promise<EventsAfter> {
@@ -39,7 +39,10 @@ class MemoryStore implements PrivateStore {
     while (events.length < limit && this.events.has(since + events.length + 1))
       events.push(this.events.get(since + events.length + 1)!);
     await this.gate;
-    const continued = events.map((e) => e.seq).filter((seq) => this.continued.has(seq));
+    // `since` itself too, while it is kept (EVENTS_AFTER reads from it)
+    const continued = [since, ...events.map((e) => e.seq)].filter(
+      (seq) => seq > this.trimmedThrough && this.continued.has(seq),
+    );
     return { ok: true, events, continued, mark: since + events.length };
   }
 }
@@ -327,6 +330,26 @@ describe("PrivateChannel", () => {
     channel.recheck();
     await vi.advanceTimersByTimeAsync(0);
     expect(frames().filter((f) => f.startsWith("summary"))).toEqual(["summary 3", "summary 6", "summary 507"]);
+  });
+
+  it("holds the summary back from the start when it starts at a step's first event, its next not stored yet", async () => {
+    // 2 opened a trade, stored with `more`; 3 (its margin paid) is still with the worker. The mark is 2.
+    for (const [since, stateSeq] of [
+      [undefined, 2], // a snapshot at the mark: the state read says the event there goes on
+      [2, 2], // a resume from the mark: so does the state read, and the read after 2
+      [2, 1], // a resume from 2 stored after the state read: the read after 2 says it
+    ] as const) {
+      const { channel, store, frames } = setUp();
+      for (const n of [1, 2]) store.events.set(n, event(n));
+      store.continued.add(2);
+      store.stateSeq = stateSeq;
+      await channel.start(since);
+      expect(channel.midStep, `since ${since}, state at ${stateSeq}`).toBe(true);
+      expect(channel.summaryReady).toBe(false);
+      store.events.set(3, event(3));
+      channel.notify(event(3));
+      expect(frames()).toEqual(["event 3", "summary 3"]);
+    }
   });
 
   it("stays stopped when its snapshot closed the socket: no read, retry or gap on it after", async () => {

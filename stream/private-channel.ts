@@ -79,7 +79,8 @@ export class PrivateChannel {
    * The seqs notified or read as followed by another event of the same engine step (the fan-out's `more`, or the
    * store's), not yet sent or the last sent: while the last one sent is among them, the mirror is between two halves
    * of one change (a trade opened, its margin not yet paid) and no summary goes out, even when nothing after it is
-   * stored yet.
+   * stored yet. The seq the channel starts from counts too (a snapshot's or resync's mark, a resume's `since`, read
+   * with the store's `more`): its fan-out came before the channel listened, or went to the socket before.
    */
   private readonly stepContinues = new Set<number>();
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
@@ -101,6 +102,10 @@ export class PrivateChannel {
     // Events stored above a gap were fanned out before this channel listened: no notification will name them, and
     // the one that fills the gap is read from the store only if the channel knows more follow it.
     if (snapshot.aheadSeq > this.highestNotified) this.highestNotified = snapshot.aheadSeq;
+    // The mark may sit inside a step whose next event is not stored yet (a worker's batch ended there), and no
+    // notification will say so: its fan-out came before this channel listened. Known now, not after the first read,
+    // so a summary cannot go out between the two on a resume from the mark.
+    if (snapshot.markContinues) this.stepContinues.add(snapshot.seq);
     if (since === undefined) {
       this.lastSeq = snapshot.seq;
       this.sendState("snapshot", undefined);
@@ -116,7 +121,7 @@ export class PrivateChannel {
    */
   notify(event: PrivateOutput, more = false): void {
     if (event.seq > this.highestNotified) this.highestNotified = event.seq;
-    if (more && event.seq > this.lastSeq) this.stepContinues.add(event.seq);
+    if (more && event.seq >= this.lastSeq) this.stepContinues.add(event.seq);
     if (this.state === "filling" && event.seq > this.lastSeq) this.notifiedWhileReading = true;
     if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
     if (event.seq === this.lastSeq + 1) this.deliver([event]);
@@ -181,7 +186,8 @@ export class PrivateChannel {
           this.resync(snapshot, after.reason);
           break;
         }
-        for (const seq of after.continued) if (seq > this.lastSeq) this.stepContinues.add(seq);
+        // The read's `since` (the last seq sent) included: a resume at a step's first event is mid-step.
+        for (const seq of after.continued) if (seq >= this.lastSeq) this.stepContinues.add(seq);
         this.deliver(after.events);
         if (this.conn.closed) break;
         // More to read: a full batch, or notifications past what was sent that came while this one was read (read
@@ -266,6 +272,7 @@ export class PrivateChannel {
     try {
       this.mirror.reset(snapshot);
       this.lastSeq = snapshot.seq;
+      if (snapshot.markContinues) this.stepContinues.add(snapshot.seq);
       this.sendState("resync", reason);
     } catch (error) {
       this.fail(error, snapshot.seq);

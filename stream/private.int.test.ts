@@ -3,8 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { openTradesView, pendingOrdersView } from "../functions/views.ts";
+import { quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
+  fanOut,
   fanOutEvents,
   startTestStream,
   storeEvents,
@@ -259,6 +261,62 @@ describe("private channel", () => {
     expect(sent.map((f) => `${f.type} ${String(f.seq)}`)).toEqual(["event 2", "event 3", "summary 3"]);
     expect(client.of("event")[0]).not.toHaveProperty("more");
     client.close();
+  });
+
+  it("sends no summary after a resume or snapshot at a step's first event until its next event is sent", async () => {
+    const u = user();
+    // 1 paid in 1,000 USD; 2 opened an ETH trade with a margin of 100, stored with `more`; the worker's batch ended
+    // there, and 3 (its margin paid: USD 900) is still to come. The open trades show the trade, the balances not yet.
+    const trade: TradeView = {
+      id: "T0-1",
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      quantity: "0.5",
+      openPrice: "2000",
+      stopLoss: null,
+      takeProfit: null,
+      trailingStop: null,
+      liquidationPrice: "1810",
+      openedAt: "2027-01-15T08:00:00.000Z",
+    };
+    const first = balancesEvent(u, 2, "1000");
+    const opened: PrivateOutput = {
+      type: "trade_opened",
+      id: first.id,
+      inputId: first.inputId,
+      userId: u,
+      seq: 2,
+      trade,
+    };
+    await storeEvents(t, [balancesEvent(u, 1, "1000")]);
+    await t.redis.hset(t.keys.openTradesKey(u), trade.id, JSON.stringify(trade));
+    await storeEvents(t, [opened], [2]);
+    const resumed = await connect(u); // it had 2 from its last socket
+    resumed.send({ op: "subscribe", channel: "private", since: 2 });
+    const fresh = await connect(u);
+    fresh.send({ op: "subscribe", channel: "private" });
+    await resumed.until((f) => f.some((x) => x.type === "subscribed"));
+    await fresh.until((f) => f.some((x) => x.type === "snapshot"));
+    await new Promise((r) => setTimeout(r, 100)); // the resume's read answered
+    // A quote of the trade's asset owes each a summary. At seq 2 it would show 1,100: the margin in use, and still
+    // in the USD it is to be paid from. Waited for: a resume's first tick, and a second after the snapshot's.
+    await fanOut(t, "quote", quoteOutput("ETH", "2001"));
+    await new Promise((r) => setTimeout(r, 1_300));
+    const sent = (client: typeof fresh) =>
+      client.frames
+        .filter((f) => f.type === "event" || f.type === "summary")
+        .map((f) => `${f.type} ${String(f.seq)}${f.type === "summary" ? ` balance ${String(f.balance)}` : ""}`);
+    expect([sent(resumed), sent(fresh)]).toEqual([[], []]);
+    const paid = { ...balancesEvent(u, 3, "900"), id: `${opened.inputId}:1`, inputId: opened.inputId };
+    await storeEvents(t, [paid]);
+    await fanOutEvents(t, [paid]);
+    for (const client of [resumed, fresh]) {
+      await client.until((f) => f.some((x) => x.type === "summary"));
+      expect(sent(client)).toEqual(["event 3", "summary 3 balance 1000"]);
+      client.close();
+    }
   });
 
   it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {

@@ -332,6 +332,7 @@ describe("readPrivateState", () => {
     expect(await readPrivateState(redis, keys, "ann")).toEqual({
       seq: 2,
       aheadSeq: 4,
+      markContinues: false,
       balances: { USD: "9800", ETH: "0" },
       trades: [trade("T0-9", T0 + 5), trade("T0-10", T0 + 5), trade("T0-2", T0 + 9)],
       orders: [order("P0-3", T0 + 6), order("P0-4", T0 + 7)],
@@ -339,10 +340,49 @@ describe("readPrivateState", () => {
     expect(await readPrivateState(redis, keys, "nobody")).toEqual({
       seq: 0,
       aheadSeq: 0,
+      markContinues: false,
       balances: {},
       trades: [],
       orders: [],
     });
+  });
+
+  it("says whether the event a reader starts from goes on in its step: `since`'s own `more`, and the mark's", async () => {
+    const keys = await space("starts-mid-step");
+    // 1 paid in; 2 opened a trade, stored with `more`, its margin paid (3) not stored yet: the mark is inside the step
+    const opened: PrivateOutput = {
+      type: "trade_opened",
+      id: `${T0 + 2}-0:0`,
+      inputId: `${T0 + 2}-0`,
+      userId: "ann",
+      seq: 2,
+      trade: trade("T0-1", T0 + 2),
+    };
+    await append(keys, [balances("ann", 1)]);
+    const pipe = redis.pipeline();
+    queueEventAppend(pipe, keys, opened, true);
+    await pipe.exec();
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 2, markContinues: true });
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], continued: [2], mark: 2 });
+    expect(await readEventsAfter(redis, keys, "ann", 1)).toEqual({
+      ok: true,
+      events: [opened],
+      continued: [2],
+      mark: 2,
+    });
+    // Once 3 is stored the mark is past the step; a read from 2 still says 2 went on, and reads 3 within its limit
+    const paid = { ...balances("ann", 3, T0 + 2, "9900"), id: `${T0 + 2}-0:1` };
+    await append(keys, [paid]);
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 3, markContinues: false });
+    expect(await readEventsAfter(redis, keys, "ann", 2, 1)).toEqual({
+      ok: true,
+      events: [paid],
+      continued: [2],
+      mark: 3,
+    });
+    // `since` trimmed (2 here), the run after it kept: a resume, and nothing said of `since`
+    await redis.zremrangebyscore(keys.eventsKey("ann"), 1, 2);
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [paid], continued: [], mark: 3 });
   });
 
   it("works on a Redis that has not loaded its script (EVAL on NOSCRIPT)", async () => {
@@ -452,6 +492,8 @@ describe("worker: events and fan-out", () => {
     await redis.zadd(keys.eventsKey("ann"), 4, `${T0 + 7} ${JSON.stringify(older)}`);
     await redis.set(keys.eventsSeqKey("ann"), "4");
     expect(await readEventsAfter(redis, keys, "ann", 3)).toEqual({ ok: true, events: [older], continued: [], mark: 4 });
+    expect(await readEventsAfter(redis, keys, "ann", 4)).toEqual({ ok: true, events: [], continued: [], mark: 4 });
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 4, markContinues: false });
   });
 
   it("fills the gap a claimed batch left, whatever order the batches come in", async () => {

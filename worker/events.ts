@@ -91,26 +91,32 @@ return 1`;
 
 /**
  * KEYS[1] events, KEYS[2] mark; ARGV[1] since, ARGV[2] limit. Returns {mark, members with scores} for seqs in
- * (since, min(mark, since + limit)]; the mark alone when since is above it.
+ * [since, min(mark, since + limit)]: the events after `since`, led by the member at `since` itself when it is still
+ * kept (its `more` says whether the engine step of the event a reader starts from goes on); the mark alone when
+ * since is above it.
  */
 const EVENTS_AFTER = `
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 local since = tonumber(ARGV[1])
-if since >= mark then return {tostring(mark), {}} end
+if since > mark then return {tostring(mark), {}} end
 local upto = math.min(mark, since + tonumber(ARGV[2]))
-return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. since, upto, 'WITHSCORES')}`;
+return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], since, upto, 'WITHSCORES')}`;
 
 /**
- * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead: all of them at one
- * instant, the ahead set as its highest seq.
+ * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead, KEYS[6] events: all
+ * of them at one instant. Returns {balances, open trades, pending orders (each HGETALL's flat list), mark, the ahead
+ * set's highest seq ('0' when empty), the member stored at the mark ('' when there is none)}: its `more` says
+ * whether the mark sits inside an engine step.
  */
 const PRIVATE_STATE = `
+local mark = redis.call('GET', KEYS[4]) or '0'
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('HGETALL', KEYS[2]),
   redis.call('HGETALL', KEYS[3]),
-  redis.call('GET', KEYS[4]) or '0',
-  redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0'
+  mark,
+  redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0',
+  redis.call('ZRANGEBYSCORE', KEYS[6], mark, mark)[1] or ''
 }`;
 
 /**
@@ -223,6 +229,11 @@ export interface PrivateState {
    * their fan-out came before it started listening.
    */
   aheadSeq: number;
+  /**
+   * The event at `seq` was stored with `more`: its engine step has another event for the user, not stored yet (a
+   * worker's batch ended inside the step). A reader starting from `seq` holds the account summary back until it came.
+   */
+  markContinues: boolean;
   balances: Balances;
   trades: TradeView[];
   orders: OrderView[];
@@ -232,13 +243,15 @@ export interface PrivateState {
 export type ScriptRunner = (script: string, keys: readonly string[], args: readonly string[]) => Promise<unknown>;
 
 /**
- * A user's read models as the worker stores them (views as JSON by id) with the contiguous mark (`seq`) and the
- * highest seq stored ahead of it (`aheadSeq`), all of one instant. The worker writes one script per output, so that
- * instant can fall inside an engine step: `seq` says which of the step's events it shows.
+ * A user's read models as the worker stores them (views as JSON by id) with the contiguous mark (`seq`), the
+ * highest seq stored ahead of it (`aheadSeq`) and whether the event at the mark was stored with `more`
+ * (`markContinues`), all of one instant. The worker writes one script per output, so that instant can fall inside an
+ * engine step: `seq` says which of the step's events it shows, `markContinues` that the step goes on after it.
  */
 export interface StoredState {
   seq: number;
   aheadSeq: number;
+  markContinues: boolean;
   balances: Balances;
   openTrades: Record<string, string>;
   pendingOrders: Record<string, string>;
@@ -249,7 +262,7 @@ export interface StoredState {
  * (readPrivateState) and the API's account summary, which combines keys that one step changes together.
  */
 export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId: string): Promise<StoredState> {
-  const [balances, trades, orders, mark, ahead] = (await run(
+  const [balances, trades, orders, mark, ahead, atMark] = (await run(
     PRIVATE_STATE,
     [
       keys.balancesKey(userId),
@@ -257,12 +270,15 @@ export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId:
       keys.pendingOrdersKey(userId),
       keys.eventsSeqKey(userId),
       keys.eventsAheadKey(userId),
+      keys.eventsKey(userId),
     ],
     [],
-  )) as [string[], string[], string[], string, string];
+  )) as [string[], string[], string[], string, string, string];
   return {
     seq: Number(mark),
     aheadSeq: Number(ahead),
+    // Trimmed or expired (mark 0, or a store idle for a day): no step is still under way there.
+    markContinues: atMark !== "" && parseMember(atMark).more,
     // fromEntries defines own properties, so a field named "__proto__" stays a field (as HGETALL's reply has it).
     balances: Object.fromEntries(pairs(balances)),
     openTrades: Object.fromEntries(pairs(trades)),
@@ -281,6 +297,7 @@ export async function readPrivateState(redis: Redis, keys: Keyspace, userId: str
   return {
     seq: state.seq,
     aheadSeq: state.aheadSeq,
+    markContinues: state.markContinues,
     balances: state.balances,
     trades: Object.values(state.openTrades)
       .map((json) => JSON.parse(json) as TradeView)
@@ -298,7 +315,8 @@ export type EventsAfter =
 /**
  * The user's events after `since`, ascending and contiguous: seq since+1 up to min(mark, since + limit), `mark`
  * the contiguous mark read with them (more follow when the last event's seq is below it); `continued` the seqs
- * among them stored with `more` (eventMember), whose engine step follows them with another event for the user.
+ * stored with `more` (eventMember), whose engine step follows them with another event for the user: among the
+ * events, and `since` itself when the event at it was (a reader resuming there, at the mark as well, is mid-step).
  * `ahead` when since is above the mark (the client saw a seq this store has not: another deployment's, or lost with
  * Redis); `beyond_retention` when since+1 has been trimmed. Either way the client needs a fresh snapshot.
  */
@@ -323,16 +341,27 @@ export async function readEventsAfter(
   if (since > mark) return { ok: false, reason: "ahead" };
   const events: PrivateOutput[] = [];
   const continued: number[] = [];
-  for (let i = 0; i + 1 < members.length; i += 2) {
+  let i = 0;
+  // The member at `since` (none at 0, nor once trimmed): only its `more` is wanted.
+  if (members.length >= 2 && Number(members[1]) === since) {
+    if (parseMember(members[0]!).more) continued.push(since);
+    i = 2;
+  }
+  for (; i + 1 < members.length; i += 2) {
     // Below the mark the stored seqs have no holes (trims only remove the oldest): a hole means since+1 was trimmed.
     if (Number(members[i + 1]) !== since + events.length + 1) break;
-    const member = members[i]!;
-    const { more, ...event } = JSON.parse(member.slice(member.indexOf(" ") + 1)) as PrivateOutput & { more?: unknown };
-    if (more === true) continued.push(event.seq);
+    const { event, more } = parseMember(members[i]!);
+    if (more) continued.push(event.seq);
     events.push(event);
   }
   if (since < mark && events.length === 0) return { ok: false, reason: "beyond_retention" };
   return { ok: true, events, continued, mark };
+}
+
+/** A stored member (eventMember): its output, and its `more` (false for a member an older worker stored without it). */
+function parseMember(member: string): { event: PrivateOutput; more: boolean } {
+  const { more, ...event } = JSON.parse(member.slice(member.indexOf(" ") + 1)) as PrivateOutput & { more?: unknown };
+  return { event, more: more === true };
 }
 
 /** EVALSHA, and EVAL when Redis does not have the script (first use, or after a restart). */
