@@ -286,6 +286,29 @@ describe("PrivateChannel", () => {
     expect(ahead.channel.summaryReady).toBe(false);
   });
 
+  it("after a resync, sends the events notified while its state was read at once, not on the retry as a gap", async () => {
+    const { channel, store, frames, gaps } = setUp();
+    // A resume from 1 with 2 trimmed: a resync, at 5. 6 is stored and notified while the resync's state is read.
+    for (const n of [3, 4, 5]) store.events.set(n, event(n));
+    [store.trimmedThrough, store.stateSeq] = [2, 5];
+    const readState = store.readState.bind(store);
+    let release: (() => void) | undefined;
+    let reads = 0;
+    store.readState = () => {
+      const state = readState(); // the store as the read found it
+      return ++reads === 1 ? state : new Promise((resolve) => (release = () => resolve(state)));
+    };
+    const resuming = channel.start(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(release).toBeDefined();
+    store.events.set(6, event(6));
+    channel.notify(event(6));
+    release!();
+    await resuming; // no fake time passes: a retry timer would not have fired
+    expect(frames()).toEqual(["resync 5", "event 6", "summary 6"]);
+    expect(gaps).toEqual([]); // never counted as waiting on a gap
+  });
+
   it("closes the socket with 1011 when a resync cannot be sent, rather than go on past what it skipped", async () => {
     const { channel, store, frames, logs, closes } = setUp();
     // Resuming from 0 with 1 trimmed: a resync, over a read model the summary cannot read.

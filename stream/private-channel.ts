@@ -184,7 +184,10 @@ export class PrivateChannel {
           const snapshot = await this.deps.store.readState(this.conn.userId);
           if (this.stopped) return;
           this.resync(snapshot, after.reason);
-          break;
+          // Events notified while the state was read, and not in it, are stored: read them now. Left to the retry
+          // timer they would wait its 250 ms and count as a gap that never was.
+          if (this.stopped || this.conn.closed || this.highestNotified <= this.lastSeq) break;
+          continue;
         }
         // The read's `since` (the last seq sent) included: a resume at a step's first event is mid-step.
         for (const seq of after.continued) if (seq >= this.lastSeq) this.stepContinues.add(seq);
