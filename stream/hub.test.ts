@@ -338,7 +338,7 @@ describe("price-driven summaries", () => {
       // As the store answers a read from its mark: no event, and `since`'s own `more`
       readAfter: (_userId, since) => {
         reads.push(since);
-        return Promise.resolve({ ok: true, events: [], continued: since === 2 ? [2] : [], mark: 2 });
+        return Promise.resolve({ ok: true, events: [], continued: since === 2 ? [2] : [], mark: 2, aheadSeq: 0 });
       },
     });
     const frames = new Map<string, string[]>();
@@ -403,7 +403,7 @@ describe("price-driven summaries", () => {
     hub.handleEntry(`${Date.now()}-1`, quote("ETH", "2001"));
     await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
     expect(frames).toEqual([]);
-    answer({ ok: true, events: [opened, paid], continued: [2], mark: 3 });
+    answer({ ok: true, events: [opened, paid], continued: [2], mark: 3, aheadSeq: 0 });
     await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
     expect(frames).toEqual(["event 2", "event 3", "summary 3 marginUsed 200"]);
     // Caught up: the next quote's summary goes out as usual

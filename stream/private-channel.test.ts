@@ -43,7 +43,11 @@ class MemoryStore implements PrivateStore {
     const continued = [since, ...events.map((e) => e.seq)].filter(
       (seq) => seq > this.trimmedThrough && this.continued.has(seq),
     );
-    return { ok: true, events, continued, mark: since + events.length };
+    // The highest seq held above the run after `since` (its contiguous mark), as the ahead set has it
+    let run = since + events.length;
+    while (this.events.has(run + 1)) run++;
+    const aheadSeq = Math.max(0, ...[...this.events.keys()].filter((seq) => seq > run));
+    return { ok: true, events, continued, mark: since + events.length, aheadSeq };
   }
 }
 
@@ -224,6 +228,43 @@ describe("PrivateChannel", () => {
       await vi.advanceTimersByTimeAsync(0);
       expect(seqs(), `since ${since}`).toEqual([2, 3, 4, 5]);
     }
+  });
+
+  it("learns from a recheck's read of events stored above a gap whose fan-out it missed, and sends them", async () => {
+    const { channel, store, seqs, gaps } = setUp();
+    for (let n = 1; n <= 10; n++) store.events.set(n, event(n));
+    store.stateSeq = 10;
+    await channel.start(undefined);
+    // A worker died holding 11; another stored 12 above the gap and fanned it out, but this replica's reader lost
+    // that entry (the fan-out's trim overtook it): it rechecks, and the store holds nothing after 10 yet
+    store.events.set(12, event(12));
+    channel.recheck();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(gaps).toEqual([1]); // waiting for 11
+    // 11 is claimed and stored (the mark moves over 12), and only 11 is fanned out
+    store.events.set(11, event(11));
+    channel.notify(event(11));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seqs()).toEqual([11, 12]);
+    expect(gaps).toEqual([1, -1]);
+  });
+
+  it("after a resync, reads what the store holds above a gap once it fills, though no fan-out will name it", async () => {
+    const { channel, store, seqs } = setUp();
+    for (let n = 1; n <= 5; n++) store.events.set(n, event(n));
+    store.stateSeq = 5;
+    await channel.start(undefined);
+    // The fan-out reader lost entries for long: 6 has been trimmed from the store since, 7 and 8 are kept, and 10 is
+    // stored above a gap at 9 (a worker died holding it). The recheck's read resyncs at 8.
+    for (const n of [7, 8, 10]) store.events.set(n, event(n));
+    [store.trimmedThrough, store.stateSeq, store.aheadSeq] = [6, 8, 10];
+    channel.recheck();
+    await vi.advanceTimersByTimeAsync(0);
+    // 9 is claimed and stored (the mark moves over 10), and only 9 is fanned out
+    store.events.set(9, event(9));
+    channel.notify(event(9));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(seqs()).toEqual([9, 10]);
   });
 
   it("sends the summary after an engine step's last event for the user, not between its events", async () => {

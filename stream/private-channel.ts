@@ -191,6 +191,9 @@ export class PrivateChannel {
         }
         // The read's `since` (the last seq sent) included: a resume at a step's first event is mid-step.
         for (const seq of after.continued) if (seq >= this.lastSeq) this.stepContinues.add(seq);
+        // Events stored above a gap whose notifications this replica lost (a recheck after the fan-out reader missed
+        // entries): the one that fills the gap is notified alone, so the channel must know more follow it.
+        if (after.aheadSeq > this.highestNotified) this.highestNotified = after.aheadSeq;
         this.deliver(after.events);
         if (this.conn.closed) break;
         // More to read: a full batch, or notifications past what was sent that came while this one was read (read
@@ -276,6 +279,8 @@ export class PrivateChannel {
       this.mirror.reset(snapshot);
       this.lastSeq = snapshot.seq;
       if (snapshot.markContinues) this.stepContinues.add(snapshot.seq);
+      // As on start: events stored above a gap are read once it fills, though no notification will name them.
+      if (snapshot.aheadSeq > this.highestNotified) this.highestNotified = snapshot.aheadSeq;
       this.sendState("resync", reason);
     } catch (error) {
       this.fail(error, snapshot.seq);

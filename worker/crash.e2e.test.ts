@@ -405,7 +405,13 @@ describe("crash tests with the real engine and worker processes", () => {
         // Stored with `more` when its engine step has another event for the user after it.
         const continued = events.filter((e, i) => events[i + 1]?.inputId === e.inputId).map((e) => e.seq);
         const stored = await readEventsAfter(redis, keys, userId, 0, 100_000);
-        expect(stored, `events of ${userId} ${seedNote}`).toEqual({ ok: true, events, continued, mark: events.length });
+        expect(stored, `events of ${userId} ${seedNote}`).toEqual({
+          ok: true,
+          events,
+          continued,
+          mark: events.length,
+          aheadSeq: 0,
+        });
         expect(await redis.zcard(keys.eventsAheadKey(userId))).toBe(0);
         expect(
           [...(fannedOut.get(userId) ?? [])].sort((a, b) => a - b),

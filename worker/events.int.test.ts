@@ -185,13 +185,31 @@ describe("events store", () => {
     expect(member).toBe(`${T0 + 1} ${JSON.stringify(balances("ann", 1))}`);
 
     const after2 = await readEventsAfter(redis, keys, "ann", 2);
-    expect(after2).toEqual({ ok: true, events: [3, 4, 5].map((n) => balances("ann", n)), continued: [], mark: 5 });
+    expect(after2).toEqual({
+      ok: true,
+      events: [3, 4, 5].map((n) => balances("ann", n)),
+      continued: [],
+      mark: 5,
+      aheadSeq: 0,
+    });
     const limited = await readEventsAfter(redis, keys, "ann", 0, 2);
     expect(limited.ok && [seqs(limited.events), limited.mark]).toEqual([[1, 2], 5]);
-    expect(await readEventsAfter(redis, keys, "ann", 5)).toEqual({ ok: true, events: [], continued: [], mark: 5 });
+    expect(await readEventsAfter(redis, keys, "ann", 5)).toEqual({
+      ok: true,
+      events: [],
+      continued: [],
+      mark: 5,
+      aheadSeq: 0,
+    });
     expect(await readEventsAfter(redis, keys, "ann", 6)).toEqual({ ok: false, reason: "ahead" });
     // A user with no events: mark 0, nothing after 0
-    expect(await readEventsAfter(redis, keys, "bob", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
+    expect(await readEventsAfter(redis, keys, "bob", 0)).toEqual({
+      ok: true,
+      events: [],
+      continued: [],
+      mark: 0,
+      aheadSeq: 0,
+    });
     expect(await readEventsAfter(redis, keys, "bob", 1)).toEqual({ ok: false, reason: "ahead" });
   });
 
@@ -244,7 +262,14 @@ describe("events store", () => {
     // And a reader sees nothing past the mark
     const early = await readEventsAfter(redis, keys, "ann", 0);
     expect(early.ok && [seqs(early.events), early.mark]).toEqual([[1, 2], 2]);
-    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], continued: [], mark: 2 });
+    // Each read says how far the store holds above the gap: a live channel that missed their fan-out waits for it
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({
+      ok: true,
+      events: [],
+      continued: [],
+      mark: 2,
+      aheadSeq: 6,
+    });
     // A snapshot says how far the store holds above the gap: a channel reads up to there once it fills
     expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 2, aheadSeq: 6 });
     // A replay of an early one stores nothing again
@@ -363,12 +388,19 @@ describe("readPrivateState", () => {
     queueEventAppend(pipe, keys, opened, true);
     await pipe.exec();
     expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 2, markContinues: true });
-    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [], continued: [2], mark: 2 });
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({
+      ok: true,
+      events: [],
+      continued: [2],
+      mark: 2,
+      aheadSeq: 0,
+    });
     expect(await readEventsAfter(redis, keys, "ann", 1)).toEqual({
       ok: true,
       events: [opened],
       continued: [2],
       mark: 2,
+      aheadSeq: 0,
     });
     // Once 3 is stored the mark is past the step; a read from 2 still says 2 went on, and reads 3 within its limit
     const paid = { ...balances("ann", 3, T0 + 2, "9900"), id: `${T0 + 2}-0:1` };
@@ -379,10 +411,17 @@ describe("readPrivateState", () => {
       events: [paid],
       continued: [2],
       mark: 3,
+      aheadSeq: 0,
     });
     // `since` trimmed (2 here), the run after it kept: a resume, and nothing said of `since`
     await redis.zremrangebyscore(keys.eventsKey("ann"), 1, 2);
-    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({ ok: true, events: [paid], continued: [], mark: 3 });
+    expect(await readEventsAfter(redis, keys, "ann", 2)).toEqual({
+      ok: true,
+      events: [paid],
+      continued: [],
+      mark: 3,
+      aheadSeq: 0,
+    });
   });
 
   it("works on a Redis that has not loaded its script (EVAL on NOSCRIPT)", async () => {
@@ -393,7 +432,13 @@ describe("readPrivateState", () => {
     try {
       const keys = keyspace("noscript:");
       expect((await readPrivateState(fresh, keys, "ann")).seq).toBe(0);
-      expect(await readEventsAfter(fresh, keys, "ann", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
+      expect(await readEventsAfter(fresh, keys, "ann", 0)).toEqual({
+        ok: true,
+        events: [],
+        continued: [],
+        mark: 0,
+        aheadSeq: 0,
+      });
     } finally {
       fresh.disconnect();
       await scratch.stop();
@@ -421,6 +466,7 @@ describe("worker: events and fan-out", () => {
       events: [opened, paid],
       continued: [1],
       mark: 2,
+      aheadSeq: 0,
     });
     const state = await readPrivateState(redis, keys, "ann");
     expect([state.seq, state.balances.USD, state.trades.map((t) => t.id)]).toEqual([2, "9900", ["T0-1"]]);
@@ -477,7 +523,13 @@ describe("worker: events and fan-out", () => {
     const outputs = [0, 1].map((n): PrivateOutput => ({ ...balances("ann", n + 1, step), id: `${step}-0:${n}` }));
     await deliver(keys, [...outputs, balances("ann", 3, T0 + 6)]);
     const read = await readEventsAfter(redis, keys, "ann", 0);
-    expect(read).toEqual({ ok: true, events: [...outputs, balances("ann", 3, T0 + 6)], continued: [1], mark: 3 });
+    expect(read).toEqual({
+      ok: true,
+      events: [...outputs, balances("ann", 3, T0 + 6)],
+      continued: [1],
+      mark: 3,
+      aheadSeq: 0,
+    });
     // What a reader from before the field does with each member: the log ms up to the first space (EVENT_APPEND's
     // trim too), the rest parsed as the output; the field rides along.
     const members = await redis.zrange(keys.eventsKey("ann"), "0", "-1");
@@ -491,8 +543,20 @@ describe("worker: events and fan-out", () => {
     const older = balances("ann", 4, T0 + 7);
     await redis.zadd(keys.eventsKey("ann"), 4, `${T0 + 7} ${JSON.stringify(older)}`);
     await redis.set(keys.eventsSeqKey("ann"), "4");
-    expect(await readEventsAfter(redis, keys, "ann", 3)).toEqual({ ok: true, events: [older], continued: [], mark: 4 });
-    expect(await readEventsAfter(redis, keys, "ann", 4)).toEqual({ ok: true, events: [], continued: [], mark: 4 });
+    expect(await readEventsAfter(redis, keys, "ann", 3)).toEqual({
+      ok: true,
+      events: [older],
+      continued: [],
+      mark: 4,
+      aheadSeq: 0,
+    });
+    expect(await readEventsAfter(redis, keys, "ann", 4)).toEqual({
+      ok: true,
+      events: [],
+      continued: [],
+      mark: 4,
+      aheadSeq: 0,
+    });
     expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 4, markContinues: false });
   });
 
@@ -502,10 +566,22 @@ describe("worker: events and fan-out", () => {
     // Given the newer batch (4–6) handled first, the older (1–3) claimed from a dead worker afterwards
     await deliver(keys, events.slice(3));
     expect((await readPrivateState(redis, keys, "cat")).seq).toBe(0);
-    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events: [], continued: [], mark: 0 });
+    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({
+      ok: true,
+      events: [],
+      continued: [],
+      mark: 0,
+      aheadSeq: 6,
+    });
     await deliver(keys, events.slice(0, 3));
     // Then every event is readable in order, and the balances are the newest's (the late ones did not regress them)
-    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({ ok: true, events, continued: [], mark: 6 });
+    expect(await readEventsAfter(redis, keys, "cat", 0)).toEqual({
+      ok: true,
+      events,
+      continued: [],
+      mark: 6,
+      aheadSeq: 0,
+    });
     const state = await readPrivateState(redis, keys, "cat");
     expect([state.seq, state.balances.USD]).toEqual([6, "9994"]);
   });

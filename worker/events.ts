@@ -23,7 +23,8 @@
  * least once: a batch run again (a crash before XACK, an engine replay) fans its events out again, and consumers drop
  * seqs they have delivered. An event can be fanned out above a gap (stored ahead of the mark): the late batch that
  * fills the gap fans out only its own events, so a consumer that saw a seq beyond the next one it expects reads the
- * rest from the store (readEventsAfter) once the mark has moved.
+ * rest from the store (readEventsAfter) once the mark has moved. One that did not see it (it listened later, or lost
+ * fan-out entries) learns the highest seq stored above the gap from either read (`aheadSeq`).
  */
 import { createHash } from "node:crypto";
 import type { ChainableCommander, Redis } from "ioredis";
@@ -90,17 +91,18 @@ if drop > 0 then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, drop - 1) end
 return 1`;
 
 /**
- * KEYS[1] events, KEYS[2] mark; ARGV[1] since, ARGV[2] limit. Returns {mark, members with scores} for seqs in
- * [since, min(mark, since + limit)]: the events after `since`, led by the member at `since` itself when it is still
- * kept (its `more` says whether the engine step of the event a reader starts from goes on); the mark alone when
- * since is above it.
+ * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead; ARGV[1] since, ARGV[2] limit. Returns {mark, members with scores,
+ * the ahead set's highest seq ('0' when empty)}, the members for seqs in [since, min(mark, since + limit)]: the
+ * events after `since`, led by the member at `since` itself when it is still kept (its `more` says whether the
+ * engine step of the event a reader starts from goes on); no members when since is above the mark.
  */
 const EVENTS_AFTER = `
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 local since = tonumber(ARGV[1])
-if since > mark then return {tostring(mark), {}} end
+local ahead = redis.call('ZRANGE', KEYS[3], -1, -1)[1] or '0'
+if since > mark then return {tostring(mark), {}, ahead} end
 local upto = math.min(mark, since + tonumber(ARGV[2]))
-return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], since, upto, 'WITHSCORES')}`;
+return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], since, upto, 'WITHSCORES'), ahead}`;
 
 /**
  * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead, KEYS[6] events: all
@@ -309,14 +311,16 @@ export async function readPrivateState(redis: Redis, keys: Keyspace, userId: str
 }
 
 export type EventsAfter =
-  | { ok: true; events: PrivateOutput[]; continued: number[]; mark: number }
+  | { ok: true; events: PrivateOutput[]; continued: number[]; mark: number; aheadSeq: number }
   | { ok: false; reason: "beyond_retention" | "ahead" };
 
 /**
  * The user's events after `since`, ascending and contiguous: seq since+1 up to min(mark, since + limit), `mark`
  * the contiguous mark read with them (more follow when the last event's seq is below it); `continued` the seqs
  * stored with `more` (eventMember), whose engine step follows them with another event for the user: among the
- * events, and `since` itself when the event at it was (a reader resuming there, at the mark as well, is mid-step).
+ * events, and `since` itself when the event at it was (a reader resuming there, at the mark as well, is mid-step);
+ * `aheadSeq` the highest seq stored above a gap (0 when there is none), read with them: a reader that missed those
+ * events' fan-out learns that they are to come once the gap fills.
  * `ahead` when since is above the mark (the client saw a seq this store has not: another deployment's, or lost with
  * Redis); `beyond_retention` when since+1 has been trimmed. Either way the client needs a fresh snapshot.
  */
@@ -331,12 +335,12 @@ export async function readEventsAfter(
     throw new RangeError(`since: expected a whole number ≥ 0, received ${String(since)}`);
   if (!Number.isSafeInteger(limit) || limit < 1)
     throw new RangeError(`limit: expected a whole number ≥ 1, received ${String(limit)}`);
-  const [markText, members] = (await runScript(
+  const [markText, members, ahead] = (await runScript(
     redis,
     EVENTS_AFTER,
-    [keys.eventsKey(userId), keys.eventsSeqKey(userId)],
+    [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)],
     [String(since), String(limit)],
-  )) as [string, string[]];
+  )) as [string, string[], string];
   const mark = Number(markText);
   if (since > mark) return { ok: false, reason: "ahead" };
   const events: PrivateOutput[] = [];
@@ -355,7 +359,7 @@ export async function readEventsAfter(
     events.push(event);
   }
   if (since < mark && events.length === 0) return { ok: false, reason: "beyond_retention" };
-  return { ok: true, events, continued, mark };
+  return { ok: true, events, continued, mark, aheadSeq: Number(ahead) };
 }
 
 /** A stored member (eventMember): its output, and its `more` (false for a member an older worker stored without it). */

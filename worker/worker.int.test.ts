@@ -224,6 +224,7 @@ describe("worker on real Redis and Postgres", () => {
       events,
       continued,
       mark: events.length,
+      aheadSeq: 0,
     });
 
     stop.abort();
