@@ -183,7 +183,13 @@ describe("price-driven summaries", () => {
   function subscribePrivate(
     hub: StreamHub,
     userId: string,
-    onFrame: (frame: { type: string; seq?: number; balance?: string; marginUsed?: string }) => void,
+    onFrame: (frame: {
+      type: string;
+      seq?: number;
+      balance?: string;
+      marginUsed?: string;
+      summary?: { balance: string };
+    }) => void,
     since?: number,
   ): void {
     let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
@@ -325,13 +331,14 @@ describe("price-driven summaries", () => {
     const opened = trade("T0-3", "ETH");
     const [, paid] = tradeOpening("eth", 2, opened, "900");
     const reads: number[] = [];
+    let paidStored = false;
     const hub = startHub(() => [], {
       readState: () =>
         Promise.resolve({
-          seq: 2,
+          seq: paidStored ? 3 : 2,
           aheadSeq: 0,
-          markContinues: true,
-          balances: { USD: "1000" },
+          markContinues: !paidStored,
+          balances: { USD: paidStored ? "900" : "1000" },
           trades: [opened],
           orders: [],
         }),
@@ -353,6 +360,8 @@ describe("price-driven summaries", () => {
         (frame) => {
           if (frame.type === "event") frames.get(client)!.push(`event ${frame.seq}`);
           if (frame.type === "summary") frames.get(client)!.push(`summary ${frame.seq} balance ${frame.balance}`);
+          if (frame.type === "snapshot")
+            frames.get(client)!.push(`snapshot ${frame.seq} balance ${frame.summary?.balance}`);
         },
         since,
       );
@@ -360,14 +369,17 @@ describe("price-driven summaries", () => {
     await vi.advanceTimersByTimeAsync(0);
     expect(reads).toEqual([2]);
     // A quote of the trade's asset owes a summary: at seq 2 it would show a balance of 1,100 (the margin in use, and
-    // still in the USD it is to be paid from)
+    // still in the USD it is to be paid from). So would the snapshot's own summary: it waits for 3.
     hub.handleEntry(`${Date.now()}-1`, quote("ETH", "2001"));
-    await vi.advanceTimersByTimeAsync(3 * DEFAULT_LIMITS.summaryIntervalMs);
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs + 500);
     expect(Object.fromEntries(frames)).toEqual({ resume: [], snapshot: [] });
+    paidStored = true;
     hub.handleEntry(`${Date.now()}-2`, { kind: "event", user: "eth", seq: "3", body: JSON.stringify(paid) });
     await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
-    const after = ["event 3", "summary 3 balance 1000"];
-    expect(Object.fromEntries(frames)).toEqual({ resume: after, snapshot: after });
+    expect(Object.fromEntries(frames)).toEqual({
+      resume: ["event 3", "summary 3 balance 1000"],
+      snapshot: ["snapshot 3 balance 1000"],
+    });
     hub.shutdown();
   });
 

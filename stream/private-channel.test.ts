@@ -24,10 +24,12 @@ class MemoryStore implements PrivateStore {
   /** Events up to this seq have been trimmed: a read after an earlier seq is `beyond_retention`. */
   trimmedThrough = 0;
   reads = 0;
+  stateReads = 0;
   /** While set, each read waits for it (what the read returns is what the store held when it was made). */
   gate: Promise<void> | undefined;
 
   readState(): Promise<PrivateState> {
+    this.stateReads++;
     const { stateSeq: seq, aheadSeq, balances } = this;
     return Promise.resolve({ seq, aheadSeq, markContinues: this.continued.has(seq), balances, trades: [], orders: [] });
   }
@@ -89,7 +91,14 @@ function setUp() {
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);
   /** What went out after the snapshot: "event <seq>" and "summary <seq>". */
   const frames = () => sent.filter((f) => f.type !== "snapshot").map((f) => `${String(f.type)} ${String(f.seq)}`);
-  return { channel, store, seqs, frames, logs, gaps, closes, ws, conn, socket };
+  /** Every frame, a snapshot's or resync's with the USD balance its summary shows. */
+  const all = () =>
+    sent.map((f) =>
+      f.type === "snapshot" || f.type === "resync"
+        ? `${f.type} ${String(f.seq)} balance ${(f.summary as { balance: string }).balance}`
+        : `${String(f.type)} ${String(f.seq)}`,
+    );
+  return { channel, store, seqs, frames, all, logs, gaps, closes, ws, conn, socket };
 }
 
 const event = (seq: number) => balancesEvent(USER, seq, String(seq));
@@ -399,7 +408,7 @@ describe("PrivateChannel", () => {
   it("holds the summary back from the start when it starts at a step's first event, its next not stored yet", async () => {
     // 2 opened a trade, stored with `more`; 3 (its margin paid) is still with the worker. The mark is 2.
     for (const [since, stateSeq] of [
-      [undefined, 2], // a snapshot at the mark: the state read says the event there goes on
+      [undefined, 2], // a snapshot at the mark, sent after its 2 s wait: the state read says the event there goes on
       [2, 2], // a resume from the mark: so does the state read, and the read after 2
       [2, 1], // a resume from 2 stored after the state read: the read after 2 says it
     ] as const) {
@@ -407,13 +416,112 @@ describe("PrivateChannel", () => {
       for (const n of [1, 2]) store.events.set(n, event(n));
       store.continued.add(2);
       store.stateSeq = stateSeq;
-      await channel.start(since);
+      const starting = channel.start(since);
+      await vi.advanceTimersByTimeAsync(2_000);
+      await starting;
       expect(channel.midStep, `since ${since}, state at ${stateSeq}`).toBe(true);
       expect(channel.summaryReady).toBe(false);
       store.events.set(3, event(3));
       channel.notify(event(3));
       expect(frames()).toEqual(["event 3", "summary 3"]);
     }
+  });
+
+  it("sends no snapshot or resync read in the middle of an engine step: it waits for the step's end", async () => {
+    for (const since of [undefined, 0]) {
+      const { channel, store, all } = setUp();
+      // 1 paid in 1,000 USD, 2 opened a trade (its margin of 100 still in the balance: the read models say 1,100),
+      // stored with `more`; 3 (the margin paid) is in the worker's next batch. A resume from 0 finds 1 trimmed.
+      for (const n of [1, 2]) store.events.set(n, event(n));
+      store.continued.add(2);
+      [store.stateSeq, store.balances, store.trimmedThrough] = [2, { USD: "1100" }, since === undefined ? 0 : 1];
+      const starting = channel.start(since);
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(all(), `since ${since}`).toEqual([]);
+      expect(store.stateReads).toBe(since === undefined ? 3 : 4); // 0, 0.25, 0.75 s; a resume's own read first
+      // 3 is stored (the mark moves to 3) and fanned out: the state is read again at once, and sent
+      store.events.set(3, event(3));
+      [store.stateSeq, store.balances] = [3, { USD: "1000" }];
+      channel.notify(event(3));
+      await vi.advanceTimersByTimeAsync(0);
+      await starting;
+      const type = since === undefined ? "snapshot" : "resync";
+      expect(all()).toEqual([`${type} 3 balance 1000`]);
+      expect(channel.summaryReady).toBe(true);
+      // Live from 3 on: no event sent twice, none lost
+      store.events.set(4, event(4));
+      channel.notify(event(4));
+      expect(all().slice(1)).toEqual(["event 4", "summary 4"]);
+    }
+  });
+
+  it("after such a wait, sends the events notified while the state was read again, each once", async () => {
+    const { channel, store, all, gaps } = setUp();
+    for (const n of [1, 2]) store.events.set(n, event(n));
+    store.continued.add(2);
+    store.stateSeq = 2;
+    const readState = store.readState.bind(store);
+    let release: (() => void) | undefined;
+    store.readState = () => {
+      const state = readState(); // the store as the read found it
+      return store.stateReads === 1 ? state : new Promise((resolve) => (release = () => resolve(state)));
+    };
+    const starting = channel.start(undefined);
+    await vi.advanceTimersByTimeAsync(0);
+    // 3 ends the step: it wakes the wait, and its read finds the mark at 3; 4 is stored and notified during that read
+    store.events.set(3, event(3));
+    store.stateSeq = 3;
+    channel.notify(event(3));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(release).toBeDefined();
+    store.events.set(4, event(4));
+    store.stateSeq = 4;
+    channel.notify(event(4));
+    release!();
+    await starting;
+    expect(all()).toEqual(["snapshot 3 balance 0", "event 4", "summary 4"]);
+    expect(store.stateReads).toBe(2);
+    expect(gaps).toEqual([]);
+  });
+
+  it("sends the state read mid-step after 2 s, logged, and no summary frame until the step's end", async () => {
+    const { channel, store, all, logs } = setUp();
+    for (const n of [1, 2]) store.events.set(n, event(n));
+    store.continued.add(2);
+    [store.stateSeq, store.balances] = [2, { USD: "1100" }];
+    const starting = channel.start(undefined);
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(all()).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    await starting;
+    expect(all()).toEqual(["snapshot 2 balance 1100"]);
+    expect(store.stateReads).toBe(5); // 0, 0.25, 0.75, 1.75 and 2 s
+    expect(logs.filter((l) => l.event === "private_state_mid_step")).toEqual([
+      expect.objectContaining({ level: "warn", userId: USER, seq: 2, waitedMs: 2_000 }),
+    ]);
+    expect(channel.summaryReady).toBe(false);
+    store.events.set(3, event(3));
+    channel.notify(event(3));
+    expect(all().slice(1)).toEqual(["event 3", "summary 3"]);
+  });
+
+  it("ends the wait for a step when it stops (unsubscribe, socket closed): nothing sent, no timer left", async () => {
+    const { channel, store, all } = setUp();
+    for (const n of [1, 2]) store.events.set(n, event(n));
+    store.continued.add(2);
+    store.stateSeq = 2;
+    const starting = channel.start(undefined);
+    await vi.advanceTimersByTimeAsync(500);
+    channel.stop();
+    await starting; // no fake time passes
+    expect(vi.getTimerCount()).toBe(0);
+    const reads = store.stateReads;
+    store.events.set(3, event(3));
+    store.stateSeq = 3;
+    channel.notify(event(3));
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(all()).toEqual([]);
+    expect([store.stateReads, store.reads]).toEqual([reads, 0]);
   });
 
   it("stays stopped when its snapshot closed the socket: no read, retry or gap on it after", async () => {

@@ -5,8 +5,11 @@
  * the store does not hold yet (the worker stores a user's events out of order only after a crash) waits for a
  * later notification or the retry timer, which backs off to one read per RETRY_MAX_MS: a gap that never fills (an
  * output the worker refused to store, `bad_output_entry`) costs little, and is logged and counted for an operator
- * (docs/operations.md); a gap logged as waiting is logged again when it ends, so an operator sees which did. A client that subscribes without `since` gets a snapshot; with `since`
- * the events after it, or a resync (a fresh snapshot) when they are no longer kept or `since` is ahead of them.
+ * (docs/operations.md); a gap logged as waiting is logged again when it ends, so an operator sees which did.
+ *
+ * A client that subscribes without `since` gets a snapshot; with `since` the events after it, or a resync (a fresh
+ * snapshot) when they are no longer kept or `since` is ahead of them. A snapshot or resync whose state is read in the
+ * middle of an engine step waits, for at most STEP_WAIT_MAX_MS, for the step's next event to be stored.
  *
  * The channel keeps a mirror of the account (snapshot + events) for the account summary it sends after the events
  * it sends in one go, never after an event its engine step follows with another for the user, and, throttled by the
@@ -37,6 +40,16 @@ const RETRY_FIRST_MS = 250;
 const RETRY_MAX_MS = 5_000;
 /** A gap still open after this long is logged (once), and then its end. */
 const GAP_WARN_AFTER_MS = 5_000;
+/**
+ * How long a snapshot or resync waits for the engine step its state is read in the middle of. The step's next event
+ * is in the batch after the one that stored the mark (a batch may end inside a step): a live worker stores it once
+ * that batch's Postgres writes are done, well within this. A worker that died holding it leaves it to a claim, after
+ * WORKER_CLAIM_IDLE_MS (30 s by default) and up to half that again for the next claim round: too long for a client
+ * to go without its state, so the wait does not cover it. Past this the state goes out as read, logged
+ * (`private_state_mid_step`); its summary shows the step half done, and no summary frame follows until the step's
+ * next event has been sent (stepContinues).
+ */
+const STEP_WAIT_MAX_MS = 2_000;
 
 export interface PrivateChannelDeps {
   readonly store: PrivateStore;
@@ -74,6 +87,8 @@ export class PrivateChannel {
   private notifiedWhileReading = false;
   /** The seq the store is awaited for, since when, and whether that was logged. */
   private gap: { seq: number; sinceMs: number; logged: boolean } | undefined;
+  /** A snapshot's or resync's state read under way (readWholeState): what notify() tells it. */
+  private stepWait: StepWait | undefined;
   private readonly mirror: Mirror;
   /**
    * The seqs notified or read as followed by another event of the same engine step (the fan-out's `more`, or the
@@ -96,8 +111,10 @@ export class PrivateChannel {
 
   /** Snapshot (no `since`) or resume from `since`; then live. */
   async start(since: number | undefined): Promise<void> {
-    const snapshot = await this.deps.store.readState(this.conn.userId);
-    if (this.stopped) return;
+    // A resume's client has its state already: only what it is sent now must not be mid-step (stepContinues below).
+    const snapshot =
+      since === undefined ? await this.readWholeState() : await this.deps.store.readState(this.conn.userId);
+    if (snapshot === undefined || this.stopped) return;
     this.mirror.reset(snapshot);
     // Events stored above a gap were fanned out before this channel listened: no notification will name them, and
     // the one that fills the gap is read from the store only if the channel knows more follow it.
@@ -121,6 +138,11 @@ export class PrivateChannel {
    */
   notify(event: PrivateOutput, more = false): void {
     if (event.seq > this.highestNotified) this.highestNotified = event.seq;
+    const wait = this.stepWait;
+    if (wait !== undefined) {
+      if (event.seq > wait.notified) wait.notified = event.seq;
+      if (event.seq > wait.mark) wait.wake?.(); // stored before its fan-out: the state can be read past the mark now
+    }
     if (more && event.seq >= this.lastSeq) this.stepContinues.add(event.seq);
     if (this.state === "filling" && event.seq > this.lastSeq) this.notifiedWhileReading = true;
     if (this.state !== "live" || event.seq <= this.lastSeq) return; // a fill running or to come picks it up
@@ -138,6 +160,7 @@ export class PrivateChannel {
   stop(): void {
     this.state = "stopped";
     clearTimeout(this.retry);
+    this.stepWait?.wake?.();
     this.endGap("channel_closed");
   }
 
@@ -181,8 +204,8 @@ export class PrivateChannel {
         if (this.stopped) return;
         this.readFailed = false;
         if (!after.ok) {
-          const snapshot = await this.deps.store.readState(this.conn.userId);
-          if (this.stopped) return;
+          const snapshot = await this.readWholeState();
+          if (snapshot === undefined || this.stopped) return;
           this.resync(snapshot, after.reason);
           // Events notified while the state was read, and not in it, are stored: read them now. Left to the retry
           // timer they would wait its 250 ms and count as a gap that never was.
@@ -213,6 +236,51 @@ export class PrivateChannel {
     if (this.state !== "live") return;
     if (this.recheckPending) void this.fill();
     else this.scheduleRetry();
+  }
+
+  /**
+   * The account for a snapshot or resync, read again while its mark is inside an engine step (`markContinues`: the
+   * step's next event is not stored yet), for at most STEP_WAIT_MAX_MS: a snapshot read there would carry a summary
+   * of money that never was (a trade open, its margin not yet paid from the balance), and the client shows it. Each
+   * wait ends with a notification past the mark (its event is stored by then), or after the retry delay, doubling as
+   * a gap's does. Events notified meanwhile are read after the state's seq as usual: the state read last decides
+   * what is sent again and what is not. Undefined when the channel stopped meanwhile (unsubscribe, the socket closed).
+   */
+  private async readWholeState(): Promise<PrivateState | undefined> {
+    const startMs = this.deps.now();
+    let delayMs = RETRY_FIRST_MS;
+    const wait: StepWait = { mark: Infinity, notified: 0, wake: undefined };
+    this.stepWait = wait;
+    try {
+      for (;;) {
+        [wait.mark, wait.notified] = [Infinity, 0];
+        const state = await this.deps.store.readState(this.conn.userId);
+        if (this.stopped) return undefined;
+        if (!state.markContinues || this.conn.closed) return state;
+        const waitedMs = this.deps.now() - startMs;
+        if (waitedMs >= STEP_WAIT_MAX_MS) {
+          this.deps.log.warn("private_state_mid_step", { userId: this.conn.userId, seq: state.seq, waitedMs });
+          return state;
+        }
+        // Notified past the mark while the state was read: that event may have been stored after the read. Each
+        // read again this way needs another notification, so it cannot spin.
+        if (wait.notified > state.seq) continue;
+        wait.mark = state.seq;
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            clearTimeout(timer);
+            wait.wake = undefined;
+            resolve();
+          };
+          const timer = setTimeout(wake, Math.min(delayMs, STEP_WAIT_MAX_MS - waitedMs));
+          wait.wake = wake;
+        });
+        if (this.stopped) return undefined;
+        delayMs = Math.min(RETRY_MAX_MS, delayMs * 2);
+      }
+    } finally {
+      this.stepWait = undefined;
+    }
   }
 
   /** After a read: a gap still open, or a failed read, is looked for again later, each time a little later. */
@@ -380,6 +448,16 @@ export class PrivateChannel {
       this.deps.quotes,
     );
   }
+}
+
+/**
+ * A state read waiting out an engine step: `mark` the seq it read (Infinity while the read is under way), `notified`
+ * the highest seq notified during the read, `wake` ends the wait.
+ */
+interface StepWait {
+  mark: number;
+  notified: number;
+  wake: (() => void) | undefined;
 }
 
 /** The account as of `seq`: what the summary is computed from. Views kept as JSON, as the read models keep them. */

@@ -263,7 +263,7 @@ describe("private channel", () => {
     client.close();
   });
 
-  it("sends no summary after a resume or snapshot at a step's first event until its next event is sent", async () => {
+  it("sends no summary, nor a snapshot, at a step's first event: each waits for its next event", async () => {
     const u = user();
     // 1 paid in 1,000 USD; 2 opened an ETH trade with a margin of 100, stored with `more`; the worker's batch ended
     // there, and 3 (its margin paid: USD 900) is still to come. The open trades show the trade, the balances not yet.
@@ -298,25 +298,31 @@ describe("private channel", () => {
     const fresh = await connect(u);
     fresh.send({ op: "subscribe", channel: "private" });
     await resumed.until((f) => f.some((x) => x.type === "subscribed"));
-    await fresh.until((f) => f.some((x) => x.type === "snapshot"));
+    await fresh.until((f) => f.some((x) => x.type === "subscribed"));
     await new Promise((r) => setTimeout(r, 100)); // the resume's read answered
-    // A quote of the trade's asset owes each a summary. At seq 2 it would show 1,100: the margin in use, and still
-    // in the USD it is to be paid from. Waited for: a resume's first tick, and a second after the snapshot's.
+    // A quote of the trade's asset owes the resumed socket a summary. At seq 2 it would show 1,100: the margin in
+    // use, and still in the USD it is to be paid from. So would the snapshot's own summary: it waits for 3 (up to 2 s
+    // from the subscribe; this is well within that).
     await fanOut(t, "quote", quoteOutput("ETH", "2001"));
-    await new Promise((r) => setTimeout(r, 1_300));
+    await new Promise((r) => setTimeout(r, 300)); // the resume's first tick after the quote
     const sent = (client: typeof fresh) =>
       client.frames
-        .filter((f) => f.type === "event" || f.type === "summary")
-        .map((f) => `${f.type} ${String(f.seq)}${f.type === "summary" ? ` balance ${String(f.balance)}` : ""}`);
+        .filter((f) => ["event", "summary", "snapshot"].includes(f.type))
+        .map((f) => {
+          const summary = (f.type === "snapshot" ? f.summary : f) as { balance: string };
+          return `${f.type} ${String(f.seq)}${f.type === "event" ? "" : ` balance ${summary.balance}`}`;
+        });
     expect([sent(resumed), sent(fresh)]).toEqual([[], []]);
     const paid = { ...balancesEvent(u, 3, "900"), id: `${opened.inputId}:1`, inputId: opened.inputId };
     await storeEvents(t, [paid]);
     await fanOutEvents(t, [paid]);
-    for (const client of [resumed, fresh]) {
-      await client.until((f) => f.some((x) => x.type === "summary"));
-      expect(sent(client)).toEqual(["event 3", "summary 3 balance 1000"]);
-      client.close();
-    }
+    await resumed.until((f) => f.some((x) => x.type === "summary"));
+    expect(sent(resumed)).toEqual(["event 3", "summary 3 balance 1000"]);
+    // The snapshot is read again once 3 is stored: it is at 3, and shows 1,000, never 1,100
+    await fresh.until((f) => f.some((x) => x.type === "snapshot"));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sent(fresh)).toEqual(["snapshot 3 balance 1000"]);
+    for (const client of [resumed, fresh]) client.close();
   });
 
   it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {
