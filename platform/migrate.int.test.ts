@@ -22,6 +22,7 @@ const REPO_MIGRATIONS = [
   "009_closed_orders_per_close.sql",
   "010_candles.sql",
   "011_sign_in_tokens_unused_email.sql",
+  "012_candles_1h.sql",
 ];
 const open: TestDatabase[] = [];
 async function freshDatabase() {
@@ -123,6 +124,18 @@ describe("migrate", () => {
     await expect(candle("2027-01-15T08:01:30Z", "2000", "2000", "2000", "2000")).rejects.toThrow("whole_minute");
     await expect(candle("2027-01-15T08:02:00Z", "2000", "1999", "1990", "1995")).rejects.toThrow("candles_1m_range");
     await expect(candle("2027-01-15T08:03:00Z", "2000", "2000", "2000", "2000", [2, 1])).rejects.toThrow("outputs");
+
+    const hour = (openTime: string, open: string, high: string, low: string, close: string, outputs = [1, 2]) =>
+      t.db.query(
+        `INSERT INTO candles_1h (asset, open_time, open, high, low, close, open_output, close_output)
+         VALUES ('ETH', $1, $2, $3, $4, $5, $6, $7)`,
+        [openTime, open, high, low, close, ...outputs],
+      );
+    await hour("2027-01-15T08:00:00Z", "2000", "2010.5", "1995.25", "2003");
+    await expect(hour("2027-01-15T08:00:00Z", "2000", "2000", "2000", "2000")).rejects.toThrow(/duplicate key/);
+    await expect(hour("2027-01-15T09:01:00Z", "2000", "2000", "2000", "2000")).rejects.toThrow("whole_hour");
+    await expect(hour("2027-01-15T10:00:00Z", "2000", "1999", "1990", "1995")).rejects.toThrow("candles_1h_range");
+    await expect(hour("2027-01-15T11:00:00Z", "2000", "2000", "2000", "2000", [2, 1])).rejects.toThrow("outputs");
   });
 
   it("gives closed rows written before per-close rows their trade id as close_id", async () => {
@@ -141,6 +154,42 @@ describe("migrate", () => {
     );
     const { rows } = await t.db.query("SELECT close_id, id, remaining_quantity, loss_waived FROM closed_orders");
     expect(rows).toEqual([{ close_id: "T0-7", id: "T0-7", remaining_quantity: "0.0000000000", loss_waived: null }]);
+  });
+
+  it("fills candles_1h from the minutes stored before it: each hour the merge of its minutes by their outputs", async () => {
+    const t = await freshDatabase();
+    const before = await folder({});
+    for (const name of REPO_MIGRATIONS.slice(0, REPO_MIGRATIONS.indexOf("012_candles_1h.sql")))
+      await writeFile(join(before, name), await readFile(join(DEFAULT_MIGRATIONS_DIR, name), "utf8"));
+    await migrate(t.db, quiet, before);
+    const minute = (asset: string, openTime: string, prices: string[], outputs: number[]) =>
+      t.db.query(
+        `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+        [asset, openTime, ...prices, ...outputs],
+      );
+    // Inserted out of time order; the hour's open and close go by the outputs, its high and low by the extremes.
+    await minute("ETH", "2027-01-15T08:59:00Z", ["2005", "2006", "2001", "2002.5"], [30, 39]);
+    await minute("ETH", "2027-01-15T08:00:00Z", ["2000", "2010.5", "1995.25", "2003"], [10, 19]);
+    await minute("ETH", "2027-01-15T08:30:00Z", ["2003", "2004", "1990", "2004"], [20, 29]);
+    await minute("ETH", "2027-01-15T09:00:00Z", ["2002.5", "2002.5", "2002.5", "2002.5"], [40, 40]);
+    await minute("BTC", "2027-01-15T08:15:00Z", ["60000.5", "60001", "60000", "60001"], [11, 12]);
+    expect(await migrate(t.db, quiet)).toEqual(["012_candles_1h.sql"]);
+    const { rows } = await t.db.query(
+      `SELECT asset, open_time, open::float8, high::float8, low::float8, close::float8, open_output::int,
+              close_output::int
+         FROM candles_1h ORDER BY asset, open_time`,
+    );
+    const hour = (asset: string, time: string, prices: number[], outputs: number[]) => {
+      const [open, high, low, close] = prices;
+      const [open_output, close_output] = outputs;
+      return { asset, open_time: new Date(time), open, high, low, close, open_output, close_output };
+    };
+    expect(rows).toEqual([
+      hour("BTC", "2027-01-15T08:00:00Z", [60000.5, 60001, 60000, 60001], [11, 12]),
+      hour("ETH", "2027-01-15T08:00:00Z", [2000, 2010.5, 1990, 2002.5], [10, 39]),
+      hour("ETH", "2027-01-15T09:00:00Z", [2002.5, 2002.5, 2002.5, 2002.5], [40, 40]),
+    ]);
   });
 
   it("applies in filename order regardless of directory order, each once", async () => {

@@ -1,7 +1,8 @@
 /**
  * The 1-minute candles on real Postgres (a fresh database per run) and, through the worker's batch handler, real
  * Redis: open, high, low and close of the bid per asset per minute, unchanged by a replayed output or by an older
- * batch applied after a newer one.
+ * batch applied after a newer one; and each hour in candles_1h the merge of its minutes, kept so by every write and
+ * by the re-merge a worker runs at start.
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -14,7 +15,7 @@ import { migrate } from "../platform/migrate.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { writeCandles } from "./candles.ts";
+import { mergeRecentHours, REMERGE_HOURS, writeCandles } from "./candles.ts";
 import { READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, handleBatch } from "./worker.ts";
 
@@ -190,6 +191,137 @@ describe("writeCandles", () => {
     expect(errors).toEqual([]);
     // Not even one statement sent again (platform/postgres.ts): the writers never met in a deadlock at all.
     expect(pg.logLines.filter((line) => line.event === "postgres_statement_retried")).toEqual([]);
+  });
+});
+
+/** A candles_1m or candles_1h row, every column as text. */
+interface StoredRow {
+  open_time: string;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+  open_output: string;
+  close_output: string;
+}
+
+async function rowsOf(db: TestDatabase["db"], table: string, asset: string): Promise<StoredRow[]> {
+  const { rows } = await db.query<StoredRow & { open_time: Date }>(
+    `SELECT open_time, open::text, high::text, low::text, close::text, open_output::text, close_output::text
+       FROM ${table} WHERE asset = $1 ORDER BY 1`,
+    [asset],
+  );
+  return rows.map((r) => ({ ...r, open_time: r.open_time.toISOString() }));
+}
+
+/** The stored hours of `asset`. */
+const hours = (db: TestDatabase["db"], asset: string) => rowsOf(db, "candles_1h", asset);
+
+/**
+ * The hours of `asset` as merged from its stored minutes by the rules of the table, computed here from the rows
+ * rather than in SQL: open from the minute with the least open output, close from the greatest close output.
+ */
+async function hoursFromMinutes(db: TestDatabase["db"], asset: string): Promise<StoredRow[]> {
+  const merged = new Map<number, StoredRow>();
+  for (const row of await rowsOf(db, "candles_1m", asset)) {
+    const hourMs = Math.floor(Date.parse(row.open_time) / 3_600_000) * 3_600_000;
+    const h = merged.get(hourMs);
+    if (h === undefined) {
+      merged.set(hourMs, { ...row, open_time: at(hourMs) });
+      continue;
+    }
+    if (BigInt(row.open_output) < BigInt(h.open_output)) [h.open, h.open_output] = [row.open, row.open_output];
+    if (BigInt(row.close_output) > BigInt(h.close_output)) [h.close, h.close_output] = [row.close, row.close_output];
+    if (Number(row.high) > Number(h.high)) h.high = row.high;
+    if (Number(row.low) < Number(h.low)) h.low = row.low;
+  }
+  return [...merged.values()];
+}
+
+describe("the hourly rollup", () => {
+  it("writes each minute into its hour: the merge of the hour's minutes, whatever the order and however often", async () => {
+    // Two hours of ETH, 2027-01-16 10:00 and 11:00; batches applied newest first, then an older one claimed late,
+    // then every batch again (a replay).
+    const h10 = Date.UTC(2027, 0, 16, 10);
+    const h11 = h10 + 60 * 60_000;
+    const first = [quote("ETH", h10 + 5 * 60_000, "2100"), quote("ETH", h10 + 5 * 60_000 + 1, "2090.5")];
+    const second = [quote("ETH", h10 + 30 * 60_000, "2150.25"), quote("ETH", h10 + 59 * 60_000 + 59_000, "2120")];
+    const third = [quote("ETH", h11 + 1_000, "2119"), quote("ETH", h11 + 20 * 60_000, "2130")];
+    await writeCandles(pg.db, third, log);
+    await writeCandles(pg.db, second, log);
+    const secondHour = await hours(pg.db, "ETH");
+    await writeCandles(pg.db, first, log);
+    const fromH10 = async () => (await hours(pg.db, "ETH")).filter((h) => h.open_time >= at(h10));
+    expect(await fromH10()).toEqual([
+      {
+        open_time: at(h10),
+        open: "2100.0000000000",
+        high: "2150.2500000000",
+        low: "2090.5000000000",
+        close: "2120.0000000000",
+        open_output: order(h10 + 5 * 60_000),
+        close_output: order(h10 + 59 * 60_000 + 59_000),
+      },
+      secondHour.find((h) => h.open_time === at(h11)),
+    ]);
+    for (const batch of [first, second, third, [...first, ...second, ...third].reverse()])
+      await writeCandles(pg.db, batch, log);
+    const stored = await fromH10();
+    expect(stored).toEqual((await hoursFromMinutes(pg.db, "ETH")).filter((h) => h.open_time >= at(h10)));
+    expect(stored.find((h) => h.open_time === at(h11))).toMatchObject({
+      open: "2119.0000000000",
+      low: "2119.0000000000",
+    });
+  });
+});
+
+describe("mergeRecentHours (the worker's start)", () => {
+  let own: TestDatabase;
+  beforeAll(async () => {
+    own = await createTestDatabase();
+    await migrate(own.db, log);
+  });
+  afterAll(() => own.drop());
+
+  /** A minute as a worker of the release before candles_1h writes it: into candles_1m alone. */
+  const oldWorkerMinute = (asset: string, ms: number, price: string, outputMs = ms) =>
+    own.db.query(
+      `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+       VALUES ($1, $2, $3, $3, $3, $3, $4, $4)`,
+      [asset, at(ms), price, order(outputMs)],
+    );
+
+  it("merges the minutes from each asset's latest hour (or 6 h back) into their hours, once however often run", async () => {
+    const now = Date.UTC(2027, 2, 1, 12, 30);
+    const HOUR = 60 * 60_000;
+    // SOL: its latest hour 3 days ago, written by this release; then the old worker ran (a rollback) and wrote two
+    // more minutes of that hour, one of a day later and one of an hour ago.
+    const latest = now - 3 * 24 * HOUR - 30 * 60_000;
+    await writeCandles(own.db, [quote("SOL", latest, "150")], log);
+    await oldWorkerMinute("SOL", latest + 60_000, "151");
+    await oldWorkerMinute("SOL", latest + 2 * 60_000, "149");
+    await oldWorkerMinute("SOL", now - 2 * 24 * HOUR, "152");
+    await oldWorkerMinute("SOL", now - HOUR, "153");
+    // ADA: no hour of its own; minutes 5 h and 8 h back, the old worker's: only the one within 6 h is merged.
+    await oldWorkerMinute("ADA", now - 5 * HOUR, "0.5");
+    await oldWorkerMinute("ADA", now - 8 * HOUR, "0.4");
+
+    expect(REMERGE_HOURS).toBe(6);
+    expect(await mergeRecentHours(own.db, now, log)).toBe(4);
+    expect(await hours(own.db, "SOL")).toEqual(await hoursFromMinutes(own.db, "SOL"));
+    expect((await hours(own.db, "SOL"))[0]).toMatchObject({
+      open: "150.0000000000",
+      high: "151.0000000000",
+      low: "149.0000000000",
+      close: "149.0000000000",
+    });
+    const ada = await hoursFromMinutes(own.db, "ADA");
+    expect(await hours(own.db, "ADA")).toEqual(ada.slice(1));
+
+    const before = [await hours(own.db, "SOL"), await hours(own.db, "ADA")];
+    // From 6 h back now (SOL's latest hour is 11:00): SOL's 11:00 and ADA's 07:00, unchanged.
+    expect(await mergeRecentHours(own.db, now, log)).toBe(2);
+    expect([await hours(own.db, "SOL"), await hours(own.db, "ADA")]).toEqual(before);
   });
 });
 

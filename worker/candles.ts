@@ -10,14 +10,18 @@
  * the orders of the outputs its open and close came from (`outputOrder`, in decimal): two workers' rows of one minute
  * may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
  *
+ * In the same statement each minute, as stored after its upsert, is merged into its hour in candles_1h
+ * (migrations/012_candles_1h.sql), by the same rules: the stored minute carries its open and close outputs, so the
+ * hour is the merge of all its minutes whatever order they came in, and merging a minute again changes nothing.
+ *
  * A quote that cannot make a candle (an asset not listed here, a bid finer than the asset's price decimals, an
  * unreadable time) is logged as `candle_quote_skipped` and left out: no retry of the batch could chart it, and
  * failing the batch would hold back everything after it. For the same reason a row the upsert returns that cannot be
  * given as prices of its asset (one stored at finer ticks before the asset's priceDecimals was made coarser, within
  * that minute) is logged as `candle_row_skipped` and not fanned out; it stays in Postgres as it is.
  */
-import { candleOpenMs, storedCandle, type Candle } from "../contract/candles.ts";
-import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
+import { CANDLE_INTERVAL_MS, candleOpenMs, storedCandle, type Candle } from "../contract/candles.ts";
+import { ASSET_BY_SYMBOL, ASSETS } from "../contract/markets.ts";
 import type { EngineOutput, OutputOf } from "../contract/messages.ts";
 import { formatUnits, toUnits } from "../contract/money.ts";
 import type { Logger } from "../platform/log.ts";
@@ -54,18 +58,16 @@ export async function writeCandles(
   if (folds.length === 0) return [];
   const price = (f: Fold, ticks: number) => formatUnits(ticks, f.decimals);
   const { rows } = await db.query<CandleRow>(
-    `INSERT INTO candles_1m AS c (asset, open_time, open, high, low, close, open_output, close_output)
-     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::numeric[], $5::numeric[],
-                          $6::numeric[], $7::numeric[], $8::numeric[])
-     ON CONFLICT (asset, open_time) DO UPDATE SET
-       open = CASE WHEN EXCLUDED.open_output < c.open_output THEN EXCLUDED.open ELSE c.open END,
-       open_output = least(c.open_output, EXCLUDED.open_output),
-       high = greatest(c.high, EXCLUDED.high),
-       low = least(c.low, EXCLUDED.low),
-       close = CASE WHEN EXCLUDED.close_output > c.close_output THEN EXCLUDED.close ELSE c.close END,
-       close_output = greatest(c.close_output, EXCLUDED.close_output)
-     RETURNING asset, open_time, open::text, high::text, low::text, close::text, open_output::text,
-               close_output::text`,
+    `WITH minutes AS (
+       INSERT INTO candles_1m AS c (asset, open_time, open, high, low, close, open_output, close_output)
+       SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::numeric[], $4::numeric[], $5::numeric[],
+                            $6::numeric[], $7::numeric[], $8::numeric[])
+       ON CONFLICT (asset, open_time) DO UPDATE SET ${MERGED("c")}
+       RETURNING *
+     ), hours AS (${MERGE_INTO_HOURS("minutes")})
+     SELECT asset, open_time, open::text, high::text, low::text, close::text, open_output::text, close_output::text
+       FROM minutes
+      ORDER BY asset, open_time`,
     [
       folds.map((f) => f.asset),
       folds.map((f) => new Date(f.openMs).toISOString()),
@@ -101,6 +103,62 @@ interface CandleRow {
   close: string;
   open_output: string;
   close_output: string;
+}
+
+/**
+ * The SET of an upsert into a candles table aliased `t` (a row already there): each column merged with EXCLUDED by
+ * the rules of migrations/010_candles.sql, so neither order nor repetition changes the result.
+ */
+const MERGED = (t: string) => `
+  open = CASE WHEN EXCLUDED.open_output < ${t}.open_output THEN EXCLUDED.open ELSE ${t}.open END,
+  open_output = least(${t}.open_output, EXCLUDED.open_output),
+  high = greatest(${t}.high, EXCLUDED.high),
+  low = least(${t}.low, EXCLUDED.low),
+  close = CASE WHEN EXCLUDED.close_output > ${t}.close_output THEN EXCLUDED.close ELSE ${t}.close END,
+  close_output = greatest(${t}.close_output, EXCLUDED.close_output)`;
+
+/**
+ * Merges the 1m rows of `minutes` (a table or CTE with candles_1m's columns) into their hours in candles_1h
+ * (migrations/012_candles_1h.sql) by the same rules: first per hour among themselves (an upsert may change a row only
+ * once), then into the stored hour. The hours go in (asset, hour) order, as the minutes do: the same lock order in
+ * every writer.
+ */
+const MERGE_INTO_HOURS = (minutes: string) => `
+  INSERT INTO candles_1h AS h (asset, open_time, open, high, low, close, open_output, close_output)
+  SELECT asset, date_bin('1 hour', open_time, TIMESTAMPTZ '1970-01-01 00:00:00Z'),
+         (array_agg(open ORDER BY open_output))[1], max(high), min(low),
+         (array_agg(close ORDER BY close_output DESC))[1], min(open_output), max(close_output)
+    FROM ${minutes}
+   GROUP BY 1, 2
+   ORDER BY 1, 2
+  ON CONFLICT (asset, open_time) DO UPDATE SET ${MERGED("h")}`;
+
+/** How far back a worker's start re-merges minutes into their hours at least (mergeRecentHours). */
+export const REMERGE_HOURS = 6;
+
+/**
+ * Merges again into candles_1h every stored minute of each listed asset from its latest hour there, or from
+ * REMERGE_HOURS before `nowMs` if that is earlier: the minutes a worker of the release before candles_1h wrote
+ * without their hours (after the migration ran, or after a rollback) are in them again. Idempotent, like every
+ * merge; run at the worker's start, after migrating (worker/main.ts). Returns the hours written.
+ */
+export async function mergeRecentHours(db: Queryable, nowMs: number, log: Logger): Promise<number> {
+  const startedAt = performance.now();
+  const hour = CANDLE_INTERVAL_MS["1h"];
+  const since = new Date(candleOpenMs(nowMs, "1h") - REMERGE_HOURS * hour).toISOString();
+  const { rowCount } = await db.query(
+    `WITH starts AS (
+       SELECT a.asset, least($2::timestamptz, (SELECT max(open_time) FROM candles_1h WHERE asset = a.asset)) AS start
+         FROM unnest($1::text[]) AS a(asset)
+     ), minutes AS (
+       SELECT m.* FROM starts s JOIN candles_1m m ON m.asset = s.asset AND m.open_time >= s.start
+     )
+     ${MERGE_INTO_HOURS("minutes")}`,
+    [ASSETS.map((a) => a.symbol), since],
+  );
+  const hours = rowCount ?? 0;
+  log.info("candle_hours_merged", { hours, since, ms: Math.round(performance.now() - startedAt) });
+  return hours;
 }
 
 /** A quote that makes no candle, and why. */

@@ -92,6 +92,8 @@ describe("the worker process started while Postgres refuses connections", () => 
     const recovered = await worker.waitFor("postgres_recovered", 15_000);
     expect(recovered.downMs).toBeGreaterThanOrEqual(3_500);
     await worker.waitFor("migrations_done");
+    // Then, before the backlog, the recent minutes merged into their hours again (none here: an empty database).
+    expect(await worker.waitFor("candle_hours_merged")).toMatchObject({ hours: 0 });
     // What it handled without Postgres is written once it is back: the price's candle.
     const caughtUp = await worker.waitFor("postgres_caught_up", 15_000);
     expect(caughtUp.entries).toBe(await redis.xlen(keys.output));
@@ -99,6 +101,10 @@ describe("the worker process started while Postgres refuses connections", () => 
       new Date(60_000).toISOString(),
     ]);
     expect(candles.rowCount).toBe(1);
+    const hours = await pg.db.query("SELECT 1 FROM candles_1h WHERE asset = 'ETH' AND open_time = $1", [
+      new Date(0).toISOString(),
+    ]);
+    expect(hours.rowCount).toBe(1);
     expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
   });
 
