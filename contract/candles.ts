@@ -1,8 +1,9 @@
 /**
  * Candles of the engine's quotes: OHLC of the BID (as MT5 charts draw them), in buckets aligned to the UTC epoch.
- * The worker stores 1-minute candles (worker/candles.ts, migrations/010_candles.sql); every coarser interval is
- * merged from them (the API in SQL, the stream process live): open = the first minute's open, close = the last
- * minute's close, high = the greatest high, low = the least low.
+ * The worker stores 1-minute candles (worker/candles.ts, migrations/010_candles.sql) and their hourly rollup
+ * (012_candles_1h.sql); every coarser interval is merged from them (the API in SQL, from the hours for 1h and coarser;
+ * the stream process live, from the minutes): open = the first row's open, close = the last row's close, high = the
+ * greatest high, low = the least low.
  */
 import { ASSET_BY_SYMBOL } from "./markets.ts";
 import { formatUnits, toUnits } from "./money.ts";

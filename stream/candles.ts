@@ -351,7 +351,9 @@ function priceTicks(asset: string, text: string): number {
 /**
  * `LoadBucket` over the candles table, in one statement (so one snapshot): the bucket merged as the API's candle
  * history merges it (functions/candles.ts), with the minutes and the output orders its open and close came from, so
- * that a late update of an earlier minute, or a stale row, cannot move its close back (or its open forward).
+ * that a late update of an earlier minute, or a stale row, cannot move its close back (or its open forward). From
+ * the minutes at every interval, not the hourly rollup: one bucket is at most 1,440 rows (1d), and the live merge
+ * needs the bucket's first and last minute, which an hour row does not keep.
  */
 export function loadBucketFrom(db: Queryable): LoadBucket {
   return async (asset, interval, openTimeMs) => {

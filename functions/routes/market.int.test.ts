@@ -68,6 +68,30 @@ afterAll(() => stack.close());
 
 const candles = (query: string) => anonymous.get(`/api/v1/market/candles?${query}`);
 
+interface Candle {
+  openTime: string;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+}
+
+/** `minutes` (oldest first) merged into buckets of `length` ms: open the first, close the last, the extremes. */
+function mergedFrom(minutes: readonly Candle[], length: number): Candle[] {
+  const buckets = new Map<number, Candle>();
+  for (const m of minutes) {
+    const openMs = Math.floor(Date.parse(m.openTime) / length) * length;
+    const b = buckets.get(openMs);
+    if (b === undefined) buckets.set(openMs, { ...m, openTime: at(openMs) });
+    else {
+      b.close = m.close;
+      if (Number(m.high) > Number(b.high)) b.high = m.high;
+      if (Number(m.low) < Number(b.low)) b.low = m.low;
+    }
+  }
+  return [...buckets.values()];
+}
+
 describe("GET /api/v1/market/quotes", () => {
   it("lists the markets that have a quote, in the assets' order, to anyone", async () => {
     expect((await anonymous.get("/api/v1/market/quotes")).body).toEqual({ quotes: [] });
@@ -165,6 +189,55 @@ describe("GET /api/v1/market/candles", () => {
       expect((await candles(`asset=SOL&interval=1d&${range}`)).status).toBe(200);
     const ends = await candles("asset=SOL&interval=1d&from=0000-01-01T00:00:00Z&to=9999-12-31T23:59:59Z");
     expect((ends.body.candles as unknown[]).length).toBe(1);
+  });
+
+  it("1h, 4h and 1d candles equal those merged from the minutes, whatever order the worker wrote them in", async () => {
+    // BTC, three days from 2025-05-01T21:00Z: a minute every 7, two quotes each, written newest batch first.
+    const start = Date.UTC(2025, 4, 1, 21);
+    const batches: EngineOutput[][] = [];
+    for (let m = 0; m < 3 * 24 * 60; m += 7) {
+      const ms = start + m * MIN;
+      const bid = (k: number) => (60_000 + ((m * 37 + k * 101) % 5_000) / 10).toFixed(1);
+      batches.push([quote("BTC", ms + 1_000, bid(0)), quote("BTC", ms + 30_000, bid(1))]);
+    }
+    for (let i = Math.floor((batches.length - 1) / 10) * 10; i >= 0; i -= 10)
+      await writeCandles(stack.pg.db, batches.slice(i, i + 10).flat(), stack.pg.log);
+    const range = `from=${at(start)}&to=${at(start + 3 * 24 * 60 * MIN - 1)}`;
+    const minutes = (await candles(`asset=BTC&interval=1m&${range}&limit=1000`)).body.candles as Candle[];
+    expect(minutes.length).toBe(batches.length);
+    for (const [interval, length] of [
+      ["1h", 60 * MIN],
+      ["4h", 240 * MIN],
+      ["1d", 1440 * MIN],
+    ] as const) {
+      const res = await candles(`asset=BTC&interval=${interval}&${range}&limit=1000`);
+      // `from` rounds up to a whole bucket: 21:00 is one for 1h only.
+      const expected = mergedFrom(minutes, length).filter((c) => Date.parse(c.openTime) >= start);
+      expect([interval, res.body.candles]).toEqual([interval, expected]);
+    }
+  });
+
+  it("reads 1h and coarser from the hourly rollup, finer intervals from the minutes", async () => {
+    // An hour with no minute stored (as no writer leaves it): only the intervals read from candles_1h show it.
+    const hour = Date.UTC(2025, 7, 1, 10);
+    await stack.pg.db.query(
+      `INSERT INTO candles_1h (asset, open_time, open, high, low, close, open_output, close_output)
+       VALUES ('BTC', $1, 61000, 61010.5, 60990, 61005, 1, 2)`,
+      [at(hour)],
+    );
+    try {
+      const range = `from=${at(hour - 24 * 60 * MIN)}&to=${at(hour + 60 * MIN)}`;
+      const candle = { open: "61000", high: "61010.5", low: "60990", close: "61005" };
+      expect((await candles(`asset=BTC&interval=1h&${range}`)).body.candles).toEqual([
+        { openTime: at(hour), ...candle },
+      ]);
+      expect((await candles(`asset=BTC&interval=1d&${range}`)).body.candles).toEqual([
+        { openTime: "2025-08-01T00:00:00.000Z", ...candle },
+      ]);
+      expect((await candles(`asset=BTC&interval=15m&${range}`)).body.candles).toEqual([]);
+    } finally {
+      await stack.pg.db.query("DELETE FROM candles_1h WHERE asset = 'BTC' AND open_time = $1", [at(hour)]);
+    }
   });
 
   it("refuses bad parameters with the field, what was expected and what was received", async () => {
