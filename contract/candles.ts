@@ -22,7 +22,10 @@ export type CandleInterval = keyof typeof CANDLE_INTERVAL_MS;
 
 export const CANDLE_INTERVALS = Object.keys(CANDLE_INTERVAL_MS) as [CandleInterval, ...CandleInterval[]];
 
-/** One candle; prices are decimal strings at the asset's price decimals, formatted as its quotes are. */
+/**
+ * One candle; prices are decimal strings at the asset's price decimals, formatted as its quotes are (the API's
+ * history serves a row stored before those were made coarser with its finer prices: functions/candles.ts).
+ */
 export interface Candle {
   readonly asset: string;
   readonly interval: CandleInterval;

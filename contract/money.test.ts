@@ -10,6 +10,7 @@ import {
   mulWithin,
   parseUnits,
   parseUsd,
+  trimDecimal,
 } from "./money.ts";
 
 const units = (n: number) => ({ ok: true, units: n });
@@ -82,6 +83,20 @@ describe("parseUnits", () => {
     expect(parseUsd("0.123456")).toBe(123_456);
     expect(parseUsd("0.1234567")).toBeUndefined();
     expect(parseUsd("-5")).toBeUndefined();
+  });
+});
+
+describe("trimDecimal", () => {
+  it.each([
+    ["4303.9300000000", "4303.93"],
+    ["4300.2550000000", "4300.255"],
+    ["5.000000", "5"],
+    ["0.0000000000", "0"],
+    ["-0.000000", "0"],
+    ["-1.500000", "-1.5"],
+    ["100", "100"],
+  ])("writes %s as %s", (text, expected) => {
+    expect(trimDecimal(text)).toBe(expected);
   });
 });
 

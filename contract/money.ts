@@ -118,6 +118,15 @@ export function formatUnits(units: number, decimals: number): string {
 }
 
 /**
+ * A decimal as Postgres gives a numeric, at its column's scale ("5.000000"), in its shortest exact form ("5"), as
+ * formatUnits writes it; whatever its number of decimals.
+ */
+export function trimDecimal(text: string): string {
+  const trimmed = text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+  return trimmed === "-0" ? "0" : trimmed;
+}
+
+/**
  * `formatUnits` for a bigint: sums over an account (its balance plus every trade's margin and PnL) are exact in
  * bigints whatever their size, and are formatted the same way.
  */

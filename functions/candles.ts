@@ -5,8 +5,12 @@
  * to the UTC epoch (open the first row's open, close the last row's close, high and low the extremes). A bucket is
  * returned only whole: the range is widened or narrowed to bucket edges, never cut through one, so a 1h candle is
  * the same whichever range asked for it. One statement per request (Neon's HTTP path takes one statement per query).
+ *
+ * Prices are the stored numerics, trailing zeros trimmed: a row stored before its asset's priceDecimals was made
+ * coarser keeps the finer price it was quoted at, rather than failing every range that holds it.
  */
-import { CANDLE_INTERVAL_MS, candleOpenMs, storedCandle, type CandleInterval } from "../contract/candles.ts";
+import { CANDLE_INTERVAL_MS, candleOpenMs, type CandleInterval } from "../contract/candles.ts";
+import { trimDecimal } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 
 export interface CandleRange {
@@ -101,8 +105,11 @@ export async function readCandles(db: Queryable, r: CandleRange): Promise<Candle
     sql,
     params,
   );
-  return rows.map((row) => {
-    const { openTime, open, high, low, close } = storedCandle(r.asset, r.interval, row.open_time.toISOString(), row);
-    return { openTime, open, high, low, close };
-  });
+  return rows.map((row) => ({
+    openTime: row.open_time.toISOString(),
+    open: trimDecimal(row.open),
+    high: trimDecimal(row.high),
+    low: trimDecimal(row.low),
+    close: trimDecimal(row.close),
+  }));
 }

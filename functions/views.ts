@@ -14,7 +14,7 @@ import type {
   TrailingStopSpec,
   TrailingStopView,
 } from "../contract/messages.ts";
-import { formatBigUnits, toUnits, USD_DECIMALS } from "../contract/money.ts";
+import { formatBigUnits, toUnits, trimDecimal, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
   readonly bid: string;
@@ -226,12 +226,6 @@ export function orderView(r: OrderRow): OrderView {
 export function pendingOrdersView(stored: Record<string, string>): OrderView[] {
   const orders = Object.values(stored).map((json) => JSON.parse(json) as OrderView);
   return orders.sort((a, b) => (a.placedAt === b.placedAt ? compareIds(a.id, b.id) : a.placedAt < b.placedAt ? -1 : 1));
-}
-
-/** Postgres numerics keep their column's scale ("5.000000"); the API writes the shortest exact form ("5"). */
-function trimDecimal(text: string): string {
-  const trimmed = text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
-  return trimmed === "-0" ? "0" : trimmed;
 }
 
 function nullable(text: string | null): string | null {

@@ -240,6 +240,30 @@ describe("GET /api/v1/market/candles", () => {
     }
   });
 
+  it("serves a candle stored at finer ticks than its asset's priceDecimals now, as stored", async () => {
+    // Stored while ETH quoted 3 decimals, before its priceDecimals was made coarser (2): still a candle, not a 500.
+    const minute = Date.UTC(2025, 2, 1, 10, 5);
+    const insert = (table: string, openTime: number) =>
+      stack.pg.db.query(
+        `INSERT INTO ${table} (asset, open_time, open, high, low, close, open_output, close_output)
+         VALUES ('ETH', $1, 4300.25, 4300.255, 4299.5, 4300.1, 1, 2)`,
+        [at(openTime)],
+      );
+    await insert("candles_1m", minute);
+    await insert("candles_1h", minute - 5 * MIN);
+    try {
+      const range = `from=${at(minute - 10 * 60 * MIN)}&to=${at(minute)}`;
+      const candle = { open: "4300.25", high: "4300.255", low: "4299.5", close: "4300.1" };
+      const oneMinute = await candles(`asset=ETH&interval=1m&${range}`);
+      expect([oneMinute.status, oneMinute.body.candles]).toEqual([200, [{ openTime: at(minute), ...candle }]]);
+      const day = await candles(`asset=ETH&interval=1d&from=2025-03-01T00:00:00Z&to=${at(minute)}`);
+      expect([day.status, day.body.candles]).toEqual([200, [{ openTime: "2025-03-01T00:00:00.000Z", ...candle }]]);
+    } finally {
+      await stack.pg.db.query("DELETE FROM candles_1m WHERE asset = 'ETH' AND open_time < '2026-01-01'");
+      await stack.pg.db.query("DELETE FROM candles_1h WHERE asset = 'ETH' AND open_time < '2026-01-01'");
+    }
+  });
+
   it("refuses bad parameters with the field, what was expected and what was received", async () => {
     const refused = async (query: string, code: string, message: string) => {
       const res = await candles(query);
