@@ -81,6 +81,23 @@ describe("loadBucketFrom", () => {
     expect(await load("ETH", "1h", T0 + 60 * 60_000)).toBeUndefined();
     expect(await load("BTC", "1h", T0)).toBeUndefined();
   });
+
+  it("loads a minute stored at finer ticks than its asset's priceDecimals now as stored, not a failed load", async () => {
+    // Stored while ETH quoted 3 decimals, before its priceDecimals was made coarser (2).
+    const hour = T0 + 4 * 60 * 60_000; // 12:00, a 4h bucket
+    await pg.db.query(
+      `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+       VALUES ('ETH', $1, 4300.25, 4300.255, 4299.5, 4300.1, $2, $2)`,
+      [new Date(hour + 60_000).toISOString(), order(hour + 60_000)],
+    );
+    expect(await loadBucketFrom(pg.db)("ETH", "4h", hour)).toMatchObject({
+      open: "4300.25",
+      high: "4300.255",
+      low: "4299.5",
+      close: "4300.1",
+      firstMinuteMs: hour + 60_000,
+    });
+  });
 });
 
 describe("a minute's rows from two workers, fanned out newer first", () => {

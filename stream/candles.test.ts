@@ -70,12 +70,18 @@ const at = (time: string) => Date.parse(`2027-01-15T${time}Z`);
 const iso = (hhmm: string) => `2027-01-15T${hhmm}:00.000Z`;
 
 describe("comparePrice", () => {
-  it("orders by value at the asset's price decimals, whatever the digits' lengths", () => {
+  it("orders by value, exactly, whatever the digits' lengths", () => {
     expect(comparePrice("ETH", "4303.9", "4303.10")).toBe(1);
     expect(comparePrice("BTC", "99.5", "100")).toBe(-1);
     expect(comparePrice("BTC", "100.0", "100")).toBe(0);
     expect(comparePrice("ETH", "007", "7")).toBe(0);
-    expect(() => comparePrice("ETH", "4303.123", "1")).toThrow(/not a price at 2 decimals/);
+    expect(comparePrice("ETH", "0.5", "0")).toBe(1);
+    // Finer than the asset's ticks now: a price stored before its priceDecimals was made coarser.
+    expect(comparePrice("ETH", "4303.123", "4303.12")).toBe(1);
+    expect(comparePrice("ETH", "4303.1195", "4303.12")).toBe(-1);
+    expect(comparePrice("ETH", "4303.120", "4303.12")).toBe(0);
+    for (const bad of ["x", "", "1.", ".5", "-1", "1e3"])
+      expect(() => comparePrice("ETH", bad, "1")).toThrow(/not a decimal/);
     expect(() => comparePrice("XYZ", "1", "1")).toThrow(/unknown asset/);
   });
 });
@@ -320,6 +326,24 @@ describe("CandleFanout", () => {
       await settle();
       expect(errors).toEqual([]);
       expect(s.sent).toEqual([expect.objectContaining({ open: "99", high: "104", low: "98", close: "100.9" })]);
+    });
+
+    it("merges live rows onto a loaded bucket whose prices are finer than the asset's ticks now", async () => {
+      // Minutes stored before BTC's priceDecimals was made coarser (1): loaded as stored, not a failed load.
+      const { load, calls } = loader();
+      const errors: unknown[] = [];
+      const fanout = new CandleFanout(load, (e) => errors.push(e));
+      const s = socket();
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.publish(minute("10:07", "101", "101.5", "98.1", "101.2"), 0);
+      calls[0]!.resolve(stored("10:00", "10:06", "99.05", "104.25", "98.05", "100.95"));
+      await settle();
+      expect(errors).toEqual([]);
+      expect(s.sent).toEqual([
+        expect.objectContaining({ open: "99.05", high: "104.25", low: "98.05", close: "101.2" }),
+      ]);
+      fanout.publish(minute("10:08", "101", "104.3", "98", "102"), 0);
+      expect(s.sent.at(-1)).toEqual(expect.objectContaining({ open: "99.05", high: "104.3", low: "98", close: "102" }));
     });
 
     it("a subscriber after the load gave up starts another", async () => {

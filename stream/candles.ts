@@ -5,7 +5,8 @@
  * low the extremes, close from its latest minute; a late update of an earlier minute leaves the close alone). Within
  * a minute, open and close go by the output they came from, as the table's row does (migrations/010_candles.sql):
  * two workers fan out their rows of one minute in either order, and the older must not move the close back. Prices
- * are decimal strings, compared exactly as ticks (contract/money.ts), never as floats.
+ * are decimal strings, compared exactly, never as floats. A bucket loaded from the table may hold prices finer than
+ * its asset's priceDecimals (minutes stored before those were made coarser): loaded as stored, as the API serves them.
  *
  * A candle is sent only whole, with every stored minute of its bucket in it. A series starts listening when its
  * first subscriber comes, and loads the bucket that moment falls in (`loadBucket`, from the candles table, once
@@ -25,12 +26,11 @@ import {
   CANDLE_INTERVALS,
   CANDLE_INTERVAL_MS,
   candleOpenMs,
-  storedCandle,
   type Candle,
   type CandleInterval,
 } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
-import { toUnits } from "../contract/money.ts";
+import { toUnits, trimDecimal } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { CandleDelivery } from "./candle-delivery.ts";
 import { SharedFrame, type StreamConnection } from "./connection.ts";
@@ -145,8 +145,9 @@ export class CandleFanout {
 
   /**
    * A 1m candle as the worker fans it out. Throws, before it changes anything, for an output order unreadable or,
-   * when a series of its asset is held, a price that is not one of the asset's: held, it would make every later
-   * merge of its bucket throw, the load's among them.
+   * when a series of its asset is held, a price that is not one of the asset's: the worker fans out only prices at
+   * the asset's ticks (worker/candles.ts), so such a row is malformed, and held, a text that is no number would make
+   * every later merge of its bucket throw, the load's among them.
    */
   publish(row: MinuteRow, nowMs: number): void {
     const minuteMs = Date.parse(row.openTime);
@@ -332,14 +333,32 @@ function frame(series: Series, candle: Prices) {
 }
 
 /**
- * Orders two prices of `asset` by value, as whole ticks at its price decimals (contract/money.ts owns the parsing): a
- * candle's prices are the engine's quotes, never off the asset's ticks.
+ * Orders two prices of `asset` by value, exactly, whatever their numbers of decimals: a loaded bucket may hold a
+ * price stored before the asset's priceDecimals was made coarser, merged with live rows at its ticks now. Throws for
+ * an unknown asset or a text that is not a non-negative decimal.
  */
 export function comparePrice(asset: string, a: string, b: string): number {
-  return Math.sign(priceTicks(asset, a) - priceTicks(asset, b));
+  if (!ASSET_BY_SYMBOL.has(asset)) throw new Error(`candle of an unknown asset ${asset}`);
+  const [aWhole, aFraction] = decimalParts(asset, a);
+  const [bWhole, bFraction] = decimalParts(asset, b);
+  if (aWhole.length !== bWhole.length) return Math.sign(aWhole.length - bWhole.length);
+  if (aWhole !== bWhole) return aWhole < bWhole ? -1 : 1;
+  const digits = Math.max(aFraction.length, bFraction.length);
+  const [x, y] = [aFraction.padEnd(digits, "0"), bFraction.padEnd(digits, "0")];
+  return x === y ? 0 : x < y ? -1 : 1;
 }
 
-/** A candle price of `asset` as whole ticks; throws for an unknown asset or a text that is not one of its prices. */
+/** A decimal's whole digits without leading zeros and its fraction digits: equal lengths compare as text. */
+function decimalParts(asset: string, text: string): [string, string] {
+  const match = /^(\d+)(?:\.(\d+))?$/.exec(text);
+  if (match === null) throw new Error(`candle price ${text} of ${asset} is not a decimal`);
+  return [match[1]!.replace(/^0+(?=\d)/, ""), match[2] ?? ""];
+}
+
+/**
+ * A candle price of `asset` as whole ticks; throws for an unknown asset or a text that is not one of its prices: a
+ * live row is the worker's, which fans out only prices at the asset's ticks.
+ */
 function priceTicks(asset: string, text: string): number {
   const decimals = ASSET_BY_SYMBOL.get(asset)?.priceDecimals;
   if (decimals === undefined) throw new Error(`candle of an unknown asset ${asset}`);
@@ -364,8 +383,15 @@ export function loadBucketFrom(db: Queryable): LoadBucket {
     ]);
     const row = rows[0];
     if (row === undefined || row.first === null) return undefined;
+    if (!ASSET_BY_SYMBOL.has(asset)) throw new Error(`candle of an unknown asset ${asset}`);
     return {
-      ...storedCandle(asset, interval, new Date(openTimeMs).toISOString(), row),
+      asset,
+      interval,
+      openTime: new Date(openTimeMs).toISOString(),
+      open: trimDecimal(row.open),
+      high: trimDecimal(row.high),
+      low: trimDecimal(row.low),
+      close: trimDecimal(row.close),
       firstMinuteMs: row.first.getTime(),
       lastMinuteMs: row.last.getTime(),
       openOutput: row.open_output,
