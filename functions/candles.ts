@@ -11,6 +11,7 @@
  */
 import { CANDLE_INTERVAL_MS, candleOpenMs, type CandleInterval } from "../contract/candles.ts";
 import { trimDecimal } from "../contract/money.ts";
+import { postgresErrorCode } from "../platform/postgres-errors.ts";
 import type { Queryable } from "../platform/postgres.ts";
 
 export interface CandleRange {
@@ -31,7 +32,11 @@ export interface CandlePoint {
   readonly close: string;
 }
 
-/** The table an interval is merged from: the hourly rollup for whole hours, else the minutes. */
+/**
+ * The table an interval is merged from: the hourly rollup for whole hours, else the minutes. During a deploy the
+ * functions may switch before any container has run the migration that makes candles_1h (docs/operations.md,
+ * Deploying): until then readCandles merges those intervals from the minutes, as the release before did.
+ */
 type Table = "candles_1m" | "candles_1h";
 const tableOf = (length: number): Table => (length % CANDLE_INTERVAL_MS["1h"] === 0 ? "candles_1h" : "candles_1m");
 
@@ -81,6 +86,17 @@ const firstBuckets = (table: Table) => `
   )
   ${merged(table, "$5::timestamptz", "(SELECT max(start) FROM buckets) + $2::interval")}`;
 
+interface CandleRow {
+  open_time: Date;
+  open: string;
+  high: string;
+  low: string;
+  close: string;
+}
+
+/** SQLSTATE undefined_table. */
+const UNDEFINED_TABLE = "42P01";
+
 /** No candle opens before the epoch (log times are Redis stream ids) or after this. */
 const LATEST_MS = Date.UTC(9999, 11, 31);
 
@@ -91,20 +107,22 @@ export async function readCandles(db: Queryable, r: CandleRange): Promise<Candle
   const endMs = Math.min(candleOpenMs(r.toMs, r.interval) + length, LATEST_MS);
   if (endMs <= 0) return [];
   const params: unknown[] = [r.asset, `${length / 1000} seconds`];
-  const table = tableOf(length);
-  let sql = lastBuckets(table);
+  let sql = lastBuckets;
   params.push(new Date(endMs).toISOString(), r.limit);
   if (r.fromMs !== undefined) {
     // From the first bucket that opens at or after `from`: a bucket is never cut.
     const startMs = Math.max(Math.ceil(r.fromMs / length) * length, 0);
     if (startMs >= endMs) return [];
-    sql = firstBuckets(table);
+    sql = firstBuckets;
     params.push(new Date(startMs).toISOString());
   }
-  const { rows } = await db.query<{ open_time: Date; open: string; high: string; low: string; close: string }>(
-    sql,
-    params,
-  );
+  const query = (table: Table) => db.query<CandleRow>(sql(table), params);
+  const table = tableOf(length);
+  const { rows } = await query(table).catch((err: unknown) => {
+    // 42P01, undefined_table: the code of node-postgres's error and of Neon's NeonDbError over HTTP alike.
+    if (table === "candles_1h" && postgresErrorCode(err) === UNDEFINED_TABLE) return query("candles_1m");
+    throw err;
+  });
   return rows.map((row) => ({
     openTime: row.open_time.toISOString(),
     open: trimDecimal(row.open),
