@@ -5,10 +5,12 @@
 --
 -- The worker merges each minute it upserts, as stored after that upsert, into its hour in the same statement
 -- (worker/candles.ts). Rows written before this table existed are merged below, from the minutes as they stand when
--- this migration runs. Minutes a worker of the release before writes after that (a deploy migrates from the engine
--- while the old worker may still run, or a rollback runs the old worker again) are merged by the next worker to
--- start: it re-merges every minute from its asset's latest hour here, or from 6 hours ago if earlier
--- (docs/operations.md, Deploying).
+-- this migration runs. A worker of the release before may write minutes after that, without their hours, and of any
+-- age: a deploy migrates from the engine while the old worker may still run, and that worker writes its Postgres
+-- backlog, oldest first, beside the new minutes. So the first worker to start with this code merges every minute
+-- again (candles_1h_merge_owed, below); the worker is stopped before the new one starts, so none of the old release
+-- writes after that. Minutes that an old worker brought back by a rollback writes are merged at a later start only
+-- if they lie after their asset's latest hour or within 6 hours (docs/operations.md, Deploying).
 CREATE TABLE candles_1h (
   asset text NOT NULL,
   open_time timestamptz NOT NULL,
@@ -35,3 +37,11 @@ SELECT asset,
        max(close_output)
   FROM candles_1m
  GROUP BY 1, 2;
+
+-- One row while a merge of every minute into its hour is owed: the worker does it at start, in chunks, and deletes
+-- the row once all are merged (worker/candles.ts, mergeHoursAtStart); a start that fails halfway leaves it owed.
+-- An operator may insert the row again to have the next start merge everything once more.
+CREATE TABLE candles_1h_merge_owed (
+  owed boolean PRIMARY KEY DEFAULT true CHECK (owed)
+);
+INSERT INTO candles_1h_merge_owed DEFAULT VALUES;

@@ -5,17 +5,21 @@
  * by the re-merge a worker runs at start.
  */
 import { randomUUID } from "node:crypto";
+import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { engineOutputSchema, type EngineOutput, type OutputOf } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { createLogger } from "../platform/log.ts";
-import { migrate } from "../platform/migrate.ts";
+import { DEFAULT_MIGRATIONS_DIR, migrate } from "../platform/migrate.ts";
+import type { Queryable } from "../platform/postgres.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { mergeRecentHours, REMERGE_HOURS, writeCandles } from "./candles.ts";
+import { MERGE_CHUNK_MS, mergeHoursAtStart, mergeRecentHours, REMERGE_HOURS, writeCandles } from "./candles.ts";
 import { READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, handleBatch } from "./worker.ts";
 
@@ -322,6 +326,102 @@ describe("mergeRecentHours (the worker's start)", () => {
     // From 6 h back now (SOL's latest hour is 11:00): SOL's 11:00 and ADA's 07:00, unchanged.
     expect(await mergeRecentHours(own.db, now, log)).toBe(2);
     expect([await hours(own.db, "SOL"), await hours(own.db, "ADA")]).toEqual(before);
+  });
+});
+
+describe("mergeHoursAtStart (the worker's start)", () => {
+  const HOUR = 60 * 60_000;
+  const DAY = 24 * HOUR;
+  /** The worker's start, 2027-04-01T12:30Z. */
+  const now = Date.UTC(2027, 3, 1, 12, 30);
+  const open: TestDatabase[] = [];
+  let before012: string;
+  beforeAll(async () => {
+    // The repository's migrations before candles_1h: the schema an old worker writes to.
+    before012 = await mkdtemp(join(tmpdir(), "migrations-"));
+    for (const name of await readdir(DEFAULT_MIGRATIONS_DIR))
+      if (name.endsWith(".sql") && name < "012")
+        await copyFile(join(DEFAULT_MIGRATIONS_DIR, name), join(before012, name));
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.drop()));
+    await rm(before012, { recursive: true, force: true });
+  });
+
+  /** A minute as a worker of the release before candles_1h writes it: into candles_1m alone. */
+  const oldWorkerMinute = (db: Queryable, asset: string, ms: number, price: string) =>
+    db.query(
+      `INSERT INTO candles_1m (asset, open_time, open, high, low, close, open_output, close_output)
+       VALUES ($1, $2, $3, $3, $3, $3, $4, $4)`,
+      [asset, at(ms), price, order(ms)],
+    );
+  const owed = async (db: Queryable) => (await db.query("SELECT 1 FROM candles_1h_merge_owed")).rowCount === 1;
+
+  /**
+   * A database where an old worker wrote minutes before migration 012 ran (the backfill merged them) and, from its
+   * Postgres backlog, after it: minutes days and weeks older than the latest hour, in several chunks.
+   */
+  async function deployedOverOldWorker() {
+    const t = await createTestDatabase();
+    open.push(t);
+    await migrate(t.db, log, before012);
+    await oldWorkerMinute(t.db, "ETH", now - 3 * DAY, "2000");
+    await oldWorkerMinute(t.db, "ETH", now - 20 * 60_000, "2100");
+    await migrate(t.db, log);
+    expect(await owed(t.db)).toBe(true);
+    // The backlog, written after the backfill: later in ETH's hour of 3 days ago, an hour after it, and BTC weeks back.
+    await oldWorkerMinute(t.db, "ETH", now - 3 * DAY + 5 * 60_000, "2010");
+    await oldWorkerMinute(t.db, "ETH", now - 3 * DAY + HOUR, "1990");
+    await oldWorkerMinute(t.db, "BTC", now - 30 * DAY, "60000");
+    await oldWorkerMinute(t.db, "BTC", now - 16 * DAY, "61000");
+    await oldWorkerMinute(t.db, "BTC", now - 2 * HOUR, "62000");
+    return t;
+  }
+  const allHoursMerged = async (db: TestDatabase["db"]) => {
+    for (const asset of ["BTC", "ETH"]) expect(await hours(db, asset)).toEqual(await hoursFromMinutes(db, asset));
+  };
+
+  it("owed: merges every minute into its hour, in chunks, however old, then is owed no more", async () => {
+    const t = await deployedOverOldWorker();
+    // ETH: 3 days back the backfill's hour and the next, and today's; BTC: 30 days, 16 days and 2 hours back.
+    expect(await mergeHoursAtStart(t.db, now, log)).toBe(6);
+    await allHoursMerged(t.db);
+    expect((await hours(t.db, "ETH"))[0]).toMatchObject({ close: "2010.0000000000", high: "2010.0000000000" });
+    expect(await owed(t.db)).toBe(false);
+  });
+
+  it("a start failing halfway leaves it owed, and the next start merges everything", async () => {
+    const t = await deployedOverOldWorker();
+    // Killed at its second chunk, among BTC's weeks.
+    let chunks = 0;
+    const failing: Queryable = {
+      query: (text, params) => {
+        if (text.includes("AS chunk") && ++chunks === 2) return Promise.reject(new Error("killed"));
+        return t.db.query(text, params);
+      },
+    };
+    expect(MERGE_CHUNK_MS).toBe(7 * DAY);
+    await expect(mergeHoursAtStart(failing, now, log)).rejects.toThrow("killed");
+    expect(await owed(t.db)).toBe(true);
+    expect(await hours(t.db, "BTC")).not.toEqual(await hoursFromMinutes(t.db, "BTC"));
+    expect(await mergeHoursAtStart(t.db, now, log)).toBe(6);
+    await allHoursMerged(t.db);
+    expect(await owed(t.db)).toBe(false);
+  });
+
+  it("not owed: only the recent minutes, as every later start", async () => {
+    const t = await deployedOverOldWorker();
+    await t.db.query("DELETE FROM candles_1h_merge_owed");
+    // From 6 h back (ETH's latest hour, 12:00, is later): ETH's hour of today and BTC's of 2 h ago.
+    expect(await mergeHoursAtStart(t.db, now, log)).toBe(2);
+    expect(await hours(t.db, "BTC")).toEqual((await hoursFromMinutes(t.db, "BTC")).slice(-1));
+    // ETH 3 days back: the backfill's hour as it was, and no hour after it.
+    const [backfilled, , today] = await hoursFromMinutes(t.db, "ETH");
+    expect(await hours(t.db, "ETH")).toEqual([
+      { ...backfilled, close: "2000.0000000000", high: "2000.0000000000", close_output: order(now - 3 * DAY) },
+      today,
+    ]);
+    expect(await owed(t.db)).toBe(false);
   });
 });
 

@@ -4,11 +4,11 @@
  *
  * A batch may hold thousands of quotes; they are folded per asset per minute here first, so Postgres gets one row
  * per candle the batch touches, all in one statement. The rows go in (asset, minute) order: the upsert locks them in
- * the order given, and two workers (a rolling deploy always runs two) upserting the same minutes in orders of their
- * own would deadlock. Every candle the batch touched is returned (in that order) as stored after the merge, changed
- * or not: a batch retried after a crash between this write and its fan-out sends its candles out again. Each carries
- * the orders of the outputs its open and close came from (`outputOrder`, in decimal): two workers' rows of one minute
- * may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
+ * the order given, and two workers (a batch claimed from a worker still writing it) upserting the same minutes in
+ * orders of their own would deadlock. Every candle the batch touched is returned (in that order) as stored after the
+ * merge, changed or not: a batch retried after a crash between this write and its fan-out sends its candles out
+ * again. Each carries the orders of the outputs its open and close came from (`outputOrder`, in decimal): two
+ * workers' rows of one minute may be fanned out in either order, and the stream keeps the later (stream/candles.ts).
  *
  * In the same statement each minute, as stored after its upsert, is merged into its hour in candles_1h
  * (migrations/012_candles_1h.sql), by the same rules: the stored minute carries its open and close outputs, so the
@@ -133,14 +133,75 @@ const MERGE_INTO_HOURS = (minutes: string) => `
    ORDER BY 1, 2
   ON CONFLICT (asset, open_time) DO UPDATE SET ${MERGED("h")}`;
 
+/**
+ * Merges minutes into their hours again at the worker's start, after migrating (worker/main.ts): every minute, once,
+ * when that is owed (a row in candles_1h_merge_owed, which migrations/012_candles_1h.sql writes: the first start of a
+ * worker that keeps the hours), else the recent ones (mergeRecentHours). Returns the hours written.
+ *
+ * A worker of the release before candles_1h writes minutes without their hours, and after the migration ran it may
+ * write ones of any age: its Postgres backlog goes beside the new minutes, oldest first, hours behind them. The
+ * worker is deployed stop-then-start (docs/operations.md, Deploying), so once this one has started no old worker
+ * writes: merging every minute then leaves none behind.
+ */
+export async function mergeHoursAtStart(db: Queryable, nowMs: number, log: Logger): Promise<number> {
+  const { rowCount } = await db.query("SELECT 1 FROM candles_1h_merge_owed");
+  return (rowCount ?? 0) === 0 ? mergeRecentHours(db, nowMs, log) : mergeAllHours(db, log);
+}
+
+/**
+ * The minutes of one asset a statement of mergeAllHours merges at most: a week's, 10,080 rows (one per minute), about
+ * 15 ms on a local Postgres, far below the worker's query timeout (worker/main.ts) however long the history.
+ */
+export const MERGE_CHUNK_MS = 7 * 24 * 60 * 60_000;
+
+/** The minutes of asset $1 in [$2, $3). */
+const CHUNK = `(SELECT * FROM candles_1m
+                 WHERE asset = $1 AND open_time >= $2::timestamptz AND open_time < $3::timestamptz) AS chunk`;
+
+/**
+ * Merges every stored minute into its hour, per asset and per MERGE_CHUNK_MS of time (epoch-aligned, so whole
+ * hours), each chunk its own statement; then deletes the owed row. Every merge is idempotent: a start that fails or is
+ * killed halfway leaves the row, and the next start merges everything again.
+ */
+async function mergeAllHours(db: Queryable, log: Logger): Promise<number> {
+  const startedAt = performance.now();
+  // Each asset in the minutes (one index probe per asset) and the span of its minutes.
+  const { rows: spans } = await db.query<{ asset: string; first: Date; last: Date }>(
+    `WITH RECURSIVE assets(asset) AS (
+       SELECT min(asset) FROM candles_1m
+       UNION ALL
+       SELECT (SELECT min(asset) FROM candles_1m WHERE asset > a.asset) FROM assets a WHERE a.asset IS NOT NULL
+     )
+     SELECT asset,
+            (SELECT min(open_time) FROM candles_1m m WHERE m.asset = a.asset) AS first,
+            (SELECT max(open_time) FROM candles_1m m WHERE m.asset = a.asset) AS last
+       FROM assets a
+      WHERE asset IS NOT NULL
+      ORDER BY asset`,
+  );
+  let hours = 0;
+  let chunks = 0;
+  for (const { asset, first, last } of spans) {
+    const start = Math.floor(first.getTime() / MERGE_CHUNK_MS) * MERGE_CHUNK_MS;
+    for (let from = start; from <= last.getTime(); from += MERGE_CHUNK_MS) {
+      const range = [new Date(from).toISOString(), new Date(from + MERGE_CHUNK_MS).toISOString()];
+      const { rowCount } = await db.query(MERGE_INTO_HOURS(CHUNK), [asset, ...range]);
+      hours += rowCount ?? 0;
+      chunks++;
+    }
+  }
+  await db.query("DELETE FROM candles_1h_merge_owed");
+  log.info("candle_hours_merged", { hours, full: true, chunks, ms: Math.round(performance.now() - startedAt) });
+  return hours;
+}
+
 /** How far back a worker's start re-merges minutes into their hours at least (mergeRecentHours). */
 export const REMERGE_HOURS = 6;
 
 /**
  * Merges again into candles_1h every stored minute of each listed asset from its latest hour there, or from
- * REMERGE_HOURS before `nowMs` if that is earlier: the minutes a worker of the release before candles_1h wrote
- * without their hours (after the migration ran, or after a rollback) are in them again. Idempotent, like every
- * merge; run at the worker's start, after migrating (worker/main.ts). Returns the hours written.
+ * REMERGE_HOURS before `nowMs` if that is earlier: the recent minutes a worker of the release before candles_1h wrote
+ * without their hours after a rollback are in them again. Idempotent, like every merge. Returns the hours written.
  */
 export async function mergeRecentHours(db: Queryable, nowMs: number, log: Logger): Promise<number> {
   const startedAt = performance.now();
@@ -157,7 +218,7 @@ export async function mergeRecentHours(db: Queryable, nowMs: number, log: Logger
     [ASSETS.map((a) => a.symbol), since],
   );
   const hours = rowCount ?? 0;
-  log.info("candle_hours_merged", { hours, since, ms: Math.round(performance.now() - startedAt) });
+  log.info("candle_hours_merged", { hours, full: false, since, ms: Math.round(performance.now() - startedAt) });
   return hours;
 }
 

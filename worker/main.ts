@@ -17,7 +17,7 @@ import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/met
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres, type Postgres, type Queryable, type Row } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
-import { mergeRecentHours } from "./candles.ts";
+import { mergeHoursAtStart } from "./candles.ts";
 import { workerMetrics } from "./metrics.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
 import { DEFAULT_OUTPUT_KEEP_MS, DEFAULT_STUCK_AFTER_MS, runWorker } from "./worker.ts";
@@ -117,15 +117,14 @@ runMain("worker", async () => {
 });
 
 /**
- * Connects to Postgres, migrates and merges the recent minutes into their hours again (mergeRecentHours: those a
- * worker of the release before candles_1h wrote), tried again as a whole while Postgres is down (the worker's
- * prepareDb).
+ * Connects to Postgres, migrates and merges minutes into their hours again (mergeHoursAtStart: those a worker of the
+ * release before candles_1h wrote), tried again as a whole while Postgres is down (the worker's prepareDb).
  */
 async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Postgres> {
   const db = await connectPostgres(databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
   try {
     await migrate(db, log);
-    await mergeRecentHours(db, Date.now(), log);
+    await mergeHoursAtStart(db, Date.now(), log);
     return db;
   } catch (err) {
     await db.close();

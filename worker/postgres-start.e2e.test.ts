@@ -92,8 +92,9 @@ describe("the worker process started while Postgres refuses connections", () => 
     const recovered = await worker.waitFor("postgres_recovered", 15_000);
     expect(recovered.downMs).toBeGreaterThanOrEqual(3_500);
     await worker.waitFor("migrations_done");
-    // Then, before the backlog, the recent minutes merged into their hours again (none here: an empty database).
-    expect(await worker.waitFor("candle_hours_merged")).toMatchObject({ hours: 0 });
+    // Then, before the backlog, every minute merged into its hour, as owed after migration 012 (none here: an empty
+    // database).
+    expect(await worker.waitFor("candle_hours_merged")).toMatchObject({ hours: 0, full: true });
     // What it handled without Postgres is written once it is back: the price's candle.
     const caughtUp = await worker.waitFor("postgres_caught_up", 15_000);
     expect(caughtUp.entries).toBe(await redis.xlen(keys.output));
