@@ -23,8 +23,10 @@ export type CandleInterval = keyof typeof CANDLE_INTERVAL_MS;
 export const CANDLE_INTERVALS = Object.keys(CANDLE_INTERVAL_MS) as [CandleInterval, ...CandleInterval[]];
 
 /**
- * One candle; prices are decimal strings at the asset's price decimals, formatted as its quotes are (the API's
- * history serves a row stored before those were made coarser with its finer prices: functions/candles.ts).
+ * One candle; prices are decimal strings at the asset's price decimals, formatted as its quotes are. A row stored
+ * before those were made coarser keeps its finer prices wherever it is read from the table: in the API's history
+ * (functions/candles.ts) and in the stream's candles of a bucket it loaded (stream/candles.ts), the first frame and
+ * those merged onto it.
  */
 export interface Candle {
   readonly asset: string;
