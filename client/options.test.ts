@@ -44,7 +44,7 @@ describe("the client's options", () => {
     expect((made({ WebSocket: {} }) as Error).message).toMatch(/^WebSocket: expected .*, received an object\.$/);
   });
 
-  it.each([
+  it.each<[string, Record<string, unknown>]>([
     [
       `apiUrl: expected the API's origin as a string (e.g. "https://api.example.com"), received undefined.`,
       { apiUrl: undefined },
@@ -53,6 +53,21 @@ describe("the client's options", () => {
       `apiUrl: expected the API's origin without /api/v1, received "https://api.example.com/api/v1/".`,
       { apiUrl: "https://api.example.com/api/v1/" },
     ],
+    ...["localhost:3000", "api.example.com", "", "/", "file:///tmp/api", "ftp://api.example.com"].map(
+      (apiUrl) =>
+        [
+          `apiUrl: expected the API's origin as an absolute http(s) URL (e.g. "https://api.example.com"), received ${JSON.stringify(apiUrl)}.`,
+          { apiUrl },
+        ] as [string, Record<string, unknown>],
+    ),
+    ...["ws://localhost:3001", "wss://stream.example.com/api/v1/stream"].map(
+      (apiUrl) =>
+        [
+          "apiUrl: expected the API's http(s) origin (the stream's ws(s) URL comes with each ticket), received " +
+            `${JSON.stringify(apiUrl)}.`,
+          { apiUrl },
+        ] as [string, Record<string, unknown>],
+    ),
     [`fetch: expected a fetch function (or none: the global fetch), received "fetch".`, { fetch: "fetch" }],
     [`token: expected the session token, a non-empty string (or none: the cookies), received "".`, { token: "" }],
     [`token: expected the session token, a non-empty string (or none: the cookies), received 42.`, { token: 42 }],
@@ -77,6 +92,16 @@ describe("the client's options", () => {
     const error = made(changes);
     expect(error).toBeInstanceOf(TypeError);
     expect((error as Error).message).toBe(message);
+  });
+
+  it("takes an http(s) apiUrl with a port, a path before /api/v1 or a trailing slash", () => {
+    for (const apiUrl of [
+      "http://localhost:3000",
+      "http://127.0.0.1:3000/",
+      "https://example.com/broker",
+      "HTTPS://A.B",
+    ])
+      expect(made({ apiUrl })).toBeUndefined();
   });
 
   it("refuses options that are not an object", () => {

@@ -12,6 +12,16 @@ export function invalidOptions(options: unknown): string | undefined {
   if (typeof o.apiUrl !== "string")
     return `apiUrl: expected the API's origin as a string (e.g. "https://api.example.com"), received ${shown(o.apiUrl)}.`;
   // The ticket route is under <apiUrl>/api/v1: a URL that has it already would be refused 404 three times over.
+  // Anything else fetch cannot take would fail only as a bare "fetch failed", retried for ever: a URL without its
+  // scheme ("localhost:3000", which URL reads as the scheme "localhost:"), or the stream's ws:// one.
+  const protocol = protocolOf(o.apiUrl);
+  if (protocol === "ws:" || protocol === "wss:")
+    return (
+      "apiUrl: expected the API's http(s) origin (the stream's ws(s) URL comes with each ticket), received " +
+      `${shown(o.apiUrl)}.`
+    );
+  if (protocol !== "http:" && protocol !== "https:")
+    return `apiUrl: expected the API's origin as an absolute http(s) URL (e.g. "https://api.example.com"), received ${shown(o.apiUrl)}.`;
   if (/\/api\/v1\/*$/.test(o.apiUrl))
     return `apiUrl: expected the API's origin without /api/v1, received ${shown(o.apiUrl)}.`;
   if (typeof o.WebSocket !== "function")
@@ -62,6 +72,15 @@ const BACKOFF_FIELDS = [
   ["stableMs", true],
   ["goingAwayMaxMs", true],
 ] as const;
+
+/** A URL's scheme as URL reads it ("https:"), or undefined when it is not an absolute URL. */
+function protocolOf(url: string): string | undefined {
+  try {
+    return new URL(url).protocol;
+  } catch {
+    return undefined;
+  }
+}
 
 function isPositive(value: unknown): boolean {
   return typeof value === "number" && Number.isFinite(value) && value > 0;

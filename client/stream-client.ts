@@ -96,8 +96,8 @@ export type { BackoffPolicy, FetchLike, Ticket, WebSocketConstructor, WebSocketL
 
 export interface StreamClientOptions {
   /**
-   * The API's origin, e.g. `https://api.example.com`, without `/api/v1`: the ticket comes from
-   * `<apiUrl>/api/v1/stream/ticket`.
+   * The API's origin as an absolute http(s) URL, e.g. `https://api.example.com`, without `/api/v1`: the ticket
+   * comes from `<apiUrl>/api/v1/stream/ticket`.
    */
   readonly apiUrl: string;
   /** `globalThis.WebSocket` in browsers and Node 22+; on Node 20, which has none, the `ws` package's `WebSocket`. */
