@@ -4,6 +4,8 @@
  * snapshot + events, resume after a drop with `since` = the last seq applied, resync, gap and silence handling,
  * jittered capped backoff, and no reconnect once the session ended.
  */
+import { once } from "node:events";
+import { createServer, type AddressInfo } from "node:net";
 import { WebSocket } from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AssetSymbol, CandleInterval, OrderView, TradeView } from "./protocol.ts";
@@ -519,6 +521,35 @@ describe("reconnecting", () => {
     // The client pinged meanwhile, at the welcome's period.
     expect(server.connections[0]!.received.filter((f) => f.op === "ping").length).toBeGreaterThanOrEqual(2);
   });
+  it('a ticket request that cannot reach the API says why, not only Node\'s bare "fetch failed"', async () => {
+    server = await startFakeStreamServer();
+    // A port nothing listens on: the API down.
+    const probe = createServer().listen(0, "127.0.0.1");
+    await once(probe, "listening");
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const down = connect({ apiUrl: `http://127.0.0.1:${port}`, backoff: { initialMs: 1_000 } });
+    await until("the error", () => down.seen.errors.length === 1);
+    expect(down.seen.errors[0]).toEqual({
+      kind: "ticket",
+      status: null,
+      message: `fetch failed: connect ECONNREFUSED 127.0.0.1:${port}`,
+    });
+    down.client.close();
+
+    // An AggregateError (each of a host's addresses refused) has no message of its own: those it holds are told.
+    const refused = (address: string) => new Error(`connect ECONNREFUSED ${address}`);
+    const both = new AggregateError([refused("::1:3000"), refused("127.0.0.1:3000")]);
+    const { seen } = connect({
+      backoff: { initialMs: 1_000 },
+      fetch: () => Promise.reject(new TypeError("fetch failed", { cause: both })),
+    });
+    await until("the error", () => seen.errors.length === 1);
+    expect(seen.errors[0]).toMatchObject({
+      message: "fetch failed: connect ECONNREFUSED ::1:3000; connect ECONNREFUSED 127.0.0.1:3000",
+    });
+  });
+
   it("aborts a ticket request unanswered after ticketTimeoutMs and retries it; close() aborts the one in flight", async () => {
     server = await startFakeStreamServer();
     const signals: AbortSignal[] = [];

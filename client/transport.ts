@@ -154,8 +154,31 @@ export function textOf(data: unknown): string {
   return String(data);
 }
 
+/**
+ * An error's message, with its cause's when it has one: Node's fetch says only "fetch failed" and keeps why in
+ * `cause` ("connect ECONNREFUSED 127.0.0.1:3000", "getaddrinfo ENOTFOUND api.example.com"), so an API that is down
+ * and a wrong address read alike without it.
+ */
 export function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message;
+  if (error instanceof Error) {
+    const cause = causeOf(error.cause);
+    return cause === undefined || error.message.includes(cause) ? error.message : `${error.message}: ${cause}`;
+  }
   if (error !== null && typeof error === "object" && "message" in error) return String(error.message);
   return "socket error";
+}
+
+/**
+ * What a cause says: its message, else (an AggregateError from trying each of a host's addresses has none) those of
+ * the errors it holds, else its code; undefined when it says nothing.
+ */
+function causeOf(cause: unknown): string | undefined {
+  if (cause === null || typeof cause !== "object") return typeof cause === "string" && cause !== "" ? cause : undefined;
+  const { message, errors, code } = cause as { message?: unknown; errors?: unknown; code?: unknown };
+  if (typeof message === "string" && message !== "") return message;
+  if (Array.isArray(errors)) {
+    const messages = errors.map((e: unknown) => causeOf(e)).filter((m) => m !== undefined);
+    if (messages.length > 0) return [...new Set(messages)].join("; ");
+  }
+  return typeof code === "string" && code !== "" ? code : undefined;
 }
