@@ -51,12 +51,12 @@ describe("validation errors say field, expected and received", () => {
     for (const leverage of [0, 1.5]) expect((await create({ leverage })).body.error?.code).toBe("INVALID_REQUEST");
   });
 
-  it('{"id": …} on close: tradeId is missing, and the unknown field is named', async () => {
+  it('{"id": …} on close: the unknown field is named, first, and tradeId is missing', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
     expect(res.body.error?.message).toBe(
-      "tradeId: expected a trade id such as T0-42, received nothing. " +
-        'Unknown field "id"; this request takes tradeId, quantity and percent.',
+      'Unknown field "id"; this request takes tradeId, quantity and percent. ' +
+        "tradeId: expected a trade id such as T0-42, received nothing.",
     );
   });
 
@@ -175,6 +175,24 @@ describe("validation errors say field, expected and received", () => {
       'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "XYZ". ' +
         'type: expected one of "long", "short", received nothing. ' +
         'margin: expected a positive decimal such as "100" or "4303.93", received nothing. (1 more problem.)',
+    ],
+    // an unknown field explains the missing ones (a wrapped body): told before them, not counted past three
+    [
+      "/api/v1/trade/create",
+      { trade: { asset: "ETH", type: "long", margin: "100", leverage: 10 } },
+      "INVALID_REQUEST",
+      'Unknown field "trade"; this request takes asset, type, margin, leverage, stopLoss, takeProfit and ' +
+        'trailingStop. asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing. ' +
+        'type: expected one of "long", "short", received nothing. (2 more problems.)',
+    ],
+    // ... after the field the code is for, when that is a field's own code
+    [
+      "/api/v1/trade/create",
+      { asset: "XYZ", data: {} },
+      "UNKNOWN_ASSET",
+      'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "XYZ". ' +
+        'Unknown field "data"; this request takes asset, type, margin, leverage, stopLoss, takeProfit and ' +
+        'trailingStop. type: expected one of "long", "short", received nothing. (2 more problems.)',
     ],
     // the body itself
     ["/api/v1/trade/order", [1, 2], "INVALID_REQUEST", "body: expected a JSON object, received an array of 2 items."],

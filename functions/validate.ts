@@ -132,7 +132,23 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
     value === undefined || isWrongType(first, value)
       ? undefined
       : ((own as ApiErrorCode | RejectionCode | undefined) ?? fieldErrorCode(first.path));
-  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(issues, input, where, schema));
+  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(toldOrder(issues, code), input, where, schema));
+}
+
+/**
+ * The issues in the order they are told: the one the code is for first, then unknown fields, then the rest. An
+ * unknown field often explains the others (a body wrapped as `{"trade": {…}}` misses every field it holds), so it is
+ * not left among those only counted past MAX_DESCRIBED. It is INVALID_REQUEST's: under that code, it leads.
+ */
+function toldOrder(
+  issues: readonly z.core.$ZodIssue[],
+  code: ApiErrorCode | RejectionCode | undefined,
+): z.core.$ZodIssue[] {
+  const unknown = issues.filter((issue) => issue.code === "unrecognized_keys");
+  if (unknown.length === 0) return [...issues];
+  const lead = code === undefined || code === "INVALID_REQUEST" ? [] : [issues[0]!];
+  const rest = issues.filter((issue) => issue.code !== "unrecognized_keys" && !lead.includes(issue));
+  return [...lead, ...unknown, ...rest];
 }
 
 /**
@@ -182,8 +198,8 @@ const MAX_DESCRIBED = 3;
 /**
  * One plain message for a failed validation: each problem names the field, what was expected and what was received,
  * e.g. `limit: expected a whole number from 1 to 100, received "1000".`, or `received nothing.` for a missing field.
- * In the issues' order: the first is the one the error code is for (check). An unknown field is named with the fields
- * the request does take. `schema` is the one that refused `input`.
+ * In the issues' order: the first is the one the error code is for, then unknown fields (check, toldOrder). An
+ * unknown field is named with the fields the request does take. `schema` is the one that refused `input`.
  */
 export function describeIssues(
   issues: readonly z.core.$ZodIssue[],
