@@ -22,7 +22,7 @@ export const REJECTIONS = {
   INVALID_PRICE: "The order price is not a valid positive price at this asset's precision.",
   WOULD_FILL_NOW:
     "The order would fill at once at the current price: a limit or stop must wait on its side of the market.",
-  INVALID_EXPIRY: "The expiry must be a time after now and within the allowed range.",
+  INVALID_EXPIRY: "expiresAt must be a time after now and within the allowed range.",
   TOO_MANY_PENDING_ORDERS: "The account has reached its limit of pending orders.",
   ORDER_NOT_FOUND: "No pending order with this id belongs to this account.",
   INVALID_TRAILING_STOP: "The trailing stop is not valid for this trade.",

@@ -45,7 +45,10 @@ export const API_ERRORS = {
     status: 401,
     message: "Sign in first: send the session cookie, or the session token as Authorization: Bearer <token>.",
   },
-  INVALID_TOKEN: { status: 401, message: "The sign-in link is invalid, used or expired." },
+  INVALID_TOKEN: {
+    status: 401,
+    message: "The sign-in link is invalid, used or expired; ask for a new one with POST /api/v1/auth {email}.",
+  },
   FORBIDDEN_ORIGIN: {
     status: 403,
     message: "Requests from this origin are not allowed: it must be APP_URL's or listed in CORS_ORIGINS.",
@@ -53,7 +56,10 @@ export const API_ERRORS = {
   FORBIDDEN_HOST: { status: 403, message: "This development server does not answer to this Host." },
   NOT_FOUND: { status: 404, message: "Not found." },
   METHOD_NOT_ALLOWED: { status: 405, message: "This path does not take this method." },
-  IDEMPOTENCY_CONFLICT: { status: 409, message: "This Idempotency-Key was used with a different request body." },
+  IDEMPOTENCY_CONFLICT: {
+    status: 409,
+    message: "This Idempotency-Key was used with a different request body; use a new key for a different request.",
+  },
   ORDER_NOT_PENDING: { status: 409, message: "The order is no longer pending; its current state is in `order`." },
   TRADE_CLOSED: { status: 409, message: "The trade is already closed; its close is in `trade`." },
   PAYLOAD_TOO_LARGE: { status: 413, message: "The body is over the limit of 16,384 bytes (16 KiB)." },

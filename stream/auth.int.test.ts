@@ -89,7 +89,14 @@ describe("upgrade", () => {
     const ticket = await issueTicket(t, { userId: "u-origin" });
     const error = await refused(`${t.url}?ticket=${ticket}`, { origin: "https://evil.example" });
     expect(error.status).toBe(403);
-    expect(JSON.parse(error.body)).toMatchObject({ error: { code: "FORBIDDEN_ORIGIN" } });
+    expect(JSON.parse(error.body)).toEqual({
+      error: {
+        code: "FORBIDDEN_ORIGIN",
+        message:
+          "Origin https://evil.example may not open the stream: a browser may open it only from APP_URL's origin or " +
+          "one listed in CORS_ORIGINS (set on the stream as on the API).",
+      },
+    });
     // No Origin at all: a program, not a browser page.
     const client = await TestClient.connect(`${t.url}?ticket=${ticket}`);
     await client.until((f) => f.some((x) => x.type === "welcome"));

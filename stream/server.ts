@@ -227,7 +227,10 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Admi
     return {
       status: 403,
       code: "FORBIDDEN_ORIGIN",
-      message: `Origin ${origin.slice(0, 100)} may not open the stream.`,
+      // As the API's: the developer of a frontend on another origin meets this, and is told what admits it.
+      message:
+        `Origin ${origin.slice(0, 100)} may not open the stream: a browser may open it only from APP_URL's origin ` +
+        "or one listed in CORS_ORIGINS (set on the stream as on the API).",
     };
   const ticket = url.searchParams.get("ticket");
   // Unknown, used and expired are told apart by nobody: the ticket is gone either way.

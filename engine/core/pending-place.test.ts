@@ -96,8 +96,9 @@ describe("place_order", () => {
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toBe("INVALID_EXPIRY");
     expect(codeOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs + 90 * DAY + 1 }).answer)).toBe("INVALID_EXPIRY");
     const iso = (ms: number) => new Date(ms).toISOString();
-    expect(messageOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toContain(
-      `The expiry must be a time after now and within the allowed range. Allowed: after ${iso(h.nowMs)}, up to ` +
+    // Named as the request names it, with what came.
+    expect(messageOf(place(h, "alice", "1990", { expiresAtMs: h.nowMs }).answer)).toBe(
+      `expiresAt must be a time after now and within the allowed range. Allowed: after ${iso(h.nowMs)}, up to ` +
         `${iso(h.nowMs + 90 * DAY)}; received ${iso(h.nowMs)}.`,
     );
     // Past any date a clock can show: refused, and said as the number received.

@@ -157,7 +157,7 @@ describe("messages say what was expected and what came", () => {
     const otherBody = await cal.post("/api/v1/trade/create", { ...TRADE, margin: "11" }, key);
     expect([otherBody.status, otherBody.body.error?.message]).toEqual([
       409,
-      "This Idempotency-Key was used with a different request body.",
+      "This Idempotency-Key was used with a different request body; use a new key for a different request.",
     ]);
   });
 });
