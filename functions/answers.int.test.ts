@@ -317,6 +317,39 @@ describe("unknown paths and methods", () => {
     expect(res.body.error?.message).toBe(`There is nothing at GET ${path}. See the API reference at /api/v1/docs.`);
   });
 
+  it("a trailing slash on a path that exists without it → 404 saying so, for any method, never a redirect", async () => {
+    const docs = " See the API reference at /api/v1/docs.";
+    const open = await ada.get("/api/v1/trade/open/");
+    expect([open.status, open.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    expect(open.body.error?.message).toBe(
+      `There is nothing at GET /api/v1/trade/open/; did you mean /api/v1/trade/open, without the trailing slash?${docs}`,
+    );
+    const openBefore = (await ada.get("/api/v1/trade/open")).body as unknown;
+    const create = await ada.post("/api/v1/trade/create//", {
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+    });
+    expect([create.status, create.body.error?.message]).toEqual([
+      404,
+      "There is nothing at POST /api/v1/trade/create//; did you mean /api/v1/trade/create, without the trailing " +
+        `slash?${docs}`,
+    ]);
+    expect((await ada.get("/api/v1/trade/open")).body).toEqual(openBefore); // nothing was opened
+    const wrongMethod = await ada.post("/api/v1/trade/open/", {});
+    expect(wrongMethod.body.error?.message).toBe(
+      "There is nothing at POST /api/v1/trade/open/; did you mean /api/v1/trade/open, without the trailing slash, " +
+        `which takes GET, HEAD?${docs}`,
+    );
+    const docsPage = await ada.get("/api/v1/docs/");
+    expect(docsPage.body.error?.message).toBe(
+      `There is nothing at GET /api/v1/docs/; did you mean /api/v1/docs, without the trailing slash?${docs}`,
+    );
+    // Nothing to point to: the plain 404.
+    expect((await ada.get("/api/v1/nope/")).body.error?.message).toBe(`There is nothing at GET /api/v1/nope/.${docs}`);
+  });
+
   it("a wrong method on a route that exists → 405 METHOD_NOT_ALLOWED with Allow", async () => {
     const get = await ada.get("/api/v1/trade/create");
     expect([get.status, get.body.error?.code]).toEqual([405, "METHOD_NOT_ALLOWED"]);

@@ -190,20 +190,37 @@ const SHOWN_PATH = 100;
 
 /**
  * The answer when no route matched: 405 with `Allow` when the path exists for other methods, else a 404 that points
- * to the API reference. The routes are read from the app itself, so every route declared is known here.
+ * to the API reference, and to the path without its trailing slash when that one exists (routes match exactly: a
+ * redirect would turn a POST into a GET in many clients). The routes are read from the app itself, so every route
+ * declared is known here.
  */
 export function unknownRoute(app: Pick<Hono<ApiEnv>, "routes">) {
   return (c: Context<ApiEnv>) => {
-    const path = c.req.path.length > SHOWN_PATH ? `${c.req.path.slice(0, SHOWN_PATH)}…` : c.req.path;
+    const path = shownPath(c.req.path);
     const methods = allowedMethods(app.routes, c.req.path);
     if (methods.length > 0) {
       c.header("Allow", methods.join(", "));
       const message = `${path} does not take ${c.req.method}; it takes ${methods.join(", ")}. See the API reference at /api/v1/docs.`;
       return c.json(errorBody("METHOD_NOT_ALLOWED", message), 405);
     }
-    const message = `There is nothing at ${c.req.method} ${path}. See the API reference at /api/v1/docs.`;
+    const end = withoutSlash(app, c.req.path, c.req.method) ?? ".";
+    const message = `There is nothing at ${c.req.method} ${path}${end} See the API reference at /api/v1/docs.`;
     return c.json(errorBody("NOT_FOUND", message), 404);
   };
+}
+
+function shownPath(path: string): string {
+  return path.length > SHOWN_PATH ? `${path.slice(0, SHOWN_PATH)}…` : path;
+}
+
+/** "; did you mean /x, …?" when `path` ends in slashes and exists without them (with its methods, if not `method`). */
+function withoutSlash(app: Pick<Hono<ApiEnv>, "routes">, path: string, method: string): string | undefined {
+  const bare = path.replace(/\/+$/, "");
+  if (bare === path || bare === "") return undefined;
+  const methods = allowedMethods(app.routes, bare);
+  if (methods.length === 0) return undefined;
+  const takes = methods.includes(method) ? "" : `, which takes ${methods.join(", ")}`;
+  return `; did you mean ${shownPath(bare)}, without the trailing slash${takes}?`;
 }
 
 /** The methods declared for `path` (HEAD goes with GET: Hono answers it from the GET route). */
