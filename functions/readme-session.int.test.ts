@@ -57,4 +57,8 @@ it("signs in, opens a trade, closes it by the id it captured, reads the balance;
   expect((await signedIn.get("/api/v1/trade/open")).body).toEqual({ trades: [] });
   const history = (await signedIn.get("/api/v1/trade/history")).body as { trades: { asset: string }[] };
   expect(history.trades.map((trade) => trade.asset)).toEqual(["ETH"]);
+  // Its two trade POSTs each sent an Idempotency-Key, as docs/api.md asks of every trade POST: the pattern a
+  // newcomer copies into a script, where a 504 retried without one opens a second trade.
+  const { user } = (await signedIn.get("/api/v1/auth/me")).body as { user: { id: string } };
+  expect(await stack.redis.hlen(stack.keys.idempotencyRecords(user.id))).toBe(2);
 });
