@@ -1,7 +1,8 @@
 // The stream's HTTP server without Redis: how long it keeps an idle connection open. Deployed, a load balancer pools
 // connections to it and may send a request on one after up to its idle timeout (60 s), so the server must not be the
-// side that closes first.
-import type { Server } from "node:http";
+// side that closes first. And how long it keeps the socket of an upgrade it refused: not past the answer.
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { connect, type AddressInfo, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLogger } from "../platform/log.ts";
@@ -82,4 +83,39 @@ describe("the stream's HTTP server", () => {
     expect(await health(socket)).toBe("HTTP/1.1 200 OK");
     socket.destroy();
   }, 15_000);
+});
+
+/** A raw upgrade request for `target`, with the headers a WebSocket client sends. */
+function upgradeRequest(target: string): string {
+  return (
+    `GET ${target} HTTP/1.1\r\nHost: stream.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+  );
+}
+
+describe("a refused upgrade", () => {
+  it("has its socket closed by the server once answered, though the client keeps its side open", async () => {
+    let serverSide: Duplex | undefined;
+    server.once("upgrade", (_req: IncomingMessage, upgraded: Duplex) => (serverSide = upgraded));
+    // allowHalfOpen: the client's side stays open after the server's FIN, as a client holding sockets would keep it.
+    const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+    socket.on("error", () => undefined);
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+    await new Promise<void>((connected) => socket.once("connect", connected));
+    socket.write(upgradeRequest("/api/v1/stream?ticket=short")); // refused on its shape, without Redis
+    await new Promise<void>((ended) => socket.once("end", ended));
+    expect(received.split("\r\n")[0]).toBe("HTTP/1.1 401 Unauthorized");
+    expect(socket.writable, "the client's side is still open").toBe(true);
+    const closed = await new Promise<boolean>((resolve) => {
+      if (serverSide!.destroyed) return resolve(true);
+      const timer = setTimeout(() => resolve(false), 1_000);
+      serverSide!.once("close", () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    expect(closed, "the server closed its socket within 1 s").toBe(true);
+    socket.destroy();
+  });
 });

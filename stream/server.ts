@@ -272,11 +272,16 @@ const REASONS: Readonly<Record<number, string>> = {
   503: "Service Unavailable",
 };
 
-/** An upgrade refused with `status` and the error body; a 429 or 503 says in Retry-After when to come back. */
+/**
+ * An upgrade refused with `status` and the error body; a 429 or 503 says in Retry-After when to come back. The socket
+ * is destroyed once the answer is written, as ws does for its own refusals: past `'upgrade'` no server timeout covers
+ * it, and a client that leaves its side open would otherwise keep it, without a ticket, for as long as it likes.
+ */
 function refuse(socket: Duplex, status: number, code: string, message: string, retryAfterSeconds?: number): void {
   if (socket.destroyed) return;
   const body = JSON.stringify({ error: { code, message } });
   const retryAfter = retryAfterSeconds === undefined ? "" : `Retry-After: ${retryAfterSeconds}\r\n`;
+  socket.once("finish", () => socket.destroy());
   socket.end(
     `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${retryAfter}Connection: close\r\n\r\n${body}`,
   );
