@@ -13,9 +13,11 @@ import { createStreamServer, HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from ".
 
 let server: Server;
 let port: number;
+/** What the server logged at warn and above. */
+const logs: string[] = [];
 
 beforeAll(async () => {
-  const log = createLogger("stream-test", { level: "error" });
+  const log = createLogger("stream-test", { level: "warn", sink: (line) => logs.push(line) });
   const hub = new StreamHub({
     limits: DEFAULT_LIMITS,
     store: {
@@ -117,5 +119,30 @@ describe("a refused upgrade", () => {
     });
     expect(closed, "the server closed its socket within 1 s").toBe(true);
     socket.destroy();
+  });
+});
+
+/** The whole answer to an upgrade request for `target`, read until the server ends the connection. */
+async function answerTo(target: string): Promise<string> {
+  const socket = connect(port, "127.0.0.1");
+  let received = "";
+  socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+  await new Promise<void>((connected) => socket.once("connect", connected));
+  socket.write(upgradeRequest(target));
+  await new Promise<void>((closed) => socket.once("close", () => closed()));
+  return received;
+}
+
+describe("an upgrade whose target URL cannot parse", () => {
+  it("is refused 404 NOT_FOUND, as the plain handler answers such a target, without Retry-After or a warning", async () => {
+    const before = logs.length;
+    const answer = await answerTo("http://[/api/v1/stream");
+    const [head, body] = answer.split("\r\n\r\n");
+    expect(head!.split("\r\n")[0]).toBe("HTTP/1.1 404 Not Found");
+    expect(head).not.toMatch(/retry-after/i);
+    expect(JSON.parse(body!)).toEqual({
+      error: { code: "NOT_FOUND", message: "No stream at http://[/api/v1/stream." },
+    });
+    expect(logs.slice(before)).toEqual([]);
   });
 });

@@ -220,7 +220,11 @@ function withTooBigReason(ws: WebSocket, { maxFrameBytes }: Pick<StreamServerDep
  * auth.ts), so a notice that came before the watch began means the read finds the key.
  */
 async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Admitted | Refusal> {
-  const url = new URL(req.url ?? "/", "http://stream.invalid");
+  const url = requestUrl(req.url ?? "/");
+  // A target Node's parser took but URL cannot (`http://[/api/v1/stream`) is no path of the stream's, as for the
+  // plain HTTP handler: 404, not a failure to log and retry.
+  if (url === undefined)
+    return { status: 404, code: "NOT_FOUND", message: `No stream at ${(req.url ?? "").split("?")[0]!.slice(0, 100)}.` };
   if (url.pathname !== STREAM_PATH) return { status: 404, code: "NOT_FOUND", message: `No stream at ${url.pathname}.` };
   const origin = req.headers.origin;
   if (origin !== undefined && !deps.allowedOrigins.has(origin))
@@ -262,6 +266,15 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Admi
   }
   watch.end();
   return SIGNED_OUT;
+}
+
+/** The request target as a URL, or undefined when URL cannot parse it. */
+function requestUrl(target: string): URL | undefined {
+  try {
+    return new URL(target, "http://stream.invalid");
+  } catch {
+    return undefined;
+  }
 }
 
 const REASONS: Readonly<Record<number, string>> = {
