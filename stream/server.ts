@@ -16,7 +16,7 @@
  */
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket } from "ws";
+import { WebSocketServer, type ServerOptions, type WebSocket } from "ws";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { z } from "zod";
 import { STREAM_TICKET_PATTERN, streamTicketHash } from "../functions/auth/stream-tickets.ts";
@@ -60,6 +60,16 @@ export const STOPPING_RETRY_AFTER_S = 1;
  */
 export const STOP_GRACE_MS = 1_000;
 
+/**
+ * How long a socket this server closed (4401, 4008, 4029, 1011, 1009 …) waits for its client's close frame before ws
+ * cuts it: heartbeatMs, at most ws's default 30 s. Until its 'close' the socket keeps its user's place
+ * (maxConnectionsPerUser) and its send backlog, and the 429's Retry-After (2 × heartbeatMs) promises that a socket
+ * which stopped answering is gone by then; a client that answers does so within a round trip.
+ */
+export function closeTimeoutMs(heartbeatMs: number): number {
+  return Math.min(heartbeatMs, 30_000);
+}
+
 export interface StreamServer {
   readonly http: Server;
   /** Stops accepting, closes every socket (1001) and stops listening; once (a second call gets the same promise). */
@@ -87,8 +97,15 @@ const ticketSchema = z.object({
 });
 
 export function createStreamServer(deps: StreamServerDeps): StreamServer {
-  // A frame over maxFrameBytes closes the socket with 1009 (ws does it, before buffering the frame).
-  const wss = new WebSocketServer({ noServer: true, maxPayload: deps.maxFrameBytes, perMessageDeflate: false });
+  // A frame over maxFrameBytes closes the socket with 1009 (ws does it, before buffering the frame). closeTimeout is
+  // taken by ws (8.23: lib/websocket-server.js) but not listed in @types/ws: hence the options' own type.
+  const options: ServerOptions & { closeTimeout: number } = {
+    noServer: true,
+    maxPayload: deps.maxFrameBytes,
+    perMessageDeflate: false,
+    closeTimeout: closeTimeoutMs(deps.heartbeatMs),
+  };
+  const wss = new WebSocketServer(options);
   /** Upgrade sockets not handed to ws (their ticket check under way, or refused and not closed yet): a stop cuts them. */
   const upgrading = new Set<Duplex>();
   /** Of those, the ones whose ticket check is under way: a stop answers them. */

@@ -1,10 +1,12 @@
 // What an upgrade may cost before and after sign-in: a ticket that is not a ticket's shape is refused without a Redis
 // command, and a user's sockets on one server are capped (maxConnectionsPerUser). Real Redis, real sockets.
 import { randomUUID } from "node:crypto";
+import { connect, type Socket } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import {
+  fanOut,
   issueTicket,
   newUserId,
   RefusedUpgrade,
@@ -95,5 +97,56 @@ describe("sockets per user", () => {
     const again = await open();
     await again.until((f) => f.some((x) => x.type === "welcome"));
     for (const socket of [...sockets.slice(1), again]) socket.close();
+  });
+});
+
+/**
+ * A socket opened by hand that reads what the server sends and never answers anything (no pong, no close frame), as
+ * a client that vanished or stopped working; resolves once the server's first frame (the welcome) is in.
+ */
+async function mute(url: string): Promise<{ socket: Socket; received: () => Buffer }> {
+  const { port, pathname, search } = new URL(url);
+  const socket = connect(Number(port), "127.0.0.1");
+  socket.on("error", () => undefined);
+  let received = Buffer.alloc(0);
+  const welcomed = new Promise<void>((resolve) =>
+    socket.on("data", (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.includes("welcome")) resolve();
+    }),
+  );
+  socket.write(
+    `GET ${pathname}${search} HTTP/1.1\r\nHost: stream.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+  );
+  await welcomed;
+  return { socket, received: () => received };
+}
+
+describe("a socket the server closed whose client never answers the close", () => {
+  it("gives its user's place back within 2 × heartbeatMs (the 429's Retry-After), not ws's 30 s", async () => {
+    const heartbeatMs = 1_000;
+    const s = await startTestStream({ maxConnectionsPerUser: 1, heartbeatMs });
+    try {
+      const userId = newUserId();
+      const sessionId = randomUUID();
+      const client = await mute(`${s.url}?ticket=${await issueTicket(s, { userId, sessionId })}`);
+      expect(s.stream.hub.admits(userId)).toBe(false);
+      await fanOut(s, "revoked", { userId, sessionId }); // the server sends 4401
+      // The close frame's payload: the code (4401, two bytes), then the reason.
+      const close = Buffer.concat([Buffer.from([4401 >> 8, 4401 & 0xff]), Buffer.from("signed out")]);
+      while (!client.received().includes(close)) await new Promise((r) => setTimeout(r, 5));
+      const closedAt = Date.now();
+      while (!s.stream.hub.admits(userId) && Date.now() - closedAt < 2 * heartbeatMs + 500)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(s.stream.hub.admits(userId), "the place is free again").toBe(true);
+      expect(Date.now() - closedAt).toBeLessThanOrEqual(2 * heartbeatMs);
+      const again = await TestClient.connect(`${s.url}?ticket=${await issueTicket(s, { userId })}`);
+      await again.until((f) => f.some((x) => x.type === "welcome"));
+      again.close();
+      client.socket.destroy();
+    } finally {
+      await s.close();
+    }
   });
 });
