@@ -5,14 +5,13 @@
 import type { Context } from "hono";
 import type { ServerOptions } from "node:http";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, corsOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, corsOrigins, LOOPBACK_NAMES, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
 import { Sessions } from "./auth/sessions.ts";
 import type { ApiDeps, ApiSettings } from "./context.ts";
 import { createEngineClient } from "./engine-client.ts";
-import { LOOPBACK_NAMES } from "./middleware.ts";
 import type { ApiRedis } from "./redis/api-redis.ts";
 import { createIoredisApiRedis } from "./redis/ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./redis/upstash-api-redis.ts";

@@ -11,6 +11,7 @@ import type { Session } from "./auth/sessions.ts";
 import type { ApiDeps, ApiEnv, ApiContext, ApiSettings } from "./context.ts";
 import { ApiError, AUTHORIZATION_NOT_BEARER, errorBody, SESSION_NOT_VALID } from "./errors.ts";
 import { quoted } from "./validate.ts";
+import { LOOPBACK_NAMES } from "../platform/config.ts";
 import type { RateCheck } from "./openapi.ts";
 
 /**
@@ -128,22 +129,6 @@ export function limitRate(
   subjectOf: (c: ApiContext) => string,
 ): RateCheck {
   return (c) => countRequest(deps.redis, deps.keys, scope, subjectOf(c), rate);
-}
-
-/** The names a development server on this machine is reached by, besides APP_URL's own host. */
-export const LOOPBACK_NAMES: readonly string[] = ["localhost", "127.0.0.1", "[::1]"];
-
-/**
- * For development only (the dev mailbox is on): when APP_URL's host is a loopback name, the origins of APP_URL's
- * scheme and port on every loopback name, APP_URL's own among them; else none. They are all this one server (one
- * port has one listener), which `npm start` and the docs show at localhost and 127.0.0.1 alike: a page of it, the
- * API reference's "Try it out" among them, is its own origin at any of them.
- */
-export function loopbackOrigins(appUrl: string): string[] {
-  const app = new URL(appUrl);
-  if (!LOOPBACK_NAMES.includes(app.hostname)) return [];
-  const port = app.port === "" ? "" : `:${app.port}`;
-  return LOOPBACK_NAMES.map((name) => `${app.protocol}//${name}${port}`);
 }
 
 /**

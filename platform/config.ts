@@ -92,6 +92,32 @@ export function corsOrigins(env: Env): string[] {
   return origins;
 }
 
+/** The names a development server on this machine is reached by, besides APP_URL's own host. */
+export const LOOPBACK_NAMES: readonly string[] = ["localhost", "127.0.0.1", "[::1]"];
+
+/**
+ * For development only (the API's dev mailbox is on): when APP_URL's host is a loopback name, the origins of APP_URL's
+ * scheme and port on every loopback name, APP_URL's own among them; else none. They are all this one server (one
+ * port has one listener), which `npm start` and the docs show at localhost and 127.0.0.1 alike: a page of it, the
+ * API reference's "Try it out" among them, is its own origin at any of them.
+ */
+export function loopbackOrigins(appUrl: string): string[] {
+  const app = new URL(appUrl);
+  if (!LOOPBACK_NAMES.includes(app.hostname)) return [];
+  const port = app.port === "" ? "" : `:${app.port}`;
+  return LOOPBACK_NAMES.map((name) => `${app.protocol}//${name}${port}`);
+}
+
+/**
+ * The origins besides APP_URL's and CORS_ORIGINS that the API admits, read from the environment for the stream
+ * (stream/config.ts): the API takes loopbackOrigins while its dev mailbox is on (functions/app.ts), which is when
+ * RESEND_API_KEY is unset (functions/config.ts, which then refuses NODE_ENV=production and an APP_URL whose host is
+ * not a loopback name).
+ */
+export function developmentOrigins(env: Env, appUrl: string): string[] {
+  return env.RESEND_API_KEY?.trim() || env.NODE_ENV === "production" ? [] : loopbackOrigins(appUrl);
+}
+
 /**
  * Calls `stop` on SIGINT, SIGTERM, or when the supervisor that started this process is gone: `npm start` talks to
  * its children over an IPC channel, which closes when it dies, even by SIGKILL, so no component outlives it and

@@ -1,8 +1,10 @@
 /**
  * The stream process's configuration, read once by stream/main.ts. Which browser origins may open a socket follows
- * the API's rule (functions/app.ts): APP_URL's origin and the CORS_ORIGINS list.
+ * the API's rule (functions/app.ts): APP_URL's origin, the CORS_ORIGINS list and, in development (no
+ * RESEND_API_KEY), APP_URL's scheme and port on the other loopback names, so that a page that got its ticket from
+ * http://127.0.0.1:3000 can use it.
  */
-import { corsOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
+import { corsOrigins, developmentOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import type { StreamLimits } from "./connection.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -27,7 +29,7 @@ export function readStreamConfig(env: Env): StreamConfig {
     redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
     prefix: text(env, "KEY_PREFIX", ""),
-    allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env)]),
+    allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env), ...developmentOrigins(env, appUrl)]),
     limits: {
       ...DEFAULT_LIMITS,
       heartbeatMs: wholeNumber(env, "STREAM_HEARTBEAT_MS", DEFAULT_LIMITS.heartbeatMs, 100, 600_000),
