@@ -73,6 +73,23 @@ describe("readApiConfig", () => {
     );
     expect(() => readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, not a url" })).toThrow(/CORS_ORIGINS/);
   });
+
+  it("refuses a CORS origin in a form no browser sends in Origin, which would never match, saying the form meant", () => {
+    const form = "CORS_ORIGINS entries must be origins as browsers send them (host in lower case, no default port)";
+    for (const [entry, meant] of [
+      ["https://App.Example.com", "https://app.example.com"],
+      ["https://app.example.com:443", "https://app.example.com"],
+      ["http://localhost:80", "http://localhost"],
+      ["https://bücher.example", "https://xn--bcher-kva.example"],
+    ]) {
+      expect(() => readApiConfig({ ...base, CORS_ORIGINS: `https://ok.example,${entry}` })).toThrow(
+        new ConfigError(`${form}, got "${entry}" (did you mean ${meant}?)`),
+      );
+    }
+    expect(
+      readApiConfig({ ...base, CORS_ORIGINS: "https://ok.example, http://[::1]:5173" }).settings.corsOrigins,
+    ).toEqual(["https://ok.example", "http://[::1]:5173"]);
+  });
 });
 
 describe("read rate limits", () => {

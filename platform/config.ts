@@ -78,7 +78,9 @@ function withoutPassword(value: string): string {
 
 /**
  * CORS_ORIGINS: the browser origins besides APP_URL's that may call the API (functions/config.ts) and open a
- * stream socket (stream/config.ts).
+ * stream socket (stream/config.ts). Each is matched as written against the Origin header, which browsers send in
+ * one form (the host in lower case, no default port, no user): an entry in another form would never match and its
+ * page be refused 403 with nothing said at start, so it is refused here, with the form it was likely meant to be.
  */
 export function corsOrigins(env: Env): string[] {
   const origins = (env.CORS_ORIGINS ?? "")
@@ -86,10 +88,24 @@ export function corsOrigins(env: Env): string[] {
     .map((o) => o.trim())
     .filter((o) => o !== "");
   for (const origin of origins) {
-    if (!/^https?:\/\/[^/]+$/.test(origin))
+    const sent = /^https?:\/\/[^/]+$/.test(origin) ? originOf(origin) : undefined;
+    if (sent === undefined)
       throw new ConfigError(`CORS_ORIGINS entries must be origins like https://app.example.com, got "${origin}"`);
+    if (sent !== origin)
+      throw new ConfigError(
+        `CORS_ORIGINS entries must be origins as browsers send them (host in lower case, no default port), got "${origin}" (did you mean ${sent}?)`,
+      );
   }
   return origins;
+}
+
+/** The origin of `value` as a browser would send it, or undefined when it is not a URL. */
+function originOf(value: string): string | undefined {
+  try {
+    return new URL(value).origin;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The names a development server on this machine is reached by, besides APP_URL's own host. */

@@ -2,7 +2,7 @@
 // its ticket from the API (POST /api/v1/stream/ticket passed the API's Origin check) can open the socket.
 import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
-import { loopbackOrigins } from "../platform/config.ts";
+import { ConfigError, loopbackOrigins } from "../platform/config.ts";
 import { readStreamConfig } from "./config.ts";
 
 const base = { DATABASE_URL: "postgres://postgres@127.0.0.1:5432/paper" };
@@ -51,5 +51,16 @@ describe("the stream's allowed origins", () => {
     // Nor on a loopback APP_URL under NODE_ENV=production, where the API would not start without a key.
     const production = { ...base, APP_URL: "http://localhost:3000", NODE_ENV: "production" };
     expect([...readStreamConfig(production).allowedOrigins]).toEqual(["http://localhost:3000"]);
+  });
+});
+
+describe("CORS_ORIGINS", () => {
+  it("refuses an entry in a form no browser sends in Origin, with the same error as the API", () => {
+    const env = { ...base, CORS_ORIGINS: "https://App.Example.com:443" };
+    const error = new ConfigError(
+      'CORS_ORIGINS entries must be origins as browsers send them (host in lower case, no default port), got "https://App.Example.com:443" (did you mean https://app.example.com?)',
+    );
+    expect(() => readStreamConfig(env)).toThrow(error);
+    expect(() => readApiConfig(env)).toThrow(error);
   });
 });
