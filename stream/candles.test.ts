@@ -461,3 +461,29 @@ describe("CandleFanout", () => {
     });
   });
 });
+
+describe("a subscriber's first frame", () => {
+  it("is the same whether another socket holds the series or not: a bucket that has ended is not sent", async () => {
+    // A quiet series: its last minute is 10:00, and nothing has come since. Both subscribe at 10:03:10.
+    const { load, calls } = loader();
+    const held = new CandleFanout(load, () => undefined);
+    const early = socket();
+    held.subscribe(early.conn, "BTC", "1m", at("10:00:30"));
+    calls[0]!.resolve({ ...stored("10:00", "10:00", "99", "100", "98", "99.5"), interval: "1m" });
+    await settle();
+    expect(early.sent).toEqual([expect.objectContaining({ openTime: iso("10:00"), close: "99.5" })]);
+    const late = socket();
+    held.subscribe(late.conn, "BTC", "1m", at("10:03:10"));
+    const fresh = new CandleFanout(load, () => undefined);
+    const alone = socket();
+    fresh.subscribe(alone.conn, "BTC", "1m", at("10:03:10"));
+    expect(calls[1]!.openTimeMs).toBe(at("10:03:00")); // the bucket now falls in, of which nothing is stored
+    calls[1]!.resolve(undefined);
+    await settle();
+    expect([late.sent, alone.sent]).toEqual([[], []]);
+    // The next row brings the current bucket to both.
+    for (const fanout of [held, fresh]) fanout.publish(minute("10:03", "99.6", "99.7", "99.6", "99.7"), 0);
+    for (const s of [late, alone])
+      expect(s.sent).toEqual([expect.objectContaining({ openTime: iso("10:03"), close: "99.7" })]);
+  });
+});

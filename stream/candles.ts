@@ -118,8 +118,12 @@ export class CandleFanout {
     series.subscribers.add(conn);
     conn.candles.add(key);
     if (series.whole) {
+      // A bucket that has ended (a quiet market: no row since) is not sent, as a series started now would load the
+      // bucket now falls in and send nothing until its first minute: one first frame, whoever else holds the series.
+      const ended = this.loadBucket !== undefined && series.openTimeMs < candleOpenMs(nowMs, interval);
       // Through the delivery, like every frame: it replaces one held back for this socket (a second subscribe).
-      if (series.candle !== undefined) this.delivery.send(conn, key, series.openTimeMs, sharedFrame(series), nowMs);
+      if (series.candle !== undefined && !ended)
+        this.delivery.send(conn, key, series.openTimeMs, sharedFrame(series), nowMs);
       return;
     }
     if (series.load !== undefined) return; // sent with everyone's once it answers
