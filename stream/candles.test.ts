@@ -63,8 +63,14 @@ function loader() {
   return { load, calls };
 }
 
-/** Lets the loads' answers and the retries' timers (0 ms in these tests) run. */
-const settle = () => new Promise((r) => setTimeout(r, 5));
+/**
+ * Lets the loads' answers and the retries' timers (0 ms in these tests) run. In steps: a retry's timer is set by the
+ * microtasks after the answer, which may run after a first step's timer was set and, on a busy machine, later than
+ * its delay; a timer set once that step has fired comes after the retry's, whatever the load.
+ */
+const settle = async () => {
+  for (let step = 0; step < 3; step++) await new Promise((r) => setTimeout(r, 2));
+};
 
 const at = (time: string) => Date.parse(`2027-01-15T${time}Z`);
 const iso = (hhmm: string) => `2027-01-15T${hhmm}:00.000Z`;
