@@ -64,7 +64,8 @@ export const STOP_GRACE_MS = 1_000;
  * How long a socket this server closed (4401, 4008, 4029, 1011, 1009 …) waits for its client's close frame before ws
  * cuts it: heartbeatMs, at most ws's default 30 s. Until its 'close' the socket keeps its user's place
  * (maxConnectionsPerUser) and its send backlog, and the 429's Retry-After (2 × heartbeatMs) promises that a socket
- * which stopped answering is gone by then; a client that answers does so within a round trip.
+ * which stopped answering is gone by then. Counted from the close, not from when the close frame has gone out: a 4008
+ * client still reading its backlog may be cut first, and sees 1006, which it treats as 4008 (reconnect, resume).
  */
 export function closeTimeoutMs(heartbeatMs: number): number {
   return Math.min(heartbeatMs, 30_000);
