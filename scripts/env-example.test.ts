@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { COMPONENTS, replicasOf } from "../platform/components.ts";
-import { replicaMetricsPortVariable } from "../platform/metrics.ts";
+import { metricsPortVariable, replicaMetricsConfig, replicaMetricsPortVariable } from "../platform/metrics.ts";
 import { REPO_ROOT as root, repositoryFiles } from "./repository-files.ts";
 
 /** Read by product code but not the processes' configuration, so not in .env.example. */
@@ -81,6 +81,24 @@ describe(".env.example", () => {
       ["ENGINE_TIMEOUT_MS", "KEY_PREFIX", "NO_COLOR", "PATH_X", "STREAM_PRIVATE_BUFFER_CAP_BYTES", "TZ"].sort(),
     );
     expect([...exampleVariables("# Prose, AA=1\nBB=\n# CC=x\ndd=1\n#DD=2\n")]).toEqual(["BB", "CC"]);
+  });
+});
+
+/** The variables .env.example sets (`NAME=value`, not commented out), as a process reads the file copied to .env. */
+function exampleValues(example: string): Record<string, string> {
+  return Object.fromEntries([...example.matchAll(/^([A-Z][A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+}
+
+describe(".env.example's metrics ports", () => {
+  // Copied to .env and then edited, the file is what the processes read: a replica's own port set there would keep it
+  // on that port whatever its component's variable says (replicaMetricsConfig), which unset does not.
+  it("leave every replica to its component's variable when that says off or 0, as unset does", () => {
+    const env = exampleValues(readFileSync(join(root, ".env.example"), "utf8"));
+    for (const replica of COMPONENTS.flatMap(replicasOf)) {
+      const variable = metricsPortVariable(replica.component.name);
+      expect(replicaMetricsConfig({ ...env, [variable]: "off" }, replica).port, `${replica.name}, off`).toBeUndefined();
+      expect(replicaMetricsConfig({ ...env, [variable]: "0" }, replica).port, `${replica.name}, 0`).toBe(0);
+    }
   });
 });
 
