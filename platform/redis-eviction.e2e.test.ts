@@ -1,8 +1,8 @@
 /**
  * The engine and worker processes (`dist/*.mjs`) refuse a Redis that may evict keys: started against a redis-server
  * with `maxmemory-policy allkeys-lru` each exits 2 with one line naming the policy and the fix, before it reads or
- * writes anything, so `npm start` stops rather than restart them. Against the same Redis set to noeviction, both
- * start.
+ * writes anything (`npm start` stops the start when that comes before the process was ever ready, as for the engines
+ * on a first start, and restarts it with the backoff after). Against the same Redis set to noeviction, both start.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
