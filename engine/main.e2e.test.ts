@@ -25,7 +25,8 @@ import { encodeSnapshot, SNAPSHOT_VERSION } from "./snapshot/codec.ts";
 import { hashSnapshot } from "./snapshot/hash.ts";
 import { PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 
-const prefix = `test:engine-main:${randomUUID()}:`;
+// Short enough that each test's own prefix below stays within KEY_PREFIX's 64 characters.
+const prefix = `test:engine:${randomUUID()}:`;
 let pg: TestDatabase;
 const redis = new Redis(TEST_REDIS_URL);
 

@@ -10,7 +10,7 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import { ConfigError, keyPrefix, redisUrl, runMain, stopOnSignals, url, wholeNumber } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { startThread } from "../platform/threads.ts";
@@ -40,7 +40,7 @@ runMain("engine", async () => {
   const config = {
     redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
-    prefix: text(env, "KEY_PREFIX", ""),
+    prefix: keyPrefix(env),
     snapshotEveryMs: wholeNumber(env, "SNAPSHOT_EVERY_MS", 10_000, 100, 3_600_000),
     snapshotSaveTimeoutMs: wholeNumber(env, "SNAPSHOT_SAVE_TIMEOUT_MS", DEFAULT_SAVE_TIMEOUT_MS, 1_000, 3_600_000),
     leaseTtlMs: wholeNumber(env, "ENGINE_LEASE_TTL_MS", 500, 200, 60_000),

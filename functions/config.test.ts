@@ -5,6 +5,14 @@ import { nodeServerOptions, readApiConfig, readHttpTimeouts } from "./config.ts"
 const base = { DATABASE_URL: "postgres://u@db.example/app" };
 
 describe("readApiConfig", () => {
+  it("refuses a KEY_PREFIX outside the rule every process applies (platform/config.ts keyPrefix)", () => {
+    expect(readApiConfig({ ...base, KEY_PREFIX: "staging:" }).prefix).toBe("staging:");
+    expect(() => readApiConfig({ ...base, KEY_PREFIX: "paper broker:" })).toThrow(
+      new ConfigError('KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got "paper broker:"'),
+    );
+    expect(() => readApiConfig({ ...base, KEY_PREFIX: "x".repeat(65) })).toThrow(/^KEY_PREFIX must be at most 64/);
+  });
+
   it("uses the dev mailbox locally when no Resend key is set", () => {
     expect(readApiConfig(base).resend).toBeUndefined();
   });

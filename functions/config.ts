@@ -5,7 +5,16 @@
 import type { Context } from "hono";
 import type { ServerOptions } from "node:http";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, corsOrigins, LOOPBACK_NAMES, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
+import {
+  ConfigError,
+  corsOrigins,
+  keyPrefix,
+  LOOPBACK_NAMES,
+  redisUrl,
+  text,
+  url,
+  wholeNumber,
+} from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { createDevMailbox, createResendMailer } from "./auth/mailer.ts";
@@ -95,7 +104,7 @@ export function readApiConfig(env: Env): ApiConfig {
           pollMaxMs,
         }
       : { kind: "tcp", url: redisUrl(env) },
-    prefix: text(env, "KEY_PREFIX", ""),
+    prefix: keyPrefix(env),
     jwtSecret,
     resend: resendKey ? { apiKey: resendKey, baseUrl: env.RESEND_BASE_URL?.trim() || undefined } : undefined,
     emailFrom: text(env, "EMAIL_FROM", "Paper Broker <onboarding@resend.dev>"),

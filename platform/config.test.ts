@@ -1,6 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { fork } from "node:child_process";
-import { ConfigError, oneOf, redisUrl, text, url, wholeNumber } from "./config.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT, repositoryFiles } from "../scripts/repository-files.ts";
+import { ConfigError, keyPrefix, oneOf, redisUrl, text, url, wholeNumber } from "./config.ts";
 
 describe("config readers", () => {
   it("use the fallback when unset or blank, and the value when set", () => {
@@ -84,5 +87,45 @@ describe("onStopRequest", () => {
     expect(await exited).toBe(1);
     expect(stdout).toContain("stopping");
     expect(JSON.parse(stderr.trim().split("\n").at(-1)!)).toMatchObject({ event: "stop_timeout", afterMs: 300 });
+  });
+});
+
+describe("keyPrefix", () => {
+  it("takes up to 64 printable ASCII characters without spaces, and none when unset or blank", () => {
+    expect(keyPrefix({})).toBe("");
+    expect(keyPrefix({ KEY_PREFIX: "  " })).toBe("");
+    expect(keyPrefix({ KEY_PREFIX: "staging:" })).toBe("staging:");
+    expect(keyPrefix({ KEY_PREFIX: " test:{a}~!: " })).toBe("test:{a}~!:");
+    expect(keyPrefix({ KEY_PREFIX: "x".repeat(64) })).toBe("x".repeat(64));
+  });
+
+  it("refuses anything else, naming the variable, the rule and the value", () => {
+    expect(() => keyPrefix({ KEY_PREFIX: "paper broker:" })).toThrow(
+      new ConfigError('KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got "paper broker:"'),
+    );
+    for (const bad of ["x".repeat(65), "préfixe:", "a\tb", "a\nb"])
+      expect(() => keyPrefix({ KEY_PREFIX: bad }), JSON.stringify(bad)).toThrow(ConfigError);
+  });
+
+  // Each process checks it at its own start: a prefix that only the poller refused stopped npm start half-way, once
+  // the engines and the worker were up under it.
+  it("is how every process reads KEY_PREFIX", () => {
+    const product = repositoryFiles(["testing", "bench"]).filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"));
+    const reads =
+      /\b[A-Za-z_]*[eE]nv\??\.KEY_PREFIX\b|[eE]nv\[\s*"KEY_PREFIX"\s*\]|\(\s*[A-Za-z_]*[eE]nv\s*,\s*"KEY_PREFIX"/;
+    const readers = product.filter((f) => reads.test(readFileSync(join(REPO_ROOT, f), "utf8")));
+    expect(readers).toEqual(["platform/config.ts"]);
+    const imports = /import \{[^}]*\bkeyPrefix\b[^}]*\} from "\.\.\/platform\/config\.ts"/;
+    const callers = product.filter((f) => imports.test(readFileSync(join(REPO_ROOT, f), "utf8")));
+    expect(callers.sort()).toEqual(
+      [
+        "engine/main.ts",
+        "functions/config.ts",
+        "poller/config.ts",
+        "scripts/start.ts",
+        "stream/config.ts",
+        "worker/main.ts",
+      ].sort(),
+    );
   });
 });

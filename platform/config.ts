@@ -15,6 +15,22 @@ export function text(env: Env, name: string, fallback?: string): string {
   throw new ConfigError(`${name} is required`);
 }
 
+/**
+ * KEY_PREFIX, the prefix of every Redis key of a deployment (contract/names.ts keyspace): at most 64 printable ASCII
+ * characters, no spaces, since it becomes part of every key name and of the log lines that name keys. Every process
+ * that reads it reads it here, so a prefix one refuses every one refuses, each at its own start (exit 2), rather
+ * than the poller alone once the others are up.
+ */
+export function keyPrefix(env: Env): string {
+  const prefix = text(env, "KEY_PREFIX", "");
+  if (!/^[\x21-\x7e]{0,64}$/.test(prefix)) {
+    throw new ConfigError(
+      `KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got ${JSON.stringify(prefix)}`,
+    );
+  }
+  return prefix;
+}
+
 export function wholeNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]?.trim();
   if (raw === undefined || raw === "") return fallback;

@@ -2,7 +2,7 @@
  * The poller's configuration, read once from the environment by main.ts with the shared readers
  * (platform/config.ts), so a bad value stops the process at start with a message naming the variable.
  */
-import { ConfigError, oneOf, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
+import { keyPrefix as readKeyPrefix, oneOf, redisUrl, url, wholeNumber } from "../platform/config.ts";
 import { BOOK_SILENCE_MS } from "./heartbeat.ts";
 
 export type FeedMode = "auto" | "backpack" | "sim";
@@ -38,13 +38,7 @@ export const POLLER_ENV = [
 type Env = Readonly<Record<string, string | undefined>>;
 
 export function readPollerConfig(env: Env): PollerConfig {
-  const keyPrefix = text(env, "KEY_PREFIX", "");
-  // The prefix becomes part of every key name, so keep it to characters that are safe in keys and logs.
-  if (!/^[\x21-\x7e]{0,64}$/.test(keyPrefix)) {
-    throw new ConfigError(
-      `KEY_PREFIX must be at most 64 printable ASCII characters without spaces, got ${JSON.stringify(keyPrefix)}`,
-    );
-  }
+  const keyPrefix = readKeyPrefix(env);
   const simWsUrlSet = (env.SIM_WS_URL?.trim() ?? "") !== "";
   return {
     redisUrl: redisUrl(env),

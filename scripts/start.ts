@@ -16,7 +16,7 @@ import { join, resolve } from "node:path";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
-import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
+import { ConfigError, keyPrefix, runMain, stopOnSignals } from "../platform/config.ts";
 import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, RedisNoAnswerError, redisPersistence, withRedis } from "../platform/local-redis.ts";
@@ -31,6 +31,8 @@ runMain("start", async () => {
   // process.loadEnvFile exists from Node 20.12.
   if (existsSync(envFile) && typeof process.loadEnvFile === "function") process.loadEnvFile(envFile);
   const env = process.env;
+  // Checked before anything starts, as each process checks it again: a prefix one of them refuses stops them all.
+  const prefix = keyPrefix(env);
   const log = createLogger("start");
   const dataDir = resolve(REPO_ROOT, env.DATA_DIR?.trim() || ".data");
   mkdirSync(dataDir, { recursive: true });
@@ -39,7 +41,7 @@ runMain("start", async () => {
   const stop = stopOnSignals(log);
   const cleanup: (() => Promise<void>)[] = [() => Promise.resolve(rmSync(pidFile, { force: true }))];
   try {
-    const logAt = await logLeftOnLocalRedis(dataDir, env);
+    const logAt = await logLeftOnLocalRedis(dataDir, env, prefix);
     const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
     const redis = new WatchedServer(
       "redis",
@@ -100,11 +102,11 @@ runMain("start", async () => {
  * of its own, its Postgres state exists (a cluster in it, or DATABASE_URL), and that Redis holds the engine's input
  * stream under KEY_PREFIX.
  */
-async function logLeftOnLocalRedis(dataDir: string, env: Env): Promise<string | undefined> {
+async function logLeftOnLocalRedis(dataDir: string, env: Env, prefix: string): Promise<string | undefined> {
   if (env.REDIS_URL?.trim() || (await readPort(join(dataDir, "redis"))) !== undefined) return undefined;
   if (!env.DATABASE_URL?.trim() && !existsSync(join(dataDir, "postgres", "data", "PG_VERSION"))) return undefined;
   const url = env.LOCAL_REDIS_PROBE_URL?.trim() || DEFAULT_LOCAL_REDIS_URL;
-  const input = keyspace(env.KEY_PREFIX ?? "").input;
+  const input = keyspace(prefix).input;
   const kept = await withRedis(url, async (redis) => (await redis.exists(input)) === 1).catch((err: unknown) => {
     // Nothing there (refused) means no log to keep. A Redis that accepts but does not answer may hold it, and a Redis
     // of its own would start without it.

@@ -4,7 +4,7 @@
  * RESEND_API_KEY), APP_URL's scheme and port on the other loopback names, so that a page that got its ticket from
  * http://127.0.0.1:3000 can use it.
  */
-import { corsOrigins, developmentOrigins, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
+import { corsOrigins, developmentOrigins, keyPrefix, redisUrl, text, url, wholeNumber } from "../platform/config.ts";
 import type { StreamLimits } from "./connection.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -28,7 +28,7 @@ export function readStreamConfig(env: Env): StreamConfig {
     host: text(env, "STREAM_HOST", text(env, "HOST", "127.0.0.1")),
     redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
-    prefix: text(env, "KEY_PREFIX", ""),
+    prefix: keyPrefix(env),
     allowedOrigins: new Set([new URL(appUrl).origin, ...corsOrigins(env), ...developmentOrigins(env, appUrl)]),
     limits: {
       ...DEFAULT_LIMITS,

@@ -11,7 +11,7 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import { keyPrefix, redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -39,7 +39,7 @@ runMain("worker", async () => {
   const config = {
     redisUrl: redisUrl(env),
     databaseUrl: url(env, "DATABASE_URL", undefined, ["postgres:", "postgresql:"]),
-    prefix: text(env, "KEY_PREFIX", ""),
+    prefix: keyPrefix(env),
     consumer: text(env, "WORKER_NAME", `${hostname()}:${process.pid}`),
     // How long an entry must sit unacknowledged on another consumer before this one takes it over.
     claimIdleMs: wholeNumber(env, "WORKER_CLAIM_IDLE_MS", 30_000, 100, 3_600_000),
