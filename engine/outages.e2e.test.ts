@@ -204,7 +204,8 @@ describe("engine processes through a Postgres outage", () => {
     const missing = new URL(pg.url);
     missing.pathname = `/${pg.name}_missing`;
     const engine = start("engine-missing-db", missing.toString());
-    expect(await engine.exited).toEqual({ code: 2, signal: null }); // a configuration error: npm start stops, before ready
+    // A configuration error: npm start stops, before ready.
+    expect(await engine.exited).toEqual({ code: 2, signal: null });
     expect(engine.events("postgres_waiting")).toEqual([]);
     expect(engine.raw.join("\n")).toContain("does not exist");
   });

@@ -210,7 +210,8 @@ export async function connectPostgres(
 /**
  * A refusal at connect that no restart can cure, as a ConfigError (the process exits 2: `npm start` stops the start
  * when that comes before the process was ever ready, and restarts it with the backoff after): the database named does
- * not exist (3D000), or the server refused the user or its password (class 28). The message names DATABASE_URL, which every process connects with, without its password.
+ * not exist (3D000), or the server refused the user or its password (class 28). The message names DATABASE_URL,
+ * which every process connects with, without its password.
  */
 function refusedConfiguration(databaseUrl: string, err: unknown): ConfigError | undefined {
   if (classifyPostgresError(err) !== "refused") return undefined;

@@ -74,6 +74,19 @@ describe("connectInBackground", () => {
     }
   });
 
+  it("does not hand over a refusal that comes once closed: a stop exits 0, not 2", async () => {
+    const { log } = logged();
+    let fail: (err: Error) => void = () => undefined;
+    const pg = connectInBackground("postgres://x@127.0.0.1:1/x", log, {
+      retry,
+      connect: () => new Promise((_resolve, reject) => (fail = reject)),
+    });
+    await pg.close();
+    fail(new ConfigError('DATABASE_URL names database "x", which does not exist'));
+    const handed = await Promise.race([pg.refused, new Promise((r) => setTimeout(() => r("none"), 100))]);
+    expect(handed).toBe("none");
+  });
+
   it("stops trying once closed, and closes what a try under way connects", async () => {
     const { log } = logged();
     let tries = 0;

@@ -71,6 +71,7 @@ export function connectInBackground(
         return settleFirst(undefined);
       } catch (err) {
         if (err instanceof ConfigError) {
+          if (closing.signal.aborted) return settleFirst(undefined); // stopping anyway: exit 0, not 2
           refuse(err);
           return settleFirst(err);
         }
