@@ -73,8 +73,18 @@ describe("metrics configuration", () => {
 
   it(".env.example lists every component's variable with its default from the table", () => {
     const example = readFileSync(resolve(import.meta.dirname, "../.env.example"), "utf8");
-    for (const r of COMPONENTS.flatMap(replicasOf))
-      expect(example).toMatch(new RegExp(`^${replicaMetricsPortVariable(r)}=${r.metricsPort}$`, "m"));
+    for (const c of COMPONENTS) {
+      const [first, ...others] = replicasOf(c);
+      expect(example).toMatch(new RegExp(`^${replicaMetricsPortVariable(first!)}=${first!.metricsPort}$`, "m"));
+      // A further replica's variable is left empty: unset, it follows the component's off or 0 (replicaMetricsConfig),
+      // which a value shown would override; its comment gives the port it takes otherwise.
+      for (const r of others) {
+        expect(example).toMatch(new RegExp(`^${replicaMetricsPortVariable(r)}=$`, "m"));
+        expect(example).toMatch(
+          new RegExp(`^#.*unset: ${r.metricsPort}\\b.*\n${replicaMetricsPortVariable(r)}=$`, "m"),
+        );
+      }
+    }
     expect(example).toMatch(/^METRICS_HOST=127\.0\.0\.1$/m);
   });
 
