@@ -346,8 +346,11 @@ describe("unknown paths and methods", () => {
     expect(docsPage.body.error?.message).toBe(
       `There is nothing at GET /api/v1/docs/; did you mean /api/v1/docs, without the trailing slash?${docs}`,
     );
-    // Nothing to point to: the plain 404.
+    // Nothing to point to: the plain 404; nor for a path a parameter route would match (it may not exist either).
     expect((await ada.get("/api/v1/nope/")).body.error?.message).toBe(`There is nothing at GET /api/v1/nope/.${docs}`);
+    expect((await ada.get("/api/v1/docs/nope/")).body.error?.message).toBe(
+      `There is nothing at GET /api/v1/docs/nope/.${docs}`,
+    );
   });
 
   it("a wrong method on a route that exists → 405 METHOD_NOT_ALLOWED with Allow", async () => {

@@ -198,11 +198,18 @@ function shownPath(path: string): string {
   return path.length > SHOWN_PATH ? `${path.slice(0, SHOWN_PATH)}…` : path;
 }
 
-/** "; did you mean /x, …?" when `path` ends in slashes and exists without them (with its methods, if not `method`). */
+/**
+ * "; did you mean /x, …?" when `path` ends in slashes and is a route's own path without them (with its methods, if
+ * not `method`). A route with a parameter is left out: `/api/v1/docs/nope/` would be told of `/api/v1/docs/nope`,
+ * which the pattern matches and which is a 404 too.
+ */
 function withoutSlash(app: Pick<Hono<ApiEnv>, "routes">, path: string, method: string): string | undefined {
   const bare = path.replace(/\/+$/, "");
   if (bare === path || bare === "") return undefined;
-  const methods = allowedMethods(app.routes, bare);
+  const methods = allowedMethods(
+    app.routes.filter((route) => !route.path.includes(":")),
+    bare,
+  );
   if (methods.length === 0) return undefined;
   const takes = methods.includes(method) ? "" : `, which takes ${methods.join(", ")}`;
   return `; did you mean ${shownPath(bare)}, without the trailing slash${takes}?`;
