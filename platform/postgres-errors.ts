@@ -21,13 +21,17 @@
  *
  * What each caller does with each kind, on purpose (the callers' comments say why):
  *
- * | kind       | worker                            | engine                                | API                      |
- * | ---------- | --------------------------------- | ------------------------------------- | ------------------------ |
- * | `outage`   | goes on, its history owed         | waits at start; snapshots try again   | 503                      |
- * | `stalled`  | ends (restarted, new connections) | waits at start; snapshots try again   | 503                      |
- * | `refused`  | exits 2 at start, ends later      | exits 2 at start; snapshots try again | 503 (secret rotation)    |
- * | `conflict` | ends, past `query`'s own retries  | snapshots try again                   | 500 (a lock order bug)   |
- * | `other`    | ends                              | snapshots try again                   | 500                      |
+ * | kind       | worker                            | engine                                | API                    |
+ * | ---------- | --------------------------------- | ------------------------------------- | ---------------------- |
+ * | `outage`   | goes on, its history owed         | waits at start; snapshots try again   | 503                    |
+ * | `stalled`  | ends (restarted, new connections) | waits at start; snapshots try again   | 503                    |
+ * | `refused`  | exits 2 at start, ends later      | exits 2 at start; snapshots try again | 503 (secret rotation)  |
+ * | `conflict` | ends, past `query`'s own retries  | snapshots try again                   | 500 (a lock order bug) |
+ * | `other`    | ends                              | snapshots try again                   | 500                    |
+ *
+ * The stream reads Postgres only to load candle buckets (stream/postgres.ts): a `refused` connect exits 2 (at start
+ * or from its background connect), any other failed connect is tried again in the background; once connected,
+ * every kind fails the one load, which is tried again.
  *
  * (worker/postgres-outages.ts; engine/main.ts and engine/runner/failure-run.ts; functions/backend-failure.ts.)
  *
