@@ -3,7 +3,7 @@ import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, repositoryFiles } from "../scripts/repository-files.ts";
-import { ConfigError, keyPrefix, oneOf, redisUrl, text, url, wholeNumber } from "./config.ts";
+import { ConfigError, keyPrefix, oneOf, redisUrl, settledWithin, text, url, wholeNumber } from "./config.ts";
 
 describe("config readers", () => {
   it("use the fallback when unset or blank, and the value when set", () => {
@@ -87,6 +87,25 @@ describe("onStopRequest", () => {
     expect(await exited).toBe(1);
     expect(stdout).toContain("stopping");
     expect(JSON.parse(stderr.trim().split("\n").at(-1)!)).toMatchObject({ event: "stop_timeout", afterMs: 300 });
+  });
+});
+
+describe("settledWithin", () => {
+  const never = new Promise<string>(() => undefined);
+
+  it("gives what the work resolves with, when it settles first", async () => {
+    expect(await settledWithin(Promise.resolve("done"), 1_000, new AbortController().signal)).toBe("done");
+  });
+
+  it("gives undefined once the time has passed, or at once when stopped (already, or meanwhile)", async () => {
+    const startedAt = performance.now();
+    expect(await settledWithin(never, 50, new AbortController().signal)).toBeUndefined();
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(45);
+    expect(await settledWithin(never, 60_000, AbortSignal.abort())).toBeUndefined();
+    const stop = new AbortController();
+    const waiting = settledWithin(never, 60_000, stop.signal);
+    stop.abort();
+    expect(await waiting).toBeUndefined();
   });
 });
 

@@ -183,6 +183,25 @@ export function onStopRequest(
 /** As long as the supervisor waits for a child's clean stop before it SIGKILLs it (supervisor.ts). */
 const ORPHAN_STOP_BUDGET_MS = 30_000;
 
+/**
+ * What `work` resolves with, or undefined once `ms` have passed or `stop` comes, whichever is first: a start step a
+ * process waits for only so long (the worker's durability check, the stream's first Postgres try).
+ */
+export function settledWithin<T>(work: Promise<T>, ms: number, stop: AbortSignal): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    if (stop.aborted) return resolve(undefined);
+    const done = (value: T | undefined) => {
+      clearTimeout(timer);
+      stop.removeEventListener("abort", onStop);
+      resolve(value);
+    };
+    const onStop = () => done(undefined);
+    const timer = setTimeout(onStop, ms);
+    stop.addEventListener("abort", onStop, { once: true });
+    void work.then(done);
+  });
+}
+
 /** An abort signal that fires on the first stop request, logged as `stopping`: how every process stops cleanly. */
 export function stopOnSignals(log: Logger): AbortSignal {
   const stop = new AbortController();

@@ -6,7 +6,7 @@
  */
 import type { Redis } from "ioredis";
 import { keyspace } from "../contract/names.ts";
-import { ConfigError, runMain, stopOnSignals } from "../platform/config.ts";
+import { ConfigError, runMain, settledWithin, stopOnSignals } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { connectRedis } from "../platform/redis.ts";
@@ -89,19 +89,3 @@ runMain("stream", async () => {
   // A connect to a Postgres that does not answer may still be under way (postgres.ts): it must not hold the exit.
   process.exit(0);
 });
-
-/** What `work` resolves with, or undefined once `ms` have passed or `stop` comes, whichever is first. */
-function settledWithin<T>(work: Promise<T>, ms: number, stop: AbortSignal): Promise<T | undefined> {
-  return new Promise((resolve) => {
-    if (stop.aborted) return resolve(undefined);
-    const done = (value: T | undefined) => {
-      clearTimeout(timer);
-      stop.removeEventListener("abort", onStop);
-      resolve(value);
-    };
-    const onStop = () => done(undefined);
-    const timer = setTimeout(onStop, ms);
-    stop.addEventListener("abort", onStop, { once: true });
-    void work.then(done);
-  });
-}

@@ -11,7 +11,16 @@
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
-import { keyPrefix, redisUrl, runMain, stopOnSignals, text, url, wholeNumber } from "../platform/config.ts";
+import {
+  keyPrefix,
+  redisUrl,
+  runMain,
+  settledWithin,
+  stopOnSignals,
+  text,
+  url,
+  wholeNumber,
+} from "../platform/config.ts";
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -130,19 +139,4 @@ async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Post
     await db.close();
     throw err;
   }
-}
-
-/** Resolves once `work` settles, `ms` have passed or `stop` comes, whichever is first. */
-function settledWithin(work: Promise<void>, ms: number, stop: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (stop.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      stop.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    stop.addEventListener("abort", done, { once: true });
-    void work.then(done);
-  });
 }
