@@ -5,7 +5,6 @@
  */
 import type { WebSocket } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { engineOutputSchema, type OutputOf } from "../contract/messages.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
@@ -14,6 +13,7 @@ import { CandleFanout, loadBucketFrom } from "./candles.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamConnection } from "./connection.ts";
 import { NO_METRICS } from "./metrics.ts";
+import { quoteAtMs } from "./testing/quote-output.ts";
 
 let pg: TestDatabase;
 
@@ -29,19 +29,7 @@ const T0 = Date.UTC(2027, 0, 15, 8, 0);
 /** The order of output id "<ms>-0:0" as the table keeps it (ms × 10^30), in decimal. */
 const order = (ms: number) => String(BigInt(ms) * 10n ** 30n);
 
-function quote(ms: number, bid: string, asset = "ETH"): OutputOf<"quote_updated"> {
-  return engineOutputSchema.parse({
-    id: `${ms}-0:0`,
-    inputId: `${ms}-0`,
-    type: "quote_updated",
-    asset,
-    market: `${asset}_USDC_PERP`,
-    bid,
-    ask: bid,
-    updatedAt: new Date(ms).toISOString(),
-    source: "sim",
-  }) as OutputOf<"quote_updated">;
-}
+const quote = (ms: number, bid: string, asset = "ETH") => quoteAtMs(ms, asset, bid);
 
 describe("loadBucketFrom", () => {
   it("reads the bucket's minutes so far merged (open of the first, close of the last, extremes), or nothing", async () => {

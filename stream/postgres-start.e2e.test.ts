@@ -7,7 +7,6 @@
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { engineOutputSchema, type EngineOutput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { migrate } from "../platform/migrate.ts";
 import { spawnComponent, startSilentServer, type Child } from "../platform/testing/processes.ts";
@@ -16,7 +15,7 @@ import { startRedisProxy, type RedisProxy } from "../platform/testing/redis-prox
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { writeCandles } from "../worker/candles.ts";
-import { quoteOutput } from "./testing/quote-output.ts";
+import { quoteAtMs, quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
   fanOut,
@@ -59,25 +58,10 @@ function startStream(name: string, url: string): Child {
   return child;
 }
 
-/** A quote of `asset` at `ms`, as the engine emits it: the candle of that minute is written from it. */
-function quoteAt(ms: number, asset: string, bid: string): EngineOutput {
-  return engineOutputSchema.parse({
-    id: `${ms}-0:0`,
-    inputId: `${ms}-0`,
-    type: "quote_updated",
-    asset,
-    market: `${asset}_USDC_PERP`,
-    bid,
-    ask: bid,
-    updatedAt: new Date(ms).toISOString(),
-    source: "sim",
-  });
-}
-
 describe("the stream process started while Postgres refuses connections", () => {
   it("serves quotes and private events at once, and candles once Postgres answers", { timeout: 90_000 }, async () => {
     // Today's ETH candle so far, stored: what a 1d subscriber gets once the stream can read it.
-    await writeCandles(pg.db, [quoteAt(Date.now(), "ETH", "4000")], pg.log);
+    await writeCandles(pg.db, [quoteAtMs(Date.now(), "ETH", "4000")], pg.log);
     await proxy.cut();
     const stream = startStream("pg-start", databaseUrl);
     const listening = await stream.waitFor("listening", 20_000);
