@@ -49,8 +49,8 @@ export function marketRoutes(deps: ApiDeps) {
     tags: ["Market"],
     summary: "Candles of a market's bid, oldest first",
     description:
-      "OHLC of the bid per interval, in buckets aligned to UTC (a day starts at 00:00Z); intervals above 1m are " +
-      "merged from the 1-minute candles. With `from`: the first `limit` candles opening in [`from`, `to`]; " +
+      "OHLC of the bid per interval, in buckets aligned to UTC (a day starts at 00:00Z); 5m and 15m are merged " +
+      "from the 1-minute candles, 4h and 1d from the hourly ones. With `from`: the first `limit` candles opening in [`from`, `to`]; " +
       "without: the last `limit` up to `to` (default now). Intervals without a quote have no candle.",
     security: PUBLIC,
     limit: limitRate(deps, "candles", deps.settings.candlesRate, (c) => signInIpSubject(deps.clientIp(c))),
