@@ -22,7 +22,7 @@ import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.t
 import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
 import { balancesView, compareIds, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
-import type { EventsAfter, PrivateState } from "../worker/events.ts";
+import { readPastStep, type EventsAfter, type PrivateState, type StepWaitLimits } from "../worker/events.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import type { StreamConnection } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
@@ -50,6 +50,12 @@ const GAP_WARN_AFTER_MS = 5_000;
  * next event has been sent (stepContinues).
  */
 const STEP_WAIT_MAX_MS = 2_000;
+/** The pauses between its reads double as a gap's retries do; a notification past the mark ends one sooner. */
+const STEP_WAIT: StepWaitLimits = {
+  firstPauseMs: RETRY_FIRST_MS,
+  maxPauseMs: RETRY_MAX_MS,
+  maxWaitMs: STEP_WAIT_MAX_MS,
+};
 
 export interface PrivateChannelDeps {
   readonly store: PrivateStore;
@@ -247,37 +253,42 @@ export class PrivateChannel {
    * what is sent again and what is not. Undefined when the channel stopped meanwhile (unsubscribe, the socket closed).
    */
   private async readWholeState(): Promise<PrivateState | undefined> {
-    const startMs = this.deps.now();
-    let delayMs = RETRY_FIRST_MS;
     const wait: StepWait = { mark: Infinity, notified: 0, wake: undefined };
     this.stepWait = wait;
     try {
-      for (;;) {
-        [wait.mark, wait.notified] = [Infinity, 0];
-        const state = await this.deps.store.readState(this.conn.userId);
-        if (this.stopped) return undefined;
-        if (!state.markContinues || this.conn.closed) return state;
-        const waitedMs = this.deps.now() - startMs;
-        if (waitedMs >= STEP_WAIT_MAX_MS) {
-          this.deps.log.warn("private_state_mid_step", { userId: this.conn.userId, seq: state.seq, waitedMs });
-          return state;
-        }
-        // Notified past the mark while the state was read: that event may have been stored after the read. Each
-        // read again this way needs another notification, so it cannot spin.
-        if (wait.notified > state.seq) continue;
-        wait.mark = state.seq;
-        await new Promise<void>((resolve) => {
-          const wake = () => {
-            clearTimeout(timer);
-            wait.wake = undefined;
-            resolve();
-          };
-          const timer = setTimeout(wake, Math.min(delayMs, STEP_WAIT_MAX_MS - waitedMs));
-          wait.wake = wake;
+      const read = await readPastStep(
+        STEP_WAIT,
+        this.deps.now,
+        async () => {
+          if (this.stopped) return undefined;
+          [wait.mark, wait.notified] = [Infinity, 0];
+          const state = await this.deps.store.readState(this.conn.userId);
+          return this.stopped ? undefined : state;
+        },
+        (state) => state.markContinues && !this.conn.closed,
+        (state, ms) => {
+          // Notified past the mark while the state was read: that event may have been stored after the read. Each
+          // read again this way needs another notification, so it cannot spin.
+          if (wait.notified > state.seq) return Promise.resolve();
+          wait.mark = state.seq;
+          return new Promise<void>((resolve) => {
+            const wake = () => {
+              clearTimeout(timer);
+              wait.wake = undefined;
+              resolve();
+            };
+            const timer = setTimeout(wake, ms);
+            wait.wake = wake;
+          });
+        },
+      );
+      if (read?.waitedMs !== undefined)
+        this.deps.log.warn("private_state_mid_step", {
+          userId: this.conn.userId,
+          seq: read.state.seq,
+          waitedMs: read.waitedMs,
         });
-        if (this.stopped) return undefined;
-        delayMs = Math.min(RETRY_MAX_MS, delayMs * 2);
-      }
+      return read?.state;
     } finally {
       this.stepWait = undefined;
     }

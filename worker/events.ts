@@ -289,6 +289,43 @@ export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId:
 }
 
 /**
+ * How a reader of readStoredState waits out an engine step its read landed inside (`markContinues`): a pause between
+ * reads, doubling from firstPauseMs up to maxPauseMs, and at most maxWaitMs in all. Past it the state goes out as
+ * read: a dead worker can hold the rest of a step until its entries are claimed, longer than any reader should wait.
+ */
+export interface StepWaitLimits {
+  readonly firstPauseMs: number;
+  readonly maxPauseMs: number;
+  readonly maxWaitMs: number;
+}
+
+/**
+ * Reads with `read` again while what it read is inside an engine step (`midStep`), with `pause` between reads (for
+ * the ms it is given; it may end sooner), within `limits`. The last read, with `waitedMs` when the wait ran out and
+ * that read is still inside the step (the caller logs it); undefined as soon as `read` answers so (it stopped).
+ * The stream's snapshot and the API's account summary both wait this way.
+ */
+export async function readPastStep<S>(
+  limits: StepWaitLimits,
+  now: () => number,
+  read: () => Promise<S | undefined>,
+  midStep: (state: S) => boolean,
+  pause: (state: S, ms: number) => Promise<void>,
+): Promise<{ state: S; waitedMs: number | undefined } | undefined> {
+  const startMs = now();
+  let pauseMs = limits.firstPauseMs;
+  for (;;) {
+    const state = await read();
+    if (state === undefined) return undefined;
+    if (!midStep(state)) return { state, waitedMs: undefined };
+    const waitedMs = now() - startMs;
+    if (waitedMs >= limits.maxWaitMs) return { state, waitedMs };
+    await pause(state, Math.min(pauseMs, limits.maxWaitMs - waitedMs));
+    pauseMs = Math.min(limits.maxPauseMs, pauseMs * 2);
+  }
+}
+
+/**
  * The stream's snapshot (readStoredState). Every event ≤ seq is reflected. Events above seq may be reflected too
  * (applied, not yet under the mark); each carries a whole view (balances, a trade, an order), so a client applying
  * them again after this state ends where the read models are.

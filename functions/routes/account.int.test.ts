@@ -1,8 +1,15 @@
 /**
  * The account summary through the API, against real Redis and Postgres with the real engine and worker running
- * (testing/api-stack.ts). One test fills the pending orders' read model by hand.
+ * (testing/api-stack.ts). One test fills the pending orders' read model by hand; those on an engine step the worker
+ * has written part of write its outputs by hand, with the worker's own scripts.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PrivateOutput } from "../../contract/messages.ts";
+import { EVENT_SCRIPTS } from "../../worker/events.ts";
+import { queueOutputWrite, READ_MODEL_SCRIPTS } from "../../worker/read-models.ts";
+import { ACCOUNT_STEP_WAIT } from "../account-reads.ts";
+import { createApp } from "../app.ts";
+import type { ApiRedis } from "../redis/api-redis.ts";
 import { client } from "../testing/http.ts";
 import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
 
@@ -86,5 +93,108 @@ describe("GET /api/v1/account/summary", () => {
     });
     const anonymous = await client(stack.app).get("/api/v1/account/summary");
     expect([anonymous.status, anonymous.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+  });
+});
+
+describe("GET /api/v1/account/summary read inside an engine step", () => {
+  /**
+   * A new user (the engine's grant stored: seq 1, 10000 USD) whose requests go through an app that counts the reads
+   * of the user's read models (the one script) and runs `afterRead` once the first of a request has answered; and the
+   * steps of a trade opened (ETH long, margin 100, 0.5 at 2000) as the engine emits them: `opened` (seq 2, its step
+   * goes on) and `paid` (seq 3, the margin taken from the balance).
+   */
+  async function midStepUser() {
+    await stack.setQuote("ETH_USDC_PERP", "2010", "2011");
+    const { token, user } = await stack.signIn(`step-${crypto.randomUUID()}@example.com`);
+    const counted = { reads: 0, afterRead: undefined as (() => void) | undefined };
+    const redis: ApiRedis = {
+      ...stack.deps.redis,
+      eval: async (script, keys, args) => {
+        const answer = await stack.deps.redis.eval(script, keys, args);
+        if (keys.includes(stack.keys.eventsSeqKey(user.id))) {
+          counted.reads++;
+          const after = counted.afterRead;
+          counted.afterRead = undefined;
+          after?.();
+        }
+        return answer;
+      },
+    };
+    const ms = Date.now();
+    const head = { userId: user.id, inputId: `${ms}-0` };
+    const opened: PrivateOutput = {
+      type: "trade_opened",
+      ...head,
+      id: `${ms}-0:0`,
+      seq: 2,
+      trade: {
+        id: "T0-1",
+        asset: "ETH",
+        type: "long",
+        margin: "100",
+        leverage: 10,
+        quantity: "0.5",
+        openPrice: "2000",
+        stopLoss: null,
+        takeProfit: null,
+        trailingStop: null,
+        liquidationPrice: "1810",
+        openedAt: new Date(ms).toISOString(),
+      },
+    };
+    const paid: PrivateOutput = {
+      type: "balances_changed",
+      ...head,
+      id: `${ms}-0:1`,
+      seq: 3,
+      balances: { USD: "9900" },
+    };
+    return { userId: user.id, api: client(createApp({ ...stack.deps, redis }), token), counted, opened, paid };
+  }
+
+  /** Writes `output` as the worker does: its read-model change and its event in one script. */
+  async function store(output: PrivateOutput, more = false) {
+    for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await stack.redis.script("LOAD", script);
+    const pipe = stack.redis.pipeline();
+    queueOutputWrite(pipe, stack.keys, output, more);
+    for (const [error] of (await pipe.exec())!) expect(error).toBeNull();
+  }
+
+  it("waits for the step's next event and answers with the whole step", async () => {
+    const { api, counted, opened, paid } = await midStepUser();
+    await store(opened, true); // the trade open, its margin not yet paid: 10100 of money that never was
+    // The step's next event lands 40 ms after the request's first read of the account
+    let stepEnded: Promise<void> | undefined;
+    counted.afterRead = () => {
+      stepEnded = new Promise((resolve) => setTimeout(resolve, 40)).then(() => store(paid));
+    };
+    const res = await api.get("/api/v1/account/summary");
+    await stepEnded;
+    expect(res.status).toBe(200);
+    // 9900 free + 100 in the trade; PnL (2010 − 2000) × 0.5 = 5
+    expect(res.body.summary).toMatchObject({ balance: "10000", marginUsed: "100", equity: "10005" });
+    expect(counted.reads).toBeGreaterThan(1);
+  });
+
+  it("answers with the part of the step it read once the wait runs out, and logs it", async () => {
+    const { userId, api, opened } = await midStepUser();
+    await store(opened, true); // the rest of the step never comes (a worker died holding it)
+    const from = stack.logLines.length;
+    const res = await api.get("/api/v1/account/summary");
+    expect(res.status).toBe(200);
+    expect(res.body.summary).toMatchObject({ balance: "10100", marginUsed: "100", equity: "10105" });
+    const logged = stack.logLines.slice(from).filter((l) => l.event === "account_read_mid_step");
+    expect(logged).toEqual([expect.objectContaining({ level: "warn", userId, seq: 2 })]);
+    // It gives up only once the wait is used up: what it logs, not how long the test took
+    expect(logged[0]!.waitedMs).toBeGreaterThanOrEqual(ACCOUNT_STEP_WAIT.maxWaitMs);
+  });
+
+  it("reads a state outside a step once", async () => {
+    const { api, counted, opened, paid } = await midStepUser();
+    await store(opened, true);
+    await store(paid);
+    const res = await api.get("/api/v1/account/summary");
+    expect(res.body.summary).toMatchObject({ balance: "10000", marginUsed: "100", equity: "10005" });
+    expect(counted.reads).toBe(1);
   });
 });
