@@ -1,6 +1,7 @@
 // The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
 // are shed and counted. Through a proxy that drops the connection after Redis ran a pipeline and before its reply:
-// the pipeline is not written again, and publishing goes on.
+// the pipeline is not written again, and publishing goes on. Through one that stops answering a pipeline while the
+// connection stays open: the publisher gives up on it after its bound and goes on on a fresh connection.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -8,7 +9,7 @@ import { decodeInputFields } from "../contract/stream-fields.ts";
 import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { connectPublisherRedis, PricePublisher } from "./publisher.ts";
-import { captureLog, redisStreams } from "./test-support.ts";
+import { captureLog, redisStreams, waitFor } from "./test-support.ts";
 
 let fixture: ReturnType<typeof redisStreams>;
 let redis: Redis;
@@ -101,7 +102,66 @@ describe("PricePublisher", () => {
       await publisher.flush();
       expect(await writtenSequence(stream)).toEqual(["1", "2", "3", "4"]);
       expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 2 });
-      expect(events("publisher_reply_lost")).toEqual([expect.objectContaining({ level: "warn", entries: 2 })]);
+      expect(events("publisher_reply_lost")).toEqual([
+        expect.objectContaining({ level: "warn", reason: "closed", entries: 2 }),
+      ]);
+    } finally {
+      connection.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("gives up on a pipeline unanswered within its bound and publishes on a fresh connection", async () => {
+    const stream = freshStream();
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const { log, events } = captureLog();
+    const connection = connectPublisherRedis(`redis://127.0.0.1:${proxy.port}`, log);
+    try {
+      const publisher = new PricePublisher({ redis: connection, stream, log, replyTimeoutMs: 1_000 });
+      publisher.publish(update(1));
+      await publisher.flush();
+      // The next pipeline is dropped on the way and its connection stays open, answering nothing (a dead peer).
+      const frozen = proxy.freezeOn(stream);
+      publisher.publish(update(2));
+      await frozen;
+      proxy.thaw(); // new connections work again; the frozen one still waits for a reply that will never come
+      publisher.publish(update(3));
+      await waitFor("the update published after the freeze", async () => (await redis.xlen(stream)) === 2, 10_000);
+      await publisher.flush();
+      expect(await writtenSequence(stream)).toEqual(["1", "3"]);
+      expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 1 });
+      expect(events("publisher_reply_lost")).toEqual([
+        expect.objectContaining({ level: "warn", reason: "timeout", entries: 1, replyTimeoutMs: 1_000 }),
+      ]);
+    } finally {
+      connection.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("drops a fresh connection whose handshake is unanswered within the bound, and publishes on the next", async () => {
+    const stream = freshStream();
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const { log, events } = captureLog();
+    const connection = connectPublisherRedis(`redis://127.0.0.1:${proxy.port}`, log);
+    try {
+      const publisher = new PricePublisher({ redis: connection, stream, log, replyTimeoutMs: 1_000 });
+      publisher.publish(update(1));
+      await publisher.flush();
+      const frozen = proxy.freezeOn(stream);
+      publisher.publish(update(2));
+      await frozen;
+      publisher.publish(update(3));
+      // The pipeline is given up and a fresh connection opened, whose handshake arrives while all is still frozen.
+      await waitFor("the fresh connection's handshake, dropped", () => proxy.held() >= 2, 10_000);
+      proxy.thaw(); // new connections work again; the fresh one still waits for its handshake's answer
+      await waitFor("the update published after the freeze", async () => (await redis.xlen(stream)) === 2, 10_000);
+      await publisher.flush();
+      expect(await writtenSequence(stream)).toEqual(["1", "3"]);
+      expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 1 });
+      expect(events("publisher_handshake_timeout")).toEqual([
+        expect.objectContaining({ level: "warn", replyTimeoutMs: 1_000 }),
+      ]);
     } finally {
       connection.disconnect();
       await proxy.close();

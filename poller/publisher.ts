@@ -13,6 +13,11 @@
  * connection closes first, its entries are counted `lost` (written in full, in part or not at all) and the loop goes
  * on with the next; the market's next quote or heartbeat supersedes them.
  *
+ * Bounded: a connection can also stay open and answer nothing (a blackholed path, a frozen or failing-over Redis, a
+ * proxy that keeps the TCP session), which neither ioredis nor the kernel notices for many minutes, and every price
+ * would wait behind that one pipeline meanwhile. So a pipeline unanswered after `replyTimeoutMs` is given up as a
+ * close is (counted `lost`, never sent again) and its connection is dropped, so the next one goes out on a fresh one.
+ *
  * Entries are never trimmed here: only the engine may trim `engine:input`, below a durably saved snapshot.
  * When Redis is unreachable for long, the oldest queued quotes are shed beyond `maxQueued` (counted): a newer quote
  * for a market supersedes an older one, so shedding the oldest loses the least.
@@ -37,6 +42,14 @@ export interface PublisherCounters {
   lost: number;
 }
 
+/**
+ * How long a sent pipeline may wait for its reply (ms). Upstash answers one within a few ms in its region and a few
+ * hundred across regions, so 5 s is far beyond any live connection's answer. Shorter would gain little: the engine
+ * refuses orders for stale prices 5 s after a market's last entry whatever the poller does, and a connection dropped
+ * under a Redis that was only slow costs just that pipeline's entries, which the next quote or heartbeat supersedes.
+ */
+export const REPLY_TIMEOUT_MS = 5_000;
+
 /** The publisher's own connection: it never resends a command whose reply a dropped connection lost. */
 export function connectPublisherRedis(url: string, log: Logger): Redis {
   return connectRedis(url, log, "poller-publisher", { resendUnanswered: false });
@@ -50,6 +63,8 @@ export interface PublisherOptions {
   readonly log: Logger;
   readonly maxQueued?: number;
   readonly maxBatch?: number;
+  /** A pipeline unanswered this long (ms) is given up and its connection dropped (default `REPLY_TIMEOUT_MS`). */
+  readonly replyTimeoutMs?: number;
 }
 
 export function toPriceUpdate(quote: TopOfBook, source: PriceSource): PriceUpdate {
@@ -69,11 +84,13 @@ export class PricePublisher {
   private draining: Promise<void> | undefined;
   private readonly maxQueued: number;
   private readonly maxBatch: number;
+  private readonly replyTimeoutMs: number;
   private readonly logTrouble: ReturnType<typeof throttled>;
 
   constructor(private readonly options: PublisherOptions) {
     this.maxQueued = options.maxQueued ?? 10_000;
     this.maxBatch = options.maxBatch ?? 500;
+    this.replyTimeoutMs = options.replyTimeoutMs ?? REPLY_TIMEOUT_MS;
     this.logTrouble = throttled(options.log, 10_000);
   }
 
@@ -114,23 +131,54 @@ export class PricePublisher {
     }
   }
 
-  /** Resolves once the connection is ready (at once when it is, or when it has ended: every XADD then fails). */
+  /**
+   * Resolves once the connection is ready (at once when it is, or when it has ended: every XADD then fails). A socket
+   * that connected and on which nothing has answered its handshake (its name, the ready check) for `replyTimeoutMs`
+   * is as dead as one that stops answering a pipeline (a frozen Redis, or a dead proxy in front of one, accepts
+   * connections all the same), and ioredis would wait on it for ever: it is dropped, and another opened.
+   */
   private async connected(): Promise<void> {
-    const { redis } = this.options;
-    if (redis.status === "ready" || redis.status === "end") return;
-    await new Promise((resolve) => redis.once("ready", resolve));
+    const { redis, stream, log } = this.options;
+    while (redis.status !== "ready" && redis.status !== "end") {
+      const outcome = await new Promise<"ready" | "unanswered">((resolve) => {
+        let timer: NodeJS.Timeout | undefined;
+        const disarm = () => clearTimeout(timer);
+        const arm = () => {
+          clearTimeout(timer);
+          timer = setTimeout(() => done("unanswered"), this.replyTimeoutMs);
+          // Any answer shows a live Redis, maybe one loading its data after a restart (it answers only that, until
+          // ready): waiting for it is an outage, not a dead socket.
+          redis.stream.once("data", disarm);
+        };
+        const ready = () => done("ready");
+        const done = (value: "ready" | "unanswered") => {
+          disarm();
+          redis.off("ready", ready).off("connect", arm).off("close", disarm);
+          resolve(value);
+        };
+        redis.on("ready", ready).on("connect", arm).on("close", disarm);
+        if (redis.status === "connect") arm();
+      });
+      if (outcome === "ready") return;
+      log.warn("publisher_handshake_timeout", { stream, replyTimeoutMs: this.replyTimeoutMs });
+      await dropConnection(redis);
+    }
   }
 
   private async send(pipeline: ReturnType<Redis["pipeline"]>, size: number): Promise<void> {
+    const { redis, stream, log } = this.options;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<typeof TIMED_OUT>((resolve) => {
+      timer = setTimeout(() => resolve(TIMED_OUT), this.replyTimeoutMs);
+    });
     try {
-      const results = await unlessClosed(this.options.redis, pipeline.exec());
-      if (results === CLOSED) {
+      const results = await Promise.race([unlessClosed(redis, pipeline.exec()), timedOut]);
+      if (results === CLOSED || results === TIMED_OUT) {
         this.counters.lost += size;
-        this.options.log.warn("publisher_reply_lost", {
-          stream: this.options.stream,
-          entries: size,
-          counters: this.counters,
-        });
+        const reason = results === CLOSED ? "closed" : "timeout";
+        const timeout = results === TIMED_OUT ? { replyTimeoutMs: this.replyTimeoutMs } : {};
+        log.warn("publisher_reply_lost", { stream, reason, ...timeout, entries: size, counters: this.counters });
+        if (results === TIMED_OUT) await dropConnection(redis);
         return;
       }
       for (const [err] of results ?? []) {
@@ -153,6 +201,22 @@ export class PricePublisher {
         error: (err as Error).message,
         counters: this.counters,
       });
+    } finally {
+      clearTimeout(timer);
     }
   }
+}
+
+const TIMED_OUT = Symbol("timed out");
+
+/**
+ * Closes `redis`'s socket and resolves once it has closed; ioredis then opens a fresh one (its retry strategy). The
+ * wait matters: until the close, the connection still says it is ready, and a pipeline sent on it would be lost too.
+ * It does not wait for ever on a dead peer either: ioredis destroys a socket whose close did not finish within its
+ * `disconnectTimeout` (2 s).
+ */
+async function dropConnection(redis: Redis): Promise<void> {
+  const closed = new Promise((resolve) => redis.once("close", resolve));
+  redis.disconnect(true);
+  await closed;
 }
