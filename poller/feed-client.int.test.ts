@@ -1,7 +1,8 @@
 // The feed client against local WebSocket servers (no Redis): it subscribes on every connection, counts every
 // dropped frame by reason, turns the exchange's heartbeats into re-published quotes (and a halted market's silence,
-// or its book's alone, or a book that refused a later frame, into none), gets past a broken id or ids that started
-// over, detects a silent socket, backs off with jitter up to a cap, and stops cleanly.
+// or its book's alone, or a book that refused a later frame, into none), subscribes a silent book's stream again,
+// gets past a broken id or ids that started over, detects a silent socket, backs off with jitter up to a cap, and
+// stops cleanly.
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
@@ -323,6 +324,34 @@ describe("FeedClient", () => {
       ["ETH_USDC_PERP", String(S + 3_000_000)],
       ["BTC_USDC_PERP", String(S + 3_000_000)],
     ]);
+  });
+
+  it("subscribes a silent book's stream again, alone, and every bookSilenceMs while the silence lasts", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log, bookSilenceMs: 2_000 });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000;
+    const second = (n: number) => S + n * 1_000_000;
+    // ETH's book shows itself once, then only its mark price flows: silent past 2 s, from second 3 on.
+    const script = [book(5, "4000", S)];
+    for (let n = 1; n <= 8; n++) script.push(mark(second(n)));
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    const params = ["bookTicker.ETH_USDC_PERP"];
+    const again = [JSON.stringify({ method: "UNSUBSCRIBE", params }), JSON.stringify({ method: "SUBSCRIBE", params })];
+    await waitFor("three resubscriptions", () => server.received[0]!.length === 7);
+    expect(server.received[0]!.slice(1)).toEqual([...again, ...again, ...again]);
+    expect(events("feed_book_resubscribed").map((l) => l.exchangeTimeUs)).toEqual(
+      [second(3), second(5), second(7)].map(String),
+    );
+    // The book shows itself again: its heartbeats go on, and nothing more is sent.
+    const more = [book(6, "4000", second(8.5)), mark(second(9.5)), mark(second(10.5))];
+    for (const text of more) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length + more.length);
+    expect(beats.map((b) => b.exchangeTimeUs).slice(-3)).toEqual([second(8.5), second(9.5), second(10.5)].map(String));
+    expect(feed.counters).toMatchObject({ resubscribes: 3, connects: 1 });
+    expect(server.received[0]).toHaveLength(7);
   });
 
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {

@@ -8,8 +8,12 @@
  * frame stamped further ahead of this machine's clock than the engine accepts is dropped first (`future`,
  * ordering.ts), so it reaches neither. A market whose ids started over is logged (`feed_sequence_reset`); one
  * whose book has shown nothing for `bookSilenceMs` while its mark price flows gets no heartbeats and is logged
- * once (`feed_book_silent`) until its book shows itself again (`feed_book_resumed`): the socket is not dropped for
- * it, as the book of a market halted at the exchange is silent too, and reconnecting would not bring it back.
+ * once (`feed_book_silent`) until its book shows itself again (`feed_book_resumed`). Such a silence is either a
+ * book halted at the exchange or a bookTicker subscription the exchange lost while the connection and the mark price
+ * flow on, which nothing else would repair: so that one stream alone is subscribed again (UNSUBSCRIBE, then
+ * SUBSCRIBE: a SUBSCRIBE of a stream the server still counts as subscribed may be ignored), at once and every
+ * `bookSilenceMs` while the silence lasts (`feed_book_resubscribed`). The socket is not dropped for it: that would
+ * interrupt every other market, and would not bring a halted book back.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
@@ -73,6 +77,8 @@ export interface FeedCounters {
   withheld: number;
   /** Markets whose update ids started over within a connection (ordering.ts). */
   sequenceResets: number;
+  /** bookTicker streams subscribed again for a silent book. */
+  resubscribes: number;
   /** Subscription answers and other non-quote messages. */
   control: number;
   connects: number;
@@ -111,6 +117,7 @@ export class FeedClient {
     heartbeats: 0,
     withheld: 0,
     sequenceResets: 0,
+    resubscribes: 0,
     control: 0,
     connects: 0,
     dropped: Object.fromEntries([...FRAME_DROP_REASONS, ...GATE_DROP_REASONS].map((r) => [r, 0])) as Record<
@@ -125,6 +132,8 @@ export class FeedClient {
   private readonly silentBooks = new Set<string>();
   /** Markets whose heartbeats stopped for a refused later book frame, so each is logged once. */
   private readonly refusedBooks = new Set<string>();
+  /** Per market, the exchange time (µs) of the evidence at which its silent book was last subscribed again. */
+  private readonly resubscribedAtUs = new Map<string, bigint>();
   private readonly silenceMs: number;
   private readonly bookSilenceMs: number;
   private readonly backoffBaseMs: number;
@@ -234,6 +243,7 @@ export class FeedClient {
       this.counters.connects++;
       this.gate.newConnection();
       this.heartbeats.newConnection();
+      this.resubscribedAtUs.clear();
       log.info("feed_connected", { url });
       const streams = streamsFor(this.options.markets);
       socket.send(JSON.stringify({ method: "SUBSCRIBE", params: streams }));
@@ -326,6 +336,7 @@ export class FeedClient {
     if (due === undefined) return;
     if (due === "book_silent") {
       this.counters.withheld++;
+      this.resubscribeBook(market, exchangeTimeUs);
       if (this.silentBooks.has(market)) return;
       this.silentBooks.add(market);
       const { url } = this.options;
@@ -350,8 +361,27 @@ export class FeedClient {
     this.options.log.warn("feed_book_refused", { url: this.options.url, market, reason, exchangeTimeUs });
   }
 
+  /**
+   * `market`'s book is silent while its mark price flows: subscribes its bookTicker stream again, alone, unless done
+   * less than `bookSilenceMs` of exchange time ago on this connection. Harmless for a book halted at the exchange.
+   */
+  private resubscribeBook(market: string, exchangeTimeUs: string): void {
+    const socket = this.socket;
+    if (socket?.readyState !== WebSocket.OPEN) return;
+    const atUs = BigInt(exchangeTimeUs);
+    const lastUs = this.resubscribedAtUs.get(market);
+    if (lastUs !== undefined && atUs - lastUs < BigInt(this.bookSilenceMs) * 1000n) return;
+    this.resubscribedAtUs.set(market, atUs);
+    const params = [`bookTicker.${market}`];
+    socket.send(JSON.stringify({ method: "UNSUBSCRIBE", params }));
+    socket.send(JSON.stringify({ method: "SUBSCRIBE", params }));
+    this.counters.resubscribes++;
+    this.options.log.info("feed_book_resubscribed", { url: this.options.url, market, exchangeTimeUs });
+  }
+
   /** A book frame of `market` was accepted in sequence: its heartbeats count again. */
   private bookResumed(market: string): void {
+    this.resubscribedAtUs.delete(market);
     const silent = this.silentBooks.delete(market);
     const refused = this.refusedBooks.delete(market);
     if (silent || refused) this.options.log.info("feed_book_resumed", { url: this.options.url, market });

@@ -1,6 +1,7 @@
 // The poller end to end on real Redis: sim feed → feed client → publisher → `engine:input` entries that decode as
 // contract `price_update`s, including scripted exact quotes; a quiet market is re-published on the exchange's
-// heartbeats and a halted one is not; publishing resumes after the feed restarts; `auto` falls back to the sim
+// heartbeats and a halted one is not; a book whose subscription the feed lost is subscribed again; publishing
+// resumes after the feed restarts; `auto` falls back to the sim
 // when Backpack is unreachable (its metrics showing the sim connecting while it starts), and that sim continues
 // from the last quotes in the log.
 import type { Redis } from "ioredis";
@@ -44,7 +45,7 @@ async function entries(stream: string): Promise<PriceUpdate[]> {
 }
 
 /** Sim feed → client → publisher, as main.ts wires them. */
-function pipeline(url: string, stream: string) {
+function pipeline(url: string, stream: string, bookSilenceMs?: number) {
   const { log, events } = captureLog();
   let reconnects = 0;
   const publisher = new PricePublisher({ redis, stream, log });
@@ -53,6 +54,7 @@ function pipeline(url: string, stream: string) {
     markets: ASSETS,
     log,
     silenceMs: 2_000,
+    bookSilenceMs,
     backoffBaseMs: 10,
     backoffCapMs: 100,
     onReconnect: () => reconnects++,
@@ -161,6 +163,27 @@ describe("poller on Redis", () => {
     expect(after(list, "BTC_USDC_PERP")).toEqual([]);
     expect(list.slice(beforeHalt).filter((u) => u.market === "BTC_USDC_PERP")).toEqual([]); // not even an old quote
     expect(list.filter((u) => u.market === "BTC_USDC_PERP").at(-1)).toMatchObject({ bid: "97000", ask: "97000.5" });
+  });
+
+  it("subscribes a market's book again when the feed lost its subscription while its mark price flows", async () => {
+    // Sizes refreshed every 100 ms: a live book shows itself, so only a lost subscription makes one silent here.
+    const sim = await startSimFeed({ walking: false, heartbeatMs: 100, bookRefreshMs: 100 });
+    cleanups.push(() => sim.stop());
+    const stream = freshStream();
+    const { client, events } = pipeline(sim.url, stream, 2_000);
+    sim.setQuote("BTC_USDC_PERP", "97000", "97000.5");
+    await waitFor("BTC's quote", async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "97000", "97000.5"));
+    sim.loseBookSubscription("BTC_USDC_PERP"); // its book frames stop; its mark price and the other markets go on
+    sim.setQuote("BTC_USDC_PERP", "96999", "96999.5"); // the book moves, and the poller is not told
+    await waitFor(
+      "BTC's new quote, after the poller subscribed its book again",
+      async () => hasQuote(await entries(stream), "BTC_USDC_PERP", "96999", "96999.5"),
+      10_000,
+    );
+    expect(events("feed_book_silent").map((l) => l.market)).toEqual(["BTC_USDC_PERP"]);
+    expect(events("feed_book_resubscribed").map((l) => l.market)).toEqual(["BTC_USDC_PERP"]);
+    expect(events("feed_book_resumed").map((l) => l.market)).toEqual(["BTC_USDC_PERP"]);
+    expect(client.counters.connects).toBe(1); // the socket, and every other market's streams, stayed
   });
 
   it("reconnects, resubscribes and resumes publishing when the feed restarts on the same port", async () => {

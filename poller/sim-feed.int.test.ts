@@ -1,6 +1,7 @@
 // The sim feed speaks Backpack's protocol: its frames pass the real parser, prices stay realistic and within each
 // market's decimals, scripted quotes (by method or by control message) arrive at once, markPrice heartbeats flow
-// while the walk is paused, and a halted market sends nothing until it resumes. Each market starts from the start
+// while the walk is paused, a halted market sends nothing until it resumes, and a lost book subscription (a
+// control message) stops only that book until the client subscribes it again. Each market starts from the start
 // quote it is given (its first frame), or from its level when it has none or the one given is not valid. A quiet
 // book shows itself again with new sizes every few seconds. A frame that is not a JSON object, or a request whose
 // fields are not of the expected types, is answered with an error: no client frame can throw, and the connection
@@ -295,6 +296,32 @@ describe("sim feed", () => {
       id: 6,
       error: { code: 400, message: "unknown market DOGE_USDC_PERP" },
     });
+  });
+
+  it("loses a market's book subscription by control message; UNSUBSCRIBE then SUBSCRIBE brings it back", async () => {
+    const feed = await sim({ walking: false, heartbeatMs: 20 });
+    const client = await connect(feed.url);
+    client.request({
+      method: "SUBSCRIBE",
+      params: ["bookTicker.ETH_USDC_PERP", "markPrice.ETH_USDC_PERP", "bookTicker.SOL_USDC_PERP"],
+    });
+    await waitFor("both books", () => client.quotes().length === 2);
+    client.request({ id: 7, method: "LOSE_BOOK_SUBSCRIPTION", params: { market: "ETH_USDC_PERP" } });
+    await waitFor("the answer", () => client.frames.some((f) => f.includes('"id":7')));
+    feed.setQuote("ETH_USDC_PERP", "4301.5", "4301.6"); // not sent: the subscription is lost
+    feed.setQuote("SOL_USDC_PERP", "201.5", "201.52"); // sent: SOL's stream was not touched
+    const beats = client.heartbeats("ETH_USDC_PERP").length;
+    await waitFor("ETH's mark price, flowing on", () => client.heartbeats("ETH_USDC_PERP").length >= beats + 3);
+    expect(
+      client
+        .quotes()
+        .map((q) => [q.market, q.bid])
+        .slice(2),
+    ).toEqual([["SOL_USDC_PERP", "201.5"]]);
+    const params = ["bookTicker.ETH_USDC_PERP"];
+    client.request({ method: "UNSUBSCRIBE", params });
+    client.request({ method: "SUBSCRIBE", params });
+    await waitFor("ETH's current quote", () => client.quotes().at(-1)?.bid === "4301.5");
   });
 
   it("starts each market from its start quote, sends it as the first frame, and walks on from there", async () => {

@@ -13,7 +13,10 @@
  * - Control, so a test or another process can drive prices: `{"method":"SET_QUOTE","params":{"market","bid","ask"}}`
  *   sets an exact quote and sends it at once; `PAUSE_WALK` / `RESUME_WALK` stop and restart the random walk
  *   (scripted-only mode); `HALT_MARKET` / `RESUME_MARKET` (`params: {"market"}`) stop every frame of one market (a
- *   market halted at the exchange while others flow) and start them again with its current quote. Answers:
+ *   market halted at the exchange while others flow) and start them again with its current quote;
+ *   `LOSE_BOOK_SUBSCRIPTION` (`params: {"market"}`) forgets every connection's subscription to the market's
+ *   bookTicker, telling no one, as an exchange that lost it while the connection and its other streams go on: the
+ *   market's book frames stop until the client subscribes it again. Answers:
  *   `{"id":…,"result":"ok"}` or `{"id":…,"error":{"code":400,"message":…}}`.
  * - A frame that is not JSON, or not a JSON object, gets `{"id":null,"error":{"code":400,"message":…}}`; a request
  *   whose `method` or `params` are not of the expected types gets the same answer, naming the field, what it
@@ -66,6 +69,8 @@ export interface SimFeed {
   haltMarket(market: string): void;
   /** Sends `market`'s current quote and its frames again. */
   resumeMarket(market: string): void;
+  /** Forgets every connection's subscription to `market`'s bookTicker, telling no one (a subscription lost). */
+  loseBookSubscription(market: string): void;
   /** Connections currently open. */
   readonly connections: number;
   /** Per market: whether it started from its start quote or from its level. */
@@ -220,6 +225,10 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     const book = bookOf(market);
     if (halted.delete(market)) broadcast(book);
   };
+  const loseBookSubscription = (market: string) => {
+    const stream = `bookTicker.${bookOf(market).asset.market}`;
+    for (const streams of subscriptions.values()) streams.delete(stream);
+  };
 
   const server = new WebSocketServer({ host: options.host ?? "127.0.0.1", port: options.port ?? 0 });
   await new Promise<void>((resolve, reject) => {
@@ -291,7 +300,12 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     }
     if (method === "PAUSE_WALK") return (pauseWalk(), answer(socket, id));
     if (method === "RESUME_WALK") return (resumeWalk(), answer(socket, id));
-    if (method !== "SET_QUOTE" && method !== "HALT_MARKET" && method !== "RESUME_MARKET")
+    if (
+      method !== "SET_QUOTE" &&
+      method !== "HALT_MARKET" &&
+      method !== "RESUME_MARKET" &&
+      method !== "LOSE_BOOK_SUBSCRIPTION"
+    )
       return refuse(`unknown method ${method.slice(0, 60)}`);
     if (typeof params !== "object" || params === null || Array.isArray(params))
       return refuse(`params must be an object, got ${shown(params)}`);
@@ -303,6 +317,7 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     try {
       if (method === "SET_QUOTE") setQuote(market, fields.bid as string, fields.ask as string);
       else if (method === "HALT_MARKET") haltMarket(market);
+      else if (method === "LOSE_BOOK_SUBSCRIPTION") loseBookSubscription(market);
       else resumeMarket(market);
     } catch (err) {
       return refuse(err instanceof Error ? err.message : "refused");
@@ -337,6 +352,7 @@ export async function startSimFeed(options: SimFeedOptions = {}): Promise<SimFee
     resumeWalk,
     haltMarket,
     resumeMarket,
+    loseBookSubscription,
     get connections() {
       return subscriptions.size;
     },
