@@ -1,7 +1,9 @@
 # One image for the always-on components (engine, worker, poller, stream; the Node API too). The component is chosen by
 # the command: each SST service (infra/sst/services.ts) sets the one `npm start` runs for it, `node <flags>
 # dist/<name>.mjs` from platform/components.ts; the default below is the engine's. No wrapper script, so the
-# component is PID 1 and gets ECS's SIGTERM directly (each registers its own handler and stops cleanly).
+# component is the container's main process and gets ECS's SIGTERM (each registers its own handler and stops
+# cleanly). On ECS it is not PID 1: SST turns on the task's init process (`initProcessEnabled`), which is PID 1,
+# forwards the signal to it and reaps orphans; under a plain `docker run` without `--init` it is PID 1 itself.
 #
 # The processes run bundles (platform/build.ts), built here from the sources with esbuild (through tsx, which
 # reads the component table), so both are runtime dependencies (package.json `dependencies`) and the dev tools
