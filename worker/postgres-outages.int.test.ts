@@ -18,6 +18,7 @@ import { createState } from "../engine/core/state.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { connectPostgres } from "../platform/postgres.ts";
+import { postgresErrorCode } from "../platform/postgres-errors.ts";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
@@ -70,23 +71,24 @@ const minute = (n: number) => 2_000_000_040_000 + n * 60_000;
 let shards = 100;
 
 /**
- * A keyspace whose workers reach Postgres through a proxy the test cuts and mends, every statement counted, the first
- * one after `cutUnderNextStatement()` cut while under way; and an engine in-process that publishes to it, one batch per
- * call, at log times from `baseMs` on.
+ * A keyspace whose workers reach Postgres (`database`, the file's unless given) through a proxy the test cuts and
+ * mends, every statement counted and each one Postgres failed noted, the first one after `cutUnderNextStatement()` cut
+ * while under way; and an engine in-process that publishes to it, one batch per call, at log times from `baseMs` on.
  */
-async function cuttablePostgres(name: string, baseMs: number) {
+async function cuttablePostgres(name: string, baseMs: number, database: TestDatabase = pg) {
   const local = keyspace(`${prefix}${name}:`);
   await ensureGroup(redis, local);
-  const proxy = await startRedisProxy(pg.url);
-  const url = new URL(pg.url);
+  const proxy = await startRedisProxy(database.url);
+  const url = new URL(database.url);
   url.port = String(proxy.port);
   const db = await connectPostgres(url.toString(), log, { closeTimeoutMs: 100 });
   let cutArmed = false;
-  const statements = { sent: 0 };
+  const statements = { sent: 0, failed: [] as { atMs: number; code: string | undefined }[] };
   const cuttableDb = {
     query: async (text: string, params?: unknown[]) => {
       statements.sent++;
       const answer = db.query(text, params);
+      answer.catch((err: unknown) => statements.failed.push({ atMs: performance.now(), code: postgresErrorCode(err) }));
       if (cutArmed) {
         cutArmed = false;
         await proxy.cut();
@@ -100,6 +102,7 @@ async function cuttablePostgres(name: string, baseMs: number) {
   const workers: { stop: AbortController; running: Promise<void>; reader: Redis }[] = [];
   return {
     local,
+    database,
     proxy,
     statements,
     outputs,
@@ -208,7 +211,8 @@ type Cuttable = Awaited<ReturnType<typeof cuttablePostgres>>;
 async function expectAllWritten(c: Cuttable, userId: string, baseMs: number): Promise<void> {
   const mine = c.outputs.filter((o) => isPrivateOutput(o) && o.userId === userId);
   const closeIds = mine.flatMap((o) => (o.type === "closed_order" ? [o.trade.closeId] : []));
-  const rows = async (sql: string) => (await pg.db.query<{ id: string }>(sql, [userId])).rows.map((r) => r.id).sort();
+  const db = c.database.db;
+  const rows = async (sql: string) => (await db.query<{ id: string }>(sql, [userId])).rows.map((r) => r.id).sort();
   expect(await rows("SELECT close_id AS id FROM closed_orders WHERE user_id = $1")).toEqual(closeIds.sort());
   const spot = c.outputs.flatMap((o) =>
     o.type === "order_response" && o.userId === userId && o.answer.ok && o.answer.result.kind === "spot_order"
@@ -218,14 +222,14 @@ async function expectAllWritten(c: Cuttable, userId: string, baseMs: number): Pr
   expect(await rows("SELECT id FROM spot_orders WHERE user_id = $1")).toEqual(spot.sort());
   const orders = new Map<string, string>();
   for (const o of mine) if (o.type === "order_updated") orders.set(o.order.id, o.order.status);
-  const stored = await pg.db.query<{ id: string; status: string }>(
+  const stored = await db.query<{ id: string; status: string }>(
     "SELECT id, status FROM orders WHERE user_id = $1 ORDER BY id",
     [userId],
   );
   expect(stored.rows.map((r) => [r.id, r.status])).toEqual([...orders].sort());
 
   const bids = c.outputs.flatMap((o) => (o.type === "quote_updated" ? [Number(o.bid)] : []));
-  const candle = await pg.db.query<{ open: number; high: number; low: number; close: number }>(
+  const candle = await db.query<{ open: number; high: number; low: number; close: number }>(
     `SELECT open::float8 AS open, high::float8 AS high, low::float8 AS low, close::float8 AS close FROM candles_1m
      WHERE asset = 'ETH' AND open_time = $1`,
     [new Date(baseMs).toISOString()],
@@ -422,6 +426,50 @@ describe("the worker through a Postgres outage", () => {
     }
   });
 
+  it("counts a Postgres that answers and takes no write (read-only) as one outage, tried ever less often", async () => {
+    const readOnly = await createTestDatabase();
+    try {
+      await migrate(readOnly.db, log);
+      // For every session from now on: the worker's are all new.
+      await readOnly.db.query(`ALTER DATABASE ${readOnly.name} SET default_transaction_read_only = on`);
+      const baseMs = minute(5);
+      const c = await cuttablePostgres("pg-read-only", baseMs, readOnly);
+      const w = c.start("w", { postgresRetry: { firstMs: 100, maxMs: 800 } });
+      try {
+        const user = "rory";
+        const created = await c.publish(c.price("2000"), instruct(user, "o0", { kind: "create_account" }));
+        expect(await c.answer(user, created)).toContain('"granted":true');
+        // Its SELECT answered at every try, each try's write refused: tried 0.1, 0.3, 0.7, 1.5, 2.3 and 3.1 s after
+        // the batch's write, the pause doubling to its cap, with no recovery between.
+        await until(() => Promise.resolve(c.statements.failed.length >= 7 ? true : undefined));
+        const failed = c.statements.failed.slice(0, 7);
+        expect(failed.map((f) => f.code)).toEqual(Array<string>(7).fill("25006"));
+        const gapsMs = failed.slice(1).map((f, i) => f.atMs - failed[i]!.atMs);
+        expect(Math.min(...gapsMs.slice(-3))).toBeGreaterThanOrEqual(790);
+        expect(w.events("postgres_")).toEqual([
+          expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "25006" }),
+        ]);
+        expect(w.ended.now).toBe(false);
+
+        // Writable again: one recovery, and what was owed written.
+        await readOnly.db.query(`ALTER DATABASE ${readOnly.name} SET default_transaction_read_only = off`);
+        await until(() => w.line("postgres_caught_up"));
+        expect(w.events("postgres_")).toEqual([
+          expect.objectContaining({ event: "postgres_unavailable" }),
+          expect.objectContaining({ event: "postgres_recovered", backlogEntries: c.outputs.length }),
+          expect.objectContaining({ event: "postgres_caught_up", entries: c.outputs.length }),
+        ]);
+        await expectAllWritten(c, user, baseMs);
+        w.stop.abort();
+        await w.running;
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await readOnly.drop();
+    }
+  });
+
   it.each(["restarted under its name", "claimed by another worker"] as const)(
     "a worker stopped during the outage, a batch it read left pending: %s, it all ends as handled once",
     async (how) => {
@@ -550,9 +598,9 @@ describe("the worker through a Postgres outage", () => {
         if (where === "the backlog") {
           expect(await until(() => redis.lpop(local.responseKey("sue", created)))).toContain('"granted":true');
           await expect(running).rejects.toMatchObject({ code: "42P01" });
+          // Postgres answered, but took no write: the outage never ended.
           expect(lines.filter((l) => String(l.event).startsWith("postgres_"))).toEqual([
             expect.objectContaining({ level: "warn", event: "postgres_unavailable", code: "57P03" }),
-            expect.objectContaining({ level: "info", event: "postgres_recovered" }),
           ]);
           expect(await redis.zcard(local.postgresBacklog)).toBeGreaterThan(0);
           return;

@@ -124,6 +124,42 @@ describe("watchPostgresOutages", () => {
     ]);
   });
 
+  it("puts an outage on trial when a try reached Postgres and wrote nothing: the batches' first write ends it", () => {
+    const outages = watch();
+    outages.failed(refused());
+    nowMs = 1_000;
+    expect(outages.tryDue()).toBe(true);
+    outages.answered({ backlogEntries: 0 });
+    // Batches write Postgres again; the lane has no try due.
+    expect([outages.isDown(), outages.tryDue()]).toEqual([false, false]);
+    nowMs = 1_200;
+    outages.succeeded();
+    expect(outages.isDown()).toBe(false);
+    expect(lines.map((l) => [l.event, l.downMs, l.backlogEntries])).toEqual([
+      ["postgres_unavailable", undefined, undefined],
+      ["postgres_recovered", 1_200, 0],
+    ]);
+  });
+
+  it("keeps a Postgres that answers and refuses every write as one outage, its pause growing to 10 s", () => {
+    const outages = watch();
+    const readOnly = () => serverError("25006", "cannot execute INSERT in a read-only transaction");
+    outages.failed(readOnly());
+    const due: number[] = [];
+    for (nowMs = 100; nowMs <= 45_000; nowMs += 100) {
+      if (!outages.tryDue()) continue;
+      due.push(nowMs);
+      // Odd tries: the lane's SELECT answered, nothing to write, so a batch's write is the try.
+      if (due.length % 2 === 1) {
+        outages.answered({ backlogEntries: 0 });
+        expect(outages.isDown()).toBe(false);
+      }
+      expect(outages.failed(readOnly())).toBe(true);
+    }
+    expect(due).toEqual([1_000, 3_000, 7_000, 15_000, 25_000, 35_000, 45_000]);
+    expect(lines.map((l) => [l.event, l.code])).toEqual([["postgres_unavailable", "25006"]]);
+  });
+
   it("starts again at 1 s for the next outage", () => {
     const outages = watch();
     expect(failingTries(outages, 0, 0)).toEqual([]);

@@ -11,6 +11,14 @@
  * landed; each runs on its own, and the pool drops the connection of any statement that failed, so a try after a
  * failover opens a new one.
  *
+ * A try succeeds when it writes, not when Postgres answers. A node that is read-only answers a SELECT, and so does one
+ * whose disk is full, which refuses only a write that needs a new page (Neon's size limit too), so no question about
+ * its state (pg_is_in_recovery(), transaction_read_only) tells that a write would go through. Counted back on an
+ * answer, such a node would end the outage at every try and begin another at the next write: two lines a try, the
+ * pause back at its first. So the worker's lane tries by writing what is owed; when it has nothing to write (nothing
+ * owed, or another worker writing it), the outage is put on trial (`answered`): the batches write Postgres again, and
+ * the first that writes ends the outage, or fails and goes on with it, the pause doubled.
+ *
  * What an outage is, is decided once for every process (platform/postgres-errors.ts: its kind `outage`); what the
  * worker does about it is its own. A Postgres that answers with any other error (a constraint, a statement it
  * refuses, a bug) is no outage: no try could succeed, and the error ends the worker as before. Nor are credentials or
@@ -35,15 +43,23 @@ export const DEFAULT_POSTGRES_RETRY: PostgresRetry = { firstMs: 1_000, maxMs: 10
 
 /** What one worker knows of Postgres: whether it is down, and when to try it again. */
 export interface PostgresOutages {
-  /** Down since a try failed on an outage, until one succeeds. */
+  /** Down since a try failed on an outage, until a write succeeds; not while on trial (`answered`). */
   isDown(): boolean;
   /**
    * A try failed: true when `err` is an outage (Postgres is then down, `postgres_unavailable` logged at the first
    * failure of the outage, and the next try due after the pause), false for any other error, which changes nothing.
    */
   failed(err: unknown): boolean;
-  /** A try succeeded: ends an outage, if one was under way, with `postgres_recovered` and `fields` in its line. */
+  /**
+   * A write succeeded: ends an outage, if one was under way, with `postgres_recovered` and `fields` in its line (after
+   * those `answered` was given).
+   */
   succeeded(fields?: Record<string, unknown>): void;
+  /**
+   * A try reached Postgres and wrote nothing: the outage goes on, on trial (not down: batches write Postgres), until a
+   * write succeeds or fails. `fields` go into the `postgres_recovered` line, if one follows.
+   */
+  answered(fields?: Record<string, unknown>): void;
   /** Down, and the pause after the last failed try is over. */
   tryDue(): boolean;
 }
@@ -54,10 +70,13 @@ export function watchPostgresOutages(
   now: () => number = () => performance.now(),
 ): PostgresOutages {
   let downSince: number | undefined;
+  // While on trial: the fields `answered` was given.
+  let trial: Record<string, unknown> | undefined;
   let pauseMs = retry.firstMs;
   let nextTryAt = 0;
+  const isDown = () => downSince !== undefined && trial === undefined;
   return {
-    isDown: () => downSince !== undefined,
+    isDown,
     failed(err) {
       if (!isPostgresOutage(err)) return false;
       if (downSince === undefined) {
@@ -66,15 +85,20 @@ export function watchPostgresOutages(
         const code = postgresErrorCode(err);
         log.warn("postgres_unavailable", { error: (err as Error).message, ...(code === undefined ? {} : { code }) });
       } else pauseMs = Math.min(retry.maxMs, pauseMs * 2);
+      trial = undefined;
       nextTryAt = now() + pauseMs;
       return true;
     },
     succeeded(fields = {}) {
       if (downSince === undefined) return;
-      log.info("postgres_recovered", { downMs: Math.round(now() - downSince), ...fields });
+      log.info("postgres_recovered", { downMs: Math.round(now() - downSince), ...trial, ...fields });
       downSince = undefined;
+      trial = undefined;
     },
-    tryDue: () => downSince !== undefined && now() >= nextTryAt,
+    answered(fields = {}) {
+      if (downSince !== undefined) trial = fields;
+    },
+    tryDue: () => isDown() && now() >= nextTryAt,
   };
 }
 

@@ -51,10 +51,11 @@
  * fan-out of its quotes and events, in log order), then its range is owed in the Postgres backlog and it is
  * acknowledged, in one script (postgres-backlog.ts), so the consumer's pending list stays within its limit however
  * long the outage lasts. Beside the batches, the Postgres lane (postgresLane) tries Postgres again, 1 s after the
- * failure, doubling to every 10 s; once it answers, batches go back to the order above (Postgres before Redis) and the
- * lane writes what is owed, as any worker's lane does when it finds a backlog. Meanwhile an answer can reach its
- * client before its history row is written, and no candle is fanned out; those of the outage go out as the backlog is
- * written. A stop during an outage ends the worker as any stop does: what is owed stays owed, for any worker.
+ * failure, doubling to every 10 s, by writing what is owed; once a write goes through (an answer alone does not do:
+ * postgres-outages.ts), batches go back to the order above (Postgres before Redis) and the lane writes the rest, as
+ * any worker's lane does when it finds a backlog. Meanwhile an answer can reach its client before its history row is
+ * written, and no candle is fanned out; those of the outage go out as the backlog is written. A stop during an outage
+ * ends the worker as any stop does: what is owed stays owed, for any worker.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -300,10 +301,12 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
 
 /**
  * The Postgres lane, beside the batches (one run at a time, started by the loop's `poke`): while Postgres is down, a
- * try at it when one is due (prepareDb first, if the worker started without Postgres, then a SELECT 1); while it is
- * up and some range may be owed, the backlog written (postgres-backlog.ts), its candles fanned out. A run that fails
- * on an outage leaves Postgres down until its next try; any other failure ends the worker at the next `poke`, as a
- * batch's would. Each step is bounded, but prepareDb, which may run a long migration.
+ * try at it when one is due (prepareDb first, if the worker started without Postgres, then a SELECT 1, then the
+ * backlog); while it is up and some range may be owed, the backlog written (postgres-backlog.ts), its candles fanned
+ * out. A try ends the outage only once a page of the backlog is written, since a node that answers may still refuse
+ * every write (postgres-outages.ts); one that wrote nothing puts the outage on trial, for the batches' writes to end.
+ * A run that fails on an outage leaves Postgres down until its next try; any other failure ends the worker at the next
+ * `poke`, as a batch's would. Each step is bounded, but prepareDb, which may run a long migration.
  */
 function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgres: PostgresOutages, stop: AbortSignal) {
   let prepared = o.prepareDb === undefined;
@@ -318,20 +321,25 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
     await o.prepareDb!();
     prepared = true;
   };
-  const write = async (outputs: readonly EngineOutput[]) => {
-    const candles = await bound(writePostgres(o, outputs));
-    await bound(fanOutEntries(o.writer, o.keys, [], new Set(), candles));
-  };
   const tryAndCatchUp = async () => {
     owed = false; // a wake during the run sets it again, for another run
     await prepare();
+    // While down: what the recovery's line says, once a write ends the outage.
+    let recovery: { backlogEntries: number } | undefined;
     if (postgres.isDown()) {
       await bound(o.db.query("SELECT 1"));
-      postgres.succeeded({ backlogEntries: await bound(owedEntries(o.writer, o.keys)) });
+      recovery = { backlogEntries: await bound(owedEntries(o.writer, o.keys)) };
     }
+    const write = async (outputs: readonly EngineOutput[]) => {
+      const { candles, wrote } = await bound(writePostgres(o, outputs));
+      if (wrote) postgres.succeeded(recovery);
+      await bound(fanOutEntries(o.writer, o.keys, [], new Set(), candles));
+    };
     const startedAt = performance.now();
     const options = { redis: o.writer, keys: o.keys, pageSize: batch, bound, write, log: o.log, stop };
     const { entries, caughtUp } = await catchUp(options);
+    // Nothing written that shows Postgres takes writes: nothing owed, or another worker catching up.
+    if (recovery !== undefined && postgres.isDown()) postgres.answered(recovery);
     if (entries > 0 && caughtUp)
       o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
   };
@@ -642,24 +650,30 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
   );
 }
 
-/** A batch's Postgres writes (writePostgres); undefined, none made, while Postgres is down. */
+/**
+ * A batch's Postgres writes (writePostgres); undefined, none made, while Postgres is down. One that wrote ends an
+ * outage on trial (postgres-outages.ts).
+ */
 async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly EngineOutput[], run: BatchRun) {
   if (run.postgres?.isDown() === true) return undefined;
   try {
-    return await run.bound(writePostgres(o, outputs));
+    const { candles, wrote } = await run.bound(writePostgres(o, outputs));
+    if (wrote) run.postgres?.succeeded();
+    return candles;
   } catch (err) {
     if (run.postgres?.failed(err) === true) return undefined;
     throw err;
   }
 }
 
-/** A batch's history and candles; returns the candles it touched, as stored. */
+/** A batch's history and candles; returns the candles it touched, as stored, and whether it wrote anything. */
 async function writePostgres(o: WorkerOptions, outputs: readonly EngineOutput[]) {
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs, o.log);
-  if (wroteHistory || candles.length > 0) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
-  return candles;
+  const wrote = wroteHistory || candles.length > 0;
+  if (wrote) o.metrics?.postgresWrite((performance.now() - startedAt) / 1000);
+  return { candles, wrote };
 }
 
 /**
