@@ -41,10 +41,12 @@ describe("isBackendFailure", () => {
     expect(isBackendFailure(new Error(`Server error (HTTP status 500): ${computeDown}`))).toBe(false);
   });
 
-  it("Postgres refusing or dropping sessions (SQLSTATE 08…, 57P01–57P03, 53300) is an outage, a query's error not", () => {
+  it("Postgres refusing sessions or writes (SQLSTATE 08…, 57P01–57P03, 53…) is an outage, a query's error not", () => {
     expect(isBackendFailure(neonPostgresError("the database system is starting up", "57P03"))).toBe(true);
     expect(isBackendFailure(neonPostgresError("connection failure", "08006"))).toBe(true);
     expect(isBackendFailure(neonPostgresError("sorry, too many clients already", "53300"))).toBe(true);
+    const sizeLimit = "could not extend file because project size limit (512 MB) has been exceeded";
+    expect(isBackendFailure(neonPostgresError(sizeLimit, "53100"))).toBe(true);
     const shutdown = new pg.DatabaseError("terminating connection due to administrator command", 0, "error");
     shutdown.code = "57P01";
     expect(isBackendFailure(shutdown)).toBe(true);

@@ -9,7 +9,8 @@
  * (platform/postgres-errors.ts), and so are the system error codes of a connection that failed or was cut, whichever
  * server it was to. The API answers 503 for three kinds:
  * - `outage`: Postgres down, unreachable, starting, shutting down or in recovery, out of connection slots (53300),
- *   read-only after a failover (25006); Neon's proxy failing (5xx but 507) or out of reach.
+ *   read-only after a failover (25006), out of disk or memory (53100, as Neon's project size limit answers; 53200);
+ *   Neon's proxy failing (5xx but 507) or out of reach.
  * - `stalled`: no answer in time (a connect timeout, a Neon HTTP request's time limit).
  * - `refused`: credentials Postgres does not take (class 28, or Neon's proxy's own password check), as during a
  *   secret rotation (docs/operations.md), or a database it does not have (3D000): until the configuration is mended,

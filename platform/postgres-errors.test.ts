@@ -2,7 +2,12 @@
 // them (testing/driver-errors.ts), bare and wrapped as the processes wrap them.
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "./config.ts";
-import { classifyPostgresError, postgresErrorCode, type PostgresErrorKind } from "./postgres-errors.ts";
+import {
+  classifyPostgresError,
+  postgresCondition,
+  postgresErrorCode,
+  type PostgresErrorKind,
+} from "./postgres-errors.ts";
 import {
   neonFetchFailed,
   neonPostgresError,
@@ -38,6 +43,13 @@ const cases: [PostgresErrorKind, string, unknown][] = [
   ["outage", "a connection that does not exist", serverError("08003", "connection does not exist")],
   ["outage", "a connection lost in a COMMIT", serverError("08007", "transaction resolution unknown")],
   ["outage", "no connection slot left", serverError("53300", "sorry, too many clients already")],
+  ["outage", "a full disk", serverError("53100", 'could not extend file "base/16384/16402": No space left on device')],
+  [
+    "outage",
+    "Neon's project size limit (a 400 with its SQLSTATE)",
+    neonPostgresError("could not extend file because project size limit (512 MB) has been exceeded", "53100"),
+  ],
+  ["outage", "a server out of memory", serverError("53200", "out of memory")],
   [
     "outage",
     "a write on a node read-only after a failover",
@@ -124,6 +136,11 @@ const cases: [PostgresErrorKind, string, unknown][] = [
   ["other", "a permission refused", serverError("42501", "permission denied for table users")],
   [
     "other",
+    "a statement past a configured limit",
+    serverError("53400", "temporary file size exceeds temp_file_limit (1024kB)"),
+  ],
+  [
+    "other",
     "a protocol violation (a query's wrong parameters)",
     serverError("08P01", "bind message supplies 1 parameters"),
   ],
@@ -159,6 +176,18 @@ describe("classifyPostgresError", () => {
     const looped = new Error("outer");
     looped.cause = looped;
     expect(classifyPostgresError(looped)).toBe("other");
+  });
+});
+
+describe("postgresCondition", () => {
+  it("names the SQLSTATEs of an outage, for an operator reading the log", () => {
+    expect(postgresCondition("53100")).toBe("disk_full");
+    expect(postgresCondition("53200")).toBe("out_of_memory");
+    expect(postgresCondition("25006")).toBe("read_only_sql_transaction");
+    expect(postgresCondition("57P03")).toBe("cannot_connect_now");
+    expect(postgresCondition("53400")).toBeUndefined();
+    expect(postgresCondition("23505")).toBeUndefined();
+    expect(postgresCondition("ECONNREFUSED")).toBeUndefined();
   });
 });
 

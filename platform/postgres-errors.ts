@@ -7,9 +7,13 @@
  *   refused, reset or unreachable; the driver's "Connection terminated …" of a connection closed under a statement;
  *   SQLSTATE class 08 (connection exception; not 08P01, protocol_violation, which Postgres also gives a query sent
  *   with the wrong number of parameters), 57P01–57P03 (a shutdown, another backend's crash, starting up or in
- *   recovery), 53300 (too many connections: slots free up as other clients leave), 25006 (read_only_sql_transaction:
- *   a write reached a node that is read-only now, as a primary failing over answers); Neon's proxy answering 5xx but
- *   507, or fetch failing to reach it. Waiting mends it.
+ *   recovery), 25006 (read_only_sql_transaction: a write reached a node that is read-only now, as a primary failing
+ *   over answers), class 53, insufficient resources, but 53400: 53300 (too many connections: slots free up as other
+ *   clients leave), 53100 (disk_full; Neon answers it, "could not extend file because project size limit … has been
+ *   exceeded", once a project reaches its storage limit), 53200 (out_of_memory) and 53000, a server out of room
+ *   rather than a statement at fault (53400, configuration_limit_exceeded, is a statement past a limit such as
+ *   temp_file_limit: `other`); Neon's proxy answering 5xx but 507, or fetch failing to reach it. Waiting mends it, or
+ *   an operator freeing room: no process need end for it, and trading, which needs only Redis, goes on.
  * - `stalled`: Postgres took a connection or a statement and did not answer in time: the pool's connect timeout, a
  *   statement's `query_timeout`, a Neon HTTP request's time limit. Postgres may be down, or a connection silent.
  * - `refused`: Postgres answered and refused the connection: its credentials (class 28; Neon's proxy over HTTP says
@@ -51,11 +55,21 @@ export type PostgresErrorKind = "outage" | "stalled" | "refused" | "conflict" | 
 const PRECEDENCE: readonly PostgresErrorKind[] = ["refused", "outage", "stalled", "conflict"];
 
 /**
- * SQLSTATEs of a server that ended the connection or takes none, or no write, now: admin_shutdown (a fast shutdown or
- * a terminated backend), crash_shutdown (another server process crashed: the server restarts), cannot_connect_now
- * (starting up, shutting down, in recovery), too_many_connections, read_only_sql_transaction.
+ * SQLSTATEs of a server that ended the connection or takes none, or no write, now, with Postgres's names for them
+ * (its manual's Appendix A), which the worker's `postgres_unavailable` line carries: a fast shutdown or a terminated
+ * backend, another server process's crash (the server restarts), starting up, shutting down or in recovery; the
+ * insufficient resources class but 53400 (see the module comment); a write on a read-only node.
  */
-const OUTAGE_STATES: ReadonlySet<string> = new Set(["57P01", "57P02", "57P03", "53300", "25006"]);
+const OUTAGE_STATES: ReadonlyMap<string, string> = new Map([
+  ["57P01", "admin_shutdown"],
+  ["57P02", "crash_shutdown"],
+  ["57P03", "cannot_connect_now"],
+  ["53000", "insufficient_resources"],
+  ["53100", "disk_full"],
+  ["53200", "out_of_memory"],
+  ["53300", "too_many_connections"],
+  ["25006", "read_only_sql_transaction"],
+]);
 /** Class 08, connection exceptions, but for 08P01 (see the module comment). */
 const CONNECTION_EXCEPTION = /^08(?!P01)[0-9A-Z]{3}$/;
 /** Class 28, invalid authorization (28000, 28P01 invalid_password), and invalid_catalog_name (no such database). */
@@ -156,6 +170,14 @@ function neonKind(err: Error): PostgresErrorKind | undefined {
   if (source.name === "TimeoutError" || source.name === "AbortError") return "stalled";
   if (source instanceof TypeError && source.message === "fetch failed") return "outage";
   return undefined;
+}
+
+/**
+ * Postgres's name for one of the SQLSTATEs above that make an outage, for logs: `disk_full` tells an operator what to
+ * do, where `53100` needs looking up. Undefined for any other code (class 08's say "connection" by their class).
+ */
+export function postgresCondition(code: string): string | undefined {
+  return OUTAGE_STATES.get(code);
 }
 
 /** The first code in `err` or its causes, for logs: a SQLSTATE or a socket error's. */

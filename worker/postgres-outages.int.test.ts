@@ -470,6 +470,74 @@ describe("the worker through a Postgres outage", () => {
     }
   });
 
+  it("goes on through a full disk (53100), its history owed, and writes it once there is room again", async () => {
+    const full = await createTestDatabase();
+    try {
+      await migrate(full.db, log);
+      // Stands in for a full volume, or Neon's project size limit: every new row of the worker's refused with 53100.
+      await full.db.query(`CREATE FUNCTION disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = '53100'; END $$`);
+      const tables = ["candles_1m", "closed_orders", "orders", "spot_orders"];
+      for (const table of tables)
+        await full.db.query(
+          `CREATE TRIGGER disk_full BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION disk_full()`,
+        );
+      const baseMs = minute(6);
+      const c = await cuttablePostgres("pg-disk-full", baseMs, full);
+      const w = c.start("w");
+      try {
+        const user = "dora";
+        await c.answer(user, await c.publish(c.price("2000"), instruct(user, "d0", { kind: "create_account" })));
+        const open = instruct(user, "d1", {
+          kind: "open_trade",
+          asset: "ETH",
+          side: "long",
+          margin: "100",
+          leverage: 10,
+        });
+        const opened = JSON.parse(await c.answer(user, await c.publish(c.price("2010"), open))) as {
+          ok: boolean;
+          result: { trade: { id: string } };
+        };
+        expect(opened.ok).toBe(true);
+        const limit = { asset: "ETH", side: "long", type: "limit", price: "1500", margin: "50", leverage: 5 } as const;
+        expect(
+          await c.answer(user, await c.publish(instruct(user, "d2", { kind: "place_order", ...limit }))),
+        ).toContain('"ok":true');
+        const close = instruct(user, "d3", { kind: "close_trade", tradeId: opened.result.trade.id });
+        expect(await c.answer(user, await c.publish(c.price("2030"), close))).toContain('"kind":"close_trade"');
+        // The operator is told why: the code, and Postgres's name for it.
+        expect(w.events("postgres_")).toEqual([
+          expect.objectContaining({
+            level: "warn",
+            event: "postgres_unavailable",
+            code: "53100",
+            condition: "disk_full",
+          }),
+        ]);
+        await until(async () => ((await owedEntries(redis, c.local)) === c.outputs.length ? true : undefined));
+        expect(await full.db.query("SELECT 1 FROM orders WHERE user_id = $1", [user])).toMatchObject({ rowCount: 0 });
+        expect(w.ended.now).toBe(false);
+
+        // Room again (an operator freed space, or raised the limit): one recovery, the history written once.
+        for (const table of tables) await full.db.query(`DROP TRIGGER disk_full ON ${table}`);
+        await until(() => w.line("postgres_caught_up"));
+        expect(w.events("postgres_")).toEqual([
+          expect.objectContaining({ event: "postgres_unavailable" }),
+          expect.objectContaining({ event: "postgres_recovered", backlogEntries: c.outputs.length }),
+          expect.objectContaining({ event: "postgres_caught_up", entries: c.outputs.length }),
+        ]);
+        await expectAllWritten(c, user, baseMs);
+        w.stop.abort();
+        await w.running;
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await full.drop();
+    }
+  });
+
   it.each(["restarted under its name", "claimed by another worker"] as const)(
     "a worker stopped during the outage, a batch it read left pending: %s, it all ends as handled once",
     async (how) => {

@@ -22,6 +22,8 @@ describe("isPostgresOutage", () => {
     ["a recovery", serverError("57P03", "the database system is in recovery mode")],
     ["a connection failure", serverError("08006", "connection failure")],
     ["no connection slot left", serverError("53300", "sorry, too many clients already")],
+    ["a full disk", serverError("53100", 'could not extend file "base/16384/16402": No space left on device')],
+    ["a server out of memory", serverError("53200", "out of memory")],
     [
       "a write on a node read-only after a failover",
       serverError("25006", "cannot execute INSERT in a read-only transaction"),
@@ -106,6 +108,13 @@ describe("watchPostgresOutages", () => {
       ["info", "postgres_recovered", 44_500, 12],
     ]);
     expect(lines[0]!.error).toBe("connect ECONNREFUSED 127.0.0.1:5433");
+  });
+
+  it("says which condition a SQLSTATE is, so a full disk reads as one", () => {
+    watch().failed(serverError("53100", "could not extend file because project size limit (512 MB) has been exceeded"));
+    expect(lines).toEqual([
+      expect.objectContaining({ event: "postgres_unavailable", code: "53100", condition: "disk_full" }),
+    ]);
   });
 
   it("counts a Postgres with no connection slot left, then read-only while it fails over, as one outage", () => {

@@ -1,12 +1,14 @@
 /**
  * A Postgres that is down, for the worker. A Postgres restarting, failing over or not reachable for a while says so
  * plainly: the connection is refused or reset, the server ends it (administrator command, another process's crash),
- * or it answers that it is starting up, shutting down or in recovery, that it has no connection slot left (53300), or
- * that it takes no write (25006, a primary failing over to a node that is read-only). None of that is the batch's
- * fault, and trading needs only Redis: so the worker goes on without Postgres (worker.ts), each batch's Redis part
- * handled and its Postgres writes left in the backlog (postgres-backlog.ts), and tries Postgres again 1 s after the
- * failure, then doubling to one try per 10 s, until one succeeds. An outage is logged once (`postgres_unavailable` at
- * its first failure, `postgres_recovered` with how long it lasted once a try succeeds). Every statement the worker
+ * or it answers that it is starting up, shutting down or in recovery, that it has no connection slot left (53300),
+ * that it takes no write (25006, a primary failing over to a node that is read-only), or that it is out of disk (53100,
+ * what Neon answers once a project reaches its size limit) or memory (53200). None of that is the batch's fault, and
+ * trading needs only Redis: so the worker goes on without Postgres (worker.ts), each batch's Redis part handled and
+ * its Postgres writes left in the backlog (postgres-backlog.ts), and tries Postgres again 1 s after the failure, then
+ * doubling to one try per 10 s, until one succeeds. An outage is logged once (`postgres_unavailable` at its first
+ * failure, with the SQLSTATE or socket error's `code` and, for a SQLSTATE above, Postgres's name for it, `condition`,
+ * e.g. `disk_full`; `postgres_recovered` with how long it lasted once a try succeeds). Every statement the worker
  * writes is idempotent (history-writes.ts, candles.ts), so a batch's writes run again whole, whatever part of them had
  * landed; each runs on its own, and the pool drops the connection of any statement that failed, so a try after a
  * failover opens a new one.
@@ -31,7 +33,7 @@
  * watchdog does not count them.
  */
 import type { Logger } from "../platform/log.ts";
-import { classifyPostgresError, postgresErrorCode } from "../platform/postgres-errors.ts";
+import { classifyPostgresError, postgresCondition, postgresErrorCode } from "../platform/postgres-errors.ts";
 
 /** How soon what failed on an outage is tried again: `firstMs`, then doubling to `maxMs`. */
 export interface PostgresRetry {
@@ -83,7 +85,12 @@ export function watchPostgresOutages(
         downSince = now();
         pauseMs = retry.firstMs;
         const code = postgresErrorCode(err);
-        log.warn("postgres_unavailable", { error: (err as Error).message, ...(code === undefined ? {} : { code }) });
+        const condition = code === undefined ? undefined : postgresCondition(code);
+        log.warn("postgres_unavailable", {
+          error: (err as Error).message,
+          ...(code === undefined ? {} : { code }),
+          ...(condition === undefined ? {} : { condition }),
+        });
       } else pauseMs = Math.min(retry.maxMs, pauseMs * 2);
       trial = undefined;
       nextTryAt = now() + pauseMs;

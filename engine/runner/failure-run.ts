@@ -10,7 +10,7 @@
  * Every kind is tried again, on purpose: the snapshotter must never stop the leader trading, and an engine starting
  * has nothing to restore from but Postgres (its caller throws a refusal there). A failure of another kind than the
  * run's so far is logged again, with the failures counted until then: an outage that ends on a Postgres that fails
- * the save some other way (a read-only node, a dropped table) is no longer one that waiting mends, and says so.
+ * the save some other way (a dropped table, a permission refused) is no longer one that waiting mends, and says so.
  */
 import type { Fields, Logger } from "../../platform/log.ts";
 import { classifyPostgresError, type PostgresErrorKind } from "../../platform/postgres-errors.ts";
