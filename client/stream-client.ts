@@ -29,6 +29,8 @@
  *   failed attempt: it waits the longer of that pause and the backoff step, so a server in a restart loop, going away
  *   on every connection, is asked ever more slowly rather than every few seconds for ever.
  * - It never reconnects after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in; nor
+ *   after a welcome naming another user than the first one did (on the session cookie, someone else signed in in this
+ *   browser meanwhile), which ends the client the same way before anything of that user's is asked for; nor
  *   after a third other 4xx in a row on the ticket but 408 and 429 (a 404 from a wrong `apiUrl`): asking again would
  *   be refused the same way, forever, while one or two may be a gateway's during a deploy. Any other outcome of a
  *   ticket request (a network error or timeout too) starts the count over.
@@ -126,13 +128,17 @@ export interface CloseInfo {
   /**
    * The WebSocket close code; 4000 when the client gave up itself (silence, a seq gap) or never got a socket (the
    * ticket request failed or was refused), except 4401 when the ticket was refused with 401 (not signed in: the
-   * session ended, as after the server's 4401); 1006 when the connection was cut without a close frame.
+   * session ended, as after the server's 4401) or a welcome named another user than the first; 1006 when the
+   * connection was cut without a close frame.
    */
   readonly code: number;
   readonly reason: string;
   /** When the next attempt starts; null when there is none (closed, failed, or the session ended). */
   readonly reconnectInMs: number | null;
-  /** The session was signed out, revoked or expired: sign in again, then `connect()` a new client. */
+  /**
+   * The session was signed out, revoked or expired, or the cookie is another user's now: sign in again, then
+   * `connect()` a new client.
+   */
   readonly sessionEnded: boolean;
 }
 
@@ -235,6 +241,8 @@ export class StreamClient {
   private requests = 0;
   private currentStatus: StreamStatus = "idle";
   private state: PrivateState | undefined;
+  /** The first welcome's: the user whose state this is. A welcome for another one ends the client. */
+  private userId: string | undefined;
   private socket: WebSocketLike | undefined;
   /** Bumped per connection attempt and on close(): callbacks of an older one are ignored. */
   private generation = 0;
@@ -505,6 +513,15 @@ export class StreamClient {
   }
 
   private welcome(generation: number, frame: WelcomeFrame): void {
+    // On the session cookie a reconnect's ticket is for whoever signed in last in this browser: another user's socket
+    // would answer the private resume with that user's events after this one's seq, applied onto this one's state.
+    const userId = typeof frame.userId === "string" ? frame.userId : undefined;
+    if (this.userId !== undefined && userId !== undefined && userId !== this.userId) {
+      this.abandonSocket(1000, "signed in as another user");
+      this.end(CLOSE_CODES.sessionEnded, "signed in as another user", "ended");
+      return;
+    }
+    this.userId ??= userId;
     if (Number.isFinite(frame.heartbeatMs) && frame.heartbeatMs > 0) this.heartbeatMs = frame.heartbeatMs;
     this.welcomedAt = Date.now();
     this.currentStatus = "open";
@@ -625,11 +642,16 @@ export class StreamClient {
 
   /** Gives up on the current connection without waiting for its close handshake, and reconnects. */
   private drop(reason: string): void {
+    this.abandonSocket(CLIENT_DROP_CODE, reason);
+    this.retry(CLIENT_DROP_CODE, reason, 0);
+  }
+
+  /** Closes the current socket without waiting for its close handshake: none of its callbacks runs after this. */
+  private abandonSocket(code: number, reason: string): void {
     const socket = this.socket;
     this.socket = undefined;
     this.generation++;
-    if (socket !== undefined) abandon(socket, CLIENT_DROP_CODE, reason);
-    this.retry(CLIENT_DROP_CODE, reason, 0);
+    if (socket !== undefined) abandon(socket, code, reason);
   }
 
   private retry(code: number, reason: string, atLeastMs: number): void {

@@ -1,12 +1,26 @@
 // The typed client of client/ against the real stream server (in-process, real Redis, real sockets): what it
 // believes it is subscribed to is what the server holds, through unsubscribes from all quotes, reconnects and a
-// subscribe the server refuses.
+// subscribe the server refuses; and a reconnect that a ticket makes another user's ends it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
-import { StreamClient, type StreamClientError, type Subscription } from "../client/stream-client.ts";
+import {
+  StreamClient,
+  type CloseInfo,
+  type StreamClientError,
+  type Subscription,
+  type WelcomeFrame,
+} from "../client/stream-client.ts";
 import type { FetchLike } from "../client/transport.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
-import { fanOut, issueTicket, newUserId, startTestStream, type TestStream } from "./testing/stream-fixture.ts";
+import {
+  balancesEvent,
+  fanOut,
+  issueTicket,
+  newUserId,
+  startTestStream,
+  storeEvents,
+  type TestStream,
+} from "./testing/stream-fixture.ts";
 
 let t: TestStream;
 const clients: StreamClient[] = [];
@@ -185,5 +199,59 @@ describe("the client's subscriptions follow the real server's", () => {
     ]);
     expect(errors).toEqual([expect.objectContaining({ kind: "server", code: "TOO_MANY_SUBSCRIPTIONS" })]);
     expect(client.subscriptions).toEqual([{ channel: "quotes", assets: ["ETH", "BTC"] }, { channel: "private" }]);
+  });
+});
+
+describe("the client's user", () => {
+  it("a reconnect whose ticket is another user's (the cookie replaced) ends the client before anything of theirs", async () => {
+    const a = newUserId();
+    const b = newUserId();
+    await storeEvents(
+      t,
+      [1, 2, 3].map((seq) => balancesEvent(a, seq, `10${seq}`)),
+    );
+    await storeEvents(
+      t,
+      [1, 2, 3, 4, 5, 6].map((seq) => balancesEvent(b, seq, `${seq}`)),
+    );
+    let signedIn = a; // whom the browser's session cookie is for, as the ticket route reads it
+    sockets.length = 0;
+    const client = new StreamClient({
+      apiUrl: "http://api.invalid",
+      WebSocket: RecordingSocket,
+      fetch: async (url, init) => ticketsFor(signedIn)(url, init),
+      subscriptions: [{ channel: "private" }, { channel: "quotes", assets: ["ETH"] }],
+      backoff: { initialMs: 10, maxMs: 20 },
+    });
+    clients.push(client);
+    const opens: WelcomeFrame[] = [];
+    const closes: CloseInfo[] = [];
+    const seen: string[] = [];
+    client.on("open", (welcome) => opens.push(welcome));
+    client.on("close", (info) => closes.push(info));
+    client.on("state", (state, cause) => seen.push(`state ${cause} ${state.seq}`));
+    client.on("event", (event) => seen.push(`event ${event.seq}`));
+    client.connect();
+    await until("A's snapshot", () => client.privateState?.seq === 3);
+    await answered(0);
+
+    signedIn = b; // B signed in in another tab; A's socket is cut before any notice could reach it
+    const before = [...seen];
+    sockets[0]!.socket.terminate();
+    await until("the end, or B's events", () => client.status === "ended" || client.privateState?.seq !== 3);
+    expect(client.status).toBe("ended");
+    expect(closes.at(-1)).toEqual({
+      code: 4401,
+      reason: "signed in as another user",
+      reconnectInMs: null,
+      sessionEnded: true,
+    });
+    expect(opens.map((welcome) => welcome.userId)).toEqual([a]);
+    expect(sockets[1]!.received[0]).toMatchObject({ type: "welcome", userId: b });
+    expect(sockets[1]!.sent).toEqual([]); // no private subscribe with A's seq, nor anything else
+    expect(client.privateState).toMatchObject({ seq: 3, balances: { USD: "103" } });
+    expect(seen).toEqual(before);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // five backoffs' worth: no reconnect follows
+    expect(sockets).toHaveLength(2);
   });
 });
