@@ -212,8 +212,9 @@ export class StreamClient {
     error: new Set(),
   };
   /**
-   * What the server holds on this connection, as its answers said; while there is none, what the last one held.
-   * What the client wants is this and `late`, with the requests still unanswered applied (wanted()).
+   * What the server holds on this connection, as its answers said; while there is none, what the last one held (or
+   * was being restored to it: `restoring`). What the client wants is this and `late`, with the requests still
+   * unanswered applied (wanted()).
    */
   private held: SubscriptionSet = NO_SUBSCRIPTIONS;
   /**
@@ -226,6 +227,12 @@ export class StreamClient {
    * by id, in the order asked.
    */
   private readonly unanswered = new Map<RequestId, SubscriptionRequest>();
+  /**
+   * Those of `unanswered` that restore what the last connection held (replayed after the welcome). Should this one
+   * drop before they are answered, they are still what a server held, and the next restores them the same way: taken
+   * as subscribes asked anew, a quote list held as all quotes less others would go as a list, counted per asset.
+   */
+  private readonly restoring = new Set<RequestId>();
   /**
    * Frames waiting for the allowance, in order; each built as it goes, so a private subscribe's `since` is the seq
    * applied by then. Emptied with the connection: its requests are in `unanswered`, replayed on the next.
@@ -413,7 +420,7 @@ export class StreamClient {
    * nothing, like any subscribe of what is held, but the server refuses a second one (ALREADY_SUBSCRIBED), which
    * would reach the app as an error for a harmless call.
    */
-  private request(op: SubscriptionOp, subscription: Subscription): void {
+  private request(op: SubscriptionOp, subscription: Subscription, restore = false): void {
     // Checked here, not only by the server: one it refused while disconnected would be half kept, and an
     // oversized one is answered by a close, which would repeat on every reconnect.
     const invalid = invalidSubscription(subscription);
@@ -428,6 +435,7 @@ export class StreamClient {
     }
     const id = ++this.requests;
     this.unanswered.set(id, { op, subscription });
+    if (restore) this.restoring.add(id);
     this.enqueue(() => (op === "subscribe" ? this.subscribeFrame(subscription, id) : { op, id, ...subscription }));
   }
 
@@ -443,6 +451,7 @@ export class StreamClient {
     const request = id === undefined ? undefined : this.unanswered.get(id);
     if (request === undefined) return;
     this.unanswered.delete(id!);
+    this.restoring.delete(id!);
     this.held = applySubscription(this.held, request.op, request.subscription);
   }
 
@@ -450,6 +459,7 @@ export class StreamClient {
   private refused(frame: ErrorFrame): void {
     const request = frame.id === undefined ? undefined : this.unanswered.get(frame.id);
     if (request !== undefined) this.unanswered.delete(frame.id!);
+    if (request !== undefined) this.restoring.delete(frame.id!);
     this.emit("error", {
       kind: "server",
       code: frame.code,
@@ -459,10 +469,17 @@ export class StreamClient {
     });
   }
 
-  /** The connection is gone: requests it did not answer are taken as carried out, to be sent on the next one. */
+  /**
+   * The connection is gone: requests it did not answer are taken as carried out, to be sent on the next one; those
+   * restoring what a server held, as held again.
+   */
   private forgetConnection(): void {
-    for (const { op, subscription } of this.unanswered.values()) this.unconfirmed(op, subscription);
+    for (const [id, { op, subscription }] of this.unanswered) {
+      if (this.restoring.has(id)) this.held = applySubscription(this.held, op, subscription);
+      else this.unconfirmed(op, subscription);
+    }
     this.unanswered.clear();
+    this.restoring.clear();
   }
 
   /** A request no server answered: a subscribe waits in `late`; an unsubscribe takes effect everywhere. */
@@ -540,7 +557,9 @@ export class StreamClient {
     this.held = NO_SUBSCRIPTIONS;
     this.late = NO_SUBSCRIPTIONS;
     this.unanswered.clear();
-    for (const [op, subscription] of [...confirmed, ...rest]) this.request(op, subscription);
+    this.restoring.clear();
+    for (const [op, subscription] of confirmed) this.request(op, subscription, true);
+    for (const [op, subscription] of rest) this.request(op, subscription);
     // A send that failed is reported as an error, whose listener may have closed the client.
     if (this.closedMeanwhile()) return;
     this.emit("open", frame);
