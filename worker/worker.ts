@@ -330,16 +330,21 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
       await bound(o.db.query("SELECT 1"));
       recovery = { backlogEntries: await bound(owedEntries(o.writer, o.keys)) };
     }
+    let wroteAny = false;
     const write = async (outputs: readonly EngineOutput[]) => {
       const { candles, wrote } = await bound(writePostgres(o, outputs));
-      if (wrote) postgres.succeeded(recovery);
+      if (wrote) {
+        wroteAny = true;
+        postgres.succeeded(recovery);
+      }
       await bound(fanOutEntries(o.writer, o.keys, [], new Set(), candles));
     };
     const startedAt = performance.now();
     const options = { redis: o.writer, keys: o.keys, pageSize: batch, bound, write, log: o.log, stop };
     const { entries, caughtUp } = await catchUp(options);
-    // Nothing written that shows Postgres takes writes: nothing owed, or another worker catching up.
-    if (recovery !== undefined && postgres.isDown()) postgres.answered(recovery);
+    // Nothing written that shows Postgres takes writes: nothing owed, or another worker catching up. Postgres can be
+    // down again after this try wrote (a batch met a new outage meanwhile): that outage has had no try yet.
+    if (recovery !== undefined && !wroteAny && postgres.isDown()) postgres.answered(recovery);
     if (entries > 0 && caughtUp)
       o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
   };
