@@ -1,7 +1,8 @@
 // Which errors are an outage (503 UNAVAILABLE) and which a bug (500 INTERNAL): the drivers' own error classes,
-// built as the drivers build them (node_modules/@neondatabase/serverless, node_modules/@upstash/redis).
+// built as the drivers build them (node_modules/@neondatabase/serverless, node_modules/@upstash/redis, ioredis).
 import { NeonDbError } from "@neondatabase/serverless";
 import { errors as upstash } from "@upstash/redis";
+import { ReplyError } from "ioredis";
 import pg from "pg";
 import { describe, expect, it } from "vitest";
 import { EmailUnavailable } from "./auth/mailer.ts";
@@ -9,6 +10,8 @@ import { isBackendFailure, retryAfterSeconds } from "./backend-failure.ts";
 import { UNAVAILABLE_RETRY_AFTER_S } from "./errors.ts";
 import { neonFetchFailed, neonPostgresError, neonServerError } from "../platform/testing/driver-errors.ts";
 
+/** An error reply as ioredis throws it (its ReplyError is typed `any`). */
+const replyError = (message: string): Error => new (ReplyError as new (message: string) => Error)(message);
 const refused = () => Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
 
 describe("isBackendFailure", () => {
@@ -161,6 +164,35 @@ describe("isBackendFailure", () => {
       true,
     );
     expect(isBackendFailure(new Error("request failed", { cause: new TypeError("fetch failed") }))).toBe(true);
+  });
+
+  it("Redis refusing for its state (OOM, BUSY, LOADING, READONLY, …): an outage over ioredis and Upstash alike", () => {
+    const command = ', command was: ["evalsha","ab12","1","k"]';
+    for (const reply of [
+      "OOM command not allowed when used memory > 'maxmemory'. script: ab12, on @user_script:12.",
+      "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+      "LOADING Redis is loading the dataset in memory",
+      "READONLY You can't write against a read only replica.",
+      "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+      "CLUSTERDOWN The cluster is down",
+      "TRYAGAIN Multiple keys request during rehashing of slot",
+    ]) {
+      expect(isBackendFailure(replyError(reply)), reply).toBe(true);
+      expect(isBackendFailure(new upstash.UpstashError(`${reply}${command}`)), reply).toBe(true);
+      // Only as a client reports Redis's reply
+      expect(isBackendFailure(new Error(reply)), reply).toBe(false);
+    }
+  });
+
+  it("Redis refusing the command itself stays a bug, also a code that only begins like a state's", () => {
+    for (const reply of [
+      "BUSYKEY Target key name already exists.",
+      "BUSYGROUP Consumer Group name already exists",
+      "WRONGTYPE Operation against a key holding the wrong kind of value",
+      "ERR Error running script: OOM in the script's own words",
+      "NOSCRIPT No matching script. Please use EVAL.",
+    ])
+      expect(isBackendFailure(replyError(reply)), reply).toBe(false);
   });
 
   it("the email provider: the mailer's EmailUnavailable is an outage, its other errors bugs", () => {

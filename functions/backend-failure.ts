@@ -22,6 +22,12 @@
  * What the other drivers throw when their service is down (read from their sources in node_modules):
  * - ioredis (TCP): the socket's system error code; "Connection is closed", "Command timed out", "Stream isn't
  *   writeable", MaxRetriesPerRequestError; the adapter's own "BLPOP got no reply" deadline.
+ * - Redis itself, over either client, refusing every write or every command for the state it is in (REDIS_STATE):
+ *   full under noeviction, busy with a script, loading its data, a replica or cut off from its primary, a cluster
+ *   not serving. Redis says so by the first word of its error reply, its own error code, which ioredis keeps as the
+ *   ReplyError's message and @upstash/redis as the start of "<error>, command was: …" (a script's call refused so
+ *   ends the script with that reply). No command's misuse is answered with one of these codes, and the command
+ *   refused did nothing: the request can be sent again once Redis recovers.
  * - Upstash over REST (@upstash/redis 1.x): fetch's TypeError "fetch failed" (its cause has the code), the
  *   request's AbortSignal.timeout as a TimeoutError. Upstash answers JSON, always; a body that is not JSON
  *   (UpstashJSONParseError: a gateway's HTML 502 page, an empty 503) came from something in front of it. The client
@@ -29,8 +35,8 @@
  *   Upstash's `error` field (an intermediary's `{"message": …}`) reads "undefined, command was: …" and counts as an
  *   outage too. Upstash's own refusals of every request for now, whatever the command, are outages as well, told by
  *   their documented wording (UPSTASH_REFUSALS): a database over its plan's limits, and a token it does not take (a
- *   rotated or wrong one; the REST API answers 401). Any other `{"error"}` body, a 5xx's included, cannot be told from
- *   a command Redis refused (WRONGTYPE, a script's error) and stays a 500.
+ *   rotated or wrong one; the REST API answers 401). Any other `{"error"}` body, a 5xx's included, but Redis's own
+ *   state refusals above, cannot be told from a command Redis refused (WRONGTYPE, a script's error): a 500.
  * - A bare TimeoutError is also what Neon's query time limit (functions/postgres.ts) throws when it fires while the
  *   answer is being read.
  * - The sign-in email: the mailer sorts Resend's answers itself (auth/mailer.ts, resendRefusal) and throws
@@ -48,6 +54,13 @@ const UNAVAILABLE_POSTGRES: ReadonlySet<PostgresErrorKind> = new Set(["outage", 
 /** ioredis's messages when a connection is down or too slow, the ioredis adapter's BLPOP deadline, and fetch's. */
 const BACKEND_MESSAGES =
   /^(Connection is closed|Command timed out|Stream isn't writeable|BLPOP got no reply|fetch failed)/;
+
+/**
+ * Redis's error codes for a refusal by the server's state, not the command's (see the module comment): OOM (used memory
+ * over `maxmemory` with noeviction), BUSY (a script or function past its time limit), LOADING, READONLY, MASTERDOWN,
+ * CLUSTERDOWN, TRYAGAIN. Whole words: BUSYKEY and BUSYGROUP are a command's own refusals.
+ */
+const REDIS_STATE = /^(OOM|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/;
 
 /** What @upstash/redis throws for a non-2xx JSON body that has no `error` field (see the module comment). */
 const UPSTASH_FOREIGN_ERROR = /^undefined, command was: /;
@@ -81,8 +94,12 @@ function isOtherServiceFailure(err: unknown, depth: number): boolean {
     )
   )
     return true;
-  if (err.name === "UpstashError" && (UPSTASH_FOREIGN_ERROR.test(err.message) || UPSTASH_REFUSALS.test(err.message)))
+  if (
+    err.name === "UpstashError" &&
+    (UPSTASH_FOREIGN_ERROR.test(err.message) || UPSTASH_REFUSALS.test(err.message) || REDIS_STATE.test(err.message))
+  )
     return true;
+  if (err.name === "ReplyError" && REDIS_STATE.test(err.message)) return true;
   return BACKEND_MESSAGES.test(err.message) || isOtherServiceFailure(err.cause, depth + 1);
 }
 

@@ -4,14 +4,16 @@
  * peer, whose Postgres cannot be reached or refuses the role, with Neon itself unreachable, and with a Neon that takes
  * the request and never answers) and `@upstash/redis` (against a local server answering as a gateway in front of
  * Upstash would, and the local Upstash peer refusing the token or answering as over the plan's limits), besides
- * ioredis with nothing listening. A refusal of the request itself stays a 500, without Retry-After.
+ * ioredis with nothing listening, and a Redis that refuses commands for its state: full (over both), busy with a
+ * script. A refusal of the request itself stays a 500, without Retry-After.
  */
 import { createServer, type Server } from "node:http";
 import { connect as connectTcp, createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
+import { Redis } from "ioredis";
 import { Agent } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Queryable, Row } from "../platform/postgres.ts";
-import { freePort } from "../platform/testing/processes.ts";
+import { freePort, startScratchRedis } from "../platform/testing/processes.ts";
 import { createApp } from "./app.ts";
 import type { ApiDeps } from "./context.ts";
 import { connectFunctionsPostgres, NEON_QUERY_TIMEOUT_MS, type FunctionsPostgres } from "./postgres.ts";
@@ -27,6 +29,8 @@ const UNAVAILABLE = {
 };
 /** Every 503 says when to come back: UNAVAILABLE's seconds, as docs/api.md gives them. */
 const RETRY_AFTER = "5";
+/** A trade that would be admitted: what refuses it is Redis. */
+const TRADE = { asset: "ETH", type: "long", margin: "10", leverage: 2 };
 const INTERNAL = { error: { code: "INTERNAL", message: "Something went wrong on our side." } };
 
 let stack: ApiStack;
@@ -225,5 +229,54 @@ describe("Redis down, over TCP", () => {
     closers.push(() => redis.close());
     const res = await signIn(appWith({ redis }));
     expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
+  });
+  it("a full Redis refusing writes (OOM under noeviction): 503 on a trade, over ioredis and Upstash's REST alike", async () => {
+    // maxmemory 1 byte: every command that may add data is refused, every time.
+    const full = await startScratchRedis("outages-oom", ["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
+    closers.push(() => full.stop());
+    const redis = createIoredisApiRedis(full.url);
+    closers.push(() => redis.close());
+    const bridge = await startUpstashBridge({ redisUrl: full.url, token: "t" });
+    closers.push(() => bridge.close());
+    const { token } = await stack.signIn("outage-oom@example.com");
+    for (const [transport, adapter] of [
+      ["ioredis", redis],
+      ["Upstash", createUpstashApiRedis(bridge)],
+    ] as const) {
+      const res = await client(createApp({ ...stack.deps, redis: adapter }), token).post("/api/v1/trade/create", TRADE);
+      expect([res.status, res.body, res.headers.get("retry-after")], transport).toEqual([
+        503,
+        UNAVAILABLE,
+        RETRY_AFTER,
+      ]);
+    }
+    expect(backendUnavailableLogged("OOM command not allowed")).toBe(true);
+  });
+
+  it("a Redis busy running a script (BUSY): 503 on a trade", async () => {
+    const busy = await startScratchRedis("outages-busy", ["--busy-reply-threshold", "50"]);
+    closers.push(() => busy.stop());
+    const redis = createIoredisApiRedis(busy.url);
+    closers.push(() => redis.close());
+    // Connected before the script starts: ioredis's ready check on a busy Redis would fail otherwise.
+    await redis.ping();
+    const { token } = await stack.signIn("outage-busy@example.com");
+    // Both connected before, too: only SCRIPT KILL and SHUTDOWN NOSAVE are served meanwhile.
+    const runner = new Redis(busy.url);
+    const killer = new Redis(busy.url);
+    await Promise.all([runner.ping(), killer.ping()]);
+    const looping = runner.eval("while true do end", 0).catch((err: unknown) => err);
+    try {
+      // Past the threshold, Redis answers BUSY to every other command.
+      await new Promise((r) => setTimeout(r, 200));
+      const res = await client(createApp({ ...stack.deps, redis }), token).post("/api/v1/trade/create", TRADE);
+      expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
+      expect(backendUnavailableLogged("BUSY Redis is busy running a script")).toBe(true);
+    } finally {
+      await killer.script("KILL");
+      await looping;
+      killer.disconnect();
+      runner.disconnect();
+    }
   });
 });

@@ -289,13 +289,17 @@ export async function until<T>(
 }
 
 /**
- * A redis-server of one test's own on a free port, keeping nothing on disk: for what must not run on the shared test
- * Redis, which every test file uses at once (SCRIPT FLUSH empties a whole server's script cache).
+ * A redis-server of one test's own on a free port, keeping nothing on disk, with `extra` arguments: for what must not
+ * run on the shared test Redis, which every test file uses at once (SCRIPT FLUSH empties a whole server's script
+ * cache; a Redis made to refuse writes).
  */
-export async function startScratchRedis(name: string): Promise<{ port: number; url: string; stop(): Promise<void> }> {
+export async function startScratchRedis(
+  name: string,
+  extra: readonly string[] = [],
+): Promise<{ port: number; url: string; stop(): Promise<void> }> {
   const dir = mkdtempSync(join(tmpdir(), `${name}-`));
   const port = await freePort();
-  const server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no"]);
+  const server = await startRedisServer(port, dir, ["--save", "", "--appendonly", "no", ...extra]);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
