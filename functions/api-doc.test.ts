@@ -6,6 +6,8 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
+import { makeParams } from "../engine/core/params.ts";
+import { IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL_MS } from "./admission.ts";
 import { API_ERRORS, rejectionStatus } from "./errors.ts";
 import { IDEMPOTENCY_KEY_PATTERN } from "./schemas.ts";
 import { apiDocument, operationsOf } from "./testing/document.ts";
@@ -79,6 +81,23 @@ describe("docs/api.md", () => {
     ];
     const header = create?.post.parameters.find((p) => p.name === "Idempotency-Key") as { description?: string };
     expect(header.description).toContain("printable ASCII characters without spaces");
+  });
+
+  it("bounds the Idempotency-Key's promise as the API and engine keep it, in docs/api.md and the OpenAPI text", () => {
+    const docs = section("Idempotency-Key").replace(/\s+/g, " ");
+    const header = (
+      apiDocument() as { paths: Record<string, { post: { parameters: { name: string; description?: string }[] } }> }
+    ).paths["/api/v1/trade/create"]!.post.parameters.find((p) => p.name === "Idempotency-Key")!.description!;
+    const perUser = IDEMPOTENCY_KEYS_PER_USER.toLocaleString("en-US");
+    expect(perUser).toBe(makeParams().idempotencyMaxPerUser.toLocaleString("en-US"));
+    expect(IDEMPOTENCY_TTL_MS).toBe(makeParams().idempotencyWindowMs);
+    for (const text of [docs, header]) {
+      expect(text).toContain("24 h");
+      expect(text).toContain(`last ${perUser} trade requests`);
+      expect(text).toContain(`last ${perUser} keys`);
+      expect(text).toMatch(/NO_PRICE`? (and|or) `?STALE_PRICE/);
+      expect(text).toMatch(/504 `?ENGINE_TIMEOUT/);
+    }
   });
 
   it("says a trailing stop's bestPrice and level are as of the trade's last output, as the OpenAPI document does", () => {

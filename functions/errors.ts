@@ -78,9 +78,22 @@ export const API_ERRORS = {
   },
   ENGINE_TIMEOUT: {
     status: 504,
-    message: "The trading engine did not answer in time; retry with the same Idempotency-Key.",
+    message: "The trading engine did not answer in time; the request may still be carried out.",
   },
 } as const satisfies Record<string, { status: ContentfulStatusCode; message: string; retryAfterSeconds?: number }>;
+
+/**
+ * ENGINE_TIMEOUT on a trade POST, by whether the request carried an Idempotency-Key (docs/api.md, Idempotency-Key).
+ * With one, the same request again gets the first answer and acts once. Without, it would be a second action, which
+ * the engine may carry out besides the first one, also after this answer: the client must look before it sends again.
+ */
+export const ENGINE_TIMEOUT_WITH_KEY =
+  "The trading engine did not answer in time; the request may still be carried out. Send it again with the same " +
+  "Idempotency-Key and body: it is carried out once, and you get its answer.";
+export const ENGINE_TIMEOUT_WITHOUT_KEY =
+  "The trading engine did not answer in time; the request may still be carried out, also after this answer. Sent " +
+  "again without an Idempotency-Key it is a second request: first look for its effect (GET /api/v1/trade/open, " +
+  "/api/v1/trade/orders, /api/v1/account/balance). Send an Idempotency-Key to retry safely.";
 
 export type ApiErrorCode = keyof typeof API_ERRORS;
 

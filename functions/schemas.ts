@@ -441,9 +441,13 @@ export const idempotencyKeyHeader = z.object({
     .optional()
     .openapi({
       description:
-        "1–128 printable ASCII characters without spaces, unique per intended action (a UUID). Same key and body " +
-        "within 24 h: the first answer again, acted on once. Same key, other body or endpoint: 409 " +
-        "IDEMPOTENCY_CONFLICT.",
+        "1–128 printable ASCII characters without spaces, unique per intended action (a UUID). Same key and body: " +
+        "the first answer again, acted on once, also after a 504 ENGINE_TIMEOUT, while the engine remembers the " +
+        "request: 24 h, within the user's last 10,000 trade requests (with or without a key; refusals count). " +
+        "Past either, and after a NO_PRICE or STALE_PRICE refusal (not remembered), the same key acts again. Same " +
+        "key, other body or endpoint: 409 IDEMPOTENCY_CONFLICT while the API remembers the key (24 h from its first " +
+        "use, within the user's last 10,000 keys). Without a key every request is a new action, its retry after a " +
+        "504 included.",
       example: "3f6c1a52-8d0e-4b7a-9c1e-2a4b6d8f0e12",
     }),
 });

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toUnits } from "../../contract/money.ts";
 import { createApp } from "../app.ts";
 import { createEngineClient } from "../engine-client.ts";
+import { ENGINE_TIMEOUT_WITH_KEY, ENGINE_TIMEOUT_WITHOUT_KEY } from "../errors.ts";
 import { client } from "../testing/http.ts";
 import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
 
@@ -245,7 +246,8 @@ describe("trading through the API", () => {
     const order = { asset: "ETH", side: "buy", quantity: "0.01" };
     // A lease held by an engine that is stuck: the instruction goes into the log, and the API stops waiting in time.
     const slow = await stack.withStuckEngine(() => impatient.post("/api/v1/trade/order", order, key));
-    expect([slow.status, slow.body.error?.code]).toEqual([504, "ENGINE_TIMEOUT"]);
+    expect([slow.status, slow.body.error]).toEqual([504, { code: "ENGINE_TIMEOUT", message: ENGINE_TIMEOUT_WITH_KEY }]);
+    expect(slow.body.error?.message).toContain("Send it again with the same Idempotency-Key and body");
     const retried = await bob.post("/api/v1/trade/order", order, key);
     expect(retried.status).toBe(201);
     const again = await bob.post("/api/v1/trade/order", order, key);
@@ -253,5 +255,23 @@ describe("trading through the API", () => {
     const balances = (await bob.get("/api/v1/account/balance")).body.balances as Record<string, string>;
     // Bought once: the timed-out attempt and its two retries are one order.
     expect(toUnits(balances.ETH!, 4)).toBe(toUnits(balancesBefore.ETH!, 4) + 100);
+  });
+
+  it("gives a 504 without a key that does not say to retry: a retry would act twice, so it says to look first", async () => {
+    const carol = client(
+      createApp({ ...stack.deps, engine: createEngineClient(stack.deps.redis, stack.keys, 300) }),
+      (await stack.signIn("carol@example.com")).token,
+    );
+    const trade = { asset: "ETH", type: "long", margin: "10", leverage: 2 };
+    const slow = await stack.withStuckEngine(() => carol.post("/api/v1/trade/create", trade));
+    expect([slow.status, slow.body.error]).toEqual([
+      504,
+      { code: "ENGINE_TIMEOUT", message: ENGINE_TIMEOUT_WITHOUT_KEY },
+    ]);
+    expect(slow.body.error?.message).not.toContain("same Idempotency-Key");
+    expect(slow.body.error?.message).toContain("first look for its effect (GET /api/v1/trade/open");
+    // And indeed the engine carried it out once it was back: a retry would have been a second trade.
+    await stack.settled();
+    expect(((await carol.get("/api/v1/trade/open")).body.trades as unknown[]).length).toBe(1);
   });
 });

@@ -12,7 +12,7 @@ import { USD_DECIMALS } from "../../contract/money.ts";
 import { readOpenTrades } from "../account-reads.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
-import { ApiError, SESSION_NOT_VALID } from "../errors.ts";
+import { ApiError, ENGINE_TIMEOUT_WITH_KEY, ENGINE_TIMEOUT_WITHOUT_KEY, SESSION_NOT_VALID } from "../errors.ts";
 import { historyPage, outputIdOrder } from "../history-cursor.ts";
 import { limitRate, requireSession } from "../middleware.ts";
 import {
@@ -349,7 +349,16 @@ export async function act<I extends Instruction>(
   );
   const { userId } = session;
   const timeLeft = deps.timeLeftMs;
-  const result = resultOf(await deps.engine.send(userId, requestId, instruction, timeLeft && (() => timeLeft(c))));
+  let answer: Answer;
+  try {
+    answer = await deps.engine.send(userId, requestId, instruction, timeLeft && (() => timeLeft(c)));
+  } catch (err) {
+    // Whether a retry is safe depends on the key: say which retry is (a keyless one would act twice).
+    if (err instanceof ApiError && err.code === "ENGINE_TIMEOUT")
+      throw new ApiError("ENGINE_TIMEOUT", key === undefined ? ENGINE_TIMEOUT_WITHOUT_KEY : ENGINE_TIMEOUT_WITH_KEY);
+    throw err;
+  }
+  const result = resultOf(answer);
   if (result.kind !== instruction.kind) throw usedForAnother(result.kind);
   return result as ResultOf<I["kind"]>;
 }
