@@ -12,7 +12,7 @@ import { REJECTIONS, type RejectionCode } from "../contract/rejections.ts";
 import type { ApiContext, ApiEnv } from "./context.ts";
 import { API_ERRORS, rejectionStatus, type ApiErrorCode } from "./errors.ts";
 import { errorView } from "./schemas.ts";
-import { readJson, readOptionalJson, readQuery } from "./validate.ts";
+import { FieldRefusal, readJson, readOptionalJson, readQuery } from "./validate.ts";
 
 export { createRoute } from "@hono/zod-openapi";
 
@@ -65,12 +65,19 @@ export function route<R extends RouteConfig & { limit?: RateCheck }>(
   const querySchema = definition.request?.query as z.ZodType | undefined;
   const before = (middleware === undefined ? [] : [middleware].flat()) as MiddlewareHandler<ApiEnv>[];
   app.on([definition.method.toUpperCase()], [definition.path], ...before, async (c: ApiContext) => {
+    const body = bodySchema === undefined ? undefined : await readBody(c, bodySchema);
     const input = {
-      body: bodySchema === undefined ? undefined : await readBody(c, bodySchema),
+      body: body?.value,
       query: querySchema === undefined ? noQuery(c) : readQuery(c, querySchema),
     } as RouteInput<R>;
     if (limit !== undefined) await limit(c);
-    return handler(c, input);
+    if (body === undefined) return handler(c, input);
+    try {
+      return await handler(c, input);
+    } catch (err) {
+      // The route's own checks see values as the schema left them; the answer names them as sent (validate.ts).
+      throw err instanceof FieldRefusal ? err.namingSent(body.sent) : err;
+    }
   });
 }
 

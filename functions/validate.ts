@@ -29,7 +29,13 @@ function grouped(n: number): string {
   return String(n).replace(/\B(?=(\d{3})+$)/g, ",");
 }
 
-export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+/** A body read through its schema: `value` as the schema leaves it, `sent` as parsed before it (FieldRefusal). */
+export interface ReadBody<S extends z.ZodType> {
+  readonly value: z.output<S>;
+  readonly sent: unknown;
+}
+
+export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<ReadBody<S>> {
   checkMediaType(c);
   return parsed(schema, await readBody(c));
 }
@@ -39,9 +45,9 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S): Prom
  * any Content-Type; one that is sent is JSON, read as readJson reads it, so a field the schema does not take is a
  * 400 naming it, as on every other endpoint.
  */
-export async function readOptionalJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.output<S>> {
+export async function readOptionalJson<S extends z.ZodType>(c: Context, schema: S): Promise<ReadBody<S>> {
   const text = c.req.raw.body === null ? "" : await readBody(c);
-  if (text === "") return check(schema, {}, "body");
+  if (text === "") return { value: check(schema, {}, "body"), sent: {} };
   checkMediaType(c);
   return parsed(schema, text);
 }
@@ -54,7 +60,7 @@ function checkMediaType(c: Context): void {
   }
 }
 
-function parsed<S extends z.ZodType>(schema: S, text: string): z.output<S> {
+function parsed<S extends z.ZodType>(schema: S, text: string): ReadBody<S> {
   const body = parseJsonBody(text);
   if (body === undefined) {
     throw new ApiError(
@@ -62,7 +68,7 @@ function parsed<S extends z.ZodType>(schema: S, text: string): z.output<S> {
       nestsTooDeep(text) ? TOO_DEEP_MESSAGE : `The body is not valid JSON: ${syntaxProblem(text)}.`,
     );
   }
-  return check(schema, body, "body");
+  return { value: check(schema, body, "body"), sent: body };
 }
 
 /**
@@ -295,7 +301,32 @@ function oneOfProblem(issue: z.core.$ZodIssue, field: string, pair: readonly str
   return `${field || listed(pair)}: expected ${expected(issue, field)}, received ${came}.`;
 }
 
-/** A field's value that passed the schema but not a later check (an amount's precision, in the route). */
+/**
+ * A body field's value that passed the schema but not a later check (an amount's precision, in the route). The route
+ * checks the value as the schema left it ("0.0" → "0", the JSON number 1.5e-9 → "0.0000000015"), but the answer
+ * names what the client sent, as the schema's own refusals do: `route` (openapi.ts) hands the refusal the body as
+ * parsed (namingSent), and the value at the field's path there is the one received.
+ */
+export class FieldRefusal extends ApiError {
+  constructor(
+    code: ApiErrorCode | RejectionCode,
+    /** The field's path in the body, dotted: `legs.1.margin`. */
+    readonly field: string,
+    private readonly expectedText: string,
+    value: unknown,
+    private readonly note?: string,
+  ) {
+    super(code, fieldProblem(field, expectedText, value, false, note));
+  }
+
+  /** This refusal naming the field's value in `sent`, the body as parsed; itself when the field is not there. */
+  namingSent(sent: unknown): FieldRefusal {
+    const value = valueAt(sent, this.field.split("."));
+    return value === undefined ? this : new FieldRefusal(this.code, this.field, this.expectedText, value, this.note);
+  }
+}
+
+/** A value that passed its schema but not a later check; a body field's is a FieldRefusal. */
 export function invalidField(
   code: ApiErrorCode | RejectionCode,
   field: string,
@@ -401,7 +432,10 @@ const SHOWN_CHARACTERS = 40;
  */
 function received(value: unknown, withType: boolean): string {
   if (value === undefined) return "nothing";
-  if (value instanceof JsonNumber) return shown(value.text).text;
+  if (value instanceof JsonNumber) {
+    const { text, cut } = shown(value.text);
+    return cut ? `${text}… (${value.text.length} characters)` : text;
+  }
   if (typeof value === "string") {
     const { text, cut } = shown(value);
     const json = JSON.stringify(text).replace(

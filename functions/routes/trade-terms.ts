@@ -10,7 +10,7 @@ import { formatUnits, MAX_UNITS, parseUnits, USD_DECIMALS } from "../../contract
 import type { RejectionCode } from "../../contract/rejections.ts";
 import type { ApiDeps } from "../context.ts";
 import { ApiError, type ApiErrorCode } from "../errors.ts";
-import { invalidField } from "../validate.ts";
+import { FieldRefusal } from "../validate.ts";
 import {
   CLOSED_ORDER_COLUMNS,
   closedTradeView,
@@ -38,14 +38,14 @@ export function checkPrecision(field: string, text: string, decimals: number, ru
   const { code = "INVALID_AMOUNT", max = MAX_UNITS } = rule;
   const [whole = "", fraction = ""] = text.split(".");
   // Decimals first: parseUnits calls any text over 40 characters out of range, a long fraction too.
-  if (fraction.length > decimals) throw invalidField(code, field, `at most ${decimals} decimals`, text);
+  if (fraction.length > decimals) throw new FieldRefusal(code, field, `at most ${decimals} decimals`, text);
   const parsed = parseUnits(text, decimals, max);
   if (parsed.ok && parsed.units > 0) return;
-  if (parsed.ok) throw invalidField(code, field, "an amount above zero", text);
+  if (parsed.ok) throw new FieldRefusal(code, field, "an amount above zero", text);
   const limit = formatUnits(max, decimals);
   const limitDigits = limit.split(".")[0]!.length;
   const digits = whole.length > limitDigits ? `${whole.length} digits before the decimal point` : undefined;
-  throw invalidField(code, field, `at most ${limit}`, text, digits);
+  throw new FieldRefusal(code, field, `at most ${limit}`, text, digits);
 }
 
 /**
@@ -59,10 +59,11 @@ export function checkPrice(field: string, text: string, asset: AssetConfig, code
 /** A percent above 0 and at most `maxHundredths` / 100, with at most two decimals. */
 export function checkPercent(field: string, text: string, code: ApiErrorCode | RejectionCode, maxHundredths: number) {
   const fraction = text.split(".")[1] ?? "";
-  if (fraction.length > PERCENT_DECIMALS) throw invalidField(code, field, `at most ${PERCENT_DECIMALS} decimals`, text);
+  if (fraction.length > PERCENT_DECIMALS)
+    throw new FieldRefusal(code, field, `at most ${PERCENT_DECIMALS} decimals`, text);
   const parsed = parseUnits(text, PERCENT_DECIMALS, maxHundredths);
   if (parsed.ok && parsed.units > 0) return;
-  throw invalidField(code, field, `a percent from 0.01 to ${formatUnits(maxHundredths, PERCENT_DECIMALS)}`, text);
+  throw new FieldRefusal(code, field, `a percent from 0.01 to ${formatUnits(maxHundredths, PERCENT_DECIMALS)}`, text);
 }
 
 /** A part of a trade to close: up to all of it. */
@@ -115,7 +116,7 @@ export function entryOrderTerms(field: string, o: EntryOrderInput) {
   // them only to be refused anyway.
   if (o.trailingStop !== undefined) {
     const why = "a trailing stop is not supported on pending orders yet";
-    throw invalidField("INVALID_TRAILING_STOP", `${field}trailingStop`, "none", o.trailingStop, why);
+    throw new FieldRefusal("INVALID_TRAILING_STOP", `${field}trailingStop`, "none", o.trailingStop, why);
   }
   const asset = ASSET_BY_SYMBOL.get(o.asset)!;
   checkPrice(`${field}price`, o.price, asset, "INVALID_PRICE");

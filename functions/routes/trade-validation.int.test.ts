@@ -68,6 +68,8 @@ describe("a trailing stop's terms", () => {
       'trailingStop.distance: expected a positive decimal such as "100" or "4303.93", received "abc".',
     ],
     [{ distance: "0" }, 'trailingStop.distance: expected an amount above zero, received "0".'],
+    // As sent, not as read ("0"), nested as at the top
+    [{ distance: "0.00" }, 'trailingStop.distance: expected an amount above zero, received "0.00".'],
     [
       { distance: "10", activationPrice: "2100.001" },
       'trailingStop.activationPrice: expected at most 2 decimals, received "2100.001".',
@@ -102,13 +104,21 @@ describe("messages say what was expected and what came", () => {
       'margin: expected at most 1000000000, received "12345678901234567890123456": 26 digits before the decimal point.',
     ],
     ['"1000000000.5"', 'margin: expected at most 1000000000, received "1000000000.5".'],
-    ["0.1234567890123456789", 'margin: expected at most 6 decimals, received "0.1234567890123456789".'],
+    // What was sent, as sent: a JSON number as its token, unquoted, as the schema's own refusals show it; a string
+    // quoted, before it is read ("0.0" is the amount 0).
+    ["0.1234567890123456789", "margin: expected at most 6 decimals, received 0.1234567890123456789."],
     ['"0.1234567890123456789"', 'margin: expected at most 6 decimals, received "0.1234567890123456789".'],
     [
       `"0.${"0".repeat(100)}1"`,
       `margin: expected at most 6 decimals, received "0.${"0".repeat(38)}…" (103 characters).`,
     ],
-    ["1e-7", 'margin: expected at most 6 decimals, received "0.0000001".'],
+    [`0.${"0".repeat(100)}1`, `margin: expected at most 6 decimals, received 0.${"0".repeat(38)}… (103 characters).`],
+    ["1e-7", "margin: expected at most 6 decimals, received 1e-7."],
+    ["1.5e-9", "margin: expected at most 6 decimals, received 1.5e-9."],
+    ['"0.0"', 'margin: expected an amount above zero, received "0.0".'],
+    ["0.000", "margin: expected an amount above zero, received 0.000."],
+    ['"0001000000000.50"', 'margin: expected at most 1000000000, received "0001000000000.50".'],
+    ["1e40", "margin: expected at most 1000000000, received 1e40: 41 digits before the decimal point."],
     // Exponents past ±40 are not spelt out (json-body.ts): the answer says so rather than "not a decimal".
     [
       "1e41",
