@@ -285,6 +285,45 @@ describe("validation errors say field, expected and received", () => {
       'Send JSON (Content-Type: application/json); received Content-Type "text/plain".',
     );
   });
+
+  it("refuses JSON in another charset than UTF-8 (RFC 8259 §8.1), naming the Content-Type it was sent", async () => {
+    for (const [type, charset, shown] of [
+      ["application/json; charset=latin1", "latin1", '"application/json; charset=latin1"'],
+      ["application/json; charset=utf-16", "utf-16", '"application/json; charset=utf-16"'],
+      ['application/json;charset="ISO-8859-1"', "ISO-8859-1", '"application/json;charset=\\"ISO-8859-1\\""'],
+      // A long Content-Type is cut in the answer: the charset refused is named apart.
+      [
+        "application/json; charset=utf-8; charset=latin1",
+        "latin1",
+        '"application/json; charset=utf-8; charset…" (47 characters)',
+      ],
+      ["application/json; charset=", "", '"application/json; charset="'],
+    ] as const) {
+      const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": type });
+      expect([res.status, res.body.error], type).toEqual([
+        415,
+        {
+          code: "UNSUPPORTED_MEDIA_TYPE",
+          message:
+            "Send JSON in UTF-8 (Content-Type: application/json, with charset=utf-8 or no charset); " +
+            `received charset ${JSON.stringify(charset)} (Content-Type ${shown}).`,
+        },
+      ]);
+    }
+  });
+
+  it("takes JSON with charset utf-8 in any case, quoted or not, or no charset: read on to the body's own check", async () => {
+    for (const type of [
+      "application/json",
+      "application/json; charset=utf-8",
+      "application/json;charset=UTF-8",
+      'application/json; charset="utf-8"',
+      "Application/JSON; Charset=Utf-8",
+    ]) {
+      const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": type });
+      expect([res.status, res.body.error?.code], type).toEqual([400, "INVALID_REQUEST"]);
+    }
+  });
 });
 
 describe("engine refusals give the numbers", () => {

@@ -52,12 +52,26 @@ export async function readOptionalJson<S extends z.ZodType>(c: Context, schema: 
   return parsed(schema, text);
 }
 
+/** A Content-Type's charset parameter: its value quoted (1) or a token (2). */
+const CHARSET_PARAMETER = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/gi;
+const CHARSET_EXPECTED = "Send JSON in UTF-8 (Content-Type: application/json, with charset=utf-8 or no charset)";
+
+/**
+ * The body must be sent as JSON, in UTF-8: JSON exchanged between systems is UTF-8 (RFC 8259 §8.1), and the body is
+ * decoded as UTF-8. A charset parameter (RFC 9110 §8.3: name case-insensitive, value a token or a quoted string) is
+ * taken when it says UTF-8; one that names another is refused rather than its body misread (a Latin-1 "é" would read
+ * as a replacement character, a UTF-16 body as malformed JSON).
+ */
 function checkMediaType(c: Context): void {
   const type = c.req.header("content-type") ?? "";
-  if (!/^application\/json\s*(;|$)/i.test(type)) {
-    const sent = type === "" ? "no Content-Type" : `Content-Type ${received(type, false)}`;
-    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Send JSON (Content-Type: application/json); received ${sent}.`);
-  }
+  const sent = () => (type === "" ? "no Content-Type" : `Content-Type ${received(type, false)}`);
+  if (!/^application\/json\s*(;|$)/i.test(type))
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Send JSON (Content-Type: application/json); received ${sent()}.`);
+  const charsets = [...type.matchAll(CHARSET_PARAMETER)].map((m) => m[1] ?? m[2] ?? "");
+  const other = charsets.find((charset) => charset.toLowerCase() !== "utf-8");
+  // The charset named apart: a long Content-Type is cut in the answer, maybe before it.
+  if (other !== undefined)
+    throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `${CHARSET_EXPECTED}; received charset ${quoted(other)} (${sent()}).`);
 }
 
 function parsed<S extends z.ZodType>(schema: S, text: string): ReadBody<S> {
