@@ -2,7 +2,7 @@
  * Connections for blocking commands. A BLPOP holds its connection until it returns, so every concurrent waiter needs
  * its own: this hands out an idle one or opens a new one, takes back the ones still fit for use, keeps at most
  * `maxIdle` of them (a burst of waiters must not leave a burst of open sockets behind), and closes all on `close()`.
- * Used by the ioredis adapter and by the Upstash test bridge.
+ * Used by the ioredis adapter's BLPOP (the Upstash REST adapter has no blocking commands and polls instead).
  */
 import type { Redis } from "ioredis";
 
