@@ -12,6 +12,7 @@ import {
 import { describeApiRedisContract } from "./api-redis.contract.ts";
 import { createIoredisApiRedis } from "./ioredis-api-redis.ts";
 import { createUpstashApiRedis } from "./upstash-api-redis.ts";
+import { startScratchRedis } from "../../platform/testing/processes.ts";
 import { TEST_REDIS_URL } from "../../platform/testing/test-servers.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
@@ -26,6 +27,10 @@ afterAll(async () => {
 });
 
 describeApiRedisContract("ioredis", (redisUrl) => Promise.resolve({ redis: createIoredisApiRedis(redisUrl) }));
+// Past its cap of blocking connections the ioredis adapter polls: with a cap of 0, every waiter does.
+describeApiRedisContract("ioredis, past its blocking connections (every waiter polls)", (redisUrl) =>
+  Promise.resolve({ redis: createIoredisApiRedis(redisUrl, { maxBlocking: 0 }) }),
+);
 describeApiRedisContract("upstash (through the local Upstash REST peer)", async (redisUrl) => {
   const peer = await startUpstashBridge({ redisUrl, token: randomUUID() });
   return { redis: createUpstashApiRedis(peer), close: () => peer.close() };
@@ -40,6 +45,29 @@ async function deadPort(): Promise<number> {
   if (address === null || typeof address === "string") throw new Error("no port");
   return address.port;
 }
+
+describe("ioredis: blocking connections in use are capped", () => {
+  it("at most maxBlocking waiters hold a connection; the others poll, and every one gets its answer", async () => {
+    const scratch = await startScratchRedis("blocking-cap");
+    const plain = new Redis(scratch.url);
+    const redis = createIoredisApiRedis(scratch.url, { maxBlocking: 3 });
+    const blockingClients = async () =>
+      ((await plain.client("LIST")) as string).split("\n").filter((line) => line.includes("name=api-blocking")).length;
+    try {
+      const queues = Array.from({ length: 10 }, (_, i) => `test:blocking-cap:${i}`);
+      const waiters = queues.map((queue) => redis.waitFirst(queue, 5_000));
+      void Promise.allSettled(waiters); // a failed check below must not leave the rest unhandled
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(await blockingClients()).toBe(3);
+      for (const [i, queue] of queues.entries()) await plain.rpush(queue, `answer-${i}`);
+      expect(await Promise.all(waiters)).toEqual(queues.map((_, i) => `answer-${i}`));
+    } finally {
+      await redis.close();
+      plain.disconnect();
+      await scratch.stop();
+    }
+  });
+});
 
 describe("a status reply inside a script's array, through each adapter", () => {
   it('ioredis gives its text; @upstash/redis decodes the bare OK Upstash sends there as base64: "8"', async () => {

@@ -54,6 +54,42 @@ export function checkWaitTimeout(timeoutMs: number): void {
     throw new RangeError(`waitFirst: timeoutMs must be a positive number of milliseconds, received ${timeoutMs}`);
 }
 
+/**
+ * `waitFirst` by polling `read` (a LINDEX of the key's first element), for a transport or a moment without BLPOP:
+ * the REST adapter always, the TCP one past its cap of blocking connections. The first poll comes `pollMinMs` after
+ * the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the time waited so far (a stalled
+ * engine with many requests waiting must not spend Redis's command budget, which the engine and worker share), and
+ * one last poll goes out at the deadline (none after a poll that ended past it, so a wait overruns its timeout by
+ * one call at most). A poll that fails is taken as no answer yet and the next goes out on the same schedule: the
+ * answer is on its key whenever it comes, and one blip must not end a wait that would have got it. Only when the
+ * last poll, at or past the deadline, fails does the wait reject, with that poll's error.
+ */
+export async function pollFirst(
+  read: () => Promise<string | null>,
+  timeoutMs: number,
+  pollMinMs: number,
+  pollMaxMs: number,
+): Promise<string | null> {
+  checkWaitTimeout(timeoutMs);
+  const deadline = performance.now() + timeoutMs;
+  for (let pause = pollMinMs; ;) {
+    const left = deadline - performance.now();
+    if (left > 0) await sleep(Math.min(pause, left));
+    const last = left <= pause;
+    let reply: string | null = null;
+    try {
+      reply = await read();
+    } catch (err) {
+      if (last || performance.now() >= deadline) throw err;
+    }
+    // A slow poll that ends past the deadline is the last: one more would overrun the wait by another call.
+    if (reply !== null || last || performance.now() >= deadline) return reply;
+    pause = Math.max(Math.min(pause * 2, pollMaxMs), (timeoutMs - left) / 5);
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** BLPOP's timeout argument: seconds, fractional, from whole milliseconds. */
 export function blpopTimeoutSeconds(timeoutMs: number): string {
   checkWaitTimeout(timeoutMs);

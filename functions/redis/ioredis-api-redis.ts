@@ -6,16 +6,19 @@
  *   the connection is still being made (a cold start) waits for it instead of failing at once; `maxRetriesPerRequest:
  *   1` fails queued commands after two failed reconnects (milliseconds when nothing listens), and the command timeout
  *   bounds the rest (a host that swallows packets). Reconnecting goes on in the background.
- * - `waitFirst` is BLPOP, which holds its connection, so each waiter borrows one of a small pool. Those carry no `commandTimeout` (it
- *   would cut a long pop short); instead a deadline of the pop's own timeout plus a grace rejects the call and
- *   discards the connection, whose state is then unknown.
+ * - `waitFirst` is BLPOP, which holds its connection, so each waiter borrows one of a pool. Those carry no
+ *   `commandTimeout` (it would cut a long pop short); instead a deadline of the pop's own timeout plus a grace rejects
+ *   the call and discards the connection, whose state is then unknown. At most `maxBlocking` are in use at once:
+ *   past that, a waiter polls LINDEX on the command connection as the REST adapter does (api-redis.ts pollFirst),
+ *   leaving the answer on its key until it expires: a stalled engine leaves every request waiting, and each
+ *   connection is one of Redis's `maxclients` and one of this process's file descriptors.
  * - RESP2 (`protocol: 2`): the reply shapes the Upstash REST side gives, so both adapters answer alike.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL, which also loads the script, on
  *   NOSCRIPT. Scripts are constants in code, so the cache stays small.
  */
 import { Redis } from "ioredis";
 import type { Logger } from "../../platform/log.ts";
-import { blpopTimeoutSeconds, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
+import { blpopTimeoutSeconds, pollFirst, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
 import { createBlockingConnections } from "./blocking-connections.ts";
 import { logOutages } from "../../platform/redis.ts";
 
@@ -29,8 +32,24 @@ export interface IoredisApiRedisOptions {
    * under load opens and drops a connection, which costs more than the request itself. Default 128.
    */
   readonly maxIdleBlocking?: number;
+  /**
+   * Blocking connections in use at once; past it, waiters poll (`pollMinMs`, `pollMaxMs`, as over REST). Default
+   * MAX_BLOCKING_CONNECTIONS.
+   */
+  readonly maxBlocking?: number;
+  /** The polls' first pause and the longest it grows to. Defaults 2 and 20 ms. */
+  readonly pollMinMs?: number;
+  readonly pollMaxMs?: number;
   readonly log?: Logger;
 }
+
+/**
+ * Blocking connections one API process holds at most (docs/operations.md). Well above the requests that wait for the
+ * engine at once when it answers (each waits milliseconds), and far below Redis's 10,000 `maxclients` and a process's
+ * usual 1,024 file descriptors, so a stall that makes every request wait the full ENGINE_TIMEOUT_MS costs polls, not
+ * connections.
+ */
+export const MAX_BLOCKING_CONNECTIONS = 256;
 
 export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptions = {}): ApiRedis {
   const commandTimeoutMs = options.commandTimeoutMs ?? REDIS_CALL_TIMEOUT_MS;
@@ -48,15 +67,23 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     retryStrategy: (attempt) => Math.min(100 * attempt, 1_000),
   });
   logOutages(commands, options.log);
-  const blocking = createBlockingConnections(() => {
-    const connection = commands.duplicate({
-      connectionName: "api-blocking",
-      commandTimeout: undefined,
-      enableAutoPipelining: false,
-    });
-    logOutages(connection, options.log);
-    return connection;
-  }, options.maxIdleBlocking ?? 128);
+  const blocking = createBlockingConnections(
+    () => {
+      const connection = commands.duplicate({
+        connectionName: "api-blocking",
+        commandTimeout: undefined,
+        enableAutoPipelining: false,
+      });
+      logOutages(connection, options.log);
+      return connection;
+    },
+    {
+      maxIdle: options.maxIdleBlocking ?? 128,
+      maxBusy: options.maxBlocking ?? MAX_BLOCKING_CONNECTIONS,
+    },
+  );
+  const pollMinMs = options.pollMinMs ?? 2;
+  const pollMaxMs = Math.max(pollMinMs, options.pollMaxMs ?? 20);
 
   return {
     eval: scriptRunner(
@@ -66,6 +93,7 @@ export function createIoredisApiRedis(url: string, options: IoredisApiRedisOptio
     async waitFirst(key, timeoutMs) {
       const seconds = blpopTimeoutSeconds(timeoutMs);
       const connection = blocking.acquire();
+      if (connection === undefined) return pollFirst(() => commands.lindex(key, 0), timeoutMs, pollMinMs, pollMaxMs);
       let reusable = false;
       try {
         const reply = await withDeadline(connection.blpop(key, seconds), timeoutMs + blockingGraceMs);

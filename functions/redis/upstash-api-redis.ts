@@ -9,22 +9,19 @@
  * - Each call carries an AbortSignal made by a function: a deadline that fires then rejects the call (a plain
  *   signal would make this client *resolve* with "Aborted"). The client makes it once per call, before its retry
  *   loop, so it bounds the call, its retry on a network error included.
- * - `waitFirst` polls with LINDEX key 0: the REST API refuses blocking commands (BLPOP, XREAD … BLOCK). The first
- *   poll comes `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then grows as a fifth of the
- *   time waited so far, and one last poll goes out at the deadline (none after a poll that ended past it, so a wait
- *   overruns its timeout by one request at most). An answer thus waits at most about one pause plus a round trip;
- *   each poll is one command (billed), about 30 for a 5 s wait that gets no answer.
- *   A poll that fails (a network error after the client's retry, its time limit, a gateway's error page) is taken as
- *   no answer yet, and the next goes out on the same schedule: the answer is on its key whenever it comes, and one
- *   blip among tens of requests must not end a wait that would have got it. Only when the last poll, at or past the
- *   deadline, fails does the wait reject, with that poll's error: it cannot say whether an answer came.
+ * - `waitFirst` polls with LINDEX key 0 (api-redis.ts pollFirst): the REST API refuses blocking commands (BLPOP,
+ *   XREAD … BLOCK). The first poll comes `pollMinMs` after the call, each pause then doubles up to `pollMaxMs`, then
+ *   grows as a fifth of the time waited so far, and one last poll goes out at the deadline. An answer thus waits at
+ *   most about one pause plus a round trip; each poll is one command (billed), about 30 for a 5 s wait that gets no
+ *   answer. A poll that fails (a network error after the client's retry, its time limit, a gateway's error page) is
+ *   taken as no answer yet; only a failed last poll rejects the wait: it cannot say whether an answer came.
  *   A poll reads without popping: HTTP cannot tell a lost reply from a lost request, and the client sends a request
  *   whose reply was lost again, so an LPOP that had popped the answer would be followed by one that finds nothing,
  *   and the client would get 504 for an order the engine carried out. The answer stays until its key expires.
  * - EVAL goes out as EVALSHA (sha1 cached per script text), falling back to EVAL on NOSCRIPT.
  */
 import { Redis } from "@upstash/redis";
-import { checkWaitTimeout, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
+import { pollFirst, REDIS_CALL_TIMEOUT_MS, scriptRunner, type ApiRedis } from "./api-redis.ts";
 
 export interface UpstashApiRedisOptions {
   readonly url: string;
@@ -58,26 +55,8 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
       (sha, keys, args) => redis.evalsha(sha, [...keys], [...args]),
       (script, keys, args) => redis.eval(script, [...keys], [...args]),
     ),
-    async waitFirst(key, timeoutMs) {
-      checkWaitTimeout(timeoutMs);
-      const deadline = performance.now() + timeoutMs;
-      for (let pause = pollMinMs; ;) {
-        const left = deadline - performance.now();
-        if (left > 0) await sleep(Math.min(pause, left));
-        const last = left <= pause;
-        let reply: string | null = null;
-        try {
-          reply = await redis.exec<string | null>(["LINDEX", key, "0"]);
-        } catch (err) {
-          if (last || performance.now() >= deadline) throw err;
-        }
-        // A slow poll that ends past the deadline is the last: one more would overrun the wait by another request.
-        if (reply !== null || last || performance.now() >= deadline) return reply;
-        // Past the cap, a fifth of the time waited so far: an engine that stalls (restart, deploy) with many
-        // requests waiting must not spend the database's command budget, which the engine and worker share.
-        pause = Math.max(Math.min(pause * 2, pollMaxMs), (timeoutMs - left) / 5);
-      }
-    },
+    waitFirst: (key, timeoutMs) =>
+      pollFirst(() => redis.exec<string | null>(["LINDEX", key, "0"]), timeoutMs, pollMinMs, pollMaxMs),
     async hgetall(key) {
       const flat = await redis.exec<string[]>(["HGETALL", key]);
       const pairs: [string, string][] = [];
@@ -97,5 +76,3 @@ export function createUpstashApiRedis(options: UpstashApiRedisOptions): ApiRedis
     close: () => Promise.resolve(),
   };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
