@@ -312,13 +312,15 @@ describe("validation errors say field, expected and received", () => {
     }
   });
 
-  it("takes JSON with charset utf-8 in any case, quoted or not, or no charset: read on to the body's own check", async () => {
+  it("takes JSON with charset utf-8 (or another of its labels) in any case, quoted or not, or no charset: read on to the body's own check", async () => {
     for (const type of [
       "application/json",
       "application/json; charset=utf-8",
       "application/json;charset=UTF-8",
       'application/json; charset="utf-8"',
       "Application/JSON; Charset=Utf-8",
+      "application/json; charset=utf8",
+      "application/json; charset=UNICODE-1-1-UTF-8",
     ]) {
       const res = await ada.post("/api/v1/trade/create", "{}", { "content-type": type });
       expect([res.status, res.body.error?.code], type).toEqual([400, "INVALID_REQUEST"]);

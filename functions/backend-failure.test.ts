@@ -176,6 +176,8 @@ describe("isBackendFailure", () => {
       "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
       "CLUSTERDOWN The cluster is down",
       "TRYAGAIN Multiple keys request during rehashing of slot",
+      "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.",
+      "NOREPLICAS Not enough good replicas to write.",
     ]) {
       expect(isBackendFailure(replyError(reply)), reply).toBe(true);
       expect(isBackendFailure(new upstash.UpstashError(`${reply}${command}`)), reply).toBe(true);

@@ -58,9 +58,11 @@ const BACKEND_MESSAGES =
 /**
  * Redis's error codes for a refusal by the server's state, not the command's (see the module comment): OOM (used memory
  * over `maxmemory` with noeviction), BUSY (a script or function past its time limit), LOADING, READONLY, MASTERDOWN,
- * CLUSTERDOWN, TRYAGAIN. Whole words: BUSYKEY and BUSYGROUP are a command's own refusals.
+ * CLUSTERDOWN, TRYAGAIN, MISCONF (writes stopped after a failed RDB save), NOREPLICAS (fewer replicas than
+ * min-replicas-to-write). Each is checked before the command writes anything. Whole words: BUSYKEY and BUSYGROUP are
+ * a command's own refusals.
  */
-const REDIS_STATE = /^(OOM|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN)\b/;
+const REDIS_STATE = /^(OOM|BUSY|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|MISCONF|NOREPLICAS)\b/;
 
 /** What @upstash/redis throws for a non-2xx JSON body that has no `error` field (see the module comment). */
 const UPSTASH_FOREIGN_ERROR = /^undefined, command was: /;

@@ -55,11 +55,20 @@ export async function readOptionalJson<S extends z.ZodType>(c: Context, schema: 
 /** A Content-Type's charset parameter: its value quoted (1) or a token (2). */
 const CHARSET_PARAMETER = /;\s*charset\s*=\s*(?:"([^"]*)"|([^;\s]*))/gi;
 const CHARSET_EXPECTED = "Send JSON in UTF-8 (Content-Type: application/json, with charset=utf-8 or no charset)";
+/** UTF-8's labels in the WHATWG Encoding Standard, which browsers take (lower case; `utf8` among them). */
+const UTF8_LABELS: ReadonlySet<string> = new Set([
+  "utf-8",
+  "utf8",
+  "unicode-1-1-utf-8",
+  "unicode11utf8",
+  "unicode20utf8",
+  "x-unicode20utf8",
+]);
 
 /**
  * The body must be sent as JSON, in UTF-8: JSON exchanged between systems is UTF-8 (RFC 8259 §8.1), and the body is
  * decoded as UTF-8. A charset parameter (RFC 9110 §8.3: name case-insensitive, value a token or a quoted string) is
- * taken when it says UTF-8; one that names another is refused rather than its body misread (a Latin-1 "é" would read
+ * taken when it says UTF-8 (by any of UTF-8's labels); one that names another is refused rather than its body misread (a Latin-1 "é" would read
  * as a replacement character, a UTF-16 body as malformed JSON).
  */
 function checkMediaType(c: Context): void {
@@ -68,7 +77,7 @@ function checkMediaType(c: Context): void {
   if (!/^application\/json\s*(;|$)/i.test(type))
     throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `Send JSON (Content-Type: application/json); received ${sent()}.`);
   const charsets = [...type.matchAll(CHARSET_PARAMETER)].map((m) => m[1] ?? m[2] ?? "");
-  const other = charsets.find((charset) => charset.toLowerCase() !== "utf-8");
+  const other = charsets.find((charset) => !UTF8_LABELS.has(charset.toLowerCase()));
   // The charset named apart: a long Content-Type is cut in the answer, maybe before it.
   if (other !== undefined)
     throw new ApiError("UNSUPPORTED_MEDIA_TYPE", `${CHARSET_EXPECTED}; received charset ${quoted(other)} (${sent()}).`);

@@ -6,7 +6,8 @@
  *
  * Replies come back as Redis sends them (strings stay strings, never JSON-decoded), so both adapters answer alike.
  * Where the transports differ, the interface names the outcome and each adapter gets there its own way: `waitFirst`
- * is BLPOP over TCP, and polling LINDEX over REST, which has no blocking commands.
+ * is BLPOP over TCP (polling LINDEX, as over REST, when the process's blocking connections are all in use), and
+ * polling LINDEX over REST, which has no blocking commands.
  */
 import { createHash } from "node:crypto";
 
@@ -23,7 +24,8 @@ export interface ApiRedis {
    * The first element of the list at `key` once there is one: null when none arrived within `timeoutMs`.
    * `timeoutMs` must be positive: a function answering HTTP must never wait forever. Rejects when it could not look
    * (over REST only when its last poll failed: a poll that fails before the deadline is taken as no answer yet).
-   * Whether the element stays on the list is the adapter's: BLPOP over TCP pops it; polling over REST leaves it,
+   * Whether the element stays on the list is the adapter's: BLPOP over TCP pops it; polling (over REST, and over TCP
+   * past the cap of blocking connections) leaves it,
    * since the client sends a request whose reply was lost again, and a pop sent again would find the list empty. So
    * a key waited on must expire of itself, and have one reader: the engine's answers, one attempt's per key, with an
    * expiry (functions/engine-client.ts).
