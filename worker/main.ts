@@ -1,13 +1,15 @@
 /**
- * The worker process: reads its configuration once, runs migrations (idempotent), then consumes engine:output until
- * SIGINT/SIGTERM. Several could run (the consumer group shares the work, and each claims what a dead one left
- * pending), but run one, restarted under its old name (WORKER_NAME) so that it first finishes what it left
- * pending: with two at once, or one under a new name, an answer can come before an earlier batch's rows are written
- * (docs/operations.md, Recovery). A worker stuck on a connection that stopped answering (`worker_stuck`) exits 1, a
- * stop included; a Redis outage it waits out, and a Postgres outage it works through (worker.ts), one at its start
- * too: started while Postgres is down (a machine's boot, a Postgres restarting), it handles batches without
- * Postgres, and connects and migrates once Postgres answers (postgres-outages.ts). A Redis whose eviction policy
- * may delete keys stops it with exit 2 before it writes anything (platform/redis.ts, checkDurability).
+ * The worker process: reads its configuration once, then consumes engine:output until SIGINT/SIGTERM, connecting to
+ * Postgres and migrating (idempotent) beside it, not before it (worker.ts). Several could run (the consumer group
+ * shares the work, and each claims what a dead one left pending), but run one, restarted under its old name
+ * (WORKER_NAME) so that it first finishes what it left pending: with two at once, or one under a new name, an answer
+ * can come before an earlier batch's rows are written (docs/operations.md, Recovery). A worker stuck on a connection
+ * that stopped answering (`worker_stuck`) exits 1, a stop included; a Redis outage it waits out, and a Postgres outage
+ * it works through (worker.ts), one at its start too: started while Postgres is down (a machine's boot, a Postgres
+ * restarting) or does not answer, or while another process holds the migration lock, it handles batches without
+ * Postgres, and connects and migrates once Postgres answers (postgres-outages.ts). A refused DATABASE_URL ends it with
+ * exit 2 whenever the refusal comes, what it handled before then owed. A Redis whose eviction policy may delete keys
+ * stops it with exit 2 before it writes anything (platform/redis.ts, checkDurability).
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";
@@ -24,6 +26,7 @@ import {
 import { createLogger, type Logger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { migrate } from "../platform/migrate.ts";
+import { classifyPostgresError } from "../platform/postgres-errors.ts";
 import { connectPostgres, type Postgres, type Queryable, type Row } from "../platform/postgres.ts";
 import { checkDurability, connectRedis } from "../platform/redis.ts";
 import { mergeHoursAtStart } from "./candles.ts";
@@ -89,7 +92,8 @@ runMain("worker", async () => {
     DURABILITY_WAIT_MS,
     stop,
   );
-  // Connected (and migrated) by the worker: at its start, or, if Postgres is down then, once it answers.
+  // Connected (and migrated) by the worker's lane, beside its batches: at its start, or, if Postgres is down then,
+  // once it answers.
   let db: Postgres | undefined;
   const postgres: Queryable = {
     query: <R extends Row>(text: string, params?: unknown[]) =>
@@ -103,7 +107,12 @@ runMain("worker", async () => {
           reader,
           writer,
           db: postgres,
-          prepareDb: async () => void (db ??= await connectAndMigrate(config.databaseUrl, log)),
+          prepareDb: async () => {
+            const prepared = await connectAndMigrate(config.databaseUrl, log);
+            // A stop does not wait for this (worker.ts): what it made after the stop is closed here.
+            if (stop.aborted) await prepared.close();
+            else db = prepared;
+          },
           keys: keyspace(config.prefix),
           log,
           consumer: config.consumer,
@@ -123,14 +132,23 @@ runMain("worker", async () => {
   }
   if (refusal !== undefined) throw refusal;
   log.info("stopped");
+  // A preparation of Postgres may still be under way (a connect to a Postgres that does not answer, a migration
+  // waiting on another's lock): it must not hold the exit. Postgres rolls back what the connection had begun.
+  process.exit(0);
 });
 
 /**
  * Connects to Postgres, migrates and merges minutes into their hours again (mergeHoursAtStart: those a worker of the
- * release before candles_1h wrote), tried again as a whole while Postgres is down (the worker's prepareDb).
+ * release before candles_1h wrote), tried again as a whole while Postgres is down (the worker's prepareDb). A connect
+ * that got no answer in time (`stalled`) fails as an outage (ETIMEDOUT, as a socket's own connect timeout does): it
+ * sent no statement, so nothing of it may still run, and trying again later is all a Postgres not reachable yet
+ * needs; the worker meanwhile goes on without it, rather than end and meet the same stall at each restart.
  */
 async function connectAndMigrate(databaseUrl: string, log: Logger): Promise<Postgres> {
-  const db = await connectPostgres(databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS });
+  const db = await connectPostgres(databaseUrl, log, { queryTimeoutMs: QUERY_TIMEOUT_MS }).catch((err: unknown) => {
+    if (classifyPostgresError(err) !== "stalled") throw err;
+    throw Object.assign(new Error((err as Error).message, { cause: err }), { code: "ETIMEDOUT" });
+  });
   try {
     await migrate(db, log);
     await mergeHoursAtStart(db, Date.now(), log);

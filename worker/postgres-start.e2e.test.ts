@@ -1,12 +1,14 @@
 /**
  * The worker process (`dist/worker.mjs`) started while its Postgres refuses connections, as after a machine's boot or
  * under a Postgres restarting: it neither exits into a crash loop nor waits, but answers meanwhile, then migrates and
- * writes what it owes once Postgres is back; a stop meanwhile ends it at once. Postgres sits behind a proxy the test
- * cuts and mends (platform/testing/redis-proxy.ts).
+ * writes what it owes once Postgres is back; a stop meanwhile ends it at once. The same while another process holds
+ * the migration lock (an engine migrating during a deploy). Postgres sits behind a proxy the test cuts and mends
+ * (platform/testing/redis-proxy.ts).
  */
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
+import pgDriver from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { apply } from "../engine/core/apply.ts";
 import { makeParams } from "../engine/core/params.ts";
@@ -118,5 +120,48 @@ describe("the worker process started while Postgres refuses connections", () => 
     expect(performance.now() - stoppedAt).toBeLessThan(3_000);
     expect(worker.events("stopped")).toHaveLength(1);
     await proxy.mend();
+  });
+});
+
+describe("the worker process started while another process holds the migration lock", () => {
+  it("answers meanwhile, and ends at once, and cleanly, on a stop", { timeout: 60_000 }, async () => {
+    await proxy.mend();
+    const other = new pgDriver.Client({ connectionString: pg.url });
+    await other.connect();
+    await other.query("BEGIN");
+    // platform/migrate.ts's lock, as an engine migrating holds it.
+    await other.query("SELECT pg_advisory_xact_lock(7243019188271345001)");
+    try {
+      const worker = startWorker("pg-start-locked");
+      const keys = keyspace(`${prefix}pg-start-locked:`);
+      const state = createState(makeParams());
+      const id = "91000-0";
+      const create: EngineInput = {
+        type: "user_instruction",
+        userId: "lin",
+        requestId: "l1",
+        instruction: { kind: "create_account" },
+      };
+      for (const o of apply(state, { id, message: create })) await redis.xadd(keys.output, "*", ...encodeFields(o));
+      expect(await until(() => redis.lpop(keys.responseKey("lin", id)), 15_000, "lin's answer")).toContain(
+        '"granted":true',
+      );
+      // Its preparation waits for the lock meanwhile.
+      const waiting = () =>
+        pg.db.query(
+          `SELECT 1 FROM pg_locks
+            WHERE locktype = 'advisory' AND NOT granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        );
+      await until(async () => (await waiting()).rowCount === 1 || null, 15_000, "the worker waiting for the lock");
+      expect(worker.events("migrations_done")).toEqual([]);
+      const stoppedAt = performance.now();
+      expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      expect(performance.now() - stoppedAt).toBeLessThan(3_000);
+      expect(worker.events("stopped")).toHaveLength(1);
+    } finally {
+      await other.query("COMMIT");
+      await other.end();
+    }
   });
 });

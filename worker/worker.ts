@@ -56,6 +56,11 @@
  * any worker's lane does when it finds a backlog. Meanwhile an answer can reach its client before its history row is
  * written, and no candle is fanned out; those of the outage go out as the backlog is written. A stop during an outage
  * ends the worker as any stop does: what is owed stays owed, for any worker.
+ *
+ * Nor does the worker wait long for Postgres at its start: it gives the lane's preparation of Postgres (prepareDb:
+ * connect, migrate, merge the hourly candles) a few seconds, then reads, whether or not it is done: it may wait on
+ * another process's migration lock or run a long migration. Until it is done, each batch is handled as during an
+ * outage, its range owed; the lane writes what is owed once it is done, and a stop meanwhile does not wait for it.
  */
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
@@ -63,6 +68,7 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
+import { settledWithin } from "../platform/config.ts";
 import { CLOSED, unlessClosed } from "../platform/redis.ts";
 import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
 import { writeCandles } from "./candles.ts";
@@ -123,11 +129,14 @@ export interface WorkerOptions {
   /** How soon Postgres is tried again while it is down (default DEFAULT_POSTGRES_RETRY). */
   readonly postgresRetry?: PostgresRetry;
   /**
-   * Makes `db` usable: connects and migrates (main.ts). Run at the start and, if Postgres was down then, again with
-   * each try until it succeeds; not bounded by the watchdog, since a migration may rightly run long. Without it, `db`
-   * is ready as given.
+   * Makes `db` usable: connects and migrates (main.ts). Started by the lane as the worker starts, not waited for by
+   * the batches (they owe their Postgres writes until it is done), and, if it failed on an outage, run again with each
+   * try until it succeeds; not bounded by the watchdog, since a migration may rightly run long. A stop does not wait
+   * for it: one still under way then must close what it made itself. Without it, `db` is ready as given.
    */
   readonly prepareDb?: () => Promise<void>;
+  /** How long the start waits for prepareDb's first try before it reads anyway (default DEFAULT_PREPARE_WAIT_MS). */
+  readonly prepareWaitMs?: number;
 }
 
 /** Fields are typed nullable as ioredis types a group read's entries. */
@@ -157,6 +166,8 @@ export const DEFAULT_BATCH_SIZE = Math.floor(MAX_PENDING_PER_CONSUMER / 2);
  * and ECS give a process before SIGKILL.
  */
 export const DEFAULT_STUCK_AFTER_MS = 20_000;
+/** How long the start waits for the lane's first preparation of Postgres before it reads (runWorker says why). */
+export const DEFAULT_PREPARE_WAIT_MS = 2_000;
 
 export async function ensureGroup(redis: Redis, keys: Keyspace): Promise<void> {
   try {
@@ -173,12 +184,20 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   const outages = o.outages ?? watchRedisOutages([o.reader, o.writer]);
   const bounded = watchdog(o.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS, o.log, outages, signal);
   const postgres = watchPostgresOutages(o.log, o.postgresRetry);
-  const lane = postgresLane(o, batch, bounded, postgres, signal);
+  // Ends the lane's waits once the worker ends, on a stop or on an error: a preparation waiting on another's migration
+  // lock must hold neither.
+  const ending = new AbortController();
+  const lane = postgresLane(o, batch, bounded, postgres, AbortSignal.any([signal, ending.signal]));
+  // Not prepared yet is, to a batch, the same as down: its Postgres writes are owed.
+  const forBatches: BatchPostgres = {
+    isDown: () => !lane.prepared() || postgres.isDown(),
+    failed: (err) => postgres.failed(err),
+  };
   // Entries acknowledged since the last worker_stats line.
   let handled = 0;
   const run = (step: string): BatchRun => ({
     bound: (work) => bounded(step, work),
-    postgres,
+    postgres: forBatches,
     acknowledged(entries, owed) {
       handled += entries;
       o.metrics?.handled(entries);
@@ -199,7 +218,11 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
       "start",
       ensureGroup(o.writer, o.keys).then(() => loadScripts(o.writer)),
     );
-    await lane.start();
+    // Prepares Postgres beside the batches, from now on. A start where Postgres answers at once prepares it in well
+    // under a second: waiting that long keeps such a start's batches writing Postgres in order rather than owing it,
+    // and it stays under the API's ENGINE_TIMEOUT_MS (5 s), so no request is lost to it. Past it, nothing waits.
+    lane.poke();
+    await settledWithin(lane.idle(), o.prepareWaitMs ?? DEFAULT_PREPARE_WAIT_MS, signal);
     const blockMs = o.blockMs ?? 1000;
     await handleOwnPending(o, batch, bounded, run("own_pending"));
     let lastClaimMs = 0;
@@ -294,19 +317,22 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
     await lane.idle();
     lane.throwIfFailed();
   } finally {
+    ending.abort();
     o.writer.off("close", countWriterClose);
     await rest.finally(() => lane.idle()).finally(outages.close);
   }
 }
 
 /**
- * The Postgres lane, beside the batches (one run at a time, started by the loop's `poke`): while Postgres is down, a
- * try at it when one is due (prepareDb first, if the worker started without Postgres, then a SELECT 1, then the
- * backlog); while it is up and some range may be owed, the backlog written (postgres-backlog.ts), its candles fanned
- * out. A try ends the outage only once a page of the backlog is written, since a node that answers may still refuse
- * every write (postgres-outages.ts); one that wrote nothing puts the outage on trial, for the batches' writes to end.
- * A run that fails on an outage leaves Postgres down until its next try; any other failure ends the worker at the next
- * `poke`, as a batch's would. Each step is bounded, but prepareDb, which may run a long migration.
+ * The Postgres lane, beside the batches (one run at a time, started by `poke`: at the start, then by the loop): until
+ * prepareDb has succeeded, a try at it (the first at once, later ones when due after an outage); while Postgres is
+ * down, a try at it when one is due (a SELECT 1, then the backlog); while it is up and some range may be owed, the
+ * backlog written (postgres-backlog.ts), its candles fanned out. A try ends the outage only once a page of the backlog
+ * is written, since a node that answers may still refuse every write (postgres-outages.ts); one that wrote nothing
+ * puts the outage on trial, for the batches' writes to end. A run that fails on an outage leaves Postgres down until
+ * its next try; any other failure ends the worker at the next `poke`, as a batch's would (a refused DATABASE_URL
+ * included, whenever it comes). Each step is bounded, but prepareDb, which may run a long migration: a stop leaves it
+ * instead.
  */
 function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgres: PostgresOutages, stop: AbortSignal) {
   let prepared = o.prepareDb === undefined;
@@ -316,14 +342,26 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
   let running: Promise<void> | undefined;
   let failure: { error: unknown } | undefined;
   const bound = <T>(work: Promise<T>) => bounded("postgres_backlog", work);
-  const prepare = async () => {
-    if (prepared) return;
-    await o.prepareDb!();
-    prepared = true;
+  // True once prepared; false when a stop came first: the stop is not held by a migration waiting on another's lock,
+  // nor by a connect to a Postgres that does not answer (prepareDb then closes what it made when it ends).
+  const prepare = async (): Promise<boolean> => {
+    if (prepared) return true;
+    if (stop.aborted) return false;
+    // Raced below, so its failure after a stop is handled (and heard by no one).
+    const preparing = o.prepareDb!().then(() => true);
+    let onStop: () => void = () => undefined;
+    const stopped = new Promise<false>((resolve) => (onStop = () => resolve(false)));
+    stop.addEventListener("abort", onStop, { once: true });
+    try {
+      prepared = await Promise.race([preparing, stopped]);
+    } finally {
+      stop.removeEventListener("abort", onStop);
+    }
+    return prepared;
   };
   const tryAndCatchUp = async () => {
     owed = false; // a wake during the run sets it again, for another run
-    await prepare();
+    if (!(await prepare())) return;
     // While down: what the recovery's line says, once a write ends the outage.
     let recovery: { backlogEntries: number } | undefined;
     if (postgres.isDown()) {
@@ -349,14 +387,8 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
       o.log.info("postgres_caught_up", { entries, ms: Math.round(performance.now() - startedAt) });
   };
   return {
-    /** At the start, before anything is read: prepareDb, once; an outage leaves Postgres down, anything else throws. */
-    async start(): Promise<void> {
-      try {
-        await prepare();
-      } catch (err) {
-        if (!postgres.failed(err)) throw err;
-      }
-    },
+    /** Whether prepareDb has succeeded: until then batches owe their Postgres writes. */
+    prepared: () => prepared,
     wake: () => void (owed = true),
     mayBeOwed: () => owed || running !== undefined || postgres.isDown(),
     /** Throws what ended an earlier run, unless an outage. */
@@ -586,11 +618,14 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
   }
 }
 
+/** What a batch knows of Postgres (postgres-outages.ts): down (or not prepared yet), whether an error is an outage. */
+type BatchPostgres = Pick<PostgresOutages, "isDown" | "failed">;
+
 /** How a batch's steps are bounded (watchdog.ts), what it knows of Postgres, and whom it tells what it acknowledged. */
 export interface BatchRun {
   readonly bound: <T>(work: Promise<T>) => Promise<T>;
   /** Without: a Postgres outage fails the batch as any error does. */
-  readonly postgres?: PostgresOutages;
+  readonly postgres?: BatchPostgres;
   /** The batch acknowledged `entries`; `owed`: its Postgres writes wait in the backlog. */
   readonly acknowledged?: (entries: number, owed: boolean) => void;
 }

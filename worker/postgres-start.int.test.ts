@@ -1,0 +1,216 @@
+/**
+ * The worker's start while Postgres is slow to prepare, on real Redis and Postgres: another session holds the
+ * migration lock (platform/migrate.ts), as an engine migrating during a deploy does. Trading needs only Redis, so the
+ * worker answers meanwhile, its batches' history owed, and writes it once it has migrated; a stop meanwhile ends it.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import pgDriver from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineInput } from "../contract/messages.ts";
+import { keyspace } from "../contract/names.ts";
+import { outputEntries } from "../contract/stream-fields.ts";
+import { apply } from "../engine/core/apply.ts";
+import { makeParams } from "../engine/core/params.ts";
+import { createState } from "../engine/core/state.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { until } from "../platform/testing/processes.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { mergeHoursAtStart } from "./candles.ts";
+import { owedEntries } from "./postgres-backlog.ts";
+import { ensureGroup, runWorker } from "./worker.ts";
+
+/** platform/migrate.ts's MIGRATION_LOCK_KEY. */
+const MIGRATION_LOCK_KEY = "7243019188271345001";
+
+let redis: Redis;
+let pg: TestDatabase;
+const prefix = `test:${randomUUID()}:`;
+
+beforeAll(async () => {
+  redis = new Redis(TEST_REDIS_URL);
+  pg = await createTestDatabase(); // not migrated: the worker's start does it
+});
+
+afterAll(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+  redis.disconnect();
+  await pg.drop();
+});
+
+/** Another session holding the migration lock until `release`. */
+async function holdMigrationLock() {
+  const other = new pgDriver.Client({ connectionString: pg.url });
+  await other.connect();
+  await other.query("BEGIN");
+  await other.query("SELECT pg_advisory_xact_lock($1::bigint)", [MIGRATION_LOCK_KEY]);
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await other.query("COMMIT");
+    await other.end();
+  };
+}
+
+/** A worker whose prepareDb is the process's (worker/main.ts: migrate, then merge the hours), on its own keyspace. */
+async function startWorker(name: string) {
+  const keys = keyspace(`${prefix}${name}:`);
+  await ensureGroup(redis, keys);
+  const lines: Record<string, unknown>[] = [];
+  const log = createLogger("worker-test", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const preparations: Promise<void>[] = [];
+  const reader = new Redis(TEST_REDIS_URL);
+  const stop = new AbortController();
+  const running = runWorker(
+    {
+      reader,
+      writer: redis,
+      db: pg.db,
+      keys,
+      log,
+      consumer: "w",
+      blockMs: 50,
+      claimIdleMs: 200,
+      stuckAfterMs: 1_000,
+      postgresRetry: { firstMs: 100, maxMs: 400 },
+      prepareDb: () => {
+        const preparing = (async () => {
+          await migrate(pg.db, log);
+          await mergeHoursAtStart(pg.db, Date.now(), log);
+        })();
+        preparations.push(preparing.catch(() => undefined));
+        return preparing;
+      },
+    },
+    stop.signal,
+  );
+  running.catch(() => undefined); // awaited by the test
+  const state = createState(makeParams({ shard: 300 }));
+  let ms = 2_000_000_100_000;
+  return {
+    keys,
+    lines,
+    stop,
+    running,
+    /** Ends once every preparation started has, so the database can be dropped. */
+    prepared: async () => void (await Promise.all(preparations)),
+    async close() {
+      stop.abort();
+      await running.catch(() => undefined);
+      reader.disconnect();
+    },
+    /** Publishes what the engine outputs for `messages`, one batch; returns the last input id. */
+    async publish(...messages: EngineInput[]): Promise<string> {
+      let id = "";
+      for (const message of messages) {
+        id = `${ms++}-0`;
+        for (const fields of outputEntries(apply(state, { id, message })))
+          await redis.xadd(keys.output, "*", ...fields);
+      }
+      return id;
+    },
+    price: (bid: string): EngineInput => ({
+      type: "price_update",
+      market: "ETH_USDC_PERP",
+      bid,
+      ask: bid,
+      exchangeTimeUs: `${ms}000`,
+      source: "sim",
+    }),
+  };
+}
+
+describe("the worker's start while another process holds the migration lock", () => {
+  it("answers meanwhile, its history owed, and writes it once it has migrated and merged the hours", async () => {
+    const release = await holdMigrationLock();
+    const w = await startWorker("locked");
+    try {
+      const user = "lou";
+      const create: EngineInput = {
+        type: "user_instruction",
+        userId: user,
+        requestId: "l1",
+        instruction: { kind: "create_account" },
+      };
+      const created = await w.publish(w.price("2000"), create);
+      const answer = await until(() => redis.lpop(w.keys.responseKey(user, created)), 5_000, "the account's answer");
+      expect(answer).toContain('"granted":true');
+      const buy: EngineInput = {
+        type: "user_instruction",
+        userId: user,
+        requestId: "l2",
+        instruction: { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" },
+      };
+      const bought = await w.publish(buy);
+      expect(await until(() => redis.lpop(w.keys.responseKey(user, bought)), 5_000, "the buy's answer")).toContain(
+        '"kind":"spot_order"',
+      );
+      // Everything handled, nothing pending, every entry owed: the lock is still held.
+      const everyEntryOwed = async () => (await owedEntries(redis, w.keys)) === (await redis.xlen(w.keys.output));
+      await until(async () => (await everyEntryOwed()) || null, 5_000, "every entry owed");
+      expect(w.lines.filter((l) => l.event === "migrations_done" || l.event === "worker_stuck")).toEqual([]);
+      expect(w.lines.filter((l) => l.event === "postgres_unavailable")).toEqual([]);
+
+      await release();
+      const caughtUp = await until(
+        () => Promise.resolve(w.lines.find((l) => l.event === "postgres_caught_up")),
+        10_000,
+        "catch-up",
+      );
+      expect(caughtUp.entries).toBe(await redis.xlen(w.keys.output));
+      expect(await redis.zcard(w.keys.postgresBacklog)).toBe(0);
+      // Migrated, then every minute merged into its hour once, before the owed minutes were written.
+      const events = w.lines.map((l) => l.event);
+      expect(events.filter((e) => e === "candle_hours_merged")).toHaveLength(1);
+      expect(events.indexOf("migrations_done")).toBeLessThan(events.indexOf("candle_hours_merged"));
+      expect(events.indexOf("candle_hours_merged")).toBeLessThan(events.indexOf("postgres_caught_up"));
+      expect(w.lines.find((l) => l.event === "candle_hours_merged")).toMatchObject({ full: true });
+      expect(await pg.db.query("SELECT 1 FROM spot_orders WHERE user_id = $1", [user])).toMatchObject({ rowCount: 1 });
+      // The price's minute, and its hour, written with the backlog.
+      expect(await pg.db.query("SELECT 1 FROM candles_1m WHERE asset = 'ETH'")).toMatchObject({ rowCount: 1 });
+      expect(await pg.db.query("SELECT 1 FROM candles_1h WHERE asset = 'ETH'")).toMatchObject({ rowCount: 1 });
+      w.stop.abort();
+      await w.running;
+    } finally {
+      await release();
+      await w.close();
+      await w.prepared();
+    }
+  });
+
+  it("ends at once on a stop while it waits for the lock", async () => {
+    const release = await holdMigrationLock();
+    const w = await startWorker("locked-stop");
+    try {
+      // Its preparation is waiting for the lock.
+      await until(
+        async () =>
+          (
+            await pg.db.query(
+              `SELECT 1 FROM pg_locks
+                WHERE locktype = 'advisory' AND NOT granted
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+            )
+          ).rowCount === 1 || null,
+        5_000,
+        "the worker waiting for the lock",
+      );
+      const stoppedAt = performance.now();
+      w.stop.abort();
+      const ended = await Promise.race([
+        w.running.then(() => "ended"),
+        new Promise((resolve) => setTimeout(() => resolve("still running"), 2_000)),
+      ]);
+      expect(ended).toBe("ended");
+      expect(performance.now() - stoppedAt).toBeLessThan(2_000);
+    } finally {
+      await release();
+      await w.close();
+      await w.prepared();
+    }
+  });
+});
