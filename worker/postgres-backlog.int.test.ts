@@ -1,16 +1,22 @@
 /**
  * The Postgres backlog's scripts on real Redis: what each leaves behind when Redis refuses part of it, and what the
- * backlog's count reads.
+ * backlog's count reads; and that a worker owes a batch before its answers go out.
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
+import { outputEntries } from "../contract/stream-fields.ts";
+import { apply } from "../engine/core/apply.ts";
+import { makeParams } from "../engine/core/params.ts";
+import { createState } from "../engine/core/state.ts";
+import { isAfterId } from "../engine/core/step.ts";
 import { createLogger } from "../platform/log.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { catchUp, oweAndAcknowledge, owedEntries, settleOwed } from "./postgres-backlog.ts";
-import { ensureGroup } from "./worker.ts";
+import { ensureGroup, runWorker } from "./worker.ts";
 
 let redis: Redis;
 let prefix: string;
@@ -179,5 +185,64 @@ describe("catching up many ranges", () => {
     const holding = catchingUp(local, 2);
     expect(await holding.run()).toEqual({ entries: 4, caughtUp: true });
     expect(await redis.exists(local.postgresCatchUpLease)).toBe(0);
+  });
+});
+
+describe("a batch handled while Postgres is down", () => {
+  it("is owed before its answers go out: an answer is never readable while its batch is not owed", async () => {
+    const local = keyspace(`${prefix}owed-first:`);
+    await ensureGroup(redis, local);
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:1"), { code: "ECONNREFUSED" });
+    const db = { query: () => Promise.reject(refused) };
+    const reader = new Redis(TEST_REDIS_URL);
+    const api = new Redis(TEST_REDIS_URL);
+    const stop = new AbortController();
+    // Postgres is not tried again during the test, so nothing writes the backlog but the batches.
+    const retry = { firstMs: 60_000, maxMs: 60_000 };
+    const log = createLogger("worker-test", { level: "error" });
+    const options = { reader, writer: redis, db, keys: local, log, consumer: "w", blockMs: 50, postgresRetry: retry };
+    const running = runWorker({ ...options, claimIdleMs: 60_000, statsEveryMs: 60_000 }, stop.signal);
+    running.catch(() => undefined);
+    try {
+      const state = createState(makeParams({ shard: 400 }));
+      for (let n = 0; n < 10; n++) {
+        // Nothing owed before the batch, as at an outage's first batch, or after a catch-up emptied the backlog.
+        await redis.del(local.postgresBacklog, local.postgresBacklogEntries);
+        const ms = 2_000_000_300_000 + 2 * n;
+        const id = `${ms + 1}-0`;
+        const user = `u${n}`;
+        // One batch: a price, whose candle is a Postgres write, and an instruction answered.
+        const bid = String(2000 + n);
+        const price: EngineInput = {
+          type: "price_update",
+          market: "ETH_USDC_PERP",
+          bid,
+          ask: bid,
+          exchangeTimeUs: `${ms}000`,
+          source: "sim",
+        };
+        const message: EngineInput = {
+          type: "user_instruction",
+          userId: user,
+          requestId: "r",
+          instruction: { kind: "create_account" },
+        };
+        const outputs = [...apply(state, { id: `${ms}-0`, message: price }), ...apply(state, { id, message })];
+        const added = redis.multi();
+        for (const fields of outputEntries(outputs)) added.xadd(local.output, "*", ...fields);
+        const entryIds = ((await added.exec()) ?? []).map(([, entryId]) => String(entryId));
+        expect(await api.blpop(local.responseKey(user, id), 5)).not.toBeNull();
+        // Looked at as the API does (functions/routes/trade-terms.ts), the answer in hand: its batch is owed.
+        const owed = (await api.zrange(local.postgresBacklog, "0", "-1")).map((member) => member.split(" "));
+        const covered = (entryId: string) =>
+          owed.some(([first, last]) => !isAfterId(first!, entryId) && !isAfterId(entryId, last!));
+        expect(entryIds.filter((entryId) => !covered(entryId))).toEqual([]);
+      }
+    } finally {
+      stop.abort();
+      await running.catch(() => undefined);
+      reader.disconnect();
+      api.disconnect();
+    }
   });
 });

@@ -1,10 +1,9 @@
 /**
  * The Postgres backlog: the parts of engine:output whose Postgres writes (history, candles) have not run because
  * Postgres was down when their batch was handled. Trading needs only Redis, so a worker does not hold a batch's
- * answers, read models and events behind Postgres (worker.ts): it handles the batch's Redis part, then records the
- * batch's range here and acknowledges it, in one script (oweAndAcknowledge), so that at every moment each entry is
- * pending in the group, acknowledged and handled whole, or owed here. Once Postgres answers again, a worker writes
- * what is owed (catchUp) and removes each range once its writes succeeded.
+ * answers, read models and events behind Postgres (worker.ts): it records the batch's range here, handles the batch's
+ * Redis part, and acknowledges it. Once Postgres answers again, a worker writes what is owed (catchUp) and removes
+ * each range once its writes succeeded.
  *
  * Why not leave such batches pending in the group until Postgres is back: Upstash refuses a group read that would
  * take a consumer past 1,000 pending entries (worker.ts), so a worker could go on for two batches at most; and
@@ -12,6 +11,14 @@
  * down too and hold them in their own lists. The backlog has no such limit, and belongs to no worker: any worker
  * catches it up, one at a time under a lease, a restarted one included, and one that dies under it leaves what it
  * had not written for the next.
+ *
+ * The range is owed before any of the batch's answers goes out, and the batch acknowledged after its Redis part (two
+ * scripts, owe and oweAndAcknowledge), so that at every moment each entry is pending in the group, owed here, or
+ * acknowledged and handled whole: a worker killed between any two steps leaves its batch pending (and owed, from the
+ * first script on), for a restart or a claim to handle again, the range written once or twice (idempotent). Owing
+ * first is what the API counts on: a refusal whose target moved on in rows not written yet is told apart from one
+ * whose target was never the user's by whether anything is owed (functions/routes/trade-terms.ts), so an answer must
+ * never be readable while its batch's rows are neither written nor owed.
  *
  * Store: a sorted set (`keys.postgresBacklog`), one member per batch, "<first id> <last id> <entries>", scored by the
  * first id's ms; beside it the entries of its ranges, added up (`keys.postgresBacklogEntries`, COUNT below). A batch
@@ -51,6 +58,14 @@ local function count()
   if total > 0 then redis.call('SET', counted, total) end
   return total
 end
+-- Adds a range unless it is owed already (by this worker's earlier script, or another's of the same batch): counted
+-- once. Returns whether it added it.
+local function owe(member, score)
+  if redis.call('ZSCORE', backlog, member) then return false end
+  redis.call('ZADD', backlog, score, member)
+  redis.call('INCRBY', counted, entriesOf(member))
+  return true
+end
 -- Counted off only by the call that removed it: two lanes settling one range take its entries off once.
 local function settle(member)
   if redis.call('ZREM', backlog, member) == 1 then redis.call('DECRBY', counted, entriesOf(member)) end
@@ -60,22 +75,26 @@ local function forgetCountIfNoneOwed()
 end
 `;
 
+/** KEYS[1] the backlog, KEYS[2] its count; ARGV[1] the member, ARGV[2] its score. Owes the range. */
+const OWE = `
+local backlog, counted = KEYS[1], KEYS[2]
+${COUNT}
+count()
+owe(ARGV[1], ARGV[2])`;
+
 /**
  * KEYS[1] engine:output, KEYS[2] the backlog, KEYS[3] its count; ARGV[1] the group, ARGV[2] the member, ARGV[3] its
- * score, ARGV[4..] the ids. Owes the ids' range, then acknowledges them; if none was still pending (another worker may
- * have handled them whole since), takes back what it added, and only that. Owed first: Redis does not undo a script
- * that fails part way, and a refused ZADD after the XACK would leave entries neither pending nor owed. Returns how
- * many it acknowledged.
+ * score, ARGV[4..] the ids. Owes the ids' range unless it is owed still (the batch's OWE ran before its answers; a
+ * catch-up may have written and settled the range since, and owing it again only writes it again), then acknowledges
+ * them; if none was still pending (another worker may have handled them whole since), takes back what it added, and
+ * only that. Owed first: Redis does not undo a script that fails part way, and a refused ZADD after the XACK would
+ * leave entries neither pending nor owed. Returns how many it acknowledged.
  */
 const OWE_AND_ACK = `
 local backlog, counted = KEYS[2], KEYS[3]
 ${COUNT}
 count()
-local existed = redis.call('ZSCORE', backlog, ARGV[2])
-if not existed then
-  redis.call('ZADD', backlog, ARGV[3], ARGV[2])
-  redis.call('INCRBY', counted, entriesOf(ARGV[2]))
-end
+local existed = not owe(ARGV[2], ARGV[3])
 local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
 if acked == 0 and not existed then
   settle(ARGV[2])
@@ -109,19 +128,34 @@ export interface OwedRange {
   readonly member: string;
 }
 
-/**
- * Acknowledges a batch whose Redis part was handled and whose Postgres writes wait for Postgres: owed, in the same
- * script. Returns how many entries it acknowledged.
- */
-export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: readonly string[]): Promise<number> {
-  if (ids.length === 0) return 0;
+/** The backlog's member for a batch of `ids` (not empty), and its score. */
+function rangeOf(ids: readonly string[]): { member: string; score: string } {
   let first = ids[0]!;
   let last = first;
   for (const id of ids) {
     if (isAfterId(first, id)) first = id;
     if (isAfterId(id, last)) last = id;
   }
-  const member = `${first} ${last} ${ids.length}`;
+  return { member: `${first} ${last} ${ids.length}`, score: first.split("-")[0]! };
+}
+
+/**
+ * Owes a batch whose Postgres writes wait for Postgres, before any of its answers goes out; acknowledged later, by
+ * oweAndAcknowledge, once its Redis part is handled.
+ */
+export async function oweBatch(redis: Redis, keys: Keyspace, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const { member, score } = rangeOf(ids);
+  await redis.eval(OWE, 2, keys.postgresBacklog, keys.postgresBacklogEntries, member, score);
+}
+
+/**
+ * Acknowledges a batch whose Redis part was handled and whose Postgres writes wait for Postgres: owed (again, if a
+ * catch-up wrote it since oweBatch), in the same script. Returns how many entries it acknowledged.
+ */
+export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: readonly string[]): Promise<number> {
+  if (ids.length === 0) return 0;
+  const { member, score } = rangeOf(ids);
   const acked = await redis.eval(
     OWE_AND_ACK,
     3,
@@ -130,7 +164,7 @@ export async function oweAndAcknowledge(redis: Redis, keys: Keyspace, ids: reado
     keys.postgresBacklogEntries,
     keys.workerGroup,
     member,
-    first.split("-")[0]!,
+    score,
     ...ids,
   );
   return Number(acked);

@@ -47,15 +47,16 @@
  *
  * A Postgres that is down (postgres-outages.ts: refusing connections, starting up, in recovery) is not waited for:
  * trading needs only Redis, and the users waiting for answers need only Redis too. From the batch whose Postgres
- * writes failed on it, each batch is handled without them: its Redis part as above (read models, events, answers, the
- * fan-out of its quotes and events, in log order), then its range is owed in the Postgres backlog and it is
- * acknowledged, in one script (postgres-backlog.ts), so the consumer's pending list stays within its limit however
- * long the outage lasts. Beside the batches, the Postgres lane (postgresLane) tries Postgres again, 1 s after the
- * failure, doubling to every 10 s, by writing what is owed; once a write goes through (an answer alone does not do:
- * postgres-outages.ts), batches go back to the order above (Postgres before Redis) and the lane writes the rest, as
- * any worker's lane does when it finds a backlog. Meanwhile an answer can reach its client before its history row is
- * written, and no candle is fanned out; those of the outage go out as the backlog is written. A stop during an outage
- * ends the worker as any stop does: what is owed stays owed, for any worker.
+ * writes failed on it, each batch is handled without them: its range is owed in the Postgres backlog
+ * (postgres-backlog.ts) before any of its answers goes out, since the API tells a target whose row is still owed from
+ * one never the user's by whether anything is owed; then its Redis part as above (read models, events, answers, the
+ * fan-out of its quotes and events, in log order); then it is acknowledged, so the consumer's pending list stays within
+ * its limit however long the outage lasts. Beside the batches, the Postgres lane (postgresLane) tries Postgres
+ * again, 1 s after the failure, doubling to every 10 s, by writing what is owed; once a write goes through (an answer
+ * alone does not do: postgres-outages.ts), batches go back to the order above (Postgres before Redis) and the lane
+ * writes the rest, as any worker's lane does when it finds a backlog. Meanwhile an answer can reach its client before
+ * its history row is written, and no candle is fanned out; those of the outage go out as the backlog is written. A stop
+ * during an outage ends the worker as any stop does: what is owed stays owed, for any worker.
  *
  * Nor does the worker wait long for Postgres at its start: it gives the lane's preparation of Postgres (prepareDb:
  * connect, migrate, merge the hourly candles) a few seconds, then reads, whether or not it is done: it may wait on
@@ -74,7 +75,7 @@ import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
 import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
-import { catchUp, oweAndAcknowledge, owedEntries } from "./postgres-backlog.ts";
+import { catchUp, oweAndAcknowledge, oweBatch, owedEntries } from "./postgres-backlog.ts";
 import { watchPostgresOutages, type PostgresOutages, type PostgresRetry } from "./postgres-outages.ts";
 import { queueAnswer, queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { watchRedisOutages } from "./redis-outages.ts";
@@ -668,17 +669,19 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
 /**
  * Everything else of a batch whose quotes went out (handleQuotes), then its XACK, each step bounded. Its Postgres
  * writes come first, so that a client that got its answer finds the history it made; unless Postgres is down (known
- * so, or found so by these writes): then they are owed in the backlog (postgres-backlog.ts), in the script that
- * acknowledges the batch, and the rest goes on without them.
+ * so, or found so by these writes): then they are owed in the backlog (postgres-backlog.ts) first, so that no answer
+ * is readable while its rows are neither written nor owed, the rest goes on without them, and the script that
+ * acknowledges the batch owes them still.
  */
 async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
   const { outputs, continued } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
   const candles = await writePostgresUnlessDown(o, outputs, run);
+  const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   await run.bound(
     (async () => {
+      if (candles === undefined) await oweBatch(o.writer, o.keys, ids);
       await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles ?? []);
-      const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
       if (ids.length === 0) return;
       const acknowledged =
         candles === undefined

@@ -149,8 +149,8 @@ const HISTORY_OWED = `return redis.call('EXISTS', KEYS[1])`;
  * the backlog until it writes them, so an order's fill or a trade's close may be missing from Postgres, or an order
  * still pending there, though it came before the refusal in the log. Asked before the row is looked up: a backlog
  * found empty then is written up to the refusal, whereas one asked after could have been emptied, the row written,
- * between the two looks. A batch handled without Postgres releases its answers a moment before it is owed, so with
- * nothing else owed, a target that moved on in the same batch as its refusal can still look unknown then.
+ * between the two looks. A batch handled without Postgres is owed before its answers go out (worker/worker.ts), so
+ * the refusal's own batch is owed, or written, by the time the user has the refusal.
  */
 async function historyOwed(deps: ApiDeps): Promise<boolean> {
   return Number(await deps.redis.eval(HISTORY_OWED, [deps.keys.postgresBacklog], [])) === 1;
