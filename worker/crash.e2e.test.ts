@@ -209,7 +209,7 @@ async function killMidBatch(worker: Child, keys: Keyspace, consumer: string, ran
 describe("crash tests with the real engine and worker processes", () => {
   it(
     "kill -9 of the worker mid-stream: no closed order lost or doubled, every answer delivered, read models current",
-    { timeout: 120_000 },
+    { timeout: 210_000 },
     async () => {
       const rand = seededRandom(SEED + 1);
       const pg = await freshDatabase();
@@ -324,6 +324,13 @@ describe("crash tests with the real engine and worker processes", () => {
       for (const w of workers.slice(0, -1)) expect(w.child.alive()).toBe(false);
       expect(current.child.alive()).toBe(true);
 
+      // What a worker handled before it had connected and migrated is owed, and written by a worker's catch-up (one
+      // killed under the catch-up's lease holds it for up to 60 s): waited for here, after the answers, which expire.
+      await until(
+        async () => ((await redis.zcard(keys.postgresBacklog)) === 0 ? true : undefined),
+        90_000,
+        "the Postgres backlog written",
+      );
       // Closed orders: exactly one row per closed trade, written from that trade's closed_order output.
       const rows = (
         await pg.db.query<{ id: string; output_id: string; user_id: string; pnl: string; close_reason: string }>(
