@@ -2,6 +2,7 @@
  * The worker's start while Postgres is slow to prepare, on real Redis and Postgres: another session holds the
  * migration lock (platform/migrate.ts), as an engine migrating during a deploy does. Trading needs only Redis, so the
  * worker answers meanwhile, its batches' history owed, and writes it once it has migrated; a stop meanwhile ends it.
+ * A Postgres that answers at once is waited for, so such a start owes nothing.
  */
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -57,7 +58,7 @@ async function holdMigrationLock() {
 }
 
 /** A worker whose prepareDb is the process's (worker/main.ts: migrate, then merge the hours), on its own keyspace. */
-async function startWorker(name: string) {
+async function startWorker(name: string, shard = 300) {
   const keys = keyspace(`${prefix}${name}:`);
   await ensureGroup(redis, keys);
   const lines: Record<string, unknown>[] = [];
@@ -89,8 +90,10 @@ async function startWorker(name: string) {
     stop.signal,
   );
   running.catch(() => undefined); // awaited by the test
-  const state = createState(makeParams({ shard: 300 }));
-  let ms = 2_000_000_100_000;
+  // Its own shard and input times per worker: the engine's ids (an order's, an output's: its rows' keys) must not
+  // meet another test's in the shared database.
+  const state = createState(makeParams({ shard }));
+  let ms = 2_000_000_100_000 + (shard - 300) * 1_000_000;
   return {
     keys,
     lines,
@@ -177,6 +180,37 @@ describe("the worker's start while another process holds the migration lock", ()
       await w.running;
     } finally {
       await release();
+      await w.close();
+      await w.prepared();
+    }
+  });
+
+  it("with Postgres prompt, owes nothing: its first batch's history is written before its answer", async () => {
+    const w = await startWorker("prompt", 301);
+    try {
+      const user = "pia";
+      const create: EngineInput = {
+        type: "user_instruction",
+        userId: user,
+        requestId: "p1",
+        instruction: { kind: "create_account" },
+      };
+      const buy: EngineInput = {
+        type: "user_instruction",
+        userId: user,
+        requestId: "p2",
+        instruction: { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" },
+      };
+      // Published at once: the worker's first read finds them, while its start's preparation may still run.
+      const bought = await w.publish(w.price("2000"), create, buy);
+      expect(await until(() => redis.lpop(w.keys.responseKey(user, bought)), 5_000, "the buy's answer")).toContain(
+        '"kind":"spot_order"',
+      );
+      // Postgres before Redis, as outside an outage: the row is there as the answer is.
+      expect(await pg.db.query("SELECT 1 FROM spot_orders WHERE user_id = $1", [user])).toMatchObject({ rowCount: 1 });
+      expect(await redis.exists(w.keys.postgresBacklog)).toBe(0);
+      expect(w.lines.filter((l) => l.event === "postgres_caught_up" || l.event === "postgres_unavailable")).toEqual([]);
+    } finally {
       await w.close();
       await w.prepared();
     }

@@ -193,6 +193,7 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
   const forBatches: BatchPostgres = {
     isDown: () => !lane.prepared() || postgres.isDown(),
     failed: (err) => postgres.failed(err),
+    succeeded: () => postgres.succeeded(),
   };
   // Entries acknowledged since the last worker_stats line.
   let handled = 0;
@@ -620,7 +621,7 @@ async function handleOwnPending(o: WorkerOptions, batch: number, bounded: Bounde
 }
 
 /** What a batch knows of Postgres (postgres-outages.ts): down (or not prepared yet), whether an error is an outage. */
-type BatchPostgres = Pick<PostgresOutages, "isDown" | "failed">;
+type BatchPostgres = Pick<PostgresOutages, "isDown" | "failed" | "succeeded">;
 
 /** How a batch's steps are bounded (watchdog.ts), what it knows of Postgres, and whom it tells what it acknowledged. */
 export interface BatchRun {
