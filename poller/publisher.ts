@@ -8,15 +8,20 @@
  *
  * Once: a pipeline is never sent twice. Its connection does not resend what a dropped connection left unanswered
  * (`connectPublisherRedis`): Redis may have run it already, and the same XADDs again would put the market's price
- * path back in the log a second time, older prices after newer ones, which the engine takes (docs/trading-rules.md,
- * Prices). Such a pipeline's reply never comes, so each is raced against the connection's `close`: when the
- * connection closes first, its entries are counted `lost` (written in full, in part or not at all) and the loop goes
- * on with the next; the market's next quote or heartbeat supersedes them.
+ * path back in the log a second time, older prices after newer ones, which the engine takes when they are at most
+ * its `staleQuoteMs` older (docs/trading-rules.md, Prices). Such a pipeline's reply never comes, so each is raced
+ * against the connection's `close`: when the connection closes first, its entries are counted `lost` (written in
+ * full, in part or not at all) and the loop goes on with the next; what was written of them came before anything
+ * the next connection sends, and the market's next quote or heartbeat supersedes them.
  *
  * Bounded: a connection can also stay open and answer nothing (a blackholed path, a frozen or failing-over Redis, a
  * proxy that keeps the TCP session), which neither ioredis nor the kernel notices for many minutes, and every price
  * would wait behind that one pipeline meanwhile. So a pipeline unanswered after `replyTimeoutMs` is given up as a
  * close is (counted `lost`, never sent again) and its connection is dropped, so the next one goes out on a fresh one.
+ * Order is not kept then: its bytes may still be on the way (the kernel retransmits a closed socket's unsent data),
+ * and if the path heals Redis may run them after the fresh connection's newer entries. The engine ignores such an
+ * entry more than `staleQuoteMs` (5 s) older than the market's newest; a less old one is taken for a moment, as
+ * another clock a little behind is, until the market's next update.
  *
  * Entries are never trimmed here: only the engine may trim `engine:input`, below a durably saved snapshot.
  * When Redis is unreachable for long, the oldest queued quotes are shed beyond `maxQueued` (counted): a newer quote
@@ -46,7 +51,8 @@ export interface PublisherCounters {
  * How long a sent pipeline may wait for its reply (ms). Upstash answers one within a few ms in its region and a few
  * hundred across regions, so 5 s is far beyond any live connection's answer. Shorter would gain little: the engine
  * refuses orders for stale prices 5 s after a market's last entry whatever the poller does, and a connection dropped
- * under a Redis that was only slow costs just that pipeline's entries, which the next quote or heartbeat supersedes.
+ * under a Redis that was only slow costs just that pipeline's entries (see the module comment for one that lands
+ * late).
  */
 export const REPLY_TIMEOUT_MS = 5_000;
 

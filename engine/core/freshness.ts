@@ -14,7 +14,9 @@
  *   the market is still inside its limit, unless the lead was nearly the whole limit;
  * - only a strictly newer exchange time is new evidence. A repeat of the same quote with no newer time changes
  *   nothing; a different bid/ask with an older time (another stream's clock, slightly behind) still replaces the
- *   prices but not the evidence.
+ *   prices but not the evidence, unless it is more than staleQuoteMs older than the newest evidence: then it is
+ *   old news arriving late (a write the poller gave up on that reached the log after newer ones), not another
+ *   clock, and it is ignored and counted, so a price the market has left fires no trigger.
  */
 import type { Quote } from "./state.ts";
 
@@ -31,6 +33,11 @@ export function liveAsOfMs(quote: Quote): number {
 /** True when an update's exchange time is further ahead of log time than any sane clock skew. */
 export function fromTheFuture(exchangeTimeUs: string, nowMs: number, staleQuoteMs: number): boolean {
   return exchangeMs(exchangeTimeUs) - nowMs > staleQuoteMs;
+}
+
+/** True when an update's exchange time is further behind the market's newest evidence than any clock skew. */
+export function behindNewest(exchangeTimeUs: string, newestUs: string, staleQuoteMs: number): boolean {
+  return exchangeMs(newestUs) - exchangeMs(exchangeTimeUs) > staleQuoteMs;
 }
 
 /** Compares two digit strings as whole numbers (leading zeros allowed), without allocating a BigInt per tick. */

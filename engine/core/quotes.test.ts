@@ -1,8 +1,21 @@
 // Prices: a price_update replaces the market's quote; malformed, crossed, out-of-range or
-// unknown-market updates are counted and ignored, and so is one from too far in the future. Orders need a market
-// the exchange showed live (its own time) no more than staleQuoteMs of log time ago.
+// unknown-market updates are counted and ignored, and so is one from too far in the future, or a new price from too
+// far behind the market's newest. Orders need a market the exchange showed live (its own time) no more than
+// staleQuoteMs of log time ago.
 import { describe, expect, it } from "vitest";
-import { ETH, SOL, close, codeOf, given, messageOf, open, opened, resultOf } from "../testing/spec-support.ts";
+import {
+  ETH,
+  SOL,
+  close,
+  codeOf,
+  given,
+  isOpen,
+  messageOf,
+  ofType,
+  open,
+  opened,
+  resultOf,
+} from "../testing/spec-support.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
 
 describe("price_update", () => {
@@ -151,6 +164,23 @@ describe("STALE_PRICE: judged by the exchange's time (staleQuoteMs = 5000 by def
     expect(codeOf(open(h, "alice").answer)).toBe("STALE_PRICE");
   });
 
+  it("a new price more than staleQuoteMs older than the newest evidence arrives late: ignored and counted, it fires nothing", () => {
+    const h = given({ eth: ["1999", "2000"] });
+    const trade = opened(h, "alice", { stopLoss: "1990" }); // a long: its stop fires on a bid at or below 1990
+    h.advance(6_000);
+    expect(quoteAt(h, ETH, "1999", "2000", us(T0 + 6_000))).toHaveLength(1); // live as of T0+6000
+    const newest = { ...h.state.quotes[0] };
+    // A write the poller gave up on lands after newer ones: its price, below the stop, is one the market has left.
+    expect(quoteAt(h, ETH, "1980", "1981", `${T0 + 999}999`)).toEqual([]); // 5000.001 ms older: 5001 ms truncated
+    expect(h.state.ignoredPriceUpdates).toBe(1);
+    expect(h.state.quotes[0]).toEqual(newest);
+    expect(isOpen(h, "alice", trade.id)).toBe(true);
+    // Exactly staleQuoteMs older is another stream's clock behind: taken, and the stop fires on it.
+    const closed = ofType(quoteAt(h, ETH, "1980", "1981", us(T0 + 1_000)), "closed_order").map((o) => o.trade);
+    expect(closed).toMatchObject([{ id: trade.id, closeReason: "stop_loss", closePrice: "1980" }]);
+    expect(h.state.quotes[0]).toMatchObject({ bidTicks: 198_000, exchangeTimeUs: us(T0 + 6_000) });
+    expect(h.state.ignoredPriceUpdates).toBe(1);
+  });
   it("an exchange clock ahead of the log's buys no extra freshness: fresh from the log time it arrived", () => {
     const h = given();
     h.advance(1_000); // log T0+1000

@@ -1,13 +1,13 @@
 /**
  * Prices: a `price_update` replaces the market's quote and fires every trade whose trigger it crossed. A quote
- * that is malformed, crossed, out of range, for an unknown market or from too far in the future is counted and
- * ignored. Whether a quote may be traded on is judged by the exchange's time of the market's newest evidence of
+ * that is malformed, crossed, out of range, for an unknown market, from too far in the future or too far behind
+ * the market's newest evidence is counted and ignored. Whether a quote may be traded on is judged by the exchange's time of the market's newest evidence of
  * life (freshness.ts).
  */
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { formatUnits, toUnits } from "../../contract/money.ts";
 import { refuse, type Outcome } from "./receipts.ts";
-import { compareDigits, fromTheFuture, liveAsOfMs } from "./freshness.ts";
+import { behindNewest, compareDigits, fromTheFuture, liveAsOfMs } from "./freshness.ts";
 import { assetAt, type EngineState, type Quote } from "./state.ts";
 import { emit, nextOutputId, isoTime, type Step } from "./step.ts";
 import { firePending } from "./pending-fill.ts";
@@ -35,6 +35,12 @@ export function applyPriceUpdate(state: EngineState, step: Step, update: PriceUp
   const newEvidence = last === undefined || compareDigits(update.exchangeTimeUs, last.exchangeTimeUs) > 0;
   // A repeat that brings neither a new price nor a newer exchange time says nothing: it must not refresh.
   if (!newEvidence && last.bidTicks === bid && last.askTicks === ask) return;
+  // A different price far older than what the market has shown is a late write, not news: taking it would move
+  // the market back to a price it has left and fire triggers there.
+  if (!newEvidence && behindNewest(update.exchangeTimeUs, last.exchangeTimeUs, state.params.staleQuoteMs)) {
+    state.ignoredPriceUpdates++;
+    return;
+  }
   const quote: Quote = {
     bidTicks: bid,
     askTicks: ask,

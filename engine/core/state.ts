@@ -153,7 +153,10 @@ export interface EngineState {
   lastInputSeq: number;
   /** Next number for a trade or spot order id. */
   nextSeq: number;
-  /** Price updates refused (unknown market, malformed or crossed quote): counted, never applied. */
+  /**
+   * Price updates refused (unknown market, malformed or crossed quote, an exchange time too far ahead of the log or
+   * behind the market's newest): counted, never applied.
+   */
   ignoredPriceUpdates: number;
   readonly house: House;
   readonly accounts: Map<string, Account>;

@@ -1088,7 +1088,7 @@ describe("snapshot codec: pending orders", () => {
       market: "ETH_USDC_PERP",
       bid,
       ask,
-      exchangeTimeUs: "1",
+      exchangeTimeUs: `${h.nowMs}000`, // as the quote before: one over staleQuoteMs older would be ignored
       source: "sim",
     });
     at(100, quote("1989", "1990")); // kim's two long limits fill (the older first)

@@ -36,7 +36,14 @@ describe("snapshot of a partly closed trade", () => {
       0,
     );
     const tick = next(
-      { type: "price_update", market: ETH, bid: "1900", ask: "1900", exchangeTimeUs: "0", source: "sim" },
+      {
+        type: "price_update",
+        market: ETH,
+        bid: "1900",
+        ask: "1900",
+        exchangeTimeUs: `${h.nowMs + 1}000`,
+        source: "sim",
+      },
       1,
     );
     const fromRestore = [apply(restored, duplicate), apply(restored, tick)];
