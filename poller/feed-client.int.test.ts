@@ -345,13 +345,51 @@ describe("FeedClient", () => {
     expect(events("feed_book_resubscribed").map((l) => l.exchangeTimeUs)).toEqual(
       [second(3), second(5), second(7)].map(String),
     );
-    // The book shows itself again: its heartbeats go on, and nothing more is sent.
-    const more = [book(6, "4000", second(8.5)), mark(second(9.5)), mark(second(10.5))];
+    // The book shows itself again, after the snapshot answering the SUBSCRIBE (its top unchanged, so no word yet), in
+    // a frame that changed only the sizes: its heartbeats go on, and nothing more is sent.
+    const more = [book(6, "4000", second(8.2)), book(7, "4000", second(8.5)), mark(second(9.5)), mark(second(10.5))];
     for (const text of more) server.sockets[0]!.send(text);
     await waitFor("every frame", () => feed.counters.received === script.length + more.length);
     expect(beats.map((b) => b.exchangeTimeUs).slice(-3)).toEqual([second(8.5), second(9.5), second(10.5)].map(String));
     expect(feed.counters).toMatchObject({ resubscribes: 3, connects: 1 });
     expect(server.received[0]).toHaveLength(7);
+    expect(events("feed_book_resumed")).toHaveLength(1);
+  });
+
+  it("takes no word from a resubscribe's snapshot of an unchanged top: a halted book's heartbeats stay stopped", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log, bookSilenceMs: 2_000 });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000;
+    const second = (n: number) => S + n * 1_000_000;
+    let sent = 0;
+    const send = async (text: string) => {
+      server.sockets[0]!.send(text);
+      sent++;
+      await waitFor("the frame taken in", () => feed.counters.received === sent);
+    };
+    // ETH is halted at the exchange: its top never changes, its mark price flows. Each SUBSCRIBE of its book is
+    // answered with a snapshot of that frozen top, stamped now and with a new id (as the sim answers for a market).
+    let u = 5;
+    let answered = 0;
+    await send(book(u, "4000", S));
+    for (let n = 1; n <= 12; n++) {
+      await send(mark(second(n)));
+      if (feed.counters.resubscribes === answered) continue;
+      answered = feed.counters.resubscribes;
+      await waitFor("the resubscription", () => server.received[0]!.length === 1 + 2 * answered);
+      await send(book(++u, "4000", second(n + 0.1)));
+    }
+    // Live until 2 s after its book's last frame, then never again: the snapshots resumed nothing.
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual([second(1), second(2)].map(String));
+    expect(feed.counters).toMatchObject({ resubscribes: 5, heartbeats: 2, withheld: 10 });
+    expect(feed.counters.dropped.unchanged).toBe(5);
+    expect(events("feed_book_resumed")).toEqual([]);
+    // A frame after the snapshot, with the same top in sequence (its sizes changed), is the book's word again.
+    await send(book(++u, "4000", second(12.5)));
+    expect(beats.map((b) => b.exchangeTimeUs).at(-1)).toBe(String(second(12.5)));
+    expect(events("feed_book_resumed")).toHaveLength(1);
   });
 
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {

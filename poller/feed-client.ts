@@ -13,7 +13,11 @@
  * flow on, which nothing else would repair: so that one stream alone is subscribed again (UNSUBSCRIBE, then
  * SUBSCRIBE: a SUBSCRIBE of a stream the server still counts as subscribed may be ignored), at once and every
  * `bookSilenceMs` while the silence lasts (`feed_book_resubscribed`). The socket is not dropped for it: that would
- * interrupt every other market, and would not bring a halted book back.
+ * interrupt every other market, and would not bring a halted book back. The first book frame after a resubscribe
+ * is the book showing itself only if it changes the top: a server may answer a SUBSCRIBE with a snapshot of the top
+ * stamped now, and for a halted book that is the frozen top, so it is dropped (`unchanged`) and neither resumes the
+ * book nor vouches for its heartbeats. The next frame counts as any other, so a live book whose subscription was
+ * lost shows itself again at its next change of the top, sizes included.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
@@ -134,6 +138,8 @@ export class FeedClient {
   private readonly refusedBooks = new Set<string>();
   /** Per market, the exchange time (µs) of the evidence at which its silent book was last subscribed again. */
   private readonly resubscribedAtUs = new Map<string, bigint>();
+  /** Markets subscribed again whose book has sent no frame since: the first may be a snapshot of a frozen top. */
+  private readonly awaitingBook = new Set<string>();
   private readonly silenceMs: number;
   private readonly bookSilenceMs: number;
   private readonly backoffBaseMs: number;
@@ -244,6 +250,7 @@ export class FeedClient {
       this.gate.newConnection();
       this.heartbeats.newConnection();
       this.resubscribedAtUs.clear();
+      this.awaitingBook.clear();
       log.info("feed_connected", { url });
       const streams = streamsFor(this.options.markets);
       socket.send(JSON.stringify({ method: "SUBSCRIBE", params: streams }));
@@ -321,9 +328,12 @@ export class FeedClient {
     }
     const quote = result.quote;
     const verdict = this.gate.admit(quote);
+    // The answer to a resubscribe may be the top as it was, stamped now: only a changed top shows a live book.
+    const showsBook = verdict === "accept" || (verdict === "unchanged" && !this.awaitingBook.has(quote.market));
+    this.awaitingBook.delete(quote.market);
     if (verdict === "stale" || verdict === "implausible") this.bookRefused(quote.market, quote.exchangeTimeUs, verdict);
-    if (verdict === "accept" || verdict === "unchanged") this.bookResumed(quote.market);
-    if (verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
+    if (showsBook) this.bookResumed(quote.market);
+    if (showsBook && verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
     if (verdict !== "accept") return this.drop(verdict, `${quote.market} u=${quote.updateId}`);
     this.counters.published++;
     this.heartbeats.published(quote);
@@ -363,7 +373,8 @@ export class FeedClient {
 
   /**
    * `market`'s book is silent while its mark price flows: subscribes its bookTicker stream again, alone, unless done
-   * less than `bookSilenceMs` of exchange time ago on this connection. Harmless for a book halted at the exchange.
+   * less than `bookSilenceMs` of exchange time ago on this connection. The book's next frame resumes it only if it
+   * changes the top, so a halted book answered with a snapshot of its frozen top stays silent.
    */
   private resubscribeBook(market: string, exchangeTimeUs: string): void {
     const socket = this.socket;
@@ -375,6 +386,7 @@ export class FeedClient {
     const params = [`bookTicker.${market}`];
     socket.send(JSON.stringify({ method: "UNSUBSCRIBE", params }));
     socket.send(JSON.stringify({ method: "SUBSCRIBE", params }));
+    this.awaitingBook.add(market);
     this.counters.resubscribes++;
     this.options.log.info("feed_book_resubscribed", { url: this.options.url, market, exchangeTimeUs });
   }
