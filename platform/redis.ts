@@ -10,9 +10,12 @@ import type { Logger } from "./log.ts";
 export interface RedisConnectionOptions {
   /**
    * Whether a command sent before the connection dropped, and not answered, is sent again once it is back (default
-   * true, as ioredis does). false drops such a command, and its promise never settles: for a connection whose
-   * every command its user races against the connection's `close` event, and for which a command Redis may have
-   * run already must not run again (a group read: it would take the next entries).
+   * true, as ioredis does). false drops such a command: it is never sent again, and ioredis rejects its promise
+   * (AbortError, "Command aborted due to connection close") once the connection is ready again, or at the close
+   * already for a pipeline answered in part; until then it is pending. For a connection whose every command its user
+   * races against the connection's `close` event, and for which a command Redis may have run already must not run
+   * again (a group read: it would take the next entries). Whoever awaits such a command alone must handle that
+   * rejection.
    */
   readonly resendUnanswered?: boolean;
 }
@@ -107,8 +110,9 @@ export const CLOSED = Symbol("closed");
 
 /**
  * `command`'s answer, or CLOSED when its connection closes first: ioredis then sends the command again once
- * reconnected, or (autoResendUnfulfilledCommands off) drops it and never settles it, so any later answer is not
- * this caller's. One still queued while disconnected is sent on reconnecting.
+ * reconnected, or (autoResendUnfulfilledCommands off) drops it and rejects it (AbortError) once reconnected, so any
+ * later answer or rejection is not this caller's (the race has handled it). One still queued while disconnected is
+ * sent on reconnecting.
  */
 export async function unlessClosed<T>(redis: Redis, command: Promise<T>): Promise<T | typeof CLOSED> {
   let onClose!: () => void;
