@@ -18,6 +18,12 @@ export interface RedisConnectionOptions {
    * rejection.
    */
   readonly resendUnanswered?: boolean;
+  /**
+   * How often (ms) a Redis still loading its data after a restart is asked again whether it is ready (ioredis's
+   * `maxLoadingRetryTime`; by default its loading estimate, at most 10 s). A connection that bounds the silence
+   * before it is ready needs the asking more often than that bound.
+   */
+  readonly loadingRecheckMs?: number;
 }
 
 export function connectRedis(url: string, log: Logger, name: string, options: RedisConnectionOptions = {}): Redis {
@@ -28,6 +34,7 @@ export function connectRedis(url: string, log: Logger, name: string, options: Re
     retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000),
     lazyConnect: false,
     autoResendUnfulfilledCommands: options.resendUnanswered ?? true,
+    ...(options.loadingRecheckMs === undefined ? {} : { maxLoadingRetryTime: options.loadingRecheckMs }),
   });
   logOutages(redis, log);
   return redis;

@@ -1,7 +1,8 @@
 // The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
 // are shed and counted. Through a proxy that drops the connection after Redis ran a pipeline and before its reply:
 // the pipeline is not written again, and publishing goes on. Through one that stops answering a pipeline while the
-// connection stays open: the publisher gives up on it after its bound and goes on on a fresh connection.
+// connection stays open: the publisher gives up on it after its bound and goes on on a fresh connection, and so it
+// does with a fresh connection that stops answering before it is ready, at its first command or a later one.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -159,6 +160,31 @@ describe("PricePublisher", () => {
       await publisher.flush();
       expect(await writtenSequence(stream)).toEqual(["1", "3"]);
       expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 1 });
+      expect(events("publisher_handshake_timeout")).toEqual([
+        expect.objectContaining({ level: "warn", replyTimeoutMs: 1_000 }),
+      ]);
+    } finally {
+      connection.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("drops a fresh connection that answers the first commands of its handshake and then nothing", async () => {
+    const stream = freshStream();
+    const proxy = await startRedisProxy(TEST_REDIS_URL);
+    const { log, events } = captureLog();
+    // The connection's name and client info are answered; its ready check (INFO), sent after those answers, is not.
+    const frozen = proxy.freezeOn("$4\r\ninfo\r\n");
+    const connection = connectPublisherRedis(`redis://127.0.0.1:${proxy.port}`, log);
+    try {
+      const publisher = new PricePublisher({ redis: connection, stream, log, replyTimeoutMs: 1_000 });
+      publisher.publish(update(1));
+      await frozen;
+      proxy.thaw(); // new connections work again; the frozen one waits for its ready check's answer
+      await waitFor("the update, on a fresh connection", async () => (await redis.xlen(stream)) === 1, 10_000);
+      await publisher.flush();
+      expect(await writtenSequence(stream)).toEqual(["1"]);
+      expect(publisher.counters).toEqual({ written: 1, failed: 0, shed: 0, lost: 0 });
       expect(events("publisher_handshake_timeout")).toEqual([
         expect.objectContaining({ level: "warn", replyTimeoutMs: 1_000 }),
       ]);

@@ -56,9 +56,12 @@ export interface PublisherCounters {
  */
 export const REPLY_TIMEOUT_MS = 5_000;
 
-/** The publisher's own connection: it never resends a command whose reply a dropped connection lost. */
+/**
+ * The publisher's own connection: it never resends a command whose reply a dropped connection lost, and asks a Redis
+ * loading its data every second whether it is ready, so its answers keep coming well within the handshake's bound.
+ */
 export function connectPublisherRedis(url: string, log: Logger): Redis {
-  return connectRedis(url, log, "poller-publisher", { resendUnanswered: false });
+  return connectRedis(url, log, "poller-publisher", { resendUnanswered: false, loadingRecheckMs: 1_000 });
 }
 
 export interface PublisherOptions {
@@ -139,22 +142,33 @@ export class PricePublisher {
 
   /**
    * Resolves once the connection is ready (at once when it is, or when it has ended: every XADD then fails). A socket
-   * that connected and on which nothing has answered its handshake (its name, the ready check) for `replyTimeoutMs`
-   * is as dead as one that stops answering a pipeline (a frozen Redis, or a dead proxy in front of one, accepts
-   * connections all the same), and ioredis would wait on it for ever: it is dropped, and another opened.
+   * that connected and on which nothing has answered for `replyTimeoutMs` before it is ready (its handshake: its
+   * name, then the ready check) is as dead as one that stops answering a pipeline (a frozen Redis, or a dead proxy in
+   * front of one, accepts connections all the same, and one may answer the first commands and then nothing), and
+   * ioredis would wait on it for ever: it is dropped, and another opened.
    */
   private async connected(): Promise<void> {
     const { redis, stream, log } = this.options;
     while (redis.status !== "ready" && redis.status !== "end") {
       const outcome = await new Promise<"ready" | "unanswered">((resolve) => {
         let timer: NodeJS.Timeout | undefined;
-        const disarm = () => clearTimeout(timer);
-        const arm = () => {
+        let socket: typeof redis.stream | undefined;
+        // Each answer starts the bound again, until ready: a Redis loading its data after a restart answers only the
+        // ready check, asked every second (`connectPublisherRedis`), and waiting for it is an outage, not a dead socket.
+        const restart = () => {
           clearTimeout(timer);
           timer = setTimeout(() => done("unanswered"), this.replyTimeoutMs);
-          // Any answer shows a live Redis, maybe one loading its data after a restart (it answers only that, until
-          // ready): waiting for it is an outage, not a dead socket.
-          redis.stream.once("data", disarm);
+        };
+        const disarm = () => {
+          clearTimeout(timer);
+          socket?.off("data", restart);
+          socket = undefined;
+        };
+        const arm = () => {
+          disarm();
+          socket = redis.stream;
+          socket.on("data", restart);
+          restart();
         };
         const ready = () => done("ready");
         const done = (value: "ready" | "unanswered") => {
