@@ -20,10 +20,29 @@ describe("readApiConfig", () => {
   it("refuses to run in production without a Resend key: the dev mailbox would hand out sign-in links", () => {
     expect(() => readApiConfig({ ...base, NODE_ENV: "production" })).toThrow(ConfigError);
     expect(() => readApiConfig({ ...base, NODE_ENV: "production", RESEND_API_KEY: "  " })).toThrow(/RESEND_API_KEY/);
-    expect(readApiConfig({ ...base, NODE_ENV: "production", RESEND_API_KEY: "re_x" }).resend).toEqual({
+    const production = { ...base, NODE_ENV: "production", EMAIL_FROM: "Paper Broker <login@example.com>" };
+    expect(readApiConfig({ ...production, RESEND_API_KEY: "re_x" }).resend).toEqual({
       apiKey: "re_x",
       baseUrl: undefined,
     });
+  });
+
+  it("refuses Resend's testing sender in production: Resend sends from it only to the account's own address", () => {
+    const production = { ...base, NODE_ENV: "production", RESEND_API_KEY: "re_x" };
+    expect(() => readApiConfig(production)).toThrow(
+      new ConfigError(
+        "EMAIL_FROM: expected a sender on a domain verified in Resend when NODE_ENV=production, received " +
+          '"Paper Broker <onboarding@resend.dev>" (the default): Resend sends from resend.dev only to the ' +
+          "Resend account's own address, so no one else could sign in",
+      ),
+    );
+    for (const from of ["onboarding@resend.dev", "Me <Onboarding@RESEND.dev>", "x <a@mail.resend.dev.> "])
+      expect(() => readApiConfig({ ...production, EMAIL_FROM: from }), from).toThrow(/^EMAIL_FROM: .*received "/);
+    for (const from of ["login@example.com", "Paper Broker <login@notresend.dev>", "resend.dev <a@example.com>"])
+      expect(readApiConfig({ ...production, EMAIL_FROM: from }).emailFrom, from).toBe(from.trim());
+    // Locally the default stays: with a key it reaches the key's own account, enough to try a real send.
+    expect(readApiConfig({ ...base, RESEND_API_KEY: "re_x" }).emailFrom).toBe("Paper Broker <onboarding@resend.dev>");
+    expect(readApiConfig(base).emailFrom).toBe("Paper Broker <onboarding@resend.dev>");
   });
 
   it("refuses to run without a Resend key unless APP_URL is a loopback name: a proxy here opens the mailbox", () => {

@@ -30,6 +30,14 @@ type Env = Readonly<Record<string, string | undefined>>;
 /** The shortest session signing key taken, from JWT_SECRET or the Node API's kept file (auth/kept-secret.ts). */
 export const JWT_SECRET_MIN_LENGTH = 32;
 
+/**
+ * EMAIL_FROM when unset: Resend's testing sender, which needs no domain of one's own but which Resend sends only to
+ * the address of the Resend account itself (any other recipient: 403 `validation_error`, "You can only send testing
+ * emails to your own email address", resend.com/docs/api-reference/errors). Enough to try sign-in locally with a
+ * key; refused with NODE_ENV=production, where it would leave every other user without a sign-in link.
+ */
+export const TESTING_EMAIL_FROM = "Paper Broker <onboarding@resend.dev>";
+
 export interface ApiConfig {
   readonly port: number;
   readonly databaseUrl: string;
@@ -72,6 +80,13 @@ export function readApiConfig(env: Env): ApiConfig {
       `RESEND_API_KEY is required unless APP_URL's host is a loopback name (${LOOPBACK_NAMES.join(", ")}): ` +
         `without it sign-in links go to the dev mailbox, for this machine only; got APP_URL "${appUrl}" and no key`,
     );
+  const emailFrom = text(env, "EMAIL_FROM", TESTING_EMAIL_FROM);
+  if (env.NODE_ENV === "production" && isResendTestingSender(emailFrom))
+    throw new ConfigError(
+      "EMAIL_FROM: expected a sender on a domain verified in Resend when NODE_ENV=production, received " +
+        `"${emailFrom}"${env.EMAIL_FROM?.trim() ? "" : " (the default)"}: Resend sends from resend.dev only to the ` +
+        "Resend account's own address, so no one else could sign in",
+    );
   const signInPerIp = wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000);
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
@@ -107,7 +122,7 @@ export function readApiConfig(env: Env): ApiConfig {
     prefix: keyPrefix(env),
     jwtSecret,
     resend: resendKey ? { apiKey: resendKey, baseUrl: env.RESEND_BASE_URL?.trim() || undefined } : undefined,
-    emailFrom: text(env, "EMAIL_FROM", "Paper Broker <onboarding@resend.dev>"),
+    emailFrom,
     engineTimeoutMs: wholeNumber(env, "ENGINE_TIMEOUT_MS", 5_000, 100, 120_000),
     settings: {
       appUrl,
@@ -127,6 +142,17 @@ export function readApiConfig(env: Env): ApiConfig {
       streamUrl,
     },
   };
+}
+
+/** Whether a sender ("Name <address>" or a bare address) is on resend.dev, Resend's testing domain. */
+function isResendTestingSender(from: string): boolean {
+  const address = /<([^<>]*)>\s*$/.exec(from)?.[1] ?? from;
+  const domain = address
+    .slice(address.lastIndexOf("@") + 1)
+    .trim()
+    .toLowerCase()
+    .replace(/\.$/, "");
+  return domain === "resend.dev" || domain.endsWith(".resend.dev");
 }
 
 /** How long the Node server waits on a client (server.ts). */

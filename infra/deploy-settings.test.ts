@@ -86,6 +86,17 @@ describe("the API's domain (API_DOMAIN)", () => {
   });
 });
 
+describe("the sender of sign-in emails (the EmailFrom secret)", () => {
+  it("must be set, and not to Resend's testing sender, which reaches only the Resend account's own address", () => {
+    const { functionEnv, api } = deployed(readDeploySettings({}));
+    expect(api.emailFrom).toBe(SECRETS.EMAIL_FROM);
+    const unset = Object.fromEntries(Object.entries(SECRETS).filter(([name]) => name !== "EMAIL_FROM"));
+    expect(() => readApiConfig({ ...unset, ...functionEnv })).toThrow(/^EMAIL_FROM: .*\(the default\)/);
+    const testing = { ...SECRETS, ...functionEnv, EMAIL_FROM: "Paper Broker <onboarding@resend.dev>" };
+    expect(() => readApiConfig(testing)).toThrow(/^EMAIL_FROM: expected a sender on a domain verified in Resend/);
+  });
+});
+
 describe("the stream's domain (STREAM_DOMAIN)", () => {
   it("gives the stream's load balancer wss:// on 443, handed out with each ticket", () => {
     const deploy = readDeploySettings({ STREAM_DOMAIN: "stream.example.com" });

@@ -13,7 +13,10 @@ import { componentNamed, nodeArgs, type Component } from "../platform/components
 import { ConfigError } from "../platform/config.ts";
 import { readMetricsConfig } from "../platform/metrics.ts";
 
-/** Set per stage with `npx sst secret set <Name> <value> --stage <stage>`. */
+/**
+ * Set per stage with `npx sst secret set <Name> <value> --stage <stage>`, every one of them: none has a placeholder
+ * (infra/sst/secrets.ts), so a deploy with one unset stops before anything is created.
+ */
 export const SECRETS = {
   DatabaseUrl: "Neon connection string, postgres://…@…neon.tech/…?sslmode=verify-full (functions and containers)",
   RedisUrl: "Upstash Redis over TCP, rediss://default:<password>@<host>.upstash.io:6379 (containers, ioredis)",
@@ -21,15 +24,12 @@ export const SECRETS = {
   UpstashRedisRestToken: "Upstash Redis REST token (functions)",
   JwtSecret: "Session signing key, at least 32 characters, e.g. `openssl rand -base64 48` (functions)",
   ResendApiKey: "Resend API key: required, the functions refuse to start without it (functions)",
-  EmailFrom: "Sender of sign-in emails, on a domain verified in Resend (functions)",
+  // Resend's testing sender (onboarding@resend.dev) reaches only the Resend account's own address: the functions
+  // refuse it (NODE_ENV=production), so there is no default to fall back on.
+  EmailFrom: "Sender of sign-in emails, `Name <address>` on a domain verified in Resend (functions)",
 } as const;
 
 export type SecretName = keyof typeof SECRETS;
-
-/** Placeholders: these secrets need no `sst secret set` unless the default does not fit. */
-export const SECRET_PLACEHOLDERS: Partial<Record<SecretName, string>> = {
-  EmailFrom: "Paper Broker <onboarding@resend.dev>",
-};
 
 /** Environment variable ← secret, for the API functions (functions/config.ts reads these names). */
 export const FUNCTION_SECRET_ENV = {
