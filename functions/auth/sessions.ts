@@ -28,6 +28,9 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1`;
 
+/** KEYS[1] the user's sessions; ARGV[1] a session's id: takes it off the list. */
+const UNLIST_SESSION = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+
 /** KEYS[1] the user's sessions; ARGV[1] now (seconds): the ids and expiries of those not expired. */
 const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')";
 
@@ -83,6 +86,16 @@ export class Sessions {
       .sign(await this.key);
     await this.redis.eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)]);
     return token;
+  }
+
+  /**
+   * Takes a token `issue` made off its user's list, for one never handed out (the sign-in that made it found its
+   * link used up meanwhile): signing out everywhere would otherwise count it, as a session someone holds.
+   */
+  async unlist(token: string): Promise<void> {
+    const session = await this.authentic(token);
+    if (session === undefined) return;
+    await this.redis.eval(UNLIST_SESSION, [this.keys.sessionsKey(session.userId)], [session.sessionId]);
   }
 
   /** The session a token stands for, or undefined when it is forged, expired, malformed or revoked. */

@@ -13,6 +13,7 @@ const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { createResendMailer } from "../auth/mailer.ts";
 import { Sessions } from "../auth/sessions.ts";
+import { CONSUME_SIGN_IN_TOKEN } from "../auth/sign-in-tokens.ts";
 import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
@@ -36,6 +37,39 @@ async function latestLink(email: string): Promise<string> {
 }
 
 const secret = new TextEncoder().encode(TEST_JWT_SECRET);
+
+/**
+ * Follows a fresh link to `email` with `racers` requests at once, each held before it uses up the link until every
+ * one has got there, its session listed by then: a double click, two tabs, a mail scanner's GET beside its owner's.
+ */
+async function raceLink(email: string, racers: number, redis = stack.deps.redis) {
+  await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.4" });
+  const link = await latestLink(email);
+  let arrived = 0;
+  let allArrived!: () => void;
+  const together = new Promise<void>((resolve) => (allArrived = resolve));
+  const db = new Proxy(stack.deps.db, {
+    get: (target, name) =>
+      name === "query"
+        ? async (text: string, params?: unknown[]) => {
+            if (text === CONSUME_SIGN_IN_TOKEN) {
+              if (++arrived === racers) allArrived();
+              await together;
+            }
+            return target.query(text, params);
+          }
+        : (Reflect.get(target, name) as unknown),
+  });
+  const sessions = new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), redis, stack.keys);
+  const racing = client(createApp({ ...stack.deps, db, redis, sessions }));
+  const answers = await Promise.all(Array.from({ length: racers }, () => racing.get(link)));
+  const winner = answers.find((a) => a.status === 200)!;
+  return {
+    answers: answers.map((a) => a.status).sort(),
+    token: /session=([^;]+)/.exec(winner.headers.get("set-cookie") ?? "")![1]!,
+    userId: (winner.body.user as { id: string }).id,
+  };
+}
 
 describe("magic-link sign-in", () => {
   it("answers the same for a new and a known address, and does the same work for both", async () => {
@@ -555,6 +589,31 @@ describe("sessions", () => {
     const out = await client(stack.app, second.token).del("/api/v1/auth/sessions");
     expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(401);
+  });
+
+  it("a link followed by several requests at once leaves one session listed: signing out all counts it alone", async () => {
+    const { answers, userId, token } = await raceLink("raced@example.com", 4);
+    expect(answers).toEqual([200, 401, 401, 401]);
+    expect(await stack.redis.zcard(stack.keys.sessionsKey(userId))).toBe(1);
+    const out = await client(stack.app, token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+
+    // Redis failing to take a loser's session off the list: still the loser's 401, and a warning.
+    const before = stack.logLines.filter((l) => l.event === "session_unlist_failed").length;
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? (script: string, keys: readonly string[], args: readonly string[]) =>
+              script.includes("ZREM'")
+                ? Promise.reject(new Error("Connection is closed."))
+                : target.eval(script, keys, args)
+          : (Reflect.get(target, name) as unknown),
+    });
+    const failing = await raceLink("raced-blip@example.com", 2, redis);
+    expect(failing.answers).toEqual([200, 401]);
+    expect(stack.logLines.filter((l) => l.event === "session_unlist_failed").slice(before)).toEqual([
+      expect.objectContaining({ level: "warn", userId: failing.userId, error: "Error: Connection is closed." }),
+    ]);
   });
 
   it("a session Redis cannot list is not issued (503), the link still works, signing out all ends it", async () => {

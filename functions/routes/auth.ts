@@ -155,9 +155,15 @@ export function authRoutes(deps: ApiDeps) {
     if (!answer.ok) throw new Error(`create_account refused: ${answer.error.code}`);
     // Listed before the link is used up: a Redis that cannot list it fails this request (503), and the link still
     // works on a retry, rather than a session that signing out everywhere would miss. One whose link a concurrent
-    // request used first is listed but never handed out.
+    // request used first is never handed out: it comes off the list again, or signing out everywhere would count it.
     const session = await deps.sessions.issue(user);
-    if (!(await consumeSignInToken(db, token))) throw new ApiError("INVALID_TOKEN");
+    if (!(await consumeSignInToken(db, token))) {
+      await deps.sessions.unlist(session).catch((err: unknown) =>
+        // The answer stays 401 (the link is used up either way); the session, which nobody holds, stays listed.
+        deps.log.warn("session_unlist_failed", { userId: user.id, error: String(err) }),
+      );
+      throw new ApiError("INVALID_TOKEN");
+    }
     setCookie(c, sessionCookie, session, {
       httpOnly: true,
       sameSite: "Lax",
