@@ -44,11 +44,13 @@ function bearerToken(c: ApiContext): string | undefined {
 export const PLAIN_SESSION_COOKIE = "session";
 
 /**
- * Every valid, unrevoked session a request carries: the Bearer header's and the cookie's, each checked on its own.
+ * Every valid session a request carries, revoked or not (Sessions.authentic): the Bearer header's and the cookie's,
+ * each checked on its own.
  * For signing out, which must end the cookie's session it clears even when the header is another scheme (a proxy's
  * Basic credentials) or a stale token: there the header does not win. With Secure cookies, a `session` cookie's too:
  * one set before the name became `__Host-session` is no longer a session here, but its token still is one as a
  * Bearer header until it expires, and signing out must end it (one planted by someone else ends their session only).
+ * Revoked ones too: a logout retried after its revocation notice failed must still send it.
  */
 export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Session[]> {
   const name = sessionCookieName(deps.settings);
@@ -56,7 +58,7 @@ export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Ses
   const tokens = new Set([bearerToken(c), getCookie(c, name), plain]);
   const sessions: Session[] = [];
   for (const token of tokens) {
-    const session = token === undefined ? undefined : await deps.sessions.verify(token);
+    const session = token === undefined ? undefined : await deps.sessions.authentic(token);
     if (session !== undefined) sessions.push(session);
   }
   return sessions;

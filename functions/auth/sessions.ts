@@ -28,6 +28,16 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1`;
 
+/**
+ * A revocation key's value once a logout's notice to the stream replicas went out (Sessions.noticeSent); before
+ * that, and for a session signing out everywhere revoked, it is "1". Either value revokes: readers ask only whether
+ * the key exists.
+ */
+const NOTICE_SENT = "notice-sent";
+
+/** KEYS[1] a revocation key: records its notice sent, keeping its expiry; nothing when it has expired meanwhile. */
+const MARK_NOTICE_SENT = `return redis.call('SET', KEYS[1], '${NOTICE_SENT}', 'XX', 'KEEPTTL')`;
+
 /** KEYS[1] the user's sessions; ARGV[1] a session's id: takes it off the list. */
 const UNLIST_SESSION = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 
@@ -143,6 +153,24 @@ export class Sessions {
   async revoke(session: Session): Promise<void> {
     const remainingMs = session.expiresAt * 1000 - Date.now();
     if (remainingMs > 0) await this.redis.set(this.revokedKey(session), "1", remainingMs + 60_000);
+  }
+
+  /**
+   * Revokes `session` for a logout; true while its revocation notice to the stream replicas is owed: for a session
+   * revoked now, and for one revoked before whose logout's notice is not known to have gone out (that logout failed
+   * after revoking it, and this is its retry), until `noticeSent` records it. A session whose notice went out owes
+   * none, so repeating a logout with its token does not add to the replicas' fan-out.
+   */
+  async revokeForLogout(session: Session): Promise<boolean> {
+    const state = await this.redis.get(this.revokedKey(session));
+    if (state === NOTICE_SENT) return false;
+    if (state === null) await this.revoke(session);
+    return true;
+  }
+
+  /** Records that `session`'s revocation notice went out (revokeForLogout). */
+  async noticeSent(session: Session): Promise<void> {
+    await this.redis.eval(MARK_NOTICE_SENT, [this.revokedKey(session)], []);
   }
 
   /**

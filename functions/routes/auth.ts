@@ -205,7 +205,7 @@ export function authRoutes(deps: ApiDeps) {
       "Clears the cookie and revokes the session it carries, and the Bearer header's, each checked on its own " +
       "(a header of another scheme, or one whose session no longer holds, does not spare the cookie's); both stop " +
       "working everywhere, and their live stream sockets are closed (close code 4401). Needs no valid session: " +
-      "signing out twice is fine.",
+      "signing out twice is fine. After a 503, retry with the same token: the stream may not have been told yet.",
     security: PUBLIC,
     responses: {
       200: {
@@ -217,9 +217,12 @@ export function authRoutes(deps: ApiDeps) {
   });
   route(app, logout, async (c) => {
     for (const session of await carriedSessions(deps, c)) {
-      await deps.sessions.revoke(session);
+      // A session revoked already may still owe its notice: a retry of a logout whose notice failed (a 503) sends it,
+      // or its stream sockets would stay open until the stream's 30 s backstop check.
+      if (!(await deps.sessions.revokeForLogout(session))) continue;
       // After the revocation is recorded: a stream replica that checks it on the notice finds it.
       await announceRevoked(redis, keys, session);
+      await deps.sessions.noticeSent(session);
     }
     clearSessionCookie(c);
     return c.json({ message: "Signed out." });

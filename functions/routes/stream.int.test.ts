@@ -6,6 +6,7 @@
 import { decodeJwt } from "jose";
 import { requestTicket, type FetchLike } from "../../client/stream-client.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../app.ts";
 import { STREAM_TICKET_PATTERN, streamTicketHash } from "../auth/stream-tickets.ts";
 import { createUpstashApiRedis } from "../redis/upstash-api-redis.ts";
 import { REDIS_URL, startApiStack, type ApiStack, type ApiStackOptions } from "../testing/api-stack.ts";
@@ -164,6 +165,36 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect(await stack.redis.exists(stack.keys.sessionRevokedKey(user.id, sessionId))).toBe(1);
     expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
     expect(await notices()).toHaveLength(1);
+  });
+
+  it("a logout retried after its notice failed sends it then, and once sent, not again", async () => {
+    const { token, user } = await stack.signIn(`retried-${adapter}@example.com`);
+    const sessionId = decodeJwt(token).jti!;
+    const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+    const notices = async () =>
+      (await stack.redis.xrange(stack.keys.streamFanout, `(${from}`, "+"))
+        .map(([, fields]) => fields)
+        .filter((fields) => fields[1] === "revoked");
+    // The notice's call fails after the revocation was recorded (a timeout, a lost reply): the logout is a 503.
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? (script: string, keys: readonly string[], args: readonly string[]) =>
+              keys[0] === stack.keys.streamFanout
+                ? Promise.reject(new Error("Connection is closed."))
+                : target.eval(script, keys, args)
+          : (Reflect.get(target, name) as unknown),
+    });
+    const failed = await client(createApp({ ...stack.deps, redis }), token).del("/api/v1/auth/logout");
+    expect([failed.status, failed.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect(await stack.redis.exists(stack.keys.sessionRevokedKey(user.id, sessionId))).toBe(1);
+    expect(await notices()).toEqual([]);
+    // The retry finds the session revoked, and sends the notice it owes.
+    expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
+    expect(await notices()).toEqual([["kind", "revoked", "body", JSON.stringify({ userId: user.id, sessionId })]]);
+    expect((await client(stack.app, token).del("/api/v1/auth/logout")).status).toBe(200);
+    expect(await notices()).toHaveLength(1);
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(401);
   });
 
   it("signing out everywhere revokes every session of the user and tells the replicas of each", async () => {
