@@ -62,10 +62,15 @@ describe("resendRefusal", () => {
       "sender",
     );
     expect(refusal(422, "validation_error", "Invalid from field. The email address needs to follow …")).toBe("sender");
+    expect(refusal(400, "validation_error", "Invalid `from` field. The email address needs to follow …")).toBe(
+      "sender",
+    );
   });
 
   it("the recipient refused: answered as sent", () => {
     expect(refusal(422, "validation_error", "Invalid `to` field. The email address needs to follow …")).toBe("address");
+    // The status the errors page documents for a field refused: the same answer.
+    expect(refusal(400, "validation_error", "Invalid `to` field. The email address needs to follow …")).toBe("address");
   });
 
   it("our request malformed: a bug", () => {
@@ -75,6 +80,7 @@ describe("resendRefusal", () => {
     expect(refusal(422, "validation_error", "The `subject` field must be a `string`.")).toBe("bug");
     expect(refusal(422, "validation_error", "The `html` field must be a `string`.")).toBe("bug");
     expect(refusal(422, "validation_error", "Invalid `reply_to` field.")).toBe("bug");
+    expect(refusal(400, "validation_error", "The `subject` field must be a `string`.")).toBe("bug");
     expect(refusal(422, "invalid_attachment")).toBe("bug");
     expect(refusal(404, "not_found")).toBe("bug");
     expect(refusal(409, "invalid_idempotent_request")).toBe("bug");

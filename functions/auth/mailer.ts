@@ -78,12 +78,14 @@ export type ResendRefusal = "outage" | "api-key" | "sender" | "address" | "bug";
  * - api-key: 401 (`missing_api_key`, `restricted_api_key`) and 403 (`invalid_api_key`, `restricted_api_key` "API
  *   key is not active", `suspended_api_key`): RESEND_API_KEY is not a key Resend takes for sending.
  * - sender: 403 `validation_error` (the sender's domain is not verified, or resend.dev's testing sender, which
- *   sends only to the account's own address), 422 `invalid_from_address`, and a 422 `validation_error` that names
- *   the `from` field (Resend quotes the field it refuses: "Invalid `from` field."): EMAIL_FROM is not a sender
- *   Resend takes.
- * - address: a 422 `validation_error` that names the `to` field, Resend refusing the recipient ("Invalid `to`
- *   field."), an address our own check let through.
- * - bug: the rest (400 `validation_error`, a 422 `validation_error` about another field such as `subject`, 422
+ *   sends only to the account's own address), 422 `invalid_from_address`, and a 400 or 422 `validation_error` that
+ *   names the `from` field (Resend quotes the field it refuses: "Invalid `from` field."): EMAIL_FROM is not a
+ *   sender Resend takes.
+ * - address: a 400 or 422 `validation_error` that names the `to` field, Resend refusing the recipient ("Invalid
+ *   `to` field."), an address our own check let through. The errors page documents `validation_error` for a bad
+ *   field as 400 ("We found an error with one or more fields in the request … The message will contain more
+ *   details about what field"); Resend has answered a malformed address with 422 too: both are taken alike.
+ * - bug: the rest (a 400 or 422 `validation_error` about another field such as `subject`, or naming none, 422
  *   `missing_required_field`, …): our request is wrong, and no sign-in is answered as if its email went out.
  * The first three stop every sign-in, whatever the address: 503s, and a refused key or sender is also an error log
  * naming the setting to fix. A refused address must not tell the asker more than any other address would: it is
@@ -99,7 +101,7 @@ export function resendRefusal(error: {
   if (status === 403 && name === "validation_error") return "sender";
   if (status === 401 || status === 403) return "api-key";
   if (status === 422 && name === "invalid_from_address") return "sender";
-  if (status === 422 && name === "validation_error") {
+  if ((status === 400 || status === 422) && name === "validation_error") {
     if (FIELD_NAMED("from").test(error.message)) return "sender";
     if (FIELD_NAMED("to").test(error.message)) return "address";
   }
