@@ -3,7 +3,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { parseJsonBody } from "./json-body.ts";
-import { candlesQuery, entryOrderRequest } from "./schemas.ts";
+import { candlesQuery, entryOrderRequest, signInRequest } from "./schemas.ts";
 
 const AT_18 = Date.UTC(2026, 11, 5, 18, 0, 0);
 
@@ -67,5 +67,48 @@ describe("a time in a request", () => {
     const parsed = order("2026-12-05t19:00:00.123456+01:00");
     expect(parsed.success && parsed.data.expiresAt).toBe(AT_18 + 123);
     expect(order("2026-12-05T18:00:00.Z").success).toBe(false);
+  });
+});
+
+describe("a sign-in address", () => {
+  const takes = (email: string) => signInRequest.safeParse({ email }).success;
+
+  it("takes what mail systems take, IDN top-level domains in their xn-- form among them", () => {
+    for (const email of [
+      "ada@example.com",
+      " Ada.Lovelace+news@Example.COM ",
+      "o'brien@example.ie",
+      "a_b-c@sub.example.co.uk",
+      "a@123.example",
+      "a@ex--ample.com", // a hyphen inside a label, an IDN's own among them
+      "a@example.xn--p1ai",
+      `${"x".repeat(64)}@example.com`,
+      `a@${"b".repeat(63)}.com`,
+    ])
+      expect(takes(email), email).toBe(true);
+  });
+
+  it("refuses a local part over 64 characters, a label over 63, a label with a hyphen at either end", () => {
+    for (const email of [
+      `${"x".repeat(65)}@example.com`,
+      `a@${"b".repeat(64)}.com`,
+      "a@example-.com",
+      "a@-example.com",
+      "a@sub.-example.com",
+      "a@example.xn--",
+      "a@example.xn--p1ai-",
+    ])
+      expect(takes(email), email).toBe(false);
+  });
+
+  it("refuses a local part starting with its +tag, which leaves no inbox before it", () => {
+    expect(takes("+@example.com")).toBe(false);
+    expect(takes("+news@example.com")).toBe(false);
+    expect(takes("ada+@example.com")).toBe(true);
+  });
+
+  it("refuses the rest zod's email check refused", () => {
+    for (const email of ["not-an-email", "a@example.c", "a@example.com.", "a..b@example.com", ".a@example.com"])
+      expect(takes(email), email).toBe(false);
   });
 });

@@ -90,8 +90,27 @@ export const leverageInput = jsonNumber
 const assetSymbols = ASSETS.map((a) => a.symbol) as [string, ...string[]];
 export const assetInput = z.enum(assetSymbols);
 
+/**
+ * An address mail systems take, after trimming and lower-casing: zod's email pattern (its characters and dots in the
+ * local part) with RFC 5321's lengths, a local part of at most 64 characters and domain labels of at most 63, no
+ * label starting or ending with `-`, and a top-level label of letters or an IDN's `xn--` form (`example.xn--p1ai`).
+ * The local part does not start with `+`: `+tag@example.com` has no inbox before its tag (admission.ts inboxOf).
+ * Anything else would be sent to Resend only to be refused or bounce, while the asker heard a link was on its way.
+ */
+const SIGN_IN_EMAIL = new RegExp(
+  "^(?=[^@]{1,64}@)(?!\\+)(?:[a-z0-9_'+\\-]+\\.)*[a-z0-9_'+\\-]*[a-z0-9_+-]" +
+    "@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{0,58}[a-z0-9])$",
+);
+
 export const signInRequest = z
-  .strictObject({ email: z.string().trim().toLowerCase().max(254).pipe(z.email()) })
+  .strictObject({
+    email: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .max(254)
+      .pipe(z.email({ pattern: SIGN_IN_EMAIL })),
+  })
   .openapi("SignInRequest", { example: { email: "ada@example.com" } });
 
 /**

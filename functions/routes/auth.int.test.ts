@@ -292,6 +292,11 @@ describe("magic-link sign-in", () => {
     const res = await anon.post("/api/v1/auth", { email: "not-an-email" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
     expect(res.body.error?.message).toContain("email");
+    for (const email of ["+@example.com", "a@example-.com", `${"x".repeat(65)}@example.com`]) {
+      const refused = await anon.post("/api/v1/auth", { email });
+      expect([refused.status, refused.body.error?.code], email).toEqual([400, "INVALID_REQUEST"]);
+      expect(refused.body.error?.message, email).toMatch(/^email: expected an email address, received "/);
+    }
   });
 });
 
