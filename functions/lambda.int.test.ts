@@ -62,6 +62,8 @@ beforeAll(async () => {
     APP_URL,
     RESEND_API_KEY: "re_lambda_test",
     RESEND_BASE_URL: recorder.baseUrl,
+    // A sender of a verified domain: the recorder, as Resend, sends from the testing sender only to the account.
+    EMAIL_FROM: "Paper Broker <login@paper-broker.test>",
   };
   restoreEnv = setApiEnv(env);
   const port = await freePort();

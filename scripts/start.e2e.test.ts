@@ -66,6 +66,8 @@ function npmStart(overrides: Record<string, string> = {}): Child {
     BACKPACK_WS_URL: sim.url,
     RESEND_API_KEY: "re_start_test",
     RESEND_BASE_URL: recorder.baseUrl,
+    // A sender of a verified domain: the recorder, as Resend, sends from the testing sender only to the account.
+    EMAIL_FROM: "Paper Broker <login@paper-broker.test>",
     SNAPSHOT_EVERY_MS: "500",
     ENGINE_STATS_EVERY_MS: "200",
     WORKER_STATS_EVERY_MS: "200",

@@ -1,11 +1,22 @@
 /**
  * A stand-in for Resend's `POST /emails`, for tests: the real `resend` client is pointed at it (`baseUrl`, or
  * RESEND_BASE_URL for whole processes) and it records what would have been sent. It answers the way the client
- * expects: `{ id }` on success, Resend's error shape `{ statusCode, name, message }` otherwise, with Resend's
- * documented codes — 401 missing_api_key without a Bearer key, 403 invalid_api_key for a key not shaped `re_…`,
- * 400/422 for a bad body. `failNext` makes the next request fail with any of Resend's other answers (a 5xx, a 429,
- * a 422 for an address), and `stallNext` leaves it unanswered, for the error paths; a closed recorder is Resend
- * unreachable.
+ * expects: `{ id }` on success, Resend's error shape `{ statusCode, name, message }` otherwise, and refuses what
+ * Resend documents as refused, so a test cannot pass with a request the real Resend would turn down:
+ * - 401 `missing_api_key` without a Bearer key, 403 `invalid_api_key` for a key not shaped `re_…`;
+ * - 400 `validation_error` for JSON it cannot read, and 422 `missing_required_field` without `from`, `to`,
+ *   `subject` and a body;
+ * - 400 `validation_error` naming the field for a `from` or `to` address not in the form `email@example.com` or
+ *   `Name <email@example.com>`, and for more than 50 recipients (resend.com/docs/api-reference/emails/send-email;
+ *   the errors page, resend.com/docs/api-reference/errors, gives `validation_error` for a refused field as 400);
+ * - 403 `validation_error` for Resend's testing sender (an address on resend.dev) to anyone but the Resend
+ *   account's own address, `accountEmail` (the errors page: "You can only send testing emails to your own email
+ *   address");
+ * - with `requestsPerSecond` set, 429 `rate_limit_exceeded` with `retry-after` and the `ratelimit-*` headers past
+ *   that many requests in a second (resend.com/changelog/api-rate-limit: 2 per second by default, which
+ *   RESEND_DEFAULT_REQUESTS_PER_SECOND holds). Unset, no limit: tests send their sign-ins in bursts.
+ * `failNext` makes the next request fail with any of Resend's other answers (a 5xx, a 429, a 422 for an address),
+ * and `stallNext` leaves it unanswered, for the error paths; a closed recorder is Resend unreachable.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -38,14 +49,54 @@ export interface ResendRecorder {
   close(): Promise<void>;
 }
 
-export async function startResendRecorder(): Promise<ResendRecorder> {
+/** Resend's rate limit per team unless raised (resend.com/changelog/api-rate-limit). */
+export const RESEND_DEFAULT_REQUESTS_PER_SECOND = 2;
+
+/** Resend's most recipients of one email (resend.com/docs/api-reference/emails/send-email). */
+export const RESEND_MAX_RECIPIENTS = 50;
+
+export interface ResendRecorderOptions {
+  /** The Resend account's own address, the only one its testing sender reaches. */
+  readonly accountEmail?: string;
+  /** Requests answered per second, past which Resend's 429; unset, no limit. */
+  readonly requestsPerSecond?: number;
+}
+
+export async function startResendRecorder(options: ResendRecorderOptions = {}): Promise<ResendRecorder> {
+  const accountEmail = (options.accountEmail ?? "owner@resend-recorder.test").toLowerCase();
   const sent: RecordedEmail[] = [];
   let failure: { status: number; body: unknown; headers: Record<string, string> } | undefined;
   let stall = false;
+  /** When the requests of the last second were answered (ms), for the rate limit. */
+  let answeredAt: number[] = [];
 
   const server = createServer((req, res) => {
     readBody(req).then(
       (raw) => {
+        const limit = options.requestsPerSecond;
+        if (limit !== undefined) {
+          const now = Date.now();
+          answeredAt = answeredAt.filter((at) => at > now - 1000);
+          if (answeredAt.length >= limit) {
+            const waitS = String(Math.max(1, Math.ceil((answeredAt[0]! + 1000 - now) / 1000)));
+            return reply(
+              res,
+              429,
+              resendError(
+                429,
+                "rate_limit_exceeded",
+                `Too many requests. You can only make ${limit} requests per second.`,
+              ),
+              {
+                "retry-after": waitS,
+                "ratelimit-limit": String(limit),
+                "ratelimit-remaining": "0",
+                "ratelimit-reset": waitS,
+              },
+            );
+          }
+          answeredAt.push(now);
+        }
         if (stall) {
           stall = false;
           return;
@@ -55,7 +106,7 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
           failure = undefined;
           return reply(res, status, body, headers);
         }
-        handle(req, raw, res, sent);
+        handle(req, raw, res, sent, accountEmail);
       },
       () => reply(res, 400, resendError(400, "validation_error", "Could not read the request body.")),
     );
@@ -82,7 +133,13 @@ export async function startResendRecorder(): Promise<ResendRecorder> {
   };
 }
 
-function handle(req: IncomingMessage, raw: string, res: ServerResponse, sent: RecordedEmail[]): void {
+function handle(
+  req: IncomingMessage,
+  raw: string,
+  res: ServerResponse,
+  sent: RecordedEmail[],
+  accountEmail: string,
+): void {
   const path = new URL(req.url ?? "/", "http://recorder").pathname;
   if (path !== "/emails")
     return reply(res, 404, resendError(404, "not_found", "The requested endpoint does not exist."));
@@ -107,8 +164,46 @@ function handle(req: IncomingMessage, raw: string, res: ServerResponse, sent: Re
       resendError(422, "missing_required_field", "Missing `from`, `to`, `subject`, or a `text`/`html` body."),
     );
   }
+  const refusal = refusalOf(body, accountEmail);
+  if (refusal !== undefined) return reply(res, refusal.statusCode, refusal);
   sent.push({ apiKey: bearer, body });
   reply(res, 200, { id: randomUUID() });
+}
+
+const ADDRESS_FORM = "The email address needs to follow the `email@example.com` or `Name <email@example.com>` format.";
+
+/** What Resend answers for a well-typed body it still refuses, or undefined when it sends it. */
+function refusalOf(body: RecordedEmail["body"], accountEmail: string) {
+  const from = addressOf(body.from);
+  if (from === undefined) return resendError(400, "validation_error", `Invalid \`from\` field. ${ADDRESS_FORM}`);
+  const to = typeof body.to === "string" ? [body.to] : body.to;
+  if (to.length > RESEND_MAX_RECIPIENTS)
+    return resendError(
+      400,
+      "validation_error",
+      `Invalid \`to\` field. An email can have at most ${RESEND_MAX_RECIPIENTS} recipients.`,
+    );
+  const recipients = to.map(addressOf);
+  if (recipients.includes(undefined))
+    return resendError(400, "validation_error", `Invalid \`to\` field. ${ADDRESS_FORM}`);
+  const testingSender = /@(?:.+\.)?resend\.dev$/.test(from);
+  if (testingSender && recipients.some((address) => address !== accountEmail))
+    return resendError(
+      403,
+      "validation_error",
+      `You can only send testing emails to your own email address (${accountEmail}). To send emails to other ` +
+        "recipients, please verify a domain at resend.com/domains, and change the `from` address to an email " +
+        "using this domain.",
+    );
+  return undefined;
+}
+
+/** The address of `email@example.com` or `Name <email@example.com>`, lower-cased; undefined for another form. */
+function addressOf(field: string): string | undefined {
+  const m = /^\s*(?:[^<>]*<([^<>]*)>|([^<>]*))\s*$/.exec(field);
+  const address = (m?.[1] ?? m?.[2])?.trim();
+  if (address === undefined || !/^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;".]+$/.test(address)) return undefined;
+  return address.toLowerCase();
 }
 
 function isEmailBody(body: unknown): body is RecordedEmail["body"] {
