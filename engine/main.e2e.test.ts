@@ -1,10 +1,11 @@
 /**
  * The engine process refuses to build a state that never existed: when its input log was trimmed past the newest
  * snapshot in its database (a Redis and a Postgres that do not belong together), or is missing while that snapshot
- * was taken from one, it stops with exit code 2 and says why, instead of replaying what is left. It does not mistake
- * a deleted entry (XDEL) for such a gap, and its snapshotter, finding the log trimmed past the snapshot it restored,
- * restores again rather than stop the engine. A snapshotter that crashes while the engine stops still lets it stop
- * cleanly: the lease released, exit code 1; a stop while a leader restores again ends it cleanly too.
+ * was taken from one, or when neither stored snapshot can be restored, it stops with exit code 2 and says why,
+ * instead of replaying what is left. It does not mistake a deleted entry (XDEL) for such a gap, and its snapshotter,
+ * finding the log trimmed past the snapshot it restored, restores again rather than stop the engine. A snapshotter
+ * that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1; a stop while a
+ * leader restores again ends it cleanly too.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -141,6 +142,42 @@ describe("engine process", () => {
       expect(said).toContain("the newest is unusable (restore_fallback says why)");
       expect(said).not.toContain("do not belong together");
       expect(engine.events("restore_fallback")[0]?.reason).toMatch(/does not decode/);
+    } finally {
+      await db.drop();
+    }
+  });
+
+  it("stops with exit 2, naming both generations, when neither stored snapshot can be restored", async () => {
+    const own = `${prefix}both-unusable:`;
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.db, db.log);
+      // Two snapshots, each saved whole, neither of which decodes (as a newer release's would not).
+      const store = new PostgresSnapshotStore(db.db);
+      for (const lastInputId of ["1-0", "2-0"]) {
+        const garbage = new Uint8Array(randomBytes(64));
+        await store.save(garbage, {
+          version: SNAPSHOT_VERSION,
+          shard: 0,
+          lastInputId,
+          stateHash: hashSnapshot(garbage),
+          takenAt: new Date(0).toISOString(),
+        });
+      }
+      const engine = spawnComponent("engine", {
+        REDIS_URL: TEST_REDIS_URL,
+        DATABASE_URL: db.url,
+        KEY_PREFIX: own,
+        ENGINE_LEASE_TTL_MS: "2000",
+      });
+      expect(await engine.exited).toEqual({ code: 2, signal: null });
+      const said = engine.raw.join("\n");
+      expect(said).toContain("configuration error: no snapshot in this Postgres");
+      expect(said).toMatch(/the latest \(generation 2\): snapshot generation 2 matches its head but does not decode/);
+      expect(said).toMatch(/the one before it \(generation 1\): snapshot generation 1 matches its head but does not/);
+      expect(said).toContain('"When both stored snapshots are unusable"');
+      expect(engine.events("restore_fallback")).toHaveLength(1);
+      expect(engine.events("replay_start")).toEqual([]);
     } finally {
       await db.drop();
     }

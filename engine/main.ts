@@ -28,7 +28,8 @@ import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
 import { EngineLease, sleep } from "./runner/lease.ts";
 import { DEFAULT_SAVE_TIMEOUT_MS, PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
-import { checkRestored, restoreNewest } from "./runner/restore.ts";
+import { checkRestored, restoreNewest, SnapshotsUnusableError } from "./runner/restore.ts";
+import { SnapshotIntegrityError } from "./snapshot/store.ts";
 import { startSnapshotLoader } from "./runner/snapshot-loader.ts";
 import { startLogPrefetch } from "./runner/log-prefetch.ts";
 import { engineMetrics, type EngineMetrics, type SnapshotFigures } from "./metrics.ts";
@@ -119,7 +120,9 @@ runMain("engine", async () => {
         log,
         () => store.load("previous"),
         () => (pastUnusable = true),
-      );
+      ).catch(async (err: unknown) => {
+        throw err instanceof SnapshotsUnusableError ? await unusableSnapshots(err, store, config.databaseUrl) : err;
+      });
       restoredNewest = restored.newest;
       return restored.state;
     };
@@ -352,6 +355,31 @@ async function reachPostgres(databaseUrl: string, log: Logger, stop: AbortSignal
       if (stop.aborted) return undefined;
     }
   }
+}
+
+/**
+ * Both stored snapshots unusable: exit 2 (a ConfigError), as restarting meets the same rows, naming the database, both
+ * generations and why. Unless the head moved since the loads (a save committed between the latest's load and the
+ * previous's, which each read the head afresh): then the error as it is, exit 1, and a restart loads the new one.
+ */
+async function unusableSnapshots(
+  err: SnapshotsUnusableError,
+  store: PostgresSnapshotStore,
+  databaseUrl: string,
+): Promise<Error> {
+  let moved: boolean;
+  try {
+    moved = (await store.latestHead())?.generation !== err.latest.generation;
+  } catch (headErr) {
+    moved = !(headErr instanceof SnapshotIntegrityError); // a head still unreadable has not moved
+  }
+  if (moved) return err;
+  const db = describeDatabase(databaseUrl);
+  return new ConfigError(
+    `no snapshot in this Postgres (DATABASE_URL ${db.database} at ${db.host}:${db.port}) can be restored: ` +
+      `${err.message}. Restarting cannot help: replace them as docs/operations.md says ("When both stored ` +
+      'snapshots are unusable"), or start over with an empty database and an empty Redis.',
+  );
 }
 
 /**

@@ -9,7 +9,7 @@ import { encodeSnapshot, SNAPSHOT_VERSION } from "../snapshot/codec.ts";
 import { hashSnapshot, stateHash } from "../snapshot/hash.ts";
 import { MemorySnapshotStore, SnapshotIntegrityError, SnapshotLoadStalledError } from "../snapshot/store.ts";
 import { EngineHarness } from "../testing/engine-harness.ts";
-import { restoreState } from "./restore.ts";
+import { restoreState, SnapshotsUnusableError } from "./restore.ts";
 
 const quiet = createLogger("test", { sink: () => undefined });
 
@@ -171,7 +171,7 @@ describe("restoreState falling back to the previous snapshot", () => {
     expect(restored.fallback).toEqual({ unusable: 1, restoredFrom: null });
   });
 
-  it("fails when the previous is unusable too", async () => {
+  it("fails naming both generations and why when the previous is unusable too: nothing is left to restore from", async () => {
     const store = new MemorySnapshotStore();
     await saveState(store, someState(5));
     await saveState(store, someState(6));
@@ -183,7 +183,26 @@ describe("restoreState falling back to the previous snapshot", () => {
       quiet,
       () => store.load("previous"),
     );
-    await expect(restore).rejects.toThrow(/generation 1 is corrupt/);
+    const err: unknown = await restore.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SnapshotsUnusableError);
+    const unusable = err as SnapshotsUnusableError;
+    expect([unusable.latest.generation, unusable.previous.generation]).toEqual([2, 1]);
+    expect(unusable.message).toMatch(
+      /^both stored snapshots are unusable: the latest \(generation 2\): snapshot generation 2 is corrupt: .*; the one before it \(generation 1\): snapshot generation 1 is corrupt: /,
+    );
+  });
+
+  it("passes a load of the previous that failed for another reason on as it is (a retry may load it)", async () => {
+    const store = new MemorySnapshotStore();
+    await saveState(store, someState(5));
+    store.corrupt("latest", 10);
+    const restore = restoreState(
+      () => store.load(),
+      makeParams(),
+      quiet,
+      () => Promise.reject(new Error("connect ECONNREFUSED 127.0.0.1:5432")),
+    );
+    await expect(restore).rejects.toThrow(/^connect ECONNREFUSED/);
   });
 
   it("does not fall back when the load failed for another reason (Postgres down): a retry may load the latest", async () => {

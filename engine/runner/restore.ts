@@ -31,7 +31,8 @@ export interface LoadedSnapshot {
  * Restores from `load`; when what it loads is unusable and `loadPrevious` is given, from that instead (a fresh state
  * when it has none: nothing was saved before the latest, so the log is whole from its start unless someone trimmed
  * it, which the caller's trim check then reports). `onFallback` then hears the generation found unusable (when known)
- * and the one it restored from instead (null: fresh).
+ * and the one it restored from instead (null: fresh). When the previous is unusable too, rejects with
+ * SnapshotsUnusableError.
  */
 export async function restoreState(
   load: () => Promise<LoadedSnapshot | null>,
@@ -60,10 +61,40 @@ export async function restoreNewest(
   } catch (err) {
     if (loadPrevious === undefined || !(err instanceof SnapshotIntegrityError)) throw err;
     log.error("restore_fallback", { reason: err.message, to: "the previous snapshot" });
-    const { state, generation } = await restoreOne(loadPrevious, freshParams, log);
-    onFallback?.(err.generation, generation);
-    return { state, newest: err.generation ?? null };
+    let restored: Awaited<ReturnType<typeof restoreOne>>;
+    try {
+      restored = await restoreOne(loadPrevious, freshParams, log);
+    } catch (previousErr) {
+      if (!(previousErr instanceof SnapshotIntegrityError)) throw previousErr;
+      throw new SnapshotsUnusableError(err, previousErr);
+    }
+    onFallback?.(err.generation, restored.generation);
+    return { state: restored.state, newest: err.generation ?? null };
   }
+}
+
+/**
+ * The latest snapshot and the one before it are both unusable (written by a newer release, damaged at rest): there is
+ * nothing left to restore from, and no retry changes that while the rows stay as they are. `latest` and `previous`
+ * say why, each naming its generation when its head could be read.
+ */
+export class SnapshotsUnusableError extends Error {
+  override name = "SnapshotsUnusableError";
+
+  constructor(
+    readonly latest: SnapshotIntegrityError,
+    readonly previous: SnapshotIntegrityError,
+  ) {
+    super(
+      `both stored snapshots are unusable: the latest (${describeGeneration(latest)}): ${latest.message}; ` +
+        `the one before it (${describeGeneration(previous)}): ${previous.message}`,
+      { cause: previous },
+    );
+  }
+}
+
+function describeGeneration(err: SnapshotIntegrityError): string {
+  return err.generation === undefined ? "its head unreadable" : `generation ${err.generation}`;
 }
 
 /** What checkRestored finds. */
