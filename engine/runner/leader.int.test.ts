@@ -115,6 +115,9 @@ async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): 
   }
 }
 
+/** Resolves with "still running" after `ms`: raced against a leader that should have ended by then. */
+const stillRunningAfter = (ms: number) => new Promise<string>((r) => setTimeout(() => r("still running"), ms));
+
 const instruction = (userId: string, requestId: string, body: Instruction): EngineInput => ({
   type: "user_instruction",
   userId,
@@ -537,6 +540,51 @@ describe("engine leader on real Redis", () => {
     }
   });
 
+  it("ends as deposed (lease_lost) once stuck a TTL past its limit: it does not wait on the dead socket for ever", async () => {
+    const keys = freshKeys();
+    const TTL = 200;
+    const proxy = await freezingProxy();
+    const { lease, logged, stop, running, isLive } = await leadWatched(keys, proxy.client, TTL, 50);
+    const b = new EngineLease(redis, keys, "b", TTL, log);
+    let keep: NodeJS.Timeout | undefined;
+    try {
+      await isLive;
+      proxy.freeze();
+      await until(async () => ((await redis.get(keys.engineLease)) === null ? true : undefined), 12 * TTL);
+      // A standby takes over and keeps the lease; the old leader's read still never answers.
+      expect(await b.tryAcquire()).toBe(true);
+      keep = setInterval(() => void b.renew(), TTL / 5);
+      const ended = await Promise.race([running, stillRunningAfter(12 * TTL)]);
+      expect(ended).toBe("lease_lost");
+      const lostLine = logged.find((line) => line.includes('"lease_lost"'));
+      expect(lostLine).toMatch(/"stuckForMs":\d+/);
+      expect(lease.value).toBeUndefined(); // engine_lease_held reads 0; nothing left to release
+      expect(await redis.get(keys.engineLease)).toBe(b.value);
+    } finally {
+      clearInterval(keep);
+      stop.abort();
+      await proxy.close();
+      await running.catch(() => undefined);
+    }
+  });
+
+  it("stops when asked while its blocking read never answers (a dead socket)", async () => {
+    const keys = freshKeys();
+    const proxy = await freezingProxy();
+    const { stop, running, isLive } = await leadWatched(keys, proxy.client, 10_000, 50);
+    try {
+      await isLive;
+      proxy.freeze();
+      await new Promise((r) => setTimeout(r, 200));
+      stop.abort();
+      expect(await Promise.race([running, stillRunningAfter(1_000)])).toBe("stopped");
+    } finally {
+      stop.abort();
+      await proxy.close();
+      await running.catch(() => undefined);
+    }
+  });
+
   it("sends one renewal at a time: an idle leader's unanswered renewal is not joined by more", async () => {
     const keys = freshKeys();
     const TTL = 500;
@@ -796,6 +844,9 @@ describe("engine leader on real Redis", () => {
     await until(() => Promise.resolve(state.accounts.get("alice")?.openTrades.size === 2 ? true : undefined));
     first.abort();
     await firstRun;
+    // The first run left its blocking read (it ends at a stop); the second's replay must not queue behind it on this
+    // shared connection, or it would read the input sent below, meant for its live loop.
+    await reader.ping();
 
     const registry = new Registry();
     const metrics = engineMetrics(registry, () => lease.value);

@@ -82,6 +82,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   const stuckAfterMs = o.stuckAfterMs ?? 6 * o.lease.ttlMs + blockMs;
   let lastProgressAt = 0;
   let stuck = false;
+  // Stuck a lease TTL past that limit, the lease has lapsed (the keeper stops renewing at the same limit) and a standby
+  // may lead: this leader is deposed whether or not its connection ever answers again, so it ends as on a lost lease
+  // (exit 1, restarted as a standby) instead of waiting on that connection, ready and counted as the lease holder.
+  const deposedAfterMs = stuckAfterMs + o.lease.ttlMs;
+  let stuckForMs: number | undefined;
   const progressed = () => {
     lastProgressAt = performance.now();
     o.renewer?.progressed(lastProgressAt);
@@ -102,6 +107,10 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     if (sinceProgressMs > stuckAfterMs) {
       if (!stuck) log.error("leader_stuck", { sinceProgressMs, stuckAfterMs });
       stuck = true;
+      if (sinceProgressMs > deposedAfterMs && !lost.signal.aborted) {
+        stuckForMs = Math.round(sinceProgressMs);
+        lost.abort();
+      }
       return;
     }
     stuck = false;
@@ -122,6 +131,11 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       .finally(() => (renewing = false));
   }, renewEveryMs);
   const stop = AbortSignal.any([signal, lost.signal]);
+  // What a publish in flight may still do matters no more once the lease is lost (it is fenced, or lands in order).
+  const unlessLost = async (publish: Promise<void>) => {
+    await unlessAborted(publish, lost.signal);
+    if (lost.signal.aborted) throw new LeaseLostError();
+  };
   let applied = 0;
   let lastStatsMs = Date.now();
   // Event-loop pauses of the leader (GC, long batches): max and p99 per stats period, in the engine_stats line.
@@ -175,7 +189,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         o.onPublished?.();
       });
       publishing.catch(() => undefined); // awaited by the next batch or at the end; not unhandled meanwhile
-      await previous;
+      await unlessLost(previous);
       applied += next - from;
       from = next;
       // More of this batch to come: let the timers (the lease renewal) and the publish's reply in first.
@@ -235,7 +249,9 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     const rangeSize = abandoned ? batchSize : batchSize * 10;
     let next = rangeAfter(o.reader, o.keys.input, state.lastInputId, rangeSize);
     for (;;) {
-      const entries = await next;
+      // A read that never answers (a dead socket) ends with the stop, a lease given up as lost included.
+      const entries = await unlessAborted(next, stop);
+      if (entries === undefined) break;
       progressed();
       if (entries.length === 0 || stop.aborted) break;
       next = rangeAfter(o.reader, o.keys.input, entries[entries.length - 1]![0], rangeSize);
@@ -243,7 +259,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
       await applyBatch(entries, applyRaw);
       progress(entries.length);
     }
-    await publishing;
+    await unlessLost(publishing);
     log.info("replay_done", {
       entries: replayed,
       ms: Date.now() - replayStart,
@@ -257,12 +273,16 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     if (!stop.aborted) o.onLive?.();
 
     while (!stop.aborted) {
-      const entries = await readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, blockMs);
+      const entries = await unlessAborted(
+        readAfter(o.reader, o.keys.input, state.lastInputId, batchSize, blockMs),
+        stop,
+      );
+      if (entries === undefined) break; // stopped, or deposed, while the read waited: its entries stay in the log
       progressed();
       if (entries.length > 0) await applyBatch(entries, applyRaw);
-      else await publishing; // idle: nothing waits for longer than one blocking read
+      else await unlessLost(publishing); // idle: nothing waits for longer than one blocking read
       if (Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-        const lastGenerated = await streamHead(o.writer, o.keys);
+        const lastGenerated = await unlessAborted(streamHead(o.writer, o.keys), stop);
         const lag = lagMs(lastGenerated, state.lastInputMs);
         metrics?.lag(lag);
         log.info("engine_stats", {
@@ -278,21 +298,40 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         lastStatsMs = Date.now();
       }
     }
-    await publishing;
+    await unlessLost(publishing);
   } catch (error) {
     // A publish refused by the fence: another engine leads (this one stalled past its TTL, and the renewal timer
-    // had not run yet). Deposed, not crashed.
-    if (!(error instanceof FencedError)) throw error;
+    // had not run yet). Deposed, not crashed; as when the lease was found lost while a publish was awaited.
+    if (!(error instanceof FencedError) && !(error instanceof LeaseLostError)) throw error;
     lost.abort();
   } finally {
     clearInterval(renewal);
     loopDelay.disable();
   }
   if (lost.signal.aborted) {
-    log.error("lease_lost", { lastInputId: state.lastInputId });
+    log.error("lease_lost", { lastInputId: state.lastInputId, ...(stuckForMs !== undefined && { stuckForMs }) });
+    // Nothing to release (a release sent on a stuck connection would only hold the exit); engine_lease_held reads 0.
+    o.lease.forget();
     return "lease_lost";
   }
   return "stopped";
+}
+
+/** The lease was found lost while a publish was awaited. */
+class LeaseLostError extends Error {}
+
+/** Resolves as `work` does, or with undefined once `signal` aborts first (`work` then settles unheard). */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const aborted = () => resolve(undefined);
+    signal.addEventListener("abort", aborted, { once: true });
+    work
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", aborted))
+      .catch(() => undefined);
+  });
 }
 
 /** The id of engine:input's newest entry (XINFO STREAM); undefined when it cannot be read. */

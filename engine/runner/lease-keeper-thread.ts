@@ -1,14 +1,15 @@
 /**
  * The lease keeper's thread (lease-keeper.ts): its own Redis connection and event loop, so it renews the lease on
- * time whatever the main thread is doing, as long as the main thread's heartbeat is younger than `stallMs`. A tick
- * that finds the lease extended by a publish less than a period ago sends nothing: a busy leader's publishes keep it.
+ * time whatever the main thread is doing, as long as the main thread's heartbeat is younger than `stallMs` and it
+ * has not reported itself stuck. A tick that finds the lease extended by a publish less than a period ago sends
+ * nothing: a busy leader's publishes keep it.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { keyspace } from "../../contract/names.ts";
 import { createLogger } from "../../platform/log.ts";
 import { connectRedis } from "../../platform/redis.ts";
 import { RENEW } from "./lease.ts";
-import { EXTENDED_AT, HEARTBEAT_AT, monotonicMs, RENEWED_AT, type LeaseKeeperData } from "./lease-keeper.ts";
+import { EXTENDED_AT, HEARTBEAT_AT, monotonicMs, RENEWED_AT, STUCK, type LeaseKeeperData } from "./lease-keeper.ts";
 
 const data = workerData as LeaseKeeperData;
 const port = parentPort!;
@@ -33,6 +34,8 @@ const timer = setInterval(() => {
     return;
   }
   stalled = false;
+  // The leader alive but without progress (a dead socket): it logs leader_stuck itself, and goes by the same limit.
+  if (Atomics.load(words, STUCK) !== 0n) return;
   // The first renewal is always sent: it tells the leader that this thread and its connection work. A negative age
   // (the wall clock stepped back) skips nothing.
   const sincePublish = now - Number(Atomics.load(words, EXTENDED_AT));

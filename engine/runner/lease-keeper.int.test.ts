@@ -65,6 +65,26 @@ describe("the lease keeper thread", () => {
     }
   }, 30_000);
 
+  it("stops renewing once the leader reports no progress for stuckMs, not stallMs after that", async () => {
+    const lease = new EngineLease(redis, keys, "leader", TTL_MS, log);
+    await redis.del(keys.engineLease);
+    expect(await lease.tryAcquire()).toBe(true);
+    // A long stall limit, a short stuck one: its event loop runs, only its progress stopped.
+    const keeper = await keeperRenewing(lease, 10_000, false, TEST_REDIS_URL, 1_000);
+    try {
+      // The leader gives the lease up as lost a TTL past its stuck limit (leader.ts): by then it must have lapsed.
+      const started = performance.now();
+      await until(
+        async () => ((await redis.get(keys.engineLease)) === null ? true : undefined),
+        1_000 + 2 * TTL_MS,
+        "the lease to lapse",
+      );
+      expect(performance.now() - started).toBeLessThan(1_000 + 2 * TTL_MS);
+    } finally {
+      await keeper.stop();
+    }
+  }, 30_000);
+
   it("lets the lease lapse for a stuck main thread although its last heartbeat reads as future on the wall clock", async () => {
     // The main thread's wall clock a minute ahead of the keeper thread's: as the keeper sees it once the wall clock
     // stepped back a minute after the last heartbeat. Silence is judged on the clock both threads share, not this one.
@@ -164,25 +184,33 @@ describe("the lease keeper thread", () => {
 /**
  * A keeper for `lease`, once it has renewed it; until then (from source, through tsx, the thread takes longer than a
  * TTL to start) renewed here, as the leader's own timer does. The main thread reports progress as a leader reading
- * the log does (`progress`: false for one that is alive but stuck).
+ * the log does (`progress`: false for one that is alive but stuck from then on).
  */
 async function keeperRenewing(
   lease: EngineLease,
   stallMs: number,
   progress = true,
   redisUrl = TEST_REDIS_URL,
+  stuckMs = stallMs,
 ): Promise<LeaseKeeper> {
-  const keeper = startLeaseKeeper({
-    redisUrl,
-    prefix,
-    value: lease.value!,
-    ttlMs: lease.ttlMs,
-    stallMs,
-  });
+  const keeper = startLeaseKeeper(
+    {
+      redisUrl,
+      prefix,
+      value: lease.value!,
+      ttlMs: lease.ttlMs,
+      stallMs,
+    },
+    stuckMs,
+  );
   keeper.progressed(performance.now());
-  const reading = progress ? setInterval(() => keeper.progressed(performance.now()), lease.ttlMs / 10) : undefined;
+  // Until its first renewal, progress as a leader reading the log: the thread may take longer to start than stuckMs.
+  const reading = setInterval(() => keeper.progressed(performance.now()), lease.ttlMs / 10);
   const meanwhile = setInterval(() => void lease.renew(), lease.ttlMs / 5);
-  await keeper.renewing.finally(() => clearInterval(meanwhile));
+  await keeper.renewing.finally(() => {
+    clearInterval(meanwhile);
+    if (!progress) clearInterval(reading);
+  });
   return {
     ...keeper,
     stop: () => {

@@ -30,6 +30,8 @@ export const HEARTBEAT_AT = 0;
 export const EXTENDED_AT = 1;
 /** When the thread sent the last renewal Redis acknowledged, a Date.now() (as EXTENDED_AT): */
 export const RENEWED_AT = 2;
+/** 1 while the leader has made no progress for stuckMs (its heartbeat goes on): the thread renews nothing then. */
+export const STUCK = 3;
 
 export interface LeaseKeeperData {
   readonly redisUrl: string;
@@ -39,7 +41,7 @@ export interface LeaseKeeperData {
   readonly ttlMs: number;
   /** Longest main-thread silence for which the lease is still renewed. */
   readonly stallMs: number;
-  /** Three BigInt64 words: HEARTBEAT_AT, EXTENDED_AT, RENEWED_AT. */
+  /** Four BigInt64 words: HEARTBEAT_AT, EXTENDED_AT, RENEWED_AT, STUCK. */
   readonly shared: SharedArrayBuffer;
 }
 
@@ -58,7 +60,7 @@ export interface LeaseKeeper {
   extended(atMs: number): void;
   /**
    * Records the leader's progress (a read of the log or a publish answered) at `atMs` (performance.now()): from the
-   * first, none for stuckMs is a stall.
+   * first, none for stuckMs stops the renewals until the next.
    */
   progressed(atMs: number): void;
   /**
@@ -77,14 +79,16 @@ export function startLeaseKeeper(
   /** Longest time without the leader's progress (performance.now() ms) for which it still beats; default stallMs. */
   stuckMs = data.stallMs,
 ): LeaseKeeper {
-  const shared = new SharedArrayBuffer(24);
+  const shared = new SharedArrayBuffer(32);
   const words = new BigInt64Array(shared);
-  // Once the leader reports progress (`progressed`, from when it is live), the heartbeat stops with it too, not only
-  // with its event loop: a main thread awaiting a dead connection is alive but keeps nothing moving.
+  // Once the leader reports progress (`progressed`, from when it is live), renewals stop with it too, not only with
+  // its event loop: a main thread awaiting a dead connection is alive but keeps nothing moving. At once, by STUCK:
+  // a heartbeat that merely stopped would be renewed on for stallMs more, past the stuck limit the leader goes by.
   let progressAt: number | undefined;
   const beat = () => {
-    if (progressAt === undefined || performance.now() - progressAt <= stuckMs)
-      Atomics.store(words, HEARTBEAT_AT, BigInt(monotonicMs()));
+    const stuck = progressAt !== undefined && performance.now() - progressAt > stuckMs;
+    Atomics.store(words, STUCK, stuck ? 1n : 0n);
+    Atomics.store(words, HEARTBEAT_AT, BigInt(monotonicMs()));
   };
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.

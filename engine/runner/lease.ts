@@ -45,6 +45,11 @@ export class EngineLease {
     return ok === 1;
   }
 
+  /** Forgets a lease found lost: nothing more to renew or release. */
+  forget(): void {
+    this.value = undefined;
+  }
+
   /** Deletes the lease if it is still ours; one another engine took meanwhile is left alone (and not logged). */
   async release(): Promise<void> {
     if (this.value === undefined) return;
