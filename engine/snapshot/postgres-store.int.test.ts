@@ -1,5 +1,6 @@
 // The Postgres snapshot store: chunked bodies under a single-row head, replaced atomically, verified on load.
 import { randomBytes } from "node:crypto";
+import { connect, createServer, type AddressInfo, type Socket } from "node:net";
 import { copyFile, mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +20,12 @@ import {
 } from "../../platform/postgres.ts";
 import { startRedisProxy } from "../../platform/testing/redis-proxy.ts";
 import { PostgresSnapshotStore, SNAPSHOT_CHUNK_BYTES } from "./postgres-store.ts";
-import { SnapshotIntegrityError, SnapshotLoadStalledError, type SnapshotHeadInput } from "./store.ts";
+import {
+  SnapshotIntegrityError,
+  SnapshotLoadStalledError,
+  type SnapshotHead,
+  type SnapshotHeadInput,
+} from "./store.ts";
 
 const MiB = 1024 * 1024;
 let t: TestDatabase;
@@ -56,9 +62,10 @@ function withTransactions(wrap: (tx: Transaction) => Transaction): Postgres {
   };
 }
 
+/** The stored chunks (not the rows that reserve a generation for a save under way: idx -1). */
 async function chunkRows() {
   const r = await t.db.query<{ generation: string; idx: number; size: number }>(
-    "SELECT generation::text, idx, length(decode(data, 'base64')) AS size FROM engine_snapshot_chunks ORDER BY generation, idx",
+    "SELECT generation::text, idx, length(decode(data, 'base64')) AS size FROM engine_snapshot_chunks WHERE idx >= 0 ORDER BY generation, idx",
   );
   return r.rows;
 }
@@ -356,28 +363,30 @@ describe("PostgresSnapshotStore", () => {
 });
 
 describe("a save whose writer stops half-way", () => {
-  it("leaves the save lock to Postgres's timeouts: the idle one set on its transaction, and a bounded wait", async () => {
-    // A save that pauses at its first chunk, the lock held, as a frozen process would; it records its settings.
+  it("bounds the wait for the save lock, held only to move the head, and sets Postgres's idle timeout", async () => {
+    // A save that pauses once it holds the lock, as a frozen process would; it records its settings.
     let resume = () => undefined as void;
     const paused = new Promise<void>((resolve) => (resume = resolve));
     let reached = () => undefined as void;
-    const atFirstChunk = new Promise<void>((resolve) => (reached = resolve));
+    const atHead = new Promise<void>((resolve) => (reached = resolve));
     const settings: string[] = [];
+    let locked = false;
     const pausing = withTransactions((tx) => ({
       stream: (text, params, options) => tx.stream(text, params, options),
       query: async (text, params) => {
-        if (text.startsWith("INSERT INTO engine_snapshot_chunks") && settings.length === 0) {
+        if (locked && settings.length === 0) {
           for (const name of ["idle_in_transaction_session_timeout", "lock_timeout"])
             settings.push(Object.values((await tx.query(`SHOW ${name}`)).rows[0]!)[0] as string);
           reached();
           await paused;
         }
+        if (text.startsWith("SELECT pg_advisory_xact_lock")) locked = true;
         return tx.query(text, params);
       },
     }));
     const bytes = new Uint8Array(randomBytes(1024));
     const first = new PostgresSnapshotStore(pausing, { idleTimeoutMs: 60_000 }).save(bytes, headFor(bytes));
-    await atFirstChunk;
+    await atHead;
     expect(settings).toEqual(["1min", "2min"]);
     // Another save waits for the lock no longer than its lockTimeoutMs, then fails (55P03 lock_not_available).
     const waiting = new PostgresSnapshotStore(t.db, { lockTimeoutMs: 300 });
@@ -387,6 +396,100 @@ describe("a save whose writer stops half-way", () => {
     resume();
     expect((await first).head.generation).toBeGreaterThan(0);
   });
+
+  it("takes no generation of, nor deletes chunks from, a save of the release before that runs while it uploads", async () => {
+    const first = new Uint8Array(randomBytes(1024));
+    await store.save(first, headFor(first, "1-0"));
+    // This save pauses at its first chunk, its generation reserved, the lock not held.
+    let resume = () => undefined as void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    let reached = () => undefined as void;
+    const uploading = new Promise<void>((resolve) => (reached = resolve));
+    const pausing = withTransactions((tx) => ({
+      stream: (text, params, options) => tx.stream(text, params, options),
+      query: async (text, params) => {
+        if (text.includes("$3::text") && params?.[1] === 0) {
+          reached();
+          await paused;
+        }
+        return tx.query(text, params);
+      },
+    }));
+    const newer = new Uint8Array(randomBytes(1024));
+    const saving = new PostgresSnapshotStore(pausing).save(newer, headFor(newer, "3-0"));
+    await uploading;
+    // The release before saves meanwhile, as it did: the lock for the whole save, MAX()+1 of what it sees, the head
+    // moved, every generation but the two kept deleted.
+    const older = new Uint8Array(randomBytes(1024));
+    const oldGeneration = await t.db.transaction(async (tx) => {
+      await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", ["7243019188271345002"]);
+      const head = (await tx.query<{ h: SnapshotHead }>("SELECT snapshot_data AS h FROM engine_snapshots")).rows[0]!.h;
+      const next = await tx.query<{ g: string }>(
+        `SELECT (GREATEST((SELECT MAX(generation) FROM engine_snapshot_chunks),
+           (SELECT (snapshot_data->>'generation')::bigint FROM engine_snapshots WHERE id = 1), 0) + 1)::text AS g`,
+      );
+      const generation = Number(next.rows[0]!.g);
+      await tx.query("INSERT INTO engine_snapshot_chunks (generation, idx, data) VALUES ($1, 0, $2)", [
+        generation,
+        Buffer.from(older).toString("base64"),
+      ]);
+      const full = { ...headFor(older, "2-0"), bytes: older.length, generation, chunks: 1 };
+      await tx.query("UPDATE engine_snapshots SET snapshot_data = $1::jsonb WHERE id = 1", [
+        JSON.stringify({ ...full, previous: { ...head, previous: undefined } }),
+      ]);
+      await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [
+        [generation, head.generation],
+      ]);
+      return generation;
+    });
+    resume();
+    const saved = await saving;
+    expect(saved.skipped).toBe(false);
+    expect(oldGeneration).not.toBe(saved.head.generation);
+    // The head moved forward only: this save's (3-0) over the old one's (2-0), which stays the previous.
+    const latest = await store.load();
+    expect(latest?.head).toMatchObject({ lastInputId: "3-0", generation: saved.head.generation });
+    expect(Buffer.from(latest!.bytes).equals(Buffer.from(newer))).toBe(true);
+    const previous = await store.load("previous");
+    expect(previous?.head).toMatchObject({ lastInputId: "2-0", generation: oldGeneration });
+    expect(Buffer.from(previous!.bytes).equals(Buffer.from(older))).toBe(true);
+  });
+
+  it("holds up no other save when frozen part-way through a chunk, where no Postgres timeout ends it", async () => {
+    const saved = new Uint8Array(randomBytes(1024));
+    await store.save(saved, headFor(saved, "1700000000000-0"));
+    // Bytes pass up to and with the write that starts a chunk's INSERT; then nothing more either way, the sockets kept
+    // open: a frozen process mid-send (its kernel keeps the connection). Postgres waits inside that message.
+    const proxy = await midMessageFreezer(t.url, "VALUES ($1, $2, $3::text)");
+    const through = new URL(t.url);
+    through.port = String(proxy.port);
+    const db = await connectPostgres(through.toString(), t.log, { maxConnections: 1 });
+    try {
+      const bytes = new Uint8Array(randomBytes(2 * MiB));
+      const frozen = proxy.froze;
+      // Its own deadline far away: a SIGSTOPped process runs no timer.
+      const frozenSave = new PostgresSnapshotStore(db, { idleTimeoutMs: 1_000, saveTimeoutMs: 600_000 }).save(
+        bytes,
+        headFor(bytes, "1700000000100-0"),
+      );
+      frozenSave.catch(() => undefined);
+      await frozen;
+      await new Promise((r) => setTimeout(r, 2_000)); // twice its idle timeout: Postgres has not ended it
+      const next = new PostgresSnapshotStore(t.db, { lockTimeoutMs: 1_000 });
+      const later = new Uint8Array(randomBytes(1024));
+      const result = await next.save(later, headFor(later, "1700000000200-0"));
+      expect(result.skipped).toBe(false);
+      const loaded = await store.load();
+      expect(loaded?.head.lastInputId).toBe("1700000000200-0");
+      expect((await store.load("previous"))?.head.lastInputId).toBe("1700000000000-0");
+      // Two generations stored; the frozen save's (2, reserved before its upload) is not the next save's.
+      expect([...new Set((await chunkRows()).map((r) => r.generation))]).toEqual(["1", "3"]);
+      expect(result.head.generation).toBe(3);
+    } finally {
+      proxy.close();
+      await db.close().catch(() => undefined);
+    }
+  }, 30_000);
 });
 
 describe("a save that stops getting answers", () => {
@@ -401,8 +504,8 @@ describe("a save that stops getting answers", () => {
     try {
       const frozenStore = new PostgresSnapshotStore(db, { saveTimeoutMs: 500 });
       const bytes = new Uint8Array(randomBytes(1024));
-      // Postgres stops answering at the first chunk: the lock taken, the transaction open, the connection alive.
-      const frozen = proxy.freezeOn("INSERT INTO engine_snapshot_chunks");
+      // Postgres stops answering at the first chunk: the transaction open, the connection alive.
+      const frozen = proxy.freezeOn("VALUES ($1, $2, $3::text)");
       const save = frozenStore.save(bytes, headFor(bytes, "1700000000500-0"));
       await frozen;
       await expect(save).rejects.toThrow(TransactionTimeoutError);
@@ -477,3 +580,40 @@ describe("a load that stops getting answers", () => {
     }
   });
 });
+
+/**
+ * A proxy to Postgres that passes bytes until a client write contains `marker`, passes that write (a message's start),
+ * then nothing more either way, its sockets left open: a process frozen in the middle of sending.
+ */
+async function midMessageFreezer(url: string, marker: string) {
+  const target = new URL(url);
+  let frozen = false;
+  let onFrozen = () => undefined as void;
+  const froze = new Promise<void>((resolve) => (onFrozen = resolve));
+  const sockets: Socket[] = [];
+  const server = createServer((client) => {
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    sockets.push(client, upstream);
+    client.on("data", (chunk: Buffer) => {
+      if (frozen) return;
+      upstream.write(chunk);
+      if (chunk.includes(marker)) {
+        frozen = true;
+        onFrozen();
+      }
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!frozen) client.write(chunk);
+    });
+    for (const socket of [client, upstream]) socket.on("error", () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    froze,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}

@@ -7,6 +7,9 @@
  *
  * Atomicity: a save writes the new generation's chunks, moves the head to it and deletes older generations in ONE
  * transaction, so after a crash at any point the head names a complete snapshot: the previous one or the new one.
+ * Its generation is reserved first, in a transaction of its own under the save lock (RESERVED_IDX); then the chunks
+ * go up without the lock, which is taken again only to move the head and delete: a writer frozen mid-upload holds up
+ * no other save. Deletes see committed rows only, so no save deletes another's chunks while they upload.
  * The generation it replaces stays, named by the head's `previous`, for recovery to fall back on when the latest
  * proves unusable (a chunk damaged at rest, a snapshot this engine cannot decode): two generations are stored. (The
  * first save of a state restored past an unusable latest deletes that one instead: SaveOptions.pastUnusable.)
@@ -18,7 +21,7 @@
  */
 import { createHash } from "node:crypto";
 import { z } from "zod";
-import type { Postgres, Queryable } from "../../platform/postgres.ts";
+import { TransactionTimeoutError, type Postgres, type Queryable } from "../../platform/postgres.ts";
 import { isAfterId } from "../core/step.ts";
 import { Base64Writer } from "./base64.ts";
 import {
@@ -43,7 +46,10 @@ export const SNAPSHOT_CHUNK_BYTES = 4 * 1024 * 1024;
  */
 export const DEFAULT_SAVE_TIMEOUT_MS = 60_000;
 
-/** Serializes savers (a fenced-out engine finishing a save, a test): each takes the next generation in turn. */
+/**
+ * Serializes savers (a fenced-out engine finishing a save, a test) where they take a generation, and where they read
+ * and move the head. The release before this store held it for the whole save, and takes MAX()+1 under it.
+ */
 const SAVE_LOCK_KEY = "7243019188271345002";
 
 const headSchema = z.object({
@@ -73,7 +79,7 @@ export class PostgresSnapshotStore implements SnapshotStore {
     private readonly db: Postgres,
     options: {
       chunkBytes?: number;
-      /** A save's transaction idle this long (its writer frozen) is ended by Postgres, its lock with it. */
+      /** A save's transaction idle this long between statements (its writer frozen) is ended by Postgres. */
       idleTimeoutMs?: number;
       /** How long a save waits for the save lock before it fails. */
       lockTimeoutMs?: number;
@@ -98,44 +104,43 @@ export class PostgresSnapshotStore implements SnapshotStore {
   }
 
   async save(bytes: Uint8Array, input: SnapshotHeadInput, options: SaveOptions = {}): Promise<SnapshotSave> {
+    try {
+      return await this.saveWithin(bytes, input, options);
+    } catch (err) {
+      // Its two transactions share the one deadline: said as the save's, not as what was left of it for the second.
+      if (!(err instanceof TransactionTimeoutError)) throw err;
+      throw new TransactionTimeoutError(
+        `no commit within ${this.saveTimeoutMs} ms: the transaction was abandoned and its connection closed`,
+        { cause: err },
+      );
+    }
+  }
+
+  private async saveWithin(bytes: Uint8Array, input: SnapshotHeadInput, options: SaveOptions): Promise<SnapshotSave> {
     const started = performance.now();
     const chunks = Math.ceil(bytes.length / this.chunkBytes);
     let skipped = false;
     let deletedUnusable: number | undefined;
-    const deadline = { timeoutMs: this.saveTimeoutMs };
-    const head = await this.db.transaction(async (tx) => {
-      // A writer frozen mid-save (SIGSTOP, a stalled VM) would hold the lock, and every later save and a leader's
-      // stop waiting on one, until TCP gave up on it (hours): Postgres ends such a transaction once it has been idle
-      // idleTimeoutMs, and no save waits for the lock longer than lockTimeoutMs (more than that, so it gets it) nor
-      // than its own deadline, saveTimeoutMs, whichever is shorter: a save that deadline ends is tried again.
-      await tx.query(`SET LOCAL idle_in_transaction_session_timeout = ${this.idleTimeoutMs}`);
-      await tx.query(`SET LOCAL lock_timeout = ${this.lockTimeoutMs}`);
+    // The head never moves back: a snapshot no newer than the saved one is dropped, before anything is uploaded. (A
+    // leader that lost its lease may still try to save; its successor may already have trimmed the log past that
+    // older cursor.) Checked again under the lock: another save may move the head meanwhile.
+    const reserved = await this.db.transaction(async (tx) => {
+      await this.limitWaits(tx);
       await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
-      // The head never moves back: a snapshot no newer than the saved one is dropped. (A leader that lost its
-      // lease may still try to save; its successor may already have trimmed the log past that older cursor.)
-      const current = await tx.query<{ snapshot_data: SnapshotHead }>(
-        "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
-      );
-      const saved = current.rows[0]?.snapshot_data;
-      // The head this save replaces, parsed: without its own `previous` (zod drops keys it does not know).
-      const replaced = headSchema.safeParse(saved).data;
-      if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
-        skipped = true;
-        return replaced ?? saved;
-      }
-      // Past an unusable latest that is still the head, the one the state was restored from stays the previous.
-      let previous = replaced;
-      const unusable = options.pastUnusable;
-      const row = rowSchema.safeParse(saved).data;
-      if (
-        replaced !== undefined &&
-        replaced.generation === unusable?.generation &&
-        (row?.previous?.generation ?? null) === unusable.restoredFrom
-      ) {
-        deletedUnusable = replaced.generation;
-        previous = row?.previous;
-      }
-      const generation = await nextGeneration(tx);
+      const { saved, replaced } = await readHead(tx);
+      if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) return { skip: replaced ?? saved };
+      return { generation: await reserveGeneration(tx) };
+    }, this.deadlineFrom(started));
+    if ("skip" in reserved) {
+      return { writeMs: performance.now() - started, head: reserved.skip, skipped: true, deletedUnusable };
+    }
+    const generation = reserved.generation;
+    const head = await this.db.transaction(async (tx) => {
+      await this.limitWaits(tx);
+      // The chunks go up without the save lock: a writer frozen part-way through a chunk (SIGSTOP, a stalled VM) is
+      // in the middle of a message, where no Postgres timeout ends it, and would hold the lock until TCP gave up on
+      // it (hours). Holding no lock, it blocks nobody: its rows are uncommitted, so no other save sees or deletes them,
+      // and their generation is reserved.
       const base64 = (this.base64 ??= new Base64Writer(this.chunkBytes));
       for (let idx = 0; idx < chunks; idx++) {
         const start = idx * this.chunkBytes;
@@ -149,6 +154,26 @@ export class PostgresSnapshotStore implements SnapshotStore {
           idx,
           data,
         ]);
+      }
+      // Then, one saver at a time, only what is quick: re-read the head, move it, delete old generations.
+      await tx.query("SELECT pg_advisory_xact_lock($1::bigint)", [SAVE_LOCK_KEY]);
+      const { saved, replaced } = await readHead(tx);
+      if (saved !== undefined && !isAfterId(input.lastInputId, saved.lastInputId)) {
+        skipped = true;
+        await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation = $1", [generation]);
+        return replaced ?? saved;
+      }
+      // Past an unusable latest that is still the head, the one the state was restored from stays the previous.
+      let previous = replaced;
+      const unusable = options.pastUnusable;
+      const row = rowSchema.safeParse(saved).data;
+      if (
+        replaced !== undefined &&
+        replaced.generation === unusable?.generation &&
+        (row?.previous?.generation ?? null) === unusable.restoredFrom
+      ) {
+        deletedUnusable = replaced.generation;
+        previous = row?.previous;
       }
       const full: SnapshotHead = {
         version: input.version,
@@ -165,11 +190,37 @@ export class PostgresSnapshotStore implements SnapshotStore {
          ON CONFLICT (id) DO UPDATE SET snapshot_data = EXCLUDED.snapshot_data, created_at = EXCLUDED.created_at`,
         [JSON.stringify({ ...full, previous })],
       );
+      // Committed rows only: another save's chunks, uploaded and not yet committed, are not seen, so not deleted
+      // (that save keeps them once it moves the head, or drops them). Its reservation stays while it is newer than
+      // this generation, so no save takes its generation meanwhile; older ones (this save's own, a failed save's)
+      // go: this generation, now stored, keeps every later one above them.
       const kept = previous === undefined ? [generation] : [generation, previous.generation];
-      await tx.query("DELETE FROM engine_snapshot_chunks WHERE generation <> ALL($1::bigint[])", [kept]);
+      await tx.query(
+        `DELETE FROM engine_snapshot_chunks
+          WHERE generation <> ALL($1::bigint[]) AND (idx <> ${RESERVED_IDX} OR generation <= $2)`,
+        [kept, generation],
+      );
+      await tx.query(`DELETE FROM engine_snapshot_chunks WHERE generation = $1 AND idx = ${RESERVED_IDX}`, [
+        generation,
+      ]);
       return full;
-    }, deadline);
+    }, this.deadlineFrom(started));
     return { writeMs: performance.now() - started, head, skipped, deletedUnusable };
+  }
+
+  /**
+   * Postgres ends a transaction idle idleTimeoutMs between statements (its writer frozen), and no save waits for the
+   * lock longer than lockTimeoutMs nor than its own deadline, saveTimeoutMs, whichever is shorter: a save that deadline
+   * ends is tried again.
+   */
+  private async limitWaits(tx: Queryable): Promise<void> {
+    await tx.query(`SET LOCAL idle_in_transaction_session_timeout = ${this.idleTimeoutMs}`);
+    await tx.query(`SET LOCAL lock_timeout = ${this.lockTimeoutMs}`);
+  }
+
+  /** What is left of a save's saveTimeoutMs, begun at `started`, for its next transaction. */
+  private deadlineFrom(started: number): { timeoutMs: number } {
+    return { timeoutMs: Math.max(1, Math.round(this.saveTimeoutMs - (performance.now() - started))) };
   }
 
   load(which: SnapshotChoice = "latest"): Promise<{ bytes: Uint8Array; head: SnapshotHead } | null> {
@@ -299,16 +350,37 @@ export class PostgresSnapshotStore implements SnapshotStore {
   }
 }
 
-/** After every generation still stored and the one the head names, so a new save never reuses a number. */
-async function nextGeneration(tx: Queryable): Promise<number> {
+/**
+ * A row of idx RESERVED_IDX (no data) marks a generation taken by a save whose chunks are still uploading: committed
+ * before the upload, under the save lock, so every save after it (this release's, or the one before, which takes
+ * MAX()+1 of what it sees under that lock) takes a greater one.
+ */
+const RESERVED_IDX = -1;
+
+/** The next generation, reserved (the caller holds the save lock): after every one stored or named by the head. */
+async function reserveGeneration(tx: Queryable): Promise<number> {
   const result = await tx.query<{ next: string }>(
-    `SELECT (GREATEST(
+    `INSERT INTO engine_snapshot_chunks (generation, idx, data)
+     SELECT GREATEST(
        (SELECT MAX(generation) FROM engine_snapshot_chunks),
        (SELECT (snapshot_data->>'generation')::bigint FROM engine_snapshots WHERE id = 1
           AND jsonb_typeof(snapshot_data->'generation') = 'number'),
-       0) + 1)::text AS next`,
+       0) + 1, ${RESERVED_IDX}, ''
+     RETURNING generation::text AS next`,
   );
   return Number(result.rows[0]!.next);
+}
+
+/** The stored head row as it is, and the head a save replaces, parsed: without its own `previous`. */
+async function readHead(
+  tx: Queryable,
+): Promise<{ saved: SnapshotHead | undefined; replaced: SnapshotHead | undefined }> {
+  const current = await tx.query<{ snapshot_data: SnapshotHead }>(
+    "SELECT snapshot_data FROM engine_snapshots WHERE id = 1",
+  );
+  const saved = current.rows[0]?.snapshot_data;
+  // zod drops keys it does not know: `previous` goes.
+  return { saved, replaced: headSchema.safeParse(saved).data };
 }
 
 function checkLayout(head: SnapshotHead, rows: readonly { idx: number; size: number }[]): void {
