@@ -30,8 +30,8 @@
  * Ids are compared within one connection only (`newConnection`); exchange times across connections. Until a
  * connection has a baseline for a market, a frame stamped earlier than the market's last accepted one (on any
  * connection) is `stale`: nothing promises that a fresh subscription starts from a book no older than what came
- * before (a lagging gateway node, a cached snapshot), and the engine takes any bid/ask that differs, whatever its
- * time, so such a frame would take the market back in time. A frame stamped no earlier is the new baseline (an
+ * before (a lagging gateway node, a cached snapshot), and the engine takes any bid/ask that differs up to 5 s
+ * (staleQuoteMs) behind the market's newest, so such a frame would take the market back in time. A frame stamped no earlier is the new baseline (an
  * equal time is the same moment, not the past). The last published bid/ask survives reconnects, so a
  * resubscription does not republish an unchanged quote.
  */

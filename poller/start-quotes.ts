@@ -6,7 +6,10 @@
  *
  * The engine's quote is a function of the log: the market's newest `price_update` that the engine accepts (it
  * ignores a malformed, crossed, out-of-range or future-stamped one and keeps the one before, engine/core/quotes.ts).
- * So the log's tail is the truth and is read first, newest to oldest, with the same checks. The quotes read model is
+ * So the log's tail is the truth and is read first, newest to oldest, with the same checks, but one: an update the
+ * engine ignored as more than 5 s behind the market's newest (a write the publisher gave up on, run late) is taken
+ * here if it is the market's last entry. That needs the log's order to differ from the stamps' and the late write to
+ * come after the poller's last heartbeat of that market (about one a second); the sim would then start there. The quotes read model is
  * not: it is the worker's copy of the engine's `quote_updated` outputs and lags the log by whatever the engine and
  * worker have not applied yet (a lot, when they were down too); the engine would reach the log's newer quotes before
  * the sim's first frame, so starting from the read model would jump back. The read model serves only a market whose

@@ -1,8 +1,8 @@
 /**
  * Prices: a `price_update` replaces the market's quote and fires every trade whose trigger it crossed. A quote
  * that is malformed, crossed, out of range, for an unknown market, from too far in the future or too far behind
- * the market's newest evidence is counted and ignored. Whether a quote may be traded on is judged by the exchange's time of the market's newest evidence of
- * life (freshness.ts).
+ * the market's newest evidence is counted and ignored. Whether a quote may be traded on is judged by the exchange's
+ * time of the market's newest evidence of life (freshness.ts).
  */
 import type { PriceUpdate } from "../../contract/messages.ts";
 import { formatUnits, toUnits } from "../../contract/money.ts";
