@@ -14,6 +14,7 @@ import { outputEntries } from "../contract/stream-fields.ts";
 import { apply } from "../engine/core/apply.ts";
 import { makeParams } from "../engine/core/params.ts";
 import { createState } from "../engine/core/state.ts";
+import { ConfigError } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
 import { until } from "../platform/testing/processes.ts";
@@ -157,6 +158,10 @@ describe("the worker's start while another process holds the migration lock", ()
       await until(async () => (await everyEntryOwed()) || null, 5_000, "every entry owed");
       expect(w.lines.filter((l) => l.event === "migrations_done" || l.event === "worker_stuck")).toEqual([]);
       expect(w.lines.filter((l) => l.event === "postgres_unavailable")).toEqual([]);
+      // Said once, as the start stopped waiting for it.
+      expect(w.lines.filter((l) => l.event === "postgres_preparing")).toEqual([
+        expect.objectContaining({ level: "warn", waitedMs: 2_000 }),
+      ]);
 
       await release();
       const caughtUp = await until(
@@ -213,6 +218,45 @@ describe("the worker's start while another process holds the migration lock", ()
     } finally {
       await w.close();
       await w.prepared();
+    }
+  });
+
+  it("a refusal at its first preparation ends it before it answers anything, its own pending included", async () => {
+    const keys = keyspace(`${prefix}refused:`);
+    await ensureGroup(redis, keys);
+    const user = "rae";
+    const id = "2000000300000-0";
+    const message: EngineInput = {
+      type: "user_instruction",
+      userId: user,
+      requestId: "r1",
+      instruction: { kind: "create_account" },
+    };
+    for (const fields of outputEntries(apply(createState(makeParams({ shard: 302 })), { id, message })))
+      await redis.xadd(keys.output, "*", ...fields);
+    // Left pending under the worker's name by an earlier run of it.
+    await redis.xreadgroup("GROUP", keys.workerGroup, "w", "COUNT", 100, "STREAMS", keys.output, ">");
+    const reader = new Redis(TEST_REDIS_URL);
+    try {
+      const running = runWorker(
+        {
+          reader,
+          writer: redis,
+          db: pg.db,
+          keys,
+          log: createLogger("worker-test", { sink: () => undefined }),
+          consumer: "w",
+          blockMs: 50,
+          prepareDb: () => Promise.reject(new ConfigError("DATABASE_URL refused")),
+        },
+        new AbortController().signal,
+      );
+      await expect(running).rejects.toThrow(ConfigError);
+      expect(await redis.exists(keys.responseKey(user, id))).toBe(0);
+      expect(await owedEntries(redis, keys)).toBe(0);
+      expect((await redis.xpending(keys.output, keys.workerGroup))[0]).toBeGreaterThan(0);
+    } finally {
+      reader.disconnect();
     }
   });
 

@@ -224,7 +224,18 @@ export async function runWorker(o: WorkerOptions, signal: AbortSignal): Promise<
     // under a second: waiting that long keeps such a start's batches writing Postgres in order rather than owing it,
     // and it stays under the API's ENGINE_TIMEOUT_MS (5 s), so no request is lost to it. Past it, nothing waits.
     lane.poke();
-    await settledWithin(lane.idle(), o.prepareWaitMs ?? DEFAULT_PREPARE_WAIT_MS, signal);
+    const waitMs = o.prepareWaitMs ?? DEFAULT_PREPARE_WAIT_MS;
+    const settled = () => true;
+    if ((await settledWithin(lane.preparation().then(settled, settled), waitMs, signal)) === undefined) {
+      // Not come to anything yet (a migration lock held elsewhere, a long migration, a Postgres that does not
+      // answer): said once, since nothing else would say it until it ends.
+      if (!signal.aborted) o.log.warn("postgres_preparing", { waitedMs: waitMs });
+    } else if (!lane.prepared()) {
+      // Failed: a refusal (a DATABASE_URL no wait mends) ends the worker before it answers anything; an outage
+      // leaves Postgres down, logged, and the lane tries again when due.
+      await lane.idle();
+      lane.throwIfFailed();
+    }
     const blockMs = o.blockMs ?? 1000;
     await handleOwnPending(o, batch, bounded, run("own_pending"));
     let lastClaimMs = 0;
@@ -346,11 +357,14 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
   const bound = <T>(work: Promise<T>) => bounded("postgres_backlog", work);
   // True once prepared; false when a stop came first: the stop is not held by a migration waiting on another's lock,
   // nor by a connect to a Postgres that does not answer (prepareDb then closes what it made when it ends).
+  // The last prepareDb started, settled or not: the start waits a while for the first.
+  let preparation: Promise<unknown> = Promise.resolve();
   const prepare = async (): Promise<boolean> => {
     if (prepared) return true;
     if (stop.aborted) return false;
     // Raced below, so its failure after a stop is handled (and heard by no one).
     const preparing = o.prepareDb!().then(() => true);
+    preparation = preparing;
     let onStop: () => void = () => undefined;
     const stopped = new Promise<false>((resolve) => (onStop = () => resolve(false)));
     stop.addEventListener("abort", onStop, { once: true });
@@ -411,6 +425,8 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
     },
     /** Resolves once no run is under way. */
     idle: (): Promise<void> => running ?? Promise.resolve(),
+    /** The last prepareDb started (the first, right after the first `poke`); it may reject. */
+    preparation: (): Promise<unknown> => preparation,
   };
 }
 
