@@ -1,5 +1,5 @@
-// The Resend stand-in refuses what Resend documents as refused (its header cites where), so a test that passes
-// against it does not rest on a request the real Resend would turn down.
+// The Resend stand-in refuses the cases its header lists as Resend documents them, so a test that passes against it
+// does not rest on one of those requests, which the real Resend would turn down.
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../platform/log.ts";
 import { createResendMailer, EmailUnavailable } from "../auth/mailer.ts";
@@ -32,14 +32,14 @@ describe("the Resend recorder", () => {
     expect(recorder.sent).toHaveLength(2);
   });
 
-  it("refuses a malformed sender or recipient with a 400 naming the field, and more than 50 recipients", async () => {
+  it("refuses a malformed sender (422 invalid_from_address) or recipient (400 naming `to`), and over 50 recipients", async () => {
     recorder = await startResendRecorder();
     const from = "login@paper-broker.test";
     for (const bad of ["not an address", "Name <nobody>", "a@b", "<a@example.com", "a@example.com, b@example.com"]) {
       const asSender = await post({ from: bad, to: "ada@example.com" });
       expect([asSender.status, asSender.body.name, asSender.body.message], bad).toEqual([
-        400,
-        "validation_error",
+        422,
+        "invalid_from_address",
         expect.stringMatching(/^Invalid `from` field\./),
       ]);
       const asRecipient = await post({ from, to: ["ada@example.com", bad] });
@@ -53,6 +53,24 @@ describe("the Resend recorder", () => {
     const tooMany = await post({ from, to: many(51) });
     expect([tooMany.status, tooMany.body.message]).toEqual([400, expect.stringMatching(/^Invalid `to` field\./)]);
     expect(recorder.sent).toHaveLength(1);
+  });
+
+  it("a malformed sender is, for the mailer, our sender refused: EmailUnavailable and an error log naming EMAIL_FROM", async () => {
+    recorder = await startResendRecorder();
+    const events: Record<string, unknown>[] = [];
+    const log = createLogger("recorder-test", {
+      sink: (line) => events.push(JSON.parse(line) as Record<string, unknown>),
+    });
+    const mailer = createResendMailer({ apiKey: "re_test", baseUrl: recorder.baseUrl, from: "Name <nobody>", log });
+    const email = { to: "ada@example.com", subject: "s", text: "t", html: "<p>t</p>", link: "https://x.example/" };
+    const error = await mailer.send(email).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(EmailUnavailable);
+    expect((error as Error).message).toMatch(/^Resend refused EMAIL_FROM.*invalid_from_address \(422\)/);
+    expect(events.filter((e) => e.event === "email_setting_refused").map((e) => e.setting)).toEqual(["EMAIL_FROM"]);
+    expect(recorder.sent).toHaveLength(0);
   });
 
   it("sends from Resend's testing sender only to the account's own address (403 otherwise)", async () => {

@@ -1,20 +1,25 @@
 /**
  * A stand-in for Resend's `POST /emails`, for tests: the real `resend` client is pointed at it (`baseUrl`, or
  * RESEND_BASE_URL for whole processes) and it records what would have been sent. It answers the way the client
- * expects: `{ id }` on success, Resend's error shape `{ statusCode, name, message }` otherwise, and refuses what
- * Resend documents as refused, so a test cannot pass with a request the real Resend would turn down:
+ * expects: `{ id }` on success, Resend's error shape `{ statusCode, name, message }` otherwise, and refuses these
+ * cases as Resend documents them (resend.com/docs/api-reference/errors and .../emails/send-email):
  * - 401 `missing_api_key` without a Bearer key, 403 `invalid_api_key` for a key not shaped `re_…`;
  * - 400 `validation_error` for JSON it cannot read, and 422 `missing_required_field` without `from`, `to`,
  *   `subject` and a body;
- * - 400 `validation_error` naming the field for a `from` or `to` address not in the form `email@example.com` or
- *   `Name <email@example.com>`, and for more than 50 recipients (resend.com/docs/api-reference/emails/send-email;
- *   the errors page, resend.com/docs/api-reference/errors, gives `validation_error` for a refused field as 400);
+ * - 422 `invalid_from_address` for a `from` not in the form `email@example.com` or `Name <email@example.com>`;
+ * - 400 `validation_error` naming the field for a `to` address not in that form, and for more than 50 recipients
+ *   (the errors page gives `validation_error` for a refused field as 400);
  * - 403 `validation_error` for Resend's testing sender (an address on resend.dev) to anyone but the Resend
  *   account's own address, `accountEmail` (the errors page: "You can only send testing emails to your own email
  *   address");
  * - with `requestsPerSecond` set, 429 `rate_limit_exceeded` with `retry-after` and the `ratelimit-*` headers past
  *   that many requests in a second (resend.com/changelog/api-rate-limit: 2 per second by default, which
  *   RESEND_DEFAULT_REQUESTS_PER_SECOND holds). Unset, no limit: tests send their sign-ins in bursts.
+ * It does not model everything Resend checks, so a request it takes may still be refused by Resend:
+ * - any sender off resend.dev counts as on a verified domain, where Resend answers 403 `validation_error` ("The
+ *   domain.com domain is not verified") for a domain the account has not verified;
+ * - the testing sender's recipients are only the account's own address: Resend's test addresses (such as
+ *   delivered@resend.dev) get the 403 here, where Resend accepts them.
  * `failNext` makes the next request fail with any of Resend's other answers (a 5xx, a 429, a 422 for an address),
  * and `stallNext` leaves it unanswered, for the error paths; a closed recorder is Resend unreachable.
  */
@@ -175,7 +180,7 @@ const ADDRESS_FORM = "The email address needs to follow the `email@example.com` 
 /** What Resend answers for a well-typed body it still refuses, or undefined when it sends it. */
 function refusalOf(body: RecordedEmail["body"], accountEmail: string) {
   const from = addressOf(body.from);
-  if (from === undefined) return resendError(400, "validation_error", `Invalid \`from\` field. ${ADDRESS_FORM}`);
+  if (from === undefined) return resendError(422, "invalid_from_address", `Invalid \`from\` field. ${ADDRESS_FORM}`);
   const to = typeof body.to === "string" ? [body.to] : body.to;
   if (to.length > RESEND_MAX_RECIPIENTS)
     return resendError(
