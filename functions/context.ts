@@ -66,6 +66,11 @@ export type ApiEnv = {
     requestId: string;
     /** Set once a trade POST's admission script has checked the session's revocation (middleware.ts). */
     revocationChecked: boolean;
+    /**
+     * Set when requireSession's "notice-owed" let through a session revoked whose notice to the stream replicas is
+     * still owed (signing out everywhere, retried after a 503).
+     */
+    sessionNoticeOwed: boolean;
   };
 };
 export type ApiContext = Context<ApiEnv>;

@@ -70,8 +70,14 @@ export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Ses
  * revocation itself before it acts (the trade POSTs do, in the admission script: one Redis round trip fewer on the
  * hot path) and say so in `revocationChecked`. A request refused before that (a bad body, an amount's decimals) has
  * its revocation checked here on the way out, so a signed-out session is 401 whatever else is wrong with the request.
+ * With `revocation: "notice-owed"` a session revoked whose notice to the stream replicas is still owed passes too,
+ * with `sessionNoticeOwed` set: only for signing out everywhere, whose retry after a 503 (its own session revoked by
+ * the first attempt) may do nothing but send the notices owed.
  */
-export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in-admission" } = { revocation: "now" }) {
+export function requireSession(
+  deps: ApiDeps,
+  options: { revocation: "now" | "in-admission" | "notice-owed" } = { revocation: "now" },
+) {
   const cookieName = sessionCookieName(deps.settings);
   return createMiddleware<ApiEnv>(async (c, next) => {
     // Already checked for this request (a rate limit mounted in front of the route needed the user).
@@ -84,6 +90,11 @@ export function requireSession(deps: ApiDeps, options: { revocation: "now" | "in
     const session =
       options.revocation === "now" ? await deps.sessions.verify(token) : await deps.sessions.authentic(token);
     if (session === undefined) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
+    if (options.revocation === "notice-owed") {
+      const revocation = await deps.sessions.revocationOf(session);
+      if (revocation === "notice-sent") throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
+      c.set("sessionNoticeOwed", revocation === "notice-owed");
+    }
     c.set("session", session);
     await next();
     // Only on a refusal, so an admitted request keeps its one round trip; and not on one from the admission script

@@ -29,9 +29,8 @@ redis.call('EXPIREAT', KEYS[1], ARGV[3])
 return 1`;
 
 /**
- * A revocation key's value once a logout's notice to the stream replicas went out (Sessions.noticeSent); before
- * that, and for a session signing out everywhere revoked, it is "1". Either value revokes: readers ask only whether
- * the key exists.
+ * A revocation key's value once the notice of a logout or of signing out everywhere went out to the stream replicas
+ * (Sessions.noticeSent); before that it is "1". Either value revokes: readers ask only whether the key exists.
  */
 const NOTICE_SENT = "notice-sent";
 
@@ -45,15 +44,25 @@ const UNLIST_SESSION = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')";
 
 /**
- * KEYS: revocation keys; ARGV: their time to live (ms), in the same order. Sets those not set yet; returns their
- * positions (from 1), so that a session signed out already is not counted again.
+ * KEYS: revocation keys; ARGV: their time to live (ms), in the same order, then "revoke" or "owed". With "revoke",
+ * sets those not set yet and returns their positions (from 1), so that a session signed out already is not counted
+ * again; either way, also returns as -position each already revoked whose notice to the stream replicas is still
+ * owed (its value is "1", not "notice-sent"). Each key is read or set once, so concurrent calls disagree on nothing.
  */
 const REVOKE_ALL = `
-local revoked = {}
+local revoke = ARGV[#KEYS + 1] == 'revoke'
+local result = {}
 for i = 1, #KEYS do
-  if redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then revoked[#revoked + 1] = i end
+  if revoke and redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then result[#result + 1] = i
+  elseif redis.call('GET', KEYS[i]) == '1' then result[#result + 1] = -i end
 end
-return revoked`;
+return result`;
+
+/** What signing out everywhere did: the sessions it revoked, and those revoked before whose notice is still owed. */
+export interface RevokedAll {
+  readonly revoked: Session[];
+  readonly noticeOwed: Session[];
+}
 
 export interface Session {
   readonly userId: string;
@@ -174,10 +183,22 @@ export class Sessions {
   }
 
   /**
-   * Revokes every listed session of `session`'s user that has not expired, and `session` itself; returns those this
-   * call revoked, not those revoked already. One signed in while this runs (after the list was read) stays signed in.
+   * Whether `session` is revoked and how far: "live" (not revoked), "notice-owed" (revoked, and its notice to the
+   * stream replicas not known to have gone out: the logout or signing out everywhere that revoked it failed after
+   * that), or "notice-sent".
    */
-  async revokeAll(session: Session): Promise<Session[]> {
+  async revocationOf(session: Session): Promise<"live" | "notice-owed" | "notice-sent"> {
+    const state = await this.redis.get(this.revokedKey(session));
+    return state === null ? "live" : state === NOTICE_SENT ? "notice-sent" : "notice-owed";
+  }
+
+  /**
+   * Revokes every listed session of `session`'s user that has not expired, and `session` itself, and finds those
+   * revoked before that still owe their notice. With `revoke: false` (a retry from a session the first attempt
+   * revoked) it only finds the latter. One signed in while this runs (after the list was read) stays signed in.
+   * Each owes its notice until `noticeSent`.
+   */
+  async revokeAll(session: Session, options: { revoke: boolean } = { revoke: true }): Promise<RevokedAll> {
     const nowMs = Date.now();
     const listed = (await this.redis.eval(
       LIVE_SESSIONS,
@@ -191,13 +212,16 @@ export class Sessions {
         sessions.set(sessionId, { ...session, sessionId, expiresAt: Number(listed[i + 1]) });
     }
     const all = [...sessions.values()].filter((s) => s.expiresAt * 1000 > nowMs);
-    if (all.length === 0) return all;
-    const revoked = (await this.redis.eval(
+    if (all.length === 0) return { revoked: [], noticeOwed: [] };
+    const positions = (await this.redis.eval(
       REVOKE_ALL,
       all.map((s) => this.revokedKey(s)),
-      all.map((s) => String(s.expiresAt * 1000 - nowMs + 60_000)),
+      [...all.map((s) => String(s.expiresAt * 1000 - nowMs + 60_000)), options.revoke ? "revoke" : "owed"],
     )) as number[];
-    return revoked.map((i) => all[i - 1]!);
+    return {
+      revoked: positions.filter((i) => i > 0).map((i) => all[i - 1]!),
+      noticeOwed: positions.filter((i) => i < 0).map((i) => all[-i - 1]!),
+    };
   }
 
   private async decode(token: string): Promise<Session | undefined> {

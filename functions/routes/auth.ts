@@ -237,9 +237,10 @@ export function authRoutes(deps: ApiDeps) {
     description:
       "Revokes all of the user's sessions, this one included (every device and script signed in), closes their live " +
       "stream sockets (4401), voids the user's unused sign-in links and clears the cookie. For a session that may " +
-      "be in someone else's hands.",
+      "be in someone else's hands. After a 503, retry with the same token: the stream may not have been told " +
+      "yet, and a token the failed attempt revoked is taken for that retry, which only tells it.",
     security: SIGNED_IN,
-    middleware: requireSession(deps),
+    middleware: requireSession(deps, { revocation: "notice-owed" }),
     responses: {
       200: {
         description: "Signed out everywhere; the message counts the sessions revoked, not those signed out already",
@@ -251,11 +252,20 @@ export function authRoutes(deps: ApiDeps) {
     },
   });
   route(app, logoutEverywhere, async (c) => {
+    const caller = c.get("session");
+    // A caller revoked already is the retry of an attempt that revoked it and then failed to tell the stream (a 503):
+    // it may only send the notices still owed, which that attempt's links voided and sessions revoked left owing.
+    const retry = c.get("sessionNoticeOwed") === true;
     // Links first: one followed while this runs then fails, rather than signing in after the sessions were read.
-    await voidSignInTokens(db, c.get("session").email);
-    const revoked = await deps.sessions.revokeAll(c.get("session"));
-    // After the revocations are recorded: a stream replica that checks one on its notice finds it.
-    for (const session of revoked) await announceRevoked(redis, keys, session);
+    if (!retry) await voidSignInTokens(db, caller.email);
+    const { revoked, noticeOwed } = await deps.sessions.revokeAll(caller, { revoke: !retry });
+    const announced = [...revoked, ...noticeOwed];
+    // After the revocations are recorded: a stream replica that checks one on its notice finds it. Sessions revoked
+    // before (by an attempt that failed) owe theirs too, or their sockets would stay open until the 30 s backstop.
+    for (const session of announced) await announceRevoked(redis, keys, session);
+    // Only once all went out, and the caller's last: until then the caller's token can retry (requireSession).
+    announced.sort((a, b) => Number(a.sessionId === caller.sessionId) - Number(b.sessionId === caller.sessionId));
+    for (const session of announced) await deps.sessions.noticeSent(session);
     clearSessionCookie(c);
     const n = revoked.length;
     return c.json({ message: `Signed out of ${n} session${n === 1 ? "" : "s"}.` });

@@ -229,4 +229,60 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     // Signed out already: 401, as any revoked session.
     expect((await client(stack.app, sessions[0]!.token).del("/api/v1/auth/sessions")).status).toBe(401);
   });
+
+  it("signing out everywhere retried after a notice failed tells the replicas then, and once told, not again", async () => {
+    const email = `everywhere-retried-${adapter}@example.com`;
+    const sessions = [await stack.signIn(email), await stack.signIn(email)];
+    const userId = sessions[0]!.user.id;
+    const ids = sessions.map(({ token }) => decodeJwt(token).jti!).sort();
+    const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+    const told = async () =>
+      (await stack.redis.xrange(stack.keys.streamFanout, `(${from}`, "+"))
+        .map(([, fields]) => fields)
+        .filter((fields) => fields[1] === "revoked")
+        .map((fields) => (JSON.parse(fields[3]!) as { sessionId: string }).sessionId);
+    // The second notice's call fails after every revocation was recorded: a 503.
+    let notices = 0;
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? (script: string, keys: readonly string[], args: readonly string[]) =>
+              keys[0] === stack.keys.streamFanout && ++notices === 2
+                ? Promise.reject(new Error("Connection is closed."))
+                : target.eval(script, keys, args)
+          : (Reflect.get(target, name) as unknown),
+    });
+    const caller = sessions[0]!.token;
+    const failed = await client(createApp({ ...stack.deps, redis }), caller).del("/api/v1/auth/sessions");
+    expect([failed.status, failed.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    expect(await told()).toHaveLength(1);
+    // The retry with the same (now revoked) token tells the replicas of both, and revokes nothing more.
+    const retry = await client(stack.app, caller).del("/api/v1/auth/sessions");
+    expect([retry.status, retry.body]).toEqual([200, { message: "Signed out of 0 sessions." }]);
+    expect([...new Set(await told())].sort()).toEqual(ids);
+    const count = (await told()).length;
+    // Told: the token is refused now, as any revoked session's, and nothing more is sent.
+    expect((await client(stack.app, caller).del("/api/v1/auth/sessions")).status).toBe(401);
+    expect((await client(stack.app, sessions[1]!.token).del("/api/v1/auth/sessions")).status).toBe(401);
+    expect(await told()).toHaveLength(count);
+    for (const { token } of sessions) expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(401);
+    for (const id of ids) expect(await stack.redis.get(stack.keys.sessionRevokedKey(userId, id))).toBe("notice-sent");
+  });
+
+  it("signing out everywhere from a new session also tells the replicas of sessions whose notice a failure left owed", async () => {
+    const email = `everywhere-owed-${adapter}@example.com`;
+    const old = await stack.signIn(email);
+    const oldId = decodeJwt(old.token).jti!;
+    // Revoked, its notice never sent (an attempt that failed after revoking it, never retried).
+    await stack.redis.set(stack.keys.sessionRevokedKey(old.user.id, oldId), "1", "PX", 60_000);
+    const from = (await stack.redis.xrevrange(stack.keys.streamFanout, "+", "-", "COUNT", 1))[0]?.[0] ?? "0";
+    const fresh = await stack.signIn(email);
+    const out = await client(stack.app, fresh.token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+    const told = (await stack.redis.xrange(stack.keys.streamFanout, `(${from}`, "+"))
+      .map(([, fields]) => fields)
+      .filter((fields) => fields[1] === "revoked")
+      .map((fields) => (JSON.parse(fields[3]!) as { sessionId: string }).sessionId);
+    expect(told.sort()).toEqual([oldId, decodeJwt(fresh.token).jti!].sort());
+  });
 });
