@@ -41,6 +41,7 @@ describe("the stream's allowed origins", () => {
       APP_URL: "https://api.example.com",
       CORS_ORIGINS: "https://app.example.com",
       RESEND_API_KEY: "re_key",
+      EMAIL_FROM: "Paper Broker <login@example.com>", // the API refuses Resend's testing sender in production
       NODE_ENV: "production",
     };
     expect([...readStreamConfig(deployed).allowedOrigins].sort()).toEqual(apiOrigins(deployed));
