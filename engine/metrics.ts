@@ -15,6 +15,8 @@ export interface LeaderMetrics {
   lag(ms: number | undefined): void;
   /** The replay after a restore is done: `ms` to apply `entries`. */
   replayed(entries: number, ms: number): void;
+  /** The state's count of price updates ignored since the log began (kept in the snapshot, so it survives restarts). */
+  ignoredPriceUpdates(total: number): void;
 }
 
 /** What the follower thread posts after each saved snapshot (runner/follower.ts). */
@@ -131,6 +133,12 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
     help: "Times this engine, as a hot standby, took the lease over from a leader that died, stalled or handed over.",
     registers,
   });
+  const ignoredPrices = new Counter({
+    name: "engine_price_updates_ignored_total",
+    help: "Price updates the engine's state has ignored since the log began: malformed, crossed, out of range, for an unknown market, from a clock more than staleQuoteMs ahead, or more than staleQuoteMs behind the market's newest evidence. The total is kept in the state, so a restarted engine starts from it; set by the leader at each engine_stats report.",
+    registers,
+  });
+  let ignoredReported = 0;
   const encode = snapshot.labels("encode");
   const hash = snapshot.labels("hash");
   const write = snapshot.labels("write");
@@ -147,6 +155,10 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
       recovery.set({ phase: "restore" }, restoreSeconds);
     },
     tookOver: () => takeovers.inc(),
+    ignoredPriceUpdates(total) {
+      if (total > ignoredReported) ignoredPrices.inc(total - ignoredReported);
+      ignoredReported = Math.max(ignoredReported, total);
+    },
     replayed(entries, ms) {
       recovery.set({ phase: "replay" }, ms / 1000);
       replayedEntries.set(entries);

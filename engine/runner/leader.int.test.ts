@@ -776,7 +776,13 @@ describe("engine leader on real Redis", () => {
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
     expect(await lease.tryAcquire()).toBe(true);
     const slices: number[] = [];
-    const metrics = { batchApplied: (n: number) => slices.push(n), openTrades() {}, lag() {}, replayed() {} };
+    const metrics = {
+      batchApplied: (n: number) => slices.push(n),
+      openTrades() {},
+      lag() {},
+      replayed() {},
+      ignoredPriceUpdates() {},
+    };
     const state = createState(makeParams());
     const stop = new AbortController();
     // sliceMs 0: every slice is as short as the clock check allows, 64 entries.
@@ -801,7 +807,13 @@ describe("engine leader on real Redis", () => {
     const lease = new EngineLease(redis, keys, "leader-a", 60_000, log);
     expect(await lease.tryAcquire()).toBe(true);
     const slices: number[] = [];
-    const metrics = { batchApplied: (n: number) => slices.push(n), openTrades() {}, lag() {}, replayed() {} };
+    const metrics = {
+      batchApplied: (n: number) => slices.push(n),
+      openTrades() {},
+      lag() {},
+      replayed() {},
+      ignoredPriceUpdates() {},
+    };
     const { writer, calls } = recordPublishCalls(REDIS_URL, keys);
     try {
       const state = createState(makeParams());
@@ -827,7 +839,7 @@ describe("engine leader on real Redis", () => {
     }
   });
 
-  it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag", async () => {
+  it("keeps its metrics: entries applied, batch times, open trades (from a restored state on), lag, ignored price updates", async () => {
     const keys = freshKeys();
     const open = (user: string, id: string, leverage: number) =>
       instruction(user, id, { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage });
@@ -857,12 +869,14 @@ describe("engine leader on real Redis", () => {
     );
     await send(keys, open("alice", "r4", 5));
     await send(keys, eth("1700")); // the 10× long is liquidated; the 2× and 5× stay open
+    const crossed = { type: "price_update", market: "ETH_USDC_PERP", bid: "1700", ask: "1699" } as const;
+    await send(keys, { ...crossed, exchangeTimeUs: `${Date.now()}000`, source: "sim" }); // ignored and counted
     const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
     const samples = await until(async () => {
       const s = parseSamples(await registry.metrics());
-      // The lag is NaN until the first engine_stats report (every 50 ms here).
-      const reported = !Number.isNaN(s.get("engine_lag_seconds"));
-      return state.lastInputId === last && s.get("engine_entries_applied_total") === 3 && reported ? s : undefined;
+      // The lag and the ignored count are set at each engine_stats report (every 50 ms here), NaN / absent before.
+      const reported = !Number.isNaN(s.get("engine_lag_seconds")) && s.get("engine_price_updates_ignored_total") === 1;
+      return state.lastInputId === last && s.get("engine_entries_applied_total") === 4 && reported ? s : undefined;
     });
     stop.abort();
     await running;
@@ -870,6 +884,8 @@ describe("engine leader on real Redis", () => {
     expect(closed.map((o) => o.type === "closed_order" && o.trade.closeReason)).toEqual(["liquidation"]);
     expect(state.accounts.get("alice")!.openTrades.size).toBe(2);
     expect(sample(samples, "engine_open_trades")).toBe(2);
+    expect(state.ignoredPriceUpdates).toBe(1);
+    expect(sample(samples, "engine_price_updates_ignored_total")).toBe(1);
     expect(sample(samples, "engine_apply_batch_duration_seconds_count")).toBeGreaterThanOrEqual(1);
     expect(sample(samples, "engine_apply_batch_duration_seconds_sum")).toBeGreaterThan(0);
     expect(sample(samples, "engine_recovery_replayed_entries")).toBe(0);

@@ -269,6 +269,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     loopDelay.reset(); // the replay's long batches are not live pauses
     metrics?.replayed(replayed, Date.now() - replayStart);
     metrics?.openTrades(openTrades);
+    metrics?.ignoredPriceUpdates(state.ignoredPriceUpdates);
     // Stopped (or deposed) during the replay: what it applied is published; it never goes live, so no follower starts.
     if (!stop.aborted) o.onLive?.();
 
@@ -285,12 +286,14 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         const lastGenerated = await unlessAborted(streamHead(o.writer, o.keys), stop);
         const lag = lagMs(lastGenerated, state.lastInputMs);
         metrics?.lag(lag);
+        metrics?.ignoredPriceUpdates(state.ignoredPriceUpdates);
         log.info("engine_stats", {
           applied,
           lastInputId: state.lastInputId,
           streamHead: lastGenerated,
           lagMs: lag,
           accounts: state.accounts.size,
+          ignoredPriceUpdates: state.ignoredPriceUpdates,
           loopDelayMaxMs: nsToMs(loopDelay.max),
           loopDelayP99Ms: nsToMs(loopDelay.percentile(99)),
         });
