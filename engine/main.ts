@@ -6,7 +6,8 @@
  * through a Postgres outage while the follower tries again (runner/follower-thread.ts).
  * SIGINT/SIGTERM stop it cleanly: a leader publishes what it applied and releases the lease at once, so a standby
  * takes over, and then its follower saves a final snapshot (a leader stopped before its replay is done has none, and
- * saves none). Any failure exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
+ * saves none); a Redis out of reach holds neither up for long (EngineLease.release, runFollower). Any failure
+ * exits non-zero so a supervisor restarts it and recovery starts over from snapshot + log.
  */
 import { hostname } from "node:os";
 import { keyspace } from "../contract/names.ts";

@@ -6,7 +6,8 @@
  * than exit. Once Postgres is back, the snapshotter restores and saves, and the waiting engine becomes the standby.
  * A Postgres that stops answering in the middle of a save (the connection open, no reply) fails that save after
  * SNAPSHOT_SAVE_TIMEOUT_MS, as an outage does, and a later save succeeds once it answers again.
- * An engine pointed at a database that does not exist does not wait: it stops at once.
+ * An engine pointed at a database that does not exist does not wait: it stops at once. And a leader asked to stop
+ * while Redis is out of reach does not wait for Redis either.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
@@ -209,4 +210,43 @@ describe("engine processes through a Postgres outage", () => {
     expect(engine.events("postgres_waiting")).toEqual([]);
     expect(engine.raw.join("\n")).toContain("does not exist");
   });
+});
+
+describe("an engine process through a Redis outage", () => {
+  it("stops on SIGTERM while Redis is out of reach, rather than wait for it; the next leader misses nothing", async () => {
+    const redisProxy = await startRedisProxy(TEST_REDIS_URL);
+    const prices = streamPrices();
+    try {
+      const through = new URL(TEST_REDIS_URL);
+      through.host = `127.0.0.1:${redisProxy.port}`;
+      const env = { REDIS_URL: through.toString(), ENGINE_LEASE_TTL_MS: "2000", SNAPSHOT_EVERY_MS: "300" };
+      const a = start("engine-redis-gone", undefined, env);
+      await a.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
+      await a.waitFor(snapshotter("snapshot_saved"), 10_000);
+      await published(prices);
+      // Out of reach in the middle of the traffic: reads, publishes and trims go unanswered.
+      await redisProxy.cut();
+      const stoppedAt = Date.now();
+      // The lease release waits one TTL (2 s here) and the final catch-up FINAL_CATCH_UP_WAIT_MS (5 s) at most,
+      // side by side; without those bounds it waits for Redis for ever.
+      const exit = await Promise.race([
+        a.stop("SIGTERM"),
+        new Promise((r) => setTimeout(() => r("still running"), 20_000)),
+      ]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(Date.now() - stoppedAt).toBeLessThan(20_000);
+      expect(a.events("lease_release_unanswered")).toHaveLength(1);
+      expect(a.lines.filter(snapshotter("final_catch_up_unanswered"))).toHaveLength(1);
+      // Redis back: the next engine leads from the snapshots and the log, and publishes every price since.
+      await redisProxy.mend();
+      const b = start("engine-after-redis", undefined, { ENGINE_LEASE_TTL_MS: "2000" });
+      await b.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
+      await published(prices);
+      prices.stop();
+      expect(await b.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    } finally {
+      prices.stop();
+      await redisProxy.close();
+    }
+  }, 120_000);
 });

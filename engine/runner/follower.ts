@@ -17,7 +17,7 @@ import { SNAPSHOT_VERSION, encodeSnapshot } from "../snapshot/codec.ts";
 import { hashSnapshot } from "../snapshot/hash.ts";
 import type { SaveOptions, SnapshotHeadInput, SnapshotSave, SnapshotStore } from "../snapshot/store.ts";
 import { FailureRun } from "./failure-run.ts";
-import { sleep } from "./lease.ts";
+import { sleep, unlessAborted } from "./lease.ts";
 import { applyRaw, type RawEntry } from "./log-stream.ts";
 import { FencedError } from "./publisher.ts";
 
@@ -62,10 +62,20 @@ export interface FollowerOptions {
    * leader's follower sends nothing). Without it, the follower asks every `pollMs`.
    */
   readonly publishes?: () => number;
+  /** How long the final catch-up after a stop may wait for Redis (default FINAL_CATCH_UP_WAIT_MS). */
+  readonly finalCatchUpWaitMs?: number;
 }
 
 /**
- * Follows until `signal` aborts, then catches up and saves a final snapshot. A save that fails (Postgres down or
+ * How long a stopping follower waits for Redis to answer its final catch-up: a healthy one answers in milliseconds;
+ * one out of reach would hold the stop, and with it the handover, until it is back.
+ */
+export const FINAL_CATCH_UP_WAIT_MS = 5_000;
+
+/**
+ * Follows until `signal` aborts, then catches up and saves a final snapshot. A read or trim that Redis leaves
+ * unanswered is not waited out once `signal` aborts, and the final catch-up waits at most `finalCatchUpWaitMs`: the
+ * final snapshot is then of the state as far as this follower got (a restart replays the rest). A save that fails (Postgres down or
  * unreachable, or not answering: PostgresSnapshotStore gives a save up after its deadline) is tried again, sooner
  * than `everyMs` at first (FailureRun's pauses, at most `everyMs`), with the state as it is by then, while the
  * follower keeps applying the log: nothing is trimmed meanwhile, so the log only grows.
@@ -85,7 +95,7 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
   const snapshot = async (final: boolean) => {
     if (o.state.lastInputId !== snapshotAt) {
       // The final one is taken as the leader hands the lease over: trimming is the next leader's business.
-      const outcome = await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, pastUnusable);
+      const outcome = await takeSnapshot(o, writer, final ? undefined : trimTo, stopRequested, signal, pastUnusable);
       if (typeof outcome === "object") {
         if (final) throw outcome.failed;
         nextSnapshotMs =
@@ -103,18 +113,45 @@ export async function runFollower(o: FollowerOptions, signal: AbortSignal): Prom
     o.onCurrent?.();
     nextSnapshotMs = performance.now() + o.everyMs;
   };
+  // One read of the published tail at a time: one the stop stopped waiting for is awaited, not sent again.
+  let reading: Promise<boolean> | undefined;
+  const read = (): Promise<boolean> => {
+    if (reading !== undefined) return reading;
+    const r = catchUp(o);
+    reading = r;
+    const done = () => {
+      if (reading === r) reading = undefined;
+    };
+    r.then(done, done);
+    return r;
+  };
   // The leader's publish count when this follower last found nothing left to apply.
   let caughtUpAt: number | undefined;
   while (!signal.aborted) {
     const publishes = o.publishes?.();
-    const caughtUp = publishes !== undefined && publishes === caughtUpAt ? true : await catchUp(o);
+    const caughtUp = publishes !== undefined && publishes === caughtUpAt ? true : await unlessAborted(read(), signal);
+    if (caughtUp === undefined) break; // stopped while Redis had not answered
     // Read before the cursor: a publish acknowledged after that read counts again next time round.
     if (caughtUp) caughtUpAt = publishes;
     if (performance.now() >= nextSnapshotMs) await snapshot(false);
     if (caughtUp) await sleep(o.pollMs ?? 250, signal);
   }
   // Graceful stop: what the leader published is in the final snapshot, so a restart replays nothing of it.
-  while (!(await catchUp(o)));
+  const waitMs = o.finalCatchUpWaitMs ?? FINAL_CATCH_UP_WAIT_MS;
+  const waited = new AbortController();
+  const timer = setTimeout(() => waited.abort(), waitMs);
+  try {
+    for (;;) {
+      const caughtUp = await unlessAborted(read(), waited.signal);
+      if (caughtUp === true) break;
+      if (caughtUp === undefined) {
+        o.log.warn("final_catch_up_unanswered", { waitedMs: waitMs, lastInputId: o.state.lastInputId });
+        break;
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
   await snapshot(true);
 }
 
@@ -226,6 +263,7 @@ async function takeSnapshot(
   writer: ByteWriter,
   trimTo: string | undefined,
   stopRequested: () => boolean,
+  stopSignal: AbortSignal,
   pastUnusable: SaveOptions["pastUnusable"],
 ): Promise<"saved" | "skipped" | { failed: unknown }> {
   const t0 = performance.now();
@@ -256,7 +294,10 @@ async function takeSnapshot(
   // not trim under the new one.
   let trimmed: number | undefined;
   if (trimTo !== undefined) {
-    trimmed = (await o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, trimTo)) as number;
+    const trim = o.redis.eval(FENCED_TRIM, 2, o.keys.engineLease, o.keys.input, o.leaseValue, trimTo);
+    // A trim Redis leaves unanswered is not waited for once stopping: the next leader's follower trims.
+    trimmed = (await unlessAborted(trim, stopSignal)) as number | undefined;
+    if (trimmed === undefined) trimmed = 0;
     // Refused after the stop request: the leader handed the lease over (the next leader's follower trims), not lost.
     if (trimmed < 0 && !stopRequested()) throw new FencedError("engine lease lost: this follower may not trim the log");
     trimmed = Math.max(0, trimmed);

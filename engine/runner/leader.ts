@@ -15,7 +15,7 @@ import type { Logger } from "../../platform/log.ts";
 import type { EngineState } from "../core/state.ts";
 import type { LeaderMetrics } from "../metrics.ts";
 import { parseInputId } from "../core/step.ts";
-import type { EngineLease } from "./lease.ts";
+import { unlessAborted, type EngineLease } from "./lease.ts";
 import type { LeaseKeeper } from "./lease-keeper.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { applyDecoded, applyRaw, rangeAfter, readAfter } from "./log-stream.ts";
@@ -322,20 +322,6 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
 
 /** The lease was found lost while a publish was awaited. */
 class LeaseLostError extends Error {}
-
-/** Resolves as `work` does, or with undefined once `signal` aborts first (`work` then settles unheard). */
-function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
-  work.catch(() => undefined);
-  if (signal.aborted) return Promise.resolve(undefined);
-  return new Promise<T | undefined>((resolve, reject) => {
-    const aborted = () => resolve(undefined);
-    signal.addEventListener("abort", aborted, { once: true });
-    work
-      .then(resolve, reject)
-      .finally(() => signal.removeEventListener("abort", aborted))
-      .catch(() => undefined);
-  });
-}
 
 /** The id of engine:input's newest entry (XINFO STREAM); undefined when it cannot be read. */
 export async function streamHead(redis: Redis, keys: Keyspace): Promise<string | undefined> {

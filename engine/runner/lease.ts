@@ -50,12 +50,28 @@ export class EngineLease {
     this.value = undefined;
   }
 
-  /** Deletes the lease if it is still ours; one another engine took meanwhile is left alone (and not logged). */
+  /**
+   * Deletes the lease if it is still ours; one another engine took meanwhile is left alone (and not logged). Waits
+   * at most one TTL for the answer: nothing renews the lease once it is being released, so by then it has lapsed
+   * anyway, and a Redis out of reach must not hold up a stopping engine (the script, if it runs later, still deletes
+   * only this value).
+   */
   async release(): Promise<void> {
-    if (this.value === undefined) return;
-    const deleted = (await this.redis.eval(RELEASE, 1, this.keys.engineLease, this.value)) as number;
-    if (deleted === 1) this.log.info("lease_released", { holder: this.holder });
+    const value = this.value;
+    if (value === undefined) return;
     this.value = undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const unanswered = new Promise<"unanswered">((resolve) => {
+      timer = setTimeout(() => resolve("unanswered"), this.ttlMs);
+    });
+    try {
+      const deleted = await Promise.race([this.redis.eval(RELEASE, 1, this.keys.engineLease, value), unanswered]);
+      if (deleted === "unanswered")
+        this.log.warn("lease_release_unanswered", { holder: this.holder, waitedMs: this.ttlMs });
+      else if (deleted === 1) this.log.info("lease_released", { holder: this.holder });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -69,5 +85,19 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     };
     const timer = setTimeout(done, ms);
     signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Resolves as `work` does, or with undefined once `signal` aborts first (`work` then settles unheard). */
+export function unlessAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T | undefined> {
+  work.catch(() => undefined);
+  if (signal.aborted) return Promise.resolve(undefined);
+  return new Promise<T | undefined>((resolve, reject) => {
+    const aborted = () => resolve(undefined);
+    signal.addEventListener("abort", aborted, { once: true });
+    work
+      .then(resolve, reject)
+      .finally(() => signal.removeEventListener("abort", aborted))
+      .catch(() => undefined);
   });
 }
