@@ -42,28 +42,41 @@ export function watchdog(
   outages: RedisOutages = NEVER_DOWN,
   stop?: AbortSignal,
 ): Bounded {
-  let fail!: (err: WorkerStuckError) => void;
-  const stuck = new Promise<never>((_, reject) => (fail = reject));
-  stuck.catch(() => undefined); // raced by each step; not unhandled when no step is waiting
-  let tripped = false;
+  // Each waiting step races a rejection of its own, dropped when it ends. One shared promise raced by every step
+  // would never settle while the worker runs, and each race would leave on it a reaction holding the step's result:
+  // every reply and batch the worker ever handled would stay in memory.
+  const waiting = new Set<(err: WorkerStuckError) => void>();
+  let tripped: WorkerStuckError | undefined;
+  const fail = (err: WorkerStuckError) => {
+    tripped = err;
+    for (const failStep of waiting) failStep(err);
+    waiting.clear();
+  };
   return <T>(step: string, work: Promise<T>, extraMs = 0) => {
+    // After a trip, a step fails at once: the worker is ending.
+    if (tripped !== undefined) return Promise.race([work, Promise.reject(tripped)]);
     const limitMs = stuckAfterMs + extraMs;
     const startedAt = performance.now();
     const check = () => {
-      if (tripped) return;
+      if (tripped !== undefined) return;
       const upSince = outages.upSince();
       const redisDown = upSince === undefined;
       // Looked at again a bound later: the wait then counts from the return, if Redis is back.
       if (redisDown && stop?.aborted !== true) return void (timer = setTimeout(check, limitMs));
       const leftMs = Math.max(startedAt, upSince ?? startedAt) + limitMs - performance.now();
       if (leftMs > 0) return void (timer = setTimeout(check, leftMs));
-      tripped = true;
       const waitedMs = Math.round(performance.now() - startedAt);
       log.error("worker_stuck", { step, waitedMs, stuckAfterMs, ...(redisDown ? { redisDown } : {}) });
       const why = redisDown ? "a stop while Redis is down" : "a connection stopped answering";
       fail(new WorkerStuckError(`${step} did not end within ${limitMs} ms: ${why}`));
     };
+    let failStep!: (err: WorkerStuckError) => void;
+    const stuck = new Promise<never>((_, reject) => (failStep = reject));
+    waiting.add(failStep);
     let timer = setTimeout(check, limitMs);
-    return Promise.race([work, stuck]).finally(() => clearTimeout(timer));
+    return Promise.race([work, stuck]).finally(() => {
+      clearTimeout(timer);
+      waiting.delete(failStep);
+    });
   };
 }
