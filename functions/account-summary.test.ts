@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import type { TradeView } from "../contract/messages.ts";
 import { accountSummary, type StoredAccount } from "./account-summary.ts";
-import type { Quote } from "./views.ts";
+import { unrealizedPnlMicros, type Quote } from "./views.ts";
+import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 
 const at = "2026-12-05T10:00:00.000Z";
 function trade(t: Pick<TradeView, "id" | "asset" | "type" | "margin" | "quantity" | "openPrice">): [string, string] {
@@ -168,5 +169,24 @@ describe("account summary", () => {
   it("treats a pending order without a decimal margin as a broken read model", () => {
     const stored = { ...account("1"), pendingOrders: { "P0-9": JSON.stringify({ margin: 5 }) } };
     expect(() => accountSummary(stored, new Map())).toThrow("pending order P0-9 margin is not a USD amount: 5");
+  });
+});
+
+describe("unrealized PnL", () => {
+  const eth = ASSET_BY_SYMBOL.get("ETH")!;
+  const view = (openPrice: string): TradeView =>
+    JSON.parse(
+      trade({ id: "T0-7", asset: "ETH", type: "long", margin: "100", quantity: "0.5", openPrice })[1],
+    ) as TradeView;
+
+  it("is exact at the asset's decimals", () => {
+    expect(unrealizedPnlMicros(eth, view("2000.12"), "2001.12")).toBe(500_000n);
+  });
+
+  it("throws, naming the figure, rather than compute from a price that does not parse at the asset's decimals", () => {
+    expect(() => unrealizedPnlMicros(eth, view("2000.123"), "2001")).toThrow(
+      'read model: openPrice of T0-7 is not a ETH figure with 2 decimals: "2000.123"',
+    );
+    expect(() => unrealizedPnlMicros(eth, view("2000"), "2000.001")).toThrow(/the close price of T0-7/);
   });
 });

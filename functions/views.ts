@@ -72,12 +72,25 @@ export function unrealizedPnl(asset: AssetConfig, trade: TradeView, closePrice: 
   return formatBigUnits(unrealizedPnlMicros(asset, trade, closePrice), USD_DECIMALS);
 }
 
-/** The PnL of `trade` closed at `closePrice`, in USD micros, never below −margin (as settlement caps it). */
+/**
+ * The PnL of `trade` closed at `closePrice`, in USD micros, never below −margin (as settlement caps it). A figure
+ * that does not parse at the asset's decimals (the engine's asset terms and this code's disagree: a release changed
+ * them while trades were open) throws: a wrong PnL must not be shown as if it were right.
+ */
 export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closePrice: string): bigint {
-  const open = BigInt(toUnits(trade.openPrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
-  const close = BigInt(toUnits(closePrice, asset.priceDecimals, Number.MAX_SAFE_INTEGER));
-  const quantity = BigInt(toUnits(trade.quantity, asset.quantityDecimals, Number.MAX_SAFE_INTEGER));
-  const margin = BigInt(toUnits(trade.margin, USD_DECIMALS, Number.MAX_SAFE_INTEGER));
+  const units = (what: string, text: string, decimals: number) => {
+    const parsed = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
+    if (parsed < 0) {
+      throw new Error(
+        `read model: ${what} of ${trade.id} is not a ${asset.symbol} figure with ${decimals} decimals: "${text}"`,
+      );
+    }
+    return BigInt(parsed);
+  };
+  const open = units("openPrice", trade.openPrice, asset.priceDecimals);
+  const close = units("the close price", closePrice, asset.priceDecimals);
+  const quantity = units("quantity", trade.quantity, asset.quantityDecimals);
+  const margin = units("margin", trade.margin, USD_DECIMALS);
   const perTick = trade.type === "long" ? close - open : open - close;
   const pnl = perTick * quantity * BigInt(microsPerTickStep(asset));
   return pnl < -margin ? -margin : pnl;
