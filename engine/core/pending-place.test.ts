@@ -147,6 +147,12 @@ describe("place_order", () => {
       legs: [entry("1990"), entry("1980", { trailingStop: { distance: "0" } })],
     });
     expect(messageOf(oco.answer)).toBe(`legs.1: ${unsupported}`);
+    // The second leg's before the first leg's other checks: 2100 is above the ask, a long limit there would fill now.
+    const secondFirst = h.instruct("alice", {
+      kind: "place_oco",
+      legs: [entry("2100"), entry("1900", { trailingStop: { distance: "10" } })],
+    });
+    expect(messageOf(secondFirst.answer)).toBe(`legs.1: ${unsupported}`);
     expect(usdOf(h, "alice")).toBe("10000");
   });
 

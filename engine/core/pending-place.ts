@@ -54,6 +54,10 @@ export function placeOrder(state: EngineState, step: Step, account: Account, ins
  * one quote would fill both (pending-fill.ts).
  */
 export function placeOco(state: EngineState, step: Step, account: Account, instruction: PlaceOco): Outcome {
+  // Either leg's trailing stop before any other check of either (readEntry says why).
+  if (instruction.legs[0].trailingStop === undefined && instruction.legs[1].trailingStop !== undefined) {
+    return inLeg(trailingUnsupported(), 1);
+  }
   const first = readEntry(state, step, instruction.legs[0]);
   if (isRefusal(first)) return inLeg(first, 0);
   const second = readEntry(state, step, instruction.legs[1]);
@@ -112,8 +116,7 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
   // Trailing stops on pending orders are refused here, and only here, until an order can carry the terms to its
   // fill. First, whatever the terms or the rest of the order: a user told what is wrong with them would fix them only
   // to be refused anyway.
-  if (e.trailingStop !== undefined)
-    return refuse("INVALID_TRAILING_STOP", "A trailing stop is not supported on pending orders yet.");
+  if (e.trailingStop !== undefined) return trailingUnsupported();
   const order = readOrder(state, e);
   if (isRefusal(order)) return order;
   const asset = assetAt(state, order.assetIndex);
@@ -188,6 +191,9 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
  * A leg's refusal, its message naming the leg as the API names a field in it (`legs.0`, `legs.1`: the index in the
  * request's `legs` array), so a client reads one notation for the API's checks and the engine's.
  */
+const trailingUnsupported = () =>
+  refuse("INVALID_TRAILING_STOP", "A trailing stop is not supported on pending orders yet.");
+
 function inLeg(outcome: Outcome, leg: 0 | 1): Outcome {
   const { receipt } = outcome;
   if (receipt.kind !== "rejected") return outcome;
