@@ -264,9 +264,11 @@ export const isoTimeInput = z
   .transform((text, ctx) => {
     const ms = parseIsoTime(text);
     if (Number.isNaN(ms)) {
+      // A "+01:00" sent unencoded in a query string arrives as " 01:00" (a "+" there means a space).
+      const plusAsSpace = / \d\d:?\d\d$/.test(text);
       ctx.addIssue({
         code: "custom",
-        message: "expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z",
+        message: `expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z${plusAsSpace ? ' (in a query string, send its "+" as %2B: a "+" there is a space)' : ""}`,
       });
       return z.NEVER;
     }

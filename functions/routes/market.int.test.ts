@@ -295,6 +295,13 @@ describe("GET /api/v1/market/candles", () => {
       "INVALID_REQUEST",
       'from: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "yesterday".',
     );
+    // An offset's "+" sent unencoded reads as a space: the refusal says how to send it.
+    await refused(
+      "asset=SOL&interval=1m&from=2026-12-05T19:00:00+01:00",
+      "INVALID_REQUEST",
+      'from: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z (in a query string, send its "+" as %2B: a "+" there is a space), received "2026-12-05T19:00:00 01:00".',
+    );
+    expect((await candles("asset=SOL&interval=1m&from=2026-12-05T19:00:00%2B01:00")).status).toBe(200);
     // Times that name no real day or time, which Date.parse alone would roll over into another one.
     for (const time of [
       "2026-02-30T00:00Z",
