@@ -36,4 +36,4 @@ RUN node scripts/build.mjs
 
 # Code owned by root, run as the image's unprivileged `node` user: the process cannot rewrite it.
 USER node
-CMD ["node", "--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512", "dist/engine.mjs"]
+CMD ["node", "--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512", "--max-old-space-size=1536", "dist/engine.mjs"]

@@ -178,12 +178,13 @@ export const ENGINE_DEPLOY: Required<DeployPlan> = engineDeploy(ENGINE_ENV);
 export const CONTAINER_PLANS: Readonly<Record<ContainerName, ContainerPlan>> = {
   // Two tasks: one leads (the Redis lease), the other is a hot standby that follows the log in memory and takes over in
   // under a second when the leader dies or stops. A rolling deploy starts the new tasks first (ENGINE_DEPLOY).
-  // Memory for the in-memory state and snapshot encoding; snapshots are saved on a second thread.
+  // Memory for the in-memory state twice (the leader's thread and its snapshotter's) and snapshot encoding: at 1M open
+  // trades an engine peaks near 2.2 GB (its heap limit, platform/components.ts; docs/benchmarks.md).
   engine: {
     secretEnv: { REDIS_URL: "RedisUrl", DATABASE_URL: "DatabaseUrl" },
     env: ENGINE_ENV,
     cpu: "1 vCPU",
-    memory: "2 GB",
+    memory: "4 GB",
     tasks: 2,
     deploy: ENGINE_DEPLOY,
   },

@@ -45,10 +45,18 @@ export const COMPONENTS: readonly Component[] = [
   // machine the concurrent markers get little CPU), a pause of the order of 100 ms.
   // Not --min-semi-space-size: a full-size young generation from the start makes recovery faster but the live
   // leader's tick → closed-order latency worse.
+  // A heap limit of its own, per thread (the leader's and its snapshotter's each hold the state), not one Node
+  // derives from the memory it sees: 1M open trades need a few hundred MB in each, and a process peaks near 2.2 GB
+  // with this limit (docs/benchmarks.md), within the deployed task's 4 GB (infra/plan.ts).
   {
     name: "engine",
     entry: "engine/main.ts",
-    nodeFlags: ["--enable-source-maps", "--max-semi-space-size=64", "--initial-old-space-size=512"],
+    nodeFlags: [
+      "--enable-source-maps",
+      "--max-semi-space-size=64",
+      "--initial-old-space-size=512",
+      "--max-old-space-size=1536",
+    ],
     // Logged by a leader once live, by a standby once it has caught up with the leader.
     readyEvent: "engine_ready",
     metricsPort: 9141,

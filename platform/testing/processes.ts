@@ -164,7 +164,8 @@ export function spawnChild(name: string, command: string, args: readonly string[
 
 /**
  * One of the system's processes, with the entry and Node flags `npm start` uses (platform/components.ts), so a test
- * runs what production runs; `nodeFlags` adds to them (a bigger heap, a CPU profile). `name` tells apart several.
+ * runs what production runs; `nodeFlags` adds to them (a bigger heap, a CPU profile) and wins over them. `name`
+ * tells apart several.
  * Its metrics go on a free port (logged as metrics_listening) unless `env` sets one: tests run many at once.
  */
 export function spawnComponent(
@@ -172,7 +173,10 @@ export function spawnComponent(
   env: Record<string, string>,
   options: { name?: string; nodeFlags?: readonly string[] } = {},
 ): Child {
-  const args = [...(options.nodeFlags ?? []), ...nodeArgs(componentNamed(component))];
+  const own = nodeArgs(componentNamed(component));
+  // After the component's own flags, so that one set by both (a bigger heap for a benchmark) is the test's: the later
+  // wins.
+  const args = [...own.slice(0, -1), ...(options.nodeFlags ?? []), own.at(-1)!];
   return spawnChild(options.name ?? component, process.execPath, args, {
     [metricsPortVariable(component)]: "0",
     ...env,
