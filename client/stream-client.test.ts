@@ -945,6 +945,84 @@ describe("close() from a listener", () => {
   });
 });
 
+describe("listeners added or removed during a delivery", () => {
+  const QUOTE = {
+    type: "quote",
+    asset: "ETH",
+    market: "ETH_USDC",
+    bid: "1",
+    ask: "2",
+    updatedAt: "2026-12-05T10:00:00.000Z",
+    source: "sim",
+  } as const;
+
+  it("one added while an event is delivered gets the next event, not that one", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect();
+    await until("the snapshot", () => client.privateState !== undefined);
+    // A "wait for the next event" helper, called from a listener.
+    const nextEvent = () =>
+      new Promise<EventFrame>((resolve) => {
+        const off = client.on("event", (event) => {
+          off();
+          resolve(event);
+        });
+      });
+    let pair: [number, number] | undefined;
+    client.on("event", (event) => {
+      if (event.seq === 1) void nextEvent().then((next) => (pair = [event.seq, next.seq]));
+    });
+    server.publish({ event: "balances_changed", balances: { USD: "1" } });
+    await until("event 1", () => client.privateState?.seq === 1);
+    server.publish({ event: "balances_changed", balances: { USD: "2" } });
+    await until("event 2", () => client.privateState?.seq === 2);
+    await sleep(10);
+    expect(pair).toEqual([1, 2]);
+  });
+
+  it("one that removes and adds itself again (re-arming) is called once per event, not again and again", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({ subscriptions: [{ channel: "quotes" }] });
+    let calls = 0;
+    const listener = () => {
+      calls++;
+      if (calls > 100) return; // else the loop this test is about would hang it
+      off();
+      off = client.on("quote", listener);
+    };
+    let off = client.on("quote", listener);
+    await until("open", () => client.status === "open");
+    server.broadcast(QUOTE);
+    await until("the quote", () => calls > 0);
+    server.broadcast({ ...QUOTE, bid: "1.5" });
+    await until("the second quote", () => calls > 1);
+    await sleep(20);
+    expect(calls).toBe(2);
+  });
+
+  it("one removed by an earlier listener is not called, even when added again meanwhile", async () => {
+    server = await startFakeStreamServer();
+    const { client } = connect({ subscriptions: [{ channel: "quotes" }] });
+    const calls: string[] = [];
+    const second = () => calls.push("second");
+    client.on("quote", () => {
+      calls.push("first");
+      if (calls.length === 1) {
+        offSecond();
+        client.on("quote", second); // a new registration: from the next quote on
+      }
+    });
+    const offSecond = client.on("quote", second);
+    await until("open", () => client.status === "open");
+    server.broadcast(QUOTE);
+    await until("the quote", () => calls.length > 0);
+    server.broadcast({ ...QUOTE, bid: "1.5" });
+    await until("the second quote", () => calls.length > 2);
+    await sleep(20);
+    expect(calls).toEqual(["first", "first", "second"]);
+  });
+});
+
 describe("the browser bundle", () => {
   it("builds for the browser with nothing of Node or the server in it", async () => {
     const code = await browserBundle();

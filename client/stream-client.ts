@@ -195,7 +195,11 @@ export interface StreamClientEvents {
 /** The code the client closes a connection with when it gives up on it itself. */
 export const CLIENT_DROP_CODE = 4000;
 
-type Listeners = { [K in keyof StreamClientEvents]: Set<StreamClientEvents[K]> };
+/**
+ * Each event's listeners, each with the registration it was added by: a listener removed and added again during a
+ * delivery is a new registration, which that delivery skips (emit()).
+ */
+type Listeners = { [K in keyof StreamClientEvents]: Map<StreamClientEvents[K], object> };
 type Timer = ReturnType<typeof setTimeout>;
 
 export class StreamClient {
@@ -203,13 +207,13 @@ export class StreamClient {
   private readonly backoff: BackoffPolicy;
   private readonly random: () => number;
   private readonly listeners: Listeners = {
-    open: new Set(),
-    close: new Set(),
-    quote: new Set(),
-    candle: new Set(),
-    event: new Set(),
-    state: new Set(),
-    error: new Set(),
+    open: new Map(),
+    close: new Map(),
+    quote: new Map(),
+    candle: new Map(),
+    event: new Map(),
+    state: new Map(),
+    error: new Map(),
   };
   /**
    * What the server holds on this connection, as its answers said; while there is none, what the last one held (or
@@ -308,8 +312,13 @@ export class StreamClient {
     return this.state;
   }
 
+  /**
+   * Adds a listener (once: adding it again changes nothing); returns what removes it. As with `EventTarget`, the
+   * listeners of an event are those there when its delivery starts: one added meanwhile gets the next event, not this
+   * one, and one removed meanwhile is not called.
+   */
   on<K extends keyof StreamClientEvents>(name: K, listener: StreamClientEvents[K]): () => void {
-    this.listeners[name].add(listener);
+    if (!this.listeners[name].has(listener)) this.listeners[name].set(listener, {});
     return () => this.listeners[name].delete(listener);
   }
 
@@ -719,7 +728,12 @@ export class StreamClient {
     // Only close() emits while closed: its final close goes to every listener. Any other event stops at the listener
     // that closed the client, which has already sent that final close to the rest: this one would follow it.
     const open = !this.closedMeanwhile();
-    for (const listener of this.listeners[name]) {
+    // Over a copy: iterating the live map, a listener that removes and adds itself again (re-arming) would be moved to
+    // its end and called again for the same event, for ever, and one added by a listener would get the event that
+    // added it (a "next event" promise would resolve with this one).
+    const listeners = this.listeners[name];
+    for (const [listener, registration] of [...listeners]) {
+      if (listeners.get(listener) !== registration) continue; // removed meanwhile (and maybe added again)
       if (open && this.closedMeanwhile()) return;
       try {
         (listener as (...a: Parameters<StreamClientEvents[K]>) => void)(...args);
