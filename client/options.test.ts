@@ -88,10 +88,39 @@ describe("the client's options", () => {
       { backoff: { goingAwayMaxMs: Infinity } },
     ],
     [`random: expected a function returning a number in [0, 1), received 0.5.`, { random: 0.5 }],
+    // Longer than a timer waits: browsers and Node would fire it after about 1 ms.
+    [
+      "ticketTimeoutMs: expected at most 2147483647 milliseconds (the longest a timer waits, about 24.8 days), " +
+        "received 2147483648.",
+      { ticketTimeoutMs: 2 ** 31 },
+    ],
+    [
+      "heartbeatMs: expected at most 1073741823 milliseconds (the silence timer waits twice it, and a timer at most " +
+        "2^31-1 ms), received 1073741824.",
+      { heartbeatMs: 2 ** 30 },
+    ],
+    ...(["initialMs", "maxMs", "goingAwayMaxMs"] as const).map(
+      (name) =>
+        [
+          `backoff.${name}: expected at most 2147483647 milliseconds (the longest a timer waits, about 24.8 days), ` +
+            "received 1e+100.",
+          { backoff: { [name]: 1e100 } },
+        ] as [string, Record<string, unknown>],
+    ),
   ])("refuses what is wrong: %s", (message, changes) => {
     const error = made(changes);
     expect(error).toBeInstanceOf(TypeError);
     expect((error as Error).message).toBe(message);
+  });
+
+  it("takes periods up to the longest a timer waits, and any finite stable time", () => {
+    expect(
+      made({
+        heartbeatMs: 2 ** 30 - 1,
+        ticketTimeoutMs: 2 ** 31 - 1,
+        backoff: { initialMs: 2 ** 31 - 1, maxMs: 2 ** 31 - 1, stableMs: 1e100, goingAwayMaxMs: 2 ** 31 - 1 },
+      }),
+    ).toBeUndefined();
   });
 
   it("takes an http(s) apiUrl with a port, a path before /api/v1 or a trailing slash", () => {

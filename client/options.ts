@@ -42,19 +42,24 @@ export function invalidOptions(options: unknown): string | undefined {
   }
   if (o.subscriptions !== undefined && !Array.isArray(o.subscriptions))
     return `subscriptions: expected an array of subscriptions, received ${shown(o.subscriptions)}.`;
-  for (const name of ["heartbeatMs", "ticketTimeoutMs"] as const) {
+  for (const [name, maxMs] of [
+    ["heartbeatMs", MAX_HEARTBEAT_MS],
+    ["ticketTimeoutMs", MAX_TIMER_MS],
+  ] as const) {
     const value = o[name];
     if (value !== undefined && !isPositive(value))
       return `${name}: expected a positive number of milliseconds, received ${shown(value)}.`;
+    if (value !== undefined && (value as number) > maxMs) return tooLong(name, maxMs, value);
   }
   if (o.backoff !== undefined) {
     if (!isRecord(o.backoff)) return `backoff: expected an object, received ${shown(o.backoff)}.`;
-    for (const [name, zeroAllowed] of BACKOFF_FIELDS) {
+    for (const [name, zeroAllowed, maxMs] of BACKOFF_FIELDS) {
       const value = o.backoff[name];
       if (value !== undefined && !(isPositive(value) || (zeroAllowed && value === 0))) {
         const kind = zeroAllowed ? "a non-negative" : "a positive";
         return `backoff.${name}: expected ${kind} number of milliseconds, received ${shown(value)}.`;
       }
+      if (value !== undefined && (value as number) > maxMs) return tooLong(`backoff.${name}`, maxMs, value);
     }
   }
   if (o.random !== undefined && typeof o.random !== "function")
@@ -63,15 +68,34 @@ export function invalidOptions(options: unknown): string | undefined {
 }
 
 /**
- * The backoff fields, and whether each may be 0: a zero step would retry in a tight loop, while a zero stable time or
- * going-away spread only turns that rule off.
+ * The longest a timer waits: browsers and Node take a longer delay as about 1 ms (Node warns with
+ * TimeoutOverflowWarning), so a ticket timeout "that never comes" would abort every request at once, and a backoff
+ * capped beyond it would retry in a tight loop.
+ */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The silence timer waits twice the heartbeat period. */
+export const MAX_HEARTBEAT_MS = Math.floor(MAX_TIMER_MS / 2);
+
+/**
+ * The backoff fields, whether each may be 0, and the most each may be. A zero step would retry in a tight loop, while
+ * a zero stable time or going-away spread only turns that rule off. The stable time is compared with how long a
+ * connection stayed up, and no timer waits it: any finite number will do.
  */
 const BACKOFF_FIELDS = [
-  ["initialMs", false],
-  ["maxMs", false],
-  ["stableMs", true],
-  ["goingAwayMaxMs", true],
+  ["initialMs", false, MAX_TIMER_MS],
+  ["maxMs", false, MAX_TIMER_MS],
+  ["stableMs", true, Number.MAX_VALUE],
+  ["goingAwayMaxMs", true, MAX_TIMER_MS],
 ] as const;
+
+function tooLong(name: string, maxMs: number, value: unknown): string {
+  const why =
+    maxMs === MAX_TIMER_MS
+      ? "the longest a timer waits, about 24.8 days"
+      : "the silence timer waits twice it, and a timer at most 2^31-1 ms";
+  return `${name}: expected at most ${maxMs} milliseconds (${why}), received ${shown(value)}.`;
+}
 
 /** A URL's scheme as URL reads it ("https:"), or undefined when it is not an absolute URL. */
 function protocolOf(url: string): string | undefined {
