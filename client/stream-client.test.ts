@@ -7,7 +7,7 @@
 import { once } from "node:events";
 import { createServer, type AddressInfo } from "node:net";
 import { WebSocket } from "ws";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { AssetSymbol, CandleInterval, OrderView, TradeView } from "./protocol.ts";
 import { browserBundle } from "./testing/browser-bundle.ts";
 import {
@@ -663,6 +663,27 @@ describe("backoff", () => {
     server.closeAll(1001, "deploying");
     await until("the close", () => seen.closes.length === 6);
     expect(seen.closes[5]).toMatchObject({ code: 1001, reconnectInMs: 0 }); // the step would be 10
+  });
+
+  it("counts a connection as stable by how long it stayed up, whatever the wall clock did meanwhile", async () => {
+    server = await startFakeStreamServer();
+    const { client, seen } = connect({
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 50, goingAwayMaxMs: 40 },
+      random: () => 0,
+    });
+    await until("open", () => client.status === "open");
+    // The system clock is stepped back an hour (NTP, a manual change) while the connection is up.
+    const realNow = Date.now.bind(Date);
+    const stepped = vi.spyOn(Date, "now").mockImplementation(() => realNow() - 3_600_000);
+    try {
+      await sleep(100); // past stableMs
+      server.closeAll(1001, "deploying");
+      await until("the close", () => seen.closes.length === 1);
+    } finally {
+      stepped.mockRestore();
+    }
+    // Stable: the spread alone (0 at draw 0), not also the step of a failed attempt (10).
+    expect(seen.closes[0]).toMatchObject({ code: 1001, reconnectInMs: 0 });
   });
 
   it("waits at least the Retry-After of a 429", async () => {

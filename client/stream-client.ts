@@ -261,6 +261,7 @@ export class StreamClient {
   /** Ticket requests refused as such (refusedAsSuch) in a row. */
   private refusals = 0;
   private heartbeatMs: number;
+  /** When the connection was welcomed, by monotonicMs(). */
   private welcomedAt: number | undefined;
   private pings = 0;
   private retryTimer: Timer | undefined;
@@ -549,7 +550,7 @@ export class StreamClient {
     }
     this.userId ??= userId;
     if (Number.isFinite(frame.heartbeatMs) && frame.heartbeatMs > 0) this.heartbeatMs = frame.heartbeatMs;
-    this.welcomedAt = Date.now();
+    this.welcomedAt = monotonicMs();
     this.currentStatus = "open";
     this.watchSilence(generation);
     clearInterval(this.pingTimer);
@@ -557,7 +558,7 @@ export class StreamClient {
     const rate = frame.limits?.maxMessagesPerSec;
     this.maxMessagesPerSec = typeof rate === "number" && Number.isFinite(rate) && rate > 0 ? rate : undefined;
     const perSec = this.maxMessagesPerSec === undefined ? undefined : this.maxMessagesPerSec * this.rateShare;
-    this.allowance = new SendAllowance(perSec ?? Number.POSITIVE_INFINITY, Date.now());
+    this.allowance = new SendAllowance(perSec ?? Number.POSITIVE_INFINITY, monotonicMs());
     this.queue.length = 0;
     // A new socket holds nothing: what the last one held is subscribed again, then what no server confirmed.
     const max = frame.limits?.maxSubscriptions ?? Number.POSITIVE_INFINITY;
@@ -628,7 +629,7 @@ export class StreamClient {
     while (this.queue.length > 0) {
       // A failed send is reported as an error, whose listener may have closed the client or dropped the connection.
       if (generation !== this.generation || this.closedMeanwhile()) return;
-      const nowMs = Date.now();
+      const nowMs = monotonicMs();
       const waitMs = this.allowance.waitMs(nowMs);
       if (waitMs > 0) {
         this.queueTimer = setTimeout(() => this.sendQueued(generation), waitMs);
@@ -686,7 +687,7 @@ export class StreamClient {
     this.stopTimers();
     this.forgetConnection();
     this.generation++;
-    const stable = this.welcomedAt !== undefined && Date.now() - this.welcomedAt >= this.backoff.stableMs;
+    const stable = this.welcomedAt !== undefined && monotonicMs() - this.welcomedAt >= this.backoff.stableMs;
     if (stable) this.failedAttempts = 0;
     this.welcomedAt = undefined;
     // A server going away closes all its sockets at once: the spread keeps its clients from coming back together. On
@@ -745,6 +746,15 @@ export class StreamClient {
       }
     }
   }
+}
+
+/**
+ * The time for durations (how long a connection stayed up, the send allowance's refill): monotonic, in browsers and
+ * Node alike. The wall clock can be stepped back (NTP, a manual change) while a connection is up, and a stable
+ * connection would then not count as one, its backoff growing on instead of starting over.
+ */
+function monotonicMs(): number {
+  return performance.now();
 }
 
 /** Ticket requests refused as such, in a row, after which the client stops (status `failed`). */
