@@ -61,6 +61,16 @@ const ORDER: OrderView = {
   reason: null,
 };
 
+const QUOTE = {
+  type: "quote",
+  asset: "ETH",
+  market: "ETH_USDC",
+  bid: "1",
+  ask: "2",
+  updatedAt: "2026-12-05T10:00:00.000Z",
+  source: "sim",
+} as const;
+
 const closed = (remainingQuantity: string) => ({
   ...TRADE,
   closeId: remainingQuantity === "0" ? TRADE.id : `${TRADE.id}.1`,
@@ -521,6 +531,33 @@ describe("reconnecting", () => {
     // The client pinged meanwhile, at the welcome's period.
     expect(server.connections[0]!.received.filter((f) => f.op === "ping").length).toBeGreaterThanOrEqual(2);
   });
+  it("a thread stalled past twice the heartbeat keeps a connection whose frames arrived in time", async () => {
+    server = await startFakeStreamServer({ heartbeatMs: 100 });
+    const { client, seen } = connect({ subscriptions: [{ channel: "quotes" }] });
+    let stalls = 0;
+    client.on("quote", () => {
+      stalls++;
+      // A frame goes out at once (in the client's socket buffer within a millisecond), and then the page is busy
+      // (a long render, a frozen tab) for longer than 2 × heartbeatMs: the silence timer is overdue when it ends.
+      if (stalls === 1) server.broadcast({ type: "heartbeat", time: new Date().toISOString() });
+      else server.silence(true); // the second time, nothing comes during or after the stall
+      const end = performance.now() + 300;
+      while (performance.now() < end);
+    });
+    await until("open", () => client.status === "open");
+    server.broadcast(QUOTE);
+    await until("the stall", () => stalls === 1);
+    await sleep(50);
+    expect(seen.closes).toEqual([]);
+    expect(client.status).toBe("open");
+
+    // With nothing waiting to be read after the stall, the connection is dropped as silent all the same.
+    server.broadcast(QUOTE);
+    await until("the drop", () => seen.closes.length === 1, 1_000);
+    expect(stalls).toBe(2);
+    expect(seen.closes[0]).toMatchObject({ code: 4000, reason: "nothing received for 200 ms" });
+  });
+
   it('a ticket request that cannot reach the API says why, not only Node\'s bare "fetch failed"', async () => {
     server = await startFakeStreamServer();
     // A port nothing listens on: the API down.
@@ -967,16 +1004,6 @@ describe("close() from a listener", () => {
 });
 
 describe("listeners added or removed during a delivery", () => {
-  const QUOTE = {
-    type: "quote",
-    asset: "ETH",
-    market: "ETH_USDC",
-    bid: "1",
-    ask: "2",
-    updatedAt: "2026-12-05T10:00:00.000Z",
-    source: "sim",
-  } as const;
-
   it("one added while an event is delivered gets the next event, not that one", async () => {
     server = await startFakeStreamServer();
     const { client } = connect();

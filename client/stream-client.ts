@@ -15,7 +15,8 @@
  *   event in seq order (private-state.ts). An event past the next seq (a gap, which the server never sends) drops
  *   the connection and resumes from the last one applied, rather than showing a state with a hole in it.
  * - It pings every heartbeatMs (the welcome says how often) and drops a connection on which nothing arrived for
- *   twice that: a dead TCP connection can otherwise take minutes to report itself.
+ *   twice that: a dead TCP connection can otherwise take minutes to report itself. A silence timer that runs late
+ *   (the thread was held up) first lets the frames that arrived meanwhile be read (silenceDue()).
  * - Every frame it sends (subscribes, unsubscribes, pings) keeps within the welcome's `maxMessagesPerSec`
  *   (send-allowance.ts): what would go over waits in a queue, in order, and goes as the allowance refills. The
  *   server closes a socket over it with 4029, and a replay of many subscriptions in one burst after each welcome
@@ -664,9 +665,24 @@ export class StreamClient {
   /** (Re)arms the silence timer: nothing from the server for 2 × heartbeatMs, and the connection is dropped. */
   private watchSilence(generation: number): void {
     clearTimeout(this.silenceTimer);
-    this.silenceTimer = setTimeout(() => {
-      if (generation === this.generation) this.drop(`nothing received for ${2 * this.heartbeatMs} ms`);
-    }, 2 * this.heartbeatMs);
+    const silenceMs = 2 * this.heartbeatMs;
+    const dueAtMs = monotonicMs() + silenceMs;
+    this.silenceTimer = setTimeout(() => this.silenceDue(generation, dueAtMs), silenceMs);
+  }
+
+  /**
+   * The silence timer ran. Late, it shows the thread was held up (a long task, a frozen or throttled tab), and frames
+   * that arrived in time meanwhile may still wait to be read: in Node, overdue timers run before the sockets are read.
+   * They get one more turn (SILENCE_GRACE_MS): any of them re-arms the timer (receive()), which cancels this one.
+   * `dueAtMs` undefined: that turn has passed with nothing read.
+   */
+  private silenceDue(generation: number, dueAtMs: number | undefined): void {
+    if (generation !== this.generation) return;
+    if (dueAtMs !== undefined && monotonicMs() - dueAtMs > LATE_TIMER_MS) {
+      this.silenceTimer = setTimeout(() => this.silenceDue(generation, undefined), SILENCE_GRACE_MS);
+      return;
+    }
+    this.drop(`nothing received for ${2 * this.heartbeatMs} ms`);
   }
 
   /** Gives up on the current connection without waiting for its close handshake, and reconnects. */
@@ -756,6 +772,15 @@ export class StreamClient {
 function monotonicMs(): number {
   return performance.now();
 }
+
+/** A timer that runs this long after it was due was held up: an idle thread runs it within a few ms. */
+const LATE_TIMER_MS = 20;
+
+/**
+ * How long a late silence timer waits for frames already there to be read. Not 0: in Node a timer of 0 (1 ms) can
+ * still run in the same timers phase, before the sockets are read, if that phase took a millisecond.
+ */
+const SILENCE_GRACE_MS = 20;
 
 /** Ticket requests refused as such, in a row, after which the client stops (status `failed`). */
 const REFUSALS_BEFORE_FAILING = 3;
