@@ -12,6 +12,7 @@ import type { AssetSymbol, CandleInterval, OrderView, TradeView } from "./protoc
 import { browserBundle } from "./testing/browser-bundle.ts";
 import {
   backoffDelayMs,
+  cutDelayMs,
   DEFAULT_BACKOFF,
   goingAwayDelayMs,
   RETRY_AFTER_MAX_MS,
@@ -635,7 +636,8 @@ describe("backoff", () => {
     let draw = 0;
     server.refuseTickets(503);
     const { client, seen } = connect({
-      backoff: { initialMs: 20, maxMs: 80, stableMs: 100 },
+      // No spread after the cut below: the step alone shows that the count started over.
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 100, goingAwayMaxMs: 0 },
       random: () => randoms[draw++ % randoms.length]!,
     });
     await until("six refusals", () => server.ticketRequests.length >= 6);
@@ -700,6 +702,33 @@ describe("backoff", () => {
     server.closeAll(1001, "deploying");
     await until("the close", () => seen.closes.length === 6);
     expect(seen.closes[5]).toMatchObject({ code: 1001, reconnectInMs: 0 }); // the step would be 10
+  });
+
+  it("after a cut without a close frame (1006) on a stable connection, spreads the retry up to goingAwayMaxMs", async () => {
+    server = await startFakeStreamServer();
+    const draws = [0, 0.9];
+    let n = 0;
+    const { client, seen } = connect({
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 300, goingAwayMaxMs: 1_000 },
+      random: () => draws[n++ % draws.length]!,
+    });
+    await until("open", () => client.status === "open");
+    await sleep(350); // past stableMs
+    // Deployed, the load balancer cuts every socket of a stream task it drains at once: no 1001 reaches the clients.
+    server.terminateAll();
+    await until("the close", () => seen.closes.length === 1);
+    // The first step (cap 20, draw 0: 10), then a pause from it up to goingAwayMaxMs (draw 0.9: 10 + 891).
+    expect(seen.closes[0]).toMatchObject({ code: 1006, reconnectInMs: 901 });
+
+    await until("open again", () => client.status === "open" && server.connections.length === 2, 3_000);
+    // Cut again before it is stable: a failed attempt, its backoff step alone (cap 40, draw 0: 20).
+    n = 0;
+    server.terminateAll();
+    await until("the close", () => seen.closes.length === 2);
+    expect(seen.closes[1]).toMatchObject({ code: 1006, reconnectInMs: 20 });
+    expect(cutDelayMs(250, DEFAULT_BACKOFF, () => 0)).toBe(250);
+    expect(cutDelayMs(250, DEFAULT_BACKOFF, () => 0.999999)).toBe(4_999);
+    expect(cutDelayMs(250, { ...DEFAULT_BACKOFF, goingAwayMaxMs: 0 }, () => 0.5)).toBe(250);
   });
 
   it("counts a connection as stable by how long it stayed up, whatever the wall clock did meanwhile", async () => {

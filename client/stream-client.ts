@@ -28,7 +28,9 @@
  *   once) on a stable connection, it waits a random pause over 0–`goingAwayMaxMs` (5 s) instead, so a deploy's clients
  *   come back spread out. A 1001 on a connection that was not stable (never welcomed, or up less than `stableMs`) is a
  *   failed attempt: it waits the longer of that pause and the backoff step, so a server in a restart loop, going away
- *   on every connection, is asked ever more slowly rather than every few seconds for ever.
+ *   on every connection, is asked ever more slowly rather than every few seconds for ever. A stable connection cut
+ *   without a close frame (1006), as deployed the load balancer cuts a draining task's sockets all at once, waits a
+ *   random pause from the first backoff step up to `goingAwayMaxMs`.
  * - It never reconnects after close code 4401 (session ended) or a 401 on the ticket: that needs a new sign-in; nor
  *   after a welcome naming another user than the first one did (on the session cookie, someone else signed in in this
  *   browser meanwhile), which ends the client the same way before anything of that user's is asked for; nor
@@ -72,6 +74,7 @@ import {
 import {
   abandon,
   backoffDelayMs,
+  cutDelayMs,
   DEFAULT_BACKOFF,
   goingAwayDelayMs,
   messageOf,
@@ -89,6 +92,7 @@ export type { PrivateState } from "./private-state.ts";
 export { applyEvent, stateFromSnapshot } from "./private-state.ts";
 export {
   backoffDelayMs,
+  cutDelayMs,
   DEFAULT_BACKOFF,
   goingAwayDelayMs,
   requestTicket,
@@ -195,6 +199,9 @@ export interface StreamClientEvents {
 
 /** The code the client closes a connection with when it gives up on it itself. */
 export const CLIENT_DROP_CODE = 4000;
+
+/** The close code a WebSocket reports for a connection cut without a close frame; never sent on the wire. */
+const ABNORMAL_CLOSURE = 1006;
 
 /**
  * Each event's listeners, each with the registration it was added by: a listener removed and added again during a
@@ -709,9 +716,16 @@ export class StreamClient {
     // A server going away closes all its sockets at once: the spread keeps its clients from coming back together. On
     // a connection that was not stable, 1001 is also a failed attempt, so a server in a restart loop, which goes away
     // again on every connection, is retried ever more slowly (up to maxMs), not every few seconds for ever.
+    // Deployed, the clients of a stream task being replaced see no 1001: the load balancer cuts all its sockets at
+    // once (1006), and a crashed server's go the same way. A stable connection cut so is spread likewise, from the
+    // first step up; on one that was not, a cut is a failed attempt like any other.
     const goingAway = code === CLOSE_CODES.goingAway;
-    const spreadMs = goingAway ? goingAwayDelayMs(this.backoff, this.random) : 0;
     const stepMs = goingAway && stable ? 0 : backoffDelayMs(this.failedAttempts, this.backoff, this.random);
+    const spreadMs = goingAway
+      ? goingAwayDelayMs(this.backoff, this.random)
+      : code === ABNORMAL_CLOSURE && stable
+        ? cutDelayMs(stepMs, this.backoff, this.random)
+        : 0;
     const delayMs = Math.max(atLeastMs, spreadMs, stepMs);
     this.failedAttempts++;
     this.currentStatus = "reconnecting";

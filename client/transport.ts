@@ -109,7 +109,9 @@ export interface BackoffPolicy {
   /**
    * After close 1001 (the server going away: a deploy or restart closes every socket at once) the retry waits a
    * uniformly random time up to this, so its clients do not all come back in the same moment; at least the backoff
-   * step too when the connection was not stable, so a server that keeps going away is asked ever more slowly.
+   * step too when the connection was not stable, so a server that keeps going away is asked ever more slowly. After
+   * a stable connection was cut without a close frame (1006: deployed, the load balancer cuts a draining task's
+   * sockets all at once), a uniformly random time from the first backoff step up to this. 0: no spread.
    */
   readonly goingAwayMaxMs: number;
 }
@@ -124,6 +126,14 @@ export const DEFAULT_BACKOFF: BackoffPolicy = {
 /** The pause before reconnecting after the server went away (1001): anywhere in [0, goingAwayMaxMs). */
 export function goingAwayDelayMs(policy: BackoffPolicy, random: () => number): number {
   return Math.floor(random() * policy.goingAwayMaxMs);
+}
+
+/**
+ * The pause before reconnecting after a stable connection was cut (1006): anywhere in [stepMs, goingAwayMaxMs), the
+ * backoff step when that is the longer.
+ */
+export function cutDelayMs(stepMs: number, policy: BackoffPolicy, random: () => number): number {
+  return stepMs + Math.floor(random() * Math.max(0, policy.goingAwayMaxMs - stepMs));
 }
 
 /** The pause before retry number `attempt` (0 first): "equal jitter", between half the cap and the cap. */
