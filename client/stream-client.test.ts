@@ -709,11 +709,12 @@ describe("backoff", () => {
     const draws = [0, 0.9];
     let n = 0;
     const { client, seen } = connect({
-      backoff: { initialMs: 20, maxMs: 80, stableMs: 300, goingAwayMaxMs: 1_000 },
+      // stableMs well above what a reconnect and the cut after it take on a loaded machine (the second half).
+      backoff: { initialMs: 20, maxMs: 80, stableMs: 1_500, goingAwayMaxMs: 1_000 },
       random: () => draws[n++ % draws.length]!,
     });
     await until("open", () => client.status === "open");
-    await sleep(350); // past stableMs
+    await sleep(1_600); // past stableMs
     // Deployed, the load balancer cuts every socket of a stream task it drains at once: no 1001 reaches the clients.
     server.terminateAll();
     await until("the close", () => seen.closes.length === 1);

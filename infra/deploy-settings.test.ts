@@ -27,6 +27,7 @@ import {
   streamServiceArgs,
   streamUrlFrom,
 } from "./plan.ts";
+import { DEFAULT_BACKOFF } from "../client/transport.ts";
 import { SECRET_SAMPLES } from "./testing/secret-samples.ts";
 
 const GATEWAY_URL = "https://abc123.execute-api.eu-west-1.amazonaws.com";
@@ -138,6 +139,8 @@ describe("the stream's domain (STREAM_DOMAIN)", () => {
       });
     }
     expect(STREAM_DEREGISTRATION_DELAY_SECONDS * 1000).toBeGreaterThan(TICKET_CHECK_TIMEOUT_MS);
+    // Every socket cut at the end of a drain was opened before it began: stable, so its client spreads its retry.
+    expect(STREAM_DEREGISTRATION_DELAY_SECONDS * 1000).toBeGreaterThanOrEqual(DEFAULT_BACKOFF.stableMs);
     // A WebSocket never drains of itself: the delay is waited out whole on every stop, then the sockets are cut.
     expect(STREAM_DEREGISTRATION_DELAY_SECONDS).toBeLessThanOrEqual(15);
   });

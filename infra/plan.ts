@@ -254,7 +254,9 @@ export const STREAM_IDLE_TIMEOUT_SECONDS = 60;
  * Amazon ECS Developer Guide), and a WebSocket client never ends its connection of itself, so the whole delay would
  * pass on every stop, after which the load balancer ends the task's connections ("Deregistration delay", ELB User
  * Guide): the clients are cut whatever the delay, and reconnect to the other tasks. So: long enough for an upgrade
- * already in progress to be answered (its ticket check, stream/server.ts TICKET_CHECK_TIMEOUT_MS), no longer.
+ * already in progress to be answered (its ticket check, stream/server.ts TICKET_CHECK_TIMEOUT_MS), no longer. And
+ * no shorter than the client's `backoff.stableMs` (10 s): every socket the load balancer cuts then counts as stable,
+ * and its client spreads its retry (client/README.md, Backoff) instead of all coming back within the first step.
  */
 export const STREAM_DEREGISTRATION_DELAY_SECONDS = 10;
 
