@@ -65,6 +65,8 @@ describe("readApiConfig", () => {
       readApiConfig({ ...base, APP_URL: "https://api.example.com", RESEND_API_KEY: "re_x" }).settings.secureCookies,
     ).toBe(true);
     expect(readApiConfig(base).settings.secureCookies).toBe(false);
+    const upper = { ...base, APP_URL: "HTTPS://API.example.com", RESEND_API_KEY: "re_x" };
+    expect(readApiConfig(upper).settings.secureCookies).toBe(true);
     expect(
       readApiConfig({ ...base, UPSTASH_REDIS_REST_URL: "https://x.upstash.io", UPSTASH_REDIS_REST_TOKEN: "t" }).redis
         .kind,

@@ -128,7 +128,8 @@ export function readApiConfig(env: Env): ApiConfig {
       appUrl,
       appRedirectUrl,
       corsOrigins: corsOrigins(env),
-      secureCookies: appUrl.startsWith("https:") || env.NODE_ENV === "production",
+      // By the parsed scheme: "HTTPS://…" is https too.
+      secureCookies: new URL(appUrl).protocol === "https:" || env.NODE_ENV === "production",
       tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
       signInPerIp: { limit: signInPerIp, windowMs: 15 * 60_000 },
