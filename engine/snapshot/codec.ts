@@ -32,8 +32,9 @@
  *   the accounts section. Receipts are length-prefixed so a restore can leave them packed (idempotency-window.ts):
  *   it checks each one's kind and bounds, and decodes it only when its request comes again.
  * Version 4 is version 5 without each account's eventSeq (the seq of its last private output); a restore of one
- * starts every account at 0. That is safe: an engine that wrote version 4 gave its outputs no seq, so no consumer
- * holds a number that restarting at 1 could contradict.
+ * starts every account at 0, so seqs count from that snapshot's point. An engine that wrote version 4 gave its
+ * outputs no seq, so nothing holds an older number; but two engines restored from two such snapshots would number
+ * the same later outputs differently, so an upgrade from such a release is stop-then-start (docs/operations.md).
  * Version 3 is version 4 without the `answer` receipt, the trailing_stop close reason, the pending orders and the
  * trailing stops.
  * Version 2 has no heap sizes or positions: its heaps are rebuilt (heapified) on decode. Version 1 also differs in
