@@ -70,6 +70,17 @@ describe("restoreState from a SnapshotStore", () => {
         ignored: { initialBalanceMicros: 50_000_000_000 },
       },
     ]);
+    // One field of one asset changed by a release: named by asset and field, not as the whole list of symbols.
+    lines.length = 0;
+    const changed = makeParams().assets.map((a) => (a.symbol === "ETH" ? { ...a, maxPriceTicks: 123_456 } : a));
+    await restoreState(() => store.load(), makeParams({ assets: changed }), log);
+    const eth = makeParams().assets.find((a) => a.symbol === "ETH")!;
+    expect(lines.filter((l) => l["event"] === "params_from_snapshot")).toEqual([
+      expect.objectContaining({
+        kept: { assets: { ETH: { maxPriceTicks: eth.maxPriceTicks } } },
+        ignored: { assets: { ETH: { maxPriceTicks: 123_456 } } },
+      }),
+    ]);
     // The same parameters: nothing to say
     lines.length = 0;
     await restoreState(() => store.load(), makeParams(), log);

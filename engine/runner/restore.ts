@@ -5,6 +5,7 @@
  * Then whether the log still reaches back to the state restored (checkRestored).
  */
 import type { Redis } from "ioredis";
+import type { AssetConfig } from "../../contract/markets.ts";
 import type { Logger } from "../../platform/log.ts";
 import type { EngineParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
@@ -179,8 +180,36 @@ function warnParamsKept(restored: EngineParams, configured: EngineParams, log: L
   const ignored: Record<string, unknown> = {};
   for (const key of Object.keys(configured) as (keyof EngineParams)[]) {
     if (JSON.stringify(restored[key]) === JSON.stringify(configured[key])) continue;
-    kept[key] = key === "assets" ? restored.assets.map((a) => a.symbol) : restored[key];
-    ignored[key] = key === "assets" ? configured.assets.map((a) => a.symbol) : configured[key];
+    if (key === "assets") [kept[key], ignored[key]] = assetDifferences(restored.assets, configured.assets);
+    else [kept[key], ignored[key]] = [restored[key], configured[key]];
   }
   if (Object.keys(kept).length > 0) log.warn("params_from_snapshot", { kept, ignored });
+}
+
+/**
+ * The assets' terms that differ, by symbol and field (an asset on one side only: null on the other), so that a
+ * release changing one field of one asset (its maxPriceTicks) says which.
+ */
+function assetDifferences(
+  restored: readonly AssetConfig[],
+  configured: readonly AssetConfig[],
+): [Record<string, unknown>, Record<string, unknown>] {
+  const kept: Record<string, Record<string, unknown> | null> = {};
+  const ignored: Record<string, Record<string, unknown> | null> = {};
+  const symbols = new Set([...restored, ...configured].map((a) => a.symbol));
+  for (const symbol of symbols) {
+    const was = restored.find((a) => a.symbol === symbol);
+    const now = configured.find((a) => a.symbol === symbol);
+    if (was === undefined || now === undefined) {
+      [kept[symbol], ignored[symbol]] = [was === undefined ? null : { ...was }, now === undefined ? null : { ...now }];
+      continue;
+    }
+    const fields = (Object.keys({ ...was, ...now }) as (keyof AssetConfig)[]).filter(
+      (f) => JSON.stringify(was[f]) !== JSON.stringify(now[f]),
+    );
+    if (fields.length === 0) continue;
+    kept[symbol] = Object.fromEntries(fields.map((f) => [f, was[f]]));
+    ignored[symbol] = Object.fromEntries(fields.map((f) => [f, now[f]]));
+  }
+  return [kept, ignored];
 }
