@@ -101,8 +101,8 @@ describe("a minute's rows from two workers, fanned out newer first", () => {
     const fanout = new CandleFanout(loadBucketFrom(pg.db), (error) => {
       throw error;
     });
-    fanout.subscribe(conn, "SOL", "1m", ms + 40_000);
-    fanout.subscribe(conn, "SOL", "15m", ms + 40_000);
+    fanout.subscribe(conn, "SOL", "1m", ms + 40_000, 0);
+    fanout.subscribe(conn, "SOL", "15m", ms + 40_000, 0);
     await expect.poll(() => sent.length).toBe(2);
     fanout.publish(b!, 0);
     fanout.publish(a!, 0);

@@ -96,7 +96,7 @@ describe("CandleFanout", () => {
   it("merges 1m updates onto the 1h bucket: first open, extremes, latest close; a new hour starts afresh", async () => {
     const fanout = new CandleFanout(undefined, () => undefined);
     const s = socket();
-    fanout.subscribe(s.conn, "BTC", "1h", 0);
+    fanout.subscribe(s.conn, "BTC", "1h", 0, 0);
     fanout.publish(minute("10:05", "100", "101", "99.5", "100.5"), 0);
     fanout.publish(minute("10:06", "100.5", "103", "100", "102"), 0);
     fanout.publish(minute("10:05", "100", "101.5", "99", "101"), 0); // a late update of an earlier minute
@@ -130,8 +130,8 @@ describe("CandleFanout", () => {
     const fanout = new CandleFanout(undefined, () => undefined, [], 1_000);
     const [slow, reading] = [socket(), socket()];
     for (const s of [slow, reading]) {
-      fanout.subscribe(s.conn, "BTC", "1m", 0);
-      fanout.subscribe(s.conn, "BTC", "5m", 0);
+      fanout.subscribe(s.conn, "BTC", "1m", 0, 0);
+      fanout.subscribe(s.conn, "BTC", "5m", 0, 0);
     }
     const closes = (s: ReturnType<typeof socket>) =>
       s.sent.map((f) => `${String(f.interval)} ${String(f.openTime).slice(11, 16)} ${String(f.close)}`);
@@ -154,8 +154,8 @@ describe("CandleFanout", () => {
   it("forgets what a socket was owed once it unsubscribes or leaves", () => {
     const fanout = new CandleFanout(undefined, () => undefined, [], 1_000);
     const slow = socket();
-    fanout.subscribe(slow.conn, "BTC", "1m", 0);
-    fanout.subscribe(slow.conn, "BTC", "5m", 0);
+    fanout.subscribe(slow.conn, "BTC", "1m", 0, 0);
+    fanout.subscribe(slow.conn, "BTC", "5m", 0, 0);
     slow.ws.bufferedAmount = 5_000;
     fanout.publish(minute("10:04", "100", "100", "100", "100"), 0);
     fanout.unsubscribe(slow.conn, "BTC", "1m");
@@ -178,7 +178,7 @@ describe("CandleFanout", () => {
     );
     const s = socket();
     const now = Date.parse("2027-01-15T10:07:30.000Z");
-    fanout.subscribe(s.conn, "BTC", "15m", now);
+    fanout.subscribe(s.conn, "BTC", "15m", now, 0);
     fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), now);
     release(stored("10:00", "10:06", "99", "104", "98", "100.9"));
     await new Promise((r) => setTimeout(r, 0));
@@ -200,7 +200,7 @@ describe("CandleFanout", () => {
       () => undefined,
     );
     const s = socket();
-    fanout.subscribe(s.conn, "BTC", "15m", Date.parse("2027-01-15T10:07:30.000Z"));
+    fanout.subscribe(s.conn, "BTC", "15m", Date.parse("2027-01-15T10:07:30.000Z"), 0);
     await new Promise((r) => setTimeout(r, 0));
     fanout.publish(minute("10:03", "100", "100.2", "99.9", "100"), 0); // a late batch for 10:03
     expect(s.sent.at(-1)).toMatchObject({ open: "99", high: "104", low: "98", close: "100.9" });
@@ -221,15 +221,15 @@ describe("CandleFanout", () => {
     const now = Date.parse("2027-01-15T10:07:30.000Z");
     const a = socket();
     const b = socket();
-    fanout.subscribe(a.conn, "BTC", "1h", now);
-    fanout.subscribe(b.conn, "BTC", "1h", now + 10);
+    fanout.subscribe(a.conn, "BTC", "1h", now, 0);
+    fanout.subscribe(b.conn, "BTC", "1h", now + 10, 0);
     expect(loads).toBe(1);
     release({ ...stored("10:00", "10:07", "99", "104", "98", "100.9"), interval: "1h" });
     await new Promise((r) => setTimeout(r, 0));
     for (const s of [a, b]) expect(s.sent).toEqual([expect.objectContaining({ type: "candle", close: "100.9" })]);
     // Loaded: a later subscriber gets the bucket at once, without another load.
     const c = socket();
-    fanout.subscribe(c.conn, "BTC", "1h", now + 20);
+    fanout.subscribe(c.conn, "BTC", "1h", now + 20, 0);
     expect(c.sent).toEqual([expect.objectContaining({ close: "100.9" })]);
     expect(loads).toBe(1);
   });
@@ -239,9 +239,9 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const [a, b] = [socket(), socket()];
-      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"), 0);
       fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
-      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"));
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"), 0);
       fanout.publish(minute("10:07", "101", "101.6", "100.8", "101.3"), 0);
       expect([a.sent, b.sent]).toEqual([[], []]);
       calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
@@ -254,7 +254,7 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "1h", at("11:00:00.200"));
+      fanout.subscribe(s.conn, "BTC", "1h", at("11:00:00.200"), 0);
       expect(calls.map((c) => c.openTimeMs)).toEqual([at("11:00:00")]);
       fanout.publish(minute("10:59", "105", "105.5", "104.5", "105.2"), 0); // while the 11:00 bucket loads
       calls[0]!.resolve(undefined); // nothing stored yet for 11:00
@@ -272,7 +272,7 @@ describe("CandleFanout", () => {
       const errors: unknown[] = [];
       const fanout = new CandleFanout(load, (e) => errors.push(e), [0, 0]);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       calls[0]!.reject(new Error("connection refused"));
       await settle();
       fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
@@ -288,7 +288,7 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined, [0, 0]);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       for (let i = 0; i < 4; i++) {
         fanout.publish(minute(`10:0${7 + i}`, "101", "101.5", "100.8", "101.2"), 0);
         calls[i]!.reject(new Error("connection refused"));
@@ -309,7 +309,7 @@ describe("CandleFanout", () => {
       const errors: unknown[] = [];
       const fanout = new CandleFanout(load, (e) => errors.push(e), [0]);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       fanout.publish(minute("10:07", "101", "101.5", "100.8", "101.2"), 0);
       calls[0]!.resolve({ ...stored("10:00", "10:06", "99", "104", "98", "100.9"), closeOutput: "4.5e40" });
       await settle();
@@ -325,7 +325,7 @@ describe("CandleFanout", () => {
       const errors: unknown[] = [];
       const fanout = new CandleFanout(load, (e) => errors.push(e));
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       for (const bad of ["x", "101.25", ""])
         expect(() => fanout.publish(minute("10:07", "101", bad, "100.8", "101.2"), 0)).toThrow(/not a price/);
       calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
@@ -340,7 +340,7 @@ describe("CandleFanout", () => {
       const errors: unknown[] = [];
       const fanout = new CandleFanout(load, (e) => errors.push(e));
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       fanout.publish(minute("10:07", "101", "101.5", "98.1", "101.2"), 0);
       calls[0]!.resolve(stored("10:00", "10:06", "99.05", "104.25", "98.05", "100.95"));
       await settle();
@@ -356,10 +356,10 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined, []);
       const [a, b] = [socket(), socket()];
-      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"), 0);
       calls[0]!.reject(new Error("connection refused"));
       await settle();
-      fanout.subscribe(b.conn, "BTC", "15m", at("10:08:30"));
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:08:30"), 0);
       calls[1]!.resolve(stored("10:00", "10:08", "99", "104", "98", "100.9"));
       await settle();
       for (const s of [a, b]) expect(s.sent).toEqual([expect.objectContaining({ close: "100.9" })]);
@@ -369,7 +369,7 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
       await settle();
       expect(s.sent).toHaveLength(1);
@@ -390,7 +390,7 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:14:59"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:14:59"), 0);
       fanout.publish(minute("10:15", "102", "102.5", "101.8", "102.2"), 0);
       calls[0]!.resolve(stored("10:00", "10:14", "99", "104", "98", "100.9"));
       await settle();
@@ -401,10 +401,10 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const [a, b] = [socket(), socket()];
-      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"));
+      fanout.subscribe(a.conn, "BTC", "15m", at("10:07:30"), 0);
       fanout.unsubscribe(a.conn, "BTC", "15m");
       fanout.publish(minute("10:07", "101", "105", "100.8", "101.2"), 0); // nobody listens: not kept
-      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"));
+      fanout.subscribe(b.conn, "BTC", "15m", at("10:07:40"), 0);
       expect(calls).toHaveLength(2);
       calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9")); // read before 10:07 was stored
       await settle();
@@ -424,8 +424,8 @@ describe("CandleFanout", () => {
     it("an older row after a newer one changes nothing, and is not sent", () => {
       const fanout = new CandleFanout(undefined, () => undefined);
       const [m1, m15] = [socket(), socket()];
-      fanout.subscribe(m1.conn, "BTC", "1m", 0);
-      fanout.subscribe(m15.conn, "BTC", "15m", 0);
+      fanout.subscribe(m1.conn, "BTC", "1m", 0, 0);
+      fanout.subscribe(m15.conn, "BTC", "15m", 0, 0);
       fanout.publish(ordered(minute("10:06", "100", "101", "100", "101"), order("10:06", 0), order("10:06", 59)), 0);
       fanout.publish(b, 0);
       fanout.publish(a, 0);
@@ -440,7 +440,7 @@ describe("CandleFanout", () => {
       const { load, calls } = loader();
       const fanout = new CandleFanout(load, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:50"));
+      fanout.subscribe(s.conn, "BTC", "15m", at("10:07:50"), 0);
       fanout.publish(a, 0);
       calls[0]!.resolve({ ...stored("10:00", "10:07", "99", "104", "98", "101.9"), closeOutput: b.closeOutput! });
       await settle();
@@ -450,7 +450,7 @@ describe("CandleFanout", () => {
     it("a row without them (a worker from before them) is ordered by minute, taking its minute's close", () => {
       const fanout = new CandleFanout(undefined, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "15m", 0);
+      fanout.subscribe(s.conn, "BTC", "15m", 0, 0);
       fanout.publish(b, 0);
       fanout.publish(minute("10:07", "101", "102", "100.8", "101.7"), 0);
       fanout.publish(minute("10:06", "100", "100", "100", "100"), 0);
@@ -460,8 +460,8 @@ describe("CandleFanout", () => {
     it("an unreadable order throws before anything changed", () => {
       const fanout = new CandleFanout(undefined, () => undefined);
       const s = socket();
-      fanout.subscribe(s.conn, "BTC", "1m", 0);
-      fanout.subscribe(s.conn, "BTC", "15m", 0);
+      fanout.subscribe(s.conn, "BTC", "1m", 0, 0);
+      fanout.subscribe(s.conn, "BTC", "15m", 0, 0);
       expect(() => fanout.publish({ ...b, closeOutput: "4.5e40" }, 0)).toThrow(/output order 4.5e40 unreadable/);
       expect(s.sent).toEqual([]);
     });
@@ -474,15 +474,15 @@ describe("a subscriber's first frame", () => {
     const { load, calls } = loader();
     const held = new CandleFanout(load, () => undefined);
     const early = socket();
-    held.subscribe(early.conn, "BTC", "1m", at("10:00:30"));
+    held.subscribe(early.conn, "BTC", "1m", at("10:00:30"), 0);
     calls[0]!.resolve({ ...stored("10:00", "10:00", "99", "100", "98", "99.5"), interval: "1m" });
     await settle();
     expect(early.sent).toEqual([expect.objectContaining({ openTime: iso("10:00"), close: "99.5" })]);
     const late = socket();
-    held.subscribe(late.conn, "BTC", "1m", at("10:03:10"));
+    held.subscribe(late.conn, "BTC", "1m", at("10:03:10"), 0);
     const fresh = new CandleFanout(load, () => undefined);
     const alone = socket();
-    fresh.subscribe(alone.conn, "BTC", "1m", at("10:03:10"));
+    fresh.subscribe(alone.conn, "BTC", "1m", at("10:03:10"), 0);
     expect(calls[1]!.openTimeMs).toBe(at("10:03:00")); // the bucket now falls in, of which nothing is stored
     calls[1]!.resolve(undefined);
     await settle();

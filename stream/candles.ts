@@ -106,12 +106,16 @@ export class CandleFanout {
     this.delivery = new CandleDelivery(thinBytes);
   }
 
-  subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, nowMs: number): void {
+  /**
+   * `wallMs`: the wall clock's time, which bucket is under way; `nowMs`: the monotonic clock's, for the frame sent
+   * (hub.ts, monotonicMs), as in every method here that sends.
+   */
+  subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, wallMs: number, nowMs: number): void {
     const key = `${asset} ${interval}`;
     let series = this.series.get(key);
     if (series === undefined) {
       const whole = this.loadBucket === undefined;
-      const openTimeMs = whole ? -Infinity : candleOpenMs(nowMs, interval);
+      const openTimeMs = whole ? -Infinity : candleOpenMs(wallMs, interval);
       series = { asset, interval, subscribers: new Set(), openTimeMs, candle: undefined, whole, load: undefined };
       this.series.set(key, series);
     }
@@ -120,7 +124,7 @@ export class CandleFanout {
     if (series.whole) {
       // A bucket that has ended (a quiet market: no row since) is not sent, as a series started now would load the
       // bucket now falls in and send nothing until its first minute: one first frame, whoever else holds the series.
-      const ended = this.loadBucket !== undefined && series.openTimeMs < candleOpenMs(nowMs, interval);
+      const ended = this.loadBucket !== undefined && series.openTimeMs < candleOpenMs(wallMs, interval);
       // Through the delivery, like every frame: it replaces one held back for this socket (a second subscribe).
       if (series.candle !== undefined && !ended)
         this.delivery.send(conn, key, series.openTimeMs, sharedFrame(series), nowMs);
@@ -128,7 +132,7 @@ export class CandleFanout {
     }
     if (series.load !== undefined) return; // sent with everyone's once it answers
     // The first subscriber, or the first since a load gave up: from the bucket now falls in.
-    const openTimeMs = candleOpenMs(nowMs, interval);
+    const openTimeMs = candleOpenMs(wallMs, interval);
     if (openTimeMs > series.openTimeMs) [series.openTimeMs, series.candle] = [openTimeMs, undefined];
     this.load(series, 0);
   }
@@ -186,11 +190,11 @@ export class CandleFanout {
    * count on having heard every row of its bucket, so each loads it again, and sends nothing until that answers.
    * What it held is kept as live minutes, merged onto what the load finds.
    */
-  recheck(nowMs: number): void {
+  recheck(wallMs: number): void {
     if (this.loadBucket === undefined) return;
     for (const series of this.series.values()) {
       this.stopLoad(series);
-      const openTimeMs = candleOpenMs(nowMs, series.interval);
+      const openTimeMs = candleOpenMs(wallMs, series.interval);
       if (openTimeMs > series.openTimeMs) [series.openTimeMs, series.candle] = [openTimeMs, undefined];
       series.whole = false;
       this.load(series, 0);
@@ -253,7 +257,7 @@ export class CandleFanout {
       if (series.candle !== undefined) merge(series.asset, candle, series.candle);
     }
     [series.load, series.whole, series.candle] = [undefined, true, candle];
-    if (candle !== undefined) this.send(series, Date.now());
+    if (candle !== undefined) this.send(series, performance.now());
   }
 
   private stopLoad(series: Series): void {

@@ -5,6 +5,7 @@ import type { EventsAfter, PrivateState } from "../worker/events.ts";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
+import type { LoadBucket, StoredBucket } from "./candles.ts";
 import { StreamHub } from "./hub.ts";
 import { NO_METRICS } from "./metrics.ts";
 import type { PrivateStore } from "./private-channel.ts";
@@ -422,6 +423,141 @@ describe("price-driven summaries", () => {
     hub.handleEntry(`${Date.now()}-2`, quote("ETH", "2002"));
     await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
     expect(frames.slice(3)).toEqual(["summary 3 marginUsed 200"]);
+    hub.shutdown();
+  });
+});
+
+describe("durations, on the monotonic clock", () => {
+  // vitest's fake timers move performance.now() and Date.now() together; setSystemTime steps Date.now() alone, as
+  // an NTP step (chrony's makestep, a VM resumed) or an operator fixing the time steps the wall clock.
+  const WALL = new Date("2026-12-07T12:00:00Z");
+
+  /** A hub with one socket (a session an hour long); what it is sent, its closes and its pings are recorded. */
+  function setup(loadBucket?: LoadBucket) {
+    vi.setSystemTime(WALL);
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () => Promise.reject(new Error("not used")),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      loadBucket,
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    /** `sentAt`: the wall clock's time when it was sent. */
+    const frames: { type: string; bid?: string; time?: string; sentAt: number }[] = [];
+    const closes: number[] = [];
+    let pings = 0;
+    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+    let onPong: (payload: Buffer) => void = () => undefined;
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => {
+        if (event === "message") onMessage = listener;
+        if (event === "pong") onPong = listener;
+      },
+      send: (data: string | Buffer) =>
+        frames.push({ ...(JSON.parse(String(data)) as { type: string }), sentAt: Date.now() }),
+      // The client answers every ping at once, echoing its payload.
+      ping: (payload: Buffer) => {
+        pings++;
+        onPong(payload);
+      },
+      close: (code: number) => closes.push(code),
+      terminate: () => closes.push(1006),
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
+    return { hub, frames, closes, pings: () => pings, send };
+  }
+
+  it("a wall clock stepped back 5 s does not close a client sending one message a second over the rate", async () => {
+    const { hub, closes, send } = setup();
+    send({ op: "ping" });
+    await vi.advanceTimersByTimeAsync(1_000);
+    vi.setSystemTime(Date.now() - 5_000);
+    for (let i = 0; i < 30; i++) {
+      send({ op: "ping" });
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    expect(closes).toEqual([]);
+    hub.shutdown();
+  });
+
+  it("a client over the rate is still closed 4029 once the wall clock stepped forward: it earns no allowance", () => {
+    const { hub, closes, send } = setup();
+    vi.setSystemTime(Date.now() + 3_600_000 - 1_000); // forward, yet short of the session's expiry
+    const burst = DEFAULT_LIMITS.maxMessagesPerSec * DEFAULT_LIMITS.rateBurstSeconds;
+    for (let i = 0; i <= burst; i++) send({ op: "ping" });
+    expect(closes).toEqual([4029]);
+    hub.shutdown();
+  });
+
+  it("a wall clock stepped back 30 s holds back neither quotes nor heartbeats, and heartbeats tell the wall time", async () => {
+    const { hub, frames, pings, send } = setup();
+    send({ op: "subscribe", channel: "quotes", assets: ["BTC"] });
+    hub.handleEntry(`${Date.now()}-0`, { kind: "quote", body: JSON.stringify(quoteOutput("BTC", "100")) });
+    await vi.advanceTimersByTimeAsync(1_000);
+    vi.setSystemTime(Date.now() - 30_000);
+    const stepped = frames.length;
+    const pingsBefore = pings();
+    for (let i = 0; i < 25; i++) {
+      hub.handleEntry(`${Date.now()}-0`, { kind: "quote", body: JSON.stringify(quoteOutput("BTC", `${101 + i}`)) });
+      await vi.advanceTimersByTimeAsync(1_000);
+    }
+    const after = frames.slice(stepped);
+    expect(after.filter((f) => f.type === "quote").map((f) => f.bid)).toEqual(
+      Array.from({ length: 25 }, (_, i) => `${101 + i}`),
+    );
+    expect(pings() - pingsBefore).toBeGreaterThanOrEqual(2); // every heartbeatMs (10 s)
+    // Quotes every second leave no 10 s of silence for a heartbeat: 15 s more without any
+    await vi.advanceTimersByTimeAsync(15_000);
+    const heartbeats = frames.slice(stepped).filter((f) => f.type === "heartbeat");
+    expect(heartbeats).toHaveLength(1);
+    expect(Date.parse(heartbeats[0]!.time!)).toBe(heartbeats[0]!.sentAt);
+    hub.shutdown();
+  });
+
+  it("a wall clock stepped forward 25 s drops no socket as silent", async () => {
+    const { hub, closes } = setup();
+    await vi.advanceTimersByTimeAsync(2_000);
+    vi.setSystemTime(Date.now() + 25_000);
+    await vi.advanceTimersByTimeAsync(30_000);
+    expect(closes).toEqual([]);
+    hub.shutdown();
+  });
+
+  it("a session still ends by the wall clock: stepped past its expiry, the socket is closed 4401", async () => {
+    const { hub, closes } = setup();
+    vi.setSystemTime(Date.now() + 3_600_000);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(closes).toEqual([4401]);
+    hub.shutdown();
+  });
+
+  it("a candle loaded from the table leaves the heartbeats on time: every frame sent is timed alike", async () => {
+    const stored: StoredBucket = {
+      asset: "BTC",
+      interval: "1m",
+      openTime: "2026-12-07T12:00:00.000Z",
+      open: "100",
+      high: "100",
+      low: "100",
+      close: "100",
+      firstMinuteMs: WALL.getTime(),
+      lastMinuteMs: WALL.getTime(),
+      openOutput: "1",
+      closeOutput: "1",
+    };
+    const { hub, frames, send } = setup(() => Promise.resolve(stored));
+    send({ op: "subscribe", channel: "candles", asset: "BTC", interval: "1m" });
+    await vi.advanceTimersByTimeAsync(0);
+    expect(frames.map((f) => f.type)).toEqual(["welcome", "subscribed", "candle"]);
+    await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.heartbeatMs + 1_000);
+    expect(frames.map((f) => f.type)).toEqual(["welcome", "subscribed", "candle", "heartbeat"]);
     hub.shutdown();
   });
 });

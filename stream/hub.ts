@@ -38,12 +38,19 @@ export interface HubDeps {
   readonly loadBucket?: LoadBucket | undefined;
   readonly log: Logger;
   readonly metrics: StreamMetrics;
-  readonly now?: () => number;
 }
 
 const EVERY_ASSET = ASSETS.map((a) => a.symbol);
 /** The scheduler tick: held-back quotes and candles, owed summaries. */
 const TICK_MS = 100;
+
+/**
+ * The clock every duration here is measured on (message rate, quote spacing, heartbeats, pings, liveness, summary
+ * throttle, the revocation check's period): monotonic, so a wall clock stepped back does not close every socket
+ * over its message rate nor hold its quotes and heartbeats back, and one stepped forward does not drop every socket
+ * as silent. Date.now() only where real time is meant: session expiry, a heartbeat's `time`, candle buckets, lag.
+ */
+const monotonicMs = (): number => performance.now();
 
 export class StreamHub {
   private readonly connections = new Set<StreamConnection>();
@@ -61,11 +68,10 @@ export class StreamHub {
   private readonly latestQuoteIds = new Map<string, string>();
   private readonly quotes: QuoteFanout;
   private readonly candles: CandleFanout;
-  private readonly now: () => number;
   private readonly timers: NodeJS.Timeout[] = [];
   /** Shut down: no timers run, so a socket handed over now would get no heartbeat nor its 1001. */
   private stopped = false;
-  private lastRevocationCheckMs = 0;
+  private lastRevocationCheckMs = -Infinity;
   /** The revocation check under way: the next waits for it to end, so a slow Redis never has two going. */
   private revocationCheck: Promise<void> | undefined;
   private readonly warnBadEntry: ReturnType<typeof throttled>;
@@ -74,7 +80,6 @@ export class StreamHub {
   private readonly warnTimer: ReturnType<typeof throttled>;
 
   constructor(private readonly deps: HubDeps) {
-    this.now = deps.now ?? Date.now;
     this.quotes = new QuoteFanout(deps.limits);
     this.candles = new CandleFanout(
       deps.loadBucket,
@@ -136,14 +141,14 @@ export class StreamHub {
       ws.close(CLOSE_CODES.goingAway, "server going away");
       return;
     }
-    const nowMs = this.now();
+    const nowMs = monotonicMs();
     const conn = new StreamConnection(ws, ticket, this.deps.limits, this.deps.metrics, nowMs);
     this.connections.add(conn);
     addTo(this.bySession, ticket.sessionId, conn);
     addTo(this.byUser, ticket.userId, conn);
     this.deps.metrics.connected(1);
     ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
-    ws.on("pong", (payload) => conn.pong(payload, this.now()));
+    ws.on("pong", (payload) => conn.pong(payload, monotonicMs()));
     ws.on("error", (error) => {
       // ws closes the socket itself on a bad frame and then reports 1006 (it stops reading): the code it sent counts.
       conn.closeCode ??= closeCodeOf(error);
@@ -160,7 +165,7 @@ export class StreamHub {
       },
       nowMs,
     );
-    if (ticket.sessionExpiresAtMs <= nowMs) conn.close(CLOSE_CODES.sessionEnded, "session expired");
+    if (ticket.sessionExpiresAtMs <= Date.now()) conn.close(CLOSE_CODES.sessionEnded, "session expired");
   }
 
   /**
@@ -168,8 +173,8 @@ export class StreamHub {
    * functions/auth/stream-tickets.ts; docs/architecture.md, "The stream"). `id` the entry's id, for the lag.
    */
   handleEntry(id: string, fields: Readonly<Record<string, string>>): void {
-    const nowMs = this.now();
-    this.deps.metrics.fanoutLag((nowMs - Number(id.slice(0, id.indexOf("-")))) / 1000);
+    const nowMs = monotonicMs();
+    this.deps.metrics.fanoutLag((Date.now() - Number(id.slice(0, id.indexOf("-")))) / 1000);
     try {
       switch (fields.kind) {
         case "event":
@@ -246,7 +251,7 @@ export class StreamHub {
   }
 
   private onMessage(conn: StreamConnection, data: Buffer, isBinary: boolean): void {
-    const nowMs = this.now();
+    const nowMs = monotonicMs();
     if (conn.closed) return;
     if (!conn.admitMessage(nowMs)) {
       conn.close(CLOSE_CODES.tooManyMessages, "too many messages");
@@ -314,7 +319,7 @@ export class StreamHub {
         this.quotes.subscribe(conn, sub.assets, nowMs);
         return;
       case "candles":
-        this.candles.subscribe(conn, sub.asset, sub.interval, nowMs);
+        this.candles.subscribe(conn, sub.asset, sub.interval, Date.now(), nowMs);
         return;
       case "private": {
         const channel = new PrivateChannel(conn, {
@@ -322,7 +327,7 @@ export class StreamHub {
           quotes: this.latestQuotes,
           log: this.deps.log,
           metrics: this.deps.metrics,
-          now: this.now,
+          now: monotonicMs,
           flushQuotes: (nowMs) => this.quotes.flush(conn, nowMs),
           holding: (asset, held) => {
             if (conn.private !== channel) return; // dropped meanwhile
@@ -392,7 +397,7 @@ export class StreamHub {
    * the rest.
    */
   private tick(): void {
-    const nowMs = this.now();
+    const nowMs = monotonicMs();
     try {
       this.quotes.tick(nowMs);
     } catch (error) {
@@ -423,19 +428,20 @@ export class StreamHub {
 
   /** Heartbeats, liveness, session expiry; every revocationCheckMs the revocation backstop. */
   private sweep(): void {
-    const nowMs = this.now();
+    const nowMs = monotonicMs();
+    const wallMs = Date.now();
     const { heartbeatMs } = this.deps.limits;
     for (const conn of this.connections) {
       if (conn.closed) continue;
       try {
-        if (conn.sessionExpiresAtMs <= nowMs) {
+        if (conn.sessionExpiresAtMs <= wallMs) {
           conn.private?.stop();
           conn.close(CLOSE_CODES.sessionEnded, "session expired");
         } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
         else {
           if (conn.pingDue(nowMs)) conn.ping(nowMs);
           if (nowMs - conn.lastSentMs >= heartbeatMs)
-            conn.send({ type: "heartbeat", time: new Date(nowMs).toISOString() }, nowMs);
+            conn.send({ type: "heartbeat", time: new Date(wallMs).toISOString() }, nowMs);
         }
       } catch (error) {
         this.warnTimer("warn", "sweep_failed", { userId: conn.userId, error }); // as in tick(): never out of a timer

@@ -85,7 +85,7 @@ function setUp() {
     quotes: new Map(),
     log: createLogger("stream-test", { level: "info", sink: (line) => logs.push(JSON.parse(line) as never) }),
     metrics: { gapWaiting: (delta) => gaps.push(delta) },
-    now: Date.now,
+    now: () => performance.now(),
     flushQuotes: () => undefined,
   });
   const seqs = () => sent.filter((f) => f.type === "event").map((f) => f.seq);

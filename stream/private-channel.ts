@@ -62,6 +62,7 @@ export interface PrivateChannelDeps {
   readonly quotes: ReadonlyMap<string, Quote>;
   readonly log: Logger;
   readonly metrics: Pick<StreamMetrics, "gapWaiting">;
+  /** The monotonic clock (hub.ts, monotonicMs): every time here is a duration's start or end. */
   readonly now: () => number;
   /**
    * Sends the socket the quotes held back for it (quotes.ts) before a private event: a stop-loss's close must not
@@ -106,7 +107,8 @@ export class PrivateChannel {
   private readonly stepContinues = new Set<number>();
   /** A price-driven summary is owed (an open trade's asset moved); the hub's tick sends it. */
   summaryDue = false;
-  lastSummaryMs = 0;
+  /** On the monotonic clock; none sent yet: the first is never held back for the throttle. */
+  lastSummaryMs = -Infinity;
 
   constructor(
     private readonly conn: StreamConnection,
