@@ -298,6 +298,51 @@ describe("price-driven summaries", () => {
     hub.shutdown();
   });
 
+  it("a snapshot or resync goes to a slow client after the quotes it was held back from: its summary uses them", async () => {
+    // The resume's `since` is ahead of the store: it is answered with a resync.
+    const hub = startHub(() => [trade("T0-1", "ETH")], {
+      readAfter: () => Promise.resolve({ ok: false, reason: "ahead" }),
+    });
+    const frames = new Map<string, string[]>();
+    for (const [client, since, sent, held] of [
+      ["snapshot", undefined, "2001", "2003"],
+      ["resync", 5, "2005", "2007"],
+    ] as const) {
+      const own: string[] = [];
+      frames.set(client, own);
+      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
+      const ws = {
+        ...fakeSocket(),
+        on: (event: string, listener: never) => {
+          if (event === "message") onMessage = listener;
+        },
+        send: (data: string | Buffer) => {
+          const frame = JSON.parse(String(data)) as { type: string; bid?: string; summary?: { unrealizedPnl: string } };
+          if (frame.type === "quote") own.push(`quote ${frame.bid}`);
+          if (frame.type === "snapshot" || frame.type === "resync")
+            own.push(`${frame.type} pnl ${frame.summary!.unrealizedPnl}`);
+        },
+      } as unknown as WebSocket & { bufferedAmount: number };
+      hub.accept(ws, { userId: "eth", sessionId: client, sessionExpiresAtMs: Date.now() + 3_600_000 });
+      const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
+      send({ op: "subscribe", channel: "quotes", assets: ["ETH"] });
+      await vi.advanceTimersByTimeAsync(1_000);
+      own.length = 0; // the latest quote, sent on subscribing
+      hub.handleEntry(`${Date.now()}-0`, quote("ETH", sent));
+      // The client stops reading: the next quote is held back, yet the state it subscribes to next is priced at it
+      ws.bufferedAmount = DEFAULT_LIMITS.quoteThinBytes;
+      hub.handleEntry(`${Date.now()}-1`, quote("ETH", held));
+      send({ op: "subscribe", channel: "private", since });
+      await vi.advanceTimersByTimeAsync(0);
+    }
+    // 0.5 ETH long from 2,000
+    expect(Object.fromEntries(frames)).toEqual({
+      snapshot: ["quote 2001", "quote 2003", "snapshot pnl 1.5"],
+      resync: ["quote 2005", "quote 2007", "resync pnl 3.5"],
+    });
+    hub.shutdown();
+  });
+
   it("none between two events of one engine step: a trade's opening and its margin paid give one, after both", async () => {
     const hub = startHub(() => [trade("T0-1", "ETH")]);
     const frames: string[] = [];

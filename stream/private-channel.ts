@@ -65,8 +65,8 @@ export interface PrivateChannelDeps {
   /** The monotonic clock (hub.ts, monotonicMs): every time here is a duration's start or end. */
   readonly now: () => number;
   /**
-   * Sends the socket the quotes held back for it (quotes.ts) before a private event: a stop-loss's close must not
-   * reach the client ahead of the quote that fired it.
+   * Sends the socket the quotes held back for it (quotes.ts) before a private event, snapshot or resync: a
+   * stop-loss's close must not reach the client ahead of the quote that fired it, nor a summary ahead of its prices.
    */
   readonly flushQuotes: (nowMs: number) => void;
   /**
@@ -429,6 +429,9 @@ export class PrivateChannel {
 
   private sendState(type: "snapshot" | "resync", reason: string | undefined): void {
     const m = this.mirror;
+    const nowMs = this.deps.now();
+    // Its summary is priced at the latest quotes: a client held back from one gets it first, as before an event.
+    this.deps.flushQuotes(nowMs);
     this.conn.send(
       {
         type,
@@ -445,9 +448,9 @@ export class PrivateChannel {
         ),
         summary: this.summary(),
       },
-      this.deps.now(),
+      nowMs,
     );
-    this.lastSummaryMs = this.deps.now();
+    this.lastSummaryMs = nowMs;
   }
 
   private summary(): AccountSummary {
