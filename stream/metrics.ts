@@ -3,6 +3,19 @@
  * channels waiting on a gap.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { CLOSE_CODES } from "../client/protocol.ts";
+
+/**
+ * The close codes `stream_closes_total` names by number: the server's own (docs/stream.md), 1000 (a client's normal
+ * close), 1005 (a close frame without a code) and 1006 (dropped). Any other is `other`: a client may close with any
+ * code from 1000 to 4999, and a label it picks would add a series that lasts as long as the process.
+ */
+const LABELLED_CLOSE_CODES = new Set<number>([1000, 1005, 1006, ...Object.values(CLOSE_CODES)]);
+
+/** `code`'s label in `stream_closes_total`: itself, or `other` (LABELLED_CLOSE_CODES). */
+export function closeCodeLabel(code: number): string {
+  return LABELLED_CLOSE_CODES.has(code) ? String(code) : "other";
+}
 
 export interface StreamMetrics {
   connected(delta: 1 | -1): void;
@@ -25,7 +38,9 @@ export function streamMetrics(registry: Registry): StreamMetrics {
   });
   const closes = new Counter({
     name: "stream_closes_total",
-    help: "Sockets closed, by close code (the server's when it closed them, else the client's; 1006: dropped).",
+    help:
+      "Sockets closed, by close code (the server's when it closed them, else the client's; 1006: dropped; other: " +
+      "a code the stream does not use, nor 1000 or 1005).",
     labelNames: ["code"],
     registers,
   });
@@ -54,7 +69,7 @@ export function streamMetrics(registry: Registry): StreamMetrics {
       if (counter === undefined) frameCounters.set(type, (counter = frames.labels(type)));
       counter.inc();
     },
-    closed: (code) => closes.labels(String(code)).inc(),
+    closed: (code) => closes.labels(closeCodeLabel(code)).inc(),
     fanoutLag: (seconds) => lag.observe(Math.max(0, seconds)),
     gapWaiting(delta) {
       if (delta > 0) gaps.inc();
