@@ -168,10 +168,15 @@ export class StreamConnection {
     this.lastPongMs = nowMs;
   }
 
+  /**
+   * Its private channel stops first, whatever the code: the socket stays registered until its client answers the
+   * close (or for heartbeatMs), and a channel left running meanwhile would read the store for frames never sent.
+   */
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
     this.closeCode = code;
+    this.private?.stop();
     this.ws.close(code, reason);
   }
 
@@ -196,7 +201,6 @@ export class StreamConnection {
     this.largestWaitingBytes = Math.max(this.largestWaitingBytes, wireBytes(payload));
     const exempt = this.largestWaitingBytes;
     if (this.ws.bufferedAmount - exempt <= cap || this.backlogBytes - exempt <= cap) return;
-    this.private?.stop();
     this.close(CLOSE_CODES.tooSlow, "too slow: reconnect and resume");
   }
 
@@ -204,6 +208,7 @@ export class StreamConnection {
   terminate(): void {
     this.closed = true;
     this.closeCode = 1006;
+    this.private?.stop();
     this.ws.terminate();
   }
 }

@@ -606,3 +606,82 @@ describe("durations, on the monotonic clock", () => {
     hub.shutdown();
   });
 });
+
+describe("a socket on its way out", () => {
+  /**
+   * A socket of user "u" subscribed to its private channel (a snapshot at seq 1); `reads` counts the store's reads
+   * of events, which a channel still running makes for an event notified past a gap.
+   */
+  async function subscribed() {
+    let reads = 0;
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () =>
+          Promise.resolve({
+            seq: 1,
+            aheadSeq: 0,
+            markContinues: false,
+            balances: { USD: "1000" },
+            trades: [],
+            orders: [],
+          }),
+        readAfter: () => {
+          reads++;
+          return Promise.resolve({ ok: true, events: [], continued: [], mark: 1, aheadSeq: 0 });
+        },
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: NO_METRICS,
+    });
+    hub.start();
+    const listeners = new Map<string, (...args: never[]) => void>();
+    const closes: number[] = [];
+    const ws = {
+      ...fakeSocket(),
+      on: (event: string, listener: never) => void listeners.set(event, listener),
+      close: (code: number) => closes.push(code),
+    } as unknown as WebSocket;
+    hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+    const send = (frame: object) =>
+      (listeners.get("message") as (data: Buffer, isBinary: boolean) => void)(
+        Buffer.from(JSON.stringify(frame)),
+        false,
+      );
+    send({ op: "subscribe", channel: "private" });
+    await vi.advanceTimersByTimeAsync(0);
+    /** Seq 3 notified (2 missing): a running channel reads the store for 2. */
+    const notifyPastGap = async () => {
+      const inputId = `${Date.now()}-0`;
+      const event = { type: "balances_changed", id: `${inputId}:0`, inputId, userId: "u", seq: 3, balances: {} };
+      hub.handleEntry(`${Date.now()}-0`, { kind: "event", user: "u", seq: "3", body: JSON.stringify(event) });
+      await vi.advanceTimersByTimeAsync(0);
+    };
+    return { hub, send, listeners, closes, notifyPastGap, reads: () => reads };
+  }
+
+  it("closed 4029 has its private channel stopped at once: it reads nothing more for a client it will not reach", async () => {
+    const { hub, send, closes, notifyPastGap, reads } = await subscribed();
+    for (let i = 0; i < DEFAULT_LIMITS.maxMessagesPerSec * DEFAULT_LIMITS.rateBurstSeconds; i++) send({ op: "ping" });
+    expect(closes).toEqual([4029]);
+    await notifyPastGap();
+    expect(reads()).toBe(0);
+    hub.shutdown();
+  });
+
+  it("failed by ws itself (a frame over maxFrameBytes, bad UTF-8) has its private channel stopped at once", async () => {
+    const { hub, listeners, notifyPastGap, reads } = await subscribed();
+    (listeners.get("error") as (error: Error) => void)(new RangeError("Max payload size exceeded"));
+    await notifyPastGap();
+    expect(reads()).toBe(0);
+    hub.shutdown();
+  });
+
+  it("still open, its channel reads the store for a gap (what the two above rule out)", async () => {
+    const { hub, notifyPastGap, reads } = await subscribed();
+    await notifyPastGap();
+    expect(reads()).toBe(1);
+    hub.shutdown();
+  });
+});

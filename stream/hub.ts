@@ -152,6 +152,7 @@ export class StreamHub {
     ws.on("error", (error) => {
       // ws closes the socket itself on a bad frame and then reports 1006 (it stops reading): the code it sent counts.
       conn.closeCode ??= closeCodeOf(error);
+      conn.private?.stop(); // as when this server closes it (StreamConnection.close): it will read nothing more
       this.deps.log.debug("socket_error", { userId: conn.userId, error });
     });
     ws.on("close", (code) => this.onClose(conn, code));
@@ -216,10 +217,7 @@ export class StreamHub {
   shutdown(): void {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
-    for (const conn of this.connections) {
-      conn.private?.stop();
-      conn.close(CLOSE_CODES.goingAway, "server going away");
-    }
+    for (const conn of this.connections) conn.close(CLOSE_CODES.goingAway, "server going away");
   }
 
   private onEvent(fields: Readonly<Record<string, string>>): void {
@@ -385,10 +383,7 @@ export class StreamHub {
 
   private endSession(sessionId: string, reason: string): void {
     for (const watch of this.watchedSessions.get(sessionId) ?? []) watch.revoked = true;
-    for (const conn of this.bySession.get(sessionId) ?? []) {
-      conn.private?.stop();
-      conn.close(CLOSE_CODES.sessionEnded, reason);
-    }
+    for (const conn of this.bySession.get(sessionId) ?? []) conn.close(CLOSE_CODES.sessionEnded, reason);
   }
 
   /**
@@ -434,10 +429,8 @@ export class StreamHub {
     for (const conn of this.connections) {
       if (conn.closed) continue;
       try {
-        if (conn.sessionExpiresAtMs <= wallMs) {
-          conn.private?.stop();
-          conn.close(CLOSE_CODES.sessionEnded, "session expired");
-        } else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
+        if (conn.sessionExpiresAtMs <= wallMs) conn.close(CLOSE_CODES.sessionEnded, "session expired");
+        else if (nowMs - conn.lastPongMs > 2 * heartbeatMs) conn.terminate();
         else {
           if (conn.pingDue(nowMs)) conn.ping(nowMs);
           if (nowMs - conn.lastSentMs >= heartbeatMs)
