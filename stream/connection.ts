@@ -161,6 +161,12 @@ export class StreamConnection {
     this.ws.ping(this.pingPayload);
   }
 
+  /** Answers a client's ping with its payload (RFC 6455 §5.5.3), as ws would with autoPong on (server.ts). */
+  answerPing(payload: Buffer): void {
+    if (this.closed) return;
+    this.ws.pong(payload);
+  }
+
   /** A pong from the client: alive only if it answers the ping outstanding. */
   pong(payload: Buffer, nowMs: number): void {
     if (this.pingPayload === undefined || !payload.equals(this.pingPayload)) return;

@@ -1,6 +1,6 @@
 // What clients send and how the server holds up: fuzzed frames get error frames (never a crash), an oversized
-// frame closes with 1009, a flood with 4029; quotes coalesced per client and asset, latest wins; candles merged
-// onto coarser buckets; heartbeats; a clean stop closes with 1001.
+// frame closes with 1009, a flood with 4029 (WebSocket pings too); quotes coalesced per client and asset, latest
+// wins; candles merged onto coarser buckets; heartbeats; a clean stop closes with 1001.
 import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import fc from "fast-check";
@@ -33,6 +33,10 @@ async function connect(): Promise<TestClient> {
   await client.until((f) => f.some((x) => x.type === "welcome"));
   return client;
 }
+
+/** How the client was closed, or `open` if it still is after `ms`. */
+const closedWithin = (client: TestClient, ms: number) =>
+  Promise.race([client.closed, new Promise<{ code: "open" }>((r) => setTimeout(() => r({ code: "open" }), ms))]);
 
 const quote = (asset: string, bid: string) => quoteOutput(asset, bid, new Date().toISOString());
 
@@ -152,6 +156,24 @@ describe("client frames", () => {
     }
     await calm.until((f) => f.some((x) => x.type === "pong" && x.id === 29));
     calm.close();
+  });
+
+  it("counts WebSocket pings as client messages: each answered with its payload, a burst closed with 4029", async () => {
+    const calm = await connect();
+    const pongs: string[] = [];
+    calm.ws.on("pong", (payload) => pongs.push(payload.toString()));
+    for (let i = 0; i < 5; i++) calm.ws.ping(Buffer.from(`p${i}`));
+    await expect.poll(() => pongs).toEqual(["p0", "p1", "p2", "p3", "p4"]);
+    // Pings and messages draw on one allowance (3 s at 20 a second): the pings above and 55 messages use it up, all
+    // but what refilled meanwhile, and the WebSocket pings after them go over it.
+    for (let i = 0; i < 55; i++) calm.send({ op: "ping", id: i });
+    for (let i = 0; i < 20; i++) calm.ws.ping(Buffer.from("over"));
+    expect((await closedWithin(calm, 2_000)).code).toBe(4029);
+    expect(calm.of("pong").at(-1)).toEqual({ type: "pong", id: 54 }); // every message answered: a ping went over
+    // A burst in one write, more than ws would hold answers for (60): the rate closes it, with a code that says why.
+    const burst = await connect();
+    for (let i = 0; i < 100; i++) burst.ws.ping(Buffer.from("x"));
+    expect(await closedWithin(burst, 2_000)).toEqual({ code: 4029, reason: "too many messages" });
   });
 
   it("refuses subscriptions over the limit, naming the limit; all quotes count one", async () => {

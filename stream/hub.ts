@@ -148,6 +148,7 @@ export class StreamHub {
     addTo(this.byUser, ticket.userId, conn);
     this.deps.metrics.connected(1);
     ws.on("message", (data, isBinary) => this.onMessage(conn, data as Buffer, isBinary));
+    ws.on("ping", (payload) => this.onPing(conn, payload));
     ws.on("pong", (payload) => conn.pong(payload, monotonicMs()));
     ws.on("error", (error) => {
       // ws closes the socket itself on a bad frame and then reports 1006 (it stops reading): the code it sent counts.
@@ -246,6 +247,16 @@ export class StreamHub {
       conn.private.summaryDue = true;
       this.summariesDue.add(conn);
     }
+  }
+
+  /** A client's WebSocket ping: a client frame like any other for the rate (server.ts turns ws's autoPong off). */
+  private onPing(conn: StreamConnection, payload: Buffer): void {
+    if (conn.closed) return;
+    if (!conn.admitMessage(monotonicMs())) {
+      conn.close(CLOSE_CODES.tooManyMessages, "too many messages");
+      return;
+    }
+    conn.answerPing(payload);
   }
 
   private onMessage(conn: StreamConnection, data: Buffer, isBinary: boolean): void {

@@ -99,11 +99,14 @@ const ticketSchema = z.object({
 
 export function createStreamServer(deps: StreamServerDeps): StreamServer {
   // A frame over maxFrameBytes closes the socket with 1009 (ws does it, before buffering the frame). closeTimeout is
-  // taken by ws (8.23: lib/websocket-server.js) but not listed in @types/ws: hence the options' own type.
+  // taken by ws (8.23: lib/websocket-server.js) but not listed in @types/ws: hence the options' own type. A client's
+  // WebSocket pings are answered by the hub, counted against maxMessagesPerSec as every client frame is (4029 past
+  // it): ws's own answers count for nothing, and it cuts a socket with 60 of them pending (1006, no reason given).
   const options: ServerOptions & { closeTimeout: number } = {
     noServer: true,
     maxPayload: deps.maxFrameBytes,
     perMessageDeflate: false,
+    autoPong: false,
     closeTimeout: closeTimeoutMs(deps.heartbeatMs),
   };
   const wss = new WebSocketServer(options);
