@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import type { LoadBucket, StoredBucket } from "./candles.ts";
-import { StreamHub } from "./hub.ts";
+import { silentDropWithinMs, StreamHub } from "./hub.ts";
 import { NO_METRICS } from "./metrics.ts";
 import type { PrivateStore } from "./private-channel.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
@@ -683,5 +683,34 @@ describe("a socket on its way out", () => {
     await notifyPastGap();
     expect(reads()).toBe(1);
     hub.shutdown();
+  });
+});
+
+describe("a socket whose client vanished", () => {
+  it("is dropped within the 429's Retry-After, whatever the sweep's phase when it opened", async () => {
+    for (const heartbeatMs of [DEFAULT_LIMITS.heartbeatMs, 1_000]) {
+      const hub = new StreamHub({
+        limits: { ...DEFAULT_LIMITS, heartbeatMs },
+        store: {
+          readState: () => Promise.reject(new Error("not used")),
+          readAfter: () => Promise.reject(new Error("not used")),
+        },
+        revokedSessions: () => Promise.resolve([]),
+        log: createLogger("stream-test", { level: "error" }),
+        metrics: NO_METRICS,
+      });
+      hub.start();
+      // Opened just after a sweep, so the sweep that finds it silent comes as late as it can.
+      await vi.advanceTimersByTimeAsync(1);
+      let droppedAfterMs: number | undefined;
+      const openedAt = Date.now();
+      const ws = { ...fakeSocket(), terminate: () => (droppedAfterMs = Date.now() - openedAt) } as unknown as WebSocket;
+      hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+      await vi.advanceTimersByTimeAsync(3 * heartbeatMs);
+      const retryAfterS = Math.ceil(silentDropWithinMs(heartbeatMs) / 1000); // as server.ts answers a 429
+      expect(droppedAfterMs).toBeGreaterThan(2 * heartbeatMs);
+      expect(droppedAfterMs).toBeLessThanOrEqual(retryAfterS * 1000);
+      hub.shutdown();
+    }
   });
 });

@@ -52,6 +52,19 @@ const TICK_MS = 100;
  */
 const monotonicMs = (): number => performance.now();
 
+/** How often the sweep (heartbeats, liveness, session expiry) runs. */
+function sweepEveryMs(heartbeatMs: number): number {
+  return Math.min(1_000, heartbeatMs / 2);
+}
+
+/**
+ * How soon a socket whose client vanished is dropped at the latest: silent for over 2 × heartbeatMs, as the next
+ * sweep finds it. What the 429's Retry-After covers (server.ts): by then its user's place is free.
+ */
+export function silentDropWithinMs(heartbeatMs: number): number {
+  return 2 * heartbeatMs + sweepEveryMs(heartbeatMs);
+}
+
 export class StreamHub {
   private readonly connections = new Set<StreamConnection>();
   private readonly bySession = new Map<string, Set<StreamConnection>>();
@@ -105,7 +118,7 @@ export class StreamHub {
       this.latestQuoteIds.set(quote.asset, quote.id); // the fan-out may still bring it, or one older
     }
     const tick = setInterval(() => this.tick(), TICK_MS);
-    const sweep = setInterval(() => this.sweep(), Math.min(1_000, this.deps.limits.heartbeatMs / 2));
+    const sweep = setInterval(() => this.sweep(), sweepEveryMs(this.deps.limits.heartbeatMs));
     tick.unref();
     sweep.unref();
     this.timers.push(tick, sweep);

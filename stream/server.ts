@@ -23,7 +23,7 @@ import { STREAM_TICKET_PATTERN, streamTicketHash } from "../functions/auth/strea
 import { API_ERRORS } from "../functions/errors.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Ticket } from "./connection.ts";
-import type { SessionWatch, StreamHub } from "./hub.ts";
+import { silentDropWithinMs, type SessionWatch, type StreamHub } from "./hub.ts";
 
 export const STREAM_PATH = "/api/v1/stream";
 
@@ -63,7 +63,7 @@ export const STOP_GRACE_MS = 1_000;
 /**
  * How long a socket this server closed (4401, 4008, 4029, 1011, 1009 …) waits for its client's close frame before ws
  * cuts it: heartbeatMs, at most ws's default 30 s. Until its 'close' the socket keeps its user's place
- * (maxConnectionsPerUser) and its send backlog, and the 429's Retry-After (2 × heartbeatMs) promises that a socket
+ * (maxConnectionsPerUser) and its send backlog, and the 429's Retry-After (silentDropWithinMs) promises that a socket
  * which stopped answering is gone by then. Counted from the close, not from when the close frame has gone out: a 4008
  * client still reading its backlog may be cut first, and sees 1006, which it treats as 4008 (reconnect, resume).
  */
@@ -86,7 +86,7 @@ export interface StreamServerDeps {
   readonly allowedOrigins: ReadonlySet<string>;
   readonly maxFrameBytes: number;
   readonly maxConnectionsPerUser: number;
-  /** A socket that stopped answering is dropped within twice this: the Retry-After of TOO_MANY_CONNECTIONS. */
+  /** A socket that stopped answering is dropped within about twice this: the Retry-After of TOO_MANY_CONNECTIONS. */
   readonly heartbeatMs: number;
   readonly log: Logger;
 }
@@ -164,7 +164,7 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
               429,
               "TOO_MANY_CONNECTIONS",
               `connections: expected at most ${deps.maxConnectionsPerUser} open sockets per user on this server, received one more; close one first.`,
-              Math.ceil((2 * deps.heartbeatMs) / 1000),
+              Math.ceil(silentDropWithinMs(deps.heartbeatMs) / 1000),
             );
           else {
             upgrading.delete(socket);
