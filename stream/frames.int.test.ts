@@ -5,6 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { Socket } from "node:net";
 import fc from "fast-check";
 import { Redis } from "ioredis";
+import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocket } from "ws";
 import { CLOSE_CODES } from "../client/protocol.ts";
@@ -12,7 +13,7 @@ import { ASSETS } from "../contract/markets.ts";
 import { CANDLE_INTERVALS } from "../contract/candles.ts";
 import type { Keyspace } from "../contract/names.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
-import { NO_METRICS } from "./metrics.ts";
+import { NO_METRICS, streamMetrics } from "./metrics.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import { fanOut, issueTicket, startTestStream, TestClient, type TestStream } from "./testing/stream-fixture.ts";
 
@@ -138,6 +139,36 @@ describe("client frames", () => {
     expect((await big.closed).code).toBe(1009);
     for (let i = 0; i < 200 && codes.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(codes).toEqual([1009]);
+    await own.close();
+  });
+
+  it("counts a close by who closed first: a client's own 4008 as by=client, the server's 4029 as by=server", async () => {
+    const registry = new Registry();
+    const own = await startTestStream({}, { metrics: streamMetrics(registry) });
+    const ownClient = async (userId: string) => {
+      const client = await TestClient.connect(`${own.url}?ticket=${await issueTicket(own, { userId })}`);
+      await client.until((f) => f.some((x) => x.type === "welcome"));
+      return client;
+    };
+    for (let i = 0; i < 3; i++) {
+      const client = await ownClient(`u-own-${i}`);
+      client.ws.close(CLOSE_CODES.tooSlow, "a page script's own code");
+      await client.closed;
+    }
+    const flood = await ownClient("u-flood");
+    for (let i = 0; i < 200; i++) flood.send({ op: "ping", id: i });
+    expect((await flood.closed).code).toBe(CLOSE_CODES.tooManyMessages);
+    await expect
+      .poll(async () =>
+        (await registry.getSingleMetric("stream_closes_total")!.get()).values.map((v) => ({
+          ...v.labels,
+          value: v.value,
+        })),
+      )
+      .toEqual([
+        { code: "4008", by: "client", value: 3 },
+        { code: "4029", by: "server", value: 1 },
+      ]);
     await own.close();
   });
 

@@ -1,13 +1,15 @@
 // The hub on plain data: sockets standing in as objects, fake timers, a store and the revocation check's answer held.
+import { Registry } from "prom-client";
 import type { WebSocket } from "ws";
 import type { PrivateOutput, TradeView } from "../contract/messages.ts";
 import type { EventsAfter, PrivateState } from "../worker/events.ts";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { CLOSE_CODES } from "../client/protocol.ts";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import type { LoadBucket, StoredBucket } from "./candles.ts";
 import { silentDropWithinMs, StreamHub } from "./hub.ts";
-import { NO_METRICS } from "./metrics.ts";
+import { NO_METRICS, streamMetrics } from "./metrics.ts";
 import type { PrivateStore } from "./private-channel.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 
@@ -712,5 +714,56 @@ describe("a socket whose client vanished", () => {
       expect(droppedAfterMs).toBeLessThanOrEqual(retryAfterS * 1000);
       hub.shutdown();
     }
+  });
+});
+
+describe("stream_closes_total", () => {
+  it("counts a close by who closed first: the server's 4008 as by=server, a client's own 4008 as by=client", async () => {
+    const registry = new Registry();
+    const hub = new StreamHub({
+      limits: DEFAULT_LIMITS,
+      store: {
+        readState: () => Promise.reject(new Error("not used")),
+        readAfter: () => Promise.reject(new Error("not used")),
+      },
+      revokedSessions: () => Promise.resolve([]),
+      log: createLogger("stream-test", { level: "error" }),
+      metrics: streamMetrics(registry),
+    });
+    hub.start();
+    /** A socket whose close ws reports with `code` (the code of the close frame sent or received). */
+    const socket = (bufferedAmount: number) => {
+      let onClose: (code: number) => void = () => undefined;
+      const closes: number[] = [];
+      const ws = {
+        ...fakeSocket(),
+        bufferedAmount,
+        on: (event: string, listener: never) => {
+          if (event === "close") onClose = listener;
+        },
+        close: (code: number) => closes.push(code),
+      } as unknown as WebSocket;
+      hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
+      return { closes, reportClose: (code: number) => onClose(code) };
+    };
+    // Far over the send buffer's cap: the server closes it 4008 on its welcome, and the client answers the close.
+    const slow = socket(10 * DEFAULT_LIMITS.privateBufferCapBytes);
+    expect(slow.closes).toEqual([CLOSE_CODES.tooSlow]);
+    slow.reportClose(CLOSE_CODES.tooSlow);
+    // Clients that close with 4008 themselves, as any client (and a page script in a browser) may.
+    for (let i = 0; i < 3; i++) {
+      const own = socket(0);
+      own.reportClose(CLOSE_CODES.tooSlow);
+      expect(own.closes).toEqual([]);
+    }
+    // One that drops without a close frame: ws reports 1006, and the server did not terminate it.
+    socket(0).reportClose(1006);
+    const values = (await registry.getSingleMetric("stream_closes_total")!.get()).values;
+    expect(values.map((v) => ({ ...v.labels, value: v.value }))).toEqual([
+      { code: "4008", by: "server", value: 1 },
+      { code: "4008", by: "client", value: 3 },
+      { code: "1006", by: "client", value: 1 },
+    ]);
+    hub.shutdown();
   });
 });

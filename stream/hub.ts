@@ -402,7 +402,8 @@ export class StreamHub {
     this.quotes.remove(conn);
     this.candles.remove(conn);
     this.deps.metrics.connected(-1);
-    this.deps.metrics.closed(conn.closeCode ?? code);
+    // closeCode is set only if this server closed it first (or ws failed a bad frame); else the code is the client's.
+    this.deps.metrics.closed(conn.closeCode ?? code, conn.closeCode === undefined ? "client" : "server");
   }
 
   private endSession(sessionId: string, reason: string): void {

@@ -1,6 +1,6 @@
 /**
- * The stream process's Prometheus metrics: connections, frames sent by type, closes by code, fan-out lag, private
- * channels waiting on a gap.
+ * The stream process's Prometheus metrics: connections, frames sent by type, closes by code and by who closed first,
+ * fan-out lag, private channels waiting on a gap.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { CLOSE_CODES } from "../client/protocol.ts";
@@ -17,10 +17,17 @@ export function closeCodeLabel(code: number): string {
   return LABELLED_CLOSE_CODES.has(code) ? String(code) : "other";
 }
 
+/**
+ * Who closed a socket first: `server` when this server closed it (StreamConnection.close/terminate, or ws failing a
+ * bad frame); `client` when the client's close frame came first or the socket dropped. A client may close with any of
+ * the stream's own codes (4008 among them), and counted as the server's it would raise the operators' alarms.
+ */
+export type ClosedBy = "server" | "client";
+
 export interface StreamMetrics {
   connected(delta: 1 | -1): void;
   frameSent(type: string): void;
-  closed(code: number): void;
+  closed(code: number, by: ClosedBy): void;
   /** How long after it was XADDed a fan-out entry was read, in seconds. */
   fanoutLag(seconds: number): void;
   /** A private channel began (1) or stopped (-1) waiting for an event the store does not hold (a gap). */
@@ -39,9 +46,10 @@ export function streamMetrics(registry: Registry): StreamMetrics {
   const closes = new Counter({
     name: "stream_closes_total",
     help:
-      "Sockets closed, by close code (the server's when it closed them, else the client's; 1006: dropped; other: " +
-      "a code the stream does not use, nor 1000 or 1005).",
-    labelNames: ["code"],
+      "Sockets closed, by close code and by who closed first (by=server: the server, with its code; by=client: " +
+      "the client, with its code, or the socket dropped). 1006: dropped; other: a code the stream does not use, " +
+      "nor 1000 or 1005.",
+    labelNames: ["code", "by"],
     registers,
   });
   const lag = new Histogram({
@@ -69,7 +77,7 @@ export function streamMetrics(registry: Registry): StreamMetrics {
       if (counter === undefined) frameCounters.set(type, (counter = frames.labels(type)));
       counter.inc();
     },
-    closed: (code) => closes.labels(closeCodeLabel(code)).inc(),
+    closed: (code, by) => closes.labels(closeCodeLabel(code), by).inc(),
     fanoutLag: (seconds) => lag.observe(Math.max(0, seconds)),
     gapWaiting(delta) {
       if (delta > 0) gaps.inc();
