@@ -262,7 +262,7 @@ export class StreamHub {
     }
   }
 
-  /** A client's WebSocket ping: a client frame like any other for the rate (server.ts turns ws's autoPong off). */
+  /** A client's WebSocket ping: counted against the rate as a message is (server.ts turns ws's autoPong off). */
   private onPing(conn: StreamConnection, payload: Buffer): void {
     if (conn.closed) return;
     if (!conn.admitMessage(monotonicMs())) {
