@@ -33,6 +33,7 @@ import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
 import { toUnits, trimDecimal } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { CandleDelivery } from "./candle-delivery.ts";
+import { monotonicMs } from "./clock.ts";
 import { SharedFrame, type StreamConnection } from "./connection.ts";
 
 /**
@@ -108,7 +109,7 @@ export class CandleFanout {
 
   /**
    * `wallMs`: the wall clock's time, which bucket is under way; `nowMs`: the monotonic clock's, for the frame sent
-   * (hub.ts, monotonicMs), as in every method here that sends.
+   * (clock.ts), as in every method here that sends.
    */
   subscribe(conn: StreamConnection, asset: string, interval: CandleInterval, wallMs: number, nowMs: number): void {
     const key = `${asset} ${interval}`;
@@ -257,7 +258,7 @@ export class CandleFanout {
       if (series.candle !== undefined) merge(series.asset, candle, series.candle);
     }
     [series.load, series.whole, series.candle] = [undefined, true, candle];
-    if (candle !== undefined) this.send(series, performance.now());
+    if (candle !== undefined) this.send(series, monotonicMs());
   }
 
   private stopLoad(series: Series): void {

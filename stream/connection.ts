@@ -33,8 +33,8 @@ export type Ticket = StreamTicketGrant;
 export type FrameType = ServerFrame["type"];
 
 /**
- * Every `nowMs` and `…Ms` time here but `sessionExpiresAtMs` (wall clock, as the ticket states it) is on the hub's
- * monotonic clock (hub.ts, monotonicMs): only their differences mean anything.
+ * Every `nowMs` and `…Ms` time here but `sessionExpiresAtMs` (wall clock, as the ticket states it) is on the stream's
+ * monotonic clock (clock.ts): only their differences mean anything.
  */
 export class StreamConnection {
   readonly userId: string;

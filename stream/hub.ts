@@ -12,6 +12,7 @@ import type { Logger } from "../platform/log.ts";
 import { throttled } from "../platform/log.ts";
 import { CandleFanout, LOAD_RETRY_DELAYS_MS, type LoadBucket, type MinuteRow } from "./candles.ts";
 import { parseClientFrame, type RequestId, type Subscription } from "./client-frames.ts";
+import { monotonicMs } from "./clock.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import { StreamConnection, type StreamLimits, type Ticket } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
@@ -43,14 +44,6 @@ export interface HubDeps {
 const EVERY_ASSET = ASSETS.map((a) => a.symbol);
 /** The scheduler tick: held-back quotes and candles, owed summaries. */
 const TICK_MS = 100;
-
-/**
- * The clock every duration here is measured on (message rate, quote spacing, heartbeats, pings, liveness, summary
- * throttle, the revocation check's period): monotonic, so a wall clock stepped back does not close every socket
- * over its message rate nor hold its quotes and heartbeats back, and one stepped forward does not drop every socket
- * as silent. Date.now() only where real time is meant: session expiry, a heartbeat's `time`, candle buckets, lag.
- */
-const monotonicMs = (): number => performance.now();
 
 /** How often the sweep (heartbeats, liveness, session expiry) runs. */
 function sweepEveryMs(heartbeatMs: number): number {

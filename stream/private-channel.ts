@@ -62,7 +62,7 @@ export interface PrivateChannelDeps {
   readonly quotes: ReadonlyMap<string, Quote>;
   readonly log: Logger;
   readonly metrics: Pick<StreamMetrics, "gapWaiting">;
-  /** The monotonic clock (hub.ts, monotonicMs): every time here is a duration's start or end. */
+  /** The monotonic clock (clock.ts): every time here is a duration's start or end. */
   readonly now: () => number;
   /**
    * Sends the socket the quotes held back for it (quotes.ts) before a private event, snapshot or resync: a
