@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import type { WebSocket } from "ws";
+import { WebSocket } from "ws";
 import { CLOSE_CODES, type ServerFrame } from "../client/protocol.ts";
 import type { StreamTicketGrant } from "../functions/auth/stream-tickets.ts";
 import type { PrivateChannel } from "./private-channel.ts";
@@ -46,7 +46,7 @@ export class StreamConnection {
   lastPongMs: number;
   lastPingMs: number;
   closed = false;
-  /** The code this server closed the socket with; undefined when the client closed it or it dropped. */
+  /** The code this server closed the socket with; undefined when the client closed it first or it dropped. */
   closeCode: number | undefined;
   /** Per asset: when its last quote went out to this client. */
   readonly quoteSentMs = new Map<string, number>();
@@ -181,7 +181,7 @@ export class StreamConnection {
   close(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.closeCode = code;
+    this.closeCode = this.closedFirst(code);
     this.private?.stop();
     this.ws.close(code, reason);
   }
@@ -213,9 +213,18 @@ export class StreamConnection {
   /** No close handshake: the peer stopped answering pings. */
   terminate(): void {
     this.closed = true;
-    this.closeCode = 1006;
+    this.closeCode = this.closedFirst(1006);
     this.private?.stop();
     this.ws.terminate();
+  }
+
+  /**
+   * `code`, if this server closes the socket first; undefined if the client's close frame came first. ws answers that
+   * frame at once (CLOSING), but the socket stays registered until the client ends it (or closeTimeout), and a close
+   * meanwhile (its session expiring, a 4008 from frames ws buffers after the close) is not the server's.
+   */
+  private closedFirst(code: number): number | undefined {
+    return this.ws.readyState === WebSocket.OPEN ? code : undefined;
   }
 }
 

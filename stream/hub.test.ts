@@ -15,6 +15,7 @@ import { quoteOutput } from "./testing/quote-output.ts";
 
 const fakeSocket = () =>
   ({
+    readyState: 1, // OPEN
     bufferedAmount: 0,
     on: () => undefined,
     send: () => undefined,
@@ -734,17 +735,20 @@ describe("stream_closes_total", () => {
     /** A socket whose close ws reports with `code` (the code of the close frame sent or received). */
     const socket = (bufferedAmount: number) => {
       let onClose: (code: number) => void = () => undefined;
+      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
       const closes: number[] = [];
       const ws = {
         ...fakeSocket(),
         bufferedAmount,
         on: (event: string, listener: never) => {
           if (event === "close") onClose = listener;
+          if (event === "message") onMessage = listener;
         },
         close: (code: number) => closes.push(code),
-      } as unknown as WebSocket;
+      } as unknown as WebSocket & { readyState: number; bufferedAmount: number };
       hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
-      return { closes, reportClose: (code: number) => onClose(code) };
+      const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
+      return { ws, closes, send, reportClose: (code: number) => onClose(code) };
     };
     // Far over the send buffer's cap: the server closes it 4008 on its welcome, and the client answers the close.
     const slow = socket(10 * DEFAULT_LIMITS.privateBufferCapBytes);
@@ -758,11 +762,20 @@ describe("stream_closes_total", () => {
     }
     // One that drops without a close frame: ws reports 1006, and the server did not terminate it.
     socket(0).reportClose(1006);
+    // One whose close frame came first: ws answered it (CLOSING) and waits for the client to end the socket. The
+    // server closes it 4008 meanwhile (what ws buffers after a close counts in bufferedAmount): still the client's.
+    const first = socket(0);
+    first.ws.readyState = 2; // CLOSING
+    first.ws.bufferedAmount = 10 * DEFAULT_LIMITS.privateBufferCapBytes;
+    first.send({ op: "ping", id: 1 });
+    expect(first.closes).toEqual([CLOSE_CODES.tooSlow]);
+    first.reportClose(1000);
     const values = (await registry.getSingleMetric("stream_closes_total")!.get()).values;
     expect(values.map((v) => ({ ...v.labels, value: v.value }))).toEqual([
       { code: "4008", by: "server", value: 1 },
       { code: "4008", by: "client", value: 3 },
       { code: "1006", by: "client", value: 1 },
+      { code: "1000", by: "client", value: 1 },
     ]);
     hub.shutdown();
   });
