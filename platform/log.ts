@@ -102,6 +102,16 @@ function stdout(): DestinationStream {
 }
 
 /**
+ * This process's stdout for text that is not its own log line (the children's lines npm start relays, its banner):
+ * written as the log lines are, in order with them, and dropped once the reader is gone (`npm start | tee`, then
+ * Ctrl-C), where process.stdout would end the process with an unhandled EPIPE in the middle of its stop.
+ */
+export function stdoutText(): { write(text: string): void; isTTY: boolean } {
+  const fd = syncWriter(1);
+  return { write: (text) => fd.write(text), isTTY: isatty(1) };
+}
+
+/**
  * Writes each line to `fd` before returning. Once anything in the process has touched process.stdout, fd 1 is
  * non-blocking: a full pipe (its reader behind) answers EAGAIN, and this waits a millisecond and writes the rest,
  * where pino.destination's sync mode sleeps 100 ms, a stall of the event loop each time. A line that cannot be

@@ -6,7 +6,10 @@
  * Its restarts and replicas, with stand-in children that fail, crash or serve as told: a child that dies after it
  * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
  * a replicated component's processes each have their own name, log file and metrics port.
+ *
+ * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone.
  */
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -316,4 +319,45 @@ describe("the supervisor's restarts", () => {
       );
     },
   );
+});
+
+describe("stopping npm start", () => {
+  /** The reduced npm start, once it says it is ready: its stdout (the JSON lines), stderr, and its exit. */
+  async function startFixture() {
+    const logDir = mkdtempSync(join(tmpdir(), "paper-broker-stop-"));
+    dirs.push(logDir);
+    const child = spawn(process.execPath, ["--import", "tsx", "platform/testing/start-fixture.ts", logDir], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LOG_FORMAT: "", LOG_LEVEL: "" },
+    });
+    const output = { stdout: "", stderr: "" };
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output.stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output.stderr += chunk));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("exit", (code, signal) => resolve({ code, signal })),
+    );
+    await until(
+      () =>
+        Promise.resolve(
+          output.stderr.includes("ready\n") || child.exitCode !== null || child.signalCode !== null || undefined,
+        ),
+      20_000,
+      "the reduced npm start to be ready",
+    );
+    expect(output.stderr).toContain("ready\n");
+    return { child, output, exited, logDir };
+  }
+
+  // `npm start | tee start.log`, then Ctrl-C: the terminal's SIGINT ends tee too, and the children's last lines,
+  // relayed while the stack stops, must not end npm start before it has stopped what it started.
+  it("stops cleanly on SIGINT once the reader of its stdout is gone", { timeout: 30_000 }, async () => {
+    const { child, output, exited, logDir } = await startFixture();
+    child.stdout.destroy();
+    child.kill("SIGINT");
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(output.stderr).not.toContain("EPIPE");
+    expect(output.stderr).toContain("stopped cleanly\n");
+    // The child's lines still reach its log file, its last one too.
+    expect(fileEvents(readFileSync(join(logDir, "api.log"), "utf8")).at(-1)).toBe("stopped");
+  });
 });

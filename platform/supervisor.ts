@@ -27,7 +27,16 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
 import { configErrorMessage } from "./config.ts";
-import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
+import {
+  LEVELS,
+  logFormat,
+  logLevel,
+  parseLogLine,
+  prettyLogLine,
+  stdoutText,
+  type Level,
+  type Logger,
+} from "./log.ts";
 import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
 import { RestartBackoff } from "./restart-backoff.ts";
 
@@ -39,7 +48,8 @@ const STOP_BUDGET_MS = 30_000;
 export type Relay = (line: string, parsed?: Record<string, unknown>, child?: string) => void;
 
 /**
- * Relays lines to a stream (this process's stdout): as they are for LOG_FORMAT=json, else one readable line
+ * Relays lines to a stream (this process's stdout, through stdoutText: a reader that is gone must not end the
+ * supervisor before it has stopped what it started): as they are for LOG_FORMAT=json, else one readable line
  * each, coloured when the stream is a terminal. LOG_FORMAT unset: pretty for a terminal, JSON otherwise.
  */
 export function logRelay(
@@ -92,7 +102,7 @@ export class Supervisor {
   ) {
     mkdirSync(options.logDir, { recursive: true });
     this.minLevel = LEVELS.indexOf(logLevel(options.env));
-    this.out = options.out ?? logRelay(process.stdout, options.env);
+    this.out = options.out ?? logRelay(stdoutText(), options.env);
   }
 
   /** LOG_LEVEL's place in LEVELS: lines below it are not relayed. */

@@ -21,7 +21,7 @@ import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, RedisNoAnswerError, redisPersistence, withRedis } from "../platform/local-redis.ts";
 import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
-import { createLogger } from "../platform/log.ts";
+import { createLogger, stdoutText } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
 import { WatchedServer } from "../platform/watched-server.ts";
@@ -137,5 +137,5 @@ function printBanner(appUrl: string, dataDir: string, env: NodeJS.ProcessEnv, fe
     "  Ctrl-C stops everything; npm start again resumes the same state.",
     "",
   ];
-  process.stdout.write(`${lines.join("\n")}\n`);
+  stdoutText().write(`${lines.join("\n")}\n`);
 }

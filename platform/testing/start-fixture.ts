@@ -1,0 +1,31 @@
+/**
+ * `npm start` reduced, for platform/supervisor.e2e.test.ts: `node --import tsx start-fixture.ts <logDir>` runs one
+ * stand-in component (log-fixture.ts `serve`) under a Supervisor relaying to this process's stdout, stops as
+ * scripts/start.ts does on a stop request, and says `ready`, then `stopped cleanly`, on stderr.
+ */
+import type { Component } from "../components.ts";
+import { stopOnSignals } from "../config.ts";
+import { createLogger } from "../log.ts";
+import { Supervisor } from "../supervisor.ts";
+
+const FIXTURE: Component = {
+  name: "api",
+  entry: "platform/testing/log-fixture.ts",
+  nodeFlags: ["--import", "tsx", "platform/testing/log-fixture.ts", "serve", "0"],
+  readyEvent: "ready",
+  metricsPort: 0,
+  replicas: 1,
+};
+
+const log = createLogger("start");
+const stop = stopOnSignals(log);
+const supervisor = new Supervisor([FIXTURE], {
+  env: { ...process.env, LOG_FORMAT: "json" },
+  log,
+  logDir: process.argv[2]!,
+});
+await supervisor.start();
+process.stderr.write("ready\n");
+await new Promise((resolve) => stop.addEventListener("abort", resolve, { once: true }));
+await supervisor.stop();
+process.stderr.write("stopped cleanly\n");
