@@ -90,6 +90,36 @@ describe("onStopRequest", () => {
   });
 });
 
+describe("onStopRequest on SIGHUP", () => {
+  // A closed terminal: the shell passes its SIGHUP on to the foreground job, and the kernel sends it one more as the
+  // shell exits. Both ask for the one stop; the second must not kill the process half-way through it.
+  it("asks for the stop once, and a second SIGHUP leaves that stop running", { timeout: 10_000 }, async () => {
+    const child = fork(new URL("./testing/hanging-stop-fixture.ts", import.meta.url), ["60000"], {
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    try {
+      let stdout = "";
+      const stopping = new Promise<void>((resolve) => {
+        child.stdout!.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString();
+          if (stdout.includes("stopping")) resolve();
+        });
+        child.once("exit", () => resolve());
+      });
+      await new Promise((resolve) => child.once("message", resolve));
+      child.kill("SIGHUP");
+      await stopping;
+      child.kill("SIGHUP");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect({ code: child.exitCode, signal: child.signalCode }).toEqual({ code: null, signal: null });
+      expect(stdout).toBe("stopping\n");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
 describe("settledWithin", () => {
   const never = new Promise<string>(() => undefined);
 

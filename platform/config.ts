@@ -151,10 +151,10 @@ export function developmentOrigins(env: Env, appUrl: string): string[] {
 }
 
 /**
- * Calls `stop` on SIGINT, SIGTERM, or when the supervisor that started this process is gone: `npm start` talks to
- * its children over an IPC channel, which closes when it dies, even by SIGKILL, so no component outlives it and
- * keeps ports, the engine lease or the log busy for the next `npm start`. An orphan's clean stop that hangs (its
- * Redis gone too, say) ends after `orphanStopBudgetMs` with exit 1: nobody is left to SIGKILL it.
+ * Calls `stop` on SIGINT, SIGTERM, SIGHUP (its terminal closed), or when the supervisor that started this process is
+ * gone: `npm start` talks to its children over an IPC channel, which closes when it dies, even by SIGKILL, so no
+ * component outlives it and keeps ports, the engine lease or the log busy for the next `npm start`. An orphan's clean
+ * stop that hangs (its Redis gone too, say) ends after `orphanStopBudgetMs` with exit 1: nobody is left to SIGKILL it.
  */
 export function onStopRequest(
   stop: (reason: string) => void,
@@ -162,6 +162,15 @@ export function onStopRequest(
 ): void {
   // once: a second Ctrl-C gets the default action and ends a process whose clean stop hangs.
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop(signal));
+  // A closed terminal or ssh session: no one asking twice, yet the foreground job can get two (the shell passes its
+  // own on, the kernel sends one as the shell exits). Still listened to after the first, so the second is ignored
+  // rather than end the stop the first began.
+  let hungUp = false;
+  process.on("SIGHUP", () => {
+    if (hungUp) return;
+    hungUp = true;
+    stop("SIGHUP");
+  });
   if (process.channel !== undefined) {
     process.once("disconnect", () => {
       stop("supervisor_gone");

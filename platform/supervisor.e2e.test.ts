@@ -7,7 +7,7 @@
  * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
  * a replicated component's processes each have their own name, log file and metrics port.
  *
- * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone.
+ * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone, and on a hangup.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -359,5 +359,35 @@ describe("stopping npm start", () => {
     expect(output.stderr).toContain("stopped cleanly\n");
     // The child's lines still reach its log file, its last one too.
     expect(fileEvents(readFileSync(join(logDir, "api.log"), "utf8")).at(-1)).toBe("stopped");
+  });
+
+  // A closed terminal or ssh session: the shell passes its SIGHUP on to its jobs, and the kernel sends the
+  // foreground job one more; the second must not end the stop the first began.
+  it("stops cleanly on SIGHUP, a second one included", { timeout: 30_000 }, async () => {
+    const { child, output, exited } = await startFixture();
+    child.kill("SIGHUP");
+    await until(
+      () =>
+        Promise.resolve(
+          output.stdout.includes('"event":"stopping"') ||
+            child.exitCode !== null ||
+            child.signalCode !== null ||
+            undefined,
+        ),
+      10_000,
+      "stopping",
+    );
+    child.kill("SIGHUP");
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(output.stderr).toContain("stopped cleanly\n");
+    const events = output.stdout
+      .trim()
+      .split("\n")
+      .filter((line) => line.startsWith("{")) // the stand-in also prints a line that is not JSON
+      .map((line) => JSON.parse(line) as { event: string; signal?: string; child?: string });
+    expect(events.filter((e) => e.event === "stopping")).toEqual([
+      expect.objectContaining({ component: "start", signal: "SIGHUP" }),
+    ]);
+    expect(events.at(-1)).toMatchObject({ event: "component_stopped", child: "api" });
   });
 });
