@@ -3,7 +3,18 @@ import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, repositoryFiles } from "../scripts/repository-files.ts";
-import { ConfigError, keyPrefix, oneOf, redisUrl, settledWithin, text, url, wholeNumber } from "./config.ts";
+import {
+  ConfigError,
+  keyPrefix,
+  oneOf,
+  redisUrl,
+  runStopSteps,
+  settledWithin,
+  text,
+  url,
+  wholeNumber,
+} from "./config.ts";
+import { createLogger } from "./log.ts";
 
 describe("config readers", () => {
   it("use the fallback when unset or blank, and the value when set", () => {
@@ -117,6 +128,54 @@ describe("onStopRequest on SIGHUP", () => {
     } finally {
       child.kill("SIGKILL");
     }
+  });
+});
+
+describe("runStopSteps", () => {
+  // npm start's stop: Postgres not stopped in time must still leave Redis stopped and the pid file removed.
+  it("runs every step in order whatever the ones before did, logs each failure, gives the first", async () => {
+    const ran: string[] = [];
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger("start", { sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const failed = await runStopSteps(
+      [
+        { name: "components", run: () => Promise.resolve(void ran.push("components")) },
+        {
+          name: "postgres",
+          run: () => {
+            ran.push("postgres");
+            return Promise.reject(new Error("Postgres (pid 42) did not stop"));
+          },
+        },
+        {
+          name: "redis",
+          run: () => {
+            ran.push("redis");
+            throw new Error("no such process"); // a step that throws before it returns a promise
+          },
+        },
+        { name: "pid_file", run: () => Promise.resolve(void ran.push("pid_file")) },
+      ],
+      log,
+    );
+    expect(ran).toEqual(["components", "postgres", "redis", "pid_file"]);
+    expect((failed?.error as Error).message).toBe("Postgres (pid 42) did not stop");
+    expect(lines).toEqual([
+      expect.objectContaining({
+        level: "error",
+        event: "stop_step_failed",
+        step: "postgres",
+      }),
+      expect.objectContaining({ event: "stop_step_failed", step: "redis" }),
+    ]);
+    expect(lines[0]!.error).toMatchObject({ message: "Postgres (pid 42) did not stop" });
+  });
+
+  it("gives undefined, and logs nothing, when every step succeeds", async () => {
+    const lines: string[] = [];
+    const log = createLogger("start", { sink: (line) => lines.push(line) });
+    expect(await runStopSteps([{ name: "pid_file", run: () => Promise.resolve() }], log)).toBeUndefined();
+    expect(lines).toEqual([]);
   });
 });
 

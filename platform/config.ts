@@ -222,6 +222,30 @@ export function stopOnSignals(log: Logger): AbortSignal {
   return stop.signal;
 }
 
+/** One step of a process's stop: what it stops, for the log line when it fails. */
+export interface StopStep {
+  readonly name: string;
+  readonly run: () => Promise<void>;
+}
+
+/**
+ * Runs every step, in order, whatever the ones before did: one that fails (Postgres not stopped in time) must not
+ * leave the later ones undone (Redis running, the pid file left). Each failure is logged as `stop_step_failed`, with
+ * the step's name and the error; resolves with the first failure's error, undefined when all succeeded.
+ */
+export async function runStopSteps(steps: readonly StopStep[], log: Logger): Promise<{ error: unknown } | undefined> {
+  let failed: { error: unknown } | undefined;
+  for (const step of steps) {
+    try {
+      await step.run();
+    } catch (error) {
+      log.error("stop_step_failed", { step: step.name, error });
+      failed ??= { error };
+    }
+  }
+  return failed;
+}
+
 /** Runs a process's main: a configuration error prints one clear line and exits 2; anything else is a crash. */
 export function runMain(component: string, main: () => Promise<void>): void {
   main().catch((err: unknown) => {

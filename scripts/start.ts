@@ -16,12 +16,12 @@ import { join, resolve } from "node:path";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
-import { ConfigError, keyPrefix, runMain, stopOnSignals } from "../platform/config.ts";
+import { ConfigError, keyPrefix, runMain, runStopSteps, stopOnSignals, type StopStep } from "../platform/config.ts";
 import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, RedisNoAnswerError, redisPersistence, withRedis } from "../platform/local-redis.ts";
 import { DEFAULT_LOCAL_REDIS_URL, readPort, where, type Env } from "../platform/local-servers.ts";
-import { createLogger, stdoutText } from "../platform/log.ts";
+import { createLogger, stdoutText, type Logger } from "../platform/log.ts";
 import { metricsBannerLines } from "../platform/metrics.ts";
 import { REPO_ROOT, Supervisor } from "../platform/supervisor.ts";
 import { WatchedServer } from "../platform/watched-server.ts";
@@ -39,63 +39,89 @@ runMain("start", async () => {
   const pidFile = resolve(dataDir, "start.pid");
   claimPidFile(pidFile);
   const stop = stopOnSignals(log);
-  const cleanup: (() => Promise<void>)[] = [() => Promise.resolve(rmSync(pidFile, { force: true }))];
-  try {
-    const logAt = await logLeftOnLocalRedis(dataDir, env, prefix);
-    const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
-    const redis = new WatchedServer(
-      "redis",
-      await ensureRedis(redisOptions),
-      (port) => ensureRedis({ ...redisOptions, onlyPort: port }),
-      log,
-    );
-    cleanup.unshift(() => redis.stop());
-    if (logAt !== undefined) {
-      log.warn("redis_log_outside_data_dir", {
-        at: where(logAt),
-        message: `This data folder's log and read models are in the Redis at ${where(logAt)} (an earlier npm start kept them there), not in ${dataDir}; that Redis ${(await redisPersistence(logAt)).text}. npm start keeps using it so nothing is lost. For a Redis of its own, with AOF, in the data folder: stop, delete ${dataDir} (a reset) and start again.`,
-      });
-    }
-    const postgresOptions = { dataDir, log, env, prefer: "own" } as const;
-    const postgres = new WatchedServer(
-      "postgres",
-      await ensurePostgres(postgresOptions),
-      (port) => ensurePostgres({ ...postgresOptions, onlyPort: port }),
-      log,
-    );
-    cleanup.unshift(() => postgres.stop());
-    redis.watch(stop);
-    postgres.watch(stop);
-    const port = env.PORT?.trim() || "3000";
-    const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
-    const childEnv: NodeJS.ProcessEnv = {
-      ...env,
-      REDIS_URL: redis.url,
-      DATABASE_URL: postgres.url,
-      DATA_DIR: dataDir,
-      PORT: port,
-      APP_URL: appUrl,
-    };
-    log.info("built", { ms: Math.round(await buildBundles()) });
-    const supervisor = new Supervisor(COMPONENTS, { env: childEnv, log, logDir: resolve(dataDir, "logs") });
-    cleanup.unshift(() => supervisor.stop());
-    if (stop.aborted) return;
-    const stopped = new Promise<undefined>((r) => stop.addEventListener("abort", () => r(undefined), { once: true }));
-    const ready = await Promise.race([
-      supervisor.start().catch((err: unknown) => {
-        throw new ConfigError(err instanceof Error ? err.message : String(err));
-      }),
-      stopped,
-    ]);
-    if (ready === undefined) return;
-    printBanner(appUrl, dataDir, env, typeof ready.poller?.source === "string" ? ready.poller.source : "unknown");
-    await stopped;
-  } finally {
-    // In reverse order of starting: the components, then Postgres and Redis if this run started them.
-    for (const step of cleanup) await step();
-    log.info("stopped");
-  }
+  const cleanup: StopStep[] = [{ name: "pid_file", run: () => Promise.resolve(rmSync(pidFile, { force: true })) }];
+  const ran = await runUntilStopped({ env, prefix, log, dataDir, stop, cleanup }).then(
+    () => undefined,
+    (error: unknown) => ({ error }),
+  );
+  // In reverse order of starting: the components, then Postgres and Redis if this run started them, then the pid
+  // file; every step, whatever the ones before did.
+  const stopFailed = await runStopSteps(cleanup, log);
+  if (stopFailed === undefined) log.info("stopped");
+  // The run's own failure first (a configuration error exits 2); a failed stop step is logged, and exits 1.
+  if (ran !== undefined) throw ran.error;
+  if (stopFailed !== undefined) throw stopFailed.error;
 });
+
+/**
+ * Starts or finds Redis and Postgres, builds, starts the components and prints the banner, then waits for `stop`;
+ * each thing started puts the step that stops it first in `cleanup`.
+ */
+async function runUntilStopped({
+  env,
+  prefix,
+  log,
+  dataDir,
+  stop,
+  cleanup,
+}: {
+  env: NodeJS.ProcessEnv;
+  prefix: string;
+  log: Logger;
+  dataDir: string;
+  stop: AbortSignal;
+  cleanup: StopStep[];
+}): Promise<void> {
+  const logAt = await logLeftOnLocalRedis(dataDir, env, prefix);
+  const redisOptions = { dataDir, log, env: logAt ? { ...env, REDIS_URL: logAt } : env, prefer: "own" } as const;
+  const redis = new WatchedServer(
+    "redis",
+    await ensureRedis(redisOptions),
+    (port) => ensureRedis({ ...redisOptions, onlyPort: port }),
+    log,
+  );
+  cleanup.unshift({ name: "redis", run: () => redis.stop() });
+  if (logAt !== undefined) {
+    log.warn("redis_log_outside_data_dir", {
+      at: where(logAt),
+      message: `This data folder's log and read models are in the Redis at ${where(logAt)} (an earlier npm start kept them there), not in ${dataDir}; that Redis ${(await redisPersistence(logAt)).text}. npm start keeps using it so nothing is lost. For a Redis of its own, with AOF, in the data folder: stop, delete ${dataDir} (a reset) and start again.`,
+    });
+  }
+  const postgresOptions = { dataDir, log, env, prefer: "own" } as const;
+  const postgres = new WatchedServer(
+    "postgres",
+    await ensurePostgres(postgresOptions),
+    (port) => ensurePostgres({ ...postgresOptions, onlyPort: port }),
+    log,
+  );
+  cleanup.unshift({ name: "postgres", run: () => postgres.stop() });
+  redis.watch(stop);
+  postgres.watch(stop);
+  const port = env.PORT?.trim() || "3000";
+  const appUrl = env.APP_URL?.trim() || `http://localhost:${port}`;
+  const childEnv: NodeJS.ProcessEnv = {
+    ...env,
+    REDIS_URL: redis.url,
+    DATABASE_URL: postgres.url,
+    DATA_DIR: dataDir,
+    PORT: port,
+    APP_URL: appUrl,
+  };
+  log.info("built", { ms: Math.round(await buildBundles()) });
+  const supervisor = new Supervisor(COMPONENTS, { env: childEnv, log, logDir: resolve(dataDir, "logs") });
+  cleanup.unshift({ name: "components", run: () => supervisor.stop() });
+  if (stop.aborted) return;
+  const stopped = new Promise<undefined>((r) => stop.addEventListener("abort", () => r(undefined), { once: true }));
+  const ready = await Promise.race([
+    supervisor.start().catch((err: unknown) => {
+      throw new ConfigError(err instanceof Error ? err.message : String(err));
+    }),
+    stopped,
+  ]);
+  if (ready === undefined) return;
+  printBanner(appUrl, dataDir, env, typeof ready.poller?.source === "string" ? ready.poller.source : "unknown");
+  await stopped;
+}
 
 /**
  * The local Redis, when it holds this data folder's log from a run that kept it there: the folder never had a Redis
