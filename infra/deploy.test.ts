@@ -112,7 +112,7 @@ describe("the image", () => {
     expect(image).toBeGreaterThanOrEqual(22);
     // The bundles also run on the oldest Node the project supports, which runs the tests.
     const target = Number(/\btarget: "node(\d+)"/.exec(read("platform/build.ts"))?.[1]);
-    const oldest = Number(/^>=(\d+)$/.exec(packageJson.engines.node)?.[1]);
+    const oldest = Number(/^>=(\d+)\./.exec(packageJson.engines.node)?.[1]);
     expect(target).toBeLessThanOrEqual(oldest);
     expect(oldest).toBeLessThanOrEqual(image);
   });

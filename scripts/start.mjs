@@ -5,9 +5,13 @@ import { existsSync, statSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const [major] = process.versions.node.split(".").map(Number);
-if (major < 20) {
-  process.stderr.write(`paper-broker needs Node 20 or newer (this is ${process.version}).\n`);
+// 20.12 and 21.7 brought process.loadEnvFile, which start.ts reads .env with: an older Node would start the system
+// without what .env sets (its own Redis and Postgres instead of REDIS_URL and DATABASE_URL, say), without a word.
+const [major, minor] = process.versions.node.split(".").map(Number);
+if (major < 20 || (major === 20 && minor < 12) || (major === 21 && minor < 7)) {
+  process.stderr.write(
+    `paper-broker needs Node 20.12 or newer (on Node 21, 21.7 or newer); this is ${process.version}.\n`,
+  );
   process.exit(1);
 }
 const installed = `${root}node_modules/.package-lock.json`;

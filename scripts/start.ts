@@ -28,8 +28,8 @@ import { WatchedServer } from "../platform/watched-server.ts";
 
 runMain("start", async () => {
   const envFile = resolve(REPO_ROOT, ".env");
-  // process.loadEnvFile exists from Node 20.12.
-  if (existsSync(envFile) && typeof process.loadEnvFile === "function") process.loadEnvFile(envFile);
+  // start.mjs has refused a Node without process.loadEnvFile.
+  if (existsSync(envFile)) process.loadEnvFile(envFile);
   const env = process.env;
   // Checked before anything starts, as each process checks it again: a prefix one of them refuses stops them all.
   const prefix = keyPrefix(env);
