@@ -7,9 +7,10 @@
  * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
  * a replicated component's processes each have their own name, log file and metrics port.
  *
- * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone, and on a hangup.
+ * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone and on a hangup; no
+ * component left behind when it is killed.
  */
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -322,20 +323,35 @@ describe("the supervisor's restarts", () => {
 });
 
 describe("stopping npm start", () => {
-  /** The reduced npm start, once it says it is ready: its stdout (the JSON lines), stderr, and its exit. */
-  async function startFixture() {
+  const started: { child: ChildProcess; standInPid: number }[] = [];
+  // A test that fails must not leave the reduced npm start, or its stand-in, running.
+  afterEach(() => {
+    for (const { child, standInPid } of started.splice(0)) {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      if (standInPid > 0 && running(standInPid)) process.kill(standInPid, "SIGKILL"); // 0: the whole group
+    }
+  });
+
+  /**
+   * The reduced npm start, once it says it is ready: its stdout (the JSON lines), stderr, its exit, and the pid of
+   * its stand-in component, which logs `lines` long lines every 5 ms and takes `stopMs` to stop.
+   */
+  async function startFixture({ lines = 0, stopMs = 0 } = {}) {
     const logDir = mkdtempSync(join(tmpdir(), "paper-broker-stop-"));
     dirs.push(logDir);
-    const child = spawn(process.execPath, ["--import", "tsx", "platform/testing/start-fixture.ts", logDir], {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, LOG_FORMAT: "", LOG_LEVEL: "" },
-    });
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "platform/testing/start-fixture.ts", logDir, String(lines), String(stopMs)],
+      { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, LOG_FORMAT: "", LOG_LEVEL: "" } },
+    );
     const output = { stdout: "", stderr: "" };
     child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output.stdout += chunk));
     child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output.stderr += chunk));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       child.once("exit", (code, signal) => resolve({ code, signal })),
     );
+    const entry = { child, output, exited, logDir, standInPid: 0 };
+    started.push(entry);
     await until(
       () =>
         Promise.resolve(
@@ -345,7 +361,36 @@ describe("stopping npm start", () => {
       "the reduced npm start to be ready",
     );
     expect(output.stderr).toContain("ready\n");
-    return { child, output, exited, logDir };
+    const startedLine = events(output.stdout).find((e) => e.event === "component_started");
+    entry.standInPid = startedLine!.pid!;
+    return entry;
+  }
+
+  /** The JSON lines of its stdout (the stand-in also prints a line that is not JSON), the last one once complete. */
+  function events(stdout: string) {
+    return stdout
+      .split("\n")
+      .slice(0, -1)
+      .filter((line) => line.startsWith("{"))
+      .map(
+        (line) =>
+          JSON.parse(line) as {
+            event: string;
+            signal?: string;
+            child?: string;
+            pid?: number;
+          },
+      );
+  }
+
+  function running(pid: number): boolean {
+    if (pid <= 0) throw new Error(`not a pid: ${pid}`);
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   // `npm start | tee start.log`, then Ctrl-C: the terminal's SIGINT ends tee too, and the children's last lines,
@@ -362,9 +407,10 @@ describe("stopping npm start", () => {
   });
 
   // A closed terminal or ssh session: the shell passes its SIGHUP on to its jobs, and the kernel sends the
-  // foreground job one more; the second must not end the stop the first began.
+  // foreground job one more; the second must not end the stop the first began (which takes 500 ms here, so that the
+  // second lands in it).
   it("stops cleanly on SIGHUP, a second one included", { timeout: 30_000 }, async () => {
-    const { child, output, exited } = await startFixture();
+    const { child, output, exited } = await startFixture({ stopMs: 500 });
     child.kill("SIGHUP");
     await until(
       () =>
@@ -380,14 +426,18 @@ describe("stopping npm start", () => {
     child.kill("SIGHUP");
     expect(await exited).toEqual({ code: 0, signal: null });
     expect(output.stderr).toContain("stopped cleanly\n");
-    const events = output.stdout
-      .trim()
-      .split("\n")
-      .filter((line) => line.startsWith("{")) // the stand-in also prints a line that is not JSON
-      .map((line) => JSON.parse(line) as { event: string; signal?: string; child?: string });
-    expect(events.filter((e) => e.event === "stopping")).toEqual([
+    expect(events(output.stdout).filter((e) => e.event === "stopping")).toEqual([
       expect.objectContaining({ component: "start", signal: "SIGHUP" }),
     ]);
-    expect(events.at(-1)).toMatchObject({ event: "component_stopped", child: "api" });
+    expect(events(output.stdout).at(-1)).toMatchObject({ event: "component_stopped", child: "api" });
+  });
+
+  // Its children stop when it dies, even by SIGKILL (the IPC channel closes); the stand-in too, so a test that
+  // catches npm start dying leaves nothing running.
+  it("leaves no component running when it is killed", { timeout: 30_000 }, async () => {
+    const { child, exited, standInPid } = await startFixture();
+    child.kill("SIGKILL");
+    await exited;
+    await until(() => Promise.resolve(running(standInPid) ? undefined : true), 10_000, "the stand-in to stop");
   });
 });

@@ -5,9 +5,12 @@
  *   invariant). Every line logged before the end must reach the reader.
  * - `epipe` logs to a reader that is gone, then says on stderr that it is still running.
  * - `serve` stands in for a component under the supervisor: logs a line at each level (`ready` at info), prints a
- *   line that is not JSON, and stops on SIGTERM.
+ *   line that is not JSON, then logs `<lines>` long lines every 5 ms (a busy component) until it is asked to stop,
+ *   as components are (onStopRequest: a signal, or its supervisor gone), and logs `stopped` `[stopMs]` (default 0)
+ *   later: a slow clean stop.
  */
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { onStopRequest } from "../config.ts";
 import { createLogger } from "../log.ts";
 
 const [how, count] = isMainThread ? [process.argv[2], Number(process.argv[3])] : (workerData as [string, number]);
@@ -34,10 +37,17 @@ if (!isMainThread) {
   logAll();
   process.stderr.write("still running\n");
 } else if (how === "serve") {
-  const timer = setInterval(() => undefined, 60_000);
-  process.once("SIGTERM", () => {
+  const stopMs = Number(process.argv[4]) || 0; // not given: the bundle path the supervisor appends is there
+  let i = 0;
+  const timer = setInterval(
+    () => {
+      for (let n = 0; n < count; n++) log.info("line", { i: i++, padding });
+    },
+    count > 0 ? 5 : 60_000,
+  );
+  onStopRequest(() => {
     clearInterval(timer);
-    log.info("stopped");
+    setTimeout(() => log.info("stopped"), stopMs);
   });
   log.debug("detail", { logFormat: process.env.LOG_FORMAT, logLevel: process.env.LOG_LEVEL });
   log.info("ready", { logFormat: process.env.LOG_FORMAT, logLevel: process.env.LOG_LEVEL });

@@ -1,17 +1,19 @@
 /**
- * `npm start` reduced, for platform/supervisor.e2e.test.ts: `node --import tsx start-fixture.ts <logDir>` runs one
- * stand-in component (log-fixture.ts `serve`) under a Supervisor relaying to this process's stdout, stops as
- * scripts/start.ts does on a stop request, and says `ready`, then `stopped cleanly`, on stderr.
+ * `npm start` reduced, for platform/supervisor.e2e.test.ts: `node --import tsx start-fixture.ts <logDir> [lines]
+ * [stopMs]` runs one stand-in component (log-fixture.ts `serve`, given `lines` and `stopMs`) under a Supervisor
+ * relaying to this process's stdout, stops as scripts/start.ts does on a stop request, and says `ready`, then
+ * `stopped cleanly`, on stderr.
  */
 import type { Component } from "../components.ts";
 import { stopOnSignals } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { Supervisor } from "../supervisor.ts";
 
+const [logDir, lines = "0", stopMs = "0"] = process.argv.slice(2);
 const FIXTURE: Component = {
   name: "api",
   entry: "platform/testing/log-fixture.ts",
-  nodeFlags: ["--import", "tsx", "platform/testing/log-fixture.ts", "serve", "0"],
+  nodeFlags: ["--import", "tsx", "platform/testing/log-fixture.ts", "serve", lines, stopMs],
   readyEvent: "ready",
   metricsPort: 0,
   replicas: 1,
@@ -22,7 +24,7 @@ const stop = stopOnSignals(log);
 const supervisor = new Supervisor([FIXTURE], {
   env: { ...process.env, LOG_FORMAT: "json" },
   log,
-  logDir: process.argv[2]!,
+  logDir: logDir!,
 });
 await supervisor.start();
 process.stderr.write("ready\n");
