@@ -102,9 +102,10 @@ function stdout(): DestinationStream {
 }
 
 /**
- * This process's stdout for text that is not its own log line (the children's lines npm start relays, its banner):
- * written as the log lines are, in order with them, and dropped once the reader is gone (`npm start | tee`, then
- * Ctrl-C), where process.stdout would end the process with an unhandled EPIPE in the middle of its stop.
+ * This process's stdout for text that is not its own log line (npm start's banner): written as the log lines are, in
+ * order with them, and dropped once the reader is gone (`npm start | tee`, then Ctrl-C), where process.stdout would
+ * end the process with an unhandled EPIPE in the middle of its stop. Like the log lines, it waits for a reader that
+ * is behind; the children's lines, many more, do not (supervisor.ts, logRelay).
  */
 export function stdoutText(): { write(text: string): void; isTTY: boolean } {
   const fd = syncWriter(1);

@@ -7,11 +7,11 @@
  * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
  * a replicated component's processes each have their own name, log file and metrics port.
  *
- * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone and on a hangup; no
- * component left behind when it is killed.
+ * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone or stalled and on a
+ * hangup; no component left behind when it is killed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -379,6 +379,8 @@ describe("stopping npm start", () => {
             signal?: string;
             child?: string;
             pid?: number;
+            lines?: number;
+            message?: string;
           },
       );
   }
@@ -405,6 +407,35 @@ describe("stopping npm start", () => {
     // The child's lines still reach its log file, its last one too.
     expect(fileEvents(readFileSync(join(logDir, "api.log"), "utf8")).at(-1)).toBe("stopped");
   });
+
+  // `npm start | less`: less reads only what it shows. The relay must not wait for it, or the supervisor stops
+  // reading its children's output, they block writing it, and the whole stack stands still.
+  it(
+    "keeps its components running while its stdout's reader has stopped reading, and says what it dropped",
+    { timeout: 30_000 },
+    async () => {
+      const { child, output, exited, logDir } = await startFixture({ lines: 1 });
+      child.stdout.pause();
+      await new Promise((resolve) => setTimeout(resolve, 2_000)); // the pipe, and what may wait in memory, fill
+      const before = statSync(join(logDir, "api.log")).size;
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
+      // About 1 MB a second when it keeps running; nothing when it waits.
+      expect(statSync(join(logDir, "api.log")).size - before).toBeGreaterThan(200_000);
+      child.stdout.resume();
+      await until(
+        () => Promise.resolve(events(output.stdout).find((e) => e.event === "stdout_lines_dropped")),
+        10_000,
+        "the dropped lines to be counted",
+      );
+      const dropped = events(output.stdout).filter((e) => e.event === "stdout_lines_dropped");
+      expect(dropped).toEqual([expect.objectContaining({ level: "warn", component: "start" })]);
+      expect(dropped[0]!.lines).toBeGreaterThan(0);
+      expect(dropped[0]!.message).toContain(logDir);
+      child.kill("SIGINT");
+      expect(await exited).toEqual({ code: 0, signal: null });
+      expect(output.stderr).toContain("stopped cleanly\n");
+    },
+  );
 
   // A closed terminal or ssh session: the shell passes its SIGHUP on to its jobs, and the kernel sends the
   // foreground job one more; the second must not end the stop the first began (which takes 500 ms here, so that the

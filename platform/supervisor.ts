@@ -27,16 +27,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
 import { configErrorMessage } from "./config.ts";
-import {
-  LEVELS,
-  logFormat,
-  logLevel,
-  parseLogLine,
-  prettyLogLine,
-  stdoutText,
-  type Level,
-  type Logger,
-} from "./log.ts";
+import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
 import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
 import { RestartBackoff } from "./restart-backoff.ts";
 
@@ -47,19 +38,60 @@ const STOP_BUDGET_MS = 30_000;
 /** `child` names the process the line came from where its component runs several (`engine-1`), else undefined. */
 export type Relay = (line: string, parsed?: Record<string, unknown>, child?: string) => void;
 
+/** What the relay writes to: process.stdout, or a test's stand-in. */
+export interface RelayStream {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  /** What it holds that its reader has not taken yet (a Writable's writableLength); 0 when it does not say. */
+  readonly writableLength?: number;
+  on?(event: "error", listener: (error: Error) => void): unknown;
+}
+
+/** How much relayed output may wait in memory for a reader that has stopped reading (`npm start | less`). */
+export const RELAY_BACKLOG_BYTES = 1024 * 1024;
+
 /**
- * Relays lines to a stream (this process's stdout, through stdoutText: a reader that is gone must not end the
- * supervisor before it has stopped what it started): as they are for LOG_FORMAT=json, else one readable line
- * each, coloured when the stream is a terminal. LOG_FORMAT unset: pretty for a terminal, JSON otherwise.
+ * Relays lines to a stream (this process's stdout): as they are for LOG_FORMAT=json, else one readable line each,
+ * coloured when the stream is a terminal. LOG_FORMAT unset: pretty for a terminal, JSON otherwise.
+ *
+ * It never blocks: the supervisor must go on reading its children's output (else they block on their own, and the
+ * whole stack stops) and handling Ctrl-C. While more than `backlogBytes` wait for a reader that is behind, lines
+ * are dropped and counted, and a `stdout_lines_dropped` line says how many once it takes lines again; a reader
+ * gone (EPIPE: `npm start | tee`, then Ctrl-C ends tee too) ends the relay, not the supervisor. Every line still
+ * reaches its process's file in `logDir`.
  */
 export function logRelay(
-  stream: { write(text: string): unknown; isTTY?: boolean },
+  stream: RelayStream,
   env: Readonly<Record<string, string | undefined>>,
+  { logDir, backlogBytes = RELAY_BACKLOG_BYTES }: { logDir?: string; backlogBytes?: number } = {},
 ): Relay {
   const terminal = stream.isTTY === true;
-  if (logFormat(env, terminal) === "json") return (line) => void stream.write(`${line}\n`);
-  const pretty = prettyLogLine(terminal && !env.NO_COLOR);
-  return (line, parsed, child) => void stream.write(`${pretty(parsed ?? line, child)}\n`);
+  const pretty = logFormat(env, terminal) === "json" ? undefined : prettyLogLine(terminal && !env.NO_COLOR);
+  const format = (line: string, parsed?: Record<string, unknown>, child?: string) =>
+    pretty === undefined ? line : pretty(parsed ?? line, child);
+  let gone = false;
+  stream.on?.("error", () => (gone = true));
+  let dropped = 0;
+  return (line, parsed, child) => {
+    if (gone) return;
+    if ((stream.writableLength ?? 0) > backlogBytes) {
+      dropped++;
+      return;
+    }
+    if (dropped > 0) {
+      const note = {
+        time: new Date().toISOString(),
+        level: "warn",
+        component: "start",
+        event: "stdout_lines_dropped",
+        lines: dropped,
+        message: `${dropped} lines not shown here: this output's reader was behind; ${logDir ?? "the log files"} has them all`,
+      };
+      dropped = 0;
+      stream.write(`${format(JSON.stringify(note), note)}\n`);
+    }
+    stream.write(`${format(line, parsed, child)}\n`);
+  };
 }
 
 interface Running {
@@ -102,7 +134,7 @@ export class Supervisor {
   ) {
     mkdirSync(options.logDir, { recursive: true });
     this.minLevel = LEVELS.indexOf(logLevel(options.env));
-    this.out = options.out ?? logRelay(stdoutText(), options.env);
+    this.out = options.out ?? logRelay(process.stdout, options.env, { logDir: options.logDir });
   }
 
   /** LOG_LEVEL's place in LEVELS: lines below it are not relayed. */
