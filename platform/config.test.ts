@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fork } from "node:child_process";
+import { fork, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, repositoryFiles } from "../scripts/repository-files.ts";
@@ -96,9 +96,61 @@ describe("onStopRequest", () => {
     await new Promise((resolve) => child.once("message", resolve));
     child.disconnect(); // the supervisor gone
     expect(await exited).toBe(1);
-    expect(stdout).toContain("stopping");
+    expect(stdout).toBe("stopping supervisor_gone\n");
     expect(JSON.parse(stderr.trim().split("\n").at(-1)!)).toMatchObject({ event: "stop_timeout", afterMs: 300 });
   });
+
+  /** hanging-stop-fixture.ts once ready, on its own (no IPC channel: `npm run engine` in a terminal). */
+  async function onItsOwn(stopBudgetMs: number) {
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", "platform/testing/hanging-stop-fixture.ts", `${stopBudgetMs}`],
+      {
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
+    const output = { stdout: "", stderr: "" };
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output.stdout += chunk));
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output.stderr += chunk));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      child.once("exit", (code, signal) => resolve({ code, signal })),
+    );
+    await waitFor(() => output.stdout.includes("ready\n") || child.exitCode !== null);
+    expect(output.stdout).toBe("ready\n");
+    return { child, output, exited };
+  }
+
+  async function waitFor(done: () => boolean, ms = 10_000): Promise<void> {
+    for (const end = Date.now() + ms; !done();) {
+      if (Date.now() > end) throw new Error("timed out");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  const alive = (child: ChildProcess) => ({ code: child.exitCode, signal: child.signalCode });
+
+  // Run from a terminal through npm, a Ctrl-C reaches the process twice: from the terminal and as npm's copy.
+  it(
+    "takes a stop signal within a second of the first as the same request; a later one ends a hanging stop",
+    { timeout: 10_000 },
+    async () => {
+      const { child, output, exited } = await onItsOwn(60_000);
+      try {
+        child.kill("SIGINT");
+        await waitFor(() => output.stdout.includes("stopping"));
+        child.kill("SIGINT");
+        child.kill("SIGTERM");
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        expect(alive(child)).toEqual({ code: null, signal: null });
+        expect(output.stdout).toBe("ready\nstopping SIGINT\n");
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        child.kill("SIGINT"); // asked again: the signal's own action, as with no listener
+        expect(await exited).toEqual({ code: null, signal: "SIGINT" });
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
 });
 
 describe("onStopRequest on SIGHUP", () => {
@@ -124,7 +176,7 @@ describe("onStopRequest on SIGHUP", () => {
       child.kill("SIGHUP");
       await new Promise((resolve) => setTimeout(resolve, 300));
       expect({ code: child.exitCode, signal: child.signalCode }).toEqual({ code: null, signal: null });
-      expect(stdout).toBe("stopping\n");
+      expect(stdout).toBe("stopping SIGHUP\n");
     } finally {
       child.kill("SIGKILL");
     }

@@ -150,30 +150,59 @@ export function developmentOrigins(env: Env, appUrl: string): string[] {
   return env.RESEND_API_KEY?.trim() || env.NODE_ENV === "production" ? [] : loopbackOrigins(appUrl);
 }
 
+/** How `onStopRequest` treats what comes after the first stop request. */
+export interface StopRequestOptions {
+  /**
+   * An orphan (its supervisor gone, nobody left to SIGKILL it) whose clean stop hangs (its Redis gone too, say)
+   * ends after this with exit 1 and a `stop_timeout` line; 30 s by default.
+   */
+  orphanStopBudgetMs?: number;
+  /**
+   * A SIGINT or SIGTERM that asks again, later than the first request's repeats: by default the signal's own
+   * action, which ends at once a process whose clean stop hangs.
+   */
+  onSecondRequest?: (signal: NodeJS.Signals) => void;
+}
+
 /**
- * Calls `stop` on SIGINT, SIGTERM, SIGHUP (its terminal closed), or when the supervisor that started this process is
- * gone: `npm start` talks to its children over an IPC channel, which closes when it dies, even by SIGKILL, so no
- * component outlives it and keeps ports, the engine lease or the log busy for the next `npm start`. An orphan's clean
- * stop that hangs (its Redis gone too, say) ends after `orphanStopBudgetMs` with exit 1: nobody is left to SIGKILL it.
+ * Calls `stop` once, on the first stop request: SIGINT, SIGTERM, SIGHUP (its terminal closed), or the supervisor
+ * that started this process gone: `npm start` talks to its children over an IPC channel, which closes when it dies,
+ * even by SIGKILL, so no component outlives it and keeps ports, the engine lease or the log busy for the next
+ * `npm start`.
+ *
+ * One request often comes as two signals, and the second must not end the stop the first began: npm forwards
+ * SIGINT and SIGTERM to the script it runs, which gets the terminal's Ctrl-C as well; a closing terminal's shell
+ * passes its SIGHUP on, and the kernel sends one more. So a stop signal within REPEAT_WINDOW_MS of the first request
+ * is that request again, and so is any SIGHUP (nobody is there to ask twice). A SIGINT or SIGTERM after that window
+ * is a second request (`onSecondRequest`). An orphan ends after `orphanStopBudgetMs` if its clean stop hangs.
  */
 export function onStopRequest(
   stop: (reason: string) => void,
-  { orphanStopBudgetMs = ORPHAN_STOP_BUDGET_MS }: { orphanStopBudgetMs?: number } = {},
+  { orphanStopBudgetMs = ORPHAN_STOP_BUDGET_MS, onSecondRequest }: StopRequestOptions = {},
 ): void {
-  // once: a second Ctrl-C gets the default action and ends a process whose clean stop hangs.
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop(signal));
-  // A closed terminal or ssh session: no one asking twice, yet the foreground job can get two (the shell passes its
-  // own on, the kernel sends one as the shell exits). Still listened to after the first, so the second is ignored
-  // rather than end the stop the first began.
-  let hungUp = false;
-  process.on("SIGHUP", () => {
-    if (hungUp) return;
-    hungUp = true;
-    stop("SIGHUP");
-  });
+  let requestedAtMs: number | undefined;
+  /** Whether this is the first request (and then stops). */
+  const first = (reason: string): boolean => {
+    if (requestedAtMs !== undefined) return false;
+    requestedAtMs = performance.now();
+    stop(reason);
+    return true;
+  };
+  const onStopSignal = (signal: NodeJS.Signals) => {
+    if (first(signal) || performance.now() - requestedAtMs! < REPEAT_WINDOW_MS) return;
+    if (onSecondRequest !== undefined) return onSecondRequest(signal);
+    // The signal's own action: with no listener left, Node gives it back to the system's default, which ends the
+    // process by that signal (a shell sees 130 for SIGINT, as for any program stopped by Ctrl-C).
+    process.removeListener("SIGINT", onStopSignal);
+    process.removeListener("SIGTERM", onStopSignal);
+    process.kill(process.pid, signal);
+  };
+  process.on("SIGINT", onStopSignal);
+  process.on("SIGTERM", onStopSignal);
+  process.on("SIGHUP", () => void first("SIGHUP"));
   if (process.channel !== undefined) {
     process.once("disconnect", () => {
-      stop("supervisor_gone");
+      first("supervisor_gone");
       setTimeout(() => {
         const line = {
           time: new Date().toISOString(),
@@ -189,6 +218,8 @@ export function onStopRequest(
   }
 }
 
+/** How long after a stop request a stop signal is the same request sent again (npm's copy comes within ~1 ms). */
+const REPEAT_WINDOW_MS = 1_000;
 /** As long as the supervisor waits for a child's clean stop before it SIGKILLs it (supervisor.ts). */
 const ORPHAN_STOP_BUDGET_MS = 30_000;
 
@@ -212,14 +243,31 @@ export function settledWithin<T>(work: Promise<T>, ms: number, stop: AbortSignal
 }
 
 /** An abort signal that fires on the first stop request, logged as `stopping`: how every process stops cleanly. */
-export function stopOnSignals(log: Logger): AbortSignal {
+export function stopOnSignals(log: Logger, options: StopRequestOptions = {}): AbortSignal {
   const stop = new AbortController();
   onStopRequest((signal) => {
-    if (stop.signal.aborted) return;
     log.info("stopping", { signal });
     stop.abort();
-  });
+  }, options);
   return stop.signal;
+}
+
+/**
+ * npm start's stop requests: `stop` aborts on the first (logged as `stopping`), `force` on a second Ctrl-C or SIGTERM
+ * later than the first's repeats (logged as `stop_forced`): its components are then SIGKILLed, and the rest of its
+ * stop (its Postgres, its Redis, the pid file) still runs, each step of it bounded, rather than the process ending
+ * with them left running.
+ */
+export function stopOrForceOnSignals(log: Logger): { stop: AbortSignal; force: AbortSignal } {
+  const force = new AbortController();
+  const stop = stopOnSignals(log, {
+    onSecondRequest: (signal) => {
+      if (force.signal.aborted) return;
+      log.warn("stop_forced", { signal });
+      force.abort();
+    },
+  });
+  return { stop, force: force.signal };
 }
 
 /** One step of a process's stop: what it stops, for the log line when it fails. */

@@ -7,8 +7,8 @@
  * was ready is restarted at once, one that fails before it is ready after a growing backoff (a crash loop, logged);
  * a replicated component's processes each have their own name, log file and metrics port.
  *
- * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone or stalled and on a
- * hangup; no component left behind when it is killed.
+ * And npm start's stop (platform/testing/start-fixture.ts): clean with its stdout's reader gone or stalled, on one
+ * Ctrl-C sent twice and on a hangup; forced by a second Ctrl-C; no component left behind when it is killed.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -434,6 +434,43 @@ describe("stopping npm start", () => {
       child.kill("SIGINT");
       expect(await exited).toEqual({ code: 0, signal: null });
       expect(output.stderr).toContain("stopped cleanly\n");
+    },
+  );
+
+  // npm forwards SIGINT to the script it runs, which also gets the terminal's own: one Ctrl-C arrives twice, about a
+  // millisecond apart. The second is the same request, and must not end npm start halfway through its stop.
+  it("stops cleanly when one Ctrl-C arrives twice, from the terminal and from npm", { timeout: 30_000 }, async () => {
+    const { child, output, exited } = await startFixture({ stopMs: 500 });
+    child.kill("SIGINT");
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    child.kill("SIGINT");
+    expect(await exited).toEqual({ code: 0, signal: null });
+    expect(output.stderr).toContain("servers stopped\nstopped cleanly\n");
+    expect(events(output.stdout).filter((e) => e.event === "stopping" || e.event === "stop_forced")).toEqual([
+      expect.objectContaining({ event: "stopping", signal: "SIGINT" }),
+    ]);
+  });
+
+  // A stop that hangs, and Ctrl-C again: the components are SIGKILLed, but its Redis, Postgres and pid file are
+  // still stopped and removed, rather than left behind by an npm start that died.
+  it(
+    "on a second Ctrl-C later, SIGKILLs its components, still runs the rest of its stop and exits 1",
+    { timeout: 30_000 },
+    async () => {
+      const { child, output, exited, standInPid } = await startFixture({ stopMs: 60_000 });
+      child.kill("SIGINT");
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      expect(running(standInPid)).toBe(true); // still in its clean stop
+      child.kill("SIGINT");
+      expect(await exited).toEqual({ code: 1, signal: null });
+      expect(output.stderr).toContain("servers stopped\nstopped by force\n");
+      expect(events(output.stdout)).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ event: "stop_forced", level: "warn", signal: "SIGINT" }),
+          expect.objectContaining({ event: "component_stopped", child: "api", signal: "SIGKILL" }),
+        ]),
+      );
+      expect(running(standInPid)).toBe(false);
     },
   );
 

@@ -158,28 +158,36 @@ export class Supervisor {
     return readyLines;
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the children in order, each with SIGTERM, then SIGKILL after STOP_BUDGET_MS; once `force` aborts (a
+   * second Ctrl-C), those still stopping and the ones after get SIGKILL at once.
+   */
+  async stop(force?: AbortSignal): Promise<void> {
     this.stopping = true;
     for (const timer of this.restartTimers) clearTimeout(timer);
     for (const component of [...this.components].reverse()) {
       const replicas = this.running.filter((e) => e.replica.component === component);
-      await Promise.all(replicas.map((e) => this.stopChild(e)));
+      await Promise.all(replicas.map((e) => this.stopChild(e, force)));
     }
     await Promise.all(this.running.map((e) => new Promise((resolve) => e.file.end(resolve))));
   }
 
-  private async stopChild(entry: Running): Promise<void> {
+  private async stopChild(entry: Running, force: AbortSignal | undefined): Promise<void> {
     const child = entry.child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     // "close", not "exit": its last output is read and written to its log file before the file is ended.
     const exited = new Promise((resolve) => child.once("close", resolve));
-    child.kill("SIGTERM");
+    const kill = () => child.kill("SIGKILL");
+    if (force?.aborted) kill();
+    else child.kill("SIGTERM");
+    force?.addEventListener("abort", kill, { once: true });
     const timer = setTimeout(() => {
       this.options.log.warn("component_kill", { child: entry.replica.name, afterMs: STOP_BUDGET_MS });
-      child.kill("SIGKILL");
+      kill();
     }, STOP_BUDGET_MS);
     await exited;
     clearTimeout(timer);
+    force?.removeEventListener("abort", kill);
   }
 
   private track(replica: Replica): Running {

@@ -85,7 +85,8 @@ runMain("poller", async () => {
     log.info("poller_stopped", { publisher: publisher.counters });
     process.exit(0);
   };
-  onStopRequest((signal) => void shutdown(signal));
+  // A second Ctrl-C (not npm's copy of the first) ends it at once, with poller_forced_exit.
+  onStopRequest((signal) => void shutdown(signal), { onSecondRequest: (signal) => void shutdown(signal) });
 
   await feed.start();
   if (!stopping) log.info("poller_running", { source: feed.source });

@@ -16,7 +16,14 @@ import { join, resolve } from "node:path";
 import { keyspace } from "../contract/names.ts";
 import { buildBundles } from "../platform/build.ts";
 import { COMPONENTS, componentNamed, replicasOf } from "../platform/components.ts";
-import { ConfigError, keyPrefix, runMain, runStopSteps, stopOnSignals, type StopStep } from "../platform/config.ts";
+import {
+  ConfigError,
+  keyPrefix,
+  runMain,
+  runStopSteps,
+  stopOrForceOnSignals,
+  type StopStep,
+} from "../platform/config.ts";
 import { claimPidFile } from "../platform/pid-file.ts";
 import { ensurePostgres } from "../platform/local-postgres.ts";
 import { ensureRedis, RedisNoAnswerError, redisPersistence, withRedis } from "../platform/local-redis.ts";
@@ -38,19 +45,21 @@ runMain("start", async () => {
   mkdirSync(dataDir, { recursive: true });
   const pidFile = resolve(dataDir, "start.pid");
   claimPidFile(pidFile);
-  const stop = stopOnSignals(log);
+  const { stop, force } = stopOrForceOnSignals(log);
   const cleanup: StopStep[] = [{ name: "pid_file", run: () => Promise.resolve(rmSync(pidFile, { force: true })) }];
-  const ran = await runUntilStopped({ env, prefix, log, dataDir, stop, cleanup }).then(
+  const ran = await runUntilStopped({ env, prefix, log, dataDir, stop, force, cleanup }).then(
     () => undefined,
     (error: unknown) => ({ error }),
   );
   // In reverse order of starting: the components, then Postgres and Redis if this run started them, then the pid
   // file; every step, whatever the ones before did.
   const stopFailed = await runStopSteps(cleanup, log);
-  if (stopFailed === undefined) log.info("stopped");
-  // The run's own failure first (a configuration error exits 2); a failed stop step is logged, and exits 1.
+  if (stopFailed === undefined) log.info("stopped", force.aborted ? { forced: true } : {});
+  // The run's own failure first (a configuration error exits 2); a failed stop step is logged, and exits 1, as does
+  // a forced stop: its components did not stop cleanly.
   if (ran !== undefined) throw ran.error;
   if (stopFailed !== undefined) throw stopFailed.error;
+  if (force.aborted) process.exitCode = 1;
 });
 
 /**
@@ -63,6 +72,7 @@ async function runUntilStopped({
   log,
   dataDir,
   stop,
+  force,
   cleanup,
 }: {
   env: NodeJS.ProcessEnv;
@@ -70,6 +80,8 @@ async function runUntilStopped({
   log: Logger;
   dataDir: string;
   stop: AbortSignal;
+  /** A second Ctrl-C: the components are SIGKILLed rather than waited for. */
+  force: AbortSignal;
   cleanup: StopStep[];
 }): Promise<void> {
   const logAt = await logLeftOnLocalRedis(dataDir, env, prefix);
@@ -109,7 +121,7 @@ async function runUntilStopped({
   };
   log.info("built", { ms: Math.round(await buildBundles()) });
   const supervisor = new Supervisor(COMPONENTS, { env: childEnv, log, logDir: resolve(dataDir, "logs") });
-  cleanup.unshift({ name: "components", run: () => supervisor.stop() });
+  cleanup.unshift({ name: "components", run: () => supervisor.stop(force) });
   if (stop.aborted) return;
   const stopped = new Promise<undefined>((r) => stop.addEventListener("abort", () => r(undefined), { once: true }));
   const ready = await Promise.race([
