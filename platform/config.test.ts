@@ -151,6 +151,31 @@ describe("onStopRequest", () => {
       }
     },
   );
+
+  // Its terminal closed, nobody can press Ctrl-C again: a clean stop that hangs must not keep it running for good.
+  it(
+    "ends a process on its own whose clean stop hangs after a SIGHUP, once its budget is spent",
+    { timeout: 10_000 },
+    async () => {
+      const { child, output, exited } = await onItsOwn(300);
+      try {
+        child.kill("SIGHUP");
+        expect(
+          await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve("running"), 5_000))]),
+        ).toEqual({
+          code: 1,
+          signal: null,
+        });
+        expect(output.stdout).toBe("ready\nstopping SIGHUP\n");
+        expect(JSON.parse(output.stderr.trim().split("\n").at(-1)!)).toMatchObject({
+          event: "stop_timeout",
+          afterMs: 300,
+        });
+      } finally {
+        child.kill("SIGKILL");
+      }
+    },
+  );
 });
 
 describe("onStopRequest on SIGHUP", () => {

@@ -153,10 +153,11 @@ export function developmentOrigins(env: Env, appUrl: string): string[] {
 /** How `onStopRequest` treats what comes after the first stop request. */
 export interface StopRequestOptions {
   /**
-   * An orphan (its supervisor gone, nobody left to SIGKILL it) whose clean stop hangs (its Redis gone too, say)
-   * ends after this with exit 1 and a `stop_timeout` line; 30 s by default.
+   * With nobody left to ask twice (an orphan, or a process on its own whose terminal closed), a clean stop that
+   * hangs (its Redis gone too, say) ends after this with exit 1 and a `stop_timeout` line; 30 s by default. null:
+   * never (npm start, each step of whose stop is bounded).
    */
-  orphanStopBudgetMs?: number;
+  stopBudgetMs?: number | null;
   /**
    * A SIGINT or SIGTERM that asks again, later than the first request's repeats: by default the signal's own
    * action, which ends at once a process whose clean stop hangs.
@@ -174,11 +175,12 @@ export interface StopRequestOptions {
  * SIGINT and SIGTERM to the script it runs, which gets the terminal's Ctrl-C as well; a closing terminal's shell
  * passes its SIGHUP on, and the kernel sends one more. So a stop signal within REPEAT_WINDOW_MS of the first request
  * is that request again, and so is any SIGHUP (nobody is there to ask twice). A SIGINT or SIGTERM after that window
- * is a second request (`onSecondRequest`). An orphan ends after `orphanStopBudgetMs` if its clean stop hangs.
+ * is a second request (`onSecondRequest`). An orphan, or a process with no supervisor whose terminal closed, ends
+ * after `stopBudgetMs` if its clean stop hangs: nobody is left to SIGKILL it.
  */
 export function onStopRequest(
   stop: (reason: string) => void,
-  { orphanStopBudgetMs = ORPHAN_STOP_BUDGET_MS, onSecondRequest }: StopRequestOptions = {},
+  { stopBudgetMs = UNATTENDED_STOP_BUDGET_MS, onSecondRequest }: StopRequestOptions = {},
 ): void {
   let requestedAtMs: number | undefined;
   /** Whether this is the first request (and then stops). */
@@ -187,6 +189,16 @@ export function onStopRequest(
     requestedAtMs = performance.now();
     stop(reason);
     return true;
+  };
+  let budgetArmed = false;
+  const armBudget = () => {
+    if (budgetArmed || stopBudgetMs === null) return;
+    budgetArmed = true;
+    setTimeout(() => {
+      const line = { time: new Date().toISOString(), level: "error", event: "stop_timeout", afterMs: stopBudgetMs };
+      process.stderr.write(`${JSON.stringify(line)}\n`);
+      process.exit(1);
+    }, stopBudgetMs).unref();
   };
   const onStopSignal = (signal: NodeJS.Signals) => {
     if (first(signal) || performance.now() - requestedAtMs! < REPEAT_WINDOW_MS) return;
@@ -199,20 +211,15 @@ export function onStopRequest(
   };
   process.on("SIGINT", onStopSignal);
   process.on("SIGTERM", onStopSignal);
-  process.on("SIGHUP", () => void first("SIGHUP"));
+  process.on("SIGHUP", () => {
+    first("SIGHUP");
+    // Its terminal gone, nobody can press Ctrl-C again; under a supervisor, that one SIGKILLs what hangs.
+    if (process.channel === undefined) armBudget();
+  });
   if (process.channel !== undefined) {
     process.once("disconnect", () => {
       first("supervisor_gone");
-      setTimeout(() => {
-        const line = {
-          time: new Date().toISOString(),
-          level: "error",
-          event: "stop_timeout",
-          afterMs: orphanStopBudgetMs,
-        };
-        process.stderr.write(`${JSON.stringify(line)}\n`);
-        process.exit(1);
-      }, orphanStopBudgetMs).unref();
+      armBudget();
     });
     process.channel.unref(); // the channel alone must not keep a stopped process alive
   }
@@ -221,7 +228,7 @@ export function onStopRequest(
 /** How long after a stop request a stop signal is the same request sent again (npm's copy comes within ~1 ms). */
 const REPEAT_WINDOW_MS = 1_000;
 /** As long as the supervisor waits for a child's clean stop before it SIGKILLs it (supervisor.ts). */
-const ORPHAN_STOP_BUDGET_MS = 30_000;
+const UNATTENDED_STOP_BUDGET_MS = 30_000;
 
 /**
  * What `work` resolves with, or undefined once `ms` have passed or `stop` comes, whichever is first: a start step a
@@ -256,11 +263,12 @@ export function stopOnSignals(log: Logger, options: StopRequestOptions = {}): Ab
  * npm start's stop requests: `stop` aborts on the first (logged as `stopping`), `force` on a second Ctrl-C or SIGTERM
  * later than the first's repeats (logged as `stop_forced`): its components are then SIGKILLed, and the rest of its
  * stop (its Postgres, its Redis, the pid file) still runs, each step of it bounded, rather than the process ending
- * with them left running.
+ * with them left running. Bounded as they are, those steps need no stop budget after a hangup either.
  */
 export function stopOrForceOnSignals(log: Logger): { stop: AbortSignal; force: AbortSignal } {
   const force = new AbortController();
   const stop = stopOnSignals(log, {
+    stopBudgetMs: null,
     onSecondRequest: (signal) => {
       if (force.signal.aborted) return;
       log.warn("stop_forced", { signal });
