@@ -110,9 +110,9 @@ describe("the image", () => {
     expect(image).toBe(Number(/^nodejs(\d+)\.x$/.exec(FUNCTION_RUNTIME)?.[1]));
     // Node 20 reached its end of life in April 2026, and Lambda no longer updates functions on nodejs20.x.
     expect(image).toBeGreaterThanOrEqual(22);
-    // The bundles also run on the oldest Node the project supports, which runs the tests.
+    // The bundles also run on the oldest Node the project supports, which runs the tests (engines: "^20.19.0 || …").
     const target = Number(/\btarget: "node(\d+)"/.exec(read("platform/build.ts"))?.[1]);
-    const oldest = Number(/^>=(\d+)\./.exec(packageJson.engines.node)?.[1]);
+    const oldest = Number(/^\^(\d+)\./.exec(packageJson.engines.node)?.[1]);
     expect(target).toBeLessThanOrEqual(oldest);
     expect(oldest).toBeLessThanOrEqual(image);
   });
