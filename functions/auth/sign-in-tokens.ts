@@ -7,6 +7,7 @@
  * account until it expires, and an older one may sit in a mailbox someone else reads.
  */
 import { createHash, randomBytes } from "node:crypto";
+import { postgresErrorCode } from "../../platform/postgres-errors.ts";
 import type { Queryable } from "../../platform/postgres.ts";
 
 export const SIGN_IN_TOKEN_TTL_MINUTES = 15;
@@ -33,27 +34,61 @@ export async function checkSignInToken(db: Queryable, token: string): Promise<st
 }
 
 /**
- * $1 a token's hash: marks it used, and every other unused token of its address. Both updates of an address's
- * unused links filter on `email = … AND used_at IS NULL`, which is what the partial index sign_in_tokens_unused_email
- * (migrations/011_sign_in_tokens_unused_email.sql) holds: exported for the test that checks their plans use it.
+ * $1 a token's hash, $2 the session signing in with it: marks it used by that session, and every other unused token
+ * of its address used (by none). Both updates of an address's unused links filter on `email = … AND used_at IS
+ * NULL`, which is what the partial index sign_in_tokens_unused_email (migrations/011_sign_in_tokens_unused_email.sql)
+ * holds: exported for the test that checks their plans use it.
  */
-export const CONSUME_SIGN_IN_TOKEN = `UPDATE sign_in_tokens SET used_at = now()
+export const CONSUME_SIGN_IN_TOKEN = `UPDATE sign_in_tokens
+     SET used_at = now(), session_id = CASE WHEN token_hash = $1 THEN $2::text END
      WHERE used_at IS NULL AND email = (
        SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
      )
      RETURNING token_hash = $1 AS consumed`;
 
+/**
+ * CONSUME_SIGN_IN_TOKEN without the session, for a schema before migrations/013_sign_in_tokens_session.sql: during a
+ * deploy the functions may switch before any container has run it (docs/operations.md, Deploying).
+ */
+const CONSUME_SIGN_IN_TOKEN_UNRECORDED = `UPDATE sign_in_tokens SET used_at = now()
+     WHERE used_at IS NULL AND email = (
+       SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+     )
+     RETURNING token_hash = $1 AS consumed`;
+
+/** SQLSTATE undefined_column: the code of node-postgres's error and of Neon's NeonDbError over HTTP alike. */
+const UNDEFINED_COLUMN = "42703";
+
 /** $1 an address: voids its unused tokens. */
 export const VOID_SIGN_IN_TOKENS = "UPDATE sign_in_tokens SET used_at = now() WHERE email = $1 AND used_at IS NULL";
 
 /**
- * Marks the token used, and every other unused token of its address; false when it was used, voided or expired in
- * the meantime. One statement: two links of one address used at once lock their rows in the same order (no
- * deadlock), and the second finds its own voided.
+ * Marks the token used by `sessionId`, and every other unused token of its address; false when it was used, voided
+ * or expired in the meantime. One statement: two links of one address used at once lock their rows in the same order
+ * (no deadlock), and the second finds its own voided.
  */
-export async function consumeSignInToken(db: Queryable, token: string): Promise<boolean> {
-  const { rows } = await db.query<{ consumed: boolean }>(CONSUME_SIGN_IN_TOKEN, [hashToken(token)]);
+export async function consumeSignInToken(db: Queryable, token: string, sessionId: string): Promise<boolean> {
+  const hash = hashToken(token);
+  const { rows } = await db
+    .query<{ consumed: boolean }>(CONSUME_SIGN_IN_TOKEN, [hash, sessionId])
+    .catch((err: unknown) => {
+      if (postgresErrorCode(err) !== UNDEFINED_COLUMN) throw err;
+      return db.query<{ consumed: boolean }>(CONSUME_SIGN_IN_TOKEN_UNRECORDED, [hash]);
+    });
   return rows.some((row) => row.consumed);
+}
+
+/**
+ * Whether `sessionId` used the token up: asked after a consume whose answer never came, which may have committed.
+ * FOR UPDATE waits for a consume still holding the row, and then reads what it wrote. Another session's sign-in, or
+ * none, is false: a link signs in one session at most.
+ */
+export async function consumedBy(db: Queryable, token: string, sessionId: string): Promise<boolean> {
+  const { rows } = await db.query("SELECT 1 FROM sign_in_tokens WHERE token_hash = $1 AND session_id = $2 FOR UPDATE", [
+    hashToken(token),
+    sessionId,
+  ]);
+  return rows.length > 0;
 }
 
 /** Voids every unused link of this address (signing out everywhere). */

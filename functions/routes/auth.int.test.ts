@@ -660,6 +660,100 @@ describe("sessions", () => {
     expect([out.status, out.body]).toEqual([200, { message: "Signed out of 2 sessions." }]);
     expect((await client(stack.app, first).get("/api/v1/auth/me")).status).toBe(401);
   });
+
+  /**
+   * An app whose Postgres loses its answer to using up a link: `commit` says whether the statement ran before the
+   * answer was lost (the reply dropped after the commit) or not (the request never got there). `lookupFails` fails
+   * the query that then asks whether the link was used, as a Postgres still out of reach would.
+   */
+  function losingConsume(options: { commit: boolean; lookupFails?: boolean; onConsume?: () => void }) {
+    const db = new Proxy(stack.deps.db, {
+      get: (target, name) =>
+        name === "query"
+          ? async (text: string, params?: unknown[]) => {
+              if (text === CONSUME_SIGN_IN_TOKEN) {
+                options.onConsume?.();
+                if (options.commit) await target.query(text, params);
+                const timeout = new Error("The operation was aborted due to timeout");
+                timeout.name = "TimeoutError"; // what the per-query AbortSignal throws over Neon HTTP
+                throw timeout;
+              }
+              if (options.lookupFails === true && text.includes("session_id = $2 FOR UPDATE"))
+                throw new Error("Connection terminated unexpectedly");
+              return target.query(text, params);
+            }
+          : (Reflect.get(target, name) as unknown),
+    });
+    return db;
+  }
+
+  async function freshLink(email: string, ip: string) {
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": ip });
+    return latestLink(email);
+  }
+
+  it("a link used up whose answer was lost signs in: the row says this request used it, so no dead-end 503", async () => {
+    const link = await freshLink("lost-answer@example.com", "10.77.0.1");
+    const lossy = client(createApp({ ...stack.deps, db: losingConsume({ commit: true }) }));
+    const first = await lossy.get(link, { "x-test-ip": "10.77.0.2" });
+    expect(first.status).toBe(200);
+    const token = /session=([^;]+)/.exec(first.headers.get("set-cookie") ?? "")![1]!;
+    expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(200);
+    // Still once: following it again is refused, and no other request gets a session from it.
+    const again = await anon.get(link, { "x-test-ip": "10.77.0.3" });
+    expect([again.status, again.body.error?.code]).toEqual([401, "INVALID_TOKEN"]);
+    const out = await client(stack.app, token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+  });
+
+  it("a link whose use got no answer and did not happen answers 503, keeps working, and lists no session", async () => {
+    const link = await freshLink("lost-request@example.com", "10.77.0.4");
+    const lossy = client(createApp({ ...stack.deps, db: losingConsume({ commit: false }) }));
+    const failed = await lossy.get(link, { "x-test-ip": "10.77.0.5" });
+    expect([failed.status, failed.body.error?.code, failed.headers.get("set-cookie")]).toEqual([
+      503,
+      "UNAVAILABLE",
+      null,
+    ]);
+    const retry = await anon.get(link, { "x-test-ip": "10.77.0.6" });
+    expect(retry.status).toBe(200);
+    const token = /session=([^;]+)/.exec(retry.headers.get("set-cookie") ?? "")![1]!;
+    const out = await client(stack.app, token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+  });
+
+  it("when asking whether the link was used fails too, or the function has no time left for it, the 503 stands", async () => {
+    const before = stack.logLines.filter((l) => l.event === "sign_in_link_use_unknown").length;
+    const link = await freshLink("lost-twice@example.com", "10.77.0.7");
+    const lossy = client(createApp({ ...stack.deps, db: losingConsume({ commit: true, lookupFails: true }) }));
+    const failed = await lossy.get(link, { "x-test-ip": "10.77.0.8" });
+    expect([failed.status, failed.body.error?.code, failed.headers.get("set-cookie")]).toEqual([
+      503,
+      "UNAVAILABLE",
+      null,
+    ]);
+    expect(stack.logLines.filter((l) => l.event === "sign_in_link_use_unknown").slice(before)).toEqual([
+      expect.objectContaining({ level: "warn", error: "Error: Connection terminated unexpectedly" }),
+    ]);
+    // The link was used up by the lost statement: a retry is refused, as docs/api.md says.
+    expect((await anon.get(link, { "x-test-ip": "10.77.0.9" })).status).toBe(401);
+
+    // A Lambda with under a query's time left after the lost answer does not ask.
+    let timeLeft = 60_000;
+    const late = await freshLink("lost-late@example.com", "10.77.0.10");
+    const hurried = client(
+      createApp({
+        ...stack.deps,
+        db: losingConsume({ commit: true, onConsume: () => (timeLeft = 1_000) }),
+        timeLeftMs: () => timeLeft,
+      }),
+    );
+    expect((await hurried.get(late, { "x-test-ip": "10.77.0.11" })).status).toBe(503);
+    const signedIn = await stack.signIn("lost-late@example.com");
+    const out = await client(stack.app, signedIn.token).del("/api/v1/auth/sessions");
+    // The session of the 503 was taken off the list: it is not counted.
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+  });
 });
 
 describe("request guards", () => {

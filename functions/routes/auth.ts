@@ -13,12 +13,14 @@ import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { announceRevoked } from "../auth/stream-tickets.ts";
 import {
   checkSignInToken,
+  consumedBy,
   consumeSignInToken,
   ensureUser,
   issueSignInToken,
   SIGN_IN_TOKEN_TTL_MINUTES,
   voidSignInTokens,
 } from "../auth/sign-in-tokens.ts";
+import { isBackendFailure } from "../backend-failure.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
 import { ApiError } from "../errors.ts";
 import { carriedSessions, limitRate, PLAIN_SESSION_COOKIE, requireSession, sessionCookieName } from "../middleware.ts";
@@ -55,6 +57,20 @@ export function authRoutes(deps: ApiDeps) {
     // One from before the name was __Host-session (carriedSessions has ended its session): the browser drops it too.
     if (sessionCookie !== PLAIN_SESSION_COOKIE && getCookie(c, PLAIN_SESSION_COOKIE) !== undefined)
       deleteCookie(c, PLAIN_SESSION_COOKIE, options);
+  };
+
+  /**
+   * Asked once, in a query of its own (over Neon HTTP with a time limit of its own), after using the link up failed
+   * with no answer; false when the answer is still unknown (Postgres still down, or not a query's time left in the
+   * function, with the unlisting that then follows): the 503 stands.
+   */
+  const usedByThisSignIn = async (c: Context, token: string, sessionId: string): Promise<boolean> => {
+    if (deps.timeLeftMs !== undefined && deps.timeLeftMs(c) < NEON_QUERY_TIMEOUT_MS + REDIS_CALL_TIMEOUT_MS)
+      return false;
+    return consumedBy(db, token, sessionId).catch((err: unknown) => {
+      deps.log.warn("sign_in_link_use_unknown", { error: String(err) });
+      return false;
+    });
   };
 
   const signIn = createRoute({
@@ -154,14 +170,25 @@ export function authRoutes(deps: ApiDeps) {
     );
     if (!answer.ok) throw new Error(`create_account refused: ${answer.error.code}`);
     // Listed before the link is used up: a Redis that cannot list it fails this request (503), and the link still
-    // works on a retry, rather than a session that signing out everywhere would miss. One whose link a concurrent
-    // request used first is never handed out: it comes off the list again, or signing out everywhere would count it.
+    // works on a retry, rather than a session that signing out everywhere would miss. One that is not handed out (a
+    // concurrent request used the link first, or using it failed) comes off the list again, or signing out
+    // everywhere would count it.
     const session = await deps.sessions.issue(user);
-    if (!(await consumeSignInToken(db, token))) {
-      await deps.sessions.unlist(session).catch((err: unknown) =>
-        // The answer stays 401 (the link is used up either way); the session, which nobody holds, stays listed.
+    const { sessionId } = (await deps.sessions.authentic(session))!;
+    const unlist = () =>
+      deps.sessions.unlist(session).catch((err: unknown) =>
+        // The answer stays what it was; the session, which nobody holds, stays listed.
         deps.log.warn("session_unlist_failed", { userId: user.id, error: String(err) }),
       );
+    const consumed = await consumeSignInToken(db, token, sessionId).catch(async (err: unknown) => {
+      // An answer lost after the link was used up (Postgres's time limit, a connection dropped after the commit)
+      // would make the 503 a dead end: the retry it invites finds the link used. The row records who used it.
+      if (isBackendFailure(err) && (await usedByThisSignIn(c, token, sessionId))) return true;
+      await unlist();
+      throw err;
+    });
+    if (!consumed) {
+      await unlist(); // the answer is 401 either way: the link is used up
       throw new ApiError("INVALID_TOKEN");
     }
     setCookie(c, sessionCookie, session, {
