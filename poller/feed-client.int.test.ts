@@ -280,6 +280,36 @@ describe("FeedClient", () => {
     expect(events("feed_book_resumed")).toHaveLength(3);
   });
 
+  it("stops the heartbeats of a market whose later book frame has good prices but an unreadable id", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000;
+    const second = (n: number) => S + n * 1_000_000;
+    const script = [
+      book(5, "4000", S),
+      mark(second(1)), // heartbeat
+      book("6x", "3000", second(1.5)), // the top moved to 3000, but the id cannot be read: the frame is dropped
+      mark(second(2)), // withheld: 4000 is no longer the exchange's top
+      mark(second(3)), // withheld
+      book(7, "3000", second(3.5)), // accepted: heartbeats count again
+      mark(second(4.5)), // heartbeat
+    ];
+    for (const text of script) server.sockets[0]!.send(text);
+    await waitFor("every frame", () => feed.counters.received === script.length);
+    expect(beats.map((b) => [b.bid, b.exchangeTimeUs])).toEqual([
+      ["4000", String(second(1))],
+      ["3000", String(second(4.5))],
+    ]);
+    expect(feed.counters).toMatchObject({ heartbeats: 2, withheld: 2 });
+    expect(feed.counters.dropped).toMatchObject({ invalid_field: 1 });
+    expect(events("feed_book_refused").map((l) => [l.reason, l.exchangeTimeUs])).toEqual([
+      ["invalid_field", String(second(1.5))],
+    ]);
+    expect(events("feed_book_resumed")).toHaveLength(1);
+  });
+
   it("lets a refused book frame stamped further ahead than the engine accepts stop nothing, as a future frame", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();

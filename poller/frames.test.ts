@@ -263,8 +263,18 @@ describe("parseFrame refuses garbage with a reason", () => {
     expect(parseFrame(eth({ b: '"0"', T: '"1736172777497712"' }), ours)).toMatchObject({ book });
     expect(parseFrame(eth({ b: '"0"', T: "1.5" }), ours)).not.toHaveProperty("book");
     expect(parseFrame(eth({ b: '"0"', T: "" }), ours)).not.toHaveProperty("book");
-    expect(parseFrame(eth({ u: "-5" }), ours)).not.toHaveProperty("book");
     expect(parseFrame(eth({ T: "" }), ours)).not.toHaveProperty("book");
+  });
+
+  it("gives a book frame with good prices but an unreadable or absent id its market and time: its top moved", () => {
+    const book = { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172777497712" };
+    expect(parseFrame(eth({ u: "-5" }), ours)).toMatchObject({ reason: "invalid_field", detail: /^u:/, book });
+    expect(parseFrame(eth({ u: '"6x"' }), ours)).toMatchObject({ reason: "invalid_field", book });
+    expect(parseFrame(eth({ u: `"${"9".repeat(41)}"` }), ours)).toMatchObject({ reason: "invalid_field", book });
+    expect(parseFrame(eth({ u: "" }), ours)).toMatchObject({ reason: "missing_field", detail: "u", book });
+    // Without a good time it says nothing of when the top moved.
+    expect(parseFrame(eth({ u: "-5", T: "" }), ours)).not.toHaveProperty("book");
+    expect(parseFrame(eth({ u: "-5", T: "1.5" }), ours)).not.toHaveProperty("book");
   });
 
   it("tells a book frame with a side absent like one with that side empty: its market and time go with it", () => {

@@ -18,9 +18,11 @@
  * - a heartbeat's `E` is a digit string from the frame's text, like `T`;
  * - messages without `stream`/`data` (subscription answers, errors) are `control`: not quotes, not garbage.
  * - a bookTicker frame of a known market refused for its prices (`invalid_price`, `crossed_quote`, or
- *   `missing_field` for an absent `a` or `b`, as when a side of the book empties) carries its market and `T` (`book`)
- *   when its `T` is good: the exchange's word that the market's top moved, to a top we cannot take (feed-client.ts
- *   stops vouching for the old one). An absent side says what an empty one (`invalid_price`) says: both stop it.
+ *   `missing_field` for an absent `a` or `b`, as when a side of the book empties), or with readable prices but an
+ *   absent or unreadable `u` (`missing_field` / `invalid_field`), carries its market and `T` (`book`) when its `T`
+ *   is good: the exchange's word that the market's top moved, to a top we cannot take (feed-client.ts stops
+ *   vouching for the old one). An absent side says what an empty one (`invalid_price`) says: both stop it. So does
+ *   an unreadable id: without it the frame cannot be put in sequence, but its time says the book changed.
  * Never throws: the feed is untrusted input.
  */
 import type { RawData } from "ws";
@@ -96,8 +98,13 @@ const MAX_ID_DIGITS = 40;
 /** The contract's limit for `exchangeTimeUs`. */
 const MAX_TIME_DIGITS = 20;
 
-/** The refusals of a book frame's prices that say its top moved (withBook). */
-const BOOK_REFUSALS: ReadonlySet<FrameDropReason> = new Set(["missing_field", "invalid_price", "crossed_quote"]);
+/** The refusals of a book frame's prices or id that say its top moved (withBook). */
+const BOOK_REFUSALS: ReadonlySet<FrameDropReason> = new Set([
+  "missing_field",
+  "invalid_field",
+  "invalid_price",
+  "crossed_quote",
+]);
 
 const reject = (reason: FrameDropReason, detail: string): FrameResult => ({ kind: "rejected", reason, detail });
 
@@ -139,7 +146,7 @@ export function parseFrame(text: string, markets: MarketTable): FrameResult {
     return withBook(reject("crossed_quote", `bid ${data.b as string} > ask ${data.a as string}`), symbol, data);
 
   const updateId = digits(data, "u", MAX_ID_DIGITS);
-  if (typeof updateId !== "string") return updateId;
+  if (typeof updateId !== "string") return withBook(updateId, symbol, data);
   const exchangeTimeUs = digits(data, "T", MAX_TIME_DIGITS);
   if (typeof exchangeTimeUs !== "string") return exchangeTimeUs;
 
@@ -175,8 +182,8 @@ function price(data: JsonObject, field: "a" | "b", asset: AssetConfig): number |
 }
 
 /**
- * A book frame's refusal for its prices, with its market and time when its `T` is good (see above). Only called with
- * `price`'s refusals and `crossed_quote`, so a `missing_field` here is an absent `a` or `b`.
+ * A book frame's refusal for its prices or its `u`, with its market and time when its `T` is good (see above). Only
+ * called with `price`'s refusals, `crossed_quote` and the `u` check's, so a field refused here is `a`, `b` or `u`.
  */
 function withBook(result: FrameResult, market: string, data: JsonObject): FrameResult {
   if (result.kind !== "rejected" || !BOOK_REFUSALS.has(result.reason)) return result;
