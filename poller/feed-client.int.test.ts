@@ -472,7 +472,7 @@ describe("FeedClient", () => {
     expect(events("feed_connect_failed").length).toBeGreaterThanOrEqual(5);
   });
 
-  it("backs off from a server that answers with an error and closes; data or a long connection starts it over", async () => {
+  it("backs off from a server that answers with an error or a quote and closes; a long connection starts it over", async () => {
     const server = await scriptedServer();
     const { log, events } = captureLog();
     const error = '{"id":null,"error":{"code":4006,"message":"Invalid stream"}}';
@@ -481,7 +481,7 @@ describe("FeedClient", () => {
     const script: [string, number][] = [
       [error, 0],
       [error, 0],
-      [book(5, "4000", now), 0], // a quote: this connection worked
+      [book(5, "4000", now), 0], // a quote, then closed at once: proves nothing, the backoff grows on
       [error, 0],
       [error, 0],
       [error, 400], // open for stableAfterMs: this one worked too
@@ -500,7 +500,30 @@ describe("FeedClient", () => {
     client({ url: server.url, log, backoffBaseMs: 10, backoffCapMs: 1_000, stableAfterMs: 300, random: () => 1 });
     await waitFor("every connection closed", () => events("feed_reconnect_scheduled").length >= script.length);
     const delays = events("feed_reconnect_scheduled").map((l) => l.delayMs);
-    expect(delays.slice(0, script.length)).toEqual([10, 20, 10, 20, 40, 10, 20]);
+    expect(delays.slice(0, script.length)).toEqual([10, 20, 40, 80, 160, 10, 20]);
+  });
+
+  it("does not hammer a server that sends a quote on each connection and closes it (production timings)", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    let served = 0;
+    const serve = setInterval(() => {
+      for (; served < server.sockets.length; served++) {
+        const socket = server.sockets[served]!;
+        socket.send(mark(Date.now() * 1000));
+        setTimeout(() => socket.close(1013, "try again later"), 20);
+      }
+    }, 5);
+    cleanups.push(() => clearInterval(serve));
+    // The defaults (250 ms base, 10 s cap, 10 s stable), which the test client shortens.
+    client({ url: server.url, log, backoffBaseMs: 250, backoffCapMs: 10_000, random: () => 1 });
+    await waitFor("three closed connections", () => events("feed_reconnect_scheduled").length >= 3);
+    // Each quote reset the count: 250 ms after every close, about 7 connections a second for ever.
+    expect(events("feed_reconnect_scheduled").map((l) => [l.attempt, l.delayMs])).toEqual([
+      [1, 250],
+      [2, 500],
+      [3, 1000],
+    ]);
   });
 
   it("stops with a clean close and does not reconnect", async () => {

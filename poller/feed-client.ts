@@ -29,9 +29,10 @@
  * itself): a server can exchange them while the subscription is gone. A calm market is no silence: its markPrice
  * frames come about once a second whether or not the book moves. Reconnects use exponential backoff with full
  * jitter (delay uniform in [0, min(cap, base·2^attempt)]), so many pollers do not hammer the exchange in step.
- * The attempt count resets only on evidence that a connection works: a bookTicker or markPrice frame of a
- * subscribed market, or the connection staying open `stableAfterMs`. Any message is not enough: a server that
- * answers with an error and closes would otherwise be retried several times a second, and an exchange bans that.
+ * The attempt count resets only when a connection has stayed open `stableAfterMs` (10 s, the backoff's cap), judged
+ * when it closes. A message, even a quote, is not enough: a server (or a proxy, a gateway) that answers each
+ * connection with an error or a frame and then closes it would otherwise be retried several times a second,
+ * forever, and an exchange bans that. With the rule, such a server is retried at most about once per cap.
  *
  * A host name that does not resolve (ENOTFOUND) is told to `firstQuote` waiters at once: waiting longer cannot
  * bring a first quote from a host this machine cannot look up. A resolver that did not answer (EAI_AGAIN) is
@@ -104,7 +105,10 @@ export interface FeedClientOptions {
    * heartbeat.ts).
    */
   readonly bookSilenceMs?: number | undefined;
-  /** A connection open at least this long worked, whatever it sent: the backoff starts over (default 10 s). */
+  /**
+   * A connection open at least this long worked: the backoff starts over when it closes (default 10 s). Nothing
+   * else resets it, not even market data: one frame per connection proves nothing against a server that closes.
+   */
   readonly stableAfterMs?: number;
   /** At most one log line about dropped frames per this period. */
   readonly dropLogEveryMs?: number;
@@ -321,7 +325,6 @@ export class FeedClient {
     }
     const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
     if (aheadOfEngine(exchangeTimeUs, Date.now())) return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
-    this.attempt = 0; // market data: the connection and its subscription work
     if (result.kind === "heartbeat") {
       this.counters.heartbeatFrames++;
       return this.beat(result.heartbeat.market, result.heartbeat.exchangeTimeUs, false);
