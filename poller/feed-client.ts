@@ -160,6 +160,8 @@ export class FeedClient {
   private quoteWaiters: ((outcome: FirstQuote) => void)[] = [];
   /** The resolver's error when the last connection attempt failed to look the host up. */
   private unresolvedBy: string | undefined;
+  /** How far ahead of this machine's clock (ms) the last frame refused as `future` was stamped, at its arrival. */
+  private lastFutureAheadMs: number | undefined;
 
   constructor(private readonly options: FeedClientOptions) {
     this.markets = marketTable(options.markets);
@@ -204,6 +206,14 @@ export class FeedClient {
   /** The resolver's error (e.g. "getaddrinfo ENOTFOUND host") while the host's name does not resolve. */
   get unresolved(): string | undefined {
     return this.unresolvedBy;
+  }
+
+  /**
+   * How far ahead of this machine's clock (ms) the last frame dropped as `future` was stamped when it arrived;
+   * undefined before the first. Every frame that far ahead usually means this machine's clock is behind.
+   */
+  get futureAheadMs(): number | undefined {
+    return this.lastFutureAheadMs;
   }
 
   /** True while the socket is open (a silent one is closed within `silenceMs`). */
@@ -324,7 +334,11 @@ export class FeedClient {
       return this.drop(result.reason, result.detail);
     }
     const { market, exchangeTimeUs } = result.kind === "quote" ? result.quote : result.heartbeat;
-    if (aheadOfEngine(exchangeTimeUs, Date.now())) return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
+    const nowMs = Date.now();
+    if (aheadOfEngine(exchangeTimeUs, nowMs)) {
+      this.lastFutureAheadMs = Number(BigInt(exchangeTimeUs) / 1000n) - nowMs;
+      return this.drop("future", `${market} at ${exchangeTimeUs} µs`);
+    }
     if (result.kind === "heartbeat") {
       this.counters.heartbeatFrames++;
       return this.beat(result.heartbeat.market, result.heartbeat.exchangeTimeUs, false);

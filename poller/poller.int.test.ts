@@ -7,6 +7,7 @@
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
@@ -263,6 +264,41 @@ describe("poller on Redis", () => {
         "its host name does not resolve (getaddrinfo ENOTFOUND backpack.invalid)",
       ) as unknown,
     });
+  });
+
+  it("says the clock is behind when it falls back because Backpack's every frame was stamped in the future (FEED=auto)", async () => {
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await new Promise((resolve) => server.once("listening", resolve));
+    let u = 1;
+    const stream = setInterval(() => {
+      const tUs = (Date.now() + 30_000) * 1000; // the exchange's clock 30 s ahead: this machine's is behind
+      const data = { e: "bookTicker", E: tUs, T: tUs, s: "ETH_USDC_PERP", a: String(4000 + (u % 7)), A: "1" };
+      const text = JSON.stringify({ stream: "bookTicker.ETH_USDC_PERP", data: { ...data, b: "3999", B: "1", u: u++ } });
+      for (const socket of server.clients) socket.send(text);
+    }, 20);
+    cleanups.push(() => {
+      clearInterval(stream);
+      for (const socket of server.clients) socket.terminate();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    const address = server.address();
+    const port = typeof address === "object" && address !== null ? address.port : 0;
+    const { log, events } = captureLog();
+    const feed = new PriceFeed({
+      mode: "auto",
+      backpackWsUrl: `ws://127.0.0.1:${port}`,
+      simWsUrl: undefined,
+      markets: ASSETS,
+      log,
+      fallbackAfterMs: 500,
+      onUpdate: () => undefined,
+    });
+    cleanups.push(() => feed.stop());
+    await feed.start();
+    expect(feed.source).toBe("sim");
+    const warning = events("feed_fallback_to_sim")[0];
+    expect(warning).toMatchObject({ level: "warn", reason: "clock_behind" });
+    expect(warning?.message).toMatch(/clock is about 30 s behind Backpack's/);
   });
 
   it("shows the feed connecting to the sim, not a stopped Backpack, while the fallback sim starts (FEED=auto)", async () => {

@@ -1,7 +1,9 @@
 /**
  * Chooses and runs the price source: `backpack` (live), `sim` (an external sim feed at `simWsUrl`, or one started
  * in-process), or `auto`: live if Backpack delivers a quote within `fallbackAfterMs`, else sim with a loud warning;
- * at once when Backpack's host name does not resolve (no network, no DNS: no quote is coming).
+ * at once when Backpack's host name does not resolve (no network, no DNS: no quote is coming). When most frames
+ * were refused as stamped in the future, the warning says this machine's clock is behind: that, not Backpack, is
+ * what to fix.
  *
  * Auto waits for a quote, not just an open socket: a connection that opens but never streams prices (a proxy, a
  * refused subscription) is no live feed. Once on sim, the process stays on sim until restarted: switching sources
@@ -78,17 +80,23 @@ export class PriceFeed {
       const live = this.connect(backpackWsUrl, "backpack");
       const outcome = await live.firstQuote(fallbackAfterMs);
       if (outcome === "quote" || outcome === "stopped" || this.stopped) return;
+      const clockBehindMs = outcome === "timeout" ? clockBehind(live) : undefined;
+      const reason = clockBehindMs === undefined ? outcome : "clock_behind";
       const why =
         outcome === "unresolvable"
           ? `its host name does not resolve (${live.unresolved ?? "DNS failure"})`
-          : `it sent no quote within ${fallbackAfterMs} ms`;
+          : clockBehindMs !== undefined
+            ? `its frames were refused as stamped in the future (more than the engine's 5 s ahead of this ` +
+              `machine's clock): this machine's clock is about ${Math.round(clockBehindMs / 1000)} s behind ` +
+              `Backpack's; set it right (NTP)`
+            : `it sent no quote within ${fallbackAfterMs} ms`;
       // The source is the sim from here, connecting until its client exists (the sim first reads the last quotes):
       // the stopped Backpack client would show the feed as stopped for good, and on the live source.
       this.client = undefined;
       this.current = "sim";
       await live.stop();
       log.warn("feed_fallback_to_sim", {
-        reason: outcome,
+        reason,
         message: `PRICES ARE SIMULATED: Backpack (${backpackWsUrl}) cannot be used: ${why}. Every price_update now has source "sim". Restart the poller to try the live feed again.`,
       });
     } else {
@@ -141,4 +149,16 @@ export class PriceFeed {
     client.start();
     return client;
   }
+}
+
+/**
+ * How far behind Backpack's clock this machine's seems (ms), when most market-data frames the live client received
+ * were dropped as stamped in the future (`future`); else undefined. Frames refused for other reasons, or none at
+ * all, are another story, told as "sent no quote".
+ */
+function clockBehind(live: FeedClient): number | undefined {
+  const { received, control, dropped } = live.counters;
+  const aheadMs = live.futureAheadMs;
+  if (aheadMs === undefined || dropped.future === 0 || dropped.future * 2 < received - control) return undefined;
+  return aheadMs;
 }
