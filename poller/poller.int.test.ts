@@ -306,8 +306,12 @@ describe("poller on Redis", () => {
     let releaseQuotes: () => void = () => undefined;
     const feed = unresolvableAuto({
       log,
-      // Held open, as a slow Redis would: the sim cannot start before the last quotes are read.
-      lastQuotes: () => new Promise((resolve) => (releaseQuotes = () => resolve(new Map()))),
+      // The sim's read, after the fallback, is held open, as a slow Redis would: the sim cannot start before the
+      // last quotes are read. The live start's read, before it, answers.
+      lastQuotes: () =>
+        events("feed_fallback_to_sim").length === 0
+          ? Promise.resolve(new Map())
+          : new Promise((resolve) => (releaseQuotes = () => resolve(new Map()))),
     });
     const registry = new Registry();
     pollerMetrics(registry, ASSETS, () => feed);
@@ -352,6 +356,54 @@ describe("poller on Redis", () => {
       continued: { SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log" } },
       atLevels: [],
     });
+  });
+
+  it("warns, per market, when a live start follows a log whose last prices were simulated; live prices win", async () => {
+    const stream = freshStream();
+    // The last run was on the sim (an offline laptop): its quotes drifted far from the market.
+    await appendQuotes(redis, stream, FAR_FROM_LEVELS, "sim");
+    // BTC's last quote is live already: no jump to warn of.
+    await appendQuotes(redis, stream, { BTC_USDC_PERP: { bid: "96990", ask: "97010" } }, "backpack");
+    const exchange = await startSimFeed({ walking: false }); // stands in for Backpack, at the market's levels
+    cleanups.push(() => exchange.stop());
+    const run = async (mode: "backpack" | "auto") => {
+      const { log, events } = captureLog();
+      const publisher = new PricePublisher({ redis, stream, log });
+      const seen = new Set<string>();
+      const feed = new PriceFeed({
+        mode,
+        backpackWsUrl: exchange.url,
+        simWsUrl: undefined,
+        markets: ASSETS,
+        log,
+        fallbackAfterMs: 2_000,
+        lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
+        onUpdate: (update) => (seen.add(update.market), publisher.publish(update)),
+      });
+      await feed.start();
+      expect(feed.source).toBe("backpack");
+      await waitFor("a live quote of every market", () => seen.size === ASSETS.length);
+      await feed.stop();
+      await publisher.flush();
+      return events("feed_live_after_sim");
+    };
+
+    const warned = await run("backpack");
+    expect(warned.map((l) => [l.level, l.market]).sort()).toEqual([
+      ["warn", "ADA_USDC_PERP"],
+      ["warn", "ETH_USDC_PERP"],
+      ["warn", "SOL_USDC_PERP"],
+    ]);
+    const eth = warned.find((l) => l.market === "ETH_USDC_PERP");
+    expect(eth).toMatchObject({ sim: { bid: "5123.45", ask: "5123.5", from: "log" } });
+    expect(eth?.message).toMatch(/^PRICE JUMP: ETH_USDC_PERP's last price was simulated \(bid 5123.45, ask 5123.5/);
+    // Live prices win: the first live ETH entry follows the simulated one, and is the price the warning names.
+    const ethLive = (await entries(stream)).filter((u) => u.market === "ETH_USDC_PERP" && u.source === "backpack");
+    expect(ethLive[0]).toMatchObject(eth?.live as object);
+    expect(Number(ethLive[0]?.bid)).toBeLessThan(5000);
+
+    // A second live start (FEED=auto) finds live quotes last: nothing to warn of.
+    expect(await run("auto")).toEqual([]);
   });
 
   it("stays on the live feed when it delivers a quote in time (FEED=auto)", async () => {

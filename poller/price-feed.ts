@@ -12,12 +12,18 @@
  * An in-process sim, whether chosen or a fallback, starts each market from the last quote the system holds
  * (`lastQuotes`, read when the sim starts), so a restart does not put a price gap in the log. An external sim
  * (`simWsUrl`) keeps its own prices.
+ *
+ * The other way cannot be smoothed: live prices are the market's. So a live start (`backpack`, `auto`) reads the
+ * last quotes first, before its connection can write any, and a market whose last quote came from the sim gets a
+ * loud warning at its first live quote (`feed_live_after_sim`, with both prices): the log jumps there, and stops,
+ * take-profits, pending orders and liquidations between the two prices fire on the jump. Live prices still win.
  */
 import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import type { Logger } from "../platform/log.ts";
 import type { FeedMode } from "./config.ts";
 import { FeedClient, type FeedClientOptions, type FeedCounters, type FeedState } from "./feed-client.ts";
+import type { FeedQuote } from "./frames.ts";
 import { toPriceUpdate, type PriceSource } from "./publisher.ts";
 import { startSimFeed, type SimFeed } from "./sim-feed.ts";
 import type { LastQuote } from "./start-quotes.ts";
@@ -37,7 +43,10 @@ export interface PriceFeedOptions {
   readonly client?: Pick<FeedClientOptions, "silenceMs" | "backoffBaseMs" | "backoffCapMs">;
   /** Called each time the current source's connection schedules a reconnect. */
   readonly onReconnect?: () => void;
-  /** The quotes an in-process sim starts from, per market (main.ts: readLastQuotes); absent: the sim's levels. */
+  /**
+   * The last quotes the system holds, per market (main.ts: readLastQuotes): an in-process sim starts from them
+   * (absent: the sim's levels), and a live start warns of each market whose last one was simulated.
+   */
   readonly lastQuotes?: () => Promise<ReadonlyMap<string, LastQuote>>;
 }
 
@@ -46,6 +55,8 @@ export class PriceFeed {
   private sim: SimFeed | undefined;
   private current: PriceSource | undefined;
   private stopped = false;
+  /** Markets whose last quote before this live start was simulated, until their first live quote is warned of. */
+  private readonly simBeforeLive = new Map<string, LastQuote>();
 
   constructor(private readonly options: PriceFeedOptions) {}
 
@@ -71,6 +82,12 @@ export class PriceFeed {
 
   async start(): Promise<void> {
     const { mode, backpackWsUrl, log } = this.options;
+    if (mode !== "sim") {
+      // Read before connecting: once the live feed writes, a market's last quote would be its own.
+      for (const [market, quote] of (await this.options.lastQuotes?.()) ?? [])
+        if (quote.source === "sim") this.simBeforeLive.set(market, quote);
+      if (this.stopped) return;
+    }
     if (mode === "backpack") {
       this.connect(backpackWsUrl, "backpack");
       return;
@@ -132,6 +149,24 @@ export class PriceFeed {
     if (!this.stopped) this.connect(url, "sim");
   }
 
+  /** A market's first live quote after a log that ended on simulated prices: the jump is logged, loudly. */
+  private warnIfAfterSim(quote: FeedQuote): void {
+    const sim = this.simBeforeLive.get(quote.market);
+    if (sim === undefined) return;
+    this.simBeforeLive.delete(quote.market);
+    const { market, bid, ask } = quote;
+    this.options.log.warn("feed_live_after_sim", {
+      market,
+      sim: { bid: sim.bid, ask: sim.ask, from: sim.from },
+      live: { bid, ask },
+      message:
+        `PRICE JUMP: ${market}'s last price was simulated (bid ${sim.bid}, ask ${sim.ask}, source "sim"); ` +
+        `its first live price is bid ${bid}, ask ${ask}. Stops, take-profits, pending orders and liquidations ` +
+        `between the two fire on this jump. To keep a simulated session apart from live trading, reset the data ` +
+        `before going live.`,
+    });
+  }
+
   private connect(url: string, source: PriceSource): FeedClient {
     const { markets, log, onUpdate } = this.options;
     const client = new FeedClient({
@@ -141,7 +176,10 @@ export class PriceFeed {
       markets,
       log: log.child({ source }),
       onReconnect: this.options.onReconnect,
-      onQuote: (quote) => onUpdate(toPriceUpdate(quote, source), "quote"),
+      onQuote: (quote) => {
+        if (source === "backpack") this.warnIfAfterSim(quote);
+        onUpdate(toPriceUpdate(quote, source), "quote");
+      },
       onHeartbeat: (update) => onUpdate(toPriceUpdate(update, source), "heartbeat"),
     });
     this.client = client;

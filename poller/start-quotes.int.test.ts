@@ -71,7 +71,7 @@ describe("readLastQuotes", () => {
       price("BTC_USDC_PERP", "61000.1", "61000.3"),
       price("ADA_USDC_PERP", "0.51234", "0.51236"),
       instruction,
-      price("ETH_USDC_PERP", "4200.5", "4200.6"),
+      { ...price("ETH_USDC_PERP", "4200.5", "4200.6"), source: "backpack" },
       price("BTC_USDC_PERP", "61000.3", "61000.1"), // crossed
       price("ADA_USDC_PERP", "0.512345", "0.51236"), // beyond ADA's 5 decimals
       price("SOL_USDC_PERP", "0", "204.41"), // no bid
@@ -85,10 +85,10 @@ describe("readLastQuotes", () => {
     await redis.hset(keys.quotesKey, "ETH", view("ETH", "ETH_USDC_PERP", "3000", "3000.1"));
     const quotes = await readLastQuotes(redis, keys, ASSETS, { pageSize: 2 });
     expect(Object.fromEntries(quotes)).toEqual({
-      ETH_USDC_PERP: { bid: "4200.5", ask: "4200.6", from: "log" },
-      BTC_USDC_PERP: { bid: "61000.1", ask: "61000.3", from: "log" },
-      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log" },
-      ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236", from: "log" },
+      ETH_USDC_PERP: { bid: "4200.5", ask: "4200.6", from: "log", source: "backpack" },
+      BTC_USDC_PERP: { bid: "61000.1", ask: "61000.3", from: "log", source: "sim" },
+      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log", source: "sim" },
+      ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236", from: "log", source: "sim" },
     });
   });
 
@@ -116,9 +116,9 @@ describe("readLastQuotes", () => {
     );
     const quotes = await readLastQuotes(redis, keys, ASSETS, { scanEntries: 3, pageSize: 2 });
     expect(Object.fromEntries(quotes)).toEqual({
-      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log" },
-      BTC_USDC_PERP: { bid: "61999.5", ask: "62000", from: "read_model" },
-      ETH_USDC_PERP: { bid: "4250.25", ask: "4250.3", from: "read_model" },
+      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log", source: "sim" },
+      BTC_USDC_PERP: { bid: "61999.5", ask: "62000", from: "read_model", source: "sim" },
+      ETH_USDC_PERP: { bid: "4250.25", ask: "4250.3", from: "read_model", source: "sim" },
     });
   });
 

@@ -23,11 +23,17 @@ import type { Keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import { parseInputId } from "../engine/core/step.ts";
 import { aheadOfEngine } from "./ordering.ts";
+import type { PriceSource } from "./publisher.ts";
 import { quoteTicks, type StartQuote } from "./sim-feed.ts";
 
 export interface LastQuote extends StartQuote {
   /** Where it was found: the log's tail, or the quotes read model. */
   readonly from: "log" | "read_model";
+  /**
+   * The feed it came from (the entry's `source`): a live start after a `sim` one jumps to the market (price-feed.ts).
+   * Undefined for a read model view without a valid one.
+   */
+  readonly source: PriceSource | undefined;
 }
 
 export interface LastQuoteOptions {
@@ -46,10 +52,11 @@ export async function readLastQuotes(
 ): Promise<Map<string, LastQuote>> {
   const assets = new Map(markets.map((asset) => [asset.market, asset]));
   const found = new Map<string, LastQuote>();
-  const take = (market: unknown, bid: unknown, ask: unknown, from: LastQuote["from"]) => {
+  const take = (market: unknown, bid: unknown, ask: unknown, from: LastQuote["from"], source: unknown) => {
     const asset = typeof market === "string" ? assets.get(market) : undefined;
     if (asset === undefined || found.has(asset.market) || typeof bid !== "string" || typeof ask !== "string") return;
-    if (typeof quoteTicks(asset, bid, ask) !== "string") found.set(asset.market, { bid, ask, from });
+    const known = source === "sim" || source === "backpack" ? source : undefined;
+    if (typeof quoteTicks(asset, bid, ask) !== "string") found.set(asset.market, { bid, ask, from, source: known });
   };
 
   const scanEntries = options.scanEntries ?? 10_000;
@@ -61,10 +68,10 @@ export async function readLastQuotes(
     for (const [id, fields] of page) {
       const decoded = decodeInputFields(fields);
       if (!decoded.ok || decoded.message.type !== "price_update") continue;
-      const { market, bid, ask, exchangeTimeUs } = decoded.message;
+      const { market, bid, ask, exchangeTimeUs, source } = decoded.message;
       // Stamped too far past the log's time (a skewed exchange clock): the engine ignored it, so must the sim.
       if (aheadOfEngine(exchangeTimeUs, parseInputId(id).ms)) continue;
-      take(market, bid, ask, "log");
+      take(market, bid, ask, "log", source);
     }
     const last = page.at(-1);
     if (page.length < count || last === undefined) break;
@@ -78,7 +85,7 @@ export async function readLastQuotes(
   missing.forEach((asset, i) => {
     const view = parseObject(views[i]);
     // The field is the asset's symbol; a view naming another market is not this market's quote.
-    if (view?.market === asset.market) take(view.market, view.bid, view.ask, "read_model");
+    if (view?.market === asset.market) take(view.market, view.bid, view.ask, "read_model", view.source);
   });
   return found;
 }
