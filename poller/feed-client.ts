@@ -32,7 +32,8 @@
  * The attempt count resets only when a connection has stayed open `stableAfterMs` (10 s, the backoff's cap), judged
  * when it closes. A message, even a quote, is not enough: a server (or a proxy, a gateway) that answers each
  * connection with an error or a frame and then closes it would otherwise be retried several times a second,
- * forever, and an exchange bans that. With the rule, such a server is retried at most about once per cap.
+ * forever, and an exchange bans that. With the rule, such a server is retried after a random delay that grows to
+ * 0–cap (about half the cap on average).
  *
  * A host name that does not resolve (ENOTFOUND) is told to `firstQuote` waiters at once: waiting longer cannot
  * bring a first quote from a host this machine cannot look up. A resolver that did not answer (EAI_AGAIN) is

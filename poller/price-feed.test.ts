@@ -20,7 +20,7 @@ vi.mock("./feed-client.ts", () => ({
 
 afterEach(() => void constructed.splice(0));
 
-function backpackFeed(options: { bookSilenceMs?: number }): PriceFeed {
+function backpackFeed(options: Partial<ConstructorParameters<typeof PriceFeed>[0]>): PriceFeed {
   return new PriceFeed({
     mode: "backpack",
     backpackWsUrl: "ws://127.0.0.1:1",
@@ -46,6 +46,29 @@ describe("PriceFeed", () => {
     const feed = backpackFeed({});
     await feed.start();
     expect(constructed[0]?.bookSilenceMs).toBeUndefined();
+    await feed.stop();
+  });
+
+  it("connects a live start without the last quotes when Redis does not answer for them in time", async () => {
+    const { log, lines } = captureLog();
+    const never = new Promise<never>(() => undefined); // a Redis that accepts the connection and answers nothing
+    const feed = backpackFeed({ log, lastQuotes: () => never, lastQuotesWaitMs: 50 });
+    await feed.start();
+    expect(constructed).toHaveLength(1);
+    expect(lines.filter((l) => l.event === "feed_last_quotes_unread")).toEqual([
+      expect.objectContaining({ level: "warn", error: "no answer within 50 ms" }),
+    ]);
+    await feed.stop();
+  });
+
+  it("connects a live start without the last quotes when reading them fails", async () => {
+    const { log, lines } = captureLog();
+    const feed = backpackFeed({ log, lastQuotes: () => Promise.reject(new Error("READONLY")) });
+    await feed.start();
+    expect(constructed).toHaveLength(1);
+    expect(lines.filter((l) => l.event === "feed_last_quotes_unread")).toEqual([
+      expect.objectContaining({ error: "Error: READONLY" }),
+    ]);
     await feed.stop();
   });
 });

@@ -48,7 +48,12 @@ export interface PriceFeedOptions {
    * (absent: the sim's levels), and a live start warns of each market whose last one was simulated.
    */
   readonly lastQuotes?: () => Promise<ReadonlyMap<string, LastQuote>>;
+  /** How long a live start waits for `lastQuotes` before it connects without them (default LAST_QUOTES_WAIT_MS). */
+  readonly lastQuotesWaitMs?: number;
 }
+
+/** A live start's wait for the last quotes (only its warning needs them): a healthy Redis answers in milliseconds. */
+export const LAST_QUOTES_WAIT_MS = 2_000;
 
 export class PriceFeed {
   private client: FeedClient | undefined;
@@ -84,8 +89,9 @@ export class PriceFeed {
     const { mode, backpackWsUrl, log } = this.options;
     if (mode !== "sim") {
       // Read before connecting: once the live feed writes, a market's last quote would be its own.
-      for (const [market, quote] of (await this.options.lastQuotes?.()) ?? [])
+      for (const [market, quote] of await this.lastQuotesForWarning()) {
         if (quote.source === "sim") this.simBeforeLive.set(market, quote);
+      }
       if (this.stopped) return;
     }
     if (mode === "backpack") {
@@ -120,6 +126,30 @@ export class PriceFeed {
       log.warn("feed_simulated", { message: 'FEED=sim: PRICES ARE SIMULATED (source "sim"), not market data.' });
     }
     await this.startSim();
+  }
+
+  /**
+   * The last quotes, for the warning of a live start after simulated prices only: read within LAST_QUOTES_WAIT_MS, or
+   * skipped (`feed_last_quotes_unread`). A Redis that accepts the connection and answers nothing would otherwise keep
+   * the live feed from ever opening, and its read connection waits for as long as TCP takes to notice (hours).
+   */
+  private async lastQuotesForWarning(): Promise<ReadonlyMap<string, LastQuote>> {
+    const read = this.options.lastQuotes?.();
+    if (read === undefined) return new Map();
+    const waitMs = this.options.lastQuotesWaitMs ?? LAST_QUOTES_WAIT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), waitMs)));
+    try {
+      const quotes = await Promise.race([read, late]);
+      if (quotes !== "late") return quotes;
+      this.options.log.warn("feed_last_quotes_unread", { error: `no answer within ${waitMs} ms`, waitedMs: waitMs });
+    } catch (error) {
+      this.options.log.warn("feed_last_quotes_unread", { error: String(error) });
+    } finally {
+      clearTimeout(timer);
+    }
+    read.catch(() => undefined); // answered, or failed, after the wait: nobody listens any more
+    return new Map();
   }
 
   async stop(): Promise<void> {
