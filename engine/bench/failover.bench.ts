@@ -92,7 +92,8 @@ async function main(): Promise<void> {
     const base = { REDIS_URL, DATABASE_URL: db.url, KEY_PREFIX: prefix };
     const engineEnv = { ...base, ...(LEASE_TTL_MS === undefined ? {} : { ENGINE_LEASE_TTL_MS: LEASE_TTL_MS }) };
     const engines = (pool = new EnginePool(
-      (name) => spawnComponent("engine", engineEnv, { name, nodeFlags: ["--max-old-space-size=4096"] }),
+      // With the engine's own flags, its heap limit included: what is deployed.
+      (name) => spawnComponent("engine", engineEnv, { name }),
       ENGINES,
     ));
     engines.start();

@@ -40,13 +40,11 @@ const FIRE_PER_TICK = 5;
 /** The engine default: it restores before taking the lease, so no TTL has to cover a restore. */
 const LEASE_TTL_MS = 5_000;
 /**
- * Added to the engine's own flags (platform/components.ts): room for the 1M-trade state and its snapshots, plus
- * BENCH_ENGINE_FLAGS (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the engines).
+ * Added to the engine's own flags (platform/components.ts, its heap limit included: the bench measures what is
+ * deployed): BENCH_ENGINE_FLAGS (space-separated, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the
+ * engines).
  */
-const ENGINE_EXTRA_FLAGS = [
-  "--max-old-space-size=4096",
-  ...(process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean),
-];
+const ENGINE_EXTRA_FLAGS = (process.env.BENCH_ENGINE_FLAGS ?? "").split(" ").filter(Boolean);
 /** Node writes a CPU profile when the process exits, not when it is killed: profiled engines are stopped politely. */
 const FINAL_STOP = ENGINE_EXTRA_FLAGS.some((f) => f.startsWith("--cpu-prof")) ? "SIGTERM" : "SIGKILL";
 
