@@ -8,7 +8,7 @@ import { CLOSE_CODES } from "../client/protocol.ts";
 import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import type { LoadBucket, StoredBucket } from "./candles.ts";
-import { silentDropWithinMs, StreamHub } from "./hub.ts";
+import { silentDropWithinMs, StreamHub, type HubDeps } from "./hub.ts";
 import { NO_METRICS, streamMetrics } from "./metrics.ts";
 import type { PrivateStore } from "./private-channel.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
@@ -23,6 +23,20 @@ const fakeSocket = () =>
     close: () => undefined,
   }) as unknown as WebSocket;
 
+/** A hub with nothing behind it (no store reads, no revocations, quiet, no metrics) but what a test sets. */
+const hubWith = (deps: Partial<HubDeps> = {}): StreamHub =>
+  new StreamHub({
+    limits: DEFAULT_LIMITS,
+    store: {
+      readState: () => Promise.reject(new Error("not used")),
+      readAfter: () => Promise.reject(new Error("not used")),
+    },
+    revokedSessions: () => Promise.resolve([]),
+    log: createLogger("stream-test", { level: "error" }),
+    metrics: NO_METRICS,
+    ...deps,
+  });
+
 beforeEach(() => {
   vi.useFakeTimers();
 });
@@ -34,16 +48,9 @@ describe("the revocation backstop", () => {
   it("checks every open session each revocationCheckMs (30 s by default), never two checks at once", async () => {
     expect(DEFAULT_LIMITS.revocationCheckMs).toBe(30_000);
     const checks: { sessions: number; answer: (revoked: boolean[]) => void }[] = [];
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
-      store: {
-        readState: () => Promise.reject(new Error("not used")),
-        readAfter: () => Promise.reject(new Error("not used")),
-      },
+    const hub = hubWith({
       revokedSessions: (sessions) =>
         new Promise((resolve) => checks.push({ sessions: sessions.length, answer: resolve })),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
     });
     hub.start();
     for (const sessionId of ["s1", "s2"])
@@ -68,16 +75,7 @@ describe("the revocation backstop", () => {
 
 describe("shutdown", () => {
   it("closes a socket handed over after it with 1001 at once, and does not take it in", () => {
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
-      store: {
-        readState: () => Promise.reject(new Error("not used")),
-        readAfter: () => Promise.reject(new Error("not used")),
-      },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
-    });
+    const hub = hubWith();
     hub.start();
     hub.shutdown();
     const closes: number[] = [];
@@ -97,15 +95,11 @@ describe("shutdown", () => {
 describe("the private channel's first read", () => {
   it("failing after the channel was dropped and subscribed again leaves the socket and the new channel alone", async () => {
     const reads: { resolve: (state: PrivateState) => void; reject: (error: Error) => void }[] = [];
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
+    const hub = hubWith({
       store: {
         readState: () => new Promise((resolve, reject) => reads.push({ resolve, reject })),
         readAfter: () => Promise.reject(new Error("not used")),
       },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
     });
     hub.start();
     let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
@@ -160,8 +154,7 @@ describe("price-driven summaries", () => {
    * answers otherwise.
    */
   function startHub(trades: (userId: string) => TradeView[], store: Partial<PrivateStore> = {}): StreamHub {
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
+    const hub = hubWith({
       store: {
         readState: (userId) =>
           Promise.resolve({
@@ -175,9 +168,6 @@ describe("price-driven summaries", () => {
         readAfter: () => Promise.reject(new Error("not used")),
         ...store,
       },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
     });
     hub.start();
     return hub;
@@ -483,16 +473,8 @@ describe("durations, on the monotonic clock", () => {
   /** A hub with one socket (a session an hour long); what it is sent, its closes and its pings are recorded. */
   function setup(loadBucket?: LoadBucket) {
     vi.setSystemTime(WALL);
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
-      store: {
-        readState: () => Promise.reject(new Error("not used")),
-        readAfter: () => Promise.reject(new Error("not used")),
-      },
-      revokedSessions: () => Promise.resolve([]),
+    const hub = hubWith({
       loadBucket,
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
     });
     hub.start();
     /** `sentAt`: the wall clock's time when it was sent. */
@@ -617,8 +599,7 @@ describe("a socket on its way out", () => {
    */
   async function subscribed() {
     let reads = 0;
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
+    const hub = hubWith({
       store: {
         readState: () =>
           Promise.resolve({
@@ -634,9 +615,6 @@ describe("a socket on its way out", () => {
           return Promise.resolve({ ok: true, events: [], continued: [], mark: 1, aheadSeq: 0 });
         },
       },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
-      metrics: NO_METRICS,
     });
     hub.start();
     const listeners = new Map<string, (...args: never[]) => void>();
@@ -692,15 +670,8 @@ describe("a socket on its way out", () => {
 describe("a socket whose client vanished", () => {
   it("is dropped within the 429's Retry-After, whatever the sweep's phase when it opened", async () => {
     for (const heartbeatMs of [DEFAULT_LIMITS.heartbeatMs, 1_000]) {
-      const hub = new StreamHub({
+      const hub = hubWith({
         limits: { ...DEFAULT_LIMITS, heartbeatMs },
-        store: {
-          readState: () => Promise.reject(new Error("not used")),
-          readAfter: () => Promise.reject(new Error("not used")),
-        },
-        revokedSessions: () => Promise.resolve([]),
-        log: createLogger("stream-test", { level: "error" }),
-        metrics: NO_METRICS,
       });
       hub.start();
       // Opened just after a sweep, so the sweep that finds it silent comes as late as it can.
@@ -721,14 +692,7 @@ describe("a socket whose client vanished", () => {
 describe("stream_closes_total", () => {
   it("counts a close by who closed first: the server's 4008 as by=server, a client's own 4008 as by=client", async () => {
     const registry = new Registry();
-    const hub = new StreamHub({
-      limits: DEFAULT_LIMITS,
-      store: {
-        readState: () => Promise.reject(new Error("not used")),
-        readAfter: () => Promise.reject(new Error("not used")),
-      },
-      revokedSessions: () => Promise.resolve([]),
-      log: createLogger("stream-test", { level: "error" }),
+    const hub = hubWith({
       metrics: streamMetrics(registry),
     });
     hub.start();

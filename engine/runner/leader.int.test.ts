@@ -7,7 +7,7 @@ import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.t
 import { Registry } from "prom-client";
 import { createLogger } from "../../platform/log.ts";
 import { parseSamples, sample } from "../../platform/testing/metrics.ts";
-import { engineMetrics } from "../metrics.ts";
+import { engineMetrics, type LeaderMetrics } from "../metrics.ts";
 import { makeParams } from "../core/params.ts";
 import { createState, type EngineState } from "../core/state.ts";
 import { lagMs, runLeader, type LeaderOptions } from "./leader.ts";
@@ -134,6 +134,19 @@ const eth = (bid: string): EngineInput => ({
   exchangeTimeUs: `${Date.now()}000`,
   source: "sim",
 });
+
+/** Metrics that record only each slice's entry count (LeaderMetrics.batchApplied). */
+function sliceRecorder(): { slices: number[]; metrics: LeaderMetrics } {
+  const slices: number[] = [];
+  const metrics = {
+    batchApplied: (n: number) => void slices.push(n),
+    openTrades() {},
+    lag() {},
+    replayed() {},
+    ignoredPriceUpdates() {},
+  };
+  return { slices, metrics };
+}
 
 describe("engine leader on real Redis", () => {
   it("replays what is in the log, follows it live, and answers every instruction on engine:output", async () => {
@@ -775,14 +788,7 @@ describe("engine leader on real Redis", () => {
     const last = (await redis.xrevrange(keys.input, "+", "-", "COUNT", 1))[0]![0];
     const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
     expect(await lease.tryAcquire()).toBe(true);
-    const slices: number[] = [];
-    const metrics = {
-      batchApplied: (n: number) => slices.push(n),
-      openTrades() {},
-      lag() {},
-      replayed() {},
-      ignoredPriceUpdates() {},
-    };
+    const { slices, metrics } = sliceRecorder();
     const state = createState(makeParams());
     const stop = new AbortController();
     // sliceMs 0: every slice is as short as the clock check allows, 64 entries.
@@ -806,14 +812,7 @@ describe("engine leader on real Redis", () => {
     const last = (await redis.xrevrange(keys.input, "+", "-", "COUNT", 1))[0]![0];
     const lease = new EngineLease(redis, keys, "leader-a", 60_000, log);
     expect(await lease.tryAcquire()).toBe(true);
-    const slices: number[] = [];
-    const metrics = {
-      batchApplied: (n: number) => slices.push(n),
-      openTrades() {},
-      lag() {},
-      replayed() {},
-      ignoredPriceUpdates() {},
-    };
+    const { slices, metrics } = sliceRecorder();
     const { writer, calls } = recordPublishCalls(REDIS_URL, keys);
     try {
       const state = createState(makeParams());
