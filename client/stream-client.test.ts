@@ -532,6 +532,16 @@ describe("reconnecting", () => {
     // The client pinged meanwhile, at the welcome's period.
     expect(server.connections[0]!.received.filter((f) => f.op === "ping").length).toBeGreaterThanOrEqual(2);
   });
+  it("keeps its own heartbeat when the welcome's is longer than a timer can wait", async () => {
+    // The welcome says 2^31 ms; the silence timer at twice that would fire at once and drop every connection.
+    server = await startFakeStreamServer({ heartbeatMs: 100, welcomeHeartbeatMs: 2 ** 31 });
+    const { client, seen } = connect({ heartbeatMs: 100 });
+    await until("open", () => client.status === "open");
+    await sleep(300); // the server's heartbeats every 100 ms keep it up, on the client's own 200 ms silence bound
+    expect(seen.closes).toEqual([]);
+    expect(server.connections).toHaveLength(1);
+  });
+
   it("a thread stalled past twice the heartbeat keeps a connection whose frames arrived in time", async () => {
     server = await startFakeStreamServer({ heartbeatMs: 100 });
     const { client, seen } = connect({ subscriptions: [{ channel: "quotes" }] });

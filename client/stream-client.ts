@@ -42,7 +42,7 @@
  *   request, no socket, no further event. The event being delivered goes to no further listener either, so the
  *   final close (`reconnectInMs: null`) is the last event every listener gets.
  */
-import { invalidOptions } from "./options.ts";
+import { invalidOptions, MAX_HEARTBEAT_MS } from "./options.ts";
 import { applyEvent, stateFromSnapshot, type PrivateState } from "./private-state.ts";
 import { SendAllowance } from "./send-allowance.ts";
 import {
@@ -557,7 +557,10 @@ export class StreamClient {
       return;
     }
     this.userId ??= userId;
-    if (Number.isFinite(frame.heartbeatMs) && frame.heartbeatMs > 0) this.heartbeatMs = frame.heartbeatMs;
+    // Past MAX_HEARTBEAT_MS, the silence timer (twice it) would fire at once: such a welcome's figure is not taken.
+    const heartbeatMs = frame.heartbeatMs;
+    if (Number.isFinite(heartbeatMs) && heartbeatMs > 0 && heartbeatMs <= MAX_HEARTBEAT_MS)
+      this.heartbeatMs = heartbeatMs;
     this.welcomedAt = monotonicMs();
     this.currentStatus = "open";
     this.watchSilence(generation);

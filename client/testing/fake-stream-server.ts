@@ -67,7 +67,13 @@ export interface FakeStreamServer {
 }
 
 export async function startFakeStreamServer(
-  options: { heartbeatMs?: number; userId?: string; limits?: Partial<StreamLimits> } = {},
+  options: {
+    heartbeatMs?: number;
+    /** What the welcome says the heartbeat is, when it is not the period it keeps (a server misconfigured). */
+    welcomeHeartbeatMs?: number;
+    userId?: string;
+    limits?: Partial<StreamLimits>;
+  } = {},
 ): Promise<FakeStreamServer> {
   const heartbeatMs = options.heartbeatMs ?? 10_000;
   const userId = options.userId ?? "u-fake";
@@ -142,7 +148,7 @@ export async function startFakeStreamServer(
     send(connection, {
       type: "welcome",
       userId,
-      heartbeatMs,
+      heartbeatMs: options.welcomeHeartbeatMs ?? heartbeatMs,
       limits: { maxMessagesPerSec: 20, maxSubscriptions: 20, maxFrameBytes: 4096, ...options.limits },
     });
     const heartbeat = setInterval(
