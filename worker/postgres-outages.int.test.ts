@@ -9,7 +9,7 @@ import { Redis } from "ioredis";
 import pgDriver from "pg";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { isPrivateOutput, type EngineInput, type EngineOutput, type Instruction } from "../contract/messages.ts";
+import { isPrivateOutput, type EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
 import { outputEntries } from "../contract/stream-fields.ts";
 import { apply } from "../engine/core/apply.ts";
@@ -24,6 +24,7 @@ import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { engineFeed, instruct } from "./testing/engine-feed.ts";
 import { readEventsAfter, readPrivateState } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
 import { catchUp, oweAndAcknowledge, owedEntries } from "./postgres-backlog.ts";
@@ -57,13 +58,6 @@ async function until<T>(probe: () => Promise<T | undefined | null>, timeoutMs = 
   }
 }
 
-const instruct = (userId: string, requestId: string, instruction: Instruction): EngineInput => ({
-  type: "user_instruction",
-  userId,
-  requestId,
-  instruction,
-});
-
 /** The first ms of a minute, one per test: each test's candles are its own rows. */
 const minute = (n: number) => 2_000_000_040_000 + n * 60_000;
 
@@ -96,39 +90,17 @@ async function cuttablePostgres(name: string, baseMs: number, database: TestData
       return answer;
     },
   } as TestDatabase["db"];
-  const state = createState(makeParams({ shard: shards++ }));
-  const outputs: EngineOutput[] = [];
-  let ms = baseMs;
+  const engine = engineFeed(redis, local, shards++, baseMs);
   const workers: { stop: AbortController; running: Promise<void>; reader: Redis }[] = [];
   return {
     local,
     database,
     proxy,
     statements,
-    outputs,
+    outputs: engine.outputs,
     cutUnderNextStatement: () => void (cutArmed = true),
-    /** Publishes at once what the engine outputs for `messages` (read as one batch); returns the last input id. */
-    async publish(...messages: EngineInput[]): Promise<string> {
-      const added = redis.multi();
-      let id = "";
-      for (const message of messages) {
-        id = `${ms++}-0`;
-        const out = apply(state, { id, message });
-        outputs.push(...out);
-        for (const fields of outputEntries(out)) added.xadd(local.output, "*", ...fields);
-      }
-      await added.exec();
-      return id;
-    },
-    /** A fresh ETH price at the next log time. */
-    price: (bid: string): EngineInput => ({
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid,
-      ask: bid,
-      exchangeTimeUs: `${ms}000`,
-      source: "sim",
-    }),
+    publish: engine.publish,
+    price: engine.price,
     /** The answer to the input `inputId` of `userId`, once delivered. */
     answer: (userId: string, inputId: string) => until(() => redis.lpop(local.responseKey(userId, inputId))),
     /** The bids of the quotes fanned out, in order. */

@@ -8,12 +8,7 @@ import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import pgDriver from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { EngineInput } from "../contract/messages.ts";
 import { keyspace } from "../contract/names.ts";
-import { outputEntries } from "../contract/stream-fields.ts";
-import { apply } from "../engine/core/apply.ts";
-import { makeParams } from "../engine/core/params.ts";
-import { createState } from "../engine/core/state.ts";
 import { ConfigError } from "../platform/config.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
@@ -21,6 +16,7 @@ import { until } from "../platform/testing/processes.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { engineFeed, instruct } from "./testing/engine-feed.ts";
 import { mergeHoursAtStart } from "./candles.ts";
 import { owedEntries } from "./postgres-backlog.ts";
 import { ensureGroup, runWorker } from "./worker.ts";
@@ -93,8 +89,7 @@ async function startWorker(name: string, shard = 300) {
   running.catch(() => undefined); // awaited by the test
   // Its own shard and input times per worker: the engine's ids (an order's, an output's: its rows' keys) must not
   // meet another test's in the shared database.
-  const state = createState(makeParams({ shard }));
-  let ms = 2_000_000_100_000 + (shard - 300) * 1_000_000;
+  const engine = engineFeed(redis, keys, shard, 2_000_000_100_000 + (shard - 300) * 1_000_000);
   return {
     keys,
     lines,
@@ -107,24 +102,8 @@ async function startWorker(name: string, shard = 300) {
       await running.catch(() => undefined);
       reader.disconnect();
     },
-    /** Publishes what the engine outputs for `messages`, one batch; returns the last input id. */
-    async publish(...messages: EngineInput[]): Promise<string> {
-      let id = "";
-      for (const message of messages) {
-        id = `${ms++}-0`;
-        for (const fields of outputEntries(apply(state, { id, message })))
-          await redis.xadd(keys.output, "*", ...fields);
-      }
-      return id;
-    },
-    price: (bid: string): EngineInput => ({
-      type: "price_update",
-      market: "ETH_USDC_PERP",
-      bid,
-      ask: bid,
-      exchangeTimeUs: `${ms}000`,
-      source: "sim",
-    }),
+    publish: engine.publish,
+    price: engine.price,
   };
 }
 
@@ -134,21 +113,11 @@ describe("the worker's start while another process holds the migration lock", ()
     const w = await startWorker("locked");
     try {
       const user = "lou";
-      const create: EngineInput = {
-        type: "user_instruction",
-        userId: user,
-        requestId: "l1",
-        instruction: { kind: "create_account" },
-      };
+      const create = instruct(user, "l1", { kind: "create_account" });
       const created = await w.publish(w.price("2000"), create);
       const answer = await until(() => redis.lpop(w.keys.responseKey(user, created)), 5_000, "the account's answer");
       expect(answer).toContain('"granted":true');
-      const buy: EngineInput = {
-        type: "user_instruction",
-        userId: user,
-        requestId: "l2",
-        instruction: { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" },
-      };
+      const buy = instruct(user, "l2", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" });
       const bought = await w.publish(buy);
       expect(await until(() => redis.lpop(w.keys.responseKey(user, bought)), 5_000, "the buy's answer")).toContain(
         '"kind":"spot_order"',
@@ -194,18 +163,8 @@ describe("the worker's start while another process holds the migration lock", ()
     const w = await startWorker("prompt", 301);
     try {
       const user = "pia";
-      const create: EngineInput = {
-        type: "user_instruction",
-        userId: user,
-        requestId: "p1",
-        instruction: { kind: "create_account" },
-      };
-      const buy: EngineInput = {
-        type: "user_instruction",
-        userId: user,
-        requestId: "p2",
-        instruction: { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" },
-      };
+      const create = instruct(user, "p1", { kind: "create_account" });
+      const buy = instruct(user, "p2", { kind: "spot_order", asset: "ETH", side: "buy", quantity: "0.1" });
       // Published at once: the worker's first read finds them, while its start's preparation may still run.
       const bought = await w.publish(w.price("2000"), create, buy);
       expect(await until(() => redis.lpop(w.keys.responseKey(user, bought)), 5_000, "the buy's answer")).toContain(
@@ -225,15 +184,9 @@ describe("the worker's start while another process holds the migration lock", ()
     const keys = keyspace(`${prefix}refused:`);
     await ensureGroup(redis, keys);
     const user = "rae";
-    const id = "2000000300000-0";
-    const message: EngineInput = {
-      type: "user_instruction",
-      userId: user,
-      requestId: "r1",
-      instruction: { kind: "create_account" },
-    };
-    for (const fields of outputEntries(apply(createState(makeParams({ shard: 302 })), { id, message })))
-      await redis.xadd(keys.output, "*", ...fields);
+    const id = await engineFeed(redis, keys, 302, 2_000_000_300_000).publish(
+      instruct(user, "r1", { kind: "create_account" }),
+    );
     // Left pending under the worker's name by an earlier run of it.
     await redis.xreadgroup("GROUP", keys.workerGroup, "w", "COUNT", 100, "STREAMS", keys.output, ">");
     const reader = new Redis(TEST_REDIS_URL);
