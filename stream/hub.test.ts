@@ -23,6 +23,22 @@ const fakeSocket = () =>
     close: () => undefined,
   }) as unknown as WebSocket;
 
+/**
+ * A fake socket that keeps the listeners the hub registers: `send` delivers a client frame to its message listener,
+ * `emit` calls any other. `fields` replace the fake's own (send, close, ping, bufferedAmount, …).
+ */
+const clientSocket = (fields: Record<string, unknown> = {}) => {
+  const listeners = new Map<string, (...args: never[]) => void>();
+  const ws = {
+    ...fakeSocket(),
+    on: (event: string, listener: (...args: never[]) => void) => void listeners.set(event, listener),
+    ...fields,
+  } as unknown as WebSocket & { readyState: number; bufferedAmount: number };
+  const emit = (event: string, ...args: unknown[]) =>
+    (listeners.get(event) as ((...a: unknown[]) => void) | undefined)?.(...args);
+  return { ws, emit, send: (frame: object) => emit("message", Buffer.from(JSON.stringify(frame)), false) };
+};
+
 /** A hub with nothing behind it (no store reads, no revocations, quiet, no metrics) but what a test sets. */
 const hubWith = (deps: Partial<HubDeps> = {}): StreamHub =>
   new StreamHub({
@@ -102,19 +118,13 @@ describe("the private channel's first read", () => {
       },
     });
     hub.start();
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
     const frames: string[] = [];
     const closes: number[] = [];
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-      },
+    const { ws, send } = clientSocket({
       send: (data: string | Buffer) => frames.push((JSON.parse(String(data)) as { type: string }).type),
       close: (code: number) => closes.push(code),
-    } as unknown as WebSocket;
+    });
     hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
-    const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
     send({ op: "subscribe", channel: "private" });
     send({ op: "unsubscribe", channel: "private" });
     send({ op: "subscribe", channel: "private" });
@@ -186,16 +196,11 @@ describe("price-driven summaries", () => {
     }) => void,
     since?: number,
   ): void {
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-      },
+    const { ws, send } = clientSocket({
       send: (data: string | Buffer) => onFrame(JSON.parse(String(data)) as { type: string }),
-    } as unknown as WebSocket;
+    });
     hub.accept(ws, { userId, sessionId: userId, sessionExpiresAtMs: Date.now() + 3_600_000 });
-    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "private", since })), false);
+    send({ op: "subscribe", channel: "private", since });
   }
 
   /** A trade's opening (`seq`) and its margin paid (`seq` + 1), one engine step, as the engine emits them. */
@@ -211,19 +216,14 @@ describe("price-driven summaries", () => {
   it("drops a quote older than the one it holds: two workers' fan-outs can come out of log order", async () => {
     const hub = startHub(() => []);
     const bids: string[] = [];
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-      },
+    const { ws, send } = clientSocket({
       send: (data: string | Buffer) => {
         const frame = JSON.parse(String(data)) as { type: string; bid?: string };
         if (frame.type === "quote") bids.push(frame.bid!);
       },
-    } as unknown as WebSocket;
+    });
     hub.accept(ws, { userId: "q", sessionId: "q", sessionExpiresAtMs: Date.now() + 3_600_000 });
-    onMessage(Buffer.from(JSON.stringify({ op: "subscribe", channel: "quotes", assets: ["BTC"] })), false);
+    send({ op: "subscribe", channel: "quotes", assets: ["BTC"] });
     const [older, newer] = [quoteOutput("BTC", "100"), quoteOutput("BTC", "101")];
     const fanOut = (q: typeof older) => hub.handleEntry(`${Date.now()}-0`, { kind: "quote", body: JSON.stringify(q) });
     fanOut(newer);
@@ -261,24 +261,16 @@ describe("price-driven summaries", () => {
   it("goes to a slow client after the quotes it was held back from, since it is priced at them", async () => {
     const hub = startHub(() => [trade("T0-1", "ETH")]);
     const frames: string[] = [];
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-      },
+    const { ws, send } = clientSocket({
       send: (data: string | Buffer) => {
         const frame = JSON.parse(String(data)) as { type: string; bid?: string; unrealizedPnl?: string };
         if (frame.type === "quote") frames.push(`quote ${frame.bid}`);
         if (frame.type === "summary") frames.push(`summary ${frame.unrealizedPnl}`);
       },
-    } as unknown as WebSocket & { bufferedAmount: number };
+    });
     hub.accept(ws, { userId: "eth", sessionId: "eth", sessionExpiresAtMs: Date.now() + 3_600_000 });
-    for (const subscription of [
-      { op: "subscribe", channel: "quotes", assets: ["ETH"] },
-      { op: "subscribe", channel: "private" },
-    ])
-      onMessage(Buffer.from(JSON.stringify(subscription)), false);
+    send({ op: "subscribe", channel: "quotes", assets: ["ETH"] });
+    send({ op: "subscribe", channel: "private" });
     await vi.advanceTimersByTimeAsync(2_000);
     hub.handleEntry(`${Date.now()}-0`, quote("ETH", "2001"));
     await vi.advanceTimersByTimeAsync(DEFAULT_LIMITS.summaryIntervalMs);
@@ -303,21 +295,15 @@ describe("price-driven summaries", () => {
     ] as const) {
       const own: string[] = [];
       frames.set(client, own);
-      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-      const ws = {
-        ...fakeSocket(),
-        on: (event: string, listener: never) => {
-          if (event === "message") onMessage = listener;
-        },
+      const { ws, send } = clientSocket({
         send: (data: string | Buffer) => {
           const frame = JSON.parse(String(data)) as { type: string; bid?: string; summary?: { unrealizedPnl: string } };
           if (frame.type === "quote") own.push(`quote ${frame.bid}`);
           if (frame.type === "snapshot" || frame.type === "resync")
             own.push(`${frame.type} pnl ${frame.summary!.unrealizedPnl}`);
         },
-      } as unknown as WebSocket & { bufferedAmount: number };
+      });
       hub.accept(ws, { userId: "eth", sessionId: client, sessionExpiresAtMs: Date.now() + 3_600_000 });
-      const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
       send({ op: "subscribe", channel: "quotes", assets: ["ETH"] });
       await vi.advanceTimersByTimeAsync(1_000);
       own.length = 0; // the latest quote, sent on subscribing
@@ -481,26 +467,19 @@ describe("durations, on the monotonic clock", () => {
     const frames: { type: string; bid?: string; time?: string; sentAt: number }[] = [];
     const closes: number[] = [];
     let pings = 0;
-    let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
-    let onPong: (payload: Buffer) => void = () => undefined;
-    const ws = {
-      ...fakeSocket(),
-      on: (event: string, listener: never) => {
-        if (event === "message") onMessage = listener;
-        if (event === "pong") onPong = listener;
-      },
+    const socket = clientSocket({
       send: (data: string | Buffer) =>
         frames.push({ ...(JSON.parse(String(data)) as { type: string }), sentAt: Date.now() }),
       // The client answers every ping at once, echoing its payload.
       ping: (payload: Buffer) => {
         pings++;
-        onPong(payload);
+        socket.emit("pong", payload);
       },
       close: (code: number) => closes.push(code),
       terminate: () => closes.push(1006),
-    } as unknown as WebSocket;
+    });
+    const { ws, send } = socket;
     hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
-    const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
     return { hub, frames, closes, pings: () => pings, send };
   }
 
@@ -698,21 +677,10 @@ describe("stream_closes_total", () => {
     hub.start();
     /** A socket whose close ws reports with `code` (the code of the close frame sent or received). */
     const socket = (bufferedAmount: number) => {
-      let onClose: (code: number) => void = () => undefined;
-      let onMessage: (data: Buffer, isBinary: boolean) => void = () => undefined;
       const closes: number[] = [];
-      const ws = {
-        ...fakeSocket(),
-        bufferedAmount,
-        on: (event: string, listener: never) => {
-          if (event === "close") onClose = listener;
-          if (event === "message") onMessage = listener;
-        },
-        close: (code: number) => closes.push(code),
-      } as unknown as WebSocket & { readyState: number; bufferedAmount: number };
+      const { ws, send, emit } = clientSocket({ bufferedAmount, close: (code: number) => closes.push(code) });
       hub.accept(ws, { userId: "u", sessionId: "s", sessionExpiresAtMs: Date.now() + 3_600_000 });
-      const send = (frame: object) => onMessage(Buffer.from(JSON.stringify(frame)), false);
-      return { ws, closes, send, reportClose: (code: number) => onClose(code) };
+      return { ws, closes, send, reportClose: (code: number) => emit("close", code) };
     };
     // Far over the send buffer's cap: the server closes it 4008 on its welcome, and the client answers the close.
     const slow = socket(10 * DEFAULT_LIMITS.privateBufferCapBytes);
