@@ -40,6 +40,27 @@ afterAll(async () => {
   await pg.drop();
 });
 
+/** An engine process on `db` and the keyspace `own`, alone (no standby, no other engine of this file). */
+const engineOn = (db: TestDatabase, own: string) =>
+  spawnComponent("engine", {
+    REDIS_URL: TEST_REDIS_URL,
+    DATABASE_URL: db.url,
+    KEY_PREFIX: own,
+    ENGINE_LEASE_TTL_MS: "2000",
+  });
+
+/** Saves a snapshot at `lastInputId` whole (its hash matches) that does not decode, as a newer release's would not. */
+async function saveUndecodable(db: TestDatabase, lastInputId: string): Promise<void> {
+  const garbage = new Uint8Array(randomBytes(64));
+  await new PostgresSnapshotStore(db.db).save(garbage, {
+    version: SNAPSHOT_VERSION,
+    shard: 0,
+    lastInputId,
+    stateHash: hashSnapshot(garbage),
+    takenAt: new Date(0).toISOString(),
+  });
+}
+
 describe("engine process", () => {
   it("stops with exit 2 when its log was trimmed past every snapshot it can load", async () => {
     const keys = keyspace(prefix);
@@ -80,12 +101,7 @@ describe("engine process", () => {
       const entries = await openAccounts(keys, 2);
       const savedAt = await saveStateOf(db.db, entries);
       await redis.del(keys.input);
-      const engine = spawnComponent("engine", {
-        REDIS_URL: TEST_REDIS_URL,
-        DATABASE_URL: db.url,
-        KEY_PREFIX: own,
-        ENGINE_LEASE_TTL_MS: "2000",
-      });
+      const engine = engineOn(db, own);
       try {
         // It must not lead (and answer orders) from a snapshot whose log it cannot reach.
         const ready = engine.waitFor("engine_ready", 30_000).then(() => "ready" as const);
@@ -113,14 +129,7 @@ describe("engine process", () => {
     try {
       await migrate(db.db, db.log);
       // The only snapshot, saved whole, does not decode; nothing was saved before it.
-      const garbage = new Uint8Array(randomBytes(64));
-      await new PostgresSnapshotStore(db.db).save(garbage, {
-        version: SNAPSHOT_VERSION,
-        shard: 0,
-        lastInputId: "1-0",
-        stateHash: hashSnapshot(garbage),
-        takenAt: new Date(0).toISOString(),
-      });
+      await saveUndecodable(db, "1-0");
       for (const userId of ["u1", "u2"]) {
         const input: EngineInput = {
           type: "user_instruction",
@@ -131,12 +140,7 @@ describe("engine process", () => {
         await redis.xadd(keys.input, "*", ...encodeFields(input));
       }
       await redis.xtrim(keys.input, "MAXLEN", 1);
-      const engine = spawnComponent("engine", {
-        REDIS_URL: TEST_REDIS_URL,
-        DATABASE_URL: db.url,
-        KEY_PREFIX: own,
-        ENGINE_LEASE_TTL_MS: "2000",
-      });
+      const engine = engineOn(db, own);
       expect(await engine.exited).toEqual({ code: 2, signal: null });
       const said = engine.raw.join("\n");
       expect(said).toContain("the newest is unusable (restore_fallback says why)");
@@ -153,23 +157,8 @@ describe("engine process", () => {
     try {
       await migrate(db.db, db.log);
       // Two snapshots, each saved whole, neither of which decodes (as a newer release's would not).
-      const store = new PostgresSnapshotStore(db.db);
-      for (const lastInputId of ["1-0", "2-0"]) {
-        const garbage = new Uint8Array(randomBytes(64));
-        await store.save(garbage, {
-          version: SNAPSHOT_VERSION,
-          shard: 0,
-          lastInputId,
-          stateHash: hashSnapshot(garbage),
-          takenAt: new Date(0).toISOString(),
-        });
-      }
-      const engine = spawnComponent("engine", {
-        REDIS_URL: TEST_REDIS_URL,
-        DATABASE_URL: db.url,
-        KEY_PREFIX: own,
-        ENGINE_LEASE_TTL_MS: "2000",
-      });
+      for (const lastInputId of ["1-0", "2-0"]) await saveUndecodable(db, lastInputId);
+      const engine = engineOn(db, own);
       expect(await engine.exited).toEqual({ code: 2, signal: null });
       const said = engine.raw.join("\n");
       expect(said).toContain("configuration error: no snapshot in this Postgres");
