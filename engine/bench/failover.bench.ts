@@ -141,7 +141,7 @@ async function main(): Promise<void> {
       30_000,
       "the client's account",
     );
-    const token = await new Sessions(new TextEncoder().encode(JWT_SECRET), apiRedis, keys).issue({
+    const { token } = await new Sessions(new TextEncoder().encode(JWT_SECRET), apiRedis, keys).issue({
       id: CLIENT,
       email: `${CLIENT}@bench.test`,
     });

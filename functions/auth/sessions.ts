@@ -91,7 +91,8 @@ export class Sessions {
    * that signing out everywhere would miss. The sign-in calls this before it uses up the link, so that such a
    * failure leaves the link working.
    */
-  async issue(user: { id: string; email: string }): Promise<string> {
+  /** A new session of `user`, listed: its token, and the session it stands for. */
+  async issue(user: { id: string; email: string }): Promise<{ token: string; session: Session }> {
     const sessionId = randomUUID();
     const nowS = Math.floor(Date.now() / 1000);
     const expiresAt = nowS + SESSION_TTL_SECONDS;
@@ -104,16 +105,14 @@ export class Sessions {
       .setExpirationTime(expiresAt)
       .sign(await this.key);
     await this.redis.eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)]);
-    return token;
+    return { token, session: { userId: user.id, email: user.email, sessionId, expiresAt } };
   }
 
   /**
-   * Takes a token `issue` made off its user's list, for one never handed out (the sign-in that made it found its
+   * Takes a session `issue` made off its user's list, for one never handed out (the sign-in that made it found its
    * link used up meanwhile): signing out everywhere would otherwise count it, as a session someone holds.
    */
-  async unlist(token: string): Promise<void> {
-    const session = await this.authentic(token);
-    if (session === undefined) return;
+  async unlist(session: Session): Promise<void> {
     await this.redis.eval(UNLIST_SESSION, [this.keys.sessionsKey(session.userId)], [session.sessionId]);
   }
 

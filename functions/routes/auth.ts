@@ -173,8 +173,8 @@ export function authRoutes(deps: ApiDeps) {
     // works on a retry, rather than a session that signing out everywhere would miss. One that is not handed out (a
     // concurrent request used the link first, or using it failed) comes off the list again, or signing out
     // everywhere would count it.
-    const session = await deps.sessions.issue(user);
-    const { sessionId } = (await deps.sessions.authentic(session))!;
+    const { token: sessionToken, session } = await deps.sessions.issue(user);
+    const { sessionId } = session;
     const unlist = () =>
       deps.sessions.unlist(session).catch((err: unknown) =>
         // The answer stays what it was; the session, which nobody holds, stays listed.
@@ -191,7 +191,7 @@ export function authRoutes(deps: ApiDeps) {
       await unlist(); // the answer is 401 either way: the link is used up
       throw new ApiError("INVALID_TOKEN");
     }
-    setCookie(c, sessionCookie, session, {
+    setCookie(c, sessionCookie, sessionToken, {
       httpOnly: true,
       sameSite: "Lax",
       path: "/",

@@ -297,7 +297,9 @@ async function main(): Promise<void> {
     await pipe.exec();
     const apiRedis = createIoredisApiRedis(TEST_REDIS_URL);
     const sessions = new Sessions(new TextEncoder().encode(JWT_SECRET), apiRedis, keys);
-    const tokens = await Promise.all(users.map((u) => sessions.issue({ id: u, email: `${u}@bench.test` })));
+    const tokens = await Promise.all(
+      users.map(async (u) => (await sessions.issue({ id: u, email: `${u}@bench.test` })).token),
+    );
     await until(
       async () => ((await redis.exists(keys.balancesKey(users.at(-1)!))) === 1 ? true : undefined),
       60_000,
