@@ -20,6 +20,7 @@
  */
 import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
+import { settledWithin } from "../platform/config.ts";
 import type { Logger } from "../platform/log.ts";
 import type { FeedMode } from "./config.ts";
 import { FeedClient, type FeedClientOptions, type FeedCounters, type FeedState } from "./feed-client.ts";
@@ -137,19 +138,18 @@ export class PriceFeed {
     const read = this.options.lastQuotes?.();
     if (read === undefined) return new Map();
     const waitMs = this.options.lastQuotesWaitMs ?? LAST_QUOTES_WAIT_MS;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), waitMs)));
-    try {
-      const quotes = await Promise.race([read, late]);
-      if (quotes !== "late") return quotes;
-      this.options.log.warn("feed_last_quotes_unread", { error: `no answer within ${waitMs} ms`, waitedMs: waitMs });
-    } catch (error) {
-      this.options.log.warn("feed_last_quotes_unread", { error: String(error) });
-    } finally {
-      clearTimeout(timer);
-    }
-    read.catch(() => undefined); // answered, or failed, after the wait: nobody listens any more
-    return new Map();
+    let said = false; // once: a read that fails after the wait is not news
+    const unread = (error: string) => {
+      if (!said) this.options.log.warn("feed_last_quotes_unread", { error, waitedMs: waitMs });
+      said = true;
+      return new Map<string, LastQuote>();
+    };
+    const quotes = await settledWithin(
+      read.catch((error: unknown) => unread(String(error))),
+      waitMs,
+      new AbortController().signal,
+    );
+    return quotes ?? unread(`no answer within ${waitMs} ms`);
   }
 
   async stop(): Promise<void> {
