@@ -106,6 +106,30 @@ export async function countRequest(
 }
 
 /**
+ * Counts a sign-in email against the deployment's budget, every address and IP together
+ * (`api:{deployment}:rate:sign-in-all`). Past it, 503 UNAVAILABLE rather than 429: the asker went over no limit of
+ * their own, the service cannot send now; Retry-After is what is left of the window. Returns true when this email
+ * used the budget's last unit, so that an operator is told once a window, not once a refused request.
+ */
+export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: RateLimit): Promise<boolean> {
+  const n = await redis.eval(
+    COUNT,
+    [keys.rateLimitKey("sign-in-all", "deployment")],
+    [String(rate.limit), String(rate.windowMs)],
+  );
+  if (typeof n === "number" && n < 0) {
+    const retryAfter = retryAfterSeconds(rate, -n);
+    throw new ApiError(
+      "UNAVAILABLE",
+      `Sign-in emails are paused: this service sends at most ${rate.limit} per ${windowWords(rate.windowMs)}, ` +
+        `and has sent them; try again in ${retryAfter} s.`,
+      { "Retry-After": String(retryAfter) },
+    );
+  }
+  return n === rate.limit;
+}
+
+/**
  * Who a sign-in limit counts. An address and its `+tag` variants (and, at Gmail, its dotted spellings) reach one
  * inbox, so they share one budget; otherwise one inbox could be sent links without end. The email limit counts a
  * keyed digest of the inbox (HMAC-SHA-256 under the session signing key, `Sessions.keyedDigest`), so that no address
@@ -234,13 +258,18 @@ function conflict(firstPath: string, path: string): ApiError {
  * (`leftMs`; unknown: a whole window), in whole seconds, at least one.
  */
 export function limited(scope: RateScope, rate: RateLimit, leftMs = rate.windowMs): ApiError {
-  const retryAfter = Math.max(1, Math.ceil(Math.min(leftMs, rate.windowMs) / 1000));
+  const retryAfter = retryAfterSeconds(rate, leftMs);
   return new ApiError(
     "RATE_LIMITED",
     `Too many requests: at most ${rate.limit} ${RATE_SCOPES[scope]} per ${windowWords(rate.windowMs)}; ` +
       `try again in ${retryAfter} s.`,
     { "Retry-After": String(retryAfter) },
   );
+}
+
+/** What is left of a window (`leftMs`, at most the window), in whole seconds, at least one. */
+function retryAfterSeconds(rate: RateLimit, leftMs: number): number {
+  return Math.max(1, Math.ceil(Math.min(leftMs, rate.windowMs) / 1000));
 }
 
 /** A window in words: "second", "minute", "15 minutes". */

@@ -132,6 +132,14 @@ describe("read rate limits", () => {
     expect(() => readApiConfig({ ...base, HISTORY_RATE_LIMIT_PER_SEC: "0" })).toThrow(/HISTORY_RATE_LIMIT_PER_SEC/);
   });
 
+  it("sign-in emails of the whole deployment per 24 hours, 1,000 by default", () => {
+    expect(readApiConfig(base).settings.signInPerDeployment).toEqual({ limit: 1000, windowMs: 24 * 3_600_000 });
+    expect(readApiConfig({ ...base, SIGN_IN_EMAILS_PER_DAY: "25000" }).settings.signInPerDeployment.limit).toBe(25000);
+    expect(() => readApiConfig({ ...base, SIGN_IN_EMAILS_PER_DAY: "0" })).toThrow(
+      'SIGN_IN_EMAILS_PER_DAY must be a whole number from 1 to 100000000, got "0"',
+    );
+  });
+
   it("candles per client IP per second", () => {
     expect(readApiConfig(base).settings.candlesRate).toEqual({ limit: 10, windowMs: 1000 });
     expect(readApiConfig({ ...base, CANDLES_RATE_LIMIT_PER_SEC: "4" }).settings.candlesRate.limit).toBe(4);

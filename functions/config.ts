@@ -88,6 +88,9 @@ export function readApiConfig(env: Env): ApiConfig {
         "Resend account's own address, so no one else could sign in",
     );
   const signInPerIp = wholeNumber(env, "SIGN_IN_LIMIT_PER_IP", 30, 1, 1_000_000);
+  // However many addresses and IPs ask: what bounds the provider's bill and the bounces a sending domain's
+  // reputation takes when a botnet asks for links to addresses that do not exist.
+  const signInEmailsPerDay = wholeNumber(env, "SIGN_IN_EMAILS_PER_DAY", 1_000, 1, 100_000_000);
   const appRedirectUrl = env.APP_REDIRECT_URL?.trim()
     ? url(env, "APP_REDIRECT_URL", undefined, ["http:", "https:"])
     : undefined;
@@ -133,6 +136,7 @@ export function readApiConfig(env: Env): ApiConfig {
       tradeRate: { limit: wholeNumber(env, "TRADE_RATE_LIMIT_PER_SEC", 20, 1, 1_000_000), windowMs: 1000 },
       signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
       signInPerIp: { limit: signInPerIp, windowMs: 15 * 60_000 },
+      signInPerDeployment: { limit: signInEmailsPerDay, windowMs: 24 * 3_600_000 },
       historyRate: { limit: wholeNumber(env, "HISTORY_RATE_LIMIT_PER_SEC", 10, 1, 1_000_000), windowMs: 1000 },
       candlesRate: { limit: wholeNumber(env, "CANDLES_RATE_LIMIT_PER_SEC", 10, 1, 1_000_000), windowMs: 1000 },
       verifyPerIp: {

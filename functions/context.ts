@@ -24,6 +24,8 @@ export interface ApiSettings {
   readonly tradeRate: RateLimit;
   readonly signInPerEmail: RateLimit;
   readonly signInPerIp: RateLimit;
+  /** Sign-in emails of the whole deployment, every address and IP together. */
+  readonly signInPerDeployment: RateLimit;
   /** History reads per user, for each history route on its own: each is a Postgres query. */
   readonly historyRate: RateLimit;
   /** Candle reads per client IP (per /64 for IPv6), signed in or not: each is a Postgres query. */

@@ -153,6 +153,7 @@ describe("the API's settings, from the deploying shell", () => {
     ENGINE_TIMEOUT_MS: "8000",
     TRADE_RATE_LIMIT_PER_SEC: "50",
     SIGN_IN_LIMIT_PER_IP: "40",
+    SIGN_IN_EMAILS_PER_DAY: "5000",
     VERIFY_LIMIT_PER_IP: "45",
     HISTORY_RATE_LIMIT_PER_SEC: "15",
     CANDLES_RATE_LIMIT_PER_SEC: "25",
@@ -170,6 +171,7 @@ describe("the API's settings, from the deploying shell", () => {
     expect(api.engineTimeoutMs).toBe(8000);
     expect(api.settings.tradeRate.limit).toBe(50);
     expect(api.settings.signInPerIp.limit).toBe(40);
+    expect(api.settings.signInPerDeployment).toEqual({ limit: 5000, windowMs: 24 * 3_600_000 });
     expect(api.settings.verifyPerIp.limit).toBe(45);
     expect(api.settings.historyRate.limit).toBe(15);
     expect(api.settings.candlesRate.limit).toBe(25);

@@ -337,6 +337,7 @@ async function main(): Promise<void> {
       JWT_SECRET,
       TRADE_RATE_LIMIT_PER_SEC: "1000000",
       SIGN_IN_LIMIT_PER_IP: "1000000",
+      SIGN_IN_EMAILS_PER_DAY: "1000000",
       ENGINE_TIMEOUT_MS: "5000",
       // Empty is unset: the dev mailbox, no redirect after verify, whatever the shell exports.
       RESEND_API_KEY: "",

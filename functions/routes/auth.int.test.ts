@@ -265,6 +265,44 @@ describe("magic-link sign-in", () => {
     ).toBe(200);
   });
 
+  it("stops sign-in emails at the deployment's budget with 503, tells the operator once, and sends nothing past it", async () => {
+    const budget = { limit: 3, windowMs: 24 * 3_600_000 };
+    const signInPerIp = { limit: 2, windowMs: 60_000 };
+    const capped = await startApiStack({ settings: { signInPerDeployment: budget, signInPerIp } });
+    try {
+      const asker = client(capped.app);
+      const ask = (i: number, ip = `10.7.0.${i}`) =>
+        asker.post("/api/v1/auth", { email: `budget${i}@example.com` }, { "x-test-ip": ip });
+      // A refusal for the asker's own limit is still a 429, and spends none of the budget.
+      expect([(await ask(0, "10.7.1.1")).status, (await ask(1, "10.7.1.1")).status]).toEqual([200, 200]);
+      expect((await ask(9, "10.7.1.1")).status).toBe(429);
+      expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toEqual([]);
+      expect((await ask(2)).status).toBe(200);
+      const used = capped.logLines.filter((l) => l.event === "sign_in_emails_used_up");
+      expect(used).toEqual([expect.objectContaining({ level: "warn", limit: 3, windowHours: 24 })]);
+      const tokensBefore = (await capped.pg.db.query("SELECT count(*)::int AS n FROM sign_in_tokens")).rows[0];
+
+      const over = await ask(3);
+      expect([over.status, over.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+      expect(over.body.error?.message).toBe(
+        "Sign-in emails are paused: this service sends at most 3 per 24 hours, and has sent them; try again in 86400 s.",
+      );
+      expect(over.headers.get("retry-after")).toBe("86400");
+      expect((await capped.deps.devMailbox!.list(50)).map((m) => m.to).sort()).toEqual([
+        "budget0@example.com",
+        "budget1@example.com",
+        "budget2@example.com",
+      ]);
+      expect((await capped.pg.db.query("SELECT count(*)::int AS n FROM sign_in_tokens")).rows[0]).toEqual(tokensBefore);
+      // Retry-After is what is left of the window; the warning is not repeated for each refusal.
+      await capped.redis.pexpire(capped.keys.rateLimitKey("sign-in-all", "deployment"), 12_300);
+      expect((await ask(4)).headers.get("retry-after")).toBe("13");
+      expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toHaveLength(1);
+    } finally {
+      await capped.close();
+    }
+  });
+
   it("counts an address under an HMAC of its inbox: no key names it, nor its plain hash", async () => {
     const from = { "x-test-ip": "10.0.0.5" };
     expect((await anon.post("/api/v1/auth", { email: "Keyed.Limit@Example.com" }, from)).status).toBe(200);

@@ -7,7 +7,7 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { countRequest, signInEmailSubject, signInIpSubject } from "../admission.ts";
+import { countRequest, signInEmailSubject, signInIpSubject, spendSignInBudget } from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { announceRevoked } from "../auth/stream-tickets.ts";
@@ -82,7 +82,7 @@ export function authRoutes(deps: ApiDeps) {
     description:
       "Answers the same, and does the same work, for any address: whether it has an account is not revealed. " +
       `The link signs in (creating the account on first use) and expires in ${SIGN_IN_TOKEN_TTL_MINUTES} minutes. ` +
-      "Limited per address and per IP. An address the email provider refuses gets the same answer; 503 when the " +
+      "Limited per address and per IP, and in all per day (503 past that). An address the email provider refuses gets the same answer; 503 when the " +
       "provider cannot send now (down, over its limits, or refusing this deployment's key or sender), whose " +
       "Retry-After is then the provider's own wait when it named one, and 300 when sending waits for an operator " +
       "or a quota's reset.",
@@ -100,6 +100,12 @@ export function authRoutes(deps: ApiDeps) {
     await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
     const emailSubject = await signInEmailSubject(deps.sessions, email);
     await countRequest(redis, keys, "sign-in-email", emailSubject, settings.signInPerEmail);
+    if (await spendSignInBudget(redis, keys, settings.signInPerDeployment))
+      deps.log.warn("sign_in_emails_used_up", {
+        limit: settings.signInPerDeployment.limit,
+        windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
+        hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
+      });
     const token = await issueSignInToken(db, email);
     const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
     // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.

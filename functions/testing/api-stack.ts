@@ -152,6 +152,7 @@ export async function startApiStack(overrides: ApiStackOptions = {}): Promise<Ap
     tradeRate: { limit: 1000, windowMs: 1000 },
     signInPerEmail: { limit: 5, windowMs: 15 * 60_000 },
     signInPerIp: { limit: 1000, windowMs: 15 * 60_000 },
+    signInPerDeployment: { limit: 1_000_000, windowMs: 24 * 3_600_000 },
     historyRate: { limit: 1_000_000, windowMs: 1000 },
     candlesRate: { limit: 1_000_000, windowMs: 1000 },
     verifyPerIp: { limit: 1_000_000, windowMs: 15 * 60_000 },

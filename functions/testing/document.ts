@@ -33,6 +33,7 @@ export function documentOnlyDeps(appUrl = "http://localhost:3000"): ApiDeps {
       tradeRate: { limit: 1, windowMs: 1000 },
       signInPerEmail: { limit: 1, windowMs: 1000 },
       signInPerIp: { limit: 1, windowMs: 1000 },
+      signInPerDeployment: { limit: 1, windowMs: 1000 },
       historyRate: { limit: 1, windowMs: 1000 },
       candlesRate: { limit: 1, windowMs: 1000 },
       verifyPerIp: { limit: 1, windowMs: 1000 },

@@ -86,6 +86,7 @@ export async function createProcessStack(
     ENGINE_TIMEOUT_MS: "3000",
     TRADE_RATE_LIMIT_PER_SEC: "1000",
     SIGN_IN_LIMIT_PER_IP: "1000",
+    SIGN_IN_EMAILS_PER_DAY: "1000000",
     ...env,
   };
 
