@@ -6,13 +6,15 @@
  * engine liquidates before that, and a quote newer than the trade list must not show more).
  */
 import { ACCOUNT_CURRENCY, ASSET_BY_SYMBOL, ASSETS, microsPerTickStep, type AssetConfig } from "../contract/markets.ts";
-import type {
-  ClosedTradeView,
-  OrderView,
-  SpotOrderView,
-  TradeView,
-  TrailingStopSpec,
-  TrailingStopView,
+import {
+  trailingStopSchema,
+  trailingStopSpecSchema,
+  type ClosedTradeView,
+  type OrderView,
+  type SpotOrderView,
+  type TradeView,
+  type TrailingStopSpec,
+  type TrailingStopView,
 } from "../contract/messages.ts";
 import { formatBigUnits, toUnits, trimDecimal, USD_DECIMALS } from "../contract/money.ts";
 
@@ -143,14 +145,14 @@ export function closedTradeView(r: ClosedOrderRow): ClosedTradeView {
     openPrice: trimDecimal(r.open_price),
     stopLoss: nullable(r.stop_loss),
     takeProfit: nullable(r.take_profit),
-    trailingStop: r.trailing_stop === null ? null : (JSON.parse(r.trailing_stop) as TrailingStopView),
+    trailingStop: r.trailing_stop === null ? null : inShapeOrder<TrailingStopView>(trailingStopSchema, r.trailing_stop),
     liquidationPrice: nullable(r.liquidation_price),
     openedAt: r.opened_at.toISOString(),
     closeId: r.close_id,
-    lossWaived: nullable(r.loss_waived),
-    remainingQuantity: trimDecimal(r.remaining_quantity),
     closePrice: trimDecimal(r.close_price),
     pnl: trimDecimal(r.pnl),
+    lossWaived: nullable(r.loss_waived),
+    remainingQuantity: trimDecimal(r.remaining_quantity),
     closeReason: r.close_reason,
     closedAt: r.closed_at.toISOString(),
   };
@@ -223,7 +225,8 @@ export function orderView(r: OrderRow): OrderView {
     leverage: r.leverage,
     stopLoss: nullable(r.stop_loss),
     takeProfit: nullable(r.take_profit),
-    trailingStop: r.trailing_stop === null ? null : (JSON.parse(r.trailing_stop) as TrailingStopSpec),
+    trailingStop:
+      r.trailing_stop === null ? null : inShapeOrder<TrailingStopSpec>(trailingStopSpecSchema, r.trailing_stop),
     expiresAt: r.expires_at === null ? null : r.expires_at.toISOString(),
     ocoWith: r.oco_with,
     status: r.status,
@@ -239,6 +242,19 @@ export function orderView(r: OrderRow): OrderView {
 export function pendingOrdersView(stored: Record<string, string>): OrderView[] {
   const orders = Object.values(stored).map((json) => JSON.parse(json) as OrderView);
   return orders.sort((a, b) => (a.placedAt === b.placedAt ? compareIds(a.id, b.id) : a.placedAt < b.placedAt ? -1 : 1));
+}
+
+/**
+ * A jsonb column's object with its keys in the order of its contract schema, as the engine's outputs (the stream,
+ * the write answers) have them: jsonb keeps keys sorted by length, then bytes, so a close read back from the history
+ * would otherwise look different from the same close in its answer.
+ */
+function inShapeOrder<T>(schema: { shape: Record<string, unknown> }, json: string): T {
+  const stored = JSON.parse(json) as Record<string, unknown>;
+  const ordered: Record<string, unknown> = {};
+  for (const key of Object.keys(schema.shape)) if (key in stored) ordered[key] = stored[key];
+  for (const key of Object.keys(stored)) if (!(key in ordered)) ordered[key] = stored[key];
+  return ordered as T;
 }
 
 function nullable(text: string | null): string | null {

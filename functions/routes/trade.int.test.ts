@@ -111,6 +111,43 @@ describe("trading through the API", () => {
     expect(page1[0]).toMatchObject({ asset: "BTC", pnl: "-0.003465" });
   });
 
+  it("reads a close and an order back from the history exactly as their answers gave them, key order too", async () => {
+    const carol = client(stack.app, (await stack.signIn("carol@example.com")).token);
+    const trailingStop = { distance: "25", activationPrice: "2050" };
+    const opened = await carol.post("/api/v1/trade/create", {
+      asset: "ETH",
+      type: "long",
+      margin: "50",
+      leverage: 5,
+      stopLoss: "1900",
+      trailingStop,
+    });
+    expect([opened.status, opened.body.error]).toEqual([201, undefined]);
+    const closed = await carol.post("/api/v1/trade/close", { tradeId: (opened.body.trade as { id: string }).id });
+    expect(closed.status).toBe(200);
+    const history = (await carol.get("/api/v1/trade/history")).body.trades as unknown[];
+    // JSON text, not deep equality: a client diffing answers, or a snapshot test, sees the order of keys.
+    expect(JSON.stringify(history[0])).toBe(JSON.stringify(closed.body.trade));
+
+    const order = {
+      asset: "ETH",
+      side: "long",
+      type: "limit",
+      price: "1500",
+      margin: "20",
+      leverage: 2,
+      stopLoss: "1400",
+    };
+    const placed = await carol.post("/api/v1/trade/orders", order);
+    expect([placed.status, placed.body.error]).toEqual([201, undefined]);
+    const cancelled = await carol.post("/api/v1/trade/orders/cancel", {
+      orderId: (placed.body.order as { id: string }).id,
+    });
+    expect(cancelled.status).toBe(200);
+    const orders = (await carol.get("/api/v1/trade/orders/history")).body.orders as unknown[];
+    expect(JSON.stringify(orders[0])).toBe(JSON.stringify(cancelled.body.order));
+  });
+
   it("executes a spot buy at the ask and a sell at the bid, answering the order and all balances", async () => {
     const buy = await bob.post("/api/v1/trade/order", { asset: "ETH", side: "buy", quantity: "0.5" });
     expect(buy.status).toBe(201);
