@@ -51,6 +51,30 @@ describe("validation errors say field, expected and received", () => {
     for (const leverage of [0, 1.5]) expect((await create({ leverage })).body.error?.code).toBe("INVALID_REQUEST");
   });
 
+  it("a whole leverage past an exponent of 40, which is not spelt out, is 422 INVALID_LEVERAGE all the same", async () => {
+    const body = (leverage: string) => `{"asset":"ETH","type":"long","margin":"100","leverage":${leverage}}`;
+    const huge = `1e${"9".repeat(400)}`;
+    for (const [leverage, shown] of [
+      ["1e41", "1e41"],
+      ["1.5E+41", "1.5E+41"],
+      [huge, `${huge.slice(0, 40)}… (402 characters)`],
+    ] as const) {
+      const res = await ada.post("/api/v1/trade/create", body(leverage));
+      expect([res.status, res.body.error], leverage).toEqual([
+        422,
+        {
+          code: "INVALID_LEVERAGE",
+          message: `leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received ${shown}.`,
+        },
+      ]);
+    }
+    // Not whole (more decimals than the exponent moves), zero, or tiny: not a leverage at all, as 1.5 and 0 are
+    for (const leverage of [`1.${"0".repeat(42)}1e41`, "0e50", "1e-41"]) {
+      const res = await ada.post("/api/v1/trade/create", body(leverage));
+      expect([res.status, res.body.error?.code], leverage).toEqual([400, "INVALID_REQUEST"]);
+    }
+  });
+
   it('{"id": …} on close: the unknown field is named, first, and tradeId is missing', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);

@@ -63,6 +63,13 @@ describe("parseJsonBody", () => {
     expect(numberIn(`{"n":${long}}`).decimalText()).toBe(long);
   });
 
+  it("tells a whole number above zero from its digits, past the exponents decimalText spells out too", () => {
+    const whole = ["1", "10.0", "100e-2", "1e41", "1.5E+41", `1e${"9".repeat(400)}`, `1${"0".repeat(50)}e-50`];
+    const not = ["0", "0e50", "1.5", "1e-1", `1.${"0".repeat(42)}1e41`, `1e-${"9".repeat(400)}`, "-1", "-1e41"];
+    for (const text of whole) expect(numberIn(`{"n":${text}}`).isPositiveWhole(), text).toBe(true);
+    for (const text of not) expect(numberIn(`{"n":${text}}`).isPositiveWhole(), text).toBe(false);
+  });
+
   it("spells a decimal one way: no leading zeros before the point, no trailing zeros after it", () => {
     expect(plainDecimal("0100", "50")).toBe("100.5");
     expect(plainDecimal("000", "000")).toBe("0");

@@ -44,6 +44,23 @@ export class JsonNumber extends RawNumber {
     const exponent = Number(NUMBER_PARTS.exec(this.text)?.[3] ?? "0");
     return exponent > MAX_EXPONENT ? "above" : exponent < -MAX_EXPONENT ? "below" : undefined;
   }
+
+  /**
+   * Whether the number is a whole number above zero, read from its digits and exponent without spelling it out, so
+   * past MAX_EXPONENT too: `1e41`, `1.5e41` and `100e-2` are, `0e50`, `1.5` and a negative number are not.
+   */
+  isPositiveWhole(): boolean {
+    const m = NUMBER_PARTS.exec(this.text);
+    if (m === null) return false;
+    const fraction = m[2] ?? "";
+    const digits = m[1]! + fraction;
+    // Trailing zeros counted in a loop, as plainDecimal does, not with a regular expression.
+    let zeros = 0;
+    while (zeros < digits.length && digits[digits.length - 1 - zeros] === "0") zeros++;
+    if (zeros === digits.length) return false;
+    // An exponent too long for a double reads as ±Infinity, which compares as it should.
+    return Number(m[3] ?? "0") - fraction.length + zeros >= 0;
+  }
 }
 
 /**
