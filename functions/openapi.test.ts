@@ -140,6 +140,16 @@ describe("the OpenAPI document", () => {
     });
   });
 
+  it("gives an OCO pair exactly two legs and two orders: prefixItems alone would take any number in OpenAPI 3.1", () => {
+    const oco = paths["/api/v1/trade/orders/oco"] as {
+      post: { requestBody: Content; responses: Record<string, Content> };
+    };
+    type Content = { content: { "application/json": { schema: { properties: Record<string, unknown> } } } };
+    const pair = { type: "array", minItems: 2, maxItems: 2, prefixItems: [{}, {}] };
+    expect(oco.post.requestBody.content["application/json"].schema.properties["legs"]).toMatchObject(pair);
+    expect(oco.post.responses["201"]!.content["application/json"].schema.properties["orders"]).toMatchObject(pair);
+  });
+
   it("describes the public market routes: no security, the candles' query with its intervals", () => {
     expect(paths["/api/v1/market/quotes"]).toMatchObject({ get: { security: [], responses: { 200: {} } } });
     expect(paths["/api/v1/market/candles"]).toMatchObject({

@@ -312,9 +312,19 @@ export const entryOrderRequest = z
     },
   });
 
+/**
+ * A pair, as the document says it: in OpenAPI 3.1 (JSON Schema 2020-12) a tuple's `prefixItems` alone takes arrays
+ * of any length, whereas zod refuses all but two items.
+ */
+function exactlyTwo<S extends z.ZodType>(tuple: S) {
+  return tuple.openapi({ minItems: 2, maxItems: 2 });
+}
+
 export const ocoRequest = z
   .strictObject({
-    legs: z.tuple([entryOrderRequest, entryOrderRequest], { error: "expected an array of exactly two orders" }),
+    legs: exactlyTwo(
+      z.tuple([entryOrderRequest, entryOrderRequest], { error: "expected an array of exactly two orders" }),
+    ),
   })
   .openapi("OcoRequest", {
     example: {
@@ -708,7 +718,7 @@ export const responses = {
     remaining: orNull(tradeView).openapi({ description: "After a partial close, what stays open; else null." }),
   }),
   placedOrder: z.object({ order: orderView, balances: balancesView }),
-  placedOco: z.object({ orders: z.tuple([orderView, orderView]), balances: balancesView }),
+  placedOco: z.object({ orders: exactlyTwo(z.tuple([orderView, orderView])), balances: balancesView }),
   cancelledOrder: z.object({ order: orderView, balances: balancesView }),
   pendingOrders: z.object({ orders: z.array(orderView) }),
   orderHistory: z.object({ orders: z.array(orderView), nextCursor: z.string().nullable() }),
