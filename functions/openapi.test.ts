@@ -150,6 +150,33 @@ describe("the OpenAPI document", () => {
     expect(oco.post.responses["201"]!.content["application/json"].schema.properties["orders"]).toMatchObject(pair);
   });
 
+  it("documents an entry order's trailing stop as null: any other value is refused, whatever its terms", () => {
+    const entry = (raw.components as { schemas: Record<string, { properties: object; required: string[] }> }).schemas[
+      "EntryOrderRequest"
+    ]!;
+    expect(entry.properties).toMatchObject({
+      trailingStop: {
+        type: "null",
+        description: expect.stringContaining(
+          "Any other value, whatever its terms, is refused 422 INVALID_TRAILING_STOP",
+        ) as unknown,
+      },
+    });
+    expect(entry.required).not.toContain("trailingStop");
+    // A trade's trailing stop keeps its terms.
+    expect(paths["/api/v1/trade/create"]).toMatchObject({
+      post: {
+        requestBody: {
+          content: {
+            "application/json": {
+              schema: { properties: { trailingStop: { anyOf: [{ properties: { distance: {} } }, { type: "null" }] } } },
+            },
+          },
+        },
+      },
+    });
+  });
+
   it("describes the public market routes: no security, the candles' query with its intervals", () => {
     expect(paths["/api/v1/market/quotes"]).toMatchObject({ get: { security: [], responses: { 200: {} } } });
     expect(paths["/api/v1/market/candles"]).toMatchObject({

@@ -278,6 +278,32 @@ export const isoTimeInput = z
   })
   .openapi({ type: "string", format: "date-time", example: "2026-12-05T18:00:00Z" });
 
+/** Why an entry order's trailing stop is refused, in its answer and its OpenAPI description. */
+const TRAILING_UNSUPPORTED = "a trailing stop is not supported on pending orders yet";
+
+/**
+ * An entry order's trailing stop: not supported yet (the engine refuses one on a pending order before anything
+ * else), so any value but null or absent is 422 INVALID_TRAILING_STOP, whatever it holds (`{}`, `{"distance":
+ * "abc"}`, `5`), told before any other problem of the request, the other leg's included (params.first,
+ * validate.ts): told about its terms or another field first, a user would fix them only to be refused anyway.
+ * Documented as null, the one value taken. It leaves validation as absent.
+ */
+const entryTrailingStop = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    if (value === null || value === undefined) return;
+    const params = { code: "INVALID_TRAILING_STOP", first: true, note: TRAILING_UNSUPPORTED };
+    ctx.addIssue({ code: "custom", message: "expected none", params });
+  })
+  .transform((): undefined => undefined)
+  .optional()
+  .openapi({
+    type: "null",
+    description:
+      `Not supported yet: null or absent. Any other value, whatever its terms, is refused 422 ` +
+      `INVALID_TRAILING_STOP before any other check of the request (${TRAILING_UNSUPPORTED}).`,
+  });
+
 /** An entry order's terms, as `POST /trade/orders` and each leg of `POST /trade/orders/oco` take them. */
 export const entryOrderRequest = z
   .strictObject({
@@ -293,7 +319,7 @@ export const entryOrderRequest = z
     leverage: leverageInput,
     stopLoss: optionalPrice("The trade's stop-loss on fill."),
     takeProfit: optionalPrice("The trade's take-profit on fill."),
-    trailingStop: optionalComponentOrNone(trailingStopInput),
+    trailingStop: entryTrailingStop,
     expiresAt: optionalOrNone(isoTimeInput).openapi({
       type: ["string", "null"],
       format: "date-time",

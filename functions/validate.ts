@@ -151,7 +151,7 @@ export function readQuery<S extends z.ZodType>(c: Context, schema: S): z.output<
 function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.output<S> {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
-  const issues = numbersForObjects(unwrapOrNull(parsed.error.issues), input);
+  const issues = markedFirst(numbersForObjects(unwrapOrNull(parsed.error.issues), input));
   const first = issues[0]!;
   // A field's own code (UNKNOWN_ASSET, INVALID_AMOUNT) is for a value of the right JSON type that it refused; a
   // missing field, or one of the wrong type (`"asset": 5`, `"margin": true`), is INVALID_REQUEST (docs/api.md).
@@ -162,6 +162,16 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
       ? undefined
       : ((own as ApiErrorCode | RejectionCode | undefined) ?? fieldErrorCode(first.path));
   throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(toldOrder(issues, code), input, where, schema));
+}
+
+/**
+ * The issues a schema marks to be told first (params.first: a trailing stop on an entry order, schemas.ts) ahead of
+ * the rest, which keep their order: the code and the answer are theirs whatever else is wrong, a missing field or
+ * the other leg of a pair included.
+ */
+function markedFirst(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
+  const first = (issue: z.core.$ZodIssue) => issue.code === "custom" && issue.params?.["first"] === true;
+  return [...issues.filter(first), ...issues.filter((issue) => !first(issue))];
 }
 
 /**

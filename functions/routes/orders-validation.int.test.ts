@@ -57,22 +57,51 @@ describe("validation of the order and trade routes", () => {
       "INVALID_REQUEST",
       'expiresAt: expected an ISO 8601 time with its offset, such as 2026-12-05T18:00:00Z, received "tomorrow".',
     );
-    await refused(
-      "/api/v1/trade/orders",
-      { ...ORDER, trailingStop: { distance: "10", percent: "1" } },
-      "INVALID_REQUEST",
-      'trailingStop: expected exactly one of distance and percent, received distance "10" and percent "1".',
-    );
-    // Not supported on an entry order: said first, whatever its terms, as the engine says it.
-    for (const trailingStop of [{ distance: "10.001" }, { distance: "10" }]) {
+  });
+
+  it("POST /trade/orders: a trailing stop is refused first, whatever its terms, as the engine refuses it", async () => {
+    const unsupported = "a trailing stop is not supported on pending orders yet";
+    // Terms the schema refuses (neither or both of distance and percent, "abc"), the route would refuse (10.001) or
+    // would take: the same refusal, not one the user would fix only to be refused anyway. So is any other value.
+    for (const trailingStop of [
+      {},
+      { distance: "10", percent: "1" },
+      { distance: "abc" },
+      { distance: true },
+      { distance: "10.001" },
+      { distance: "10" },
+    ]) {
       await refused(
         "/api/v1/trade/orders",
         { ...ORDER, price: "0", trailingStop },
         "INVALID_TRAILING_STOP",
-        "trailingStop: expected none, received an object: a trailing stop is not supported on pending orders yet.",
+        `trailingStop: expected none, received an object: ${unsupported}.`,
         422,
       );
     }
+    for (const [trailingStop, shown] of [
+      [5, "5"],
+      ["none", '"none"'],
+      [[], "an array of 0 items"],
+    ] as const) {
+      await refused(
+        "/api/v1/trade/orders",
+        { ...ORDER, trailingStop },
+        "INVALID_TRAILING_STOP",
+        `trailingStop: expected none, received ${shown}: ${unsupported}.`,
+        422,
+      );
+    }
+    // Before any other problem of the request, told after it.
+    await refused(
+      "/api/v1/trade/orders",
+      { ...ORDER, asset: undefined, price: "abc", trailingStop: { percent: "0" } },
+      "INVALID_TRAILING_STOP",
+      `trailingStop: expected none, received an object: ${unsupported}. ` +
+        'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing. ' +
+        'price: expected a positive decimal such as "100" or "4303.93", received "abc".',
+      422,
+    );
   });
 
   it("POST /trade/orders: a refused price is 422 INVALID_PRICE, a refused exit price 400 INVALID_AMOUNT", async () => {
@@ -153,6 +182,25 @@ describe("validation of the order and trade routes", () => {
       "legs.1.trailingStop: expected none, received an object: a trailing stop is not supported on pending orders yet.",
       422,
     );
+    // Either leg's trailing stop before the other leg's checks: the route's (too many decimals) and the schema's.
+    for (const [price, trailingStop, after] of [
+      ["1900.001", { distance: "5" }, ""],
+      ["abc", {}, ' legs.0.price: expected a positive decimal such as "100" or "4303.93", received "abc".'],
+    ] as const) {
+      await refused(
+        "/api/v1/trade/orders/oco",
+        {
+          legs: [
+            { ...ORDER, price },
+            { ...ORDER, trailingStop },
+          ],
+        },
+        "INVALID_TRAILING_STOP",
+        "legs.1.trailingStop: expected none, received an object: a trailing stop is not supported on pending orders " +
+          `yet.${after}`,
+        422,
+      );
+    }
     await refused(
       "/api/v1/trade/orders/oco",
       {},

@@ -107,17 +107,14 @@ export interface EntryOrderInput {
   readonly leverage: number;
   readonly stopLoss?: string | undefined;
   readonly takeProfit?: string | undefined;
-  readonly trailingStop?: TrailingInput | undefined;
   readonly expiresAt?: number | undefined;
 }
 
+/**
+ * An entry order's terms, checked against its asset's precision and range. It has no trailing stop: validation
+ * refuses one on an entry order before anything else (schemas.ts), as the engine does.
+ */
 export function entryOrderTerms(field: string, o: EntryOrderInput) {
-  // The engine refuses a trailing stop on an entry order, first: told here about its terms instead, a user would fix
-  // them only to be refused anyway.
-  if (o.trailingStop !== undefined) {
-    const why = "a trailing stop is not supported on pending orders yet";
-    throw new FieldRefusal("INVALID_TRAILING_STOP", `${field}trailingStop`, "none", o.trailingStop, why);
-  }
   const asset = ASSET_BY_SYMBOL.get(o.asset)!;
   checkPrice(`${field}price`, o.price, asset, "INVALID_PRICE");
   checkPrecision(`${field}margin`, o.margin, USD_DECIMALS);
