@@ -505,8 +505,10 @@ export const idempotencyKeyHeader = z.object({
         "request: 24 h, within the user's last 10,000 trade requests (with or without a key; refusals count). " +
         "Past either, and after a NO_PRICE or STALE_PRICE refusal (not remembered), the same key acts again. Same " +
         "key, other body or endpoint: 409 IDEMPOTENCY_CONFLICT while the API remembers the key (24 h from its first " +
-        "use, within the user's last 10,000 keys). Without a key every request is a new action, its retry after a " +
-        "504 included.",
+        "use, within the user's last 10,000 keys). A request refused for its input before the engine sees it does " +
+        "not use the key: a 400, or a 422 the API answers itself (every INVALID_PRICE; INVALID_TRAILING_STOP on an " +
+        "entry order, or for terms not positive at their precision or over their range; INVALID_LEVERAGE of " +
+        "1,000,000 or more). Without a key every request is a new action, its retry after a 504 included.",
       example: "3f6c1a52-8d0e-4b7a-9c1e-2a4b6d8f0e12",
     }),
 });

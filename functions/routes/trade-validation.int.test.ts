@@ -272,3 +272,55 @@ describe("a signed-out session on a trade POST", () => {
     }
   });
 });
+
+describe("a 422 the API answers for the request's input, as docs/api.md lists them, is like a 400", () => {
+  let limited: ApiStack;
+  beforeAll(async () => {
+    limited = await startApiStack({ settings: { tradeRate: { limit: 3, windowMs: 60_000 } } });
+    await limited.setQuote("ETH_USDC_PERP", "2000", "2001");
+  });
+  afterAll(() => limited.close());
+
+  /** One of each kind of 422 the API answers before admission. */
+  const inputRefusals = [
+    ["/api/v1/trade/orders", { ...ORDER, price: "1900.001" }, "INVALID_PRICE"],
+    ["/api/v1/trade/orders", { ...ORDER, trailingStop: { distance: "5" } }, "INVALID_TRAILING_STOP"],
+    ["/api/v1/trade/create", { ...TRADE, trailingStop: { distance: "0" } }, "INVALID_TRAILING_STOP"],
+    ["/api/v1/trade/create", { ...TRADE, leverage: 1_000_000 }, "INVALID_LEVERAGE"],
+  ] as const;
+
+  it("does not count against the trade limit; the engine's 422s with the same codes do", async () => {
+    const dee = client(limited.app, (await limited.signIn("dee@example.com")).token);
+    for (let round = 0; round < 2; round++) {
+      for (const [path, body, code] of inputRefusals) {
+        const res = await dee.post(path, body);
+        expect([res.status, res.body.error?.code], `${path} ${JSON.stringify(body)}`).toEqual([422, code]);
+      }
+    }
+    const engines: unknown[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await dee.post("/api/v1/trade/create", { ...TRADE, leverage: 101 });
+      engines.push([res.status, res.body.error?.code]);
+    }
+    const refused = [422, "INVALID_LEVERAGE"];
+    expect(engines).toEqual([refused, refused, refused, [429, "RATE_LIMITED"]]);
+  });
+
+  it("does not use the Idempotency-Key: the same refusal again, the key free for another body", async () => {
+    const eve = client(limited.app, (await limited.signIn("eve@example.com")).token);
+    const key = { "idempotency-key": `input-${crypto.randomUUID()}` };
+    const bad = { ...ORDER, price: "1900.001" };
+    for (let i = 0; i < 2; i++)
+      expect((await eve.post("/api/v1/trade/orders", bad, key)).body.error?.code).toBe("INVALID_PRICE");
+    const placed = await eve.post("/api/v1/trade/orders", ORDER, key);
+    expect(placed.status, JSON.stringify(placed.body)).toBe(201);
+    // A key already used: the refusal for the input, not 409.
+    expect((await eve.post("/api/v1/trade/orders", bad, key)).body.error?.code).toBe("INVALID_PRICE");
+    // The engine's refusal is an answer to the key: the same key with another body is 409.
+    const engineKey = { "idempotency-key": `engine-${crypto.randomUUID()}` };
+    const refused = await eve.post("/api/v1/trade/create", { ...TRADE, leverage: 101 }, engineKey);
+    expect([refused.status, refused.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
+    const other = await eve.post("/api/v1/trade/create", TRADE, engineKey);
+    expect([other.status, other.body.error?.code]).toEqual([409, "IDEMPOTENCY_CONFLICT"]);
+  });
+});
