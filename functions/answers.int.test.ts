@@ -75,6 +75,44 @@ describe("validation errors say field, expected and received", () => {
     }
   });
 
+  describe("a leverage past an exponent of 40 is judged by its value, not by the exponent's sign", () => {
+    const body = (leverage: string) => `{"asset":"ETH","type":"long","margin":"100","leverage":${leverage}}`;
+    const [z40, z50] = ["0".repeat(40), "0".repeat(50)];
+
+    it("1e9 spelt 1(50 zeros)e-41 is 422 INVALID_LEVERAGE, as 1e9 is", async () => {
+      const billion = `1${z50}e-41`;
+      const res = await ada.post("/api/v1/trade/create", body(billion));
+      const shown = `${billion.slice(0, 40)}… (55 characters)`;
+      expect([res.status, res.body.error]).toEqual([
+        422,
+        {
+          code: "INVALID_LEVERAGE",
+          message: `leverage: expected a whole number from 1 to 100, as a JSON number such as 10, received ${shown}.`,
+        },
+      ]);
+    });
+
+    it("10 spelt 0.(40 zeros)1e42 is 10, and 101 spelt past +40 goes to the engine as 101 does", async () => {
+      // Another user: ada's balance is counted below
+      const eve = client(stack.app, (await stack.signIn("eve@example.com")).token);
+      const ten = await eve.post("/api/v1/trade/create", body(`0.${z40}1e42`));
+      expect(
+        [ten.status, (ten.body.trade as { leverage?: number } | undefined)?.leverage],
+        JSON.stringify(ten.body),
+      ).toEqual([201, 10]);
+      const engines = await eve.post("/api/v1/trade/create", body(`0.${z40}101e43`));
+      expect([engines.status, engines.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
+      expect(engines.body.error?.message).toContain("received 101."); // the engine's words, not the API's
+    });
+
+    it("1.5 spelt past either way is not a leverage at all, as 1.5 is not", async () => {
+      for (const leverage of [`15${z50}e-51`, `0.${z40}15e41`]) {
+        const res = await ada.post("/api/v1/trade/create", body(leverage));
+        expect([res.status, res.body.error?.code], leverage).toEqual([400, "INVALID_REQUEST"]);
+      }
+    });
+  });
+
   it('{"id": …} on close: the unknown field is named, first, and tradeId is missing', async () => {
     const res = await ada.post("/api/v1/trade/close", { id: "T0-1" });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);

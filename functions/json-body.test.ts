@@ -63,11 +63,25 @@ describe("parseJsonBody", () => {
     expect(numberIn(`{"n":${long}}`).decimalText()).toBe(long);
   });
 
-  it("tells a whole number above zero from its digits, past the exponents decimalText spells out too", () => {
-    const whole = ["1", "10.0", "100e-2", "1e41", "1.5E+41", `1e${"9".repeat(400)}`, `1${"0".repeat(50)}e-50`];
-    const not = ["0", "0e50", "1.5", "1e-1", `1.${"0".repeat(42)}1e41`, `1e-${"9".repeat(400)}`, "-1", "-1e41"];
-    for (const text of whole) expect(numberIn(`{"n":${text}}`).isPositiveWhole(), text).toBe(true);
-    for (const text of not) expect(numberIn(`{"n":${text}}`).isPositiveWhole(), text).toBe(false);
+  it("reads a whole number above zero by its value, past the exponents decimalText spells out too", () => {
+    const z40 = "0".repeat(40);
+    const z50 = "0".repeat(50);
+    const value = (text: string) => numberIn(`{"n":${text}}`).positiveWhole(6);
+    for (const [text, whole] of [
+      ["1", 1],
+      ["10.0", 10],
+      ["100e-2", 1],
+      ["999999", 999999],
+      [`0.${z40}1e42`, 10], // past +40, yet 10
+      [`0.${z40}101e43`, 101],
+      [`1${z50}e-45`, 100000], // past -40, yet 100000
+    ] as const)
+      expect(value(text), text).toBe(whole);
+    for (const text of ["1000000", "1e41", "1.5E+41", `1e${"9".repeat(400)}`, `1${z50}e-41`, `0.${z40}1e47`])
+      expect(value(text), text).toBe("larger");
+    for (const text of ["0", "0e50", "1.5", "1e-1", `1.${"0".repeat(42)}1e41`, `1e-${"9".repeat(400)}`, "-1", "-1e41"])
+      expect(value(text), text).toBeUndefined();
+    for (const text of [`15${z50}e-51`, `0.${z40}15e41`]) expect(value(text), `${text} is 1.5`).toBeUndefined();
   });
 
   it("spells a decimal one way: no leading zeros before the point, no trailing zeros after it", () => {

@@ -46,20 +46,29 @@ export class JsonNumber extends RawNumber {
   }
 
   /**
-   * Whether the number is a whole number above zero, read from its digits and exponent without spelling it out, so
-   * past MAX_EXPONENT too: `1e41`, `1.5e41` and `100e-2` are, `0e50`, `1.5` and a negative number are not.
+   * The number's value when it is a whole number above zero of at most `maxDigits` digits; "larger" when it is a
+   * whole number of more; undefined when it is not a whole number above zero (`0`, `1.5`, a negative number). Read
+   * from its digits and exponent by where its first and last non-zero digits sit, so a long exponent is never spelt
+   * out, and judged by the value, not by the exponent's sign: `1e41` and `1{50 zeros}e-41` (1e9) are "larger",
+   * `0.{40 zeros}1e42` is 10 and `15{50 zeros}e-51` (1.5) is not whole. `maxDigits` stays under 16, where a double
+   * holds every whole number.
    */
-  isPositiveWhole(): boolean {
+  positiveWhole(maxDigits: number): number | "larger" | undefined {
     const m = NUMBER_PARTS.exec(this.text);
-    if (m === null) return false;
-    const fraction = m[2] ?? "";
-    const digits = m[1]! + fraction;
-    // Trailing zeros counted in a loop, as plainDecimal does, not with a regular expression.
-    let zeros = 0;
-    while (zeros < digits.length && digits[digits.length - 1 - zeros] === "0") zeros++;
-    if (zeros === digits.length) return false;
-    // An exponent too long for a double reads as ±Infinity, which compares as it should.
-    return Number(m[3] ?? "0") - fraction.length + zeros >= 0;
+    if (m === null) return undefined;
+    const digits = m[1]! + (m[2] ?? "");
+    // Leading and trailing zeros counted in loops, as plainDecimal does, not with regular expressions.
+    let first = 0;
+    while (first < digits.length && digits[first] === "0") first++;
+    if (first === digits.length) return undefined;
+    let end = digits.length;
+    while (digits[end - 1] === "0") end--;
+    // Digits before the point once the exponent is applied, from the first non-zero one: 2 for `10`, `1e1` and
+    // `0.01e3`. An exponent too long for a double reads as ±Infinity, which compares as it should.
+    const wholeDigits = m[1]!.length - first + Number(m[3] ?? "0");
+    if (end - first > wholeDigits) return undefined; // a non-zero digit after the point
+    if (wholeDigits > maxDigits) return "larger";
+    return Number(digits.slice(first, end).padEnd(wholeDigits, "0"));
   }
 }
 

@@ -67,25 +67,23 @@ export const decimalInput = z
   });
 
 /**
- * A leverage, sent as a JSON number and read by its value: `10`, `10.0` and `1e1` are the same. Up to 6 digits go to
- * the engine, which refuses one above its maximum with INVALID_LEVERAGE; a longer whole number is refused here with
- * the same code (params.code, validate.ts), so a leverage too large is one mistake whatever its size or spelling:
- * one past MAX_EXPONENT (`1e41`), which decimalText does not spell out, too.
+ * A leverage, sent as a JSON number and read by its value: `10`, `10.0`, `1e1` and `0.{40 zeros}1e42` are the same.
+ * Up to 6 digits go to the engine, which refuses one above its maximum with INVALID_LEVERAGE; a longer whole number
+ * is refused here with the same code (params.code, validate.ts), so a leverage too large is one mistake whatever its
+ * size or spelling, `1e41` and `1{50 zeros}e-41` included: positiveWhole reads them without spelling them out.
  */
 export const leverageInput = jsonNumber
   .transform((value, ctx) => {
-    const text = value.decimalText();
-    if (text === undefined || !/^[1-9]\d{0,5}$/.test(text)) {
-      const tooLarge =
-        text === undefined ? value.exponentRange() === "above" && value.isPositiveWhole() : /^[1-9]\d+$/.test(text);
+    const leverage = value.positiveWhole(6);
+    if (typeof leverage !== "number") {
       ctx.addIssue({
         code: "custom",
         message: "expected a whole number from 1",
-        params: tooLarge ? { code: "INVALID_LEVERAGE" } : undefined,
+        params: leverage === "larger" ? { code: "INVALID_LEVERAGE" } : undefined,
       });
       return z.NEVER;
     }
-    return Number(text);
+    return leverage;
   })
   .openapi({ type: "integer", minimum: 1, description: "A whole number; the engine allows 1 to 100." });
 
