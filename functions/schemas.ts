@@ -283,7 +283,8 @@ const TRAILING_UNSUPPORTED = "a trailing stop is not supported on pending orders
  * An entry order's trailing stop: not supported yet (the engine refuses one on a pending order before anything
  * else), so any value but null or absent is 422 INVALID_TRAILING_STOP, whatever it holds (`{}`, `{"distance":
  * "abc"}`, `5`), told before any other problem of the request, the other leg's included (params.first,
- * validate.ts): told about its terms or another field first, a user would fix them only to be refused anyway.
+ * validate.ts): told about its terms or another field first, a user would fix them only to be refused anyway. An
+ * OCO request with other than two legs is told its number of legs first (validate.ts markedFirst).
  * Documented as null, the one value taken. It leaves validation as absent.
  */
 const entryTrailingStop = z
@@ -299,7 +300,8 @@ const entryTrailingStop = z
     type: "null",
     description:
       `Not supported yet: null or absent. Any other value, whatever its terms, is refused 422 ` +
-      `INVALID_TRAILING_STOP before any other check of the request (${TRAILING_UNSUPPORTED}).`,
+      `INVALID_TRAILING_STOP before any other check of the request (${TRAILING_UNSUPPORTED}), but for an OCO ` +
+      `request's number of legs: other than two is a 400 first.`,
   });
 
 /** An entry order's terms, as `POST /trade/orders` and each leg of `POST /trade/orders/oco` take them. */

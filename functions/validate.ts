@@ -167,10 +167,18 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
 /**
  * The issues a schema marks to be told first (params.first: a trailing stop on an entry order, schemas.ts) ahead of
  * the rest, which keep their order: the code and the answer are theirs whatever else is wrong, a missing field or
- * the other leg of a pair included.
+ * the other leg of a pair included. Not within an array of the wrong length (an OCO request with three legs): zod
+ * tells its length first and checks only some of its items (two of three legs, none of one), so the answer is the
+ * length's, whichever item holds what.
  */
 function markedFirst(issues: readonly z.core.$ZodIssue[]): z.core.$ZodIssue[] {
-  const first = (issue: z.core.$ZodIssue) => issue.code === "custom" && issue.params?.["first"] === true;
+  const wrongLength = issues
+    .filter((issue) => (issue.code === "too_big" || issue.code === "too_small") && issue.origin === "array")
+    .map((issue) => issue.path);
+  const inWrongLength = (path: readonly PropertyKey[]) =>
+    wrongLength.some((at) => at.length < path.length && at.every((key, i) => key === path[i]));
+  const first = (issue: z.core.$ZodIssue) =>
+    issue.code === "custom" && issue.params?.["first"] === true && !inWrongLength(issue.path);
   return [...issues.filter(first), ...issues.filter((issue) => !first(issue))];
 }
 

@@ -209,6 +209,22 @@ describe("validation of the order and trade routes", () => {
     );
   });
 
+  it("POST /trade/orders/oco: the wrong number of legs is told first, whichever leg holds a trailing stop", async () => {
+    const withStop = { ...ORDER, trailingStop: { distance: "5" } };
+    const count = (n: number) =>
+      `legs: expected an array of exactly two orders, received an array of ${n} item${n === 1 ? "" : "s"}.`;
+    const told =
+      "legs.1.trailingStop: expected none, received an object: a trailing stop is not supported on " +
+      "pending orders yet.";
+    for (const [legs, message] of [
+      [[ORDER, withStop, ORDER], `${count(3)} ${told}`], // zod checks the first two of three legs
+      [[ORDER, ORDER, withStop], count(3)],
+      [[withStop], count(1)], // and none of one
+      [[ORDER, ORDER, ORDER, withStop], count(4)],
+    ] as const)
+      await refused("/api/v1/trade/orders/oco", { legs }, "INVALID_REQUEST", message);
+  });
+
   it("POST /trade/orders/cancel and /trade/close and /trade/modify: ids and amounts", async () => {
     await refused(
       "/api/v1/trade/orders/cancel",
