@@ -5,7 +5,7 @@
  *   to open in a fresh Lambda container or to keep between invocations;
  * - any other host (localhost, CI, tests: a plain Postgres has no SQL-over-HTTP endpoint) is reached with the
  *   driver's WebSocket `Pool` through an in-process WebSocket→TCP proxy (platform/pg-ws-proxy.ts) on 127.0.0.1,
- *   allowed to dial only that host:port.
+ *   allowed to dial only that host:port, and only for this process's clients (its secret, no browser Origin).
  * Tests run the HTTP path too, against a local peer for Neon's SQL-over-HTTP endpoint (functions/testing/
  * neon-http-peer.ts) reached through `neonFetchOptions`.
  *
@@ -148,8 +148,11 @@ function clientThroughProxy(proxy: PgWsProxy): typeof Client {
       const c = this.neonConfig;
       // Node 20 has no global WebSocket.
       c.webSocketConstructor = WebSocket;
+      // The secret admits this process's clients only; the driver's `new WebSocket(url)` sends no Origin header,
+      // which the proxy refuses as a browser page's.
       c.wsProxy = (host, port) =>
-        `127.0.0.1:${proxy.port}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}`;
+        `127.0.0.1:${proxy.port}/v1?address=${host.includes(":") ? `[${host}]` : host}:${port}` +
+        `&secret=${encodeURIComponent(proxy.secret)}`;
       // The proxy is plain ws:// on loopback; Postgres-level TLS stays off.
       c.useSecureWebSocket = false;
       c.forceDisablePgSSL = true;

@@ -6,12 +6,19 @@
  * other is closed too.
  *
  * Contract:
+ * - Only this process's own client may connect. The Postgres behind it is often a passwordless superuser (npm start's,
+ *   trust auth), and any web page the developer has open can open a WebSocket to 127.0.0.1 (no CORS, no mixed-content
+ *   block for loopback). So an upgrade that carries an `Origin` header, which browsers always send and Node's `ws`
+ *   client never does unless told to, is refused with HTTP 403; and one without this proxy's `secret` (random per
+ *   proxy, kept in memory, never logged) in its query is refused with HTTP 401, so another local process that finds
+ *   the port cannot use it either. Each refusal logs `pg_proxy_refused` at warn with its `reason`.
  * - Only addresses in `allow` are dialled (exact `host:port` after lower-casing; no DNS equivalence), so this is
  *   never an open proxy that lets a WebSocket client reach arbitrary hosts. Anything else gets HTTP 403.
  * - It listens on 127.0.0.1 by default on an ephemeral port; `close()` ends every open connection.
  * - Back-pressure both ways: a slow Postgres pauses reading the WebSocket, a slow WebSocket pauses the TCP socket,
  *   so a large result never piles up in the proxy's memory.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer, type IncomingMessage } from "node:http";
 import { connect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -20,6 +27,8 @@ import type { Logger } from "./log.ts";
 
 export interface PgWsProxy {
   readonly port: number;
+  /** What a client sends as the `secret` query parameter of its upgrade; without it the proxy answers 401. */
+  readonly secret: string;
   close(): Promise<void>;
 }
 
@@ -45,6 +54,7 @@ export async function startPgWsProxy(options: PgWsProxyOptions): Promise<PgWsPro
     }),
   );
   const log = options.log;
+  const secret = randomBytes(32).toString("base64url");
   const open = new Set<{ ws: WebSocket; tcp: Socket }>();
   const wss = new WebSocketServer({ noServer: true, maxPayload: options.maxPayloadBytes ?? 64 * 1024 * 1024 });
   const server = createServer((_req, res) => {
@@ -52,11 +62,21 @@ export async function startPgWsProxy(options: PgWsProxyOptions): Promise<PgWsPro
   });
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    const target = targetOf(req);
-    if (target === undefined || !allowed.has(target.key)) {
-      // Logged at warn: a refusal means a misconfigured client or someone probing the port.
-      log.warn("pg_proxy_refused", { url: req.url ?? "" });
-      socket.end("HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    const url = new URL(req.url ?? "/", "http://proxy.invalid");
+    const target = targetOf(url);
+    const refusal = refusalOf(req, url, secret, target === undefined ? false : allowed.has(target.key));
+    if (refusal !== undefined || target === undefined) {
+      const { reason, status, text } = refusal ?? ADDRESS_REFUSAL;
+      // Logged at warn: a refusal means a misconfigured client, a web page or another process probing the port.
+      // The path and address, not the URL: the URL may carry the secret.
+      log.warn("pg_proxy_refused", {
+        reason,
+        status,
+        path: url.pathname,
+        address: url.searchParams.get("address") ?? "",
+        ...(req.headers.origin === undefined ? {} : { origin: req.headers.origin }),
+      });
+      socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -80,6 +100,7 @@ export async function startPgWsProxy(options: PgWsProxyOptions): Promise<PgWsPro
 
   return {
     port: address.port,
+    secret,
     close: async () => {
       for (const { ws, tcp } of open) {
         ws.terminate();
@@ -139,9 +160,34 @@ function toBuffer(data: RawData): Buffer {
   return Buffer.from(data);
 }
 
-/** The dial target of an upgrade request: `/v1?address=host:port`, as the driver's `wsProxy` function builds it. */
-function targetOf(req: IncomingMessage) {
-  const url = new URL(req.url ?? "/", "http://proxy.invalid");
+interface Refusal {
+  /** `browser_origin`, `no_secret` (missing or wrong) or `address` (not allow-listed, or not a proxy request). */
+  reason: "browser_origin" | "no_secret" | "address";
+  status: 401 | 403;
+  text: string;
+}
+
+const ADDRESS_REFUSAL: Refusal = { reason: "address", status: 403, text: "Forbidden" };
+
+/** Why an upgrade is refused, checked in this order; undefined when it may go through. */
+function refusalOf(req: IncomingMessage, url: URL, secret: string, allowedTarget: boolean): Refusal | undefined {
+  // `Sec-WebSocket-Origin` is what the old (version 8) handshake called Origin.
+  if (req.headers.origin !== undefined || req.headers["sec-websocket-origin"] !== undefined) {
+    return { reason: "browser_origin", status: 403, text: "Forbidden" };
+  }
+  const given = Buffer.from(url.searchParams.get("secret") ?? "");
+  const expected = Buffer.from(secret);
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    return { reason: "no_secret", status: 401, text: "Unauthorized" };
+  }
+  return allowedTarget ? undefined : ADDRESS_REFUSAL;
+}
+
+/**
+ * The dial target of an upgrade request: `/v1?address=host:port&secret=…`, as the driver's `wsProxy` function builds
+ * it (functions/postgres.ts).
+ */
+function targetOf(url: URL) {
   if (url.pathname !== "/v1") return undefined;
   const address = url.searchParams.get("address");
   return address === null ? undefined : parseAddress(address);
