@@ -6,7 +6,8 @@
  * prom-client's process and Node.js metrics too (`engine_process_cpu_seconds_total`).
  *
  * A replica after the first (the engine's standby) has its own variable, `ENGINE_2_METRICS_PORT`, which `npm start`
- * passes to it as ENGINE_METRICS_PORT (replicaMetricsConfig).
+ * passes to it as ENGINE_METRICS_PORT (replicaMetricsConfig), with METRICS_PORT_VARIABLE naming the variable the
+ * port came from, so that a port in use names the one to change.
  *
  * The listener binds METRICS_HOST, 127.0.0.1 by default, so nothing reaches it from outside the machine (the
  * task, deployed): a collector runs beside the process.
@@ -33,8 +34,23 @@ export function metricsPortVariable(component: Component["name"]): string {
   return `${component.toUpperCase()}_METRICS_PORT`;
 }
 
+/**
+ * The component's port as `<COMPONENT>_METRICS_PORT` says. Messages name METRICS_PORT_VARIABLE instead when it is one
+ * of the component's replica variables (`ENGINE_2_METRICS_PORT`): npm start sets it for each child it runs.
+ */
 export function readMetricsConfig(env: Env, component: Component["name"]): MetricsConfig {
-  return configFrom(env, metricsPortVariable(component), componentNamed(component).metricsPort);
+  const config = configFrom(env, metricsPortVariable(component), componentNamed(component).metricsPort);
+  const from = env.METRICS_PORT_VARIABLE?.trim() ?? "";
+  const ours = new RegExp(`^${component.toUpperCase()}_(?:\\d+_)?METRICS_PORT$`).test(from);
+  return ours ? { ...config, variable: from } : config;
+}
+
+/** The variables npm start gives a child for `config`, one replica's (replicaMetricsConfig). */
+export function childMetricsEnv(component: Component["name"], config: MetricsConfig): Record<string, string> {
+  return {
+    [metricsPortVariable(component)]: config.port === undefined ? "off" : String(config.port),
+    METRICS_PORT_VARIABLE: config.variable,
+  };
 }
 
 /** The variable that sets one replica's metrics port: the component's for the first, ENGINE_2_METRICS_PORT, … */

@@ -12,6 +12,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -318,6 +319,38 @@ describe("the supervisor's restarts", () => {
       expect(lines.filter((l) => l.event === "component_stopped").map((l) => l.child)).toEqual(
         expect.arrayContaining(["engine-1", "engine-2"]),
       );
+    },
+  );
+
+  it(
+    "names engine-2's own variable when its metrics port is taken, and moves it when that variable is set",
+    { timeout: 30_000 },
+    async () => {
+      const taken = createNetServer();
+      await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+      const takenPort = (taken.address() as AddressInfo).port;
+      try {
+        const { supervisor } = supervisorOf([standIn("engine", [0, takenPort])], "metrics");
+        try {
+          await expect(supervisor.start()).rejects.toThrow(
+            `engine-2 stopped with a configuration error: cannot serve metrics on 127.0.0.1:${takenPort} (EADDRINUSE): ` +
+              "set ENGINE_2_METRICS_PORT to a free port, 0 for any, or off",
+          );
+        } finally {
+          await supervisor.stop();
+        }
+        // Following the message moves engine-2.
+        const moved = supervisorOf([standIn("engine", [0, takenPort])], "metrics", {
+          env: { ENGINE_2_METRICS_PORT: "0" },
+        });
+        try {
+          expect(Object.keys(await moved.supervisor.start())).toEqual(["engine-1", "engine-2"]);
+        } finally {
+          await moved.supervisor.stop();
+        }
+      } finally {
+        taken.close();
+      }
     },
   );
 });

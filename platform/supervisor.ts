@@ -2,8 +2,9 @@
  * Runs each replica of the components (platform/components.ts) as a child process, as production runs them as
  * separate services; the engine's two are `engine-1` and `engine-2`, a leader and a hot standby. Each child's JSON
  * log lines go to this process's stdout and to `<logDir>/<name>.log`, and it gets its metrics port as
- * `<COMPONENT>_METRICS_PORT` (replicaMetricsConfig). A child that exits on its own recovers by itself (the engine
- * from snapshot + log, or its standby takes over; the worker by claiming what was pending) and is restarted:
+ * `<COMPONENT>_METRICS_PORT` (replicaMetricsConfig), with the variable it came from as METRICS_PORT_VARIABLE. A child
+ * that exits on its own recovers by itself (the engine from snapshot + log, or its standby takes over; the worker by
+ * claiming what was pending) and is restarted:
  * - at once when it had logged its ready event in that run and then served for `stableMs` (10 s): waiting only
  *   leaves a gap (the engine without a standby);
  * - after a backoff when it exited before that, ready or not (1 s, doubling to 30 s for each such exit in a row,
@@ -28,7 +29,7 @@ import { fileURLToPath } from "node:url";
 import { nodeArgs, replicasOf, type Component, type Replica } from "./components.ts";
 import { configErrorMessage } from "./config.ts";
 import { LEVELS, logFormat, logLevel, parseLogLine, prettyLogLine, type Level, type Logger } from "./log.ts";
-import { metricsPortVariable, replicaMetricsConfig } from "./metrics.ts";
+import { childMetricsEnv, replicaMetricsConfig } from "./metrics.ts";
 import { RestartBackoff } from "./restart-backoff.ts";
 
 export const REPO_ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -96,8 +97,8 @@ export function logRelay(
 
 interface Running {
   readonly replica: Replica;
-  /** What it gets as `<COMPONENT>_METRICS_PORT`. */
-  readonly metricsPort: string;
+  /** Its `<COMPONENT>_METRICS_PORT` and METRICS_PORT_VARIABLE (childMetricsEnv). */
+  readonly metricsEnv: Record<string, string>;
   child: ChildProcess | undefined;
   readonly file: WriteStream;
   restarts: number;
@@ -191,10 +192,9 @@ export class Supervisor {
   }
 
   private track(replica: Replica): Running {
-    const metrics = replicaMetricsConfig(this.options.env, replica);
     const entry = {
       replica,
-      metricsPort: metrics.port === undefined ? "off" : String(metrics.port),
+      metricsEnv: childMetricsEnv(replica.component.name, replicaMetricsConfig(this.options.env, replica)),
       child: undefined,
       restarts: 0,
       startedAtMs: 0,
@@ -229,7 +229,7 @@ export class Supervisor {
       env: {
         ...this.options.env,
         ...replicaDefaults(entry.replica, this.options.env),
-        [metricsPortVariable(component.name)]: entry.metricsPort,
+        ...entry.metricsEnv,
         LOG_FORMAT: "json",
         LOG_LEVEL: childLevel,
       },

@@ -15,6 +15,7 @@ const NOT_IN_EXAMPLE: Readonly<Record<string, string>> = {
   LOCAL_POSTGRES_PROBE_URL: "the tests' only (prefer: running): platform/testing/global-setup.ts",
   API_DOMAIN: "`sst deploy`'s environment, not a process's: infra/README.md",
   STREAM_DOMAIN: "`sst deploy`'s environment, not a process's: infra/README.md",
+  METRICS_PORT_VARIABLE: "npm start's, set for each child: the variable its metrics port came from, for messages",
 };
 
 /** Product source: TypeScript and scripts outside tests, test helpers and benchmarks. */

@@ -6,13 +6,15 @@
  * - `crash`: logs `ready`, then exits 1 at once (a component that dies as it starts serving);
  * - `crash-later`: logs `ready`, serves FIXTURE_SERVE_MS (default 1,000), then exits 1 (one that died while serving);
  * - `serve`: logs `ready`, then runs until SIGTERM and logs `stopped`;
- * - `config-error`: stops as a worker with a bad variable does, exit 2, saying FIXTURE_CONFIG_ERROR.
+ * - `config-error`: stops as a worker with a bad variable does, exit 2, saying FIXTURE_CONFIG_ERROR;
+ * - `metrics`: serves metrics as engine/main.ts does (readMetricsConfig, serveMetrics under runMain), then as `serve`.
  * The ready line carries the metrics port the process was given (ENGINE_METRICS_PORT, as an engine would read it)
  * and its WORKER_NAME.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { ConfigError, runMain } from "../config.ts";
 import { createLogger } from "../log.ts";
+import { createRegistry, readMetricsConfig, serveMetrics } from "../metrics.ts";
 
 const plan = (process.env.FIXTURE_PLAN ?? "serve").split(",");
 const runsFile = process.env.FIXTURE_RUNS;
@@ -35,6 +37,11 @@ if (how === "config-error") {
   // As a component's main stops on a bad variable: after a line of its log, runMain's one line on stderr, exit 2.
   log.info("start");
   runMain("worker", () => Promise.reject(new ConfigError(process.env.FIXTURE_CONFIG_ERROR ?? "a bad value")));
+} else if (how === "metrics") {
+  runMain("engine", async () => {
+    await serveMetrics(createRegistry("engine"), readMetricsConfig(process.env, "engine"), log);
+    serve();
+  });
 } else {
   serve();
 }
