@@ -1,7 +1,8 @@
-// npm start's pid file on real files and processes: a dead run's file is taken over, a live npm start's stops this
-// one, and a file naming this very process (a container restarted with the data folder kept) is taken over.
-import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+// npm start's pid file on real files and processes: a dead run's file is taken over, a live npm start's of this
+// checkout stops this one, a file naming this very process (a container restarted with the data folder kept) or a
+// process that runs something else (its pid reused) is taken over.
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConfigError } from "./config.ts";
 import { claimPidFile } from "./pid-file.ts";
 
+const START_SCRIPT = fileURLToPath(new URL("../scripts/start.mjs", import.meta.url));
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
@@ -25,14 +27,14 @@ function pidFile(content?: string): string {
 describe("claimPidFile", () => {
   it("creates the file with this process's pid", () => {
     const file = pidFile();
-    claimPidFile(file);
+    claimPidFile(file, START_SCRIPT);
     expect(readFileSync(file, "utf8")).toBe(String(process.pid));
   });
 
   it("takes over a file left by a run that is gone", () => {
     for (const stale of ["999999999", "not a pid"]) {
       const file = pidFile(stale);
-      claimPidFile(file);
+      claimPidFile(file, START_SCRIPT);
       expect(readFileSync(file, "utf8"), stale).toBe(String(process.pid));
     }
   });
@@ -45,16 +47,52 @@ describe("claimPidFile", () => {
   });
 
   it("refuses when the file names another running npm start", async () => {
-    // A live process whose command line says "start", as npm start's does.
-    const other = spawn(process.execPath, ["-e", "setTimeout(() => {}, 30000)", "start"], { stdio: "ignore" });
+    // npm start runs `node scripts/start.mjs` from the checkout's folder: a stand-in that only waits, run so.
+    const checkout = startScriptIn();
+    const other = await running(process.execPath, ["scripts/start.mjs"], { cwd: checkout.root });
     try {
-      await new Promise((resolve) => other.once("spawn", resolve));
       const file = pidFile(String(other.pid));
-      expect(() => claimPidFile(file)).toThrow(ConfigError);
-      expect(() => claimPidFile(file)).toThrow(`already running (pid ${other.pid}`);
+      expect(() => claimPidFile(file, checkout.script)).toThrow(ConfigError);
+      expect(() => claimPidFile(file, checkout.script)).toThrow(`already running (pid ${other.pid}`);
       expect(readFileSync(file, "utf8")).toBe(String(other.pid));
     } finally {
       other.kill();
     }
   });
+
+  it("takes over a file whose pid now names another process, even one whose command line says start", async () => {
+    const checkout = startScriptIn();
+    // After a reboot the number may be any process's: one named like a restart helper, or npm start in another
+    // checkout (the same command line, another folder).
+    const others = [
+      await running("sleep", ["30"], { argv0: "/usr/lib/restart-helper" }),
+      await running(process.execPath, ["scripts/start.mjs"], { cwd: startScriptIn().root }),
+      await running(process.execPath, ["-e", "setTimeout(() => {}, 30000)", "start"]),
+    ];
+    try {
+      for (const other of others) {
+        const file = pidFile(String(other.pid));
+        claimPidFile(file, checkout.script);
+        expect(readFileSync(file, "utf8"), String(other.spawnargs)).toBe(String(process.pid));
+      }
+    } finally {
+      for (const other of others) other.kill();
+    }
+  });
 });
+
+/** A folder with a `scripts/start.mjs` that only waits: a checkout's npm start, as a command line shows it. */
+function startScriptIn(): { root: string; script: string } {
+  const root = mkdtempSync(join(tmpdir(), "pid-file-checkout-"));
+  dirs.push(root);
+  mkdirSync(join(root, "scripts"));
+  const script = join(root, "scripts", "start.mjs");
+  writeFileSync(script, "setTimeout(() => {}, 30_000);\n");
+  return { root, script };
+}
+
+async function running(command: string, args: string[], options: SpawnOptions = {}): Promise<ChildProcess> {
+  const child = spawn(command, args, { ...options, stdio: "ignore" });
+  await new Promise((resolve, reject) => child.once("spawn", resolve).once("error", reject));
+  return child;
+}

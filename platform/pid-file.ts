@@ -1,17 +1,20 @@
 /**
- * `npm start`'s pid file (`<DATA_DIR>/start.pid`): one stack per data folder. A file left by a run that was killed
- * is taken over; one naming a running `npm start` stops this one.
+ * `npm start`'s pid file (`<DATA_DIR>/start.pid`): one stack per data folder. It holds the pid alone, so that
+ * `kill $(cat .data/start.pid)` stops the stack; a clean stop removes it. A file left by a run that was killed is
+ * taken over; one naming a running `npm start` of this checkout stops this one.
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
+import { basename, resolve } from "node:path";
 import { ConfigError } from "./config.ts";
 
-export function claimPidFile(file: string): void {
+/** `startScript`: the absolute path of the script this process runs (`scripts/start.mjs`), which identifies a run. */
+export function claimPidFile(file: string, startScript: string): void {
   try {
     writeFileSync(file, String(process.pid), { flag: "wx" }); // atomic: two starts cannot both create it
     return;
   } catch {
     const pid = Number(readFileSync(file, "utf8"));
-    if (Number.isInteger(pid) && pid > 0 && isOtherStart(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && isOtherStart(pid, startScript)) {
       throw new ConfigError(`already running (pid ${pid}, ${file}); stop it first, or set DATA_DIR for a second stack`);
     }
   }
@@ -20,20 +23,44 @@ export function claimPidFile(file: string): void {
 }
 
 /**
- * Whether `pid` is another running `npm start`. Not this process nor the one that launched it: a container
- * restarted with the data folder on a volume numbers its processes from 1 again, so the dead run's pid is often
- * this run's own. After a reboot the number may belong to an unrelated process, hence the command line check.
+ * Whether `pid` is another running `npm start` of this checkout. Not this process nor the one that launched it: a
+ * container restarted with the data folder on a volume numbers its processes from 1 again, so the dead run's pid is
+ * often this run's own. After a reboot the number may belong to an unrelated process, hence the command line check.
  */
-function isOtherStart(pid: number): boolean {
+function isOtherStart(pid: number, startScript: string): boolean {
   if (pid === process.pid || pid === process.ppid) return false;
   try {
     process.kill(pid, 0);
   } catch {
     return false;
   }
+  if (!existsSync("/proc/self")) return true; // no /proc (macOS): alive is the best we know
+  return runsScript(pid, startScript);
+}
+
+/**
+ * Whether process `pid` is Node running `script`: its command line starts with `node` and an argument that is no
+ * option names that file, resolved from the process's working directory (npm start runs `node scripts/start.mjs` from
+ * the checkout). Another checkout's npm start, an editor open on the file, anything named `…start…` is not.
+ */
+function runsScript(pid: number, script: string): boolean {
+  let argv: string[];
+  let cwd: string;
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("start");
+    argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    cwd = readlinkSync(`/proc/${pid}/cwd`);
   } catch {
-    return true; // no /proc (macOS): alive is the best we know
+    return false; // gone since, or another user's process: not this user's npm start
+  }
+  if (!basename(argv[0] ?? "").startsWith("node")) return false;
+  const wanted = realPath(script);
+  return argv.slice(1).some((arg) => arg !== "" && !arg.startsWith("-") && realPath(resolve(cwd, arg)) === wanted);
+}
+
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
   }
 }

@@ -44,7 +44,8 @@ runMain("start", async () => {
   const dataDir = resolve(REPO_ROOT, env.DATA_DIR?.trim() || ".data");
   mkdirSync(dataDir, { recursive: true });
   const pidFile = resolve(dataDir, "start.pid");
-  claimPidFile(pidFile);
+  // This process runs scripts/start.mjs (argv[1], absolute): another run of it holds the file.
+  claimPidFile(pidFile, process.argv[1] ?? "");
   const { stop, force } = stopOrForceOnSignals(log);
   const cleanup: StopStep[] = [{ name: "pid_file", run: () => Promise.resolve(rmSync(pidFile, { force: true })) }];
   const ran = await runUntilStopped({ env, prefix, log, dataDir, stop, force, cleanup }).then(
