@@ -273,6 +273,28 @@ describe("settledWithin", () => {
     stop.abort();
     expect(await waiting).toBeUndefined();
   });
+
+  it("rejects at once as the work does when it rejects first, and drops a rejection that comes after", async () => {
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", record);
+    try {
+      const startedAt = performance.now();
+      await expect(
+        settledWithin(Promise.reject(new Error("boom")), 2_000, new AbortController().signal),
+      ).rejects.toThrow("boom");
+      expect(performance.now() - startedAt).toBeLessThan(1_000);
+
+      let fail: (error: Error) => void = () => undefined;
+      const late = new Promise<string>((_resolve, reject) => (fail = reject));
+      expect(await settledWithin(late, 10, new AbortController().signal)).toBeUndefined();
+      fail(new Error("too late"));
+      await new Promise((resolve) => setTimeout(resolve, 20)); // Node reports an unhandled rejection by then
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off("unhandledRejection", record);
+    }
+  });
 });
 
 describe("keyPrefix", () => {

@@ -232,20 +232,30 @@ const UNATTENDED_STOP_BUDGET_MS = 30_000;
 
 /**
  * What `work` resolves with, or undefined once `ms` have passed or `stop` comes, whichever is first: a start step a
- * process waits for only so long (the worker's durability check, the stream's first Postgres try).
+ * process waits for only so long (the worker's durability check, the stream's first Postgres try). When `work`
+ * rejects first, the result rejects with its error at once; a rejection after the result is dropped (nothing waits for
+ * it any more, and it must not end the process as an unhandled rejection).
  */
 export function settledWithin<T>(work: Promise<T>, ms: number, stop: AbortSignal): Promise<T | undefined> {
   return new Promise((resolve) => {
-    if (stop.aborted) return resolve(undefined);
-    const done = (value: T | undefined) => {
+    const finish = () => {
       clearTimeout(timer);
       stop.removeEventListener("abort", onStop);
-      resolve(value);
     };
-    const onStop = () => done(undefined);
+    const onStop = () => {
+      finish();
+      resolve(undefined);
+    };
+    // Both outcomes handled from the start, whether or not anything still waits: the result takes on the work's,
+    // its rejection reason included, unless it has settled already (a promise settles once).
+    const settle = () => {
+      finish();
+      resolve(work);
+    };
+    void work.then(settle, settle);
     const timer = setTimeout(onStop, ms);
+    if (stop.aborted) return onStop();
     stop.addEventListener("abort", onStop, { once: true });
-    void work.then(done);
   });
 }
 
