@@ -3,7 +3,8 @@ import { existsSync, readFileSync } from "node:fs";
 
 const file = process.argv[2] ?? ".data/test-results.json";
 if (!existsSync(file)) {
-  console.log("tests: 0 passed, 1 failed (no test results were written)");
+  // .ci/run removes the file before npm test: no file means vitest did not run (a check before it failed) or died.
+  console.log("tests: 0 passed, 1 failed (no test results were written: vitest did not run or did not finish)");
   process.exit(1);
 }
 const r = JSON.parse(readFileSync(file, "utf8"));
