@@ -45,7 +45,9 @@ export async function buildBundles(): Promise<number> {
     write: false,
   });
   // Each file replaced in one rename: a process starting meanwhile (a restart under `npm start` while the tests
-  // build) reads the old bundle or the new one, never half of one.
+  // build) reads the old bundle or the new one, never half of one. That holds per file only: a process or thread
+  // started after the build runs new code beside older processes, so building under a running npm start mixes
+  // versions (docs/operations.md, Running locally: stop it first).
   await mkdir(DIST_DIR, { recursive: true });
   for (const file of result.outputFiles) {
     const temporary = `${file.path}.${process.pid}.tmp`;
