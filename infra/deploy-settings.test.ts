@@ -2,24 +2,30 @@
 // from them (the gateway's and the load balancer's args, APP_URL, STREAM_URL, the stream's allowed origins), the
 // API's settings passed on to the functions, and the warnings about browser frontends that could not use their
 // session. Each resulting environment is read back with the processes' own configuration readers.
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
 import { ConfigError } from "../platform/config.ts";
+import { readMetricsConfig } from "../platform/metrics.ts";
+import { readPollerConfig } from "../poller/config.ts";
 import { readStreamConfig } from "../stream/config.ts";
 import { HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, TICKET_CHECK_TIMEOUT_MS } from "../stream/server.ts";
 import {
   appUrlFor,
+  CONTAINER_SETTINGS_NOT_PASSED,
   ENGINE_TIMEOUT_MAX_MS,
   FUNCTION_SETTINGS,
   FUNCTION_SETTINGS_NOT_PASSED,
   functionPlainEnv,
   readDeploySettings,
+  STREAM_SETTINGS,
   streamPlainEnv,
   type DeploySettings,
 } from "./deploy-settings.ts";
 import {
   apiGatewayArgs,
   CONTAINER_PLANS,
+  CONTAINERS,
   FUNCTION_SECRET_ENV,
   STREAM_DEREGISTRATION_DELAY_SECONDS,
   STREAM_IDLE_TIMEOUT_SECONDS,
@@ -259,5 +265,109 @@ describe("browser frontends the settings would leave without their session", () 
     expect(warnings).toEqual([
       expect.stringMatching(/without STREAM_DOMAIN the stream is plain ws:\/\/.*mixed content/),
     ]);
+  });
+});
+
+/** Variables of .env.example a deploy neither passes on, nor sets itself, nor warns about when set: and why. */
+const LOCAL_ONLY: Readonly<Record<string, string>> = {
+  LOCAL_REDIS_PROBE_URL: "npm start's",
+  DATA_DIR: "npm start's",
+  ENGINE_2_METRICS_PORT: "npm start's second engine; each deployed engine task reads ENGINE_METRICS_PORT",
+  API_METRICS_PORT: "the Node API's; the functions serve no metrics",
+  HOST: "the Node API's (and the stream's fallback, but its plan sets STREAM_HOST)",
+  HTTP_HEADERS_TIMEOUT_MS: "the Node API's server; the functions have none",
+  HTTP_REQUEST_TIMEOUT_MS: "the Node API's server; the functions have none",
+  HTTP_KEEP_ALIVE_TIMEOUT_MS: "the Node API's server; the functions have none",
+  SIM_WS_URL: "the local simulated feed; the deployed poller's FEED is backpack",
+  NO_COLOR: "a terminal's; deployed, every process logs JSON",
+};
+
+describe("settings set where `sst deploy` runs that reach no process", () => {
+  it("are named in one warning, with the containers that read them: those keep their plans' settings", () => {
+    const { warnings } = readDeploySettings({
+      INITIAL_BALANCE_USD: "500",
+      SNAPSHOT_EVERY_MS: "5000",
+      STREAM_MAX_SUBSCRIPTIONS: " ", // blank: not set
+      ENGINE_TIMEOUT_MS: "8000", // passed on to the functions
+      DATA_DIR: ".data", // npm start's, in a developer's .env
+    });
+    expect(warnings).toEqual([
+      "INITIAL_BALANCE_USD (engine), SNAPSHOT_EVERY_MS (engine) are set where `sst deploy` runs, but a deploy " +
+        "passes them to no process: the containers run with their plans' settings (CONTAINER_PLANS in " +
+        "infra/plan.ts), so each keeps its value there, or its default. Change it in plan.ts to deploy it.",
+    ]);
+    expect(readDeploySettings({ LOG_LEVEL: "debug" }).warnings).toEqual([
+      expect.stringMatching(/^LOG_LEVEL \(engine, worker, poller, stream, the functions\) is set where/),
+    ]);
+    expect(readDeploySettings({}).warnings).toEqual([]);
+  });
+
+  it("leave no variable of .env.example unaccounted for: passed on, set by the deploy, warned about, or local", () => {
+    const example = readFileSync(".env.example", "utf8");
+    const listed = [...example.matchAll(/^(?:# )?([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!);
+    const setByDeploy = [
+      ...Object.keys(FUNCTION_SECRET_ENV),
+      ...Object.keys(functionPlainEnv({ functionEnv: {} }, { appUrl: "", streamUrl: "" })),
+      ...CONTAINERS.flatMap((name) => [
+        ...Object.keys(CONTAINER_PLANS[name].secretEnv),
+        ...Object.keys(CONTAINER_PLANS[name].env),
+      ]),
+    ];
+    const accounted = new Set([
+      ...FUNCTION_SETTINGS,
+      ...STREAM_SETTINGS,
+      ...setByDeploy,
+      ...Object.keys(FUNCTION_SETTINGS_NOT_PASSED),
+      ...Object.keys(CONTAINER_SETTINGS_NOT_PASSED),
+      ...Object.keys(LOCAL_ONLY),
+    ]);
+    expect(listed.length).toBeGreaterThan(50);
+    expect(listed.filter((name) => !accounted.has(name))).toEqual([]);
+    // A warning for a setting that does reach a process would be wrong.
+    const reaching = new Set<string>([...FUNCTION_SETTINGS, ...STREAM_SETTINGS, ...setByDeploy]);
+    expect(Object.keys(CONTAINER_SETTINGS_NOT_PASSED).filter((name) => reaching.has(name))).toEqual([]);
+    expect(Object.keys(LOCAL_ONLY).filter((name) => !listed.includes(name))).toEqual([]);
+  });
+
+  it("name the stream and the poller as readers exactly where their configuration readers read them", () => {
+    // The engine's and the worker's are read in their main.ts, with no reader to call here.
+    for (const [name, read] of [
+      ["stream", readStreamConfig],
+      ["poller", readPollerConfig],
+    ] as const) {
+      const seen = new Set<string>();
+      const env = new Proxy(
+        { ...SECRETS },
+        {
+          get: (target, key: string) => {
+            seen.add(key);
+            return target[key];
+          },
+        },
+      );
+      read(env);
+      readMetricsConfig(env, name);
+      const claimed = Object.entries(CONTAINER_SETTINGS_NOT_PASSED)
+        .filter(([, readers]) => (readers as readonly string[]).includes(name))
+        .map(([variable]) => variable);
+      const plan = CONTAINER_PLANS[name];
+      const unclaimed = [...seen].filter(
+        (v) =>
+          !claimed.includes(v) &&
+          !(v in LOCAL_ONLY) &&
+          !(v in plan.secretEnv) &&
+          !(v in plan.env) &&
+          v !== "METRICS_PORT_VARIABLE" && // npm start's, for its children's messages
+          !(name === "stream" && (STREAM_SETTINGS as readonly string[]).includes(v)) &&
+          // The stream's APP_URL is set by the deploy (streamPlainEnv); PORT and RESEND_API_KEY, the API's, give
+          // its local defaults only (APP_URL's, the development origins).
+          !(name === "stream" && ["APP_URL", "PORT", "RESEND_API_KEY"].includes(v)),
+      );
+      expect(unclaimed, name).toEqual([]);
+      expect(
+        claimed.filter((v) => !seen.has(v) && v !== "LOG_LEVEL"), // LOG_LEVEL: platform/log.ts, every process
+        name,
+      ).toEqual([]);
+    }
   });
 });

@@ -1,7 +1,8 @@
 /**
  * What the environment `sst deploy` (or `sst dev`) runs in decides for a stage, beside its secrets: the public host
  * names of the API (API_DOMAIN) and of the stream (STREAM_DOMAIN), and the API's plain settings passed on to the
- * processes. sst.config.ts reads it once. No SST needed, so infra/deploy-settings.test.ts checks it, and that the
+ * processes; the containers' settings are their plans' (plan.ts), and one set there is warned about, not passed on.
+ * sst.config.ts reads it once. No SST needed, so infra/deploy-settings.test.ts checks it, and that the
  * functions' own reader (functions/config.ts, which is not imported here: SST's platform types clash with it in the
  * infra type check) takes what this passes on.
  *
@@ -12,7 +13,7 @@
  * API_DOMAIN every signed-in call a frontend makes, POST /api/v1/stream/ticket included, is 401.
  */
 import { ConfigError, corsOrigins, wholeNumber } from "../platform/config.ts";
-import { CONTAINER_PLANS, FUNCTION_TIMEOUT, FUNCTION_TIMEOUT_SECONDS } from "./plan.ts";
+import { CONTAINER_PLANS, FUNCTION_TIMEOUT, FUNCTION_TIMEOUT_SECONDS, type ContainerName } from "./plan.ts";
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -62,6 +63,41 @@ export const FUNCTION_SETTINGS_NOT_PASSED: Readonly<Record<string, string>> = {
   RESEND_BASE_URL: "the tests' stand-in for Resend",
 };
 
+type Reader = ContainerName | "the functions";
+const ALL_CONTAINERS: readonly Reader[] = ["engine", "worker", "poller", "stream"];
+
+/**
+ * The processes' settings (.env.example) that the deploy does not take from the environment it runs in, each with the
+ * processes that read it: a container's plain environment is its plan's (CONTAINER_PLANS in plan.ts), the same for
+ * every stage, so one of these set where `sst deploy` runs would be dropped without a word. readDeploySettings warns
+ * about those that are set. To deploy one, change the container's plan.
+ */
+export const CONTAINER_SETTINGS_NOT_PASSED: Readonly<Record<string, readonly Reader[]>> = {
+  INITIAL_BALANCE_USD: ["engine"],
+  SNAPSHOT_EVERY_MS: ["engine"],
+  SNAPSHOT_SAVE_TIMEOUT_MS: ["engine"],
+  ENGINE_LEASE_TTL_MS: ["engine"],
+  ENGINE_STANDBY_POLL_MS: ["engine"],
+  ENGINE_STATS_EVERY_MS: ["engine"],
+  ENGINE_METRICS_PORT: ["engine"],
+  WORKER_CLAIM_IDLE_MS: ["worker"],
+  WORKER_STATS_EVERY_MS: ["worker"],
+  WORKER_OUTPUT_KEEP_MS: ["worker"],
+  WORKER_METRICS_PORT: ["worker"],
+  BACKPACK_WS_URL: ["poller"],
+  POLLER_BOOK_SILENCE_MS: ["poller"],
+  POLLER_METRICS_PORT: ["poller"],
+  STREAM_HEARTBEAT_MS: ["stream"],
+  STREAM_MAX_MESSAGES_PER_SEC: ["stream"],
+  STREAM_MAX_SUBSCRIPTIONS: ["stream"],
+  STREAM_MAX_CONNECTIONS_PER_USER: ["stream"],
+  STREAM_PRIVATE_BUFFER_CAP_BYTES: ["stream"],
+  STREAM_METRICS_PORT: ["stream"],
+  METRICS_HOST: ALL_CONTAINERS,
+  KEY_PREFIX: ALL_CONTAINERS,
+  LOG_LEVEL: [...ALL_CONTAINERS, "the functions"],
+};
+
 /**
  * The longest ENGINE_TIMEOUT_MS a deployed trade request may wait for the engine: the function's timeout less 5 s
  * for the rest of the request (the session, rate limits, the instruction's XADD, the answer) over the network. Each
@@ -82,7 +118,10 @@ export function readDeploySettings(env: Env): DeploySettings {
       `ENGINE_TIMEOUT_MS must be at most ${ENGINE_TIMEOUT_MAX_MS} when deployed: the functions time out after ` +
         `${FUNCTION_TIMEOUT}, and the rest of a request needs 5 s of it; got ${engineTimeoutMs}`,
     );
-  const warnings = frontendWarnings(apiDomain, streamDomain, corsOrigins(functionEnv));
+  const warnings = [
+    ...frontendWarnings(apiDomain, streamDomain, corsOrigins(functionEnv)),
+    ...notPassedWarnings(settingsSet(env, Object.keys(CONTAINER_SETTINGS_NOT_PASSED))),
+  ];
   return { apiDomain, streamDomain, functionEnv, streamEnv, warnings };
 }
 
@@ -139,6 +178,18 @@ function settingsSet(env: Env, names: readonly string[]): Record<string, string>
       return value === undefined || value === "" ? [] : [[name, value]];
     }),
   );
+}
+
+/** One warning naming each setting in `set` (CONTAINER_SETTINGS_NOT_PASSED), or none. */
+function notPassedWarnings(set: Readonly<Record<string, string>>): string[] {
+  const names = Object.keys(set).map((name) => `${name} (${CONTAINER_SETTINGS_NOT_PASSED[name]!.join(", ")})`);
+  if (names.length === 0) return [];
+  return [
+    `${names.join(", ")} ${names.length === 1 ? "is" : "are"} set where \`sst deploy\` runs, but a deploy passes ` +
+      `${names.length === 1 ? "it" : "them"} to no process: the containers run with their plans' settings ` +
+      "(CONTAINER_PLANS in infra/plan.ts), so each keeps its value there, or its default. Change it in plan.ts to " +
+      "deploy it.",
+  ];
 }
 
 /**
