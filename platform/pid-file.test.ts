@@ -1,6 +1,6 @@
 // npm start's pid file on real files and processes: a dead run's file is taken over, a live npm start's of this
-// checkout stops this one, a file naming this very process (a container restarted with the data folder kept) or a
-// process that runs something else (its pid reused) is taken over.
+// project (from this checkout or another sharing the data folder) stops this one, a file naming this very process (a
+// container restarted with the data folder kept) or a process that runs something else (its pid reused) is taken over.
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -46,27 +46,38 @@ describe("claimPidFile", () => {
     expect([run.status, run.stdout]).toEqual([0, "claimed"]);
   });
 
-  it("refuses when the file names another running npm start", async () => {
-    // npm start runs `node scripts/start.mjs` from the checkout's folder: a stand-in that only waits, run so.
-    const checkout = startScriptIn();
-    const other = await running(process.execPath, ["scripts/start.mjs"], { cwd: checkout.root });
+  it("refuses when the file names another running npm start, of this checkout or another one", async () => {
+    // npm start runs `node scripts/start.mjs` from the checkout's folder: stand-ins that only wait, run so. Two
+    // checkouts share a data folder when DATA_DIR is the same absolute path.
+    const checkout = startScriptIn("paper-broker");
+    const others = [
+      await running(process.execPath, ["scripts/start.mjs"], { cwd: checkout.root }),
+      await running(process.execPath, ["scripts/start.mjs"], { cwd: startScriptIn("paper-broker").root }),
+      await running(process.execPath, [startScriptIn("paper-broker").script]),
+    ];
     try {
-      const file = pidFile(String(other.pid));
-      expect(() => claimPidFile(file, checkout.script)).toThrow(ConfigError);
-      expect(() => claimPidFile(file, checkout.script)).toThrow(`already running (pid ${other.pid}`);
-      expect(readFileSync(file, "utf8")).toBe(String(other.pid));
+      for (const other of others) {
+        const file = pidFile(String(other.pid));
+        expect(() => claimPidFile(file, checkout.script), String(other.spawnargs)).toThrow(ConfigError);
+        expect(() => claimPidFile(file, checkout.script)).toThrow(`already running (pid ${other.pid}`);
+        expect(readFileSync(file, "utf8")).toBe(String(other.pid));
+      }
     } finally {
-      other.kill();
+      for (const other of others) other.kill();
     }
   });
 
   it("takes over a file whose pid now names another process, even one whose command line says start", async () => {
-    const checkout = startScriptIn();
-    // After a reboot the number may be any process's: one named like a restart helper, or npm start in another
-    // checkout (the same command line, another folder).
+    const checkout = startScriptIn("paper-broker");
+    // After a reboot the number may be any process's: one named like a restart helper, another project's npm start
+    // (the same command line, another package), a script named start.mjs outside a checkout's scripts folder.
+    const elsewhere = startScriptIn("paper-broker");
+    writeFileSync(join(elsewhere.root, "start.mjs"), "setTimeout(() => {}, 30_000);\n");
     const others = [
       await running("sleep", ["30"], { argv0: "/usr/lib/restart-helper" }),
-      await running(process.execPath, ["scripts/start.mjs"], { cwd: startScriptIn().root }),
+      await running(process.execPath, ["scripts/start.mjs"], { cwd: startScriptIn("another-project").root }),
+      await running(process.execPath, ["scripts/start.mjs"], { cwd: startScriptIn(undefined).root }),
+      await running(process.execPath, ["start.mjs"], { cwd: elsewhere.root }),
       await running(process.execPath, ["-e", "setTimeout(() => {}, 30000)", "start"]),
     ];
     try {
@@ -81,13 +92,17 @@ describe("claimPidFile", () => {
   });
 });
 
-/** A folder with a `scripts/start.mjs` that only waits: a checkout's npm start, as a command line shows it. */
-function startScriptIn(): { root: string; script: string } {
+/**
+ * A folder with a `scripts/start.mjs` that only waits and a `package.json` named `name` (none if undefined): a
+ * checkout's npm start, as a command line shows it.
+ */
+function startScriptIn(name: string | undefined): { root: string; script: string } {
   const root = mkdtempSync(join(tmpdir(), "pid-file-checkout-"));
   dirs.push(root);
   mkdirSync(join(root, "scripts"));
   const script = join(root, "scripts", "start.mjs");
   writeFileSync(script, "setTimeout(() => {}, 30_000);\n");
+  if (name !== undefined) writeFileSync(join(root, "package.json"), JSON.stringify({ name }));
   return { root, script };
 }
 

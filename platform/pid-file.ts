@@ -1,13 +1,17 @@
 /**
  * `npm start`'s pid file (`<DATA_DIR>/start.pid`): one stack per data folder. It holds the pid alone, so that
  * `kill $(cat .data/start.pid)` stops the stack; a clean stop removes it. A file left by a run that was killed is
- * taken over; one naming a running `npm start` of this checkout stops this one.
+ * taken over; one naming a running `npm start` of a paper-broker checkout (this one or another whose `DATA_DIR` is the
+ * same folder) stops this one.
  */
 import { existsSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
-import { basename, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { ConfigError } from "./config.ts";
 
-/** `startScript`: the absolute path of the script this process runs (`scripts/start.mjs`), which identifies a run. */
+/**
+ * `startScript`: the absolute path of the script this process runs (`scripts/start.mjs`); the `name` in the
+ * `package.json` beside its folder says which project's npm start counts as running.
+ */
 export function claimPidFile(file: string, startScript: string): void {
   try {
     writeFileSync(file, String(process.pid), { flag: "wx" }); // atomic: two starts cannot both create it
@@ -23,7 +27,7 @@ export function claimPidFile(file: string, startScript: string): void {
 }
 
 /**
- * Whether `pid` is another running `npm start` of this checkout. Not this process nor the one that launched it: a
+ * Whether `pid` is another running `npm start` of this project, from any checkout. Not this process nor the one that launched it: a
  * container restarted with the data folder on a volume numbers its processes from 1 again, so the dead run's pid is
  * often this run's own. After a reboot the number may belong to an unrelated process, hence the command line check.
  */
@@ -39,9 +43,11 @@ function isOtherStart(pid: number, startScript: string): boolean {
 }
 
 /**
- * Whether process `pid` is Node running `script`: its command line starts with `node` and an argument that is no
- * option names that file, resolved from the process's working directory (npm start runs `node scripts/start.mjs` from
- * the checkout). Another checkout's npm start, an editor open on the file, anything named `…start…` is not.
+ * Whether process `pid` is Node running `script` or the same project's `scripts/start.mjs` in another checkout: its
+ * command line starts with `node` and an argument that is no option names such a file, resolved from the process's
+ * working directory (npm start runs `node scripts/start.mjs` from the checkout). Two checkouts may share a data folder
+ * (an absolute `DATA_DIR`), and a second stack on it would adopt and then stop the first one's Redis and Postgres.
+ * Another project's `scripts/start.mjs`, an editor open on the file, anything named `…start…` is not.
  */
 function runsScript(pid: number, script: string): boolean {
   let argv: string[];
@@ -54,7 +60,24 @@ function runsScript(pid: number, script: string): boolean {
   }
   if (!basename(argv[0] ?? "").startsWith("node")) return false;
   const wanted = realPath(script);
-  return argv.slice(1).some((arg) => arg !== "" && !arg.startsWith("-") && realPath(resolve(cwd, arg)) === wanted);
+  const project = startScriptProject(wanted);
+  return argv.slice(1).some((arg) => {
+    if (arg === "" || arg.startsWith("-")) return false;
+    const path = realPath(resolve(cwd, arg));
+    return path === wanted || (project !== undefined && startScriptProject(path) === project);
+  });
+}
+
+/** The package name of the checkout whose `scripts/start.mjs` `path` is, if it is one. */
+function startScriptProject(path: string): string | undefined {
+  const scripts = dirname(path);
+  if (basename(path) !== "start.mjs" || basename(scripts) !== "scripts") return undefined;
+  try {
+    const { name } = JSON.parse(readFileSync(join(dirname(scripts), "package.json"), "utf8")) as { name?: unknown };
+    return typeof name === "string" && name !== "" ? name : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function realPath(path: string): string {

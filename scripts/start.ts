@@ -44,7 +44,7 @@ runMain("start", async () => {
   const dataDir = resolve(REPO_ROOT, env.DATA_DIR?.trim() || ".data");
   mkdirSync(dataDir, { recursive: true });
   const pidFile = resolve(dataDir, "start.pid");
-  // This process runs scripts/start.mjs (argv[1], absolute): another run of it holds the file.
+  // This process runs scripts/start.mjs (argv[1], absolute): a run of it, or of another checkout, holds the file.
   claimPidFile(pidFile, process.argv[1] ?? "");
   const { stop, force } = stopOrForceOnSignals(log);
   const cleanup: StopStep[] = [{ name: "pid_file", run: () => Promise.resolve(rmSync(pidFile, { force: true })) }];
