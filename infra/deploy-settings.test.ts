@@ -3,9 +3,11 @@
 // API's settings passed on to the functions, and the warnings about browser frontends that could not use their
 // session. Each resulting environment is read back with the processes' own configuration readers.
 import { readFileSync } from "node:fs";
+import { parseEnv } from "node:util";
 import { describe, expect, it } from "vitest";
 import { readApiConfig } from "../functions/config.ts";
 import { ConfigError } from "../platform/config.ts";
+import { logLevel } from "../platform/log.ts";
 import { readMetricsConfig } from "../platform/metrics.ts";
 import { readPollerConfig } from "../poller/config.ts";
 import { readStreamConfig } from "../stream/config.ts";
@@ -217,6 +219,11 @@ describe("the API's settings, from the deploying shell", () => {
     expect(seen.size).toBeGreaterThan(20);
     expect([...seen].filter((name) => !accounted.has(name))).toEqual([]);
     expect(Object.keys(FUNCTION_SETTINGS_NOT_PASSED).filter((name) => !seen.has(name))).toEqual([]);
+    // What the API reads of the containers' settings the deploy warns about names the functions among the readers.
+    const unnamed = Object.entries(CONTAINER_SETTINGS_NOT_PASSED)
+      .filter(([name, { readers }]) => seen.has(name) && !readers.includes("the functions"))
+      .map(([name]) => name);
+    expect(unnamed).toEqual([]);
   });
 
   it("refuses an engine wait the function would not live through", () => {
@@ -283,7 +290,7 @@ const LOCAL_ONLY: Readonly<Record<string, string>> = {
 };
 
 describe("settings set where `sst deploy` runs that reach no process", () => {
-  it("are named in one warning, with the containers that read them: those keep their plans' settings", () => {
+  it("are named in one warning, with the processes that read them and the value they keep", () => {
     const { warnings } = readDeploySettings({
       INITIAL_BALANCE_USD: "500",
       SNAPSHOT_EVERY_MS: "5000",
@@ -292,14 +299,49 @@ describe("settings set where `sst deploy` runs that reach no process", () => {
       DATA_DIR: ".data", // npm start's, in a developer's .env
     });
     expect(warnings).toEqual([
-      "INITIAL_BALANCE_USD (engine), SNAPSHOT_EVERY_MS (engine) are set where `sst deploy` runs, but a deploy " +
-        "passes them to no process: the containers run with their plans' settings (CONTAINER_PLANS in " +
-        "infra/plan.ts), so each keeps its value there, or its default. Change it in plan.ts to deploy it.",
+      "INITIAL_BALANCE_USD=500 (engine; deployed: 10000), SNAPSHOT_EVERY_MS=5000 (engine; deployed: 10000) are set " +
+        'where `sst deploy` runs, but a deploy passes them to no process, which keeps the value after "deployed" ' +
+        "(the default): a container's plain settings are its plan's (CONTAINER_PLANS in infra/plan.ts), and the " +
+        "functions get only FUNCTION_SETTINGS (infra/deploy-settings.ts). Change a container's plan to deploy one " +
+        "there.",
     ]);
     expect(readDeploySettings({ LOG_LEVEL: "debug" }).warnings).toEqual([
-      expect.stringMatching(/^LOG_LEVEL \(engine, worker, poller, stream, the functions\) is set where/),
+      expect.stringMatching(
+        /^LOG_LEVEL=debug \(engine, worker, poller, stream, the functions; deployed: info\) is set/,
+      ),
+    ]);
+    expect(readDeploySettings({ KEY_PREFIX: "staging:" }).warnings).toEqual([
+      expect.stringMatching(/^KEY_PREFIX=staging: \(engine, worker, poller, stream, the functions; deployed: unset\)/),
     ]);
     expect(readDeploySettings({}).warnings).toEqual([]);
+  });
+
+  it("are not warned about when set to the value deployed processes run with: a .env copied from .env.example", () => {
+    const copied = parseEnv(readFileSync(".env.example", "utf8"));
+    expect(copied.SNAPSHOT_EVERY_MS).toBe("10000");
+    expect(readDeploySettings(copied).warnings).toEqual([]);
+    // Edited in one place: that one only.
+    expect(readDeploySettings({ ...copied, STREAM_MAX_SUBSCRIPTIONS: "80" }).warnings).toEqual([
+      expect.stringMatching(/^STREAM_MAX_SUBSCRIPTIONS=80 \(stream; deployed: 50\) is set where/),
+    ]);
+  });
+
+  it("give as deployed each one's default: the value .env.example shows, which the readers take as unset", () => {
+    const copied = parseEnv(readFileSync(".env.example", "utf8"));
+    const shown = Object.entries(CONTAINER_SETTINGS_NOT_PASSED)
+      .filter(([name, { deployed }]) => copied[name] !== deployed)
+      .map(([name, { deployed }]) => `${name}: ${deployed}, .env.example ${copied[name]}`);
+    expect(shown).toEqual([]);
+    // The readers this test can call (the engine's and the worker's are in their main.ts) read the same with each
+    // set to its deployed value as with it unset.
+    for (const [name, { readers, deployed }] of Object.entries(CONTAINER_SETTINGS_NOT_PASSED)) {
+      const set = { ...SECRETS, [name]: deployed };
+      if (readers.includes("stream")) expect(readStreamConfig(set), name).toEqual(readStreamConfig(SECRETS));
+      if (readers.includes("poller")) expect(readPollerConfig(set), name).toEqual(readPollerConfig(SECRETS));
+      for (const container of CONTAINERS.filter((c) => readers.includes(c)))
+        expect(readMetricsConfig(set, container), name).toEqual(readMetricsConfig(SECRETS, container));
+      expect(logLevel(set), name).toBe(logLevel(SECRETS));
+    }
   });
 
   it("leave no variable of .env.example unaccounted for: passed on, set by the deploy, warned about, or local", () => {
@@ -348,7 +390,7 @@ describe("settings set where `sst deploy` runs that reach no process", () => {
       read(env);
       readMetricsConfig(env, name);
       const claimed = Object.entries(CONTAINER_SETTINGS_NOT_PASSED)
-        .filter(([, readers]) => (readers as readonly string[]).includes(name))
+        .filter(([, { readers }]) => readers.includes(name))
         .map(([variable]) => variable);
       const plan = CONTAINER_PLANS[name];
       const unclaimed = [...seen].filter(

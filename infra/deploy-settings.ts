@@ -1,7 +1,8 @@
 /**
  * What the environment `sst deploy` (or `sst dev`) runs in decides for a stage, beside its secrets: the public host
  * names of the API (API_DOMAIN) and of the stream (STREAM_DOMAIN), and the API's plain settings passed on to the
- * processes; the containers' settings are their plans' (plan.ts), and one set there is warned about, not passed on.
+ * processes; the containers' settings are their plans' (plan.ts), and one set there to another value than its
+ * default is warned about, not passed on.
  * sst.config.ts reads it once. No SST needed, so infra/deploy-settings.test.ts checks it, and that the
  * functions' own reader (functions/config.ts, which is not imported here: SST's platform types clash with it in the
  * infra type check) takes what this passes on.
@@ -66,36 +67,45 @@ export const FUNCTION_SETTINGS_NOT_PASSED: Readonly<Record<string, string>> = {
 type Reader = ContainerName | "the functions";
 const ALL_CONTAINERS: readonly Reader[] = ["engine", "worker", "poller", "stream"];
 
+/** A setting the deploy does not pass on: the processes that read it, and the value they run with. */
+export interface SettingNotPassed {
+  readonly readers: readonly Reader[];
+  /** Their readers' default, as .env.example shows it: no plan sets one of these, so a deployed process has this. */
+  readonly deployed: string;
+}
+
 /**
- * The processes' settings (.env.example) that the deploy does not take from the environment it runs in, each with the
- * processes that read it: a container's plain environment is its plan's (CONTAINER_PLANS in plan.ts), the same for
- * every stage, so one of these set where `sst deploy` runs would be dropped without a word. readDeploySettings warns
- * about those that are set. To deploy one, change the container's plan.
+ * The processes' settings (.env.example) that the deploy does not take from the environment it runs in: a
+ * container's plain environment is its plan's (CONTAINER_PLANS in plan.ts), the same for every stage, so one of these
+ * set where `sst deploy` runs would be dropped without a word. readDeploySettings warns about those set to another
+ * value than the deployed one (a `.env` copied from .env.example repeats the defaults: no warning). To deploy one,
+ * change the container's plan.
  */
-export const CONTAINER_SETTINGS_NOT_PASSED: Readonly<Record<string, readonly Reader[]>> = {
-  INITIAL_BALANCE_USD: ["engine"],
-  SNAPSHOT_EVERY_MS: ["engine"],
-  SNAPSHOT_SAVE_TIMEOUT_MS: ["engine"],
-  ENGINE_LEASE_TTL_MS: ["engine"],
-  ENGINE_STANDBY_POLL_MS: ["engine"],
-  ENGINE_STATS_EVERY_MS: ["engine"],
-  ENGINE_METRICS_PORT: ["engine"],
-  WORKER_CLAIM_IDLE_MS: ["worker"],
-  WORKER_STATS_EVERY_MS: ["worker"],
-  WORKER_OUTPUT_KEEP_MS: ["worker"],
-  WORKER_METRICS_PORT: ["worker"],
-  BACKPACK_WS_URL: ["poller"],
-  POLLER_BOOK_SILENCE_MS: ["poller"],
-  POLLER_METRICS_PORT: ["poller"],
-  STREAM_HEARTBEAT_MS: ["stream"],
-  STREAM_MAX_MESSAGES_PER_SEC: ["stream"],
-  STREAM_MAX_SUBSCRIPTIONS: ["stream"],
-  STREAM_MAX_CONNECTIONS_PER_USER: ["stream"],
-  STREAM_PRIVATE_BUFFER_CAP_BYTES: ["stream"],
-  STREAM_METRICS_PORT: ["stream"],
-  METRICS_HOST: ALL_CONTAINERS,
-  KEY_PREFIX: ALL_CONTAINERS,
-  LOG_LEVEL: [...ALL_CONTAINERS, "the functions"],
+export const CONTAINER_SETTINGS_NOT_PASSED: Readonly<Record<string, SettingNotPassed>> = {
+  INITIAL_BALANCE_USD: { readers: ["engine"], deployed: "10000" },
+  SNAPSHOT_EVERY_MS: { readers: ["engine"], deployed: "10000" },
+  SNAPSHOT_SAVE_TIMEOUT_MS: { readers: ["engine"], deployed: "60000" },
+  ENGINE_LEASE_TTL_MS: { readers: ["engine"], deployed: "500" },
+  ENGINE_STANDBY_POLL_MS: { readers: ["engine"], deployed: "50" },
+  ENGINE_STATS_EVERY_MS: { readers: ["engine"], deployed: "10000" },
+  ENGINE_METRICS_PORT: { readers: ["engine"], deployed: "9141" },
+  WORKER_CLAIM_IDLE_MS: { readers: ["worker"], deployed: "30000" },
+  WORKER_STATS_EVERY_MS: { readers: ["worker"], deployed: "10000" },
+  WORKER_OUTPUT_KEEP_MS: { readers: ["worker"], deployed: "3600000" },
+  WORKER_METRICS_PORT: { readers: ["worker"], deployed: "9142" },
+  BACKPACK_WS_URL: { readers: ["poller"], deployed: "wss://ws.backpack.exchange" },
+  POLLER_BOOK_SILENCE_MS: { readers: ["poller"], deployed: "15000" },
+  POLLER_METRICS_PORT: { readers: ["poller"], deployed: "9143" },
+  STREAM_HEARTBEAT_MS: { readers: ["stream"], deployed: "10000" },
+  STREAM_MAX_MESSAGES_PER_SEC: { readers: ["stream"], deployed: "20" },
+  STREAM_MAX_SUBSCRIPTIONS: { readers: ["stream"], deployed: "50" },
+  STREAM_MAX_CONNECTIONS_PER_USER: { readers: ["stream"], deployed: "20" },
+  STREAM_PRIVATE_BUFFER_CAP_BYTES: { readers: ["stream"], deployed: "1048576" },
+  STREAM_METRICS_PORT: { readers: ["stream"], deployed: "9145" },
+  METRICS_HOST: { readers: ALL_CONTAINERS, deployed: "127.0.0.1" },
+  // Blank is unset, so a KEY_PREFIX set at all differs from the deployed one (none).
+  KEY_PREFIX: { readers: [...ALL_CONTAINERS, "the functions"], deployed: "" },
+  LOG_LEVEL: { readers: [...ALL_CONTAINERS, "the functions"], deployed: "info" },
 };
 
 /**
@@ -180,15 +190,21 @@ function settingsSet(env: Env, names: readonly string[]): Record<string, string>
   );
 }
 
-/** One warning naming each setting in `set` (CONTAINER_SETTINGS_NOT_PASSED), or none. */
+/**
+ * One warning naming each setting in `set` (CONTAINER_SETTINGS_NOT_PASSED) whose value is not the one deployed
+ * processes run with, or none.
+ */
 function notPassedWarnings(set: Readonly<Record<string, string>>): string[] {
-  const names = Object.keys(set).map((name) => `${name} (${CONTAINER_SETTINGS_NOT_PASSED[name]!.join(", ")})`);
+  const names = Object.entries(set).flatMap(([name, value]) => {
+    const { readers, deployed } = CONTAINER_SETTINGS_NOT_PASSED[name]!;
+    return value === deployed ? [] : [`${name}=${value} (${readers.join(", ")}; deployed: ${deployed || "unset"})`];
+  });
   if (names.length === 0) return [];
   return [
     `${names.join(", ")} ${names.length === 1 ? "is" : "are"} set where \`sst deploy\` runs, but a deploy passes ` +
-      `${names.length === 1 ? "it" : "them"} to no process: the containers run with their plans' settings ` +
-      "(CONTAINER_PLANS in infra/plan.ts), so each keeps its value there, or its default. Change it in plan.ts to " +
-      "deploy it.",
+      `${names.length === 1 ? "it" : "them"} to no process, which keeps the value after "deployed" (the default): a ` +
+      "container's plain settings are its plan's (CONTAINER_PLANS in infra/plan.ts), and the functions get only " +
+      "FUNCTION_SETTINGS (infra/deploy-settings.ts). Change a container's plan to deploy one there.",
   ];
 }
 
