@@ -27,9 +27,10 @@ export function claimPidFile(file: string, startScript: string): void {
 }
 
 /**
- * Whether `pid` is another running `npm start` of this project, from any checkout. Not this process nor the one that launched it: a
- * container restarted with the data folder on a volume numbers its processes from 1 again, so the dead run's pid is
- * often this run's own. After a reboot the number may belong to an unrelated process, hence the command line check.
+ * Whether `pid` is another running `npm start` of this project, from any checkout. Not this process nor the one
+ * that launched it: a container restarted with the data folder on a volume numbers its processes from 1 again, so
+ * the dead run's pid is often this run's own. After a reboot the number may belong to an unrelated process, hence
+ * the command line check.
  */
 function isOtherStart(pid: number, startScript: string): boolean {
   if (pid === process.pid || pid === process.ppid) return false;
