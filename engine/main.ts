@@ -27,7 +27,7 @@ import { LogGapError, logTrimmedAfter } from "./runner/follower.ts";
 import { runLeader } from "./runner/leader.ts";
 import { startLeaseKeeper, type LeaseKeeper } from "./runner/lease-keeper.ts";
 import { runStandby } from "./runner/standby.ts";
-import { EngineLease, sleep } from "./runner/lease.ts";
+import { EngineLease, sleep, unlessAborted } from "./runner/lease.ts";
 import { DEFAULT_SAVE_TIMEOUT_MS, PostgresSnapshotStore } from "./snapshot/postgres-store.ts";
 import { checkRestored, restoreNewest, SnapshotsUnusableError } from "./runner/restore.ts";
 import { SnapshotIntegrityError } from "./snapshot/store.ts";
@@ -168,19 +168,24 @@ runMain("engine", async () => {
         restoreFrom = performance.now();
         state = await restore(() => store.load());
         metrics.restored(performance.now() - restoreFrom);
-        const check = await checkRestored(writer, keys.input, state.lastInputId, restoredNewest, () =>
-          store.latestHead(),
+        const check = await unlessAborted(
+          checkRestored(writer, keys.input, state.lastInputId, restoredNewest, () => store.latestHead()),
+          stop,
         );
+        if (check === undefined) return false;
         if (check === "reaches") return true;
         if (check === "mismatch") {
-          const logMissing = (await writer.exists(keys.input)) === 0;
-          throw mismatched(keys.input, state.lastInputId, { pastUnusable, logMissing }, config);
+          const logLength = await unlessAborted(writer.exists(keys.input), stop);
+          if (logLength === undefined) return false;
+          throw mismatched(keys.input, state.lastInputId, { pastUnusable, logMissing: logLength === 0 }, config);
         }
         reason = "the log was trimmed past the restored snapshot while it was restored; a newer one was saved";
         level = "warn";
       }
     };
-    if ((await writer.get(keys.engineLease)) === null) {
+    // The reads of Redis from here until it leads or stands by wait through a Redis outage; a stop does not wait for
+    // them (undefined: stopped first), as a standby's polls do not: they only read.
+    if ((await unlessAborted(writer.get(keys.engineLease), stop)) === null) {
       await sleep(yieldMs, stop);
       // Stopping: the lease is not this engine's to take (the standby path below ends at once).
       if (!stop.aborted) leading = await lease.tryAcquire();
@@ -220,7 +225,8 @@ runMain("engine", async () => {
         }
       }
       // While this engine restored or stood by, a snapshot may have been taken and the log trimmed past its cursor.
-      if (!(await logTrimmedAfter(writer, keys.input, state.lastInputId))) break;
+      const trimmed = await unlessAborted(logTrimmedAfter(writer, keys.input, state.lastInputId), stop);
+      if (trimmed !== true) break; // not trimmed: it leads; stopped: a lease it took over is released at the end
       // Not while holding the lease: a long restore would let it lapse. Another engine may lead meanwhile.
       await lease.release();
       dropPrefetch();
@@ -233,8 +239,10 @@ runMain("engine", async () => {
       }
       leading = await lease.tryAcquire();
     }
-    if (leading) {
-      if (!(await lease.renew())) throw new Error("lost the engine lease while restoring");
+    // Stopped before it leads, as this renewal waits through a Redis outage too: the lease is released at the end.
+    const held = leading ? await unlessAborted(lease.renew(), stop) : undefined;
+    if (held === false) throw new Error("lost the engine lease while restoring");
+    if (held === true) {
       // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
       const publishes = new SharedArrayBuffer(4);
       const publishCount = new Int32Array(publishes);

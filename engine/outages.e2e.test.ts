@@ -6,8 +6,8 @@
  * than exit. Once Postgres is back, the snapshotter restores and saves, and the waiting engine becomes the standby.
  * A Postgres that stops answering in the middle of a save (the connection open, no reply) fails that save after
  * SNAPSHOT_SAVE_TIMEOUT_MS, as an outage does, and a later save succeeds once it answers again.
- * An engine pointed at a database that does not exist does not wait: it stops at once. And a leader asked to stop
- * while Redis is out of reach does not wait for Redis either.
+ * An engine pointed at a database that does not exist does not wait: it stops at once. And a leader, a standby or an
+ * engine about to choose between them, asked to stop while Redis is out of reach, does not wait for Redis either.
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
@@ -246,6 +246,53 @@ describe("an engine process through a Redis outage", () => {
       expect(await b.stop("SIGTERM")).toEqual({ code: 0, signal: null });
     } finally {
       prices.stop();
+      await redisProxy.close();
+    }
+  }, 120_000);
+
+  it("stops a standby on SIGTERM while Redis is out of reach: its polls do not wait for Redis", async () => {
+    const redisProxy = await startRedisProxy(TEST_REDIS_URL);
+    const leader = start("engine-leads-on", undefined, { ENGINE_LEASE_TTL_MS: "2000" });
+    try {
+      await leader.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
+      const through = new URL(TEST_REDIS_URL);
+      through.host = `127.0.0.1:${redisProxy.port}`;
+      const standby = start("engine-standby-redis-gone", undefined, { REDIS_URL: through.toString() });
+      await standby.waitFor((l) => l.event === "engine_ready" && l.role === "standby", 30_000);
+      await redisProxy.cut();
+      await new Promise((r) => setTimeout(r, 500)); // polls wait for Redis now
+      const stoppedAt = Date.now();
+      const exit = await Promise.race([
+        standby.stop("SIGTERM"),
+        new Promise((r) => setTimeout(() => r("still running"), 15_000)),
+      ]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      // Ending its threads takes a moment; nothing waits for Redis.
+      expect(Date.now() - stoppedAt).toBeLessThan(5_000);
+      expect(standby.events("stopped")).toEqual([expect.objectContaining({ exitCode: 0 })]);
+      expect(await holds(leader)).toBe(true);
+    } finally {
+      await redisProxy.close();
+      expect(await leader.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    }
+  }, 120_000);
+
+  it("stops on SIGTERM while its first read of the lease, after the restore, gets no answer", async () => {
+    const redisProxy = await startRedisProxy(TEST_REDIS_URL);
+    try {
+      const through = new URL(TEST_REDIS_URL);
+      through.host = `127.0.0.1:${redisProxy.port}`;
+      const frozen = redisProxy.freezeOn(keys.engineLease); // main's GET of the lease: nothing before it names it
+      const engine = start("engine-lease-read-frozen", undefined, { REDIS_URL: through.toString() });
+      await frozen;
+      const exit = await Promise.race([
+        engine.stop("SIGTERM"),
+        new Promise((r) => setTimeout(() => r("still running"), 15_000)),
+      ]);
+      expect(exit).toEqual({ code: 0, signal: null });
+      expect(engine.events("stopped")).toEqual([expect.objectContaining({ exitCode: 0 })]);
+      expect(engine.events("lease_acquired")).toEqual([]);
+    } finally {
       await redisProxy.close();
     }
   }, 120_000);

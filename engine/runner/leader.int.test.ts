@@ -6,6 +6,7 @@ import { keyspace, type Keyspace } from "../../contract/names.ts";
 import { decodeOutputFields, encodeFields } from "../../contract/stream-fields.ts";
 import { Registry } from "prom-client";
 import { createLogger } from "../../platform/log.ts";
+import { connectRedis } from "../../platform/redis.ts";
 import { parseSamples, sample } from "../../platform/testing/metrics.ts";
 import { engineMetrics, type LeaderMetrics } from "../metrics.ts";
 import { makeParams } from "../core/params.ts";
@@ -593,6 +594,58 @@ describe("engine leader on real Redis", () => {
       expect(await Promise.race([running, stillRunningAfter(1_000)])).toBe("stopped");
     } finally {
       stop.abort();
+      await proxy.close();
+      await running.catch(() => undefined);
+    }
+  });
+
+  it("a standby asked to stop while Redis is down stops at once: its poll does not wait for Redis", async () => {
+    const keys = freshKeys();
+    await redis.set(keys.engineLease, "other:1", "PX", 60_000); // another engine leads
+    const proxy = await startRedisProxy(REDIS_URL);
+    // The engine's own connection options: a command sent during an outage waits until Redis is back.
+    const client = connectRedis(`redis://127.0.0.1:${proxy.port}`, log, "engine-writer");
+    const lease = new EngineLease(client, keys, "me", 500, log);
+    const stop = new AbortController();
+    let ready!: () => void;
+    const isReady = new Promise<void>((resolve) => (ready = resolve));
+    const state = createState(makeParams());
+    const running = runStandby({ redis: client, keys, log, lease, state, pollMs: 50, onReady: ready }, stop.signal);
+    try {
+      await isReady;
+      await proxy.cut(); // Redis out of reach: every poll from here on waits
+      await new Promise((r) => setTimeout(r, 300));
+      stop.abort();
+      expect(await Promise.race([running, stillRunningAfter(1_000)])).toBe("stopped");
+    } finally {
+      stop.abort();
+      client.disconnect();
+      await proxy.close();
+      await running.catch(() => undefined);
+    }
+  });
+
+  it("a standby asked to stop while its read of the stream head never answers stops at once", async () => {
+    const keys = freshKeys();
+    await redis.set(keys.engineLease, "other:1", "PX", 60_000);
+    const proxy = await startRedisProxy(REDIS_URL);
+    const client = connectRedis(`redis://127.0.0.1:${proxy.port}`, log, "engine-writer");
+    const lease = new EngineLease(client, keys, "me", 500, log);
+    const frozen = proxy.freezeOn("XINFO"); // the lag's read of the head, after the first poll
+    const stop = new AbortController();
+    const metrics = { lag() {} };
+    const state = createState(makeParams());
+    const running = runStandby(
+      { redis: client, keys, log, lease, state, pollMs: 50, statsEveryMs: 0, metrics },
+      stop.signal,
+    );
+    try {
+      await frozen;
+      stop.abort();
+      expect(await Promise.race([running, stillRunningAfter(1_000)])).toBe("stopped");
+    } finally {
+      stop.abort();
+      client.disconnect();
       await proxy.close();
       await running.catch(() => undefined);
     }

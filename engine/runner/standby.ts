@@ -13,7 +13,7 @@ import type { EngineState } from "../core/state.ts";
 import type { LeaderMetrics } from "../metrics.ts";
 import { applyTail, PUBLISHED_TAIL_LUA } from "./follower.ts";
 import { lagMs, streamHead } from "./leader.ts";
-import { sleep, type EngineLease } from "./lease.ts";
+import { sleep, unlessAborted, type EngineLease } from "./lease.ts";
 import type { RawEntry } from "./log-stream.ts";
 
 export interface StandbyOptions {
@@ -42,7 +42,8 @@ ${PUBLISHED_TAIL_LUA}
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), entries, kept}`;
 
 /**
- * Follows until this engine holds the lease ("leader") or `signal` aborts ("stopped").
+ * Follows until this engine holds the lease ("leader") or `signal` aborts ("stopped"): at once, also when a read of
+ * Redis is waiting (an outage), as nothing it reads needs an answer once it stops.
  *
  * A standby that never saw the lease's last holder renew it (its remaining time only went down: an engine
  * restarted after that leader died) waits two polls before it takes the lease when it lapses, so a standby that
@@ -60,17 +61,23 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
   let lastStatsMs = 0;
   while (!signal.aborted) {
     // One command per poll (the keys carry the shard's hash tag; an XINFO for the lag every statsEveryMs): a
-    // standby's cost is billed per command.
-    const [holder, pttl, entries, kept] = (await o.redis.eval(
-      POLL,
-      3,
-      o.keys.engineLease,
-      o.keys.enginePublished,
-      o.keys.input,
-      state.lastInputId,
-      // Small batches: applying one keeps this event loop from the lease for its duration.
-      "500",
-    )) as [string | null, number, RawEntry[], number];
+    // standby's cost is billed per command. A stop does not wait for its answer: through a Redis outage the command
+    // waits until Redis is back, and it only reads.
+    const polled = (await unlessAborted(
+      o.redis.eval(
+        POLL,
+        3,
+        o.keys.engineLease,
+        o.keys.enginePublished,
+        o.keys.input,
+        state.lastInputId,
+        // Small batches: applying one keeps this event loop from the lease for its duration.
+        "500",
+      ),
+      signal,
+    )) as [string | null, number, RawEntry[], number] | undefined;
+    if (polled === undefined) break;
+    const [holder, pttl, entries, kept] = polled;
     if (holder === null) {
       // Stopping (npm start stops both engines at once): the released lease is not this engine's to take.
       if (signal.aborted) break;
@@ -104,7 +111,9 @@ export async function runStandby(o: StandbyOptions, signal: AbortSignal): Promis
     const caughtUp = applyTail(state, entries, kept === 1);
     // Behind the stream head, caught up or not: what a takeover now would have left to apply.
     if (o.metrics !== undefined && Date.now() - lastStatsMs >= (o.statsEveryMs ?? 10_000)) {
-      o.metrics.lag(lagMs(await streamHead(o.redis, o.keys), state.lastInputMs));
+      const head = await unlessAborted(streamHead(o.redis, o.keys), signal);
+      if (signal.aborted) break;
+      o.metrics.lag(lagMs(head, state.lastInputMs));
       lastStatsMs = Date.now();
     }
     if (!caughtUp) continue;
