@@ -948,6 +948,46 @@ describe("engine leader on real Redis", () => {
     expect(sample(parseSamples(await registry.metrics()), "engine_lease_held")).toBe(0);
   });
 
+  it("counts a trade open in engine_open_trades until its last part is closed, not at each partial close", async () => {
+    const keys = freshKeys();
+    await send(keys, instruction("alice", "r1", { kind: "create_account" }));
+    await send(keys, eth("2000"));
+    // 0.5 ETH: two partial closes of 0.1 leave it open, the full close after them closes it.
+    const opening = { kind: "open_trade", asset: "ETH", side: "long", margin: "100", leverage: 10 } as const;
+    await send(keys, instruction("alice", "r2", opening));
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const registry = new Registry();
+    const metrics = engineMetrics(registry, () => lease.value);
+    const state = createState(makeParams());
+    const stop = new AbortController();
+    const running = runLeader({ reader, writer: redis, keys, log, lease, state, blockMs: 20, metrics }, stop.signal);
+    try {
+      const opened = await until(async () => (await outputs(keys)).find((o) => o.type === "trade_opened"));
+      const tradeId = opened.type === "trade_opened" ? opened.trade.id : "";
+      const gaugeAfter = async (requestId: string, quantity?: string) => {
+        const close = quantity === undefined ? { tradeId } : { tradeId, quantity };
+        await send(keys, instruction("alice", requestId, { kind: "close_trade", ...close }));
+        await until(async () =>
+          (await outputs(keys)).some((o) => o.type === "order_response" && o.requestId === requestId)
+            ? true
+            : undefined,
+        );
+        return sample(parseSamples(await registry.metrics()), "engine_open_trades");
+      };
+      expect(await gaugeAfter("r3", "0.1")).toBe(1);
+      expect(await gaugeAfter("r4", "0.1")).toBe(1);
+      expect(state.accounts.get("alice")!.openTrades.size).toBe(1);
+      expect(await gaugeAfter("r5")).toBe(0);
+      expect(state.accounts.get("alice")!.openTrades.size).toBe(0);
+      const closes = (await outputs(keys)).filter((o) => o.type === "closed_order");
+      expect(closes.map((o) => o.type === "closed_order" && o.trade.remainingQuantity)).toEqual(["0.4", "0.3", "0"]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
   it("measures lag in log time from the stream head's id, never below zero", () => {
     expect(lagMs("1700000005250-3", 1700000005000)).toBe(250);
     expect(lagMs("1700000005000-9", 1700000005000)).toBe(0);

@@ -147,7 +147,8 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
   // Redis error) is never followed by a later batch or cursor: the leader stops at the next batch with nothing
   // out of order.
   let publishing: Promise<void> = Promise.resolve();
-  // Kept from the outputs (each open and each close emits exactly one), so no scrape has to count the state.
+  // Kept from the outputs, so no scrape has to count the state: a trade opened emits one trade_opened, and each close
+  // one closed_order, a partial close too (the trade stays open: its remainingQuantity is not "0").
   let openTrades = metrics === undefined ? 0 : countOpenTrades(state);
   // The longest the event loop is kept by one slice of a batch: well within the lease, so a leader busy with a
   // backlog (a replay, a burst, a slow machine) still renews it, by the slice's publish and by the timer.
@@ -169,7 +170,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
         for (const out of applyOne(state, entries[next++]!)) {
           outputs.push(out);
           if (out.type === "trade_opened") openTrades++;
-          else if (out.type === "closed_order") openTrades--;
+          else if (out.type === "closed_order" && out.trade.remainingQuantity === "0") openTrades--;
         }
         // By size as well, between inputs: a slice of many inputs with a few outputs each goes in one publish call
         // that Redis accepts; only one whose last input has many outputs (mass stops) is published in parts.
