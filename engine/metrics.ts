@@ -28,7 +28,7 @@ export interface SnapshotFigures {
 }
 
 export interface EngineMetrics extends LeaderMetrics {
-  /** The snapshot restore part of a recovery took `ms` (called once per restore, added up). */
+  /** A snapshot restore (at start, or a restore_again) took `ms`: the gauge shows the last one. */
   restored(ms: number): void;
   /** This engine, a hot standby, took the lease over. */
   tookOver(): void;
@@ -68,7 +68,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   lag.set(Number.NaN); // unknown until the first report, not 0
   const recovery = new Gauge({
     name: "engine_recovery_duration_seconds",
-    help: "The last recovery of this process, by phase: restore (snapshot load and decode) and replay (the log after it). Waiting as a standby is not counted.",
+    help: "The last of each recovery phase of this process: restore (a snapshot's load and decode, at start or again after a gap in the log) and replay (the log after the state, as this engine began to lead). Waiting as a standby is not counted.",
     labelNames: ["phase"] as const,
     registers,
   });
@@ -142,7 +142,6 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   const encode = snapshot.labels("encode");
   const hash = snapshot.labels("hash");
   const write = snapshot.labels("write");
-  let restoreSeconds = 0;
   return {
     batchApplied(entries, seconds) {
       applied.inc(entries);
@@ -150,10 +149,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
     },
     openTrades: (count) => open.set(count),
     lag: (ms) => lag.set(ms === undefined ? Number.NaN : ms / 1000),
-    restored(ms) {
-      restoreSeconds += ms / 1000;
-      recovery.set({ phase: "restore" }, restoreSeconds);
-    },
+    restored: (ms) => recovery.set({ phase: "restore" }, ms / 1000),
     tookOver: () => takeovers.inc(),
     ignoredPriceUpdates(total) {
       if (total > ignoredReported) ignoredPrices.inc(total - ignoredReported);
