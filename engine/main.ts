@@ -255,6 +255,7 @@ runMain("engine", async () => {
           // A main thread silent for several TTLs is stuck, not paused for a GC: let the lease go to a standby.
           stallMs: 6 * config.leaseTtlMs,
         },
+        log,
         // A leader without progress as long: the live loop's blocking read (1 s) waits on top of it.
         6 * config.leaseTtlMs + 1000,
       );

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { Worker } from "node:worker_threads";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { keyspace } from "../../contract/names.ts";
@@ -179,6 +180,26 @@ describe("the lease keeper thread", () => {
       await keeper.stop();
     }
   }, 30_000);
+
+  it("logs lease_keeper_failed, at error, when its thread dies: the leader is unguarded against pauses from then on", async () => {
+    const logged: string[] = [];
+    const watched = createLogger("engine-test", { level: "info", sink: (line) => logged.push(line) });
+    const data = { redisUrl: TEST_REDIS_URL, prefix, value: "leader:1", ttlMs: TTL_MS, stallMs: 2_000 };
+    // A thread that throws as it starts, as one whose bundle fails to load or that hits a bug does.
+    const failing = () => new Worker("throw new Error('keeper thread broke')", { eval: true });
+    const keeper = startLeaseKeeper(data, watched, data.stallMs, failing);
+    try {
+      const line = await until(
+        () => Promise.resolve(logged.find((l) => l.includes('"lease_keeper_failed"'))),
+        5_000,
+        "the failure logged",
+      );
+      expect(JSON.parse(line)).toMatchObject({ level: "error", event: "lease_keeper_failed" });
+      expect(line).toContain("keeper thread broke");
+    } finally {
+      await keeper.stop();
+    }
+  });
 });
 
 /**
@@ -201,6 +222,7 @@ async function keeperRenewing(
       ttlMs: lease.ttlMs,
       stallMs,
     },
+    log,
     stuckMs,
   );
   keeper.progressed(performance.now());

@@ -8,6 +8,7 @@
  * nothing.
  */
 import type { Worker } from "node:worker_threads";
+import type { Logger } from "../../platform/log.ts";
 import { endThread, startThread } from "../../platform/threads.ts";
 
 /**
@@ -72,12 +73,15 @@ export interface LeaseKeeper {
 
 /**
  * Starts the thread. It only renews: a lost lease it reports (`lost`), and the leader's publish finds it too (fenced);
- * the thread logs `leader_stalled` when it lets the lease lapse.
+ * the thread logs `leader_stalled` when it lets the lease lapse, and `log` gets `lease_keeper_failed` if it dies.
  */
 export function startLeaseKeeper(
   data: Omit<LeaseKeeperData, "shared">,
+  log: Logger,
   /** Longest time without the leader's progress (performance.now() ms) for which it still beats; default stallMs. */
   stuckMs = data.stallMs,
+  /** Starts the thread (a test's stands in for one that fails). */
+  start: (workerData: LeaseKeeperData) => Worker = (workerData) => startThread("engine-lease-keeper", workerData),
 ): LeaseKeeper {
   const shared = new SharedArrayBuffer(32);
   const words = new BigInt64Array(shared);
@@ -93,10 +97,12 @@ export function startLeaseKeeper(
   beat();
   // A tenth of the TTL: a stall shows as silence well before stallMs.
   const beating = setInterval(beat, Math.max(10, Math.floor(data.ttlMs / 10)));
-  const worker: Worker = startThread("engine-lease-keeper", { ...data, shared } satisfies LeaseKeeperData);
+  const worker = start({ ...data, shared });
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-  // A thread that failed renews nothing more: extendedAt stops moving and the leader's own timer renews.
-  worker.on("error", () => undefined);
+  // A thread that failed renews nothing more: extendedAt stops moving and the leader's own timer renews. Said at error:
+  // from then on a pause of the main thread longer than the TTL hands the lease to a standby, as the thread exists to
+  // prevent.
+  worker.on("error", (err) => log.error("lease_keeper_failed", { error: err }));
   let onLost = () => undefined as void;
   const lost = new Promise<void>((resolve) => (onLost = resolve));
   const renewing = new Promise<void>((resolve) =>
