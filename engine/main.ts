@@ -241,7 +241,7 @@ runMain("engine", async () => {
     }
     // Stopped before it leads, as this renewal waits through a Redis outage too: the lease is released at the end.
     const held = leading ? await unlessAborted(lease.renew(), stop) : undefined;
-    if (held === false) throw new Error("lost the engine lease while restoring");
+    if (held === false) throw new Error("lost the engine lease before leading: it lapsed after it was taken");
     if (held === true) {
       // Counted by the leader, read by its follower thread (FollowerOptions.publishes).
       const publishes = new SharedArrayBuffer(4);
