@@ -5,7 +5,7 @@
  * instead of replaying what is left. It does not mistake a deleted entry (XDEL) for such a gap, and its snapshotter,
  * finding the log trimmed past the snapshot it restored, restores again rather than stop the engine. A snapshotter
  * that crashes while the engine stops still lets it stop cleanly: the lease released, exit code 1; a stop while a
- * leader restores again ends it cleanly too.
+ * leader restores again ends it cleanly too, and a leader stopped after it lost its lease unnoticed logs no handover.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -388,6 +388,24 @@ describe("engine process", () => {
       expect(await redis.get(keys.engineLease)).toBe(held);
     } finally {
       await Promise.all([leader.stop("SIGTERM"), standby.stop("SIGTERM")]);
+    }
+  });
+
+  it("logs no handover when, stopping, it finds its lease already another engine's: it had nothing to hand over", async () => {
+    const own = `${prefix}deposed:`;
+    const keys = keyspace(own);
+    // A long TTL: its keeper renews every 12 s, so it does not notice below that the lease moved on before it stops.
+    const env = { REDIS_URL: TEST_REDIS_URL, DATABASE_URL: pg.url, KEY_PREFIX: own, ENGINE_LEASE_TTL_MS: "60000" };
+    const engine = spawnComponent("engine", env);
+    try {
+      await engine.waitFor((line) => line.event === "engine_ready" && line.role === "leader", 30_000);
+      await redis.set(keys.engineLease, "other:99", "PX", 60_000); // deposed, as a fenced trim would show it
+      expect(await engine.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+      expect(engine.events("handover")).toEqual([]);
+      expect(engine.events("lease_released")).toEqual([]);
+      expect(await redis.get(keys.engineLease)).toBe("other:99");
+    } finally {
+      await engine.stop("SIGKILL");
     }
   });
 

@@ -296,8 +296,9 @@ runMain("engine", async () => {
         // is released, is then the handover and not a lost lease.
         const followerStopped = follower.stop();
         await keeper?.stop();
-        await lease.release();
-        log.info("handover", { lastInputId: state.lastInputId });
+        // Not when the lease was already another's: deposed before the leader noticed (its snapshotter's trim was
+        // fenced, which stops it as on SIGTERM), it handed nothing over.
+        if ((await lease.release()) !== "not_held") log.info("handover", { lastInputId: state.lastInputId });
         await followerStopped;
       }
       if (end === "lease_lost") exitCode = 1;

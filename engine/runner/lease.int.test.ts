@@ -23,6 +23,18 @@ describe("engine lease on real Redis", () => {
     expect(await redis.get(keys.engineLease)).toBe("other:1");
   });
 
+  it("says when the lease it releases was no longer its own, and leaves it to its holder", async () => {
+    const keys = freshKeys();
+    const lease = new EngineLease(redis, keys, "a", 60_000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    await redis.set(keys.engineLease, "other:9", "PX", 60_000); // it lapsed, and another engine took it
+
+    expect(await lease.release()).toBe("not_held");
+
+    expect(await redis.get(keys.engineLease)).toBe("other:9");
+    expect(await lease.release()).toBe("not_held"); // nothing held any more
+  });
+
   it("is held when the reply to its SET is lost with the connection and ioredis resends it", async () => {
     const keys = freshKeys();
     const proxy = await startRedisProxy(TEST_REDIS_URL);
@@ -37,7 +49,7 @@ describe("engine lease on real Redis", () => {
       expect(lease.value).toMatch(/^a:\d+$/);
       expect(await redis.get(keys.engineLease)).toBe(lease.value);
       // Being its own, it is released on a stop.
-      await lease.release();
+      expect(await lease.release()).toBe("released");
       expect(await redis.get(keys.engineLease)).toBeNull();
     } finally {
       viaProxy.disconnect();

@@ -54,11 +54,12 @@ export class EngineLease {
    * Deletes the lease if it is still ours; one another engine took meanwhile is left alone (and not logged). Waits
    * at most one TTL for the answer: nothing renews the lease once it is being released, so by then it has lapsed
    * anyway, and a Redis out of reach must not hold up a stopping engine (the script, if it runs later, still deletes
-   * only this value).
+   * only this value). Says which: "released", "unanswered", or "not_held" (not ours: lapsed or another engine's, or
+   * none was held), when a handover is not this engine's to report.
    */
-  async release(): Promise<void> {
+  async release(): Promise<"released" | "unanswered" | "not_held"> {
     const value = this.value;
-    if (value === undefined) return;
+    if (value === undefined) return "not_held";
     this.value = undefined;
     let timer: NodeJS.Timeout | undefined;
     const unanswered = new Promise<"unanswered">((resolve) => {
@@ -66,9 +67,13 @@ export class EngineLease {
     });
     try {
       const deleted = await Promise.race([this.redis.eval(RELEASE, 1, this.keys.engineLease, value), unanswered]);
-      if (deleted === "unanswered")
+      if (deleted === "unanswered") {
         this.log.warn("lease_release_unanswered", { holder: this.holder, waitedMs: this.ttlMs });
-      else if (deleted === 1) this.log.info("lease_released", { holder: this.holder });
+        return "unanswered";
+      }
+      if (deleted !== 1) return "not_held";
+      this.log.info("lease_released", { holder: this.holder });
+      return "released";
     } finally {
       clearTimeout(timer);
     }
