@@ -1,7 +1,8 @@
 /**
  * The engine's Prometheus metrics. The leader updates them once per batch with plain numbers (no labels looked up,
- * nothing allocated per entry), at the same points where it logs engine_stats and replay_done; a standby sets only
- * the lag, as often; the snapshot figures come from the follower thread's snapshot_saved message. What can be read at scrape time (the lease) is read then.
+ * nothing allocated per entry), at the same points where it logs engine_stats and replay_done (the lag also at
+ * replay_start and replay_progress); a standby sets only the lag, as often; the snapshot figures come from the
+ * follower thread's snapshot_saved message. What can be read at scrape time (the lease) is read then.
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
@@ -62,7 +63,7 @@ export function engineMetrics(registry: Registry, lease: () => string | undefine
   const open = new Gauge({ name: "engine_open_trades", help: "Trades open in the engine's state.", registers });
   const lag = new Gauge({
     name: "engine_lag_seconds",
-    help: "Log time between the newest entry of engine:input and the last one applied, set every ENGINE_STATS_EVERY_MS by the leader and by a standby; NaN before the first time or when the head could not be read.",
+    help: "Log time between the newest entry of engine:input and the last one applied, set every ENGINE_STATS_EVERY_MS by the leader and by a standby, and during a leader's replay at its start, each second and its end; NaN before the first time or when the head could not be read.",
     registers,
   });
   lag.set(Number.NaN); // unknown until the first report, not 0

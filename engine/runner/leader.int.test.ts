@@ -14,7 +14,7 @@ import { createState, type EngineState } from "../core/state.ts";
 import { lagMs, runLeader, type LeaderOptions } from "./leader.ts";
 import type { LogPrefetch } from "./log-prefetch.ts";
 import { EngineLease } from "./lease.ts";
-import { applyRaw } from "./log-stream.ts";
+import { applyRaw, type RawEntry } from "./log-stream.ts";
 import { runStandby } from "./standby.ts";
 import { catchUp, LogGapError } from "./follower.ts";
 import { stateHash } from "../snapshot/hash.ts";
@@ -915,10 +915,13 @@ describe("engine leader on real Redis", () => {
     const registry = new Registry();
     const metrics = engineMetrics(registry, () => lease.value);
     const stop = new AbortController();
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
     const running = runLeader(
-      { reader, writer: redis, keys, log, lease, state, blockMs: 20, statsEveryMs: 50, metrics },
+      { reader, writer: redis, keys, log, lease, state, blockMs: 20, statsEveryMs: 50, metrics, onLive: live },
       stop.signal,
     );
+    await isLive; // what is sent below is for the live loop, not the replay
     await send(keys, open("alice", "r4", 5));
     await send(keys, eth("1700")); // the 10× long is liquidated; the 2× and 5× stay open
     const crossed = { type: "price_update", market: "ETH_USDC_PERP", bid: "1700", ask: "1699" } as const;
@@ -926,7 +929,7 @@ describe("engine leader on real Redis", () => {
     const last = await send(keys, instruction("bob", "r1", { kind: "create_account" }));
     const samples = await until(async () => {
       const s = parseSamples(await registry.metrics());
-      // The lag and the ignored count are set at each engine_stats report (every 50 ms here), NaN / absent before.
+      // The ignored count is set at each engine_stats report (every 50 ms here), as the lag is (also at replay_done).
       const reported = !Number.isNaN(s.get("engine_lag_seconds")) && s.get("engine_price_updates_ignored_total") === 1;
       return state.lastInputId === last && s.get("engine_entries_applied_total") === 4 && reported ? s : undefined;
     });
@@ -982,6 +985,40 @@ describe("engine leader on real Redis", () => {
       expect(state.accounts.get("alice")!.openTrades.size).toBe(0);
       const closes = (await outputs(keys)).filter((o) => o.type === "closed_order");
       expect(closes.map((o) => o.type === "closed_order" && o.trade.remainingQuantity)).toEqual(["0.4", "0.3", "0"]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it("reports its lag during the replay, from its start: not only at the first engine_stats once live", async () => {
+    const keys = freshKeys();
+    // Ids at known log times: the state is at 1 s, the head at 5 s.
+    for (let i = 1; i <= 5; i++) {
+      await redis.xadd(
+        keys.input,
+        `${i * 1000}-0`,
+        ...encodeFields(instruction(`u${i}`, "r1", { kind: "create_account" })),
+      );
+    }
+    const state = createState(makeParams());
+    applyRaw(state, ((await redis.xrange(keys.input, "-", "+")) as RawEntry[])[0]!);
+    const lease = new EngineLease(redis, keys, "leader-a", 2000, log);
+    expect(await lease.tryAcquire()).toBe(true);
+    const lags: (number | undefined)[] = [];
+    const metrics = { ...sliceRecorder().metrics, lag: (ms: number | undefined) => void lags.push(ms) };
+    let live!: () => void;
+    const isLive = new Promise<void>((resolve) => (live = resolve));
+    const stop = new AbortController();
+    const running = runLeader(
+      // No engine_stats while the test runs: what it sees is the replay's.
+      { reader, writer: redis, keys, log, lease, state, blockMs: 20, statsEveryMs: 60_000, metrics, onLive: live },
+      stop.signal,
+    );
+    try {
+      await isLive;
+      expect(lags[0]).toBe(4000); // at replay_start: 5 s less 1 s
+      expect(lags.at(-1)).toBe(0); // at replay_done: caught up
     } finally {
       stop.abort();
       await running;

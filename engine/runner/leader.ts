@@ -203,11 +203,19 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     const replayStart = Date.now();
     let replayed = 0;
     log.info("replay_start", { from: state.lastInputId });
+    // The lag during the replay as well (a takeover's gauge otherwise keeps the standby's last figure, and a start's
+    // reads NaN, until the first engine_stats): at its start and end, and at each replay_progress without waiting.
+    const reportLag = async () => {
+      const head = await unlessAborted(streamHead(o.writer, o.keys), stop);
+      if (!stop.aborted) metrics?.lag(lagMs(head, state.lastInputMs));
+    };
+    if (metrics !== undefined) await reportLag();
     let progressAt = replayStart;
     const progress = (n: number) => {
       replayed += n;
       if (Date.now() - progressAt < 1000) return;
       progressAt = Date.now();
+      if (metrics !== undefined) void reportLag();
       log.info("replay_progress", {
         entries: replayed,
         lastInputId: state.lastInputId,
@@ -269,6 +277,7 @@ export async function runLeader(o: LeaderOptions, signal: AbortSignal): Promise<
     });
     loopDelay.reset(); // the replay's long batches are not live pauses
     metrics?.replayed(replayed, Date.now() - replayStart);
+    if (metrics !== undefined) await reportLag();
     metrics?.openTrades(openTrades);
     metrics?.ignoredPriceUpdates(state.ignoredPriceUpdates);
     // Stopped (or deposed) during the replay: what it applied is published; it never goes live, so no follower starts.
