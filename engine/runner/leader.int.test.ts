@@ -1030,5 +1030,7 @@ describe("engine leader on real Redis", () => {
     expect(lagMs("1700000005000-9", 1700000005000)).toBe(0);
     expect(lagMs("1700000004000-0", 1700000005000)).toBe(0);
     expect(lagMs(undefined, 1700000005000)).toBeUndefined();
+    // Nothing applied yet (a replay with no snapshot): unknown, not decades.
+    expect(lagMs("1700000005250-3", 0)).toBeUndefined();
   });
 });

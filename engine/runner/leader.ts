@@ -341,10 +341,11 @@ export async function streamHead(redis: Redis, keys: Keyspace): Promise<string |
 
 /**
  * How far the engine is behind the newest entry of engine:input, in log time: the newest id's milliseconds less
- * those of the last input applied (0 when caught up; undefined when the head could not be read).
+ * those of the last input applied (0 when caught up). Undefined, shown as unknown, when the head could not be read,
+ * or before any input was applied (a replay with no snapshot): the head's whole epoch time is no lag.
  */
 export function lagMs(streamHead: string | undefined, lastInputMs: number): number | undefined {
-  if (streamHead === undefined) return undefined;
+  if (streamHead === undefined || lastInputMs === 0) return undefined;
   const { ms } = parseInputId(streamHead);
   return Math.max(0, ms - lastInputMs);
 }
