@@ -1,6 +1,8 @@
 /**
  * The catalogue of reasons the engine refuses an instruction. Refusals are data: every refused instruction yields
- * an `order_response` with one of these codes and a human message. Codes are stable; messages may improve.
+ * an `order_response` with one of these codes and a human message. Codes are stable; messages may improve. A
+ * refusal of one field's value leads with the field, as the API's own checks do (engine/core/receipts.ts,
+ * refuseField): its entry here is that form without the value received.
  */
 
 export const REJECTIONS = {
@@ -10,7 +12,7 @@ export const REJECTIONS = {
   NO_PRICE: "There is no price for this market yet.",
   STALE_PRICE: "The latest price for this market is too old to trade on.",
   INVALID_AMOUNT: "The amount is not a valid positive decimal at this asset's precision.",
-  INVALID_LEVERAGE: "Leverage must be a whole number within the allowed range.",
+  INVALID_LEVERAGE: "leverage: expected a whole number from 1 to the allowed maximum.",
   INVALID_STOP_LOSS: "The stop-loss is not valid for this trade.",
   INVALID_TAKE_PROFIT: "The take-profit is not valid for this trade.",
   INSUFFICIENT_BALANCE: "The balance does not cover this order.",
@@ -18,17 +20,18 @@ export const REJECTIONS = {
   NOTIONAL_TOO_LARGE: "The order is larger than a limit allows.",
   TOO_MANY_OPEN_TRADES: "The account has reached its limit of open trades.",
   WOULD_LIQUIDATE: "The trade would be liquidated as soon as it opened; lower the leverage.",
-  TRADE_NOT_FOUND: "No open trade with this id belongs to this account.",
+  TRADE_NOT_FOUND: "tradeId: expected the id of an open trade of this account.",
   INVALID_PRICE: "The order price is not a valid positive price at this asset's precision.",
   WOULD_FILL_NOW:
     "The order would fill at once at the current price: a limit or stop must wait on its side of the market.",
   INVALID_EXPIRY: "expiresAt must be a time after now and within the allowed range.",
   TOO_MANY_PENDING_ORDERS: "The account has reached its limit of pending orders.",
-  ORDER_NOT_FOUND: "No pending order with this id belongs to this account.",
+  ORDER_NOT_FOUND: "orderId: expected the id of a pending order of this account.",
   INVALID_TRAILING_STOP: "The trailing stop is not valid for this trade.",
   INVALID_CLOSE_QUANTITY: "The quantity to close is not valid for this trade.",
   REMAINDER_TOO_SMALL: "What would stay open is below the market's minimum quantity.",
-  NOTHING_TO_MODIFY: "The request changes nothing: set, move or remove at least one exit.",
+  NOTHING_TO_MODIFY:
+    "stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit.",
 } as const;
 
 export type RejectionCode = keyof typeof REJECTIONS;

@@ -97,7 +97,7 @@ describe("close_trade refusals", () => {
     const h = given();
     const { answer, outputs } = close(h, "alice", "T0-999");
     expect(codeOf(answer)).toBe("TRADE_NOT_FOUND");
-    expect(messageOf(answer)).toBe('No open trade with this id belongs to this account. Received "T0-999".');
+    expect(messageOf(answer)).toBe('tradeId: expected the id of an open trade of this account, received "T0-999".');
     expect(outputs.map((o) => o.type)).toEqual(["order_response"]);
   });
 

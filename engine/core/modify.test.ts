@@ -80,7 +80,9 @@ describe("modify_trade refusals", () => {
     const h = given({ users: ["alice", "bob"] });
     const trade = opened(h, "alice");
     expect(codeOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toBe("TRADE_NOT_FOUND");
-    expect(messageOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toContain(`Received "${trade.id}".`);
+    expect(messageOf(modify(h, "bob", trade.id, { stopLoss: "1900" }).answer)).toBe(
+      `tradeId: expected the id of an open trade of this account, received "${trade.id}".`,
+    );
     resultOf(close(h, "alice", trade.id).answer, "close_trade");
     const { answer, outputs } = modify(h, "alice", trade.id, { stopLoss: "1900" });
     expect(codeOf(answer)).toBe("TRADE_NOT_FOUND");
@@ -201,6 +203,23 @@ describe("modify_trade refusals", () => {
     expect(codeOf(answer)).toBe("INVALID_TAKE_PROFIT");
     expect(messageOf(answer)).toContain(
       "A long's take-profit must be above its entry price 2000 and the current bid 1950; takeProfit 1990 is not.",
+    );
+  });
+
+  it("NOTHING_TO_MODIFY names the exits, and those given as the trade already has them", () => {
+    const h = given();
+    const trade = opened(h, "alice", { stopLoss: "1900" });
+    const expected = "stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit";
+    expect(messageOf(modify(h, "alice", trade.id, {}).answer)).toBe(`${expected}, received none of them.`);
+    expect(messageOf(modify(h, "alice", trade.id, { stopLoss: "1900" }).answer)).toBe(
+      `${expected}, received stopLoss "1900", as the trade already has it.`,
+    );
+    expect(messageOf(modify(h, "alice", trade.id, { stopLoss: "1900", takeProfit: null }).answer)).toBe(
+      `${expected}, received stopLoss "1900" and takeProfit null, as the trade already has them.`,
+    );
+    const trailing = opened(h, "alice", { trailingStop: { distance: "40" } });
+    expect(messageOf(modify(h, "alice", trailing.id, { trailingStop: { distance: "40" } }).answer)).toBe(
+      `${expected}, received trailingStop with its current terms, as the trade already has it.`,
     );
   });
 

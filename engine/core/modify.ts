@@ -10,7 +10,15 @@
  */
 import type { Answer, Instruction } from "../../contract/messages.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, priceRule, refuse, remembered, type Outcome } from "./receipts.ts";
+import {
+  isRefusal,
+  priceRule,
+  refuse,
+  refuseField,
+  refuseTradeNotFound,
+  remembered,
+  type Outcome,
+} from "./receipts.ts";
 import { assetAt, tradeSeq, type Account, type EngineState } from "./state.ts";
 import { emitTradeUpdated, type Step } from "./step.ts";
 import { checkLevels, optionalPrice } from "./trading.ts";
@@ -23,7 +31,7 @@ type ModifyTrade = Extract<Instruction, { kind: "modify_trade" }>;
 export function modifyTrade(state: EngineState, step: Step, account: Account, instruction: ModifyTrade): Outcome {
   // Another user's trade, or one already closed, is indistinguishable from a missing one.
   const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
-  if (trade === undefined) return refuse("TRADE_NOT_FOUND", `Received ${JSON.stringify(instruction.tradeId)}.`);
+  if (trade === undefined) return refuseTradeNotFound(instruction.tradeId);
   const asset = assetAt(state, trade.assetIndex);
   const { priceDecimals, maxPriceTicks } = asset;
   const stopLossTicks = level(instruction.stopLoss, trade.stopLossTicks, priceDecimals, maxPriceTicks);
@@ -42,7 +50,7 @@ export function modifyTrade(state: EngineState, step: Step, account: Account, in
   }
   const trailingChanges = trailing !== undefined && !sameTerms(trade.trailing, trailing);
   if (stopLossTicks === trade.stopLossTicks && takeProfitTicks === trade.takeProfitTicks && !trailingChanges)
-    return refuse("NOTHING_TO_MODIFY");
+    return refuseUnchanged(instruction);
   const quote = tradableQuote(state, step, trade.assetIndex);
   if (isRefusal(quote)) return quote;
   const exits = {
@@ -75,4 +83,27 @@ function level(text: string | null | undefined, current: number, decimals: numbe
   if (text === undefined) return current;
   if (text === null) return 0;
   return optionalPrice(text, decimals, maxTicks);
+}
+
+const EXITS = ["stopLoss", "takeProfit", "trailingStop"] as const;
+
+/**
+ * NOTHING_TO_MODIFY, naming the exits the request may change and those it gave, each as the trade already has it:
+ * `stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit, received
+ * stopLoss "1900", as the trade already has it.`
+ */
+function refuseUnchanged(instruction: ModifyTrade): Outcome {
+  const given = EXITS.filter((exit) => instruction[exit] !== undefined).map((exit) => {
+    const value = instruction[exit];
+    return `${exit} ${typeof value === "object" && value !== null ? "with its current terms" : JSON.stringify(value)}`;
+  });
+  const received =
+    given.length === 0
+      ? "none of them"
+      : `${listed(given)}, as the trade already has ${given.length === 1 ? "it" : "them"}`;
+  return refuseField("NOTHING_TO_MODIFY", listed(EXITS), "at least one that sets, moves or removes an exit", received);
+}
+
+function listed(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? "") : `${items.slice(0, -1).join(", ")} and ${items.at(-1)!}`;
 }

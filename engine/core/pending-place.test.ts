@@ -156,6 +156,14 @@ describe("place_order", () => {
     expect(usdOf(h, "alice")).toBe("10000");
   });
 
+  it("a leg's refusal that names its field names it within the leg, as the API names a leg's field", () => {
+    const h = given({ eth: ["2000", "2001"] });
+    const oco = h.instruct("alice", { kind: "place_oco", legs: [entry("1990"), entry("1980", { leverage: 500 })] });
+    expect(codeOf(oco.answer)).toBe("INVALID_LEVERAGE");
+    expect(messageOf(oco.answer)).toBe("legs.1.leverage: expected a whole number from 1 to 100, received 500.");
+    expect(usdOf(h, "alice")).toBe("10000");
+  });
+
   it("WOULD_LIQUIDATE at the order price names the leverage, the price and the liquidation price", () => {
     // Unreachable under valid params (maintenanceMarginPpm × maxLeverage < 100 %: a trade opened at a price is never
     // liquidatable at it); a maintenance margin of 2 % at leverage 100 reaches the check.
@@ -214,9 +222,9 @@ describe("cancel_order", () => {
       expect(codeOf(h.instruct("alice", { kind: "cancel_order", orderId }).answer)).toBe("ORDER_NOT_FOUND");
     }
     expect(codeOf(h.instruct("bob", { kind: "cancel_order", orderId: "P0-1" }).answer)).toBe("ORDER_NOT_FOUND");
-    // The id received is named once, after the code's own sentence.
+    // The field first, then what it takes and the id received, as the API's own checks word a refusal.
     expect(messageOf(h.instruct("bob", { kind: "cancel_order", orderId: "P0-1" }).answer)).toBe(
-      'No pending order with this id belongs to this account. Received "P0-1".',
+      'orderId: expected the id of a pending order of this account, received "P0-1".',
     );
     expect(usdOf(h, "alice")).toBe("9900");
     // Filled: ask 1990 ≤ 1990. A cancel that arrives after the fill is refused and changes nothing.

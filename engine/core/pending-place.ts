@@ -13,7 +13,7 @@ import type { RejectionCode } from "../../contract/rejections.ts";
 import { addPendingOrder, fillsAt, leaveUnfilled, makePendingOrder } from "./pending-book.ts";
 import { orderView } from "./pending-view.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, priceRule, refuse, remembered, type Outcome } from "./receipts.ts";
+import { isRefusal, priceRule, refuse, refuseField, remembered, type Outcome } from "./receipts.ts";
 import {
   amountsOf,
   assetAt,
@@ -86,7 +86,8 @@ export function placeOco(state: EngineState, step: Step, account: Account, instr
 export function cancelOrder(state: EngineState, step: Step, account: Account, id: string): Outcome {
   // Another user's order, or one no longer pending, is indistinguishable from a missing one.
   const order = account.pendingOrders.get(pendingOrderSeq(state.params.shard, id));
-  if (order === undefined) return refuse("ORDER_NOT_FOUND", `Received ${JSON.stringify(id)}.`);
+  if (order === undefined)
+    return refuseField("ORDER_NOT_FOUND", "orderId", "the id of a pending order of this account", JSON.stringify(id));
   const { view, balances } = leaveUnfilled(state, step, order, {
     status: "cancelled",
     atMs: step.nowMs,
@@ -194,11 +195,16 @@ function readEntry(state: EngineState, step: Step, e: EntryOrder): Entry | Outco
 const trailingUnsupported = () =>
   refuse("INVALID_TRAILING_STOP", "A trailing stop is not supported on pending orders yet.");
 
+const FIELD_FIRST = /^[a-zA-Z][\w.]*: expected /;
+
 function inLeg(outcome: Outcome, leg: 0 | 1): Outcome {
   const { receipt } = outcome;
   if (receipt.kind !== "rejected") return outcome;
   const code: RejectionCode = receipt.code;
-  const message = `legs.${leg}: ${receipt.message}`;
+  // A refusal naming its field ("leverage: expected …") names it within the leg, as the API does (legs.1.leverage).
+  const message = FIELD_FIRST.test(receipt.message)
+    ? `legs.${leg}.${receipt.message}`
+    : `legs.${leg}: ${receipt.message}`;
   return { receipt: { kind: "rejected", code, message }, answer: { ok: false, error: { code, message } } };
 }
 

@@ -54,6 +54,21 @@ export function refuse(code: RejectionCode, detail?: string): Outcome {
   return { receipt: { kind: "rejected", code, message: r.message }, answer: { ok: false, error: r } };
 }
 
+/**
+ * A refusal of one request field, in the form the API's own validation answers (docs/api.md, Errors):
+ * `leverage: expected a whole number from 1 to 100, received 500.` `received` is as the message shows it (an id
+ * JSON-quoted). No catalogue sentence before it: the field leads, as in every other answer naming one.
+ */
+export function refuseField(code: RejectionCode, field: string, expected: string, received: string): Outcome {
+  const message = `${field}: expected ${expected}, received ${received}.`;
+  return { receipt: { kind: "rejected", code, message }, answer: { ok: false, error: { code, message } } };
+}
+
+/** A close or modify of a trade the account has not open: never opened, closed, or another user's (all alike). */
+export function refuseTradeNotFound(tradeId: string): Outcome {
+  return refuseField("TRADE_NOT_FOUND", "tradeId", "the id of an open trade of this account", JSON.stringify(tradeId));
+}
+
 export function refuseUnknownAsset(state: EngineState, asset: string): Outcome {
   const symbols = state.params.assets.map((a) => a.symbol).join(", ");
   return refuse("UNKNOWN_ASSET", `asset must be one of ${symbols}; received ${JSON.stringify(asset)}.`);

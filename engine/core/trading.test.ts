@@ -136,9 +136,9 @@ describe("open_trade refusals leave the account untouched", () => {
     expect(messageOf(open(given(), "alice", { margin: "0" }).answer)).toContain('received "0".');
   });
 
-  it("INVALID_LEVERAGE names the allowed range and what was received", () => {
+  it("INVALID_LEVERAGE names the field, the allowed range and what was received", () => {
     expect(messageOf(open(given(), "alice", { leverage: 101 }).answer)).toBe(
-      "Leverage must be a whole number within the allowed range. Allowed: 1 to 100; received 101.",
+      "leverage: expected a whole number from 1 to 100, received 101.",
     );
   });
 

@@ -19,7 +19,16 @@ import {
   type OpenOrder as SizedOrder,
 } from "./opening.ts";
 import { tradableQuote } from "./quotes.ts";
-import { isRefusal, priceRule, refuse, refuseUnknownAsset, remembered, type Outcome } from "./receipts.ts";
+import {
+  isRefusal,
+  priceRule,
+  refuse,
+  refuseField,
+  refuseTradeNotFound,
+  refuseUnknownAsset,
+  remembered,
+  type Outcome,
+} from "./receipts.ts";
 import { closePart, stepsToClose } from "./partial-close.ts";
 import { closeTrade } from "./settlement.ts";
 import { checkTrailingTerms, readTrailingTerms, setTrailingStop, type TrailingTerms } from "./trailing.ts";
@@ -82,7 +91,7 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   const { priceDecimals, maxPriceTicks } = asset;
   const maxLeverage = state.params.maxLeverage;
   if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > maxLeverage) {
-    return refuse("INVALID_LEVERAGE", `Allowed: 1 to ${maxLeverage}; received ${order.leverage}.`);
+    return refuseField("INVALID_LEVERAGE", "leverage", `a whole number from 1 to ${maxLeverage}`, `${order.leverage}`);
   }
   const marginMicros = toUnits(order.margin, USD_DECIMALS);
   if (marginMicros <= 0) {
@@ -213,7 +222,7 @@ type CloseTrade = Extract<Instruction, { kind: "close_trade" }>;
 export function closeTradeByUser(state: EngineState, step: Step, account: Account, instruction: CloseTrade): Outcome {
   // Another user's trade is indistinguishable from a missing one.
   const trade = account.openTrades.get(tradeSeq(state.params.shard, instruction.tradeId));
-  if (trade === undefined) return refuse("TRADE_NOT_FOUND", `Received ${JSON.stringify(instruction.tradeId)}.`);
+  if (trade === undefined) return refuseTradeNotFound(instruction.tradeId);
   const steps = stepsToClose(state, trade, instruction);
   if (typeof steps !== "number") return steps;
   const quote = tradableQuote(state, step, trade.assetIndex);
