@@ -19,6 +19,37 @@ describe("parseClientFrame", () => {
     });
   });
 
+  it("names what the channel takes for a field it does not take: candles take asset, quotes assets", () => {
+    expect(parseClientFrame('{"op":"subscribe","channel":"quotes","asset":"ETH","id":"h"}')).toEqual({
+      code: "INVALID_FRAME",
+      field: "asset",
+      message:
+        'asset: expected no such field on the quotes channel, which takes assets (an array such as ["ETH", "BTC"], ' +
+        'or none for every asset), received a string "ETH".',
+      id: "h",
+    });
+    expect(parseClientFrame('{"op":"subscribe","channel":"private","asset":"ETH"}')).toMatchObject({
+      field: "asset",
+      message:
+        'asset: expected no such field on the private channel, which takes since (or none), received a string "ETH".',
+    });
+    // A ping has no channel: only the field is named.
+    expect(parseClientFrame('{"op":"ping","asset":"ETH"}')).toMatchObject({
+      field: "asset",
+      message: 'asset: expected no such field, received a string "ETH".',
+    });
+  });
+
+  it("tells a field the channel does not take before the field it then misses", () => {
+    expect(parseClientFrame('{"op":"unsubscribe","channel":"candles","assets":["ETH"],"interval":"1m"}')).toMatchObject(
+      {
+        field: "assets",
+        message:
+          'assets: expected no such field on the candles channel, which takes asset and interval, received an array ["ETH"].',
+      },
+    );
+  });
+
   it("says the expected type in words", () => {
     expect(parseClientFrame('{"op":"subscribe","channel":"quotes","assets":"BTC"}')).toMatchObject({
       field: "assets",

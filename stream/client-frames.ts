@@ -74,7 +74,8 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
 }
 
 function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProblem {
-  const issue = issues[0]!;
+  // An unknown field first: it often explains the rest (`assets` on the candles channel leaves `asset` missing).
+  const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0]!;
   const id = requestId.safeParse(valueAt(input, ["id"]));
   const echo = id.success ? { id: id.data } : {};
   if (issue.code === "unrecognized_keys") {
@@ -82,7 +83,7 @@ function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProb
     return {
       code: "INVALID_FRAME",
       field,
-      message: `${field}: expected no such field, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
+      message: `${field}: expected no such field${takes(input)}, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
       ...echo,
     };
   }
@@ -93,6 +94,23 @@ function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProb
     message: `${field}: expected ${expected(issue)}, received ${received(valueAt(input, issue.path))}.`,
     ...echo,
   };
+}
+
+/**
+ * What a subscription's channel takes beside `op`, `channel` and `id`, for a field it does not take: candles take
+ * `asset` and quotes `assets`, a natural slip.
+ */
+const CHANNEL_FIELDS: Readonly<Record<Subscription["channel"], string>> = {
+  quotes: 'assets (an array such as ["ETH", "BTC"], or none for every asset)',
+  candles: "asset and interval",
+  private: "since (or none)",
+};
+
+/** " on the quotes channel, which takes assets (…)" for a subscribe or unsubscribe frame; "" for a ping. */
+function takes(input: unknown): string {
+  const channel = valueAt(input, ["channel"]);
+  if (typeof channel !== "string" || !Object.hasOwn(CHANNEL_FIELDS, channel)) return "";
+  return ` on the ${channel} channel, which takes ${CHANNEL_FIELDS[channel as Subscription["channel"]]}`;
 }
 
 /** Where zod's own wording (a union's) would be vague. */
