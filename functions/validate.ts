@@ -12,6 +12,7 @@ import type { z } from "zod";
 import type { RejectionCode } from "../contract/rejections.ts";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
 import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody, syntaxProblem } from "./json-body.ts";
+import { misdirectedBodyHint, misdirectedIdNote } from "./misdirected.ts";
 import { fieldErrorCode } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
@@ -161,7 +162,10 @@ function check<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "
     value === undefined || isWrongType(first, value)
       ? undefined
       : ((own as ApiErrorCode | RejectionCode | undefined) ?? fieldErrorCode(first.path));
-  throw new ApiError(code ?? "INVALID_REQUEST", describeIssues(toldOrder(issues, code), input, where, schema));
+  const message = describeIssues(toldOrder(issues, code), input, where, schema);
+  // A body that another trade endpoint takes: that endpoint, after the problems (misdirected.ts).
+  const hint = where === "body" ? misdirectedBodyHint(schema, input) : undefined;
+  throw new ApiError(code ?? "INVALID_REQUEST", hint === undefined ? message : `${message} ${hint}`);
 }
 
 /**
@@ -276,7 +280,7 @@ export function describeIssues(
     else {
       // What is wrong beyond the expectation, where the value alone does not show it (an amount out of range).
       const note: unknown = issue.code === "custom" ? issue.params?.["note"] : undefined;
-      const why = typeof note === "string" ? note : undefined;
+      const why = typeof note === "string" ? note : misdirectedIdNote(field, value);
       problems.push(fieldProblem(field || where, expected(issue, field), value, isWrongType(issue, value), why));
     }
   }

@@ -1,0 +1,75 @@
+/**
+ * Requests sent to the wrong one of look-alike endpoints, told where they belong. `/trade/order` (a spot order) and
+ * `/trade/orders` (an entry order) differ by one letter, and `type` and `side` change meaning between the trade
+ * endpoints (docs/api.md, Endpoints): a body refused by one that another takes gets, after the refusal, the
+ * endpoint that takes it (`A spot order? That body fits POST /api/v1/trade/order.`). An id of one kind sent where
+ * another is expected (a spot order's `O0-14` to cancel) is told what it is the id of (validate.ts adds it to the
+ * field's refusal).
+ */
+import type { z } from "zod";
+import {
+  cancelOrderRequest,
+  closeTradeRequest,
+  createTradeRequest,
+  entryOrderRequest,
+  modifyTradeRequest,
+  ocoRequest,
+  spotOrderRequest,
+} from "./schemas.ts";
+
+interface Endpoint {
+  readonly body: z.ZodType;
+  /** POST path, for the answer. */
+  readonly path: string;
+  /** What a body of it is, as a question: "A spot order?". */
+  readonly asked: string;
+}
+
+/**
+ * The trade POSTs, each with the body it takes. When a refused body fits several, the first is named: a bare
+ * `{"tradeId"}` fits both a close and a modify (which would change nothing), and a close is what it means.
+ */
+export const LOOK_ALIKE_ENDPOINTS: readonly Endpoint[] = [
+  { body: createTradeRequest, path: "/api/v1/trade/create", asked: "A trade at the market price" },
+  { body: spotOrderRequest, path: "/api/v1/trade/order", asked: "A spot order" },
+  { body: entryOrderRequest, path: "/api/v1/trade/orders", asked: "A limit or stop order" },
+  { body: ocoRequest, path: "/api/v1/trade/orders/oco", asked: "An OCO pair" },
+  { body: closeTradeRequest, path: "/api/v1/trade/close", asked: "A close" },
+  { body: modifyTradeRequest, path: "/api/v1/trade/modify", asked: "A change of a trade's exits" },
+  { body: cancelOrderRequest, path: "/api/v1/trade/orders/cancel", asked: "A cancel of an entry order" },
+];
+
+/**
+ * The endpoint `body`, refused by `schema`, fits instead, as a sentence for the answer; undefined when `schema` is
+ * not one of the look-alikes or no other takes the body. Only a refused body is tried, so an accepted one costs
+ * nothing.
+ */
+export function misdirectedBodyHint(schema: z.ZodType, body: unknown): string | undefined {
+  if (!LOOK_ALIKE_ENDPOINTS.some((endpoint) => endpoint.body === schema)) return undefined;
+  const fits = LOOK_ALIKE_ENDPOINTS.find((other) => other.body !== schema && other.body.safeParse(body).success);
+  return fits === undefined ? undefined : `${fits.asked}? That body fits POST ${fits.path}.`;
+}
+
+/** An id the engine gives (schemas.ts checks each field's own kind): its letter says the kind. */
+const ENGINE_ID = /^[TPO]\d{1,6}-\d{1,16}$/;
+
+/** What an id is when sent in a field that takes another kind: by the field, then the id's letter. */
+const OTHER_KIND: Readonly<Record<string, Readonly<Record<string, string>>>> = {
+  orderId: {
+    T: "a trade's id: close a trade with POST /api/v1/trade/close",
+    O: "a spot order's id: spot orders fill at once and cannot be cancelled",
+  },
+  tradeId: {
+    P: "an entry order's id: it opens a trade when it fills; cancel it with POST /api/v1/trade/orders/cancel",
+    O: "a spot order's id: spot orders fill at once and open no trade",
+  },
+};
+
+/**
+ * What is wrong with a value refused at `field` (a path ending in `tradeId` or `orderId`) when it is an id of another
+ * kind, for `received "O0-14": a spot order's id: …`; undefined for anything else.
+ */
+export function misdirectedIdNote(field: string, value: unknown): string | undefined {
+  if (typeof value !== "string" || !ENGINE_ID.test(value)) return undefined;
+  return OTHER_KIND[field.slice(field.lastIndexOf(".") + 1)]?.[value[0]!];
+}
