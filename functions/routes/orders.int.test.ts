@@ -164,6 +164,9 @@ describe("entry orders through the API", () => {
     const other = await bob.post("/api/v1/trade/orders/cancel", { orderId: filledId });
     expect(other.status).toBe(404);
     expect(other.body.error?.code).toBe("ORDER_NOT_FOUND");
+    expect(other.body.error?.message).toBe(
+      `orderId: expected the id of a pending order of this account, received "${filledId}".`,
+    );
     expect(other.body.order).toBeUndefined();
   });
 

@@ -211,11 +211,15 @@ describe("trading through the API", () => {
       leverage: 101,
     });
     expect([leverage.status, leverage.body.error?.code]).toEqual([422, "INVALID_LEVERAGE"]);
+    expect(leverage.body.error?.message).toBe("leverage: expected a whole number from 1 to 100, received 101.");
 
     const mine = await alice.post("/api/v1/trade/create", { asset: "ETH", type: "short", margin: "20", leverage: 3 });
     const id = (mine.body.trade as { id: string }).id;
     const stolen = await bob.post("/api/v1/trade/close", { tradeId: id });
     expect([stolen.status, stolen.body.error?.code]).toEqual([404, "TRADE_NOT_FOUND"]);
+    expect(stolen.body.error?.message).toBe(
+      `tradeId: expected the id of an open trade of this account, received "${id}".`,
+    );
     expect(((await bob.get("/api/v1/trade/open")).body.trades as unknown[]).length).toBe(0);
     expect(((await alice.get("/api/v1/trade/open")).body.trades as { id: string }[]).map((t) => t.id)).toContain(id);
     expect((await alice.post("/api/v1/trade/close", { tradeId: "T0-999999" })).status).toBe(404);
