@@ -33,10 +33,19 @@ describe("parseClientFrame", () => {
       message:
         'asset: expected no such field on the private channel, which takes since (or none), received a string "ETH".',
     });
-    // A ping has no channel: only the field is named.
+    // A ping has no channel: only the field is named, even when the field is `channel`.
     expect(parseClientFrame('{"op":"ping","asset":"ETH"}')).toMatchObject({
       field: "asset",
       message: 'asset: expected no such field, received a string "ETH".',
+    });
+    expect(parseClientFrame('{"op":"ping","channel":"quotes","id":1}')).toEqual({
+      code: "INVALID_FRAME",
+      field: "channel",
+      message: 'channel: expected no such field, received a string "quotes".',
+      id: 1,
+    });
+    expect(parseClientFrame('{"op":"ping","channel":"candles","asset":"ETH"}')).toMatchObject({
+      message: 'channel, asset: expected no such field, received a string "candles".',
     });
   });
 

@@ -62,18 +62,19 @@ export function parseClientFrame(text: string): ClientFrame | FrameProblem {
     };
   }
   const head = clientFrame.safeParse(input);
-  if (!head.success) return problem(head.error.issues, input);
+  if (!head.success) return problem(head.error.issues, input, false);
   if (head.data.op === "ping") return head.data;
   const { op, id, ...rest } = head.data as { op: "subscribe" | "unsubscribe"; id?: RequestId } & Record<
     string,
     unknown
   >;
   const sub = subscription.safeParse(rest);
-  if (!sub.success) return problem(sub.error.issues, input);
+  if (!sub.success) return problem(sub.error.issues, input, true);
   return { op, subscription: sub.data, id };
 }
 
-function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProblem {
+/** `subscription`: the issues are the subscription's (a subscribe or unsubscribe frame), not the frame's head. */
+function problem(issues: readonly z.core.$ZodIssue[], input: unknown, subscription: boolean): FrameProblem {
   // An unknown field first: it often explains the rest (`assets` on the candles channel leaves `asset` missing).
   const issue = issues.find((i) => i.code === "unrecognized_keys") ?? issues[0]!;
   const id = requestId.safeParse(valueAt(input, ["id"]));
@@ -83,7 +84,7 @@ function problem(issues: readonly z.core.$ZodIssue[], input: unknown): FrameProb
     return {
       code: "INVALID_FRAME",
       field,
-      message: `${field}: expected no such field${takes(input)}, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
+      message: `${field}: expected no such field${subscription ? takes(input) : ""}, received ${received(valueAt(input, [issue.keys[0]!]))}.`,
       ...echo,
     };
   }
@@ -106,7 +107,10 @@ const CHANNEL_FIELDS: Readonly<Record<Subscription["channel"], string>> = {
   private: "since (or none)",
 };
 
-/** " on the quotes channel, which takes assets (…)" for a subscribe or unsubscribe frame; "" for a ping. */
+/**
+ * " on the quotes channel, which takes assets (…)" for a subscribe or unsubscribe frame's channel; "" for a channel
+ * that is not one. A ping takes no channel: its `channel` is a field it does not take, not one to describe.
+ */
 function takes(input: unknown): string {
   const channel = valueAt(input, ["channel"]);
   if (typeof channel !== "string" || !Object.hasOwn(CHANNEL_FIELDS, channel)) return "";
