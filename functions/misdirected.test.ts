@@ -95,6 +95,18 @@ describe("a body sent to a look-alike endpoint", () => {
     );
   });
 
+  it("a bare trade id, which a close and a modify both take, is pointed at neither", async () => {
+    // A close would close the whole trade, and the body does not say that is what was meant.
+    expect(await refusal(cancelOrderRequest, { tradeId: "T0-1" })).toEqual({
+      code: "INVALID_REQUEST",
+      message:
+        'Unknown field "tradeId"; this request takes orderId. orderId: expected an order id such as P0-42, ' +
+        "received nothing.",
+    });
+    for (const schema of [createTradeRequest, spotOrderRequest, entryOrderRequest, ocoRequest])
+      expect((await refusal(schema, { tradeId: "T0-1" })).message).not.toMatch(/fits POST/);
+  });
+
   it("a body no other endpoint takes is told only its problems", async () => {
     expect(await refusal(createTradeRequest, { ...TRADE, stoploss: "3900" })).toEqual({
       code: "INVALID_REQUEST",
@@ -132,8 +144,8 @@ describe("an id of another kind", () => {
 
   it("a trade's id sent to cancel, and an entry order's or a spot order's sent to close, are told what they are", async () => {
     expect((await refusal(cancelOrderRequest, { orderId: "T0-3" })).message).toBe(
-      'orderId: expected an order id such as P0-42, received "T0-3": a trade\'s id: close a trade with ' +
-        "POST /api/v1/trade/close.",
+      'orderId: expected an order id such as P0-42, received "T0-3": a trade\'s id: a trade is closed with ' +
+        "POST /api/v1/trade/close, its exits changed with /api/v1/trade/modify.",
     );
     expect((await refusal(closeTradeRequest, { tradeId: "P0-7" })).message).toBe(
       'tradeId: expected a trade id such as T0-42, received "P0-7": an entry order\'s id: it opens a trade when it ' +

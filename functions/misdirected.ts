@@ -26,8 +26,8 @@ interface Endpoint {
 }
 
 /**
- * The trade POSTs, each with the body it takes. When a refused body fits several, the first is named: a bare
- * `{"tradeId"}` fits both a close and a modify (which would change nothing), and a close is what it means.
+ * The trade POSTs, each with the body it takes. A refused body that fits several is pointed at none: a bare
+ * `{"tradeId"}` fits both a close and a modify, and nothing in it says the whole trade was meant to be closed.
  */
 export const LOOK_ALIKE_ENDPOINTS: readonly Endpoint[] = [
   { body: createTradeRequest, path: "/api/v1/trade/create", asked: "A trade at the market price" },
@@ -41,13 +41,14 @@ export const LOOK_ALIKE_ENDPOINTS: readonly Endpoint[] = [
 
 /**
  * The endpoint `body`, refused by `schema`, fits instead, as a sentence for the answer; undefined when `schema` is
- * not one of the look-alikes or no other takes the body. Only a refused body is tried, so an accepted one costs
- * nothing.
+ * not one of the look-alikes, or not exactly one other takes the body. Only a refused body is tried, so an accepted
+ * one costs nothing.
  */
 export function misdirectedBodyHint(schema: z.ZodType, body: unknown): string | undefined {
   if (!LOOK_ALIKE_ENDPOINTS.some((endpoint) => endpoint.body === schema)) return undefined;
-  const fits = LOOK_ALIKE_ENDPOINTS.find((other) => other.body !== schema && other.body.safeParse(body).success);
-  return fits === undefined ? undefined : `${fits.asked}? That body fits POST ${fits.path}.`;
+  const fits = LOOK_ALIKE_ENDPOINTS.filter((other) => other.body !== schema && other.body.safeParse(body).success);
+  if (fits.length !== 1) return undefined;
+  return `${fits[0]!.asked}? That body fits POST ${fits[0]!.path}.`;
 }
 
 /** An id the engine gives (schemas.ts checks each field's own kind): its letter says the kind. */
@@ -56,7 +57,7 @@ const ENGINE_ID = /^[TPO]\d{1,6}-\d{1,16}$/;
 /** What an id is when sent in a field that takes another kind: by the field, then the id's letter. */
 const OTHER_KIND: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   orderId: {
-    T: "a trade's id: close a trade with POST /api/v1/trade/close",
+    T: "a trade's id: a trade is closed with POST /api/v1/trade/close, its exits changed with /api/v1/trade/modify",
     O: "a spot order's id: spot orders fill at once and cannot be cancelled",
   },
   tradeId: {
