@@ -411,6 +411,21 @@ describe("engine refusals give the numbers", () => {
       "The balance does not cover this order. It needs 500 USD of margin; 120.35 USD is free.",
     );
   });
+
+  it("NOTHING_TO_MODIFY names a level the trade already has by its price, however it was sent", async () => {
+    const bea = client(stack.app, (await stack.signIn("bea@example.com")).token);
+    const open = await bea.post("/api/v1/trade/create", { asset: "ETH", type: "long", margin: "100", leverage: 10 });
+    const id = (open.body.trade as { id: string }).id;
+    expect((await bea.post("/api/v1/trade/modify", { tradeId: id, stopLoss: "1900" })).status).toBe(200);
+    for (const stopLoss of ["1.9e3", '"1900.00"', '"1900"']) {
+      const res = await bea.post("/api/v1/trade/modify", `{"tradeId":"${id}","stopLoss":${stopLoss}}`);
+      expect([res.status, res.body.error?.code], stopLoss).toEqual([422, "NOTHING_TO_MODIFY"]);
+      expect(res.body.error?.message, stopLoss).toBe(
+        "stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit, " +
+          "received stopLoss at 1900, as the trade already has it.",
+      );
+    }
+  });
 });
 
 describe("unknown paths and methods", () => {

@@ -212,10 +212,10 @@ describe("modify_trade refusals", () => {
     const expected = "stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit";
     expect(messageOf(modify(h, "alice", trade.id, {}).answer)).toBe(`${expected}, received none of them.`);
     expect(messageOf(modify(h, "alice", trade.id, { stopLoss: "1900" }).answer)).toBe(
-      `${expected}, received stopLoss "1900", as the trade already has it.`,
+      `${expected}, received stopLoss at 1900, as the trade already has it.`,
     );
     expect(messageOf(modify(h, "alice", trade.id, { stopLoss: "1900", takeProfit: null }).answer)).toBe(
-      `${expected}, received stopLoss "1900" and takeProfit null, as the trade already has them.`,
+      `${expected}, received stopLoss at 1900 and takeProfit null, as the trade already has them.`,
     );
     const trailing = opened(h, "alice", { trailingStop: { distance: "40" } });
     expect(messageOf(modify(h, "alice", trailing.id, { trailingStop: { distance: "40" } }).answer)).toBe(

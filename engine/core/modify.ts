@@ -90,12 +90,14 @@ const EXITS = ["stopLoss", "takeProfit", "trailingStop"] as const;
 /**
  * NOTHING_TO_MODIFY, naming the exits the request may change and those it gave, each as the trade already has it:
  * `stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit, received
- * stopLoss "1900", as the trade already has it.`
+ * stopLoss at 1900, as the trade already has it.` A level is named by its price, not quoted: the API hands the engine
+ * one spelling per price (functions/schemas.ts), so `1.9e3` and `"1900.00"` both arrive as "1900".
  */
 function refuseUnchanged(instruction: ModifyTrade): Outcome {
   const given = EXITS.filter((exit) => instruction[exit] !== undefined).map((exit) => {
     const value = instruction[exit];
-    return `${exit} ${typeof value === "object" && value !== null ? "with its current terms" : JSON.stringify(value)}`;
+    if (value === null) return `${exit} null`;
+    return typeof value === "object" ? `${exit} with its current terms` : `${exit} at ${value}`;
   });
   const received =
     given.length === 0
