@@ -45,5 +45,13 @@ export function rejection(code: RejectionCode, detail?: string): Rejection {
   return { code, message: detail === undefined ? REJECTIONS[code] : `${REJECTIONS[code]} ${detail}` };
 }
 
+/**
+ * What INVALID_LEVERAGE expects, worded once: the engine refuses a leverage above its maximum so (trading.ts), and the
+ * API one too long to send to the engine (functions/schemas.ts), both as `leverage: expected …, received 500.`
+ */
+export function leverageExpected(maxLeverage: number): string {
+  return `a whole number from 1 to ${maxLeverage}`;
+}
+
 /** Refusals caused by the market rather than the request: a retry with the same request id may act. */
 export const TRANSIENT_REJECTIONS: ReadonlySet<RejectionCode> = new Set<RejectionCode>(["NO_PRICE", "STALE_PRICE"]);

@@ -18,7 +18,7 @@ import {
   trailingStopSchema,
   trailingStopSpecSchema,
 } from "../contract/messages.ts";
-import type { RejectionCode } from "../contract/rejections.ts";
+import { leverageExpected, type RejectionCode } from "../contract/rejections.ts";
 import type { ApiErrorCode } from "./errors.ts";
 import { decodeCursor, encodeCursor } from "./history-cursor.ts";
 import { JsonNumber, MAX_EXPONENT, plainDecimal } from "./json-body.ts";
@@ -79,7 +79,8 @@ export const leverageInput = jsonNumber
       ctx.addIssue({
         code: "custom",
         message: "expected a whole number from 1",
-        params: leverage === "larger" ? { code: "INVALID_LEVERAGE" } : undefined,
+        // Worded as the engine's INVALID_LEVERAGE, at its maximum (DEFAULT_PARAMS.maxLeverage).
+        params: leverage === "larger" ? { code: "INVALID_LEVERAGE", expected: leverageExpected(100) } : undefined,
       });
       return z.NEVER;
     }

@@ -9,7 +9,7 @@
  */
 import type { Context } from "hono";
 import type { z } from "zod";
-import type { RejectionCode } from "../contract/rejections.ts";
+import { leverageExpected, type RejectionCode } from "../contract/rejections.ts";
 import { ApiError, type ApiErrorCode } from "./errors.ts";
 import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody, syntaxProblem } from "./json-body.ts";
 import { misdirectedBodyHint, misdirectedIdNote } from "./misdirected.ts";
@@ -395,7 +395,7 @@ function fieldProblem(field: string, expectedText: string, value: unknown, withT
  */
 const AMOUNT = 'a positive decimal such as "100" or "4303.93"';
 const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
-  leverage: "a whole number from 1 to 100, as a JSON number such as 10",
+  leverage: `${leverageExpected(100)}, as a JSON number such as 10`,
   limit: "a whole number from 1 to 100",
   margin: AMOUNT,
   quantity: AMOUNT,

@@ -10,6 +10,7 @@
 import type { AssetConfig } from "../../contract/markets.ts";
 import type { Answer, Instruction } from "../../contract/messages.ts";
 import { MAX_UNITS, USD_DECIMALS, formatUnits, formatUsd, toUnits } from "../../contract/money.ts";
+import { leverageExpected } from "../../contract/rejections.ts";
 import {
   refuseLiquidatable,
   refuseOpenTradeLimit,
@@ -91,7 +92,7 @@ export function readOrder(state: EngineState, order: OrderTerms): OpenOrder | Ou
   const { priceDecimals, maxPriceTicks } = asset;
   const maxLeverage = state.params.maxLeverage;
   if (!Number.isInteger(order.leverage) || order.leverage < 1 || order.leverage > maxLeverage) {
-    return refuseField("INVALID_LEVERAGE", "leverage", `a whole number from 1 to ${maxLeverage}`, `${order.leverage}`);
+    return refuseField("INVALID_LEVERAGE", "leverage", leverageExpected(maxLeverage), `${order.leverage}`);
   }
   const marginMicros = toUnits(order.margin, USD_DECIMALS);
   if (marginMicros <= 0) {
