@@ -1,8 +1,10 @@
 /**
  * The catalogue of reasons the engine refuses an instruction. Refusals are data: every refused instruction yields
- * an `order_response` with one of these codes and a human message. Codes are stable; messages may improve. A
- * refusal of one field's value leads with the field, as the API's own checks do (engine/core/receipts.ts,
- * refuseField): its entry here is that form without the value received.
+ * an `order_response` with one of these codes and a human message. Codes are stable; messages may improve.
+ * INVALID_LEVERAGE, TRADE_NOT_FOUND, ORDER_NOT_FOUND and NOTHING_TO_MODIFY lead with the field, as the API's own
+ * checks do (`leverage: expected …, received 500.`; engine/core/receipts.ts, refuseField): their entries here are
+ * that form without the value received, and the OpenAPI document shows a whole message (functions/openapi.ts). Every
+ * other code's message is its entry here (after `legs.1: ` for an OCO leg), then the details, if any.
  */
 
 export const REJECTIONS = {

@@ -1,7 +1,9 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { ETH, close, given, messageOf, open, opened } from "../engine/testing/spec-support.ts";
 import { decodeCursor } from "./history-cursor.ts";
+import { FIELD_FIRST_EXAMPLES } from "./openapi.ts";
 import { apiDocument, dereferenced } from "./testing/document.ts";
 
 const raw = apiDocument("http://localhost:3000");
@@ -235,5 +237,30 @@ describe("the OpenAPI document", () => {
     });
     const health = paths["/health"] as { get: { responses: Record<string, { headers: unknown }> } };
     expect(health.get.responses["503"]!.headers).toMatchObject({ "Retry-After": {} });
+  });
+
+  it("shows, for each refusal that leads with its field, a message the engine really sends", () => {
+    const h = given();
+    h.price(ETH, "4300", "4300");
+    const trade = opened(h, "alice", { stopLoss: "4250" });
+    const sent: Record<string, string> = {
+      INVALID_LEVERAGE: messageOf(open(h, "alice", { leverage: 500 }).answer),
+      TRADE_NOT_FOUND: messageOf(close(h, "alice", "T0-999").answer),
+      ORDER_NOT_FOUND: messageOf(h.instruct("alice", { kind: "cancel_order", orderId: "P0-999" }).answer),
+      NOTHING_TO_MODIFY: messageOf(
+        h.instruct("alice", { kind: "modify_trade", tradeId: trade.id, stopLoss: "4250" }).answer,
+      ),
+    };
+    expect(Object.keys(FIELD_FIRST_EXAMPLES).sort()).toEqual(Object.keys(sent).sort());
+    // Every example of the code, wherever an operation answers with it.
+    const shown: Record<string, Set<string>> = {};
+    for (const ops of Object.values(paths))
+      for (const op of Object.values(ops) as { responses: Record<string, { content?: Record<string, unknown> }> }[])
+        for (const response of Object.values(op.responses)) {
+          const examples = (response.content?.["application/json"] as { examples?: object } | undefined)?.examples;
+          for (const [code, example] of Object.entries(examples ?? {}))
+            (shown[code] ??= new Set()).add((example as { value: { error: { message: string } } }).value.error.message);
+        }
+    for (const [code, message] of Object.entries(sent)) expect([...(shown[code] ?? [])], code).toEqual([message]);
   });
 });

@@ -167,8 +167,23 @@ export function errorResponses(codes: readonly ErrorCode[]) {
 }
 
 function errorMessage(code: ErrorCode): string {
-  return code in API_ERRORS ? API_ERRORS[code as ApiErrorCode].message : REJECTIONS[code as RejectionCode];
+  if (code in API_ERRORS) return API_ERRORS[code as ApiErrorCode].message;
+  return FIELD_FIRST_EXAMPLES[code as RejectionCode] ?? REJECTIONS[code as RejectionCode];
 }
+
+/**
+ * Example messages of the refusals that lead with their field (contract/rejections.ts): each is a whole message the
+ * engine sends, with what it received, as its catalogue entry alone never is. Any other refusal's message starts with
+ * its entry, which is its example. openapi.test.ts checks each against the engine's own answer.
+ */
+export const FIELD_FIRST_EXAMPLES: Readonly<Partial<Record<RejectionCode, string>>> = {
+  INVALID_LEVERAGE: "leverage: expected a whole number from 1 to 100, received 500.",
+  TRADE_NOT_FOUND: 'tradeId: expected the id of an open trade of this account, received "T0-999".',
+  ORDER_NOT_FOUND: 'orderId: expected the id of a pending order of this account, received "P0-999".',
+  NOTHING_TO_MODIFY:
+    "stopLoss, takeProfit and trailingStop: expected at least one that sets, moves or removes an exit, received " +
+    "stopLoss at 4250, as the trade already has it.",
+};
 
 const STATUS_TEXT: Record<number, string> = {
   400: "Bad request",
