@@ -79,16 +79,16 @@ describe("a body sent to a look-alike endpoint", () => {
     );
   });
 
-  it("a close and a modify are told each other's endpoint; a cancel sent to close is told its own", async () => {
+  it("a close is told a modify's endpoint, never the other way; a cancel sent to close is told its own", async () => {
     expect(await refusal(closeTradeRequest, { tradeId: "T0-1", stopLoss: "4000" })).toEqual({
       code: "INVALID_REQUEST",
       message:
         'Unknown field "stopLoss"; this request takes tradeId, quantity and percent. ' +
         "A change of a trade's exits? That body fits POST /api/v1/trade/modify.",
     });
+    // A modify's flat percent meant a trailing stop's far more likely than a close, which cannot be undone.
     expect((await refusal(modifyTradeRequest, { tradeId: "T0-1", percent: "50" })).message).toBe(
-      'Unknown field "percent"; this request takes tradeId, stopLoss, takeProfit and trailingStop. ' +
-        "A close? That body fits POST /api/v1/trade/close.",
+      'Unknown field "percent"; this request takes tradeId, stopLoss, takeProfit and trailingStop.',
     );
     expect((await refusal(closeTradeRequest, { orderId: "P0-1" })).message).toMatch(
       / A cancel of an entry order\? That body fits POST \/api\/v1\/trade\/orders\/cancel\.$/,
@@ -148,8 +148,8 @@ describe("an id of another kind", () => {
         "POST /api/v1/trade/close, its exits changed with /api/v1/trade/modify.",
     );
     expect((await refusal(closeTradeRequest, { tradeId: "P0-7" })).message).toBe(
-      'tradeId: expected a trade id such as T0-42, received "P0-7": an entry order\'s id: it opens a trade when it ' +
-        "fills; cancel it with POST /api/v1/trade/orders/cancel.",
+      'tradeId: expected a trade id such as T0-42, received "P0-7": an entry order\'s id: it has no exits to ' +
+        "change or close until it fills and opens a trade, and POST /api/v1/trade/orders/cancel cancels it.",
     );
     expect((await refusal(modifyTradeRequest, { tradeId: "O0-14", stopLoss: "1" })).message).toBe(
       'tradeId: expected a trade id such as T0-42, received "O0-14": a spot order\'s id: spot orders fill at once ' +

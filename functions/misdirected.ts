@@ -23,18 +23,22 @@ interface Endpoint {
   readonly path: string;
   /** What a body of it is, as a question: "A spot order?". */
   readonly asked: string;
+  /** Endpoints whose refused bodies are never sent here, where the same name means something else. */
+  readonly notFrom?: readonly z.ZodType[];
 }
 
 /**
  * The trade POSTs, each with the body it takes. A refused body that fits several is pointed at none: a bare
- * `{"tradeId"}` fits both a close and a modify, and nothing in it says the whole trade was meant to be closed.
+ * `{"tradeId"}` fits both a close and a modify, and nothing in it says the whole trade was meant to be closed. Nor is
+ * a modify's pointed at a close (`notFrom`).
  */
 export const LOOK_ALIKE_ENDPOINTS: readonly Endpoint[] = [
   { body: createTradeRequest, path: "/api/v1/trade/create", asked: "A trade at the market price" },
   { body: spotOrderRequest, path: "/api/v1/trade/order", asked: "A spot order" },
   { body: entryOrderRequest, path: "/api/v1/trade/orders", asked: "A limit or stop order" },
   { body: ocoRequest, path: "/api/v1/trade/orders/oco", asked: "An OCO pair" },
-  { body: closeTradeRequest, path: "/api/v1/trade/close", asked: "A close" },
+  // A modify's `percent` belongs in its trailingStop: the close it would fit closes that much of the trade for good.
+  { body: closeTradeRequest, path: "/api/v1/trade/close", asked: "A close", notFrom: [modifyTradeRequest] },
   { body: modifyTradeRequest, path: "/api/v1/trade/modify", asked: "A change of a trade's exits" },
   { body: cancelOrderRequest, path: "/api/v1/trade/orders/cancel", asked: "A cancel of an entry order" },
 ];
@@ -46,7 +50,9 @@ export const LOOK_ALIKE_ENDPOINTS: readonly Endpoint[] = [
  */
 export function misdirectedBodyHint(schema: z.ZodType, body: unknown): string | undefined {
   if (!LOOK_ALIKE_ENDPOINTS.some((endpoint) => endpoint.body === schema)) return undefined;
-  const fits = LOOK_ALIKE_ENDPOINTS.filter((other) => other.body !== schema && other.body.safeParse(body).success);
+  const fits = LOOK_ALIKE_ENDPOINTS.filter(
+    (other) => other.body !== schema && !other.notFrom?.includes(schema) && other.body.safeParse(body).success,
+  );
   if (fits.length !== 1) return undefined;
   return `${fits[0]!.asked}? That body fits POST ${fits[0]!.path}.`;
 }
@@ -61,7 +67,9 @@ const OTHER_KIND: Readonly<Record<string, Readonly<Record<string, string>>>> = {
     O: "a spot order's id: spot orders fill at once and cannot be cancelled",
   },
   tradeId: {
-    P: "an entry order's id: it opens a trade when it fills; cancel it with POST /api/v1/trade/orders/cancel",
+    P:
+      "an entry order's id: it has no exits to change or close until it fills and opens a trade, and POST " +
+      "/api/v1/trade/orders/cancel cancels it",
     O: "a spot order's id: spot orders fill at once and open no trade",
   },
 };
