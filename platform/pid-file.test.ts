@@ -59,7 +59,11 @@ describe("claimPidFile", () => {
       for (const other of others) {
         const file = pidFile(String(other.pid));
         expect(() => claimPidFile(file, checkout.script), String(other.spawnargs)).toThrow(ConfigError);
-        expect(() => claimPidFile(file, checkout.script)).toThrow(`already running (pid ${other.pid}`);
+        expect(() => claimPidFile(file, checkout.script)).toThrow(
+          `already running (pid ${other.pid}, ${file}); stop it first, or for a second stack beside it set DATA_DIR, ` +
+            "PORT, STREAM_PORT, and ENGINE_METRICS_PORT, WORKER_METRICS_PORT, POLLER_METRICS_PORT, API_METRICS_PORT " +
+            "and STREAM_METRICS_PORT (0: any free port, or off)",
+        );
         expect(readFileSync(file, "utf8")).toBe(String(other.pid));
       }
     } finally {

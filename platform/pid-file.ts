@@ -8,6 +8,11 @@ import { existsSync, readFileSync, readlinkSync, realpathSync, statSync, writeFi
 import { basename, dirname, join, resolve } from "node:path";
 import { ConfigError } from "./config.ts";
 
+/** What a second stack beside a running one needs: a data folder and ports (its Redis and Postgres find free ones). */
+const SECOND_STACK =
+  "for a second stack beside it set DATA_DIR, PORT, STREAM_PORT, and ENGINE_METRICS_PORT, WORKER_METRICS_PORT, " +
+  "POLLER_METRICS_PORT, API_METRICS_PORT and STREAM_METRICS_PORT (0: any free port, or off)";
+
 /**
  * `startScript`: the absolute path of the script this process runs (`scripts/start.mjs`); the `name` in the
  * `package.json` beside its folder says which project's npm start counts as running.
@@ -19,7 +24,7 @@ export function claimPidFile(file: string, startScript: string): void {
   } catch {
     const pid = Number(readFileSync(file, "utf8"));
     if (Number.isInteger(pid) && pid > 0 && isOtherStart(pid, startScript, statSync(file).mtimeMs)) {
-      throw new ConfigError(`already running (pid ${pid}, ${file}); stop it first, or set DATA_DIR for a second stack`);
+      throw new ConfigError(`already running (pid ${pid}, ${file}); stop it first, or ${SECOND_STACK}`);
     }
   }
   // Left by a run that was killed: take it over.
