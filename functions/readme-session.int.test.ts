@@ -1,9 +1,12 @@
 /**
- * The README's curl session (The API) runs as written: its `sh` block, with the API's address put in for
- * http://localhost:3000, in bash with curl and node, against the API over HTTP (real Redis and Postgres, the engine
- * and worker in this process), and the README's way to read the session token from the cookie jar. Someone else asks
- * for a sign-in link just after the session does, as on a shared dev machine: the session must follow the link sent
- * to its own address.
+ * The curl sessions a newcomer copies run as written, in bash with curl and node, against the API over HTTP (real
+ * Redis and Postgres, the engine and worker in this process), with the API's address put in for
+ * http://localhost:3000:
+ * - the README's (The API), and the README's way to read the session token from the cookie jar;
+ * - docs/cookbook.md's `sh` blocks, in order in one shell, with the stream served too (its address put in for
+ *   ws://localhost:3001): each block's answers have the status and fields of the `json` block after it.
+ * Someone else asks for a sign-in link just after each session does, as on a shared dev machine: the session must
+ * follow the link sent to its own address.
  */
 import { serve, type ServerType } from "@hono/node-server";
 import { execFile } from "node:child_process";
@@ -13,10 +16,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Hono } from "hono";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createLogger } from "../platform/log.ts";
+import { freePort, REPO_ROOT } from "../platform/testing/processes.ts";
+import { DEFAULT_LIMITS } from "../stream/config.ts";
+import { NO_METRICS } from "../stream/metrics.ts";
+import { startStream, type RunningStream } from "../stream/stream.ts";
 import type { ApiEnv, ApiSettings } from "./context.ts";
 import { client } from "./testing/http.ts";
-import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
+import { REDIS_URL, startApiStack, type ApiStack } from "./testing/api-stack.ts";
+import { conformsTo, docSession, jsonValues, type DocBlock } from "./testing/doc-session.ts";
 
 const run = promisify(execFile);
 
@@ -99,4 +109,75 @@ describe("the README's session", () => {
     const { user } = (await signedIn.get("/api/v1/auth/me")).body as { user: { id: string } };
     expect(await stack.redis.hlen(stack.keys.idempotencyRecords(user.id))).toBe(2);
   });
+});
+
+describe("docs/cookbook.md", () => {
+  let served: Served;
+  let stream: RunningStream;
+  let streamBase: string;
+  beforeAll(async () => {
+    // The stream's port comes first too: POST /stream/ticket answers with its URL.
+    streamBase = `ws://127.0.0.1:${await freePort()}`;
+    served = await serveStack({ streamUrl: `${streamBase}/api/v1/stream` });
+    const { stack, appUrl } = served;
+    await stack.setQuote("ETH_USDC_PERP", "4300", "4300.5");
+    stream = await startStream({
+      redis: stack.redis,
+      reader: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),
+      keys: stack.keys,
+      log: createLogger("cookbook-stream", { level: "warn", sink: () => {} }),
+      metrics: NO_METRICS,
+      limits: DEFAULT_LIMITS,
+      allowedOrigins: new Set([appUrl]),
+      port: Number(new URL(streamBase).port),
+      host: "127.0.0.1",
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await stream?.close();
+    await served?.close();
+  });
+
+  it("runs every block in order; each answer has the status and the fields shown after it", async () => {
+    const doc = (await readFile(new URL("../docs/cookbook.md", import.meta.url), "utf8"))
+      .replaceAll("http://localhost:3000", served.appUrl)
+      .replaceAll("ws://localhost:3001", streamBase);
+    const session = docSession(doc);
+    expect(session.length, "sh blocks in the cookbook").toBeGreaterThan(10);
+    // `ws` resolves from the repository's node_modules, as it does for a reader in the repository's folder.
+    const env = { ...process.env, NODE_PATH: join(REPO_ROOT, "node_modules") };
+    const { stdout, stderr } = await run("bash", ["-c", session.script], { cwd: dir, env, timeout: 60_000 });
+    const answers = session.answers(stdout, stderr);
+
+    const problems: string[] = [];
+    session.blocks.forEach((block: DocBlock, i) => {
+      const got = answers[i]!;
+      const where = `block ${i + 1} (${block.heading}, line ${block.line})`;
+      if (got.noise.length > 0) problems.push(`${where}: printed ${JSON.stringify(got.noise)}`);
+      const shown = block.shown === undefined ? [] : jsonValues(block.shown);
+      if (got.values.length !== shown.length) {
+        problems.push(`${where}: printed ${got.values.length} answers, the doc shows ${shown.length}`);
+        return;
+      }
+      // Each status the doc shows, in order, among the block's requests; every other request succeeded.
+      const statuses = [...got.statuses];
+      shown.forEach((answer, j) => {
+        if (answer.status !== undefined) {
+          const at = statuses.indexOf(answer.status);
+          if (at === -1)
+            problems.push(`${where}: answer ${j + 1} is shown ${answer.status}, got ${got.statuses.join(", ")}`);
+          else statuses.splice(0, at + 1);
+        }
+        problems.push(...conformsTo(answer.value, got.values[j]).map((p) => `${where}, answer ${j + 1}: ${p}`));
+        // Answers shown alike (a retry's) are the same answer, times and all.
+        const alike = shown.findIndex((other) => JSON.stringify(other.value) === JSON.stringify(answer.value));
+        if (alike < j && JSON.stringify(got.values[alike]) !== JSON.stringify(got.values[j])) {
+          problems.push(`${where}: answers ${alike + 1} and ${j + 1} are shown alike but differ`);
+        }
+      });
+      const failed = got.statuses.filter((s) => s >= 400 && !shown.some((a) => a.status === s));
+      if (failed.length > 0) problems.push(`${where}: requests failed (${failed.join(", ")}): ${got.raw}`);
+    });
+    expect(problems, stdout).toEqual([]);
+  }, 60_000);
 });

@@ -1,0 +1,73 @@
+// How a page's blocks become a session and its shown answers are read and compared (functions/readme-session.int.test.ts).
+import { describe, expect, it } from "vitest";
+import { conformsTo, docSession, jsonValues } from "./doc-session.ts";
+
+describe("docSession", () => {
+  const page = [
+    "## Open",
+    "```sh",
+    "curl -s $API/a",
+    "```",
+    "```json",
+    '201 {"a": 1}',
+    "```",
+    "## Setup",
+    "```sh",
+    "X=1",
+    "```",
+    "```js",
+    "not an answer",
+    "```",
+  ].join("\n");
+
+  it("pairs each sh block with the json block after it, under its heading and line", () => {
+    const session = docSession(page);
+    expect(session.blocks).toEqual([
+      { heading: "Open", line: 3, code: "curl -s $API/a\n", shown: '201 {"a": 1}\n' },
+      { heading: "Setup", line: 10, code: "X=1\n", shown: undefined },
+    ]);
+  });
+
+  it("splits what the session printed by block: answers, statuses and anything else", () => {
+    const session = docSession(page);
+    const stdout = '\n@@block 0\n{"a":1}\n\n@@block 1\nbash: oops\n';
+    const stderr = "@@block 0\n201\n@@block 1\n";
+    expect(session.answers(stdout, stderr)).toEqual([
+      { values: [{ a: 1 }], statuses: [201], noise: [], raw: '\n{"a":1}\n\n' },
+      { values: [], statuses: [], noise: ["bash: oops"], raw: "\nbash: oops\n" },
+    ]);
+  });
+});
+
+describe("jsonValues", () => {
+  it("reads answers after their status, over indented lines, with … for what is left out", () => {
+    const shown = [
+      '200 {"trade": {"id": "T0-1", …},',
+      '     "remaining": null}',
+      '{"type": "welcome", "orders": [{"id": "P0-5", …}, …], "summary": {…}}',
+    ].join("\n");
+    expect(jsonValues(shown)).toEqual([
+      { status: 200, value: { trade: { id: "T0-1" }, remaining: null } },
+      { status: undefined, value: { type: "welcome", orders: [{ id: "P0-5" }], summary: {} } },
+    ]);
+  });
+});
+
+describe("conformsTo", () => {
+  it("takes an answer with more keys or items, and any string for one that ends in …", () => {
+    const actual = { trade: { id: "T0-1", pnl: "-1", at: "2026-12-05T10:00:00.000Z" }, list: [1, 2], more: true };
+    expect(conformsTo({ trade: { id: "T0-1", at: "…" }, list: [1] }, actual)).toEqual([]);
+  });
+
+  it("names each value that differs, and each key that is missing", () => {
+    const actual = { trade: { id: "T0-2", leverage: 10 }, list: [] };
+    expect(conformsTo({ trade: { id: "T0-1", leverage: "10", stopLoss: null }, list: [1], at: "…" }, actual)).toEqual([
+      'trade.id: expected "T0-1", got "T0-2"',
+      'trade.leverage: expected "10", got 10',
+      "trade.stopLoss: missing",
+      "list: expected an array of at least 1, got []",
+      "at: missing",
+    ]);
+    expect(conformsTo({ a: 1 }, null)).toEqual(["the answer: expected an object, got null"]);
+  });
+});
