@@ -1,6 +1,6 @@
-// The docs a newcomer reads first: every repository path they name exists, and the README stays short.
+// The docs a newcomer reads first: every repository path and section they name exists, and the README stays short.
 import { readFileSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { join, posix } from "node:path";
 import { describe, expect, it } from "vitest";
 import { missingPaths, namedPaths } from "./doc-paths.ts";
 import { REPO_ROOT as root, repositoryFiles } from "./repository-files.ts";
@@ -19,6 +19,23 @@ describe("docs", () => {
     const markdown = readFileSync(join(root, doc), "utf8");
     const missing = missingPaths(markdown, doc, files).map((m) => `${doc}:${m.line} ${m.text} (${m.reason})`);
     expect(missing).toEqual([]);
+  });
+
+  // A link to a section (the cookbook's to each route in api.md) breaks silently when the heading is renamed.
+  it.each(docs)("%s links only to headings that exist", (doc) => {
+    const read = (file: string) => readFileSync(join(root, file), "utf8");
+    expect(missingAnchors(read(doc), doc, read)).toEqual([]);
+  });
+
+  it("finds a link to a heading that is not there in a known-bad example", () => {
+    const pages: Record<string, string> = {
+      "docs/a.md": "## `POST /api/v1/trade/create`\n## Setup\n## Setup\n```\n## not a heading\n```",
+    };
+    const links = "[a](a.md#post-apiv1tradecreate) [b](#setup-1) [c](a.md#nope) [d](#not-a-heading) [e](../README.md)";
+    expect(missingAnchors(`${pages["docs/a.md"]}\n${links}`, "docs/a.md", (f) => pages[f]!)).toEqual([
+      "a.md#nope",
+      "#not-a-heading",
+    ]);
   });
 
   it("README.md is at most 12 KB (12,000 bytes)", () => {
@@ -130,6 +147,31 @@ const SERVERS = ["redis", "postgres"];
 function namedIn(text: string, event: string): boolean {
   const names = event.startsWith("<server>_") ? SERVERS.map((s) => event.replace("<server>", s)) : [event];
   return names.some((name) => text.includes(`\`${name}\``));
+}
+
+/** The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces as `-`, repeats numbered. */
+function headingAnchors(markdown: string): Set<string> {
+  const anchors = new Set<string>();
+  const seen = new Map<string, number>();
+  for (const heading of markdown.replace(/^```[\s\S]*?^```/gm, "").matchAll(/^#{1,6} (.+)$/gm)) {
+    const slug = heading[1]!
+      .trim()
+      .toLowerCase()
+      .replace(/[^\p{L}\p{N}\p{M} _-]/gu, "")
+      .replace(/ /g, "-");
+    const n = seen.get(slug) ?? 0;
+    seen.set(slug, n + 1);
+    anchors.add(n === 0 ? slug : `${slug}-${n}`);
+  }
+  return anchors;
+}
+
+/** Links in `markdown` (the document `doc`) to a heading of a Markdown document that has no such heading. */
+function missingAnchors(markdown: string, doc: string, read: (file: string) => string): string[] {
+  const prose = markdown.replace(/^```[\s\S]*?^```/gm, "").replace(/`[^`\n]*`/g, "");
+  return [...prose.matchAll(/\]\(([^)\s#]*\.md)?#([^)\s]+)\)/g)]
+    .filter((m) => !headingAnchors(read(m[1] === undefined ? doc : posix.join(posix.dirname(doc), m[1]))).has(m[2]!))
+    .map((m) => `${m[1] ?? ""}#${m[2]}`);
 }
 
 function outsideReferences(text: string): string[] {
