@@ -5,12 +5,14 @@
  * - the README's (The API), and the README's way to read the session token from the cookie jar;
  * - docs/cookbook.md's `sh` blocks, in order in one shell, with the stream served too (its address put in for
  *   ws://localhost:3001): each block's answers have the status and fields of the `json` block after it.
+ * Both paste into interactive zsh too (macOS's shell), so their `sh` blocks hold no comment, and both leave no file in
+ * the folder they run in (the cookie jar holds a live session token).
  * Someone else asks for a sign-in link just after each session does, as on a shared dev machine: the session must
  * follow the link sent to its own address.
  */
 import { serve, type ServerType } from "@hono/node-server";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -26,7 +28,7 @@ import { startStream, type RunningStream } from "../stream/stream.ts";
 import type { ApiEnv, ApiSettings } from "./context.ts";
 import { client } from "./testing/http.ts";
 import { REDIS_URL, startApiStack, type ApiStack } from "./testing/api-stack.ts";
-import { conformsTo, docSession, jsonValues, type DocBlock } from "./testing/doc-session.ts";
+import { conformsTo, docSession, jsonValues, shellComments, type DocBlock } from "./testing/doc-session.ts";
 
 const run = promisify(execFile);
 
@@ -87,15 +89,24 @@ describe("the README's session", () => {
     const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
     const session = /A session with curl[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(session, "the README's curl session").toBeDefined();
-    const script = `set -euo pipefail\n${session!.replaceAll("http://localhost:3000", appUrl)}`;
-    const { stdout } = await run("bash", ["-c", script], { cwd: dir });
+    // Pasted into zsh, macOS's shell, a comment breaks the line it is on (shellComments).
+    const shellBlocks = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+    expect(shellBlocks.flatMap(shellComments), "comments in the README's sh blocks").toEqual([]);
+    const tokenCommand = /`(awk [^`]*jar)`/.exec(readme)?.[1];
+    expect(tokenCommand, "the README's command that reads the token from the jar").toBeDefined();
+    // The token command runs in the same shell, after the session: the jar's folder is the session's.
+    const script = `set -euo pipefail\n${session!.replaceAll("http://localhost:3000", appUrl)}\necho\n${tokenCommand!}`;
+    // Run in a folder of its own, with mktemp's folders under the test's, removed after it.
+    const cwd = await mkdtemp(join(dir, "readme-"));
+    const { stdout: printed } = await run("bash", ["-c", script], { cwd, env: { ...process.env, TMPDIR: dir } });
+    const stdout = printed.trimEnd().split("\n").slice(0, -1).join("\n").trimEnd();
+    const token = printed.trimEnd().split("\n").at(-1)!;
     expect(stdout).not.toContain('"error"');
     expect(stdout).toMatch(/"closeReason":"manual"/);
     expect(stdout).toMatch(/\{"balances":\{[^}]*\}\}$/);
+    // Nothing in the folder it ran in: a jar there holds a live session token, one `git add .` from a commit.
+    expect(await readdir(cwd), "files the session left in its folder").toEqual([]);
 
-    const tokenCommand = /`(awk [^`]*jar)`/.exec(readme)?.[1];
-    expect(tokenCommand, "the README's command that reads the token from the jar").toBeDefined();
-    const token = (await run("bash", ["-c", tokenCommand!], { cwd: dir })).stdout.trim();
     const signedIn = client(stack.app, token);
     expect((await signedIn.get("/api/v1/auth/me")).body).toMatchObject({ user: { email: "me@example.com" } });
     // The newest email was someone else's, to the address as they typed it, trimmed and lower-cased.
@@ -145,14 +156,18 @@ describe("docs/cookbook.md", () => {
     const session = docSession(doc);
     expect(session.length, "sh blocks in the cookbook").toBeGreaterThan(10);
     // `ws` resolves from the repository's node_modules, as it does for a reader in the repository's folder.
-    const env = { ...process.env, NODE_PATH: join(REPO_ROOT, "node_modules") };
-    const { stdout, stderr } = await run("bash", ["-c", session.script], { cwd: dir, env, timeout: 60_000 });
+    const env = { ...process.env, NODE_PATH: join(REPO_ROOT, "node_modules"), TMPDIR: dir };
+    const cookbookDir = await mkdtemp(join(dir, "cookbook-"));
+    const { stdout, stderr } = await run("bash", ["-c", session.script], { cwd: cookbookDir, env, timeout: 60_000 });
     const answers = session.answers(stdout, stderr);
 
     const problems: string[] = [];
+    const left = await readdir(cookbookDir);
+    if (left.length > 0) problems.push(`the blocks left files in their folder: ${left.join(", ")}`);
     session.blocks.forEach((block: DocBlock, i) => {
       const got = answers[i]!;
       const where = `block ${i + 1} (${block.heading}, line ${block.line})`;
+      for (const line of shellComments(block.code)) problems.push(`${where}: a comment, which zsh runs: ${line}`);
       if (got.noise.length > 0) problems.push(`${where}: printed ${JSON.stringify(got.noise)}`);
       const shown = block.shown === undefined ? [] : jsonValues(block.shown);
       if (got.values.length !== shown.length) {

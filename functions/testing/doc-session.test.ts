@@ -1,6 +1,6 @@
 // How a page's blocks become a session and its shown answers are read and compared (functions/readme-session.int.test.ts).
 import { describe, expect, it } from "vitest";
-import { conformsTo, docSession, jsonValues } from "./doc-session.ts";
+import { conformsTo, docSession, jsonValues, shellComments } from "./doc-session.ts";
 
 describe("docSession", () => {
   const page = [
@@ -69,5 +69,20 @@ describe("conformsTo", () => {
       "at: missing",
     ]);
     expect(conformsTo({ a: 1 }, null)).toEqual(["the answer: expected an object, got null"]);
+  });
+});
+
+describe("shellComments", () => {
+  it("finds a # that starts a word outside quotes, which interactive zsh does not take as a comment", () => {
+    const code = [
+      "x=1  # note",
+      "# a line of its own",
+      "f() { echo; }; # after a function",
+      "echo \"a # in quotes\" 'b # too' c#d ${#x} $#",
+      "node -e '",
+      "  // #private, in a quoted script",
+      "'",
+    ].join("\n");
+    expect(shellComments(code)).toEqual(["x=1  # note", "# a line of its own", "f() { echo; }; # after a function"]);
   });
 });

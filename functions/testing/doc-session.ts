@@ -134,3 +134,27 @@ export function conformsTo(shown: unknown, actual: unknown, path = ""): string[]
   }
   return shown === actual ? [] : [`${at}: expected ${JSON.stringify(shown)}, got ${JSON.stringify(actual)}`];
 }
+
+/**
+ * The lines of a shell block that hold a comment: a `#` that starts a word outside quotes. Interactive zsh (macOS's
+ * default shell) does not take comments unless `interactivecomments` is set: a pasted `x=1  # note` runs a command
+ * named `#`, and a comment after a function's `}` is a parse error.
+ */
+export function shellComments(code: string): string[] {
+  const found = new Set<string>();
+  let quote: string | undefined;
+  for (let i = 0; i < code.length; i++) {
+    const c = code[i]!;
+    if (quote !== undefined) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote) quote = undefined;
+    } else if (c === "\\") i++;
+    else if (c === "'" || c === '"') quote = c;
+    else if (c === "#" && (i === 0 || /[\s;&|()]/.test(code[i - 1]!))) {
+      const start = code.lastIndexOf("\n", i) + 1;
+      const end = code.indexOf("\n", i);
+      found.add(code.slice(start, end === -1 ? undefined : end));
+    }
+  }
+  return [...found];
+}
