@@ -28,7 +28,7 @@ import { startStream, type RunningStream } from "../stream/stream.ts";
 import type { ApiEnv, ApiSettings } from "./context.ts";
 import { client } from "./testing/http.ts";
 import { REDIS_URL, startApiStack, type ApiStack } from "./testing/api-stack.ts";
-import { conformsTo, docSession, jsonValues, shellComments, type DocBlock } from "./testing/doc-session.ts";
+import { conformsTo, docSession, fences, jsonValues, shellComments, type DocBlock } from "./testing/doc-session.ts";
 
 const run = promisify(execFile);
 
@@ -87,15 +87,23 @@ describe("the README's session", () => {
   it("signs in, opens a trade, closes it by the id it captured, reads the balance; the jar gives the token", async () => {
     const { stack, appUrl } = served;
     const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
-    const session = /A session with curl[\s\S]*?```sh\n([\s\S]*?)```/.exec(readme)?.[1];
-    expect(session, "the README's curl session").toBeDefined();
+    // Its one block of commands to the API, fenced sh in column 0: one fenced otherwise would not be run here.
+    const commands = fences(readme).filter((fence) => /\bcurl\b|\$API\b/.test(fence.code));
+    expect(
+      commands.map((fence) => `${fence.indent}${fence.lang}`),
+      "the README's blocks of curl commands",
+    ).toEqual(["sh"]);
+    const session = commands[0]!.code;
     // Pasted into zsh, macOS's shell, a comment breaks the line it is on (shellComments).
-    const shellBlocks = [...readme.matchAll(/^```sh\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
-    expect(shellBlocks.flatMap(shellComments), "comments in the README's sh blocks").toEqual([]);
+    const shellBlocks = fences(readme).filter((fence) => /^(sh|bash|shell|zsh|console)$/.test(fence.lang));
+    expect(
+      shellBlocks.flatMap((fence) => shellComments(fence.code)),
+      "comments in the README's sh blocks",
+    ).toEqual([]);
     const tokenCommand = /`(awk [^`]*jar)`/.exec(readme)?.[1];
     expect(tokenCommand, "the README's command that reads the token from the jar").toBeDefined();
     // The token command runs in the same shell, after the session: the jar's folder is the session's.
-    const script = `set -euo pipefail\n${session!.replaceAll("http://localhost:3000", appUrl)}\necho\n${tokenCommand!}`;
+    const script = `set -euo pipefail\n${session.replaceAll("http://localhost:3000", appUrl)}\necho\n${tokenCommand!}`;
     // Run in a folder of its own, with mktemp's folders under the test's, removed after it.
     const cwd = await mkdtemp(join(dir, "readme-"));
     const { stdout: printed } = await run("bash", ["-c", script], { cwd, env: { ...process.env, TMPDIR: dir } });
@@ -161,7 +169,7 @@ describe("docs/cookbook.md", () => {
     const { stdout, stderr } = await run("bash", ["-c", session.script], { cwd: cookbookDir, env, timeout: 60_000 });
     const answers = session.answers(stdout, stderr);
 
-    const problems: string[] = [];
+    const problems: string[] = [...session.problems];
     const left = await readdir(cookbookDir);
     if (left.length > 0) problems.push(`the blocks left files in their folder: ${left.join(", ")}`);
     session.blocks.forEach((block: DocBlock, i) => {
@@ -173,6 +181,10 @@ describe("docs/cookbook.md", () => {
       if (got.values.length !== shown.length) {
         problems.push(`${where}: printed ${got.values.length} answers, the doc shows ${shown.length}`);
         return;
+      }
+      // An HTTP answer is shown after its status; a block that sent no request (the WebSocket's) shows none.
+      if (got.statuses.length > 0 && shown.some((answer) => answer.status === undefined)) {
+        problems.push(`${where}: an answer is shown without its status`);
       }
       // Each status the doc shows, in order, among the block's requests; every other request succeeded.
       const statuses = [...got.statuses];

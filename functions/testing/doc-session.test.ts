@@ -26,6 +26,47 @@ describe("docSession", () => {
       { heading: "Open", line: 3, code: "curl -s $API/a\n", shown: '201 {"a": 1}\n' },
       { heading: "Setup", line: 10, code: "X=1\n", shown: undefined },
     ]);
+    expect(session.problems).toEqual([
+      "line 13 (Setup): a ```js block is not run or checked: commands are sh, answers json",
+    ]);
+  });
+
+  it("names every block the session would pass over: other languages, indented, orphan or second json", () => {
+    const session = docSession(
+      [
+        "```json",
+        "200 {}",
+        "```",
+        "## A",
+        "```sh",
+        "X=1",
+        "```",
+        "```json",
+        "200 {}",
+        "```",
+        "```json",
+        "500 {}",
+        "```",
+        "```console",
+        "$ curl -s $API/b",
+        "```",
+        "- a step:",
+        "  ```sh",
+        "  curl -s $API/c",
+        "  ```",
+        "~~~bash",
+        "curl -s $API/d",
+        "~~~",
+      ].join("\n"),
+    );
+    expect(session.blocks.map((block) => block.code)).toEqual(["X=1\n"]);
+    expect(session.problems).toEqual([
+      "line 2 (): a json block that does not follow an sh block: answers go right after their commands",
+      "line 12 (A): a json block that does not follow an sh block: answers go right after their commands",
+      "line 15 (A): a ```console block is not run or checked: commands are sh, answers json",
+      "line 19 (A): an indented ```sh block is not run or checked: start its fence in column 0",
+      "line 22 (A): a ```bash block is not run or checked: commands are sh, answers json",
+    ]);
   });
 
   it("splits what the session printed by block: answers, statuses and anything else", () => {

@@ -28,22 +28,65 @@ export interface BlockAnswers {
 
 const MARK = "@@block";
 
+/** A fenced block of a markdown page: its language, its indent, its first line's number and its text. */
+export interface Fence {
+  readonly heading: string;
+  readonly line: number;
+  readonly indent: string;
+  readonly lang: string;
+  readonly code: string;
+}
+
+/** Every fenced block of a page (``` or ~~~, at any indent), under the `##`/`###` heading before it. */
+export function fences(markdown: string): Fence[] {
+  const found: Fence[] = [];
+  const lines = markdown.split("\n");
+  let heading = "";
+  for (let i = 0; i < lines.length; i++) {
+    const open = /^(\s*)(`{3,}|~{3,})\s*([^\s`]*)/.exec(lines[i]!);
+    if (open === null) {
+      const title = /^#{2,3} (.*)$/.exec(lines[i]!);
+      if (title !== null) heading = title[1]!;
+      continue;
+    }
+    const [, indent, marker, lang] = open;
+    const close = new RegExp(`^\\s*${marker![0]}{${marker!.length},}\\s*$`);
+    let end = i + 1;
+    while (end < lines.length && !close.test(lines[end]!)) end++;
+    const code = lines.slice(i + 1, end).map((l) => l.slice(Math.min(indent!.length, /^\s*/.exec(l)![0].length)));
+    found.push({ heading, line: i + 2, indent: indent!, lang: lang!, code: code.map((l) => `${l}\n`).join("") });
+    i = end;
+  }
+  return found;
+}
+
 /**
  * The page's `sh` blocks and the bash script that runs them in order, with curl wrapped to end each answer with a
  * newline and write its status to stderr, and a marker before each block on both; `answers` splits what it printed.
+ * `problems` names every block the session would pass over: a fence that is neither `sh` (run) nor `json` (the
+ * answers of the `sh` block just before it, with no other fence between), so a `bash`, `console` or `text` block, a
+ * second or orphan `json` block, and an indented block (in a list item), whatever its language.
  */
 export function docSession(markdown: string) {
   const blocks: { heading: string; line: number; code: string; shown: string | undefined }[] = [];
-  let heading = "";
-  const fence = /^(#{2,3} .*)$|^```(\w*)\n([\s\S]*?)^```$/gm;
-  for (const m of markdown.matchAll(fence)) {
-    if (m[1] !== undefined) heading = m[1].replace(/^#+ /, "");
-    else if (m[2] === "sh") {
-      const line = markdown.slice(0, m.index).split("\n").length + 1;
-      blocks.push({ heading, line, code: m[3]!, shown: undefined });
-    } else if (m[2] === "json" && blocks.length > 0 && blocks.at(-1)!.shown === undefined) {
-      blocks.at(-1)!.shown = m[3]!;
+  const problems: string[] = [];
+  let previous: Fence | undefined;
+  for (const fence of fences(markdown)) {
+    const where = `line ${fence.line} (${fence.heading})`;
+    if (fence.indent !== "") {
+      problems.push(
+        `${where}: an indented \`\`\`${fence.lang} block is not run or checked: start its fence in column 0`,
+      );
+    } else if (fence.lang === "sh") {
+      blocks.push({ heading: fence.heading, line: fence.line, code: fence.code, shown: undefined });
+    } else if (fence.lang === "json" && previous?.lang === "sh" && previous.indent === "") {
+      blocks.at(-1)!.shown = fence.code;
+    } else if (fence.lang === "json") {
+      problems.push(`${where}: a json block that does not follow an sh block: answers go right after their commands`);
+    } else {
+      problems.push(`${where}: a \`\`\`${fence.lang} block is not run or checked: commands are sh, answers json`);
     }
+    previous = fence;
   }
   const script = [
     "set -euo pipefail",
@@ -59,6 +102,7 @@ export function docSession(markdown: string) {
   return {
     blocks: blocks as readonly DocBlock[],
     length: blocks.length,
+    problems: problems as readonly string[],
     script,
     answers(stdout: string, stderr: string): BlockAnswers[] {
       const out = segments(stdout);
