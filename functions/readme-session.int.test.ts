@@ -139,7 +139,11 @@ describe("docs/cookbook.md", () => {
     streamBase = `ws://127.0.0.1:${await freePort()}`;
     served = await serveStack({ streamUrl: `${streamBase}/api/v1/stream` });
     const { stack, appUrl } = served;
+    // Every market quoted, as under `npm start`; ETH at the prices the page's answers come with.
     await stack.setQuote("ETH_USDC_PERP", "4300", "4300.5");
+    await stack.setQuote("BTC_USDC_PERP", "96999", "97001");
+    await stack.setQuote("SOL_USDC_PERP", "199.99", "200.01");
+    await stack.setQuote("ADA_USDC_PERP", "0.8999", "0.9001");
     stream = await startStream({
       redis: stack.redis,
       reader: new Redis(REDIS_URL, { maxRetriesPerRequest: null }),

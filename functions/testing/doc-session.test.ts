@@ -1,6 +1,6 @@
 // How a page's blocks become a session and its shown answers are read and compared (functions/readme-session.int.test.ts).
 import { describe, expect, it } from "vitest";
-import { conformsTo, docSession, jsonValues, shellComments } from "./doc-session.ts";
+import { conformsTo, docSession, jsonValues, LEFT_OUT, shellComments } from "./doc-session.ts";
 
 describe("docSession", () => {
   const page = [
@@ -81,35 +81,73 @@ describe("docSession", () => {
 });
 
 describe("jsonValues", () => {
-  it("reads answers after their status, over indented lines, with … for what is left out", () => {
+  it("reads answers after their status, over indented lines, with a bare … as LEFT_OUT", () => {
     const shown = [
       '200 {"trade": {"id": "T0-1", …},',
-      '     "remaining": null}',
-      '{"type": "welcome", "orders": [{"id": "P0-5", …}, …], "summary": {…}}',
+      '     "remaining": null, "note": "a … in a string"}',
+      '{"type": "welcome", "orders": [{"id": "P0-5", …}, …], "summary": {…}, "at": "…"}',
     ].join("\n");
     expect(jsonValues(shown)).toEqual([
-      { status: 200, value: { trade: { id: "T0-1" }, remaining: null } },
-      { status: undefined, value: { type: "welcome", orders: [{ id: "P0-5" }], summary: {} } },
+      { status: 200, value: { trade: { id: "T0-1", [LEFT_OUT]: true }, remaining: null, note: "a … in a string" } },
+      {
+        status: undefined,
+        value: {
+          type: "welcome",
+          orders: [{ id: "P0-5", [LEFT_OUT]: true }, LEFT_OUT],
+          summary: { [LEFT_OUT]: true },
+          at: "…",
+        },
+      },
     ]);
+  });
+
+  it("throws on a … that is not in an object or array", () => {
+    expect(() => jsonValues("200 …")).toThrow();
   });
 });
 
 describe("conformsTo", () => {
-  it("takes an answer with more keys or items, and any string for one that ends in …", () => {
-    const actual = { trade: { id: "T0-1", pnl: "-1", at: "2026-12-05T10:00:00.000Z" }, list: [1, 2], more: true };
-    expect(conformsTo({ trade: { id: "T0-1", at: "…" }, list: [1] }, actual)).toEqual([]);
+  const shown = (text: string) => jsonValues(text)[0]!.value;
+
+  it("takes more keys or items only where … stands, and a string by the part before its …", () => {
+    const actual = {
+      trade: { id: "T0-1", pnl: "-1", at: "2026-12-05T10:00:00.000Z" },
+      list: [1, 2],
+      note: "Hello there",
+    };
+    expect(
+      conformsTo(shown('{"trade": {"id": "T0-1", "at": "…", …}, "list": [1, …], "note": "Hello…"}'), actual),
+    ).toEqual([]);
+    expect(conformsTo(shown('{"list": [1, 2], …}'), actual)).toEqual([]);
+  });
+
+  it("holds an object or array shown without … to exactly what is shown", () => {
+    const actual = { balances: { USD: "1", ADA: "0" }, orders: [{ id: "P0-5" }, { id: "P0-6" }], missing: ["ETH"] };
+    expect(conformsTo(shown('{"balances": {"USD": "1"}, "orders": [{"id": "P0-5"}], "missing": []}'), actual)).toEqual([
+      "balances.ADA: not shown, and no … in its place",
+      'orders: expected an array of 1 items, got [{"id":"P0-5"},{"id":"P0-6"}]',
+      'missing: expected an array of 0 items, got ["ETH"]',
+    ]);
   });
 
   it("names each value that differs, and each key that is missing", () => {
-    const actual = { trade: { id: "T0-2", leverage: 10 }, list: [] };
-    expect(conformsTo({ trade: { id: "T0-1", leverage: "10", stopLoss: null }, list: [1], at: "…" }, actual)).toEqual([
+    const actual = { trade: { id: "T0-2", leverage: 10 }, list: [], note: "Check your inbox" };
+    const doc =
+      '{"trade": {"id": "T0-1", "leverage": "10", "stopLoss": null}, "list": [1, …], "note": "If the…", "at": "…"}';
+    expect(conformsTo(shown(doc), actual)).toEqual([
       'trade.id: expected "T0-1", got "T0-2"',
       'trade.leverage: expected "10", got 10',
       "trade.stopLoss: missing",
-      "list: expected an array of at least 1, got []",
+      "list: expected an array of at least 1 items, got []",
+      'note: expected a string starting "If the", got "Check your inbox"',
       "at: missing",
     ]);
     expect(conformsTo({ a: 1 }, null)).toEqual(["the answer: expected an object, got null"]);
+  });
+
+  it("refuses a … that is not last: the page would mean a cut the matcher cannot read", () => {
+    expect(() => conformsTo(shown("[…, 1]"), [1])).toThrow("… is not the array's last item");
+    expect(() => conformsTo(shown('{…, "a": 1}'), { a: 1 })).toThrow("… is not the object's last entry");
   });
 });
 

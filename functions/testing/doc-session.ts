@@ -1,9 +1,10 @@
 /**
  * Test support: a markdown page's `sh` blocks as one bash session, and each block's answers read back to compare with
  * the `json` block the page shows after it (docs/cookbook.md). A shown block holds JSON values, one a line (longer
- * ones go on over indented lines), each after its HTTP status if it is an HTTP answer, as docs/api.md shows them. A
- * shown object may leave out keys and a shown array its last items; a string that ends in `…` stands for any string.
- * Every other value must be exactly what came.
+ * ones go on over indented lines), each after its HTTP status if it is an HTTP answer, as docs/api.md shows them.
+ * `…` marks a cut, only where the page puts it: as an object's last entry, keys left out; as an array's last item,
+ * items left out; at a string's end, the rest of the string (`"…"` is any string). Everything else must be exactly
+ * what came: an object shown without `…` has just the keys shown, an array just the items shown.
  */
 
 export interface DocBlock {
@@ -128,17 +129,20 @@ export function docSession(markdown: string) {
   };
 }
 
+/** What a bare `…` (outside a string) reads as: an object's last key, or an array's last item. */
+export const LEFT_OUT = "\u0000left out";
+
 /**
  * The answers of a shown block, each on a line of its own and the lines indented below it, after its status
- * (`201 {"trade": …}`) or not (a WebSocket frame); `…` in place of an object's last keys or an array's last items.
+ * (`201 {"trade": …}`) or not (a WebSocket frame). A bare `…` as an object's last entry or an array's last item reads
+ * as LEFT_OUT (a key `LEFT_OUT: true`, an item `LEFT_OUT`); anywhere else it is not JSON, and this throws.
  */
 export function jsonValues(text: string): { status: number | undefined; value: unknown }[] {
   const values: { status: number | undefined; value: unknown }[] = [];
   let current: { status: number | undefined; text: string } | undefined;
   const finish = () => {
     if (current === undefined) return;
-    const json = current.text.replace(/,\s*…\s*(?=[}\]])/g, "").replace(/(?<=[{[])\s*…\s*(?=[}\]])/g, "");
-    values.push({ status: current.status, value: JSON.parse(json) as unknown });
+    values.push({ status: current.status, value: JSON.parse(markLeftOut(current.text)) as unknown });
     current = undefined;
   };
   for (const line of text.split("\n")) {
@@ -154,27 +158,70 @@ export function jsonValues(text: string): { status: number | undefined; value: u
   return values;
 }
 
+/** `text` with each bare `…` in an object or array as LEFT_OUT, in JSON. */
+function markLeftOut(text: string): string {
+  const open: string[] = [];
+  let out = "";
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (inString) {
+      if (c === "\\") out += c + (text[++i] ?? "");
+      else {
+        if (c === '"') inString = false;
+        out += c;
+      }
+      continue;
+    }
+    if (c === '"') inString = true;
+    else if (c === "{" || c === "[") open.push(c);
+    else if (c === "}" || c === "]") open.pop();
+    else if (c === "…" && open.length > 0) {
+      out += open.at(-1) === "{" ? `${JSON.stringify(LEFT_OUT)}: true` : JSON.stringify(LEFT_OUT);
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
 /** Where `actual` differs from `shown`, by the rules at the top; empty when it conforms. */
 export function conformsTo(shown: unknown, actual: unknown, path = ""): string[] {
   const at = path === "" ? "the answer" : path;
   if (typeof shown === "string" && shown.endsWith("…")) {
-    return typeof actual === "string" ? [] : [`${at}: expected a string, got ${JSON.stringify(actual)}`];
+    const prefix = shown.slice(0, -1);
+    return typeof actual === "string" && actual.startsWith(prefix)
+      ? []
+      : [`${at}: expected a string starting ${JSON.stringify(prefix)}, got ${JSON.stringify(actual)}`];
   }
   if (Array.isArray(shown)) {
-    if (!Array.isArray(actual) || actual.length < shown.length) {
-      return [`${at}: expected an array of at least ${shown.length}, got ${JSON.stringify(actual)}`];
+    const cut = shown.indexOf(LEFT_OUT);
+    if (cut !== -1 && cut !== shown.length - 1) throw new Error(`${at}: … is not the array's last item`);
+    const items = cut === -1 ? shown : shown.slice(0, -1);
+    if (!Array.isArray(actual) || (cut === -1 ? actual.length !== items.length : actual.length < items.length)) {
+      const expected = cut === -1 ? `${items.length} items` : `at least ${items.length} items`;
+      return [`${at}: expected an array of ${expected}, got ${JSON.stringify(actual)}`];
     }
-    return shown.flatMap((item, i) => conformsTo(item, actual[i], `${path}[${i}]`));
+    return items.flatMap((item, i) => conformsTo(item, actual[i], `${path}[${i}]`));
   }
   if (typeof shown === "object" && shown !== null) {
     if (typeof actual !== "object" || actual === null || Array.isArray(actual)) {
       return [`${at}: expected an object, got ${JSON.stringify(actual)}`];
     }
+    const keys = Object.keys(shown);
+    const cut = keys.indexOf(LEFT_OUT);
+    if (cut !== -1 && cut !== keys.length - 1) throw new Error(`${at}: … is not the object's last entry`);
     const fields = actual as Record<string, unknown>;
-    return Object.entries(shown).flatMap(([key, value]) => {
-      const field = path === "" ? key : `${path}.${key}`;
-      return key in fields ? conformsTo(value, fields[key], field) : [`${field}: missing`];
-    });
+    const field = (key: string) => (path === "" ? key : `${path}.${key}`);
+    const unshown = cut === -1 ? Object.keys(fields).filter((key) => !keys.includes(key)) : [];
+    return [
+      ...Object.entries(shown)
+        .filter(([key]) => key !== LEFT_OUT)
+        .flatMap(([key, value]) =>
+          key in fields ? conformsTo(value, fields[key], field(key)) : [`${field(key)}: missing`],
+        ),
+      ...unshown.map((key) => `${field(key)}: not shown, and no … in its place`),
+    ];
   }
   return shown === actual ? [] : [`${at}: expected ${JSON.stringify(shown)}, got ${JSON.stringify(actual)}`];
 }
