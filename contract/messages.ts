@@ -9,9 +9,11 @@
  * `balances_changed`) carry `seq`: 1 for the user's first, +1 for each next one, in output order. The engine assigns
  * it from account state kept in its snapshot, so a replay assigns the same numbers and a gap means a lost event.
  *
- * Amounts are decimal strings. The schemas check shape only (a decimal string, a bounded id); whether an amount
- * fits an asset's precision, an asset exists or a leverage is allowed is the engine's call, answered as a
- * rejection code. Output ids are `<input id>:<n>`, deterministic, so consumers can drop what a replay re-emits.
+ * Amounts are decimal strings. The schemas check shape (a decimal string, a bounded id) and what a consumer relies
+ * on to apply an output (an output id's form and bounds, a real UTC time, balances present), so that an output they
+ * cannot apply is refused at decode, logged and skipped; whether an amount fits an asset's precision, an asset
+ * exists or a leverage is allowed is the engine's call, answered as a rejection code. Output ids are
+ * `<input id>:<n>`, deterministic, so consumers can drop what a replay re-emits.
  */
 import { z } from "zod";
 
@@ -31,7 +33,24 @@ export const userIdSchema = z
   .max(64)
   .regex(/^[A-Za-z0-9_-]+$/, "expected letters, digits, _ or -");
 const symbol = z.string().min(1).max(32);
-const isoTime = z.string().max(32);
+
+/**
+ * A UTC time in Date#toISOString's form, as the engine writes every time (engine/core/step.ts `isoTime`):
+ * `2026-12-05T18:00:00.000Z`, the fraction of 1 to 3 digits or none, a real day (year 0001 to 9999) and time. The
+ * worker stores these in timestamptz columns: Postgres refuses a day that does not exist (22008) and reads words
+ * such as "yesterday" as a time, so the form is checked here, where a bad entry is skipped, not retried for ever.
+ */
+const UTC_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d{1,3})?Z$/;
+const isoTime = z.string().max(32).refine(isUtcTime, "expected a UTC time such as 2026-12-05T18:00:00.000Z");
+
+function isUtcTime(text: string): boolean {
+  const m = UTC_TIME.exec(text);
+  if (m === null) return false;
+  const [year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0] = m.slice(1, 7).map(Number);
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  const daysInMonth = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1] ?? 0;
+  return year >= 1 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && second <= 59;
+}
 
 export const priceUpdateSchema = z.object({
   type: z.literal("price_update"),
@@ -241,7 +260,16 @@ export const answerSchema = z.discriminatedUnion("ok", [
   z.object({ ok: z.literal(false), error: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 
-const outputHead = { id: z.string(), inputId: z.string() };
+/**
+ * `<ms>-<seq>:<n>`: the input's stream id and the output's place in its step. Each part is bounded by what its
+ * consumers hold: ms and seq exactly as JS numbers and Lua's (the read models' watermarks compare them there) and in
+ * the orders table's bigint columns, n in its int column (`last_output_n`); all three within the candles' ordering
+ * (worker/candles.ts outputOrder).
+ */
+export const outputIdSchema = z
+  .string()
+  .regex(/^\d{1,15}-\d{1,15}:\d{1,9}$/, "expected <ms>-<seq>:<n>, ms and seq of at most 15 digits, n of at most 9");
+const outputHead = { id: outputIdSchema, inputId: z.string() };
 /** A private output's head: its user and that user's event sequence number (see the module comment). */
 const privateHead = { ...outputHead, userId: userIdSchema, seq: z.number().int().min(1) };
 
@@ -268,10 +296,11 @@ export const orderUpdatedOutputSchema = z.object({
   ...privateHead,
   order: orderSchema,
 });
+/** Every asset's balance, never none: the read model is replaced by what it carries (worker/read-models.ts). */
 export const balancesChangedOutputSchema = z.object({
   type: z.literal("balances_changed"),
   ...privateHead,
-  balances: balancesSchema,
+  balances: balancesSchema.refine((b) => Object.keys(b).length > 0, "expected at least one asset's balance"),
 });
 
 const privateOutputSchemas = [

@@ -15,6 +15,7 @@ import {
   senderOf,
   stepContinues,
 } from "./stream-fields.ts";
+import { isoTime } from "../engine/core/step.ts";
 
 const price: EngineInput = {
   type: "price_update",
@@ -371,6 +372,86 @@ describe("decoding refuses bad entries with a reason, never throwing", () => {
     const r = decodeOutputFields(["type", "balances_changed", "body", JSON.stringify(bad)]);
     expect(r.ok).toBe(false);
     if (!r.ok) expect(r.reason).toMatch(/^invalid message: seq: /);
+  });
+});
+
+describe("decodeOutputFields: what the worker relies on", () => {
+  const quote = (fields: object) => ({
+    type: "quote_updated",
+    ...head,
+    asset: "ETH",
+    market: "ETH_USDC_PERP",
+    bid: "1",
+    ask: "2",
+    updatedAt: "2026-12-05T18:00:00.000Z",
+    source: "sim",
+    ...fields,
+  });
+  const decode = (body: object) => decodeOutputFields(["body", JSON.stringify(body)]);
+
+  it.each([
+    ["the engine's form", "2026-12-05T18:00:00.123Z"],
+    ["without a fraction", "2026-12-05T18:00:00Z"],
+    ["a shorter fraction", "2026-12-05T18:00:00.5Z"],
+    ["a leap day", "2024-02-29T23:59:59.999Z"],
+    ["the first year", "0001-01-01T00:00:00.000Z"],
+    ["the last year", "9999-12-31T23:59:59.999Z"],
+  ])("takes a time in %s", (_name, updatedAt) => {
+    expect(decode(quote({ updatedAt })).ok).toBe(true);
+  });
+
+  it("takes every time the engine writes", () => {
+    for (let ms = 0; ms < 253_402_300_800_000; ms += 9_876_543_210_987)
+      expect(decode(quote({ updatedAt: isoTime(ms) })).ok).toBe(true);
+  });
+
+  it.each([
+    ["a word", "yesterday"],
+    ["an offset", "2026-12-05T19:00:00.000+01:00"],
+    ["no seconds", "2026-12-05T18:00Z"],
+    ["a lowercase z", "2026-12-05T18:00:00.000z"],
+    ["a space for T", "2026-12-05 18:00:00.000Z"],
+    ["microseconds", "2026-12-05T18:00:00.000001Z"],
+    ["a day past its month", "2026-02-29T00:00:00.000Z"],
+    ["hour 24", "2026-12-05T24:00:00.000Z"],
+    ["a leap second", "2026-12-31T23:59:60.000Z"],
+    ["year 0", "0000-01-01T00:00:00.000Z"],
+    ["an extended year", "+010000-01-01T00:00:00.000Z"],
+  ])("refuses a time with %s, naming the field", (_name, updatedAt) => {
+    expect(decode(quote({ updatedAt }))).toEqual({
+      ok: false,
+      reason: "invalid message: updatedAt: expected a UTC time such as 2026-12-05T18:00:00.000Z",
+    });
+  });
+
+  it("takes output ids up to each part's bound", () => {
+    expect(decode(quote({ id: "999999999999999-999999999999999:999999999" })).ok).toBe(true);
+    expect(decode(quote({ id: "0-0:0" })).ok).toBe(true);
+  });
+
+  it.each([
+    ["no n", "1700000000000-0"],
+    ["no seq", "1700000000000:0"],
+    ["a word", "bad"],
+    ["ms of 16 digits", "1000000000000000-0:0"],
+    ["seq of 16 digits", "1700000000000-1000000000000000:0"],
+    ["n of 10 digits", "1700000000000-0:2147483648"],
+    ["a sign", "1700000000000-0:-1"],
+  ])("refuses an output id with %s", (_name, id) => {
+    const r = decode(quote({ id }));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(/^invalid message: id: expected <ms>-<seq>:<n>/);
+  });
+
+  it("refuses a balances_changed without balances, and takes answers whose balances are empty", () => {
+    const empty = { type: "balances_changed", ...head, userId: "u_1", seq: 1, balances: {} };
+    expect(decode(empty)).toEqual({
+      ok: false,
+      reason: "invalid message: balances: expected at least one asset's balance",
+    });
+    expect(decode(response({ ok: true, result: { kind: "create_account", granted: false, balances: {} } })).ok).toBe(
+      true,
+    );
   });
 });
 

@@ -17,7 +17,8 @@ import { EVENT_APPEND, eventAppendCall, queueEventAppend } from "./events.ts";
 
 /**
  * KEYS[1] watermark, KEYS[2] target; ARGV[1..3] output id as ms, seq, n; ARGV[4] op; ARGV[5..] op args. Returns 1
- * when written, 2 when this very output was written before (the model is still its), 0 when an older one.
+ * when written, 2 when this very output was written before (the model is still its), 0 when an older one. An `hset`
+ * without field and value pairs (the codec refuses empty balances) raises an error before it writes anything.
  */
 export const GUARDED_WRITE = `
 local mark = redis.call('GET', KEYS[1])
@@ -29,7 +30,10 @@ if mark then
   if a < ms or (a == ms and (b < seq or (b == seq and c < n))) then return 0 end
 end
 local op = ARGV[4]
-if op == 'hset' then redis.call('DEL', KEYS[2]); redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+if op == 'hset' then
+  -- Checked before the DEL, since a script is not rolled back; raised, so that a chained append does not run either.
+  if #ARGV < 6 or #ARGV % 2 ~= 0 then error({err = 'ERR hset needs field and value pairs'}) end
+  redis.call('DEL', KEYS[2]); redis.call('HSET', KEYS[2], unpack(ARGV, 5))
 elseif op == 'hput' then redis.call('HSET', KEYS[2], ARGV[5], ARGV[6]) end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. ARGV[3])
 return 1`;

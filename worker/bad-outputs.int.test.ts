@@ -1,0 +1,200 @@
+/**
+ * Outputs the worker cannot apply: each is refused at decode as `bad_output_entry`, acknowledged and skipped, and
+ * the worker goes on to the entry after it. An output that passed the codec and then failed (a malformed id, a time
+ * Postgres refuses, a number past a column) failed its batch every time it ran, and so ended every worker on it.
+ */
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { ClosedTradeView, EngineOutput, OrderView } from "../contract/messages.ts";
+import { keyspace, type Keyspace } from "../contract/names.ts";
+import { encodeFields } from "../contract/stream-fields.ts";
+import { createLogger } from "../platform/log.ts";
+import { migrate } from "../platform/migrate.ts";
+import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
+import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
+import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { EVENT_SCRIPTS } from "./events.ts";
+import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
+import { ensureGroup, runWorker } from "./worker.ts";
+
+const log = createLogger("worker-test", { level: "error" });
+let redis: Redis;
+let reader: Redis;
+let pg: TestDatabase;
+let prefix: string;
+
+beforeAll(async () => {
+  redis = new Redis(TEST_REDIS_URL);
+  reader = new Redis(TEST_REDIS_URL);
+  pg = await createTestDatabase();
+  await migrate(pg.db, log);
+  prefix = `test:bad-outputs:${randomUUID()}:`;
+});
+
+afterAll(async () => {
+  await deleteKeysWithPrefix(redis, prefix);
+  redis.disconnect();
+  reader.disconnect();
+  await pg.drop();
+});
+
+const MS = 1_800_000_000_000;
+const AT = "2027-01-15T08:00:00.000Z";
+const head = (n: number) => ({ id: `${MS + n}-0:0`, inputId: `${MS + n}-0` });
+
+const order: OrderView = {
+  id: "P0-1",
+  asset: "ETH",
+  side: "long",
+  type: "limit",
+  price: "1950",
+  margin: "100",
+  leverage: 10,
+  stopLoss: null,
+  takeProfit: null,
+  trailingStop: null,
+  expiresAt: null,
+  ocoWith: null,
+  status: "pending",
+  placedAt: AT,
+  updatedAt: AT,
+  fillPrice: null,
+  tradeId: null,
+  reason: null,
+};
+
+const closed: ClosedTradeView = {
+  id: "T0-1",
+  asset: "ETH",
+  type: "long",
+  margin: "100",
+  leverage: 10,
+  quantity: "0.5",
+  openPrice: "2000",
+  stopLoss: null,
+  takeProfit: null,
+  trailingStop: null,
+  liquidationPrice: "1820",
+  openedAt: AT,
+  closeId: "T0-1",
+  closePrice: "2010",
+  pnl: "5",
+  lossWaived: null,
+  remainingQuantity: "0",
+  closeReason: "manual",
+  closedAt: AT,
+};
+
+const spotAnswer = (executedAt: string): EngineOutput => ({
+  type: "order_response",
+  ...head(4),
+  requestId: "r-spot",
+  userId: "ann",
+  answer: {
+    ok: true,
+    result: {
+      kind: "spot_order",
+      balances: { USD: "1" },
+      order: { id: "O0-1", asset: "BTC", side: "buy", quantity: "1", price: "1", total: "1", executedAt },
+    },
+  },
+});
+
+/**
+ * Adds `bad`, then a valid balances_changed of another user, runs a worker until that one is applied (failing if the
+ * worker ends first), and returns what it logged and what the group still has pending.
+ */
+async function runPast(keys: Keyspace, bad: object) {
+  await ensureGroup(redis, keys);
+  const badId = await redis.xadd(
+    keys.output,
+    "*",
+    "type",
+    String((bad as { type?: unknown }).type),
+    "body",
+    JSON.stringify(bad),
+  );
+  const after: EngineOutput = { type: "balances_changed", ...head(9), userId: "after", seq: 1, balances: { USD: "7" } };
+  await redis.xadd(keys.output, "*", ...encodeFields(after));
+  const lines: Record<string, unknown>[] = [];
+  const capture = createLogger("worker-test", {
+    level: "warn",
+    sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+  });
+  const stop = new AbortController();
+  const running = runWorker(
+    { reader, writer: redis, db: pg.db, keys, log: capture, consumer: "w-bad", blockMs: 20 },
+    stop.signal,
+  );
+  const applied = (async () => {
+    while ((await redis.hget(keys.balancesKey("after"), "USD")) === null) await new Promise((r) => setTimeout(r, 20));
+  })();
+  // A worker that ends on the bad entry rejects here with what ended it.
+  await Promise.race([applied, running.then(() => Promise.reject(new Error("the worker stopped by itself")))]);
+  stop.abort();
+  await running;
+  const pending = (await redis.xpending(keys.output, keys.workerGroup)) as [number, ...unknown[]];
+  return { badId, lines, pending: pending[0] };
+}
+
+it.each<[string, object]>([
+  ["an output id that is not <ms>-<seq>:<n>", { ...spotAnswer(AT), id: "bad" }],
+  [
+    "an output id whose n is past the orders table's int column",
+    { type: "order_updated", ...head(2), id: `${MS + 2}-0:2147483648`, userId: "ann", seq: 1, order },
+  ],
+  ["a spot order's executedAt that is not a time", spotAnswer("soon")],
+  ["a spot order's executedAt that Postgres reads as a time", spotAnswer("yesterday")],
+  [
+    "a closed order's closedAt on a day that does not exist",
+    {
+      type: "closed_order",
+      ...head(5),
+      userId: "ann",
+      seq: 1,
+      trade: { ...closed, closedAt: "2027-02-30T00:00:00.000Z" },
+    },
+  ],
+  [
+    "an order's expiresAt not in UTC",
+    {
+      type: "order_updated",
+      ...head(6),
+      userId: "ann",
+      seq: 1,
+      order: { ...order, expiresAt: "2027-01-15T09:00:00+01:00" },
+    },
+  ],
+])("%s: logged as bad_output_entry, acknowledged, and the next entry applied", async (_name, bad) => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  const { badId, lines, pending } = await runPast(keys, bad);
+  expect(lines.filter((l) => l.event === "bad_output_entry")).toEqual([expect.objectContaining({ id: badId })]);
+  expect(pending).toBe(0);
+});
+
+it("a balances_changed without balances: refused, and the user's balances stay as they were", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  await redis.hset(keys.balancesKey("ann"), "USD", "5");
+  const bad = { type: "balances_changed", ...head(3), userId: "ann", seq: 1, balances: {} };
+  const { badId, lines, pending } = await runPast(keys, bad);
+  expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({
+    id: badId,
+    reason: expect.stringMatching(/^invalid message: balances: /) as unknown,
+  });
+  expect(pending).toBe(0);
+  expect(await redis.hgetall(keys.balancesKey("ann"))).toEqual({ USD: "5" });
+});
+
+it("a balances write without balances, past the codec, fails before it deletes anything or appends its event", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await redis.script("LOAD", script);
+  await redis.hset(keys.balancesKey("bob"), "USD", "5");
+  const empty = { type: "balances_changed", ...head(3), userId: "bob", seq: 1, balances: {} } as EngineOutput;
+  const pipe = redis.pipeline();
+  queueOutputWrite(pipe, keys, empty);
+  const [[error]] = (await pipe.exec()) as [[Error | null, unknown]];
+  expect(await redis.hgetall(keys.balancesKey("bob"))).toEqual({ USD: "5" });
+  expect(await redis.zcard(keys.eventsKey("bob"))).toBe(0);
+  expect(error?.message).toMatch(/hset needs field and value pairs/);
+});
