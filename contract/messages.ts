@@ -365,3 +365,8 @@ const IS_PRIVATE: Readonly<Record<EngineOutput["type"], boolean>> = {
 export function isPrivateOutput(output: EngineOutput): output is PrivateOutput {
   return IS_PRIVATE[output.type];
 }
+
+/** Whether `type` names a private output type (an entry that failed to decode still says what it meant to be). */
+export function isPrivateOutputType(type: unknown): boolean {
+  return typeof type === "string" && Object.hasOwn(IS_PRIVATE, type) && IS_PRIVATE[type as EngineOutput["type"]];
+}

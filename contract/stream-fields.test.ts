@@ -12,6 +12,7 @@ import {
   decodeOutputFields,
   encodeFields,
   outputEntries,
+  privateEventOf,
   senderOf,
   stepContinues,
 } from "./stream-fields.ts";
@@ -452,6 +453,34 @@ describe("decodeOutputFields: what the worker relies on", () => {
     expect(decode(response({ ok: true, result: { kind: "create_account", granted: false, balances: {} } })).ok).toBe(
       true,
     );
+  });
+});
+
+describe("privateEventOf", () => {
+  const fields = (body: object, type = "balances_changed") => ["type", type, "body", JSON.stringify(body)];
+  it("names the user and seq of an entry that says it is a private output's", () => {
+    expect(privateEventOf(fields({ userId: "u_1", seq: 7, balances: {} }))).toEqual({
+      private: true,
+      userId: "u_1",
+      seq: 7,
+    });
+    expect(privateEventOf(["body", JSON.stringify({ type: "trade_opened", userId: "u_1", seq: 2 })])).toMatchObject({
+      seq: 2,
+    });
+  });
+  it.each([
+    ["no seq", { userId: "u_1" }],
+    ["a seq of 0", { userId: "u_1", seq: 0 }],
+    ["a seq as a string", { userId: "u_1", seq: "7" }],
+    ["a user id with a space", { userId: "u 1", seq: 7 }],
+  ])("says private, and names no one, with %s", (_name, body) => {
+    expect(privateEventOf(fields(body))).toEqual({ private: true });
+  });
+  it("says not private for another type, an unknown one, or no body", () => {
+    expect(privateEventOf(fields({ userId: "u_1", seq: 7 }, "order_response"))).toEqual({ private: false });
+    expect(privateEventOf(fields({ userId: "u_1", seq: 7 }, "toString"))).toEqual({ private: false });
+    expect(privateEventOf(["type", "balances_changed"])).toEqual({ private: true });
+    expect(privateEventOf(["body", "{"])).toEqual({ private: false });
   });
 });
 

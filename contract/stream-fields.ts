@@ -9,6 +9,7 @@ import {
   engineInputSchema,
   engineOutputSchema,
   isPrivateOutput,
+  isPrivateOutputType,
   requestIdSchema,
   userIdSchema,
   type EngineInput,
@@ -86,10 +87,23 @@ function decodeWith<T>(schema: z.ZodType<T>, fields: readonly string[]): Decoded
 }
 
 /**
- * Who sent an entry that failed to decode, when its body still names a valid user and request id: that sender
- * can then be answered (INVALID_INSTRUCTION) instead of waiting for a timeout.
+ * The user and seq an engine:output entry that failed to decode still names, when it says it is a private output
+ * (by its `type` field, else its body's) and its body holds a valid `userId` and a whole `seq` ≥ 1; else undefined,
+ * and `private` says only whether its type is a private output's.
  */
-export function senderOf(fields: readonly string[]): { userId: string; requestId: string } | undefined {
+export function privateEventOf(fields: readonly string[]): { private: boolean; userId?: string; seq?: number } {
+  const body = bodyOf(fields) as { type?: unknown; userId?: unknown; seq?: unknown } | undefined;
+  let type: unknown = body?.type;
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === "type") type = fields[i + 1];
+  if (!isPrivateOutputType(type)) return { private: false };
+  const user = userIdSchema.safeParse(body?.userId);
+  const seq = body?.seq;
+  if (!user.success || typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) return { private: true };
+  return { private: true, userId: user.data, seq };
+}
+
+/** An entry's body as parsed JSON, when it has one that is an object. */
+function bodyOf(fields: readonly string[]): object | undefined {
   const at = fields.indexOf("body");
   if (at < 0 || at % 2 !== 0) return undefined;
   let body: unknown;
@@ -98,7 +112,16 @@ export function senderOf(fields: readonly string[]): { userId: string; requestId
   } catch {
     return undefined;
   }
-  if (typeof body !== "object" || body === null) return undefined;
+  return typeof body === "object" && body !== null ? body : undefined;
+}
+
+/**
+ * Who sent an entry that failed to decode, when its body still names a valid user and request id: that sender
+ * can then be answered (INVALID_INSTRUCTION) instead of waiting for a timeout.
+ */
+export function senderOf(fields: readonly string[]): { userId: string; requestId: string } | undefined {
+  const body = bodyOf(fields);
+  if (body === undefined) return undefined;
   const { userId, requestId } = body as { userId?: unknown; requestId?: unknown };
   const user = userIdSchema.safeParse(userId);
   const request = requestIdSchema.safeParse(requestId);

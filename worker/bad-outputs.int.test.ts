@@ -14,7 +14,10 @@ import { migrate } from "../platform/migrate.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
+import { Registry } from "prom-client";
+import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { EVENT_SCRIPTS } from "./events.ts";
+import { workerMetrics } from "./metrics.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, runWorker } from "./worker.ts";
 
@@ -123,8 +126,18 @@ async function runPast(keys: Keyspace, bad: object) {
     sink: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
   });
   const stop = new AbortController();
+  const registry = new Registry();
   const running = runWorker(
-    { reader, writer: redis, db: pg.db, keys, log: capture, consumer: "w-bad", blockMs: 20 },
+    {
+      reader,
+      writer: redis,
+      db: pg.db,
+      keys,
+      log: capture,
+      consumer: "w-bad",
+      blockMs: 20,
+      metrics: workerMetrics(registry),
+    },
     stop.signal,
   );
   const applied = (async () => {
@@ -135,7 +148,9 @@ async function runPast(keys: Keyspace, bad: object) {
   stop.abort();
   await running;
   const pending = (await redis.xpending(keys.output, keys.workerGroup)) as [number, ...unknown[]];
-  return { badId, lines, pending: pending[0] };
+  const samples = parseSamples(await registry.metrics());
+  const counted = (kind: string) => sample(samples, "worker_bad_output_entries_total", { kind });
+  return { badId, lines, pending: pending[0], counted: { private: counted("private"), public: counted("public") } };
 }
 
 it.each<[string, object]>([
@@ -168,18 +183,25 @@ it.each<[string, object]>([
   ],
 ])("%s: logged as bad_output_entry, acknowledged, and the next entry applied", async (_name, bad) => {
   const keys = keyspace(`${prefix}${randomUUID()}:`);
-  const { badId, lines, pending } = await runPast(keys, bad);
+  const { badId, lines, pending, counted } = await runPast(keys, bad);
   expect(lines.filter((l) => l.event === "bad_output_entry")).toEqual([expect.objectContaining({ id: badId })]);
   expect(pending).toBe(0);
+  // Counted by kind; a private one's line names the user and seq whose event is lost.
+  const isPrivate = "seq" in bad;
+  expect(counted).toEqual({ private: isPrivate ? 1 : 0, public: isPrivate ? 0 : 1 });
+  if (isPrivate) expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({ userId: "ann", seq: 1 });
 });
 
 it("a balances_changed without balances: refused, and the user's balances stay as they were", async () => {
   const keys = keyspace(`${prefix}${randomUUID()}:`);
   await redis.hset(keys.balancesKey("ann"), "USD", "5");
   const bad = { type: "balances_changed", ...head(3), userId: "ann", seq: 1, balances: {} };
-  const { badId, lines, pending } = await runPast(keys, bad);
+  const { badId, lines, pending, counted } = await runPast(keys, bad);
+  expect(counted).toEqual({ private: 1, public: 0 });
   expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({
     id: badId,
+    userId: "ann",
+    seq: 1,
     reason: expect.stringMatching(/^invalid message: balances: /) as unknown,
   });
   expect(pending).toBe(0);

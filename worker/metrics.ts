@@ -1,7 +1,7 @@
 /**
  * The worker's Prometheus metrics, updated where the worker already counts for its worker_stats line: entries
  * acknowledged per batch, the group's backlog and the Postgres backlog at each report, and the time of each Postgres
- * insert.
+ * insert; and the entries it refused, where it logs each (bad_output_entry).
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
@@ -12,6 +12,8 @@ export interface WorkerMetrics {
   /** Entries the Postgres backlog owes (worker/postgres-backlog.ts), all workers', as worker_stats reports it. */
   postgresBacklog(entries: number): void;
   postgresWrite(seconds: number): void;
+  /** An entry refused as `bad_output_entry`: a private output's (its user is left a gap) or another's. */
+  badOutputEntry(kind: "private" | "public"): void;
 }
 
 export function workerMetrics(registry: Registry): WorkerMetrics {
@@ -46,8 +48,18 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers,
   });
+  const bad = new Counter({
+    name: "worker_bad_output_entries_total",
+    help: "Entries of engine:output refused as bad_output_entry (they do not decode to an output the worker can apply), acknowledged and skipped: kind private for a private output's (by its type), public for any other. Watch it: each is an output lost and needs an operator.",
+    labelNames: ["kind"] as const,
+    registers,
+  });
+  // Both series from the start, at 0, so that an alert on an increase sees the first one.
+  bad.inc({ kind: "private" }, 0);
+  bad.inc({ kind: "public" }, 0);
   return {
     handled: (entries) => handled.inc(entries),
+    badOutputEntry: (kind) => bad.inc({ kind }),
     backlog(b) {
       lag.set(b === undefined || b.lag === null ? Number.NaN : b.lag);
       pending.set(b === undefined ? Number.NaN : b.pending);

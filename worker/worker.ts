@@ -66,7 +66,7 @@
 import type { Redis } from "ioredis";
 import { isPrivateOutput, type EngineOutput, type OutputOf } from "../contract/messages.ts";
 import type { Keyspace } from "../contract/names.ts";
-import { decodeOutputFields, stepContinues } from "../contract/stream-fields.ts";
+import { decodeOutputFields, privateEventOf, stepContinues } from "../contract/stream-fields.ts";
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { settledWithin } from "../platform/config.ts";
@@ -676,11 +676,22 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
     if (decoded.ok) {
       outputs.push(decoded.message);
       if (stepContinues(fields)) continued.add(decoded.message);
-    } else o.log.error("bad_output_entry", { id, reason: decoded.reason }); // acknowledged below: retrying cannot fix it
+    } else refused(o, id, fields, decoded.reason);
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
   await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes, continued), continued);
   return { outputs, continued };
+}
+
+/**
+ * An entry that does not decode: logged, with the user and seq it names if it is a private output's, and counted. It
+ * is acknowledged with its batch, since running it again cannot mend it.
+ */
+function refused(o: WorkerOptions, id: string, fields: readonly string[], reason: string): void {
+  const event = privateEventOf(fields);
+  const { userId, seq } = event;
+  o.log.error("bad_output_entry", { id, reason, ...(userId === undefined ? {} : { userId, seq }) });
+  o.metrics?.badOutputEntry(event.private ? "private" : "public");
 }
 
 /**
