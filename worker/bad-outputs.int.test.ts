@@ -16,7 +16,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
-import { EVENT_SCRIPTS } from "./events.ts";
+import { EVENT_SCRIPTS, EVENTS_TRIM_ABOVE, readEventsAfter } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, runWorker } from "./worker.ts";
@@ -105,19 +105,17 @@ const spotAnswer = (executedAt: string): EngineOutput => ({
 });
 
 /**
- * Adds `bad`, then a valid balances_changed of another user, runs a worker until that one is applied (failing if the
- * worker ends first), and returns what it logged and what the group still has pending.
+ * Adds `bad` (after `before`, and before `later`, if given), then a valid balances_changed of another user, runs a
+ * worker until that one is applied (failing if the worker ends first), and returns what it logged and what the group
+ * still has pending.
  */
-async function runPast(keys: Keyspace, bad: object) {
+async function runPast(keys: Keyspace, bad: object, before: object[] = [], later: object[] = []) {
   await ensureGroup(redis, keys);
-  const badId = await redis.xadd(
-    keys.output,
-    "*",
-    "type",
-    String((bad as { type?: unknown }).type),
-    "body",
-    JSON.stringify(bad),
-  );
+  const add = (output: object) =>
+    redis.xadd(keys.output, "*", "type", String((output as { type?: unknown }).type), "body", JSON.stringify(output));
+  for (const output of before) await add(output);
+  const badId = await add(bad);
+  for (const output of later) await add(output);
   const after: EngineOutput = { type: "balances_changed", ...head(9), userId: "after", seq: 1, balances: { USD: "7" } };
   await redis.xadd(keys.output, "*", ...encodeFields(after));
   const lines: Record<string, unknown>[] = [];
@@ -219,4 +217,42 @@ it("a balances write without balances, past the codec, fails before it deletes a
   expect(await redis.hgetall(keys.balancesKey("bob"))).toEqual({ USD: "5" });
   expect(await redis.zcard(keys.eventsKey("bob"))).toBe(0);
   expect(error?.message).toMatch(/hset needs field and value pairs/);
+});
+
+it("a refused private event's seq is recorded lost: the mark moves over it, and the store is trimmed", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  // Seq 2 of cy is refused; seqs 3 to 1,202 come after it, a second of log time apart: past the retention's bounds.
+  const event = (seq: number): EngineOutput => ({
+    type: "balances_changed",
+    id: `${MS + seq * 1000}-0:0`,
+    inputId: `${MS + seq * 1000}-0`,
+    userId: "cy",
+    seq,
+    balances: { USD: String(seq) },
+  });
+  const later = Array.from({ length: 1_200 }, (_, i) => event(i + 3));
+  await runPast(keys, { ...event(2), balances: {} }, [event(1)], later);
+  expect(await redis.get(keys.eventsSeqKey("cy"))).toBe("1202");
+  expect(await redis.zcard(keys.eventsAheadKey("cy"))).toBe(0);
+  expect(await redis.zcard(keys.eventsKey("cy"))).toBeLessThanOrEqual(EVENTS_TRIM_ABOVE);
+  expect(await redis.hgetall(keys.balancesKey("cy"))).toEqual({ USD: "1202" });
+  const newest = await readEventsAfter(redis, keys, "cy", 1_200);
+  expect(newest).toMatchObject({ ok: true, mark: 1_202, aheadSeq: 0 });
+  expect(newest.ok && newest.events.map((e) => e.seq)).toEqual([1_201, 1_202]);
+});
+
+it("a resume from below a lost seq gets a resync; from the lost seq on, the events after it", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  const event = (seq: number): EngineOutput => ({
+    type: "balances_changed",
+    ...head(seq),
+    userId: "dee",
+    seq,
+    balances: { USD: String(seq) },
+  });
+  // Seq 3 arrives before the refused 2, as from a batch claimed late: held ahead, then the mark moves over both.
+  await runPast(keys, { ...event(2), balances: {} }, [event(1), event(3)]);
+  expect(await redis.get(keys.eventsSeqKey("dee"))).toBe("3");
+  expect(await readEventsAfter(redis, keys, "dee", 1)).toEqual({ ok: false, reason: "beyond_retention" });
+  expect(await readEventsAfter(redis, keys, "dee", 2)).toMatchObject({ ok: true, mark: 3, events: [event(3)] });
 });

@@ -4,9 +4,9 @@
  *
  * Store: `eventsKey(user)` is a sorted set scored by seq, each member "<log ms> <output JSON>" (log ms: the output
  * id's ms), the JSON with `"more":true` added when the event's engine step follows it with another event for the
- * same user (`eventMember`). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored, and,
- * because the worker appends each event in the same script as that output's read-model write, its read-model change
- * is applied.
+ * same user (`eventMember`). `eventsSeqKey(user)` is the contiguous mark M: every event with seq ≤ M is stored (or
+ * lost: EVENT_LOST), and, because the worker appends each event in the same script as that output's read-model write,
+ * its read-model change is applied.
  * A batch claimed from a dead worker arrives after newer ones: its events fill a gap below events already stored.
  * Those newer ones wait in `eventsAheadKey(user)` (their seqs) until the gap fills, and the mark then moves over
  * them, so a reader never sees the mark claim an event that is not there.
@@ -134,11 +134,32 @@ while i <= #ARGV do
 end
 return 1`;
 
+/**
+ * A seq whose event will never be stored: the worker refused its output (`bad_output_entry`). The mark moves over it
+ * as over a stored event (at once, or once the gap below it fills), so the store is trimmed again and the user's later
+ * events are read; a reader resuming below it finds the hole and gets a resync (readEventsAfter: `beyond_retention`),
+ * which is the account as the read models hold it. KEYS as EVENT_APPEND's; ARGV[1] seq, ARGV[2] idle ttl ms. Returns
+ * 1 when recorded, 0 when the seq is at or below the mark or stored.
+ */
+export const EVENT_LOST = `
+local seq = tonumber(ARGV[1])
+local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
+if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
+if seq == mark + 1 then
+  mark = seq
+  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 do mark = mark + 1 end
+  redis.call('SET', KEYS[2], tostring(mark))
+else
+  redis.call('ZADD', KEYS[3], seq, tostring(seq))
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+end
+return 1`;
+
 /** Scripts the worker loads (SCRIPT LOAD) with its read-model scripts, to send only their hashes with each write. */
-export const EVENT_SCRIPTS = [EVENT_APPEND, FANOUT_ADD] as const;
+export const EVENT_SCRIPTS = [EVENT_APPEND, FANOUT_ADD, EVENT_LOST] as const;
 
 const SHA = new Map(
-  [EVENT_APPEND, EVENTS_AFTER, PRIVATE_STATE, FANOUT_ADD].map((script) => [
+  [EVENT_APPEND, EVENTS_AFTER, PRIVATE_STATE, FANOUT_ADD, EVENT_LOST].map((script) => [
     script,
     createHash("sha1").update(script).digest("hex"),
   ]),
@@ -193,6 +214,18 @@ export function eventAppendCall(
 export function queueEventAppend(pipe: ChainableCommander, keys: Keyspace, output: PrivateOutput, more = false): void {
   const call = eventAppendCall(keys, output, more);
   pipe.evalsha(SHA.get(EVENT_APPEND)!, call.keys.length, ...call.keys, ...call.args);
+}
+
+/** Records each of `lost` (EVENT_LOST): a user's seq whose output the worker refused. Idempotent. */
+export async function recordLostEvents(
+  redis: Redis,
+  keys: Keyspace,
+  lost: readonly { userId: string; seq: number }[],
+): Promise<void> {
+  for (const { userId, seq } of lost) {
+    const eventKeys = [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)];
+    await runScript(redis, EVENT_LOST, eventKeys, [String(seq), String(EVENTS_IDLE_TTL_MS)]);
+  }
 }
 
 /**
@@ -389,7 +422,8 @@ export async function readEventsAfter(
     i = 2;
   }
   for (; i + 1 < members.length; i += 2) {
-    // Below the mark the stored seqs have no holes (trims only remove the oldest): a hole means since+1 was trimmed.
+    // Below the mark the stored seqs have no holes but the lost (EVENT_LOST) and the trimmed (trims only remove the
+    // oldest): either way, since+1 is not to be had.
     if (Number(members[i + 1]) !== since + events.length + 1) break;
     const { event, more } = parseMember(members[i]!);
     if (more) continued.push(event.seq);

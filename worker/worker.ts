@@ -71,7 +71,7 @@ import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { settledWithin } from "../platform/config.ts";
 import { CLOSED, unlessClosed } from "../platform/redis.ts";
-import { EVENT_SCRIPTS, fanOutEntries } from "./events.ts";
+import { EVENT_SCRIPTS, fanOutEntries, recordLostEvents } from "./events.ts";
 import { writeCandles } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
@@ -659,16 +659,21 @@ export async function handleBatch(
   await handleRest(o, entries, await run.bound(handleQuotes(o, entries)), run);
 }
 
-/** A batch's outputs, and the events whose entries say their engine step has more for the same user. */
+/**
+ * A batch's outputs, the events whose entries say their engine step has more for the same user, and the users' seqs
+ * of the private outputs it refused.
+ */
 interface Decoded {
   readonly outputs: EngineOutput[];
   readonly continued: ReadonlySet<EngineOutput>;
+  readonly lost: { userId: string; seq: number }[];
 }
 
 /** Decodes a batch, writes its quotes' read models and fans out those that moved; returns the batch's outputs. */
 async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Promise<Decoded> {
   const outputs: EngineOutput[] = [];
   const continued = new Set<EngineOutput>();
+  const lost: { userId: string; seq: number }[] = [];
   for (const entry of entries) {
     if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
     const [id, fields] = entry;
@@ -676,22 +681,27 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
     if (decoded.ok) {
       outputs.push(decoded.message);
       if (stepContinues(fields)) continued.add(decoded.message);
-    } else refused(o, id, fields, decoded.reason);
+    } else {
+      const { userId, seq } = refused(o, id, fields, decoded.reason);
+      if (userId !== undefined && seq !== undefined) lost.push({ userId, seq });
+    }
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
   await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes, continued), continued);
-  return { outputs, continued };
+  return { outputs, continued, lost };
 }
 
 /**
  * An entry that does not decode: logged, with the user and seq it names if it is a private output's, and counted. It
- * is acknowledged with its batch, since running it again cannot mend it.
+ * is acknowledged with its batch, since running it again cannot mend it. Returns what privateEventOf found: that seq
+ * is recorded as lost (handleRest), so the user's events go on past it.
  */
-function refused(o: WorkerOptions, id: string, fields: readonly string[], reason: string): void {
+function refused(o: WorkerOptions, id: string, fields: readonly string[], reason: string) {
   const event = privateEventOf(fields);
   const { userId, seq } = event;
   o.log.error("bad_output_entry", { id, reason, ...(userId === undefined ? {} : { userId, seq }) });
   o.metrics?.badOutputEntry(event.private ? "private" : "public");
+  return event;
 }
 
 /**
@@ -702,13 +712,14 @@ function refused(o: WorkerOptions, id: string, fields: readonly string[], reason
  * acknowledges the batch owes them still.
  */
 async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
-  const { outputs, continued } = batch;
+  const { outputs, continued, lost } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
   const candles = await writePostgresUnlessDown(o, outputs, run);
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   await run.bound(
     (async () => {
       if (candles === undefined) await oweBatch(o.writer, o.keys, ids);
+      await recordLostEvents(o.writer, o.keys, lost);
       await fanOutEntries(o.writer, o.keys, await writeRedis(o, others, continued), continued, candles ?? []);
       if (ids.length === 0) return;
       const acknowledged =
