@@ -31,7 +31,7 @@
  * | `stalled`  | ends (restarted, new connections) | waits at start; snapshots try again   | 503                    |
  * | `refused`  | exits 2 at start, ends later      | exits 2 at start; snapshots try again | 503 (secret rotation)  |
  * | `conflict` | ends, past `query`'s own retries  | snapshots try again                   | 500 (a lock order bug) |
- * | `other`    | ends                              | snapshots try again                   | 500                    |
+ * | `other`    | ends (class 22/23: skips the row) | snapshots try again                   | 500                    |
  *
  * The stream reads Postgres only to load candle buckets (stream/postgres.ts): a `refused` connect exits 2 (at start
  * or from its background connect), any other failed connect is tried again in the background; once connected,

@@ -18,6 +18,7 @@ import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
 import { EVENT_SCRIPTS, EVENTS_TRIM_ABOVE, readEventsAfter } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
+import { oweBatch, owedEntries } from "./postgres-backlog.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
 import { ensureGroup, runWorker } from "./worker.ts";
 
@@ -255,4 +256,66 @@ it("a resume from below a lost seq gets a resync; from the lost seq on, the even
   expect(await redis.get(keys.eventsSeqKey("dee"))).toBe("3");
   expect(await readEventsAfter(redis, keys, "dee", 1)).toEqual({ ok: false, reason: "beyond_retention" });
   expect(await readEventsAfter(redis, keys, "dee", 2)).toMatchObject({ ok: true, mark: 3, events: [event(3)] });
+});
+
+/** A close whose pnl passes the codec (a decimal of at most 40 characters) but not closed_orders' numeric(30, 6). */
+const overflowing = (n: number, userId: string, tradeId: string) => ({
+  type: "closed_order",
+  ...head(n),
+  userId,
+  seq: 1,
+  trade: { ...closed, id: tradeId, closeId: tradeId, pnl: "1" + "0".repeat(30) },
+});
+const closing = (n: number, userId: string, tradeId: string): EngineOutput => ({
+  type: "closed_order",
+  ...head(n),
+  userId,
+  seq: 1,
+  trade: { ...closed, id: tradeId, closeId: tradeId },
+});
+const closedRows = async (ids: string[]) =>
+  (await pg.db.query<{ id: string }>("SELECT id FROM closed_orders WHERE id = ANY($1) ORDER BY id", [ids])).rows.map(
+    (r) => r.id,
+  );
+
+it("an output whose row Postgres refuses (a numeric overflow): logged, its row left out, the batch written", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  const { badId, lines, pending, counted } = await runPast(keys, overflowing(11, "eve", "T9-1"), [
+    closing(10, "fen", "T9-0"),
+  ]);
+  expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({
+    id: `${MS + 11}-0:0`,
+    code: "22003",
+    reason: expect.stringMatching(/^Postgres refused its history or candle: numeric field overflow/) as unknown,
+  });
+  expect(badId).toBeDefined();
+  expect(pending).toBe(0);
+  expect(counted).toEqual({ private: 1, public: 0 });
+  expect(await closedRows(["T9-0", "T9-1"])).toEqual(["T9-0"]);
+  // Its Redis part went on: the event is stored.
+  expect(await redis.get(keys.eventsSeqKey("eve"))).toBe("1");
+});
+
+it("a range owed in the Postgres backlog with such an output is written and settled, not retried for ever", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  await ensureGroup(redis, keys);
+  const ids: string[] = [];
+  for (const output of [overflowing(21, "gus", "T9-3"), closing(22, "hal", "T9-2")])
+    ids.push((await redis.xadd(keys.output, "*", ...encodeFields(output as EngineOutput)))!);
+  // What a batch handled during an outage leaves: read, owed, acknowledged.
+  await redis.xreadgroup("GROUP", keys.workerGroup, "w-lane", "COUNT", 10, "STREAMS", keys.output, ">");
+  await oweBatch(redis, keys, ids);
+  await redis.xack(keys.output, keys.workerGroup, ...ids);
+  const stop = new AbortController();
+  const running = runWorker(
+    { reader, writer: redis, db: pg.db, keys, log, consumer: "w-lane", blockMs: 20 },
+    stop.signal,
+  );
+  const settled = (async () => {
+    while ((await owedEntries(redis, keys)) > 0) await new Promise((r) => setTimeout(r, 20));
+  })();
+  await Promise.race([settled, running.then(() => Promise.reject(new Error("the worker stopped by itself")))]);
+  stop.abort();
+  await running;
+  expect(await closedRows(["T9-2", "T9-3"])).toEqual(["T9-2"]);
 });

@@ -50,7 +50,7 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   });
   const bad = new Counter({
     name: "worker_bad_output_entries_total",
-    help: "Entries of engine:output refused as bad_output_entry (they do not decode to an output the worker can apply), acknowledged and skipped: kind private for a private output's (by its type), public for any other. Watch it: each is an output lost and needs an operator.",
+    help: "Entries of engine:output refused as bad_output_entry (they do not decode to an output the worker can apply, or Postgres refused their history or candle with a data error), acknowledged and skipped: kind private for a private output's (by its type), public for any other. Watch it: each is an output lost and needs an operator.",
     labelNames: ["kind"] as const,
     registers,
   });

@@ -70,9 +70,10 @@ import { decodeOutputFields, privateEventOf, stepContinues } from "../contract/s
 import type { Logger } from "../platform/log.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { settledWithin } from "../platform/config.ts";
+import { postgresErrorCode } from "../platform/postgres-errors.ts";
 import { CLOSED, unlessClosed } from "../platform/redis.ts";
 import { EVENT_SCRIPTS, fanOutEntries, recordLostEvents } from "./events.ts";
-import { writeCandles } from "./candles.ts";
+import { writeCandles, type CandleView } from "./candles.ts";
 import { writeHistory } from "./history-writes.ts";
 import type { WorkerMetrics } from "./metrics.ts";
 import { catchUp, oweAndAcknowledge, oweBatch, owedEntries } from "./postgres-backlog.ts";
@@ -748,8 +749,38 @@ async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly Engin
   }
 }
 
-/** A batch's history and candles; returns the candles it touched, as stored, and whether it wrote anything. */
-async function writePostgres(o: WorkerOptions, outputs: readonly EngineOutput[]) {
+/**
+ * A batch's (or a backlog page's) history and candles; returns the candles it touched, as stored, and whether it
+ * wrote anything. When Postgres refuses the data (SQLSTATE class 22, data exception, or 23, integrity constraint
+ * violation: an output the codec passed that a column or constraint does not take), no retry mends it, so the outputs
+ * are written again in halves until each one refused is found alone: it is logged as `bad_output_entry` and counted,
+ * and its Postgres writes left out (its Redis part is applied as usual). Every write is idempotent, so what a failed
+ * part had written is written again harmlessly.
+ */
+async function writePostgres(
+  o: WorkerOptions,
+  outputs: readonly EngineOutput[],
+): Promise<{ candles: CandleView[]; wrote: boolean }> {
+  try {
+    return await writePostgresOnce(o, outputs);
+  } catch (err) {
+    const code = postgresErrorCode(err);
+    if (code === undefined || !/^2[23][0-9A-Z]{3}$/.test(code)) throw err;
+    if (outputs.length === 1) {
+      const output = outputs[0]!;
+      const reason = `Postgres refused its history or candle: ${(err as Error).message}`;
+      o.log.error("bad_output_entry", { id: output.id, reason, code });
+      o.metrics?.badOutputEntry(isPrivateOutput(output) ? "private" : "public");
+      return { candles: [], wrote: false };
+    }
+    const half = Math.ceil(outputs.length / 2);
+    const first = await writePostgres(o, outputs.slice(0, half));
+    const second = await writePostgres(o, outputs.slice(half));
+    return { candles: [...first.candles, ...second.candles], wrote: first.wrote || second.wrote };
+  }
+}
+
+async function writePostgresOnce(o: WorkerOptions, outputs: readonly EngineOutput[]) {
   const startedAt = performance.now();
   const wroteHistory = await writeHistory(o.db, outputs);
   const candles = await writeCandles(o.db, outputs, o.log);
