@@ -11,6 +11,7 @@ import { keyspace, type Keyspace } from "../contract/names.ts";
 import { encodeFields } from "../contract/stream-fields.ts";
 import { createLogger } from "../platform/log.ts";
 import { migrate } from "../platform/migrate.ts";
+import type { Queryable } from "../platform/postgres.ts";
 import { deleteKeysWithPrefix } from "../platform/testing/redis-keys.ts";
 import { createTestDatabase, type TestDatabase } from "../platform/testing/test-database.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
@@ -110,7 +111,13 @@ const spotAnswer = (executedAt: string): EngineOutput => ({
  * worker until that one is applied (failing if the worker ends first), and returns what it logged and what the group
  * still has pending.
  */
-async function runPast(keys: Keyspace, bad: object, before: object[] = [], later: object[] = []) {
+async function runPast(
+  keys: Keyspace,
+  bad: object,
+  before: object[] = [],
+  later: object[] = [],
+  worker: { db?: Queryable; stuckAfterMs?: number } = {},
+) {
   await ensureGroup(redis, keys);
   const add = (output: object) =>
     redis.xadd(keys.output, "*", "type", String((output as { type?: unknown }).type), "body", JSON.stringify(output));
@@ -136,6 +143,7 @@ async function runPast(keys: Keyspace, bad: object, before: object[] = [], later
       consumer: "w-bad",
       blockMs: 20,
       metrics: workerMetrics(registry),
+      ...worker,
     },
     stop.signal,
   );
@@ -295,6 +303,35 @@ it("an output whose row Postgres refuses (a numeric overflow): logged, its row l
   // Its Redis part went on: the event is stored.
   expect(await redis.get(keys.eventsSeqKey("eve"))).toBe("1");
 });
+
+it("a batch Postgres refuses whole, on a slow database: n + 3 writes, each within the watchdog's bound", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  // 5 ms a query, as a database in another zone: one search over the whole batch took about 5 s (2n − 1 writes),
+  // past this bound, and the worker ended stuck on it at every restart.
+  let queries = 0;
+  const db: Queryable = {
+    query: async (text, params) => {
+      queries++;
+      await new Promise((r) => setTimeout(r, 5));
+      return pg.db.query(text, params);
+    },
+  };
+  const n = 200;
+  const outputs = Array.from({ length: n }, (_, i) => overflowing(100 + i, `slow${i}`, `T8-${i}`));
+  const { lines, pending, counted } = await runPast(keys, outputs[0]!, [], outputs.slice(1), {
+    db,
+    stuckAfterMs: 1_500,
+  });
+  expect(lines.filter((l) => l.event === "worker_stuck")).toEqual([]);
+  expect(pending).toBe(0);
+  const refused = lines.filter((l) => l.event === "bad_output_entry");
+  expect(refused).toHaveLength(n);
+  expect(refused[0]).toMatchObject({ id: `${MS + 100}-0:0`, userId: "slow0", seq: 1, code: "22003" });
+  expect(counted).toEqual({ private: n, public: 0 });
+  // The batch (the n refused, then the valid one after them), its halves, then each output of both alone; and the
+  // prepared-check queries around it.
+  expect(queries).toBeLessThan(n + 20);
+}, 30_000);
 
 it("a range owed in the Postgres backlog with such an output is written and settled, not retried for ever", async () => {
   const keys = keyspace(`${prefix}${randomUUID()}:`);

@@ -387,7 +387,7 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
     }
     let wroteAny = false;
     const write = async (outputs: readonly EngineOutput[]) => {
-      const { candles, wrote } = await bound(writePostgres(o, outputs));
+      const { candles, wrote } = await writePostgres(o, outputs, bound);
       if (wrote) {
         wroteAny = true;
         postgres.succeeded(recovery);
@@ -740,7 +740,7 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
 async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly EngineOutput[], run: BatchRun) {
   if (run.postgres?.isDown() === true) return undefined;
   try {
-    const { candles, wrote } = await run.bound(writePostgres(o, outputs));
+    const { candles, wrote } = await writePostgres(o, outputs, run.bound);
     if (wrote) run.postgres?.succeeded();
     return candles;
   } catch (err) {
@@ -750,34 +750,61 @@ async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly Engin
 }
 
 /**
- * A batch's (or a backlog page's) history and candles; returns the candles it touched, as stored, and whether it
- * wrote anything. When Postgres refuses the data (SQLSTATE class 22, data exception, or 23, integrity constraint
- * violation: an output the codec passed that a column or constraint does not take), no retry mends it, so the outputs
- * are written again in halves until each one refused is found alone: it is logged as `bad_output_entry` and counted,
- * and its Postgres writes left out (its Redis part is applied as usual). Every write is idempotent, so what a failed
- * part had written is written again harmlessly.
+ * A batch's (or a backlog page's) history and candles, each write bounded by `bound` on its own; returns the candles
+ * it touched, as stored, and whether it wrote anything. When Postgres refuses the data (SQLSTATE class 22, data
+ * exception, or 23, integrity constraint violation: an output the codec passed that a column or constraint does not
+ * take), no retry mends it, so the outputs are written again in halves while one half goes through: one refused
+ * output costs about 2·log2(n) writes. Once both halves of a split are refused, there are likely many such outputs,
+ * and the rest of that part is written one output at a time (n writes, not 2n−1 growing ones), so a batch Postgres
+ * refuses whole costs n + 3 writes. Each output refused alone is logged as `bad_output_entry` and counted, and its
+ * Postgres writes left out (its Redis part is applied as usual). Every write is idempotent, so what a failed part had
+ * written is written again harmlessly.
  */
 async function writePostgres(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
+  bound: <T>(work: Promise<T>) => Promise<T>,
 ): Promise<{ candles: CandleView[]; wrote: boolean }> {
-  try {
-    return await writePostgresOnce(o, outputs);
-  } catch (err) {
-    const code = postgresErrorCode(err);
-    if (code === undefined || !/^2[23][0-9A-Z]{3}$/.test(code)) throw err;
-    if (outputs.length === 1) {
-      const output = outputs[0]!;
-      const reason = `Postgres refused its history or candle: ${(err as Error).message}`;
-      o.log.error("bad_output_entry", { id: output.id, reason, code });
-      o.metrics?.badOutputEntry(isPrivateOutput(output) ? "private" : "public");
-      return { candles: [], wrote: false };
+  const candles: CandleView[] = [];
+  let wrote = false;
+  // True when written, false when Postgres refused the data; any other failure is thrown.
+  const attempt = async (part: readonly EngineOutput[]): Promise<boolean> => {
+    try {
+      const result = await bound(writePostgresOnce(o, part));
+      candles.push(...result.candles);
+      wrote ||= result.wrote;
+      return true;
+    } catch (err) {
+      const code = postgresErrorCode(err);
+      if (code === undefined || !/^2[23][0-9A-Z]{3}$/.test(code)) throw err;
+      if (part.length === 1) refusedByPostgres(o, part[0]!, code, err as Error);
+      return false;
     }
-    const half = Math.ceil(outputs.length / 2);
-    const first = await writePostgres(o, outputs.slice(0, half));
-    const second = await writePostgres(o, outputs.slice(half));
-    return { candles: [...first.candles, ...second.candles], wrote: first.wrote || second.wrote };
-  }
+  };
+  // `part` was refused whole (and, alone, logged by attempt).
+  const search = async (part: readonly EngineOutput[]): Promise<void> => {
+    if (part.length === 1) return;
+    const half = Math.ceil(part.length / 2);
+    const [first, second] = [part.slice(0, half), part.slice(half)];
+    const firstWritten = await attempt(first);
+    const secondWritten = await attempt(second);
+    if (!firstWritten && !secondWritten) {
+      // A half of one output was refused alone, and logged, already.
+      for (const refusedHalf of [first, second])
+        if (refusedHalf.length > 1) for (const output of refusedHalf) await attempt([output]);
+    } else if (!firstWritten) await search(first);
+    else if (!secondWritten) await search(second);
+  };
+  if (!(await attempt(outputs))) await search(outputs);
+  return { candles, wrote };
+}
+
+/** An output whose history or candle Postgres refused with a data error: logged, with its user, and counted. */
+function refusedByPostgres(o: WorkerOptions, output: EngineOutput, code: string, err: Error) {
+  const reason = `Postgres refused its history or candle: ${err.message}`;
+  const user = isPrivateOutput(output) ? { userId: output.userId, seq: output.seq } : {};
+  o.log.error("bad_output_entry", { id: output.id, reason, code, ...user });
+  o.metrics?.badOutputEntry(isPrivateOutput(output) ? "private" : "public");
 }
 
 async function writePostgresOnce(o: WorkerOptions, outputs: readonly EngineOutput[]) {
