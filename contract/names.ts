@@ -48,6 +48,11 @@ export interface Keyspace {
   /** Seqs already stored above the contiguous mark, waiting for the gap below them to fill (a claimed batch). */
   eventsAheadKey(userId: string): string;
   /**
+   * Seqs above the contiguous mark that the worker refused (lost: it never stores them), for the mark to move over
+   * once the gap below them fills. Apart from `eventsAheadKey`, which readers take for events stored ahead.
+   */
+  eventsLostKey(userId: string): string;
+  /**
    * What the worker fans out to every stream replica after it stored it: quotes, candles, private events and
    * session revocations, one Redis stream read by each replica from its live end (XREAD, no group), trimmed.
    */
@@ -94,6 +99,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     eventsKey: (userId) => `${prefix}account:{${userId}}:events`,
     eventsSeqKey: (userId) => `${prefix}account:{${userId}}:events-seq`,
     eventsAheadKey: (userId) => `${prefix}account:{${userId}}:events-ahead`,
+    eventsLostKey: (userId) => `${prefix}account:{${userId}}:events-lost`,
     streamFanout: `${prefix}{stream}:fanout`,
     streamTicketKey: (ticketHash) => `${prefix}stream-ticket:{${ticketHash}}`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,

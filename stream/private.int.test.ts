@@ -2,7 +2,9 @@
 // duplicate, resync beyond retention or ahead, gaps filled from the store, never another user's events.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
+import { privateEventOf } from "../contract/stream-fields.ts";
 import { openTradesView, pendingOrdersView } from "../functions/views.ts";
+import { recordLostEvents } from "../worker/events.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
@@ -397,4 +399,20 @@ describe("private channel", () => {
     expect(client.of("event")).toEqual([]);
     client.close();
   });
+});
+
+it("a refused entry naming a seq far past the user's, recorded lost, holds back neither events nor summaries", async () => {
+  const u = user();
+  await emit(u, 1, 3);
+  // What the worker does with an entry refused for its body: the user and seq it names are recorded lost.
+  const body = { type: "balances_changed", id: "x", userId: u, seq: 1_000_000, balances: {} };
+  const lost = privateEventOf(["type", "balances_changed", "body", JSON.stringify(body)]);
+  await recordLostEvents(t.redis, t.keys, [{ userId: lost.userId!, seq: lost.seq! }]);
+  const client = await connect(u);
+  client.send({ op: "subscribe", channel: "private" });
+  await client.until((f) => f.find((x) => x.type === "snapshot"));
+  await emit(u, 4, 6);
+  await client.until((frames) => frames.some((f) => f.type === "summary" && f.seq === 6));
+  expect(seqs(client.frames)).toEqual([4, 5, 6]);
+  client.close();
 });

@@ -17,7 +17,7 @@ import { createTestDatabase, type TestDatabase } from "../platform/testing/test-
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { Registry } from "prom-client";
 import { parseSamples, sample } from "../platform/testing/metrics.ts";
-import { EVENT_SCRIPTS, EVENTS_TRIM_ABOVE, readEventsAfter } from "./events.ts";
+import { EVENT_SCRIPTS, EVENTS_TRIM_ABOVE, readEventsAfter, readPrivateState } from "./events.ts";
 import { workerMetrics } from "./metrics.ts";
 import { oweBatch, owedEntries } from "./postgres-backlog.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
@@ -264,6 +264,25 @@ it("a resume from below a lost seq gets a resync; from the lost seq on, the even
   expect(await redis.get(keys.eventsSeqKey("dee"))).toBe("3");
   expect(await readEventsAfter(redis, keys, "dee", 1)).toEqual({ ok: false, reason: "beyond_retention" });
   expect(await readEventsAfter(redis, keys, "dee", 2)).toMatchObject({ ok: true, mark: 3, events: [event(3)] });
+});
+
+it("a lost seq above a gap waits apart from the events stored ahead; the mark moves over it once the gap fills", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  const event = (seq: number): EngineOutput => ({
+    type: "balances_changed",
+    ...head(seq),
+    userId: "eli",
+    seq,
+    balances: { USD: String(seq) },
+  });
+  // Seq 2 comes later (a batch claimed late); the refused 3 and a bogus 1,000,000 are recorded lost above the gap.
+  await runPast(keys, { ...event(3), balances: {} }, [event(1), { ...event(1_000_000), balances: {} }], [event(4)]);
+  expect(await readPrivateState(redis, keys, "eli")).toMatchObject({ seq: 1, aheadSeq: 4 });
+  const pipe = redis.pipeline();
+  queueOutputWrite(pipe, keys, event(2));
+  await pipe.exec();
+  expect(await readPrivateState(redis, keys, "eli")).toMatchObject({ seq: 4, aheadSeq: 0 });
+  expect(await readEventsAfter(redis, keys, "eli", 2)).toEqual({ ok: false, reason: "beyond_retention" });
 });
 
 /** A close whose pnl passes the codec (a decimal of at most 40 characters) but not closed_orders' numeric(30, 6). */

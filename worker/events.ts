@@ -9,7 +9,9 @@
  * its read-model change is applied.
  * A batch claimed from a dead worker arrives after newer ones: its events fill a gap below events already stored.
  * Those newer ones wait in `eventsAheadKey(user)` (their seqs) until the gap fills, and the mark then moves over
- * them, so a reader never sees the mark claim an event that is not there.
+ * them, so a reader never sees the mark claim an event that is not there. Seqs lost above a gap (EVENT_LOST) wait
+ * apart, in `eventsLostKey(user)`: readers take the ahead set's highest seq for an event stored (`aheadSeq`), and a
+ * lost seq is none.
  *
  * Appending is idempotent (a seq at or below the mark, or already stored, adds nothing: an engine replay or a claimed
  * batch stores each event once) and touches only keys in the user's hash tag (one cluster slot per script).
@@ -44,9 +46,9 @@ export const EVENTS_IDLE_TTL_MS = 24 * 60 * 60_000;
 export const EVENTS_TRIM_ABOVE = 1_100;
 
 /**
- * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead; ARGV[1] seq, ARGV[2] member ("<log ms> <JSON>"), ARGV[3] keep count,
- * ARGV[4] keep ms, ARGV[5] trim above, ARGV[6] idle ttl ms. Returns 1 when stored, 0 when it was already (or is at
- * or below the mark).
+ * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead, KEYS[4] lost (EVENT_LOST); ARGV[1] seq, ARGV[2] member
+ * ("<log ms> <JSON>"), ARGV[3] keep count, ARGV[4] keep ms, ARGV[5] trim above, ARGV[6] idle ttl ms. Returns 1 when
+ * stored, 0 when it was already (or is at or below the mark).
  *
  * The trim removes, oldest first, events beyond the newest `keep count` that are older than `keep ms` before the
  * newest event and at or below the mark (never one a gap still waits under). Log ms never decreases with seq (the
@@ -62,7 +64,9 @@ redis.call('ZADD', KEYS[1], seq, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
 if seq == mark + 1 then
   mark = seq
-  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 do mark = mark + 1 end
+  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 or redis.call('ZREM', KEYS[4], tostring(mark + 1)) == 1 do
+    mark = mark + 1
+  end
   redis.call('SET', KEYS[2], tostring(mark))
 else
   redis.call('ZADD', KEYS[3], seq, tostring(seq))
@@ -138,8 +142,11 @@ return 1`;
  * A seq whose event will never be stored: the worker refused its output (`bad_output_entry`). The mark moves over it
  * as over a stored event (at once, or once the gap below it fills), so the store is trimmed again and the user's later
  * events are read; a reader resuming below it finds the hole and gets a resync (readEventsAfter: `beyond_retention`),
- * which is the account as the read models hold it. KEYS as EVENT_APPEND's; ARGV[1] seq, ARGV[2] idle ttl ms. Returns
- * 1 when recorded, 0 when the seq is at or below the mark or stored.
+ * which is the account as the read models hold it. A seq above the mark + 1 waits in the lost set, not the ahead set:
+ * readers take the ahead set's highest seq for an event stored, so a seq the entry got wrong (it was refused for a
+ * malformed body), far past the user's real ones, would hold every summary of the user back while the set lasts.
+ * Apart, it changes nothing until the mark reaches it. KEYS as EVENT_APPEND's; ARGV[1] seq, ARGV[2] idle ttl ms.
+ * Returns 1 when recorded, 0 when the seq is at or below the mark or stored.
  */
 export const EVENT_LOST = `
 local seq = tonumber(ARGV[1])
@@ -147,11 +154,13 @@ local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
 if seq == mark + 1 then
   mark = seq
-  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 do mark = mark + 1 end
+  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 or redis.call('ZREM', KEYS[4], tostring(mark + 1)) == 1 do
+    mark = mark + 1
+  end
   redis.call('SET', KEYS[2], tostring(mark))
 else
-  redis.call('ZADD', KEYS[3], seq, tostring(seq))
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
+  redis.call('ZADD', KEYS[4], seq, tostring(seq))
+  redis.call('PEXPIRE', KEYS[4], ARGV[2])
 end
 return 1`;
 
@@ -194,7 +203,7 @@ export function eventAppendCall(
 ): { keys: string[]; args: string[] } {
   const { userId, seq } = output;
   return {
-    keys: [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)],
+    keys: [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId), keys.eventsLostKey(userId)],
     args: [
       String(seq),
       eventMember(output, more),
@@ -223,7 +232,12 @@ export async function recordLostEvents(
   lost: readonly { userId: string; seq: number }[],
 ): Promise<void> {
   for (const { userId, seq } of lost) {
-    const eventKeys = [keys.eventsKey(userId), keys.eventsSeqKey(userId), keys.eventsAheadKey(userId)];
+    const eventKeys = [
+      keys.eventsKey(userId),
+      keys.eventsSeqKey(userId),
+      keys.eventsAheadKey(userId),
+      keys.eventsLostKey(userId),
+    ];
     await runScript(redis, EVENT_LOST, eventKeys, [String(seq), String(EVENTS_IDLE_TTL_MS)]);
   }
 }
