@@ -21,7 +21,7 @@ import { EVENT_SCRIPTS, EVENTS_TRIM_ABOVE, readEventsAfter, readPrivateState } f
 import { workerMetrics } from "./metrics.ts";
 import { oweBatch, owedEntries } from "./postgres-backlog.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "./read-models.ts";
-import { ensureGroup, runWorker } from "./worker.ts";
+import { ensureGroup, handleBatch, runWorker } from "./worker.ts";
 
 const log = createLogger("worker-test", { level: "error" });
 let redis: Redis;
@@ -156,8 +156,16 @@ async function runPast(
   await running;
   const pending = (await redis.xpending(keys.output, keys.workerGroup)) as [number, ...unknown[]];
   const samples = parseSamples(await registry.metrics());
-  const counted = (kind: string) => sample(samples, "worker_bad_output_entries_total", { kind });
-  return { badId, lines, pending: pending[0], counted: { private: counted("private"), public: counted("public") } };
+  const count = (kind: string, reason: string) => sample(samples, "worker_bad_output_entries_total", { kind, reason });
+  const counted = (kind: string) => count(kind, "decode") + count(kind, "postgres");
+  const byReason = (reason: string) => count("private", reason) + count("public", reason);
+  return {
+    badId,
+    lines,
+    pending: pending[0],
+    counted: { private: counted("private"), public: counted("public") },
+    byReason: { decode: byReason("decode"), postgres: byReason("postgres") },
+  };
 }
 
 it.each<[string, object]>([
@@ -203,8 +211,9 @@ it("a balances_changed without balances: refused, and the user's balances stay a
   const keys = keyspace(`${prefix}${randomUUID()}:`);
   await redis.hset(keys.balancesKey("ann"), "USD", "5");
   const bad = { type: "balances_changed", ...head(3), userId: "ann", seq: 1, balances: {} };
-  const { badId, lines, pending, counted } = await runPast(keys, bad);
+  const { badId, lines, pending, counted, byReason } = await runPast(keys, bad);
   expect(counted).toEqual({ private: 1, public: 0 });
+  expect(byReason).toEqual({ decode: 1, postgres: 0 });
   expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({
     id: badId,
     userId: "ann",
@@ -285,6 +294,35 @@ it("a lost seq above a gap waits apart from the events stored ahead; the mark mo
   expect(await readEventsAfter(redis, keys, "eli", 2)).toEqual({ ok: false, reason: "beyond_retention" });
 });
 
+it("a batch that fails after its refusals and runs again counts each refused entry once", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  await ensureGroup(redis, keys);
+  const entries: [string, string[]][] = [
+    [`${MS + 31}-0`, ["type", "balances_changed", "body", JSON.stringify({ type: "balances_changed", seq: 1 })]],
+    [`${MS + 32}-0`, encodeFields(overflowing(32, "ivy", "T9-5") as EngineOutput)],
+    [`${MS + 33}-0`, encodeFields(closing(33, "jay", "T9-6"))],
+  ];
+  for (const [id, fields] of entries) await redis.xadd(keys.output, id, ...fields);
+  await redis.xreadgroup("GROUP", keys.workerGroup, "w-again", "COUNT", 10, "STREAMS", keys.output, ">");
+  const registry = new Registry();
+  const metrics = workerMetrics(registry);
+  let writes = 0;
+  // Postgres refuses the batch, then the overflow alone, then the connection drops (not a data error) at the last.
+  const db: Queryable = {
+    query: async (text, params) => {
+      if (++writes === 3) throw new Error("Connection terminated unexpectedly");
+      return pg.db.query(text, params);
+    },
+  };
+  const o = { reader, writer: redis, keys, log, consumer: "w-again", metrics };
+  await expect(handleBatch({ ...o, db }, entries)).rejects.toThrow(/Connection terminated/);
+  await handleBatch({ ...o, db: pg.db }, entries);
+  const samples = parseSamples(await registry.metrics());
+  const count = (kind: string, reason: string) => sample(samples, "worker_bad_output_entries_total", { kind, reason });
+  // The refused balances_changed (no id) and the overflow, both private outputs; nothing public.
+  expect([count("private", "decode"), count("private", "postgres"), count("public", "decode")]).toEqual([1, 1, 0]);
+});
+
 /** A close whose pnl passes the codec (a decimal of at most 40 characters) but not closed_orders' numeric(30, 6). */
 const overflowing = (n: number, userId: string, tradeId: string) => ({
   type: "closed_order",
@@ -307,17 +345,20 @@ const closedRows = async (ids: string[]) =>
 
 it("an output whose row Postgres refuses (a numeric overflow): logged, its row left out, the batch written", async () => {
   const keys = keyspace(`${prefix}${randomUUID()}:`);
-  const { badId, lines, pending, counted } = await runPast(keys, overflowing(11, "eve", "T9-1"), [
+  const { badId, lines, pending, counted, byReason } = await runPast(keys, overflowing(11, "eve", "T9-1"), [
     closing(10, "fen", "T9-0"),
   ]);
   expect(lines.find((l) => l.event === "bad_output_entry")).toMatchObject({
     id: `${MS + 11}-0:0`,
+    userId: "eve",
+    seq: 1,
     code: "22003",
     reason: expect.stringMatching(/^Postgres refused its history or candle: numeric field overflow/) as unknown,
   });
   expect(badId).toBeDefined();
   expect(pending).toBe(0);
   expect(counted).toEqual({ private: 1, public: 0 });
+  expect(byReason).toEqual({ decode: 0, postgres: 1 });
   expect(await closedRows(["T9-0", "T9-1"])).toEqual(["T9-0"]);
   // Its Redis part went on: the event is stored.
   expect(await redis.get(keys.eventsSeqKey("eve"))).toBe("1");
@@ -374,4 +415,41 @@ it("a range owed in the Postgres backlog with such an output is written and sett
   stop.abort();
   await running;
   expect(await closedRows(["T9-2", "T9-3"])).toEqual(["T9-2"]);
+});
+
+it("a backlog page counts what Postgres refuses in an owed range, not an entry between two that it writes again", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  await ensureGroup(redis, keys);
+  const ids: string[] = [];
+  for (const output of [overflowing(41, "kim", "T9-7"), overflowing(42, "lee", "T9-8"), closing(43, "max", "T9-9")])
+    ids.push((await redis.xadd(keys.output, "*", ...encodeFields(output as EngineOutput)))!);
+  await redis.xreadgroup("GROUP", keys.workerGroup, "w-between", "COUNT", 10, "STREAMS", keys.output, ">");
+  // The first and the last owed, each its own batch; the one between was written (and refused) by its own batch.
+  await oweBatch(redis, keys, [ids[0]!]);
+  await oweBatch(redis, keys, [ids[2]!]);
+  await redis.xack(keys.output, keys.workerGroup, ...ids);
+  const registry = new Registry();
+  const stop = new AbortController();
+  const running = runWorker(
+    {
+      reader,
+      writer: redis,
+      db: pg.db,
+      keys,
+      log,
+      consumer: "w-between",
+      blockMs: 20,
+      metrics: workerMetrics(registry),
+    },
+    stop.signal,
+  );
+  const settled = (async () => {
+    while ((await owedEntries(redis, keys)) > 0) await new Promise((r) => setTimeout(r, 20));
+  })();
+  await Promise.race([settled, running.then(() => Promise.reject(new Error("the worker stopped by itself")))]);
+  stop.abort();
+  await running;
+  const samples = parseSamples(await registry.metrics());
+  expect(sample(samples, "worker_bad_output_entries_total", { kind: "private", reason: "postgres" })).toBe(1);
+  expect(await closedRows(["T9-7", "T9-8", "T9-9"])).toEqual(["T9-9"]);
 });

@@ -1,7 +1,7 @@
 /**
  * The worker's Prometheus metrics, updated where the worker already counts for its worker_stats line: entries
  * acknowledged per batch, the group's backlog and the Postgres backlog at each report, and the time of each Postgres
- * insert; and the entries it refused, where it logs each (bad_output_entry).
+ * insert; and the entries it refused (bad_output_entry), once each refusal is final (worker.ts, countRefused).
  */
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 
@@ -12,8 +12,11 @@ export interface WorkerMetrics {
   /** Entries the Postgres backlog owes (worker/postgres-backlog.ts), all workers', as worker_stats reports it. */
   postgresBacklog(entries: number): void;
   postgresWrite(seconds: number): void;
-  /** An entry refused as `bad_output_entry`: a private output's (its user is left a gap) or another's. */
-  badOutputEntry(kind: "private" | "public"): void;
+  /**
+   * An entry refused as `bad_output_entry`, counted once its refusal is final (worker.ts, countRefused): a private
+   * output's or another's, refused at decode or by Postgres.
+   */
+  badOutputEntry(kind: "private" | "public", reason: "decode" | "postgres"): void;
 }
 
 export function workerMetrics(registry: Registry): WorkerMetrics {
@@ -50,16 +53,16 @@ export function workerMetrics(registry: Registry): WorkerMetrics {
   });
   const bad = new Counter({
     name: "worker_bad_output_entries_total",
-    help: "Entries of engine:output refused as bad_output_entry (they do not decode to an output the worker can apply, or Postgres refused their history or candle with a data error), acknowledged and skipped: kind private for a private output's (by its type), public for any other. Watch it: each is an output lost and needs an operator.",
-    labelNames: ["kind"] as const,
+    help: "Entries of engine:output refused as bad_output_entry, each counted once by the worker that acknowledged its batch (or, for Postgres, wrote its owed range): reason decode when it does not decode to an output the worker can apply (skipped whole), postgres when Postgres refused its history or candle with a data error (only those left out); kind private for a private output's (by its type), public for any other. Watch it: each needs an operator.",
+    labelNames: ["kind", "reason"] as const,
     registers,
   });
-  // Both series from the start, at 0, so that an alert on an increase sees the first one.
-  bad.inc({ kind: "private" }, 0);
-  bad.inc({ kind: "public" }, 0);
+  // Every series from the start, at 0, so that an alert on an increase sees the first one.
+  for (const kind of ["private", "public"] as const)
+    for (const reason of ["decode", "postgres"] as const) bad.inc({ kind, reason }, 0);
   return {
     handled: (entries) => handled.inc(entries),
-    badOutputEntry: (kind) => bad.inc({ kind }),
+    badOutputEntry: (kind, reason) => bad.inc({ kind, reason }),
     backlog(b) {
       lag.set(b === undefined || b.lag === null ? Number.NaN : b.lag);
       pending.set(b === undefined ? Number.NaN : b.pending);

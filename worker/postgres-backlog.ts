@@ -216,8 +216,11 @@ export interface CatchUp {
   readonly pageSize: number;
   /** Bounds each step (worker.ts's watchdog). */
   readonly bound: <T>(work: Promise<T>) => Promise<T>;
-  /** One page's Postgres writes, and what follows from them (the candles' fan-out). */
-  readonly write: (outputs: readonly EngineOutput[]) => Promise<void>;
+  /**
+   * One page's Postgres writes, and what follows from them (the candles' fan-out). `owed`: those of `outputs` in an
+   * owed range (the others, between two ranges, had their writes made by their own batch).
+   */
+  readonly write: (outputs: readonly EngineOutput[], owed: ReadonlySet<EngineOutput>) => Promise<void>;
   readonly log: Logger;
   readonly stop: AbortSignal;
 }
@@ -282,13 +285,16 @@ async function writeRanges(c: CatchUp, owed: readonly OwedRange[], held: () => P
     const to = highestLast();
     const page: [string, string[]][] = await c.bound(c.redis.xrange(c.keys.output, from, to, "COUNT", c.pageSize));
     const outputs: EngineOutput[] = [];
+    const inOwed = new Set<EngineOutput>();
     for (const [id, fields] of page) {
       unread.delete(id);
       const decoded = decodeOutputFields(fields);
       // One that does not decode was logged (bad_output_entry) when its batch was handled.
-      if (decoded.ok) outputs.push(decoded.message);
+      if (!decoded.ok) continue;
+      outputs.push(decoded.message);
+      if (left.some((range) => !isAfterId(range.first, id) && !isAfterId(id, range.last))) inOwed.add(decoded.message);
     }
-    if (page.length > 0) await c.write(outputs);
+    if (page.length > 0) await c.write(outputs, inOwed);
     entries += page.length;
     // A short page read all there is up to `to`.
     const end = page.length < c.pageSize ? to : page.at(-1)![0];

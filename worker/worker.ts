@@ -386,13 +386,19 @@ function postgresLane(o: WorkerOptions, batch: number, bounded: Bounded, postgre
       recovery = { backlogEntries: await bound(owedEntries(o.writer, o.keys)) };
     }
     let wroteAny = false;
-    const write = async (outputs: readonly EngineOutput[]) => {
-      const { candles, wrote } = await writePostgres(o, outputs, bound);
+    const write = async (outputs: readonly EngineOutput[], owed: ReadonlySet<EngineOutput>) => {
+      const { candles, wrote, refused } = await writePostgres(o, outputs, bound);
       if (wrote) {
         wroteAny = true;
         postgres.succeeded(recovery);
       }
       await bound(fanOutEntries(o.writer, o.keys, [], new Set(), candles));
+      // Those between two owed ranges were counted by their own batch.
+      countRefused(
+        o,
+        [],
+        refused.filter((output) => owed.has(output)),
+      );
     };
     const startedAt = performance.now();
     const options = { redis: o.writer, keys: o.keys, pageSize: batch, bound, write, log: o.log, stop };
@@ -661,13 +667,14 @@ export async function handleBatch(
 }
 
 /**
- * A batch's outputs, the events whose entries say their engine step has more for the same user, and the users' seqs
- * of the private outputs it refused.
+ * A batch's outputs, the events whose entries say their engine step has more for the same user, the users' seqs
+ * of the private outputs it refused, and whether each entry it refused was a private output's.
  */
 interface Decoded {
   readonly outputs: EngineOutput[];
   readonly continued: ReadonlySet<EngineOutput>;
   readonly lost: { userId: string; seq: number }[];
+  readonly refused: ("private" | "public")[];
 }
 
 /** Decodes a batch, writes its quotes' read models and fans out those that moved; returns the batch's outputs. */
@@ -675,6 +682,7 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
   const outputs: EngineOutput[] = [];
   const continued = new Set<EngineOutput>();
   const lost: { userId: string; seq: number }[] = [];
+  const refusedKinds: ("private" | "public")[] = [];
   for (const entry of entries) {
     if (entry === null || entry[1] === null) continue; // trimmed from the stream while pending: nothing to apply
     const [id, fields] = entry;
@@ -683,26 +691,37 @@ async function handleQuotes(o: WorkerOptions, entries: readonly Claimed[]): Prom
       outputs.push(decoded.message);
       if (stepContinues(fields)) continued.add(decoded.message);
     } else {
-      const { userId, seq } = refused(o, id, fields, decoded.reason);
-      if (userId !== undefined && seq !== undefined) lost.push({ userId, seq });
+      const event = refused(o, id, fields, decoded.reason);
+      if (event.userId !== undefined && event.seq !== undefined) lost.push({ userId: event.userId, seq: event.seq });
+      refusedKinds.push(event.private ? "private" : "public");
     }
   }
   const quotes = outputs.filter((output) => output.type === "quote_updated");
   await fanOutEntries(o.writer, o.keys, await writeRedis(o, quotes, continued), continued);
-  return { outputs, continued, lost };
+  return { outputs, continued, lost, refused: refusedKinds };
 }
 
 /**
- * An entry that does not decode: logged, with the user and seq it names if it is a private output's, and counted. It
- * is acknowledged with its batch, since running it again cannot mend it. Returns what privateEventOf found: that seq
- * is recorded as lost (handleRest), so the user's events go on past it.
+ * An entry that does not decode: logged, with the user and seq it names if it is a private output's (counted once its
+ * batch is acknowledged: countRefused). It is acknowledged with its batch, since running it again cannot mend it.
+ * Returns what privateEventOf found: that seq is recorded as lost (handleRest), so the user's events go on past it.
  */
 function refused(o: WorkerOptions, id: string, fields: readonly string[], reason: string) {
   const event = privateEventOf(fields);
   const { userId, seq } = event;
   o.log.error("bad_output_entry", { id, reason, ...(userId === undefined ? {} : { userId, seq }) });
-  o.metrics?.badOutputEntry(event.private ? "private" : "public");
   return event;
+}
+
+/**
+ * Counts refused entries in worker_bad_output_entries_total once their refusal is final: those of a batch once this
+ * worker acknowledged it, those Postgres refused in an owed range once the lane wrote it. A batch that fails and runs
+ * again (after a restart, or claimed by another worker) counts only where it is acknowledged; log lines, not counted,
+ * come at each try.
+ */
+function countRefused(o: WorkerOptions, decode: readonly ("private" | "public")[], postgres: readonly EngineOutput[]) {
+  for (const kind of decode) o.metrics?.badOutputEntry(kind, "decode");
+  for (const output of postgres) o.metrics?.badOutputEntry(isPrivateOutput(output) ? "private" : "public", "postgres");
 }
 
 /**
@@ -715,7 +734,8 @@ function refused(o: WorkerOptions, id: string, fields: readonly string[], reason
 async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: Decoded, run: BatchRun): Promise<void> {
   const { outputs, continued, lost } = batch;
   const others = outputs.filter((output) => output.type !== "quote_updated");
-  const candles = await writePostgresUnlessDown(o, outputs, run);
+  const written = await writePostgresUnlessDown(o, outputs, run);
+  const candles = written?.candles;
   const ids = entries.flatMap((entry) => (entry === null ? [] : [entry[0]]));
   await run.bound(
     (async () => {
@@ -729,6 +749,7 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
           : await o.writer.xack(o.keys.output, o.keys.workerGroup, ...ids);
       // Counted once acknowledged, by the count Redis gives (not those another worker acknowledged meanwhile).
       run.acknowledged?.(acknowledged, candles === undefined);
+      countRefused(o, batch.refused, written?.refused ?? []);
     })(),
   );
 }
@@ -740,9 +761,9 @@ async function handleRest(o: WorkerOptions, entries: readonly Claimed[], batch: 
 async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly EngineOutput[], run: BatchRun) {
   if (run.postgres?.isDown() === true) return undefined;
   try {
-    const { candles, wrote } = await writePostgres(o, outputs, run.bound);
+    const { candles, wrote, refused } = await writePostgres(o, outputs, run.bound);
     if (wrote) run.postgres?.succeeded();
-    return candles;
+    return { candles, refused };
   } catch (err) {
     if (run.postgres?.failed(err) === true) return undefined;
     throw err;
@@ -756,16 +777,17 @@ async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly Engin
  * take), no retry mends it, so the outputs are written again in halves while one half goes through: one refused
  * output costs about 2·log2(n) writes. Once both halves of a split are refused, there are likely many such outputs,
  * and the rest of that part is written one output at a time (n writes, not 2n−1 growing ones), so a batch Postgres
- * refuses whole costs n + 3 writes. Each output refused alone is logged as `bad_output_entry` and counted, and its
- * Postgres writes left out (its Redis part is applied as usual). Every write is idempotent, so what a failed part had
- * written is written again harmlessly.
+ * refuses whole costs n + 3 writes. Each output refused alone is logged as `bad_output_entry` and returned (the
+ * caller counts it: countRefused), and its Postgres writes left out (its Redis part is applied as usual). Every write
+ * is idempotent, so what a failed part had written is written again harmlessly.
  */
 async function writePostgres(
   o: WorkerOptions,
   outputs: readonly EngineOutput[],
   bound: <T>(work: Promise<T>) => Promise<T>,
-): Promise<{ candles: CandleView[]; wrote: boolean }> {
+): Promise<{ candles: CandleView[]; wrote: boolean; refused: EngineOutput[] }> {
   const candles: CandleView[] = [];
+  const refused: EngineOutput[] = [];
   let wrote = false;
   // True when written, false when Postgres refused the data; any other failure is thrown.
   const attempt = async (part: readonly EngineOutput[]): Promise<boolean> => {
@@ -777,7 +799,10 @@ async function writePostgres(
     } catch (err) {
       const code = postgresErrorCode(err);
       if (code === undefined || !/^2[23][0-9A-Z]{3}$/.test(code)) throw err;
-      if (part.length === 1) refusedByPostgres(o, part[0]!, code, err as Error);
+      if (part.length === 1) {
+        refusedByPostgres(o, part[0]!, code, err as Error);
+        refused.push(part[0]!);
+      }
       return false;
     }
   };
@@ -796,15 +821,14 @@ async function writePostgres(
     else if (!secondWritten) await search(second);
   };
   if (!(await attempt(outputs))) await search(outputs);
-  return { candles, wrote };
+  return { candles, wrote, refused };
 }
 
-/** An output whose history or candle Postgres refused with a data error: logged, with its user, and counted. */
+/** An output whose history or candle Postgres refused with a data error: logged, with its user and seq if any. */
 function refusedByPostgres(o: WorkerOptions, output: EngineOutput, code: string, err: Error) {
   const reason = `Postgres refused its history or candle: ${err.message}`;
   const user = isPrivateOutput(output) ? { userId: output.userId, seq: output.seq } : {};
   o.log.error("bad_output_entry", { id: output.id, reason, code, ...user });
-  o.metrics?.badOutputEntry(isPrivateOutput(output) ? "private" : "public");
 }
 
 async function writePostgresOnce(o: WorkerOptions, outputs: readonly EngineOutput[]) {
