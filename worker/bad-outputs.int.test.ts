@@ -364,7 +364,7 @@ it("an output whose row Postgres refuses (a numeric overflow): logged, its row l
   expect(await redis.get(keys.eventsSeqKey("eve"))).toBe("1");
 });
 
-it("a batch Postgres refuses whole, on a slow database: n + 3 writes, each within the watchdog's bound", async () => {
+it("a batch Postgres refuses whole, on a slow database: n + 2·⌈log2 n⌉ + 3 writes, each within the watchdog's bound", async () => {
   const keys = keyspace(`${prefix}${randomUUID()}:`);
   // 5 ms a query, as a database in another zone: one search over the whole batch took about 5 s (2n − 1 writes),
   // past this bound, and the worker ended stuck on it at every restart.
@@ -388,9 +388,31 @@ it("a batch Postgres refuses whole, on a slow database: n + 3 writes, each withi
   expect(refused).toHaveLength(n);
   expect(refused[0]).toMatchObject({ id: `${MS + 100}-0:0`, userId: "slow0", seq: 1, code: "22003" });
   expect(counted).toEqual({ private: n, public: 0 });
-  // The batch (the n refused, then the valid one after them), its halves, then each output of both alone; and the
-  // prepared-check queries around it.
-  expect(queries).toBeLessThan(n + 20);
+  // The batch (the n refused, then the valid one after them), the parts the search may waste (2·⌈log2 n⌉ + 2), then
+  // each output alone; and the prepared-check queries around it.
+  expect(queries).toBeLessThan(n + 2 * Math.ceil(Math.log2(n)) + 20);
+}, 30_000);
+
+it("two refused outputs at the two ends of a batch are found by halving, not by writing the batch one at a time", async () => {
+  const keys = keyspace(`${prefix}${randomUUID()}:`);
+  let queries = 0;
+  const db: Queryable = {
+    query: (text, params) => {
+      queries++;
+      return pg.db.query(text, params);
+    },
+  };
+  const n = 200;
+  const middle = Array.from({ length: n - 2 }, (_, i) => closing(300 + i, `mid${i}`, `T7-${i}`));
+  const last = overflowing(300 + n, "end", "T7-last");
+  const { lines, pending } = await runPast(keys, overflowing(299, "start", "T7-first"), [], [...middle, last], {
+    db,
+  });
+  expect(pending).toBe(0);
+  expect(lines.filter((l) => l.event === "bad_output_entry").map((l) => l.userId)).toEqual(["start", "end"]);
+  expect(await closedRows(["T7-first", "T7-0", `T7-${n - 3}`, "T7-last"])).toEqual(["T7-0", `T7-${n - 3}`]);
+  // About 2·log2(n) writes for each, and the prepared-check queries: not n (one at a time) or 2n.
+  expect(queries).toBeLessThan(4 * Math.ceil(Math.log2(n)) + 20);
 }, 30_000);
 
 it("a range owed in the Postgres backlog with such an output is written and settled, not retried for ever", async () => {

@@ -774,10 +774,10 @@ async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly Engin
  * A batch's (or a backlog page's) history and candles, each write bounded by `bound` on its own; returns the candles
  * it touched, as stored, and whether it wrote anything. When Postgres refuses the data (SQLSTATE class 22, data
  * exception, or 23, integrity constraint violation: an output the codec passed that a column or constraint does not
- * take), no retry mends it, so the outputs are written again in halves while one half goes through: one refused
- * output costs about 2·log2(n) writes. Once both halves of a split are refused, there are likely many such outputs,
- * and the rest of that part is written one output at a time (n writes, not 2n−1 growing ones), so a batch Postgres
- * refuses whole costs n + 3 writes. Each output refused alone is logged as `bad_output_entry` and returned (the
+ * take), no retry mends it, so the outputs are written again in halves, each half refused halved again: one or two
+ * refused outputs cost about 2·log2(n) writes each. The search may waste 2·⌈log2 n⌉ + 2 writes on parts refused
+ * whole; past that, there are many such outputs, and each part left is written one output at a time, so a batch
+ * Postgres refuses whole costs at most n + 2·⌈log2 n⌉ + 3 writes, not 2n − 1. Each output refused alone is logged as `bad_output_entry` and returned (the
  * caller counts it: countRefused), and its Postgres writes left out (its Redis part is applied as usual). Every write
  * is idempotent, so what a failed part had written is written again harmlessly.
  */
@@ -806,19 +806,20 @@ async function writePostgres(
       return false;
     }
   };
+  // Parts of several outputs refused whole that the search may still try: what finding two refused outputs takes,
+  // wherever they are. Past it, each part left is written one output at a time.
+  let wasteLeft = 2 * Math.ceil(Math.log2(Math.max(2, outputs.length))) + 2;
   // `part` was refused whole (and, alone, logged by attempt).
   const search = async (part: readonly EngineOutput[]): Promise<void> => {
     if (part.length === 1) return;
     const half = Math.ceil(part.length / 2);
-    const [first, second] = [part.slice(0, half), part.slice(half)];
-    const firstWritten = await attempt(first);
-    const secondWritten = await attempt(second);
-    if (!firstWritten && !secondWritten) {
-      // A half of one output was refused alone, and logged, already.
-      for (const refusedHalf of [first, second])
-        if (refusedHalf.length > 1) for (const output of refusedHalf) await attempt([output]);
-    } else if (!firstWritten) await search(first);
-    else if (!secondWritten) await search(second);
+    for (const sub of [part.slice(0, half), part.slice(half)]) {
+      if (sub.length > 1 && wasteLeft <= 0) for (const output of sub) await attempt([output]);
+      else if (!(await attempt(sub)) && sub.length > 1) {
+        wasteLeft--;
+        await search(sub);
+      }
+    }
   };
   if (!(await attempt(outputs))) await search(outputs);
   return { candles, wrote, refused };
