@@ -777,9 +777,10 @@ async function writePostgresUnlessDown(o: WorkerOptions, outputs: readonly Engin
  * take), no retry mends it, so the outputs are written again in halves, each half refused halved again: one or two
  * refused outputs cost about 2·log2(n) writes each. The search may waste 2·⌈log2 n⌉ + 2 writes on parts refused
  * whole; past that, there are many such outputs, and each part left is written one output at a time, so a batch
- * Postgres refuses whole costs at most n + 2·⌈log2 n⌉ + 3 writes, not 2n − 1. Each output refused alone is logged as `bad_output_entry` and returned (the
- * caller counts it: countRefused), and its Postgres writes left out (its Redis part is applied as usual). Every write
- * is idempotent, so what a failed part had written is written again harmlessly.
+ * Postgres refuses whole costs at most n + 2·⌈log2 n⌉ + 3 writes, not 2n − 1. Each output refused alone is logged
+ * as `bad_output_entry` and returned (the caller counts it: countRefused), and its Postgres writes left out (its
+ * Redis part is applied as usual). Every write is idempotent, so what a failed part had written is written again
+ * harmlessly.
  */
 async function writePostgres(
   o: WorkerOptions,
