@@ -460,10 +460,15 @@ describe("stopping npm start", () => {
         10_000,
         "the dropped lines to be counted",
       );
+      // One report per time the reader fell behind: the fixture keeps writing while the pipe drains, so a second,
+      // small one may follow the first.
       const dropped = events(output.stdout).filter((e) => e.event === "stdout_lines_dropped");
-      expect(dropped).toEqual([expect.objectContaining({ level: "warn", component: "start" })]);
-      expect(dropped[0]!.lines).toBeGreaterThan(0);
-      expect(dropped[0]!.message).toContain(logDir);
+      expect(dropped.length).toBeGreaterThan(0);
+      for (const report of dropped) {
+        expect(report).toMatchObject({ level: "warn", component: "start" });
+        expect(report.lines).toBeGreaterThan(0);
+        expect(report.message).toContain(logDir);
+      }
       child.kill("SIGINT");
       expect(await exited).toEqual({ code: 0, signal: null });
       expect(output.stderr).toContain("stopped cleanly\n");
