@@ -2,6 +2,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { join, posix } from "node:path";
 import { describe, expect, it } from "vitest";
+import { fences, shellComments } from "../functions/testing/doc-session.ts";
 import { missingPaths, namedPaths } from "./doc-paths.ts";
 import { REPO_ROOT as root, repositoryFiles } from "./repository-files.ts";
 
@@ -36,6 +37,13 @@ describe("docs", () => {
       "a.md#nope",
       "#not-a-heading",
     ]);
+  });
+
+  // Pasted into interactive zsh (macOS's shell), a comment runs as a command: its explanation belongs in the prose.
+  it.each(docs)("%s holds no comment in a shell block", (doc) => {
+    const blocks = fences(readFileSync(join(root, doc), "utf8")).filter((f) => /^(sh|bash|shell|zsh)$/.test(f.lang));
+    const comments = blocks.flatMap((f) => shellComments(f.code).map((line) => `${doc}:${f.line} ${line}`));
+    expect(comments).toEqual([]);
   });
 
   it("README.md is at most 12 KB (12,000 bytes)", () => {
