@@ -4,7 +4,7 @@
  * taken over; one naming a running `npm start` of a paper-broker checkout (this one or another whose `DATA_DIR` is the
  * same folder) stops this one.
  */
-import { existsSync, readFileSync, readlinkSync, realpathSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, realpathSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { ConfigError } from "./config.ts";
 
@@ -23,7 +23,7 @@ export function claimPidFile(file: string, startScript: string): void {
     return;
   } catch {
     const pid = Number(readFileSync(file, "utf8"));
-    if (Number.isInteger(pid) && pid > 0 && isOtherStart(pid, startScript, statSync(file).mtimeMs)) {
+    if (Number.isInteger(pid) && pid > 0 && isOtherStart(pid, startScript)) {
       throw new ConfigError(`already running (pid ${pid}, ${file}); stop it first, or ${SECOND_STACK}`);
     }
   }
@@ -37,7 +37,7 @@ export function claimPidFile(file: string, startScript: string): void {
  * the dead run's pid is often this run's own. After a reboot the number may belong to an unrelated process, hence
  * the command line check.
  */
-function isOtherStart(pid: number, startScript: string, writtenAtMs: number): boolean {
+function isOtherStart(pid: number, startScript: string): boolean {
   if (pid === process.pid || pid === process.ppid) return false;
   try {
     process.kill(pid, 0);
@@ -45,7 +45,7 @@ function isOtherStart(pid: number, startScript: string, writtenAtMs: number): bo
     return false;
   }
   if (!existsSync("/proc/self")) return true; // no /proc (macOS): alive is the best we know
-  return isProcess(pid) && startedBy(pid, writtenAtMs) && runsScript(pid, startScript);
+  return isProcess(pid) && runsScript(pid, startScript);
 }
 
 /**
@@ -58,27 +58,6 @@ function isProcess(pid: number): boolean {
     return tgid === undefined || Number(tgid) === pid;
   } catch {
     return false; // gone since
-  }
-}
-
-/** Linux reports process start times in USER_HZ ticks, 100 a second on every architecture Node runs on. */
-const TICKS_PER_SECOND = 100;
-
-/**
- * Whether process `pid` had started by `atMs`, when the file was written, give or take the boot time's whole
- * seconds: one started later cannot have written it, whatever it runs (a reused number, another checkout's stack on
- * its own data folder). Unknown (an unreadable /proc): true, and the command line decides.
- */
-function startedBy(pid: number, atMs: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Field 22, counted after the command name, whose parentheses may hold spaces and parentheses.
-    const startTicks = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
-    const bootS = Number(/^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"))?.[1]);
-    if (!Number.isFinite(startTicks) || !Number.isFinite(bootS)) return true;
-    return bootS * 1000 + (startTicks * 1000) / TICKS_PER_SECOND <= atMs + 2000;
-  } catch {
-    return true;
   }
 }
 
