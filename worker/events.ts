@@ -46,6 +46,27 @@ export const EVENTS_IDLE_TTL_MS = 24 * 60 * 60_000;
 export const EVENTS_TRIM_ABOVE = 1_100;
 
 /**
+ * How EVENT_APPEND and EVENT_LOST place a seq above the mark: the next one moves the mark over it and over every seq
+ * waiting in the ahead (KEYS[3]) or lost (KEYS[4]) set right after it; any other waits in `waiting`, which expires
+ * after `ttl` ms. Returns the mark.
+ */
+const PLACE_SEQ = `
+local function placeSeq(seq, mark, waiting, ttl)
+  if seq ~= mark + 1 then
+    redis.call('ZADD', waiting, seq, tostring(seq))
+    redis.call('PEXPIRE', waiting, ttl)
+    return mark
+  end
+  mark = seq
+  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 or redis.call('ZREM', KEYS[4], tostring(mark + 1)) == 1 do
+    mark = mark + 1
+  end
+  redis.call('SET', KEYS[2], tostring(mark))
+  return mark
+end
+`;
+
+/**
  * KEYS[1] events, KEYS[2] mark, KEYS[3] ahead, KEYS[4] lost (EVENT_LOST); ARGV[1] seq, ARGV[2] member
  * ("<log ms> <JSON>"), ARGV[3] keep count, ARGV[4] keep ms, ARGV[5] trim above, ARGV[6] idle ttl ms. Returns 1 when
  * stored, 0 when it was already (or is at or below the mark).
@@ -56,22 +77,13 @@ export const EVENTS_TRIM_ABOVE = 1_100;
  * alone, then chunks: a user whose last ten minutes hold more than the threshold pays two one-member reads per
  * append (the newest and the oldest), not a read of the whole set.
  */
-export const EVENT_APPEND = `
+export const EVENT_APPEND = `${PLACE_SEQ}
 local seq = tonumber(ARGV[1])
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
 redis.call('ZADD', KEYS[1], seq, ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-if seq == mark + 1 then
-  mark = seq
-  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 or redis.call('ZREM', KEYS[4], tostring(mark + 1)) == 1 do
-    mark = mark + 1
-  end
-  redis.call('SET', KEYS[2], tostring(mark))
-else
-  redis.call('ZADD', KEYS[3], seq, tostring(seq))
-  redis.call('PEXPIRE', KEYS[3], ARGV[6])
-end
+mark = placeSeq(seq, mark, KEYS[3], ARGV[6])
 local card = redis.call('ZCARD', KEYS[1])
 if card <= tonumber(ARGV[5]) then return 1 end
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1)[1]
@@ -148,20 +160,11 @@ return 1`;
  * Apart, it changes nothing until the mark reaches it. KEYS as EVENT_APPEND's; ARGV[1] seq, ARGV[2] idle ttl ms.
  * Returns 1 when recorded, 0 when the seq is at or below the mark or stored.
  */
-export const EVENT_LOST = `
+export const EVENT_LOST = `${PLACE_SEQ}
 local seq = tonumber(ARGV[1])
 local mark = tonumber(redis.call('GET', KEYS[2]) or '0')
 if seq <= mark or redis.call('ZCOUNT', KEYS[1], seq, seq) > 0 then return 0 end
-if seq == mark + 1 then
-  mark = seq
-  while redis.call('ZREM', KEYS[3], tostring(mark + 1)) == 1 or redis.call('ZREM', KEYS[4], tostring(mark + 1)) == 1 do
-    mark = mark + 1
-  end
-  redis.call('SET', KEYS[2], tostring(mark))
-else
-  redis.call('ZADD', KEYS[4], seq, tostring(seq))
-  redis.call('PEXPIRE', KEYS[4], ARGV[2])
-end
+placeSeq(seq, mark, KEYS[4], ARGV[2])
 return 1`;
 
 /** Scripts the worker loads (SCRIPT LOAD) with its read-model scripts, to send only their hashes with each write. */
