@@ -315,14 +315,15 @@ export class StreamHub {
       );
       return;
     }
-    if (conn.subscriptionCount + adds > this.deps.limits.maxSubscriptions) {
+    // What adds nothing is never refused: an unsubscribe from all quotes can leave a socket over the limit.
+    if (adds > 0 && conn.subscriptionCount + adds > this.deps.limits.maxSubscriptions) {
       conn.send(
         {
           type: "error",
           ...echo,
           code: "TOO_MANY_SUBSCRIPTIONS",
           field: "channel",
-          message: `channel: expected at most ${this.deps.limits.maxSubscriptions} subscriptions per socket, received ${conn.subscriptionCount + adds}.`,
+          message: `channel: expected at most ${this.deps.limits.maxSubscriptions} subscriptions per socket, received a subscribe that would make ${conn.subscriptionCount + adds}.`,
         },
         nowMs,
       );
