@@ -106,14 +106,29 @@ export async function countRequest(
 }
 
 /**
+ * KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Spends a unit of a budget: the count after it, or, with none
+ * left, minus the ms left of the window. Unlike COUNT a refusal spends nothing, so the counter is the units spent
+ * and a refund (REFUND) gives back one that can be spent again.
+ */
+const SPEND = `${LEFT_OF_WINDOW}
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return -left(KEYS[1], ARGV[2]) end
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n`;
+
+/** KEYS[1] counter. Gives back one unit; nothing when the window has ended (the key is gone) meanwhile. */
+const REFUND = `if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+return 0`;
+
+/**
  * Counts a sign-in email against the deployment's budget, every address and IP together
  * (`api:{deployment}:rate:sign-in-all`). Past it, 503 UNAVAILABLE rather than 429: the asker went over no limit of
  * their own, the service cannot send now; Retry-After is what is left of the window. Returns true when this email
- * used the budget's last unit, so that an operator is told once a window, not once a refused request.
+ * used the budget's last unit, so that an operator is told when the budget runs out, not once a refused request.
  */
 export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: RateLimit): Promise<boolean> {
   const n = await redis.eval(
-    COUNT,
+    SPEND,
     [keys.rateLimitKey("sign-in-all", "deployment")],
     [String(rate.limit), String(rate.windowMs)],
   );
@@ -127,6 +142,15 @@ export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: R
     );
   }
   return n === rate.limit;
+}
+
+/**
+ * Gives back the unit of a sign-in email that did not go out (its link could not be stored, or the provider could
+ * not send it), so that an email provider's outage does not use up the day's budget by retries. A send that timed
+ * out may have gone out after all: the budget then undercounts by one, the lesser harm than a lockout.
+ */
+export async function refundSignInBudget(redis: ApiRedis, keys: Keyspace): Promise<void> {
+  await redis.eval(REFUND, [keys.rateLimitKey("sign-in-all", "deployment")], []);
 }
 
 /**

@@ -14,6 +14,7 @@ const SESSION_NOT_VALID =
 import { createResendMailer } from "../auth/mailer.ts";
 import { Sessions } from "../auth/sessions.ts";
 import { CONSUME_SIGN_IN_TOKEN } from "../auth/sign-in-tokens.ts";
+import { refundSignInBudget } from "../admission.ts";
 import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
@@ -416,6 +417,42 @@ describe("the sign-in email provider failing", () => {
       "5",
     ]);
     expect(logged("backend_unavailable").some((l) => String(l.error).includes("no answer within 200 ms"))).toBe(true);
+  });
+
+  it("an email that did not go out gives its unit of the deployment's budget back; a refusal past it spends none", async () => {
+    const capped = await startApiStack({ settings: { signInPerDeployment: { limit: 2, windowMs: 24 * 3_600_000 } } });
+    try {
+      const api = client(
+        createApp({
+          ...capped.deps,
+          mailer: createResendMailer({
+            apiKey: "re_test_0123456789abcdef",
+            baseUrl: recorder.baseUrl,
+            from: "Paper Broker <login@paper-broker.test>",
+            log: capped.deps.log,
+          }),
+        }),
+      );
+      const budgetKey = capped.keys.rateLimitKey("sign-in-all", "deployment");
+      const sentBefore = recorder.sent.length;
+      recorder.failNext(503, { statusCode: 503, name: "service_unavailable", message: "Down." });
+      expect((await ask(api)).status).toBe(503);
+      expect(await capped.redis.get(budgetKey)).toBe("0");
+      expect([(await ask(api)).status, (await ask(api)).status]).toEqual([200, 200]);
+      expect(recorder.sent.length - sentBefore).toBe(2);
+      for (let i = 0; i < 3; i += 1) {
+        const over = await ask(api);
+        expect([over.status, over.body.error?.message?.startsWith("Sign-in emails are paused")]).toEqual([503, true]);
+      }
+      expect(await capped.redis.get(budgetKey)).toBe("2");
+      expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toHaveLength(1);
+      // A refund after the window ended creates no counter (it would have no expiry).
+      await capped.redis.del(budgetKey);
+      await refundSignInBudget(capped.deps.redis, capped.keys);
+      expect(await capped.redis.exists(budgetKey)).toBe(0);
+    } finally {
+      await capped.close();
+    }
   });
 
   it("our key refused is 503 UNAVAILABLE for minutes, with an error log naming RESEND_API_KEY", async () => {

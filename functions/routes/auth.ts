@@ -7,7 +7,13 @@
  */
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
-import { countRequest, signInEmailSubject, signInIpSubject, spendSignInBudget } from "../admission.ts";
+import {
+  countRequest,
+  refundSignInBudget,
+  signInEmailSubject,
+  signInIpSubject,
+  spendSignInBudget,
+} from "../admission.ts";
 import { signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { announceRevoked } from "../auth/stream-tickets.ts";
@@ -106,10 +112,17 @@ export function authRoutes(deps: ApiDeps) {
         windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
         hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
       });
-    const token = await issueSignInToken(db, email);
-    const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
-    // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.
-    await deps.mailer.send(signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }));
+    try {
+      const token = await issueSignInToken(db, email);
+      const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
+      // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.
+      await deps.mailer.send(signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }));
+    } catch (err) {
+      await refundSignInBudget(redis, keys).catch((refundErr: unknown) =>
+        deps.log.warn("sign_in_budget_refund_failed", { error: String(refundErr) }),
+      );
+      throw err;
+    }
     return c.json({ message: SIGN_IN_MESSAGE });
   });
 
