@@ -106,12 +106,7 @@ export function authRoutes(deps: ApiDeps) {
     await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
     const emailSubject = await signInEmailSubject(deps.sessions, email);
     await countRequest(redis, keys, "sign-in-email", emailSubject, settings.signInPerEmail);
-    if (await spendSignInBudget(redis, keys, settings.signInPerDeployment))
-      deps.log.warn("sign_in_emails_used_up", {
-        limit: settings.signInPerDeployment.limit,
-        windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
-        hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
-      });
+    const lastOfBudget = await spendSignInBudget(redis, keys, settings.signInPerDeployment);
     try {
       const token = await issueSignInToken(db, email);
       const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
@@ -123,6 +118,13 @@ export function authRoutes(deps: ApiDeps) {
       );
       throw err;
     }
+    // After the send: a last email that did not go out was given back, and the budget is not used up.
+    if (lastOfBudget)
+      deps.log.warn("sign_in_emails_used_up", {
+        limit: settings.signInPerDeployment.limit,
+        windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
+        hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
+      });
     return c.json({ message: SIGN_IN_MESSAGE });
   });
 
