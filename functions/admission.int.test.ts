@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL_MS } from "./admission.ts";
+import { IDEMPOTENCY_KEYS_PER_USER, IDEMPOTENCY_TTL_MS, settleSignInBudget, spendSignInBudget } from "./admission.ts";
 import { createApp } from "./app.ts";
 import { client } from "./testing/http.ts";
 import { startApiStack, type ApiStack } from "./testing/api-stack.ts";
@@ -128,5 +128,41 @@ describe("a key the API has forgotten while the engine remembers it", () => {
     const after = await Promise.all([api.get("/api/v1/account/balance"), api.get("/api/v1/trade/open")]);
     expect(after.map((r) => r.body)).toEqual(before.map((r) => r.body));
     expect((await api.get("/api/v1/trade/orders")).body).toEqual({ orders: [] });
+  });
+});
+
+describe("the deployment's sign-in email budget", () => {
+  const rate = { limit: 5, windowMs: 60_000 };
+  const key = () => stack.keys.rateLimitKey("sign-in-budget", "deployment");
+  const spent = () => stack.redis.hget(key(), "n");
+
+  it("a unit settles once: a resent refund (a retry after a lost reply) gives back nothing more", async () => {
+    await stack.redis.del(key());
+    const first = await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    await settleSignInBudget(stack.deps.redis, stack.keys, first, false);
+    await settleSignInBudget(stack.deps.redis, stack.keys, first, false);
+    expect(await spent()).toBe("1");
+    await stack.redis.del(key());
+  });
+
+  it("a unit of a window that has ended is not given back to the next; none creates a budget without expiry", async () => {
+    await stack.redis.del(key());
+    const old = await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    await stack.redis.del(key()); // the window ends
+    await settleSignInBudget(stack.deps.redis, stack.keys, old, false);
+    expect(await stack.redis.exists(key())).toBe(0);
+    await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    await settleSignInBudget(stack.deps.redis, stack.keys, old, false);
+    expect(await spent()).toBe("1");
+    // A refund back to 0 keeps the window's end: it starts with the budget, not with its first unit.
+    await stack.redis.del(key());
+    const unit = await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    await stack.redis.pexpire(key(), 5_000);
+    await settleSignInBudget(stack.deps.redis, stack.keys, unit, false);
+    expect(await spent()).toBe("0");
+    await spendSignInBudget(stack.deps.redis, stack.keys, rate);
+    expect(await stack.redis.pttl(key())).toBeLessThanOrEqual(5_000);
+    await stack.redis.del(key());
   });
 });

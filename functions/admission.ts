@@ -9,7 +9,7 @@
  * past the cap it drops that user's oldest, and a record older than the TTL counts as absent. Both keys expire a
  * TTL after the user's last keyed request, so an idle user's records go as a whole.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import type { Keyspace } from "../contract/names.ts";
 import type { Sessions } from "./auth/sessions.ts";
 import { ApiError, SESSION_NOT_VALID } from "./errors.ts";
@@ -106,32 +106,46 @@ export async function countRequest(
 }
 
 /**
- * KEYS[1] counter; ARGV[1] limit, ARGV[2] window ms. Spends a unit of a budget: the count after it, or, with none
- * left, minus the ms left of the window. Unlike COUNT a refusal spends nothing, so the counter is the units spent
- * and a refund (REFUND) gives back one that can be spent again.
+ * KEYS[1] the budget (a hash: `n` the units spent in its window, and a field per unit whose email is still being
+ * sent); ARGV[1] limit, ARGV[2] window ms, ARGV[3] the unit's id. Spends a unit: the count after it, or, with none
+ * left, minus the ms left of the window (a refusal spends nothing). The window starts with the hash, not with its
+ * first unit, so a refund back to 0 does not restart it.
  */
 const SPEND = `${LEFT_OF_WINDOW}
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return -left(KEYS[1], ARGV[2]) end
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') >= tonumber(ARGV[1]) then return -left(KEYS[1], ARGV[2]) end
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], ARGV[3], '1')
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return n`;
 
-/** KEYS[1] counter. Gives back one unit; nothing when the window has ended (the key is gone) meanwhile. */
-const REFUND = `if tonumber(redis.call('GET', KEYS[1]) or '0') > 0 then redis.call('DECR', KEYS[1]) end
+/**
+ * KEYS[1] the budget; ARGV[1] the unit's id, ARGV[2] '1' to give the unit back (its email did not go out), '0' to
+ * keep it spent. Settles a unit once: a resent call (a client retrying after a lost reply) finds its field gone, and
+ * so does a unit of a window that has since ended, which must not be given back to the next.
+ */
+const SETTLE = `if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 and ARGV[2] == '1' then
+  redis.call('HINCRBY', KEYS[1], 'n', -1)
+end
 return 0`;
 
+const signInBudgetKey = (keys: Keyspace) => keys.rateLimitKey("sign-in-budget", "deployment");
+
+/** A unit of the sign-in email budget, spent and not yet settled. */
+export interface SignInBudgetUnit {
+  readonly id: string;
+  /** This unit was the budget's last. */
+  readonly last: boolean;
+}
+
 /**
- * Counts a sign-in email against the deployment's budget, every address and IP together
- * (`api:{deployment}:rate:sign-in-all`). Past it, 503 UNAVAILABLE rather than 429: the asker went over no limit of
- * their own, the service cannot send now; Retry-After is what is left of the window. Returns true when this email
- * used the budget's last unit, so that an operator is told when the budget runs out, not once a refused request.
+ * Spends a unit of the deployment's sign-in email budget, every address and IP together
+ * (`api:{deployment}:rate:sign-in-budget`). Past it, 503 UNAVAILABLE rather than 429: the asker went over no limit
+ * of their own, the service cannot send now; Retry-After is what is left of the window. The unit must then be
+ * settled (`settleSignInBudget`): kept when the email went out or may have, given back when it surely did not.
  */
-export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: RateLimit): Promise<boolean> {
-  const n = await redis.eval(
-    SPEND,
-    [keys.rateLimitKey("sign-in-all", "deployment")],
-    [String(rate.limit), String(rate.windowMs)],
-  );
+export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: RateLimit): Promise<SignInBudgetUnit> {
+  const id = `u:${randomUUID()}`;
+  const n = await redis.eval(SPEND, [signInBudgetKey(keys)], [String(rate.limit), String(rate.windowMs), id]);
   if (typeof n === "number" && n < 0) {
     const retryAfter = retryAfterSeconds(rate, -n);
     throw new ApiError(
@@ -141,16 +155,21 @@ export async function spendSignInBudget(redis: ApiRedis, keys: Keyspace, rate: R
       { "Retry-After": String(retryAfter) },
     );
   }
-  return n === rate.limit;
+  return { id, last: n === rate.limit };
 }
 
 /**
- * Gives back the unit of a sign-in email that did not go out (its link could not be stored, or the provider could
- * not send it), so that an email provider's outage does not use up the day's budget by retries. A send that timed
- * out may have gone out after all: the budget then undercounts by one, the lesser harm than a lockout.
+ * Settles a unit: `sent: false` gives it back, so that an email provider refusing or failing (with an answer that
+ * says so) does not use up the day's budget by retries; `sent: true` keeps it. Idempotent, and a no-op once the
+ * unit's window has ended. A unit never settled (the process died) stays spent, and its field goes with its window.
  */
-export async function refundSignInBudget(redis: ApiRedis, keys: Keyspace): Promise<void> {
-  await redis.eval(REFUND, [keys.rateLimitKey("sign-in-all", "deployment")], []);
+export async function settleSignInBudget(
+  redis: ApiRedis,
+  keys: Keyspace,
+  unit: SignInBudgetUnit,
+  sent: boolean,
+): Promise<void> {
+  await redis.eval(SETTLE, [signInBudgetKey(keys)], [unit.id, sent ? "0" : "1"]);
 }
 
 /**

@@ -82,9 +82,13 @@ describe("Postgres down, on Neon's HTTP path", () => {
     const peer = await startNeonHttpPeer({ postgresUrl: `postgres://postgres@127.0.0.1:${await freePort()}/gone` });
     closers.push(() => peer.close());
     const api = appWith({ db: await neonOverHttp(peer) });
+    const budget = () => stack.redis.hget(stack.keys.rateLimitKey("sign-in-budget", "deployment"), "n");
+    const spentBefore = await budget();
     const res = await signIn(api);
     expect([res.status, res.body, res.headers.get("retry-after")]).toEqual([503, UNAVAILABLE, RETRY_AFTER]);
     expect(backendUnavailableLogged("Couldn't connect to compute node")).toBe(true);
+    // Its link could not be stored, so no email went out: the deployment's email budget got its unit back.
+    expect(await budget()).toBe(spentBefore ?? "0");
     const health = await api.get("/health");
     expect([health.status, health.body, health.headers.get("retry-after")]).toEqual([
       503,

@@ -18,12 +18,14 @@ export interface SignInEmail {
 
 export interface Mailer {
   /**
-   * Resolves once the email is on its way, or once the provider refused the address (logged as a warning: the
-   * answer to whoever asked is the same for any address). Throws EmailUnavailable when the provider cannot take
-   * the email now (the API answers 503); any other error is a bug (500).
+   * Resolves "sent" once the email is on its way, or "address-refused" once the provider refused the address
+   * (logged as a warning: the answer to whoever asked is the same for any address). Throws EmailUnavailable when
+   * the provider cannot take the email now (the API answers 503); any other error is a bug (500).
    */
-  send(email: SignInEmail): Promise<void>;
+  send(email: SignInEmail): Promise<MailOutcome>;
 }
+
+export type MailOutcome = "sent" | "address-refused";
 
 /**
  * The email provider is down, too slow, over its limits, or refuses our own configuration (its key, our sender):
@@ -36,6 +38,11 @@ export class EmailUnavailable extends Error {
   constructor(
     message: string,
     readonly retryAfterSeconds?: number,
+    /**
+     * The provider answered that it did not take the email. False when that is not known: no answer in time, a
+     * connection lost, or a server error that may have come after the email was queued.
+     */
+    readonly notSent = false,
   ) {
     super(message);
   }
@@ -136,7 +143,7 @@ export function createResendMailer(options: {
       );
       if (result.error === null) {
         log.info("email_sent", { provider: "resend", id: result.data.id });
-        return;
+        return "sent";
       }
       const { name, statusCode, message } = result.error;
       const providerWait = retryAfterOf(result.headers);
@@ -147,20 +154,24 @@ export function createResendMailer(options: {
       const refusal = resendRefusal(result.error);
       if (refusal === "address") {
         log.warn("email_address_refused", { provider: "resend", error: detail });
-        return;
+        return "address-refused";
       }
+      // A refusal, a rate limit or "unavailable" says the email was not taken; a 500, 502 or 504 (a gateway's) may
+      // come after it was.
+      const notSent = !signal.aborted && typeof statusCode === "number" && (statusCode < 500 || statusCode === 503);
       if (refusal === "api-key" || refusal === "sender") {
         const setting = REFUSED_SETTING[refusal];
         log.error("email_setting_refused", { provider: "resend", setting, error: detail });
         throw new EmailUnavailable(
           `Resend refused ${setting}, so no email can be sent: ${detail}`,
           EMAIL_BLOCKED_RETRY_AFTER_S,
+          notSent,
         );
       }
       if (refusal === "outage") {
         // A quota used up is not over in seconds, whatever a header says.
         const wait = QUOTA_NAMES.has(name) ? Math.max(providerWait ?? 0, EMAIL_BLOCKED_RETRY_AFTER_S) : providerWait;
-        throw new EmailUnavailable(`Resend did not send the email: ${detail}`, wait);
+        throw new EmailUnavailable(`Resend did not send the email: ${detail}`, wait, notSent);
       }
       throw new Error(`Resend did not send the email: ${detail}`);
     },
@@ -202,7 +213,7 @@ export function createDevMailbox(options: { redis: ApiRedis; key: string; log: L
   if (!Number.isInteger(keep) || keep < 1)
     throw new Error(`createDevMailbox: keep must be a positive integer, got ${keep}`);
   return {
-    async send(email: SignInEmail): Promise<void> {
+    async send(email: SignInEmail): Promise<MailOutcome> {
       const mail: DevMail = {
         to: email.to,
         subject: email.subject,
@@ -215,6 +226,7 @@ export function createDevMailbox(options: { redis: ApiRedis; key: string; log: L
       // from the terminal. Never used where a key is configured.
       log.info("dev_email", { to: mail.to, subject: mail.subject, link: mail.link });
       await redis.eval(PUSH_AND_TRIM, [key], [JSON.stringify(mail), String(keep)]);
+      return "sent";
     },
     /** The newest `limit` emails, newest first. */
     async list(limit: number): Promise<DevMail[]> {

@@ -14,7 +14,6 @@ const SESSION_NOT_VALID =
 import { createResendMailer } from "../auth/mailer.ts";
 import { Sessions } from "../auth/sessions.ts";
 import { CONSUME_SIGN_IN_TOKEN } from "../auth/sign-in-tokens.ts";
-import { refundSignInBudget } from "../admission.ts";
 import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
 import { startResendRecorder, type ResendRecorder } from "../testing/resend-recorder.ts";
@@ -296,7 +295,7 @@ describe("magic-link sign-in", () => {
       ]);
       expect((await capped.pg.db.query("SELECT count(*)::int AS n FROM sign_in_tokens")).rows[0]).toEqual(tokensBefore);
       // Retry-After is what is left of the window; the warning is not repeated for each refusal.
-      await capped.redis.pexpire(capped.keys.rateLimitKey("sign-in-all", "deployment"), 12_300);
+      await capped.redis.pexpire(capped.keys.rateLimitKey("sign-in-budget", "deployment"), 12_300);
       expect((await ask(4)).headers.get("retry-after")).toBe("13");
       expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toHaveLength(1);
     } finally {
@@ -419,8 +418,8 @@ describe("the sign-in email provider failing", () => {
     expect(logged("backend_unavailable").some((l) => String(l.error).includes("no answer within 200 ms"))).toBe(true);
   });
 
-  it("an email that did not go out gives its unit of the deployment's budget back; a refusal past it spends none", async () => {
-    const capped = await startApiStack({ settings: { signInPerDeployment: { limit: 2, windowMs: 24 * 3_600_000 } } });
+  it("only an email that surely did not go out gives its unit of the deployment's budget back; a refusal spends none", async () => {
+    const capped = await startApiStack({ settings: { signInPerDeployment: { limit: 3, windowMs: 24 * 3_600_000 } } });
     try {
       const api = client(
         createApp({
@@ -430,31 +429,41 @@ describe("the sign-in email provider failing", () => {
             baseUrl: recorder.baseUrl,
             from: "Paper Broker <login@paper-broker.test>",
             log: capped.deps.log,
+            timeoutMs: 200,
           }),
         }),
       );
-      const budgetKey = capped.keys.rateLimitKey("sign-in-all", "deployment");
+      const budgetKey = capped.keys.rateLimitKey("sign-in-budget", "deployment");
+      const spent = () => capped.redis.hget(budgetKey, "n");
+      const usedUp = () => capped.logLines.filter((l) => l.event === "sign_in_emails_used_up");
+      const down = { statusCode: 503, name: "service_unavailable", message: "Down." };
       const sentBefore = recorder.sent.length;
-      recorder.failNext(503, { statusCode: 503, name: "service_unavailable", message: "Down." });
+      // Resend answered that it did not take it: given back.
+      recorder.failNext(503, down);
       expect((await ask(api)).status).toBe(503);
-      expect(await capped.redis.get(budgetKey)).toBe("0");
+      expect(await spent()).toBe("0");
       expect((await ask(api)).status).toBe(200);
-      // The last email failing is not the budget used up: no warning, and it can be spent again.
-      recorder.failNext(503, { statusCode: 503, name: "service_unavailable", message: "Down." });
+      // No answer in time: Resend may have it, so it stays spent.
+      recorder.stallNext();
       expect((await ask(api)).status).toBe(503);
-      expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toEqual([]);
+      expect(await spent()).toBe("2");
+      // An address Resend refuses gets the usual 200, and no email: given back.
+      recorder.failNext(422, { statusCode: 422, name: "validation_error", message: "Invalid `to` field." });
+      expect((await ask(api)).status).toBe(200);
+      expect(await spent()).toBe("2");
+      // The last email failing is not the budget used up: no warning, and it can be spent again.
+      recorder.failNext(503, down);
+      expect((await ask(api)).status).toBe(503);
+      expect(usedUp()).toEqual([]);
       expect((await ask(api)).status).toBe(200);
       expect(recorder.sent.length - sentBefore).toBe(2);
+      expect(usedUp()).toHaveLength(1);
       for (let i = 0; i < 3; i += 1) {
         const over = await ask(api);
         expect([over.status, over.body.error?.message?.startsWith("Sign-in emails are paused")]).toEqual([503, true]);
       }
-      expect(await capped.redis.get(budgetKey)).toBe("2");
-      expect(capped.logLines.filter((l) => l.event === "sign_in_emails_used_up")).toHaveLength(1);
-      // A refund after the window ended creates no counter (it would have no expiry).
-      await capped.redis.del(budgetKey);
-      await refundSignInBudget(capped.deps.redis, capped.keys);
-      expect(await capped.redis.exists(budgetKey)).toBe(0);
+      // Refusals spent nothing, and every unit was settled: only the count is left.
+      expect(await capped.redis.hgetall(budgetKey)).toEqual({ n: "3" });
     } finally {
       await capped.close();
     }

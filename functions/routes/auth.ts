@@ -9,12 +9,12 @@ import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import {
   countRequest,
-  refundSignInBudget,
+  settleSignInBudget,
   signInEmailSubject,
   signInIpSubject,
   spendSignInBudget,
 } from "../admission.ts";
-import { signInEmail } from "../auth/mailer.ts";
+import { EmailUnavailable, signInEmail } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { announceRevoked } from "../auth/stream-tickets.ts";
 import {
@@ -106,20 +106,27 @@ export function authRoutes(deps: ApiDeps) {
     await countRequest(redis, keys, "sign-in-ip", signInIpSubject(deps.clientIp(c)), settings.signInPerIp);
     const emailSubject = await signInEmailSubject(deps.sessions, email);
     await countRequest(redis, keys, "sign-in-email", emailSubject, settings.signInPerEmail);
-    const lastOfBudget = await spendSignInBudget(redis, keys, settings.signInPerDeployment);
+    const unit = await spendSignInBudget(redis, keys, settings.signInPerDeployment);
+    // Whether the email went out or may have: only one that surely did not gives its unit of the budget back.
+    let mayHaveGone = false;
     try {
       const token = await issueSignInToken(db, email);
       const link = `${settings.appUrl.replace(/\/$/, "")}/api/v1/auth/verify?token=${token}`;
+      mayHaveGone = true;
       // Resolves for an address the provider refused too (auth/mailer.ts): the answer must not tell it apart.
-      await deps.mailer.send(signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }));
-    } catch (err) {
-      await refundSignInBudget(redis, keys).catch((refundErr: unknown) =>
-        deps.log.warn("sign_in_budget_refund_failed", { error: String(refundErr) }),
+      const outcome = await deps.mailer.send(
+        signInEmail({ to: email, link, expiresInMinutes: SIGN_IN_TOKEN_TTL_MINUTES }),
       );
+      mayHaveGone = outcome === "sent";
+    } catch (err) {
+      if (err instanceof EmailUnavailable && err.notSent) mayHaveGone = false;
       throw err;
+    } finally {
+      await settleSignInBudget(redis, keys, unit, mayHaveGone).catch((settleErr: unknown) =>
+        deps.log.warn("sign_in_budget_settle_failed", { refund: !mayHaveGone, error: String(settleErr) }),
+      );
     }
-    // After the send: a last email that did not go out was given back, and the budget is not used up.
-    if (lastOfBudget)
+    if (unit.last && mayHaveGone)
       deps.log.warn("sign_in_emails_used_up", {
         limit: settings.signInPerDeployment.limit,
         windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
