@@ -49,6 +49,19 @@ export class EmailUnavailable extends Error {
 }
 
 /**
+ * Resend refused our request for a reason that is our bug (a field it requires, a security check): the API answers
+ * 500, and Resend said it did not take the email.
+ */
+export class EmailRequestRefused extends Error {
+  override name = "EmailRequestRefused";
+}
+
+/** The error from `Mailer.send` says the provider did not take the email: no email can have gone out. */
+export function surelyNotSent(err: unknown): boolean {
+  return err instanceof EmailRequestRefused || (err instanceof EmailUnavailable && err.notSent);
+}
+
+/**
  * Retry-After of a sign-in whose email cannot go out until someone acts: our key or sender refused (a setting to fix
  * and deploy), or a daily or monthly quota used up (a plan to raise, or the period to end; longer when Resend says
  * so). Minutes, not seconds; and each attempt counts against the address's sign-in limit.
@@ -173,7 +186,8 @@ export function createResendMailer(options: {
         const wait = QUOTA_NAMES.has(name) ? Math.max(providerWait ?? 0, EMAIL_BLOCKED_RETRY_AFTER_S) : providerWait;
         throw new EmailUnavailable(`Resend did not send the email: ${detail}`, wait, notSent);
       }
-      throw new Error(`Resend did not send the email: ${detail}`);
+      // resendRefusal calls every answer without a status, and every 5xx, an outage: this is a 4xx.
+      throw new EmailRequestRefused(`Resend did not send the email: ${detail}`);
     },
   };
 }

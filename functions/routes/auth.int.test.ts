@@ -12,6 +12,7 @@ const NO_SESSION = "Sign in first: send the session cookie, or the session token
 const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { createResendMailer } from "../auth/mailer.ts";
+import type { ApiRedis } from "../redis/api-redis.ts";
 import { Sessions } from "../auth/sessions.ts";
 import { CONSUME_SIGN_IN_TOKEN } from "../auth/sign-in-tokens.ts";
 import { client, type Call } from "../testing/http.ts";
@@ -464,9 +465,39 @@ describe("the sign-in email provider failing", () => {
       }
       // Refusals spent nothing, and every unit was settled: only the count is left.
       expect(await capped.redis.hgetall(budgetKey)).toEqual({ n: "3" });
+
+      // A new window. A 500 may come after Resend took the email: kept. A refusal of our request (our bug: 500)
+      // says it was not taken: given back.
+      await capped.redis.del(budgetKey);
+      recorder.failNext(500, { statusCode: 500, name: "application_error", message: "An unexpected error occurred." });
+      expect((await ask(api)).status).toBe(503);
+      expect(await spent()).toBe("1");
+      recorder.failNext(451, { statusCode: 451, name: "security_error", message: "Security check failed." });
+      expect((await ask(api)).status).toBe(500);
+      expect(await spent()).toBe("1");
+      // The last unit's email with no answer in time may have gone out: the budget is used up, and the operator told.
+      expect((await ask(api)).status).toBe(200);
+      recorder.stallNext();
+      expect((await ask(api)).status).toBe(503);
+      expect([await spent(), usedUp().length]).toEqual(["3", 2]);
     } finally {
       await capped.close();
     }
+  });
+
+  it("a sent email whose unit Redis would not settle still answers 200, and the operator is told", async () => {
+    const settleRefused = new Error("READONLY You can't write against a read only replica.");
+    const redis: ApiRedis = {
+      ...stack.deps.redis,
+      eval: (script, keys, args) =>
+        script.includes("HDEL") ? Promise.reject(settleRefused) : stack.deps.redis.eval(script, keys, args),
+    };
+    const api = client(createApp({ ...stack.deps, redis }));
+    const before = logged("sign_in_budget_settle_failed").length;
+    expect((await ask(api)).status).toBe(200);
+    expect(logged("sign_in_budget_settle_failed").slice(before)).toEqual([
+      expect.objectContaining({ level: "warn", refund: false, error: String(settleRefused) }),
+    ]);
   });
 
   it("our key refused is 503 UNAVAILABLE for minutes, with an error log naming RESEND_API_KEY", async () => {

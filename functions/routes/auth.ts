@@ -14,7 +14,7 @@ import {
   signInIpSubject,
   spendSignInBudget,
 } from "../admission.ts";
-import { EmailUnavailable, signInEmail } from "../auth/mailer.ts";
+import { signInEmail, surelyNotSent } from "../auth/mailer.ts";
 import { SESSION_TTL_SECONDS } from "../auth/sessions.ts";
 import { announceRevoked } from "../auth/stream-tickets.ts";
 import {
@@ -119,19 +119,20 @@ export function authRoutes(deps: ApiDeps) {
       );
       mayHaveGone = outcome === "sent";
     } catch (err) {
-      if (err instanceof EmailUnavailable && err.notSent) mayHaveGone = false;
+      if (surelyNotSent(err)) mayHaveGone = false;
       throw err;
     } finally {
       await settleSignInBudget(redis, keys, unit, mayHaveGone).catch((settleErr: unknown) =>
         deps.log.warn("sign_in_budget_settle_failed", { refund: !mayHaveGone, error: String(settleErr) }),
       );
+      // Also when the send failed: an email that may have gone out keeps the budget's last unit spent.
+      if (unit.last && mayHaveGone)
+        deps.log.warn("sign_in_emails_used_up", {
+          limit: settings.signInPerDeployment.limit,
+          windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
+          hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
+        });
     }
-    if (unit.last && mayHaveGone)
-      deps.log.warn("sign_in_emails_used_up", {
-        limit: settings.signInPerDeployment.limit,
-        windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
-        hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
-      });
     return c.json({ message: SIGN_IN_MESSAGE });
   });
 
