@@ -448,6 +448,7 @@ describe("the sign-in email provider failing", () => {
       recorder.stallNext();
       expect((await ask(api)).status).toBe(503);
       expect(await spent()).toBe("2");
+
       // An address Resend refuses gets the usual 200, and no email: given back.
       recorder.failNext(422, { statusCode: 422, name: "validation_error", message: "Invalid `to` field." });
       expect((await ask(api)).status).toBe(200);
@@ -475,8 +476,12 @@ describe("the sign-in email provider failing", () => {
       recorder.failNext(451, { statusCode: 451, name: "security_error", message: "Security check failed." });
       expect((await ask(api)).status).toBe(500);
       expect(await spent()).toBe("1");
+      // Nor with the connection lost after Resend took it: it went out, and stays spent.
+      const tookBefore = recorder.sent.length;
+      recorder.dropNext();
+      expect((await ask(api)).status).toBe(503);
+      expect([recorder.sent.length - tookBefore, await spent()]).toEqual([1, "2"]);
       // The last unit's email with no answer in time may have gone out: the budget is used up, and the operator told.
-      expect((await ask(api)).status).toBe(200);
       recorder.stallNext();
       expect((await ask(api)).status).toBe(503);
       expect([await spent(), usedUp().length]).toEqual(["3", 2]);

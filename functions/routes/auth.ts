@@ -130,7 +130,7 @@ export function authRoutes(deps: ApiDeps) {
         deps.log.warn("sign_in_emails_used_up", {
           limit: settings.signInPerDeployment.limit,
           windowHours: settings.signInPerDeployment.windowMs / 3_600_000,
-          hint: "SIGN_IN_EMAILS_PER_DAY: every sign-in email past it gets 503 until the window ends",
+          hint: "SIGN_IN_EMAILS_PER_DAY: sign-in emails get 503 until the window ends, but for units given back",
         });
     }
     return c.json({ message: SIGN_IN_MESSAGE });

@@ -21,7 +21,8 @@
  * - the testing sender's recipients are only the account's own address: Resend's test addresses (such as
  *   delivered@resend.dev) get the 403 here, where Resend accepts them.
  * `failNext` makes the next request fail with any of Resend's other answers (a 5xx, a 429, a 422 for an address),
- * and `stallNext` leaves it unanswered, for the error paths; a closed recorder is Resend unreachable.
+ * `stallNext` leaves it unanswered, and `dropNext` takes the email (it is recorded as sent) and then drops the
+ * connection without an answer, for the error paths; a closed recorder is Resend unreachable.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
@@ -51,6 +52,8 @@ export interface ResendRecorder {
   failNext(status: number, body: unknown, headers?: Record<string, string>): void;
   /** The next request gets no answer: its connection is held until `close`. */
   stallNext(): void;
+  /** The next request's email is taken and recorded, and its connection dropped before any answer. */
+  dropNext(): void;
   close(): Promise<void>;
 }
 
@@ -72,6 +75,7 @@ export async function startResendRecorder(options: ResendRecorderOptions = {}): 
   const sent: RecordedEmail[] = [];
   let failure: { status: number; body: unknown; headers: Record<string, string> } | undefined;
   let stall = false;
+  let drop = false;
   /** When the requests of the last second were answered (ms), for the rate limit. */
   let answeredAt: number[] = [];
 
@@ -111,6 +115,13 @@ export async function startResendRecorder(options: ResendRecorderOptions = {}): 
           failure = undefined;
           return reply(res, status, body, headers);
         }
+        if (drop) {
+          drop = false;
+          // Dropped first, so that no byte of the answer handle() writes can reach the client.
+          res.socket?.destroy();
+          handle(req, raw, res, sent, accountEmail);
+          return;
+        }
         handle(req, raw, res, sent, accountEmail);
       },
       () => reply(res, 400, resendError(400, "validation_error", "Could not read the request body.")),
@@ -128,6 +139,9 @@ export async function startResendRecorder(options: ResendRecorderOptions = {}): 
     },
     stallNext() {
       stall = true;
+    },
+    dropNext() {
+      drop = true;
     },
     close: () =>
       new Promise<void>((resolve, reject) => {
