@@ -145,14 +145,21 @@ describe("FeedClient", () => {
     expect(feed.counters).toMatchObject({ published: 2, heartbeatFrames: 5, heartbeats: 3 });
     expect(feed.counters.dropped.unchanged).toBe(1);
 
-    // A new connection: a heartbeat vouches for the book only once this connection has shown it.
+    // A new connection: a heartbeat vouches for the book only once this connection has shown it, and the first frame
+    // with the top unchanged may be the snapshot answering the SUBSCRIBE, not the book's word.
     server.sockets[0]!.terminate();
     await waitFor("a second connection", () => server.sockets[1]);
     await waitFor("its subscription", () => server.received[1]?.[0]);
-    const again = [mark(S + 5_000_000), book(1, "4000", S + 5_100_000), mark(S + 6_000_000)];
+    const again = [
+      mark(S + 5_000_000),
+      book(1, "4000", S + 5_100_000), // the snapshot
+      mark(S + 6_000_000), // nothing yet
+      book(2, "4000", S + 6_500_000), // sizes only: the book's word, and a heartbeat
+      mark(S + 7_500_000),
+    ];
     for (const text of again) server.sockets[1]!.send(text);
     await waitFor("the frames", () => feed.counters.received === script.length + again.length);
-    expect(beats.slice(3)).toEqual([eth(S + 5_100_000), eth(S + 6_000_000)]);
+    expect(beats.slice(3)).toEqual([eth(S + 6_500_000), eth(S + 7_500_000)]);
     expect(quotes).toHaveLength(2);
   });
 
@@ -420,6 +427,42 @@ describe("FeedClient", () => {
     await send(book(++u, "4000", second(12.5)));
     expect(beats.map((b) => b.exchangeTimeUs).at(-1)).toBe(String(second(12.5)));
     expect(events("feed_book_resumed")).toHaveLength(1);
+  });
+
+  it("takes no word from a reconnect's snapshot of an unchanged top: reconnects keep a halted book stopped", async () => {
+    const server = await scriptedServer();
+    const { log, events } = captureLog();
+    const { feed, beats } = client({ url: server.url, log, bookSilenceMs: 2_000 });
+    await waitFor("the subscription", () => server.received[0]?.[0]);
+    const S = (Date.now() - 60_000) * 1000;
+    const second = (n: number) => S + n * 1_000_000;
+    let sent = 0;
+    const send = async (connection: number, text: string) => {
+      server.sockets[connection]!.send(text);
+      sent++;
+      await waitFor("the frame taken in", () => feed.counters.received === sent);
+    };
+    // ETH halts at the exchange after one book frame, a second before its first reconnect; its mark price flows.
+    let u = 5;
+    await send(0, book(u, "4000", S));
+    await send(0, mark(second(1)));
+    // The connection drops every 1.5 s, less than bookSilenceMs (a flaky proxy). Each new SUBSCRIBE is answered with
+    // a snapshot of the frozen top, stamped now and with a new id, as a resubscribe's is.
+    let t = 1;
+    for (let connection = 1; connection <= 6; connection++) {
+      server.sockets[connection - 1]!.terminate();
+      await waitFor("the next subscription", () => server.received[connection]?.[0]);
+      await send(connection, book(++u, "4000", second(t + 0.1)));
+      for (const dt of [0.5, 1, 1.5]) await send(connection, mark(second(t + dt)));
+      t += 1.5;
+    }
+    // One heartbeat before the first reconnect; none after it, 10 s on: the snapshots vouched for nothing.
+    expect(beats.map((b) => b.exchangeTimeUs)).toEqual([String(second(1))]);
+    expect(feed.counters.dropped.unchanged).toBe(6);
+    expect(events("feed_book_resumed")).toEqual([]);
+    // A frame after the snapshot, with the same top in sequence (its sizes changed), is the book's word again.
+    await send(6, book(++u, "4000", second(t + 0.2)));
+    expect(beats.map((b) => b.exchangeTimeUs).at(-1)).toBe(String(second(t + 0.2)));
   });
 
   it("treats a socket that never sends as dead, reconnects and resubscribes", async () => {

@@ -13,11 +13,14 @@
  * flow on, which nothing else would repair: so that one stream alone is subscribed again (UNSUBSCRIBE, then
  * SUBSCRIBE: a SUBSCRIBE of a stream the server still counts as subscribed may be ignored), at once and every
  * `bookSilenceMs` while the silence lasts (`feed_book_resubscribed`). The socket is not dropped for it: that would
- * interrupt every other market, and would not bring a halted book back. The first book frame after a resubscribe
- * is the book showing itself only if it changes the top: a server may answer a SUBSCRIBE with a snapshot of the top
- * stamped now, and for a halted book that is the frozen top, so it is dropped (`unchanged`) and neither resumes the
- * book nor vouches for its heartbeats. The next frame counts as any other, so a live book whose subscription was
- * lost shows itself again at its next change of the top, sizes included.
+ * interrupt every other market, and would not bring a halted book back. The first book frame after a resubscribe,
+ * and a market's first on a new connection (every reconnect subscribes every stream again), is the book showing
+ * itself only if it changes the top: a server may answer a SUBSCRIBE with a snapshot of the top stamped now, and for
+ * a halted book that is the frozen top, so it is dropped (`unchanged`) and neither resumes the book nor vouches for
+ * its heartbeats. Otherwise a connection that drops more often than `bookSilenceMs` would keep a halted market
+ * tradable for as long as that goes on. The next frame counts as any other, so a live book shows itself again at its
+ * next change of the top, sizes included: after a reconnect, a quiet market's heartbeats wait for that frame (from a
+ * server that sends no snapshot, the book's second), as they wait for the first when no snapshot comes.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
@@ -143,7 +146,10 @@ export class FeedClient {
   private readonly refusedBooks = new Set<string>();
   /** Per market, the exchange time (µs) of the evidence at which its silent book was last subscribed again. */
   private readonly resubscribedAtUs = new Map<string, bigint>();
-  /** Markets subscribed again whose book has sent no frame since: the first may be a snapshot of a frozen top. */
+  /**
+   * Markets subscribed (again, or on a new connection) whose book has sent no frame since: the first may be a snapshot
+   * of a frozen top.
+   */
   private readonly awaitingBook = new Set<string>();
   private readonly silenceMs: number;
   private readonly bookSilenceMs: number;
@@ -265,7 +271,8 @@ export class FeedClient {
       this.gate.newConnection();
       this.heartbeats.newConnection();
       this.resubscribedAtUs.clear();
-      this.awaitingBook.clear();
+      // The new SUBSCRIBE may be answered as a resubscribe's is, with a halted book's frozen top stamped now.
+      for (const { market } of this.options.markets) this.awaitingBook.add(market);
       log.info("feed_connected", { url });
       const streams = streamsFor(this.options.markets);
       socket.send(JSON.stringify({ method: "SUBSCRIBE", params: streams }));

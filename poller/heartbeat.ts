@@ -21,9 +21,10 @@
  *   orders on it 5 s after its last heartbeat. On an exchange the sizes at the top of a live book usually change far
  *   more often than that, even while its prices stand still; a quieter one needs a longer limit (config.ts).
  * - After a reconnect a market's heartbeats wait until the new connection has shown its book, so a heartbeat
- *   never vouches for a top of book seen before the gap. A book it has not shown counts as silent from the
- *   connection's first evidence of the market (a bookTicker subscription that never delivers, or a market whose
- *   book has not shown itself at all yet).
+ *   never vouches for a top of book seen before the gap (a first frame that leaves the top unchanged may be the
+ *   snapshot answering the SUBSCRIBE, not the book's word, and shows nothing: feed-client.ts). A book it has not
+ *   shown counts as silent from the connection's first evidence of the market (a bookTicker subscription that never
+ *   delivers, or a market whose book has not shown itself at all yet).
  * - A book frame of the market refused although stamped later than its last accepted one (`bookRefused`: ids out
  *   of sequence, as the first frame after ids start over, or prices that cannot be taken or are missing) says the
  *   top has moved from the one held: the market's heartbeats stop (`book_refused`) until a book frame of it is
