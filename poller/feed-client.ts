@@ -119,6 +119,11 @@ export interface FeedClientOptions {
   readonly random?: () => number;
   /** Called each time a reconnect is scheduled (the socket closed, or could not be opened). */
   readonly onReconnect?: (() => void) | undefined;
+  /**
+   * Per market, the exchange time (µs) at which its last top in the log began, before this process (a live start:
+   * price-feed.ts): a first frame stamped earlier is dropped as `stale`, as on a reconnect (ordering.ts).
+   */
+  readonly loggedTopSinceUs?: ReadonlyMap<string, string> | undefined;
 }
 
 export class FeedClient {
@@ -176,6 +181,7 @@ export class FeedClient {
       this.counters.sequenceResets++;
       options.log.warn("feed_sequence_reset", { url: options.url, market, fromId, toId });
     });
+    for (const [market, sinceUs] of options.loggedTopSinceUs ?? []) this.gate.loggedBefore(market, sinceUs);
     this.bookSilenceMs = options.bookSilenceMs ?? BOOK_SILENCE_MS;
     this.heartbeats = new Heartbeats(this.bookSilenceMs);
     this.silenceMs = options.silenceMs ?? 15_000;

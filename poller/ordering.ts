@@ -31,9 +31,14 @@
  * connection has a baseline for a market, a frame stamped earlier than the market's last accepted one (on any
  * connection) is `stale`: nothing promises that a fresh subscription starts from a book no older than what came
  * before (a lagging gateway node, a cached snapshot), and the engine takes any bid/ask that differs up to 5 s
- * (staleQuoteMs) behind the market's newest, so such a frame would take the market back in time. A frame stamped no earlier is the new baseline (an
- * equal time is the same moment, not the past). The last published bid/ask survives reconnects, so a
- * resubscription does not republish an unchanged quote.
+ * (staleQuoteMs) behind the market's newest, so such a frame would take the market back in time. A frame stamped
+ * no earlier is the new baseline (an equal time is the same moment, not the past). The last published bid/ask
+ * survives reconnects, so a resubscription does not republish an unchanged quote.
+ *
+ * A restart is a new connection too (every deploy restarts the poller), with nothing accepted yet: a live start
+ * takes, per market, the exchange time at which the log's last top began (`loggedBefore`, start-quotes.ts) as that
+ * of an accepted frame. Not the log's last entry's: a heartbeat is stamped with a mark price's time, which can be
+ * later than the book's own frames, so flooring on it would refuse a correct snapshot of an unchanged book.
  */
 import { fromTheFuture } from "../engine/core/freshness.ts";
 import { makeParams } from "../engine/core/params.ts";
@@ -108,6 +113,16 @@ export class QuoteGate {
     if (published !== undefined && published.bid === quote.bid && published.ask === quote.ask) return "unchanged";
     this.lastPublished.set(quote.market, { bid: quote.bid, ask: quote.ask });
     return "accept";
+  }
+
+  /**
+   * The market's last top in the log, written before this process started, began at `exchangeTimeUs`
+   * (start-quotes.ts): it counts as the time of an accepted frame, so a first frame stamped earlier is `stale`.
+   */
+  loggedBefore(market: string, exchangeTimeUs: string): void {
+    const atUs = BigInt(exchangeTimeUs);
+    const acceptedAtUs = this.acceptedAtUs.get(market);
+    if (acceptedAtUs === undefined || atUs > acceptedAtUs) this.acceptedAtUs.set(market, atUs);
   }
 
   /** True when `exchangeTimeUs` is later than the market's last accepted frame (false for a market with none). */

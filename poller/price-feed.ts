@@ -17,6 +17,9 @@
  * last quotes first, before its connection can write any, and a market whose last quote came from the sim gets a
  * loud warning at its first live quote (`feed_live_after_sim`, with both prices): the log jumps there, and stops,
  * take-profits, pending orders and liquidations between the two prices fire on the jump. Live prices still win.
+ * The same read tells, per market whose last quote is live, when its top began (`changedAtUs`): the live feed drops a
+ * first frame stamped earlier (a lagging gateway node, a cached snapshot), which would take the market back in time,
+ * as it does on a reconnect (ordering.ts). A simulated quote's time is another clock's and tells nothing of it.
  */
 import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -46,14 +49,18 @@ export interface PriceFeedOptions {
   readonly onReconnect?: () => void;
   /**
    * The last quotes the system holds, per market (main.ts: readLastQuotes): an in-process sim starts from them
-   * (absent: the sim's levels), and a live start warns of each market whose last one was simulated.
+   * (absent: the sim's levels), and a live start warns of each market whose last one was simulated and drops a first
+   * frame stamped before its last live top began.
    */
   readonly lastQuotes?: () => Promise<ReadonlyMap<string, LastQuote>>;
   /** How long a live start waits for `lastQuotes` before it connects without them (default LAST_QUOTES_WAIT_MS). */
   readonly lastQuotesWaitMs?: number;
 }
 
-/** A live start's wait for the last quotes (only its warning needs them): a healthy Redis answers in milliseconds. */
+/**
+ * A live start's wait for the last quotes (only its warning and its first frames' floor need them): a healthy Redis
+ * answers in milliseconds.
+ */
 export const LAST_QUOTES_WAIT_MS = 2_000;
 
 export class PriceFeed {
@@ -63,6 +70,8 @@ export class PriceFeed {
   private stopped = false;
   /** Markets whose last quote before this live start was simulated, until their first live quote is warned of. */
   private readonly simBeforeLive = new Map<string, LastQuote>();
+  /** Per market whose last quote before this live start was live, when its top began (start-quotes.ts). */
+  private readonly liveTopSinceUs = new Map<string, string>();
 
   constructor(private readonly options: PriceFeedOptions) {}
 
@@ -90,8 +99,10 @@ export class PriceFeed {
     const { mode, backpackWsUrl, log } = this.options;
     if (mode !== "sim") {
       // Read before connecting: once the live feed writes, a market's last quote would be its own.
-      for (const [market, quote] of await this.lastQuotesForWarning()) {
+      for (const [market, quote] of await this.lastQuotesForLiveStart()) {
         if (quote.source === "sim") this.simBeforeLive.set(market, quote);
+        if (quote.source === "backpack" && quote.changedAtUs !== undefined)
+          this.liveTopSinceUs.set(market, quote.changedAtUs);
       }
       if (this.stopped) return;
     }
@@ -130,11 +141,12 @@ export class PriceFeed {
   }
 
   /**
-   * The last quotes, for the warning of a live start after simulated prices only: read within LAST_QUOTES_WAIT_MS, or
-   * skipped (`feed_last_quotes_unread`). A Redis that accepts the connection and answers nothing would otherwise keep
-   * the live feed from ever opening, and its read connection waits for as long as TCP takes to notice (hours).
+   * The last quotes, for the warning of a live start after simulated prices and its ordering gate only: read within
+   * LAST_QUOTES_WAIT_MS, or skipped (`feed_last_quotes_unread`). A Redis that accepts the connection and answers
+   * nothing would otherwise keep the live feed from ever opening, and its read connection waits for as long as TCP
+   * takes to notice (hours).
    */
-  private async lastQuotesForWarning(): Promise<ReadonlyMap<string, LastQuote>> {
+  private async lastQuotesForLiveStart(): Promise<ReadonlyMap<string, LastQuote>> {
     const read = this.options.lastQuotes?.();
     if (read === undefined) return new Map();
     const waitMs = this.options.lastQuotesWaitMs ?? LAST_QUOTES_WAIT_MS;
@@ -206,6 +218,7 @@ export class PriceFeed {
       markets,
       log: log.child({ source }),
       onReconnect: this.options.onReconnect,
+      loggedTopSinceUs: source === "backpack" ? this.liveTopSinceUs : undefined,
       onQuote: (quote) => {
         if (source === "backpack") this.warnIfAfterSim(quote);
         onUpdate(toPriceUpdate(quote, source), "quote");

@@ -16,6 +16,10 @@
  * last `price_update` is not in the scanned tail (the engine trims the log below its snapshots; a long tail is not
  * read to its start): that quote was applied long ago, so the read model holds it. A market in neither starts at
  * its level.
+ *
+ * Each quote found in the log also tells when its top began (`changedAtUs`: the exchange time of the entry from which
+ * the market's bid, ask and source stand), so the scan goes on past a market's last entry, within the same bound, to
+ * the entry before. A live start refuses a first frame stamped earlier, as a reconnect does (ordering.ts).
  */
 import type { Redis } from "ioredis";
 import type { AssetConfig } from "../contract/markets.ts";
@@ -34,6 +38,12 @@ export interface LastQuote extends StartQuote {
    * Undefined for a read model view without a valid one.
    */
   readonly source: PriceSource | undefined;
+  /**
+   * The exchange time (µs) of the log entry from which the market's last top stands (the same bid, ask and source
+   * since): when its book last moved, as far as the log tells. A live start refuses a first frame stamped earlier
+   * (ordering.ts). Undefined for a read model view, and when that entry is not in the scanned tail.
+   */
+  readonly changedAtUs?: string | undefined;
 }
 
 export interface LastQuoteOptions {
@@ -54,24 +64,41 @@ export async function readLastQuotes(
   const found = new Map<string, LastQuote>();
   const take = (market: unknown, bid: unknown, ask: unknown, from: LastQuote["from"], source: unknown) => {
     const asset = typeof market === "string" ? assets.get(market) : undefined;
-    if (asset === undefined || found.has(asset.market) || typeof bid !== "string" || typeof ask !== "string") return;
-    const known = source === "sim" || source === "backpack" ? source : undefined;
-    if (typeof quoteTicks(asset, bid, ask) !== "string") found.set(asset.market, { bid, ask, from, source: known });
+    if (asset === undefined || found.has(asset.market) || !valid(asset, bid, ask)) return;
+    found.set(asset.market, { bid: String(bid), ask: String(ask), from, source: known(source) });
   };
+  /**
+   * Per market found in the log, while the scan has not yet passed the entry that began its last top: the exchange
+   * time of the oldest entry with that top so far. A heartbeat repeats the top before it, so the entry that began a
+   * top is a changed quote, stamped with its book frame's time, not with a mark price's (heartbeat.ts).
+   */
+  const sinceUs = new Map<string, string>();
 
   const scanEntries = options.scanEntries ?? 10_000;
   const pageSize = options.pageSize ?? 1_000;
   let end = "+";
-  for (let scanned = 0; found.size < assets.size && scanned < scanEntries;) {
+  for (let scanned = 0; (found.size < assets.size || sinceUs.size > 0) && scanned < scanEntries;) {
     const count = Math.min(pageSize, scanEntries - scanned);
     const page = await redis.xrevrange(keys.input, end, "-", "COUNT", count);
     for (const [id, fields] of page) {
       const decoded = decodeInputFields(fields);
       if (!decoded.ok || decoded.message.type !== "price_update") continue;
       const { market, bid, ask, exchangeTimeUs, source } = decoded.message;
+      const asset = assets.get(market);
       // Stamped too far past the log's time (a skewed exchange clock): the engine ignored it, so must the sim.
-      if (aheadOfEngine(exchangeTimeUs, parseInputId(id).ms)) continue;
-      take(market, bid, ask, "log", source);
+      if (asset === undefined || !valid(asset, bid, ask) || aheadOfEngine(exchangeTimeUs, parseInputId(id).ms))
+        continue;
+      const last = found.get(market);
+      if (last === undefined) {
+        take(market, bid, ask, "log", source);
+        sinceUs.set(market, exchangeTimeUs);
+      } else if (sinceUs.has(market)) {
+        if (last.bid === bid && last.ask === ask && last.source === known(source)) sinceUs.set(market, exchangeTimeUs);
+        else {
+          found.set(market, { ...last, changedAtUs: sinceUs.get(market) });
+          sinceUs.delete(market);
+        }
+      }
     }
     const last = page.at(-1);
     if (page.length < count || last === undefined) break;
@@ -88,6 +115,15 @@ export async function readLastQuotes(
     if (view?.market === asset.market) take(view.market, view.bid, view.ask, "read_model", view.source);
   });
   return found;
+}
+
+/** True when the engine would take `bid` and `ask` as a quote of `asset` (engine/core/quotes.ts). */
+function valid(asset: AssetConfig, bid: unknown, ask: unknown): boolean {
+  return typeof bid === "string" && typeof ask === "string" && typeof quoteTicks(asset, bid, ask) !== "string";
+}
+
+function known(source: unknown): PriceSource | undefined {
+  return source === "sim" || source === "backpack" ? source : undefined;
 }
 
 function parseObject(text: string | null | undefined): Record<string, unknown> | undefined {
