@@ -90,6 +90,11 @@ export function toUnits(text: string, decimals: number, max: number = MAX_UNITS)
   return units > max ? INVALID_RANGE : units;
 }
 
+/** A number of decimals in words for messages, singular for one: "1 decimal", "2 decimals". */
+export function decimalsWord(decimals: number): string {
+  return decimals === 1 ? "1 decimal" : `${decimals} decimals`;
+}
+
 /** Formats integer units at `decimals` as an exact decimal string, trailing zeros trimmed, never exponent notation. */
 export function formatUnits(units: number, decimals: number): string {
   if (units === 0) return "0";

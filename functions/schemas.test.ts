@@ -2,8 +2,10 @@
  * The times a request may carry (docs/api.md, Conventions): the forms common clients send are read, to the ms.
  */
 import { describe, expect, it } from "vitest";
+import { ASSETS } from "../contract/markets.ts";
+import { parseUnits, USD_DECIMALS } from "../contract/money.ts";
 import { parseJsonBody } from "./json-body.ts";
-import { candlesQuery, entryOrderRequest, signInRequest } from "./schemas.ts";
+import { AMOUNT_EXAMPLES, AMOUNT_EXPECTED, candlesQuery, entryOrderRequest, signInRequest } from "./schemas.ts";
 
 const AT_18 = Date.UTC(2026, 11, 5, 18, 0, 0);
 
@@ -110,5 +112,21 @@ describe("a sign-in address", () => {
   it("refuses the rest zod's email check refused", () => {
     for (const email of ["not-an-email", "a@example.c", "a@example.com.", "a..b@example.com", ".a@example.com"])
       expect(takes(email), email).toBe(false);
+  });
+});
+
+describe("an amount's examples", () => {
+  it("are taken by every amount field of every asset, so the next check never refuses what the answer showed", () => {
+    expect(AMOUNT_EXPECTED).toBe('a positive decimal such as "100" or "0.5"');
+    for (const example of AMOUNT_EXAMPLES) {
+      expect(parseUnits(example, USD_DECIMALS)).toMatchObject({ ok: true });
+      for (const asset of ASSETS) {
+        const price = parseUnits(example, asset.priceDecimals, asset.maxPriceTicks);
+        expect(price, `${asset.symbol} price ${example}`).toMatchObject({ ok: true });
+        const quantity = parseUnits(example, asset.quantityDecimals);
+        expect(quantity, `${asset.symbol} quantity ${example}`).toMatchObject({ ok: true });
+        if (quantity.ok) expect(quantity.units).toBeGreaterThanOrEqual(asset.minQuantitySteps);
+      }
+    }
   });
 });

@@ -37,7 +37,12 @@ export const jsonNumber = z
  */
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
-const AMOUNT_EXPECTED = 'expected a positive decimal such as "100" or "4303.93"';
+/**
+ * Examples of an amount that every amount field takes, whatever its asset's or USD's decimals (at least 1 each):
+ * the schema does not know the asset yet, so an example finer than that would be refused by the next check.
+ */
+export const AMOUNT_EXAMPLES = ["100", "0.5"] as const;
+export const AMOUNT_EXPECTED = `a positive decimal such as "${AMOUNT_EXAMPLES[0]}" or "${AMOUNT_EXAMPLES[1]}"`;
 /** What validate.ts adds after "received 1e41: " for a number it does not spell out (json-body.ts MAX_EXPONENT). */
 const OUT_OF_RANGE = {
   above: `out of range, an exponent over ${MAX_EXPONENT}`,
@@ -49,13 +54,13 @@ export const decimalInput = z
   .transform((value, ctx) => {
     const range = typeof value === "string" ? undefined : value.exponentRange();
     if (range !== undefined) {
-      ctx.addIssue({ code: "custom", message: AMOUNT_EXPECTED, params: { note: OUT_OF_RANGE[range] } });
+      ctx.addIssue({ code: "custom", message: `expected ${AMOUNT_EXPECTED}`, params: { note: OUT_OF_RANGE[range] } });
       return z.NEVER;
     }
     const text = typeof value === "string" ? value : value.decimalText();
     const m = text === undefined ? null : DECIMAL.exec(text);
     if (m === null) {
-      ctx.addIssue({ code: "custom", message: AMOUNT_EXPECTED });
+      ctx.addIssue({ code: "custom", message: `expected ${AMOUNT_EXPECTED}` });
       return z.NEVER;
     }
     // One spelling per amount ("0100.50" → "100.5"), so an Idempotency-Key sees the same request as the same body.

@@ -13,7 +13,7 @@ import { leverageExpected, type RejectionCode } from "../contract/rejections.ts"
 import { ApiError, type ApiErrorCode } from "./errors.ts";
 import { JsonNumber, MAX_BODY_DEPTH, nestsTooDeep, parseJsonBody, syntaxProblem } from "./json-body.ts";
 import { misdirectedBodyHint, misdirectedIdNote } from "./misdirected.ts";
-import { fieldErrorCode } from "./schemas.ts";
+import { AMOUNT_EXPECTED, fieldErrorCode } from "./schemas.ts";
 
 export const BODY_LIMIT_BYTES = 16 * 1024;
 
@@ -393,14 +393,13 @@ function fieldProblem(field: string, expectedText: string, value: unknown, withT
  * (too many digits) and `limit=101` (too big) are the same mistake. Leverage's range is the engine's
  * (DEFAULT_PARAMS.maxLeverage in engine/core/params.ts; the engine refuses above it with INVALID_LEVERAGE).
  */
-const AMOUNT = 'a positive decimal such as "100" or "4303.93"';
 const FIELD_EXPECTATIONS: Readonly<Record<string, string>> = {
   leverage: `${leverageExpected(100)}, as a JSON number such as 10`,
   limit: "a whole number from 1 to 100",
-  margin: AMOUNT,
-  quantity: AMOUNT,
-  stopLoss: AMOUNT,
-  takeProfit: AMOUNT,
+  margin: AMOUNT_EXPECTED,
+  quantity: AMOUNT_EXPECTED,
+  stopLoss: AMOUNT_EXPECTED,
+  takeProfit: AMOUNT_EXPECTED,
 };
 
 /** zod's type names in words; JsonNumber is how json-body.ts hands over a JSON number. */

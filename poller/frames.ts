@@ -27,7 +27,7 @@
  */
 import type { RawData } from "ws";
 import type { AssetConfig } from "../contract/markets.ts";
-import { formatUnits, parseUnits } from "../contract/money.ts";
+import { decimalsWord, formatUnits, parseUnits } from "../contract/money.ts";
 import { isJsonObject, parseExactJson, RawNumber, type ExactJson } from "../platform/exact-json.ts";
 
 export interface FeedQuote {
@@ -172,7 +172,7 @@ function price(data: JsonObject, field: "a" | "b", asset: AssetConfig): number |
   if (!parsed.ok) {
     const why = {
       MALFORMED: "is not a decimal string",
-      TOO_MANY_DECIMALS: `has more than ${asset.priceDecimals} decimals`,
+      TOO_MANY_DECIMALS: `has more than ${decimalsWord(asset.priceDecimals)}`,
       OUT_OF_RANGE: "is above the market's limit",
     }[parsed.reason];
     return reject("invalid_price", `${field}: ${shown} ${why}`);

@@ -126,7 +126,7 @@ describe("sim feed", () => {
       [null, 4006],
       [3, 400],
     ]);
-    expect(answers[0]!.error.message).toMatch(/1 decimals/);
+    expect(answers[0]!.error.message).toMatch(/\(1 decimal\)/);
   });
 
   it("answers a frame that is JSON but not an object with an error, and keeps serving", async () => {

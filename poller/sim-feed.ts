@@ -33,7 +33,7 @@
  */
 import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS, type AssetConfig } from "../contract/markets.ts";
-import { formatUnits, parseUnits } from "../contract/money.ts";
+import { decimalsWord, formatUnits, parseUnits } from "../contract/money.ts";
 import { frameText } from "./frames.ts";
 
 export interface SimFeedOptions {
@@ -108,7 +108,8 @@ export function quoteTicks(
   const { market, priceDecimals, maxPriceTicks } = asset;
   const b = parseUnits(bid, priceDecimals, maxPriceTicks);
   const a = parseUnits(ask, priceDecimals, maxPriceTicks);
-  if (!b.ok || !a.ok || b.units === 0) return `bad price for ${market} (${priceDecimals} decimals): ${bid} / ${ask}`;
+  if (!b.ok || !a.ok || b.units === 0)
+    return `bad price for ${market} (${decimalsWord(priceDecimals)}): ${bid} / ${ask}`;
   if (b.units > a.units) return `crossed quote for ${market}: bid ${bid} > ask ${ask}`;
   return { bidTicks: b.units, askTicks: a.units };
 }

@@ -21,7 +21,7 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
-import { formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
+import { decimalsWord, formatUnits, mulDivFloor, toUnits } from "../../contract/money.ts";
 import { liquidationTicks } from "./liquidation.ts";
 import { refuse, remembered, type CloseFacts, type Outcome } from "./receipts.ts";
 import { settle } from "./settlement.ts";
@@ -55,7 +55,7 @@ export function stepsToClose(state: EngineState, trade: Trade, instruction: Clos
     if (steps <= 0) {
       return refuse(
         "INVALID_CLOSE_QUANTITY",
-        `quantity must be a positive amount of ${asset.symbol} with at most ${asset.quantityDecimals} decimals; ` +
+        `quantity must be a positive amount of ${asset.symbol} with at most ${decimalsWord(asset.quantityDecimals)}; ` +
           `received ${JSON.stringify(quantity)}.`,
       );
     }

@@ -6,7 +6,7 @@
  */
 import type { Answer, CloseReason } from "../../contract/messages.ts";
 import type { AssetConfig } from "../../contract/markets.ts";
-import { formatUnits } from "../../contract/money.ts";
+import { decimalsWord, formatUnits } from "../../contract/money.ts";
 import { rejection, type RejectionCode } from "../../contract/rejections.ts";
 import type { EngineState, TradeFacts } from "./state.ts";
 import { balancesView, closedTradeView, spotOrderView, tradeView } from "./views.ts";
@@ -77,7 +77,7 @@ export function refuseUnknownAsset(state: EngineState, asset: string): Outcome {
 /** The rule a price of the asset breaks when refused: its range as well as its decimals. */
 export function priceRule(asset: AssetConfig): string {
   const max = formatUnits(asset.maxPriceTicks, asset.priceDecimals);
-  return `a positive price up to ${max} with at most ${asset.priceDecimals} decimals`;
+  return `a positive price up to ${max} with at most ${decimalsWord(asset.priceDecimals)}`;
 }
 
 /** Narrows "a value or a refusal" (handlers' intermediate results) to the refusal. */

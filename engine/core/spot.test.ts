@@ -94,6 +94,12 @@ describe("spot_order", () => {
     );
   });
 
+  it("words a precision of one decimal in the singular", () => {
+    expect(messageOf(spot(given(), "buy", "0.05", "ADA").answer)).toContain(
+      'quantity must be a positive amount of ADA up to 100000000000000 with at most 1 decimal; received "0.05".',
+    );
+  });
+
   it("accepts zeros beyond the step", () => {
     const h = given();
     expect(resultOf(spot(h, "buy", "0.100000").answer, "spot_order").order.quantity).toBe("0.1");

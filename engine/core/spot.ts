@@ -4,7 +4,7 @@
  */
 import { microsPerTickStep } from "../../contract/markets.ts";
 import type { Instruction } from "../../contract/messages.ts";
-import { MAX_UNITS, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
+import { MAX_UNITS, decimalsWord, formatUnits, formatUsd, mulWithin, toUnits } from "../../contract/money.ts";
 import { roomMicros } from "./account-limit.ts";
 import { tradableQuote } from "./quotes.ts";
 import { isRefusal, refuse, refuseUnknownAsset, type Outcome, type SpotFacts } from "./receipts.ts";
@@ -25,7 +25,7 @@ export function spotOrder(state: EngineState, step: Step, account: Account, orde
     return refuse(
       "INVALID_AMOUNT",
       `quantity must be a positive amount of ${asset.symbol} up to ${most} with at most ` +
-        `${asset.quantityDecimals} decimals; received ${JSON.stringify(order.quantity)}.`,
+        `${decimalsWord(asset.quantityDecimals)}; received ${JSON.stringify(order.quantity)}.`,
     );
   }
   const quote = tradableQuote(state, step, index);

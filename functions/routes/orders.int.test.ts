@@ -226,7 +226,7 @@ describe("partial close and trades already closed", () => {
     expect(fine.status).toBe(400);
     expect(fine.body.error).toEqual({
       code: "INVALID_AMOUNT",
-      message: 'quantity: expected at most 5 decimals, received "0.000001".',
+      message: 'quantity: expected at most 5 decimals (BTC quantities are in steps of 0.00001), received "0.000001".',
     });
     // When half is closed at the bid 60000: 0.00833 closed, 0.00833 stays
     const half = await bob.post("/api/v1/trade/close", { tradeId: id, percent: "50" });

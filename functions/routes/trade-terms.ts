@@ -6,7 +6,7 @@
  */
 import { ASSET_BY_SYMBOL, type AssetConfig } from "../../contract/markets.ts";
 import type { TrailingStopSpec } from "../../contract/messages.ts";
-import { formatUnits, MAX_UNITS, parseUnits, USD_DECIMALS } from "../../contract/money.ts";
+import { decimalsWord, formatUnits, MAX_UNITS, parseUnits, USD_DECIMALS } from "../../contract/money.ts";
 import type { RejectionCode } from "../../contract/rejections.ts";
 import type { ApiDeps } from "../context.ts";
 import { ApiError, type ApiErrorCode } from "../errors.ts";
@@ -23,6 +23,24 @@ import {
 /** Percents (trailing distance, part of a trade to close) are at most this precise: hundredths of a percent. */
 const PERCENT_DECIMALS = 2;
 
+/** An amount field's decimals and what its amounts are, in the plural, for the answer: "ADA quantities". */
+export interface AmountScale {
+  readonly decimals: number;
+  readonly unit: string;
+}
+
+export const USD_AMOUNTS: AmountScale = { decimals: USD_DECIMALS, unit: "USD amounts" };
+
+export const priceScale = (asset: AssetConfig): AmountScale => ({
+  decimals: asset.priceDecimals,
+  unit: `${asset.symbol} prices`,
+});
+
+export const quantityScale = (asset: AssetConfig): AmountScale => ({
+  decimals: asset.quantityDecimals,
+  unit: `${asset.symbol} quantities`,
+});
+
 /** How a refused amount is answered: its code (INVALID_AMOUNT unless the field has its own) and its largest value. */
 export interface AmountRule {
   readonly code?: ApiErrorCode | RejectionCode;
@@ -31,14 +49,19 @@ export interface AmountRule {
 
 /**
  * An amount as validation leaves it (schemas.ts: digits, maybe a point and digits, no leading or trailing zeros)
- * against its field's decimals and largest value. The answer names what is wrong: too many decimals, zero, or over
- * the limit, giving the limit and, when the amount has more digits before the point than the limit, how many.
+ * against its field's decimals and largest value. The answer names what is wrong: too many decimals (with the
+ * asset's step, as one request's fields differ in precision), zero, or over the limit, giving the limit and, when
+ * the amount has more digits before the point than the limit, how many.
  */
-export function checkPrecision(field: string, text: string, decimals: number, rule: AmountRule = {}): void {
+export function checkPrecision(field: string, text: string, scale: AmountScale, rule: AmountRule = {}): void {
   const { code = "INVALID_AMOUNT", max = MAX_UNITS } = rule;
+  const { decimals, unit } = scale;
   const [whole = "", fraction = ""] = text.split(".");
   // Decimals first: parseUnits calls any text over 40 characters out of range, a long fraction too.
-  if (fraction.length > decimals) throw new FieldRefusal(code, field, `at most ${decimals} decimals`, text);
+  if (fraction.length > decimals) {
+    const expected = `at most ${decimalsWord(decimals)} (${unit} are in steps of ${formatUnits(1, decimals)})`;
+    throw new FieldRefusal(code, field, expected, text);
+  }
   const parsed = parseUnits(text, decimals, max);
   if (parsed.ok && parsed.units > 0) return;
   if (parsed.ok) throw new FieldRefusal(code, field, "an amount above zero", text);
@@ -53,7 +76,7 @@ export function checkPrecision(field: string, text: string, decimals: number, ru
  * An exit's price that is not one is INVALID_AMOUNT, an entry order's price INVALID_PRICE (docs/api.md).
  */
 export function checkPrice(field: string, text: string, asset: AssetConfig, code: "INVALID_AMOUNT" | "INVALID_PRICE") {
-  checkPrecision(field, text, asset.priceDecimals, { code, max: asset.maxPriceTicks });
+  checkPrecision(field, text, priceScale(asset), { code, max: asset.maxPriceTicks });
 }
 
 /** A percent above 0 and at most `maxHundredths` / 100, with at most two decimals. */
@@ -83,13 +106,13 @@ interface TrailingInput {
  * is INVALID_TRAILING_STOP (422), the engine's code for the same terms.
  */
 export function trailingStopTerms(field: string, asset: string, t: TrailingInput): TrailingStopSpec {
-  const { priceDecimals, maxPriceTicks } = ASSET_BY_SYMBOL.get(asset)!;
-  const rule: AmountRule = { code: "INVALID_TRAILING_STOP", max: maxPriceTicks };
-  if (t.distance !== undefined) checkPrecision(`${field}.distance`, t.distance, priceDecimals, rule);
+  const config = ASSET_BY_SYMBOL.get(asset)!;
+  const prices = priceScale(config);
+  const rule: AmountRule = { code: "INVALID_TRAILING_STOP", max: config.maxPriceTicks };
+  if (t.distance !== undefined) checkPrecision(`${field}.distance`, t.distance, prices, rule);
   if (t.percent !== undefined)
     checkPercent(`${field}.percent`, t.percent, "INVALID_TRAILING_STOP", TRAILING_PERCENT_MAX);
-  if (t.activationPrice !== undefined)
-    checkPrecision(`${field}.activationPrice`, t.activationPrice, priceDecimals, rule);
+  if (t.activationPrice !== undefined) checkPrecision(`${field}.activationPrice`, t.activationPrice, prices, rule);
   return {
     ...(t.distance !== undefined && { distance: t.distance }),
     ...(t.percent !== undefined && { percent: t.percent }),
@@ -117,7 +140,7 @@ export interface EntryOrderInput {
 export function entryOrderTerms(field: string, o: EntryOrderInput) {
   const asset = ASSET_BY_SYMBOL.get(o.asset)!;
   checkPrice(`${field}price`, o.price, asset, "INVALID_PRICE");
-  checkPrecision(`${field}margin`, o.margin, USD_DECIMALS);
+  checkPrecision(`${field}margin`, o.margin, USD_AMOUNTS);
   if (o.stopLoss !== undefined) checkPrice(`${field}stopLoss`, o.stopLoss, asset, "INVALID_AMOUNT");
   if (o.takeProfit !== undefined) checkPrice(`${field}takeProfit`, o.takeProfit, asset, "INVALID_AMOUNT");
   const { stopLoss, takeProfit, expiresAt } = o;

@@ -51,9 +51,7 @@ describe("null is none where the view shows none as null", () => {
   it("still refuses null for a field that has no none: 400 INVALID_REQUEST naming it", async () => {
     const res = await cal.post("/api/v1/trade/create", { ...TRADE, margin: null });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
-    expect(res.body.error?.message).toBe(
-      'margin: expected a positive decimal such as "100" or "4303.93", received null.',
-    );
+    expect(res.body.error?.message).toBe('margin: expected a positive decimal such as "100" or "0.5", received null.');
   });
 });
 
@@ -63,16 +61,13 @@ describe("a trailing stop's terms", () => {
     [{ percent: "100.5" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "100.5".'],
     [{ percent: "0" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "0".'],
     [{ percent: "1.005" }, 'trailingStop.percent: expected at most 2 decimals, received "1.005".'],
-    [
-      { distance: "abc" },
-      'trailingStop.distance: expected a positive decimal such as "100" or "4303.93", received "abc".',
-    ],
+    [{ distance: "abc" }, 'trailingStop.distance: expected a positive decimal such as "100" or "0.5", received "abc".'],
     [{ distance: "0" }, 'trailingStop.distance: expected an amount above zero, received "0".'],
     // As sent, not as read ("0"), nested as at the top
     [{ distance: "0.00" }, 'trailingStop.distance: expected an amount above zero, received "0.00".'],
     [
       { distance: "10", activationPrice: "2100.001" },
-      'trailingStop.activationPrice: expected at most 2 decimals, received "2100.001".',
+      'trailingStop.activationPrice: expected at most 2 decimals (ETH prices are in steps of 0.01), received "2100.001".',
     ],
   ])(
     "POST /trade/create trailingStop %j → 422 INVALID_TRAILING_STOP, before the engine: %s",
@@ -106,15 +101,24 @@ describe("messages say what was expected and what came", () => {
     ['"1000000000.5"', 'margin: expected at most 1000000000, received "1000000000.5".'],
     // What was sent, as sent: a JSON number as its token, unquoted, as the schema's own refusals show it; a string
     // quoted, before it is read ("0.0" is the amount 0).
-    ["0.1234567890123456789", "margin: expected at most 6 decimals, received 0.1234567890123456789."],
-    ['"0.1234567890123456789"', 'margin: expected at most 6 decimals, received "0.1234567890123456789".'],
+    [
+      "0.1234567890123456789",
+      "margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received 0.1234567890123456789.",
+    ],
+    [
+      '"0.1234567890123456789"',
+      'margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received "0.1234567890123456789".',
+    ],
     [
       `"0.${"0".repeat(100)}1"`,
-      `margin: expected at most 6 decimals, received "0.${"0".repeat(38)}…" (103 characters).`,
+      `margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received "0.${"0".repeat(38)}…" (103 characters).`,
     ],
-    [`0.${"0".repeat(100)}1`, `margin: expected at most 6 decimals, received 0.${"0".repeat(38)}… (103 characters).`],
-    ["1e-7", "margin: expected at most 6 decimals, received 1e-7."],
-    ["1.5e-9", "margin: expected at most 6 decimals, received 1.5e-9."],
+    [
+      `0.${"0".repeat(100)}1`,
+      `margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received 0.${"0".repeat(38)}… (103 characters).`,
+    ],
+    ["1e-7", "margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received 1e-7."],
+    ["1.5e-9", "margin: expected at most 6 decimals (USD amounts are in steps of 0.000001), received 1.5e-9."],
     ['"0.0"', 'margin: expected an amount above zero, received "0.0".'],
     ["0.000", "margin: expected an amount above zero, received 0.000."],
     ['"0001000000000.50"', 'margin: expected at most 1000000000, received "0001000000000.50".'],
@@ -122,11 +126,11 @@ describe("messages say what was expected and what came", () => {
     // Exponents past ±40 are not spelt out (json-body.ts): the answer says so rather than "not a decimal".
     [
       "1e41",
-      'margin: expected a positive decimal such as "100" or "4303.93", received 1e41: out of range, an exponent over 40.',
+      'margin: expected a positive decimal such as "100" or "0.5", received 1e41: out of range, an exponent over 40.',
     ],
     [
       "1e-41",
-      'margin: expected a positive decimal such as "100" or "4303.93", received 1e-41: out of range, an exponent under -40.',
+      'margin: expected a positive decimal such as "100" or "0.5", received 1e-41: out of range, an exponent under -40.',
     ],
   ])("margin %s → 400 INVALID_AMOUNT: %s", async (margin, message) => {
     const res = await create(margin);
@@ -145,7 +149,7 @@ describe("messages say what was expected and what came", () => {
         400,
         {
           code: "INVALID_AMOUNT",
-          message: `${field}: expected a positive decimal such as "100" or "4303.93", received ${received}.`,
+          message: `${field}: expected a positive decimal such as "100" or "0.5", received ${received}.`,
         },
       ]);
     }

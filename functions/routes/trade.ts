@@ -8,7 +8,6 @@
  */
 import { ASSET_BY_SYMBOL } from "../../contract/markets.ts";
 import type { Answer, InstructionResult } from "../../contract/messages.ts";
-import { USD_DECIMALS } from "../../contract/money.ts";
 import { readOpenTrades } from "../account-reads.ts";
 import { admitTrade, readIdempotencyKey } from "../admission.ts";
 import type { ApiContext, ApiDeps } from "../context.ts";
@@ -40,7 +39,9 @@ import {
   checkPercent,
   checkPrecision,
   checkPrice,
+  USD_AMOUNTS,
   CLOSE_PERCENT_MAX,
+  quantityScale,
   tradeConflict,
   trailingStopTerms,
 } from "./trade-terms.ts";
@@ -102,7 +103,7 @@ export function tradeRoutes(deps: ApiDeps) {
   });
   route(app, create, async (c, { body }) => {
     const asset = ASSET_BY_SYMBOL.get(body.asset)!;
-    checkPrecision("margin", body.margin, USD_DECIMALS);
+    checkPrecision("margin", body.margin, USD_AMOUNTS);
     if (body.stopLoss !== undefined) checkPrice("stopLoss", body.stopLoss, asset, "INVALID_AMOUNT");
     if (body.takeProfit !== undefined) checkPrice("takeProfit", body.takeProfit, asset, "INVALID_AMOUNT");
     const { stopLoss, takeProfit } = body;
@@ -155,7 +156,7 @@ export function tradeRoutes(deps: ApiDeps) {
     if (quantity !== undefined) {
       // The trade's asset sets the quantity decimals; an unknown trade gets no check here and the engine's answer.
       const asset = await openTradeAsset(deps, c, tradeId);
-      if (asset !== undefined) checkPrecision("quantity", quantity, ASSET_BY_SYMBOL.get(asset)!.quantityDecimals);
+      if (asset !== undefined) checkPrecision("quantity", quantity, quantityScale(ASSET_BY_SYMBOL.get(asset)!));
     }
     const result = await actOnTrade(deps, c, "close", body, tradeId, {
       kind: "close_trade",
@@ -241,7 +242,7 @@ export function tradeRoutes(deps: ApiDeps) {
     },
   });
   route(app, order, async (c, { body }) => {
-    checkPrecision("quantity", body.quantity, ASSET_BY_SYMBOL.get(body.asset)!.quantityDecimals);
+    checkPrecision("quantity", body.quantity, quantityScale(ASSET_BY_SYMBOL.get(body.asset)!));
     const result = await act(deps, c, "order", body, {
       kind: "spot_order",
       asset: body.asset,
