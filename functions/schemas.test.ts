@@ -1,7 +1,7 @@
 /**
  * The times a request may carry (docs/api.md, Conventions): the forms common clients send are read, to the ms.
  */
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import { parseUnits, USD_DECIMALS } from "../contract/money.ts";
 import { parseJsonBody } from "./json-body.ts";
@@ -128,5 +128,22 @@ describe("an amount's examples", () => {
         if (quantity.ok) expect(quantity.units).toBeGreaterThanOrEqual(asset.minQuantitySteps);
       }
     }
+  });
+});
+
+describe("a candles `from` after now", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("is refused naming the latest time taken, a minute after now, as the bound rather than as now", () => {
+    vi.useFakeTimers({ now: AT_18 });
+    const from = "2026-12-05T18:01:30Z";
+    const parsed = candlesQuery.safeParse({ asset: "ETH", interval: "1m", from });
+    expect(parsed.success).toBe(false);
+    expect(parsed.error?.issues[0]).toMatchObject({
+      path: ["from"],
+      params: { expected: "a time no later than 2026-12-05T18:01:00.000Z (a minute after now)" },
+    });
   });
 });

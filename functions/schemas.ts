@@ -486,8 +486,9 @@ export const candlesQuery = z
     const to = q.to ?? Date.now() + CANDLES_CLOCK_SKEW_MS;
     if (q.from !== undefined && q.from > to) {
       const bound = new Date(to).toISOString();
+      // The time shown is the bound itself, never now: read as now, it would look like our clock ran a minute ahead.
       const expected =
-        q.to === undefined ? `a time at most a minute after now (${bound})` : `a time not after to (${bound})`;
+        q.to === undefined ? `a time no later than ${bound} (a minute after now)` : `a time not after to (${bound})`;
       ctx.addIssue({ code: "custom", path: ["from"], message: `expected ${expected}`, params: { expected } });
     }
   });
