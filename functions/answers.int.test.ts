@@ -442,6 +442,29 @@ describe("unknown paths and methods", () => {
     expect(res.body.error?.message).toBe(`There is nothing at GET ${path}. See the API reference at /api/v1/docs.`);
   });
 
+  it.each(["/api/v1/stream", "/api/v1/stream/", "/api/v1/stream/x"])(
+    "GET %s → 404 saying where the stream is: the ticket's url, at STREAM_URL",
+    async (path) => {
+      const res = await ada.get(path);
+      expect([res.status, res.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+      expect(res.body.error?.message).toBe(
+        `There is nothing at GET ${path}. The live stream is a WebSocket at ws://localhost:3001/api/v1/stream ` +
+          "(STREAM_URL): open the url that POST /api/v1/stream/ticket answers, with ?ticket=<ticket>. " +
+          "See the API reference at /api/v1/docs.",
+      );
+    },
+  );
+
+  it("a WebSocket upgrade on the API's port, at any path → 404 saying where the stream is", async () => {
+    const res = await ada.get("/", { connection: "Upgrade", upgrade: "websocket" });
+    expect([res.status, res.body.error?.code]).toEqual([404, "NOT_FOUND"]);
+    expect(res.body.error?.message).toBe(
+      "There is nothing at GET /. The live stream is a WebSocket at ws://localhost:3001/api/v1/stream (STREAM_URL): " +
+        "open the url that POST /api/v1/stream/ticket answers, with ?ticket=<ticket>. " +
+        "See the API reference at /api/v1/docs.",
+    );
+  });
+
   it("a trailing slash on a path that exists without it → 404 saying so, for any method, never a redirect", async () => {
     const docs = " See the API reference at /api/v1/docs.";
     const open = await ada.get("/api/v1/trade/open/");

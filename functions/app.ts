@@ -169,7 +169,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<ApiEnv> {
     return c.body(asset.body, 200, { "Content-Type": asset.type, "Cache-Control": "public, max-age=3600" });
   });
 
-  app.notFound(unknownRoute(app));
+  app.notFound(unknownRoute(app, settings.streamUrl));
   app.onError((err, c) => {
     if (err instanceof ApiError) {
       // A client that hung up mid-body (or was cut off by the server's timeouts): its business, not an outage.

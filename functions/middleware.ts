@@ -190,9 +190,11 @@ const SHOWN_PATH = 100;
  * The answer when no route matched: 405 with `Allow` when the path exists for other methods, else a 404 that points
  * to the API reference, and to the path without its trailing slash when that one exists (routes match exactly: a
  * redirect would turn a POST into a GET in many clients). The routes are read from the app itself, so every route
- * declared is known here.
+ * declared is known here. A WebSocket upgrade, or a path under the stream's, is told where the stream is
+ * (`streamUrl`, STREAM_URL): the stream is its own process on its own port, and "everything is on the API's port"
+ * is a newcomer's first guess.
  */
-export function unknownRoute(app: Pick<Hono<ApiEnv>, "routes">) {
+export function unknownRoute(app: Pick<Hono<ApiEnv>, "routes">, streamUrl: string) {
   return (c: Context<ApiEnv>) => {
     const path = shownPath(c.req.path);
     const methods = allowedMethods(app.routes, c.req.path);
@@ -201,10 +203,24 @@ export function unknownRoute(app: Pick<Hono<ApiEnv>, "routes">) {
       const message = `${path} does not take ${c.req.method}; it takes ${methods.join(", ")}. See the API reference at /api/v1/docs.`;
       return c.json(errorBody("METHOD_NOT_ALLOWED", message), 405);
     }
-    const end = withoutSlash(app, c.req.path, c.req.method) ?? ".";
-    const message = `There is nothing at ${c.req.method} ${path}${end} See the API reference at /api/v1/docs.`;
+    const slash = withoutSlash(app, c.req.path, c.req.method);
+    const stream = slash === undefined && forTheStream(c) ? ` ${whereTheStreamIs(streamUrl)}` : "";
+    const end = slash ?? ".";
+    const message = `There is nothing at ${c.req.method} ${path}${end}${stream} See the API reference at /api/v1/docs.`;
     return c.json(errorBody("NOT_FOUND", message), 404);
   };
+}
+
+/** A WebSocket upgrade to any path, or a request for a path under the stream's (/api/v1/stream). */
+function forTheStream(c: Context<ApiEnv>): boolean {
+  return c.req.header("upgrade")?.toLowerCase() === "websocket" || /^\/api\/v1\/stream(\/|$)/.test(c.req.path);
+}
+
+function whereTheStreamIs(streamUrl: string): string {
+  return (
+    `The live stream is a WebSocket at ${streamUrl} (STREAM_URL): open the url that POST /api/v1/stream/ticket ` +
+    "answers, with ?ticket=<ticket>."
+  );
 }
 
 function shownPath(path: string): string {

@@ -9,7 +9,7 @@ import { createLogger } from "../platform/log.ts";
 import { DEFAULT_LIMITS } from "./config.ts";
 import { StreamHub } from "./hub.ts";
 import { NO_METRICS } from "./metrics.ts";
-import { createStreamServer, HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS } from "./server.ts";
+import { createStreamServer, HEADERS_TIMEOUT_MS, KEEP_ALIVE_TIMEOUT_MS, WHERE_THE_STREAM_IS } from "./server.ts";
 
 let server: Server;
 let port: number;
@@ -141,8 +141,32 @@ describe("an upgrade whose target URL cannot parse", () => {
     expect(head!.split("\r\n")[0]).toBe("HTTP/1.1 404 Not Found");
     expect(head).not.toMatch(/retry-after/i);
     expect(JSON.parse(body!)).toEqual({
-      error: { code: "NOT_FOUND", message: "No stream at http://[/api/v1/stream." },
+      error: { code: "NOT_FOUND", message: `No stream at http://[/api/v1/stream. ${WHERE_THE_STREAM_IS}` },
     });
     expect(logs.slice(before)).toEqual([]);
+  });
+});
+
+describe("a request for another path", () => {
+  const pointer =
+    "The stream is a WebSocket at /api/v1/stream: open the url that POST /api/v1/stream/ticket answers, " +
+    "with ?ticket=<ticket>.";
+
+  it.each([
+    ["/", "No stream at /."],
+    ["/api/v1/stream/", "No stream at /api/v1/stream/."],
+  ])("upgrading at %s is a 404 that says where the stream is", async (target, start) => {
+    const [head, body] = (await answerTo(`${target}?ticket=${"a".repeat(43)}`)).split("\r\n\r\n");
+    expect(head!.split("\r\n")[0]).toBe("HTTP/1.1 404 Not Found");
+    expect(JSON.parse(body!)).toEqual({ error: { code: "NOT_FOUND", message: `${start} ${pointer}` } });
+  });
+
+  it("in plain HTTP is a 404 that says where the stream is", async () => {
+    const answer = await fetch(`http://127.0.0.1:${port}/other`);
+    expect(answer.status).toBe(404);
+    expect(await answer.json()).toEqual({ error: { code: "NOT_FOUND", message: `No route GET /other. ${pointer}` } });
+    const long = await fetch(`http://127.0.0.1:${port}/${"x".repeat(150)}`);
+    const message = `No route GET /${"x".repeat(99)}…. ${pointer}`;
+    expect(await long.json()).toEqual({ error: { code: "NOT_FOUND", message } });
   });
 });

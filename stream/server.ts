@@ -28,6 +28,23 @@ import { silentDropWithinMs, type SessionWatch, type StreamHub } from "./hub.ts"
 export const STREAM_PATH = "/api/v1/stream";
 
 /**
+ * Where the stream is, told with every 404 on its port: the likely mistakes (a trailing slash, the bare host, the
+ * path copied without its ticket) are one step from the right address, and the ticket's `url` is that address.
+ */
+export const WHERE_THE_STREAM_IS =
+  `The stream is a WebSocket at ${STREAM_PATH}: open the url that POST /api/v1/stream/ticket answers, ` +
+  "with ?ticket=<ticket>.";
+
+/** Paths are shown up to this many characters in an answer. */
+const SHOWN_PATH = 100;
+
+/** A 404's message on the stream's port: what was asked for (cut to SHOWN_PATH), then where the stream is. */
+function notHere(what: string, path: string): string {
+  const shown = path.length > SHOWN_PATH ? `${path.slice(0, SHOWN_PATH)}…` : path;
+  return `${what} ${shown}. ${WHERE_THE_STREAM_IS}`;
+}
+
+/**
  * How long an idle keep-alive connection stays open: above the load balancer's idle timeout (60 s, infra/plan.ts
  * streamLoadBalancer), so the load balancer, not this server, closes the connections it pools. Node's default (5 s)
  * would close them first, and AWS documents that a target closing its side can meet a request the load balancer
@@ -128,7 +145,7 @@ export function createStreamServer(deps: StreamServerDeps): StreamServer {
         JSON.stringify(
           upgrade
             ? { error: { code: "UPGRADE_REQUIRED", message: "Open a WebSocket here, with ?ticket=." } }
-            : { error: { code: "NOT_FOUND", message: `No route ${req.method ?? ""} ${path ?? ""}.` } },
+            : { error: { code: "NOT_FOUND", message: notHere(`No route ${req.method ?? ""}`, path ?? "") } },
         ),
       );
   });
@@ -245,8 +262,9 @@ async function admit(req: IncomingMessage, deps: StreamServerDeps): Promise<Admi
   // A target Node's parser took but URL cannot (`http://[/api/v1/stream`) is no path of the stream's, as for the
   // plain HTTP handler: 404, not a failure to log and retry.
   if (url === undefined)
-    return { status: 404, code: "NOT_FOUND", message: `No stream at ${(req.url ?? "").split("?")[0]!.slice(0, 100)}.` };
-  if (url.pathname !== STREAM_PATH) return { status: 404, code: "NOT_FOUND", message: `No stream at ${url.pathname}.` };
+    return { status: 404, code: "NOT_FOUND", message: notHere("No stream at", (req.url ?? "").split("?")[0]!) };
+  if (url.pathname !== STREAM_PATH)
+    return { status: 404, code: "NOT_FOUND", message: notHere("No stream at", url.pathname) };
   const origin = req.headers.origin;
   if (origin !== undefined && !deps.allowedOrigins.has(origin))
     return {
