@@ -15,6 +15,8 @@ export class EngineHarness {
   private requests = 0;
   checkEveryStep = true;
   readonly log: { id: string; message: EngineInput }[] = [];
+  /** What each entry of `log` produced, at the same index. */
+  readonly outputs: EngineOutput[][] = [];
 
   constructor(params: Partial<EngineParams> = {}) {
     this.state = createState(makeParams(params));
@@ -39,6 +41,7 @@ export class EngineHarness {
     const entry = { id: `${this.nowMs}-${this.seq++}`, message };
     this.log.push(entry);
     const out = apply(this.state, entry);
+    this.outputs.push(out);
     if (this.checkEveryStep) checkInvariants(this.state);
     return out;
   }

@@ -2,6 +2,7 @@
  * Givens and readers shared by the engine specs (`*.test.ts` in this folder); used only by tests. Every spec starts
  * from an EngineHarness, so the invariant check runs after each step.
  */
+import { expect } from "vitest";
 import type {
   Answer,
   EngineOutput,
@@ -12,8 +13,11 @@ import type {
   TradeView,
 } from "../../contract/messages.ts";
 import { formatUsd } from "../../contract/money.ts";
+import { apply } from "../core/apply.ts";
 import type { EngineParams } from "../core/params.ts";
-import { tradeSeq } from "../core/state.ts";
+import { createState, tradeSeq } from "../core/state.ts";
+import { decodeSnapshot, encodeSnapshot } from "../snapshot/codec.ts";
+import { stateHash } from "../snapshot/hash.ts";
 import { EngineHarness } from "./engine-harness.ts";
 
 export const ETH = "ETH_USDC_PERP";
@@ -116,4 +120,17 @@ export function usdOf(h: EngineHarness, user: string): string {
 
 export function ofType<T extends EngineOutput["type"]>(outputs: readonly EngineOutput[], type: T): OutputOf<T>[] {
   return outputs.filter((o): o is OutputOf<T> => o.type === type);
+}
+
+/**
+ * Restarts `h`'s log from a snapshot taken after its first `cut` entries, as a restarted engine would, and expects
+ * the rest to give every output `h` gave and to end in `h`'s state.
+ */
+export function expectSameAfterRestore(h: EngineHarness, cut: number): void {
+  const before = createState(h.state.params);
+  for (const entry of h.log.slice(0, cut)) apply(before, entry);
+  const restored = decodeSnapshot(encodeSnapshot(before));
+  const outputs = h.log.slice(cut).map((entry) => apply(restored, entry));
+  expect(outputs).toEqual(h.outputs.slice(cut));
+  expect(stateHash(restored)).toBe(stateHash(h.state));
 }
