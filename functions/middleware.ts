@@ -70,9 +70,10 @@ export async function carriedSessions(deps: ApiDeps, c: ApiContext): Promise<Ses
  * revocation itself before it acts (the trade POSTs do, in the admission script: one Redis round trip fewer on the
  * hot path) and say so in `revocationChecked`. A request refused before that (a bad body, an amount's decimals) has
  * its revocation checked here on the way out, so a signed-out session is 401 whatever else is wrong with the request.
- * With `revocation: "notice-owed"` a session revoked whose notice to the stream replicas is still owed passes too,
- * with `sessionNoticeOwed` set: only for signing out everywhere, whose retry after a 503 (its own session revoked by
- * the first attempt) may do nothing but send the notices owed.
+ * With `revocation: "notice-owed"` a session that signing out everywhere revoked, whose notice to the stream replicas
+ * is still owed, passes too, with `sessionNoticeOwed` set: only for signing out everywhere, whose retry after a 503
+ * (its own session revoked by the first attempt) may do nothing but send the notices owed. One a logout revoked is
+ * refused: that is no retry, and the call would sign out nothing.
  */
 export function requireSession(
   deps: ApiDeps,
@@ -92,8 +93,9 @@ export function requireSession(
     if (session === undefined) throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
     if (options.revocation === "notice-owed") {
       const revocation = await deps.sessions.revocationOf(session);
-      if (revocation === "notice-sent") throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
-      c.set("sessionNoticeOwed", revocation === "notice-owed");
+      if (revocation !== "live" && revocation !== "everywhere-notice-owed")
+        throw new ApiError("UNAUTHENTICATED", SESSION_NOT_VALID);
+      c.set("sessionNoticeOwed", revocation === "everywhere-notice-owed");
     }
     c.set("session", session);
     await next();

@@ -30,9 +30,13 @@ return 1`;
 
 /**
  * A revocation key's value once the notice of a logout or of signing out everywhere went out to the stream replicas
- * (Sessions.noticeSent); before that it is "1". Either value revokes: readers ask only whether the key exists.
+ * (Sessions.noticeSent). Before that it says what revoked the session, as only signing out everywhere may be retried
+ * with a token it revoked: "everywhere", or "logout" (or any other value). Every value revokes: readers ask only
+ * whether the key exists.
  */
 const NOTICE_SENT = "notice-sent";
+const REVOKED_EVERYWHERE = "everywhere";
+const REVOKED_BY_LOGOUT = "logout";
 
 /** KEYS[1] a revocation key: records its notice sent, keeping its expiry; nothing when it has expired meanwhile. */
 const MARK_NOTICE_SENT = `return redis.call('SET', KEYS[1], '${NOTICE_SENT}', 'XX', 'KEEPTTL')`;
@@ -47,14 +51,17 @@ const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1
  * KEYS: revocation keys; ARGV: their time to live (ms), in the same order, then "revoke" or "owed". With "revoke",
  * sets those not set yet and returns their positions (from 1), so that a session signed out already is not counted
  * again; either way, also returns as -position each already revoked whose notice to the stream replicas is still
- * owed (its value is "1", not "notice-sent"). Each key is read or set once, so concurrent calls disagree on nothing.
+ * owed (its value is not "notice-sent"). Each key is read or set once, so concurrent calls disagree on nothing.
  */
 const REVOKE_ALL = `
 local revoke = ARGV[#KEYS + 1] == 'revoke'
 local result = {}
 for i = 1, #KEYS do
-  if revoke and redis.call('SET', KEYS[i], '1', 'PX', ARGV[i], 'NX') then result[#result + 1] = i
-  elseif redis.call('GET', KEYS[i]) == '1' then result[#result + 1] = -i end
+  if revoke and redis.call('SET', KEYS[i], '${REVOKED_EVERYWHERE}', 'PX', ARGV[i], 'NX') then result[#result + 1] = i
+  else
+    local state = redis.call('GET', KEYS[i])
+    if state and state ~= '${NOTICE_SENT}' then result[#result + 1] = -i end
+  end
 end
 return result`;
 
@@ -160,7 +167,7 @@ export class Sessions {
 
   async revoke(session: Session): Promise<void> {
     const remainingMs = session.expiresAt * 1000 - Date.now();
-    if (remainingMs > 0) await this.redis.set(this.revokedKey(session), "1", remainingMs + 60_000);
+    if (remainingMs > 0) await this.redis.set(this.revokedKey(session), REVOKED_BY_LOGOUT, remainingMs + 60_000);
   }
 
   /**
@@ -182,13 +189,15 @@ export class Sessions {
   }
 
   /**
-   * Whether `session` is revoked and how far: "live" (not revoked), "notice-owed" (revoked, and its notice to the
-   * stream replicas not known to have gone out: the logout or signing out everywhere that revoked it failed after
-   * that), or "notice-sent".
+   * Whether `session` is revoked, by what and how far: "live" (not revoked), "everywhere-notice-owed" (revoked by
+   * signing out everywhere, and its notice to the stream replicas not known to have gone out: that attempt failed
+   * after revoking it), "notice-owed" (the same for a logout), or "notice-sent".
    */
-  async revocationOf(session: Session): Promise<"live" | "notice-owed" | "notice-sent"> {
+  async revocationOf(session: Session): Promise<"live" | "everywhere-notice-owed" | "notice-owed" | "notice-sent"> {
     const state = await this.redis.get(this.revokedKey(session));
-    return state === null ? "live" : state === NOTICE_SENT ? "notice-sent" : "notice-owed";
+    if (state === null) return "live";
+    if (state === NOTICE_SENT) return "notice-sent";
+    return state === REVOKED_EVERYWHERE ? "everywhere-notice-owed" : "notice-owed";
   }
 
   /**

@@ -294,7 +294,8 @@ export function authRoutes(deps: ApiDeps) {
       "Revokes all of the user's sessions, this one included (every device and script signed in), closes their live " +
       "stream sockets (4401), voids the user's unused sign-in links and clears the cookie. For a session that may " +
       "be in someone else's hands. After a 503, retry with the same token: the stream may not have been told " +
-      "yet, and a token the failed attempt revoked is taken for that retry, which only tells it.",
+      "yet, and a token the failed attempt revoked is taken for that retry, which only tells it. A token a logout " +
+      "revoked is not (401), even one whose logout failed to tell the stream: retry the logout for that.",
     security: SIGNED_IN,
     middleware: requireSession(deps, { revocation: "notice-owed" }),
     responses: {

@@ -197,6 +197,32 @@ describe.each(adapters)("stream tickets and revocation notices (%s)", (adapter, 
     expect((await client(stack.app, token).get("/api/v1/auth/me")).status).toBe(401);
   });
 
+  it("a token a logout revoked, its notice owed, is no retry of signing out everywhere: 401, nothing signed out", async () => {
+    const email = `logout-then-everywhere-${adapter}@example.com`;
+    const phone = await stack.signIn(email);
+    const laptop = await stack.signIn(email);
+    // The laptop's logout records the revocation, then its notice fails: a 503, the notice owed.
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? (script: string, keys: readonly string[], args: readonly string[]) =>
+              keys[0] === stack.keys.streamFanout
+                ? Promise.reject(new Error("Connection is closed."))
+                : target.eval(script, keys, args)
+          : (Reflect.get(target, name) as unknown),
+    });
+    const failed = await client(createApp({ ...stack.deps, redis }), laptop.token).del("/api/v1/auth/logout");
+    expect([failed.status, failed.body.error?.code]).toEqual([503, "UNAVAILABLE"]);
+    // Signing out everywhere with that token would have been taken for its own retry, and signed out nobody.
+    const everywhere = await client(stack.app, laptop.token).del("/api/v1/auth/sessions");
+    expect([everywhere.status, everywhere.body.error?.code]).toEqual([401, "UNAUTHENTICATED"]);
+    expect((await client(stack.app, phone.token).get("/api/v1/auth/me")).status).toBe(200);
+    // The logout's own retry still sends the notice it owes.
+    expect((await client(stack.app, laptop.token).del("/api/v1/auth/logout")).status).toBe(200);
+    const laptopId = decodeJwt(laptop.token).jti!;
+    expect(await stack.redis.get(stack.keys.sessionRevokedKey(laptop.user.id, laptopId))).toBe("notice-sent");
+  });
+
   it("signing out everywhere revokes every session of the user and tells the replicas of each", async () => {
     const email = `everywhere-${adapter}@example.com`;
     const sessions = [await stack.signIn(email), await stack.signIn(email), await stack.signIn(email)];
