@@ -64,6 +64,11 @@ export interface Keyspace {
   /** A user's sessions: session id → its expiry (seconds), for signing them all out; expired ones are dropped. */
   sessionsKey(userId: string): string;
   /**
+   * When the user last signed out everywhere (ms since the epoch), kept as long as a sign-in link lives: a link issued
+   * before it signs in no session.
+   */
+  signedOutEverywhereKey(userId: string): string;
+  /**
    * A fixed-window request counter: `scope` names the limit, `subject` whom it counts (a user, an IP, or an email
    * inbox's SHA-256: no address in a key name). The subject is the hash tag.
    */
@@ -104,6 +109,7 @@ export function keyspace(prefix = "", shard = 0): Keyspace {
     streamTicketKey: (ticketHash) => `${prefix}stream-ticket:{${ticketHash}}`,
     sessionRevokedKey: (userId, sessionId) => `${prefix}api:{${userId}}:revoked:${sessionId}`,
     sessionsKey: (userId) => `${prefix}api:{${userId}}:sessions`,
+    signedOutEverywhereKey: (userId) => `${prefix}api:{${userId}}:signed-out-everywhere`,
     rateLimitKey: (scope, subject) => `${prefix}api:{${subject}}:rate:${scope}`,
     idempotencyRecords: (userId) => `${prefix}api:{${userId}}:idem`,
     idempotencyOrder: (userId) => `${prefix}api:{${userId}}:idem-order`,

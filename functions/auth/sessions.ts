@@ -3,6 +3,8 @@
  * Each token has its own id (`jti`); logout records that id as revoked in Redis until the token would have expired
  * anyway, so the old token stops working everywhere at once while sessions stay stateless otherwise. Each user's
  * ids are also listed with their expiry (one script at sign-in), so that all of them can be signed out at once.
+ * Signing out everywhere also records when, so that a sign-in link issued before then signs in no session: that
+ * takes only Redis, as ending the sessions does, so a Postgres outage does not keep a stolen session alive.
  *
  * Verification pins the algorithm (no `alg: none`, no RS/HS confusion), the issuer and the expiry. A token whose
  * signature checked out is remembered (bounded, keyed by the exact token text) so a session's later requests skip
@@ -13,16 +15,27 @@ import { errors, jwtVerify, SignJWT } from "jose";
 import type { Keyspace } from "../../contract/names.ts";
 import { userIdSchema } from "../../contract/messages.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
+import { SIGN_IN_TOKEN_TTL_MINUTES } from "./sign-in-tokens.ts";
 
 export const SESSION_TTL_SECONDS = 7 * 24 * 60 * 60;
 const ISSUER = "paper-broker";
 const VERIFIED_CACHE_SIZE = 10_000;
 
 /**
- * KEYS[1] the user's sessions; ARGV[1] now, ARGV[2] the new session's id, ARGV[3] its expiry (both seconds): drops
- * the expired, lists the new one, and keeps the list as long as its newest session.
+ * How long the time of signing out everywhere is kept: as long as a link issued just before it lives, and 5 minutes
+ * more, for a Postgres clock (which dates the links) behind the API's (which dates signing out).
+ */
+const SIGNED_OUT_EVERYWHERE_KEPT_MS = (SIGN_IN_TOKEN_TTL_MINUTES + 5) * 60_000;
+
+/**
+ * KEYS[1] the user's sessions, KEYS[2] when the user last signed out everywhere; ARGV[1] now, ARGV[2] the new
+ * session's id, ARGV[3] its expiry (both seconds), ARGV[4] when the sign-in link it is for was issued (ms), or "" for
+ * none: returns 0, listing nothing, for a link issued no later than the user last signed out everywhere. Otherwise
+ * drops the expired, lists the new one, and keeps the list as long as its newest session.
  */
 const LIST_SESSION = `
+local signedOut = tonumber(redis.call('GET', KEYS[2]))
+if ARGV[4] ~= '' and signedOut and tonumber(ARGV[4]) <= signedOut then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
@@ -46,6 +59,17 @@ const UNLIST_SESSION = "return redis.call('ZREM', KEYS[1], ARGV[1])";
 
 /** KEYS[1] the user's sessions; ARGV[1] now (seconds): the ids and expiries of those not expired. */
 const LIVE_SESSIONS = "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')";
+
+/**
+ * KEYS[1] the user's sessions, KEYS[2] when the user last signed out everywhere; ARGV[1] now (seconds), ARGV[2] now
+ * (ms), ARGV[3] how long to keep it (ms): records now as the time the user signed out everywhere (unless a later one
+ * is recorded), and returns the sessions not expired as LIVE_SESSIONS does. In one script, so a session is either
+ * listed before it, and in the answer (to be revoked), or refused by LIST_SESSION after it, for an older link.
+ */
+const SIGN_OUT_EVERYWHERE = `
+local at = tonumber(redis.call('GET', KEYS[2]))
+if not at or at < tonumber(ARGV[2]) then redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'WITHSCORES')`;
 
 /**
  * KEYS: revocation keys; ARGV: their time to live (ms), in the same order, then "revoke" or "owed". With "revoke",
@@ -94,12 +118,29 @@ export class Sessions {
   }
 
   /**
-   * A new session's token, listed under its user first: rejects when the listing fails, so that no session exists
-   * that signing out everywhere would miss. The sign-in calls this before it uses up the link, so that such a
-   * failure leaves the link working.
+   * A new session of `user`, listed under its user first: its token, and the session it stands for. Rejects when the
+   * listing fails, so that no session exists that signing out everywhere would miss.
    */
-  /** A new session of `user`, listed: its token, and the session it stands for. */
   async issue(user: { id: string; email: string }): Promise<{ token: string; session: Session }> {
+    return (await this.issueListed(user, ""))!;
+  }
+
+  /**
+   * A new session of `user` for a sign-in link issued at `linkIssuedAtMs`, as `issue`; undefined, with none listed,
+   * when the user has signed out everywhere since the link was issued: that voids the links of before. The sign-in
+   * calls this before it uses up the link, so that a failure to list leaves the link working.
+   */
+  async issueForLink(
+    user: { id: string; email: string },
+    linkIssuedAtMs: number,
+  ): Promise<{ token: string; session: Session } | undefined> {
+    return this.issueListed(user, String(linkIssuedAtMs));
+  }
+
+  private async issueListed(
+    user: { id: string; email: string },
+    linkIssuedAtMs: string,
+  ): Promise<{ token: string; session: Session } | undefined> {
     const sessionId = randomUUID();
     const nowS = Math.floor(Date.now() / 1000);
     const expiresAt = nowS + SESSION_TTL_SECONDS;
@@ -111,7 +152,12 @@ export class Sessions {
       .setIssuedAt(nowS)
       .setExpirationTime(expiresAt)
       .sign(await this.key);
-    await this.redis.eval(LIST_SESSION, [this.keys.sessionsKey(user.id)], [String(nowS), sessionId, String(expiresAt)]);
+    const listed = await this.redis.eval(
+      LIST_SESSION,
+      [this.keys.sessionsKey(user.id), this.keys.signedOutEverywhereKey(user.id)],
+      [String(nowS), sessionId, String(expiresAt), linkIssuedAtMs],
+    );
+    if (listed === 0) return undefined;
     return { token, session: { userId: user.id, email: user.email, sessionId, expiresAt } };
   }
 
@@ -201,18 +247,25 @@ export class Sessions {
   }
 
   /**
-   * Revokes every listed session of `session`'s user that has not expired, and `session` itself, and finds those
-   * revoked before that still owe their notice. With `revoke: false` (a retry from a session the first attempt
-   * revoked) it only finds the latter. One signed in while this runs (after the list was read) stays signed in.
-   * Each owes its notice until `noticeSent`.
+   * Records that `session`'s user signed out everywhere now, which voids the sign-in links issued before, then revokes
+   * every listed session of the user that has not expired, and `session` itself, and finds those revoked before that
+   * still owe their notice. With `revoke: false` (a retry from a session the first attempt revoked, after it had
+   * recorded the time) it only finds the latter. A session a link signs in while this runs is listed before the time
+   * is recorded, and revoked here, or refused. Each owes its notice until `noticeSent`.
    */
   async revokeAll(session: Session, options: { revoke: boolean } = { revoke: true }): Promise<RevokedAll> {
     const nowMs = Date.now();
-    const listed = (await this.redis.eval(
-      LIVE_SESSIONS,
-      [this.keys.sessionsKey(session.userId)],
-      [String(Math.floor(nowMs / 1000))],
-    )) as string[];
+    const nowS = String(Math.floor(nowMs / 1000));
+    const sessionsKey = this.keys.sessionsKey(session.userId);
+    const listed = (
+      options.revoke
+        ? await this.redis.eval(
+            SIGN_OUT_EVERYWHERE,
+            [sessionsKey, this.keys.signedOutEverywhereKey(session.userId)],
+            [nowS, String(nowMs), String(SIGNED_OUT_EVERYWHERE_KEPT_MS)],
+          )
+        : await this.redis.eval(LIVE_SESSIONS, [sessionsKey], [nowS])
+    ) as string[];
     const sessions = new Map([[session.sessionId, session]]);
     for (let i = 0; i + 1 < listed.length; i += 2) {
       const sessionId = listed[i]!;

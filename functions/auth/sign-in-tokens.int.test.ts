@@ -13,8 +13,6 @@ import {
   consumeSignInToken,
   CONSUME_SIGN_IN_TOKEN,
   issueSignInToken,
-  VOID_SIGN_IN_TOKENS,
-  voidSignInTokens,
 } from "./sign-in-tokens.ts";
 
 let t: TestDatabase;
@@ -37,11 +35,10 @@ async function plan(sql: string, params: unknown[]): Promise<string> {
 }
 
 describe("an address's unused sign-in links", () => {
-  it("are found through the partial index on email, when a link is used and when all are voided", async () => {
+  it("are found through the partial index on email when a link is used", async () => {
     const tokens: string[] = [];
     for (let i = 0; i < 20; i++) tokens.push(await issueSignInToken(t.db, `user${i % 5}@example.com`));
     await t.db.query("ANALYZE sign_in_tokens");
-    expect(await plan(VOID_SIGN_IN_TOKENS, ["user3@example.com"])).toMatch(/Index Scan .*sign_in_tokens_unused_email/);
     expect(await plan(CONSUME_SIGN_IN_TOKEN, [Buffer.alloc(32), "s-0"])).toMatch(
       /Index Scan .*sign_in_tokens_unused_email/,
     );
@@ -49,10 +46,8 @@ describe("an address's unused sign-in links", () => {
     // And the statements still do what they did: using a link voids its address's others, and only those.
     expect(await consumeSignInToken(t.db, tokens[0]!, "s-0")).toBe(true); // user0
     expect(await checkSignInToken(t.db, tokens[5]!)).toBeUndefined(); // user0's other link
-    expect(await checkSignInToken(t.db, tokens[1]!)).toBe("user1@example.com");
-    await voidSignInTokens(t.db, "user1@example.com");
-    expect(await checkSignInToken(t.db, tokens[1]!)).toBeUndefined();
-    expect(await checkSignInToken(t.db, tokens[2]!)).toBe("user2@example.com");
+    expect((await checkSignInToken(t.db, tokens[1]!))?.email).toBe("user1@example.com");
+    expect((await checkSignInToken(t.db, tokens[2]!))?.email).toBe("user2@example.com");
   });
 });
 

@@ -3,8 +3,9 @@
  * 15 minutes by the database clock, and used at most once. Checking and consuming are separate steps so that the
  * sign-in can do its work (create the user, have the engine grant the balance) in between: if that fails (engine
  * down), the link still works on a retry; if two requests race with one link, only one consumes it. Using a link
- * voids the other unused links of its address, and so does signing out everywhere: a link is an open door to the
- * account until it expires, and an older one may sit in a mailbox someone else reads.
+ * voids the other unused links of its address: a link is an open door to the account until it expires, and an older
+ * one may sit in a mailbox someone else reads. Signing out everywhere voids them too, in Redis (auth/sessions.ts): a
+ * link issued before it signs in no session, as a Postgres outage must not hold up signing out.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { postgresErrorCode } from "../../platform/postgres-errors.ts";
@@ -23,21 +24,29 @@ export async function issueSignInToken(db: Queryable, email: string): Promise<st
   return token;
 }
 
-/** The email a valid, unused, unexpired token was issued for; undefined for anything else. */
-export async function checkSignInToken(db: Queryable, token: string): Promise<string | undefined> {
+/**
+ * The email a valid, unused, unexpired token was issued for, and when it was issued (ms since the epoch, by the
+ * database clock); undefined for anything else.
+ */
+export async function checkSignInToken(
+  db: Queryable,
+  token: string,
+): Promise<{ email: string; issuedAtMs: number } | undefined> {
   if (!TOKEN_SHAPE.test(token)) return undefined;
-  const { rows } = await db.query<{ email: string }>(
-    "SELECT email FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()",
-    [hashToken(token)],
+  const { rows } = await db.query<{ email: string; issued_at_ms: number | string }>(
+    `SELECT email, floor(extract(epoch FROM expires_at - make_interval(mins => $2)) * 1000)::float8 AS issued_at_ms
+       FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()`,
+    [hashToken(token), SIGN_IN_TOKEN_TTL_MINUTES],
   );
-  return rows[0]?.email;
+  const row = rows[0];
+  return row && { email: row.email, issuedAtMs: Number(row.issued_at_ms) };
 }
 
 /**
  * $1 a token's hash, $2 the session signing in with it: marks it used by that session, and every other unused token
- * of its address used (by none). Both updates of an address's unused links filter on `email = … AND used_at IS
- * NULL`, which is what the partial index sign_in_tokens_unused_email (migrations/011_sign_in_tokens_unused_email.sql)
- * holds: exported for the test that checks their plans use it.
+ * of its address used (by none). It finds an address's unused links by `email = … AND used_at IS NULL`, which is
+ * what the partial index sign_in_tokens_unused_email (migrations/011_sign_in_tokens_unused_email.sql) holds:
+ * exported for the test that checks its plan uses it.
  */
 export const CONSUME_SIGN_IN_TOKEN = `UPDATE sign_in_tokens
      SET used_at = now(), session_id = CASE WHEN token_hash = $1 THEN $2::text END
@@ -58,9 +67,6 @@ const CONSUME_SIGN_IN_TOKEN_UNRECORDED = `UPDATE sign_in_tokens SET used_at = no
 
 /** SQLSTATE undefined_column: the code of node-postgres's error and of Neon's NeonDbError over HTTP alike. */
 const UNDEFINED_COLUMN = "42703";
-
-/** $1 an address: voids its unused tokens. */
-export const VOID_SIGN_IN_TOKENS = "UPDATE sign_in_tokens SET used_at = now() WHERE email = $1 AND used_at IS NULL";
 
 /**
  * Marks the token used by `sessionId`, and every other unused token of its address; false when it was used, voided
@@ -89,11 +95,6 @@ export async function consumedBy(db: Queryable, token: string, sessionId: string
     sessionId,
   ]);
   return rows.length > 0;
-}
-
-/** Voids every unused link of this address (signing out everywhere). */
-export async function voidSignInTokens(db: Queryable, email: string): Promise<void> {
-  await db.query(VOID_SIGN_IN_TOKENS, [email]);
 }
 
 /** Finds or creates the user with this (lower-cased) email. */

@@ -727,6 +727,28 @@ describe("sessions", () => {
     expect((await client(stack.app, second.token).get("/api/v1/auth/me")).status).toBe(401);
   });
 
+  it("signing out everywhere needs no Postgres: while it is down, every session ends and older links are void", async () => {
+    const email = "pg-down-everywhere@example.com";
+    const stolen = await stack.signIn(email);
+    const mine = await stack.signIn(email);
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.5" });
+    const unused = await latestLink(email);
+    const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+    const db = new Proxy(stack.deps.db, {
+      get: (target, name) =>
+        name === "query" ? () => Promise.reject(refused) : (Reflect.get(target, name) as unknown),
+    });
+    const out = await client(createApp({ ...stack.deps, db }), mine.token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 2 sessions." }]);
+    expect((await client(stack.app, stolen.token).get("/api/v1/auth/me")).status).toBe(401);
+    // Postgres back: the link asked for before signs in no session; one asked for after does.
+    const old = await anon.get(unused);
+    expect([old.status, old.body.error?.code, old.headers.get("set-cookie")]).toEqual([401, "INVALID_TOKEN", null]);
+    expect(await stack.redis.zcard(stack.keys.sessionsKey(mine.user.id))).toBe(2);
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.5" });
+    expect((await anon.get(await latestLink(email))).status).toBe(200);
+  });
+
   it("a link followed by several requests at once leaves one session listed: signing out all counts it alone", async () => {
     const { answers, userId, token } = await raceLink("raced@example.com", 4);
     expect(answers).toEqual([200, 401, 401, 401]);

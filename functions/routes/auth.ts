@@ -24,7 +24,6 @@ import {
   ensureUser,
   issueSignInToken,
   SIGN_IN_TOKEN_TTL_MINUTES,
-  voidSignInTokens,
 } from "../auth/sign-in-tokens.ts";
 import { isBackendFailure } from "../backend-failure.ts";
 import type { ApiDeps, ApiEnv } from "../context.ts";
@@ -185,9 +184,9 @@ export function authRoutes(deps: ApiDeps) {
     },
   });
   route(app, verify, async (c, { query: { token } }) => {
-    const email = await checkSignInToken(db, token);
-    if (email === undefined) throw new ApiError("INVALID_TOKEN");
-    const user = await ensureUser(db, email);
+    const link = await checkSignInToken(db, token);
+    if (link === undefined) throw new ApiError("INVALID_TOKEN");
+    const user = await ensureUser(db, link.email);
     // The starting balance is granted before the answer, so the first request after sign-in can trade. The grant
     // is once per account in the engine: a repeated sign-in changes nothing.
     const timeLeft = deps.timeLeftMs;
@@ -201,8 +200,10 @@ export function authRoutes(deps: ApiDeps) {
     // Listed before the link is used up: a Redis that cannot list it fails this request (503), and the link still
     // works on a retry, rather than a session that signing out everywhere would miss. One that is not handed out (a
     // concurrent request used the link first, or using it failed) comes off the list again, or signing out
-    // everywhere would count it.
-    const { token: sessionToken, session } = await deps.sessions.issue(user);
+    // everywhere would count it. None is listed for a link issued before the user last signed out everywhere.
+    const issued = await deps.sessions.issueForLink(user, link.issuedAtMs);
+    if (issued === undefined) throw new ApiError("INVALID_TOKEN");
+    const { token: sessionToken, session } = issued;
     const { sessionId } = session;
     const unlist = () =>
       deps.sessions.unlist(session).catch((err: unknown) =>
@@ -293,9 +294,10 @@ export function authRoutes(deps: ApiDeps) {
     description:
       "Revokes all of the user's sessions, this one included (every device and script signed in), closes their live " +
       "stream sockets (4401), voids the user's unused sign-in links and clears the cookie. For a session that may " +
-      "be in someone else's hands. After a 503, retry with the same token: the stream may not have been told " +
-      "yet, and a token the failed attempt revoked is taken for that retry, which only tells it. A token a logout " +
-      "revoked is not (401), even one whose logout failed to tell the stream: retry the logout for that.",
+      "be in someone else's hands. Needs only Redis: it works while Postgres is down. After a 503, retry with the " +
+      "same token: the stream may not have been told yet, and a token the failed attempt revoked is taken for that " +
+      "retry, which only tells it. A token a logout revoked is not (401), even one whose logout failed to tell " +
+      "the stream: retry the logout for that.",
     security: SIGNED_IN,
     middleware: requireSession(deps, { revocation: "notice-owed" }),
     responses: {
@@ -311,10 +313,8 @@ export function authRoutes(deps: ApiDeps) {
   route(app, logoutEverywhere, async (c) => {
     const caller = c.get("session");
     // A caller revoked already is the retry of an attempt that revoked it and then failed to tell the stream (a 503):
-    // it may only send the notices still owed, which that attempt's links voided and sessions revoked left owing.
+    // it may only send the notices still owed. That attempt voided the links before it revoked anything.
     const retry = c.get("sessionNoticeOwed") === true;
-    // Links first: one followed while this runs then fails, rather than signing in after the sessions were read.
-    if (!retry) await voidSignInTokens(db, caller.email);
     const { revoked, noticeOwed } = await deps.sessions.revokeAll(caller, { revoke: !retry });
     const announced = [...revoked, ...noticeOwed];
     // After the revocations are recorded: a stream replica that checks one on its notice finds it. Sessions revoked
