@@ -749,6 +749,42 @@ describe("sessions", () => {
     expect((await anon.get(await latestLink(email))).status).toBe(200);
   });
 
+  it("a link checked before signing out everywhere, its session listed after, signs in no session", async () => {
+    const email = "crossed-everywhere@example.com";
+    const { token } = await stack.signIn(email);
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.6" });
+    const link = await latestLink(email);
+    // The link's sign-in is held just before it lists its session until signing out everywhere has answered.
+    let listing!: () => void;
+    const reachedListing = new Promise<void>((resolve) => (listing = resolve));
+    let signedOut!: () => void;
+    const everywhereDone = new Promise<void>((resolve) => (signedOut = resolve));
+    const redis = new Proxy(stack.deps.redis, {
+      get: (target, name) =>
+        name === "eval"
+          ? async (script: string, keys: readonly string[], args: readonly string[]) => {
+              if (keys[1]?.endsWith(":signed-out-everywhere") && script.includes("ZADD")) {
+                listing();
+                await everywhereDone;
+              }
+              return target.eval(script, keys, args);
+            }
+          : (Reflect.get(target, name) as unknown),
+    });
+    const sessions = new Sessions(new TextEncoder().encode(TEST_JWT_SECRET), redis, stack.keys);
+    const following = client(createApp({ ...stack.deps, sessions })).get(link);
+    await reachedListing;
+    const out = await client(stack.app, token).del("/api/v1/auth/sessions");
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+    signedOut();
+    const followed = await following;
+    expect([followed.status, followed.body.error?.code, followed.headers.get("set-cookie")]).toEqual([
+      401,
+      "INVALID_TOKEN",
+      null,
+    ]);
+  });
+
   it("a link followed by several requests at once leaves one session listed: signing out all counts it alone", async () => {
     const { answers, userId, token } = await raceLink("raced@example.com", 4);
     expect(answers).toEqual([200, 401, 401, 401]);
