@@ -22,20 +22,30 @@ const ISSUER = "paper-broker";
 const VERIFIED_CACHE_SIZE = 10_000;
 
 /**
- * How long the time of signing out everywhere is kept: as long as a link issued just before it lives, and 5 minutes
- * more, for a Postgres clock (which dates the links) behind the API's (which dates signing out).
+ * How long after the time of signing out everywhere a link issued is still refused. That time is the API's clock and
+ * a link's issue time Postgres's, assumed within a second of each other (NTP keeps them within milliseconds): erring
+ * this way, a link asked for within a second after signing out everywhere is refused too (ask again), so that one
+ * asked for before it cannot sign in while the database's clock runs up to a second ahead of the API's.
+ */
+export const SIGNED_OUT_EVERYWHERE_MARGIN_MS = 1_000;
+
+/**
+ * How long the time of signing out everywhere is kept: while a link it refuses may still be signing in. Such a link
+ * was issued at most the margin after it and is valid for 15 minutes; the 5 minutes more cover the margin and the
+ * sign-in's own work between checking the link and listing its session (the engine's grant). Each is a duration on
+ * one clock (this key's on Redis's, the link's on Postgres's), so a difference between the clocks does not shift it.
  */
 const SIGNED_OUT_EVERYWHERE_KEPT_MS = (SIGN_IN_TOKEN_TTL_MINUTES + 5) * 60_000;
 
 /**
  * KEYS[1] the user's sessions, KEYS[2] when the user last signed out everywhere; ARGV[1] now, ARGV[2] the new
  * session's id, ARGV[3] its expiry (both seconds), ARGV[4] when the sign-in link it is for was issued (ms), or "" for
- * none: returns 0, listing nothing, for a link issued no later than the user last signed out everywhere. Otherwise
- * drops the expired, lists the new one, and keeps the list as long as its newest session.
+ * none: returns 0, listing nothing, for a link issued no later than the margin after the user last signed out
+ * everywhere. Otherwise drops the expired, lists the new one, and keeps the list as long as its newest session.
  */
 const LIST_SESSION = `
 local signedOut = tonumber(redis.call('GET', KEYS[2]))
-if ARGV[4] ~= '' and signedOut and tonumber(ARGV[4]) <= signedOut then return 0 end
+if ARGV[4] ~= '' and signedOut and tonumber(ARGV[4]) <= signedOut + ${SIGNED_OUT_EVERYWHERE_MARGIN_MS} then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('EXPIREAT', KEYS[1], ARGV[3])
@@ -127,8 +137,9 @@ export class Sessions {
 
   /**
    * A new session of `user` for a sign-in link issued at `linkIssuedAtMs`, as `issue`; undefined, with none listed,
-   * when the user has signed out everywhere since the link was issued: that voids the links of before. The sign-in
-   * calls this before it uses up the link, so that a failure to list leaves the link working.
+   * when the user has signed out everywhere since the link was issued, or within SIGNED_OUT_EVERYWHERE_MARGIN_MS
+   * before: that voids the links of before. The sign-in calls this before it uses up the link, so that a failure to
+   * list leaves the link working.
    */
   async issueForLink(
     user: { id: string; email: string },

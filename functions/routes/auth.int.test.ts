@@ -4,7 +4,7 @@
  */
 import { createHash, createHmac } from "node:crypto";
 import { SignJWT, UnsecuredJWT } from "jose";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp } from "../app.ts";
 import { SIGN_IN_MESSAGE } from "./auth.ts";
 
@@ -13,7 +13,7 @@ const SESSION_NOT_VALID =
   "The session is not valid: it expired, was signed out or is not one this API issued. Sign in again.";
 import { createResendMailer } from "../auth/mailer.ts";
 import type { ApiRedis } from "../redis/api-redis.ts";
-import { Sessions } from "../auth/sessions.ts";
+import { Sessions, SIGNED_OUT_EVERYWHERE_MARGIN_MS } from "../auth/sessions.ts";
 import { CONSUME_SIGN_IN_TOKEN } from "../auth/sign-in-tokens.ts";
 import { client, type Call } from "../testing/http.ts";
 import { startApiStack, TEST_JWT_SECRET, type ApiStack } from "../testing/api-stack.ts";
@@ -35,6 +35,21 @@ async function latestLink(email: string): Promise<string> {
   if (mail === undefined) throw new Error(`no email to ${email}`);
   const url = new URL(mail.link);
   return url.pathname + url.search;
+}
+
+/** Waits out the second after signing out everywhere in which a link asked for is void too. */
+async function pastSignOutMargin(): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, SIGNED_OUT_EVERYWHERE_MARGIN_MS + 100));
+}
+
+/** When the newest link to `email` was issued, by the database's clock (ms). */
+async function linkIssuedAtMs(email: string): Promise<number> {
+  const { rows } = await stack.deps.db.query<{ ms: number }>(
+    `SELECT floor(extract(epoch FROM max(expires_at) - interval '15 minutes') * 1000)::float8 AS ms
+       FROM sign_in_tokens WHERE email = $1`,
+    [email],
+  );
+  return Number(rows[0]!.ms);
 }
 
 const secret = new TextEncoder().encode(TEST_JWT_SECRET);
@@ -221,6 +236,7 @@ describe("magic-link sign-in", () => {
     // Another address's link is not touched.
     await anon.post("/api/v1/auth", { email: "kept@example.com" }, { "x-test-ip": "10.9.0.3" });
     const kept = await latestLink("kept@example.com");
+    await pastSignOutMargin();
     await ask();
     expect((await anon.get((await links())[0]!)).status).toBe(200);
     expect((await anon.get(kept)).status).toBe(200);
@@ -745,7 +761,32 @@ describe("sessions", () => {
     const old = await anon.get(unused);
     expect([old.status, old.body.error?.code, old.headers.get("set-cookie")]).toEqual([401, "INVALID_TOKEN", null]);
     expect(await stack.redis.zcard(stack.keys.sessionsKey(mine.user.id))).toBe(2);
+    await pastSignOutMargin();
     await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.5" });
+    expect((await anon.get(await latestLink(email))).status).toBe(200);
+  });
+
+  it("a link asked for just before signing out everywhere is void while the database's clock is ahead by under a second", async () => {
+    const email = "skewed-everywhere@example.com";
+    const { token } = await stack.signIn(email);
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.7" });
+    const link = await latestLink(email);
+    // The API's clock reads 600 ms before the database's stamp on the link: the call comes after the link, by the
+    // database's clock, though its own time is earlier.
+    const now = vi.spyOn(Date, "now").mockReturnValue((await linkIssuedAtMs(email)) - 600);
+    const out = await client(stack.app, token)
+      .del("/api/v1/auth/sessions")
+      .finally(() => now.mockRestore());
+    expect([out.status, out.body]).toEqual([200, { message: "Signed out of 1 session." }]);
+    const followed = await anon.get(link);
+    expect([followed.status, followed.body.error?.code, followed.headers.get("set-cookie")]).toEqual([
+      401,
+      "INVALID_TOKEN",
+      null,
+    ]);
+    // Past the margin, a link signs in: one asked for well after signing out everywhere.
+    await pastSignOutMargin();
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.7" });
     expect((await anon.get(await latestLink(email))).status).toBe(200);
   });
 
