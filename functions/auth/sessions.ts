@@ -148,6 +148,17 @@ export class Sessions {
     return this.issueListed(user, String(linkIssuedAtMs));
   }
 
+  /**
+   * Whether the user's sign-in link issued at `linkIssuedAtMs` is void, the user having signed out everywhere since
+   * (or up to SIGNED_OUT_EVERYWHERE_MARGIN_MS before): the sign-in asks before its work, so that such a link is refused
+   * at once rather than after the engine's grant. `issueForLink` checks again, in the script that lists the session,
+   * which is the check that holds against signing out everywhere meanwhile.
+   */
+  async linkVoidedBySigningOut(userId: string, linkIssuedAtMs: number): Promise<boolean> {
+    const signedOut = await this.redis.get(this.keys.signedOutEverywhereKey(userId));
+    return signedOut !== null && linkIssuedAtMs <= Number(signedOut) + SIGNED_OUT_EVERYWHERE_MARGIN_MS;
+  }
+
   private async issueListed(
     user: { id: string; email: string },
     linkIssuedAtMs: string,

@@ -25,21 +25,23 @@ export async function issueSignInToken(db: Queryable, email: string): Promise<st
 }
 
 /**
- * The email a valid, unused, unexpired token was issued for, and when it was issued (ms since the epoch, by the
- * database clock); undefined for anything else.
+ * The email a valid, unused, unexpired token was issued for, when it was issued (ms since the epoch, by the database
+ * clock), and the id of the user with that email, if there is one yet; undefined for anything else.
  */
 export async function checkSignInToken(
   db: Queryable,
   token: string,
-): Promise<{ email: string; issuedAtMs: number } | undefined> {
+): Promise<{ email: string; issuedAtMs: number; userId: string | undefined } | undefined> {
   if (!TOKEN_SHAPE.test(token)) return undefined;
-  const { rows } = await db.query<{ email: string; issued_at_ms: number | string }>(
-    `SELECT email, floor(extract(epoch FROM expires_at - make_interval(mins => $2)) * 1000)::float8 AS issued_at_ms
-       FROM sign_in_tokens WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()`,
+  const { rows } = await db.query<{ email: string; issued_at_ms: number | string; user_id: string | null }>(
+    `SELECT t.email, u.id::text AS user_id,
+            floor(extract(epoch FROM t.expires_at - make_interval(mins => $2)) * 1000)::float8 AS issued_at_ms
+       FROM sign_in_tokens t LEFT JOIN users u ON u.email = t.email
+       WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > now()`,
     [hashToken(token), SIGN_IN_TOKEN_TTL_MINUTES],
   );
   const row = rows[0];
-  return row && { email: row.email, issuedAtMs: Number(row.issued_at_ms) };
+  return row && { email: row.email, issuedAtMs: Number(row.issued_at_ms), userId: row.user_id ?? undefined };
 }
 
 /**

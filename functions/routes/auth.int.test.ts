@@ -790,6 +790,25 @@ describe("sessions", () => {
     expect((await anon.get(await latestLink(email))).status).toBe(200);
   });
 
+  it("a link signing out everywhere voided is 401 at once while the engine is down, not a 503 to retry", async () => {
+    const email = "engine-down-everywhere@example.com";
+    const { token } = await stack.signIn(email);
+    await anon.post("/api/v1/auth", { email }, { "x-test-ip": "10.9.0.8" });
+    const link = await latestLink(email);
+    expect((await client(stack.app, token).del("/api/v1/auth/sessions")).status).toBe(200);
+    await stack.stopEngine();
+    try {
+      const followed = await anon.get(link);
+      expect([followed.status, followed.body.error?.code, followed.headers.get("set-cookie")]).toEqual([
+        401,
+        "INVALID_TOKEN",
+        null,
+      ]);
+    } finally {
+      await stack.startEngine();
+    }
+  });
+
   it("a link checked before signing out everywhere, its session listed after, signs in no session", async () => {
     const email = "crossed-everywhere@example.com";
     const { token } = await stack.signIn(email);

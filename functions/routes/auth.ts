@@ -186,6 +186,10 @@ export function authRoutes(deps: ApiDeps) {
   route(app, verify, async (c, { query: { token } }) => {
     const link = await checkSignInToken(db, token);
     if (link === undefined) throw new ApiError("INVALID_TOKEN");
+    // A link signing out everywhere voided is refused before the engine's grant: with the engine down, that would
+    // answer 503, inviting a retry that can only be refused. (A user signed out everywhere exists already.)
+    if (link.userId !== undefined && (await deps.sessions.linkVoidedBySigningOut(link.userId, link.issuedAtMs)))
+      throw new ApiError("INVALID_TOKEN");
     const user = await ensureUser(db, link.email);
     // The starting balance is granted before the answer, so the first request after sign-in can trade. The grant
     // is once per account in the engine: a repeated sign-in changes nothing.
