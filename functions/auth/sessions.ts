@@ -23,9 +23,9 @@ const VERIFIED_CACHE_SIZE = 10_000;
 
 /**
  * How long after the time of signing out everywhere a link issued is still refused. That time is the API's clock and
- * a link's issue time Postgres's, assumed within a second of each other (NTP keeps them within milliseconds): erring
- * this way, a link asked for within a second after signing out everywhere is refused too (ask again), so that one
- * asked for before it cannot sign in while the database's clock runs up to a second ahead of the API's.
+ * a link's issue time Postgres's (NTP keeps them within milliseconds). Erring this way, a link asked for up to a
+ * second after signing out everywhere, plus however far the API's clock runs ahead, is refused too (ask again), so
+ * that one asked for before it cannot sign in while the database's clock runs up to a second ahead of the API's.
  */
 export const SIGNED_OUT_EVERYWHERE_MARGIN_MS = 1_000;
 
