@@ -5,15 +5,16 @@
  *   (worker/events.ts, readStoredState, the stream's snapshot read too): separate reads, over REST each its own
  *   request, could combine keys written far apart. The worker still writes one engine step's outputs one script each
  *   (a close drops the trade, then pays its margin and PnL into the balance), and a batch may end inside a step, so
- *   a read can land between two of them. The script says so (the event at the mark was stored with `more`), and
- *   readAccount reads again until the step is whole, for up to ACCOUNT_STEP_WAIT.maxWaitMs: past that it answers
- *   with the part it read, logged (`account_read_mid_step`). A single key needs no script, nor such a wait.
+ *   a read can land between two of them. The script says so (`insideStep`: the event at the mark, or the newest one
+ *   stored above a gap a dead worker left, was stored with `more`), and readAccount reads again until the step is
+ *   whole, for up to ACCOUNT_STEP_WAIT.maxWaitMs: past that it answers with the part it read, logged
+ *   (`account_read_mid_step`). A single key needs no script, nor such a wait.
  * - The quotes are another cluster slot's key, so they cannot join that script; they are read on their own, first,
  *   again before each read of the account. A price moves independently of a step's money, so any quote values the
  *   account as it stands. The worker writes a batch's quotes before the rest of it, so for up to one batch a trade
  *   its stop-loss closed at the quote read can still show open.
  */
-import { readPastStep, readStoredState, type StepWaitLimits, type StoredState } from "../worker/events.ts";
+import { insideStep, readPastStep, readStoredState, type StepWaitLimits, type StoredState } from "../worker/events.ts";
 import type { ApiDeps } from "./context.ts";
 import { quotesView, type Quote } from "./views.ts";
 
@@ -46,10 +47,16 @@ export async function readAccount(
     ACCOUNT_STEP_WAIT,
     Date.now,
     read,
-    (state) => state.account.markContinues,
+    (state) => insideStep(state.account),
     (_, ms) => new Promise((resolve) => setTimeout(resolve, ms)),
   ))!; // `read` never answers undefined
-  if (waitedMs !== undefined) deps.log.warn("account_read_mid_step", { userId, seq: state.account.seq, waitedMs });
+  if (waitedMs !== undefined)
+    deps.log.warn("account_read_mid_step", {
+      userId,
+      seq: state.account.seq,
+      aheadSeq: state.account.aheadSeq,
+      waitedMs,
+    });
   return state;
 }
 

@@ -129,7 +129,15 @@ describe("the private channel's first read", () => {
     send({ op: "unsubscribe", channel: "private" });
     send({ op: "subscribe", channel: "private" });
     expect(reads).toHaveLength(2);
-    reads[1]!.resolve({ seq: 1, aheadSeq: 0, markContinues: false, balances: { USD: "1000" }, trades: [], orders: [] });
+    reads[1]!.resolve({
+      seq: 1,
+      aheadSeq: 0,
+      markContinues: false,
+      aheadContinues: false,
+      balances: { USD: "1000" },
+      trades: [],
+      orders: [],
+    });
     await vi.advanceTimersByTimeAsync(0);
     reads[0]!.reject(new Error("Redis went away"));
     await vi.advanceTimersByTimeAsync(0);
@@ -171,6 +179,7 @@ describe("price-driven summaries", () => {
             seq: 1,
             aheadSeq: 0,
             markContinues: false,
+            aheadContinues: false,
             balances: { USD: "1000" },
             trades: trades(userId),
             orders: [],
@@ -363,6 +372,7 @@ describe("price-driven summaries", () => {
           seq: paidStored ? 3 : 2,
           aheadSeq: 0,
           markContinues: !paidStored,
+          aheadContinues: false,
           balances: { USD: paidStored ? "900" : "1000" },
           trades: [opened],
           orders: [],
@@ -419,6 +429,7 @@ describe("price-driven summaries", () => {
           seq: 3,
           aheadSeq: 0,
           markContinues: false,
+          aheadContinues: false,
           balances: { USD: "900" },
           trades: [trade("T0-1", "ETH"), trade("T0-3", "ETH")],
           orders: [],
@@ -585,6 +596,7 @@ describe("a socket on its way out", () => {
             seq: 1,
             aheadSeq: 0,
             markContinues: false,
+            aheadContinues: false,
             balances: { USD: "1000" },
             trades: [],
             orders: [],

@@ -31,7 +31,15 @@ class MemoryStore implements PrivateStore {
   readState(): Promise<PrivateState> {
     this.stateReads++;
     const { stateSeq: seq, aheadSeq, balances } = this;
-    return Promise.resolve({ seq, aheadSeq, markContinues: this.continued.has(seq), balances, trades: [], orders: [] });
+    return Promise.resolve({
+      seq,
+      aheadSeq,
+      markContinues: this.continued.has(seq),
+      aheadContinues: this.continued.has(aheadSeq),
+      balances,
+      trades: [],
+      orders: [],
+    });
   }
 
   async readAfter(_userId: string, since: number, limit = 1000): Promise<EventsAfter> {

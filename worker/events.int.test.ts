@@ -26,6 +26,7 @@ import {
   queueEventAppend,
   readEventsAfter,
   readPrivateState,
+  recordLostEvents,
 } from "./events.ts";
 import {
   ANSWER_WRITE,
@@ -358,6 +359,7 @@ describe("readPrivateState", () => {
       seq: 2,
       aheadSeq: 4,
       markContinues: false,
+      aheadContinues: false,
       balances: { USD: "9800", ETH: "0" },
       trades: [trade("T0-9", T0 + 5), trade("T0-10", T0 + 5), trade("T0-2", T0 + 9)],
       orders: [order("P0-3", T0 + 6), order("P0-4", T0 + 7)],
@@ -366,6 +368,7 @@ describe("readPrivateState", () => {
       seq: 0,
       aheadSeq: 0,
       markContinues: false,
+      aheadContinues: false,
       balances: {},
       trades: [],
       orders: [],
@@ -421,6 +424,43 @@ describe("readPrivateState", () => {
       continued: [],
       mark: 3,
       aheadSeq: 0,
+    });
+  });
+
+  it("says whether the newest event stored above a gap goes on in its step, which the mark's cannot say", async () => {
+    const keys = await space("ahead-mid-step");
+    // 2 is held by a dead worker; the live worker stores 3, stored with `more`, above the gap: the read models are
+    // inside 3's step, while the event at the mark (1) is an older step's, whole
+    await append(keys, [balances("ann", 1)]);
+    const pipe = redis.pipeline();
+    queueEventAppend(pipe, keys, balances("ann", 3), true);
+    await pipe.exec();
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({
+      seq: 1,
+      aheadSeq: 3,
+      markContinues: false,
+      aheadContinues: true,
+    });
+    await append(keys, [balances("ann", 4)]);
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({ seq: 1, aheadSeq: 4, aheadContinues: false });
+    await append(keys, [balances("ann", 2)]);
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({
+      seq: 4,
+      aheadSeq: 0,
+      markContinues: false,
+      aheadContinues: false,
+    });
+    // 5 stored with `more`, 6 (the rest of its step) refused and recorded lost: the mark is 6, with no event there,
+    // and no step is under way any more; 5, the newest event stored, is not taken for one
+    const next = redis.pipeline();
+    queueEventAppend(next, keys, balances("ann", 5), true);
+    await next.exec();
+    await recordLostEvents(redis, keys, [{ userId: "ann", seq: 6 }]);
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({
+      seq: 6,
+      aheadSeq: 0,
+      markContinues: false,
+      aheadContinues: false,
     });
   });
 

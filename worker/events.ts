@@ -123,18 +123,21 @@ return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], since, upto, 'WITHS
 /**
  * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead, KEYS[6] events: all
  * of them at one instant. Returns {balances, open trades, pending orders (each HGETALL's flat list), mark, the ahead
- * set's highest seq ('0' when empty), the member stored at the mark ('' when there is none)}: its `more` says
- * whether the mark sits inside an engine step.
+ * set's highest seq ('0' when empty), the member stored at the mark, the member stored at the ahead set's highest
+ * seq (each '' when there is none)}: their `more` says whether the mark, or the newest event the read models reflect
+ * above a gap, sits inside an engine step.
  */
 const PRIVATE_STATE = `
 local mark = redis.call('GET', KEYS[4]) or '0'
+local ahead = redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0'
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('HGETALL', KEYS[2]),
   redis.call('HGETALL', KEYS[3]),
   mark,
-  redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0',
-  redis.call('ZRANGEBYSCORE', KEYS[6], mark, mark)[1] or ''
+  ahead,
+  redis.call('ZRANGEBYSCORE', KEYS[6], mark, mark)[1] or '',
+  ahead == '0' and '' or (redis.call('ZRANGEBYSCORE', KEYS[6], ahead, ahead)[1] or '')
 }`;
 
 /**
@@ -286,6 +289,8 @@ export interface PrivateState {
    * worker's batch ended inside the step). A reader starting from `seq` holds the account summary back until it came.
    */
   markContinues: boolean;
+  /** The event at `aheadSeq` was stored with `more` (StoredState says why this is not the mark's). */
+  aheadContinues: boolean;
   balances: Balances;
   trades: TradeView[];
   orders: OrderView[];
@@ -296,14 +301,18 @@ export type ScriptRunner = (script: string, keys: readonly string[], args: reado
 
 /**
  * A user's read models as the worker stores them (views as JSON by id) with the contiguous mark (`seq`), the
- * highest seq stored ahead of it (`aheadSeq`) and whether the event at the mark was stored with `more`
- * (`markContinues`), all of one instant. The worker writes one script per output, so that instant can fall inside an
- * engine step: `seq` says which of the step's events it shows, `markContinues` that the step goes on after it.
+ * highest seq stored ahead of it (`aheadSeq`) and whether the event at each was stored with `more`
+ * (`markContinues`, `aheadContinues`), all of one instant. The worker writes one script per output, so that instant
+ * can fall inside an engine step: `seq` says which of the step's events it shows, `markContinues` that the step goes
+ * on after it. While a dead worker's batch leaves a gap, the live worker writes the newer steps above it: the read
+ * models then reflect events up to `aheadSeq`, and a step it is in the middle of shows only in `aheadContinues` (the
+ * mark's event is an older step's). `insideStep` says whether either is so.
  */
 export interface StoredState {
   seq: number;
   aheadSeq: number;
   markContinues: boolean;
+  aheadContinues: boolean;
   balances: Balances;
   openTrades: Record<string, string>;
   pendingOrders: Record<string, string>;
@@ -314,7 +323,7 @@ export interface StoredState {
  * (readPrivateState) and the API's account summary, which combines keys that one step changes together.
  */
 export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId: string): Promise<StoredState> {
-  const [balances, trades, orders, mark, ahead, atMark] = (await run(
+  const [balances, trades, orders, mark, ahead, atMark, atAhead] = (await run(
     PRIVATE_STATE,
     [
       keys.balancesKey(userId),
@@ -325,12 +334,13 @@ export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId:
       keys.eventsKey(userId),
     ],
     [],
-  )) as [string[], string[], string[], string, string, string];
+  )) as [string[], string[], string[], string, string, string, string];
   return {
     seq: Number(mark),
     aheadSeq: Number(ahead),
     // Trimmed or expired (mark 0, or a store idle for a day): no step is still under way there.
     markContinues: atMark !== "" && parseMember(atMark).more,
+    aheadContinues: atAhead !== "" && parseMember(atAhead).more,
     // fromEntries defines own properties, so a field named "__proto__" stays a field (as HGETALL's reply has it).
     balances: Object.fromEntries(pairs(balances)),
     openTrades: Object.fromEntries(pairs(trades)),
@@ -339,7 +349,18 @@ export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId:
 }
 
 /**
- * How a reader of readStoredState waits out an engine step its read landed inside (`markContinues`): a pause between
+ * Whether a read of readStoredState landed inside an engine step whose next event is not stored yet: at the mark
+ * (a worker's batch ended inside the step, or a claimed batch filling a gap is being written), or at the newest event
+ * above a gap (the live worker writes newer steps there while a dead worker's batch waits to be claimed). Either way
+ * the read models hold the step half applied. An event of a step inside the gap itself is not looked at: the rest of
+ * that step comes with the claim, longer than any reader waits.
+ */
+export function insideStep(state: Pick<StoredState, "markContinues" | "aheadContinues">): boolean {
+  return state.markContinues || state.aheadContinues;
+}
+
+/**
+ * How a reader of readStoredState waits out an engine step its read landed inside (`insideStep`): a pause between
  * reads, doubling from firstPauseMs up to maxPauseMs, and at most maxWaitMs in all. Past it the state goes out as
  * read: a dead worker can hold the rest of a step until its entries are claimed, longer than any reader should wait.
  */
@@ -387,6 +408,7 @@ export async function readPrivateState(redis: Redis, keys: Keyspace, userId: str
     seq: state.seq,
     aheadSeq: state.aheadSeq,
     markContinues: state.markContinues,
+    aheadContinues: state.aheadContinues,
     balances: state.balances,
     trades: Object.values(state.openTrades)
       .map((json) => JSON.parse(json) as TradeView)

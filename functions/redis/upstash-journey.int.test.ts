@@ -55,6 +55,12 @@ describe("the API on the Upstash REST adapter", () => {
     const open = (await api.get("/api/v1/trade/open")).body.trades as { unrealizedPnl: string }[];
     expect(open).toHaveLength(1);
     expect(open[0]!.unrealizedPnl).toBe("-0.0495"); // (150.25 − 150.3) × 0.99
+    // The read models and the marks in one script (worker/events.ts, readStoredState), its keys in one slot
+    expect((await api.get("/api/v1/account/summary")).body.summary).toMatchObject({
+      balance: "10000",
+      marginUsed: "30",
+      unrealizedPnl: "-0.0495",
+    });
     const closed = await api.post("/api/v1/trade/close", { tradeId: (opened.body.trade as { id: string }).id });
     expect(closed.body.trade).toMatchObject({ closePrice: "150.3", pnl: "-0.0495", closeReason: "manual" });
     expect((await api.get("/api/v1/account/balance/usd")).body).toEqual({ asset: "USD", balance: "9999.9505" });

@@ -176,6 +176,23 @@ describe("GET /api/v1/account/summary read inside an engine step", () => {
     expect(counted.reads).toBeGreaterThan(1);
   });
 
+  it("waits for the step's next event also above a gap a dead worker's batch left in the user's events", async () => {
+    const { api, counted, opened, paid } = await midStepUser();
+    // Seq 2 is in a batch a dead worker still holds (claimed ~30 s later): the live worker writes the step as 3 and
+    // 4, above the mark (1), whose event is an older step's, whole
+    await store({ ...opened, seq: 3 }, true);
+    let stepEnded: Promise<void> | undefined;
+    counted.afterRead = () => {
+      stepEnded = new Promise((resolve) => setTimeout(resolve, 40)).then(() => store({ ...paid, seq: 4 }));
+    };
+    const from = stack.logLines.length;
+    const res = await api.get("/api/v1/account/summary");
+    await stepEnded;
+    expect(res.body.summary).toMatchObject({ balance: "10000", marginUsed: "100", equity: "10005" });
+    expect(counted.reads).toBeGreaterThan(1);
+    expect(stack.logLines.slice(from).filter((l) => l.event === "account_read_mid_step")).toEqual([]);
+  });
+
   it("answers with the part of the step it read once the wait runs out, and logs it", async () => {
     const { userId, api, opened } = await midStepUser();
     await store(opened, true); // the rest of the step never comes (a worker died holding it)
