@@ -22,7 +22,13 @@ import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.t
 import { accountSummary, type AccountSummary } from "../functions/account-summary.ts";
 import { balancesView, compareIds, type Quote } from "../functions/views.ts";
 import type { Logger } from "../platform/log.ts";
-import { readPastStep, type EventsAfter, type PrivateState, type StepWaitLimits } from "../worker/events.ts";
+import {
+  insideStep,
+  readPastStep,
+  type EventsAfter,
+  type PrivateState,
+  type StepWaitLimits,
+} from "../worker/events.ts";
 import { CLOSE_CODES } from "../client/protocol.ts";
 import type { StreamConnection } from "./connection.ts";
 import type { StreamMetrics } from "./metrics.ts";
@@ -247,12 +253,13 @@ export class PrivateChannel {
   }
 
   /**
-   * The account for a snapshot or resync, read again while its mark is inside an engine step (`markContinues`: the
-   * step's next event is not stored yet), for at most STEP_WAIT_MAX_MS: a snapshot read there would carry a summary
-   * of money that never was (a trade open, its margin not yet paid from the balance), and the client shows it. Each
-   * wait ends with a notification past the mark (its event is stored by then), or after the retry delay, doubling as
-   * a gap's does. Events notified meanwhile are read after the state's seq as usual: the state read last decides
-   * what is sent again and what is not. Undefined when the channel stopped meanwhile (unsubscribe, the socket closed).
+   * The account for a snapshot or resync, read again while it is inside an engine step (`insideStep`: the step's next
+   * event is not stored yet, after the mark or after the newest event stored above a gap), for at most
+   * STEP_WAIT_MAX_MS: a snapshot read there would carry a summary of money that never was (a trade open, its margin
+   * not yet paid from the balance), and the client shows it. Each wait ends with a notification past the mark (its
+   * event is stored by then), or after the retry delay, doubling as a gap's does. Events notified meanwhile are read
+   * after the state's seq as usual: the state read last decides what is sent again and what is not. Undefined when
+   * the channel stopped meanwhile (unsubscribe, the socket closed).
    */
   private async readWholeState(): Promise<PrivateState | undefined> {
     const wait: StepWait = { mark: Infinity, notified: 0, wake: undefined };
@@ -267,7 +274,7 @@ export class PrivateChannel {
           const state = await this.deps.store.readState(this.conn.userId);
           return this.stopped ? undefined : state;
         },
-        (state) => state.markContinues && !this.conn.closed,
+        (state) => insideStep(state) && !this.conn.closed,
         (state, ms) => {
           // Notified past the mark while the state was read: that event may have been stored after the read. Each
           // read again this way needs another notification, so it cannot spin.
@@ -288,6 +295,7 @@ export class PrivateChannel {
         this.deps.log.warn("private_state_mid_step", {
           userId: this.conn.userId,
           seq: read.state.seq,
+          aheadSeq: read.state.aheadSeq,
           waitedMs: read.waitedMs,
         });
       return read?.state;

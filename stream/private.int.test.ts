@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { OrderView, PrivateOutput, TradeView } from "../contract/messages.ts";
 import { privateEventOf } from "../contract/stream-fields.ts";
 import { openTradesView, pendingOrdersView } from "../functions/views.ts";
-import { recordLostEvents } from "../worker/events.ts";
+import { EVENT_SCRIPTS, recordLostEvents } from "../worker/events.ts";
+import { queueOutputWrite, READ_MODEL_SCRIPTS } from "../worker/read-models.ts";
 import { quoteOutput } from "./testing/quote-output.ts";
 import {
   balancesEvent,
@@ -325,6 +326,55 @@ describe("private channel", () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(sent(fresh)).toEqual(["snapshot 3 balance 1000"]);
     for (const client of [resumed, fresh]) client.close();
+  });
+
+  it("sends no snapshot in the middle of a step stored above a gap: it waits for the step's next event", async () => {
+    const u = user();
+    // 1 paid in 1,000 USD. 2 is in a batch a dead worker still holds (claimed ~30 s later), so the mark stays at 1,
+    // whose step is whole. The live worker stores the next step above the gap, with its own scripts: 3 opened an ETH
+    // trade with a margin of 100 (stored with `more`), 4 (its margin paid: USD 900) is still to come.
+    await storeEvents(t, [balancesEvent(u, 1, "1000")]);
+    for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await t.redis.script("LOAD", script);
+    const write = async (output: PrivateOutput, more = false) => {
+      const pipe = t.redis.pipeline();
+      queueOutputWrite(pipe, t.keys, output, more);
+      for (const [error] of (await pipe.exec())!) expect(error).toBeNull();
+    };
+    const first = balancesEvent(u, 3, "1000");
+    const opened: PrivateOutput = {
+      type: "trade_opened",
+      id: first.id,
+      inputId: first.inputId,
+      userId: u,
+      seq: 3,
+      trade: {
+        id: "T0-1",
+        asset: "ETH",
+        type: "long",
+        margin: "100",
+        leverage: 10,
+        quantity: "0.5",
+        openPrice: "2000",
+        stopLoss: null,
+        takeProfit: null,
+        trailingStop: null,
+        liquidationPrice: "1810",
+        openedAt: "2027-01-15T08:00:00.000Z",
+      },
+    };
+    await write(opened, true);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    await client.until((f) => f.some((x) => x.type === "subscribed"));
+    // Read now, its summary would show 1,100: the margin in the trade, and still in the USD it is to be paid from
+    await new Promise((r) => setTimeout(r, 300));
+    expect(client.of("snapshot")).toEqual([]);
+    const paid = { ...balancesEvent(u, 4, "900"), id: `${opened.inputId}:1`, inputId: opened.inputId };
+    await write(paid);
+    await fanOutEvents(t, [paid]);
+    const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
+    expect(snapshot).toMatchObject({ seq: 1, balances: { USD: "900" }, summary: { balance: "1000" } });
+    client.close();
   });
 
   it("after the fan-out reader lost its connection, every private channel looks in the store", async () => {
