@@ -43,6 +43,40 @@ async function emit(userId: string, from: number, to: number): Promise<PrivateOu
   return events;
 }
 
+/** Writes `output` as the worker does: its read-model change and its event in one script. */
+async function writeOutput(output: PrivateOutput, more = false): Promise<void> {
+  for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await t.redis.script("LOAD", script);
+  const pipe = t.redis.pipeline();
+  queueOutputWrite(pipe, t.keys, output, more);
+  for (const [error] of (await pipe.exec())!) expect(error).toBeNull();
+}
+
+/** An engine step's first event: an ETH long with a margin of 100 opened, its margin not yet paid. */
+function ethTradeOpened(userId: string, seq: number): PrivateOutput {
+  const { id, inputId } = balancesEvent(userId, seq, "0");
+  return {
+    type: "trade_opened",
+    id,
+    inputId,
+    userId,
+    seq,
+    trade: {
+      id: "T0-1",
+      asset: "ETH",
+      type: "long",
+      margin: "100",
+      leverage: 10,
+      quantity: "0.5",
+      openPrice: "2000",
+      stopLoss: null,
+      takeProfit: null,
+      trailingStop: null,
+      liquidationPrice: "1810",
+      openedAt: "2027-01-15T08:00:00.000Z",
+    },
+  };
+}
+
 const seqs = eventSeqs;
 const hasSeq = (n: number) => (frames: Frame[]) => seqs(frames).includes(n);
 
@@ -334,35 +368,8 @@ describe("private channel", () => {
     // whose step is whole. The live worker stores the next step above the gap, with its own scripts: 3 opened an ETH
     // trade with a margin of 100 (stored with `more`), 4 (its margin paid: USD 900) is still to come.
     await storeEvents(t, [balancesEvent(u, 1, "1000")]);
-    for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await t.redis.script("LOAD", script);
-    const write = async (output: PrivateOutput, more = false) => {
-      const pipe = t.redis.pipeline();
-      queueOutputWrite(pipe, t.keys, output, more);
-      for (const [error] of (await pipe.exec())!) expect(error).toBeNull();
-    };
-    const first = balancesEvent(u, 3, "1000");
-    const opened: PrivateOutput = {
-      type: "trade_opened",
-      id: first.id,
-      inputId: first.inputId,
-      userId: u,
-      seq: 3,
-      trade: {
-        id: "T0-1",
-        asset: "ETH",
-        type: "long",
-        margin: "100",
-        leverage: 10,
-        quantity: "0.5",
-        openPrice: "2000",
-        stopLoss: null,
-        takeProfit: null,
-        trailingStop: null,
-        liquidationPrice: "1810",
-        openedAt: "2027-01-15T08:00:00.000Z",
-      },
-    };
-    await write(opened, true);
+    const opened = ethTradeOpened(u, 3);
+    await writeOutput(opened, true);
     const client = await connect(u);
     client.send({ op: "subscribe", channel: "private" });
     await client.until((f) => f.some((x) => x.type === "subscribed"));
@@ -370,10 +377,27 @@ describe("private channel", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(client.of("snapshot")).toEqual([]);
     const paid = { ...balancesEvent(u, 4, "900"), id: `${opened.inputId}:1`, inputId: opened.inputId };
-    await write(paid);
+    await writeOutput(paid);
     await fanOutEvents(t, [paid]);
     const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
     expect(snapshot).toMatchObject({ seq: 1, balances: { USD: "900" }, summary: { balance: "1000" } });
+    client.close();
+  });
+
+  it("sends the snapshot at once above a gap when the step's next event was refused (recorded lost)", async () => {
+    const u = user();
+    // 1 paid in 1,000 USD; 2 is held by a dead worker. The live worker's batch: 3 opened an ETH trade with a margin
+    // of 100 (`more`), 4 (its margin paid) was refused and recorded lost, before the batch's outputs were written, as
+    // the worker does. The step is never stored whole: waiting for it would only hold the snapshot back.
+    await storeEvents(t, [balancesEvent(u, 1, "1000")]);
+    await recordLostEvents(t.redis, t.keys, [{ userId: u, seq: 4 }]);
+    await writeOutput(ethTradeOpened(u, 3), true);
+    const client = await connect(u);
+    client.send({ op: "subscribe", channel: "private" });
+    const snapshot = await client.until((f) => f.find((x) => x.type === "snapshot"));
+    // The read models keep the half step, as a snapshot sent after the wait would have shown them
+    expect(snapshot).toMatchObject({ seq: 1, balances: { USD: "1000" }, summary: { balance: "1100" } });
+    expect(t.logs.filter((l) => l.event === "private_state_mid_step" && l.userId === u)).toEqual([]);
     client.close();
   });
 

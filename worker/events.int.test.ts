@@ -462,6 +462,18 @@ describe("readPrivateState", () => {
       markContinues: false,
       aheadContinues: false,
     });
+    // The same above a gap (7 held by a dead worker): 8 stored with `more`, 9 refused and recorded lost (the worker
+    // records a batch's lost seqs before it writes its outputs). 8 stays the newest stored, and its step never goes on
+    await recordLostEvents(redis, keys, [{ userId: "ann", seq: 9 }]);
+    const above = redis.pipeline();
+    queueEventAppend(above, keys, balances("ann", 8), true);
+    await above.exec();
+    expect(await readPrivateState(redis, keys, "ann")).toMatchObject({
+      seq: 6,
+      aheadSeq: 8,
+      markContinues: false,
+      aheadContinues: false,
+    });
   });
 
   it("works on a Redis that has not loaded its script (EVAL on NOSCRIPT)", async () => {

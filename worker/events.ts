@@ -121,15 +121,23 @@ local upto = math.min(mark, since + tonumber(ARGV[2]))
 return {tostring(mark), redis.call('ZRANGEBYSCORE', KEYS[1], since, upto, 'WITHSCORES'), ahead}`;
 
 /**
- * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead, KEYS[6] events: all
- * of them at one instant. Returns {balances, open trades, pending orders (each HGETALL's flat list), mark, the ahead
- * set's highest seq ('0' when empty), the member stored at the mark, the member stored at the ahead set's highest
- * seq (each '' when there is none)}: their `more` says whether the mark, or the newest event the read models reflect
- * above a gap, sits inside an engine step.
+ * KEYS[1] balances, KEYS[2] open trades, KEYS[3] pending orders, KEYS[4] mark, KEYS[5] ahead, KEYS[6] events,
+ * KEYS[7] lost: all of them at one instant. Returns {balances, open trades, pending orders (each HGETALL's flat
+ * list), mark, the ahead set's highest seq ('0' when empty), the member stored at the mark, the member stored at the
+ * ahead set's highest seq (each '' when there is none)}: their `more` says whether the mark, or the newest event the
+ * read models reflect above a gap, sits inside an engine step.
+ *
+ * The ahead member is left out ('') when the seq after it is recorded lost: the step's next event could only be
+ * that one, refused, so the step will never be stored whole and no reader gains by waiting for it. (At the mark a
+ * lost next seq moves the mark onto itself, where no event is stored, to the same effect.)
  */
 const PRIVATE_STATE = `
 local mark = redis.call('GET', KEYS[4]) or '0'
 local ahead = redis.call('ZRANGE', KEYS[5], -1, -1)[1] or '0'
+local atAhead = ''
+if ahead ~= '0' and not redis.call('ZSCORE', KEYS[7], tostring(tonumber(ahead) + 1)) then
+  atAhead = redis.call('ZRANGEBYSCORE', KEYS[6], ahead, ahead)[1] or ''
+end
 return {
   redis.call('HGETALL', KEYS[1]),
   redis.call('HGETALL', KEYS[2]),
@@ -137,7 +145,7 @@ return {
   mark,
   ahead,
   redis.call('ZRANGEBYSCORE', KEYS[6], mark, mark)[1] or '',
-  ahead == '0' and '' or (redis.call('ZRANGEBYSCORE', KEYS[6], ahead, ahead)[1] or '')
+  atAhead
 }`;
 
 /**
@@ -289,7 +297,10 @@ export interface PrivateState {
    * worker's batch ended inside the step). A reader starting from `seq` holds the account summary back until it came.
    */
   markContinues: boolean;
-  /** The event at `aheadSeq` was stored with `more` (StoredState says why this is not the mark's). */
+  /**
+   * The event at `aheadSeq` was stored with `more` and the seq after it is not recorded lost (StoredState says why
+   * this is not the mark's).
+   */
   aheadContinues: boolean;
   balances: Balances;
   trades: TradeView[];
@@ -306,7 +317,8 @@ export type ScriptRunner = (script: string, keys: readonly string[], args: reado
  * can fall inside an engine step: `seq` says which of the step's events it shows, `markContinues` that the step goes
  * on after it. While a dead worker's batch leaves a gap, the live worker writes the newer steps above it: the read
  * models then reflect events up to `aheadSeq`, and a step it is in the middle of shows only in `aheadContinues` (the
- * mark's event is an older step's). `insideStep` says whether either is so.
+ * mark's event is an older step's), false when the step's next seq was refused and recorded lost (it never comes).
+ * `insideStep` says whether either is so.
  */
 export interface StoredState {
   seq: number;
@@ -332,6 +344,7 @@ export async function readStoredState(run: ScriptRunner, keys: Keyspace, userId:
       keys.eventsSeqKey(userId),
       keys.eventsAheadKey(userId),
       keys.eventsKey(userId),
+      keys.eventsLostKey(userId),
     ],
     [],
   )) as [string[], string[], string[], string, string, string, string];

@@ -2,9 +2,13 @@
  * The deployed path's Redis client end to end: the whole app on the `@upstash/redis` adapter, over HTTP to the local
  * Upstash REST peer in front of the real Redis (which refuses what Upstash refuses, blocking commands among them),
  * with the real engine and worker. Sign-in, a trade opened and closed, history and balances, the engine's 503, the
- * commands one order costs, and a retry after a 504 answered once, all through REST.
+ * commands one order costs, a retry after a 504 answered once, and the summary's step wait above a gap, all through
+ * REST.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { PrivateOutput } from "../../contract/messages.ts";
+import { EVENT_SCRIPTS, recordLostEvents } from "../../worker/events.ts";
+import { queueOutputWrite, READ_MODEL_SCRIPTS } from "../../worker/read-models.ts";
 import { createApp } from "../app.ts";
 import { createEngineClient } from "../engine-client.ts";
 import { client } from "../testing/http.ts";
@@ -80,6 +84,32 @@ describe("the API on the Upstash REST adapter", () => {
     expect(Object.keys(counts).sort()).toEqual(["EVALSHA", "LINDEX"]);
     expect(counts.EVALSHA).toBe(2);
     expect(counts.LINDEX).toBeGreaterThanOrEqual(1);
+  });
+
+  it("the summary above a gap: waits out a step stored there, not one whose next event was refused", async () => {
+    const { token, user } = await stack.signIn("upstash-gap@example.com");
+    const api = client(stack.app, token);
+    for (const script of [...READ_MODEL_SCRIPTS, ...EVENT_SCRIPTS]) await stack.redis.script("LOAD", script);
+    // Seq 2 held by a dead worker; the live worker stores 3 above the gap, its step going on (`more`)
+    const inputId = `${Date.now()}-0`;
+    const step: PrivateOutput = {
+      type: "balances_changed",
+      id: `${inputId}:0`,
+      inputId,
+      userId: user.id,
+      seq: 3,
+      balances: { USD: "9000" },
+    };
+    const pipe = stack.redis.pipeline();
+    queueOutputWrite(pipe, stack.keys, step, true);
+    for (const [error] of (await pipe.exec())!) expect(error).toBeNull();
+    const midStep = () => stack.logLines.filter((l) => l.event === "account_read_mid_step" && l.userId === user.id);
+    expect((await api.get("/api/v1/account/summary")).body.summary).toMatchObject({ balance: "9000" });
+    expect(midStep()).toEqual([expect.objectContaining({ seq: 1, aheadSeq: 3 })]);
+    // 4, the rest of that step, refused and recorded lost: nothing to wait for
+    await recordLostEvents(stack.redis, stack.keys, [{ userId: user.id, seq: 4 }]);
+    expect((await api.get("/api/v1/account/summary")).body.summary).toMatchObject({ balance: "9000" });
+    expect(midStep()).toHaveLength(1);
   });
 
   it("a request that timed out polling: the retry with the same key gets the first answer, acted on once", async () => {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PrivateOutput } from "../../contract/messages.ts";
-import { EVENT_SCRIPTS } from "../../worker/events.ts";
+import { EVENT_SCRIPTS, recordLostEvents } from "../../worker/events.ts";
 import { queueOutputWrite, READ_MODEL_SCRIPTS } from "../../worker/read-models.ts";
 import { ACCOUNT_STEP_WAIT } from "../account-reads.ts";
 import { createApp } from "../app.ts";
@@ -190,6 +190,20 @@ describe("GET /api/v1/account/summary read inside an engine step", () => {
     await stepEnded;
     expect(res.body.summary).toMatchObject({ balance: "10000", marginUsed: "100", equity: "10005" });
     expect(counted.reads).toBeGreaterThan(1);
+    expect(stack.logLines.slice(from).filter((l) => l.event === "account_read_mid_step")).toEqual([]);
+  });
+
+  it("does not wait above a gap for a step whose next event was refused (recorded lost): it never comes", async () => {
+    const { userId, api, counted, opened } = await midStepUser();
+    // Seq 2 is held by a dead worker. The live worker's batch: 3 opened the trade (`more`), 4 (its margin paid) was
+    // refused and recorded lost, before the batch's outputs were written, as the worker does
+    await recordLostEvents(stack.redis, stack.keys, [{ userId, seq: 4 }]);
+    await store({ ...opened, seq: 3 }, true);
+    const from = stack.logLines.length;
+    const res = await api.get("/api/v1/account/summary");
+    // The read models keep the half step: a wait would have ended with these figures too
+    expect(res.body.summary).toMatchObject({ balance: "10100", marginUsed: "100", equity: "10105" });
+    expect(counted.reads).toBe(1);
     expect(stack.logLines.slice(from).filter((l) => l.event === "account_read_mid_step")).toEqual([]);
   });
 
