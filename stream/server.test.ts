@@ -149,8 +149,8 @@ describe("an upgrade whose target URL cannot parse", () => {
 
 describe("a request for another path", () => {
   const pointer =
-    "The stream is a WebSocket at /api/v1/stream: open the url that POST /api/v1/stream/ticket answers, " +
-    "with ?ticket=<ticket>.";
+    "The stream is a WebSocket at /api/v1/stream: open the url that the API's POST /api/v1/stream/ticket answers " +
+    "(the API has its own port or host, not this one), with ?ticket=<ticket>.";
 
   it.each([
     ["/", "No stream at /."],
@@ -168,5 +168,14 @@ describe("a request for another path", () => {
     const long = await fetch(`http://127.0.0.1:${port}/${"x".repeat(150)}`);
     const message = `No route GET /${"x".repeat(99)}…. ${pointer}`;
     expect(await long.json()).toEqual({ error: { code: "NOT_FOUND", message } });
+  });
+
+  it("POST /api/v1/stream/ticket is a 404 that says the ticket route is the API's, not this port's", async () => {
+    const answer = await fetch(`http://127.0.0.1:${port}/api/v1/stream/ticket`, { method: "POST" });
+    expect(answer.status).toBe(404);
+    const message = `No route POST /api/v1/stream/ticket. ${pointer}`;
+    expect(await answer.json()).toEqual({ error: { code: "NOT_FOUND", message } });
+    expect(message).toContain("the API's POST /api/v1/stream/ticket");
+    expect(message).toContain("not this one");
   });
 });

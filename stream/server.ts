@@ -29,11 +29,12 @@ export const STREAM_PATH = "/api/v1/stream";
 
 /**
  * Where the stream is, told with every 404 on its port: the likely mistakes (a trailing slash, the bare host, the
- * path copied without its ticket) are one step from the right address, and the ticket's `url` is that address.
+ * path copied without its ticket) are one step from the right address, and the ticket's `url` is that address. The
+ * ticket route is named as the API's because a reader already on the wrong host would post it here, to another 404.
  */
 export const WHERE_THE_STREAM_IS =
-  `The stream is a WebSocket at ${STREAM_PATH}: open the url that POST /api/v1/stream/ticket answers, ` +
-  "with ?ticket=<ticket>.";
+  `The stream is a WebSocket at ${STREAM_PATH}: open the url that the API's POST /api/v1/stream/ticket answers ` +
+  "(the API has its own port or host, not this one), with ?ticket=<ticket>.";
 
 /** Paths are shown up to this many characters in an answer. */
 const SHOWN_PATH = 100;
