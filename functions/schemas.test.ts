@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import { parseUnits, USD_DECIMALS } from "../contract/money.ts";
 import { parseJsonBody } from "./json-body.ts";
+import { checkPercent, CLOSE_PERCENT_MAX, TRAILING_PERCENT_MAX } from "./routes/trade-terms.ts";
 import { AMOUNT_EXAMPLES, AMOUNT_EXPECTED, candlesQuery, entryOrderRequest, signInRequest } from "./schemas.ts";
 
 const AT_18 = Date.UTC(2026, 11, 5, 18, 0, 0);
@@ -116,8 +117,8 @@ describe("a sign-in address", () => {
 });
 
 describe("an amount's examples", () => {
-  it("are taken by every amount field of every asset, so the next check never refuses what the answer showed", () => {
-    expect(AMOUNT_EXPECTED).toBe('a positive decimal such as "100" or "0.5"');
+  it("are taken by every amount field of every asset and both percents, so the next check takes what was shown", () => {
+    expect(AMOUNT_EXPECTED).toBe('a positive decimal such as "10" or "0.5"');
     for (const example of AMOUNT_EXAMPLES) {
       expect(parseUnits(example, USD_DECIMALS)).toMatchObject({ ok: true });
       for (const asset of ASSETS) {
@@ -127,6 +128,12 @@ describe("an amount's examples", () => {
         expect(quantity, `${asset.symbol} quantity ${example}`).toMatchObject({ ok: true });
         if (quantity.ok) expect(quantity.units).toBeGreaterThanOrEqual(asset.minQuantitySteps);
       }
+      // A part of a trade to close, and a trailing stop's percent, whose maximum is below 100
+      expect(() => checkPercent("percent", example, "INVALID_AMOUNT", CLOSE_PERCENT_MAX), example).not.toThrow();
+      expect(
+        () => checkPercent("trailingStop.percent", example, "INVALID_TRAILING_STOP", TRAILING_PERCENT_MAX),
+        example,
+      ).not.toThrow();
     }
   });
 });

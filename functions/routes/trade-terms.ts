@@ -92,7 +92,7 @@ export function checkPercent(field: string, text: string, code: ApiErrorCode | R
 /** A part of a trade to close: up to all of it. */
 export const CLOSE_PERCENT_MAX = 100_00;
 /** A trailing stop's distance as a percent: below 100 (at 100 % a long's level would be a price of 0). */
-const TRAILING_PERCENT_MAX = 99_99;
+export const TRAILING_PERCENT_MAX = 99_99;
 
 interface TrailingInput {
   readonly distance?: string | undefined;

@@ -51,7 +51,7 @@ describe("null is none where the view shows none as null", () => {
   it("still refuses null for a field that has no none: 400 INVALID_REQUEST naming it", async () => {
     const res = await cal.post("/api/v1/trade/create", { ...TRADE, margin: null });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
-    expect(res.body.error?.message).toBe('margin: expected a positive decimal such as "100" or "0.5", received null.');
+    expect(res.body.error?.message).toBe('margin: expected a positive decimal such as "10" or "0.5", received null.');
   });
 });
 
@@ -61,7 +61,7 @@ describe("a trailing stop's terms", () => {
     [{ percent: "100.5" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "100.5".'],
     [{ percent: "0" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "0".'],
     [{ percent: "1.005" }, 'trailingStop.percent: expected at most 2 decimals, received "1.005".'],
-    [{ distance: "abc" }, 'trailingStop.distance: expected a positive decimal such as "100" or "0.5", received "abc".'],
+    [{ distance: "abc" }, 'trailingStop.distance: expected a positive decimal such as "10" or "0.5", received "abc".'],
     [{ distance: "0" }, 'trailingStop.distance: expected an amount above zero, received "0".'],
     // As sent, not as read ("0"), nested as at the top
     [{ distance: "0.00" }, 'trailingStop.distance: expected an amount above zero, received "0.00".'],
@@ -126,11 +126,11 @@ describe("messages say what was expected and what came", () => {
     // Exponents past ±40 are not spelt out (json-body.ts): the answer says so rather than "not a decimal".
     [
       "1e41",
-      'margin: expected a positive decimal such as "100" or "0.5", received 1e41: out of range, an exponent over 40.',
+      'margin: expected a positive decimal such as "10" or "0.5", received 1e41: out of range, an exponent over 40.',
     ],
     [
       "1e-41",
-      'margin: expected a positive decimal such as "100" or "0.5", received 1e-41: out of range, an exponent under -40.',
+      'margin: expected a positive decimal such as "10" or "0.5", received 1e-41: out of range, an exponent under -40.',
     ],
   ])("margin %s → 400 INVALID_AMOUNT: %s", async (margin, message) => {
     const res = await create(margin);
@@ -149,7 +149,7 @@ describe("messages say what was expected and what came", () => {
         400,
         {
           code: "INVALID_AMOUNT",
-          message: `${field}: expected a positive decimal such as "100" or "0.5", received ${received}.`,
+          message: `${field}: expected a positive decimal such as "10" or "0.5", received ${received}.`,
         },
       ]);
     }
