@@ -39,5 +39,8 @@ describe("storedCandle", () => {
     const prices = { open: "1.5", high: "1.5", low: "1.5", close: "1.5" };
     expect(() => storedCandle("ETH", "1m", "2026-12-05T22:00:00.000Z", { ...prices, low: "1.505" })).toThrow(/1.505/);
     expect(() => storedCandle("DOGE", "1m", "2026-12-05T22:00:00.000Z", prices)).toThrow(/DOGE/);
+    expect(() => storedCandle("BTC", "1m", "2026-12-05T22:00:00.000Z", { ...prices, low: "1.55" })).toThrow(
+      /^candle price 1\.55 of BTC is not a price at 1 decimal$/,
+    );
   });
 });

@@ -6,7 +6,7 @@
  * greatest high, low = the least low.
  */
 import { ASSET_BY_SYMBOL } from "./markets.ts";
-import { formatUnits, toUnits } from "./money.ts";
+import { decimalsWord, formatUnits, toUnits } from "./money.ts";
 
 /** Every interval a candle is offered at, with its length. Each is a whole number of minutes and divides a day. */
 export const CANDLE_INTERVAL_MS = {
@@ -60,7 +60,7 @@ export function storedCandle(
   if (decimals === undefined) throw new Error(`candle of an unknown asset ${asset}`);
   const price = (text: string) => {
     const ticks = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
-    if (ticks < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimals} decimals`);
+    if (ticks < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimalsWord(decimals)}`);
     return formatUnits(ticks, decimals);
   };
   return {

@@ -188,5 +188,9 @@ describe("unrealized PnL", () => {
       'read model: openPrice of T0-7 is not a ETH figure with 2 decimals: "2000.123"',
     );
     expect(() => unrealizedPnlMicros(eth, view("2000"), "2000.001")).toThrow(/the close price of T0-7/);
+    const btc = { ...view("2000.12"), asset: "BTC" };
+    expect(() => unrealizedPnlMicros(ASSET_BY_SYMBOL.get("BTC")!, btc, "2001")).toThrow(
+      'read model: openPrice of T0-7 is not a BTC figure with 1 decimal: "2000.12"',
+    );
   });
 });

@@ -16,7 +16,7 @@ import {
   type TrailingStopSpec,
   type TrailingStopView,
 } from "../contract/messages.ts";
-import { formatBigUnits, toUnits, trimDecimal, USD_DECIMALS } from "../contract/money.ts";
+import { decimalsWord, formatBigUnits, toUnits, trimDecimal, USD_DECIMALS } from "../contract/money.ts";
 
 export interface Quote {
   readonly bid: string;
@@ -84,7 +84,7 @@ export function unrealizedPnlMicros(asset: AssetConfig, trade: TradeView, closeP
     const parsed = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
     if (parsed < 0) {
       throw new Error(
-        `read model: ${what} of ${trade.id} is not a ${asset.symbol} figure with ${decimals} decimals: "${text}"`,
+        `read model: ${what} of ${trade.id} is not a ${asset.symbol} figure with ${decimalsWord(decimals)}: "${text}"`,
       );
     }
     return BigInt(parsed);

@@ -256,6 +256,15 @@ describe("parseFrame refuses garbage with a reason", () => {
     });
   });
 
+  it("words a single decimal in the singular (BTC prices)", () => {
+    const btc = eth({ s: '"BTC_USDC_PERP"', a: '"97543.25"', b: '"97543.1"' }, "bookTicker.BTC_USDC_PERP");
+    expect(parseFrame(btc, ours)).toMatchObject({
+      kind: "rejected",
+      reason: "invalid_price",
+      detail: 'a: "97543.25" has more than 1 decimal',
+    });
+  });
+
   it("gives a book frame refused for its prices its market and time, when its time is good", () => {
     const book = { market: "ETH_USDC_PERP", exchangeTimeUs: "1736172777497712" };
     expect(parseFrame(eth({ b: '"4304.00"' }), ours)).toMatchObject({ reason: "crossed_quote", book });

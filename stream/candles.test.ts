@@ -327,7 +327,9 @@ describe("CandleFanout", () => {
       const s = socket();
       fanout.subscribe(s.conn, "BTC", "15m", at("10:07:30"), 0);
       for (const bad of ["x", "101.25", ""])
-        expect(() => fanout.publish(minute("10:07", "101", bad, "100.8", "101.2"), 0)).toThrow(/not a price/);
+        expect(() => fanout.publish(minute("10:07", "101", bad, "100.8", "101.2"), 0)).toThrow(
+          / of BTC is not a price at 1 decimal$/,
+        );
       calls[0]!.resolve(stored("10:00", "10:06", "99", "104", "98", "100.9"));
       await settle();
       expect(errors).toEqual([]);

@@ -30,7 +30,7 @@ import {
   type CandleInterval,
 } from "../contract/candles.ts";
 import { ASSET_BY_SYMBOL } from "../contract/markets.ts";
-import { toUnits, trimDecimal } from "../contract/money.ts";
+import { decimalsWord, toUnits, trimDecimal } from "../contract/money.ts";
 import type { Queryable } from "../platform/postgres.ts";
 import { CandleDelivery } from "./candle-delivery.ts";
 import { monotonicMs } from "./clock.ts";
@@ -372,7 +372,7 @@ function priceTicks(asset: string, text: string): number {
   const decimals = ASSET_BY_SYMBOL.get(asset)?.priceDecimals;
   if (decimals === undefined) throw new Error(`candle of an unknown asset ${asset}`);
   const units = toUnits(text, decimals, Number.MAX_SAFE_INTEGER);
-  if (units < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimals} decimals`);
+  if (units < 0) throw new Error(`candle price ${text} of ${asset} is not a price at ${decimalsWord(decimals)}`);
   return units;
 }
 

@@ -346,6 +346,16 @@ describe("partial close refusals", () => {
     });
   });
 
+  it("quantity finer than ADA's single decimal: the step worded in the singular", () => {
+    const h = given();
+    h.price("ADA_USDC_PERP", "0.45677", "0.45678");
+    const trade = opened(h, "alice", { asset: "ADA", margin: "10", leverage: 3 });
+    expect(messageOf(closeSome(h, "alice", trade.id, { quantity: "0.05" }).answer)).toBe(
+      "The quantity to close is not valid for this trade. quantity must be a positive amount of ADA with at most " +
+        '1 decimal; received "0.05".',
+    );
+  });
+
   it.each(["0", "100.01", "12.345", "101"])("percent %j", (percent) => {
     expect(refusal({ percent })).toEqual({
       code: "INVALID_CLOSE_QUANTITY",
