@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { SESSION_NOT_VALID } from "../errors.ts";
+import { AMOUNT_EXAMPLES } from "../schemas.ts";
 import { client } from "../testing/http.ts";
 import { startApiStack, type ApiStack } from "../testing/api-stack.ts";
 
@@ -78,6 +79,16 @@ describe("a trailing stop's terms", () => {
       expect(await stack.redis.xlen(stack.keys.input)).toBe(inputs);
     },
   );
+
+  it("a percent that is not a decimal shows examples the percent's own check then takes", async () => {
+    const res = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { percent: "abc" } });
+    const message = 'trailingStop.percent: expected a positive decimal such as "10" or "0.5", received "abc".';
+    expect([res.status, res.body.error]).toEqual([422, { code: "INVALID_TRAILING_STOP", message }]);
+    for (const example of AMOUNT_EXAMPLES) {
+      const taken = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { percent: example } });
+      expect([taken.status, taken.body.error], example).toEqual([201, undefined]);
+    }
+  });
 
   it("a wrong JSON type inside it is still INVALID_REQUEST", async () => {
     const res = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { distance: true } });
