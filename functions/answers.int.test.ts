@@ -136,7 +136,7 @@ describe("validation errors say field, expected and received", () => {
       "/api/v1/trade/create",
       { asset: "ETH", type: "long", margin: true, leverage: 1 },
       "INVALID_REQUEST",
-      'margin: expected a positive decimal such as "10" or "0.5", received true.',
+      'margin: expected a positive decimal such as "10" or "12.5", received true.',
     ],
     [
       "/api/v1/trade/create",
@@ -154,7 +154,7 @@ describe("validation errors say field, expected and received", () => {
       "/api/v1/trade/order",
       { asset: "ETH", side: "buy", quantity: ["1"] },
       "INVALID_REQUEST",
-      'quantity: expected a positive decimal such as "10" or "0.5", received an array of 1 item.',
+      'quantity: expected a positive decimal such as "10" or "12.5", received an array of 1 item.',
     ],
     ["/api/v1/trade/close", { tradeId: 42 }, "INVALID_REQUEST", "tradeId: expected a string, received 42."],
     // a JSON number where an object belongs: not an object with an unknown field "text"
@@ -197,7 +197,7 @@ describe("validation errors say field, expected and received", () => {
       "/api/v1/trade/order",
       { asset: "ETH", side: "buy", quantity: "-1" },
       "INVALID_AMOUNT",
-      'quantity: expected a positive decimal such as "10" or "0.5", received "-1".',
+      'quantity: expected a positive decimal such as "10" or "12.5", received "-1".',
     ],
     // unrecognized_keys, with the fields the request takes
     [
@@ -218,7 +218,7 @@ describe("validation errors say field, expected and received", () => {
       { asset: "ETH" },
       "INVALID_REQUEST",
       'side: expected one of "buy", "sell", received nothing. ' +
-        'quantity: expected a positive decimal such as "10" or "0.5", received nothing.',
+        'quantity: expected a positive decimal such as "10" or "12.5", received nothing.',
     ],
     [
       "/api/v1/trade/create",
@@ -226,7 +226,7 @@ describe("validation errors say field, expected and received", () => {
       "INVALID_REQUEST",
       'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing. ' +
         'type: expected one of "long", "short", received nothing. ' +
-        'margin: expected a positive decimal such as "10" or "0.5", received nothing. (1 more problem.)',
+        'margin: expected a positive decimal such as "10" or "12.5", received nothing. (1 more problem.)',
     ],
     ["/api/v1/auth", {}, "INVALID_REQUEST", "email: expected an email address, received nothing."],
     // the field the code is for is told first, before the missing ones after it
@@ -236,7 +236,7 @@ describe("validation errors say field, expected and received", () => {
       "UNKNOWN_ASSET",
       'asset: expected one of "ETH", "BTC", "SOL", "ADA", received "XYZ". ' +
         'type: expected one of "long", "short", received nothing. ' +
-        'margin: expected a positive decimal such as "10" or "0.5", received nothing. (1 more problem.)',
+        'margin: expected a positive decimal such as "10" or "12.5", received nothing. (1 more problem.)',
     ],
     // an unknown field explains the missing ones (a wrapped body): told before them, not counted past three
     [
@@ -281,7 +281,7 @@ describe("validation errors say field, expected and received", () => {
   it("shows what was received safely: long values cut, control and bidirectional characters escaped", async () => {
     const res = await create({ stopLoss: `\u202e${"9".repeat(60)}` });
     expect(res.body.error?.message).toBe(
-      `stopLoss: expected a positive decimal such as "10" or "0.5", received "\\u202e${"9".repeat(39)}…" (61 characters).`,
+      `stopLoss: expected a positive decimal such as "10" or "12.5", received "\\u202e${"9".repeat(39)}…" (61 characters).`,
     );
     const query = await ada.get(`/api/v1/trade/history?limit=${encodeURIComponent("\u0000")}`);
     expect(query.body.error?.message).toBe('limit: expected a whole number from 1 to 100, received "\\u0000".');

@@ -51,7 +51,7 @@ describe("a body sent to a look-alike endpoint", () => {
       message:
         'Unknown fields "type", "price", "margin" and "leverage"; this request takes asset, side and quantity. ' +
         'side: expected one of "buy", "sell", received "long". quantity: expected a positive decimal such as "10" ' +
-        'or "0.5", received nothing. A limit or stop order? That body fits POST /api/v1/trade/orders.',
+        'or "12.5", received nothing. A limit or stop order? That body fits POST /api/v1/trade/orders.',
     });
   });
 

@@ -118,7 +118,7 @@ describe("a sign-in address", () => {
 
 describe("an amount's examples", () => {
   it("are taken by every amount field of every asset and both percents, so the next check takes what was shown", () => {
-    expect(AMOUNT_EXPECTED).toBe('a positive decimal such as "10" or "0.5"');
+    expect(AMOUNT_EXPECTED).toBe('a positive decimal such as "10" or "12.5"');
     for (const example of AMOUNT_EXAMPLES) {
       expect(parseUnits(example, USD_DECIMALS)).toMatchObject({ ok: true });
       for (const asset of ASSETS) {

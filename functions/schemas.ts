@@ -39,10 +39,11 @@ const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
 
 /**
  * Examples of an amount that every amount field takes, whatever its asset's or USD's decimals (at least 1 each),
- * percents included (a trailing stop's is below 100): the schema does not know the field's limits, so an example
- * finer or larger than one of them would be refused by the next check.
+ * percents included (a trailing stop's is below 100), and a margin at leverage 1 buys a quantity step of any listed
+ * asset (BTC's costs about a dollar): the schema does not know the field's limits, so an example finer, larger or
+ * smaller than one of them would be refused by the next check.
  */
-export const AMOUNT_EXAMPLES = ["10", "0.5"] as const;
+export const AMOUNT_EXAMPLES = ["10", "12.5"] as const;
 export const AMOUNT_EXPECTED = `a positive decimal such as "${AMOUNT_EXAMPLES[0]}" or "${AMOUNT_EXAMPLES[1]}"`;
 /** What validate.ts adds after "received 1e41: " for a number it does not spell out (json-body.ts MAX_EXPONENT). */
 const OUT_OF_RANGE = {

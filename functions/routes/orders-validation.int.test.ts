@@ -36,7 +36,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders",
       { ...ORDER, price: undefined },
       "INVALID_REQUEST",
-      'price: expected a positive decimal such as "10" or "0.5", received nothing.',
+      'price: expected a positive decimal such as "10" or "12.5", received nothing.',
     );
     await refused(
       "/api/v1/trade/orders",
@@ -99,7 +99,7 @@ describe("validation of the order and trade routes", () => {
       "INVALID_TRAILING_STOP",
       `trailingStop: expected none, received an object: ${unsupported}. ` +
         'asset: expected one of "ETH", "BTC", "SOL", "ADA", received nothing. ' +
-        'price: expected a positive decimal such as "10" or "0.5", received "abc".',
+        'price: expected a positive decimal such as "10" or "12.5", received "abc".',
       422,
     );
   });
@@ -108,8 +108,8 @@ describe("validation of the order and trade routes", () => {
     const price = (value: unknown, message: string) =>
       refused("/api/v1/trade/orders", { ...ORDER, price: value }, "INVALID_PRICE", message, 422);
     await price("0", 'price: expected an amount above zero, received "0".');
-    await price("abc", 'price: expected a positive decimal such as "10" or "0.5", received "abc".');
-    await price("-5", 'price: expected a positive decimal such as "10" or "0.5", received "-5".');
+    await price("abc", 'price: expected a positive decimal such as "10" or "12.5", received "abc".');
+    await price("-5", 'price: expected a positive decimal such as "10" or "12.5", received "-5".');
     await price(
       "4400.001",
       'price: expected at most 2 decimals (ETH prices are in steps of 0.01), received "4400.001".',
@@ -151,7 +151,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders/oco",
       { legs: [{ ...ORDER, price: "abc" }, ORDER] },
       "INVALID_PRICE",
-      'legs.0.price: expected a positive decimal such as "10" or "0.5", received "abc".',
+      'legs.0.price: expected a positive decimal such as "10" or "12.5", received "abc".',
       422,
     );
     await refused(
@@ -171,7 +171,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders/oco",
       { legs: [ORDER, { ...ORDER, price: undefined }] },
       "INVALID_REQUEST",
-      'legs.1.price: expected a positive decimal such as "10" or "0.5", received nothing.',
+      'legs.1.price: expected a positive decimal such as "10" or "12.5", received nothing.',
     );
     // A leg's fields are worded as the same fields of a single order.
     await refused(
@@ -184,7 +184,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/orders/oco",
       { legs: [{ ...ORDER, margin: true }, ORDER] },
       "INVALID_REQUEST",
-      'legs.0.margin: expected a positive decimal such as "10" or "0.5", received true.',
+      'legs.0.margin: expected a positive decimal such as "10" or "12.5", received true.',
     );
     await refused(
       "/api/v1/trade/orders/oco",
@@ -196,7 +196,7 @@ describe("validation of the order and trade routes", () => {
     // Either leg's trailing stop before the other leg's checks: the route's (too many decimals) and the schema's.
     for (const [price, trailingStop, after] of [
       ["1900.001", { distance: "5" }, ""],
-      ["abc", {}, ' legs.0.price: expected a positive decimal such as "10" or "0.5", received "abc".'],
+      ["abc", {}, ' legs.0.price: expected a positive decimal such as "10" or "12.5", received "abc".'],
     ] as const) {
       await refused(
         "/api/v1/trade/orders/oco",
@@ -259,7 +259,7 @@ describe("validation of the order and trade routes", () => {
       "/api/v1/trade/modify",
       { tradeId: "T0-1", stopLoss: "abc" },
       "INVALID_AMOUNT",
-      'stopLoss: expected a positive decimal such as "10" or "0.5", received "abc".',
+      'stopLoss: expected a positive decimal such as "10" or "12.5", received "abc".',
     );
     await refused(
       "/api/v1/trade/modify",

@@ -52,7 +52,7 @@ describe("null is none where the view shows none as null", () => {
   it("still refuses null for a field that has no none: 400 INVALID_REQUEST naming it", async () => {
     const res = await cal.post("/api/v1/trade/create", { ...TRADE, margin: null });
     expect([res.status, res.body.error?.code]).toEqual([400, "INVALID_REQUEST"]);
-    expect(res.body.error?.message).toBe('margin: expected a positive decimal such as "10" or "0.5", received null.');
+    expect(res.body.error?.message).toBe('margin: expected a positive decimal such as "10" or "12.5", received null.');
   });
 });
 
@@ -62,7 +62,7 @@ describe("a trailing stop's terms", () => {
     [{ percent: "100.5" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "100.5".'],
     [{ percent: "0" }, 'trailingStop.percent: expected a percent from 0.01 to 99.99, received "0".'],
     [{ percent: "1.005" }, 'trailingStop.percent: expected at most 2 decimals, received "1.005".'],
-    [{ distance: "abc" }, 'trailingStop.distance: expected a positive decimal such as "10" or "0.5", received "abc".'],
+    [{ distance: "abc" }, 'trailingStop.distance: expected a positive decimal such as "10" or "12.5", received "abc".'],
     [{ distance: "0" }, 'trailingStop.distance: expected an amount above zero, received "0".'],
     // As sent, not as read ("0"), nested as at the top
     [{ distance: "0.00" }, 'trailingStop.distance: expected an amount above zero, received "0.00".'],
@@ -82,10 +82,24 @@ describe("a trailing stop's terms", () => {
 
   it("a percent that is not a decimal shows examples the percent's own check then takes", async () => {
     const res = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { percent: "abc" } });
-    const message = 'trailingStop.percent: expected a positive decimal such as "10" or "0.5", received "abc".';
+    const message = 'trailingStop.percent: expected a positive decimal such as "10" or "12.5", received "abc".';
     expect([res.status, res.body.error]).toEqual([422, { code: "INVALID_TRAILING_STOP", message }]);
     for (const example of AMOUNT_EXAMPLES) {
       const taken = await cal.post("/api/v1/trade/create", { ...TRADE, trailingStop: { percent: example } });
+      expect([taken.status, taken.body.error], example).toEqual([201, undefined]);
+    }
+  });
+
+  it("a margin that is not a decimal shows examples that buy a step of BTC at leverage 1", async () => {
+    await stack.setQuote("BTC_USDC_PERP", "97000", "97000.1");
+    const btc = { asset: "BTC", type: "long", leverage: 1 };
+    const res = await cal.post("/api/v1/trade/create", { ...btc, margin: "abc" });
+    expect([res.status, res.body.error?.message]).toEqual([
+      400,
+      'margin: expected a positive decimal such as "10" or "12.5", received "abc".',
+    ]);
+    for (const example of AMOUNT_EXAMPLES) {
+      const taken = await cal.post("/api/v1/trade/create", { ...btc, margin: example });
       expect([taken.status, taken.body.error], example).toEqual([201, undefined]);
     }
   });
@@ -137,11 +151,11 @@ describe("messages say what was expected and what came", () => {
     // Exponents past ±40 are not spelt out (json-body.ts): the answer says so rather than "not a decimal".
     [
       "1e41",
-      'margin: expected a positive decimal such as "10" or "0.5", received 1e41: out of range, an exponent over 40.',
+      'margin: expected a positive decimal such as "10" or "12.5", received 1e41: out of range, an exponent over 40.',
     ],
     [
       "1e-41",
-      'margin: expected a positive decimal such as "10" or "0.5", received 1e-41: out of range, an exponent under -40.',
+      'margin: expected a positive decimal such as "10" or "12.5", received 1e-41: out of range, an exponent under -40.',
     ],
   ])("margin %s → 400 INVALID_AMOUNT: %s", async (margin, message) => {
     const res = await create(margin);
@@ -160,7 +174,7 @@ describe("messages say what was expected and what came", () => {
         400,
         {
           code: "INVALID_AMOUNT",
-          message: `${field}: expected a positive decimal such as "10" or "0.5", received ${received}.`,
+          message: `${field}: expected a positive decimal such as "10" or "12.5", received ${received}.`,
         },
       ]);
     }
@@ -227,7 +241,7 @@ describe("a spot order's refusals, as docs/api.md lists them", () => {
       ["ETH", "buy", "6", "INSUFFICIENT_BALANCE"], // 12,006 USD; 10,000 free
       ["ETH", "sell", "0.1", "INSUFFICIENT_BALANCE"], // none held
       ["ETH", "buy", "10000", "NOTIONAL_TOO_LARGE"], // 20,010,000 USD, over the per-order limit
-      ["BTC", "buy", "0.1", "NO_PRICE"], // no BTC quote in this stack
+      ["SOL", "buy", "0.1", "NO_PRICE"], // no SOL quote in this stack
     ] as const) {
       const res = await order(asset, side, quantity);
       expect([res.status, res.body.error?.code], `${side} ${quantity} ${asset}`).toEqual([422, code]);
