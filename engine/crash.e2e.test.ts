@@ -766,6 +766,9 @@ describe("engine process: killed while it replays", () => {
         await last.waitFor("takeover", 15_000);
         const lastReplay = await last.waitFor("replay_done", 60_000);
         await untilPublished(run.keys, lastId);
+        // Live before its stop, so that the stop saves a final snapshot (one stopped at the end of its replay, before
+        // it is ready, saves none).
+        await last.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
         expect(await last.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
         expectNoErrorLines(engines);
