@@ -339,6 +339,8 @@ describe("engine process: kill -9 and recover", () => {
         engines.push(final);
         await final.waitFor("replay_done", 15_000);
         await untilPublished(run.keys, lastId);
+        // Live first: a stop between replay_done and engine_ready saves no snapshot.
+        await final.waitFor((l) => l.event === "engine_ready" && l.role === "leader", 30_000);
         expect(await final.stop("SIGTERM")).toEqual({ code: 0, signal: null });
 
         // Nothing went wrong inside any engine (a crash, a lost lease, a snapshotter failure).
