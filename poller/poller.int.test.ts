@@ -406,67 +406,73 @@ describe("poller on Redis", () => {
     expect(await run("auto")).toEqual([]);
   });
 
-  it("drops a live start's first frame stamped before the log's last top began: no step back on a restart", async () => {
-    const stream = freshStream();
-    const S = (Date.now() - 60_000) * 1000; // µs, in the past
-    const second = (n: number) => String(S + n * 1_000_000);
-    const eth = (bid: string, exchangeTimeUs: string): PriceUpdate => {
-      const source = "backpack";
-      return { type: "price_update", market: "ETH_USDC_PERP", bid, ask: "4100", exchangeTimeUs, source };
-    };
-    // The last run took ETH to 4000 at second 10, then re-published it on the mark price's heartbeats.
-    for (const update of [eth("3990", second(8)), eth("4000", second(10)), eth("4000", second(12))])
-      await redis.xadd(stream, "*", ...encodeFields(update));
-    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-    await new Promise((resolve) => server.once("listening", resolve));
-    cleanups.push(() => {
-      for (const socket of server.clients) socket.terminate();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    });
-    const book = (u: number, bid: string, tUs: string) =>
-      JSON.stringify({
-        stream: "bookTicker.ETH_USDC_PERP",
-        data: {
-          e: "bookTicker",
-          E: Number(tUs) + 9,
-          T: Number(tUs),
-          s: "ETH_USDC_PERP",
-          a: "4100",
-          A: "1",
-          b: bid,
-          B: "1",
-          u,
-        },
+  it.each([{ log: "whole" }, { log: "trimmed" }])(
+    "drops a live start's first frame stamped before the log's last top began: no step back on a restart ($log log)",
+    async ({ log: kind }) => {
+      const stream = freshStream();
+      const S = (Date.now() - 60_000) * 1000; // µs, in the past
+      const second = (n: number) => String(S + n * 1_000_000);
+      const eth = (bid: string, exchangeTimeUs: string): PriceUpdate => {
+        const source = "backpack";
+        return { type: "price_update", market: "ETH_USDC_PERP", bid, ask: "4100", exchangeTimeUs, source };
+      };
+      // The last run took ETH to 4000 at second 10, then re-published it on the mark price's heartbeats.
+      for (const update of [eth("3990", second(8)), eth("4000", second(10)), eth("4000", second(12))])
+        await redis.xadd(stream, "*", ...encodeFields(update));
+      // Below its snapshot (XTRIM MINID): ETH's top in the log stood at least from second 10, whatever came before.
+      const [, topStart] = await redis.xrange(stream, "-", "+");
+      if (kind !== "whole") await redis.xtrim(stream, "MINID", topStart?.[0] ?? "");
+      const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+      await new Promise((resolve) => server.once("listening", resolve));
+      cleanups.push(() => {
+        for (const socket of server.clients) socket.terminate();
+        return new Promise<void>((resolve) => server.close(() => resolve()));
       });
-    server.on("connection", (socket) =>
-      socket.once("message", () => {
-        socket.send(book(90, "3990", second(8))); // a lagging gateway node: the top as it was at second 8
-        socket.send(book(95, "4000", second(11))); // a snapshot of the book: its top, stamped before the heartbeat
-        socket.send(book(96, "4010", second(13)));
-      }),
-    );
-    const address = server.address();
-    const port = typeof address === "object" && address !== null ? address.port : 0;
-    const updates: PriceUpdate[] = [];
-    const { log } = captureLog();
-    const feed = new PriceFeed({
-      mode: "backpack",
-      backpackWsUrl: `ws://127.0.0.1:${port}`,
-      simWsUrl: undefined,
-      markets: ASSETS,
-      log,
-      lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
-      onUpdate: (update) => updates.push(update),
-    });
-    cleanups.push(() => feed.stop());
-    await feed.start();
-    await waitFor("the frames", () => feed.counters?.received === 3);
-    expect(updates.map((u) => [u.bid, u.exchangeTimeUs])).toEqual([
-      ["4000", second(11)],
-      ["4010", second(13)],
-    ]);
-    expect(feed.counters?.dropped.stale).toBe(1);
-  });
+      const book = (u: number, bid: string, tUs: string) =>
+        JSON.stringify({
+          stream: "bookTicker.ETH_USDC_PERP",
+          data: {
+            e: "bookTicker",
+            E: Number(tUs) + 9,
+            T: Number(tUs),
+            s: "ETH_USDC_PERP",
+            a: "4100",
+            A: "1",
+            b: bid,
+            B: "1",
+            u,
+          },
+        });
+      server.on("connection", (socket) =>
+        socket.once("message", () => {
+          socket.send(book(90, "3990", second(8))); // a lagging gateway node: the top as it was at second 8
+          socket.send(book(95, "4000", second(11))); // a snapshot of the book: its top, stamped before the heartbeat
+          socket.send(book(96, "4010", second(13)));
+        }),
+      );
+      const address = server.address();
+      const port = typeof address === "object" && address !== null ? address.port : 0;
+      const updates: PriceUpdate[] = [];
+      const { log } = captureLog();
+      const feed = new PriceFeed({
+        mode: "backpack",
+        backpackWsUrl: `ws://127.0.0.1:${port}`,
+        simWsUrl: undefined,
+        markets: ASSETS,
+        log,
+        lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
+        onUpdate: (update) => updates.push(update),
+      });
+      cleanups.push(() => feed.stop());
+      await feed.start();
+      await waitFor("the frames", () => feed.counters?.received === 3);
+      expect(updates.map((u) => [u.bid, u.exchangeTimeUs])).toEqual([
+        ["4000", second(11)],
+        ["4010", second(13)],
+      ]);
+      expect(feed.counters?.dropped.stale).toBe(1);
+    },
+  );
 
   it("stays on the live feed when it delivers a quote in time (FEED=auto)", async () => {
     const exchange = await startSimFeed({ walking: false });

@@ -1,7 +1,7 @@
 // Where a sim feed starts, read from real Redis: per market the newest price_update in the log that the engine would
 // accept, past user instructions, undecodable entries, malformed, crossed and off-scale quotes and unknown markets;
 // the quotes read model only for a market not in the scanned tail of the log; nothing for a market in neither. Each
-// quote from the log tells when its top began.
+// quote from the log tells when its top began, or since when at least.
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -66,12 +66,14 @@ describe("readLastQuotes", () => {
     const keys = fresh();
     const sol = [price("SOL_USDC_PERP", "190", "190.01"), price("SOL_USDC_PERP", "204.4", "204.41")] as const;
     const eth: PriceUpdate = { ...price("ETH_USDC_PERP", "4200.5", "4200.6"), source: "backpack" };
+    const btc = price("BTC_USDC_PERP", "61000.1", "61000.3");
+    const ada = price("ADA_USDC_PERP", "0.51234", "0.51236");
     await append(
       keys,
       price("ETH_USDC_PERP", "4100", "4100.1"),
       ...sol,
-      price("BTC_USDC_PERP", "61000.1", "61000.3"),
-      price("ADA_USDC_PERP", "0.51234", "0.51236"),
+      btc,
+      ada,
       instruction,
       eth,
       price("BTC_USDC_PERP", "61000.3", "61000.1"), // crossed
@@ -88,54 +90,62 @@ describe("readLastQuotes", () => {
     const quotes = await readLastQuotes(redis, keys, ASSETS, { pageSize: 2 });
     expect(Object.fromEntries(quotes)).toEqual({
       ETH_USDC_PERP: { bid: "4200.5", ask: "4200.6", from: "log", source: "backpack", changedAtUs: eth.exchangeTimeUs },
-      BTC_USDC_PERP: { bid: "61000.1", ask: "61000.3", from: "log", source: "sim" },
+      // The log starts with these tops: they stood at least from their first entries.
+      BTC_USDC_PERP: { bid: "61000.1", ask: "61000.3", from: "log", source: "sim", changedAtUs: btc.exchangeTimeUs },
       SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log", source: "sim", changedAtUs: sol[1].exchangeTimeUs },
-      ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236", from: "log", source: "sim" },
+      ADA_USDC_PERP: { bid: "0.51234", ask: "0.51236", from: "log", source: "sim", changedAtUs: ada.exchangeTimeUs },
     });
   });
 
-  it("tells when each market's last top began: past its heartbeats, back to a different top or source", async () => {
+  it("tells when each market's last top began: back to a different top or source, else the oldest entry read", async () => {
     const keys = fresh();
     const live = (market: string, bid: string, ask: string): PriceUpdate => ({
       ...price(market, bid, ask),
       source: "backpack",
     });
     const began = { eth: live("ETH_USDC_PERP", "4100", "4100.1"), sol: live("SOL_USDC_PERP", "204.4", "204.41") };
+    // The log's first entries: what came before them is not known (the engine trimmed it), so they stand in.
+    const first = { ada: live("ADA_USDC_PERP", "0.51234", "0.51236"), btc: live("BTC_USDC_PERP", "61000", "61000.5") };
+    const ethLast = live("ETH_USDC_PERP", "4100", "4100.1");
+    const adaLast = live("ADA_USDC_PERP", "0.51234", "0.51236");
     await append(
       keys,
-      live("ADA_USDC_PERP", "0.51234", "0.51236"), // the log's first entry: what came before it is not known
+      first.ada,
       live("ETH_USDC_PERP", "4000", "4000.1"),
       began.eth, // the quote that began ETH's last top
-      live("BTC_USDC_PERP", "61000", "61000.5"),
+      first.btc,
       live("ETH_USDC_PERP", "4100", "4100.1"), // heartbeats: the same top, stamped later
       live("ETH_USDC_PERP", "4100.555", "4100.6"), // beyond ETH's decimals: the engine ignores it, so does the scan
       instruction,
-      live("ETH_USDC_PERP", "4100", "4100.1"),
+      ethLast,
       price("SOL_USDC_PERP", "204.4", "204.41"), // simulated: its time is another clock's
       began.sol, // the same top, live: the live one began here
       live("SOL_USDC_PERP", "204.4", "204.41"),
-      live("ADA_USDC_PERP", "0.51234", "0.51236"),
+      adaLast,
     );
     const quotes = await readLastQuotes(redis, keys, ASSETS, { pageSize: 3 });
     expect(Object.fromEntries([...quotes].map(([market, quote]) => [market, quote.changedAtUs]))).toEqual({
       ETH_USDC_PERP: began.eth.exchangeTimeUs,
       SOL_USDC_PERP: began.sol.exchangeTimeUs,
-      BTC_USDC_PERP: undefined,
-      ADA_USDC_PERP: undefined,
+      BTC_USDC_PERP: first.btc.exchangeTimeUs,
+      ADA_USDC_PERP: first.ada.exchangeTimeUs,
     });
-    // Not in the scanned tail: not known.
+    // The top's start not in the scanned tail: the oldest entry read with that top stands in.
     const short = await readLastQuotes(redis, keys, ASSETS, { scanEntries: 6, pageSize: 3 });
-    expect(short.get("ETH_USDC_PERP")).toMatchObject({ bid: "4100", from: "log" });
-    expect(short.get("ETH_USDC_PERP")?.changedAtUs).toBeUndefined();
-    expect(short.get("SOL_USDC_PERP")?.changedAtUs).toBe(began.sol.exchangeTimeUs);
+    expect(Object.fromEntries([...short].map(([market, quote]) => [market, quote.changedAtUs]))).toEqual({
+      ETH_USDC_PERP: ethLast.exchangeTimeUs,
+      SOL_USDC_PERP: began.sol.exchangeTimeUs,
+      ADA_USDC_PERP: adaLast.exchangeTimeUs,
+    });
   });
 
   it("asks the read model for a market not in the scanned tail; a market in neither has no quote", async () => {
     const keys = fresh();
+    const sol = price("SOL_USDC_PERP", "204.4", "204.41");
     await append(
       keys,
       price("BTC_USDC_PERP", "62000", "62000.5"), // beyond the scan below: the read model's quote is used
-      price("SOL_USDC_PERP", "204.4", "204.41"),
+      sol,
       instruction,
       instruction,
     );
@@ -154,7 +164,7 @@ describe("readLastQuotes", () => {
     );
     const quotes = await readLastQuotes(redis, keys, ASSETS, { scanEntries: 3, pageSize: 2 });
     expect(Object.fromEntries(quotes)).toEqual({
-      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log", source: "sim" },
+      SOL_USDC_PERP: { bid: "204.4", ask: "204.41", from: "log", source: "sim", changedAtUs: sol.exchangeTimeUs },
       BTC_USDC_PERP: { bid: "61999.5", ask: "62000", from: "read_model", source: "sim" },
       ETH_USDC_PERP: { bid: "4250.25", ask: "4250.3", from: "read_model", source: "sim" },
     });

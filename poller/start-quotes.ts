@@ -19,7 +19,9 @@
  *
  * Each quote found in the log also tells when its top began (`changedAtUs`: the exchange time of the entry from which
  * the market's bid, ask and source stand), so the scan goes on past a market's last entry, within the same bound, to
- * the entry before. A live start refuses a first frame stamped earlier, as a reconnect does (ordering.ts).
+ * the entry before. When the scan ends first (the log's start, which the engine trims below its snapshots, or the
+ * bound), the oldest entry read with that top stands in: the top stood at least from then. A live start refuses a
+ * first frame stamped earlier, as a reconnect does (ordering.ts).
  */
 import type { Redis } from "ioredis";
 import type { AssetConfig } from "../contract/markets.ts";
@@ -40,8 +42,8 @@ export interface LastQuote extends StartQuote {
   readonly source: PriceSource | undefined;
   /**
    * The exchange time (µs) of the log entry from which the market's last top stands (the same bid, ask and source
-   * since): when its book last moved, as far as the log tells. A live start refuses a first frame stamped earlier
-   * (ordering.ts). Undefined for a read model view, and when that entry is not in the scanned tail.
+   * since): when its book last moved, as far as the log tells; the oldest entry read with that top when the scan ends
+   * first. A live start refuses a first frame stamped earlier (ordering.ts). Undefined for a read model view.
    */
   readonly changedAtUs?: string | undefined;
 }
@@ -104,6 +106,11 @@ export async function readLastQuotes(
     if (page.length < count || last === undefined) break;
     scanned += page.length;
     end = `(${last[0]}`;
+  }
+  // The scan ended inside these markets' last tops: each stood at least from its oldest entry read.
+  for (const [market, atUs] of sinceUs) {
+    const last = found.get(market);
+    if (last !== undefined) found.set(market, { ...last, changedAtUs: atUs });
   }
 
   const missing = markets.filter((asset) => !found.has(asset.market));
