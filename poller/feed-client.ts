@@ -18,9 +18,11 @@
  * itself only if it changes the top: a server may answer a SUBSCRIBE with a snapshot of the top stamped now, and for
  * a halted book that is the frozen top, so it is dropped (`unchanged`) and neither resumes the book nor vouches for
  * its heartbeats. Otherwise a connection that drops more often than `bookSilenceMs` would keep a halted market
- * tradable for as long as that goes on. The next frame counts as any other, so a live book shows itself again at its
- * next change of the top, sizes included: after a reconnect, a quiet market's heartbeats wait for that frame (from a
- * server that sends no snapshot, the book's second), as they wait for the first when no snapshot comes.
+ * tradable for as long as that goes on. A live start's first connection judges it against the log's last live top
+ * (`loggedTops`, price-feed.ts), so a restart's snapshot of a frozen top is `unchanged` too. The next frame counts as
+ * any other, so a live book shows itself again at its next change of the top, sizes included: after a reconnect or a
+ * restart, a quiet market's heartbeats wait for that frame (from a server that sends no snapshot, the book's second),
+ * as they wait for the first when no snapshot comes.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
@@ -56,7 +58,7 @@ import {
   type TopOfBook,
 } from "./frames.ts";
 import { BOOK_SILENCE_MS, Heartbeats } from "./heartbeat.ts";
-import { aheadOfEngine, GATE_DROP_REASONS, QuoteGate, type GateDropReason } from "./ordering.ts";
+import { aheadOfEngine, GATE_DROP_REASONS, QuoteGate, type GateDropReason, type LoggedTop } from "./ordering.ts";
 
 export type DropReason = (typeof FRAME_DROP_REASONS)[number] | GateDropReason;
 
@@ -120,10 +122,11 @@ export interface FeedClientOptions {
   /** Called each time a reconnect is scheduled (the socket closed, or could not be opened). */
   readonly onReconnect?: (() => void) | undefined;
   /**
-   * Per market, the exchange time (µs) at which its last top in the log began, before this process (a live start:
-   * price-feed.ts): a first frame stamped earlier is dropped as `stale`, as on a reconnect (ordering.ts).
+   * Per market, its last top in the log before this process and the exchange time (µs) from which it stood (a live
+   * start: price-feed.ts): a first frame stamped earlier is dropped as `stale`, and one that repeats the top as
+   * `unchanged`, as on a reconnect (ordering.ts); the heartbeats re-publish it once the book shows itself.
    */
-  readonly loggedTopSinceUs?: ReadonlyMap<string, string> | undefined;
+  readonly loggedTops?: ReadonlyMap<string, LoggedTop> | undefined;
 }
 
 export class FeedClient {
@@ -172,6 +175,8 @@ export class FeedClient {
   private quoteWaiters: ((outcome: FirstQuote) => void)[] = [];
   /** The resolver's error when the last connection attempt failed to look the host up. */
   private unresolvedBy: string | undefined;
+  /** True once a quote was taken in sequence (`accept` or `unchanged`): `firstQuote`. */
+  private quoted = false;
   /** How far ahead of this machine's clock (ms) the last frame refused as `future` was stamped, at its arrival. */
   private lastFutureAheadMs: number | undefined;
 
@@ -181,9 +186,12 @@ export class FeedClient {
       this.counters.sequenceResets++;
       options.log.warn("feed_sequence_reset", { url: options.url, market, fromId, toId });
     });
-    for (const [market, sinceUs] of options.loggedTopSinceUs ?? []) this.gate.loggedBefore(market, sinceUs);
     this.bookSilenceMs = options.bookSilenceMs ?? BOOK_SILENCE_MS;
     this.heartbeats = new Heartbeats(this.bookSilenceMs);
+    for (const [market, top] of options.loggedTops ?? []) {
+      this.gate.loggedBefore(market, top);
+      this.heartbeats.loggedBefore(market, top);
+    }
     this.silenceMs = options.silenceMs ?? 15_000;
     this.backoffBaseMs = options.backoffBaseMs ?? 250;
     this.backoffCapMs = options.backoffCapMs ?? 10_000;
@@ -198,11 +206,13 @@ export class FeedClient {
   }
 
   /**
-   * "quote" once a first quote has been published; "unresolvable" as soon as the host's name fails to resolve
-   * (`unresolved` says how); "timeout" if neither happened within `timeoutMs`; "stopped" if the client stopped.
+   * "quote" once a first quote has been taken in sequence: published, or `unchanged` (after a live start, a quiet
+   * market's first frames repeat the top the log holds, and are the feed delivering all the same); "unresolvable" as
+   * soon as the host's name fails to resolve (`unresolved` says how); "timeout" if neither happened within
+   * `timeoutMs`; "stopped" if the client stopped.
    */
   firstQuote(timeoutMs: number): Promise<FirstQuote> {
-    if (this.counters.published > 0) return Promise.resolve("quote");
+    if (this.quoted) return Promise.resolve("quote");
     if (this.stopped) return Promise.resolve("stopped");
     if (this.unresolvedBy !== undefined) return Promise.resolve("unresolvable");
     return new Promise((resolve) => {
@@ -365,11 +375,14 @@ export class FeedClient {
     if (verdict === "stale" || verdict === "implausible") this.bookRefused(quote.market, quote.exchangeTimeUs, verdict);
     if (showsBook) this.bookResumed(quote.market);
     if (showsBook && verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
+    if (verdict === "accept" || verdict === "unchanged") {
+      this.quoted = true;
+      for (const waiter of [...this.quoteWaiters]) waiter("quote");
+    }
     if (verdict !== "accept") return this.drop(verdict, `${quote.market} u=${quote.updateId}`);
     this.counters.published++;
     this.heartbeats.published(quote);
     this.options.onQuote(quote);
-    for (const waiter of [...this.quoteWaiters]) waiter("quote");
   }
 
   private beat(market: string, exchangeTimeUs: string, showsBook: boolean): void {

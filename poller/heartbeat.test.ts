@@ -51,6 +51,19 @@ describe("Heartbeats", () => {
     expect(hb.evidence("ETH_USDC_PERP", "7400000", false)).toEqual(eth("4299", "7400000"));
   });
 
+  it("after a restart, re-publishes the log's last top once the new connection has shown the book", () => {
+    const hb = new Heartbeats();
+    hb.loggedBefore("ETH_USDC_PERP", { bid: "4300", ask: "4300.5", sinceUs: "1000000" });
+    expect(hb.evidence("ETH_USDC_PERP", "1800000", true)).toBeUndefined(); // within 0.9 s of the top's time
+    expect(hb.evidence("ETH_USDC_PERP", "5000000", false)).toEqual(eth("4300", "5000000"));
+    const fresh = new Heartbeats();
+    fresh.loggedBefore("ETH_USDC_PERP", { bid: "4300", ask: "4300.5", sinceUs: "1000000" });
+    expect(fresh.evidence("ETH_USDC_PERP", "5000000", false)).toBeUndefined(); // a markPrice frame alone
+    fresh.published(eth("4301", "5100000")); // a changed top wins over the log's
+    fresh.loggedBefore("ETH_USDC_PERP", { bid: "4300", ask: "4300.5", sinceUs: "1000000" });
+    expect(fresh.evidence("ETH_USDC_PERP", "6000000", false)).toEqual(eth("4301", "6000000"));
+  });
+
   it("vouches only for a book that has shown itself within the limit: a mark price alone cannot keep it fresh", () => {
     const hb = new Heartbeats(); // 15 s
     hb.published(eth("4300", "1000000")); // the book's last frame: 1 s

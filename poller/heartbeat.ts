@@ -25,12 +25,16 @@
  *   snapshot answering the SUBSCRIBE, not the book's word, and shows nothing: feed-client.ts). A book it has not
  *   shown counts as silent from the connection's first evidence of the market (a bookTicker subscription that never
  *   delivers, or a market whose book has not shown itself at all yet).
+ * - A live start takes each market's last live top in the log as its last published one (`loggedBefore`), so a
+ *   quiet market's heartbeats resume once the new connection's book shows itself, although its first frame repeats
+ *   that top and is not published (ordering.ts).
  * - A book frame of the market refused although stamped later than its last accepted one (`bookRefused`: ids out
  *   of sequence, as the first frame after ids start over, or prices that cannot be taken or are missing) says the
  *   top has moved from the one held: the market's heartbeats stop (`book_refused`) until a book frame of it is
  *   accepted again, so the old top is not re-published as live meanwhile.
  */
 import type { TopOfBook } from "./frames.ts";
+import type { LoggedTop } from "./ordering.ts";
 
 export const HEARTBEAT_GAP_US = 900_000n;
 /** How long before a heartbeat its market's book must have shown itself, by default (ms of exchange time). */
@@ -96,6 +100,16 @@ export class Heartbeats {
    */
   bookRefused(market: string): void {
     this.refused.add(market);
+  }
+
+  /**
+   * The market's last top in the log, before this process started: what its heartbeats re-publish once a book frame
+   * shows the book, unless a changed top is published first. Its start counts as its time, for the heartbeats' rate.
+   */
+  loggedBefore(market: string, top: LoggedTop): void {
+    if (this.last.has(market)) return;
+    const { bid, ask, sinceUs } = top;
+    this.last.set(market, { quote: { market, bid, ask, exchangeTimeUs: sinceUs }, atUs: BigInt(sinceUs) });
   }
 
   /** A new connection: no market's book is shown on it yet. */

@@ -137,16 +137,17 @@ describe("QuoteGate", () => {
     expect(gate.admit(quote("3", "1", "2", "BTC_USDC_PERP"))).toBe("accept");
   });
 
-  it("takes the time the log's last top began, before a restart, as that of an accepted frame", () => {
+  it("takes the log's last top, before a restart, as the last published one, from the time it began", () => {
     const gate = new QuoteGate();
-    gate.loggedBefore("ETH_USDC_PERP", at(1_000, 0, "").exchangeTimeUs);
-    gate.loggedBefore("ETH_USDC_PERP", at(900, 0, "").exchangeTimeUs); // an earlier floor moves nothing
+    const logged = (ms: number, bid: string) => ({ bid, ask: "5000", sinceUs: at(ms, 0, bid).exchangeTimeUs });
+    gate.loggedBefore("ETH_USDC_PERP", logged(1_000, "4000"));
+    gate.loggedBefore("ETH_USDC_PERP", logged(900, "3000")); // an earlier floor moves nothing
     // A lagging gateway's first frame, older than the top in the log, would put the price back.
     expect(gate.admit(at(800, 7, "3990"))).toBe("stale");
     expect(gate.admit(at(999, 8, "3991"))).toBe("stale");
     expect(gate.laterThanAccepted("ETH_USDC_PERP", at(1_001, 0, "").exchangeTimeUs)).toBe(true);
-    // A snapshot of the unchanged book carries the time its top began: taken.
-    expect(gate.admit(at(1_000, 9, "4000"))).toBe("accept");
+    // A snapshot of the unchanged book, stamped from the time its top began: in sequence, but nothing new to publish.
+    expect(gate.admit(at(1_000, 9, "4000"))).toBe("unchanged");
     expect(gate.admit(at(1_100, 10, "4001"))).toBe("accept");
     // Another market's floor is its own.
     expect(gate.admit(quote("3", "1", "2", "BTC_USDC_PERP"))).toBe("accept");

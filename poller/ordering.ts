@@ -36,9 +36,12 @@
  * survives reconnects, so a resubscription does not republish an unchanged quote.
  *
  * A restart is a new connection too (every deploy restarts the poller), with nothing accepted yet: a live start
- * takes, per market, the exchange time at which the log's last top began (`loggedBefore`, start-quotes.ts) as that
- * of an accepted frame. Not the log's last entry's: a heartbeat is stamped with a mark price's time, which can be
- * later than the book's own frames, so flooring on it would refuse a correct snapshot of an unchanged book.
+ * takes, per market, the log's last live top (`loggedBefore`, start-quotes.ts) as the last published quote, and the
+ * exchange time from which it stood as that of an accepted frame. So a first frame stamped earlier is `stale`, and one
+ * with the same top is `unchanged`, as after a reconnect: a halted book's frozen top, answered to the new SUBSCRIBE
+ * and stamped now, is not published as fresh (feed-client.ts). The floor is not the log's last entry's time: a
+ * heartbeat is stamped with a mark price's time, which can be later than the book's own frames, so flooring on it
+ * would refuse a correct snapshot of an unchanged book.
  */
 import { fromTheFuture } from "../engine/core/freshness.ts";
 import { makeParams } from "../engine/core/params.ts";
@@ -76,6 +79,13 @@ function follows(prev: SequencePoint, next: SequencePoint): boolean {
 
 /** Told when a market's sequence started over: the last accepted id, and the id accepted as the new baseline. */
 export type SequenceReset = (market: string, fromId: string, toId: string) => void;
+
+/** A market's last top in the log before this process started, and the exchange time (µs) from which it stood. */
+export interface LoggedTop {
+  readonly bid: string;
+  readonly ask: string;
+  readonly sinceUs: string;
+}
 
 export class QuoteGate {
   /** Per market, the last frame accepted in sequence on this connection. */
@@ -116,13 +126,15 @@ export class QuoteGate {
   }
 
   /**
-   * The market's last top in the log, written before this process started, began at `exchangeTimeUs`
-   * (start-quotes.ts): it counts as the time of an accepted frame, so a first frame stamped earlier is `stale`.
+   * The market's last top in the log, written before this process started (start-quotes.ts): it counts as the last
+   * published quote, and the time from which it stood (`sinceUs`) as that of an accepted frame, so a first frame
+   * stamped earlier is `stale` and one with the same bid and ask `unchanged`.
    */
-  loggedBefore(market: string, exchangeTimeUs: string): void {
-    const atUs = BigInt(exchangeTimeUs);
+  loggedBefore(market: string, top: LoggedTop): void {
+    const atUs = BigInt(top.sinceUs);
     const acceptedAtUs = this.acceptedAtUs.get(market);
     if (acceptedAtUs === undefined || atUs > acceptedAtUs) this.acceptedAtUs.set(market, atUs);
+    if (!this.lastPublished.has(market)) this.lastPublished.set(market, { bid: top.bid, ask: top.ask });
   }
 
   /** True when `exchangeTimeUs` is later than the market's last accepted frame (false for a market with none). */

@@ -3,11 +3,12 @@
 // heartbeats and a halted one is not; a book whose subscription the feed lost is subscribed again; publishing
 // resumes after the feed restarts; `auto` falls back to the sim
 // when Backpack is unreachable (its metrics showing the sim connecting while it starts), and that sim continues
-// from the last quotes in the log; a live start refuses a first frame older than the log's last top.
+// from the last quotes in the log; a live start refuses a first frame older than the log's last live top, and takes
+// one that repeats it as unchanged, so a halted book stays halted across a restart; a simulated quote sets neither.
 import type { Redis } from "ioredis";
 import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { WebSocketServer } from "ws";
+import { WebSocketServer, type WebSocket } from "ws";
 import { ASSETS } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
 import { decodeInputFields, encodeFields } from "../contract/stream-fields.ts";
@@ -83,6 +84,77 @@ function unresolvableAuto(options: Pick<PriceFeedOptions, "log"> & Partial<Price
   cleanups.push(() => feed.stop());
   return feed;
 }
+
+/** A live start (FEED=backpack) at `url` after the log in `stream`, as main.ts wires it; stopped after the test. */
+function liveStart(
+  url: string,
+  stream: string,
+  onUpdate: PriceFeedOptions["onUpdate"],
+  options: Partial<PriceFeedOptions> = {},
+): PriceFeed {
+  const feed = new PriceFeed({
+    mode: "backpack",
+    backpackWsUrl: url,
+    simWsUrl: undefined,
+    markets: ASSETS,
+    log: captureLog().log,
+    client: { backoffBaseMs: 10, backoffCapMs: 20 },
+    lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
+    onUpdate,
+    ...options,
+  });
+  cleanups.push(() => feed.stop());
+  return feed;
+}
+
+/** A local server speaking Backpack's protocol as `onConnection` scripts it; its sockets are closed after the test. */
+async function localExchange(onConnection: (socket: WebSocket) => void): Promise<string> {
+  const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise((resolve) => server.once("listening", resolve));
+  cleanups.push(() => {
+    for (const socket of server.clients) socket.terminate();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  server.on("connection", onConnection);
+  const address = server.address();
+  return `ws://127.0.0.1:${typeof address === "object" && address !== null ? address.port : 0}`;
+}
+
+/** A bookTicker frame of ETH (ask 4100) with update id `u`, stamped `tUs`. */
+const ethBook = (u: number, bid: string, tUs: string) =>
+  JSON.stringify({
+    stream: "bookTicker.ETH_USDC_PERP",
+    data: {
+      e: "bookTicker",
+      E: Number(tUs) + 9,
+      T: Number(tUs),
+      s: "ETH_USDC_PERP",
+      a: "4100",
+      A: "1",
+      b: bid,
+      B: "1",
+      u,
+    },
+  });
+const ethMark = (tUs: string) =>
+  JSON.stringify({
+    stream: "markPrice.ETH_USDC_PERP",
+    data: {
+      e: "markPrice",
+      E: Number(tUs),
+      s: "ETH_USDC_PERP",
+      p: "4050",
+      f: "0.0001",
+      i: "4050",
+      n: 0,
+      T: Number(tUs),
+    },
+  });
+/** A live ETH price_update (ask 4100) as the log holds it. */
+const liveEth = (bid: string, exchangeTimeUs: string): PriceUpdate => {
+  const source = "backpack";
+  return { type: "price_update", market: "ETH_USDC_PERP", bid, ask: "4100", exchangeTimeUs, source };
+};
 
 const hasQuote = (list: PriceUpdate[], market: string, bid: string, ask: string) =>
   list.some((u) => u.market === market && u.bid === bid && u.ask === ask);
@@ -369,7 +441,6 @@ describe("poller on Redis", () => {
     const run = async (mode: "backpack" | "auto") => {
       const { log, events } = captureLog();
       const publisher = new PricePublisher({ redis, stream, log });
-      const seen = new Set<string>();
       const feed = new PriceFeed({
         mode,
         backpackWsUrl: exchange.url,
@@ -378,11 +449,13 @@ describe("poller on Redis", () => {
         log,
         fallbackAfterMs: 2_000,
         lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
-        onUpdate: (update) => (seen.add(update.market), publisher.publish(update)),
+        onUpdate: (update) => publisher.publish(update),
       });
       await feed.start();
       expect(feed.source).toBe("backpack");
-      await waitFor("a live quote of every market", () => seen.size === ASSETS.length);
+      // After a live run, a paused market's first frames repeat its logged top: taken, not published (unchanged).
+      const taken = () => (feed.counters?.published ?? 0) + (feed.counters?.dropped.unchanged ?? 0);
+      await waitFor("a live quote of every market", () => taken() >= ASSETS.length);
       await feed.stop();
       await publisher.flush();
       return events("feed_live_after_sim");
@@ -412,67 +485,79 @@ describe("poller on Redis", () => {
       const stream = freshStream();
       const S = (Date.now() - 60_000) * 1000; // µs, in the past
       const second = (n: number) => String(S + n * 1_000_000);
-      const eth = (bid: string, exchangeTimeUs: string): PriceUpdate => {
-        const source = "backpack";
-        return { type: "price_update", market: "ETH_USDC_PERP", bid, ask: "4100", exchangeTimeUs, source };
-      };
       // The last run took ETH to 4000 at second 10, then re-published it on the mark price's heartbeats.
-      for (const update of [eth("3990", second(8)), eth("4000", second(10)), eth("4000", second(12))])
+      for (const update of [liveEth("3990", second(8)), liveEth("4000", second(10)), liveEth("4000", second(12))])
         await redis.xadd(stream, "*", ...encodeFields(update));
       // Below its snapshot (XTRIM MINID): ETH's top in the log stood at least from second 10, whatever came before.
       const [, topStart] = await redis.xrange(stream, "-", "+");
       if (kind !== "whole") await redis.xtrim(stream, "MINID", topStart?.[0] ?? "");
-      const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-      await new Promise((resolve) => server.once("listening", resolve));
-      cleanups.push(() => {
-        for (const socket of server.clients) socket.terminate();
-        return new Promise<void>((resolve) => server.close(() => resolve()));
-      });
-      const book = (u: number, bid: string, tUs: string) =>
-        JSON.stringify({
-          stream: "bookTicker.ETH_USDC_PERP",
-          data: {
-            e: "bookTicker",
-            E: Number(tUs) + 9,
-            T: Number(tUs),
-            s: "ETH_USDC_PERP",
-            a: "4100",
-            A: "1",
-            b: bid,
-            B: "1",
-            u,
-          },
-        });
-      server.on("connection", (socket) =>
+      const url = await localExchange((socket) =>
         socket.once("message", () => {
-          socket.send(book(90, "3990", second(8))); // a lagging gateway node: the top as it was at second 8
-          socket.send(book(95, "4000", second(11))); // a snapshot of the book: its top, stamped before the heartbeat
-          socket.send(book(96, "4010", second(13)));
+          socket.send(ethBook(90, "3990", second(8))); // a lagging gateway node: the top as it was at second 8
+          socket.send(ethBook(95, "4000", second(11))); // a snapshot of the book: the logged top, nothing new
+          socket.send(ethBook(96, "4010", second(13)));
         }),
       );
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      const updates: PriceUpdate[] = [];
-      const { log } = captureLog();
-      const feed = new PriceFeed({
-        mode: "backpack",
-        backpackWsUrl: `ws://127.0.0.1:${port}`,
-        simWsUrl: undefined,
-        markets: ASSETS,
-        log,
-        lastQuotes: () => readLastQuotes(redis, { input: stream, quotesKey: `${stream}:quotes` }, ASSETS),
-        onUpdate: (update) => updates.push(update),
-      });
-      cleanups.push(() => feed.stop());
+      const updates: [string, PriceUpdate][] = [];
+      const feed = liveStart(url, stream, (update, kind) => updates.push([kind, update]));
       await feed.start();
       await waitFor("the frames", () => feed.counters?.received === 3);
-      expect(updates.map((u) => [u.bid, u.exchangeTimeUs])).toEqual([
-        ["4000", second(11)],
-        ["4010", second(13)],
+      // The snapshot is the book's word all the same (the dropped frame was its first): a heartbeat, then the move.
+      expect(updates.map(([kind, u]) => [kind, u.bid, u.exchangeTimeUs])).toEqual([
+        ["heartbeat", "4000", second(11)],
+        ["quote", "4010", second(13)],
       ]);
-      expect(feed.counters?.dropped.stale).toBe(1);
+      expect(feed.counters?.dropped).toMatchObject({ stale: 1, unchanged: 1 });
     },
   );
+
+  it("publishes nothing on a restart for a halted book whose frozen top answers the SUBSCRIBE", async () => {
+    const stream = freshStream();
+    const S = (Date.now() - 60_000) * 1000; // the book halted a minute ago
+    const second = (n: number) => String(S + n * 1_000_000);
+    // The last run: ETH's last book frame at S, heartbeats on its mark price for 2 s, then its book was silent.
+    for (const update of [liveEth("4000", second(0)), liveEth("4000", second(1)), liveEth("4000", second(2))])
+      await redis.xadd(stream, "*", ...encodeFields(update));
+    const sockets: WebSocket[] = [];
+    let u = 1_000;
+    const url = await localExchange((socket) => {
+      sockets.push(socket);
+      // As the sim does: the current top, stamped now, with a new id; then the mark price flows on.
+      socket.once("message", () => socket.send(ethBook(++u, "4000", String(Date.now() * 1000))));
+    });
+    const markTimer = setInterval(() => {
+      for (const socket of sockets)
+        if (socket.readyState === socket.OPEN) socket.send(ethMark(String(Date.now() * 1000)));
+    }, 200);
+    cleanups.push(() => clearInterval(markTimer));
+    const updates: PriceUpdate[] = [];
+    const { log, events } = captureLog();
+    const feed = liveStart(url, stream, (update) => updates.push(update), { log, bookSilenceMs: 2_000 });
+    await feed.start();
+    await waitFor("mark price frames after the snapshot", () => (feed.counters?.heartbeatFrames ?? 0) >= 5);
+    sockets[0]?.terminate(); // and the same after a reconnect
+    await waitFor("the second connection", () => sockets[1]);
+    await waitFor("its mark price frames", () => (feed.counters?.heartbeatFrames ?? 0) >= 10);
+    expect(updates).toEqual([]);
+    expect(feed.counters?.dropped.unchanged).toBe(2);
+    expect(events("feed_book_resumed")).toEqual([]);
+  });
+
+  it("takes no floor and no top from a last quote that was simulated: the first live frame is published", async () => {
+    const stream = freshStream();
+    const S = (Date.now() - 60_000) * 1000;
+    const second = (n: number) => String(S + n * 1_000_000);
+    // The sim's clock is not the exchange's, and its top is not the live book's.
+    await redis.xadd(stream, "*", ...encodeFields({ ...liveEth("4000", second(10)), source: "sim" }));
+    const url = await localExchange((socket) =>
+      socket.once("message", () => socket.send(ethBook(90, "4000", second(8)))),
+    );
+    const updates: PriceUpdate[] = [];
+    const feed = liveStart(url, stream, (update) => updates.push(update));
+    await feed.start();
+    await waitFor("the frame", () => feed.counters?.received === 1);
+    expect(updates.map((u) => [u.bid, u.exchangeTimeUs, u.source])).toEqual([["4000", second(8), "backpack"]]);
+  });
 
   it("stays on the live feed when it delivers a quote in time (FEED=auto)", async () => {
     const exchange = await startSimFeed({ walking: false });

@@ -17,9 +17,11 @@
  * last quotes first, before its connection can write any, and a market whose last quote came from the sim gets a
  * loud warning at its first live quote (`feed_live_after_sim`, with both prices): the log jumps there, and stops,
  * take-profits, pending orders and liquidations between the two prices fire on the jump. Live prices still win.
- * The same read tells, per market whose last quote is live, when its top began (`changedAtUs`): the live feed drops a
- * first frame stamped earlier (a lagging gateway node, a cached snapshot), which would take the market back in time,
- * as it does on a reconnect (ordering.ts). A simulated quote's time is another clock's and tells nothing of it.
+ * The same read gives, per market whose last quote in the log is live, that top and when it began (`changedAtUs`): the
+ * live feed drops a first frame stamped earlier (a lagging gateway node, a cached snapshot), which would take the
+ * market back in time, and takes one that repeats the top as `unchanged`, so a halted book's frozen top, answered to
+ * the SUBSCRIBE and stamped now, is not published as fresh; as on a reconnect (ordering.ts, feed-client.ts). A
+ * simulated quote's time is another clock's and tells nothing of it, and its top is not the live book's.
  */
 import type { AssetConfig } from "../contract/markets.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -28,6 +30,7 @@ import type { Logger } from "../platform/log.ts";
 import type { FeedMode } from "./config.ts";
 import { FeedClient, type FeedClientOptions, type FeedCounters, type FeedState } from "./feed-client.ts";
 import type { FeedQuote } from "./frames.ts";
+import type { LoggedTop } from "./ordering.ts";
 import { toPriceUpdate, type PriceSource } from "./publisher.ts";
 import { startSimFeed, type SimFeed } from "./sim-feed.ts";
 import type { LastQuote } from "./start-quotes.ts";
@@ -49,8 +52,8 @@ export interface PriceFeedOptions {
   readonly onReconnect?: () => void;
   /**
    * The last quotes the system holds, per market (main.ts: readLastQuotes): an in-process sim starts from them
-   * (absent: the sim's levels), and a live start warns of each market whose last one was simulated and drops a first
-   * frame stamped before its last live top began.
+   * (absent: the sim's levels), and a live start warns of each market whose last one was simulated and judges its
+   * first frames against its last live top (ordering.ts).
    */
   readonly lastQuotes?: () => Promise<ReadonlyMap<string, LastQuote>>;
   /** How long a live start waits for `lastQuotes` before it connects without them (default LAST_QUOTES_WAIT_MS). */
@@ -70,8 +73,8 @@ export class PriceFeed {
   private stopped = false;
   /** Markets whose last quote before this live start was simulated, until their first live quote is warned of. */
   private readonly simBeforeLive = new Map<string, LastQuote>();
-  /** Per market whose last quote before this live start was live, when its top began (start-quotes.ts). */
-  private readonly liveTopSinceUs = new Map<string, string>();
+  /** Per market whose last quote in the log before this live start was live: that top, and since when it stood. */
+  private readonly loggedLiveTops = new Map<string, LoggedTop>();
 
   constructor(private readonly options: PriceFeedOptions) {}
 
@@ -101,8 +104,9 @@ export class PriceFeed {
       // Read before connecting: once the live feed writes, a market's last quote would be its own.
       for (const [market, quote] of await this.lastQuotesForLiveStart()) {
         if (quote.source === "sim") this.simBeforeLive.set(market, quote);
-        if (quote.source === "backpack" && quote.changedAtUs !== undefined)
-          this.liveTopSinceUs.set(market, quote.changedAtUs);
+        const { bid, ask, changedAtUs: sinceUs } = quote;
+        if (quote.from === "log" && quote.source === "backpack" && sinceUs !== undefined)
+          this.loggedLiveTops.set(market, { bid, ask, sinceUs });
       }
       if (this.stopped) return;
     }
@@ -218,7 +222,7 @@ export class PriceFeed {
       markets,
       log: log.child({ source }),
       onReconnect: this.options.onReconnect,
-      loggedTopSinceUs: source === "backpack" ? this.liveTopSinceUs : undefined,
+      loggedTops: source === "backpack" ? this.loggedLiveTops : undefined,
       onQuote: (quote) => {
         if (source === "backpack") this.warnIfAfterSim(quote);
         onUpdate(toPriceUpdate(quote, source), "quote");
