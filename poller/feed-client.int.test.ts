@@ -217,17 +217,19 @@ describe("FeedClient", () => {
     const second = (n: number) => S + n * 1_000_000;
     const script = [book(5, "4000", S)];
     for (let n = 1; n <= 17; n++) script.push(mark(second(n)));
-    // A frame refused as out of sequence is no word from the book.
+    // A frame refused as out of sequence is no word from the book, nor the answer to the resubscribe at second 16.
     script.push(book(4, "3999", second(17.5)), mark(second(18)));
-    // The book shows itself again (its top unchanged): heartbeats go on.
+    // The answer: the top unchanged, which a halted book's snapshot would be too. Still silent.
     script.push(book(6, "4000", second(19)), mark(second(20)));
+    // The book's next frame shows it again (its top unchanged): heartbeats go on.
+    script.push(book(7, "4000", second(21)), mark(second(22)));
     for (const text of script) server.sockets[0]!.send(text);
     await waitFor("every frame", () => feed.counters.received === script.length);
     expect(quotes.map((q) => q.updateId)).toEqual(["5"]);
     expect(beats.map((b) => b.exchangeTimeUs)).toEqual(
-      [...Array.from({ length: 15 }, (_, i) => second(i + 1)), second(19), second(20)].map(String),
+      [...Array.from({ length: 15 }, (_, i) => second(i + 1)), second(21), second(22)].map(String),
     );
-    expect(feed.counters).toMatchObject({ heartbeats: 17, withheld: 3 });
+    expect(feed.counters).toMatchObject({ heartbeats: 17, withheld: 4 });
     expect(events("feed_book_silent")).toEqual([
       expect.objectContaining({ level: "warn", market: "ETH_USDC_PERP", exchangeTimeUs: String(second(16)) }),
     ]);

@@ -17,12 +17,13 @@
  * and a market's first on a new connection (every reconnect subscribes every stream again), is the book showing
  * itself only if it changes the top: a server may answer a SUBSCRIBE with a snapshot of the top stamped now, and for
  * a halted book that is the frozen top, so it is dropped (`unchanged`) and neither resumes the book nor vouches for
- * its heartbeats. Otherwise a connection that drops more often than `bookSilenceMs` would keep a halted market
- * tradable for as long as that goes on. A live start's first connection judges it against the log's last live top
- * (`loggedTops`, price-feed.ts), so a restart's snapshot of a frozen top is `unchanged` too. The next frame counts as
- * any other, so a live book shows itself again at its next change of the top, sizes included: after a reconnect or a
- * restart, a quiet market's heartbeats wait for that frame (from a server that sends no snapshot, the book's second),
- * as they wait for the first when no snapshot comes.
+ * its heartbeats. A frame dropped as out of date (`stale`, as a lagging gateway node's) or `implausible` is not the
+ * book's word and does not end that wait: the snapshot may come after it. Otherwise a connection that drops more
+ * often than `bookSilenceMs` would keep a halted market tradable for as long as that goes on. A live start's first
+ * connection judges it against the log's last live top (`loggedTops`, price-feed.ts), so a restart's snapshot of a
+ * frozen top is `unchanged` too. The next frame counts as any other, so a live book shows itself again at its next
+ * change of the top, sizes included: after a reconnect or a restart, a quiet market's heartbeats wait for that frame
+ * (from a server that sends no snapshot, the book's second), as they wait for the first when no snapshot comes.
  * A book frame refused although stamped later than the market's last accepted one (out of sequence, or prices
  * that cannot be taken or are missing) stops the market's heartbeats too, logged once (`feed_book_refused`), until a
  * book frame is accepted again (`feed_book_resumed`): the exchange has said its top moved, so the old one is not
@@ -155,8 +156,8 @@ export class FeedClient {
   /** Per market, the exchange time (µs) of the evidence at which its silent book was last subscribed again. */
   private readonly resubscribedAtUs = new Map<string, bigint>();
   /**
-   * Markets subscribed (again, or on a new connection) whose book has sent no frame since: the first may be a snapshot
-   * of a frozen top.
+   * Markets subscribed (again, or on a new connection) whose book has sent no frame taken (`accept` or `unchanged`)
+   * since: the first may be a snapshot of a frozen top.
    */
   private readonly awaitingBook = new Set<string>();
   private readonly silenceMs: number;
@@ -371,7 +372,8 @@ export class FeedClient {
     const verdict = this.gate.admit(quote);
     // The answer to a resubscribe may be the top as it was, stamped now: only a changed top shows a live book.
     const showsBook = verdict === "accept" || (verdict === "unchanged" && !this.awaitingBook.has(quote.market));
-    this.awaitingBook.delete(quote.market);
+    // A frame not taken (out of date, or prices that cannot be) is not the book's word: the snapshot may come next.
+    if (verdict === "accept" || verdict === "unchanged") this.awaitingBook.delete(quote.market);
     if (verdict === "stale" || verdict === "implausible") this.bookRefused(quote.market, quote.exchangeTimeUs, verdict);
     if (showsBook) this.bookResumed(quote.market);
     if (showsBook && verdict === "unchanged") this.beat(quote.market, quote.exchangeTimeUs, true);
