@@ -1,7 +1,8 @@
 // The poller process as deployed: reads its env, publishes sim prices to the prefixed input stream, and stops
 // cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
-// the quotes per market and show the feed's state and source. Killed (`kill -9`) and started again, its sim feed
-// continues every market from the last quote in the log instead of jumping to the sim's levels.
+// the quotes per market, show the feed's state and source, and what became of the updates: with Redis out of reach,
+// none written while the quotes climb. Killed (`kill -9`) and started again, its sim feed continues every market
+// from the last quote in the log instead of jumping to the sim's levels.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -9,7 +10,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { keyspace } from "../contract/names.ts";
 import { decodeInputFields } from "../contract/stream-fields.ts";
 import type { PriceUpdate } from "../contract/messages.ts";
-import { appendQuotes, FAR_FROM_LEVELS, waitFor } from "./test-support.ts";
+import { appendQuotes, closedPort, FAR_FROM_LEVELS, waitFor } from "./test-support.ts";
+import { startSimFeed } from "./sim-feed.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { sample, scrape } from "../platform/testing/metrics.ts";
 import { ASSETS } from "../contract/markets.ts";
@@ -47,6 +49,11 @@ function startPoller(env: Record<string, string>) {
   return { child, exited, output: () => ({ stdout, stderr }), logLines };
 }
 
+/** The port a started poller serves its metrics on, once it has logged it. */
+function metricsPort(poller: ReturnType<typeof startPoller>): number | undefined {
+  return poller.logLines().find((entry) => entry.event === "metrics_listening")?.port as number | undefined;
+}
+
 describe("poller/main.ts", () => {
   it("publishes simulated prices and exits 0 on SIGTERM after a clean stop", async () => {
     const poller = startPoller({ FEED: "sim", KEY_PREFIX: prefix });
@@ -74,6 +81,14 @@ describe("poller/main.ts", () => {
     expect(sample(metrics, "poller_feed_state", { state: "connected" })).toBe(1);
     expect(sample(metrics, "poller_feed_reconnects_total")).toBe(0);
     expect(sample(metrics, "poller_process_cpu_seconds_total")).toBeGreaterThan(0);
+    // The entries seen in Redis are counted written once their replies are in.
+    const written = await waitFor("the written entries counted", async () => {
+      const now = await scrape(port as number);
+      return sample(now, "poller_entries_total", { outcome: "written" }) >= entries.length ? now : undefined;
+    });
+    expect(sample(written, "poller_last_written_timestamp_seconds")).toBeGreaterThan(Date.now() / 1000 - 60);
+    for (const outcome of ["failed", "shed", "lost"])
+      expect(sample(written, "poller_entries_total", { outcome })).toBe(0);
     poller.child.kill("SIGTERM");
     expect(await poller.exited).toBe(0);
     const events = poller
@@ -84,6 +99,37 @@ describe("poller/main.ts", () => {
     expect(events).toContain("feed_simulated");
     expect(events).toContain("feed_subscribed");
     expect(events.slice(-1)).toEqual(["poller_stopped"]);
+  });
+
+  it("shows in its metrics that nothing reaches a Redis it cannot reach, while the feed's quotes climb", async () => {
+    const sim = await startSimFeed({ intervalMs: 20 });
+    try {
+      const poller = startPoller({
+        FEED: "backpack",
+        BACKPACK_WS_URL: sim.url,
+        REDIS_URL: `redis://127.0.0.1:${await closedPort()}`,
+        KEY_PREFIX: prefix,
+      });
+      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+      const metrics = await waitFor(
+        "updates queued for Redis",
+        async () => {
+          const now = await scrape(port);
+          return sample(now, "poller_publish_queue_entries") >= 20 ? now : undefined;
+        },
+        15_000,
+      );
+      const quotes = ASSETS.map((a) => sample(metrics, "poller_quotes_total", { market: a.market }));
+      expect(quotes.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(20);
+      expect(sample(metrics, "poller_feed_state", { state: "connected" })).toBe(1);
+      for (const outcome of ["written", "failed", "shed", "lost"])
+        expect(sample(metrics, "poller_entries_total", { outcome })).toBe(0);
+      expect(sample(metrics, "poller_last_written_timestamp_seconds")).toBe(0);
+      poller.child.kill("SIGKILL");
+      await poller.exited;
+    } finally {
+      await sim.stop();
+    }
   });
 
   it("continues every market from the last quote in the log when restarted after kill -9 (FEED=sim)", async () => {

@@ -27,7 +27,12 @@ runMain("poller", async () => {
   validateAssets(ASSETS);
   const log = createLogger("poller");
   const registry = createRegistry("poller");
-  const metrics = pollerMetrics(registry, ASSETS, () => feed);
+  const metrics = pollerMetrics(
+    registry,
+    ASSETS,
+    () => feed,
+    () => publisher,
+  );
   const names = keyspace(config.keyPrefix);
   log.info("poller_starting", { feed: config.feed, stream: names.input, markets: ASSETS.map((a) => a.market) });
 

@@ -1,11 +1,13 @@
 /**
  * The poller's Prometheus metrics: quotes and heartbeats per market (one bound counter per configured market, so an
- * update costs no label lookup), reconnects, and, read at scrape time, the feed's state and source.
+ * update costs no label lookup), reconnects, and, read at scrape time, the feed's state and source and what became
+ * of the updates handed to the publisher. The feed's counters say what was queued; only the publisher's say what
+ * reached Redis, and with Redis out of reach the first go on climbing while nothing lands.
  */
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { AssetConfig } from "../contract/markets.ts";
 import { FEED_STATES, type FeedState } from "./feed-client.ts";
-import type { PriceSource } from "./publisher.ts";
+import type { PriceSource, PublisherCounters } from "./publisher.ts";
 
 export interface PollerMetrics {
   /** A quote accepted from the feed for `market` (one of the configured markets). */
@@ -15,12 +17,21 @@ export interface PollerMetrics {
   reconnect(): void;
 }
 
+/** What the metrics read of the publisher at each scrape. */
+export interface PublisherView {
+  readonly counters: Readonly<PublisherCounters>;
+  readonly queued: number;
+  readonly lastWrittenAtMs: number | undefined;
+}
+
 const SOURCES: readonly PriceSource[] = ["backpack", "sim"];
+const OUTCOMES: readonly (keyof PublisherCounters)[] = ["written", "failed", "shed", "lost"];
 
 export function pollerMetrics(
   registry: Registry,
   markets: readonly AssetConfig[],
   feed: () => { readonly state: FeedState; readonly source: PriceSource | undefined },
+  publisher: () => PublisherView,
 ): PollerMetrics {
   const registers = [registry];
   const quotes = new Counter({
@@ -62,6 +73,37 @@ export function pollerMetrics(
     collect() {
       const now = feed().source;
       for (const source of SOURCES) this.set({ source }, source === now ? 1 : 0);
+    },
+  });
+  // A counter cannot be set: each scrape adds what the publisher's totals grew by since the last one.
+  const reported: PublisherCounters = { written: 0, failed: 0, shed: 0, lost: 0 };
+  new Counter({
+    name: "poller_entries_total",
+    help: "Price updates by what became of them: written (Redis accepted the XADD), failed (Redis refused it: out of memory, wrong key type), shed (the oldest dropped from the queue while Redis was out of reach), lost (its pipeline's reply was lost with the connection or not given within 5 s: written in full, in part or not at all, never sent again). Queued updates are in poller_publish_queue_entries.",
+    labelNames: ["outcome"] as const,
+    registers,
+    collect() {
+      const { counters } = publisher();
+      for (const outcome of OUTCOMES) {
+        this.inc({ outcome }, Math.max(0, counters[outcome] - reported[outcome]));
+        reported[outcome] = Math.max(reported[outcome], counters[outcome]);
+      }
+    },
+  });
+  new Gauge({
+    name: "poller_publish_queue_entries",
+    help: "Price updates waiting for Redis (not counting a pipeline in flight); it grows while Redis is out of reach, up to 10,000, then the oldest are shed.",
+    registers,
+    collect() {
+      this.set(publisher().queued);
+    },
+  });
+  new Gauge({
+    name: "poller_last_written_timestamp_seconds",
+    help: "When Redis last accepted a price update (Unix time), 0 before the first: watch that it moves, as orders on a market are refused STALE_PRICE 5 s after its last price update.",
+    registers,
+    collect() {
+      this.set((publisher().lastWrittenAtMs ?? 0) / 1000);
     },
   });
   return {

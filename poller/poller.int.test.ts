@@ -386,7 +386,12 @@ describe("poller on Redis", () => {
           : new Promise((resolve) => (releaseQuotes = () => resolve(new Map()))),
     });
     const registry = new Registry();
-    pollerMetrics(registry, ASSETS, () => feed);
+    pollerMetrics(
+      registry,
+      ASSETS,
+      () => feed,
+      () => ({ counters: { written: 0, failed: 0, shed: 0, lost: 0 }, queued: 0, lastWrittenAtMs: undefined }),
+    );
     const gauges = async () => {
       const samples = parseSamples(await registry.metrics());
       const on = (name: string, label: string, values: readonly string[]) =>

@@ -1,8 +1,9 @@
 // The publisher on real Redis: entries land in publish order across batches, and when too many wait, the oldest
-// are shed and counted. Through a proxy that drops the connection after Redis ran a pipeline and before its reply:
-// the pipeline is not written again, and publishing goes on. Through one that stops answering a pipeline while the
-// connection stays open: the publisher gives up on it after its bound and goes on on a fresh connection, and so it
-// does with a fresh connection that stops answering before it is ready, at its first command or a later one.
+// are shed and counted; a refused entry is counted too, and is no write. Through a proxy that drops the connection
+// after Redis ran a pipeline and before its reply: the pipeline is not written again, and publishing goes on. Through
+// one that stops answering a pipeline while the connection stays open: the publisher gives up on it after its bound
+// and goes on on a fresh connection, and so it does with a fresh connection that stops answering before it is ready,
+// at its first command or a later one.
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { PriceUpdate } from "../contract/messages.ts";
@@ -73,14 +74,18 @@ describe("PricePublisher", () => {
     publisher.publish(update(2));
     await publisher.flush();
     expect(publisher.counters).toEqual({ written: 0, failed: 2, shed: 0, lost: 0 });
+    expect(publisher.lastWrittenAtMs).toBeUndefined(); // a refused entry is no write
     expect(events("publisher_write_failed")[0]).toMatchObject({
       level: "error",
       error: expect.stringContaining("WRONGTYPE") as unknown,
     });
     await redis.del(stream);
+    const before = Date.now();
     publisher.publish(update(3));
     await publisher.flush();
     expect(await writtenSequence(stream)).toEqual(["3"]);
+    expect(publisher.lastWrittenAtMs).toBeGreaterThanOrEqual(before);
+    expect(publisher.lastWrittenAtMs).toBeLessThanOrEqual(Date.now());
   });
 
   it("never writes a pipeline twice when the connection drops before its reply, and goes on publishing", async () => {

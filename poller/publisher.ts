@@ -89,6 +89,7 @@ export function toPriceUpdate(quote: TopOfBook, source: PriceSource): PriceUpdat
 
 export class PricePublisher {
   readonly counters: PublisherCounters = { written: 0, failed: 0, shed: 0, lost: 0 };
+  private writtenAtMs: number | undefined;
   private queue: PriceUpdate[] = [];
   private draining: Promise<void> | undefined;
   private readonly maxQueued: number;
@@ -121,6 +122,11 @@ export class PricePublisher {
 
   get queued(): number {
     return this.queue.length;
+  }
+
+  /** When Redis last accepted an entry (ms since the epoch, as its reply came), undefined before the first. */
+  get lastWrittenAtMs(): number | undefined {
+    return this.writtenAtMs;
   }
 
   private async drain(): Promise<void> {
@@ -201,6 +207,7 @@ export class PricePublisher {
         if (results === TIMED_OUT) await dropConnection(redis);
         return;
       }
+      const now = Date.now();
       for (const [err] of results ?? []) {
         if (err) {
           this.counters.failed++;
@@ -211,6 +218,7 @@ export class PricePublisher {
           });
         } else {
           this.counters.written++;
+          this.writtenAtMs = now;
         }
       }
     } catch (err) {
