@@ -1,8 +1,9 @@
 // The poller process as deployed: reads its env, publishes sim prices to the prefixed input stream, and stops
 // cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
 // the quotes per market, show the feed's state and source, and what became of the updates: with Redis out of reach,
-// none written while the quotes climb. Killed (`kill -9`) and started again, its sim feed continues every market
-// from the last quote in the log instead of jumping to the sim's levels.
+// none written while the quotes climb. A stop waits for the last writes, 5 s at most, and for nothing else: with
+// Redis out of reach and nothing to write it exits at once. Killed (`kill -9`) and started again, its sim feed
+// continues every market from the last quote in the log instead of jumping to the sim's levels.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -125,11 +126,33 @@ describe("poller/main.ts", () => {
       for (const outcome of ["written", "failed", "shed", "lost"])
         expect(sample(metrics, "poller_entries_total", { outcome })).toBe(0);
       expect(sample(metrics, "poller_last_written_timestamp_seconds")).toBe(0);
-      poller.child.kill("SIGKILL");
-      await poller.exited;
+      // Those updates are still to write: the stop gives up on them after its budget, and says so.
+      poller.child.kill("SIGTERM");
+      expect(await poller.exited).toBe(1);
+      const timeout = poller.logLines().find((entry) => entry.event === "poller_stop_timeout");
+      expect(timeout).toMatchObject({ level: "error", budgetMs: 5_000 });
+      expect(timeout?.queued).toBeGreaterThanOrEqual(20);
     } finally {
       await sim.stop();
     }
+  });
+
+  it("stops at once and exits 0 when Redis was never reachable and nothing is left to write (FEED=sim)", async () => {
+    const poller = startPoller({
+      FEED: "sim",
+      KEY_PREFIX: prefix,
+      REDIS_URL: `redis://127.0.0.1:${await closedPort()}`,
+    });
+    // The sim's start is waiting for the last quotes, a read queued for a Redis out of reach.
+    await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+    await waitFor("the failed connection", () => poller.logLines().some((entry) => entry.event === "redis_error"));
+    const stoppingAt = Date.now();
+    poller.child.kill("SIGTERM");
+    expect(await poller.exited).toBe(0);
+    expect(Date.now() - stoppingAt).toBeLessThan(2_500);
+    const events = poller.logLines().map((entry) => entry.event);
+    expect(events).not.toContain("poller_stop_timeout");
+    expect(events.slice(-1)).toEqual(["poller_stopped"]);
   });
 
   it("continues every market from the last quote in the log when restarted after kill -9 (FEED=sim)", async () => {

@@ -4,7 +4,7 @@
  *
  * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
  * SIM_WS_URL, POLLER_BOOK_SILENCE_MS (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts).
- * SIGINT/SIGTERM: close the socket, write what is queued, quit Redis, exit 0.
+ * SIGINT/SIGTERM: close the socket, write what is queued (5 s at most, else exit 1), close Redis, exit 0.
  */
 import { ASSETS, validateAssets } from "../contract/markets.ts";
 import { keyspace } from "../contract/names.ts";
@@ -78,17 +78,26 @@ runMain("poller", async () => {
     stopping = true;
     log.info("poller_stopping", { signal });
     clearInterval(stats);
-    // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop.
+    const finish = () => {
+      log.info("poller_stopped", { publisher: publisher.counters });
+      process.exit(0);
+    };
+    // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop. With
+    // nothing left to write, what is still waiting (a QUIT's answer) loses nothing: the stop is a clean one.
     setTimeout(() => {
-      log.error("poller_stop_timeout", { budgetMs: SHUTDOWN_BUDGET_MS, queued: publisher.queued });
+      const { queued, sending } = publisher;
+      if (queued + sending === 0) return finish();
+      log.error("poller_stop_timeout", { budgetMs: SHUTDOWN_BUDGET_MS, queued, sending });
       process.exit(1);
     }, SHUTDOWN_BUDGET_MS).unref();
     await feed.stop();
     await publisher.flush();
-    await Promise.all([redis.quit(), publisherRedis.quit()]);
+    // The read connection has nothing to write, and its QUIT would wait behind a read still queued for a Redis out of
+    // reach (the sim's start quotes) for as long as the outage lasts: it is dropped instead.
+    redis.disconnect();
+    await publisherRedis.quit();
     await metricsServer?.close();
-    log.info("poller_stopped", { publisher: publisher.counters });
-    process.exit(0);
+    finish();
   };
   // A second Ctrl-C (not npm's copy of the first) ends it at once, with poller_forced_exit.
   onStopRequest((signal) => void shutdown(signal), { onSecondRequest: (signal) => void shutdown(signal) });

@@ -1,5 +1,7 @@
 // What PriceFeed hands each FeedClient it starts: the book-silence bound from the configuration (main.ts passes
-// POLLER_BOOK_SILENCE_MS), next to the timing knobs. FeedClient is replaced by a recorder, so no socket is opened.
+// POLLER_BOOK_SILENCE_MS), next to the timing knobs; and that a start whose read of the last quotes fails or never
+// answers goes on, or, once stopped, ends without a word. FeedClient is replaced by a recorder, so no socket is
+// opened.
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { ASSETS } from "../contract/markets.ts";
 import type { FeedClientOptions } from "./feed-client.ts";
@@ -70,5 +72,20 @@ describe("PriceFeed", () => {
       expect.objectContaining({ error: "Error: READONLY" }),
     ]);
     await feed.stop();
+  });
+
+  // main.ts drops the read connection at a stop, which fails a read still waiting for Redis.
+  it.each(["sim", "backpack"] as const)("ends a %s start quietly when a stop fails its read", async (mode) => {
+    const { log, lines } = captureLog();
+    let fail: (error: Error) => void = () => undefined;
+    const read = new Promise<never>((_, reject) => (fail = reject));
+    const feed = backpackFeed({ mode, log, lastQuotes: () => read });
+    const started = feed.start();
+    await feed.stop();
+    fail(new Error("Connection is closed."));
+    await expect(started).resolves.toBeUndefined();
+    expect(constructed).toEqual([]);
+    const said = lines.filter((l) => l.level !== "info").map((l) => l.event);
+    expect(said).toEqual(mode === "sim" ? ["feed_simulated"] : []);
   });
 });

@@ -156,7 +156,8 @@ export class PriceFeed {
     const waitMs = this.options.lastQuotesWaitMs ?? LAST_QUOTES_WAIT_MS;
     let said = false; // once: a read that fails after the wait is not news
     const unread = (error: string) => {
-      if (!said) this.options.log.warn("feed_last_quotes_unread", { error, waitedMs: waitMs });
+      // A stop fails a read still waiting (main.ts drops the read connection): that is no news either.
+      if (!said && !this.stopped) this.options.log.warn("feed_last_quotes_unread", { error, waitedMs: waitMs });
       said = true;
       return new Map<string, LastQuote>();
     };
@@ -177,7 +178,11 @@ export class PriceFeed {
   private async startSim(): Promise<void> {
     let url = this.options.simWsUrl;
     if (url === undefined) {
-      const startQuotes = await this.options.lastQuotes?.();
+      const startQuotes = await this.options.lastQuotes?.().catch((error: unknown) => {
+        // A stop drops the read connection, failing a read that was still waiting for Redis: nothing is to start.
+        if (this.stopped) return undefined;
+        throw error;
+      });
       if (this.stopped) return;
       const sim = await startSimFeed({ markets: this.options.markets, startQuotes });
       this.sim = sim;

@@ -130,12 +130,14 @@ describe("PricePublisher", () => {
       const frozen = proxy.freezeOn(stream);
       publisher.publish(update(2));
       await frozen;
+      expect({ sending: publisher.sending, queued: publisher.queued }).toEqual({ sending: 1, queued: 0 });
       proxy.thaw(); // new connections work again; the frozen one still waits for a reply that will never come
       publisher.publish(update(3));
       await waitFor("the update published after the freeze", async () => (await redis.xlen(stream)) === 2, 10_000);
       await publisher.flush();
       expect(await writtenSequence(stream)).toEqual(["1", "3"]);
       expect(publisher.counters).toEqual({ written: 2, failed: 0, shed: 0, lost: 1 });
+      expect(publisher.sending).toBe(0);
       expect(events("publisher_reply_lost")).toEqual([
         expect.objectContaining({ level: "warn", reason: "timeout", entries: 1, replyTimeoutMs: 1_000 }),
       ]);

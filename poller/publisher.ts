@@ -91,6 +91,7 @@ export class PricePublisher {
   readonly counters: PublisherCounters = { written: 0, failed: 0, shed: 0, lost: 0 };
   private writtenAtMs: number | undefined;
   private queue: PriceUpdate[] = [];
+  private inFlight = 0;
   private draining: Promise<void> | undefined;
   private readonly maxQueued: number;
   private readonly maxBatch: number;
@@ -124,6 +125,11 @@ export class PricePublisher {
     return this.queue.length;
   }
 
+  /** Updates in the pipeline sent and not yet answered (0 or up to `maxBatch`). */
+  get sending(): number {
+    return this.inFlight;
+  }
+
   /** When Redis last accepted an entry (ms since the epoch, as its reply came), undefined before the first. */
   get lastWrittenAtMs(): number | undefined {
     return this.writtenAtMs;
@@ -139,7 +145,12 @@ export class PricePublisher {
         const batch = this.queue.splice(0, this.maxBatch);
         const pipeline = this.options.redis.pipeline();
         for (const update of batch) pipeline.xadd(this.options.stream, "*", ...encodeFields(update));
-        await this.send(pipeline, batch.length);
+        this.inFlight = batch.length;
+        try {
+          await this.send(pipeline, batch.length);
+        } finally {
+          this.inFlight = 0;
+        }
       }
     } finally {
       this.draining = undefined;
