@@ -13,6 +13,7 @@ import { createLogger } from "../platform/log.ts";
 import { createRegistry, readMetricsConfig, serveMetrics } from "../platform/metrics.ts";
 import { connectRedis } from "../platform/redis.ts";
 import { readPollerConfig } from "./config.ts";
+import { watchEngine } from "./engine-watch.ts";
 import { PriceFeed } from "./price-feed.ts";
 import { pollerMetrics } from "./metrics.ts";
 import { connectPublisherRedis, PricePublisher } from "./publisher.ts";
@@ -36,10 +37,12 @@ runMain("poller", async () => {
   const names = keyspace(config.keyPrefix);
   log.info("poller_starting", { feed: config.feed, stream: names.input, markets: ASSETS.map((a) => a.market) });
 
-  // Reads (the sim's start quotes) resend like any command; the publisher's XADDs must not: two connections.
+  // Reads (the sim's start quotes, the engine lease) resend like any command; the publisher's XADDs must not: two
+  // connections.
   const redis = connectRedis(config.redisUrl, log, "poller");
   const publisherRedis = connectPublisherRedis(config.redisUrl, log);
   const publisher = new PricePublisher({ redis: publisherRedis, stream: names.input, log });
+  const engineWatch = watchEngine({ redis, leaseKey: names.engineLease, stream: names.input, log });
   const feed = new PriceFeed({
     mode: config.feed,
     backpackWsUrl: config.backpackWsUrl,
@@ -78,6 +81,7 @@ runMain("poller", async () => {
     stopping = true;
     log.info("poller_stopping", { signal });
     clearInterval(stats);
+    engineWatch.stop();
     const finish = () => {
       log.info("poller_stopped", { publisher: publisher.counters });
       process.exit(0);
