@@ -2,8 +2,8 @@
 // cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
 // the quotes per market, show the feed's state and source, and what became of the updates: with Redis out of reach,
 // none written while the quotes climb. A stop waits for the last writes, 5 s at most, and for nothing else: with
-// Redis out of reach and nothing to write it exits at once. Killed (`kill -9`) and started again, its sim feed
-// continues every market from the last quote in the log instead of jumping to the sim's levels.
+// Redis out of reach or frozen and nothing to write it exits at once. Killed (`kill -9`) and started again, its sim
+// feed continues every market from the last quote in the log instead of jumping to the sim's levels.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -15,6 +15,7 @@ import { appendQuotes, closedPort, FAR_FROM_LEVELS, waitFor } from "./test-suppo
 import { startSimFeed } from "./sim-feed.ts";
 import { TEST_REDIS_URL } from "../platform/testing/test-servers.ts";
 import { sample, scrape } from "../platform/testing/metrics.ts";
+import { startRedisProxy } from "../platform/testing/redis-proxy.ts";
 import { ASSETS } from "../contract/markets.ts";
 
 const REDIS_URL = TEST_REDIS_URL;
@@ -153,6 +154,51 @@ describe("poller/main.ts", () => {
     const events = poller.logLines().map((entry) => entry.event);
     expect(events).not.toContain("poller_stop_timeout");
     expect(events.slice(-1)).toEqual(["poller_stopped"]);
+  });
+
+  it("stops at once and exits 0 when Redis froze after the last write and nothing is left to write", async () => {
+    const proxy = await startRedisProxy(REDIS_URL);
+    const sim = await startSimFeed({ intervalMs: 20 });
+    try {
+      const poller = startPoller({
+        FEED: "backpack",
+        BACKPACK_WS_URL: sim.url,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        KEY_PREFIX: prefix,
+      });
+      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+      await waitFor(
+        "written entries",
+        async () => sample(await scrape(port), "poller_entries_total", { outcome: "written" }) >= 4,
+        15_000,
+      );
+      // The feed goes quiet and the last updates are written: both connections are ready and idle, nothing is left.
+      await sim.stop();
+      await waitFor("the disconnected feed", () =>
+        poller.logLines().some((entry) => entry.event === "feed_disconnected"),
+      );
+      await waitFor("every update handed to the publisher written, none queued or in flight", async () => {
+        const now = await scrape(port);
+        const handed = ASSETS.reduce(
+          (sum, { market }) =>
+            sum + sample(now, "poller_quotes_total", { market }) + sample(now, "poller_heartbeats_total", { market }),
+          0,
+        );
+        return handed > 0 && sample(now, "poller_entries_total", { outcome: "written" }) === handed;
+      });
+      // Redis (or the way to it) stops answering, its connections stay open: a QUIT would wait for ever.
+      proxy.freeze();
+      const stoppingAt = Date.now();
+      poller.child.kill("SIGTERM");
+      expect(await poller.exited).toBe(0);
+      expect(Date.now() - stoppingAt).toBeLessThan(2_500);
+      const events = poller.logLines().map((entry) => entry.event);
+      expect(events).not.toContain("poller_stop_timeout");
+      expect(events.slice(-1)).toEqual(["poller_stopped"]);
+    } finally {
+      await sim.stop();
+      await proxy.close();
+    }
   });
 
   it("continues every market from the last quote in the log when restarted after kill -9 (FEED=sim)", async () => {

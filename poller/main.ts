@@ -87,7 +87,7 @@ runMain("poller", async () => {
       process.exit(0);
     };
     // A Redis that stays down would make the flush wait forever; give up loudly instead of hanging the stop. With
-    // nothing left to write, what is still waiting (a QUIT's answer) loses nothing: the stop is a clean one.
+    // nothing left to write, whatever else still waits loses nothing: the stop is a clean one.
     setTimeout(() => {
       const { queued, sending } = publisher;
       if (queued + sending === 0) return finish();
@@ -96,10 +96,11 @@ runMain("poller", async () => {
     }, SHUTDOWN_BUDGET_MS).unref();
     await feed.stop();
     await publisher.flush();
-    // The read connection has nothing to write, and its QUIT would wait behind a read still queued for a Redis out of
-    // reach (the sim's start quotes) for as long as the outage lasts: it is dropped instead.
+    // Neither connection has anything left to write now: the feed is stopped and the flush leaves nothing queued or
+    // in flight. A QUIT would only wait, behind a read still queued for a Redis out of reach (the sim's start
+    // quotes), or for the answer of a Redis that froze, for as long as that lasts: both are dropped instead.
     redis.disconnect();
-    await publisherRedis.quit();
+    publisherRedis.disconnect();
     await metricsServer?.close();
     finish();
   };
