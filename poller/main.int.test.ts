@@ -2,8 +2,9 @@
 // cleanly (exit 0) on SIGTERM; a bad env stops it at start with a message naming the variable. Its metrics count
 // the quotes per market, show the feed's state and source, and what became of the updates: with Redis out of reach,
 // none written while the quotes climb. A stop waits for the last writes, 5 s at most, and for nothing else: with
-// Redis out of reach or frozen and nothing to write it exits at once. Killed (`kill -9`) and started again, its sim
-// feed continues every market from the last quote in the log instead of jumping to the sim's levels.
+// Redis out of reach or frozen and nothing to write it exits at once; with its last writes sent and never answered
+// it exits 1. Killed (`kill -9`) and started again, its sim feed continues every market from the last quote in the
+// log instead of jumping to the sim's levels.
 import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
@@ -195,6 +196,44 @@ describe("poller/main.ts", () => {
       const events = poller.logLines().map((entry) => entry.event);
       expect(events).not.toContain("poller_stop_timeout");
       expect(events.slice(-1)).toEqual(["poller_stopped"]);
+    } finally {
+      await sim.stop();
+      await proxy.close();
+    }
+  });
+
+  it("exits 1 with poller_stop_writes_lost when the stop's last writes, in flight, are never answered", async () => {
+    const proxy = await startRedisProxy(REDIS_URL);
+    // No walk and no heartbeats: after the snapshot, the only update is the one the test sets.
+    const sim = await startSimFeed({ intervalMs: 60_000, heartbeatMs: 60_000 });
+    try {
+      const poller = startPoller({
+        FEED: "backpack",
+        BACKPACK_WS_URL: sim.url,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        KEY_PREFIX: prefix,
+      });
+      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+      await waitFor(
+        "the snapshot written",
+        async () => sample(await scrape(port), "poller_entries_total", { outcome: "written" }) >= ASSETS.length,
+        15_000,
+      );
+      // Redis stops answering on the pipeline of that one update: it is in flight, and nothing is queued after it.
+      const frozen = proxy.freezeOn("xadd");
+      sim.setQuote("BTC_USDC_PERP", "97000", "97000.5");
+      await frozen;
+      await sim.stop();
+      // The stop starts well after the send, so the 5 s reply timeout gives up before the stop's own 5 s budget.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      poller.child.kill("SIGTERM");
+      expect(await poller.exited).toBe(1);
+      const events = poller.logLines().map((entry) => entry.event);
+      expect(events).toContain("publisher_reply_lost");
+      expect(events).not.toContain("poller_stopped");
+      expect(events).not.toContain("poller_stop_timeout");
+      const lost = poller.logLines().find((entry) => entry.event === "poller_stop_writes_lost");
+      expect(lost).toMatchObject({ level: "error", lost: 1, failed: 0 });
     } finally {
       await sim.stop();
       await proxy.close();

@@ -82,7 +82,16 @@ runMain("poller", async () => {
     log.info("poller_stopping", { signal });
     clearInterval(stats);
     engineWatch.stop();
+    // A pipeline in flight when the stop starts and never answered is given up after its reply timeout: the flush
+    // then resolves with nothing left, yet those writes may be missing from the log, so the stop is not a clean one.
+    const before = { lost: publisher.counters.lost, failed: publisher.counters.failed };
     const finish = () => {
+      const lost = publisher.counters.lost - before.lost;
+      const failed = publisher.counters.failed - before.failed;
+      if (lost + failed > 0) {
+        log.error("poller_stop_writes_lost", { lost, failed, publisher: publisher.counters });
+        process.exit(1);
+      }
       log.info("poller_stopped", { publisher: publisher.counters });
       process.exit(0);
     };
