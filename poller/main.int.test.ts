@@ -23,11 +23,13 @@ const REDIS_URL = TEST_REDIS_URL;
 const redis = new Redis(REDIS_URL);
 const prefix = `test:${randomUUID()}:`;
 const restartPrefix = `test:${randomUUID()}:`;
+/** A log of its own: a live start drops a first frame that repeats the last top logged (poller/README.md). */
+const lostPrefix = `test:${randomUUID()}:`;
 const started: ReturnType<typeof spawn>[] = [];
 afterAll(async () => {
   // A test that failed before stopping its poller must not leave it publishing.
   for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-  await redis.del(keyspace(prefix).input, keyspace(restartPrefix).input);
+  await redis.del(keyspace(prefix).input, keyspace(restartPrefix).input, keyspace(lostPrefix).input);
   redis.disconnect();
 });
 
@@ -211,7 +213,7 @@ describe("poller/main.ts", () => {
         FEED: "backpack",
         BACKPACK_WS_URL: sim.url,
         REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-        KEY_PREFIX: prefix,
+        KEY_PREFIX: lostPrefix,
       });
       const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
       await waitFor(
@@ -224,8 +226,9 @@ describe("poller/main.ts", () => {
       sim.setQuote("BTC_USDC_PERP", "97000", "97000.5");
       await frozen;
       await sim.stop();
-      // The stop starts well after the send, so the 5 s reply timeout gives up before the stop's own 5 s budget.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // The stop starts well after the send, so the 5 s reply timeout gives up halfway through the stop's own 5 s
+      // budget: a test process paused for a moment on a loaded machine still sees the reply timeout first.
+      await new Promise((resolve) => setTimeout(resolve, 2_500));
       poller.child.kill("SIGTERM");
       expect(await poller.exited).toBe(1);
       const events = poller.logLines().map((entry) => entry.event);
@@ -234,6 +237,34 @@ describe("poller/main.ts", () => {
       expect(events).not.toContain("poller_stop_timeout");
       const lost = poller.logLines().find((entry) => entry.event === "poller_stop_writes_lost");
       expect(lost).toMatchObject({ level: "error", lost: 1, failed: 0 });
+    } finally {
+      await sim.stop();
+      await proxy.close();
+    }
+  });
+
+  it("exits 0 with poller_stopped when writes were lost only before the stop", async () => {
+    const proxy = await startRedisProxy(REDIS_URL);
+    const sim = await startSimFeed({ intervalMs: 20 });
+    try {
+      const poller = startPoller({
+        FEED: "backpack",
+        BACKPACK_WS_URL: sim.url,
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        KEY_PREFIX: prefix,
+      });
+      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+      const outcome = async (name: string) => sample(await scrape(port), "poller_entries_total", { outcome: name });
+      await waitFor("the snapshot written", async () => (await outcome("written")) >= ASSETS.length, 15_000);
+      // A blip long before the stop: one pipeline's reply dropped with its connection, counted lost.
+      await proxy.dropReplyTo("xadd");
+      await waitFor("a write given up", async () => (await outcome("lost")) >= 1, 15_000);
+      const writtenSince = await outcome("written");
+      await waitFor("writes going on", async () => (await outcome("written")) > writtenSince + 10, 15_000);
+      poller.child.kill("SIGTERM");
+      expect(await poller.exited).toBe(0);
+      expect(poller.logLines().map((entry) => entry.event)).not.toContain("poller_stop_writes_lost");
+      expect(poller.logLines().at(-1)?.event).toBe("poller_stopped");
     } finally {
       await sim.stop();
       await proxy.close();

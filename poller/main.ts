@@ -4,7 +4,8 @@
  *
  * Env (read once, validated, fail fast): REDIS_URL, KEY_PREFIX, FEED=auto|backpack|sim, BACKPACK_WS_URL,
  * SIM_WS_URL, POLLER_BOOK_SILENCE_MS (see config.ts); POLLER_METRICS_PORT, METRICS_HOST (platform/metrics.ts).
- * SIGINT/SIGTERM: close the socket, write what is queued (5 s at most, else exit 1), close Redis, exit 0.
+ * SIGINT/SIGTERM: close the socket, write what is queued (5 s at most, else exit 1), close Redis, exit 0; exit 1
+ * when writes in flight during the stop were given up (unanswered, or their connection closed) or refused.
  */
 import { ASSETS, validateAssets } from "../contract/markets.ts";
 import { keyspace } from "../contract/names.ts";
