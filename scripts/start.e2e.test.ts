@@ -571,7 +571,11 @@ async function checkMetrics(start: Child): Promise<void> {
     async () => {
       const s = await scrape(metricsPorts["engine-1"]!);
       // A snapshot after the close (SNAPSHOT_EVERY_MS 500), and a lag reported since (ENGINE_STATS_EVERY_MS 200).
-      return sample(s, "engine_snapshot_duration_seconds_count", { phase: "encode" }) >= 2 ? s : undefined;
+      // Before the engine's first snapshot the labelled histogram has no sample at all: not yet, rather than a miss.
+      const encodes = 'engine_snapshot_duration_seconds_count{phase="encode"}';
+      return s.has(encodes) && sample(s, "engine_snapshot_duration_seconds_count", { phase: "encode" }) >= 2
+        ? s
+        : undefined;
     },
     15_000,
     "the engine's snapshot metrics",
