@@ -59,6 +59,22 @@ function metricsPort(poller: ReturnType<typeof startPoller>): number | undefined
   return poller.logLines().find((entry) => entry.event === "metrics_listening")?.port as number | undefined;
 }
 
+/**
+ * A poller reading `sim` as its live feed and writing through `proxy`, once it serves its metrics; `entries(outcome)`
+ * reads its `poller_entries_total` for that outcome.
+ */
+async function startProxiedPoller(sim: { url: string }, proxy: { port: number }, keyPrefix: string) {
+  const poller = startPoller({
+    FEED: "backpack",
+    BACKPACK_WS_URL: sim.url,
+    REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+    KEY_PREFIX: keyPrefix,
+  });
+  const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
+  const entries = async (outcome: string) => sample(await scrape(port), "poller_entries_total", { outcome });
+  return { poller, port, entries };
+}
+
 describe("poller/main.ts", () => {
   it("publishes simulated prices and exits 0 on SIGTERM after a clean stop", async () => {
     const poller = startPoller({ FEED: "sim", KEY_PREFIX: prefix });
@@ -163,18 +179,8 @@ describe("poller/main.ts", () => {
     const proxy = await startRedisProxy(REDIS_URL);
     const sim = await startSimFeed({ intervalMs: 20 });
     try {
-      const poller = startPoller({
-        FEED: "backpack",
-        BACKPACK_WS_URL: sim.url,
-        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-        KEY_PREFIX: prefix,
-      });
-      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
-      await waitFor(
-        "written entries",
-        async () => sample(await scrape(port), "poller_entries_total", { outcome: "written" }) >= 4,
-        15_000,
-      );
+      const { poller, port, entries } = await startProxiedPoller(sim, proxy, prefix);
+      await waitFor("written entries", async () => (await entries("written")) >= 4, 15_000);
       // The feed goes quiet and the last updates are written: both connections are ready and idle, nothing is left.
       await sim.stop();
       await waitFor("the disconnected feed", () =>
@@ -209,18 +215,8 @@ describe("poller/main.ts", () => {
     // No walk and no heartbeats: after the snapshot, the only update is the one the test sets.
     const sim = await startSimFeed({ intervalMs: 60_000, heartbeatMs: 60_000 });
     try {
-      const poller = startPoller({
-        FEED: "backpack",
-        BACKPACK_WS_URL: sim.url,
-        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-        KEY_PREFIX: lostPrefix,
-      });
-      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
-      await waitFor(
-        "the snapshot written",
-        async () => sample(await scrape(port), "poller_entries_total", { outcome: "written" }) >= ASSETS.length,
-        15_000,
-      );
+      const { poller, entries } = await startProxiedPoller(sim, proxy, lostPrefix);
+      await waitFor("the snapshot written", async () => (await entries("written")) >= ASSETS.length, 15_000);
       // Redis stops answering on the pipeline of that one update: it is in flight, and nothing is queued after it.
       const frozen = proxy.freezeOn("xadd");
       sim.setQuote("BTC_USDC_PERP", "97000", "97000.5");
@@ -247,20 +243,13 @@ describe("poller/main.ts", () => {
     const proxy = await startRedisProxy(REDIS_URL);
     const sim = await startSimFeed({ intervalMs: 20 });
     try {
-      const poller = startPoller({
-        FEED: "backpack",
-        BACKPACK_WS_URL: sim.url,
-        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
-        KEY_PREFIX: prefix,
-      });
-      const port = await waitFor("the metrics port", () => metricsPort(poller), 15_000);
-      const outcome = async (name: string) => sample(await scrape(port), "poller_entries_total", { outcome: name });
-      await waitFor("the snapshot written", async () => (await outcome("written")) >= ASSETS.length, 15_000);
+      const { poller, entries } = await startProxiedPoller(sim, proxy, prefix);
+      await waitFor("the snapshot written", async () => (await entries("written")) >= ASSETS.length, 15_000);
       // A blip long before the stop: one pipeline's reply dropped with its connection, counted lost.
       await proxy.dropReplyTo("xadd");
-      await waitFor("a write given up", async () => (await outcome("lost")) >= 1, 15_000);
-      const writtenSince = await outcome("written");
-      await waitFor("writes going on", async () => (await outcome("written")) > writtenSince + 10, 15_000);
+      await waitFor("a write given up", async () => (await entries("lost")) >= 1, 15_000);
+      const writtenSince = await entries("written");
+      await waitFor("writes going on", async () => (await entries("written")) > writtenSince + 10, 15_000);
       poller.child.kill("SIGTERM");
       expect(await poller.exited).toBe(0);
       expect(poller.logLines().map((entry) => entry.event)).not.toContain("poller_stop_writes_lost");
